@@ -1,0 +1,39 @@
+# pneumoscan: `make demo` and `make test` work on a fresh machine (Python 3.11 and pip on PATH).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_OUT ?= demo_out
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench clean browser
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Train a small model on the bundled sample, evaluate it, predict, and say where everything is.
+demo: $(STAMP)
+	rm -rf $(DEMO_OUT)
+	$(BIN)/pneumoscan audit sample/chest_xray --json $(DEMO_OUT)/audit.json
+	$(BIN)/pneumoscan train --data sample/chest_xray --out $(DEMO_OUT)/run --model resnet10 --epochs 12 --patience 12 --val-fraction 0.2 --cache-dir $(DEMO_OUT)/cache
+	$(BIN)/pneumoscan evaluate --model $(DEMO_OUT)/run --data sample/chest_xray --json $(DEMO_OUT)/eval.json --n-boot 200
+	$(BIN)/pneumoscan predict --model $(DEMO_OUT)/run sample/chest_xray/test/PNEUMONIA --csv > $(DEMO_OUT)/predictions.csv
+	@echo
+	@echo "demo results in $(DEMO_OUT)/: run/ (model.safetensors, history.csv, config.json), eval.json, predictions.csv, audit.json"
+
+## Chromium for the browser tests (Debian package), installed only when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+test: $(STAMP) browser
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/train_full.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

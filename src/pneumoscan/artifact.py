@@ -1,0 +1,116 @@
+"""The self-describing model artifact: safetensors weights plus a JSON header that says how to use them."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pneumoscan import CLASS_NAMES, __version__
+from pneumoscan.errors import InputError
+from pneumoscan.models.registry import create_model
+
+ARTIFACT_NAME = "model.safetensors"
+_META_KEY = "pneumoscan"
+
+
+@dataclass
+class ArtifactMeta:
+    """Everything needed to run a model on a new image, and what is known about how good it is."""
+
+    model_name: str
+    model_config: dict[str, Any]
+    image_size: int
+    mean: float
+    std: float
+    threshold: float = 0.5
+    target_recall: float | None = None
+    train_prevalence: float = 0.5
+    class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
+    training: dict[str, Any] = field(default_factory=dict)
+    val_metrics: dict[str, Any] = field(default_factory=dict)
+    test_metrics: dict[str, Any] = field(default_factory=dict)
+    val_scores: dict[str, list[float]] = field(default_factory=dict)  # validation labels and probabilities
+    tta: bool = False
+    version: str = __version__
+
+    def threshold_for_recall(self, target_recall: float) -> float:
+        """Operating threshold for `target_recall`, chosen on the stored validation scores."""
+        from pneumoscan.evaluation.thresholds import threshold_for_recall
+
+        if not self.val_scores.get("labels"):
+            raise InputError("this model stores no validation scores; pass --threshold instead of --target-recall")
+        return float(threshold_for_recall(self.val_scores["labels"], self.val_scores["probs"], target_recall))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ArtifactMeta":
+        data = json.loads(text)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def default_model_path() -> Path:
+    """The model shipped inside the package."""
+    return Path(__file__).parent / "weights" / "default.safetensors"
+
+
+def resolve_model_path(model: str | os.PathLike | None) -> Path:
+    """An artifact path from a run directory, an artifact file, or None (the shipped default)."""
+    if model is None:
+        path = default_model_path()
+        if not path.is_file():
+            raise InputError(f"{path}: the default model is not installed; pass --model RUN_DIR or a .safetensors file")
+        return path
+    path = Path(model)
+    if path.is_dir():
+        path = path / ARTIFACT_NAME
+        if not path.is_file():
+            raise InputError(f"{model}: no {ARTIFACT_NAME} in this folder; train first or point --model at an artifact")
+    elif not path.is_file():
+        raise InputError(f"{path}: no such model file or run folder; pass --model RUN_DIR or a .safetensors file")
+    return path
+
+
+def save_artifact(path: str | os.PathLike, model: nn.Module, meta: ArtifactMeta) -> Path:
+    """Write weights and metadata atomically (temp file + rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(tensors, str(tmp), metadata={_META_KEY: meta.to_json()})
+    os.replace(tmp, path)
+    return path
+
+
+def read_meta(path: str | os.PathLike) -> ArtifactMeta:
+    """Only the metadata of an artifact (no weights loaded)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = (handle.metadata() or {}).get(_META_KEY)
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise InputError(f"{path}: not a pneumoscan model file ({err}); pass a model.safetensors written by pneumoscan") from None
+    if header is None:
+        raise InputError(f"{path}: safetensors file without pneumoscan metadata; pass a model written by pneumoscan train")
+    return ArtifactMeta.from_json(header)
+
+
+def load_artifact(path: str | os.PathLike | None, device: str | torch.device = "cpu") -> tuple[nn.Module, ArtifactMeta]:
+    """Build the model described by an artifact and load its weights; never unpickles anything."""
+    from safetensors.torch import load_file
+
+    path = resolve_model_path(path)
+    meta = read_meta(path)
+    model = create_model(meta.model_name, **meta.model_config)
+    model.load_state_dict(load_file(str(path), device=str(device)))
+    return model.to(device).eval(), meta

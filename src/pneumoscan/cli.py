@@ -1,0 +1,219 @@
+"""The `pneumoscan` command line: audit, train, evaluate, predict and the rest of the pipeline."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from pneumoscan import __version__
+from pneumoscan.errors import PneumoscanError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _write_json(path: str, data: object) -> None:
+    if path == "-":
+        print(json.dumps(data, indent=2))
+    else:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(data, indent=2))
+
+
+def _operating_point(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("operating point")
+    group.add_argument("--threshold", type=float, help="decide PNEUMONIA when P >= this (overrides the stored threshold)")
+    group.add_argument("--target-recall", type=float,
+                       help="choose the threshold for this recall on the model's stored validation scores")
+    group.add_argument("--prevalence", type=float,
+                       help="pneumonia prevalence of your patients (0-1); probabilities are re-weighted by Bayes' rule")
+
+
+def _model_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="run folder or model.safetensors (default: the model shipped with pneumoscan)")
+
+
+# -- commands ------------------------------------------------------------------------------------
+def cmd_models(args: argparse.Namespace) -> int:
+    from pneumoscan.models.registry import create_model, get_spec, list_models
+
+    print(f"{'name':<10}{'params':>10}{'size':>6}  description")
+    for name in list_models():
+        spec = get_spec(name)
+        params = sum(p.numel() for p in create_model(name).parameters())
+        print(f"{name:<10}{params:>10,}{spec.image_size:>6}  {spec.description}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from pneumoscan.data.audit import audit, format_audit
+
+    report = audit(args.data)
+    print(format_audit(report))
+    if args.json:
+        _write_json(args.json, report)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.trainer import train
+
+    resume_cfg = Path(args.out) / "config.json"
+    if args.resume and resume_cfg.exists():
+        cfg = TrainConfig.from_dict(json.loads(resume_cfg.read_text()))
+        cfg.image_size = json.loads(resume_cfg.read_text()).get("image_size")
+        if args.epochs is not None:
+            cfg.epochs = args.epochs
+    else:
+        if not args.data:
+            raise PneumoscanError("train needs --data DIR (a folder with train/NORMAL and train/PNEUMONIA)")
+        overrides = {k: v for k, v in vars(args).items() if v is not None and k in TrainConfig.__dataclass_fields__}
+        cfg = TrainConfig(**overrides)
+    path = train(cfg, resume=args.resume, progress=not args.quiet)
+    from pneumoscan.artifact import read_meta
+
+    meta = read_meta(path)
+    val = meta.val_metrics
+    print(f"model: {path}")
+    print(f"validation: AUC {val['roc_auc']['value']:.4f}  recall {val['recall']['value']:.4f}  "
+          f"specificity {val['specificity']['value']:.4f}  at threshold {meta.threshold:.4f} "
+          f"(target recall {meta.target_recall})")
+    print(f"history: {Path(cfg.out) / 'history.csv'}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from pneumoscan.evaluation.bootstrap import classification_report_text
+    from pneumoscan.evaluation.evaluate import evaluate
+    from pneumoscan.inference.predictor import Predictor
+
+    predictor = Predictor(args.model, backend=args.backend, threshold=args.threshold, target_recall=args.target_recall,
+                          prevalence=args.prevalence)
+    result = evaluate(predictor, args.data, args.split, n_boot=args.n_boot, seed=args.seed)
+    summary = result.summary
+    print(f"{summary['split']}: {summary['n']} images ({summary['n_negative']} NORMAL, {summary['n_positive']} PNEUMONIA), "
+          f"threshold {summary['threshold']:.4f}")
+    for key in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc", "brier"):
+        value, (lo, hi) = summary[key]["value"], summary[key]["ci95"]
+        print(f"  {key:<12}{value:8.4f}   95% CI [{lo:.4f}, {hi:.4f}]")
+    (tn, fp), (fn, tp) = summary["confusion_matrix"]["matrix"]
+    print(f"  confusion    TN {tn}  FP {fp}  FN {fn}  TP {tp}")
+    for name, info in summary["recall_by_cause"].items():
+        print(f"  recall {name:<8}{info['recall']:.4f} (n={info['n']})")
+    print(classification_report_text(result.images.labels, (result.probs >= predictor.threshold).astype(int)))
+    for message in result.images.skipped:
+        print(f"skipped: {message}", file=sys.stderr)
+    if args.json:
+        _write_json(args.json, summary)
+    if args.predictions:
+        with open(args.predictions, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "label", "prob"])
+            writer.writerows((str(s.path), s.label, f"{p:.6f}") for s, p in zip(result.images.samples, result.probs))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pneumoscan.inference.predictor import Predictor
+
+    predictor = Predictor(args.model, backend=args.backend, threshold=args.threshold, target_recall=args.target_recall,
+                          prevalence=args.prevalence)
+    results = predictor.predict_files(args.paths)
+    rows = [r.to_dict() for r in results]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif args.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        for r in results:
+            if r.error is None:
+                print(f"{r.label:<10} P(pneumonia)={r.probability:.4f}  {r.path}")
+    failed = [r for r in results if r.error]
+    for r in failed:
+        print(f"pneumoscan: error: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+# -- parser --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pneumoscan", description=__doc__.split(":")[0] + ": pneumonia on chest X-rays.")
+    parser.add_argument("--version", action="version", version=f"pneumoscan {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("models", help="list the registered model architectures")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("audit", help="count images, patients, sizes, unreadable files and duplicates in a dataset")
+    p.add_argument("data", help="data folder (train/ val/ test/ with NORMAL/ PNEUMONIA/) or CSV manifest")
+    p.add_argument("--json", help="also write the audit as JSON to this file ('-' for stdout)")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("train", help="train a classifier; validation is carved from train by patient")
+    p.add_argument("--data", help="data folder with train/NORMAL and train/PNEUMONIA (or class folders, or CSV)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, history.csv, config.json, model.safetensors")
+    p.add_argument("--model", help="architecture from `pneumoscan models` (default: resnet10)")
+    p.add_argument("--image-size", type=int, help="input size in pixels (default: the model's own)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (default 30)")
+    p.add_argument("--batch-size", type=int, help="batch size (default 64)")
+    p.add_argument("--lr", type=float, help="peak learning rate of AdamW (default 2e-3)")
+    p.add_argument("--seed", type=int, help="seed for split, initialisation, order and augmentation (default 0)")
+    p.add_argument("--patience", type=int, help="stop after this many epochs without a better val AUC (default 8)")
+    p.add_argument("--val-fraction", type=float, help="share of train patients held out for validation (default 0.15)")
+    p.add_argument("--use-given-val", action="store_true", default=None, help="validate on DATA/val instead of a patient split")
+    p.add_argument("--target-recall", type=float, help="recall the stored threshold is chosen for, on validation (default 0.95)")
+    p.add_argument("--augment", type=float, help="augmentation strength, 0 = off (default 1.0)")
+    p.add_argument("--balance", choices=["weighted", "sampler", "none"], help="class-imbalance handling (default weighted)")
+    p.add_argument("--label-smoothing", type=float, help="label smoothing (default 0)")
+    p.add_argument("--ema-decay", type=float, help="exponential moving average of weights, e.g. 0.999 (default off)")
+    p.add_argument("--tta", action="store_true", default=None, help="average each prediction with its mirror image")
+    p.add_argument("--max-images", type=int, help="use at most this many images per class (quick experiments)")
+    p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/pneumoscan)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics with 95%% bootstrap intervals on a labelled split")
+    _model_arg(p)
+    p.add_argument("--data", required=True, help="data folder (uses test/ when present) or CSV manifest")
+    p.add_argument("--split", help="which split folder to evaluate (default: test)")
+    p.add_argument("--json", help="write the metrics as JSON to this file ('-' for stdout)")
+    p.add_argument("--predictions", help="write per-image probabilities to this CSV")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine (default torch)")
+    _operating_point(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="P(pneumonia) and label for image files or folders")
+    _model_arg(p)
+    p.add_argument("paths", nargs="+", help="image files (JPEG, PNG, TIFF, DICOM) or folders")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON")
+    fmt.add_argument("--csv", action="store_true", help="print CSV")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine (default torch)")
+    _operating_point(p)
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PneumoscanError as err:
+        print(f"pneumoscan: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pneumoscan: interrupted; a training run continues with `pneumoscan train --out RUN_DIR --resume`",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

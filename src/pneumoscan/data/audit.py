@@ -1,0 +1,84 @@
+"""`pneumoscan audit`: what a dataset holds and what is wrong with it."""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from pneumoscan import CLASS_NAMES
+from pneumoscan.data.decode import read_grayscale
+from pneumoscan.data.layout import Sample, discover
+from pneumoscan.data.patients import patient_id
+from pneumoscan.errors import InputError
+
+
+def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None]:
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        gray = read_grayscale(data, name=str(path))
+    except InputError as err:
+        return digest, None, str(err)
+    return digest, (int(gray.shape[1]), int(gray.shape[0])), None
+
+
+def audit(root: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
+    """Counts, patients, image sizes, unreadable files, duplicates and cross-split overlaps of a dataset."""
+    splits = discover(root)
+    everything: list[tuple[str, Sample]] = [(name, s) for name, samples in splits.items() for s in samples]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        inspected = list(tqdm(pool.map(lambda item: _inspect(item[1].path), everything), total=len(everything),
+                              desc="reading", unit="img", disable=not progress, leave=False))
+    report: dict[str, Any] = {"root": str(root), "splits": {}}
+    by_hash: dict[str, list[str]] = defaultdict(list)
+    patients_by_split: dict[str, set[str]] = defaultdict(set)
+    unreadable: list[str] = []
+    for (split, sample), (digest, size, error) in zip(everything, inspected):
+        by_hash[digest].append(f"{split}/{CLASS_NAMES[sample.label]}/{sample.path.name}")
+        patients_by_split[split].add(patient_id(sample.path))
+        if error:
+            unreadable.append(error)
+    for split, samples in splits.items():
+        rows = [(s, inspected[i]) for i, (name, s) in enumerate(everything) if name == split]
+        sizes = [info[1] for _, info in rows if info[1] is not None]
+        widths = [w for w, _ in sizes]
+        report["splits"][split] = {
+            "images": {c: sum(1 for s, _ in rows if s.label == i) for i, c in enumerate(CLASS_NAMES)},
+            "patients": {c: len({patient_id(s.path) for s, _ in rows if s.label == i}) for i, c in enumerate(CLASS_NAMES)},
+            "width_min": min(widths, default=None), "width_max": max(widths, default=None),
+            "most_common_sizes": [f"{w}x{h}" for (w, h), _ in Counter(sizes).most_common(3)],
+        }
+    duplicates = [names for names in by_hash.values() if len(names) > 1]
+    names = list(patients_by_split)
+    report["unreadable"] = sorted(unreadable)
+    report["duplicate_groups"] = sorted(duplicates)
+    report["cross_split_duplicates"] = [g for g in duplicates if len({n.split("/")[0] for n in g}) > 1]
+    report["patient_ids_in_two_splits"] = {
+        f"{a}+{b}": len(patients_by_split[a] & patients_by_split[b]) for i, a in enumerate(names) for b in names[i + 1:]
+    }
+    report["note"] = ("Kermany patient numbers restart in each split, so shared patient IDs across splits are not "
+                      "necessarily the same child; byte-identical files across splits are real leaks.")
+    return report
+
+
+def format_audit(report: dict[str, Any]) -> str:
+    """The audit as a plain-text table."""
+    lines = [f"{'split':<8}{'NORMAL':>8}{'PNEUMONIA':>11}{'patients N/P':>15}  sizes (w min-max, most common)"]
+    for split, info in report["splits"].items():
+        img, pat = info["images"], info["patients"]
+        lines.append(f"{split:<8}{img['NORMAL']:>8}{img['PNEUMONIA']:>11}{pat['NORMAL']:>8}/{pat['PNEUMONIA']:<6}"
+                     f"  {info['width_min']}-{info['width_max']}, {', '.join(info['most_common_sizes'])}")
+    lines.append(f"unreadable files: {len(report['unreadable'])}")
+    lines += [f"  {msg}" for msg in report["unreadable"][:20]]
+    lines.append(f"byte-identical duplicate groups: {len(report['duplicate_groups'])} "
+                 f"({len(report['cross_split_duplicates'])} across splits)")
+    lines += [f"  {' = '.join(group)}" for group in report["cross_split_duplicates"][:20]]
+    for pair, count in report["patient_ids_in_two_splits"].items():
+        lines.append(f"patient IDs in both {pair}: {count}")
+    lines.append(f"note: {report['note']}")
+    return "\n".join(lines)

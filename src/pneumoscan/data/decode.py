@@ -1,0 +1,329 @@
+"""Decode one X-ray image (JPEG, PNG, TIFF, BMP or DICOM) into a 2-D uint8 grayscale array.
+
+Every problem with the input itself (missing, empty, truncated, not an image, too large,
+an undecodable DICOM) is raised as a one-line :class:`~pneumoscan.errors.InputError` that
+starts with the file's name and says what to do. Nothing else escapes for bad input bytes.
+
+Decisions:
+
+* Format detection is by content: DICOM when bytes 128:132 are ``b"DICM"``, otherwise Pillow
+  identifies the file, so the extension never matters.
+* 8-bit grayscale images are returned as stored. Data with more than 8 bits (16-bit PNG/TIFF,
+  32-bit or float TIFF, 12/16-bit DICOM without a window) is scaled linearly so its min -> 0 and
+  its max -> 255; a constant image becomes all zeros.
+* Colour becomes luminance with Pillow's ITU-R 601-2 ``"L"`` conversion.
+* Alpha (``LA``, ``RGBA``, ``PA``, transparent palette entries) is composited on **black** and
+  then dropped: transparent pixels read as 0, like the background of an X-ray.
+* DICOM: Modality LUT (rescale slope/intercept), then the VOI LUT or the first window
+  (Window Center/Width), mapped over the window's full output range to 0..255; no VOI -> min-max
+  of the data, except unsigned 8-bit data with an identity Modality LUT, which is kept as stored
+  (so the same image as DICOM or PNG decodes identically). MONOCHROME1 is inverted at the end.
+  Header values other than image geometry are never read, and exception text from pydicom is
+  never copied into messages or exception chains (it could quote header values).
+* Pillow's own decompression-bomb guard (``2 * Image.MAX_IMAGE_PIXELS``) stays a hard cap even
+  when ``max_pixels`` is set above it; both end up as InputError.
+* Warnings filters are not touched (``warnings.catch_warnings`` is not thread-safe); if warnings
+  are turned into errors, they are reported as InputError like any other decoding failure.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pneumoscan.errors import InputError
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+__all__ = ["DEFAULT_MAX_PIXELS", "is_dicom", "read_grayscale"]
+
+DEFAULT_MAX_PIXELS: int = 150_000_000
+"""Largest accepted width * height (decompression-bomb limit); override per call."""
+
+_PIL_FORMATS = ("JPEG", "PNG", "TIFF", "BMP")  # JPEG also opens MPO (camera) files
+_GIVE = "give a JPEG, PNG, TIFF or DICOM file"
+_DICOM_DECODERS = "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
+_ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
+_MAX_REASON = 120
+
+
+def is_dicom(head: bytes) -> bool:
+    """True when bytes 128:132 are b'DICM' (pass at least the first 132 bytes)."""
+    return len(head) >= 132 and bytes(head[128:132]) == b"DICM"
+
+
+def read_grayscale(
+    source: str | os.PathLike[str] | bytes,
+    *,
+    name: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: int | None = None,
+) -> np.ndarray:
+    """Decode an image file (path) or in-memory bytes into a 2-D uint8 grayscale array (H, W).
+
+    `name` labels error messages (for bytes input, e.g. an upload's filename; it also overrides
+    the path). `draft_size`: JPEGs may be decoded at 1/2, 1/4 or 1/8 size with Pillow's draft
+    mode, keeping both sides >= draft_size (never below it). Raises InputError for anything
+    unusable; ValueError/TypeError only for invalid arguments.
+    """
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
+    if draft_size is not None and draft_size < 1:
+        raise ValueError(f"draft_size must be >= 1 or None, got {draft_size}")
+
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        label = _one_line(name) if name is not None else "<upload>"
+        data = bytes(source)
+    elif isinstance(source, (str, os.PathLike)):
+        label = _one_line(name if name is not None else os.fsdecode(source))
+        data = _read_file(source, label)
+    else:
+        raise TypeError(f"source must be a path or bytes, not {type(source).__name__}")
+
+    if not data:
+        raise InputError(f"{label}: empty file (0 bytes); {_GIVE}")
+    if is_dicom(data):
+        return _read_dicom(data, label, max_pixels)
+    return _read_pil(data, label, max_pixels, draft_size)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _one_line(text: str, limit: int | None = None) -> str:
+    """Collapse whitespace/control characters so a message stays on one line."""
+    cleaned = " ".join("".join(c if c.isprintable() else " " for c in str(text)).split())
+    if limit is not None and len(cleaned) > limit:
+        cleaned = cleaned[: limit - 3] + "..."
+    return cleaned
+
+
+def _read_file(path: str | os.PathLike[str], label: str) -> bytes:
+    """Read a whole file once, turning OS errors into InputError."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{label}: file not found; check the path") from None
+    except IsADirectoryError:
+        raise InputError(f"{label}: is a directory, not an image file; {_GIVE}") from None
+    except OSError as exc:
+        if os.path.isdir(path):
+            raise InputError(f"{label}: is a directory, not an image file; {_GIVE}") from None
+        reason = _one_line(exc.strerror or type(exc).__name__, _MAX_REASON)
+        raise InputError(f"{label}: cannot read the file ({reason}); check it exists and is readable") from None
+    except ValueError:  # e.g. embedded NUL character in the path
+        raise InputError(f"{label}: not a valid file path; check the path") from None
+
+
+def _too_large(label: str, width: int, height: int, max_pixels: int) -> InputError:
+    return InputError(
+        f"{label}: image too large ({width} x {height} = {width * height} pixels, "
+        f"limit {max_pixels}); downscale it or raise the pixel limit"
+    )
+
+
+def _to_uint8(arr: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+    """Scale linearly so lo -> 0 and hi -> 255 (default: finite min/max), clip, round to uint8.
+
+    A constant image (hi == lo) and non-finite values become 0.
+    """
+    values = np.asarray(arr, dtype=np.float64)
+    finite = np.isfinite(values)
+    if lo is None or hi is None:
+        if not finite.any():
+            return np.zeros(values.shape, dtype=np.uint8)
+        if finite.all():
+            lo, hi = float(values.min()), float(values.max())
+        else:
+            lo, hi = float(values[finite].min()), float(values[finite].max())
+    span = hi - lo
+    if not np.isfinite(span) or span == 0:
+        return np.zeros(values.shape, dtype=np.uint8)
+    with np.errstate(all="ignore"):
+        out = (values - lo) * (255.0 / span)
+    out = np.where(finite, out, 0.0)
+    np.clip(out, 0.0, 255.0, out=out)
+    return np.rint(out).astype(np.uint8)
+
+
+def _rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) array -> (H, W) uint8 luminance, via Pillow's RGB -> L conversion."""
+    if rgb.dtype != np.uint8:
+        rgb = _to_uint8(rgb)
+    return np.array(Image.fromarray(np.ascontiguousarray(rgb), "RGB").convert("L"), dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------- Pillow
+
+
+def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) -> np.ndarray:
+    """Decode JPEG/PNG/TIFF/BMP with Pillow: size check before decoding, EXIF orientation."""
+    try:
+        with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as im:
+            width, height = im.size
+            if width * height > max_pixels:
+                raise _too_large(label, width, height, max_pixels)
+            if width < 1 or height < 1:
+                raise InputError(f"{label}: image has no pixels ({width} x {height}); {_GIVE}")
+            if draft_size is not None and im.format in ("JPEG", "MPO"):
+                im.draft("L", (draft_size, draft_size))
+            im.load()
+            try:
+                ImageOps.exif_transpose(im, in_place=True)
+            except Exception:  # noqa: BLE001 - broken EXIF: keep the stored orientation
+                pass
+            out = _pil_to_gray(im)
+    except InputError:
+        raise
+    except UnidentifiedImageError:
+        raise InputError(f"{label}: not a readable image (cannot identify image file); {_GIVE}") from None
+    except Image.DecompressionBombError as exc:
+        reason = _one_line(str(exc), _MAX_REASON)
+        raise InputError(f"{label}: image too large ({reason}); downscale it and try again") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure on bad bytes is the input's fault
+        reason = _one_line(str(exc) or type(exc).__name__, _MAX_REASON)
+        raise InputError(
+            f"{label}: not a readable image ({reason}); the file may be truncated or damaged, {_GIVE}"
+        ) from exc
+    if out.ndim != 2 or out.size == 0:
+        raise InputError(f"{label}: decoded to an unusable array of shape {out.shape}; {_GIVE}")
+    return out
+
+
+def _pil_to_gray(im: Image.Image) -> np.ndarray:
+    """Loaded Pillow image of any mode -> (H, W) uint8."""
+    mode = im.mode
+    if mode == "L" and "transparency" not in im.info:
+        return np.array(im, dtype=np.uint8)
+    if mode in ("I", "F") or mode.startswith("I;"):
+        return _to_uint8(np.asarray(im))
+    if mode in _ALPHA_MODES or (mode in ("P", "L", "RGB") and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        gray = np.asarray(rgba.convert("L"), dtype=np.uint16)
+        alpha = np.asarray(rgba.getchannel("A"), dtype=np.uint16)
+        return ((gray * alpha + 127) // 255).astype(np.uint8)  # composite on black
+    return np.array(im.convert("L"), dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------- DICOM
+
+
+def _read_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
+    """Decode a single-frame DICOM image: Modality LUT, VOI LUT/window, MONOCHROME1 inversion.
+
+    Errors are raised ``from None`` and never quote pydicom's text: it may contain header values.
+    """
+    try:
+        import pydicom
+        from pydicom.pixels import apply_color_lut, get_decoder
+    except ImportError:
+        raise InputError(f"{label}: is a DICOM file but pydicom is not installed; pip install pydicom") from None
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except Exception:  # noqa: BLE001
+        raise InputError(f"{label}: damaged DICOM header, cannot be read; give a complete, valid DICOM file") from None
+
+    try:
+        has_pixels = any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+        frames_value = ds.get("NumberOfFrames", None)
+        frames = int(frames_value) if frames_value not in (None, "") else 1
+        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        photometric = str(ds.get("PhotometricInterpretation", "") or "MONOCHROME2").strip().upper()
+        tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        compressed = bool(tsyntax is not None and tsyntax.is_compressed)
+        tsyntax_name = _one_line(tsyntax.name, _MAX_REASON) if tsyntax is not None else "unknown"
+    except Exception:  # noqa: BLE001
+        raise InputError(f"{label}: damaged DICOM image header; give a complete, valid DICOM file") from None
+
+    if not has_pixels:
+        raise InputError(
+            f"{label}: DICOM file has no pixel data (not an image, e.g. a report); give a DICOM image"
+        )
+    if frames > 1:
+        raise InputError(
+            f"{label}: multi-frame DICOM ({frames} frames) is not supported; export one frame as a single image"
+        )
+    if rows < 1 or cols < 1:
+        raise InputError(f"{label}: DICOM image has no rows/columns; give a complete, valid DICOM file")
+    if rows * cols > max_pixels:
+        raise _too_large(label, cols, rows, max_pixels)
+    if compressed:
+        try:
+            available = get_decoder(tsyntax).is_available
+        except Exception:  # noqa: BLE001 - no decoder exists for this transfer syntax
+            available = False
+        if not available:
+            raise InputError(
+                f"{label}: compressed DICOM ({tsyntax_name}) cannot be decoded, no decoder installed; "
+                f"{_DICOM_DECODERS}"
+            )
+
+    try:
+        arr = np.asarray(ds.pixel_array)
+    except Exception:  # noqa: BLE001
+        if compressed:
+            raise InputError(
+                f"{label}: cannot decode the compressed DICOM pixel data ({tsyntax_name}); the file may be "
+                f"damaged, or a decoder is missing: {_DICOM_DECODERS}"
+            ) from None
+        raise InputError(
+            f"{label}: cannot decode the DICOM pixel data; the file may be truncated or damaged, "
+            "give a complete DICOM file"
+        ) from None
+
+    try:
+        if photometric == "PALETTE COLOR" and arr.ndim == 2:
+            arr = np.asarray(apply_color_lut(arr, ds))
+        if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+            out = _rgb_to_gray(arr[..., :3])
+        elif arr.ndim == 2:
+            out = _dicom_mono(arr, ds)
+            if photometric == "MONOCHROME1":
+                out = 255 - out
+        else:
+            raise ValueError("unexpected pixel array shape")
+    except Exception:  # noqa: BLE001
+        raise InputError(
+            f"{label}: DICOM pixel data has an unsupported layout ({photometric}, {arr.ndim}-D); "
+            "give a single-frame grayscale or RGB DICOM image"
+        ) from None
+    return np.ascontiguousarray(out, dtype=np.uint8)
+
+
+def _dicom_mono(raw: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Monochrome stored values -> uint8 through Modality LUT and VOI (window or LUT)."""
+    from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing
+
+    values = np.asarray(apply_modality_lut(raw, ds))
+
+    if ds.get("VOILUTSequence"):
+        try:
+            descriptor = ds.VOILUTSequence[0].LUTDescriptor
+            entries, first_mapped = int(descriptor[0]) or 2**16, int(descriptor[1])
+            # The LUT's output range: every table entry, read through the same function.
+            table = np.asarray(apply_voi(np.arange(first_mapped, first_mapped + entries), ds))
+            ints = values if np.issubdtype(values.dtype, np.integer) else np.rint(values).astype(np.int64)
+            return _to_uint8(np.asarray(apply_voi(ints, ds)), float(table.min()), float(table.max()))
+        except Exception:  # noqa: BLE001 - bad VOI LUT: fall back to the window or min-max
+            pass
+
+    if ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+        try:
+            with np.errstate(all="ignore"):
+                windowed = np.asarray(apply_windowing(values, ds), dtype=np.float64)
+                # The window's output range, found by sending -inf/+inf through the same function.
+                y_min, y_max = np.asarray(apply_windowing(np.array([-np.inf, np.inf]), ds), dtype=np.float64)
+            if np.isfinite(y_min) and np.isfinite(y_max) and y_max != y_min:
+                return _to_uint8(windowed, float(y_min), float(y_max))
+        except Exception:  # noqa: BLE001 - invalid window (e.g. width < 1): fall back to min-max
+            pass
+
+    if raw.dtype == np.uint8 and int(ds.get("BitsStored", 8) or 8) == 8 and np.array_equal(values, raw):
+        return np.array(raw, dtype=np.uint8)
+    return _to_uint8(values)

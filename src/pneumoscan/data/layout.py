@@ -1,0 +1,112 @@
+"""Find labelled images on disk: split folders, class folders or a CSV manifest."""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from pneumoscan import CLASS_NAMES
+from pneumoscan.errors import InputError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".dcm", ".dicom", ""})
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled image: path and label (0 = NORMAL, 1 = PNEUMONIA)."""
+
+    path: Path
+    label: int
+
+
+def is_image_path(path: Path) -> bool:
+    """Whether a file looks like an image by name (DICOM often has no extension)."""
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def label_index(name: str, where: str) -> int:
+    """Map a class name (case-insensitive) to its index, or raise InputError naming `where`."""
+    upper = name.strip().upper()
+    if upper not in CLASS_NAMES:
+        raise InputError(f"{where}: unknown label {name!r}; use one of {', '.join(CLASS_NAMES)}")
+    return CLASS_NAMES.index(upper)
+
+
+def _child_dirs(folder: Path) -> dict[str, Path]:
+    return {p.name.lower(): p for p in folder.iterdir() if p.is_dir()}
+
+
+def _class_folder_samples(folder: Path) -> list[Sample]:
+    children = _child_dirs(folder)
+    samples: list[Sample] = []
+    for label, name in enumerate(CLASS_NAMES):
+        class_dir = children.get(name.lower())
+        if class_dir is None:
+            raise InputError(f"{folder}: no {name} folder; expected class folders {' and '.join(CLASS_NAMES)}")
+        files = sorted(p for p in class_dir.rglob("*") if is_image_path(p))
+        if not files:
+            raise InputError(f"{class_dir}: class folder is empty; add {name} images or remove the folder's split")
+        samples.extend(Sample(p, label) for p in files)
+    return samples
+
+
+def read_manifest(csv_path: Path) -> list[Sample]:
+    """Read a `path,label` CSV; relative paths are relative to the CSV's folder."""
+    samples: list[Sample] = []
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"path", "label"} <= {f.strip().lower() for f in reader.fieldnames}:
+            raise InputError(f"{csv_path}: a manifest needs a header line 'path,label'")
+        for line_no, row in enumerate(reader, start=2):
+            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+            where = f"{csv_path}:{line_no}"
+            path = Path(row["path"])
+            path = path if path.is_absolute() else csv_path.parent / path
+            if not path.is_file():
+                raise InputError(f"{where}: file {path} does not exist; fix the path in the manifest")
+            samples.append(Sample(path, label_index(row["label"], where)))
+    if not samples:
+        raise InputError(f"{csv_path}: manifest lists no images")
+    return samples
+
+
+def discover(root: str | Path) -> dict[str, list[Sample]]:
+    """Labelled samples per split found under `root`.
+
+    Accepts a Kaggle/Mendeley root (`train/`, optional `val/`, `test/`, each with class folders),
+    a single folder of class folders (returned as split `all`), or a CSV manifest (split `all`).
+    """
+    root = Path(root)
+    if not root.exists():
+        raise InputError(f"{root}: no such file or folder; give the data folder (with train/ and test/) or a CSV manifest")
+    if root.is_file():
+        if root.suffix.lower() != ".csv":
+            raise InputError(f"{root}: expected a folder or a .csv manifest with columns path,label")
+        return {"all": read_manifest(root)}
+    children = _child_dirs(root)
+    splits = {name: children[name] for name in SPLITS if name in children}
+    if splits:
+        return {name: _class_folder_samples(folder) for name, folder in splits.items()}
+    if any(name.lower() in children for name in CLASS_NAMES):
+        return {"all": _class_folder_samples(root)}
+    raise InputError(
+        f"{root}: found neither train/ val/ test/ folders nor NORMAL/ PNEUMONIA/ class folders; "
+        "arrange the images as DATA/train/NORMAL, DATA/train/PNEUMONIA, ... or pass a CSV manifest"
+    )
+
+
+def evaluation_samples(root: str | Path, split: str | None = None) -> tuple[str, list[Sample]]:
+    """Samples to evaluate on: the named split, else `test`, else the only split present."""
+    found = discover(root)
+    if split is not None:
+        if split not in found:
+            raise InputError(f"{root}: no {split}/ split here (found: {', '.join(found)})")
+        return split, found[split]
+    for name in ("test", "all"):
+        if name in found:
+            return name, found[name]
+    if len(found) == 1:
+        name = next(iter(found))
+        return name, found[name]
+    raise InputError(f"{root}: no test/ split; pass --split with one of {', '.join(found)}")

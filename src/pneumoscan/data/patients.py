@@ -1,0 +1,27 @@
+"""Patient and cause parsed from Kermany-style file names."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+_NORMAL = re.compile(r"^(?P<patient>(?:NORMAL2-)?IM-\d+)(?:-\d+)+$", re.IGNORECASE)
+_PNEUMONIA = re.compile(r"^(?P<patient>person\d+)_(?P<cause>bacteria|virus)(?:_\d+)+$", re.IGNORECASE)
+
+
+def patient_id(path: str | Path) -> str:
+    """Patient key of an image: `IM-0115-0001.jpeg` -> `IM-0115`, `person19_virus_50.jpeg` -> `person19`.
+
+    Unknown names are their own patient (the file stem).
+    """
+    stem = Path(path).stem
+    for pattern in (_NORMAL, _PNEUMONIA):
+        match = pattern.match(stem)
+        if match:
+            return match.group("patient")
+    return stem
+
+
+def cause(path: str | Path) -> str | None:
+    """`bacteria` or `virus` for Kermany pneumonia file names, None otherwise."""
+    match = _PNEUMONIA.match(Path(path).stem)
+    return match.group("cause").lower() if match else None

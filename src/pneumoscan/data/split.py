@@ -1,0 +1,37 @@
+"""Patient-aware, class-stratified train/validation split."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from pneumoscan.data.layout import Sample
+from pneumoscan.data.patients import patient_id
+
+
+def patient_split(samples: list[Sample], val_fraction: float = 0.15, seed: int = 0) -> tuple[list[Sample], list[Sample]]:
+    """Split samples so that no patient is on both sides and each class keeps about `val_fraction` in validation.
+
+    Patients are grouped by their majority label and shuffled with `seed`; whole patients are moved to
+    validation until the class's image quota is met.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    by_patient: dict[str, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        by_patient[patient_id(sample.path)].append(sample)
+    rng = np.random.default_rng(seed)
+    val_patients: set[str] = set()
+    for label in (0, 1):
+        patients = sorted(p for p, items in by_patient.items() if round(np.mean([s.label for s in items])) == label)
+        order = rng.permutation(len(patients))
+        quota = val_fraction * sum(len(by_patient[p]) for p in patients)
+        taken = 0
+        for index in order:
+            if taken >= quota:
+                break
+            val_patients.add(patients[index])
+            taken += len(by_patient[patients[index]])
+    train = [s for s in samples if patient_id(s.path) not in val_patients]
+    val = [s for s in samples if patient_id(s.path) in val_patients]
+    return train, val

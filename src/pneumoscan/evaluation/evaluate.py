@@ -1,0 +1,51 @@
+"""Evaluate a model artifact on a labelled split: metrics with intervals, per cause, predictions."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pneumoscan.data.cache import ImageSet, load_image_set
+from pneumoscan.data.layout import evaluation_samples
+from pneumoscan.data.patients import cause
+from pneumoscan.evaluation.bootstrap import summarize
+from pneumoscan.evaluation.metrics import recall
+from pneumoscan.inference.predictor import Predictor
+
+
+@dataclass
+class Evaluation:
+    """Scores of one model on one split, and the summary computed from them."""
+
+    split: str
+    images: ImageSet
+    probs: np.ndarray
+    summary: dict[str, Any]
+
+
+def recall_by_cause(images: ImageSet, probs: np.ndarray, threshold: float) -> dict[str, dict[str, float]]:
+    """Recall among bacterial and among viral pneumonia (causes parsed from Kermany file names)."""
+    causes = np.array([cause(s.path) or "" for s in images.samples])
+    out: dict[str, dict[str, float]] = {}
+    for name in ("bacteria", "virus"):
+        mask = (causes == name) & (images.labels == 1)
+        if mask.any():
+            out[name] = {"n": int(mask.sum()), "recall": recall(images.labels[mask], (probs[mask] >= threshold).astype(int))}
+    return out
+
+
+def evaluate(
+    predictor: Predictor, data: str | os.PathLike, split: str | None = None, *, n_boot: int = 1000, seed: int = 0,
+    cache_dir: Path | None = None,
+) -> Evaluation:
+    """Predict every image of the split (cached decode) and summarise at the predictor's threshold."""
+    split_name, samples = evaluation_samples(data, split)
+    images = load_image_set(samples, predictor.size, cache_dir, desc=f"decoding {split_name}")
+    probs = predictor.predict_images(np.asarray(images.images))
+    summary = summarize(images.labels, probs, predictor.threshold, n_boot=n_boot, seed=seed)
+    summary.update(split=split_name, data=str(data), model=str(predictor.path), skipped=images.skipped,
+                   recall_by_cause=recall_by_cause(images, probs, predictor.threshold))
+    return Evaluation(split_name, images, probs, summary)

@@ -1,0 +1,42 @@
+"""Run a torch model over preprocessed uint8 images in batches."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from pneumoscan.data.preprocess import normalize
+
+
+def device_for(preferred: str | None = None) -> torch.device:
+    """CUDA when present (or when asked), else CPU."""
+    if preferred:
+        return torch.device(preferred)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: nn.Module, images: np.ndarray, mean: float, std: float, *, batch_size: int = 128, tta: bool = False
+) -> np.ndarray:
+    """Logits for uint8 images (N, S, S); with `tta`, the mean logit of the image and its mirror."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = np.empty(len(images), dtype=np.float32)
+    for start in range(0, len(images), batch_size):
+        x = normalize(np.asarray(images[start : start + batch_size]), mean, std).to(device)
+        logits = model(x)
+        if tta:
+            logits = (logits + model(torch.flip(x, dims=[3]))) / 2
+        out[start : start + len(x)] = logits.float().cpu().numpy()
+    return out
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function."""
+    return 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
+
+
+def predict_probs(model: nn.Module, images: np.ndarray, mean: float, std: float, *, batch_size: int = 128, tta: bool = False) -> np.ndarray:
+    """P(PNEUMONIA) for uint8 images (N, S, S)."""
+    return sigmoid(predict_logits(model, images, mean, std, batch_size=batch_size, tta=tta))

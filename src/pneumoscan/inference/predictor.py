@@ -1,0 +1,129 @@
+"""Predict P(pneumonia) for files, bytes or decoded images with a loaded model artifact."""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pneumoscan.artifact import ArtifactMeta, load_artifact, resolve_model_path
+from pneumoscan.data.layout import is_image_path
+from pneumoscan.data.preprocess import load_image
+from pneumoscan.errors import InputError
+from pneumoscan.evaluation.thresholds import adjust_for_prevalence
+from pneumoscan.inference.batch import predict_probs
+
+
+@dataclass
+class Prediction:
+    """One file's result; `error` is set (and the rest None) when the file could not be read."""
+
+    path: str
+    probability: float | None
+    label: str | None
+    threshold: float
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def expand_paths(paths: list[str | os.PathLike]) -> list[Path]:
+    """Files as given, folders expanded to the image files below them (sorted)."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if is_image_path(p))
+            if not found:
+                raise InputError(f"{path}: folder holds no image files (.jpg, .jpeg, .png, .tif, .bmp, .dcm)")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+class Predictor:
+    """A loaded model plus its operating point; the same object serves the CLI and the web service."""
+
+    def __init__(
+        self,
+        model: str | os.PathLike | None = None,
+        *,
+        backend: str = "torch",
+        threshold: float | None = None,
+        target_recall: float | None = None,
+        prevalence: float | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        self.path = resolve_model_path(model)
+        self.model, self.meta = load_artifact(self.path)
+        self.backend = backend
+        self.batch_size = batch_size
+        self.prevalence = prevalence
+        if threshold is not None and target_recall is not None:
+            raise InputError("give either --threshold or --target-recall, not both")
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise InputError(f"--threshold {threshold}: must be between 0 and 1")
+        raw = threshold if threshold is not None else (
+            self.meta.threshold_for_recall(target_recall) if target_recall is not None else self.meta.threshold)
+        # A recall-based threshold does not depend on prevalence, so it moves with the probabilities.
+        self.threshold = float(self._adjust(np.array([raw]))[0]) if threshold is None else float(raw)
+
+    @property
+    def size(self) -> int:
+        return self.meta.image_size
+
+    def _adjust(self, probs: np.ndarray) -> np.ndarray:
+        if self.prevalence is None:
+            return probs
+        if not 0.0 < self.prevalence < 1.0:
+            raise InputError(f"--prevalence {self.prevalence}: must be strictly between 0 and 1")
+        return adjust_for_prevalence(probs, self.meta.train_prevalence, self.prevalence)
+
+    def predict_images(self, images: np.ndarray) -> np.ndarray:
+        """P(PNEUMONIA) for preprocessed uint8 images (N, S, S), prevalence-adjusted when asked."""
+        probs = predict_probs(self.model, images, self.meta.mean, self.meta.std, batch_size=self.batch_size, tta=self.meta.tta)
+        return self._adjust(probs)
+
+    def label_for(self, prob: float) -> str:
+        return self.meta.class_names[int(prob >= self.threshold)]
+
+    def predict_bytes(self, data: bytes, name: str = "<upload>") -> Prediction:
+        """Predict one in-memory file; raises InputError when it is not a usable image."""
+        image = load_image(data, self.size, name=name)
+        prob = float(self.predict_images(image[None])[0])
+        return Prediction(name, prob, self.label_for(prob), self.threshold)
+
+    def predict_files(self, paths: list[str | os.PathLike], workers: int | None = None) -> list[Prediction]:
+        """Predict files and folders; unreadable files come back with `error` set, the rest are still predicted."""
+        files = expand_paths(paths)
+        size = self.size
+
+        def decode(path: Path) -> np.ndarray | str:
+            try:
+                return load_image(path, size)
+            except InputError as err:
+                return str(err)
+
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            decoded = list(pool.map(decode, files))
+        good = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
+        probs = self.predict_images(np.stack([decoded[i] for i in good])) if good else np.empty(0)
+        results = [Prediction(str(f), None, None, self.threshold, error=d) if isinstance(d, str) else None
+                   for f, d in zip(files, decoded)]
+        for i, prob in zip(good, probs):
+            results[i] = Prediction(str(files[i]), float(prob), self.label_for(float(prob)), self.threshold)
+        return results  # type: ignore[return-value]
+
+
+def describe(meta: ArtifactMeta) -> dict[str, object]:
+    """A short, JSON-friendly description of a model artifact (for `GET /model` and the CLI)."""
+    return {
+        "name": meta.model_name, "version": meta.version, "input_size": meta.image_size,
+        "normalization": {"mean": meta.mean, "std": meta.std}, "class_names": meta.class_names,
+        "threshold": meta.threshold, "target_recall": meta.target_recall, "tta": meta.tta,
+        "val_metrics": meta.val_metrics, "test_metrics": meta.test_metrics,
+    }

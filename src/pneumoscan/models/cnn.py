@@ -1,0 +1,34 @@
+"""The seeds' small convolutional network: conv-BN-ReLU-pool blocks and global pooling."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pneumoscan.models.registry import register_model
+
+
+def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    """3x3 convolution, batch norm, ReLU."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class SmallCNN(nn.Module):
+    """Four conv blocks with max pooling, global average pooling and a dropout head."""
+
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 128), dropout: float = 0.3) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        c_in = 1
+        for width in widths:
+            blocks += [conv_bn_relu(c_in, width), nn.MaxPool2d(2)]
+            c_in = width
+        self.features = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x)).squeeze(1)
+
+
+@register_model("cnn", description="small 4-block conv net (the seeds' CNN)", image_size=128, cam_layer="features.9")
+def cnn(widths: tuple[int, ...] = (32, 64, 128, 128), dropout: float = 0.3) -> nn.Module:
+    return SmallCNN(tuple(widths), dropout)

@@ -1,0 +1,42 @@
+"""Training configuration: every knob of a run, saved verbatim as RUN_DIR/config.json."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+DEFAULT_MODEL = "resnet10"
+
+
+@dataclass
+class TrainConfig:
+    """One training run. `image_size` None means the model's registered default."""
+
+    data: str
+    out: str
+    model: str = DEFAULT_MODEL
+    image_size: int | None = None
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    seed: int = 0
+    val_fraction: float = 0.15
+    use_given_val: bool = False
+    patience: int = 8
+    target_recall: float = 0.95
+    augment: float = 1.0
+    balance: str = "weighted"  # weighted loss | sampler | none
+    label_smoothing: float = 0.0
+    ema_decay: float = 0.0  # 0 disables the exponential moving average of weights
+    tta: bool = False
+    max_images: int | None = None  # cap per class, for quick experiments
+    cache_dir: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})

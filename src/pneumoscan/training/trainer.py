@@ -1,0 +1,279 @@
+"""The training loop: patient-aware split, cached images, augmentation, early stopping, resume."""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, save_artifact
+from pneumoscan.data.augment import AugmentConfig, augment_batch
+from pneumoscan.data.cache import ImageSet, load_image_set
+from pneumoscan.data.layout import Sample, discover
+from pneumoscan.data.patients import patient_id
+from pneumoscan.data.split import patient_split
+from pneumoscan.errors import InputError
+from pneumoscan.evaluation.bootstrap import summarize
+from pneumoscan.evaluation.metrics import roc_auc
+from pneumoscan.evaluation.thresholds import threshold_for_recall
+from pneumoscan.inference.batch import device_for, predict_logits, sigmoid
+from pneumoscan.models.registry import create_model, get_spec, model_config
+from pneumoscan.training.checkpoint import atomic_torch_save, load_checkpoint
+from pneumoscan.training.config import TrainConfig
+
+LAST_CHECKPOINT = "last.pt"
+HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "val_accuracy", "seconds", "images_per_s"]
+
+
+@dataclass
+class RunData:
+    """The images a run trains and validates on."""
+
+    train: ImageSet
+    val: ImageSet
+    split_record: dict[str, Any]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _cap_per_class(samples: list[Sample], cap: int | None, seed: int) -> list[Sample]:
+    if cap is None:
+        return samples
+    rng = np.random.default_rng(seed)
+    kept: list[Sample] = []
+    for label in (0, 1):
+        group = [s for s in samples if s.label == label]
+        kept += [group[i] for i in sorted(rng.permutation(len(group))[:cap])]
+    return kept
+
+
+def prepare_data(cfg: TrainConfig, image_size: int) -> RunData:
+    """Find, split and decode (through the cache) the training and validation images."""
+    found = discover(cfg.data)
+    train_split = "train" if "train" in found else "all"
+    if train_split not in found:
+        raise InputError(f"{cfg.data}: no train/ folder to train on; add DATA/train/NORMAL and DATA/train/PNEUMONIA")
+    samples = _cap_per_class(found[train_split], cfg.max_images, cfg.seed)
+    if cfg.use_given_val:
+        if "val" not in found:
+            raise InputError(f"{cfg.data}: --use-given-val needs a val/ folder; drop the flag to carve validation from train by patient")
+        train, val = samples, _cap_per_class(found["val"], cfg.max_images, cfg.seed)
+    else:
+        train, val = patient_split(samples, cfg.val_fraction, cfg.seed)
+    for name, part in (("training", train), ("validation", val)):
+        if len({s.label for s in part}) < 2:
+            raise InputError(f"{cfg.data}: the {name} split has only one class; add images of both classes")
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
+    train_set = load_image_set(train, image_size, cache_dir, desc="decoding train")
+    val_set = load_image_set(val, image_size, cache_dir, desc="decoding val")
+    record = {
+        "method": "given val/ folder" if cfg.use_given_val else "patient-aware stratified split of train",
+        "val_fraction": cfg.val_fraction,
+        "seed": cfg.seed,
+        "counts": {
+            name: {"NORMAL": int((s.labels == 0).sum()), "PNEUMONIA": int((s.labels == 1).sum()),
+                   "patients": len({patient_id(x.path) for x in s.samples})}
+            for name, s in (("train", train_set), ("val", val_set))
+        },
+        "skipped": train_set.skipped + val_set.skipped,
+        "val_files": [str(s.path) for s in val_set.samples],
+    }
+    return RunData(train_set, val_set, record)
+
+
+def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _image_stats(images: np.ndarray) -> tuple[float, float]:
+    sample = np.asarray(images[:: max(1, len(images) // 500)], dtype=np.float32) / 255.0
+    return float(sample.mean()), float(max(sample.std(), 1e-3))
+
+
+class Trainer:
+    """Trains one model for one `TrainConfig`, writing everything under `cfg.out`."""
+
+    def __init__(self, cfg: TrainConfig, *, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.progress = progress
+        spec = get_spec(cfg.model)
+        self.image_size = cfg.image_size or spec.image_size
+        extra = {"image_size": self.image_size} if cfg.model == "mlp" else {}
+        self.model_cfg = model_config(cfg.model, **extra)
+        self.device = device_for()
+
+    # -- persistence -------------------------------------------------------------------------
+    def _write_history(self, history: list[dict[str, float]]) -> None:
+        tmp = self.out / ".history.csv.tmp"
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
+            writer.writeheader()
+            writer.writerows(history)
+        os.replace(tmp, self.out / "history.csv")
+
+    def _write_json(self, name: str, data: Any) -> None:
+        tmp = self.out / f".{name}.tmp"
+        tmp.write_text(json.dumps(data, indent=2))
+        os.replace(tmp, self.out / name)
+
+    # -- one epoch ---------------------------------------------------------------------------
+    def _loss(self, logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor | None) -> torch.Tensor:
+        smooth = self.cfg.label_smoothing
+        soft = targets * (1 - smooth) + 0.5 * smooth
+        return F.binary_cross_entropy_with_logits(logits, soft, pos_weight=pos_weight)
+
+    def _order(self, labels: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+        if self.cfg.balance == "sampler":
+            weights = torch.as_tensor(np.where(labels == 1, 1.0 / labels.sum(), 1.0 / (labels == 0).sum()))
+            return torch.multinomial(weights, len(labels), replacement=True, generator=generator)
+        return torch.randperm(len(labels), generator=generator)
+
+    def run(self, resume: bool = False) -> Path:
+        """Train (or continue with `resume`) and return the path of the final model artifact."""
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        ckpt_path = self.out / LAST_CHECKPOINT
+        if resume and not ckpt_path.exists():
+            raise InputError(f"{ckpt_path}: nothing to resume; run without --resume to start training")
+        if not resume and ckpt_path.exists():
+            raise InputError(f"{self.out}: holds an earlier run; pass --resume to continue it or choose another --out")
+        seed_everything(cfg.seed)
+        data = prepare_data(cfg, self.image_size)
+        for message in data.train.skipped + data.val.skipped:
+            tqdm.write(f"skipped: {message}")
+        mean, std = _image_stats(data.train.images)
+        model = create_model(cfg.model, **self.model_cfg).to(self.device)
+        ema = copy.deepcopy(model).eval() if cfg.ema_decay > 0 else None
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        labels = data.train.labels
+        n_pos, n_neg = int(labels.sum()), int((labels == 0).sum())
+        pos_weight = torch.tensor(n_neg / n_pos, device=self.device) if cfg.balance == "weighted" else None
+        steps_per_epoch = math.ceil(len(labels) / cfg.batch_size)
+        total_steps, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
+        state: dict[str, Any] = {"epoch": 0, "step": 0, "best_auc": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [],
+                                 "train_seconds": 0.0}
+        if resume:
+            ckpt = load_checkpoint(ckpt_path)
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            if ema is not None:
+                ema.load_state_dict(ckpt["ema"])
+            generator.set_state(ckpt["generator"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            state = ckpt["state"]
+            mean, std = ckpt["mean"], ckpt["std"]
+        else:
+            self._write_json("config.json", {**cfg.to_dict(), "image_size": self.image_size, "model_config": self.model_cfg})
+            self._write_json("split.json", data.split_record)
+        meta = ArtifactMeta(
+            model_name=cfg.model, model_config=self.model_cfg, image_size=self.image_size, mean=mean, std=std,
+            target_recall=cfg.target_recall, train_prevalence=n_pos / len(labels), tta=cfg.tta,
+            training={"config": cfg.to_dict(), "data": data.split_record["counts"],
+                      "skipped": len(data.split_record["skipped"])},
+        )
+        aug = AugmentConfig(strength=cfg.augment)
+        eval_model = ema if ema is not None else model
+
+        while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
+            epoch = state["epoch"] + 1
+            model.train()
+            started, seen, loss_sum = time.time(), 0, 0.0
+            order = self._order(labels, generator)
+            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch",
+                       disable=not self.progress, leave=False)
+            for batch_index in bar:
+                idx = np.sort(order[batch_index * cfg.batch_size : (batch_index + 1) * cfg.batch_size].numpy())
+                x = torch.from_numpy(np.asarray(data.train.images[idx])).unsqueeze(1).float().div_(255.0)
+                x = augment_batch(x, aug, generator)
+                x = ((x - mean) / std).to(self.device)
+                y = torch.from_numpy(labels[idx]).float().to(self.device)
+                lr = _lr_at(state["step"], total_steps, warmup, cfg.lr)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                loss = self._loss(model(x), y, pos_weight)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if ema is not None:
+                    with torch.no_grad():
+                        for e, p in zip(ema.state_dict().values(), model.state_dict().values()):
+                            if e.dtype.is_floating_point:
+                                e.mul_(cfg.ema_decay).add_(p.detach(), alpha=1 - cfg.ema_decay)
+                            else:
+                                e.copy_(p)
+                state["step"] += 1
+                seen += len(idx)
+                loss_sum += loss.item() * len(idx)
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{seen / (time.time() - started):.0f}")
+            bar.close()
+            val_logits = predict_logits(eval_model, data.val.images, mean, std, tta=cfg.tta)
+            val_probs = sigmoid(val_logits)
+            val_labels = data.val.labels
+            val_loss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(val_logits), torch.from_numpy(val_labels).float()))
+            auc = roc_auc(val_labels, val_probs)
+            seconds = time.time() - started
+            state["train_seconds"] += seconds
+            row = {"epoch": epoch, "lr": round(lr, 8), "train_loss": round(loss_sum / seen, 6), "val_loss": round(val_loss, 6),
+                   "val_auc": round(auc, 6), "val_accuracy": round(float(((val_probs >= 0.5) == val_labels).mean()), 6),
+                   "seconds": round(seconds, 2), "images_per_s": round(seen / seconds, 1)}
+            state["history"].append(row)
+            state["epoch"] = epoch
+            if auc > state["best_auc"]:
+                state.update(best_auc=auc, best_epoch=epoch, bad_epochs=0)
+                save_artifact(self.out / "best.safetensors", eval_model, meta)
+            else:
+                state["bad_epochs"] += 1
+            self._write_history(state["history"])
+            atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "ema": ema.state_dict() if ema is not None else {}, "generator": generator.get_state(),
+                               "torch_rng": torch.get_rng_state(), "state": state, "mean": mean, "std": std}, ckpt_path)
+            tqdm.write(f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  val_loss {val_loss:.4f}  val_auc {auc:.4f}  "
+                       f"{row['images_per_s']:.0f} img/s" + ("  *best*" if state["best_epoch"] == epoch else ""))
+        return self._finish(meta, data, state)
+
+    def _finish(self, meta: ArtifactMeta, data: RunData, state: dict[str, Any]) -> Path:
+        """Choose the threshold on validation with the best weights and write the final artifact."""
+        from safetensors.torch import load_file
+
+        model = create_model(self.cfg.model, **self.model_cfg).to(self.device)
+        model.load_state_dict(load_file(str(self.out / "best.safetensors"), device=str(self.device)))
+        probs = sigmoid(predict_logits(model, data.val.images, meta.mean, meta.std, tta=meta.tta))
+        labels = data.val.labels
+        meta.threshold = float(threshold_for_recall(labels, probs, self.cfg.target_recall))
+        meta.val_scores = {"labels": [int(v) for v in labels], "probs": [round(float(p), 6) for p in probs]}
+        meta.val_metrics = summarize(labels, probs, meta.threshold, n_boot=500, seed=self.cfg.seed)
+        meta.training.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"],
+                             train_seconds=round(state["train_seconds"], 1))
+        with (self.out / ".val_predictions.csv.tmp").open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "label", "prob"])
+            writer.writerows((str(s.path), s.label, f"{p:.6f}") for s, p in zip(data.val.samples, probs))
+        os.replace(self.out / ".val_predictions.csv.tmp", self.out / "val_predictions.csv")
+        return save_artifact(self.out / ARTIFACT_NAME, model, meta)
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
+    """Train a model as configured; returns the final artifact path."""
+    return Trainer(cfg, progress=progress).run(resume=resume)

@@ -1,0 +1,53 @@
+"""Shared fixtures: the bundled sample, tiny synthetic datasets and an isolated image cache."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample" / "chest_xray"
+SHARED = ROOT.parent / "shared" / "data" / "chest_xray"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("PNEUMOSCAN_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    return SAMPLE
+
+
+def write_xray(path: Path, label: int, seed: int, size: int = 40) -> Path:
+    """A synthetic 'X-ray': pneumonia images carry a bright blob, normal ones don't."""
+    rng = np.random.default_rng(seed)
+    img = rng.normal(90, 20, (size, size))
+    if label:
+        yy, xx = np.mgrid[:size, :size]
+        cy, cx = rng.integers(size // 4, 3 * size // 4, 2)
+        img += 120 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (size / 8) ** 2))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    """train/ and test/ with 12 patients per class (Kermany names), 2 images for some patients."""
+    root = tmp_path / "data"
+    seed = 0
+    for split, patients in (("train", 12), ("test", 4)):
+        for p in range(patients):
+            for k in range(1 + (p % 2)):
+                seed += 1
+                write_xray(root / split / "NORMAL" / f"IM-{p:04d}-{k + 1:04d}.jpeg", 0, seed)
+                seed += 1
+                kind = "bacteria" if p % 3 else "virus"
+                write_xray(root / split / "PNEUMONIA" / f"person{p}_{kind}_{seed}.jpeg", 1, seed)
+    return root

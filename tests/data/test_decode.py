@@ -1,0 +1,585 @@
+"""Tests for pneumoscan.data.decode: every image is generated here, tiny, in tmp_path."""
+from __future__ import annotations
+
+import io
+import random
+import struct
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom, read_grayscale
+from pneumoscan.errors import InputError
+
+pydicom = pytest.importorskip("pydicom")
+from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
+from pydicom.encaps import encapsulate  # noqa: E402
+from pydicom.pixels import get_decoder  # noqa: E402
+from pydicom.uid import (  # noqa: E402
+    ExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+    RLELossless,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
+
+PATIENT = "Secretname^Patient"
+PATIENT_ID = "PID-998877"
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def ramp(h: int = 16, w: int = 24, lo: int = 0, hi: int = 255, dtype: type = np.uint8) -> np.ndarray:
+    """Deterministic, asymmetric H x W ramp from lo to hi."""
+    vals = np.linspace(lo, hi, h * w)
+    return np.rint(vals).astype(dtype).reshape(h, w)
+
+
+def encode(im: Image.Image, fmt: str, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims width x height, with almost no image data."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 8)) + chunk(b"IEND", b"")
+
+
+def make_dicom(
+    arr: np.ndarray | None,
+    *,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int | None = None,
+    slope: float | None = None,
+    intercept: float | None = None,
+    center: float | None = None,
+    width: float | None = None,
+    voi_function: str | None = None,
+    frames: int | None = None,
+) -> Dataset:
+    """A minimal DICOM dataset with patient data that must never leak into messages."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientName = PATIENT
+    ds.PatientID = PATIENT_ID
+    ds.Modality = "DX"
+    if arr is not None:
+        if bits_stored is None:
+            bits_stored = arr.dtype.itemsize * 8
+        ds.set_pixel_data(arr, photometric, bits_stored, generate_instance_uid=False)
+    if slope is not None:
+        ds.RescaleSlope = slope
+        ds.RescaleIntercept = intercept if intercept is not None else 0
+    if center is not None:
+        ds.WindowCenter = center
+        ds.WindowWidth = width
+    if voi_function is not None:
+        ds.VOILUTFunction = voi_function
+    if frames is not None:
+        ds.NumberOfFrames = frames
+    return ds
+
+
+def dicom_bytes(ds: Dataset) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def minmax_u8(a: np.ndarray) -> np.ndarray:
+    a = a.astype(np.float64)
+    return np.rint((a - a.min()) / (a.max() - a.min()) * 255).astype(np.uint8)
+
+
+def linear_window(x: np.ndarray, center: float, width: float) -> np.ndarray:
+    """DICOM PS3.3 C.11.2.1.2.1 LINEAR window onto 0..255."""
+    y = ((x.astype(np.float64) - (center - 0.5)) / (width - 1) + 0.5)
+    return np.rint(np.clip(y, 0, 1) * 255).astype(np.uint8)
+
+
+def check_error(exc: pytest.ExceptionInfo[InputError], label: str) -> str:
+    msg = str(exc.value)
+    assert msg.startswith(f"{label}: "), msg
+    assert "\n" not in msg
+    assert PATIENT not in msg and "Secretname" not in msg and PATIENT_ID not in msg
+    return msg
+
+
+# --------------------------------------------------------------------------- is_dicom
+
+
+def test_is_dicom_by_content() -> None:
+    assert is_dicom(b"\0" * 128 + b"DICM")
+    assert is_dicom(b"\0" * 128 + b"DICM" + b"rest")
+    assert not is_dicom(b"\0" * 128 + b"DICX")
+    assert not is_dicom(b"\0" * 131)
+    assert not is_dicom(b"")
+    assert DEFAULT_MAX_PIXELS == 150_000_000
+
+
+# --------------------------------------------------------------------------- Pillow formats
+
+
+def test_gray_png_exact_and_bytes_equals_path(tmp_path: Path) -> None:
+    a = ramp(lo=10, hi=200)
+    data = encode(Image.fromarray(a, "L"), "PNG")
+    from_path = read_grayscale(write(tmp_path / "g.png", data))
+    from_bytes = read_grayscale(data, name="g.png")
+    assert from_path.dtype == np.uint8 and from_path.shape == a.shape
+    np.testing.assert_array_equal(from_path, a)  # 8-bit is kept as stored, not stretched
+    np.testing.assert_array_equal(from_bytes, from_path)
+    assert from_path.flags.writeable
+
+
+def test_rgb_png_luminance(tmp_path: Path) -> None:
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    rgb[0, 0] = (255, 0, 0)
+    rgb[0, 1] = (0, 255, 0)
+    rgb[0, 2] = (0, 0, 255)
+    rgb[1, :] = (100, 100, 100)
+    out = read_grayscale(encode(Image.fromarray(rgb, "RGB"), "PNG"))
+    expected = np.rint(rgb @ np.array([0.299, 0.587, 0.114]))
+    assert out.shape == (2, 3)
+    assert np.abs(out.astype(int) - expected).max() <= 1
+
+
+def test_rgba_png_composited_on_black() -> None:
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., :3] = 200
+    rgba[..., 3] = [[255, 0], [128, 255]]
+    out = read_grayscale(encode(Image.fromarray(rgba, "RGBA"), "PNG"))
+    np.testing.assert_array_equal(out, [[200, 0], [100, 200]])
+
+
+def test_la_png_composited_on_black() -> None:
+    la = Image.merge("LA", [Image.fromarray(np.full((2, 2), 240, np.uint8)),
+                            Image.fromarray(np.array([[255, 0], [0, 255]], np.uint8))])
+    out = read_grayscale(encode(la, "PNG"))
+    np.testing.assert_array_equal(out, [[240, 0], [0, 240]])
+
+
+def test_palette_png() -> None:
+    im = Image.new("P", (3, 1))
+    im.putpalette([0, 0, 0, 255, 255, 255, 255, 0, 0] + [0] * (256 * 3 - 9))
+    im.putdata([0, 1, 2])
+    out = read_grayscale(encode(im, "PNG"))
+    assert out.shape == (1, 3)
+    assert out[0, 0] == 0 and out[0, 1] == 255 and abs(int(out[0, 2]) - 76) <= 1
+
+
+def test_palette_png_transparent_entry_is_black() -> None:
+    im = Image.new("P", (2, 1))
+    im.putpalette([255, 255, 255, 255, 255, 255] + [0] * (256 * 3 - 6))
+    im.putdata([0, 1])
+    out = read_grayscale(encode(im, "PNG", transparency=1))
+    np.testing.assert_array_equal(out, [[255, 0]])
+
+
+def test_16bit_png_scaled_min_to_0_max_to_255() -> None:
+    a = ramp(lo=1000, hi=40000, dtype=np.uint16)
+    data = encode(Image.fromarray(a), "PNG")
+    assert Image.open(io.BytesIO(data)).mode.startswith("I")
+    out = read_grayscale(data)
+    assert out.min() == 0 and out.max() == 255
+    np.testing.assert_array_equal(out, minmax_u8(a))
+
+
+def test_16bit_constant_image_is_zeros() -> None:
+    out = read_grayscale(encode(Image.fromarray(np.full((4, 5), 3000, np.uint16)), "PNG"))
+    np.testing.assert_array_equal(out, np.zeros((4, 5), np.uint8))
+
+
+def test_16bit_tiff(tmp_path: Path) -> None:
+    a = ramp(lo=50, hi=4095, dtype=np.uint16)
+    path = write(tmp_path / "x.tif", encode(Image.fromarray(a), "TIFF"))
+    np.testing.assert_array_equal(read_grayscale(path), minmax_u8(a))
+
+
+def test_bmp() -> None:
+    a = ramp()
+    np.testing.assert_array_equal(read_grayscale(encode(Image.fromarray(a, "L"), "BMP")), a)
+
+
+def test_cmyk_jpeg() -> None:
+    im = Image.new("CMYK", (16, 8), (0, 0, 0, 0))  # no ink: white
+    im.paste((0, 0, 0, 255), (0, 0, 8, 8))  # left half full black ink
+    out = read_grayscale(encode(im, "JPEG", quality=95))
+    assert out.shape == (8, 16)
+    assert out[:, :6].mean() < 20 and out[:, 10:].mean() > 235
+
+
+def test_progressive_jpeg() -> None:
+    a = np.kron(np.array([[30, 220], [120, 60]], np.uint8), np.ones((16, 16), np.uint8))
+    data = encode(Image.fromarray(a, "L"), "JPEG", quality=95, progressive=True)
+    assert Image.open(io.BytesIO(data)).info.get("progressive")
+    out = read_grayscale(data)
+    assert out.shape == a.shape
+    assert np.abs(out.astype(int) - a).mean() < 3
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+@pytest.mark.parametrize(("orientation", "k"), [(6, -1), (8, 1), (3, 2)])
+def test_exif_orientation(fmt: str, orientation: int, k: int) -> None:
+    a = np.zeros((16, 32), np.uint8)  # wide, with one bright corner block: asymmetric
+    a[:8, :8] = 255
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    out = read_grayscale(encode(Image.fromarray(a, "L"), fmt, exif=exif, **({"quality": 95} if fmt == "JPEG" else {})))
+    expected = np.rot90(a, k)  # 6: rotate 90 clockwise to display; 8: counter-clockwise; 3: 180
+    assert out.shape == expected.shape
+    assert np.abs(out.astype(int) - expected).mean() < 4
+
+
+def test_wrong_extension_png_named_jpg(tmp_path: Path) -> None:
+    a = ramp()
+    path = write(tmp_path / "scan.jpg", encode(Image.fromarray(a, "L"), "PNG"))
+    np.testing.assert_array_equal(read_grayscale(path), a)
+
+
+@pytest.fixture(scope="module")
+def big_jpeg() -> bytes:
+    rng = np.random.default_rng(0)
+    a = (rng.random((40, 50)) * 255).astype(np.uint8)
+    a = np.kron(a, np.ones((20, 20), np.uint8))  # 800 x 1000 blocks
+    return encode(Image.fromarray(a, "L").convert("RGB"), "JPEG", quality=90)
+
+
+@pytest.mark.parametrize("draft", [100, 224, 300, 399, 400, 401, 799, 800])
+def test_draft_size_smaller_but_never_below(big_jpeg: bytes, draft: int) -> None:
+    full = read_grayscale(big_jpeg)
+    out = read_grayscale(big_jpeg, draft_size=draft)
+    assert full.shape == (800, 1000)
+    assert out.ndim == 2 and out.dtype == np.uint8
+    assert min(out.shape) >= draft
+    if draft <= 400:
+        assert out.shape[0] < 800 and out.shape[1] < 1000
+        # The reduced decode is the same picture: compare with block means of the full one.
+        f = 800 // out.shape[0]
+        ref = full.reshape(out.shape[0], f, out.shape[1], f).mean(axis=(1, 3))
+        assert np.abs(out.astype(float) - ref).mean() < 4
+
+
+def test_draft_size_larger_than_image_and_non_jpeg_keep_size(big_jpeg: bytes) -> None:
+    assert read_grayscale(big_jpeg, draft_size=5000).shape == (800, 1000)
+    png = encode(Image.fromarray(np.zeros((300, 200), np.uint8)), "PNG")
+    assert read_grayscale(png, draft_size=50).shape == (300, 200)
+
+
+# --------------------------------------------------------------------------- DICOM
+
+
+def dcm(tmp_path: Path, ds: Dataset, name: str = "x.dcm") -> Path:
+    path = write(tmp_path / name, dicom_bytes(ds))
+    assert is_dicom(path.read_bytes()[:132])
+    return path
+
+
+def test_dicom_8bit_mono2_kept_as_stored(tmp_path: Path) -> None:
+    a = ramp(lo=20, hi=180)
+    np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, make_dicom(a))), a)
+
+
+def test_dicom_8bit_mono1_inverted(tmp_path: Path) -> None:
+    a = ramp(lo=20, hi=180)
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, photometric="MONOCHROME1")))
+    np.testing.assert_array_equal(out, 255 - a)
+
+
+@pytest.mark.parametrize("bits", [12, 16])
+def test_dicom_high_bit_no_window_minmax(tmp_path: Path, bits: int) -> None:
+    a = ramp(lo=100, hi=2**bits - 500, dtype=np.uint16)
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=bits)))
+    np.testing.assert_array_equal(out, minmax_u8(a))
+
+
+def test_dicom_12bit_mono1_minmax_inverted(tmp_path: Path) -> None:
+    a = ramp(lo=0, hi=4095, dtype=np.uint16)
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=12, photometric="MONOCHROME1")))
+    np.testing.assert_array_equal(out, 255 - minmax_u8(a))
+
+
+def test_dicom_signed_16bit_with_rescale(tmp_path: Path) -> None:
+    a = ramp(lo=-1000, hi=3000, dtype=np.int16)
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=16, slope=-2.0, intercept=50)))
+    hu = a.astype(np.float64) * -2.0 + 50  # negative slope: the brightest stored value becomes 0
+    np.testing.assert_array_equal(out, minmax_u8(hu))
+    assert out[0, 0] == 255 and out[-1, -1] == 0
+
+
+def test_dicom_12bit_window(tmp_path: Path) -> None:
+    a = ramp(lo=0, hi=4095, dtype=np.uint16)
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=12, center=2000, width=1000)))
+    np.testing.assert_array_equal(out, linear_window(a, 2000, 1000))
+    assert out.min() == 0 and out.max() == 255
+
+
+def test_dicom_window_after_rescale_mono1(tmp_path: Path) -> None:
+    a = ramp(lo=0, hi=4000, dtype=np.uint16)
+    ds = make_dicom(a, bits_stored=12, slope=1.0, intercept=-1024, center=40, width=400,
+                    photometric="MONOCHROME1")
+    out = read_grayscale(dcm(tmp_path, ds))
+    np.testing.assert_array_equal(out, 255 - linear_window(a.astype(np.float64) - 1024, 40, 400))
+
+
+def test_dicom_window_larger_than_data_is_not_stretched(tmp_path: Path) -> None:
+    a = ramp(lo=1000, hi=1500, dtype=np.uint16)  # only the middle of the window
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=16, center=1250, width=2001)))
+    np.testing.assert_array_equal(out, linear_window(a, 1250, 2001))
+    assert 60 < out.min() and out.max() < 195
+
+
+def test_dicom_invalid_window_falls_back_to_minmax(tmp_path: Path) -> None:
+    a = ramp(lo=0, hi=4095, dtype=np.uint16)
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=12, center=100, width=0)))
+    np.testing.assert_array_equal(out, minmax_u8(a))
+
+
+def test_dicom_voi_lut_sequence(tmp_path: Path) -> None:
+    a = ramp(h=4, w=4, lo=0, hi=15, dtype=np.uint16)
+    ds = make_dicom(a, bits_stored=12)
+    item = Dataset()
+    item.LUTDescriptor = [16, 0, 16]
+    item["LUTDescriptor"].VR = "US"
+    item.LUTData = [i * 1000 for i in range(16)][::-1]  # an inverting LUT, 0..15000
+    item["LUTData"].VR = "US"
+    ds.VOILUTSequence = [item]
+    out = read_grayscale(dcm(tmp_path, ds))
+    expected = np.rint((15 - a.astype(np.float64)) * 1000 / 15000 * 255).astype(np.uint8)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_dicom_rgb_to_luminance(tmp_path: Path) -> None:
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[..., 0] = 255
+    rgb[2:, :, 1] = 255
+    out = read_grayscale(dcm(tmp_path, make_dicom(rgb, photometric="RGB")))
+    np.testing.assert_array_equal(out, np.array(Image.fromarray(rgb, "RGB").convert("L")))
+
+
+def test_dicom_with_png_extension_detected_by_content(tmp_path: Path) -> None:
+    a = ramp(lo=0, hi=4095, dtype=np.uint16)
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=12), name="scan.png"))
+    np.testing.assert_array_equal(out, minmax_u8(a))
+
+
+def test_dicom_bytes_equals_path(tmp_path: Path) -> None:
+    ds = make_dicom(ramp(lo=0, hi=4095, dtype=np.uint16), bits_stored=12, center=1500, width=800)
+    np.testing.assert_array_equal(read_grayscale(dicom_bytes(ds)), read_grayscale(dcm(tmp_path, ds)))
+
+
+def test_dicom_rle_compressed_decodes(tmp_path: Path) -> None:
+    a = ramp(lo=0, hi=4095, dtype=np.uint16)
+    ds = make_dicom(a, bits_stored=12)
+    ds.compress(RLELossless, encoding_plugin="pydicom")
+    np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, ds)), minmax_u8(a))
+
+
+def test_dicom_multiframe_refused(tmp_path: Path) -> None:
+    a = np.stack([ramp(), ramp()])
+    ds = make_dicom(a)  # set_pixel_data sets NumberOfFrames = 2
+    assert int(ds.NumberOfFrames) == 2
+    with pytest.raises(InputError) as exc:
+        read_grayscale(dcm(tmp_path, ds, "multi.dcm"))
+    assert "multi-frame" in check_error(exc, str(tmp_path / "multi.dcm"))
+
+
+def test_dicom_without_pixel_data_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as exc:
+        read_grayscale(dcm(tmp_path, make_dicom(None), "report.dcm"))
+    assert "no pixel data" in check_error(exc, str(tmp_path / "report.dcm"))
+
+
+def test_dicom_too_many_pixels_refused_before_decoding(tmp_path: Path) -> None:
+    ds = make_dicom(ramp())
+    ds.Rows, ds.Columns = 30000, 30000  # far more than the (tiny) pixel data holds
+    with pytest.raises(InputError) as exc:
+        read_grayscale(dicom_bytes(ds), name="huge.dcm")
+    assert "too large" in check_error(exc, "huge.dcm")
+    with pytest.raises(InputError) as exc:
+        read_grayscale(dicom_bytes(make_dicom(ramp())), name="small.dcm", max_pixels=10)
+    assert "too large" in check_error(exc, "small.dcm")
+
+
+def test_dicom_missing_decoder_names_package(tmp_path: Path) -> None:
+    ds = make_dicom(ramp())
+    ds.file_meta.TransferSyntaxUID = JPEGLSLossless
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xf7 not really jpeg-ls \xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    with pytest.raises(InputError) as exc:
+        read_grayscale(dcm(tmp_path, ds, "ls.dcm"))
+    msg = check_error(exc, str(tmp_path / "ls.dcm"))
+    assert "pip install pylibjpeg" in msg
+    if not get_decoder(JPEGLSLossless).is_available:
+        assert "no decoder installed" in msg
+
+
+def test_dicom_corrupt_compressed_data(tmp_path: Path) -> None:
+    ds = make_dicom(ramp())
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([b"\xff\xd8 garbage \xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    with pytest.raises(InputError) as exc:
+        read_grayscale(dcm(tmp_path, ds, "bad.dcm"))
+    check_error(exc, str(tmp_path / "bad.dcm"))
+
+
+def test_dicom_truncated_pixel_data(tmp_path: Path) -> None:
+    data = dicom_bytes(make_dicom(ramp(h=32, w=32)))
+    with pytest.raises(InputError) as exc:
+        read_grayscale(data[:-300], name="cut.dcm")
+    check_error(exc, "cut.dcm")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_zero_byte_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "empty.jpg", b"")
+    with pytest.raises(InputError) as exc:
+        read_grayscale(path)
+    assert "empty" in check_error(exc, str(path))
+    with pytest.raises(InputError) as exc:
+        read_grayscale(b"")
+    check_error(exc, "<upload>")
+
+
+def test_truncated_jpeg(tmp_path: Path, big_jpeg: bytes) -> None:
+    path = write(tmp_path / "cut.jpg", big_jpeg[: len(big_jpeg) // 2])
+    with pytest.raises(InputError) as exc:
+        read_grayscale(path)
+    assert "truncated" in check_error(exc, str(path))
+
+
+def test_truncated_png() -> None:
+    data = encode(Image.fromarray(ramp(h=64, w=64)), "PNG")
+    with pytest.raises(InputError) as exc:
+        read_grayscale(data[: len(data) - 40], name="cut.png")
+    check_error(exc, "cut.png")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"hello, this is not an image\n" * 10, b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\n%%EOF\n"],
+)
+def test_non_image_file(tmp_path: Path, content: bytes) -> None:
+    path = write(tmp_path / "scan.jpg", content)
+    with pytest.raises(InputError) as exc:
+        read_grayscale(path)
+    assert check_error(exc, str(path)) == (
+        f"{path}: not a readable image (cannot identify image file); give a JPEG, PNG, TIFF or DICOM file"
+    )
+
+
+def test_unsupported_pillow_format_refused() -> None:
+    data = encode(Image.fromarray(ramp()), "GIF")
+    with pytest.raises(InputError) as exc:
+        read_grayscale(data, name="a.gif")
+    assert "cannot identify" in check_error(exc, "a.gif")
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    path = tmp_path / "nope.png"
+    with pytest.raises(InputError) as exc:
+        read_grayscale(path)
+    assert "not found" in check_error(exc, str(path))
+
+
+def test_directory(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as exc:
+        read_grayscale(tmp_path)
+    assert "directory" in check_error(exc, str(tmp_path))
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_decompression_bomb_header() -> None:
+    # 100000 x 100000: Pillow's own guard fires inside Image.open.
+    with pytest.raises(InputError) as exc:
+        read_grayscale(png_header_only(100_000, 100_000), name="bomb.png")
+    assert "too large" in check_error(exc, "bomb.png")
+    # 12000 x 12000 = 144 M: under Pillow's hard cap, so our max_pixels check must catch it.
+    with pytest.raises(InputError) as exc:
+        read_grayscale(png_header_only(12_000, 12_000), name="bomb2.png", max_pixels=100_000_000)
+    assert "too large" in check_error(exc, "bomb2.png") and "limit 100000000" in str(exc.value)
+
+
+def test_decompression_bomb_warning_as_error_stays_input_error() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with pytest.raises(InputError) as exc:
+            read_grayscale(png_header_only(10_000, 10_000), name="warn.png")
+    check_error(exc, "warn.png")
+
+
+def test_small_image_over_max_pixels(tmp_path: Path) -> None:
+    path = write(tmp_path / "small.png", encode(Image.fromarray(ramp(h=4, w=4)), "PNG"))
+    with pytest.raises(InputError) as exc:
+        read_grayscale(path, max_pixels=10)
+    assert "too large" in check_error(exc, str(path))
+    assert read_grayscale(path, max_pixels=16).shape == (4, 4)
+
+
+def test_name_is_sanitised_to_one_line() -> None:
+    with pytest.raises(InputError) as exc:
+        read_grayscale(b"junk", name="evil\nname.png")
+    assert str(exc.value).startswith("evil name.png: ")
+
+
+def test_invalid_arguments_are_programming_errors() -> None:
+    with pytest.raises(ValueError):
+        read_grayscale(b"x", draft_size=0)
+    with pytest.raises(ValueError):
+        read_grayscale(b"x", max_pixels=0)
+    with pytest.raises(TypeError):
+        read_grayscale(123)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("warning_filter", ["ignore", "error"])
+def test_mutated_inputs_only_raise_input_error(warning_filter: str) -> None:
+    """Seeded mini-fuzz: truncations and byte flips of valid files never escape as other errors,
+    also when library warnings are turned into exceptions."""
+    seeds = [
+        encode(Image.fromarray(ramp(h=8, w=8)), "PNG"),
+        encode(Image.fromarray(ramp(h=8, w=8, hi=4000, dtype=np.uint16)), "TIFF"),
+        encode(Image.fromarray(ramp(h=16, w=16)), "JPEG"),
+        encode(Image.fromarray(ramp(h=8, w=8)), "BMP"),
+        dicom_bytes(make_dicom(ramp(h=8, w=8, hi=4000, dtype=np.uint16), bits_stored=12, center=100, width=50)),
+    ]
+    rng = random.Random(1234)
+    warnings.simplefilter(warning_filter)  # pytest restores the filters after each test
+    for _ in range(150):
+        data = bytearray(rng.choice(seeds))
+        if rng.random() < 0.5:
+            data = data[: rng.randrange(len(data))]
+        for _ in range(rng.randint(1, 6)):
+            if data:
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        try:
+            out = read_grayscale(bytes(data), name="fuzz", max_pixels=1_000_000)
+        except InputError as exc:
+            assert str(exc).startswith("fuzz: ") and "\n" not in str(exc)
+            assert PATIENT not in str(exc)
+        else:
+            assert out.dtype == np.uint8 and out.ndim == 2

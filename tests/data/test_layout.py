@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pneumoscan.data.layout import discover, evaluation_samples
+from pneumoscan.errors import InputError
+from tests.conftest import write_xray
+
+
+def test_kaggle_layout(tiny_dataset: Path) -> None:
+    found = discover(tiny_dataset)
+    assert set(found) == {"train", "test"}
+    assert {s.label for s in found["train"]} == {0, 1}
+    assert all(s.path.parent.name == ("NORMAL", "PNEUMONIA")[s.label] for s in found["train"])
+
+
+def test_case_insensitive_class_folders(tmp_path: Path) -> None:
+    write_xray(tmp_path / "normal" / "a.png", 0, 1)
+    write_xray(tmp_path / "Pneumonia" / "b.png", 1, 2)
+    found = discover(tmp_path)
+    assert [s.label for s in found["all"]] == [0, 1]
+
+
+def test_manifest(tmp_path: Path) -> None:
+    write_xray(tmp_path / "img" / "a.png", 0, 1)
+    write_xray(tmp_path / "img" / "b.png", 1, 2)
+    (tmp_path / "m.csv").write_text("path,label\nimg/a.png,normal\nimg/b.png,PNEUMONIA\n")
+    assert [s.label for s in discover(tmp_path / "m.csv")["all"]] == [0, 1]
+
+
+def test_manifest_wrong_label_names_line(tmp_path: Path) -> None:
+    write_xray(tmp_path / "a.png", 0, 1)
+    (tmp_path / "m.csv").write_text("path,label\na.png,covid\n")
+    with pytest.raises(InputError, match=r"m\.csv:2: unknown label 'covid'"):
+        discover(tmp_path / "m.csv")
+
+
+def test_missing_folder_and_empty_class(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file or folder"):
+        discover(tmp_path / "nope")
+    write_xray(tmp_path / "train" / "NORMAL" / "a.png", 0, 1)
+    (tmp_path / "train" / "PNEUMONIA").mkdir()
+    with pytest.raises(InputError, match="PNEUMONIA: class folder is empty"):
+        discover(tmp_path)
+
+
+def test_no_layout(tmp_path: Path) -> None:
+    (tmp_path / "stuff").mkdir()
+    with pytest.raises(InputError, match="found neither"):
+        discover(tmp_path)
+
+
+def test_evaluation_samples_prefers_test(tiny_dataset: Path) -> None:
+    split, samples = evaluation_samples(tiny_dataset)
+    assert split == "test" and samples
+    with pytest.raises(InputError, match="no val/ split"):
+        evaluation_samples(tiny_dataset, "val")

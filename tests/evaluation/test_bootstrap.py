@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+from sklearn import metrics as sk
+
+from pneumoscan.evaluation import metrics as M
+from pneumoscan.evaluation.bootstrap import bootstrap_ci, classification_report_text, summarize
+from pneumoscan.evaluation.metrics import UndefinedMetricWarning
+
+CI_METRICS = ["accuracy", "precision", "recall", "specificity", "f1", "npv", "roc_auc", "pr_auc", "brier"]
+
+
+def make_data(seed: int = 0, n: int = 624, n_pos: int = 390):
+    rng = np.random.default_rng(seed)
+    y = np.zeros(n, dtype=int)
+    y[rng.choice(n, n_pos, replace=False)] = 1
+    p = np.round(np.clip(rng.normal(0.35 + 0.3 * y, 0.2), 0.0, 1.0), 3)
+    return y, p
+
+
+@pytest.mark.parametrize(
+    ("metric", "use_pred"),
+    [(M.accuracy, True), (M.recall, True), (M.f1, True), (M.roc_auc, False), (M.pr_auc, False), (M.brier, False)],
+)
+def test_ci_contains_point_estimate(metric, use_pred):
+    y, p = make_data(n=300, n_pos=150)
+    other = (p >= 0.5).astype(int) if use_pred else p
+    lo, hi = bootstrap_ci(metric, y, other, n_boot=300, seed=1)
+    point = metric(y, other)
+    assert lo < point < hi
+    assert hi - lo < 0.25
+
+
+def test_ci_is_reproducible_with_seed_and_varies_without():
+    y, p = make_data(n=200, n_pos=80)
+    a = bootstrap_ci(M.roc_auc, y, p, n_boot=200, seed=7)
+    assert a == bootstrap_ci(M.roc_auc, y, p, n_boot=200, seed=7)
+    assert a != bootstrap_ci(M.roc_auc, y, p, n_boot=200, seed=8)
+
+
+def test_ci_narrows_as_alpha_grows():
+    y, p = make_data(n=200, n_pos=80)
+    lo95, hi95 = bootstrap_ci(M.brier, y, p, n_boot=300, alpha=0.05)
+    lo50, hi50 = bootstrap_ci(M.brier, y, p, n_boot=300, alpha=0.5)
+    assert lo95 < lo50 < hi50 < hi95
+
+
+def test_resamples_are_stratified_by_class():
+    y, p = make_data(n=50, n_pos=3)
+    seen: list[tuple[int, int]] = []
+
+    def counts(yt, yo):
+        seen.append((int(yt.sum()), len(yt)))
+        return float(yt.mean())
+
+    assert bootstrap_ci(counts, y, p, n_boot=200) == (3 / 50, 3 / 50)
+    assert len(seen) == 200 and set(seen) == {(3, 50)}
+
+
+def test_resamples_keep_pairs_together():
+    rng = np.random.default_rng(5)
+    y = np.r_[np.ones(20, dtype=int), np.zeros(40, dtype=int)]
+    p = rng.permutation(60) / 100
+    pairs = {(int(a), float(b)) for a, b in zip(y, p)}
+
+    def all_pairs_original(yt, yo):
+        return float(all((int(a), float(b)) in pairs for a, b in zip(yt, yo)))
+
+    assert bootstrap_ci(all_pairs_original, y, p, n_boot=50) == (1.0, 1.0)
+
+
+def test_nan_resamples_are_ignored():
+    y, p = make_data(n=100, n_pos=50)
+    calls = iter(range(10_000))
+
+    def half_nan(yt, yo):
+        return float("nan") if next(calls) % 2 else 0.25
+
+    assert bootstrap_ci(half_nan, y, p, n_boot=100) == (0.25, 0.25)
+
+
+def test_all_nan_gives_nan_interval_and_warning():
+    with pytest.warns(UndefinedMetricWarning, match="every resample"):
+        lo, hi = bootstrap_ci(M.roc_auc, [1, 1, 1, 1], [0.1, 0.2, 0.3, 0.4], n_boot=20)
+    assert math.isnan(lo) and math.isnan(hi)
+    with pytest.warns(UndefinedMetricWarning, match="empty"):
+        assert all(math.isnan(v) for v in bootstrap_ci(M.accuracy, [], [], n_boot=20))
+
+
+def test_bootstrap_ci_validates_arguments():
+    with pytest.raises(ValueError, match="n_boot"):
+        bootstrap_ci(M.accuracy, [0, 1], [0, 1], n_boot=0)
+    with pytest.raises(ValueError, match="alpha"):
+        bootstrap_ci(M.accuracy, [0, 1], [0, 1], alpha=1.0)
+    with pytest.raises(ValueError, match="same length"):
+        bootstrap_ci(M.accuracy, [0, 1, 1], [0, 1])
+    with pytest.raises(ValueError, match="only 0"):
+        bootstrap_ci(M.accuracy, [0, 3], [0, 1])
+
+
+def test_summarize_shape_values_and_json_round_trip():
+    y, p = make_data(n=200, n_pos=120)
+    threshold = 0.5
+    s = summarize(y, p, threshold, n_boot=200, seed=3)
+    expected_keys = {"n", "n_positive", "n_negative", "threshold", "ece", "confusion_matrix", *CI_METRICS}
+    assert set(s) == expected_keys
+    assert (s["n"], s["n_positive"], s["n_negative"]) == (200, 120, 80)
+    assert type(s["n"]) is int and type(s["threshold"]) is float and s["threshold"] == threshold
+
+    pred = (p >= threshold).astype(int)
+    references = {
+        "accuracy": sk.accuracy_score(y, pred),
+        "precision": sk.precision_score(y, pred),
+        "recall": sk.recall_score(y, pred),
+        "specificity": sk.recall_score(y, pred, pos_label=0),
+        "f1": sk.f1_score(y, pred),
+        "npv": sk.precision_score(y, pred, pos_label=0),
+        "roc_auc": sk.roc_auc_score(y, p),
+        "pr_auc": sk.average_precision_score(y, p),
+        "brier": sk.brier_score_loss(y, p),
+    }
+    for name in CI_METRICS:
+        entry = s[name]
+        assert set(entry) == {"value", "ci95"}
+        assert type(entry["value"]) is float
+        assert entry["value"] == pytest.approx(references[name], abs=1e-9)
+        lo, hi = entry["ci95"]
+        assert type(lo) is float and type(hi) is float
+        assert lo <= entry["value"] <= hi
+    assert set(s["ece"]) == {"value"}
+    assert s["ece"]["value"] == pytest.approx(M.expected_calibration_error(y, p))
+    assert s["confusion_matrix"] == {
+        "labels": ["NORMAL", "PNEUMONIA"],
+        "matrix": sk.confusion_matrix(y, pred, labels=[0, 1]).tolist(),
+    }
+    assert all(type(v) is int for row in s["confusion_matrix"]["matrix"] for v in row)
+    assert json.loads(json.dumps(s)) == s
+    assert summarize(y, p, threshold, n_boot=200, seed=3) == s
+
+
+def test_summarize_single_class_is_serialisable_with_nans():
+    with pytest.warns(UndefinedMetricWarning):
+        s = summarize([1, 1, 1, 1], [0.2, 0.6, 0.7, 0.9], 0.5, n_boot=50)
+    assert math.isnan(s["roc_auc"]["value"]) and all(math.isnan(v) for v in s["roc_auc"]["ci95"])
+    assert s["recall"]["value"] == 0.75
+    assert s["confusion_matrix"]["matrix"] == [[0, 0], [1, 3]]
+    text = json.dumps(s)
+    assert "NaN" in text
+    assert json.loads(text)["n_negative"] == 0
+
+
+def test_summarize_validates_threshold_and_probabilities():
+    with pytest.raises(ValueError, match="threshold"):
+        summarize([0, 1], [0.2, 0.8], float("nan"), n_boot=10)
+    with pytest.raises(ValueError, match="y_prob"):
+        summarize([0, 1], [0.2, 1.8], 0.5, n_boot=10)
+
+
+def test_summarize_1000_resamples_on_624_cases_is_fast():
+    y, p = make_data()
+    start = time.process_time()
+    summarize(y, p, 0.5, n_boot=1000)
+    assert time.process_time() - start < 2.0
+
+
+def test_classification_report_text():
+    y = np.array([0, 0, 1, 1, 1, 0])
+    pred = np.array([0, 1, 1, 1, 0, 0])
+    text = classification_report_text(y, pred)
+    assert text == sk.classification_report(
+        y, pred, labels=[0, 1], target_names=["NORMAL", "PNEUMONIA"], digits=3, zero_division=0
+    )
+    assert "NORMAL" in text and "PNEUMONIA" in text
+    assert "healthy" in classification_report_text(y, pred, class_names=("healthy", "sick"))
+    with pytest.raises(ValueError, match="class_names"):
+        classification_report_text(y, pred, class_names=("a", "b", "c"))
+    with pytest.raises(ValueError, match="empty"):
+        classification_report_text([], [])
