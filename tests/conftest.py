@@ -51,3 +51,29 @@ def tiny_dataset(tmp_path: Path) -> Path:
                 kind = "bacteria" if p % 3 else "virus"
                 write_xray(root / split / "PNEUMONIA" / f"person{p}_{kind}_{seed}.jpeg", 1, seed)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained run folder (resnet10 at 32 px, 3 epochs on synthetic blobs); shared by the whole session."""
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.trainer import train
+
+    base = tmp_path_factory.mktemp("tiny_run")
+    data = base / "data"
+    seed = 1000
+    for split, patients in (("train", 30), ("test", 8)):
+        for p in range(patients):
+            for label, name in ((0, f"NORMAL/IM-{p:04d}-0001.jpeg"), (1, f"PNEUMONIA/person{p}_bacteria_{p}.jpeg")):
+                seed += 1
+                write_xray(data / split / name, label, seed, size=48)
+    out = base / "run"
+    train(TrainConfig(data=str(data), out=str(out), model="resnet10", image_size=32, epochs=3, batch_size=16,
+                      val_fraction=0.2, cache_dir=str(base / "cache"), lr=3e-3), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_run: Path) -> Path:
+    """The synthetic dataset `tiny_run` was trained on (train/ and test/)."""
+    return tiny_run.parent / "data"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -12,6 +13,13 @@ from pneumoscan import __version__
 from pneumoscan.errors import PneumoscanError
 
 Handler = Callable[[argparse.Namespace], int]
+# Each module defines `add_commands(subparsers)`; their heavy imports happen inside the handlers.
+COMMAND_MODULES = (
+    "pneumoscan.report.commands",
+    "pneumoscan.explain.commands",
+    "pneumoscan.export.commands",
+    "pneumoscan.service.commands",
+)
 
 
 def _write_json(path: str, data: object) -> None:
@@ -198,6 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine (default torch)")
     _operating_point(p)
     p.set_defaults(func=cmd_predict)
+
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name != module_name:
+                raise
+            continue
+        module.add_commands(sub)
     return parser
 
 
