@@ -57,10 +57,15 @@ class Predictor:
         target_recall: float | None = None,
         prevalence: float | None = None,
         batch_size: int = 64,
+        onnx_path: str | os.PathLike | None = None,
     ) -> None:
+        from pneumoscan.inference.onnx_backend import open_for_artifact, resolve_backend
+
         self.path = resolve_model_path(model)
         self.model, self.meta = load_artifact(self.path)
-        self.backend = backend
+        # backend: "torch", "onnx" or "auto" (onnx when onnxruntime imports); `onnx_path` is an export of
+        # this artifact to use, else one is built in memory. `self.model` stays the torch model either way.
+        self.backend = resolve_backend(backend)
         self.batch_size = batch_size
         self.prevalence = prevalence
         if threshold is not None and target_recall is not None:
@@ -71,6 +76,7 @@ class Predictor:
             self.meta.threshold_for_recall(target_recall) if target_recall is not None else self.meta.threshold)
         # A recall-based threshold does not depend on prevalence, so it moves with the probabilities.
         self.threshold = float(self._adjust(np.array([raw]))[0]) if threshold is None else float(raw)
+        self.onnx = open_for_artifact(self.path, self.model, self.meta, onnx_path) if self.backend == "onnx" else None
 
     @property
     def size(self) -> int:
@@ -85,7 +91,11 @@ class Predictor:
 
     def predict_images(self, images: np.ndarray) -> np.ndarray:
         """P(PNEUMONIA) for preprocessed uint8 images (N, S, S), prevalence-adjusted when asked."""
-        probs = predict_probs(self.model, images, self.meta.mean, self.meta.std, batch_size=self.batch_size, tta=self.meta.tta)
+        if self.onnx is not None:
+            probs = self.onnx.predict_probs(images, batch_size=self.batch_size)  # mirror-averaging is in the graph
+        else:
+            probs = predict_probs(self.model, images, self.meta.mean, self.meta.std, batch_size=self.batch_size,
+                                  tta=self.meta.tta)
         return self._adjust(probs)
 
     def label_for(self, prob: float) -> str:

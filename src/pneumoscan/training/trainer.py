@@ -158,6 +158,8 @@ class Trainer:
             raise InputError(f"{ckpt_path}: nothing to resume; run without --resume to start training")
         if not resume and ckpt_path.exists():
             raise InputError(f"{self.out}: holds an earlier run; pass --resume to continue it or choose another --out")
+        for stale in self.out.glob(".*.tmp"):  # left by a run killed mid-write
+            stale.unlink()
         seed_everything(cfg.seed)
         data = prepare_data(cfg, self.image_size)
         for message in data.train.skipped + data.val.skipped:

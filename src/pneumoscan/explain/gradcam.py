@@ -1,0 +1,147 @@
+"""Grad-CAM heatmaps: which parts of an X-ray pushed the model towards its decision.
+
+The target layer is the registry's `cam_layer` of the model (a dotted module path). The class
+explained is the predicted one at the artifact's stored threshold unless `target` is given:
+1 = PNEUMONIA (gradient of the logit), 0 = NORMAL (gradient of minus the logit). Test-time
+augmentation is not applied to heatmaps.
+"""
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pneumoscan.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from pneumoscan.artifact import ArtifactMeta
+
+__all__ = ["cam_layer_for", "gradcam", "gradcam_for_image", "overlay", "gradcam_overlay_png"]
+
+DEFAULT_ALPHA = 0.55
+DEFAULT_CMAP = "inferno"  # perceptually uniform, readable with colour-vision deficiency
+
+
+def cam_layer_for(model_name: str) -> str:
+    """The registry's Grad-CAM layer of `model_name`; InputError when the model has no conv layer."""
+    from pneumoscan.models.registry import get_spec
+
+    layer = get_spec(model_name).cam_layer
+    if layer is None:
+        raise InputError(
+            f"model '{model_name}' has no convolutional layer, so Grad-CAM cannot explain it; "
+            "use a cnn, resnet10 or resnet18 model"
+        )
+    return layer
+
+
+def _resolve(model: nn.Module, layer_name: str | None) -> nn.Module:
+    if layer_name is None:
+        raise InputError("this model has no convolutional layer, so Grad-CAM cannot explain it; use a conv model")
+    try:
+        return model.get_submodule(layer_name)
+    except AttributeError:
+        raise ValueError(f"Grad-CAM layer {layer_name!r} does not exist in {type(model).__name__}") from None
+
+
+def gradcam(model: nn.Module, x: torch.Tensor, layer_name: str | None, target: int | None = None) -> np.ndarray:
+    """Grad-CAM of one normalised image `x` (1, 1, S, S) at `layer_name` -> (S, S) float32 in [0, 1].
+
+    `target` 1 explains PNEUMONIA, 0 explains NORMAL, None the class the logit favours (logit >= 0).
+    A map with no positive evidence is all zeros.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if x.ndim != 4 or x.shape[0] != 1:
+        raise ValueError(f"gradcam expects one image of shape (1, C, S, S), got {tuple(x.shape)}")
+    layer = _resolve(model, layer_name)
+    captured: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            x = x.detach().clone().requires_grad_(True)
+            logit = model(x).reshape(-1)[0]
+            if not captured:
+                raise ValueError(f"Grad-CAM layer {layer_name!r} was not used in the forward pass")
+            activation = captured[-1]
+            positive = bool(logit.item() >= 0) if target is None else bool(target)
+            score = logit if positive else -logit
+            (grads,) = torch.autograd.grad(score, activation)
+    finally:
+        handle.remove()
+        model.train(was_training)
+    if activation.ndim != 4:
+        raise ValueError(f"Grad-CAM layer {layer_name!r} outputs shape {tuple(activation.shape)}, not a feature map")
+    weights = grads.mean(dim=(2, 3), keepdim=True)
+    cam = torch.relu((weights * activation).sum(dim=1, keepdim=True)).detach()
+    cam = F.interpolate(cam, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[0, 0]
+    peak = float(cam.max())
+    out = (cam / peak if peak > 0 else torch.zeros_like(cam)).clamp_(0.0, 1.0)
+    return out.cpu().numpy().astype(np.float32)
+
+
+def gradcam_for_image(
+    model: nn.Module, meta: ArtifactMeta, image_uint8: np.ndarray, target: int | None = None
+) -> np.ndarray:
+    """Grad-CAM (S, S) in [0, 1] for a grayscale uint8 image, resized to the model's input size if needed.
+
+    `target` None explains the class predicted at `meta.threshold`.
+    """
+    import torch
+
+    from pneumoscan.data.preprocess import normalize, resize_square
+
+    layer = cam_layer_for(meta.model_name)
+    image = np.asarray(image_uint8)
+    if image.ndim != 2:
+        raise ValueError(f"expected a 2-D grayscale image, got shape {image.shape}")
+    image = resize_square(image, meta.image_size)
+    device = next(model.parameters()).device
+    x = normalize(image[None], meta.mean, meta.std).to(device)
+    if target is None:
+        with torch.no_grad():
+            prob = float(torch.sigmoid(model.eval()(x).reshape(-1)[0]))
+        target = int(prob >= meta.threshold)
+    return gradcam(model, x, layer, target=target)
+
+
+def overlay(
+    image_uint8_gray: np.ndarray, cam: np.ndarray, *, alpha: float = DEFAULT_ALPHA, cmap: str = DEFAULT_CMAP
+) -> np.ndarray:
+    """RGB uint8 (H, W, 3): the grayscale image with `cam` (any size) upsampled and blended on top.
+
+    Opacity follows the heatmap (alpha * cam), so regions without evidence show the plain image.
+    """
+    from matplotlib import colormaps
+    from PIL import Image
+
+    gray = np.asarray(image_uint8_gray, dtype=np.uint8)
+    if gray.ndim != 2:
+        raise ValueError(f"expected a 2-D grayscale image, got shape {gray.shape}")
+    height, width = gray.shape
+    heat = np.clip(np.nan_to_num(np.asarray(cam, dtype=np.float32)), 0.0, 1.0)
+    if heat.shape != (height, width):
+        heat = np.asarray(Image.fromarray(heat).resize((width, height), Image.Resampling.BILINEAR))
+        heat = np.clip(heat, 0.0, 1.0)
+    colour = colormaps[cmap](heat)[..., :3]
+    weight = (alpha * heat)[..., None]
+    base = np.repeat(gray[..., None].astype(np.float32) / 255.0, 3, axis=2)
+    blended = base * (1.0 - weight) + colour * weight
+    return np.rint(np.clip(blended, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def gradcam_overlay_png(model: nn.Module, meta: ArtifactMeta, image_uint8: np.ndarray) -> bytes:
+    """PNG bytes of the Grad-CAM overlay on `image_uint8` (grayscale, any size) for the predicted class."""
+    from PIL import Image
+
+    cam = gradcam_for_image(model, meta, image_uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(overlay(image_uint8, cam)).save(buffer, format="PNG")
+    return buffer.getvalue()

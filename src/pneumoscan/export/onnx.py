@@ -1,0 +1,204 @@
+"""Export a model artifact to ONNX (P(pneumonia) out, metadata inside) and check it against PyTorch.
+
+Exporter: torch 2.13's default (dynamo) exporter needs the extra `onnxscript` package, so this
+uses the TorchScript-based exporter (`dynamo=False`), which handles these plain conv nets exactly.
+The graph takes float32 images (N, 1, S, S) already normalised with the artifact's mean/std and
+returns float32 probabilities (N,). Test-time augmentation (`tta`) is part of the graph: the mean
+logit of the image and its left-right mirror, as in `pneumoscan.inference.batch`.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from pneumoscan import __version__
+from pneumoscan.artifact import ArtifactMeta, load_artifact, resolve_model_path
+from pneumoscan.errors import InputError, PneumoscanError
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "probability"
+OPSET = 17
+TOLERANCE = 1e-4
+META_PREFIX = "pneumoscan."
+_ORT_HINT = "pip install onnx onnxruntime"
+
+
+class ExportCheckError(PneumoscanError):
+    """The exported ONNX model is invalid or disagrees with the PyTorch model."""
+
+
+class ProbabilityHead(nn.Module):
+    """Wraps a single-logit model: sigmoid of the logit, mirror-averaged when `tta`."""
+
+    def __init__(self, model: nn.Module, tta: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.tta = tta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        if self.tta:
+            logits = (logits + self.model(torch.flip(x, dims=[3]))) / 2
+        return torch.sigmoid(logits)
+
+
+@dataclass
+class ExportReport:
+    """What `export_artifact` wrote and how closely ONNX Runtime matched PyTorch."""
+
+    path: Path
+    max_abs_diff: float
+    n_images: int
+    image_source: str
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file (ties an .onnx file to the artifact it came from)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def onnx_metadata(meta: ArtifactMeta, artifact_sha256: str | None = None) -> dict[str, str]:
+    """The `metadata_props` written into every exported model (all values are strings)."""
+    props = {
+        "class_names": json.dumps(list(meta.class_names)),
+        "input_size": str(meta.image_size),
+        "input_layout": "float32 (N, 1, S, S), (pixel / 255 - mean) / std",
+        "mean": repr(float(meta.mean)),
+        "std": repr(float(meta.std)),
+        "threshold": repr(float(meta.threshold)),
+        "tta": json.dumps(bool(meta.tta)),
+        "tta_in_graph": json.dumps(bool(meta.tta)),
+        "output": "P(PNEUMONIA), sigmoid of the logit",
+        "model_name": meta.model_name,
+        "model_version": meta.version,
+        "pneumoscan_version": __version__,
+        "artifact_meta": meta.to_json(),
+    }
+    if artifact_sha256:
+        props["artifact_sha256"] = artifact_sha256
+    return {META_PREFIX + k: v for k, v in props.items()}
+
+
+def read_onnx_metadata(model_bytes_or_path: bytes | str | os.PathLike) -> dict[str, str]:
+    """The pneumoscan entries of an ONNX model's `metadata_props`, without the prefix."""
+    import onnx
+
+    proto = (onnx.load_from_string(model_bytes_or_path) if isinstance(model_bytes_or_path, bytes)
+             else onnx.load(str(model_bytes_or_path), load_external_data=False))
+    return {p.key[len(META_PREFIX):]: p.value for p in proto.metadata_props if p.key.startswith(META_PREFIX)}
+
+
+def export_onnx_bytes(model: nn.Module, meta: ArtifactMeta, *, artifact_sha256: str | None = None) -> bytes:
+    """Serialised ONNX model (dynamic batch axis) of `model` with the artifact's metadata."""
+    try:
+        import onnx
+    except ImportError:
+        raise InputError(f"ONNX export needs the onnx package; {_ORT_HINT}") from None
+
+    head = ProbabilityHead(copy.deepcopy(model).cpu().float().eval(), meta.tta).eval()
+    example = torch.zeros(2, 1, meta.image_size, meta.image_size, dtype=torch.float32)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # the TorchScript exporter announces its deprecation on every call
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        torch.onnx.export(
+            head, (example,), buffer, dynamo=False, opset_version=OPSET, do_constant_folding=True,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        )
+    proto = onnx.load_from_string(buffer.getvalue())
+    proto.producer_name = "pneumoscan"
+    proto.producer_version = __version__
+    proto.doc_string = f"pneumoscan {meta.model_name}: P(PNEUMONIA) from a normalised {meta.image_size} px chest X-ray"
+    onnx.helper.set_model_props(proto, onnx_metadata(meta, artifact_sha256))
+    return proto.SerializeToString()
+
+
+def check_onnx(onnx_bytes: bytes, model: nn.Module, meta: ArtifactMeta, images: np.ndarray,
+               tolerance: float = TOLERANCE) -> float:
+    """Validate the graph, then compare ONNX Runtime with PyTorch on uint8 images (N, S, S).
+
+    Returns the largest absolute probability difference; raises ExportCheckError above `tolerance`.
+    """
+    import onnx
+
+    from pneumoscan.inference.batch import predict_probs
+    from pneumoscan.inference.onnx_backend import OnnxBackend
+
+    try:
+        onnx.checker.check_model(onnx.load_from_string(onnx_bytes), full_check=True)
+    except Exception as err:  # noqa: BLE001 - any checker failure means the export is unusable
+        raise ExportCheckError(f"exported ONNX model fails onnx.checker: {err}") from err
+    expected = predict_probs(model, images, meta.mean, meta.std, tta=meta.tta)
+    session = OnnxBackend(onnx_bytes, threads=1)
+    got = session.predict_probs(images)
+    single = session.predict_probs(images[:1])  # the batch axis really is dynamic
+    diff = float(max(np.max(np.abs(got - expected)), np.max(np.abs(single - expected[:1]))))
+    if not np.isfinite(diff) or diff > tolerance:
+        raise ExportCheckError(f"ONNX Runtime and PyTorch disagree: max |P diff| = {diff:.3g} > {tolerance:g}")
+    return diff
+
+
+def sample_image_paths(limit: int = 8) -> list[Path]:
+    """Real X-rays from the bundled sample (both classes), or [] when it is not installed."""
+    from pneumoscan.data.layout import is_image_path
+
+    here = Path(__file__).resolve().parents[1]
+    for root in (here / "sample" / "chest_xray", here.parents[1] / "sample" / "chest_xray"):
+        if root.is_dir():
+            per_class = [sorted(p for p in (root / "test" / c).glob("*") if is_image_path(p))
+                         for c in ("NORMAL", "PNEUMONIA")]
+            mixed = [p for pair in zip(*per_class) for p in pair]
+            if mixed:
+                return mixed[:limit]
+    return []
+
+
+def check_images(size: int, paths: list[str | os.PathLike] | None = None, limit: int = 8) -> tuple[np.ndarray, str]:
+    """uint8 images (N, S, S) to check an export on, and where they came from.
+
+    Given paths (files or folders) first, else the bundled sample, else deterministic noise.
+    """
+    from pneumoscan.data.preprocess import load_image
+    from pneumoscan.inference.predictor import expand_paths
+
+    if paths:
+        files = expand_paths(list(paths))[:limit]
+        return np.stack([load_image(f, size) for f in files]), f"{len(files)} given images"
+    files = sample_image_paths(limit)
+    if files:
+        return np.stack([load_image(f, size) for f in files]), f"{len(files)} bundled sample X-rays"
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (4, size, size), dtype=np.uint8), "4 synthetic noise images (no sample found)"
+
+
+def export_artifact(model: str | os.PathLike | None, out: str | os.PathLike,
+                    images: list[str | os.PathLike] | None = None) -> ExportReport:
+    """Export an artifact to `out` (.onnx), after checking it; writes atomically."""
+    path = resolve_model_path(model)
+    torch_model, meta = load_artifact(path)
+    onnx_bytes = export_onnx_bytes(torch_model, meta, artifact_sha256=file_sha256(path))
+    batch, source = check_images(meta.image_size, images)
+    diff = check_onnx(onnx_bytes, torch_model, meta, batch)
+    out = Path(out)
+    if out.is_dir():
+        raise InputError(f"{out}: is a folder; give a file name such as {out / 'model.onnx'}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(onnx_bytes)
+    os.replace(tmp, out)
+    return ExportReport(out, diff, len(batch), source)

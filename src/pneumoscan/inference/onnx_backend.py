@@ -1,0 +1,127 @@
+"""ONNX Runtime inference: a CPU session over a pneumoscan ONNX export, normalising like PyTorch."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from pneumoscan.artifact import ArtifactMeta
+from pneumoscan.data.preprocess import normalize
+from pneumoscan.errors import InputError
+
+_ORT_HINT = "pip install onnxruntime"
+BACKENDS = ("torch", "onnx", "auto")
+
+
+def onnxruntime_available() -> bool:
+    """True when onnxruntime (and onnx, needed to export on the fly) import."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(backend: str) -> str:
+    """'torch' or 'onnx' for a requested backend; 'auto' picks onnx when onnxruntime imports."""
+    if backend not in BACKENDS:
+        raise InputError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "onnx" if onnxruntime_available() else "torch"
+    if backend == "onnx" and not onnxruntime_available():
+        raise InputError(f"backend 'onnx' needs onnx and onnxruntime; {_ORT_HINT} onnx, or use --backend torch")
+    return backend
+
+
+def default_threads() -> int:
+    """Intra-op threads: the cores this process may use, at most 4 (more rarely helps small nets)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
+class OnnxBackend:
+    """A thread-safe ONNX Runtime CPU session for a pneumoscan export (input: normalised float32)."""
+
+    def __init__(self, model: bytes | str | os.PathLike, *, threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise InputError(f"the onnx backend needs onnxruntime; {_ORT_HINT}") from None
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or default_threads()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        label = "<in-memory ONNX>" if isinstance(model, bytes) else os.fspath(model)
+        try:
+            source = model if isinstance(model, bytes) else os.fspath(model)
+            self.session = ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - ORT raises its own types for unreadable models
+            raise InputError(f"{label}: not a loadable ONNX model ({type(err).__name__}); "
+                             "export one with `pneumoscan export`") from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.metadata = {k.removeprefix("pneumoscan."): v for k, v in props.items() if k.startswith("pneumoscan.")}
+        if "mean" not in self.metadata or "input_size" not in self.metadata:
+            raise InputError(f"{label}: ONNX model without pneumoscan metadata; export it with `pneumoscan export`")
+        self.mean = float(self.metadata["mean"])
+        self.std = float(self.metadata["std"])
+        self.size = int(self.metadata["input_size"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    @property
+    def meta(self) -> ArtifactMeta | None:
+        """The full artifact metadata stored in the export, when present."""
+        text = self.metadata.get("artifact_meta")
+        return ArtifactMeta.from_json(text) if text else None
+
+    def predict_probs(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """P(PNEUMONIA) for uint8 images (N, S, S), float32 (N,)."""
+        images = np.asarray(images)
+        if images.ndim != 3 or images.shape[1:] != (self.size, self.size):
+            raise ValueError(f"expected uint8 images (N, {self.size}, {self.size}), got shape {images.shape}")
+        out = np.empty(len(images), dtype=np.float32)
+        for start in range(0, len(images), batch_size):
+            x = normalize(images[start : start + batch_size], self.mean, self.std).numpy()
+            out[start : start + len(x)] = self.session.run(None, {self.input_name: x})[0].reshape(-1)
+        return out
+
+
+def open_for_artifact(artifact_path: str | os.PathLike, model: nn.Module, meta: ArtifactMeta,
+                      onnx_path: str | os.PathLike | None = None, *, threads: int | None = None) -> OnnxBackend:
+    """An ONNX session for a loaded artifact.
+
+    `onnx_path` given: load it (it must come from this artifact). Otherwise use `<artifact>.onnx`
+    next to the artifact when it was exported from the very same file, else export in memory.
+    """
+    from pneumoscan.export.onnx import check_images, check_onnx, export_onnx_bytes, file_sha256
+
+    digest = file_sha256(artifact_path)
+    sibling = Path(artifact_path).with_suffix(".onnx")
+    if onnx_path is not None:
+        backend = OnnxBackend(onnx_path, threads=threads)
+        if backend.metadata.get("artifact_sha256") not in (None, digest):
+            raise InputError(f"{onnx_path}: exported from a different model than {artifact_path}; "
+                             f"re-run `pneumoscan export --model {artifact_path} --out {onnx_path}`")
+        if backend.size != meta.image_size:
+            raise InputError(f"{onnx_path}: input size {backend.size} does not match the model's {meta.image_size}")
+        return backend
+    if sibling.is_file():
+        try:
+            backend = OnnxBackend(sibling, threads=threads)
+        except InputError:
+            backend = None
+        if backend is not None and backend.metadata.get("artifact_sha256") == digest:
+            return backend
+    data = export_onnx_bytes(model, meta, artifact_sha256=digest)
+    images, _ = check_images(meta.image_size, limit=4)
+    check_onnx(data, model, meta, images)
+    return OnnxBackend(data, threads=threads)

@@ -1,0 +1,446 @@
+"""Out-of-distribution guard: does an input look like the frontal chest X-rays the model was trained on?
+
+How to call it (Predictor, CLI, service) - one forward pass serves both the prediction and the guard::
+
+    from pneumoscan.inference.ood import colourfulness, forward_with_features, load_guard
+    guard = load_guard(model_path)          # OODGuard, or None when no <stem>.ood.safetensors beside the model
+    data = Path(file).read_bytes()          # read once, use twice:
+    image = load_image(data, meta.image_size, name=str(file))   # the classifier's (S, S) uint8 input
+    colour = colourfulness(data)            # colour is measured on the raw bytes (decoding drops it)
+    logits, feats = forward_with_features(model, images, meta.mean, meta.std, batch_size=64, tta=meta.tta)
+    probs = sigmoid(logits)                 # identical to predict_logits(...) -> sigmoid
+    results = guard.check(images, features=feats, colourfulness=colours)   # list[OODResult], one per image
+    # results[i].in_distribution is False -> report results[i].message instead of a diagnosis
+
+`guard.check(images, model=model, colourfulness=...)` also works (it runs its own forward pass), and
+`colourfulness=None` skips the colour signal. A guard is tied to the exact model file it was fitted
+for (SHA-256); `load_guard` raises InputError for a stale guard.
+
+Signals, each turned into a ratio to its 99th percentile on held-out training X-rays:
+
+* ``image``: Mahalanobis distance of cheap statistics of the (S, S) grayscale input (intensity
+  moments, dark/bright fractions, histogram entropy, edge and fine-texture energy, left-right symmetry,
+  and the 8x8 layout of the standardised image) to the training X-rays.
+* ``features``: class-conditional Mahalanobis distance (Lee et al., NeurIPS 2018; tied, Ledoit-Wolf
+  shrunk covariance) of the classifier's penultimate features - the input of the model's final
+  ``nn.Linear``, taken with a forward hook, so it works for every registered model.
+* ``colour``: Hasler & Suesstrunk (2003) colourfulness of the raw file, referenced to
+  max(99th percentile, 15) - 15 is their bound for "not colourful"; X-rays are grayscale.
+
+The score is the largest ratio. The threshold is the held-out (5-fold cross-fitted) quantile of the
+score that rejects half of the allowed false-rejection rate, leaving margin for new scanners.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from pneumoscan import __version__
+from pneumoscan.artifact import resolve_model_path
+from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom
+from pneumoscan.data.preprocess import normalize
+from pneumoscan.errors import InputError
+
+GUARD_FORMAT = 1
+_META_KEY = "pneumoscan_ood"
+COLOUR_REFERENCE = 15.0  # Hasler & Suesstrunk: below 15 an image is "not colourful"
+_LAYOUT = 8  # the standardised image's layout is summarised as LAYOUT x LAYOUT block means
+_REASONS = {
+    "colour": "colour image (chest X-rays are grayscale)",
+    "image": "image statistics unlike chest X-rays (layout, contrast or texture)",
+    "features": "the model's features are unlike those of its training X-rays",
+}
+_BLANK = "blank or nearly constant image"
+
+
+@dataclass(frozen=True)
+class OODResult:
+    """The guard's verdict on one image; `components` are ratios to the 99th percentile of training X-rays."""
+
+    in_distribution: bool
+    score: float
+    threshold: float
+    reason: str | None = None
+    components: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def message(self) -> str:
+        return "looks like a chest X-ray" if self.in_distribution else f"not a chest X-ray: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- signals
+
+
+def guard_path(model: str | os.PathLike | None) -> Path:
+    """Where the guard of a model lives: `<artifact stem>.ood.safetensors` beside the artifact."""
+    path = resolve_model_path(model)
+    return path.with_name(path.name.removesuffix(".safetensors") + ".ood.safetensors")
+
+
+def colourfulness(source: str | os.PathLike | bytes, size: int = 64) -> float:
+    """Hasler-Suesstrunk colourfulness (0 = gray, 15 = barely, 109 = extremely colourful) of a raw file.
+
+    Cheap: grayscale modes return 0 without decoding, JPEGs are decoded in draft mode at about
+    `size` px. DICOM, unreadable or oversized files return 0.0 (the decoder reports those).
+    """
+    from PIL import Image
+
+    try:
+        data = source if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
+        if is_dicom(bytes(data[:132])):
+            return 0.0
+        with Image.open(io.BytesIO(data), formats=("JPEG", "PNG", "TIFF", "BMP")) as im:
+            if im.mode not in ("RGB", "RGBA", "RGBX", "RGBa", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+                return 0.0
+            if im.size[0] * im.size[1] > DEFAULT_MAX_PIXELS:
+                return 0.0
+            im.draft("RGB", (size, size))
+            im.thumbnail((size, size))
+            rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
+    except Exception:  # noqa: BLE001 - any unreadable input: the decoder raises the user-facing error
+        return 0.0
+    rgb = rgba[..., :3] * (rgba[..., 3:] / 255.0)  # composite on black, as the decoder does
+    rg = rgb[..., 0] - rgb[..., 1]
+    yb = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def image_statistics(images: np.ndarray) -> np.ndarray:
+    """(N, S, S) uint8 -> (N, 11 + 64) float64: global statistics and the 8x8 standardised layout."""
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)).float().div_(255.0)
+    if x.ndim != 3:
+        raise ValueError(f"images must be (N, S, S) uint8, got shape {tuple(x.shape)}")
+    n = x.shape[0]
+    flat = x.reshape(n, -1)
+    mean, std = flat.mean(1), flat.std(1, correction=0)
+    soft = std + 0.02
+    z = (x - mean[:, None, None]) / soft[:, None, None]
+    zf = z.reshape(n, -1)
+    hist = torch.zeros(n, 32).scatter_add_(1, (flat * 31.999).long(), torch.ones_like(flat)) / flat.shape[1]
+    entropy = -(hist * torch.log(hist.clamp_min(1e-12))).sum(1) / np.log(32)
+    grad = 0.5 * ((x[:, :, 1:] - x[:, :, :-1]).abs().mean((1, 2)) + (x[:, 1:] - x[:, :-1]).abs().mean((1, 2)))
+    blur = nn.functional.avg_pool2d(x[:, None], 3, 1, 1, count_include_pad=False)[:, 0]
+    fine = (x - blur).abs().mean((1, 2))
+    mirror = (z * z.flip(2)).mean((1, 2)) / (zf.pow(2).mean(1) + 1e-6)
+    layout = nn.functional.adaptive_avg_pool2d(z[:, None], _LAYOUT).reshape(n, -1)
+    stats = torch.stack([
+        mean, torch.log(soft), (flat < 0.04).float().mean(1).sqrt(), (flat > 0.96).float().mean(1).sqrt(), entropy,
+        torch.log(grad + 1e-3), torch.log(grad / soft + 1e-3), torch.log(fine / soft + 1e-3), mirror,
+        zf.pow(3).mean(1).clamp(-20, 20), torch.log(zf.pow(4).mean(1) + 1e-3),
+    ], 1)
+    return torch.cat([stats, layout], 1).double().numpy()
+
+
+def final_linear(model: nn.Module) -> nn.Linear:
+    """The classifier's last nn.Linear (inside `model.head` when there is one): its input is the feature."""
+    scope = getattr(model, "head", model)
+    linears = [m for m in scope.modules() if isinstance(m, nn.Linear)] or [
+        m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear layer to take features from")
+    return linears[-1]
+
+
+@torch.inference_mode()
+def forward_with_features(
+    model: nn.Module, images: np.ndarray, mean: float, std: float, *, batch_size: int = 128, tta: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (same as `predict_logits`) and penultimate features (N, D) of the unmirrored pass, in one pass."""
+    model.eval()
+    device = next(model.parameters()).device
+    captured: list[torch.Tensor] = []
+    capture = [True]
+
+    def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        if capture[0]:
+            captured.append(inputs[0].detach().reshape(len(inputs[0]), -1).float().cpu())
+
+    handle = final_linear(model).register_forward_pre_hook(hook)
+    logits_out = np.empty(len(images), dtype=np.float32)
+    try:
+        for start in range(0, len(images), batch_size):
+            x = normalize(np.asarray(images[start : start + batch_size]), mean, std).to(device)
+            capture[0] = True
+            logits = model(x)
+            if tta:
+                capture[0] = False
+                logits = (logits + model(torch.flip(x, dims=[3]))) / 2
+            logits_out[start : start + len(x)] = logits.float().cpu().numpy()
+    finally:
+        handle.remove()
+    feats = torch.cat(captured).numpy() if captured else np.zeros((0, 0), np.float32)
+    return logits_out, feats
+
+
+def _feature_transform(features: np.ndarray) -> np.ndarray:
+    """Signed square root: makes post-ReLU features closer to Gaussian."""
+    f = np.asarray(features, dtype=np.float64)
+    return np.sign(f) * np.sqrt(np.abs(f))
+
+
+# --------------------------------------------------------------------------- Gaussian model
+
+
+@dataclass
+class _Gaussian:
+    """Standardise by `scale`, then squared Mahalanobis distance to the nearest of `centers` (tied precision)."""
+
+    centers: np.ndarray  # (C, D) in standardised units
+    scale: np.ndarray  # (D,)
+    precision: np.ndarray  # (D, D)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, groups: np.ndarray | None = None) -> "_Gaussian":
+        loc = x.mean(0)
+        raw_scale = x.std(0)
+        scale = np.maximum(raw_scale, 1e-3 * max(float(np.median(raw_scale)), 1e-6) + 1e-9)
+        z = (x - loc) / scale
+        labels = np.zeros(len(x), int) if groups is None else np.asarray(groups)
+        keys, index = np.unique(labels, return_inverse=True)
+        if len(keys) < 2 or np.bincount(index).min() < 2:
+            index = np.zeros(len(x), int)
+        centers = np.stack([z[index == g].mean(0) for g in range(index.max() + 1)])
+        resid = z - centers[index]
+        cov = _ledoit_wolf(resid)
+        precision = np.linalg.inv(cov + 1e-6 * np.eye(len(cov)))
+        return cls(centers + loc / scale, scale, (precision + precision.T) / 2)
+
+    def distance(self, x: np.ndarray) -> np.ndarray:
+        z = np.asarray(x, dtype=np.float64) / self.scale
+        best = np.full(len(z), np.inf)
+        for center in self.centers:
+            d = z - center
+            best = np.minimum(best, np.einsum("nd,de,ne->n", d, self.precision, d))
+        return best
+
+
+def _ledoit_wolf(x: np.ndarray) -> np.ndarray:
+    """Ledoit-Wolf (2004) shrinkage of the covariance of centred rows `x` towards a scaled identity."""
+    n, p = x.shape
+    s = x.T @ x / n
+    mu = np.trace(s) / p
+    delta = np.sum((s - mu * np.eye(p)) ** 2)
+    beta = (np.sum(np.sum(x**2, 1) ** 2) / n - np.sum(s**2)) / n
+    shrink = 1.0 if delta <= 0 else float(np.clip(beta / delta, 0.0, 1.0))
+    return shrink * mu * np.eye(p) + (1 - shrink) * s
+
+
+# --------------------------------------------------------------------------- the guard
+
+
+class OODGuard:
+    """A fitted guard: call `check` on the batch that is being classified."""
+
+    def __init__(self, meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
+        self.meta = meta
+        self.threshold = float(meta["threshold"])
+        self.references: dict[str, float] = {k: float(v) for k, v in meta["references"].items()}
+        self.models = {name: _Gaussian(tensors[f"{name}.centers"], tensors[f"{name}.scale"], tensors[f"{name}.precision"])
+                       for name in ("image", "features") if f"{name}.centers" in tensors}
+
+    @property
+    def image_size(self) -> int:
+        return int(self.meta["image_size"])
+
+    def components(
+        self,
+        images: np.ndarray,
+        *,
+        features: np.ndarray | None = None,
+        model: nn.Module | None = None,
+        colourfulness: Sequence[float] | np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Raw signal values per image: squared distances (`image`, `features`) and `colour`."""
+        images = np.asarray(images)
+        if images.ndim != 3 or images.shape[1:] != (self.image_size, self.image_size):
+            raise ValueError(f"images must be (N, {self.image_size}, {self.image_size}) uint8, got {images.shape}")
+        out = {"image": self.models["image"].distance(image_statistics(images))}
+        if "features" in self.models:
+            if features is None:
+                if model is None:
+                    raise ValueError("check() needs `features` (from forward_with_features) or the `model`")
+                _, features = forward_with_features(model, images, self.meta["mean"], self.meta["std"])
+            features = np.asarray(features)
+            if features.shape != (len(images), self.models["features"].scale.shape[0]):
+                raise ValueError(f"features must be (N, {self.models['features'].scale.shape[0]}), got {features.shape}")
+            out["features"] = self.models["features"].distance(_feature_transform(features))
+        if colourfulness is not None:
+            colour = np.asarray(colourfulness, dtype=np.float64).reshape(-1)
+            if len(colour) != len(images):
+                raise ValueError(f"got {len(colour)} colourfulness values for {len(images)} images")
+            out["colour"] = colour
+        return out
+
+    def scores(self, components: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The combined score (largest ratio) and the per-signal ratios."""
+        ratios = {k: np.asarray(v, dtype=np.float64) / self.references[k] for k, v in components.items()}
+        return np.max(np.stack(list(ratios.values())), 0), ratios
+
+    def check(
+        self,
+        images: np.ndarray,
+        *,
+        features: np.ndarray | None = None,
+        model: nn.Module | None = None,
+        colourfulness: Sequence[float] | np.ndarray | None = None,
+    ) -> list[OODResult]:
+        """One verdict per image of the (N, S, S) uint8 batch; see the module docstring for the arguments."""
+        if len(images) == 0:
+            return []
+        score, ratios = self.scores(self.components(images, features=features, model=model, colourfulness=colourfulness))
+        spread = np.asarray(images, dtype=np.float32).reshape(len(images), -1).std(1)
+        results = []
+        for i, value in enumerate(score):
+            parts = {k: round(float(v[i]), 4) for k, v in ratios.items()}
+            ok = bool(value <= self.threshold)
+            reason = None if ok else (_BLANK if spread[i] < 3.0 else _REASONS[max(parts, key=parts.__getitem__)])
+            results.append(OODResult(ok, float(value), self.threshold, reason, parts))
+        return results
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write tensors + JSON metadata as safetensors, atomically."""
+        from safetensors.numpy import save_file
+
+        path = Path(path)
+        tensors = {}
+        for name, g in self.models.items():
+            tensors.update({f"{name}.centers": g.centers, f"{name}.scale": g.scale, f"{name}.precision": g.precision})
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in tensors.items()}, str(tmp),
+                  metadata={_META_KEY: json.dumps(self.meta, sort_keys=True)})
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "OODGuard":
+        """Load a guard file (no pickle); InputError when it is not one."""
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="numpy") as handle:
+                header = (handle.metadata() or {}).get(_META_KEY)
+                tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+            if header is None:
+                raise ValueError("no guard metadata")
+            meta = json.loads(header)
+            if meta.get("format") != GUARD_FORMAT:
+                raise ValueError(f"guard format {meta.get('format')}, this pneumoscan reads {GUARD_FORMAT}")
+            return cls(meta, tensors)
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+            raise InputError(f"{path}: not a usable pneumoscan guard file ({err}); run `pneumoscan fit-guard` again") from None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_guard(model: str | os.PathLike | None) -> OODGuard | None:
+    """The guard fitted for this model artifact, or None when there is none; InputError when it is stale."""
+    model_path = resolve_model_path(model)
+    path = guard_path(model_path)
+    if not path.is_file():
+        return None
+    guard = OODGuard.read(path)
+    if guard.meta.get("model_sha256") != _sha256(model_path):
+        raise InputError(f"{path}: guard was fitted for a different version of {model_path.name}; "
+                         f"run `pneumoscan fit-guard --model {model_path}` again")
+    return guard
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+def _fit_samples(data: str | os.PathLike | Sequence[Any]) -> list[Any]:
+    from pneumoscan.data.layout import discover
+
+    if isinstance(data, (str, os.PathLike)):
+        found = discover(data)
+        for split in ("train", "all"):
+            if split in found:
+                return found[split]
+        raise InputError(f"{data}: no train/ split to fit the guard on (the test split must not be used)")
+    return list(data)
+
+
+def fit_guard(
+    model: str | os.PathLike | None,
+    data: str | os.PathLike | Sequence[Any],
+    *,
+    out: str | os.PathLike | None = None,
+    max_images: int | None = None,
+    max_false_rejection: float = 0.01,
+    folds: int = 5,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 64,
+) -> Path:
+    """Fit the guard of `model` on training X-rays (a data folder's train/ split, or `Sample`s).
+
+    Each signal's reference is its 99th percentile under `folds`-fold cross-fitting (every image
+    scored by a Gaussian fitted without it); the threshold rejects `max_false_rejection / 2` of them.
+    Writes `out` (default: beside the model) and returns its path.
+    """
+    from pneumoscan.artifact import load_artifact
+    from pneumoscan.data.cache import load_image_set
+
+    if not 0.0 < max_false_rejection < 0.5:
+        raise InputError(f"max false rejection {max_false_rejection}: must be between 0 and 0.5")
+    model_path = resolve_model_path(model)
+    net, meta = load_artifact(model_path)
+    samples = _fit_samples(data)
+    rng = np.random.default_rng(seed)
+    if max_images is not None and len(samples) > max_images:
+        samples = [samples[i] for i in sorted(rng.permutation(len(samples))[:max_images])]
+    image_set = load_image_set(samples, meta.image_size, Path(cache_dir) if cache_dir else None, desc="decoding guard")
+    n = len(image_set.samples)
+    if n < 5 * folds:
+        raise InputError(f"only {n} readable training images; the guard needs at least {5 * folds}")
+    images = np.asarray(image_set.images)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        colour = np.array(list(pool.map(colourfulness, [s.path for s in image_set.samples])))
+    _, feats = forward_with_features(net, images, meta.mean, meta.std, batch_size=batch_size)
+    signals = {"image": image_statistics(images), "features": _feature_transform(feats)}
+    groups = {"image": None, "features": image_set.labels}
+    fold = rng.permutation(n) % folds
+    held_out = {k: np.empty(n) for k in signals}
+    for f in range(folds):
+        test = fold == f
+        for name, x in signals.items():
+            g = groups[name]
+            held_out[name][test] = _Gaussian.fit(x[~test], None if g is None else g[~test]).distance(x[test])
+    references = {k: float(np.quantile(v, 0.99)) for k, v in held_out.items()}
+    references["colour"] = max(float(np.quantile(colour, 0.99)), COLOUR_REFERENCE)
+    held_out["colour"] = colour
+    score = np.max(np.stack([held_out[k] / references[k] for k in held_out]), 0)
+    alpha = max_false_rejection / 2
+    rank = min(n, int(np.ceil((n + 1) * (1 - alpha))))  # conformal quantile: P(new score > t) <= alpha
+    threshold = float(np.sort(score)[rank - 1])
+    guard_meta = {
+        "format": GUARD_FORMAT, "version": __version__, "model_sha256": _sha256(model_path),
+        "model_name": meta.model_name, "image_size": meta.image_size, "mean": meta.mean, "std": meta.std,
+        "feature_dim": int(feats.shape[1]), "threshold": threshold, "references": references,
+        "max_false_rejection": max_false_rejection, "folds": folds, "seed": seed, "n_images": n,
+        "held_out_rejection_rate": float((score > threshold).mean()),
+        "held_out_rejection_by_signal": {k: float((held_out[k] / references[k] > threshold).mean()) for k in held_out},
+    }
+    models = {name: _Gaussian.fit(x, groups[name]) for name, x in signals.items()}
+    guard = OODGuard(guard_meta, {f"{name}.{part}": getattr(g, part) for name, g in models.items()
+                                  for part in ("centers", "scale", "precision")})
+    return guard.save(out if out is not None else guard_path(model_path))

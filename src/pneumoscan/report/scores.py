@@ -1,0 +1,96 @@
+"""The labels and probabilities a report is computed from: a fresh evaluation or the run's validation predictions."""
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pneumoscan.errors import InputError
+from pneumoscan.report.run import RunInfo
+
+VAL_PREDICTIONS = "val_predictions.csv"
+
+
+@dataclass
+class Scores:
+    """Per-image labels and P(pneumonia) at one operating threshold, with the evaluation summary."""
+
+    source: str
+    split: str
+    paths: list[Path]
+    labels: np.ndarray
+    probs: np.ndarray
+    threshold: float
+    summary: dict[str, Any]
+    images: np.ndarray | None = None  # model inputs (N, S, S) aligned with paths, when images were decoded
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def preds(self) -> np.ndarray:
+        return (self.probs >= self.threshold).astype(np.int64)
+
+
+def read_val_predictions(run: RunInfo) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    """Paths, labels and probabilities from RUN_DIR/val_predictions.csv."""
+    path = run.path / VAL_PREDICTIONS
+    if not path.is_file():
+        raise InputError(f"{path}: missing; pass --data DIR to evaluate the run on a labelled split instead")
+    paths: list[Path] = []
+    labels: list[int] = []
+    probs: list[float] = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"path", "label", "prob"} <= set(reader.fieldnames):
+            raise InputError(f"{path}: expected the columns path,label,prob; restore the file written by pneumoscan train")
+        for line_no, row in enumerate(reader, start=2):
+            try:
+                label, prob = int(row["label"]), float(row["prob"])
+            except (TypeError, ValueError):
+                raise InputError(f"{path}:{line_no}: label or prob is not a number; restore the file") from None
+            if label not in (0, 1) or not 0.0 <= prob <= 1.0:
+                raise InputError(f"{path}:{line_no}: label must be 0/1 and prob within [0, 1]; restore the file")
+            file = Path(row["path"])
+            if not file.is_absolute() and not file.exists() and (run.path / file).exists():
+                file = run.path / file
+            paths.append(file)
+            labels.append(label)
+            probs.append(prob)
+    if not labels:
+        raise InputError(f"{path}: lists no predictions; pass --data DIR to evaluate the run instead")
+    return paths, np.asarray(labels, dtype=np.int64), np.asarray(probs, dtype=np.float64)
+
+
+def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0) -> Scores:
+    """Scores of the run's own validation split (no model needed), at the stored threshold."""
+    from pneumoscan.evaluation.bootstrap import summarize
+
+    paths, labels, probs = read_val_predictions(run)
+    threshold = float(run.meta.threshold)
+    summary = summarize(labels, probs, threshold, n_boot=n_boot, seed=seed)
+    return Scores(f"validation predictions of the run ({VAL_PREDICTIONS})", "val", paths, labels, probs, threshold,
+                  summary)
+
+
+def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_boot: int = 1000, seed: int = 0) -> Scores:
+    """Evaluate the run's model on a split of `data` at the stored threshold."""
+    from pneumoscan.evaluation.evaluate import evaluate
+    from pneumoscan.inference.predictor import Predictor
+
+    predictor = Predictor(run.artifact)
+    result = evaluate(predictor, data, split, n_boot=n_boot, seed=seed)
+    return Scores(f"{result.split} split of {data}", result.split, [s.path for s in result.images.samples],
+                  result.images.labels.astype(np.int64), np.asarray(result.probs, dtype=np.float64),
+                  float(predictor.threshold), result.summary, np.asarray(result.images.images), list(result.images.skipped))
+
+
+def run_scores(run: RunInfo, data: str | os.PathLike | None, split: str | None, *, n_boot: int = 1000) -> Scores:
+    """Evaluation scores when `data` is given, else the validation predictions."""
+    if data is None:
+        if split not in (None, "val"):
+            raise InputError(f"--split {split}: needs --data DIR; without --data the run's validation predictions are used")
+        return validation_scores(run, n_boot=n_boot)
+    return data_scores(run, data, split, n_boot=n_boot)

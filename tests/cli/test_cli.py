@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pneumoscan.cli import main
+
+METRIC_KEYS = {"accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc", "brier", "threshold",
+               "confusion_matrix", "n"}
+
+
+def test_end_to_end_on_the_bundled_sample(sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(sample_dir), "--out", str(run), "--model", "cnn", "--image-size", "64",
+                 "--epochs", "2", "--quiet", "--val-fraction", "0.2"]) == 0
+    assert "validation: AUC" in capsys.readouterr().out
+
+    out_json = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", str(run), "--data", str(sample_dir), "--json", str(out_json), "--n-boot", "50"]) == 0
+    printed = capsys.readouterr().out
+    assert "specificity" in printed and "precision" in printed and "support" in printed
+    summary = json.loads(out_json.read_text())
+    assert METRIC_KEYS <= set(summary)
+    assert summary["n"] == 60 and summary["split"] == "test"
+    lo, hi = summary["roc_auc"]["ci95"]
+    assert lo <= summary["roc_auc"]["value"] <= hi
+    assert sum(map(sum, summary["confusion_matrix"]["matrix"])) == 60
+
+    assert main(["predict", "--model", str(run), str(sample_dir / "test" / "NORMAL"), "--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 30
+    assert all(0.0 <= float(r["probability"]) <= 1.0 and r["label"] in {"NORMAL", "PNEUMONIA"} for r in rows)
+
+    strict = tmp_path / "strict.json"
+    assert main(["evaluate", "--model", str(run), "--data", str(sample_dir), "--threshold", "1.0", "--json", str(strict),
+                 "--n-boot", "20"]) == 0
+    assert json.loads(strict.read_text())["threshold"] == 1.0
+
+
+def test_predict_reports_bad_file_and_predicts_the_rest(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = sorted((tiny_data / "test" / "NORMAL").iterdir())[:2]
+    for path in good:
+        shutil.copy(path, folder / path.name)
+    (folder / "broken.jpeg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    code = main(["predict", "--model", str(tiny_run), str(folder), "--json"])
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert code == 1
+    assert [r["error"] is None for r in rows].count(True) == 2
+    assert "broken.jpeg" in captured.err and "Traceback" not in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["evaluate", "--model", "{run}", "--data", "{tmp}/missing"], "no such file or folder"),
+        (["predict", "--model", "{tmp}/nomodel", "x.png"], "no such model file"),
+        (["predict", "--model", "{run}", "{tmp}/missing.png"], "missing.png"),
+        (["evaluate", "--model", "{run}", "--data", "{data}", "--threshold", "0.5", "--target-recall", "0.9"], "not both"),
+        (["evaluate", "--model", "{run}", "--data", "{data}", "--prevalence", "1.5"], "--prevalence"),
+        (["train", "--data", "{tmp}", "--out", "{tmp}/run"], "found neither"),
+    ],
+)
+def test_user_mistakes_are_one_line(argv: list[str], message: str, tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [a.format(run=tiny_run, tmp=tmp_path, data=tiny_data) for a in argv]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code != 0
+    assert message in err and "Traceback" not in err
+
+
+def test_operating_point_options(tiny_run: Path, tiny_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", "--model", str(tiny_run), str(tiny_data / "test"), "--json", "--threshold", "0.0"]) == 0
+    assert {r["label"] for r in json.loads(capsys.readouterr().out)} == {"PNEUMONIA"}
+    assert main(["predict", "--model", str(tiny_run), str(tiny_data / "test"), "--json", "--target-recall", "1.0"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert all(r["label"] == "PNEUMONIA" for r in rows if "PNEUMONIA" in r["path"] and r["probability"] >= r["threshold"])
+    assert main(["predict", "--model", str(tiny_run), str(tiny_data / "test"), "--json"]) == 0
+    base = {r["path"]: r["probability"] for r in json.loads(capsys.readouterr().out)}
+    assert main(["predict", "--model", str(tiny_run), str(tiny_data / "test"), "--json", "--prevalence", "0.05"]) == 0
+    low = {r["path"]: r["probability"] for r in json.loads(capsys.readouterr().out)}
+    assert all(low[p] <= base[p] + 1e-9 for p in base) and any(low[p] < base[p] - 1e-3 for p in base)
+
+
+def test_audit(sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "audit.json"
+    assert main(["audit", str(sample_dir), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["splits"]["train"]["images"] == {"NORMAL": 100, "PNEUMONIA": 100}
+    assert report["splits"]["test"]["images"] == {"NORMAL": 30, "PNEUMONIA": 30}
+    assert report["splits"]["test"]["most_common_sizes"] == ["224x224"]
+    assert report["unreadable"] == []
+    assert "unreadable files: 0" in capsys.readouterr().out
+
+
+def test_audit_finds_duplicates_and_unreadable(tiny_data: Path, tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    shutil.copytree(tiny_data, data)
+    first = sorted((data / "train" / "NORMAL").iterdir())[0]
+    shutil.copy(first, data / "test" / "NORMAL" / "IM-7777-0001.jpeg")
+    (data / "train" / "PNEUMONIA" / "person99_virus_1.jpeg").write_bytes(b"")
+    out = tmp_path / "a.json"
+    assert main(["audit", str(data), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert len(report["cross_split_duplicates"]) == 1
+    assert len(report["unreadable"]) == 1 and "person99_virus_1.jpeg" in report["unreadable"][0]

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pneumoscan.data.augment import AugmentConfig, augment_batch
+from pneumoscan.data.preprocess import load_image, normalize
+
+
+def test_load_image_any_size_and_mode(tmp_path: Path) -> None:
+    rgb = np.zeros((300, 500, 3), dtype=np.uint8)
+    rgb[:, :250] = 200
+    Image.fromarray(rgb).save(tmp_path / "wide.png")
+    out = load_image(tmp_path / "wide.png", 64)
+    assert out.shape == (64, 64) and out.dtype == np.uint8
+    assert out[:, :28].mean() > 150 and out[:, 36:].mean() < 10
+
+
+def test_normalize() -> None:
+    batch = np.full((2, 4, 4), 255, dtype=np.uint8)
+    x = normalize(batch, 0.5, 0.25)
+    assert x.shape == (2, 1, 4, 4) and x.dtype == torch.float32
+    assert torch.allclose(x, torch.full_like(x, 2.0))
+
+
+def test_augment_changes_images_within_range_and_is_seeded() -> None:
+    x = torch.rand(8, 1, 32, 32)
+    a = augment_batch(x, AugmentConfig(), torch.Generator().manual_seed(1))
+    b = augment_batch(x, AugmentConfig(), torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, x)
+    assert a.min() >= 0 and a.max() <= 1 and a.shape == x.shape
+    assert torch.equal(augment_batch(x, AugmentConfig(strength=0)), x)

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from pneumoscan.artifact import ArtifactMeta, load_artifact, read_meta, resolve_model_path, save_artifact
+from pneumoscan.errors import InputError
+from pneumoscan.models.registry import create_model
+from pneumoscan.training.checkpoint import atomic_torch_save, load_checkpoint
+
+
+class _Evil:
+    """Any class that is not an allowed global must be refused by the checkpoint loader."""
+
+
+def test_artifact_round_trip(tmp_path: Path) -> None:
+    model = create_model("cnn").eval()
+    meta = ArtifactMeta(model_name="cnn", model_config={"widths": [32, 64, 128, 128], "dropout": 0.3}, image_size=96,
+                        mean=0.48, std=0.23, threshold=0.37, val_scores={"labels": [0, 1, 1], "probs": [0.1, 0.4, 0.9]})
+    path = save_artifact(tmp_path / "m.safetensors", model, meta)
+    loaded, meta2 = load_artifact(path)
+    assert meta2 == meta
+    x = torch.randn(2, 1, 96, 96)
+    assert torch.allclose(loaded(x), model(x))
+    assert meta2.threshold_for_recall(1.0) == pytest.approx(0.4)
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_bad_model_paths(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no model.safetensors"):
+        resolve_model_path(tmp_path)
+    bogus = tmp_path / "x.safetensors"
+    bogus.write_bytes(b"garbage")
+    with pytest.raises(InputError, match="not a pneumoscan model file"):
+        read_meta(bogus)
+
+
+def test_checkpoint_weights_only(tmp_path: Path) -> None:
+    atomic_torch_save({"a": torch.ones(2), "state": {"epoch": 3, "history": [{"x": 1.0}]}}, tmp_path / "c.pt")
+    ckpt = load_checkpoint(tmp_path / "c.pt")
+    assert ckpt["state"]["epoch"] == 3
+    torch.save({"evil": _Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(Exception, match="[Ww]eights only"):
+        load_checkpoint(tmp_path / "evil.pt")

@@ -1,0 +1,73 @@
+"""Kill a training subprocess with SIGKILL, resume it, and get the same model as an uninterrupted run."""
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from pneumoscan.cli import main
+from pneumoscan.training.checkpoint import load_checkpoint
+from tests.conftest import write_xray
+
+ARGS = ["--model", "resnet10", "--image-size", "48", "--epochs", "8", "--patience", "8", "--batch-size", "16",
+        "--val-fraction", "0.25", "--quiet"]
+
+
+@pytest.fixture
+def resume_data(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    for p in range(40):
+        write_xray(root / "train" / "NORMAL" / f"IM-{p:04d}-0001.jpeg", 0, 2 * p, size=64)
+        write_xray(root / "train" / "PNEUMONIA" / f"person{p}_virus_{p}.jpeg", 1, 2 * p + 1, size=64)
+    return root
+
+
+def _epochs(run: Path) -> list[int]:
+    path = run / "history.csv"
+    if not path.exists():
+        return []
+    return [int(row["epoch"]) for row in csv.DictReader(path.open())]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_uninterrupted(resume_data: Path, tmp_path: Path) -> None:
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "pneumoscan.cli", "train", "--data", str(resume_data), "--out",
+                             str(killed), *ARGS], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while len(_epochs(killed)) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read().decode()[-500:]}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = _epochs(killed)
+    assert 2 <= len(done) < 8 and not (killed / "model.safetensors").exists()
+    assert load_checkpoint(killed / "last.pt")["state"]["epoch"] >= 1  # a kill mid-write never corrupts it
+
+    assert main(["train", "--out", str(killed), "--resume", "--quiet"]) == 0
+    assert _epochs(killed) == list(range(1, 9))
+    assert not list(killed.glob(".*.tmp"))
+
+    straight = tmp_path / "straight"
+    assert main(["train", "--data", str(resume_data), "--out", str(straight), *ARGS]) == 0
+    a, b = load_file(str(killed / "model.safetensors")), load_file(str(straight / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert (a[key].float() - b[key].float()).abs().max() <= 1e-5, key
+
+
+def test_resume_without_checkpoint_and_rerun_into_used_folder(resume_data: Path, tmp_path: Path, capsys) -> None:
+    assert main(["train", "--data", str(resume_data), "--out", str(tmp_path / "none"), "--resume", "--quiet"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(resume_data), "--out", str(run), *ARGS[:4], "--epochs", "1", "--quiet"]) == 0
+    assert main(["train", "--data", str(resume_data), "--out", str(run), "--epochs", "1", "--quiet"]) == 2
+    assert "--resume" in capsys.readouterr().err
