@@ -15,7 +15,7 @@ def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
 class SmallCNN(nn.Module):
     """Four conv blocks with max pooling, global average pooling and a dropout head."""
 
-    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 128), dropout: float = 0.3) -> None:
+    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128), dropout: float = 0.3) -> None:
         super().__init__()
         blocks: list[nn.Module] = []
         c_in = 1
@@ -30,5 +30,5 @@ class SmallCNN(nn.Module):
 
 
 @register_model("cnn", description="small 4-block conv net (the seeds' CNN)", image_size=96, cam_layer="features.6")
-def cnn(widths: tuple[int, ...] = (32, 64, 128, 128), dropout: float = 0.3) -> nn.Module:
+def cnn(widths: tuple[int, ...] = (16, 32, 64, 128), dropout: float = 0.3) -> nn.Module:
     return SmallCNN(tuple(widths), dropout)

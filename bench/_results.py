@@ -1,0 +1,34 @@
+"""Write a benchmark's rows as bench/results/NAME.json and a markdown table NAME.md."""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, float) for v in value):
+        return f"[{value[0]:.3f}, {value[1]:.3f}]"
+    return "" if value is None else str(value)
+
+
+def write_results(name: str, rows: list[dict[str, Any]], columns: list[str], *, command: str, note: str = "") -> Path:
+    """Write JSON (rows plus provenance) and a markdown table; returns the JSON path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    meta = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, "
+            f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}", "note": note}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    lines = [f"# {name}", "", f"`{command}` ({meta['date']}, {meta['machine']})", ""]
+    if note:
+        lines += [note, ""]
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,84 @@
+"""Recipe ablation for the default model, judged on the patient-aware validation split only.
+
+Each variant trains (or resumes, or reuses a finished run) under --runs, then its validation
+metrics are collected into bench/results/ablation.json and ablation.md. No test image is read.
+
+    python bench/ablation.py --data ../shared/data/chest_xray --runs runs/ablation [--only NAME ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from _results import write_results
+
+from pneumoscan.artifact import ARTIFACT_NAME, read_meta
+from pneumoscan.training.checkpoint import load_checkpoint
+from pneumoscan.training.config import TrainConfig
+from pneumoscan.training.trainer import LAST_CHECKPOINT, train
+
+BASE = dict(epochs=25, patience=8, seed=0)
+VARIANTS: dict[str, dict] = {
+    "A_resnet10_128": dict(model="resnet10", image_size=128),
+    "B_resnet10_128_ema_ls_aug": dict(model="resnet10", image_size=128, ema_decay=0.998, label_smoothing=0.1, augment=1.5),
+    "C_resnet18_160_ema_ls_aug": dict(model="resnet18", image_size=160, ema_decay=0.998, label_smoothing=0.1, augment=1.5),
+}
+
+
+def val_auc_with_tta(run: Path) -> float:
+    """Validation AUC of the run's final model when each image is averaged with its mirror."""
+    import csv
+
+    import numpy as np
+
+    from pneumoscan.artifact import load_artifact
+    from pneumoscan.data.cache import load_image_set
+    from pneumoscan.data.layout import Sample
+    from pneumoscan.evaluation.metrics import roc_auc
+    from pneumoscan.inference.batch import predict_probs
+
+    model, meta = load_artifact(run)
+    rows = list(csv.DictReader((run / "val_predictions.csv").open()))
+    images = load_image_set([Sample(Path(r["path"]), int(r["label"])) for r in rows], meta.image_size)
+    probs = predict_probs(model, np.asarray(images.images), meta.mean, meta.std, tta=True)
+    return roc_auc(images.labels, probs)
+
+
+def run_variant(name: str, overrides: dict, data: str, runs: Path) -> dict:
+    out = runs / name
+    artifact = out / ARTIFACT_NAME
+    if not artifact.exists():
+        cfg = TrainConfig(data=data, out=str(out), **{**BASE, **overrides})
+        train(cfg, resume=(out / LAST_CHECKPOINT).exists(), progress=sys.stderr.isatty())
+    meta = read_meta(artifact)
+    val = meta.val_metrics
+    return {
+        "variant": name, **overrides, "best_epoch": meta.training.get("best_epoch"),
+        "epochs_run": meta.training.get("epochs_run"), "train_seconds": meta.training.get("train_seconds"),
+        "val_auc": val["roc_auc"]["value"], "val_auc_ci95": val["roc_auc"]["ci95"],
+        "val_specificity_at_recall_0.95": val["specificity"]["value"], "val_brier": val["brier"]["value"],
+        "val_ece": val["ece"]["value"], "threshold": meta.threshold, "val_auc_tta": val_auc_with_tta(out),
+        "best_val_loss": min(row["val_loss"] for row in load_checkpoint(out / LAST_CHECKPOINT)["state"]["history"]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default="../shared/data/chest_xray")
+    parser.add_argument("--runs", default="runs/ablation")
+    parser.add_argument("--only", nargs="*", help="variants to run (default all)")
+    args = parser.parse_args()
+    rows = [run_variant(name, cfg, args.data, Path(args.runs)) for name, cfg in VARIANTS.items()
+            if not args.only or name in args.only]
+    columns = ["variant", "model", "image_size", "ema_decay", "label_smoothing", "augment", "best_epoch",
+               "epochs_run", "train_seconds", "val_auc", "val_auc_tta", "val_specificity_at_recall_0.95", "val_brier", "val_ece",
+               "best_val_loss"]
+    write_results("ablation", rows, columns, command="python bench/ablation.py " + " ".join(sys.argv[1:]),
+                  note="Validation = patient-aware 15% of train (seed 0). Test images are not read by this script.")
+    print(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,356 @@
+"""Benchmark the out-of-distribution guard: real chest X-rays against generated non-X-ray inputs.
+
+Fits the guard of `--model` on the real train split (writing `<model>.ood.safetensors` beside it,
+or `--guard-out`), then scores the real test split (used only to measure the false-rejection rate
+and as the in-distribution side of the AUROC, never to choose anything) and families of generated
+negatives, each encoded as a file and sent through the same decoder as user uploads.
+
+    PYTHONPATH=src .venv/bin/python bench/ood.py --model RUN_DIR [--per-family 60]
+
+Writes bench/results/ood.json and bench/results/ood.md.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from pneumoscan.artifact import default_model_path, load_artifact, resolve_model_path
+from pneumoscan.data.cache import load_image_set
+from pneumoscan.data.layout import discover
+from pneumoscan.data.preprocess import load_image
+from pneumoscan.evaluation.metrics import roc_auc
+from pneumoscan.inference.ood import OODGuard, colourfulness, fit_guard, forward_with_features
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "chest_xray"
+Rng = np.random.Generator
+
+
+# --------------------------------------------------------------------------- generated negatives
+
+
+def _size(rng: Rng) -> tuple[int, int]:
+    side = int(rng.integers(160, 520))
+    return side, int(side * rng.uniform(0.7, 1.4))
+
+
+def _gray(a: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "L")
+
+
+def _grid(w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[:h, :w]
+    return xx / w, yy / h
+
+
+def _fractal(rng: Rng, w: int, h: int, beta: float) -> np.ndarray:
+    """1/f^beta noise in [0, 1]: clouds, bark, sand - natural-looking textures."""
+    fy, fx = np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w)[None, :]
+    amp = 1.0 / np.maximum(np.hypot(fx, fy), 1.0 / max(w, h)) ** (beta / 2)
+    spec = amp * np.exp(2j * np.pi * rng.random(amp.shape)) * rng.normal(1, 0.1, amp.shape)
+    field = np.fft.irfft2(spec, s=(h, w))
+    return (field - field.min()) / (np.ptp(field) + 1e-9)
+
+
+def blank(rng: Rng) -> Image.Image:
+    w, h = _size(rng)
+    level = rng.uniform(0, 255)
+    return _gray(level + rng.normal(0, rng.uniform(0, 2), (h, w)))
+
+
+def gradient(rng: Rng) -> Image.Image:
+    w, h = _size(rng)
+    xx, yy = _grid(w, h)
+    if rng.random() < 0.5:
+        angle = rng.uniform(0, 2 * math.pi)
+        t = xx * math.cos(angle) + yy * math.sin(angle)
+    else:
+        cx, cy = rng.uniform(0.2, 0.8, 2)
+        t = np.hypot(xx - cx, yy - cy)
+    t = (t - t.min()) / (np.ptp(t) + 1e-9)
+    lo, hi = np.sort(rng.uniform(0, 255, 2))
+    return _gray(lo + (hi - lo) * t ** rng.uniform(0.5, 2))
+
+
+def noise(rng: Rng) -> Image.Image:
+    w, h = _size(rng)
+    kind = rng.integers(4)
+    if kind == 0:
+        a = rng.normal(rng.uniform(60, 190), rng.uniform(10, 70), (h, w))
+    elif kind == 1:
+        a = rng.uniform(0, 255, (h, w))
+    elif kind == 2:
+        a = np.where(rng.random((h, w)) < rng.uniform(0.05, 0.5), 255.0, rng.uniform(0, 128))
+    else:
+        a = rng.normal(128, 60, (h, w))
+        return _gray(a).filter(ImageFilter.GaussianBlur(rng.uniform(1, 6)))
+    return _gray(a)
+
+
+def pattern(rng: Rng) -> Image.Image:
+    w, h = _size(rng)
+    yy, xx = np.mgrid[:h, :w]
+    cell = int(rng.integers(2, 60))
+    kind = rng.integers(3)
+    if kind == 0:
+        a = ((xx // cell + yy // cell) % 2) * 255.0
+    elif kind == 1:
+        angle = rng.uniform(0, math.pi)
+        a = (np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / cell) > 0) * 255.0
+    else:
+        a = (((xx % cell) < 2) | ((yy % cell) < 2)) * 255.0
+    lo, hi = np.sort(rng.uniform(0, 255, 2))
+    return _gray(lo + (hi - lo) * a / 255)
+
+
+def texture(rng: Rng) -> Image.Image:
+    w, h = _size(rng)
+    t = _fractal(rng, w, h, rng.uniform(1.5, 3.5))
+    if rng.random() < 0.3:
+        t = np.abs(np.sin(t * rng.uniform(6, 20)))  # wood-grain / marble bands
+    return _gray(255 * t ** rng.uniform(0.6, 1.6))
+
+
+_WORDS = ("patient name date of birth address signature insurance number report findings lab result "
+          "total amount invoice please sign here the quick brown fox jumps over lazy dog 2024 form "
+          "section page reference clinic department phone email").split()
+
+
+def document(rng: Rng) -> Image.Image:
+    """A scanned form: text lines on near-white paper, sometimes boxes, rules and a grey scan tint."""
+    w = int(rng.integers(300, 700))
+    h = int(w * rng.uniform(1.2, 1.5))
+    paper = int(rng.integers(215, 256))
+    im = Image.new("L", (w, h), paper)
+    draw = ImageDraw.Draw(im)
+    size = int(rng.integers(9, 22))
+    font = ImageFont.load_default(size=size)
+    y = int(rng.integers(10, 40))
+    while y < h - size - 10:
+        x = int(rng.integers(10, 40))
+        if rng.random() < 0.15:
+            draw.rectangle([x, y, w - x, y + 2 * size], outline=0, width=1)
+        text = " ".join(rng.choice(_WORDS, int(rng.integers(2, 12))))
+        draw.text((x + 4, y), text.upper() if rng.random() < 0.2 else text, fill=int(rng.integers(0, 80)), font=font)
+        if rng.random() < 0.2:
+            draw.line([x, y + size + 3, w - x, y + size + 3], fill=0, width=1)
+        y += int(size * rng.uniform(1.3, 2.5))
+    a = np.asarray(im, dtype=np.float64) + rng.normal(0, rng.uniform(0, 6), (h, w))
+    return _gray(a).rotate(rng.uniform(-3, 3), fillcolor=paper, resample=Image.Resampling.BILINEAR)
+
+
+def colour_photo(rng: Rng) -> Image.Image:
+    """A 'photo' from random shapes: sky/ground gradient, coloured blobs, blur and sensor noise."""
+    w, h = _size(rng)
+    _, yy = _grid(w, h)
+    top, bottom = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    base = top[None, None] * (1 - yy[..., None]) + bottom[None, None] * yy[..., None]
+    im = Image.fromarray(base.astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(im)
+    for _ in range(int(rng.integers(3, 25))):
+        x0, y0 = rng.uniform(-0.2, 1, 2) * (w, h)
+        x1, y1 = (x0, y0) + rng.uniform(0.05, 0.6, 2) * (w, h)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x0, y0, x1, y1], fill=colour)
+    im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0, 3)))
+    a = np.asarray(im, dtype=np.float64) + rng.normal(0, rng.uniform(1, 8), (h, w, 3))
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "RGB")
+
+
+def _radiograph(rng: Rng, a: np.ndarray) -> Image.Image:
+    """Attenuation map -> radiograph look: blur, quantum noise, exposure."""
+    im = _gray(a).filter(ImageFilter.GaussianBlur(rng.uniform(1, 3)))
+    b = np.asarray(im, dtype=np.float64)
+    return _gray(b * rng.uniform(0.8, 1.1) + rng.normal(0, rng.uniform(2, 8), b.shape))
+
+
+def _capsule(mask_x: np.ndarray, mask_y: np.ndarray, p: np.ndarray, q: np.ndarray, r: float) -> np.ndarray:
+    """Distance-based soft capsule between points p and q with radius r (in pixels)."""
+    d = q - p
+    t = np.clip(((mask_x - p[0]) * d[0] + (mask_y - p[1]) * d[1]) / (d @ d + 1e-9), 0, 1)
+    dist = np.hypot(mask_x - (p[0] + t * d[0]), mask_y - (p[1] + t * d[1]))
+    return np.clip(1 - dist / r, 0, 1) ** 0.5
+
+
+def hand(rng: Rng) -> Image.Image:
+    """A hand / limb radiograph: dark background, grey soft tissue, bright tubular bones."""
+    w, h = _size(rng)
+    yy, xx = np.mgrid[:h, :w].astype(np.float64)
+    a = np.full((h, w), rng.uniform(5, 40))
+    palm = np.array([w * rng.uniform(0.4, 0.6), h * rng.uniform(0.65, 0.8)])
+    if rng.random() < 0.3:  # a single long bone (forearm / leg)
+        p, q = np.array([w * rng.uniform(0.3, 0.7), -10.0]), np.array([w * rng.uniform(0.3, 0.7), h + 10.0])
+        a += 70 * (_capsule(xx, yy, p, q, w * 0.18) > 0)
+        a += 110 * _capsule(xx, yy, p + (w * 0.03, 0), q + (w * 0.03, 0), w * 0.05)
+        a += 90 * _capsule(xx, yy, p - (w * 0.05, 0), q - (w * 0.05, 0), w * 0.035)
+        return _radiograph(rng, a)
+    a += 80 * (_capsule(xx, yy, palm - (0, h * 0.1), palm + (0, h * 0.4), w * 0.22) > 0)
+    for k in range(5):
+        angle = math.radians(-60 + 30 * k + rng.uniform(-8, 8))
+        length = h * rng.uniform(0.3, 0.45) * (0.6 if k == 0 else 1.0)
+        base = palm + np.array([w * 0.12 * (k - 2), -h * 0.05])
+        tip = base + length * np.array([math.sin(angle), -math.cos(angle)])
+        a += 80 * (_capsule(xx, yy, base, tip, w * 0.045) > 0)
+        for j in range(3):  # phalanges
+            p = base + (tip - base) * (0.05 + 0.32 * j)
+            q = base + (tip - base) * (0.32 + 0.32 * j)
+            a += 110 * _capsule(xx, yy, p, q, w * 0.02)
+        a += 100 * _capsule(xx, yy, palm, base, w * 0.022)  # metacarpal
+    return _radiograph(rng, np.minimum(a, 255))
+
+
+def skull(rng: Rng) -> Image.Image:
+    """A skull radiograph: bright cranial vault ring, textured brain case, dark orbits, jaw."""
+    w, h = _size(rng)
+    xx, yy = _grid(w, h)
+    cx, cy = rng.uniform(0.4, 0.6), rng.uniform(0.4, 0.55)
+    rx, ry = rng.uniform(0.3, 0.42), rng.uniform(0.32, 0.45)
+    r = np.hypot((xx - cx) / rx, (yy - cy) / ry)
+    a = np.full(r.shape, rng.uniform(5, 40))
+    a += 90 * (r < 1.08)  # soft tissue
+    a += 120 * np.exp(-((r - 1.0) / 0.05) ** 2)  # cortical bone of the vault
+    a += 40 * _fractal(rng, w, h, 2.5) * (r < 0.95)
+    for side in (-1, 1):  # orbits
+        a -= 60 * (np.hypot((xx - cx - side * rx * 0.4) / (rx * 0.2), (yy - cy - ry * 0.2) / (ry * 0.15)) < 1)
+    jaw = np.hypot((xx - cx) / (rx * 0.7), (yy - cy - ry * 0.75) / (ry * 0.45))
+    a += 110 * np.exp(-((jaw - 1.0) / 0.08) ** 2) * (yy > cy + ry * 0.6)
+    return _radiograph(rng, a)
+
+
+FAMILIES: dict[str, Callable[[Rng], Image.Image]] = {
+    "blank": blank, "gradient": gradient, "noise": noise, "pattern": pattern, "texture": texture,
+    "document": document, "colour_photo": colour_photo, "hand_limb": hand, "skull": skull,
+}
+
+
+def encode(im: Image.Image, rng: Rng) -> bytes:
+    """Save as JPEG (quality 60-95) or PNG, as an upload would arrive."""
+    buf = io.BytesIO()
+    if rng.random() < 0.6:
+        im.save(buf, "JPEG", quality=int(rng.integers(60, 96)))
+    else:
+        im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def generate(family: str, n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`n` decoded (size, size) uint8 images of a family and their raw-file colourfulness."""
+    rng = np.random.default_rng([seed, list(FAMILIES).index(family)])
+    images, colour = [], []
+    for _ in range(n):
+        data = encode(FAMILIES[family](rng), rng)
+        images.append(load_image(data, size, name=family))
+        colour.append(colourfulness(data))
+    return np.stack(images), np.array(colour)
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+def score(guard: OODGuard, model, meta, images: np.ndarray, colour: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    _, feats = forward_with_features(model, images, meta.mean, meta.std, batch_size=64)
+    return guard.scores(guard.components(images, features=feats, colourfulness=colour))
+
+
+def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """AUROC with the negatives (generated inputs) as the positive class: higher score = more out of distribution."""
+    return float(roc_auc(np.r_[np.zeros(len(pos)), np.ones(len(neg))], np.r_[pos, neg]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", help="run folder or artifact (default: the shipped model)")
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="data folder with train/ and test/")
+    parser.add_argument("--per-family", type=int, default=60, help="generated images per negative family")
+    parser.add_argument("--max-train", type=int, help="fit the guard on at most this many train images")
+    parser.add_argument("--guard-out", help="where to write the guard (default: beside the model)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="results folder")
+    args = parser.parse_args(argv)
+    if args.model is None and not default_model_path().is_file():
+        parser.error("no shipped model installed; pass --model RUN_DIR")
+    model_path = resolve_model_path(args.model)
+
+    started = time.time()
+    guard_file = fit_guard(model_path, args.data, out=args.guard_out, max_images=args.max_train, seed=args.seed)
+    fit_seconds = time.time() - started
+    guard = OODGuard.read(guard_file)
+    model, meta = load_artifact(model_path)
+
+    test = load_image_set(discover(args.data)["test"], meta.image_size, desc="decoding test")
+    test_colour = np.array([colourfulness(s.path) for s in test.samples])
+    started = time.time()
+    id_score, id_parts = score(guard, model, meta, np.asarray(test.images), test_colour)
+    per_image_ms = 1000 * (time.time() - started) / len(id_score)
+    threshold = guard.threshold
+
+    families: dict[str, dict[str, object]] = {}
+    all_neg, all_parts = [], {k: [] for k in id_parts}
+    for family in FAMILIES:
+        images, colour = generate(family, args.per_family, meta.image_size, args.seed)
+        neg, parts = score(guard, model, meta, images, colour)
+        all_neg.append(neg)
+        for k in parts:
+            all_parts[k].append(parts[k])
+        families[family] = {
+            "n": len(neg), "auroc": round(auroc(id_score, neg), 4),
+            "rejected": round(float((neg > threshold).mean()), 4),
+            "auroc_by_signal": {k: round(auroc(id_parts[k], parts[k]), 4) for k in parts},
+        }
+    neg = np.concatenate(all_neg)
+    result = {
+        "model": str(model_path), "model_name": meta.model_name, "image_size": meta.image_size,
+        "guard": str(guard_file), "fit": {k: guard.meta[k] for k in (
+            "n_images", "threshold", "references", "max_false_rejection", "held_out_rejection_rate",
+            "held_out_rejection_by_signal")},
+        "fit_seconds": round(fit_seconds, 1), "check_ms_per_image": round(per_image_ms, 2),
+        "test_xrays": {"n": len(id_score), "false_rejection_rate": round(float((id_score > threshold).mean()), 4),
+                       "false_rejections": int((id_score > threshold).sum())},
+        "negatives": {"n": len(neg), "auroc": round(auroc(id_score, neg), 4),
+                      "rejected": round(float((neg > threshold).mean()), 4),
+                      "auroc_by_signal": {k: round(auroc(id_parts[k], np.concatenate(v)), 4) for k, v in all_parts.items()}},
+        "families": families, "per_family": args.per_family, "seed": args.seed,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ood.json").write_text(json.dumps(result, indent=2))
+    (out / "ood.md").write_text(markdown(result))
+    print(markdown(result))
+    ok = result["test_xrays"]["false_rejection_rate"] <= 0.01 and result["negatives"]["auroc"] >= 0.99
+    return 0 if ok else 1
+
+
+def markdown(r: dict) -> str:
+    t, n = r["test_xrays"], r["negatives"]
+    lines = [
+        "# Out-of-distribution guard", "",
+        f"Model `{r['model_name']}` at {r['image_size']} px (`{r['model']}`); guard fitted on "
+        f"{r['fit']['n_images']} real train X-rays in {r['fit_seconds']} s, threshold {r['fit']['threshold']:.3f} "
+        f"(held-out train rejection {r['fit']['held_out_rejection_rate']:.2%}).", "",
+        f"- False rejections on the real test split: **{t['false_rejection_rate']:.2%}** "
+        f"({t['false_rejections']} of {t['n']}; target <= 1%)",
+        f"- AUROC, real test X-rays vs all {n['n']} generated negatives: **{n['auroc']:.4f}** (target >= 0.99); "
+        f"rejected at the threshold: {n['rejected']:.2%}",
+        f"- Guard cost on top of the forward pass: {r['check_ms_per_image']} ms per image (features + check)", "",
+        "| family | n | AUROC | rejected | " + " | ".join(f"AUROC {k}" for k in n["auroc_by_signal"]) + " |",
+        "|---|---|---|---|" + "---|" * len(n["auroc_by_signal"]),
+    ]
+    for name, f in r["families"].items():
+        lines.append(f"| {name} | {f['n']} | {f['auroc']:.4f} | {f['rejected']:.2%} | "
+                     + " | ".join(f"{v:.4f}" for v in f["auroc_by_signal"].values()) + " |")
+    lines.append(f"| **all** | {n['n']} | {n['auroc']:.4f} | {n['rejected']:.2%} | "
+                 + " | ".join(f"{v:.4f}" for v in n["auroc_by_signal"].values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Train every registered model on the full data and report validation and test figures.
+
+Each model trains in its own subprocess (so wall time and peak RSS are its own) with the default
+recipe, on the same patient-aware split; finished runs under --runs are reused. The test split is
+read only after training, for the final table.
+
+    python bench/train_full.py --data ../shared/data/chest_xray --runs runs/full [--models resnet10 cnn]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _results import write_results
+
+from pneumoscan.artifact import ARTIFACT_NAME, read_meta
+from pneumoscan.models.registry import create_model, get_spec, list_models
+from pneumoscan.training.config import TrainConfig, default_recipe
+
+STATS = "bench_stats.json"
+
+
+def train_child(data: str, out: str, model: str) -> None:
+    """Runs inside the subprocess: train, then record wall time and peak RSS."""
+    from pneumoscan.training.trainer import train
+
+    started = time.time()
+    cfg = TrainConfig(data=data, out=out, **default_recipe(model))
+    train(cfg, resume=(Path(out) / "last.pt").exists(), progress=False)
+    stats = {"wall_seconds": round(time.time() - started, 1),
+             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    (Path(out) / STATS).write_text(json.dumps(stats))
+
+
+def evaluate_row(model: str, run: Path, data: str, n_boot: int) -> dict:
+    from pneumoscan.evaluation.evaluate import evaluate
+    from pneumoscan.inference.predictor import Predictor
+
+    meta = read_meta(run / ARTIFACT_NAME)
+    stats = json.loads((run / STATS).read_text()) if (run / STATS).exists() else {}
+    summary = evaluate(Predictor(run), data, "test", n_boot=n_boot).summary
+    row = {"model": model, "params": sum(p.numel() for p in create_model(model, **meta.model_config).parameters()),
+           "image_size": meta.image_size, "epochs": f"{meta.training.get('best_epoch')}/{meta.training.get('epochs_run')}",
+           "train_wall_s": stats.get("wall_seconds"), "peak_rss_mb": stats.get("peak_rss_mb"),
+           "val_auc": meta.val_metrics["roc_auc"]["value"], "threshold": meta.threshold}
+    for key in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc"):
+        row[f"test_{key}"] = summary[key]["value"]
+        row[f"test_{key}_ci95"] = summary[key]["ci95"]
+    row["test_loss_brier"] = summary["brier"]["value"]
+    return row
+
+
+def main(name: str = "train_full") -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default="../shared/data/chest_xray")
+    parser.add_argument("--runs", default="runs/full")
+    parser.add_argument("--models", nargs="*", default=None, help="default: every registered model")
+    parser.add_argument("--n-boot", type=int, default=1000)
+    args = parser.parse_args()
+    rows = []
+    for model in args.models or list_models():
+        run = Path(args.runs) / model
+        if not (run / ARTIFACT_NAME).exists():
+            code = subprocess.call([sys.executable, __file__, "--child", args.data, str(run), model])
+            if code:
+                sys.exit(f"training {model} failed with exit code {code}")
+        rows.append(evaluate_row(model, run, args.data, args.n_boot))
+        print(json.dumps(rows[-1]), flush=True)
+    columns = ["model", "params", "image_size", "epochs", "train_wall_s", "peak_rss_mb", "val_auc", "test_accuracy",
+               "test_recall", "test_specificity", "test_roc_auc"]
+    if name == "compare_models":
+        columns = ["model", "params", "train_wall_s", "val_auc", "test_loss_brier"] + [
+            f"test_{k}{suffix}" for k in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
+            for suffix in ("", "_ci95")]
+    write_results(name, rows, columns, command=f"python bench/{name}.py " + " ".join(sys.argv[1:]),
+                  note="Same patient-aware validation split (15%, seed 0) for every model; threshold chosen on "
+                       "validation for recall 0.95; test split read only for this table. epochs = best/run.")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        train_child(*sys.argv[2:])
+    else:
+        main()

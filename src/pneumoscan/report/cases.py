@@ -1,0 +1,124 @@
+"""Example cases for the report: the most confident TP/TN/FP/FN with Grad-CAM, and first-layer feature maps."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pneumoscan.errors import InputError
+from pneumoscan.report.figures import Tile
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from pneumoscan.artifact import ArtifactMeta
+    from pneumoscan.report.scores import Scores
+
+DISPLAY_SIZE = 256  # longest side of the originals shown in the grids, in pixels
+
+# name, true label, predicted label, most confident = highest P (True) or lowest P (False)
+CATEGORIES: tuple[tuple[str, str, int, int, bool], ...] = (
+    ("TP", "true positives (PNEUMONIA called PNEUMONIA)", 1, 1, True),
+    ("TN", "true negatives (NORMAL called NORMAL)", 0, 0, False),
+    ("FP", "false positives (NORMAL called PNEUMONIA)", 0, 1, True),
+    ("FN", "false negatives (PNEUMONIA called NORMAL)", 1, 0, False),
+)
+
+
+@dataclass
+class CaseGroup:
+    """The selected cases of one category, as figure tiles."""
+
+    key: str
+    title: str
+    indices: list[int]
+    tiles: list[Tile]
+
+
+def most_confident(labels: np.ndarray, probs: np.ndarray, threshold: float, per_group: int) -> dict[str, list[int]]:
+    """Indices of the `per_group` most confident cases of each category (TP, TN, FP, FN)."""
+    preds = (probs >= threshold).astype(np.int64)
+    out: dict[str, list[int]] = {}
+    for key, _title, true, pred, highest in CATEGORIES:
+        members = np.flatnonzero((labels == true) & (preds == pred))
+        order = np.argsort(-probs[members] if highest else probs[members], kind="stable")
+        out[key] = [int(i) for i in members[order][:per_group]]
+    return out
+
+
+def display_image(path: object) -> np.ndarray | None:
+    """The original file as grayscale, shrunk so its longest side is at most DISPLAY_SIZE; None if unreadable."""
+    from PIL import Image
+
+    from pneumoscan.data.decode import read_grayscale
+
+    try:
+        gray = read_grayscale(path, draft_size=DISPLAY_SIZE)  # type: ignore[arg-type]
+    except InputError:
+        return None
+    height, width = gray.shape
+    scale = DISPLAY_SIZE / max(height, width)
+    if scale < 1:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        gray = np.asarray(Image.fromarray(gray).resize(size, Image.Resampling.BILINEAR), dtype=np.uint8)
+    return gray
+
+
+def model_input(scores: Scores, index: int, size: int) -> np.ndarray | None:
+    """The preprocessed model input of case `index` (from the evaluation, else decoded again)."""
+    from pneumoscan.data.preprocess import load_image
+
+    if scores.images is not None:
+        return np.asarray(scores.images[index])
+    try:
+        return load_image(scores.paths[index], size)
+    except InputError:
+        return None
+
+
+def case_groups(model: nn.Module, meta: ArtifactMeta, scores: Scores, per_group: int = 4) -> list[CaseGroup]:
+    """Tiles of the most confident cases per category; Grad-CAM explains the predicted class."""
+    from pneumoscan.explain.gradcam import gradcam_for_image, overlay
+    from pneumoscan.models.registry import get_spec
+
+    has_cam = get_spec(meta.model_name).cam_layer is not None
+    chosen = most_confident(scores.labels, scores.probs, scores.threshold, per_group)
+    groups = []
+    for key, title, _true, pred, _highest in CATEGORIES:
+        tiles, used = [], []
+        for index in chosen[key]:
+            original = display_image(scores.paths[index])
+            if original is None:
+                continue
+            tiled = None
+            inputs = model_input(scores, index, meta.image_size)
+            if has_cam and inputs is not None:
+                tiled = overlay(original, gradcam_for_image(model, meta, inputs, target=pred))
+            caption = f"{scores.paths[index].name}\nP(pneumonia) = {scores.probs[index]:.3f}"
+            tiles.append(Tile(original, tiled, caption))
+            used.append(index)
+        groups.append(CaseGroup(key, title, used, tiles))
+    return groups
+
+
+def first_conv_maps(model: nn.Module, meta: ArtifactMeta, image_uint8: np.ndarray) -> tuple[str, np.ndarray] | None:
+    """Name and (C, H, W) output of the model's first Conv2d for one model input; None without a conv layer."""
+    import torch
+    from torch import nn
+
+    from pneumoscan.data.preprocess import normalize
+
+    layer = next(((name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+    if layer is None:
+        return None
+    name, module = layer
+    captured: list[torch.Tensor] = []
+    handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out.detach()))
+    try:
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            model.eval()(normalize(np.asarray(image_uint8)[None], meta.mean, meta.std).to(device))
+    finally:
+        handle.remove()
+    return name, captured[0][0].cpu().numpy()

@@ -1,0 +1,89 @@
+"""Recall by cause (bacterial or viral, from Kermany file names) and by original image size."""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from pneumoscan.data.patients import cause
+
+# Longest side of the original file, in pixels: (upper bound exclusive, label).
+SIZE_BUCKETS: tuple[tuple[float, str], ...] = (
+    (500, "< 500 px"), (1000, "500-999 px"), (1500, "1000-1499 px"), (2000, "1500-1999 px"), (math.inf, ">= 2000 px"),
+)
+UNKNOWN = "unknown"
+
+
+@dataclass
+class GroupRow:
+    """Rates of one subgroup: images, positives, recall among positives, specificity among negatives."""
+
+    group: str
+    n: int
+    n_positive: int
+    recall: float
+    specificity: float
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of an image file from its header (full decode only for DICOM); None if unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return int(im.size[0]), int(im.size[1])
+    except Exception:  # noqa: BLE001 - not a Pillow format: try the full decoder (DICOM)
+        pass
+    from pneumoscan.data.decode import read_grayscale
+    from pneumoscan.errors import InputError
+
+    try:
+        height, width = read_grayscale(path).shape
+    except InputError:
+        return None
+    return int(width), int(height)
+
+
+def size_bucket(size: tuple[int, int] | None) -> str:
+    """The SIZE_BUCKETS label of an image's longest side."""
+    if size is None:
+        return UNKNOWN
+    longest = max(size)
+    return next(label for bound, label in SIZE_BUCKETS if longest < bound)
+
+
+def _rates(labels: np.ndarray, preds: np.ndarray) -> tuple[float, float]:
+    from pneumoscan.evaluation.metrics import UndefinedMetricWarning, recall, specificity
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        return recall(labels, preds), specificity(labels, preds)
+
+
+def group_rows(groups: Sequence[str], labels: np.ndarray, preds: np.ndarray, order: Sequence[str]) -> list[GroupRow]:
+    """One row per group name in `order` that occurs in `groups`."""
+    names = np.asarray(groups, dtype=object)
+    rows = []
+    for name in order:
+        mask = names == name
+        if mask.any():
+            rec, spec = _rates(labels[mask], preds[mask])
+            rows.append(GroupRow(name, int(mask.sum()), int(labels[mask].sum()), rec, spec))
+    return rows
+
+
+def by_cause(paths: Sequence[Path], labels: np.ndarray, preds: np.ndarray) -> list[GroupRow]:
+    """Recall among PNEUMONIA images per cause (bacteria, virus, unknown when the name does not say)."""
+    positive = labels == 1
+    causes = [cause(p) or UNKNOWN for p, pos in zip(paths, positive) if pos]
+    return group_rows(causes, labels[positive], preds[positive], ("bacteria", "virus", UNKNOWN))
+
+
+def by_size(paths: Sequence[Path], labels: np.ndarray, preds: np.ndarray) -> list[GroupRow]:
+    """Recall and specificity per bucket of the original image's longest side."""
+    buckets = [size_bucket(image_size(p)) for p in paths]
+    return group_rows(buckets, labels, preds, [label for _, label in SIZE_BUCKETS] + [UNKNOWN])

@@ -1,0 +1,86 @@
+"""The service's model: decode + predict (thread-safe, called from worker threads) and Grad-CAM."""
+from __future__ import annotations
+
+import copy
+import importlib
+import threading
+from types import ModuleType
+
+import numpy as np
+
+from pneumoscan.data.preprocess import load_image
+from pneumoscan.errors import PneumoscanError
+from pneumoscan.inference.predictor import Predictor, describe
+from pneumoscan.service.settings import Settings
+
+GRADCAM_MODULE = "pneumoscan.explain.gradcam"
+
+
+class ExplainUnavailable(PneumoscanError):
+    """Grad-CAM cannot be produced by this installation or for this model."""
+
+
+def gradcam_module() -> ModuleType | None:
+    """`pneumoscan.explain.gradcam` when installed, else None (other import errors propagate)."""
+    try:
+        return importlib.import_module(GRADCAM_MODULE)
+    except ModuleNotFoundError as err:
+        if err.name in (GRADCAM_MODULE, "pneumoscan.explain"):
+            return None
+        raise
+
+
+class Engine:
+    """One Predictor shared by all requests.
+
+    Inference is thread-safe: ONNX Runtime sessions allow concurrent `run` calls, and the torch
+    model runs in eval mode under `inference_mode` without mutating state. Grad-CAM needs hooks and
+    gradients, so it uses its own copy of the model behind a lock and never touches the shared one.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.predictor = Predictor(settings.model, backend=settings.backend, threshold=settings.threshold,
+                                   onnx_path=settings.onnx_path)
+        self._explain_lock = threading.Lock()
+        self._explain_model = None
+
+    @property
+    def meta(self):  # noqa: ANN201 - ArtifactMeta
+        return self.predictor.meta
+
+    def decode(self, data: bytes, name: str) -> np.ndarray:
+        """Upload bytes -> the model's uint8 input image; InputError when undecodable."""
+        return load_image(data, self.predictor.size, name=name)
+
+    def predict(self, images: np.ndarray) -> list[tuple[float, str]]:
+        """(probability, label) per preprocessed image (N, S, S)."""
+        probs = self.predictor.predict_images(images)
+        return [(float(p), self.predictor.label_for(float(p))) for p in probs]
+
+    def explain_available(self) -> bool:
+        from pneumoscan.models.registry import get_spec
+
+        module = gradcam_module()
+        return (module is not None and hasattr(module, "gradcam_overlay_png")
+                and get_spec(self.meta.model_name).cam_layer is not None)
+
+    def explain_png(self, image: np.ndarray) -> bytes:
+        """Grad-CAM overlay PNG for one preprocessed image (S, S); ExplainUnavailable when it cannot."""
+        from pneumoscan.models.registry import get_spec
+
+        module = gradcam_module()
+        if module is None or not hasattr(module, "gradcam_overlay_png"):
+            raise ExplainUnavailable(f"Grad-CAM is not available in this installation ({GRADCAM_MODULE} missing)")
+        if get_spec(self.meta.model_name).cam_layer is None:
+            raise ExplainUnavailable(f"model {self.meta.model_name} has no convolutional layer to explain")
+        with self._explain_lock:
+            if self._explain_model is None:
+                self._explain_model = copy.deepcopy(self.predictor.model).eval()
+            return bytes(module.gradcam_overlay_png(self._explain_model, self.meta, image))
+
+    def model_info(self) -> dict[str, object]:
+        info = describe(self.meta)
+        return {**info, "stored_threshold": info["threshold"], "threshold": self.predictor.threshold,
+                "backend": self.predictor.backend, "explain_available": self.explain_available(),
+                "max_upload_mb": self.settings.max_upload_mb}

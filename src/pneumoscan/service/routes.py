@@ -1,0 +1,157 @@
+"""HTTP endpoints: health, model card, single and batch prediction.
+
+Uploads are read into memory by `service.uploads` (never spooled to disk). Decoding and inference
+run in worker threads, at most `Settings.inference_slots` at a time, never on the event loop.
+Nothing about an upload (file name, DICOM header, pixels) is logged.
+"""
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any, Callable, TypeVar
+
+import anyio.to_thread
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query, Request
+
+from pneumoscan.errors import InputError
+from pneumoscan.service.engine import Engine, ExplainUnavailable
+from pneumoscan.service.schemas import BatchItem, BatchResponse, ErrorResponse, Health, ModelInfo, PredictionResponse
+from pneumoscan.service.uploads import Part, read_multipart, sniff_image
+
+router = APIRouter()
+T = TypeVar("T")
+ENVELOPE = 64 * 1024  # multipart boundaries and part headers allowed on top of the file itself
+_NOT_IMAGE = "not an image file ({what}); send a JPEG, PNG, TIFF, BMP or DICOM chest X-ray"
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "malformed multipart body"},
+    413: {"model": ErrorResponse, "description": "upload larger than the configured limit"},
+    415: {"model": ErrorResponse, "description": "not multipart/form-data, or the file is not an image"},
+    422: {"model": ErrorResponse, "description": "missing file, empty, corrupt or undecodable image"},
+}
+
+
+def _upload_body(field: str, many: bool) -> dict[str, Any]:
+    binary = {"type": "string", "format": "binary"}
+    schema = {"type": "array", "items": binary} if many else binary
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": [field], "properties": {field: schema}}}}}}
+
+
+def _engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+async def _in_worker(request: Request, func: Callable[[], T]) -> T:
+    """Run blocking work in the thread pool, limited to the configured inference slots."""
+    return await anyio.to_thread.run_sync(func, limiter=request.app.state.limiter)
+
+
+def _label(part: Part) -> str:
+    return part.filename or "upload"
+
+
+def _check_part(part: Part, limit_mb: float) -> tuple[int, str] | None:
+    """(status, message) when a part cannot be an image, before any decoding."""
+    if part.too_large:
+        return 413, f"{_label(part)}: larger than the limit of {limit_mb:g} MB; send a smaller file"
+    if not part.data:
+        return 422, f"{_label(part)}: empty file (0 bytes); send a JPEG, PNG, TIFF, BMP or DICOM chest X-ray"
+    if sniff_image(part.data) is None:
+        return 415, f"{_label(part)}: " + _NOT_IMAGE.format(what="unrecognised file content")
+    return None
+
+
+@router.get("/health", response_model=Health, summary="liveness and readiness")
+async def health(request: Request) -> Health:
+    engine = _engine(request)
+    return Health(status="ok", model_loaded=True, backend=engine.predictor.backend)
+
+
+@router.get("/model", response_model=ModelInfo, summary="the loaded model, its operating threshold and metrics")
+async def model_info(request: Request) -> dict[str, object]:
+    return _engine(request).model_info()
+
+
+@router.post("/predict", response_model=PredictionResponse, responses={**_ERRORS, 501: {
+    "model": ErrorResponse, "description": "Grad-CAM requested but not available"}},
+    openapi_extra=_upload_body("file", many=False), summary="P(pneumonia) for one X-ray (multipart field 'file')")
+async def predict(request: Request, explain: bool = Query(False, description="add a Grad-CAM heatmap overlay PNG")
+                  ) -> PredictionResponse:
+    start = time.perf_counter()
+    engine, settings = _engine(request), request.app.state.settings
+    if explain and not engine.explain_available():
+        raise HTTPException(501, "Grad-CAM heatmaps are not available for this model or installation; "
+                                 "retry without ?explain=true")
+    parts = await read_multipart(request, body_limit=settings.max_upload_bytes + ENVELOPE,
+                                 part_limit=settings.max_upload_bytes)
+    files = [p for p in parts if p.name == "file"]
+    if len(files) != 1:
+        raise HTTPException(422, "send exactly one X-ray in the multipart form field 'file' "
+                                 "(several files go to /predict/batch as 'files')")
+    part = files[0]
+    problem = _check_part(part, settings.max_upload_mb)
+    if problem:
+        raise HTTPException(*problem)
+    data = bytes(part.data)
+
+    def work() -> tuple[float, str, bytes | None]:
+        image = engine.decode(data, _label(part))
+        ((prob, label),) = engine.predict(image[None])
+        return prob, label, engine.explain_png(image) if explain else None
+
+    try:
+        prob, label, heatmap = await _in_worker(request, work)
+    except ExplainUnavailable as err:
+        raise HTTPException(501, str(err)) from None
+    except InputError as err:
+        raise HTTPException(422, str(err)) from None
+    meta = engine.meta
+    return PredictionResponse(
+        probability=prob, label=label, threshold=engine.predictor.threshold, model_name=meta.model_name,
+        model_version=meta.version, latency_ms=round((time.perf_counter() - start) * 1000, 2),
+        heatmap_png_base64=base64.b64encode(heatmap).decode("ascii") if heatmap else None)
+
+
+@router.post("/predict/batch", response_model=BatchResponse, responses=_ERRORS,
+             openapi_extra=_upload_body("files", many=True),
+             summary="P(pneumonia) for several X-rays (multipart field 'files'); per-file errors, 200 overall")
+async def predict_batch(request: Request) -> BatchResponse:
+    start = time.perf_counter()
+    engine, settings = _engine(request), request.app.state.settings
+    parts = await read_multipart(request, body_limit=settings.max_batch_bytes, part_limit=settings.max_upload_bytes,
+                                 oversize="mark")
+    files = [p for p in parts if p.name in ("files", "file")]
+    if not files:
+        raise HTTPException(422, "send the X-rays in the multipart form field 'files' (one part per file)")
+    if len(files) > settings.max_batch_files:
+        raise HTTPException(413, f"{len(files)} files in one batch, the limit is {settings.max_batch_files}; "
+                                 "split them into several requests")
+    items = [BatchItem(filename=p.filename, ok=False, status=0) for p in files]
+    todo: list[int] = []
+    for i, part in enumerate(files):
+        problem = _check_part(part, settings.max_upload_mb)
+        if problem:
+            items[i].status, items[i].error = problem
+        else:
+            todo.append(i)
+
+    def work() -> None:
+        good: list[tuple[int, np.ndarray]] = []
+        for i in todo:
+            try:
+                good.append((i, engine.decode(bytes(files[i].data), _label(files[i]))))
+            except InputError as err:
+                items[i].status, items[i].error = 422, str(err)
+        if good:
+            results = engine.predict(np.stack([image for _, image in good]))
+            for (i, _), (prob, label) in zip(good, results):
+                items[i].ok, items[i].status, items[i].probability, items[i].label = True, 200, prob, label
+
+    await _in_worker(request, work)
+    n_ok = sum(item.ok for item in items)
+    meta = engine.meta
+    return BatchResponse(results=items, n_ok=n_ok, n_failed=len(items) - n_ok, threshold=engine.predictor.threshold,
+                         model_name=meta.model_name, model_version=meta.version,
+                         latency_ms=round((time.perf_counter() - start) * 1000, 2))

@@ -1,0 +1,127 @@
+"""Read multipart uploads into memory with size limits, and sniff what kind of file arrived.
+
+Why not FastAPI's `UploadFile`: Starlette spools every file part larger than 1 MB to a temporary
+file on disk, and X-rays are patient data that must not touch the disk. Here the raw request
+stream is fed chunk by chunk to python-multipart's streaming parser and each part is kept in a
+`bytearray`; the body size is checked against Content-Length first and again while reading.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastapi import HTTPException, Request
+
+_MAX_PARTS = 64  # form fields of any kind in one request
+
+
+@dataclass
+class Part:
+    """One multipart form part, held in memory."""
+
+    name: str
+    filename: str | None
+    data: bytearray = field(default_factory=bytearray)
+    too_large: bool = False
+
+
+def too_large(limit: int, what: str = "upload") -> HTTPException:
+    return HTTPException(413, f"{what} larger than the limit of {limit / (1024 * 1024):g} MB; "
+                              "send a smaller file (downscale or compress the image)")
+
+
+class _Collector:
+    """python-multipart callbacks that gather parts into memory, enforcing a per-part limit."""
+
+    def __init__(self, part_limit: int, oversize: str) -> None:
+        self.parts: list[Part] = []
+        self.part_limit = part_limit
+        self.oversize = oversize  # "raise": 413 for the request; "mark": flag the part and drop its data
+        self._header_name = b""
+        self._header_value = b""
+        self._disposition = b""
+
+    def on_part_begin(self) -> None:
+        if len(self.parts) >= _MAX_PARTS:
+            raise HTTPException(422, f"too many form fields (limit {_MAX_PARTS})")
+        self._disposition = b""
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        if self._header_name.lower() == b"content-disposition":
+            self._disposition = self._header_value
+        self._header_name = self._header_value = b""
+
+    def on_headers_finished(self) -> None:
+        from python_multipart.multipart import parse_options_header
+
+        _, options = parse_options_header(self._disposition)
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        filename = options[b"filename"].decode("utf-8", "replace") if b"filename" in options else None
+        self.parts.append(Part(name, filename))
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        part = self.parts[-1]
+        if part.too_large:
+            return
+        if len(part.data) + (end - start) > self.part_limit:
+            if self.oversize == "raise":
+                raise too_large(self.part_limit)
+            part.too_large = True
+            part.data = bytearray()
+            return
+        part.data += data[start:end]
+
+
+async def read_multipart(request: Request, *, body_limit: int, part_limit: int, oversize: str = "raise") -> list[Part]:
+    """All parts of a multipart/form-data request, in memory; 413/415/400 HTTPExceptions on bad requests."""
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data":
+        raise HTTPException(415, "send the X-ray as multipart/form-data (form field 'file')")
+    if b"boundary" not in params:
+        raise HTTPException(400, "multipart body without a boundary; let your HTTP client build the form")
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise HTTPException(400, "invalid Content-Length header")
+        if int(declared) > body_limit:
+            raise too_large(body_limit, "request")
+    collector = _Collector(part_limit, oversize)
+    callbacks = {name: getattr(collector, name) for name in (
+        "on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished", "on_part_data")}
+    parser = MultipartParser(params[b"boundary"], callbacks)  # type: ignore[arg-type]
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > body_limit:
+                raise too_large(body_limit, "request")
+            parser.write(chunk)
+        parser.finalize()
+    except HTTPException:
+        raise
+    except Exception:  # noqa: BLE001 - python-multipart's parse errors; their text may quote the body
+        raise HTTPException(400, "malformed multipart/form-data body; let your HTTP client build the form") from None
+    return collector.parts
+
+
+def sniff_image(data: bytes | bytearray) -> str | None:
+    """The image format from the file's first bytes ('jpeg', 'png', 'tiff', 'bmp', 'dicom'), else None."""
+    head = bytes(data[:132])
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if head.startswith(b"BM"):
+        return "bmp"
+    return None
