@@ -8,6 +8,7 @@ augmentation is not applied to heatmaps.
 from __future__ import annotations
 
 import io
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -61,11 +62,17 @@ def gradcam(model: nn.Module, x: torch.Tensor, layer_name: str | None, target: i
         raise ValueError(f"gradcam expects one image of shape (1, C, S, S), got {tuple(x.shape)}")
     layer = _resolve(model, layer_name)
     captured: list[torch.Tensor] = []
-    handle = layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    owner = threading.get_ident()  # a shared model (web service) may run other forwards meanwhile: ignore them
+
+    def keep(_module: nn.Module, _inputs: object, out: torch.Tensor) -> None:
+        if threading.get_ident() == owner:
+            captured.append(out)
+
+    handle = layer.register_forward_hook(keep)
     was_training = model.training
     model.eval()
     try:
-        with torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad():
             x = x.detach().clone().requires_grad_(True)
             logit = model(x).reshape(-1)[0]
             if not captured:
@@ -137,11 +144,11 @@ def overlay(
     return np.rint(np.clip(blended, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def gradcam_overlay_png(model: nn.Module, meta: ArtifactMeta, image_uint8: np.ndarray) -> bytes:
-    """PNG bytes of the Grad-CAM overlay on `image_uint8` (grayscale, any size) for the predicted class."""
+def gradcam_overlay_png(model: nn.Module, meta: ArtifactMeta, image_uint8: np.ndarray, target: int | None = None) -> bytes:
+    """PNG bytes of the Grad-CAM overlay on `image_uint8` (grayscale, any size); `target` as in `gradcam_for_image`."""
     from PIL import Image
 
-    cam = gradcam_for_image(model, meta, image_uint8)
+    cam = gradcam_for_image(model, meta, image_uint8, target=target)
     buffer = io.BytesIO()
     Image.fromarray(overlay(image_uint8, cam)).save(buffer, format="PNG")
     return buffer.getvalue()

@@ -91,12 +91,14 @@ def case_groups(model: nn.Module, meta: ArtifactMeta, scores: Scores, per_group:
             original = display_image(scores.paths[index])
             if original is None:
                 continue
-            tiled = None
+            tile = Tile(original, None, f"{scores.paths[index].name}\nP(pneumonia) = {scores.probs[index]:.3f}")
             inputs = model_input(scores, index, meta.image_size)
             if has_cam and inputs is not None:
-                tiled = overlay(original, gradcam_for_image(model, meta, inputs, target=pred))
-            caption = f"{scores.paths[index].name}\nP(pneumonia) = {scores.probs[index]:.3f}"
-            tiles.append(Tile(original, tiled, caption))
+                cam = gradcam_for_image(model, meta, inputs, target=pred)
+                tile.overlay = overlay(original, cam)
+                if not cam.any():
+                    tile.overlay_label = "Grad-CAM: no positive evidence"
+            tiles.append(tile)
             used.append(index)
         groups.append(CaseGroup(key, title, used, tiles))
     return groups

@@ -43,6 +43,7 @@ class Tile:
     image: np.ndarray
     overlay: np.ndarray | None
     caption: str
+    overlay_label: str = "Grad-CAM overlay"
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -110,8 +111,8 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], thr
         colour = "white" if shares[r, c] > 0.55 else "black"
         ax.text(c, r, f"{name}\n{int(counts[r, c])}\n({shares[r, c]:.1%} of true)", ha="center", va="center",
                 color=colour, fontsize=10)
-    ax.set_xticks([0, 1], [f"predicted {n}" for n in labels])
-    ax.set_yticks([0, 1], [f"true {n}" for n in labels])
+    ax.set_xticks([0, 1], [f"predicted\n{n}" for n in labels])
+    ax.set_yticks([0, 1], [f"true\n{n}" for n in labels])
     ax.set_title(f"Confusion matrix at threshold {threshold:.3f}")
     fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true class")
     return fig
@@ -178,20 +179,20 @@ def reliability(mean_prob: np.ndarray, frequency: np.ndarray, counts: np.ndarray
     return fig
 
 
-def group_bars(names: Sequence[str], values: Sequence[float], counts: Sequence[int], ylabel: str, title: str) -> Figure:
+def group_bars(names: Sequence[str], values: Sequence[float], counts: Sequence[int], ylabel: str, xlabel: str) -> Figure:
     """Bar chart of one rate per group, with n printed on every bar (NaN bars are left empty)."""
-    fig = new_figure(max(4.0, 1.3 * len(names) + 1.5), 3.6)
+    fig = new_figure(min(9.0, max(3.6, 1.1 * len(names) + 1.4)), 3.2)
     ax = fig.subplots()
     heights = [0.0 if not math.isfinite(v) else v for v in values]
     colours = [SERIES_COLOURS[i % len(SERIES_COLOURS)] for i in range(len(names))]
-    bars = ax.bar(range(len(names)), heights, color=colours, width=0.6)
+    bars = ax.bar(range(len(names)), heights, color=colours, width=0.6 if len(names) > 1 else 0.4)
     for bar, value, n in zip(bars, values, counts):
         text = f"{value:.3f}\n(n={n})" if math.isfinite(value) else f"n/a\n(n={n})"
         ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.02, text, ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(len(names)), list(names))
     ax.set_ylim(0, 1.25)
     ax.set_yticks(np.linspace(0, 1, 6))
-    _style(ax, "group", ylabel, title)
+    _style(ax, xlabel, ylabel)
     ax.grid(False, axis="x")
     return fig
 
@@ -217,7 +218,7 @@ def case_grid(tiles: Sequence[Tile], title: str) -> Figure:
         top.set_title(tile.caption, fontsize=8)
         if tile.overlay is not None:
             bottom.imshow(tile.overlay)
-            bottom.set_xlabel("Grad-CAM overlay", fontsize=8)
+            bottom.set_xlabel(tile.overlay_label, fontsize=8)
         else:
             bottom.set_axis_off()
             bottom.text(0.5, 0.5, "no Grad-CAM\n(no conv layer)", ha="center", va="center", transform=bottom.transAxes)
@@ -225,22 +226,43 @@ def case_grid(tiles: Sequence[Tile], title: str) -> Figure:
     return fig
 
 
+def montage(maps: np.ndarray, columns: int, pad: int = 1) -> np.ndarray:
+    """Tile (C, H, W) maps into one 2-D array, each scaled to [0, 1] on its own; padding is NaN."""
+    count, height, width = maps.shape
+    rows = math.ceil(count / columns)
+    out = np.full((rows * (height + pad) - pad, columns * (width + pad) - pad), np.nan, dtype=np.float32)
+    for i, fmap in enumerate(maps):
+        lo, hi = float(fmap.min()), float(fmap.max())
+        scaled = (fmap - lo) / (hi - lo) if hi > lo else np.zeros_like(fmap)
+        r, c = divmod(i, columns)
+        out[r * (height + pad): r * (height + pad) + height, c * (width + pad): c * (width + pad) + width] = scaled
+    return out
+
+
 def feature_maps(image: np.ndarray, maps: np.ndarray, layer: str, max_maps: int = 32) -> Figure:
-    """The model input and the activation maps of one conv layer (each scaled to its own range)."""
-    shown = maps[:max_maps]
-    columns = 8
-    rows = 1 + math.ceil(len(shown) / columns)
-    fig = new_figure(1.5 * columns, 1.6 * rows + 0.4)
-    fig.suptitle(f"Input and the first {len(shown)} of {len(maps)} feature maps of layer '{layer}'", fontsize=11)
-    axes = np.asarray(fig.subplots(rows, columns, squeeze=False))
-    for ax in axes.flat:
+    """The model input beside a montage of one conv layer's activation maps (each scaled to its own range)."""
+    from matplotlib import colormaps
+
+    shown = np.asarray(maps[:max_maps], dtype=np.float32)
+    columns = min(8, len(shown))
+    rows = math.ceil(len(shown) / columns)
+    ratio = columns / rows  # the montage's width / height (square maps)
+    fig_width = 12.0
+    fig = new_figure(fig_width, fig_width / (1 + ratio) + 0.7)
+    fig.suptitle(f"Input and the first {len(shown)} of {len(maps)} feature maps of layer '{layer}' "
+                 "(channel number in each corner)", fontsize=11)
+    left, right = fig.subplots(1, 2, width_ratios=[1, ratio])
+    left.imshow(image, cmap="gray", vmin=0, vmax=255)
+    left.set_title("model input", fontsize=9)
+    cmap = colormaps["viridis"].with_extremes(bad="white")
+    right.imshow(montage(shown, columns), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    height, width = shown.shape[1:]
+    for i in range(len(shown)):
+        r, c = divmod(i, columns)
+        right.text(c * (width + 1), r * (height + 1), str(i), fontsize=7, color="white", va="top", ha="left",
+                   bbox={"facecolor": "black", "alpha": 0.6, "pad": 1, "linewidth": 0})
+    for ax in (left, right):
         ax.set_axis_off()
-    axes[0, 0].imshow(image, cmap="gray", vmin=0, vmax=255)
-    axes[0, 0].set_title("input", fontsize=8)
-    for i, fmap in enumerate(shown):
-        ax = axes[1 + i // columns, i % columns]
-        ax.imshow(fmap, cmap="viridis")
-        ax.set_title(f"channel {i}", fontsize=7)
     return fig
 
 

@@ -14,17 +14,18 @@ body { font: 15px/1.5 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial
 header { background: #ffffff; border-bottom: 3px solid var(--accent); padding: 18px 32px; }
 header h1 { margin: 0 0 4px; font-size: 24px; }
 header p { margin: 0; color: var(--muted); }
-nav { padding: 8px 32px; background: #ffffff; border-bottom: 1px solid var(--rule); font-size: 14px; }
-nav a { color: var(--accent); margin-right: 16px; text-decoration: none; white-space: nowrap; }
+nav { padding: 8px 32px; background: #ffffff; border-bottom: 1px solid var(--rule); font-size: 14px;
+      display: flex; flex-wrap: wrap; gap: 4px 18px; }
+nav a { color: var(--accent); text-decoration: none; white-space: nowrap; }
 main { max-width: 1240px; margin: 0 auto; padding: 8px 24px 40px; }
 section { background: #ffffff; border: 1px solid var(--rule); border-radius: 6px; padding: 8px 24px 18px; margin: 18px 0; }
 h2 { font-size: 20px; border-bottom: 1px solid var(--rule); padding-bottom: 6px; }
 h3 { font-size: 16px; margin: 18px 0 6px; }
 p.note { color: var(--muted); font-size: 13px; margin: 4px 0 10px; }
 table { border-collapse: collapse; margin: 8px 0 14px; font-size: 14px; }
-th, td { border: 1px solid var(--rule); padding: 4px 10px; text-align: right; }
+th, td { border: 1px solid var(--rule); padding: 4px 10px; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
 th { background: #eef1f4; }
-td:first-child, th:first-child { text-align: left; }
 tr.highlight td { background: var(--hl); font-weight: 600; }
 tr.highlight td:first-child { border-left: 4px solid var(--hl-edge); }
 table.kv td:first-child { color: var(--muted); }
@@ -57,6 +58,10 @@ def fmt(value: object, digits: int = 3) -> str:
     return str(value)
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def data_uri(png: bytes) -> str:
     """A PNG as a data: URI."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
@@ -69,14 +74,18 @@ def figure(png: bytes, alt: str, caption: str = "") -> str:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, highlight: Iterable[int] = (),
-          css_class: str = "", digits: int = 3) -> str:
-    """An HTML table; numbers formatted with `fmt`, rows whose index is in `highlight` emphasised."""
+          css_class: str = "", digits: int | Sequence[int] = 3) -> str:
+    """An HTML table; numbers formatted with `fmt` (`digits` for all or per column), `highlight` rows emphasised."""
     marked = set(highlight)
+    places = [digits] * len(headers) if isinstance(digits, int) else list(digits)
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = []
     for i, row in enumerate(rows):
         cls = ' class="highlight"' if i in marked else ""
-        cells = "".join(f"<td>{esc(fmt(cell, digits))}</td>" for cell in row)
+        cells = "".join(
+            f'<td class="num">{esc(fmt(cell, d))}</td>' if _is_number(cell) else f"<td>{esc(fmt(cell, d))}</td>"
+            for cell, d in zip(row, places + [3] * (len(row) - len(places)))
+        )
         body.append(f"<tr{cls}>{cells}</tr>")
     klass = f' class="{esc(css_class)}"' if css_class else ""
     return f"<table{klass}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

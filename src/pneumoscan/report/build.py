@@ -1,0 +1,298 @@
+"""`pneumoscan report RUN_DIR`: one self-contained HTML report of a run, plus its figures as PNG files."""
+from __future__ import annotations
+
+import os
+import re
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pneumoscan import CLASS_NAMES, __version__
+from pneumoscan.report import figures as figs
+from pneumoscan.report import html as h
+from pneumoscan.report.run import RunInfo, load_run
+from pneumoscan.report.scores import Scores, run_scores
+
+SECTION_IDS = ("summary", "learning-curves", "confusion", "roc-pr", "thresholds", "calibration", "subgroups", "cases",
+               "feature-maps")
+RECALL_TARGETS = (0.90, 0.95, 0.98)
+HEADLINE = (("accuracy", "accuracy"), ("precision", "precision (PPV)"), ("recall", "recall (sensitivity)"),
+            ("specificity", "specificity"), ("npv", "NPV"), ("f1", "F1"), ("roc_auc", "ROC AUC"),
+            ("pr_auc", "PR AUC (average precision)"), ("brier", "Brier score"))
+
+
+@dataclass
+class Figures:
+    """PNG figures by file stem, in the order they were made."""
+
+    pngs: dict[str, bytes] = field(default_factory=dict)
+
+    def add(self, name: str, fig: Any, alt: str, caption: str = "") -> str:
+        self.pngs[name] = figs.to_png(fig)
+        return h.figure(self.pngs[name], alt, caption)
+
+    def write(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, png in self.pngs.items():
+            (folder / f"{name}.png").write_bytes(png)
+
+
+def files_folder(out: Path) -> Path:
+    """The folder next to an HTML file that holds its figures as PNG files."""
+    return out.with_name(f"{out.stem}_files")
+
+
+def default_output(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / "report.html"
+
+
+# -- sections --------------------------------------------------------------------------------------
+def _ci(entry: dict[str, Any]) -> str:
+    lo, hi = entry.get("ci95", [float("nan")] * 2)
+    return f"{h.fmt(float(lo))} - {h.fmt(float(hi))}"
+
+
+def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
+    meta, cfg, training = run.meta, run.config, run.meta.training
+    recipe = ", ".join(f"{k} {cfg[k]}" for k in ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "augment",
+                                                  "balance", "label_smoothing", "ema_decay", "patience", "seed")
+                       if k in cfg)
+    seconds = run.train_seconds
+    pairs: list[tuple[str, object]] = [
+        ("run folder", str(run.path)),
+        ("model", f"{meta.model_name} ({params:,} parameters, input {meta.image_size} x {meta.image_size} px)"),
+        ("normalisation", f"mean {meta.mean:.4f}, std {meta.std:.4f}"),
+        ("recipe", recipe or "config.json not found"),
+        ("test-time augmentation", "on (image + mirror)" if meta.tta else "off"),
+        ("epochs run / best epoch", f"{training.get('epochs_run', 'n/a')} / {training.get('best_epoch', 'n/a')}"),
+        ("training time", f"{seconds:.1f} s ({seconds / 60:.1f} min)" if seconds is not None else "n/a"),
+        ("operating threshold", f"{scores.threshold:.4f}" + (f" (chosen for recall {meta.target_recall} on validation)"
+                                                             if meta.target_recall else "")),
+        ("training prevalence of PNEUMONIA", f"{meta.train_prevalence:.3f}"),
+        ("evaluated on", scores.source),
+        ("unreadable images skipped", len(scores.skipped)),
+        ("pneumoscan version", f"model {meta.version}, report {__version__}"),
+    ]
+    counts_rows = []
+    for name, info in (run.split.get("counts") or {}).items():
+        counts_rows.append([name, info.get("NORMAL"), info.get("PNEUMONIA"), info.get("patients")])
+    if scores.images is not None or not counts_rows:  # evaluated on --data: its own row
+        from pneumoscan.data.patients import patient_id
+
+        counts_rows.append([f"{scores.split} (evaluated)", int((scores.labels == 0).sum()), int(scores.labels.sum()),
+                            len({patient_id(p) for p in scores.paths})])
+    method = run.split.get("method")
+    split_note = f"Validation: {method}." if method else "split.json not found."
+    summary = scores.summary
+    metric_rows = [[label, summary[key]["value"], _ci(summary[key])] for key, label in HEADLINE if key in summary]
+    metric_rows.append(["expected calibration error", summary["ece"]["value"], ""])
+    return (
+        h.key_values(pairs)
+        + "<h3>Images per split and class</h3>"
+        + h.table(["split", "NORMAL", "PNEUMONIA", "patients"], counts_rows)
+        + h.paragraph(split_note, note=True)
+        + f"<h3>Metrics on {h.esc(scores.split)} at threshold {scores.threshold:.4f}</h3>"
+        + h.table(["metric", "value", "95% bootstrap interval"], metric_rows)
+        + h.paragraph(f"{summary['n']} images ({summary['n_negative']} NORMAL, {summary['n_positive']} PNEUMONIA). "
+                      "Intervals: stratified percentile bootstrap.", note=True)
+    )
+
+
+def _learning_section(run: RunInfo, out: Figures) -> str:
+    if not run.history:
+        return h.paragraph("history.csv not found in the run folder; no learning curves.", note=True)
+    body = out.add("learning_curves", figs.learning_curves(run.history, run.best_epoch),
+                   "learning curves: loss, validation AUC and accuracy per epoch",
+                   "Dotted vertical line: the epoch whose weights were kept (best validation ROC AUC).")
+    best = next((row for row in run.history if run.best_epoch and int(row["epoch"]) == run.best_epoch), run.history[-1])
+    keys = [k for k in ("epoch", "lr", "train_loss", "val_loss", "val_auc", "val_accuracy", "seconds") if k in best]
+    row = [int(best[k]) if k == "epoch" else best[k] for k in keys]
+    return body + "<h3>Kept epoch</h3>" + h.table(keys, [row], digits=4)
+
+
+def parse_classification_report(text: str) -> tuple[list[str], list[list[object]]]:
+    """Rows of an sklearn classification report (label, precision, recall, f1-score, support)."""
+    headers = ["class", "precision", "recall", "f1-score", "support"]
+    rows: list[list[object]] = []
+    for line in text.splitlines():
+        match = re.match(r"^\s*(.+?)\s+((?:[-+]?\d+(?:\.\d+)?\s*)+)$", line)
+        if not match or "precision" in line:
+            continue
+        numbers = [float(v) if "." in v else int(v) for v in match.group(2).split()]
+        label = match.group(1).strip()
+        cells: list[object] = [""] * 4
+        cells[4 - len(numbers):] = numbers
+        rows.append([label, *cells])
+    return headers, rows
+
+
+def _confusion_section(scores: Scores, out: Figures) -> str:
+    from pneumoscan.evaluation.bootstrap import classification_report_text
+
+    matrix = scores.summary["confusion_matrix"]["matrix"]
+    body = out.add("confusion_matrix", figs.confusion_matrix(matrix, CLASS_NAMES, scores.threshold),
+                   "confusion matrix", "Rows: true class; columns: predicted class at the operating threshold.")
+    headers, rows = parse_classification_report(classification_report_text(scores.labels, scores.preds))
+    return body + "<h3>Classification report</h3>" + h.table(headers, rows)
+
+
+def _roc_pr_section(scores: Scores, out: Figures) -> str:
+    from pneumoscan.evaluation.metrics import pr_curve, roc_curve
+
+    summary = scores.summary
+    if summary["n_positive"] == 0 or summary["n_negative"] == 0:
+        return h.paragraph("ROC and PR curves need both classes in the evaluated images.", note=True)
+    recall, spec, ppv = (summary[k]["value"] for k in ("recall", "specificity", "precision"))
+    fpr, tpr, _ = roc_curve(scores.labels, scores.probs)
+    prec, rec, _ = pr_curve(scores.labels, scores.probs)
+    auc, ap = summary["roc_auc"], summary["pr_auc"]
+    roc = figs.Curve(f"model: AUC {auc['value']:.3f} (95% CI {_ci(auc)})", fpr, tpr, (1 - spec, recall))
+    pr = figs.Curve(f"model: AP {ap['value']:.3f} (95% CI {_ci(ap)})", rec, prec, (recall, ppv))
+    note = (f"Circle: the operating point at threshold {scores.threshold:.4f} (sensitivity {h.fmt(recall)}, "
+            f"specificity {h.fmt(spec)}, PPV {h.fmt(ppv)}).")
+    prevalence = summary["n_positive"] / max(1, summary["n"])
+    return ('<div class="grid">'
+            + out.add("roc", figs.roc_curves([roc]), "ROC curve")
+            + out.add("pr", figs.pr_curves([pr], prevalence), "precision-recall curve")
+            + "</div>" + h.paragraph(note, note=True))
+
+
+def _thresholds_section(scores: Scores) -> str:
+    from pneumoscan.evaluation.thresholds import threshold_for_recall, threshold_table, youden_threshold
+
+    rules: dict[float, list[str]] = {scores.threshold: ["operating threshold"]}
+    if scores.summary["n_positive"] and scores.summary["n_negative"]:
+        for target in RECALL_TARGETS:
+            t = threshold_for_recall(scores.labels, scores.probs, target)
+            rules.setdefault(t, []).append(f"recall >= {target:.2f}")
+        rules.setdefault(youden_threshold(scores.labels, scores.probs), []).append("max Youden's J")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table_rows = threshold_table(scores.labels, scores.probs, rules)
+    rows, marked = [], []
+    for i, row in enumerate(table_rows):
+        names = rules.get(row["threshold"], [])
+        if names:
+            marked.append(i)
+        rows.append([row["threshold"], row["sensitivity"], row["specificity"], row["ppv"], row["npv"], row["f1"],
+                     ", ".join(names)])
+    note = ("Decision rule: P(pneumonia) >= threshold means PNEUMONIA. Highlighted rows: the operating threshold, the "
+            "highest thresholds reaching recall 0.90 / 0.95 / 0.98 and the threshold maximising Youden's J "
+            "(sensitivity + specificity - 1), all found on these images.")
+    return (h.paragraph(note, note=True)
+            + h.table(["threshold", "sensitivity", "specificity", "PPV", "NPV", "F1", "chosen by"], rows,
+                      highlight=marked, digits=4))
+
+
+def _calibration_section(scores: Scores, out: Figures) -> str:
+    from pneumoscan.evaluation.metrics import expected_calibration_error, reliability_curve
+
+    mean_prob, freq, counts = reliability_curve(scores.labels, scores.probs, n_bins=10)
+    ece = expected_calibration_error(scores.labels, scores.probs, n_bins=10)
+    body = out.add("calibration", figs.reliability(mean_prob, freq, counts, ece, scores.labels, scores.probs),
+                   "reliability diagram and probability histogram",
+                   "Numbers next to the points: images per bin. Probabilities are not adjusted for prevalence.")
+    brier = scores.summary["brier"]
+    return body + h.key_values([("expected calibration error (10 bins)", ece),
+                                ("Brier score", f"{h.fmt(brier['value'])} (95% CI {_ci(brier)})")])
+
+
+def _subgroups_section(scores: Scores, out: Figures) -> str:
+    from pneumoscan.report.subgroups import by_cause, by_size
+
+    body = ""
+    headers = ["group", "images", "PNEUMONIA", "recall", "specificity"]
+    for key, title, rows, xlabel in (
+        ("recall_by_cause", "Recall by cause (PNEUMONIA images, cause from the file name)",
+         by_cause(scores.paths, scores.labels, scores.preds), "cause of pneumonia"),
+        ("recall_by_size", "Recall by original image size (longest side)",
+         by_size(scores.paths, scores.labels, scores.preds), "longest side of the original image"),
+    ):
+        body += f"<h3>{h.esc(title)}</h3>"
+        if not rows:
+            body += h.paragraph("No PNEUMONIA images to group.", note=True)
+            continue
+        table_rows = [[r.group, r.n, r.n_positive, r.recall, r.specificity] for r in rows]
+        shown = [r for r in rows if r.n_positive]
+        chart = ""
+        if shown:
+            chart = out.add(key, figs.group_bars([r.group for r in shown], [r.recall for r in shown],
+                                                 [r.n_positive for r in shown], "recall (sensitivity)", xlabel), title)
+        body += '<div class="grid">' + f"<div>{h.table(headers, table_rows)}</div>" + f"<div>{chart}</div></div>"
+    return body + h.paragraph("Recall among PNEUMONIA images and specificity among NORMAL images of each group, at the "
+                              "operating threshold; 'n/a' where a group has no such images.", note=True)
+
+
+def _cases_section(model: Any, run: RunInfo, scores: Scores, out: Figures, per_group: int) -> str:
+    from pneumoscan.report.cases import case_groups
+
+    body = h.paragraph(f"The {per_group} most confident cases of each kind. Top: the original image; bottom: its "
+                       "Grad-CAM overlay, showing the evidence for the predicted class.", note=True)
+    for group in case_groups(model, run.meta, scores, per_group):
+        body += f"<h3>{h.esc(group.key)}: {h.esc(group.title)}</h3>"
+        if not group.tiles:
+            body += h.paragraph("No such cases (or their files could not be read).", note=True)
+            continue
+        body += out.add(f"cases_{group.key}", figs.case_grid(group.tiles, f"{group.key}: {group.title}"),
+                        f"{group.key} cases with Grad-CAM")
+    return body
+
+
+def _feature_map_section(model: Any, run: RunInfo, scores: Scores, out: Figures) -> str:
+    from pneumoscan.report.cases import first_conv_maps, model_input, most_confident
+
+    chosen = most_confident(scores.labels, scores.probs, scores.threshold, 1)
+    index = next((idxs[0] for idxs in chosen.values() if idxs), None)
+    image = model_input(scores, index, run.meta.image_size) if index is not None else None
+    if image is None:
+        return h.paragraph("No readable image to show feature maps for.", note=True)
+    found = first_conv_maps(model, run.meta, image)
+    if found is None:
+        return h.paragraph(f"Model '{run.meta.model_name}' has no convolutional layer.", note=True)
+    layer, maps = found
+    return out.add("feature_maps", figs.feature_maps(image, maps, layer), "first conv layer feature maps",
+                   f"Image: {scores.paths[index].name} (P(pneumonia) = {scores.probs[index]:.3f}), as the model sees it. "
+                   "Each map is scaled to its own range.")
+
+
+# -- entry point -----------------------------------------------------------------------------------
+def build_report(run_dir: str | os.PathLike, *, data: str | os.PathLike | None = None, split: str | None = None,
+                 out: str | os.PathLike | None = None, n_boot: int = 1000, per_group: int = 4) -> Path:
+    """Write the HTML report of a run (and its figures as PNGs in `<name>_files/`); returns the HTML path."""
+    from pneumoscan.artifact import load_artifact
+
+    from pneumoscan.evaluation.metrics import UndefinedMetricWarning
+
+    started = time.time()
+    run = load_run(run_dir)
+    with warnings.catch_warnings():  # undefined metrics show as 'n/a' in the report
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        scores = run_scores(run, data, split, n_boot=n_boot)
+    model, _ = load_artifact(run.artifact)
+    params = sum(p.numel() for p in model.parameters())
+    fig_out = Figures()
+    sections = [
+        ("summary", "Run summary", _summary_section(run, scores, params)),
+        ("learning-curves", "Learning curves", _learning_section(run, fig_out)),
+        ("confusion", "Confusion matrix and classification report", _confusion_section(scores, fig_out)),
+        ("roc-pr", "ROC and precision-recall curves", _roc_pr_section(scores, fig_out)),
+        ("thresholds", "Threshold table", _thresholds_section(scores)),
+        ("calibration", "Calibration", _calibration_section(scores, fig_out)),
+        ("subgroups", "Recall by cause and image size", _subgroups_section(scores, fig_out)),
+        ("cases", "Most confident right and wrong cases, with Grad-CAM", _cases_section(model, run, scores, fig_out,
+                                                                                        per_group)),
+        ("feature-maps", "First convolutional layer", _feature_map_section(model, run, scores, fig_out)),
+    ]
+    target = Path(out) if out is not None else default_output(run_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig_out.write(files_folder(target))
+    subtitle = f"{run.meta.model_name} run {run.name} - evaluated on {scores.source}: {scores.summary['n']} images"
+    footer = (f"pneumoscan {__version__} - generated {time.strftime('%Y-%m-%d %H:%M')} in {time.time() - started:.1f} s; "
+              f"figures also in {files_folder(target).name}/")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(h.page(f"pneumoscan report: {run.name}", subtitle, sections, footer), encoding="utf-8")
+    os.replace(tmp, target)
+    return target
+

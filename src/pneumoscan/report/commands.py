@@ -1,0 +1,56 @@
+"""`pneumoscan report` and `pneumoscan compare`: HTML reports of one run and comparisons of several."""
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+
+def add_commands(subparsers: Any) -> None:
+    """Register the `report` and `compare` commands."""
+    p = subparsers.add_parser("report", help="self-contained HTML report of a run: curves, thresholds, calibration, Grad-CAM")
+    p.add_argument("run_dir", help="run folder written by pneumoscan train")
+    p.add_argument("--data", help="evaluate on this data folder (default: the run's validation predictions)")
+    p.add_argument("--split", help="split of --data to evaluate (default: test)")
+    p.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html); figures go to <name>_files/")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
+    p.add_argument("--cases", type=int, default=4, help="examples per TP/TN/FP/FN grid (default 4)")
+    p.set_defaults(func=cmd_report)
+
+    p = subparsers.add_parser("compare", help="compare runs: metrics table (HTML, CSV, JSON) and overlaid ROC curves")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders written by pneumoscan train")
+    p.add_argument("--out", required=True, help="HTML file to write, e.g. compare.html (CSV and JSON go next to it)")
+    p.add_argument("--data", help="evaluate every run on this data folder (default: each run's validation predictions)")
+    p.add_argument("--split", help="split of --data to evaluate (default: test)")
+    p.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples for the AUC intervals (default 500)")
+    p.set_defaults(func=cmd_compare)
+
+
+def _check_positive(value: int, flag: str) -> None:
+    from pneumoscan.errors import InputError
+
+    if value < 1:
+        raise InputError(f"{flag} {value}: must be at least 1")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Build the report and say where it is."""
+    from pneumoscan.report.build import build_report, files_folder
+
+    _check_positive(args.n_boot, "--n-boot")
+    _check_positive(args.cases, "--cases")
+    started = time.time()
+    path = build_report(args.run_dir, data=args.data, split=args.split, out=args.out, n_boot=args.n_boot,
+                        per_group=args.cases)
+    print(f"report: {path}  (figures in {files_folder(path)}/, {time.time() - started:.1f} s)")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Build the comparison and say where it is."""
+    from pneumoscan.report.compare import compare_runs
+
+    _check_positive(args.n_boot, "--n-boot")
+    path = compare_runs(args.run_dirs, out=args.out, data=args.data, split=args.split, n_boot=args.n_boot)
+    print(f"comparison: {path}  (table also in {path.with_suffix('.csv').name} and {path.with_suffix('.json').name})")
+    return 0

@@ -1,0 +1,124 @@
+"""`pneumoscan compare RUN_DIR...`: one table (HTML, CSV, JSON) and overlaid ROC curves across runs."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+from pneumoscan import __version__
+from pneumoscan.errors import InputError
+from pneumoscan.report import figures as figs
+from pneumoscan.report import html as h
+from pneumoscan.report.build import files_folder
+from pneumoscan.report.run import RunInfo, load_run
+from pneumoscan.report.scores import Scores, run_scores
+
+COLUMNS = ("run", "model", "params", "loss", "accuracy", "precision", "recall", "specificity", "f1", "roc_auc",
+           "roc_auc_ci_low", "roc_auc_ci_high", "threshold", "n", "train_seconds")
+HEADERS = ("run", "model", "params", "loss (BCE)", "accuracy", "precision", "recall", "specificity", "F1", "ROC AUC",
+           "AUC 95% CI low", "AUC 95% CI high", "threshold", "images", "train time (s)")
+
+
+def run_labels(paths: Sequence[Path]) -> list[str]:
+    """Short unique names for run folders: the folder name, with parents added until they differ."""
+    depth = 1
+    while True:
+        labels = ["/".join(p.resolve().parts[-depth:]) for p in paths]
+        if len(set(labels)) == len(labels) or depth >= max(len(p.resolve().parts) for p in paths):
+            return labels
+        depth += 1
+
+
+def comparison_row(label: str, run: RunInfo, scores: Scores) -> dict[str, Any]:
+    """The table row of one run: metrics at its operating threshold on `scores`."""
+    from pneumoscan.evaluation.metrics import log_loss
+
+    s = scores.summary
+    return {
+        "run": label, "model": run.meta.model_name, "params": run.parameter_count(),
+        "loss": log_loss(scores.labels, scores.probs),
+        **{k: s[k]["value"] for k in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")},
+        "roc_auc_ci_low": s["roc_auc"]["ci95"][0], "roc_auc_ci_high": s["roc_auc"]["ci95"][1],
+        "threshold": scores.threshold, "n": s["n"], "train_seconds": run.train_seconds,
+    }
+
+
+def _roc_curve(label: str, scores: Scores) -> figs.Curve | None:
+    from pneumoscan.evaluation.metrics import roc_curve
+
+    s = scores.summary
+    if not s["n_positive"] or not s["n_negative"]:
+        return None
+    fpr, tpr, _ = roc_curve(scores.labels, scores.probs)
+    auc = s["roc_auc"]
+    name = f"{label}: AUC {auc['value']:.3f} [{auc['ci95'][0]:.3f}, {auc['ci95'][1]:.3f}]"
+    return figs.Curve(name, fpr, tpr, (1 - s["specificity"]["value"], s["recall"]["value"]))
+
+
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _write_table(rows: list[dict[str, Any]], out: Path) -> tuple[Path, Path]:
+    """The table as CSV and JSON next to `out` (NaN written as empty / null)."""
+    rows = [{k: _finite(v) for k, v in row.items()} for row in rows]
+    csv_path, json_path = out.with_suffix(".csv"), out.with_suffix(".json")
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+    json_path.write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    return csv_path, json_path
+
+
+def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike, data: str | os.PathLike | None = None,
+                 split: str | None = None, n_boot: int = 500) -> Path:
+    """Write `out` (HTML), `out`.csv and `out`.json comparing runs; returns the HTML path."""
+    from pneumoscan.evaluation.metrics import UndefinedMetricWarning
+
+    if not run_dirs:
+        raise InputError("compare needs at least one RUN_DIR")
+    target = Path(out)
+    if target.suffix.lower() not in (".html", ".htm"):
+        raise InputError(f"{target}: give an --out file name ending in .html (the CSV and JSON are written next to it)")
+    paths = [Path(p) for p in run_dirs]
+    runs = [load_run(p) for p in paths]
+    labels = run_labels(paths)
+    rows, curves = [], []
+    source = ""
+    for label, run in zip(labels, runs):
+        with warnings.catch_warnings():  # undefined metrics show as 'n/a' in the table
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
+            scores = run_scores(run, data, split, n_boot=n_boot)
+        source = scores.source if data is not None else "each run's own validation predictions"
+        rows.append(comparison_row(label, run, scores))
+        curve = _roc_curve(label, scores)
+        if curve is not None:
+            curves.append(curve)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = _write_table(rows, target)
+    digits = [1 if c == "train_seconds" else 4 for c in COLUMNS]
+    body = h.table(HEADERS, [[row[c] for c in COLUMNS] for row in rows], digits=digits)
+    note = (f"Scored on {source}, each run at its own stored operating threshold. Loss: binary cross-entropy of the "
+            f"probabilities. The table is also in {csv_path.name} and {json_path.name}.")
+    if data is None:
+        note += " Validation splits can differ between runs (seed, split); pass --data DIR to compare on the same images."
+    sections = [("table", "Runs", h.paragraph(note, note=True) + body)]
+    pngs: dict[str, bytes] = {}
+    if curves:
+        pngs["roc"] = figs.to_png(figs.roc_curves(curves, "ROC curves"))
+        sections.append(("roc", "ROC curves", h.figure(pngs["roc"], "ROC curves of all runs",
+                                                        "Circles: each run's operating point.")))
+    folder = files_folder(target)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, png in pngs.items():
+        (folder / f"{name}.png").write_bytes(png)
+    page = h.page("pneumoscan run comparison", f"{len(runs)} runs - {source}", sections,
+                  f"pneumoscan {__version__} - generated {time.strftime('%Y-%m-%d %H:%M')}")
+    target.write_text(page, encoding="utf-8")
+    return target

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pneumoscan.cli import main
+
+
+def test_explain_writes_png(tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[0]
+    out = tmp_path / "figs" / "heatmap.png"
+    assert main(["explain", str(image), "--model", str(tiny_run), "--out", str(out)]) == 0
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.width > 300 and im.height > 200
+        pixels = np.asarray(im.convert("RGB"))
+    assert pixels.std() > 10  # a drawn figure, not a blank canvas
+    printed = capsys.readouterr().out
+    assert "P(pneumonia)=" in printed and str(out) in printed
+
+
+def test_explain_user_mistakes(tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = sorted((tiny_data / "test" / "NORMAL").iterdir())[0]
+    assert main(["explain", str(tmp_path / "missing.png"), "--model", str(tiny_run), "--out", str(tmp_path / "a.png")]) == 2
+    assert "missing.png: file not found" in capsys.readouterr().err
+    assert main(["explain", str(image), "--model", str(tiny_run), "--out", str(tmp_path / "a.jpg")]) == 2
+    assert "ending in .png" in capsys.readouterr().err
+
+
+def test_explain_mlp_is_a_clear_error(tmp_path: Path, tiny_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pneumoscan.artifact import ArtifactMeta, save_artifact
+    from pneumoscan.models.registry import create_model
+
+    path = save_artifact(tmp_path / "mlp.safetensors", create_model("mlp", image_size=32),
+                         ArtifactMeta(model_name="mlp", model_config={"image_size": 32}, image_size=32, mean=0.3, std=0.25))
+    image = sorted((tiny_data / "test" / "NORMAL").iterdir())[0]
+    assert main(["explain", str(image), "--model", str(path), "--out", str(tmp_path / "h.png")]) == 2
+    err = capsys.readouterr().err
+    assert "mlp.safetensors" in err and "no convolutional layer" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "h.png").exists()

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from pneumoscan.artifact import ArtifactMeta
+from pneumoscan.errors import InputError
+from pneumoscan.explain.gradcam import cam_layer_for, gradcam, gradcam_for_image, gradcam_overlay_png, overlay
+from pneumoscan.models.registry import create_model, get_spec
+
+
+class BrightnessNet(nn.Module):
+    """Train-free: the logit is the mean of ReLU(local brightness - offset), so bright blobs raise it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 1))
+        with torch.no_grad():
+            self.features[0].weight.fill_(1 / 9)
+            self.features[0].bias.fill_(-1.0)
+            self.head[2].weight.fill_(1.0)
+            self.head[2].bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x)).squeeze(1)
+
+
+def blob_image(cy: int, cx: int, size: int = 64, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    img = rng.normal(60, 8, (size, size)) + 180 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 4.0**2))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def as_input(image: np.ndarray) -> torch.Tensor:
+    return ((torch.from_numpy(image).float() / 255 - 0.3) / 0.25)[None, None]
+
+
+def peak(cam: np.ndarray) -> np.ndarray:
+    return np.array(np.unravel_index(np.argmax(cam), cam.shape))
+
+
+def test_heatmap_follows_the_bright_blob() -> None:
+    model = BrightnessNet().eval()
+    peaks = []
+    for centre in ((14, 16), (46, 44), (16, 48)):
+        cam = gradcam(model, as_input(blob_image(*centre)), "features", target=1)
+        assert cam.shape == (64, 64) and cam.dtype == np.float32
+        assert cam.min() >= 0.0 and cam.max() == pytest.approx(1.0)
+        assert cam.std() > 0.05, "heatmap is constant"
+        assert np.linalg.norm(peak(cam) - np.array(centre)) <= 4
+        assert cam[centre] > 5 * np.median(cam) + 1e-6
+        peaks.append(peak(cam))
+    assert np.linalg.norm(peaks[0] - peaks[1]) > 30
+
+
+def test_hooks_removed_and_mode_restored() -> None:
+    model = BrightnessNet().train()
+    gradcam(model, as_input(blob_image(32, 32)), "features", target=None)
+    assert model.training
+    assert not model.features._forward_hooks
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_works_inside_inference_mode() -> None:
+    model = BrightnessNet().eval()
+    expected = gradcam(model, as_input(blob_image(20, 20)), "features", target=1)
+    with torch.inference_mode():
+        cam = gradcam(model, as_input(blob_image(20, 20)), "features", target=1)
+    assert np.allclose(cam, expected)
+
+
+def test_no_positive_evidence_gives_zeros() -> None:
+    model = BrightnessNet().eval()
+    cam = gradcam(model, as_input(blob_image(32, 32)), "features", target=0)  # NORMAL: evidence against brightness
+    assert cam.shape == (64, 64) and not cam.any()
+
+
+def test_bad_layer_and_shape() -> None:
+    model = BrightnessNet().eval()
+    with pytest.raises(ValueError, match="does not exist"):
+        gradcam(model, as_input(blob_image(32, 32)), "features.7")
+    with pytest.raises(ValueError, match="one image"):
+        gradcam(model, torch.zeros(2, 1, 8, 8), "features")
+
+
+@pytest.mark.parametrize("name", ["cnn", "resnet10", "resnet18"])
+def test_registered_cam_layers_work(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    layer = model.get_submodule(get_spec(name).cam_layer)
+    assert any(isinstance(m, nn.Conv2d) for m in layer.modules()), f"{name}: cam_layer holds no convolution"
+    meta = ArtifactMeta(model_name=name, model_config={}, image_size=64, mean=0.3, std=0.25)
+    image = blob_image(20, 40, size=80)  # not the model size: resized inside
+    for target in (None, 0, 1):
+        cam = gradcam_for_image(model, meta, image, target=target)
+        assert cam.shape == (64, 64) and np.isfinite(cam).all()
+        assert cam.min() >= 0.0 and cam.max() <= 1.0
+
+
+def test_mlp_has_no_cam() -> None:
+    meta = ArtifactMeta(model_name="mlp", model_config={"image_size": 32}, image_size=32, mean=0.3, std=0.25)
+    model = create_model("mlp", image_size=32).eval()
+    with pytest.raises(InputError, match="no convolutional layer"):
+        cam_layer_for("mlp")
+    with pytest.raises(InputError, match="Grad-CAM"):
+        gradcam_overlay_png(model, meta, blob_image(10, 10, size=32))
+
+
+def test_overlay_keeps_size_and_plain_where_no_evidence() -> None:
+    gray = blob_image(30, 50, size=90)[:, :70]  # 90 x 70, any size
+    cam = np.zeros((16, 16), dtype=np.float32)
+    cam[2:6, 10:14] = 1.0
+    rgb = overlay(gray, cam)
+    assert rgb.shape == (90, 70, 3) and rgb.dtype == np.uint8
+    assert np.array_equal(rgb[-5:, :5], np.repeat(gray[-5:, :5, None], 3, axis=2))  # cam 0 there: plain image
+    assert not np.array_equal(rgb[15, 50], np.repeat(gray[15, 50], 3))  # under the hot spot: coloured
+
+
+def test_overlay_png_for_trained_run(tiny_run, tiny_data) -> None:
+    from pneumoscan.artifact import load_artifact
+    from pneumoscan.data.decode import read_grayscale
+
+    model, meta = load_artifact(tiny_run)
+    original = read_grayscale(next((tiny_data / "test" / "PNEUMONIA").iterdir()))
+    png = gradcam_overlay_png(model, meta, original)
+    with Image.open(io.BytesIO(png)) as im:
+        assert im.format == "PNG" and im.mode == "RGB" and im.size == original.shape[::-1]

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pneumoscan.cli import main
+from pneumoscan.report.build import SECTION_IDS, files_folder
+
+IMG_SRC = re.compile(r'<img[^>]*\ssrc="([^"]*)"')
+
+
+def check_self_contained(html_path: Path) -> str:
+    """Every section, only embedded PNGs, nothing that reaches the network; returns the HTML."""
+    text = html_path.read_text(encoding="utf-8")
+    for sid in SECTION_IDS:
+        assert re.search(rf'<section id="{sid}"><h2>[^<]+</h2>', text), f"section {sid} missing"
+    for needle in ('src="http', "src='http", 'href="http', "url(", "<script", "<link", "<iframe", "@import"):
+        assert needle not in text.lower(), needle
+    sources = IMG_SRC.findall(text)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    pngs = sorted(files_folder(html_path).glob("*.png"))
+    assert len(pngs) == len(sources)
+    for png in pngs:
+        with Image.open(png) as im:
+            assert im.format == "PNG" and im.width > 100
+    return text
+
+
+def test_report_from_validation_predictions(val_report: Path, odd_run: Path) -> None:
+    assert val_report == odd_run / "report.html" and (odd_run / "report_files").is_dir()  # default output
+    text = check_self_contained(val_report)
+    assert '<b>"x"' not in text and "run &lt;b&gt;&quot;x&quot;&amp;y" in text  # the run name, escaped
+    assert "validation predictions of the run" in text
+    names = {p.stem for p in files_folder(val_report).glob("*.png")}
+    assert {"learning_curves", "confusion_matrix", "roc", "pr", "calibration", "feature_maps"} <= names
+    assert any(n.startswith("cases_") for n in names)
+    assert "max Youden&#x27;s J" in text and "recall &gt;= 0.95" in text and 'class="highlight"' in text
+    assert "recall (sensitivity)" in text and "95% bootstrap interval" in text
+
+
+def test_report_on_a_data_split(tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out" / "test_report.html"
+    assert main(["report", str(tiny_run), "--data", str(tiny_data), "--split", "test", "--out", str(out),
+                 "--n-boot", "50", "--cases", "2"]) == 0
+    assert str(out) in capsys.readouterr().out
+    text = check_self_contained(out)
+    assert f"test split of {tiny_data}" in text
+    n_test = sum(1 for _ in (tiny_data / "test").rglob("*.jpeg"))
+    assert f": {n_test} images" in text
+    assert "bacteria" in text  # recall by cause from the Kermany file names
+    assert "&lt; 500 px" in text  # size bucket of the 48 px synthetic files
+
+
+def test_report_user_mistakes(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r.html")]) == 2
+    assert "no model.safetensors" in capsys.readouterr().err
+    assert main(["report", str(tiny_run), "--split", "test", "--out", str(tmp_path / "r.html")]) == 2
+    assert "needs --data" in capsys.readouterr().err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_compare_two_runs(tiny_run: Path, odd_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmp" / "compare.html"
+    assert main(["compare", str(tiny_run), str(odd_run), "--out", str(out), "--n-boot", "50"]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "<script" not in text and 'src="http' not in text
+    assert len(IMG_SRC.findall(text)) == 1 and (files_folder(out) / "roc.png").is_file()
+    assert "run &lt;b&gt;&quot;x&quot;&amp;y" in text and '<b>"x"' not in text
+    rows = list(csv.DictReader(out.with_suffix(".csv").open()))
+    assert [r["run"] for r in rows] == ["run", 'run <b>"x"&y']
+    assert {"model", "params", "loss", "accuracy", "precision", "recall", "specificity", "f1", "roc_auc",
+            "train_seconds"} <= set(rows[0])
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert data[0]["model"] == "resnet10" and data[0]["params"] > 1000
+    assert data[0]["roc_auc"] == pytest.approx(data[1]["roc_auc"])  # a copy of the same run
+    assert 0 <= data[0]["accuracy"] <= 1 and data[0]["loss"] > 0
+
+
+def test_compare_on_data(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "compare.html"
+    assert main(["compare", str(tiny_run), "--data", str(tiny_data), "--out", str(out), "--n-boot", "20"]) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())
+    assert rows[0]["n"] == sum(1 for _ in (tiny_data / "test").rglob("*.jpeg"))
+    assert main(["compare", str(tiny_run), "--out", str(tmp_path / "compare.txt")]) == 2
+
+
+# -- pieces ---------------------------------------------------------------------------------------
+def test_parse_classification_report() -> None:
+    from pneumoscan.evaluation.bootstrap import classification_report_text
+    from pneumoscan.report.build import parse_classification_report
+
+    headers, rows = parse_classification_report(classification_report_text([0, 0, 1, 1, 1], [0, 1, 1, 1, 0]))
+    assert headers[0] == "class"
+    by_name = {r[0]: r[1:] for r in rows}
+    assert by_name["PNEUMONIA"] == [pytest.approx(0.667, abs=1e-3), pytest.approx(0.667, abs=1e-3),
+                                    pytest.approx(0.667, abs=1e-3), 3]
+    assert by_name["accuracy"][:2] == ["", ""] and by_name["accuracy"][3] == 5
+    assert "macro avg" in by_name and "weighted avg" in by_name
+
+
+def test_most_confident_cases() -> None:
+    from pneumoscan.report.cases import most_confident
+
+    labels = np.array([1, 1, 1, 0, 0, 0, 1, 0])
+    probs = np.array([0.9, 0.6, 0.2, 0.1, 0.3, 0.8, 0.05, 0.55])
+    chosen = most_confident(labels, probs, 0.5, 2)
+    assert chosen == {"TP": [0, 1], "TN": [3, 4], "FP": [5, 7], "FN": [6, 2]}
+
+
+def test_subgroups() -> None:
+    from pneumoscan.report.subgroups import by_cause, size_bucket
+
+    assert size_bucket((400, 300)) == "< 500 px"
+    assert size_bucket((1200, 1900)) == "1500-1999 px"
+    assert size_bucket((2000, 10)) == ">= 2000 px"
+    assert size_bucket(None) == "unknown"
+    paths = [Path(p) for p in ("person1_bacteria_1.jpeg", "person2_virus_3.jpeg", "person3_virus_4.jpeg",
+                               "IM-0001-0001.jpeg", "scan.png")]
+    rows = by_cause(paths, np.array([1, 1, 1, 0, 1]), np.array([1, 0, 1, 1, 1]))
+    assert [(r.group, r.n, r.recall) for r in rows] == [("bacteria", 1, 1.0), ("virus", 2, 0.5), ("unknown", 1, 1.0)]
+
+
+def test_html_escapes_and_highlights() -> None:
+    from pneumoscan.report import html as h
+
+    table = h.table(["a<b"], [["<script>"], [float("nan")], [0.12345]], highlight=[2])
+    assert "<script>" not in table and "&lt;script&gt;" in table and "a&lt;b" in table
+    assert '<td class="num">n/a</td>' in table and '<tr class="highlight"><td class="num">0.123</td>' in table
+    page = h.page('T "1"', "<i>", [("s-1", "A & B", "<p>ok</p>")])
+    assert '<section id="s-1"><h2>A &amp; B</h2><p>ok</p></section>' in page and "&lt;i&gt;" in page
