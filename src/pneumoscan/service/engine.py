@@ -8,6 +8,7 @@ from types import ModuleType
 
 import numpy as np
 
+from pneumoscan.artifact import ArtifactMeta
 from pneumoscan.data.preprocess import load_image
 from pneumoscan.errors import PneumoscanError
 from pneumoscan.inference.predictor import Predictor, describe
@@ -46,7 +47,7 @@ class Engine:
         self._explain_model = None
 
     @property
-    def meta(self):  # noqa: ANN201 - ArtifactMeta
+    def meta(self) -> ArtifactMeta:
         return self.predictor.meta
 
     def decode(self, data: bytes, name: str) -> np.ndarray:

@@ -85,7 +85,8 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
         raise HTTPException(501, "Grad-CAM heatmaps are not available for this model or installation; "
                                  "retry without ?explain=true")
     parts = await read_multipart(request, body_limit=settings.max_upload_bytes + ENVELOPE,
-                                 part_limit=settings.max_upload_bytes)
+                                 part_limit=settings.max_upload_bytes, body_label="upload",
+                                 shown_limit=settings.max_upload_bytes)
     files = [p for p in parts if p.name == "file"]
     if len(files) != 1:
         raise HTTPException(422, "send exactly one X-ray in the multipart form field 'file' "
@@ -121,7 +122,8 @@ async def predict_batch(request: Request) -> BatchResponse:
     start = time.perf_counter()
     engine, settings = _engine(request), request.app.state.settings
     parts = await read_multipart(request, body_limit=settings.max_batch_bytes, part_limit=settings.max_upload_bytes,
-                                 oversize="mark")
+                                 oversize="mark",
+                                 body_label="batch request")
     files = [p for p in parts if p.name in ("files", "file")]
     if not files:
         raise HTTPException(422, "send the X-rays in the multipart form field 'files' (one part per file)")

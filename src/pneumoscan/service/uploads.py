@@ -24,8 +24,8 @@ class Part:
     too_large: bool = False
 
 
-def too_large(limit: int, what: str = "upload") -> HTTPException:
-    return HTTPException(413, f"{what} larger than the limit of {limit / (1024 * 1024):g} MB; "
+def too_large(limit_mb: float, what: str = "upload") -> HTTPException:
+    return HTTPException(413, f"{what} larger than the limit of {limit_mb:.3g} MB; "
                               "send a smaller file (downscale or compress the image)")
 
 
@@ -35,6 +35,7 @@ class _Collector:
     def __init__(self, part_limit: int, oversize: str) -> None:
         self.parts: list[Part] = []
         self.part_limit = part_limit
+        self.part_limit_mb = part_limit / (1024 * 1024)
         self.oversize = oversize  # "raise": 413 for the request; "mark": flag the part and drop its data
         self._header_name = b""
         self._header_value = b""
@@ -70,17 +71,24 @@ class _Collector:
             return
         if len(part.data) + (end - start) > self.part_limit:
             if self.oversize == "raise":
-                raise too_large(self.part_limit)
+                raise too_large(self.part_limit_mb)
             part.too_large = True
             part.data = bytearray()
             return
         part.data += data[start:end]
 
 
-async def read_multipart(request: Request, *, body_limit: int, part_limit: int, oversize: str = "raise") -> list[Part]:
-    """All parts of a multipart/form-data request, in memory; 413/415/400 HTTPExceptions on bad requests."""
+async def read_multipart(request: Request, *, body_limit: int, part_limit: int, oversize: str = "raise",
+                         body_label: str = "request", shown_limit: int | None = None) -> list[Part]:
+    """All parts of a multipart/form-data request, in memory; 413/415/400 HTTPExceptions on bad requests.
+
+    `body_limit` caps the whole body, `part_limit` each part: over it, the request fails with 413
+    (`oversize="raise"`) or the part is flagged `too_large` and emptied (`"mark"`, for batches).
+    A body over its limit is reported as `body_label` larger than `shown_limit` (default body_limit) bytes.
+    """
     from python_multipart.multipart import MultipartParser, parse_options_header
 
+    shown_mb = (shown_limit or body_limit) / (1024 * 1024)
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data":
         raise HTTPException(415, "send the X-ray as multipart/form-data (form field 'file')")
@@ -91,7 +99,7 @@ async def read_multipart(request: Request, *, body_limit: int, part_limit: int, 
         if not declared.isdigit():
             raise HTTPException(400, "invalid Content-Length header")
         if int(declared) > body_limit:
-            raise too_large(body_limit, "request")
+            raise too_large(shown_mb, body_label)
     collector = _Collector(part_limit, oversize)
     callbacks = {name: getattr(collector, name) for name in (
         "on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished", "on_part_data")}
@@ -101,7 +109,7 @@ async def read_multipart(request: Request, *, body_limit: int, part_limit: int, 
         async for chunk in request.stream():
             received += len(chunk)
             if received > body_limit:
-                raise too_large(body_limit, "request")
+                raise too_large(shown_mb, body_label)
             parser.write(chunk)
         parser.finalize()
     except HTTPException:

@@ -1,0 +1,61 @@
+"""FastAPI application factory: the model is loaded once, before the first request."""
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from pneumoscan import __version__
+from pneumoscan.service.engine import Engine
+from pneumoscan.service.routes import router
+from pneumoscan.service.settings import Settings
+
+STATIC_DIR = Path(__file__).parent / "static"
+log = logging.getLogger("pneumoscan.service")
+
+_PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+                "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The web service for `settings` (raises InputError when the model cannot be loaded)."""
+    settings = settings or Settings()
+    engine = Engine(settings)
+    app = FastAPI(title="pneumoscan", version=__version__,
+                  description="Pneumonia decision support on chest X-rays. Decision support only - not a diagnosis.")
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.limiter = anyio.CapacityLimiter(settings.inference_slots)
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": _PAGE_POLICY})
+
+    @app.middleware("http")
+    async def private_responses(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        if request.url.path.startswith("/predict"):
+            response.headers["Cache-Control"] = "no-store"  # results are patient data
+        return response
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, err: Exception) -> JSONResponse:
+        # Only the exception type and code locations: messages may quote file names or header values.
+        frames = "".join(traceback.format_tb(err.__traceback__))
+        log.error("internal error %s in %s\n%s", type(err).__name__, request.url.path, frames)
+        return JSONResponse({"detail": "internal error; the request was not processed, please retry or report it"},
+                            status_code=500)
+
+    meta = engine.meta
+    log.info("model %s (pneumoscan %s, %d px) ready, backend %s", meta.model_name, meta.version,
+             meta.image_size, engine.predictor.backend)
+    return app

@@ -1,0 +1,44 @@
+"""`pneumoscan serve`: the web service and the clinicians' page under uvicorn."""
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Load the model (fail fast on a bad --model), then serve until interrupted."""
+    try:
+        import uvicorn
+    except ImportError:
+        from pneumoscan.errors import InputError
+
+        raise InputError("serve needs uvicorn and fastapi; pip install uvicorn fastapi python-multipart") from None
+    from pneumoscan.service.app import create_app
+    from pneumoscan.service.settings import Settings
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    settings = Settings(model=args.model, backend=args.backend, onnx_path=args.onnx, threshold=args.threshold,
+                        max_upload_mb=args.max_upload_mb, inference_slots=args.slots)
+    app = create_app(settings)
+    print(f"pneumoscan: serving on http://{args.host}:{args.port}/ (Ctrl+C stops)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, server_header=False)
+    return 0
+
+
+def add_commands(subparsers: Any) -> None:
+    """Register `serve` on the main CLI."""
+    p = subparsers.add_parser("serve", help="web service and clinicians' page (POST /predict, GET /)")
+    p.add_argument("--model", help="run folder or model.safetensors (default: the model shipped with pneumoscan)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--backend", choices=["torch", "onnx", "auto"], default="auto",
+                   help="inference engine (default auto: onnx when onnxruntime is installed)")
+    p.add_argument("--onnx", help="an ONNX export of --model to use (default: RUN/model.onnx if current, "
+                                  "else exported in memory at start-up)")
+    p.add_argument("--threshold", type=float, help="decide PNEUMONIA when P >= this (default: the model's own)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload in MB (default 20)")
+    p.add_argument("--slots", type=int, default=2, help="requests processed at the same time (default 2)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn log level (default info; logs hold paths, never file names or image data)")
+    p.set_defaults(func=cmd_serve)

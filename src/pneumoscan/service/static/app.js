@@ -1,0 +1,129 @@
+// pneumoscan page: upload one X-ray, show P(pneumonia) against the threshold, optional Grad-CAM overlay.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let modelInfo = null;
+let previewUrl = null;
+
+function show(el, visible) { el.hidden = !visible; }
+
+function setStatus(text) { $("status").textContent = text; }
+
+function setError(text) {
+  $("error").textContent = text || "";
+  show($("error"), Boolean(text));
+}
+
+async function loadModel() {
+  try {
+    const res = await fetch("/model");
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    modelInfo = await res.json();
+    const auc = modelInfo.test_metrics?.roc_auc?.value ?? modelInfo.val_metrics?.roc_auc?.value;
+    $("model-line").textContent = `Model ${modelInfo.name} (v${modelInfo.version}), threshold ` +
+      `${modelInfo.threshold.toFixed(2)}` + (auc !== undefined ? `, AUC ${Number(auc).toFixed(3)}` : "");
+  } catch (err) {
+    $("model-line").textContent = "Model information unavailable.";
+  }
+}
+
+function decisionText(p, threshold, positive) {
+  const P = p.toFixed(2), T = threshold.toFixed(2);
+  return positive
+    ? `Pneumonia likely — P = ${P}, at or above the threshold ${T}`
+    : `Pneumonia unlikely — P = ${P}, below the threshold ${T}`;
+}
+
+function showPreview(file) {
+  if (previewUrl) URL.revokeObjectURL(previewUrl);
+  previewUrl = URL.createObjectURL(file);
+  const img = $("xray");
+  show($("no-preview"), false);
+  show(img, true);
+  img.onerror = () => { show(img, false); show($("no-preview"), true); };
+  img.src = previewUrl;
+}
+
+function render(result) {
+  const positive = modelInfo ? result.label === modelInfo.class_names[modelInfo.class_names.length - 1]
+                             : result.probability >= result.threshold;
+  const decision = $("decision");
+  decision.textContent = decisionText(result.probability, result.threshold, positive);
+  decision.className = "decision " + (positive ? "positive" : "negative");
+
+  $("fill").style.width = `${(result.probability * 100).toFixed(1)}%`;
+  $("fill").className = "fill " + (positive ? "positive" : "negative");
+  $("marker").style.left = `${(result.threshold * 100).toFixed(1)}%`;
+  $("marker-label").textContent = `threshold ${result.threshold.toFixed(2)}`;
+  $("meter").setAttribute("aria-valuenow", result.probability.toFixed(3));
+
+  $("prob").textContent = result.probability.toFixed(3);
+  $("label").textContent = result.label;
+  $("threshold").textContent = result.threshold.toFixed(3);
+  $("model").textContent = `${result.model_name} v${result.model_version}`;
+  $("latency").textContent = `${Math.round(result.latency_ms)} ms`;
+
+  const heat = $("heatmap"), toggle = $("heat-toggle");
+  if (result.heatmap_png_base64) {
+    heat.src = `data:image/png;base64,${result.heatmap_png_base64}`;
+    toggle.disabled = false;
+    $("heat-label").textContent = "Show heatmap (regions that drove the score)";
+    // Without a browser preview (DICOM, TIFF) the overlay is the only picture: show it in the flow.
+    heat.classList.toggle("standalone", $("xray").hidden);
+    show(heat, toggle.checked);
+  } else {
+    toggle.disabled = true;
+    $("heat-label").textContent = "Heatmap not available for this model";
+    show(heat, false);
+  }
+  show($("result"), true);
+}
+
+async function analyse(file) {
+  if (!file) return;
+  setError("");
+  show($("result"), false);
+  const limitMb = modelInfo ? modelInfo.max_upload_mb : null;
+  if (limitMb && file.size > limitMb * 1024 * 1024) {
+    setError(`This file is ${(file.size / 1048576).toFixed(1)} MB, above the ${limitMb} MB limit; ` +
+             "export a smaller image (downscaled or compressed) and try again.");
+    return;
+  }
+  showPreview(file);
+  setStatus("Analysing…");
+  const form = new FormData();
+  form.append("file", file, file.name);
+  const explain = modelInfo ? modelInfo.explain_available : false;
+  try {
+    const res = await fetch(`/predict?explain=${explain}`, { method: "POST", body: form });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) {
+      const detail = typeof body.detail === "string" ? body.detail : `request failed (HTTP ${res.status})`;
+      throw new Error(detail);
+    }
+    setStatus("");
+    render(body);
+  } catch (err) {
+    setStatus("");
+    setError(`Could not analyse this file: ${err.message}`);
+  }
+}
+
+function init() {
+  const drop = $("drop"), input = $("file");
+  input.addEventListener("change", () => analyse(input.files[0]));
+  ["dragenter", "dragover"].forEach((type) => drop.addEventListener(type, (e) => {
+    e.preventDefault(); drop.classList.add("over");
+  }));
+  ["dragleave", "drop"].forEach((type) => drop.addEventListener(type, (e) => {
+    e.preventDefault(); drop.classList.remove("over");
+  }));
+  drop.addEventListener("drop", (e) => analyse(e.dataTransfer.files[0]));
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
+  $("heat-toggle").addEventListener("change", (e) => {
+    if ($("heatmap").src) show($("heatmap"), e.target.checked);
+  });
+  loadModel();
+}
+
+document.addEventListener("DOMContentLoaded", init);

@@ -1,0 +1,90 @@
+"""Predictor(backend='onnx'|'auto') gives the torch results, from an in-memory or a saved export."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pneumoscan.artifact import load_artifact, save_artifact
+from pneumoscan.errors import InputError
+from pneumoscan.export.onnx import export_artifact
+from pneumoscan.inference.predictor import Predictor
+
+
+@pytest.fixture(scope="module")
+def torch_predictor(tiny_run: Path) -> Predictor:
+    return Predictor(tiny_run, backend="torch")
+
+
+@pytest.fixture(scope="module")
+def onnx_predictor(tiny_run: Path) -> Predictor:
+    return Predictor(tiny_run, backend="onnx")
+
+
+def test_onnx_and_torch_agree_on_files(torch_predictor: Predictor, onnx_predictor: Predictor, sample_dir: Path,
+                                       tiny_data: Path) -> None:
+    assert onnx_predictor.onnx is not None and torch_predictor.onnx is None
+    paths = [sample_dir / "test", tiny_data / "test"]
+    a, b = torch_predictor.predict_files(paths), onnx_predictor.predict_files(paths)
+    assert [r.path for r in a] == [r.path for r in b] and len(a) > 20
+    pa = np.array([r.probability for r in a])
+    pb = np.array([r.probability for r in b])
+    assert np.max(np.abs(pa - pb)) <= 1e-4
+    clear = np.abs(pa - torch_predictor.threshold) > 1e-4
+    assert [r.label for r, c in zip(a, clear) if c] == [r.label for r, c in zip(b, clear) if c]
+    assert onnx_predictor.threshold == torch_predictor.threshold
+
+
+def test_onnx_predict_bytes_and_prevalence(tiny_run: Path, onnx_predictor: Predictor, torch_predictor: Predictor,
+                                           sample_dir: Path) -> None:
+    data = next((sample_dir / "test" / "PNEUMONIA").iterdir()).read_bytes()
+    assert onnx_predictor.predict_bytes(data).probability == pytest.approx(
+        torch_predictor.predict_bytes(data).probability, abs=1e-4)
+    shifted_t = Predictor(tiny_run, backend="torch", prevalence=0.1).predict_bytes(data)
+    shifted_o = Predictor(tiny_run, backend="onnx", prevalence=0.1).predict_bytes(data)
+    assert shifted_o.probability == pytest.approx(shifted_t.probability, abs=1e-4)
+
+
+def test_auto_prefers_onnx(tiny_run: Path) -> None:
+    assert Predictor(tiny_run, backend="auto").backend == "onnx"
+
+
+def test_unknown_backend_is_an_input_error(tiny_run: Path) -> None:
+    with pytest.raises(InputError, match="torch, onnx, auto"):
+        Predictor(tiny_run, backend="tensorrt")
+
+
+def test_saved_export_is_used_only_when_it_matches(tiny_run: Path, sample_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_run / "model.safetensors", run / "model.safetensors")
+    export_artifact(run, run / "model.onnx")
+    sibling = Predictor(run, backend="onnx")
+    assert sibling.onnx is not None and sibling.onnx.source == str(run / "model.onnx")
+
+    explicit = Predictor(run, backend="onnx", onnx_path=run / "model.onnx")
+    assert explicit.onnx is not None and explicit.onnx.source == str(run / "model.onnx")
+    images = np.stack([np.full((32, 32), v, np.uint8) for v in (0, 90, 200)])
+    assert np.allclose(explicit.predict_images(images), Predictor(run).predict_images(images), atol=1e-4)
+
+    # a different artifact in the folder: the stale sibling is ignored, an explicit one is refused
+    other = tmp_path / "other"
+    other.mkdir()
+    model, meta = load_artifact(run)
+    meta.threshold = 0.25  # same weights, another artifact (new digest)
+    save_artifact(other / "model.safetensors", model, meta)
+    stale = other / "model.onnx"
+    shutil.copy(run / "model.onnx", stale)
+    rebuilt = Predictor(other, backend="onnx")
+    assert rebuilt.onnx is not None and rebuilt.onnx.source == "<in-memory ONNX>"
+    with pytest.raises(InputError, match="different model"):
+        Predictor(other, backend="onnx", onnx_path=stale)
+
+
+def test_unreadable_onnx_file_is_an_input_error(tiny_run: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(InputError, match="not a loadable ONNX model"):
+        Predictor(tiny_run, backend="onnx", onnx_path=bad)

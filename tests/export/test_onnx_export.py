@@ -1,0 +1,113 @@
+"""ONNX export: a valid graph that matches PyTorch on real X-rays, with the artifact's metadata inside."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from pneumoscan import __version__
+from pneumoscan.artifact import load_artifact, read_meta, save_artifact
+from pneumoscan.cli import main
+from pneumoscan.data.preprocess import load_image, normalize
+from pneumoscan.export.onnx import (
+    ExportCheckError,
+    check_onnx,
+    export_artifact,
+    export_onnx_bytes,
+    read_onnx_metadata,
+)
+from pneumoscan.inference.batch import predict_probs
+
+
+def sample_images(sample_dir: Path, size: int, per_class: int = 3) -> np.ndarray:
+    files = [f for c in ("NORMAL", "PNEUMONIA") for f in sorted((sample_dir / "test" / c).iterdir())[:per_class]]
+    return np.stack([load_image(f, size) for f in files])
+
+
+def ort_probs(onnx_path: Path, images: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """Run the file with plain onnxruntime (independent of pneumoscan's backend wrapper)."""
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    x = normalize(images, mean, std).numpy()
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def test_export_round_trip_matches_torch(tiny_run: Path, sample_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model.onnx"
+    report = export_artifact(tiny_run, out, images=[sample_dir / "test"])
+    assert out.is_file() and report.path == out
+    assert report.max_abs_diff <= 1e-4 and report.n_images == 8
+
+    proto = onnx.load(str(out))
+    onnx.checker.check_model(proto)
+    model, meta = load_artifact(tiny_run)
+    images = sample_images(sample_dir, meta.image_size)
+    got = ort_probs(out, images, meta.mean, meta.std)
+    expected = predict_probs(model, images, meta.mean, meta.std)
+    assert got.shape == (len(images),) and got.dtype == np.float32
+    assert np.max(np.abs(got - expected)) <= 1e-4
+    assert np.all((got >= 0) & (got <= 1))
+    # the batch axis is dynamic: one image and an odd-sized batch both work
+    assert np.allclose(ort_probs(out, images[:1], meta.mean, meta.std), expected[:1], atol=1e-4)
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+def test_export_metadata(tiny_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    export_artifact(tiny_run / "model.safetensors", out)
+    meta = read_meta(tiny_run / "model.safetensors")
+    props = read_onnx_metadata(out)
+    assert json.loads(props["class_names"]) == ["NORMAL", "PNEUMONIA"]
+    assert int(props["input_size"]) == meta.image_size == 32
+    assert float(props["mean"]) == pytest.approx(meta.mean) and float(props["std"]) == pytest.approx(meta.std)
+    assert float(props["threshold"]) == pytest.approx(meta.threshold)
+    assert json.loads(props["tta"]) is False
+    assert props["model_name"] == "resnet10"
+    assert props["pneumoscan_version"] == __version__
+    assert json.loads(props["artifact_meta"]) == json.loads(meta.to_json())
+    assert len(props["artifact_sha256"]) == 64
+
+
+def test_tta_is_part_of_the_graph(tiny_run: Path, sample_dir: Path, tmp_path: Path) -> None:
+    model, meta = load_artifact(tiny_run)
+    meta.tta = True
+    artifact = save_artifact(tmp_path / "tta.safetensors", model, meta)
+    out = tmp_path / "tta.onnx"
+    export_artifact(artifact, out, images=[sample_dir / "test"])
+    assert json.loads(read_onnx_metadata(out)["tta"]) is True
+
+    images = sample_images(sample_dir, meta.image_size)
+    got = ort_probs(out, images, meta.mean, meta.std)
+    with_tta = predict_probs(model, images, meta.mean, meta.std, tta=True)
+    without = predict_probs(model, images, meta.mean, meta.std, tta=False)
+    assert np.max(np.abs(got - with_tta)) <= 1e-4
+    assert np.max(np.abs(with_tta - without)) > 1e-4  # the mirror really changes the result
+    mirrored = ort_probs(out, images[:, :, ::-1].copy(), meta.mean, meta.std)
+    assert np.max(np.abs(mirrored - got)) <= 1e-5  # mirror-averaged output is symmetric
+
+
+def test_check_rejects_a_graph_that_disagrees(tiny_run: Path, sample_dir: Path) -> None:
+    model, meta = load_artifact(tiny_run)
+    data = export_onnx_bytes(model, meta)
+    other = load_artifact(tiny_run)[0]
+    with torch.no_grad():
+        other.head[-1].bias += 1.0  # a different model than the one exported
+    images = sample_images(sample_dir, meta.image_size)
+    assert check_onnx(data, model, meta, images) <= 1e-4
+    with pytest.raises(ExportCheckError, match="disagree"):
+        check_onnx(data, other, meta, images)
+
+
+def test_export_cli(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli" / "model.onnx"
+    assert main(["export", "--model", str(tiny_run), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert out.is_file() and "onnx.checker passed" in printed and "bundled sample" in printed
+
+    assert main(["export", "--model", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing" in err and "Traceback" not in err

@@ -1,0 +1,250 @@
+"""The web service through FastAPI's TestClient: every endpoint, every error status, and robustness."""
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import logging
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from pneumoscan.inference.predictor import Predictor
+from pneumoscan.service import engine as engine_module
+from pneumoscan.service.app import create_app
+from pneumoscan.service.settings import Settings
+
+NOTE = "Decision support only — not a diagnosis"
+SECRET = "PATIENT_DOE_JANE_1234"
+
+
+@pytest.fixture(scope="module")
+def client(tiny_run: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(model=str(tiny_run), backend="onnx", max_upload_mb=2))) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def xray(sample_dir: Path) -> Path:
+    return sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_health(client: TestClient) -> None:
+    res = client.get("/health")
+    assert res.status_code == 200
+    assert res.json() == {"status": "ok", "model_loaded": True, "backend": "onnx"}
+
+
+def test_model_card(client: TestClient, tiny_run: Path) -> None:
+    info = client.get("/model").json()
+    predictor = Predictor(tiny_run)
+    assert info["name"] == "resnet10" and info["input_size"] == 32
+    assert info["class_names"] == ["NORMAL", "PNEUMONIA"]
+    assert info["threshold"] == pytest.approx(predictor.threshold)
+    assert info["normalization"]["std"] == pytest.approx(predictor.meta.std)
+    assert "roc_auc" in info["val_metrics"] and info["backend"] == "onnx" and info["max_upload_mb"] == 2
+
+
+def test_openapi_has_typed_responses(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {"/health", "/model", "/predict", "/predict/batch"} <= set(spec["paths"])
+    predict = spec["paths"]["/predict"]["post"]
+    assert predict["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("PredictionResponse")
+    assert {"413", "415", "422", "501"} <= set(predict["responses"])
+    assert "multipart/form-data" in predict["requestBody"]["content"]
+    props = spec["components"]["schemas"]["PredictionResponse"]["properties"]
+    assert {"probability", "label", "threshold", "model_version", "latency_ms"} <= set(props)
+
+
+def test_page_and_static_files(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert NOTE in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for path in ("/static/app.js", "/static/style.css"):
+        res = client.get(path)
+        assert res.status_code == 200 and "https://" not in res.text and "http://" not in res.text  # offline
+    assert "https://" not in page.text and "http://" not in page.text
+
+
+def test_predict_one_xray(client: TestClient, tiny_run: Path, xray: Path) -> None:
+    res = client.post("/predict", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")})
+    assert res.status_code == 200, res.text
+    body = res.json()
+    expected = Predictor(tiny_run).predict_files([xray])[0]
+    assert body["probability"] == pytest.approx(expected.probability, abs=1e-4)
+    assert body["label"] == ("PNEUMONIA" if body["probability"] >= body["threshold"] else "NORMAL")
+    assert body["model_name"] == "resnet10" and body["model_version"] and body["latency_ms"] > 0
+    assert body["heatmap_png_base64"] is None
+    assert res.headers["cache-control"] == "no-store"
+
+
+def test_predict_dicom(client: TestClient) -> None:
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.PatientName = SECRET
+    ds.set_pixel_data(np.linspace(0, 4000, 48 * 40).reshape(48, 40).astype(np.uint16), "MONOCHROME2", 12)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    assert pydicom.dcmread(io.BytesIO(buffer.getvalue())).PatientName == SECRET
+    res = client.post("/predict", files={"file": ("scan.dcm", buffer.getvalue(), "application/dicom")})
+    assert res.status_code == 200, res.text
+    assert SECRET not in res.text
+
+
+def test_413_over_the_limit(client: TestClient) -> None:
+    big = b"\xff\xd8\xff" + bytes(3 * 1024 * 1024)  # 3 MB > 2 MB limit
+    res = client.post("/predict", files={"file": ("big.jpg", big, "image/jpeg")})
+    assert res.status_code == 413 and "2 MB" in res.json()["detail"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while reading
+        yield b'--XX\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n\xff\xd8\xff'
+        for _ in range(40):
+            yield bytes(100_000)
+        yield b"\r\n--XX--\r\n"
+
+    res = client.post("/predict", content=chunks(), headers={"content-type": "multipart/form-data; boundary=XX"})
+    assert "content-length" not in {k.lower() for k in res.request.headers}
+    assert res.status_code == 413 and res.json()["detail"].startswith("upload larger than")
+
+
+def test_415_not_an_image(client: TestClient) -> None:
+    res = client.post("/predict", files={"file": ("notes.txt", b"patient notes, not an image", "text/plain")})
+    assert res.status_code == 415 and "not an image" in res.json()["detail"]
+    res = client.post("/predict", files={"file": ("x.pdf", b"%PDF-1.4 ...", "image/jpeg")})  # type lies
+    assert res.status_code == 415
+    res = client.post("/predict", json={"file": "abc"})
+    assert res.status_code == 415 and "multipart/form-data" in res.json()["detail"]
+
+
+def test_422_corrupt_empty_or_missing(client: TestClient, xray: Path) -> None:
+    truncated = xray.read_bytes()[:400]
+    res = client.post("/predict", files={"file": ("cut.jpeg", truncated, "image/jpeg")})
+    assert res.status_code == 422 and "not a readable image" in res.json()["detail"]
+    res = client.post("/predict", files={"file": ("empty.png", b"", "image/png")})
+    assert res.status_code == 422 and "empty" in res.json()["detail"]
+    res = client.post("/predict", files={"image": ("x.jpeg", xray.read_bytes(), "image/jpeg")})
+    assert res.status_code == 422 and "'file'" in res.json()["detail"]
+    res = client.post("/predict", content=b"--B\r\ngarbage", headers={"content-type": "multipart/form-data; boundary=B"})
+    assert res.status_code in (400, 422) and isinstance(res.json()["detail"], str)
+
+
+def test_batch_with_one_bad_file(client: TestClient, sample_dir: Path, tiny_run: Path) -> None:
+    good = sorted((sample_dir / "test" / "NORMAL").iterdir())[:2]
+    files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in good]
+    files.insert(1, ("files", ("bad.jpeg", b"\xff\xd8\xff\xe0 broken", "image/jpeg")))
+    files.append(("files", ("doc.txt", b"hello", "text/plain")))
+    res = client.post("/predict/batch", files=files)
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert [r["filename"] for r in body["results"]] == [good[0].name, "bad.jpeg", good[1].name, "doc.txt"]
+    assert [r["status"] for r in body["results"]] == [200, 422, 200, 415]
+    assert body["n_ok"] == 2 and body["n_failed"] == 2
+    expected = Predictor(tiny_run).predict_files(good)
+    assert body["results"][2]["probability"] == pytest.approx(expected[1].probability, abs=1e-4)
+    assert body["results"][1]["error"] and body["results"][0]["error"] is None
+
+
+def test_batch_limits(client: TestClient) -> None:
+    files = [("files", (f"{i}.png", png_bytes(np.zeros((8, 8), np.uint8)), "image/png")) for i in range(17)]
+    assert client.post("/predict/batch", files=files).status_code == 413  # more than 16 files
+    files = [("files", ("big.jpg", b"\xff\xd8\xff" + bytes(3 * 1024 * 1024), "image/jpeg")),
+             ("files", ("ok.png", png_bytes(np.full((40, 40), 128, np.uint8)), "image/png"))]
+    body = client.post("/predict/batch", files=files).json()
+    assert [r["status"] for r in body["results"]] == [413, 200]
+    assert client.post("/predict/batch", files={"other": ("x", b"y")}).status_code == 422
+
+
+def test_keeps_serving_after_bad_requests(client: TestClient, xray: Path) -> None:
+    for _ in range(3):
+        client.post("/predict", content=b"\x00\x01garbage", headers={"content-type": "multipart/form-data; boundary=Q"})
+        client.post("/predict", files={"file": ("x.jpeg", b"\xff\xd8\xff" + bytes(50), "image/jpeg")})
+        client.post("/predict", files={"file": ("x.bin", bytes(range(256)), "application/octet-stream")})
+    assert client.get("/health").status_code == 200
+    assert client.post("/predict", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")}).status_code == 200
+
+
+def test_uploads_never_touch_the_disk(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_disk(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an upload was spooled to a temporary file")
+
+    import starlette.formparsers
+
+    for name in ("SpooledTemporaryFile", "TemporaryFile", "NamedTemporaryFile", "mkstemp"):
+        monkeypatch.setattr(tempfile, name, no_disk)
+    monkeypatch.setattr(starlette.formparsers, "SpooledTemporaryFile", no_disk)
+    noise = np.random.default_rng(0).integers(0, 256, (1100, 1100), dtype=np.uint8)
+    data = png_bytes(noise)
+    assert len(data) > 1024 * 1024  # bigger than Starlette's 1 MB spool threshold
+    res = client.post("/predict", files={"file": ("noise.png", data, "image/png")})
+    assert res.status_code == 200, res.text
+
+
+def test_logs_hold_no_patient_data(client: TestClient, xray: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG):
+        client.post("/predict", files={"file": (f"{SECRET}.jpeg", xray.read_bytes(), "image/jpeg")})
+        client.post("/predict", files={"file": (f"{SECRET}.jpeg", b"\xff\xd8\xff broken", "image/jpeg")})
+        client.post("/predict/batch", files=[("files", (f"{SECRET}.txt", b"x", "text/plain"))])
+    assert SECRET not in caplog.text
+
+
+def test_concurrent_predictions_are_consistent(client: TestClient, sample_dir: Path) -> None:
+    files = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[:4]
+    serial = [client.post("/predict", files={"file": (f.name, f.read_bytes())}).json()["probability"] for f in files]
+
+    def post(i: int) -> float:
+        f = files[i % len(files)]
+        return client.post("/predict", files={"file": (f.name, f.read_bytes())}).json()["probability"]
+
+    with ThreadPoolExecutor(8) as pool:
+        parallel = list(pool.map(post, range(24)))
+    assert parallel == [serial[i % len(files)] for i in range(24)]
+
+
+def test_explain_unavailable_is_501(client: TestClient, xray: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine_module, "gradcam_module", lambda: None)
+    res = client.post("/predict?explain=true", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")})
+    assert res.status_code == 501 and "Grad-CAM" in res.json()["detail"]
+    assert client.get("/model").json()["explain_available"] is False
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pneumoscan.explain.gradcam") is None,
+                    reason="pneumoscan.explain.gradcam is not installed")
+def test_explain_returns_a_heatmap_png(client: TestClient, xray: Path) -> None:
+    res = client.post("/predict?explain=true", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")})
+    assert res.status_code == 200, res.text
+    png = base64.b64decode(res.json()["heatmap_png_base64"])
+    assert png.startswith(b"\x89PNG")
+    with Image.open(io.BytesIO(png)) as im:
+        assert im.size == (32, 32) and im.mode == "RGB"
+    assert client.get("/model").json()["explain_available"] is True
+
+
+def test_bad_settings_fail_fast(tiny_run: Path, tmp_path: Path) -> None:
+    from pneumoscan.errors import InputError
+
+    with pytest.raises(InputError):
+        create_app(Settings(model=str(tmp_path / "nope")))
+    with pytest.raises(InputError):
+        Settings(model=str(tiny_run), max_upload_mb=0)

@@ -1,0 +1,120 @@
+"""The clinicians' page in a real browser: `pneumoscan serve` in a subprocess, Debian's Chromium via Playwright."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import pneumoscan
+from pneumoscan.inference.predictor import Predictor
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+HAS_GRADCAM = importlib.util.find_spec("pneumoscan.explain.gradcam") is not None
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(importlib.util.find_spec("playwright") is None,
+                       reason="playwright is not installed (pip install playwright; never `playwright install`)"),
+    pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="chromium missing (apt-get install chromium / make browser)"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run: Path) -> Iterator[str]:
+    port = free_port()
+    src = str(Path(pneumoscan.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pneumoscan.cli", "serve", "--model", str(tiny_run), "--host", "127.0.0.1",
+         "--port", str(port), "--backend", "onnx", "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"pneumoscan serve exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("pneumoscan serve did not start within 60 s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_page_shows_result_and_heatmap(server: str, tiny_run: Path, sample_dir: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    expected = Predictor(tiny_run).predict_files([xray])[0]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            page.goto(server + "/")
+            expect(page.locator("#notice")).to_contain_text("Decision support only — not a diagnosis")
+            expect(page.locator("#model-line")).to_contain_text("resnet10")
+
+            page.set_input_files("#file", str(xray))
+            expect(page.locator("#result")).to_be_visible(timeout=15_000)
+            decision = page.locator("#decision").inner_text()
+            assert re.fullmatch(r"Pneumonia (likely|unlikely) — P = \d\.\d\d, (at or above|below) the threshold \d\.\d\d",
+                                decision), decision
+            assert ("likely" in decision and "unlikely" not in decision) == (expected.label == "PNEUMONIA")
+            assert float(page.locator("#prob").inner_text()) == pytest.approx(expected.probability, abs=2e-3)
+            assert page.locator("#label").inner_text() == expected.label
+            width = page.locator("#fill").evaluate("el => parseFloat(el.style.width)")
+            assert width == pytest.approx(100 * expected.probability, abs=0.2)
+            marker = page.locator("#marker").evaluate("el => parseFloat(el.style.left)")
+            assert marker == pytest.approx(100 * expected.threshold, abs=0.2)
+            expect(page.locator("#xray")).to_be_visible()
+            if HAS_GRADCAM:
+                heat = page.locator("#heatmap")
+                expect(heat).to_be_visible()
+                assert heat.get_attribute("src").startswith("data:image/png;base64,")
+                page.locator("#heat-toggle").uncheck()
+                expect(heat).to_be_hidden()
+                page.locator("#heat-toggle").check()
+                expect(heat).to_be_visible()
+            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+
+            page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain",
+                                                  "buffer": b"not an x-ray"}])
+            expect(page.locator("#error")).to_contain_text("not an image")
+            expect(page.locator("#result")).to_be_hidden()
+            page.screenshot(path=str(tmp_path / "page_error.png"), full_page=True)
+            assert not errors, errors
+        finally:
+            browser.close()
+    assert (tmp_path / "page.png").stat().st_size > 10_000
+    print(f"screenshots: {tmp_path / 'page.png'} {tmp_path / 'page_error.png'}")
