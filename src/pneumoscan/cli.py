@@ -5,6 +5,7 @@ import argparse
 import csv
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -193,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", help="write per-image probabilities to this CSV")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine (default torch)")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                   help="inference engine; auto = ONNX Runtime when installed, else PyTorch (default auto)")
     _operating_point(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -203,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON")
     fmt.add_argument("--csv", action="store_true", help="print CSV")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference engine (default torch)")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                   help="inference engine; auto = ONNX Runtime when installed, else PyTorch (default auto)")
     _operating_point(p)
     p.set_defaults(func=cmd_predict)
 
@@ -226,6 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PneumoscanError as err:
         print(f"pneumoscan: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `pneumoscan predict DIR | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print("pneumoscan: interrupted; a training run continues with `pneumoscan train --out RUN_DIR --resume`",
               file=sys.stderr)

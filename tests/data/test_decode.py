@@ -583,3 +583,14 @@ def test_mutated_inputs_only_raise_input_error(warning_filter: str) -> None:
             assert PATIENT not in str(exc)
         else:
             assert out.dtype == np.uint8 and out.ndim == 2
+
+
+def test_lab_tiff_decodes_to_its_lightness_band() -> None:
+    """Regression (found by tests/inference/test_fuzz_loader.py): a valid CIELab TIFF was refused as
+    'truncated or damaged' because Pillow cannot convert LAB to L; its L band is the lightness."""
+    rgb = np.stack([ramp(h=6, w=9), ramp(h=6, w=9)[::-1], np.full((6, 9), 40, np.uint8)], axis=-1)
+    lab = Image.fromarray(rgb).convert("LAB")
+    out = read_grayscale(encode(lab, "TIFF"))
+    np.testing.assert_array_equal(out, np.asarray(lab)[..., 0])
+    gray = read_grayscale(encode(Image.fromarray(ramp(h=6, w=9)).convert("RGB").convert("LAB"), "TIFF"))
+    assert np.all(np.diff(gray.astype(int).ravel()) >= 0)  # lightness keeps the order of the gray ramp

@@ -202,6 +202,8 @@ def _pil_to_gray(im: Image.Image) -> np.ndarray:
         return np.array(im, dtype=np.uint8)
     if mode in ("I", "F") or mode.startswith("I;"):
         return _to_uint8(np.asarray(im))
+    if mode == "LAB":  # CIELab (TIFF): Pillow cannot convert it, and its L band already is the lightness
+        return np.array(im.getchannel("L"), dtype=np.uint8)
     if mode in _ALPHA_MODES or (mode in ("P", "L", "RGB") and "transparency" in im.info):
         rgba = im.convert("RGBA")
         gray = np.asarray(rgba.convert("L"), dtype=np.uint16)

@@ -3,14 +3,16 @@
 How to call it (Predictor, CLI, service) - one forward pass serves both the prediction and the guard::
 
     from pneumoscan.inference.ood import colourfulness, forward_with_features, load_guard
-    guard = load_guard(model_path)          # OODGuard, or None when no <stem>.ood.safetensors beside the model
-    data = Path(file).read_bytes()          # read once, use twice:
-    image = load_image(data, meta.image_size, name=str(file))   # the classifier's (S, S) uint8 input
-    colour = colourfulness(data)            # colour is measured on the raw bytes (decoding drops it)
+    guard = load_guard(model_path)     # once, beside the model: OODGuard, or None when no guard file
+    # per batch of files: read each file once, use the bytes twice
+    datas = [Path(f).read_bytes() for f in files]
+    images = np.stack([load_image(d, meta.image_size, name=str(f)) for f, d in zip(files, datas)])
+    colours = [colourfulness(d) for d in datas]          # measured on the raw bytes: decoding drops colour
     logits, feats = forward_with_features(model, images, meta.mean, meta.std, batch_size=64, tta=meta.tta)
-    probs = sigmoid(logits)                 # identical to predict_logits(...) -> sigmoid
-    results = guard.check(images, features=feats, colourfulness=colours)   # list[OODResult], one per image
-    # results[i].in_distribution is False -> report results[i].message instead of a diagnosis
+    probs = sigmoid(logits)            # the same logits as predict_logits(...) gives
+    results = guard.check(images, features=feats, colourfulness=colours)  # list[OODResult], one per image
+    # not results[i].in_distribution -> report results[i].message ("not a chest X-ray: <reason>"),
+    # results[i].to_dict() for JSON; keep the probability out of the verdict for such inputs
 
 `guard.check(images, model=model, colourfulness=...)` also works (it runs its own forward pass), and
 `colourfulness=None` skips the colour signal. A guard is tied to the exact model file it was fitted
@@ -120,7 +122,7 @@ def colourfulness(source: str | os.PathLike | bytes, size: int = 64) -> float:
 
 def image_statistics(images: np.ndarray) -> np.ndarray:
     """(N, S, S) uint8 -> (N, 11 + 64) float64: global statistics and the 8x8 standardised layout."""
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)).float().div_(255.0)
+    x = torch.from_numpy(np.array(images, dtype=np.uint8)).float().div_(255.0)
     if x.ndim != 3:
         raise ValueError(f"images must be (N, S, S) uint8, got shape {tuple(x.shape)}")
     n = x.shape[0]
@@ -129,7 +131,8 @@ def image_statistics(images: np.ndarray) -> np.ndarray:
     soft = std + 0.02
     z = (x - mean[:, None, None]) / soft[:, None, None]
     zf = z.reshape(n, -1)
-    hist = torch.zeros(n, 32).scatter_add_(1, (flat * 31.999).long(), torch.ones_like(flat)) / flat.shape[1]
+    bins = (flat * 31.999).long() + 32 * torch.arange(n)[:, None]
+    hist = torch.bincount(bins.reshape(-1), minlength=32 * n).reshape(n, 32).float() / flat.shape[1]
     entropy = -(hist * torch.log(hist.clamp_min(1e-12))).sum(1) / np.log(32)
     grad = 0.5 * ((x[:, :, 1:] - x[:, :, :-1]).abs().mean((1, 2)) + (x[:, 1:] - x[:, :-1]).abs().mean((1, 2)))
     blur = nn.functional.avg_pool2d(x[:, None], 3, 1, 1, count_include_pad=False)[:, 0]
@@ -203,10 +206,13 @@ class _Gaussian:
     precision: np.ndarray  # (D, D)
 
     @classmethod
-    def fit(cls, x: np.ndarray, groups: np.ndarray | None = None) -> "_Gaussian":
+    def fit(cls, x: np.ndarray, groups: np.ndarray | None = None, *, per_dim: bool = True) -> "_Gaussian":
+        """`per_dim`: standardise each column (mixed units); else one common scale, so the shrinkage
+        towards a scaled identity also tames near-constant columns (e.g. rarely active ReLU channels)."""
         loc = x.mean(0)
         raw_scale = x.std(0)
-        scale = np.maximum(raw_scale, 1e-3 * max(float(np.median(raw_scale)), 1e-6) + 1e-9)
+        common = max(float(np.sqrt(np.mean(raw_scale**2))), 1e-9)
+        scale = np.maximum(raw_scale, 0.1 * float(np.median(raw_scale)) + 1e-9) if per_dim else np.full(x.shape[1], common)
         z = (x - loc) / scale
         labels = np.zeros(len(x), int) if groups is None else np.asarray(groups)
         keys, index = np.unique(labels, return_inverse=True)
@@ -223,7 +229,7 @@ class _Gaussian:
         best = np.full(len(z), np.inf)
         for center in self.centers:
             d = z - center
-            best = np.minimum(best, np.einsum("nd,de,ne->n", d, self.precision, d))
+            best = np.minimum(best, ((d @ self.precision) * d).sum(1))
         return best
 
 
@@ -338,9 +344,14 @@ class OODGuard:
             meta = json.loads(header)
             if meta.get("format") != GUARD_FORMAT:
                 raise ValueError(f"guard format {meta.get('format')}, this pneumoscan reads {GUARD_FORMAT}")
-            return cls(meta, tensors)
+            guard = cls(meta, tensors)
+            if "image" not in guard.models or not set(guard.models) <= set(guard.references):
+                raise ValueError("incomplete guard")
+            return guard
         except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
-            raise InputError(f"{path}: not a usable pneumoscan guard file ({err}); run `pneumoscan fit-guard` again") from None
+            reason = " ".join(str(err).split())[:120] or type(err).__name__
+            raise InputError(
+                f"{path}: not a usable pneumoscan guard file ({reason}); run `pneumoscan fit-guard` again") from None
 
 
 def _sha256(path: Path) -> str:
@@ -418,13 +429,15 @@ def fit_guard(
     _, feats = forward_with_features(net, images, meta.mean, meta.std, batch_size=batch_size)
     signals = {"image": image_statistics(images), "features": _feature_transform(feats)}
     groups = {"image": None, "features": image_set.labels}
+    per_dim = {"image": True, "features": False}  # statistics have mixed units; features share one
     fold = rng.permutation(n) % folds
     held_out = {k: np.empty(n) for k in signals}
     for f in range(folds):
         test = fold == f
         for name, x in signals.items():
             g = groups[name]
-            held_out[name][test] = _Gaussian.fit(x[~test], None if g is None else g[~test]).distance(x[test])
+            fitted = _Gaussian.fit(x[~test], None if g is None else g[~test], per_dim=per_dim[name])
+            held_out[name][test] = fitted.distance(x[test])
     references = {k: float(np.quantile(v, 0.99)) for k, v in held_out.items()}
     references["colour"] = max(float(np.quantile(colour, 0.99)), COLOUR_REFERENCE)
     held_out["colour"] = colour
@@ -440,7 +453,7 @@ def fit_guard(
         "held_out_rejection_rate": float((score > threshold).mean()),
         "held_out_rejection_by_signal": {k: float((held_out[k] / references[k] > threshold).mean()) for k in held_out},
     }
-    models = {name: _Gaussian.fit(x, groups[name]) for name, x in signals.items()}
+    models = {name: _Gaussian.fit(x, groups[name], per_dim=per_dim[name]) for name, x in signals.items()}
     guard = OODGuard(guard_meta, {f"{name}.{part}": getattr(g, part) for name, g in models.items()
                                   for part in ("centers", "scale", "precision")})
     return guard.save(out if out is not None else guard_path(model_path))

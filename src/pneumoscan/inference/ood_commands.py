@@ -1,0 +1,33 @@
+"""CLI hook: `pneumoscan fit-guard` fits the out-of-distribution guard of a model on training X-rays."""
+from __future__ import annotations
+
+import argparse
+
+
+def cmd_fit_guard(args: argparse.Namespace) -> int:
+    from pneumoscan.inference.ood import OODGuard, fit_guard
+
+    path = fit_guard(args.model, args.data, out=args.out, max_images=args.max_images,
+                     max_false_rejection=args.max_false_rejection, seed=args.seed, cache_dir=args.cache_dir)
+    meta = OODGuard.read(path).meta
+    print(f"guard: {path}")
+    print(f"fitted on {meta['n_images']} training X-rays; threshold {meta['threshold']:.4f}, "
+          f"held-out false rejections {meta['held_out_rejection_rate']:.2%} "
+          f"(budget {meta['max_false_rejection']:.2%})")
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register `fit-guard`."""
+    p = subparsers.add_parser(
+        "fit-guard", help="fit the 'is this a chest X-ray?' guard of a model on its training images")
+    p.add_argument("--model", help="run folder or model.safetensors (default: the model shipped with pneumoscan)")
+    p.add_argument("--data", required=True,
+                   help="data folder: its train/ split (or NORMAL/ PNEUMONIA/ class folders) is used, never test/")
+    p.add_argument("--out", help="guard file to write (default: <model>.ood.safetensors beside the model)")
+    p.add_argument("--max-images", type=int, help="fit on at most this many images (random subset)")
+    p.add_argument("--max-false-rejection", type=float, default=0.01,
+                   help="allowed share of real X-rays rejected (default 0.01; half of it is used on held-out images)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the subset and the cross-fitting folds (default 0)")
+    p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/pneumoscan)")
+    p.set_defaults(func=cmd_fit_guard)

@@ -1,0 +1,222 @@
+"""The out-of-distribution guard: fitted on the bundled real X-rays, it accepts X-rays and rejects the rest."""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from pneumoscan.artifact import ArtifactMeta, load_artifact, save_artifact
+from pneumoscan.data.layout import discover
+from pneumoscan.data.preprocess import load_image
+from pneumoscan.errors import InputError
+from pneumoscan.inference import ood_commands
+from pneumoscan.inference.batch import predict_logits
+from pneumoscan.inference.ood import (
+    OODGuard,
+    colourfulness,
+    final_linear,
+    fit_guard,
+    forward_with_features,
+    guard_path,
+    load_guard,
+)
+from pneumoscan.models.registry import create_model, list_models
+
+
+def encode(im: Image.Image, fmt: str = "PNG", **kw: object) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def blank_image() -> bytes:
+    return encode(Image.new("L", (300, 260), 128))
+
+
+def colour_photo(seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    im = Image.new("RGB", (320, 240), (90, 160, 230))
+    draw = ImageDraw.Draw(im)
+    for _ in range(12):
+        x0, y0 = rng.integers(0, 300), rng.integers(0, 220)
+        draw.ellipse([x0, y0, x0 + rng.integers(20, 150), y0 + rng.integers(20, 150)],
+                     fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+    return encode(im, "JPEG", quality=90)
+
+
+def text_document() -> bytes:
+    im = Image.new("L", (400, 560), 250)
+    draw = ImageDraw.Draw(im)
+    font = ImageFont.load_default(size=14)
+    for row in range(24):
+        draw.text((20, 15 + 22 * row), f"Patient form line {row}: name, date, signature ______", fill=10, font=font)
+    return encode(im, "PNG")
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_run: Path, sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny run's artifact with a guard fitted on the sample's real train X-rays."""
+    folder = tmp_path_factory.mktemp("guarded")
+    model = folder / "model.safetensors"
+    shutil.copy(tiny_run / "model.safetensors", model)
+    out = fit_guard(model, sample_dir, cache_dir=folder / "cache")
+    assert out == folder / "model.ood.safetensors" == guard_path(folder)
+    return model
+
+
+def check_bytes(model_path: Path, payloads: list[bytes]) -> list:
+    """What the Predictor does: decode once, one forward pass for logits and features, then check."""
+    guard = load_guard(model_path)
+    model, meta = load_artifact(model_path)
+    images = np.stack([load_image(p, meta.image_size) for p in payloads])
+    _, feats = forward_with_features(model, images, meta.mean, meta.std, tta=meta.tta)
+    return guard.check(images, features=feats, colourfulness=[colourfulness(p) for p in payloads])
+
+
+def test_real_xrays_accepted(fitted: Path, sample_dir: Path) -> None:
+    test = discover(sample_dir)["test"]  # held out from fitting
+    results = check_bytes(fitted, [s.path.read_bytes() for s in test])
+    accepted = [r.in_distribution for r in results]
+    assert np.mean(accepted) >= 0.95, [r.components for r in results if not r.in_distribution]
+    assert all(r.reason is None and r.message == "looks like a chest X-ray" for r in results if r.in_distribution)
+
+
+def test_non_xrays_rejected_with_reasons(fitted: Path) -> None:
+    blank, photo, document = check_bytes(fitted, [blank_image(), colour_photo(), text_document()])
+    for result in (blank, photo, document):
+        assert not result.in_distribution and result.score > result.threshold
+        assert result.message.startswith("not a chest X-ray: ")
+    assert blank.reason == "blank or nearly constant image"
+    assert photo.components["colour"] > 1.0
+    assert document.components["image"] > document.threshold
+
+
+def test_model_argument_equals_precomputed_features(fitted: Path) -> None:
+    guard = load_guard(fitted)
+    model, meta = load_artifact(fitted)
+    images = np.stack([load_image(blank_image(), meta.image_size), load_image(text_document(), meta.image_size)])
+    _, feats = forward_with_features(model, images, meta.mean, meta.std)
+    assert guard.check(images, model=model) == guard.check(images, features=feats)
+    assert guard.check(images[:0], model=model) == []
+    with pytest.raises(ValueError, match="features"):
+        guard.check(images)
+    with pytest.raises(ValueError, match="uint8"):
+        guard.check(images[:, :8], model=model)
+    with pytest.raises(ValueError, match="colourfulness"):
+        guard.check(images, model=model, colourfulness=[0.0])
+
+
+def test_guard_file_is_safetensors_and_round_trips_without_pickle(fitted: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = guard_path(fitted)
+    raw = path.read_bytes()
+    (header_len,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + header_len])
+    meta = json.loads(header["__metadata__"]["pneumoscan_ood"])
+    assert meta["format"] == 1 and meta["image_size"] == 32 and meta["n_images"] == 200
+    assert meta["held_out_rejection_rate"] <= 0.01 and set(meta["references"]) == {"image", "features", "colour"}
+    assert {v["dtype"] for k, v in header.items() if k != "__metadata__"} == {"F64"}
+
+    def no_pickle(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the guard must load without pickle")
+
+    monkeypatch.setattr("pickle.loads", no_pickle)
+    monkeypatch.setattr("pickle.load", no_pickle)
+    monkeypatch.setattr(torch, "load", no_pickle)
+    guard = load_guard(fitted)
+    copy = OODGuard.read(guard.save(path.with_name("copy.ood.safetensors")))
+    assert copy.meta == guard.meta
+    images = np.stack([load_image(text_document(), 32), load_image(blank_image(), 32)])
+    model, _ = load_artifact(fitted)
+    assert copy.check(images, model=model) == guard.check(images, model=model)
+
+
+def test_missing_stale_and_corrupt_guards(fitted: Path, tmp_path: Path) -> None:
+    other = tmp_path / "model.safetensors"
+    shutil.copy(fitted, other)
+    assert load_guard(tmp_path) is None
+    shutil.copy(guard_path(fitted), guard_path(other))
+    assert isinstance(load_guard(other), OODGuard)
+    model, meta = load_artifact(other)
+    with torch.no_grad():
+        final_linear(model).bias.add_(1.0)
+    save_artifact(other, model, meta)  # retrained/changed model, old guard
+    with pytest.raises(InputError, match="different version.*fit-guard"):
+        load_guard(other)
+    guard_path(other).write_bytes(b"not a guard")
+    with pytest.raises(InputError, match="not a usable pneumoscan guard file"):
+        load_guard(other)
+
+
+def test_fit_guard_input_errors(fitted: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file or folder"):
+        fit_guard(fitted, tmp_path / "missing")
+    few = discover(Path(__file__).resolve().parents[2] / "sample" / "chest_xray")["train"][:10]
+    with pytest.raises(InputError, match="at least 25"):
+        fit_guard(fitted, few, out=tmp_path / "g.ood.safetensors", cache_dir=tmp_path / "cache")
+    with pytest.raises(InputError, match="between 0 and 0.5"):
+        fit_guard(fitted, few, max_false_rejection=0.7)
+
+
+def test_fit_guard_command(fitted: Path, sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    ood_commands.add_commands(parser.add_subparsers())
+    out = tmp_path / "g.ood.safetensors"
+    args = parser.parse_args(["fit-guard", "--model", str(fitted), "--data", str(sample_dir), "--out", str(out),
+                              "--max-images", "60", "--cache-dir", str(tmp_path / "cache")])
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert f"guard: {out}" in printed and "fitted on 60 training X-rays" in printed
+    assert OODGuard.read(out).meta["n_images"] == 60
+
+
+@pytest.fixture
+def one_thread() -> object:
+    """Tiny tensors: thread synchronisation would cost more than the arithmetic on a busy CPU."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_with_features_matches_predict_logits(name: str, one_thread: object) -> None:
+    torch.manual_seed(0)
+    size = 32
+    model = create_model(name, **({"image_size": size} if name == "mlp" else {})).eval()
+    images = np.random.default_rng(1).integers(0, 256, (5, size, size), dtype=np.uint8)
+    plain, feats = forward_with_features(model, images, 0.4, 0.2, batch_size=2)
+    mirrored, feats_tta = forward_with_features(model, images, 0.4, 0.2, batch_size=2, tta=True)
+    for logits, tta in ((plain, False), (mirrored, True)):
+        expected = predict_logits(model, images, 0.4, 0.2, batch_size=2, tta=tta)
+        np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+    assert feats.shape == (5, final_linear(model).in_features)
+    np.testing.assert_allclose(feats_tta, feats, rtol=1e-5, atol=1e-6)  # features of the unmirrored pass only
+    assert not any(m._forward_pre_hooks for m in model.modules())  # the hook is removed again
+
+
+def test_colourfulness_of_raw_files() -> None:
+    gray = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
+    assert colourfulness(encode(Image.fromarray(gray), "JPEG")) == 0.0
+    assert colourfulness(encode(Image.fromarray(gray).convert("RGB"), "JPEG")) < 1.0  # gray stored as RGB
+    assert colourfulness(colour_photo()) > 30
+    red = Image.new("RGBA", (8, 8), (255, 0, 0, 0))  # fully transparent: reads as black, like the decoder
+    assert colourfulness(encode(red)) == 0.0
+    assert colourfulness(encode(Image.new("RGB", (8, 8), (255, 0, 0)), "BMP")) > 50
+    assert colourfulness(b"\0" * 128 + b"DICM" + b"\0" * 64) == 0.0
+    assert colourfulness(b"garbage") == 0.0
+
+
+def test_guard_path_names(tmp_path: Path) -> None:
+    model = create_model("cnn").eval()
+    meta = ArtifactMeta(model_name="cnn", model_config={}, image_size=32, mean=0.5, std=0.25)
+    artifact = save_artifact(tmp_path / "default.safetensors", model, meta)
+    assert guard_path(artifact) == tmp_path / "default.ood.safetensors"
+    assert load_guard(artifact) is None
