@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "pneumoscan.explain.commands",
     "pneumoscan.export.commands",
     "pneumoscan.service.commands",
+    "pneumoscan.inference.ood_commands",
 )
 
 
@@ -140,8 +141,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         writer.writerows(rows)
     else:
         for r in results:
-            if r.error is None:
+            if r.error is None and r.in_distribution is not False:
                 print(f"{r.label:<10} P(pneumonia)={r.probability:.4f}  {r.path}")
+    for r in results:
+        if r.in_distribution is False:
+            print(f"pneumoscan: warning: {r.path}: {r.ood_reason}; no prediction made", file=sys.stderr)
     failed = [r for r in results if r.error]
     for r in failed:
         print(f"pneumoscan: error: {r.error}", file=sys.stderr)

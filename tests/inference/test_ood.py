@@ -220,3 +220,24 @@ def test_guard_path_names(tmp_path: Path) -> None:
     artifact = save_artifact(tmp_path / "default.safetensors", model, meta)
     assert guard_path(artifact) == tmp_path / "default.ood.safetensors"
     assert load_guard(artifact) is None
+
+
+def test_cli_predict_flags_non_xrays(fitted: Path, sample_dir: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from pneumoscan.cli import main
+
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    xray = sorted((sample_dir / "test" / "NORMAL").iterdir())[0]
+    shutil.copy(xray, folder / "a_xray.jpeg")
+    (folder / "b_blank.png").write_bytes(blank_image())
+    (folder / "c_photo.jpg").write_bytes(colour_photo())
+    assert main(["predict", "--model", str(fitted), str(folder), "--json", "--backend", "torch"]) == 0
+    captured = capsys.readouterr()
+    rows = {Path(r["path"]).name: r for r in json.loads(captured.out)}
+    assert rows["a_xray.jpeg"]["in_distribution"] is True and rows["a_xray.jpeg"]["label"] in {"NORMAL", "PNEUMONIA"}
+    for name in ("b_blank.png", "c_photo.jpg"):
+        assert rows[name]["in_distribution"] is False
+        assert rows[name]["label"] is None and rows[name]["probability"] is None
+        assert rows[name]["ood_reason"].startswith("not a chest X-ray")
+        assert f"{name}: not a chest X-ray" in captured.err

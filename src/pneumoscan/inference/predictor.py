@@ -14,6 +14,7 @@ from pneumoscan.data.preprocess import load_image
 from pneumoscan.errors import InputError
 from pneumoscan.evaluation.thresholds import adjust_for_prevalence
 from pneumoscan.inference.batch import predict_probs
+from pneumoscan.inference.ood import OODResult, colourfulness, load_guard
 
 
 @dataclass
@@ -25,6 +26,8 @@ class Prediction:
     label: str | None
     threshold: float
     error: str | None = None
+    in_distribution: bool | None = None  # None when the model has no out-of-distribution guard
+    ood_reason: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -58,6 +61,7 @@ class Predictor:
         prevalence: float | None = None,
         batch_size: int = 64,
         onnx_path: str | os.PathLike | None = None,
+        guard: bool = True,
     ) -> None:
         from pneumoscan.inference.onnx_backend import open_for_artifact, resolve_backend
 
@@ -77,6 +81,7 @@ class Predictor:
         # A recall-based threshold does not depend on prevalence, so it moves with the probabilities.
         self.threshold = float(self._adjust(np.array([raw]))[0]) if threshold is None else float(raw)
         self.onnx = open_for_artifact(self.path, self.model, self.meta, onnx_path) if self.backend == "onnx" else None
+        self.guard = load_guard(self.path) if guard else None
 
     @property
     def size(self) -> int:
@@ -101,32 +106,55 @@ class Predictor:
     def label_for(self, prob: float) -> str:
         return self.meta.class_names[int(prob >= self.threshold)]
 
+    def screen(self, images: np.ndarray, raw: list[bytes]) -> list[OODResult | None]:
+        """Out-of-distribution verdicts for images decoded from `raw` file bytes (None each without a guard)."""
+        if self.guard is None:
+            return [None] * len(images)
+        return self.guard.check(images, model=self.model, colourfulness=[colourfulness(r) for r in raw])
+
+    def results(self, names: list[str], images: np.ndarray, raw: list[bytes]) -> list[Prediction]:
+        """Predictions for decoded images; inputs the guard rejects get no probability and no label."""
+        probs = self.predict_images(images)
+        out = []
+        for name, prob, verdict in zip(names, probs, self.screen(images, raw)):
+            if verdict is not None and not verdict.in_distribution:
+                out.append(Prediction(name, None, None, self.threshold, in_distribution=False,
+                                      ood_reason=verdict.message))
+            else:
+                out.append(Prediction(name, float(prob), self.label_for(float(prob)), self.threshold,
+                                      in_distribution=None if verdict is None else True))
+        return out
+
     def predict_bytes(self, data: bytes, name: str = "<upload>") -> Prediction:
         """Predict one in-memory file; raises InputError when it is not a usable image."""
         image = load_image(data, self.size, name=name)
-        prob = float(self.predict_images(image[None])[0])
-        return Prediction(name, prob, self.label_for(prob), self.threshold)
+        return self.results([name], image[None], [data])[0]
 
     def predict_files(self, paths: list[str | os.PathLike], workers: int | None = None) -> list[Prediction]:
         """Predict files and folders; unreadable files come back with `error` set, the rest are still predicted."""
         files = expand_paths(paths)
         size = self.size
 
-        def decode(path: Path) -> np.ndarray | str:
+        def decode(path: Path) -> tuple[np.ndarray, bytes] | str:
             try:
-                return load_image(path, size)
+                if not path.is_file():
+                    raise InputError(f"{path}: no such file; check the path")
+                data = path.read_bytes()
+                return load_image(data, size, name=str(path)), data
             except InputError as err:
                 return str(err)
 
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
             decoded = list(pool.map(decode, files))
         good = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
-        probs = self.predict_images(np.stack([decoded[i] for i in good])) if good else np.empty(0)
-        results = [Prediction(str(f), None, None, self.threshold, error=d) if isinstance(d, str) else None
-                   for f, d in zip(files, decoded)]
-        for i, prob in zip(good, probs):
-            results[i] = Prediction(str(files[i]), float(prob), self.label_for(float(prob)), self.threshold)
-        return results  # type: ignore[return-value]
+        results: list[Prediction] = [Prediction(str(f), None, None, self.threshold, error=d if isinstance(d, str) else None)
+                                     for f, d in zip(files, decoded)]
+        if good:
+            done = self.results([str(files[i]) for i in good], np.stack([decoded[i][0] for i in good]),
+                                [decoded[i][1] for i in good])
+            for i, prediction in zip(good, done):
+                results[i] = prediction
+        return results
 
 
 def describe(meta: ArtifactMeta) -> dict[str, object]:
