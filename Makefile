@@ -20,10 +20,17 @@ demo: $(STAMP)
 	rm -rf $(DEMO_OUT)
 	$(BIN)/pneumoscan audit sample/chest_xray --json $(DEMO_OUT)/audit.json
 	$(BIN)/pneumoscan train --data sample/chest_xray --out $(DEMO_OUT)/run --model resnet10 --epochs 12 --patience 12 --val-fraction 0.2 --cache-dir $(DEMO_OUT)/cache
+	$(BIN)/pneumoscan fit-guard --model $(DEMO_OUT)/run --data sample/chest_xray --cache-dir $(DEMO_OUT)/cache
 	$(BIN)/pneumoscan evaluate --model $(DEMO_OUT)/run --data sample/chest_xray --json $(DEMO_OUT)/eval.json --n-boot 200
 	$(BIN)/pneumoscan predict --model $(DEMO_OUT)/run sample/chest_xray/test/PNEUMONIA --csv > $(DEMO_OUT)/predictions.csv
+	$(BIN)/pneumoscan report $(DEMO_OUT)/run --data sample/chest_xray --out $(DEMO_OUT)/report.html --n-boot 200
 	@echo
-	@echo "demo results in $(DEMO_OUT)/: run/ (model.safetensors, history.csv, config.json), eval.json, predictions.csv, audit.json"
+	@echo "demo results in $(DEMO_OUT)/:"
+	@echo "  run/          model.safetensors (+ .ood guard), history.csv, config.json, split.json"
+	@echo "  eval.json     test metrics of the sample with 95% intervals"
+	@echo "  predictions.csv, audit.json"
+	@echo "  report.html   open it in a browser (figures also in report_files/)"
+	@echo "the shipped model: $(BIN)/pneumoscan predict sample/chest_xray/test/NORMAL"
 
 ## Chromium for the browser tests (Debian package), installed only when missing.
 browser:

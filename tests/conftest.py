@@ -1,11 +1,13 @@
 """Shared fixtures: the bundled sample, tiny synthetic datasets and an isolated image cache."""
 from __future__ import annotations
 
+import io
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample" / "chest_xray"
@@ -77,3 +79,49 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_data(tiny_run: Path) -> Path:
     """The synthetic dataset `tiny_run` was trained on (train/ and test/)."""
     return tiny_run.parent / "data"
+
+
+@pytest.fixture(scope="session")
+def fitted(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny run's artifact with a guard fitted on the sample's real train X-rays; shared by the session."""
+    from pneumoscan.inference.ood import fit_guard, guard_path
+
+    folder = tmp_path_factory.mktemp("guarded")
+    model = folder / "model.safetensors"
+    shutil.copy(tiny_run / "model.safetensors", model)
+    out = fit_guard(model, SAMPLE, cache_dir=folder / "cache")
+    assert out == folder / "model.ood.safetensors" == guard_path(folder)
+    return model
+
+
+# Inputs an out-of-distribution guard must reject (as encoded files).
+
+
+def encode(im: Image.Image, fmt: str = "PNG", **kw: object) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def blank_image() -> bytes:
+    return encode(Image.new("L", (300, 260), 128))
+
+
+def colour_photo(seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    im = Image.new("RGB", (320, 240), (90, 160, 230))
+    draw = ImageDraw.Draw(im)
+    for _ in range(12):
+        x0, y0 = rng.integers(0, 300), rng.integers(0, 220)
+        draw.ellipse([x0, y0, x0 + rng.integers(20, 150), y0 + rng.integers(20, 150)],
+                     fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+    return encode(im, "JPEG", quality=90)
+
+
+def text_document() -> bytes:
+    im = Image.new("L", (400, 560), 250)
+    draw = ImageDraw.Draw(im)
+    font = ImageFont.load_default(size=14)
+    for row in range(24):
+        draw.text((20, 15 + 22 * row), f"Patient form line {row}: name, date, signature ______", fill=10, font=font)
+    return encode(im, "PNG")

@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder: checkpoints, history.csv, config.json, model.safetensors")
     p.add_argument("--model", help="architecture from `pneumoscan models` (default: resnet10)")
     p.add_argument("--image-size", type=int, help="input size in pixels (default: the model's own)")
-    p.add_argument("--epochs", type=int, help="maximum epochs (default 30)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (default 25)")
     p.add_argument("--batch-size", type=int, help="batch size (default 64)")
     p.add_argument("--lr", type=float, help="peak learning rate of AdamW (default 2e-3)")
     p.add_argument("--seed", type=int, help="seed for split, initialisation, order and augmentation (default 0)")

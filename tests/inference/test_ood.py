@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import shutil
 import struct
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from pneumoscan.artifact import ArtifactMeta, load_artifact, save_artifact
 from pneumoscan.data.layout import discover
@@ -29,47 +28,7 @@ from pneumoscan.inference.ood import (
     load_guard,
 )
 from pneumoscan.models.registry import create_model, list_models
-
-
-def encode(im: Image.Image, fmt: str = "PNG", **kw: object) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, fmt, **kw)
-    return buf.getvalue()
-
-
-def blank_image() -> bytes:
-    return encode(Image.new("L", (300, 260), 128))
-
-
-def colour_photo(seed: int = 0) -> bytes:
-    rng = np.random.default_rng(seed)
-    im = Image.new("RGB", (320, 240), (90, 160, 230))
-    draw = ImageDraw.Draw(im)
-    for _ in range(12):
-        x0, y0 = rng.integers(0, 300), rng.integers(0, 220)
-        draw.ellipse([x0, y0, x0 + rng.integers(20, 150), y0 + rng.integers(20, 150)],
-                     fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
-    return encode(im, "JPEG", quality=90)
-
-
-def text_document() -> bytes:
-    im = Image.new("L", (400, 560), 250)
-    draw = ImageDraw.Draw(im)
-    font = ImageFont.load_default(size=14)
-    for row in range(24):
-        draw.text((20, 15 + 22 * row), f"Patient form line {row}: name, date, signature ______", fill=10, font=font)
-    return encode(im, "PNG")
-
-
-@pytest.fixture(scope="module")
-def fitted(tiny_run: Path, sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the tiny run's artifact with a guard fitted on the sample's real train X-rays."""
-    folder = tmp_path_factory.mktemp("guarded")
-    model = folder / "model.safetensors"
-    shutil.copy(tiny_run / "model.safetensors", model)
-    out = fit_guard(model, sample_dir, cache_dir=folder / "cache")
-    assert out == folder / "model.ood.safetensors" == guard_path(folder)
-    return model
+from tests.conftest import blank_image, colour_photo, encode, text_document
 
 
 def check_bytes(model_path: Path, payloads: list[bytes]) -> list:

@@ -19,6 +19,7 @@ from pneumoscan.inference.predictor import Predictor
 from pneumoscan.service import engine as engine_module
 from pneumoscan.service.app import create_app
 from pneumoscan.service.settings import Settings
+from tests.conftest import blank_image, colour_photo, text_document
 
 NOTE = "Decision support only — not a diagnosis"
 SECRET = "PATIENT_DOE_JANE_1234"
@@ -27,6 +28,13 @@ SECRET = "PATIENT_DOE_JANE_1234"
 @pytest.fixture(scope="module")
 def client(tiny_run: Path) -> Iterator[TestClient]:
     with TestClient(create_app(Settings(model=str(tiny_run), backend="onnx", max_upload_mb=2))) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def guarded_client(fitted: Path) -> Iterator[TestClient]:
+    """The same weights as `client`, with an out-of-distribution guard fitted on the sample's X-rays."""
+    with TestClient(create_app(Settings(model=str(fitted), backend="onnx", max_upload_mb=2))) as c:
         yield c
 
 
@@ -55,6 +63,7 @@ def test_model_card(client: TestClient, tiny_run: Path) -> None:
     assert info["threshold"] == pytest.approx(predictor.threshold)
     assert info["normalization"]["std"] == pytest.approx(predictor.meta.std)
     assert "roc_auc" in info["val_metrics"] and info["backend"] == "onnx" and info["max_upload_mb"] == 2
+    assert info["ood_guard"] is False
 
 
 def test_openapi_has_typed_responses(client: TestClient) -> None:
@@ -65,7 +74,12 @@ def test_openapi_has_typed_responses(client: TestClient) -> None:
     assert {"413", "415", "422", "501"} <= set(predict["responses"])
     assert "multipart/form-data" in predict["requestBody"]["content"]
     props = spec["components"]["schemas"]["PredictionResponse"]["properties"]
-    assert {"probability", "label", "threshold", "model_version", "latency_ms"} <= set(props)
+    assert {"probability", "label", "threshold", "model_version", "latency_ms", "in_distribution",
+            "ood_reason"} <= set(props)
+    for name in ("probability", "label", "in_distribution"):  # null when the guard refuses the image
+        assert {"type": "null"} in props[name]["anyOf"] and props[name]["description"]
+    item = spec["components"]["schemas"]["BatchItem"]["properties"]
+    assert {"in_distribution", "ood_reason"} <= set(item)
 
 
 def test_page_and_static_files(client: TestClient) -> None:
@@ -88,6 +102,7 @@ def test_predict_one_xray(client: TestClient, tiny_run: Path, xray: Path) -> Non
     assert body["label"] == ("PNEUMONIA" if body["probability"] >= body["threshold"] else "NORMAL")
     assert body["model_name"] == "resnet10" and body["model_version"] and body["latency_ms"] > 0
     assert body["heatmap_png_base64"] is None
+    assert body["in_distribution"] is None and body["ood_reason"] is None  # this model has no guard
     assert res.headers["cache-control"] == "no-store"
 
 
@@ -148,6 +163,13 @@ def test_422_corrupt_empty_or_missing(client: TestClient, xray: Path) -> None:
     assert res.status_code == 422 and "'file'" in res.json()["detail"]
     res = client.post("/predict", content=b"--B\r\ngarbage", headers={"content-type": "multipart/form-data; boundary=B"})
     assert res.status_code in (400, 422) and isinstance(res.json()["detail"], str)
+
+
+def test_422_bad_query_parameter_is_a_string_detail(client: TestClient, xray: Path) -> None:
+    res = client.post("/predict?explain=maybe", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")})
+    assert res.status_code == 422
+    detail = res.json()["detail"]
+    assert isinstance(detail, str) and "explain" in detail and "maybe" not in detail  # the ErrorResponse shape
 
 
 def test_batch_with_one_bad_file(client: TestClient, sample_dir: Path, tiny_run: Path) -> None:
@@ -248,3 +270,101 @@ def test_bad_settings_fail_fast(tiny_run: Path, tmp_path: Path) -> None:
         create_app(Settings(model=str(tmp_path / "nope")))
     with pytest.raises(InputError):
         Settings(model=str(tiny_run), max_upload_mb=0)
+
+
+# ----------------------------------------------------------------- out-of-distribution guard
+
+
+def test_guarded_model_card(guarded_client: TestClient) -> None:
+    assert guarded_client.get("/model").json()["ood_guard"] is True
+
+
+@pytest.mark.parametrize("folder", ["NORMAL", "PNEUMONIA"])
+def test_guarded_real_xray_is_predicted(guarded_client: TestClient, fitted: Path, sample_dir: Path,
+                                        folder: str) -> None:
+    xray = sorted((sample_dir / "test" / folder).iterdir())[0]
+    res = guarded_client.post("/predict", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")})
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["in_distribution"] is True and body["ood_reason"] is None
+    expected = Predictor(fitted).predict_files([xray])[0]
+    assert body["probability"] == pytest.approx(expected.probability, abs=1e-4)
+    assert body["label"] == expected.label and body["label"] in {"NORMAL", "PNEUMONIA"}
+
+
+@pytest.mark.parametrize(("name", "payload", "reason"), [
+    ("blank.png", blank_image(), "blank or nearly constant image"),
+    ("holiday.jpg", colour_photo(), "colour image (chest X-rays are grayscale)"),
+    ("form.png", text_document(), None),
+])
+def test_guarded_non_xray_gets_no_prediction(guarded_client: TestClient, name: str, payload: bytes,
+                                             reason: str | None) -> None:
+    res = guarded_client.post("/predict", files={"file": (name, payload, "application/octet-stream")})
+    assert res.status_code == 200, res.text  # a valid request: the answer is "cannot judge this image"
+    body = res.json()
+    assert body["in_distribution"] is False
+    assert body["probability"] is None and body["label"] is None and body["heatmap_png_base64"] is None
+    assert body["ood_reason"].startswith("not a chest X-ray: ")
+    if reason:
+        assert body["ood_reason"] == f"not a chest X-ray: {reason}"
+    assert body["threshold"] > 0 and body["model_name"] == "resnet10"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pneumoscan.explain.gradcam") is None,
+                    reason="pneumoscan.explain.gradcam is not installed")
+def test_guarded_explain_only_for_xrays(guarded_client: TestClient, xray: Path) -> None:
+    res = guarded_client.post("/predict?explain=true", files={"file": ("photo.jpg", colour_photo(), "image/jpeg")})
+    assert res.status_code == 200, res.text
+    assert res.json()["in_distribution"] is False and res.json()["heatmap_png_base64"] is None
+    res = guarded_client.post("/predict?explain=true", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")})
+    assert res.status_code == 200 and res.json()["in_distribution"] is True
+    assert base64.b64decode(res.json()["heatmap_png_base64"]).startswith(b"\x89PNG")
+
+
+def test_guarded_batch_mixes_xrays_and_non_xrays(guarded_client: TestClient, fitted: Path, sample_dir: Path) -> None:
+    good = sorted((sample_dir / "test" / "NORMAL").iterdir())[:2]
+    files = [("files", (good[0].name, good[0].read_bytes(), "image/jpeg")),
+             ("files", ("blank.png", blank_image(), "image/png")),
+             ("files", ("photo.jpg", colour_photo(1), "image/jpeg")),
+             ("files", ("bad.jpeg", b"\xff\xd8\xff\xe0 broken", "image/jpeg")),
+             ("files", (good[1].name, good[1].read_bytes(), "image/jpeg"))]
+    res = guarded_client.post("/predict/batch", files=files)
+    assert res.status_code == 200, res.text
+    body = res.json()
+    rows = body["results"]
+    assert [r["status"] for r in rows] == [200, 200, 200, 422, 200]
+    assert [r["in_distribution"] for r in rows] == [True, False, False, None, True]
+    assert body["n_ok"] == 4 and body["n_failed"] == 1 and body["n_out_of_distribution"] == 2
+    expected = Predictor(fitted).predict_files(good)
+    for row, want in zip((rows[0], rows[4]), expected):
+        assert row["probability"] == pytest.approx(want.probability, abs=1e-4) and row["label"] == want.label
+    for row in rows[1:3]:
+        assert row["ok"] and row["probability"] is None and row["label"] is None and row["error"] is None
+        assert row["ood_reason"].startswith("not a chest X-ray: ")
+    assert rows[3]["error"] and rows[3]["ood_reason"] is None
+
+
+def test_unguarded_batch_has_no_verdicts(client: TestClient) -> None:
+    body = client.post("/predict/batch", files=[("files", ("photo.jpg", colour_photo(), "image/jpeg"))]).json()
+    assert body["results"][0]["in_distribution"] is None and body["results"][0]["probability"] is not None
+    assert body["n_out_of_distribution"] == 0
+
+
+def test_guarded_concurrent_requests_keep_their_verdicts(guarded_client: TestClient, sample_dir: Path) -> None:
+    """The guard hooks the torch model during its pass; concurrent requests must not mix their features."""
+    xrays = [p.read_bytes() for p in sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[:2]]
+    payloads = [xrays[0], blank_image(), xrays[1], colour_photo()]
+
+    def post(i: int) -> tuple[int, bool | None, float | None]:
+        files = [("files", (f"{k}.img", payloads[i % 4])) for k in range(1 + i % 3)]  # batches of 1-3 files
+        res = guarded_client.post("/predict/batch", files=files)
+        row = res.json()["results"][0] if res.status_code == 200 else {}
+        return res.status_code, row.get("in_distribution"), row.get("probability")
+
+    serial = [post(i) for i in range(4)]
+    assert [s[1] for s in serial] == [True, False, True, False]
+    with ThreadPoolExecutor(6) as pool:
+        parallel = list(pool.map(post, range(24)))
+    assert [(code, verdict) for code, verdict, _ in parallel] == [serial[i % 4][:2] for i in range(24)]
+    for i, (_, _, prob) in enumerate(parallel):
+        assert prob == pytest.approx(serial[i % 4][2], abs=1e-5) if prob is not None else serial[i % 4][2] is None

@@ -17,6 +17,7 @@ import pytest
 
 import pneumoscan
 from pneumoscan.inference.predictor import Predictor
+from tests.conftest import blank_image, colour_photo
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -38,12 +39,13 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_run: Path) -> Iterator[str]:
+def server(fitted: Path) -> Iterator[str]:
+    """`pneumoscan serve` with the tiny model and its out-of-distribution guard."""
     port = free_port()
     src = str(Path(pneumoscan.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pneumoscan.cli", "serve", "--model", str(tiny_run), "--host", "127.0.0.1",
+        [sys.executable, "-m", "pneumoscan.cli", "serve", "--model", str(fitted), "--host", "127.0.0.1",
          "--port", str(port), "--backend", "onnx", "--log-level", "warning"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
@@ -70,11 +72,12 @@ def server(tiny_run: Path) -> Iterator[str]:
             proc.wait()
 
 
-def test_page_shows_result_and_heatmap(server: str, tiny_run: Path, sample_dir: Path, tmp_path: Path) -> None:
+def test_page_shows_result_and_heatmap(server: str, fitted: Path, sample_dir: Path, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
-    expected = Predictor(tiny_run).predict_files([xray])[0]
+    expected = Predictor(fitted).predict_files([xray])[0]
+    assert expected.in_distribution is True
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
@@ -106,7 +109,29 @@ def test_page_shows_result_and_heatmap(server: str, tiny_run: Path, sample_dir: 
                 expect(heat).to_be_hidden()
                 page.locator("#heat-toggle").check()
                 expect(heat).to_be_visible()
+            expect(page.locator("#ood")).to_be_hidden()
             page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+
+            # Not chest X-rays: a warning with the guard's reason instead of the probability bar and decision.
+            for name, mime, payload, reason in (
+                    ("holiday.jpg", "image/jpeg", colour_photo(), "colour image (chest X-rays are grayscale)"),
+                    ("blank.png", "image/png", blank_image(), "blank or nearly constant image")):
+                page.set_input_files("#file", files=[{"name": name, "mimeType": mime, "buffer": payload}])
+                ood = page.locator("#ood")
+                expect(ood).to_be_visible(timeout=15_000)
+                expect(ood).to_contain_text(f"Not a chest X-ray — no prediction made: {reason}")
+                expect(page.locator("#result")).to_be_visible()
+                for hidden in ("#scores", "#decision", "#meter", "#prob", "#heatmap", "#error"):
+                    expect(page.locator(hidden)).to_be_hidden()
+                expect(page.locator("#xray")).to_be_visible()  # the upload is still shown
+                assert page.locator("#xray").evaluate("el => el.naturalWidth") > 0
+                expect(page.locator("#heat-toggle")).to_be_disabled()
+                page.screenshot(path=str(tmp_path / f"page_ood_{Path(name).stem}.png"), full_page=True)
+
+            page.set_input_files("#file", str(xray))  # back to an X-ray: the warning goes away again
+            expect(page.locator("#scores")).to_be_visible(timeout=15_000)
+            expect(page.locator("#ood")).to_be_hidden()
+            assert float(page.locator("#prob").inner_text()) == pytest.approx(expected.probability, abs=2e-3)
 
             page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain",
                                                   "buffer": b"not an x-ray"}])
@@ -117,4 +142,5 @@ def test_page_shows_result_and_heatmap(server: str, tiny_run: Path, sample_dir: 
         finally:
             browser.close()
     assert (tmp_path / "page.png").stat().st_size > 10_000
-    print(f"screenshots: {tmp_path / 'page.png'} {tmp_path / 'page_error.png'}")
+    assert (tmp_path / "page_ood_holiday.png").stat().st_size > 10_000
+    print(f"screenshots: {tmp_path / 'page.png'} {tmp_path / 'page_ood_holiday.png'} {tmp_path / 'page_error.png'}")

@@ -21,3 +21,25 @@ def test_tiny_run_writes_everything(tiny_run: Path) -> None:
     assert split["method"].startswith("patient-aware")
     model, meta2 = load_artifact(tiny_run)
     assert meta2 == meta and not model.training
+
+
+def test_ema_averages_parameters_and_copies_batchnorm_statistics() -> None:
+    import torch
+
+    from pneumoscan.models.registry import create_model
+    from pneumoscan.training.trainer import update_ema
+
+    model, ema = create_model("cnn"), create_model("cnn")
+    ema.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+        for name, b in model.named_buffers():
+            if "running_var" in name:
+                b.fill_(0.05)
+    before = [p.clone() for p in ema.parameters()]
+    update_ema(ema, model, decay=0.9, step=10_000)
+    for old, new, cur in zip(before, ema.parameters(), model.parameters()):
+        assert torch.allclose(new, 0.9 * old + 0.1 * cur, atol=1e-6)
+    for (name, e), (_, b) in zip(ema.named_buffers(), model.named_buffers()):
+        assert torch.equal(e, b), name

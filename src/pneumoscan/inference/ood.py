@@ -38,6 +38,7 @@ import hashlib
 import io
 import json
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -166,9 +167,10 @@ def forward_with_features(
     device = next(model.parameters()).device
     captured: list[torch.Tensor] = []
     capture = [True]
+    owner = threading.get_ident()  # the model may be shared: other threads' forward passes fire this hook too
 
     def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        if capture[0]:
+        if capture[0] and threading.get_ident() == owner:
             captured.append(inputs[0].detach().reshape(len(inputs[0]), -1).float().cpu())
 
     handle = final_linear(model).register_forward_pre_hook(hook)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -46,6 +47,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if request.url.path.startswith("/predict"):
             response.headers["Cache-Control"] = "no-store"  # results are patient data
         return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_parameters(request: Request, err: RequestValidationError) -> JSONResponse:
+        # A string `detail` like every other error (the documented ErrorResponse), not FastAPI's list;
+        # where and what, never the offending value.
+        problems = "; ".join(f"{' '.join(str(part) for part in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+                             for e in err.errors())
+        return JSONResponse({"detail": f"invalid request ({problems})"}, status_code=422)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, err: Exception) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""The service's model: decode + predict (thread-safe, called from worker threads) and Grad-CAM."""
+"""The service's model: decode + predict + out-of-distribution screening (thread-safe) and Grad-CAM."""
 from __future__ import annotations
 
 import copy
@@ -11,7 +11,7 @@ import numpy as np
 from pneumoscan.artifact import ArtifactMeta
 from pneumoscan.data.preprocess import load_image
 from pneumoscan.errors import PneumoscanError
-from pneumoscan.inference.predictor import Predictor, describe
+from pneumoscan.inference.predictor import Prediction, Predictor, describe
 from pneumoscan.service.settings import Settings
 
 GRADCAM_MODULE = "pneumoscan.explain.gradcam"
@@ -37,6 +37,10 @@ class Engine:
     Inference is thread-safe: ONNX Runtime sessions allow concurrent `run` calls, and the torch
     model runs in eval mode under `inference_mode` without mutating state. Grad-CAM needs hooks and
     gradients, so it uses its own copy of the model behind a lock and never touches the shared one.
+    The out-of-distribution guard also hooks the shared torch model (`ood.forward_with_features`
+    registers a forward hook on its final layer for the duration of a pass), and a concurrent pass
+    would feed its features into the other request's hook; so with a guard, `results` (prediction
+    and screening) runs one request at a time.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -45,6 +49,7 @@ class Engine:
                                    onnx_path=settings.onnx_path)
         self._explain_lock = threading.Lock()
         self._explain_model = None
+        self._screen_lock = threading.Lock()
 
     @property
     def meta(self) -> ArtifactMeta:
@@ -54,10 +59,21 @@ class Engine:
         """Upload bytes -> the model's uint8 input image; InputError when undecodable."""
         return load_image(data, self.predictor.size, name=name)
 
-    def predict(self, images: np.ndarray) -> list[tuple[float, str]]:
-        """(probability, label) per preprocessed image (N, S, S)."""
-        probs = self.predictor.predict_images(images)
-        return [(float(p), self.predictor.label_for(float(p))) for p in probs]
+    @property
+    def guarded(self) -> bool:
+        return self.predictor.guard is not None
+
+    def results(self, images: np.ndarray, raw: list[bytes]) -> list[Prediction]:
+        """Prediction per preprocessed image (N, S, S) decoded from `raw`, screened by the guard when there is one.
+
+        Inputs the guard rejects come back with `in_distribution=False`, `ood_reason` set and no
+        probability or label. Names are not passed on: results are matched to uploads by position.
+        """
+        names = [f"upload {i}" for i in range(len(images))]
+        if not self.guarded:
+            return self.predictor.results(names, images, raw)
+        with self._screen_lock:
+            return self.predictor.results(names, images, raw)
 
     def explain_available(self) -> bool:
         from pneumoscan.models.registry import get_spec
@@ -84,4 +100,4 @@ class Engine:
         info = describe(self.meta)
         return {**info, "stored_threshold": info["threshold"], "threshold": self.predictor.threshold,
                 "backend": self.predictor.backend, "explain_available": self.explain_available(),
-                "max_upload_mb": self.settings.max_upload_mb}
+                "max_upload_mb": self.settings.max_upload_mb, "ood_guard": self.guarded}

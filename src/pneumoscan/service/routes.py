@@ -3,6 +3,10 @@
 Uploads are read into memory by `service.uploads` (never spooled to disk). Decoding and inference
 run in worker threads, at most `Settings.inference_slots` at a time, never on the event loop.
 Nothing about an upload (file name, DICOM header, pixels) is logged.
+
+When the model has an out-of-distribution guard, an upload that decodes fine but does not look like
+a chest X-ray is answered 200 with `in_distribution: false`, `ood_reason` and no probability, label
+or heatmap: the request was valid, the image is just not one the model can judge.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from pneumoscan.errors import InputError
+from pneumoscan.inference.predictor import Prediction
 from pneumoscan.service.engine import Engine, ExplainUnavailable
 from pneumoscan.service.schemas import BatchItem, BatchResponse, ErrorResponse, Health, ModelInfo, PredictionResponse
 from pneumoscan.service.uploads import Part, read_multipart, sniff_image
@@ -33,8 +38,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _upload_body(field: str, many: bool) -> dict[str, Any]:
-    binary = {"type": "string", "format": "binary"}
-    schema = {"type": "array", "items": binary} if many else binary
+    binary = {"type": "string", "format": "binary", "minLength": 1}  # empty files are refused (422)
+    schema = {"type": "array", "items": binary, "minItems": 1} if many else binary
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": [field], "properties": {field: schema}}}}}}
 
@@ -97,20 +102,22 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
         raise HTTPException(*problem)
     data = bytes(part.data)
 
-    def work() -> tuple[float, str, bytes | None]:
+    def work() -> tuple[Prediction, bytes | None]:
         image = engine.decode(data, _label(part))
-        ((prob, label),) = engine.predict(image[None])
-        return prob, label, engine.explain_png(image) if explain else None
+        (result,) = engine.results(image[None], [data])
+        rejected = result.in_distribution is False  # no heatmap: there is no prediction to explain
+        return result, engine.explain_png(image) if explain and not rejected else None
 
     try:
-        prob, label, heatmap = await _in_worker(request, work)
+        result, heatmap = await _in_worker(request, work)
     except ExplainUnavailable as err:
         raise HTTPException(501, str(err)) from None
     except InputError as err:
         raise HTTPException(422, str(err)) from None
     meta = engine.meta
     return PredictionResponse(
-        probability=prob, label=label, threshold=engine.predictor.threshold, model_name=meta.model_name,
+        probability=result.probability, label=result.label, in_distribution=result.in_distribution,
+        ood_reason=result.ood_reason, threshold=engine.predictor.threshold, model_name=meta.model_name,
         model_version=meta.version, latency_ms=round((time.perf_counter() - start) * 1000, 2),
         heatmap_png_base64=base64.b64encode(heatmap).decode("ascii") if heatmap else None)
 
@@ -140,20 +147,24 @@ async def predict_batch(request: Request) -> BatchResponse:
             todo.append(i)
 
     def work() -> None:
-        good: list[tuple[int, np.ndarray]] = []
+        good: list[tuple[int, np.ndarray, bytes]] = []
         for i in todo:
+            data = bytes(files[i].data)
             try:
-                good.append((i, engine.decode(bytes(files[i].data), _label(files[i]))))
+                good.append((i, engine.decode(data, _label(files[i])), data))
             except InputError as err:
                 items[i].status, items[i].error = 422, str(err)
         if good:
-            results = engine.predict(np.stack([image for _, image in good]))
-            for (i, _), (prob, label) in zip(good, results):
-                items[i].ok, items[i].status, items[i].probability, items[i].label = True, 200, prob, label
+            results = engine.results(np.stack([image for _, image, _ in good]), [data for _, _, data in good])
+            for (i, _, _), result in zip(good, results):
+                items[i].ok, items[i].status = True, 200
+                items[i].probability, items[i].label = result.probability, result.label
+                items[i].in_distribution, items[i].ood_reason = result.in_distribution, result.ood_reason
 
     await _in_worker(request, work)
     n_ok = sum(item.ok for item in items)
     meta = engine.meta
-    return BatchResponse(results=items, n_ok=n_ok, n_failed=len(items) - n_ok, threshold=engine.predictor.threshold,
-                         model_name=meta.model_name, model_version=meta.version,
+    return BatchResponse(results=items, n_ok=n_ok, n_failed=len(items) - n_ok,
+                         n_out_of_distribution=sum(item.in_distribution is False for item in items),
+                         threshold=engine.predictor.threshold, model_name=meta.model_name, model_version=meta.version,
                          latency_ms=round((time.perf_counter() - start) * 1000, 2))

@@ -36,11 +36,20 @@ class ModelInfo(BaseModel):
     backend: str = Field(description="inference engine: torch or onnx")
     explain_available: bool = Field(description="whether ?explain=true can return a Grad-CAM heatmap")
     max_upload_mb: float
+    ood_guard: bool = Field(description="whether uploads are screened by an out-of-distribution guard that refuses "
+                                        "to predict on images that do not look like chest X-rays")
+
+
+_IN_DISTRIBUTION = ("true: the upload looks like a chest X-ray; false: it does not, and no prediction was made "
+                    "(probability and label are null); null: the model has no out-of-distribution guard")
+_OOD_REASON = "why no prediction was made, e.g. \"not a chest X-ray: colour image ...\" (only when in_distribution is false)"
 
 
 class PredictionResponse(BaseModel):
-    probability: float = Field(ge=0, le=1, description="P(PNEUMONIA)")
-    label: str
+    probability: float | None = Field(ge=0, le=1, description="P(PNEUMONIA); null when in_distribution is false")
+    label: str | None = Field(description="class at the operating threshold; null when in_distribution is false")
+    in_distribution: bool | None = Field(description=_IN_DISTRIBUTION)
+    ood_reason: str | None = Field(default=None, description=_OOD_REASON)
     threshold: float
     model_name: str
     model_version: str
@@ -51,10 +60,13 @@ class PredictionResponse(BaseModel):
 
 class BatchItem(BaseModel):
     filename: str | None = Field(description="as sent by the client")
-    ok: bool
+    ok: bool = Field(description="the file was read and screened; also true when it was refused as not a chest X-ray")
     status: int = Field(description="HTTP status this file alone would have got (200, 413, 415 or 422)")
-    probability: float | None = None
-    label: str | None = None
+    probability: float | None = Field(default=None, ge=0, le=1,
+                                      description="P(PNEUMONIA); null for failed files and when in_distribution is false")
+    label: str | None = Field(default=None, description="null for failed files and when in_distribution is false")
+    in_distribution: bool | None = Field(default=None, description=_IN_DISTRIBUTION + "; null for failed files")
+    ood_reason: str | None = Field(default=None, description=_OOD_REASON)
     error: str | None = None
 
 
@@ -62,6 +74,7 @@ class BatchResponse(BaseModel):
     results: list[BatchItem]
     n_ok: int
     n_failed: int
+    n_out_of_distribution: int = Field(description="files read fine but refused as not chest X-rays (counted in n_ok)")
     threshold: float
     model_name: str
     model_version: str

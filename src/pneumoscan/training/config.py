@@ -15,7 +15,7 @@ class TrainConfig:
     out: str
     model: str = DEFAULT_MODEL
     image_size: int | None = None
-    epochs: int = 30
+    epochs: int = 25
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05

@@ -110,6 +110,19 @@ def _image_stats(images: np.ndarray) -> tuple[float, float]:
     return float(sample.mean()), float(max(sample.std(), 1e-3))
 
 
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
+    """Average parameters with a warmed-up decay; copy buffers (batch-norm statistics) as they are.
+
+    Averaging running variances too leaves them near their initial 1.0 for thousands of steps.
+    """
+    decay = min(decay, (1 + step) / (10 + step))
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p.detach(), 1 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
 class Trainer:
     """Trains one model for one `TrainConfig`, writing everything under `cfg.out`."""
 
@@ -219,12 +232,7 @@ class Trainer:
                 loss.backward()
                 optimizer.step()
                 if ema is not None:
-                    with torch.no_grad():
-                        for e, p in zip(ema.state_dict().values(), model.state_dict().values()):
-                            if e.dtype.is_floating_point:
-                                e.mul_(cfg.ema_decay).add_(p.detach(), alpha=1 - cfg.ema_decay)
-                            else:
-                                e.copy_(p)
+                    update_ema(ema, model, cfg.ema_decay, state["step"])
                 state["step"] += 1
                 seen += len(idx)
                 loss_sum += loss.item() * len(idx)

@@ -21,7 +21,8 @@ async function loadModel() {
     modelInfo = await res.json();
     const auc = modelInfo.test_metrics?.roc_auc?.value ?? modelInfo.val_metrics?.roc_auc?.value;
     $("model-line").textContent = `Model ${modelInfo.name} (v${modelInfo.version}), threshold ` +
-      `${modelInfo.threshold.toFixed(2)}` + (auc !== undefined ? `, AUC ${Number(auc).toFixed(3)}` : "");
+      `${modelInfo.threshold.toFixed(2)}` + (auc !== undefined ? `, AUC ${Number(auc).toFixed(3)}` : "") +
+      (modelInfo.ood_guard ? " · images that are not chest X-rays are refused" : "");
   } catch (err) {
     $("model-line").textContent = "Model information unavailable.";
   }
@@ -44,7 +45,32 @@ function showPreview(file) {
   img.src = previewUrl;
 }
 
+const OOD_PREFIX = "not a chest X-ray: ";
+
+// The guard refused the image: a warning instead of the probability bar and decision.
+function renderRejected(result) {
+  const reason = (result.ood_reason || "").startsWith(OOD_PREFIX)
+    ? result.ood_reason.slice(OOD_PREFIX.length) : (result.ood_reason || "unlike the training X-rays");
+  $("ood-text").textContent = `Not a chest X-ray — no prediction made: ${reason}`;
+  show($("ood"), true);
+  show($("scores"), false);
+  const heat = $("heatmap"), toggle = $("heat-toggle");
+  heat.removeAttribute("src");
+  show(heat, false);
+  toggle.disabled = true;
+  $("heat-label").textContent = "No heatmap: no prediction was made";
+}
+
 function render(result) {
+  $("model").textContent = `${result.model_name} v${result.model_version}`;
+  $("latency").textContent = `${Math.round(result.latency_ms)} ms`;
+  if (result.in_distribution === false) {
+    renderRejected(result);
+    show($("result"), true);
+    return;
+  }
+  show($("ood"), false);
+  show($("scores"), true);
   const positive = modelInfo ? result.label === modelInfo.class_names[modelInfo.class_names.length - 1]
                              : result.probability >= result.threshold;
   const decision = $("decision");
@@ -60,8 +86,6 @@ function render(result) {
   $("prob").textContent = result.probability.toFixed(3);
   $("label").textContent = result.label;
   $("threshold").textContent = result.threshold.toFixed(3);
-  $("model").textContent = `${result.model_name} v${result.model_version}`;
-  $("latency").textContent = `${Math.round(result.latency_ms)} ms`;
 
   const heat = $("heatmap"), toggle = $("heat-toggle");
   if (result.heatmap_png_base64) {
