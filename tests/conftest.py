@@ -125,3 +125,27 @@ def text_document() -> bytes:
     for row in range(24):
         draw.text((20, 15 + 22 * row), f"Patient form line {row}: name, date, signature ______", fill=10, font=font)
     return encode(im, "PNG")
+
+
+def dicom_bytes(pixels: np.ndarray, bits_stored: int = 12, *, window: tuple[float, float] | None = None,
+                patient_name: str | None = None) -> bytes:
+    """A minimal single-frame MONOCHROME2 DICOM file (Explicit VR Little Endian) holding `pixels`."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    if patient_name is not None:
+        ds.PatientName = patient_name
+    ds.set_pixel_data(pixels, "MONOCHROME2", bits_stored, generate_instance_uid=False)
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()

@@ -87,6 +87,7 @@ def save_artifact(path: str | os.PathLike, model: nn.Module, meta: ArtifactMeta)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file(tensors, str(tmp), metadata={_META_KEY: meta.to_json()})
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return path
 

@@ -18,6 +18,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from tests.conftest import dicom_bytes
+
 from pneumoscan.data.decode import read_grayscale
 from pneumoscan.data.preprocess import load_image
 from pneumoscan.errors import InputError
@@ -158,22 +160,8 @@ def _seed_files() -> list[bytes]:
 
 
 def _dicom(pixels: np.ndarray) -> bytes:
-    pydicom = pytest.importorskip("pydicom")
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.set_pixel_data((pixels.astype(np.uint16) * 16), "MONOCHROME2", 12, generate_instance_uid=False)
-    ds.WindowCenter, ds.WindowWidth = 2000, 3000
-    buf = io.BytesIO()
-    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-    return buf.getvalue()
+    pytest.importorskip("pydicom")
+    return dicom_bytes(pixels.astype(np.uint16) * 16, 12, window=(2000, 3000))
 
 
 SEEDS = _seed_files()

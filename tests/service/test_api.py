@@ -19,7 +19,7 @@ from pneumoscan.inference.predictor import Predictor
 from pneumoscan.service import engine as engine_module
 from pneumoscan.service.app import create_app
 from pneumoscan.service.settings import Settings
-from tests.conftest import blank_image, colour_photo, text_document
+from tests.conftest import dicom_bytes, blank_image, colour_photo, text_document
 
 NOTE = "Decision support only — not a diagnosis"
 SECRET = "PATIENT_DOE_JANE_1234"
@@ -108,22 +108,9 @@ def test_predict_one_xray(client: TestClient, tiny_run: Path, xray: Path) -> Non
 
 def test_predict_dicom(client: TestClient) -> None:
     pydicom = pytest.importorskip("pydicom")
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.PatientName = SECRET
-    ds.set_pixel_data(np.linspace(0, 4000, 48 * 40).reshape(48, 40).astype(np.uint16), "MONOCHROME2", 12)
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    assert pydicom.dcmread(io.BytesIO(buffer.getvalue())).PatientName == SECRET
-    res = client.post("/predict", files={"file": ("scan.dcm", buffer.getvalue(), "application/dicom")})
+    data = dicom_bytes(np.linspace(0, 4000, 48 * 40).reshape(48, 40).astype(np.uint16), 12, patient_name=SECRET)
+    assert pydicom.dcmread(io.BytesIO(data)).PatientName == SECRET
+    res = client.post("/predict", files={"file": ("scan.dcm", data, "application/dicom")})
     assert res.status_code == 200, res.text
     assert SECRET not in res.text
 

@@ -43,7 +43,7 @@ def cache_key(samples: list[Sample], size: int) -> str:
     return digest.hexdigest()[:32]
 
 
-def _decode_all(samples: list[Sample], size: int, desc: str) -> tuple[np.ndarray, list[bool], list[str]]:
+def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool) -> tuple[np.ndarray, list[bool], list[str]]:
     images = np.zeros((len(samples), size, size), dtype=np.uint8)
     ok = [False] * len(samples)
     errors: list[str] = []
@@ -56,11 +56,14 @@ def _decode_all(samples: list[Sample], size: int, desc: str) -> tuple[np.ndarray
             errors.append(str(err))
 
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        list(tqdm(pool.map(work, range(len(samples))), total=len(samples), desc=desc, unit="img", leave=False))
+        list(tqdm(pool.map(work, range(len(samples))), total=len(samples), desc=desc, unit="img", leave=False,
+                  disable=not progress))
     return images, ok, sorted(errors)
 
 
-def load_image_set(samples: list[Sample], size: int, cache_dir: Path | None = None, desc: str = "decoding") -> ImageSet:
+def load_image_set(
+    samples: list[Sample], size: int, cache_dir: Path | None = None, desc: str = "decoding", progress: bool = True
+) -> ImageSet:
     """Decoded images for `samples`, from the cache when inputs are unchanged, else decoded and cached."""
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
     key = cache_key(samples, size)
@@ -71,7 +74,7 @@ def load_image_set(samples: list[Sample], size: int, cache_dir: Path | None = No
         ok = meta["ok"]
         errors = meta["errors"]
     else:
-        images, ok, errors = _decode_all(samples, size, desc)
+        images, ok, errors = _decode_all(samples, size, desc, progress)
         images = images[np.array(ok, dtype=bool)]
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = array_path.with_suffix(f".{os.getpid()}.tmp.npy")

@@ -64,7 +64,7 @@ def _cap_per_class(samples: list[Sample], cap: int | None, seed: int) -> list[Sa
     return kept
 
 
-def prepare_data(cfg: TrainConfig, image_size: int) -> RunData:
+def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True) -> RunData:
     """Find, split and decode (through the cache) the training and validation images."""
     found = discover(cfg.data)
     train_split = "train" if "train" in found else "all"
@@ -81,8 +81,8 @@ def prepare_data(cfg: TrainConfig, image_size: int) -> RunData:
         if len({s.label for s in part}) < 2:
             raise InputError(f"{cfg.data}: the {name} split has only one class; add images of both classes")
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
-    train_set = load_image_set(train, image_size, cache_dir, desc="decoding train")
-    val_set = load_image_set(val, image_size, cache_dir, desc="decoding val")
+    train_set = load_image_set(train, image_size, cache_dir, desc="decoding train", progress=progress)
+    val_set = load_image_set(val, image_size, cache_dir, desc="decoding val", progress=progress)
     record = {
         "method": "given val/ folder" if cfg.use_given_val else "patient-aware stratified split of train",
         "val_fraction": cfg.val_fraction,
@@ -174,7 +174,7 @@ class Trainer:
         for stale in self.out.glob(".*.tmp"):  # left by a run killed mid-write
             stale.unlink()
         seed_everything(cfg.seed)
-        data = prepare_data(cfg, self.image_size)
+        data = prepare_data(cfg, self.image_size, self.progress)
         for message in data.train.skipped + data.val.skipped:
             tqdm.write(f"skipped: {message}")
         mean, std = _image_stats(data.train.images)
