@@ -16,8 +16,8 @@ class _Evil:
 
 
 def test_artifact_round_trip(tmp_path: Path) -> None:
-    model = create_model("cnn").eval()
-    meta = ArtifactMeta(model_name="cnn", model_config={"widths": [32, 64, 128, 128], "dropout": 0.3}, image_size=96,
+    model = create_model("cnn", widths=(8, 16, 32, 32)).eval()  # a non-default config must round-trip
+    meta = ArtifactMeta(model_name="cnn", model_config={"widths": [8, 16, 32, 32], "dropout": 0.3}, image_size=96,
                         mean=0.48, std=0.23, threshold=0.37, val_scores={"labels": [0, 1, 1], "probs": [0.1, 0.4, 0.9]})
     path = save_artifact(tmp_path / "m.safetensors", model, meta)
     loaded, meta2 = load_artifact(path)
