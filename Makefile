@@ -19,7 +19,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	rm -rf $(DEMO_OUT)
 	$(BIN)/pneumoscan audit sample/chest_xray --json $(DEMO_OUT)/audit.json
-	$(BIN)/pneumoscan train --data sample/chest_xray --out $(DEMO_OUT)/run --model resnet10 --epochs 12 --patience 12 --val-fraction 0.2 --cache-dir $(DEMO_OUT)/cache
+	$(BIN)/pneumoscan train --data sample/chest_xray --out $(DEMO_OUT)/run --model resnet10 --epochs 30 --patience 10 --val-fraction 0.2 --cache-dir $(DEMO_OUT)/cache
 	$(BIN)/pneumoscan fit-guard --model $(DEMO_OUT)/run --data sample/chest_xray --cache-dir $(DEMO_OUT)/cache
 	$(BIN)/pneumoscan evaluate --model $(DEMO_OUT)/run --data sample/chest_xray --json $(DEMO_OUT)/eval.json --n-boot 200
 	$(BIN)/pneumoscan predict --model $(DEMO_OUT)/run sample/chest_xray/test/PNEUMONIA --csv > $(DEMO_OUT)/predictions.csv

@@ -112,7 +112,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     (tn, fp), (fn, tp) = summary["confusion_matrix"]["matrix"]
     print(f"  confusion    TN {tn}  FP {fp}  FN {fn}  TP {tp}")
     for name, info in summary["recall_by_cause"].items():
-        print(f"  recall {name:<8}{info['recall']:.4f} (n={info['n']})")
+        print(f"  recall {name:<9}{info['recall']:.4f} (n={info['n']})")
     print(classification_report_text(result.images.labels, (result.probs >= predictor.threshold).astype(int)))
     for message in result.images.skipped:
         print(f"skipped: {message}", file=sys.stderr)
