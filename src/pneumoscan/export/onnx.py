@@ -24,9 +24,11 @@ from torch import nn
 from pneumoscan import __version__
 from pneumoscan.artifact import ArtifactMeta, load_artifact, resolve_model_path
 from pneumoscan.errors import InputError, PneumoscanError
+from pneumoscan.inference.ood import final_linear, forward_with_features
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probability"
+FEATURES_NAME = "features"
 OPSET = 17
 TOLERANCE = 1e-4
 META_PREFIX = "pneumoscan."
@@ -38,18 +40,24 @@ class ExportCheckError(PneumoscanError):
 
 
 class ProbabilityHead(nn.Module):
-    """Wraps a single-logit model: sigmoid of the logit, mirror-averaged when `tta`."""
+    """Wraps a single-logit model: sigmoid of the logit (mirror-averaged when `tta`), plus the
+    penultimate features of the unmirrored pass (the input of the final nn.Linear) that the
+    out-of-distribution guard scores, so one ONNX run serves both."""
 
     def __init__(self, model: nn.Module, tta: bool) -> None:
         super().__init__()
         self.model = model
         self.tta = tta
+        self._features: list[torch.Tensor] = []
+        final_linear(model).register_forward_pre_hook(lambda _m, inputs: self._features.append(inputs[0]))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._features.clear()
         logits = self.model(x)
+        features = self._features[0].reshape(x.shape[0], -1)
         if self.tta:
             logits = (logits + self.model(torch.flip(x, dims=[3]))) / 2
-        return torch.sigmoid(logits)
+        return torch.sigmoid(logits), features
 
 
 @dataclass
@@ -117,8 +125,8 @@ def export_onnx_bytes(model: nn.Module, meta: ArtifactMeta, *, artifact_sha256: 
         warnings.simplefilter("ignore", UserWarning)
         torch.onnx.export(
             head, (example,), buffer, dynamo=False, opset_version=OPSET, do_constant_folding=True,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME, FEATURES_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}, FEATURES_NAME: {0: "batch"}},
         )
     proto = onnx.load_from_string(buffer.getvalue())
     proto.producer_name = "pneumoscan"
@@ -150,6 +158,12 @@ def check_onnx(onnx_bytes: bytes, model: nn.Module, meta: ArtifactMeta, images: 
     diff = float(max(np.max(np.abs(got - expected)), np.max(np.abs(single - expected[:1]))))
     if not np.isfinite(diff) or diff > tolerance:
         raise ExportCheckError(f"ONNX Runtime and PyTorch disagree: max |P diff| = {diff:.3g} > {tolerance:g}")
+    _, features = session.predict_with_features(images)
+    _, expected_features = forward_with_features(model, images, meta.mean, meta.std)
+    scale = float(np.max(np.abs(expected_features))) or 1.0
+    feature_diff = float(np.max(np.abs(features - expected_features))) / scale
+    if not np.isfinite(feature_diff) or feature_diff > tolerance:
+        raise ExportCheckError(f"ONNX Runtime and PyTorch features disagree: relative max diff {feature_diff:.3g}")
     return diff
 
 

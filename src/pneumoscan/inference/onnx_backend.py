@@ -82,6 +82,7 @@ class OnnxBackend:
         self.std = float(self.metadata["std"])
         self.size = int(self.metadata["input_size"])
         self.input_name = self.session.get_inputs()[0].name
+        self.has_features = len(self.session.get_outputs()) > 1
 
     @property
     def meta(self) -> ArtifactMeta | None:
@@ -91,14 +92,22 @@ class OnnxBackend:
 
     def predict_probs(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """P(PNEUMONIA) for uint8 images (N, S, S), float32 (N,)."""
+        return self.predict_with_features(images, batch_size)[0]
+
+    def predict_with_features(self, images: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and, for exports that carry them, the penultimate features (N, D) of one run."""
         images = np.asarray(images)
         if images.ndim != 3 or images.shape[1:] != (self.size, self.size):
             raise ValueError(f"expected uint8 images (N, {self.size}, {self.size}), got shape {images.shape}")
-        out = np.empty(len(images), dtype=np.float32)
+        probs = np.empty(len(images), dtype=np.float32)
+        features: list[np.ndarray] = []
         for start in range(0, len(images), batch_size):
             x = normalize(images[start : start + batch_size], self.mean, self.std).numpy()
-            out[start : start + len(x)] = self.session.run(None, {self.input_name: x})[0].reshape(-1)
-        return out
+            outputs = self.session.run(None, {self.input_name: x})
+            probs[start : start + len(x)] = outputs[0].reshape(-1)
+            if len(outputs) > 1:
+                features.append(outputs[1])
+        return probs, (np.concatenate(features) if features else None)
 
 
 def open_for_artifact(artifact_path: str | os.PathLike, model: nn.Module, meta: ArtifactMeta,

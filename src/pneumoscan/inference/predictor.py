@@ -13,8 +13,8 @@ from pneumoscan.data.layout import is_image_path
 from pneumoscan.data.preprocess import load_image
 from pneumoscan.errors import InputError
 from pneumoscan.evaluation.thresholds import adjust_for_prevalence
-from pneumoscan.inference.batch import predict_probs
-from pneumoscan.inference.ood import OODResult, colourfulness, load_guard
+from pneumoscan.inference.batch import predict_probs, sigmoid
+from pneumoscan.inference.ood import OODResult, colourfulness, forward_with_features, load_guard
 
 
 @dataclass
@@ -84,6 +84,11 @@ class Predictor:
         self.guard = load_guard(self.path) if guard else None
 
     @property
+    def hooks_shared_model(self) -> bool:
+        """Whether screening registers hooks on the shared torch model (then concurrent calls must be serialised)."""
+        return self.guard is not None and (self.onnx is None or not self.onnx.has_features)
+
+    @property
     def size(self) -> int:
         return self.meta.image_size
 
@@ -96,27 +101,41 @@ class Predictor:
 
     def predict_images(self, images: np.ndarray) -> np.ndarray:
         """P(PNEUMONIA) for preprocessed uint8 images (N, S, S), prevalence-adjusted when asked."""
-        if self.onnx is not None:
-            probs = self.onnx.predict_probs(images, batch_size=self.batch_size)  # mirror-averaging is in the graph
+        return self._predict(images, with_features=False)[0]
+
+    def _predict(self, images: np.ndarray, with_features: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities, and the guard's penultimate features from the same forward pass when asked."""
+        if self.onnx is not None:  # mirror-averaging is in the graph
+            probs, features = self.onnx.predict_with_features(images, batch_size=self.batch_size)
+        elif with_features:
+            logits, features = forward_with_features(self.model, images, self.meta.mean, self.meta.std,
+                                                     batch_size=self.batch_size, tta=self.meta.tta)
+            probs = sigmoid(logits)
         else:
-            probs = predict_probs(self.model, images, self.meta.mean, self.meta.std, batch_size=self.batch_size,
-                                  tta=self.meta.tta)
-        return self._adjust(probs)
+            probs, features = predict_probs(self.model, images, self.meta.mean, self.meta.std,
+                                            batch_size=self.batch_size, tta=self.meta.tta), None
+        return self._adjust(probs), features
 
     def label_for(self, prob: float) -> str:
         return self.meta.class_names[int(prob >= self.threshold)]
 
-    def screen(self, images: np.ndarray, raw: list[bytes]) -> list[OODResult | None]:
-        """Out-of-distribution verdicts for images decoded from `raw` file bytes (None each without a guard)."""
-        if self.guard is None:
-            return [None] * len(images)
-        return self.guard.check(images, model=self.model, colourfulness=[colourfulness(r) for r in raw])
+    def results(self, names: list[str], images: np.ndarray, raw: list[bytes] | None = None, *,
+                colours: list[float] | None = None) -> list[Prediction]:
+        """Predictions for decoded images, screened by the guard (colourfulness from `raw` bytes or given).
 
-    def results(self, names: list[str], images: np.ndarray, raw: list[bytes]) -> list[Prediction]:
-        """Predictions for decoded images; inputs the guard rejects get no probability and no label."""
-        probs = self.predict_images(images)
+        Inputs the guard rejects get no probability and no label.
+        """
+        probs, features = self._predict(images, with_features=self.guard is not None)
+        verdicts: list[OODResult | None] = [None] * len(images)
+        if self.guard is not None:
+            if colours is None:
+                colours = [colourfulness(r) for r in raw] if raw is not None else None
+            if features is not None:
+                verdicts = list(self.guard.check(images, features=features, colourfulness=colours))
+            else:  # an ONNX export without the features output
+                verdicts = list(self.guard.check(images, model=self.model, colourfulness=colours))
         out = []
-        for name, prob, verdict in zip(names, probs, self.screen(images, raw)):
+        for name, prob, verdict in zip(names, probs, verdicts):
             if verdict is not None and not verdict.in_distribution:
                 out.append(Prediction(name, None, None, self.threshold, in_distribution=False,
                                       ood_reason=verdict.message))
@@ -135,12 +154,14 @@ class Predictor:
         files = expand_paths(paths)
         size = self.size
 
-        def decode(path: Path) -> tuple[np.ndarray, bytes] | str:
+        guarded = self.guard is not None
+
+        def decode(path: Path) -> tuple[np.ndarray, float] | str:
             try:
                 if not path.is_file():
                     raise InputError(f"{path}: no such file; check the path")
                 data = path.read_bytes()
-                return load_image(data, size, name=str(path)), data
+                return load_image(data, size, name=str(path)), colourfulness(data) if guarded else 0.0
             except InputError as err:
                 return str(err)
 
@@ -151,7 +172,7 @@ class Predictor:
                                      for f, d in zip(files, decoded)]
         if good:
             done = self.results([str(files[i]) for i in good], np.stack([decoded[i][0] for i in good]),
-                                [decoded[i][1] for i in good])
+                                colours=[decoded[i][1] for i in good])
             for i, prediction in zip(good, done):
                 results[i] = prediction
         return results

@@ -37,10 +37,10 @@ class Engine:
     Inference is thread-safe: ONNX Runtime sessions allow concurrent `run` calls, and the torch
     model runs in eval mode under `inference_mode` without mutating state. Grad-CAM needs hooks and
     gradients, so it uses its own copy of the model behind a lock and never touches the shared one.
-    The out-of-distribution guard also hooks the shared torch model (`ood.forward_with_features`
-    registers a forward hook on its final layer for the duration of a pass), and a concurrent pass
-    would feed its features into the other request's hook; so with a guard, `results` (prediction
-    and screening) runs one request at a time.
+    The out-of-distribution guard needs the penultimate features. ONNX exports return them as a
+    second output, so requests run concurrently; on the torch backend (or an older export) they come
+    from a forward hook on the shared model, and registering hooks while another thread runs a pass
+    is not safe, so then `results` (prediction and screening) runs one request at a time.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -70,7 +70,7 @@ class Engine:
         probability or label. Names are not passed on: results are matched to uploads by position.
         """
         names = [f"upload {i}" for i in range(len(images))]
-        if not self.guarded:
+        if not self.predictor.hooks_shared_model:
             return self.predictor.results(names, images, raw)
         with self._screen_lock:
             return self.predictor.results(names, images, raw)
