@@ -127,10 +127,21 @@ def text_document() -> bytes:
     return encode(im, "PNG")
 
 
-def dicom_bytes(pixels: np.ndarray, bits_stored: int = 12, *, window: tuple[float, float] | None = None,
-                patient_name: str | None = None) -> bytes:
-    """A minimal single-frame MONOCHROME2 DICOM file (Explicit VR Little Endian) holding `pixels`."""
-    import pydicom
+def make_dicom(
+    arr: np.ndarray | None,
+    *,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int | None = None,
+    slope: float | None = None,
+    intercept: float | None = None,
+    center: float | None = None,
+    width: float | None = None,
+    voi_function: str | None = None,
+    frames: int | None = None,
+    patient_name: str | None = None,
+    patient_id: str | None = None,
+):
+    """A minimal single-frame DX DICOM dataset (Explicit VR Little Endian) holding `arr`."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
@@ -143,9 +154,33 @@ def dicom_bytes(pixels: np.ndarray, bits_stored: int = 12, *, window: tuple[floa
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
     if patient_name is not None:
         ds.PatientName = patient_name
-    ds.set_pixel_data(pixels, "MONOCHROME2", bits_stored, generate_instance_uid=False)
-    if window is not None:
-        ds.WindowCenter, ds.WindowWidth = window
+    if patient_id is not None:
+        ds.PatientID = patient_id
+    ds.Modality = "DX"
+    if arr is not None:
+        ds.set_pixel_data(arr, photometric, bits_stored or arr.dtype.itemsize * 8, generate_instance_uid=False)
+    if slope is not None:
+        ds.RescaleSlope = slope
+        ds.RescaleIntercept = intercept if intercept is not None else 0
+    if center is not None:
+        ds.WindowCenter, ds.WindowWidth = center, width
+    if voi_function is not None:
+        ds.VOILUTFunction = voi_function
+    if frames is not None:
+        ds.NumberOfFrames = frames
+    return ds
+
+
+def dicom_to_bytes(ds) -> bytes:
+    """Serialise a dataset as a DICOM file ('DICM' at byte 128)."""
     buffer = io.BytesIO()
-    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def dicom_bytes(pixels: np.ndarray, bits_stored: int = 12, *, window: tuple[float, float] | None = None,
+                patient_name: str | None = None) -> bytes:
+    """A MONOCHROME2 DICOM file holding `pixels`, optionally windowed."""
+    center, width = window if window is not None else (None, None)
+    return dicom_to_bytes(make_dicom(pixels, bits_stored=bits_stored, center=center, width=width,
+                                     patient_name=patient_name))

@@ -14,6 +14,8 @@ from PIL import Image
 
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom, read_grayscale
 from pneumoscan.errors import InputError
+from tests.conftest import dicom_to_bytes
+from tests.conftest import make_dicom as shared_make_dicom
 
 pydicom = pytest.importorskip("pydicom")
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
@@ -57,51 +59,12 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 8)) + chunk(b"IEND", b"")
 
 
-def make_dicom(
-    arr: np.ndarray | None,
-    *,
-    photometric: str = "MONOCHROME2",
-    bits_stored: int | None = None,
-    slope: float | None = None,
-    intercept: float | None = None,
-    center: float | None = None,
-    width: float | None = None,
-    voi_function: str | None = None,
-    frames: int | None = None,
-) -> Dataset:
+def make_dicom(arr: np.ndarray | None, **options: object) -> Dataset:
     """A minimal DICOM dataset with patient data that must never leak into messages."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.PatientName = PATIENT
-    ds.PatientID = PATIENT_ID
-    ds.Modality = "DX"
-    if arr is not None:
-        if bits_stored is None:
-            bits_stored = arr.dtype.itemsize * 8
-        ds.set_pixel_data(arr, photometric, bits_stored, generate_instance_uid=False)
-    if slope is not None:
-        ds.RescaleSlope = slope
-        ds.RescaleIntercept = intercept if intercept is not None else 0
-    if center is not None:
-        ds.WindowCenter = center
-        ds.WindowWidth = width
-    if voi_function is not None:
-        ds.VOILUTFunction = voi_function
-    if frames is not None:
-        ds.NumberOfFrames = frames
-    return ds
+    return shared_make_dicom(arr, patient_name=PATIENT, patient_id=PATIENT_ID, **options)
 
 
-def dicom_bytes(ds: Dataset) -> bytes:
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+dicom_bytes = dicom_to_bytes
 
 
 def write(path: Path, data: bytes) -> Path:
