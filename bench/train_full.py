@@ -19,8 +19,8 @@ from pathlib import Path
 from _results import write_results
 
 from pneumoscan.artifact import ARTIFACT_NAME, read_meta
-from pneumoscan.models.registry import create_model, get_spec, list_models
-from pneumoscan.training.config import TrainConfig, default_recipe
+from pneumoscan.models.registry import count_parameters, create_model, list_models
+from pneumoscan.training.config import TrainConfig
 
 STATS = "bench_stats.json"
 
@@ -30,7 +30,7 @@ def train_child(data: str, out: str, model: str) -> None:
     from pneumoscan.training.trainer import train
 
     started = time.time()
-    cfg = TrainConfig(data=data, out=out, **default_recipe(model))
+    cfg = TrainConfig(data=data, out=out, model=model)  # the TrainConfig defaults are the default recipe
     train(cfg, resume=(Path(out) / "last.pt").exists(), progress=False)
     stats = {"wall_seconds": round(time.time() - started, 1),
              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
@@ -44,7 +44,7 @@ def evaluate_row(model: str, run: Path, data: str, n_boot: int) -> dict:
     meta = read_meta(run / ARTIFACT_NAME)
     stats = json.loads((run / STATS).read_text()) if (run / STATS).exists() else {}
     summary = evaluate(Predictor(run), data, "test", n_boot=n_boot).summary
-    row = {"model": model, "params": sum(p.numel() for p in create_model(model, **meta.model_config).parameters()),
+    row = {"model": model, "params": count_parameters(create_model(model, **meta.model_config)),
            "image_size": meta.image_size, "epochs": f"{meta.training.get('best_epoch')}/{meta.training.get('epochs_run')}",
            "train_wall_s": stats.get("wall_seconds"), "peak_rss_mb": stats.get("peak_rss_mb"),
            "val_auc": meta.val_metrics["roc_auc"]["value"], "threshold": meta.threshold}

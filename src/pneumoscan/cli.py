@@ -47,12 +47,12 @@ def _model_arg(parser: argparse.ArgumentParser) -> None:
 
 # -- commands ------------------------------------------------------------------------------------
 def cmd_models(args: argparse.Namespace) -> int:
-    from pneumoscan.models.registry import create_model, get_spec, list_models
+    from pneumoscan.models.registry import count_parameters, create_model, get_spec, list_models
 
     print(f"{'name':<10}{'params':>10}{'size':>6}  description")
     for name in list_models():
         spec = get_spec(name)
-        params = sum(p.numel() for p in create_model(name).parameters())
+        params = count_parameters(create_model(name))
         print(f"{name:<10}{params:>10,}{spec.image_size:>6}  {spec.description}")
     return 0
 
@@ -97,7 +97,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from pneumoscan.evaluation.bootstrap import classification_report_text
-    from pneumoscan.evaluation.evaluate import evaluate
+    from pneumoscan.evaluation.evaluate import evaluate, write_predictions
     from pneumoscan.inference.predictor import Predictor
 
     predictor = Predictor(args.model, backend=args.backend, threshold=args.threshold, target_recall=args.target_recall,
@@ -119,10 +119,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         _write_json(args.json, summary)
     if args.predictions:
-        with open(args.predictions, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "label", "prob"])
-            writer.writerows((str(s.path), s.label, f"{p:.6f}") for s, p in zip(result.images.samples, result.probs))
+        write_predictions(args.predictions, result.images.samples, result.probs)
     return 0
 
 

@@ -1,6 +1,7 @@
 """Evaluate a model artifact on a labelled split: metrics with intervals, per cause, predictions."""
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from pneumoscan.data.cache import ImageSet, load_image_set
-from pneumoscan.data.layout import evaluation_samples
+from pneumoscan.data.layout import Sample, evaluation_samples
 from pneumoscan.data.patients import cause
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.metrics import recall
@@ -24,6 +25,17 @@ class Evaluation:
     images: ImageSet
     probs: np.ndarray
     summary: dict[str, Any]
+
+
+def write_predictions(path: str | os.PathLike, samples: list[Sample], probs: np.ndarray) -> None:
+    """Per-image `path,label,prob` CSV, written atomically (read back by `pneumoscan report`)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "prob"])
+        writer.writerows((str(s.path), s.label, f"{p:.6f}") for s, p in zip(samples, probs))
+    os.replace(tmp, path)
 
 
 def recall_by_cause(images: ImageSet, probs: np.ndarray, threshold: float) -> dict[str, dict[str, float]]:

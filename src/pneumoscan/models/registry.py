@@ -56,6 +56,11 @@ def create_model(name: str, **cfg: Any) -> nn.Module:
     return spec.builder(**{**spec.defaults, **cfg})
 
 
+def count_parameters(model: nn.Module) -> int:
+    """Number of weights of a model."""
+    return sum(p.numel() for p in model.parameters())
+
+
 def model_config(name: str, **cfg: Any) -> dict[str, Any]:
     """The full keyword config `create_model(name, ...)` uses, for storing in an artifact."""
     return {**get_spec(name).defaults, **cfg}

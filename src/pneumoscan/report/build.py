@@ -262,8 +262,8 @@ def build_report(run_dir: str | os.PathLike, *, data: str | os.PathLike | None =
                  out: str | os.PathLike | None = None, n_boot: int = 1000, per_group: int = 4) -> Path:
     """Write the HTML report of a run (and its figures as PNGs in `<name>_files/`); returns the HTML path."""
     from pneumoscan.artifact import load_artifact
-
     from pneumoscan.evaluation.metrics import UndefinedMetricWarning
+    from pneumoscan.models.registry import count_parameters
 
     started = time.time()
     run = load_run(run_dir)
@@ -271,7 +271,7 @@ def build_report(run_dir: str | os.PathLike, *, data: str | os.PathLike | None =
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         scores = run_scores(run, data, split, n_boot=n_boot)
     model, _ = load_artifact(run.artifact)
-    params = sum(p.numel() for p in model.parameters())
+    params = count_parameters(model)
     fig_out = Figures()
     sections = [
         ("summary", "Run summary", _summary_section(run, scores, params)),

@@ -40,9 +40,9 @@ class RunInfo:
 
     def parameter_count(self) -> int:
         """Number of weights of the run's architecture (built empty, weights not loaded)."""
-        from pneumoscan.models.registry import create_model
+        from pneumoscan.models.registry import count_parameters, create_model
 
-        return sum(p.numel() for p in create_model(self.meta.model_name, **self.meta.model_config).parameters())
+        return count_parameters(create_model(self.meta.model_name, **self.meta.model_config))
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -40,8 +40,3 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
-
-
-def default_recipe(model: str = DEFAULT_MODEL) -> dict[str, Any]:
-    """TrainConfig overrides of the default recipe for `model` (the TrainConfig defaults are the recipe)."""
-    return {"model": model}

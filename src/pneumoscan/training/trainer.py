@@ -26,6 +26,7 @@ from pneumoscan.data.patients import patient_id
 from pneumoscan.data.split import patient_split
 from pneumoscan.errors import InputError
 from pneumoscan.evaluation.bootstrap import summarize
+from pneumoscan.evaluation.evaluate import write_predictions
 from pneumoscan.evaluation.metrics import roc_auc
 from pneumoscan.evaluation.thresholds import threshold_for_recall
 from pneumoscan.inference.batch import device_for, predict_logits, sigmoid
@@ -276,11 +277,7 @@ class Trainer:
         meta.val_metrics = summarize(labels, probs, meta.threshold, n_boot=500, seed=self.cfg.seed)
         meta.training.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"],
                              train_seconds=round(state["train_seconds"], 1))
-        with (self.out / ".val_predictions.csv.tmp").open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "label", "prob"])
-            writer.writerows((str(s.path), s.label, f"{p:.6f}") for s, p in zip(data.val.samples, probs))
-        os.replace(self.out / ".val_predictions.csv.tmp", self.out / "val_predictions.csv")
+        write_predictions(self.out / "val_predictions.csv", data.val.samples, probs)
         return save_artifact(self.out / ARTIFACT_NAME, model, meta)
 
 
