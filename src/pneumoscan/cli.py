@@ -16,6 +16,7 @@ from pneumoscan.errors import PneumoscanError
 Handler = Callable[[argparse.Namespace], int]
 # Each module defines `add_commands(subparsers)`; their heavy imports happen inside the handlers.
 COMMAND_MODULES = (
+    "pneumoscan.training.commands",
     "pneumoscan.report.commands",
     "pneumoscan.explain.commands",
     "pneumoscan.export.commands",
@@ -54,6 +55,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         spec = get_spec(name)
         params = count_parameters(create_model(name))
         print(f"{name:<10}{params:>10,}{spec.image_size:>6}  {spec.description}")
+    print("ensemble: the mean of trained models; build one with `pneumoscan ensemble RUN RUN --out DIR`")
     return 0
 
 
@@ -171,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="maximum epochs (default 25)")
     p.add_argument("--batch-size", type=int, help="batch size (default 64)")
     p.add_argument("--lr", type=float, help="peak learning rate of AdamW (default 2e-3)")
-    p.add_argument("--seed", type=int, help="seed for split, initialisation, order and augmentation (default 0)")
+    p.add_argument("--seed", type=int, help="seed for initialisation, batch order and augmentation (default 0)")
+    p.add_argument("--split-seed", type=int, help="seed choosing the validation patients (default 0)")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a better val AUC (default 8)")
     p.add_argument("--val-fraction", type=float, help="share of train patients held out for validation (default 0.15)")
     p.add_argument("--use-given-val", action="store_true", default=None, help="validate on DATA/val instead of a patient split")

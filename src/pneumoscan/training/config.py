@@ -5,6 +5,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 DEFAULT_MODEL = "resnet10"
+# The shipped model: the mean of these architectures, each trained with the TrainConfig defaults
+# and combined with `pneumoscan ensemble` (chosen on validation, see bench/stress_val.py).
+DEFAULT_ENSEMBLE = ("cnn", "resnet10")
 
 
 @dataclass
@@ -20,7 +23,8 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
-    seed: int = 0
+    seed: int = 0  # initialisation, batch order and augmentation
+    split_seed: int = 0  # which patients go to validation; fixed so runs with other seeds share it
     val_fraction: float = 0.15
     use_given_val: bool = False
     patience: int = 8

@@ -71,13 +71,13 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True) -> Ru
     train_split = "train" if "train" in found else "all"
     if train_split not in found:
         raise InputError(f"{cfg.data}: no train/ folder to train on; add DATA/train/NORMAL and DATA/train/PNEUMONIA")
-    samples = _cap_per_class(found[train_split], cfg.max_images, cfg.seed)
+    samples = _cap_per_class(found[train_split], cfg.max_images, cfg.split_seed)
     if cfg.use_given_val:
         if "val" not in found:
             raise InputError(f"{cfg.data}: --use-given-val needs a val/ folder; drop the flag to carve validation from train by patient")
-        train, val = samples, _cap_per_class(found["val"], cfg.max_images, cfg.seed)
+        train, val = samples, _cap_per_class(found["val"], cfg.max_images, cfg.split_seed)
     else:
-        train, val = patient_split(samples, cfg.val_fraction, cfg.seed)
+        train, val = patient_split(samples, cfg.val_fraction, cfg.split_seed)
     for name, part in (("training", train), ("validation", val)):
         if len({s.label for s in part}) < 2:
             raise InputError(f"{cfg.data}: the {name} split has only one class; add images of both classes")
@@ -87,7 +87,7 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True) -> Ru
     record = {
         "method": "given val/ folder" if cfg.use_given_val else "patient-aware stratified split of train",
         "val_fraction": cfg.val_fraction,
-        "seed": cfg.seed,
+        "seed": cfg.split_seed,
         "counts": {
             name: {"NORMAL": int((s.labels == 0).sum()), "PNEUMONIA": int((s.labels == 1).sum()),
                    "patients": len({patient_id(x.path) for x in s.samples})}
@@ -132,6 +132,9 @@ class Trainer:
         self.out = Path(cfg.out)
         self.progress = progress
         spec = get_spec(cfg.model)
+        if not spec.trainable:
+            raise InputError(f"model '{cfg.model}' is built from trained runs, not trained: train its members, "
+                             f"then run `pneumoscan ensemble RUN RUN ... --out DIR`")
         self.image_size = cfg.image_size or spec.image_size
         extra = {"image_size": self.image_size} if cfg.model == "mlp" else {}
         self.model_cfg = model_config(cfg.model, **extra)
@@ -270,15 +273,23 @@ class Trainer:
 
         model = create_model(self.cfg.model, **self.model_cfg).to(self.device)
         model.load_state_dict(load_file(str(self.out / "best.safetensors"), device=str(self.device)))
-        probs = sigmoid(predict_logits(model, data.val.images, meta.mean, meta.std, tta=meta.tta))
-        labels = data.val.labels
-        meta.threshold = float(threshold_for_recall(labels, probs, self.cfg.target_recall))
-        meta.val_scores = {"labels": [int(v) for v in labels], "probs": [round(float(p), 6) for p in probs]}
-        meta.val_metrics = summarize(labels, probs, meta.threshold, n_boot=500, seed=self.cfg.seed)
         meta.training.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"],
                              train_seconds=round(state["train_seconds"], 1))
-        write_predictions(self.out / "val_predictions.csv", data.val.samples, probs)
-        return save_artifact(self.out / ARTIFACT_NAME, model, meta)
+        return finish_artifact(self.out, model, meta, data.val, self.cfg.target_recall, seed=self.cfg.seed)
+
+
+def finish_artifact(out: Path, model: nn.Module, meta: ArtifactMeta, val: ImageSet, target_recall: float,
+                    *, seed: int = 0) -> Path:
+    """Score `val` with `model`, store the threshold for `target_recall`, the validation scores and
+    metrics in `meta`, write OUT/val_predictions.csv and the artifact OUT/model.safetensors."""
+    probs = sigmoid(predict_logits(model, val.images, meta.mean, meta.std, tta=meta.tta))
+    labels = val.labels
+    meta.target_recall = target_recall
+    meta.threshold = float(threshold_for_recall(labels, probs, target_recall))
+    meta.val_scores = {"labels": [int(v) for v in labels], "probs": [round(float(p), 6) for p in probs]}
+    meta.val_metrics = summarize(labels, probs, meta.threshold, n_boot=500, seed=seed)
+    write_predictions(out / "val_predictions.csv", val.samples, probs)
+    return save_artifact(out / ARTIFACT_NAME, model, meta)
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
