@@ -24,6 +24,14 @@ VARIANTS: dict[str, dict] = {
     "A_resnet10_128": dict(model="resnet10", image_size=128),
     "B_resnet10_128_ema_ls_aug": dict(model="resnet10", image_size=128, ema_decay=0.998, label_smoothing=0.1, augment=1.5),
     "C_resnet18_160_ema_ls_aug": dict(model="resnet18", image_size=160, ema_decay=0.998, label_smoothing=0.1, augment=1.5),
+    "A1_resnet10_128_seed1": dict(model="resnet10", image_size=128, seed=1),
+    "A2_resnet10_128_seed2": dict(model="resnet10", image_size=128, seed=2),
+    "D_resnet10_128_aug2": dict(model="resnet10", image_size=128, augment=2.0),
+    "E_resnet10_128_sampler": dict(model="resnet10", image_size=128, balance="sampler"),
+    "F_resnet10_160": dict(model="resnet10", image_size=160),
+    "G_resnet10_128_ls": dict(model="resnet10", image_size=128, label_smoothing=0.1),
+    "H_resnet10_128_ema": dict(model="resnet10", image_size=128, ema_decay=0.998),
+    "I_resnet10_128_unweighted": dict(model="resnet10", image_size=128, balance="none"),
 }
 
 
@@ -70,8 +78,9 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/ablation")
     parser.add_argument("--only", nargs="*", help="variants to run (default all)")
     args = parser.parse_args()
-    rows = [run_variant(name, cfg, args.data, Path(args.runs)) for name, cfg in VARIANTS.items()
-            if not args.only or name in args.only]
+    runs = Path(args.runs)
+    rows = [run_variant(name, cfg, args.data, runs) for name, cfg in VARIANTS.items()
+            if not args.only or name in args.only or (runs / name / ARTIFACT_NAME).exists()]
     columns = ["variant", "model", "image_size", "ema_decay", "label_smoothing", "augment", "best_epoch",
                "epochs_run", "train_seconds", "val_auc", "val_auc_tta", "val_specificity_at_recall_0.95", "val_brier", "val_ece",
                "best_val_loss"]

@@ -10,7 +10,7 @@ from torch import nn
 
 from pneumoscan.artifact import ArtifactMeta
 from pneumoscan.errors import InputError
-from pneumoscan.explain.gradcam import cam_layer_for, gradcam, gradcam_for_image, gradcam_overlay_png, overlay
+from pneumoscan.explain.gradcam import cam_layers_for, gradcam, gradcam_for_image, gradcam_overlay_png, overlay
 from pneumoscan.models.registry import create_model, get_spec
 
 
@@ -108,7 +108,7 @@ def test_mlp_has_no_cam() -> None:
     meta = ArtifactMeta(model_name="mlp", model_config={"image_size": 32}, image_size=32, mean=0.3, std=0.25)
     model = create_model("mlp", image_size=32).eval()
     with pytest.raises(InputError, match="no convolutional layer"):
-        cam_layer_for("mlp")
+        cam_layers_for("mlp")
     with pytest.raises(InputError, match="Grad-CAM"):
         gradcam_overlay_png(model, meta, blob_image(10, 10, size=32))
 

@@ -21,13 +21,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from pneumoscan.data.decode import read_grayscale
     from pneumoscan.data.preprocess import load_image
     from pneumoscan.errors import InputError
-    from pneumoscan.explain.gradcam import cam_layer_for, gradcam_for_image, overlay
+    from pneumoscan.explain.gradcam import cam_layers_for, gradcam_for_image, overlay
     from pneumoscan.inference.predictor import Predictor
     from pneumoscan.report.figures import explanation, to_png
 
     predictor = Predictor(args.model, threshold=args.threshold)
     try:
-        cam_layer_for(predictor.meta.model_name)
+        cam_layers_for(predictor.meta.model_name, predictor.meta.model_config)
     except InputError as err:
         raise InputError(f"{predictor.path}: {err}") from None
     out = Path(args.out)

@@ -1,6 +1,7 @@
 """Grad-CAM heatmaps: which parts of an X-ray pushed the model towards its decision.
 
-The target layer is the registry's `cam_layer` of the model (a dotted module path). The class
+The target layer is the registry's `cam_layer` of the model (a dotted module path); an ensemble's
+map is the sum of its members' maps, each taken for the ensemble's logit, before scaling. The class
 explained is the predicted one at the artifact's stored threshold unless `target` is given:
 1 = PNEUMONIA (gradient of the logit), 0 = NORMAL (gradient of minus the logit). Test-time
 augmentation is not applied to heatmaps.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import io
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,23 +22,24 @@ if TYPE_CHECKING:
 
     from pneumoscan.artifact import ArtifactMeta
 
-__all__ = ["cam_layer_for", "gradcam", "gradcam_for_image", "overlay", "gradcam_overlay_png"]
+__all__ = ["cam_layers_for", "gradcam", "gradcam_for_image", "overlay", "gradcam_overlay_png"]
 
 DEFAULT_ALPHA = 0.55
 DEFAULT_CMAP = "inferno"  # perceptually uniform, readable with colour-vision deficiency
 
 
-def cam_layer_for(model_name: str) -> str:
-    """The registry's Grad-CAM layer of `model_name`; InputError when the model has no conv layer."""
-    from pneumoscan.models.registry import get_spec
+def cam_layers_for(model_name: str, config: dict[str, Any] | None = None) -> list[str]:
+    """The registry's Grad-CAM layers of `model_name` (one per member of an ensemble); InputError when
+    the model has no conv layer."""
+    from pneumoscan.models.registry import cam_layers
 
-    layer = get_spec(model_name).cam_layer
-    if layer is None:
+    layers = cam_layers(model_name, config or {})
+    if not layers:
         raise InputError(
             f"model '{model_name}' has no convolutional layer, so Grad-CAM cannot explain it; "
             "use a cnn, resnet10 or resnet18 model"
         )
-    return layer
+    return layers
 
 
 def _resolve(model: nn.Module, layer_name: str | None) -> nn.Module:
@@ -49,9 +51,10 @@ def _resolve(model: nn.Module, layer_name: str | None) -> nn.Module:
         raise ValueError(f"Grad-CAM layer {layer_name!r} does not exist in {type(model).__name__}") from None
 
 
-def gradcam(model: nn.Module, x: torch.Tensor, layer_name: str | None, target: int | None = None) -> np.ndarray:
+def gradcam(model: nn.Module, x: torch.Tensor, layer_name: str | list[str] | None, target: int | None = None) -> np.ndarray:
     """Grad-CAM of one normalised image `x` (1, 1, S, S) at `layer_name` -> (S, S) float32 in [0, 1].
 
+    Several layers (an ensemble's members) give the sum of their maps at input resolution.
     `target` 1 explains PNEUMONIA, 0 explains NORMAL, None the class the logit favours (logit >= 0).
     A map with no positive evidence is all zeros.
     """
@@ -60,38 +63,45 @@ def gradcam(model: nn.Module, x: torch.Tensor, layer_name: str | None, target: i
 
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError(f"gradcam expects one image of shape (1, C, S, S), got {tuple(x.shape)}")
-    layer = _resolve(model, layer_name)
-    captured: list[torch.Tensor] = []
+    names = [layer_name] if isinstance(layer_name, str) or layer_name is None else list(layer_name)
+    layers = [_resolve(model, name) for name in names] if names else [_resolve(model, None)]
+    captured: dict[int, torch.Tensor] = {}
     owner = threading.get_ident()  # a shared model (web service) may run other forwards meanwhile: ignore them
 
-    def keep(_module: nn.Module, _inputs: object, out: torch.Tensor) -> None:
-        if threading.get_ident() == owner:
-            captured.append(out)
+    def keeper(index: int):  # noqa: ANN202
+        def keep(_module: nn.Module, _inputs: object, out: torch.Tensor) -> None:
+            if threading.get_ident() == owner:
+                captured[index] = out
+        return keep
 
-    handle = layer.register_forward_hook(keep)
+    handles = [layer.register_forward_hook(keeper(i)) for i, layer in enumerate(layers)]
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode(False), torch.enable_grad():
             x = x.detach().clone().requires_grad_(True)
             logit = model(x).reshape(-1)[0]
-            if not captured:
-                raise ValueError(f"Grad-CAM layer {layer_name!r} was not used in the forward pass")
-            activation = captured[-1]
+            missing = [names[i] for i in range(len(layers)) if i not in captured]
+            if missing:
+                raise ValueError(f"Grad-CAM layer {missing[0]!r} was not used in the forward pass")
+            activations = [captured[i] for i in range(len(layers))]
             positive = bool(logit.item() >= 0) if target is None else bool(target)
             score = logit if positive else -logit
-            (grads,) = torch.autograd.grad(score, activation)
+            grads = torch.autograd.grad(score, activations)
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
         model.train(was_training)
-    if activation.ndim != 4:
-        raise ValueError(f"Grad-CAM layer {layer_name!r} outputs shape {tuple(activation.shape)}, not a feature map")
-    weights = grads.mean(dim=(2, 3), keepdim=True)
-    cam = torch.relu((weights * activation).sum(dim=1, keepdim=True)).detach()
-    cam = F.interpolate(cam, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[0, 0]
+    cam = torch.zeros(tuple(x.shape[-2:]))
+    for name, activation, grad in zip(names, activations, grads):
+        if activation.ndim != 4:
+            raise ValueError(f"Grad-CAM layer {name!r} outputs shape {tuple(activation.shape)}, not a feature map")
+        weights = grad.mean(dim=(2, 3), keepdim=True)
+        part = torch.relu((weights * activation).sum(dim=1, keepdim=True)).detach()
+        cam += F.interpolate(part, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[0, 0].cpu()
     peak = float(cam.max())
     out = (cam / peak if peak > 0 else torch.zeros_like(cam)).clamp_(0.0, 1.0)
-    return out.cpu().numpy().astype(np.float32)
+    return out.numpy().astype(np.float32)
 
 
 def gradcam_for_image(
@@ -105,7 +115,7 @@ def gradcam_for_image(
 
     from pneumoscan.data.preprocess import normalize, resize_square
 
-    layer = cam_layer_for(meta.model_name)
+    layers = cam_layers_for(meta.model_name, meta.model_config)
     image = np.asarray(image_uint8)
     if image.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale image, got shape {image.shape}")
@@ -116,7 +126,7 @@ def gradcam_for_image(
         with torch.no_grad():
             prob = float(torch.sigmoid(model.eval()(x).reshape(-1)[0]))
         target = int(prob >= meta.threshold)
-    return gradcam(model, x, layer, target=target)
+    return gradcam(model, x, layers, target=target)
 
 
 def overlay(

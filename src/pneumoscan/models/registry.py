@@ -15,31 +15,44 @@ class ModelSpec:
     builder: Callable[..., nn.Module]
     description: str
     image_size: int
-    cam_layer: str | None  # dotted module path of the Grad-CAM target layer, None if no conv layer
+    # dotted module path of the Grad-CAM target layer, None if no conv layer, or a function of the
+    # model config giving the layers (composite models)
+    cam_layer: str | Callable[[dict[str, Any]], list[str]] | None
     defaults: dict[str, Any] = field(default_factory=dict)
+    trainable: bool = True  # False: built from trained models (an ensemble), not by `train`
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(
-    name: str, *, description: str, image_size: int, cam_layer: str | None, **defaults: Any
+    name: str, *, description: str, image_size: int, cam_layer: str | Callable[[dict[str, Any]], list[str]] | None,
+    trainable: bool = True, **defaults: Any
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator that registers a model builder under `name`."""
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelSpec(name, builder, description, image_size, cam_layer, dict(defaults))
+        _REGISTRY[name] = ModelSpec(name, builder, description, image_size, cam_layer, dict(defaults), trainable)
         return builder
 
     return decorate
 
 
-def list_models() -> list[str]:
-    """Names of all registered models, sorted."""
+def list_models(*, composite: bool = False) -> list[str]:
+    """Names of the trainable architectures, sorted; with `composite`, also models built from
+    trained ones (the ensemble)."""
     _load_builtin()
-    return sorted(_REGISTRY)
+    return sorted(name for name, spec in _REGISTRY.items() if spec.trainable or composite)
+
+
+def cam_layers(name: str, config: dict[str, Any]) -> list[str]:
+    """The Grad-CAM target layers of model `name` built with `config` (empty: no conv layer)."""
+    layer = get_spec(name).cam_layer
+    if layer is None:
+        return []
+    return [layer] if isinstance(layer, str) else list(layer(config))
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -67,4 +80,4 @@ def model_config(name: str, **cfg: Any) -> dict[str, Any]:
 
 
 def _load_builtin() -> None:
-    from pneumoscan.models import cnn, mlp, resnet  # noqa: F401  (registers on import)
+    from pneumoscan.models import cnn, ensemble, mlp, resnet  # noqa: F401  (registers on import)

@@ -80,9 +80,9 @@ def model_input(scores: Scores, index: int, size: int) -> np.ndarray | None:
 def case_groups(model: nn.Module, meta: ArtifactMeta, scores: Scores, per_group: int = 4) -> list[CaseGroup]:
     """Tiles of the most confident cases per category; Grad-CAM explains the predicted class."""
     from pneumoscan.explain.gradcam import gradcam_for_image, overlay
-    from pneumoscan.models.registry import get_spec
+    from pneumoscan.models.registry import cam_layers
 
-    has_cam = get_spec(meta.model_name).cam_layer is not None
+    has_cam = bool(cam_layers(meta.model_name, meta.model_config))
     chosen = most_confident(scores.labels, scores.probs, scores.threshold, per_group)
     groups = []
     for key, title, _true, pred, _highest in CATEGORIES:

@@ -76,20 +76,20 @@ class Engine:
             return self.predictor.results(names, images, raw)
 
     def explain_available(self) -> bool:
-        from pneumoscan.models.registry import get_spec
+        from pneumoscan.models.registry import cam_layers
 
         module = gradcam_module()
         return (module is not None and hasattr(module, "gradcam_overlay_png")
-                and get_spec(self.meta.model_name).cam_layer is not None)
+                and bool(cam_layers(self.meta.model_name, self.meta.model_config)))
 
     def explain_png(self, image: np.ndarray) -> bytes:
         """Grad-CAM overlay PNG for one preprocessed image (S, S); ExplainUnavailable when it cannot."""
-        from pneumoscan.models.registry import get_spec
+        from pneumoscan.models.registry import cam_layers
 
         module = gradcam_module()
         if module is None or not hasattr(module, "gradcam_overlay_png"):
             raise ExplainUnavailable(f"Grad-CAM is not available in this installation ({GRADCAM_MODULE} missing)")
-        if get_spec(self.meta.model_name).cam_layer is None:
+        if not cam_layers(self.meta.model_name, self.meta.model_config):
             raise ExplainUnavailable(f"model {self.meta.model_name} has no convolutional layer to explain")
         with self._explain_lock:
             if self._explain_model is None:

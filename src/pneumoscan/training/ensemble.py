@@ -1,0 +1,75 @@
+"""Combine trained runs into one ensemble artifact, with its threshold chosen on their shared validation split."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, load_artifact
+from pneumoscan.data.cache import load_image_set
+from pneumoscan.data.layout import Sample
+from pneumoscan.errors import InputError
+from pneumoscan.models.ensemble import Ensemble
+from pneumoscan.models.registry import create_model
+from pneumoscan.training.trainer import finish_artifact
+
+
+def _val_samples(run: Path) -> list[Sample]:
+    path = run / "val_predictions.csv"
+    if not path.exists():
+        raise InputError(f"{path}: missing; ensemble members must be finished `pneumoscan train` runs")
+    with path.open(newline="") as handle:
+        return [Sample(Path(row["path"]), int(row["label"])) for row in csv.DictReader(handle)]
+
+
+def member_entry(meta: ArtifactMeta) -> dict[str, Any]:
+    """How the ensemble rebuilds and feeds one member."""
+    return {"model": meta.model_name, "config": meta.model_config, "image_size": meta.image_size,
+            "mean": meta.mean, "std": meta.std}
+
+
+def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: float | None = None,
+                   cache_dir: str | Path | None = None, progress: bool = True) -> Path:
+    """Average the members' logits; returns OUT/model.safetensors. All runs must share a validation split."""
+    runs = [Path(r) for r in runs]
+    out = Path(out)
+    if len(runs) < 2:
+        raise InputError("an ensemble needs at least two run folders")
+    if (out / ARTIFACT_NAME).exists():
+        raise InputError(f"{out / ARTIFACT_NAME}: already exists; choose another --out")
+    loaded = [load_artifact(run) for run in runs]
+    val = _val_samples(runs[0])
+    for run in runs[1:]:
+        if [s.path for s in _val_samples(run)] != [s.path for s in val]:
+            raise InputError(f"{run}: validated on other images than {runs[0]}; train the members with the same "
+                             f"data and --split-seed so the ensemble's threshold is chosen on images none of them saw")
+    for run, (_, meta) in zip(runs, loaded):
+        if meta.tta or meta.model_name == "ensemble":
+            raise InputError(f"{run}: members must be single models without test-time augmentation")
+    metas = [meta for _, meta in loaded]
+    lead = max(metas, key=lambda m: m.image_size)  # the ensemble takes its largest member's input
+    members = [member_entry(m) for m in metas]
+    config = {"members": members, "input_mean": lead.mean, "input_std": lead.std}
+    model = create_model("ensemble", **config)
+    assert isinstance(model, Ensemble)
+    model.load_members([net for net, _ in loaded])
+    recall = target_recall if target_recall is not None else metas[0].target_recall or 0.95
+    meta = ArtifactMeta(
+        model_name="ensemble", model_config=config, image_size=lead.image_size, mean=lead.mean, std=lead.std,
+        train_prevalence=metas[0].train_prevalence, class_names=metas[0].class_names,
+        training={"members": [{"run": str(run), "model": m.model_name, "image_size": m.image_size, **m.training}
+                              for run, m in zip(runs, metas)],
+                  "train_seconds": round(sum(float(m.training.get("train_seconds", 0)) for m in metas), 1),
+                  "data": metas[0].training.get("data")},
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    images = load_image_set(val, lead.image_size, Path(cache_dir) if cache_dir else None, desc="decoding val",
+                            progress=progress)
+    if images.skipped:
+        raise InputError(f"validation images of {runs[0]} are no longer readable: {images.skipped[0]}")
+    if (runs[0] / "split.json").exists():
+        shutil.copyfile(runs[0] / "split.json", out / "split.json")
+    (out / "config.json").write_text(json.dumps({"ensemble_of": [str(r) for r in runs], **config}, indent=2))
+    return finish_artifact(out, model, meta, images, recall)

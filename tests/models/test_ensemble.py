@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pneumoscan.inference.ood import final_linear
+from pneumoscan.models.ensemble import Ensemble
+from pneumoscan.models.registry import cam_layers, create_model, list_models
+
+
+def _members() -> tuple[list[torch.nn.Module], list[dict]]:
+    torch.manual_seed(0)
+    nets = [create_model("cnn").eval(), create_model("resnet10").eval()]
+    entries = [{"model": "cnn", "config": {}, "image_size": 24, "mean": 0.45, "std": 0.2},
+               {"model": "resnet10", "config": {}, "image_size": 32, "mean": 0.5, "std": 0.25}]
+    return nets, entries
+
+
+def test_ensemble_is_the_mean_member_logit_with_each_members_input() -> None:
+    nets, entries = _members()
+    model = create_model("ensemble", members=entries, input_mean=0.5, input_std=0.25)
+    assert isinstance(model, Ensemble)
+    model.load_members(nets)
+    model.eval()
+    pixels = torch.rand(3, 1, 32, 32)
+    x = (pixels - 0.5) / 0.25
+    small = F.interpolate(pixels, size=(24, 24), mode="bilinear", align_corners=False)
+    expected = (nets[0]((small - 0.45) / 0.2) + nets[1]((pixels - 0.5) / 0.25)) / 2
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
+    # the guard's features are the members' concatenated penultimate features
+    assert final_linear(model).in_features == 128 + 256
+
+
+def test_ensemble_state_dict_round_trips() -> None:
+    nets, entries = _members()
+    model = create_model("ensemble", members=entries, input_mean=0.5, input_std=0.25)
+    model.load_members(nets)
+    again = create_model("ensemble", members=entries, input_mean=0.5, input_std=0.25)
+    again.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(x), model.eval()(x))
+
+
+def test_ensemble_needs_members_and_is_not_a_trainable_architecture() -> None:
+    with pytest.raises(ValueError, match="pneumoscan ensemble"):
+        create_model("ensemble")
+    assert "ensemble" not in list_models() and "ensemble" in list_models(composite=True)
+
+
+def test_ensemble_cam_layers_are_the_members_conv_layers() -> None:
+    _, entries = _members()
+    entries = [{**entries[0], "model": "mlp", "config": {"image_size": 24}}, entries[1]]
+    model = create_model("ensemble", members=entries, input_mean=0.5, input_std=0.25)
+    layers = cam_layers("ensemble", {"members": entries})
+    assert layers == ["members.1.stages.3"]
+    assert any(isinstance(m, torch.nn.Conv2d) for m in model.get_submodule(layers[0]).modules())

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pneumoscan.artifact import load_artifact, read_meta
+from pneumoscan.errors import InputError
+from pneumoscan.explain.gradcam import gradcam_for_image
+from pneumoscan.inference.batch import predict_probs
+from pneumoscan.training.config import TrainConfig
+from pneumoscan.training.ensemble import build_ensemble
+from pneumoscan.training.trainer import train
+
+
+@pytest.fixture(scope="module")
+def second_run(tiny_run: Path, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cnn at 24 px on tiny_run's data and validation split, with another initialisation seed."""
+    out = tmp_path_factory.mktemp("second") / "run"
+    train(TrainConfig(data=str(tiny_data), out=str(out), model="cnn", image_size=24, epochs=2, batch_size=16,
+                      val_fraction=0.2, seed=5, cache_dir=str(tiny_run.parent / "cache")), progress=False)
+    return out
+
+
+def test_ensemble_artifact_averages_members_and_chooses_its_threshold(tiny_run: Path, second_run: Path,
+                                                                     tmp_path: Path) -> None:
+    path = build_ensemble([tiny_run, second_run], tmp_path / "ens", progress=False)
+    model, meta = load_artifact(path)
+    assert meta.model_name == "ensemble" and meta.image_size == 32
+    members = [load_artifact(r) for r in (tiny_run, second_run)]
+    rows = (tmp_path / "ens" / "val_predictions.csv").read_text().splitlines()[1:]
+    assert len(rows) == len(meta.val_scores["labels"]) == len(members[0][1].val_scores["labels"])
+    # the ensemble's validation scores are its own, and its threshold reaches the target recall on them
+    labels, probs = np.array(meta.val_scores["labels"]), np.array(meta.val_scores["probs"])
+    assert (probs[labels == 1] >= meta.threshold).mean() >= meta.target_recall
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32), dtype=np.uint8)
+    probs_now = predict_probs(model, images, meta.mean, meta.std)
+    assert probs_now.shape == (4,) and np.isfinite(probs_now).all()
+    cam = gradcam_for_image(model, meta, images[0], target=1)
+    assert cam.shape == (32, 32) and np.isfinite(cam).all()
+    assert meta.training["train_seconds"] == pytest.approx(sum(m.training["train_seconds"] for _, m in members), abs=0.2)
+    assert json.loads((tmp_path / "ens" / "config.json").read_text())["ensemble_of"] == [str(tiny_run), str(second_run)]
+
+
+def test_ensemble_refuses_members_with_other_validation_images(tiny_run: Path, second_run: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(second_run, other)
+    csv = other / "val_predictions.csv"
+    csv.write_text("\n".join(csv.read_text().splitlines()[:-1]) + "\n")
+    with pytest.raises(InputError, match="other images"):
+        build_ensemble([tiny_run, other], tmp_path / "ens", progress=False)
+    with pytest.raises(InputError, match="at least two"):
+        build_ensemble([tiny_run], tmp_path / "ens", progress=False)
+
+
+def test_training_an_ensemble_directly_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="pneumoscan ensemble"):
+        train(TrainConfig(data=str(tmp_path), out=str(tmp_path / "o"), model="ensemble"), progress=False)
+
+
+def test_read_meta_of_ensemble_lists_members(tiny_run: Path, second_run: Path, tmp_path: Path) -> None:
+    meta = read_meta(build_ensemble([tiny_run, second_run], tmp_path / "ens", progress=False))
+    assert [m["model"] for m in meta.model_config["members"]] == ["resnet10", "cnn"]
+    assert [m["model"] for m in meta.training["members"]] == ["resnet10", "cnn"]
