@@ -1,9 +1,12 @@
 """Recipe ablation for the default model, judged on the patient-aware validation split only.
 
-Each variant trains (or resumes, or reuses a finished run) under --runs, then its validation
-metrics are collected into bench/results/ablation.json and ablation.md. No test image is read.
+Each variant trains (or resumes, or reuses a finished run) under --runs; its validation metrics,
+clean and under the acquisition shifts of stress_val.py, are collected with those of small
+ensembles of the runs into bench/results/ablation.json and ablation.md. No test image is read.
 
     python bench/ablation.py --data ../shared/data/chest_xray --runs runs/ablation [--only NAME ...]
+`J_cnn_96` and `K_resnet18_160` are the default-recipe runs of train_full.py (link them from
+runs/full to save their training).
 """
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 from _results import write_results
+from stress_val import run_probs, score, shifted_sources, val_files
 
 from pneumoscan.artifact import ARTIFACT_NAME, read_meta
 from pneumoscan.training.checkpoint import load_checkpoint
@@ -23,7 +28,6 @@ BASE = dict(epochs=25, patience=8, seed=0)
 VARIANTS: dict[str, dict] = {
     "A_resnet10_128": dict(model="resnet10", image_size=128),
     "B_resnet10_128_ema_ls_aug": dict(model="resnet10", image_size=128, ema_decay=0.998, label_smoothing=0.1, augment=1.5),
-    "C_resnet18_160_ema_ls_aug": dict(model="resnet18", image_size=160, ema_decay=0.998, label_smoothing=0.1, augment=1.5),
     "A1_resnet10_128_seed1": dict(model="resnet10", image_size=128, seed=1),
     "A2_resnet10_128_seed2": dict(model="resnet10", image_size=128, seed=2),
     "D_resnet10_128_aug2": dict(model="resnet10", image_size=128, augment=2.0),
@@ -32,6 +36,15 @@ VARIANTS: dict[str, dict] = {
     "G_resnet10_128_ls": dict(model="resnet10", image_size=128, label_smoothing=0.1),
     "H_resnet10_128_ema": dict(model="resnet10", image_size=128, ema_decay=0.998),
     "I_resnet10_128_unweighted": dict(model="resnet10", image_size=128, balance="none"),
+    "J_cnn_96": dict(model="cnn", image_size=96),
+    "K_resnet18_160": dict(model="resnet18", image_size=160),
+}
+# Mean of the members' probabilities. The shipped model is ENS_cnn_resnet10 (built with `pneumoscan ensemble`).
+ENSEMBLES: dict[str, list[str]] = {
+    "ENS_cnn_resnet10": ["J_cnn_96", "A_resnet10_128"],
+    "ENS_resnet10_3_seeds": ["A_resnet10_128", "A1_resnet10_128_seed1", "A2_resnet10_128_seed2"],
+    "ENS_cnn_resnet10_2_seeds": ["J_cnn_96", "A_resnet10_128", "A1_resnet10_128_seed1"],
+    "ENS_cnn_resnet10_resnet18": ["J_cnn_96", "A_resnet10_128", "K_resnet18_160"],
 }
 
 
@@ -72,20 +85,45 @@ def run_variant(name: str, overrides: dict, data: str, runs: Path) -> dict:
     }
 
 
+def add_stress(rows: list[dict], runs: Path) -> None:
+    """Add clean and shifted validation scores to every row, then one row per complete ensemble."""
+    done = [row["variant"] for row in rows]
+    paths, labels = val_files(runs / done[0])
+    sources = shifted_sources(paths)
+    probs = {}
+    for row in rows:
+        if val_files(runs / row["variant"])[0] != paths:
+            sys.exit(f"{row['variant']}: validated on other images; every variant must use split seed 0")
+        probs[row["variant"]] = run_probs(runs / row["variant"], sources)
+        row.update({k: v for k, v in score(row["variant"], labels, probs[row["variant"]]).items() if k != "run"})
+    for name, members in ENSEMBLES.items():
+        if all(m in probs for m in members):
+            mean = {k: np.mean([probs[m][k] for m in members], axis=0) for k in sources}
+            seconds = sum(float(r["train_seconds"]) for r in rows if r["variant"] in members)
+            rows.append({"variant": name, "model": "+".join(members), "train_seconds": round(seconds, 1),
+                         **{k: v for k, v in score(name, labels, mean).items() if k != "run"}})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="../shared/data/chest_xray")
     parser.add_argument("--runs", default="runs/ablation")
-    parser.add_argument("--only", nargs="*", help="variants to run (default all)")
+    parser.add_argument("--only", nargs="*", help="train just these variants and print their rows (no table)")
     args = parser.parse_args()
     runs = Path(args.runs)
-    rows = [run_variant(name, cfg, args.data, runs) for name, cfg in VARIANTS.items()
-            if not args.only or name in args.only or (runs / name / ARTIFACT_NAME).exists()]
-    columns = ["variant", "model", "image_size", "ema_decay", "label_smoothing", "augment", "best_epoch",
-               "epochs_run", "train_seconds", "val_auc", "val_auc_tta", "val_specificity_at_recall_0.95", "val_brier", "val_ece",
-               "best_val_loss"]
+    if args.only:  # train (or resume) just these; the table is written by a run without --only
+        for name in args.only:
+            print(json.dumps(run_variant(name, VARIANTS[name], args.data, runs)), flush=True)
+        return
+    rows = [run_variant(name, cfg, args.data, runs) for name, cfg in VARIANTS.items()]
+    add_stress(rows, runs)
+    columns = ["variant", "model", "image_size", "ema_decay", "label_smoothing", "augment", "balance", "seed",
+               "best_epoch", "epochs_run", "train_seconds", "val_auc", "val_auc_tta", "val_specificity_at_recall_0.95",
+               "val_brier", "val_ece", "val_log_loss", "stress_auc_mean", "stress_auc_min", "stress_log_loss_mean"]
     write_results("ablation", rows, columns, command="python bench/ablation.py " + " ".join(sys.argv[1:]),
-                  note="Validation = patient-aware 15% of train (seed 0). Test images are not read by this script.")
+                  note="Validation = patient-aware 15% of train (split seed 0); stress = the same images under the 13 "
+                       "acquisition shifts of stress_val.py (mean and worst AUC). ENS rows average member probabilities; "
+                       "their train_seconds is the members' sum. Test images are not read by this script.")
     print(json.dumps(rows, indent=2))
 
 

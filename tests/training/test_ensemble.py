@@ -65,3 +65,21 @@ def test_read_meta_of_ensemble_lists_members(tiny_run: Path, second_run: Path, t
     meta = read_meta(build_ensemble([tiny_run, second_run], tmp_path / "ens", progress=False))
     assert [m["model"] for m in meta.model_config["members"]] == ["resnet10", "cnn"]
     assert [m["model"] for m in meta.training["members"]] == ["resnet10", "cnn"]
+
+
+def test_report_of_an_ensemble_lists_members_and_explains_them(tiny_run: Path, second_run: Path, tmp_path: Path) -> None:
+    from pneumoscan.report.build import build_report
+
+    build_ensemble([tiny_run, second_run], tmp_path / "ens", progress=False)
+    html = build_report(tmp_path / "ens", n_boot=20).read_text()
+    assert "This model is an ensemble" in html and str(second_run) in html
+    assert "Grad-CAM" in html
+
+
+def test_ensemble_exports_to_one_onnx_graph_that_matches_torch(tiny_run: Path, second_run: Path, sample_dir: Path,
+                                                                tmp_path: Path) -> None:
+    from pneumoscan.export.onnx import export_artifact
+
+    path = build_ensemble([tiny_run, second_run], tmp_path / "ens", progress=False)
+    report = export_artifact(path, tmp_path / "ens.onnx", images=[sample_dir / "test"])
+    assert report.max_abs_diff <= 1e-4 and report.n_images == 8

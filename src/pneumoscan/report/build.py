@@ -101,6 +101,13 @@ def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
 
 
 def _learning_section(run: RunInfo, out: Figures) -> str:
+    members = run.meta.training.get("members")
+    if not run.history and members:
+        rows = [[m.get("run"), m.get("model"), m.get("image_size"), m.get("best_epoch"), m.get("epochs_run")]
+                for m in members]
+        return (h.paragraph("This model is an ensemble (the mean of its members' logits); each member's learning "
+                            "curves are in the report of its own run folder.", note=True)
+                + h.table(["member run", "model", "size", "kept epoch", "epochs run"], rows, digits=4))
     if not run.history:
         return h.paragraph("history.csv not found in the run folder; no learning curves.", note=True)
     body = out.add("learning_curves", figs.learning_curves(run.history, run.best_epoch),
