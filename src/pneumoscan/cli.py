@@ -84,15 +84,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise PneumoscanError("train needs --data DIR (a folder with train/NORMAL and train/PNEUMONIA)")
         overrides = {k: v for k, v in vars(args).items() if v is not None and k in TrainConfig.__dataclass_fields__}
         cfg = TrainConfig(**overrides)
-    path = train(cfg, resume=args.resume, progress=not args.quiet)
-    from pneumoscan.artifact import read_meta
+    from pneumoscan.training.commands import print_validation
 
-    meta = read_meta(path)
-    val = meta.val_metrics
-    print(f"model: {path}")
-    print(f"validation: AUC {val['roc_auc']['value']:.4f}  recall {val['recall']['value']:.4f}  "
-          f"specificity {val['specificity']['value']:.4f}  at threshold {meta.threshold:.4f} "
-          f"(target recall {meta.target_recall})")
+    print_validation(train(cfg, resume=args.resume, progress=not args.quiet))
     print(f"history: {Path(cfg.out) / 'history.csv'}")
     return 0
 

@@ -83,3 +83,13 @@ def test_ensemble_exports_to_one_onnx_graph_that_matches_torch(tiny_run: Path, s
     path = build_ensemble([tiny_run, second_run], tmp_path / "ens", progress=False)
     report = export_artifact(path, tmp_path / "ens.onnx", images=[sample_dir / "test"])
     assert report.max_abs_diff <= 1e-4 and report.n_images == 8
+
+
+def test_ensemble_command(tiny_run: Path, second_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pneumoscan.cli import main
+
+    assert main(["ensemble", str(tiny_run), str(second_run), "--out", str(tmp_path / "ens"), "--quiet"]) == 0
+    assert "validation: AUC" in capsys.readouterr().out
+    assert main(["ensemble", str(tiny_run), str(second_run), "--out", str(tmp_path / "ens"), "--quiet"]) != 0
+    err = capsys.readouterr().err
+    assert "already exists" in err and "Traceback" not in err

@@ -4,18 +4,26 @@ from __future__ import annotations
 import argparse
 
 
-def cmd_ensemble(args: argparse.Namespace) -> int:
-    from pneumoscan.artifact import read_meta
-    from pneumoscan.training.ensemble import build_ensemble
+from pathlib import Path
 
-    path = build_ensemble(args.runs, args.out, target_recall=args.target_recall, cache_dir=args.cache_dir,
-                          progress=not args.quiet)
+
+def print_validation(path: Path) -> None:
+    """The artifact's path and its validation figures at the stored threshold."""
+    from pneumoscan.artifact import read_meta
+
     meta = read_meta(path)
     val = meta.val_metrics
     print(f"model: {path}")
     print(f"validation: AUC {val['roc_auc']['value']:.4f}  recall {val['recall']['value']:.4f}  "
           f"specificity {val['specificity']['value']:.4f}  at threshold {meta.threshold:.4f} "
           f"(target recall {meta.target_recall})")
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from pneumoscan.training.ensemble import build_ensemble
+
+    print_validation(build_ensemble(args.runs, args.out, target_recall=args.target_recall, cache_dir=args.cache_dir,
+                                    progress=not args.quiet))
     return 0
 
 
