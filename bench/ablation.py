@@ -39,12 +39,13 @@ VARIANTS: dict[str, dict] = {
     "J_cnn_96": dict(model="cnn", image_size=96),
     "K_resnet18_160": dict(model="resnet18", image_size=160),
 }
-# Mean of the members' probabilities. The shipped model is ENS_cnn_resnet10 (built with `pneumoscan ensemble`).
+# Mean of the members' probabilities (`pneumoscan ensemble` builds such a model).
 ENSEMBLES: dict[str, list[str]] = {
     "ENS_cnn_resnet10": ["J_cnn_96", "A_resnet10_128"],
     "ENS_resnet10_3_seeds": ["A_resnet10_128", "A1_resnet10_128_seed1", "A2_resnet10_128_seed2"],
     "ENS_cnn_resnet10_2_seeds": ["J_cnn_96", "A_resnet10_128", "A1_resnet10_128_seed1"],
     "ENS_cnn_resnet10_resnet18": ["J_cnn_96", "A_resnet10_128", "K_resnet18_160"],
+    "ENS_cnn_resnet10_sampler": ["J_cnn_96", "E_resnet10_128_sampler"],
 }
 
 

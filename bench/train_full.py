@@ -1,12 +1,12 @@
 """Train every registered model on the full data and report validation and test figures.
 
-Each model trains in its own subprocess (so wall time and peak RSS are its own) with the default
-recipe, on the same patient-aware split; finished runs under --runs are reused. The test split is
-read only after training, for the final table.
+Each model trains in its own subprocess (so wall time and peak RSS are its own) with one recipe
+(COMPARISON: the class-weighted loss), on the same patient-aware split; `shipped` is the shipped
+model's recipe (the TrainConfig defaults). Finished runs under --runs are reused. When the cnn and
+resnet10 runs exist, their ensemble is built in RUNS/ensemble and gets a row too. The test split
+is read only after training, for the final table.
 
-    python bench/train_full.py --data ../shared/data/chest_xray --runs runs/full [--models resnet10 cnn]
-When the default ensemble's members (cnn, resnet10) are among the finished runs, the ensemble of
-them (the shipped model) is built in RUNS/ensemble and gets its own row.
+    python bench/train_full.py --data ../shared/data/chest_xray --runs runs/full [--models resnet10 cnn shipped]
 """
 from __future__ import annotations
 
@@ -22,9 +22,17 @@ from _results import write_results
 
 from pneumoscan.artifact import ARTIFACT_NAME, read_meta
 from pneumoscan.models.registry import count_parameters, create_model, list_models
-from pneumoscan.training.config import DEFAULT_ENSEMBLE, TrainConfig
+from pneumoscan.training.config import TrainConfig
 
 STATS = "bench_stats.json"
+
+
+# The seeds' comparison: every architecture with one recipe (class-weighted loss; the other
+# settings are the TrainConfig defaults). The shipped model (the defaults: balanced sampler) gets
+# its own row, and so does the cnn + resnet10 ensemble of the comparison runs.
+COMPARISON = {"balance": "weighted"}
+SHIPPED = "shipped"
+ENSEMBLE = ("cnn", "resnet10")
 
 
 def train_child(data: str, out: str, model: str) -> None:
@@ -32,15 +40,18 @@ def train_child(data: str, out: str, model: str) -> None:
     from pneumoscan.training.trainer import train
 
     started = time.time()
-    cfg = TrainConfig(data=data, out=out, model=model)  # the TrainConfig defaults are the default recipe
+    if model == SHIPPED:
+        cfg = TrainConfig(data=data, out=out)
+    else:
+        cfg = TrainConfig(data=data, out=out, model=model, **COMPARISON)
     train(cfg, resume=(Path(out) / "last.pt").exists(), progress=False)
     stats = {"wall_seconds": round(time.time() - started, 1),
              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     (Path(out) / STATS).write_text(json.dumps(stats))
 
 
-def build_default_ensemble(members: list[Path], out: Path) -> Path:
-    """The shipped model: the default ensemble of finished runs; its cost is the sum of theirs."""
+def build_compared_ensemble(members: list[Path], out: Path) -> Path:
+    """The ensemble of finished comparison runs; its cost is the sum of theirs."""
     from pneumoscan.training.ensemble import build_ensemble
 
     if not (out / ARTIFACT_NAME).exists():
@@ -59,7 +70,9 @@ def evaluate_row(model: str, run: Path, data: str, n_boot: int) -> dict:
     meta = read_meta(run / ARTIFACT_NAME)
     stats = json.loads((run / STATS).read_text()) if (run / STATS).exists() else {}
     summary = evaluate(Predictor(run), data, "test", n_boot=n_boot).summary
-    row = {"model": model, "params": count_parameters(create_model(model, **meta.model_config)),
+    label = f"{meta.model_name} (shipped)" if model == SHIPPED else model
+    row = {"model": label, "balance": meta.training.get("config", {}).get("balance"),
+           "params": count_parameters(create_model(meta.model_name, **meta.model_config)),
            "image_size": meta.image_size, "epochs": "+".join(f"{t.get('best_epoch')}/{t.get('epochs_run')}" for t in meta.training.get("members", [meta.training])),
            "train_wall_s": stats.get("wall_seconds"), "peak_rss_mb": stats.get("peak_rss_mb"),
            "val_auc": meta.val_metrics["roc_auc"]["value"], "threshold": meta.threshold}
@@ -74,11 +87,11 @@ def main(name: str = "train_full") -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="../shared/data/chest_xray")
     parser.add_argument("--runs", default="runs/full")
-    parser.add_argument("--models", nargs="*", default=None, help="default: every registered model")
+    parser.add_argument("--models", nargs="*", default=None, help=f"default: every registered model and {SHIPPED!r}")
     parser.add_argument("--n-boot", type=int, default=1000)
     args = parser.parse_args()
     rows = []
-    for model in args.models or list_models():
+    for model in args.models or [*list_models(), SHIPPED]:
         run = Path(args.runs) / model
         if not (run / ARTIFACT_NAME).exists():
             code = subprocess.call([sys.executable, __file__, "--child", args.data, str(run), model])
@@ -86,15 +99,15 @@ def main(name: str = "train_full") -> None:
                 sys.exit(f"training {model} failed with exit code {code}")
         rows.append(evaluate_row(model, run, args.data, args.n_boot))
         print(json.dumps(rows[-1]), flush=True)
-    members = [Path(args.runs) / m for m in DEFAULT_ENSEMBLE]
+    members = [Path(args.runs) / m for m in ENSEMBLE]
     if all((m / ARTIFACT_NAME).exists() for m in members):
-        run = build_default_ensemble(members, Path(args.runs) / "ensemble")
+        run = build_compared_ensemble(members, Path(args.runs) / "ensemble")
         rows.append(evaluate_row("ensemble", run, args.data, args.n_boot))
         print(json.dumps(rows[-1]), flush=True)
-    columns = ["model", "params", "image_size", "epochs", "train_wall_s", "peak_rss_mb", "val_auc", "test_accuracy",
+    columns = ["model", "balance", "params", "image_size", "epochs", "train_wall_s", "peak_rss_mb", "val_auc", "test_accuracy",
                "test_recall", "test_specificity", "test_roc_auc"]
     if name == "compare_models":
-        columns = ["model", "params", "train_wall_s", "val_auc", "test_loss_brier"] + [
+        columns = ["model", "balance", "params", "train_wall_s", "val_auc", "test_loss_brier"] + [
             f"test_{k}{suffix}" for k in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
             for suffix in ("", "_ci95")]
     write_results(name, rows, columns, command=f"python bench/{name}.py " + " ".join(sys.argv[1:]),

@@ -5,9 +5,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 DEFAULT_MODEL = "resnet10"
-# The shipped model: the mean of these architectures, each trained with the TrainConfig defaults
-# and combined with `pneumoscan ensemble` (chosen on validation, see bench/stress_val.py).
-DEFAULT_ENSEMBLE = ("cnn", "resnet10")
+# The TrainConfig defaults below are the shipped model's recipe, chosen on validation
+# (bench/results/ablation.md): resnet10 at 128 px with a class-balanced sampler.
 
 
 @dataclass
@@ -30,7 +29,7 @@ class TrainConfig:
     patience: int = 8
     target_recall: float = 0.95
     augment: float = 1.0
-    balance: str = "weighted"  # weighted loss | sampler | none
+    balance: str = "sampler"  # sampler (class-balanced batches) | weighted (loss) | none
     label_smoothing: float = 0.0
     ema_decay: float = 0.0  # 0 disables the exponential moving average of weights
     tta: bool = False
