@@ -51,10 +51,6 @@ ENSEMBLES: dict[str, list[str]] = {
 
 def val_auc_with_tta(run: Path) -> float:
     """Validation AUC of the run's final model when each image is averaged with its mirror."""
-    import csv
-
-    import numpy as np
-
     from pneumoscan.artifact import load_artifact
     from pneumoscan.data.cache import load_image_set
     from pneumoscan.data.layout import Sample
@@ -62,8 +58,8 @@ def val_auc_with_tta(run: Path) -> float:
     from pneumoscan.inference.batch import predict_probs
 
     model, meta = load_artifact(run)
-    rows = list(csv.DictReader((run / "val_predictions.csv").open()))
-    images = load_image_set([Sample(Path(r["path"]), int(r["label"])) for r in rows], meta.image_size)
+    paths, labels = val_files(run)
+    images = load_image_set([Sample(p, int(label)) for p, label in zip(paths, labels)], meta.image_size)
     probs = predict_probs(model, np.asarray(images.images), meta.mean, meta.std, tta=True)
     return roc_auc(images.labels, probs)
 

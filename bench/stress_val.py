@@ -12,7 +12,6 @@ is read. Ensembles average member probabilities.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from _results import write_results
 
 from pneumoscan.artifact import load_artifact
 from pneumoscan.data.preprocess import load_image, resize_square
+from pneumoscan.evaluation.evaluate import read_predictions
 from pneumoscan.evaluation.metrics import log_loss, roc_auc
 from pneumoscan.inference.batch import predict_probs
 
@@ -107,8 +107,9 @@ def score(name: str, labels: np.ndarray, probs: dict[str, np.ndarray]) -> dict:
 
 
 def val_files(run: Path) -> tuple[list[Path], np.ndarray]:
-    rows = list(csv.DictReader((run / "val_predictions.csv").open()))
-    return [Path(r["path"]) for r in rows], np.array([int(r["label"]) for r in rows])
+    """The run's validation images and labels, from its val_predictions.csv."""
+    paths, labels, _ = read_predictions(run / "val_predictions.csv", base=run)
+    return paths, labels
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ import numpy as np
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.layout import Sample, evaluation_samples
 from pneumoscan.data.patients import cause
+from pneumoscan.errors import InputError
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.metrics import recall
 from pneumoscan.inference.predictor import Predictor
@@ -36,6 +37,33 @@ def write_predictions(path: str | os.PathLike, samples: list[Sample], probs: np.
         writer.writerow(["path", "label", "prob"])
         writer.writerows((str(s.path), s.label, f"{p:.6f}") for s, p in zip(samples, probs))
     os.replace(tmp, path)
+
+
+def read_predictions(path: str | os.PathLike, base: Path | None = None) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    """Paths, labels and probabilities of a `write_predictions` CSV; InputError naming the line when a
+    row is malformed. Relative paths missing from the working folder are looked up under `base`."""
+    path = Path(path)
+    paths: list[Path] = []
+    labels: list[int] = []
+    probs: list[float] = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"path", "label", "prob"} <= set(reader.fieldnames):
+            raise InputError(f"{path}: expected the columns path,label,prob; restore the file written by pneumoscan train")
+        for line_no, row in enumerate(reader, start=2):
+            try:
+                label, prob = int(row["label"]), float(row["prob"])
+            except (TypeError, ValueError):
+                raise InputError(f"{path}:{line_no}: label or prob is not a number; restore the file") from None
+            if label not in (0, 1) or not 0.0 <= prob <= 1.0:
+                raise InputError(f"{path}:{line_no}: label must be 0/1 and prob within [0, 1]; restore the file")
+            file = Path(row["path"])
+            if base is not None and not file.is_absolute() and not file.exists() and (base / file).exists():
+                file = base / file
+            paths.append(file)
+            labels.append(label)
+            probs.append(prob)
+    return paths, np.asarray(labels, dtype=np.int64), np.asarray(probs, dtype=np.float64)
 
 
 def recall_by_cause(images: ImageSet, probs: np.ndarray, threshold: float) -> dict[str, dict[str, float]]:

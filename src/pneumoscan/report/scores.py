@@ -1,7 +1,6 @@
 """The labels and probabilities a report is computed from: a fresh evaluation or the run's validation predictions."""
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,32 +35,15 @@ class Scores:
 
 def read_val_predictions(run: RunInfo) -> tuple[list[Path], np.ndarray, np.ndarray]:
     """Paths, labels and probabilities from RUN_DIR/val_predictions.csv."""
+    from pneumoscan.evaluation.evaluate import read_predictions
+
     path = run.path / VAL_PREDICTIONS
     if not path.is_file():
         raise InputError(f"{path}: missing; pass --data DIR to evaluate the run on a labelled split instead")
-    paths: list[Path] = []
-    labels: list[int] = []
-    probs: list[float] = []
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"path", "label", "prob"} <= set(reader.fieldnames):
-            raise InputError(f"{path}: expected the columns path,label,prob; restore the file written by pneumoscan train")
-        for line_no, row in enumerate(reader, start=2):
-            try:
-                label, prob = int(row["label"]), float(row["prob"])
-            except (TypeError, ValueError):
-                raise InputError(f"{path}:{line_no}: label or prob is not a number; restore the file") from None
-            if label not in (0, 1) or not 0.0 <= prob <= 1.0:
-                raise InputError(f"{path}:{line_no}: label must be 0/1 and prob within [0, 1]; restore the file")
-            file = Path(row["path"])
-            if not file.is_absolute() and not file.exists() and (run.path / file).exists():
-                file = run.path / file
-            paths.append(file)
-            labels.append(label)
-            probs.append(prob)
-    if not labels:
+    paths, labels, probs = read_predictions(path, base=run.path)
+    if not len(labels):
         raise InputError(f"{path}: lists no predictions; pass --data DIR to evaluate the run instead")
-    return paths, np.asarray(labels, dtype=np.int64), np.asarray(probs, dtype=np.float64)
+    return paths, labels, probs
 
 
 def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0) -> Scores:

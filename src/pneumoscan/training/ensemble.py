@@ -1,7 +1,6 @@
 """Combine trained runs into one ensemble artifact, with its threshold chosen on their shared validation split."""
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -11,6 +10,7 @@ from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, load_artifact
 from pneumoscan.data.cache import load_image_set
 from pneumoscan.data.layout import Sample
 from pneumoscan.errors import InputError
+from pneumoscan.evaluation.evaluate import read_predictions
 from pneumoscan.models.ensemble import Ensemble
 from pneumoscan.models.registry import create_model
 from pneumoscan.training.trainer import finish_artifact
@@ -20,8 +20,8 @@ def _val_samples(run: Path) -> list[Sample]:
     path = run / "val_predictions.csv"
     if not path.exists():
         raise InputError(f"{path}: missing; ensemble members must be finished `pneumoscan train` runs")
-    with path.open(newline="") as handle:
-        return [Sample(Path(row["path"]), int(row["label"])) for row in csv.DictReader(handle)]
+    paths, labels, _ = read_predictions(path, base=run)
+    return [Sample(p, int(label)) for p, label in zip(paths, labels)]
 
 
 def member_entry(meta: ArtifactMeta) -> dict[str, Any]:
