@@ -53,6 +53,7 @@ from pneumoscan.artifact import resolve_model_path
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom
 from pneumoscan.data.preprocess import normalize
 from pneumoscan.errors import InputError
+from pneumoscan.models.registry import final_linear_name
 
 GUARD_FORMAT = 1
 _META_KEY = "pneumoscan_ood"
@@ -150,12 +151,9 @@ def image_statistics(images: np.ndarray) -> np.ndarray:
 
 def final_linear(model: nn.Module) -> nn.Linear:
     """The classifier's last nn.Linear (inside `model.head` when there is one): its input is the feature."""
-    scope = getattr(model, "head", model)
-    linears = [m for m in scope.modules() if isinstance(m, nn.Linear)] or [
-        m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError(f"{type(model).__name__} has no nn.Linear layer to take features from")
-    return linears[-1]
+    layer = model.get_submodule(final_linear_name(model))
+    assert isinstance(layer, nn.Linear)
+    return layer
 
 
 @torch.inference_mode()

@@ -15,21 +15,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pneumoscan.models.registry import create_model, get_spec, register_model
+from pneumoscan.models.registry import create_model, final_linear_name, get_spec, register_model
 
 
 def _final_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
-    """(parent module, attribute name, layer) of the model's last nn.Linear."""
-    found = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not found:
-        raise ValueError(f"{type(model).__name__} has no final nn.Linear to fold into an ensemble head")
-    name, layer = found[-1]
+    """(parent module, attribute name, layer) of the model's final nn.Linear."""
+    name = final_linear_name(model)
     parent_name, _, attr = name.rpartition(".")
-    return model.get_submodule(parent_name) if parent_name else model, attr, layer
-
-
-def _feature_width(model: nn.Module) -> int:
-    return _final_linear(model)[2].in_features
+    layer = model.get_submodule(name)
+    assert isinstance(layer, nn.Linear)
+    return model.get_submodule(parent_name), attr, layer
 
 
 class Ensemble(nn.Module):
@@ -42,8 +37,8 @@ class Ensemble(nn.Module):
         nets, widths = [], []
         for member in members:
             net = create_model(member["model"], **member.get("config", {}))
-            parent, attr, _ = _final_linear(net)
-            widths.append(_feature_width(net))
+            parent, attr, linear = _final_linear(net)
+            widths.append(linear.in_features)
             setattr(parent, attr, nn.Identity())  # the member now returns its feature vector
             nets.append(net)
         self.members = nn.ModuleList(nets)
@@ -52,7 +47,6 @@ class Ensemble(nn.Module):
         # x_member = x * scale + shift turns the ensemble's normalisation into the member's own
         self.scales = [float(input_std / m["std"]) for m in members]
         self.shifts = [float((input_mean - m["mean"]) / m["std"]) for m in members]
-        self.widths = widths
         self.head = nn.Sequential(nn.Linear(sum(widths), 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -72,9 +66,8 @@ class Ensemble(nn.Module):
             _, _, linear = _final_linear(source)
             weights.append(linear.weight.reshape(-1))
             biases.append(linear.bias.reshape(()))
-            state = {k: v for k, v in source.state_dict().items()
-                     if k in target.state_dict()}
-            target.load_state_dict(state, strict=True)
+            keys = target.state_dict().keys()  # the member's weights without its folded final layer
+            target.load_state_dict({k: v for k, v in source.state_dict().items() if k in keys}, strict=True)
         head = self.head[0]
         head.weight.copy_(torch.cat(weights).reshape(1, -1) / len(members))
         head.bias.copy_(torch.stack(biases).mean().reshape(1))

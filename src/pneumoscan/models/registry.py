@@ -69,6 +69,18 @@ def create_model(name: str, **cfg: Any) -> nn.Module:
     return spec.builder(**{**spec.defaults, **cfg})
 
 
+def final_linear_name(model: nn.Module) -> str:
+    """Dotted name of the classifier's last nn.Linear (inside `model.head` when there is one): its
+    input is the model's feature vector. ValueError when the model has none."""
+    head = getattr(model, "head", None)
+    scopes = ([("head", head)] if isinstance(head, nn.Module) else []) + [("", model)]
+    for prefix, scope in scopes:
+        names = [name for name, module in scope.named_modules() if isinstance(module, nn.Linear)]
+        if names:
+            return ".".join(part for part in (prefix, names[-1]) if part)
+    raise ValueError(f"{type(model).__name__} has no nn.Linear layer to take features from")
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of weights of a model."""
     return sum(p.numel() for p in model.parameters())
