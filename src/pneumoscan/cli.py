@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--use-given-val", action="store_true", default=None, help="validate on DATA/val instead of a patient split")
     p.add_argument("--target-recall", type=float, help="recall the stored threshold is chosen for, on validation (default 0.95)")
     p.add_argument("--augment", type=float, help="augmentation strength, 0 = off (default 1.0)")
-    p.add_argument("--balance", choices=["weighted", "sampler", "none"], help="class-imbalance handling: balanced batches, class-weighted loss or none (default sampler)")
+    p.add_argument("--balance", choices=["weighted", "sampler", "none"], help="class imbalance: sampler = class-balanced batches (default), weighted = class-weighted loss, none")
     p.add_argument("--label-smoothing", type=float, help="label smoothing (default 0)")
     p.add_argument("--ema-decay", type=float, help="exponential moving average of weights, e.g. 0.999 (default off)")
     p.add_argument("--tta", action="store_true", default=None, help="average each prediction with its mirror image")
