@@ -24,7 +24,8 @@ from pneumoscan.training.checkpoint import load_checkpoint
 from pneumoscan.training.config import TrainConfig
 from pneumoscan.training.trainer import LAST_CHECKPOINT, train
 
-BASE = dict(epochs=25, patience=8, seed=0)
+# The first rows predate the sampler default, so the base recipe pins the class-weighted loss.
+BASE = dict(epochs=25, patience=8, seed=0, balance="weighted")
 VARIANTS: dict[str, dict] = {
     "A_resnet10_128": dict(model="resnet10", image_size=128),
     "B_resnet10_128_ema_ls_aug": dict(model="resnet10", image_size=128, ema_decay=0.998, label_smoothing=0.1, augment=1.5),
@@ -38,6 +39,11 @@ VARIANTS: dict[str, dict] = {
     "I_resnet10_128_unweighted": dict(model="resnet10", image_size=128, balance="none"),
     "J_cnn_96": dict(model="cnn", image_size=96),
     "K_resnet18_160": dict(model="resnet18", image_size=160),
+    "E1_resnet10_128_sampler_seed1": dict(model="resnet10", image_size=128, balance="sampler", seed=1),
+    "E2_resnet10_128_sampler_seed2": dict(model="resnet10", image_size=128, balance="sampler", seed=2),
+    "L_resnet10_96_sampler": dict(model="resnet10", image_size=96, balance="sampler"),
+    "M_cnn_96_sampler": dict(model="cnn", image_size=96, balance="sampler"),
+    "N_resnet10_128_sampler_mixup": dict(model="resnet10", image_size=128, balance="sampler", mixup=0.2),
 }
 # Mean of the members' probabilities (`pneumoscan ensemble` builds such a model).
 ENSEMBLES: dict[str, list[str]] = {

@@ -176,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", type=float, help="augmentation strength, 0 = off (default 1.0)")
     p.add_argument("--balance", choices=["weighted", "sampler", "none"], help="class imbalance: sampler = class-balanced batches (default), weighted = class-weighted loss, none")
     p.add_argument("--label-smoothing", type=float, help="label smoothing (default 0)")
+    p.add_argument("--mixup", type=float, help="mixup alpha, e.g. 0.2: trains on blends of image pairs (default 0 = off)")
     p.add_argument("--ema-decay", type=float, help="exponential moving average of weights, e.g. 0.999 (default off)")
     p.add_argument("--tta", action="store_true", default=None, help="average each prediction with its mirror image")
     p.add_argument("--max-images", type=int, help="use at most this many images per class (quick experiments)")

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pneumoscan.data.augment import AugmentConfig, augment_batch
+from pneumoscan.data.augment import AugmentConfig, augment_batch, mixup
 from pneumoscan.data.preprocess import load_image, normalize
 
 
@@ -34,3 +34,19 @@ def test_augment_changes_images_within_range_and_is_seeded() -> None:
     assert not torch.allclose(a, x)
     assert a.min() >= 0 and a.max() <= 1 and a.shape == x.shape
     assert torch.equal(augment_batch(x, AugmentConfig(strength=0)), x)
+
+
+def test_mixup_blends_images_and_targets_with_one_weight() -> None:
+    x = torch.stack([torch.full((1, 4, 4), float(i)) for i in range(6)])
+    y = torch.tensor([0.0, 1.0, 0.0, 1.0, 1.0, 0.0])
+    mx, my = mixup(x, y, 0.4, torch.Generator().manual_seed(3))
+    again = mixup(x, y, 0.4, torch.Generator().manual_seed(3))
+    assert torch.equal(mx, again[0]) and torch.equal(my, again[1])
+    # Each image is lam * own + (1 - lam) * partner; its target mixes the same partner with the same lam.
+    values = mx[:, 0, 0, 0]
+    assert torch.allclose(mx, values.view(-1, 1, 1, 1).expand_as(mx))
+    assert not torch.equal(mx, x)
+    assert (my >= 0).all() and (my <= 1).all() and not torch.equal(my, y)
+    assert torch.isclose(values.sum(), x[:, 0, 0, 0].sum())  # a permutation keeps the batch mean
+    assert torch.isclose(my.sum(), y.sum())
+    assert mixup(x, y, 0.0) == (x, y)

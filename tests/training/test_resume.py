@@ -17,7 +17,7 @@ from pneumoscan.training.checkpoint import load_checkpoint
 from tests.conftest import write_xray
 
 ARGS = ["--model", "resnet10", "--image-size", "48", "--epochs", "8", "--patience", "8", "--batch-size", "16",
-        "--val-fraction", "0.25", "--quiet"]
+        "--val-fraction", "0.25", "--mixup", "0.2", "--quiet"]  # mixup: its draws must resume exactly too
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
-"""On-the-fly batch augmentation in torch: small affine warp plus brightness and contrast."""
+"""On-the-fly batch augmentation in torch: small affine warp plus brightness and contrast, and mixup."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -40,3 +41,19 @@ def augment_batch(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Gen
     contrast = (1 + uniform(cfg.contrast)).view(n, 1, 1, 1).to(images.device)
     mean = warped.mean(dim=(2, 3), keepdim=True)
     return ((warped - mean) * contrast + mean + brightness).clamp(0.0, 1.0)
+
+
+def mixup(images: torch.Tensor, targets: torch.Tensor, alpha: float,
+          generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blend the batch with a shuffled copy of itself (Zhang et al. 2018), targets alike.
+
+    One mixing weight lam ~ Beta(alpha, alpha) per batch, drawn from `generator` so runs repeat and
+    resume exactly; alpha <= 0 returns the batch unchanged.
+    """
+    if alpha <= 0:
+        return images, targets
+    # torch's Beta sampler takes no generator, so numpy draws lam from a seed the generator gives.
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    perm = torch.randperm(images.shape[0], generator=generator).to(images.device)
+    return lam * images + (1 - lam) * images[perm], lam * targets + (1 - lam) * targets[perm]

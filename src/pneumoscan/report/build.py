@@ -57,7 +57,7 @@ def _ci(entry: dict[str, Any]) -> str:
 def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
     meta, cfg, training = run.meta, run.config, run.meta.training
     recipe = ", ".join(f"{k} {cfg[k]}" for k in ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "augment",
-                                                  "balance", "label_smoothing", "ema_decay", "patience", "seed")
+                                                  "balance", "label_smoothing", "mixup", "ema_decay", "patience", "seed")
                        if k in cfg)
     seconds = run.train_seconds
     pairs: list[tuple[str, object]] = [

@@ -31,6 +31,7 @@ class TrainConfig:
     augment: float = 1.0
     balance: str = "sampler"  # sampler (class-balanced batches) | weighted (loss) | none
     label_smoothing: float = 0.0
+    mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 disables it
     ema_decay: float = 0.0  # 0 disables the exponential moving average of weights
     tta: bool = False
     max_images: int | None = None  # cap per class, for quick experiments

@@ -19,7 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, save_artifact
-from pneumoscan.data.augment import AugmentConfig, augment_batch
+from pneumoscan.data.augment import AugmentConfig, augment_batch, mixup
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.patients import patient_id
@@ -228,6 +228,7 @@ class Trainer:
                 x = augment_batch(x, aug, generator)
                 x = ((x - mean) / std).to(self.device)
                 y = torch.from_numpy(labels[idx]).float().to(self.device)
+                x, y = mixup(x, y, cfg.mixup, generator)
                 lr = _lr_at(state["step"], total_steps, warmup, cfg.lr)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
