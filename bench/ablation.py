@@ -52,6 +52,10 @@ ENSEMBLES: dict[str, list[str]] = {
     "ENS_cnn_resnet10_2_seeds": ["J_cnn_96", "A_resnet10_128", "A1_resnet10_128_seed1"],
     "ENS_cnn_resnet10_resnet18": ["J_cnn_96", "A_resnet10_128", "K_resnet18_160"],
     "ENS_cnn_resnet10_sampler": ["J_cnn_96", "E_resnet10_128_sampler"],
+    "ENS_sampler_cnn_resnet10": ["M_cnn_96_sampler", "E_resnet10_128_sampler"],
+    "ENS_sampler_resnet10_2_seeds": ["E_resnet10_128_sampler", "E1_resnet10_128_sampler_seed1"],
+    "ENS_sampler_resnet10_3_seeds": ["E_resnet10_128_sampler", "E1_resnet10_128_sampler_seed1",
+                                     "E2_resnet10_128_sampler_seed2"],
 }
 
 
