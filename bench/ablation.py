@@ -44,7 +44,11 @@ VARIANTS: dict[str, dict] = {
     "L_resnet10_96_sampler": dict(model="resnet10", image_size=96, balance="sampler"),
     "M_cnn_96_sampler": dict(model="cnn", image_size=96, balance="sampler"),
     "N_resnet10_128_sampler_mixup": dict(model="resnet10", image_size=128, balance="sampler", mixup=0.2),
+    "P_resnet10_128_sampler_simsiam": dict(model="resnet10", image_size=128, balance="sampler"),
 }
+# Variants that start from `pneumoscan pretrain` weights (SimSiam on their training split; the
+# pretraining's seconds count in their training time). Settings as `pneumoscan pretrain`'s defaults.
+PRETRAIN: dict[str, dict] = {"P_resnet10_128_sampler_simsiam": dict(epochs=15, batch_size=128, lr=0.05)}
 # Mean of the members' probabilities (`pneumoscan ensemble` builds such a model).
 ENSEMBLES: dict[str, list[str]] = {
     "ENS_cnn_resnet10": ["J_cnn_96", "A_resnet10_128"],
@@ -74,9 +78,29 @@ def val_auc_with_tta(run: Path) -> float:
     return roc_auc(images.labels, probs)
 
 
+def pretrained_weights(name: str, overrides: dict, data: str, runs: Path) -> tuple[Path, float]:
+    """Pretrain (or resume, or reuse) the variant's SimSiam weights; their path and pretraining seconds."""
+    from safetensors import safe_open
+
+    from pneumoscan.training.pretrain import PRETRAIN_CHECKPOINT, PRETRAINED_NAME, pretrain
+
+    out = runs / name / "pretrain"
+    path = out / PRETRAINED_NAME
+    if not path.exists():
+        cfg = TrainConfig(data=data, out=str(out), model=overrides["model"], image_size=overrides.get("image_size"),
+                          seed=overrides.get("seed", 0), **PRETRAIN[name])
+        pretrain(cfg, resume=(out / PRETRAIN_CHECKPOINT).exists(), progress=sys.stderr.isatty())
+    with safe_open(str(path), "pt") as handle:
+        return path, float(json.loads(handle.metadata()["pneumoscan_pretrained"])["seconds"])
+
+
 def run_variant(name: str, overrides: dict, data: str, runs: Path) -> dict:
     out = runs / name
     artifact = out / ARTIFACT_NAME
+    pretrain_seconds = 0.0
+    if name in PRETRAIN:
+        path, pretrain_seconds = pretrained_weights(name, overrides, data, runs)
+        overrides = {**overrides, "init": str(path)}
     if not artifact.exists():
         cfg = TrainConfig(data=data, out=str(out), **{**BASE, **overrides})
         train(cfg, resume=(out / LAST_CHECKPOINT).exists(), progress=sys.stderr.isatty())
@@ -84,7 +108,8 @@ def run_variant(name: str, overrides: dict, data: str, runs: Path) -> dict:
     val = meta.val_metrics
     return {
         "variant": name, **overrides, "best_epoch": meta.training.get("best_epoch"),
-        "epochs_run": meta.training.get("epochs_run"), "train_seconds": meta.training.get("train_seconds"),
+        "epochs_run": meta.training.get("epochs_run"),
+        "train_seconds": round(meta.training.get("train_seconds") + pretrain_seconds, 1),
         "val_auc": val["roc_auc"]["value"], "val_auc_ci95": val["roc_auc"]["ci95"],
         "val_specificity_at_recall_0.95": val["specificity"]["value"], "val_brier": val["brier"]["value"],
         "val_ece": val["ece"]["value"], "threshold": meta.threshold, "val_auc_tta": val_auc_with_tta(out),

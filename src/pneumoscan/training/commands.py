@@ -1,4 +1,5 @@
-"""CLI hook: `pneumoscan ensemble` combines trained runs into one model."""
+"""CLI hooks: `pneumoscan ensemble` combines trained runs into one model; `pneumoscan pretrain` learns
+starting weights from the training images without their labels."""
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,22 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.pretrain import pretrain
+
+    cfg = TrainConfig(data=args.data, out=args.out, model=args.model, image_size=args.image_size, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, seed=args.seed, split_seed=args.split_seed,
+                      val_fraction=args.val_fraction, max_images=args.max_images, cache_dir=args.cache_dir)
+    path = pretrain(cfg, resume=args.resume, progress=not args.quiet)
+    print(f"pretrained weights: {path}")
+    print(f"next: pneumoscan train --data {args.data} --init {path} --model {args.model} --split-seed {args.split_seed} "
+          f"--val-fraction {args.val_fraction} --out RUN")
+    return 0
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register `ensemble`."""
+    """Register `ensemble` and `pretrain`."""
     p = subparsers.add_parser(
         "ensemble", help="average trained runs (same validation split) into one model; threshold re-chosen on validation")
     p.add_argument("runs", nargs="+", help="finished `pneumoscan train` run folders (at least two)")
@@ -35,3 +50,22 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/pneumoscan)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_ensemble)
+
+    p = subparsers.add_parser(
+        "pretrain", help="self-supervised pretraining (SimSiam) on the training split's images; for `train --init`")
+    p.add_argument("--data", required=True, help="data folder with train/NORMAL and train/PNEUMONIA (labels are not used)")
+    p.add_argument("--out", required=True, help="folder for pretrained.safetensors and the resumable checkpoint")
+    p.add_argument("--model", default="resnet10", help="architecture from `pneumoscan models` (default: resnet10)")
+    p.add_argument("--image-size", type=int, help="input size in pixels (default: the model's own)")
+    p.add_argument("--epochs", type=int, default=15, help="epochs over the training split (default 15)")
+    p.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
+    p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate per 256 images (default 0.05)")
+    p.add_argument("--seed", type=int, default=0, help="seed for initialisation, batch order and views (default 0)")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="validation patients left out, as in `train` (default 0; use the same value there)")
+    p.add_argument("--val-fraction", type=float, default=0.15, help="share of patients left out (default 0.15, as in train)")
+    p.add_argument("--max-images", type=int, help="use at most this many images per class (quick experiments)")
+    p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/pneumoscan)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted pretraining in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_pretrain)

@@ -182,7 +182,12 @@ class Trainer:
         for message in data.train.skipped + data.val.skipped:
             tqdm.write(f"skipped: {message}")
         mean, std = _image_stats(data.train.images)
-        model = create_model(cfg.model, **self.model_cfg).to(self.device)
+        model = create_model(cfg.model, **self.model_cfg)
+        if cfg.init and not resume:
+            from pneumoscan.training.pretrain import load_pretrained
+
+            load_pretrained(model, cfg.init)
+        model = model.to(self.device)
         ema = copy.deepcopy(model).eval() if cfg.ema_decay > 0 else None
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         generator = torch.Generator().manual_seed(cfg.seed)

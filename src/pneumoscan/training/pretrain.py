@@ -1,0 +1,169 @@
+"""Self-supervised pretraining (SimSiam, Chen & He 2021) on the training images, labels unused.
+
+Two strongly augmented views of each training image go through the network without its final
+linear layer, a projector and a predictor; the loss pulls one view's prediction towards the other
+view's projection (negative cosine, stop-gradient on the target). The validation patients of the
+same split are left out, so a later `train --init` is still validated on unseen patients.
+The result is `pretrained.safetensors`: the network's weights without its final linear layer.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm import tqdm
+
+from pneumoscan.data.augment import AugmentConfig, augment_batch
+from pneumoscan.errors import InputError
+from pneumoscan.inference.batch import device_for
+from pneumoscan.models.registry import create_model, final_linear_name, get_spec, model_config
+from pneumoscan.training.checkpoint import atomic_torch_save, load_checkpoint
+from pneumoscan.training.config import TrainConfig
+
+PRETRAINED_NAME = "pretrained.safetensors"
+PRETRAIN_CHECKPOINT = "pretrain_last.pt"
+# Views far stronger than the supervised augmentation: SimSiam learns what survives them.
+VIEW_AUGMENT = AugmentConfig(rotation_deg=15.0, scale=0.25, translate=0.12, brightness=0.25, contrast=0.35)
+VIEW_NOISE = 0.03
+
+
+def strip_final_linear(model: nn.Module) -> int:
+    """Replace the classifier's final nn.Linear by an identity, in place; return the feature width."""
+    name = final_linear_name(model)
+    parent_name, _, attr = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    width = getattr(parent, attr).in_features
+    setattr(parent, attr, nn.Identity())
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    return width
+
+
+class SimSiam(nn.Module):
+    """Backbone (network without its final linear), 3-layer projector, 2-layer bottleneck predictor."""
+
+    def __init__(self, backbone: nn.Module, width: int, dim: int = 512) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.projector = nn.Sequential(
+            nn.Linear(width, dim, bias=False), nn.BatchNorm1d(dim), nn.ReLU(inplace=True),
+            nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), nn.ReLU(inplace=True),
+            nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim, affine=False),
+        )
+        self.predictor = nn.Sequential(
+            nn.Linear(dim, dim // 4, bias=False), nn.BatchNorm1d(dim // 4), nn.ReLU(inplace=True), nn.Linear(dim // 4, dim),
+        )
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Symmetric negative-cosine loss of the two views, and the projections' per-dimension std
+        of the L2-normalised output (about 1/sqrt(dim) when healthy, 0 when collapsed)."""
+        z1, z2 = self.projector(self.backbone(x1)), self.projector(self.backbone(x2))
+        p1, p2 = self.predictor(z1), self.predictor(z2)
+        loss = -(F.cosine_similarity(p1, z2.detach()).mean() + F.cosine_similarity(p2, z1.detach()).mean()) / 2
+        return loss, F.normalize(z1.detach(), dim=1).std(dim=0).mean()
+
+
+def _view(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    view = augment_batch(x, VIEW_AUGMENT, generator)
+    return (view + torch.randn(view.shape, generator=generator) * VIEW_NOISE).clamp(0.0, 1.0)
+
+
+def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
+    """SimSiam on the run's training split (cfg.epochs, cfg.batch_size, SGD at cfg.lr scaled by batch/256);
+    returns the path of `pretrained.safetensors` in cfg.out."""
+    from pneumoscan.training.trainer import _image_stats, prepare_data, seed_everything
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / PRETRAIN_CHECKPOINT
+    if resume and not ckpt_path.exists():
+        raise InputError(f"{ckpt_path}: nothing to resume; run without --resume to start pretraining")
+    if not resume and (ckpt_path.exists() or (out / PRETRAINED_NAME).exists()):
+        raise InputError(f"{out}: holds an earlier pretraining; pass --resume to continue it or choose another --out")
+    image_size = cfg.image_size or get_spec(cfg.model).image_size
+    seed_everything(cfg.seed)
+    data = prepare_data(cfg, image_size, progress)
+    images = data.train.images
+    mean, std = _image_stats(images)
+    device = device_for()
+    backbone = create_model(cfg.model, **model_config(cfg.model))
+    net = SimSiam(backbone, strip_final_linear(backbone)).to(device)
+    lr = cfg.lr * cfg.batch_size / 256
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    steps = len(images) // cfg.batch_size  # whole batches: BatchNorm in the projector needs more than one row
+    if steps < 1:
+        raise InputError(f"{cfg.data}: {len(images)} training images are fewer than one batch of {cfg.batch_size}; "
+                         "lower --batch-size")
+    state: dict[str, Any] = {"epoch": 0, "history": [], "seconds": 0.0}
+    if resume:
+        ckpt = load_checkpoint(ckpt_path)
+        net.load_state_dict(ckpt["net"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        generator.set_state(ckpt["generator"])
+        state = ckpt["state"]
+    while state["epoch"] < cfg.epochs:
+        epoch = state["epoch"] + 1
+        for group in optimizer.param_groups:  # cosine decay per epoch
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / cfg.epochs))
+        net.train()
+        started, loss_sum, spread_sum = time.time(), 0.0, 0.0
+        order = torch.randperm(len(images), generator=generator)
+        bar = tqdm(range(steps), desc=f"pretrain {epoch}/{cfg.epochs}", unit="batch", disable=not progress, leave=False)
+        for step in bar:
+            idx = np.sort(order[step * cfg.batch_size : (step + 1) * cfg.batch_size].numpy())
+            x = torch.from_numpy(np.asarray(images[idx])).unsqueeze(1).float().div_(255.0)
+            x1, x2 = ((_view(x, generator) - mean) / std).to(device), ((_view(x, generator) - mean) / std).to(device)
+            loss, spread = net(x1, x2)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum, spread_sum = loss_sum + loss.item(), spread_sum + spread.item()
+            bar.set_postfix(loss=f"{loss_sum / (step + 1):.4f}")
+        bar.close()
+        seconds = time.time() - started
+        row = {"epoch": epoch, "loss": round(loss_sum / steps, 5), "spread": round(spread_sum / steps, 5),
+               "seconds": round(seconds, 1)}
+        state["history"].append(row)
+        state["epoch"], state["seconds"] = epoch, state["seconds"] + seconds
+        atomic_torch_save({"net": net.state_dict(), "optimizer": optimizer.state_dict(),
+                           "generator": generator.get_state(), "state": state}, ckpt_path)
+        tqdm.write(f"pretrain epoch {epoch:3d}  loss {row['loss']:.4f}  spread {row['spread']:.4f} "
+                   f"(collapse = 0, healthy ~ {1 / math.sqrt(512):.3f})  {seconds:.0f} s")
+    target = out / PRETRAINED_NAME
+    tmp = out / f".{PRETRAINED_NAME}.tmp"
+    weights = {k: v.detach().cpu().contiguous() for k, v in net.backbone.state_dict().items()}
+    save_file(weights, str(tmp), metadata={"pneumoscan_pretrained": json.dumps(
+        {"model_name": cfg.model, "image_size": image_size, "method": "simsiam", "epochs": state["epoch"],
+         "seconds": round(state["seconds"], 1), "history": state["history"]})})
+    os.replace(tmp, target)
+    return target
+
+
+def load_pretrained(model: nn.Module, path: str | os.PathLike) -> None:
+    """Copy `pretrain`'s weights into `model` (same architecture); only the final linear stays as built."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; pass the {PRETRAINED_NAME} that `pneumoscan pretrain` wrote")
+    try:
+        weights = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for foreign files
+        raise InputError(f"{path}: not a safetensors weights file ({exc}); pass the {PRETRAINED_NAME} of `pneumoscan pretrain`") from exc
+    head = final_linear_name(model)
+    own = model.state_dict()
+    mismatched = [k for k, v in weights.items() if k not in own or own[k].shape != v.shape]
+    missing = [k for k in own if k not in weights and not k.startswith(head + ".")]
+    if mismatched or missing:
+        raise InputError(f"{path}: weights do not fit this model ({len(mismatched)} foreign, {len(missing)} missing "
+                         f"tensors, e.g. {(mismatched + missing)[0]}); pretrain with the same --model and model config")
+    model.load_state_dict(weights, strict=False)

@@ -1,0 +1,82 @@
+"""Self-supervised pretraining: weights without the head, exact resume, `train --init`, clear errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from pneumoscan.cli import main
+from pneumoscan.errors import InputError
+from pneumoscan.models.registry import create_model
+from pneumoscan.training import pretrain as pretrain_module
+from pneumoscan.training.config import TrainConfig
+from pneumoscan.training.pretrain import PRETRAINED_NAME, load_pretrained, pretrain
+
+
+def _cfg(data: Path, out: Path) -> TrainConfig:
+    return TrainConfig(data=str(data), out=str(out), model="resnet10", image_size=32, epochs=2, batch_size=8,
+                       lr=0.05, val_fraction=0.2)
+
+
+def test_pretrain_writes_backbone_weights_that_train_init_starts_from(tiny_data: Path, tmp_path: Path) -> None:
+    path = pretrain(_cfg(tiny_data, tmp_path / "pre"), progress=False)
+    assert path.name == PRETRAINED_NAME
+    weights = load_file(str(path))
+    with safe_open(str(path), "pt") as handle:
+        info = json.loads(handle.metadata()["pneumoscan_pretrained"])
+    assert info["model_name"] == "resnet10" and info["epochs"] == 2 and len(info["history"]) == 2
+    assert all(row["spread"] > 0 for row in info["history"])
+    fresh = create_model("resnet10").state_dict()
+    assert "head.3.weight" not in weights and "head.3.weight" in fresh
+    assert set(weights) == set(fresh) - {"head.3.weight", "head.3.bias"}
+    assert not torch.equal(weights["stem.0.weight"], fresh["stem.0.weight"])
+
+    model = create_model("resnet10")
+    head = model.head[3].weight.detach().clone()
+    load_pretrained(model, path)
+    assert torch.equal(model.state_dict()["stages.2.0.conv1.weight"], weights["stages.2.0.conv1.weight"])
+    assert torch.equal(model.head[3].weight, head)
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_data), "--out", str(run), "--init", str(path), "--model", "resnet10",
+                 "--image-size", "32", "--epochs", "1", "--batch-size", "16", "--val-fraction", "0.2", "--quiet"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["init"] == str(path) and (run / "model.safetensors").exists()
+
+
+def test_interrupted_pretraining_resumes_to_the_same_weights(tiny_data: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    straight = load_file(str(pretrain(_cfg(tiny_data, tmp_path / "a"), progress=False)))
+
+    def crash(_message: str) -> None:  # called once per epoch, after the checkpoint is written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pretrain_module.tqdm, "write", crash)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(_cfg(tiny_data, tmp_path / "b"), progress=False)
+    monkeypatch.undo()
+    assert not (tmp_path / "b" / PRETRAINED_NAME).exists()
+    with pytest.raises(InputError, match="--resume"):
+        pretrain(_cfg(tiny_data, tmp_path / "b"), progress=False)
+    resumed = load_file(str(pretrain(_cfg(tiny_data, tmp_path / "b"), resume=True, progress=False)))
+    assert resumed.keys() == straight.keys()
+    for key in straight:
+        assert torch.allclose(resumed[key].float(), straight[key].float(), atol=1e-6), key
+
+
+def test_init_errors_name_the_file_and_the_fix(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.safetensors"
+    with pytest.raises(InputError, match="pneumoscan pretrain"):
+        load_pretrained(create_model("resnet10"), missing)
+    path = pretrain(_cfg(tiny_data, tmp_path / "pre"), progress=False)
+    with pytest.raises(InputError, match="same --model"):
+        load_pretrained(create_model("cnn"), path)
+    bogus = tmp_path / "bogus.safetensors"
+    bogus.write_text("not weights")
+    assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "r"), "--init", str(bogus), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(bogus) in err and "Traceback" not in err
