@@ -106,6 +106,8 @@ def run_variant(name: str, overrides: dict, data: str, runs: Path) -> dict:
         train(cfg, resume=(out / LAST_CHECKPOINT).exists(), progress=sys.stderr.isatty())
     meta = read_meta(artifact)
     val = meta.val_metrics
+    if name in PRETRAIN:
+        overrides = {**overrides, "pretrain": f"SimSiam {PRETRAIN[name]['epochs']} epochs, {pretrain_seconds:.0f} s"}
     return {
         "variant": name, **overrides, "best_epoch": meta.training.get("best_epoch"),
         "epochs_run": meta.training.get("epochs_run"),
@@ -149,7 +151,7 @@ def main() -> None:
         return
     rows = [run_variant(name, cfg, args.data, runs) for name, cfg in VARIANTS.items()]
     add_stress(rows, runs)
-    columns = ["variant", "model", "image_size", "ema_decay", "label_smoothing", "augment", "balance", "seed",
+    columns = ["variant", "model", "image_size", "ema_decay", "label_smoothing", "mixup", "augment", "balance", "pretrain", "seed",
                "best_epoch", "epochs_run", "train_seconds", "val_auc", "val_auc_tta", "val_specificity_at_recall_0.95",
                "val_brier", "val_ece", "val_log_loss", "stress_auc_mean", "stress_auc_min", "stress_log_loss_mean"]
     write_results("ablation", rows, columns, command="python bench/ablation.py " + " ".join(sys.argv[1:]),
