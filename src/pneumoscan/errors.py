@@ -8,3 +8,10 @@ class PneumoscanError(Exception):
 
 class InputError(PneumoscanError):
     """An input file or folder cannot be used; the message names it and says what to do."""
+
+
+class UnknownModelError(PneumoscanError, KeyError):
+    """A model name that is not in the registry; the message lists the registered ones."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])

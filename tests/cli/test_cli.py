@@ -68,6 +68,10 @@ def test_predict_reports_bad_file_and_predicts_the_rest(tiny_run: Path, tiny_dat
         (["evaluate", "--model", "{run}", "--data", "{data}", "--threshold", "0.5", "--target-recall", "0.9"], "not both"),
         (["evaluate", "--model", "{run}", "--data", "{data}", "--prevalence", "1.5"], "--prevalence"),
         (["train", "--data", "{tmp}", "--out", "{tmp}/run"], "found neither"),
+        (["train", "--data", "{data}", "--out", "{tmp}/run", "--model", "nosuch"], "choose one of: cnn"),
+        (["pretrain", "--data", "{data}", "--out", "{tmp}/pre", "--model", "nosuch"], "choose one of: cnn"),
+        (["pretrain", "--data", "{data}", "--out", "{tmp}/pre", "--model", "ensemble"], "member architectures"),
+        (["pretrain", "--data", "{data}", "--out", "{tmp}/pre", "--batch-size", "5000"], "lower --batch-size"),
     ],
 )
 def test_user_mistakes_are_one_line(argv: list[str], message: str, tiny_run: Path, tiny_data: Path, tmp_path: Path,

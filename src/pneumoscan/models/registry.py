@@ -6,6 +6,8 @@ from typing import Any, Callable
 
 from torch import nn
 
+from pneumoscan.errors import UnknownModelError
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -56,10 +58,11 @@ def cam_layers(name: str, config: dict[str, Any]) -> list[str]:
 
 
 def get_spec(name: str) -> ModelSpec:
-    """The registry entry for `name`; KeyError lists the known names."""
+    """The registry entry for `name`; UnknownModelError (a KeyError) lists the known names."""
     _load_builtin()
     if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}")
+        raise UnknownModelError(f"unknown model {name!r}; choose one of: {', '.join(sorted(_REGISTRY))} "
+                                "(`pneumoscan models` describes them)")
     return _REGISTRY[name]
 
 

@@ -83,14 +83,16 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
     returns the path of `pretrained.safetensors` in cfg.out."""
     from pneumoscan.training.trainer import _image_stats, prepare_data, seed_everything
 
+    spec = get_spec(cfg.model)
+    if not spec.trainable:
+        raise InputError(f"model '{cfg.model}' is built from trained runs; pretrain one of its member architectures")
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / PRETRAIN_CHECKPOINT
     if resume and not ckpt_path.exists():
         raise InputError(f"{ckpt_path}: nothing to resume; run without --resume to start pretraining")
     if not resume and (ckpt_path.exists() or (out / PRETRAINED_NAME).exists()):
         raise InputError(f"{out}: holds an earlier pretraining; pass --resume to continue it or choose another --out")
-    image_size = cfg.image_size or get_spec(cfg.model).image_size
+    image_size = cfg.image_size or spec.image_size
     seed_everything(cfg.seed)
     data = prepare_data(cfg, image_size, progress)
     images = data.train.images
@@ -105,6 +107,7 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
     if steps < 1:
         raise InputError(f"{cfg.data}: {len(images)} training images are fewer than one batch of {cfg.batch_size}; "
                          "lower --batch-size")
+    out.mkdir(parents=True, exist_ok=True)
     state: dict[str, Any] = {"epoch": 0, "history": [], "seconds": 0.0}
     if resume:
         ckpt = load_checkpoint(ckpt_path)
