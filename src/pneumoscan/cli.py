@@ -82,8 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         if not args.data:
             raise PneumoscanError("train needs --data DIR (a folder with train/NORMAL and train/PNEUMONIA)")
-        overrides = {k: v for k, v in vars(args).items() if v is not None and k in TrainConfig.__dataclass_fields__}
-        cfg = TrainConfig(**overrides)
+        cfg = TrainConfig.from_args(args)
     from pneumoscan.training.commands import print_validation
 
     print_validation(train(cfg, resume=args.resume, progress=not args.quiet))

@@ -30,10 +30,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from pneumoscan.training.config import TrainConfig
     from pneumoscan.training.pretrain import pretrain
 
-    cfg = TrainConfig(data=args.data, out=args.out, model=args.model, image_size=args.image_size, epochs=args.epochs,
-                      batch_size=args.batch_size, lr=args.lr, seed=args.seed, split_seed=args.split_seed,
-                      val_fraction=args.val_fraction, max_images=args.max_images, cache_dir=args.cache_dir)
-    path = pretrain(cfg, resume=args.resume, progress=not args.quiet)
+    path = pretrain(TrainConfig.from_args(args), resume=args.resume, progress=not args.quiet)
     print(f"pretrained weights: {path}")
     print(f"next: pneumoscan train --data {args.data} --init {path} --model {args.model} --split-seed {args.split_seed} "
           f"--val-fraction {args.val_fraction} --out RUN")

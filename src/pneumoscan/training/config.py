@@ -45,3 +45,8 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+    @classmethod
+    def from_args(cls, args: Any) -> "TrainConfig":
+        """The config of parsed command-line options: those left unset (None) keep their defaults."""
+        return cls.from_dict({k: v for k, v in vars(args).items() if v is not None})

@@ -34,6 +34,7 @@ PRETRAIN_CHECKPOINT = "pretrain_last.pt"
 # Views far stronger than the supervised augmentation: SimSiam learns what survives them.
 VIEW_AUGMENT = AugmentConfig(rotation_deg=15.0, scale=0.25, translate=0.12, brightness=0.25, contrast=0.35)
 VIEW_NOISE = 0.03
+PROJECTION_DIM = 512
 
 
 def strip_final_linear(model: nn.Module) -> int:
@@ -52,7 +53,7 @@ def strip_final_linear(model: nn.Module) -> int:
 class SimSiam(nn.Module):
     """Backbone (network without its final linear), 3-layer projector, 2-layer bottleneck predictor."""
 
-    def __init__(self, backbone: nn.Module, width: int, dim: int = 512) -> None:
+    def __init__(self, backbone: nn.Module, width: int, dim: int = PROJECTION_DIM) -> None:
         super().__init__()
         self.backbone = backbone
         self.projector = nn.Sequential(
@@ -81,7 +82,7 @@ def _view(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
     """SimSiam on the run's training split (cfg.epochs, cfg.batch_size, SGD at cfg.lr scaled by batch/256);
     returns the path of `pretrained.safetensors` in cfg.out."""
-    from pneumoscan.training.trainer import _image_stats, prepare_data, seed_everything
+    from pneumoscan.training.trainer import image_stats, prepare_data, seed_everything
 
     spec = get_spec(cfg.model)
     if not spec.trainable:
@@ -96,7 +97,7 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
     seed_everything(cfg.seed)
     data = prepare_data(cfg, image_size, progress)
     images = data.train.images
-    mean, std = _image_stats(images)
+    mean, std = image_stats(images)
     device = device_for()
     backbone = create_model(cfg.model, **model_config(cfg.model))
     net = SimSiam(backbone, strip_final_linear(backbone)).to(device)
@@ -142,7 +143,7 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
         atomic_torch_save({"net": net.state_dict(), "optimizer": optimizer.state_dict(),
                            "generator": generator.get_state(), "state": state}, ckpt_path)
         tqdm.write(f"pretrain epoch {epoch:3d}  loss {row['loss']:.4f}  spread {row['spread']:.4f} "
-                   f"(collapse = 0, healthy ~ {1 / math.sqrt(512):.3f})  {seconds:.0f} s")
+                   f"(collapse = 0, healthy ~ {1 / math.sqrt(PROJECTION_DIM):.3f})  {seconds:.0f} s")
     target = out / PRETRAINED_NAME
     tmp = out / f".{PRETRAINED_NAME}.tmp"
     weights = {k: v.detach().cpu().contiguous() for k, v in net.backbone.state_dict().items()}

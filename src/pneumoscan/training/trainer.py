@@ -106,7 +106,8 @@ def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _image_stats(images: np.ndarray) -> tuple[float, float]:
+def image_stats(images: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation (0..1 scale) of uint8 images, from a subsample of about 500."""
     sample = np.asarray(images[:: max(1, len(images) // 500)], dtype=np.float32) / 255.0
     return float(sample.mean()), float(max(sample.std(), 1e-3))
 
@@ -181,7 +182,7 @@ class Trainer:
         data = prepare_data(cfg, self.image_size, self.progress)
         for message in data.train.skipped + data.val.skipped:
             tqdm.write(f"skipped: {message}")
-        mean, std = _image_stats(data.train.images)
+        mean, std = image_stats(data.train.images)
         model = create_model(cfg.model, **self.model_cfg)
         if cfg.init and not resume:
             from pneumoscan.training.pretrain import load_pretrained
