@@ -5,6 +5,7 @@ clean and under the acquisition shifts of stress_val.py, are collected with thos
 ensembles of the runs into bench/results/ablation.json and ablation.md. No test image is read.
 
     python bench/ablation.py --data ../shared/data/chest_xray --runs runs/ablation [--only NAME ...]
+    python bench/ablation.py ... --add NAME ...   # train and score just these, merge into the recorded table
 `J_cnn_96` and `K_resnet18_160` are the default-recipe runs of train_full.py (link them from
 runs/full to save their training).
 """
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _results import write_results
+from _results import RESULTS, write_results
 from stress_val import run_probs, score, shifted_sources, val_files
 
 from pneumoscan.artifact import ARTIFACT_NAME, read_meta
@@ -45,6 +46,10 @@ VARIANTS: dict[str, dict] = {
     "M_cnn_96_sampler": dict(model="cnn", image_size=96, balance="sampler"),
     "N_resnet10_128_sampler_mixup": dict(model="resnet10", image_size=128, balance="sampler", mixup=0.2),
     "P_resnet10_128_sampler_simsiam": dict(model="resnet10", image_size=128, balance="sampler"),
+    "Q_resnet10_224_sampler": dict(model="resnet10", image_size=224, balance="sampler"),
+    "R_resnet10_128_sampler_equalize": dict(model="resnet10", image_size=128, balance="sampler", equalize=True),
+    "R1_resnet10_128_sampler_equalize_seed1": dict(model="resnet10", image_size=128, balance="sampler", equalize=True, seed=1),
+    "R2_resnet10_128_sampler_equalize_seed2": dict(model="resnet10", image_size=128, balance="sampler", equalize=True, seed=2),
 }
 # Variants that start from `pneumoscan pretrain` weights (SimSiam on their training split; the
 # pretraining's seconds count in their training time). Settings as `pneumoscan pretrain`'s defaults.
@@ -60,6 +65,7 @@ ENSEMBLES: dict[str, list[str]] = {
     "ENS_sampler_resnet10_2_seeds": ["E_resnet10_128_sampler", "E1_resnet10_128_sampler_seed1"],
     "ENS_sampler_resnet10_3_seeds": ["E_resnet10_128_sampler", "E1_resnet10_128_sampler_seed1",
                                      "E2_resnet10_128_sampler_seed2"],
+    "ENS_equalize_resnet10_2_seeds": ["R_resnet10_128_sampler_equalize", "R1_resnet10_128_sampler_equalize_seed1"],
 }
 
 
@@ -74,7 +80,7 @@ def val_auc_with_tta(run: Path) -> float:
     model, meta = load_artifact(run)
     paths, labels = val_files(run)
     images = load_image_set([Sample(p, int(label)) for p, label in zip(paths, labels)], meta.image_size)
-    probs = predict_probs(model, np.asarray(images.images), meta.mean, meta.std, tta=True)
+    probs = predict_probs(model, np.asarray(images.images), meta.mean, meta.std, tta=True, equalize=meta.equalize)
     return roc_auc(images.labels, probs)
 
 
@@ -143,21 +149,34 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data/chest_xray")
     parser.add_argument("--runs", default="runs/ablation")
     parser.add_argument("--only", nargs="*", help="train just these variants and print their rows (no table)")
+    parser.add_argument("--add", nargs="*", help="train and score just these variants and merge their rows into the "
+                                                 "recorded results (runs are not kept in git)")
     args = parser.parse_args()
     runs = Path(args.runs)
     if args.only:  # train (or resume) just these; the table is written by a run without --only
         for name in args.only:
             print(json.dumps(run_variant(name, VARIANTS[name], args.data, runs)), flush=True)
         return
-    rows = [run_variant(name, cfg, args.data, runs) for name, cfg in VARIANTS.items()]
+    names = args.add or list(VARIANTS)
+    rows = [run_variant(name, VARIANTS[name], args.data, runs) for name in names]
     add_stress(rows, runs)
-    columns = ["variant", "model", "image_size", "ema_decay", "label_smoothing", "mixup", "augment", "balance", "pretrain", "seed",
+    note = ""
+    if args.add:
+        recorded = json.loads((RESULTS / "ablation.json").read_text())
+        fresh = {row["variant"] for row in rows}
+        kept = [row for row in recorded["rows"] if row["variant"] not in fresh]
+        rows = [r for r in kept if r["variant"] in VARIANTS] + rows + [r for r in kept if r["variant"] not in VARIANTS]
+        first = recorded["meta"]
+        note = (f" Rows other than {', '.join(sorted(fresh))} are carried over from `{first['command']}` "
+                f"({first['date']}); the stress shifts are seeded, so the scores are comparable.")
+    columns = ["variant", "model", "image_size", "ema_decay", "label_smoothing", "mixup", "augment", "balance", "equalize", "pretrain",
+               "seed",
                "best_epoch", "epochs_run", "train_seconds", "val_auc", "val_auc_tta", "val_specificity_at_recall_0.95",
                "val_brier", "val_ece", "val_log_loss", "stress_auc_mean", "stress_auc_min", "stress_log_loss_mean"]
     write_results("ablation", rows, columns, command="python bench/ablation.py " + " ".join(sys.argv[1:]),
                   note="Validation = patient-aware 15% of train (split seed 0); stress = the same images under the 13 "
                        "acquisition shifts of stress_val.py (mean and worst AUC). ENS rows average member probabilities; "
-                       "their train_seconds is the members' sum. Test images are not read by this script.")
+                       "their train_seconds is the members' sum. Test images are not read by this script." + note)
     print(json.dumps(rows, indent=2))
 
 

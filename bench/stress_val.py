@@ -93,7 +93,7 @@ def run_probs(run: Path, sources: dict[str, list[Image.Image]]) -> dict[str, np.
     model, meta = load_artifact(run)
     size = meta.image_size
     return {name: predict_probs(model, np.stack([resize_square(np.asarray(im), size) for im in images]), meta.mean,
-                                meta.std, tta=meta.tta)
+                                meta.std, tta=meta.tta, equalize=meta.equalize)
             for name, images in sources.items()}
 
 

@@ -36,6 +36,7 @@ class ArtifactMeta:
     test_metrics: dict[str, Any] = field(default_factory=dict)
     val_scores: dict[str, list[float]] = field(default_factory=dict)  # validation labels and probabilities
     tta: bool = False
+    equalize: bool = False  # histogram-equalise each image before normalising (trained with --equalize)
     version: str = __version__
 
     def threshold_for_recall(self, target_recall: float) -> float:

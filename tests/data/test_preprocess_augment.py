@@ -7,7 +7,11 @@ import torch
 from PIL import Image
 
 from pneumoscan.data.augment import AugmentConfig, augment_batch, mixup
-from pneumoscan.data.preprocess import load_image, normalize
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import ImageOps
+
+from pneumoscan.data.preprocess import equalize_images, load_image, normalize
 
 
 def test_load_image_any_size_and_mode(tmp_path: Path) -> None:
@@ -24,6 +28,28 @@ def test_normalize() -> None:
     x = normalize(batch, 0.5, 0.25)
     assert x.shape == (2, 1, 4, 4) and x.dtype == torch.float32
     assert torch.allclose(x, torch.full_like(x, 2.0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31), levels=st.integers(1, 256), size=st.integers(1, 24))
+def test_equalize_images_is_pils_equalize_per_image(seed: int, levels: int, size: int) -> None:
+    rng = np.random.default_rng(seed)
+    palette = rng.choice(256, size=levels, replace=False)
+    batch = palette[rng.integers(0, levels, (3, size, size))].astype(np.uint8)
+    expected = np.stack([np.asarray(ImageOps.equalize(Image.fromarray(im, mode="L"))) for im in batch])
+    np.testing.assert_array_equal(equalize_images(batch), expected)
+    np.testing.assert_array_equal(equalize_images(batch[0]), expected[0])  # a single 2-D image too
+
+
+def test_equalize_removes_exposure_and_contrast_differences() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (32, 32)).astype(np.uint8)
+    darker = (image.astype(np.float64) / 255) ** 1.6 * 200  # another tone curve, monotone
+    a, b = equalize_images(np.stack([image, darker.round().astype(np.uint8)]))
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.99
+    x = normalize(np.stack([image, darker.round().astype(np.uint8)]), 0.5, 0.25, equalize=True)
+    assert torch.equal(x, normalize(np.stack([a, b]), 0.5, 0.25))
+    assert not torch.equal(x, normalize(np.stack([image, darker.round().astype(np.uint8)]), 0.5, 0.25))
 
 
 def test_augment_changes_images_within_range_and_is_seeded() -> None:

@@ -32,9 +32,31 @@ def load_image(
     return resize_square(read_grayscale(source, name=name, max_pixels=max_pixels, draft_size=size), size)
 
 
-def normalize(batch: torch.Tensor | np.ndarray, mean: float, std: float) -> torch.Tensor:
-    """uint8 images (N, H, W) or (N, 1, H, W) in 0..255 -> float32 (N, 1, H, W), standardised."""
+def to_unit(batch: torch.Tensor | np.ndarray, *, equalize: bool = False) -> torch.Tensor:
+    """uint8 images (N, H, W) or (N, 1, H, W) in 0..255 -> float32 (N, 1, H, W) in 0..1; with `equalize`,
+    each image is histogram-equalised first (models trained with --equalize)."""
+    if equalize:
+        batch = equalize_images(np.asarray(batch))
     tensor = torch.from_numpy(np.array(batch, dtype=np.uint8)) if isinstance(batch, np.ndarray) else batch
     if tensor.ndim == 3:
         tensor = tensor.unsqueeze(1)
-    return (tensor.float() / 255.0 - mean) / std
+    return tensor.float() / 255.0
+
+
+def normalize(batch: torch.Tensor | np.ndarray, mean: float, std: float, *, equalize: bool = False) -> torch.Tensor:
+    """uint8 images (N, H, W) or (N, 1, H, W) -> the model's standardised float32 input (N, 1, H, W)."""
+    return (to_unit(batch, equalize=equalize) - mean) / std
+
+
+def equalize_images(images: np.ndarray) -> np.ndarray:
+    """Per-image histogram equalisation of uint8 images (..., H, W), the same mapping as PIL's ImageOps.equalize."""
+    images = np.asarray(images, dtype=np.uint8)
+    flat = images.reshape(-1, images.shape[-2] * images.shape[-1])
+    rows = np.arange(len(flat), dtype=np.int64)[:, None] * 256
+    hist = np.bincount((rows + flat).ravel(), minlength=len(flat) * 256).reshape(len(flat), 256)
+    last = hist[np.arange(len(flat)), 255 - np.argmax(hist[:, ::-1] > 0, axis=1)]
+    step = (flat.shape[1] - last) // 255
+    before = np.cumsum(hist, axis=1) - hist  # pixels strictly darker than each level
+    lut = (step[:, None] // 2 + before) // np.maximum(step, 1)[:, None]
+    lut = np.where((step > 0)[:, None], np.minimum(lut, 255), np.arange(256))  # flat images stay as they are
+    return np.take_along_axis(lut, flat.astype(np.int64), axis=1).astype(np.uint8).reshape(images.shape)

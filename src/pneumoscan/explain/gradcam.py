@@ -121,7 +121,7 @@ def gradcam_for_image(
         raise ValueError(f"expected a 2-D grayscale image, got shape {image.shape}")
     image = resize_square(image, meta.image_size)
     device = next(model.parameters()).device
-    x = normalize(image[None], meta.mean, meta.std).to(device)
+    x = normalize(image[None], meta.mean, meta.std, equalize=meta.equalize).to(device)
     if target is None:
         with torch.no_grad():
             prob = float(torch.sigmoid(model.eval()(x).reshape(-1)[0]))

@@ -1,6 +1,7 @@
 """ONNX Runtime inference: a CPU session over a pneumoscan ONNX export, normalising like PyTorch."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -81,6 +82,7 @@ class OnnxBackend:
         self.mean = float(self.metadata["mean"])
         self.std = float(self.metadata["std"])
         self.size = int(self.metadata["input_size"])
+        self.equalize = json.loads(self.metadata.get("equalize", "false"))
         self.input_name = self.session.get_inputs()[0].name
         self.has_features = len(self.session.get_outputs()) > 1
 
@@ -102,7 +104,7 @@ class OnnxBackend:
         probs = np.empty(len(images), dtype=np.float32)
         features: list[np.ndarray] = []
         for start in range(0, len(images), batch_size):
-            x = normalize(images[start : start + batch_size], self.mean, self.std).numpy()
+            x = normalize(images[start : start + batch_size], self.mean, self.std, equalize=self.equalize).numpy()
             outputs = self.session.run(None, {self.input_name: x})
             probs[start : start + len(x)] = outputs[0].reshape(-1)
             if len(outputs) > 1:

@@ -8,7 +8,8 @@ How to call it (Predictor, CLI, service) - one forward pass serves both the pred
     datas = [Path(f).read_bytes() for f in files]
     images = np.stack([load_image(d, meta.image_size, name=str(f)) for f, d in zip(files, datas)])
     colours = [colourfulness(d) for d in datas]          # measured on the raw bytes: decoding drops colour
-    logits, feats = forward_with_features(model, images, meta.mean, meta.std, batch_size=64, tta=meta.tta)
+    logits, feats = forward_with_features(model, images, meta.mean, meta.std, batch_size=64, tta=meta.tta,
+                                          equalize=meta.equalize)
     probs = sigmoid(logits)            # the same logits as predict_logits(...) gives
     results = guard.check(images, features=feats, colourfulness=colours)  # list[OODResult], one per image
     # not results[i].in_distribution -> report results[i].message ("not a chest X-ray: <reason>"),
@@ -158,7 +159,8 @@ def final_linear(model: nn.Module) -> nn.Linear:
 
 @torch.inference_mode()
 def forward_with_features(
-    model: nn.Module, images: np.ndarray, mean: float, std: float, *, batch_size: int = 128, tta: bool = False
+    model: nn.Module, images: np.ndarray, mean: float, std: float, *, batch_size: int = 128, tta: bool = False,
+    equalize: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logits (same as `predict_logits`) and penultimate features (N, D) of the unmirrored pass, in one pass."""
     model.eval()
@@ -175,7 +177,7 @@ def forward_with_features(
     logits_out = np.empty(len(images), dtype=np.float32)
     try:
         for start in range(0, len(images), batch_size):
-            x = normalize(np.asarray(images[start : start + batch_size]), mean, std).to(device)
+            x = normalize(np.asarray(images[start : start + batch_size]), mean, std, equalize=equalize).to(device)
             capture[0] = True
             logits = model(x)
             if tta:
@@ -278,7 +280,8 @@ class OODGuard:
             if features is None:
                 if model is None:
                     raise ValueError("check() needs `features` (from forward_with_features) or the `model`")
-                _, features = forward_with_features(model, images, self.meta["mean"], self.meta["std"])
+                _, features = forward_with_features(model, images, self.meta["mean"], self.meta["std"],
+                                                    equalize=self.meta.get("equalize", False))
             features = np.asarray(features)
             if features.shape != (len(images), self.models["features"].scale.shape[0]):
                 raise ValueError(f"features must be (N, {self.models['features'].scale.shape[0]}), got {features.shape}")
@@ -426,7 +429,7 @@ def fit_guard(
     images = np.asarray(image_set.images)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         colour = np.array(list(pool.map(colourfulness, [s.path for s in image_set.samples])))
-    _, feats = forward_with_features(net, images, meta.mean, meta.std, batch_size=batch_size)
+    _, feats = forward_with_features(net, images, meta.mean, meta.std, batch_size=batch_size, equalize=meta.equalize)
     signals = {"image": image_statistics(images), "features": _feature_transform(feats)}
     groups = {"image": None, "features": image_set.labels}
     per_dim = {"image": True, "features": False}  # statistics have mixed units; features share one
@@ -448,6 +451,7 @@ def fit_guard(
     guard_meta = {
         "format": GUARD_FORMAT, "version": __version__, "model_sha256": _sha256(model_path),
         "model_name": meta.model_name, "image_size": meta.image_size, "mean": meta.mean, "std": meta.std,
+        "equalize": meta.equalize,
         "feature_dim": int(feats.shape[1]), "threshold": threshold, "references": references,
         "max_false_rejection": max_false_rejection, "folds": folds, "seed": seed, "n_images": n,
         "held_out_rejection_rate": float((score > threshold).mean()),

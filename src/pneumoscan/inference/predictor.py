@@ -109,11 +109,13 @@ class Predictor:
             probs, features = self.onnx.predict_with_features(images, batch_size=self.batch_size)
         elif with_features:
             logits, features = forward_with_features(self.model, images, self.meta.mean, self.meta.std,
-                                                     batch_size=self.batch_size, tta=self.meta.tta)
+                                                     batch_size=self.batch_size, tta=self.meta.tta,
+                                                     equalize=self.meta.equalize)
             probs = sigmoid(logits)
         else:
             probs, features = predict_probs(self.model, images, self.meta.mean, self.meta.std,
-                                            batch_size=self.batch_size, tta=self.meta.tta), None
+                                            batch_size=self.batch_size, tta=self.meta.tta,
+                                            equalize=self.meta.equalize), None
         return self._adjust(probs), features
 
     def label_for(self, prob: float) -> str:
@@ -182,7 +184,8 @@ def describe(meta: ArtifactMeta) -> dict[str, object]:
     """A short, JSON-friendly description of a model artifact (for `GET /model` and the CLI)."""
     return {
         "name": meta.model_name, "version": meta.version, "input_size": meta.image_size,
-        "normalization": {"mean": meta.mean, "std": meta.std}, "class_names": meta.class_names,
+        "normalization": {"mean": meta.mean, "std": meta.std, "equalize": meta.equalize},
+        "class_names": meta.class_names,
         "threshold": meta.threshold, "target_recall": meta.target_recall, "tta": meta.tta,
         "val_metrics": meta.val_metrics, "test_metrics": meta.test_metrics,
     }

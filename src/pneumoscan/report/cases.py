@@ -120,7 +120,7 @@ def first_conv_maps(model: nn.Module, meta: ArtifactMeta, image_uint8: np.ndarra
     try:
         device = next(model.parameters()).device
         with torch.no_grad():
-            model.eval()(normalize(np.asarray(image_uint8)[None], meta.mean, meta.std).to(device))
+            model.eval()(normalize(np.asarray(image_uint8)[None], meta.mean, meta.std, equalize=meta.equalize).to(device))
     finally:
         handle.remove()
     return name, captured[0][0].cpu().numpy()

@@ -19,6 +19,7 @@ class Health(BaseModel):
 class Normalization(BaseModel):
     mean: float
     std: float
+    equalize: bool = Field(False, description="each image is histogram-equalised before (pixel / 255 - mean) / std")
 
 
 class ModelInfo(BaseModel):

@@ -34,6 +34,7 @@ class TrainConfig:
     mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 disables it
     ema_decay: float = 0.0  # 0 disables the exponential moving average of weights
     tta: bool = False
+    equalize: bool = False  # per-image histogram equalisation, in training and at every prediction
     init: str | None = None  # pretrained.safetensors of `pneumoscan pretrain` to start from
     max_images: int | None = None  # cap per class, for quick experiments
     cache_dir: str | None = None

@@ -22,6 +22,7 @@ from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, save_artifact
 from pneumoscan.data.augment import AugmentConfig, augment_batch, mixup
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.layout import Sample, discover
+from pneumoscan.data.preprocess import equalize_images, to_unit
 from pneumoscan.data.patients import patient_id
 from pneumoscan.data.split import patient_split
 from pneumoscan.errors import InputError
@@ -106,9 +107,11 @@ def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def image_stats(images: np.ndarray) -> tuple[float, float]:
-    """Mean and standard deviation (0..1 scale) of uint8 images, from a subsample of about 500."""
-    sample = np.asarray(images[:: max(1, len(images) // 500)], dtype=np.float32) / 255.0
+def image_stats(images: np.ndarray, *, equalize: bool = False) -> tuple[float, float]:
+    """Mean and standard deviation (0..1 scale) of uint8 images, from a subsample of about 500
+    (histogram-equalised first with `equalize`)."""
+    sample = np.asarray(images[:: max(1, len(images) // 500)])
+    sample = (equalize_images(sample) if equalize else sample).astype(np.float32) / 255.0
     return float(sample.mean()), float(max(sample.std(), 1e-3))
 
 
@@ -182,7 +185,7 @@ class Trainer:
         data = prepare_data(cfg, self.image_size, self.progress)
         for message in data.train.skipped + data.val.skipped:
             tqdm.write(f"skipped: {message}")
-        mean, std = image_stats(data.train.images)
+        mean, std = image_stats(data.train.images, equalize=cfg.equalize)
         model = create_model(cfg.model, **self.model_cfg)
         if cfg.init and not resume:
             from pneumoscan.training.pretrain import load_pretrained
@@ -214,7 +217,7 @@ class Trainer:
             self._write_json("split.json", data.split_record)
         meta = ArtifactMeta(
             model_name=cfg.model, model_config=self.model_cfg, image_size=self.image_size, mean=mean, std=std,
-            target_recall=cfg.target_recall, train_prevalence=n_pos / len(labels), tta=cfg.tta,
+            target_recall=cfg.target_recall, train_prevalence=n_pos / len(labels), tta=cfg.tta, equalize=cfg.equalize,
             training={"config": cfg.to_dict(), "data": data.split_record["counts"],
                       "skipped": len(data.split_record["skipped"])},
         )
@@ -230,7 +233,7 @@ class Trainer:
                        disable=not self.progress, leave=False)
             for batch_index in bar:
                 idx = np.sort(order[batch_index * cfg.batch_size : (batch_index + 1) * cfg.batch_size].numpy())
-                x = torch.from_numpy(np.asarray(data.train.images[idx])).unsqueeze(1).float().div_(255.0)
+                x = to_unit(np.asarray(data.train.images[idx]), equalize=cfg.equalize)
                 x = augment_batch(x, aug, generator)
                 x = ((x - mean) / std).to(self.device)
                 y = torch.from_numpy(labels[idx]).float().to(self.device)
@@ -249,7 +252,7 @@ class Trainer:
                 loss_sum += loss.item() * len(idx)
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{seen / (time.time() - started):.0f}")
             bar.close()
-            val_logits = predict_logits(eval_model, data.val.images, mean, std, tta=cfg.tta)
+            val_logits = predict_logits(eval_model, data.val.images, mean, std, tta=cfg.tta, equalize=cfg.equalize)
             val_probs = sigmoid(val_logits)
             val_labels = data.val.labels
             val_loss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(val_logits), torch.from_numpy(val_labels).float()))
@@ -289,7 +292,7 @@ def finish_artifact(out: Path, model: nn.Module, meta: ArtifactMeta, val: ImageS
                     *, seed: int = 0) -> Path:
     """Score `val` with `model`, store the threshold for `target_recall`, the validation scores and
     metrics in `meta`, write OUT/val_predictions.csv and the artifact OUT/model.safetensors."""
-    probs = sigmoid(predict_logits(model, val.images, meta.mean, meta.std, tta=meta.tta))
+    probs = sigmoid(predict_logits(model, val.images, meta.mean, meta.std, tta=meta.tta, equalize=meta.equalize))
     labels = val.labels
     meta.target_recall = target_recall
     meta.threshold = float(threshold_for_recall(labels, probs, target_recall))

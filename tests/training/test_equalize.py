@@ -1,0 +1,77 @@
+"""--equalize: a run trained on histogram-equalised images equalises at every later prediction too."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pneumoscan.artifact import load_artifact
+from pneumoscan.data.cache import load_image_set
+from pneumoscan.errors import InputError
+from pneumoscan.evaluation.evaluate import read_predictions
+from pneumoscan.data.layout import Sample
+from pneumoscan.export.onnx import export_artifact
+from pneumoscan.inference.batch import predict_probs
+from pneumoscan.inference.onnx_backend import OnnxBackend
+from pneumoscan.inference.predictor import Predictor
+from pneumoscan.training.config import TrainConfig
+from pneumoscan.training.ensemble import build_ensemble
+from pneumoscan.training.trainer import train
+
+
+@pytest.fixture(scope="module")
+def equalized_run(tiny_run: Path, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("equalized") / "run"
+    train(TrainConfig(data=str(tiny_data), out=str(out), model="cnn", image_size=24, epochs=2, batch_size=16,
+                      val_fraction=0.2, equalize=True, cache_dir=str(tiny_run.parent / "cache")), progress=False)
+    return out
+
+
+def val_images(run: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
+    paths, labels, probs = read_predictions(run / "val_predictions.csv", base=run)
+    images = load_image_set([Sample(p, int(y)) for p, y in zip(paths, labels)], size, progress=False)
+    return np.asarray(images.images), probs
+
+
+def test_the_artifact_records_equalize_and_its_scores_are_of_equalised_images(equalized_run: Path) -> None:
+    model, meta = load_artifact(equalized_run)
+    assert meta.equalize and json.loads((equalized_run / "config.json").read_text())["equalize"] is True
+    images, stored = val_images(equalized_run, meta.image_size)
+    equalised = predict_probs(model, images, meta.mean, meta.std, equalize=True)
+    np.testing.assert_allclose(equalised, stored, atol=1e-5)
+    assert np.abs(predict_probs(model, images, meta.mean, meta.std) - stored).max() > 1e-3
+
+
+def test_predictor_and_onnx_export_equalise_like_training(equalized_run: Path, tmp_path: Path) -> None:
+    model, meta = load_artifact(equalized_run)
+    images, _ = val_images(equalized_run, meta.image_size)
+    expected = predict_probs(model, images, meta.mean, meta.std, equalize=True)
+    torch_predictor = Predictor(equalized_run, backend="torch", guard=False)
+    np.testing.assert_allclose(torch_predictor.predict_images(images), expected, atol=1e-6)
+    report = export_artifact(equalized_run, tmp_path / "model.onnx")  # checks ONNX against torch itself
+    backend = OnnxBackend(report.path, threads=1)
+    assert backend.equalize
+    np.testing.assert_allclose(backend.predict_probs(images), expected, atol=1e-4)
+
+
+def test_an_ensemble_refuses_to_mix_equalised_and_plain_members(tiny_run: Path, equalized_run: Path,
+                                                                tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="--equalize"):
+        build_ensemble([tiny_run, equalized_run], tmp_path / "ens", progress=False)
+
+
+def test_the_guard_sees_the_equalised_features(equalized_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    from pneumoscan.inference.ood import fit_guard, forward_with_features, load_guard
+
+    model_file = tmp_path / "model.safetensors"
+    model_file.write_bytes((equalized_run / "model.safetensors").read_bytes())
+    fit_guard(model_file, tiny_data, cache_dir=tmp_path / "cache")
+    guard = load_guard(model_file)
+    assert guard is not None and guard.meta["equalize"] is True
+    model, meta = load_artifact(model_file)
+    images, _ = val_images(equalized_run, meta.image_size)
+    _, features = forward_with_features(model, images, meta.mean, meta.std, equalize=True)
+    np.testing.assert_allclose(guard.components(images, model=model)["features"],
+                               guard.components(images, features=features)["features"], rtol=1e-5)
