@@ -296,7 +296,8 @@ def finish_artifact(out: Path, model: nn.Module, meta: ArtifactMeta, val: ImageS
     labels = val.labels
     meta.target_recall = target_recall
     meta.threshold = float(threshold_for_recall(labels, probs, target_recall))
-    meta.val_scores = {"labels": [int(v) for v in labels], "probs": [round(float(p), 6) for p in probs]}
+    # unrounded, so the stored threshold reaches the target recall on the stored scores exactly
+    meta.val_scores = {"labels": [int(v) for v in labels], "probs": [float(p) for p in probs]}
     meta.val_metrics = summarize(labels, probs, meta.threshold, n_boot=500, seed=seed)
     write_predictions(out / "val_predictions.csv", val.samples, probs)
     return save_artifact(out / ARTIFACT_NAME, model, meta)
