@@ -32,3 +32,14 @@ def write_results(name: str, rows: list[dict[str, Any]], columns: list[str], *, 
     lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     return path
+
+
+def carry_over(name: str, rows: list[dict[str, Any]], key: str) -> tuple[list[dict[str, Any]], str]:
+    """`rows` merged into the recorded bench/results/NAME.json (same `key` replaces, in place; new ones
+    follow), and a sentence for the note saying which rows were carried over and from which command."""
+    recorded = json.loads((RESULTS / f"{name}.json").read_text())
+    fresh = {row[key]: row for row in rows}
+    merged = [fresh.pop(row[key], row) for row in recorded["rows"]] + list(fresh.values())
+    names = ", ".join(sorted(row[key] for row in rows))
+    return merged, (f" Rows other than {names} are carried over from `{recorded['meta']['command']}` "
+                    f"({recorded['meta']['date']}).")

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _results import RESULTS, write_results
+from _results import carry_over, write_results
 from stress_val import run_probs, score, shifted_sources, val_files
 
 from pneumoscan.artifact import ARTIFACT_NAME, read_meta
@@ -25,8 +25,8 @@ from pneumoscan.training.checkpoint import load_checkpoint
 from pneumoscan.training.config import TrainConfig
 from pneumoscan.training.trainer import LAST_CHECKPOINT, train
 
-# The first rows predate the sampler default, so the base recipe pins the class-weighted loss.
-BASE = dict(epochs=25, patience=8, seed=0, balance="weighted")
+# The first rows predate the sampler and equalisation defaults, so the base recipe pins them off.
+BASE = dict(epochs=25, patience=8, seed=0, balance="weighted", equalize=False)
 VARIANTS: dict[str, dict] = {
     "A_resnet10_128": dict(model="resnet10", image_size=128),
     "B_resnet10_128_ema_ls_aug": dict(model="resnet10", image_size=128, ema_decay=0.998, label_smoothing=0.1, augment=1.5),
@@ -94,6 +94,7 @@ def pretrained_weights(name: str, overrides: dict, data: str, runs: Path) -> tup
     path = out / PRETRAINED_NAME
     if not path.exists():
         cfg = TrainConfig(data=data, out=str(out), model=overrides["model"], image_size=overrides.get("image_size"),
+                          equalize=overrides.get("equalize", BASE["equalize"]),
                           seed=overrides.get("seed", 0), **PRETRAIN[name])
         pretrain(cfg, resume=(out / PRETRAIN_CHECKPOINT).exists(), progress=sys.stderr.isatty())
     with safe_open(str(path), "pt") as handle:
@@ -162,13 +163,10 @@ def main() -> None:
     add_stress(rows, runs)
     note = ""
     if args.add:
-        recorded = json.loads((RESULTS / "ablation.json").read_text())
-        fresh = {row["variant"] for row in rows}
-        kept = [row for row in recorded["rows"] if row["variant"] not in fresh]
-        rows = [r for r in kept if r["variant"] in VARIANTS] + rows + [r for r in kept if r["variant"] not in VARIANTS]
-        first = recorded["meta"]
-        note = (f" Rows other than {', '.join(sorted(fresh))} are carried over from `{first['command']}` "
-                f"({first['date']}); the stress shifts are seeded, so the scores are comparable.")
+        rows, note = carry_over("ablation", rows, "variant")
+        order = [*VARIANTS, *ENSEMBLES]
+        rows.sort(key=lambda row: order.index(row["variant"]))
+        note += " The stress shifts are seeded, so the scores are comparable."
     columns = ["variant", "model", "image_size", "ema_decay", "label_smoothing", "mixup", "augment", "balance", "equalize", "pretrain",
                "seed",
                "best_epoch", "epochs_run", "train_seconds", "val_auc", "val_auc_tta", "val_specificity_at_recall_0.95",

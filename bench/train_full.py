@@ -7,6 +7,9 @@ resnet10 runs exist, their ensemble is built in RUNS/ensemble and gets a row too
 is read only after training, for the final table.
 
     python bench/train_full.py --data ../shared/data/chest_xray --runs runs/full [--models resnet10 cnn shipped]
+
+With --models, the rows of the other models are carried over from the recorded results file (runs
+are not kept in git), and the note says so.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from _results import write_results
+from _results import RESULTS, carry_over, write_results
 
 from pneumoscan.artifact import ARTIFACT_NAME, read_meta
 from pneumoscan.models.registry import count_parameters, create_model, list_models
@@ -27,10 +30,10 @@ from pneumoscan.training.config import TrainConfig
 STATS = "bench_stats.json"
 
 
-# The seeds' comparison: every architecture with one recipe (class-weighted loss; the other
-# settings are the TrainConfig defaults). The shipped model (the defaults: balanced sampler) gets
+# The seeds' comparison: every architecture with one recipe (class-weighted loss, no equalisation;
+# the other settings are the TrainConfig defaults). The shipped model (the defaults: balanced sampler) gets
 # its own row, and so does the cnn + resnet10 ensemble of the comparison runs.
-COMPARISON = {"balance": "weighted"}
+COMPARISON = {"balance": "weighted", "equalize": False}
 SHIPPED = "shipped"
 ENSEMBLE = ("cnn", "resnet10")
 
@@ -110,9 +113,12 @@ def main(name: str = "train_full") -> None:
         columns = ["model", "balance", "params", "train_wall_s", "val_auc", "test_loss_brier"] + [
             f"test_{k}{suffix}" for k in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
             for suffix in ("", "_ci95")]
+    note = ""
+    if args.models and (RESULTS / f"{name}.json").exists():
+        rows, note = carry_over(name, rows, "model")
     write_results(name, rows, columns, command=f"python bench/{name}.py " + " ".join(sys.argv[1:]),
                   note="Same patient-aware validation split (15%, seed 0) for every model; threshold chosen on "
-                       "validation for recall 0.95; test split read only for this table. epochs = best/run.")
+                       "validation for recall 0.95; test split read only for this table. epochs = best/run." + note)
 
 
 if __name__ == "__main__":

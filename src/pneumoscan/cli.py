@@ -178,8 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixup", type=float, help="mixup alpha, e.g. 0.2: trains on blends of image pairs (default 0 = off)")
     p.add_argument("--ema-decay", type=float, help="exponential moving average of weights, e.g. 0.999 (default off)")
     p.add_argument("--tta", action="store_true", default=None, help="average each prediction with its mirror image")
-    p.add_argument("--equalize", action="store_true", default=None,
-                   help="histogram-equalise every image (training and prediction): robust to exposure and contrast")
+    p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="histogram-equalise every image, in training and at every prediction: robust to exposure "
+                        "and contrast (default on)")
     p.add_argument("--init", help="start from these weights: the pretrained.safetensors of `pneumoscan pretrain`")
     p.add_argument("--max-images", type=int, help="use at most this many images per class (quick experiments)")
     p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/pneumoscan)")

@@ -36,7 +36,7 @@ def check_bytes(model_path: Path, payloads: list[bytes]) -> list:
     guard = load_guard(model_path)
     model, meta = load_artifact(model_path)
     images = np.stack([load_image(p, meta.image_size) for p in payloads])
-    _, feats = forward_with_features(model, images, meta.mean, meta.std, tta=meta.tta)
+    _, feats = forward_with_features(model, images, meta.mean, meta.std, tta=meta.tta, equalize=meta.equalize)
     return guard.check(images, features=feats, colourfulness=[colourfulness(p) for p in payloads])
 
 
@@ -62,7 +62,7 @@ def test_model_argument_equals_precomputed_features(fitted: Path) -> None:
     guard = load_guard(fitted)
     model, meta = load_artifact(fitted)
     images = np.stack([load_image(blank_image(), meta.image_size), load_image(text_document(), meta.image_size)])
-    _, feats = forward_with_features(model, images, meta.mean, meta.std)
+    _, feats = forward_with_features(model, images, meta.mean, meta.std, equalize=meta.equalize)
     assert guard.check(images, model=model) == guard.check(images, features=feats)
     assert guard.check(images[:0], model=model) == []
     with pytest.raises(ValueError, match="features"):

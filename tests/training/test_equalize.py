@@ -29,10 +29,27 @@ def equalized_run(tiny_run: Path, tiny_data: Path, tmp_path_factory: pytest.Temp
     return out
 
 
+@pytest.fixture(scope="module")
+def plain_run(tiny_run: Path, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("plain") / "run"
+    train(TrainConfig(data=str(tiny_data), out=str(out), model="cnn", image_size=24, epochs=1, batch_size=16,
+                      val_fraction=0.2, equalize=False, cache_dir=str(tiny_run.parent / "cache")), progress=False)
+    return out
+
+
 def val_images(run: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
     paths, labels, probs = read_predictions(run / "val_predictions.csv", base=run)
     images = load_image_set([Sample(p, int(y)) for p, y in zip(paths, labels)], size, progress=False)
     return np.asarray(images.images), probs
+
+
+def test_equalize_is_the_default_and_can_be_turned_off() -> None:
+    from pneumoscan.cli import build_parser
+
+    assert TrainConfig(data="d", out="o").equalize
+    parser = build_parser()
+    assert TrainConfig.from_args(parser.parse_args(["train", "--data", "d", "--out", "o"])).equalize
+    assert not TrainConfig.from_args(parser.parse_args(["train", "--data", "d", "--out", "o", "--no-equalize"])).equalize
 
 
 def test_the_artifact_records_equalize_and_its_scores_are_of_equalised_images(equalized_run: Path) -> None:
@@ -56,10 +73,11 @@ def test_predictor_and_onnx_export_equalise_like_training(equalized_run: Path, t
     np.testing.assert_allclose(backend.predict_probs(images), expected, atol=1e-4)
 
 
-def test_an_ensemble_refuses_to_mix_equalised_and_plain_members(tiny_run: Path, equalized_run: Path,
+def test_an_ensemble_refuses_to_mix_equalised_and_plain_members(plain_run: Path, equalized_run: Path,
                                                                 tmp_path: Path) -> None:
+    assert not load_artifact(plain_run)[1].equalize
     with pytest.raises(InputError, match="--equalize"):
-        build_ensemble([tiny_run, equalized_run], tmp_path / "ens", progress=False)
+        build_ensemble([plain_run, equalized_run], tmp_path / "ens", progress=False)
 
 
 def test_the_guard_sees_the_equalised_features(equalized_run: Path, tiny_data: Path, tmp_path: Path) -> None:

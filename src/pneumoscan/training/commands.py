@@ -61,8 +61,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split-seed", type=int, default=0,
                    help="validation patients left out, as in `train` (default 0; use the same value there)")
     p.add_argument("--val-fraction", type=float, default=0.15, help="share of patients left out (default 0.15, as in train)")
-    p.add_argument("--equalize", action="store_true", default=None,
-                   help="histogram-equalise every image, for a `train --equalize` that starts from these weights")
+    p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="histogram-equalise every image, as `train` does by default (default on; match the train run)")
     p.add_argument("--max-images", type=int, help="use at most this many images per class (quick experiments)")
     p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/pneumoscan)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted pretraining in --out")

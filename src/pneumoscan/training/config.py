@@ -6,7 +6,7 @@ from typing import Any
 
 DEFAULT_MODEL = "resnet10"
 # The TrainConfig defaults below are the shipped model's recipe, chosen on validation
-# (bench/results/ablation.md): resnet10 at 128 px with a class-balanced sampler.
+# (bench/results/ablation.md): resnet10 at 128 px, histogram-equalised, with a class-balanced sampler.
 
 
 @dataclass
@@ -34,7 +34,7 @@ class TrainConfig:
     mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 disables it
     ema_decay: float = 0.0  # 0 disables the exponential moving average of weights
     tta: bool = False
-    equalize: bool = False  # per-image histogram equalisation, in training and at every prediction
+    equalize: bool = True  # per-image histogram equalisation, in training and at every prediction
     init: str | None = None  # pretrained.safetensors of `pneumoscan pretrain` to start from
     max_images: int | None = None  # cap per class, for quick experiments
     cache_dir: str | None = None
