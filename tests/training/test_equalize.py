@@ -21,20 +21,21 @@ from pneumoscan.training.ensemble import build_ensemble
 from pneumoscan.training.trainer import train
 
 
+def small_run(tiny_run: Path, tiny_data: Path, out: Path, equalize: bool) -> Path:
+    """A cnn at 24 px for two epochs on tiny_run's data and validation split."""
+    train(TrainConfig(data=str(tiny_data), out=str(out), model="cnn", image_size=24, epochs=2, batch_size=16,
+                      val_fraction=0.2, equalize=equalize, cache_dir=str(tiny_run.parent / "cache")), progress=False)
+    return out
+
+
 @pytest.fixture(scope="module")
 def equalized_run(tiny_run: Path, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("equalized") / "run"
-    train(TrainConfig(data=str(tiny_data), out=str(out), model="cnn", image_size=24, epochs=2, batch_size=16,
-                      val_fraction=0.2, equalize=True, cache_dir=str(tiny_run.parent / "cache")), progress=False)
-    return out
+    return small_run(tiny_run, tiny_data, tmp_path_factory.mktemp("equalized") / "run", equalize=True)
 
 
 @pytest.fixture(scope="module")
 def plain_run(tiny_run: Path, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("plain") / "run"
-    train(TrainConfig(data=str(tiny_data), out=str(out), model="cnn", image_size=24, epochs=1, batch_size=16,
-                      val_fraction=0.2, equalize=False, cache_dir=str(tiny_run.parent / "cache")), progress=False)
-    return out
+    return small_run(tiny_run, tiny_data, tmp_path_factory.mktemp("plain") / "run", equalize=False)
 
 
 def val_images(run: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
