@@ -145,16 +145,17 @@ def one_thread() -> object:
     torch.set_num_threads(previous)
 
 
+@pytest.mark.parametrize("equalize", [False, True])
 @pytest.mark.parametrize("name", list_models())
-def test_forward_with_features_matches_predict_logits(name: str, one_thread: object) -> None:
+def test_forward_with_features_matches_predict_logits(name: str, equalize: bool, one_thread: object) -> None:
     torch.manual_seed(0)
     size = 32
     model = create_model(name, **({"image_size": size} if name == "mlp" else {})).eval()
     images = np.random.default_rng(1).integers(0, 256, (5, size, size), dtype=np.uint8)
-    plain, feats = forward_with_features(model, images, 0.4, 0.2, batch_size=2)
-    mirrored, feats_tta = forward_with_features(model, images, 0.4, 0.2, batch_size=2, tta=True)
+    plain, feats = forward_with_features(model, images, 0.4, 0.2, batch_size=2, equalize=equalize)
+    mirrored, feats_tta = forward_with_features(model, images, 0.4, 0.2, batch_size=2, tta=True, equalize=equalize)
     for logits, tta in ((plain, False), (mirrored, True)):
-        expected = predict_logits(model, images, 0.4, 0.2, batch_size=2, tta=tta)
+        expected = predict_logits(model, images, 0.4, 0.2, batch_size=2, tta=tta, equalize=equalize)
         np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
     assert feats.shape == (5, final_linear(model).in_features)
     np.testing.assert_allclose(feats_tta, feats, rtol=1e-5, atol=1e-6)  # features of the unmirrored pass only

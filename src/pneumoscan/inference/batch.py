@@ -17,10 +17,11 @@ def device_for(preferred: str | None = None) -> torch.device:
 
 @torch.inference_mode()
 def predict_logits(
-    model: nn.Module, images: np.ndarray, mean: float, std: float, *, batch_size: int = 128, tta: bool = False,
-    equalize: bool = False,
+    model: nn.Module, images: np.ndarray, mean: float, std: float, *, equalize: bool, batch_size: int = 128,
+    tta: bool = False,
 ) -> np.ndarray:
-    """Logits for uint8 images (N, S, S); with `tta`, the mean logit of the image and its mirror."""
+    """Logits for uint8 images (N, S, S); with `tta`, the mean logit of the image and its mirror.
+    `equalize` has no default: pass the artifact's `meta.equalize`, as its training did."""
     model.eval()
     device = next(model.parameters()).device
     out = np.empty(len(images), dtype=np.float32)
@@ -38,7 +39,7 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
 
 
-def predict_probs(model: nn.Module, images: np.ndarray, mean: float, std: float, *, batch_size: int = 128, tta: bool = False,
-                  equalize: bool = False) -> np.ndarray:
+def predict_probs(model: nn.Module, images: np.ndarray, mean: float, std: float, *, equalize: bool,
+                  batch_size: int = 128, tta: bool = False) -> np.ndarray:
     """P(PNEUMONIA) for uint8 images (N, S, S)."""
     return sigmoid(predict_logits(model, images, mean, std, batch_size=batch_size, tta=tta, equalize=equalize))

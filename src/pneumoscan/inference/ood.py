@@ -159,8 +159,8 @@ def final_linear(model: nn.Module) -> nn.Linear:
 
 @torch.inference_mode()
 def forward_with_features(
-    model: nn.Module, images: np.ndarray, mean: float, std: float, *, batch_size: int = 128, tta: bool = False,
-    equalize: bool = False,
+    model: nn.Module, images: np.ndarray, mean: float, std: float, *, equalize: bool, batch_size: int = 128,
+    tta: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logits (same as `predict_logits`) and penultimate features (N, D) of the unmirrored pass, in one pass."""
     model.eval()
