@@ -167,9 +167,8 @@ def main() -> None:
         order = [*VARIANTS, *ENSEMBLES]
         rows.sort(key=lambda row: order.index(row["variant"]))
         note += " The stress shifts are seeded, so the scores are comparable."
-    columns = ["variant", "model", "image_size", "ema_decay", "label_smoothing", "mixup", "augment", "balance", "equalize", "pretrain",
-               "seed",
-               "best_epoch", "epochs_run", "train_seconds", "val_auc", "val_auc_tta", "val_specificity_at_recall_0.95",
+    columns = ["variant", "model", "image_size", "ema_decay", "label_smoothing", "mixup", "augment", "balance", "equalize",
+               "pretrain", "seed", "best_epoch", "epochs_run", "train_seconds", "val_auc", "val_auc_tta", "val_specificity_at_recall_0.95",
                "val_brier", "val_ece", "val_log_loss", "stress_auc_mean", "stress_auc_min", "stress_log_loss_mean"]
     write_results("ablation", rows, columns, command="python bench/ablation.py " + " ".join(sys.argv[1:]),
                   note="Validation = patient-aware 15% of train (split seed 0); stress = the same images under the 13 "

@@ -76,3 +76,13 @@ def test_mixup_blends_images_and_targets_with_one_weight() -> None:
     assert torch.isclose(values.sum(), x[:, 0, 0, 0].sum())  # a permutation keeps the batch mean
     assert torch.isclose(my.sum(), y.sum())
     assert mixup(x, y, 0.0) == (x, y)
+
+
+def test_equalize_images_in_chunks_matches_one_image_at_a_time() -> None:
+    from pneumoscan.data.preprocess import EQUALIZE_CHUNK
+
+    rng = np.random.default_rng(3)
+    n = EQUALIZE_CHUNK + 45
+    batch = (rng.random((n, 2, 8, 8)) ** rng.uniform(0.3, 3, (n, 1, 1, 1)) * 255).astype(np.uint8)
+    expected = np.stack([[equalize_images(im[None])[0] for im in pair] for pair in batch])
+    np.testing.assert_array_equal(equalize_images(batch), expected)

@@ -48,10 +48,16 @@ def normalize(batch: torch.Tensor | np.ndarray, mean: float, std: float, *, equa
     return (to_unit(batch, equalize=equalize) - mean) / std
 
 
+EQUALIZE_CHUNK = 256  # images per step: the int64 index arrays stay near 8 bytes x 256 x H x W
+
+
 def equalize_images(images: np.ndarray) -> np.ndarray:
     """Per-image histogram equalisation of uint8 images (..., H, W), the same mapping as PIL's ImageOps.equalize."""
     images = np.asarray(images, dtype=np.uint8)
     flat = images.reshape(-1, images.shape[-2] * images.shape[-1])
+    if len(flat) > EQUALIZE_CHUNK:
+        return np.concatenate([equalize_images(flat[i : i + EQUALIZE_CHUNK].reshape(-1, *images.shape[-2:]))
+                               for i in range(0, len(flat), EQUALIZE_CHUNK)]).reshape(images.shape)
     rows = np.arange(len(flat), dtype=np.int64)[:, None] * 256
     hist = np.bincount((rows + flat).ravel(), minlength=len(flat) * 256).reshape(len(flat), 256)
     last = hist[np.arange(len(flat)), 255 - np.argmax(hist[:, ::-1] > 0, axis=1)]

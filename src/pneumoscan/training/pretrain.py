@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pneumoscan.data.augment import AugmentConfig, augment_batch
-from pneumoscan.data.preprocess import to_unit
+from pneumoscan.data.preprocess import equalize_images, to_unit
 from pneumoscan.errors import InputError
 from pneumoscan.inference.batch import device_for
 from pneumoscan.models.registry import create_model, final_linear_name, get_spec, model_config
@@ -97,8 +97,8 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
     image_size = cfg.image_size or spec.image_size
     seed_everything(cfg.seed)
     data = prepare_data(cfg, image_size, progress)
-    images = data.train.images
-    mean, std = image_stats(images, equalize=cfg.equalize)
+    images = equalize_images(data.train.images) if cfg.equalize else data.train.images
+    mean, std = image_stats(images)
     device = device_for()
     backbone = create_model(cfg.model, **model_config(cfg.model))
     net = SimSiam(backbone, strip_final_linear(backbone)).to(device)
@@ -127,7 +127,7 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
         bar = tqdm(range(steps), desc=f"pretrain {epoch}/{cfg.epochs}", unit="batch", disable=not progress, leave=False)
         for step in bar:
             idx = np.sort(order[step * cfg.batch_size : (step + 1) * cfg.batch_size].numpy())
-            x = to_unit(np.asarray(images[idx]), equalize=cfg.equalize)
+            x = to_unit(np.asarray(images[idx]))
             x1, x2 = ((_view(x, generator) - mean) / std).to(device), ((_view(x, generator) - mean) / std).to(device)
             loss, spread = net(x1, x2)
             optimizer.zero_grad(set_to_none=True)

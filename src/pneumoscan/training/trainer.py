@@ -107,11 +107,9 @@ def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def image_stats(images: np.ndarray, *, equalize: bool = False) -> tuple[float, float]:
-    """Mean and standard deviation (0..1 scale) of uint8 images, from a subsample of about 500
-    (histogram-equalised first with `equalize`)."""
-    sample = np.asarray(images[:: max(1, len(images) // 500)])
-    sample = (equalize_images(sample) if equalize else sample).astype(np.float32) / 255.0
+def image_stats(images: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation (0..1 scale) of uint8 images, from a subsample of about 500."""
+    sample = np.asarray(images[:: max(1, len(images) // 500)], dtype=np.float32) / 255.0
     return float(sample.mean()), float(max(sample.std(), 1e-3))
 
 
@@ -185,7 +183,9 @@ class Trainer:
         data = prepare_data(cfg, self.image_size, self.progress)
         for message in data.train.skipped + data.val.skipped:
             tqdm.write(f"skipped: {message}")
-        mean, std = image_stats(data.train.images, equalize=cfg.equalize)
+        # equalised once here rather than every batch of every epoch; validation is equalised where it is scored
+        train_images = equalize_images(data.train.images) if cfg.equalize else data.train.images
+        mean, std = image_stats(train_images)
         model = create_model(cfg.model, **self.model_cfg)
         if cfg.init and not resume:
             from pneumoscan.training.pretrain import load_pretrained
@@ -233,7 +233,7 @@ class Trainer:
                        disable=not self.progress, leave=False)
             for batch_index in bar:
                 idx = np.sort(order[batch_index * cfg.batch_size : (batch_index + 1) * cfg.batch_size].numpy())
-                x = to_unit(np.asarray(data.train.images[idx]), equalize=cfg.equalize)
+                x = to_unit(np.asarray(train_images[idx]))
                 x = augment_batch(x, aug, generator)
                 x = ((x - mean) / std).to(self.device)
                 y = torch.from_numpy(labels[idx]).float().to(self.device)
