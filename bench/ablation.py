@@ -80,7 +80,7 @@ def val_auc_with_tta(run: Path) -> float:
     model, meta = load_artifact(run)
     paths, labels = val_files(run)
     images = load_image_set([Sample(p, int(label)) for p, label in zip(paths, labels)], meta.image_size)
-    probs = predict_probs(model, np.asarray(images.images), meta.mean, meta.std, tta=True, equalize=meta.equalize)
+    probs = predict_probs(model, np.asarray(images.images), meta.preprocessing, tta=True)
     return roc_auc(images.labels, probs)
 
 

@@ -281,7 +281,7 @@ def transformed(paths: list[Path], name: str, size: int, seed: int) -> tuple[np.
 
 def score(guard: OODGuard, model, meta, images: np.ndarray, colour: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Combined score and per-signal ratios, through the same calls the Predictor makes."""
-    _, feats = forward_with_features(model, images, meta.mean, meta.std, batch_size=64, equalize=meta.equalize)
+    _, feats = forward_with_features(model, images, meta.preprocessing, batch_size=64)
     return guard.scores(guard.components(images, features=feats, colourfulness=colour))
 
 
@@ -289,11 +289,11 @@ def timing(guard: OODGuard, model, meta, images: np.ndarray, colour: np.ndarray)
     """Milliseconds per image: forward pass with the feature hook, and the guard's own work on top."""
     from pneumoscan.inference.batch import predict_logits
 
-    forward_with_features(model, images[:64], meta.mean, meta.std, batch_size=64, equalize=meta.equalize)  # warm-up
+    forward_with_features(model, images[:64], meta.preprocessing, batch_size=64)  # warm-up
     t0 = time.perf_counter()
-    predict_logits(model, images, meta.mean, meta.std, batch_size=64, equalize=meta.equalize)
+    predict_logits(model, images, meta.preprocessing, batch_size=64)
     t1 = time.perf_counter()
-    _, feats = forward_with_features(model, images, meta.mean, meta.std, batch_size=64, equalize=meta.equalize)
+    _, feats = forward_with_features(model, images, meta.preprocessing, batch_size=64)
     t2 = time.perf_counter()
     guard.check(images, features=feats, colourfulness=colour)
     t3 = time.perf_counter()

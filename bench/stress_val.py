@@ -92,8 +92,8 @@ def run_probs(run: Path, sources: dict[str, list[Image.Image]]) -> dict[str, np.
     """The run's probabilities for every variant of the validation images."""
     model, meta = load_artifact(run)
     size = meta.image_size
-    return {name: predict_probs(model, np.stack([resize_square(np.asarray(im), size) for im in images]), meta.mean,
-                                meta.std, tta=meta.tta, equalize=meta.equalize)
+    return {name: predict_probs(model, np.stack([resize_square(np.asarray(im), size) for im in images]),
+                                meta.preprocessing, tta=meta.tta)
             for name, images in sources.items()}
 
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from pneumoscan import CLASS_NAMES, __version__
+from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import InputError
 from pneumoscan.models.registry import create_model
 
@@ -38,6 +39,11 @@ class ArtifactMeta:
     tta: bool = False
     equalize: bool = False  # histogram-equalise each image before normalising (trained with --equalize)
     version: str = __version__
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """What every prediction with these weights must do to its uint8 images first."""
+        return Preprocessing(self.mean, self.std, self.equalize)
 
     def threshold_for_recall(self, target_recall: float) -> float:
         """Operating threshold for `target_recall`, chosen on the stored validation scores."""

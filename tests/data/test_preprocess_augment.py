@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import ImageOps
 
-from pneumoscan.data.preprocess import equalize_images, load_image, normalize
+from pneumoscan.data.preprocess import Preprocessing, equalize_images, load_image
 
 
 def test_load_image_any_size_and_mode(tmp_path: Path) -> None:
@@ -23,9 +23,9 @@ def test_load_image_any_size_and_mode(tmp_path: Path) -> None:
     assert out[:, :28].mean() > 150 and out[:, 36:].mean() < 10
 
 
-def test_normalize() -> None:
+def test_preprocessing_standardises() -> None:
     batch = np.full((2, 4, 4), 255, dtype=np.uint8)
-    x = normalize(batch, 0.5, 0.25)
+    x = Preprocessing(0.5, 0.25)(batch)
     assert x.shape == (2, 1, 4, 4) and x.dtype == torch.float32
     assert torch.allclose(x, torch.full_like(x, 2.0))
 
@@ -47,9 +47,9 @@ def test_equalize_removes_exposure_and_contrast_differences() -> None:
     darker = (image.astype(np.float64) / 255) ** 1.6 * 200  # another tone curve, monotone
     a, b = equalize_images(np.stack([image, darker.round().astype(np.uint8)]))
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.99
-    x = normalize(np.stack([image, darker.round().astype(np.uint8)]), 0.5, 0.25, equalize=True)
-    assert torch.equal(x, normalize(np.stack([a, b]), 0.5, 0.25))
-    assert not torch.equal(x, normalize(np.stack([image, darker.round().astype(np.uint8)]), 0.5, 0.25))
+    x = Preprocessing(0.5, 0.25, equalize=True)(np.stack([image, darker.round().astype(np.uint8)]))
+    assert torch.equal(x, Preprocessing(0.5, 0.25)(np.stack([a, b])))
+    assert not torch.equal(x, Preprocessing(0.5, 0.25)(np.stack([image, darker.round().astype(np.uint8)])))
 
 
 def test_augment_changes_images_within_range_and_is_seeded() -> None:

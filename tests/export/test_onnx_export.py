@@ -13,7 +13,7 @@ import torch
 from pneumoscan import __version__
 from pneumoscan.artifact import load_artifact, read_meta, save_artifact
 from pneumoscan.cli import main
-from pneumoscan.data.preprocess import load_image, normalize
+from pneumoscan.data.preprocess import Preprocessing, load_image
 from pneumoscan.export.onnx import (
     ExportCheckError,
     check_onnx,
@@ -29,10 +29,10 @@ def sample_images(sample_dir: Path, size: int, per_class: int = 3) -> np.ndarray
     return np.stack([load_image(f, size) for f in files])
 
 
-def ort_probs(onnx_path: Path, images: np.ndarray, mean: float, std: float, equalize: bool) -> np.ndarray:
+def ort_probs(onnx_path: Path, images: np.ndarray, preprocessing: Preprocessing) -> np.ndarray:
     """Run the file with plain onnxruntime (independent of pneumoscan's backend wrapper)."""
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    x = normalize(images, mean, std, equalize=equalize).numpy()
+    x = preprocessing(images).numpy()
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
@@ -46,13 +46,13 @@ def test_export_round_trip_matches_torch(tiny_run: Path, sample_dir: Path, tmp_p
     onnx.checker.check_model(proto)
     model, meta = load_artifact(tiny_run)
     images = sample_images(sample_dir, meta.image_size)
-    got = ort_probs(out, images, meta.mean, meta.std, meta.equalize)
-    expected = predict_probs(model, images, meta.mean, meta.std, equalize=meta.equalize)
+    got = ort_probs(out, images, meta.preprocessing)
+    expected = predict_probs(model, images, meta.preprocessing)
     assert got.shape == (len(images),) and got.dtype == np.float32
     assert np.max(np.abs(got - expected)) <= 1e-4
     assert np.all((got >= 0) & (got <= 1))
     # the batch axis is dynamic: one image and an odd-sized batch both work
-    assert np.allclose(ort_probs(out, images[:1], meta.mean, meta.std, meta.equalize), expected[:1], atol=1e-4)
+    assert np.allclose(ort_probs(out, images[:1], meta.preprocessing), expected[:1], atol=1e-4)
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
 
 
@@ -81,12 +81,12 @@ def test_tta_is_part_of_the_graph(tiny_run: Path, sample_dir: Path, tmp_path: Pa
     assert json.loads(read_onnx_metadata(out)["tta"]) is True
 
     images = sample_images(sample_dir, meta.image_size)
-    got = ort_probs(out, images, meta.mean, meta.std, meta.equalize)
-    with_tta = predict_probs(model, images, meta.mean, meta.std, tta=True, equalize=meta.equalize)
-    without = predict_probs(model, images, meta.mean, meta.std, tta=False, equalize=meta.equalize)
+    got = ort_probs(out, images, meta.preprocessing)
+    with_tta = predict_probs(model, images, meta.preprocessing, tta=True)
+    without = predict_probs(model, images, meta.preprocessing, tta=False)
     assert np.max(np.abs(got - with_tta)) <= 1e-4
     assert np.max(np.abs(with_tta - without)) > 1e-4  # the mirror really changes the result
-    mirrored = ort_probs(out, images[:, :, ::-1].copy(), meta.mean, meta.std, meta.equalize)
+    mirrored = ort_probs(out, images[:, :, ::-1].copy(), meta.preprocessing)
     assert np.max(np.abs(mirrored - got)) <= 1e-5  # mirror-averaged output is symmetric
 
 

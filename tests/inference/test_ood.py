@@ -14,7 +14,7 @@ from PIL import Image
 
 from pneumoscan.artifact import ArtifactMeta, load_artifact, save_artifact
 from pneumoscan.data.layout import discover
-from pneumoscan.data.preprocess import load_image
+from pneumoscan.data.preprocess import Preprocessing, load_image
 from pneumoscan.errors import InputError
 from pneumoscan.inference import ood_commands
 from pneumoscan.inference.batch import predict_logits
@@ -36,7 +36,7 @@ def check_bytes(model_path: Path, payloads: list[bytes]) -> list:
     guard = load_guard(model_path)
     model, meta = load_artifact(model_path)
     images = np.stack([load_image(p, meta.image_size) for p in payloads])
-    _, feats = forward_with_features(model, images, meta.mean, meta.std, tta=meta.tta, equalize=meta.equalize)
+    _, feats = forward_with_features(model, images, meta.preprocessing, tta=meta.tta)
     return guard.check(images, features=feats, colourfulness=[colourfulness(p) for p in payloads])
 
 
@@ -62,7 +62,7 @@ def test_model_argument_equals_precomputed_features(fitted: Path) -> None:
     guard = load_guard(fitted)
     model, meta = load_artifact(fitted)
     images = np.stack([load_image(blank_image(), meta.image_size), load_image(text_document(), meta.image_size)])
-    _, feats = forward_with_features(model, images, meta.mean, meta.std, equalize=meta.equalize)
+    _, feats = forward_with_features(model, images, meta.preprocessing)
     assert guard.check(images, model=model) == guard.check(images, features=feats)
     assert guard.check(images[:0], model=model) == []
     with pytest.raises(ValueError, match="features"):
@@ -152,10 +152,11 @@ def test_forward_with_features_matches_predict_logits(name: str, equalize: bool,
     size = 32
     model = create_model(name, **({"image_size": size} if name == "mlp" else {})).eval()
     images = np.random.default_rng(1).integers(0, 256, (5, size, size), dtype=np.uint8)
-    plain, feats = forward_with_features(model, images, 0.4, 0.2, batch_size=2, equalize=equalize)
-    mirrored, feats_tta = forward_with_features(model, images, 0.4, 0.2, batch_size=2, tta=True, equalize=equalize)
+    preprocessing = Preprocessing(0.4, 0.2, equalize)
+    plain, feats = forward_with_features(model, images, preprocessing, batch_size=2)
+    mirrored, feats_tta = forward_with_features(model, images, preprocessing, batch_size=2, tta=True)
     for logits, tta in ((plain, False), (mirrored, True)):
-        expected = predict_logits(model, images, 0.4, 0.2, batch_size=2, tta=tta, equalize=equalize)
+        expected = predict_logits(model, images, preprocessing, batch_size=2, tta=tta)
         np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
     assert feats.shape == (5, final_linear(model).in_features)
     np.testing.assert_allclose(feats_tta, feats, rtol=1e-5, atol=1e-6)  # features of the unmirrored pass only

@@ -37,7 +37,7 @@ def test_ensemble_artifact_averages_members_and_chooses_its_threshold(tiny_run: 
     labels, probs = np.array(meta.val_scores["labels"]), np.array(meta.val_scores["probs"])
     assert (probs[labels == 1] >= meta.threshold).mean() >= meta.target_recall
     images = np.random.default_rng(0).integers(0, 256, (4, 32, 32), dtype=np.uint8)
-    probs_now = predict_probs(model, images, meta.mean, meta.std, equalize=meta.equalize)
+    probs_now = predict_probs(model, images, meta.preprocessing)
     assert probs_now.shape == (4,) and np.isfinite(probs_now).all()
     cam = gradcam_for_image(model, meta, images[0], target=1)
     assert cam.shape == (32, 32) and np.isfinite(cam).all()

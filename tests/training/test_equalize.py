@@ -1,6 +1,7 @@
 """--equalize: a run trained on histogram-equalised images equalises at every later prediction too."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -57,20 +58,20 @@ def test_the_artifact_records_equalize_and_its_scores_are_of_equalised_images(eq
     model, meta = load_artifact(equalized_run)
     assert meta.equalize and json.loads((equalized_run / "config.json").read_text())["equalize"] is True
     images, stored = val_images(equalized_run, meta.image_size)
-    equalised = predict_probs(model, images, meta.mean, meta.std, equalize=True)
-    np.testing.assert_allclose(equalised, stored, atol=1e-5)
-    assert np.abs(predict_probs(model, images, meta.mean, meta.std, equalize=False) - stored).max() > 1e-3
+    np.testing.assert_allclose(predict_probs(model, images, meta.preprocessing), stored, atol=1e-5)
+    plain = dataclasses.replace(meta.preprocessing, equalize=False)
+    assert np.abs(predict_probs(model, images, plain) - stored).max() > 1e-3
 
 
 def test_predictor_and_onnx_export_equalise_like_training(equalized_run: Path, tmp_path: Path) -> None:
     model, meta = load_artifact(equalized_run)
     images, _ = val_images(equalized_run, meta.image_size)
-    expected = predict_probs(model, images, meta.mean, meta.std, equalize=True)
+    expected = predict_probs(model, images, meta.preprocessing)
     torch_predictor = Predictor(equalized_run, backend="torch", guard=False)
     np.testing.assert_allclose(torch_predictor.predict_images(images), expected, atol=1e-6)
     report = export_artifact(equalized_run, tmp_path / "model.onnx")  # checks ONNX against torch itself
     backend = OnnxBackend(report.path, threads=1)
-    assert backend.equalize
+    assert backend.preprocessing == meta.preprocessing
     np.testing.assert_allclose(backend.predict_probs(images), expected, atol=1e-4)
 
 
@@ -91,6 +92,6 @@ def test_the_guard_sees_the_equalised_features(equalized_run: Path, tiny_data: P
     assert guard is not None and guard.meta["equalize"] is True
     model, meta = load_artifact(model_file)
     images, _ = val_images(equalized_run, meta.image_size)
-    _, features = forward_with_features(model, images, meta.mean, meta.std, equalize=True)
+    _, features = forward_with_features(model, images, meta.preprocessing)
     np.testing.assert_allclose(guard.components(images, model=model)["features"],
                                guard.components(images, features=features)["features"], rtol=1e-5)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -32,20 +33,27 @@ def load_image(
     return resize_square(read_grayscale(source, name=name, max_pixels=max_pixels, draft_size=size), size)
 
 
-def to_unit(batch: torch.Tensor | np.ndarray, *, equalize: bool = False) -> torch.Tensor:
-    """uint8 images (N, H, W) or (N, 1, H, W) in 0..255 -> float32 (N, 1, H, W) in 0..1; with `equalize`,
-    each image is histogram-equalised first (models trained with --equalize)."""
-    if equalize:
-        batch = equalize_images(np.asarray(batch))
+def to_unit(batch: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """uint8 images (N, H, W) or (N, 1, H, W) in 0..255 -> float32 (N, 1, H, W) in 0..1."""
     tensor = torch.from_numpy(np.array(batch, dtype=np.uint8)) if isinstance(batch, np.ndarray) else batch
     if tensor.ndim == 3:
         tensor = tensor.unsqueeze(1)
     return tensor.float() / 255.0
 
 
-def normalize(batch: torch.Tensor | np.ndarray, mean: float, std: float, *, equalize: bool = False) -> torch.Tensor:
-    """uint8 images (N, H, W) or (N, 1, H, W) -> the model's standardised float32 input (N, 1, H, W)."""
-    return (to_unit(batch, equalize=equalize) - mean) / std
+@dataclass(frozen=True)
+class Preprocessing:
+    """How uint8 images become the model's input: optional per-image histogram equalisation, then (x/255 - mean) / std."""
+
+    mean: float
+    std: float
+    equalize: bool = False
+
+    def __call__(self, batch: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """uint8 images (N, H, W) or (N, 1, H, W) -> the model's standardised float32 input (N, 1, H, W)."""
+        if self.equalize:
+            batch = equalize_images(np.asarray(batch))
+        return (to_unit(batch) - self.mean) / self.std
 
 
 EQUALIZE_CHUNK = 256  # images per step: the int64 index arrays stay near 8 bytes x 256 x H x W

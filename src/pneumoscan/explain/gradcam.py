@@ -113,7 +113,7 @@ def gradcam_for_image(
     """
     import torch
 
-    from pneumoscan.data.preprocess import normalize, resize_square
+    from pneumoscan.data.preprocess import resize_square
 
     layers = cam_layers_for(meta.model_name, meta.model_config)
     image = np.asarray(image_uint8)
@@ -121,7 +121,7 @@ def gradcam_for_image(
         raise ValueError(f"expected a 2-D grayscale image, got shape {image.shape}")
     image = resize_square(image, meta.image_size)
     device = next(model.parameters()).device
-    x = normalize(image[None], meta.mean, meta.std, equalize=meta.equalize).to(device)
+    x = meta.preprocessing(image[None]).to(device)
     if target is None:
         with torch.no_grad():
             prob = float(torch.sigmoid(model.eval()(x).reshape(-1)[0]))

@@ -153,7 +153,7 @@ def check_onnx(onnx_bytes: bytes, model: nn.Module, meta: ArtifactMeta, images: 
         onnx.checker.check_model(onnx.load_from_string(onnx_bytes), full_check=True)
     except Exception as err:  # noqa: BLE001 - any checker failure means the export is unusable
         raise ExportCheckError(f"exported ONNX model fails onnx.checker: {err}") from err
-    expected = predict_probs(model, images, meta.mean, meta.std, tta=meta.tta, equalize=meta.equalize)
+    expected = predict_probs(model, images, meta.preprocessing, tta=meta.tta)
     session = OnnxBackend(onnx_bytes, threads=1)
     got = session.predict_probs(images)
     single = session.predict_probs(images[:1])  # the batch axis really is dynamic
@@ -161,7 +161,7 @@ def check_onnx(onnx_bytes: bytes, model: nn.Module, meta: ArtifactMeta, images: 
     if not np.isfinite(diff) or diff > tolerance:
         raise ExportCheckError(f"ONNX Runtime and PyTorch disagree: max |P diff| = {diff:.3g} > {tolerance:g}")
     _, features = session.predict_with_features(images)
-    _, expected_features = forward_with_features(model, images, meta.mean, meta.std, equalize=meta.equalize)
+    _, expected_features = forward_with_features(model, images, meta.preprocessing)
     scale = float(np.max(np.abs(expected_features))) or 1.0
     feature_diff = float(np.max(np.abs(features - expected_features))) / scale
     if not np.isfinite(feature_diff) or feature_diff > tolerance:

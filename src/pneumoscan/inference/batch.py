@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pneumoscan.data.preprocess import normalize
+from pneumoscan.data.preprocess import Preprocessing
 
 
 def device_for(preferred: str | None = None) -> torch.device:
@@ -17,16 +17,15 @@ def device_for(preferred: str | None = None) -> torch.device:
 
 @torch.inference_mode()
 def predict_logits(
-    model: nn.Module, images: np.ndarray, mean: float, std: float, *, equalize: bool, batch_size: int = 128,
-    tta: bool = False,
+    model: nn.Module, images: np.ndarray, preprocessing: Preprocessing, *, batch_size: int = 128, tta: bool = False,
 ) -> np.ndarray:
-    """Logits for uint8 images (N, S, S); with `tta`, the mean logit of the image and its mirror.
-    `equalize` has no default: pass the artifact's `meta.equalize`, as its training did."""
+    """Logits for uint8 images (N, S, S) preprocessed as the model was trained (`meta.preprocessing`);
+    with `tta`, the mean logit of the image and its mirror."""
     model.eval()
     device = next(model.parameters()).device
     out = np.empty(len(images), dtype=np.float32)
     for start in range(0, len(images), batch_size):
-        x = normalize(np.asarray(images[start : start + batch_size]), mean, std, equalize=equalize).to(device)
+        x = preprocessing(np.asarray(images[start : start + batch_size])).to(device)
         logits = model(x)
         if tta:
             logits = (logits + model(torch.flip(x, dims=[3]))) / 2
@@ -39,7 +38,7 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
 
 
-def predict_probs(model: nn.Module, images: np.ndarray, mean: float, std: float, *, equalize: bool,
-                  batch_size: int = 128, tta: bool = False) -> np.ndarray:
+def predict_probs(model: nn.Module, images: np.ndarray, preprocessing: Preprocessing, *, batch_size: int = 128,
+                  tta: bool = False) -> np.ndarray:
     """P(PNEUMONIA) for uint8 images (N, S, S)."""
-    return sigmoid(predict_logits(model, images, mean, std, batch_size=batch_size, tta=tta, equalize=equalize))
+    return sigmoid(predict_logits(model, images, preprocessing, batch_size=batch_size, tta=tta))

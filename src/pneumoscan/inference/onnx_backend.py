@@ -9,7 +9,7 @@ import numpy as np
 from torch import nn
 
 from pneumoscan.artifact import ArtifactMeta
-from pneumoscan.data.preprocess import normalize
+from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import InputError
 
 _ORT_HINT = "pip install onnxruntime"
@@ -79,10 +79,9 @@ class OnnxBackend:
         self.metadata = {k.removeprefix("pneumoscan."): v for k, v in props.items() if k.startswith("pneumoscan.")}
         if "mean" not in self.metadata or "input_size" not in self.metadata:
             raise InputError(f"{label}: ONNX model without pneumoscan metadata; export it with `pneumoscan export`")
-        self.mean = float(self.metadata["mean"])
-        self.std = float(self.metadata["std"])
+        self.preprocessing = Preprocessing(float(self.metadata["mean"]), float(self.metadata["std"]),
+                                           json.loads(self.metadata.get("equalize", "false")))
         self.size = int(self.metadata["input_size"])
-        self.equalize = json.loads(self.metadata.get("equalize", "false"))
         self.input_name = self.session.get_inputs()[0].name
         self.has_features = len(self.session.get_outputs()) > 1
 
@@ -104,7 +103,7 @@ class OnnxBackend:
         probs = np.empty(len(images), dtype=np.float32)
         features: list[np.ndarray] = []
         for start in range(0, len(images), batch_size):
-            x = normalize(images[start : start + batch_size], self.mean, self.std, equalize=self.equalize).numpy()
+            x = self.preprocessing(images[start : start + batch_size]).numpy()
             outputs = self.session.run(None, {self.input_name: x})
             probs[start : start + len(x)] = outputs[0].reshape(-1)
             if len(outputs) > 1:

@@ -8,8 +8,7 @@ How to call it (Predictor, CLI, service) - one forward pass serves both the pred
     datas = [Path(f).read_bytes() for f in files]
     images = np.stack([load_image(d, meta.image_size, name=str(f)) for f, d in zip(files, datas)])
     colours = [colourfulness(d) for d in datas]          # measured on the raw bytes: decoding drops colour
-    logits, feats = forward_with_features(model, images, meta.mean, meta.std, batch_size=64, tta=meta.tta,
-                                          equalize=meta.equalize)
+    logits, feats = forward_with_features(model, images, meta.preprocessing, batch_size=64, tta=meta.tta)
     probs = sigmoid(logits)            # the same logits as predict_logits(...) gives
     results = guard.check(images, features=feats, colourfulness=colours)  # list[OODResult], one per image
     # not results[i].in_distribution -> report results[i].message ("not a chest X-ray: <reason>"),
@@ -52,7 +51,7 @@ from torch import nn
 from pneumoscan import __version__
 from pneumoscan.artifact import resolve_model_path
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom
-from pneumoscan.data.preprocess import normalize
+from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import InputError
 from pneumoscan.models.registry import final_linear_name
 
@@ -159,8 +158,7 @@ def final_linear(model: nn.Module) -> nn.Linear:
 
 @torch.inference_mode()
 def forward_with_features(
-    model: nn.Module, images: np.ndarray, mean: float, std: float, *, equalize: bool, batch_size: int = 128,
-    tta: bool = False,
+    model: nn.Module, images: np.ndarray, preprocessing: Preprocessing, *, batch_size: int = 128, tta: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logits (same as `predict_logits`) and penultimate features (N, D) of the unmirrored pass, in one pass."""
     model.eval()
@@ -177,7 +175,7 @@ def forward_with_features(
     logits_out = np.empty(len(images), dtype=np.float32)
     try:
         for start in range(0, len(images), batch_size):
-            x = normalize(np.asarray(images[start : start + batch_size]), mean, std, equalize=equalize).to(device)
+            x = preprocessing(np.asarray(images[start : start + batch_size])).to(device)
             capture[0] = True
             logits = model(x)
             if tta:
@@ -254,6 +252,7 @@ class OODGuard:
 
     def __init__(self, meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
         self.meta = meta
+        self.preprocessing = Preprocessing(meta["mean"], meta["std"], meta.get("equalize", False))
         self.threshold = float(meta["threshold"])
         self.references: dict[str, float] = {k: float(v) for k, v in meta["references"].items()}
         self.models = {name: _Gaussian(tensors[f"{name}.centers"], tensors[f"{name}.scale"], tensors[f"{name}.precision"])
@@ -280,8 +279,7 @@ class OODGuard:
             if features is None:
                 if model is None:
                     raise ValueError("check() needs `features` (from forward_with_features) or the `model`")
-                _, features = forward_with_features(model, images, self.meta["mean"], self.meta["std"],
-                                                    equalize=self.meta.get("equalize", False))
+                _, features = forward_with_features(model, images, self.preprocessing)
             features = np.asarray(features)
             if features.shape != (len(images), self.models["features"].scale.shape[0]):
                 raise ValueError(f"features must be (N, {self.models['features'].scale.shape[0]}), got {features.shape}")
@@ -429,7 +427,7 @@ def fit_guard(
     images = np.asarray(image_set.images)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         colour = np.array(list(pool.map(colourfulness, [s.path for s in image_set.samples])))
-    _, feats = forward_with_features(net, images, meta.mean, meta.std, batch_size=batch_size, equalize=meta.equalize)
+    _, feats = forward_with_features(net, images, meta.preprocessing, batch_size=batch_size)
     signals = {"image": image_statistics(images), "features": _feature_transform(feats)}
     groups = {"image": None, "features": image_set.labels}
     per_dim = {"image": True, "features": False}  # statistics have mixed units; features share one
@@ -450,8 +448,7 @@ def fit_guard(
     threshold = float(np.sort(score)[rank - 1])
     guard_meta = {
         "format": GUARD_FORMAT, "version": __version__, "model_sha256": _sha256(model_path),
-        "model_name": meta.model_name, "image_size": meta.image_size, "mean": meta.mean, "std": meta.std,
-        "equalize": meta.equalize,
+        "model_name": meta.model_name, "image_size": meta.image_size, **asdict(meta.preprocessing),
         "feature_dim": int(feats.shape[1]), "threshold": threshold, "references": references,
         "max_false_rejection": max_false_rejection, "folds": folds, "seed": seed, "n_images": n,
         "held_out_rejection_rate": float((score > threshold).mean()),

@@ -108,14 +108,12 @@ class Predictor:
         if self.onnx is not None:  # mirror-averaging is in the graph
             probs, features = self.onnx.predict_with_features(images, batch_size=self.batch_size)
         elif with_features:
-            logits, features = forward_with_features(self.model, images, self.meta.mean, self.meta.std,
-                                                     batch_size=self.batch_size, tta=self.meta.tta,
-                                                     equalize=self.meta.equalize)
+            logits, features = forward_with_features(self.model, images, self.meta.preprocessing,
+                                                     batch_size=self.batch_size, tta=self.meta.tta)
             probs = sigmoid(logits)
         else:
-            probs, features = predict_probs(self.model, images, self.meta.mean, self.meta.std,
-                                            batch_size=self.batch_size, tta=self.meta.tta,
-                                            equalize=self.meta.equalize), None
+            probs, features = predict_probs(self.model, images, self.meta.preprocessing,
+                                            batch_size=self.batch_size, tta=self.meta.tta), None
         return self._adjust(probs), features
 
     def label_for(self, prob: float) -> str:
@@ -184,7 +182,7 @@ def describe(meta: ArtifactMeta) -> dict[str, object]:
     """A short, JSON-friendly description of a model artifact (for `GET /model` and the CLI)."""
     return {
         "name": meta.model_name, "version": meta.version, "input_size": meta.image_size,
-        "normalization": {"mean": meta.mean, "std": meta.std, "equalize": meta.equalize},
+        "normalization": asdict(meta.preprocessing),
         "class_names": meta.class_names,
         "threshold": meta.threshold, "target_recall": meta.target_recall, "tta": meta.tta,
         "val_metrics": meta.val_metrics, "test_metrics": meta.test_metrics,

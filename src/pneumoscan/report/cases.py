@@ -109,8 +109,6 @@ def first_conv_maps(model: nn.Module, meta: ArtifactMeta, image_uint8: np.ndarra
     import torch
     from torch import nn
 
-    from pneumoscan.data.preprocess import normalize
-
     layer = next(((name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
     if layer is None:
         return None
@@ -120,7 +118,7 @@ def first_conv_maps(model: nn.Module, meta: ArtifactMeta, image_uint8: np.ndarra
     try:
         device = next(model.parameters()).device
         with torch.no_grad():
-            model.eval()(normalize(np.asarray(image_uint8)[None], meta.mean, meta.std, equalize=meta.equalize).to(device))
+            model.eval()(meta.preprocessing(np.asarray(image_uint8)[None]).to(device))
     finally:
         handle.remove()
     return name, captured[0][0].cpu().numpy()

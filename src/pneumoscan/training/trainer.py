@@ -252,7 +252,7 @@ class Trainer:
                 loss_sum += loss.item() * len(idx)
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{seen / (time.time() - started):.0f}")
             bar.close()
-            val_logits = predict_logits(eval_model, data.val.images, mean, std, tta=cfg.tta, equalize=cfg.equalize)
+            val_logits = predict_logits(eval_model, data.val.images, meta.preprocessing, tta=cfg.tta)
             val_probs = sigmoid(val_logits)
             val_labels = data.val.labels
             val_loss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(val_logits), torch.from_numpy(val_labels).float()))
@@ -292,7 +292,7 @@ def finish_artifact(out: Path, model: nn.Module, meta: ArtifactMeta, val: ImageS
                     *, seed: int = 0) -> Path:
     """Score `val` with `model`, store the threshold for `target_recall`, the validation scores and
     metrics in `meta`, write OUT/val_predictions.csv and the artifact OUT/model.safetensors."""
-    probs = sigmoid(predict_logits(model, val.images, meta.mean, meta.std, tta=meta.tta, equalize=meta.equalize))
+    probs = sigmoid(predict_logits(model, val.images, meta.preprocessing, tta=meta.tta))
     labels = val.labels
     meta.target_recall = target_recall
     meta.threshold = float(threshold_for_recall(labels, probs, target_recall))
