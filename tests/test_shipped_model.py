@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pneumoscan.artifact import default_model_path, read_meta
+from pneumoscan.data.preprocess import Preprocessing
 from tests.conftest import ROOT, SHARED
 
 TOLERANCE = 0.005
@@ -19,6 +20,15 @@ def test_default_model_is_shipped_and_self_describing() -> None:
     meta = read_meta(path)
     assert meta.class_names == ["NORMAL", "PNEUMONIA"] and 0 < meta.threshold < 1
     assert meta.test_metrics and meta.val_metrics and meta.val_scores["labels"]
+
+
+def test_shipped_model_and_guard_carry_the_equalised_preprocessing() -> None:
+    from pneumoscan.inference.ood import load_guard
+
+    meta = read_meta(default_model_path())
+    assert meta.preprocessing == Preprocessing(meta.mean, meta.std, equalize=True)
+    guard = load_guard(None)
+    assert guard is not None and guard.preprocessing == meta.preprocessing
 
 
 def test_model_card_states_the_artifact_figures() -> None:

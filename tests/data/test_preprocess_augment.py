@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -23,11 +25,32 @@ def test_load_image_any_size_and_mode(tmp_path: Path) -> None:
     assert out[:, :28].mean() > 150 and out[:, 36:].mean() < 10
 
 
-def test_preprocessing_standardises() -> None:
-    batch = np.full((2, 4, 4), 255, dtype=np.uint8)
-    x = Preprocessing(0.5, 0.25)(batch)
-    assert x.shape == (2, 1, 4, 4) and x.dtype == torch.float32
-    assert torch.allclose(x, torch.full_like(x, 2.0))
+def test_preprocessing_is_the_standardisation_formula_for_arrays_and_tensors() -> None:
+    white = Preprocessing(0.5, 0.25)(np.full((2, 4, 4), 255, dtype=np.uint8))
+    assert white.shape == (2, 1, 4, 4) and white.dtype == torch.float32
+    assert torch.allclose(white, torch.full_like(white, 2.0))
+    batch = np.random.default_rng(0).integers(0, 256, (3, 16, 16), dtype=np.uint8)
+    expected = (torch.from_numpy(batch).float().unsqueeze(1) / 255.0 - 0.48) / 0.23
+    preprocessing = Preprocessing(0.48, 0.23)
+    assert torch.equal(preprocessing(batch), expected)
+    assert torch.equal(preprocessing(batch[:, None]), expected)  # (N, 1, H, W) too
+    assert torch.equal(preprocessing(torch.from_numpy(batch)), expected)
+
+
+def test_preprocessing_with_equalize_is_pils_equalize_then_the_formula() -> None:
+    rng = np.random.default_rng(1)
+    batch = (rng.random((3, 20, 20)) ** 2 * 180).astype(np.uint8)  # dark and low-contrast
+    equalised = np.stack([np.asarray(ImageOps.equalize(Image.fromarray(im, mode="L"))) for im in batch])
+    expected = (torch.from_numpy(equalised).float().unsqueeze(1) / 255.0 - 0.48) / 0.23
+    assert torch.equal(Preprocessing(0.48, 0.23, equalize=True)(batch), expected)
+    assert not torch.equal(Preprocessing(0.48, 0.23)(batch), expected)
+
+
+def test_preprocessing_is_a_frozen_value() -> None:
+    preprocessing = Preprocessing(0.5, 0.25, equalize=True)
+    assert preprocessing == Preprocessing(0.5, 0.25, True) != Preprocessing(0.5, 0.25)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        preprocessing.equalize = False  # type: ignore[misc]
 
 
 @settings(max_examples=60, deadline=None)

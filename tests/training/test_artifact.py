@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
 from pneumoscan.artifact import ArtifactMeta, load_artifact, read_meta, resolve_model_path, save_artifact
+from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import InputError
 from pneumoscan.models.registry import create_model
 from pneumoscan.training.checkpoint import atomic_torch_save, load_checkpoint
@@ -26,6 +28,17 @@ def test_artifact_round_trip(tmp_path: Path) -> None:
     assert torch.allclose(loaded(x), model(x))
     assert meta2.threshold_for_recall(1.0) == pytest.approx(0.4)
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_preprocessing_round_trips_through_the_flat_json_header() -> None:
+    meta = ArtifactMeta(model_name="cnn", model_config={}, image_size=64, mean=0.4812345678901, std=0.2345678901234,
+                        equalize=True)
+    assert meta.preprocessing == Preprocessing(0.4812345678901, 0.2345678901234, equalize=True)
+    header = json.loads(meta.to_json())
+    assert (header["mean"], header["std"], header["equalize"]) == (meta.mean, meta.std, True)
+    assert "preprocessing" not in header  # artifacts written before it existed read the same fields
+    assert ArtifactMeta.from_json(meta.to_json()).preprocessing == meta.preprocessing
+    assert ArtifactMeta(model_name="cnn", model_config={}, image_size=64, mean=0.5, std=0.25).preprocessing.equalize is False
 
 
 def test_bad_model_paths(tmp_path: Path) -> None:

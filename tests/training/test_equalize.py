@@ -7,14 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from pneumoscan.artifact import load_artifact
+from pneumoscan.artifact import load_artifact, save_artifact
 from pneumoscan.data.cache import load_image_set
+from pneumoscan.data.preprocess import Preprocessing, equalize_images
 from pneumoscan.errors import InputError
 from pneumoscan.evaluation.evaluate import read_predictions
 from pneumoscan.data.layout import Sample
 from pneumoscan.export.onnx import export_artifact
-from pneumoscan.inference.batch import predict_probs
+from pneumoscan.inference.batch import predict_logits, predict_probs
 from pneumoscan.inference.onnx_backend import OnnxBackend
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.training.config import TrainConfig
@@ -57,10 +59,32 @@ def test_equalize_is_the_default_and_can_be_turned_off() -> None:
 def test_the_artifact_records_equalize_and_its_scores_are_of_equalised_images(equalized_run: Path) -> None:
     model, meta = load_artifact(equalized_run)
     assert meta.equalize and json.loads((equalized_run / "config.json").read_text())["equalize"] is True
+    assert meta.preprocessing == Preprocessing(meta.mean, meta.std, equalize=True)
     images, stored = val_images(equalized_run, meta.image_size)
     np.testing.assert_allclose(predict_probs(model, images, meta.preprocessing), stored, atol=1e-5)
     plain = dataclasses.replace(meta.preprocessing, equalize=False)
     assert np.abs(predict_probs(model, images, plain) - stored).max() > 1e-3
+
+
+def test_predict_logits_is_the_model_on_the_equalised_standardised_images(equalized_run: Path) -> None:
+    model, meta = load_artifact(equalized_run)
+    images, _ = val_images(equalized_run, meta.image_size)
+    x = (torch.from_numpy(equalize_images(images)).float().unsqueeze(1) / 255.0 - meta.mean) / meta.std
+    with torch.no_grad():
+        expected = model.eval()(x).reshape(-1).numpy()
+    np.testing.assert_array_equal(predict_logits(model, images, meta.preprocessing), expected)
+
+
+def test_the_predictor_preprocesses_as_its_artifact_says(equalized_run: Path, tmp_path: Path) -> None:
+    model, meta = load_artifact(equalized_run)
+    plain_path = save_artifact(tmp_path / "plain.safetensors", model, dataclasses.replace(meta, equalize=False))
+    images, _ = val_images(equalized_run, meta.image_size)
+    for backend in ("torch", "onnx"):
+        equalised = Predictor(equalized_run, backend=backend, guard=False).predict_images(images)
+        plain = Predictor(plain_path, backend=backend, guard=False).predict_images(images)
+        np.testing.assert_allclose(equalised, predict_probs(model, images, meta.preprocessing), atol=1e-4)
+        np.testing.assert_allclose(plain, predict_probs(model, images, Preprocessing(meta.mean, meta.std)), atol=1e-4)
+        assert np.abs(equalised - plain).max() > 1e-3, backend
 
 
 def test_predictor_and_onnx_export_equalise_like_training(equalized_run: Path, tmp_path: Path) -> None:
@@ -89,8 +113,8 @@ def test_the_guard_sees_the_equalised_features(equalized_run: Path, tiny_data: P
     model_file.write_bytes((equalized_run / "model.safetensors").read_bytes())
     fit_guard(model_file, tiny_data, cache_dir=tmp_path / "cache")
     guard = load_guard(model_file)
-    assert guard is not None and guard.meta["equalize"] is True
     model, meta = load_artifact(model_file)
+    assert guard is not None and guard.meta["equalize"] is True and guard.preprocessing == meta.preprocessing
     images, _ = val_images(equalized_run, meta.image_size)
     _, features = forward_with_features(model, images, meta.preprocessing)
     np.testing.assert_allclose(guard.components(images, model=model)["features"],
