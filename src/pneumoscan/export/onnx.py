@@ -2,9 +2,10 @@
 
 Exporter: torch 2.13's default (dynamo) exporter needs the extra `onnxscript` package, so this
 uses the TorchScript-based exporter (`dynamo=False`), which handles these plain conv nets exactly.
-The graph takes float32 images (N, 1, S, S) already normalised with the artifact's mean/std and
-returns float32 probabilities (N,). Test-time augmentation (`tta`) is part of the graph: the mean
-logit of the image and its left-right mirror, as in `pneumoscan.inference.batch`.
+The graph takes float32 images (N, 1, S, S) already preprocessed by the artifact's
+`meta.preprocessing` (equalised when it says so, then standardised) and returns float32
+probabilities (N,). Test-time augmentation (`tta`) is part of the graph: the mean logit of the
+image and its left-right mirror, as in `pneumoscan.inference.batch`.
 """
 from __future__ import annotations
 
