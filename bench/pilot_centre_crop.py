@@ -1,0 +1,79 @@
+"""Pilot for lung-field cropping without lung masks: train the default recipe on centre crops.
+
+No lung masks ship with the data, so the cheap stand-in for a lung-field crop is a fixed centre
+crop that drops the borders (labels, markers, arms, neck and abdomen). This writes a cropped copy
+of DATA/train (keep FRAC of each side, back to the source size, PNG), trains the default recipe on
+it (or reuses a finished run), and scores it like bench/ablation.py: clean and shifted validation
+AUC, where each shifted image is cropped after the shift, as a real cropping step would. Validation
+only: no test image is read. Not a feature: it did not beat the shipped recipe (see MODEL_CARD.md).
+
+    python bench/pilot_centre_crop.py --data ../shared/data/chest_xray --frac 0.8 --work /tmp/crop80
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from _results import write_results
+from stress_val import score, shifted_sources, val_files
+
+from pneumoscan.artifact import ARTIFACT_NAME, load_artifact
+from pneumoscan.data.preprocess import resize_square
+from pneumoscan.inference.batch import predict_probs
+from pneumoscan.training.config import TrainConfig
+from pneumoscan.training.trainer import LAST_CHECKPOINT, train
+
+
+def centre_crop(image: Image.Image, frac: float) -> Image.Image:
+    """The centre `frac` of each side of a square image."""
+    size = image.size[0]
+    keep = int(round(size * frac))
+    start = (size - keep) // 2
+    return image.crop((start, start, start + keep, start + keep))
+
+
+def cropped_copy(data: Path, work: Path, frac: float) -> Path:
+    """DATA/train centre-cropped into WORK/chest_xray/train (same names, .png); returns WORK/chest_xray."""
+    root = work / "chest_xray"
+    for path in sorted((data / "train").glob("*/*")):
+        dst = root / "train" / path.parent.name / (path.stem + ".png")
+        if not dst.exists():
+            image = Image.open(path).convert("L")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            centre_crop(image, frac).resize(image.size, Image.Resampling.BILINEAR).save(dst)
+    return root
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/chest_xray"))
+    parser.add_argument("--frac", type=float, default=0.8, help="share of each side kept (default 0.8)")
+    parser.add_argument("--work", type=Path, required=True, help="folder for the cropped copy of train/")
+    parser.add_argument("--runs", type=Path, default=Path("runs/pilot"))
+    args = parser.parse_args()
+    root = cropped_copy(args.data, args.work, args.frac)
+    out = args.runs / f"crop{round(args.frac * 100)}"
+    if not (out / ARTIFACT_NAME).exists():
+        train(TrainConfig(data=str(root), out=str(out)), resume=(out / LAST_CHECKPOINT).exists(),
+              progress=sys.stderr.isatty())
+    paths, labels = val_files(out)
+    originals = [next((args.data / "train" / p.parent.name).glob(p.stem + ".*")) for p in paths]
+    model, meta = load_artifact(out)
+    probs = {shift: predict_probs(model, np.stack([resize_square(np.asarray(centre_crop(im, args.frac)), meta.image_size)
+                                                   for im in images]), meta.preprocessing)
+             for shift, images in shifted_sources(originals).items()}
+    row = {**score(out.name, labels, probs), "frac": args.frac, "train_seconds": meta.training.get("train_seconds")}
+    write_results("pilot_centre_crop", [row], ["run", "frac", "train_seconds", "val_auc", "val_log_loss", "stress_auc_mean",
+                                               "stress_auc_min", "stress_worst", "stress_log_loss_mean"],
+                  command="python bench/pilot_centre_crop.py " + " ".join(sys.argv[1:]),
+                  note="The default recipe (resnet10 128 px, class-balanced batches, equalisation, seed 0) on centre "
+                       "crops; validation = the same patient-aware split as bench/ablation.py, so the stress scores "
+                       "compare with its rows (shipped recipe: 0.9979).")
+
+
+if __name__ == "__main__":
+    main()
