@@ -34,12 +34,17 @@ def write_results(name: str, rows: list[dict[str, Any]], columns: list[str], *, 
     return path
 
 
-def carry_over(name: str, rows: list[dict[str, Any]], key: str) -> tuple[list[dict[str, Any]], str]:
-    """`rows` merged into the recorded bench/results/NAME.json (same `key` replaces, in place; new ones
-    follow), and a sentence for the note saying which rows were carried over and from which command."""
+def carry_over(name: str, rows: list[dict[str, Any]], key: str, command: str) -> tuple[list[dict[str, Any]], str]:
+    """`rows`, just made by `command`, merged into the recorded bench/results/NAME.json (same `key` replaces
+    in place; new ones follow). Every row keeps its `source`, the command and date that made it; a
+    recorded row without one was made by the recorded file's command. Returns the rows and a sentence
+    for the note naming the rows of each source."""
     recorded = json.loads((RESULTS / f"{name}.json").read_text())
-    fresh = {row[key]: row for row in rows}
-    merged = [fresh.pop(row[key], row) for row in recorded["rows"]] + list(fresh.values())
-    names = ", ".join(sorted(row[key] for row in rows))
-    return merged, (f" Rows other than {names} are carried over from `{recorded['meta']['command']}` "
-                    f"({recorded['meta']['date']}).")
+    earlier = f"`{recorded['meta']['command']}` ({recorded['meta']['date']})"
+    fresh = {row[key]: {**row, "source": f"`{command}` ({time.strftime('%Y-%m-%d %H:%M')})"} for row in rows}
+    merged = [fresh.pop(row[key], {"source": earlier, **row}) for row in recorded["rows"]] + list(fresh.values())
+    by_source: dict[str, list[str]] = {}
+    for row in merged:
+        by_source.setdefault(row["source"], []).append(str(row[key]))
+    return merged, " Rows by the command that made them: " + "; ".join(
+        f"{source}: {', '.join(names)}" for source, names in by_source.items()) + "."

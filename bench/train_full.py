@@ -114,9 +114,10 @@ def main(name: str = "train_full") -> None:
             f"test_{k}{suffix}" for k in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
             for suffix in ("", "_ci95")]
     note = ""
+    command = f"python bench/{name}.py " + " ".join(sys.argv[1:])
     if args.models and (RESULTS / f"{name}.json").exists():
-        rows, note = carry_over(name, rows, "model")
-    write_results(name, rows, columns, command=f"python bench/{name}.py " + " ".join(sys.argv[1:]),
+        rows, note = carry_over(name, rows, "model", command)
+    write_results(name, rows, columns, command=command,
                   note="Same patient-aware validation split (15%, seed 0) for every model; threshold chosen on "
                        "validation for recall 0.95; test split read only for this table. epochs = best/run." + note)
 
