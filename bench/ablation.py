@@ -50,6 +50,10 @@ VARIANTS: dict[str, dict] = {
     "R_resnet10_128_sampler_equalize": dict(model="resnet10", image_size=128, balance="sampler", equalize=True),
     "R1_resnet10_128_sampler_equalize_seed1": dict(model="resnet10", image_size=128, balance="sampler", equalize=True, seed=1),
     "R2_resnet10_128_sampler_equalize_seed2": dict(model="resnet10", image_size=128, balance="sampler", equalize=True, seed=2),
+    "S_resnet10_128_sampler_equalize_aug0.5": dict(model="resnet10", image_size=128, balance="sampler", equalize=True,
+                                                   augment=0.5),
+    "T_resnet10_128_sampler_equalize_40ep": dict(model="resnet10", image_size=128, balance="sampler", equalize=True,
+                                                 epochs=40),
 }
 # Variants that start from `pneumoscan pretrain` weights (SimSiam on their training split; the
 # pretraining's seconds count in their training time). Settings as `pneumoscan pretrain`'s defaults.
@@ -162,18 +166,20 @@ def main() -> None:
     rows = [run_variant(name, VARIANTS[name], args.data, runs) for name in names]
     add_stress(rows, runs)
     note = ""
+    command = "python bench/ablation.py " + " ".join(sys.argv[1:])
     if args.add:
-        rows, note = carry_over("ablation", rows, "variant")
+        rows, note = carry_over("ablation", rows, "variant", command)
         order = [*VARIANTS, *ENSEMBLES]
         rows.sort(key=lambda row: order.index(row["variant"]))
         note += " The stress shifts are seeded, so the scores are comparable."
     columns = ["variant", "model", "image_size", "ema_decay", "label_smoothing", "mixup", "augment", "balance", "equalize",
-               "pretrain", "seed", "best_epoch", "epochs_run", "train_seconds", "val_auc", "val_auc_tta", "val_specificity_at_recall_0.95",
+               "epochs", "pretrain", "seed", "best_epoch", "epochs_run", "train_seconds", "val_auc", "val_auc_tta", "val_specificity_at_recall_0.95",
                "val_brier", "val_ece", "val_log_loss", "stress_auc_mean", "stress_auc_min", "stress_log_loss_mean"]
-    write_results("ablation", rows, columns, command="python bench/ablation.py " + " ".join(sys.argv[1:]),
+    write_results("ablation", rows, columns, command=command,
                   note="Validation = patient-aware 15% of train (split seed 0); stress = the same images under the 13 "
                        "acquisition shifts of stress_val.py (mean and worst AUC). ENS rows average member probabilities; "
-                       "their train_seconds is the members' sum. Test images are not read by this script." + note)
+                       "their train_seconds is the members' sum. Blank settings are the base recipe's (balance weighted, no "
+                       "equalisation, 25 epochs, augment 1.0). Test images are not read by this script." + note)
     print(json.dumps(rows, indent=2))
 
 
