@@ -70,6 +70,8 @@ ENSEMBLES: dict[str, list[str]] = {
     "ENS_sampler_resnet10_3_seeds": ["E_resnet10_128_sampler", "E1_resnet10_128_sampler_seed1",
                                      "E2_resnet10_128_sampler_seed2"],
     "ENS_equalize_resnet10_2_seeds": ["R_resnet10_128_sampler_equalize", "R1_resnet10_128_sampler_equalize_seed1"],
+    "ENS_equalize_resnet10_3_seeds": ["R_resnet10_128_sampler_equalize", "R1_resnet10_128_sampler_equalize_seed1",
+                                      "R2_resnet10_128_sampler_equalize_seed2"],
 }
 
 
