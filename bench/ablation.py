@@ -54,6 +54,7 @@ VARIANTS: dict[str, dict] = {
                                                    augment=0.5),
     "T_resnet10_128_sampler_equalize_40ep": dict(model="resnet10", image_size=128, balance="sampler", equalize=True,
                                                  epochs=40),
+    "U_resnet10_96_sampler_equalize": dict(model="resnet10", image_size=96, balance="sampler", equalize=True),
 }
 # Variants that start from `pneumoscan pretrain` weights (SimSiam on their training split; the
 # pretraining's seconds count in their training time). Settings as `pneumoscan pretrain`'s defaults.
