@@ -76,6 +76,10 @@ class Predictor:
             raise InputError("give either --threshold or --target-recall, not both")
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise InputError(f"--threshold {threshold}: must be between 0 and 1")
+        if target_recall is not None and not 0.0 < target_recall <= 1.0:
+            raise InputError(f"--target-recall {target_recall}: must be above 0 and at most 1, e.g. 0.95")
+        if prevalence is not None and not 0.0 < prevalence < 1.0:  # checked here, even when no image is readable
+            raise InputError(f"--prevalence {prevalence}: must be strictly between 0 and 1")
         raw = threshold if threshold is not None else (
             self.meta.threshold_for_recall(target_recall) if target_recall is not None else self.meta.threshold)
         # A recall-based threshold does not depend on prevalence, so it moves with the probabilities.
@@ -95,8 +99,6 @@ class Predictor:
     def _adjust(self, probs: np.ndarray) -> np.ndarray:
         if self.prevalence is None:
             return probs
-        if not 0.0 < self.prevalence < 1.0:
-            raise InputError(f"--prevalence {self.prevalence}: must be strictly between 0 and 1")
         return adjust_for_prevalence(probs, self.meta.train_prevalence, self.prevalence)
 
     def predict_images(self, images: np.ndarray) -> np.ndarray:
