@@ -75,6 +75,15 @@ def test_predict_reports_bad_file_and_predicts_the_rest(tiny_run: Path, tiny_dat
         (["pretrain", "--data", "{data}", "--out", "{tmp}/pre", "--model", "nosuch"], "choose one of: cnn"),
         (["pretrain", "--data", "{data}", "--out", "{tmp}/pre", "--model", "ensemble"], "member architectures"),
         (["pretrain", "--data", "{data}", "--out", "{tmp}/pre", "--batch-size", "5000"], "lower --batch-size"),
+        (["train", "--data", "{data}", "--out", "{tmp}/run", "--epochs", "0"], "--epochs 0: must be at least 1"),
+        (["train", "--data", "{data}", "--out", "{tmp}/run", "--patience", "0"], "--patience 0"),
+        (["train", "--data", "{data}", "--out", "{tmp}/run", "--batch-size", "0"], "--batch-size 0"),
+        (["train", "--data", "{data}", "--out", "{tmp}/run", "--val-fraction", "1.5"], "--val-fraction 1.5"),
+        (["train", "--data", "{data}", "--out", "{tmp}/run", "--target-recall", "0"], "--target-recall 0"),
+        (["train", "--data", "{data}", "--out", "{tmp}/run", "--lr", "-1"], "--lr -1"),
+        (["train", "--data", "{data}", "--out", "{tmp}/run", "--ema-decay", "2"], "--ema-decay 2"),
+        (["pretrain", "--data", "{data}", "--out", "{tmp}/pre", "--epochs", "0"], "--epochs 0"),
+        (["ensemble", "{run}", "{run}", "--out", "{tmp}/ens", "--target-recall", "0"], "--target-recall 0"),
     ],
 )
 def test_user_mistakes_are_one_line(argv: list[str], message: str, tiny_run: Path, tiny_data: Path, tmp_path: Path,
@@ -84,6 +93,8 @@ def test_user_mistakes_are_one_line(argv: list[str], message: str, tiny_run: Pat
     err = capsys.readouterr().err
     assert code != 0
     assert message in err and "Traceback" not in err
+    if argv[0] in ("train", "pretrain") and message.startswith("--"):  # refused before --out is created
+        assert not (tmp_path / "run").exists() and not (tmp_path / "pre").exists()
 
 
 def test_operating_point_options(tiny_run: Path, tiny_data: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from pneumoscan.errors import InputError
+
 DEFAULT_MODEL = "resnet10"
 # The TrainConfig defaults below are the shipped model's recipe, chosen on validation
 # (bench/results/ablation.md): resnet10 at 128 px, histogram-equalised, with a class-balanced sampler.
@@ -41,6 +43,26 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def check(self) -> None:
+        """InputError naming the option when a setting is out of range (before anything is written)."""
+        limits = [
+            ("--epochs", self.epochs, self.epochs >= 1, "at least 1"),
+            ("--batch-size", self.batch_size, self.batch_size >= 1, "at least 1"),
+            ("--lr", self.lr, self.lr > 0, "above 0"),
+            ("--patience", self.patience, self.patience >= 1, "at least 1"),
+            ("--val-fraction", self.val_fraction, 0 < self.val_fraction < 1, "strictly between 0 and 1, e.g. 0.15"),
+            ("--target-recall", self.target_recall, 0 < self.target_recall <= 1, "above 0 and at most 1, e.g. 0.95"),
+            ("--augment", self.augment, self.augment >= 0, "0 (off) or more"),
+            ("--label-smoothing", self.label_smoothing, 0 <= self.label_smoothing < 1, "at least 0 and below 1"),
+            ("--mixup", self.mixup, self.mixup >= 0, "0 (off) or more"),
+            ("--ema-decay", self.ema_decay, 0 <= self.ema_decay < 1, "0 (off) or below 1, e.g. 0.999"),
+            ("--image-size", self.image_size, self.image_size is None or self.image_size >= 16, "at least 16"),
+            ("--max-images", self.max_images, self.max_images is None or self.max_images >= 1, "at least 1"),
+        ]
+        for flag, value, ok, rule in limits:
+            if not ok:  # NaN fails every comparison, so it lands here too
+                raise InputError(f"{flag} {value}: must be {rule}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":

@@ -37,6 +37,8 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
     out = Path(out)
     if len(runs) < 2:
         raise InputError("an ensemble needs at least two run folders")
+    if target_recall is not None and not 0.0 < target_recall <= 1.0:
+        raise InputError(f"--target-recall {target_recall}: must be above 0 and at most 1, e.g. 0.95")
     if (out / ARTIFACT_NAME).exists():
         raise InputError(f"{out / ARTIFACT_NAME}: already exists; choose another --out")
     loaded = [load_artifact(run) for run in runs]

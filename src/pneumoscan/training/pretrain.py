@@ -85,6 +85,7 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
     returns the path of `pretrained.safetensors` in cfg.out."""
     from pneumoscan.training.trainer import image_stats, prepare_data, seed_everything
 
+    cfg.check()
     spec = get_spec(cfg.model)
     if not spec.trainable:
         raise InputError(f"model '{cfg.model}' is built from trained runs; pretrain one of its member architectures")

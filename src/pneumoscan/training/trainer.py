@@ -130,6 +130,7 @@ class Trainer:
     """Trains one model for one `TrainConfig`, writing everything under `cfg.out`."""
 
     def __init__(self, cfg: TrainConfig, *, progress: bool = True) -> None:
+        cfg.check()
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.progress = progress
