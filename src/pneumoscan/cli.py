@@ -95,6 +95,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from pneumoscan.evaluation.evaluate import evaluate, write_predictions
     from pneumoscan.inference.predictor import Predictor
 
+    if args.n_boot < 1:
+        raise PneumoscanError(f"--n-boot {args.n_boot}: must be at least 1")
     predictor = Predictor(args.model, backend=args.backend, threshold=args.threshold, target_recall=args.target_recall,
                           prevalence=args.prevalence)
     result = evaluate(predictor, args.data, args.split, n_boot=args.n_boot, seed=args.seed)

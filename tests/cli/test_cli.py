@@ -132,3 +132,24 @@ def test_audit_finds_duplicates_and_unreadable(tiny_data: Path, tmp_path: Path) 
     report = json.loads(out.read_text())
     assert len(report["cross_split_duplicates"]) == 1
     assert len(report["unreadable"]) == 1 and "person99_virus_1.jpeg" in report["unreadable"][0]
+
+
+def test_evaluate_needs_both_classes(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = tmp_path / "normal_only.csv"
+    rows = [f"{p},NORMAL" for p in sorted((tiny_data / "test" / "NORMAL").iterdir())]
+    manifest.write_text("path,label\n" + "\n".join(rows) + "\n")
+    assert main(["evaluate", "--model", str(tiny_run), "--data", str(manifest), "--n-boot", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "no readable PNEUMONIA images" in err and err.count("pneumoscan: error") == 1 and "Traceback" not in err
+
+    data = tmp_path / "d"
+    shutil.copytree(tiny_data / "test", data / "test")
+    for path in (data / "test" / "PNEUMONIA").iterdir():
+        path.write_bytes(b"not an image")
+    assert main(["evaluate", "--model", str(tiny_run), "--data", str(data), "--n-boot", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "no readable PNEUMONIA images in test/ (8 unreadable" in err and "Traceback" not in err
+
+    assert main(["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--n-boot", "0"]) == 2
+    assert "--n-boot 0: must be at least 1" in capsys.readouterr().err

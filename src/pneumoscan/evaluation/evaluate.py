@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.layout import Sample, evaluation_samples
 from pneumoscan.data.patients import cause
@@ -84,6 +85,12 @@ def evaluate(
     """Predict every image of the split (cached decode) and summarise at the predictor's threshold."""
     split_name, samples = evaluation_samples(data, split)
     images = load_image_set(samples, predictor.size, cache_dir, desc=f"decoding {split_name}")
+    missing = [name for k, name in enumerate(CLASS_NAMES) if not (images.labels == k).any()]
+    if missing:  # recall, specificity and the AUCs need both classes
+        unreadable = f" ({len(images.skipped)} unreadable: `pneumoscan audit` lists them)" if images.skipped else ""
+        where = "" if split_name == "all" else f" in {split_name}/"
+        raise InputError(f"{data}: no readable {' or '.join(missing)} images{where}{unreadable}; "
+                         f"evaluation needs both NORMAL and PNEUMONIA images")
     probs = predictor.predict_images(np.asarray(images.images))
     summary = summarize(images.labels, probs, predictor.threshold, n_boot=n_boot, seed=seed)
     summary.update(split=split_name, data=str(data), model=str(predictor.path), skipped=images.skipped,
