@@ -236,6 +236,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `pneumoscan predict DIR | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as err:  # e.g. --out or --json in a folder that cannot be created or written
+        if err.filename is None:
+            raise
+        reason = "a file where a folder is needed" if isinstance(err, (FileExistsError, NotADirectoryError)) and \
+            Path(err.filename).is_file() else (err.strerror or str(err))
+        print(f"pneumoscan: error: {err.filename}: {reason}; check the path and its permissions", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("pneumoscan: interrupted; a training run continues with `pneumoscan train --out RUN_DIR --resume`",
               file=sys.stderr)

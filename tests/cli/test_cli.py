@@ -153,3 +153,21 @@ def test_evaluate_needs_both_classes(tiny_run: Path, tiny_data: Path, tmp_path: 
 
     assert main(["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--n-boot", "0"]) == 2
     assert "--n-boot 0: must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["evaluate", "--model", "{run}", "--data", "{data}", "--n-boot", "10", "--json", "{blocker}/eval.json"],
+    ["explain", "--model", "{run}", "{image}", "--out", "{blocker}/heatmap.png"],
+    ["export", "--model", "{run}", "--out", "{blocker}/model.onnx", "--images", "{image}"],
+    ["fit-guard", "--model", "{run}", "--data", "{data}", "--out", "{blocker}/guard.safetensors"],
+    ["report", "{run}", "--out", "{blocker}/report.html", "--n-boot", "10"],
+])
+def test_unwritable_output_is_one_line(argv: list[str], tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "a_file"  # a file where the output's folder should be: mkdir and open both fail
+    blocker.write_text("x")
+    image = sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[0]
+    argv = [a.format(run=tiny_run, data=tiny_data, blocker=blocker, image=image) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{blocker}: a file where a folder is needed; check the path" in err and "Traceback" not in err

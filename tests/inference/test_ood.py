@@ -114,6 +114,11 @@ def test_missing_stale_and_corrupt_guards(fitted: Path, tmp_path: Path) -> None:
         load_guard(other)
 
 
+def test_guard_save_to_a_missing_folder_is_an_input_error(fitted: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="cannot write the guard.*writable --out"):
+        load_guard(fitted).save(tmp_path / "missing" / "g.ood.safetensors")
+
+
 def test_fit_guard_input_errors(fitted: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such file or folder"):
         fit_guard(fitted, tmp_path / "missing")

@@ -326,8 +326,11 @@ class OODGuard:
         for name, g in self.models.items():
             tensors.update({f"{name}.centers": g.centers, f"{name}.scale": g.scale, f"{name}.precision": g.precision})
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in tensors.items()}, str(tmp),
-                  metadata={_META_KEY: json.dumps(self.meta, sort_keys=True)})
+        try:
+            save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in tensors.items()}, str(tmp),
+                      metadata={_META_KEY: json.dumps(self.meta, sort_keys=True)})
+        except Exception as err:  # safetensors reports I/O failures as its own error type
+            raise InputError(f"{path}: cannot write the guard ({err}); choose a writable --out") from None
         os.replace(tmp, path)
         return path
 

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def cmd_fit_guard(args: argparse.Namespace) -> int:
     from pneumoscan.inference.ood import OODGuard, fit_guard
 
+    if args.out:  # fail before the fit, not after it
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     path = fit_guard(args.model, args.data, out=args.out, max_images=args.max_images,
                      max_false_rejection=args.max_false_rejection, seed=args.seed, cache_dir=args.cache_dir)
     meta = OODGuard.read(path).meta
