@@ -40,3 +40,19 @@ def test_explain_mlp_is_a_clear_error(tmp_path: Path, tiny_data: Path, capsys: p
     err = capsys.readouterr().err
     assert "mlp.safetensors" in err and "no convolutional layer" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "h.png").exists()
+
+
+def test_explain_refuses_what_the_guard_rejects(fitted: Path, sample_dir: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import colour_photo
+
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(colour_photo())
+    out = tmp_path / "photo.png"
+    assert main(["explain", str(photo), "--model", str(fitted), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{photo}: not a chest X-ray: colour image" in err and "no prediction or heatmap" in err
+    assert not out.exists()
+    xray = sorted((sample_dir / "test" / "NORMAL").iterdir())[0]
+    assert main(["explain", str(xray), "--model", str(fitted), "--out", str(out)]) == 0
+    assert out.exists() and "P(pneumonia)=" in capsys.readouterr().out

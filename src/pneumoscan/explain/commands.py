@@ -35,8 +35,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise InputError(f"{out}: the heatmap is written as PNG; give an --out file name ending in .png")
     original = read_grayscale(args.image)
     model_input = load_image(args.image, predictor.size)
-    prob = float(predictor.predict_images(model_input[None])[0])
-    label = predictor.label_for(prob)
+    # screened by the out-of-distribution guard like `predict` and the service: no heatmap without a prediction
+    (result,) = predictor.results([str(args.image)], model_input[None], [Path(args.image).read_bytes()])
+    if result.in_distribution is False:
+        raise InputError(f"{args.image}: {result.ood_reason}; no prediction or heatmap made")
+    prob, label = float(result.probability), str(result.label)
     target = predictor.meta.class_names.index(label)
     cam = gradcam_for_image(predictor.model, predictor.meta, model_input, target=target)
     title = (f"{Path(args.image).name}: {label}  P(pneumonia) = {prob:.3f}  (threshold {predictor.threshold:.3f})\n"
