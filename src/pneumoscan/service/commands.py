@@ -6,14 +6,36 @@ import logging
 from typing import Any
 
 
+def check_listen(host: str, port: int) -> None:
+    """InputError when HOST:PORT cannot be listened on (port in use, unknown address), before the model loads."""
+    import socket
+
+    from pneumoscan.errors import InputError
+
+    if not 0 <= port <= 65535:
+        raise InputError(f"--port {port}: must be between 0 and 65535")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as err:
+        raise InputError(f"--host {host}: unknown address ({err.strerror}); use 127.0.0.1, or 0.0.0.0 for all") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind(address)
+        except OSError as err:
+            raise InputError(f"{host}:{port}: cannot listen here ({err.strerror}); stop what uses the port "
+                             f"or pass another --port") from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Load the model (fail fast on a bad --model), then serve until interrupted."""
+    """Load the model (fail fast on a bad --model or a busy port), then serve until interrupted."""
     try:
         import uvicorn
     except ImportError:
         from pneumoscan.errors import InputError
 
         raise InputError("serve needs uvicorn and fastapi; pip install uvicorn fastapi python-multipart") from None
+    check_listen(args.host, args.port)
     from pneumoscan.service.app import create_app
     from pneumoscan.service.settings import Settings
 
