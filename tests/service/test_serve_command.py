@@ -23,6 +23,7 @@ def test_busy_port_is_one_line(tiny_run: Path, capsys: pytest.CaptureFixture[str
 @pytest.mark.parametrize("argv, message", [
     (["--port", "70000"], "--port 70000: must be between 0 and 65535"),
     (["--host", "no-such-host.invalid"], "--host no-such-host.invalid: unknown address"),
+    (["--slots", "0"], "--slots 0: must be at least 1"),
 ])
 def test_bad_address_is_one_line(argv: list[str], message: str, tiny_run: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:

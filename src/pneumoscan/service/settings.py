@@ -24,8 +24,10 @@ class Settings:
     def __post_init__(self) -> None:
         if not self.max_upload_mb > 0:
             raise InputError(f"--max-upload-mb {self.max_upload_mb}: must be above 0")
-        if self.max_batch_files < 1 or self.inference_slots < 1:
-            raise InputError("max_batch_files and inference_slots must be at least 1")
+        if self.inference_slots < 1:
+            raise InputError(f"--slots {self.inference_slots}: must be at least 1")
+        if self.max_batch_files < 1:
+            raise InputError(f"max_batch_files {self.max_batch_files}: must be at least 1")
         if not self.max_batch_mb > 0:
             raise InputError(f"max_batch_mb {self.max_batch_mb}: must be above 0")
 
