@@ -103,9 +103,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     summary = result.summary
     print(f"{summary['split']}: {summary['n']} images ({summary['n_negative']} NORMAL, {summary['n_positive']} PNEUMONIA), "
           f"threshold {summary['threshold']:.4f}")
-    for key in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc", "brier"):
+    for key in ("accuracy", "precision", "recall", "specificity", "f1", "npv", "roc_auc", "pr_auc", "brier"):
         value, (lo, hi) = summary[key]["value"], summary[key]["ci95"]
         print(f"  {key:<12}{value:8.4f}   95% CI [{lo:.4f}, {hi:.4f}]")
+    print(f"  {'ece':<12}{summary['ece']['value']:8.4f}")
     (tn, fp), (fn, tp) = summary["confusion_matrix"]["matrix"]
     print(f"  confusion    TN {tn}  FP {fp}  FN {fn}  TP {tp}")
     for name, info in summary["recall_by_cause"].items():
