@@ -80,6 +80,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.epochs is not None:
             cfg.epochs = args.epochs
     else:
+        if args.resume and not args.data:
+            raise PneumoscanError(f"{resume_cfg}: no run to resume here; check --out, or start the run with --data DIR")
         if not args.data:
             raise PneumoscanError("train needs --data DIR (a folder with train/NORMAL and train/PNEUMONIA)")
         cfg = TrainConfig.from_args(args)

@@ -76,6 +76,7 @@ def test_predict_reports_bad_file_and_predicts_the_rest(tiny_run: Path, tiny_dat
         (["pretrain", "--data", "{data}", "--out", "{tmp}/pre", "--model", "nosuch"], "choose one of: cnn"),
         (["pretrain", "--data", "{data}", "--out", "{tmp}/pre", "--model", "ensemble"], "member architectures"),
         (["pretrain", "--data", "{data}", "--out", "{tmp}/pre", "--batch-size", "5000"], "lower --batch-size"),
+        (["train", "--out", "{tmp}/nothing", "--resume"], "nothing/config.json: no run to resume here"),
         (["train", "--data", "{data}", "--out", "{tmp}/run", "--epochs", "0"], "--epochs 0: must be at least 1"),
         (["train", "--data", "{data}", "--out", "{tmp}/run", "--patience", "0"], "--patience 0"),
         (["train", "--data", "{data}", "--out", "{tmp}/run", "--batch-size", "0"], "--batch-size 0"),
