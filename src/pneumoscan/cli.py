@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -231,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback."""
     args = build_parser().parse_args(argv)
+    # Images are capped by pneumoscan's own pixel limit (150 MP); Pillow's "could be decompression bomb DOS
+    # attack" warning from 89 MP on would only alarm users about images that are then read normally.
+    warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
     try:
         return args.func(args)
     except PneumoscanError as err:

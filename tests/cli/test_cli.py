@@ -173,3 +173,18 @@ def test_unwritable_output_is_one_line(argv: list[str], tiny_run: Path, tiny_dat
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"{blocker}: a file where a folder is needed; check the path" in err and "Traceback" not in err
+
+
+def test_no_pillow_bomb_warning_below_the_pixel_limit(tiny_run: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import warnings
+
+    from tests.data.test_decode import png_header_only
+
+    big = tmp_path / "scan.png"  # 95 MP: over Pillow's warning level, under pneumoscan's 150 MP limit
+    big.write_bytes(png_header_only(10_000, 9_500))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["predict", "--model", str(tiny_run), str(big)]) == 1  # header only: truncated
+    assert not [w for w in caught if "decompression bomb" in str(w.message)]
+    assert "scan.png: not a readable image" in capsys.readouterr().err
