@@ -486,6 +486,7 @@ def test_decompression_bomb_header() -> None:
     with pytest.raises(InputError) as exc:
         read_grayscale(png_header_only(12_000, 12_000), name="bomb2.png", max_pixels=100_000_000)
     assert "too large" in check_error(exc, "bomb2.png") and "limit 100000000" in str(exc.value)
+    assert "raise the pixel limit" not in str(exc.value)  # no CLI option or service setting raises it
 
 
 def test_decompression_bomb_warning_as_error_stays_input_error() -> None:

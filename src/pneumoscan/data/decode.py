@@ -123,7 +123,7 @@ def _read_file(path: str | os.PathLike[str], label: str) -> bytes:
 def _too_large(label: str, width: int, height: int, max_pixels: int) -> InputError:
     return InputError(
         f"{label}: image too large ({width} x {height} = {width * height} pixels, "
-        f"limit {max_pixels}); downscale it or raise the pixel limit"
+        f"limit {max_pixels}); downscale it below the limit and try again"
     )
 
 
