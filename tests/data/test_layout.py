@@ -30,6 +30,16 @@ def test_manifest(tmp_path: Path) -> None:
     assert [s.label for s in discover(tmp_path / "m.csv")["all"]] == [0, 1]
 
 
+def test_manifest_saved_by_excel(tmp_path: Path) -> None:
+    write_xray(tmp_path / "a.png", 0, 1)
+    write_xray(tmp_path / "b.png", 1, 2)
+    (tmp_path / "m.csv").write_bytes(b"\xef\xbb\xbfpath,label\r\na.png,NORMAL\r\nb.png,PNEUMONIA\r\n")  # CSV UTF-8
+    assert [s.label for s in discover(tmp_path / "m.csv")["all"]] == [0, 1]
+    (tmp_path / "u16.csv").write_bytes("path,label\r\na.png,NORMAL\r\n".encode("utf-16"))  # Unicode text
+    with pytest.raises(InputError, match=r"u16\.csv: not UTF-8 text; save the manifest as a UTF-8 CSV"):
+        discover(tmp_path / "u16.csv")
+
+
 def test_manifest_wrong_label_names_line(tmp_path: Path) -> None:
     write_xray(tmp_path / "a.png", 0, 1)
     (tmp_path / "m.csv").write_text("path,label\na.png,covid\n")

@@ -52,20 +52,24 @@ def _class_folder_samples(folder: Path) -> list[Sample]:
 
 
 def read_manifest(csv_path: Path) -> list[Sample]:
-    """Read a `path,label` CSV; relative paths are relative to the CSV's folder."""
+    """Read a `path,label` CSV (UTF-8, with or without the BOM Excel writes); relative paths are
+    relative to the CSV's folder."""
     samples: list[Sample] = []
-    with csv_path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"path", "label"} <= {f.strip().lower() for f in reader.fieldnames}:
-            raise InputError(f"{csv_path}: a manifest needs a header line 'path,label'")
-        for line_no, row in enumerate(reader, start=2):
-            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
-            where = f"{csv_path}:{line_no}"
-            path = Path(row["path"])
-            path = path if path.is_absolute() else csv_path.parent / path
-            if not path.is_file():
-                raise InputError(f"{where}: file {path} does not exist; fix the path in the manifest")
-            samples.append(Sample(path, label_index(row["label"], where)))
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or not {"path", "label"} <= {f.strip().lower() for f in reader.fieldnames}:
+                raise InputError(f"{csv_path}: a manifest needs a header line 'path,label'")
+            for line_no, row in enumerate(reader, start=2):
+                row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+                where = f"{csv_path}:{line_no}"
+                path = Path(row["path"])
+                path = path if path.is_absolute() else csv_path.parent / path
+                if not path.is_file():
+                    raise InputError(f"{where}: file {path} does not exist; fix the path in the manifest")
+                samples.append(Sample(path, label_index(row["label"], where)))
+    except UnicodeDecodeError:
+        raise InputError(f"{csv_path}: not UTF-8 text; save the manifest as a UTF-8 CSV with columns path,label") from None
     if not samples:
         raise InputError(f"{csv_path}: manifest lists no images")
     return samples
