@@ -34,6 +34,13 @@ def _write_json(path: str, data: object) -> None:
         Path(path).write_text(json.dumps(data, indent=2))
 
 
+def _output_folders(*paths: str | None) -> None:
+    """Create the folders of the output files up front, so a bad path fails before the work, not after it."""
+    for path in paths:
+        if path and path != "-":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
 def _operating_point(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("operating point")
     group.add_argument("--threshold", type=float, help="decide PNEUMONIA when P >= this (overrides the stored threshold)")
@@ -100,6 +107,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.n_boot < 1:
         raise PneumoscanError(f"--n-boot {args.n_boot}: must be at least 1")
+    _output_folders(args.json, args.predictions)
     predictor = Predictor(args.model, backend=args.backend, threshold=args.threshold, target_recall=args.target_recall,
                           prevalence=args.prevalence)
     result = evaluate(predictor, args.data, args.split, n_boot=args.n_boot, seed=args.seed)

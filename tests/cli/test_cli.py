@@ -159,6 +159,7 @@ def test_evaluate_needs_both_classes(tiny_run: Path, tiny_data: Path, tmp_path: 
 
 @pytest.mark.parametrize("argv", [
     ["evaluate", "--model", "{run}", "--data", "{data}", "--n-boot", "10", "--json", "{blocker}/eval.json"],
+    ["evaluate", "--model", "{run}", "--data", "{data}", "--n-boot", "10", "--predictions", "{blocker}/p.csv"],
     ["explain", "--model", "{run}", "{image}", "--out", "{blocker}/heatmap.png"],
     ["export", "--model", "{run}", "--out", "{blocker}/model.onnx", "--images", "{image}"],
     ["fit-guard", "--model", "{run}", "--data", "{data}", "--out", "{blocker}/guard.safetensors"],
@@ -171,8 +172,10 @@ def test_unwritable_output_is_one_line(argv: list[str], tiny_run: Path, tiny_dat
     image = sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[0]
     argv = [a.format(run=tiny_run, data=tiny_data, blocker=blocker, image=image) for a in argv]
     assert main(argv) == 2
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert f"{blocker}: a file where a folder is needed; check the path" in err and "Traceback" not in err
+    if argv[0] == "evaluate":
+        assert "accuracy" not in out  # refused before the evaluation, not after it
 
 
 def test_no_pillow_bomb_warning_below_the_pixel_limit(tiny_run: Path, tmp_path: Path,
