@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pneumoscan.cli import main
@@ -58,6 +59,20 @@ def test_predict_reports_bad_file_and_predicts_the_rest(tiny_run: Path, tiny_dat
     assert [r["error"] is None for r in rows].count(True) == 2
     assert "broken.jpeg" in captured.err and "Traceback" not in captured.err
     assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_predict_folder_finds_dicom_named_by_uid(tiny_run: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import dicom_to_bytes, make_dicom
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    pixels = (np.arange(64 * 64) % 251).astype(np.uint8).reshape(64, 64)
+    (folder / "1.2.840.113619.2.55.3.12345").write_bytes(dicom_to_bytes(make_dicom(pixels)))
+    (folder / "notes.txt").write_text("not an image")
+    assert main(["predict", "--model", str(tiny_run), str(folder), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [Path(r["path"]).name for r in rows] == ["1.2.840.113619.2.55.3.12345"] and rows[0]["error"] is None
 
 
 @pytest.mark.parametrize(

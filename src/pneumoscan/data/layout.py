@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pneumoscan import CLASS_NAMES
+from pneumoscan.data.decode import is_dicom
 from pneumoscan.errors import InputError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".dcm", ".dicom", ""})
@@ -21,8 +22,17 @@ class Sample:
 
 
 def is_image_path(path: Path) -> bool:
-    """Whether a file looks like an image by name (DICOM often has no extension)."""
-    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+    """Whether a file looks like an image: by its extension, or for any other name by the DICOM magic
+    bytes (DICOM files are often named by their UID, e.g. 1.2.840.113619.2.55.3.12345, or have no extension)."""
+    if not path.is_file() or path.name.startswith("."):
+        return False
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as handle:
+            return is_dicom(handle.read(132))
+    except OSError:
+        return False
 
 
 def label_index(name: str, where: str) -> int:
