@@ -141,6 +141,18 @@ def test_fit_guard_command(fitted: Path, sample_dir: Path, tmp_path: Path, capsy
     assert OODGuard.read(out).meta["n_images"] == 60
 
 
+def test_fit_guard_command_keeps_the_shipped_guard(sample_dir: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from pneumoscan.cli import main
+
+    shipped = guard_path(None)
+    before = shipped.read_bytes()
+    assert main(["fit-guard", "--data", str(sample_dir), "--max-images", "60", "--cache-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{shipped}: this is the shipped model's guard" in err and "pass that path as --out" in err
+    assert shipped.read_bytes() == before
+
+
 @pytest.fixture
 def one_thread() -> object:
     """Tiny tensors: thread synchronisation would cost more than the arithmetic on a busy CPU."""

@@ -6,8 +6,13 @@ from pathlib import Path
 
 
 def cmd_fit_guard(args: argparse.Namespace) -> int:
-    from pneumoscan.inference.ood import OODGuard, fit_guard
+    from pneumoscan.errors import InputError
+    from pneumoscan.inference.ood import OODGuard, fit_guard, guard_path
 
+    if args.model is None and args.out is None:  # the shipped guard serves every default prediction of this install
+        raise InputError(f"{guard_path(None)}: this is the shipped model's guard, fitted on the full "
+                         f"training split; to replace it, pass that path as --out (or fit a guard for your own run "
+                         f"with --model RUN)")
     if args.out:  # fail before the fit, not after it
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     path = fit_guard(args.model, args.data, out=args.out, max_images=args.max_images,
@@ -27,7 +32,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="run folder or model.safetensors (default: the model shipped with pneumoscan)")
     p.add_argument("--data", required=True,
                    help="data folder: its train/ split (or NORMAL/ PNEUMONIA/ class folders) is used, never test/")
-    p.add_argument("--out", help="guard file to write (default: <model>.ood.safetensors beside the model)")
+    p.add_argument("--out", help="guard file to write (default: <model>.ood.safetensors beside the model; for the shipped "
+                        "model it must be given)")
     p.add_argument("--max-images", type=int, help="fit on at most this many images (random subset)")
     p.add_argument("--max-false-rejection", type=float, default=0.01,
                    help="allowed share of real X-rays rejected (default 0.01; half of it is used on held-out images)")
