@@ -30,13 +30,16 @@ class Evaluation:
 
 
 def write_predictions(path: str | os.PathLike, samples: list[Sample], probs: np.ndarray) -> None:
-    """Per-image `path,label,prob` CSV, written atomically (read back by `pneumoscan report`)."""
+    """Per-image `path,label,prob` CSV, written atomically (read back by `pneumoscan report`).
+
+    Probabilities are written in full (shortest exact repr): a stored threshold is one of them, and
+    rounding could put that case on the wrong side of it when the file is scored again."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "label", "prob"])
-        writer.writerows((str(s.path), s.label, f"{p:.6f}") for s, p in zip(samples, probs))
+        writer.writerows((str(s.path), s.label, repr(float(p))) for s, p in zip(samples, probs))
     os.replace(tmp, path)
 
 

@@ -1,0 +1,27 @@
+"""Per-image prediction CSVs: probabilities survive the round trip exactly."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pneumoscan.artifact import read_meta
+from pneumoscan.data.layout import Sample
+from pneumoscan.evaluation.evaluate import read_predictions, write_predictions
+from pneumoscan.evaluation.metrics import recall
+
+
+def test_predictions_round_trip_exactly(tmp_path: Path) -> None:
+    # float32 sigmoid outputs; a stored threshold is one of them, so rounding could move a case below it
+    probs = np.array([0.44827404618263245, 0.4496161937713623, 1e-9, 0.9999999], dtype=np.float32)
+    samples = [Sample(Path(f"x{i}.png"), i % 2) for i in range(len(probs))]
+    write_predictions(tmp_path / "p.csv", samples, probs)
+    _, _, back = read_predictions(tmp_path / "p.csv")
+    assert back.tolist() == [float(p) for p in probs]
+
+
+def test_val_predictions_reach_the_target_recall_at_the_stored_threshold(tiny_run: Path) -> None:
+    meta = read_meta(tiny_run / "model.safetensors")
+    _, labels, probs = read_predictions(tiny_run / "val_predictions.csv", base=tiny_run)
+    assert probs.tolist() == meta.val_scores["probs"]
+    assert recall(labels, (probs >= meta.threshold).astype(int)) >= meta.target_recall
