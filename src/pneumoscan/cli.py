@@ -83,8 +83,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     resume_cfg = Path(args.out) / "config.json"
     if args.resume and resume_cfg.exists():
-        cfg = TrainConfig.from_dict(json.loads(resume_cfg.read_text()))
-        cfg.image_size = json.loads(resume_cfg.read_text()).get("image_size")
+        try:
+            saved = json.loads(resume_cfg.read_text())
+        except ValueError:
+            saved = None
+        if not isinstance(saved, dict) or "data" not in saved:
+            raise PneumoscanError(f"{resume_cfg}: not a `pneumoscan train` run; check --out")
+        cfg = TrainConfig.from_dict({**saved, "out": args.out})  # the run folder may have been moved since
+        cfg.image_size = saved.get("image_size")
         if args.epochs is not None:
             cfg.epochs = args.epochs
     else:

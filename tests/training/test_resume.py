@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from pneumoscan.cli import main
 from pneumoscan.training.checkpoint import load_checkpoint
+from pneumoscan.training.trainer import LAST_CHECKPOINT as LAST
 from tests.conftest import write_xray
 
 ARGS = ["--model", "resnet10", "--image-size", "48", "--epochs", "8", "--patience", "8", "--batch-size", "16",
@@ -71,3 +72,40 @@ def test_resume_without_checkpoint_and_rerun_into_used_folder(resume_data: Path,
     assert main(["train", "--data", str(resume_data), "--out", str(run), *ARGS[:4], "--epochs", "1", "--quiet"]) == 0
     assert main(["train", "--data", str(resume_data), "--out", str(run), "--epochs", "1", "--quiet"]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def test_resume_after_an_interrupt_in_the_first_epoch_starts_it_again(resume_data: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import pneumoscan.training.trainer as trainer
+
+    args = [*ARGS[:4], "--epochs", "2", "--batch-size", "16", "--quiet"]
+    run = tmp_path / "run"
+
+    def ctrl_c(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer, "augment_batch", ctrl_c)
+        assert main(["train", "--data", str(resume_data), "--out", str(run), *args]) == 130
+    assert "--resume" in capsys.readouterr().err
+    assert (run / "config.json").exists() and not (run / LAST).exists()
+    assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0  # as the interrupt message says
+    assert _epochs(run) == [1, 2]
+    straight = tmp_path / "straight"
+    assert main(["train", "--data", str(resume_data), "--out", str(straight), *args]) == 0
+    a, b = load_file(str(run / "model.safetensors")), load_file(str(straight / "model.safetensors"))
+    assert all(a[key].equal(b[key]) for key in b)
+
+
+def test_resume_a_moved_run_continues_in_the_given_folder(resume_data: Path, tmp_path: Path) -> None:
+    run, moved = tmp_path / "run", tmp_path / "moved"
+    assert main(["train", "--data", str(resume_data), "--out", str(run), *ARGS[:4], "--epochs", "1", "--quiet"]) == 0
+    run.rename(moved)
+    assert main(["train", "--out", str(moved), "--resume", "--epochs", "2", "--quiet"]) == 0
+    assert _epochs(moved) == [1, 2] and not run.exists()
+
+
+def test_resume_in_a_folder_that_is_not_a_training_run(tmp_path: Path, capsys) -> None:
+    (tmp_path / "config.json").write_text('{"ensemble_of": ["a", "b"], "members": []}')
+    assert main(["train", "--out", str(tmp_path), "--resume", "--quiet"]) == 2
+    assert "not a `pneumoscan train` run" in capsys.readouterr().err

@@ -175,7 +175,9 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         ckpt_path = self.out / LAST_CHECKPOINT
         if resume and not ckpt_path.exists():
-            raise InputError(f"{ckpt_path}: nothing to resume; run without --resume to start training")
+            if not (self.out / "config.json").exists():
+                raise InputError(f"{ckpt_path}: nothing to resume; run without --resume to start training")
+            resume = False  # interrupted before its first epoch ended: start the run again
         if not resume and ckpt_path.exists():
             raise InputError(f"{self.out}: holds an earlier run; pass --resume to continue it or choose another --out")
         for stale in self.out.glob(".*.tmp"):  # left by a run killed mid-write
