@@ -5,6 +5,7 @@ import argparse
 import csv
 import importlib
 import json
+import math
 import os
 import sys
 import warnings
@@ -26,12 +27,25 @@ COMMAND_MODULES = (
 )
 
 
+def _finite(data: object) -> object:
+    """`data` with NaN and infinities (undefined metrics) as None, so it can be written as strict JSON."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
+
+
 def _write_json(path: str, data: object) -> None:
+    """JSON to `path` ('-': stdout); undefined (NaN) values become null, as other JSON readers need."""
+    text = json.dumps(_finite(data), indent=2, allow_nan=False)
     if path == "-":
-        print(json.dumps(data, indent=2))
+        print(text)
     else:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(data, indent=2))
+        Path(path).write_text(text)
 
 
 def _output_folders(*paths: str | None) -> None:

@@ -206,3 +206,17 @@ def test_no_pillow_bomb_warning_below_the_pixel_limit(tiny_run: Path, tmp_path: 
         assert main(["predict", "--model", str(tiny_run), str(big)]) == 1  # header only: truncated
     assert not [w for w in caught if "decompression bomb" in str(w.message)]
     assert "scan.png: not a readable image" in capsys.readouterr().err
+
+
+def test_evaluate_json_is_strict_json_when_a_metric_is_undefined(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    # nothing reaches threshold 1.0: precision is undefined (NaN), which JSON has no literal for
+    assert main(["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--threshold", "1.0",
+                 "--json", str(out), "--n-boot", "10"]) == 0
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    summary = json.loads(out.read_text(), parse_constant=refuse)
+    assert summary["precision"] == {"value": None, "ci95": [None, None]}
+    assert summary["recall"]["value"] == 0.0
