@@ -132,6 +132,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                           prevalence=args.prevalence)
     result = evaluate(predictor, args.data, args.split, n_boot=args.n_boot, seed=args.seed)
     summary = result.summary
+    # the files first: printing fails once a reader such as `| head` has gone, and they must not be lost with it
+    if args.predictions:
+        write_predictions(args.predictions, result.images.samples, result.probs)
+    if args.json and args.json != "-":
+        _write_json(args.json, summary)
     print(f"{summary['split']}: {summary['n']} images ({summary['n_negative']} NORMAL, {summary['n_positive']} PNEUMONIA), "
           f"threshold {summary['threshold']:.4f}")
     for key in ("accuracy", "precision", "recall", "specificity", "f1", "npv", "roc_auc", "pr_auc", "brier"):
@@ -145,10 +150,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(classification_report_text(result.images.labels, (result.probs >= predictor.threshold).astype(int)))
     for message in result.images.skipped:
         print(f"skipped: {message}", file=sys.stderr)
-    if args.json:
+    if args.json == "-":
         _write_json(args.json, summary)
-    if args.predictions:
-        write_predictions(args.predictions, result.images.samples, result.probs)
     return 0
 
 

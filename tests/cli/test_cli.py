@@ -220,3 +220,28 @@ def test_evaluate_json_is_strict_json_when_a_metric_is_undefined(tiny_run: Path,
     summary = json.loads(out.read_text(), parse_constant=refuse)
     assert summary["precision"] == {"value": None, "ci95": [None, None]}
     assert summary["recall"]["value"] == 0.0
+
+
+def test_evaluate_writes_its_files_even_when_stdout_is_closed(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import sys
+
+    class ClosedPipe(io.StringIO):  # stdout of `pneumoscan evaluate ... | head -1` once head has exited
+        def __init__(self, fd: int) -> None:
+            super().__init__()
+            self.fd = fd
+
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def fileno(self) -> int:
+            return self.fd
+
+    sink = os.open(tmp_path / "sink", os.O_WRONLY | os.O_CREAT)
+    monkeypatch.setattr(sys, "stdout", ClosedPipe(sink))
+    out_json, out_csv = tmp_path / "eval.json", tmp_path / "pred.csv"
+    main(["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--json", str(out_json),
+          "--predictions", str(out_csv), "--n-boot", "10"])
+    os.close(sink)
+    assert json.loads(out_json.read_text())["n"] == len(out_csv.read_text().splitlines()) - 1
