@@ -75,6 +75,7 @@ def test_model_argument_equals_precomputed_features(fitted: Path) -> None:
 
 def test_guard_file_is_safetensors_and_round_trips_without_pickle(fitted: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = guard_path(fitted)
+    assert path.stat().st_mode & 0o777 == 0o644  # readable like model.safetensors, e.g. by a service user
     raw = path.read_bytes()
     (header_len,) = struct.unpack("<Q", raw[:8])
     header = json.loads(raw[8 : 8 + header_len])

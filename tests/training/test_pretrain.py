@@ -25,6 +25,7 @@ def _cfg(data: Path, out: Path) -> TrainConfig:
 def test_pretrain_writes_backbone_weights_that_train_init_starts_from(tiny_data: Path, tmp_path: Path) -> None:
     path = pretrain(_cfg(tiny_data, tmp_path / "pre"), progress=False)
     assert path.name == PRETRAINED_NAME
+    assert path.stat().st_mode & 0o777 == 0o644  # readable like model.safetensors (safetensors writes 0600)
     weights = load_file(str(path))
     with safe_open(str(path), "pt") as handle:
         info = json.loads(handle.metadata()["pneumoscan_pretrained"])

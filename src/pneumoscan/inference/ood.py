@@ -331,6 +331,7 @@ class OODGuard:
                       metadata={_META_KEY: json.dumps(self.meta, sort_keys=True)})
         except Exception as err:  # safetensors reports I/O failures as its own error type
             raise InputError(f"{path}: cannot write the guard ({err}); choose a writable --out") from None
+        os.chmod(tmp, 0o644)  # safetensors creates 0600; readable like model.safetensors, e.g. by a service user
         os.replace(tmp, path)
         return path
 

@@ -152,6 +152,7 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
     save_file(weights, str(tmp), metadata={"pneumoscan_pretrained": json.dumps(
         {"model_name": cfg.model, "image_size": image_size, "method": "simsiam", "epochs": state["epoch"],
          "seconds": round(state["seconds"], 1), "history": state["history"]})})
+    os.chmod(tmp, 0o644)  # safetensors creates 0600; readable like model.safetensors
     os.replace(tmp, target)
     return target
 
