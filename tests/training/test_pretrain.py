@@ -14,7 +14,7 @@ from pneumoscan.errors import InputError
 from pneumoscan.models.registry import create_model
 from pneumoscan.training import pretrain as pretrain_module
 from pneumoscan.training.config import TrainConfig
-from pneumoscan.training.pretrain import PRETRAINED_NAME, load_pretrained, pretrain
+from pneumoscan.training.pretrain import PRETRAIN_CHECKPOINT, PRETRAINED_NAME, load_pretrained, pretrain
 
 
 def _cfg(data: Path, out: Path) -> TrainConfig:
@@ -63,7 +63,9 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tiny_data: Path, tm
     assert not (tmp_path / "b" / PRETRAINED_NAME).exists()
     with pytest.raises(InputError, match="--resume"):
         pretrain(_cfg(tiny_data, tmp_path / "b"), progress=False)
+    (tmp_path / "b" / f".{PRETRAIN_CHECKPOINT}.999.tmp").write_bytes(b"half-written by a killed run")
     resumed = load_file(str(pretrain(_cfg(tiny_data, tmp_path / "b"), resume=True, progress=False)))
+    assert not list((tmp_path / "b").glob(".*.tmp"))
     assert resumed.keys() == straight.keys()
     for key in straight:
         assert torch.allclose(resumed[key].float(), straight[key].float(), atol=1e-6), key

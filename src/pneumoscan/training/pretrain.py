@@ -111,6 +111,8 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
         raise InputError(f"{cfg.data}: {len(images)} training images are fewer than one batch of {cfg.batch_size}; "
                          "lower --batch-size")
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".*.tmp"):  # left by a run killed mid-write
+        stale.unlink()
     state: dict[str, Any] = {"epoch": 0, "history": [], "seconds": 0.0}
     if resume:
         ckpt = load_checkpoint(ckpt_path)
