@@ -91,6 +91,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+RESUME_MAY_CHANGE = ("out", "epochs", "data", "cache_dir")  # the run folder and its data may have moved
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from pneumoscan.training.config import TrainConfig
     from pneumoscan.training.trainer import train
@@ -103,10 +106,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             saved = None
         if not isinstance(saved, dict) or "data" not in saved:
             raise PneumoscanError(f"{resume_cfg}: not a `pneumoscan train` run; check --out")
-        cfg = TrainConfig.from_dict({**saved, "out": args.out})  # the run folder may have been moved since
+        given = {k: v for k, v in vars(args).items() if v is not None and k in TrainConfig.__dataclass_fields__}
+        changed = [k for k in given if k not in RESUME_MAY_CHANGE and given[k] != saved.get(k)]
+        if changed:
+            flags = ", ".join(f"--{k.replace('_', '-')} {given[k]} (run: {saved.get(k)})" for k in changed)
+            raise PneumoscanError(f"{resume_cfg}: {flags}: a resumed run keeps its settings (only --epochs, --data and "
+                                  f"--cache-dir may change); drop the option, or start a new run with another --out")
+        cfg = TrainConfig.from_dict({**saved, **{k: given[k] for k in RESUME_MAY_CHANGE if k in given}})
         cfg.image_size = saved.get("image_size")
-        if args.epochs is not None:
-            cfg.epochs = args.epochs
     else:
         if args.resume and not args.data:
             raise PneumoscanError(f"{resume_cfg}: no run to resume here; check --out, or start the run with --data DIR")
@@ -221,7 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", help="start from these weights: the pretrained.safetensors of `pneumoscan pretrain`")
     p.add_argument("--max-images", type=int, help="use at most this many images per class (quick experiments)")
     p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/pneumoscan)")
-    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out from its last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out from its last checkpoint, with its own settings "
+                        "(only --epochs, --data, --cache-dir may be given again)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 

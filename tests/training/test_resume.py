@@ -109,3 +109,15 @@ def test_resume_in_a_folder_that_is_not_a_training_run(tmp_path: Path, capsys) -
     (tmp_path / "config.json").write_text('{"ensemble_of": ["a", "b"], "members": []}')
     assert main(["train", "--out", str(tmp_path), "--resume", "--quiet"]) == 2
     assert "not a `pneumoscan train` run" in capsys.readouterr().err
+
+
+def test_resume_refuses_changed_settings_and_accepts_moved_data(resume_data: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(resume_data), "--out", str(run), *ARGS[:4], "--epochs", "1", "--quiet"]) == 0
+    assert main(["train", "--out", str(run), "--resume", "--seed", "5", "--model", "resnet10", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--seed 5 (run: 0): a resumed run keeps its settings" in err and "--model" not in err  # same model: fine
+    assert _epochs(run) == [1]
+    moved = resume_data.rename(tmp_path / "data_moved")
+    assert main(["train", "--out", str(run), "--resume", "--data", str(moved), "--epochs", "2", "--quiet"]) == 0
+    assert _epochs(run) == [1, 2]
