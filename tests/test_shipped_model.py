@@ -1,6 +1,7 @@
 """The shipped default model: it loads, and reproduces on the real test split the figures its model card states."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from pneumoscan.data.preprocess import Preprocessing
 from tests.conftest import ROOT, SHARED
 
 TOLERANCE = 0.005
+N = r"([0-9][0-9,]*(?:\.[0-9]+)?)"  # a number in prose, not the full stop after it
 
 
 def test_default_model_is_shipped_and_self_describing() -> None:
@@ -38,6 +40,42 @@ def test_model_card_states_the_artifact_figures() -> None:
         match = re.search(rf"^\| {key} \| ([0-9.]+) \|", card, re.MULTILINE)
         assert match, f"MODEL_CARD.md has no row for {key}"
         assert float(match.group(1)) == pytest.approx(meta.test_metrics[key]["value"], abs=5e-5)
+
+
+def results_row(name: str, **where: str) -> dict:
+    """The row of bench/results/NAME.json whose fields equal `where`."""
+    rows = json.loads((ROOT / "bench" / "results" / f"{name}.json").read_text())["rows"]
+    (row,) = [r for r in rows if all(r.get(k) == v for k, v in where.items())]
+    return row
+
+
+def card_numbers(pattern: str) -> list[float]:
+    """The numbers captured by `pattern` in MODEL_CARD.md (whitespace in the prose may wrap)."""
+    card = re.sub(r"\s+", " ", (ROOT / "MODEL_CARD.md").read_text())
+    match = re.search(pattern, card)
+    assert match, f"MODEL_CARD.md does not match {pattern!r}"
+    return [float(g.replace(",", "")) for g in match.groups()]
+
+
+def test_model_card_prose_matches_the_recorded_results() -> None:
+    before = results_row("compare_models", model="resnet10, no equalisation (shipped before)")
+    auc, low, high, sens, spec, acc, brier = card_numbers(
+        rf"model shipped before this one .*?AUC {N} \[{N}, {N}\], sensitivity {N}, "
+        rf"specificity {N}, accuracy {N}, Brier {N}")
+    recorded = [before["test_roc_auc"], *before["test_roc_auc_ci95"], before["test_recall"],
+                before["test_specificity"], before["test_accuracy"], before["test_loss_brier"]]
+    assert [auc, low, high, sens, spec, acc, brier] == pytest.approx(recorded, abs=5e-4)
+
+    robustness = {r["perturbation"]: r["test_roc_auc"] for r in
+                  json.loads((ROOT / "bench" / "results" / "robustness.json").read_text())["rows"]}
+    stated = card_numbers(rf"Test AUC {N} clean; JPEG quality 50: {N}; rotation .*?: {N}; "
+                          rf"brightness .*?: {N}; upscaled .*?: {N}\.")
+    keys = ["clean", "jpeg_q50", "rotate_5deg", "brightness_10pct", "upscaled_1024px"]
+    assert stated == pytest.approx([robustness[k] for k in keys], abs=5e-5)
+
+    shipped = results_row("train_full", model="resnet10 (shipped)")
+    seconds, rss = card_numbers(rf"{N} s wall time for the full training .*?peak RSS {N} MB")
+    assert (seconds, rss) == pytest.approx((shipped["train_wall_s"], shipped["peak_rss_mb"]), abs=0.5)
 
 
 @pytest.mark.skipif(not (SHARED / "test").is_dir(), reason=f"{SHARED}/test is absent: the full test split is needed")
