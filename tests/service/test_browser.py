@@ -144,3 +144,32 @@ def test_page_shows_result_and_heatmap(server: str, fitted: Path, sample_dir: Pa
     assert (tmp_path / "page.png").stat().st_size > 10_000
     assert (tmp_path / "page_ood_holiday.png").stat().st_size > 10_000
     print(f"screenshots: {tmp_path / 'page.png'} {tmp_path / 'page_ood_holiday.png'} {tmp_path / 'page_error.png'}")
+
+
+def test_keyboard_focus_is_always_visible(server: str) -> None:
+    """Every Tab stop on the page looks different focused than blurred (WCAG 2.4.7), including the file input."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(server + "/")
+            expect(page.locator("#model-line")).to_contain_text("resnet10")
+            stops: list[str] = []
+            for _ in range(4):
+                page.keyboard.press("Tab")
+                focused = page.evaluate("document.activeElement.id || document.activeElement.tagName")
+                if focused == "BODY" or focused in stops:
+                    break
+                stops.append(focused)
+                page.wait_for_timeout(400)  # let any transition of the previous stop finish
+                shown = page.screenshot()
+                page.evaluate("document.activeElement.blur()")
+                page.wait_for_timeout(400)
+                unchanged = page.screenshot() == shown
+                assert not unchanged, f"keyboard focus on #{focused} is invisible"
+                page.locator(f"#{focused}").focus()
+            assert stops[:2] == ["drop", "file"], stops
+        finally:
+            browser.close()
