@@ -173,3 +173,26 @@ def test_keyboard_focus_is_always_visible(server: str) -> None:
             assert stops[:2] == ["drop", "file"], stops
         finally:
             browser.close()
+
+
+def test_decision_text_never_shows_probability_equal_to_threshold(server: str) -> None:
+    """Near the threshold the page prints as many decimals as it takes to tell P from the threshold."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(server + "/")
+            for p, t, positive in ((0.9775, 0.97787, False), (0.9780, 0.97787, True), (0.97786, 0.97787, False),
+                                   (0.40, 0.97787, False), (0.5, 0.5, True)):
+                text = page.evaluate("([p, t, pos]) => decisionText(p, t, pos)", [p, t, positive])
+                shown_p, shown_t = re.fullmatch(
+                    r"Pneumonia (?:likely|unlikely) — P = ([0-9.]+), (?:at or above|below) the threshold ([0-9.]+)",
+                    text).groups()
+                assert (shown_p == shown_t) == (p == t), text
+                assert len(shown_p) == len(shown_t) and float(shown_t) == pytest.approx(t, abs=0.006), text
+            assert page.evaluate("decisionText(0.40, 0.97787, false)") == \
+                "Pneumonia unlikely — P = 0.40, below the threshold 0.98"
+        finally:
+            browser.close()

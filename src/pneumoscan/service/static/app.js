@@ -28,8 +28,16 @@ async function loadModel() {
   }
 }
 
+// Decimals (at least `min`, at most 6) that tell p from t: "P = 0.98, below the threshold 0.98" reads as a contradiction.
+function digitsApart(p, t, min) {
+  let digits = min;
+  while (digits < 6 && p !== t && p.toFixed(digits) === t.toFixed(digits)) digits++;
+  return digits;
+}
+
 function decisionText(p, threshold, positive) {
-  const P = p.toFixed(2), T = threshold.toFixed(2);
+  const digits = digitsApart(p, threshold, 2);
+  const P = p.toFixed(digits), T = threshold.toFixed(digits);
   return positive
     ? `Pneumonia likely — P = ${P}, at or above the threshold ${T}`
     : `Pneumonia unlikely — P = ${P}, below the threshold ${T}`;
@@ -83,9 +91,10 @@ function render(result) {
   $("marker-label").textContent = `threshold ${result.threshold.toFixed(2)}`;
   $("meter").setAttribute("aria-valuenow", result.probability.toFixed(3));
 
-  $("prob").textContent = result.probability.toFixed(3);
+  const digits = digitsApart(result.probability, result.threshold, 3);
+  $("prob").textContent = result.probability.toFixed(digits);
   $("label").textContent = result.label;
-  $("threshold").textContent = result.threshold.toFixed(3);
+  $("threshold").textContent = result.threshold.toFixed(digits);
 
   const heat = $("heatmap"), toggle = $("heat-toggle");
   if (result.heatmap_png_base64) {
