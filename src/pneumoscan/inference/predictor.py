@@ -182,7 +182,7 @@ class Predictor:
 
 
 def describe(meta: ArtifactMeta) -> dict[str, object]:
-    """A short, JSON-friendly description of a model artifact (for `GET /model` and the CLI)."""
+    """JSON-friendly description of a model artifact for `GET /model`: input size, normalisation, classes, threshold."""
     return {
         "name": meta.model_name, "version": meta.version, "input_size": meta.image_size,
         "normalization": asdict(meta.preprocessing),
