@@ -91,9 +91,9 @@ def test_page_shows_result_and_heatmap(server: str, fitted: Path, sample_dir: Pa
             page.set_input_files("#file", str(xray))
             expect(page.locator("#result")).to_be_visible(timeout=15_000)
             decision = page.locator("#decision").inner_text()
-            assert re.fullmatch(r"Pneumonia (likely|unlikely) — P = \d\.\d\d, (at or above|below) the threshold \d\.\d\d",
+            assert re.fullmatch(r"(Flagged|Not flagged) for pneumonia — P = \d\.\d\d, (at or above|below) the threshold \d\.\d\d",
                                 decision), decision
-            assert ("likely" in decision and "unlikely" not in decision) == (expected.label == "PNEUMONIA")
+            assert decision.startswith("Flagged") == (expected.label == "PNEUMONIA")
             assert float(page.locator("#prob").inner_text()) == pytest.approx(expected.probability, abs=2e-3)
             assert page.locator("#label").inner_text() == expected.label
             width = page.locator("#fill").evaluate("el => parseFloat(el.style.width)")
@@ -188,11 +188,11 @@ def test_decision_text_never_shows_probability_equal_to_threshold(server: str) -
                                    (0.40, 0.97787, False), (0.5, 0.5, True)):
                 text = page.evaluate("([p, t, pos]) => decisionText(p, t, pos)", [p, t, positive])
                 shown_p, shown_t = re.fullmatch(
-                    r"Pneumonia (?:likely|unlikely) — P = ([0-9.]+), (?:at or above|below) the threshold ([0-9.]+)",
+                    r"(?:Flagged|Not flagged) for pneumonia — P = ([0-9.]+), (?:at or above|below) the threshold ([0-9.]+)",
                     text).groups()
                 assert (shown_p == shown_t) == (p == t), text
                 assert len(shown_p) == len(shown_t) and float(shown_t) == pytest.approx(t, abs=0.006), text
             assert page.evaluate("decisionText(0.40, 0.97787, false)") == \
-                "Pneumonia unlikely — P = 0.40, below the threshold 0.98"
+                "Not flagged for pneumonia — P = 0.40, below the threshold 0.98"
         finally:
             browser.close()

@@ -39,8 +39,8 @@ function decisionText(p, threshold, positive) {
   const digits = digitsApart(p, threshold, 2);
   const P = p.toFixed(digits), T = threshold.toFixed(digits);
   return positive
-    ? `Pneumonia likely — P = ${P}, at or above the threshold ${T}`
-    : `Pneumonia unlikely — P = ${P}, below the threshold ${T}`;
+    ? `Flagged for pneumonia — P = ${P}, at or above the threshold ${T}`
+    : `Not flagged for pneumonia — P = ${P}, below the threshold ${T}`;
 }
 
 function showPreview(file) {
