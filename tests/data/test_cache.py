@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+import pneumoscan.data.cache as cache_module
 
 from pneumoscan.data.cache import cache_key, load_image_set
 from pneumoscan.data.layout import Sample
 from pneumoscan.data.preprocess import load_image
+from pneumoscan.errors import InputError
 from tests.conftest import write_xray
 
 
@@ -47,3 +52,51 @@ def test_unreadable_files_are_skipped_and_listed(tmp_path: Path) -> None:
     assert len(result.skipped) == 1 and "IM-9999-0001.png" in result.skipped[0]
     again = load_image_set(samples + [Sample(bad, 0)], 16, tmp_path / "cache")
     assert again.skipped == result.skipped and len(again.images) == 6
+
+
+def test_rewrite_that_keeps_size_and_mtime_invalidates(tmp_path: Path) -> None:
+    samples = [Sample(write_xray(tmp_path / f"IM-{i:04d}-0001.bmp", 0, i), 0) for i in range(2)]
+    first = load_image_set(samples, 16, tmp_path / "cache")
+    stat = samples[0].path.stat()
+    write_xray(samples[0].path, 1, 99)  # BMP: same byte size, new pixels
+    os.utime(samples[0].path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert samples[0].path.stat().st_size == stat.st_size and samples[0].path.stat().st_mtime_ns == stat.st_mtime_ns
+    second = load_image_set(samples, 16, tmp_path / "cache")
+    assert np.array_equal(second.images[0], load_image(samples[0].path, 16))
+    assert not np.array_equal(second.images[0], first.images[0])
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "garbage_meta", "meta_mismatch"])
+def test_corrupt_cache_entry_is_rebuilt(tmp_path: Path, damage: str) -> None:
+    samples = _samples(tmp_path)
+    cache = tmp_path / "cache"
+    first = np.array(load_image_set(samples, 24, cache).images)
+    array_path, meta_path = next(cache.glob("*.npy")), next(cache.glob("*.json"))
+    if damage == "truncate":
+        array_path.write_bytes(array_path.read_bytes()[:300])
+    elif damage == "empty":
+        array_path.write_bytes(b"")
+    elif damage == "garbage_meta":
+        meta_path.write_text("{")
+    else:
+        meta_path.write_text(json.dumps({"ok": [True] * 5, "errors": [], "size": 24, "n": 5}))
+    again = load_image_set(samples, 24, cache)
+    assert len(again.samples) == 6 and np.array_equal(again.images, first)
+    assert np.array_equal(load_image_set(samples, 24, cache).images, first)
+    assert sorted(p.suffix for p in cache.iterdir()) == [".json", ".npy"]  # no temporary files left
+
+
+def test_cached_failure_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    samples = _samples(tmp_path)
+    real = cache_module.load_image
+
+    def missing_decoder(path: Path, size: int) -> np.ndarray:
+        if path == samples[0].path:
+            raise InputError(f"{path}: install the decoder")
+        return real(path, size)
+
+    monkeypatch.setattr(cache_module, "load_image", missing_decoder)
+    assert len(load_image_set(samples, 16, tmp_path / "cache").skipped) == 1
+    monkeypatch.setattr(cache_module, "load_image", real)  # e.g. the decoder plugin is now installed
+    again = load_image_set(samples, 16, tmp_path / "cache")
+    assert again.skipped == [] and len(again.images) == 6

@@ -35,12 +35,40 @@ class ImageSet:
 
 
 def cache_key(samples: list[Sample], size: int) -> str:
-    """Hash of preprocessing version, size and every file's path, byte size and modification time."""
+    """Hash of preprocessing version, size and every file's path, inode, byte size, modification and
+    status-change times (the latter changes on every rewrite, even one that restores the mtime)."""
     digest = hashlib.sha256(f"v{PREPROCESS_VERSION}:{size}".encode())
     for sample in samples:
         stat = sample.path.stat()
-        digest.update(f"|{sample.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{sample.label}".encode())
+        digest.update(f"|{sample.path.resolve()}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}:"
+                      f"{stat.st_ctime_ns}:{sample.label}".encode())
     return digest.hexdigest()[:32]
+
+
+def _read_entry(array_path: Path, meta_path: Path, n: int, size: int) -> tuple[np.ndarray, list[bool], list[str]] | None:
+    """A cached entry, or None when it is missing, unreadable (truncated, corrupt) or does not fit `n` files of `size`."""
+    try:
+        meta = json.loads(meta_path.read_text())
+        images = np.load(array_path, mmap_mode="r")
+        ok, errors = [bool(good) for good in meta["ok"]], [str(e) for e in meta["errors"]]
+    except (OSError, ValueError, EOFError, KeyError, TypeError):
+        return None
+    if len(ok) != n or images.dtype != np.uint8 or images.shape != (sum(ok), size, size):
+        return None
+    return images, ok, errors
+
+
+def _failures_persist(samples: list[Sample], ok: list[bool], size: int) -> bool:
+    """Whether every file the cache lists as unreadable still fails (a fixed file or a newly installed decoder
+    must not stay skipped)."""
+    for sample, good in zip(samples, ok):
+        if not good:
+            try:
+                load_image(sample.path, size)
+            except InputError:
+                continue
+            return False
+    return True
 
 
 def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool) -> tuple[np.ndarray, list[bool], list[str]]:
@@ -68,21 +96,24 @@ def load_image_set(
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
     key = cache_key(samples, size)
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
-    if array_path.exists() and meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        images = np.load(array_path, mmap_mode="r")
-        ok = meta["ok"]
-        errors = meta["errors"]
+    entry = _read_entry(array_path, meta_path, len(samples), size)
+    if entry is not None and _failures_persist(samples, entry[1], size):
+        images, ok, errors = entry
     else:
         images, ok, errors = _decode_all(samples, size, desc, progress)
-        images = images[np.array(ok, dtype=bool)]
+        if not all(ok):
+            images = images[np.array(ok, dtype=bool)]
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = array_path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, images)
-        os.replace(tmp, array_path)
         tmp_meta = meta_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp_meta.write_text(json.dumps({"ok": ok, "errors": errors, "size": size, "n": len(samples)}))
-        os.replace(tmp_meta, meta_path)
+        try:
+            np.save(tmp, images)
+            os.replace(tmp, array_path)
+            tmp_meta.write_text(json.dumps({"ok": ok, "errors": errors, "size": size, "n": len(samples)}))
+            os.replace(tmp_meta, meta_path)
+        finally:
+            tmp.unlink(missing_ok=True)
+            tmp_meta.unlink(missing_ok=True)
         images = np.load(array_path, mmap_mode="r")
     kept = [s for s, good in zip(samples, ok) if good]
     return ImageSet(kept, images, errors)
