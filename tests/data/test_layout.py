@@ -67,3 +67,17 @@ def test_evaluation_samples_prefers_test(tiny_dataset: Path) -> None:
     assert split == "test" and samples
     with pytest.raises(InputError, match="no val/ split"):
         evaluation_samples(tiny_dataset, "val")
+
+
+def test_manifest_split_column_keeps_test_rows_out_of_training(tmp_path: Path) -> None:
+    for name, label in (("a", 0), ("b", 1), ("c", 0), ("d", 1)):
+        write_xray(tmp_path / f"{name}.png", label, ord(name))
+    (tmp_path / "m.csv").write_text("path,label,split\na.png,NORMAL,train\nb.png,PNEUMONIA,Train\n"
+                                    "c.png,NORMAL,test\nd.png,PNEUMONIA,test\n")
+    found = discover(tmp_path / "m.csv")
+    assert {k: [s.path.name for s in v] for k, v in found.items()} == {"train": ["a.png", "b.png"],
+                                                                     "test": ["c.png", "d.png"]}
+    assert [s.path.name for s in evaluation_samples(tmp_path / "m.csv")[1]] == ["c.png", "d.png"]
+    (tmp_path / "bad.csv").write_text("path,label,split\na.png,NORMAL,train\nb.png,PNEUMONIA,\n")
+    with pytest.raises(InputError, match=r"bad\.csv:3: unknown split ''; use one of train, val, test"):
+        discover(tmp_path / "bad.csv")

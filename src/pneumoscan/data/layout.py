@@ -63,33 +63,44 @@ def _class_folder_samples(folder: Path) -> list[Sample]:
 
 def read_manifest(csv_path: Path) -> list[Sample]:
     """Read a `path,label` CSV (UTF-8, with or without the BOM Excel writes); relative paths are
-    relative to the CSV's folder."""
-    samples: list[Sample] = []
+    relative to the CSV's folder. An optional `split` column is ignored here (see `read_manifest_splits`)."""
+    return [sample for samples in read_manifest_splits(csv_path).values() for sample in samples]
+
+
+def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
+    """Samples of a `path,label[,split]` CSV per split: `train`/`val`/`test` from the optional `split`
+    column (case-insensitive; then every row needs one), else all of them as split `all`."""
+    found: dict[str, list[Sample]] = {}
     try:
         with csv_path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
-            if not reader.fieldnames or not {"path", "label"} <= {f.strip().lower() for f in reader.fieldnames}:
+            columns = {f.strip().lower() for f in reader.fieldnames or [] if f}
+            if not {"path", "label"} <= columns:
                 raise InputError(f"{csv_path}: a manifest needs a header line 'path,label'")
             for line_no, row in enumerate(reader, start=2):
                 row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
                 where = f"{csv_path}:{line_no}"
+                split = row.get("split", "all").lower() if "split" in columns else "all"
+                if "split" in columns and split not in SPLITS:
+                    raise InputError(f"{where}: unknown split {row.get('split', '')!r}; use one of {', '.join(SPLITS)}")
                 path = Path(row["path"])
                 path = path if path.is_absolute() else csv_path.parent / path
                 if not path.is_file():
                     raise InputError(f"{where}: file {path} does not exist; fix the path in the manifest")
-                samples.append(Sample(path, label_index(row["label"], where)))
+                found.setdefault(split, []).append(Sample(path, label_index(row["label"], where)))
     except UnicodeDecodeError:
         raise InputError(f"{csv_path}: not UTF-8 text; save the manifest as a UTF-8 CSV with columns path,label") from None
-    if not samples:
+    if not found:
         raise InputError(f"{csv_path}: manifest lists no images")
-    return samples
+    return {name: found[name] for name in (*SPLITS, "all") if name in found}
 
 
 def discover(root: str | Path) -> dict[str, list[Sample]]:
     """Labelled samples per split found under `root`.
 
     Accepts a Kaggle/Mendeley root (`train/`, optional `val/`, `test/`, each with class folders),
-    a single folder of class folders (returned as split `all`), or a CSV manifest (split `all`).
+    a single folder of class folders (returned as split `all`), or a CSV manifest (split `all`, or the
+    splits its `split` column names).
     """
     root = Path(root)
     if not root.exists():
@@ -97,7 +108,7 @@ def discover(root: str | Path) -> dict[str, list[Sample]]:
     if root.is_file():
         if root.suffix.lower() != ".csv":
             raise InputError(f"{root}: expected a folder or a .csv manifest with columns path,label")
-        return {"all": read_manifest(root)}
+        return read_manifest_splits(root)
     children = _child_dirs(root)
     splits = {name: children[name] for name in SPLITS if name in children}
     if splits:
