@@ -17,6 +17,10 @@ from pneumoscan.data.patients import cause, patient_id
         ("person1000_bacteria_2931.jpeg", "person1000"),
         ("scan_from_ward.png", "scan_from_ward"),
         ("person19_virus.jpeg", "person19_virus"),
+        ("scan01.png", "scan01"),
+        ("scan.v2.PNG", "scan.v2"),
+        ("1.2.840.113619.2.55.3.12345", "1.2.840.113619.2.55.3.12345"),
+        ("1.2.840.113619.2.55.3.12345.dcm", "1.2.840.113619.2.55.3.12345"),
     ],
 )
 def test_patient_id(name: str, patient: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from pneumoscan.data.layout import IMAGE_SUFFIXES
+
 _NORMAL = re.compile(r"^(?P<patient>(?:NORMAL2-)?IM-\d+)(?:-\d+)+$", re.IGNORECASE)
 _PNEUMONIA = re.compile(r"^(?P<patient>person\d+)_(?P<cause>bacteria|virus)(?:_\d+)+$", re.IGNORECASE)
 
@@ -11,9 +13,12 @@ _PNEUMONIA = re.compile(r"^(?P<patient>person\d+)_(?P<cause>bacteria|virus)(?:_\
 def patient_id(path: str | Path) -> str:
     """Patient key of an image: `IM-0115-0001.jpeg` -> `IM-0115`, `person19_virus_50.jpeg` -> `person19`.
 
-    Unknown names are their own patient (the file stem).
+    Unknown names are their own patient: the file name without its image extension (a DICOM UID name such
+    as `1.2.840.113619.2.55.3.12345` is kept whole; its last number is not an extension). Only the name
+    counts: not the folder, and not the DICOM PatientID.
     """
-    stem = Path(path).stem
+    path = Path(path)
+    stem = path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name
     for pattern in (_NORMAL, _PNEUMONIA):
         match = pattern.match(stem)
         if match:
