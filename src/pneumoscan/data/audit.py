@@ -58,6 +58,9 @@ def audit(root: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
     report["unreadable"] = sorted(unreadable)
     report["duplicate_groups"] = sorted(duplicates)
     report["cross_split_duplicates"] = [g for g in duplicates if len({n.split("/")[0] for n in g}) > 1]
+    # a patient split cannot keep these together: copies under two patient IDs can sit on both sides of it
+    report["cross_patient_duplicates"] = [g for g in duplicates if len({patient_id(n) for n in g}) > 1]
+    report["label_conflict_duplicates"] = [g for g in duplicates if len({n.split("/")[1] for n in g}) > 1]
     report["patient_ids_in_two_splits"] = {
         f"{a}+{b}": len(patients_by_split[a] & patients_by_split[b]) for i, a in enumerate(names) for b in names[i + 1:]
     }
@@ -76,8 +79,12 @@ def format_audit(report: dict[str, Any]) -> str:
     lines.append(f"unreadable files: {len(report['unreadable'])}")
     lines += [f"  {msg}" for msg in report["unreadable"][:20]]
     lines.append(f"byte-identical duplicate groups: {len(report['duplicate_groups'])} "
-                 f"({len(report['cross_split_duplicates'])} across splits)")
-    lines += [f"  {' = '.join(group)}" for group in report["cross_split_duplicates"][:20]]
+                 f"({len(report['cross_split_duplicates'])} across splits, "
+                 f"{len(report['cross_patient_duplicates'])} across patient IDs, "
+                 f"{len(report['label_conflict_duplicates'])} with both labels)")
+    shown = {tuple(g) for key in ("cross_split_duplicates", "cross_patient_duplicates", "label_conflict_duplicates")
+             for g in report[key]}
+    lines += [f"  {' = '.join(group)}" for group in sorted(shown)[:20]]
     for pair, count in report["patient_ids_in_two_splits"].items():
         lines.append(f"patient IDs in both {pair}: {count}")
     lines.append(f"note: {report['note']}")
