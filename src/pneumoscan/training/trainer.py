@@ -95,6 +95,9 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True) -> Ru
             for name, s in (("train", train_set), ("val", val_set))
         },
         "skipped": train_set.skipped + val_set.skipped,
+        # with --use-given-val nothing keeps a patient out of both folders
+        "patient_ids_in_train_and_val": len({patient_id(s.path) for s in train_set.samples}
+                                            & {patient_id(s.path) for s in val_set.samples}),
         "val_files": [str(s.path) for s in val_set.samples],
     }
     return RunData(train_set, val_set, record)
@@ -186,6 +189,10 @@ class Trainer:
         data = prepare_data(cfg, self.image_size, self.progress)
         for message in data.train.skipped + data.val.skipped:
             tqdm.write(f"skipped: {message}")
+        if data.split_record["patient_ids_in_train_and_val"]:
+            tqdm.write(f"warning: {data.split_record['patient_ids_in_train_and_val']} patient IDs have images in both "
+                       "train/ and val/, so validation (early stopping, threshold) may be optimistic; drop "
+                       "--use-given-val to split train/ by patient")
         # equalised once here rather than every batch of every epoch; validation is equalised where it is scored
         train_images = equalize_images(data.train.images) if cfg.equalize else data.train.images
         mean, std = image_stats(train_images)
