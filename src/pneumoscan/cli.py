@@ -91,11 +91,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
-RESUME_MAY_CHANGE = ("out", "epochs", "data", "cache_dir")  # the run folder and its data may have moved
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.config import RESUME_MAY_CHANGE, TrainConfig
     from pneumoscan.training.trainer import train
 
     resume_cfg = Path(args.out) / "config.json"
@@ -107,9 +104,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not isinstance(saved, dict) or "data" not in saved:
             raise PneumoscanError(f"{resume_cfg}: not a `pneumoscan train` run; check --out")
         given = {k: v for k, v in vars(args).items() if v is not None and k in TrainConfig.__dataclass_fields__}
-        changed = [k for k in given if k not in RESUME_MAY_CHANGE and given[k] != saved.get(k)]
-        if changed:
-            flags = ", ".join(f"--{k.replace('_', '-')} {given[k]} (run: {saved.get(k)})" for k in changed)
+        flags = TrainConfig.resume_conflicts(saved, given, "run")
+        if flags:
             raise PneumoscanError(f"{resume_cfg}: {flags}: a resumed run keeps its settings (only --epochs, --data and "
                                   f"--cache-dir may change); drop the option, or start a new run with another --out")
         cfg = TrainConfig.from_dict({**saved, **{k: given[k] for k in RESUME_MAY_CHANGE if k in given}})

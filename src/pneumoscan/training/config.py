@@ -7,6 +7,7 @@ from typing import Any
 from pneumoscan.errors import InputError
 
 DEFAULT_MODEL = "resnet10"
+RESUME_MAY_CHANGE = ("out", "epochs", "data", "cache_dir")  # a resumed run's folders may have moved; more epochs
 # The TrainConfig defaults below are the shipped model's recipe, chosen on validation
 # (bench/results/ablation.md): resnet10 at 128 px, histogram-equalised, with a class-balanced sampler.
 
@@ -63,6 +64,13 @@ class TrainConfig:
         for flag, value, ok, rule in limits:
             if not ok:  # NaN fails every comparison, so it lands here too
                 raise InputError(f"{flag} {value}: must be {rule}")
+
+    @staticmethod
+    def resume_conflicts(saved: dict[str, Any], given: dict[str, Any], label: str) -> str:
+        """The settings in `given` that differ from the interrupted run's `saved` ones, as
+        '--seed 5 (LABEL: 0), ...' ('' when none); the folders and --epochs may change."""
+        changed = [k for k in given if k not in RESUME_MAY_CHANGE and given[k] != saved.get(k)]
+        return ", ".join(f"--{k.replace('_', '-')} {given[k]} ({label}: {saved.get(k)})" for k in changed)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":

@@ -80,21 +80,6 @@ def _view(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return (view + torch.randn(view.shape, generator=generator) * VIEW_NOISE).clamp(0.0, 1.0)
 
 
-RESUME_MAY_CHANGE = ("out", "epochs", "data", "cache_dir")  # the folders may have moved; more epochs may be wanted
-
-
-def _check_same_settings(saved: dict[str, Any] | None, cfg: TrainConfig, where: Path) -> None:
-    """InputError naming every option that differs from the interrupted pretraining's (older checkpoints
-    carry no settings and are not checked)."""
-    if not saved:
-        return
-    now = cfg.to_dict()
-    changed = [k for k in now if k not in RESUME_MAY_CHANGE and k in saved and now[k] != saved[k]]
-    if changed:
-        flags = ", ".join(f"--{k.replace('_', '-')} {now[k]} (pretraining: {saved[k]})" for k in changed)
-        raise InputError(f"{where}: {flags}: resume with the options the pretraining was started with")
-
-
 def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
     """SimSiam on the run's training split (cfg.epochs, cfg.batch_size, SGD at cfg.lr scaled by batch/256);
     returns the path of `pretrained.safetensors` in cfg.out."""
@@ -108,8 +93,10 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
     ckpt_path = out / PRETRAIN_CHECKPOINT
     if resume and not ckpt_path.exists():
         raise InputError(f"{ckpt_path}: nothing to resume; run without --resume to start pretraining")
-    if resume:  # before the images are loaded
-        _check_same_settings(load_checkpoint(ckpt_path).get("config"), cfg, ckpt_path)
+    ckpt = load_checkpoint(ckpt_path) if resume else None
+    saved = ckpt.get("config") if ckpt else None  # older checkpoints carry no settings and are not checked
+    if saved and (flags := TrainConfig.resume_conflicts(saved, cfg.to_dict(), "pretraining")):
+        raise InputError(f"{ckpt_path}: {flags}: resume with the options the pretraining was started with")
     if not resume and (ckpt_path.exists() or (out / PRETRAINED_NAME).exists()):
         raise InputError(f"{out}: holds an earlier pretraining; pass --resume to continue it or choose another --out")
     image_size = cfg.image_size or spec.image_size
@@ -131,8 +118,7 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
     for stale in out.glob(".*.tmp"):  # left by a run killed mid-write
         stale.unlink()
     state: dict[str, Any] = {"epoch": 0, "history": [], "seconds": 0.0}
-    if resume:
-        ckpt = load_checkpoint(ckpt_path)
+    if ckpt is not None:
         net.load_state_dict(ckpt["net"])
         optimizer.load_state_dict(ckpt["optimizer"])
         generator.set_state(ckpt["generator"])
