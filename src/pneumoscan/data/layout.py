@@ -61,15 +61,10 @@ def _class_folder_samples(folder: Path) -> list[Sample]:
     return samples
 
 
-def read_manifest(csv_path: Path) -> list[Sample]:
-    """Read a `path,label` CSV (UTF-8, with or without the BOM Excel writes); relative paths are
-    relative to the CSV's folder. An optional `split` column is ignored here (see `read_manifest_splits`)."""
-    return [sample for samples in read_manifest_splits(csv_path).values() for sample in samples]
-
-
 def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
-    """Samples of a `path,label[,split]` CSV per split: `train`/`val`/`test` from the optional `split`
-    column (case-insensitive; then every row needs one), else all of them as split `all`."""
+    """Samples of a `path,label[,split]` CSV (UTF-8, with or without the BOM Excel writes) per split:
+    `train`/`val`/`test` from the optional `split` column (case-insensitive; then every row needs one),
+    else all of them as split `all`. Relative paths are relative to the CSV's folder."""
     found: dict[str, list[Sample]] = {}
     try:
         with csv_path.open(newline="", encoding="utf-8-sig") as handle:

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from pneumoscan.errors import InputError
 from pneumoscan.evaluation import metrics
 from pneumoscan.evaluation.metrics import _check_probs, _descending_counts, _labels_and_scores
 
@@ -24,6 +25,12 @@ __all__ = [
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
 
 _PROB_EPS = 1e-12
+
+
+def check_target_recall(target_recall: float | None) -> None:
+    """InputError naming --target-recall unless it is None or in (0, 1]."""
+    if target_recall is not None and not 0.0 < target_recall <= 1.0:
+        raise InputError(f"--target-recall {target_recall}: must be above 0 and at most 1, e.g. 0.95")
 
 
 def threshold_for_recall(y_true: ArrayLike, y_prob: ArrayLike, target_recall: float) -> float:

@@ -12,7 +12,7 @@ from pneumoscan.artifact import ArtifactMeta, load_artifact, resolve_model_path
 from pneumoscan.data.layout import is_image_path
 from pneumoscan.data.preprocess import load_image
 from pneumoscan.errors import InputError
-from pneumoscan.evaluation.thresholds import adjust_for_prevalence
+from pneumoscan.evaluation.thresholds import adjust_for_prevalence, check_target_recall
 from pneumoscan.inference.batch import predict_probs, sigmoid
 from pneumoscan.inference.ood import OODResult, colourfulness, forward_with_features, load_guard
 
@@ -77,8 +77,7 @@ class Predictor:
             raise InputError("give either --threshold or --target-recall, not both")
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise InputError(f"--threshold {threshold}: must be between 0 and 1")
-        if target_recall is not None and not 0.0 < target_recall <= 1.0:
-            raise InputError(f"--target-recall {target_recall}: must be above 0 and at most 1, e.g. 0.95")
+        check_target_recall(target_recall)
         if prevalence is not None and not 0.0 < prevalence < 1.0:  # checked here, even when no image is readable
             raise InputError(f"--prevalence {prevalence}: must be strictly between 0 and 1")
         raw = threshold if threshold is not None else (

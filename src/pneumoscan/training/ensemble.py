@@ -11,6 +11,7 @@ from pneumoscan.data.cache import load_image_set
 from pneumoscan.data.layout import Sample
 from pneumoscan.errors import InputError
 from pneumoscan.evaluation.evaluate import read_predictions
+from pneumoscan.evaluation.thresholds import check_target_recall
 from pneumoscan.models.ensemble import Ensemble
 from pneumoscan.models.registry import create_model
 from pneumoscan.training.trainer import finish_artifact
@@ -37,8 +38,7 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
     out = Path(out)
     if len(runs) < 2:
         raise InputError("an ensemble needs at least two run folders")
-    if target_recall is not None and not 0.0 < target_recall <= 1.0:
-        raise InputError(f"--target-recall {target_recall}: must be above 0 and at most 1, e.g. 0.95")
+    check_target_recall(target_recall)
     if (out / ARTIFACT_NAME).exists():
         raise InputError(f"{out / ARTIFACT_NAME}: already exists; choose another --out")
     loaded = [load_artifact(run) for run in runs]
