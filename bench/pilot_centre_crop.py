@@ -15,15 +15,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from _results import write_results
-from stress_val import score, shifted_sources, val_files
+from stress_val import run_probs, score, shifted_sources, val_files
 
-from pneumoscan.artifact import ARTIFACT_NAME, load_artifact
-from pneumoscan.data.preprocess import resize_square
-from pneumoscan.inference.batch import predict_probs
+from pneumoscan.artifact import ARTIFACT_NAME, read_meta
 from pneumoscan.training.config import TrainConfig
 from pneumoscan.training.trainer import LAST_CHECKPOINT, train
 
@@ -62,11 +59,9 @@ def main() -> None:
               progress=sys.stderr.isatty())
     paths, labels = val_files(out)
     originals = [next((args.data / "train" / p.parent.name).glob(p.stem + ".*")) for p in paths]
-    model, meta = load_artifact(out)
-    probs = {shift: predict_probs(model, np.stack([resize_square(np.asarray(centre_crop(im, args.frac)), meta.image_size)
-                                                   for im in images]), meta.preprocessing)
-             for shift, images in shifted_sources(originals).items()}
-    row = {**score(out.name, labels, probs), "frac": args.frac, "train_seconds": meta.training.get("train_seconds")}
+    cropped = {shift: [centre_crop(im, args.frac) for im in images] for shift, images in shifted_sources(originals).items()}
+    row = {**score(out.name, labels, run_probs(out, cropped)), "frac": args.frac,
+           "train_seconds": read_meta(out / ARTIFACT_NAME).training.get("train_seconds")}
     write_results("pilot_centre_crop", [row], ["run", "frac", "train_seconds", "val_auc", "val_log_loss", "stress_auc_mean",
                                                "stress_auc_min", "stress_worst", "stress_log_loss_mean"],
                   command="python bench/pilot_centre_crop.py " + " ".join(sys.argv[1:]),
