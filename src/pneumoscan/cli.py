@@ -44,12 +44,12 @@ def _write_json(path: str, data: object) -> None:
     if path == "-":
         print(text)
     else:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _output_folders(path)
         Path(path).write_text(text)
 
 
 def _output_folders(*paths: str | None) -> None:
-    """Create the folders of the output files up front, so a bad path fails before the work, not after it."""
+    """Create the folders of the output files ('-' is stdout); called up front, a bad path fails before the work."""
     for path in paths:
         if path and path != "-":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
