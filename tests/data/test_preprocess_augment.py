@@ -109,3 +109,19 @@ def test_equalize_images_in_chunks_matches_one_image_at_a_time() -> None:
     batch = (rng.random((n, 2, 8, 8)) ** rng.uniform(0.3, 3, (n, 1, 1, 1)) * 255).astype(np.uint8)
     expected = np.stack([[equalize_images(im[None])[0] for im in pair] for pair in batch])
     np.testing.assert_array_equal(equalize_images(batch), expected)
+
+
+def test_aspect_stretch_makes_a_square_taller_or_wider_and_leaves_other_draws_alone() -> None:
+    square = torch.zeros(64, 1, 64, 64)
+    square[:, :, 16:48, 16:48] = 1.0
+    only_aspect = AugmentConfig(rotation_deg=0, scale=0, translate=0, brightness=0, contrast=0, aspect=0.3)
+    out = augment_batch(square, only_aspect, torch.Generator().manual_seed(0))
+    rows = (out[:, 0].amax(dim=2) > 0.5).sum(dim=1).float()  # height of the bright block
+    cols = (out[:, 0].amax(dim=1) > 0.5).sum(dim=1).float()  # width
+    ratio = rows / cols
+    assert ratio.max() > 1.2 and ratio.min() < 1 / 1.2  # both ways, well beyond interpolation noise
+    assert ratio.max() <= 1.3 ** 2 * 1.1  # within the asked range (height x a, width / a)
+    # a run without aspect keeps the random sequence it had before the option existed
+    plain = AugmentConfig()
+    assert torch.equal(augment_batch(square, plain, torch.Generator().manual_seed(3)),
+                       augment_batch(square, dataclasses.replace(plain, aspect=0.0), torch.Generator().manual_seed(3)))

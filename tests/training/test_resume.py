@@ -121,3 +121,13 @@ def test_resume_refuses_changed_settings_and_accepts_moved_data(resume_data: Pat
     moved = resume_data.rename(tmp_path / "data_moved")
     assert main(["train", "--out", str(run), "--resume", "--data", str(moved), "--epochs", "2", "--quiet"]) == 0
     assert _epochs(run) == [1, 2]
+
+
+def test_resume_conflicts_reads_a_setting_missing_from_an_older_run_as_its_default() -> None:
+    from pneumoscan.training.config import TrainConfig
+
+    older = {k: v for k, v in TrainConfig(data="d", out="o").to_dict().items() if k not in ("aug_zoom", "aug_aspect")}
+    given = TrainConfig(data="d", out="o").to_dict()
+    assert TrainConfig.resume_conflicts(older, given, "run") == ""
+    given["aug_aspect"] = 0.2
+    assert TrainConfig.resume_conflicts(older, given, "run") == "--aug-aspect 0.2 (run: 0.0)"

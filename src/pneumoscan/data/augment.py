@@ -18,6 +18,7 @@ class AugmentConfig:
     translate: float = 0.08
     brightness: float = 0.10
     contrast: float = 0.10
+    aspect: float = 0.0  # stretch one axis and squeeze the other by up to this fraction (0: none)
     strength: float = 1.0
 
 
@@ -33,8 +34,12 @@ def augment_batch(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Gen
     angle = uniform(math.radians(cfg.rotation_deg))
     scale = 1 + uniform(cfg.scale)
     tx, ty = uniform(cfg.translate) * 2, uniform(cfg.translate) * 2
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    # Drawn only when asked for, so runs without it keep their random sequence (and resume exactly).
+    stretch = torch.exp(uniform(math.log1p(cfg.aspect))) if cfg.aspect > 0 else torch.ones(n)
+    sx, sy = scale * stretch, scale / stretch
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # Output -> input coordinates: rotation after the inverse of the per-axis scaling.
+    theta = torch.stack([torch.stack([cos / sx, -sin / sy, tx], 1), torch.stack([sin / sx, cos / sy, ty], 1)], 1)
     grid = F.affine_grid(theta.to(images.dtype).to(images.device), list(images.shape), align_corners=False)
     warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
     brightness = uniform(cfg.brightness).view(n, 1, 1, 1).to(images.device)

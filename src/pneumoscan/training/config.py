@@ -32,6 +32,8 @@ class TrainConfig:
     patience: int = 8
     target_recall: float = 0.95
     augment: float = 1.0
+    aug_zoom: float = 0.10  # random zoom in or out by up to this fraction (scaled by `augment`)
+    aug_aspect: float = 0.0  # random stretch of one axis against the other by up to this fraction
     balance: str = "sampler"  # sampler (class-balanced batches) | weighted (loss) | none
     label_smoothing: float = 0.0
     mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 disables it
@@ -55,6 +57,8 @@ class TrainConfig:
             ("--val-fraction", self.val_fraction, 0 < self.val_fraction < 1, "strictly between 0 and 1, e.g. 0.15"),
             ("--target-recall", self.target_recall, 0 < self.target_recall <= 1, "above 0 and at most 1, e.g. 0.95"),
             ("--augment", self.augment, self.augment >= 0, "0 (off) or more"),
+            ("--aug-zoom", self.aug_zoom, 0 <= self.aug_zoom < 1, "at least 0 and below 1, e.g. 0.25"),
+            ("--aug-aspect", self.aug_aspect, 0 <= self.aug_aspect < 1, "at least 0 and below 1, e.g. 0.15"),
             ("--label-smoothing", self.label_smoothing, 0 <= self.label_smoothing < 1, "at least 0 and below 1"),
             ("--mixup", self.mixup, self.mixup >= 0, "0 (off) or more"),
             ("--ema-decay", self.ema_decay, 0 <= self.ema_decay < 1, "0 (off) or below 1, e.g. 0.999"),
@@ -69,6 +73,8 @@ class TrainConfig:
     def resume_conflicts(saved: dict[str, Any], given: dict[str, Any], label: str) -> str:
         """The settings in `given` that differ from the interrupted run's `saved` ones, as
         '--seed 5 (LABEL: 0), ...' ('' when none); the folders and --epochs may change."""
+        # A run saved before a setting existed ran with that setting's default.
+        saved = {**{f.name: f.default for f in fields(TrainConfig)}, **saved}
         changed = [k for k in given if k not in RESUME_MAY_CHANGE and given[k] != saved.get(k)]
         return ", ".join(f"--{k.replace('_', '-')} {given[k]} ({label}: {saved.get(k)})" for k in changed)
 
