@@ -55,6 +55,8 @@ VARIANTS: dict[str, dict] = {
     "T_resnet10_128_sampler_equalize_40ep": dict(model="resnet10", image_size=128, balance="sampler", equalize=True,
                                                  epochs=40),
     "U_resnet10_96_sampler_equalize": dict(model="resnet10", image_size=96, balance="sampler", equalize=True),
+    "V_resnet10_128_sampler_equalize_geom": dict(model="resnet10", image_size=128, balance="sampler", equalize=True,
+                                                 aug_zoom=0.25, aug_aspect=0.15),
 }
 # Variants that start from `pneumoscan pretrain` weights (SimSiam on their training split; the
 # pretraining's seconds count in their training time). Settings as `pneumoscan pretrain`'s defaults.
@@ -137,7 +139,7 @@ def add_stress(rows: list[dict], runs: Path) -> None:
     """Add clean and shifted validation scores to every row, then one row per complete ensemble."""
     done = [row["variant"] for row in rows]
     paths, labels = val_files(runs / done[0])
-    sources = shifted_sources(paths)
+    sources = shifted_sources(paths, labels)
     probs = {}
     for row in rows:
         if val_files(runs / row["variant"])[0] != paths:
@@ -175,12 +177,14 @@ def main() -> None:
         order = [*VARIANTS, *ENSEMBLES]
         rows.sort(key=lambda row: order.index(row["variant"]))
         note += " The stress shifts are seeded, so the scores are comparable."
-    columns = ["variant", "model", "image_size", "ema_decay", "label_smoothing", "mixup", "augment", "balance", "equalize",
+    columns = ["variant", "model", "image_size", "ema_decay", "label_smoothing", "mixup", "augment", "aug_zoom", "aug_aspect",
+               "balance", "equalize",
                "epochs", "pretrain", "seed", "best_epoch", "epochs_run", "train_seconds", "val_auc", "val_auc_tta", "val_specificity_at_recall_0.95",
-               "val_brier", "val_ece", "val_log_loss", "stress_auc_mean", "stress_auc_min", "stress_log_loss_mean"]
+               "val_brier", "val_ece", "val_log_loss", "stress_auc_mean", "stress_auc_min", "stress_log_loss_mean",
+               "geometry_auc_mean", "geometry_auc_min", "normals_flagged_zoom_in"]
     write_results("ablation", rows, columns, command=command,
                   note="Validation = patient-aware 15% of train (split seed 0); stress = the same images under the 13 "
-                       "acquisition shifts of stress_val.py (mean and worst AUC). ENS rows average member probabilities; "
+                       "acquisition shifts of stress_val.py (mean and worst AUC); geometry = its 5 one-class geometry probes. ENS rows average member probabilities; "
                        "their train_seconds is the members' sum. Blank settings are the base recipe's (balance weighted, no "
                        "equalisation, 25 epochs, augment 1.0). Test images are not read by this script." + note)
     print(json.dumps(rows, indent=2))

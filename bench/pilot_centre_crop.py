@@ -59,7 +59,7 @@ def main() -> None:
               progress=sys.stderr.isatty())
     paths, labels = val_files(out)
     originals = [next((args.data / "train" / p.parent.name).glob(p.stem + ".*")) for p in paths]
-    cropped = {shift: [centre_crop(im, args.frac) for im in images] for shift, images in shifted_sources(originals).items()}
+    cropped = {shift: [centre_crop(im, args.frac) for im in images] for shift, images in shifted_sources(originals, labels).items()}
     row = {**score(out.name, labels, run_probs(out, cropped)), "frac": args.frac,
            "train_seconds": read_meta(out / ARTIFACT_NAME).training.get("train_seconds")}
     write_results("pilot_centre_crop", [row], ["run", "frac", "train_seconds", "val_auc", "val_log_loss", "stress_auc_mean",

@@ -7,6 +7,11 @@ other gamma and contrast, blur, noise, zoom, rotation, shift, JPEG loss, lower r
 histogram equalisation. The list was fixed before any recipe was scored on it, and no test image
 is read. Ensembles average member probabilities.
 
+The geometry probes (added in the sixth session, before the runs they ranked were scored) shift one
+class only: normals zoomed in or stretched, pneumonia zoomed out. A model that reads framing or
+aspect ratio as evidence (a tighter field of view as pneumonia) loses AUC here, although a shift of
+both classes alike leaves its ranking intact.
+
     python bench/stress_val.py RUN [RUN ...] [--ensemble NAME=RUN,RUN ...]
 """
 from __future__ import annotations
@@ -78,13 +83,34 @@ SHIFTS: dict[str, Perturb] = {
 }
 
 
-def shifted_sources(paths: list[Path]) -> dict[str, list[Image.Image]]:
-    """Every validation image at source size, clean and under each shift (seeded per shift)."""
+def _stretch(image: Image.Image, fx: float, fy: float) -> Image.Image:
+    """Enlarge by fx across and fy down, keeping the centre at the original size."""
+    size = image.size[0]
+    w, h = int(round(size * fx)), int(round(size * fy))
+    left, top = (w - size) // 2, (h - size) // 2
+    return image.resize((w, h), Image.Resampling.BILINEAR).crop((left, top, left + size, top + size))
+
+
+# name -> (the class it shifts: 0 NORMAL, 1 PNEUMONIA; the shift)
+GEOMETRY_PROBES: dict[str, tuple[int, Callable[[Image.Image], Image.Image]]] = {
+    "normal_zoom_in_1.15": (0, lambda im: _zoom(im, 1.15)),
+    "normal_zoom_in_1.3": (0, lambda im: _zoom(im, 1.3)),
+    "normal_taller_1.15": (0, lambda im: _stretch(im, 1.0, 1.15)),
+    "normal_wider_1.15": (0, lambda im: _stretch(im, 1.15, 1.0)),
+    "pneumonia_zoom_out_0.87": (1, lambda im: _zoom(im, 0.87)),
+}
+
+
+def shifted_sources(paths: list[Path], labels: np.ndarray) -> dict[str, list[Image.Image]]:
+    """Every validation image at source size: clean, under each shift (seeded per shift), and under
+    each geometry probe (one class shifted, the other clean)."""
     clean = [Image.fromarray(load_image(p, SOURCE_SIZE), mode="L") for p in paths]
     out = {"clean": clean}
     for name, fn in SHIFTS.items():
         rng = np.random.default_rng(sum(map(ord, name)))
         out[name] = [fn(im, rng) for im in clean]
+    for name, (shifted_class, fn) in GEOMETRY_PROBES.items():
+        out[name] = [fn(im) if label == shifted_class else im for im, label in zip(clean, labels)]
     return out
 
 
@@ -98,12 +124,16 @@ def run_probs(run: Path, sources: dict[str, list[Image.Image]]) -> dict[str, np.
 
 
 def score(name: str, labels: np.ndarray, probs: dict[str, np.ndarray]) -> dict:
-    shifted = {k: roc_auc(labels, v) for k, v in probs.items() if k != "clean"}
+    shifted = {k: roc_auc(labels, probs[k]) for k in SHIFTS}
+    probes = {k: roc_auc(labels, probs[k]) for k in GEOMETRY_PROBES}
     return {"run": name, "val_auc": roc_auc(labels, probs["clean"]), "val_log_loss": log_loss(labels, probs["clean"]),
             "stress_auc_mean": float(np.mean(list(shifted.values()))), "stress_auc_min": float(min(shifted.values())),
             "stress_worst": min(shifted, key=shifted.get),
-            "stress_log_loss_mean": float(np.mean([log_loss(labels, v) for k, v in probs.items() if k != "clean"])),
-            **{f"auc_{k}": v for k, v in shifted.items()}}
+            "stress_log_loss_mean": float(np.mean([log_loss(labels, probs[k]) for k in SHIFTS])),
+            "geometry_auc_mean": float(np.mean(list(probes.values()))), "geometry_auc_min": float(min(probes.values())),
+            # share of normals at P >= 0.5 when normals are zoomed in 1.15: framing read as pneumonia
+            "normals_flagged_zoom_in": float(np.mean(probs["normal_zoom_in_1.15"][labels == 0] >= 0.5)),
+            **{f"auc_{k}": v for k, v in shifted.items()}, **{f"auc_{k}": v for k, v in probes.items()}}
 
 
 def val_files(run: Path) -> tuple[list[Path], np.ndarray]:
@@ -122,7 +152,7 @@ def main() -> None:
     for run in args.runs[1:]:
         if val_files(run)[0] != paths:
             sys.exit(f"{run}: validated on other images than {args.runs[0]}; runs must share the split seed")
-    sources = shifted_sources(paths)
+    sources = shifted_sources(paths, labels)
     probs = {str(run): run_probs(run, sources) for run in args.runs}
     rows = [score(run.name, labels, probs[str(run)]) for run in args.runs]
     for spec in args.ensemble:
@@ -131,12 +161,14 @@ def main() -> None:
         rows.append(score(name, labels, {k: np.mean([c[k] for c in chosen], axis=0) for k in sources}))
     for row in rows:
         print(f"{row['run']:40s} val {row['val_auc']:.4f}  ll {row['val_log_loss']:.4f}  stress mean {row['stress_auc_mean']:.4f}"
-              f"  min {row['stress_auc_min']:.4f} ({row['stress_worst']})", flush=True)
-    columns = ["run", "val_auc", "val_log_loss", "stress_auc_mean", "stress_auc_min", "stress_worst", "stress_log_loss_mean"]
-    columns += [f"auc_{k}" for k in SHIFTS]
+              f"  min {row['stress_auc_min']:.4f} ({row['stress_worst']})  geometry mean {row['geometry_auc_mean']:.4f}"
+              f"  min {row['geometry_auc_min']:.4f}", flush=True)
+    columns = ["run", "val_auc", "val_log_loss", "stress_auc_mean", "stress_auc_min", "stress_worst", "stress_log_loss_mean",
+               "geometry_auc_mean", "geometry_auc_min", "normals_flagged_zoom_in"]
+    columns += [f"auc_{k}" for k in SHIFTS] + [f"auc_{k}" for k in GEOMETRY_PROBES]
     write_results(args.name, rows, columns, command="python bench/stress_val.py " + " ".join(sys.argv[1:]),
-                  note="Validation = patient-aware 15% of train (split seed 0), clean and under 13 fixed acquisition "
-                       "shifts. Test images are not read.")
+                  note="Validation = patient-aware 15% of train (split seed 0), clean, under 13 fixed acquisition "
+                       "shifts, and under 5 geometry probes that shift one class only. Test images are not read.")
 
 
 if __name__ == "__main__":
