@@ -57,6 +57,12 @@ VARIANTS: dict[str, dict] = {
     "U_resnet10_96_sampler_equalize": dict(model="resnet10", image_size=96, balance="sampler", equalize=True),
     "V_resnet10_128_sampler_equalize_geom": dict(model="resnet10", image_size=128, balance="sampler", equalize=True,
                                                  aug_zoom=0.25, aug_aspect=0.15),
+    "V1_resnet10_128_sampler_equalize_geom_seed1": dict(model="resnet10", image_size=128, balance="sampler",
+                                                        equalize=True, aug_zoom=0.25, aug_aspect=0.15, seed=1),
+    "W_resnet10_128_sampler_equalize_geom0.2": dict(model="resnet10", image_size=128, balance="sampler", equalize=True,
+                                                    aug_zoom=0.2, aug_aspect=0.1),
+    "X_resnet10_128_sampler_equalize_geom_40ep": dict(model="resnet10", image_size=128, balance="sampler",
+                                                      equalize=True, aug_zoom=0.25, aug_aspect=0.15, epochs=40),
 }
 # Variants that start from `pneumoscan pretrain` weights (SimSiam on their training split; the
 # pretraining's seconds count in their training time). Settings as `pneumoscan pretrain`'s defaults.
@@ -181,10 +187,10 @@ def main() -> None:
                "balance", "equalize",
                "epochs", "pretrain", "seed", "best_epoch", "epochs_run", "train_seconds", "val_auc", "val_auc_tta", "val_specificity_at_recall_0.95",
                "val_brier", "val_ece", "val_log_loss", "stress_auc_mean", "stress_auc_min", "stress_log_loss_mean",
-               "geometry_auc_mean", "geometry_auc_min", "normals_flagged_zoom_in"]
+               "geometry_auc_mean", "geometry_auc_min", "normals_flagged_zoom_in", "texture_auc_mean"]
     write_results("ablation", rows, columns, command=command,
                   note="Validation = patient-aware 15% of train (split seed 0); stress = the same images under the 13 "
-                       "acquisition shifts of stress_val.py (mean and worst AUC); geometry = its 5 one-class geometry probes. ENS rows average member probabilities; "
+                       "acquisition shifts of stress_val.py (mean and worst AUC); geometry and texture = its one-class probes. ENS rows average member probabilities; "
                        "their train_seconds is the members' sum. Blank settings are the base recipe's (balance weighted, no "
                        "equalisation, 25 epochs, augment 1.0). Test images are not read by this script." + note)
     print(json.dumps(rows, indent=2))

@@ -10,7 +10,7 @@ is read. Ensembles average member probabilities.
 The geometry probes (added in the sixth session, before the runs they ranked were scored) shift one
 class only: normals zoomed in or stretched, pneumonia zoomed out. A model that reads framing or
 aspect ratio as evidence (a tighter field of view as pneumonia) loses AUC here, although a shift of
-both classes alike leaves its ranking intact.
+both classes alike leaves its ranking intact. Three texture probes do the same for sharpness.
 
     python bench/stress_val.py RUN [RUN ...] [--ensemble NAME=RUN,RUN ...]
 """
@@ -99,6 +99,14 @@ GEOMETRY_PROBES: dict[str, tuple[int, Callable[[Image.Image], Image.Image]]] = {
     "normal_wider_1.15": (0, lambda im: _stretch(im, 1.15, 1.0)),
     "pneumonia_zoom_out_0.87": (1, lambda im: _zoom(im, 0.87)),
 }
+# The same for sharpness: in train, normals carry more fine detail (they were downscaled from larger
+# films), so a model could read softness as pneumonia. Reported, not used for selection.
+TEXTURE_PROBES: dict[str, tuple[int, Callable[[Image.Image], Image.Image]]] = {
+    "normal_blur_1.2px": (0, lambda im: im.filter(ImageFilter.GaussianBlur(1.2))),
+    "normal_half_resolution": (0, lambda im: im.resize((im.size[0] // 2,) * 2, Image.Resampling.BILINEAR)
+                                           .resize(im.size, Image.Resampling.BILINEAR)),
+    "pneumonia_sharpened": (1, lambda im: im.filter(ImageFilter.UnsharpMask(2, 80, 2))),
+}
 
 
 def shifted_sources(paths: list[Path], labels: np.ndarray) -> dict[str, list[Image.Image]]:
@@ -109,7 +117,7 @@ def shifted_sources(paths: list[Path], labels: np.ndarray) -> dict[str, list[Ima
     for name, fn in SHIFTS.items():
         rng = np.random.default_rng(sum(map(ord, name)))
         out[name] = [fn(im, rng) for im in clean]
-    for name, (shifted_class, fn) in GEOMETRY_PROBES.items():
+    for name, (shifted_class, fn) in {**GEOMETRY_PROBES, **TEXTURE_PROBES}.items():
         out[name] = [fn(im) if label == shifted_class else im for im, label in zip(clean, labels)]
     return out
 
@@ -126,6 +134,7 @@ def run_probs(run: Path, sources: dict[str, list[Image.Image]]) -> dict[str, np.
 def score(name: str, labels: np.ndarray, probs: dict[str, np.ndarray]) -> dict:
     shifted = {k: roc_auc(labels, probs[k]) for k in SHIFTS}
     probes = {k: roc_auc(labels, probs[k]) for k in GEOMETRY_PROBES}
+    texture = {k: roc_auc(labels, probs[k]) for k in TEXTURE_PROBES}
     return {"run": name, "val_auc": roc_auc(labels, probs["clean"]), "val_log_loss": log_loss(labels, probs["clean"]),
             "stress_auc_mean": float(np.mean(list(shifted.values()))), "stress_auc_min": float(min(shifted.values())),
             "stress_worst": min(shifted, key=shifted.get),
@@ -133,7 +142,8 @@ def score(name: str, labels: np.ndarray, probs: dict[str, np.ndarray]) -> dict:
             "geometry_auc_mean": float(np.mean(list(probes.values()))), "geometry_auc_min": float(min(probes.values())),
             # share of normals at P >= 0.5 when normals are zoomed in 1.15: framing read as pneumonia
             "normals_flagged_zoom_in": float(np.mean(probs["normal_zoom_in_1.15"][labels == 0] >= 0.5)),
-            **{f"auc_{k}": v for k, v in shifted.items()}, **{f"auc_{k}": v for k, v in probes.items()}}
+            "texture_auc_mean": float(np.mean(list(texture.values()))),
+            **{f"auc_{k}": v for k, v in {**shifted, **probes, **texture}.items()}}
 
 
 def val_files(run: Path) -> tuple[list[Path], np.ndarray]:
@@ -164,11 +174,12 @@ def main() -> None:
               f"  min {row['stress_auc_min']:.4f} ({row['stress_worst']})  geometry mean {row['geometry_auc_mean']:.4f}"
               f"  min {row['geometry_auc_min']:.4f}", flush=True)
     columns = ["run", "val_auc", "val_log_loss", "stress_auc_mean", "stress_auc_min", "stress_worst", "stress_log_loss_mean",
-               "geometry_auc_mean", "geometry_auc_min", "normals_flagged_zoom_in"]
-    columns += [f"auc_{k}" for k in SHIFTS] + [f"auc_{k}" for k in GEOMETRY_PROBES]
+               "geometry_auc_mean", "geometry_auc_min", "normals_flagged_zoom_in", "texture_auc_mean"]
+    columns += [f"auc_{k}" for k in [*SHIFTS, *GEOMETRY_PROBES, *TEXTURE_PROBES]]
     write_results(args.name, rows, columns, command="python bench/stress_val.py " + " ".join(sys.argv[1:]),
                   note="Validation = patient-aware 15% of train (split seed 0), clean, under 13 fixed acquisition "
-                       "shifts, and under 5 geometry probes that shift one class only. Test images are not read.")
+                       "shifts, and under 5 geometry and 3 texture probes that shift one class only. Test images are "
+                       "not read.")
 
 
 if __name__ == "__main__":
