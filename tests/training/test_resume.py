@@ -123,11 +123,12 @@ def test_resume_refuses_changed_settings_and_accepts_moved_data(resume_data: Pat
     assert _epochs(run) == [1, 2]
 
 
-def test_resume_conflicts_reads_a_setting_missing_from_an_older_run_as_its_default() -> None:
+def test_a_run_saved_before_the_geometry_options_resumes_with_the_augmentation_it_had() -> None:
     from pneumoscan.training.config import TrainConfig
 
     older = {k: v for k, v in TrainConfig(data="d", out="o").to_dict().items() if k not in ("aug_zoom", "aug_aspect")}
-    given = TrainConfig(data="d", out="o").to_dict()
-    assert TrainConfig.resume_conflicts(older, given, "run") == ""
-    given["aug_aspect"] = 0.2
-    assert TrainConfig.resume_conflicts(older, given, "run") == "--aug-aspect 0.2 (run: 0.0)"
+    cfg = TrainConfig.from_saved(older)
+    assert (cfg.aug_zoom, cfg.aug_aspect) == (0.10, 0.0)  # what it trained with, not today's defaults
+    assert (TrainConfig(data="d", out="o").aug_zoom, TrainConfig(data="d", out="o").aug_aspect) == (0.2, 0.1)
+    assert TrainConfig.resume_conflicts(older, {"seed": 0}, "run") == ""
+    assert TrainConfig.resume_conflicts(older, {"aug_aspect": 0.2}, "run") == "--aug-aspect 0.2 (run: 0.0)"

@@ -8,8 +8,11 @@ from pneumoscan.errors import InputError
 
 DEFAULT_MODEL = "resnet10"
 RESUME_MAY_CHANGE = ("out", "epochs", "data", "cache_dir")  # a resumed run's folders may have moved; more epochs
+# Settings added after runs had been saved, with the values those runs trained with (not today's defaults).
+SAVED_BEFORE_THEY_EXISTED = {"aug_zoom": 0.10, "aug_aspect": 0.0}
 # The TrainConfig defaults below are the shipped model's recipe, chosen on validation
-# (bench/results/ablation.md): resnet10 at 128 px, histogram-equalised, with a class-balanced sampler.
+# (bench/results/ablation.md): resnet10 at 128 px, histogram-equalised, with a class-balanced sampler,
+# zoom +-20 % and a stretch of up to 10 % of one axis against the other.
 
 
 @dataclass
@@ -32,8 +35,8 @@ class TrainConfig:
     patience: int = 8
     target_recall: float = 0.95
     augment: float = 1.0
-    aug_zoom: float = 0.10  # random zoom in or out by up to this fraction (scaled by `augment`)
-    aug_aspect: float = 0.0  # random stretch of one axis against the other by up to this fraction
+    aug_zoom: float = 0.20  # random zoom in or out by up to this fraction (scaled by `augment`)
+    aug_aspect: float = 0.10  # random stretch of one axis against the other by up to this fraction
     balance: str = "sampler"  # sampler (class-balanced batches) | weighted (loss) | none
     label_smoothing: float = 0.0
     mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 disables it
@@ -73,8 +76,7 @@ class TrainConfig:
     def resume_conflicts(saved: dict[str, Any], given: dict[str, Any], label: str) -> str:
         """The settings in `given` that differ from the interrupted run's `saved` ones, as
         '--seed 5 (LABEL: 0), ...' ('' when none); the folders and --epochs may change."""
-        # A run saved before a setting existed ran with that setting's default.
-        saved = {**{f.name: f.default for f in fields(TrainConfig)}, **saved}
+        saved = {**SAVED_BEFORE_THEY_EXISTED, **saved}
         changed = [k for k in given if k not in RESUME_MAY_CHANGE and given[k] != saved.get(k)]
         return ", ".join(f"--{k.replace('_', '-')} {given[k]} ({label}: {saved.get(k)})" for k in changed)
 
@@ -82,6 +84,11 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any]) -> "TrainConfig":
+        """The config a run saved in its config.json, as it trained (older runs lack newer settings)."""
+        return cls.from_dict({**SAVED_BEFORE_THEY_EXISTED, **saved})
 
     @classmethod
     def from_args(cls, args: Any) -> "TrainConfig":

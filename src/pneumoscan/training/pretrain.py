@@ -95,7 +95,9 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
         raise InputError(f"{ckpt_path}: nothing to resume; run without --resume to start pretraining")
     ckpt = load_checkpoint(ckpt_path) if resume else None
     saved = ckpt.get("config") if ckpt else None  # older checkpoints carry no settings and are not checked
-    if saved and (flags := TrainConfig.resume_conflicts(saved, cfg.to_dict(), "pretraining")):
+    # settings newer than the checkpoint (augmentation of supervised training) do not apply to it
+    given = {k: v for k, v in cfg.to_dict().items() if k in (saved or {})}
+    if saved and (flags := TrainConfig.resume_conflicts(saved, given, "pretraining")):
         raise InputError(f"{ckpt_path}: {flags}: resume with the options the pretraining was started with")
     if not resume and (ckpt_path.exists() or (out / PRETRAINED_NAME).exists()):
         raise InputError(f"{out}: holds an earlier pretraining; pass --resume to continue it or choose another --out")
