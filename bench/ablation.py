@@ -25,8 +25,9 @@ from pneumoscan.training.checkpoint import load_checkpoint
 from pneumoscan.training.config import TrainConfig
 from pneumoscan.training.trainer import LAST_CHECKPOINT, train
 
-# The first rows predate the sampler and equalisation defaults, so the base recipe pins them off.
-BASE = dict(epochs=25, patience=8, seed=0, balance="weighted", equalize=False)
+# The first rows predate the sampler, equalisation and geometry-augmentation defaults, so the base
+# recipe pins them to what those rows ran with.
+BASE = dict(epochs=25, patience=8, seed=0, balance="weighted", equalize=False, aug_zoom=0.10, aug_aspect=0.0)
 VARIANTS: dict[str, dict] = {
     "A_resnet10_128": dict(model="resnet10", image_size=128),
     "B_resnet10_128_ema_ls_aug": dict(model="resnet10", image_size=128, ema_decay=0.998, label_smoothing=0.1, augment=1.5),
@@ -57,12 +58,15 @@ VARIANTS: dict[str, dict] = {
     "U_resnet10_96_sampler_equalize": dict(model="resnet10", image_size=96, balance="sampler", equalize=True),
     "V_resnet10_128_sampler_equalize_geom": dict(model="resnet10", image_size=128, balance="sampler", equalize=True,
                                                  aug_zoom=0.25, aug_aspect=0.15),
-    "V1_resnet10_128_sampler_equalize_geom_seed1": dict(model="resnet10", image_size=128, balance="sampler",
-                                                        equalize=True, aug_zoom=0.25, aug_aspect=0.15, seed=1),
     "W_resnet10_128_sampler_equalize_geom0.2": dict(model="resnet10", image_size=128, balance="sampler", equalize=True,
                                                     aug_zoom=0.2, aug_aspect=0.1),
+    "W1_resnet10_128_sampler_equalize_geom0.2_seed1": dict(model="resnet10", image_size=128, balance="sampler",
+                                                           equalize=True, aug_zoom=0.2, aug_aspect=0.1, seed=1),
     "X_resnet10_128_sampler_equalize_geom_40ep": dict(model="resnet10", image_size=128, balance="sampler",
                                                       equalize=True, aug_zoom=0.25, aug_aspect=0.15, epochs=40),
+    "X1_resnet10_128_sampler_equalize_geom_40ep_seed1": dict(model="resnet10", image_size=128, balance="sampler",
+                                                             equalize=True, aug_zoom=0.25, aug_aspect=0.15, epochs=40,
+                                                             seed=1),
 }
 # Variants that start from `pneumoscan pretrain` weights (SimSiam on their training split; the
 # pretraining's seconds count in their training time). Settings as `pneumoscan pretrain`'s defaults.
@@ -81,6 +85,8 @@ ENSEMBLES: dict[str, list[str]] = {
     "ENS_equalize_resnet10_2_seeds": ["R_resnet10_128_sampler_equalize", "R1_resnet10_128_sampler_equalize_seed1"],
     "ENS_equalize_resnet10_3_seeds": ["R_resnet10_128_sampler_equalize", "R1_resnet10_128_sampler_equalize_seed1",
                                       "R2_resnet10_128_sampler_equalize_seed2"],
+    "ENS_geom_resnet10_2_seeds": ["W_resnet10_128_sampler_equalize_geom0.2",
+                                  "W1_resnet10_128_sampler_equalize_geom0.2_seed1"],
 }
 
 
@@ -190,9 +196,10 @@ def main() -> None:
                "geometry_auc_mean", "geometry_auc_min", "normals_flagged_zoom_in", "texture_auc_mean"]
     write_results("ablation", rows, columns, command=command,
                   note="Validation = patient-aware 15% of train (split seed 0); stress = the same images under the 13 "
-                       "acquisition shifts of stress_val.py (mean and worst AUC); geometry and texture = its one-class probes. ENS rows average member probabilities; "
-                       "their train_seconds is the members' sum. Blank settings are the base recipe's (balance weighted, no "
-                       "equalisation, 25 epochs, augment 1.0). Test images are not read by this script." + note)
+                       "acquisition shifts of stress_val.py (mean and worst AUC); geometry and texture = its one-class "
+                       "probes. ENS rows average member probabilities; their train_seconds is the members' sum. Blank "
+                       "settings are the base recipe's (balance weighted, no equalisation, 25 epochs, augment 1.0, zoom "
+                       "0.10, no stretch). Test images are not read by this script." + note)
     print(json.dumps(rows, indent=2))
 
 
