@@ -213,9 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--use-given-val", action="store_true", default=None, help="validate on DATA/val instead of a patient split")
     p.add_argument("--target-recall", type=float, help="recall the stored threshold is chosen for, on validation (default 0.95)")
     p.add_argument("--augment", type=float, help="augmentation strength, 0 = off (default 1.0)")
-    p.add_argument("--aug-zoom", type=float, help="random zoom in or out by up to this fraction (default 0.2)")
+    p.add_argument("--aug-zoom", type=float,
+                   help="random zoom in or out by up to this fraction, times --augment (default 0.2)")
     p.add_argument("--aug-aspect", type=float,
-                   help="random stretch of one axis against the other by up to this fraction (default 0.1; 0 = off)")
+                   help="random stretch: one axis multiplied and the other divided by up to 1 + this, times --augment, "
+                        "so height/width changes by up to (1 + this)^2 (default 0.1: 21 %%; 0 = off)")
     p.add_argument("--balance", choices=["weighted", "sampler", "none"], help="class imbalance: sampler = class-balanced batches (default), weighted = class-weighted loss, none")
     p.add_argument("--label-smoothing", type=float, help="label smoothing (default 0)")
     p.add_argument("--mixup", type=float, help="mixup alpha, e.g. 0.2: trains on blends of image pairs (default 0 = off)")

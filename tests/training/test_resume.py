@@ -132,3 +132,8 @@ def test_a_run_saved_before_the_geometry_options_resumes_with_the_augmentation_i
     assert (TrainConfig(data="d", out="o").aug_zoom, TrainConfig(data="d", out="o").aug_aspect) == (0.2, 0.1)
     assert TrainConfig.resume_conflicts(older, {"seed": 0}, "run") == ""
     assert TrainConfig.resume_conflicts(older, {"aug_aspect": 0.2}, "run") == "--aug-aspect 0.2 (run: 0.0)"
+    # older still: no equalisation setting (it did not equalise), and `seed` chose the validation patients
+    oldest = {k: v for k, v in older.items() if k not in ("equalize", "split_seed")} | {"seed": 3}
+    cfg = TrainConfig.from_saved(oldest)
+    assert (cfg.equalize, cfg.split_seed, cfg.seed) == (False, 3, 3)
+    assert TrainConfig.resume_conflicts(oldest, {"split_seed": 0}, "run") == "--split-seed 0 (run: 3)"

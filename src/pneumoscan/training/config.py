@@ -9,7 +9,8 @@ from pneumoscan.errors import InputError
 DEFAULT_MODEL = "resnet10"
 RESUME_MAY_CHANGE = ("out", "epochs", "data", "cache_dir")  # a resumed run's folders may have moved; more epochs
 # Settings added after runs had been saved, with the values those runs trained with (not today's defaults).
-SAVED_BEFORE_THEY_EXISTED = {"aug_zoom": 0.10, "aug_aspect": 0.0}
+# (split_seed is the other such setting: before it existed, `seed` chose the validation patients.)
+SAVED_BEFORE_THEY_EXISTED = {"equalize": False, "aug_zoom": 0.10, "aug_aspect": 0.0}
 # The TrainConfig defaults below are the shipped model's recipe, chosen on validation
 # (bench/results/ablation.md): resnet10 at 128 px, histogram-equalised, with a class-balanced sampler,
 # zoom +-20 % and a stretch of up to 10 % of one axis against the other.
@@ -36,7 +37,7 @@ class TrainConfig:
     target_recall: float = 0.95
     augment: float = 1.0
     aug_zoom: float = 0.20  # random zoom in or out by up to this fraction (scaled by `augment`)
-    aug_aspect: float = 0.10  # random stretch of one axis against the other by up to this fraction
+    aug_aspect: float = 0.10  # one axis x up to (1 + this), the other / as much (scaled by `augment`)
     balance: str = "sampler"  # sampler (class-balanced batches) | weighted (loss) | none
     label_smoothing: float = 0.0
     mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 disables it
@@ -60,7 +61,8 @@ class TrainConfig:
             ("--val-fraction", self.val_fraction, 0 < self.val_fraction < 1, "strictly between 0 and 1, e.g. 0.15"),
             ("--target-recall", self.target_recall, 0 < self.target_recall <= 1, "above 0 and at most 1, e.g. 0.95"),
             ("--augment", self.augment, self.augment >= 0, "0 (off) or more"),
-            ("--aug-zoom", self.aug_zoom, 0 <= self.aug_zoom < 1, "at least 0 and below 1, e.g. 0.25"),
+            ("--aug-zoom", self.aug_zoom, 0 <= self.aug_zoom and self.aug_zoom * self.augment < 1,
+             "at least 0, and below 1 once multiplied by --augment, e.g. 0.2"),
             ("--aug-aspect", self.aug_aspect, 0 <= self.aug_aspect < 1, "at least 0 and below 1, e.g. 0.15"),
             ("--label-smoothing", self.label_smoothing, 0 <= self.label_smoothing < 1, "at least 0 and below 1"),
             ("--mixup", self.mixup, self.mixup >= 0, "0 (off) or more"),
@@ -76,7 +78,7 @@ class TrainConfig:
     def resume_conflicts(saved: dict[str, Any], given: dict[str, Any], label: str) -> str:
         """The settings in `given` that differ from the interrupted run's `saved` ones, as
         '--seed 5 (LABEL: 0), ...' ('' when none); the folders and --epochs may change."""
-        saved = {**SAVED_BEFORE_THEY_EXISTED, **saved}
+        saved = TrainConfig.as_trained(saved)
         changed = [k for k in given if k not in RESUME_MAY_CHANGE and given[k] != saved.get(k)]
         return ", ".join(f"--{k.replace('_', '-')} {given[k]} ({label}: {saved.get(k)})" for k in changed)
 
@@ -85,10 +87,15 @@ class TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
+    @staticmethod
+    def as_trained(saved: dict[str, Any]) -> dict[str, Any]:
+        """A run's saved settings with those it predates filled in as it trained with them."""
+        return {**SAVED_BEFORE_THEY_EXISTED, "split_seed": saved.get("seed", 0), **saved}
+
     @classmethod
     def from_saved(cls, saved: dict[str, Any]) -> "TrainConfig":
         """The config a run saved in its config.json, as it trained (older runs lack newer settings)."""
-        return cls.from_dict({**SAVED_BEFORE_THEY_EXISTED, **saved})
+        return cls.from_dict(cls.as_trained(saved))
 
     @classmethod
     def from_args(cls, args: Any) -> "TrainConfig":

@@ -95,8 +95,8 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
         raise InputError(f"{ckpt_path}: nothing to resume; run without --resume to start pretraining")
     ckpt = load_checkpoint(ckpt_path) if resume else None
     saved = ckpt.get("config") if ckpt else None  # older checkpoints carry no settings and are not checked
-    # settings newer than the checkpoint (augmentation of supervised training) do not apply to it
-    given = {k: v for k, v in cfg.to_dict().items() if k in (saved or {})}
+    # supervised-training augmentation is not pretraining's; settings newer than the checkpoint are not in it
+    given = {k: v for k, v in cfg.to_dict().items() if k in (saved or {}) and k not in ("aug_zoom", "aug_aspect")}
     if saved and (flags := TrainConfig.resume_conflicts(saved, given, "pretraining")):
         raise InputError(f"{ckpt_path}: {flags}: resume with the options the pretraining was started with")
     if not resume and (ckpt_path.exists() or (out / PRETRAINED_NAME).exists()):
