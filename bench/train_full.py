@@ -9,7 +9,8 @@ is read only after training, for the final table.
     python bench/train_full.py --data ../shared/data/chest_xray --runs runs/full [--models resnet10 cnn shipped]
 
 With --models, the rows of the other models are carried over from the recorded results file (runs
-are not kept in git), and the note says so.
+are not kept in git), and the note says so; rows are matched by name, so `--label` names the shipped
+row when RUNS/shipped is not the shipped model (a rerun of its recipe, say).
 """
 from __future__ import annotations
 
@@ -30,10 +31,10 @@ from pneumoscan.training.config import TrainConfig
 STATS = "bench_stats.json"
 
 
-# The seeds' comparison: every architecture with one recipe (class-weighted loss, no equalisation;
-# the other settings are the TrainConfig defaults). The shipped model (the defaults: balanced sampler) gets
+# The seeds' comparison: every architecture with one recipe (class-weighted loss, no equalisation,
+# zoom +-10 %, no stretch: the augmentation of its time; the other settings are the TrainConfig defaults). The shipped model (the defaults: balanced sampler) gets
 # its own row, and so does the cnn + resnet10 ensemble of the comparison runs.
-COMPARISON = {"balance": "weighted", "equalize": False}
+COMPARISON = {"balance": "weighted", "equalize": False, "aug_zoom": 0.10, "aug_aspect": 0.0}
 SHIPPED = "shipped"
 ENSEMBLE = ("cnn", "resnet10")
 
@@ -66,14 +67,14 @@ def build_compared_ensemble(members: list[Path], out: Path) -> Path:
     return out
 
 
-def evaluate_row(model: str, run: Path, data: str, n_boot: int) -> dict:
+def evaluate_row(model: str, run: Path, data: str, n_boot: int, shipped_label: str | None = None) -> dict:
     from pneumoscan.evaluation.evaluate import evaluate
     from pneumoscan.inference.predictor import Predictor
 
     meta = read_meta(run / ARTIFACT_NAME)
     stats = json.loads((run / STATS).read_text()) if (run / STATS).exists() else {}
     summary = evaluate(Predictor(run), data, "test", n_boot=n_boot).summary
-    label = f"{meta.model_name} (shipped)" if model == SHIPPED else model
+    label = (shipped_label or f"{meta.model_name} (shipped)") if model == SHIPPED else model
     row = {"model": label, "balance": meta.training.get("config", {}).get("balance"),
            "params": count_parameters(create_model(meta.model_name, **meta.model_config)),
            "image_size": meta.image_size, "epochs": "+".join(f"{t.get('best_epoch')}/{t.get('epochs_run')}" for t in meta.training.get("members", [meta.training])),
@@ -92,6 +93,7 @@ def main(name: str = "train_full") -> None:
     parser.add_argument("--runs", default="runs/full")
     parser.add_argument("--models", nargs="*", default=None, help=f"default: every registered model and {SHIPPED!r}")
     parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--label", help=f"row name for {SHIPPED!r} (default: 'MODEL (shipped)'), e.g. for a rerun of its recipe")
     args = parser.parse_args()
     rows = []
     for model in args.models or [*list_models(), SHIPPED]:
@@ -100,7 +102,7 @@ def main(name: str = "train_full") -> None:
             code = subprocess.call([sys.executable, __file__, "--child", args.data, str(run), model])
             if code:
                 sys.exit(f"training {model} failed with exit code {code}")
-        rows.append(evaluate_row(model, run, args.data, args.n_boot))
+        rows.append(evaluate_row(model, run, args.data, args.n_boot, args.label))
         print(json.dumps(rows[-1]), flush=True)
     members = [Path(args.runs) / m for m in ENSEMBLE]
     if all((m / ARTIFACT_NAME).exists() for m in members):
