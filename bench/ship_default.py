@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from _results import write_results
 
 from pneumoscan.artifact import default_model_path, load_artifact, save_artifact
@@ -37,6 +39,18 @@ def metrics_block(test: dict) -> str:
     return "\n".join(lines)
 
 
+def class_score_rows(split: str, labels: np.ndarray, probs: np.ndarray, threshold: float) -> list[dict]:
+    """Where each class's films score: median P(pneumonia), share at or above 0.5 and above the threshold."""
+    rows = []
+    for name, value in ((0, "normal"), (1, "pneumonia")):
+        p = probs[labels == name]
+        rows += [{"metric": f"{split}_{value}_median_p", "value": float(np.median(p)), "ci95": None},
+                 {"metric": f"{split}_{value}_share_p_at_least_0.5", "value": float(np.mean(p >= 0.5)), "ci95": None},
+                 {"metric": f"{split}_{value}_share_at_or_above_threshold", "value": float(np.mean(p >= threshold)),
+                  "ci95": None}]
+    return rows
+
+
 def update_card(test: dict) -> None:
     text = CARD.read_text()
     head, rest = text.split(START, 1)
@@ -50,13 +64,17 @@ def main() -> None:
     parser.add_argument("--n-boot", type=int, default=2000)
     args = parser.parse_args()
     model, meta = load_artifact(args.run)
-    summary = evaluate(Predictor(args.run), args.data, "test", n_boot=args.n_boot).summary
+    result = evaluate(Predictor(args.run), args.data, "test", n_boot=args.n_boot)
+    summary = result.summary
     meta.test_metrics = {k: summary[k] for k in (*KEYS, "n", "n_positive", "n_negative", "threshold",
                                                  "confusion_matrix", "recall_by_cause", "ece")}
     meta.test_metrics["data"] = "official Kermany test split (624 images), 224 px copies"
     target = save_artifact(default_model_path(), model, meta)
     rows = [{"metric": k, "value": summary[k]["value"], "ci95": summary[k]["ci95"]} for k in KEYS]
     rows += [{"metric": f"recall_{c}", "value": v["recall"], "ci95": None} for c, v in summary["recall_by_cause"].items()]
+    val_labels, val_probs = np.array(meta.val_scores["labels"]), np.array(meta.val_scores["probs"])
+    for split, labels, probs in (("test", result.images.labels, result.probs), ("val", val_labels, val_probs)):
+        rows += class_score_rows(split, np.asarray(labels), np.asarray(probs), meta.threshold)
     (tn, fp), (fn, tp) = summary["confusion_matrix"]["matrix"]
     write_results("default_model", rows, ["metric", "value", "ci95"],
                   command="python bench/ship_default.py " + " ".join(sys.argv[1:]),

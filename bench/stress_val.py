@@ -131,6 +131,12 @@ def run_probs(run: Path, sources: dict[str, list[Image.Image]]) -> dict[str, np.
             for name, images in sources.items()}
 
 
+def _normal_shifts() -> list[str]:
+    """'clean' and the one-class probes that shift the normals."""
+    probes = {**GEOMETRY_PROBES, **TEXTURE_PROBES}
+    return ["clean", *(k for k, (shifted_class, _) in probes.items() if shifted_class == 0)]
+
+
 def score(name: str, labels: np.ndarray, probs: dict[str, np.ndarray]) -> dict:
     shifted = {k: roc_auc(labels, probs[k]) for k in SHIFTS}
     probes = {k: roc_auc(labels, probs[k]) for k in GEOMETRY_PROBES}
@@ -142,6 +148,9 @@ def score(name: str, labels: np.ndarray, probs: dict[str, np.ndarray]) -> dict:
             "geometry_auc_mean": float(np.mean(list(probes.values()))), "geometry_auc_min": float(min(probes.values())),
             # share of normals at P >= 0.5 when normals are zoomed in 1.15: framing read as pneumonia
             "normals_flagged_zoom_in": float(np.mean(probs["normal_zoom_in_1.15"][labels == 0] >= 0.5)),
+            # the same share and the normals' median P, clean and under every probe that shifts them (JSON only)
+            **{f"normals_flagged_{k}": float(np.mean(probs[k][labels == 0] >= 0.5)) for k in _normal_shifts()},
+            **{f"normals_median_p_{k}": float(np.median(probs[k][labels == 0])) for k in _normal_shifts()},
             "texture_auc_mean": float(np.mean(list(texture.values()))),
             **{f"auc_{k}": v for k, v in {**shifted, **probes, **texture}.items()}}
 
