@@ -90,6 +90,21 @@ def test_tta_is_part_of_the_graph(tiny_run: Path, sample_dir: Path, tmp_path: Pa
     assert np.max(np.abs(mirrored - got)) <= 1e-5  # mirror-averaged output is symmetric
 
 
+def test_onnx_backend_keeps_confident_probabilities_apart_like_torch(tiny_run: Path, sample_dir: Path) -> None:
+    from pneumoscan.inference.onnx_backend import OnnxBackend
+
+    model, meta = load_artifact(tiny_run)
+    with torch.no_grad():
+        model.head[-1].bias += 25.0  # every logit far above 17, where float32 probabilities are all 1.0
+    images = sample_images(sample_dir, meta.image_size)
+    backend = OnnxBackend(export_onnx_bytes(model, meta), threads=1)
+    got = backend.predict_probs(images)
+    expected = predict_probs(model, images, meta.preprocessing)
+    assert got.dtype == np.float64 and np.all(got < 1.0) and len(np.unique(got)) == len(images)
+    assert np.argsort(got).tolist() == np.argsort(expected).tolist()
+    assert np.max(np.abs(np.log1p(-got) - np.log1p(-expected))) < 1e-3  # the same tail, in log space
+
+
 def test_check_rejects_a_graph_that_disagrees(tiny_run: Path, sample_dir: Path) -> None:
     model, meta = load_artifact(tiny_run)
     data = export_onnx_bytes(model, meta)

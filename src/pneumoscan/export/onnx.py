@@ -4,7 +4,8 @@ Exporter: torch 2.13's default (dynamo) exporter needs the extra `onnxscript` pa
 uses the TorchScript-based exporter (`dynamo=False`), which handles these plain conv nets exactly.
 The graph takes float32 images (N, 1, S, S) already preprocessed by the artifact's
 `meta.preprocessing` (equalised when it says so, then standardised) and returns float32
-probabilities (N,). Test-time augmentation (`tta`) is part of the graph: the mean logit of the
+probabilities (N,), the penultimate features, and the logits (N,) from which pneumoscan's backend
+computes the probabilities in float64 (float32 rounds every logit above about 17 to P = 1.0). Test-time augmentation (`tta`) is part of the graph: the mean logit of the
 image and its left-right mirror, as in `pneumoscan.inference.batch`.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pneumoscan.inference.ood import final_linear, forward_with_features
 INPUT_NAME = "image"
 OUTPUT_NAME = "probability"
 FEATURES_NAME = "features"
+LOGIT_NAME = "logit"
 OPSET = 17
 TOLERANCE = 1e-4
 META_PREFIX = "pneumoscan."
@@ -43,7 +45,7 @@ class ExportCheckError(PneumoscanError):
 class ProbabilityHead(nn.Module):
     """Wraps a single-logit model: sigmoid of the logit (mirror-averaged when `tta`), plus the
     penultimate features of the unmirrored pass (the input of the final nn.Linear) that the
-    out-of-distribution guard scores, so one ONNX run serves both."""
+    out-of-distribution guard scores, so one ONNX run serves both, and the logit itself."""
 
     def __init__(self, model: nn.Module, tta: bool) -> None:
         super().__init__()
@@ -52,13 +54,13 @@ class ProbabilityHead(nn.Module):
         self._features: list[torch.Tensor] = []
         final_linear(model).register_forward_pre_hook(lambda _m, inputs: self._features.append(inputs[0]))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         self._features.clear()
         logits = self.model(x)
         features = self._features[0].reshape(x.shape[0], -1)
         if self.tta:
             logits = (logits + self.model(torch.flip(x, dims=[3]))) / 2
-        return torch.sigmoid(logits), features
+        return torch.sigmoid(logits), features, logits
 
 
 @dataclass
@@ -93,7 +95,7 @@ def onnx_metadata(meta: ArtifactMeta, artifact_sha256: str | None = None) -> dic
         "threshold": repr(float(meta.threshold)),
         "tta": json.dumps(bool(meta.tta)),
         "tta_in_graph": json.dumps(bool(meta.tta)),
-        "output": "P(PNEUMONIA), sigmoid of the logit",
+        "output": "probability: P(PNEUMONIA), sigmoid of the logit; features: penultimate layer; logit",
         "model_name": meta.model_name,
         "model_version": meta.version,
         "pneumoscan_version": __version__,
@@ -128,8 +130,9 @@ def export_onnx_bytes(model: nn.Module, meta: ArtifactMeta, *, artifact_sha256: 
         warnings.simplefilter("ignore", UserWarning)
         torch.onnx.export(
             head, (example,), buffer, dynamo=False, opset_version=OPSET, do_constant_folding=True,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME, FEATURES_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}, FEATURES_NAME: {0: "batch"}},
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME, FEATURES_NAME, LOGIT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}, FEATURES_NAME: {0: "batch"},
+                          LOGIT_NAME: {0: "batch"}},
         )
     proto = onnx.load_from_string(buffer.getvalue())
     proto.producer_name = "pneumoscan"

@@ -11,6 +11,7 @@ from torch import nn
 from pneumoscan.artifact import ArtifactMeta
 from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import InputError
+from pneumoscan.inference.batch import sigmoid
 
 _ORT_HINT = "pip install onnxruntime"
 BACKENDS = ("torch", "onnx", "auto")
@@ -83,7 +84,10 @@ class OnnxBackend:
                                            json.loads(self.metadata.get("equalize", "false")))
         self.size = int(self.metadata["input_size"])
         self.input_name = self.session.get_inputs()[0].name
-        self.has_features = len(self.session.get_outputs()) > 1
+        names = [o.name for o in self.session.get_outputs()]
+        self.has_features = len(names) > 1
+        # exports before the logit output existed give float32 probabilities only
+        self._logit_index = names.index("logit") if "logit" in names else None
 
     @property
     def meta(self) -> ArtifactMeta | None:
@@ -92,7 +96,7 @@ class OnnxBackend:
         return ArtifactMeta.from_json(text) if text else None
 
     def predict_probs(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """P(PNEUMONIA) for uint8 images (N, S, S), float32 (N,)."""
+        """P(PNEUMONIA) for uint8 images (N, S, S), (N,): float64 from the logit when the export has it."""
         return self.predict_with_features(images, batch_size)[0]
 
     def predict_with_features(self, images: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
@@ -100,12 +104,15 @@ class OnnxBackend:
         images = np.asarray(images)
         if images.ndim != 3 or images.shape[1:] != (self.size, self.size):
             raise ValueError(f"expected uint8 images (N, {self.size}, {self.size}), got shape {images.shape}")
-        probs = np.empty(len(images), dtype=np.float32)
+        probs = np.empty(len(images), dtype=np.float32 if self._logit_index is None else np.float64)
         features: list[np.ndarray] = []
         for start in range(0, len(images), batch_size):
             x = self.preprocessing(images[start : start + batch_size]).numpy()
             outputs = self.session.run(None, {self.input_name: x})
-            probs[start : start + len(x)] = outputs[0].reshape(-1)
+            if self._logit_index is None:
+                probs[start : start + len(x)] = outputs[0].reshape(-1)
+            else:
+                probs[start : start + len(x)] = sigmoid(outputs[self._logit_index].reshape(-1))
             if len(outputs) > 1:
                 features.append(outputs[1])
         return probs, (np.concatenate(features) if features else None)
