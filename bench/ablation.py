@@ -67,6 +67,10 @@ VARIANTS: dict[str, dict] = {
     "X1_resnet10_128_sampler_equalize_geom_40ep_seed1": dict(model="resnet10", image_size=128, balance="sampler",
                                                              equalize=True, aug_zoom=0.25, aug_aspect=0.15, epochs=40,
                                                              seed=1),
+    "Y_resnet10_128_sampler_equalize_zoom0.3": dict(model="resnet10", image_size=128, balance="sampler",
+                                                    equalize=True, aug_zoom=0.3, aug_aspect=0.1),
+    "Y1_resnet10_128_sampler_equalize_zoom0.3_seed1": dict(model="resnet10", image_size=128, balance="sampler",
+                                                           equalize=True, aug_zoom=0.3, aug_aspect=0.1, seed=1),
 }
 # Variants that start from `pneumoscan pretrain` weights (SimSiam on their training split; the
 # pretraining's seconds count in their training time). Settings as `pneumoscan pretrain`'s defaults.
