@@ -22,12 +22,12 @@ from stress_val import run_probs, score, shifted_sources, val_files
 
 from pneumoscan.artifact import ARTIFACT_NAME, read_meta
 from pneumoscan.training.checkpoint import load_checkpoint
-from pneumoscan.training.config import TrainConfig
+from pneumoscan.training.config import EARLIER_GEOMETRY_AUGMENT, TrainConfig
 from pneumoscan.training.trainer import LAST_CHECKPOINT, train
 
 # The first rows predate the sampler, equalisation and geometry-augmentation defaults, so the base
 # recipe pins them to what those rows ran with.
-BASE = dict(epochs=25, patience=8, seed=0, balance="weighted", equalize=False, aug_zoom=0.10, aug_aspect=0.0)
+BASE = dict(epochs=25, patience=8, seed=0, balance="weighted", equalize=False, **EARLIER_GEOMETRY_AUGMENT)
 VARIANTS: dict[str, dict] = {
     "A_resnet10_128": dict(model="resnet10", image_size=128),
     "B_resnet10_128_ema_ls_aug": dict(model="resnet10", image_size=128, ema_decay=0.998, label_smoothing=0.1, augment=1.5),

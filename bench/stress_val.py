@@ -107,6 +107,8 @@ TEXTURE_PROBES: dict[str, tuple[int, Callable[[Image.Image], Image.Image]]] = {
                                            .resize(im.size, Image.Resampling.BILINEAR)),
     "pneumonia_sharpened": (1, lambda im: im.filter(ImageFilter.UnsharpMask(2, 80, 2))),
 }
+ONE_CLASS_PROBES = {**GEOMETRY_PROBES, **TEXTURE_PROBES}
+NORMAL_SHIFTS = ["clean", *(k for k, (shifted_class, _) in ONE_CLASS_PROBES.items() if shifted_class == 0)]
 
 
 def shifted_sources(paths: list[Path], labels: np.ndarray) -> dict[str, list[Image.Image]]:
@@ -117,7 +119,7 @@ def shifted_sources(paths: list[Path], labels: np.ndarray) -> dict[str, list[Ima
     for name, fn in SHIFTS.items():
         rng = np.random.default_rng(sum(map(ord, name)))
         out[name] = [fn(im, rng) for im in clean]
-    for name, (shifted_class, fn) in {**GEOMETRY_PROBES, **TEXTURE_PROBES}.items():
+    for name, (shifted_class, fn) in ONE_CLASS_PROBES.items():
         out[name] = [fn(im) if label == shifted_class else im for im, label in zip(clean, labels)]
     return out
 
@@ -129,12 +131,6 @@ def run_probs(run: Path, sources: dict[str, list[Image.Image]]) -> dict[str, np.
     return {name: predict_probs(model, np.stack([resize_square(np.asarray(im), size) for im in images]),
                                 meta.preprocessing, tta=meta.tta)
             for name, images in sources.items()}
-
-
-def _normal_shifts() -> list[str]:
-    """'clean' and the one-class probes that shift the normals."""
-    probes = {**GEOMETRY_PROBES, **TEXTURE_PROBES}
-    return ["clean", *(k for k, (shifted_class, _) in probes.items() if shifted_class == 0)]
 
 
 def score(name: str, labels: np.ndarray, probs: dict[str, np.ndarray]) -> dict:
@@ -149,8 +145,8 @@ def score(name: str, labels: np.ndarray, probs: dict[str, np.ndarray]) -> dict:
             # share of normals at P >= 0.5 when normals are zoomed in 1.15: framing read as pneumonia
             "normals_flagged_zoom_in": float(np.mean(probs["normal_zoom_in_1.15"][labels == 0] >= 0.5)),
             # the same share and the normals' median P, clean and under every probe that shifts them (JSON only)
-            **{f"normals_flagged_{k}": float(np.mean(probs[k][labels == 0] >= 0.5)) for k in _normal_shifts()},
-            **{f"normals_median_p_{k}": float(np.median(probs[k][labels == 0])) for k in _normal_shifts()},
+            **{f"normals_flagged_{k}": float(np.mean(probs[k][labels == 0] >= 0.5)) for k in NORMAL_SHIFTS},
+            **{f"normals_median_p_{k}": float(np.median(probs[k][labels == 0])) for k in NORMAL_SHIFTS},
             "texture_auc_mean": float(np.mean(list(texture.values()))),
             **{f"auc_{k}": v for k, v in {**shifted, **probes, **texture}.items()}}
 
@@ -184,7 +180,7 @@ def main() -> None:
               f"  min {row['geometry_auc_min']:.4f}", flush=True)
     columns = ["run", "val_auc", "val_log_loss", "stress_auc_mean", "stress_auc_min", "stress_worst", "stress_log_loss_mean",
                "geometry_auc_mean", "geometry_auc_min", "normals_flagged_zoom_in", "texture_auc_mean"]
-    columns += [f"auc_{k}" for k in [*SHIFTS, *GEOMETRY_PROBES, *TEXTURE_PROBES]]
+    columns += [f"auc_{k}" for k in [*SHIFTS, *ONE_CLASS_PROBES]]
     write_results(args.name, rows, columns, command="python bench/stress_val.py " + " ".join(sys.argv[1:]),
                   note="Validation = patient-aware 15% of train (split seed 0), clean, under 13 fixed acquisition "
                        "shifts, and under 5 geometry and 3 texture probes that shift one class only. Test images are "

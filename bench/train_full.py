@@ -26,7 +26,7 @@ from _results import RESULTS, carry_over, write_results
 
 from pneumoscan.artifact import ARTIFACT_NAME, read_meta
 from pneumoscan.models.registry import count_parameters, create_model, list_models
-from pneumoscan.training.config import TrainConfig
+from pneumoscan.training.config import EARLIER_GEOMETRY_AUGMENT, TrainConfig
 
 STATS = "bench_stats.json"
 
@@ -34,7 +34,7 @@ STATS = "bench_stats.json"
 # The seeds' comparison: every architecture with one recipe (class-weighted loss, no equalisation,
 # zoom +-10 %, no stretch: the augmentation of its time; the other settings are the TrainConfig defaults). The shipped model (the defaults: balanced sampler) gets
 # its own row, and so does the cnn + resnet10 ensemble of the comparison runs.
-COMPARISON = {"balance": "weighted", "equalize": False, "aug_zoom": 0.10, "aug_aspect": 0.0}
+COMPARISON = {"balance": "weighted", "equalize": False, **EARLIER_GEOMETRY_AUGMENT}
 SHIPPED = "shipped"
 ENSEMBLE = ("cnn", "resnet10")
 

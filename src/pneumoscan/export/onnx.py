@@ -5,8 +5,9 @@ uses the TorchScript-based exporter (`dynamo=False`), which handles these plain 
 The graph takes float32 images (N, 1, S, S) already preprocessed by the artifact's
 `meta.preprocessing` (equalised when it says so, then standardised) and returns float32
 probabilities (N,), the penultimate features, and the logits (N,) from which pneumoscan's backend
-computes the probabilities in float64 (float32 rounds every logit above about 17 to P = 1.0). Test-time augmentation (`tta`) is part of the graph: the mean logit of the
-image and its left-right mirror, as in `pneumoscan.inference.batch`.
+computes the probabilities in float64 (float32 rounds every logit above about 17 to P = 1.0).
+Test-time augmentation (`tta`) is part of the graph: the mean logit of the image and its
+left-right mirror, as in `pneumoscan.inference.batch`.
 """
 from __future__ import annotations
 

@@ -8,9 +8,11 @@ from pneumoscan.errors import InputError
 
 DEFAULT_MODEL = "resnet10"
 RESUME_MAY_CHANGE = ("out", "epochs", "data", "cache_dir")  # a resumed run's folders may have moved; more epochs
+# The zoom and stretch of every recipe before the sixth session (--aug-zoom/--aug-aspect did not exist).
+EARLIER_GEOMETRY_AUGMENT = {"aug_zoom": 0.10, "aug_aspect": 0.0}
 # Settings added after runs had been saved, with the values those runs trained with (not today's defaults).
 # (split_seed is the other such setting: before it existed, `seed` chose the validation patients.)
-SAVED_BEFORE_THEY_EXISTED = {"equalize": False, "aug_zoom": 0.10, "aug_aspect": 0.0}
+SAVED_BEFORE_THEY_EXISTED = {"equalize": False, **EARLIER_GEOMETRY_AUGMENT}
 # The TrainConfig defaults below are the shipped model's recipe, chosen on validation
 # (bench/results/ablation.md): resnet10 at 128 px, histogram-equalised, with a class-balanced sampler,
 # zoom +-20 % and a stretch of up to 10 % of one axis against the other.

@@ -28,7 +28,7 @@ from pneumoscan.errors import InputError
 from pneumoscan.inference.batch import device_for
 from pneumoscan.models.registry import create_model, final_linear_name, get_spec, model_config
 from pneumoscan.training.checkpoint import atomic_torch_save, load_checkpoint
-from pneumoscan.training.config import TrainConfig
+from pneumoscan.training.config import EARLIER_GEOMETRY_AUGMENT, TrainConfig
 
 PRETRAINED_NAME = "pretrained.safetensors"
 PRETRAIN_CHECKPOINT = "pretrain_last.pt"
@@ -96,7 +96,7 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
     ckpt = load_checkpoint(ckpt_path) if resume else None
     saved = ckpt.get("config") if ckpt else None  # older checkpoints carry no settings and are not checked
     # supervised-training augmentation is not pretraining's; settings newer than the checkpoint are not in it
-    given = {k: v for k, v in cfg.to_dict().items() if k in (saved or {}) and k not in ("aug_zoom", "aug_aspect")}
+    given = {k: v for k, v in cfg.to_dict().items() if k in (saved or {}) and k not in EARLIER_GEOMETRY_AUGMENT}
     if saved and (flags := TrainConfig.resume_conflicts(saved, given, "pretraining")):
         raise InputError(f"{ckpt_path}: {flags}: resume with the options the pretraining was started with")
     if not resume and (ckpt_path.exists() or (out / PRETRAINED_NAME).exists()):
