@@ -71,6 +71,19 @@ VARIANTS: dict[str, dict] = {
                                                     equalize=True, aug_zoom=0.3, aug_aspect=0.1),
     "Y1_resnet10_128_sampler_equalize_zoom0.3_seed1": dict(model="resnet10", image_size=128, balance="sampler",
                                                            equalize=True, aug_zoom=0.3, aug_aspect=0.1, seed=1),
+    "W2_resnet10_128_sampler_equalize_geom0.2_seed2": dict(model="resnet10", image_size=128, balance="sampler",
+                                                           equalize=True, aug_zoom=0.2, aug_aspect=0.1, seed=2),
+    "Z_resnet10_128_sampler_equalize_geom0.2_crop": dict(model="resnet10", image_size=128, balance="sampler",
+                                                         equalize=True, aug_zoom=0.2, aug_aspect=0.1, crop=True),
+    "Z1_resnet10_128_sampler_equalize_geom0.2_crop_seed1": dict(model="resnet10", image_size=128, balance="sampler",
+                                                                equalize=True, aug_zoom=0.2, aug_aspect=0.1, crop=True,
+                                                                seed=1),
+    "AA_resnet10_128_sampler_equalize_geom0.2_consistency10": dict(
+        model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
+        consistency=10.0),
+    "AA1_resnet10_128_sampler_equalize_geom0.2_consistency10_seed1": dict(
+        model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
+        consistency=10.0, seed=1),
 }
 # Variants that start from `pneumoscan pretrain` weights (SimSiam on their training split; the
 # pretraining's seconds count in their training time). Settings as `pneumoscan pretrain`'s defaults.

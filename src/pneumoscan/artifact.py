@@ -38,12 +38,13 @@ class ArtifactMeta:
     val_scores: dict[str, list[float]] = field(default_factory=dict)  # validation labels and probabilities
     tta: bool = False
     equalize: bool = False  # histogram-equalise each image before normalising (trained with --equalize)
+    crop: bool = False  # crop each image to a square as wide as the body first (trained with --crop)
     version: str = __version__
 
     @property
     def preprocessing(self) -> Preprocessing:
         """What every prediction with these weights must do to its uint8 images first."""
-        return Preprocessing(self.mean, self.std, self.equalize)
+        return Preprocessing(self.mean, self.std, self.equalize, self.crop)
 
     def threshold_for_recall(self, target_recall: float) -> float:
         """Operating threshold for `target_recall`, chosen on the stored validation scores."""

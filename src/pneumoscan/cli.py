@@ -221,11 +221,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--balance", choices=["weighted", "sampler", "none"], help="class imbalance: sampler = class-balanced batches (default), weighted = class-weighted loss, none")
     p.add_argument("--label-smoothing", type=float, help="label smoothing (default 0)")
     p.add_argument("--mixup", type=float, help="mixup alpha, e.g. 0.2: trains on blends of image pairs (default 0 = off)")
+    p.add_argument("--consistency", type=float,
+                   help="train on two augmented views of every image and add this weight times the Jensen-Shannon "
+                        "divergence of their predictions, so zoom, stretch, shift and light stop changing the answer; "
+                        "twice the compute per epoch (default 0 = off, one view)")
     p.add_argument("--ema-decay", type=float, help="exponential moving average of weights, e.g. 0.999 (default off)")
     p.add_argument("--tta", action="store_true", default=None, help="average each prediction with its mirror image")
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
                    help="histogram-equalise every image, in training and at every prediction: robust to exposure "
                         "and contrast (default on)")
+    p.add_argument("--crop", action=argparse.BooleanOptionalAction, default=None,
+                   help="crop every image to a square as wide as the body, in training and at every prediction, so "
+                        "the field of view of the X-ray unit does not matter (default off)")
     p.add_argument("--init", help="start from these weights: the pretrained.safetensors of `pneumoscan pretrain`")
     p.add_argument("--max-images", type=int, help="use at most this many images per class (quick experiments)")
     p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/pneumoscan)")

@@ -41,18 +41,30 @@ def to_unit(batch: torch.Tensor | np.ndarray) -> torch.Tensor:
     return tensor.float() / 255.0
 
 
+def prepare_pixels(images: np.ndarray, *, equalize: bool, crop: bool) -> np.ndarray:
+    """The uint8 steps of the preprocessing, in order: crop to the body (framing), then equalise."""
+    if crop:
+        from pneumoscan.data.framing import crop_to_body
+
+        images = np.asarray(images, dtype=np.uint8)
+        images = crop_to_body(images.reshape(-1, *images.shape[-2:])).reshape(images.shape)
+    return equalize_images(np.asarray(images)) if equalize else images
+
+
 @dataclass(frozen=True)
 class Preprocessing:
-    """How uint8 images become the model's input: optional per-image histogram equalisation, then (x/255 - mean) / std."""
+    """How uint8 images become the model's input: optional crop to the body and per-image histogram
+    equalisation, then (x/255 - mean) / std."""
 
     mean: float
     std: float
     equalize: bool = False
+    crop: bool = False
 
     def __call__(self, batch: torch.Tensor | np.ndarray) -> torch.Tensor:
         """uint8 images (N, H, W) or (N, 1, H, W) -> the model's standardised float32 input (N, 1, H, W)."""
-        if self.equalize:
-            batch = equalize_images(np.asarray(batch))
+        if self.equalize or self.crop:
+            batch = prepare_pixels(np.asarray(batch), equalize=self.equalize, crop=self.crop)
         return (to_unit(batch) - self.mean) / self.std
 
 

@@ -109,7 +109,8 @@ def gradcam_for_image(
 ) -> np.ndarray:
     """Grad-CAM (S, S) in [0, 1] for a grayscale uint8 image, resized to the model's input size if needed.
 
-    `target` None explains the class predicted at `meta.threshold`.
+    `target` None explains the class predicted at `meta.threshold`. For a model trained with `--crop`,
+    the heatmap is placed where the crop box lies on the image (zero outside it).
     """
     import torch
 
@@ -126,7 +127,21 @@ def gradcam_for_image(
         with torch.no_grad():
             prob = float(torch.sigmoid(model.eval()(x).reshape(-1)[0]))
         target = int(prob >= meta.threshold)
-    return gradcam(model, x, layers, target=target)
+    cam = gradcam(model, x, layers, target=target)
+    return _uncropped(cam, image) if meta.crop else cam
+
+
+def _uncropped(cam: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """A heatmap of the body crop of `image` (S, S) laid back where the crop came from."""
+    from PIL import Image
+
+    from pneumoscan.data.framing import body_boxes
+
+    left, top, right, bottom = (int(round(v)) for v in body_boxes(image[None])[0])
+    full = np.zeros(image.shape, dtype=np.float32)
+    heat = Image.fromarray(np.asarray(cam, dtype=np.float32)).resize((right - left, bottom - top), Image.Resampling.BILINEAR)
+    full[top:bottom, left:right] = np.clip(np.asarray(heat), 0.0, 1.0)
+    return full
 
 
 def overlay(

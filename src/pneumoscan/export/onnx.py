@@ -89,8 +89,11 @@ def onnx_metadata(meta: ArtifactMeta, artifact_sha256: str | None = None) -> dic
         "class_names": json.dumps(list(meta.class_names)),
         "input_size": str(meta.image_size),
         "input_layout": "float32 (N, 1, S, S), (pixel / 255 - mean) / std"
+                        + (", each image cropped to a square as wide as the body first (pneumoscan.data.framing)"
+                           if meta.crop else "")
                         + (", pixels histogram-equalised per image first" if meta.equalize else ""),
         "equalize": json.dumps(bool(meta.equalize)),
+        "crop": json.dumps(bool(meta.crop)),
         "mean": repr(float(meta.mean)),
         "std": repr(float(meta.std)),
         "threshold": repr(float(meta.threshold)),

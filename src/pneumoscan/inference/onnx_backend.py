@@ -81,7 +81,8 @@ class OnnxBackend:
         if "mean" not in self.metadata or "input_size" not in self.metadata:
             raise InputError(f"{label}: ONNX model without pneumoscan metadata; export it with `pneumoscan export`")
         self.preprocessing = Preprocessing(float(self.metadata["mean"]), float(self.metadata["std"]),
-                                           json.loads(self.metadata.get("equalize", "false")))
+                                           json.loads(self.metadata.get("equalize", "false")),
+                                           json.loads(self.metadata.get("crop", "false")))
         self.size = int(self.metadata["input_size"])
         self.input_name = self.session.get_inputs()[0].name
         names = [o.name for o in self.session.get_outputs()]

@@ -252,7 +252,7 @@ class OODGuard:
 
     def __init__(self, meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
         self.meta = meta
-        self.preprocessing = Preprocessing(meta["mean"], meta["std"], meta.get("equalize", False))
+        self.preprocessing = Preprocessing(meta["mean"], meta["std"], meta.get("equalize", False), meta.get("crop", False))
         self.threshold = float(meta["threshold"])
         self.references: dict[str, float] = {k: float(v) for k, v in meta["references"].items()}
         self.models = {name: _Gaussian(tensors[f"{name}.centers"], tensors[f"{name}.scale"], tensors[f"{name}.precision"])

@@ -57,7 +57,7 @@ def _ci(entry: dict[str, Any]) -> str:
 def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
     meta, cfg, training = run.meta, run.config, run.meta.training
     recipe = ", ".join(f"{k} {cfg[k]}" for k in ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "augment",
-                                                  "balance", "label_smoothing", "mixup", "ema_decay", "equalize", "patience",
+                                                  "balance", "label_smoothing", "mixup", "ema_decay", "equalize", "crop", "patience",
                                                   "seed")
                        if k in cfg)
     seconds = run.train_seconds
@@ -65,7 +65,8 @@ def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
         ("run folder", str(run.path)),
         ("model", f"{meta.model_name} ({params:,} parameters, input {meta.image_size} x {meta.image_size} px)"),
         ("normalisation", f"mean {meta.mean:.4f}, std {meta.std:.4f}"
-                          + (", after per-image histogram equalisation" if meta.equalize else "")),
+                          + (", after per-image histogram equalisation" if meta.equalize else "")
+                          + (", each image cropped to the body's width first" if meta.crop else "")),
         ("recipe", recipe or "config.json not found"),
         ("test-time augmentation", "on (image + mirror)" if meta.tta else "off"),
         ("epochs run / best epoch", f"{training.get('epochs_run', 'n/a')} / {training.get('best_epoch', 'n/a')}"),

@@ -20,6 +20,7 @@ class Normalization(BaseModel):
     mean: float
     std: float
     equalize: bool = Field(False, description="each image is histogram-equalised before (pixel / 255 - mean) / std")
+    crop: bool = Field(False, description="each image is first cropped to a square as wide as the body")
 
 
 class ModelInfo(BaseModel):

@@ -63,6 +63,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--val-fraction", type=float, default=0.15, help="share of patients left out (default 0.15, as in train)")
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
                    help="histogram-equalise every image, as `train` does by default (default on; match the train run)")
+    p.add_argument("--crop", action=argparse.BooleanOptionalAction, default=None,
+                   help="crop every image to the body's width, as `train --crop` does (default off; match the train run)")
     p.add_argument("--max-images", type=int, help="use at most this many images per class (quick experiments)")
     p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/pneumoscan)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted pretraining in --out")

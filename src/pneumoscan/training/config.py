@@ -12,7 +12,7 @@ RESUME_MAY_CHANGE = ("out", "epochs", "data", "cache_dir")  # a resumed run's fo
 EARLIER_GEOMETRY_AUGMENT = {"aug_zoom": 0.10, "aug_aspect": 0.0}
 # Settings added after runs had been saved, with the values those runs trained with (not today's defaults).
 # (split_seed is the other such setting: before it existed, `seed` chose the validation patients.)
-SAVED_BEFORE_THEY_EXISTED = {"equalize": False, **EARLIER_GEOMETRY_AUGMENT}
+SAVED_BEFORE_THEY_EXISTED = {"equalize": False, "crop": False, "consistency": 0.0, **EARLIER_GEOMETRY_AUGMENT}
 # The TrainConfig defaults below are the shipped model's recipe, chosen on validation
 # (bench/results/ablation.md): resnet10 at 128 px, histogram-equalised, with a class-balanced sampler,
 # zoom +-20 % and a stretch of up to 10 % of one axis against the other.
@@ -43,9 +43,11 @@ class TrainConfig:
     balance: str = "sampler"  # sampler (class-balanced batches) | weighted (loss) | none
     label_smoothing: float = 0.0
     mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 disables it
+    consistency: float = 0.0  # weight of the agreement loss between two augmented views of each image; 0: one view
     ema_decay: float = 0.0  # 0 disables the exponential moving average of weights
     tta: bool = False
     equalize: bool = True  # per-image histogram equalisation, in training and at every prediction
+    crop: bool = False  # crop every image to a square as wide as the body (data/framing.py), likewise
     init: str | None = None  # pretrained.safetensors of `pneumoscan pretrain` to start from
     max_images: int | None = None  # cap per class, for quick experiments
     cache_dir: str | None = None
@@ -68,6 +70,9 @@ class TrainConfig:
             ("--aug-aspect", self.aug_aspect, 0 <= self.aug_aspect < 1, "at least 0 and below 1, e.g. 0.15"),
             ("--label-smoothing", self.label_smoothing, 0 <= self.label_smoothing < 1, "at least 0 and below 1"),
             ("--mixup", self.mixup, self.mixup >= 0, "0 (off) or more"),
+            ("--consistency", self.consistency, self.consistency >= 0, "0 (off) or more, e.g. 10"),
+            ("--consistency", self.consistency, not (self.consistency > 0 and self.mixup > 0),
+             "0 when --mixup is on (a blend has no second view to agree with)"),
             ("--ema-decay", self.ema_decay, 0 <= self.ema_decay < 1, "0 (off) or below 1, e.g. 0.999"),
             ("--image-size", self.image_size, self.image_size is None or self.image_size >= 16, "at least 16"),
             ("--max-images", self.max_images, self.max_images is None or self.max_images >= 1, "at least 1"),

@@ -51,8 +51,9 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
         if meta.tta or meta.model_name == "ensemble":
             raise InputError(f"{run}: members must be single models without test-time augmentation")
     metas = [meta for _, meta in loaded]
-    if len({m.equalize for m in metas}) > 1:
-        raise InputError("members differ in --equalize; build an ensemble of runs trained all with it or all without it")
+    for flag, values in (("--equalize", {m.equalize for m in metas}), ("--crop", {m.crop for m in metas})):
+        if len(values) > 1:
+            raise InputError(f"members differ in {flag}; build an ensemble of runs trained all with it or all without it")
     lead = max(metas, key=lambda m: m.image_size)  # the ensemble takes its largest member's input
     members = [member_entry(m) for m in metas]
     config = {"members": members, "input_mean": lead.mean, "input_std": lead.std}
@@ -63,6 +64,7 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
     meta = ArtifactMeta(
         model_name="ensemble", model_config=config, image_size=lead.image_size, mean=lead.mean, std=lead.std,
         equalize=lead.equalize,  # smaller members see the equalised image resized: close to their own preprocessing
+        crop=lead.crop,
         train_prevalence=metas[0].train_prevalence, class_names=metas[0].class_names,
         training={"members": [{"run": str(run), "model": m.model_name, "image_size": m.image_size, **m.training}
                               for run, m in zip(runs, metas)],

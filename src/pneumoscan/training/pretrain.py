@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pneumoscan.data.augment import AugmentConfig, augment_batch
-from pneumoscan.data.preprocess import equalize_images, to_unit
+from pneumoscan.data.preprocess import prepare_pixels, to_unit
 from pneumoscan.errors import InputError
 from pneumoscan.inference.batch import device_for
 from pneumoscan.models.registry import create_model, final_linear_name, get_spec, model_config
@@ -104,7 +104,7 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
     image_size = cfg.image_size or spec.image_size
     seed_everything(cfg.seed)
     data = prepare_data(cfg, image_size, progress)
-    images = equalize_images(data.train.images) if cfg.equalize else data.train.images
+    images = prepare_pixels(data.train.images, equalize=cfg.equalize, crop=cfg.crop)
     mean, std = image_stats(images)
     device = device_for()
     backbone = create_model(cfg.model, **model_config(cfg.model))

@@ -22,7 +22,7 @@ from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, save_artifact
 from pneumoscan.data.augment import AugmentConfig, augment_batch, mixup
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.layout import Sample, discover
-from pneumoscan.data.preprocess import equalize_images, to_unit
+from pneumoscan.data.preprocess import prepare_pixels, to_unit
 from pneumoscan.data.patients import patient_id
 from pneumoscan.data.split import patient_split
 from pneumoscan.errors import InputError
@@ -101,6 +101,17 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True) -> Ru
         "val_files": [str(s.path) for s in val_set.samples],
     }
     return RunData(train_set, val_set, record)
+
+
+def bernoulli_js(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Mean Jensen-Shannon divergence (nats) between the Bernoulli predictions of two logit vectors."""
+    p = torch.stack([torch.sigmoid(first), torch.sigmoid(second)]).clamp(1e-7, 1 - 1e-7)
+    m = p.mean(0)
+
+    def kl(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a * (a / b).log() + (1 - a) * ((1 - a) / (1 - b)).log()
+
+    return ((kl(p[0], m) + kl(p[1], m)) / 2).mean()
 
 
 def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
@@ -193,8 +204,8 @@ class Trainer:
             tqdm.write(f"warning: {data.split_record['patient_ids_in_train_and_val']} patient IDs have images in both "
                        "train/ and val/, so validation (early stopping, threshold) may be optimistic; drop "
                        "--use-given-val to split train/ by patient")
-        # equalised once here rather than every batch of every epoch; validation is equalised where it is scored
-        train_images = equalize_images(data.train.images) if cfg.equalize else data.train.images
+        # cropped and equalised once here rather than every batch of every epoch; validation where it is scored
+        train_images = prepare_pixels(data.train.images, equalize=cfg.equalize, crop=cfg.crop)
         mean, std = image_stats(train_images)
         model = create_model(cfg.model, **self.model_cfg)
         if cfg.init and not resume:
@@ -228,6 +239,7 @@ class Trainer:
         meta = ArtifactMeta(
             model_name=cfg.model, model_config=self.model_cfg, image_size=self.image_size, mean=mean, std=std,
             target_recall=cfg.target_recall, train_prevalence=n_pos / len(labels), tta=cfg.tta, equalize=cfg.equalize,
+            crop=cfg.crop,
             training={"config": cfg.to_dict(), "data": data.split_record["counts"],
                       "skipped": len(data.split_record["skipped"])},
         )
@@ -243,15 +255,22 @@ class Trainer:
                        disable=not self.progress, leave=False)
             for batch_index in bar:
                 idx = np.sort(order[batch_index * cfg.batch_size : (batch_index + 1) * cfg.batch_size].numpy())
-                x = to_unit(np.asarray(train_images[idx]))
-                x = augment_batch(x, aug, generator)
+                pixels = to_unit(np.asarray(train_images[idx]))
+                x = augment_batch(pixels, aug, generator)
+                if cfg.consistency > 0:  # a second view of the same images, drawn only when asked for
+                    x = torch.cat([x, augment_batch(pixels, aug, generator)])
                 x = ((x - mean) / std).to(self.device)
                 y = torch.from_numpy(labels[idx]).float().to(self.device)
                 x, y = mixup(x, y, cfg.mixup, generator)
                 lr = _lr_at(state["step"], total_steps, warmup, cfg.lr)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                loss = self._loss(model(x), y, pos_weight)
+                if cfg.consistency > 0:
+                    first, second = model(x).reshape(-1).chunk(2)
+                    loss = (self._loss(first, y, pos_weight) + self._loss(second, y, pos_weight)) / 2
+                    loss = loss + cfg.consistency * bernoulli_js(first, second)
+                else:
+                    loss = self._loss(model(x), y, pos_weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
