@@ -75,9 +75,6 @@ VARIANTS: dict[str, dict] = {
                                                            equalize=True, aug_zoom=0.2, aug_aspect=0.1, seed=2),
     "Z_resnet10_128_sampler_equalize_geom0.2_crop": dict(model="resnet10", image_size=128, balance="sampler",
                                                          equalize=True, aug_zoom=0.2, aug_aspect=0.1, crop=True),
-    "Z1_resnet10_128_sampler_equalize_geom0.2_crop_seed1": dict(model="resnet10", image_size=128, balance="sampler",
-                                                                equalize=True, aug_zoom=0.2, aug_aspect=0.1, crop=True,
-                                                                seed=1),
     "AA_resnet10_128_sampler_equalize_geom0.2_consistency10": dict(
         model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
         consistency=10.0),
