@@ -81,6 +81,9 @@ VARIANTS: dict[str, dict] = {
     "AA1_resnet10_128_sampler_equalize_geom0.2_consistency10_seed1": dict(
         model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
         consistency=10.0, seed=1),
+    "AB_resnet10_128_sampler_equalize_geom0.2_consistency10_40ep": dict(
+        model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
+        consistency=10.0, epochs=40),
 }
 # Variants that start from `pneumoscan pretrain` weights (SimSiam on their training split; the
 # pretraining's seconds count in their training time). Settings as `pneumoscan pretrain`'s defaults.

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from _results import write_results
-from stress_val import SHIFTS, SOURCE_SIZE, _stretch, _zoom, run_probs, val_files
+from stress_val import SHIFTS, SOURCE_SIZE, _stretch, _zoom, run_probs, shared_val_files
 
 from pneumoscan.artifact import load_artifact
 from pneumoscan.data.preprocess import load_image
@@ -63,10 +63,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (each with model.safetensors, val_predictions.csv)")
     parser.add_argument("--name", default="one_class_scan", help="results file name in bench/results/")
     args = parser.parse_args()
-    paths, labels = val_files(args.runs[0])
-    for run in args.runs[1:]:
-        if val_files(run)[0] != paths:
-            sys.exit(f"{run}: validated on other images than {args.runs[0]}; runs must share the split seed")
+    paths, labels = shared_val_files(args.runs)
     sources = one_class_sources(paths, labels)
     keyed = {f"{cls}:{name}": images for (cls, name), images in sources.items()}
     rows = []

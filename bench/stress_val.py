@@ -157,16 +157,22 @@ def val_files(run: Path) -> tuple[list[Path], np.ndarray]:
     return paths, labels
 
 
+def shared_val_files(runs: list[Path]) -> tuple[list[Path], np.ndarray]:
+    """The validation images and labels the runs share; exits naming a run that validated on others."""
+    paths, labels = val_files(runs[0])
+    for run in runs[1:]:
+        if val_files(run)[0] != paths:
+            sys.exit(f"{run}: validated on other images than {runs[0]}; runs must share the split seed")
+    return paths, labels
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (each with model.safetensors, val_predictions.csv)")
     parser.add_argument("--ensemble", nargs="*", default=[], help="NAME=RUN,RUN,...: average these runs' probabilities")
     parser.add_argument("--name", default="stress_val", help="results file name in bench/results/")
     args = parser.parse_args()
-    paths, labels = val_files(args.runs[0])
-    for run in args.runs[1:]:
-        if val_files(run)[0] != paths:
-            sys.exit(f"{run}: validated on other images than {args.runs[0]}; runs must share the split seed")
+    paths, labels = shared_val_files(args.runs)
     sources = shifted_sources(paths, labels)
     probs = {str(run): run_probs(run, sources) for run in args.runs}
     rows = [score(run.name, labels, probs[str(run)]) for run in args.runs]

@@ -18,7 +18,7 @@ from pneumoscan.inference.onnx_backend import OnnxBackend
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.training.config import TrainConfig
 from pneumoscan.training.ensemble import build_ensemble
-from tests.training.test_equalize import small_run, val_images
+from tests.training.test_equalize import guarded_copy, small_run, val_images
 
 
 @pytest.fixture(scope="module")
@@ -86,12 +86,7 @@ def test_an_ensemble_refuses_to_mix_cropped_and_uncropped_members(tiny_run: Path
 
 
 def test_the_guard_records_the_crop(cropped_run: Path, tiny_data: Path, tmp_path: Path) -> None:
-    from pneumoscan.inference.ood import fit_guard, load_guard
-
-    model_file = tmp_path / "model.safetensors"
-    model_file.write_bytes((cropped_run / "model.safetensors").read_bytes())
-    fit_guard(model_file, tiny_data, cache_dir=tmp_path / "cache")
-    guard = load_guard(model_file)
+    model_file, guard = guarded_copy(cropped_run, tiny_data, tmp_path)
     assert guard is not None and guard.meta["crop"] is True and guard.preprocessing == load_artifact(model_file)[1].preprocessing
 
 

@@ -17,6 +17,7 @@ from pneumoscan.evaluation.evaluate import read_predictions
 from pneumoscan.data.layout import Sample
 from pneumoscan.export.onnx import export_artifact
 from pneumoscan.inference.batch import predict_logits, predict_probs
+from pneumoscan.inference.ood import OODGuard
 from pneumoscan.inference.onnx_backend import OnnxBackend
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.training.config import TrainConfig
@@ -106,13 +107,20 @@ def test_an_ensemble_refuses_to_mix_equalised_and_plain_members(plain_run: Path,
         build_ensemble([plain_run, equalized_run], tmp_path / "ens", progress=False)
 
 
-def test_the_guard_sees_the_equalised_features(equalized_run: Path, tiny_data: Path, tmp_path: Path) -> None:
-    from pneumoscan.inference.ood import fit_guard, forward_with_features, load_guard
+def guarded_copy(run: Path, tiny_data: Path, tmp_path: Path) -> tuple[Path, OODGuard | None]:
+    """A copy of the run's artifact with a guard fitted on `tiny_data`."""
+    from pneumoscan.inference.ood import fit_guard, load_guard
 
     model_file = tmp_path / "model.safetensors"
-    model_file.write_bytes((equalized_run / "model.safetensors").read_bytes())
+    model_file.write_bytes((run / "model.safetensors").read_bytes())
     fit_guard(model_file, tiny_data, cache_dir=tmp_path / "cache")
-    guard = load_guard(model_file)
+    return model_file, load_guard(model_file)
+
+
+def test_the_guard_sees_the_equalised_features(equalized_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    from pneumoscan.inference.ood import forward_with_features
+
+    model_file, guard = guarded_copy(equalized_run, tiny_data, tmp_path)
     model, meta = load_artifact(model_file)
     assert guard is not None and guard.meta["equalize"] is True and guard.preprocessing == meta.preprocessing
     images, _ = val_images(equalized_run, meta.image_size)
