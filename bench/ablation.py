@@ -81,9 +81,12 @@ VARIANTS: dict[str, dict] = {
     "AA1_resnet10_128_sampler_equalize_geom0.2_consistency10_seed1": dict(
         model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
         consistency=10.0, seed=1),
-    "AB_resnet10_128_sampler_equalize_geom0.2_consistency10_40ep": dict(
+    "AC_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep": dict(
         model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
-        consistency=10.0, epochs=40),
+        consistency=10.0, epochs=30),
+    "AC1_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep_seed1": dict(
+        model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
+        consistency=10.0, epochs=30, seed=1),
 }
 # Variants that start from `pneumoscan pretrain` weights (SimSiam on their training split; the
 # pretraining's seconds count in their training time). Settings as `pneumoscan pretrain`'s defaults.
@@ -207,7 +210,7 @@ def main() -> None:
         rows.sort(key=lambda row: order.index(row["variant"]))
         note += " The stress shifts are seeded, so the scores are comparable."
     columns = ["variant", "model", "image_size", "ema_decay", "label_smoothing", "mixup", "augment", "aug_zoom", "aug_aspect",
-               "balance", "equalize",
+               "balance", "equalize", "crop", "consistency",
                "epochs", "pretrain", "seed", "best_epoch", "epochs_run", "train_seconds", "val_auc", "val_auc_tta", "val_specificity_at_recall_0.95",
                "val_brier", "val_ece", "val_log_loss", "stress_auc_mean", "stress_auc_min", "stress_log_loss_mean",
                "geometry_auc_mean", "geometry_auc_min", "normals_flagged_zoom_in", "texture_auc_mean"]

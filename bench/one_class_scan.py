@@ -1,8 +1,9 @@
 """Which changes to one class of the validation images move a run's answers: a map of its shortcuts.
 
 Every acquisition shift of `stress_val.py` is applied to the normals only and to the pneumonia films
-only, plus framing changes beyond the selection probes (shifts of 8 % each way, zoom out to 0.87 and
-0.75 on a black surround, 30 % taller or wider, a mirror image). For each, at the run's stored
+only; further framing changes are applied to the normals only (moved 8 % each way, zoomed out to
+0.75 on a black surround, 30 % taller or wider, mirrored; with, for a table in one place, zoom in 1.3
+and zoom out 0.87, which the selection probes and shifts also use). For each, at the run's stored
 threshold: the share of validation normals flagged, their median P(pneumonia), the share of
 pneumonia missed, and the AUC. Reported, not used to choose anything; test images are not read.
 

@@ -91,13 +91,32 @@ def test_the_guard_records_the_crop(cropped_run: Path, tiny_data: Path, tmp_path
 
 
 def test_gradcam_lies_where_the_crop_came_from(cropped_run: Path) -> None:
-    from pneumoscan.explain.gradcam import gradcam_for_image
+    from pneumoscan.explain.gradcam import _uncropped, gradcam_for_image
 
     model, meta = load_artifact(cropped_run)
     image = framed(val_images(cropped_run, meta.image_size)[0][:1])[0]
     cam = gradcam_for_image(model, meta, image)
-    left, top, right, bottom = (int(round(v)) for v in body_boxes(image[None])[0])
-    assert cam.shape == image.shape
-    outside = np.ones(image.shape, dtype=bool)
-    outside[top:bottom, left:right] = False
-    assert outside.any() and np.all(cam[outside] == 0)
+    left, top, right, bottom = body_boxes(image[None])[0]
+    centres = np.arange(image.shape[1]) + 0.5
+    assert cam.shape == image.shape and cam.max() > 0
+    assert np.all(cam[:, (centres < left - 1) | (centres > right + 1)] == 0) and left > 1
+    # a left-to-right ramp over the crop comes back as the same ramp over the box, to the sub-pixel
+    ramp = _uncropped(np.tile(np.linspace(0, 1, 8, dtype=np.float32), (8, 1)), image)
+    inside = (centres > left + 1) & (centres < right - 1)
+    expected = np.clip(((centres - left) / (right - left) * 8 - 0.5) / 7, 0, 1)
+    np.testing.assert_allclose(ramp[image.shape[0] // 2, inside], expected[inside], atol=1e-4)
+
+
+def test_training_standardises_with_the_statistics_of_the_cropped_images(cropped_run: Path) -> None:
+    from pneumoscan.training.trainer import image_stats, prepare_data
+
+    _, meta = load_artifact(cropped_run)
+    cfg = TrainConfig.from_saved(json.loads((cropped_run / "config.json").read_text()))
+    train_images = prepare_data(cfg, meta.image_size, progress=False).train.images
+    cropped = image_stats(prepare_pixels(train_images, equalize=True, crop=True))
+    assert (meta.mean, meta.std) == pytest.approx(cropped, abs=1e-6)
+    assert abs(image_stats(prepare_pixels(train_images, equalize=True, crop=False))[0] - cropped[0]) > 1e-4
+
+
+def test_an_empty_batch_stays_empty() -> None:
+    assert crop_to_body(np.zeros((0, 16, 16), dtype=np.uint8)).shape == (0, 16, 16)

@@ -67,6 +67,14 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tiny_data: Path, tm
     changed.seed, changed.batch_size = 7, changed.batch_size * 2
     with pytest.raises(InputError, match=r"--batch-size 16 \(pretraining: 8\), --seed 7 \(pretraining: 0\): resume with the options"):
         pretrain(changed, resume=True, progress=False)
+    ckpt_path = tmp_path / "b" / PRETRAIN_CHECKPOINT  # as saved before --crop existed: no such key
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    del ckpt["config"]["crop"]
+    torch.save(ckpt, ckpt_path)
+    cropped = _cfg(tiny_data, tmp_path / "b")
+    cropped.crop = True
+    with pytest.raises(InputError, match=r"--crop True \(pretraining: False\)"):
+        pretrain(cropped, resume=True, progress=False)
     (tmp_path / "b" / f".{PRETRAIN_CHECKPOINT}.999.tmp").write_bytes(b"half-written by a killed run")
     resumed = load_file(str(pretrain(_cfg(tiny_data, tmp_path / "b"), resume=True, progress=False)))
     assert not list((tmp_path / "b").glob(".*.tmp"))

@@ -48,6 +48,8 @@ def crop_to_body(images: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected uint8 images (N, H, W), got shape {images.shape}")
     n, h, w = images.shape
     out = np.empty_like(images)
+    if n == 0:
+        return out
     for i, box in enumerate(body_boxes(images)):
         image = Image.fromarray(np.ascontiguousarray(images[i]), mode="L")
         out[i] = np.asarray(image.resize((w, h), Image.Resampling.BILINEAR, box=tuple(float(b) for b in box)))

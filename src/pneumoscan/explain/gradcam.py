@@ -132,16 +132,19 @@ def gradcam_for_image(
 
 
 def _uncropped(cam: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """A heatmap of the body crop of `image` (S, S) laid back where the crop came from."""
+    """A heatmap of the body crop of `image` (H, W) laid back where the crop came from (zero outside it)."""
     from PIL import Image
 
     from pneumoscan.data.framing import body_boxes
 
-    left, top, right, bottom = (int(round(v)) for v in body_boxes(image[None])[0])
-    full = np.zeros(image.shape, dtype=np.float32)
-    heat = Image.fromarray(np.asarray(cam, dtype=np.float32)).resize((right - left, bottom - top), Image.Resampling.BILINEAR)
-    full[top:bottom, left:right] = np.clip(np.asarray(heat), 0.0, 1.0)
-    return full
+    left, top, right, bottom = (float(v) for v in body_boxes(image[None])[0])
+    heat = np.asarray(cam, dtype=np.float32)
+    sx, sy = heat.shape[1] / (right - left), heat.shape[0] / (bottom - top)
+    # the inverse of the crop's resize: image coordinates -> heatmap coordinates, at sub-pixel precision
+    placed = Image.fromarray(heat).transform((image.shape[1], image.shape[0]), Image.Transform.AFFINE,
+                                             (sx, 0, -left * sx, 0, sy, -top * sy), Image.Resampling.BILINEAR,
+                                             fillcolor=0.0)
+    return np.clip(np.asarray(placed, dtype=np.float32), 0.0, 1.0)
 
 
 def overlay(

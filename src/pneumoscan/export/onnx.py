@@ -3,7 +3,7 @@
 Exporter: torch 2.13's default (dynamo) exporter needs the extra `onnxscript` package, so this
 uses the TorchScript-based exporter (`dynamo=False`), which handles these plain conv nets exactly.
 The graph takes float32 images (N, 1, S, S) already preprocessed by the artifact's
-`meta.preprocessing` (equalised when it says so, then standardised) and returns float32
+`meta.preprocessing` (cropped to the body and equalised when it says so, then standardised) and returns float32
 probabilities (N,), the penultimate features, and the logits (N,) from which pneumoscan's backend
 computes the probabilities in float64 (float32 rounds every logit above about 17 to P = 1.0).
 Test-time augmentation (`tta`) is part of the graph: the mean logit of the image and its

@@ -57,7 +57,7 @@ def _ci(entry: dict[str, Any]) -> str:
 def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
     meta, cfg, training = run.meta, run.config, run.meta.training
     recipe = ", ".join(f"{k} {cfg[k]}" for k in ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "augment",
-                                                  "balance", "label_smoothing", "mixup", "ema_decay", "equalize", "crop", "patience",
+                                                  "balance", "label_smoothing", "mixup", "ema_decay", "consistency", "equalize", "crop", "patience",
                                                   "seed")
                        if k in cfg)
     seconds = run.train_seconds
@@ -262,7 +262,10 @@ def _feature_map_section(model: Any, run: RunInfo, scores: Scores, out: Figures)
     if found is None:
         return h.paragraph(f"Model '{run.meta.model_name}' has no convolutional layer.", note=True)
     layer, maps = found
-    return out.add("feature_maps", figs.feature_maps(image, maps, layer), "first conv layer feature maps",
+    from pneumoscan.data.preprocess import prepare_pixels
+
+    shown = prepare_pixels(image[None], equalize=run.meta.equalize, crop=run.meta.crop)[0]  # the pixels the net reads
+    return out.add("feature_maps", figs.feature_maps(shown, maps, layer), "first conv layer feature maps",
                    f"Image: {scores.paths[index].name} (P(pneumonia) = {scores.probs[index]:.3f}), as the model sees it. "
                    "Each map is scaled to its own range.")
 

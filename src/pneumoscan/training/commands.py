@@ -30,10 +30,12 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from pneumoscan.training.config import TrainConfig
     from pneumoscan.training.pretrain import pretrain
 
-    path = pretrain(TrainConfig.from_args(args), resume=args.resume, progress=not args.quiet)
+    cfg = TrainConfig.from_args(args)
+    path = pretrain(cfg, resume=args.resume, progress=not args.quiet)
     print(f"pretrained weights: {path}")
+    flags = ("" if cfg.equalize else " --no-equalize") + (" --crop" if cfg.crop else "")
     print(f"next: pneumoscan train --data {args.data} --init {path} --model {args.model} --split-seed {args.split_seed} "
-          f"--val-fraction {args.val_fraction} --out RUN")
+          f"--val-fraction {args.val_fraction}{flags} --out RUN")
     return 0
 
 

@@ -73,6 +73,8 @@ class TrainConfig:
             ("--consistency", self.consistency, self.consistency >= 0, "0 (off) or more, e.g. 10"),
             ("--consistency", self.consistency, not (self.consistency > 0 and self.mixup > 0),
              "0 when --mixup is on (a blend has no second view to agree with)"),
+            ("--consistency", self.consistency, not (self.consistency > 0 and self.augment <= 0),
+             "0 when --augment is 0 (two unaugmented views are the same image)"),
             ("--ema-decay", self.ema_decay, 0 <= self.ema_decay < 1, "0 (off) or below 1, e.g. 0.999"),
             ("--image-size", self.image_size, self.image_size is None or self.image_size >= 16, "at least 16"),
             ("--max-images", self.max_images, self.max_images is None or self.max_images >= 1, "at least 1"),

@@ -95,8 +95,10 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
         raise InputError(f"{ckpt_path}: nothing to resume; run without --resume to start pretraining")
     ckpt = load_checkpoint(ckpt_path) if resume else None
     saved = ckpt.get("config") if ckpt else None  # older checkpoints carry no settings and are not checked
-    # supervised-training augmentation is not pretraining's; settings newer than the checkpoint are not in it
-    given = {k: v for k, v in cfg.to_dict().items() if k in (saved or {}) and k not in EARLIER_GEOMETRY_AUGMENT}
+    # supervised-training augmentation is not pretraining's; settings newer than the checkpoint count as it ran
+    # (no --equalize, no --crop), so resuming with them switched on is refused rather than silently mixed
+    trained = TrainConfig.as_trained(saved) if saved else {}
+    given = {k: v for k, v in cfg.to_dict().items() if k in trained and k not in EARLIER_GEOMETRY_AUGMENT}
     if saved and (flags := TrainConfig.resume_conflicts(saved, given, "pretraining")):
         raise InputError(f"{ckpt_path}: {flags}: resume with the options the pretraining was started with")
     if not resume and (ckpt_path.exists() or (out / PRETRAINED_NAME).exists()):
