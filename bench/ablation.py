@@ -25,9 +25,10 @@ from pneumoscan.training.checkpoint import load_checkpoint
 from pneumoscan.training.config import EARLIER_GEOMETRY_AUGMENT, TrainConfig
 from pneumoscan.training.trainer import LAST_CHECKPOINT, train
 
-# The first rows predate the sampler, equalisation and geometry-augmentation defaults, so the base
+# The first rows predate the sampler, equalisation, geometry-augmentation and consistency defaults, so the base
 # recipe pins them to what those rows ran with.
-BASE = dict(epochs=25, patience=8, seed=0, balance="weighted", equalize=False, **EARLIER_GEOMETRY_AUGMENT)
+BASE = dict(epochs=25, patience=8, seed=0, balance="weighted", equalize=False, consistency=0.0,
+            **EARLIER_GEOMETRY_AUGMENT)
 VARIANTS: dict[str, dict] = {
     "A_resnet10_128": dict(model="resnet10", image_size=128),
     "B_resnet10_128_ema_ls_aug": dict(model="resnet10", image_size=128, ema_decay=0.998, label_smoothing=0.1, augment=1.5),
@@ -87,6 +88,12 @@ VARIANTS: dict[str, dict] = {
     "AC1_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep_seed1": dict(
         model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
         consistency=10.0, epochs=30, seed=1),
+    "AD_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep_ema": dict(
+        model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
+        consistency=10.0, epochs=30, ema_decay=0.998),
+    "AD1_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep_ema_seed1": dict(
+        model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
+        consistency=10.0, epochs=30, ema_decay=0.998, seed=1),
 }
 # Variants that start from `pneumoscan pretrain` weights (SimSiam on their training split; the
 # pretraining's seconds count in their training time). Settings as `pneumoscan pretrain`'s defaults.

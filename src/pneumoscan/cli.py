@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder: checkpoints, history.csv, config.json, model.safetensors")
     p.add_argument("--model", help="architecture from `pneumoscan models` (default: resnet10)")
     p.add_argument("--image-size", type=int, help="input size in pixels (default: the model's own)")
-    p.add_argument("--epochs", type=int, help="maximum epochs (default 25)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (default 30)")
     p.add_argument("--batch-size", type=int, help="batch size (default 64)")
     p.add_argument("--lr", type=float, help="peak learning rate of AdamW (default 2e-3)")
     p.add_argument("--seed", type=int, help="seed for initialisation, batch order and augmentation (default 0)")
@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--consistency", type=float,
                    help="train on two augmented views of every image and add this weight times the Jensen-Shannon "
                         "divergence of their predictions, pushing zoom, stretch, shift and light not to change the answer; "
-                        "twice the compute per epoch (default 0 = off, one view)")
+                        "twice the compute per epoch (default 10; 0 = off, one view; off by default with "
+                        "--augment 0 or --mixup)")
     p.add_argument("--ema-decay", type=float, help="exponential moving average of weights, e.g. 0.999 (default off)")
     p.add_argument("--tta", action="store_true", default=None, help="average each prediction with its mirror image")
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,

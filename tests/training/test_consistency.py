@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 from pneumoscan.errors import InputError
-from pneumoscan.training.config import TrainConfig
+from pneumoscan.training.config import DEFAULT_CONSISTENCY, TrainConfig
 from pneumoscan.training.trainer import bernoulli_js, train
 
 logits = st.lists(st.floats(-12, 12, allow_nan=False), min_size=1, max_size=8)
@@ -48,9 +48,19 @@ def test_consistency_and_mixup_are_refused_together_and_the_flag_parses() -> Non
         TrainConfig(data="d", out="o", consistency=-1).check()
     with pytest.raises(InputError, match="--augment is 0"):
         TrainConfig(data="d", out="o", consistency=10, augment=0).check()
-    args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--consistency", "10"])
-    assert TrainConfig.from_args(args).consistency == 10
-    assert TrainConfig(data="d", out="o").consistency == 0
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--consistency", "0"])
+    assert TrainConfig.from_args(args).consistency == 0
+
+
+def test_the_default_weight_is_the_shipped_recipe_and_steps_aside_for_options_it_cannot_join() -> None:
+    from pneumoscan.cli import build_parser
+
+    assert TrainConfig(data="d", out="o").consistency == DEFAULT_CONSISTENCY == 10
+    for flags in (["--augment", "0"], ["--mixup", "0.2"]):  # the default must not turn these into errors
+        cfg = TrainConfig.from_args(build_parser().parse_args(["train", "--data", "d", "--out", "o", *flags]))
+        cfg.check()
+        assert cfg.consistency == 0, flags
+    assert TrainConfig.from_dict(TrainConfig(data="d", out="o", augment=0).to_dict()).consistency == 0
 
 
 def run(tiny_run: Path, tiny_data: Path, out: Path, consistency: float) -> dict[str, torch.Tensor]:

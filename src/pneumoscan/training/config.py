@@ -14,8 +14,10 @@ EARLIER_GEOMETRY_AUGMENT = {"aug_zoom": 0.10, "aug_aspect": 0.0}
 # (split_seed is the other such setting: before it existed, `seed` chose the validation patients.)
 SAVED_BEFORE_THEY_EXISTED = {"equalize": False, "crop": False, "consistency": 0.0, **EARLIER_GEOMETRY_AUGMENT}
 # The TrainConfig defaults below are the shipped model's recipe, chosen on validation
-# (bench/results/ablation.md): resnet10 at 128 px, histogram-equalised, with a class-balanced sampler,
-# zoom +-20 % and a stretch of up to 10 % of one axis against the other.
+# (bench/results/ablation.md, row AC): resnet10 at 128 px, histogram-equalised, with a class-balanced
+# sampler, zoom +-20 %, a stretch of up to 10 % of one axis against the other, and a consistency loss
+# of weight 10 between two augmented views of each image, for at most 30 epochs.
+DEFAULT_CONSISTENCY = 10.0
 
 
 @dataclass
@@ -26,7 +28,7 @@ class TrainConfig:
     out: str
     model: str = DEFAULT_MODEL
     image_size: int | None = None
-    epochs: int = 25
+    epochs: int = 30
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -43,7 +45,9 @@ class TrainConfig:
     balance: str = "sampler"  # sampler (class-balanced batches) | weighted (loss) | none
     label_smoothing: float = 0.0
     mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 disables it
-    consistency: float = 0.0  # weight of the agreement loss between two augmented views of each image; 0: one view
+    # Weight of the agreement loss between two augmented views of each image; 0: one view. None:
+    # DEFAULT_CONSISTENCY, or 0 when augmentation is off or mixup is on (which it cannot be combined with).
+    consistency: float | None = None
     ema_decay: float = 0.0  # 0 disables the exponential moving average of weights
     tta: bool = False
     equalize: bool = True  # per-image histogram equalisation, in training and at every prediction
@@ -51,6 +55,10 @@ class TrainConfig:
     init: str | None = None  # pretrained.safetensors of `pneumoscan pretrain` to start from
     max_images: int | None = None  # cap per class, for quick experiments
     cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.consistency is None:
+            self.consistency = DEFAULT_CONSISTENCY if self.augment > 0 and not self.mixup > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
