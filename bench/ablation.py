@@ -94,6 +94,12 @@ VARIANTS: dict[str, dict] = {
     "AD1_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep_ema_seed1": dict(
         model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
         consistency=10.0, epochs=30, ema_decay=0.998, seed=1),
+    "AE_resnet10_128_sampler_equalize_geom0.2_consistency20_30ep": dict(
+        model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
+        consistency=20.0, epochs=30),
+    "AE1_resnet10_128_sampler_equalize_geom0.2_consistency20_30ep_seed1": dict(
+        model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
+        consistency=20.0, epochs=30, seed=1),
 }
 # Variants that start from `pneumoscan pretrain` weights (SimSiam on their training split; the
 # pretraining's seconds count in their training time). Settings as `pneumoscan pretrain`'s defaults.
