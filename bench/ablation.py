@@ -29,6 +29,10 @@ from pneumoscan.training.trainer import LAST_CHECKPOINT, train
 # recipe pins them to what those rows ran with.
 BASE = dict(epochs=25, patience=8, seed=0, balance="weighted", equalize=False, consistency=0.0,
             **EARLIER_GEOMETRY_AUGMENT)
+# The recipes of runs W (shipped in the sixth and seventh sessions) and AC (shipped from the eighth):
+# the bases of the later rows.
+W_RECIPE = dict(model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1)
+AC_RECIPE = {**W_RECIPE, "consistency": 10.0, "epochs": 30}
 VARIANTS: dict[str, dict] = {
     "A_resnet10_128": dict(model="resnet10", image_size=128),
     "B_resnet10_128_ema_ls_aug": dict(model="resnet10", image_size=128, ema_decay=0.998, label_smoothing=0.1, augment=1.5),
@@ -72,34 +76,18 @@ VARIANTS: dict[str, dict] = {
                                                     equalize=True, aug_zoom=0.3, aug_aspect=0.1),
     "Y1_resnet10_128_sampler_equalize_zoom0.3_seed1": dict(model="resnet10", image_size=128, balance="sampler",
                                                            equalize=True, aug_zoom=0.3, aug_aspect=0.1, seed=1),
-    "W2_resnet10_128_sampler_equalize_geom0.2_seed2": dict(model="resnet10", image_size=128, balance="sampler",
-                                                           equalize=True, aug_zoom=0.2, aug_aspect=0.1, seed=2),
-    "Z_resnet10_128_sampler_equalize_geom0.2_crop": dict(model="resnet10", image_size=128, balance="sampler",
-                                                         equalize=True, aug_zoom=0.2, aug_aspect=0.1, crop=True),
-    "AA_resnet10_128_sampler_equalize_geom0.2_consistency10": dict(
-        model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
-        consistency=10.0),
-    "AA1_resnet10_128_sampler_equalize_geom0.2_consistency10_seed1": dict(
-        model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
-        consistency=10.0, seed=1),
-    "AC_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep": dict(
-        model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
-        consistency=10.0, epochs=30),
-    "AC1_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep_seed1": dict(
-        model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
-        consistency=10.0, epochs=30, seed=1),
-    "AD_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep_ema": dict(
-        model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
-        consistency=10.0, epochs=30, ema_decay=0.998),
-    "AD1_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep_ema_seed1": dict(
-        model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
-        consistency=10.0, epochs=30, ema_decay=0.998, seed=1),
-    "AE_resnet10_128_sampler_equalize_geom0.2_consistency20_30ep": dict(
-        model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
-        consistency=20.0, epochs=30),
-    "AE1_resnet10_128_sampler_equalize_geom0.2_consistency20_30ep_seed1": dict(
-        model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1,
-        consistency=20.0, epochs=30, seed=1),
+    "W2_resnet10_128_sampler_equalize_geom0.2_seed2": {**W_RECIPE, "seed": 2},
+    "Z_resnet10_128_sampler_equalize_geom0.2_crop": {**W_RECIPE, "crop": True},
+    "AA_resnet10_128_sampler_equalize_geom0.2_consistency10": {**W_RECIPE, "consistency": 10.0},
+    "AA1_resnet10_128_sampler_equalize_geom0.2_consistency10_seed1": {**W_RECIPE, "consistency": 10.0, "seed": 1},
+    "AC_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep": AC_RECIPE,
+    "AC1_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep_seed1": {**AC_RECIPE, "seed": 1},
+    "AD_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep_ema": {**AC_RECIPE, "ema_decay": 0.998},
+    "AD1_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep_ema_seed1": {**AC_RECIPE, "ema_decay": 0.998,
+                                                                               "seed": 1},
+    "AE_resnet10_128_sampler_equalize_geom0.2_consistency20_30ep": {**AC_RECIPE, "consistency": 20.0},
+    "AE1_resnet10_128_sampler_equalize_geom0.2_consistency20_30ep_seed1": {**AC_RECIPE, "consistency": 20.0,
+                                                                           "seed": 1},
 }
 # Variants that start from `pneumoscan pretrain` weights (SimSiam on their training split; the
 # pretraining's seconds count in their training time). Settings as `pneumoscan pretrain`'s defaults.
