@@ -70,10 +70,11 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tiny_data: Path, tm
     ckpt_path = tmp_path / "b" / PRETRAIN_CHECKPOINT  # as saved before --crop existed: no such key
     ckpt = torch.load(ckpt_path, weights_only=True)
     del ckpt["config"]["crop"]
+    ckpt["config"]["consistency"] = 0.0  # a supervised-training default of its time: must not block the resume
     torch.save(ckpt, ckpt_path)
     cropped = _cfg(tiny_data, tmp_path / "b")
     cropped.crop = True
-    with pytest.raises(InputError, match=r"--crop True \(pretraining: False\)"):
+    with pytest.raises(InputError, match=r"pt: --crop True \(pretraining: False\): resume"):
         pretrain(cropped, resume=True, progress=False)
     (tmp_path / "b" / f".{PRETRAIN_CHECKPOINT}.999.tmp").write_bytes(b"half-written by a killed run")
     resumed = load_file(str(pretrain(_cfg(tiny_data, tmp_path / "b"), resume=True, progress=False)))

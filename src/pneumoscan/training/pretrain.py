@@ -28,7 +28,7 @@ from pneumoscan.errors import InputError
 from pneumoscan.inference.batch import device_for
 from pneumoscan.models.registry import create_model, final_linear_name, get_spec, model_config
 from pneumoscan.training.checkpoint import atomic_torch_save, load_checkpoint
-from pneumoscan.training.config import EARLIER_GEOMETRY_AUGMENT, TrainConfig
+from pneumoscan.training.config import TrainConfig
 
 PRETRAINED_NAME = "pretrained.safetensors"
 PRETRAIN_CHECKPOINT = "pretrain_last.pt"
@@ -36,6 +36,10 @@ PRETRAIN_CHECKPOINT = "pretrain_last.pt"
 VIEW_AUGMENT = AugmentConfig(rotation_deg=15.0, scale=0.25, translate=0.12, brightness=0.25, contrast=0.35)
 VIEW_NOISE = 0.03
 PROJECTION_DIM = 512
+# The settings pretraining reads (besides the folders and --epochs, which a resume may change); a resume
+# compares only these, so supervised-training settings, whose defaults may move, never block one.
+PRETRAINING_SETTINGS = ("model", "image_size", "seed", "split_seed", "val_fraction", "use_given_val", "max_images",
+                        "batch_size", "lr", "equalize", "crop")
 
 
 def strip_final_linear(model: nn.Module) -> int:
@@ -95,10 +99,9 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
         raise InputError(f"{ckpt_path}: nothing to resume; run without --resume to start pretraining")
     ckpt = load_checkpoint(ckpt_path) if resume else None
     saved = ckpt.get("config") if ckpt else None  # older checkpoints carry no settings and are not checked
-    # supervised-training augmentation is not pretraining's; settings newer than the checkpoint count as it ran
-    # (no --equalize, no --crop), so resuming with them switched on is refused rather than silently mixed
-    trained = TrainConfig.as_trained(saved) if saved else {}
-    given = {k: v for k, v in cfg.to_dict().items() if k in trained and k not in EARLIER_GEOMETRY_AUGMENT}
+    # settings newer than the checkpoint count as it ran (no --equalize, no --crop), so resuming with them
+    # switched on is refused rather than silently mixed
+    given = {k: v for k, v in cfg.to_dict().items() if k in PRETRAINING_SETTINGS}
     if saved and (flags := TrainConfig.resume_conflicts(saved, given, "pretraining")):
         raise InputError(f"{ckpt_path}: {flags}: resume with the options the pretraining was started with")
     if not resume and (ckpt_path.exists() or (out / PRETRAINED_NAME).exists()):
