@@ -22,13 +22,12 @@ from stress_val import run_probs, score, shifted_sources, val_files
 
 from pneumoscan.artifact import ARTIFACT_NAME, read_meta
 from pneumoscan.training.checkpoint import load_checkpoint
-from pneumoscan.training.config import EARLIER_GEOMETRY_AUGMENT, TrainConfig
+from pneumoscan.training.config import EARLIER_GEOMETRY_AUGMENT, EARLIER_ONE_VIEW, TrainConfig
 from pneumoscan.training.trainer import LAST_CHECKPOINT, train
 
 # The first rows predate the sampler, equalisation, geometry-augmentation and consistency defaults, so the base
 # recipe pins them to what those rows ran with.
-BASE = dict(epochs=25, patience=8, seed=0, balance="weighted", equalize=False, consistency=0.0,
-            **EARLIER_GEOMETRY_AUGMENT)
+BASE = dict(patience=8, seed=0, balance="weighted", equalize=False, **EARLIER_ONE_VIEW, **EARLIER_GEOMETRY_AUGMENT)
 # The recipes of runs W (shipped in the sixth and seventh sessions) and AC (shipped from the eighth):
 # the bases of the later rows.
 W_RECIPE = dict(model="resnet10", image_size=128, balance="sampler", equalize=True, aug_zoom=0.2, aug_aspect=0.1)
@@ -63,10 +62,8 @@ VARIANTS: dict[str, dict] = {
     "U_resnet10_96_sampler_equalize": dict(model="resnet10", image_size=96, balance="sampler", equalize=True),
     "V_resnet10_128_sampler_equalize_geom": dict(model="resnet10", image_size=128, balance="sampler", equalize=True,
                                                  aug_zoom=0.25, aug_aspect=0.15),
-    "W_resnet10_128_sampler_equalize_geom0.2": dict(model="resnet10", image_size=128, balance="sampler", equalize=True,
-                                                    aug_zoom=0.2, aug_aspect=0.1),
-    "W1_resnet10_128_sampler_equalize_geom0.2_seed1": dict(model="resnet10", image_size=128, balance="sampler",
-                                                           equalize=True, aug_zoom=0.2, aug_aspect=0.1, seed=1),
+    "W_resnet10_128_sampler_equalize_geom0.2": W_RECIPE,
+    "W1_resnet10_128_sampler_equalize_geom0.2_seed1": {**W_RECIPE, "seed": 1},
     "X_resnet10_128_sampler_equalize_geom_40ep": dict(model="resnet10", image_size=128, balance="sampler",
                                                       equalize=True, aug_zoom=0.25, aug_aspect=0.15, epochs=40),
     "X1_resnet10_128_sampler_equalize_geom_40ep_seed1": dict(model="resnet10", image_size=128, balance="sampler",

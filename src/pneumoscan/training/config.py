@@ -10,6 +10,8 @@ DEFAULT_MODEL = "resnet10"
 RESUME_MAY_CHANGE = ("out", "epochs", "data", "cache_dir")  # a resumed run's folders may have moved; more epochs
 # The zoom and stretch of every recipe before the sixth session (--aug-zoom/--aug-aspect did not exist).
 EARLIER_GEOMETRY_AUGMENT = {"aug_zoom": 0.10, "aug_aspect": 0.0}
+# One view of each image for at most 25 epochs: every recipe before the eighth session.
+EARLIER_ONE_VIEW = {"consistency": 0.0, "epochs": 25}
 # Settings added after runs had been saved, with the values those runs trained with (not today's defaults).
 # (split_seed is the other such setting: before it existed, `seed` chose the validation patients.)
 SAVED_BEFORE_THEY_EXISTED = {"equalize": False, "crop": False, "consistency": 0.0, **EARLIER_GEOMETRY_AUGMENT}
