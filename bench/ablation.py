@@ -85,6 +85,8 @@ VARIANTS: dict[str, dict] = {
     "AE_resnet10_128_sampler_equalize_geom0.2_consistency20_30ep": {**AC_RECIPE, "consistency": 20.0},
     "AE1_resnet10_128_sampler_equalize_geom0.2_consistency20_30ep_seed1": {**AC_RECIPE, "consistency": 20.0,
                                                                            "seed": 1},
+    "AF_resnet10_128_sampler_equalize_geom0.2_consistency10_40ep": {**AC_RECIPE, "epochs": 40},
+    "AF1_resnet10_128_sampler_equalize_geom0.2_consistency10_40ep_seed1": {**AC_RECIPE, "epochs": 40, "seed": 1},
 }
 # Variants that start from `pneumoscan pretrain` weights (SimSiam on their training split; the
 # pretraining's seconds count in their training time). Settings as `pneumoscan pretrain`'s defaults.
