@@ -87,6 +87,10 @@ VARIANTS: dict[str, dict] = {
                                                                            "seed": 1},
     "AF_resnet10_128_sampler_equalize_geom0.2_consistency10_40ep": {**AC_RECIPE, "epochs": 40},
     "AF1_resnet10_128_sampler_equalize_geom0.2_consistency10_40ep_seed1": {**AC_RECIPE, "epochs": 40, "seed": 1},
+    "AG_resnet10_128_sampler_equalize_geom0.3_consistency10_40ep": {**AC_RECIPE, "epochs": 40, "aug_zoom": 0.3,
+                                                                    "aug_aspect": 0.15},
+    "AG1_resnet10_128_sampler_equalize_geom0.3_consistency10_40ep_seed1": {**AC_RECIPE, "epochs": 40, "aug_zoom": 0.3,
+                                                                           "aug_aspect": 0.15, "seed": 1},
 }
 # Variants that start from `pneumoscan pretrain` weights (SimSiam on their training split; the
 # pretraining's seconds count in their training time). Settings as `pneumoscan pretrain`'s defaults.
