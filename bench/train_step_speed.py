@@ -20,7 +20,7 @@ from _results import write_results
 
 from pneumoscan.data.augment import AugmentConfig, augment_batch
 from pneumoscan.models.registry import create_model
-from pneumoscan.training.config import TrainConfig
+from pneumoscan.training.config import DEFAULT_CONSISTENCY, TrainConfig
 from pneumoscan.training.trainer import bernoulli_js
 
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
@@ -34,13 +34,13 @@ def seconds_per_step(model_name: str, layout: torch.memory_format, steps: int, s
     generator = torch.Generator().manual_seed(0)
     pixels = torch.rand(batch, 1, size, size, generator=generator)
     targets = (torch.rand(batch, generator=generator) > 0.5).float()
-    aug = AugmentConfig(scale=0.2, aspect=0.1)
+    aug = AugmentConfig(scale=TrainConfig.aug_zoom, aspect=TrainConfig.aug_aspect, strength=TrainConfig.augment)
 
     def step() -> None:
         x = torch.cat([augment_batch(pixels, aug, generator), augment_batch(pixels, aug, generator)])
-        first, second = model(x.contiguous(memory_format=layout)).reshape(-1).chunk(2)
+        first, second = model(x).reshape(-1).chunk(2)  # one-channel input: both layouts at once
         loss = (F.binary_cross_entropy_with_logits(first, targets) + F.binary_cross_entropy_with_logits(second, targets)) / 2
-        loss = loss + 10 * bernoulli_js(first, second)
+        loss = loss + DEFAULT_CONSISTENCY * bernoulli_js(first, second)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -14,14 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch import nn
 
 from _results import write_results
 from stress_val import score, shared_val_files, shifted_sources
 
 from pneumoscan.artifact import load_artifact
-from pneumoscan.data.preprocess import resize_square
-from pneumoscan.inference.batch import sigmoid
+from pneumoscan.data.augment import affine_warp
+from pneumoscan.data.preprocess import Preprocessing, resize_square
+from pneumoscan.inference.batch import predict_logits, sigmoid
 
 # (x scale, y scale) of the content: > 1 enlarges it (zoom in / stretch), < 1 shrinks it
 VARIANTS: dict[str, list[tuple[float, float]]] = {
@@ -31,22 +32,23 @@ VARIANTS: dict[str, list[tuple[float, float]]] = {
 }
 
 
-def warp(x: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
-    if sx == 1.0 and sy == 1.0:
-        return x
-    theta = torch.tensor([[1 / sx, 0.0, 0.0], [0.0, 1 / sy, 0.0]], dtype=x.dtype).expand(len(x), 2, 3)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+class Warped(nn.Module):
+    """`model` applied to its input with the content scaled by (sx, sy), warped as training augments."""
+
+    def __init__(self, model: nn.Module, sx: float, sy: float) -> None:
+        super().__init__()
+        self.model, self.theta = model, torch.tensor([[[1 / sx, 0.0, 0.0], [0.0, 1 / sy, 0.0]]])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(affine_warp(x, self.theta.expand(len(x), 2, 3)))
 
 
-@torch.inference_mode()
-def tta_probs(model, images: np.ndarray, preprocessing, views: list[tuple[float, float]]) -> np.ndarray:
-    model.eval()
-    out = []
-    for start in range(0, len(images), 128):
-        x = preprocessing(images[start:start + 128])
-        out.append(torch.stack([model(warp(x, sx, sy)) for sx, sy in views]).mean(0).float().numpy())
-    return sigmoid(np.concatenate(out))
+def tta_probs(model: nn.Module, images: np.ndarray, preprocessing: Preprocessing,
+              views: list[tuple[float, float]]) -> np.ndarray:
+    """P(PNEUMONIA) from the mean logit over the views (the unscaled view is the image as it is)."""
+    logits = [predict_logits(model if (sx, sy) == (1.0, 1.0) else Warped(model, sx, sy), images, preprocessing)
+              for sx, sy in views]
+    return sigmoid(np.mean(logits, axis=0))
 
 
 def main() -> None:

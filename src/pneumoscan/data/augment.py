@@ -22,6 +22,13 @@ class AugmentConfig:
     strength: float = 1.0
 
 
+def affine_warp(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Resample a batch (N, C, H, W) through affine maps `theta` (N, 2, 3), output to input coordinates,
+    bilinear with the border pixels repeated outside the image."""
+    grid = F.affine_grid(theta.to(images.dtype).to(images.device), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def augment_batch(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:
     """Randomly warp and re-light a float batch (N, 1, H, W) with values in 0..1."""
     if cfg.strength <= 0:
@@ -40,8 +47,7 @@ def augment_batch(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Gen
     cos, sin = torch.cos(angle), torch.sin(angle)
     # Output -> input coordinates: rotation after the inverse of the per-axis scaling.
     theta = torch.stack([torch.stack([cos / sx, -sin / sy, tx], 1), torch.stack([sin / sx, cos / sy, ty], 1)], 1)
-    grid = F.affine_grid(theta.to(images.dtype).to(images.device), list(images.shape), align_corners=False)
-    warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    warped = affine_warp(images, theta)
     brightness = uniform(cfg.brightness).view(n, 1, 1, 1).to(images.device)
     contrast = (1 + uniform(cfg.contrast)).view(n, 1, 1, 1).to(images.device)
     mean = warped.mean(dim=(2, 3), keepdim=True)
