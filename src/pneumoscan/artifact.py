@@ -35,7 +35,9 @@ class ArtifactMeta:
     training: dict[str, Any] = field(default_factory=dict)
     val_metrics: dict[str, Any] = field(default_factory=dict)
     test_metrics: dict[str, Any] = field(default_factory=dict)
-    val_scores: dict[str, list[float]] = field(default_factory=dict)  # validation labels and probabilities
+    # labels and probabilities the threshold is chosen on: validation, or a site's images after `set-threshold`
+    val_scores: dict[str, list[float]] = field(default_factory=dict)
+    threshold_source: dict[str, Any] = field(default_factory=dict)  # empty: chosen on validation in training
     tta: bool = False
     equalize: bool = False  # histogram-equalise each image before normalising (trained with --equalize)
     crop: bool = False  # crop each image to a square as wide as the body first (trained with --crop)
@@ -47,7 +49,7 @@ class ArtifactMeta:
         return Preprocessing(self.mean, self.std, self.equalize, self.crop)
 
     def threshold_for_recall(self, target_recall: float) -> float:
-        """Operating threshold for `target_recall`, chosen on the stored validation scores."""
+        """Operating threshold for `target_recall`, chosen on the stored scores (validation, or local after `set-threshold`)."""
         from pneumoscan.evaluation.thresholds import threshold_for_recall
 
         if not self.val_scores.get("labels"):

@@ -59,9 +59,15 @@ def _operating_point(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("operating point")
     group.add_argument("--threshold", type=float, help="decide PNEUMONIA when P >= this (overrides the stored threshold)")
     group.add_argument("--target-recall", type=float,
-                       help="choose the threshold for this recall on the model's stored validation scores")
+                       help="choose the threshold for this recall on the model's stored validation scores (or the "
+                            "local images of `pneumoscan set-threshold`)")
     group.add_argument("--prevalence", type=float,
                        help="pneumonia prevalence of your patients (0-1); probabilities are re-weighted by Bayes' rule")
+
+
+def _backend_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                        help="inference engine; auto = ONNX Runtime when installed, else PyTorch (default auto)")
 
 
 def _model_arg(parser: argparse.ArgumentParser) -> None:
@@ -155,6 +161,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"skipped: {message}", file=sys.stderr)
     if args.json == "-":
         _write_json(args.json, summary)
+    return 0
+
+
+def cmd_set_threshold(args: argparse.Namespace) -> int:
+    from pneumoscan.evaluation.local_threshold import print_local_threshold, set_threshold
+
+    if args.n_boot < 1:
+        raise PneumoscanError(f"--n-boot {args.n_boot}: must be at least 1")
+    result = set_threshold(args.model, args.data, args.out, split=args.split, target_recall=args.target_recall,
+                           backend=args.backend, n_boot=args.n_boot)
+    print_local_threshold(result)
     return 0
 
 
@@ -252,10 +269,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", help="write per-image probabilities to this CSV")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
-                   help="inference engine; auto = ONNX Runtime when installed, else PyTorch (default auto)")
+    _backend_arg(p)
     _operating_point(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("set-threshold", help="choose the operating threshold on your own labelled images and save "
+                                             "it with a copy of the model")
+    _model_arg(p)
+    p.add_argument("--data", required=True,
+                   help="your labelled images: NORMAL/ and PNEUMONIA/ folders (or train/ val/ test/ with them), or a "
+                        "CSV manifest; not the films you will report results on")
+    p.add_argument("--split", help="which split folder to use when DATA has several (default: test, else the only one)")
+    p.add_argument("--out", required=True,
+                   help="new model file (.safetensors) or folder (gets model.safetensors); the original is kept")
+    p.add_argument("--target-recall", type=float,
+                   help="recall to reach on these images (default: the model's own, 0.95 for the shipped model)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
+    _backend_arg(p)
+    p.set_defaults(func=cmd_set_threshold)
 
     p = sub.add_parser("predict", help="P(pneumonia) and label for image files or folders")
     _model_arg(p)
@@ -263,8 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON")
     fmt.add_argument("--csv", action="store_true", help="print CSV")
-    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
-                   help="inference engine; auto = ONNX Runtime when installed, else PyTorch (default auto)")
+    _backend_arg(p)
     _operating_point(p)
     p.set_defaults(func=cmd_predict)
 

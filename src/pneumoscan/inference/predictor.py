@@ -187,5 +187,6 @@ def describe(meta: ArtifactMeta) -> dict[str, object]:
         "normalization": asdict(meta.preprocessing),
         "class_names": meta.class_names,
         "threshold": meta.threshold, "target_recall": meta.target_recall, "tta": meta.tta,
+        "threshold_source": {k: v for k, v in meta.threshold_source.items() if k != "metrics"},
         "val_metrics": meta.val_metrics, "test_metrics": meta.test_metrics,
     }

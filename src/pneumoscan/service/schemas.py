@@ -32,6 +32,10 @@ class ModelInfo(BaseModel):
     threshold: float = Field(description="operating threshold in use: PNEUMONIA when P >= threshold")
     stored_threshold: float = Field(description="threshold stored in the model artifact")
     target_recall: float | None
+    threshold_source: dict[str, Any] = Field(
+        default_factory=dict, description="where the stored threshold was chosen: empty for the validation split of "
+                                          "training; after `pneumoscan set-threshold`, the local data, its image "
+                                          "counts and the date")
     tta: bool
     val_metrics: dict[str, Any]
     test_metrics: dict[str, Any]

@@ -23,6 +23,12 @@ async function loadModel() {
     $("model-line").textContent = `Model ${modelInfo.name} (v${modelInfo.version}), threshold ` +
       `${modelInfo.threshold.toFixed(2)}` + (auc !== undefined ? `, AUC ${Number(auc).toFixed(3)}` : "") +
       (modelInfo.ood_guard ? " · images that are not chest X-rays are refused" : "");
+    const source = modelInfo.threshold_source ?? {};
+    if (source.n_normal !== undefined && modelInfo.threshold === modelInfo.stored_threshold) {
+      $("threshold-source").textContent = "The threshold is the model's operating point, chosen on this site's own " +
+        `${source.n_normal + source.n_pneumonia} labelled films (${source.date}) for a sensitivity of ` +
+        `${modelInfo.target_recall}.`;
+    }
   } catch (err) {
     $("model-line").textContent = "Model information unavailable.";
   }

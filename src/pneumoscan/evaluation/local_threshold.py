@@ -1,0 +1,151 @@
+"""Re-choose a model's operating threshold on a site's own labelled images, and save it with the model.
+
+A threshold chosen on one population's validation images need not give the same recall and
+specificity on another's (on the official test split, the shipped model flags about one normal film
+in eight against 1.5 % on validation). The remedy a site controls is its own labelled films: score
+them, pick the threshold that reaches the target recall there, and keep it in the model file.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pneumoscan.artifact import ARTIFACT_NAME, default_model_path, save_artifact
+from pneumoscan.errors import InputError
+from pneumoscan.evaluation.bootstrap import bootstrap_ci, summarize
+from pneumoscan.evaluation.evaluate import Evaluation, evaluate
+from pneumoscan.evaluation.thresholds import check_target_recall, threshold_for_recall
+from pneumoscan.inference.predictor import Predictor
+
+# Fewer films of a class than this and the chosen threshold is a coarse estimate: say so.
+FEW_IMAGES = 50
+
+
+@dataclass
+class LocalThreshold:
+    """The threshold chosen on local images, how sure it is, and what it changes there."""
+
+    threshold: float
+    interval: tuple[float, float]  # 95 % bootstrap interval of the threshold itself
+    target_recall: float
+    before: dict[str, Any]  # `summarize` of the local images at the model's previous threshold
+    after: dict[str, Any]  # ... and at the new one
+    out: Path
+    guard_copied: bool
+    skipped: list[str]  # unreadable files, one message each
+
+
+def out_artifact_path(out: str | os.PathLike) -> Path:
+    """`--out` as an artifact file: a `.safetensors` path as given, anything else a folder holding model.safetensors."""
+    path = Path(out)
+    return path if path.suffix == ".safetensors" else path / ARTIFACT_NAME
+
+
+def _check_out(source: Path, out: Path) -> None:
+    if out.resolve() == source.resolve():
+        raise InputError(f"{out}: is the model being re-thresholded; write the new model to another --out")
+    if out.resolve() == default_model_path().resolve():
+        raise InputError(f"{out}: is the model shipped with pneumoscan; write to your own --out and pass it as --model")
+    if out.exists():
+        raise InputError(f"{out}: already exists; choose a new --out or delete the file first")
+
+
+def choose_local_threshold(
+    evaluation: Evaluation, target_recall: float, *, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, tuple[float, float], dict[str, Any]]:
+    """Threshold for `target_recall` on the evaluated images, its bootstrap interval, and the summary there."""
+    labels, probs = evaluation.images.labels, evaluation.probs
+    threshold = threshold_for_recall(labels, probs, target_recall)
+    interval = bootstrap_ci(lambda y, p: threshold_for_recall(y, p, target_recall), labels, probs,
+                            n_boot=n_boot, seed=seed)
+    return threshold, interval, summarize(labels, probs, threshold, n_boot=n_boot, seed=seed)
+
+
+def set_threshold(
+    model: str | os.PathLike | None,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    split: str | None = None,
+    target_recall: float | None = None,
+    backend: str = "auto",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> LocalThreshold:
+    """Score the labelled images of `data`, choose the threshold for `target_recall` on them, write a copy of
+    the model with it to `out`. The weights are unchanged, so the model's guard (if any) is copied along."""
+    check_target_recall(target_recall)
+    predictor = Predictor(model, backend=backend)
+    meta = predictor.meta
+    target = target_recall if target_recall is not None else (meta.target_recall or 0.95)
+    path = out_artifact_path(out)
+    _check_out(predictor.path, path)
+    evaluation = evaluate(predictor, data, split, n_boot=n_boot, seed=seed)
+    threshold, interval, after = choose_local_threshold(evaluation, target, n_boot=n_boot, seed=seed)
+    labels, probs = evaluation.images.labels, evaluation.probs
+    source = {
+        "data": str(data), "split": evaluation.split, "n_normal": after["n_negative"], "n_pneumonia": after["n_positive"],
+        "previous_threshold": meta.threshold, "previous_target_recall": meta.target_recall, "model": str(predictor.path),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "metrics": after,
+    }
+    new_meta = replace(meta, threshold=threshold, target_recall=target, threshold_source=source,
+                       val_scores={"labels": [int(v) for v in labels], "probs": [float(v) for v in probs]})
+    save_artifact(path, predictor.model, new_meta)
+    return LocalThreshold(threshold, interval, target, evaluation.summary, after, path,
+                          _copy_guard(predictor.path, path), list(evaluation.images.skipped))
+
+
+def _copy_guard(source: Path, out: Path) -> bool:
+    """Give `out` the guard of `source` (same weights, so the same guard), re-keyed to the new file's hash."""
+    from pneumoscan.inference.ood import OODGuard, _sha256, guard_path
+
+    origin = guard_path(source)
+    if not origin.is_file():
+        return False
+    guard = OODGuard.read(origin)
+    guard.meta = {**guard.meta, "model_sha256": _sha256(out)}
+    guard.save(guard_path(out))
+    return True
+
+
+def format_local_threshold(result: LocalThreshold) -> str:
+    """What the new threshold changes on the local images, for the terminal."""
+    before, after = result.before, result.after
+    lo, hi = result.interval
+    lines = [
+        f"{after['n']} labelled images ({after['n_negative']} NORMAL, {after['n_positive']} PNEUMONIA)",
+        f"threshold for recall {result.target_recall:g}: {result.threshold:.4f} (95% bootstrap interval "
+        f"{lo:.4f} to {hi:.4f}); it was {before['threshold']:.4f}",
+        f"  {'':<12}{'before':>8}{'after':>8}",
+    ]
+    for key in ("recall", "specificity", "precision", "accuracy"):
+        lines.append(f"  {key:<12}{before[key]['value']:8.4f}{after[key]['value']:8.4f}")
+    (tn, fp), (fn, tp) = after["confusion_matrix"]["matrix"]
+    lines.append(f"  after: TN {tn}  FP {fp}  FN {fn}  TP {tp}")
+    lines.append("These figures are measured on the images the threshold was chosen on; on new patients expect "
+                 "recall and specificity to scatter around them (check with `pneumoscan evaluate` on other films).")
+    lines.append(f"model: {result.out}" + (" (with its chest X-ray guard)" if result.guard_copied else ""))
+    lines.append(f"use it: pneumoscan predict --model {result.out} IMAGE, or pneumoscan serve --model {result.out}")
+    return "\n".join(lines)
+
+
+def few_images_warning(result: LocalThreshold) -> str | None:
+    """A warning when either class has fewer than FEW_IMAGES films, else None."""
+    n_pos, n_neg = result.after["n_positive"], result.after["n_negative"]
+    if min(n_pos, n_neg) >= FEW_IMAGES:
+        return None
+    return (f"only {n_pos} PNEUMONIA and {n_neg} NORMAL images: recall moves in steps of {1 / n_pos:.1%} here, so the "
+            f"threshold is a coarse estimate (see its interval); {FEW_IMAGES} or more of each class is better")
+
+
+def print_local_threshold(result: LocalThreshold) -> None:
+    print(format_local_threshold(result))
+    warning = few_images_warning(result)
+    if warning:
+        print(f"pneumoscan: warning: {warning}", file=sys.stderr)
+    for message in result.skipped:
+        print(f"skipped: {message}", file=sys.stderr)

@@ -1,0 +1,124 @@
+"""`set-threshold`: a site re-chooses the operating threshold on its own labelled images."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from safetensors.torch import load_file
+
+from pneumoscan.artifact import default_model_path, read_meta
+from pneumoscan.cli import main
+from pneumoscan.data.layout import evaluation_samples
+from pneumoscan.errors import InputError
+from pneumoscan.evaluation.local_threshold import few_images_warning, out_artifact_path, set_threshold
+from pneumoscan.evaluation.metrics import recall
+from pneumoscan.inference.ood import load_guard
+from pneumoscan.inference.predictor import Predictor
+from pneumoscan.service.app import create_app
+from pneumoscan.service.settings import Settings
+from tests.conftest import write_xray
+
+
+@pytest.fixture(scope="module")
+def local(tiny_run: Path, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("local") / "site"
+    return set_threshold(tiny_run, tiny_data, out, split="test", target_recall=0.9, backend="torch", n_boot=200)
+
+
+def _scores(model: Path, data: Path) -> tuple[np.ndarray, np.ndarray]:
+    from pneumoscan.data.cache import load_image_set
+
+    predictor = Predictor(model)
+    images = load_image_set(evaluation_samples(data, "test")[1], predictor.size, None, progress=False)
+    return images.labels, predictor.predict_images(np.asarray(images.images))
+
+
+def test_threshold_is_the_highest_reaching_the_target_on_the_local_images(local, tiny_run: Path, tiny_data: Path) -> None:
+    labels, probs = _scores(tiny_run, tiny_data)
+    meta = read_meta(local.out)
+    assert local.out == out_artifact_path(local.out.parent) and meta.threshold == local.threshold
+    assert recall(labels, (probs >= meta.threshold).astype(int)) >= 0.9
+    higher = probs[(labels == 1) & (probs > meta.threshold)]
+    if higher.size:  # the next positive score up would miss the target
+        assert recall(labels, (probs >= higher.min()).astype(int)) < 0.9
+    assert meta.target_recall == 0.9 and meta.val_scores["probs"] == pytest.approx(probs.tolist(), abs=1e-6)
+    lo, hi = local.interval
+    assert lo <= meta.threshold <= hi
+
+
+def test_the_copy_keeps_weights_and_records_where_its_threshold_came_from(local, tiny_run: Path, tiny_data: Path) -> None:
+    source, copy = load_file(str(tiny_run / "model.safetensors")), load_file(str(local.out))
+    assert source.keys() == copy.keys() and all(np.array_equal(source[k], copy[k]) for k in source)
+    old, new = read_meta(tiny_run / "model.safetensors"), read_meta(local.out)
+    assert old.threshold_source == {} and local.before["threshold"] == old.threshold
+    assert new.threshold_source["data"] == str(tiny_data) and new.threshold_source["split"] == "test"
+    assert new.threshold_source["n_normal"] + new.threshold_source["n_pneumonia"] == local.after["n"] == 16
+    assert new.threshold_source["previous_threshold"] == old.threshold
+    assert new.threshold_source["metrics"]["recall"]["value"] == local.after["recall"]["value"]
+    assert new.val_metrics == old.val_metrics  # the training validation figures, each at its own threshold
+
+
+def test_predict_and_target_recall_use_the_local_operating_point(local) -> None:
+    assert Predictor(local.out).threshold == local.threshold
+    # --target-recall now chooses on the stored local scores
+    assert Predictor(local.out, target_recall=0.9).threshold == local.threshold
+
+
+def test_guard_travels_with_the_copy(fitted: Path, tiny_data: Path, tmp_path: Path) -> None:
+    result = set_threshold(fitted, tiny_data, tmp_path / "guarded.safetensors", split="test", backend="torch", n_boot=20)
+    assert result.guard_copied and result.out == tmp_path / "guarded.safetensors"
+    assert load_guard(result.out) is not None  # re-keyed to the new file, not stale
+    assert Predictor(result.out).guard is not None
+
+
+def test_without_a_guard_none_is_written(local) -> None:
+    assert not local.guard_copied and not (local.out.parent / "model.ood.safetensors").exists()
+
+
+def test_refuses_to_overwrite(tiny_run: Path, tiny_data: Path, local) -> None:
+    with pytest.raises(InputError, match="is the model being re-thresholded"):
+        set_threshold(tiny_run, tiny_data, tiny_run, split="test")
+    with pytest.raises(InputError, match="already exists"):
+        set_threshold(tiny_run, tiny_data, local.out, split="test")
+    with pytest.raises(InputError, match="shipped with pneumoscan"):
+        set_threshold(tiny_run, tiny_data, default_model_path(), split="test")
+
+
+def test_one_class_data_is_refused_before_writing(tiny_run: Path, tmp_path: Path) -> None:
+    for i in range(3):
+        write_xray(tmp_path / "data" / "NORMAL" / f"IM-{i:04d}-0001.jpeg", 0, i)
+    (tmp_path / "data" / "PNEUMONIA").mkdir()
+    (tmp_path / "data" / "PNEUMONIA" / "person1_virus_1.jpeg").write_bytes(b"not a jpeg")
+    with pytest.raises(InputError, match="no readable PNEUMONIA images"):
+        set_threshold(tiny_run, tmp_path / "data", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_few_images_are_flagged(local) -> None:
+    message = few_images_warning(local)
+    assert message is not None and "only 8 PNEUMONIA and 8 NORMAL" in message and "12.5%" in message
+    many = dict(local.after, n_positive=60, n_negative=50)
+    assert few_images_warning(type(local)(**{**local.__dict__, "after": many})) is None
+
+
+def test_cli(tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "site"
+    args = ["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--split", "test", "--out", str(out),
+            "--target-recall", "0.9", "--n-boot", "50", "--backend", "torch"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "threshold for recall 0.9:" in captured.out and "before   after" in captured.out
+    assert "only 8 PNEUMONIA and 8 NORMAL" in captured.err and (out / "model.safetensors").is_file()
+    assert main(args) == 2 and "already exists" in capsys.readouterr().err
+    assert main([*args[:-6], "--out", str(tmp_path / "x"), "--target-recall", "1.5"]) == 2
+    assert "--target-recall 1.5" in capsys.readouterr().err
+
+
+def test_service_says_where_the_threshold_came_from(local) -> None:
+    with TestClient(create_app(Settings(model=str(local.out), backend="torch"))) as client:
+        info = client.get("/model").json()
+    assert info["threshold"] == pytest.approx(local.threshold)
+    assert info["threshold_source"]["n_normal"] == 8 and "metrics" not in info["threshold_source"]
+
