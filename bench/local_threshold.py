@@ -74,6 +74,7 @@ def simulate(labels: np.ndarray, probs: np.ndarray, groups: np.ndarray, stored: 
             row[f"{key}_95"] = [float(np.quantile(arr[:, k], 0.025)), float(np.quantile(arr[:, k], 0.975))]
         row["share_recall_ge_0.97"] = float((arr[:, 1] >= 0.97).mean())
         row["share_specificity_ge_0.90"] = float((arr[:, 2] >= 0.90).mean())
+        row["share_both"] = float(((arr[:, 1] >= 0.97) & (arr[:, 2] >= 0.90)).mean())
         rows.append(row)
     return rows
 
@@ -82,7 +83,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None, help="default: the shipped model")
     parser.add_argument("--data", default="../shared/data/chest_xray")
-    parser.add_argument("--targets", type=float, nargs="+", default=[0.95, 0.98], help="target recalls (default 0.95 0.98)")
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.95, 0.97, 0.98],
+                        help="target recalls (default 0.95 0.97 0.98)")
     parser.add_argument("--repeats", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -98,14 +100,15 @@ def main() -> None:
                 rows.append(row)
                 print(row, flush=True)
     columns = ["operating_point", "target_recall", "threshold", "threshold_95", "recall", "recall_95", "specificity",
-               "specificity_95", "share_recall_ge_0.97", "share_specificity_ge_0.90"]
+               "specificity_95", "share_recall_ge_0.97", "share_specificity_ge_0.90", "share_both"]
     write_results("local_threshold", rows, columns,
                   command="python bench/local_threshold.py " + " ".join(sys.argv[1:]),
                   note=f"The official test split as a new site ({len(images.labels)} films, {len(set(groups))} "
                        f"patients), split {args.repeats} times at random by patient into a half the site labels and "
                        "a held-out half; recall and specificity are measured on the held-out half only (mean, and "
-                       "2.5th-97.5th percentiles over the halvings). `share_*`: how often a halving met the project's "
-                       "targets. A deployment scenario, not the model's test report: the shipped threshold stays "
+                       "2.5th-97.5th percentiles over the halvings). `share_*`: how often a held-out half met the "
+                       "project's targets (recall >= 0.97, specificity >= 0.90, both). With 25 or 50 pneumonia films "
+                       "recall moves in steps of 4 % or 2 %, so targets 0.97 and 0.98 pick the same threshold there. A deployment scenario, not the model's test report: the shipped threshold stays "
                        "the one chosen on validation (MODEL_CARD.md).")
 
 
