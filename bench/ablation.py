@@ -91,6 +91,9 @@ VARIANTS: dict[str, dict] = {
                                                                     "aug_aspect": 0.15},
     "AG1_resnet10_128_sampler_equalize_geom0.3_consistency10_40ep_seed1": {**AC_RECIPE, "epochs": 40, "aug_zoom": 0.3,
                                                                            "aug_aspect": 0.15, "seed": 1},
+    "AH_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep_sharp0.5": {**AC_RECIPE, "aug_sharpness": 0.5},
+    "AH1_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep_sharp0.5_seed1": {**AC_RECIPE, "aug_sharpness": 0.5,
+                                                                                    "seed": 1},
 }
 # Variants that start from `pneumoscan pretrain` weights (SimSiam on their training split; the
 # pretraining's seconds count in their training time). Settings as `pneumoscan pretrain`'s defaults.
@@ -214,7 +217,7 @@ def main() -> None:
         rows.sort(key=lambda row: order.index(row["variant"]))
         note += " The stress shifts are seeded, so the scores are comparable."
     columns = ["variant", "model", "image_size", "ema_decay", "label_smoothing", "mixup", "augment", "aug_zoom", "aug_aspect",
-               "balance", "equalize", "crop", "consistency",
+               "aug_sharpness", "balance", "equalize", "crop", "consistency",
                "epochs", "pretrain", "seed", "best_epoch", "epochs_run", "train_seconds", "val_auc", "val_auc_tta", "val_specificity_at_recall_0.95",
                "val_brier", "val_ece", "val_log_loss", "stress_auc_mean", "stress_auc_min", "stress_log_loss_mean",
                "geometry_auc_mean", "geometry_auc_min", "normals_flagged_zoom_in", "texture_auc_mean"]

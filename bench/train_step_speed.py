@@ -34,7 +34,8 @@ def seconds_per_step(model_name: str, layout: torch.memory_format, steps: int, s
     generator = torch.Generator().manual_seed(0)
     pixels = torch.rand(batch, 1, size, size, generator=generator)
     targets = (torch.rand(batch, generator=generator) > 0.5).float()
-    aug = AugmentConfig(scale=TrainConfig.aug_zoom, aspect=TrainConfig.aug_aspect, strength=TrainConfig.augment)
+    aug = AugmentConfig(scale=TrainConfig.aug_zoom, aspect=TrainConfig.aug_aspect, sharpness=TrainConfig.aug_sharpness,
+                        strength=TrainConfig.augment)
 
     def step() -> None:
         x = torch.cat([augment_batch(pixels, aug, generator), augment_batch(pixels, aug, generator)])

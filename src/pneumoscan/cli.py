@@ -235,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aug-aspect", type=float,
                    help="random stretch: one axis multiplied and the other divided by up to 1 + this, times --augment, "
                         "so height/width changes by up to (1 + this)^2 (default 0.1: 21 %%; 0 = off)")
+    p.add_argument("--aug-sharpness", type=float,
+                   help="random softening or sharpening: x + k (x - blur(x)) with a 1-pixel Gaussian blur and |k| up "
+                        "to this, times --augment; 1 reaches the blurred image (default 0 = off)")
     p.add_argument("--balance", choices=["weighted", "sampler", "none"], help="class imbalance: sampler = class-balanced batches (default), weighted = class-weighted loss, none")
     p.add_argument("--label-smoothing", type=float, help="label smoothing (default 0)")
     p.add_argument("--mixup", type=float, help="mixup alpha, e.g. 0.2: trains on blends of image pairs (default 0 = off)")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pneumoscan.data.augment import AugmentConfig, augment_batch, mixup
+from pneumoscan.data.augment import AugmentConfig, augment_batch, gaussian_blur, mixup
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import ImageOps
@@ -125,3 +125,27 @@ def test_aspect_stretch_makes_a_square_taller_or_wider_and_leaves_other_draws_al
     plain = AugmentConfig()
     assert torch.equal(augment_batch(square, plain, torch.Generator().manual_seed(3)),
                        augment_batch(square, dataclasses.replace(plain, aspect=0.0), torch.Generator().manual_seed(3)))
+
+
+def test_gaussian_blur_keeps_flat_images_and_the_mean_and_removes_fine_detail() -> None:
+    flat = torch.full((2, 1, 20, 20), 0.4)
+    assert torch.allclose(gaussian_blur(flat), flat)
+    checker = (torch.arange(20)[:, None] + torch.arange(20)[None, :]).remainder(2).float().view(1, 1, 20, 20)
+    blurred = gaussian_blur(checker)
+    assert blurred.mean().item() == pytest.approx(checker.mean().item(), abs=0.01)
+    assert (blurred - 0.5).abs().max() < 0.1  # a one-pixel checkerboard is nearly all fine detail
+
+
+def test_sharpness_softens_or_sharpens_each_image_within_range() -> None:
+    generator = torch.Generator().manual_seed(0)
+    images = 0.5 + 0.1 * torch.rand(32, 1, 24, 24, generator=generator)  # no clamping at 0 or 1
+    only_sharpness = AugmentConfig(rotation_deg=0, scale=0, translate=0, brightness=0, contrast=0, sharpness=0.5)
+    out = augment_batch(images, only_sharpness, torch.Generator().manual_seed(1))
+    detail = images - gaussian_blur(images)
+    # each output is image + k * detail for one k per image; recover k by least squares
+    k = ((out - images) * detail).sum(dim=(1, 2, 3)) / (detail * detail).sum(dim=(1, 2, 3))
+    assert torch.allclose(out, images + k.view(-1, 1, 1, 1) * detail, atol=1e-5)
+    assert k.abs().max() <= 0.5 + 1e-5 and k.min() < -0.2 and k.max() > 0.2  # both ways, within the range
+    plain = AugmentConfig()  # a run without it keeps the random sequence it had before the option existed
+    assert torch.equal(augment_batch(images, plain, torch.Generator().manual_seed(3)),
+                       augment_batch(images, dataclasses.replace(plain, sharpness=0.0), torch.Generator().manual_seed(3)))

@@ -19,6 +19,8 @@ class AugmentConfig:
     brightness: float = 0.10
     contrast: float = 0.10
     aspect: float = 0.0  # stretch one axis and squeeze the other by up to this fraction (0: none)
+    # x + k (x - blur(x)), blur a 1-px Gaussian, k uniform in +-this: softens (k < 0) or sharpens (0: none)
+    sharpness: float = 0.0
     strength: float = 1.0
 
 
@@ -27,6 +29,15 @@ def affine_warp(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     bilinear with the border pixels repeated outside the image."""
     grid = F.affine_grid(theta.to(images.dtype).to(images.device), list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """Separable Gaussian blur of a batch (N, 1, H, W), edges reflected."""
+    radius = max(1, math.ceil(2 * sigma))
+    taps = torch.exp(-torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device) ** 2 / (2 * sigma**2))
+    taps = taps / taps.sum()
+    padded = F.pad(images, (radius, radius, radius, radius), mode="reflect")
+    return F.conv2d(F.conv2d(padded, taps.view(1, 1, 1, -1)), taps.view(1, 1, -1, 1))
 
 
 def augment_batch(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -48,6 +59,9 @@ def augment_batch(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Gen
     # Output -> input coordinates: rotation after the inverse of the per-axis scaling.
     theta = torch.stack([torch.stack([cos / sx, -sin / sy, tx], 1), torch.stack([sin / sx, cos / sy, ty], 1)], 1)
     warped = affine_warp(images, theta)
+    if cfg.sharpness > 0:  # drawn only when asked, as the stretch
+        k = uniform(cfg.sharpness).view(n, 1, 1, 1).to(images.device)
+        warped = warped + k * (warped - gaussian_blur(warped))
     brightness = uniform(cfg.brightness).view(n, 1, 1, 1).to(images.device)
     contrast = (1 + uniform(cfg.contrast)).view(n, 1, 1, 1).to(images.device)
     mean = warped.mean(dim=(2, 3), keepdim=True)

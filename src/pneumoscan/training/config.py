@@ -14,7 +14,8 @@ EARLIER_GEOMETRY_AUGMENT = {"aug_zoom": 0.10, "aug_aspect": 0.0}
 EARLIER_ONE_VIEW = {"consistency": 0.0, "epochs": 25}
 # Settings added after runs had been saved, with the values those runs trained with (not today's defaults).
 # (split_seed is the other such setting: before it existed, `seed` chose the validation patients.)
-SAVED_BEFORE_THEY_EXISTED = {"equalize": False, "crop": False, "consistency": 0.0, **EARLIER_GEOMETRY_AUGMENT}
+SAVED_BEFORE_THEY_EXISTED = {"equalize": False, "crop": False, "consistency": 0.0, "aug_sharpness": 0.0,
+                             **EARLIER_GEOMETRY_AUGMENT}
 # The TrainConfig defaults below are the shipped model's recipe, chosen on validation
 # (bench/results/ablation.md, row AC): resnet10 at 128 px, histogram-equalised, with a class-balanced
 # sampler, zoom +-20 %, a stretch of up to 10 % of one axis against the other, and a consistency loss
@@ -44,6 +45,7 @@ class TrainConfig:
     augment: float = 1.0
     aug_zoom: float = 0.20  # random zoom in or out by up to this fraction (scaled by `augment`)
     aug_aspect: float = 0.10  # one axis x up to (1 + this), the other / as much (scaled by `augment`)
+    aug_sharpness: float = 0.0  # soften or sharpen: x + k (x - blur(x)), |k| up to this (scaled by `augment`)
     balance: str = "sampler"  # sampler (class-balanced batches) | weighted (loss) | none
     label_smoothing: float = 0.0
     mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 disables it
@@ -78,6 +80,8 @@ class TrainConfig:
             ("--aug-zoom", self.aug_zoom, 0 <= self.aug_zoom and self.aug_zoom * self.augment < 1,
              "at least 0, and below 1 once multiplied by --augment, e.g. 0.2"),
             ("--aug-aspect", self.aug_aspect, 0 <= self.aug_aspect < 1, "at least 0 and below 1, e.g. 0.15"),
+            ("--aug-sharpness", self.aug_sharpness, 0 <= self.aug_sharpness and self.aug_sharpness * self.augment <= 1,
+             "at least 0, and at most 1 once multiplied by --augment, e.g. 0.5"),
             ("--label-smoothing", self.label_smoothing, 0 <= self.label_smoothing < 1, "at least 0 and below 1"),
             ("--mixup", self.mixup, self.mixup >= 0, "0 (off) or more"),
             ("--consistency", self.consistency, self.consistency >= 0, "0 (off) or more, e.g. 10"),

@@ -246,7 +246,7 @@ class Trainer:
             training={"config": cfg.to_dict(), "data": data.split_record["counts"],
                       "skipped": len(data.split_record["skipped"])},
         )
-        aug = AugmentConfig(scale=cfg.aug_zoom, aspect=cfg.aug_aspect, strength=cfg.augment)
+        aug = AugmentConfig(scale=cfg.aug_zoom, aspect=cfg.aug_aspect, sharpness=cfg.aug_sharpness, strength=cfg.augment)
         eval_model = ema if ema is not None else model
 
         while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
