@@ -19,6 +19,7 @@ from pneumoscan.errors import InputError
 from pneumoscan.evaluation.bootstrap import bootstrap_ci, summarize
 from pneumoscan.evaluation.evaluate import Evaluation, evaluate
 from pneumoscan.evaluation.thresholds import check_target_recall, threshold_for_recall
+from pneumoscan.inference.ood import copy_guard
 from pneumoscan.inference.predictor import Predictor
 
 # Fewer films of a class than this and the chosen threshold is a coarse estimate: say so.
@@ -96,20 +97,7 @@ def set_threshold(
                        val_scores={"labels": [int(v) for v in labels], "probs": [float(v) for v in probs]})
     save_artifact(path, predictor.model, new_meta)
     return LocalThreshold(threshold, interval, target, evaluation.summary, after, path,
-                          _copy_guard(predictor.path, path), list(evaluation.images.skipped))
-
-
-def _copy_guard(source: Path, out: Path) -> bool:
-    """Give `out` the guard of `source` (same weights, so the same guard), re-keyed to the new file's hash."""
-    from pneumoscan.inference.ood import OODGuard, _sha256, guard_path
-
-    origin = guard_path(source)
-    if not origin.is_file():
-        return False
-    guard = OODGuard.read(origin)
-    guard.meta = {**guard.meta, "model_sha256": _sha256(out)}
-    guard.save(guard_path(out))
-    return True
+                          copy_guard(predictor.path, path), list(evaluation.images.skipped))
 
 
 def format_local_threshold(result: LocalThreshold) -> str:

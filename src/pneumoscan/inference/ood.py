@@ -380,6 +380,18 @@ def load_guard(model: str | os.PathLike | None) -> OODGuard | None:
     return guard
 
 
+def copy_guard(source: str | os.PathLike, copy: str | os.PathLike) -> bool:
+    """Give `copy`, an artifact with the same weights as `source` (so the same guard), the guard of `source`,
+    keyed to the copy's file; False when `source` has none."""
+    origin = guard_path(source)
+    if not origin.is_file():
+        return False
+    guard = OODGuard.read(origin)
+    guard.meta = {**guard.meta, "model_sha256": _sha256(Path(copy))}
+    guard.save(guard_path(copy))
+    return True
+
+
 # --------------------------------------------------------------------------- fitting
 
 
