@@ -86,6 +86,12 @@ def test_refuses_to_overwrite(tiny_run: Path, tiny_data: Path, local) -> None:
         set_threshold(tiny_run, tiny_data, default_model_path(), split="test")
 
 
+def test_the_models_own_training_images_are_refused(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="trained this model"):
+        set_threshold(tiny_run, tiny_data, tmp_path / "out", split="train")
+    assert not (tmp_path / "out").exists()
+
+
 def test_one_class_data_is_refused_before_writing(tiny_run: Path, tmp_path: Path) -> None:
     for i in range(3):
         write_xray(tmp_path / "data" / "NORMAL" / f"IM-{i:04d}-0001.jpeg", 0, i)

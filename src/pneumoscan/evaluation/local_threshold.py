@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pneumoscan.artifact import ARTIFACT_NAME, default_model_path, save_artifact
+from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, default_model_path, save_artifact
+from pneumoscan.data.layout import evaluation_samples
 from pneumoscan.errors import InputError
 from pneumoscan.evaluation.bootstrap import bootstrap_ci, summarize
 from pneumoscan.evaluation.evaluate import Evaluation, evaluate
@@ -55,6 +56,18 @@ def _check_out(source: Path, out: Path) -> None:
         raise InputError(f"{out}: already exists; choose a new --out or delete the file first")
 
 
+def _check_unseen(meta: ArtifactMeta, data: str | os.PathLike, split: str | None) -> None:
+    """InputError when `data`'s chosen split is the folder the model was trained on (as far as its artifact says)."""
+    trained_on = meta.training.get("config", {}).get("data")
+    if not trained_on or Path(trained_on).resolve() != Path(data).resolve():
+        return
+    name, _ = evaluation_samples(data, split)
+    if name in ("train", "all"):
+        raise InputError(f"{data}: {'its ' + name + '/ split' if name == 'train' else 'these images'} trained this model, "
+                         f"which scores them better than new films; choose the threshold on labelled films it has not "
+                         f"seen (another folder)")
+
+
 def choose_local_threshold(
     evaluation: Evaluation, target_recall: float, *, n_boot: int = 1000, seed: int = 0
 ) -> tuple[float, tuple[float, float], dict[str, Any]]:
@@ -85,6 +98,7 @@ def set_threshold(
     target = target_recall if target_recall is not None else (meta.target_recall or 0.95)
     path = out_artifact_path(out)
     _check_out(predictor.path, path)
+    _check_unseen(meta, data, split)
     evaluation = evaluate(predictor, data, split, n_boot=n_boot, seed=seed)
     threshold, interval, after = choose_local_threshold(evaluation, target, n_boot=n_boot, seed=seed)
     labels, probs = evaluation.images.labels, evaluation.probs
