@@ -148,6 +148,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _write_json(args.json, summary)
     print(f"{summary['split']}: {summary['n']} images ({summary['n_negative']} NORMAL, {summary['n_positive']} PNEUMONIA), "
           f"threshold {summary['threshold']:.4f}")
+    if args.threshold is None and args.target_recall is None:
+        from pneumoscan.evaluation.local_threshold import source_notes
+
+        for kind, text in source_notes(predictor.meta, args.data, summary["split"]):
+            if kind == "note":
+                print(f"  {text}")
+            else:
+                print(f"pneumoscan: warning: {text}", file=sys.stderr)
     for key in ("accuracy", "precision", "recall", "specificity", "f1", "npv", "roc_auc", "pr_auc", "brier"):
         value, (lo, hi) = summary[key]["value"], summary[key]["ci95"]
         print(f"  {key:<12}{value:8.4f}   95% CI [{lo:.4f}, {hi:.4f}]")

@@ -122,6 +122,20 @@ def test_cli(tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.Cap
     assert "--target-recall 1.5" in capsys.readouterr().err
 
 
+def test_evaluate_says_where_the_threshold_came_from_and_warns_on_the_same_films(
+        local, tiny_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "--model", str(local.out), "--data", str(tiny_data), "--split", "test", "--n-boot", "20"]) == 0
+    captured = capsys.readouterr()
+    assert f"chosen by set-threshold on {tiny_data} (test, 16 images" in captured.out
+    assert "in-sample" in captured.err
+    assert main(["evaluate", "--model", str(local.out), "--data", str(tiny_data), "--split", "train", "--n-boot", "20"]) == 0
+    captured = capsys.readouterr()
+    assert "chosen by set-threshold" in captured.out and "in-sample" not in captured.err
+    assert main(["evaluate", "--model", str(local.out), "--data", str(tiny_data), "--split", "test", "--n-boot", "20",
+                 "--threshold", "0.5"]) == 0
+    assert "set-threshold" not in capsys.readouterr().out  # not the stored threshold: nothing to say about it
+
+
 def test_service_says_where_the_threshold_came_from(local) -> None:
     with TestClient(create_app(Settings(model=str(local.out), backend="torch"))) as client:
         info = client.get("/model").json()

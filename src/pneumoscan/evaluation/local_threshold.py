@@ -114,6 +114,20 @@ def set_threshold(
                           copy_guard(predictor.path, path), list(evaluation.images.skipped))
 
 
+def source_notes(meta: ArtifactMeta, data: str | os.PathLike, split: str) -> list[tuple[str, str]]:
+    """For `evaluate` with a stored threshold from `set-threshold`: where it was chosen, and a warning when
+    `data`/`split` are those very films (then the figures are in-sample). (kind, text) pairs, kind note|warning."""
+    source = meta.threshold_source
+    if not source.get("data"):
+        return []
+    notes = [("note", f"the stored threshold was chosen by set-threshold on {source['data']} ({source['split']}, "
+                      f"{source['n_normal'] + source['n_pneumonia']} images, {source['date']})")]
+    if Path(source["data"]).resolve() == Path(data).resolve() and source["split"] == split:
+        notes.append(("warning", "these are the films the threshold was chosen on, so recall and specificity here are "
+                                 "in-sample and flatter the model; evaluate on other films"))
+    return notes
+
+
 def format_local_threshold(result: LocalThreshold) -> str:
     """What the new threshold changes on the local images, for the terminal."""
     before, after = result.before, result.after
