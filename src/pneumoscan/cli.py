@@ -177,8 +177,13 @@ def cmd_set_threshold(args: argparse.Namespace) -> int:
 
     if args.n_boot < 1:
         raise PneumoscanError(f"--n-boot {args.n_boot}: must be at least 1")
+    _output_folders(args.json)
     result = set_threshold(args.model, args.data, args.out, split=args.split, target_recall=args.target_recall,
                            backend=args.backend, n_boot=args.n_boot)
+    if args.json:
+        _write_json(args.json, {"threshold": result.threshold, "threshold_ci95": list(result.interval),
+                                "target_recall": result.target_recall, "model": str(result.out),
+                                "guard_copied": result.guard_copied, "before": result.before, "after": result.after})
     print_local_threshold(result)
     return 0
 
@@ -296,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-recall", type=float,
                    help="recall to reach on these images (default: the model's own, 0.95 for the shipped model)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
+    p.add_argument("--json", help="also write the threshold, its interval and the figures before and after as JSON "
+                                  "to this file ('-' for stdout)")
     _backend_arg(p)
     p.set_defaults(func=cmd_set_threshold)
 

@@ -1,6 +1,7 @@
 """`set-threshold`: a site re-chooses the operating threshold on its own labelled images."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -113,9 +114,12 @@ def test_cli(tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.Cap
     out = tmp_path / "site"
     args = ["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--split", "test", "--out", str(out),
             "--target-recall", "0.9", "--n-boot", "50", "--backend", "torch"]
-    assert main(args) == 0
+    assert main([*args, "--json", str(tmp_path / "t.json")]) == 0
     captured = capsys.readouterr()
     assert "threshold for recall 0.9:" in captured.out and "before   after" in captured.out
+    record = json.loads((tmp_path / "t.json").read_text())
+    assert record["threshold"] == read_meta(out / "model.safetensors").threshold and record["target_recall"] == 0.9
+    assert record["before"]["n"] == record["after"]["n"] == 16 and record["threshold_ci95"][0] <= record["threshold"]
     assert "only 8 PNEUMONIA and 8 NORMAL" in captured.err and (out / "model.safetensors").is_file()
     assert main(args) == 2 and "already exists" in capsys.readouterr().err
     assert main([*args[:-6], "--out", str(tmp_path / "x"), "--target-recall", "1.5"]) == 2
