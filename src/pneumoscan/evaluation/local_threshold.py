@@ -99,7 +99,14 @@ def set_threshold(
     path = out_artifact_path(out)
     _check_out(predictor.path, path)
     _check_unseen(meta, data, split)
-    evaluation = evaluate(predictor, data, split, n_boot=n_boot, seed=seed)
+    created = not path.parent.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)  # a bad --out fails before the scoring, not after
+    try:
+        evaluation = evaluate(predictor, data, split, n_boot=n_boot, seed=seed)
+    except BaseException:
+        if created:
+            path.parent.rmdir()
+        raise
     threshold, interval, after = choose_local_threshold(evaluation, target, n_boot=n_boot, seed=seed)
     labels, probs = evaluation.images.labels, evaluation.probs
     source = {
