@@ -1,6 +1,7 @@
 """The clinicians' page in a real browser: `pneumoscan serve` in a subprocess, Debian's Chromium via Playwright."""
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -38,15 +39,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(fitted: Path) -> Iterator[str]:
-    """`pneumoscan serve` with the tiny model and its out-of-distribution guard."""
+@contextlib.contextmanager
+def serving(model: Path, *options: str) -> Iterator[str]:
+    """`pneumoscan serve --model MODEL OPTIONS...` in a subprocess; yields its base URL."""
     port = free_port()
     src = str(Path(pneumoscan.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pneumoscan.cli", "serve", "--model", str(fitted), "--host", "127.0.0.1",
-         "--port", str(port), "--backend", "onnx", "--log-level", "warning"],
+        [sys.executable, "-m", "pneumoscan.cli", "serve", "--model", str(model), "--host", "127.0.0.1",
+         "--port", str(port), "--backend", "onnx", "--log-level", "warning", *options],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -70,6 +71,13 @@ def server(fitted: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(fitted: Path) -> Iterator[str]:
+    """`pneumoscan serve` with the tiny model and its out-of-distribution guard."""
+    with serving(fitted) as base:
+        yield base
 
 
 def test_page_shows_result_and_heatmap(server: str, fitted: Path, sample_dir: Path, tmp_path: Path) -> None:
@@ -194,5 +202,26 @@ def test_decision_text_never_shows_probability_equal_to_threshold(server: str) -
                 assert len(shown_p) == len(shown_t) and float(shown_t) == pytest.approx(t, abs=0.006), text
             assert page.evaluate("decisionText(0.40, 0.97787, false)") == \
                 "Not flagged for pneumonia — P = 0.40, below the threshold 0.98"
+        finally:
+            browser.close()
+
+
+def test_page_says_where_the_threshold_came_from(server: str, fitted: Path, tiny_data: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from pneumoscan.evaluation.local_threshold import set_threshold
+
+    site = set_threshold(fitted, tiny_data, tmp_path / "site.safetensors", split="test", backend="torch", n_boot=20).out
+    with serving(site) as site_server, serving(fitted, "--threshold", "0.3") as override_server, \
+            sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            for base, text in ((server, "chosen on validation data"),
+                               (site_server, "chosen on this site's own 16 labelled films"),
+                               (override_server, "set when this service was started")):
+                page.goto(base + "/")
+                expect(page.locator("#model-line")).to_contain_text("resnet10")
+                expect(page.locator("#threshold-source")).to_contain_text(text)
         finally:
             browser.close()

@@ -24,7 +24,10 @@ async function loadModel() {
       `${modelInfo.threshold.toFixed(2)}` + (auc !== undefined ? `, AUC ${Number(auc).toFixed(3)}` : "") +
       (modelInfo.ood_guard ? " · images that are not chest X-rays are refused" : "");
     const source = modelInfo.threshold_source ?? {};
-    if (source.n_normal !== undefined && modelInfo.threshold === modelInfo.stored_threshold) {
+    if (modelInfo.threshold !== modelInfo.stored_threshold) {
+      $("threshold-source").textContent = "The threshold in use was set when this service was started (the " +
+        `model's own operating point is ${modelInfo.stored_threshold.toFixed(2)}).`;
+    } else if (source.n_normal !== undefined) {
       $("threshold-source").textContent = "The threshold is the model's operating point, chosen on this site's own " +
         `${source.n_normal + source.n_pneumonia} labelled films (${source.date}) for a sensitivity of ` +
         `${modelInfo.target_recall}.`;
