@@ -20,7 +20,6 @@ from pneumoscan.errors import InputError
 from pneumoscan.evaluation.bootstrap import bootstrap_ci, summarize
 from pneumoscan.evaluation.evaluate import Evaluation, evaluate
 from pneumoscan.evaluation.thresholds import check_target_recall, threshold_for_recall
-from pneumoscan.inference.ood import copy_guard
 from pneumoscan.inference.predictor import Predictor
 
 # Fewer films of a class than this and the chosen threshold is a coarse estimate: say so.
@@ -117,8 +116,10 @@ def set_threshold(
     new_meta = replace(meta, threshold=threshold, target_recall=target, threshold_source=source,
                        val_scores={"labels": [int(v) for v in labels], "probs": [float(v) for v in probs]})
     save_artifact(path, predictor.model, new_meta)
-    return LocalThreshold(threshold, interval, target, evaluation.summary, after, path,
-                          copy_guard(predictor.path, path), list(evaluation.images.skipped))
+    if predictor.guard is not None:  # loaded, and checked to be the source's, by the Predictor
+        predictor.guard.save_for(path)
+    return LocalThreshold(threshold, interval, target, evaluation.summary, after, path, predictor.guard is not None,
+                          list(evaluation.images.skipped))
 
 
 def source_notes(meta: ArtifactMeta, data: str | os.PathLike, split: str) -> list[tuple[str, str]]:

@@ -335,6 +335,12 @@ class OODGuard:
         os.replace(tmp, path)
         return path
 
+    def save_for(self, model: str | os.PathLike) -> Path:
+        """Save as the guard of the artifact `model`, which must hold the weights this guard was fitted on
+        (a copy with another threshold): keyed to that file and written beside it."""
+        self.meta = {**self.meta, "model_sha256": _sha256(resolve_model_path(model))}
+        return self.save(guard_path(model))
+
     @classmethod
     def read(cls, path: str | os.PathLike) -> "OODGuard":
         """Load a guard file (no pickle); InputError when it is not one."""
@@ -378,18 +384,6 @@ def load_guard(model: str | os.PathLike | None) -> OODGuard | None:
         raise InputError(f"{path}: guard was fitted for a different version of {model_path.name}; "
                          f"run `pneumoscan fit-guard --model {model_path}` again")
     return guard
-
-
-def copy_guard(source: str | os.PathLike, copy: str | os.PathLike) -> bool:
-    """Give `copy`, an artifact with the same weights as `source` (so the same guard), the guard of `source`,
-    keyed to the copy's file; False when `source` has none."""
-    origin = guard_path(source)
-    if not origin.is_file():
-        return False
-    guard = OODGuard.read(origin)
-    guard.meta = {**guard.meta, "model_sha256": _sha256(Path(copy))}
-    guard.save(guard_path(copy))
-    return True
 
 
 # --------------------------------------------------------------------------- fitting
