@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from pneumoscan import __version__
-from pneumoscan.errors import PneumoscanError
+from pneumoscan.errors import PneumoscanError, check_at_least_one
 
 Handler = Callable[[argparse.Namespace], int]
 # Each module defines `add_commands(subparsers)`; their heavy imports happen inside the handlers.
@@ -134,8 +134,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from pneumoscan.evaluation.evaluate import evaluate, write_predictions
     from pneumoscan.inference.predictor import Predictor
 
-    if args.n_boot < 1:
-        raise PneumoscanError(f"--n-boot {args.n_boot}: must be at least 1")
+    check_at_least_one(args.n_boot, "--n-boot")
     _output_folders(args.json, args.predictions)
     predictor = Predictor(args.model, backend=args.backend, threshold=args.threshold, target_recall=args.target_recall,
                           prevalence=args.prevalence)
@@ -175,8 +174,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_set_threshold(args: argparse.Namespace) -> int:
     from pneumoscan.evaluation.local_threshold import print_local_threshold, set_threshold
 
-    if args.n_boot < 1:
-        raise PneumoscanError(f"--n-boot {args.n_boot}: must be at least 1")
+    check_at_least_one(args.n_boot, "--n-boot")
     _output_folders(args.json)
     result = set_threshold(args.model, args.data, args.out, split=args.split, target_recall=args.target_recall,
                            backend=args.backend, n_boot=args.n_boot)

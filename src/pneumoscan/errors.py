@@ -15,3 +15,9 @@ class UnknownModelError(PneumoscanError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+def check_at_least_one(value: int, flag: str) -> None:
+    """PneumoscanError naming `flag` unless the count `value` (e.g. of --n-boot) is at least 1."""
+    if value < 1:
+        raise PneumoscanError(f"{flag} {value}: must be at least 1")

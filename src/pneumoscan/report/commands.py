@@ -5,6 +5,8 @@ import argparse
 import time
 from typing import Any
 
+from pneumoscan.errors import check_at_least_one
+
 
 def add_commands(subparsers: Any) -> None:
     """Register the `report` and `compare` commands."""
@@ -26,19 +28,12 @@ def add_commands(subparsers: Any) -> None:
     p.set_defaults(func=cmd_compare)
 
 
-def _check_positive(value: int, flag: str) -> None:
-    from pneumoscan.errors import InputError
-
-    if value < 1:
-        raise InputError(f"{flag} {value}: must be at least 1")
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     """Build the report and say where it is."""
     from pneumoscan.report.build import build_report, files_folder
 
-    _check_positive(args.n_boot, "--n-boot")
-    _check_positive(args.cases, "--cases")
+    check_at_least_one(args.n_boot, "--n-boot")
+    check_at_least_one(args.cases, "--cases")
     started = time.time()
     path = build_report(args.run_dir, data=args.data, split=args.split, out=args.out, n_boot=args.n_boot,
                         per_group=args.cases)
@@ -50,7 +45,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Build the comparison and say where it is."""
     from pneumoscan.report.compare import compare_runs
 
-    _check_positive(args.n_boot, "--n-boot")
+    check_at_least_one(args.n_boot, "--n-boot")
     path = compare_runs(args.run_dirs, out=args.out, data=args.data, split=args.split, n_boot=args.n_boot)
     print(f"comparison: {path}  (table also in {path.with_suffix('.csv').name} and {path.with_suffix('.json').name})")
     return 0
