@@ -22,6 +22,7 @@ from stress_val import run_probs, score, shifted_sources, val_files
 
 from pneumoscan.artifact import ARTIFACT_NAME, read_meta
 from pneumoscan.training.checkpoint import load_checkpoint
+from pneumoscan.training.ensemble import build_ensemble
 from pneumoscan.training.config import EARLIER_GEOMETRY_AUGMENT, EARLIER_ONE_VIEW, TrainConfig
 from pneumoscan.training.trainer import LAST_CHECKPOINT, train
 
@@ -94,6 +95,8 @@ VARIANTS: dict[str, dict] = {
     "AH_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep_sharp0.5": {**AC_RECIPE, "aug_sharpness": 0.5},
     "AH1_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep_sharp0.5_seed1": {**AC_RECIPE, "aug_sharpness": 0.5,
                                                                                     "seed": 1},
+    "AI_resnet10_64_sampler_equalize_geom0.2_consistency10_30ep": {**AC_RECIPE, "image_size": 64},
+    "AI1_resnet10_64_sampler_equalize_geom0.2_consistency10_30ep_seed1": {**AC_RECIPE, "image_size": 64, "seed": 1},
 }
 # Variants that start from `pneumoscan pretrain` weights (SimSiam on their training split; the
 # pretraining's seconds count in their training time). Settings as `pneumoscan pretrain`'s defaults.
@@ -114,6 +117,14 @@ ENSEMBLES: dict[str, list[str]] = {
                                       "R2_resnet10_128_sampler_equalize_seed2"],
     "ENS_geom_resnet10_2_seeds": ["W_resnet10_128_sampler_equalize_geom0.2",
                                   "W1_resnet10_128_sampler_equalize_geom0.2_seed1"],
+}
+
+# Built with `pneumoscan ensemble` (mean logit, threshold re-chosen on validation) and scored as built.
+BUILT_ENSEMBLES: dict[str, list[str]] = {
+    "ENS_AC_AI": ["AC_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep",
+                  "AI_resnet10_64_sampler_equalize_geom0.2_consistency10_30ep"],
+    "ENS_AC1_AI1": ["AC1_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep_seed1",
+                    "AI1_resnet10_64_sampler_equalize_geom0.2_consistency10_30ep_seed1"],
 }
 
 
@@ -191,6 +202,15 @@ def add_stress(rows: list[dict], runs: Path) -> None:
             seconds = sum(float(r["train_seconds"]) for r in rows if r["variant"] in members)
             rows.append({"variant": name, "model": "+".join(members), "train_seconds": round(seconds, 1),
                          **{k: v for k, v in score(name, labels, mean).items() if k != "run"}})
+    for name, members in BUILT_ENSEMBLES.items():
+        if all(m in probs for m in members):
+            if not (runs / name / ARTIFACT_NAME).exists():
+                build_ensemble([runs / m for m in members], runs / name, progress=sys.stderr.isatty())
+            meta = read_meta(runs / name / ARTIFACT_NAME)
+            rows.append({"variant": name, "model": "+".join(members), "train_seconds": meta.training["train_seconds"],
+                         "val_specificity_at_recall_0.95": meta.val_metrics["specificity"]["value"],
+                         "threshold": meta.threshold,
+                         **{k: v for k, v in score(name, labels, run_probs(runs / name, sources)).items() if k != "run"}})
 
 
 def main() -> None:
@@ -213,7 +233,7 @@ def main() -> None:
     command = "python bench/ablation.py " + " ".join(sys.argv[1:])
     if args.add:
         rows, note = carry_over("ablation", rows, "variant", command)
-        order = [*VARIANTS, *ENSEMBLES]
+        order = [*VARIANTS, *ENSEMBLES, *BUILT_ENSEMBLES]
         rows.sort(key=lambda row: order.index(row["variant"]))
         note += " The stress shifts are seeded, so the scores are comparable."
     columns = ["variant", "model", "image_size", "ema_decay", "label_smoothing", "mixup", "augment", "aug_zoom", "aug_aspect",
@@ -224,9 +244,10 @@ def main() -> None:
     write_results("ablation", rows, columns, command=command,
                   note="Validation = patient-aware 15% of train (split seed 0); stress = the same images under the 13 "
                        "acquisition shifts of stress_val.py (mean and worst AUC); geometry and texture = its one-class "
-                       "probes. ENS rows average member probabilities; their train_seconds is the members' sum. Blank "
-                       "settings are the base recipe's (balance weighted, no equalisation, 25 epochs, augment 1.0, zoom "
-                       "0.10, no stretch). Test images are not read by this script." + note)
+                       "probes. ENS rows average member probabilities (ENS_AC_AI and ENS_AC1_AI1: built with "
+                       "`pneumoscan ensemble`, mean logit, scored as built); their train_seconds is the members' sum. "
+                       "Blank settings are the base recipe's (balance weighted, no equalisation, 25 epochs, augment "
+                       "1.0, zoom 0.10, no stretch). Test images are not read by this script." + note)
     print(json.dumps(rows, indent=2))
 
 
