@@ -170,6 +170,14 @@ def test_16bit_png_scaled_min_to_0_max_to_255() -> None:
     np.testing.assert_array_equal(out, minmax_u8(a))
 
 
+def test_16bit_scaling_matches_float64_arithmetic() -> None:
+    """The float32 path for 16-bit images (half the memory of float64) gives the float64 result."""
+    a = np.random.default_rng(0).integers(0, 65536, (300, 300)).astype(np.uint16)
+    reference = np.rint((a.astype(np.float64) - a.min()) * (255.0 / (float(a.max()) - a.min()))).astype(np.uint8)
+    out = read_grayscale(encode(Image.fromarray(a), "PNG"))
+    assert np.mean(out != reference) < 1e-3 and np.abs(out.astype(int) - reference).max() <= 1
+
+
 def test_16bit_constant_image_is_zeros() -> None:
     out = read_grayscale(encode(Image.fromarray(np.full((4, 5), 3000, np.uint16)), "PNG"))
     np.testing.assert_array_equal(out, np.zeros((4, 5), np.uint8))

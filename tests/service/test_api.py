@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from pneumoscan.artifact import file_sha256
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.service import engine as engine_module
 from pneumoscan.service.app import create_app
@@ -64,6 +65,25 @@ def test_model_card(client: TestClient, tiny_run: Path) -> None:
     assert info["normalization"]["std"] == pytest.approx(predictor.meta.std)
     assert "roc_auc" in info["val_metrics"] and info["backend"] == "onnx" and info["max_upload_mb"] == 2
     assert info["ood_guard"] is False
+    assert info["sha256"] == file_sha256(tiny_run / "model.safetensors") and info["shipped"] is False
+    assert info["max_batch_files"] == 16 and info["max_batch_mb"] == 100
+
+
+def test_responses_name_the_weights(client: TestClient, sample_dir: Path, xray: Path) -> None:
+    digest = client.get("/model").json()["sha256"]
+    one = client.post("/predict", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")}).json()
+    batch = client.post("/predict/batch", files=[("files", (xray.name, xray.read_bytes(), "image/jpeg"))]).json()
+    assert one["model_sha256"] == batch["model_sha256"] == digest[:12]
+
+
+def test_batch_limit_is_never_below_the_file_limit(tiny_run: Path) -> None:
+    assert Settings(model=str(tiny_run), max_upload_mb=150).batch_limit_mb == 150
+    assert Settings(model=str(tiny_run), max_upload_mb=5).batch_limit_mb == 100
+
+
+def test_no_cdn_pages(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404
+    assert client.get("/openapi.json").status_code == 200
 
 
 def test_openapi_has_typed_responses(client: TestClient) -> None:
@@ -247,7 +267,26 @@ def test_explain_returns_a_heatmap_png(client: TestClient, xray: Path) -> None:
     assert png.startswith(b"\x89PNG")
     with Image.open(io.BytesIO(png)) as im:
         assert im.size == (32, 32) and im.mode == "RGB"
+    assert res.json()["heatmap_class"] == res.json()["label"]
     assert client.get("/model").json()["explain_available"] is True
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pneumoscan.explain.gradcam") is None,
+                    reason="pneumoscan.explain.gradcam is not installed")
+@pytest.mark.parametrize("threshold", [1e-9, 1.0])
+def test_heatmap_explains_the_label_at_the_threshold_in_use(tiny_run: Path, xray: Path, threshold: float) -> None:
+    from pneumoscan.artifact import load_artifact
+    from pneumoscan.data.preprocess import load_image
+    from pneumoscan.explain.gradcam import gradcam_overlay_png
+
+    with TestClient(create_app(Settings(model=str(tiny_run), backend="torch", threshold=threshold))) as c:
+        body = c.post("/predict?explain=true", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")}).json()
+    expected_label = "PNEUMONIA" if body["probability"] >= threshold else "NORMAL"
+    assert body["label"] == body["heatmap_class"] == expected_label
+    model, meta = load_artifact(tiny_run)
+    image = load_image(xray.read_bytes(), meta.image_size, name=xray.name)
+    target = meta.class_names.index(expected_label)
+    assert base64.b64decode(body["heatmap_png_base64"]) == gradcam_overlay_png(model.eval(), meta, image, target=target)
 
 
 def test_bad_settings_fail_fast(tiny_run: Path, tmp_path: Path) -> None:

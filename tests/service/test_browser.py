@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 import pneumoscan
@@ -223,5 +224,75 @@ def test_page_says_where_the_threshold_came_from(server: str, fitted: Path, tiny
                 page.goto(base + "/")
                 expect(page.locator("#model-line")).to_contain_text("resnet10")
                 expect(page.locator("#threshold-source")).to_contain_text(text)
+        finally:
+            browser.close()
+
+
+def test_only_the_newest_upload_is_shown(server: str, fitted: Path, sample_dir: Path) -> None:
+    """A slow answer to an earlier upload never replaces the newer upload's result (the first is held back 1.5 s)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    results = Predictor(fitted).predict_files(sorted((sample_dir / "test").glob("*/*")))
+    films = [Path(r.path) for r in results if r.probability is not None]  # films the guard accepts
+    probs = [r.probability for r in results if r.probability is not None]
+    # the two films the page can best tell apart
+    first, second = films[int(np.argmax(probs))], films[int(np.argmin(probs))]
+    p_second = min(probs)
+    assert max(probs) - p_second > 0.01
+    slow_first = """
+      const realFetch = window.fetch; let calls = 0;
+      window.fetch = async (url, options) => {
+        const slow = String(url).startsWith("/predict") && calls++ === 0;
+        const res = await realFetch(url, options);
+        if (slow) await new Promise((resolve) => setTimeout(resolve, 1500));
+        return res;
+      };"""
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            page.add_init_script(slow_first)
+            page.goto(server + "/")
+            expect(page.locator("#model-line")).to_contain_text("weights ")
+            page.set_input_files("#file", str(first))
+            page.set_input_files("#file", str(second))
+            expect(page.locator("#result")).to_be_visible(timeout=15_000)
+            page.wait_for_timeout(2500)  # the first answer has arrived by now
+            assert float(page.locator("#prob").inner_text()) == pytest.approx(p_second, abs=2e-3)
+            expect(page.locator("#error")).to_be_hidden()
+            page.set_input_files("#file", str(second))  # the same file again is analysed again
+            expect(page.locator("#status")).to_have_text("")
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+def test_page_names_the_weights_the_heatmap_class_and_the_operating_point(server: str, fitted: Path,
+                                                                         sample_dir: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from pneumoscan.artifact import file_sha256
+
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    label = Predictor(fitted).predict_files([xray])[0].label
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(server + "/")
+            expect(page.locator("#model-line")).to_contain_text(f"weights {file_sha256(fitted)[:12]}")
+            expect(page.locator("#scope")).to_contain_text("see its model card")  # not the shipped model
+            expect(page.locator("#operating-point")).to_have_text("")  # the tiny model has no test figures
+            info = {"threshold": 0.62, "test_metrics": {"n": 624, "threshold": 0.62, "recall": {"value": 0.982},
+                                                        "specificity": {"value": 0.872}}}
+            assert page.evaluate("(info) => operatingPoint(info)", info) == (
+                "At this threshold, on its test set of 624 films from the training hospital, it flagged 98 % of "
+                "pneumonia films and 13 % of normal films (sensitivity 0.98, specificity 0.87).")
+            assert page.evaluate("(info) => operatingPoint(info)", {**info, "threshold": 0.5}) == ""  # overridden
+            if HAS_GRADCAM:
+                page.set_input_files("#file", str(xray))
+                expect(page.locator("#heat-label")).to_contain_text(f"evidence for {label}", timeout=15_000)
         finally:
             browser.close()

@@ -29,3 +29,27 @@ def test_bad_address_is_one_line(argv: list[str], message: str, tiny_run: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--model", str(tiny_run), "--log-level", "critical", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("127.0.1.1", True), ("::1", True),
+                                            ("localhost", True), ("0.0.0.0", False), ("192.168.1.5", False),
+                                            ("::", False), ("xray-server", False)])
+def test_loopback_hosts(host: str, loopback: bool) -> None:
+    from pneumoscan.service.commands import is_loopback
+
+    assert is_loopback(host) is loopback
+
+
+def test_listening_beyond_this_machine_warns(tiny_run: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)  # start-up only
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main(["serve", "--model", str(tiny_run), "--host", "0.0.0.0", "--port", str(port)]) == 0
+    err = capsys.readouterr().err
+    assert "0.0.0.0 is reachable from other machines" in err and "no login and no TLS" in err
+    assert main(["serve", "--model", str(tiny_run), "--port", str(port)]) == 0
+    assert "reachable from other machines" not in capsys.readouterr().err

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MAX_PIXELS", "is_dicom", "read_grayscale"]
 
 DEFAULT_MAX_PIXELS: int = 150_000_000
+# Every read checks its own `max_pixels` before decoding, so Pillow's warning above 89 megapixels
+# (one line per large upload in a service's log) says nothing new.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 """Largest accepted width * height (decompression-bomb limit); override per call."""
 
 _PIL_FORMATS = ("JPEG", "PNG", "TIFF", "BMP")  # JPEG also opens MPO (camera) files
@@ -130,25 +134,32 @@ def _too_large(label: str, width: int, height: int, max_pixels: int) -> InputErr
 def _to_uint8(arr: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
     """Scale linearly so lo -> 0 and hi -> 255 (default: finite min/max), clip, round to uint8.
 
-    A constant image (hi == lo) and non-finite values become 0.
+    A constant image (hi == lo) and non-finite values become 0. Integer images of up to 16 bits are
+    scaled in float32, which holds their values exactly in half the memory (uploads can be 150 megapixels).
     """
-    values = np.asarray(arr, dtype=np.float64)
-    finite = np.isfinite(values)
+    values = np.asarray(arr)
+    exact32 = values.dtype.kind in "biu" and values.dtype.itemsize <= 2
+    finite = None if values.dtype.kind in "biu" else np.isfinite(values)
     if lo is None or hi is None:
-        if not finite.any():
+        if finite is None:
+            lo, hi = float(values.min()), float(values.max())
+        elif not finite.any():
             return np.zeros(values.shape, dtype=np.uint8)
-        if finite.all():
+        elif finite.all():
             lo, hi = float(values.min()), float(values.max())
         else:
             lo, hi = float(values[finite].min()), float(values[finite].max())
     span = hi - lo
     if not np.isfinite(span) or span == 0:
         return np.zeros(values.shape, dtype=np.uint8)
+    out = values.astype(np.float32 if exact32 else np.float64)
     with np.errstate(all="ignore"):
-        out = (values - lo) * (255.0 / span)
-    out = np.where(finite, out, 0.0)
+        out -= lo
+        out *= 255.0 / span
+    if finite is not None:
+        out[~finite] = 0.0
     np.clip(out, 0.0, 255.0, out=out)
-    return np.rint(out).astype(np.uint8)
+    return np.rint(out, out=out).astype(np.uint8)
 
 
 def _rgb_to_gray(rgb: np.ndarray) -> np.ndarray:

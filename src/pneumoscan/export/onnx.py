@@ -12,7 +12,6 @@ left-right mirror, as in `pneumoscan.inference.batch`.
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import json
 import os
@@ -25,7 +24,7 @@ import torch
 from torch import nn
 
 from pneumoscan import __version__
-from pneumoscan.artifact import ArtifactMeta, load_artifact, resolve_model_path
+from pneumoscan.artifact import ArtifactMeta, file_sha256, load_artifact, resolve_model_path
 from pneumoscan.errors import InputError, PneumoscanError
 from pneumoscan.inference.ood import final_linear, forward_with_features
 
@@ -72,15 +71,6 @@ class ExportReport:
     max_abs_diff: float
     n_images: int
     image_source: str
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file (ties an .onnx file to the artifact it came from)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def onnx_metadata(meta: ArtifactMeta, artifact_sha256: str | None = None) -> dict[str, str]:

@@ -126,7 +126,8 @@ def open_for_artifact(artifact_path: str | os.PathLike, model: nn.Module, meta: 
     `onnx_path` given: load it (it must come from this artifact). Otherwise use `<artifact>.onnx`
     next to the artifact when it was exported from the very same file, else export in memory.
     """
-    from pneumoscan.export.onnx import check_images, check_onnx, export_onnx_bytes, file_sha256
+    from pneumoscan.artifact import file_sha256
+    from pneumoscan.export.onnx import check_images, check_onnx, export_onnx_bytes
 
     digest = file_sha256(artifact_path)
     sibling = Path(artifact_path).with_suffix(".onnx")

@@ -34,7 +34,6 @@ score that rejects half of the allowed false-rejection rate, leaving margin for 
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -49,7 +48,7 @@ import torch
 from torch import nn
 
 from pneumoscan import __version__
-from pneumoscan.artifact import resolve_model_path
+from pneumoscan.artifact import file_sha256, resolve_model_path
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom
 from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import InputError
@@ -338,7 +337,7 @@ class OODGuard:
     def save_for(self, model: str | os.PathLike) -> Path:
         """Save as the guard of the artifact `model`, which must hold the weights this guard was fitted on
         (a copy with another threshold): keyed to that file and written beside it."""
-        self.meta = {**self.meta, "model_sha256": _sha256(resolve_model_path(model))}
+        self.meta = {**self.meta, "model_sha256": file_sha256(resolve_model_path(model))}
         return self.save(guard_path(model))
 
     @classmethod
@@ -365,14 +364,6 @@ class OODGuard:
                 f"{path}: not a usable pneumoscan guard file ({reason}); run `pneumoscan fit-guard` again") from None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_guard(model: str | os.PathLike | None) -> OODGuard | None:
     """The guard fitted for this model artifact, or None when there is none; InputError when it is stale."""
     model_path = resolve_model_path(model)
@@ -380,7 +371,7 @@ def load_guard(model: str | os.PathLike | None) -> OODGuard | None:
     if not path.is_file():
         return None
     guard = OODGuard.read(path)
-    if guard.meta.get("model_sha256") != _sha256(model_path):
+    if guard.meta.get("model_sha256") != file_sha256(model_path):
         raise InputError(f"{path}: guard was fitted for a different version of {model_path.name}; "
                          f"run `pneumoscan fit-guard --model {model_path}` again")
     return guard
@@ -457,7 +448,7 @@ def fit_guard(
     rank = min(n, int(np.ceil((n + 1) * (1 - alpha))))  # conformal quantile: P(new score > t) <= alpha
     threshold = float(np.sort(score)[rank - 1])
     guard_meta = {
-        "format": GUARD_FORMAT, "version": __version__, "model_sha256": _sha256(model_path),
+        "format": GUARD_FORMAT, "version": __version__, "model_sha256": file_sha256(model_path),
         "model_name": meta.model_name, "image_size": meta.image_size, **asdict(meta.preprocessing),
         "feature_dim": int(feats.shape[1]), "threshold": threshold, "references": references,
         "max_false_rejection": max_false_rejection, "folds": folds, "seed": seed, "n_images": n,

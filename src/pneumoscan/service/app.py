@@ -19,6 +19,9 @@ from pneumoscan.service.settings import Settings
 
 STATIC_DIR = Path(__file__).parent / "static"
 log = logging.getLogger("pneumoscan.service")
+# The multipart parser logs malformed bodies with bytes of the upload in the message; the client gets 400.
+logging.getLogger("python_multipart").setLevel(logging.ERROR)
+logging.getLogger("multipart").setLevel(logging.ERROR)
 
 _PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
                 "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
@@ -28,7 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The web service for `settings` (raises InputError when the model cannot be loaded)."""
     settings = settings or Settings()
     engine = Engine(settings)
-    app = FastAPI(title="pneumoscan", version=__version__,
+    # No /docs or /redoc: FastAPI's pages load their scripts from a CDN, and the service runs offline.
+    app = FastAPI(title="pneumoscan", version=__version__, docs_url=None, redoc_url=None,
                   description="Pneumonia decision support on chest X-rays. Decision support only - not a diagnosis.")
     app.state.settings = settings
     app.state.engine = engine

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any
 
 
@@ -27,6 +28,18 @@ def check_listen(host: str, port: int) -> None:
                              f"or pass another --port") from None
 
 
+def is_loopback(host: str) -> bool:
+    """Whether HOST is this machine only (127.x, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Load the model (fail fast on a bad --model or a busy port), then serve until interrupted."""
     try:
@@ -44,6 +57,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         max_upload_mb=args.max_upload_mb, inference_slots=args.slots)
     app = create_app(settings)
     print(f"pneumoscan: serving on http://{args.host}:{args.port}/ (Ctrl+C stops)", flush=True)
+    if not is_loopback(args.host):
+        print(f"pneumoscan: warning: {args.host} is reachable from other machines, and this service has no login "
+              "and no TLS; put it behind the hospital's authenticating HTTPS reverse proxy", file=sys.stderr,
+              flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, server_header=False)
     return 0
 

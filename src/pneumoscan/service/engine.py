@@ -8,7 +8,7 @@ from types import ModuleType
 
 import numpy as np
 
-from pneumoscan.artifact import ArtifactMeta
+from pneumoscan.artifact import ArtifactMeta, default_model_path, file_sha256
 from pneumoscan.data.preprocess import load_image
 from pneumoscan.errors import PneumoscanError
 from pneumoscan.inference.predictor import Prediction, Predictor, describe
@@ -47,6 +47,9 @@ class Engine:
         self.settings = settings
         self.predictor = Predictor(settings.model, backend=settings.backend, threshold=settings.threshold,
                                    onnx_path=settings.onnx_path)
+        self.model_sha256 = file_sha256(self.predictor.path)
+        shipped = default_model_path()
+        self.shipped = shipped.is_file() and file_sha256(shipped) == self.model_sha256
         self._explain_lock = threading.Lock()
         self._explain_model = None
         self._screen_lock = threading.Lock()
@@ -82,8 +85,9 @@ class Engine:
         return (module is not None and hasattr(module, "gradcam_overlay_png")
                 and bool(cam_layers(self.meta.model_name, self.meta.model_config)))
 
-    def explain_png(self, image: np.ndarray) -> bytes:
-        """Grad-CAM overlay PNG for one preprocessed image (S, S); ExplainUnavailable when it cannot."""
+    def explain_png(self, image: np.ndarray, label: str) -> bytes:
+        """Grad-CAM overlay PNG of the evidence for `label` (the class the response gives) in one
+        preprocessed image (S, S); ExplainUnavailable when it cannot."""
         from pneumoscan.models.registry import cam_layers
 
         module = gradcam_module()
@@ -94,10 +98,13 @@ class Engine:
         with self._explain_lock:
             if self._explain_model is None:
                 self._explain_model = copy.deepcopy(self.predictor.model).eval()
-            return bytes(module.gradcam_overlay_png(self._explain_model, self.meta, image))
+            return bytes(module.gradcam_overlay_png(self._explain_model, self.meta, image,
+                                                    target=self.meta.class_names.index(label)))
 
     def model_info(self) -> dict[str, object]:
         info = describe(self.meta)
         return {**info, "stored_threshold": info["threshold"], "threshold": self.predictor.threshold,
                 "backend": self.predictor.backend, "explain_available": self.explain_available(),
-                "max_upload_mb": self.settings.max_upload_mb, "ood_guard": self.guarded}
+                "max_upload_mb": self.settings.max_upload_mb, "max_batch_files": self.settings.max_batch_files,
+                "max_batch_mb": self.settings.batch_limit_mb, "ood_guard": self.guarded,
+                "sha256": self.model_sha256, "shipped": self.shipped}

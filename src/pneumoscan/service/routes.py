@@ -106,7 +106,7 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
         image = engine.decode(data, _label(part))
         (result,) = engine.results(image[None], [data])
         rejected = result.in_distribution is False  # no heatmap: there is no prediction to explain
-        return result, engine.explain_png(image) if explain and not rejected else None
+        return result, engine.explain_png(image, result.label) if explain and not rejected else None
 
     try:
         result, heatmap = await _in_worker(request, work)
@@ -118,8 +118,10 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
     return PredictionResponse(
         probability=result.probability, label=result.label, in_distribution=result.in_distribution,
         ood_reason=result.ood_reason, threshold=engine.predictor.threshold, model_name=meta.model_name,
-        model_version=meta.version, latency_ms=round((time.perf_counter() - start) * 1000, 2),
-        heatmap_png_base64=base64.b64encode(heatmap).decode("ascii") if heatmap else None)
+        model_version=meta.version, model_sha256=engine.model_sha256[:12],
+        latency_ms=round((time.perf_counter() - start) * 1000, 2),
+        heatmap_png_base64=base64.b64encode(heatmap).decode("ascii") if heatmap else None,
+        heatmap_class=result.label if heatmap else None)
 
 
 @router.post("/predict/batch", response_model=BatchResponse, responses=_ERRORS,
@@ -167,4 +169,4 @@ async def predict_batch(request: Request) -> BatchResponse:
     return BatchResponse(results=items, n_ok=n_ok, n_failed=len(items) - n_ok,
                          n_out_of_distribution=sum(item.in_distribution is False for item in items),
                          threshold=engine.predictor.threshold, model_name=meta.model_name, model_version=meta.version,
-                         latency_ms=round((time.perf_counter() - start) * 1000, 2))
+                         model_sha256=engine.model_sha256[:12], latency_ms=round((time.perf_counter() - start) * 1000, 2))

@@ -41,13 +41,18 @@ class ModelInfo(BaseModel):
     test_metrics: dict[str, Any]
     backend: str = Field(description="inference engine: torch or onnx")
     explain_available: bool = Field(description="whether ?explain=true can return a Grad-CAM heatmap")
-    max_upload_mb: float
+    max_upload_mb: float = Field(description="per-file upload limit")
+    max_batch_files: int = Field(description="files per /predict/batch request")
+    max_batch_mb: float = Field(description="whole /predict/batch request body limit")
+    sha256: str = Field(description="SHA-256 of the model file: identifies the exact weights and threshold in use")
+    shipped: bool = Field(description="whether it is the model shipped with pneumoscan (its model card is MODEL_CARD.md)")
     ood_guard: bool = Field(description="whether uploads are screened by an out-of-distribution guard that refuses "
                                         "to predict on images that do not look like chest X-rays")
 
 
 _IN_DISTRIBUTION = ("true: the upload looks like a chest X-ray; false: it does not, and no prediction was made "
                     "(probability and label are null); null: the model has no out-of-distribution guard")
+_MODEL_SHA = "first 12 hex digits of the model file's SHA-256 (GET /model gives all 64): which weights answered"
 _OOD_REASON = "why no prediction was made, e.g. \"not a chest X-ray: colour image ...\" (only when in_distribution is false)"
 
 
@@ -58,10 +63,13 @@ class PredictionResponse(BaseModel):
     ood_reason: str | None = Field(default=None, description=_OOD_REASON)
     threshold: float
     model_name: str
-    model_version: str
+    model_version: str = Field(description="version of pneumoscan that wrote the model file")
+    model_sha256: str = Field(description=_MODEL_SHA)
     latency_ms: float = Field(description="server time for this request: reading, decoding, inference")
     heatmap_png_base64: str | None = Field(
         default=None, description="Grad-CAM overlay as a base64 PNG (only with ?explain=true)")
+    heatmap_class: str | None = Field(
+        default=None, description="the class whose evidence the heatmap shows: the returned label (only with a heatmap)")
 
 
 class BatchItem(BaseModel):
@@ -83,5 +91,6 @@ class BatchResponse(BaseModel):
     n_out_of_distribution: int = Field(description="files read fine but refused as not chest X-rays (counted in n_ok)")
     threshold: float
     model_name: str
-    model_version: str
+    model_version: str = Field(description="version of pneumoscan that wrote the model file")
+    model_sha256: str = Field(description=_MODEL_SHA)
     latency_ms: float

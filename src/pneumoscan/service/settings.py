@@ -18,7 +18,7 @@ class Settings:
     threshold: float | None = None  # overrides the artifact's stored operating threshold
     max_upload_mb: float = 20.0  # per uploaded file (and per /predict request body)
     max_batch_files: int = 16
-    max_batch_mb: float = 100.0  # whole /predict/batch request body
+    max_batch_mb: float = 100.0  # whole /predict/batch request body (never below max_upload_mb)
     inference_slots: int = 2  # requests decoded + predicted at the same time (the rest wait their turn)
 
     def __post_init__(self) -> None:
@@ -36,5 +36,10 @@ class Settings:
         return int(self.max_upload_mb * MB)
 
     @property
+    def batch_limit_mb(self) -> float:
+        """The /predict/batch body limit: a batch can always carry one file the per-file limit allows."""
+        return max(self.max_batch_mb, self.max_upload_mb)
+
+    @property
     def max_batch_bytes(self) -> int:
-        return int(self.max_batch_mb * MB)
+        return int(self.batch_limit_mb * MB)

@@ -4,6 +4,8 @@
 const $ = (id) => document.getElementById(id);
 let modelInfo = null;
 let previewUrl = null;
+let latest = 0;  // number of the newest upload: answers to older ones are dropped, never shown
+let inFlight = null;  // AbortController of the request under way
 
 function show(el, visible) { el.hidden = !visible; }
 
@@ -20,9 +22,14 @@ async function loadModel() {
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     modelInfo = await res.json();
     const auc = modelInfo.test_metrics?.roc_auc?.value ?? modelInfo.val_metrics?.roc_auc?.value;
-    $("model-line").textContent = `Model ${modelInfo.name} (v${modelInfo.version}), threshold ` +
+    $("model-line").textContent = `Model ${modelInfo.name} (weights ${modelInfo.sha256.slice(0, 12)}), threshold ` +
       `${modelInfo.threshold.toFixed(2)}` + (auc !== undefined ? `, AUC ${Number(auc).toFixed(3)}` : "") +
       (modelInfo.ood_guard ? " · images that are not chest X-rays are refused" : "");
+    $("operating-point").textContent = operatingPoint(modelInfo);
+    if (modelInfo.shipped) {
+      $("scope").textContent = " trained on anterior-posterior chest X-rays of children aged one to five from one " +
+        "hospital in Guangzhou; it is not validated on adults, lateral views or other hospitals' equipment";
+    }
     const source = modelInfo.threshold_source ?? {};
     if (modelInfo.threshold !== modelInfo.stored_threshold) {
       $("threshold-source").textContent = "The threshold in use was set when this service was started (the " +
@@ -35,6 +42,16 @@ async function loadModel() {
   } catch (err) {
     $("model-line").textContent = "Model information unavailable.";
   }
+}
+
+// Sensitivity and specificity measured on the model's test set at the threshold in use, when it has them.
+function operatingPoint(info) {
+  const test = info.test_metrics ?? {};
+  if (test.recall === undefined || test.specificity === undefined || test.threshold !== info.threshold) return "";
+  const sens = test.recall.value, spec = test.specificity.value;
+  return `At this threshold, on its test set of ${test.n} films from the training hospital, it flagged ` +
+    `${Math.round(sens * 100)} % of pneumonia films and ${Math.round((1 - spec) * 100)} % of normal films ` +
+    `(sensitivity ${sens.toFixed(2)}, specificity ${spec.toFixed(2)}).`;
 }
 
 // Decimals (at least `min`, at most 6) that tell p from t: "P = 0.98, below the threshold 0.98" reads as a contradiction.
@@ -79,7 +96,7 @@ function renderRejected(result) {
 }
 
 function render(result) {
-  $("model").textContent = `${result.model_name} v${result.model_version}`;
+  $("model").textContent = `${result.model_name} · weights ${result.model_sha256}`;
   $("latency").textContent = `${Math.round(result.latency_ms)} ms`;
   if (result.in_distribution === false) {
     renderRejected(result);
@@ -109,7 +126,8 @@ function render(result) {
   if (result.heatmap_png_base64) {
     heat.src = `data:image/png;base64,${result.heatmap_png_base64}`;
     toggle.disabled = false;
-    $("heat-label").textContent = "Show heatmap (regions that drove the score)";
+    $("heat-label").textContent = `Show heatmap: where the model saw evidence for ${result.heatmap_class} ` +
+      "(brighter = stronger, relative to this image)";
     // Without a browser preview (DICOM, TIFF) the overlay is the only picture: show it in the flow.
     heat.classList.toggle("standalone", $("xray").hidden);
     show(heat, toggle.checked);
@@ -123,6 +141,9 @@ function render(result) {
 
 async function analyse(file) {
   if (!file) return;
+  const mine = ++latest;
+  if (inFlight) inFlight.abort();
+  inFlight = null;
   setError("");
   show($("result"), false);
   const limitMb = modelInfo ? modelInfo.max_upload_mb : null;
@@ -133,12 +154,15 @@ async function analyse(file) {
   }
   showPreview(file);
   setStatus("Analysing…");
+  const controller = new AbortController();
+  inFlight = controller;
   const form = new FormData();
   form.append("file", file, file.name);
   const explain = modelInfo ? modelInfo.explain_available : false;
   try {
-    const res = await fetch(`/predict?explain=${explain}`, { method: "POST", body: form });
+    const res = await fetch(`/predict?explain=${explain}`, { method: "POST", body: form, signal: controller.signal });
     const body = await res.json().catch(() => ({}));
+    if (mine !== latest) return;
     if (!res.ok) {
       const detail = typeof body.detail === "string" ? body.detail : `request failed (HTTP ${res.status})`;
       throw new Error(detail);
@@ -146,14 +170,20 @@ async function analyse(file) {
     setStatus("");
     render(body);
   } catch (err) {
+    if (mine !== latest) return;  // aborted or overtaken by a newer upload
     setStatus("");
     setError(`Could not analyse this file: ${err.message}`);
+  } finally {
+    if (inFlight === controller) inFlight = null;
   }
 }
 
 function init() {
   const drop = $("drop"), input = $("file");
-  input.addEventListener("change", () => analyse(input.files[0]));
+  input.addEventListener("change", () => {
+    analyse(input.files[0]);
+    input.value = "";  // choosing the same file again analyses it again
+  });
   ["dragenter", "dragover"].forEach((type) => drop.addEventListener(type, (e) => {
     e.preventDefault(); drop.classList.add("over");
   }));
