@@ -137,3 +137,14 @@ def test_a_run_saved_before_the_geometry_options_resumes_with_the_augmentation_i
     cfg = TrainConfig.from_saved(oldest)
     assert (cfg.equalize, cfg.split_seed, cfg.seed) == (False, 3, 3)
     assert TrainConfig.resume_conflicts(oldest, {"split_seed": 0}, "run") == "--split-seed 0 (run: 3)"
+
+
+def test_resuming_a_finished_run_leaves_it_untouched(resume_data: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(resume_data), "--out", str(run), *ARGS[:4], "--epochs", "1", "--quiet"]) == 0
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert "already finished (1 epochs" in out.out + out.err
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.iterdir() if p.is_file()} == before

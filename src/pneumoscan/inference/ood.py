@@ -373,7 +373,8 @@ def load_guard(model: str | os.PathLike | None) -> OODGuard | None:
     guard = OODGuard.read(path)
     if guard.meta.get("model_sha256") != file_sha256(model_path):
         raise InputError(f"{path}: guard was fitted for a different version of {model_path.name}; "
-                         f"run `pneumoscan fit-guard --model {model_path}` again")
+                         f"run `pneumoscan fit-guard --model {model_path} --data TRAINING_DATA` again, or delete "
+                         f"{path.name} to use the model without a guard")
     return guard
 
 

@@ -194,6 +194,15 @@ class Trainer:
             resume = False  # interrupted before its first epoch ended: start the run again
         if not resume and ckpt_path.exists():
             raise InputError(f"{self.out}: holds an earlier run; pass --resume to continue it or choose another --out")
+        if resume and (self.out / ARTIFACT_NAME).exists():
+            done = load_checkpoint(ckpt_path)["state"]
+            if done["epoch"] >= cfg.epochs or done["bad_epochs"] >= cfg.patience:
+                # leave the finished model (and the guard and ONNX export made for it) untouched
+                why = ("pass a larger --epochs to train it further" if done["epoch"] >= cfg.epochs else
+                       f"it stopped early: validation AUC had not improved for {done['bad_epochs']} epochs")
+                tqdm.write(f"{self.out}: this run already finished ({done['epoch']} epochs, best {done['best_epoch']}); "
+                           f"nothing to resume ({why})")
+                return self.out / ARTIFACT_NAME
         for stale in self.out.glob(".*.tmp"):  # left by a run killed mid-write
             stale.unlink()
         seed_everything(cfg.seed)
