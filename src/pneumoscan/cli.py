@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import importlib
 import json
@@ -10,10 +11,14 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from pneumoscan import __version__
 from pneumoscan.errors import PneumoscanError, check_at_least_one
+
+if TYPE_CHECKING:
+    from pneumoscan.evaluation.evaluate import Evaluation
+    from pneumoscan.inference.predictor import Predictor
 
 Handler = Callable[[argparse.Namespace], int]
 # Each module defines `add_commands(subparsers)`; their heavy imports happen inside the handlers.
@@ -46,6 +51,11 @@ def _write_json(path: str, data: object) -> None:
     else:
         _output_folders(path)
         Path(path).write_text(text)
+
+
+def _report_stream(json_path: str | None) -> contextlib.AbstractContextManager:
+    """Where the human-readable report goes: stderr when `--json -` takes stdout, which then holds JSON only."""
+    return contextlib.redirect_stdout(sys.stderr) if json_path == "-" else contextlib.nullcontext()
 
 
 def _output_folders(*paths: str | None) -> None:
@@ -91,7 +101,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from pneumoscan.data.audit import audit, format_audit
 
     report = audit(args.data)
-    print(format_audit(report))
+    with _report_stream(args.json):
+        print(format_audit(report))
     if args.json:
         _write_json(args.json, report)
     return 0
@@ -130,7 +141,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from pneumoscan.evaluation.bootstrap import classification_report_text
     from pneumoscan.evaluation.evaluate import evaluate, write_predictions
     from pneumoscan.inference.predictor import Predictor
 
@@ -143,8 +153,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     # the files first: printing fails once a reader such as `| head` has gone, and they must not be lost with it
     if args.predictions:
         write_predictions(args.predictions, result.images.samples, result.probs)
-    if args.json and args.json != "-":
+    if args.json:
         _write_json(args.json, summary)
+    with _report_stream(args.json):
+        _print_evaluation(args, predictor, result)
+    return 0
+
+
+def _print_evaluation(args: argparse.Namespace, predictor: "Predictor", result: "Evaluation") -> None:
+    """The evaluation as text: where the threshold came from, metrics with intervals, confusion, per-class report."""
+    from pneumoscan.evaluation.bootstrap import classification_report_text
+
+    summary = result.summary
     print(f"{summary['split']}: {summary['n']} images ({summary['n_negative']} NORMAL, {summary['n_positive']} PNEUMONIA), "
           f"threshold {summary['threshold']:.4f}")
     if args.threshold is None and args.target_recall is None:
@@ -166,9 +186,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(classification_report_text(result.images.labels, (result.probs >= predictor.threshold).astype(int)))
     for message in result.images.skipped:
         print(f"skipped: {message}", file=sys.stderr)
-    if args.json == "-":
-        _write_json(args.json, summary)
-    return 0
 
 
 def cmd_set_threshold(args: argparse.Namespace) -> int:
@@ -182,7 +199,8 @@ def cmd_set_threshold(args: argparse.Namespace) -> int:
         _write_json(args.json, {"threshold": result.threshold, "threshold_ci95": list(result.interval),
                                 "target_recall": result.target_recall, "model": str(result.out),
                                 "guard_copied": result.guard_copied, "before": result.before, "after": result.after})
-    print_local_threshold(result)
+    with _report_stream(args.json):
+        print_local_threshold(result)
     return 0
 
 
@@ -223,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="count images, patients, sizes, unreadable files and duplicates in a dataset")
     p.add_argument("data", help="data folder (train/ val/ test/ with NORMAL/ PNEUMONIA/) or CSV manifest")
-    p.add_argument("--json", help="also write the audit as JSON to this file ('-' for stdout)")
+    p.add_argument("--json", help="also write the audit as JSON to this file ('-': stdout, and the text report goes to stderr)")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("train", help="train a classifier; validation is carved from train by patient")
@@ -279,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arg(p)
     p.add_argument("--data", required=True, help="data folder (uses test/ when present) or CSV manifest")
     p.add_argument("--split", help="which split folder to evaluate (default: test)")
-    p.add_argument("--json", help="write the metrics as JSON to this file ('-' for stdout)")
+    p.add_argument("--json", help="write the metrics as JSON to this file ('-': stdout, and the text report goes to stderr)")
     p.add_argument("--predictions", help="write per-image probabilities to this CSV")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
@@ -300,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recall to reach on these images (default: the model's own, 0.95 for the shipped model)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
     p.add_argument("--json", help="also write the threshold, its interval and the figures before and after as JSON "
-                                  "to this file ('-' for stdout)")
+                                  "to this file ('-': stdout, and the text report goes to stderr)")
     _backend_arg(p)
     p.set_defaults(func=cmd_set_threshold)
 

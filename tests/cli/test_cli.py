@@ -251,3 +251,16 @@ def test_evaluate_writes_its_files_even_when_stdout_is_closed(tiny_run: Path, ti
           "--predictions", str(out_csv), "--n-boot", "10"])
     os.close(sink)
     assert json.loads(out_json.read_text())["n"] == len(out_csv.read_text().splitlines()) - 1
+
+
+@pytest.mark.parametrize("command", ["evaluate", "audit", "set-threshold"])
+def test_json_to_stdout_is_only_json(command: str, tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    argv = {"evaluate": ["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--n-boot", "10"],
+            "audit": ["audit", str(tiny_data)],
+            "set-threshold": ["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--split", "test",
+                              "--out", str(tmp_path / "site"), "--n-boot", "10", "--backend", "torch"]}[command]
+    assert main([*argv, "--json", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert isinstance(json.loads(out), dict)  # the whole of stdout parses
+    assert err.strip()  # the text report is on stderr
