@@ -74,7 +74,7 @@ def test_model_card_prose_matches_the_recorded_results() -> None:
     assert stated == pytest.approx([robustness[k] for k in keys], abs=5e-5)
 
     shipped = results_row("train_full", model="resnet10, shipped recipe, run alone (2 threads)")
-    seconds, rss = card_numbers(rf"{N} s wall time for the full training .*?peak RSS {N} MB")
+    seconds, rss = card_numbers(rf"{N} s wall time for the full training .*?peak RSS {N} MiB")
     assert (seconds, rss) == pytest.approx((shipped["train_wall_s"], shipped["peak_rss_mb"]), abs=0.5)
 
 

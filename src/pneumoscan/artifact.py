@@ -102,14 +102,11 @@ def save_artifact(path: str | os.PathLike, model: nn.Module, meta: ArtifactMeta)
     """Write weights and metadata atomically (temp file + rename)."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from pneumoscan.outputs import atomic_write
+
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(tmp), metadata={_META_KEY: meta.to_json()})
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={_META_KEY: meta.to_json()}),
+                        mode=0o644)
 
 
 def read_meta(path: str | os.PathLike) -> ArtifactMeta:

@@ -45,12 +45,14 @@ def _finite(data: object) -> object:
 
 def _write_json(path: str, data: object) -> None:
     """JSON to `path` ('-': stdout); undefined (NaN) values become null, as other JSON readers need."""
+    from pneumoscan.outputs import atomic_write
+
     text = json.dumps(_finite(data), indent=2, allow_nan=False)
     if path == "-":
         print(text)
     else:
         _output_folders(path)
-        Path(path).write_text(text)
+        atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def _report_stream(json_path: str | None) -> contextlib.AbstractContextManager:
@@ -58,10 +60,15 @@ def _report_stream(json_path: str | None) -> contextlib.AbstractContextManager:
     return contextlib.redirect_stdout(sys.stderr) if json_path == "-" else contextlib.nullcontext()
 
 
-def _output_folders(*paths: str | None) -> None:
-    """Create the folders of the output files ('-' is stdout); called up front, a bad path fails before the work."""
-    for path in paths:
+def _output_folders(json_path: str | None = None, csv_path: str | None = None) -> None:
+    """Check the output files (`--json`, '-' being stdout; `--predictions`) and create their folders; called up
+    front, so a bad path fails before the work."""
+    from pneumoscan.outputs import check_output
+
+    for path, suffix, what, option in ((json_path, ".json", "JSON", "--json"),
+                                       (csv_path, ".csv", "the per-image table", "--predictions")):
         if path and path != "-":
+            check_output(path, (suffix,), what, option)
             Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
@@ -100,6 +107,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from pneumoscan.data.audit import audit, format_audit
 
+    _output_folders(args.json)
     report = audit(args.data)
     with _report_stream(args.json):
         print(format_audit(report))

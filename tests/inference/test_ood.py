@@ -115,9 +115,22 @@ def test_missing_stale_and_corrupt_guards(fitted: Path, tmp_path: Path) -> None:
         load_guard(other)
 
 
-def test_guard_save_to_a_missing_folder_is_an_input_error(fitted: Path, tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="cannot write the guard.*writable --out"):
-        load_guard(fitted).save(tmp_path / "missing" / "g.ood.safetensors")
+def test_guard_save_creates_its_folder_and_is_readable_by_others(fitted: Path, tmp_path: Path) -> None:
+    path = load_guard(fitted).save(tmp_path / "missing" / "g.ood.safetensors")
+    assert path.is_file() and path.stat().st_mode & 0o777 == 0o644 and not list(path.parent.glob(".*.tmp"))
+
+
+def test_guard_save_failure_names_the_file_and_leaves_no_temp_file(fitted: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import safetensors.numpy
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", full_disk)
+    with pytest.raises(InputError, match=r"g\.ood\.safetensors: cannot write the guard.*writable --out"):
+        load_guard(fitted).save(tmp_path / "g.ood.safetensors")
+    assert not list(tmp_path.iterdir())
 
 
 def test_fit_guard_input_errors(fitted: Path, tmp_path: Path) -> None:

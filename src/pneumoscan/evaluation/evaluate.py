@@ -17,6 +17,7 @@ from pneumoscan.errors import InputError
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.metrics import recall
 from pneumoscan.inference.predictor import Predictor
+from pneumoscan.outputs import atomic_write
 
 
 @dataclass
@@ -34,13 +35,13 @@ def write_predictions(path: str | os.PathLike, samples: list[Sample], probs: np.
 
     Probabilities are written in full (shortest exact repr): a stored threshold is one of them, and
     rounding could put that case on the wrong side of it when the file is scored again."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "label", "prob"])
-        writer.writerows((str(s.path), s.label, repr(float(p))) for s, p in zip(samples, probs))
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "label", "prob"])
+            writer.writerows((str(s.path), s.label, repr(float(p))) for s, p in zip(samples, probs))
+
+    atomic_write(path, write)
 
 
 def read_predictions(path: str | os.PathLike, base: Path | None = None) -> tuple[list[Path], np.ndarray, np.ndarray]:

@@ -8,7 +8,9 @@ from typing import Any
 def cmd_export(args: argparse.Namespace) -> int:
     """Export, check against PyTorch, report the agreement."""
     from pneumoscan.export.onnx import TOLERANCE, export_artifact
+    from pneumoscan.outputs import check_output
 
+    check_output(args.out, (".onnx",), "the model")
     report = export_artifact(args.model, args.out, images=args.images)
     print(f"onnx: {report.path}")
     print(f"check: onnx.checker passed; max |P(onnx) - P(torch)| = {report.max_abs_diff:.2e} "

@@ -27,6 +27,7 @@ from pneumoscan import __version__
 from pneumoscan.artifact import ArtifactMeta, file_sha256, load_artifact, resolve_model_path
 from pneumoscan.errors import InputError, PneumoscanError
 from pneumoscan.inference.ood import final_linear, forward_with_features
+from pneumoscan.outputs import atomic_write
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probability"
@@ -208,11 +209,5 @@ def export_artifact(model: str | os.PathLike | None, out: str | os.PathLike,
     onnx_bytes = export_onnx_bytes(torch_model, meta, artifact_sha256=file_sha256(path))
     batch, source = check_images(meta.image_size, images)
     diff = check_onnx(onnx_bytes, torch_model, meta, batch)
-    out = Path(out)
-    if out.is_dir():
-        raise InputError(f"{out}: is a folder; give a file name such as {out / 'model.onnx'}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(onnx_bytes)
-    os.replace(tmp, out)
+    out = atomic_write(out, lambda tmp: tmp.write_bytes(onnx_bytes))
     return ExportReport(out, diff, len(batch), source)

@@ -53,6 +53,7 @@ from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom
 from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import InputError
 from pneumoscan.models.registry import final_linear_name
+from pneumoscan.outputs import atomic_write
 
 GUARD_FORMAT = 1
 _META_KEY = "pneumoscan_ood"
@@ -324,15 +325,15 @@ class OODGuard:
         tensors = {}
         for name, g in self.models.items():
             tensors.update({f"{name}.centers": g.centers, f"{name}.scale": g.scale, f"{name}.precision": g.precision})
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in tensors.items()}, str(tmp),
-                      metadata={_META_KEY: json.dumps(self.meta, sort_keys=True)})
-        except Exception as err:  # safetensors reports I/O failures as its own error type
-            raise InputError(f"{path}: cannot write the guard ({err}); choose a writable --out") from None
-        os.chmod(tmp, 0o644)  # safetensors creates 0600; readable like model.safetensors, e.g. by a service user
-        os.replace(tmp, path)
-        return path
+        def write(tmp: Path) -> None:
+            try:
+                save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in tensors.items()}, str(tmp),
+                          metadata={_META_KEY: json.dumps(self.meta, sort_keys=True)})
+            except Exception as err:  # safetensors reports I/O failures as its own error type
+                raise InputError(f"{path}: cannot write the guard ({err}); choose a writable --out") from None
+
+        # readable like model.safetensors (e.g. by a service user), not safetensors' 0600
+        return atomic_write(path, write, mode=0o644)
 
     def save_for(self, model: str | os.PathLike) -> Path:
         """Save as the guard of the artifact `model`, which must hold the weights this guard was fitted on

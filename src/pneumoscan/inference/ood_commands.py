@@ -14,6 +14,9 @@ def cmd_fit_guard(args: argparse.Namespace) -> int:
                          f"training split; to replace it, pass that path as --out (or fit a guard for your own run "
                          f"with --model RUN)")
     if args.out:  # fail before the fit, not after it
+        from pneumoscan.outputs import check_output
+
+        check_output(args.out, (".safetensors",), "the guard")
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     path = fit_guard(args.model, args.data, out=args.out, max_images=args.max_images,
                      max_false_rejection=args.max_false_rejection, seed=args.seed, cache_dir=args.cache_dir)

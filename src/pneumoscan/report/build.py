@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan import CLASS_NAMES, __version__
+from pneumoscan.outputs import atomic_write, check_output
 from pneumoscan.report import figures as figs
 from pneumoscan.report import html as h
 from pneumoscan.report.run import RunInfo, load_run
@@ -279,6 +280,7 @@ def build_report(run_dir: str | os.PathLike, *, data: str | os.PathLike | None =
     from pneumoscan.models.registry import count_parameters
 
     started = time.time()
+    target = check_output(out if out is not None else default_output(run_dir), (".html", ".htm"), "the report")
     run = load_run(run_dir)
     with warnings.catch_warnings():  # undefined metrics show as 'n/a' in the report
         warnings.simplefilter("ignore", UndefinedMetricWarning)
@@ -298,14 +300,11 @@ def build_report(run_dir: str | os.PathLike, *, data: str | os.PathLike | None =
                                                                                         per_group)),
         ("feature-maps", "First convolutional layer", _feature_map_section(model, run, scores, fig_out)),
     ]
-    target = Path(out) if out is not None else default_output(run_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     fig_out.write(files_folder(target))
     subtitle = f"{run.meta.model_name} run {run.name} - evaluated on {scores.source}: {scores.summary['n']} images"
     footer = (f"pneumoscan {__version__} - generated {time.strftime('%Y-%m-%d %H:%M')} in {time.time() - started:.1f} s; "
               f"figures also in {files_folder(target).name}/")
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(h.page(f"pneumoscan report: {run.name}", subtitle, sections, footer), encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    page = h.page(f"pneumoscan report: {run.name}", subtitle, sections, footer)
+    return atomic_write(target, lambda tmp: tmp.write_text(page, encoding="utf-8"))
 

@@ -7,16 +7,18 @@ from typing import Any
 
 import torch
 
+from pneumoscan.outputs import atomic_write
+
 
 def atomic_torch_save(obj: dict[str, Any], path: str | os.PathLike) -> None:
     """Write `obj` to a temp file beside `path`, fsync it, then rename over `path`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    atomic_write(path, write)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from pneumoscan.data.preprocess import prepare_pixels, to_unit
 from pneumoscan.errors import InputError
 from pneumoscan.inference.batch import device_for
 from pneumoscan.models.registry import create_model, final_linear_name, get_spec, model_config
+from pneumoscan.outputs import atomic_write
 from pneumoscan.training.checkpoint import atomic_torch_save, load_checkpoint
 from pneumoscan.training.config import TrainConfig
 
@@ -159,14 +160,11 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
         tqdm.write(f"pretrain epoch {epoch:3d}  loss {row['loss']:.4f}  spread {row['spread']:.4f} "
                    f"(collapse = 0, healthy ~ {1 / math.sqrt(PROJECTION_DIM):.3f})  {seconds:.0f} s")
     target = out / PRETRAINED_NAME
-    tmp = out / f".{PRETRAINED_NAME}.tmp"
     weights = {k: v.detach().cpu().contiguous() for k, v in net.backbone.state_dict().items()}
-    save_file(weights, str(tmp), metadata={"pneumoscan_pretrained": json.dumps(
-        {"model_name": cfg.model, "image_size": image_size, "method": "simsiam", "epochs": state["epoch"],
-         "seconds": round(state["seconds"], 1), "history": state["history"]})})
-    os.chmod(tmp, 0o644)  # safetensors creates 0600; readable like model.safetensors
-    os.replace(tmp, target)
-    return target
+    record = {"model_name": cfg.model, "image_size": image_size, "method": "simsiam", "epochs": state["epoch"],
+              "seconds": round(state["seconds"], 1), "history": state["history"]}
+    return atomic_write(target, lambda tmp: save_file(weights, str(tmp), metadata={
+        "pneumoscan_pretrained": json.dumps(record)}), mode=0o644)  # readable like model.safetensors
 
 
 def load_pretrained(model: nn.Module, path: str | os.PathLike) -> None:

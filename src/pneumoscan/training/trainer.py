@@ -5,7 +5,6 @@ import copy
 import csv
 import json
 import math
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from pneumoscan.evaluation.metrics import roc_auc
 from pneumoscan.evaluation.thresholds import threshold_for_recall
 from pneumoscan.inference.batch import device_for, predict_logits, sigmoid
 from pneumoscan.models.registry import create_model, get_spec, model_config
+from pneumoscan.outputs import atomic_write
 from pneumoscan.training.checkpoint import atomic_torch_save, load_checkpoint
 from pneumoscan.training.config import TrainConfig
 
@@ -159,17 +159,17 @@ class Trainer:
 
     # -- persistence -------------------------------------------------------------------------
     def _write_history(self, history: list[dict[str, float]]) -> None:
-        tmp = self.out / ".history.csv.tmp"
-        with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
-            writer.writeheader()
-            writer.writerows(history)
-        os.replace(tmp, self.out / "history.csv")
+        def write(tmp: Path) -> None:
+            with tmp.open("w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
+                writer.writeheader()
+                writer.writerows(history)
+
+        atomic_write(self.out / "history.csv", write)
 
     def _write_json(self, name: str, data: Any) -> None:
-        tmp = self.out / f".{name}.tmp"
-        tmp.write_text(json.dumps(data, indent=2))
-        os.replace(tmp, self.out / name)
+        text = json.dumps(data, indent=2)
+        atomic_write(self.out / name, lambda tmp: tmp.write_text(text))
 
     # -- one epoch ---------------------------------------------------------------------------
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor | None) -> torch.Tensor:

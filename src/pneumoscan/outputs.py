@@ -1,0 +1,46 @@
+"""Output files: refused before the work when they cannot be what a command writes, then written atomically."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from pneumoscan.errors import InputError
+
+
+def check_output(path: str | os.PathLike, suffixes: tuple[str, ...], what: str, option: str = "--out") -> Path:
+    """PATH as an output file of this kind; InputError when it is a folder or ends otherwise than `suffixes`.
+
+    Called before any work, so a mistyped path (an X-ray, a folder) is neither overwritten nor found out late.
+    """
+    out = Path(path)
+    if out.is_dir():
+        raise InputError(f"{out}: is a folder; give {option} a file name such as {out / ('output' + suffixes[0])}")
+    if out.suffix.lower() not in suffixes:
+        raise InputError(f"{out}: {what} is written as {suffixes[0]}; give {option} a file name ending in {suffixes[0]}")
+    return out
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, mode: int | None = None) -> Path:
+    """`write(TMP)` to a temp file beside PATH, then rename it over PATH: readers never see half a file.
+
+    The temp file is removed on any failure, and a failure to write names PATH, not the temp file.
+    `mode` sets the file's permissions (safetensors creates 0600 files).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise InputError(f"{path}: cannot be written ({err.strerror or err}); check the folder and its "
+                             "permissions") from None
+        raise
+    return path

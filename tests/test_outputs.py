@@ -1,0 +1,63 @@
+"""Output files: checked before the work, written atomically, failures named after the user's path."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pneumoscan.cli import main
+from pneumoscan.errors import InputError
+from pneumoscan.outputs import atomic_write, check_output
+
+
+def test_check_output_refuses_folders_and_other_kinds(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="is a folder; give --out a file name such as"):
+        check_output(tmp_path, (".html", ".htm"), "the report")
+    with pytest.raises(InputError, match=r"x\.jpeg: the report is written as \.html; give --out a file name ending"):
+        check_output(tmp_path / "x.jpeg", (".html", ".htm"), "the report")
+    assert check_output(tmp_path / "r.HTM", (".html", ".htm"), "the report") == tmp_path / "r.HTM"
+
+
+def test_atomic_write_replaces_whole_and_cleans_up_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "out.txt"
+    atomic_write(target, lambda tmp: tmp.write_text("first"))
+    assert target.read_text() == "first"
+
+    def half_then_fail(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(InputError, match=r"out\.txt: cannot be written \(No space left on device\)"):
+        atomic_write(target, half_then_fail)
+    assert target.read_text() == "first" and sorted(p.name for p in target.parent.iterdir()) == ["out.txt"]
+
+    def interrupted(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, interrupted)
+    assert target.read_text() == "first" and sorted(p.name for p in target.parent.iterdir()) == ["out.txt"]
+
+
+@pytest.mark.parametrize("argv, kind", [
+    (["report", "{run}", "--out", "{out}", "--n-boot", "10"], ".html"),
+    (["export", "--model", "{run}", "--out", "{out}", "--images", "{image}"], ".onnx"),
+    (["fit-guard", "--model", "{run}", "--data", "{data}", "--out", "{out}"], ".safetensors"),
+    (["evaluate", "--model", "{run}", "--data", "{data}", "--n-boot", "10", "--json", "{out}"], ".json"),
+    (["evaluate", "--model", "{run}", "--data", "{data}", "--n-boot", "10", "--predictions", "{out}"], ".csv"),
+])
+def test_outputs_never_overwrite_another_kind_of_file_or_litter_a_folder(
+        argv: list[str], kind: str, tiny_run: Path, tiny_data: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    image = sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[0]
+    xray = tmp_path / "patient.jpeg"
+    xray.write_bytes(image.read_bytes())
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for out, message in ((xray, f"written as {kind}"), (folder, "is a folder")):
+        args = [a.format(run=tiny_run, data=tiny_data, out=out, image=image) for a in argv]
+        assert main(args) == 2
+        assert message in capsys.readouterr().err
+    assert xray.read_bytes() == image.read_bytes()  # the X-ray is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "patient.jpeg"] and not any(folder.iterdir())
