@@ -235,7 +235,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     failed = [r for r in results if r.error]
     for r in failed:
         print(f"pneumoscan: error: {r.error}", file=sys.stderr)
-    return 1 if failed else 0
+    # a script must see that some input got no prediction: unreadable, or refused as not a chest X-ray
+    return 1 if failed or any(r.in_distribution is False for r in results) else 0
 
 
 # -- parser --------------------------------------------------------------------------------------
@@ -351,12 +352,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: object = None, line: str | None = None) -> None:
+    """Warnings as one line like the errors, without the source file and line that raised them."""
+    print(f"pneumoscan: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback."""
     args = build_parser().parse_args(argv)
-    # Images are capped by pneumoscan's own pixel limit (150 MP); Pillow's "could be decompression bomb DOS
-    # attack" warning from 89 MP on would only alarm users about images that are then read normally.
-    warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
+    shown, warnings.showwarning = warnings.showwarning, _one_line_warning
+    try:
+        return _run(args)
+    finally:
+        warnings.showwarning = shown
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The chosen command, with its failures turned into one line and an exit code."""
     try:
         return args.func(args)
     except PneumoscanError as err:

@@ -264,3 +264,17 @@ def test_json_to_stdout_is_only_json(command: str, tiny_run: Path, tiny_data: Pa
     out, err = capsys.readouterr()
     assert isinstance(json.loads(out), dict)  # the whole of stdout parses
     assert err.strip()  # the text report is on stderr
+
+
+def test_warnings_and_damaged_dicom_are_one_line_each(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    fake = tmp_path / "fake.dcm"
+    # a preamble and a transfer syntax UID that is not one: pydicom warns about both before giving up
+    fake.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\x04\x00abcd" + b"\x08\x00" * 40)
+    assert main(["predict", "--model", str(tiny_run), str(fake)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "fake.dcm" in err and ".py:" not in err, err
+    assert main(["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--threshold", "1.0",
+                 "--n-boot", "10"]) == 0
+    err = capsys.readouterr().err
+    assert "pneumoscan: warning: precision is undefined" in err and ".py:" not in err, err

@@ -224,7 +224,8 @@ def test_cli_predict_flags_non_xrays(fitted: Path, sample_dir: Path, tmp_path: P
     shutil.copy(xray, folder / "a_xray.jpeg")
     (folder / "b_blank.png").write_bytes(blank_image())
     (folder / "c_photo.jpg").write_bytes(colour_photo())
-    assert main(["predict", "--model", str(fitted), str(folder), "--json", "--backend", "torch"]) == 0
+    # exit code 1: some inputs got no prediction (the X-ray's is still given)
+    assert main(["predict", "--model", str(fitted), str(folder), "--json", "--backend", "torch"]) == 1
     captured = capsys.readouterr()
     rows = {Path(r["path"]).name: r for r in json.loads(captured.out)}
     assert rows["a_xray.jpeg"]["in_distribution"] is True and rows["a_xray.jpeg"]["label"] in {"NORMAL", "PNEUMONIA"}
@@ -233,3 +234,4 @@ def test_cli_predict_flags_non_xrays(fitted: Path, sample_dir: Path, tmp_path: P
         assert rows[name]["label"] is None and rows[name]["probability"] is None
         assert rows[name]["ood_reason"].startswith("not a chest X-ray")
         assert f"{name}: not a chest X-ray" in captured.err
+    assert main(["predict", "--model", str(fitted), str(folder / "a_xray.jpeg"), "--backend", "torch"]) == 0

@@ -47,6 +47,9 @@ DEFAULT_MAX_PIXELS: int = 150_000_000
 # Every read checks its own `max_pixels` before decoding, so Pillow's warning above 89 megapixels
 # (one line per large upload in a service's log) says nothing new.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+# pydicom warns (with its source paths) about every irregular header it reads; a file it cannot read
+# becomes one InputError here, and one it can read needs no lecture on DICOM value representations.
+warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
 """Largest accepted width * height (decompression-bomb limit); override per call."""
 
 _PIL_FORMATS = ("JPEG", "PNG", "TIFF", "BMP")  # JPEG also opens MPO (camera) files
