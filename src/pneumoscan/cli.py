@@ -361,6 +361,9 @@ def _one_line_warning(message: Warning | str, category: type[Warning], filename:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback."""
     args = build_parser().parse_args(argv)
+    from pneumoscan.data.decode import quiet_decoder_warnings
+
+    quiet_decoder_warnings()
     shown, warnings.showwarning = warnings.showwarning, _one_line_warning
     try:
         return _run(args)

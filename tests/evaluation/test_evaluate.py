@@ -25,3 +25,26 @@ def test_val_predictions_reach_the_target_recall_at_the_stored_threshold(tiny_ru
     _, labels, probs = read_predictions(tiny_run / "val_predictions.csv", base=tiny_run)
     assert probs.tolist() == meta.val_scores["probs"]
     assert recall(labels, (probs >= meta.threshold).astype(int)) >= meta.target_recall
+
+
+def test_images_the_guard_refuses_are_scored_but_named(fitted: Path, sample_dir: Path, tmp_path: Path) -> None:
+    import shutil
+    import warnings
+
+    import pytest
+
+    from pneumoscan.evaluation.evaluate import GuardWarning, evaluate
+    from pneumoscan.inference.predictor import Predictor
+    from tests.conftest import colour_photo
+
+    data = tmp_path / "site"
+    shutil.copytree(sample_dir / "test", data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        before = evaluate(Predictor(fitted, backend="torch"), data, n_boot=10).summary["refused_by_guard"]
+    (data / "NORMAL" / "holiday.jpg").write_bytes(colour_photo())
+    with pytest.warns(GuardWarning, match=rf"{len(before) + 1} of \d+ images look unlike chest X-rays"):
+        result = evaluate(Predictor(fitted, backend="torch"), data, n_boot=10)
+    new = sorted(set(result.summary["refused_by_guard"]) - set(before))
+    assert len(new) == 1 and "holiday.jpg: not a chest X-ray: colour image" in new[0]
+    assert result.summary["n"] == len(list(data.glob("*/*")))  # still scored: the figures are not flattered

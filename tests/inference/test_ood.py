@@ -139,8 +139,31 @@ def test_fit_guard_input_errors(fitted: Path, tmp_path: Path) -> None:
     few = discover(Path(__file__).resolve().parents[2] / "sample" / "chest_xray")["train"][:10]
     with pytest.raises(InputError, match="at least 25"):
         fit_guard(fitted, few, out=tmp_path / "g.ood.safetensors", cache_dir=tmp_path / "cache")
-    with pytest.raises(InputError, match="between 0 and 0.5"):
+    with pytest.raises(InputError, match=r"--max-false-rejection 0.7: must be above 0 and below 0.5"):
         fit_guard(fitted, few, max_false_rejection=0.7)
+    with pytest.raises(InputError, match="--max-images 0: must be at least 1"):
+        fit_guard(fitted, few, max_images=0)
+
+
+def test_fit_guard_leaves_colour_files_out_and_lists_unreadable_ones(fitted: Path, sample_dir: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from pneumoscan.cli import main
+
+    data = tmp_path / "data" / "train"
+    for label in ("NORMAL", "PNEUMONIA"):
+        (data / label).mkdir(parents=True)
+        for film in sorted((sample_dir / "train" / label).iterdir())[:20]:
+            shutil.copy(film, data / label / film.name)
+    (data / "NORMAL" / "holiday.jpg").write_bytes(colour_photo())
+    (data / "NORMAL" / "broken.jpeg").write_bytes(b"not a jpeg")
+    out = tmp_path / "g.ood.safetensors"
+    assert main(["fit-guard", "--model", str(fitted), "--data", str(tmp_path / "data"), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "skipped: " in err and "broken.jpeg" in err
+    assert "left out of the fit: " in err and "holiday.jpg: colour image" in err
+    meta = OODGuard.read(out).meta
+    assert meta["n_images"] == 40 and [Path(m.split(":")[0]).name for m in meta["left_out"]] == ["holiday.jpg"]
+    assert [Path(m.split(":")[0]).name for m in meta["skipped"]] == ["broken.jpeg"]
 
 
 def test_fit_guard_command(fitted: Path, sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -41,15 +41,25 @@ from pneumoscan.errors import InputError
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-__all__ = ["DEFAULT_MAX_PIXELS", "is_dicom", "read_grayscale"]
+__all__ = ["DEFAULT_MAX_PIXELS", "is_dicom", "quiet_decoder_warnings", "read_grayscale"]
 
 DEFAULT_MAX_PIXELS: int = 150_000_000
-# Every read checks its own `max_pixels` before decoding, so Pillow's warning above 89 megapixels
-# (one line per large upload in a service's log) says nothing new.
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-# pydicom warns (with its source paths) about every irregular header it reads; a file it cannot read
-# becomes one InputError here, and one it can read needs no lecture on DICOM value representations.
-warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+
+
+def quiet_decoder_warnings() -> None:
+    """Silence the decoders' own warnings: installed on import, and again by the CLI and the service, since
+    leaving any `warnings.catch_warnings()` block (as every test does) drops filters added inside it.
+
+    Every read checks its own `max_pixels` before decoding, so Pillow's warning above 89 megapixels (one
+    line per large upload in a service's log) says nothing new. pydicom warns, with its source paths,
+    about every irregular header: a file it cannot read becomes one InputError here, and one it can read
+    needs no lecture on DICOM value representations.
+    """
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+
+
+quiet_decoder_warnings()
 """Largest accepted width * height (decompression-bomb limit); override per call."""
 
 _PIL_FORMATS = ("JPEG", "PNG", "TIFF", "BMP")  # JPEG also opens MPO (camera) files

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,13 @@ from pneumoscan.data.patients import cause
 from pneumoscan.errors import InputError
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.metrics import recall
+from pneumoscan.inference.ood import colourfulness
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.outputs import atomic_write
+
+
+class GuardWarning(UserWarning):
+    """Images the model's out-of-distribution guard would refuse were scored in an evaluation."""
 
 
 @dataclass
@@ -95,8 +101,15 @@ def evaluate(
         where = "" if split_name == "all" else f" in {split_name}/"
         raise InputError(f"{data}: no readable {' or '.join(missing)} images{where}{unreadable}; "
                          f"evaluation needs both NORMAL and PNEUMONIA images")
-    probs = predictor.predict_images(np.asarray(images.images))
+    colours = [colourfulness(s.path) for s in images.samples] if predictor.guard is not None else None
+    probs, verdicts = predictor.screen(np.asarray(images.images), colours)
+    refused = [f"{s.path}: {v.message}" for s, v in zip(images.samples, verdicts) if v is not None and not v.in_distribution]
+    if refused:
+        warnings.warn(GuardWarning(
+            f"{len(refused)} of {len(images.samples)} images look unlike chest X-rays to the model's "
+            f"guard, which refuses them at predict time; they are scored here anyway (listed under refused_by_guard "
+            f"in --json): {'; '.join(refused[:3])}{' ...' if len(refused) > 3 else ''}"), stacklevel=2)
     summary = summarize(images.labels, probs, predictor.threshold, n_boot=n_boot, seed=seed)
     summary.update(split=split_name, data=str(data), model=str(predictor.path), skipped=images.skipped,
-                   recall_by_cause=recall_by_cause(images, probs, predictor.threshold))
+                   refused_by_guard=refused, recall_by_cause=recall_by_cause(images, probs, predictor.threshold))
     return Evaluation(split_name, images, probs, summary)

@@ -416,7 +416,9 @@ def fit_guard(
     from pneumoscan.data.cache import load_image_set
 
     if not 0.0 < max_false_rejection < 0.5:
-        raise InputError(f"max false rejection {max_false_rejection}: must be between 0 and 0.5")
+        raise InputError(f"--max-false-rejection {max_false_rejection}: must be above 0 and below 0.5")
+    if max_images is not None and max_images < 1:
+        raise InputError(f"--max-images {max_images}: must be at least 1")
     model_path = resolve_model_path(model)
     net, meta = load_artifact(model_path)
     samples = _fit_samples(data)
@@ -424,15 +426,17 @@ def fit_guard(
     if max_images is not None and len(samples) > max_images:
         samples = [samples[i] for i in sorted(rng.permutation(len(samples))[:max_images])]
     image_set = load_image_set(samples, meta.image_size, Path(cache_dir) if cache_dir else None, desc="decoding guard")
-    n = len(image_set.samples)
-    if n < 5 * folds:
-        raise InputError(f"only {n} readable training images; the guard needs at least {5 * folds}")
-    images = np.asarray(image_set.images)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        colour = np.array(list(pool.map(colourfulness, [s.path for s in image_set.samples])))
+        colour = np.array(list(pool.map(colourfulness, [s.path for s in image_set.samples])), dtype=np.float64)
+    grey = colour <= COLOUR_REFERENCE  # a colour file among the training X-rays must not teach the guard to pass colour
+    left_out = [f"{s.path}: {_REASONS['colour']}" for s, g in zip(image_set.samples, grey) if not g]
+    images, colour, labels = np.asarray(image_set.images)[grey], colour[grey], image_set.labels[grey]
+    n = len(images)
+    if n < 5 * folds:
+        raise InputError(f"only {n} readable grayscale training images; the guard needs at least {5 * folds}")
     _, feats = forward_with_features(net, images, meta.preprocessing, batch_size=batch_size)
     signals = {"image": image_statistics(images), "features": _feature_transform(feats)}
-    groups = {"image": None, "features": image_set.labels}
+    groups = {"image": None, "features": labels}
     per_dim = {"image": True, "features": False}  # statistics have mixed units; features share one
     fold = rng.permutation(n) % folds
     held_out = {k: np.empty(n) for k in signals}
@@ -454,6 +458,7 @@ def fit_guard(
         "model_name": meta.model_name, "image_size": meta.image_size, **asdict(meta.preprocessing),
         "feature_dim": int(feats.shape[1]), "threshold": threshold, "references": references,
         "max_false_rejection": max_false_rejection, "folds": folds, "seed": seed, "n_images": n,
+        "skipped": image_set.skipped, "left_out": left_out,
         "held_out_rejection_rate": float((score > threshold).mean()),
         "held_out_rejection_by_signal": {k: float((held_out[k] / references[k] > threshold).mean()) for k in held_out},
     }

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -21,6 +22,10 @@ def cmd_fit_guard(args: argparse.Namespace) -> int:
     path = fit_guard(args.model, args.data, out=args.out, max_images=args.max_images,
                      max_false_rejection=args.max_false_rejection, seed=args.seed, cache_dir=args.cache_dir)
     meta = OODGuard.read(path).meta
+    for message in meta.get("skipped", []):
+        print(f"skipped: {message}", file=sys.stderr)
+    for message in meta.get("left_out", []):
+        print(f"left out of the fit: {message}", file=sys.stderr)
     print(f"guard: {path}")
     print(f"fitted on {meta['n_images']} training X-rays; threshold {meta['threshold']:.4f}, "
           f"held-out false rejections {meta['held_out_rejection_rate']:.2%} "

@@ -127,15 +127,9 @@ class Predictor:
 
         Inputs the guard rejects get no probability and no label.
         """
-        probs, features = self._predict(images, with_features=self.guard is not None)
-        verdicts: list[OODResult | None] = [None] * len(images)
-        if self.guard is not None:
-            if colours is None:
-                colours = [colourfulness(r) for r in raw] if raw is not None else None
-            if features is not None:
-                verdicts = list(self.guard.check(images, features=features, colourfulness=colours))
-            else:  # an ONNX export without the features output
-                verdicts = list(self.guard.check(images, model=self.model, colourfulness=colours))
+        if self.guard is not None and colours is None and raw is not None:
+            colours = [colourfulness(r) for r in raw]
+        probs, verdicts = self.screen(images, colours)
         out = []
         for name, prob, verdict in zip(names, probs, verdicts):
             if verdict is not None and not verdict.in_distribution:
@@ -145,6 +139,18 @@ class Predictor:
                 out.append(Prediction(name, float(prob), self.label_for(float(prob)), self.threshold,
                                       in_distribution=None if verdict is None else True))
         return out
+
+    def screen(self, images: np.ndarray, colours: list[float] | None = None
+               ) -> tuple[np.ndarray, list[OODResult | None]]:
+        """P(PNEUMONIA) for preprocessed images (N, S, S) and the guard's verdict on each (None without a guard);
+        `colours` are the files' colourfulness, when known."""
+        probs, features = self._predict(images, with_features=self.guard is not None)
+        if self.guard is None:
+            return probs, [None] * len(images)
+        if features is not None:
+            return probs, list(self.guard.check(images, features=features, colourfulness=colours))
+        # an ONNX export without the features output
+        return probs, list(self.guard.check(images, model=self.model, colourfulness=colours))
 
     def predict_bytes(self, data: bytes, name: str = "<upload>") -> Prediction:
         """Predict one in-memory file; raises InputError when it is not a usable image."""

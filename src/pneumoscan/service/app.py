@@ -29,6 +29,9 @@ _PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The web service for `settings` (raises InputError when the model cannot be loaded)."""
+    from pneumoscan.data.decode import quiet_decoder_warnings
+
+    quiet_decoder_warnings()
     settings = settings or Settings()
     engine = Engine(settings)
     # No /docs or /redoc: FastAPI's pages load their scripts from a CDN, and the service runs offline.
