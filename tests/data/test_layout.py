@@ -52,8 +52,29 @@ def test_missing_folder_and_empty_class(tmp_path: Path) -> None:
         discover(tmp_path / "nope")
     write_xray(tmp_path / "train" / "NORMAL" / "a.png", 0, 1)
     (tmp_path / "train" / "PNEUMONIA").mkdir()
-    with pytest.raises(InputError, match="PNEUMONIA: class folder is empty"):
+    with pytest.raises(InputError, match="PNEUMONIA: class folder has no images; add PNEUMONIA images or remove this split"):
         discover(tmp_path)
+    classes_only = tmp_path / "classes"
+    write_xray(classes_only / "NORMAL" / "a.png", 0, 1)
+    (classes_only / "PNEUMONIA").mkdir()
+    with pytest.raises(InputError, match=r"class folder has no images; add PNEUMONIA images$"):
+        discover(classes_only)
+
+
+def test_misspelt_class_folder_is_named(tmp_path: Path) -> None:
+    write_xray(tmp_path / "NORMAL" / "a.png", 0, 1)
+    write_xray(tmp_path / "PNEUMONA" / "b.png", 1, 2)
+    with pytest.raises(InputError, match=r"no PNEUMONIA folder \(found PNEUMONA: a misspelt name\?\)"):
+        discover(tmp_path)
+
+
+def test_split_asked_of_class_folders(tmp_path: Path) -> None:
+    from pneumoscan.data.layout import evaluation_samples
+
+    write_xray(tmp_path / "NORMAL" / "a.png", 0, 1)
+    write_xray(tmp_path / "PNEUMONIA" / "b.png", 1, 2)
+    with pytest.raises(InputError, match="no test/ split here, only class folders; leave out --split"):
+        evaluation_samples(tmp_path, "test")
 
 
 def test_no_layout(tmp_path: Path) -> None:

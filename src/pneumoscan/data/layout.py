@@ -53,10 +53,14 @@ def _class_folder_samples(folder: Path) -> list[Sample]:
     for label, name in enumerate(CLASS_NAMES):
         class_dir = children.get(name.lower())
         if class_dir is None:
-            raise InputError(f"{folder}: no {name} folder; expected class folders {' and '.join(CLASS_NAMES)}")
+            known = {n.lower() for n in (*CLASS_NAMES, *SPLITS)}
+            others = sorted(p.name for p in children.values() if p.name.lower() not in known)
+            seen = f" (found {', '.join(others)}: a misspelt name?)" if others else ""
+            raise InputError(f"{folder}: no {name} folder{seen}; expected class folders {' and '.join(CLASS_NAMES)}")
         files = sorted(p for p in class_dir.rglob("*") if is_image_path(p))
         if not files:
-            raise InputError(f"{class_dir}: class folder is empty; add {name} images or remove the folder's split")
+            raise InputError(f"{class_dir}: class folder has no images; add {name} images"
+                             + (" or remove this split" if folder.name.lower() in SPLITS else ""))
         samples.extend(Sample(p, label) for p in files)
     return samples
 
@@ -121,6 +125,9 @@ def evaluation_samples(root: str | Path, split: str | None = None) -> tuple[str,
     found = discover(root)
     if split is not None:
         if split not in found:
+            if list(found) == ["all"]:
+                raise InputError(f"{root}: no {split}/ split here, only class folders; leave out --split to use "
+                                 "all of its images")
             raise InputError(f"{root}: no {split}/ split here (found: {', '.join(found)})")
         return split, found[split]
     for name in ("test", "all"):

@@ -134,8 +134,8 @@ def open_for_artifact(artifact_path: str | os.PathLike, model: nn.Module, meta: 
     if onnx_path is not None:
         backend = OnnxBackend(onnx_path, threads=threads)
         if backend.metadata.get("artifact_sha256") not in (None, digest):
-            raise InputError(f"{onnx_path}: exported from a different model than {artifact_path}; "
-                             f"re-run `pneumoscan export --model {artifact_path} --out {onnx_path}`")
+            raise InputError(f"{onnx_path}: exported from a different model than {artifact_path}; pass that model's "
+                             f"own export, or leave out --onnx (an export is then made in memory)")
         if backend.size != meta.image_size:
             raise InputError(f"{onnx_path}: input size {backend.size} does not match the model's {meta.image_size}")
         return backend

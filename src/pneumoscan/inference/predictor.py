@@ -71,6 +71,8 @@ class Predictor:
         # backend: "torch", "onnx" or "auto" (onnx when onnxruntime imports); `onnx_path` is an export of
         # this artifact to use, else one is built in memory. `self.model` stays the torch model either way.
         self.backend = resolve_backend(backend)
+        if onnx_path is not None and self.backend != "onnx":
+            raise InputError(f"--onnx {onnx_path}: only the onnx backend uses it; drop --onnx or pass --backend onnx")
         self.batch_size = batch_size
         self.prevalence = prevalence
         if threshold is not None and target_recall is not None:
