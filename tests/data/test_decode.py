@@ -460,7 +460,7 @@ def test_non_image_file(tmp_path: Path, content: bytes) -> None:
     with pytest.raises(InputError) as exc:
         read_grayscale(path)
     assert check_error(exc, str(path)) == (
-        f"{path}: not a readable image (cannot identify image file); give a JPEG, PNG, TIFF or DICOM file"
+        f"{path}: not a readable image (cannot identify image file); give a JPEG, PNG, TIFF, BMP or DICOM file"
     )
 
 

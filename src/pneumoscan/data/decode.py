@@ -63,7 +63,7 @@ quiet_decoder_warnings()
 """Largest accepted width * height (decompression-bomb limit); override per call."""
 
 _PIL_FORMATS = ("JPEG", "PNG", "TIFF", "BMP")  # JPEG also opens MPO (camera) files
-_GIVE = "give a JPEG, PNG, TIFF or DICOM file"
+_GIVE = "give a JPEG, PNG, TIFF, BMP or DICOM file"
 _DICOM_DECODERS = "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
 _ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 _MAX_REASON = 120

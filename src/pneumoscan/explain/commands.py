@@ -9,7 +9,7 @@ from typing import Any
 def add_commands(subparsers: Any) -> None:
     """Register the `explain` command."""
     p = subparsers.add_parser("explain", help="Grad-CAM heatmap of where the model looked, over the original image")
-    p.add_argument("image", help="image file (JPEG, PNG, TIFF, DICOM)")
+    p.add_argument("image", help="image file (JPEG, PNG, TIFF, BMP, DICOM)")
     p.add_argument("--model", help="run folder or model.safetensors (default: the model shipped with pneumoscan)")
     p.add_argument("--out", required=True, help="PNG file to write, e.g. heatmap.png")
     p.add_argument("--threshold", type=float, help="decide PNEUMONIA when P >= this (default: the model's stored threshold)")

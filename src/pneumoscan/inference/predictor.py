@@ -41,8 +41,8 @@ def expand_paths(paths: list[str | os.PathLike]) -> list[Path]:
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if is_image_path(p))
             if not found:
-                raise InputError(f"{path}: folder holds no image files (.jpg, .jpeg, .png, .tif, .bmp, .dcm, "
-                                 f"or DICOM under any name)")
+                raise InputError(f"{path}: folder holds no image files (.jpg, .jpeg, .png, .tif, .tiff, .bmp, .dcm, "
+                                 f".dicom, or DICOM under any name)")
             files.extend(found)
         else:
             files.append(path)
