@@ -158,6 +158,11 @@ def test_415_not_an_image(client: TestClient) -> None:
     assert res.status_code == 415
     res = client.post("/predict", json={"file": "abc"})
     assert res.status_code == 415 and "multipart/form-data" in res.json()["detail"]
+    for fmt, name in (("GIF", "GIF"), ("WEBP", "WebP")):
+        buffer = io.BytesIO()
+        Image.new("L", (8, 8), 128).save(buffer, format=fmt)
+        res = client.post("/predict", files={"file": (f"x.{fmt.lower()}", buffer.getvalue(), "image/" + fmt.lower())})
+        assert res.status_code == 415 and f"{name} images are not supported" in res.json()["detail"]
 
 
 def test_422_corrupt_empty_or_missing(client: TestClient, xray: Path) -> None:

@@ -22,7 +22,7 @@ from pneumoscan.errors import InputError
 from pneumoscan.inference.predictor import Prediction
 from pneumoscan.service.engine import Engine, ExplainUnavailable
 from pneumoscan.service.schemas import BatchItem, BatchResponse, ErrorResponse, Health, ModelInfo, PredictionResponse
-from pneumoscan.service.uploads import Part, read_multipart, sniff_image
+from pneumoscan.service.uploads import Part, read_multipart, sniff_image, unsupported_format
 
 router = APIRouter()
 T = TypeVar("T")
@@ -64,6 +64,10 @@ def _check_part(part: Part, limit_mb: float) -> tuple[int, str] | None:
     if not part.data:
         return 422, f"{_label(part)}: empty file (0 bytes); send a JPEG, PNG, TIFF, BMP or DICOM chest X-ray"
     if sniff_image(part.data) is None:
+        other = unsupported_format(part.data)
+        if other:
+            return 415, (f"{_label(part)}: {other} images are not supported; export the X-ray as PNG, JPEG or "
+                         "DICOM and send that")
         return 415, f"{_label(part)}: " + _NOT_IMAGE.format(what="unrecognised file content")
     return None
 
