@@ -160,6 +160,22 @@ def test_audit_finds_duplicates_and_unreadable(tiny_data: Path, tmp_path: Path) 
     report = json.loads(out.read_text())
     assert len(report["cross_split_duplicates"]) == 1
     assert len(report["unreadable"]) == 1 and "person99_virus_1.jpeg" in report["unreadable"][0]
+    counted = {split: info["images"] for split, info in report["splits"].items()}
+    on_disk = {split: {c: len(list((data / split / c).iterdir())) for c in ("NORMAL", "PNEUMONIA")} for split in counted}
+    on_disk["train"]["PNEUMONIA"] -= 1  # the unreadable file is counted apart
+    assert counted == on_disk and report["splits"]["train"]["unreadable"] == 1
+    assert report["too_small"] == []
+
+
+def test_audit_flags_tiny_images(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    data = tmp_path / "d"
+    shutil.copytree(tiny_data, data)
+    Image.new("L", (5, 5), 100).save(data / "test" / "NORMAL" / "IM-9999-0001.png")
+    assert main(["audit", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "images under 32 px on a side: 1" in out and "IM-9999-0001.png: 5 x 5 px" in out
 
 
 def test_evaluate_needs_both_classes(tiny_run: Path, tiny_data: Path, tmp_path: Path,

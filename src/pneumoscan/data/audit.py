@@ -27,6 +27,9 @@ def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None]:
     return digest, (int(gray.shape[1]), int(gray.shape[0])), None
 
 
+MIN_SIDE = 32  # px: smaller images are listed (information; they are still used)
+
+
 def audit(root: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
     """Counts, patients, image sizes, unreadable files, duplicates and cross-split overlaps of a dataset."""
     splits = discover(root)
@@ -47,8 +50,9 @@ def audit(root: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
         rows = [(s, inspected[i]) for i, (name, s) in enumerate(everything) if name == split]
         sizes = [info[1] for _, info in rows if info[1] is not None]
         widths = [w for w, _ in sizes]
-        report["splits"][split] = {
-            "images": {c: sum(1 for s, _ in rows if s.label == i) for i, c in enumerate(CLASS_NAMES)},
+        report["splits"][split] = {  # readable images; the unreadable ones are counted apart
+            "images": {c: sum(1 for s, info in rows if s.label == i and not info[2]) for i, c in enumerate(CLASS_NAMES)},
+            "unreadable": sum(1 for _, info in rows if info[2]),
             "patients": {c: len({patient_id(s.path) for s, _ in rows if s.label == i}) for i, c in enumerate(CLASS_NAMES)},
             "width_min": min(widths, default=None), "width_max": max(widths, default=None),
             "most_common_sizes": [f"{w}x{h}" for (w, h), _ in Counter(sizes).most_common(3)],
@@ -56,6 +60,9 @@ def audit(root: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
     duplicates = [names for names in by_hash.values() if len(names) > 1]
     names = list(patients_by_split)
     report["unreadable"] = sorted(unreadable)
+    # far below any chest film; upscaled to the model's input they are mostly interpolation
+    report["too_small"] = sorted(f"{s.path}: {w} x {h} px" for (_, s), (_, size, _) in zip(everything, inspected)
+                                 if size is not None for w, h in [size] if min(w, h) < MIN_SIDE)
     report["duplicate_groups"] = sorted(duplicates)
     report["cross_split_duplicates"] = [g for g in duplicates if len({n.split("/")[0] for n in g}) > 1]
     # a patient split cannot keep these together: copies under two patient IDs can sit on both sides of it
@@ -71,13 +78,16 @@ def audit(root: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
 
 def format_audit(report: dict[str, Any]) -> str:
     """The audit as a plain-text table."""
-    lines = [f"{'split':<8}{'NORMAL':>8}{'PNEUMONIA':>11}{'patients N/P':>15}  sizes (w min-max, most common)"]
+    lines = ["readable images, patients, and sizes (width range in px; most common width x height)",
+             f"{'split':<8}{'NORMAL':>8}{'PNEUMONIA':>11}{'patients N/P':>15}  sizes"]
     for split, info in report["splits"].items():
         img, pat = info["images"], info["patients"]
         lines.append(f"{split:<8}{img['NORMAL']:>8}{img['PNEUMONIA']:>11}{pat['NORMAL']:>8}/{pat['PNEUMONIA']:<6}"
-                     f"  {info['width_min']}-{info['width_max']}, {', '.join(info['most_common_sizes'])}")
+                     f"  {info['width_min']}-{info['width_max']}; {', '.join(info['most_common_sizes'])}")
     lines.append(f"unreadable files: {len(report['unreadable'])}")
     lines += [f"  {msg}" for msg in report["unreadable"][:20]]
+    lines.append(f"images under {MIN_SIDE} px on a side: {len(report['too_small'])}")
+    lines += [f"  {msg}" for msg in report["too_small"][:20]]
     lines.append(f"byte-identical duplicate groups: {len(report['duplicate_groups'])} "
                  f"({len(report['cross_split_duplicates'])} across splits, "
                  f"{len(report['cross_patient_duplicates'])} across patient IDs, "
