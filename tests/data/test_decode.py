@@ -189,6 +189,14 @@ def test_16bit_tiff(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_grayscale(path), minmax_u8(a))
 
 
+def test_multi_page_tiff_is_refused(tmp_path: Path) -> None:
+    pages = [Image.fromarray(ramp(lo=0, hi=255, dtype=np.uint8)) for _ in range(3)]
+    path = tmp_path / "stack.tif"
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+    with pytest.raises(InputError, match=r"stack\.tif: multi-page TIFF \(3 pages\) is not supported"):
+        read_grayscale(path)
+
+
 def test_bmp() -> None:
     a = ramp()
     np.testing.assert_array_equal(read_grayscale(encode(Image.fromarray(a, "L"), "BMP")), a)

@@ -194,6 +194,10 @@ def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) 
                 raise _too_large(label, width, height, max_pixels)
             if width < 1 or height < 1:
                 raise InputError(f"{label}: image has no pixels ({width} x {height}); {_GIVE}")
+            pages = getattr(im, "n_frames", 1)
+            if im.format == "TIFF" and pages > 1:  # which page is the film is not ours to guess (as for DICOM)
+                raise InputError(f"{label}: multi-page TIFF ({pages} pages) is not supported; export the film's page "
+                                 "as a single image")
             if draft_size is not None and im.format in ("JPEG", "MPO"):
                 im.draft("L", (draft_size, draft_size))
             im.load()
