@@ -12,6 +12,7 @@ import numpy as np
 
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache import ImageSet, load_image_set
+from pneumoscan.data.fingerprint import seen_in_training
 from pneumoscan.data.layout import Sample, evaluation_samples
 from pneumoscan.data.patients import cause
 from pneumoscan.errors import InputError
@@ -24,6 +25,10 @@ from pneumoscan.outputs import atomic_write
 
 class GuardWarning(UserWarning):
     """Images the model's out-of-distribution guard would refuse were scored in an evaluation."""
+
+
+class InSampleWarning(UserWarning):
+    """Images the model was trained or validated on were scored in an evaluation."""
 
 
 @dataclass
@@ -109,7 +114,13 @@ def evaluate(
             f"{len(refused)} of {len(images.samples)} images look unlike chest X-rays to the model's "
             f"guard, which refuses them at predict time; they are scored here anyway (listed under refused_by_guard "
             f"in --json): {'; '.join(refused[:3])}{' ...' if len(refused) > 3 else ''}"), stacklevel=2)
+    seen = seen_in_training([s.path for s in images.samples], predictor.meta.training)
+    if seen:
+        warnings.warn(InSampleWarning(
+            f"{len(seen)} of {len(images.samples)} images are byte-identical to images this model was trained or "
+            f"validated on (e.g. {seen[0]}), so the figures on them are in-sample and flatter the model; evaluate on "
+            f"films it has not seen (listed under seen_in_training in --json)"), stacklevel=2)
     summary = summarize(images.labels, probs, predictor.threshold, n_boot=n_boot, seed=seed)
     summary.update(split=split_name, data=str(data), model=str(predictor.path), skipped=images.skipped,
-                   refused_by_guard=refused, recall_by_cause=recall_by_cause(images, probs, predictor.threshold))
+                   refused_by_guard=refused, seen_in_training=[str(p) for p in seen], recall_by_cause=recall_by_cause(images, probs, predictor.threshold))
     return Evaluation(split_name, images, probs, summary)

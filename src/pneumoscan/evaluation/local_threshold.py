@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, default_model_path, save_artifact
+from pneumoscan.data.fingerprint import seen_in_training
 from pneumoscan.data.layout import evaluation_samples
 from pneumoscan.errors import InputError
 from pneumoscan.evaluation.bootstrap import bootstrap_ci, summarize
@@ -56,15 +57,19 @@ def _check_out(source: Path, out: Path) -> None:
 
 
 def _check_unseen(meta: ArtifactMeta, data: str | os.PathLike, split: str | None) -> None:
-    """InputError when `data`'s chosen split is the folder the model was trained on (as far as its artifact says)."""
+    """InputError when `data`'s chosen split is the folder the model was trained on, or holds copies of films it
+    was trained or validated on (as far as its artifact records them)."""
+    name, samples = evaluation_samples(data, split)
     trained_on = meta.training.get("config", {}).get("data")
-    if not trained_on or Path(trained_on).resolve() != Path(data).resolve():
-        return
-    name, _ = evaluation_samples(data, split)
-    if name in ("train", "all"):
+    if trained_on and Path(trained_on).resolve() == Path(data).resolve() and name in ("train", "all"):
         raise InputError(f"{data}: {'its ' + name + '/ split' if name == 'train' else 'these images'} trained this model, "
                          f"which scores them better than new films; choose the threshold on labelled films it has not "
                          f"seen (another folder)")
+    seen = seen_in_training([s.path for s in samples], meta.training)
+    if seen:
+        raise InputError(f"{data}: {len(seen)} of {len(samples)} films are byte-identical to films this model was "
+                         f"trained or validated on (e.g. {seen[0]}), which it scores better than new ones; remove them "
+                         f"and choose the threshold on films it has not seen")
 
 
 def choose_local_threshold(

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, save_artifact
 from pneumoscan.data.augment import AugmentConfig, augment_batch, mixup
 from pneumoscan.data.cache import ImageSet, load_image_set
+from pneumoscan.data.fingerprint import fingerprints
 from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.preprocess import prepare_pixels, to_unit
 from pneumoscan.data.patients import patient_id
@@ -253,7 +254,9 @@ class Trainer:
             target_recall=cfg.target_recall, train_prevalence=n_pos / len(labels), tta=cfg.tta, equalize=cfg.equalize,
             crop=cfg.crop,
             training={"config": cfg.to_dict(), "data": data.split_record["counts"],
-                      "skipped": len(data.split_record["skipped"])},
+                      "skipped": len(data.split_record["skipped"]),
+                      # what `evaluate` and `set-threshold` recognise as in-sample films, wherever they are copied
+                      "fingerprints": sorted(set(fingerprints(s.path for s in data.train.samples + data.val.samples)))},
         )
         aug = AugmentConfig(scale=cfg.aug_zoom, aspect=cfg.aug_aspect, sharpness=cfg.aug_sharpness, strength=cfg.augment)
         eval_model = ema if ema is not None else model
