@@ -399,3 +399,28 @@ def test_guarded_concurrent_requests_keep_their_verdicts(guarded_client: TestCli
     assert [(code, verdict) for code, verdict, _ in parallel] == [serial[i % 4][:2] for i in range(24)]
     for i, (_, _, prob) in enumerate(parallel):
         assert prob == pytest.approx(serial[i % 4][2], abs=1e-5) if prob is not None else serial[i % 4][2] is None
+
+
+def test_a_batch_over_the_body_limit_is_told_to_split(tiny_run: Path, xray: Path) -> None:
+    settings = Settings(model=str(tiny_run), backend="torch", max_upload_mb=0.5, max_batch_mb=1)
+    part = xray.read_bytes() + b"\0" * (400_000 - len(xray.read_bytes()))  # 0.4 MB each, under the file limit
+    with TestClient(create_app(settings)) as c:
+        res = c.post("/predict/batch", files=[("files", (f"x{i}.jpeg", part, "image/jpeg")) for i in range(3)])
+    assert res.status_code == 413 and "larger than the limit of 1 MB; split the files into several requests" in \
+        res.json()["detail"]
+
+
+def test_work_for_a_client_that_has_gone_is_not_started(client: TestClient, xray: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from starlette.requests import Request
+
+    decoded: list[str] = []
+    engine = client.app.state.engine
+    monkeypatch.setattr(engine, "decode", lambda data, name: decoded.append(name))
+
+    async def gone(self: Request) -> bool:
+        return True
+
+    monkeypatch.setattr(Request, "is_disconnected", gone)
+    res = client.post("/predict", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")})
+    assert res.status_code == 499 and decoded == []

@@ -284,6 +284,8 @@ def test_page_names_the_weights_the_heatmap_class_and_the_operating_point(server
             page.goto(server + "/")
             expect(page.locator("#model-line")).to_contain_text(f"weights {file_sha256(fitted)[:12]}")
             expect(page.locator("#scope")).to_contain_text("see its model card")  # not the shipped model
+            expect(page.locator("#model-line")).to_contain_text("validation AUC")  # the tiny model has no test figures
+            expect(page.locator("#model-line")).to_contain_text("(no test figures)")
             expect(page.locator("#operating-point")).to_have_text("")  # the tiny model has no test figures
             info = {"threshold": 0.62, "test_metrics": {"n": 624, "threshold": 0.62, "recall": {"value": 0.982},
                                                         "specificity": {"value": 0.872}}}

@@ -49,8 +49,15 @@ def _engine(request: Request) -> Engine:
 
 
 async def _in_worker(request: Request, func: Callable[[], T]) -> T:
-    """Run blocking work in the thread pool, limited to the configured inference slots."""
-    return await anyio.to_thread.run_sync(func, limiter=request.app.state.limiter)
+    """Run blocking work in the thread pool, limited to the configured inference slots.
+
+    A request whose client has gone by the time a slot frees up is dropped: the page cancels the
+    request of an upload it has replaced, and its decode would otherwise hold a slot for nothing.
+    """
+    async with request.app.state.limiter:
+        if await request.is_disconnected():
+            raise HTTPException(499, "client closed the request before it was processed")
+        return await anyio.to_thread.run_sync(func)
 
 
 def _label(part: Part) -> str:

@@ -25,8 +25,9 @@ class Part:
 
 
 def too_large(limit_mb: float, what: str = "upload") -> HTTPException:
-    return HTTPException(413, f"{what} larger than the limit of {limit_mb:.3g} MB; "
-                              "send a smaller file (downscale or compress the image)")
+    advice = ("split the files into several requests" if what.startswith("batch")
+              else "send a smaller file (downscale or compress the image)")
+    return HTTPException(413, f"{what} larger than the limit of {limit_mb:g} MB; {advice}")
 
 
 class _Collector:

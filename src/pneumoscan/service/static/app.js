@@ -21,9 +21,11 @@ async function loadModel() {
     const res = await fetch("/model");
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     modelInfo = await res.json();
-    const auc = modelInfo.test_metrics?.roc_auc?.value ?? modelInfo.val_metrics?.roc_auc?.value;
+    const testAuc = modelInfo.test_metrics?.roc_auc?.value, valAuc = modelInfo.val_metrics?.roc_auc?.value;
+    const auc = testAuc !== undefined ? `, test AUC ${Number(testAuc).toFixed(3)}`
+      : valAuc !== undefined ? `, validation AUC ${Number(valAuc).toFixed(3)} (no test figures)` : "";
     $("model-line").textContent = `Model ${modelInfo.name} (weights ${modelInfo.sha256.slice(0, 12)}), threshold ` +
-      `${modelInfo.threshold.toFixed(2)}` + (auc !== undefined ? `, AUC ${Number(auc).toFixed(3)}` : "") +
+      `${modelInfo.threshold.toFixed(2)}` + auc +
       (modelInfo.ood_guard ? " · images that are not chest X-rays are refused" : "");
     $("operating-point").textContent = operatingPoint(modelInfo);
     if (modelInfo.shipped) {
