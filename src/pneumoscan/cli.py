@@ -67,7 +67,7 @@ def _output_folders(json_path: str | None = None, csv_path: str | None = None) -
 
     for path, suffix, what, option in ((json_path, ".json", "JSON", "--json"),
                                        (csv_path, ".csv", "the per-image table", "--predictions")):
-        if path and path != "-":
+        if path and (path != "-" or option != "--json"):  # only JSON can go to stdout
             check_output(path, (suffix,), what, option)
             Path(path).parent.mkdir(parents=True, exist_ok=True)
 

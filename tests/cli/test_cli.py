@@ -108,6 +108,11 @@ def test_predict_folder_finds_dicom_named_by_uid(tiny_run: Path, tmp_path: Path,
         (["pretrain", "--data", "{data}", "--out", "{tmp}/pre", "--epochs", "0"], "--epochs 0"),
         (["ensemble", "{run}", "{run}", "--out", "{tmp}/ens", "--target-recall", "0"], "--target-recall 0"),
         (["ensemble", "{run}", "{tmp}/norun", "--out", "{tmp}/ens"], "norun: not a finished `pneumoscan train` run"),
+        (["ensemble", "{run}", "{run}/", "--out", "{tmp}/ens"], "the same run is given twice"),
+        (["fit-guard", "--model", "{run}", "--data", "{data}", "--out", "{run}/model.safetensors"],
+         "is a model, not a guard"),
+        (["evaluate", "--model", "{run}", "--data", "{data}", "--predictions", "-"],
+         "-: the per-image table is written as .csv"),
         (["serve", "--model", "{run}", "--backend", "torch", "--onnx", "{tmp}/m.onnx", "--port", "0"],
          "only the onnx backend uses it"),
         (["fit-guard", "--model", "{run}", "--data", "{data}", "--out", "{tmp}/g.safetensors", "--max-images", "0"],
@@ -299,3 +304,8 @@ def test_warnings_and_damaged_dicom_are_one_line_each(tiny_run: Path, tiny_data:
                  "--n-boot", "10"]) == 0
     err = capsys.readouterr().err
     assert "pneumoscan: warning: precision is undefined" in err and ".py:" not in err, err
+
+
+def test_train_refused_on_its_data_leaves_no_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--data", str(tmp_path / "typo"), "--out", str(tmp_path / "run")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err and not (tmp_path / "run").exists()

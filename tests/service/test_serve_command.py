@@ -44,7 +44,8 @@ def test_listening_beyond_this_machine_warns(tiny_run: Path, capsys: pytest.Capt
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn
 
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)  # start-up only
+    ports: list[int] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: ports.append(kwargs["port"]))  # start-up only
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -53,3 +54,5 @@ def test_listening_beyond_this_machine_warns(tiny_run: Path, capsys: pytest.Capt
     assert "0.0.0.0 is reachable from other machines" in err and "no login and no TLS" in err
     assert main(["serve", "--model", str(tiny_run), "--port", str(port)]) == 0
     assert "reachable from other machines" not in capsys.readouterr().err
+    assert main(["serve", "--model", str(tiny_run), "--port", "0"]) == 0  # a free port, and the page's real address
+    assert ports[-1] > 0 and f"serving on http://127.0.0.1:{ports[-1]}/" in capsys.readouterr().out

@@ -148,3 +148,14 @@ def test_resuming_a_finished_run_leaves_it_untouched(resume_data: Path, tmp_path
     out = capsys.readouterr()
     assert "already finished (1 epochs" in out.out + out.err
     assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.iterdir() if p.is_file()} == before
+
+
+def test_extending_a_finished_run_says_its_guard_and_export_are_stale(resume_data: Path, tmp_path: Path,
+                                                                      capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(resume_data), "--out", str(run), *ARGS[:4], "--epochs", "1", "--quiet"]) == 0
+    (run / "model.ood.safetensors").write_bytes(b"a guard made for the 1-epoch model")
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert "model.ood.safetensors in" in out.out + out.err and "fit-guard --model" in out.out + out.err

@@ -53,7 +53,8 @@ def audit(root: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
         report["splits"][split] = {  # readable images; the unreadable ones are counted apart
             "images": {c: sum(1 for s, info in rows if s.label == i and not info[2]) for i, c in enumerate(CLASS_NAMES)},
             "unreadable": sum(1 for _, info in rows if info[2]),
-            "patients": {c: len({patient_id(s.path) for s, _ in rows if s.label == i}) for i, c in enumerate(CLASS_NAMES)},
+            "patients": {c: len({patient_id(s.path) for s, info in rows if s.label == i and not info[2]})
+                         for i, c in enumerate(CLASS_NAMES)},
             "width_min": min(widths, default=None), "width_max": max(widths, default=None),
             "most_common_sizes": [f"{w}x{h}" for (w, h), _ in Counter(sizes).most_common(3)],
         }

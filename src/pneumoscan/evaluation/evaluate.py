@@ -112,14 +112,14 @@ def evaluate(
     if refused:
         warnings.warn(GuardWarning(
             f"{len(refused)} of {len(images.samples)} images look unlike chest X-rays to the model's "
-            f"guard, which refuses them at predict time; they are scored here anyway (listed under refused_by_guard "
-            f"in --json): {'; '.join(refused[:3])}{' ...' if len(refused) > 3 else ''}"), stacklevel=2)
+            f"guard, which refuses them at predict time; they are scored here anyway (`evaluate --json` lists them "
+            f"under refused_by_guard): {'; '.join(refused[:3])}{' ...' if len(refused) > 3 else ''}"), stacklevel=2)
     seen = seen_in_training([s.path for s in images.samples], predictor.meta.training)
     if seen:
         warnings.warn(InSampleWarning(
             f"{len(seen)} of {len(images.samples)} images are byte-identical to images this model was trained or "
             f"validated on (e.g. {seen[0]}), so the figures on them are in-sample and flatter the model; evaluate on "
-            f"films it has not seen (listed under seen_in_training in --json)"), stacklevel=2)
+            f"films it has not seen (`evaluate --json` lists them under seen_in_training)"), stacklevel=2)
     summary = summarize(images.labels, probs, predictor.threshold, n_boot=n_boot, seed=seed)
     summary.update(split=split_name, data=str(data), model=str(predictor.path), skipped=images.skipped,
                    refused_by_guard=refused, seen_in_training=[str(p) for p in seen], recall_by_cause=recall_by_cause(images, probs, predictor.threshold))

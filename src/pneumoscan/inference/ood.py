@@ -37,6 +37,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -58,6 +59,7 @@ from pneumoscan.outputs import atomic_write
 GUARD_FORMAT = 1
 _META_KEY = "pneumoscan_ood"
 COLOUR_REFERENCE = 15.0  # Hasler & Suesstrunk: below 15 an image is "not colourful"
+BLANK_SPREAD = 3.0  # pixel standard deviation (0-255) under which an image is blank
 _LAYOUT = 8  # the standardised image's layout is summarised as LAYOUT x LAYOUT block means
 _REASONS = {
     "colour": "colour image (chest X-rays are grayscale)",
@@ -86,6 +88,11 @@ class OODResult:
 
 
 # --------------------------------------------------------------------------- signals
+
+
+def _spread(images: np.ndarray) -> np.ndarray:
+    """Standard deviation of each image's pixels (0-255)."""
+    return np.asarray(images, dtype=np.float32).reshape(len(images), -1).std(1)
 
 
 def guard_path(model: str | os.PathLike | None) -> Path:
@@ -308,12 +315,12 @@ class OODGuard:
         if len(images) == 0:
             return []
         score, ratios = self.scores(self.components(images, features=features, model=model, colourfulness=colourfulness))
-        spread = np.asarray(images, dtype=np.float32).reshape(len(images), -1).std(1)
+        spread = _spread(images)
         results = []
         for i, value in enumerate(score):
             parts = {k: round(float(v[i]), 4) for k, v in ratios.items()}
             ok = bool(value <= self.threshold)
-            reason = None if ok else (_BLANK if spread[i] < 3.0 else _REASONS[max(parts, key=parts.__getitem__)])
+            reason = None if ok else (_BLANK if spread[i] < BLANK_SPREAD else _REASONS[max(parts, key=parts.__getitem__)])
             results.append(OODResult(ok, float(value), self.threshold, reason, parts))
         return results
 
@@ -329,8 +336,9 @@ class OODGuard:
             try:
                 save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in tensors.items()}, str(tmp),
                           metadata={_META_KEY: json.dumps(self.meta, sort_keys=True)})
-            except Exception as err:  # safetensors reports I/O failures as its own error type
-                raise InputError(f"{path}: cannot write the guard ({err}); choose a writable --out") from None
+            except Exception as err:  # safetensors reports I/O failures as its own error type, naming the temp file
+                reason = re.sub(r'\s*at path "[^"]*"', "", " ".join(str(err).split()))
+                raise InputError(f"{path}: cannot write the guard ({reason}); choose a writable --out") from None
 
         # readable like model.safetensors (e.g. by a service user), not safetensors' 0600
         return atomic_write(path, write, mode=0o644)
@@ -428,9 +436,12 @@ def fit_guard(
     image_set = load_image_set(samples, meta.image_size, Path(cache_dir) if cache_dir else None, desc="decoding guard")
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         colour = np.array(list(pool.map(colourfulness, [s.path for s in image_set.samples])), dtype=np.float64)
-    grey = colour <= COLOUR_REFERENCE  # a colour file among the training X-rays must not teach the guard to pass colour
-    left_out = [f"{s.path}: {_REASONS['colour']}" for s, g in zip(image_set.samples, grey) if not g]
-    images, colour, labels = np.asarray(image_set.images)[grey], colour[grey], image_set.labels[grey]
+    # a colour or blank file among the training X-rays must not teach the guard to pass such images
+    spread = _spread(np.asarray(image_set.images))
+    left_out = [f"{s.path}: {_REASONS['colour'] if c > COLOUR_REFERENCE else _BLANK}"
+                for s, c, v in zip(image_set.samples, colour, spread) if c > COLOUR_REFERENCE or v < BLANK_SPREAD]
+    keep = (colour <= COLOUR_REFERENCE) & (spread >= BLANK_SPREAD)
+    images, colour, labels = np.asarray(image_set.images)[keep], colour[keep], image_set.labels[keep]
     n = len(images)
     if n < 5 * folds:
         raise InputError(f"only {n} readable grayscale training images; the guard needs at least {5 * folds}")

@@ -17,8 +17,18 @@ def cmd_fit_guard(args: argparse.Namespace) -> int:
     if args.out:  # fail before the fit, not after it
         from pneumoscan.outputs import check_output
 
-        check_output(args.out, (".safetensors",), "the guard")
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        from pneumoscan.artifact import read_meta
+
+        out = check_output(args.out, (".safetensors",), "the guard")
+        if out.is_file():
+            try:
+                read_meta(out)
+            except InputError:  # not a model: a guard (or anything else) may be replaced
+                pass
+            else:
+                raise InputError(f"{out}: is a model, not a guard; give --out another file name (by default the "
+                                 f"guard goes beside the model as MODEL.ood.safetensors)")
+        out.parent.mkdir(parents=True, exist_ok=True)
     path = fit_guard(args.model, args.data, out=args.out, max_images=args.max_images,
                      max_false_rejection=args.max_false_rejection, seed=args.seed, cache_dir=args.cache_dir)
     meta = OODGuard.read(path).meta

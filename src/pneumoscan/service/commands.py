@@ -7,8 +7,9 @@ import sys
 from typing import Any
 
 
-def check_listen(host: str, port: int) -> None:
-    """InputError when HOST:PORT cannot be listened on (port in use, unknown address), before the model loads."""
+def check_listen(host: str, port: int) -> int:
+    """The port to listen on (a free one for 0); InputError when HOST:PORT cannot be listened on (port in use,
+    unknown address), before the model loads."""
     import socket
 
     from pneumoscan.errors import InputError
@@ -26,6 +27,7 @@ def check_listen(host: str, port: int) -> None:
         except OSError as err:
             raise InputError(f"{host}:{port}: cannot listen here ({err.strerror}); stop what uses the port "
                              f"or pass another --port") from None
+        return int(sock.getsockname()[1])
 
 
 def is_loopback(host: str) -> bool:
@@ -48,7 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from pneumoscan.errors import InputError
 
         raise InputError("serve needs uvicorn and fastapi; pip install uvicorn fastapi python-multipart") from None
-    check_listen(args.host, args.port)
+    port = check_listen(args.host, args.port)
     from pneumoscan.service.app import create_app
     from pneumoscan.service.settings import Settings
 
@@ -56,12 +58,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings(model=args.model, backend=args.backend, onnx_path=args.onnx, threshold=args.threshold,
                         max_upload_mb=args.max_upload_mb, inference_slots=args.slots)
     app = create_app(settings)
-    print(f"pneumoscan: serving on http://{args.host}:{args.port}/ (Ctrl+C stops)", flush=True)
+    print(f"pneumoscan: serving on http://{args.host}:{port}/ (Ctrl+C stops)", flush=True)
     if not is_loopback(args.host):
         print(f"pneumoscan: warning: {args.host} is reachable from other machines, and this service has no login "
               "and no TLS; put it behind the hospital's authenticating HTTPS reverse proxy", file=sys.stderr,
               flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, server_header=False)
+    uvicorn.run(app, host=args.host, port=port, log_level=args.log_level, server_header=False)
     return 0
 
 

@@ -41,6 +41,8 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
     check_target_recall(target_recall)
     if (out / ARTIFACT_NAME).exists():
         raise InputError(f"{out / ARTIFACT_NAME}: already exists; choose another --out")
+    if len({run.resolve() for run in runs}) < len(runs):
+        raise InputError("the same run is given twice; an ensemble needs different runs")
     for run in runs:
         if not (run / ARTIFACT_NAME).is_file():
             raise InputError(f"{run}: not a finished `pneumoscan train` run (no {ARTIFACT_NAME}); check the path")

@@ -30,6 +30,7 @@ from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.evaluate import write_predictions
 from pneumoscan.evaluation.metrics import roc_auc
 from pneumoscan.evaluation.thresholds import threshold_for_recall
+from pneumoscan.inference.ood import guard_path
 from pneumoscan.inference.batch import device_for, predict_logits, sigmoid
 from pneumoscan.models.registry import create_model, get_spec, model_config
 from pneumoscan.outputs import atomic_write
@@ -187,7 +188,17 @@ class Trainer:
     def run(self, resume: bool = False) -> Path:
         """Train (or continue with `resume`) and return the path of the final model artifact."""
         cfg = self.cfg
+        created = not self.out.exists()
         self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._run(resume)
+        except BaseException:
+            if created and self.out.is_dir() and not any(self.out.iterdir()):
+                self.out.rmdir()  # a run refused before it wrote anything leaves no empty folder behind
+            raise
+
+    def _run(self, resume: bool) -> Path:
+        cfg = self.cfg
         ckpt_path = self.out / LAST_CHECKPOINT
         if resume and not ckpt_path.exists():
             if not (self.out / "config.json").exists():
@@ -319,7 +330,12 @@ class Trainer:
                                "torch_rng": torch.get_rng_state(), "state": state, "mean": mean, "std": std}, ckpt_path)
             tqdm.write(f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  val_loss {val_loss:.4f}  val_auc {auc:.4f}  "
                        f"{row['images_per_s']:.0f} img/s" + ("  *best*" if state["best_epoch"] == epoch else ""))
-        return self._finish(meta, data, state)
+        artifact = self._finish(meta, data, state)
+        stale = [p.name for p in (guard_path(artifact), artifact.with_suffix(".onnx")) if p.exists()]
+        if stale:  # made for the model file just replaced
+            tqdm.write(f"warning: {', '.join(stale)} in {self.out} belong to the model before this resume; run "
+                       f"`pneumoscan fit-guard --model {self.out} --data {cfg.data}` and `pneumoscan export` again")
+        return artifact
 
     def _finish(self, meta: ArtifactMeta, data: RunData, state: dict[str, Any]) -> Path:
         """Choose the threshold on validation with the best weights and write the final artifact."""
