@@ -85,7 +85,7 @@ def test_nan_resamples_are_ignored():
 
 
 def test_all_nan_gives_nan_interval_and_warning():
-    with pytest.warns(UndefinedMetricWarning, match="every resample"):
+    with pytest.warns(UndefinedMetricWarning, match="roc_auc is undefined on every bootstrap resample"):
         lo, hi = bootstrap_ci(M.roc_auc, [1, 1, 1, 1], [0.1, 0.2, 0.3, 0.4], n_boot=20)
     assert math.isnan(lo) and math.isnan(hi)
     with pytest.warns(UndefinedMetricWarning, match="empty"):

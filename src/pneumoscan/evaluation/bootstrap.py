@@ -52,11 +52,11 @@ def _bootstrap_values(metric: Metric, y_true: NDArray, y_other: NDArray, idx: ND
     return values
 
 
-def _percentile_ci(values: NDArray[np.float64], alpha: float) -> tuple[float, float]:
+def _percentile_ci(values: NDArray[np.float64], alpha: float, name: str = "the metric") -> tuple[float, float]:
     valid = values[~np.isnan(values)]
     if valid.size == 0:
         warnings.warn(
-            "bootstrap_ci: the metric is undefined on every resample; returning (nan, nan).",
+            f"{name} is undefined on every bootstrap resample; its interval is (nan, nan).",
             UndefinedMetricWarning,
             stacklevel=3,
         )
@@ -95,7 +95,7 @@ def bootstrap_ci(
         warnings.warn("bootstrap_ci: empty input; returning (nan, nan).", UndefinedMetricWarning, stacklevel=2)
         return float("nan"), float("nan")
     idx = _stratified_indices(yt, n_boot, seed)
-    return _percentile_ci(_bootstrap_values(metric, yt, yo, idx), alpha)
+    return _percentile_ci(_bootstrap_values(metric, yt, yo, idx), alpha, getattr(metric, "__name__", "the metric"))
 
 
 def _entry(value: float, ci: tuple[float, float]) -> dict[str, Any]:
@@ -127,7 +127,7 @@ def summarize(
     def interval(metric: Metric, other: NDArray) -> tuple[float, float]:
         if idx is None:
             return float("nan"), float("nan")
-        return _percentile_ci(_bootstrap_values(metric, yt, other, idx), 0.05)
+        return _percentile_ci(_bootstrap_values(metric, yt, other, idx), 0.05, getattr(metric, "__name__", "the metric"))
 
     summary: dict[str, Any] = {"n": n, "n_positive": n_pos, "n_negative": n - n_pos, "threshold": thr}
     for name, fn_ in _THRESHOLD_METRICS.items():
@@ -142,7 +142,7 @@ def summarize(
 def classification_report_text(
     y_true: ArrayLike, y_pred: ArrayLike, class_names: Sequence[str] = CLASS_NAMES
 ) -> str:
-    """sklearn-style per-class precision/recall/F1/support report (0 where undefined)."""
+    """sklearn-style per-class precision/recall/F1/support report (nan where undefined, as in the metrics)."""
     from sklearn.metrics import classification_report
 
     if len(class_names) != 2:
@@ -151,5 +151,5 @@ def classification_report_text(
     if yt.shape[0] == 0:
         raise ValueError("classification_report_text needs at least one case; y_true is empty.")
     return classification_report(
-        yt, yp, labels=[0, 1], target_names=[str(c) for c in class_names], digits=3, zero_division=0
+        yt, yp, labels=[0, 1], target_names=[str(c) for c in class_names], digits=3, zero_division=np.nan
     )
