@@ -309,3 +309,16 @@ def test_warnings_and_damaged_dicom_are_one_line_each(tiny_run: Path, tiny_data:
 def test_train_refused_on_its_data_leaves_no_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--data", str(tmp_path / "typo"), "--out", str(tmp_path / "run")]) == 2
     assert "no such file or folder" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_an_empty_folder_among_inputs_is_one_failed_input(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    film = sorted((tiny_data / "test" / "NORMAL").iterdir())[0]
+    assert main(["predict", "--model", str(tiny_run), str(empty), str(film), "--json"]) == 1
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert [r["path"] for r in rows] == [str(empty), str(film)] and rows[1]["probability"] is not None
+    assert "folder holds no image files" in rows[0]["error"] and "folder holds no image files" in captured.err
+    assert main(["predict", "--model", str(tiny_run), str(empty)]) == 2  # alone, it is the whole request

@@ -160,13 +160,25 @@ class Predictor:
         return self.results([name], image[None], [data])[0]
 
     def predict_files(self, paths: list[str | os.PathLike], workers: int | None = None) -> list[Prediction]:
-        """Predict files and folders; unreadable files come back with `error` set, the rest are still predicted."""
-        files = expand_paths(paths)
+        """Predict files and folders; unreadable files (and, among other inputs, folders without images) come back
+        with `error` set, the rest are still predicted."""
+        files: list[Path] = []
+        empty: dict[Path, str] = {}
+        for raw in paths:
+            try:
+                files.extend(expand_paths([raw]))
+            except InputError as err:  # a folder without images: alone, the mistake is the whole request
+                if len(paths) == 1:
+                    raise
+                files.append(Path(raw))
+                empty[Path(raw)] = str(err)
         size = self.size
 
         guarded = self.guard is not None
 
         def decode(path: Path) -> tuple[np.ndarray, float] | str:
+            if path in empty:
+                return empty[path]
             try:
                 if not path.is_file():
                     raise InputError(f"{path}: no such file; check the path")
