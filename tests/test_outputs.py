@@ -61,3 +61,24 @@ def test_outputs_never_overwrite_another_kind_of_file_or_litter_a_folder(
         assert message in capsys.readouterr().err
     assert xray.read_bytes() == image.read_bytes()  # the X-ray is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "patient.jpeg"] and not any(folder.iterdir())
+
+
+def test_an_unwritable_folder_is_found_before_the_work(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import tempfile
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = tempfile.TemporaryFile
+
+    def refuse_in_locked(*args: object, **kwargs: object) -> object:
+        if Path(str(kwargs.get("dir", ""))) == locked:  # as a read-only mount would (root ignores permission bits)
+            raise PermissionError(13, "Permission denied")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse_in_locked)
+    assert main(["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--split", "test",
+                 "--out", str(tmp_path / "site"), "--json", str(locked / "t.json"), "--n-boot", "10"]) == 2
+    assert f"{locked / 't.json'}: cannot be written (Permission denied)" in capsys.readouterr().err
+    assert not (tmp_path / "site").exists()  # refused before the model copy was written

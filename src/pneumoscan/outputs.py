@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -18,6 +19,14 @@ def check_output(path: str | os.PathLike, suffixes: tuple[str, ...], what: str, 
         raise InputError(f"{out}: is a folder; give {option} a file name such as {out / ('output' + suffixes[0])}")
     if out.suffix.lower() not in suffixes:
         raise InputError(f"{out}: {what} is written as {suffixes[0]}; give {option} a file name ending in {suffixes[0]}")
+    folder = out.parent if out.parent.is_dir() else None
+    if folder is not None:
+        try:  # the permission bits do not tell (root, ACLs, read-only mounts): try it
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as err:
+            raise InputError(f"{out}: cannot be written ({err.strerror or err}); check the folder and its "
+                             "permissions") from None
     return out
 
 
