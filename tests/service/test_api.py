@@ -424,3 +424,14 @@ def test_work_for_a_client_that_has_gone_is_not_started(client: TestClient, xray
     monkeypatch.setattr(Request, "is_disconnected", gone)
     res = client.post("/predict", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")})
     assert res.status_code == 499 and decoded == []
+
+
+def test_a_body_cut_off_before_its_closing_boundary_is_400(client: TestClient, xray: Path) -> None:
+    boundary = "cutoffboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{xray.name}\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n").encode() + xray.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+    assert client.post("/predict", content=body, headers=headers).status_code == 200
+    cut = body[: -len(f"\r\n--{boundary}--\r\n")]  # the whole file, but no closing boundary
+    res = client.post("/predict", content=cut, headers=headers)
+    assert res.status_code == 400 and "ends before its closing boundary" in res.json()["detail"]

@@ -41,6 +41,10 @@ class _Collector:
         self._header_name = b""
         self._header_value = b""
         self._disposition = b""
+        self.ended = False  # the closing boundary was seen
+
+    def on_end(self) -> None:
+        self.ended = True
 
     def on_part_begin(self) -> None:
         if len(self.parts) >= _MAX_PARTS:
@@ -103,7 +107,8 @@ async def read_multipart(request: Request, *, body_limit: int, part_limit: int, 
             raise too_large(shown_mb, body_label)
     collector = _Collector(part_limit, oversize)
     callbacks = {name: getattr(collector, name) for name in (
-        "on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished", "on_part_data")}
+        "on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished", "on_part_data",
+        "on_end")}
     parser = MultipartParser(params[b"boundary"], callbacks)  # type: ignore[arg-type]
     received = 0
     try:
@@ -117,6 +122,8 @@ async def read_multipart(request: Request, *, body_limit: int, part_limit: int, 
         raise
     except Exception:  # noqa: BLE001 - python-multipart's parse errors; their text may quote the body
         raise HTTPException(400, "malformed multipart/form-data body; let your HTTP client build the form") from None
+    if not collector.ended:  # a cut-off upload: its last part may be a truncated file
+        raise HTTPException(400, "multipart body ends before its closing boundary; the upload was cut off, send it again")
     return collector.parts
 
 
