@@ -10,6 +10,10 @@ class InputError(PneumoscanError):
     """An input file or folder cannot be used; the message names it and says what to do."""
 
 
+class ImageTooLarge(InputError):
+    """An image has more pixels than the decoder's limit (the service answers 413, like an oversized upload)."""
+
+
 class UnknownModelError(PneumoscanError, KeyError):
     """A model name that is not in the registry; the message lists the registered ones."""
 

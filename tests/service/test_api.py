@@ -435,3 +435,16 @@ def test_a_body_cut_off_before_its_closing_boundary_is_400(client: TestClient, x
     cut = body[: -len(f"\r\n--{boundary}--\r\n")]  # the whole file, but no closing boundary
     res = client.post("/predict", content=cut, headers=headers)
     assert res.status_code == 400 and "ends before its closing boundary" in res.json()["detail"]
+
+
+def test_an_image_over_the_pixel_limit_is_413(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pneumoscan.data import preprocess
+
+    # a 20 x 20 image stands in for one over 150 megapixels
+    monkeypatch.setattr(preprocess.load_image, "__kwdefaults__", {**preprocess.load_image.__kwdefaults__,
+                                                                  "max_pixels": 100})
+    payload = png_bytes(np.full((20, 20), 100, np.uint8))
+    res = client.post("/predict", files={"file": ("big.png", payload, "image/png")})
+    assert res.status_code == 413 and "image too large" in res.json()["detail"]
+    batch = client.post("/predict/batch", files=[("files", ("big.png", payload, "image/png"))]).json()
+    assert batch["results"][0]["status"] == 413

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pneumoscan.errors import InputError
+from pneumoscan.errors import ImageTooLarge, InputError
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -138,7 +138,7 @@ def _read_file(path: str | os.PathLike[str], label: str) -> bytes:
 
 
 def _too_large(label: str, width: int, height: int, max_pixels: int) -> InputError:
-    return InputError(
+    return ImageTooLarge(
         f"{label}: image too large ({width} x {height} = {width * height} pixels, "
         f"limit {max_pixels}); downscale it below the limit and try again"
     )
@@ -212,7 +212,7 @@ def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) 
         raise InputError(f"{label}: not a readable image (cannot identify image file); {_GIVE}") from None
     except Image.DecompressionBombError as exc:
         reason = _one_line(str(exc), _MAX_REASON)
-        raise InputError(f"{label}: image too large ({reason}); downscale it and try again") from None
+        raise ImageTooLarge(f"{label}: image too large ({reason}); downscale it and try again") from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure on bad bytes is the input's fault
         reason = _one_line(str(exc) or type(exc).__name__, _MAX_REASON)
         raise InputError(

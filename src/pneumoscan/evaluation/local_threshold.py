@@ -16,7 +16,7 @@ from typing import Any
 
 from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, default_model_path, save_artifact
 from pneumoscan.data.fingerprint import seen_in_training
-from pneumoscan.data.layout import evaluation_samples
+from pneumoscan.data.layout import IMAGE_SUFFIXES, evaluation_samples
 from pneumoscan.errors import InputError
 from pneumoscan.evaluation.bootstrap import bootstrap_ci, summarize
 from pneumoscan.evaluation.evaluate import Evaluation, evaluate
@@ -44,7 +44,11 @@ class LocalThreshold:
 def out_artifact_path(out: str | os.PathLike) -> Path:
     """`--out` as an artifact file: a `.safetensors` path as given, anything else a folder holding model.safetensors."""
     path = Path(out)
-    return path if path.suffix == ".safetensors" else path / ARTIFACT_NAME
+    if path.suffix == ".safetensors":
+        return path
+    if path.suffix and path.suffix.lower() in IMAGE_SUFFIXES:
+        raise InputError(f"{path}: looks like an image file; give --out a folder or a .safetensors file for the model")
+    return path / ARTIFACT_NAME
 
 
 def _check_out(source: Path, out: Path) -> None:

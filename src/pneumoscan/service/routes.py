@@ -18,7 +18,7 @@ import anyio.to_thread
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from pneumoscan.errors import InputError
+from pneumoscan.errors import ImageTooLarge, InputError
 from pneumoscan.inference.predictor import Prediction
 from pneumoscan.service.engine import Engine, ExplainUnavailable
 from pneumoscan.service.schemas import BatchItem, BatchResponse, ErrorResponse, Health, ModelInfo, PredictionResponse
@@ -124,7 +124,7 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
     except ExplainUnavailable as err:
         raise HTTPException(501, str(err)) from None
     except InputError as err:
-        raise HTTPException(422, str(err)) from None
+        raise HTTPException(413 if isinstance(err, ImageTooLarge) else 422, str(err)) from None
     meta = engine.meta
     return PredictionResponse(
         probability=result.probability, label=result.label, in_distribution=result.in_distribution,
@@ -166,7 +166,7 @@ async def predict_batch(request: Request) -> BatchResponse:
             try:
                 good.append((i, engine.decode(data, _label(files[i])), data))
             except InputError as err:
-                items[i].status, items[i].error = 422, str(err)
+                items[i].status, items[i].error = 413 if isinstance(err, ImageTooLarge) else 422, str(err)
         if good:
             results = engine.results(np.stack([image for _, image, _ in good]), [data for _, _, data in good])
             for (i, _, _), result in zip(good, results):
