@@ -44,14 +44,14 @@ def _finite(data: object) -> object:
 
 
 def _write_json(path: str, data: object) -> None:
-    """JSON to `path` ('-': stdout); undefined (NaN) values become null, as other JSON readers need."""
+    """JSON to `path` ('-': stdout), already checked by `_output_folders`; undefined (NaN) values become null, as
+    other JSON readers need."""
     from pneumoscan.outputs import atomic_write
 
     text = json.dumps(_finite(data), indent=2, allow_nan=False)
     if path == "-":
         print(text)
     else:
-        _output_folders(path)
         atomic_write(path, lambda tmp: tmp.write_text(text))
 
 

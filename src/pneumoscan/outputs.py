@@ -9,6 +9,10 @@ from typing import Callable
 from pneumoscan.errors import InputError
 
 
+def _unwritable(path: Path, err: OSError) -> InputError:
+    return InputError(f"{path}: cannot be written ({err.strerror or err}); check the folder and its permissions")
+
+
 def check_output(path: str | os.PathLike, suffixes: tuple[str, ...], what: str, option: str = "--out") -> Path:
     """PATH as an output file of this kind; InputError when it is a folder or ends otherwise than `suffixes`.
 
@@ -25,8 +29,7 @@ def check_output(path: str | os.PathLike, suffixes: tuple[str, ...], what: str, 
             with tempfile.TemporaryFile(dir=folder):
                 pass
         except OSError as err:
-            raise InputError(f"{out}: cannot be written ({err.strerror or err}); check the folder and its "
-                             "permissions") from None
+            raise _unwritable(out, err) from None
     return out
 
 
@@ -49,7 +52,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, mo
     except BaseException as err:
         tmp.unlink(missing_ok=True)
         if isinstance(err, OSError):
-            raise InputError(f"{path}: cannot be written ({err.strerror or err}); check the folder and its "
-                             "permissions") from None
+            raise _unwritable(path, err) from None
         raise
     return path

@@ -62,8 +62,9 @@ def audit(root: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
     names = list(patients_by_split)
     report["unreadable"] = sorted(unreadable)
     # far below any chest film; upscaled to the model's input they are mostly interpolation
-    report["too_small"] = sorted(f"{s.path}: {w} x {h} px" for (_, s), (_, size, _) in zip(everything, inspected)
-                                 if size is not None for w, h in [size] if min(w, h) < MIN_SIDE)
+    report["too_small"] = sorted(f"{s.path}: {size[0]} x {size[1]} px"
+                                 for (_, s), (_, size, _) in zip(everything, inspected)
+                                 if size is not None and min(size) < MIN_SIDE)
     report["duplicate_groups"] = sorted(duplicates)
     report["cross_split_duplicates"] = [g for g in duplicates if len({n.split("/")[0] for n in g}) > 1]
     # a patient split cannot keep these together: copies under two patient IDs can sit on both sides of it

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MAX_PIXELS", "is_dicom", "quiet_decoder_warnings", "read_grayscale"]
 
 DEFAULT_MAX_PIXELS: int = 150_000_000
+"""Largest accepted width * height (decompression-bomb limit); override per call."""
 
 
 def quiet_decoder_warnings() -> None:
@@ -60,7 +61,6 @@ def quiet_decoder_warnings() -> None:
 
 
 quiet_decoder_warnings()
-"""Largest accepted width * height (decompression-bomb limit); override per call."""
 
 _PIL_FORMATS = ("JPEG", "PNG", "TIFF", "BMP")  # JPEG also opens MPO (camera) files
 _GIVE = "give a JPEG, PNG, TIFF, BMP or DICOM file"

@@ -18,7 +18,7 @@ from pneumoscan.data.patients import cause
 from pneumoscan.errors import InputError
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.metrics import recall
-from pneumoscan.inference.ood import colourfulness
+from pneumoscan.inference.ood import colourfulness_of
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.outputs import atomic_write
 
@@ -106,7 +106,7 @@ def evaluate(
         where = "" if split_name == "all" else f" in {split_name}/"
         raise InputError(f"{data}: no readable {' or '.join(missing)} images{where}{unreadable}; "
                          f"evaluation needs both NORMAL and PNEUMONIA images")
-    colours = [colourfulness(s.path) for s in images.samples] if predictor.guard is not None else None
+    colours = list(colourfulness_of([s.path for s in images.samples])) if predictor.guard is not None else None
     probs, verdicts = predictor.screen(np.asarray(images.images), colours)
     refused = [f"{s.path}: {v.message}" for s, v in zip(images.samples, verdicts) if v is not None and not v.in_distribution]
     if refused:
@@ -122,5 +122,6 @@ def evaluate(
             f"films it has not seen (`evaluate --json` lists them under seen_in_training)"), stacklevel=2)
     summary = summarize(images.labels, probs, predictor.threshold, n_boot=n_boot, seed=seed)
     summary.update(split=split_name, data=str(data), model=str(predictor.path), skipped=images.skipped,
-                   refused_by_guard=refused, seen_in_training=[str(p) for p in seen], recall_by_cause=recall_by_cause(images, probs, predictor.threshold))
+                   refused_by_guard=refused, seen_in_training=[str(p) for p in seen],
+                   recall_by_cause=recall_by_cause(images, probs, predictor.threshold))
     return Evaluation(split_name, images, probs, summary)

@@ -129,6 +129,12 @@ def colourfulness(source: str | os.PathLike | bytes, size: int = 64) -> float:
     return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
 
 
+def colourfulness_of(sources: Sequence[str | os.PathLike]) -> np.ndarray:
+    """`colourfulness` of every file, in order (read in parallel)."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return np.array(list(pool.map(colourfulness, sources)), dtype=np.float64)
+
+
 def image_statistics(images: np.ndarray) -> np.ndarray:
     """(N, S, S) uint8 -> (N, 11 + 64) float64: global statistics and the 8x8 standardised layout."""
     x = torch.from_numpy(np.array(images, dtype=np.uint8)).float().div_(255.0)
@@ -434,8 +440,7 @@ def fit_guard(
     if max_images is not None and len(samples) > max_images:
         samples = [samples[i] for i in sorted(rng.permutation(len(samples))[:max_images])]
     image_set = load_image_set(samples, meta.image_size, Path(cache_dir) if cache_dir else None, desc="decoding guard")
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        colour = np.array(list(pool.map(colourfulness, [s.path for s in image_set.samples])), dtype=np.float64)
+    colour = colourfulness_of([s.path for s in image_set.samples])
     # a colour or blank file among the training X-rays must not teach the guard to pass such images
     spread = _spread(np.asarray(image_set.images))
     left_out = [f"{s.path}: {_REASONS['colour'] if c > COLOUR_REFERENCE else _BLANK}"

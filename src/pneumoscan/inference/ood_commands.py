@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def cmd_fit_guard(args: argparse.Namespace) -> int:
@@ -15,9 +14,8 @@ def cmd_fit_guard(args: argparse.Namespace) -> int:
                          f"training split; to replace it, pass that path as --out (or fit a guard for your own run "
                          f"with --model RUN)")
     if args.out:  # fail before the fit, not after it
-        from pneumoscan.outputs import check_output
-
         from pneumoscan.artifact import read_meta
+        from pneumoscan.outputs import check_output
 
         out = check_output(args.out, (".safetensors",), "the guard")
         if out.is_file():

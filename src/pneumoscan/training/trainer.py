@@ -30,8 +30,8 @@ from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.evaluate import write_predictions
 from pneumoscan.evaluation.metrics import roc_auc
 from pneumoscan.evaluation.thresholds import threshold_for_recall
-from pneumoscan.inference.ood import guard_path
 from pneumoscan.inference.batch import device_for, predict_logits, sigmoid
+from pneumoscan.inference.ood import guard_path
 from pneumoscan.models.registry import create_model, get_spec, model_config
 from pneumoscan.outputs import atomic_write
 from pneumoscan.training.checkpoint import atomic_torch_save, load_checkpoint
@@ -187,7 +187,6 @@ class Trainer:
 
     def run(self, resume: bool = False) -> Path:
         """Train (or continue with `resume`) and return the path of the final model artifact."""
-        cfg = self.cfg
         created = not self.out.exists()
         self.out.mkdir(parents=True, exist_ok=True)
         try:
