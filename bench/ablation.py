@@ -125,6 +125,12 @@ BUILT_ENSEMBLES: dict[str, list[str]] = {
                   "AI_resnet10_64_sampler_equalize_geom0.2_consistency10_30ep"],
     "ENS_AC1_AI1": ["AC1_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep_seed1",
                     "AI1_resnet10_64_sampler_equalize_geom0.2_consistency10_30ep_seed1"],
+    "ENS_AA_AA1": ["AA_resnet10_128_sampler_equalize_geom0.2_consistency10",
+                   "AA1_resnet10_128_sampler_equalize_geom0.2_consistency10_seed1"],
+    "ENS_AC_AC1": ["AC_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep",
+                   "AC1_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep_seed1"],
+    "ENS_AF_AF1": ["AF_resnet10_128_sampler_equalize_geom0.2_consistency10_40ep",
+                   "AF1_resnet10_128_sampler_equalize_geom0.2_consistency10_40ep_seed1"],
 }
 
 
