@@ -42,6 +42,7 @@ def test_atomic_write_replaces_whole_and_cleans_up_on_failure(tmp_path: Path) ->
 
 @pytest.mark.parametrize("argv, kind", [
     (["report", "{run}", "--out", "{out}", "--n-boot", "10"], ".html"),
+    (["compare", "{run}", "--out", "{out}", "--n-boot", "10"], ".html"),
     (["export", "--model", "{run}", "--out", "{out}", "--images", "{image}"], ".onnx"),
     (["fit-guard", "--model", "{run}", "--data", "{data}", "--out", "{out}"], ".safetensors"),
     (["evaluate", "--model", "{run}", "--data", "{data}", "--n-boot", "10", "--json", "{out}"], ".json"),
@@ -82,3 +83,30 @@ def test_an_unwritable_folder_is_found_before_the_work(tiny_run: Path, tiny_data
                  "--out", str(tmp_path / "site"), "--json", str(locked / "t.json"), "--n-boot", "10"]) == 2
     assert f"{locked / 't.json'}: cannot be written (Permission denied)" in capsys.readouterr().err
     assert not (tmp_path / "site").exists()  # refused before the model copy was written
+
+
+@pytest.mark.parametrize("argv, companion, message", [
+    (["report", "{run}", "--out", "{out}", "--n-boot", "10"], "r_files", "keeps its figures in a folder"),
+    (["compare", "{run}", "--out", "{out}", "--n-boot", "10"], "r_files", "keeps its figures in a folder"),
+    (["compare", "{run}", "--out", "{out}", "--n-boot", "10"], "r.csv", "writes its table to a file"),
+    (["compare", "{run}", "--out", "{out}", "--n-boot", "10"], "r.json", "writes its table to a file"),
+])
+def test_a_companion_of_the_wrong_kind_is_refused_before_the_work(
+        argv: list[str], companion: str, message: str, tiny_run: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from pneumoscan.report import build, compare
+
+    def no_scoring(*args: object, **kwargs: object) -> None:
+        raise AssertionError("scored before the outputs were checked")
+
+    for module in (build, compare):
+        monkeypatch.setattr(module, "run_scores", no_scoring)
+    in_the_way = tmp_path / companion
+    if companion.endswith("_files"):
+        in_the_way.write_text("notes")
+    else:
+        in_the_way.mkdir()
+    assert main([a.format(run=tiny_run, out=tmp_path / "r.html") for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert f"{in_the_way}: " in err and message in err and "r.html" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [companion]

@@ -33,6 +33,18 @@ def check_output(path: str | os.PathLike, suffixes: tuple[str, ...], what: str, 
     return out
 
 
+def check_companion(path: Path, of: Path, *, folder: bool) -> Path:
+    """PATH, written beside the output `of` (its figures folder, or a table file), when nothing of the other kind is
+    there; InputError before the work otherwise."""
+    if folder and path.exists() and not path.is_dir():
+        raise InputError(f"{path}: is a file, but {of.name} keeps its figures in a folder of that name; move the file "
+                         f"or choose another --out")
+    if not folder and path.is_dir():
+        raise InputError(f"{path}: is a folder, but {of.name} writes its table to a file of that name; move the folder "
+                         f"or choose another --out")
+    return path
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, mode: int | None = None) -> Path:
     """`write(TMP)` to a temp file beside PATH, then rename it over PATH: readers never see half a file.
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan import CLASS_NAMES, __version__
-from pneumoscan.outputs import atomic_write, check_output
+from pneumoscan.outputs import atomic_write, check_companion, check_output
 from pneumoscan.report import figures as figs
 from pneumoscan.report import html as h
 from pneumoscan.report.run import RunInfo, load_run
@@ -281,6 +281,7 @@ def build_report(run_dir: str | os.PathLike, *, data: str | os.PathLike | None =
 
     started = time.time()
     target = check_output(out if out is not None else default_output(run_dir), (".html", ".htm"), "the report")
+    check_companion(files_folder(target), target, folder=True)
     run = load_run(run_dir)
     with warnings.catch_warnings():  # undefined metrics show as 'n/a' in the report
         warnings.simplefilter("ignore", UndefinedMetricWarning)

@@ -14,6 +14,7 @@ from pneumoscan import __version__
 from pneumoscan.errors import InputError
 from pneumoscan.report import figures as figs
 from pneumoscan.report import html as h
+from pneumoscan.outputs import atomic_write, check_companion, check_output
 from pneumoscan.report.build import files_folder
 from pneumoscan.report.run import RunInfo, load_run
 from pneumoscan.report.scores import Scores, run_scores
@@ -67,13 +68,21 @@ def _finite(value: Any) -> Any:
 def _write_table(rows: list[dict[str, Any]], out: Path) -> tuple[Path, Path]:
     """The table as CSV and JSON next to `out` (NaN written as empty / null)."""
     rows = [{k: _finite(v) for k, v in row.items()} for row in rows]
-    csv_path, json_path = out.with_suffix(".csv"), out.with_suffix(".json")
-    with csv_path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(COLUMNS))
-        writer.writeheader()
-        writer.writerows(rows)
-    json_path.write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    csv_path, json_path = _table_paths(out)
+
+    def write_csv(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(COLUMNS))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(csv_path, write_csv)
+    atomic_write(json_path, lambda tmp: tmp.write_text(json.dumps(rows, indent=2), encoding="utf-8"))
     return csv_path, json_path
+
+
+def _table_paths(out: Path) -> tuple[Path, Path]:
+    return out.with_suffix(".csv"), out.with_suffix(".json")
 
 
 def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike, data: str | os.PathLike | None = None,
@@ -83,9 +92,10 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
 
     if not run_dirs:
         raise InputError("compare needs at least one RUN_DIR")
-    target = Path(out)
-    if target.suffix.lower() not in (".html", ".htm"):
-        raise InputError(f"{target}: give an --out file name ending in .html (the CSV and JSON are written next to it)")
+    target = check_output(out, (".html", ".htm"), "the comparison (with its CSV and JSON next to it)")
+    for companion in _table_paths(target):
+        check_companion(companion, target, folder=False)
+    check_companion(files_folder(target), target, folder=True)
     paths = [Path(p) for p in run_dirs]
     runs = [load_run(p) for p in paths]
     labels = run_labels(paths)
@@ -120,5 +130,4 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
         (folder / f"{name}.png").write_bytes(png)
     page = h.page("pneumoscan run comparison", f"{len(runs)} runs - {source}", sections,
                   f"pneumoscan {__version__} - generated {time.strftime('%Y-%m-%d %H:%M')}")
-    target.write_text(page, encoding="utf-8")
-    return target
+    return atomic_write(target, lambda tmp: tmp.write_text(page, encoding="utf-8"))

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from pneumoscan import CLASS_NAMES
 from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, save_artifact
 from pneumoscan.data.augment import AugmentConfig, augment_batch, mixup
 from pneumoscan.data.cache import ImageSet, load_image_set
@@ -68,6 +69,17 @@ def _cap_per_class(samples: list[Sample], cap: int | None, seed: int) -> list[Sa
     return kept
 
 
+def _one_class_message(cfg: TrainConfig, name: str, train: list[Sample], val: list[Sample]) -> str:
+    """A split lacking a class: `discover` found both in every folder, so the patient carve took one away."""
+    def counts(part: list[Sample]) -> str:
+        return ", ".join(f"{sum(s.label == label for s in part)} {cls}" for label, cls in enumerate(CLASS_NAMES))
+
+    cap = f" (--max-images {cfg.max_images} per class)" if cfg.max_images is not None else ""
+    return (f"{cfg.data}: carving {cfg.val_fraction:.0%} of patients for validation left the {name} split with one class "
+            f"(training: {counts(train)}; validation: {counts(val)}){cap}; each class needs images of at least two "
+            f"patients: add images, or change --val-fraction" + (" or --max-images" if cap else ""))
+
+
 def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True) -> RunData:
     """Find, split and decode (through the cache) the training and validation images."""
     found = discover(cfg.data)
@@ -83,7 +95,7 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True) -> Ru
         train, val = patient_split(samples, cfg.val_fraction, cfg.split_seed)
     for name, part in (("training", train), ("validation", val)):
         if len({s.label for s in part}) < 2:
-            raise InputError(f"{cfg.data}: the {name} split has only one class; add images of both classes")
+            raise InputError(_one_class_message(cfg, name, train, val))
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
     train_set = load_image_set(train, image_size, cache_dir, desc="decoding train", progress=progress)
     val_set = load_image_set(val, image_size, cache_dir, desc="decoding val", progress=progress)
