@@ -250,7 +250,7 @@ def main() -> None:
     write_results("ablation", rows, columns, command=command,
                   note="Validation = patient-aware 15% of train (split seed 0); stress = the same images under the 13 "
                        "acquisition shifts of stress_val.py (mean and worst AUC); geometry and texture = its one-class "
-                       "probes. ENS rows average member probabilities (ENS_AC_AI and ENS_AC1_AI1: built with "
+                       f"probes. ENS rows average member probabilities ({', '.join(BUILT_ENSEMBLES)}: built with "
                        "`pneumoscan ensemble`, mean logit, scored as built); their train_seconds is the members' sum. "
                        "Blank settings are the base recipe's (balance weighted, no equalisation, 25 epochs, augment "
                        "1.0, zoom 0.10, no stretch). Test images are not read by this script." + note)
