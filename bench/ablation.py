@@ -97,6 +97,8 @@ VARIANTS: dict[str, dict] = {
                                                                                     "seed": 1},
     "AI_resnet10_64_sampler_equalize_geom0.2_consistency10_30ep": {**AC_RECIPE, "image_size": 64},
     "AI1_resnet10_64_sampler_equalize_geom0.2_consistency10_30ep_seed1": {**AC_RECIPE, "image_size": 64, "seed": 1},
+    "AJ_resnet10_160_sampler_equalize_geom0.2_consistency10_30ep": {**AC_RECIPE, "image_size": 160},
+    "AJ1_resnet10_160_sampler_equalize_geom0.2_consistency10_30ep_seed1": {**AC_RECIPE, "image_size": 160, "seed": 1},
 }
 # Variants that start from `pneumoscan pretrain` weights (SimSiam on their training split; the
 # pretraining's seconds count in their training time). Settings as `pneumoscan pretrain`'s defaults.
