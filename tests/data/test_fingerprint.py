@@ -47,3 +47,23 @@ def test_set_threshold_refuses_copies_of_training_films(tiny_run: Path, tiny_dat
     err = capsys.readouterr().err
     assert "1 of 17 films are byte-identical to films this model was trained or validated on" in err
     assert "IM-5555-0001.jpeg" in err and not (tmp_path / "m").exists()
+
+
+def test_a_file_is_hashed_once_until_it_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    film = tmp_path / "film.png"
+    film.write_bytes(b"first film")
+    reads = []
+    real = Path.read_bytes
+
+    def counting(self: Path) -> bytes:
+        reads.append(self.name)
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counting)
+    first = file_fingerprint(film)
+    assert file_fingerprint(film) == first and reads == ["film.png"]
+    film.write_bytes(b"other film")  # same size
+    os.utime(film, ns=(1, 1))
+    assert file_fingerprint(film) not in ("", first) and reads == ["film.png", "film.png"]

@@ -5,6 +5,7 @@ import hashlib
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,17 @@ HEX_DIGITS = 16  # 64 bits of SHA-256: no accidental match among millions of fil
 
 def file_fingerprint(path: str | os.PathLike) -> str:
     """The first HEX_DIGITS hex digits of the SHA-256 of the file's bytes ('' when it cannot be read)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return ""
+    return _fingerprint(os.path.abspath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+@lru_cache(maxsize=100_000)
+def _fingerprint(path: str, inode: int, size: int, mtime_ns: int, ctime_ns: int) -> str:
+    """Hashed once per process (set-threshold checks films, then evaluate warns on them); the file's inode, size and
+    times are in the key, so a file replaced or changed since is hashed again."""
     try:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:HEX_DIGITS]
     except OSError:
