@@ -1,44 +1,35 @@
-"""Seconds per training step of the default recipe: contiguous and channels-last activations, and compiled.
+"""Seconds per training step of the default recipe, with contiguous and with channels-last activations.
 
     PYTHONPATH=src .venv/bin/python bench/train_step_speed.py [--steps 10] [--rounds 3] [--model resnet10]
 
 One step as `pneumoscan train` runs it by default: a batch of 64 images at the model's input size, two
-augmented views each (the consistency loss), forward, loss, backward and an AdamW update. The variants
-alternate round by round so that a change of machine speed hits all alike; each round reports the mean
-of --steps steps after two warm-up steps (for the compiled one, the compile time is reported apart).
-Writes bench/results/train_step_speed.{json,md}.
+augmented views each (the consistency loss), forward, loss, backward and an AdamW update. The two memory
+layouts alternate round by round so that a change of machine speed hits both alike; each round reports
+the mean of --steps steps after two warm-up steps. Writes bench/results/train_step_speed.{json,md}.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 
-os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-")  # the first compile is a cold one
-import torch  # noqa: E402
+import torch
 import torch.nn.functional as F
 
 from _results import write_results
 
 from pneumoscan.data.augment import AugmentConfig, augment_batch
 from pneumoscan.models.registry import create_model
-from pneumoscan.training.compile import compile_for_training
 from pneumoscan.training.config import DEFAULT_CONSISTENCY, TrainConfig
 from pneumoscan.training.trainer import bernoulli_js
 
-# variant: (memory layout, torch.compile as `train --compile` does)
-VARIANTS = {"contiguous": (torch.contiguous_format, False), "channels_last": (torch.channels_last, False),
-            "channels_last + compile": (torch.channels_last, True)}
+LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
-def seconds_per_step(model_name: str, layout: torch.memory_format, compiled: bool, steps: int, size: int,
-                     batch: int) -> tuple[float, float]:
-    """Mean wall seconds of `steps` training steps in memory `layout`, and the seconds of the two warm-up steps."""
+def seconds_per_step(model_name: str, layout: torch.memory_format, steps: int, size: int, batch: int) -> float:
+    """Mean wall seconds of `steps` training steps (after two warm-up steps) in memory `layout`."""
     torch.manual_seed(0)
     model = create_model(model_name).to(memory_format=layout).train()
-    forward = compile_for_training(model, torch.device("cpu")) if compiled else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     pixels = torch.rand(batch, 1, size, size, generator=generator)
@@ -48,21 +39,19 @@ def seconds_per_step(model_name: str, layout: torch.memory_format, compiled: boo
 
     def step() -> None:
         x = torch.cat([augment_batch(pixels, aug, generator), augment_batch(pixels, aug, generator)])
-        first, second = forward(x).reshape(-1).chunk(2)  # one-channel input: both layouts at once
+        first, second = model(x).reshape(-1).chunk(2)  # one-channel input: both layouts at once
         loss = (F.binary_cross_entropy_with_logits(first, targets) + F.binary_cross_entropy_with_logits(second, targets)) / 2
         loss = loss + DEFAULT_CONSISTENCY * bernoulli_js(first, second)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    started = time.perf_counter()
     for _ in range(2):
         step()
-    warm_up = time.perf_counter() - started
     started = time.perf_counter()
     for _ in range(steps):
         step()
-    return (time.perf_counter() - started) / steps, warm_up
+    return (time.perf_counter() - started) / steps
 
 
 def main() -> None:
@@ -73,26 +62,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     batch = TrainConfig.batch_size
-    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    warm_ups: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    times: dict[str, list[float]] = {name: [] for name in LAYOUTS}
     for round_index in range(args.rounds):
-        for name, (layout, compiled) in VARIANTS.items():
-            per_step, warm_up = seconds_per_step(args.model, layout, compiled, args.steps, args.size, batch)
-            times[name].append(per_step)
-            warm_ups[name].append(warm_up)
-            print(f"round {round_index + 1} {name:23s} {per_step:.3f} s/step (warm-up {warm_up:.1f} s)", flush=True)
+        for name, layout in LAYOUTS.items():
+            times[name].append(seconds_per_step(args.model, layout, args.steps, args.size, batch))
+            print(f"round {round_index + 1} {name:13s} {times[name][-1]:.3f} s/step", flush=True)
     base = min(times["contiguous"])
-    rows = [{"variant": name, "model": args.model, "input_px": args.size, "batch": f"{batch} x 2 views",
+    rows = [{"layout": name, "model": args.model, "input_px": args.size, "batch": f"{batch} x 2 views",
              "threads": torch.get_num_threads(), "best_s_per_step": round(min(t), 4),
-             "median_s_per_step": round(sorted(t)[len(t) // 2], 4), "speedup_vs_contiguous": round(base / min(t), 2),
-             "first_warm_up_s": round(warm_ups[name][0], 1)}
+             "median_s_per_step": round(sorted(t)[len(t) // 2], 4), "speedup_vs_contiguous": round(base / min(t), 2)}
             for name, t in times.items()]
     write_results("train_step_speed", rows, list(rows[0]),
                   command="PYTHONPATH=src .venv/bin/python bench/train_step_speed.py " + " ".join(sys.argv[1:]),
                   note="One training step of the default recipe (two augmented views, consistency loss, AdamW) on "
-                       "random pixels; variants alternate round by round. `pneumoscan train` uses channels-last, and "
-                       "`train --compile` adds torch.compile. first_warm_up_s: the two warm-up steps of the first "
-                       "round (for the compiled step, a compile from an empty cache; later rounds reuse it).")
+                       "random pixels; layouts alternate round by round. `pneumoscan train` uses channels-last.")
 
 
 if __name__ == "__main__":

@@ -131,8 +131,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         given = {k: v for k, v in vars(args).items() if v is not None and k in TrainConfig.__dataclass_fields__}
         flags = TrainConfig.resume_conflicts(saved, given, "run")
         if flags:
-            raise PneumoscanError(f"{resume_cfg}: {flags}: a resumed run keeps its settings (only --epochs, --data, "
-                                  f"--cache-dir and --compile may change); drop the option, or start a new run with another --out")
+            raise PneumoscanError(f"{resume_cfg}: {flags}: a resumed run keeps its settings (only --epochs, --data and "
+                                  f"--cache-dir may change); drop the option, or start a new run with another --out")
         cfg = TrainConfig.from_saved({**saved, **{k: given[k] for k in RESUME_MAY_CHANGE if k in given}})
         cfg.image_size = saved.get("image_size")
     else:
@@ -296,12 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", help="start from these weights: the pretrained.safetensors of `pneumoscan pretrain`")
     p.add_argument("--max-images", type=int, help="use at most this many images per class (quick experiments)")
     p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/pneumoscan)")
-    p.add_argument("--compile", action="store_true", default=None,
-                   help="run the training step through torch.compile: about a minute of compiling at the start, "
-                        "then faster epochs (the same recipe and model; needs a C++ compiler on CPU; default off)")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --out from its last checkpoint, with its own settings "
-                        "(only --epochs, --data, --cache-dir, --compile may be given again)")
+                        "(only --epochs, --data, --cache-dir may be given again)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 

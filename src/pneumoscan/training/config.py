@@ -7,7 +7,7 @@ from typing import Any
 from pneumoscan.errors import InputError
 
 DEFAULT_MODEL = "resnet10"
-RESUME_MAY_CHANGE = ("out", "epochs", "data", "cache_dir", "compile")  # folders may have moved; more epochs; speed
+RESUME_MAY_CHANGE = ("out", "epochs", "data", "cache_dir")  # a resumed run's folders may have moved; more epochs
 # The zoom and stretch of every recipe before the sixth session (--aug-zoom/--aug-aspect did not exist).
 EARLIER_GEOMETRY_AUGMENT = {"aug_zoom": 0.10, "aug_aspect": 0.0}
 # One view of each image for at most 25 epochs: every recipe before the eighth session.
@@ -59,7 +59,6 @@ class TrainConfig:
     init: str | None = None  # pretrained.safetensors of `pneumoscan pretrain` to start from
     max_images: int | None = None  # cap per class, for quick experiments
     cache_dir: str | None = None
-    compile: bool = False  # torch.compile the training step: speed only, the recipe and the model are the same
 
     def __post_init__(self) -> None:
         if self.consistency is None:

@@ -248,13 +248,6 @@ class Trainer:
         # input is both layouts at once): a training step of the default recipe runs about a fifth faster on this CPU
         # (bench/train_step_speed.py); only the memory layout changes, and the artifact's weights are saved contiguous
         model = model.to(self.device, memory_format=torch.channels_last)
-        forward = model
-        if cfg.compile:
-            from pneumoscan.training.compile import compile_for_training
-
-            forward = compile_for_training(model, self.device)
-            if forward is not model:
-                tqdm.write("--compile: the first steps compile the model (about a minute); the epochs after are faster")
         ema = copy.deepcopy(model).eval() if cfg.ema_decay > 0 else None
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         generator = torch.Generator().manual_seed(cfg.seed)
@@ -310,11 +303,11 @@ class Trainer:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 if cfg.consistency > 0:
-                    first, second = forward(x).reshape(-1).chunk(2)
+                    first, second = model(x).reshape(-1).chunk(2)
                     loss = (self._loss(first, y, pos_weight) + self._loss(second, y, pos_weight)) / 2
                     loss = loss + cfg.consistency * bernoulli_js(first, second)
                 else:
-                    loss = self._loss(forward(x), y, pos_weight)
+                    loss = self._loss(model(x), y, pos_weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
