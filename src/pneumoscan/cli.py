@@ -363,6 +363,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pneumoscan.data.decode import quiet_decoder_warnings
 
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints escaped (\udcf6), not as a traceback
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
     quiet_decoder_warnings()
     shown, warnings.showwarning = warnings.showwarning, _one_line_warning
     try:

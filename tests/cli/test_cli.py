@@ -324,3 +324,61 @@ def test_an_empty_folder_among_inputs_is_one_failed_input(tiny_run: Path, tiny_d
     assert [r["path"] for r in rows] == [str(empty), str(film)] and rows[1]["probability"] is not None
     assert "folder holds no image files" in rows[0]["error"] and "folder holds no image files" in captured.err
     assert main(["predict", "--model", str(tiny_run), str(empty)]) == 2  # alone, it is the whole request
+
+
+def _deny_reading(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    """Reading `path` fails as it would for a file without read permission (root ignores the bits)."""
+    real = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+
+
+def test_a_file_that_cannot_be_read_is_listed_by_audit_and_predict_goes_on(
+        tiny_run: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    locked = sorted((tiny_data / "test" / "NORMAL").iterdir())[0]
+    _deny_reading(monkeypatch, locked)
+    assert main(["audit", str(tiny_data), "--json", "-"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["unreadable"] == [f"{locked}: cannot read the file (Permission denied); check it exists and is readable"]
+    assert main(["predict", "--model", str(tiny_run), str(locked.parent), "--json"]) == 1
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["error"] is not None for r in rows] == [True] + [False] * (len(rows) - 1)
+
+
+def test_train_names_unreadable_files_that_leave_a_split_without_a_class(tiny_dataset: Path, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    for film in (tiny_dataset / "train" / "PNEUMONIA").iterdir():
+        film.write_text("not an image")
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "run"), "--epochs", "1",
+                 "--image-size", "16", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "split has no readable PNEUMONIA images" in err and "not a readable image" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_file_names_that_are_not_utf8_are_read_written_and_printed(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "site"
+    shutil.copytree(tiny_data / "test", data)
+    film = sorted((data / "NORMAL").iterdir())[0]
+    odd = os.fsdecode(bytes(data / "NORMAL") + b"/r\xf6ntgen.jpeg")  # as from a Windows share or an old zip
+    film.rename(odd)
+    csv_out = tmp_path / "p.csv"
+    assert main(["evaluate", "--model", str(tiny_run), "--data", str(data), "--n-boot", "10",
+                 "--predictions", str(csv_out)]) == 0
+    from pneumoscan.evaluation.evaluate import read_predictions
+
+    assert Path(odd) in read_predictions(csv_out)[0]  # the name reads back byte for byte
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}  # strict, as under en_US.UTF-8
+    command = "import sys; from pneumoscan.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", command, "predict", "--model", str(tiny_run), odd],
+                          capture_output=True, env=env)
+    assert done.returncode == 0 and b"r\\udcf6ntgen.jpeg" in done.stdout, done.stderr.decode(errors="replace")

@@ -276,6 +276,18 @@ def dcm(tmp_path: Path, ds: Dataset, name: str = "x.dcm") -> Path:
     return path
 
 
+def test_dicom_without_its_preamble_is_found_and_read_alike(tmp_path: Path) -> None:
+    from pneumoscan.data.layout import is_image_path
+
+    a = ramp(lo=20, hi=180)
+    full = dicom_bytes(make_dicom(a))
+    bare = full[132:]  # as older devices write it: no 128-byte preamble, no 'DICM'
+    assert is_dicom(bare[:132]) and not is_dicom(b"\x89PNG\r\n\x1a\n" + bytes(124))
+    uid_named = write(tmp_path / "1.2.840.113619.2.55.3.12345", bare)  # found by content, not by suffix
+    assert is_image_path(uid_named)
+    np.testing.assert_array_equal(read_grayscale(uid_named), read_grayscale(full))
+
+
 def test_dicom_8bit_mono2_kept_as_stored(tmp_path: Path) -> None:
     a = ramp(lo=20, hi=180)
     np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, make_dicom(a))), a)

@@ -102,3 +102,50 @@ def test_manifest_split_column_keeps_test_rows_out_of_training(tmp_path: Path) -
     (tmp_path / "bad.csv").write_text("path,label,split\na.png,NORMAL,train\nb.png,PNEUMONIA,\n")
     with pytest.raises(InputError, match=r"bad\.csv:3: unknown split ''; use one of train, val, test"):
         discover(tmp_path / "bad.csv")
+
+
+def test_folders_differing_only_in_case_are_refused_not_dropped(tmp_path: Path) -> None:
+    write_xray(tmp_path / "NORMAL" / "a.png", 0, 1)
+    write_xray(tmp_path / "normal" / "b.png", 0, 2)
+    write_xray(tmp_path / "PNEUMONIA" / "c.png", 1, 3)
+    with pytest.raises(InputError, match=r"holds both NORMAL/ and normal/; .* merge them"):
+        discover(tmp_path)
+
+
+def test_linked_folders_are_followed_once_and_hidden_folders_left_out(tmp_path: Path) -> None:
+    import os
+
+    write_xray(tmp_path / "data" / "NORMAL" / "a.png", 0, 1)
+    write_xray(tmp_path / "ward3" / "b.png", 0, 2)
+    write_xray(tmp_path / "data" / "NORMAL" / ".thumbnails" / "t.png", 1, 3)  # a viewer's cache, not a film
+    write_xray(tmp_path / "data" / "PNEUMONIA" / "c.png", 1, 4)
+    os.symlink(tmp_path / "ward3", tmp_path / "data" / "NORMAL" / "ward3")
+    os.symlink(tmp_path / "data" / "NORMAL", tmp_path / "data" / "NORMAL" / "loop")  # a link back up the tree
+    os.symlink(tmp_path / "gone.png", tmp_path / "data" / "NORMAL" / "gone.png")  # broken: read later, and reported
+    names = sorted(s.path.name for s in discover(tmp_path / "data")["all"] if s.label == 0)
+    assert names == ["a.png", "b.png", "gone.png"]
+
+
+def test_a_folder_that_cannot_be_listed_is_an_error_not_a_gap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    write_xray(tmp_path / "NORMAL" / "a.png", 0, 1)
+    write_xray(tmp_path / "NORMAL" / "locked" / "b.png", 0, 2)
+    write_xray(tmp_path / "PNEUMONIA" / "c.png", 1, 3)
+    real = os.scandir
+
+    def scandir(path: str) -> object:  # as chmod 000 would for a user other than root
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(InputError, match=r"locked: cannot list this folder \(Permission denied\)"):
+        discover(tmp_path)
+
+
+def test_split_is_matched_in_any_case(tmp_path: Path) -> None:
+    for split in ("Train", "Test"):
+        write_xray(tmp_path / split / "NORMAL" / "IM-0001-0001.png", 0, 1)
+        write_xray(tmp_path / split / "PNEUMONIA" / "person1_virus_1.png", 1, 2)
+    assert evaluation_samples(tmp_path, "Test")[0] == "test"

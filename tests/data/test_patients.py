@@ -21,6 +21,9 @@ from pneumoscan.data.patients import cause, patient_id
         ("scan.v2.PNG", "scan.v2"),
         ("1.2.840.113619.2.55.3.12345", "1.2.840.113619.2.55.3.12345"),
         ("1.2.840.113619.2.55.3.12345.dcm", "1.2.840.113619.2.55.3.12345"),
+        ("im-0115-0002.jpeg", "IM-0115"),  # one child, whatever the case of the name
+        ("normal2-Im-0587-0001.JPEG", "NORMAL2-IM-0587"),
+        ("Person19_Virus_51.jpeg", "person19"),
     ],
 )
 def test_patient_id(name: str, patient: str) -> None:

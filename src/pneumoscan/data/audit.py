@@ -11,14 +11,18 @@ from typing import Any
 from tqdm import tqdm
 
 from pneumoscan import CLASS_NAMES
-from pneumoscan.data.decode import read_grayscale
+from pneumoscan.data.decode import read_file, read_grayscale
 from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.patients import patient_id
 from pneumoscan.errors import InputError
 
 
 def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None]:
-    data = path.read_bytes()
+    """SHA-256 of the file ('' when it cannot be read), its size in pixels, and why it is unreadable."""
+    try:
+        data = read_file(path, str(path))
+    except InputError as err:
+        return "", None, str(err)
     digest = hashlib.sha256(data).hexdigest()
     try:
         gray = read_grayscale(data, name=str(path))
@@ -42,7 +46,8 @@ def audit(root: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
     patients_by_split: dict[str, set[str]] = defaultdict(set)
     unreadable: list[str] = []
     for (split, sample), (digest, size, error) in zip(everything, inspected):
-        by_hash[digest].append(f"{split}/{CLASS_NAMES[sample.label]}/{sample.path.name}")
+        if digest:  # '' = could not be read
+            by_hash[digest].append(f"{split}/{CLASS_NAMES[sample.label]}/{sample.path.name}")
         patients_by_split[split].add(patient_id(sample.path))
         if error:
             unreadable.append(error)

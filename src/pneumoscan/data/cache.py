@@ -41,7 +41,7 @@ def cache_key(samples: list[Sample], size: int) -> str:
     for sample in samples:
         stat = sample.path.stat()
         digest.update(f"|{sample.path.resolve()}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}:"
-                      f"{stat.st_ctime_ns}:{sample.label}".encode())
+                      f"{stat.st_ctime_ns}:{sample.label}".encode("utf-8", "surrogateescape"))  # any file name
     return digest.hexdigest()[:32]
 
 

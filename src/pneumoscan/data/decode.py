@@ -70,8 +70,18 @@ _MAX_REASON = 120
 
 
 def is_dicom(head: bytes) -> bool:
-    """True when bytes 128:132 are b'DICM' (pass at least the first 132 bytes)."""
-    return len(head) >= 132 and bytes(head[128:132]) == b"DICM"
+    """True when bytes 128:132 are b'DICM', or for a DICOM file written without its 128-byte preamble and
+    'DICM' (older devices and exports do this; pass at least the first 132 bytes)."""
+    return (len(head) >= 132 and bytes(head[128:132]) == b"DICM") or _is_bare_dicom(bytes(head[:8]))
+
+
+def _is_bare_dicom(head: bytes) -> bool:
+    """Whether the first element is a little-endian file-meta (0002) or identifying (0008) element with an
+    explicit VR (two capital letters) or an implicit, short length: no image format starts like this."""
+    if len(head) < 8 or head[:2] not in (b"\x02\x00", b"\x08\x00"):
+        return False
+    explicit = head[4:6].isalpha() and head[4:6].isupper()
+    return explicit or int.from_bytes(head[4:8], "little") < 0x10000
 
 
 def read_grayscale(
@@ -98,7 +108,7 @@ def read_grayscale(
         data = bytes(source)
     elif isinstance(source, (str, os.PathLike)):
         label = _one_line(name if name is not None else os.fsdecode(source))
-        data = _read_file(source, label)
+        data = read_file(source, label)
     else:
         raise TypeError(f"source must be a path or bytes, not {type(source).__name__}")
 
@@ -120,7 +130,7 @@ def _one_line(text: str, limit: int | None = None) -> str:
     return cleaned
 
 
-def _read_file(path: str | os.PathLike[str], label: str) -> bytes:
+def read_file(path: str | os.PathLike[str], label: str) -> bytes:
     """Read a whole file once, turning OS errors into InputError."""
     try:
         return Path(path).read_bytes()
@@ -255,7 +265,7 @@ def _read_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
         raise InputError(f"{label}: is a DICOM file but pydicom is not installed; pip install pydicom") from None
 
     try:
-        ds = pydicom.dcmread(io.BytesIO(data))
+        ds = pydicom.dcmread(io.BytesIO(data), force=not data[128:132] == b"DICM")  # force: no preamble
     except Exception:  # noqa: BLE001
         raise InputError(f"{label}: damaged DICOM header, cannot be read; give a complete, valid DICOM file") from None
 

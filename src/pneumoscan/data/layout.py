@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +24,12 @@ class Sample:
 
 def is_image_path(path: Path) -> bool:
     """Whether a file looks like an image: by its extension, or for any other name by the DICOM magic
-    bytes (DICOM files are often named by their UID, e.g. 1.2.840.113619.2.55.3.12345, or have no extension)."""
-    if not path.is_file() or path.name.startswith("."):
+    bytes (DICOM files are often named by their UID, e.g. 1.2.840.113619.2.55.3.12345, or have no extension).
+    A broken link with an image's extension counts, so that reading it reports it rather than it going unseen."""
+    if path.name.startswith("."):
         return False
+    if not path.is_file():
+        return path.is_symlink() and path.suffix.lower() in IMAGE_SUFFIXES - {""}
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return True
     try:
@@ -43,8 +47,35 @@ def label_index(name: str, where: str) -> int:
     return CLASS_NAMES.index(upper)
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The image files below `folder`, sorted: linked folders are followed (each real folder once), hidden
+    files and folders are left out, and a sub-folder that cannot be listed is an InputError, not a gap."""
+    def refuse(err: OSError) -> None:
+        raise InputError(f"{err.filename}: cannot list this folder ({err.strerror}); fix its permissions or move it "
+                         f"out of {folder}")
+
+    files: list[Path] = []
+    seen: set[str] = set()
+    for current, dirs, names in os.walk(folder, onerror=refuse, followlinks=True):
+        real = os.path.realpath(current)
+        if real in seen:  # a link back up the tree, or two links to one folder
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        files += [p for p in (Path(current, n) for n in names) if is_image_path(p)]
+    return sorted(files)
+
+
 def _child_dirs(folder: Path) -> dict[str, Path]:
-    return {p.name.lower(): p for p in folder.iterdir() if p.is_dir()}
+    """Sub-folders by lower-case name; two that differ only in case are refused (one would be dropped)."""
+    children: dict[str, Path] = {}
+    for path in sorted(p for p in folder.iterdir() if p.is_dir()):
+        other = children.setdefault(path.name.lower(), path)
+        if other != path:
+            raise InputError(f"{folder}: holds both {other.name}/ and {path.name}/; folder names are read without "
+                             f"regard to case, so merge them into one")
+    return children
 
 
 def _class_folder_samples(folder: Path) -> list[Sample]:
@@ -57,7 +88,7 @@ def _class_folder_samples(folder: Path) -> list[Sample]:
             others = sorted(p.name for p in children.values() if p.name.lower() not in known)
             seen = f" (found {', '.join(others)}: a misspelt name?)" if others else ""
             raise InputError(f"{folder}: no {name} folder{seen}; expected class folders {' and '.join(CLASS_NAMES)}")
-        files = sorted(p for p in class_dir.rglob("*") if is_image_path(p))
+        files = image_files(class_dir)
         if not files:
             raise InputError(f"{class_dir}: class folder has no images; add {name} images"
                              + (" or remove this split" if folder.name.lower() in SPLITS else ""))
@@ -124,6 +155,7 @@ def evaluation_samples(root: str | Path, split: str | None = None) -> tuple[str,
     """Samples to evaluate on: the named split, else `test`, else the only split present."""
     found = discover(root)
     if split is not None:
+        split = split.lower() if split.lower() in SPLITS else split  # split folders are found in any case
         if split not in found:
             if list(found) == ["all"]:
                 raise InputError(f"{root}: no {split}/ split here, only class folders; leave out --split to use "

@@ -19,10 +19,12 @@ def patient_id(path: str | Path) -> str:
     """
     path = Path(path)
     stem = path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name
-    for pattern in (_NORMAL, _PNEUMONIA):
-        match = pattern.match(stem)
-        if match:
-            return match.group("patient")
+    match = _NORMAL.match(stem)
+    if match:  # in the dataset's own case, so `im-0115-0002` is the same child as `IM-0115-0001`
+        return match.group("patient").upper()
+    match = _PNEUMONIA.match(stem)
+    if match:
+        return match.group("patient").lower()
     return stem
 
 

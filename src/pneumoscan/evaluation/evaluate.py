@@ -47,7 +47,8 @@ def write_predictions(path: str | os.PathLike, samples: list[Sample], probs: np.
     Probabilities are written in full (shortest exact repr): a stored threshold is one of them, and
     rounding could put that case on the wrong side of it when the file is scored again."""
     def write(tmp: Path) -> None:
-        with tmp.open("w", newline="") as handle:
+        # file names that are not UTF-8 (an old zip, a Windows share) keep their bytes, and read back the same
+        with tmp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
             writer = csv.writer(handle)
             writer.writerow(["path", "label", "prob"])
             writer.writerows((str(s.path), s.label, repr(float(p))) for s, p in zip(samples, probs))
@@ -62,7 +63,7 @@ def read_predictions(path: str | os.PathLike, base: Path | None = None) -> tuple
     paths: list[Path] = []
     labels: list[int] = []
     probs: list[float] = []
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or not {"path", "label", "prob"} <= set(reader.fieldnames):
             raise InputError(f"{path}: expected the columns path,label,prob; restore the file written by pneumoscan train")

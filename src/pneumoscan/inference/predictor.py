@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, load_artifact, resolve_model_path
-from pneumoscan.data.layout import is_image_path
+from pneumoscan.data.decode import read_file
+from pneumoscan.data.layout import image_files
 from pneumoscan.data.preprocess import load_image
 from pneumoscan.errors import InputError
 from pneumoscan.evaluation.thresholds import adjust_for_prevalence, check_target_recall
@@ -39,7 +40,7 @@ def expand_paths(paths: list[str | os.PathLike]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if is_image_path(p))
+            found = image_files(path)
             if not found:
                 raise InputError(f"{path}: folder holds no image files (.jpg, .jpeg, .png, .tif, .tiff, .bmp, .dcm, "
                                  f".dicom, or DICOM under any name)")
@@ -180,9 +181,7 @@ class Predictor:
             if path in empty:
                 return empty[path]
             try:
-                if not path.is_file():
-                    raise InputError(f"{path}: no such file; check the path")
-                data = path.read_bytes()
+                data = read_file(path, str(path))
                 return load_image(data, size, name=str(path)), colourfulness(data) if guarded else 0.0
             except InputError as err:
                 return str(err)

@@ -307,5 +307,6 @@ def build_report(run_dir: str | os.PathLike, *, data: str | os.PathLike | None =
     footer = (f"pneumoscan {__version__} - generated {time.strftime('%Y-%m-%d %H:%M')} in {time.time() - started:.1f} s; "
               f"figures also in {files_folder(target).name}/")
     page = h.page(f"pneumoscan report: {run.name}", subtitle, sections, footer)
-    return atomic_write(target, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    # a file name that is not UTF-8 shows escaped (\udcf6) rather than stopping the report
+    return atomic_write(target, lambda tmp: tmp.write_text(page, encoding="utf-8", errors="backslashreplace"))
 

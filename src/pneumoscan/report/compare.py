@@ -71,7 +71,7 @@ def _write_table(rows: list[dict[str, Any]], out: Path) -> tuple[Path, Path]:
     csv_path, json_path = _table_paths(out)
 
     def write_csv(tmp: Path) -> None:
-        with tmp.open("w", newline="", encoding="utf-8") as handle:
+        with tmp.open("w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(COLUMNS))
             writer.writeheader()
             writer.writerows(rows)
@@ -130,4 +130,4 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
         (folder / f"{name}.png").write_bytes(png)
     page = h.page("pneumoscan run comparison", f"{len(runs)} runs - {source}", sections,
                   f"pneumoscan {__version__} - generated {time.strftime('%Y-%m-%d %H:%M')}")
-    return atomic_write(target, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    return atomic_write(target, lambda tmp: tmp.write_text(page, encoding="utf-8", errors="backslashreplace"))

@@ -99,6 +99,13 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True) -> Ru
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
     train_set = load_image_set(train, image_size, cache_dir, desc="decoding train", progress=progress)
     val_set = load_image_set(val, image_size, cache_dir, desc="decoding val", progress=progress)
+    for name, part in (("training", train_set), ("validation", val_set)):
+        absent = [cls for label, cls in enumerate(CLASS_NAMES) if not (part.labels == label).any()]
+        if absent:
+            skipped = part.skipped
+            raise InputError(f"{cfg.data}: the {name} split has no readable {' or '.join(absent)} images: "
+                             f"{len(skipped)} unreadable file(s) left out, e.g. {'; '.join(skipped[:3])}; "
+                             f"replace or remove them")
     record = {
         "method": "given val/ folder" if cfg.use_given_val else "patient-aware stratified split of train",
         "val_fraction": cfg.val_fraction,
