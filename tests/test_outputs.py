@@ -110,3 +110,56 @@ def test_a_companion_of_the_wrong_kind_is_refused_before_the_work(
     err = capsys.readouterr().err
     assert f"{in_the_way}: " in err and message in err and "r.html" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == [companion]
+
+
+def test_compare_replaces_its_own_tables_but_no_other_csv_or_json(tiny_run: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "c.html"
+    assert main(["compare", str(tiny_run), "--out", str(out), "--n-boot", "10"]) == 0
+    assert main(["compare", str(tiny_run), "--out", str(out), "--n-boot", "10"]) == 0  # its own tables: replaced
+    predictions = tmp_path / "val_predictions.csv"
+    predictions.write_text("path,label,prob\na.png,0,0.1\n")
+    assert main(["compare", str(tiny_run), "--out", str(tmp_path / "val_predictions.html"), "--n-boot", "10"]) == 2
+    assert "exists and is not a comparison table" in capsys.readouterr().err
+    assert predictions.read_text() == "path,label,prob\na.png,0,0.1\n"
+    assert main(["compare", str(tiny_run), str(tiny_run), "--out", str(out)]) == 2
+    assert "given more than once" in capsys.readouterr().err
+
+
+def test_fit_guard_replaces_a_guard_but_not_other_weights(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from safetensors.numpy import save_file
+    import numpy as np
+
+    weights = tmp_path / "pretrained.safetensors"
+    save_file({"w": np.zeros(3, np.float32)}, str(weights))
+    before = weights.read_bytes()
+    assert main(["fit-guard", "--model", str(tiny_run), "--data", str(tiny_data), "--out", str(weights)]) == 2
+    assert "is another kind of safetensors file" in capsys.readouterr().err and weights.read_bytes() == before
+    guard = tmp_path / "g.safetensors"
+    for _ in range(2):  # a guard written before is replaced
+        assert main(["fit-guard", "--model", str(tiny_run), "--data", str(tiny_data), "--out", str(guard)]) == 0
+
+
+def test_explain_never_writes_over_the_image_it_explains(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    xray = tmp_path / "xray.png"
+    Image.open(sorted((tiny_data / "test" / "NORMAL").iterdir())[0]).save(xray)
+    before = xray.read_bytes()
+    assert main(["explain", str(xray), "--model", str(tiny_run), "--out", str(xray)]) == 2
+    assert "is the image to explain" in capsys.readouterr().err and xray.read_bytes() == before
+
+
+def test_atomic_write_reports_the_path_when_even_the_cleanup_fails(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def read_only(self: Path, missing_ok: bool = False) -> None:
+        raise OSError(30, "Read-only file system")
+
+    def fail(tmp: Path) -> None:
+        raise OSError(30, "Read-only file system", str(tmp))
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with pytest.raises(InputError, match=r"^\S*out\.png: cannot be written \(Read-only file system\)"):
+        atomic_write(tmp_path / "out.png", fail)

@@ -62,7 +62,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, mo
             os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException as err:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # e.g. a read-only file system, which is the error to report
+            pass
         if isinstance(err, OSError):
             raise _unwritable(path, err) from None
         raise

@@ -132,3 +132,15 @@ def test_overlay_png_for_trained_run(tiny_run, tiny_data) -> None:
     png = gradcam_overlay_png(model, meta, original)
     with Image.open(io.BytesIO(png)) as im:
         assert im.format == "PNG" and im.mode == "RGB" and im.size == original.shape[::-1]
+
+
+def test_explain_draws_a_large_film_at_display_size() -> None:
+    import numpy as np
+
+    from pneumoscan.explain.commands import DISPLAY_SIDE, display_copy
+
+    big = np.random.default_rng(0).integers(0, 255, (3000, 2000), dtype=np.uint8)
+    shown = display_copy(big)
+    assert shown.shape == (DISPLAY_SIDE, 683) and shown.dtype == np.uint8
+    small = big[:300, :200]
+    assert display_copy(small) is small

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def add_commands(subparsers: Any) -> None:
@@ -16,6 +19,22 @@ def add_commands(subparsers: Any) -> None:
     p.set_defaults(func=cmd_explain)
 
 
+DISPLAY_SIDE = 1024  # px: the figure shows the film at most this large, whatever its size
+
+
+def display_copy(gray: np.ndarray) -> np.ndarray:
+    """The film shrunk to at most DISPLAY_SIDE px on its long side for the figure (the model has its own input):
+    a 150 MP film would otherwise be coloured and blended at full size, gigabytes for a picture on a screen."""
+    import numpy as np
+    from PIL import Image
+
+    if max(gray.shape) <= DISPLAY_SIDE:
+        return gray
+    image = Image.fromarray(gray)
+    image.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE), Image.Resampling.LANCZOS)
+    return np.asarray(image)
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     """Classify IMAGE, compute Grad-CAM for the predicted class and save the figure."""
     from pneumoscan.data.decode import read_grayscale
@@ -23,17 +42,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from pneumoscan.errors import InputError
     from pneumoscan.explain.gradcam import cam_layers_for, gradcam_for_image, overlay
     from pneumoscan.inference.predictor import Predictor
+    from pneumoscan.outputs import atomic_write, check_output
     from pneumoscan.report.figures import explanation, to_png
 
+    out = check_output(args.out, (".png",), "the heatmap")
+    if out.exists() and out.resolve() == Path(args.image).resolve():
+        raise InputError(f"{out}: is the image to explain; give --out another file name, e.g. heatmap.png")
     predictor = Predictor(args.model, threshold=args.threshold)
     try:
         cam_layers_for(predictor.meta.model_name, predictor.meta.model_config)
     except InputError as err:
         raise InputError(f"{predictor.path}: {err}") from None
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise InputError(f"{out}: the heatmap is written as PNG; give an --out file name ending in .png")
-    original = read_grayscale(args.image)
+    original = display_copy(read_grayscale(args.image))
     model_input = load_image(args.image, predictor.size)
     # screened by the out-of-distribution guard like `predict` and the service: no heatmap without a prediction
     (result,) = predictor.results([str(args.image)], model_input[None], [Path(args.image).read_bytes()])
@@ -44,7 +64,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     cam = gradcam_for_image(predictor.model, predictor.meta, model_input, target=target)
     title = (f"{Path(args.image).name}: {label}  P(pneumonia) = {prob:.3f}  (threshold {predictor.threshold:.3f})\n"
              f"heatmap: evidence for {label}, model {predictor.meta.model_name}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(to_png(explanation(original, overlay(original, cam), title)))
+    figure = to_png(explanation(original, overlay(original, cam), title))
+    atomic_write(out, lambda tmp: tmp.write_bytes(figure))
     print(f"{label:<10} P(pneumonia)={prob:.4f}  heatmap: {out}")
     return 0

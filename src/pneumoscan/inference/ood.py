@@ -379,6 +379,17 @@ class OODGuard:
                 f"{path}: not a usable pneumoscan guard file ({reason}); run `pneumoscan fit-guard` again") from None
 
 
+def is_guard_file(path: str | os.PathLike) -> bool:
+    """Whether PATH is a guard file of any pneumoscan version (its metadata carries the guard's key)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            return _META_KEY in (handle.metadata() or {})
+    except Exception:  # noqa: BLE001 - safetensors raises its own error types
+        return False
+
+
 def load_guard(model: str | os.PathLike | None) -> OODGuard | None:
     """The guard fitted for this model artifact, or None when there is none; InputError when it is stale."""
     model_path = resolve_model_path(model)

@@ -7,26 +7,27 @@ import sys
 
 def cmd_fit_guard(args: argparse.Namespace) -> int:
     from pneumoscan.errors import InputError
-    from pneumoscan.inference.ood import OODGuard, fit_guard, guard_path
+    from pneumoscan.inference.ood import OODGuard, fit_guard, guard_path, is_guard_file
 
     if args.model is None and args.out is None:  # the shipped guard serves every default prediction of this install
         raise InputError(f"{guard_path(None)}: this is the shipped model's guard, fitted on the full "
                          f"training split; to replace it, pass that path as --out (or fit a guard for your own run "
                          f"with --model RUN)")
-    if args.out:  # fail before the fit, not after it
-        from pneumoscan.artifact import read_meta
-        from pneumoscan.outputs import check_output
+    # fail before the fit, not after it: the given --out, or the default beside the model
+    from pneumoscan.outputs import check_output
 
-        out = check_output(args.out, (".safetensors",), "the guard")
-        if out.is_file():
-            try:
-                read_meta(out)
-            except InputError:  # not a model: a guard (or anything else) may be replaced
-                pass
-            else:
-                raise InputError(f"{out}: is a model, not a guard; give --out another file name (by default the "
-                                 f"guard goes beside the model as MODEL.ood.safetensors)")
-        out.parent.mkdir(parents=True, exist_ok=True)
+    out = check_output(args.out if args.out else guard_path(args.model), (".safetensors",), "the guard")
+    if out.is_file() and not is_guard_file(out):  # an earlier guard may be replaced; a model or weights may not
+        from pneumoscan.artifact import read_meta
+
+        try:
+            read_meta(out)
+            kind = "a model"
+        except InputError:
+            kind = "another kind of safetensors file (e.g. pretrained weights)"
+        raise InputError(f"{out}: is {kind}, not a guard; give --out another file name (by default the guard goes "
+                         f"beside the model as MODEL.ood.safetensors)")
+    out.parent.mkdir(parents=True, exist_ok=True)
     path = fit_guard(args.model, args.data, out=args.out, max_images=args.max_images,
                      max_false_rejection=args.max_false_rejection, seed=args.seed, cache_dir=args.cache_dir)
     meta = OODGuard.read(path).meta

@@ -85,6 +85,28 @@ def _table_paths(out: Path) -> tuple[Path, Path]:
     return out.with_suffix(".csv"), out.with_suffix(".json")
 
 
+def _earlier_table(path: Path) -> bool:
+    """Whether PATH is a comparison table this command wrote (its CSV header, or its JSON rows)."""
+    try:
+        if path.suffix == ".csv":
+            with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+                return next(csv.reader(handle), None) == list(COLUMNS)
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        return isinstance(rows, list) and all(isinstance(r, dict) and set(r) == set(COLUMNS) for r in rows)
+    except (OSError, ValueError):
+        return False
+
+
+def _check_tables(target: Path) -> None:
+    """Refuse, before the work, to replace a CSV or JSON beside `target` that is not an earlier comparison table
+    (a run's val_predictions.csv, the metrics of `evaluate --json`)."""
+    for path in _table_paths(target):
+        check_companion(path, target, folder=False)
+        if path.exists() and not _earlier_table(path):
+            raise InputError(f"{path}: exists and is not a comparison table, but {target.name} writes its table to a "
+                             f"file of that name; choose another --out")
+
+
 def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike, data: str | os.PathLike | None = None,
                  split: str | None = None, n_boot: int = 500) -> Path:
     """Write `out` (HTML), `out`.csv and `out`.json comparing runs; returns the HTML path."""
@@ -93,10 +115,12 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
     if not run_dirs:
         raise InputError("compare needs at least one RUN_DIR")
     target = check_output(out, (".html", ".htm"), "the comparison (with its CSV and JSON next to it)")
-    for companion in _table_paths(target):
-        check_companion(companion, target, folder=False)
+    _check_tables(target)
     check_companion(files_folder(target), target, folder=True)
     paths = [Path(p) for p in run_dirs]
+    twice = sorted({str(p) for p in paths if sum(q.resolve() == p.resolve() for q in paths) > 1})
+    if twice:
+        raise InputError(f"{', '.join(twice)}: given more than once; list each run once")
     runs = [load_run(p) for p in paths]
     labels = run_labels(paths)
     rows, curves = [], []
