@@ -40,7 +40,7 @@ def test_export_round_trip_matches_torch(tiny_run: Path, sample_dir: Path, tmp_p
     out = tmp_path / "model.onnx"
     report = export_artifact(tiny_run, out, images=[sample_dir / "test"])
     assert out.is_file() and report.path == out
-    assert report.max_abs_diff <= 1e-4 and report.n_images == 8
+    assert report.max_abs_diff <= 1e-4 and report.n_images == len(list((sample_dir / "test").rglob("*.jpeg")))
 
     proto = onnx.load(str(out))
     onnx.checker.check_model(proto)
@@ -126,3 +126,15 @@ def test_export_cli(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["export", "--model", str(tmp_path / "missing"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "missing" in err and "Traceback" not in err
+
+
+def test_check_images_says_how_many_of_the_given_images_it_used(tiny_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pneumoscan.export import onnx as onnx_module
+
+    folder = tiny_data / "train"
+    given = len(list(folder.rglob("*.jpeg")))
+    batch, source = onnx_module.check_images(16, [folder])
+    assert len(batch) == given and source == f"{given} given images"
+    monkeypatch.setattr(onnx_module, "GIVEN_LIMIT", 5)
+    batch, source = onnx_module.check_images(16, [folder])
+    assert len(batch) == 5 and source == f"the first 5 of {given} given images"

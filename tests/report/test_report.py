@@ -134,3 +134,50 @@ def test_html_escapes_and_highlights() -> None:
     assert '<td class="num">n/a</td>' in table and '<tr class="highlight"><td class="num">0.123</td>' in table
     page = h.page('T "1"', "<i>", [("s-1", "A & B", "<p>ok</p>")])
     assert '<section id="s-1"><h2>A &amp; B</h2><p>ok</p></section>' in page and "&lt;i&gt;" in page
+
+
+def test_a_rerun_leaves_no_stale_figures_and_names_a_site_threshold(tiny_run: Path, tiny_data: Path,
+                                                                    tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    assert main(["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--split", "test",
+                 "--out", str(site), "--n-boot", "10"]) == 0
+    out = tmp_path / "r.html"
+    assert main(["report", str(tiny_run), "--out", str(out), "--n-boot", "10"]) == 0
+    stale = files_folder(out) / "cases_unknown.png"
+    stale.write_bytes(b"from an earlier report")  # a figure this report does not make any more
+    assert main(["report", str(site), "--data", str(tiny_data), "--out", str(out),
+                 "--n-boot", "10"]) == 0
+    text = check_self_contained(out)  # as many PNG files as figures in the page
+    assert "chosen by set-threshold for recall" in text and "on validation)" not in text
+
+
+def test_validation_films_are_found_from_any_folder_or_their_absence_is_said(
+        tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    rows = list(csv.DictReader((tiny_run / "val_predictions.csv").open()))
+    assert all(Path(r["path"]).is_absolute() for r in rows)  # written absolute: `report` works from anywhere
+    old = tmp_path / "old_run"  # as runs before this wrote them: relative to where training ran
+    shutil.copytree(tiny_run, old)
+    with (old / "val_predictions.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "prob"])
+        writer.writerows([["../elsewhere/" + Path(r["path"]).name, r["label"], r["prob"]] for r in rows])
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(old), "--out", str(tmp_path / "r.html"), "--n-boot", "10"]) == 0
+    err = capsys.readouterr().err
+    assert f"{len(rows)} of {len(rows)} validation images" in err and "not found from here" in err
+
+
+def test_report_and_compare_name_unreadable_images(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    data = tmp_path / "d"
+    shutil.copytree(tiny_data / "test", data)
+    (data / "PNEUMONIA" / "broken.jpeg").write_text("not an image")
+    for command in ("report", "compare"):
+        assert main([command, str(tiny_run), "--data", str(data), "--out", str(tmp_path / f"{command}.html"),
+                     "--n-boot", "10"]) == 0
+        err = capsys.readouterr().err
+        assert "1 unreadable image(s) left out" in err and "broken.jpeg" in err, command

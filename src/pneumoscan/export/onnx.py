@@ -183,17 +183,24 @@ def sample_image_paths(limit: int = 8) -> list[Path]:
     return []
 
 
+GIVEN_LIMIT = 64  # images of --images checked, in one batch through both runtimes
+
+
 def check_images(size: int, paths: list[str | os.PathLike] | None = None, limit: int = 8) -> tuple[np.ndarray, str]:
     """uint8 images (N, S, S) to check an export on, and where they came from.
 
-    Given paths (files or folders) first, else the bundled sample, else deterministic noise.
+    Given paths (files or folders: up to GIVEN_LIMIT of them) first, else `limit` bundled sample X-rays, else
+    deterministic noise.
     """
     from pneumoscan.data.preprocess import load_image
     from pneumoscan.inference.predictor import expand_paths
 
     if paths:
-        files = expand_paths(list(paths))[:limit]
-        return np.stack([load_image(f, size) for f in files]), f"{len(files)} given images"
+        given = expand_paths(list(paths))
+        files = given[:GIVEN_LIMIT]
+        source = (f"{len(files)} given images" if len(files) == len(given) else
+                  f"the first {len(files)} of {len(given)} given images")
+        return np.stack([load_image(f, size) for f in files]), source
     files = sample_image_paths(limit)
     if files:
         return np.stack([load_image(f, size) for f in files]), f"{len(files)} bundled sample X-rays"

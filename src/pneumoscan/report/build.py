@@ -35,9 +35,13 @@ class Figures:
         return h.figure(self.pngs[name], alt, caption)
 
     def write(self, folder: Path) -> None:
+        """The figures as PNG files in `folder`; figures of an earlier report there that this one lacks are removed."""
         folder.mkdir(parents=True, exist_ok=True)
         for name, png in self.pngs.items():
             (folder / f"{name}.png").write_bytes(png)
+        for old in folder.glob("*.png"):
+            if old.stem not in self.pngs:
+                old.unlink()
 
 
 def files_folder(out: Path) -> Path:
@@ -53,6 +57,16 @@ def default_output(run_dir: str | os.PathLike) -> Path:
 def _ci(entry: dict[str, Any]) -> str:
     lo, hi = entry.get("ci95", [float("nan")] * 2)
     return f"{h.fmt(float(lo))} - {h.fmt(float(hi))}"
+
+
+def _threshold_origin(meta: Any) -> str:
+    """Where the stored threshold was chosen: on validation in training, or by `set-threshold` on local films."""
+    source = meta.threshold_source
+    if source.get("data"):
+        return (f" (chosen by set-threshold for recall {meta.target_recall} on {source['data']}, "
+                f"{source['split']}: {source['n_normal'] + source['n_pneumonia']} images, {source['date']}; "
+                f"{source['previous_threshold']:.4f} before)")
+    return f" (chosen for recall {meta.target_recall} on validation)" if meta.target_recall else ""
 
 
 def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
@@ -72,8 +86,7 @@ def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
         ("test-time augmentation", "on (image + mirror)" if meta.tta else "off"),
         ("epochs run / best epoch", f"{training.get('epochs_run', 'n/a')} / {training.get('best_epoch', 'n/a')}"),
         ("training time", f"{seconds:.1f} s ({seconds / 60:.1f} min)" if seconds is not None else "n/a"),
-        ("operating threshold", f"{scores.threshold:.4f}" + (f" (chosen for recall {meta.target_recall} on validation)"
-                                                             if meta.target_recall else "")),
+        ("operating threshold", f"{scores.threshold:.4f}" + _threshold_origin(meta)),
         ("training prevalence of PNEUMONIA", f"{meta.train_prevalence:.3f}"),
         ("evaluated on", scores.source),
         ("unreadable images skipped", len(scores.skipped)),

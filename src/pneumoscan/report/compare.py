@@ -15,7 +15,7 @@ from pneumoscan.errors import InputError
 from pneumoscan.report import figures as figs
 from pneumoscan.report import html as h
 from pneumoscan.outputs import atomic_write, check_companion, check_output
-from pneumoscan.report.build import files_folder
+from pneumoscan.report.build import Figures, files_folder
 from pneumoscan.report.run import RunInfo, load_run
 from pneumoscan.report.scores import Scores, run_scores
 
@@ -148,10 +148,7 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
         pngs["roc"] = figs.to_png(figs.roc_curves(curves, "ROC curves"))
         sections.append(("roc", "ROC curves", h.figure(pngs["roc"], "ROC curves of all runs",
                                                         "Circles: each run's operating point.")))
-    folder = files_folder(target)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, png in pngs.items():
-        (folder / f"{name}.png").write_bytes(png)
+    Figures(pngs).write(files_folder(target))
     page = h.page("pneumoscan run comparison", f"{len(runs)} runs - {source}", sections,
                   f"pneumoscan {__version__} - generated {time.strftime('%Y-%m-%d %H:%M')}")
     return atomic_write(target, lambda tmp: tmp.write_text(page, encoding="utf-8", errors="backslashreplace"))

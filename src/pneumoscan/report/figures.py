@@ -200,7 +200,7 @@ def group_bars(names: Sequence[str], values: Sequence[float], counts: Sequence[i
 def case_grid(tiles: Sequence[Tile], title: str) -> Figure:
     """Originals (top row) above their Grad-CAM overlays (bottom row), one column per case."""
     columns = max(1, len(tiles))
-    fig = new_figure(2.4 * columns + 0.6, 5.4)
+    fig = new_figure(max(2.4 * columns + 0.6, 0.1 * len(title) + 1.0), 5.4)  # wide enough for the title
     fig.suptitle(title, fontsize=11)
     axes = np.asarray(fig.subplots(2, columns, squeeze=False))
     for col in range(columns):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,10 @@ class Scores:
         return (self.probs >= self.threshold).astype(np.int64)
 
 
+class MissingImagesWarning(UserWarning):
+    """Images left out of a report's pictures or figures: not found, or unreadable."""
+
+
 def read_val_predictions(run: RunInfo) -> tuple[list[Path], np.ndarray, np.ndarray]:
     """Paths, labels and probabilities from RUN_DIR/val_predictions.csv."""
     from pneumoscan.evaluation.evaluate import read_predictions
@@ -51,6 +56,12 @@ def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0) -> Sco
     from pneumoscan.evaluation.bootstrap import summarize
 
     paths, labels, probs = read_val_predictions(run)
+    missing = [p for p in paths if not p.exists()]
+    if missing:  # scored all the same (the CSV holds the scores); only the pictures of cases need the files
+        warnings.warn(MissingImagesWarning(
+            f"{len(missing)} of {len(paths)} validation images in {run.path / VAL_PREDICTIONS} are not found from "
+            f"here (e.g. {missing[0]}), so the report shows no case images or feature maps of them; run it from the "
+            f"folder the run was trained in, or pass --data DIR"), stacklevel=2)
     threshold = float(run.meta.threshold)
     summary = summarize(labels, probs, threshold, n_boot=n_boot, seed=seed)
     return Scores(f"validation predictions of the run ({VAL_PREDICTIONS})", "val", paths, labels, probs, threshold,
@@ -64,6 +75,10 @@ def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_b
 
     predictor = Predictor(run.artifact)
     result = evaluate(predictor, data, split, n_boot=n_boot, seed=seed)
+    skipped = result.images.skipped
+    if skipped:
+        warnings.warn(MissingImagesWarning(f"{len(skipped)} unreadable image(s) left out: {'; '.join(skipped[:3])}"
+                                           + (" ..." if len(skipped) > 3 else "")), stacklevel=2)
     return Scores(f"{result.split} split of {data}", result.split, [s.path for s in result.images.samples],
                   result.images.labels.astype(np.int64), np.asarray(result.probs, dtype=np.float64),
                   float(predictor.threshold), result.summary, np.asarray(result.images.images), list(result.images.skipped))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,8 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
             raise InputError(f"{run}: not a finished `pneumoscan train` run (no {ARTIFACT_NAME}); check the path")
     loaded = [load_artifact(run) for run in runs]
     val = _val_samples(runs[0])
-    for run in runs[1:]:
-        if [s.path for s in _val_samples(run)] != [s.path for s in val]:
+    for run in runs[1:]:  # absolute paths, or relative to where training ran (runs written before they were absolute)
+        if [os.path.abspath(s.path) for s in _val_samples(run)] != [os.path.abspath(s.path) for s in val]:
             raise InputError(f"{run}: validated on other images than {runs[0]}; train the members with the same "
                              f"data and --split-seed so the ensemble's threshold is chosen on images none of them saw")
     for run, (_, meta) in zip(runs, loaded):

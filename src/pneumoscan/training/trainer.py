@@ -5,6 +5,7 @@ import copy
 import csv
 import json
 import math
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -377,7 +378,9 @@ def finish_artifact(out: Path, model: nn.Module, meta: ArtifactMeta, val: ImageS
     # unrounded, so the stored threshold reaches the target recall on the stored scores exactly
     meta.val_scores = {"labels": [int(v) for v in labels], "probs": [float(p) for p in probs]}
     meta.val_metrics = summarize(labels, probs, meta.threshold, n_boot=500, seed=seed)
-    write_predictions(out / "val_predictions.csv", val.samples, probs)
+    # absolute, so `report` finds the films from any folder (older runs hold paths relative to where they trained)
+    write_predictions(out / "val_predictions.csv", [Sample(Path(os.path.abspath(s.path)), s.label) for s in val.samples],
+                      probs)
     return save_artifact(out / ARTIFACT_NAME, model, meta)
 
 
