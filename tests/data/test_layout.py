@@ -124,6 +124,10 @@ def test_linked_folders_are_followed_once_and_hidden_folders_left_out(tmp_path: 
     os.symlink(tmp_path / "gone.png", tmp_path / "data" / "NORMAL" / "gone.png")  # broken: read later, and reported
     names = sorted(s.path.name for s in discover(tmp_path / "data")["all"] if s.label == 0)
     assert names == ["a.png", "b.png", "gone.png"]
+    from pneumoscan.data.decode import read_grayscale
+
+    with pytest.raises(InputError, match=r"gone\.png: a link to .*gone\.png, which does not exist; fix or remove"):
+        read_grayscale(tmp_path / "data" / "NORMAL" / "gone.png")
 
 
 def test_a_folder_that_cannot_be_listed_is_an_error_not_a_gap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -135,6 +135,9 @@ def read_file(path: str | os.PathLike[str], label: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise InputError(f"{label}: a link to {os.readlink(path)}, which does not exist; fix or remove the link") \
+                from None
         raise InputError(f"{label}: file not found; check the path") from None
     except IsADirectoryError:
         raise InputError(f"{label}: is a directory, not an image file; {_GIVE}") from None
