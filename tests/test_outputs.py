@@ -122,6 +122,10 @@ def test_compare_replaces_its_own_tables_but_no_other_csv_or_json(tiny_run: Path
     assert main(["compare", str(tiny_run), "--out", str(tmp_path / "val_predictions.html"), "--n-boot", "10"]) == 2
     assert "exists and is not a comparison table" in capsys.readouterr().err
     assert predictions.read_text() == "path,label,prob\na.png,0,0.1\n"
+    empty = tmp_path / "e.json"
+    empty.write_text("[]")  # a list, but not one compare wrote (it always has a row)
+    assert main(["compare", str(tiny_run), "--out", str(tmp_path / "e.html"), "--n-boot", "10"]) == 2
+    assert "exists and is not a comparison table" in capsys.readouterr().err and empty.read_text() == "[]"
     assert main(["compare", str(tiny_run), str(tiny_run), "--out", str(out)]) == 2
     assert "given more than once" in capsys.readouterr().err
 

@@ -382,3 +382,26 @@ def test_file_names_that_are_not_utf8_are_read_written_and_printed(tiny_run: Pat
     done = subprocess.run([sys.executable, "-c", command, "predict", "--model", str(tiny_run), odd],
                           capture_output=True, env=env)
     assert done.returncode == 0 and b"r\\udcf6ntgen.jpeg" in done.stdout, done.stderr.decode(errors="replace")
+
+
+def test_a_broken_link_among_the_films_is_reported_and_the_rest_evaluated(tiny_run: Path, tiny_data: Path,
+                                                                          tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    data = tmp_path / "site"
+    shutil.copytree(tiny_data / "test", data)
+    os.symlink(tmp_path / "moved.jpeg", data / "NORMAL" / "IM-0999-0001.jpeg")
+    os.symlink(tmp_path / "moved", data / "NORMAL" / "1.2.840.113619.2.55.3.99")  # a DICOM UID name
+    assert main(["evaluate", "--model", str(tiny_run), "--data", str(data), "--n-boot", "10"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("which does not exist; fix or remove the link") == 2
+
+
+def test_explain_draws_a_file_name_that_is_not_utf8(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    import os
+
+    film = sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[0]
+    odd = os.fsdecode(bytes(tmp_path) + b"/k\xf6rper.jpeg")
+    shutil.copy(film, odd)
+    assert main(["explain", odd, "--model", str(tiny_run), "--out", str(tmp_path / "h.png")]) == 0

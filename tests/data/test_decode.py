@@ -288,6 +288,19 @@ def test_dicom_without_its_preamble_is_found_and_read_alike(tmp_path: Path) -> N
     np.testing.assert_array_equal(read_grayscale(uid_named), read_grayscale(full))
 
 
+@pytest.mark.parametrize("implicit", [True, False])
+def test_a_bare_dicom_dataset_without_file_meta_is_read(tmp_path: Path, implicit: bool) -> None:
+    a = ramp(lo=20, hi=180)
+    ds = make_dicom(a)
+    ds.file_meta = FileMetaDataset()  # none written: the file starts at group 0008
+    buffer = io.BytesIO()
+    ds.save_as(buffer, implicit_vr=implicit, little_endian=True, enforce_file_format=False)
+    bare = buffer.getvalue()
+    assert bare[:2] == b"\x08\x00" and is_dicom(bare[:132])
+    expected = read_grayscale(dicom_bytes(make_dicom(a)))
+    np.testing.assert_array_equal(read_grayscale(write(tmp_path / "bare.dcm", bare)), expected)
+
+
 def test_dicom_8bit_mono2_kept_as_stored(tmp_path: Path) -> None:
     a = ramp(lo=20, hi=180)
     np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, make_dicom(a))), a)

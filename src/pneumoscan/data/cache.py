@@ -39,9 +39,12 @@ def cache_key(samples: list[Sample], size: int) -> str:
     status-change times (the latter changes on every rewrite, even one that restores the mtime)."""
     digest = hashlib.sha256(f"v{PREPROCESS_VERSION}:{size}".encode())
     for sample in samples:
-        stat = sample.path.stat()
-        digest.update(f"|{sample.path.resolve()}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}:"
-                      f"{stat.st_ctime_ns}:{sample.label}".encode("utf-8", "surrogateescape"))  # any file name
+        try:
+            stat = sample.path.stat()
+            mark = f"{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"
+        except OSError:  # a broken link or a vanished file: decoding reports it
+            mark = "unreadable"
+        digest.update(f"|{sample.path.resolve()}:{mark}:{sample.label}".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:32]
 
 

@@ -31,7 +31,7 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -256,6 +256,18 @@ def _pil_to_gray(im: Image.Image) -> np.ndarray:
 # --------------------------------------------------------------------------- DICOM
 
 
+def _add_transfer_syntax(ds: Any) -> None:
+    """File meta with the uncompressed transfer syntax pydicom read the dataset in (implicit or explicit VR)."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    implicit, little = ds.original_encoding
+    meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+    meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                              ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    ds.file_meta = meta
+
+
 def _read_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
     """Decode a single-frame DICOM image: Modality LUT, VOI LUT/window, MONOCHROME1 inversion.
 
@@ -269,6 +281,8 @@ def _read_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=not data[128:132] == b"DICM")  # force: no preamble
+        if getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None) is None:
+            _add_transfer_syntax(ds)  # a bare dataset without file meta: say how it was encoded, as read
     except Exception:  # noqa: BLE001
         raise InputError(f"{label}: damaged DICOM header, cannot be read; give a complete, valid DICOM file") from None
 

@@ -29,14 +29,19 @@ def is_image_path(path: Path) -> bool:
     if path.name.startswith("."):
         return False
     if not path.is_file():
-        return path.is_symlink() and path.suffix.lower() in IMAGE_SUFFIXES - {""}
+        return path.is_symlink() and _image_like_name(path)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return True
     try:
         with path.open("rb") as handle:
             return is_dicom(handle.read(132))
-    except OSError:
-        return False
+    except OSError:  # cannot look inside: a DICOM-like name is reported as unreadable rather than left out
+        return _image_like_name(path)
+
+
+def _image_like_name(path: Path) -> bool:
+    """An image extension, none, or a DICOM UID's last number (1.2.840.113619.2.55.3.12345)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES or path.suffix[1:].isdigit()
 
 
 def label_index(name: str, where: str) -> int:

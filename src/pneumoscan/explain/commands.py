@@ -43,7 +43,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from pneumoscan.explain.gradcam import cam_layers_for, gradcam_for_image, overlay
     from pneumoscan.inference.predictor import Predictor
     from pneumoscan.outputs import atomic_write, check_output
-    from pneumoscan.report.figures import explanation, to_png
+    from pneumoscan.report.figures import explanation, printable, to_png
 
     out = check_output(args.out, (".png",), "the heatmap")
     if out.exists() and out.resolve() == Path(args.image).resolve():
@@ -62,7 +62,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     prob, label = float(result.probability), str(result.label)
     target = predictor.meta.class_names.index(label)
     cam = gradcam_for_image(predictor.model, predictor.meta, model_input, target=target)
-    title = (f"{Path(args.image).name}: {label}  P(pneumonia) = {prob:.3f}  (threshold {predictor.threshold:.3f})\n"
+    title = (f"{printable(Path(args.image).name)}: {label}  P(pneumonia) = {prob:.3f}  (threshold {predictor.threshold:.3f})\n"
              f"heatmap: evidence for {label}, model {predictor.meta.model_name}")
     figure = to_png(explanation(original, overlay(original, cam), title))
     atomic_write(out, lambda tmp: tmp.write_bytes(figure))

@@ -1,13 +1,15 @@
 """Example cases for the report: the most confident TP/TN/FP/FN with Grad-CAM, and first-layer feature maps."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pneumoscan.errors import InputError
-from pneumoscan.report.figures import Tile
+from pneumoscan.report.figures import Tile, printable
 
 if TYPE_CHECKING:
     from torch import nn
@@ -84,14 +86,15 @@ def case_groups(model: nn.Module, meta: ArtifactMeta, scores: Scores, per_group:
 
     has_cam = bool(cam_layers(meta.model_name, meta.model_config))
     chosen = most_confident(scores.labels, scores.probs, scores.threshold, per_group)
-    groups = []
+    groups, unshown = [], []
     for key, title, _true, pred, _highest in CATEGORIES:
         tiles, used = [], []
         for index in chosen[key]:
             original = display_image(scores.paths[index])
             if original is None:
+                unshown.append(str(scores.paths[index]))
                 continue
-            tile = Tile(original, None, f"{scores.paths[index].name}\nP(pneumonia) = {scores.probs[index]:.3f}")
+            tile = Tile(original, None, f"{printable(scores.paths[index].name)}\nP(pneumonia) = {scores.probs[index]:.3f}")
             inputs = model_input(scores, index, meta.image_size)
             if has_cam and inputs is not None:
                 cam = gradcam_for_image(model, meta, inputs, target=pred)
@@ -101,6 +104,13 @@ def case_groups(model: nn.Module, meta: ArtifactMeta, scores: Scores, per_group:
             tiles.append(tile)
             used.append(index)
         groups.append(CaseGroup(key, title, used, tiles))
+    missing = [p for p in unshown if Path(p).exists()]  # files not found at all are warned about with the scores
+    if missing:
+        from pneumoscan.report.scores import MissingImagesWarning
+
+        warnings.warn(MissingImagesWarning(f"{len(missing)} case image(s) could not be read and are not shown: "
+                                           f"{'; '.join(missing[:3])}" + (" ..." if len(missing) > 3 else "")),
+                      stacklevel=2)
     return groups
 
 

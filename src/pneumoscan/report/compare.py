@@ -92,7 +92,7 @@ def _earlier_table(path: Path) -> bool:
             with path.open(newline="", encoding="utf-8", errors="replace") as handle:
                 return next(csv.reader(handle), None) == list(COLUMNS)
         rows = json.loads(path.read_text(encoding="utf-8"))
-        return isinstance(rows, list) and all(isinstance(r, dict) and set(r) == set(COLUMNS) for r in rows)
+        return isinstance(rows, list) and bool(rows) and all(isinstance(r, dict) and set(r) == set(COLUMNS) for r in rows)
     except (OSError, ValueError):
         return False
 

@@ -197,6 +197,11 @@ def group_bars(names: Sequence[str], values: Sequence[float], counts: Sequence[i
     return fig
 
 
+def printable(text: str) -> str:
+    """`text` with what no font can draw (the bytes of a file name that is not UTF-8) escaped, e.g. \\udcf6."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def case_grid(tiles: Sequence[Tile], title: str) -> Figure:
     """Originals (top row) above their Grad-CAM overlays (bottom row), one column per case."""
     columns = max(1, len(tiles))
