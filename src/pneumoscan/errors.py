@@ -21,6 +21,11 @@ class UnknownModelError(PneumoscanError, KeyError):
         return str(self.args[0])
 
 
+def first_few(items: list[str], n: int = 3) -> str:
+    """The first `n` items joined by '; ', and ' ...' when there are more: examples in a one-line message."""
+    return "; ".join(items[:n]) + (" ..." if len(items) > n else "")
+
+
 def check_at_least_one(value: int, flag: str) -> None:
     """PneumoscanError naming `flag` unless the count `value` (e.g. of --n-boot) is at least 1."""
     if value < 1:

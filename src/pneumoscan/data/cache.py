@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from pneumoscan import CLASS_NAMES
 from pneumoscan.data.layout import Sample
 from pneumoscan.data.preprocess import PREPROCESS_VERSION, load_image
 from pneumoscan.errors import InputError
@@ -32,6 +33,11 @@ class ImageSet:
     @property
     def labels(self) -> np.ndarray:
         return np.array([s.label for s in self.samples], dtype=np.int64)
+
+    @property
+    def absent_classes(self) -> list[str]:
+        """Class names with no readable image here (metrics and training need both)."""
+        return [name for label, name in enumerate(CLASS_NAMES) if not (self.labels == label).any()]
 
 
 def cache_key(samples: list[Sample], size: int) -> str:

@@ -31,7 +31,7 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -256,7 +256,7 @@ def _pil_to_gray(im: Image.Image) -> np.ndarray:
 # --------------------------------------------------------------------------- DICOM
 
 
-def _add_transfer_syntax(ds: Any) -> None:
+def _add_transfer_syntax(ds: Dataset) -> None:
     """File meta with the uncompressed transfer syntax pydicom read the dataset in (implicit or explicit VR)."""
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -280,7 +280,7 @@ def _read_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
         raise InputError(f"{label}: is a DICOM file but pydicom is not installed; pip install pydicom") from None
 
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=not data[128:132] == b"DICM")  # force: no preamble
+        ds = pydicom.dcmread(io.BytesIO(data), force=data[128:132] != b"DICM")  # force: no preamble
         if getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None) is None:
             _add_transfer_syntax(ds)  # a bare dataset without file meta: say how it was encoded, as read
     except Exception:  # noqa: BLE001

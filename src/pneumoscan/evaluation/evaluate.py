@@ -10,12 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import seen_in_training
 from pneumoscan.data.layout import Sample, evaluation_samples
 from pneumoscan.data.patients import cause
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, first_few
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.metrics import recall
 from pneumoscan.inference.ood import colourfulness_of
@@ -101,7 +100,7 @@ def evaluate(
     """Predict every image of the split (cached decode) and summarise at the predictor's threshold."""
     split_name, samples = evaluation_samples(data, split)
     images = load_image_set(samples, predictor.size, cache_dir, desc=f"decoding {split_name}")
-    missing = [name for k, name in enumerate(CLASS_NAMES) if not (images.labels == k).any()]
+    missing = images.absent_classes
     if missing:  # recall, specificity and the AUCs need both classes
         unreadable = f" ({len(images.skipped)} unreadable: `pneumoscan audit` lists them)" if images.skipped else ""
         where = "" if split_name == "all" else f" in {split_name}/"
@@ -114,7 +113,7 @@ def evaluate(
         warnings.warn(GuardWarning(
             f"{len(refused)} of {len(images.samples)} images look unlike chest X-rays to the model's "
             f"guard, which refuses them at predict time; they are scored here anyway (`evaluate --json` lists them "
-            f"under refused_by_guard): {'; '.join(refused[:3])}{' ...' if len(refused) > 3 else ''}"), stacklevel=2)
+            f"under refused_by_guard): {first_few(refused)}"), stacklevel=2)
     seen = seen_in_training([s.path for s in images.samples], predictor.meta.training)
     if seen:
         warnings.warn(InSampleWarning(

@@ -37,7 +37,7 @@ def display_copy(gray: np.ndarray) -> np.ndarray:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """Classify IMAGE, compute Grad-CAM for the predicted class and save the figure."""
-    from pneumoscan.data.decode import read_grayscale
+    from pneumoscan.data.decode import read_file, read_grayscale
     from pneumoscan.data.preprocess import load_image
     from pneumoscan.errors import InputError
     from pneumoscan.explain.gradcam import cam_layers_for, gradcam_for_image, overlay
@@ -53,10 +53,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         cam_layers_for(predictor.meta.model_name, predictor.meta.model_config)
     except InputError as err:
         raise InputError(f"{predictor.path}: {err}") from None
-    original = display_copy(read_grayscale(args.image))
-    model_input = load_image(args.image, predictor.size)
+    data = read_file(args.image, args.image)
+    original = display_copy(read_grayscale(data, name=args.image))
+    model_input = load_image(data, predictor.size, name=args.image)
     # screened by the out-of-distribution guard like `predict` and the service: no heatmap without a prediction
-    (result,) = predictor.results([str(args.image)], model_input[None], [Path(args.image).read_bytes()])
+    (result,) = predictor.results([str(args.image)], model_input[None], [data])
     if result.in_distribution is False:
         raise InputError(f"{args.image}: {result.ood_reason}; no prediction or heatmap made")
     prob, label = float(result.probability), str(result.label)

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, first_few
 from pneumoscan.report.figures import Tile, printable
+from pneumoscan.report.scores import MissingImagesWarning
 
 if TYPE_CHECKING:
     from torch import nn
@@ -92,7 +92,7 @@ def case_groups(model: nn.Module, meta: ArtifactMeta, scores: Scores, per_group:
         for index in chosen[key]:
             original = display_image(scores.paths[index])
             if original is None:
-                unshown.append(str(scores.paths[index]))
+                unshown.append(scores.paths[index])
                 continue
             tile = Tile(original, None, f"{printable(scores.paths[index].name)}\nP(pneumonia) = {scores.probs[index]:.3f}")
             inputs = model_input(scores, index, meta.image_size)
@@ -104,13 +104,10 @@ def case_groups(model: nn.Module, meta: ArtifactMeta, scores: Scores, per_group:
             tiles.append(tile)
             used.append(index)
         groups.append(CaseGroup(key, title, used, tiles))
-    missing = [p for p in unshown if Path(p).exists()]  # files not found at all are warned about with the scores
-    if missing:
-        from pneumoscan.report.scores import MissingImagesWarning
-
-        warnings.warn(MissingImagesWarning(f"{len(missing)} case image(s) could not be read and are not shown: "
-                                           f"{'; '.join(missing[:3])}" + (" ..." if len(missing) > 3 else "")),
-                      stacklevel=2)
+    unreadable = [str(p) for p in unshown if p.exists()]  # files not found at all are warned about with the scores
+    if unreadable:
+        warnings.warn(MissingImagesWarning(f"{len(unreadable)} case image(s) could not be read and are not shown: "
+                                           f"{first_few(unreadable)}"), stacklevel=2)
     return groups
 
 

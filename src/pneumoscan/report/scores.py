@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, first_few
 from pneumoscan.report.run import RunInfo
 
 VAL_PREDICTIONS = "val_predictions.csv"
@@ -77,8 +77,8 @@ def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_b
     result = evaluate(predictor, data, split, n_boot=n_boot, seed=seed)
     skipped = result.images.skipped
     if skipped:
-        warnings.warn(MissingImagesWarning(f"{len(skipped)} unreadable image(s) left out: {'; '.join(skipped[:3])}"
-                                           + (" ..." if len(skipped) > 3 else "")), stacklevel=2)
+        warnings.warn(MissingImagesWarning(f"{len(skipped)} unreadable image(s) left out: {first_few(skipped)}"),
+                      stacklevel=2)
     return Scores(f"{result.split} split of {data}", result.split, [s.path for s in result.images.samples],
                   result.images.labels.astype(np.int64), np.asarray(result.probs, dtype=np.float64),
                   float(predictor.threshold), result.summary, np.asarray(result.images.images), list(result.images.skipped))

@@ -101,7 +101,7 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True) -> Ru
     train_set = load_image_set(train, image_size, cache_dir, desc="decoding train", progress=progress)
     val_set = load_image_set(val, image_size, cache_dir, desc="decoding val", progress=progress)
     for name, part in (("training", train_set), ("validation", val_set)):
-        absent = [cls for label, cls in enumerate(CLASS_NAMES) if not (part.labels == label).any()]
+        absent = part.absent_classes
         if absent:
             skipped = part.skipped
             raise InputError(f"{cfg.data}: the {name} split has no readable {' or '.join(absent)} images: "
