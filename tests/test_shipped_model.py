@@ -33,6 +33,20 @@ def test_shipped_model_and_guard_carry_the_equalised_preprocessing() -> None:
     assert guard is not None and guard.preprocessing == meta.preprocessing
 
 
+def test_shipped_model_recognises_its_training_films_by_content(tmp_path: Path) -> None:
+    """The bundled sample's train/ films are copies of official train films, its test/ films are not."""
+    import shutil
+
+    from pneumoscan.data.fingerprint import seen_in_training
+
+    training = read_meta(default_model_path()).training
+    sample = ROOT / "sample" / "chest_xray"
+    train_films = sorted((sample / "train").rglob("*.jpeg"))[:20]
+    copies = [Path(shutil.copy(f, tmp_path / f"renamed_{i}.png")) for i, f in enumerate(train_films)]
+    assert seen_in_training(copies, training) == copies
+    assert seen_in_training(sorted((sample / "test").rglob("*.jpeg")), training) == []
+
+
 def test_model_card_states_the_artifact_figures() -> None:
     meta = read_meta(default_model_path())
     card = (ROOT / "MODEL_CARD.md").read_text()

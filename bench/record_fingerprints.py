@@ -1,0 +1,57 @@
+"""Record the training-film fingerprints in a model that predates them (runs record them since commit ebe49b0;
+the shipped model was trained before).
+
+    python bench/record_fingerprints.py [MODEL] --data ../shared/data/chest_xray
+
+For a model whose validation was carved from `train/` (the recipe's default), the films it trained or validated
+on are exactly the readable images of `DATA/train`; the script refuses when their count differs from the
+counts the artifact records. Only the metadata changes: the weights are copied bit for bit (checked), and the
+model's chest X-ray guard is re-keyed to the new file.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from pneumoscan.artifact import file_sha256, load_artifact, resolve_model_path, save_artifact
+from pneumoscan.data.fingerprint import fingerprints
+from pneumoscan.data.layout import evaluation_samples
+from pneumoscan.inference.ood import load_guard
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model", nargs="?", default=None, help="run folder or .safetensors (default: the shipped model)")
+    parser.add_argument("--data", default="../shared/data/chest_xray")
+    args = parser.parse_args()
+    path = resolve_model_path(args.model)
+    model, meta = load_artifact(path)
+    if meta.training.get("fingerprints"):
+        raise SystemExit(f"{path}: already records {len(meta.training['fingerprints'])} fingerprints")
+    config = meta.training.get("config", {})
+    if config.get("use_given_val") or config.get("max_images"):
+        raise SystemExit(f"{path}: trained on a given val/ split or a subset; its films are not just DATA/train")
+    _, samples = evaluation_samples(args.data, "train")
+    marks = [m for m in fingerprints(s.path for s in samples) if m]
+    counts = meta.training["data"]
+    expected = sum(n for split in ("train", "val") for c, n in counts[split].items() if c != "patients")
+    if len(marks) != expected:
+        raise SystemExit(f"{args.data}/train: {len(marks)} readable films, the model records {expected}; not its data")
+    guard = load_guard(path)  # checked against the file as it is now
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    old_sha = file_sha256(path)
+    meta.training["fingerprints"] = sorted(set(marks))
+    save_artifact(path, model, meta)
+    if guard is not None:
+        guard.save_for(path)
+    reloaded, _ = load_artifact(path)
+    assert all(torch.equal(before[k], v) for k, v in reloaded.state_dict().items()), "weights changed"
+    print(f"{path}: {len(meta.training['fingerprints'])} fingerprints of {len(marks)} films recorded; "
+          f"sha256 {old_sha[:12]} -> {file_sha256(path)[:12]}; {Path(path).stat().st_size / 1e6:.2f} MB"
+          + ("; guard re-keyed" if guard is not None else ""))
+
+
+if __name__ == "__main__":
+    main()
