@@ -31,6 +31,7 @@ from pneumoscan.data.preprocess import load_image, resize_square
 from pneumoscan.evaluation.evaluate import read_predictions
 from pneumoscan.evaluation.metrics import log_loss, roc_auc
 from pneumoscan.inference.batch import predict_probs
+from pneumoscan.training.config import run_folders
 
 SOURCE_SIZE = 224
 Perturb = Callable[[Image.Image, np.random.Generator], Image.Image]
@@ -153,7 +154,7 @@ def score(name: str, labels: np.ndarray, probs: dict[str, np.ndarray]) -> dict:
 
 def val_files(run: Path) -> tuple[list[Path], np.ndarray]:
     """The run's validation images and labels, from its val_predictions.csv."""
-    paths, labels, _ = read_predictions(run / "val_predictions.csv", base=run)
+    paths, labels, _ = read_predictions(run / "val_predictions.csv", bases=run_folders(run))
     return paths, labels
 
 

@@ -22,7 +22,7 @@ def test_predictions_round_trip_exactly(tmp_path: Path) -> None:
 
 def test_val_predictions_reach_the_target_recall_at_the_stored_threshold(tiny_run: Path) -> None:
     meta = read_meta(tiny_run / "model.safetensors")
-    _, labels, probs = read_predictions(tiny_run / "val_predictions.csv", base=tiny_run)
+    _, labels, probs = read_predictions(tiny_run / "val_predictions.csv", bases=[tiny_run])
     assert probs.tolist() == meta.val_scores["probs"]
     assert recall(labels, (probs >= meta.threshold).astype(int)) >= meta.target_recall
 

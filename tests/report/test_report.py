@@ -11,6 +11,7 @@ from PIL import Image
 
 from pneumoscan.cli import main
 from pneumoscan.report.build import SECTION_IDS, files_folder
+from pneumoscan.training.config import run_folders
 
 IMG_SRC = re.compile(r'<img[^>]*\ssrc="([^"]*)"')
 
@@ -167,6 +168,33 @@ def test_validation_films_are_found_from_any_folder_or_their_absence_is_said(
     assert main(["report", str(old), "--out", str(tmp_path / "r.html"), "--n-boot", "10"]) == 0
     err = capsys.readouterr().err
     assert f"{len(rows)} of {len(rows)} validation images" in err and "not found from here" in err
+    assert not any(files_folder(tmp_path / "r.html").glob("cases_*.png"))
+
+
+def test_an_older_runs_relative_validation_films_are_found_from_the_folder_it_was_trained_in(
+        tiny_run: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    lab = tmp_path / "lab"  # `pneumoscan train --data data --out runs/old` was run here, before paths were absolute
+    shutil.copytree(tiny_data, lab / "data")
+    old = lab / "runs" / "old"
+    shutil.copytree(tiny_run, old)
+    config = json.loads((old / "config.json").read_text())
+    (old / "config.json").write_text(json.dumps({**config, "out": "runs/old"}))
+    rows = list(csv.DictReader((tiny_run / "val_predictions.csv").open()))
+    with (old / "val_predictions.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "prob"])
+        writer.writerows([[str(Path("data") / Path(r["path"]).relative_to(tiny_data)), r["label"], r["prob"]]
+                          for r in rows])
+    monkeypatch.chdir(tmp_path)  # not the folder it was trained in
+    assert main(["report", str(old), "--out", str(tmp_path / "r.html"), "--n-boot", "10"]) == 0
+    assert "not found from here" not in capsys.readouterr().err
+    assert any(files_folder(tmp_path / "r.html").glob("cases_*.png"))  # the films were found and drawn
+    assert run_folders(old) == [old, lab.resolve()]
+    (old / "config.json").write_text(json.dumps({**config, "out": "elsewhere/old"}))  # moved since: not guessed
+    assert run_folders(old) == [old]
 
 
 def test_report_and_compare_name_unreadable_images(tiny_run: Path, tiny_data: Path, tmp_path: Path,

@@ -43,7 +43,7 @@ def plain_run(tiny_run: Path, tiny_data: Path, tmp_path_factory: pytest.TempPath
 
 
 def val_images(run: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
-    paths, labels, probs = read_predictions(run / "val_predictions.csv", base=run)
+    paths, labels, probs = read_predictions(run / "val_predictions.csv", bases=[run])
     images = load_image_set([Sample(p, int(y)) for p, y in zip(paths, labels)], size, progress=False)
     return np.asarray(images.images), probs
 

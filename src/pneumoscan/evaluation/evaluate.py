@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,9 +56,9 @@ def write_predictions(path: str | os.PathLike, samples: list[Sample], probs: np.
     atomic_write(path, write)
 
 
-def read_predictions(path: str | os.PathLike, base: Path | None = None) -> tuple[list[Path], np.ndarray, np.ndarray]:
+def read_predictions(path: str | os.PathLike, bases: Sequence[Path] = ()) -> tuple[list[Path], np.ndarray, np.ndarray]:
     """Paths, labels and probabilities of a `write_predictions` CSV; InputError naming the line when a
-    row is malformed. Relative paths missing from the working folder are looked up under `base`."""
+    row is malformed. Relative paths missing from the working folder are looked up under each of `bases`."""
     path = Path(path)
     paths: list[Path] = []
     labels: list[int] = []
@@ -74,8 +75,8 @@ def read_predictions(path: str | os.PathLike, base: Path | None = None) -> tuple
             if label not in (0, 1) or not 0.0 <= prob <= 1.0:
                 raise InputError(f"{path}:{line_no}: label must be 0/1 and prob within [0, 1]; restore the file")
             file = Path(row["path"])
-            if base is not None and not file.is_absolute() and not file.exists() and (base / file).exists():
-                file = base / file
+            if not file.is_absolute() and not file.exists():
+                file = next((base / file for base in bases if (base / file).exists()), file)
             paths.append(file)
             labels.append(label)
             probs.append(prob)

@@ -11,6 +11,7 @@ import numpy as np
 
 from pneumoscan.errors import InputError, first_few
 from pneumoscan.report.run import RunInfo
+from pneumoscan.training.config import run_folders
 
 VAL_PREDICTIONS = "val_predictions.csv"
 
@@ -45,7 +46,7 @@ def read_val_predictions(run: RunInfo) -> tuple[list[Path], np.ndarray, np.ndarr
     path = run.path / VAL_PREDICTIONS
     if not path.is_file():
         raise InputError(f"{path}: missing; pass --data DIR to evaluate the run on a labelled split instead")
-    paths, labels, probs = read_predictions(path, base=run.path)
+    paths, labels, probs = read_predictions(path, bases=run_folders(run.path))
     if not len(labels):
         raise InputError(f"{path}: lists no predictions; pass --data DIR to evaluate the run instead")
     return paths, labels, probs

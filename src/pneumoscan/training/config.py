@@ -1,7 +1,9 @@
 """Training configuration: every knob of a run, saved verbatim as RUN_DIR/config.json."""
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from pneumoscan.errors import InputError
@@ -124,3 +126,19 @@ class TrainConfig:
     def from_args(cls, args: Any) -> "TrainConfig":
         """The config of parsed command-line options: those left unset (None) keep their defaults."""
         return cls.from_dict({k: v for k, v in vars(args).items() if v is not None})
+
+
+def run_folders(run_dir: str | Path) -> list[Path]:
+    """Where a run's relative file paths may be found: the run folder, then the folder `train` was started in,
+    inferred from the `out` in its config.json (runs before the twelfth session recorded their validation
+    paths relative to that folder)."""
+    run_dir = Path(run_dir)
+    try:
+        out = Path(json.loads((run_dir / "config.json").read_text())["out"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return [run_dir]
+    here = run_dir.resolve()
+    n = len(out.parts)
+    if out.is_absolute() or not n or here.parts[-n:] != out.parts:
+        return [run_dir]
+    return [run_dir, here.parents[n - 1]]

@@ -15,6 +15,7 @@ from pneumoscan.evaluation.evaluate import read_predictions
 from pneumoscan.evaluation.thresholds import check_target_recall
 from pneumoscan.models.ensemble import Ensemble
 from pneumoscan.models.registry import create_model
+from pneumoscan.training.config import run_folders
 from pneumoscan.training.trainer import finish_artifact
 
 
@@ -22,7 +23,7 @@ def _val_samples(run: Path) -> list[Sample]:
     path = run / "val_predictions.csv"
     if not path.exists():
         raise InputError(f"{path}: missing; ensemble members must be finished `pneumoscan train` runs")
-    paths, labels, _ = read_predictions(path, base=run)
+    paths, labels, _ = read_predictions(path, bases=run_folders(run))
     return [Sample(p, int(label)) for p, label in zip(paths, labels)]
 
 
