@@ -1,6 +1,7 @@
 """Predict P(pneumonia) for files, bytes or decoded images with a loaded model artifact."""
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -32,6 +33,27 @@ class Prediction:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+# `train --balance` settings that train as if both classes were equally common (balanced batches, or a loss
+# weighting each class by the other's count)
+_BALANCED = ("sampler", "weighted")
+
+
+def model_prior(meta: ArtifactMeta) -> float:
+    """P(PNEUMONIA) the model's probabilities assume: the p_train of the `--prevalence` adjustment.
+
+    Class-balanced batches and the class-weighted loss train the model as if half the films showed
+    pneumonia, so its probabilities answer to 0.5, not to the training prevalence stored in the artifact;
+    with `--balance none` they answer to that prevalence. An ensemble's mean logit carries the mean of its
+    members' prior log-odds. Artifacts that do not record their balancing keep the stored prevalence."""
+    members = meta.training.get("members") or [meta.training]
+    logits = []
+    for member in members:
+        balance = member.get("config", {}).get("balance") if isinstance(member, dict) else None
+        prior = 0.5 if balance in _BALANCED else meta.train_prevalence
+        logits.append(math.log(prior) - math.log1p(-prior))
+    return 1.0 / (1.0 + math.exp(-sum(logits) / len(logits)))
 
 
 def expand_paths(paths: list[str | os.PathLike]) -> list[Path]:
@@ -102,7 +124,7 @@ class Predictor:
     def _adjust(self, probs: np.ndarray) -> np.ndarray:
         if self.prevalence is None:
             return probs
-        return adjust_for_prevalence(probs, self.meta.train_prevalence, self.prevalence)
+        return adjust_for_prevalence(probs, model_prior(self.meta), self.prevalence)
 
     def predict_images(self, images: np.ndarray) -> np.ndarray:
         """P(PNEUMONIA) for preprocessed uint8 images (N, S, S), prevalence-adjusted when asked."""

@@ -1,0 +1,45 @@
+"""`--prevalence`: the Bayes odds adjustment starts from the prior the model's probabilities answer to."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pneumoscan.artifact import ArtifactMeta
+from pneumoscan.inference.predictor import Predictor, model_prior
+
+
+def _meta(training: dict, prevalence: float = 0.75) -> ArtifactMeta:
+    return ArtifactMeta("resnet10", {}, 32, 0.5, 0.25, train_prevalence=prevalence, training=training)
+
+
+@pytest.mark.parametrize(("balance", "prior"), [("sampler", 0.5), ("weighted", 0.5), ("none", 0.75)])
+def test_model_prior_is_one_half_for_class_balanced_training(balance: str, prior: float) -> None:
+    assert model_prior(_meta({"config": {"balance": balance}})) == pytest.approx(prior)
+
+
+def test_model_prior_keeps_the_stored_prevalence_when_the_balancing_is_not_recorded() -> None:
+    assert model_prior(_meta({})) == pytest.approx(0.75)
+
+
+def test_model_prior_of_an_ensemble_is_the_mean_of_its_members_prior_log_odds() -> None:
+    meta = _meta({"members": [{"config": {"balance": "sampler"}}, {"config": {"balance": "none"}}]})
+    assert model_prior(meta) == pytest.approx(1 / (1 + math.exp(-0.5 * math.log(3))))
+
+
+def test_prevalence_of_one_half_leaves_a_balanced_models_probabilities_alone(sample_dir) -> None:
+    """The shipped model trained on balanced batches (stored training prevalence 0.74): its probabilities are
+    those of a 50 % prior, so --prevalence 0.5 changes nothing, and --prevalence 0.1 multiplies the odds by 1/9."""
+    from pneumoscan.data.preprocess import load_image
+
+    plain = Predictor(None, backend="torch", guard=False)
+    assert plain.meta.training["config"]["balance"] == "sampler" and plain.meta.train_prevalence > 0.7
+    files = sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[:2] + sorted((sample_dir / "train" / "NORMAL").iterdir())[:2]
+    images = np.stack([load_image(f.read_bytes(), plain.size, name=str(f)) for f in files])
+    p = plain.predict_images(images)
+    half = Predictor(None, backend="torch", guard=False, prevalence=0.5)
+    np.testing.assert_allclose(half.predict_images(images), p, rtol=1e-9)
+    assert half.threshold == pytest.approx(plain.threshold, rel=1e-9)
+    low = Predictor(None, backend="torch", guard=False, prevalence=0.1).predict_images(images)
+    np.testing.assert_allclose(low / (1 - low), p / (1 - p) / 9, rtol=1e-6)
