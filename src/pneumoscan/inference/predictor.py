@@ -141,6 +141,10 @@ class Predictor:
         else:
             probs, features = predict_probs(self.model, images, self.meta.preprocessing,
                                             batch_size=self.batch_size, tta=self.meta.tta), None
+        bad = int(np.count_nonzero(~np.isfinite(probs)))
+        if bad:  # NaN >= threshold is False: such an image would be called NORMAL
+            raise InputError(f"{self.path}: the model gave no probability (NaN) for {bad} of {len(probs)} images, so "
+                             f"its weights are damaged; restore the model file or train it again")
         return self._adjust(probs), features
 
     def label_for(self, prob: float) -> str:
