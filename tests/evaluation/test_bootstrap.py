@@ -81,7 +81,8 @@ def test_nan_resamples_are_ignored():
     def half_nan(yt, yo):
         return float("nan") if next(calls) % 2 else 0.25
 
-    assert bootstrap_ci(half_nan, y, p, n_boot=100) == (0.25, 0.25)
+    with pytest.warns(UndefinedMetricWarning, match="undefined on 50 of 100"):
+        assert bootstrap_ci(half_nan, y, p, n_boot=100) == (0.25, 0.25)
 
 
 def test_all_nan_gives_nan_interval_and_warning():
@@ -181,3 +182,12 @@ def test_classification_report_text():
         classification_report_text(y, pred, class_names=("a", "b", "c"))
     with pytest.raises(ValueError, match="empty"):
         classification_report_text([], [])
+
+
+def test_partly_undefined_resamples_are_counted_in_a_warning():
+    """One film called PNEUMONIA, correctly: every resample that draws it has precision 1, the rest none, so
+    the interval [1, 1] is only the resamples where precision exists, and the user must be told."""
+    y = np.array([1] * 10 + [0] * 10)
+    pred = np.array([1] + [0] * 19)
+    with pytest.warns(UndefinedMetricWarning, match=r"precision is undefined on \d+ of 200 bootstrap resamples"):
+        assert bootstrap_ci(M.precision, y, pred, n_boot=200) == (1.0, 1.0)

@@ -61,6 +61,13 @@ def _percentile_ci(values: NDArray[np.float64], alpha: float, name: str = "the m
             stacklevel=3,
         )
         return float("nan"), float("nan")
+    if valid.size < values.size:  # the interval then describes only the resamples where the metric exists
+        warnings.warn(
+            f"{name} is undefined on {values.size - valid.size} of {values.size} bootstrap resamples; its interval "
+            f"comes from the other {valid.size} only",
+            UndefinedMetricWarning,
+            stacklevel=3,
+        )
     lo, hi = np.quantile(valid, [alpha / 2.0, 1.0 - alpha / 2.0])
     return float(lo), float(hi)
 
@@ -85,7 +92,7 @@ def bootstrap_ci(
 
     Cases are resampled with replacement within each class, so every resample keeps
     the original numbers of positives and negatives. Resamples where the metric is
-    NaN are dropped; if none is left, returns ``(nan, nan)`` with a warning.
+    NaN are dropped, with a warning naming how many; if none is left, returns ``(nan, nan)`` with a warning.
     """
     _check_boot_args(n_boot, alpha)
     yt = _check_labels(y_true, "y_true")
