@@ -153,6 +153,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from pneumoscan.inference.predictor import Predictor
 
     check_at_least_one(args.n_boot, "--n-boot")
+    if args.seed < 0:  # numpy's generator refuses it, after all the scoring
+        raise PneumoscanError(f"--seed {args.seed}: must be 0 or more")
     _output_folders(args.json, args.predictions)
     predictor = Predictor(args.model, backend=args.backend, threshold=args.threshold, target_recall=args.target_recall,
                           prevalence=args.prevalence)

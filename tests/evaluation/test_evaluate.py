@@ -48,3 +48,10 @@ def test_images_the_guard_refuses_are_scored_but_named(fitted: Path, sample_dir:
     new = sorted(set(result.summary["refused_by_guard"]) - set(before))
     assert len(new) == 1 and "holiday.jpg: not a chest X-ray: colour image" in new[0]
     assert result.summary["n"] == len(list(data.glob("*/*")))  # still scored: the figures are not flattered
+
+
+def test_a_negative_bootstrap_seed_is_refused_up_front(tmp_path: Path, capsys) -> None:
+    from pneumoscan.cli import main
+
+    assert main(["evaluate", "--data", str(tmp_path / "none"), "--seed", "-1"]) == 2
+    assert "--seed -1: must be 0 or more" in capsys.readouterr().err
