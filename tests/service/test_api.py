@@ -448,3 +448,12 @@ def test_an_image_over_the_pixel_limit_is_413(client: TestClient, monkeypatch: p
     assert res.status_code == 413 and "image too large" in res.json()["detail"]
     batch = client.post("/predict/batch", files=[("files", ("big.png", payload, "image/png"))]).json()
     assert batch["results"][0]["status"] == 413
+
+
+@pytest.mark.parametrize("limits", [{"max_upload_mb": float("inf")}, {"max_batch_mb": float("inf")},
+                                    {"max_batch_mb": float("nan")}])
+def test_limits_must_be_finite(tiny_run: Path, limits: dict[str, float]) -> None:
+    from pneumoscan.errors import InputError
+
+    with pytest.raises(InputError, match="must be a number above 0"):
+        Settings(model=str(tiny_run), **limits)

@@ -24,9 +24,14 @@ def test_busy_port_is_one_line(tiny_run: Path, capsys: pytest.CaptureFixture[str
     (["--port", "70000"], "--port 70000: must be between 0 and 65535"),
     (["--host", "no-such-host.invalid"], "--host no-such-host.invalid: unknown address"),
     (["--slots", "0"], "--slots 0: must be at least 1"),
+    (["--max-upload-mb", "inf"], "--max-upload-mb inf: must be a number above 0"),  # was a 500 on every upload
+    (["--max-upload-mb", "nan"], "--max-upload-mb nan: must be a number above 0"),
 ])
 def test_bad_address_is_one_line(argv: list[str], message: str, tiny_run: Path,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+                                 capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)  # a setting let through must not serve forever
     assert main(["serve", "--model", str(tiny_run), "--log-level", "critical", *argv]) == 2
     assert message in capsys.readouterr().err
 

@@ -1,6 +1,7 @@
 """Configuration of the web service (one immutable object, built by the CLI or by tests)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from pneumoscan.errors import InputError
@@ -22,14 +23,14 @@ class Settings:
     inference_slots: int = 2  # requests decoded + predicted at the same time (the rest wait their turn)
 
     def __post_init__(self) -> None:
-        if not self.max_upload_mb > 0:
-            raise InputError(f"--max-upload-mb {self.max_upload_mb}: must be above 0")
+        if not (self.max_upload_mb > 0 and math.isfinite(self.max_upload_mb)):  # inf: every upload would be a 500
+            raise InputError(f"--max-upload-mb {self.max_upload_mb}: must be a number above 0, such as 20")
         if self.inference_slots < 1:
             raise InputError(f"--slots {self.inference_slots}: must be at least 1")
         if self.max_batch_files < 1:
             raise InputError(f"max_batch_files {self.max_batch_files}: must be at least 1")
-        if not self.max_batch_mb > 0:
-            raise InputError(f"max_batch_mb {self.max_batch_mb}: must be above 0")
+        if not (self.max_batch_mb > 0 and math.isfinite(self.max_batch_mb)):
+            raise InputError(f"max_batch_mb {self.max_batch_mb}: must be a number above 0, such as 100")
 
     @property
     def max_upload_bytes(self) -> int:
