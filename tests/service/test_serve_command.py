@@ -1,6 +1,7 @@
 """`pneumoscan serve` refuses a busy port or a bad address in one line, before loading the model."""
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
@@ -61,3 +62,18 @@ def test_listening_beyond_this_machine_warns(tiny_run: Path, capsys: pytest.Capt
     assert "reachable from other machines" not in capsys.readouterr().err
     assert main(["serve", "--model", str(tiny_run), "--port", "0"]) == 0  # a free port, and the page's real address
     assert ports[-1] > 0 and f"serving on http://127.0.0.1:{ports[-1]}/" in capsys.readouterr().out
+
+
+def test_an_ipv6_address_is_printed_as_a_url(tiny_run: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)  # start-up only
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    assert main(["serve", "--model", str(tiny_run), "--host", "::1", "--port", "0"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"serving on http://\[::1\]:\d+/ ", out), out  # not http://::1:PORT/, which no browser opens

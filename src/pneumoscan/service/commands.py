@@ -42,6 +42,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def page_url(host: str, port: int) -> str:
+    """The page's address for HOST:PORT; an IPv6 address goes in brackets (http://[::1]:8000/)."""
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Load the model (fail fast on a bad --model or a busy port), then serve until interrupted."""
     try:
@@ -58,7 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings(model=args.model, backend=args.backend, onnx_path=args.onnx, threshold=args.threshold,
                         max_upload_mb=args.max_upload_mb, inference_slots=args.slots)
     app = create_app(settings)
-    print(f"pneumoscan: serving on http://{args.host}:{port}/ (Ctrl+C stops)", flush=True)
+    print(f"pneumoscan: serving on {page_url(args.host, port)} (Ctrl+C stops)", flush=True)
     if not is_loopback(args.host):
         print(f"pneumoscan: warning: {args.host} is reachable from other machines, and this service has no login "
               "and no TLS; put it behind the hospital's authenticating HTTPS reverse proxy", file=sys.stderr,
