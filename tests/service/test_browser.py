@@ -298,3 +298,60 @@ def test_page_names_the_weights_the_heatmap_class_and_the_operating_point(server
                 expect(page.locator("#heat-label")).to_contain_text(f"evidence for {label}", timeout=15_000)
         finally:
             browser.close()
+
+
+DROP_FILES = """async ([names, url]) => {
+  const dt = new DataTransfer();
+  for (const name of names) dt.items.add(new File([await (await fetch(url)).blob()], name, {type: "image/jpeg"}));
+  const drop = document.getElementById("drop");
+  drop.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+}"""
+
+
+def test_page_names_the_film_of_each_result_and_refuses_several_at_once(server: str, sample_dir: Path) -> None:
+    """A result says which file it is for; dropping several films analyses none of them, rather than silently
+    only the first; a refused drop does not leave the page saying 'Analysing…' for an upload it cancelled."""
+    from playwright.sync_api import expect, sync_playwright
+
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    slow = """
+      const realFetch = window.fetch; window.predictCalls = 0;
+      window.fetch = async (url, options) => {
+        const predict = String(url).startsWith("/predict");
+        if (predict) window.predictCalls++;
+        const res = await realFetch(url, options);
+        if (predict && window.slow) await new Promise((resolve) => setTimeout(resolve, 1500));
+        return res;
+      };"""
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            page.add_init_script(slow)
+            page.goto(server + "/")
+            expect(page.locator("#model-line")).to_contain_text("resnet10")
+            page.set_input_files("#file", str(xray))
+            expect(page.locator("#file-name")).to_have_text(xray.name, timeout=15_000)
+            expect(page.locator("#file-name")).to_be_visible()
+            page.set_input_files("#file", files=[{"name": "holiday photo.jpg", "mimeType": "image/jpeg",
+                                                  "buffer": colour_photo()}])
+            expect(page.locator("#ood")).to_be_visible(timeout=15_000)
+            expect(page.locator("#file-name")).to_have_text("holiday photo.jpg")  # a refused film is named too
+
+            calls = page.evaluate("window.predictCalls")
+            page.evaluate("window.slow = true")
+            page.set_input_files("#file", str(xray))
+            expect(page.locator("#status")).to_have_text("Analysing…")
+            page.evaluate(DROP_FILES, [["a.jpeg", "b.jpeg"], "/static/style.css"])
+            expect(page.locator("#error")).to_contain_text("2 files were dropped; drop one X-ray at a time")
+            expect(page.locator("#result")).to_be_hidden()
+            page.wait_for_timeout(2000)  # the cancelled upload's answer would have arrived by now
+            expect(page.locator("#status")).to_have_text("")
+            expect(page.locator("#result")).to_be_hidden()
+            assert page.evaluate("window.predictCalls") == calls + 1  # the dropped files were not sent
+            assert not errors, errors
+        finally:
+            browser.close()
+

@@ -97,7 +97,9 @@ function renderRejected(result) {
   $("heat-label").textContent = "No heatmap: no prediction was made";
 }
 
-function render(result) {
+// `name` is the uploaded file's: the result always says which film it belongs to.
+function render(result, name) {
+  $("file-name").textContent = name;
   $("model").textContent = `${result.model_name} · weights ${result.model_sha256}`;
   $("latency").textContent = `${Math.round(result.latency_ms)} ms`;
   if (result.in_distribution === false) {
@@ -141,16 +143,24 @@ function render(result) {
   show($("result"), true);
 }
 
-async function analyse(file) {
+// The first of `files` (a FileList); several at once are refused, so that no film goes unanalysed unnoticed.
+async function analyse(files) {
+  const file = files[0];
   if (!file) return;
   const mine = ++latest;
   if (inFlight) inFlight.abort();
   inFlight = null;
+  setStatus("");
   setError("");
   show($("result"), false);
+  if (files.length > 1) {
+    setError(`${files.length} files were dropped; drop one X-ray at a time, so that each result is ` +
+             "shown with its own film.");
+    return;
+  }
   const limitMb = modelInfo ? modelInfo.max_upload_mb : null;
   if (limitMb && file.size > limitMb * 1024 * 1024) {
-    setError(`This file is ${(file.size / 1048576).toFixed(1)} MB, above the ${limitMb} MB limit; ` +
+    setError(`${file.name}: this file is ${(file.size / 1048576).toFixed(1)} MB, above the ${limitMb} MB limit; ` +
              "export a smaller image (downscaled or compressed) and try again.");
     return;
   }
@@ -170,7 +180,7 @@ async function analyse(file) {
       throw new Error(detail);
     }
     setStatus("");
-    render(body);
+    render(body, file.name);
   } catch (err) {
     if (mine !== latest) return;  // aborted or overtaken by a newer upload
     setStatus("");
@@ -183,7 +193,7 @@ async function analyse(file) {
 function init() {
   const drop = $("drop"), input = $("file");
   input.addEventListener("change", () => {
-    analyse(input.files[0]);
+    analyse(input.files);
     input.value = "";  // choosing the same file again analyses it again
   });
   ["dragenter", "dragover"].forEach((type) => drop.addEventListener(type, (e) => {
@@ -192,7 +202,7 @@ function init() {
   ["dragleave", "drop"].forEach((type) => drop.addEventListener(type, (e) => {
     e.preventDefault(); drop.classList.remove("over");
   }));
-  drop.addEventListener("drop", (e) => analyse(e.dataTransfer.files[0]));
+  drop.addEventListener("drop", (e) => analyse(e.dataTransfer.files));
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
   $("heat-toggle").addEventListener("change", (e) => {
     if ($("heatmap").src) show($("heatmap"), e.target.checked);
