@@ -355,3 +355,22 @@ def test_page_names_the_film_of_each_result_and_refuses_several_at_once(server: 
         finally:
             browser.close()
 
+
+def test_page_says_when_the_service_does_not_answer(server: str, sample_dir: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(server + "/")
+            expect(page.locator("#model-line")).to_contain_text("resnet10")
+            page.route("**/predict*", lambda route: route.abort("connectionrefused"))  # the service has stopped
+            page.set_input_files("#file", str(xray))
+            expect(page.locator("#error")).to_have_text(
+                "Could not analyse this file: the pneumoscan service did not answer; check that it is running and "
+                "reachable, then try again", timeout=15_000)  # not the browser's bare "Failed to fetch"
+            expect(page.locator("#status")).to_have_text("")
+        finally:
+            browser.close()

@@ -172,7 +172,11 @@ async function analyse(files) {
   form.append("file", file, file.name);
   const explain = modelInfo ? modelInfo.explain_available : false;
   try {
-    const res = await fetch(`/predict?explain=${explain}`, { method: "POST", body: form, signal: controller.signal });
+    const res = await fetch(`/predict?explain=${explain}`, { method: "POST", body: form, signal: controller.signal })
+      .catch((err) => {
+        if (err.name === "AbortError") throw err;
+        throw new Error("the pneumoscan service did not answer; check that it is running and reachable, then try again");
+      });
     const body = await res.json().catch(() => ({}));
     if (mine !== latest) return;
     if (!res.ok) {
