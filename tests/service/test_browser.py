@@ -100,7 +100,7 @@ def test_page_shows_result_and_heatmap(server: str, fitted: Path, sample_dir: Pa
             page.set_input_files("#file", str(xray))
             expect(page.locator("#result")).to_be_visible(timeout=15_000)
             decision = page.locator("#decision").inner_text()
-            assert re.fullmatch(r"(Flagged|Not flagged) for pneumonia — P = \d\.\d\d, (at or above|below) the threshold \d\.\d\d",
+            assert re.fullmatch(r"(Flagged|Not flagged) for pneumonia — P = \d\.\d{2,6}, (at or above|below) the threshold \d\.\d{2,6}",
                                 decision), decision
             assert decision.startswith("Flagged") == (expected.label == "PNEUMONIA")
             assert float(page.locator("#prob").inner_text()) == pytest.approx(expected.probability, abs=2e-3)
@@ -203,6 +203,27 @@ def test_decision_text_never_shows_probability_equal_to_threshold(server: str) -
                 assert len(shown_p) == len(shown_t) and float(shown_t) == pytest.approx(t, abs=0.006), text
             assert page.evaluate("decisionText(0.40, 0.97787, false)") == \
                 "Not flagged for pneumonia — P = 0.40, below the threshold 0.98"
+        finally:
+            browser.close()
+
+
+def test_a_probability_short_of_certainty_never_reads_as_0_or_1(server: str) -> None:
+    """P = 0.996 printed as "P = 1.00" reads as certainty; the page adds decimals instead."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(server + "/")
+            cases = {(0.996, 0.62, True): "Flagged for pneumonia — P = 0.996, at or above the threshold 0.620",
+                     (0.004, 0.62, False): "Not flagged for pneumonia — P = 0.004, below the threshold 0.620",
+                     (0.9999996, 0.62, True): "Flagged for pneumonia — P = 1.000000, at or above the threshold 0.620000",
+                     (1.0, 0.62, True): "Flagged for pneumonia — P = 1.00, at or above the threshold 0.62",
+                     (0.0, 0.62, False): "Not flagged for pneumonia — P = 0.00, below the threshold 0.62"}
+            for (p, t, positive), text in cases.items():
+                assert page.evaluate("([p, t, pos]) => decisionText(p, t, pos)", [p, t, positive]) == text
+            assert page.evaluate("digitsApart(0.9996, 0.62, 3)") == 4  # the P(pneumonia) line: 0.9996, not 1.000
         finally:
             browser.close()
 

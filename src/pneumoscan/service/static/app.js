@@ -57,9 +57,11 @@ function operatingPoint(info) {
 }
 
 // Decimals (at least `min`, at most 6) that tell p from t: "P = 0.98, below the threshold 0.98" reads as a contradiction.
+// Nor does a probability short of certainty print as 0 or 1: P = 0.996 is not "P = 1.00".
 function digitsApart(p, t, min) {
   let digits = min;
-  while (digits < 6 && p !== t && p.toFixed(digits) === t.toFixed(digits)) digits++;
+  const certain = (d) => p > 0 && p < 1 && (Number(p.toFixed(d)) === 0 || Number(p.toFixed(d)) === 1);
+  while (digits < 6 && ((p !== t && p.toFixed(digits) === t.toFixed(digits)) || certain(digits))) digits++;
   return digits;
 }
 
