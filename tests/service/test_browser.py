@@ -263,7 +263,7 @@ def test_only_the_newest_upload_is_shown(server: str, fitted: Path, sample_dir: 
     slow_first = """
       const realFetch = window.fetch; let calls = 0;
       window.fetch = async (url, options) => {
-        const slow = String(url).startsWith("/predict") && calls++ === 0;
+        const slow = String(url).includes("predict") && calls++ === 0;
         const res = await realFetch(url, options);
         if (slow) await new Promise((resolve) => setTimeout(resolve, 1500));
         return res;
@@ -338,7 +338,7 @@ def test_page_names_the_film_of_each_result_and_refuses_several_at_once(server: 
     slow = """
       const realFetch = window.fetch; window.predictCalls = 0;
       window.fetch = async (url, options) => {
-        const predict = String(url).startsWith("/predict");
+        const predict = String(url).includes("predict");
         if (predict) window.predictCalls++;
         const res = await realFetch(url, options);
         if (predict && window.slow) await new Promise((resolve) => setTimeout(resolve, 1500));
@@ -365,7 +365,7 @@ def test_page_names_the_film_of_each_result_and_refuses_several_at_once(server: 
             page.evaluate("window.slow = true")
             page.set_input_files("#file", str(xray))
             expect(page.locator("#status")).to_have_text("Analysing…")
-            page.evaluate(DROP_FILES, [["a.jpeg", "b.jpeg"], "/static/style.css"])
+            page.evaluate(DROP_FILES, [["a.jpeg", "b.jpeg"], "static/style.css"])
             expect(page.locator("#error")).to_contain_text("2 files were dropped; drop one X-ray at a time")
             expect(page.locator("#result")).to_be_hidden()
             page.wait_for_timeout(2000)  # the cancelled upload's answer would have arrived by now
@@ -393,5 +393,57 @@ def test_page_says_when_the_service_does_not_answer(server: str, sample_dir: Pat
                 "Could not analyse this file: the pneumoscan service did not answer; check that it is running and "
                 "reachable, then try again", timeout=15_000)  # not the browser's bare "Failed to fetch"
             expect(page.locator("#status")).to_have_text("")
+        finally:
+            browser.close()
+
+
+
+@contextlib.contextmanager
+def serving_under(prefix: str, model: Path) -> Iterator[str]:
+    """The service mounted under PREFIX, as a prefix-stripping proxy publishes it, by uvicorn in a thread;
+    yields the page's URL."""
+    import threading
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from pneumoscan.service.app import create_app
+    from pneumoscan.service.settings import Settings
+
+    site = Starlette(routes=[Mount(prefix, app=create_app(Settings(model=str(model), backend="onnx")))])
+    server = uvicorn.Server(uvicorn.Config(site, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{server.config.port}{prefix}/"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_page_works_behind_a_proxy_that_serves_it_under_a_path(fitted: Path, sample_dir: Path) -> None:
+    """A hospital proxy publishing the service at https://host/pneumoscan/ (prefix stripped): the page's own
+    requests must stay under that path, not go to the proxy's root."""
+    from playwright.sync_api import expect, sync_playwright
+
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    with serving_under("/pneumoscan", fitted) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            outside: list[str] = []
+            page.on("request", lambda req: outside.append(req.url) if req.url.startswith("http://") and
+                    "/pneumoscan/" not in req.url and not req.url.endswith("/favicon.ico") else None)
+            page.goto(url)
+            expect(page.locator("#model-line")).to_contain_text("resnet10", timeout=15_000)
+            page.set_input_files("#file", str(xray))
+            expect(page.locator("#result")).to_be_visible(timeout=15_000)
+            expect(page.locator("#error")).to_be_hidden()
+            assert not outside, outside
         finally:
             browser.close()

@@ -1,5 +1,7 @@
 // pneumoscan page: upload one X-ray, show P(pneumonia) against the threshold, optional Grad-CAM overlay.
 "use strict";
+// Addresses are relative to the page ("model", not "/model"): behind a proxy that publishes the service under a
+// path (such as /pneumoscan/), requests stay under it.
 
 const $ = (id) => document.getElementById(id);
 let modelInfo = null;
@@ -18,7 +20,7 @@ function setError(text) {
 
 async function loadModel() {
   try {
-    const res = await fetch("/model");
+    const res = await fetch("model");
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     modelInfo = await res.json();
     const testAuc = modelInfo.test_metrics?.roc_auc?.value, valAuc = modelInfo.val_metrics?.roc_auc?.value;
@@ -174,7 +176,7 @@ async function analyse(files) {
   form.append("file", file, file.name);
   const explain = modelInfo ? modelInfo.explain_available : false;
   try {
-    const res = await fetch(`/predict?explain=${explain}`, { method: "POST", body: form, signal: controller.signal })
+    const res = await fetch(`predict?explain=${explain}`, { method: "POST", body: form, signal: controller.signal })
       .catch((err) => {
         if (err.name === "AbortError") throw err;
         throw new Error("the pneumoscan service did not answer; check that it is running and reachable, then try again");
