@@ -457,3 +457,10 @@ def test_limits_must_be_finite(tiny_run: Path, limits: dict[str, float]) -> None
 
     with pytest.raises(InputError, match="must be a number above 0"):
         Settings(model=str(tiny_run), **limits)
+
+
+def test_the_file_chooser_offers_every_documented_dicom_extension(client: TestClient) -> None:
+    import re
+
+    accept = re.search(r'<input type="file" id="file" accept="([^"]*)"', client.get("/").text).group(1).split(",")
+    assert {".dcm", ".dicom", "application/dicom"} <= set(accept)  # `scan.dicom` was greyed out in the chooser
