@@ -14,6 +14,7 @@ from pneumoscan import __version__
 from pneumoscan.artifact import load_artifact, read_meta, save_artifact
 from pneumoscan.cli import main
 from pneumoscan.data.preprocess import Preprocessing, load_image
+from pneumoscan.errors import InputError
 from pneumoscan.export.onnx import (
     ExportCheckError,
     check_onnx,
@@ -138,3 +139,16 @@ def test_check_images_says_how_many_of_the_given_images_it_used(tiny_data: Path,
     monkeypatch.setattr(onnx_module, "GIVEN_LIMIT", 5)
     batch, source = onnx_module.check_images(16, [folder])
     assert len(batch) == 5 and source == f"the first 5 of {given} given images"
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5"])
+def test_a_bad_ort_threads_setting_is_refused_by_name(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pneumoscan.inference.onnx_backend import default_threads
+
+    monkeypatch.setenv("PNEUMOSCAN_ORT_THREADS", value)
+    with pytest.raises(InputError, match="PNEUMOSCAN_ORT_THREADS"):
+        default_threads()
+    monkeypatch.setenv("PNEUMOSCAN_ORT_THREADS", " 3 ")
+    assert default_threads() == 3
+    monkeypatch.delenv("PNEUMOSCAN_ORT_THREADS")
+    assert 1 <= default_threads() <= 4

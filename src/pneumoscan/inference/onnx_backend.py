@@ -40,8 +40,11 @@ def resolve_backend(backend: str) -> str:
 
 def default_threads() -> int:
     """Intra-op threads: $PNEUMOSCAN_ORT_THREADS, else the cores this process may use, at most 4."""
-    env = os.environ.get("PNEUMOSCAN_ORT_THREADS", "")
-    if env.isdigit() and int(env) > 0:
+    env = os.environ.get("PNEUMOSCAN_ORT_THREADS", "").strip()
+    if env:
+        if not (env.isdigit() and int(env) > 0):
+            raise InputError(f"PNEUMOSCAN_ORT_THREADS={env!r}: must be a whole number above 0 (ONNX Runtime's "
+                             f"threads per model), such as 2; or unset it to use the cores available, at most 4")
         return int(env)
     try:
         cores = len(os.sched_getaffinity(0))
