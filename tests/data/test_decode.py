@@ -599,3 +599,16 @@ def test_lab_tiff_decodes_to_its_lightness_band() -> None:
     np.testing.assert_array_equal(out, np.asarray(lab)[..., 0])
     gray = read_grayscale(encode(Image.fromarray(ramp(h=6, w=9)).convert("RGB").convert("LAB"), "TIFF"))
     assert np.all(np.diff(gray.astype(int).ravel()) >= 0)  # lightness keeps the order of the gray ramp
+
+
+@pytest.mark.parametrize(("photometric", "inverted"), [("monochrome2", False), (" MONOCHROME2 ", False),
+                                                        ("monochrome1", True), ("YBR_FULL", False)])
+def test_dicom_photometric_label_in_another_case_or_inconsistent_with_one_sample_is_read(
+        tmp_path: Path, photometric: str, inverted: bool) -> None:
+    """Seen from modality exports: the label in lower case, or a colour label on one sample per pixel; both
+    were refused as 'truncated or damaged'."""
+    a = ramp(lo=20, hi=180)
+    ds = make_dicom(a)
+    ds.PhotometricInterpretation = photometric
+    out = read_grayscale(dcm(tmp_path, ds))
+    np.testing.assert_array_equal(out, 255 - a if inverted else a)

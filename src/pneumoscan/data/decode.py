@@ -268,6 +268,9 @@ def _add_transfer_syntax(ds: Dataset) -> None:
     ds.file_meta = meta
 
 
+_ONE_SAMPLE = ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR")  # photometric interpretations of one sample per pixel
+
+
 def _read_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
     """Decode a single-frame DICOM image: Modality LUT, VOI LUT/window, MONOCHROME1 inversion.
 
@@ -292,6 +295,10 @@ def _read_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
         frames = int(frames_value) if frames_value not in (None, "") else 1
         rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
         photometric = str(ds.get("PhotometricInterpretation", "") or "MONOCHROME2").strip().upper()
+        if int(ds.get("SamplesPerPixel", 1) or 1) == 1 and photometric not in _ONE_SAMPLE:
+            photometric = "MONOCHROME2"  # one sample per pixel is a grey level, whatever else the header says
+        if ds.get("PhotometricInterpretation") != photometric:  # pydicom refuses 'monochrome2' or a YBR label here
+            ds.PhotometricInterpretation = photometric
         tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         compressed = bool(tsyntax is not None and tsyntax.is_compressed)
         tsyntax_name = _one_line(tsyntax.name, _MAX_REASON) if tsyntax is not None else "unknown"
