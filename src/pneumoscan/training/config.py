@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -74,19 +75,19 @@ class TrainConfig:
         limits = [
             ("--epochs", self.epochs, self.epochs >= 1, "at least 1"),
             ("--batch-size", self.batch_size, self.batch_size >= 1, "at least 1"),
-            ("--lr", self.lr, self.lr > 0, "above 0"),
+            ("--lr", self.lr, 0 < self.lr < math.inf, "above 0 and finite, e.g. 2e-3"),
             ("--patience", self.patience, self.patience >= 1, "at least 1"),
             ("--val-fraction", self.val_fraction, 0 < self.val_fraction < 1, "strictly between 0 and 1, e.g. 0.15"),
             ("--target-recall", self.target_recall, 0 < self.target_recall <= 1, "above 0 and at most 1, e.g. 0.95"),
-            ("--augment", self.augment, self.augment >= 0, "0 (off) or more"),
+            ("--augment", self.augment, 0 <= self.augment < math.inf, "0 (off) or more, and finite"),
             ("--aug-zoom", self.aug_zoom, 0 <= self.aug_zoom and self.aug_zoom * self.augment < 1,
              "at least 0, and below 1 once multiplied by --augment, e.g. 0.2"),
             ("--aug-aspect", self.aug_aspect, 0 <= self.aug_aspect < 1, "at least 0 and below 1, e.g. 0.15"),
             ("--aug-sharpness", self.aug_sharpness, 0 <= self.aug_sharpness and self.aug_sharpness * self.augment <= 1,
              "at least 0, and at most 1 once multiplied by --augment, e.g. 0.5"),
             ("--label-smoothing", self.label_smoothing, 0 <= self.label_smoothing < 1, "at least 0 and below 1"),
-            ("--mixup", self.mixup, self.mixup >= 0, "0 (off) or more"),
-            ("--consistency", self.consistency, self.consistency >= 0, "0 (off) or more, e.g. 10"),
+            ("--mixup", self.mixup, 0 <= self.mixup < math.inf, "0 (off) or more, and finite, e.g. 0.2"),
+            ("--consistency", self.consistency, 0 <= self.consistency < math.inf, "0 (off) or more, and finite, e.g. 10"),
             ("--consistency", self.consistency, not (self.consistency > 0 and self.mixup > 0),
              "0 when --mixup is on (a blend has no second view to agree with)"),
             ("--consistency", self.consistency, not (self.consistency > 0 and self.augment <= 0),

@@ -199,6 +199,14 @@ class Trainer:
         soft = targets * (1 - smooth) + 0.5 * smooth
         return F.binary_cross_entropy_with_logits(logits, soft, pos_weight=pos_weight)
 
+    def _finite(self, value: float, epoch: int, what: str) -> float:
+        """`value`, or InputError when training has diverged (NaN or infinity), before anything of it is saved."""
+        if not math.isfinite(value):
+            raise InputError(f"{self.out}: training diverged in epoch {epoch} ({what} {value}); nothing of that epoch "
+                             f"was saved, and resuming would diverge again: start a new run (another --out) with a "
+                             f"lower --lr (this one: {self.cfg.lr})")
+        return value
+
     def _order(self, labels: np.ndarray, generator: torch.Generator) -> torch.Tensor:
         if self.cfg.balance == "sampler":
             weights = torch.as_tensor(np.where(labels == 1, 1.0 / labels.sum(), 1.0 / (labels == 0).sum()))
@@ -323,10 +331,11 @@ class Trainer:
                     update_ema(ema, model, cfg.ema_decay, state["step"])
                 state["step"] += 1
                 seen += len(idx)
-                loss_sum += loss.item() * len(idx)
+                loss_sum += self._finite(loss.item(), epoch, "training loss") * len(idx)
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{seen / (time.time() - started):.0f}")
             bar.close()
             val_logits = predict_logits(eval_model, data.val.images, meta.preprocessing, tta=cfg.tta)
+            self._finite(float(np.abs(val_logits).max()), epoch, "largest validation logit")
             val_probs = sigmoid(val_logits)
             val_labels = data.val.labels
             val_loss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(val_logits), torch.from_numpy(val_labels).float()))
