@@ -25,3 +25,16 @@ def test_a_diverging_run_stops_with_the_fix(tiny_dataset: Path, tmp_path: Path, 
     err = capsys.readouterr().err
     assert "training diverged in epoch 1" in err and "lower --lr" in err and "Traceback" not in err
     assert not (run / "last.pt").exists() and not (run / "best.safetensors").exists()
+
+
+def test_a_last_batch_of_one_image_trains_with_batch_normalisation(tiny_dataset: Path, tmp_path: Path) -> None:
+    from pneumoscan.training.trainer import prepare_data, steps_per_epoch, train
+
+    n = len(prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path)), 16, False).train.labels)
+    assert steps_per_epoch(n, n - 1) == 1 and steps_per_epoch(2 * n + 1, 2) == n and steps_per_epoch(n, n) == 1
+    # the mlp's BatchNorm1d cannot train on one image; one view, so the batch is not doubled
+    cfg = TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "run"), model="mlp", image_size=16, epochs=1,
+                      batch_size=n - 1, consistency=0)
+    assert train(cfg, progress=False).is_file()
+    with pytest.raises(InputError, match="--batch-size 1: must be at least 2"):
+        TrainConfig(data="d", out="o", batch_size=1).check()

@@ -74,7 +74,7 @@ class TrainConfig:
         """InputError naming the option when a setting is out of range (before anything is written)."""
         limits = [
             ("--epochs", self.epochs, self.epochs >= 1, "at least 1"),
-            ("--batch-size", self.batch_size, self.batch_size >= 1, "at least 1"),
+            ("--batch-size", self.batch_size, self.batch_size >= 2, "at least 2 (batch normalisation needs two images)"),
             ("--lr", self.lr, 0 < self.lr < math.inf, "above 0 and finite, e.g. 2e-3"),
             ("--patience", self.patience, self.patience >= 1, "at least 1"),
             ("--val-fraction", self.val_fraction, 0 < self.val_fraction < 1, "strictly between 0 and 1, e.g. 0.15"),

@@ -143,6 +143,12 @@ def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Batches per epoch over `n` images: a last batch of one image joins the one before it (batch
+    normalisation cannot train on a single image)."""
+    return max(1, n // batch_size) if n % batch_size == 1 else math.ceil(n / batch_size)
+
+
 def image_stats(images: np.ndarray) -> tuple[float, float]:
     """Mean and standard deviation (0..1 scale) of uint8 images, from a subsample of about 500."""
     sample = np.asarray(images[:: max(1, len(images) // 500)], dtype=np.float32) / 255.0
@@ -270,8 +276,8 @@ class Trainer:
         labels = data.train.labels
         n_pos, n_neg = int(labels.sum()), int((labels == 0).sum())
         pos_weight = torch.tensor(n_neg / n_pos, device=self.device) if cfg.balance == "weighted" else None
-        steps_per_epoch = math.ceil(len(labels) / cfg.batch_size)
-        total_steps, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
+        steps = steps_per_epoch(len(labels), cfg.batch_size)
+        total_steps, warmup = cfg.epochs * steps, int(cfg.warmup_epochs * steps)
         state: dict[str, Any] = {"epoch": 0, "step": 0, "best_auc": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [],
                                  "train_seconds": 0.0}
         if resume:
@@ -304,10 +310,11 @@ class Trainer:
             model.train()
             started, seen, loss_sum = time.time(), 0, 0.0
             order = self._order(labels, generator)
-            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch",
+            bar = tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch",
                        disable=not self.progress, leave=False)
             for batch_index in bar:
-                idx = np.sort(order[batch_index * cfg.batch_size : (batch_index + 1) * cfg.batch_size].numpy())
+                end = (batch_index + 1) * cfg.batch_size if batch_index + 1 < steps else len(order)
+                idx = np.sort(order[batch_index * cfg.batch_size : end].numpy())
                 pixels = to_unit(np.asarray(train_images[idx]))
                 x = augment_batch(pixels, aug, generator)
                 if cfg.consistency > 0:  # a second view of the same images, drawn only when asked for
