@@ -38,3 +38,36 @@ def test_a_last_batch_of_one_image_trains_with_batch_normalisation(tiny_dataset:
     assert train(cfg, progress=False).is_file()
     with pytest.raises(InputError, match="--batch-size 1: must be at least 2"):
         TrainConfig(data="d", out="o", batch_size=1).check()
+
+
+def test_train_never_replaces_a_model_it_cannot_resume(tiny_dataset: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(run), *QUICK]) == 0
+    (run / "last.pt").unlink()  # e.g. deleted to save space, or a folder `ensemble` or `set-threshold` wrote
+    model = (run / "model.safetensors").read_bytes()
+    for resume in ([], ["--resume"]):
+        capsys.readouterr()
+        assert main(["train", "--data", str(tiny_dataset), "--out", str(run), *QUICK, *resume]) == 2
+        assert "a model is already there" in capsys.readouterr().err
+    assert (run / "model.safetensors").read_bytes() == model
+
+
+def test_a_resume_interrupted_before_its_model_was_written_writes_it_next_time(
+        tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pneumoscan.training.trainer as trainer
+    from pneumoscan.artifact import read_meta
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(run), *QUICK]) == 0
+
+    def ctrl_c(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:  # Ctrl-C after the last epoch's checkpoint, while the model is being made
+        patch.setattr(trainer, "finish_artifact", ctrl_c)
+        assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 130
+    assert read_meta(run / "model.safetensors").training["epochs_run"] == 1
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
+    assert read_meta(run / "model.safetensors").training["epochs_run"] == 2  # not the model of the 1-epoch run
+

@@ -19,7 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pneumoscan import CLASS_NAMES
-from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, save_artifact
+from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, read_meta, save_artifact
 from pneumoscan.data.augment import AugmentConfig, augment_batch, mixup
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import fingerprints
@@ -239,9 +239,14 @@ class Trainer:
             resume = False  # interrupted before its first epoch ended: start the run again
         if not resume and ckpt_path.exists():
             raise InputError(f"{self.out}: holds an earlier run; pass --resume to continue it or choose another --out")
+        if not resume and (self.out / ARTIFACT_NAME).exists():  # an ensemble, a set-threshold copy, a run without last.pt
+            raise InputError(f"{self.out / ARTIFACT_NAME}: a model is already there and has no {LAST_CHECKPOINT} to "
+                             f"resume from; choose another --out (training would replace it)")
         if resume and (self.out / ARTIFACT_NAME).exists():
             done = load_checkpoint(ckpt_path)["state"]
-            if done["epoch"] >= cfg.epochs or done["bad_epochs"] >= cfg.patience:
+            # a model made before the last epochs of a resume with more --epochs is not this run's result
+            made_after = read_meta(self.out / ARTIFACT_NAME).training.get("epochs_run", done["epoch"])
+            if made_after == done["epoch"] and (done["epoch"] >= cfg.epochs or done["bad_epochs"] >= cfg.patience):
                 # leave the finished model (and the guard and ONNX export made for it) untouched
                 why = ("pass a larger --epochs to train it further" if done["epoch"] >= cfg.epochs else
                        f"it stopped early: validation AUC had not improved for {done['bad_epochs']} epochs")
