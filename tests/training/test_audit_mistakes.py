@@ -53,6 +53,24 @@ def test_train_never_replaces_a_model_it_cannot_resume(tiny_dataset: Path, tmp_p
     assert (run / "model.safetensors").read_bytes() == model
 
 
+def test_resume_refuses_data_with_other_images(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import shutil
+
+    run, other = tmp_path / "run", tmp_path / "other"
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(run), *QUICK]) == 0
+    shutil.copytree(tiny_dataset, other)
+    for path in sorted((other / "train" / "NORMAL").iterdir())[:4]:
+        path.unlink()
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--data", str(other), "--epochs", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "holds other images than the run" in err and "where the run had" in err
+    assert (run / "history.csv").read_text().count("\n") == 2  # header and epoch 1: nothing trained on other data
+    shutil.rmtree(other)
+    shutil.copytree(tiny_dataset, other)  # the same images, moved: welcome
+    assert main(["train", "--out", str(run), "--resume", "--data", str(other), "--epochs", "2", "--quiet"]) == 0
+
+
 def test_a_resume_interrupted_before_its_model_was_written_writes_it_next_time(
         tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import pneumoscan.training.trainer as trainer

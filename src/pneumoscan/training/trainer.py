@@ -125,6 +125,20 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True) -> Ru
     return RunData(train_set, val_set, record)
 
 
+def split_change(saved: dict[str, Any], now: dict[str, Any]) -> str:
+    """How the split `now` differs from a run's saved split.json: '' when it holds the same images (by count and
+    validation file name, so data that has moved as a whole still matches)."""
+    def counts(record: dict[str, Any]) -> str:
+        return "; ".join(f"{name} {c['NORMAL']} NORMAL, {c['PNEUMONIA']} PNEUMONIA" for name, c in record["counts"].items())
+
+    if saved.get("counts") and saved["counts"] != now["counts"]:
+        return f"{counts(now)}, where the run had {counts(saved)}"
+    if "val_files" in saved and sorted(Path(f).name for f in saved["val_files"]) != \
+            sorted(Path(f).name for f in now["val_files"]):
+        return "other validation images under the same counts"
+    return ""
+
+
 def bernoulli_js(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """Mean Jensen-Shannon divergence (nats) between the Bernoulli predictions of two logit vectors."""
     p = torch.stack([torch.sigmoid(first), torch.sigmoid(second)]).clamp(1e-7, 1 - 1e-7)
@@ -257,6 +271,11 @@ class Trainer:
             stale.unlink()
         seed_everything(cfg.seed)
         data = prepare_data(cfg, self.image_size, self.progress)
+        if resume and (self.out / "split.json").is_file():
+            change = split_change(json.loads((self.out / "split.json").read_text()), data.split_record)
+            if change:  # a moved copy is welcome; other images would mix validation sets and leak training images
+                raise InputError(f"{cfg.data}: holds other images than the run in {self.out} was started with ({change}); "
+                                 f"resume with the data it was started with, or start a new run with another --out")
         for message in data.train.skipped + data.val.skipped:
             tqdm.write(f"skipped: {message}")
         if data.split_record["patient_ids_in_train_and_val"]:
