@@ -71,6 +71,40 @@ def test_resume_refuses_data_with_other_images(tiny_dataset: Path, tmp_path: Pat
     assert main(["train", "--out", str(run), "--resume", "--data", str(other), "--epochs", "2", "--quiet"]) == 0
 
 
+def test_a_full_disk_keeps_the_last_good_files_and_says_so(tiny_dataset: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    import safetensors.torch
+    import torch
+    from safetensors import SafetensorError
+
+    from pneumoscan.training.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(run), *QUICK]) == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+
+    def full_torch(*_: object, **__: object) -> None:  # what torch raises when the disk fills mid-write
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 444032 vs 443924")
+
+    def full_safetensors(*_: object, **__: object) -> None:
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    for module, name, fake, failed in ((torch, "save", full_torch, "last.pt"),
+                                       (safetensors.torch, "save_file", full_safetensors, ".safetensors")):
+        capsys.readouterr()
+        with monkeypatch.context() as patch:
+            patch.setattr(module, name, fake)
+            assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert failed + ": cannot be written" in err and "Traceback" not in err
+        assert not list(run.glob(".*.tmp"))
+        assert (run / "model.safetensors").read_bytes() == before["model.safetensors"]
+        assert load_checkpoint(run / "last.pt")["state"]["epoch"] in (1, 2)
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
+    assert load_checkpoint(run / "last.pt")["state"]["epoch"] == 2
+
+
 def test_a_resume_interrupted_before_its_model_was_written_writes_it_next_time(
         tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import pneumoscan.training.trainer as trainer
@@ -88,4 +122,3 @@ def test_a_resume_interrupted_before_its_model_was_written_writes_it_next_time(
     assert read_meta(run / "model.safetensors").training["epochs_run"] == 1
     assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
     assert read_meta(run / "model.safetensors").training["epochs_run"] == 2  # not the model of the 1-epoch run
-

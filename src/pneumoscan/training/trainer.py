@@ -19,7 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pneumoscan import CLASS_NAMES
-from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, read_meta, save_artifact
+from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, read_meta
 from pneumoscan.data.augment import AugmentConfig, augment_batch, mixup
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import fingerprints
@@ -36,7 +36,7 @@ from pneumoscan.inference.batch import device_for, predict_logits, sigmoid
 from pneumoscan.inference.ood import guard_path
 from pneumoscan.models.registry import create_model, get_spec, model_config
 from pneumoscan.outputs import atomic_write
-from pneumoscan.training.checkpoint import atomic_torch_save, load_checkpoint
+from pneumoscan.training.checkpoint import atomic_torch_save, load_checkpoint, save_weights
 from pneumoscan.training.config import TrainConfig
 
 LAST_CHECKPOINT = "last.pt"
@@ -380,7 +380,7 @@ class Trainer:
             state["epoch"] = epoch
             if auc > state["best_auc"]:
                 state.update(best_auc=auc, best_epoch=epoch, bad_epochs=0)
-                save_artifact(self.out / "best.safetensors", eval_model, meta)
+                save_weights(self.out / "best.safetensors", eval_model, meta)
             else:
                 state["bad_epochs"] += 1
             self._write_history(state["history"])
@@ -421,7 +421,7 @@ def finish_artifact(out: Path, model: nn.Module, meta: ArtifactMeta, val: ImageS
     # absolute, so `report` finds the films from any folder (older runs hold paths relative to where they trained)
     write_predictions(out / "val_predictions.csv", [Sample(Path(os.path.abspath(s.path)), s.label) for s in val.samples],
                       probs)
-    return save_artifact(out / ARTIFACT_NAME, model, meta)
+    return save_weights(out / ARTIFACT_NAME, model, meta)
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
