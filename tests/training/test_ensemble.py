@@ -93,3 +93,18 @@ def test_ensemble_command(tiny_run: Path, second_run: Path, tmp_path: Path, caps
     assert main(["ensemble", str(tiny_run), str(second_run), "--out", str(tmp_path / "ens"), "--quiet"]) != 0
     err = capsys.readouterr().err
     assert "already exists" in err and "Traceback" not in err
+
+
+def test_ensemble_refuses_to_write_over_an_interrupted_training_run(tiny_run: Path, second_run: Path,
+                                                                   tmp_path: Path) -> None:
+    interrupted = tmp_path / "interrupted"
+    interrupted.mkdir()
+    for name in ("config.json", "split.json", "last.pt", "history.csv"):  # a run killed before its model was written
+        shutil.copy(tiny_run / name, interrupted / name)
+    before = {p.name: p.read_bytes() for p in interrupted.iterdir()}
+    with pytest.raises(InputError, match="holds a `pneumoscan train` run"):
+        build_ensemble([tiny_run, second_run], interrupted, progress=False)
+    assert {p.name: p.read_bytes() for p in interrupted.iterdir()} == before
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InputError, match="is a file; give --out a folder"):
+        build_ensemble([tiny_run, second_run], tmp_path / "file", progress=False)

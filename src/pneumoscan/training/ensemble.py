@@ -16,7 +16,7 @@ from pneumoscan.evaluation.thresholds import check_target_recall
 from pneumoscan.models.ensemble import Ensemble
 from pneumoscan.models.registry import create_model
 from pneumoscan.training.config import run_folders
-from pneumoscan.training.trainer import finish_artifact
+from pneumoscan.training.trainer import LAST_CHECKPOINT, finish_artifact
 
 
 def _val_samples(run: Path) -> list[Sample]:
@@ -25,6 +25,17 @@ def _val_samples(run: Path) -> list[Sample]:
         raise InputError(f"{path}: missing; ensemble members must be finished `pneumoscan train` runs")
     paths, labels, _ = read_predictions(path, bases=run_folders(run))
     return [Sample(p, int(label)) for p, label in zip(paths, labels)]
+
+
+def _holds_training_run(out: Path) -> bool:
+    """True when OUT has a training checkpoint, or a config.json that is not an ensemble's."""
+    if (out / LAST_CHECKPOINT).exists():
+        return True
+    try:
+        config = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):  # none, or not ours to judge: written over like before
+        return False
+    return isinstance(config, dict) and "ensemble_of" not in config
 
 
 def member_entry(meta: ArtifactMeta) -> dict[str, Any]:
@@ -43,6 +54,11 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
     check_target_recall(target_recall)
     if (out / ARTIFACT_NAME).exists():
         raise InputError(f"{out / ARTIFACT_NAME}: already exists; choose another --out")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file; give --out a folder for the ensemble")
+    if _holds_training_run(out):
+        raise InputError(f"{out}: holds a `pneumoscan train` run (interrupted: no {ARTIFACT_NAME} yet), which the ensemble "
+                         f"would overwrite; choose another --out")
     if len({run.resolve() for run in runs}) < len(runs):
         raise InputError("the same run is given twice; an ensemble needs different runs")
     for run in runs:
