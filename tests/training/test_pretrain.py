@@ -96,3 +96,21 @@ def test_init_errors_name_the_file_and_the_fix(tiny_data: Path, tmp_path: Path, 
     assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "r"), "--init", str(bogus), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert str(bogus) in err and "Traceback" not in err
+
+
+def test_diverged_pretraining_stops_and_its_weights_are_refused(tiny_data: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "pre"
+    assert main(["pretrain", "--data", str(tiny_data), "--out", str(out), "--model", "cnn", "--image-size", "32",
+                 "--epochs", "1", "--batch-size", "8", "--lr", "1e30", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "pretraining diverged in epoch 1" in err and "lower --lr" in err and "Traceback" not in err
+    assert not (out / PRETRAINED_NAME).exists()
+    model = create_model("cnn")
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    weights[next(iter(weights))].fill_(float("nan"))  # such a file, written before the guard existed
+    from safetensors.torch import save_file
+
+    save_file(weights, str(tmp_path / "nan.safetensors"))
+    with pytest.raises(InputError, match="NaN or infinite weights"):
+        load_pretrained(create_model("cnn"), tmp_path / "nan.safetensors")

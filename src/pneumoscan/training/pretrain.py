@@ -147,6 +147,9 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if not math.isfinite(loss.item()):  # nothing of this epoch is saved: the checkpoint before it is kept
+                raise InputError(f"{out}: pretraining diverged in epoch {epoch} (loss {loss.item()}); start a new "
+                                 f"pretraining (another --out) with a lower --lr (this one: {cfg.lr})")
             loss_sum, spread_sum = loss_sum + loss.item(), spread_sum + spread.item()
             bar.set_postfix(loss=f"{loss_sum / (step + 1):.4f}")
         bar.close()
@@ -176,6 +179,10 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> None:
         weights = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types for foreign files
         raise InputError(f"{path}: not a safetensors weights file ({exc}); pass the {PRETRAINED_NAME} of `pneumoscan pretrain`") from exc
+    broken = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise InputError(f"{path}: holds NaN or infinite weights (e.g. {broken[0]}): the pretraining diverged; "
+                         f"pretrain again with a lower --lr")
     head = final_linear_name(model)
     own = model.state_dict()
     mismatched = [k for k, v in weights.items() if k not in own or own[k].shape != v.shape]
