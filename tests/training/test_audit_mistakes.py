@@ -122,3 +122,20 @@ def test_a_resume_interrupted_before_its_model_was_written_writes_it_next_time(
     assert read_meta(run / "model.safetensors").training["epochs_run"] == 1
     assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
     assert read_meta(run / "model.safetensors").training["epochs_run"] == 2  # not the model of the 1-epoch run
+
+
+def test_a_resume_with_other_epochs_or_moved_data_says_so_and_records_it(tiny_dataset: Path, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(run), *QUICK]) == 0
+    moved = tiny_dataset.rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--data", str(moved), "--epochs", "2", "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert "resuming" in out.out + out.err and "after epoch 1" in out.out + out.err
+    assert "--epochs 2 (run: 1): the learning rate follows a 2-epoch cosine schedule" in out.out + out.err
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["epochs"], saved["data"], saved["model"]) == (2, str(moved), "cnn")  # what the report and a resume read
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "3", "--quiet"]) == 0  # the data's new home

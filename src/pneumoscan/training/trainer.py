@@ -37,7 +37,7 @@ from pneumoscan.inference.ood import guard_path
 from pneumoscan.models.registry import create_model, get_spec, model_config
 from pneumoscan.outputs import atomic_write
 from pneumoscan.training.checkpoint import atomic_torch_save, load_checkpoint, save_weights
-from pneumoscan.training.config import TrainConfig
+from pneumoscan.training.config import RESUME_MAY_CHANGE, TrainConfig
 
 LAST_CHECKPOINT = "last.pt"
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "val_accuracy", "seconds", "images_per_s"]
@@ -213,6 +213,20 @@ class Trainer:
         text = json.dumps(data, indent=2)
         atomic_write(self.out / name, lambda tmp: tmp.write_text(text))
 
+    def _note_resume(self, state: dict[str, Any]) -> None:
+        """Say where a resumed run continues, and record in config.json the --epochs, --data and --cache-dir it
+        continues with (a changed --epochs stretches or shrinks the learning-rate schedule from here on)."""
+        tqdm.write(f"resuming {self.out} after epoch {state['epoch']} (best so far: epoch {state['best_epoch']}, "
+                   f"validation AUC {state['best_auc']:.4f})")
+        saved = json.loads((self.out / "config.json").read_text())
+        if saved.get("epochs", self.cfg.epochs) != self.cfg.epochs:
+            tqdm.write(f"note: --epochs {self.cfg.epochs} (run: {saved['epochs']}): the learning rate follows a "
+                       f"{self.cfg.epochs}-epoch cosine schedule from epoch {state['epoch'] + 1} on, so the model will "
+                       f"differ from one of a run started with --epochs {self.cfg.epochs}")
+        now = {k: v for k, v in self.cfg.to_dict().items() if k in RESUME_MAY_CHANGE}
+        if any(saved.get(k) != v for k, v in now.items()):
+            self._write_json("config.json", {**saved, **now})
+
     # -- one epoch ---------------------------------------------------------------------------
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor | None) -> torch.Tensor:
         smooth = self.cfg.label_smoothing
@@ -314,6 +328,7 @@ class Trainer:
             torch.set_rng_state(ckpt["torch_rng"])
             state = ckpt["state"]
             mean, std = ckpt["mean"], ckpt["std"]
+            self._note_resume(state)
         else:
             self._write_json("config.json", {**cfg.to_dict(), "image_size": self.image_size, "model_config": self.model_cfg})
             self._write_json("split.json", data.split_record)
