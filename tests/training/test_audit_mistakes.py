@@ -139,3 +139,21 @@ def test_a_resume_with_other_epochs_or_moved_data_says_so_and_records_it(tiny_da
     saved = json.loads((run / "config.json").read_text())
     assert (saved["epochs"], saved["data"], saved["model"]) == (2, str(moved), "cnn")  # what the report and a resume read
     assert main(["train", "--out", str(run), "--resume", "--epochs", "3", "--quiet"]) == 0  # the data's new home
+
+
+def test_checkpoints_keep_the_cuda_generators_when_a_gpu_is_present(monkeypatch: pytest.MonkeyPatch,
+                                                                    tmp_path: Path) -> None:
+    import torch
+
+    from pneumoscan.training.checkpoint import atomic_torch_save, load_checkpoint, restore_rng_states, rng_states
+
+    gpu = [torch.arange(8, dtype=torch.uint8)]  # one device's generator state, as torch.cuda returns it
+    restored: list[list[torch.Tensor]] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: gpu)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    atomic_torch_save(rng_states(), tmp_path / "last.pt")
+    restore_rng_states(load_checkpoint(tmp_path / "last.pt"))  # loads with weights_only=True
+    assert len(restored) == 1 and restored[0][0].equal(gpu[0])
+    restore_rng_states({"torch_rng": torch.get_rng_state()})  # a checkpoint from before: the CPU's only
+    assert len(restored) == 1

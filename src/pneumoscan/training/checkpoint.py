@@ -39,6 +39,20 @@ def save_weights(path: str | os.PathLike, model: nn.Module, meta: ArtifactMeta) 
                          f"with --resume") from None
 
 
+def rng_states() -> dict[str, Any]:
+    """The global torch generators a checkpoint keeps: the CPU's and, when present, every CUDA device's (dropout
+    on a GPU draws from those)."""
+    return {"torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def restore_rng_states(ckpt: dict[str, Any]) -> None:
+    """Set the generators `rng_states` saved in `ckpt` (checkpoints written before CUDA's was kept have none)."""
+    torch.set_rng_state(ckpt["torch_rng"])
+    if ckpt.get("cuda_rng") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint written by `atomic_torch_save` with `weights_only=True`."""
     return torch.load(path, map_location="cpu", weights_only=True)

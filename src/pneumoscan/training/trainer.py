@@ -36,7 +36,8 @@ from pneumoscan.inference.batch import device_for, predict_logits, sigmoid
 from pneumoscan.inference.ood import guard_path
 from pneumoscan.models.registry import create_model, get_spec, model_config
 from pneumoscan.outputs import atomic_write
-from pneumoscan.training.checkpoint import atomic_torch_save, load_checkpoint, save_weights
+from pneumoscan.training.checkpoint import (atomic_torch_save, load_checkpoint, restore_rng_states, rng_states,
+                                            save_weights)
 from pneumoscan.training.config import RESUME_MAY_CHANGE, TrainConfig
 
 LAST_CHECKPOINT = "last.pt"
@@ -325,7 +326,7 @@ class Trainer:
             if ema is not None:
                 ema.load_state_dict(ckpt["ema"])
             generator.set_state(ckpt["generator"])
-            torch.set_rng_state(ckpt["torch_rng"])
+            restore_rng_states(ckpt)
             state = ckpt["state"]
             mean, std = ckpt["mean"], ckpt["std"]
             self._note_resume(state)
@@ -401,7 +402,7 @@ class Trainer:
             self._write_history(state["history"])
             atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "ema": ema.state_dict() if ema is not None else {}, "generator": generator.get_state(),
-                               "torch_rng": torch.get_rng_state(), "state": state, "mean": mean, "std": std}, ckpt_path)
+                               **rng_states(), "state": state, "mean": mean, "std": std}, ckpt_path)
             tqdm.write(f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  val_loss {val_loss:.4f}  val_auc {auc:.4f}  "
                        f"{row['images_per_s']:.0f} img/s" + ("  *best*" if state["best_epoch"] == epoch else ""))
         artifact = self._finish(meta, data, state)
