@@ -157,3 +157,16 @@ def test_checkpoints_keep_the_cuda_generators_when_a_gpu_is_present(monkeypatch:
     assert len(restored) == 1 and restored[0][0].equal(gpu[0])
     restore_rng_states({"torch_rng": torch.get_rng_state()})  # a checkpoint from before: the CPU's only
     assert len(restored) == 1
+
+
+@pytest.mark.parametrize("damage", ["truncated", "junk"])
+def test_a_damaged_checkpoint_is_named_on_resume(damage: str, tiny_dataset: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(run), *QUICK]) == 0
+    last = run / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000] if damage == "truncated" else b"junk\n")
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "last.pt: not a readable checkpoint" in err and "Traceback" not in err

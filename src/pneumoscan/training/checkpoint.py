@@ -54,5 +54,11 @@ def restore_rng_states(ckpt: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint written by `atomic_torch_save` with `weights_only=True`."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Load a checkpoint written by `atomic_torch_save` with `weights_only=True`; InputError naming the file when it
+    is damaged (copied in part, truncated) or holds anything but tensors and plain data."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, UnpicklingError, KeyError or EOFError for such files
+        first = f"{type(err).__name__}: " + (str(err).strip().splitlines() or [""])[0]
+        raise InputError(f"{path}: not a readable checkpoint ({first}); it is damaged or was not written by pneumoscan, "
+                         f"so the run cannot continue from it: start again with another --out") from None
