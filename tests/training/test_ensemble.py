@@ -108,3 +108,12 @@ def test_ensemble_refuses_to_write_over_an_interrupted_training_run(tiny_run: Pa
     (tmp_path / "file").write_text("")
     with pytest.raises(InputError, match="is a file; give --out a folder"):
         build_ensemble([tiny_run, second_run], tmp_path / "file", progress=False)
+
+
+def test_ensemble_refuses_a_member_with_the_same_weights_as_another(tiny_run: Path, second_run: Path,
+                                                                   tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run, copy)  # or the same recipe trained again with the same --seed: the same weights on CPU
+    with pytest.raises(InputError, match="copy: has the same weights as"):
+        build_ensemble([tiny_run, second_run, copy], tmp_path / "ens", progress=False)
+    assert not (tmp_path / "ens").exists()

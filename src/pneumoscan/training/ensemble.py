@@ -7,6 +7,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, load_artifact
 from pneumoscan.data.cache import load_image_set
 from pneumoscan.data.layout import Sample
@@ -38,6 +41,12 @@ def _holds_training_run(out: Path) -> bool:
     return isinstance(config, dict) and "ensemble_of" not in config
 
 
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    """True when two networks have the same tensors (same names, shapes and values)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa)
+
+
 def member_entry(meta: ArtifactMeta) -> dict[str, Any]:
     """How the ensemble rebuilds and feeds one member."""
     return {"model": meta.model_name, "config": meta.model_config, "image_size": meta.image_size,
@@ -65,6 +74,11 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
         if not (run / ARTIFACT_NAME).is_file():
             raise InputError(f"{run}: not a finished `pneumoscan train` run (no {ARTIFACT_NAME}); check the path")
     loaded = [load_artifact(run) for run in runs]
+    for i, (net, _) in enumerate(loaded):  # a copy of a run, or a run trained again with the same settings and seed
+        for earlier, (other, _) in zip(runs, loaded[:i]):
+            if _same_weights(net, other):
+                raise InputError(f"{runs[i]}: has the same weights as {earlier}, so it would add nothing; train the "
+                                 f"members with different --seed values or models")
     val = _val_samples(runs[0])
     for run in runs[1:]:  # absolute paths, or relative to where training ran (runs written before they were absolute)
         if [os.path.abspath(s.path) for s in _val_samples(run)] != [os.path.abspath(s.path) for s in val]:
