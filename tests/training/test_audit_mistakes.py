@@ -170,3 +170,28 @@ def test_a_damaged_checkpoint_is_named_on_resume(damage: str, tiny_dataset: Path
     assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "last.pt: not a readable checkpoint" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["train", "pretrain"])
+def test_an_unwritable_out_is_refused_before_the_data_is_read(command: str, tiny_dataset: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture) -> None:
+    import tempfile
+
+    import pneumoscan.training.trainer as trainer
+
+    def read_only(*_: object, **__: object) -> None:  # a read-only mount: root's permission bits would not tell
+        raise OSError(30, "Read-only file system")
+
+    def too_late(*_: object, **__: object) -> None:
+        raise AssertionError("the data was read (pretrain: an epoch was trained) before --out was found unwritable")
+
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(trainer, "prepare_data", too_late)
+    extra = ["--batch-size", "8"] if command == "pretrain" else []
+    assert main([command, "--data", str(tiny_dataset), "--out", str(tmp_path / "ro" / "run"), "--model", "cnn",
+                 "--image-size", "32", "--epochs", "1", "--quiet", *extra]) == 2
+    err = capsys.readouterr().err
+    assert ": cannot be written (Read-only file system); choose another --out" in err and "Traceback" not in err
+    assert not (tmp_path / "ro" / "run").exists()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,18 @@ def save_weights(path: str | os.PathLike, model: nn.Module, meta: ArtifactMeta) 
     except SafetensorError as err:
         raise InputError(f"{path}: cannot be written ({err}); free disk space or check the folder, then continue "
                          f"with --resume") from None
+
+
+def check_writable(folder: Path) -> None:
+    """InputError naming FOLDER when no file can be created in it (or, while it does not exist, in the folder that
+    would hold it): found before the data is decoded and an epoch is trained, not at the first checkpoint."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    try:  # the permission bits do not tell (root, ACLs, read-only mounts): try it
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise InputError(f"{existing}: cannot be written ({err.strerror or err}); choose another --out or check the "
+                         f"folder and its permissions") from None
 
 
 def rng_states() -> dict[str, Any]:

@@ -28,7 +28,7 @@ from pneumoscan.errors import InputError
 from pneumoscan.inference.batch import device_for
 from pneumoscan.models.registry import create_model, final_linear_name, get_spec, model_config
 from pneumoscan.outputs import atomic_write
-from pneumoscan.training.checkpoint import atomic_torch_save, load_checkpoint
+from pneumoscan.training.checkpoint import atomic_torch_save, check_writable, load_checkpoint
 from pneumoscan.training.config import TrainConfig
 
 PRETRAINED_NAME = "pretrained.safetensors"
@@ -107,6 +107,7 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
         raise InputError(f"{ckpt_path}: {flags}: resume with the options the pretraining was started with")
     if not resume and (ckpt_path.exists() or (out / PRETRAINED_NAME).exists()):
         raise InputError(f"{out}: holds an earlier pretraining; pass --resume to continue it or choose another --out")
+    check_writable(out)
     image_size = cfg.image_size or spec.image_size
     seed_everything(cfg.seed)
     data = prepare_data(cfg, image_size, progress)

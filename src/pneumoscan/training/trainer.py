@@ -36,8 +36,8 @@ from pneumoscan.inference.batch import device_for, predict_logits, sigmoid
 from pneumoscan.inference.ood import guard_path
 from pneumoscan.models.registry import create_model, get_spec, model_config
 from pneumoscan.outputs import atomic_write
-from pneumoscan.training.checkpoint import (atomic_torch_save, load_checkpoint, restore_rng_states, rng_states,
-                                            save_weights)
+from pneumoscan.training.checkpoint import (atomic_torch_save, check_writable, load_checkpoint, restore_rng_states,
+                                            rng_states, save_weights)
 from pneumoscan.training.config import RESUME_MAY_CHANGE, TrainConfig
 
 LAST_CHECKPOINT = "last.pt"
@@ -282,6 +282,7 @@ class Trainer:
                 tqdm.write(f"{self.out}: this run already finished ({done['epoch']} epochs, best {done['best_epoch']}); "
                            f"nothing to resume ({why})")
                 return self.out / ARTIFACT_NAME
+        check_writable(self.out)
         for stale in self.out.glob(".*.tmp"):  # left by a run killed mid-write
             stale.unlink()
         seed_everything(cfg.seed)
