@@ -195,3 +195,22 @@ def test_an_unwritable_out_is_refused_before_the_data_is_read(command: str, tiny
     err = capsys.readouterr().err
     assert ": cannot be written (Read-only file system); choose another --out" in err and "Traceback" not in err
     assert not (tmp_path / "ro" / "run").exists()
+
+
+def test_a_resume_with_fewer_epochs_than_trained_says_none_is_left(tiny_dataset: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    import pneumoscan.training.trainer as trainer
+
+    run = tmp_path / "run"
+
+    def ctrl_c(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:  # stopped after epoch 2 of 3, before a model was made
+        patch.setattr(trainer, "finish_artifact", ctrl_c)
+        assert main(["train", "--data", str(tiny_dataset), "--out", str(run), *QUICK, "--epochs", "2"]) == 130
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "1", "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert "no epoch is left to train" in out.out and "cosine schedule" not in out.out

@@ -220,7 +220,10 @@ class Trainer:
         tqdm.write(f"resuming {self.out} after epoch {state['epoch']} (best so far: epoch {state['best_epoch']}, "
                    f"validation AUC {state['best_auc']:.4f})")
         saved = json.loads((self.out / "config.json").read_text())
-        if saved.get("epochs", self.cfg.epochs) != self.cfg.epochs:
+        if saved.get("epochs", self.cfg.epochs) != self.cfg.epochs and self.cfg.epochs <= state["epoch"]:
+            tqdm.write(f"note: --epochs {self.cfg.epochs} (run: {saved['epochs']}): no epoch is left to train; the model "
+                       f"is made from the best of the {state['epoch']} epochs trained")
+        elif saved.get("epochs", self.cfg.epochs) != self.cfg.epochs:
             tqdm.write(f"note: --epochs {self.cfg.epochs} (run: {saved['epochs']}): the learning rate follows a "
                        f"{self.cfg.epochs}-epoch cosine schedule from epoch {state['epoch'] + 1} on, so the model will "
                        f"differ from one of a run started with --epochs {self.cfg.epochs}")
