@@ -214,3 +214,18 @@ def test_a_resume_with_fewer_epochs_than_trained_says_none_is_left(tiny_dataset:
     assert main(["train", "--out", str(run), "--resume", "--epochs", "1", "--quiet"]) == 0
     out = capsys.readouterr()
     assert "no epoch is left to train" in out.out and "cosine schedule" not in out.out
+
+
+def test_a_second_process_cannot_train_in_a_run_folder_in_use(tiny_dataset: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture) -> None:
+    from pneumoscan.training.checkpoint import run_lock
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(run), *QUICK]) == 0
+    history = (run / "history.csv").read_text()
+    capsys.readouterr()
+    with run_lock(run):  # as the first process holds it while it trains (flock: per open file, so this process too)
+        assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 2
+        assert "another pneumoscan process is training in this folder" in capsys.readouterr().err
+        assert (run / "history.csv").read_text() == history
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0  # released when it ends

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -12,6 +13,11 @@ from torch import nn
 from pneumoscan.artifact import ArtifactMeta, save_artifact
 from pneumoscan.errors import InputError
 from pneumoscan.outputs import atomic_write
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 
 def atomic_torch_save(obj: dict[str, Any], path: str | os.PathLike) -> None:
@@ -50,6 +56,26 @@ def check_writable(folder: Path) -> None:
     except OSError as err:
         raise InputError(f"{existing}: cannot be written ({err.strerror or err}); choose another --out or check the "
                          f"folder and its permissions") from None
+
+
+@contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on FOLDER while a run trains in it; InputError when another process holds it (a
+    second `--resume` while the first still runs would train the same epochs and remove its temp files). The
+    system releases the lock when a process ends, even by SIGKILL, so none is ever left stale."""
+    if fcntl is None:  # not on POSIX: no lock
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise InputError(f"{folder}: another pneumoscan process is training in this folder; wait for it to end "
+                             f"(or stop it), then continue with --resume") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def rng_states() -> dict[str, Any]:

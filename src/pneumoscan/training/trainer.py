@@ -37,7 +37,7 @@ from pneumoscan.inference.ood import guard_path
 from pneumoscan.models.registry import create_model, get_spec, model_config
 from pneumoscan.outputs import atomic_write
 from pneumoscan.training.checkpoint import (atomic_torch_save, check_writable, load_checkpoint, restore_rng_states,
-                                            rng_states, save_weights)
+                                            rng_states, run_lock, save_weights)
 from pneumoscan.training.config import RESUME_MAY_CHANGE, TrainConfig
 
 LAST_CHECKPOINT = "last.pt"
@@ -256,7 +256,8 @@ class Trainer:
         created = not self.out.exists()
         self.out.mkdir(parents=True, exist_ok=True)
         try:
-            return self._run(resume)
+            with run_lock(self.out):
+                return self._run(resume)
         except BaseException:
             if created and self.out.is_dir() and not any(self.out.iterdir()):
                 self.out.rmdir()  # a run refused before it wrote anything leaves no empty folder behind
