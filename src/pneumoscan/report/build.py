@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan import CLASS_NAMES, __version__
+from pneumoscan.inference.predictor import model_prior
 from pneumoscan.outputs import atomic_write, check_companion, check_output
 from pneumoscan.report import figures as figs
 from pneumoscan.report import html as h
@@ -88,6 +89,7 @@ def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
         ("training time", f"{seconds:.1f} s ({seconds / 60:.1f} min)" if seconds is not None else "n/a"),
         ("operating threshold", f"{scores.threshold:.4f}" + _threshold_origin(meta)),
         ("training prevalence of PNEUMONIA", f"{meta.train_prevalence:.3f}"),
+        ("prior its probabilities assume (what --prevalence corrects from)", f"{model_prior(meta):.3f}"),
         ("evaluated on", scores.source),
         ("unreadable images skipped", len(scores.skipped)),
         ("pneumoscan version", f"model {meta.version}, report {__version__}"),
