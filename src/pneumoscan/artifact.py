@@ -13,7 +13,7 @@ from torch import nn
 
 from pneumoscan import CLASS_NAMES, __version__
 from pneumoscan.data.preprocess import Preprocessing
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, ModelConfigError, UnknownModelError
 from pneumoscan.models.registry import create_model
 
 ARTIFACT_NAME = "model.safetensors"
@@ -129,6 +129,10 @@ def load_artifact(path: str | os.PathLike | None, device: str | torch.device = "
 
     path = resolve_model_path(path)
     meta = read_meta(path)
-    model = create_model(meta.model_name, **meta.model_config)
+    try:
+        model = create_model(meta.model_name, **meta.model_config)
+    except (UnknownModelError, ModelConfigError) as err:  # written by another version, or edited
+        raise InputError(f"{path}: {err} (written by pneumoscan {meta.version}, this is {__version__}); "
+                         "load it with the version that wrote it") from None
     model.load_state_dict(load_file(str(path), device=str(device)))
     return model.to(device).eval(), meta

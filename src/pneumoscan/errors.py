@@ -21,6 +21,10 @@ class UnknownModelError(PneumoscanError, KeyError):
         return str(self.args[0])
 
 
+class ModelConfigError(PneumoscanError, TypeError):
+    """A model option its builder does not take; the message lists the ones it does."""
+
+
 def first_few(items: list[str], n: int = 3) -> str:
     """The first `n` items joined by '; ', and ' ...' when there are more: examples in a one-line message."""
     return "; ".join(items[:n]) + (" ..." if len(items) > n else "")

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
+from pneumoscan.artifact import ArtifactMeta, save_artifact
+from pneumoscan.cli import main
+from pneumoscan.errors import PneumoscanError
 from pneumoscan.models.registry import create_model, get_spec, list_models
+from tests.conftest import write_xray
 
 
 def test_registry_lists_the_families() -> None:
@@ -27,3 +33,19 @@ def test_single_logit_and_cam_layer(name: str) -> None:
 def test_unknown_model() -> None:
     with pytest.raises(KeyError, match="choose one of"):
         create_model("vgg99")
+
+
+def test_unknown_option_is_named_with_the_builders_options() -> None:
+    with pytest.raises(TypeError, match="model 'cnn' has no option 'width'; its options are: widths, dropout") as err:
+        create_model("cnn", width=(8, 16))
+    assert isinstance(err.value, PneumoscanError)
+
+
+def test_artifact_with_an_unknown_option_is_refused_by_file_name(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    path = save_artifact(tmp_path / "model.safetensors", create_model("cnn"),
+                         ArtifactMeta(model_name="cnn", model_config={"depth": 5}, image_size=32, mean=0.5, std=0.25))
+    image = write_xray(tmp_path / "x.png", 1, 0)
+    assert main(["predict", "--model", str(path), "--backend", "torch", str(image)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: model 'cnn' has no option 'depth'" in err and "Traceback" not in err

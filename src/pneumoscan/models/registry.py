@@ -1,12 +1,13 @@
 """Model registry: `create_model(name, **cfg)` and `list_models()`."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from torch import nn
 
-from pneumoscan.errors import UnknownModelError
+from pneumoscan.errors import ModelConfigError, UnknownModelError
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,20 @@ def get_spec(name: str) -> ModelSpec:
     return _REGISTRY[name]
 
 
+def model_options(name: str) -> list[str]:
+    """The keyword options the builder of model `name` takes, in its order."""
+    return list(inspect.signature(get_spec(name).builder).parameters)
+
+
 def create_model(name: str, **cfg: Any) -> nn.Module:
-    """Build the registered model `name` (single-logit output), overriding its defaults with `cfg`."""
+    """Build the registered model `name` (single-logit output), overriding its defaults with `cfg`;
+    ModelConfigError (a TypeError) names an option the builder does not take and lists the ones it does."""
     spec = get_spec(name)
+    options = model_options(name)
+    unknown = [key for key in cfg if key not in options]
+    if unknown:
+        raise ModelConfigError(f"model {name!r} has no option {unknown[0]!r}; its options are: "
+                               f"{', '.join(options) or 'none'}")
     return spec.builder(**{**spec.defaults, **cfg})
 
 
