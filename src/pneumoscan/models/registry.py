@@ -101,9 +101,11 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def model_config(name: str, **cfg: Any) -> dict[str, Any]:
-    """The full keyword config `create_model(name, ...)` uses, for storing in an artifact."""
-    return {**get_spec(name).defaults, **cfg}
+def model_config(name: str, image_size: int | None = None, **cfg: Any) -> dict[str, Any]:
+    """The full keyword config `create_model(name, ...)` uses, for storing in an artifact; `image_size` is
+    passed on to builders whose model is made for one input size (the MLP) and left out for the others."""
+    sized = {"image_size": image_size} if image_size is not None and "image_size" in model_options(name) else {}
+    return {**get_spec(name).defaults, **sized, **cfg}
 
 
 def _load_builtin() -> None:

@@ -114,7 +114,7 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
     images = prepare_pixels(data.train.images, equalize=cfg.equalize, crop=cfg.crop)
     mean, std = image_stats(images)
     device = device_for()
-    backbone = create_model(cfg.model, **model_config(cfg.model))
+    backbone = create_model(cfg.model, **model_config(cfg.model, image_size=image_size))
     net = SimSiam(backbone, strip_final_linear(backbone)).to(device)
     lr = cfg.lr * cfg.batch_size / 256
     optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)

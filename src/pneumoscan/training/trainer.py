@@ -196,8 +196,7 @@ class Trainer:
             raise InputError(f"model '{cfg.model}' is built from trained runs, not trained: train its members, "
                              f"then run `pneumoscan ensemble RUN RUN ... --out DIR`")
         self.image_size = cfg.image_size or spec.image_size
-        extra = {"image_size": self.image_size} if cfg.model == "mlp" else {}
-        self.model_cfg = model_config(cfg.model, **extra)
+        self.model_cfg = model_config(cfg.model, image_size=self.image_size)
         self.device = device_for()
 
     # -- persistence -------------------------------------------------------------------------
