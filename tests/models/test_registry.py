@@ -49,3 +49,25 @@ def test_artifact_with_an_unknown_option_is_refused_by_file_name(tmp_path: Path,
     assert main(["predict", "--model", str(path), "--backend", "torch", str(image)]) == 2
     err = capsys.readouterr().err
     assert f"{path}: model 'cnn' has no option 'depth'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("name", "side", "message"), [
+    ("cnn", 15, "cnn needs images of at least 16 x 16 px, got 15 x 15"),
+    ("resnet10", 2, "resnet needs images of at least 3 x 3 px, got 2 x 2"),
+    ("mlp", 63, "mlp is built for 64 x 64 px images, got 63 x 63"),
+])
+def test_an_input_the_model_cannot_take_is_refused_by_name(name: str, side: int, message: str) -> None:
+    model = create_model(name).eval()
+    with pytest.raises(ValueError, match=message):
+        model(torch.zeros(2, 1, side, side))
+    with pytest.raises(ValueError, match=r"shape \(N, 1, H, W\)"):
+        model(torch.zeros(1, side, side))
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "resnet10", "resnet18"])
+def test_smallest_and_odd_input_sizes_run(name: str) -> None:
+    sizes = [17, 33] if name == "mlp" else [16 if name == "cnn" else 3, 17, 33]
+    for size in sizes:
+        model = create_model(name, image_size=size) if name == "mlp" else create_model(name)
+        assert model.eval()(torch.randn(1, 1, size, size)).shape == (1,)
+        assert model.train()(torch.randn(2, 1, size, size)).shape == (2,)

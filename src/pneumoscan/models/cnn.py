@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pneumoscan.models.registry import register_model
+from pneumoscan.models.registry import check_input, register_model
 
 
 def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -24,8 +24,10 @@ class SmallCNN(nn.Module):
             c_in = width
         self.features = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, 1))
+        self.min_side = 2 ** len(widths)  # each block halves the side
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, "cnn", min_side=self.min_side)
         return self.head(self.features(x)).squeeze(1)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pneumoscan.models.registry import register_model
+from pneumoscan.models.registry import check_input, register_model
 
 
 class MLP(nn.Module):
@@ -19,8 +19,10 @@ class MLP(nn.Module):
             width = units
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
+        self.image_size = image_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, "mlp", side=self.image_size)
         return self.net(x).squeeze(1)
 
 

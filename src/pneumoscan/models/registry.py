@@ -5,6 +5,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from pneumoscan.errors import ModelConfigError, UnknownModelError
@@ -94,6 +95,22 @@ def final_linear_name(model: nn.Module) -> str:
         if names:
             return ".".join(part for part in (prefix, names[-1]) if part)
     raise ValueError(f"{type(model).__name__} has no nn.Linear layer to take features from")
+
+
+def check_input(x: torch.Tensor, model: str, *, min_side: int = 1, side: int | None = None) -> None:
+    """ValueError naming `model` unless `x` is a batch (N, C, H, W) of images at least `min_side` px on each
+    side (exactly `side` when given), rather than a shape error deep inside a layer. Skipped while tracing
+    for ONNX export, where the input is the model's own size."""
+    if torch.jit.is_tracing():
+        return
+    if x.ndim != 4:
+        raise ValueError(f"{model} takes images of shape (N, 1, H, W), got {tuple(x.shape)}")
+    height, width = int(x.shape[-2]), int(x.shape[-1])
+    if side is not None and (height, width) != (side, side):
+        raise ValueError(f"{model} is built for {side} x {side} px images, got {height} x {width}; resize them to "
+                         f"{side} px, or build it with image_size= their size")
+    if min(height, width) < min_side:
+        raise ValueError(f"{model} needs images of at least {min_side} x {min_side} px, got {height} x {width}")
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pneumoscan.models.registry import register_model
+from pneumoscan.models.registry import check_input, register_model
 
 
 class BasicBlock(nn.Module):
@@ -51,6 +51,7 @@ class ResNet(nn.Module):
                 nn.init.zeros_(block.bn2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, "resnet", min_side=3)  # the stem's stride-2 convolution and pooling need 3 px
         return self.head(self.stages(self.stem(x))).squeeze(1)
 
 
