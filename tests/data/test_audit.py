@@ -26,3 +26,27 @@ def test_duplicates_across_patients_and_labels_are_reported(tmp_path: Path) -> N
     assert "groups: 3 (0 across splits, 2 across patient IDs, 1 with both labels)" in text
     assert "train/NORMAL/IM-0001-0001.png = train/NORMAL/IM-0042-0001.png" in text
     assert "IM-0000-0001.png = " not in text
+
+
+def test_duplicates_are_named_by_where_they_are(tmp_path: Path) -> None:
+    """A file in a sub-folder keeps it in its name, and a manifest's files are named by their own path (with the
+    split and class the manifest gives them), not by a made-up split/class/name that does not exist."""
+    data = tmp_path / "data"
+    for split in ("train", "val"):
+        write_xray(data / split / "NORMAL" / "IM-0001-0001.png", 0, 1 if split == "train" else 2)
+        write_xray(data / split / "PNEUMONIA" / "person1_virus_1.png", 1, 3 if split == "train" else 4)
+    (data / "train" / "PNEUMONIA" / "site2").mkdir()
+    shutil.copy(data / "train" / "NORMAL" / "IM-0001-0001.png", data / "train" / "PNEUMONIA" / "site2" / "IM-0001-0001.png")
+    report = audit(data, progress=False)
+    assert report["label_conflict_duplicates"] == [["train/NORMAL/IM-0001-0001.png",
+                                                    "train/PNEUMONIA/site2/IM-0001-0001.png"]]
+
+    (tmp_path / "a").mkdir()
+    shutil.copy(data / "train" / "PNEUMONIA" / "person1_virus_1.png", tmp_path / "a" / "person1_virus_1.png")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,label\ndata/train/PNEUMONIA/person1_virus_1.png,PNEUMONIA\na/person1_virus_1.png,PNEUMONIA\n"
+                        "data/val/NORMAL/IM-0001-0001.png,NORMAL\n")
+    report = audit(manifest, progress=False)
+    assert report["duplicate_groups"] == [["a/person1_virus_1.png (PNEUMONIA)",
+                                           "data/train/PNEUMONIA/person1_virus_1.png (PNEUMONIA)"]]
+    assert all((tmp_path / name.split(" (")[0]).is_file() for name in report["duplicate_groups"][0])

@@ -34,6 +34,19 @@ def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None]:
 MIN_SIDE = 32  # px: smaller images are listed (information; they are still used)
 
 
+def _shown_name(root: Path, split: str, sample: Sample) -> str:
+    """How the audit names a file: its path under the data folder (`train/NORMAL/sub/x.png`), so it can be
+    found; for a CSV manifest, its path from the manifest's folder (absolute when outside it) with its split
+    and class, which a manifest's paths do not show."""
+    if root.is_dir():
+        return sample.path.relative_to(root).as_posix()
+    try:
+        path = sample.path.relative_to(root.parent).as_posix()
+    except ValueError:
+        path = os.path.abspath(sample.path)
+    return f"{path} ({split + ' ' if split != 'all' else ''}{CLASS_NAMES[sample.label]})"
+
+
 def audit(root: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
     """Counts, patients, image sizes, unreadable files, duplicates and cross-split overlaps of a dataset."""
     splits = discover(root)
@@ -42,12 +55,12 @@ def audit(root: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
         inspected = list(tqdm(pool.map(lambda item: _inspect(item[1].path), everything), total=len(everything),
                               desc="reading", unit="img", disable=not progress, leave=False))
     report: dict[str, Any] = {"root": str(root), "splits": {}}
-    by_hash: dict[str, list[str]] = defaultdict(list)
+    by_hash: dict[str, list[tuple[str, str, Sample]]] = defaultdict(list)  # (shown name, split, sample)
     patients_by_split: dict[str, set[str]] = defaultdict(set)
     unreadable: list[str] = []
     for (split, sample), (digest, size, error) in zip(everything, inspected):
         if digest:  # '' = could not be read
-            by_hash[digest].append(f"{split}/{CLASS_NAMES[sample.label]}/{sample.path.name}")
+            by_hash[digest].append((_shown_name(Path(root), split, sample), split, sample))
         patients_by_split[split].add(patient_id(sample.path))
         if error:
             unreadable.append(error)
@@ -63,18 +76,21 @@ def audit(root: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
             "width_min": min(widths, default=None), "width_max": max(widths, default=None),
             "most_common_sizes": [f"{w}x{h}" for (w, h), _ in Counter(sizes).most_common(3)],
         }
-    duplicates = [names for names in by_hash.values() if len(names) > 1]
+    duplicates = sorted(sorted(group) for group in by_hash.values() if len(group) > 1)
     names = list(patients_by_split)
     report["unreadable"] = sorted(unreadable)
     # far below any chest film; upscaled to the model's input they are mostly interpolation
     report["too_small"] = sorted(f"{s.path}: {size[0]} x {size[1]} px"
                                  for (_, s), (_, size, _) in zip(everything, inspected)
                                  if size is not None and min(size) < MIN_SIDE)
-    report["duplicate_groups"] = sorted(duplicates)
-    report["cross_split_duplicates"] = [g for g in duplicates if len({n.split("/")[0] for n in g}) > 1]
+    def shown(keep: Any) -> list[list[str]]:
+        return [[name for name, _, _ in group] for group in duplicates if keep(group)]
+
+    report["duplicate_groups"] = shown(lambda g: True)
+    report["cross_split_duplicates"] = shown(lambda g: len({split for _, split, _ in g}) > 1)
     # a patient split cannot keep these together: copies under two patient IDs can sit on both sides of it
-    report["cross_patient_duplicates"] = [g for g in duplicates if len({patient_id(n) for n in g}) > 1]
-    report["label_conflict_duplicates"] = [g for g in duplicates if len({n.split("/")[1] for n in g}) > 1]
+    report["cross_patient_duplicates"] = shown(lambda g: len({patient_id(s.path) for _, _, s in g}) > 1)
+    report["label_conflict_duplicates"] = shown(lambda g: len({s.label for _, _, s in g}) > 1)
     report["patient_ids_in_two_splits"] = {
         f"{a}+{b}": len(patients_by_split[a] & patients_by_split[b]) for i, a in enumerate(names) for b in names[i + 1:]
     }
