@@ -50,3 +50,14 @@ def test_duplicates_are_named_by_where_they_are(tmp_path: Path) -> None:
     assert report["duplicate_groups"] == [["a/person1_virus_1.png (PNEUMONIA)",
                                            "data/train/PNEUMONIA/person1_virus_1.png (PNEUMONIA)"]]
     assert all((tmp_path / name.split(" (")[0]).is_file() for name in report["duplicate_groups"][0])
+
+
+def test_a_split_without_readable_images_shows_no_sizes(tmp_path: Path) -> None:
+    for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+        (tmp_path / "train" / name).mkdir(parents=True)
+        (tmp_path / "train" / name / "broken.png").write_bytes(b"not an image")
+        write_xray(tmp_path / "val" / name / f"IM-000{label}-0001.png", label, label)
+    report = audit(tmp_path, progress=False)
+    assert report["splits"]["train"]["unreadable"] == 2 and report["splits"]["train"]["width_min"] is None
+    text = format_audit(report)
+    assert "None" not in text and "none readable" in text

@@ -105,8 +105,10 @@ def format_audit(report: dict[str, Any]) -> str:
              f"{'split':<8}{'NORMAL':>8}{'PNEUMONIA':>11}{'patients N/P':>15}  sizes"]
     for split, info in report["splits"].items():
         img, pat = info["images"], info["patients"]
+        sizes = (f"{info['width_min']}-{info['width_max']}; {', '.join(info['most_common_sizes'])}"
+                 if info["width_min"] is not None else "none readable")
         lines.append(f"{split:<8}{img['NORMAL']:>8}{img['PNEUMONIA']:>11}{pat['NORMAL']:>8}/{pat['PNEUMONIA']:<6}"
-                     f"  {info['width_min']}-{info['width_max']}; {', '.join(info['most_common_sizes'])}")
+                     f"  {sizes}")
     lines.append(f"unreadable files: {len(report['unreadable'])}")
     lines += [f"  {msg}" for msg in report["unreadable"][:20]]
     lines.append(f"images under {MIN_SIDE} px on a side: {len(report['too_small'])}")
