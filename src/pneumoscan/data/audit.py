@@ -83,6 +83,7 @@ def audit(root: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
     report["too_small"] = sorted(f"{s.path}: {size[0]} x {size[1]} px"
                                  for (_, s), (_, size, _) in zip(everything, inspected)
                                  if size is not None and min(size) < MIN_SIDE)
+
     def shown(keep: Any) -> list[list[str]]:
         return [[name for name, _, _ in group] for group in duplicates if keep(group)]
 
