@@ -43,3 +43,11 @@ def test_prevalence_of_one_half_leaves_a_balanced_models_probabilities_alone(sam
     assert half.threshold == pytest.approx(plain.threshold, rel=1e-9)
     low = Predictor(None, backend="torch", guard=False, prevalence=0.1).predict_images(images)
     np.testing.assert_allclose(low / (1 - low), p / (1 - p) / 9, rtol=1e-6)
+
+
+def test_model_prior_of_unbalanced_members_is_each_members_own_share_of_pneumonia() -> None:
+    """Members trained without balancing answer to their own data's share, not the first member's."""
+    three_to_one = {"config": {"balance": "none"}, "data": {"train": {"NORMAL": 10, "PNEUMONIA": 30}}}
+    one_to_three = {"config": {"balance": "none"}, "data": {"train": {"NORMAL": 30, "PNEUMONIA": 10}}}
+    assert model_prior(_meta({"members": [three_to_one, one_to_three]}, prevalence=0.75)) == pytest.approx(0.5)
+    assert model_prior(_meta(three_to_one, prevalence=0.75)) == pytest.approx(0.75)

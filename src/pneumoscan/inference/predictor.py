@@ -6,6 +6,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,15 +46,22 @@ def model_prior(meta: ArtifactMeta) -> float:
 
     Class-balanced batches and the class-weighted loss train the model as if half the films showed
     pneumonia, so its probabilities answer to 0.5, not to the training prevalence stored in the artifact;
-    with `--balance none` they answer to that prevalence. An ensemble's mean logit carries the mean of its
+    with `--balance none` they answer to the share of PNEUMONIA they trained on. An ensemble's mean logit carries the mean of its
     members' prior log-odds. Artifacts that do not record their balancing keep the stored prevalence."""
     members = meta.training.get("members") or [meta.training]
     logits = []
     for member in members:
         balance = member.get("config", {}).get("balance") if isinstance(member, dict) else None
-        prior = 0.5 if balance in _BALANCED else meta.train_prevalence
+        prior = 0.5 if balance in _BALANCED else _share_of_pneumonia(member) or meta.train_prevalence
         logits.append(math.log(prior) - math.log1p(-prior))
     return 1.0 / (1.0 + math.exp(-sum(logits) / len(logits)))
+
+
+def _share_of_pneumonia(training: Any) -> float | None:
+    """PNEUMONIA's share of the training films a `training` record counts (None when it counts none)."""
+    counts = training.get("data", {}).get("train", {}) if isinstance(training, dict) else {}
+    normal, pneumonia = counts.get("NORMAL", 0), counts.get("PNEUMONIA", 0)
+    return pneumonia / (normal + pneumonia) if normal and pneumonia else None
 
 
 def expand_paths(paths: list[str | os.PathLike]) -> list[Path]:
