@@ -377,6 +377,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = shown
 
 
+def _resume_hint(args: argparse.Namespace) -> str:
+    """After Ctrl+C: the command that continues this training or pretraining run, if it saved something to continue."""
+    if args.command not in ("train", "pretrain"):
+        return ""
+    from pneumoscan.training.pretrain import PRETRAIN_CHECKPOINT
+
+    if args.command == "train" and (Path(args.out) / "config.json").is_file():
+        return f"; continue the run with `pneumoscan train --out {args.out} --resume`"
+    if args.command == "pretrain" and (Path(args.out) / PRETRAIN_CHECKPOINT).is_file():
+        return (f"; continue it with `pneumoscan pretrain --data {args.data} --out {args.out} --resume` and the options "
+                f"it was started with")
+    return f"; nothing was saved in {args.out} yet: start the run again"
+
+
 def _run(args: argparse.Namespace) -> int:
     """The chosen command, with its failures turned into one line and an exit code."""
     try:
@@ -395,8 +409,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"pneumoscan: error: {err.filename}: {reason}; check the path and its permissions", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("pneumoscan: interrupted; a training run continues with `pneumoscan train --out RUN_DIR --resume`",
-              file=sys.stderr)
+        print(f"pneumoscan: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
 
 
