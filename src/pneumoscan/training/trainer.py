@@ -409,6 +409,10 @@ class Trainer:
                                **rng_states(), "state": state, "mean": mean, "std": std}, ckpt_path)
             tqdm.write(f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  val_loss {val_loss:.4f}  val_auc {auc:.4f}  "
                        f"{row['images_per_s']:.0f} img/s" + ("  *best*" if state["best_epoch"] == epoch else ""))
+        if state["bad_epochs"] >= cfg.patience and state["epoch"] < cfg.epochs:
+            tqdm.write(f"stopped early after epoch {state['epoch']} of {cfg.epochs}: validation AUC has not improved for "
+                       f"{cfg.patience} epochs (--patience); the model keeps epoch {state['best_epoch']} "
+                       f"(validation AUC {state['best_auc']:.4f})")
         artifact = self._finish(meta, data, state)
         stale = [p.name for p in (guard_path(artifact), artifact.with_suffix(".onnx")) if p.exists()]
         if stale:  # made for the model file just replaced
