@@ -5,13 +5,16 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pneumoscan.errors import InputError, first_few
 from pneumoscan.report.run import RunInfo
 from pneumoscan.training.config import run_folders
+
+if TYPE_CHECKING:
+    from pneumoscan.artifact import ArtifactMeta
 
 VAL_PREDICTIONS = "val_predictions.csv"
 
@@ -69,6 +72,15 @@ def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0) -> Sco
                   summary)
 
 
+def warn_if_threshold_chosen_here(meta: "ArtifactMeta", data: str | os.PathLike, split: str) -> None:
+    """Warn, as `evaluate` does, when `data`/`split` are the films `set-threshold` chose the stored threshold on."""
+    from pneumoscan.evaluation.local_threshold import source_notes
+
+    for kind, text in source_notes(meta, data, split):
+        if kind == "warning":
+            warnings.warn(text, stacklevel=3)
+
+
 def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_boot: int = 1000, seed: int = 0) -> Scores:
     """Evaluate the run's model on a split of `data` at the stored threshold."""
     from pneumoscan.evaluation.evaluate import evaluate
@@ -76,6 +88,7 @@ def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_b
 
     predictor = Predictor(run.artifact)
     result = evaluate(predictor, data, split, n_boot=n_boot, seed=seed)
+    warn_if_threshold_chosen_here(predictor.meta, data, result.split)
     skipped = result.images.skipped
     if skipped:
         warnings.warn(MissingImagesWarning(f"{len(skipped)} unreadable image(s) left out: {first_few(skipped)}"),
