@@ -117,3 +117,13 @@ def test_ensemble_refuses_a_member_with_the_same_weights_as_another(tiny_run: Pa
     with pytest.raises(InputError, match="copy: has the same weights as"):
         build_ensemble([tiny_run, second_run, copy], tmp_path / "ens", progress=False)
     assert not (tmp_path / "ens").exists()
+
+
+def test_members_split_with_another_val_fraction_are_refused_naming_it(tiny_run: Path, tiny_data: Path,
+                                                                       tmp_path: Path) -> None:
+    other = tmp_path / "other"  # e.g. `make demo`'s run (--val-fraction 0.2) with a run of the README's defaults (0.15)
+    train(TrainConfig(data=str(tiny_data), out=str(other), model="cnn", image_size=24, epochs=1, batch_size=16,
+                      val_fraction=0.3, seed=5, cache_dir=str(tiny_run.parent / "cache")), progress=False)
+    expected = r"run: validated on other images than .*other \(--val-fraction 0.2 vs 0.3\); .*--val-fraction"
+    with pytest.raises(InputError, match=expected):
+        build_ensemble([other, tiny_run], tmp_path / "ens", progress=False)

@@ -30,6 +30,22 @@ def _val_samples(run: Path) -> list[Sample]:
     return [Sample(p, int(label)) for p, label in zip(paths, labels)]
 
 
+SPLIT_SETTINGS = ("split_seed", "val_fraction", "use_given_val", "max_images")
+
+
+def _split_difference(run: Path, other: Path) -> str:
+    """The validation-split settings in which two runs' config.json differ, as ' (--val-fraction 0.2 vs 0.15)',
+    or '' when they agree or cannot be read."""
+    try:
+        a, b = (json.loads((r / "config.json").read_text()) for r in (run, other))
+    except (OSError, ValueError):
+        return ""
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return ""
+    differ = [f"--{key.replace('_', '-')} {a.get(key)} vs {b.get(key)}" for key in SPLIT_SETTINGS if a.get(key) != b.get(key)]
+    return f" ({', '.join(differ)})" if differ else ""
+
+
 def _holds_training_run(out: Path) -> bool:
     """True when OUT has a training checkpoint, or a config.json that is not an ensemble's."""
     if (out / LAST_CHECKPOINT).exists():
@@ -82,8 +98,9 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
     val = _val_samples(runs[0])
     for run in runs[1:]:  # absolute paths, or relative to where training ran (runs written before they were absolute)
         if [os.path.abspath(s.path) for s in _val_samples(run)] != [os.path.abspath(s.path) for s in val]:
-            raise InputError(f"{run}: validated on other images than {runs[0]}; train the members with the same "
-                             f"data and --split-seed so the ensemble's threshold is chosen on images none of them saw")
+            raise InputError(f"{run}: validated on other images than {runs[0]}{_split_difference(run, runs[0])}; train "
+                             f"the members with the same data, --split-seed and --val-fraction so the ensemble's "
+                             f"threshold is chosen on images none of them saw")
     for run, (_, meta) in zip(runs, loaded):
         if meta.tta or meta.model_name == "ensemble":
             raise InputError(f"{run}: members must be single models without test-time augmentation")
