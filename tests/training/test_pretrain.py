@@ -114,3 +114,18 @@ def test_diverged_pretraining_stops_and_its_weights_are_refused(tiny_data: Path,
     save_file(weights, str(tmp_path / "nan.safetensors"))
     with pytest.raises(InputError, match="NaN or infinite weights"):
         load_pretrained(create_model("cnn"), tmp_path / "nan.safetensors")
+
+
+def test_train_init_warns_when_the_pretraining_left_out_other_validation_patients(tiny_data: Path, tmp_path: Path,
+                                                                                  capsys: pytest.CaptureFixture[str]
+                                                                                  ) -> None:
+    path = pretrain(TrainConfig(data=str(tiny_data), out=str(tmp_path / "pre"), model="resnet10", image_size=32,
+                                epochs=1, batch_size=8, val_fraction=0.2), progress=False)
+    common = ["train", "--data", str(tiny_data), "--init", str(path), "--model", "resnet10", "--image-size", "32",
+              "--epochs", "1", "--batch-size", "16", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "same"), "--val-fraction", "0.2"]) == 0
+    assert "pretrained with" not in capsys.readouterr().out
+    assert main([*common, "--out", str(tmp_path / "other"), "--val-fraction", "0.3", "--no-equalize"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: " in out and "val-fraction 0.3 (pretrained with 0.2)" in out
+    assert "equalize False (pretrained with True)" in out and "--split-seed, --val-fraction" in out

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
@@ -41,6 +42,8 @@ PROJECTION_DIM = 512
 # compares only these, so supervised-training settings, whose defaults may move, never block one.
 PRETRAINING_SETTINGS = ("model", "image_size", "seed", "split_seed", "val_fraction", "use_given_val", "max_images",
                         "batch_size", "lr", "equalize", "crop")
+# The settings `train --init` must share with the pretraining: the validation patients it left out, and the inputs.
+SHARED_WITH_TRAIN = ("split_seed", "val_fraction", "use_given_val", "equalize", "crop")
 
 
 def strip_final_linear(model: nn.Module) -> int:
@@ -166,7 +169,8 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
     target = out / PRETRAINED_NAME
     weights = {k: v.detach().cpu().contiguous() for k, v in net.backbone.state_dict().items()}
     record = {"model_name": cfg.model, "image_size": image_size, "method": "simsiam", "epochs": state["epoch"],
-              "seconds": round(state["seconds"], 1), "history": state["history"]}
+              "seconds": round(state["seconds"], 1), "history": state["history"],
+              **{key: getattr(cfg, key) for key in SHARED_WITH_TRAIN}}
     return atomic_write(target, lambda tmp: save_file(weights, str(tmp), metadata={
         "pneumoscan_pretrained": json.dumps(record)}), mode=0o644)  # readable like model.safetensors
 
@@ -192,3 +196,12 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> None:
         raise InputError(f"{path}: weights do not fit this model ({len(mismatched)} foreign, {len(missing)} missing "
                          f"tensors, e.g. {(mismatched + missing)[0]}); pretrain with the same --model and model config")
     model.load_state_dict(weights, strict=False)
+
+
+def pretraining_differences(path: str | os.PathLike, cfg: TrainConfig) -> list[str]:
+    """The settings of `SHARED_WITH_TRAIN` in which `cfg` differs from the pretraining that wrote `path`, as
+    'val-fraction 0.2 (pretrained with 0.15)'; [] when they agree or the file predates their record."""
+    with safe_open(str(path), "pt") as handle:
+        record = json.loads((handle.metadata() or {}).get("pneumoscan_pretrained", "{}"))
+    return [f"{key.replace('_', '-')} {getattr(cfg, key)} (pretrained with {record[key]})"
+            for key in SHARED_WITH_TRAIN if key in record and record[key] != getattr(cfg, key)]

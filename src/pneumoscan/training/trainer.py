@@ -306,9 +306,14 @@ class Trainer:
         mean, std = image_stats(train_images)
         model = create_model(cfg.model, **self.model_cfg)
         if cfg.init and not resume:
-            from pneumoscan.training.pretrain import load_pretrained
+            from pneumoscan.training.pretrain import load_pretrained, pretraining_differences
 
             load_pretrained(model, cfg.init)
+            differences = pretraining_differences(cfg.init, cfg)
+            if differences:  # SimSiam saw this run's validation images (without labels), or inputs prepared otherwise
+                tqdm.write(f"warning: {cfg.init}: {'; '.join(differences)}: the pretraining may have used this run's "
+                           f"validation images, or prepared its inputs otherwise; pretrain again with this run's "
+                           f"--split-seed, --val-fraction and preprocessing for a clean start")
         # channels-last weights, so every activation after the first convolution is channels-last too (a one-channel
         # input is both layouts at once): a training step of the default recipe runs about a fifth faster on this CPU
         # (bench/train_step_speed.py); only the memory layout changes, and the artifact's weights are saved contiguous
