@@ -307,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="metrics with 95%% bootstrap intervals on a labelled split")
     _model_arg(p)
     p.add_argument("--data", required=True, help="data folder (uses test/ when present) or CSV manifest")
-    p.add_argument("--split", help="which split folder to evaluate (default: test)")
+    p.add_argument("--split", help="which split folder to evaluate (default: test, else the only one; a folder of "
+                                    "class folders is used whole)")
     p.add_argument("--json", help="write the metrics as JSON to this file ('-': stdout, and the text report goes to stderr)")
     p.add_argument("--predictions", help="write per-image probabilities to this CSV")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
