@@ -229,3 +229,38 @@ def test_a_second_process_cannot_train_in_a_run_folder_in_use(tiny_dataset: Path
         assert "another pneumoscan process is training in this folder" in capsys.readouterr().err
         assert (run / "history.csv").read_text() == history
     assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0  # released when it ends
+
+
+def test_train_does_not_warn_about_intervals_it_only_stores(tmp_path: Path) -> None:
+    """The validation metrics' bootstrap intervals are stored in the artifact, not shown: a metric undefined on
+    some resamples of a small validation split (here npv: one film called NORMAL) is for `evaluate` and
+    `report` to mention, not for the end of `train`."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from pneumoscan.artifact import ArtifactMeta, read_meta
+    from pneumoscan.data.cache import ImageSet
+    from pneumoscan.data.layout import Sample
+    from pneumoscan.evaluation.metrics import UndefinedMetricWarning
+    from pneumoscan.training.trainer import finish_artifact
+
+    class Brightness(torch.nn.Module):  # the logit is the image's mean: bright films are PNEUMONIA
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(4.0))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mean(dim=(1, 2, 3)) * self.scale
+
+    labels = [0, 0, 0, 1, 1, 1, 1, 1]
+    levels = [0, 240, 245, 220, 230, 235, 250, 255]  # one NORMAL scores low, the two others high
+    images = np.stack([np.full((8, 8), v, np.uint8) for v in levels])
+    val = ImageSet([Sample(tmp_path / f"{i}.png", y) for i, y in enumerate(labels)], images, [])
+    meta = ArtifactMeta("cnn", {}, 8, 127.5, 64.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        finish_artifact(tmp_path, Brightness(), meta, val, 1.0)
+    assert not [w for w in caught if issubclass(w.category, UndefinedMetricWarning)], [str(w.message) for w in caught]
+    assert np.isfinite(read_meta(tmp_path / "model.safetensors").val_metrics["npv"]["value"])

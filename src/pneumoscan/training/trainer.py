@@ -8,6 +8,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from pneumoscan.data.patients import patient_id
 from pneumoscan.data.split import patient_split
 from pneumoscan.errors import InputError
 from pneumoscan.evaluation.bootstrap import summarize
+from pneumoscan.evaluation.metrics import UndefinedMetricWarning
 from pneumoscan.evaluation.evaluate import write_predictions
 from pneumoscan.evaluation.metrics import roc_auc
 from pneumoscan.evaluation.thresholds import threshold_for_recall
@@ -446,7 +448,9 @@ def finish_artifact(out: Path, model: nn.Module, meta: ArtifactMeta, val: ImageS
     meta.threshold = float(threshold_for_recall(labels, probs, target_recall))
     # unrounded, so the stored threshold reaches the target recall on the stored scores exactly
     meta.val_scores = {"labels": [int(v) for v in labels], "probs": [float(p) for p in probs]}
-    meta.val_metrics = summarize(labels, probs, meta.threshold, n_boot=500, seed=seed)
+    with warnings.catch_warnings():  # stored, not printed: `evaluate` and `report` warn where they show them
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        meta.val_metrics = summarize(labels, probs, meta.threshold, n_boot=500, seed=seed)
     # absolute, so `report` finds the films from any folder (older runs hold paths relative to where they trained)
     write_predictions(out / "val_predictions.csv", [Sample(Path(os.path.abspath(s.path)), s.label) for s in val.samples],
                       probs)
