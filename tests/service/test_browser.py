@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -32,6 +33,28 @@ pytestmark = [
                        reason="playwright is not installed (pip install playwright; never `playwright install`)"),
     pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="chromium missing (apt-get install chromium / make browser)"),
 ]
+
+
+@contextlib.contextmanager
+def chromium_page(url: str | None, *, init_script: str | None = None,
+                  **page_options: Any) -> Iterator[tuple[Any, list[str]]]:
+    """A page of headless Chromium, opened at `url` (unless None), with the list its uncaught script errors go to;
+    `init_script` runs in the page before its own scripts."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(**page_options)
+            errors: list[str] = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            if init_script:
+                page.add_init_script(init_script)
+            if url is not None:
+                page.goto(url)
+            yield page, errors
+        finally:
+            browser.close()
 
 
 def free_port() -> int:
@@ -82,74 +105,66 @@ def server(fitted: Path) -> Iterator[str]:
 
 
 def test_page_shows_result_and_heatmap(server: str, fitted: Path, sample_dir: Path, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
     expected = Predictor(fitted).predict_files([xray])[0]
     assert expected.in_distribution is True
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda err: errors.append(str(err)))
-            page.goto(server + "/")
-            expect(page.locator("#notice")).to_contain_text("Decision support only — not a diagnosis")
-            expect(page.locator("#model-line")).to_contain_text("resnet10")
+    with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
+        expect(page.locator("#notice")).to_contain_text("Decision support only — not a diagnosis")
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
 
-            page.set_input_files("#file", str(xray))
-            expect(page.locator("#result")).to_be_visible(timeout=15_000)
-            decision = page.locator("#decision").inner_text()
-            assert re.fullmatch(r"(Flagged|Not flagged) for pneumonia — P = \d\.\d{2,6}, (at or above|below) the threshold \d\.\d{2,6}",
-                                decision), decision
-            assert decision.startswith("Flagged") == (expected.label == "PNEUMONIA")
-            assert float(page.locator("#prob").inner_text()) == pytest.approx(expected.probability, abs=2e-3)
-            assert page.locator("#label").inner_text() == expected.label
-            width = page.locator("#fill").evaluate("el => parseFloat(el.style.width)")
-            assert width == pytest.approx(100 * expected.probability, abs=0.2)
-            marker = page.locator("#marker").evaluate("el => parseFloat(el.style.left)")
-            assert marker == pytest.approx(100 * expected.threshold, abs=0.2)
-            expect(page.locator("#xray")).to_be_visible()
-            if HAS_GRADCAM:
-                heat = page.locator("#heatmap")
-                expect(heat).to_be_visible()
-                assert heat.get_attribute("src").startswith("data:image/png;base64,")
-                page.locator("#heat-toggle").uncheck()
-                expect(heat).to_be_hidden()
-                page.locator("#heat-toggle").check()
-                expect(heat).to_be_visible()
-            expect(page.locator("#ood")).to_be_hidden()
-            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        decision = page.locator("#decision").inner_text()
+        assert re.fullmatch(r"(Flagged|Not flagged) for pneumonia — P = \d\.\d{2,6}, (at or above|below) the threshold \d\.\d{2,6}",
+                            decision), decision
+        assert decision.startswith("Flagged") == (expected.label == "PNEUMONIA")
+        assert float(page.locator("#prob").inner_text()) == pytest.approx(expected.probability, abs=2e-3)
+        assert page.locator("#label").inner_text() == expected.label
+        width = page.locator("#fill").evaluate("el => parseFloat(el.style.width)")
+        assert width == pytest.approx(100 * expected.probability, abs=0.2)
+        marker = page.locator("#marker").evaluate("el => parseFloat(el.style.left)")
+        assert marker == pytest.approx(100 * expected.threshold, abs=0.2)
+        expect(page.locator("#xray")).to_be_visible()
+        if HAS_GRADCAM:
+            heat = page.locator("#heatmap")
+            expect(heat).to_be_visible()
+            assert heat.get_attribute("src").startswith("data:image/png;base64,")
+            page.locator("#heat-toggle").uncheck()
+            expect(heat).to_be_hidden()
+            page.locator("#heat-toggle").check()
+            expect(heat).to_be_visible()
+        expect(page.locator("#ood")).to_be_hidden()
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
 
-            # Not chest X-rays: a warning with the guard's reason instead of the probability bar and decision.
-            for name, mime, payload, reason in (
-                    ("holiday.jpg", "image/jpeg", colour_photo(), "colour image (chest X-rays are grayscale)"),
-                    ("blank.png", "image/png", blank_image(), "blank or nearly constant image")):
-                page.set_input_files("#file", files=[{"name": name, "mimeType": mime, "buffer": payload}])
-                ood = page.locator("#ood")
-                expect(ood).to_be_visible(timeout=15_000)
-                expect(ood).to_contain_text(f"Not a chest X-ray — no prediction made: {reason}")
-                expect(page.locator("#result")).to_be_visible()
-                for hidden in ("#scores", "#decision", "#meter", "#prob", "#heatmap", "#error"):
-                    expect(page.locator(hidden)).to_be_hidden()
-                expect(page.locator("#xray")).to_be_visible()  # the upload is still shown
-                assert page.locator("#xray").evaluate("el => el.naturalWidth") > 0
-                expect(page.locator("#heat-toggle")).to_be_disabled()
-                page.screenshot(path=str(tmp_path / f"page_ood_{Path(name).stem}.png"), full_page=True)
+        # Not chest X-rays: a warning with the guard's reason instead of the probability bar and decision.
+        for name, mime, payload, reason in (
+                ("holiday.jpg", "image/jpeg", colour_photo(), "colour image (chest X-rays are grayscale)"),
+                ("blank.png", "image/png", blank_image(), "blank or nearly constant image")):
+            page.set_input_files("#file", files=[{"name": name, "mimeType": mime, "buffer": payload}])
+            ood = page.locator("#ood")
+            expect(ood).to_be_visible(timeout=15_000)
+            expect(ood).to_contain_text(f"Not a chest X-ray — no prediction made: {reason}")
+            expect(page.locator("#result")).to_be_visible()
+            for hidden in ("#scores", "#decision", "#meter", "#prob", "#heatmap", "#error"):
+                expect(page.locator(hidden)).to_be_hidden()
+            expect(page.locator("#xray")).to_be_visible()  # the upload is still shown
+            assert page.locator("#xray").evaluate("el => el.naturalWidth") > 0
+            expect(page.locator("#heat-toggle")).to_be_disabled()
+            page.screenshot(path=str(tmp_path / f"page_ood_{Path(name).stem}.png"), full_page=True)
 
-            page.set_input_files("#file", str(xray))  # back to an X-ray: the warning goes away again
-            expect(page.locator("#scores")).to_be_visible(timeout=15_000)
-            expect(page.locator("#ood")).to_be_hidden()
-            assert float(page.locator("#prob").inner_text()) == pytest.approx(expected.probability, abs=2e-3)
+        page.set_input_files("#file", str(xray))  # back to an X-ray: the warning goes away again
+        expect(page.locator("#scores")).to_be_visible(timeout=15_000)
+        expect(page.locator("#ood")).to_be_hidden()
+        assert float(page.locator("#prob").inner_text()) == pytest.approx(expected.probability, abs=2e-3)
 
-            page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain",
-                                                  "buffer": b"not an x-ray"}])
-            expect(page.locator("#error")).to_contain_text("not an image")
-            expect(page.locator("#result")).to_be_hidden()
-            page.screenshot(path=str(tmp_path / "page_error.png"), full_page=True)
-            assert not errors, errors
-        finally:
-            browser.close()
+        page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain",
+                                              "buffer": b"not an x-ray"}])
+        expect(page.locator("#error")).to_contain_text("not an image")
+        expect(page.locator("#result")).to_be_hidden()
+        page.screenshot(path=str(tmp_path / "page_error.png"), full_page=True)
+        assert not errors, errors
     assert (tmp_path / "page.png").stat().st_size > 10_000
     assert (tmp_path / "page_ood_holiday.png").stat().st_size > 10_000
     print(f"screenshots: {tmp_path / 'page.png'} {tmp_path / 'page_ood_holiday.png'} {tmp_path / 'page_error.png'}")
@@ -157,101 +172,74 @@ def test_page_shows_result_and_heatmap(server: str, fitted: Path, sample_dir: Pa
 
 def test_keyboard_focus_is_always_visible(server: str) -> None:
     """Every Tab stop on the page looks different focused than blurred (WCAG 2.4.7), including the file input."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.goto(server + "/")
-            expect(page.locator("#model-line")).to_contain_text("resnet10")
-            stops: list[str] = []
-            for _ in range(4):
-                page.keyboard.press("Tab")
-                focused = page.evaluate("document.activeElement.id || document.activeElement.tagName")
-                if focused == "BODY" or focused in stops:
-                    break
-                stops.append(focused)
-                page.wait_for_timeout(400)  # let any transition of the previous stop finish
-                shown = page.screenshot()
-                page.evaluate("document.activeElement.blur()")
-                page.wait_for_timeout(400)
-                unchanged = page.screenshot() == shown
-                assert not unchanged, f"keyboard focus on #{focused} is invisible"
-                page.locator(f"#{focused}").focus()
-            assert stops[:2] == ["drop", "file"], stops
-        finally:
-            browser.close()
+    with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, _):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        stops: list[str] = []
+        for _ in range(4):
+            page.keyboard.press("Tab")
+            focused = page.evaluate("document.activeElement.id || document.activeElement.tagName")
+            if focused == "BODY" or focused in stops:
+                break
+            stops.append(focused)
+            page.wait_for_timeout(400)  # let any transition of the previous stop finish
+            shown = page.screenshot()
+            page.evaluate("document.activeElement.blur()")
+            page.wait_for_timeout(400)
+            unchanged = page.screenshot() == shown
+            assert not unchanged, f"keyboard focus on #{focused} is invisible"
+            page.locator(f"#{focused}").focus()
+        assert stops[:2] == ["drop", "file"], stops
 
 
 def test_decision_text_never_shows_probability_equal_to_threshold(server: str) -> None:
     """Near the threshold the page prints as many decimals as it takes to tell P from the threshold."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            page.goto(server + "/")
-            for p, t, positive in ((0.9775, 0.97787, False), (0.9780, 0.97787, True), (0.97786, 0.97787, False),
-                                   (0.40, 0.97787, False), (0.5, 0.5, True)):
-                text = page.evaluate("([p, t, pos]) => decisionText(p, t, pos)", [p, t, positive])
-                shown_p, shown_t = re.fullmatch(
-                    r"(?:Flagged|Not flagged) for pneumonia — P = ([0-9.]+), (?:at or above|below) the threshold ([0-9.]+)",
-                    text).groups()
-                assert (shown_p == shown_t) == (p == t), text
-                assert len(shown_p) == len(shown_t) and float(shown_t) == pytest.approx(t, abs=0.006), text
-            assert page.evaluate("decisionText(0.40, 0.97787, false)") == \
-                "Not flagged for pneumonia — P = 0.40, below the threshold 0.98"
-        finally:
-            browser.close()
+    with chromium_page(server + "/") as (page, _):
+        for p, t, positive in ((0.9775, 0.97787, False), (0.9780, 0.97787, True), (0.97786, 0.97787, False),
+                               (0.40, 0.97787, False), (0.5, 0.5, True)):
+            text = page.evaluate("([p, t, pos]) => decisionText(p, t, pos)", [p, t, positive])
+            shown_p, shown_t = re.fullmatch(
+                r"(?:Flagged|Not flagged) for pneumonia — P = ([0-9.]+), (?:at or above|below) the threshold ([0-9.]+)",
+                text).groups()
+            assert (shown_p == shown_t) == (p == t), text
+            assert len(shown_p) == len(shown_t) and float(shown_t) == pytest.approx(t, abs=0.006), text
+        assert page.evaluate("decisionText(0.40, 0.97787, false)") == \
+            "Not flagged for pneumonia — P = 0.40, below the threshold 0.98"
 
 
 def test_a_probability_short_of_certainty_never_reads_as_0_or_1(server: str) -> None:
     """P = 0.996 printed as "P = 1.00" reads as certainty; the page adds decimals instead."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            page.goto(server + "/")
-            cases = {(0.996, 0.62, True): "Flagged for pneumonia — P = 0.996, at or above the threshold 0.620",
-                     (0.004, 0.62, False): "Not flagged for pneumonia — P = 0.004, below the threshold 0.620",
-                     (0.9999996, 0.62, True): "Flagged for pneumonia — P = 1.000000, at or above the threshold 0.620000",
-                     (1.0, 0.62, True): "Flagged for pneumonia — P = 1.00, at or above the threshold 0.62",
-                     (0.0, 0.62, False): "Not flagged for pneumonia — P = 0.00, below the threshold 0.62"}
-            for (p, t, positive), text in cases.items():
-                assert page.evaluate("([p, t, pos]) => decisionText(p, t, pos)", [p, t, positive]) == text
-            assert page.evaluate("digitsApart(0.9996, 0.62, 3)") == 4  # the P(pneumonia) line: 0.9996, not 1.000
-        finally:
-            browser.close()
+    with chromium_page(server + "/") as (page, _):
+        cases = {(0.996, 0.62, True): "Flagged for pneumonia — P = 0.996, at or above the threshold 0.620",
+                 (0.004, 0.62, False): "Not flagged for pneumonia — P = 0.004, below the threshold 0.620",
+                 (0.9999996, 0.62, True): "Flagged for pneumonia — P = 1.000000, at or above the threshold 0.620000",
+                 (1.0, 0.62, True): "Flagged for pneumonia — P = 1.00, at or above the threshold 0.62",
+                 (0.0, 0.62, False): "Not flagged for pneumonia — P = 0.00, below the threshold 0.62"}
+        for (p, t, positive), text in cases.items():
+            assert page.evaluate("([p, t, pos]) => decisionText(p, t, pos)", [p, t, positive]) == text
+        assert page.evaluate("digitsApart(0.9996, 0.62, 3)") == 4  # the P(pneumonia) line: 0.9996, not 1.000
 
 
 def test_page_says_where_the_threshold_came_from(server: str, fitted: Path, tiny_data: Path, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from pneumoscan.evaluation.local_threshold import set_threshold
 
     site = set_threshold(fitted, tiny_data, tmp_path / "site.safetensors", split="test", backend="torch", n_boot=20).out
     with serving(site) as site_server, serving(fitted, "--threshold", "0.3") as override_server, \
-            sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            for base, text in ((server, "chosen on validation data"),
-                               (site_server, "chosen on this site's own 16 labelled films"),
-                               (override_server, "set when this service was started")):
-                page.goto(base + "/")
-                expect(page.locator("#model-line")).to_contain_text("resnet10")
-                expect(page.locator("#threshold-source")).to_contain_text(text)
-        finally:
-            browser.close()
+            chromium_page(None) as (page, _):
+        for base, text in ((server, "chosen on validation data"),
+                           (site_server, "chosen on this site's own 16 labelled films"),
+                           (override_server, "set when this service was started")):
+            page.goto(base + "/")
+            expect(page.locator("#model-line")).to_contain_text("resnet10")
+            expect(page.locator("#threshold-source")).to_contain_text(text)
 
 
 def test_only_the_newest_upload_is_shown(server: str, fitted: Path, sample_dir: Path) -> None:
     """A slow answer to an earlier upload never replaces the newer upload's result (the first is held back 1.5 s)."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     results = Predictor(fitted).predict_files(sorted((sample_dir / "test").glob("*/*")))
     films = [Path(r.path) for r in results if r.probability is not None]  # films the guard accepts
@@ -268,57 +256,42 @@ def test_only_the_newest_upload_is_shown(server: str, fitted: Path, sample_dir: 
         if (slow) await new Promise((resolve) => setTimeout(resolve, 1500));
         return res;
       };"""
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda err: errors.append(str(err)))
-            page.add_init_script(slow_first)
-            page.goto(server + "/")
-            expect(page.locator("#model-line")).to_contain_text("weights ")
-            page.set_input_files("#file", str(first))
-            page.set_input_files("#file", str(second))
-            expect(page.locator("#result")).to_be_visible(timeout=15_000)
-            page.wait_for_timeout(2500)  # the first answer has arrived by now
-            assert float(page.locator("#prob").inner_text()) == pytest.approx(p_second, abs=2e-3)
-            expect(page.locator("#error")).to_be_hidden()
-            page.set_input_files("#file", str(second))  # the same file again is analysed again
-            expect(page.locator("#status")).to_have_text("")
-            assert not errors, errors
-        finally:
-            browser.close()
+    with chromium_page(server + "/", init_script=slow_first) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("weights ")
+        page.set_input_files("#file", str(first))
+        page.set_input_files("#file", str(second))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        page.wait_for_timeout(2500)  # the first answer has arrived by now
+        assert float(page.locator("#prob").inner_text()) == pytest.approx(p_second, abs=2e-3)
+        expect(page.locator("#error")).to_be_hidden()
+        page.set_input_files("#file", str(second))  # the same file again is analysed again
+        expect(page.locator("#status")).to_have_text("")
+        assert not errors, errors
 
 
 def test_page_names_the_weights_the_heatmap_class_and_the_operating_point(server: str, fitted: Path,
                                                                          sample_dir: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from pneumoscan.artifact import file_sha256
 
     xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
     label = Predictor(fitted).predict_files([xray])[0].label
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            page.goto(server + "/")
-            expect(page.locator("#model-line")).to_contain_text(f"weights {file_sha256(fitted)[:12]}")
-            expect(page.locator("#scope")).to_contain_text("see its model card")  # not the shipped model
-            expect(page.locator("#model-line")).to_contain_text("validation AUC")  # the tiny model has no test figures
-            expect(page.locator("#model-line")).to_contain_text("(no test figures)")
-            expect(page.locator("#operating-point")).to_have_text("")  # the tiny model has no test figures
-            info = {"threshold": 0.62, "test_metrics": {"n": 624, "threshold": 0.62, "recall": {"value": 0.982},
-                                                        "specificity": {"value": 0.872}}}
-            assert page.evaluate("(info) => operatingPoint(info)", info) == (
-                "At this threshold, on its test set of 624 films from the training hospital, it flagged 98 % of "
-                "pneumonia films and 13 % of normal films (sensitivity 0.98, specificity 0.87).")
-            assert page.evaluate("(info) => operatingPoint(info)", {**info, "threshold": 0.5}) == ""  # overridden
-            if HAS_GRADCAM:
-                page.set_input_files("#file", str(xray))
-                expect(page.locator("#heat-label")).to_contain_text(f"evidence for {label}", timeout=15_000)
-        finally:
-            browser.close()
+    with chromium_page(server + "/") as (page, _):
+        expect(page.locator("#model-line")).to_contain_text(f"weights {file_sha256(fitted)[:12]}")
+        expect(page.locator("#scope")).to_contain_text("see its model card")  # not the shipped model
+        expect(page.locator("#model-line")).to_contain_text("validation AUC")  # the tiny model has no test figures
+        expect(page.locator("#model-line")).to_contain_text("(no test figures)")
+        expect(page.locator("#operating-point")).to_have_text("")  # the tiny model has no test figures
+        info = {"threshold": 0.62, "test_metrics": {"n": 624, "threshold": 0.62, "recall": {"value": 0.982},
+                                                    "specificity": {"value": 0.872}}}
+        assert page.evaluate("(info) => operatingPoint(info)", info) == (
+            "At this threshold, on its test set of 624 films from the training hospital, it flagged 98 % of "
+            "pneumonia films and 13 % of normal films (sensitivity 0.98, specificity 0.87).")
+        assert page.evaluate("(info) => operatingPoint(info)", {**info, "threshold": 0.5}) == ""  # overridden
+        if HAS_GRADCAM:
+            page.set_input_files("#file", str(xray))
+            expect(page.locator("#heat-label")).to_contain_text(f"evidence for {label}", timeout=15_000)
 
 
 DROP_FILES = """async ([names, url]) => {
@@ -332,7 +305,7 @@ DROP_FILES = """async ([names, url]) => {
 def test_page_names_the_film_of_each_result_and_refuses_several_at_once(server: str, sample_dir: Path) -> None:
     """A result says which file it is for; dropping several films analyses none of them, rather than silently
     only the first; a refused drop does not leave the page saying 'Analysing…' for an upload it cancelled."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
     slow = """
@@ -344,58 +317,42 @@ def test_page_names_the_film_of_each_result_and_refuses_several_at_once(server: 
         if (predict && window.slow) await new Promise((resolve) => setTimeout(resolve, 1500));
         return res;
       };"""
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda err: errors.append(str(err)))
-            page.add_init_script(slow)
-            page.goto(server + "/")
-            expect(page.locator("#model-line")).to_contain_text("resnet10")
-            page.set_input_files("#file", str(xray))
-            expect(page.locator("#file-name")).to_have_text(xray.name, timeout=15_000)
-            expect(page.locator("#file-name")).to_be_visible()
-            page.set_input_files("#file", files=[{"name": "holiday photo.jpg", "mimeType": "image/jpeg",
-                                                  "buffer": colour_photo()}])
-            expect(page.locator("#ood")).to_be_visible(timeout=15_000)
-            expect(page.locator("#file-name")).to_have_text("holiday photo.jpg")  # a refused film is named too
+    with chromium_page(server + "/", init_script=slow) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#file-name")).to_have_text(xray.name, timeout=15_000)
+        expect(page.locator("#file-name")).to_be_visible()
+        page.set_input_files("#file", files=[{"name": "holiday photo.jpg", "mimeType": "image/jpeg",
+                                              "buffer": colour_photo()}])
+        expect(page.locator("#ood")).to_be_visible(timeout=15_000)
+        expect(page.locator("#file-name")).to_have_text("holiday photo.jpg")  # a refused film is named too
 
-            calls = page.evaluate("window.predictCalls")
-            page.evaluate("window.slow = true")
-            page.set_input_files("#file", str(xray))
-            expect(page.locator("#status")).to_have_text("Analysing…")
-            page.evaluate(DROP_FILES, [["a.jpeg", "b.jpeg"], "static/style.css"])
-            expect(page.locator("#error")).to_contain_text("2 files were dropped; drop one X-ray at a time")
-            expect(page.locator("#result")).to_be_hidden()
-            page.wait_for_timeout(2000)  # the cancelled upload's answer would have arrived by now
-            expect(page.locator("#status")).to_have_text("")
-            expect(page.locator("#result")).to_be_hidden()
-            assert page.evaluate("window.predictCalls") == calls + 1  # the dropped files were not sent
-            assert not errors, errors
-        finally:
-            browser.close()
+        calls = page.evaluate("window.predictCalls")
+        page.evaluate("window.slow = true")
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#status")).to_have_text("Analysing…")
+        page.evaluate(DROP_FILES, [["a.jpeg", "b.jpeg"], "static/style.css"])
+        expect(page.locator("#error")).to_contain_text("2 files were dropped; drop one X-ray at a time")
+        expect(page.locator("#result")).to_be_hidden()
+        page.wait_for_timeout(2000)  # the cancelled upload's answer would have arrived by now
+        expect(page.locator("#status")).to_have_text("")
+        expect(page.locator("#result")).to_be_hidden()
+        assert page.evaluate("window.predictCalls") == calls + 1  # the dropped files were not sent
+        assert not errors, errors
 
 
 def test_page_says_when_the_service_does_not_answer(server: str, sample_dir: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            page.goto(server + "/")
-            expect(page.locator("#model-line")).to_contain_text("resnet10")
-            page.route("**/predict*", lambda route: route.abort("connectionrefused"))  # the service has stopped
-            page.set_input_files("#file", str(xray))
-            expect(page.locator("#error")).to_have_text(
-                "Could not analyse this file: the pneumoscan service did not answer; check that it is running and "
-                "reachable, then try again", timeout=15_000)  # not the browser's bare "Failed to fetch"
-            expect(page.locator("#status")).to_have_text("")
-        finally:
-            browser.close()
-
+    with chromium_page(server + "/") as (page, _):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.route("**/predict*", lambda route: route.abort("connectionrefused"))  # the service has stopped
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#error")).to_have_text(
+            "Could not analyse this file: the pneumoscan service did not answer; check that it is running and "
+            "reachable, then try again", timeout=15_000)  # not the browser's bare "Failed to fetch"
+        expect(page.locator("#status")).to_have_text("")
 
 
 @contextlib.contextmanager
@@ -429,21 +386,16 @@ def serving_under(prefix: str, model: Path) -> Iterator[str]:
 def test_page_works_behind_a_proxy_that_serves_it_under_a_path(fitted: Path, sample_dir: Path) -> None:
     """A hospital proxy publishing the service at https://host/pneumoscan/ (prefix stripped): the page's own
     requests must stay under that path, not go to the proxy's root."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
-    with serving_under("/pneumoscan", fitted) as url, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            outside: list[str] = []
-            page.on("request", lambda req: outside.append(req.url) if req.url.startswith("http://") and
-                    "/pneumoscan/" not in req.url and not req.url.endswith("/favicon.ico") else None)
-            page.goto(url)
-            expect(page.locator("#model-line")).to_contain_text("resnet10", timeout=15_000)
-            page.set_input_files("#file", str(xray))
-            expect(page.locator("#result")).to_be_visible(timeout=15_000)
-            expect(page.locator("#error")).to_be_hidden()
-            assert not outside, outside
-        finally:
-            browser.close()
+    with serving_under("/pneumoscan", fitted) as url, chromium_page(None) as (page, _):
+        outside: list[str] = []
+        page.on("request", lambda req: outside.append(req.url) if req.url.startswith("http://") and
+                "/pneumoscan/" not in req.url and not req.url.endswith("/favicon.ico") else None)
+        page.goto(url)
+        expect(page.locator("#model-line")).to_contain_text("resnet10", timeout=15_000)
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        expect(page.locator("#error")).to_be_hidden()
+        assert not outside, outside
