@@ -100,3 +100,27 @@ def test_cached_failure_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(cache_module, "load_image", real)  # e.g. the decoder plugin is now installed
     again = load_image_set(samples, 16, tmp_path / "cache")
     assert again.skipped == [] and len(again.images) == 6
+
+
+def test_unwritable_cache_dir_keeps_images_in_memory(tmp_path: Path) -> None:
+    samples = _samples(tmp_path)
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    with pytest.warns(UserWarning, match=r"image cache .*file.*--cache-dir"):
+        result = load_image_set(samples, 16, not_a_folder)
+    assert len(result.images) == 6
+    assert np.array_equal(result.images[0], load_image(samples[0].path, 16))
+
+
+def test_full_cache_disk_warns_and_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    samples = _samples(tmp_path)
+    cache = tmp_path / "cache"
+
+    def disk_full(path: Path, images: np.ndarray) -> None:
+        Path(path).write_bytes(b"\x93NUMPY partial")
+        raise OSError(28, "No space left on device")  # as a failed write reports it: no file name
+
+    monkeypatch.setattr(cache_module.np, "save", disk_full)
+    with pytest.warns(UserWarning, match="No space left on device"):
+        result = load_image_set(samples, 16, cache)
+    assert len(result.images) == 6 and list(cache.iterdir()) == []

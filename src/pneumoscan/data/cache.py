@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,10 +100,27 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool) -> 
     return images, ok, sorted(errors)
 
 
+def _write_entry(array_path: Path, meta_path: Path, images: np.ndarray, meta: dict) -> None:
+    """Write an entry through temporary files renamed into place (readers never see half of one); no
+    temporary file is left behind when writing fails."""
+    array_path.parent.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}-{threading.get_ident()}"  # two threads of one process must not share a file
+    tmp, tmp_meta = array_path.with_suffix(f".{tag}.tmp.npy"), meta_path.with_suffix(f".{tag}.tmp")
+    try:
+        np.save(tmp, images)
+        os.replace(tmp, array_path)
+        tmp_meta.write_text(json.dumps(meta))
+        os.replace(tmp_meta, meta_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp_meta.unlink(missing_ok=True)
+
+
 def load_image_set(
     samples: list[Sample], size: int, cache_dir: Path | None = None, desc: str = "decoding", progress: bool = True
 ) -> ImageSet:
-    """Decoded images for `samples`, from the cache when inputs are unchanged, else decoded and cached."""
+    """Decoded images for `samples`, from the cache when inputs are unchanged, else decoded and cached (kept in
+    memory, with a warning, when the cache folder cannot be written)."""
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
     key = cache_key(samples, size)
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
@@ -112,17 +131,13 @@ def load_image_set(
         images, ok, errors = _decode_all(samples, size, desc, progress)
         if not all(ok):
             images = images[np.array(ok, dtype=bool)]
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = array_path.with_suffix(f".{os.getpid()}.tmp.npy")
-        tmp_meta = meta_path.with_suffix(f".{os.getpid()}.tmp")
         try:
-            np.save(tmp, images)
-            os.replace(tmp, array_path)
-            tmp_meta.write_text(json.dumps({"ok": ok, "errors": errors, "size": size, "n": len(samples)}))
-            os.replace(tmp_meta, meta_path)
-        finally:
-            tmp.unlink(missing_ok=True)
-            tmp_meta.unlink(missing_ok=True)
-        images = np.load(array_path, mmap_mode="r")
+            _write_entry(array_path, meta_path, images, {"ok": ok, "errors": errors, "size": size, "n": len(samples)})
+            images = np.load(array_path, mmap_mode="r")
+        except OSError as err:  # unwritable or full: the decoded images are still good, only not kept
+            reason = err.strerror or f"writing failed ({err}; is the disk full?)"
+            warnings.warn(f"image cache {cache_dir}: {reason}; images kept in memory and decoded again "
+                          f"next time; free space there or point --cache-dir (or $PNEUMOSCAN_CACHE) to a writable folder",
+                          stacklevel=2)
     kept = [s for s, good in zip(samples, ok) if good]
     return ImageSet(kept, images, errors)
