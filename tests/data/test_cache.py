@@ -124,3 +124,12 @@ def test_full_cache_disk_warns_and_leaves_no_temporary_file(tmp_path: Path, monk
     with pytest.warns(UserWarning, match="No space left on device"):
         result = load_image_set(samples, 16, cache)
     assert len(result.images) == 6 and list(cache.iterdir()) == []
+
+
+def test_cache_invalidated_by_decoder_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import PIL
+
+    samples = _samples(tmp_path)
+    key = cache_key(samples, 24)
+    monkeypatch.setattr(PIL, "__version__", "0.0.1")  # a new Pillow may decode or resize differently
+    assert cache_key(samples, 24) != key

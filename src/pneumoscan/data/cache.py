@@ -1,7 +1,9 @@
 """Decoded, resized images cached on disk as one memory-mapped uint8 array per file list."""
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 import threading
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import PIL
 from tqdm import tqdm
 
 from pneumoscan import CLASS_NAMES
@@ -42,10 +45,23 @@ class ImageSet:
         return [name for label, name in enumerate(CLASS_NAMES) if not (self.labels == label).any()]
 
 
+@functools.cache
+def _pydicom_version() -> str:
+    try:
+        return importlib.metadata.version("pydicom")
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+def decoder_versions() -> str:
+    """Versions of the decoding libraries (Pillow, pydicom): an upgrade can change the decoded pixels."""
+    return f"pillow {PIL.__version__}, pydicom {_pydicom_version()}"
+
+
 def cache_key(samples: list[Sample], size: int) -> str:
-    """Hash of preprocessing version, size and every file's path, inode, byte size, modification and
-    status-change times (the latter changes on every rewrite, even one that restores the mtime)."""
-    digest = hashlib.sha256(f"v{PREPROCESS_VERSION}:{size}".encode())
+    """Hash of preprocessing version, decoder versions, size and every file's path, inode, byte size,
+    modification and status-change times (the latter changes on every rewrite, even one that restores the mtime)."""
+    digest = hashlib.sha256(f"v{PREPROCESS_VERSION}:{decoder_versions()}:{size}".encode())
     for sample in samples:
         try:
             stat = sample.path.stat()
