@@ -133,3 +133,27 @@ def test_cache_invalidated_by_decoder_upgrade(tmp_path: Path, monkeypatch: pytes
     key = cache_key(samples, 24)
     monkeypatch.setattr(PIL, "__version__", "0.0.1")  # a new Pillow may decode or resize differently
     assert cache_key(samples, 24) != key
+
+
+def test_two_threads_writing_one_entry_do_not_collide(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    samples = _samples(tmp_path)
+    both_saving = threading.Barrier(2, timeout=10)
+    real_save = np.save
+
+    def save_together(path: Path, images: np.ndarray) -> None:  # both temporary files written before either is renamed
+        both_saving.wait()
+        real_save(path, images)
+        both_saving.wait()
+
+    monkeypatch.setattr(cache_module.np, "save", save_together)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with ThreadPoolExecutor(2) as pool:
+            results = [f.result() for f in [pool.submit(load_image_set, samples, 16, tmp_path / "cache", "t", False)
+                                            for _ in range(2)]]
+    assert all(isinstance(r.images, np.memmap) and len(r.images) == 6 for r in results)
+    assert sorted(p.suffix for p in (tmp_path / "cache").iterdir()) == [".json", ".npy"]
