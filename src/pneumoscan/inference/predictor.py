@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -95,7 +96,7 @@ class Predictor:
         onnx_path: str | os.PathLike | None = None,
         guard: bool = True,
     ) -> None:
-        from pneumoscan.inference.onnx_backend import open_for_artifact, resolve_backend
+        from pneumoscan.inference.onnx_backend import resolve_backend
 
         self.path = resolve_model_path(model)
         self.model, self.meta = load_artifact(self.path)
@@ -117,8 +118,24 @@ class Predictor:
             self.meta.threshold_for_recall(target_recall) if target_recall is not None else self.meta.threshold)
         # A recall-based threshold does not depend on prevalence, so it moves with the probabilities.
         self.threshold = float(self._adjust(np.array([raw]))[0]) if threshold is None else float(raw)
-        self.onnx = open_for_artifact(self.path, self.model, self.meta, onnx_path) if self.backend == "onnx" else None
+        self.onnx = self._open_onnx(onnx_path, fallback=backend == "auto") if self.backend == "onnx" else None
         self.guard = load_guard(self.path) if guard else None
+
+    def _open_onnx(self, onnx_path: str | os.PathLike | None, *, fallback: bool) -> Any:
+        """The ONNX Runtime session; with `fallback` (--backend auto), an in-memory export that fails its check
+        against PyTorch is warned about and prediction stays on PyTorch."""
+        from pneumoscan.export.onnx import ExportCheckError
+        from pneumoscan.inference.onnx_backend import open_for_artifact
+
+        try:
+            return open_for_artifact(self.path, self.model, self.meta, onnx_path)
+        except ExportCheckError as err:
+            if not fallback:
+                raise
+            warnings.warn(f"{self.path}: its ONNX export failed the check against PyTorch ({err}); predicting with "
+                          f"PyTorch instead", stacklevel=3)
+            self.backend = "torch"
+            return None
 
     @property
     def hooks_shared_model(self) -> bool:
