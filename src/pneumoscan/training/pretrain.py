@@ -151,10 +151,11 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if not math.isfinite(loss.item()):  # nothing of this epoch is saved: the checkpoint before it is kept
-                raise InputError(f"{out}: pretraining diverged in epoch {epoch} (loss {loss.item()}); start a new "
+            value = loss.item()
+            if not math.isfinite(value):  # nothing of this epoch is saved: the checkpoint before it is kept
+                raise InputError(f"{out}: pretraining diverged in epoch {epoch} (loss {value}); start a new "
                                  f"pretraining (another --out) with a lower --lr (this one: {cfg.lr})")
-            loss_sum, spread_sum = loss_sum + loss.item(), spread_sum + spread.item()
+            loss_sum, spread_sum = loss_sum + value, spread_sum + spread.item()
             bar.set_postfix(loss=f"{loss_sum / (step + 1):.4f}")
         bar.close()
         seconds = time.time() - started

@@ -28,11 +28,10 @@ from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.preprocess import prepare_pixels, to_unit
 from pneumoscan.data.patients import patient_id
 from pneumoscan.data.split import patient_split
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, first_few
 from pneumoscan.evaluation.bootstrap import summarize
-from pneumoscan.evaluation.metrics import UndefinedMetricWarning
 from pneumoscan.evaluation.evaluate import write_predictions
-from pneumoscan.evaluation.metrics import roc_auc
+from pneumoscan.evaluation.metrics import UndefinedMetricWarning, roc_auc
 from pneumoscan.evaluation.thresholds import threshold_for_recall
 from pneumoscan.inference.batch import device_for, predict_logits, sigmoid
 from pneumoscan.inference.ood import guard_path
@@ -106,9 +105,8 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True) -> Ru
     for name, part in (("training", train_set), ("validation", val_set)):
         absent = part.absent_classes
         if absent:
-            skipped = part.skipped
             raise InputError(f"{cfg.data}: the {name} split has no readable {' or '.join(absent)} images: "
-                             f"{len(skipped)} unreadable file(s) left out, e.g. {'; '.join(skipped[:3])}; "
+                             f"{len(part.skipped)} unreadable file(s) left out, e.g. {first_few(part.skipped)}; "
                              f"replace or remove them")
     record = {
         "method": "given val/ folder" if cfg.use_given_val else "patient-aware stratified split of train",
@@ -221,10 +219,11 @@ class Trainer:
         tqdm.write(f"resuming {self.out} after epoch {state['epoch']} (best so far: epoch {state['best_epoch']}, "
                    f"validation AUC {state['best_auc']:.4f})")
         saved = json.loads((self.out / "config.json").read_text())
-        if saved.get("epochs", self.cfg.epochs) != self.cfg.epochs and self.cfg.epochs <= state["epoch"]:
+        epochs_changed = saved.get("epochs", self.cfg.epochs) != self.cfg.epochs
+        if epochs_changed and self.cfg.epochs <= state["epoch"]:
             tqdm.write(f"note: --epochs {self.cfg.epochs} (run: {saved['epochs']}): no epoch is left to train; the model "
                        f"is made from the best of the {state['epoch']} epochs trained")
-        elif saved.get("epochs", self.cfg.epochs) != self.cfg.epochs:
+        elif epochs_changed:
             tqdm.write(f"note: --epochs {self.cfg.epochs} (run: {saved['epochs']}): the learning rate follows a "
                        f"{self.cfg.epochs}-epoch cosine schedule from epoch {state['epoch'] + 1} on, so the model will "
                        f"differ from one of a run started with --epochs {self.cfg.epochs}")
