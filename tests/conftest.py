@@ -18,6 +18,7 @@ SHARED = ROOT.parent / "shared" / "data" / "chest_xray"
 def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("PNEUMOSCAN_CACHE", str(cache))
+    monkeypatch.delenv("PNEUMOSCAN_CACHE_MAX_GB", raising=False)  # the default limit, whatever the caller's shell says
     return cache
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +158,195 @@ def test_two_threads_writing_one_entry_do_not_collide(tmp_path: Path, monkeypatc
                                             for _ in range(2)]]
     assert all(isinstance(r.images, np.memmap) and len(r.images) == 6 for r in results)
     assert sorted(p.suffix for p in (tmp_path / "cache").iterdir()) == [".json", ".npy"]
+
+
+# -- size limit and least-recently-used eviction ---------------------------------------------------
+def _is_entry(path: Path) -> bool:
+    return path.suffix in (".npy", ".json") and len(path.stem) == 32
+
+
+def _entry_keys(cache: Path) -> set[str]:
+    return {p.stem for p in cache.iterdir() if _is_entry(p)}
+
+
+def _entry_bytes(cache: Path) -> int:
+    return sum(p.stat().st_size for p in cache.iterdir() if _is_entry(p))
+
+
+def _set_used(cache: Path, key: str, seconds: int) -> None:
+    os.utime(cache / f"{key}.json", (seconds, seconds))
+
+
+def _limit_for(monkeypatch: pytest.MonkeyPatch, n_bytes: float) -> None:
+    monkeypatch.setenv("PNEUMOSCAN_CACHE_MAX_GB", repr(n_bytes / 1e9))
+
+
+@pytest.fixture
+def four_sets(tmp_path: Path) -> list[list[Sample]]:
+    """Four file lists of six images: at one image size, four cache entries of equal size."""
+    return [_samples(tmp_path / f"set{i}") for i in range(4)]
+
+
+def test_least_recently_used_entries_are_evicted_first(tmp_path: Path, four_sets: list[list[Sample]],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    keys = [cache_key(samples, 16) for samples in four_sets]
+    for samples in four_sets[:3]:
+        load_image_set(samples, 16, cache, progress=False)
+    one_entry = _entry_bytes(cache) // 3
+    for key, seconds in zip(keys[:3], (2000, 1000, 3000)):  # used: set1 longest ago, then set0, then set2
+        _set_used(cache, key, seconds)
+    (cache / "notes.txt").write_text("not an entry")
+    (cache / "mine.npy").write_bytes(b"x" * 10_000)  # not named like an entry: left alone, not counted
+    _limit_for(monkeypatch, 2 * one_entry + 100)
+    load_image_set(four_sets[3], 16, cache, progress=False)
+    assert _entry_keys(cache) == {keys[2], keys[3]}
+    assert not (cache / f"{keys[0]}.json").exists() and not (cache / f"{keys[1]}.json").exists()
+    assert (cache / "notes.txt").exists() and (cache / "mine.npy").exists()
+
+
+def test_a_cache_hit_makes_an_entry_recently_used(tmp_path: Path, four_sets: list[list[Sample]],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    keys = [cache_key(samples, 16) for samples in four_sets]
+    for samples in four_sets[:2]:
+        load_image_set(samples, 16, cache, progress=False)
+    one_entry = _entry_bytes(cache) // 2
+    _set_used(cache, keys[0], 1000)
+    _set_used(cache, keys[1], 2000)
+    hit = load_image_set(four_sets[0], 16, cache, progress=False)  # set0 read again: now the most recent
+    assert isinstance(hit.images, np.memmap)
+    _limit_for(monkeypatch, 2 * one_entry + 100)
+    load_image_set(four_sets[2], 16, cache, progress=False)
+    assert _entry_keys(cache) == {keys[0], keys[2]}
+
+
+def test_the_cache_stays_within_its_limit_and_keeps_the_entry_just_written(
+        tmp_path: Path, four_sets: list[list[Sample]], monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    cache = tmp_path / "cache"
+    load_image_set(four_sets[0], 16, cache, progress=False)
+    one_entry = _entry_bytes(cache)
+    real_save, limit = np.save, 0.0
+
+    def save(path: Path, images: np.ndarray) -> None:  # room is made before writing, not only after
+        assert _entry_bytes(cache) + images.nbytes <= limit
+        real_save(path, images)
+
+    monkeypatch.setattr(cache_module.np, "save", save)
+    # room for two and a half 16 px entries, then for one (and no more than one: smaller sizes after that)
+    for limit, sizes in ((2.5 * one_entry, (16, 15, 14)), (one_entry + 1, (13, 12))):
+        _limit_for(monkeypatch, limit)
+        for size in sizes:
+            for samples in four_sets:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")
+                    result = load_image_set(samples, size, cache, progress=False)
+                assert isinstance(result.images, np.memmap)
+                assert cache_key(samples, size) in _entry_keys(cache)
+                assert _entry_bytes(cache) <= limit
+    assert _entry_keys(cache) == {cache_key(four_sets[3], 12)}
+
+
+def test_an_entry_larger_than_the_limit_is_kept_in_memory_with_one_warning(
+        tmp_path: Path, four_sets: list[list[Sample]], monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+    import warnings
+
+    cache = tmp_path / "cache"
+    load_image_set(four_sets[0], 16, cache, progress=False)
+    before = sorted(cache.iterdir())
+    _limit_for(monkeypatch, 6 * 24 * 24)  # the pixels alone of six 24 px images: their entry is larger
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = load_image_set(four_sets[1], 24, cache, progress=False)
+    assert len(caught) == 1
+    assert re.fullmatch(rf"image cache {re.escape(str(cache))}: these images take [0-9.e-]+ GB, more than its "
+                        rf"{6 * 24 * 24 / 1e9:.3g} GB limit; images kept in memory and decoded again next time; "
+                        rf"raise \$PNEUMOSCAN_CACHE_MAX_GB to cache them", str(caught[0].message))
+    assert not isinstance(result.images, np.memmap) and len(result.images) == 6
+    assert np.array_equal(result.images[0], load_image(four_sets[1][0].path, 24))
+    assert sorted(cache.iterdir()) == before  # nothing written, nothing evicted for it
+
+
+def test_a_limit_of_zero_turns_the_disk_cache_off(tmp_path: Path, four_sets: list[list[Sample]],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    cache = tmp_path / "cache"
+    load_image_set(four_sets[0], 16, cache, progress=False)
+    before = {p: p.stat().st_mtime_ns for p in cache.iterdir()}
+    monkeypatch.setenv("PNEUMOSCAN_CACHE_MAX_GB", "0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = load_image_set(four_sets[0], 16, cache, progress=False)
+        other = load_image_set(four_sets[1], 16, cache, progress=False)
+    assert not isinstance(again.images, np.memmap) and not isinstance(other.images, np.memmap)
+    assert np.array_equal(other.images[0], load_image(four_sets[1][0].path, 16))
+    assert {p: p.stat().st_mtime_ns for p in cache.iterdir()} == before  # not read (touched), written or evicted
+
+
+@pytest.mark.parametrize("value", ["-1", "five", "5GB", "nan"])
+def test_a_bad_limit_is_one_clear_error(value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PNEUMOSCAN_CACHE_MAX_GB", value)
+    with pytest.raises(InputError, match=r"PNEUMOSCAN_CACHE_MAX_GB=.*number of gigabytes"):
+        load_image_set(_samples(tmp_path), 16, tmp_path / "cache", progress=False)
+
+
+def test_no_limit_and_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pneumoscan.data.cache_limit import max_cache_bytes
+
+    assert max_cache_bytes() == 5e9
+    monkeypatch.setenv("PNEUMOSCAN_CACHE_MAX_GB", " 0.5 ")
+    assert max_cache_bytes() == 0.5e9
+    monkeypatch.setenv("PNEUMOSCAN_CACHE_MAX_GB", "inf")
+    assert max_cache_bytes() == float("inf")
+
+
+def test_an_evicted_entry_stays_readable_where_it_is_memory_mapped(tmp_path: Path, four_sets: list[list[Sample]],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # e.g. a training run reading it while another run's new entry pushes it out: POSIX keeps an unlinked, mapped
+    # file's pages until it is unmapped
+    cache = tmp_path / "cache"
+    in_use = load_image_set(four_sets[0], 16, cache, progress=False)
+    expected = np.array(in_use.images)
+    _limit_for(monkeypatch, _entry_bytes(cache) + 1)
+    load_image_set(four_sets[1], 16, cache, progress=False)
+    assert _entry_keys(cache) == {cache_key(four_sets[1], 16)}
+    assert np.array_equal(np.array(in_use.images), expected)
+
+
+def test_an_array_left_without_its_json_is_an_entry_and_temporary_files_are_not(
+        tmp_path: Path, four_sets: list[list[Sample]], monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    load_image_set(four_sets[0], 16, cache, progress=False)
+    one_entry = _entry_bytes(cache)
+    orphan = cache / f"{'a' * 32}.npy"  # a write that died between its two renames
+    orphan.write_bytes(b"x" * 1000)
+    os.utime(orphan, (1, 1))
+    temporary = cache / f"{'b' * 32}.123-456.tmp.npy"  # perhaps a write in progress in another process
+    temporary.write_bytes(b"x" * 1000)
+    _limit_for(monkeypatch, 2 * one_entry + 100)
+    load_image_set(four_sets[1], 16, cache, progress=False)
+    assert not orphan.exists() and temporary.exists()
+    assert _entry_keys(cache) == {cache_key(four_sets[0], 16), cache_key(four_sets[1], 16)}
+
+
+def test_the_entry_just_written_is_not_evicted_for_one_another_process_wrote_meanwhile(
+        tmp_path: Path, four_sets: list[list[Sample]], monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    load_image_set(four_sets[0], 16, cache, progress=False)
+    _limit_for(monkeypatch, _entry_bytes(cache) + 1)
+    other = cache / f"{'c' * 32}.npy"
+    real_write = cache_module._write_entry
+
+    def write_while_another_process_writes(*args: object) -> None:
+        real_write(*args)
+        other.write_bytes(b"x" * 100)  # newer than ours
+        os.utime(other, (time.time() + 60, time.time() + 60))
+
+    monkeypatch.setattr(cache_module, "_write_entry", write_while_another_process_writes)
+    result = load_image_set(four_sets[1], 16, cache, progress=False)
+    assert isinstance(result.images, np.memmap)
+    assert _entry_keys(cache) == {cache_key(four_sets[1], 16)}

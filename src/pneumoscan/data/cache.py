@@ -1,4 +1,4 @@
-"""Decoded, resized images cached on disk as one memory-mapped uint8 array per file list."""
+"""Decoded, resized images cached on disk as one memory-mapped uint8 array per file list, within a size limit."""
 from __future__ import annotations
 
 import functools
@@ -17,6 +17,7 @@ import PIL
 from tqdm import tqdm
 
 from pneumoscan import CLASS_NAMES
+from pneumoscan.data.cache_limit import MAX_GB_ENV, evict, format_gb, mark_used, max_cache_bytes
 from pneumoscan.data.layout import Sample
 from pneumoscan.data.preprocess import PREPROCESS_VERSION, load_image
 from pneumoscan.errors import InputError
@@ -116,7 +117,7 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool) -> 
     return images, ok, sorted(errors)
 
 
-def _write_entry(array_path: Path, meta_path: Path, images: np.ndarray, meta: dict) -> None:
+def _write_entry(array_path: Path, meta_path: Path, images: np.ndarray, meta_text: str) -> None:
     """Write an entry through temporary files renamed into place (readers never see half of one); no
     temporary file is left behind when writing fails."""
     array_path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,35 +126,57 @@ def _write_entry(array_path: Path, meta_path: Path, images: np.ndarray, meta: di
     try:
         np.save(tmp, images)
         os.replace(tmp, array_path)
-        tmp_meta.write_text(json.dumps(meta))
+        tmp_meta.write_text(meta_text)
         os.replace(tmp_meta, meta_path)
     finally:
         tmp.unlink(missing_ok=True)
         tmp_meta.unlink(missing_ok=True)
 
 
+def _keep(cache_dir: Path, key: str, images: np.ndarray, meta_text: str, limit: float) -> np.ndarray:
+    """`images` written as the entry `key` and memory-mapped back, the least recently used other entries evicted to
+    stay within `limit` bytes; or, with a warning, `images` themselves when they cannot or may not be written."""
+    array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
+    size = images.nbytes + len(meta_text) + 128  # the .npy header takes at most 128 bytes here
+    if size > limit:
+        warnings.warn(f"image cache {cache_dir}: these images take {format_gb(size)}, more than its "
+                      f"{format_gb(limit)} limit; images kept in memory and decoded again next time; raise "
+                      f"${MAX_GB_ENV} to cache them", stacklevel=3)
+        return images
+    try:
+        evict(cache_dir, limit - size)  # room first: the folder never holds more than the limit, even while writing
+        _write_entry(array_path, meta_path, images, meta_text)
+        mapped = np.load(array_path, mmap_mode="r")  # mapped before another process's eviction can remove it
+        evict(cache_dir, limit, keep=key)  # entries other processes wrote meanwhile
+        return mapped
+    except OSError as err:  # unwritable or full: the decoded images are still good, only not kept
+        reason = err.strerror or f"writing failed ({err}; is the disk full?)"
+        warnings.warn(f"image cache {cache_dir}: {reason}; images kept in memory and decoded again "
+                      f"next time; free space there or point --cache-dir (or $PNEUMOSCAN_CACHE) to a writable folder",
+                      stacklevel=3)
+        return images
+
+
 def load_image_set(
     samples: list[Sample], size: int, cache_dir: Path | None = None, desc: str = "decoding", progress: bool = True
 ) -> ImageSet:
     """Decoded images for `samples`, from the cache when inputs are unchanged, else decoded and cached (kept in
-    memory, with a warning, when the cache folder cannot be written)."""
+    memory, with a warning, when the cache folder cannot be written or the entry would exceed the cache's size
+    limit; without a warning when `$PNEUMOSCAN_CACHE_MAX_GB` is 0, which turns the cache off)."""
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
+    limit = max_cache_bytes()
     key = cache_key(samples, size)
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
-    entry = _read_entry(array_path, meta_path, len(samples), size)
+    entry = _read_entry(array_path, meta_path, len(samples), size) if limit > 0 else None
     if entry is not None and _failures_persist(samples, entry[1], size):
         images, ok, errors = entry
+        mark_used(meta_path)
     else:
         images, ok, errors = _decode_all(samples, size, desc, progress)
         if not all(ok):
             images = images[np.array(ok, dtype=bool)]
-        try:
-            _write_entry(array_path, meta_path, images, {"ok": ok, "errors": errors, "size": size, "n": len(samples)})
-            images = np.load(array_path, mmap_mode="r")
-        except OSError as err:  # unwritable or full: the decoded images are still good, only not kept
-            reason = err.strerror or f"writing failed ({err}; is the disk full?)"
-            warnings.warn(f"image cache {cache_dir}: {reason}; images kept in memory and decoded again "
-                          f"next time; free space there or point --cache-dir (or $PNEUMOSCAN_CACHE) to a writable folder",
-                          stacklevel=2)
+        if limit > 0:
+            meta_text = json.dumps({"ok": ok, "errors": errors, "size": size, "n": len(samples)})
+            images = _keep(cache_dir, key, images, meta_text, limit)
     kept = [s for s, good in zip(samples, ok) if good]
     return ImageSet(kept, images, errors)
