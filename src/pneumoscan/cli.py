@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "pneumoscan.export.commands",
     "pneumoscan.service.commands",
     "pneumoscan.inference.ood_commands",
+    "pneumoscan.data.cache_commands",
 )
 
 

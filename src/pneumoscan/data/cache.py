@@ -17,7 +17,7 @@ import PIL
 from tqdm import tqdm
 
 from pneumoscan import CLASS_NAMES
-from pneumoscan.data.cache_limit import MAX_GB_ENV, evict, format_gb, mark_used, max_cache_bytes
+from pneumoscan.data.cache_limit import MAX_GB_ENV, evict, format_bytes, mark_used, max_cache_bytes
 from pneumoscan.data.layout import Sample
 from pneumoscan.data.preprocess import PREPROCESS_VERSION, load_image
 from pneumoscan.errors import InputError
@@ -139,8 +139,8 @@ def _keep(cache_dir: Path, key: str, images: np.ndarray, meta_text: str, limit: 
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     size = images.nbytes + len(meta_text) + 128  # the .npy header takes at most 128 bytes here
     if size > limit:
-        warnings.warn(f"image cache {cache_dir}: these images take {format_gb(size)}, more than its "
-                      f"{format_gb(limit)} limit; images kept in memory and decoded again next time; raise "
+        warnings.warn(f"image cache {cache_dir}: these images take {format_bytes(size)}, more than its "
+                      f"{format_bytes(limit)} limit; images kept in memory and decoded again next time; raise "
                       f"${MAX_GB_ENV} to cache them", stacklevel=3)
         return images
     try:

@@ -33,8 +33,12 @@ def max_cache_bytes() -> float:
     return gigabytes * GB
 
 
-def format_gb(n_bytes: float) -> str:
-    return "no limit" if math.isinf(n_bytes) else f"{n_bytes / GB:.3g} GB"
+def format_bytes(n_bytes: float) -> str:
+    """`n_bytes` in kB, MB or GB (powers of 10, like the limit), to three digits."""
+    for scale, unit in ((GB, "GB"), (1e6, "MB"), (1e3, "kB")):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.3g} {unit}"
+    return f"{n_bytes:.0f} bytes"
 
 
 @dataclass(frozen=True)

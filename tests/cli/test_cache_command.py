@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pneumoscan.cli import main
+from pneumoscan.data.cache import load_image_set
+from pneumoscan.data.layout import Sample
+from tests.conftest import write_xray
+
+
+def _fill(cache: Path, tmp_path: Path) -> None:
+    """Entries at 16 px (two file lists) and 24 px, a temporary file of an unfinished write, and a file of the user's."""
+    for name, size in (("a", 16), ("b", 16), ("a", 24)):
+        samples = [Sample(write_xray(tmp_path / name / f"IM-{i:04d}-0001.png", i % 2, i), i % 2) for i in range(4)]
+        load_image_set(samples, size, cache, progress=False)
+    (cache / f"{'b' * 32}.123-456.tmp.npy").write_bytes(b"x" * 2000)
+    (cache / "notes.txt").write_text("mine")
+
+
+def test_cache_shows_folder_size_limit_and_entries(isolated_cache: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    _fill(isolated_cache, tmp_path)  # the default folder: $PNEUMOSCAN_CACHE
+    entry_bytes = sum(p.stat().st_size for p in isolated_cache.iterdir() if p.suffix in (".npy", ".json")
+                      and len(p.stem) == 32)
+    assert main(["cache"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (f"image cache {isolated_cache}: 3 entries, {entry_bytes / 1e3:.3g} kB; limit 5 GB "
+                        f"($PNEUMOSCAN_CACHE_MAX_GB)")
+    assert lines[1].startswith("  16 px: 2 entries, ") and lines[2].startswith("  24 px: 1 entry, ")
+    assert lines[3].startswith("  and 1 temporary file, 2 kB: ") and len(lines) == 4
+
+
+def test_cache_clear_removes_entries_and_temporary_files_only(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    cache = tmp_path / "cache"
+    _fill(cache, tmp_path)
+    assert main(["cache", "--cache-dir", str(cache), "--clear"]) == 0
+    assert capsys.readouterr().out.startswith(f"image cache {cache}: removed 3 entries, ")
+    assert [p.name for p in cache.iterdir()] == ["notes.txt"]
+    assert main(["cache", "--cache-dir", str(cache)]) == 0
+    assert capsys.readouterr().out == f"image cache {cache}: 0 entries, 0 bytes; limit 5 GB ($PNEUMOSCAN_CACHE_MAX_GB)\n"
+
+
+@pytest.mark.parametrize("env, expected", [("0", "the cache is off"), ("inf", "no limit"), ("0.5", "limit 500 MB")])
+def test_cache_names_the_limit_in_force(env: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PNEUMOSCAN_CACHE_MAX_GB", env)
+    assert main(["cache", "--cache-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == f"image cache {tmp_path}: 0 entries, 0 bytes; {expected} ($PNEUMOSCAN_CACHE_MAX_GB)\n"
+
+
+def test_cache_mistakes_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    a_file = tmp_path / "f"
+    a_file.write_text("")
+    assert main(["cache", "--cache-dir", str(a_file), "--clear"]) == 2
+    assert capsys.readouterr().err == f"pneumoscan: error: {a_file}: is a file, not a cache folder; check --cache-dir " \
+                                      f"(or $PNEUMOSCAN_CACHE)\n"
+    monkeypatch.setenv("PNEUMOSCAN_CACHE_MAX_GB", "5GB")
+    assert main(["cache"]) == 2
+    assert capsys.readouterr().err.startswith("pneumoscan: error: PNEUMOSCAN_CACHE_MAX_GB='5GB': must be a number")
