@@ -350,3 +350,10 @@ def test_the_entry_just_written_is_not_evicted_for_one_another_process_wrote_mea
     result = load_image_set(four_sets[1], 16, cache, progress=False)
     assert isinstance(result.images, np.memmap)
     assert _entry_keys(cache) == {cache_key(four_sets[1], 16)}
+
+
+def test_sizes_print_in_powers_of_ten_without_exponents() -> None:
+    from pneumoscan.data.cache_limit import format_bytes
+
+    assert [format_bytes(n) for n in (0, 999, 3456, 85.5e6, 5e9, 1234e9)] == \
+        ["0 bytes", "999 bytes", "3.46 kB", "85.5 MB", "5 GB", "1,234 GB"]

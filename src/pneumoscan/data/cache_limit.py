@@ -37,7 +37,8 @@ def format_bytes(n_bytes: float) -> str:
     """`n_bytes` in kB, MB or GB (powers of 10, like the limit), to three digits."""
     for scale, unit in ((GB, "GB"), (1e6, "MB"), (1e3, "kB")):
         if n_bytes >= scale:
-            return f"{n_bytes / scale:.3g} {unit}"
+            value = n_bytes / scale
+            return f"{value:.3g} {unit}" if value < 1000 else f"{value:,.0f} {unit}"  # not 1.2e+03
     return f"{n_bytes:.0f} bytes"
 
 
