@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -12,6 +13,17 @@ from PIL import Image, ImageDraw, ImageFont
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample" / "chest_xray"
 SHARED = ROOT.parent / "shared" / "data" / "chest_xray"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A cache folder for module- and session-scoped fixtures, which are set up outside any test's own cache:
+    without it they wrote into the developer's ~/.cache/pneumoscan."""
+    with pytest.MonkeyPatch.context() as patch:
+        cache = tmp_path_factory.mktemp("session_cache")
+        patch.setenv("PNEUMOSCAN_CACHE", str(cache))
+        patch.delenv("PNEUMOSCAN_CACHE_MAX_GB", raising=False)
+        yield cache
 
 
 @pytest.fixture(autouse=True)
