@@ -27,6 +27,10 @@ def test_busy_port_is_one_line(tiny_run: Path, capsys: pytest.CaptureFixture[str
     (["--slots", "0"], "--slots 0: must be at least 1"),
     (["--max-upload-mb", "inf"], "--max-upload-mb inf: must be a number above 0"),  # was a 500 on every upload
     (["--max-upload-mb", "nan"], "--max-upload-mb nan: must be a number above 0"),
+    (["--upload-memory-mb", "50"], "--upload-memory-mb 50: must be at least the batch limit of 100 MB"),
+    (["--max-upload-mb", "200", "--upload-memory-mb", "150"],
+     "--upload-memory-mb 150: must be at least the batch limit of 200 MB, so that one full /predict/batch request "
+     "fits; such as 800"),
 ])
 def test_bad_address_is_one_line(argv: list[str], message: str, tiny_run: Path,
                                  capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,3 +81,15 @@ def test_an_ipv6_address_is_printed_as_a_url(tiny_run: Path, capsys: pytest.Capt
     assert main(["serve", "--model", str(tiny_run), "--host", "::1", "--port", "0"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"serving on http://\[::1\]:\d+/ ", out), out  # not http://::1:PORT/, which no browser opens
+
+
+@pytest.mark.parametrize(("argv", "mb"), [([], 400), (["--max-upload-mb", "150"], 600),
+                                          (["--upload-memory-mb", "250"], 250)])
+def test_upload_memory_reaches_the_service(argv: list[str], mb: float, tiny_run: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    apps: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))  # start-up only
+    assert main(["serve", "--model", str(tiny_run), "--port", "0", "--log-level", "critical", *argv]) == 0
+    assert apps[0].state.upload_budget.capacity == mb * 1024 * 1024  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from pneumoscan import __version__
+from pneumoscan.service.budget import UploadBudget
 from pneumoscan.service.engine import Engine
 from pneumoscan.service.routes import router
 from pneumoscan.service.settings import Settings
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.limiter = anyio.CapacityLimiter(settings.inference_slots)
+    app.state.upload_budget = UploadBudget(settings.upload_memory_bytes, settings.upload_wait_s)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

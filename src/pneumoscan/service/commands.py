@@ -61,7 +61,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     settings = Settings(model=args.model, backend=args.backend, onnx_path=args.onnx, threshold=args.threshold,
-                        max_upload_mb=args.max_upload_mb, inference_slots=args.slots)
+                        max_upload_mb=args.max_upload_mb, inference_slots=args.slots,
+                        upload_memory_mb=args.upload_memory_mb)
     app = create_app(settings)
     print(f"pneumoscan: serving on {page_url(args.host, port)} (Ctrl+C stops)", flush=True)
     if not is_loopback(args.host):
@@ -85,6 +86,10 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--threshold", type=float, help="decide PNEUMONIA when P >= this (default: the model's own)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload in MB (default 20)")
     p.add_argument("--slots", type=int, default=2, help="requests processed at the same time (default 2)")
+    p.add_argument("--upload-memory-mb", type=float,
+                   help="upload bodies held in memory at once, all requests together, in MB (default 4 x the "
+                        "batch limit of max(100, --max-upload-mb): 400); beyond it a request waits up to 2 s, "
+                        "then gets 503 with Retry-After")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn log level (default info; logs hold paths, never file names or image data)")
     p.set_defaults(func=cmd_serve)

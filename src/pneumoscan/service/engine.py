@@ -106,5 +106,6 @@ class Engine:
         return {**info, "stored_threshold": info["threshold"], "threshold": self.predictor.threshold,
                 "backend": self.predictor.backend, "explain_available": self.explain_available(),
                 "max_upload_mb": self.settings.max_upload_mb, "max_batch_files": self.settings.max_batch_files,
-                "max_batch_mb": self.settings.batch_limit_mb, "ood_guard": self.guarded,
+                "max_batch_mb": self.settings.batch_limit_mb, "upload_memory_mb": self.settings.upload_memory_limit_mb,
+                "ood_guard": self.guarded,
                 "sha256": self.model_sha256, "shipped": self.shipped}

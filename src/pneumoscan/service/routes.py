@@ -1,7 +1,9 @@
 """HTTP endpoints: health, model card, single and batch prediction.
 
-Uploads are read into memory by `service.uploads` (never spooled to disk). Decoding and inference
-run in worker threads, at most `Settings.inference_slots` at a time, never on the event loop.
+Uploads are read into memory by `service.uploads` (never spooled to disk), each request's body
+within its reservation of the service's upload memory (`service.budget`), held until it is answered.
+Decoding and inference run in worker threads, at most `Settings.inference_slots` at a time, never
+on the event loop.
 Nothing about an upload (file name, DICOM header, pixels) is logged.
 
 When the model has an out-of-distribution guard, an upload that decodes fine but does not look like
@@ -21,12 +23,13 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pneumoscan.errors import ImageTooLarge, InputError
 from pneumoscan.inference.predictor import Prediction
 from pneumoscan.service.engine import Engine, ExplainUnavailable
+from pneumoscan.service.budget import Reservation
 from pneumoscan.service.schemas import BatchItem, BatchResponse, ErrorResponse, Health, ModelInfo, PredictionResponse
+from pneumoscan.service.settings import ENVELOPE
 from pneumoscan.service.uploads import Part, read_multipart, sniff_image, unsupported_format
 
 router = APIRouter()
 T = TypeVar("T")
-ENVELOPE = 64 * 1024  # multipart boundaries and part headers allowed on top of the file itself
 _NOT_IMAGE = "not an image file ({what}); send a JPEG, PNG, TIFF, BMP or DICOM chest X-ray"
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -34,6 +37,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorResponse, "description": "upload larger than the configured limit"},
     415: {"model": ErrorResponse, "description": "not multipart/form-data, or the file is not an image"},
     422: {"model": ErrorResponse, "description": "missing file, empty, corrupt or undecodable image"},
+    503: {"model": ErrorResponse, "description": "the memory set aside for uploads is full; retry after the "
+                                                 "Retry-After header's seconds"},
 }
 
 
@@ -58,6 +63,10 @@ async def _in_worker(request: Request, func: Callable[[], T]) -> T:
         if await request.is_disconnected():
             raise HTTPException(499, "client closed the request before it was processed")
         return await anyio.to_thread.run_sync(func)
+
+
+def _upload_memory(request: Request) -> Reservation:
+    return request.app.state.upload_budget.reservation()
 
 
 def _label(part: Part) -> str:
@@ -100,31 +109,33 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
     if explain and not engine.explain_available():
         raise HTTPException(501, "Grad-CAM heatmaps are not available for this model or installation; "
                                  "retry without ?explain=true")
-    parts = await read_multipart(request, body_limit=settings.max_upload_bytes + ENVELOPE,
-                                 part_limit=settings.max_upload_bytes, body_label="upload",
-                                 shown_limit=settings.max_upload_bytes)
-    files = [p for p in parts if p.name == "file"]
-    if len(files) != 1:
-        raise HTTPException(422, "send exactly one X-ray in the multipart form field 'file' "
-                                 "(several files go to /predict/batch as 'files')")
-    part = files[0]
-    problem = _check_part(part, settings.max_upload_mb)
-    if problem:
-        raise HTTPException(*problem)
-    data = bytes(part.data)
+    async with _upload_memory(request) as reservation:
+        parts = await read_multipart(request, reservation=reservation,
+                                     body_limit=settings.max_upload_bytes + ENVELOPE,
+                                     part_limit=settings.max_upload_bytes, body_label="upload",
+                                     shown_limit=settings.max_upload_bytes)
+        files = [p for p in parts if p.name == "file"]
+        if len(files) != 1:
+            raise HTTPException(422, "send exactly one X-ray in the multipart form field 'file' "
+                                     "(several files go to /predict/batch as 'files')")
+        part = files[0]
+        problem = _check_part(part, settings.max_upload_mb)
+        if problem:
+            raise HTTPException(*problem)
+        data = part.take()
 
-    def work() -> tuple[Prediction, bytes | None]:
-        image = engine.decode(data, _label(part))
-        (result,) = engine.results(image[None], [data])
-        rejected = result.in_distribution is False  # no heatmap: there is no prediction to explain
-        return result, engine.explain_png(image, result.label) if explain and not rejected else None
+        def work() -> tuple[Prediction, bytes | None]:
+            image = engine.decode(data, _label(part))
+            (result,) = engine.results(image[None], [data])
+            rejected = result.in_distribution is False  # no heatmap: there is no prediction to explain
+            return result, engine.explain_png(image, result.label) if explain and not rejected else None
 
-    try:
-        result, heatmap = await _in_worker(request, work)
-    except ExplainUnavailable as err:
-        raise HTTPException(501, str(err)) from None
-    except InputError as err:
-        raise HTTPException(413 if isinstance(err, ImageTooLarge) else 422, str(err)) from None
+        try:
+            result, heatmap = await _in_worker(request, work)
+        except ExplainUnavailable as err:
+            raise HTTPException(501, str(err)) from None
+        except InputError as err:
+            raise HTTPException(413 if isinstance(err, ImageTooLarge) else 422, str(err)) from None
     meta = engine.meta
     return PredictionResponse(
         probability=result.probability, label=result.label, in_distribution=result.in_distribution,
@@ -141,40 +152,41 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
 async def predict_batch(request: Request) -> BatchResponse:
     start = time.perf_counter()
     engine, settings = _engine(request), request.app.state.settings
-    parts = await read_multipart(request, body_limit=settings.max_batch_bytes, part_limit=settings.max_upload_bytes,
-                                 oversize="mark",
-                                 body_label="batch request")
-    files = [p for p in parts if p.name in ("files", "file")]
-    if not files:
-        raise HTTPException(422, "send the X-rays in the multipart form field 'files' (one part per file)")
-    if len(files) > settings.max_batch_files:
-        raise HTTPException(413, f"{len(files)} files in one batch, the limit is {settings.max_batch_files}; "
-                                 "split them into several requests")
-    items = [BatchItem(filename=p.filename, ok=False, status=0) for p in files]
-    todo: list[int] = []
-    for i, part in enumerate(files):
-        problem = _check_part(part, settings.max_upload_mb)
-        if problem:
-            items[i].status, items[i].error = problem
-        else:
-            todo.append(i)
+    async with _upload_memory(request) as reservation:
+        parts = await read_multipart(request, reservation=reservation, body_limit=settings.max_batch_bytes,
+                                     part_limit=settings.max_upload_bytes, oversize="mark",
+                                     body_label="batch request")
+        files = [p for p in parts if p.name in ("files", "file")]
+        if not files:
+            raise HTTPException(422, "send the X-rays in the multipart form field 'files' (one part per file)")
+        if len(files) > settings.max_batch_files:
+            raise HTTPException(413, f"{len(files)} files in one batch, the limit is {settings.max_batch_files}; "
+                                     "split them into several requests")
+        items = [BatchItem(filename=p.filename, ok=False, status=0) for p in files]
+        todo: list[int] = []
+        for i, part in enumerate(files):
+            problem = _check_part(part, settings.max_upload_mb)
+            if problem:
+                items[i].status, items[i].error = problem
+            else:
+                todo.append(i)
 
-    def work() -> None:
-        good: list[tuple[int, np.ndarray, bytes]] = []
-        for i in todo:
-            data = bytes(files[i].data)
-            try:
-                good.append((i, engine.decode(data, _label(files[i])), data))
-            except InputError as err:
-                items[i].status, items[i].error = 413 if isinstance(err, ImageTooLarge) else 422, str(err)
-        if good:
-            results = engine.results(np.stack([image for _, image, _ in good]), [data for _, _, data in good])
-            for (i, _, _), result in zip(good, results):
-                items[i].ok, items[i].status = True, 200
-                items[i].probability, items[i].label = result.probability, result.label
-                items[i].in_distribution, items[i].ood_reason = result.in_distribution, result.ood_reason
+        def work() -> None:
+            good: list[tuple[int, np.ndarray, bytes]] = []
+            for i in todo:
+                data = files[i].take()
+                try:
+                    good.append((i, engine.decode(data, _label(files[i])), data))
+                except InputError as err:
+                    items[i].status, items[i].error = 413 if isinstance(err, ImageTooLarge) else 422, str(err)
+            if good:
+                results = engine.results(np.stack([image for _, image, _ in good]), [data for _, _, data in good])
+                for (i, _, _), result in zip(good, results):
+                    items[i].ok, items[i].status = True, 200
+                    items[i].probability, items[i].label = result.probability, result.label
+                    items[i].in_distribution, items[i].ood_reason = result.in_distribution, result.ood_reason
 
-    await _in_worker(request, work)
+        await _in_worker(request, work)
     n_ok = sum(item.ok for item in items)
     meta = engine.meta
     return BatchResponse(results=items, n_ok=n_ok, n_failed=len(items) - n_ok,

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pneumoscan.errors import InputError
 
 MB = 1024 * 1024
+ENVELOPE = 64 * 1024  # multipart boundaries and part headers allowed on top of a /predict file
+UPLOAD_MEMORY_BATCHES = 4  # default upload memory: this many full /predict/batch bodies
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ class Settings:
     max_batch_files: int = 16
     max_batch_mb: float = 100.0  # whole /predict/batch request body (never below max_upload_mb)
     inference_slots: int = 2  # requests decoded + predicted at the same time (the rest wait their turn)
+    upload_memory_mb: float | None = None  # upload bodies held at once, all requests together; None = 4 batches
+    upload_wait_s: float = 2.0  # how long a request waits for upload memory to free up before it gets 503
 
     def __post_init__(self) -> None:
         if not (self.max_upload_mb > 0 and math.isfinite(self.max_upload_mb)):  # inf: every upload would be a 500
@@ -31,6 +35,13 @@ class Settings:
             raise InputError(f"max_batch_files {self.max_batch_files}: must be at least 1")
         if not (self.max_batch_mb > 0 and math.isfinite(self.max_batch_mb)):
             raise InputError(f"max_batch_mb {self.max_batch_mb}: must be a number above 0, such as 100")
+        memory = self.upload_memory_mb
+        if memory is not None and not (math.isfinite(memory) and memory >= self.batch_limit_mb):
+            raise InputError(f"--upload-memory-mb {memory:g}: must be at least the batch limit of "
+                             f"{self.batch_limit_mb:g} MB, so that one full /predict/batch request fits; "
+                             f"such as {UPLOAD_MEMORY_BATCHES * self.batch_limit_mb:g}")
+        if not (self.upload_wait_s >= 0 and math.isfinite(self.upload_wait_s)):
+            raise InputError(f"upload_wait_s {self.upload_wait_s}: must be a number of seconds, 0 or more")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -44,3 +55,13 @@ class Settings:
     @property
     def max_batch_bytes(self) -> int:
         return int(self.batch_limit_mb * MB)
+
+    @property
+    def upload_memory_limit_mb(self) -> float:
+        """Upload bodies held in memory at once, all requests together: --upload-memory-mb, else 4 full batches."""
+        return self.upload_memory_mb if self.upload_memory_mb is not None else UPLOAD_MEMORY_BATCHES * self.batch_limit_mb
+
+    @property
+    def upload_memory_bytes(self) -> int:
+        """The same in bytes, never below the largest request body (a /predict body may carry its file + ENVELOPE)."""
+        return max(int(self.upload_memory_limit_mb * MB), self.max_batch_bytes, self.max_upload_bytes + ENVELOPE)

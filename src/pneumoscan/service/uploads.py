@@ -4,12 +4,16 @@ Why not FastAPI's `UploadFile`: Starlette spools every file part larger than 1 M
 file on disk, and X-rays are patient data that must not touch the disk. Here the raw request
 stream is fed chunk by chunk to python-multipart's streaming parser and each part is kept in a
 `bytearray`; the body size is checked against Content-Length first and again while reading.
+Before the first byte is read, the request reserves what its body may hold from the service's
+upload memory (`service.budget`), so that concurrent uploads cannot exhaust the server's memory.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from fastapi import HTTPException, Request
+
+from pneumoscan.service.budget import Reservation
 
 _MAX_PARTS = 64  # form fields of any kind in one request
 
@@ -22,6 +26,11 @@ class Part:
     filename: str | None
     data: bytearray = field(default_factory=bytearray)
     too_large: bool = False
+
+    def take(self) -> bytes:
+        """The file's bytes; the part lets go of its own copy, so that the upload is not held twice."""
+        data, self.data = bytes(self.data), bytearray()
+        return data
 
 
 def too_large(limit_mb: float, what: str = "upload") -> HTTPException:
@@ -83,9 +92,13 @@ class _Collector:
         part.data += data[start:end]
 
 
-async def read_multipart(request: Request, *, body_limit: int, part_limit: int, oversize: str = "raise",
-                         body_label: str = "request", shown_limit: int | None = None) -> list[Part]:
+async def read_multipart(request: Request, *, reservation: Reservation, body_limit: int, part_limit: int,
+                         oversize: str = "raise", body_label: str = "request",
+                         shown_limit: int | None = None) -> list[Part]:
     """All parts of a multipart/form-data request, in memory; 413/415/400 HTTPExceptions on bad requests.
+
+    Before reading the body it takes from `reservation` the bytes the body may hold (its Content-Length,
+    or `body_limit` when it declares none): 503 when the service's upload memory stays full.
 
     `body_limit` caps the whole body, `part_limit` each part: over it, the request fails with 413
     (`oversize="raise"`) or the part is flagged `too_large` and emptied (`"mark"`, for batches).
@@ -105,6 +118,8 @@ async def read_multipart(request: Request, *, body_limit: int, part_limit: int, 
             raise HTTPException(400, "invalid Content-Length header")
         if int(declared) > body_limit:
             raise too_large(shown_mb, body_label)
+    expected = body_limit if declared is None else int(declared)
+    await reservation.take(expected)
     collector = _Collector(part_limit, oversize)
     callbacks = {name: getattr(collector, name) for name in (
         "on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished", "on_part_data",
@@ -116,6 +131,8 @@ async def read_multipart(request: Request, *, body_limit: int, part_limit: int, 
             received += len(chunk)
             if received > body_limit:
                 raise too_large(shown_mb, body_label)
+            if received > expected:  # never more in memory than was reserved
+                raise HTTPException(400, "request body longer than its Content-Length header")
             parser.write(chunk)
         parser.finalize()
     except HTTPException:

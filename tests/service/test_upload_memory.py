@@ -1,0 +1,331 @@
+"""The service's upload memory: concurrent upload bodies held at once stay within a byte budget, beyond it
+requests wait briefly or get 503 with Retry-After, and every way a request can end gives its bytes back."""
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from pneumoscan.errors import InputError
+from pneumoscan.service.app import create_app
+from pneumoscan.service.settings import ENVELOPE, MB, Settings
+
+BOUNDARY = "memorytestboundary"
+HEADERS = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+# Each request holds 0.1 MB at most, the service 0.2 MB of uploads at once (never below 0.1 MB + ENVELOPE).
+SMALL = {"max_upload_mb": 0.1, "max_batch_mb": 0.1, "upload_memory_mb": 0.2}
+
+
+def form(size: int, field: str = "files", parts: int = 1) -> bytes:
+    """A multipart body of exactly `size` bytes: `parts` small PNGs padded with zero bytes after their end."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((40, 40), 120, np.uint8)).save(buffer, format="PNG")
+    png = buffer.getvalue()
+    heads = [(f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"x{i}.png\"\r\n"
+              "Content-Type: image/png\r\n\r\n").encode() for i in range(parts)]
+    tail = f"--{BOUNDARY}--\r\n".encode()
+    spare = size - len(tail) - sum(len(head) + len(png) + 2 for head in heads)
+    assert spare >= 0, f"{size} bytes cannot hold {parts} parts"
+    pads = [spare // parts] * (parts - 1) + [spare - spare // parts * (parts - 1)]
+    return b"".join(head + png + bytes(pad) + b"\r\n" for head, pad in zip(heads, pads)) + tail
+
+
+def until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def app(tiny_run: Path) -> FastAPI:
+    """One service for the module: every test leaves its upload memory full again, or fails."""
+    return create_app(Settings(model=str(tiny_run), backend="onnx", upload_wait_s=0, **SMALL))
+
+
+def budget_of(app: FastAPI) -> Any:
+    return app.state.upload_budget
+
+
+class Held:
+    """Decoding blocks until `go` is set, so that admitted requests stay under way holding their bytes."""
+
+    def __init__(self, app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+        engine = app.state.engine
+        real = engine.decode
+        self.entered = threading.Semaphore(0)
+        self.go = threading.Event()
+
+        def decode(data: bytes, name: str) -> np.ndarray:
+            self.entered.release()
+            assert self.go.wait(30), "the test never let decoding go on"
+            return real(data, name)
+
+        monkeypatch.setattr(engine, "decode", decode)
+
+    def wait_entered(self, n: int) -> None:
+        for _ in range(n):
+            assert self.entered.acquire(timeout=30), "an admitted request did not reach decoding"
+
+
+@pytest.fixture
+def held(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> Iterator[Held]:
+    h = Held(app, monkeypatch)
+    yield h
+    h.go.set()  # never leave a worker thread blocked
+
+
+def test_the_body_helper_is_exact() -> None:
+    for size in (4000, 50_000, 83_886):
+        assert len(form(size)) == size and len(form(size, parts=3)) == size
+
+
+def test_uploads_beyond_the_budget_get_503_with_retry_after(app: FastAPI, held: Held) -> None:
+    budget = budget_of(app)
+    size = int(budget.capacity * 0.4)  # two fit, a third does not
+    with TestClient(app) as client, ThreadPoolExecutor(3) as pool:
+        admitted = [pool.submit(client.post, "/predict/batch", content=form(size), headers=HEADERS) for _ in range(2)]
+        held.wait_entered(2)
+        assert budget.available == budget.capacity - 2 * size
+        for path, field in (("/predict/batch", "files"), ("/predict", "file")):  # one budget for both
+            res = client.post(path, content=form(size, field), headers=HEADERS)
+            assert res.status_code == 503, res.text
+            assert res.headers["retry-after"] == "5"
+            assert res.json()["detail"] == ("server busy: uploads under way fill the 0.2 MB of memory set aside for "
+                                            "them; retry in 5 s")
+        rest = budget.available  # what still fits is admitted at once
+        admitted.append(pool.submit(client.post, "/predict", content=form(rest, "file"), headers=HEADERS))
+        until(lambda: budget.available == 0)
+        held.go.set()
+        assert [f.result(timeout=30).status_code for f in admitted] == [200, 200, 200]
+        assert budget.available == budget.capacity
+        assert client.post("/predict/batch", content=form(size), headers=HEADERS).status_code == 200
+
+
+def test_a_request_waits_its_turn_when_memory_frees_up_in_time(tiny_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app(Settings(model=str(tiny_run), backend="onnx", upload_wait_s=30, **SMALL))
+    budget, held = budget_of(app), Held(app, monkeypatch)
+    size = int(budget.capacity * 0.4)
+    try:
+        with TestClient(app) as client, ThreadPoolExecutor(3) as pool:
+            posts = [pool.submit(client.post, "/predict/batch", content=form(size), headers=HEADERS) for _ in range(2)]
+            held.wait_entered(2)
+            posts.append(pool.submit(client.post, "/predict/batch", content=form(size), headers=HEADERS))
+            until(lambda: budget.waiting == 1)
+            assert not posts[2].done()
+            held.go.set()
+            assert [f.result(timeout=30).status_code for f in posts] == [200, 200, 200]
+        assert budget.available == budget.capacity and budget.waiting == 0
+    finally:
+        held.go.set()
+
+
+# ----------------------------------------------------------------- no leak, however a request ends
+
+
+def chunked(body: bytes) -> Iterator[bytes]:
+    """The body without a Content-Length (chunked transfer)."""
+    for i in range(0, len(body), 8192):
+        yield body[i:i + 8192]
+
+
+@pytest.mark.parametrize(("path", "content", "status"), [
+    ("/predict/batch", lambda: chunked(form(int(0.1 * MB) + 20_000)), 413),  # over the body limit while reading
+    ("/predict", lambda: chunked(form(int(0.1 * MB) + ENVELOPE + 1000, "file")), 413),
+    ("/predict", lambda: form(int(0.1 * MB) + ENVELOPE, "file"), 413),  # the file alone is over its limit
+    ("/predict", lambda: b"\x00\x01garbage" * 100, 400),  # malformed multipart
+    ("/predict", lambda: form(5000, "file")[:-len(f"--{BOUNDARY}--\r\n")], 400),  # cut off before its end
+    ("/predict/batch", lambda: form(5000, "other"), 422),  # no files
+    ("/predict/batch", lambda: form(20_000, parts=17), 413),  # too many files
+    ("/predict", lambda: form(5000, "file").replace(b"\x89PNG", b"GIF89a"), 415),
+])
+def test_a_failed_request_gives_its_memory_back(app: FastAPI, path: str, content: Callable[[], Any],
+                                                status: int) -> None:
+    budget = budget_of(app)
+    with TestClient(app) as client:
+        res = client.post(path, content=content(), headers=HEADERS)
+        assert res.status_code == status, res.text
+        assert budget.available == budget.capacity and budget.waiting == 0
+
+
+def test_an_internal_error_gives_its_memory_back(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(data: bytes, name: str) -> np.ndarray:
+        raise RuntimeError("decoder crashed")
+
+    monkeypatch.setattr(app.state.engine, "decode", broken)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.post("/predict", content=form(5000, "file"), headers=HEADERS).status_code == 500
+    assert budget_of(app).available == budget_of(app).capacity
+
+
+def test_a_client_gone_before_its_turn_gives_its_memory_back(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    from starlette.requests import Request
+
+    async def gone(self: Request) -> bool:
+        return True
+
+    monkeypatch.setattr(Request, "is_disconnected", gone)
+    with TestClient(app) as client:
+        assert client.post("/predict", content=form(5000, "file"), headers=HEADERS).status_code == 499
+    assert budget_of(app).available == budget_of(app).capacity
+
+
+def run_asgi(app: FastAPI, path: str, chunks: list[bytes], declared: int | None, *, disconnect: bool = False,
+             on_chunk: Callable[[], None] | None = None) -> tuple[int, bytes]:
+    """Call the app as a server would, with a body arriving in `chunks` (then a disconnect, if asked; else
+    the client waits for the answer); `on_chunk` runs as each chunk is handed over. Returns status and body sent."""
+    headers = [(b"content-type", HEADERS["content-type"].encode())]
+    if declared is not None:
+        headers.append((b"content-length", str(declared).encode()))
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
+             "client": ("127.0.0.1", 50000), "server": ("testserver", 80)}
+    messages: list[dict[str, Any]] = [{"type": "http.request", "body": c, "more_body": disconnect or i < len(chunks) - 1}
+                                      for i, c in enumerate(chunks)]
+    sent: list[dict[str, Any]] = []
+
+    async def call() -> None:
+        answered = anyio.Event()
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                if on_chunk is not None:
+                    on_chunk()
+                return messages.pop(0)
+            if not disconnect:
+                await answered.wait()  # a server says "disconnected" once the answer is out
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                answered.set()
+
+        with anyio.fail_after(30):
+            await app(scope, receive, send)
+
+    anyio.run(call)
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def test_a_body_is_never_read_before_its_bytes_are_reserved(app: FastAPI) -> None:
+    """The reservation is the declared Content-Length, taken before the first chunk is read."""
+    budget = budget_of(app)
+    body = form(30_000)
+    seen: list[int] = []
+    status, _ = run_asgi(app, "/predict/batch", [body[:10_000], body[10_000:]], len(body),
+                         on_chunk=lambda: seen.append(budget.available))
+    assert status == 200 and seen == [budget.capacity - len(body)] * 2
+    assert budget.available == budget.capacity
+
+
+def test_a_client_that_disconnects_mid_upload_gives_its_memory_back(app: FastAPI) -> None:
+    budget = budget_of(app)
+    body = form(60_000)
+    during: list[int] = []
+    run_asgi(app, "/predict/batch", [body[:20_000], body[20_000:40_000]], len(body), disconnect=True,
+             on_chunk=lambda: during.append(budget.available))
+    assert during == [budget.capacity - len(body)] * 2  # held while the body came in
+    assert budget.available == budget.capacity
+
+
+def test_a_body_longer_than_its_content_length_is_refused(app: FastAPI) -> None:
+    """Never more of a body in memory than its reservation, whatever the server in front lets through."""
+    body = form(30_000)
+    status, answer = run_asgi(app, "/predict/batch", [body[:20_000], body[20_000:]], 20_000)
+    assert status == 400 and b"longer than its Content-Length" in answer
+    assert budget_of(app).available == budget_of(app).capacity
+
+
+# ----------------------------------------------------------------- settings
+
+
+def test_the_default_is_four_full_batches(tiny_run: Path) -> None:
+    assert Settings(model=str(tiny_run)).upload_memory_limit_mb == 400
+    assert Settings(model=str(tiny_run), max_upload_mb=150).upload_memory_limit_mb == 600
+    assert Settings(model=str(tiny_run), upload_memory_mb=250).upload_memory_bytes == 250 * MB
+
+
+def test_the_model_card_names_the_upload_memory(app: FastAPI) -> None:
+    with TestClient(app) as client:
+        assert client.get("/model").json()["upload_memory_mb"] == 0.2
+
+
+@pytest.mark.parametrize(("memory", "message"), [
+    (99, "--upload-memory-mb 99: must be at least the batch limit of 100 MB, so that one full /predict/batch "
+         "request fits; such as 400"),
+    (float("nan"), "--upload-memory-mb nan: must be at least the batch limit"),
+    (float("inf"), "--upload-memory-mb inf: must be at least the batch limit"),
+])
+def test_upload_memory_below_one_batch_is_refused(tiny_run: Path, memory: float, message: str) -> None:
+    with pytest.raises(InputError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+        Settings(model=str(tiny_run), upload_memory_mb=memory)
+
+
+# ----------------------------------------------------------------- the budget alone
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await anyio.sleep(0)
+
+
+def test_waiting_requests_are_admitted_first_come_first_served() -> None:
+    from pneumoscan.service.budget import UploadBudget
+
+    async def main() -> list[str]:
+        budget, order = UploadBudget(10, wait_s=30), []
+        assert await budget.take(8)
+
+        async def request(name: str, nbytes: int) -> None:
+            assert await budget.take(nbytes)
+            order.append(name)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(request, "big", 9)
+            await settle()
+            tg.start_soon(request, "small", 1)  # would fit now, but must not overtake the big one
+            await settle()
+            assert order == [] and budget.waiting == 2
+            budget.give(8)
+        assert budget.available == 0
+        return order
+
+    assert anyio.run(main) == ["big", "small"]
+
+
+@pytest.mark.parametrize("granted", [False, True])
+def test_a_request_torn_down_while_waiting_leaves_nothing_behind(granted: bool) -> None:
+    """Cancelled while queued, or just as its bytes were granted: no bytes lost, no queue entry left."""
+    from pneumoscan.service.budget import UploadBudget
+
+    async def main() -> tuple[int, int]:
+        budget = UploadBudget(10, wait_s=30)
+        assert await budget.take(10)
+
+        async def request() -> None:
+            async with budget.reservation() as reservation:
+                await reservation.take(5)
+                await anyio.sleep_forever()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(request)
+            await settle()
+            assert budget.waiting == 1
+            if granted:
+                budget.give(10)
+            tg.cancel_scope.cancel()
+        return budget.available, budget.waiting
+
+    assert anyio.run(main) == ((10 if granted else 0), 0)
