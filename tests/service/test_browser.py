@@ -355,6 +355,75 @@ def test_page_says_when_the_service_does_not_answer(server: str, sample_dir: Pat
         expect(page.locator("#status")).to_have_text("")
 
 
+BUSY = ("server busy: uploads under way fill the 400 MB of memory set aside for them; retry in 1 s")
+
+
+def busy_then(page: Any, busy_answers: int) -> list[str]:
+    """/predict answers 503 with Retry-After: 1 (the service's upload memory is full) `busy_answers` times, then
+    goes through; returns the list each request to /predict is noted in."""
+    import json
+
+    calls: list[str] = []
+
+    def handle(route: Any) -> None:
+        calls.append(route.request.url)
+        if len(calls) <= busy_answers:
+            route.fulfill(status=503, headers={"Retry-After": "1", "Cache-Control": "no-store"},
+                          content_type="application/json", body=json.dumps({"detail": BUSY}))
+        else:
+            route.continue_()
+
+    page.route("**/predict*", handle)
+    return calls
+
+
+def test_page_asks_a_busy_service_again_after_the_wait_it_names(server: str, sample_dir: Path) -> None:
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        calls = busy_then(page, busy_answers=1)
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#status")).to_have_text("The service is busy with other uploads; trying again in 1 s…")
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        expect(page.locator("#file-name")).to_have_text(xray.name)
+        expect(page.locator("#error")).to_be_hidden()
+        expect(page.locator("#status")).to_have_text("")
+        assert len(calls) == 2 and not errors, errors
+
+
+def test_page_says_the_service_is_busy_not_the_file_wrong(server: str, sample_dir: Path) -> None:
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        calls = busy_then(page, busy_answers=99)
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#error")).to_have_text(
+            f"The service is busy, so this file was not analysed (nothing is wrong with it): {BUSY}", timeout=15_000)
+        expect(page.locator("#status")).to_have_text("")
+        expect(page.locator("#result")).to_be_hidden()
+        assert len(calls) == 3 and not errors, errors  # three tries in all, one second apart
+
+
+def test_a_newer_upload_stops_the_wait_for_a_busy_service(server: str, sample_dir: Path) -> None:
+    from playwright.sync_api import expect
+
+    first, second = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[:2]
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        calls = busy_then(page, busy_answers=1)
+        page.set_input_files("#file", str(first))
+        expect(page.locator("#status")).to_contain_text("trying again in 1 s")
+        page.set_input_files("#file", str(second))
+        expect(page.locator("#file-name")).to_have_text(second.name, timeout=15_000)
+        page.wait_for_timeout(1500)  # past the first upload's retry time: it must not be sent again
+        expect(page.locator("#file-name")).to_have_text(second.name)
+        assert len(calls) == 2 and not errors, errors
+
+
 @contextlib.contextmanager
 def serving_under(prefix: str, model: Path) -> Iterator[str]:
     """The service mounted under PREFIX, as a prefix-stripping proxy publishes it, by uvicorn in a thread;

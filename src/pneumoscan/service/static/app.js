@@ -8,6 +8,7 @@ let modelInfo = null;
 let previewUrl = null;
 let latest = 0;  // number of the newest upload: answers to older ones are dropped, never shown
 let inFlight = null;  // AbortController of the request under way
+const BUSY_TRIES = 3;  // a busy service (503) is asked again after the wait it names, this many tries in all
 
 function show(el, visible) { el.hidden = !visible; }
 
@@ -147,6 +148,23 @@ function render(result, name) {
   show($("result"), true);
 }
 
+// Seconds to wait before asking a busy service again: its Retry-After header, kept within 1-30 s.
+function retryAfter(res) {
+  const seconds = Number.parseInt(res.headers.get("Retry-After") ?? "", 10);
+  return Number.isFinite(seconds) ? Math.min(Math.max(seconds, 1), 30) : 5;
+}
+
+// Resolves after `ms`, or rejects with an AbortError as soon as `signal` aborts (a newer upload replaced this one).
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(new DOMException("replaced by a newer upload", "AbortError"));
+    }, { once: true });
+  });
+}
+
 // The first of `files` (a FileList); several at once are refused, so that no film goes unanalysed unnoticed.
 async function analyse(files) {
   const file = files[0];
@@ -176,15 +194,30 @@ async function analyse(files) {
   form.append("file", file, file.name);
   const explain = modelInfo ? modelInfo.explain_available : false;
   try {
-    const res = await fetch(`predict?explain=${explain}`, { method: "POST", body: form, signal: controller.signal })
-      .catch((err) => {
-        if (err.name === "AbortError") throw err;
-        throw new Error("the pneumoscan service did not answer; check that it is running and reachable, then try again");
-      });
-    const body = await res.json().catch(() => ({}));
-    if (mine !== latest) return;
+    let res, body;
+    // A 503 means the service's memory for uploads is full, not that the file is wrong: ask again after the
+    // wait it names, so that a busy moment costs the clinician a few seconds rather than a second drop.
+    for (let tries = 1; ; tries++) {
+      res = await fetch(`predict?explain=${explain}`, { method: "POST", body: form, signal: controller.signal })
+        .catch((err) => {
+          if (err.name === "AbortError") throw err;
+          throw new Error("the pneumoscan service did not answer; check that it is running and reachable, then try again");
+        });
+      body = await res.json().catch(() => ({}));
+      if (mine !== latest) return;
+      if (res.status !== 503 || tries >= BUSY_TRIES) break;
+      const wait = retryAfter(res);
+      setStatus(`The service is busy with other uploads; trying again in ${wait} s…`);
+      await sleep(wait * 1000, controller.signal);
+      setStatus("Analysing…");
+    }
     if (!res.ok) {
       const detail = typeof body.detail === "string" ? body.detail : `request failed (HTTP ${res.status})`;
+      if (res.status === 503) {
+        setStatus("");
+        setError(`The service is busy, so this file was not analysed (nothing is wrong with it): ${detail}`);
+        return;
+      }
       throw new Error(detail);
     }
     setStatus("");
