@@ -85,7 +85,7 @@ def _is_bare_dicom(head: bytes) -> bool:
 
 
 def read_grayscale(
-    source: str | os.PathLike[str] | bytes,
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview,
     *,
     name: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,

@@ -23,7 +23,7 @@ def resize_square(gray: np.ndarray, size: int) -> np.ndarray:
 
 
 def load_image(
-    source: str | os.PathLike | bytes,
+    source: str | os.PathLike | bytes | bytearray,
     size: int,
     *,
     name: str | None = None,

@@ -101,7 +101,7 @@ def guard_path(model: str | os.PathLike | None) -> Path:
     return path.with_name(path.name.removesuffix(".safetensors") + ".ood.safetensors")
 
 
-def colourfulness(source: str | os.PathLike | bytes, size: int = 64) -> float:
+def colourfulness(source: str | os.PathLike | bytes | bytearray, size: int = 64) -> float:
     """Hasler-Suesstrunk colourfulness (0 = gray, 15 = barely, 109 = extremely colourful) of a raw file.
 
     Cheap: grayscale modes return 0 without decoding, JPEGs are decoded in draft mode at about

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -175,7 +176,7 @@ class Predictor:
     def label_for(self, prob: float) -> str:
         return self.meta.class_names[int(prob >= self.threshold)]
 
-    def results(self, names: list[str], images: np.ndarray, raw: list[bytes] | None = None, *,
+    def results(self, names: list[str], images: np.ndarray, raw: Sequence[bytes | bytearray] | None = None, *,
                 colours: list[float] | None = None) -> list[Prediction]:
         """Predictions for decoded images, screened by the guard (colourfulness from `raw` bytes or given).
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import importlib
 import threading
+from collections.abc import Sequence
 from types import ModuleType
 
 import numpy as np
@@ -58,7 +59,7 @@ class Engine:
     def meta(self) -> ArtifactMeta:
         return self.predictor.meta
 
-    def decode(self, data: bytes, name: str) -> np.ndarray:
+    def decode(self, data: bytes | bytearray, name: str) -> np.ndarray:
         """Upload bytes -> the model's uint8 input image; InputError when undecodable."""
         return load_image(data, self.predictor.size, name=name)
 
@@ -66,7 +67,7 @@ class Engine:
     def guarded(self) -> bool:
         return self.predictor.guard is not None
 
-    def results(self, images: np.ndarray, raw: list[bytes]) -> list[Prediction]:
+    def results(self, images: np.ndarray, raw: Sequence[bytes | bytearray]) -> list[Prediction]:
         """Prediction per preprocessed image (N, S, S) decoded from `raw`, screened by the guard when there is one.
 
         Inputs the guard rejects come back with `in_distribution=False`, `ood_reason` set and no

@@ -27,11 +27,6 @@ class Part:
     data: bytearray = field(default_factory=bytearray)
     too_large: bool = False
 
-    def take(self) -> bytes:
-        """The file's bytes; the part lets go of its own copy, so that the upload is not held twice."""
-        data, self.data = bytes(self.data), bytearray()
-        return data
-
 
 def too_large(limit_mb: float, what: str = "upload") -> HTTPException:
     advice = ("split the files into several requests" if what.startswith("batch")
