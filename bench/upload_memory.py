@@ -1,7 +1,7 @@
 """Peak memory of `pneumoscan serve` under concurrent large /predict/batch uploads.
 
     PYTHONPATH=src:bench .venv/bin/python bench/upload_memory.py [--clients 8] [--batch-mb 95] [--label NAME]
-        [-- SERVE OPTIONS...]
+        [--src DIR] [-- SERVE OPTIONS...]
 
 Starts the service (shipped model) in a subprocess on a free 127.0.0.1 port, then --clients threads each
 post one /predict/batch request at the same moment: 16 files of one bundled sample X-ray padded with
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8, help="simultaneous batch uploads (default 8)")
     parser.add_argument("--batch-mb", type=float, default=95, help="size of each batch body in MB (default 95)")
     parser.add_argument("--label", default="run", help="name of the result row (default run)")
+    parser.add_argument("--src", default=str(ROOT / "src"), help="source tree to serve (default: this checkout's)")
     parser.add_argument("serve_options", nargs="*", help="options passed on to pneumoscan serve (after --)")
     args = parser.parse_args(argv)
     import httpx
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     body, boundary = batch_body(args.batch_mb)
     port = free_port()
     base = f"http://{HOST}:{port}"
-    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
+    env = {"PYTHONPATH": args.src, "PATH": "/usr/bin:/bin"}
     server = subprocess.Popen([sys.executable, "-m", "pneumoscan.cli", "serve", "--host", HOST, "--port", str(port),
                                "--log-level", "warning", *args.serve_options],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -87,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             server.kill()
             server.wait()
     row = {"label": args.label, "serve_options": " ".join(args.serve_options) or "(defaults)",
-           "clients": args.clients, "body_mb": round(len(body) / 1024 / 1024, 1),
+           "clients": args.clients, "body_mb": round(len(body) / 1024 / 1024),
            "statuses": ", ".join(f"{n} x {code}" for code, n in sorted(Counter(map(str, statuses)).items())),
-           "rss_idle_mb": round(idle, 1), "rss_peak_mb": round(peak, 1), "peak_minus_idle_mb": round(peak - idle, 1),
+           "rss_idle_mb": round(idle), "rss_peak_mb": round(peak), "peak_minus_idle_mb": round(peak - idle),
            "wall_s": round(wall, 2)}
     print(row)
     command = "PYTHONPATH=src:bench .venv/bin/python bench/upload_memory.py " + " ".join(argv or sys.argv[1:])
