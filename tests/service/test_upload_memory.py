@@ -6,7 +6,7 @@ import io
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ class Held:
         self.entered = threading.Semaphore(0)
         self.go = threading.Event()
 
-        def decode(data: bytes, name: str) -> np.ndarray:
+        def decode(data: bytes | bytearray, name: str) -> np.ndarray:
             self.entered.release()
             assert self.go.wait(30), "the test never let decoding go on"
             return real(data, name)
@@ -113,7 +113,8 @@ def test_uploads_beyond_the_budget_get_503_with_retry_after(app: FastAPI, held: 
         assert client.post("/predict/batch", content=form(size), headers=HEADERS).status_code == 200
 
 
-def test_a_request_waits_its_turn_when_memory_frees_up_in_time(tiny_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_request_waits_its_turn_when_memory_frees_up_in_time(tiny_run: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     app = create_app(Settings(model=str(tiny_run), backend="onnx", upload_wait_s=30, **SMALL))
     budget, held = budget_of(app), Held(app, monkeypatch)
     size = int(budget.capacity * 0.4)
