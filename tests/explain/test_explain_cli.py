@@ -42,6 +42,20 @@ def test_explain_mlp_is_a_clear_error(tmp_path: Path, tiny_data: Path, capsys: p
     assert not (tmp_path / "h.png").exists()
 
 
+def test_explain_draws_a_model_built_with_other_widths(tmp_path: Path, tiny_data: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A cnn of three blocks (Python API: create_model's widths) has no fourth block for a fixed layer name."""
+    from pneumoscan.artifact import ArtifactMeta, save_artifact
+    from pneumoscan.models.registry import create_model
+
+    config = {"widths": [8, 16, 32]}
+    path = save_artifact(tmp_path / "cnn3.safetensors", create_model("cnn", **config),
+                         ArtifactMeta(model_name="cnn", model_config=config, image_size=32, mean=0.3, std=0.25))
+    image = sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[0]
+    assert main(["explain", str(image), "--model", str(path), "--out", str(tmp_path / "h.png")]) == 0
+    assert (tmp_path / "h.png").exists() and "P(pneumonia)=" in capsys.readouterr().out
+
+
 def test_explain_refuses_what_the_guard_rejects(fitted: Path, sample_dir: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     from tests.conftest import colour_photo

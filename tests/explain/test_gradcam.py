@@ -10,8 +10,9 @@ from torch import nn
 
 from pneumoscan.artifact import ArtifactMeta
 from pneumoscan.errors import InputError
-from pneumoscan.explain.gradcam import cam_layers_for, gradcam, gradcam_for_image, gradcam_overlay_png, overlay
-from pneumoscan.models.registry import create_model, get_spec
+from pneumoscan.explain.gradcam import (NoCamLayer, cam_layers, find_cam_layers, gradcam, gradcam_for_image,
+                                        gradcam_overlay_png, overlay)
+from pneumoscan.models.registry import create_model, list_models
 
 
 class BrightnessNet(nn.Module):
@@ -90,27 +91,90 @@ def test_bad_layer_and_shape() -> None:
         gradcam(model, torch.zeros(2, 1, 8, 8), "features")
 
 
-@pytest.mark.parametrize("name", ["cnn", "resnet10", "resnet18"])
-def test_registered_cam_layers_work(name: str) -> None:
+# (model, config, input size, the module whose output is the last feature map before pooling)
+CAM_CASES = [
+    ("cnn", {}, 96, lambda m: m.features[6]),
+    ("cnn", {"widths": (8, 16, 32)}, 64, lambda m: m.features[4]),  # three blocks: there is no features.6
+    ("cnn", {"widths": (4, 8, 8, 16, 16)}, 64, lambda m: m.features[8]),  # five: features.6 is the fourth block
+    ("resnet10", {}, 128, lambda m: m.stages[3]),
+    ("resnet18", {}, 160, lambda m: m.stages[3]),
+    ("resnet10", {"widths": (16, 32, 64), "depths": (1, 1, 1)}, 64, lambda m: m.stages[2]),  # no stages.3
+    ("resnet18", {"widths": (8,) * 5, "depths": (2,) * 5}, 128, lambda m: m.stages[4]),  # stages.3 is not the last
+    ("resnet10", {"widths": (8,) * 6, "depths": (1,) * 6}, 64, lambda m: m.stages[3]),  # stages 4 and 5: 1 x 1 px
+]
+
+
+def _output_of(model: nn.Module, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    kept: list[torch.Tensor] = []
+    handle = module.register_forward_hook(lambda _m, _i, out: kept.append(out.detach().clone()))
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    return kept[-1]
+
+
+@pytest.mark.parametrize(("name", "config", "size", "expected"), CAM_CASES)
+def test_the_cam_layer_is_the_last_feature_map_whatever_the_width_and_depth(name, config, size, expected) -> None:
     torch.manual_seed(0)
-    model = create_model(name).eval()
-    layer = model.get_submodule(get_spec(name).cam_layer)
-    assert any(isinstance(m, nn.Conv2d) for m in layer.modules()), f"{name}: cam_layer holds no convolution"
-    meta = ArtifactMeta(model_name=name, model_config={}, image_size=64, mean=0.3, std=0.25)
-    image = blob_image(20, 40, size=80)  # not the model size: resized inside
+    model = create_model(name, **config).eval()
+    meta = ArtifactMeta(model_name=name, model_config=config, image_size=size, mean=0.3, std=0.25)
+    (layer,) = cam_layers(model, meta)
+    x = torch.randn(1, 1, size, size)
+    chosen, wanted = _output_of(model, model.get_submodule(layer), x), _output_of(model, expected(model), x)
+    assert torch.equal(chosen, wanted) and chosen.shape[-1] > 1, f"{name} {config}: {layer} is not the last feature map"
+    image = blob_image(size // 3, size // 2, size=size + 16)  # not the model size: resized inside
     for target in (None, 0, 1):
         cam = gradcam_for_image(model, meta, image, target=target)
-        assert cam.shape == (64, 64) and np.isfinite(cam).all()
+        assert cam.shape == (size, size) and np.isfinite(cam).all()
         assert cam.min() >= 0.0 and cam.max() <= 1.0
 
 
-def test_mlp_has_no_cam() -> None:
+def test_every_registered_model_is_covered() -> None:
+    assert {name for name, *_ in CAM_CASES} | {"mlp", "ensemble"} == set(list_models(composite=True))
+
+
+def test_an_ensemble_sums_its_convolutional_members_maps() -> None:
+    torch.manual_seed(0)
+    entries = [{"model": "cnn", "config": {"widths": [8, 16, 32]}, "image_size": 24, "mean": 0.45, "std": 0.2},
+               {"model": "mlp", "config": {"image_size": 24}, "image_size": 24, "mean": 0.45, "std": 0.2},
+               {"model": "resnet10", "config": {"widths": [8, 16, 32], "depths": [1, 1, 1]}, "image_size": 32,
+                "mean": 0.5, "std": 0.25}]
+    model = create_model("ensemble", members=entries, input_mean=0.5, input_std=0.25).eval()
+    meta = ArtifactMeta(model_name="ensemble", model_config={"members": entries}, image_size=32, mean=0.5, std=0.25)
+    assert cam_layers(model, meta) == ["members.0.features.4", "members.2.stages"]
+    cam = gradcam_for_image(model, meta, blob_image(10, 20, size=32), target=1)
+    assert cam.shape == (32, 32) and np.isfinite(cam).all()
+
+
+def test_gradcam_finds_the_layer_itself() -> None:
+    model = BrightnessNet().eval()
+    x = as_input(blob_image(20, 40))
+    assert find_cam_layers(model, x) == ["features"]
+    assert np.array_equal(gradcam(model, x, target=1), gradcam(model, x, "features", target=1))
+    assert not model.features._forward_hooks and not model.features[0]._forward_hooks
+
+
+class OnePixelNet(nn.Module):
+    """A convolution as large as its 8 px input: its output is one pixel, so there is no map to explain."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 8)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(4, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x)).squeeze(1)
+
+
+def test_a_model_without_a_feature_map_is_a_clear_error() -> None:
     meta = ArtifactMeta(model_name="mlp", model_config={"image_size": 32}, image_size=32, mean=0.3, std=0.25)
     model = create_model("mlp", image_size=32).eval()
-    with pytest.raises(InputError, match="no convolutional layer"):
-        cam_layers_for("mlp")
+    with pytest.raises(NoCamLayer, match="model 'mlp' has no convolutional layer, so Grad-CAM cannot explain it"):
+        cam_layers(model, meta)
     with pytest.raises(InputError, match="Grad-CAM"):
         gradcam_overlay_png(model, meta, blob_image(10, 10, size=32))
+    with pytest.raises(NoCamLayer, match=r"OnePixelNet: every convolution's output is 1 x 1 px for 8 x 8 px images"):
+        gradcam(OnePixelNet().eval(), torch.zeros(1, 1, 8, 8))
 
 
 def test_overlay_keeps_size_and_plain_where_no_evidence() -> None:

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from pneumoscan.inference.ood import final_linear
 from pneumoscan.models.ensemble import Ensemble
-from pneumoscan.models.registry import cam_layers, create_model, list_models
+from pneumoscan.models.registry import create_model, list_models
 
 
 def _members() -> tuple[list[torch.nn.Module], list[dict]]:
@@ -51,9 +51,14 @@ def test_ensemble_needs_members_and_is_not_a_trainable_architecture() -> None:
 
 
 def test_ensemble_cam_layers_are_the_members_conv_layers() -> None:
+    from pneumoscan.artifact import ArtifactMeta
+    from pneumoscan.explain.gradcam import cam_layers
+
     _, entries = _members()
     entries = [{**entries[0], "model": "mlp", "config": {"image_size": 24}}, entries[1]]
     model = create_model("ensemble", members=entries, input_mean=0.5, input_std=0.25)
-    layers = cam_layers("ensemble", {"members": entries})
-    assert layers == ["members.1.stages.3"]
+    meta = ArtifactMeta(model_name="ensemble", model_config={"members": entries}, image_size=32, mean=0.5, std=0.25)
+    layers = cam_layers(model, meta)
+    # the mlp member has no convolution; at 32 px the resnet's last stage is 1 x 1 px, the one before 2 x 2
+    assert layers == ["members.1.stages.2"]
     assert any(isinstance(m, torch.nn.Conv2d) for m in model.get_submodule(layers[0]).modules())

@@ -263,6 +263,18 @@ def test_explain_unavailable_is_501(client: TestClient, xray: Path, monkeypatch:
     assert client.get("/model").json()["explain_available"] is False
 
 
+def test_explain_of_a_model_without_a_feature_map_is_501(tmp_path: Path, xray: Path) -> None:
+    from pneumoscan.artifact import ArtifactMeta, save_artifact
+    from pneumoscan.models.registry import create_model
+
+    path = save_artifact(tmp_path / "mlp.safetensors", create_model("mlp", image_size=32),
+                         ArtifactMeta(model_name="mlp", model_config={"image_size": 32}, image_size=32, mean=0.3, std=0.25))
+    with TestClient(create_app(Settings(model=str(path), backend="torch"))) as c:
+        assert c.get("/model").json()["explain_available"] is False
+        res = c.post("/predict?explain=true", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")})
+    assert res.status_code == 501 and "Grad-CAM" in res.json()["detail"]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("pneumoscan.explain.gradcam") is None,
                     reason="pneumoscan.explain.gradcam is not installed")
 def test_explain_returns_a_heatmap_png(client: TestClient, xray: Path) -> None:

@@ -40,7 +40,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from pneumoscan.data.decode import read_file, read_grayscale
     from pneumoscan.data.preprocess import load_image
     from pneumoscan.errors import InputError
-    from pneumoscan.explain.gradcam import cam_layers_for, gradcam_for_image, overlay
+    from pneumoscan.explain.gradcam import cam_layers, gradcam_for_image, overlay
     from pneumoscan.inference.predictor import Predictor
     from pneumoscan.outputs import atomic_write, check_output
     from pneumoscan.report.figures import explanation, printable, to_png
@@ -50,7 +50,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise InputError(f"{out}: is the image to explain; give --out another file name, e.g. heatmap.png")
     predictor = Predictor(args.model, threshold=args.threshold)
     try:
-        cam_layers_for(predictor.meta.model_name, predictor.meta.model_config)
+        cam_layers(predictor.model, predictor.meta)
     except InputError as err:
         raise InputError(f"{predictor.path}: {err}") from None
     data = read_file(args.image, args.image)

@@ -1,16 +1,18 @@
 """Grad-CAM heatmaps: which parts of an X-ray pushed the model towards its decision.
 
-The target layer is the registry's `cam_layer` of the model (a dotted module path); an ensemble's
-map is the sum of its members' maps, each taken for the ensemble's logit, before scaling. The class
-explained is the predicted one at the artifact's stored threshold unless `target` is given:
-1 = PNEUMONIA (gradient of the logit), 0 = NORMAL (gradient of minus the logit). Test-time
-augmentation is not applied to heatmaps.
+The target layer is found from the network's structure on the image explained (`find_cam_layers`): the
+output of the last convolution whose feature map is larger than 1 x 1 px, with the layers after it that keep
+its shape (batch norm, activation, a residual block's sum), up to the pooling. So a model built with any
+depth or width works. An ensemble's map is the sum of its members' maps (the registry's `cam_scopes`), each
+taken for the ensemble's logit, before scaling. The class explained is the predicted one at the
+artifact's stored threshold unless `target` is given: 1 = PNEUMONIA (gradient of the logit), 0 = NORMAL
+(gradient of minus the logit). Test-time augmentation is not applied to heatmaps.
 """
 from __future__ import annotations
 
 import io
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -22,39 +24,103 @@ if TYPE_CHECKING:
 
     from pneumoscan.artifact import ArtifactMeta
 
-__all__ = ["cam_layers_for", "gradcam", "gradcam_for_image", "overlay", "gradcam_overlay_png"]
+__all__ = ["NoCamLayer", "cam_layers", "find_cam_layers", "gradcam", "gradcam_for_image", "overlay", "gradcam_overlay_png"]
 
 DEFAULT_ALPHA = 0.55
 DEFAULT_CMAP = "inferno"  # perceptually uniform, readable with colour-vision deficiency
 
 
-def cam_layers_for(model_name: str, config: dict[str, Any] | None = None) -> list[str]:
-    """The registry's Grad-CAM layers of `model_name` (one per member of an ensemble); InputError when
-    the model has no conv layer."""
-    from pneumoscan.models.registry import cam_layers
-
-    layers = cam_layers(model_name, config or {})
-    if not layers:
-        raise InputError(
-            f"model '{model_name}' has no convolutional layer, so Grad-CAM cannot explain it; "
-            "use a cnn, resnet10 or resnet18 model"
-        )
-    return layers
+class NoCamLayer(InputError):
+    """The model has no convolution whose output is a feature map of more than one pixel: nothing to explain."""
 
 
-def _resolve(model: nn.Module, layer_name: str | None) -> nn.Module:
-    if layer_name is None:
-        raise InputError("this model has no convolutional layer, so Grad-CAM cannot explain it; use a conv model")
+def find_cam_layers(model: nn.Module, x: torch.Tensor, scopes: Sequence[str] = ("",),
+                    name: str | None = None) -> list[str]:
+    """The Grad-CAM target layer in each of `scopes` (submodule names, "" = the whole model) for input `x`.
+
+    One forward pass records the shape of every module's output, in the order the outputs are made. The
+    target is the outermost module (the last made) in the run of outputs of one shape that starts at the last
+    nn.Conv2d with more than 1 x 1 px of output; a module called again later (such as a residual block's
+    shared ReLU) is passed over, as its hook would keep its last output. Scopes without one are skipped;
+    NoCamLayer, naming the model (`name`, else its class), when none has one.
+    """
+    import torch
+    from torch import nn
+
+    events: list[tuple[str, tuple[int, ...]]] = []
+    owner = threading.get_ident()  # a shared model may run other threads' forwards meanwhile: ignore them
+
+    def recorder(key: str):  # noqa: ANN202
+        def record(_module: nn.Module, _inputs: object, out: object) -> None:
+            if threading.get_ident() == owner:
+                events.append((key, tuple(out.shape) if isinstance(out, torch.Tensor) else ()))
+        return record
+
+    handles = [module.register_forward_hook(recorder(key)) for key, module in model.named_modules() if key]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    convs = {key for key, module in model.named_modules() if isinstance(module, nn.Conv2d)}
+    layers = [layer for scope in scopes if (layer := _last_feature_map(events, convs, scope))]
+    if layers:
+        return layers
+    shown = f"model '{name}'" if name else type(model).__name__
+    if not convs:
+        raise NoCamLayer(f"{shown} has no convolutional layer, so Grad-CAM cannot explain it; "
+                         "use a cnn, resnet10 or resnet18 model")
+    side = " x ".join(str(v) for v in x.shape[2:])
+    raise NoCamLayer(f"{shown}: every convolution's output is 1 x 1 px for {side} px images, so Grad-CAM has no "
+                     "feature map to draw; build it with fewer stages or for larger images (image_size)")
+
+
+def _last_feature_map(events: list[tuple[str, tuple[int, ...]]], convs: set[str], scope: str) -> str | None:
+    """The target layer of `find_cam_layers` inside `scope`, from the recorded (module name, output shape)
+    `events`; None when the scope has no convolution with more than 1 x 1 px of output."""
+    inside = [(key, shape) for key, shape in events if key != scope and (not scope or key.startswith(scope + "."))]
+    maps = [i for i, (key, shape) in enumerate(inside) if key in convs and len(shape) == 4 and shape[2] * shape[3] > 1]
+    if not maps:
+        return None
+    last_call = {key: i for i, (key, _) in enumerate(inside)}
+    chosen = None
+    for i in range(maps[-1], len(inside)):
+        key, shape = inside[i]
+        if shape != inside[maps[-1]][1]:
+            break  # pooling, or the head, begins
+        if last_call[key] == i:
+            chosen = key
+    return chosen
+
+
+def cam_layers(model: nn.Module, meta: ArtifactMeta) -> list[str]:
+    """The Grad-CAM target layers of a model described by `meta`, at its input size (one per convolutional
+    member of an ensemble); NoCamLayer, naming the model, when it has none."""
+    import torch
+
+    from pneumoscan.models.registry import cam_scopes
+
+    x = torch.zeros(1, 1, meta.image_size, meta.image_size, device=next(model.parameters()).device)
+    return find_cam_layers(model, x, cam_scopes(meta.model_name, meta.model_config), meta.model_name)
+
+
+def _resolve(model: nn.Module, layer_name: str) -> nn.Module:
     try:
         return model.get_submodule(layer_name)
     except AttributeError:
         raise ValueError(f"Grad-CAM layer {layer_name!r} does not exist in {type(model).__name__}") from None
 
 
-def gradcam(model: nn.Module, x: torch.Tensor, layer_name: str | list[str] | None, target: int | None = None) -> np.ndarray:
+def gradcam(model: nn.Module, x: torch.Tensor, layer_name: str | list[str] | None = None,
+            target: int | None = None) -> np.ndarray:
     """Grad-CAM of one normalised image `x` (1, 1, S, S) at `layer_name` -> (S, S) float32 in [0, 1].
 
-    Several layers (an ensemble's members) give the sum of their maps at input resolution.
+    None finds the layer in the whole model (`find_cam_layers`; an ensemble's are its members' layers, which
+    `cam_layers` gives). Several layers give the sum of their maps at input resolution.
     `target` 1 explains PNEUMONIA, 0 explains NORMAL, None the class the logit favours (logit >= 0).
     A map with no positive evidence is all zeros.
     """
@@ -63,8 +129,12 @@ def gradcam(model: nn.Module, x: torch.Tensor, layer_name: str | list[str] | Non
 
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError(f"gradcam expects one image of shape (1, C, S, S), got {tuple(x.shape)}")
-    names = [layer_name] if isinstance(layer_name, str) or layer_name is None else list(layer_name)
-    layers = [_resolve(model, name) for name in names] if names else [_resolve(model, None)]
+    if layer_name is None:
+        layer_name = find_cam_layers(model, x)
+    names = [layer_name] if isinstance(layer_name, str) else list(layer_name)
+    if not names:
+        raise ValueError("gradcam needs at least one layer name")
+    layers = [_resolve(model, name) for name in names]
     captured: dict[int, torch.Tensor] = {}
     owner = threading.get_ident()  # a shared model (web service) may run other forwards meanwhile: ignore them
 
@@ -115,8 +185,8 @@ def gradcam_for_image(
     import torch
 
     from pneumoscan.data.preprocess import resize_square
+    from pneumoscan.models.registry import cam_scopes
 
-    layers = cam_layers_for(meta.model_name, meta.model_config)
     image = np.asarray(image_uint8)
     if image.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale image, got shape {image.shape}")
@@ -127,6 +197,7 @@ def gradcam_for_image(
         with torch.no_grad():
             prob = float(torch.sigmoid(model.eval()(x).reshape(-1)[0]))
         target = int(prob >= meta.threshold)
+    layers = find_cam_layers(model, x, cam_scopes(meta.model_name, meta.model_config), meta.model_name)
     cam = gradcam(model, x, layers, target=target)
     return _uncropped(cam, image) if meta.crop else cam
 

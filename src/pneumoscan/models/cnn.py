@@ -31,6 +31,6 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x)).squeeze(1)
 
 
-@register_model("cnn", description="small 4-block conv net (the seeds' CNN)", image_size=96, cam_layer="features.6")
+@register_model("cnn", description="small 4-block conv net (the seeds' CNN)", image_size=96)
 def cnn(widths: tuple[int, ...] = (16, 32, 64, 128), dropout: float = 0.3) -> nn.Module:
     return SmallCNN(tuple(widths), dropout)

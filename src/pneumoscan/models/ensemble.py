@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pneumoscan.models.registry import create_model, final_linear_name, get_spec, register_model
+from pneumoscan.models.registry import create_model, final_linear_name, register_model
 
 
 def _final_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
@@ -73,18 +73,13 @@ class Ensemble(nn.Module):
         head.bias.copy_(torch.stack(biases).mean().reshape(1))
 
 
-def ensemble_cam_layers(config: dict[str, Any]) -> list[str]:
-    """Grad-CAM layers of an ensemble: each convolutional member's own layer."""
-    layers = []
-    for i, member in enumerate(config["members"]):
-        layer = get_spec(member["model"]).cam_layer
-        if isinstance(layer, str):
-            layers.append(f"members.{i}.{layer}")
-    return layers
+def ensemble_cam_scopes(config: dict[str, Any]) -> list[str]:
+    """What Grad-CAM explains in an ensemble: each member on its own (members without a convolution add nothing)."""
+    return [f"members.{i}" for i in range(len(config["members"]))]
 
 
 @register_model("ensemble", description="mean logit of trained models (built by `pneumoscan ensemble`)",
-                image_size=128, cam_layer=ensemble_cam_layers, trainable=False)
+                image_size=128, cam_scopes=ensemble_cam_scopes, trainable=False)
 def ensemble(members: list[dict[str, Any]] | None = None, input_mean: float = 0.5, input_std: float = 0.25) -> nn.Module:
     if not members:
         raise ValueError("create_model('ensemble') needs members=[{model, config, image_size, mean, std}, ...]; "

@@ -26,6 +26,6 @@ class MLP(nn.Module):
         return self.net(x).squeeze(1)
 
 
-@register_model("mlp", description="fully connected baseline on 64x64 pixels (the seeds' MLP)", image_size=64, cam_layer=None)
+@register_model("mlp", description="fully connected baseline on 64x64 pixels (the seeds' MLP)", image_size=64)
 def mlp(image_size: int = 64, hidden: tuple[int, ...] = (256, 64), dropout: float = 0.3) -> nn.Module:
     return MLP(image_size, tuple(hidden), dropout)

@@ -19,9 +19,9 @@ class ModelSpec:
     builder: Callable[..., nn.Module]
     description: str
     image_size: int
-    # dotted module path of the Grad-CAM target layer, None if no conv layer, or a function of the
-    # model config giving the layers (composite models)
-    cam_layer: str | Callable[[dict[str, Any]], list[str]] | None
+    # composite models: a function of the config giving the submodules (members) that Grad-CAM explains
+    # one by one; None: the whole model. The target layer inside each is found from the network's structure.
+    cam_scopes: Callable[[dict[str, Any]], list[str]] | None
     defaults: dict[str, Any] = field(default_factory=dict)
     trainable: bool = True  # False: built from trained models (an ensemble), not by `train`
 
@@ -30,15 +30,15 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(
-    name: str, *, description: str, image_size: int, cam_layer: str | Callable[[dict[str, Any]], list[str]] | None,
-    trainable: bool = True, **defaults: Any
+    name: str, *, description: str, image_size: int,
+    cam_scopes: Callable[[dict[str, Any]], list[str]] | None = None, trainable: bool = True, **defaults: Any
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator that registers a model builder under `name`."""
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelSpec(name, builder, description, image_size, cam_layer, dict(defaults), trainable)
+        _REGISTRY[name] = ModelSpec(name, builder, description, image_size, cam_scopes, dict(defaults), trainable)
         return builder
 
     return decorate
@@ -51,12 +51,11 @@ def list_models(*, composite: bool = False) -> list[str]:
     return sorted(name for name, spec in _REGISTRY.items() if spec.trainable or composite)
 
 
-def cam_layers(name: str, config: dict[str, Any]) -> list[str]:
-    """The Grad-CAM target layers of model `name` built with `config` (empty: no conv layer)."""
-    layer = get_spec(name).cam_layer
-    if layer is None:
-        return []
-    return [layer] if isinstance(layer, str) else list(layer(config))
+def cam_scopes(name: str, config: dict[str, Any]) -> list[str]:
+    """The submodules of model `name` built with `config` that Grad-CAM explains one by one (an ensemble's
+    members); [""], the whole model, for every other model."""
+    scopes = get_spec(name).cam_scopes
+    return [""] if scopes is None else list(scopes(config))
 
 
 def get_spec(name: str) -> ModelSpec:

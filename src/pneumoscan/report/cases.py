@@ -81,10 +81,12 @@ def model_input(scores: Scores, index: int, size: int) -> np.ndarray | None:
 
 def case_groups(model: nn.Module, meta: ArtifactMeta, scores: Scores, per_group: int = 4) -> list[CaseGroup]:
     """Tiles of the most confident cases per category; Grad-CAM explains the predicted class."""
-    from pneumoscan.explain.gradcam import gradcam_for_image, overlay
-    from pneumoscan.models.registry import cam_layers
+    from pneumoscan.explain.gradcam import NoCamLayer, cam_layers, gradcam_for_image, overlay
 
-    has_cam = bool(cam_layers(meta.model_name, meta.model_config))
+    try:
+        has_cam = bool(cam_layers(model, meta))
+    except NoCamLayer:
+        has_cam = False
     chosen = most_confident(scores.labels, scores.probs, scores.threshold, per_group)
     groups, unshown = [], []
     for key, title, _true, pred, _highest in CATEGORIES:

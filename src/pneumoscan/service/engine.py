@@ -6,14 +6,18 @@ import importlib
 import threading
 from collections.abc import Sequence
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, default_model_path, file_sha256
 from pneumoscan.data.preprocess import load_image
-from pneumoscan.errors import PneumoscanError
+from pneumoscan.errors import InputError, PneumoscanError
 from pneumoscan.inference.predictor import Prediction, Predictor, describe
 from pneumoscan.service.settings import Settings
+
+if TYPE_CHECKING:
+    from torch import nn
 
 GRADCAM_MODULE = "pneumoscan.explain.gradcam"
 
@@ -52,7 +56,8 @@ class Engine:
         shipped = default_model_path()
         self.shipped = shipped.is_file() and file_sha256(shipped) == self.model_sha256
         self._explain_lock = threading.Lock()
-        self._explain_model = None
+        self._explain_model: nn.Module | None = None
+        self._cam_error: str | None = None  # why Grad-CAM cannot explain the model, once known ('' = it can)
         self._screen_lock = threading.Lock()
 
     @property
@@ -80,26 +85,37 @@ class Engine:
             return self.predictor.results(names, images, raw)
 
     def explain_available(self) -> bool:
-        from pneumoscan.models.registry import cam_layers
-
         module = gradcam_module()
-        return (module is not None and hasattr(module, "gradcam_overlay_png")
-                and bool(cam_layers(self.meta.model_name, self.meta.model_config)))
+        return module is not None and hasattr(module, "gradcam_overlay_png") and not self._cam_problem(module)
+
+    def _explain_copy(self) -> nn.Module:
+        """The model copy Grad-CAM hooks into (made on first use); call with `_explain_lock` held."""
+        if self._explain_model is None:
+            self._explain_model = copy.deepcopy(self.predictor.model).eval()
+        return self._explain_model
+
+    def _cam_problem(self, module: ModuleType) -> str:
+        """Why Grad-CAM cannot explain this model ('' when it can), found once from the model's structure."""
+        with self._explain_lock:
+            if self._cam_error is None:
+                try:
+                    module.cam_layers(self._explain_copy(), self.meta)
+                    self._cam_error = ""
+                except InputError as err:
+                    self._cam_error = str(err)
+            return self._cam_error
 
     def explain_png(self, image: np.ndarray, label: str) -> bytes:
         """Grad-CAM overlay PNG of the evidence for `label` (the class the response gives) in one
         preprocessed image (S, S); ExplainUnavailable when it cannot."""
-        from pneumoscan.models.registry import cam_layers
-
         module = gradcam_module()
         if module is None or not hasattr(module, "gradcam_overlay_png"):
             raise ExplainUnavailable(f"Grad-CAM is not available in this installation ({GRADCAM_MODULE} missing)")
-        if not cam_layers(self.meta.model_name, self.meta.model_config):
-            raise ExplainUnavailable(f"model {self.meta.model_name} has no convolutional layer to explain")
+        problem = self._cam_problem(module)
+        if problem:
+            raise ExplainUnavailable(problem)
         with self._explain_lock:
-            if self._explain_model is None:
-                self._explain_model = copy.deepcopy(self.predictor.model).eval()
-            return bytes(module.gradcam_overlay_png(self._explain_model, self.meta, image,
+            return bytes(module.gradcam_overlay_png(self._explain_copy(), self.meta, image,
                                                     target=self.meta.class_names.index(label)))
 
     def model_info(self) -> dict[str, object]:
