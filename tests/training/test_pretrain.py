@@ -129,3 +129,25 @@ def test_train_init_warns_when_the_pretraining_left_out_other_validation_patient
     out = capsys.readouterr().out
     assert "warning: " in out and "val-fraction 0.3 (pretrained with 0.2)" in out
     assert "equalize False (pretrained with True)" in out and "--split-seed, --val-fraction" in out
+
+
+def test_a_second_process_cannot_pretrain_in_a_folder_in_use(tiny_data: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from pneumoscan.training.checkpoint import run_lock
+
+    out = tmp_path / "pre"
+    common = ["pretrain", "--data", str(tiny_data), "--out", str(out), "--model", "cnn", "--image-size", "32",
+              "--batch-size", "8", "--quiet"]
+    assert main([*common, "--epochs", "1"]) == 0
+    checkpoint = (out / PRETRAIN_CHECKPOINT).read_bytes()
+    writing = out / f".{PRETRAIN_CHECKPOINT}.4242.tmp"  # the first process's checkpoint, half written
+    capsys.readouterr()
+    with run_lock(out):  # as the first process holds it while it pretrains (flock: per open file, so this process too)
+        writing.write_bytes(b"half-written")
+        assert main([*common, "--epochs", "2", "--resume"]) == 2
+        assert "another pneumoscan process is training in this folder" in capsys.readouterr().err
+        assert writing.exists() and (out / PRETRAIN_CHECKPOINT).read_bytes() == checkpoint
+        writing.unlink()
+    assert main([*common, "--epochs", "2", "--resume"]) == 0  # released when it ends
+    with safe_open(str(out / PRETRAINED_NAME), "pt") as handle:
+        assert json.loads(handle.metadata()["pneumoscan_pretrained"])["epochs"] == 2

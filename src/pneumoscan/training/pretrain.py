@@ -29,7 +29,7 @@ from pneumoscan.errors import InputError
 from pneumoscan.inference.batch import device_for
 from pneumoscan.models.registry import create_model, final_linear_name, get_spec, model_config
 from pneumoscan.outputs import atomic_write
-from pneumoscan.training.checkpoint import atomic_torch_save, check_writable, load_checkpoint
+from pneumoscan.training.checkpoint import atomic_torch_save, check_writable, load_checkpoint, run_lock
 from pneumoscan.training.config import TrainConfig
 
 PRETRAINED_NAME = "pretrained.safetensors"
@@ -90,14 +90,27 @@ def _view(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
     """SimSiam on the run's training split (cfg.epochs, cfg.batch_size, SGD at cfg.lr scaled by batch/256);
-    returns the path of `pretrained.safetensors` in cfg.out."""
-    from pneumoscan.training.trainer import image_stats, prepare_data, seed_everything
-
+    returns the path of `pretrained.safetensors` in cfg.out. The folder is locked against a second process
+    while this one runs, as `train` locks its run folder."""
     cfg.check()
-    spec = get_spec(cfg.model)
-    if not spec.trainable:
+    if not get_spec(cfg.model).trainable:
         raise InputError(f"model '{cfg.model}' is built from trained runs; pretrain one of its member architectures")
     out = Path(cfg.out)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with run_lock(out):
+            return _pretrain(cfg, out, resume, progress)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a pretraining refused before it wrote anything leaves no empty folder behind
+        raise
+
+
+def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Path:
+    from pneumoscan.training.trainer import image_stats, prepare_data, seed_everything
+
+    spec = get_spec(cfg.model)
     ckpt_path = out / PRETRAIN_CHECKPOINT
     if resume and not ckpt_path.exists():
         raise InputError(f"{ckpt_path}: nothing to resume; run without --resume to start pretraining")
@@ -126,7 +139,6 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
     if steps < 1:
         raise InputError(f"{cfg.data}: {len(images)} training images are fewer than one batch of {cfg.batch_size}; "
                          "lower --batch-size")
-    out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".*.tmp"):  # left by a run killed mid-write
         stale.unlink()
     state: dict[str, Any] = {"epoch": 0, "history": [], "seconds": 0.0}
