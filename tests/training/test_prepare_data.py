@@ -26,4 +26,40 @@ def test_one_class_after_the_carve_names_the_carve_not_the_data(tiny_dataset: Pa
     message = str(info.value)
     assert "carving 15% of patients for validation" in message and "--max-images 1" in message
     assert "1 NORMAL" in message and "add images of both classes" not in message
+    assert "raise --max-images" in message and "no --val-fraction can help" in message  # one image: one patient
+
+
+def _one_pneumonia_patient(data: Path) -> None:
+    for i, film in enumerate(sorted((data / "train" / "PNEUMONIA").iterdir())):
+        film.rename(film.with_name(f"person7_virus_{i}.jpeg"))
+
+
+def test_a_class_of_one_patient_names_it_and_what_helps(tiny_dataset: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The carve cannot put one patient on both sides: changing --val-fraction cannot help, so it is not offered."""
+    from pneumoscan.cli import main
+
+    _one_pneumonia_patient(tiny_dataset)
+    for fraction in ("0.15", "0.05"):
+        assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "r"), "--val-fraction", fraction,
+                     "--image-size", "16", "--epochs", "1", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "all PNEUMONIA images are of one patient (person7)" in err and "no --val-fraction can help" in err
+        assert "change --val-fraction" not in err and "--max-images" not in err
+        assert "add films of more patients" in err and "a val/ folder beside train/" in err and "--use-given-val" in err
+        assert len(err.strip().splitlines()) == 1
+    shutil.copytree(tiny_dataset / "train", tiny_dataset / "val")  # the remedy the message offers
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "r"), "--use-given-val",
+                 "--image-size", "16", "--epochs", "1", "--quiet"]) == 0
+
+
+def test_pretrain_offers_only_its_own_options_for_a_class_of_one_patient(tiny_dataset: Path, tmp_path: Path) -> None:
+    from pneumoscan.cli import build_parser
+
+    _one_pneumonia_patient(tiny_dataset)
+    cfg = TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "p"))
+    with pytest.raises(InputError, match="no --val-fraction can help: add films of more patients") as info:
+        prepare_data(cfg, 16, False, command="pretrain")
+    pretrain_options = build_parser()._subparsers._group_actions[0].choices["pretrain"].format_help()
+    assert "--use-given-val" not in str(info.value) and "--use-given-val" not in pretrain_options
 

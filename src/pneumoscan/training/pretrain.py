@@ -126,7 +126,7 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Path
     check_writable(out)
     image_size = cfg.image_size or spec.image_size
     seed_everything(cfg.seed)
-    data = prepare_data(cfg, image_size, progress)
+    data = prepare_data(cfg, image_size, progress, command="pretrain")
     images = prepare_pixels(data.train.images, equalize=cfg.equalize, crop=cfg.crop)
     mean, std = image_stats(images)
     device = device_for()

@@ -72,19 +72,40 @@ def _cap_per_class(samples: list[Sample], cap: int | None, seed: int) -> list[Sa
     return kept
 
 
-def _one_class_message(cfg: TrainConfig, name: str, train: list[Sample], val: list[Sample]) -> str:
-    """A split lacking a class: `discover` found both in every folder, so the patient carve took one away."""
+def _patients_by_class(samples: list[Sample]) -> list[set[str]]:
+    """The patient IDs of each class's images, in CLASS_NAMES order."""
+    return [{patient_id(s.path) for s in samples if s.label == label} for label in range(len(CLASS_NAMES))]
+
+
+def _one_class_message(cfg: TrainConfig, name: str, train: list[Sample], val: list[Sample], found: list[Sample],
+                       command: str) -> str:
+    """A split lacking a class: `discover` found both in every folder, so the patient carve took one away. When
+    a class has images of one patient only, who cannot be on both sides, says so instead of a --val-fraction that
+    cannot help; `found` are the images before --max-images, `command` the one running (only `train` has
+    --use-given-val)."""
     def counts(part: list[Sample]) -> str:
         return ", ".join(f"{sum(s.label == label for s in part)} {cls}" for label, cls in enumerate(CLASS_NAMES))
 
     cap = f" (--max-images {cfg.max_images} per class)" if cfg.max_images is not None else ""
-    return (f"{cfg.data}: carving {cfg.val_fraction:.0%} of patients for validation left the {name} split with one class "
-            f"(training: {counts(train)}; validation: {counts(val)}){cap}; each class needs images of at least two "
-            f"patients: add images, or change --val-fraction" + (" or --max-images" if cap else ""))
+    start = (f"{cfg.data}: carving {cfg.val_fraction:.0%} of patients for validation left the {name} split with one "
+             f"class (training: {counts(train)}; validation: {counts(val)}){cap}; ")
+    single = [(cls, next(iter(ids))) for cls, ids in zip(CLASS_NAMES, _patients_by_class(train + val)) if len(ids) == 1]
+    if not single:
+        return (start + "each class needs images of at least two patients: add images, or change --val-fraction"
+                + (" or --max-images" if cap else ""))
+    who = " and ".join(f"all {cls} images are of one patient ({pid})" for cls, pid in single)
+    fixes = (["raise --max-images"] if cap and min(map(len, _patients_by_class(found))) > 1 else [])
+    fixes.append("add films of more patients (the patient is read from the file name: IM-<number>-..., "
+                 "person<number>_..., else the whole name)")
+    if command == "train":
+        fixes.append("validate on films of your own: a val/ folder beside train/ (in a CSV, rows with split 'val') "
+                     "and --use-given-val")
+    return start + f"{who}, and a patient is never split, so no --val-fraction can help: " + ", or ".join(fixes)
 
 
-def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True) -> RunData:
-    """Find, split and decode (through the cache) the training and validation images."""
+def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, command: str = "train") -> RunData:
+    """Find, split and decode (through the cache) the training and validation images; `command` (train or
+    pretrain) chooses which options a message may suggest."""
     found = discover(cfg.data)
     train_split = "train" if "train" in found else "all"
     if train_split not in found:
@@ -98,7 +119,7 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True) -> Ru
         train, val = patient_split(samples, cfg.val_fraction, cfg.split_seed)
     for name, part in (("training", train), ("validation", val)):
         if len({s.label for s in part}) < 2:
-            raise InputError(_one_class_message(cfg, name, train, val))
+            raise InputError(_one_class_message(cfg, name, train, val, found[train_split], command))
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
     train_set = load_image_set(train, image_size, cache_dir, desc="decoding train", progress=progress)
     val_set = load_image_set(val, image_size, cache_dir, desc="decoding val", progress=progress)
