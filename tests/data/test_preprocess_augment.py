@@ -149,3 +149,28 @@ def test_sharpness_softens_or_sharpens_each_image_within_range() -> None:
     plain = AugmentConfig()  # a run without it keeps the random sequence it had before the option existed
     assert torch.equal(augment_batch(images, plain, torch.Generator().manual_seed(3)),
                        augment_batch(images, dataclasses.replace(plain, sharpness=0.0), torch.Generator().manual_seed(3)))
+
+
+EVERY_OPTION = AugmentConfig(aspect=0.1, sharpness=0.5)
+
+
+def test_an_empty_batch_comes_back_empty() -> None:
+    for cfg in (AugmentConfig(), EVERY_OPTION):
+        out = augment_batch(torch.zeros(0, 1, 32, 32), cfg, torch.Generator().manual_seed(0))
+        assert out.shape == (0, 1, 32, 32)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (1, 5), (2, 8), (3, 3)])
+def test_images_of_one_or_two_pixels_are_augmented_with_every_option(shape: tuple[int, int]) -> None:
+    images = torch.rand(4, 1, *shape, generator=torch.Generator().manual_seed(0))
+    out = augment_batch(images, EVERY_OPTION, torch.Generator().manual_seed(1))
+    assert out.shape == images.shape and torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    flat = torch.full((2, 1, *shape), 0.4)
+    assert torch.allclose(gaussian_blur(flat), flat)  # edges repeated where they cannot be reflected
+
+
+def test_a_batch_of_another_shape_is_a_clear_error() -> None:
+    for shape in [(2, 1, 0, 8), (2, 1, 8, 0), (2, 8, 8)]:
+        with pytest.raises(ValueError, match=r"augment_batch takes a batch of shape \(N, 1, H, W\) of images at "
+                                             r"least 1 x 1 px, got \(" + ", ".join(map(str, shape))):
+            augment_batch(torch.zeros(shape), AugmentConfig())

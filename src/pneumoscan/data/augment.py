@@ -32,19 +32,25 @@ def affine_warp(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
-    """Separable Gaussian blur of a batch (N, 1, H, W), edges reflected."""
+    """Separable Gaussian blur of a batch (N, 1, H, W), edges reflected (repeated in an image too small to
+    reflect the kernel's radius, 2 px at sigma 1)."""
     radius = max(1, math.ceil(2 * sigma))
     taps = torch.exp(-torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device) ** 2 / (2 * sigma**2))
     taps = taps / taps.sum()
-    padded = F.pad(images, (radius, radius, radius, radius), mode="reflect")
+    mode = "reflect" if min(images.shape[-2:]) > radius else "replicate"
+    padded = F.pad(images, (radius, radius, radius, radius), mode=mode)
     return F.conv2d(F.conv2d(padded, taps.view(1, 1, 1, -1)), taps.view(1, 1, -1, 1))
 
 
 def augment_batch(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Randomly warp and re-light a float batch (N, 1, H, W) with values in 0..1."""
-    if cfg.strength <= 0:
-        return images
+    """Randomly warp and re-light a float batch (N, 1, H, W) with values in 0..1, images of any size from
+    1 x 1 px; an empty batch comes back as it is. ValueError for another shape."""
+    if images.ndim != 4 or min(images.shape[-2:], default=0) < 1:
+        raise ValueError(f"augment_batch takes a batch of shape (N, 1, H, W) of images at least 1 x 1 px, "
+                         f"got {tuple(images.shape)}")
     n = images.shape[0]
+    if cfg.strength <= 0 or n == 0:
+        return images
 
     def uniform(half_range: float) -> torch.Tensor:
         return (torch.rand(n, generator=generator) * 2 - 1) * half_range * cfg.strength
