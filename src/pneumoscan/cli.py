@@ -105,8 +105,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_AUDIT_PROBLEMS = 3  # `audit --strict` found a problem; 1 and 2 are taken (some inputs failed; a user mistake)
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
-    from pneumoscan.data.audit import audit, format_audit
+    from pneumoscan.data.audit import audit, audit_problems, format_audit
 
     _output_folders(args.json)
     report = audit(args.data)
@@ -114,6 +117,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(format_audit(report))
     if args.json:
         _write_json(args.json, report)
+    problems = audit_problems(report)
+    if args.strict and problems:
+        print(f"pneumoscan: audit --strict: {args.data}: {', '.join(problems)} (exit code {EXIT_AUDIT_PROBLEMS})",
+              file=sys.stderr)
+        return EXIT_AUDIT_PROBLEMS
     return 0
 
 
@@ -254,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="count images, patients, sizes, unreadable files and duplicates in a dataset")
     p.add_argument("data", help="data folder (train/ val/ test/ with NORMAL/ PNEUMONIA/) or CSV manifest")
     p.add_argument("--json", help="also write the audit as JSON to this file ('-': stdout, and the text report goes to stderr)")
+    p.add_argument("--strict", action="store_true",
+                   help=f"exit with code {EXIT_AUDIT_PROBLEMS} (after the report) when the audit finds a problem: "
+                        "unreadable files, byte-identical files in two splits, with both labels or under two patient "
+                        "IDs, or images under 32 px (patient IDs in two splits are only reported: Kermany's restart "
+                        "in each split); for a CI gate (default: exit 0)")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("train", help="train a classifier; validation is carved from train by patient")

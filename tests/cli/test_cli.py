@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from pneumoscan.cli import main
+from tests.conftest import write_xray
 
 METRIC_KEYS = {"accuracy", "precision", "recall", "specificity", "f1", "npv", "roc_auc", "pr_auc", "brier", "ece",
                "threshold", "confusion_matrix", "n", "recall_by_cause"}  # as README.md lists them
@@ -172,6 +173,51 @@ def test_audit_finds_duplicates_and_unreadable(tiny_data: Path, tmp_path: Path) 
     on_disk["train"]["PNEUMONIA"] -= 1  # the unreadable file is counted apart
     assert counted == on_disk and report["splits"]["train"]["unreadable"] == 1
     assert report["too_small"] == []
+
+
+def test_audit_strict_exits_3_on_any_problem_and_0_on_a_clean_dataset(tiny_data: Path, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from pneumoscan.cli import EXIT_AUDIT_PROBLEMS
+
+    from pneumoscan.cli import build_parser
+    from pneumoscan.data.audit import MIN_SIDE
+
+    assert EXIT_AUDIT_PROBLEMS not in (0, 1, 2, 130)  # success, inputs without a prediction, a user mistake, Ctrl+C
+    help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["audit"].format_help().split())
+    assert f"exit with code {EXIT_AUDIT_PROBLEMS}" in help_text and f"under {MIN_SIDE} px" in help_text
+    clean = tmp_path / "clean"
+    for split, first in (("train", 0), ("test", 50)):
+        for i in range(first, first + 3):
+            write_xray(clean / split / "NORMAL" / f"IM-{i:04d}-0001.png", 0, i)
+            write_xray(clean / split / "PNEUMONIA" / f"person{i}_virus_{i}.png", 1, 100 + i)
+    assert main(["audit", str(clean), "--strict"]) == 0
+    assert "--strict" not in capsys.readouterr().err
+
+    data = tmp_path / "d"
+    shutil.copytree(tiny_data, data)
+    first = sorted((data / "train" / "NORMAL").iterdir())[0]
+    shutil.copy(first, data / "test" / "NORMAL" / "IM-7777-0001.jpeg")  # a leak: the same film in train and test
+    (data / "train" / "PNEUMONIA" / "person99_virus_1.jpeg").write_bytes(b"")
+    out = tmp_path / "a.json"
+    assert main(["audit", str(data), "--json", str(out)]) == 0  # the default is unchanged
+    capsys.readouterr()
+    assert main(["audit", str(data), "--json", str(out), "--strict"]) == EXIT_AUDIT_PROBLEMS
+    captured = capsys.readouterr()
+    assert "unreadable files: 1" in captured.out and json.loads(out.read_text())["unreadable"]  # the report still
+    err = captured.err.split("\r")[-1].strip()  # after the progress bar
+    assert err.startswith(f"pneumoscan: audit --strict: {data}: 1 unreadable file, 1 group of byte-identical files "
+                          "in two splits, ") and "patient IDs in two splits" not in err and len(err.splitlines()) == 1
+    from PIL import Image
+
+    # a file-name patient ID in two splits is reported, not failed: Kermany numbers restart in each split
+    write_xray(clean / "test" / "NORMAL" / "IM-0000-0002.png", 0, 999)
+    assert main(["audit", str(clean), "--strict"]) == 0
+    assert "patient IDs in both train+test: 1" in capsys.readouterr().out
+    (clean / "test" / "NORMAL" / "IM-0000-0002.png").unlink()
+    # each kind alone fails it: a film of 5 x 5 px
+    Image.new("L", (5, 5), 100).save(clean / "test" / "NORMAL" / "IM-0099-0001.png")
+    assert main(["audit", str(clean), "--strict"]) == EXIT_AUDIT_PROBLEMS
+    assert capsys.readouterr().err.endswith(": 1 image under 32 px on a side (exit code 3)\n")
 
 
 def test_audit_flags_tiny_images(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from pneumoscan.data.audit import audit, format_audit
+from pneumoscan.data.audit import audit, audit_problems, format_audit
 from tests.conftest import write_xray
 
 
@@ -22,6 +22,9 @@ def test_duplicates_across_patients_and_labels_are_reported(tmp_path: Path) -> N
                                                   ["train/NORMAL/IM-0002-0001.png", "train/PNEUMONIA/person2_virus_9.png"]]
     assert report["label_conflict_duplicates"] == [["train/NORMAL/IM-0002-0001.png",
                                                     "train/PNEUMONIA/person2_virus_9.png"]]
+    assert audit_problems(report) == ["1 group of byte-identical files with both labels",
+                                      "2 groups of byte-identical files under two patient IDs"]
+    assert sum(report["patient_ids_in_two_splits"].values()) == 6  # IM-0000..2 and person0..2: reported, not failed
     text = format_audit(report)
     assert "groups: 3 (0 across splits, 2 across patient IDs, 1 with both labels)" in text
     assert "train/NORMAL/IM-0001-0001.png = train/NORMAL/IM-0042-0001.png" in text

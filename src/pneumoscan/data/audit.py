@@ -100,6 +100,24 @@ def audit(root: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
     return report
 
 
+def audit_problems(report: dict[str, Any]) -> list[str]:
+    """What `audit --strict` fails on, one '<count> <what>' item per kind found: unreadable files, byte-identical
+    files across splits (leaks), with both labels or across patient IDs, and images under MIN_SIDE px; [] for a
+    clean dataset. Patient IDs in two splits are not counted: they are read from file names, and Kermany's
+    restart in each split."""
+    kinds = [
+        (len(report["unreadable"]), "unreadable file", "unreadable files"),
+        (len(report["cross_split_duplicates"]), "group of byte-identical files in two splits",
+         "groups of byte-identical files in two splits"),
+        (len(report["label_conflict_duplicates"]), "group of byte-identical files with both labels",
+         "groups of byte-identical files with both labels"),
+        (len(report["cross_patient_duplicates"]), "group of byte-identical files under two patient IDs",
+         "groups of byte-identical files under two patient IDs"),
+        (len(report["too_small"]), f"image under {MIN_SIDE} px on a side", f"images under {MIN_SIDE} px on a side"),
+    ]
+    return [f"{count} {one if count == 1 else many}" for count, one, many in kinds if count]
+
+
 def format_audit(report: dict[str, Any]) -> str:
     """The audit as a plain-text table."""
     lines = ["readable images, patients, and sizes (width range in px; most common width x height)",
