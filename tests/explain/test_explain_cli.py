@@ -70,3 +70,11 @@ def test_explain_refuses_what_the_guard_rejects(fitted: Path, sample_dir: Path, 
     xray = sorted((sample_dir / "test" / "NORMAL").iterdir())[0]
     assert main(["explain", str(xray), "--model", str(fitted), "--out", str(out)]) == 0
     assert out.exists() and "P(pneumonia)=" in capsys.readouterr().out
+
+
+def test_explain_draws_a_file_name_with_dollar_signs(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    """Two `$` in the file name started mathtext in the figure's title: `a$^$b.jpeg` ended in a traceback."""
+    image = tmp_path / "a$^$b.jpeg"
+    image.write_bytes(sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[0].read_bytes())
+    assert main(["explain", str(image), "--model", str(tiny_run), "--out", str(tmp_path / "h.png")]) == 0
+    assert (tmp_path / "h.png").is_file()

@@ -210,3 +210,27 @@ def test_report_and_compare_name_unreadable_images(tiny_run: Path, tiny_data: Pa
                      "--n-boot", "10"]) == 0
         err = capsys.readouterr().err
         assert "1 unreadable image(s) left out" in err and "broken.jpeg" in err, command
+
+
+def test_dollar_signs_in_file_and_run_names_are_drawn_as_written(tiny_run: Path, tiny_data: Path,
+                                                                 tmp_path: Path) -> None:
+    """Two `$` in a name start matplotlib's mathtext: `$5 or $6` drew as `5or6`, and `a$^$b` stopped the figure."""
+    import shutil
+
+    from matplotlib.text import Text
+
+    from pneumoscan.report.figures import printable
+
+    for name in ("price $5 or $6.jpeg", "a$^$b.jpeg", "one $ sign.jpeg"):
+        assert Text()._preprocess_math(printable(name)) == (name, False)
+    run = tmp_path / "run $^$"
+    shutil.copytree(tiny_run, run)
+    data = tmp_path / "d"
+    shutil.copytree(tiny_data / "test", data)
+    for folder, name in (("PNEUMONIA", "a$^$b.jpeg"), ("NORMAL", "c$^$d.jpeg")):
+        first = sorted((data / folder).iterdir())[0]
+        first.rename(first.with_name(name))
+    out = tmp_path / "r.html"
+    assert main(["report", str(run), "--data", str(data), "--out", str(out), "--n-boot", "10", "--cases", "20"]) == 0
+    assert len(list(files_folder(out).glob("cases_*.png"))) >= 2
+    assert main(["compare", str(run), str(tiny_run), "--out", str(tmp_path / "c.html"), "--n-boot", "10"]) == 0

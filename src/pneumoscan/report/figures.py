@@ -198,8 +198,10 @@ def group_bars(names: Sequence[str], values: Sequence[float], counts: Sequence[i
 
 
 def printable(text: str) -> str:
-    """`text` with what no font can draw (the bytes of a file name that is not UTF-8) escaped, e.g. \\udcf6."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    """`text` (a file or folder name) as matplotlib draws it literally: what no font can draw (the bytes of a name
+    that is not UTF-8) escaped, e.g. \\udcf6, and every `$` escaped, since two of them start mathtext, which draws
+    `price $5 or $6` as `price 5or6` and stops the figure on `a$^$b`."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("$", r"\$")
 
 
 def case_grid(tiles: Sequence[Tile], title: str) -> Figure:
