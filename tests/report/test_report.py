@@ -145,10 +145,15 @@ def test_a_rerun_leaves_no_stale_figures_and_names_a_site_threshold(tiny_run: Pa
                  "--out", str(site), "--n-boot", "10"]) == 0
     out = tmp_path / "r.html"
     assert main(["report", str(tiny_run), "--out", str(out), "--n-boot", "10"]) == 0
-    stale = files_folder(out) / "cases_unknown.png"
-    stale.write_bytes(b"from an earlier report")  # a figure this report does not make any more
+    stale = files_folder(out) / "learning_curves.png"
+    assert stale.is_file() and not (site / "history.csv").exists()  # a figure the next report does not make
+    mine = files_folder(out) / "patient 7.png"
+    mine.write_bytes(b"the user's own picture")
     assert main(["report", str(site), "--data", str(tiny_data), "--out", str(out),
                  "--n-boot", "10"]) == 0
+    assert not stale.exists()
+    assert mine.read_bytes() == b"the user's own picture"  # not a figure of a report: left alone
+    mine.unlink()
     text = check_self_contained(out)  # as many PNG files as figures in the page
     assert "chosen by set-threshold for recall" in text and "on validation)" not in text
 

@@ -25,24 +25,32 @@ HEADLINE = (("accuracy", "accuracy"), ("precision", "precision (PPV)"), ("recall
             ("pr_auc", "PR AUC (average precision)"), ("brier", "Brier score"))
 
 
+# every figure a report or comparison may write: a re-run removes those it does not make again, and nothing else
+FIGURE_NAMES = ("learning_curves", "confusion_matrix", "roc", "pr", "calibration", "recall_by_cause", "recall_by_size",
+                "cases_TP", "cases_TN", "cases_FP", "cases_FN", "feature_maps")
+
+
 @dataclass
 class Figures:
-    """PNG figures by file stem, in the order they were made."""
+    """PNG figures by file stem (one of FIGURE_NAMES), in the order they were made."""
 
     pngs: dict[str, bytes] = field(default_factory=dict)
 
     def add(self, name: str, fig: Any, alt: str, caption: str = "") -> str:
+        if name not in FIGURE_NAMES:
+            raise ValueError(f"figure {name!r} is not in FIGURE_NAMES, so a re-run would not replace it")
         self.pngs[name] = figs.to_png(fig)
         return h.figure(self.pngs[name], alt, caption)
 
     def write(self, folder: Path) -> None:
-        """The figures as PNG files in `folder`; figures of an earlier report there that this one lacks are removed."""
+        """The figures as PNG files in `folder`; figures of an earlier report there that this one lacks are removed,
+        and any other file (a folder the user named, holding their own PNGs) is left alone."""
         folder.mkdir(parents=True, exist_ok=True)
         for name, png in self.pngs.items():
             (folder / f"{name}.png").write_bytes(png)
-        for old in folder.glob("*.png"):
-            if old.stem not in self.pngs:
-                old.unlink()
+        for name in FIGURE_NAMES:
+            if name not in self.pngs:
+                (folder / f"{name}.png").unlink(missing_ok=True)
 
 
 def files_folder(out: Path) -> Path:
