@@ -239,3 +239,23 @@ def test_dollar_signs_in_file_and_run_names_are_drawn_as_written(tiny_run: Path,
     assert main(["report", str(run), "--data", str(data), "--out", str(out), "--n-boot", "10", "--cases", "20"]) == 0
     assert len(list(files_folder(out).glob("cases_*.png"))) >= 2
     assert main(["compare", str(run), str(tiny_run), "--out", str(tmp_path / "c.html"), "--n-boot", "10"]) == 0
+
+
+def test_learning_curves_say_what_the_training_loss_sums(tiny_run: Path) -> None:
+    """history.csv's train_loss is the objective (augmented views, plus 10 x a consistency term by default), not the
+    BCE the validation loss is: one axis titled 'binary cross-entropy' for both invited reading the gap as overfitting."""
+    from pneumoscan.report import figures as figs
+    from pneumoscan.report.build import training_loss_label
+    from pneumoscan.report.run import load_run
+
+    run = load_run(tiny_run)
+    label = training_loss_label(run.config)
+    assert run.config["consistency"] == 10 and "10 x consistency" in label and "augmented" in label
+    assert "class-weighted BCE" in training_loss_label({**run.config, "balance": "weighted"})
+    assert "label smoothing 0.1" in training_loss_label({**run.config, "label_smoothing": 0.1})
+    assert training_loss_label({"augment": 0.0, "consistency": 0.0}) == "training objective: BCE"
+    fig = figs.learning_curves(run.history, run.best_epoch, label)
+    loss_axes = fig.axes[0]
+    assert loss_axes.get_ylabel() == "loss"
+    assert [t.get_text() for t in loss_axes.get_legend().get_texts()][:2] == [
+        label, "validation loss (binary cross-entropy)"]

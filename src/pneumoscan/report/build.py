@@ -127,6 +127,21 @@ def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
     )
 
 
+def training_loss_label(config: dict[str, Any]) -> str:
+    """What the history's train_loss sums, from the run's config: the objective training minimised on augmented
+    views, which is not the validation loss's plain binary cross-entropy (a consistency term alone can double it)."""
+    if not config:
+        return "training loss (the training objective)"
+    bce = "class-weighted BCE" if config.get("balance") == "weighted" else "BCE"
+    extras = [f"label smoothing {config['label_smoothing']:g}" if config.get("label_smoothing") else "",
+              f"mixup {config['mixup']:g}" if config.get("mixup") else ""]
+    on = f"{bce} on augmented views" if float(config.get("augment") or 0) > 0 else bce
+    label = f"training objective: {on}" + "".join(f", {e}" for e in extras if e)
+    if config.get("consistency"):
+        label += f"\n+ {config['consistency']:g} x consistency (JS of two views)"
+    return label
+
+
 def _learning_section(run: RunInfo, out: Figures) -> str:
     members = run.meta.training.get("members")
     if not run.history and members:
@@ -137,9 +152,12 @@ def _learning_section(run: RunInfo, out: Figures) -> str:
                 + h.table(["member run", "model", "size", "kept epoch", "epochs run"], rows, digits=4))
     if not run.history:
         return h.paragraph("history.csv not found in the run folder; no learning curves.", note=True)
-    body = out.add("learning_curves", figs.learning_curves(run.history, run.best_epoch),
+    body = out.add("learning_curves", figs.learning_curves(run.history, run.best_epoch, training_loss_label(run.config)),
                    "learning curves: loss, validation AUC and accuracy per epoch",
-                   "Dotted vertical line: the epoch whose weights were kept (best validation ROC AUC).")
+                   "Dotted vertical line: the epoch whose weights were kept (best validation ROC AUC). The training "
+                   "loss is the objective training minimised, on augmented images and with any extra terms; the "
+                   "validation loss is the plain binary cross-entropy of the unaugmented validation images, so the gap "
+                   "between the two curves is not a measure of overfitting by itself.")
     best = next((row for row in run.history if run.best_epoch and int(row["epoch"]) == run.best_epoch), run.history[-1])
     keys = [k for k in ("epoch", "lr", "train_loss", "val_loss", "val_auc", "val_accuracy", "seconds") if k in best]
     row = [int(best[k]) if k == "epoch" else best[k] for k in keys]

@@ -72,16 +72,18 @@ def _style(ax: Axes, xlabel: str, ylabel: str, title: str | None = None) -> None
     ax.set_axisbelow(True)
 
 
-def learning_curves(history: Sequence[dict[str, float]], best_epoch: int | None) -> Figure:
-    """Train/val loss, val ROC AUC and val accuracy per epoch; the best epoch as a dotted line."""
+def learning_curves(history: Sequence[dict[str, float]], best_epoch: int | None,
+                    train_label: str = "training loss (the training objective)") -> Figure:
+    """Training loss (`train_label` says what it sums), validation BCE, val ROC AUC and val accuracy per epoch; the
+    best epoch as a dotted line."""
     from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in history]
-    fig = new_figure(12, 3.6)
+    fig = new_figure(12, 4.4)
     axes = fig.subplots(1, 3)
     panels = [
-        (axes[0], [("train_loss", "train loss", "blue", "o"), ("val_loss", "validation loss", "vermillion", "s")],
-         "binary cross-entropy", "Loss"),
+        (axes[0], [("train_loss", train_label, "blue", "o"),
+                   ("val_loss", "validation loss (binary cross-entropy)", "vermillion", "s")], "loss", "Loss"),
         (axes[1], [("val_auc", "validation ROC AUC", "green", "^")], "ROC AUC", "Validation ROC AUC"),
         (axes[2], [("val_accuracy", "validation accuracy (P >= 0.5)", "orange", "D")], "accuracy", "Validation accuracy"),
     ]
@@ -94,7 +96,7 @@ def learning_curves(history: Sequence[dict[str, float]], best_epoch: int | None)
             ax.axvline(best_epoch, color=OKABE_ITO["black"], linestyle=":", linewidth=1.2, label=f"best epoch ({best_epoch})")
         _style(ax, "epoch", ylabel, title)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=8, loc="best")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: no curve hidden
     return fig
 
 
