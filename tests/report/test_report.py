@@ -259,3 +259,17 @@ def test_learning_curves_say_what_the_training_loss_sums(tiny_run: Path) -> None
     assert loss_axes.get_ylabel() == "loss"
     assert [t.get_text() for t in loss_axes.get_legend().get_texts()][:2] == [
         label, "validation loss (binary cross-entropy)"]
+
+
+def test_report_scores_data_as_evaluate_does(tiny_run: Path, tiny_data: Path) -> None:
+    """`report --data` scored with PyTorch and `evaluate` (--backend auto) with ONNX Runtime: they differ by about 1e-7,
+    enough to call a film at the very threshold (one set-threshold chose it on) differently in the two."""
+    from pneumoscan.evaluation.evaluate import evaluate
+    from pneumoscan.inference.predictor import Predictor
+    from pneumoscan.report.run import load_run
+    from pneumoscan.report.scores import data_scores
+
+    scores = data_scores(load_run(tiny_run), tiny_data, "test", n_boot=10)
+    expected = evaluate(Predictor(tiny_run, backend="auto"), tiny_data, "test", n_boot=10)
+    np.testing.assert_array_equal(scores.probs, expected.probs)
+    assert scores.summary == expected.summary

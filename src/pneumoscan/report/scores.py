@@ -86,7 +86,8 @@ def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_b
     from pneumoscan.evaluation.evaluate import evaluate
     from pneumoscan.inference.predictor import Predictor
 
-    predictor = Predictor(run.artifact)
+    # the backend `evaluate` uses by default, so a film scored at the very threshold is called alike by both
+    predictor = Predictor(run.artifact, backend="auto")
     result = evaluate(predictor, data, split, n_boot=n_boot, seed=seed)
     warn_if_threshold_chosen_here(predictor.meta, data, result.split)
     skipped = result.images.skipped
