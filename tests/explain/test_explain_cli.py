@@ -78,3 +78,24 @@ def test_explain_draws_a_file_name_with_dollar_signs(tiny_run: Path, tiny_data: 
     image.write_bytes(sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[0].read_bytes())
     assert main(["explain", str(image), "--model", str(tiny_run), "--out", str(tmp_path / "h.png")]) == 0
     assert (tmp_path / "h.png").is_file()
+
+
+def test_explain_labels_a_film_at_the_threshold_as_predict_does(tiny_run: Path, tiny_data: Path,
+                                                                capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """explain scored with PyTorch and predict (--backend auto) with ONNX Runtime, about 1e-7 apart: the shipped model's
+    threshold is one validation film's exact score, and predict called that film NORMAL, explain PNEUMONIA."""
+    from pneumoscan.data.preprocess import load_image
+    from pneumoscan.inference.predictor import Predictor
+
+    films = sorted((tiny_data / "test").rglob("*.jpeg"))
+    images = np.stack([load_image(f, 32) for f in films])
+    torch_p = Predictor(tiny_run, backend="torch").predict_images(images)
+    onnx_p = Predictor(tiny_run, backend="onnx").predict_images(images)
+    i = int(np.argmax(np.abs(torch_p - onnx_p)))
+    assert torch_p[i] != onnx_p[i]
+    threshold = repr(float(max(torch_p[i], onnx_p[i])))  # exactly one backend's score: the other falls just short
+    assert main(["predict", str(films[i]), "--model", str(tiny_run), "--threshold", threshold]) == 0
+    predicted = capsys.readouterr().out.split()[0]
+    assert main(["explain", str(films[i]), "--model", str(tiny_run), "--threshold", threshold,
+                 "--out", str(tmp_path / "h.png")]) == 0
+    assert capsys.readouterr().out.split()[0] == predicted

@@ -48,7 +48,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     out = check_output(args.out, (".png",), "the heatmap")
     if out.exists() and out.resolve() == Path(args.image).resolve():
         raise InputError(f"{out}: is the image to explain; give --out another file name, e.g. heatmap.png")
-    predictor = Predictor(args.model, threshold=args.threshold)
+    # the label comes from `predict`'s default backend, so a film at the very threshold gets the same one here
+    predictor = Predictor(args.model, threshold=args.threshold, backend="auto")
     try:
         cam_layers(predictor.model, predictor.meta)
     except InputError as err:
