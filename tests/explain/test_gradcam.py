@@ -208,3 +208,17 @@ def test_explain_draws_a_large_film_at_display_size() -> None:
     assert shown.shape == (DISPLAY_SIDE, 683) and shown.dtype == np.uint8
     small = big[:300, :200]
     assert display_copy(small) is small
+
+
+@pytest.mark.parametrize("shape", [(400, 150), (150, 400), (300, 300)])
+def test_explanation_title_fits_the_figure(shape: tuple[int, int]) -> None:
+    """A tall film made a narrow figure, and its title (file name, label, P, threshold) was cut at both sides."""
+    from pneumoscan.report.figures import explanation
+
+    image = np.full(shape, 128, dtype=np.uint8)
+    title = ("a_rather_long_film_name_0001.jpeg: PNEUMONIA  P(pneumonia) = 0.997  (threshold 0.617)\n"
+             "heatmap: evidence for PNEUMONIA, model resnet10")
+    fig = explanation(image, np.repeat(image[..., None], 3, axis=2), title)
+    fig.canvas.draw()
+    box = fig._suptitle.get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width, (box, fig.bbox.width)

@@ -280,7 +280,8 @@ def explanation(image: np.ndarray, overlay_rgb: np.ndarray, title: str) -> Figur
     height, width = image.shape[:2]
     panel = 5.0
     aspect = width / max(1, height)
-    fig = new_figure(2 * panel * aspect + 1.2, panel + 0.9)
+    widest = max(len(line) for line in title.splitlines()) if title else 0
+    fig = new_figure(max(2 * panel * aspect + 1.2, 0.1 * widest + 1.0), panel + 0.9)  # a tall film: the title fits
     fig.suptitle(title, fontsize=11)
     left, right = fig.subplots(1, 2)
     left.imshow(image, cmap="gray", vmin=0, vmax=255)
