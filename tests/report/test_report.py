@@ -273,3 +273,20 @@ def test_report_scores_data_as_evaluate_does(tiny_run: Path, tiny_data: Path) ->
     expected = evaluate(Predictor(tiny_run, backend="auto"), tiny_data, "test", n_boot=10)
     np.testing.assert_array_equal(scores.probs, expected.probs)
     assert scores.summary == expected.summary
+
+
+def test_report_page_says_when_its_films_are_in_sample(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    """`evaluate` warns that films the model trained on flatter it; the report only said so on stderr, so the page
+    (the thing that gets shared) showed in-sample figures as if they were a test."""
+    out = tmp_path / "train.html"
+    assert main(["report", str(tiny_run), "--data", str(tiny_data), "--split", "train", "--out", str(out),
+                 "--n-boot", "10", "--cases", "1"]) == 0
+    text = out.read_text(encoding="utf-8")
+    n = sum(1 for _ in (tiny_data / "train").rglob("*.jpeg"))
+    assert f"Warning: {n} of {n} evaluated images are films this model was trained or validated on" in text
+    assert f"films the model trained or validated on (in-sample)</td><td>{n} of {n}" in text
+    out = tmp_path / "test.html"
+    assert main(["report", str(tiny_run), "--data", str(tiny_data), "--out", str(out), "--n-boot", "10",
+                 "--cases", "1"]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "Warning:" not in text and "(in-sample)</td><td>0 of " in text

@@ -78,6 +78,16 @@ def _threshold_origin(meta: Any) -> str:
     return f" (chosen for recall {meta.target_recall} on validation)" if meta.target_recall else ""
 
 
+def _screening_pairs(summary: dict[str, Any]) -> list[tuple[str, object]]:
+    """What `evaluate` found about the images of --data (absent for the run's own validation predictions)."""
+    if "seen_in_training" not in summary:
+        return []
+    n = summary["n"]
+    return [("films the model trained or validated on (in-sample)", f"{len(summary['seen_in_training'])} of {n}"),
+            ("images its out-of-distribution guard would refuse (scored anyway)",
+             f"{len(summary['refused_by_guard'])} of {n}")]
+
+
 def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
     meta, cfg, training = run.meta, run.config, run.meta.training
     recipe = ", ".join(f"{k} {cfg[k]}" for k in ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "augment",
@@ -100,6 +110,7 @@ def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
         ("prior its probabilities assume (what --prevalence corrects from)", f"{model_prior(meta):.3f}"),
         ("evaluated on", scores.source),
         ("unreadable images skipped", len(scores.skipped)),
+        *_screening_pairs(scores.summary),
         ("pneumoscan version", f"model {meta.version}, report {__version__}"),
     ]
     counts_rows = []
@@ -115,8 +126,13 @@ def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
     summary = scores.summary
     metric_rows = [[label, summary[key]["value"], _ci(summary[key])] for key, label in HEADLINE if key in summary]
     metric_rows.append(["expected calibration error", summary["ece"]["value"], ""])
+    seen = len(summary.get("seen_in_training") or [])
+    warning = (h.paragraph(f"Warning: {seen} of {summary['n']} evaluated images are films this model was trained or "
+                           "validated on (byte-identical), so the figures below are in-sample and flatter it; report "
+                           "on films it has not seen.") if seen else "")
     return (
-        h.key_values(pairs)
+        warning
+        + h.key_values(pairs)
         + "<h3>Images per split and class</h3>"
         + h.table(["split", "NORMAL", "PNEUMONIA", "patients"], counts_rows)
         + h.paragraph(split_note, note=True)
