@@ -156,6 +156,20 @@ def test_a_rerun_leaves_no_stale_figures_and_names_a_site_threshold(tiny_run: Pa
     mine.unlink()
     text = check_self_contained(out)  # as many PNG files as figures in the page
     assert "chosen by set-threshold for recall" in text and "on validation)" not in text
+    assert "<td>recipe</td><td>epochs 3, batch_size 16, lr 0.003" in text  # from the artifact: no config.json here
+
+
+def test_recipe_of_an_ensemble_points_to_its_members(tiny_run: Path) -> None:
+    from dataclasses import replace
+
+    from pneumoscan.report.build import recipe_text
+    from pneumoscan.report.run import load_run
+
+    run = load_run(tiny_run)
+    assert recipe_text(run).startswith("epochs 3, batch_size 16")
+    ensemble = replace(run, config={"ensemble_of": ["a", "b"]},
+                       meta=replace(run.meta, training={"members": [{"run": "a"}, {"run": "b"}]}))
+    assert recipe_text(ensemble).startswith("an ensemble: each member's recipe")
 
 
 def test_validation_films_are_found_from_any_folder_or_their_absence_is_said(

@@ -88,12 +88,25 @@ def _screening_pairs(summary: dict[str, Any]) -> list[tuple[str, object]]:
              f"{len(summary['refused_by_guard'])} of {n}")]
 
 
+RECIPE_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "augment", "balance", "label_smoothing",
+               "mixup", "ema_decay", "consistency", "equalize", "crop", "patience", "seed")
+
+
+def recipe_text(run: RunInfo) -> str:
+    """The training settings: from config.json, else from the artifact (which records them too: a set-threshold
+    folder or a model copied alone has no config.json); an ensemble points to its members."""
+    cfg = run.config if any(k in run.config for k in RECIPE_KEYS) else (run.meta.training.get("config") or {})
+    recipe = ", ".join(f"{k} {cfg[k]}" for k in RECIPE_KEYS if k in cfg)
+    if recipe:
+        return recipe
+    if run.meta.training.get("members"):
+        return "an ensemble: each member's recipe is in the report of its own run folder"
+    return "not recorded (no config.json, and the model file does not say)"
+
+
 def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
-    meta, cfg, training = run.meta, run.config, run.meta.training
-    recipe = ", ".join(f"{k} {cfg[k]}" for k in ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "augment",
-                                                  "balance", "label_smoothing", "mixup", "ema_decay", "consistency", "equalize", "crop", "patience",
-                                                  "seed")
-                       if k in cfg)
+    meta, training = run.meta, run.meta.training
+    recipe = recipe_text(run)
     seconds = run.train_seconds
     pairs: list[tuple[str, object]] = [
         ("run folder", str(run.path)),
@@ -101,7 +114,7 @@ def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
         ("normalisation", f"mean {meta.mean:.4f}, std {meta.std:.4f}"
                           + (", after per-image histogram equalisation" if meta.equalize else "")
                           + (", each image cropped to the body's width first" if meta.crop else "")),
-        ("recipe", recipe or "config.json not found"),
+        ("recipe", recipe),
         ("test-time augmentation", "on (image + mirror)" if meta.tta else "off"),
         ("epochs run / best epoch", f"{training.get('epochs_run', 'n/a')} / {training.get('best_epoch', 'n/a')}"),
         ("training time", f"{seconds:.1f} s ({seconds / 60:.1f} min)" if seconds is not None else "n/a"),
