@@ -304,3 +304,31 @@ def test_report_page_says_when_its_films_are_in_sample(tiny_run: Path, tiny_data
                  "--cases", "1"]) == 0
     text = out.read_text(encoding="utf-8")
     assert "Warning:" not in text and "(in-sample)</td><td>0 of " in text
+
+
+def test_a_large_case_grid_wraps_into_rows() -> None:
+    """--cases 20 drew one strip of 20 columns (about 5,400 px wide, shrunk to fit the page: unreadable; 260 took
+    minutes and 68,706 px); the grid now wraps at GRID_COLUMNS, each overlay under its own original."""
+    import io
+
+    from pneumoscan.report import figures as figs
+
+    rng = np.random.default_rng(0)
+    tiles = [figs.Tile(rng.integers(0, 255, (40, 40), dtype=np.uint8), rng.integers(0, 255, (40, 40, 3), dtype=np.uint8),
+                       f"case {i}") for i in range(20)]
+    fig = figs.case_grid(tiles, "TP: true positives")
+    fig.canvas.draw()
+    shown = {ax.get_title(): ax for ax in fig.axes if ax.get_title().startswith("case ")}
+    assert len(shown) == 20
+    columns = {round(ax.get_position().x0, 3) for ax in shown.values()}
+    assert len(columns) == figs.GRID_COLUMNS
+    overlays = [ax for ax in fig.axes if ax.get_xlabel() == "Grad-CAM overlay"]
+    assert len(overlays) == 20
+    for i, overlay in enumerate(overlays):  # in reading order, each directly under its original
+        top = shown[f"case {i}"].get_position()
+        below = overlay.get_position()
+        assert below.x0 == pytest.approx(top.x0) and below.y1 < top.y0
+        assert not any(o is not overlay and o.get_position().x0 == pytest.approx(top.x0)
+                       and below.y1 < o.get_position().y1 < top.y0 for o in overlays)
+    with Image.open(io.BytesIO(figs.to_png(fig))) as im:
+        assert im.width < 2500

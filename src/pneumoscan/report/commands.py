@@ -17,7 +17,7 @@ def add_commands(subparsers: Any) -> None:
                                     "folders is used whole)")
     p.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html); figures go to <name>_files/")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
-    p.add_argument("--cases", type=int, default=4, help="examples per TP/TN/FP/FN grid (default 4)")
+    p.add_argument("--cases", type=int, default=4, help="examples per TP/TN/FP/FN grid, 8 to a row (default 4)")
     p.set_defaults(func=cmd_report)
 
     p = subparsers.add_parser("compare", help="compare runs: metrics table (HTML, CSV, JSON) and overlaid ROC curves")

@@ -206,23 +206,29 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("$", r"\$")
 
 
+GRID_COLUMNS = 8  # cases per row of a case grid: more rows rather than a strip too wide to read
+
+
 def case_grid(tiles: Sequence[Tile], title: str) -> Figure:
-    """Originals (top row) above their Grad-CAM overlays (bottom row), one column per case."""
-    columns = max(1, len(tiles))
-    fig = new_figure(max(2.4 * columns + 0.6, 0.1 * len(title) + 1.0), 5.4)  # wide enough for the title
+    """Originals above their Grad-CAM overlays, one column per case, at most GRID_COLUMNS cases to a row."""
+    columns = max(1, min(GRID_COLUMNS, len(tiles)))
+    bands = max(1, math.ceil(len(tiles) / columns))  # each band: a row of originals over a row of overlays
+    fig = new_figure(max(2.4 * columns + 0.6, 0.1 * len(title) + 1.0), 5.0 * bands + 0.4)  # wide enough for the title
     fig.suptitle(title, fontsize=11)
-    axes = np.asarray(fig.subplots(2, columns, squeeze=False))
-    for col in range(columns):
-        top, bottom = axes[0, col], axes[1, col]
+    axes = np.asarray(fig.subplots(2 * bands, columns, squeeze=False))
+    for slot in range(bands * columns):
+        band, col = divmod(slot, columns)
+        top, bottom = axes[2 * band, col], axes[2 * band + 1, col]
         for ax in (top, bottom):
             ax.set_xticks([])
             ax.set_yticks([])
-        if col >= len(tiles):
+        if slot >= len(tiles):
             top.set_axis_off()
             bottom.set_axis_off()
-            top.text(0.5, 0.5, "no cases", ha="center", va="center", transform=top.transAxes)
+            if not tiles:
+                top.text(0.5, 0.5, "no cases", ha="center", va="center", transform=top.transAxes)
             continue
-        tile = tiles[col]
+        tile = tiles[slot]
         top.imshow(tile.image, cmap="gray", vmin=0, vmax=255)
         top.set_title(tile.caption, fontsize=8)
         if tile.overlay is not None:
@@ -231,7 +237,7 @@ def case_grid(tiles: Sequence[Tile], title: str) -> Figure:
         else:
             bottom.set_axis_off()
             bottom.text(0.5, 0.5, "no Grad-CAM\n(no conv layer)", ha="center", va="center", transform=bottom.transAxes)
-    _heat_colourbar(fig, list(axes[1, :]))
+    _heat_colourbar(fig, list(axes[1::2, :].ravel()))
     return fig
 
 
