@@ -167,3 +167,21 @@ def test_atomic_write_reports_the_path_when_even_the_cleanup_fails(tmp_path: Pat
     monkeypatch.setattr(Path, "unlink", read_only)
     with pytest.raises(InputError, match=r"^\S*out\.png: cannot be written \(Read-only file system\)"):
         atomic_write(tmp_path / "out.png", fail)
+
+
+@pytest.mark.parametrize("command", ["report", "explain", "export"])
+def test_a_file_among_the_output_folders_is_found_before_the_work(command: str, tiny_run: Path, tiny_data: Path,
+                                                                  tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`--out notes.txt/r.html` (a file where a folder must be made) failed only when writing, after the work."""
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("mine")
+    image = sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[0]
+    argv = {"report": ["report", str(tiny_run), "--out", str(blocker / "sub" / "r.html")],
+            "explain": ["explain", str(image), "--model", str(tiny_run), "--out", str(blocker / "h.png")],
+            "export": ["export", "--model", str(tiny_run), "--out", str(blocker / "m.onnx")]}[command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{blocker}: a file where a folder is needed; check the path of --out" in err  # by check_output, up front
+    assert len(err.strip().splitlines()) == 1 and "decoding" not in err
+    assert blocker.read_text() == "mine"

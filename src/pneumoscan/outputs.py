@@ -23,13 +23,16 @@ def check_output(path: str | os.PathLike, suffixes: tuple[str, ...], what: str, 
         raise InputError(f"{out}: is a folder; give {option} a file name such as {out / ('output' + suffixes[0])}")
     if out.suffix.lower() not in suffixes:
         raise InputError(f"{out}: {what} is written as {suffixes[0]}; give {option} a file name ending in {suffixes[0]}")
-    folder = out.parent if out.parent.is_dir() else None
-    if folder is not None:
-        try:  # the permission bits do not tell (root, ACLs, read-only mounts): try it
-            with tempfile.TemporaryFile(dir=folder):
-                pass
-        except OSError as err:
-            raise _unwritable(out, err) from None
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:  # the folders still to make are made in the nearest one
+        folder = folder.parent
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder}: a file where a folder is needed; check the path of {option} {out}")
+    try:  # the permission bits do not tell (root, ACLs, read-only mounts): try it
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise _unwritable(out, err) from None
     return out
 
 
