@@ -138,6 +138,15 @@ def test_html_escapes_and_highlights() -> None:
     assert '<section id="s-1"><h2>A &amp; B</h2><p>ok</p></section>' in page and "&lt;i&gt;" in page
 
 
+def test_a_small_number_is_not_shown_as_zero() -> None:
+    """The kept epoch's learning rate late in the cosine decay (2.42e-05) showed as 0.0000."""
+    from pneumoscan.report import html as h
+
+    assert h.fmt(2.42e-05, 4) == "2.42e-05" and h.fmt(-0.0004, 3) == "-0.0004"
+    assert h.fmt(0.0, 4) == "0.0000" and h.fmt(0.00005, 4) == "0.0001" and h.fmt(0.5, 3) == "0.500"
+    assert '<td class="num">2.42e-05</td>' in h.table(["lr"], [[2.42e-05]], digits=4)
+
+
 def test_a_rerun_leaves_no_stale_figures_and_names_a_site_threshold(tiny_run: Path, tiny_data: Path,
                                                                     tmp_path: Path) -> None:
     site = tmp_path / "site"

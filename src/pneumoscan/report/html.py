@@ -46,7 +46,8 @@ def esc(value: object) -> str:
 
 
 def fmt(value: object, digits: int = 3) -> str:
-    """A number with `digits` decimals ('n/a' for NaN/None); other values as text."""
+    """A number with `digits` decimals ('n/a' for NaN/None), or 3 significant digits when those decimals would show a
+    value that is not zero as 0 (a late epoch's learning rate, 2.42e-05); other values as text."""
     if value is None:
         return "n/a"
     if isinstance(value, bool):
@@ -54,7 +55,9 @@ def fmt(value: object, digits: int = 3) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        return "n/a" if not math.isfinite(value) else f"{value:.{digits}f}"
+        if not math.isfinite(value):
+            return "n/a"
+        return f"{value:.3g}" if 0 < abs(value) < 0.5 * 10.0 ** -digits else f"{value:.{digits}f}"
     return str(value)
 
 
