@@ -50,7 +50,12 @@ def test_property_threshold_for_recall_is_highest_reaching_target(data, target):
     t = threshold_for_recall(y, p, target)
     assert recall_at(y, p, t) >= target
     assert M.recall(y, (p >= t).astype(int)) >= target
-    assert recall_at(y, p, float(np.nextafter(t, np.inf))) < target
+    # the same decisions as the highest threshold that reaches the target, a score of one of the cases
+    highest = max(c for c in np.unique(p) if recall_at(y, p, c) >= target)
+    assert np.array_equal(p >= t, p >= highest)
+    below = p[p < highest]
+    if below.size and np.nextafter(below.max(), np.inf) < highest:  # room between: no case sits on the threshold
+        assert t not in p and below.max() < t < highest
 
 
 @pytest.mark.parametrize("target", [0.5, 0.8, 0.9, 0.95, 0.99, 1.0])
@@ -60,14 +65,26 @@ def test_threshold_for_recall_maximises_specificity(target):
     candidates = [c for c in np.unique(p) if recall_at(y, p, c) >= target]
     best_spec = max(M.specificity(y, (p >= c).astype(int)) for c in candidates)
     assert M.specificity(y, (p >= t).astype(int)) == best_spec
-    assert t == max(candidates)
+    assert t == pytest.approx((max(candidates) + max(p[p < max(candidates)], default=0.0)) / 2)
 
 
 def test_threshold_for_recall_exact_fractions_are_not_lost_to_rounding():
     y = np.array([1] * 20 + [0] * 5)
     p = np.r_[np.linspace(0.99, 0.80, 20), np.full(5, 0.1)]
-    assert threshold_for_recall(y, p, 0.95) == pytest.approx(p[18])
-    assert threshold_for_recall(y, p, 1.0) == pytest.approx(p[19])
+    assert threshold_for_recall(y, p, 0.95) == pytest.approx((p[18] + p[19]) / 2)
+    assert threshold_for_recall(y, p, 1.0) == pytest.approx((p[19] + 0.1) / 2)
+
+
+def test_threshold_is_midway_to_the_next_lower_score_so_rounding_cannot_flip_the_film_it_was_chosen_on():
+    y = np.array([1, 1, 1, 1, 0, 0])
+    p = np.array([0.9, 0.8, 0.7, 0.6172, 0.5, 0.2])
+    t = threshold_for_recall(y, p, 1.0)
+    assert t == pytest.approx(0.5586)
+    assert recall_at(y, p - 1e-7, t) == 1.0  # another backend scoring every film 1e-7 lower
+    assert threshold_for_recall([1, 1], [0.9, 0.6], 1.0) == pytest.approx(0.3)  # nothing below: midway to 0
+    assert youden_threshold([0, 1], [0.25, 0.75]) == 0.5
+    tight = np.nextafter(0.6, 0.0)  # adjacent floats: no room between them, the score itself
+    assert threshold_for_recall([1, 0], [0.6, tight], 1.0) == 0.6
 
 
 def test_threshold_for_recall_errors():
@@ -95,7 +112,7 @@ def test_property_youden_threshold_maximises_j(data):
     fpr, tpr, _ = sk.roc_curve(y, p, drop_intermediate=False)
     assert youden_j(y, p, t) == pytest.approx(np.max(tpr - fpr), abs=1e-12)
     higher = np.unique(p[p > t])
-    assert all(youden_j(y, p, c) < youden_j(y, p, t) - 1e-12 for c in higher)
+    assert all(youden_j(y, p, c) < youden_j(y, p, t) - 1e-12 for c in higher[1:])  # higher[0]: the same decisions
 
 
 def test_youden_threshold_breaks_exact_ties_towards_highest_despite_float_rounding():
@@ -108,13 +125,14 @@ def test_youden_threshold_breaks_exact_ties_towards_highest_despite_float_roundi
 
     candidates = sorted(set(p.tolist()))
     best = max(exact_j(t) for t in candidates)
-    assert youden_threshold(y, p) == max(t for t in candidates if exact_j(t) == best)
+    best_t = max(t for t in candidates if exact_j(t) == best)
+    assert youden_threshold(y, p) == pytest.approx((best_t + max(c for c in candidates if c < best_t)) / 2)
 
 
 def test_youden_threshold_separable_data_and_errors():
     y = np.array([0, 0, 0, 1, 1])
     p = np.array([0.1, 0.2, 0.3, 0.7, 0.8])
-    assert youden_threshold(y, p) == 0.7
+    assert youden_threshold(y, p) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="both"):
         youden_threshold([1, 1], [0.2, 0.4])
 

@@ -34,11 +34,12 @@ def check_target_recall(target_recall: float | None) -> None:
 
 
 def threshold_for_recall(y_true: ArrayLike, y_prob: ArrayLike, target_recall: float) -> float:
-    """Highest threshold ``t`` with recall of ``y_prob >= t`` at least ``target_recall``.
+    """Threshold ``t`` with recall of ``y_prob >= t`` at least ``target_recall`` and the highest specificity.
 
-    Recall only changes at the scores of positive cases, so ``t`` is the k-th highest
-    positive score, k being the fewest positives that reach the target. Among all
-    thresholds that reach the target this one has the highest specificity.
+    Recall only changes at the scores of positive cases, so the highest such threshold is the
+    k-th highest positive score, k being the fewest positives that reach the target. ``t`` is
+    the midpoint of the gap below that score (`_midway_below`): the same decisions on these
+    cases, none of them on the threshold itself.
     """
     try:
         target = float(target_recall)
@@ -53,14 +54,15 @@ def threshold_for_recall(y_true: ArrayLike, y_prob: ArrayLike, target_recall: fl
         raise ValueError("threshold_for_recall needs at least one positive (PNEUMONIA) case in y_true.")
     reachable = np.arange(1, n_pos + 1) / n_pos
     k = int(np.searchsorted(reachable, target, side="left"))
-    return float(pos_scores[k])
+    return _midway_below(float(pos_scores[k]), yp)
 
 
 def youden_threshold(y_true: ArrayLike, y_prob: ArrayLike) -> float:
     """Threshold maximising Youden's J = sensitivity + specificity - 1.
 
     Candidates are the observed probabilities; J is compared exactly (as the integer
-    J * n_pos * n_neg) and on ties the highest threshold wins.
+    J * n_pos * n_neg) and on ties the highest wins; the threshold is the midpoint of the
+    gap below it (`_midway_below`).
     """
     yt, yp = _labels_and_scores(y_true, y_prob, probabilities=True, name="y_prob")
     n_pos = int(np.count_nonzero(yt))
@@ -69,7 +71,20 @@ def youden_threshold(y_true: ArrayLike, y_prob: ArrayLike) -> float:
         raise ValueError("youden_threshold needs both NORMAL (0) and PNEUMONIA (1) cases in y_true.")
     scores, tps, fps = _descending_counts(yt, yp)
     scaled_j = tps * n_neg - fps * n_pos
-    return float(scores[int(np.argmax(scaled_j))])
+    return _midway_below(float(scores[int(np.argmax(scaled_j))]), yp)
+
+
+def _midway_below(score: float, scores: NDArray[np.float64]) -> float:
+    """The midpoint between `score` and the next lower of `scores` (0 when there is none).
+
+    A threshold equal to a case's score would decide that case by rounding alone: ONNX Runtime and
+    PyTorch differ by ~1e-7, so the film a threshold was chosen on flipped with the backend. Any
+    threshold in the gap makes the same decisions on `scores`; its middle leaves the most room.
+    """
+    lower = scores[scores < score]
+    below = float(lower.max()) if lower.size else 0.0
+    middle = (score + below) / 2
+    return middle if below < middle < score else score  # adjacent floats: no room in between
 
 
 def threshold_table(
