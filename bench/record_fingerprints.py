@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
+from _rewrite import rewrite_artifact
 
-from pneumoscan.artifact import file_sha256, load_artifact, resolve_model_path, save_artifact
+from pneumoscan.artifact import load_artifact, resolve_model_path
 from pneumoscan.data.fingerprint import fingerprints
 from pneumoscan.data.layout import evaluation_samples
-from pneumoscan.inference.ood import load_guard
 
 
 def main() -> None:
@@ -39,18 +38,9 @@ def main() -> None:
     expected = sum(n for split in ("train", "val") for c, n in counts[split].items() if c != "patients")
     if len(marks) != expected:
         raise SystemExit(f"{args.data}/train: {len(marks)} readable films, the model records {expected}; not its data")
-    guard = load_guard(path)  # checked against the file as it is now
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    old_sha = file_sha256(path)
     meta.training["fingerprints"] = sorted(set(marks))
-    save_artifact(path, model, meta)
-    if guard is not None:
-        guard.save_for(path)
-    reloaded, _ = load_artifact(path)
-    assert all(torch.equal(before[k], v) for k, v in reloaded.state_dict().items()), "weights changed"
-    print(f"{path}: {len(meta.training['fingerprints'])} fingerprints of {len(marks)} films recorded; "
-          f"sha256 {old_sha[:12]} -> {file_sha256(path)[:12]}; {Path(path).stat().st_size / 1e6:.2f} MB"
-          + ("; guard re-keyed" if guard is not None else ""))
+    done = rewrite_artifact(Path(path), model, meta)
+    print(f"{path}: {len(meta.training['fingerprints'])} fingerprints of {len(marks)} films recorded; {done}")
 
 
 if __name__ == "__main__":

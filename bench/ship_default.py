@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from _results import write_results
+from _rewrite import rewrite_artifact
 
-from pneumoscan.artifact import default_model_path, load_artifact, save_artifact
+from pneumoscan.artifact import default_model_path, load_artifact, resolve_model_path
 from pneumoscan.evaluation.evaluate import evaluate
 from pneumoscan.inference.predictor import Predictor
 
@@ -69,7 +70,8 @@ def main() -> None:
     meta.test_metrics = {k: summary[k] for k in (*KEYS, "n", "n_positive", "n_negative", "threshold",
                                                  "confusion_matrix", "recall_by_cause", "ece")}
     meta.test_metrics["data"] = "official Kermany test split (624 images), 224 px copies"
-    target = save_artifact(default_model_path(), model, meta)
+    target = default_model_path()
+    print(f"{target}: {rewrite_artifact(target, model, meta, source=resolve_model_path(args.run))}")
     rows = [{"metric": k, "value": summary[k]["value"], "ci95": summary[k]["ci95"]} for k in KEYS]
     rows += [{"metric": f"recall_{c}", "value": v["recall"], "ci95": None} for c, v in summary["recall_by_cause"].items()]
     val_labels, val_probs = np.array(meta.val_scores["labels"]), np.array(meta.val_scores["probs"])
