@@ -140,6 +140,16 @@ def text_document() -> bytes:
     return encode(im, "PNG")
 
 
+# A real film the shipped guard accepts.
+UPRIGHT_FILM = SAMPLE / "train" / "NORMAL" / "NORMAL2-IM-0869-0001.jpeg"
+
+
+def dithered(path: Path = UPRIGHT_FILM, side: int = 896) -> bytes:
+    """A real film dithered to black and white (a 1-bit PNG) at the size of an original: the guard must refuse it."""
+    with Image.open(path) as im:
+        return encode(im.convert("L").resize((side, side), Image.Resampling.BICUBIC).convert("1"))
+
+
 def make_dicom(
     arr: np.ndarray | None,
     *,

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import ImageOps
 
-from pneumoscan.data.preprocess import Preprocessing, equalize_images, load_image
+from pneumoscan.data.preprocess import Preprocessing, equalize_images, grey_levels, load_image, load_image_with_levels
 
 
 def test_load_image_any_size_and_mode(tmp_path: Path) -> None:
@@ -23,6 +23,17 @@ def test_load_image_any_size_and_mode(tmp_path: Path) -> None:
     out = load_image(tmp_path / "wide.png", 64)
     assert out.shape == (64, 64) and out.dtype == np.uint8
     assert out[:, :28].mean() > 150 and out[:, 36:].mean() < 10
+
+
+def test_grey_levels_are_counted_before_resizing() -> None:
+    """A dithered film is black and white in the file, grey once resized: only the decoded file shows it."""
+    from tests.conftest import dithered
+
+    data = dithered()
+    image, levels = load_image_with_levels(data, 128)
+    assert levels == 2 and grey_levels(image) > 100
+    np.testing.assert_array_equal(image, load_image(data, 128))
+    assert grey_levels(np.arange(256, dtype=np.uint8).reshape(16, 16)) == 256
 
 
 def test_preprocessing_is_the_standardisation_formula_for_arrays_and_tensors() -> None:

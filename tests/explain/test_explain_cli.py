@@ -83,7 +83,8 @@ def test_explain_draws_a_file_name_with_dollar_signs(tiny_run: Path, tiny_data: 
 def test_explain_labels_a_film_at_the_threshold_as_predict_does(tiny_run: Path, tiny_data: Path,
                                                                 capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """explain scored with PyTorch and predict (--backend auto) with ONNX Runtime, about 1e-7 apart: the shipped model's
-    threshold is one validation film's exact score, and predict called that film NORMAL, explain PNEUMONIA."""
+    threshold was one validation film's exact score (until thresholds were stored midway below it), and predict
+    called that film NORMAL, explain PNEUMONIA."""
     from pneumoscan.data.preprocess import load_image
     from pneumoscan.inference.predictor import Predictor
 
@@ -99,3 +100,16 @@ def test_explain_labels_a_film_at_the_threshold_as_predict_does(tiny_run: Path, 
     assert main(["explain", str(films[i]), "--model", str(tiny_run), "--threshold", threshold,
                  "--out", str(tmp_path / "h.png")]) == 0
     assert capsys.readouterr().out.split()[0] == predicted
+
+
+def test_explain_refuses_a_dithered_film_saying_what_to_send(fitted: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import dithered
+
+    film = tmp_path / "scan.png"
+    film.write_bytes(dithered())
+    out = tmp_path / "heat.png"
+    assert main(["explain", str(film), "--model", str(fitted), "--out", str(out)]) == 2
+    assert (f"{film}: binary (black-and-white) image: 2 grey levels; send the original radiograph; no prediction "
+            "or heatmap made") in capsys.readouterr().err
+    assert not out.exists()

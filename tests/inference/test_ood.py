@@ -27,8 +27,11 @@ from pneumoscan.inference.ood import (
     guard_path,
     load_guard,
 )
+from pneumoscan.inference.predictor import Predictor
 from pneumoscan.models.registry import create_model, list_models
-from tests.conftest import blank_image, colour_photo, encode, text_document
+from tests.conftest import UPRIGHT_FILM, blank_image, colour_photo, dicom_bytes, dithered, encode, text_document
+
+BINARY = "binary (black-and-white) image: 2 grey levels; send the original radiograph"
 
 
 def check_bytes(model_path: Path, payloads: list[bytes]) -> list:
@@ -56,6 +59,41 @@ def test_non_xrays_rejected_with_reasons(fitted: Path) -> None:
     assert blank.reason == "blank or nearly constant image"
     assert photo.components["colour"] > 1.0
     assert document.components["image"] > document.threshold
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Predictor:
+    """The shipped model with its guard."""
+    return Predictor(None, backend="torch")
+
+
+def test_shipped_guard_refuses_a_dithered_film_but_not_the_original_in_any_format(shipped: Predictor) -> None:
+    """Dithering averages to grey at the model's 128 px, so only the decoded file's grey levels show it."""
+    result = shipped.predict_bytes(dithered(UPRIGHT_FILM))
+    assert result.in_distribution is False and result.probability is None and result.label is None
+    assert result.ood_reason == BINARY
+    with Image.open(UPRIGHT_FILM) as im:
+        gray = im.convert("L")
+    big = np.asarray(gray.resize((2 * gray.width, 2 * gray.height), Image.Resampling.BICUBIC).convert("F"))
+    film12 = np.clip(big * 16, 0, 4095).astype(np.uint16)  # 12-bit values, as a detector gives them
+    for original in (UPRIGHT_FILM.read_bytes(), encode(Image.fromarray(film12)), dicom_bytes(film12, 12)):
+        assert shipped.predict_bytes(original).in_distribution is True
+
+
+def test_grey_levels_rule_and_its_messages(fitted: Path) -> None:
+    guard = load_guard(fitted)
+    model, meta = load_artifact(fitted)
+    xray = load_image(UPRIGHT_FILM, meta.image_size)
+    images = np.stack([xray] * 4)
+    plain = guard.check(images, model=model)
+    results = guard.check(images, model=model, grey_levels=[2, 4, 16, 17])
+    assert [r.in_distribution for r in results] == [False, False, False, plain[3].in_distribution]
+    assert [r.refused_by for r in results[:3]] == ["grey_levels"] * 3 and results[0].to_dict()["refused_by"] == "grey_levels"
+    assert results[0].message == BINARY
+    assert results[1].message == "posterised or dithered image: 4 grey levels; send the original radiograph"
+    assert results[0].score == plain[0].score  # the statistical score is kept for inspection
+    with pytest.raises(ValueError, match="grey level"):
+        guard.check(images, model=model, grey_levels=[2])
 
 
 def test_model_argument_equals_precomputed_features(fitted: Path) -> None:
@@ -261,3 +299,16 @@ def test_cli_predict_flags_non_xrays(fitted: Path, sample_dir: Path, tmp_path: P
         assert rows[name]["ood_reason"].startswith("not a chest X-ray")
         assert f"{name}: not a chest X-ray" in captured.err
     assert main(["predict", "--model", str(fitted), str(folder / "a_xray.jpeg"), "--backend", "torch"]) == 0
+
+
+def test_cli_predict_names_a_dithered_film_and_what_to_send(fitted: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from pneumoscan.cli import main
+
+    film = tmp_path / "scan.png"
+    film.write_bytes(dithered())
+    assert main(["predict", "--model", str(fitted), str(film), "--json", "--backend", "torch"]) == 1
+    captured = capsys.readouterr()
+    (row,) = json.loads(captured.out)
+    assert row["in_distribution"] is False and row["label"] is None and row["ood_reason"] == BINARY
+    assert f"{film}: {BINARY}; no prediction made" in captured.err

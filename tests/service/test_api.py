@@ -20,7 +20,7 @@ from pneumoscan.inference.predictor import Predictor
 from pneumoscan.service import engine as engine_module
 from pneumoscan.service.app import create_app
 from pneumoscan.service.settings import Settings
-from tests.conftest import dicom_bytes, blank_image, colour_photo, text_document
+from tests.conftest import dicom_bytes, blank_image, colour_photo, dithered, text_document
 
 NOTE = "Decision support only — not a diagnosis"
 SECRET = "PATIENT_DOE_JANE_1234"
@@ -387,6 +387,16 @@ def test_guarded_batch_mixes_xrays_and_non_xrays(guarded_client: TestClient, fit
     assert rows[3]["error"] and rows[3]["ood_reason"] is None
 
 
+def test_guarded_dithered_film_is_refused_saying_what_to_send(guarded_client: TestClient, xray: Path) -> None:
+    """A chest X-ray dithered to black and white: refused from the upload's own grey levels, alone or in a batch."""
+    binary = "binary (black-and-white) image: 2 grey levels; send the original radiograph"
+    body = guarded_client.post("/predict", files={"file": ("scan.png", dithered(), "image/png")}).json()
+    assert body["in_distribution"] is False and body["probability"] is None and body["ood_reason"] == binary
+    files = [("files", ("scan.png", dithered(), "image/png")), ("files", (xray.name, xray.read_bytes(), "image/jpeg"))]
+    rows = guarded_client.post("/predict/batch", files=files).json()["results"]
+    assert [(r["in_distribution"], r["ood_reason"]) for r in rows] == [(False, binary), (True, None)]
+
+
 def test_unguarded_batch_has_no_verdicts(client: TestClient) -> None:
     body = client.post("/predict/batch", files=[("files", ("photo.jpg", colour_photo(), "image/jpeg"))]).json()
     assert body["results"][0]["in_distribution"] is None and body["results"][0]["probability"] is not None
@@ -453,8 +463,8 @@ def test_an_image_over_the_pixel_limit_is_413(client: TestClient, monkeypatch: p
     from pneumoscan.data import preprocess
 
     # a 20 x 20 image stands in for one over 150 megapixels
-    monkeypatch.setattr(preprocess.load_image, "__kwdefaults__", {**preprocess.load_image.__kwdefaults__,
-                                                                  "max_pixels": 100})
+    decode = preprocess.load_image_with_levels  # what the service decodes uploads with
+    monkeypatch.setattr(decode, "__kwdefaults__", {**decode.__kwdefaults__, "max_pixels": 100})
     payload = png_bytes(np.full((20, 20), 100, np.uint8))
     res = client.post("/predict", files={"file": ("big.png", payload, "image/png")})
     assert res.status_code == 413 and "image too large" in res.json()["detail"]

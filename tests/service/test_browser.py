@@ -20,7 +20,7 @@ import pytest
 
 import pneumoscan
 from pneumoscan.inference.predictor import Predictor
-from tests.conftest import blank_image, colour_photo
+from tests.conftest import blank_image, colour_photo, dithered
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -138,14 +138,21 @@ def test_page_shows_result_and_heatmap(server: str, fitted: Path, sample_dir: Pa
         expect(page.locator("#ood")).to_be_hidden()
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
 
-        # Not chest X-rays: a warning with the guard's reason instead of the probability bar and decision.
-        for name, mime, payload, reason in (
-                ("holiday.jpg", "image/jpeg", colour_photo(), "colour image (chest X-rays are grayscale)"),
-                ("blank.png", "image/png", blank_image(), "blank or nearly constant image")):
+        # Not chest X-rays, or one the model cannot read as sent: a warning with the guard's reason instead of the
+        # probability bar and decision.
+        refused = "Not a chest X-ray — no prediction made: "
+        for name, mime, payload, warning in (
+                ("holiday.jpg", "image/jpeg", colour_photo(), refused + "colour image (chest X-rays are grayscale)"),
+                ("blank.png", "image/png", blank_image(), refused + "blank or nearly constant image"),
+                ("scan.png", "image/png", dithered(), "No prediction made: binary (black-and-white) image: "
+                                                      "2 grey levels; send the original radiograph")):
             page.set_input_files("#file", files=[{"name": name, "mimeType": mime, "buffer": payload}])
             ood = page.locator("#ood")
             expect(ood).to_be_visible(timeout=15_000)
-            expect(ood).to_contain_text(f"Not a chest X-ray — no prediction made: {reason}")
+            expect(page.locator("#ood-text")).to_have_text(warning)
+            as_sent = not warning.startswith(refused)  # a chest X-ray in a form the model cannot read
+            expect(page.locator("#ood-as-sent" if as_sent else "#ood-unlike")).to_be_visible()
+            expect(page.locator("#ood-unlike" if as_sent else "#ood-as-sent")).to_be_hidden()
             expect(page.locator("#result")).to_be_visible()
             for hidden in ("#scores", "#decision", "#meter", "#prob", "#heatmap", "#error"):
                 expect(page.locator(hidden)).to_be_hidden()

@@ -33,6 +33,25 @@ def load_image(
     return resize_square(read_grayscale(source, name=name, max_pixels=max_pixels, draft_size=size), size)
 
 
+def grey_levels(gray: np.ndarray) -> int:
+    """How many distinct values a 2-D uint8 image holds (Pillow's histogram: no int64 copy of a large film)."""
+    image = Image.fromarray(np.ascontiguousarray(gray, dtype=np.uint8), mode="L")
+    return sum(1 for count in image.histogram() if count)
+
+
+def load_image_with_levels(
+    source: str | os.PathLike | bytes,
+    size: int,
+    *,
+    name: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[np.ndarray, int]:
+    """`load_image`, and the `grey_levels` of the decoded file before resizing, from the one decode: a
+    black-and-white (dithered) film averages to grey at the model's size, so only the decoded pixels show it."""
+    gray = read_grayscale(source, name=name, max_pixels=max_pixels, draft_size=size)
+    return resize_square(gray, size), grey_levels(gray)
+
+
 def to_unit(batch: torch.Tensor | np.ndarray) -> torch.Tensor:
     """uint8 images (N, H, W) or (N, 1, H, W) in 0..255 -> float32 (N, 1, H, W) in 0..1."""
     tensor = torch.from_numpy(np.array(batch, dtype=np.uint8)) if isinstance(batch, np.ndarray) else batch

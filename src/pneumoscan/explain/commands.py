@@ -38,7 +38,7 @@ def display_copy(gray: np.ndarray) -> np.ndarray:
 def cmd_explain(args: argparse.Namespace) -> int:
     """Classify IMAGE, compute Grad-CAM for the predicted class and save the figure."""
     from pneumoscan.data.decode import read_file, read_grayscale
-    from pneumoscan.data.preprocess import load_image
+    from pneumoscan.data.preprocess import load_image_with_levels
     from pneumoscan.errors import InputError
     from pneumoscan.explain.gradcam import cam_layers, gradcam_for_image, overlay
     from pneumoscan.inference.predictor import Predictor
@@ -56,9 +56,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise InputError(f"{predictor.path}: {err}") from None
     data = read_file(args.image, args.image)
     original = display_copy(read_grayscale(data, name=args.image))
-    model_input = load_image(data, predictor.size, name=args.image)
+    model_input, levels = load_image_with_levels(data, predictor.size, name=args.image)
     # screened by the out-of-distribution guard like `predict` and the service: no heatmap without a prediction
-    (result,) = predictor.results([str(args.image)], model_input[None], [data])
+    (result,) = predictor.results([str(args.image)], model_input[None], [data], levels=[levels])
     if result.in_distribution is False:
         raise InputError(f"{args.image}: {result.ood_reason}; no prediction or heatmap made")
     prob, label = float(result.probability), str(result.label)

@@ -6,17 +6,18 @@ How to call it (Predictor, CLI, service) - one forward pass serves both the pred
     guard = load_guard(model_path)     # once, beside the model: OODGuard, or None when no guard file
     # per batch of files: read each file once, use the bytes twice
     datas = [Path(f).read_bytes() for f in files]
-    images = np.stack([load_image(d, meta.image_size, name=str(f)) for f, d in zip(files, datas)])
+    images, levels = zip(*(load_image_with_levels(d, meta.image_size, name=str(f)) for f, d in zip(files, datas)))
+    images = np.stack(images)                            # load_image_with_levels: data.preprocess
     colours = [colourfulness(d) for d in datas]          # measured on the raw bytes: decoding drops colour
     logits, feats = forward_with_features(model, images, meta.preprocessing, batch_size=64, tta=meta.tta)
     probs = sigmoid(logits)            # the same logits as predict_logits(...) gives
-    results = guard.check(images, features=feats, colourfulness=colours)  # list[OODResult], one per image
-    # not results[i].in_distribution -> report results[i].message ("not a chest X-ray: <reason>"),
+    results = guard.check(images, features=feats, colourfulness=colours, grey_levels=levels)  # list[OODResult]
+    # not results[i].in_distribution -> report results[i].message (e.g. "not a chest X-ray: <reason>"),
     # results[i].to_dict() for JSON; keep the probability out of the verdict for such inputs
 
 `guard.check(images, model=model, colourfulness=...)` also works (it runs its own forward pass), and
-`colourfulness=None` skips the colour signal. A guard is tied to the exact model file it was fitted
-for (SHA-256); `load_guard` raises InputError for a stale guard.
+`colourfulness=None` / `grey_levels=None` skip those signals. A guard is tied to the exact model file it
+was fitted for (SHA-256); `load_guard` raises InputError for a stale guard.
 
 Signals, each turned into a ratio to its 99th percentile on held-out training X-rays:
 
@@ -31,6 +32,14 @@ Signals, each turned into a ratio to its 99th percentile on held-out training X-
 
 The score is the largest ratio. The threshold is the held-out (5-fold cross-fitted) quantile of the
 score that rejects half of the allowed false-rejection rate, leaving margin for new scanners.
+
+A rule refuses chest X-rays in a form the model cannot read, whatever the score (its message says
+what to send instead of "not a chest X-ray"); it uses a fixed constant measured on the training films
+(`bench/guard_cues.py`), so guards fitted before it need no refit:
+
+* grey levels: a file that decodes to at most ``MAX_GREY_LEVELS`` distinct grey levels at its own
+  resolution (before resizing) is binary (black-and-white, dithered) or posterised. Dithering averages
+  to grey at the model's size, so the other signals pass such a film.
 """
 from __future__ import annotations
 
@@ -61,12 +70,17 @@ _META_KEY = "pneumoscan_ood"
 COLOUR_REFERENCE = 15.0  # Hasler & Suesstrunk: below 15 an image is "not colourful"
 BLANK_SPREAD = 3.0  # pixel standard deviation (0-255) under which an image is blank
 _LAYOUT = 8  # the standardised image's layout is summarised as LAYOUT x LAYOUT block means
+# `python bench/guard_cues.py` (train films only; bench/results/guard_cues.md) measured the constant:
+# - the 5,216 train films decode to 113 to 256 grey levels (1st percentile 171), and as 16-bit PNG/TIFF and
+#   12-bit DICOM (plain, windowed, MONOCHROME1) to at least as many; a 1-bit dithered film has 2.
+MAX_GREY_LEVELS = 16
 _REASONS = {
     "colour": "colour image (chest X-rays are grayscale)",
     "image": "image statistics unlike chest X-rays (layout, contrast or texture)",
     "features": "the model's features are unlike those of its training X-rays",
 }
 _BLANK = "blank or nearly constant image"
+_AS_SENT = ("grey_levels",)  # refusals of a chest X-ray in a form the model cannot read
 
 
 @dataclass(frozen=True)
@@ -78,13 +92,23 @@ class OODResult:
     threshold: float
     reason: str | None = None
     components: dict[str, float] = field(default_factory=dict)
+    # what refused the image: "blank", "grey_levels" or the largest of `components`
+    refused_by: str | None = None
 
     @property
     def message(self) -> str:
-        return "looks like a chest X-ray" if self.in_distribution else f"not a chest X-ray: {self.reason}"
+        if self.in_distribution:
+            return "looks like a chest X-ray"
+        return str(self.reason) if self.refused_by in _AS_SENT else f"not a chest X-ray: {self.reason}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def grey_levels_reason(levels: int) -> str:
+    """Why a film with this few grey levels is refused, and what to send instead."""
+    kind = "binary (black-and-white) image" if levels <= 2 else "posterised or dithered image"
+    return f"{kind}: {levels} grey level{'' if levels == 1 else 's'}; send the original radiograph"
 
 
 # --------------------------------------------------------------------------- signals
@@ -285,9 +309,22 @@ class OODGuard:
     ) -> dict[str, np.ndarray]:
         """Raw signal values per image: squared distances (`image`, `features`) and `colour`."""
         images = np.asarray(images)
+        return self._components(images, self._statistics(images), features, model, colourfulness)
+
+    def _statistics(self, images: np.ndarray) -> np.ndarray:
         if images.ndim != 3 or images.shape[1:] != (self.image_size, self.image_size):
             raise ValueError(f"images must be (N, {self.image_size}, {self.image_size}) uint8, got {images.shape}")
-        out = {"image": self.models["image"].distance(image_statistics(images))}
+        return image_statistics(images)
+
+    def _components(
+        self,
+        images: np.ndarray,
+        stats: np.ndarray,
+        features: np.ndarray | None,
+        model: nn.Module | None,
+        colourfulness: Sequence[float] | np.ndarray | None,
+    ) -> dict[str, np.ndarray]:
+        out = {"image": self.models["image"].distance(stats)}
         if "features" in self.models:
             if features is None:
                 if model is None:
@@ -316,18 +353,33 @@ class OODGuard:
         features: np.ndarray | None = None,
         model: nn.Module | None = None,
         colourfulness: Sequence[float] | np.ndarray | None = None,
+        grey_levels: Sequence[int] | np.ndarray | None = None,
     ) -> list[OODResult]:
-        """One verdict per image of the (N, S, S) uint8 batch; see the module docstring for the arguments."""
+        """One verdict per image of the (N, S, S) uint8 batch; see the module docstring for the arguments
+        (`grey_levels`: of each decoded file before resizing, `pneumoscan.data.preprocess.load_image_with_levels`)."""
+        images = np.asarray(images)
         if len(images) == 0:
             return []
-        score, ratios = self.scores(self.components(images, features=features, model=model, colourfulness=colourfulness))
+        levels = None if grey_levels is None else np.asarray(grey_levels, dtype=np.int64).reshape(-1)
+        if levels is not None and len(levels) != len(images):
+            raise ValueError(f"got {len(levels)} grey level counts for {len(images)} images")
+        stats = self._statistics(images)
+        score, ratios = self.scores(self._components(images, stats, features, model, colourfulness))
         spread = _spread(images)
         results = []
         for i, value in enumerate(score):
             parts = {k: round(float(v[i]), 4) for k, v in ratios.items()}
-            ok = bool(value <= self.threshold)
-            reason = None if ok else (_BLANK if spread[i] < BLANK_SPREAD else _REASONS[max(parts, key=parts.__getitem__)])
-            results.append(OODResult(ok, float(value), self.threshold, reason, parts))
+            passed = bool(value <= self.threshold)
+            if not passed and spread[i] < BLANK_SPREAD:
+                refused_by, reason = "blank", _BLANK
+            elif levels is not None and levels[i] <= MAX_GREY_LEVELS:
+                refused_by, reason = "grey_levels", grey_levels_reason(int(levels[i]))
+            elif not passed:
+                refused_by = max(parts, key=parts.__getitem__)
+                reason = _REASONS[refused_by]
+            else:
+                refused_by = reason = None
+            results.append(OODResult(refused_by is None, float(value), self.threshold, reason, parts, refused_by))
         return results
 
     def save(self, path: str | os.PathLike) -> Path:

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, load_artifact, resolve_model_path
-from pneumoscan.data.decode import read_file
+from pneumoscan.data.decode import read_file, read_grayscale
 from pneumoscan.data.layout import image_files
-from pneumoscan.data.preprocess import load_image
+from pneumoscan.data.preprocess import grey_levels, load_image_with_levels
 from pneumoscan.errors import InputError
 from pneumoscan.evaluation.thresholds import adjust_for_prevalence, check_target_recall
 from pneumoscan.inference.batch import predict_probs, sigmoid
@@ -177,14 +177,18 @@ class Predictor:
         return self.meta.class_names[int(prob >= self.threshold)]
 
     def results(self, names: list[str], images: np.ndarray, raw: Sequence[bytes | bytearray] | None = None, *,
-                colours: list[float] | None = None) -> list[Prediction]:
-        """Predictions for decoded images, screened by the guard (colourfulness from `raw` bytes or given).
+                colours: list[float] | None = None, levels: list[int] | None = None) -> list[Prediction]:
+        """Predictions for decoded images, screened by the guard: colourfulness and grey levels (see
+        `load_image_with_levels`) as given, else measured on the `raw` bytes (the levels by decoding them again).
 
         Inputs the guard rejects get no probability and no label.
         """
-        if self.guard is not None and colours is None and raw is not None:
-            colours = [colourfulness(r) for r in raw]
-        probs, verdicts = self.screen(images, colours)
+        if self.guard is not None and raw is not None:
+            if colours is None:
+                colours = [colourfulness(r) for r in raw]
+            if levels is None:
+                levels = [grey_levels(read_grayscale(r, name=n, draft_size=self.size)) for n, r in zip(names, raw)]
+        probs, verdicts = self.screen(images, colours, levels)
         out = []
         for name, prob, verdict in zip(names, probs, verdicts):
             if verdict is not None and not verdict.in_distribution:
@@ -195,22 +199,22 @@ class Predictor:
                                       in_distribution=None if verdict is None else True))
         return out
 
-    def screen(self, images: np.ndarray, colours: list[float] | None = None
+    def screen(self, images: np.ndarray, colours: list[float] | None = None, levels: list[int] | None = None
                ) -> tuple[np.ndarray, list[OODResult | None]]:
         """P(PNEUMONIA) for preprocessed images (N, S, S) and the guard's verdict on each (None without a guard);
-        `colours` are the files' colourfulness, when known."""
+        `colours` and `levels` are the files' colourfulness and grey levels, when known."""
         probs, features = self._predict(images, with_features=self.guard is not None)
         if self.guard is None:
             return probs, [None] * len(images)
         if features is not None:
-            return probs, list(self.guard.check(images, features=features, colourfulness=colours))
+            return probs, list(self.guard.check(images, features=features, colourfulness=colours, grey_levels=levels))
         # an ONNX export without the features output
-        return probs, list(self.guard.check(images, model=self.model, colourfulness=colours))
+        return probs, list(self.guard.check(images, model=self.model, colourfulness=colours, grey_levels=levels))
 
     def predict_bytes(self, data: bytes, name: str = "<upload>") -> Prediction:
         """Predict one in-memory file; raises InputError when it is not a usable image."""
-        image = load_image(data, self.size, name=name)
-        return self.results([name], image[None], [data])[0]
+        image, levels = load_image_with_levels(data, self.size, name=name)
+        return self.results([name], image[None], [data], levels=[levels])[0]
 
     def predict_files(self, paths: list[str | os.PathLike], workers: int | None = None) -> list[Prediction]:
         """Predict files and folders; unreadable files (and, among other inputs, folders without images) come back
@@ -229,12 +233,13 @@ class Predictor:
 
         guarded = self.guard is not None
 
-        def decode(path: Path) -> tuple[np.ndarray, float] | str:
+        def decode(path: Path) -> tuple[np.ndarray, float, int] | str:
             if path in empty:
                 return empty[path]
             try:
                 data = read_file(path, str(path))
-                return load_image(data, size, name=str(path)), colourfulness(data) if guarded else 0.0
+                image, levels = load_image_with_levels(data, size, name=str(path))
+                return image, colourfulness(data) if guarded else 0.0, levels
             except InputError as err:
                 return str(err)
 
@@ -245,7 +250,7 @@ class Predictor:
                                      for f, d in zip(files, decoded)]
         if good:
             done = self.results([str(files[i]) for i in good], np.stack([decoded[i][0] for i in good]),
-                                colours=[decoded[i][1] for i in good])
+                                colours=[decoded[i][1] for i in good], levels=[decoded[i][2] for i in good])
             for i, prediction in zip(good, done):
                 results[i] = prediction
         return results

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, default_model_path, file_sha256
-from pneumoscan.data.preprocess import load_image
+from pneumoscan.data.preprocess import load_image_with_levels
 from pneumoscan.errors import InputError, PneumoscanError
 from pneumoscan.inference.predictor import Prediction, Predictor, describe
 from pneumoscan.service.settings import Settings
@@ -64,25 +64,27 @@ class Engine:
     def meta(self) -> ArtifactMeta:
         return self.predictor.meta
 
-    def decode(self, data: bytes | bytearray, name: str) -> np.ndarray:
-        """Upload bytes -> the model's uint8 input image; InputError when undecodable."""
-        return load_image(data, self.predictor.size, name=name)
+    def decode(self, data: bytes | bytearray, name: str) -> tuple[np.ndarray, int]:
+        """Upload bytes -> the model's uint8 input image and the file's grey levels (for the guard); InputError
+        when undecodable."""
+        return load_image_with_levels(data, self.predictor.size, name=name)
 
     @property
     def guarded(self) -> bool:
         return self.predictor.guard is not None
 
-    def results(self, images: np.ndarray, raw: Sequence[bytes | bytearray]) -> list[Prediction]:
-        """Prediction per preprocessed image (N, S, S) decoded from `raw`, screened by the guard when there is one.
+    def results(self, images: np.ndarray, raw: Sequence[bytes | bytearray], levels: list[int]) -> list[Prediction]:
+        """Prediction per preprocessed image (N, S, S) decoded from `raw` (with `levels` from `decode`), screened
+        by the guard when there is one.
 
         Inputs the guard rejects come back with `in_distribution=False`, `ood_reason` set and no
         probability or label. Names are not passed on: results are matched to uploads by position.
         """
         names = [f"upload {i}" for i in range(len(images))]
         if not self.predictor.hooks_shared_model:
-            return self.predictor.results(names, images, raw)
+            return self.predictor.results(names, images, raw, levels=levels)
         with self._screen_lock:
-            return self.predictor.results(names, images, raw)
+            return self.predictor.results(names, images, raw, levels=levels)
 
     def explain_available(self) -> bool:
         module = gradcam_module()

@@ -125,8 +125,8 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
         data = part.data  # the upload's own buffer: a copy would hold it twice while it is decoded
 
         def work() -> tuple[Prediction, bytes | None]:
-            image = engine.decode(data, _label(part))
-            (result,) = engine.results(image[None], [data])
+            image, levels = engine.decode(data, _label(part))
+            (result,) = engine.results(image[None], [data], [levels])
             rejected = result.in_distribution is False  # no heatmap: there is no prediction to explain
             return result, engine.explain_png(image, result.label) if explain and not rejected else None
 
@@ -172,16 +172,17 @@ async def predict_batch(request: Request) -> BatchResponse:
                 todo.append(i)
 
         def work() -> None:
-            good: list[tuple[int, np.ndarray, bytearray]] = []
+            good: list[tuple[int, np.ndarray, int, bytearray]] = []
             for i in todo:
                 data = files[i].data  # the upload's own buffer, not a copy (see predict)
                 try:
-                    good.append((i, engine.decode(data, _label(files[i])), data))
+                    good.append((i, *engine.decode(data, _label(files[i])), data))
                 except InputError as err:
                     items[i].status, items[i].error = 413 if isinstance(err, ImageTooLarge) else 422, str(err)
             if good:
-                results = engine.results(np.stack([image for _, image, _ in good]), [data for _, _, data in good])
-                for (i, _, _), result in zip(good, results):
+                results = engine.results(np.stack([image for _, image, _, _ in good]), [data for *_, data in good],
+                                         [levels for _, _, levels, _ in good])
+                for (i, *_), result in zip(good, results):
                     items[i].ok, items[i].status = True, 200
                     items[i].probability, items[i].label = result.probability, result.label
                     items[i].in_distribution, items[i].ood_reason = result.in_distribution, result.ood_reason

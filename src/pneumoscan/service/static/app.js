@@ -88,11 +88,16 @@ function showPreview(file) {
 
 const OOD_PREFIX = "not a chest X-ray: ";
 
-// The guard refused the image: a warning instead of the probability bar and decision.
+// The guard refused the image: a warning instead of the probability bar and decision. Its reason either says
+// the image is not a chest X-ray, or (e.g. a black-and-white film) what to send instead.
 function renderRejected(result) {
-  const reason = (result.ood_reason || "").startsWith(OOD_PREFIX)
-    ? result.ood_reason.slice(OOD_PREFIX.length) : (result.ood_reason || "unlike the training X-rays");
-  $("ood-text").textContent = `Not a chest X-ray — no prediction made: ${reason}`;
+  const reason = result.ood_reason || OOD_PREFIX + "unlike the training X-rays";
+  const unlike = reason.startsWith(OOD_PREFIX);
+  $("ood-text").textContent = unlike
+    ? `Not a chest X-ray — no prediction made: ${reason.slice(OOD_PREFIX.length)}`
+    : `No prediction made: ${reason}`;
+  show($("ood-unlike"), unlike);
+  show($("ood-as-sent"), !unlike);
   show($("ood"), true);
   show($("scores"), false);
   const heat = $("heatmap"), toggle = $("heat-toggle");
