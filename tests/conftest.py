@@ -140,7 +140,8 @@ def text_document() -> bytes:
     return encode(im, "PNG")
 
 
-# A real film the shipped guard accepts.
+# A real film the shipped guard accepts; its 180-degree rotation and vertical flip passed that guard too, before
+# the upside-down rule.
 UPRIGHT_FILM = SAMPLE / "train" / "NORMAL" / "NORMAL2-IM-0869-0001.jpeg"
 
 

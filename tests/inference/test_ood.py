@@ -31,6 +31,7 @@ from pneumoscan.inference.predictor import Predictor
 from pneumoscan.models.registry import create_model, list_models
 from tests.conftest import UPRIGHT_FILM, blank_image, colour_photo, dicom_bytes, dithered, encode, text_document
 
+UPSIDE_DOWN = "the image looks upside down; rotate it and send it again"
 BINARY = "binary (black-and-white) image: 2 grey levels; send the original radiograph"
 
 
@@ -78,6 +79,24 @@ def test_shipped_guard_refuses_a_dithered_film_but_not_the_original_in_any_forma
     film12 = np.clip(big * 16, 0, 4095).astype(np.uint16)  # 12-bit values, as a detector gives them
     for original in (UPRIGHT_FILM.read_bytes(), encode(Image.fromarray(film12)), dicom_bytes(film12, 12)):
         assert shipped.predict_bytes(original).in_distribution is True
+
+
+@pytest.mark.parametrize("film", [UPRIGHT_FILM, UPRIGHT_FILM.parents[1] / "PNEUMONIA" / "person102_virus_189.jpeg"])
+def test_shipped_guard_refuses_upside_down_films(shipped: Predictor, film: Path) -> None:
+    assert shipped.predict_bytes(film.read_bytes()).in_distribution is True
+    with Image.open(film) as im:
+        gray = im.convert("L")
+    for turned in (gray.rotate(180), gray.transpose(Image.Transpose.FLIP_TOP_BOTTOM)):
+        result = shipped.predict_bytes(encode(turned))
+        assert result.in_distribution is False and result.probability is None and result.label is None
+        assert result.ood_reason == UPSIDE_DOWN
+
+
+def test_shipped_guard_refuses_no_more_sample_train_films(shipped: Predictor, sample_dir: Path) -> None:
+    """The upside-down rule adds no false refusal among the bundled train films (3 of 200 were refused before it)."""
+    films = sorted((sample_dir / "train").rglob("*.jpeg"))
+    refused = [r for r in shipped.predict_files(films) if r.in_distribution is False]
+    assert len(refused) == 3 and not any(r.ood_reason in (UPSIDE_DOWN, BINARY) for r in refused), refused
 
 
 def test_grey_levels_rule_and_its_messages(fitted: Path) -> None:

@@ -33,13 +33,17 @@ Signals, each turned into a ratio to its 99th percentile on held-out training X-
 The score is the largest ratio. The threshold is the held-out (5-fold cross-fitted) quantile of the
 score that rejects half of the allowed false-rejection rate, leaving margin for new scanners.
 
-A rule refuses chest X-rays in a form the model cannot read, whatever the score (its message says
-what to send instead of "not a chest X-ray"); it uses a fixed constant measured on the training films
-(`bench/guard_cues.py`), so guards fitted before it need no refit:
+Two rules refuse chest X-rays in a form the model cannot read, whatever the score (their message
+says what to do instead of "not a chest X-ray"); both use fixed constants measured on the training
+films (`bench/guard_cues.py`), so guards fitted before them need no refit:
 
 * grey levels: a file that decodes to at most ``MAX_GREY_LEVELS`` distinct grey levels at its own
   resolution (before resizing) is binary (black-and-white, dithered) or posterised. Dithering averages
   to grey at the model's size, so the other signals pass such a film.
+* upside down: the ``image`` distance of the image's 180-degree rotation and vertical flip, from the
+  stored image model (the global statistics do not change under these flips; the 8x8 layout is flipped).
+  The image is refused when a flipped version would pass the image check and is more typical than the
+  image by more than ``UPSIDE_DOWN_GAIN`` (in units of the image signal's 99th percentile).
 """
 from __future__ import annotations
 
@@ -70,17 +74,21 @@ _META_KEY = "pneumoscan_ood"
 COLOUR_REFERENCE = 15.0  # Hasler & Suesstrunk: below 15 an image is "not colourful"
 BLANK_SPREAD = 3.0  # pixel standard deviation (0-255) under which an image is blank
 _LAYOUT = 8  # the standardised image's layout is summarised as LAYOUT x LAYOUT block means
-# `python bench/guard_cues.py` (train films only; bench/results/guard_cues.md) measured the constant:
+# `python bench/guard_cues.py` (train films only; bench/results/guard_cues.md) measured both constants:
 # - the 5,216 train films decode to 113 to 256 grey levels (1st percentile 171), and as 16-bit PNG/TIFF and
 #   12-bit DICOM (plain, windowed, MONOCHROME1) to at least as many; a 1-bit dithered film has 2.
 MAX_GREY_LEVELS = 16
+# - upside-down gain of unflipped train films: 99.9th percentile 0.13 (5-fold cross-fitted image model), 2 of
+#   5,216 above 0.2 (0.04 %); of their 180-degree rotations 98.7 % and vertical flips 98.0 % are above 0.2.
+UPSIDE_DOWN_GAIN = 0.2
 _REASONS = {
     "colour": "colour image (chest X-rays are grayscale)",
     "image": "image statistics unlike chest X-rays (layout, contrast or texture)",
     "features": "the model's features are unlike those of its training X-rays",
 }
 _BLANK = "blank or nearly constant image"
-_AS_SENT = ("grey_levels",)  # refusals of a chest X-ray in a form the model cannot read
+_UPSIDE_DOWN = "the image looks upside down; rotate it and send it again"
+_AS_SENT = ("grey_levels", "upside_down")  # refusals of a chest X-ray in a form the model cannot read
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,7 @@ class OODResult:
     threshold: float
     reason: str | None = None
     components: dict[str, float] = field(default_factory=dict)
-    # what refused the image: "blank", "grey_levels" or the largest of `components`
+    # what refused the image: "blank", "grey_levels", "upside_down" or the largest of `components`
     refused_by: str | None = None
 
     @property
@@ -346,6 +354,22 @@ class OODGuard:
         ratios = {k: np.asarray(v, dtype=np.float64) / self.references[k] for k, v in components.items()}
         return np.max(np.stack(list(ratios.values())), 0), ratios
 
+    def flip_gain(self, stats: np.ndarray, image_ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """From each image's `image_statistics` and `image` ratio: the `image` ratio of its more typical flip
+        (180-degree rotation or vertical flip), and how much lower that is than the image's own."""
+        n, cells = len(stats), _LAYOUT * _LAYOUT
+        layout = stats[:, -cells:].reshape(n, _LAYOUT, _LAYOUT)
+        # the global statistics (left-right symmetry included) are the same for the flipped image
+        turned = np.min([self.models["image"].distance(np.concatenate([stats[:, :-cells], flip.reshape(n, cells)], 1))
+                         for flip in (layout[:, ::-1, ::-1], layout[:, ::-1, :])], 0) / self.references["image"]
+        return image_ratio - turned, turned
+
+    def upside_down(self, stats: np.ndarray, image_ratio: np.ndarray) -> np.ndarray:
+        """Whether each image's more typical flip would pass the image check and beats it by more than
+        UPSIDE_DOWN_GAIN (see `flip_gain` for the arguments)."""
+        gain, turned = self.flip_gain(stats, image_ratio)
+        return (turned <= self.threshold) & (gain > UPSIDE_DOWN_GAIN)
+
     def check(
         self,
         images: np.ndarray,
@@ -365,6 +389,7 @@ class OODGuard:
             raise ValueError(f"got {len(levels)} grey level counts for {len(images)} images")
         stats = self._statistics(images)
         score, ratios = self.scores(self._components(images, stats, features, model, colourfulness))
+        flipped = self.upside_down(stats, ratios["image"])
         spread = _spread(images)
         results = []
         for i, value in enumerate(score):
@@ -374,6 +399,8 @@ class OODGuard:
                 refused_by, reason = "blank", _BLANK
             elif levels is not None and levels[i] <= MAX_GREY_LEVELS:
                 refused_by, reason = "grey_levels", grey_levels_reason(int(levels[i]))
+            elif flipped[i]:
+                refused_by, reason = "upside_down", _UPSIDE_DOWN
             elif not passed:
                 refused_by = max(parts, key=parts.__getitem__)
                 reason = _REASONS[refused_by]

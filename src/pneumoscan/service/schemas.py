@@ -53,11 +53,11 @@ class ModelInfo(BaseModel):
 
 
 _IN_DISTRIBUTION = ("true: the upload looks like a chest X-ray; false: it does not, or it is one the model cannot "
-                    "read as sent (black-and-white), and no prediction was made (probability and label "
+                    "read as sent (black-and-white, upside down), and no prediction was made (probability and label "
                     "are null); null: the model has no out-of-distribution guard")
 _MODEL_SHA = "first 12 hex digits of the model file's SHA-256 (GET /model gives all 64): which weights answered"
-_OOD_REASON = ("why no prediction was made, e.g. \"not a chest X-ray: colour image ...\" or \"binary (black-and-white) "
-               "image: 2 grey levels; send the original radiograph\" (only when in_distribution is false)")
+_OOD_REASON = ("why no prediction was made, e.g. \"not a chest X-ray: colour image ...\" or \"the image looks upside "
+               "down; rotate it and send it again\" (only when in_distribution is false)")
 
 
 class PredictionResponse(BaseModel):

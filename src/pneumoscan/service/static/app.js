@@ -89,7 +89,7 @@ function showPreview(file) {
 const OOD_PREFIX = "not a chest X-ray: ";
 
 // The guard refused the image: a warning instead of the probability bar and decision. Its reason either says
-// the image is not a chest X-ray, or (e.g. a black-and-white film) what to send instead.
+// the image is not a chest X-ray, or (a black-and-white or upside-down film) what to send instead.
 function renderRejected(result) {
   const reason = result.ood_reason || OOD_PREFIX + "unlike the training X-rays";
   const unlike = reason.startsWith(OOD_PREFIX);
