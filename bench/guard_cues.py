@@ -106,7 +106,8 @@ def _dithered(path: Path) -> dict[str, bytes]:
 
 
 def grey_levels_table(paths: list[Path], size: int, dithered_every: int) -> list[dict[str, object]]:
-    """Distinct grey levels the decoder gives, per encoding: min, 1st percentile, median, and how many the rule refuses."""
+    """Distinct grey levels the decoder gives, per encoding: min, 1st percentile, median, and how many the rule
+    refuses."""
 
     def levels(data: bytes | Path) -> int:
         return load_image_with_levels(data, size)[1]

@@ -246,7 +246,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     failed = [r for r in results if r.error]
     for r in failed:
         print(f"pneumoscan: error: {r.error}", file=sys.stderr)
-    # a script must see that some input got no prediction: unreadable, or refused as not a chest X-ray
+    # a script must see that some input got no prediction: unreadable, or refused by the guard
     return 1 if failed or any(r.in_distribution is False for r in results) else 0
 
 

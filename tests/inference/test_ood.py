@@ -107,7 +107,8 @@ def test_grey_levels_rule_and_its_messages(fitted: Path) -> None:
     plain = guard.check(images, model=model)
     results = guard.check(images, model=model, grey_levels=[2, 4, 16, 17])
     assert [r.in_distribution for r in results] == [False, False, False, plain[3].in_distribution]
-    assert [r.refused_by for r in results[:3]] == ["grey_levels"] * 3 and results[0].to_dict()["refused_by"] == "grey_levels"
+    assert [r.refused_by for r in results[:3]] == ["grey_levels"] * 3
+    assert results[0].to_dict()["refused_by"] == "grey_levels"
     assert results[0].message == BINARY
     assert results[1].message == "posterised or dithered image: 4 grey levels; send the original radiograph"
     assert results[0].score == plain[0].score  # the statistical score is kept for inspection

@@ -7,8 +7,9 @@ on the event loop.
 Nothing about an upload (file name, DICOM header, pixels) is logged.
 
 When the model has an out-of-distribution guard, an upload that decodes fine but does not look like
-a chest X-ray is answered 200 with `in_distribution: false`, `ood_reason` and no probability, label
-or heatmap: the request was valid, the image is just not one the model can judge.
+a chest X-ray (or is one in a form the model cannot read: black-and-white, upside down) is answered 200
+with `in_distribution: false`, `ood_reason` and no probability, label or heatmap: the request was
+valid, the image is just not one the model can judge.
 """
 from __future__ import annotations
 

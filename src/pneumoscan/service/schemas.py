@@ -78,7 +78,8 @@ class PredictionResponse(BaseModel):
 
 class BatchItem(BaseModel):
     filename: str | None = Field(description="as sent by the client")
-    ok: bool = Field(description="the file was read and screened; also true when it was refused as not a chest X-ray")
+    ok: bool = Field(description="the file was read and screened; also true when the guard refused it "
+                                 "(in_distribution false)")
     status: int = Field(description="HTTP status this file alone would have got (200, 413, 415 or 422)")
     probability: float | None = Field(default=None, ge=0, le=1,
                                       description="P(PNEUMONIA); null for failed files and when in_distribution is false")
