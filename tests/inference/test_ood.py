@@ -114,6 +114,9 @@ def test_grey_levels_rule_and_its_messages(fitted: Path) -> None:
     assert results[0].score == plain[0].score  # the statistical score is kept for inspection
     with pytest.raises(ValueError, match="grey level"):
         guard.check(images, model=model, grey_levels=[2])
+    guard.threshold = 1e9  # even when the score passes it, one grey level is a blank image, not a binary one
+    flat = np.full((1, meta.image_size, meta.image_size), 128, np.uint8)
+    assert guard.check(flat, model=model, grey_levels=[1])[0].reason == "blank or nearly constant image"
 
 
 def test_model_argument_equals_precomputed_features(fitted: Path) -> None:

@@ -395,9 +395,10 @@ class OODGuard:
         for i, value in enumerate(score):
             parts = {k: round(float(v[i]), 4) for k, v in ratios.items()}
             passed = bool(value <= self.threshold)
-            if not passed and spread[i] < BLANK_SPREAD:
+            few_levels = levels is not None and levels[i] <= MAX_GREY_LEVELS
+            if (not passed or few_levels) and spread[i] < BLANK_SPREAD:
                 refused_by, reason = "blank", _BLANK
-            elif levels is not None and levels[i] <= MAX_GREY_LEVELS:
+            elif few_levels:
                 refused_by, reason = "grey_levels", grey_levels_reason(int(levels[i]))
             elif flipped[i]:
                 refused_by, reason = "upside_down", _UPSIDE_DOWN
