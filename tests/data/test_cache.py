@@ -35,6 +35,44 @@ def test_cache_matches_direct_decode_and_is_reused(tmp_path: Path) -> None:
     assert np.array_equal(second.images, first.images)
 
 
+def test_cache_keeps_each_files_grey_levels(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from pneumoscan.data.preprocess import load_image_with_levels
+
+    samples = _samples(tmp_path)
+    binary = tmp_path / "IM-0100-0001.png"
+    Image.fromarray(((np.indices((60, 60)).sum(0) % 2) * 255).astype(np.uint8)).convert("1").save(binary)
+    unreadable = tmp_path / "IM-0101-0001.png"
+    unreadable.write_bytes(b"not an image")
+    samples += [Sample(unreadable, 0), Sample(binary, 1)]
+    expected = [load_image_with_levels(s.path, 24)[1] for s in samples if s.path != unreadable]
+    assert expected[-1] == 2 and min(expected[:-1]) > 16
+    cache = tmp_path / "cache"
+    first = load_image_set(samples, 24, cache)
+    assert first.levels is not None and first.levels.tolist() == expected
+    again = load_image_set(samples, 24, cache)
+    assert isinstance(again.images, np.memmap)  # read back from the cache, not decoded again
+    assert again.levels is not None and again.levels.tolist() == expected
+
+
+def test_entry_of_an_older_format_is_decoded_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    samples = _samples(tmp_path)
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(cache_module, "CACHE_FORMAT", 1)
+    old_key = cache_key(samples, 24)
+    monkeypatch.undo()
+    assert cache_key(samples, 24) != old_key  # format 1 entries (no grey levels) are not read
+    first = load_image_set(samples, 24, cache)
+    meta_path = next(cache.glob("*.json"))
+    meta = json.loads(meta_path.read_text())
+    del meta["levels"]  # as written before the format had them, under the current key
+    meta_path.write_text(json.dumps(meta))
+    again = load_image_set(samples, 24, cache)
+    assert again.levels is not None and again.levels.tolist() == first.levels.tolist()
+    assert "levels" in json.loads(meta_path.read_text())  # rewritten
+
+
 def test_cache_invalidated_by_change_and_size(tmp_path: Path) -> None:
     samples = _samples(tmp_path)
     key = cache_key(samples, 24)
@@ -89,16 +127,21 @@ def test_corrupt_cache_entry_is_rebuilt(tmp_path: Path, damage: str) -> None:
 
 def test_cached_failure_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     samples = _samples(tmp_path)
-    real = cache_module.load_image
+    real, real_with_levels = cache_module.load_image, cache_module.load_image_with_levels
 
-    def missing_decoder(path: Path, size: int) -> np.ndarray:
-        if path == samples[0].path:
-            raise InputError(f"{path}: install the decoder")
-        return real(path, size)
+    def missing_decoder(decode):
+        def load(path: Path, size: int):
+            if path == samples[0].path:
+                raise InputError(f"{path}: install the decoder")
+            return decode(path, size)
+        return load
 
-    monkeypatch.setattr(cache_module, "load_image", missing_decoder)
+    monkeypatch.setattr(cache_module, "load_image", missing_decoder(real))
+    monkeypatch.setattr(cache_module, "load_image_with_levels", missing_decoder(real_with_levels))
     assert len(load_image_set(samples, 16, tmp_path / "cache").skipped) == 1
-    monkeypatch.setattr(cache_module, "load_image", real)  # e.g. the decoder plugin is now installed
+    # e.g. the decoder plugin is now installed
+    monkeypatch.setattr(cache_module, "load_image", real)
+    monkeypatch.setattr(cache_module, "load_image_with_levels", real_with_levels)
     again = load_image_set(samples, 16, tmp_path / "cache")
     assert again.skipped == [] and len(again.images) == 6
 

@@ -50,6 +50,31 @@ def test_images_the_guard_refuses_are_scored_but_named(fitted: Path, sample_dir:
     assert result.summary["n"] == len(list(data.glob("*/*")))  # still scored: the figures are not flattered
 
 
+def test_a_black_and_white_film_is_named_as_refused(fitted: Path, sample_dir: Path, tmp_path: Path) -> None:
+    """The grey-level rule needs each file's levels as decoded: evaluate gets them from the image cache."""
+    import shutil
+    import warnings
+
+    from pneumoscan.evaluation.evaluate import evaluate
+    from pneumoscan.inference.predictor import Predictor
+    from tests.conftest import dithered
+
+    data = tmp_path / "site"
+    for label in ("NORMAL", "PNEUMONIA"):
+        (data / label).mkdir(parents=True)
+        for film in sorted((sample_dir / "test" / label).iterdir())[:2]:
+            shutil.copy(film, data / label)
+    (data / "PNEUMONIA" / "dithered.png").write_bytes(dithered())
+    for _ in range(2):  # decoded, then read back from the cache
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = evaluate(Predictor(fitted, backend="torch"), data, n_boot=10)
+        refused = [r for r in result.summary["refused_by_guard"] if "dithered.png" in r]
+        assert refused and refused[0].endswith("dithered.png: binary (black-and-white) image: 2 grey levels; "
+                                               "send the original radiograph")
+        assert result.summary["n"] == 5  # still scored
+
+
 def test_a_negative_bootstrap_seed_is_refused_up_front(tmp_path: Path, capsys) -> None:
     from pneumoscan.cli import main
 

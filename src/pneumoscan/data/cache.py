@@ -1,4 +1,5 @@
-"""Decoded, resized images cached on disk as one memory-mapped uint8 array per file list, within a size limit."""
+"""Decoded, resized images cached on disk as one memory-mapped uint8 array per file list (with each file's grey-level
+count), within a size limit."""
 from __future__ import annotations
 
 import functools
@@ -19,8 +20,12 @@ from tqdm import tqdm
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache_limit import MAX_GB_ENV, evict, format_bytes, mark_used, max_cache_bytes
 from pneumoscan.data.layout import Sample
-from pneumoscan.data.preprocess import PREPROCESS_VERSION, load_image
+from pneumoscan.data.preprocess import PREPROCESS_VERSION, load_image, load_image_with_levels
 from pneumoscan.errors import InputError
+
+# Bump when an entry's contents change: entries of an older format get another key, so they are decoded again.
+# 2: the .json lists each readable file's grey levels.
+CACHE_FORMAT = 2
 
 
 def default_cache_dir() -> Path:
@@ -30,11 +35,13 @@ def default_cache_dir() -> Path:
 
 @dataclass
 class ImageSet:
-    """Images of `samples` as a (N, size, size) uint8 array; unreadable files are left out and listed."""
+    """Images of `samples` as a (N, size, size) uint8 array; unreadable files are left out and listed. `levels`: the
+    grey levels of each file as decoded, before resizing (the guard's grey-level rule), or None when not known."""
 
     samples: list[Sample]
     images: np.ndarray
     skipped: list[str]
+    levels: np.ndarray | None = None
 
     @property
     def labels(self) -> np.ndarray:
@@ -60,9 +67,9 @@ def decoder_versions() -> str:
 
 
 def cache_key(samples: list[Sample], size: int) -> str:
-    """Hash of preprocessing version, decoder versions, size and every file's path, inode, byte size,
+    """Hash of preprocessing version, cache format, decoder versions, size and every file's path, inode, byte size,
     modification and status-change times (the latter changes on every rewrite, even one that restores the mtime)."""
-    digest = hashlib.sha256(f"v{PREPROCESS_VERSION}:{decoder_versions()}:{size}".encode())
+    digest = hashlib.sha256(f"v{PREPROCESS_VERSION}:c{CACHE_FORMAT}:{decoder_versions()}:{size}".encode())
     for sample in samples:
         try:
             stat = sample.path.stat()
@@ -73,17 +80,21 @@ def cache_key(samples: list[Sample], size: int) -> str:
     return digest.hexdigest()[:32]
 
 
-def _read_entry(array_path: Path, meta_path: Path, n: int, size: int) -> tuple[np.ndarray, list[bool], list[str]] | None:
+_Entry = tuple[np.ndarray, list[bool], list[str], np.ndarray]  # images, readable or not, errors, grey levels
+
+
+def _read_entry(array_path: Path, meta_path: Path, n: int, size: int) -> _Entry | None:
     """A cached entry, or None when it is missing, unreadable (truncated, corrupt) or does not fit `n` files of `size`."""
     try:
         meta = json.loads(meta_path.read_text())
         images = np.load(array_path, mmap_mode="r")
         ok, errors = [bool(good) for good in meta["ok"]], [str(e) for e in meta["errors"]]
+        levels = np.array([int(v) for v in meta["levels"]], dtype=np.int64)
     except (OSError, ValueError, EOFError, KeyError, TypeError):
         return None
-    if len(ok) != n or images.dtype != np.uint8 or images.shape != (sum(ok), size, size):
+    if len(ok) != n or images.dtype != np.uint8 or images.shape != (sum(ok), size, size) or len(levels) != sum(ok):
         return None
-    return images, ok, errors
+    return images, ok, errors, levels
 
 
 def _failures_persist(samples: list[Sample], ok: list[bool], size: int) -> bool:
@@ -99,14 +110,16 @@ def _failures_persist(samples: list[Sample], ok: list[bool], size: int) -> bool:
     return True
 
 
-def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool) -> tuple[np.ndarray, list[bool], list[str]]:
+def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool) -> _Entry:
+    """Every file decoded once: its resized image and its grey levels (zero for unreadable files)."""
     images = np.zeros((len(samples), size, size), dtype=np.uint8)
+    levels = np.zeros(len(samples), dtype=np.int64)
     ok = [False] * len(samples)
     errors: list[str] = []
 
     def work(index: int) -> None:
         try:
-            images[index] = load_image(samples[index].path, size)
+            images[index], levels[index] = load_image_with_levels(samples[index].path, size)
             ok[index] = True
         except InputError as err:
             errors.append(str(err))
@@ -114,7 +127,7 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool) -> 
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         list(tqdm(pool.map(work, range(len(samples))), total=len(samples), desc=desc, unit="img", leave=False,
                   disable=not progress))
-    return images, ok, sorted(errors)
+    return images, ok, sorted(errors), levels
 
 
 def _write_entry(array_path: Path, meta_path: Path, images: np.ndarray, meta_text: str) -> None:
@@ -169,14 +182,16 @@ def load_image_set(
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     entry = _read_entry(array_path, meta_path, len(samples), size) if limit > 0 else None
     if entry is not None and _failures_persist(samples, entry[1], size):
-        images, ok, errors = entry
+        images, ok, errors, levels = entry
         mark_used(meta_path)
     else:
-        images, ok, errors = _decode_all(samples, size, desc, progress)
+        images, ok, errors, levels = _decode_all(samples, size, desc, progress)
         if not all(ok):
-            images = images[np.array(ok, dtype=bool)]
+            readable = np.array(ok, dtype=bool)
+            images, levels = images[readable], levels[readable]
         if limit > 0:
-            meta_text = json.dumps({"ok": ok, "errors": errors, "size": size, "n": len(samples)})
+            meta_text = json.dumps({"ok": ok, "errors": errors, "size": size, "n": len(samples),
+                                    "levels": levels.tolist()})
             images = _keep(cache_dir, key, images, meta_text, limit)
     kept = [s for s, good in zip(samples, ok) if good]
-    return ImageSet(kept, images, errors)
+    return ImageSet(kept, images, errors, levels)

@@ -108,7 +108,8 @@ def evaluate(
         raise InputError(f"{data}: no readable {' or '.join(missing)} images{where}{unreadable}; "
                          f"evaluation needs both NORMAL and PNEUMONIA images")
     colours = list(colourfulness_of([s.path for s in images.samples])) if predictor.guard is not None else None
-    probs, verdicts = predictor.screen(np.asarray(images.images), colours)
+    levels = None if images.levels is None else [int(v) for v in images.levels]
+    probs, verdicts = predictor.screen(np.asarray(images.images), colours, levels)
     refused = [f"{s.path}: {v.message}" for s, v in zip(images.samples, verdicts) if v is not None and not v.in_distribution]
     if refused:
         warnings.warn(GuardWarning(
