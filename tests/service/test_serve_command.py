@@ -31,6 +31,8 @@ def test_busy_port_is_one_line(tiny_run: Path, capsys: pytest.CaptureFixture[str
     (["--max-upload-mb", "200", "--upload-memory-mb", "150"],
      "--upload-memory-mb 150: must be at least the batch limit of 200 MB, so that one full /predict/batch request "
      "fits; such as 800"),
+    (["--upload-idle-s", "0"], "--upload-idle-s 0: must be a number of seconds above 0, such as 30"),
+    (["--upload-total-s", "nan"], "--upload-total-s nan: must be a number of seconds above 0, such as 600"),
 ])
 def test_bad_address_is_one_line(argv: list[str], message: str, tiny_run: Path,
                                  capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,8 @@ requests wait briefly or get 503 with Retry-After, and every way a request can e
 from __future__ import annotations
 
 import io
+import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -202,16 +204,18 @@ def test_a_client_gone_before_its_turn_gives_its_memory_back(app: FastAPI, monke
 
 
 def run_asgi(app: FastAPI, path: str, chunks: list[bytes], declared: int | None, *, disconnect: bool = False,
-             on_chunk: Callable[[], None] | None = None) -> tuple[int, bytes]:
-    """Call the app as a server would, with a body arriving in `chunks` (then a disconnect, if asked; else
-    the client waits for the answer); `on_chunk` runs as each chunk is handed over. Returns status and body sent."""
+             stall: bool = False, gap_s: float = 0, on_chunk: Callable[[], None] | None = None) -> tuple[int, bytes]:
+    """Call the app as a server would, with a body arriving in `chunks`, `gap_s` apart (then a disconnect, if
+    asked; with `stall`, the body stays unfinished and the client sends nothing more; else the client waits for the
+    answer); `on_chunk` runs as each chunk is handed over. Returns status and body sent."""
     headers = [(b"content-type", HEADERS["content-type"].encode())]
     if declared is not None:
         headers.append((b"content-length", str(declared).encode()))
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
              "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
              "client": ("127.0.0.1", 50000), "server": ("testserver", 80)}
-    messages: list[dict[str, Any]] = [{"type": "http.request", "body": c, "more_body": disconnect or i < len(chunks) - 1}
+    messages: list[dict[str, Any]] = [{"type": "http.request", "body": c,
+                                       "more_body": disconnect or stall or i < len(chunks) - 1}
                                       for i, c in enumerate(chunks)]
     sent: list[dict[str, Any]] = []
 
@@ -220,6 +224,7 @@ def run_asgi(app: FastAPI, path: str, chunks: list[bytes], declared: int | None,
 
         async def receive() -> dict[str, Any]:
             if messages:
+                await anyio.sleep(gap_s)
                 if on_chunk is not None:
                     on_chunk()
                 return messages.pop(0)
@@ -268,6 +273,88 @@ def test_a_body_longer_than_its_content_length_is_refused(app: FastAPI) -> None:
     assert budget_of(app).available == budget_of(app).capacity
 
 
+# ----------------------------------------------------------------- stalled uploads
+
+
+STALLED = "upload stalled: no data for 0.3 s; check the connection and send the file again"
+
+
+@pytest.fixture(scope="module")
+def impatient(tiny_run: Path) -> FastAPI:
+    """A service that gives up on an upload after 0.3 s without data, or 1 s in all."""
+    return create_app(Settings(model=str(tiny_run), backend="onnx", upload_wait_s=0, upload_idle_s=0.3,
+                               upload_total_s=1, **SMALL))
+
+
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+def test_a_client_that_stalls_mid_upload_gets_408_and_gives_its_memory_back(impatient: FastAPI, path: str) -> None:
+    """Before, a client that announced a large body and stopped sending held its reservation until it went away,
+    and a few such clients kept everyone else on 503."""
+    budget = budget_of(impatient)
+    body = form(60_000, "file" if path == "/predict" else "files")
+    during: list[int] = []
+    start = time.monotonic()
+    status, answer = run_asgi(impatient, path, [body[:20_000]], len(body), stall=True,
+                              on_chunk=lambda: during.append(budget.available))
+    took = time.monotonic() - start
+    assert status == 408, answer
+    assert json.loads(answer) == {"detail": STALLED}
+    assert 0.3 <= took < 5, took
+    assert during == [budget.capacity - len(body)]  # held while the body came in
+    assert budget.available == budget.capacity and budget.waiting == 0
+
+
+def test_a_stalled_body_without_content_length_gets_408(impatient: FastAPI) -> None:
+    body = form(30_000)
+    status, answer = run_asgi(impatient, "/predict/batch", [body[:10_000], body[10_000:20_000]], None, stall=True)
+    assert status == 408 and json.loads(answer)["detail"] == STALLED
+    assert budget_of(impatient).available == budget_of(impatient).capacity
+
+
+def test_a_slow_but_steady_upload_is_not_cut_off(impatient: FastAPI) -> None:
+    """Each chunk comes within the idle timeout: the upload goes through, however many pauses it has."""
+    body = form(30_000)
+    status, answer = run_asgi(impatient, "/predict/batch", [body[i:i + 6000] for i in range(0, 30_000, 6000)],
+                              len(body), gap_s=0.15)
+    assert status == 200, answer
+
+
+def test_a_trickle_over_the_total_limit_gets_408(impatient: FastAPI) -> None:
+    """A chunk every 0.2 s never trips the 0.3 s idle timeout; the 1 s total limit stops it."""
+    body = form(30_000)
+    status, answer = run_asgi(impatient, "/predict/batch", [body[i:i + 1000] for i in range(0, 30_000, 1000)],
+                              len(body), gap_s=0.2)
+    assert status == 408
+    assert json.loads(answer) == {"detail": "upload stalled: not all sent within 1 s; check the connection and "
+                                            "send the file again"}
+    assert budget_of(impatient).available == budget_of(impatient).capacity
+
+
+def test_pneumoscan_serve_answers_a_stalled_client_408_and_closes(tiny_run: Path) -> None:
+    """Through uvicorn and `--upload-idle-s`: a client that sends half its body and waits gets 408 and
+    the connection is closed, rather than the socket staying open with its memory reserved."""
+    import socket
+
+    from tests.service.test_browser import serving
+
+    with serving(tiny_run, "--upload-idle-s", "0.3") as base:
+        host, port = base.removeprefix("http://").split(":")
+        body = form(60_000, "file")
+        head = (f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: {HEADERS['content-type']}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            start = time.monotonic()
+            sock.sendall(head + body[:20_000])
+            answer = b""
+            while chunk := sock.recv(65536):  # until the service closes the connection
+                answer += chunk
+            took = time.monotonic() - start
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    head, _, content = answer.partition(b"\r\n\r\n")
+    assert b"\r\nconnection: close" in head.lower() and json.loads(content) == {"detail": STALLED}
+    assert 0.3 <= took < 10, took
+
+
 # ----------------------------------------------------------------- settings
 
 
@@ -291,6 +378,20 @@ def test_the_model_card_names_the_upload_memory(app: FastAPI) -> None:
 def test_upload_memory_below_one_batch_is_refused(tiny_run: Path, memory: float, message: str) -> None:
     with pytest.raises(InputError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
         Settings(model=str(tiny_run), upload_memory_mb=memory)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"upload_idle_s": 0}, "--upload-idle-s 0: must be a number of seconds above 0, such as 30"),
+    ({"upload_idle_s": -1}, "--upload-idle-s -1: must be a number of seconds above 0"),
+    ({"upload_idle_s": float("nan")}, "--upload-idle-s nan: must be a number of seconds above 0"),
+    ({"upload_idle_s": float("inf")}, "--upload-idle-s inf: must be a number of seconds above 0"),
+    ({"upload_total_s": 0}, "--upload-total-s 0: must be a number of seconds above 0, such as 600; leave it out "
+                            "for no limit"),
+    ({"upload_total_s": float("inf")}, "--upload-total-s inf: must be a number of seconds above 0"),
+])
+def test_upload_timeouts_must_be_positive_and_finite(tiny_run: Path, options: dict[str, float], message: str) -> None:
+    with pytest.raises(InputError, match="^" + re.escape(message)):
+        Settings(model=str(tiny_run), **options)
 
 
 # ----------------------------------------------------------------- the budget alone

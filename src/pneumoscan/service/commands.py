@@ -62,7 +62,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     settings = Settings(model=args.model, backend=args.backend, onnx_path=args.onnx, threshold=args.threshold,
                         max_upload_mb=args.max_upload_mb, inference_slots=args.slots,
-                        upload_memory_mb=args.upload_memory_mb)
+                        upload_memory_mb=args.upload_memory_mb, upload_idle_s=args.upload_idle_s,
+                        upload_total_s=args.upload_total_s)
     app = create_app(settings)
     print(f"pneumoscan: serving on {page_url(args.host, port)} (Ctrl+C stops)", flush=True)
     if not is_loopback(args.host):
@@ -90,6 +91,12 @@ def add_commands(subparsers: Any) -> None:
                    help="upload bodies held in memory at once, all requests together, in MB (default 4 x the "
                         "batch limit of max(100, --max-upload-mb): 400); beyond it a request waits up to 2 s, "
                         "then gets 503 with Retry-After")
+    p.add_argument("--upload-idle-s", type=float, default=30.0,
+                   help="an upload that sends no data for this many seconds gets 408 and its memory is freed "
+                        "(default 30)")
+    p.add_argument("--upload-total-s", type=float,
+                   help="an upload not all sent within this many seconds gets 408 (default: no limit; a slow "
+                        "link takes about 800 s for a 100 MB batch at 1 Mbit/s)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn log level (default info; logs hold paths, never file names or image data)")
     p.set_defaults(func=cmd_serve)

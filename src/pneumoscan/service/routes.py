@@ -35,6 +35,8 @@ _NOT_IMAGE = "not an image file ({what}); send a JPEG, PNG, TIFF, BMP or DICOM c
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "malformed multipart body"},
+    408: {"model": ErrorResponse, "description": "the upload stalled: no data for the idle timeout (30 s by "
+                                                 "default), or not all sent within the total limit if one is set"},
     413: {"model": ErrorResponse, "description": "upload larger than the configured limit"},
     415: {"model": ErrorResponse, "description": "not multipart/form-data, or the file is not an image"},
     422: {"model": ErrorResponse, "description": "missing file, empty, corrupt or undecodable image"},
@@ -114,7 +116,8 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
         parts = await read_multipart(request, reservation=reservation,
                                      body_limit=settings.max_upload_bytes + ENVELOPE,
                                      part_limit=settings.max_upload_bytes, body_label="upload",
-                                     shown_limit=settings.max_upload_bytes)
+                                     shown_limit=settings.max_upload_bytes, idle_s=settings.upload_idle_s,
+                                     total_s=settings.upload_total_s)
         files = [p for p in parts if p.name == "file"]
         if len(files) != 1:
             raise HTTPException(422, "send exactly one X-ray in the multipart form field 'file' "
@@ -156,7 +159,8 @@ async def predict_batch(request: Request) -> BatchResponse:
     async with _upload_memory(request) as reservation:
         parts = await read_multipart(request, reservation=reservation, body_limit=settings.max_batch_bytes,
                                      part_limit=settings.max_upload_bytes, oversize="mark",
-                                     body_label="batch request")
+                                     body_label="batch request", idle_s=settings.upload_idle_s,
+                                     total_s=settings.upload_total_s)
         files = [p for p in parts if p.name in ("files", "file")]
         if not files:
             raise HTTPException(422, "send the X-rays in the multipart form field 'files' (one part per file)")

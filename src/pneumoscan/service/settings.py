@@ -25,6 +25,8 @@ class Settings:
     inference_slots: int = 2  # requests decoded + predicted at the same time (the rest wait their turn)
     upload_memory_mb: float | None = None  # upload bodies held at once, all requests together; None = 4 batches
     upload_wait_s: float = 2.0  # how long a request waits for upload memory to free up before it gets 503
+    upload_idle_s: float = 30.0  # no body data for this long: 408, and the request's upload memory goes back
+    upload_total_s: float | None = None  # a whole body taking longer: 408; None = no limit
 
     def __post_init__(self) -> None:
         if not (self.max_upload_mb > 0 and math.isfinite(self.max_upload_mb)):  # inf: every upload would be a 500
@@ -42,6 +44,12 @@ class Settings:
                              f"such as {UPLOAD_MEMORY_BATCHES * self.batch_limit_mb:g}")
         if not (self.upload_wait_s >= 0 and math.isfinite(self.upload_wait_s)):
             raise InputError(f"upload_wait_s {self.upload_wait_s}: must be a number of seconds, 0 or more")
+        if not (self.upload_idle_s > 0 and math.isfinite(self.upload_idle_s)):
+            raise InputError(f"--upload-idle-s {self.upload_idle_s:g}: must be a number of seconds above 0, such as 30")
+        total = self.upload_total_s
+        if total is not None and not (total > 0 and math.isfinite(total)):
+            raise InputError(f"--upload-total-s {total:g}: must be a number of seconds above 0, such as 600; "
+                             "leave it out for no limit")
 
     @property
     def max_upload_bytes(self) -> int:

@@ -6,16 +6,22 @@ stream is fed chunk by chunk to python-multipart's streaming parser and each par
 `bytearray`; the body size is checked against Content-Length first and again while reading.
 Before the first byte is read, the request reserves what its body may hold from the service's
 upload memory (`service.budget`), so that concurrent uploads cannot exhaust the server's memory.
+A client that stops sending (or, with a total limit, sends too slowly) gets 408 and its reservation
+goes back, so that stalled uploads cannot keep that memory from everyone else.
 """
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import anyio
 from fastapi import HTTPException, Request
 
 from pneumoscan.service.budget import Reservation
 
 _MAX_PARTS = 64  # form fields of any kind in one request
+log = logging.getLogger("pneumoscan.service")
 
 
 @dataclass
@@ -32,6 +38,35 @@ def too_large(limit_mb: float, what: str = "upload") -> HTTPException:
     advice = ("split the files into several requests" if what.startswith("batch")
               else "send a smaller file (downscale or compress the image)")
     return HTTPException(413, f"{what} larger than the limit of {limit_mb:g} MB; {advice}")
+
+
+def _stalled(idle_s: float, total_s: float | None, received: int, expected: int) -> HTTPException:
+    """408 for a body that stopped arriving (or took over `total_s`); the connection is closed after it."""
+    cause = f"no data for {idle_s:g} s" if total_s is None else f"not all sent within {total_s:g} s"
+    log.warning("upload stalled (%s) after %.1f of %.1f MB; answered 408", cause, received / (1024 * 1024),
+                expected / (1024 * 1024))
+    return HTTPException(408, f"upload stalled: {cause}; check the connection and send the file again",
+                         headers={"Connection": "close"})
+
+
+async def _chunks(request: Request, idle_s: float, total_s: float | None, expected: int) -> AsyncIterator[bytes]:
+    """The request body chunk by chunk; 408 when no chunk comes for `idle_s`, or the body takes over `total_s`."""
+    stream = request.stream().__aiter__()
+    deadline = None if total_s is None else anyio.current_time() + total_s
+    received = 0
+    while True:
+        wait, overall = idle_s, False
+        if deadline is not None and deadline - anyio.current_time() < idle_s:
+            wait, overall = deadline - anyio.current_time(), True
+        with anyio.move_on_after(wait) as scope:
+            try:
+                chunk = await stream.__anext__()
+            except StopAsyncIteration:
+                return
+        if scope.cancelled_caught:
+            raise _stalled(idle_s, total_s if overall else None, received, expected)
+        received += len(chunk)
+        yield chunk
 
 
 class _Collector:
@@ -88,8 +123,8 @@ class _Collector:
 
 
 async def read_multipart(request: Request, *, reservation: Reservation, body_limit: int, part_limit: int,
-                         oversize: str = "raise", body_label: str = "request",
-                         shown_limit: int | None = None) -> list[Part]:
+                         oversize: str = "raise", body_label: str = "request", shown_limit: int | None = None,
+                         idle_s: float = 30.0, total_s: float | None = None) -> list[Part]:
     """All parts of a multipart/form-data request, in memory; 413/415/400 HTTPExceptions on bad requests.
 
     Before reading the body it takes from `reservation` the bytes the body may hold (its Content-Length,
@@ -98,6 +133,7 @@ async def read_multipart(request: Request, *, reservation: Reservation, body_lim
     `body_limit` caps the whole body, `part_limit` each part: over it, the request fails with 413
     (`oversize="raise"`) or the part is flagged `too_large` and emptied (`"mark"`, for batches).
     A body over its limit is reported as `body_label` larger than `shown_limit` (default body_limit) bytes.
+    A body that stops arriving for `idle_s`, or is not all in after `total_s` (None: no limit), gets 408.
     """
     from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -122,7 +158,7 @@ async def read_multipart(request: Request, *, reservation: Reservation, body_lim
     parser = MultipartParser(params[b"boundary"], callbacks)  # type: ignore[arg-type]
     received = 0
     try:
-        async for chunk in request.stream():
+        async for chunk in _chunks(request, idle_s, total_s, expected):
             received += len(chunk)
             if received > body_limit:
                 raise too_large(shown_mb, body_label)
