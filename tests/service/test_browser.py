@@ -431,6 +431,27 @@ def test_a_newer_upload_stops_the_wait_for_a_busy_service(server: str, sample_di
         assert len(calls) == 2 and not errors, errors
 
 
+def test_page_says_a_stalled_upload_is_the_connection_not_the_file(server: str, sample_dir: Path) -> None:
+    import json
+
+    from playwright.sync_api import expect
+
+    stalled = "upload stalled: no data for 30 s; check the connection and send the file again"
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.route("**/predict*", lambda route: route.fulfill(
+            status=408, headers={"Connection": "close", "Cache-Control": "no-store"},
+            content_type="application/json", body=json.dumps({"detail": stalled})))
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#error")).to_have_text(
+            "The upload did not reach the service in full, so this file was not analysed (nothing is wrong with it): "
+            + stalled, timeout=15_000)
+        expect(page.locator("#status")).to_have_text("")
+        expect(page.locator("#result")).to_be_hidden()
+        assert not errors, errors
+
+
 @contextlib.contextmanager
 def serving_under(prefix: str, model: Path) -> Iterator[str]:
     """The service mounted under PREFIX, as a prefix-stripping proxy publishes it, by uvicorn in a thread;

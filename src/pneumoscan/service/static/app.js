@@ -223,6 +223,12 @@ async function analyse(files) {
         setError(`The service is busy, so this file was not analysed (nothing is wrong with it): ${detail}`);
         return;
       }
+      if (res.status === 408) {  // the upload stopped arriving: the connection, not the file
+        setStatus("");
+        setError(`The upload did not reach the service in full, so this file was not analysed (nothing is wrong ` +
+                 `with it): ${detail}`);
+        return;
+      }
       throw new Error(detail);
     }
     setStatus("");
