@@ -364,9 +364,13 @@ def test_the_default_is_four_full_batches(tiny_run: Path) -> None:
     assert Settings(model=str(tiny_run), upload_memory_mb=250).upload_memory_bytes == 250 * MB
 
 
-def test_the_model_card_names_the_upload_memory(app: FastAPI) -> None:
+def test_the_model_card_names_the_upload_memory_and_timeouts(app: FastAPI, tiny_run: Path) -> None:
     with TestClient(app) as client:
-        assert client.get("/model").json()["upload_memory_mb"] == 0.2
+        info = client.get("/model").json()
+        assert info["upload_memory_mb"] == 0.2 and info["upload_idle_s"] == 30.0 and info["upload_total_s"] is None
+    with TestClient(create_app(Settings(model=str(tiny_run), upload_idle_s=5, upload_total_s=600))) as client:
+        info = client.get("/model").json()
+        assert info["upload_idle_s"] == 5 and info["upload_total_s"] == 600
 
 
 @pytest.mark.parametrize(("memory", "message"), [

@@ -126,5 +126,6 @@ class Engine:
                 "backend": self.predictor.backend, "explain_available": self.explain_available(),
                 "max_upload_mb": self.settings.max_upload_mb, "max_batch_files": self.settings.max_batch_files,
                 "max_batch_mb": self.settings.batch_limit_mb, "upload_memory_mb": self.settings.upload_memory_limit_mb,
+                "upload_idle_s": self.settings.upload_idle_s, "upload_total_s": self.settings.upload_total_s,
                 "ood_guard": self.guarded,
                 "sha256": self.model_sha256, "shipped": self.shipped}

@@ -46,6 +46,9 @@ class ModelInfo(BaseModel):
     max_batch_mb: float = Field(description="whole /predict/batch request body limit")
     upload_memory_mb: float = Field(description="upload bodies held in memory at once, all requests together; "
                                                 "beyond it requests get 503 with Retry-After")
+    upload_idle_s: float = Field(description="an upload that sends no data for this many seconds gets 408")
+    upload_total_s: float | None = Field(description="an upload not all sent within this many seconds gets 408; "
+                                                     "null: no limit")
     sha256: str = Field(description="SHA-256 of the model file: identifies the exact weights and threshold in use")
     shipped: bool = Field(description="whether it is the model shipped with pneumoscan (its model card is MODEL_CARD.md)")
     ood_guard: bool = Field(description="whether uploads are screened by an out-of-distribution guard that refuses "
