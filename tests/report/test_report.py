@@ -341,3 +341,13 @@ def test_a_large_case_grid_wraps_into_rows() -> None:
                        and below.y1 < o.get_position().y1 < top.y0 for o in overlays)
     with Image.open(io.BytesIO(figs.to_png(fig))) as im:
         assert im.width < 2500
+
+
+def test_reliability_points_at_0_and_1_are_drawn_whole() -> None:
+    """The axes stopped at exactly 0 and 1, so the usual bins at frequency 0 and 1 were cut in half."""
+    from pneumoscan.report.figures import reliability
+
+    fig = reliability(np.array([0.02, 0.98]), np.array([0.0, 1.0]), np.array([50, 60]), 0.02,
+                      np.array([0, 1]), np.array([0.02, 0.98]))
+    ax = fig.axes[0]
+    assert ax.get_xlim()[0] < 0 < 1 < ax.get_xlim()[1] and ax.get_ylim()[0] < 0 < 1 < ax.get_ylim()[1]

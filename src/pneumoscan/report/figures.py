@@ -168,8 +168,8 @@ def reliability(mean_prob: np.ndarray, frequency: np.ndarray, counts: np.ndarray
     ax.plot(mean_prob, frequency, color=OKABE_ITO["blue"], marker="o", linewidth=1.8, label=f"model (ECE {ece:.3f})")
     for x, y, n in zip(mean_prob, frequency, counts):
         ax.annotate(str(int(n)), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7, color="#555555")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
+    ax.set_xlim(-0.02, 1.02)  # a margin: bins at 0 or 1 (common) would be drawn half outside the axes
+    ax.set_ylim(-0.02, 1.02)
     _style(ax, "mean predicted P(pneumonia) in bin", "observed share of PNEUMONIA", "Reliability (10 bins, n per bin)")
     ax.legend(fontsize=8, loc="upper left")
     bins = np.linspace(0, 1, 21)
