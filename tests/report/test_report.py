@@ -351,3 +351,13 @@ def test_reliability_points_at_0_and_1_are_drawn_whole() -> None:
                       np.array([0, 1]), np.array([0.02, 0.98]))
     ax = fig.axes[0]
     assert ax.get_xlim()[0] < 0 < 1 < ax.get_xlim()[1] and ax.get_ylim()[0] < 0 < 1 < ax.get_ylim()[1]
+
+
+def test_case_captions_cut_long_file_names_in_the_middle() -> None:
+    """A long file name ran into the next column of a case grid."""
+    from pneumoscan.report.figures import shortened
+
+    name = "site_A_export_2026-11-26_patient_000123_view_PA_0001.jpeg"
+    cut = shortened(name)
+    assert len(cut) == 30 and cut.startswith("site_A_export_") and cut.endswith("_0001.jpeg") and "…" in cut
+    assert shortened("person1_virus_6.jpeg") == "person1_virus_6.jpeg"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pneumoscan.errors import InputError, first_few
-from pneumoscan.report.figures import Tile, printable
+from pneumoscan.report.figures import Tile, printable, shortened
 from pneumoscan.report.scores import MissingImagesWarning
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def case_groups(model: nn.Module, meta: ArtifactMeta, scores: Scores, per_group:
             if original is None:
                 unshown.append(scores.paths[index])
                 continue
-            tile = Tile(original, None, f"{printable(scores.paths[index].name)}\nP(pneumonia) = {scores.probs[index]:.3f}")
+            tile = Tile(original, None, f"{printable(shortened(scores.paths[index].name))}\nP(pneumonia) = {scores.probs[index]:.3f}")
             inputs = model_input(scores, index, meta.image_size)
             if has_cam and inputs is not None:
                 cam = gradcam_for_image(model, meta, inputs, target=pred)

@@ -206,6 +206,15 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("$", r"\$")
 
 
+def shortened(name: str, width: int = 30) -> str:
+    """`name` cut in the middle to at most `width` characters (start and end kept, so the case number and the
+    extension stay readable): a long file name ran into the next column of a case grid."""
+    if len(name) <= width:
+        return name
+    head = (width - 1) // 2
+    return name[:head] + "…" + name[len(name) - (width - 1 - head):]
+
+
 GRID_COLUMNS = 8  # cases per row of a case grid: more rows rather than a strip too wide to read
 
 
