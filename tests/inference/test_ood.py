@@ -219,6 +219,7 @@ def test_fit_guard_leaves_colour_files_out_and_lists_unreadable_ones(fitted: Pat
     (data / "NORMAL" / "holiday.jpg").write_bytes(colour_photo())
     (data / "NORMAL" / "black.png").write_bytes(blank_image())
     (data / "NORMAL" / "broken.jpeg").write_bytes(b"not a jpeg")
+    (data / "PNEUMONIA" / "dithered.png").write_bytes(dithered())  # black and white: refused, so not learnt
     out = tmp_path / "g.ood.safetensors"
     assert main(["fit-guard", "--model", str(fitted), "--data", str(tmp_path / "data"), "--out", str(out)]) == 0
     err = capsys.readouterr().err
@@ -226,7 +227,9 @@ def test_fit_guard_leaves_colour_files_out_and_lists_unreadable_ones(fitted: Pat
     assert "left out of the fit: " in err and "holiday.jpg: colour image" in err
     meta = OODGuard.read(out).meta
     assert meta["n_images"] == 40
-    assert sorted(Path(m.split(":")[0]).name for m in meta["left_out"]) == ["black.png", "holiday.jpg"]
+    assert sorted(Path(m.split(":")[0]).name for m in meta["left_out"]) == ["black.png", "dithered.png", "holiday.jpg"]
+    assert any(m.endswith("dithered.png: binary (black-and-white) image: 2 grey levels; send the original radiograph")
+               for m in meta["left_out"])
     assert [Path(m.split(":")[0]).name for m in meta["skipped"]] == ["broken.jpeg"]
 
 

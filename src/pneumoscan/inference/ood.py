@@ -532,11 +532,14 @@ def fit_guard(
         samples = [samples[i] for i in sorted(rng.permutation(len(samples))[:max_images])]
     image_set = load_image_set(samples, meta.image_size, Path(cache_dir) if cache_dir else None, desc="decoding guard")
     colour = colourfulness_of([s.path for s in image_set.samples])
-    # a colour or blank file among the training X-rays must not teach the guard to pass such images
+    # a colour, blank or black-and-white file among the training X-rays must not teach the guard to pass such images
     spread = _spread(np.asarray(image_set.images))
-    left_out = [f"{s.path}: {_REASONS['colour'] if c > COLOUR_REFERENCE else _BLANK}"
-                for s, c, v in zip(image_set.samples, colour, spread) if c > COLOUR_REFERENCE or v < BLANK_SPREAD]
-    keep = (colour <= COLOUR_REFERENCE) & (spread >= BLANK_SPREAD)
+    levels = np.asarray(image_set.levels if image_set.levels is not None else [256] * len(image_set.samples))
+    left_out = [f"{s.path}: " + (_REASONS["colour"] if c > COLOUR_REFERENCE else _BLANK if v < BLANK_SPREAD
+                                 else grey_levels_reason(int(n)))
+                for s, c, v, n in zip(image_set.samples, colour, spread, levels)
+                if c > COLOUR_REFERENCE or v < BLANK_SPREAD or n <= MAX_GREY_LEVELS]
+    keep = (colour <= COLOUR_REFERENCE) & (spread >= BLANK_SPREAD) & (levels > MAX_GREY_LEVELS)
     images, colour, labels = np.asarray(image_set.images)[keep], colour[keep], image_set.labels[keep]
     n = len(images)
     if n < 5 * folds:
