@@ -51,7 +51,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     # the label comes from `predict`'s default backend, so a film at the very threshold gets the same one here
     predictor = Predictor(args.model, threshold=args.threshold, backend="auto")
     try:
-        cam_layers(predictor.model, predictor.meta)
+        layers = cam_layers(predictor.model, predictor.meta)
     except InputError as err:
         raise InputError(f"{predictor.path}: {err}") from None
     data = read_file(args.image, args.image)
@@ -63,7 +63,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise InputError(f"{args.image}: {result.ood_reason}; no prediction or heatmap made")
     prob, label = float(result.probability), str(result.label)
     target = predictor.meta.class_names.index(label)
-    cam = gradcam_for_image(predictor.model, predictor.meta, model_input, target=target)
+    cam = gradcam_for_image(predictor.model, predictor.meta, model_input, target=target, layers=layers)
     title = (f"{printable(Path(args.image).name)}: {label}  P(pneumonia) = {prob:.3f}  (threshold {predictor.threshold:.3f})\n"
              f"heatmap: evidence for {label}, model {predictor.meta.model_name}")
     figure = to_png(explanation(original, overlay(original, cam), title))

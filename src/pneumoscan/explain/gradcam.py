@@ -175,12 +175,14 @@ def gradcam(model: nn.Module, x: torch.Tensor, layer_name: str | list[str] | Non
 
 
 def gradcam_for_image(
-    model: nn.Module, meta: ArtifactMeta, image_uint8: np.ndarray, target: int | None = None
+    model: nn.Module, meta: ArtifactMeta, image_uint8: np.ndarray, target: int | None = None,
+    layers: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Grad-CAM (S, S) in [0, 1] for a grayscale uint8 image, resized to the model's input size if needed.
 
-    `target` None explains the class predicted at `meta.threshold`. For a model trained with `--crop`,
-    the heatmap is placed where the crop box lies on the image (zero outside it).
+    `target` None explains the class predicted at `meta.threshold`. `layers` are the model's `cam_layers`,
+    found here when not given (callers explaining many images find them once). For a model trained with
+    `--crop`, the heatmap is placed where the crop box lies on the image (zero outside it).
     """
     import torch
 
@@ -197,8 +199,9 @@ def gradcam_for_image(
         with torch.no_grad():
             prob = float(torch.sigmoid(model.eval()(x).reshape(-1)[0]))
         target = int(prob >= meta.threshold)
-    layers = find_cam_layers(model, x, cam_scopes(meta.model_name, meta.model_config), meta.model_name)
-    cam = gradcam(model, x, layers, target=target)
+    if layers is None:
+        layers = find_cam_layers(model, x, cam_scopes(meta.model_name, meta.model_config), meta.model_name)
+    cam = gradcam(model, x, list(layers), target=target)
     return _uncropped(cam, image) if meta.crop else cam
 
 
@@ -243,11 +246,13 @@ def overlay(
     return np.rint(np.clip(blended, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def gradcam_overlay_png(model: nn.Module, meta: ArtifactMeta, image_uint8: np.ndarray, target: int | None = None) -> bytes:
-    """PNG bytes of the Grad-CAM overlay on `image_uint8` (grayscale, any size); `target` as in `gradcam_for_image`."""
+def gradcam_overlay_png(model: nn.Module, meta: ArtifactMeta, image_uint8: np.ndarray, target: int | None = None,
+                        layers: Sequence[str] | None = None) -> bytes:
+    """PNG bytes of the Grad-CAM overlay on `image_uint8` (grayscale, any size); `target` and `layers` as in
+    `gradcam_for_image`."""
     from PIL import Image
 
-    cam = gradcam_for_image(model, meta, image_uint8, target=target)
+    cam = gradcam_for_image(model, meta, image_uint8, target=target, layers=layers)
     buffer = io.BytesIO()
     Image.fromarray(overlay(image_uint8, cam)).save(buffer, format="PNG")
     return buffer.getvalue()

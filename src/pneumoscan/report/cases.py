@@ -84,9 +84,9 @@ def case_groups(model: nn.Module, meta: ArtifactMeta, scores: Scores, per_group:
     from pneumoscan.explain.gradcam import NoCamLayer, cam_layers, gradcam_for_image, overlay
 
     try:
-        has_cam = bool(cam_layers(model, meta))
+        layers: list[str] | None = cam_layers(model, meta)  # found once, for every case
     except NoCamLayer:
-        has_cam = False
+        layers = None
     chosen = most_confident(scores.labels, scores.probs, scores.threshold, per_group)
     groups, unshown = [], []
     for key, title, _true, pred, _highest in CATEGORIES:
@@ -98,8 +98,8 @@ def case_groups(model: nn.Module, meta: ArtifactMeta, scores: Scores, per_group:
                 continue
             tile = Tile(original, None, f"{printable(shortened(scores.paths[index].name))}\nP(pneumonia) = {scores.probs[index]:.3f}")
             inputs = model_input(scores, index, meta.image_size)
-            if has_cam and inputs is not None:
-                cam = gradcam_for_image(model, meta, inputs, target=pred)
+            if layers and inputs is not None:
+                cam = gradcam_for_image(model, meta, inputs, target=pred, layers=layers)
                 tile.overlay = overlay(original, cam)
                 if not cam.any():
                     tile.overlay_label = "Grad-CAM: no positive evidence"

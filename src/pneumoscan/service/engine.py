@@ -58,6 +58,7 @@ class Engine:
         self._explain_lock = threading.Lock()
         self._explain_model: nn.Module | None = None
         self._cam_error: str | None = None  # why Grad-CAM cannot explain the model, once known ('' = it can)
+        self._cam_layers: list[str] = []  # its target layers, found with `_cam_error`
         self._screen_lock = threading.Lock()
 
     @property
@@ -97,11 +98,12 @@ class Engine:
         return self._explain_model
 
     def _cam_problem(self, module: ModuleType) -> str:
-        """Why Grad-CAM cannot explain this model ('' when it can), found once from the model's structure."""
+        """Why Grad-CAM cannot explain this model ('' when it can), found once from the model's structure with
+        its target layers (`_cam_layers`)."""
         with self._explain_lock:
             if self._cam_error is None:
                 try:
-                    module.cam_layers(self._explain_copy(), self.meta)
+                    self._cam_layers = module.cam_layers(self._explain_copy(), self.meta)
                     self._cam_error = ""
                 except InputError as err:
                     self._cam_error = str(err)
@@ -118,7 +120,7 @@ class Engine:
             raise ExplainUnavailable(problem)
         with self._explain_lock:
             return bytes(module.gradcam_overlay_png(self._explain_copy(), self.meta, image,
-                                                    target=self.meta.class_names.index(label)))
+                                                    target=self.meta.class_names.index(label), layers=self._cam_layers))
 
     def model_info(self) -> dict[str, object]:
         info = describe(self.meta)
