@@ -231,6 +231,18 @@ def test_a_second_process_cannot_train_in_a_run_folder_in_use(tiny_dataset: Path
     assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0  # released when it ends
 
 
+def test_train_and_pretrain_refused_before_writing_leave_no_empty_folder(tiny_dataset: Path, tmp_path: Path) -> None:
+    """The run lock creates the folder; a refusal before anything is written there takes it away again, and a
+    folder that was there already stays."""
+    for command in ("train", "pretrain"):
+        out = tmp_path / command / "new"
+        assert main([command, "--data", str(tiny_dataset), "--out", str(out), "--resume", "--quiet"]) == 2
+        assert not out.exists() and (tmp_path / command).is_dir()
+        out.mkdir()
+        assert main([command, "--data", str(tiny_dataset), "--out", str(out), "--resume", "--quiet"]) == 2
+        assert out.is_dir()
+
+
 def test_train_does_not_warn_about_intervals_it_only_stores(tmp_path: Path) -> None:
     """The validation metrics' bootstrap intervals are stored in the artifact, not shown: a metric undefined on
     some resamples of a small validation split (here npv: one film called NORMAL) is for `evaluate` and

@@ -60,22 +60,30 @@ def check_writable(folder: Path) -> None:
 
 @contextmanager
 def run_lock(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on FOLDER while a run trains in it; InputError when another process holds it (a
-    second `--resume` while the first still runs would train the same epochs and remove its temp files). The
-    system releases the lock when a process ends, even by SIGKILL, so none is ever left stale."""
-    if fcntl is None:  # not on POSIX: no lock
-        yield
-        return
-    fd = os.open(folder, os.O_RDONLY)
+    """Create FOLDER if needed and hold an exclusive lock on it while a run trains in it; InputError when another
+    process holds it (a second `--resume` while the first still runs would train the same epochs and remove its
+    temp files). The system releases the lock when a process ends, even by SIGKILL, so none is ever left stale.
+    A folder made here and still empty when the block fails (a run refused before it wrote anything) is removed."""
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
     try:
+        if fcntl is None:  # not on POSIX: no lock
+            yield
+            return
+        fd = os.open(folder, os.O_RDONLY)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise InputError(f"{folder}: another pneumoscan process is training in this folder; wait for it to end "
-                             f"(or stop it), then continue with --resume") from None
-        yield
-    finally:
-        os.close(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise InputError(f"{folder}: another pneumoscan process is training in this folder; wait for it to "
+                                 f"end (or stop it), then continue with --resume") from None
+            yield
+        finally:
+            os.close(fd)
+    except BaseException:
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
 
 
 def rng_states() -> dict[str, Any]:

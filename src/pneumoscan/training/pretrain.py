@@ -96,15 +96,8 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -
     if not get_spec(cfg.model).trainable:
         raise InputError(f"model '{cfg.model}' is built from trained runs; pretrain one of its member architectures")
     out = Path(cfg.out)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        with run_lock(out):
-            return _pretrain(cfg, out, resume, progress)
-    except BaseException:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # a pretraining refused before it wrote anything leaves no empty folder behind
-        raise
+    with run_lock(out):  # a pretraining refused before it wrote anything leaves no empty folder behind
+        return _pretrain(cfg, out, resume, progress)
 
 
 def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Path:

@@ -274,15 +274,8 @@ class Trainer:
 
     def run(self, resume: bool = False) -> Path:
         """Train (or continue with `resume`) and return the path of the final model artifact."""
-        created = not self.out.exists()
-        self.out.mkdir(parents=True, exist_ok=True)
-        try:
-            with run_lock(self.out):
-                return self._run(resume)
-        except BaseException:
-            if created and self.out.is_dir() and not any(self.out.iterdir()):
-                self.out.rmdir()  # a run refused before it wrote anything leaves no empty folder behind
-            raise
+        with run_lock(self.out):  # a run refused before it wrote anything leaves no empty folder behind
+            return self._run(resume)
 
     def _run(self, resume: bool) -> Path:
         cfg = self.cfg
