@@ -221,13 +221,19 @@ def add_stress(rows: list[dict], runs: Path) -> None:
                          **{k: v for k, v in score(name, labels, run_probs(runs / name, sources)).items() if k != "run"}})
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="../shared/data/chest_xray")
     parser.add_argument("--runs", default="runs/ablation")
     parser.add_argument("--only", nargs="*", help="train just these variants and print their rows (no table)")
     parser.add_argument("--add", nargs="*", help="train and score just these variants and merge their rows into the "
                                                  "recorded results (runs are not kept in git)")
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     runs = Path(args.runs)
     if args.only:  # train (or resume) just these; the table is written by a run without --only

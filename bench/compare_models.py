@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 import robustness
-from train_full import main
+from train_full import build_parser, main  # noqa: F401  (build_parser: the same command line)
 
 if __name__ == "__main__":
     main(name="compare_models")

@@ -49,9 +49,15 @@ def write_image(folder: Path, side: int, kind: str) -> Path:
     return path
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sides", type=int, nargs="+", default=[4000, 8000, 12000])
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -118,7 +118,8 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="run folder or model.safetensors (default: the shipped model)")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="folder of test images (default: %(default)s)")
@@ -127,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-latency", type=int, default=200, help="single-image requests (half at 2000 px)")
     parser.add_argument("--out", default=str(RESULTS), help="results folder (default: %(default)s)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one backend, print JSON
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     data = Path(args.data)

@@ -117,13 +117,19 @@ def run_clients(base: str, images: list[tuple[str, bytes]], clients: int, second
             "max_ms": round(float(ms.max()), 1), "errors": len(errors), "error_kinds": sorted(set(errors))}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="run folder or model.safetensors (default: the shipped model)")
     parser.add_argument("--seconds", type=float, default=60, help="test duration (default 60)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
     parser.add_argument("--backend", default="auto", choices=["torch", "onnx", "auto"])
     parser.add_argument("--out", default=str(RESULTS), help="results folder (default: %(default)s)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.model is None:
         sys.path.insert(0, str(ROOT / "src"))

@@ -79,7 +79,8 @@ def simulate(labels: np.ndarray, probs: np.ndarray, groups: np.ndarray, stored: 
     return rows
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None, help="default: the shipped model")
     parser.add_argument("--data", default="../shared/data/chest_xray")
@@ -87,6 +88,11 @@ def main() -> None:
                         help="target recalls (default 0.95 0.97 0.98)")
     parser.add_argument("--repeats", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     predictor = Predictor(args.model)
     _, samples = evaluation_samples(args.data, "test")

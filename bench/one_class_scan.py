@@ -59,10 +59,16 @@ def one_class_sources(paths: list[Path], labels: np.ndarray) -> dict[tuple[str, 
     return out
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (each with model.safetensors, val_predictions.csv)")
     parser.add_argument("--name", default="one_class_scan", help="results file name in bench/results/")
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     paths, labels = shared_val_files(args.runs)
     sources = one_class_sources(paths, labels)

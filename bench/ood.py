@@ -323,7 +323,8 @@ def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float(roc_auc(np.r_[np.zeros(len(pos)), np.ones(len(neg))], np.r_[pos, neg]))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="run folder or artifact (default: the shipped model)")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="data folder with train/ and test/")
@@ -332,6 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guard-out", help="where to write the guard (default: beside the model)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="results folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.model is None and not default_model_path().is_file():
         parser.error("no shipped model installed; pass --model RUN_DIR")

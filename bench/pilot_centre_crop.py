@@ -45,12 +45,18 @@ def cropped_copy(data: Path, work: Path, frac: float) -> Path:
     return root
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/chest_xray"))
     parser.add_argument("--frac", type=float, default=0.8, help="share of each side kept (default 0.8)")
     parser.add_argument("--work", type=Path, required=True, help="folder for the cropped copy of train/")
     parser.add_argument("--runs", type=Path, default=Path("runs/pilot"))
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     root = cropped_copy(args.data, args.work, args.frac)
     out = args.runs / f"crop{round(args.frac * 100)}"

@@ -20,10 +20,16 @@ from pneumoscan.data.fingerprint import fingerprints
 from pneumoscan.data.layout import evaluation_samples
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", nargs="?", default=None, help="run folder or .safetensors (default: the shipped model)")
     parser.add_argument("--data", default="../shared/data/chest_xray")
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     path = resolve_model_path(args.model)
     model, meta = load_artifact(path)

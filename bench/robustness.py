@@ -55,10 +55,16 @@ def run(model: str | None, data: str) -> list[dict]:
     return rows
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None, help="default: the shipped model")
     parser.add_argument("--data", default="../shared/data/chest_xray")
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     rows = run(args.model, args.data)
     write_results("robustness", rows, ["perturbation", "test_roc_auc", "delta_vs_clean", "within_0.01"],

@@ -58,11 +58,17 @@ def update_card(test: dict) -> None:
     CARD.write_text(head + metrics_block(test) + rest.split(END, 1)[1])
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run")
     parser.add_argument("--data", default="../shared/data/chest_xray")
     parser.add_argument("--n-boot", type=int, default=2000)
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     model, meta = load_artifact(args.run)
     result = evaluate(Predictor(args.run), args.data, "test", n_boot=args.n_boot)

@@ -167,11 +167,17 @@ def shared_val_files(runs: list[Path]) -> tuple[list[Path], np.ndarray]:
     return paths, labels
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (each with model.safetensors, val_predictions.csv)")
     parser.add_argument("--ensemble", nargs="*", default=[], help="NAME=RUN,RUN,...: average these runs' probabilities")
     parser.add_argument("--name", default="stress_val", help="results file name in bench/results/")
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     paths, labels = shared_val_files(args.runs)
     sources = shifted_sources(paths, labels)

@@ -27,9 +27,15 @@ def high_pass_energy(image: np.ndarray) -> float:
     return float(np.abs(a[:-1, :-1] - blur).mean())
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/chest_xray"))
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     views = {"as stored (224 px)": lambda im: im,
              "equalised, 128 px": lambda im: ImageOps.equalize(im.resize((128, 128), Image.Resampling.BILINEAR))}

@@ -88,13 +88,19 @@ def evaluate_row(model: str, run: Path, data: str, n_boot: int, shipped_label: s
     return row
 
 
-def main(name: str = "train_full") -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="../shared/data/chest_xray")
     parser.add_argument("--runs", default="runs/full")
     parser.add_argument("--models", nargs="*", default=None, help=f"default: every registered model and {SHIPPED!r}")
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--label", help=f"row name for {SHIPPED!r} (default: 'MODEL (shipped)'), e.g. for a rerun of its recipe")
+    return parser
+
+
+def main(name: str = "train_full") -> None:
+    parser = build_parser()
     args = parser.parse_args()
     rows = []
     for model in args.models or [*list_models(), SHIPPED]:

@@ -54,12 +54,18 @@ def seconds_per_step(model_name: str, layout: torch.memory_format, steps: int, s
     return (time.perf_counter() - started) / steps
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=TrainConfig.model)
     parser.add_argument("--size", type=int, default=128, help="input size (the default recipe's is 128)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     batch = TrainConfig.batch_size
     times: dict[str, list[float]] = {name: [] for name in LAYOUTS}

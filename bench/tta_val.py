@@ -51,10 +51,16 @@ def tta_probs(model: nn.Module, images: np.ndarray, preprocessing: Preprocessing
     return sigmoid(np.mean(logits, axis=0))
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--name", default="tta_val")
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     paths, labels = shared_val_files(args.runs)
     sources = shifted_sources(paths, labels)

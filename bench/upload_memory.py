@@ -39,13 +39,19 @@ def batch_body(total_mb: float) -> tuple[bytes, str]:
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), boundary
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=8, help="simultaneous batch uploads (default 8)")
     parser.add_argument("--batch-mb", type=float, default=95, help="size of each batch body in MB (default 95)")
     parser.add_argument("--label", default="run", help="name of the result row (default run)")
     parser.add_argument("--src", default=str(ROOT / "src"), help="source tree to serve (default: this checkout's)")
     parser.add_argument("serve_options", nargs="*", help="options passed on to pneumoscan serve (after --)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     import httpx
 
