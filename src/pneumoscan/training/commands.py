@@ -45,7 +45,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "ensemble", help="average trained runs (same validation split) into one model; threshold re-chosen on validation")
     p.add_argument("runs", nargs="+", help="finished `pneumoscan train` run folders (at least two)")
     p.add_argument("--out", required=True, help="folder for the ensemble's model.safetensors and val_predictions.csv")
-    p.add_argument("--target-recall", type=float, help="recall the threshold is chosen for (default: the members')")
+    p.add_argument("--target-recall", type=float, help="recall the threshold is chosen for (default: the first member's)")
     p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/pneumoscan)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_ensemble)
