@@ -1,0 +1,502 @@
+"""README.md and MODEL_CARD.md against the code: every command line they show (`pneumoscan ...`, `python bench/X.py
+...`, `make ...`) parses with the real parser, never run; every flag, `make` target, `PNEUMOSCAN_*` variable and
+bench/, src/ or sample/ path they name exists; and README.md names every subcommand and flag that `--help` offers
+and every `PNEUMOSCAN_*` variable src/ reads. Failures name the doc, the line and the problem."""
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import functools
+import importlib
+import io
+import re
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from pneumoscan.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+DOCS = ("README.md", "MODEL_CARD.md")
+SHELL_SEPARATORS = {"&&", "||", ";", "|", "&"}
+REDIRECTIONS = {">", ">>", "<", ">&", "&>", ">|"}
+PLACEHOLDER = re.compile(r"[A-Z][A-Z0-9_]*")  # IMAGE, RUN, DIR, N
+ENV_VAR = re.compile(r"PNEUMOSCAN_[A-Z0-9_]+")
+COMMAND_WORD = re.compile(r"(^|[\s/])((pneumoscan|make)\s+\S|python3?\s+bench/)")  # also after `VAR=x`, `&&`, `.venv/bin/`
+# a span of prose that is a command: `pneumoscan ...`, `OMP_NUM_THREADS=1 pneumoscan ...`, `/usr/bin/time -v pneumoscan
+# ...`, `.venv/bin/python bench/X.py`, `make demo`, or a bench script named bare with its flags (`ablation.py --add ...`)
+INLINE_COMMAND = re.compile(r"(\w+=\S*\s+)*((\S*/)?time\s+(-\S+\s+)*)?(\S*/)?((pneumoscan|make)\s+\S|python3?\s+bench/|\w+\.py\s+-)")
+
+
+@dataclass(frozen=True)
+class DocCommand:
+    """One command line shown in a doc: `kind` is pneumoscan, bench or make; `args` follow the command word (for
+    bench, the script first)."""
+    doc: str
+    line: int
+    shown: str
+    kind: str
+    args: tuple[str, ...]
+    elided: bool  # written with `...` (or as a bare `pneumoscan SUB` in prose): required arguments may be left out
+
+    def where(self) -> str:
+        return f"{self.doc}:{self.line}: `{self.shown}`"
+
+
+# -- extraction ----------------------------------------------------------------------------------
+def split_doc(text: str) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """(code lines, prose lines), each as (1-based line number, text): fenced blocks and indented blocks after a
+    blank line are code."""
+    code, prose = [], []
+    fence = None
+    previous_blank, in_indented = True, False
+    for number, line in enumerate(text.splitlines(), 1):
+        marker = re.match(r"\s*(```|~~~)", line)
+        if fence is None and marker:
+            fence = marker.group(1)
+        elif fence is not None:
+            if line.strip().startswith(fence):
+                fence = None
+            else:
+                code.append((number, line))
+        elif re.match(r"( {4,}|\t)\S", line) and (previous_blank or in_indented):
+            in_indented = True
+            code.append((number, line))
+        else:
+            in_indented = False
+            prose.append((number, line))
+        previous_blank = not line.strip()
+    return code, prose
+
+
+def code_lines(code: list[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+    """Logical shell lines: comments (`#` at a word's start) removed, `\\` continuations joined, blank ones left out;
+    each numbered by its first line."""
+    start, parts = None, []
+    for number, line in code:
+        line = re.sub(r"(^|\s)#.*$", "", line).rstrip()
+        if start is None:
+            start = number
+        continued = line.endswith("\\")
+        parts.append(line[:-1] if continued else line)
+        if not continued:
+            joined = " ".join(p.strip() for p in parts).strip()
+            if joined:
+                yield start, joined
+            start, parts = None, []
+    if parts and " ".join(parts).strip():
+        yield start, " ".join(p.strip() for p in parts)
+
+
+def inline_spans(prose: list[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+    """`code` spans of the prose, also those wrapped over lines within a paragraph, with the line they start on."""
+    paragraphs: list[list[tuple[int, str]]] = [[]]
+    for number, line in prose:
+        follows = paragraphs[-1] and paragraphs[-1][-1][0] == number - 1
+        if paragraphs[-1] and (not line.strip() or not follows):  # a blank line or a code block ends a paragraph
+            paragraphs.append([])
+        if line.strip():
+            paragraphs[-1].append((number, line))
+    for paragraph in paragraphs:
+        text = "\n".join(line for _, line in paragraph)
+        for match in re.finditer(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", text, re.S):
+            yield paragraph[text.count("\n", 0, match.start())][0], " ".join(match.group(2).split())
+
+
+def shell_words(line: str) -> list[str]:
+    """The words of a shell line, with `&&`, `|`, `>` and the like as words of their own."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ""
+    return list(lexer)
+
+
+def segments(words: list[str]) -> Iterator[list[str]]:
+    """The simple commands of a shell line: split at `&&`, `||`, `;`, `|`, without redirections."""
+    current: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word in SHELL_SEPARATORS:
+            yield current
+            current = []
+        elif word in REDIRECTIONS:
+            skip = True  # and its target
+            if current and current[-1].isdigit():
+                current.pop()  # the 2 of 2>
+        else:
+            current.append(word)
+    yield current
+
+
+def as_command(doc: str, line: int, shown: str, words: list[str], bare_ok: bool) -> DocCommand | None:
+    """The DocCommand of one simple command, or None when it runs neither pneumoscan, a bench script nor make.
+    Leading `VAR=value` words and `time` are skipped; `...` marks an elision; `[...]` brackets (optional parts) are
+    dropped and their contents kept."""
+    i = 0
+    while i < len(words) and re.fullmatch(r"[A-Za-z_]\w*=\S*", words[i]):
+        i += 1
+    if i < len(words) and words[i].rsplit("/", 1)[-1] == "time":
+        i += 1
+        while i < len(words) and words[i].startswith("-"):
+            i += 1
+    rest = words[i:]
+    if not rest:
+        return None
+    head = rest[0].rsplit("/", 1)[-1]
+    words = [w.strip("[]") for w in rest[1:]]
+    elided = any(w.endswith(("...", "…")) for w in words)
+    args = [a for a in (w.rstrip(".…") if w.endswith(("...", "…")) else w for w in words) if a]
+    if head == "pneumoscan":
+        kind = "pneumoscan"
+        elided = elided or (bare_ok and len(args) == 1)
+    elif head in ("python", "python3") and args and args[0].startswith("bench/"):
+        kind = "bench"
+    elif head == "make":
+        kind = "make"
+    elif bare_ok and re.fullmatch(r"\w+\.py", rest[0]) and (BENCH / rest[0]).is_file():
+        kind, args = "bench", [f"bench/{rest[0]}", *args]
+    else:
+        return None
+    return DocCommand(doc, line, shown, kind, tuple(args), elided)
+
+
+def doc_commands(doc: str, text: str) -> list[DocCommand]:
+    """Every pneumoscan, `python bench/...` and `make` command line of a markdown doc: in code blocks, and in inline
+    `code` spans that start with one."""
+    code, prose = split_doc(text)
+    sources = [(n, line, False) for n, line in code_lines(code)]
+    sources += [(n, span, True) for n, span in inline_spans(prose)]
+    return shell_commands(doc, sources)
+
+
+def shell_commands(doc: str, sources: list[tuple[int, str, bool]]) -> list[DocCommand]:
+    """The commands in (line number, shell line, inline) sources; inline ones must start with the command."""
+    commands = []
+    for number, line, inline in sources:
+        if inline and not INLINE_COMMAND.match(line):
+            continue  # a span that is no command: `pneumoscan.cli`, `--resume`
+        if not inline and not COMMAND_WORD.search(line):
+            continue  # a code line that runs none: the layout tree, `mkdir`
+        try:
+            words = shell_words(line)
+        except ValueError as err:
+            commands.append(DocCommand(doc, number, line, "unsplittable", (str(err),), False))
+            continue
+        for segment in segments(words):
+            command = as_command(doc, number, line, segment, bare_ok=inline)
+            if command is not None:
+                commands.append(command)
+    return commands
+
+
+# -- checks --------------------------------------------------------------------------------------
+class ParseFailure(Exception):
+    """argparse's error message, raised instead of printing it and exiting."""
+
+
+def _all_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _all_parsers(sub)
+
+
+def _fill_placeholders(parser: argparse.ArgumentParser, args: list[str]) -> list[str]:
+    """`args` with a placeholder (N, SEED) given to a number-valued option replaced by 1, so it parses."""
+    actions = {o: a for p in _all_parsers(parser) for o, a in p._option_string_actions.items()}
+    filled = list(args)
+    for i, arg in enumerate(args):
+        option, _, value = arg.partition("=")
+        action = actions.get(option)
+        if action is None or action.type not in (int, float):
+            continue
+        if value and PLACEHOLDER.fullmatch(value):
+            filled[i] = f"{option}=1"
+        elif not value and i + 1 < len(args) and PLACEHOLDER.fullmatch(args[i + 1]):
+            filled[i + 1] = "1"
+    return filled
+
+
+def parse_problem(parser: argparse.ArgumentParser, args: list[str], elided: bool) -> str | None:
+    """What argparse says against `args` (parsed, never run), or None. Abbreviated flags count as unknown: the docs
+    must name a flag in full. With `elided`, missing required arguments are fine."""
+
+    def fail(message: str) -> None:
+        raise ParseFailure(message)
+
+    for each in _all_parsers(parser):
+        each.error = fail  # type: ignore[method-assign]
+        each.allow_abbrev = False
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            parser.parse_args(_fill_placeholders(parser, args))
+    except ParseFailure as err:
+        message = str(err)
+        if elided and message.startswith("the following arguments are required"):
+            return None
+        return message
+    except SystemExit as err:  # --help, --version
+        return None if err.code in (0, None) else f"exit code {err.code}: {out.getvalue().strip()}"
+    return None
+
+
+@contextlib.contextmanager
+def bench_importable() -> Iterator[None]:
+    """bench/ on sys.path (its scripts import each other by bare name, such as `load` or `ood`): other modules of
+    those names are set aside meanwhile, and the scripts' modules forgotten afterwards."""
+    names = {path.stem for path in BENCH.glob("*.py")}
+    aside = {name: sys.modules.pop(name) for name in names & set(sys.modules)}
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(BENCH))
+        for name in names:
+            sys.modules.pop(name, None)
+        sys.modules.update(aside)
+
+
+@functools.cache
+def bench_build_parser(script: str) -> Callable[[], argparse.ArgumentParser] | None:
+    """The `build_parser` of bench/SCRIPT.py, or None when it has none; each script imported once."""
+    with bench_importable():
+        return getattr(importlib.import_module(script), "build_parser", None)
+
+
+def bench_problem(command: DocCommand) -> str | None:
+    """A `python bench/X.py ...` command: the script exists and its own parser accepts the arguments."""
+    script, args = command.args[0], list(command.args[1:])
+    path = ROOT / script
+    if PLACEHOLDER.fullmatch(path.stem) and path.parent == BENCH:
+        return None  # `bench/NAME.py`: any benchmark
+    if path.parent != BENCH or not path.is_file():
+        return f"{script} does not exist"
+    build = bench_build_parser(path.stem)
+    if build is None:
+        return f"{script} has no build_parser() to check its arguments against"
+    return parse_problem(build(), args, command.elided)
+
+
+def make_targets() -> set[str]:
+    targets = set()
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        match = re.match(r"([^\s#=:][^=:#]*?)\s*::?(?!=)", line)
+        if match:
+            targets.update(match.group(1).split())
+    return targets
+
+
+def makefile_commands(text: str) -> list[DocCommand]:
+    """The pneumoscan commands of the Makefile's recipes (`make demo`'s), its `$(VARIABLES)` expanded."""
+    variables = dict(re.findall(r"(?m)^(\w+)\s*[:?]?=\s*(.*?)\s*$", text))
+
+    def expand(line: str) -> str:
+        for _ in range(5):  # BIN := $(VENV)/bin
+            line = re.sub(r"\$\((\w+)\)", lambda m: variables.get(m.group(1), m.group(1)), line)
+        return line.replace("$$", "$")
+
+    recipe = [(n, expand(line[1:].lstrip("@"))) for n, line in enumerate(text.splitlines(), 1) if line.startswith("\t")]
+    return shell_commands("Makefile", [(n, line, False) for n, line in code_lines(recipe)])
+
+
+def make_problem(command: DocCommand) -> str | None:
+    wanted = [a for a in command.args if not a.startswith("-") and "=" not in a]
+    missing = [t for t in wanted if t not in make_targets()]
+    return f"no Makefile target {', '.join(missing)}" if missing else None
+
+
+def command_problem(command: DocCommand) -> str | None:
+    if command.kind == "unsplittable":
+        return f"cannot be split like a shell line ({command.args[0]})"
+    if command.kind == "pneumoscan":
+        return parse_problem(build_parser(), list(command.args), command.elided)
+    if command.kind == "bench":
+        return bench_problem(command)
+    return make_problem(command)
+
+
+@functools.cache
+def env_vars_read_in_src() -> frozenset[str]:
+    """The `PNEUMOSCAN_*` names that src/ spells as a whole string (the way `os.environ.get` takes them)."""
+    names = set()
+    for path in (ROOT / "src").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and ENV_VAR.fullmatch(node.value):
+                names.add(node.value)
+    return frozenset(names)
+
+
+@functools.cache
+def known_options() -> frozenset[str]:
+    """Every flag of pneumoscan and of the bench scripts."""
+    options = {o for p in _all_parsers(build_parser()) for o in p._option_string_actions}
+    for path in sorted(BENCH.glob("[!_]*.py")):
+        build = bench_build_parser(path.stem)
+        if build is not None:
+            options.update(build()._option_string_actions)
+    return frozenset(options)
+
+
+def doc_problems(doc: str, text: str) -> list[str]:
+    """Every mismatch between one doc's text and the code, each as `DOC:LINE: what: problem`."""
+    problems = [f"{c.where()}: {problem}" for c in doc_commands(doc, text) if (problem := command_problem(c))]
+    options = known_options()
+    read = env_vars_read_in_src()
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
+        for flag in re.findall(r"(?<![\w-])--[a-z][\w-]*", line):  # also in prose: "`--aug-zoom` sets ..."
+            if flag not in options:
+                problems.append(f"{doc}:{number}: {flag} is an option of neither pneumoscan nor a bench script")
+        for name in sorted(set(ENV_VAR.findall(line)) - read):
+            problems.append(f"{doc}:{number}: ${name} is read nowhere in src/")
+        for path in re.findall(r"(?<![\w/.])(?:(?:bench|src|sample)/[\w./-]*\w|pneumoscan/[\w/]+\.py)", line):
+            local = ROOT / ("src/" if path.startswith("pneumoscan/") else "") / path
+            if not any(PLACEHOLDER.fullmatch(Path(part).stem) for part in Path(path).parts) and not local.exists():
+                problems.append(f"{doc}:{number}: {path} does not exist")
+        if line.startswith("|"):  # the benchmark table names scripts without bench/
+            for script in re.findall(r"`(\w+)\.py`", line):
+                if not (BENCH / f"{script}.py").is_file():
+                    problems.append(f"{doc}:{number}: `{script}.py`: no such script in bench/")
+    return problems
+
+
+def mentioned(text: str, option: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text) is not None
+
+
+def undocumented(readme: str) -> list[str]:
+    """The subcommands and flags that `pneumoscan --help` and `pneumoscan SUB --help` offer and README.md never
+    names (a flag counts when any of its spellings does: --crop / --no-crop, -h / --help)."""
+    parser = build_parser()
+    missing = []
+    commands = {"": parser}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            commands.update(action.choices)
+    for name, sub in commands.items():
+        if name and not re.search(rf"pneumoscan {re.escape(name)}(?![\w-])", readme):
+            missing.append(f"pneumoscan {name}")
+        for action in sub._actions:
+            if action.option_strings and action.help != argparse.SUPPRESS and \
+                    not any(mentioned(readme, o) for o in action.option_strings):
+                missing.append(f"pneumoscan {name + ' ' if name else ''}{'/'.join(action.option_strings)}")
+    return missing
+
+
+def env_vars_undocumented(readme: str) -> list[str]:
+    return sorted(env_vars_read_in_src() - set(ENV_VAR.findall(readme)))
+
+
+# -- the docs ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("doc", DOCS)
+def test_the_doc_matches_the_code(doc: str) -> None:
+    problems = doc_problems(doc, (ROOT / doc).read_text())
+    assert not problems, f"{doc} does not match the code:\n" + "\n".join(problems)
+
+
+def test_the_docs_show_commands_of_every_kind() -> None:
+    """Guards the extraction itself: were it to find nothing, the test above would pass on any docs."""
+    commands = [c for doc in DOCS for c in doc_commands(doc, (ROOT / doc).read_text())]
+    kinds = {c.kind for c in commands}
+    assert {"pneumoscan", "bench", "make"} <= kinds
+    assert len([c for c in commands if c.kind == "pneumoscan"]) >= 30
+
+
+def test_the_makefile_runs_pneumoscan_with_options_it_has() -> None:
+    commands = makefile_commands((ROOT / "Makefile").read_text())
+    assert len(commands) >= 5  # make demo's audit, train, fit-guard, evaluate, predict, report
+    problems = [f"{c.where()}: {problem}" for c in commands if (problem := command_problem(c))]
+    assert not problems, "\n".join(problems)
+
+
+def test_readme_names_every_subcommand_and_flag_of_the_cli() -> None:
+    missing = undocumented((ROOT / "README.md").read_text())
+    assert not missing, "README.md never mentions these (document them, e.g. in the section of their command):\n" + \
+        "\n".join(missing)
+
+
+def test_readme_names_every_environment_variable_src_reads() -> None:
+    missing = env_vars_undocumented((ROOT / "README.md").read_text())
+    assert not missing, f"README.md never mentions {', '.join(missing)}, which src/ reads"
+
+
+# -- the checks themselves -----------------------------------------------------------------------
+def test_extraction_joins_continuations_drops_comments_ellipses_and_redirections() -> None:
+    text = "\n".join([
+        "Prose with `pneumoscan train ... --init W.safetensors` and `pneumoscan predict` and `pneumoscan.cli`,",
+        "and a span `pneumoscan evaluate --data DATA",
+        "--json -` over two lines.",
+        "",
+        "```bash",
+        "pneumoscan predict x.jpeg --csv > out.csv   # a comment, with an apostrophe's quote",
+        "OMP_NUM_THREADS=1 python bench/ood.py \\",
+        "  --per-family 5      # comment after a continued line",
+        "mkdir -p runs && make demo",
+        "/usr/bin/time -v pneumoscan models 2>&1 | tee log",
+        "```",
+        "",
+        "    pneumoscan set-threshold --data D --out M [--target-recall 0.95]",
+    ])
+    commands = doc_commands("X.md", text)
+    assert [(c.line, c.kind, c.args, c.elided) for c in commands] == [
+        (6, "pneumoscan", ("predict", "x.jpeg", "--csv"), False),
+        (7, "bench", ("bench/ood.py", "--per-family", "5"), False),
+        (9, "make", ("demo",), False),
+        (10, "pneumoscan", ("models",), False),
+        (13, "pneumoscan", ("set-threshold", "--data", "D", "--out", "M", "--target-recall", "0.95"), False),
+        (1, "pneumoscan", ("train", "--init", "W.safetensors"), True),
+        (1, "pneumoscan", ("predict",), True),
+        (2, "pneumoscan", ("evaluate", "--data", "DATA", "--json", "-"), False),
+    ]
+    assert doc_problems("X.md", text) == []
+
+
+BROKEN = [  # (text in README.md, the same broken, what the failure must name)
+    ("pneumoscan audit DATA --strict", "pneumoscan audit DATA --stirct", "unrecognized arguments: --stirct"),
+    ("pneumoscan cache ", "pneumoscan cahce ", "invalid choice: 'cahce'"),
+    ("pneumoscan serve ", "pneumoscan serve --max-upload 5 ", "unrecognized arguments: --max-upload"),
+    ("pneumoscan evaluate --model runs/r1 --data DATA", "pneumoscan evaluate --model runs/r1",
+     "the following arguments are required: --data"),
+    ("make demo ", "make dmeo ", "no Makefile target dmeo"),
+    ("`--aug-zoom` and", "`--aug-zom` and", "--aug-zom is an option of neither pneumoscan nor a bench script"),
+    ("PNEUMOSCAN_CACHE_MAX_GB", "PNEUMOSCAN_CACHE_MAXGB", "$PNEUMOSCAN_CACHE_MAXGB is read nowhere in src/"),
+    ("| `ood.py` |", "| `odd.py` |", "`odd.py`: no such script in bench/"),
+    ("(`bench/results/upload_memory.md`", "(`bench/results/upload_mem.md`", "bench/results/upload_mem.md does not exist"),
+    ("bench/NAME.py", "bench/NAME.py`; `python bench/ood.py --max-trian 5",
+     "unrecognized arguments: --max-trian"),
+]
+
+
+@pytest.mark.parametrize(("original", "broken", "expected"), BROKEN, ids=[b[2] for b in BROKEN])
+def test_a_broken_readme_fails_naming_the_doc_line_and_problem(original: str, broken: str, expected: str) -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert original in readme, f"the README no longer contains {original!r}: pick another line to break"
+    line = readme[:readme.index(original)].count("\n") + 1
+    problems = doc_problems("README.md", readme.replace(original, broken, 1))
+    assert problems and all(p.startswith(f"README.md:{line}: ") for p in problems), problems
+    assert any(expected in p for p in problems), problems
+
+
+def test_a_broken_makefile_command_is_named() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--n-boot 200" in makefile
+    broken = makefile_commands(makefile.replace("--n-boot 200", "--nboot 200", 1))
+    problems = [f"{c.where()}: {problem}" for c in broken if (problem := command_problem(c))]
+    assert len(problems) == 1 and "--nboot" in problems[0] and problems[0].startswith("Makefile:"), problems
+
+
+def test_a_flag_missing_from_the_readme_is_listed() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert mentioned(readme, "--strict")
+    assert undocumented(readme.replace("--strict", "--stern")) == ["pneumoscan audit --strict"]
+    assert env_vars_undocumented(readme.replace("PNEUMOSCAN_ORT_THREADS", "ORT_THREADS")) == ["PNEUMOSCAN_ORT_THREADS"]
