@@ -185,3 +185,49 @@ def test_a_batch_of_another_shape_is_a_clear_error() -> None:
         with pytest.raises(ValueError, match=r"augment_batch takes a batch of shape \(N, 1, H, W\) of images at "
                                              r"least 1 x 1 px, got \(" + ", ".join(map(str, shape))):
             augment_batch(torch.zeros(shape), AugmentConfig())
+
+
+def _encoded(image: Image.Image, fmt: str) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, quality=90) if fmt == "JPEG" else image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_load_image_and_original_is_both_decodes_from_one_where_draft_mode_changes_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import pneumoscan.data.decode as decode_module
+    from pneumoscan.data.decode import read_grayscale
+    from pneumoscan.data.preprocess import load_image_and_original
+    from tests.conftest import dicom_to_bytes, make_dicom
+
+    rng = np.random.default_rng(0)
+    grey = Image.fromarray(rng.integers(0, 256, (200, 260), dtype=np.uint8))
+    colour = Image.fromarray(rng.integers(0, 256, (200, 260, 3), dtype=np.uint8))
+    films = {  # name: (bytes, decodes expected for the model's size 64)
+        "png": (_encoded(grey, "PNG"), 1),
+        "grey jpeg that draft mode cannot shrink": (_encoded(grey.resize((120, 100)), "JPEG"), 1),  # 1/2: 60 x 50
+        "dicom": (dicom_to_bytes(make_dicom(np.asarray(grey, dtype=np.uint16) * 4)), 1),
+        "grey jpeg draft mode shrinks": (_encoded(grey.resize((520, 400)), "JPEG"), 2),  # to 1/4: 130 x 100
+        "colour jpeg, read as grey in draft mode": (_encoded(colour.resize((120, 100)), "JPEG"), 2),  # its luma
+    }
+    real_pil, real_dicom = decode_module._read_pil, decode_module._read_dicom
+    decodes = []
+
+    def counted(real):  # noqa: ANN001, ANN202
+        def decode(*args: object) -> np.ndarray:
+            decodes.append(1)
+            return real(*args)
+        return decode
+
+    for name, (data, expected_decodes) in films.items():
+        before = (read_grayscale(data), *load_image_with_levels(data, 64))  # explain's two decodes
+        monkeypatch.setattr(decode_module, "_read_pil", counted(real_pil))
+        monkeypatch.setattr(decode_module, "_read_dicom", counted(real_dicom))
+        decodes.clear()
+        after = load_image_and_original(data, 64)
+        monkeypatch.undo()
+        assert len(decodes) == expected_decodes, name
+        assert np.array_equal(after[0], before[0]) and np.array_equal(after[1], before[1]), name
+        assert after[2] == before[2], name

@@ -113,3 +113,21 @@ def test_explain_refuses_a_dithered_film_saying_what_to_send(fitted: Path, tmp_p
     assert (f"{film}: binary (black-and-white) image: 2 grey levels; send the original radiograph; no prediction "
             "or heatmap made") in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_explain_decodes_the_image_once(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The figure's full-size film and the model's input come from one decode (they were two of the same file)."""
+    import pneumoscan.data.decode as decode_module
+
+    image = sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[0]  # a grey JPEG, too small for draft mode to shrink
+    real = decode_module._read_pil
+    decodes = []
+
+    def counted(*args: object) -> np.ndarray:
+        decodes.append(args[1])
+        return real(*args)
+
+    monkeypatch.setattr(decode_module, "_read_pil", counted)
+    assert main(["explain", str(image), "--model", str(tiny_run), "--out", str(tmp_path / "h.png")]) == 0
+    assert decodes.count(str(image)) == 1  # (opening the ONNX backend decodes bundled sample X-rays of its own)

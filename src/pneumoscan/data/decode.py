@@ -119,6 +119,23 @@ def read_grayscale(
     return _read_pil(data, label, max_pixels, draft_size)
 
 
+def draft_changes_pixels(data: bytes, draft_size: int) -> bool:
+    """Whether `read_grayscale(data, draft_size=draft_size)` gives other pixels than `read_grayscale(data)`: a JPEG
+    that draft mode decodes at 1/2 to 1/8 scale, or as grey straight from its luma (a colour one). Reads the header
+    only; True when it cannot tell."""
+    if is_dicom(data):
+        return False
+    try:
+        with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as im:
+            if im.format not in ("JPEG", "MPO"):  # as `_read_pil`: draft mode applies to these only
+                return False
+            before = (im.mode, im.size)
+            im.draft("L", (draft_size, draft_size))
+            return (im.mode, im.size) != before
+    except Exception:  # noqa: BLE001 - unreadable here: decoding tells the user why
+        return True
+
+
 # --------------------------------------------------------------------------- helpers
 
 

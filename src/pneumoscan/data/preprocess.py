@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, read_grayscale
+from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, draft_changes_pixels, read_grayscale
 
 # Bump when decoding or resizing changes: it invalidates every image cache.
 PREPROCESS_VERSION = 1
@@ -50,6 +50,18 @@ def load_image_with_levels(
     black-and-white (dithered) film averages to grey at the model's size, so only the decoded pixels show it."""
     gray = read_grayscale(source, name=name, max_pixels=max_pixels, draft_size=size)
     return resize_square(gray, size), grey_levels(gray)
+
+
+def load_image_and_original(
+    data: bytes, size: int, *, name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The file decoded at full size, and its `load_image_with_levels`, from that one decode; decoded a second time,
+    as `load_image_with_levels` reads it, only when draft mode gives other pixels (`draft_changes_pixels`: a large
+    or colour JPEG, whose draft decode is then the cheaper one)."""
+    original = read_grayscale(data, name=name, max_pixels=max_pixels)
+    if draft_changes_pixels(data, size):
+        return (original, *load_image_with_levels(data, size, name=name, max_pixels=max_pixels))
+    return original, resize_square(original, size), grey_levels(original)
 
 
 def to_unit(batch: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -37,8 +37,8 @@ def display_copy(gray: np.ndarray) -> np.ndarray:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """Classify IMAGE, compute Grad-CAM for the predicted class and save the figure."""
-    from pneumoscan.data.decode import read_file, read_grayscale
-    from pneumoscan.data.preprocess import load_image_with_levels
+    from pneumoscan.data.decode import read_file
+    from pneumoscan.data.preprocess import load_image_and_original
     from pneumoscan.errors import InputError
     from pneumoscan.explain.gradcam import cam_layers, gradcam_for_image, overlay
     from pneumoscan.inference.predictor import Predictor
@@ -55,8 +55,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     except InputError as err:
         raise InputError(f"{predictor.path}: {err}") from None
     data = read_file(args.image, args.image)
-    original = display_copy(read_grayscale(data, name=args.image))
-    model_input, levels = load_image_with_levels(data, predictor.size, name=args.image)
+    full, model_input, levels = load_image_and_original(data, predictor.size, name=args.image)
+    original = display_copy(full)
+    del full  # a large film: only its display copy is needed from here on
     # screened by the out-of-distribution guard like `predict` and the service: no heatmap without a prediction
     (result,) = predictor.results([str(args.image)], model_input[None], [data], levels=[levels])
     if result.in_distribution is False:
