@@ -400,3 +400,6 @@ def test_sizes_print_in_powers_of_ten_without_exponents() -> None:
 
     assert [format_bytes(n) for n in (0, 999, 3456, 85.5e6, 5e9, 1234e9)] == \
         ["0 bytes", "999 bytes", "3.46 kB", "85.5 MB", "5 GB", "1,234 GB"]
+    # sizes that round up to 1,000 of a unit print in the next one (they printed as '1e+03 MB')
+    assert [format_bytes(n) for n in (999.7, 999_600, 999.96e6, 999.95e9, 994.9e6)] == \
+        ["1 kB", "1 MB", "1 GB", "1,000 GB", "995 MB"]

@@ -35,11 +35,13 @@ def max_cache_bytes() -> float:
 
 def format_bytes(n_bytes: float) -> str:
     """`n_bytes` in kB, MB or GB (powers of 10, like the limit), to three digits."""
-    for scale, unit in ((GB, "GB"), (1e6, "MB"), (1e3, "kB")):
-        if n_bytes >= scale:
-            value = n_bytes / scale
-            return f"{value:.3g} {unit}" if value < 1000 else f"{value:,.0f} {unit}"  # not 1.2e+03
-    return f"{n_bytes:.0f} bytes"
+    if float(f"{n_bytes:.0f}") < 1e3:
+        return f"{n_bytes:.0f} bytes"
+    for scale, unit in ((1e3, "kB"), (1e6, "MB"), (GB, "GB")):
+        value = n_bytes / scale
+        if float(f"{value:.3g}") < 1e3:  # what prints: 999.7 kB would show as 1e+03 kB, so it is 1 MB
+            return f"{value:.3g} {unit}"
+    return f"{n_bytes / GB:,.0f} GB"  # not 1.23e+03
 
 
 @dataclass(frozen=True)
