@@ -403,3 +403,24 @@ def test_sizes_print_in_powers_of_ten_without_exponents() -> None:
     # sizes that round up to 1,000 of a unit print in the next one (they printed as '1e+03 MB')
     assert [format_bytes(n) for n in (999.7, 999_600, 999.96e6, 999.95e9, 994.9e6)] == \
         ["1 kB", "1 MB", "1 GB", "1,000 GB", "995 MB"]
+
+
+def test_an_entry_another_run_removes_before_it_is_mapped_is_kept_in_memory_without_a_warning(
+        tmp_path: Path, four_sets: list[list[Sample]], monkeypatch: pytest.MonkeyPatch) -> None:
+    # e.g. two runs writing at once with room for one entry: the other's eviction removes ours right after its
+    # rename; that warned "No such file or directory ... free space there or point --cache-dir to a writable folder"
+    import warnings
+
+    cache = tmp_path / "cache"
+    real_write = cache_module._write_entry
+
+    def write_then_evicted(array_path: Path, *args: object) -> None:
+        real_write(array_path, *args)
+        array_path.unlink()
+
+    monkeypatch.setattr(cache_module, "_write_entry", write_then_evicted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = load_image_set(four_sets[0], 16, cache, progress=False)
+    assert not isinstance(result.images, np.memmap) and len(result.images) == 6
+    assert np.array_equal(result.images[0], load_image(four_sets[0][0].path, 16))

@@ -148,7 +148,8 @@ def _write_entry(array_path: Path, meta_path: Path, images: np.ndarray, meta_tex
 
 def _keep(cache_dir: Path, key: str, images: np.ndarray, meta_text: str, limit: float) -> np.ndarray:
     """`images` written as the entry `key` and memory-mapped back, the least recently used other entries evicted to
-    stay within `limit` bytes; or, with a warning, `images` themselves when they cannot or may not be written."""
+    stay within `limit` bytes; or, with a warning, `images` themselves when they cannot or may not be written (and
+    without one when another run removed the entry before it could be mapped)."""
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     size = images.nbytes + len(meta_text) + 128  # the .npy header takes at most 128 bytes here
     if size > limit:
@@ -162,6 +163,8 @@ def _keep(cache_dir: Path, key: str, images: np.ndarray, meta_text: str, limit: 
         mapped = np.load(array_path, mmap_mode="r")  # mapped before another process's eviction can remove it
         evict(cache_dir, limit, keep=key)  # entries other processes wrote meanwhile
         return mapped
+    except FileNotFoundError:  # another run removed the entry (its eviction, --clear) before it was mapped
+        return images
     except OSError as err:  # unwritable or full: the decoded images are still good, only not kept
         reason = err.strerror or f"writing failed ({err}; is the disk full?)"
         warnings.warn(f"image cache {cache_dir}: {reason}; images kept in memory and decoded again "
