@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -10,35 +12,57 @@ from pneumoscan.data.layout import Sample
 from tests.conftest import write_xray
 
 
+def _temporary(cache: Path, name: str, n_bytes: int, age_s: float) -> Path:
+    path = cache / name
+    path.write_bytes(b"x" * n_bytes)
+    os.utime(path, (time.time() - age_s, time.time() - age_s))
+    return path
+
+
 def _fill(cache: Path, tmp_path: Path) -> None:
-    """Entries at 16 px (two file lists) and 24 px, a temporary file of an unfinished write, and a file of the user's."""
+    """Entries at 16 px (two file lists) and 24 px, two temporary files of a killed write (untouched for two hours),
+    and a file of the user's."""
     for name, size in (("a", 16), ("b", 16), ("a", 24)):
         samples = [Sample(write_xray(tmp_path / name / f"IM-{i:04d}-0001.png", i % 2, i), i % 2) for i in range(4)]
         load_image_set(samples, size, cache, progress=False)
-    (cache / f"{'b' * 32}.123-456.tmp.npy").write_bytes(b"x" * 2000)
+    _temporary(cache, f"{'b' * 32}.123-456.tmp.npy", 2000, 7200)
+    _temporary(cache, f"{'b' * 32}.123-456.tmp", 500, 7200)
     (cache / "notes.txt").write_text("mine")
+
+
+def _entry_bytes(cache: Path) -> int:
+    return sum(p.stat().st_size for p in cache.iterdir() if p.suffix in (".npy", ".json") and len(p.stem) == 32)
 
 
 def test_cache_shows_folder_size_limit_and_entries(isolated_cache: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     _fill(isolated_cache, tmp_path)  # the default folder: $PNEUMOSCAN_CACHE
-    entry_bytes = sum(p.stat().st_size for p in isolated_cache.iterdir() if p.suffix in (".npy", ".json")
-                      and len(p.stem) == 32)
+    entry_bytes = _entry_bytes(isolated_cache)
+    _temporary(isolated_cache, f"{'c' * 32}.77-88.tmp.npy", 1000, 60)  # a write in progress
     assert main(["cache"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == (f"image cache {isolated_cache}: 3 entries, {entry_bytes / 1e3:.3g} kB; limit 5 GB "
-                        f"($PNEUMOSCAN_CACHE_MAX_GB)")
+    # the temporary files count against the limit: they are in the total
+    assert lines[0] == (f"image cache {isolated_cache}: 3 entries and 3 temporary files, "
+                        f"{(entry_bytes + 3500) / 1e3:.3g} kB; limit 5 GB ($PNEUMOSCAN_CACHE_MAX_GB)")
     assert lines[1].startswith("  16 px: 2 entries, ") and lines[2].startswith("  24 px: 1 entry, ")
-    assert lines[3].startswith("  and 1 temporary file, 2 kB: ") and len(lines) == 4
+    assert lines[3:] == ["  1 temporary file, 1 kB, modified in the last hour: writes in progress, or killed since",
+                         "  2 temporary files, 2.5 kB, untouched for over an hour: left by killed writes; removed "
+                         "when an entry is next written, or by --clear"]
 
 
-def test_cache_clear_removes_entries_and_temporary_files_only(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_cache_clear_removes_entries_and_stale_temporary_files_only(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     cache = tmp_path / "cache"
     _fill(cache, tmp_path)
+    freed = _entry_bytes(cache) + 2500
+    in_progress = _temporary(cache, f"{'c' * 32}.77-88.tmp.npy", 1000, 60)  # another run's: removing it fails that write
     assert main(["cache", "--cache-dir", str(cache), "--clear"]) == 0
-    assert capsys.readouterr().out.startswith(f"image cache {cache}: removed 3 entries, ")
-    assert [p.name for p in cache.iterdir()] == ["notes.txt"]
+    assert capsys.readouterr().out.splitlines() == [
+        f"image cache {cache}: removed 3 entries and 2 temporary files, {freed / 1e3:.3g} kB freed",
+        "  1 temporary file, 1 kB left, modified in the last hour: writes in progress, or killed since; removed once "
+        "untouched for an hour"]
+    assert sorted(p.name for p in cache.iterdir()) == sorted(["notes.txt", in_progress.name])
+    in_progress.unlink()
     assert main(["cache", "--cache-dir", str(cache)]) == 0
     assert capsys.readouterr().out == f"image cache {cache}: 0 entries, 0 bytes; limit 5 GB ($PNEUMOSCAN_CACHE_MAX_GB)\n"
 

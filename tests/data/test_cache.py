@@ -370,7 +370,7 @@ def test_an_array_left_without_its_json_is_an_entry_and_temporary_files_are_not(
     os.utime(orphan, (1, 1))
     temporary = cache / f"{'b' * 32}.123-456.tmp.npy"  # perhaps a write in progress in another process
     temporary.write_bytes(b"x" * 1000)
-    _limit_for(monkeypatch, 2 * one_entry + 100)
+    _limit_for(monkeypatch, 2 * one_entry + 1100)  # the temporary file takes its share of the limit
     load_image_set(four_sets[1], 16, cache, progress=False)
     assert not orphan.exists() and temporary.exists()
     assert _entry_keys(cache) == {cache_key(four_sets[0], 16), cache_key(four_sets[1], 16)}
@@ -403,6 +403,50 @@ def test_sizes_print_in_powers_of_ten_without_exponents() -> None:
     # sizes that round up to 1,000 of a unit print in the next one (they printed as '1e+03 MB')
     assert [format_bytes(n) for n in (999.7, 999_600, 999.96e6, 999.95e9, 994.9e6)] == \
         ["1 kB", "1 MB", "1 GB", "1,000 GB", "995 MB"]
+
+
+# -- temporary files of killed writes ----------------------------------------------------------------
+def _temporary(cache: Path, name: str, n_bytes: int, age_s: float) -> Path:
+    """A temporary file as `_write_entry` names them, last modified `age_s` seconds ago."""
+    path = cache / name
+    path.write_bytes(b"x" * n_bytes)
+    then = time.time() - age_s
+    os.utime(path, (then, then))
+    return path
+
+
+def test_writing_an_entry_sweeps_temporary_files_untouched_for_an_hour(
+        tmp_path: Path, four_sets: list[list[Sample]], monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    cache = tmp_path / "cache"
+    load_image_set(four_sets[0], 16, cache, progress=False)
+    killed = [_temporary(cache, f"{'a' * 32}.123-456.tmp.npy", 5000, 3660),  # SIGKILL between save and rename
+              _temporary(cache, f"{'a' * 32}.123-456.tmp", 100, 7 * 86400)]
+    in_progress = [_temporary(cache, f"{'b' * 32}.77-88.tmp.npy", 5000, 3540),  # written to a minute ago
+                   _temporary(cache, f"{'c' * 32}.77-99.tmp", 100, -120)]  # a file server's clock ahead of ours
+    mine = [_temporary(cache, "notes.tmp", 10, 7 * 86400), _temporary(cache, f"{'d' * 32}.tmp.npy", 10, 7 * 86400)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_image_set(four_sets[1], 16, cache, progress=False)
+    assert [p.exists() for p in killed + in_progress + mine] == [False, False, True, True, True, True]
+    assert _entry_keys(cache) == {cache_key(four_sets[0], 16), cache_key(four_sets[1], 16)}
+
+
+def test_temporary_files_count_against_the_limit(tmp_path: Path, four_sets: list[list[Sample]],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    keys = [cache_key(samples, 16) for samples in four_sets]
+    load_image_set(four_sets[0], 16, cache, progress=False)
+    one_entry = _entry_bytes(cache)
+    in_progress = _temporary(cache, f"{'b' * 32}.77-88.tmp.npy", one_entry, 60)  # another run's write
+    _limit_for(monkeypatch, 2 * one_entry + 100)  # room for two of the three
+    load_image_set(four_sets[1], 16, cache, progress=False)
+    assert _entry_keys(cache) == {keys[1]} and in_progress.exists()
+    in_progress.unlink()  # that write failed, say
+    _temporary(cache, f"{'c' * 32}.77-88.tmp.npy", 10 * one_entry, 4000)  # stale: swept, so it evicts nothing
+    load_image_set(four_sets[2], 16, cache, progress=False)
+    assert _entry_keys(cache) == {keys[1], keys[2]} and not (cache / f"{'c' * 32}.77-88.tmp.npy").exists()
 
 
 def test_an_entry_another_run_removes_before_it_is_mapped_is_kept_in_memory_without_a_warning(

@@ -7,7 +7,7 @@ import math
 import time
 from pathlib import Path
 
-from pneumoscan.data.cache_limit import Entry
+from pneumoscan.data.cache_limit import Entry, Temporary, format_bytes
 
 
 def _image_size(entry: Entry) -> int | None:
@@ -23,16 +23,27 @@ def _count(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
 
 
+def _temporaries(temporaries: list[Temporary]) -> str:
+    """'2 temporary files, 4 kB'."""
+    n_bytes = sum(t.size for t in temporaries)
+    return f"{_count(len(temporaries), 'temporary file', 'temporary files')}, {format_bytes(n_bytes)}"
+
+
 def describe_cache(folder: Path) -> list[str]:
-    """The cache in `folder` as lines: its size against the limit, then its entries by image size."""
-    from pneumoscan.data.cache_limit import MAX_GB_ENV, cache_entries, format_bytes, max_cache_bytes, temporary_files
+    """The cache in `folder` as lines: its size against the limit (entries and temporary files), then its entries by
+    image size, then its temporary files (fresh, and stale: left by writes that died)."""
+    from pneumoscan.data.cache_limit import MAX_GB_ENV, cache_entries, max_cache_bytes, temporary_files
 
     limit = max_cache_bytes()
     entries = cache_entries(folder)
+    temporaries = temporary_files(folder)
     limit_text = ("the cache is off" if limit == 0 else "no limit" if math.isinf(limit)
                   else f"limit {format_bytes(limit)}")
-    lines = [f"image cache {folder}: {_count(len(entries), 'entry', 'entries')}, "
-             f"{format_bytes(sum(e.size for e in entries))}; {limit_text} (${MAX_GB_ENV})"]
+    files = _count(len(entries), "entry", "entries")
+    if temporaries:
+        files += f" and {_count(len(temporaries), 'temporary file', 'temporary files')}"
+    total = sum(e.size for e in entries) + sum(t.size for t in temporaries)
+    lines = [f"image cache {folder}: {files}, {format_bytes(total)}; {limit_text} (${MAX_GB_ENV})"]
     by_size: dict[int | None, list[Entry]] = {}
     for entry in entries:
         by_size.setdefault(_image_size(entry), []).append(entry)
@@ -42,17 +53,18 @@ def describe_cache(folder: Path) -> list[str]:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(max(e.used_ns for e in group) / 1e9))
         lines.append(f"  {name}: {_count(len(group), 'entry', 'entries')}, "
                      f"{format_bytes(sum(e.size for e in group))}, last used {used}")
-    temporary = temporary_files(folder)
-    if temporary:
-        lines.append(f"  and {_count(len(temporary), 'temporary file', 'temporary files')}, "
-                     f"{format_bytes(sum(temporary.values()))}: writes in progress, or killed before they finished; "
-                     f"--clear removes them")
+    fresh, stale = [t for t in temporaries if not t.stale], [t for t in temporaries if t.stale]
+    if fresh:
+        lines.append(f"  {_temporaries(fresh)}, modified in the last hour: writes in progress, or killed since")
+    if stale:
+        lines.append(f"  {_temporaries(stale)}, untouched for over an hour: left by killed writes; removed when an "
+                     f"entry is next written, or by --clear")
     return lines
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
     from pneumoscan.data.cache import default_cache_dir
-    from pneumoscan.data.cache_limit import cache_entries, clear_cache, format_bytes
+    from pneumoscan.data.cache_limit import cache_entries, clear_cache, temporary_files
     from pneumoscan.errors import InputError
 
     folder = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
@@ -61,11 +73,22 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if not args.clear:
         print("\n".join(describe_cache(folder)))
         return 0
-    n_entries, freed = clear_cache(folder)
-    print(f"image cache {folder}: removed {_count(n_entries, 'entry', 'entries')}, {format_bytes(freed)} freed")
+    entries, temporaries = clear_cache(folder)
+    removed = _count(len(entries), "entry", "entries")
+    if temporaries:
+        removed += f" and {_count(len(temporaries), 'temporary file', 'temporary files')}"
+    freed = sum(e.size for e in entries) + sum(t.size for t in temporaries)
+    print(f"image cache {folder}: removed {removed}, {format_bytes(freed)} freed")
     left = cache_entries(folder)
     if left:  # on Windows, arrays another process has open; or one written meanwhile
         print(f"  {_count(len(left), 'entry', 'entries')} left: in use or just written")
+    temporaries = temporary_files(folder)
+    fresh, stuck = [t for t in temporaries if not t.stale], [t for t in temporaries if t.stale]
+    if fresh:  # removing them would fail a write in progress (another run's, perhaps on another machine)
+        print(f"  {_temporaries(fresh)} left, modified in the last hour: writes in progress, or killed since; "
+              f"removed once untouched for an hour")
+    if stuck:
+        print(f"  {_temporaries(stuck)} left by killed writes could not be removed; check the folder's permissions")
     return 0
 
 
@@ -74,5 +97,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("cache", help="show the decoded-image cache (folder, size, limit, entries) or clear it")
     p.add_argument("--cache-dir", help="the cache folder (default $PNEUMOSCAN_CACHE, else ~/.cache/pneumoscan)")
     p.add_argument("--clear", action="store_true",
-                   help="remove every cache entry (and temporary files of unfinished writes); other files stay")
+                   help="remove every cache entry, and temporary files left by killed writes (those untouched for an "
+                        "hour); other files stay")
     p.set_defaults(func=cmd_cache)

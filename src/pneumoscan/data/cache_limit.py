@@ -5,6 +5,7 @@ import math
 import os
 import re
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,11 @@ DEFAULT_MAX_GB = 5.0
 GB = 1e9
 _ENTRY_NAME = re.compile(r"[0-9a-f]{32}\.(npy|json)")  # cache_key(): 32 hex digits
 _TEMPORARY_NAME = re.compile(r"[0-9a-f]{32}\.\d+-\d+\.tmp(\.npy)?")  # cache._write_entry's, before the rename
+# A write keeps modifying its temporary file until the moment it renames it, so one untouched this long belongs to
+# no live write (killed, or the machine lost power). Not the pid in its name: the folder may be shared with other
+# machines or containers (other pid namespaces), and pids are reused. An hour also covers clocks that disagree
+# between a file server and its clients.
+STALE_TEMPORARY_S = 3600
 
 
 def max_cache_bytes() -> float:
@@ -86,9 +92,36 @@ def cache_entries(folder: Path) -> list[Entry]:
     return sorted(entries, key=lambda e: (e.used_ns, e.key))
 
 
-def temporary_files(folder: Path) -> dict[Path, int]:
-    """Temporary files of writes in progress, or of writes killed before they could remove them: path -> bytes."""
-    return {path: info.st_size for path, info in _regular_files(folder, _TEMPORARY_NAME).items()}
+@dataclass(frozen=True)
+class Temporary:
+    """A temporary file of an entry being written, or of a write that died before it could remove it: its bytes, and
+    whether it is stale (untouched for STALE_TEMPORARY_S, so no live write can own it)."""
+
+    path: Path
+    size: int
+    stale: bool
+
+
+def temporary_files(folder: Path) -> list[Temporary]:
+    """The temporary files in `folder`."""
+    now_ns = time.time_ns()
+    return [Temporary(path, info.st_size, now_ns - info.st_mtime_ns > STALE_TEMPORARY_S * 10**9)
+            for path, info in _regular_files(folder, _TEMPORARY_NAME).items()]
+
+
+def sweep_temporaries(folder: Path) -> tuple[list[Temporary], list[Temporary]]:
+    """Remove the stale temporary files of `folder`: (those removed, those left: fresh, or that could not be removed)."""
+    removed, left = [], []
+    for temporary in temporary_files(folder):
+        try:
+            if temporary.stale:
+                temporary.path.unlink(missing_ok=True)  # missing: another process swept it first
+                removed.append(temporary)
+                continue
+        except OSError:
+            pass
+        left.append(temporary)
+    return removed, left
 
 
 def mark_used(meta_path: Path) -> None:
@@ -112,10 +145,12 @@ def remove_entry(entry: Entry) -> bool:
 
 
 def evict(folder: Path, limit: float, keep: str | None = None) -> list[Entry]:
-    """Remove the least recently used entries of `folder`, never the one keyed `keep`, until all entries together
-    take at most `limit` bytes (or only `keep` is left); the entries removed."""
+    """Remove the stale temporary files of `folder`, then its least recently used entries, never the one keyed `keep`,
+    until the entries and the temporary files left take at most `limit` bytes (or only `keep` is left); the entries
+    removed."""
+    _, temporaries = sweep_temporaries(folder)
     entries = cache_entries(folder)
-    total = sum(entry.size for entry in entries)
+    total = sum(entry.size for entry in entries) + sum(temporary.size for temporary in temporaries)
     removed = []
     for entry in entries:
         if total <= limit:
@@ -126,15 +161,9 @@ def evict(folder: Path, limit: float, keep: str | None = None) -> list[Entry]:
     return removed
 
 
-def clear_cache(folder: Path) -> tuple[int, int]:
-    """Remove every entry and temporary file from `folder` (other files stay); the number of entries and the
-    bytes freed."""
+def clear_cache(folder: Path) -> tuple[list[Entry], list[Temporary]]:
+    """Remove every entry and every stale temporary file from `folder` (fresh ones may belong to a write in
+    progress; other files stay): the entries and temporary files removed."""
     entries = [entry for entry in cache_entries(folder) if remove_entry(entry)]
-    freed = sum(entry.size for entry in entries)
-    for path, size in temporary_files(folder).items():
-        try:
-            path.unlink(missing_ok=True)
-            freed += size
-        except OSError:
-            pass
-    return len(entries), freed
+    temporaries, _ = sweep_temporaries(folder)
+    return entries, temporaries
