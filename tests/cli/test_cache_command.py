@@ -85,3 +85,18 @@ def test_cache_mistakes_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PNEUMOSCAN_CACHE_MAX_GB", "5GB")
     assert main(["cache"]) == 2
     assert capsys.readouterr().err.startswith("pneumoscan: error: PNEUMOSCAN_CACHE_MAX_GB='5GB': must be a number")
+
+
+def test_an_entry_whose_array_is_gone_is_shown_as_incomplete(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a .json left alone (its .npy evicted by another run between the two renames of a write) holds no images: it
+    # was listed as a "24 px" entry
+    import json
+
+    cache = tmp_path / "cache"
+    _fill(cache, tmp_path)
+    (meta,) = [p for p in cache.glob("*.json") if json.loads(p.read_text())["size"] == 24]
+    meta.with_suffix(".npy").unlink()
+    assert main(["cache", "--cache-dir", str(cache)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("  16 px: 2 entries, ")
+    assert lines[2].startswith("  incomplete or damaged (rebuilt when next needed): 1 entry, ")

@@ -11,7 +11,9 @@ from pneumoscan.data.cache_limit import Entry, Temporary, format_bytes
 
 
 def _image_size(entry: Entry) -> int | None:
-    """The image size an entry holds, from its .json; None when that is missing or damaged."""
+    """The image size an entry holds, from its .json; None when that is missing or damaged, or its .npy is."""
+    if len(entry.paths) != 2:  # a .json alone holds no images
+        return None
     try:
         size = json.loads(entry.paths[0].with_suffix(".json").read_text())["size"]
     except (OSError, ValueError, KeyError, TypeError):
