@@ -468,3 +468,25 @@ def test_an_entry_another_run_removes_before_it_is_mapped_is_kept_in_memory_with
         result = load_image_set(four_sets[0], 16, cache, progress=False)
     assert not isinstance(result.images, np.memmap) and len(result.images) == 6
     assert np.array_equal(result.images[0], load_image(four_sets[0][0].path, 16))
+
+
+def test_a_write_whose_temporary_file_is_removed_meanwhile_fails_cleanly(
+        tmp_path: Path, four_sets: list[list[Sample]], monkeypatch: pytest.MonkeyPatch) -> None:
+    # a write stopped for over an hour (a suspended process, a stalled network disk) looks killed and another run
+    # sweeps its temporary file: its rename then fails, and it keeps its images in memory, quietly
+    import warnings
+
+    cache = tmp_path / "cache"
+    real_save = np.save
+
+    def save_then_swept(path: Path, images: np.ndarray) -> None:
+        real_save(path, images)
+        Path(path).unlink()
+
+    monkeypatch.setattr(cache_module.np, "save", save_then_swept)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = load_image_set(four_sets[0], 16, cache, progress=False)
+    assert not isinstance(result.images, np.memmap)
+    assert np.array_equal(result.images[0], load_image(four_sets[0][0].path, 16))
+    assert list(cache.iterdir()) == []
