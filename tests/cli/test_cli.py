@@ -451,3 +451,17 @@ def test_explain_draws_a_file_name_that_is_not_utf8(tiny_run: Path, tiny_data: P
     odd = os.fsdecode(bytes(tmp_path) + b"/k\xf6rper.jpeg")
     shutil.copy(film, odd)
     assert main(["explain", odd, "--model", str(tiny_run), "--out", str(tmp_path / "h.png")]) == 0
+
+
+def test_python_dash_m_runs_the_same_command_line(tmp_path: Path) -> None:
+    """`python -m pneumoscan` is the `pneumoscan` command: same name in its messages, same exit codes."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "pneumoscan", "audit", str(tmp_path / "missing")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith("pneumoscan: error:") and "missing" in done.stderr
+    version = subprocess.run([sys.executable, "-m", "pneumoscan", "--version"], capture_output=True, text=True,
+                             timeout=120)
+    assert version.returncode == 0 and version.stdout.startswith("pneumoscan ")
