@@ -290,6 +290,26 @@ def test_explain_returns_a_heatmap_png(client: TestClient, xray: Path) -> None:
 
 @pytest.mark.skipif(importlib.util.find_spec("pneumoscan.explain.gradcam") is None,
                     reason="pneumoscan.explain.gradcam is not installed")
+def test_a_heatmap_under_way_holds_up_no_other_request(tiny_run: Path, xray: Path) -> None:
+    """Whether Grad-CAM can explain the model is found once; asking again must not wait for the lock a heatmap
+    holds while it is drawn. It did, on the event loop: while one upload's heatmap was drawn, the next upload
+    with ?explain=true (every upload from the page) stopped the whole service, /health included."""
+    app = create_app(Settings(model=str(tiny_run), backend="onnx"))
+    with TestClient(app) as c, ThreadPoolExecutor(3) as pool:
+        assert c.get("/model").json()["explain_available"] is True
+        with app.state.engine._explain_lock:  # as a worker thread holds it while it draws a heatmap
+            upload = pool.submit(c.post, "/predict?explain=true",
+                                 files={"file": (xray.name, xray.read_bytes(), "image/jpeg")})
+            health, info = pool.submit(c.get, "/health"), pool.submit(c.get, "/model")
+            assert health.result(timeout=10).status_code == 200  # before the fix: TimeoutError
+            assert info.result(timeout=10).json()["explain_available"] is True
+            assert not upload.done()  # its heatmap waits for the lock, in its worker thread
+        res = upload.result(timeout=30)
+        assert res.status_code == 200 and res.json()["heatmap_png_base64"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pneumoscan.explain.gradcam") is None,
+                    reason="pneumoscan.explain.gradcam is not installed")
 @pytest.mark.parametrize("threshold", [1e-9, 1.0])
 def test_heatmap_explains_the_label_at_the_threshold_in_use(tiny_run: Path, xray: Path, threshold: float) -> None:
     from pneumoscan.artifact import load_artifact

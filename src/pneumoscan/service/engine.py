@@ -99,15 +99,17 @@ class Engine:
 
     def _cam_problem(self, module: ModuleType) -> str:
         """Why Grad-CAM cannot explain this model ('' when it can), found once from the model's structure with
-        its target layers (`_cam_layers`)."""
-        with self._explain_lock:
-            if self._cam_error is None:
-                try:
-                    self._cam_layers = module.cam_layers(self._explain_copy(), self.meta)
-                    self._cam_error = ""
-                except InputError as err:
-                    self._cam_error = str(err)
-            return self._cam_error
+        its target layers (`_cam_layers`). Once known it is read without the lock: the event loop asks (GET
+        /model, ?explain=true) while a worker thread may hold the lock for as long as it draws a heatmap."""
+        if self._cam_error is None:
+            with self._explain_lock:
+                if self._cam_error is None:
+                    try:
+                        self._cam_layers = module.cam_layers(self._explain_copy(), self.meta)
+                        self._cam_error = ""  # set last: a reader without the lock sees the layers first
+                    except InputError as err:
+                        self._cam_error = str(err)
+        return self._cam_error
 
     def explain_png(self, image: np.ndarray, label: str) -> bytes:
         """Grad-CAM overlay PNG of the evidence for `label` (the class the response gives) in one
