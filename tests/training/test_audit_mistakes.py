@@ -232,13 +232,13 @@ def test_a_second_process_cannot_train_in_a_run_folder_in_use(tiny_dataset: Path
 
 
 def test_train_and_pretrain_refused_before_writing_leave_no_empty_folder(tiny_dataset: Path, tmp_path: Path) -> None:
-    """The run lock creates the folder; a refusal before anything is written there takes it away again, and a
-    folder that was there already stays."""
+    """The run lock creates the folder (and its parents); a refusal before anything is written there takes them
+    away again, and a folder that was there already stays."""
     for command in ("train", "pretrain"):
         out = tmp_path / command / "new"
         assert main([command, "--data", str(tiny_dataset), "--out", str(out), "--resume", "--quiet"]) == 2
-        assert not out.exists() and (tmp_path / command).is_dir()
-        out.mkdir()
+        assert not (tmp_path / command).exists()
+        out.mkdir(parents=True)
         assert main([command, "--data", str(tiny_dataset), "--out", str(out), "--resume", "--quiet"]) == 2
         assert out.is_dir()
 

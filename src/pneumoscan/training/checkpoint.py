@@ -63,27 +63,38 @@ def run_lock(folder: Path) -> Iterator[None]:
     """Create FOLDER if needed and hold an exclusive lock on it while a run trains in it; InputError when another
     process holds it (a second `--resume` while the first still runs would train the same epochs and remove its
     temp files). The system releases the lock when a process ends, even by SIGKILL, so none is ever left stale.
-    A folder made here and still empty when the block fails (a run refused before it wrote anything) is removed."""
-    created = not folder.exists()
+    The folders made here and still empty when the block fails (a run refused before it wrote anything) are
+    removed, while the lock is still held; a run refused by the lock removes nothing (the folder is the other's)."""
+    made = [path for path in (folder, *folder.parents) if not path.exists()]  # the folder first, then its parents
     folder.mkdir(parents=True, exist_ok=True)
+    fd = _lock(folder) if fcntl is not None else None  # not on POSIX: no lock
     try:
-        if fcntl is None:  # not on POSIX: no lock
-            yield
-            return
+        yield
+    except BaseException:
+        for path in made:
+            if not path.is_dir() or any(path.iterdir()):
+                break
+            path.rmdir()
+        raise
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _lock(folder: Path) -> int:
+    """An open descriptor of FOLDER holding its exclusive lock; InputError when another process holds it."""
+    while True:
         fd = os.open(folder, os.O_RDONLY)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                raise InputError(f"{folder}: another pneumoscan process is training in this folder; wait for it to "
-                                 f"end (or stop it), then continue with --resume") from None
-            yield
-        finally:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
             os.close(fd)
-    except BaseException:
-        if created and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-        raise
+            raise InputError(f"{folder}: another pneumoscan process is training in this folder; wait for it to "
+                             f"end (or stop it), then continue with --resume") from None
+        if os.fstat(fd).st_nlink:
+            return fd
+        os.close(fd)  # a refused run removed the folder between our open and our lock: make it again
+        folder.mkdir(parents=True, exist_ok=True)
 
 
 def rng_states() -> dict[str, Any]:
