@@ -260,8 +260,9 @@ def _thresholds_section(scores: Scores) -> str:
         rows.append([row["threshold"], row["sensitivity"], row["specificity"], row["ppv"], row["npv"], row["f1"],
                      ", ".join(names)])
     note = ("Decision rule: P(pneumonia) >= threshold means PNEUMONIA. Highlighted rows: the operating threshold, the "
-            "highest thresholds reaching recall 0.90 / 0.95 / 0.98 and the threshold maximising Youden's J "
-            "(sensitivity + specificity - 1), all found on these images.")
+            "thresholds reaching recall 0.90 / 0.95 / 0.98 with the highest specificity and the threshold maximising "
+            "Youden's J (sensitivity + specificity - 1), all found on these images, each midway in the gap below the "
+            "film it is chosen on.")
     return (h.paragraph(note, note=True)
             + h.table(["threshold", "sensitivity", "specificity", "PPV", "NPV", "F1", "chosen by"], rows,
                       highlight=marked, digits=4))
