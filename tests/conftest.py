@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from pneumoscan import CLASS_NAMES
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample" / "chest_xray"
 SHARED = ROOT.parent / "shared" / "data" / "chest_xray"
@@ -39,17 +41,40 @@ def sample_dir() -> Path:
     return SAMPLE
 
 
-def write_xray(path: Path, label: int, seed: int, size: int = 40) -> Path:
-    """A synthetic 'X-ray': pneumonia images carry a bright blob, normal ones don't."""
+def xray_pixels(label: int, seed: int, size: int = 40) -> np.ndarray:
+    """A synthetic 'X-ray' (uint8): pneumonia images carry a bright blob, normal ones don't."""
     rng = np.random.default_rng(seed)
     img = rng.normal(90, 20, (size, size))
     if label:
         yy, xx = np.mgrid[:size, :size]
         cy, cx = rng.integers(size // 4, 3 * size // 4, 2)
         img += 120 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (size / 8) ** 2))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def write_xray(path: Path, label: int, seed: int, size: int = 40) -> Path:
+    """A synthetic 'X-ray' image file (format by the extension): see `xray_pixels`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+    Image.fromarray(xray_pixels(label, seed, size)).save(path)
     return path
+
+
+def write_dicom(path: Path, label: int, seed: int, patient_id: str | None = None, size: int = 40) -> Path:
+    """The synthetic 'X-ray' of `xray_pixels` as a DICOM file with this PatientID (None: the header has none)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(dicom_to_bytes(make_dicom(xray_pixels(label, seed, size), bits_stored=8, patient_id=patient_id)))
+    return path
+
+
+def write_dicom_dataset(root: Path, patients: int = 8, films: int = 3, size: int = 32) -> Path:
+    """ROOT/train/{NORMAL,PNEUMONIA} of UID-named DICOM files, `films` per patient (PatientID N<p> or P<p>): by
+    file name each film would be its own patient."""
+    for p in range(patients):
+        for k in range(films):
+            for label, name in enumerate(CLASS_NAMES):
+                write_dicom(root / "train" / name / f"1.2.826.0.1.3680043.{label}.{p}.{k}", label,
+                            1000 * label + 10 * p + k, patient_id=f"{name[0]}{p}", size=size)
+    return root
 
 
 @pytest.fixture

@@ -490,3 +490,18 @@ def test_a_write_whose_temporary_file_is_removed_meanwhile_fails_cleanly(
     assert not isinstance(result.images, np.memmap)
     assert np.array_equal(result.images[0], load_image(four_sets[0][0].path, 16))
     assert list(cache.iterdir()) == []
+
+
+
+
+def test_a_manifest_patient_leaves_the_cache_key_and_the_images_alone(tmp_path: Path) -> None:
+    """The patient a manifest names is not part of the pixels: the same files with a patient column hit the entry
+    written without one, and the decoded set keeps each sample (patient included) for the split to key."""
+    samples = _samples(tmp_path)
+    named = [Sample(s.path, s.label, f"P{i // 2}") for i, s in enumerate(samples)]
+    assert cache_key(named, 24) == cache_key(samples, 24)
+    cache = tmp_path / "cache"
+    load_image_set(samples, 24, cache)
+    entries = sorted(p.name for p in cache.iterdir())
+    again = load_image_set(named, 24, cache)
+    assert sorted(p.name for p in cache.iterdir()) == entries and again.samples == named

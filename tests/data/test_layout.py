@@ -153,3 +153,29 @@ def test_split_is_matched_in_any_case(tmp_path: Path) -> None:
         write_xray(tmp_path / split / "NORMAL" / "IM-0001-0001.png", 0, 1)
         write_xray(tmp_path / split / "PNEUMONIA" / "person1_virus_1.png", 1, 2)
     assert evaluation_samples(tmp_path, "Test")[0] == "test"
+
+
+def test_manifest_patient_column_names_each_rows_patient(tmp_path: Path) -> None:
+    for name in ("a.png", "b.png", "c.png"):
+        write_xray(tmp_path / name, 0, 1)
+    (tmp_path / "m.csv").write_text("path,label,Patient\na.png,NORMAL, P-01 \nb.png,PNEUMONIA,P-01\n"
+                                    "c.png,NORMAL,P-02\n")
+    assert [s.patient for s in discover(tmp_path / "m.csv")["all"]] == ["P-01", "P-01", "P-02"]
+    (tmp_path / "id.csv").write_text("path,label,patient_id\na.png,NORMAL,7\n")
+    assert [s.patient for s in discover(tmp_path / "id.csv")["all"]] == ["7"]
+    (tmp_path / "none.csv").write_text("path,label\na.png,NORMAL\n")
+    assert [s.patient for s in discover(tmp_path / "none.csv")["all"]] == [None]
+
+
+def test_manifest_patient_column_with_an_empty_cell_names_the_row(tmp_path: Path) -> None:
+    write_xray(tmp_path / "a.png", 0, 1)
+    (tmp_path / "m.csv").write_text("path,label,patient\na.png,NORMAL,P-01\na.png,PNEUMONIA,\n")
+    with pytest.raises(InputError, match=r"m\.csv:3: no patient; fill in the patient of every row .* or remove the "
+                                         r"patient column to read patients from the files$"):
+        discover(tmp_path / "m.csv")
+    (tmp_path / "short.csv").write_text("path,label,patient\na.png,NORMAL\n")  # the cell left out altogether
+    with pytest.raises(InputError, match=r"short\.csv:2: no patient"):
+        discover(tmp_path / "short.csv")
+    (tmp_path / "both.csv").write_text("path,label,patient,patient_id\na.png,NORMAL,1,1\n")
+    with pytest.raises(InputError, match=r"both\.csv: has both a patient and a patient_id column; keep one of them"):
+        discover(tmp_path / "both.csv")

@@ -1,8 +1,16 @@
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
+import numpy as np
 import pytest
 
-from pneumoscan.data.patients import cause, patient_id
+from pneumoscan.data.layout import Sample, discover
+from pneumoscan.data.patients import cause, patient_id, patient_keys, placeholder_ids, recorded_patient_key
+from pneumoscan.data.split import patient_split
+from pneumoscan.errors import InputError
+from tests.conftest import dicom_to_bytes, make_dicom, write_dicom, write_xray
 
 
 @pytest.mark.parametrize(
@@ -34,3 +42,134 @@ def test_cause() -> None:
     assert cause("person19_virus_50.jpeg") == "virus"
     assert cause("person1_bacteria_1.jpeg") == "bacteria"
     assert cause("IM-0115-0001.jpeg") is None
+
+
+# -- where the patient key is read (--patient-key) ------------------------------------------------------------------
+def _keys(samples: list[Sample], choice: str = "auto") -> dict[str, str]:
+    keys = patient_keys(samples, choice)
+    return {Path(s.path).name: keys(s) for s in samples}
+
+
+def test_auto_reads_the_dicom_patient_id_in_a_mixed_folder(tmp_path: Path) -> None:
+    """DICOM files of one patient under unrelated names (and UID names) are one patient; a JPEG beside them, a DICOM
+    without a PatientID or with an empty one, keep their file-name key."""
+    write_dicom(tmp_path / "NORMAL" / "ward3" / "a.dcm", 0, 1, patient_id="pt7")
+    write_dicom(tmp_path / "PNEUMONIA" / "1.2.840.113619.2.55.3.12345", 1, 2, patient_id="pt7 ")  # padded
+    write_dicom(tmp_path / "PNEUMONIA" / "b.dcm", 1, 3, patient_id="pt8")
+    write_dicom(tmp_path / "PNEUMONIA" / "no_id.dcm", 1, 4)
+    write_dicom(tmp_path / "PNEUMONIA" / "blank_id.dcm", 1, 5, patient_id="  ")
+    write_xray(tmp_path / "NORMAL" / "ward3" / "IM-0001-0002.jpeg", 0, 6)
+    samples = discover(tmp_path)["all"]
+    assert _keys(samples) == {"a.dcm": "pt7", "1.2.840.113619.2.55.3.12345": "pt7", "b.dcm": "pt8",
+                              "no_id.dcm": "no_id", "blank_id.dcm": "blank_id", "IM-0001-0002.jpeg": "IM-0001"}
+    assert patient_keys(samples).sources == {"dicom": 3, "name": 3}
+    assert _keys(samples, "name")["1.2.840.113619.2.55.3.12345"] == "1.2.840.113619.2.55.3.12345"  # as before
+    assert patient_keys(samples, "name").sources == {"name": 6}
+
+
+def test_a_dicom_file_without_its_preamble_is_keyed_by_its_patient_id(tmp_path: Path) -> None:
+    full = dicom_to_bytes(make_dicom(np.zeros((4, 4), np.uint8), bits_stored=8, patient_id="pt3"))
+    (tmp_path / "NORMAL").mkdir()
+    (tmp_path / "NORMAL" / "bare").write_bytes(full[132:])  # no 128-byte preamble and no 'DICM', as older devices write
+    assert _keys([Sample(tmp_path / "NORMAL" / "bare", 0)]) == {"bare": "pt3"}
+
+
+def test_placeholder_rule() -> None:
+    assert placeholder_ids(["ANONYMOUS"] * 2 + ["a", "b", "c"]) == {"ANONYMOUS"}  # a known placeholder, twice
+    assert placeholder_ids(["0000", "0000", "a", "b"]) == {"0000"}
+    assert placeholder_ids(["ANONYMOUS", "a", "b"]) == set()  # once: that image is its own patient anyway
+    assert placeholder_ids(["SITE-7"] * 3 + ["a", "b"]) == {"SITE-7"}  # most of the images: one patient cannot be
+    assert placeholder_ids(["pt1"] * 2 + ["pt2"]) == set()  # too few images to tell
+    assert placeholder_ids(["pt1"] * 3 + ["pt2"] * 3) == set()  # half is not most
+    assert placeholder_ids([]) == set()
+
+
+def test_a_placeholder_patient_id_is_not_one_giant_patient(tmp_path: Path) -> None:
+    for i in range(4):
+        write_dicom(tmp_path / "NORMAL" / f"scan{i}.dcm", 0, i, patient_id="ANONYMOUS")
+        write_dicom(tmp_path / "PNEUMONIA" / f"film{i}.dcm", 1, 10 + i, patient_id="ANONYMOUS")
+    write_dicom(tmp_path / "PNEUMONIA" / "real.dcm", 1, 20, patient_id="pt9")
+    samples = discover(tmp_path)["all"]
+    with pytest.warns(UserWarning) as caught:
+        keys = patient_keys(samples)
+    (warning,) = caught
+    text = str(warning.message)
+    assert "PatientID 'ANONYMOUS' on 8 of the 9 DICOM images" in text and "read from the file name" in text
+    assert "patient column" in text and "--patient-key folder" in text and "\n" not in text
+    assert keys(samples[0]) == "scan0" and keys.sources == {"dicom": 1, "name": 8}
+    assert keys(next(s for s in samples if s.path.name == "real.dcm")) == "pt9"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        patient_keys(samples, "name")  # not read at all: no warning
+
+
+def test_folder_key_is_the_folders_below_the_class_folder(tmp_path: Path) -> None:
+    write_xray(tmp_path / "train" / "NORMAL" / "pt7" / "a.png", 0, 1)
+    write_xray(tmp_path / "train" / "PNEUMONIA" / "pt7" / "b.png", 1, 2)  # the same patient, with pneumonia later
+    write_dicom(tmp_path / "train" / "PNEUMONIA" / "ward3" / "pt9" / "c.dcm", 1, 3, patient_id="ignored")
+    write_xray(tmp_path / "test" / "NORMAL" / "pt7" / "d.png", 0, 4)
+    write_xray(tmp_path / "test" / "PNEUMONIA" / "pt1" / "e.png", 1, 5)
+    samples = [s for split in discover(tmp_path).values() for s in split]
+    assert _keys(samples, "folder") == {"a.png": "pt7", "b.png": "pt7", "c.dcm": "ward3/pt9", "d.png": "pt7",
+                                        "e.png": "pt1"}
+    assert patient_keys(samples, "folder").sources == {"folder": 5}
+    write_xray(tmp_path / "train" / "NORMAL" / "loose.png", 0, 6)
+    with pytest.raises(InputError, match=r"loose\.png: --patient-key folder .* \(NORMAL/<patient>/loose\.png\), or "
+                                         r"use --patient-key auto$"):
+        patient_keys(discover(tmp_path)["train"], "folder")
+    outside = Sample(tmp_path / "exports" / "pt4" / "f.png", 0)  # a manifest's row under no class folder
+    assert patient_keys([outside], "folder")(outside) == str(tmp_path / "exports" / "pt4")
+
+
+def test_a_manifest_patient_column_comes_first_in_auto_only(tmp_path: Path) -> None:
+    write_dicom(tmp_path / "a.dcm", 0, 1, patient_id="pt7")
+    write_xray(tmp_path / "IM-0001-0001.png", 1, 2)
+    samples = [Sample(tmp_path / "a.dcm", 0, "P-01"), Sample(tmp_path / "IM-0001-0001.png", 1, "P-01"),
+               Sample(tmp_path / "a.dcm", 1)]
+    keys = patient_keys(samples)
+    assert [keys(s) for s in samples] == ["P-01", "P-01", "pt7"] and keys.sources == {"manifest": 2, "dicom": 1}
+    name = patient_keys(samples, "name")
+    assert [name(s) for s in samples] == ["a", "IM-0001", "a"]
+    with pytest.raises(InputError, match="--patient-key ward: must be one of auto, name, folder"):
+        patient_keys(samples, "ward")
+
+
+def test_recorded_patient_key_of_split_records() -> None:
+    assert recorded_patient_key({}) == "name"  # split.json before --patient-key: names were all it read
+    assert recorded_patient_key({"patient_key": "auto", "patient_keys_from": {"name": 12}}) == "name"
+    assert recorded_patient_key({"patient_key": "auto", "patient_keys_from": {"dicom": 3, "name": 9}}) == "auto"
+    assert recorded_patient_key({"patient_key": "folder", "patient_keys_from": {"folder": 12}}) == "folder"
+
+
+# The split of this Kermany-named tree before --patient-key existed (split seed 0, 15 %), by file name.
+KERMANY_VAL = ["IM-0006-0001.jpeg", "IM-0013-0001.jpeg", "IM-0013-0002.jpeg", "IM-0023-0001.jpeg", "IM-0023-0002.jpeg",
+               "IM-0023-0003.jpeg", "NORMAL2-IM-0010-0001-0001.jpeg", "NORMAL2-IM-0010-0001-0002.jpeg",
+               "person15_bacteria_150.jpeg", "person16_virus_160.jpeg", "person16_virus_161.jpeg",
+               "person23_bacteria_230.jpeg", "person23_bacteria_231.jpeg", "person23_bacteria_232.jpeg",
+               "person34_bacteria_340.jpeg", "person34_bacteria_341.jpeg", "person4_virus_40.jpeg",
+               "person4_virus_41.jpeg", "person7_bacteria_70.jpeg", "person7_bacteria_71.jpeg"]
+
+
+def _kermany_tree(root: Path) -> Path:
+    for p in range(24):
+        for k in range(1 + p % 3):
+            name = f"NORMAL2-IM-{p:04d}-0001-{k + 1:04d}.jpeg" if p % 5 == 0 else f"IM-{p:04d}-{k + 1:04d}.jpeg"
+            (root / "NORMAL").mkdir(parents=True, exist_ok=True)
+            (root / "NORMAL" / name).write_bytes(b"\xff\xd8")
+    for p in range(36):
+        for k in range(1 + (p * 7) % 3):
+            kind = "virus" if p % 4 == 0 else "bacteria"
+            (root / "PNEUMONIA").mkdir(parents=True, exist_ok=True)
+            (root / "PNEUMONIA" / f"person{p}_{kind}_{p * 10 + k}.jpeg").write_bytes(b"\xff\xd8")
+    return root
+
+
+def test_the_split_of_kermany_names_is_the_one_before_patient_keys(tmp_path: Path) -> None:
+    samples = discover(_kermany_tree(tmp_path))["all"]
+    for choice in ("auto", "name"):
+        keys = patient_keys(samples, choice)
+        _, val = patient_split(samples, 0.15, 0, keys)
+        assert [s.path.name for s in val] == KERMANY_VAL
+        assert keys.effective == "name" and keys.sources == {"name": len(samples)}
+    _, default = patient_split(samples, 0.15, 0)
+    assert [s.path.name for s in default] == KERMANY_VAL

@@ -16,10 +16,12 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class Sample:
-    """One labelled image: path and label (0 = NORMAL, 1 = PNEUMONIA)."""
+    """One labelled image: path and label (0 = NORMAL, 1 = PNEUMONIA), and its patient when a manifest's
+    `patient` column names it (`data.patients` reads it from the file otherwise)."""
 
     path: Path
     label: int
+    patient: str | None = None
 
 
 def is_image_path(path: Path) -> bool:
@@ -101,10 +103,23 @@ def _class_folder_samples(folder: Path) -> list[Sample]:
     return samples
 
 
+PATIENT_COLUMNS = ("patient", "patient_id")  # either names the patient of each row (not both)
+
+
+def _patient_column(csv_path: Path, columns: set[str]) -> str | None:
+    """The manifest's patient column, if any; InputError when it has two."""
+    present = [c for c in PATIENT_COLUMNS if c in columns]
+    if len(present) > 1:
+        raise InputError(f"{csv_path}: has both a {present[0]} and a {present[1]} column; keep one of them")
+    return present[0] if present else None
+
+
 def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
-    """Samples of a `path,label[,split]` CSV (UTF-8, with or without the BOM Excel writes) per split:
+    """Samples of a `path,label[,split][,patient]` CSV (UTF-8, with or without the BOM Excel writes) per split:
     `train`/`val`/`test` from the optional `split` column (case-insensitive; then every row needs one),
-    else all of them as split `all`. Relative paths are relative to the CSV's folder."""
+    else all of them as split `all`. Relative paths are relative to the CSV's folder. The optional `patient`
+    (or `patient_id`) column names each row's patient; then every row needs one (an empty cell is an error
+    naming the row: a patient left out would be split from their other images unnoticed)."""
     found: dict[str, list[Sample]] = {}
     try:
         with csv_path.open(newline="", encoding="utf-8-sig") as handle:
@@ -112,17 +127,23 @@ def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
             columns = {f.strip().lower() for f in reader.fieldnames or [] if f}
             if not {"path", "label"} <= columns:
                 raise InputError(f"{csv_path}: a manifest needs a header line 'path,label'")
+            patient_column = _patient_column(csv_path, columns)
             for line_no, row in enumerate(reader, start=2):
                 row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
                 where = f"{csv_path}:{line_no}"
                 split = row.get("split", "all").lower() if "split" in columns else "all"
                 if "split" in columns and split not in SPLITS:
                     raise InputError(f"{where}: unknown split {row.get('split', '')!r}; use one of {', '.join(SPLITS)}")
+                patient = row.get(patient_column, "") if patient_column else None
+                if patient == "":
+                    raise InputError(f"{where}: no {patient_column}; fill in the patient of every row (the same value "
+                                     f"for all images of one patient), or remove the {patient_column} column to read "
+                                     f"patients from the files")
                 path = Path(row["path"])
                 path = path if path.is_absolute() else csv_path.parent / path
                 if not path.is_file():
                     raise InputError(f"{where}: file {path} does not exist; fix the path in the manifest")
-                found.setdefault(split, []).append(Sample(path, label_index(row["label"], where)))
+                found.setdefault(split, []).append(Sample(path, label_index(row["label"], where), patient))
     except UnicodeDecodeError:
         raise InputError(f"{csv_path}: not UTF-8 text; save the manifest as a UTF-8 CSV with columns path,label") from None
     if not found:

@@ -1,21 +1,45 @@
-"""Patient and cause parsed from Kermany-style file names."""
+"""Which patient each image is of (the key of the patient split and the audit's patient counts), and the
+cause of pneumonia parsed from Kermany-style file names.
+
+`--patient-key` chooses where the key is read:
+
+* `auto` (default): a CSV manifest's `patient` column, else the DICOM header's PatientID (when present, non-empty
+  and not a placeholder), else the file name (`patient_id`).
+* `name`: the file name only, as before `--patient-key` existed.
+* `folder`: the folders between the class folder and the image (`NORMAL/pt7/a.dcm` -> `pt7`).
+"""
 from __future__ import annotations
 
 import re
+import warnings
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
-from pneumoscan.data.layout import IMAGE_SUFFIXES
+from pneumoscan import CLASS_NAMES, PATIENT_KEYS
+from pneumoscan.data.decode import is_dicom
+from pneumoscan.data.layout import IMAGE_SUFFIXES, Sample
+from pneumoscan.errors import InputError
 
 _NORMAL = re.compile(r"^(?P<patient>(?:NORMAL2-)?IM-\d+)(?:-\d+)+$", re.IGNORECASE)
 _PNEUMONIA = re.compile(r"^(?P<patient>person\d+)_(?P<cause>bacteria|virus)(?:_\d+)+$", re.IGNORECASE)
 
+# Where a key came from, as split.json and the audit count them.
+SOURCES = ("manifest", "dicom", "folder", "name")
+# PatientIDs anonymisers write instead of a patient's (compared in lower case; any run of zeros counts too).
+PLACEHOLDER_IDS = frozenset({"anonymous", "anonymized", "anonymised", "anon", "unknown", "none", "null", "n/a", "na",
+                             "-", "--", "*", "?", "x", "xxx"})
+PLACEHOLDER_MIN_IMAGES = 3  # a PatientID on more than half of the DICOM images is a placeholder from this many on
+
 
 def patient_id(path: str | Path) -> str:
-    """Patient key of an image: `IM-0115-0001.jpeg` -> `IM-0115`, `person19_virus_50.jpeg` -> `person19`.
+    """Patient key read from the file name: `IM-0115-0001.jpeg` -> `IM-0115`, `person19_virus_50.jpeg` ->
+    `person19`.
 
     Unknown names are their own patient: the file name without its image extension (a DICOM UID name such
-    as `1.2.840.113619.2.55.3.12345` is kept whole; its last number is not an extension). Only the name
-    counts: not the folder, and not the DICOM PatientID.
+    as `1.2.840.113619.2.55.3.12345` is kept whole; its last number is not an extension). This is
+    `--patient-key name`, and what `auto` falls back to.
     """
     path = Path(path)
     stem = path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name
@@ -32,3 +56,156 @@ def cause(path: str | Path) -> str | None:
     """`bacteria` or `virus` for Kermany pneumonia file names, None otherwise."""
     match = _PNEUMONIA.match(Path(path).stem)
     return match.group("cause").lower() if match else None
+
+
+def dicom_patient_id(path: Path) -> str | None:
+    """The PatientID in a DICOM file's header (read without its pixels), stripped of padding; None for a file
+    that is not DICOM (by content, as decoding tells), cannot be read, or has no or an empty PatientID."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return None
+    if not is_dicom(head):
+        return None
+    try:
+        import pydicom
+    except ImportError:  # decoding the file will say so
+        return None
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"],
+                             force=head[128:132] != b"DICM")  # force: a file without its preamble
+        value = ds.get("PatientID")
+    except Exception:  # noqa: BLE001 -- a damaged header: decoding reports the file, the name keys it meanwhile
+        return None
+    text = str(value if value is not None else "").strip(" \x00")
+    return text or None
+
+
+def folder_key(sample: Sample) -> str:
+    """The folders between the image's class folder (the nearest one named as its label) and the image:
+    `train/NORMAL/ward3/pt7/a.dcm` -> `ward3/pt7`; for an image under no such folder (a manifest's row),
+    its folder. InputError for an image right in its class folder."""
+    path = Path(sample.path)
+    parents = path.parent.parts
+    for depth in range(len(parents) - 1, -1, -1):
+        if parents[depth].upper() == CLASS_NAMES[sample.label]:
+            below = parents[depth + 1:]
+            if not below:
+                raise InputError(f"{path}: --patient-key folder reads the patient from the folder between the class "
+                                 f"folder and the image, and this image has none; put each patient's images in a "
+                                 f"folder of their own ({parents[depth]}/<patient>/{path.name}), or use "
+                                 f"--patient-key auto")
+            return "/".join(below)
+    return str(path.parent)
+
+
+@dataclass(frozen=True)
+class PatientKeys:
+    """The patient key of each sample, the `--patient-key` choice they follow and where each key came from (one
+    of `SOURCES`)."""
+
+    choice: str
+    keys: dict[Sample, str]
+    origins: dict[Sample, str]
+
+    def __call__(self, sample: Sample) -> str:
+        return self.keys[sample]
+
+    @property
+    def sources(self) -> dict[str, int]:
+        """How many keys came from each source, in `SOURCES` order (sources of none left out)."""
+        counts = Counter(self.origins.values())
+        return {source: counts[source] for source in SOURCES if counts[source]}
+
+    @property
+    def effective(self) -> str:
+        """The choice, or `name` when `auto` read every key from the file name: the two then make the same split
+        (Kermany's data), so a run of either compares equal to a run of the other."""
+        return "name" if self.choice == "auto" and set(self.sources) <= {"name"} else self.choice
+
+    def shown(self, sample: Sample) -> str:
+        """How a message names the sample's patient: the key, or for a DICOM PatientID (patient data, never printed)
+        the file it is read from."""
+        return f"PatientID of {sample.path}" if self.origins[sample] == "dicom" else self.keys[sample]
+
+    def record(self) -> dict[str, object]:
+        """What split.json and the audit's JSON say about the keys (how they were read, never the keys)."""
+        return {"patient_key": self.choice, "patient_keys_from": self.sources}
+
+
+def recorded_patient_key(record: dict) -> str:
+    """The effective key choice of a split.json or pretraining record (`PatientKeys.effective`); one written
+    before `--patient-key` existed split by file name."""
+    choice = record.get("patient_key", "name")
+    sources = record.get("patient_keys_from")
+    if choice == "auto" and isinstance(sources, dict) and set(k for k, n in sources.items() if n) <= {"name"}:
+        return "name"
+    return choice
+
+
+def is_placeholder(value: str) -> bool:
+    """A PatientID that says nothing about the patient: ANONYMOUS, UNKNOWN, 0, 000000, ..."""
+    return value.strip().lower() in PLACEHOLDER_IDS or not value.strip("0 ")
+
+
+def placeholder_ids(ids: list[str]) -> set[str]:
+    """The values among the DICOM PatientIDs `ids` (one per image) that stand for no patient: a known placeholder
+    on two or more images, and a value on more than half of them (and on PLACEHOLDER_MIN_IMAGES or more)."""
+    counts = Counter(ids)
+    found = {value for value, n in counts.items() if n >= 2 and is_placeholder(value)}
+    if counts:
+        value, n = counts.most_common(1)[0]
+        if n >= PLACEHOLDER_MIN_IMAGES and n > len(ids) / 2:
+            found.add(value)
+    return found
+
+
+def _warn_placeholders(placeholders: set[str], counts: Counter, total: int) -> None:
+    """One warning line naming the placeholder PatientIDs, what is read instead, and the ways out."""
+    ordered = sorted(placeholders, key=lambda value: (-counts[value], value))
+    shown = (repr(ordered[0]) if len(ordered) == 1 else
+             " and ".join(f"{value!r} ({counts[value]})" for value in ordered))
+    warnings.warn(f"PatientID {shown} on {sum(counts[v] for v in ordered)} of the {total} DICOM images with a "
+                  f"PatientID: taken for {'placeholders' if len(ordered) > 1 else 'a placeholder'}, not a patient, so "
+                  f"the patient of those images is read from the file name instead (a name that is not Kermany's "
+                  f"is its own patient); to keep each patient's images together, list them in a CSV manifest with a "
+                  f"patient column, or put them in one folder per patient and use --patient-key folder", stacklevel=3)
+
+
+def patient_keys(samples: Iterable[Sample], choice: str = "auto") -> PatientKeys:
+    """The patient key of each of `samples` by `choice` (one of PATIENT_KEYS). With `auto`, the DICOM headers of
+    the samples without a manifest patient are read, and placeholder PatientIDs among them (`placeholder_ids`,
+    judged over these samples: pass the whole data set) give way to the file name, with one warning."""
+    if choice not in PATIENT_KEYS:
+        raise InputError(f"--patient-key {choice}: must be one of {', '.join(PATIENT_KEYS)}")
+    samples = list(dict.fromkeys(samples))
+    if choice == "folder":
+        return PatientKeys(choice, {s: folder_key(s) for s in samples}, dict.fromkeys(samples, "folder"))
+    keys: dict[Sample, str] = {}
+    origins: dict[Sample, str] = {}
+    dicom: dict[Sample, str] = {}
+    for sample in samples:
+        if choice == "auto" and sample.patient is not None:
+            keys[sample], origins[sample] = sample.patient, "manifest"
+        elif choice == "auto" and (value := dicom_patient_id(Path(sample.path))) is not None:
+            dicom[sample] = value
+    placeholders = placeholder_ids(list(dicom.values()))
+    if placeholders:
+        _warn_placeholders(placeholders, Counter(dicom.values()), len(dicom))
+    for sample in samples:
+        if sample in keys:
+            continue
+        if sample in dicom and dicom[sample] not in placeholders:
+            keys[sample], origins[sample] = dicom[sample], "dicom"
+        else:
+            keys[sample], origins[sample] = patient_id(sample.path), "name"
+    return PatientKeys(choice, keys, origins)
+
+
+def describe(choice: str) -> str:
+    """Where `choice` reads the patient, for messages: 'the patient is ...'."""
+    name = "read from the file name (IM-<number>-..., person<number>_..., else the whole name)"
+    return {"auto": f"the patient is a manifest's patient column, else the DICOM PatientID, else {name}",
+            "name": f"the patient is {name}",
+            "folder": "the patient is the folder between the class folder and the image"}[choice]
