@@ -163,7 +163,8 @@ def pretrained_weights(name: str, overrides: dict, data: str, runs: Path) -> tup
         cfg = TrainConfig(data=data, out=str(out), model=overrides["model"], image_size=overrides.get("image_size"),
                           equalize=overrides.get("equalize", BASE["equalize"]),
                           seed=overrides.get("seed", 0), **PRETRAIN[name])
-        pretrain(cfg, resume=(out / PRETRAIN_CHECKPOINT).exists(), progress=sys.stderr.isatty())
+        # a pretraining interrupted before --patient-key existed continues splitting by name, as it began
+        pretrain(cfg, resume=(out / PRETRAIN_CHECKPOINT).exists(), progress=sys.stderr.isatty(), keep_patient_key=True)
     with safe_open(str(path), "pt") as handle:
         return path, float(json.loads(handle.metadata()["pneumoscan_pretrained"])["seconds"])
 

@@ -112,7 +112,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from pneumoscan.data.audit import audit, audit_problems, format_audit
 
     _output_folders(args.json)
-    report = audit(args.data)
+    report = audit(args.data, patient_key=args.patient_key or "auto")
     with _report_stream(args.json):
         print(format_audit(report))
     if args.json:
@@ -252,6 +252,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 # -- parser --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from pneumoscan.training.commands import add_patient_key_arg
+
     parser = argparse.ArgumentParser(prog="pneumoscan", description=__doc__.split(":")[0] + ": pneumonia on chest X-rays.")
     parser.add_argument("--version", action="version", version=f"pneumoscan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -262,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="count images, patients, sizes, unreadable files and duplicates in a dataset")
     p.add_argument("data", help="data folder (train/ val/ test/ with NORMAL/ PNEUMONIA/) or CSV manifest")
     p.add_argument("--json", help="also write the audit as JSON to this file ('-': stdout, and the text report goes to stderr)")
+    add_patient_key_arg(p, "default auto, as in `train`")
     p.add_argument("--strict", action="store_true",
                    help=f"exit with code {EXIT_AUDIT_PROBLEMS} (after the report) when the audit finds a problem: "
                         "unreadable files, byte-identical files in two splits, with both labels or under two patient "
@@ -282,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, help="stop after this many epochs without a better val AUC (default 8)")
     p.add_argument("--val-fraction", type=float, help="share of train patients held out for validation (default 0.15)")
     p.add_argument("--use-given-val", action="store_true", default=None, help="validate on DATA/val instead of a patient split")
+    add_patient_key_arg(p, "default auto; a resume keeps the run's")
     p.add_argument("--target-recall", type=float, help="recall the stored threshold is chosen for, on validation (default 0.95)")
     p.add_argument("--augment", type=float, help="augmentation strength, 0 = off (default 1.0)")
     p.add_argument("--aug-zoom", type=float,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pneumoscan.cli import main
-from tests.conftest import write_xray
+from tests.conftest import write_dicom, write_xray
 
 METRIC_KEYS = {"accuracy", "precision", "recall", "specificity", "f1", "npv", "roc_auc", "pr_auc", "brier", "ece",
                "threshold", "confusion_matrix", "n", "recall_by_cause"}  # as README.md lists them
@@ -465,3 +465,39 @@ def test_python_dash_m_runs_the_same_command_line(tmp_path: Path) -> None:
     version = subprocess.run([sys.executable, "-m", "pneumoscan", "--version"], capture_output=True, text=True,
                              timeout=120)
     assert version.returncode == 0 and version.stdout.startswith("pneumoscan ")
+
+
+@pytest.mark.parametrize("command", ["train", "pretrain", "audit"])
+def test_every_command_that_keys_patients_offers_patient_key(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--patient-key {auto,name,folder}" in text and "DICOM PatientID" in text
+    assert "NORMAL/pt7/a.dcm -> pt7" in text
+
+
+def test_audit_patient_key_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A placeholder PatientID is one warning line naming it; --patient-key folder reads the patient folders, and an
+    image outside one is a one-line error naming it."""
+    for i in range(3):
+        for label, cls in enumerate(("NORMAL", "PNEUMONIA")):
+            write_dicom(tmp_path / "train" / cls / f"pt{i}" / f"film{10 * i + label}.dcm", label, 10 * i + label,
+                        patient_id="0")
+    out = tmp_path / "a.json"
+    assert main(["audit", str(tmp_path / "train"), "--json", str(out)]) == 0
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "PatientID" in line]
+    assert line.startswith("pneumoscan: warning: PatientID '0' on 6 of the 6 DICOM images with a PatientID: taken for "
+                           "a placeholder")
+    report = json.loads(out.read_text())
+    assert report["patient_key"] == "auto" and report["patient_keys_from"] == {"name": 6}  # each file its own patient
+    assert report["splits"]["all"]["patients"] == {"NORMAL": 3, "PNEUMONIA": 3}
+    assert main(["audit", str(tmp_path / "train"), "--json", str(out), "--patient-key", "folder"]) == 0
+    assert "PatientID" not in capsys.readouterr().err
+    report = json.loads(out.read_text())
+    assert report["patient_key"] == "folder" and report["patient_keys_from"] == {"folder": 6}
+    assert report["splits"]["all"]["patients"] == {"NORMAL": 3, "PNEUMONIA": 3}
+    write_dicom(tmp_path / "train" / "NORMAL" / "loose.dcm", 0, 99)
+    assert main(["audit", str(tmp_path / "train"), "--patient-key", "folder"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"pneumoscan: error: {tmp_path / 'train' / 'NORMAL' / 'loose.dcm'}: --patient-key folder")
+    assert len(err.splitlines()) == 1

@@ -64,3 +64,40 @@ def test_a_split_without_readable_images_shows_no_sizes(tmp_path: Path) -> None:
     assert report["splits"]["train"]["unreadable"] == 2 and report["splits"]["train"]["width_min"] is None
     text = format_audit(report)
     assert "None" not in text and "none readable" in text
+
+
+def _dicom_splits(root: Path) -> None:
+    """train/ and test/ of UID-named DICOM files: patients A0..A2 (2 films each) in train, A2 and B0 in test."""
+    from tests.conftest import write_dicom
+
+    seed = 0
+    for split, patients in (("train", ("A0", "A1", "A2")), ("test", ("A2", "B0"))):
+        for patient in patients:
+            for k in range(2):
+                for label, cls in enumerate(("NORMAL", "PNEUMONIA")):
+                    seed += 1
+                    write_dicom(root / split / cls / patient / f"1.2.3.{seed}", label, seed, patient_id=patient, size=8)
+
+
+def test_audit_counts_patients_by_the_chosen_key_and_says_which(tmp_path: Path) -> None:
+    _dicom_splits(tmp_path)
+    report = audit(tmp_path, progress=False)
+    assert report["patient_key"] == "auto" and report["patient_keys_from"] == {"dicom": 20}
+    assert report["splits"]["train"]["patients"] == {"NORMAL": 3, "PNEUMONIA": 3}
+    assert report["patient_ids_in_two_splits"] == {"train+test": 1}  # A2
+    assert "patients: --patient-key auto (20 by DICOM PatientID)" in format_audit(report)
+    by_name = audit(tmp_path, progress=False, patient_key="name")
+    assert by_name["patient_keys_from"] == {"name": 20} and by_name["patient_ids_in_two_splits"] == {"train+test": 0}
+    assert by_name["splits"]["train"]["patients"] == {"NORMAL": 6, "PNEUMONIA": 6}
+    by_folder = audit(tmp_path, progress=False, patient_key="folder")
+    assert by_folder["splits"]["test"]["patients"] == {"NORMAL": 2, "PNEUMONIA": 2}
+    assert by_folder["patient_ids_in_two_splits"] == {"train+test": 1}
+
+
+def test_a_byte_identical_copy_under_another_name_of_the_same_patient_is_no_cross_patient_duplicate(
+        tmp_path: Path) -> None:
+    _dicom_splits(tmp_path)
+    first = sorted((tmp_path / "train" / "NORMAL" / "A0").iterdir())[0]
+    shutil.copy(first, first.with_name("copy.dcm"))  # same PatientID: the same patient
+    assert audit(tmp_path, progress=False)["cross_patient_duplicates"] == []
+    assert len(audit(tmp_path, progress=False, patient_key="name")["cross_patient_duplicates"]) == 1

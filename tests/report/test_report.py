@@ -361,3 +361,20 @@ def test_case_captions_cut_long_file_names_in_the_middle() -> None:
     cut = shortened(name)
     assert len(cut) == 30 and cut.startswith("site_A_export_") and cut.endswith("_0001.jpeg") and "…" in cut
     assert shortened("person1_virus_6.jpeg") == "person1_virus_6.jpeg"
+
+
+def test_report_counts_the_evaluated_patients_as_the_runs_split_read_them(tiny_run: Path, tmp_path: Path) -> None:
+    """Patients of a --data split are keyed by the run's --patient-key (split.json; by name for a run before it):
+    DICOM films of one patient under UID names are one patient for an `auto` run."""
+    from pneumoscan.report.run import load_run
+    from pneumoscan.report.scores import data_scores
+    from tests.conftest import write_dicom_dataset
+
+    data = write_dicom_dataset(tmp_path / "data", patients=3, films=2, size=32)
+    run = load_run(tiny_run)
+    assert run.split["patient_key"] == "auto"
+    assert data_scores(run, data, "train", n_boot=10).patients == 6  # N0..N2 and P0..P2
+    run.split = {k: v for k, v in run.split.items() if k != "patient_key"}  # a run's split.json before --patient-key
+    assert data_scores(run, data, "train", n_boot=10).patients == 12  # each UID-named film its own patient
+    run.split["patient_key"] = "folder"  # these films sit right in their class folders: not counted
+    assert data_scores(run, data, "train", n_boot=10).patients is None

@@ -127,3 +127,29 @@ def test_members_split_with_another_val_fraction_are_refused_naming_it(tiny_run:
     expected = r"run: validated on other images than .*other \(--val-fraction 0.2 vs 0.3\); .*--val-fraction"
     with pytest.raises(InputError, match=expected):
         build_ensemble([other, tiny_run], tmp_path / "ens", progress=False)
+
+
+def test_runs_split_by_name_and_by_auto_on_kermany_names_share_their_split(tiny_run: Path, tiny_data: Path,
+                                                                           tmp_path: Path) -> None:
+    """`auto` reads Kermany's patients from the file names, as `name` (and every run before --patient-key) does: the
+    same validation images, so such runs make an ensemble."""
+    by_name = tmp_path / "by_name"
+    train(TrainConfig(data=str(tiny_data), out=str(by_name), model="cnn", image_size=24, epochs=1, batch_size=16,
+                      val_fraction=0.2, seed=7, patient_key="name", cache_dir=str(tiny_run.parent / "cache")),
+          progress=False)
+    assert json.loads((tiny_run / "split.json").read_text())["patient_key"] == "auto"
+    assert build_ensemble([tiny_run, by_name], tmp_path / "ens", progress=False).is_file()
+
+
+def test_members_whose_splits_read_patients_otherwise_are_refused_naming_the_key(tmp_path: Path) -> None:
+    from tests.conftest import write_dicom_dataset
+
+    data = write_dicom_dataset(tmp_path / "data", size=16)
+    runs = []
+    for key in ("auto", "name"):
+        runs.append(tmp_path / key)
+        train(TrainConfig(data=str(data), out=str(runs[-1]), model="cnn", image_size=16, epochs=1, batch_size=16,
+                          val_fraction=0.25, patient_key=key, seed=len(runs)), progress=False)
+    expected = r"auto: validated on other images than .*name \(--patient-key auto vs name\); .*--patient-key so"
+    with pytest.raises(InputError, match=expected):
+        build_ensemble([runs[1], runs[0]], tmp_path / "ens", progress=False)

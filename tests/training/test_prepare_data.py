@@ -63,3 +63,52 @@ def test_pretrain_offers_only_its_own_options_for_a_class_of_one_patient(tiny_da
     pretrain_options = build_parser()._subparsers._group_actions[0].choices["pretrain"].format_help()
     assert "--use-given-val" not in str(info.value) and "--use-given-val" not in pretrain_options
 
+
+
+def test_split_json_records_the_patient_key_and_a_dicom_patient_stays_on_one_side(tmp_path: Path) -> None:
+    from tests.conftest import write_dicom_dataset
+
+    data = write_dicom_dataset(tmp_path / "data", size=16)
+    run = prepare_data(TrainConfig(data=str(data), out=str(tmp_path / "r"), val_fraction=0.25), 16, False)
+    record = run.split_record
+    assert record["patient_key"] == "auto" and record["patient_keys_from"] == {"dicom": 48}
+    patient = run.patients
+    assert not {patient(s) for s in run.train.samples} & {patient(s) for s in run.val.samples}
+    assert record["counts"]["val"]["patients"] * 3 == len(run.val.samples)  # three films each, kept together
+    by_name = prepare_data(TrainConfig(data=str(data), out=str(tmp_path / "r"), val_fraction=0.25,
+                                       patient_key="name"), 16, False)
+    assert by_name.split_record["patient_key"] == "name" and by_name.split_record["patient_keys_from"] == {"name": 48}
+    assert by_name.split_record["counts"]["val"]["patients"] == len(by_name.val.samples)  # each film its own patient
+    assert {patient(s) for s in by_name.train.samples} & {patient(s) for s in by_name.val.samples}  # the old leak
+
+
+def test_kermany_names_record_auto_read_from_names(tiny_dataset: Path, tmp_path: Path) -> None:
+    record = prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r")), 16, False).split_record
+    assert record["patient_key"] == "auto" and set(record["patient_keys_from"]) == {"name"}
+
+
+def test_one_class_message_says_where_the_patient_is_read(tiny_dataset: Path, tmp_path: Path) -> None:
+    for film in sorted((tiny_dataset / "train").rglob("*.jpeg")):  # a folder per film, but all PNEUMONIA in one
+        folder = film.parent / ("p7" if film.parent.name == "PNEUMONIA" else film.stem)
+        folder.mkdir(exist_ok=True)
+        film.rename(folder / film.name)
+    with pytest.raises(InputError, match=r"all PNEUMONIA images are of one patient \(p7\).* add films of more patients "
+                                         r"\(the patient is the folder between the class folder and the image: "
+                                         r"--patient-key folder\)"):
+        prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r"), patient_key="folder"), 16, False)
+
+
+def test_a_patient_known_by_dicom_patient_id_is_named_by_a_file_not_by_the_id(tmp_path: Path) -> None:
+    """The PatientID is patient data: a message names the file it was read from instead."""
+    from tests.conftest import write_dicom
+
+    for p in range(4):
+        for k in range(3):
+            write_dicom(tmp_path / "train" / "NORMAL" / f"n{p}_{k}.dcm", 0, 10 * p + k, patient_id=f"N{p}", size=16)
+            write_dicom(tmp_path / "train" / "PNEUMONIA" / f"p{p}_{k}.dcm", 1, 100 + 10 * p + k, patient_id="MRN-4711",
+                        size=16)
+    with pytest.raises(InputError) as info:
+        prepare_data(TrainConfig(data=str(tmp_path), out=str(tmp_path / "r")), 16, False)
+    message = str(info.value)
+    first = tmp_path / "train" / "PNEUMONIA" / "p0_0.dcm"
+    assert f"all PNEUMONIA images are of one patient (PatientID of {first})" in message and "MRN-4711" not in message

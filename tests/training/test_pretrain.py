@@ -151,3 +151,65 @@ def test_a_second_process_cannot_pretrain_in_a_folder_in_use(tiny_data: Path, tm
     assert main([*common, "--epochs", "2", "--resume"]) == 0  # released when it ends
     with safe_open(str(out / PRETRAINED_NAME), "pt") as handle:
         assert json.loads(handle.metadata()["pneumoscan_pretrained"])["epochs"] == 2
+
+
+def _record(path: Path) -> dict:
+    with safe_open(str(path), "pt") as handle:
+        return json.loads(handle.metadata()["pneumoscan_pretrained"])
+
+
+def _drop_patient_key(path: Path) -> None:
+    from safetensors.torch import save_file
+
+    record = {k: v for k, v in _record(path).items() if k != "patient_key"}
+    save_file(load_file(str(path)), str(path), metadata={"pneumoscan_pretrained": json.dumps(record)})
+
+
+def test_train_init_compares_how_the_pretraining_read_patients(tiny_data: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import write_dicom_dataset
+
+    dicom = write_dicom_dataset(tmp_path / "dicom", size=16)
+    pre = pretrain(TrainConfig(data=str(dicom), out=str(tmp_path / "pre"), model="cnn", image_size=16, epochs=1,
+                               batch_size=8, val_fraction=0.25), progress=False)
+    assert _record(pre)["patient_key"] == "auto"
+    common = ["train", "--data", str(dicom), "--init", str(pre), "--model", "cnn", "--image-size", "16",
+              "--epochs", "1", "--batch-size", "16", "--val-fraction", "0.25", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "same")]) == 0
+    assert "pretrained with" not in capsys.readouterr().out
+    assert main([*common, "--out", str(tmp_path / "by_name"), "--patient-key", "name"]) == 0
+    out = capsys.readouterr().out
+    assert "patient-key name (pretrained with auto)" in out and "--val-fraction, --patient-key and" in out
+    _drop_patient_key(pre)  # as a pretraining recorded before --patient-key: it read patients by name
+    assert main([*common, "--out", str(tmp_path / "after_old")]) == 0
+    assert "patient-key auto (pretrained with name)" in capsys.readouterr().out
+
+    # Kermany names: `auto` reads them as `name` does, and as a pretraining recorded before --patient-key did
+    kermany = pretrain(_cfg(tiny_data, tmp_path / "k"), progress=False)
+    assert _record(kermany)["patient_key"] == "name"
+    _drop_patient_key(kermany)
+    common = ["train", "--data", str(tiny_data), "--init", str(kermany), "--model", "resnet10", "--image-size", "32",
+              "--epochs", "1", "--batch-size", "16", "--val-fraction", "0.2", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "k_auto")]) == 0
+    assert "pretrained with" not in capsys.readouterr().out
+    assert main([*common, "--out", str(tmp_path / "k_folder"), "--patient-key", "folder"]) == 2  # no patient folders
+    assert "--patient-key folder reads the patient from the folder" in capsys.readouterr().err
+
+
+def test_a_pretraining_saved_before_patient_key_resumes_splitting_by_name(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import write_dicom_dataset
+
+    data = write_dicom_dataset(tmp_path / "data", size=16)
+    out = tmp_path / "pre"
+    common = ["pretrain", "--data", str(data), "--out", str(out), "--model", "cnn", "--image-size", "16",
+              "--batch-size", "8", "--val-fraction", "0.25", "--quiet"]
+    assert main([*common, "--epochs", "1", "--patient-key", "name"]) == 0
+    ckpt = torch.load(out / PRETRAIN_CHECKPOINT, weights_only=True)
+    del ckpt["config"]["patient_key"]  # as saved before the option existed
+    torch.save(ckpt, out / PRETRAIN_CHECKPOINT)
+    assert main([*common, "--epochs", "2", "--resume", "--patient-key", "auto"]) == 2
+    assert "--patient-key auto (pretraining: name): resume with the options" in capsys.readouterr().err
+    assert main([*common, "--epochs", "2", "--resume"]) == 0
+    assert "--patient-key name" in capsys.readouterr().out  # the next step trains on the same split
+    assert _record(out / PRETRAINED_NAME)["patient_key"] == "name" and _record(out / PRETRAINED_NAME)["epochs"] == 2

@@ -159,3 +159,51 @@ def test_extending_a_finished_run_says_its_guard_and_export_are_stale(resume_dat
     assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
     out = capsys.readouterr()
     assert "model.ood.safetensors in" in out.out + out.err and "fit-guard --model" in out.out + out.err
+
+
+def test_a_run_saved_before_patient_key_resumes_with_the_split_it_had(tmp_path: Path, capsys) -> None:
+    """Before --patient-key, patients were read from file names: a run of that time on DICOM files (whose PatientID
+    `auto` now reads) resumes splitting by name, as it did, instead of being refused for other validation images."""
+    import json
+
+    from pneumoscan.data.layout import discover
+    from pneumoscan.data.patients import patient_keys
+    from pneumoscan.data.split import patient_split
+    from tests.conftest import write_dicom_dataset
+
+    data = write_dicom_dataset(tmp_path / "data", size=24)
+    samples = discover(data)["train"]
+    by_name, by_id = (patient_split(samples, 0.25, 0, patient_keys(samples, key))[1] for key in ("name", "auto"))
+    assert by_name != by_id  # so resuming with today's default would change the validation images
+    run = tmp_path / "run"
+    common = ["--model", "cnn", "--image-size", "16", "--batch-size", "16", "--quiet"]
+    assert main(["train", "--data", str(data), "--out", str(run), "--val-fraction", "0.25", "--patient-key", "name",
+                 "--epochs", "1", *common]) == 0
+    for name, fields in (("config.json", ("patient_key",)), ("split.json", ("patient_key", "patient_keys_from"))):
+        saved = json.loads((run / name).read_text())
+        (run / name).write_text(json.dumps({k: v for k, v in saved.items() if k not in fields}))
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", *common]) == 0
+    assert _epochs(run) == [1, 2]
+    assert main(["train", "--out", str(run), "--resume", "--patient-key", "auto", "--epochs", "3", *common]) == 2
+    assert "--patient-key auto (run: name): a resumed run keeps its settings" in capsys.readouterr().err
+    assert "patient_key" not in json.loads((run / "config.json").read_text())  # recorded as it was
+
+
+def test_resume_refuses_another_patient_key(resume_data: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    common = ["--model", "cnn", "--image-size", "16", "--batch-size", "16", "--quiet"]
+    assert main(["train", "--data", str(resume_data), "--out", str(run), "--epochs", "1", *common]) == 0
+    assert main(["train", "--out", str(run), "--resume", "--patient-key", "folder", *common]) == 2
+    assert "--patient-key folder (run: auto): a resumed run keeps its settings" in capsys.readouterr().err
+
+
+def test_split_change_compares_how_patients_were_read() -> None:
+    from pneumoscan.training.trainer import split_change
+
+    counts = {"train": {"NORMAL": 2, "PNEUMONIA": 2}, "val": {"NORMAL": 1, "PNEUMONIA": 1}}
+    now = {"patient_key": "auto", "patient_keys_from": {"name": 6}, "counts": counts, "val_files": ["a", "b"]}
+    before = {"counts": counts, "val_files": ["a", "b"]}  # split.json before --patient-key: read by name
+    assert split_change(before, now) == ""  # auto read every patient from the name: the same split
+    dicom = {**now, "patient_keys_from": {"dicom": 6}}
+    assert split_change(before, dicom) == "patients read by --patient-key auto, where the run read them by name"
+    assert split_change(dicom, dicom) == ""

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.decode import read_file, read_grayscale
 from pneumoscan.data.layout import Sample, discover
-from pneumoscan.data.patients import patient_id
+from pneumoscan.data.patients import patient_keys
 from pneumoscan.errors import InputError
 
 
@@ -47,21 +47,23 @@ def _shown_name(root: Path, split: str, sample: Sample) -> str:
     return f"{path} ({split + ' ' if split != 'all' else ''}{CLASS_NAMES[sample.label]})"
 
 
-def audit(root: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
-    """Counts, patients, image sizes, unreadable files, duplicates and cross-split overlaps of a dataset."""
+def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "auto") -> dict[str, Any]:
+    """Counts, patients, image sizes, unreadable files, duplicates and cross-split overlaps of a dataset; patients
+    are keyed by `patient_key` (data/patients.py) over all its splits."""
     splits = discover(root)
     everything: list[tuple[str, Sample]] = [(name, s) for name, samples in splits.items() for s in samples]
+    patient_id = patient_keys([s for _, s in everything], patient_key)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         inspected = list(tqdm(pool.map(lambda item: _inspect(item[1].path), everything), total=len(everything),
                               desc="reading", unit="img", disable=not progress, leave=False))
-    report: dict[str, Any] = {"root": str(root), "splits": {}}
+    report: dict[str, Any] = {"root": str(root), **patient_id.record(), "splits": {}}
     by_hash: dict[str, list[tuple[str, str, Sample]]] = defaultdict(list)  # (shown name, split, sample)
     patients_by_split: dict[str, set[str]] = defaultdict(set)
     unreadable: list[str] = []
     for (split, sample), (digest, size, error) in zip(everything, inspected):
         if digest:  # '' = could not be read
             by_hash[digest].append((_shown_name(Path(root), split, sample), split, sample))
-        patients_by_split[split].add(patient_id(sample.path))
+        patients_by_split[split].add(patient_id(sample))
         if error:
             unreadable.append(error)
     for split, samples in splits.items():
@@ -71,7 +73,7 @@ def audit(root: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
         report["splits"][split] = {  # readable images; the unreadable ones are counted apart
             "images": {c: sum(1 for s, info in rows if s.label == i and not info[2]) for i, c in enumerate(CLASS_NAMES)},
             "unreadable": sum(1 for _, info in rows if info[2]),
-            "patients": {c: len({patient_id(s.path) for s, info in rows if s.label == i and not info[2]})
+            "patients": {c: len({patient_id(s) for s, info in rows if s.label == i and not info[2]})
                          for i, c in enumerate(CLASS_NAMES)},
             "width_min": min(widths, default=None), "width_max": max(widths, default=None),
             "most_common_sizes": [f"{w}x{h}" for (w, h), _ in Counter(sizes).most_common(3)],
@@ -90,7 +92,7 @@ def audit(root: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
     report["duplicate_groups"] = shown(lambda g: True)
     report["cross_split_duplicates"] = shown(lambda g: len({split for _, split, _ in g}) > 1)
     # a patient split cannot keep these together: copies under two patient IDs can sit on both sides of it
-    report["cross_patient_duplicates"] = shown(lambda g: len({patient_id(s.path) for _, _, s in g}) > 1)
+    report["cross_patient_duplicates"] = shown(lambda g: len({patient_id(s) for _, _, s in g}) > 1)
     report["label_conflict_duplicates"] = shown(lambda g: len({s.label for _, _, s in g}) > 1)
     report["patient_ids_in_two_splits"] = {
         f"{a}+{b}": len(patients_by_split[a] & patients_by_split[b]) for i, a in enumerate(names) for b in names[i + 1:]
@@ -103,8 +105,8 @@ def audit(root: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
 def audit_problems(report: dict[str, Any]) -> list[str]:
     """What `audit --strict` fails on, one '<count> <what>' item per kind found: unreadable files, byte-identical
     files across splits (leaks), with both labels or across patient IDs, and images under MIN_SIDE px; [] for a
-    clean dataset. Patient IDs in two splits are not counted: they are read from file names, and Kermany's
-    restart in each split."""
+    clean dataset. Patient IDs in two splits are not counted: Kermany's, read from file names, restart in each
+    split."""
     kinds = [
         (len(report["unreadable"]), "unreadable file", "unreadable files"),
         (len(report["cross_split_duplicates"]), "group of byte-identical files in two splits",
@@ -120,7 +122,11 @@ def audit_problems(report: dict[str, Any]) -> list[str]:
 
 def format_audit(report: dict[str, Any]) -> str:
     """The audit as a plain-text table."""
-    lines = ["readable images, patients, and sizes (width range in px; most common width x height)",
+    sources = {"manifest": "manifest patient column", "dicom": "DICOM PatientID", "folder": "folder",
+               "name": "file name"}
+    read = ", ".join(f"{n} by {sources[k]}" for k, n in report["patient_keys_from"].items())
+    lines = [f"patients: --patient-key {report['patient_key']} ({read or 'no images'})",
+             "readable images, patients, and sizes (width range in px; most common width x height)",
              f"{'split':<8}{'NORMAL':>8}{'PNEUMONIA':>11}{'patients N/P':>15}  sizes"]
     for split, info in report["splits"].items():
         img, pat = info["images"], info["patients"]

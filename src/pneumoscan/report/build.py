@@ -130,10 +130,8 @@ def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
     for name, info in (run.split.get("counts") or {}).items():
         counts_rows.append([name, info.get("NORMAL"), info.get("PNEUMONIA"), info.get("patients")])
     if scores.images is not None or not counts_rows:  # evaluated on --data: its own row
-        from pneumoscan.data.patients import patient_id
-
         counts_rows.append([f"{scores.split} (evaluated)", int((scores.labels == 0).sum()), int(scores.labels.sum()),
-                            len({patient_id(p) for p in scores.paths})])
+                            scores.patients if scores.patients is not None else "n/a"])
     method = run.split.get("method")
     split_note = f"Validation: {method}." if method else "split.json not found."
     summary = scores.summary

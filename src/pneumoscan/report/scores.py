@@ -15,6 +15,7 @@ from pneumoscan.training.config import run_folders
 
 if TYPE_CHECKING:
     from pneumoscan.artifact import ArtifactMeta
+    from pneumoscan.data.layout import Sample
 
 VAL_PREDICTIONS = "val_predictions.csv"
 
@@ -32,10 +33,23 @@ class Scores:
     summary: dict[str, Any]
     images: np.ndarray | None = None  # model inputs (N, S, S) aligned with paths, when images were decoded
     skipped: list[str] = field(default_factory=list)
+    patients: int | None = None  # patients among the images, keyed as the run's split keyed them; None: not counted
 
     @property
     def preds(self) -> np.ndarray:
         return (self.probs >= self.threshold).astype(np.int64)
+
+
+def count_patients(run: RunInfo, samples: list["Sample"]) -> int | None:
+    """How many patients `samples` hold, by the --patient-key the run's split used (split.json; `name` before the
+    option existed); None when that key cannot be read from these images (`folder` without patient folders)."""
+    from pneumoscan.data.patients import patient_keys
+
+    try:
+        keys = patient_keys(samples, run.split.get("patient_key", "name"))
+    except InputError:
+        return None
+    return len(set(keys.keys.values()))
 
 
 class MissingImagesWarning(UserWarning):
@@ -68,8 +82,11 @@ def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0) -> Sco
             f"folder the run was trained in, or pass --data DIR"), stacklevel=2)
     threshold = float(run.meta.threshold)
     summary = summarize(labels, probs, threshold, n_boot=n_boot, seed=seed)
+    from pneumoscan.data.layout import Sample
+
+    samples = [Sample(path, int(label)) for path, label in zip(paths, labels)]  # no manifest patient column here
     return Scores(f"validation predictions of the run ({VAL_PREDICTIONS})", "val", paths, labels, probs, threshold,
-                  summary)
+                  summary, patients=count_patients(run, samples))
 
 
 def warn_if_threshold_chosen_here(meta: "ArtifactMeta", data: str | os.PathLike, split: str) -> None:
@@ -96,7 +113,8 @@ def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_b
                       stacklevel=2)
     return Scores(f"{result.split} split of {data}", result.split, [s.path for s in result.images.samples],
                   result.images.labels.astype(np.int64), np.asarray(result.probs, dtype=np.float64),
-                  float(predictor.threshold), result.summary, np.asarray(result.images.images), list(result.images.skipped))
+                  float(predictor.threshold), result.summary, np.asarray(result.images.images),
+                  list(result.images.skipped), count_patients(run, result.images.samples))
 
 
 def run_scores(run: RunInfo, data: str | os.PathLike | None, split: str | None, *, n_boot: int = 1000) -> Scores:

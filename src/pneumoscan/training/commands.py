@@ -31,12 +31,27 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from pneumoscan.training.pretrain import pretrain
 
     cfg = TrainConfig.from_args(args)
-    path = pretrain(cfg, resume=args.resume, progress=not args.quiet)
+    path = pretrain(cfg, resume=args.resume, progress=not args.quiet, keep_patient_key=args.patient_key is None)
     print(f"pretrained weights: {path}")
-    flags = ("" if cfg.equalize else " --no-equalize") + (" --crop" if cfg.crop else "")
+    flags = (("" if cfg.equalize else " --no-equalize") + (" --crop" if cfg.crop else "")
+             + (f" --patient-key {cfg.patient_key}" if cfg.patient_key != "auto" else ""))
     print(f"next: pneumoscan train --data {args.data} --init {path} --model {args.model} --split-seed {args.split_seed} "
           f"--val-fraction {args.val_fraction}{flags} --out RUN")
     return 0
+
+
+def add_patient_key_arg(parser: argparse.ArgumentParser, default: str) -> None:
+    """`--patient-key`: where the patient of an image is read (data/patients.py); `default` ends the help."""
+    from pneumoscan import PATIENT_KEYS
+
+    parser.add_argument("--patient-key", choices=PATIENT_KEYS,
+                        help="where the patient of each image is read (the split by patient, patient counts): "
+                             "auto = a CSV manifest's patient column, else the DICOM PatientID (a placeholder such "
+                             "as ANONYMOUS on many images is passed over, with a warning), else the file name; "
+                             "name = the file name only (Kermany's IM-0115-0001 -> IM-0115, person19_virus_50 -> "
+                             "person19, else the whole name); folder = the folders between the class folder and "
+                             "the image "
+                             f"(NORMAL/pt7/a.dcm -> pt7); {default}")
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -63,6 +78,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split-seed", type=int, default=0,
                    help="validation patients left out, as in `train` (default 0; use the same value there)")
     p.add_argument("--val-fraction", type=float, default=0.15, help="share of patients left out (default 0.15, as in train)")
+    add_patient_key_arg(p, "as in `train` (default auto; use the same value there; a resume keeps the pretraining's)")
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
                    help="histogram-equalise every image, as `train` does by default (default on; match the train run)")
     p.add_argument("--crop", action=argparse.BooleanOptionalAction, default=None,

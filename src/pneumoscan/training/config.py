@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from pneumoscan import PATIENT_KEYS
 from pneumoscan.errors import InputError
 
 DEFAULT_MODEL = "resnet10"
@@ -17,8 +18,9 @@ EARLIER_GEOMETRY_AUGMENT = {"aug_zoom": 0.10, "aug_aspect": 0.0}
 EARLIER_ONE_VIEW = {"consistency": 0.0, "epochs": 25}
 # Settings added after runs had been saved, with the values those runs trained with (not today's defaults).
 # (split_seed is the other such setting: before it existed, `seed` chose the validation patients.)
+# Before --patient-key, the patient was read from the file name alone: `name`.
 SAVED_BEFORE_THEY_EXISTED = {"equalize": False, "crop": False, "consistency": 0.0, "aug_sharpness": 0.0,
-                             **EARLIER_GEOMETRY_AUGMENT}
+                             "patient_key": "name", **EARLIER_GEOMETRY_AUGMENT}
 # The TrainConfig defaults below are the shipped model's recipe, chosen on validation
 # (bench/results/ablation.md, row AC): resnet10 at 128 px, histogram-equalised, with a class-balanced
 # sampler, zoom +-20 %, a stretch of up to 10 % of one axis against the other, and a consistency loss
@@ -43,6 +45,7 @@ class TrainConfig:
     split_seed: int = 0  # which patients go to validation; fixed so runs with other seeds share it
     val_fraction: float = 0.15
     use_given_val: bool = False
+    patient_key: str = "auto"  # where the patient of an image is read (data/patients.py): auto | name | folder
     patience: int = 8
     target_recall: float = 0.95
     augment: float = 1.0
@@ -94,6 +97,7 @@ class TrainConfig:
              "0 when --augment is 0 (two unaugmented views are the same image)"),
             ("--ema-decay", self.ema_decay, 0 <= self.ema_decay < 1, "0 (off) or below 1, e.g. 0.999"),
             ("--image-size", self.image_size, self.image_size is None or self.image_size >= 16, "at least 16"),
+            ("--patient-key", self.patient_key, self.patient_key in PATIENT_KEYS, f"one of {', '.join(PATIENT_KEYS)}"),
             ("--max-images", self.max_images, self.max_images is None or self.max_images >= 1, "at least 1"),
         ]
         for flag, value, ok, rule in limits:

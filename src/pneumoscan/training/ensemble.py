@@ -18,7 +18,8 @@ from pneumoscan.evaluation.evaluate import read_predictions
 from pneumoscan.evaluation.thresholds import check_target_recall
 from pneumoscan.models.ensemble import Ensemble
 from pneumoscan.models.registry import create_model
-from pneumoscan.training.config import run_folders
+from pneumoscan.data.patients import recorded_patient_key
+from pneumoscan.training.config import TrainConfig, run_folders
 from pneumoscan.training.trainer import LAST_CHECKPOINT, finish_artifact
 
 
@@ -30,19 +31,33 @@ def _val_samples(run: Path) -> list[Sample]:
     return [Sample(p, int(label)) for p, label in zip(paths, labels)]
 
 
-SPLIT_SETTINGS = ("split_seed", "val_fraction", "use_given_val", "max_images")
+SPLIT_SETTINGS = ("split_seed", "val_fraction", "use_given_val", "patient_key", "max_images")
+
+
+def _split_settings(run: Path) -> dict[str, Any] | None:
+    """A run's validation-split settings: its config.json as trained (a run before a setting existed has the value
+    it trained with), and under `patient_split` how its split.json says the split read the patients
+    (`recorded_patient_key`: `auto` that read every patient from the file name is `name`); None when unreadable."""
+    try:
+        config = json.loads((run / "config.json").read_text())
+        split = json.loads((run / "split.json").read_text()) if (run / "split.json").is_file() else {}
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(config, dict) and isinstance(split, dict)):
+        return None
+    config = TrainConfig.as_trained(config)
+    return {**config, "patient_split": recorded_patient_key(split) if split else config["patient_key"]}
 
 
 def _split_difference(run: Path, other: Path) -> str:
-    """The validation-split settings in which two runs' config.json differ, as ' (--val-fraction 0.2 vs 0.15)',
-    or '' when they agree or cannot be read."""
-    try:
-        a, b = (json.loads((r / "config.json").read_text()) for r in (run, other))
-    except (OSError, ValueError):
+    """The validation-split settings in which two runs differ, as ' (--val-fraction 0.2 vs 0.15)', or '' when
+    they agree or cannot be read. --patient-key counts only where the splits also read patients differently
+    (`auto` and `name` read alike from Kermany's file names)."""
+    a, b = _split_settings(run), _split_settings(other)
+    if a is None or b is None:
         return ""
-    if not (isinstance(a, dict) and isinstance(b, dict)):
-        return ""
-    differ = [f"--{key.replace('_', '-')} {a.get(key)} vs {b.get(key)}" for key in SPLIT_SETTINGS if a.get(key) != b.get(key)]
+    differ = [f"--{key.replace('_', '-')} {a.get(key)} vs {b.get(key)}" for key in SPLIT_SETTINGS
+              if a.get(key) != b.get(key) and (key != "patient_key" or a["patient_split"] != b["patient_split"])]
     return f" ({', '.join(differ)})" if differ else ""
 
 
@@ -99,8 +114,8 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
     for run in runs[1:]:  # absolute paths, or relative to where training ran (runs written before they were absolute)
         if [os.path.abspath(s.path) for s in _val_samples(run)] != [os.path.abspath(s.path) for s in val]:
             raise InputError(f"{run}: validated on other images than {runs[0]}{_split_difference(run, runs[0])}; train "
-                             f"the members with the same data, --split-seed and --val-fraction so the ensemble's "
-                             f"threshold is chosen on images none of them saw")
+                             f"the members with the same data, --split-seed, --val-fraction and --patient-key so the "
+                             f"ensemble's threshold is chosen on images none of them saw")
     for run, (_, meta) in zip(runs, loaded):
         if meta.tta or meta.model_name == "ensemble":
             raise InputError(f"{run}: members must be single models without test-time augmentation")

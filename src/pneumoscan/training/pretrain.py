@@ -40,10 +40,12 @@ VIEW_NOISE = 0.03
 PROJECTION_DIM = 512
 # The settings pretraining reads (besides the folders and --epochs, which a resume may change); a resume
 # compares only these, so supervised-training settings, whose defaults may move, never block one.
-PRETRAINING_SETTINGS = ("model", "image_size", "seed", "split_seed", "val_fraction", "use_given_val", "max_images",
-                        "batch_size", "lr", "equalize", "crop")
+PRETRAINING_SETTINGS = ("model", "image_size", "seed", "split_seed", "val_fraction", "use_given_val", "patient_key",
+                        "max_images", "batch_size", "lr", "equalize", "crop")
 # The settings `train --init` must share with the pretraining: the validation patients it left out, and the inputs.
-SHARED_WITH_TRAIN = ("split_seed", "val_fraction", "use_given_val", "equalize", "crop")
+# (patient_key is recorded as the split made it, `PatientKeys.effective`: `auto` that read every key from the file
+# name is `name`, as every pretraining recorded before --patient-key existed read them.)
+SHARED_WITH_TRAIN = ("split_seed", "val_fraction", "use_given_val", "patient_key", "equalize", "crop")
 
 
 def strip_final_linear(model: nn.Module) -> int:
@@ -88,19 +90,20 @@ def _view(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return (view + torch.randn(view.shape, generator=generator) * VIEW_NOISE).clamp(0.0, 1.0)
 
 
-def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
+def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, keep_patient_key: bool = False) -> Path:
     """SimSiam on the run's training split (cfg.epochs, cfg.batch_size, SGD at cfg.lr scaled by batch/256);
     returns the path of `pretrained.safetensors` in cfg.out. The folder is locked against a second process
-    while this one runs, as `train` locks its run folder."""
+    while this one runs, as `train` locks its run folder. `keep_patient_key`: a resume keeps the pretraining's
+    own --patient-key (not given again; `name` for one started before the option existed)."""
     cfg.check()
     if not get_spec(cfg.model).trainable:
         raise InputError(f"model '{cfg.model}' is built from trained runs; pretrain one of its member architectures")
     out = Path(cfg.out)
     with run_lock(out):  # a pretraining refused before it wrote anything leaves no empty folder behind
-        return _pretrain(cfg, out, resume, progress)
+        return _pretrain(cfg, out, resume, progress, keep_patient_key)
 
 
-def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Path:
+def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_patient_key: bool) -> Path:
     from pneumoscan.training.trainer import image_stats, prepare_data, seed_everything
 
     spec = get_spec(cfg.model)
@@ -109,6 +112,8 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Path
         raise InputError(f"{ckpt_path}: nothing to resume; run without --resume to start pretraining")
     ckpt = load_checkpoint(ckpt_path) if resume else None
     saved = ckpt.get("config") if ckpt else None  # older checkpoints carry no settings and are not checked
+    if saved and keep_patient_key:
+        cfg.patient_key = TrainConfig.as_trained(saved)["patient_key"]
     # settings newer than the checkpoint count as it ran (no --equalize, no --crop), so resuming with them
     # switched on is refused rather than silently mixed
     given = {k: v for k, v in cfg.to_dict().items() if k in PRETRAINING_SETTINGS}
@@ -176,7 +181,7 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Path
     weights = {k: v.detach().cpu().contiguous() for k, v in net.backbone.state_dict().items()}
     record = {"model_name": cfg.model, "image_size": image_size, "method": "simsiam", "epochs": state["epoch"],
               "seconds": round(state["seconds"], 1), "history": state["history"],
-              **{key: getattr(cfg, key) for key in SHARED_WITH_TRAIN}}
+              **{key: getattr(cfg, key) for key in SHARED_WITH_TRAIN}, "patient_key": data.patients.effective}
     return atomic_write(target, lambda tmp: save_file(weights, str(tmp), metadata={
         "pneumoscan_pretrained": json.dumps(record)}), mode=0o644)  # readable like model.safetensors
 
@@ -204,10 +209,15 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> None:
     model.load_state_dict(weights, strict=False)
 
 
-def pretraining_differences(path: str | os.PathLike, cfg: TrainConfig) -> list[str]:
+def pretraining_differences(path: str | os.PathLike, cfg: TrainConfig, patient_key: str | None = None) -> list[str]:
     """The settings of `SHARED_WITH_TRAIN` in which `cfg` differs from the pretraining that wrote `path`, as
-    'val-fraction 0.2 (pretrained with 0.15)'; [] when they agree or the file predates their record."""
+    'val-fraction 0.2 (pretrained with 0.15)'; [] when they agree or the file predates their record.
+    `patient_key`: how the run's split read its patients (`PatientKeys.effective`; default cfg.patient_key); a
+    record of the split settings without one read them by name."""
     with safe_open(str(path), "pt") as handle:
         record = json.loads((handle.metadata() or {}).get("pneumoscan_pretrained", "{}"))
-    return [f"{key.replace('_', '-')} {getattr(cfg, key)} (pretrained with {record[key]})"
-            for key in SHARED_WITH_TRAIN if key in record and record[key] != getattr(cfg, key)]
+    if "split_seed" in record:
+        record.setdefault("patient_key", "name")
+    ours = {key: getattr(cfg, key) for key in SHARED_WITH_TRAIN} | {"patient_key": patient_key or cfg.patient_key}
+    return [f"{key.replace('_', '-')} {ours[key]} (pretrained with {record[key]})"
+            for key in SHARED_WITH_TRAIN if key in record and record[key] != ours[key]]

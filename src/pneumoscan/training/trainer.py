@@ -26,7 +26,7 @@ from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import fingerprints
 from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.preprocess import prepare_pixels, to_unit
-from pneumoscan.data.patients import patient_id
+from pneumoscan.data.patients import PatientKeys, describe, patient_keys, recorded_patient_key
 from pneumoscan.data.split import patient_split
 from pneumoscan.errors import InputError, first_few
 from pneumoscan.evaluation.bootstrap import summarize
@@ -52,6 +52,7 @@ class RunData:
     train: ImageSet
     val: ImageSet
     split_record: dict[str, Any]
+    patients: PatientKeys
 
 
 def seed_everything(seed: int) -> None:
@@ -72,13 +73,13 @@ def _cap_per_class(samples: list[Sample], cap: int | None, seed: int) -> list[Sa
     return kept
 
 
-def _patients_by_class(samples: list[Sample]) -> list[set[str]]:
-    """The patient IDs of each class's images, in CLASS_NAMES order."""
-    return [{patient_id(s.path) for s in samples if s.label == label} for label in range(len(CLASS_NAMES))]
+def _patients_by_class(samples: list[Sample], keys: PatientKeys) -> list[dict[str, Sample]]:
+    """The patient keys of each class's images, in CLASS_NAMES order, each with its first image."""
+    return [{keys(s): s for s in reversed(samples) if s.label == label} for label in range(len(CLASS_NAMES))]
 
 
 def _one_class_message(cfg: TrainConfig, name: str, train: list[Sample], val: list[Sample], found: list[Sample],
-                       command: str) -> str:
+                       command: str, keys: PatientKeys) -> str:
     """A split lacking a class: `discover` found both in every folder, so the patient carve took one away. When
     a class has images of one patient only, who cannot be on both sides, says so instead of a --val-fraction that
     cannot help; `found` are the images before --max-images, `command` the one running (only `train` has
@@ -89,14 +90,14 @@ def _one_class_message(cfg: TrainConfig, name: str, train: list[Sample], val: li
     cap = f" (--max-images {cfg.max_images} per class)" if cfg.max_images is not None else ""
     start = (f"{cfg.data}: carving {cfg.val_fraction:.0%} of patients for validation left the {name} split with one "
              f"class (training: {counts(train)}; validation: {counts(val)}){cap}; ")
-    single = [(cls, next(iter(ids))) for cls, ids in zip(CLASS_NAMES, _patients_by_class(train + val)) if len(ids) == 1]
+    single = [(cls, keys.shown(next(iter(ids.values()))))
+              for cls, ids in zip(CLASS_NAMES, _patients_by_class(train + val, keys)) if len(ids) == 1]
     if not single:
         return (start + "each class needs images of at least two patients: add images, or change --val-fraction"
                 + (" or --max-images" if cap else ""))
     who = " and ".join(f"all {cls} images are of one patient ({pid})" for cls, pid in single)
-    fixes = (["raise --max-images"] if cap and min(map(len, _patients_by_class(found))) > 1 else [])
-    fixes.append("add films of more patients (the patient is read from the file name: IM-<number>-..., "
-                 "person<number>_..., else the whole name)")
+    fixes = (["raise --max-images"] if cap and min(map(len, _patients_by_class(found, keys))) > 1 else [])
+    fixes.append(f"add films of more patients ({describe(cfg.patient_key)}: --patient-key {cfg.patient_key})")
     if command == "train":
         fixes.append("validate on films of your own: a val/ folder beside train/ (in a CSV, rows with split 'val') "
                      "and --use-given-val")
@@ -110,16 +111,18 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, comma
     train_split = "train" if "train" in found else "all"
     if train_split not in found:
         raise InputError(f"{cfg.data}: no train/ folder to train on; add DATA/train/NORMAL and DATA/train/PNEUMONIA")
+    # keyed over all the images train and validation are drawn from, so --max-images does not change a key
+    keys = patient_keys(found[train_split] + found.get("val", []), cfg.patient_key)
     samples = _cap_per_class(found[train_split], cfg.max_images, cfg.split_seed)
     if cfg.use_given_val:
         if "val" not in found:
             raise InputError(f"{cfg.data}: --use-given-val needs a val/ folder; drop the flag to carve validation from train by patient")
         train, val = samples, _cap_per_class(found["val"], cfg.max_images, cfg.split_seed)
     else:
-        train, val = patient_split(samples, cfg.val_fraction, cfg.split_seed)
+        train, val = patient_split(samples, cfg.val_fraction, cfg.split_seed, keys)
     for name, part in (("training", train), ("validation", val)):
         if len({s.label for s in part}) < 2:
-            raise InputError(_one_class_message(cfg, name, train, val, found[train_split], command))
+            raise InputError(_one_class_message(cfg, name, train, val, found[train_split], command, keys))
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
     train_set = load_image_set(train, image_size, cache_dir, desc="decoding train", progress=progress)
     val_set = load_image_set(val, image_size, cache_dir, desc="decoding val", progress=progress)
@@ -133,18 +136,18 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, comma
         "method": "given val/ folder" if cfg.use_given_val else "patient-aware stratified split of train",
         "val_fraction": cfg.val_fraction,
         "seed": cfg.split_seed,
+        **keys.record(),
         "counts": {
             name: {"NORMAL": int((s.labels == 0).sum()), "PNEUMONIA": int((s.labels == 1).sum()),
-                   "patients": len({patient_id(x.path) for x in s.samples})}
+                   "patients": len({keys(x) for x in s.samples})}
             for name, s in (("train", train_set), ("val", val_set))
         },
         "skipped": train_set.skipped + val_set.skipped,
         # with --use-given-val nothing keeps a patient out of both folders
-        "patient_ids_in_train_and_val": len({patient_id(s.path) for s in train_set.samples}
-                                            & {patient_id(s.path) for s in val_set.samples}),
+        "patient_ids_in_train_and_val": len({keys(s) for s in train_set.samples} & {keys(s) for s in val_set.samples}),
         "val_files": [str(s.path) for s in val_set.samples],
     }
-    return RunData(train_set, val_set, record)
+    return RunData(train_set, val_set, record, keys)
 
 
 def split_change(saved: dict[str, Any], now: dict[str, Any]) -> str:
@@ -153,6 +156,9 @@ def split_change(saved: dict[str, Any], now: dict[str, Any]) -> str:
     def counts(record: dict[str, Any]) -> str:
         return "; ".join(f"{name} {c['NORMAL']} NORMAL, {c['PNEUMONIA']} PNEUMONIA" for name, c in record["counts"].items())
 
+    if recorded_patient_key(saved) != recorded_patient_key(now):
+        return (f"patients read by --patient-key {now.get('patient_key')}, where the run read them by "
+                f"{saved.get('patient_key', 'name')}")
     if saved.get("counts") and saved["counts"] != now["counts"]:
         return f"{counts(now)}, where the run had {counts(saved)}"
     if "val_files" in saved and sorted(Path(f).name for f in saved["val_files"]) != \
@@ -324,11 +330,11 @@ class Trainer:
             from pneumoscan.training.pretrain import load_pretrained, pretraining_differences
 
             load_pretrained(model, cfg.init)
-            differences = pretraining_differences(cfg.init, cfg)
+            differences = pretraining_differences(cfg.init, cfg, data.patients.effective)
             if differences:  # SimSiam saw this run's validation images (without labels), or inputs prepared otherwise
                 tqdm.write(f"warning: {cfg.init}: {'; '.join(differences)}: the pretraining may have used this run's "
                            f"validation images, or prepared its inputs otherwise; pretrain again with this run's "
-                           f"--split-seed, --val-fraction and preprocessing for a clean start")
+                           f"--split-seed, --val-fraction, --patient-key and preprocessing for a clean start")
         # channels-last weights, so every activation after the first convolution is channels-last too (a one-channel
         # input is both layouts at once): a training step of the default recipe runs about a fifth faster on this CPU
         # (bench/train_step_speed.py); only the memory layout changes, and the artifact's weights are saved contiguous
