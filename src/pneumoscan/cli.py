@@ -96,11 +96,11 @@ def _model_arg(parser: argparse.ArgumentParser) -> None:
 def cmd_models(args: argparse.Namespace) -> int:
     from pneumoscan.models.registry import count_parameters, create_model, get_spec, list_models
 
-    print(f"{'name':<10}{'params':>10}{'size':>6}  description")
+    print(f"{'name':<12}{'params':>11}{'size':>6}  description")
     for name in list_models():
         spec = get_spec(name)
         params = count_parameters(create_model(name))
-        print(f"{name:<10}{params:>10,}{spec.image_size:>6}  {spec.description}")
+        print(f"{name:<12}{params:>11,}{spec.image_size:>6}  {spec.description}")
     print("ensemble: the mean of trained models; build one with `pneumoscan ensemble RUN RUN --out DIR`")
     return 0
 

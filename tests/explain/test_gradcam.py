@@ -101,6 +101,8 @@ CAM_CASES = [
     ("resnet10", {"widths": (16, 32, 64), "depths": (1, 1, 1)}, 64, lambda m: m.stages[2]),  # no stages.3
     ("resnet18", {"widths": (8,) * 5, "depths": (2,) * 5}, 128, lambda m: m.stages[4]),  # stages.3 is not the last
     ("resnet10", {"widths": (8,) * 6, "depths": (1,) * 6}, 64, lambda m: m.stages[3]),  # stages 4 and 5: 1 x 1 px
+    ("tv_resnet18", {}, 64, lambda m: m.layer4),  # 2 x 2 px at 64: the smallest size with a map
+    ("tv_resnet50", {}, 64, lambda m: m.layer4),
 ]
 
 

@@ -125,4 +125,4 @@ def model_config(name: str, image_size: int | None = None, **cfg: Any) -> dict[s
 
 
 def _load_builtin() -> None:
-    from pneumoscan.models import cnn, ensemble, mlp, resnet  # noqa: F401  (registers on import)
+    from pneumoscan.models import cnn, ensemble, mlp, resnet, tv_resnet  # noqa: F401  (registers on import)
