@@ -132,6 +132,28 @@ def fitted(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return model
 
 
+def imagenet_state_dict(model_name: str, seed: int = 0) -> dict:
+    """A state dict laid out like torchvision's ImageNet weights for `model_name` (a tv_resnet): the model's own
+    tensor names and shapes, with an RGB conv1 and a 1000-class fc, filled with random values (nothing downloaded)."""
+    import torch
+
+    from pneumoscan.models.registry import create_model
+
+    generator = torch.Generator().manual_seed(seed)
+    weights = {}
+    own = create_model(model_name).state_dict()
+    imagenet = {"conv1.weight": (64, 3, 7, 7), "fc.weight": (1000, own["fc.weight"].shape[1]), "fc.bias": (1000,)}
+    for key, value in own.items():
+        shape = imagenet.get(key, value.shape)
+        if key.endswith("num_batches_tracked"):
+            weights[key] = torch.tensor(12345)
+        elif key.endswith("running_var"):
+            weights[key] = torch.rand(shape, generator=generator) + 0.5
+        else:
+            weights[key] = torch.randn(shape, generator=generator) * 0.05
+    return weights
+
+
 # Inputs an out-of-distribution guard must reject (as encoded files).
 
 

@@ -313,7 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="crop every image to a square as wide as the body, in training and at every prediction, "
                         "to take the field of view out of the picture (default off: on this data it lowered "
                         "validation AUC, MODEL_CARD.md row Z)")
-    p.add_argument("--init", help="start from these weights: the pretrained.safetensors of `pneumoscan pretrain`")
+    p.add_argument("--init", help="start from these weights: the pretrained.safetensors of `pneumoscan pretrain`, or "
+                                  "ImageNet weights on disk for --model tv_resnet18/tv_resnet50 (torchvision's .pth, "
+                                  "timm's model.safetensors; the ImageNet classifier is replaced)")
     p.add_argument("--max-images", type=int, help="use at most this many images per class (quick experiments)")
     p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/pneumoscan)")
     p.add_argument("--resume", action="store_true",

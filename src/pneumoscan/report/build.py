@@ -104,6 +104,19 @@ def recipe_text(run: RunInfo) -> str:
     return "not recorded (no config.json, and the model file does not say)"
 
 
+def init_text(run: RunInfo) -> str:
+    """Where training started from: the --init file (name, SHA-256, what wrote it), else random weights."""
+    source = run.meta.training.get("init")
+    if source:
+        return f"{source['file']} (SHA-256 {source['sha256']}; {source['kind']})"
+    init = run.config.get("init") or (run.meta.training.get("config") or {}).get("init")
+    if init:  # a run from before the file's checksum was recorded
+        return f"{init} (no checksum recorded)"
+    if run.meta.training.get("members"):
+        return "an ensemble: each member's is in the report of its own run folder"
+    return "random (trained from scratch)"
+
+
 def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
     meta, training = run.meta, run.meta.training
     recipe = recipe_text(run)
@@ -115,6 +128,7 @@ def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
                           + (", after per-image histogram equalisation" if meta.equalize else "")
                           + (", each image cropped to the body's width first" if meta.crop else "")),
         ("recipe", recipe),
+        ("initial weights", init_text(run)),
         ("test-time augmentation", "on (image + mirror)" if meta.tta else "off"),
         ("epochs run / best epoch", f"{training.get('epochs_run', 'n/a')} / {training.get('best_epoch', 'n/a')}"),
         ("training time", f"{seconds:.1f} s ({seconds / 60:.1f} min)" if seconds is not None else "n/a"),

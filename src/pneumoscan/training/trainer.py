@@ -40,6 +40,7 @@ from pneumoscan.outputs import atomic_write
 from pneumoscan.training.checkpoint import (atomic_torch_save, check_writable, load_checkpoint, restore_rng_states,
                                             rng_states, run_lock, save_weights)
 from pneumoscan.training.config import RESUME_MAY_CHANGE, TrainConfig
+from pneumoscan.training.transfer import init_source, load_transfer, written_by_pneumoscan
 
 LAST_CHECKPOINT = "last.pt"
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "val_accuracy", "seconds", "images_per_s"]
@@ -326,7 +327,9 @@ class Trainer:
         train_images = prepare_pixels(data.train.images, equalize=cfg.equalize, crop=cfg.crop)
         mean, std = image_stats(train_images)
         model = create_model(cfg.model, **self.model_cfg)
-        if cfg.init and not resume:
+        if cfg.init and not resume and not written_by_pneumoscan(cfg.init):
+            tqdm.write(load_transfer(model, cfg.init, cfg.model))  # e.g. torchvision's or timm's ImageNet weights
+        elif cfg.init and not resume:
             from pneumoscan.training.pretrain import load_pretrained, pretraining_differences
 
             load_pretrained(model, cfg.init)
@@ -361,8 +364,10 @@ class Trainer:
             mean, std = ckpt["mean"], ckpt["std"]
             self._note_resume(state)
         else:
-            self._write_json("config.json", {**cfg.to_dict(), "image_size": self.image_size, "model_config": self.model_cfg})
+            self._write_json("config.json", {**cfg.to_dict(), "image_size": self.image_size, "model_config": self.model_cfg,
+                                             **({"init_source": init_source(cfg.init)} if cfg.init else {})})
             self._write_json("split.json", data.split_record)
+        init_from = json.loads((self.out / "config.json").read_text()).get("init_source")  # as recorded at the start
         meta = ArtifactMeta(
             model_name=cfg.model, model_config=self.model_cfg, image_size=self.image_size, mean=mean, std=std,
             target_recall=cfg.target_recall, train_prevalence=n_pos / len(labels), tta=cfg.tta, equalize=cfg.equalize,
@@ -370,7 +375,8 @@ class Trainer:
             training={"config": cfg.to_dict(), "data": data.split_record["counts"],
                       "skipped": len(data.split_record["skipped"]),
                       # what `evaluate` and `set-threshold` recognise as in-sample films, wherever they are copied
-                      "fingerprints": sorted(set(fingerprints(s.path for s in data.train.samples + data.val.samples)))},
+                      "fingerprints": sorted(set(fingerprints(s.path for s in data.train.samples + data.val.samples))),
+                      **({"init": init_from} if init_from else {})},
         )
         aug = AugmentConfig(scale=cfg.aug_zoom, aspect=cfg.aug_aspect, sharpness=cfg.aug_sharpness, strength=cfg.augment)
         eval_model = ema if ema is not None else model

@@ -1,0 +1,129 @@
+"""`train --init` from weights pneumoscan did not write: ImageNet weights the user has on disk.
+
+torchvision's resnet18-f37072fd.pth / resnet50-0676ba61.pth (a state dict saved with torch.save, read here with
+torch.load(weights_only=True), which unpickles no code) or timm's model.safetensors of resnet18/resnet50 (same
+tensor names) start a `tv_resnet18` / `tv_resnet50` (models/tv_resnet.py). Tensors load by name; the RGB first
+convolution becomes a grey one; the file's classifier (ImageNet's 1000 classes) is left out and the model keeps
+its new one-logit head. A file that does not hold every tensor of the model below its head, with the right
+shape, or holds tensors the model has no place for (another architecture), is refused. Nothing is downloaded.
+Files pneumoscan wrote (pretrain's pretrained.safetensors, a model) keep their own path, pretrain.load_pretrained.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pneumoscan.errors import InputError
+from pneumoscan.models.registry import final_linear_name
+
+PNEUMOSCAN_KEYS = {"pneumoscan_pretrained": "pneumoscan pretrain", "pneumoscan": "pneumoscan model"}
+NESTED_KEYS = ("state_dict", "model")  # training checkpoints that wrap the state dict
+
+
+def _safetensors_metadata(path: str | os.PathLike) -> dict[str, str] | None:
+    """The metadata of a safetensors file (empty when it has none); None when `path` is not one."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as handle:
+            return handle.metadata() or {}
+    except Exception:  # safetensors raises its own error types for other files
+        return None
+
+
+def written_by_pneumoscan(path: str | os.PathLike) -> bool:
+    """Whether `path` is a safetensors file pneumoscan wrote (pretrain's weights or a model)."""
+    return any(key in (_safetensors_metadata(path) or {}) for key in PNEUMOSCAN_KEYS)
+
+
+def init_source(path: str | os.PathLike) -> dict[str, Any]:
+    """What a run records about its --init file: name, SHA-256 and what wrote it."""
+    from pneumoscan.artifact import file_sha256
+
+    meta = _safetensors_metadata(path) or {}
+    kind = next((label for key, label in PNEUMOSCAN_KEYS.items() if key in meta), "weights file matched by name")
+    return {"file": Path(path).name, "path": os.path.abspath(path), "sha256": file_sha256(path), "kind": kind}
+
+
+def _advice(model_name: str) -> str:
+    from pneumoscan.models.tv_resnet import IMAGENET_FILES
+
+    pretrain = f"the pretrained.safetensors of `pneumoscan pretrain --model {model_name}`"
+    if model_name in IMAGENET_FILES:
+        return f"pass {IMAGENET_FILES[model_name]}, or {pretrain}"
+    return (f"ImageNet weights fit only --model {' or '.join(IMAGENET_FILES)}; for {model_name} pass {pretrain}")
+
+
+def read_weights(path: str | os.PathLike, model_name: str) -> dict[str, torch.Tensor]:
+    """The tensors of a .safetensors file or of a state dict saved with torch.save (unwrapped from a checkpoint's
+    'state_dict' or 'model' entry, and from DataParallel's 'module.' prefix); InputError naming the file else."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; {_advice(model_name)}")
+    if _safetensors_metadata(path) is not None:
+        return load_file(str(path))
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a torch file, a truncated one, or one holding code (refused by weights_only)
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise InputError(f"{path}: not a weights file (a state dict saved with torch.save, or .safetensors): {why}; "
+                         f"{_advice(model_name)}") from None
+    for key in NESTED_KEYS:
+        if isinstance(data, dict) and isinstance(data.get(key), dict):
+            data = data[key]
+    if not isinstance(data, dict) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise InputError(f"{path}: holds no state dict (a mapping of tensor names to tensors); {_advice(model_name)}")
+    if all(str(k).startswith("module.") for k in data):
+        data = {k[len("module."):]: v for k, v in data.items()}
+    return {str(k): v for k, v in data.items()}
+
+
+def _fit(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+    """`source` as a value for a model tensor shaped like `target`, or None when it cannot be."""
+    if not source.is_floating_point():
+        return None
+    if source.shape == target.shape:
+        return source
+    if source.ndim == 4 and source.shape[1] == 3 and target.shape[1] == 1 and \
+            (source.shape[0], *source.shape[2:]) == (target.shape[0], *target.shape[2:]):
+        # An RGB network sees a grey image as three equal channels, and a convolution of three equal channels
+        # is one convolution with the kernels summed over the channels: summing keeps its response exactly.
+        return source.sum(1, keepdim=True)
+    return None
+
+
+def load_transfer(model: nn.Module, path: str | os.PathLike, model_name: str) -> str:
+    """Copy the tensors of `path` into `model` by name (see the module docstring); return a one-line summary.
+    InputError naming the file, how many tensors matched and what to pass when it does not fit."""
+    weights = read_weights(path, model_name)
+    head = final_linear_name(model) + "."
+
+    def counted(key: str) -> bool:  # the head is new; batch counters are bookkeeping, not weights
+        return not key.startswith(head) and not key.endswith("num_batches_tracked")
+
+    own = {k: v for k, v in model.state_dict().items() if counted(k)}
+    loaded = {k: fit for k, v in own.items() if k in weights and (fit := _fit(weights[k], v)) is not None}
+    missing = [k for k in own if k not in loaded]
+    foreign = [k for k in weights if counted(k) and k not in own]
+    if missing or foreign:
+        if missing:
+            example = missing[0]
+            found = f"; the file has {tuple(weights[example].shape)}" if example in weights else ""
+            detail = f"e.g. {example} {tuple(own[example].shape)}{found}; the file's first: {next(iter(weights))}"
+        else:
+            detail = f"but the file also holds {len(foreign)} tensors it has no place for, e.g. {foreign[0]}"
+        raise InputError(f"{path}: {len(loaded)} of the {len(own)} tensors of {model_name} (below its head) match "
+                         f"it by name and shape ({detail}): another architecture; {_advice(model_name)}")
+    broken = [k for k, v in loaded.items() if not torch.isfinite(v).all()]
+    if broken:
+        raise InputError(f"{path}: holds NaN or infinite weights (e.g. {broken[0]}); pass an intact copy")
+    model.load_state_dict(loaded, strict=False)
+    grey = [k for k in loaded if loaded[k].shape != weights[k].shape]
+    return (f"init: {len(loaded)} tensors from {path}" + (f" ({', '.join(grey)} summed over its RGB channels)" if grey
+            else "") + f"; {head[:-1]} starts anew")
