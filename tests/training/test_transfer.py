@@ -13,6 +13,7 @@ from pneumoscan.artifact import file_sha256, read_meta
 from pneumoscan.cli import main
 from pneumoscan.errors import InputError
 from pneumoscan.models.registry import create_model
+from pneumoscan.training.pretrain import load_pretrained
 from pneumoscan.training.transfer import load_transfer, written_by_pneumoscan
 from tests.conftest import imagenet_state_dict
 
@@ -107,6 +108,17 @@ def test_what_is_not_a_state_dict_is_refused_without_running_any_of_it(tmp_path:
     whole_model = save_pth(create_model("cnn"), tmp_path / "pickled_model.pth")  # unpickling it would run code
     assert "not a weights file" in _refusal("tv_resnet18", whole_model)
     assert "holds no state dict" in _refusal("tv_resnet18", save_pth([torch.zeros(3)], tmp_path / "list.pth"))
+
+
+def test_a_pretrain_file_of_another_model_keeps_its_own_refusal_naming_that_model(tmp_path: Path) -> None:
+    weights = {k: v for k, v in create_model("cnn").state_dict().items() if not k.startswith("head.3.")}
+    path = tmp_path / "pretrained.safetensors"
+    save_file(weights, str(path), metadata={"pneumoscan_pretrained": json.dumps({"model_name": "cnn"})})
+    assert written_by_pneumoscan(path)
+    with pytest.raises(InputError, match=r"pretrained.safetensors: weights do not fit this model \(0 tensors match, "
+                                         r"\d+ foreign, \d+ missing, e.g. \S+; pretrained for --model cnn\); "
+                                         "pretrain with the same --model"):
+        load_pretrained(create_model("tv_resnet18"), path)
 
 
 def test_train_init_from_imagenet_weights_records_the_file_and_its_checksum(

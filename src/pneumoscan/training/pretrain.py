@@ -204,8 +204,13 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> None:
     mismatched = [k for k, v in weights.items() if k not in own or own[k].shape != v.shape]
     missing = [k for k in own if k not in weights and not k.startswith(head + ".")]
     if mismatched or missing:
-        raise InputError(f"{path}: weights do not fit this model ({len(mismatched)} foreign, {len(missing)} missing "
-                         f"tensors, e.g. {(mismatched + missing)[0]}); pretrain with the same --model and model config")
+        with safe_open(str(path), "pt") as handle:
+            made_for = json.loads((handle.metadata() or {}).get("pneumoscan_pretrained", "{}")).get("model_name")
+        matched = sum(k in own and own[k].shape == v.shape for k, v in weights.items())
+        raise InputError(f"{path}: weights do not fit this model ({matched} tensors match, {len(mismatched)} foreign, "
+                         f"{len(missing)} missing, e.g. {(mismatched + missing)[0]}"
+                         + (f"; pretrained for --model {made_for}" if made_for else "")
+                         + "); pretrain with the same --model and model config")
     model.load_state_dict(weights, strict=False)
 
 
