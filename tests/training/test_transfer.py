@@ -105,8 +105,14 @@ def test_what_is_not_a_state_dict_is_refused_without_running_any_of_it(tmp_path:
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"\x00not a torch file" * 50)
     assert "not a weights file (a state dict saved with torch.save, or .safetensors)" in _refusal("tv_resnet18", garbage)
+    assert _refusal("tv_resnet18", garbage).endswith(".safetensors); pass ResNet-18 ImageNet weights (torchvision's "
+                                                     "resnet18-f37072fd.pth, or timm's resnet18 model.safetensors), or "
+                                                     "the pretrained.safetensors of `pneumoscan pretrain --model "
+                                                     "tv_resnet18`")  # not torch's pages of advice to load it unsafely
     whole_model = save_pth(create_model("cnn"), tmp_path / "pickled_model.pth")  # unpickling it would run code
-    assert "not a weights file" in _refusal("tv_resnet18", whole_model)
+    assert ("not a weights file (a state dict saved with torch.save, or .safetensors); it holds Python objects "
+            "(pneumoscan.models.cnn.SmallCNN), not only tensors: save model.state_dict() instead; pass ResNet-18"
+            ) in _refusal("tv_resnet18", whole_model)
     assert "holds no state dict" in _refusal("tv_resnet18", save_pth([torch.zeros(3)], tmp_path / "list.pth"))
 
 

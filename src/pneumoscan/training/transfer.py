@@ -11,6 +11,8 @@ Files pneumoscan wrote (pretrain's pretrained.safetensors, a model) keep their o
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +71,14 @@ def read_weights(path: str | os.PathLike, model_name: str) -> dict[str, torch.Te
     if _safetensors_metadata(path) is not None:
         return load_file(str(path))
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on the way to refusing a file
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # not a torch file, a truncated one, or one holding code (refused by weights_only)
-        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-        raise InputError(f"{path}: not a weights file (a state dict saved with torch.save, or .safetensors): {why}; "
+        pickled = re.search(r"GLOBAL (\S+)", str(exc))  # torch's own message is pages long and suggests unsafe loading
+        why = (f"it holds Python objects ({pickled.group(1)}), not only tensors: save model.state_dict() instead; "
+               if pickled else "")
+        raise InputError(f"{path}: not a weights file (a state dict saved with torch.save, or .safetensors); {why}"
                          f"{_advice(model_name)}") from None
     for key in NESTED_KEYS:
         if isinstance(data, dict) and isinstance(data.get(key), dict):
