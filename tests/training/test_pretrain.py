@@ -9,6 +9,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from pneumoscan.artifact import file_sha256
 from pneumoscan.cli import main
 from pneumoscan.errors import InputError
 from pneumoscan.models.registry import create_model
@@ -47,6 +48,8 @@ def test_pretrain_writes_backbone_weights_that_train_init_starts_from(tiny_data:
                  "--image-size", "32", "--epochs", "1", "--batch-size", "16", "--val-fraction", "0.2", "--quiet"]) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["init"] == str(path) and (run / "model.safetensors").exists()
+    assert config["init_source"] == {"file": PRETRAINED_NAME, "path": str(path), "kind": "pneumoscan pretrain",
+                                     "sha256": file_sha256(path)}
 
 
 def test_interrupted_pretraining_resumes_to_the_same_weights(tiny_data: Path, tmp_path: Path,
