@@ -114,6 +114,9 @@ def test_what_is_not_a_state_dict_is_refused_without_running_any_of_it(tmp_path:
             "(pneumoscan.models.cnn.SmallCNN), not only tensors: save model.state_dict() instead; pass ResNet-18"
             ) in _refusal("tv_resnet18", whole_model)
     assert "holds no state dict" in _refusal("tv_resnet18", save_pth([torch.zeros(3)], tmp_path / "list.pth"))
+    assert "holds no tensors" in _refusal("tv_resnet18", save_timm({}, tmp_path / "empty.safetensors"))
+    kernel_as_bias = {"bn1.bias": torch.zeros(64, 3, 7, 7)}  # an RGB kernel where the model has a vector
+    assert "0 of the 100 tensors" in _refusal("tv_resnet18", save_pth(kernel_as_bias, tmp_path / "odd.pth"))
 
 
 def test_a_pretrain_file_of_another_model_keeps_its_own_refusal_naming_that_model(tmp_path: Path) -> None:

@@ -69,7 +69,10 @@ def read_weights(path: str | os.PathLike, model_name: str) -> dict[str, torch.Te
     if not path.is_file():
         raise InputError(f"{path}: no such file; {_advice(model_name)}")
     if _safetensors_metadata(path) is not None:
-        return load_file(str(path))
+        data = load_file(str(path))
+        if not data:
+            raise InputError(f"{path}: holds no tensors; {_advice(model_name)}")
+        return data
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols on the way to refusing a file
             warnings.simplefilter("ignore")
@@ -96,7 +99,7 @@ def _fit(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
         return None
     if source.shape == target.shape:
         return source
-    if source.ndim == 4 and source.shape[1] == 3 and target.shape[1] == 1 and \
+    if source.ndim == target.ndim == 4 and source.shape[1] == 3 and target.shape[1] == 1 and \
             (source.shape[0], *source.shape[2:]) == (target.shape[0], *target.shape[2:]):
         # An RGB network sees a grey image as three equal channels, and a convolution of three equal channels
         # is one convolution with the kernels summed over the channels: summing keeps its response exactly.
