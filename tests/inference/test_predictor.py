@@ -1,6 +1,8 @@
 """Predictor safety: a damaged model must not call every film NORMAL."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -37,3 +39,34 @@ def test_auto_backend_falls_back_to_torch_when_the_onnx_export_fails_its_check(
     assert predictor.backend == "torch" and predictor.onnx is None
     with pytest.raises(ExportCheckError):
         Predictor(None, backend="onnx", guard=False)
+
+
+def test_predict_chunks_reads_one_chunk_at_a_time_in_input_order(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory bounded by a chunk: the second chunk is not read before the first is handed back; the chunks
+    together are the one list of `predict_files`."""
+    import pneumoscan.inference.predictor as predictor_module
+    from pneumoscan.inference.predictor import input_files
+
+    films = sorted((tiny_data / "train" / "PNEUMONIA").iterdir())[:4]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    paths = [films[0], broken, *films[1:]]
+    read: list[str] = []
+    real_load = predictor_module.load_image_with_levels
+
+    def load(data: bytes, size: int, name: str = "") -> object:
+        read.append(name)
+        return real_load(data, size, name=name)
+
+    monkeypatch.setattr(predictor_module, "load_image_with_levels", load)
+    predictor = Predictor(tiny_run, backend="torch")
+    chunks = predictor.predict_chunks(input_files(paths), chunk_size=2)
+    first = next(chunks)
+    assert sorted(read) == sorted(map(str, paths[:2])) and [p.path for p in first] == list(map(str, paths[:2]))
+    rest = list(chunks)
+    assert [len(c) for c in rest] == [2, 1]
+    whole = predictor.predict_files(paths)
+    chunked = first + [p for chunk in rest for p in chunk]
+    assert [(p.path, p.error is None, p.label) for p in chunked] == [(p.path, p.error is None, p.label) for p in whole]
+    assert [p.probability for p in chunked] == pytest.approx([p.probability for p in whole], abs=1e-6)

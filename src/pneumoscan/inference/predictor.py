@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +37,12 @@ class Prediction:
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
+
+# Files `predict_chunks` decodes and predicts at a time: enough for every decoding thread of a many-core machine
+# (one per core) to have several files per chunk, few enough that rows, progress and Ctrl+C follow within seconds
+# (about 2 s on 2 cores) and memory stays small (peak RSS of `predict` on 4,000 224 px films: 0.57 GB at 64,
+# 0.75 GB at 256, 1.06 GB at 1,024, 0.42 GB for one film).
+CHUNK_SIZE = 256
 
 # `train --balance` settings that train as if both classes were equally common (balanced batches, or a loss
 # weighting each class by the other's count)
@@ -79,6 +85,20 @@ def expand_paths(paths: list[str | os.PathLike]) -> list[Path]:
             files.extend(found)
         else:
             files.append(path)
+    return files
+
+
+def input_files(paths: Sequence[str | os.PathLike]) -> list[tuple[Path, str | None]]:
+    """The files `predict_files` predicts, in order, each with None or, for a folder without images among other
+    inputs, the error it gets (alone, that folder is the whole request: InputError)."""
+    files: list[tuple[Path, str | None]] = []
+    for raw in paths:
+        try:
+            files.extend((path, None) for path in expand_paths([raw]))
+        except InputError as err:
+            if len(paths) == 1:
+                raise
+            files.append((Path(raw), str(err)))
     return files
 
 
@@ -218,33 +238,34 @@ class Predictor:
 
     def predict_files(self, paths: list[str | os.PathLike], workers: int | None = None) -> list[Prediction]:
         """Predict files and folders; unreadable files (and, among other inputs, folders without images) come back
-        with `error` set, the rest are still predicted."""
-        files: list[Path] = []
-        empty: dict[Path, str] = {}
-        for raw in paths:
-            try:
-                files.extend(expand_paths([raw]))
-            except InputError as err:  # a folder without images: alone, the mistake is the whole request
-                if len(paths) == 1:
-                    raise
-                files.append(Path(raw))
-                empty[Path(raw)] = str(err)
-        size = self.size
+        with `error` set, the rest are still predicted. All in one list: `predict_chunks` to stream them."""
+        return [p for chunk in self.predict_chunks(input_files(paths), workers=workers) for p in chunk]
 
-        guarded = self.guard is not None
-
-        def decode(path: Path) -> tuple[np.ndarray, float, int] | str:
-            if path in empty:
-                return empty[path]
-            try:
-                data = read_file(path, str(path))
-                image, levels = load_image_with_levels(data, size, name=str(path))
-                return image, colourfulness(data) if guarded else 0.0, levels
-            except InputError as err:
-                return str(err)
-
+    def predict_chunks(self, files: Sequence[tuple[Path, str | None]], workers: int | None = None,
+                       chunk_size: int | None = None) -> Iterator[list[Prediction]]:
+        """The predictions for `input_files(...)`, `chunk_size` files (default CHUNK_SIZE) at a time, in input
+        order: each chunk is decoded (in parallel), predicted and handed back before the next is read, so memory
+        is bounded by one chunk whatever the number of files. Files with an error come back with `error` set."""
+        size = chunk_size or CHUNK_SIZE
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            decoded = list(pool.map(decode, files))
+            for start in range(0, len(files), size):
+                part = files[start : start + size]
+                yield self._chunk_results([path for path, _ in part], list(pool.map(self._decode, part)))
+
+    def _decode(self, item: tuple[Path, str | None]) -> tuple[np.ndarray, float, int] | str:
+        """One file as (image, colourfulness (0 without a guard), grey levels), or why it cannot be predicted."""
+        path, error = item
+        if error is not None:
+            return error
+        try:
+            data = read_file(path, str(path))
+            image, levels = load_image_with_levels(data, self.size, name=str(path))
+            return image, colourfulness(data) if self.guard is not None else 0.0, levels
+        except InputError as err:
+            return str(err)
+
+    def _chunk_results(self, files: list[Path], decoded: list[tuple[np.ndarray, float, int] | str]) -> list[Prediction]:
+        """Predictions for decoded files, in order; the strings of `decoded` are the errors of unreadable ones."""
         good = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
         results: list[Prediction] = [Prediction(str(f), None, None, self.threshold, error=d if isinstance(d, str) else None)
                                      for f, d in zip(files, decoded)]
