@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import importlib
 import json
 import math
@@ -224,30 +223,15 @@ def cmd_set_threshold(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from pneumoscan.inference.predictor import Predictor
+    from pneumoscan.inference.predict_stream import stream_predictions
+    from pneumoscan.inference.predictor import Predictor, input_files
 
     predictor = Predictor(args.model, backend=args.backend, threshold=args.threshold, target_recall=args.target_recall,
                           prevalence=args.prevalence)
-    results = predictor.predict_files(args.paths)
-    rows = [r.to_dict() for r in results]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    elif args.csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    else:
-        for r in results:
-            if r.error is None and r.in_distribution is not False:
-                print(f"{r.label:<10} P(pneumonia)={r.probability:.4f}  {r.path}")
-    for r in results:
-        if r.in_distribution is False:
-            print(f"pneumoscan: warning: {r.path}: {r.ood_reason}; no prediction made", file=sys.stderr)
-    failed = [r for r in results if r.error]
-    for r in failed:
-        print(f"pneumoscan: error: {r.error}", file=sys.stderr)
+    fmt = "json" if args.json else "csv" if args.csv else "text"
+    complete = stream_predictions(predictor, input_files(args.paths), fmt)
     # a script must see that some input got no prediction: unreadable, or refused by the guard
-    return 1 if failed or any(r.in_distribution is False for r in results) else 0
+    return 0 if complete else 1
 
 
 # -- parser --------------------------------------------------------------------------------------
@@ -354,12 +338,17 @@ def build_parser() -> argparse.ArgumentParser:
     _backend_arg(p)
     p.set_defaults(func=cmd_set_threshold)
 
-    p = sub.add_parser("predict", help="P(pneumonia) and label for image files or folders")
+    p = sub.add_parser("predict", help="P(pneumonia) and label for image files or folders",
+                       description="P(pneumonia) and label for image files or folders. Files are read and predicted "
+                                   "in chunks of a few hundred, in the order given, and each chunk's rows are "
+                                   "printed as soon as it is done, its warnings and errors too (stderr); memory "
+                                   "stays that of one chunk. Ctrl+C keeps the rows printed so far (exit code 130; "
+                                   "an interrupted --json array lacks its closing ']').")
     _model_arg(p)
     p.add_argument("paths", nargs="+", help="image files (JPEG, PNG, TIFF, BMP, DICOM) or folders")
     fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="print JSON")
-    fmt.add_argument("--csv", action="store_true", help="print CSV")
+    fmt.add_argument("--json", action="store_true", help="print a JSON array of every input's result")
+    fmt.add_argument("--csv", action="store_true", help="print CSV (one header line, then a row per input)")
     _backend_arg(p)
     _operating_point(p)
     p.set_defaults(func=cmd_predict)

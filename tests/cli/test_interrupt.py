@@ -59,3 +59,39 @@ def test_an_interrupted_evaluation_does_not_talk_of_training(tiny_run: Path, tin
     monkeypatch.setattr(evaluate, "evaluate", interrupted)
     assert main(["evaluate", "--model", str(tiny_run), "--data", str(tiny_data)]) == 130
     assert capsys.readouterr().err.strip() == "pneumoscan: interrupted"
+
+
+@pytest.mark.parametrize("flag", ["", "--csv", "--json"])
+def test_an_interrupted_prediction_keeps_the_rows_written(flag: str, tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl+C in the second chunk: the first chunk's rows and its error stay, the exit code is 130."""
+    import json
+
+    import pneumoscan.inference.predictor as predictor
+
+    films = sorted((tiny_data / "train" / "NORMAL").iterdir())[:3]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    calls: list[int] = []
+    real = predictor.Predictor.results
+
+    def results(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(predictor, "CHUNK_SIZE", 2)
+    monkeypatch.setattr(predictor.Predictor, "results", results)
+    inputs = [str(films[0]), str(broken), str(films[1]), str(films[2])]
+    assert main(["predict", "--model", str(tiny_run), *inputs, *filter(None, [flag])]) == 130
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"pneumoscan: error: {broken}: ") and lines[1] == "pneumoscan: interrupted"
+    if flag == "--json":  # the array is left open; closing it gives the rows written
+        assert [r["path"] for r in json.loads(out + "\n]")] == inputs[:2]
+    elif flag == "--csv":
+        assert [line.split(",")[0] for line in out.splitlines()] == ["path", *inputs[:2]]
+    else:
+        assert len(out.splitlines()) == 1 and out.endswith(f"  {inputs[0]}\n")

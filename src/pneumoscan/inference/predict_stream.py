@@ -1,0 +1,76 @@
+"""`pneumoscan predict`'s output, written chunk by chunk as the predictions come: text lines, CSV or a JSON array.
+
+A complete run writes the very bytes the whole list would have given. An interrupted one (Ctrl+C, a crash) leaves
+the rows of every finished chunk: whole lines of text or CSV, and a JSON array without its closing `]`."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pneumoscan.inference.predictor import Prediction, Predictor
+
+
+class PredictionWriter:
+    """The text of each chunk of predictions in one format ("text", "csv" or "json"), then of the end."""
+
+    def __init__(self, fmt: str) -> None:
+        if fmt not in ("text", "csv", "json"):
+            raise ValueError(f"unknown format {fmt!r}")
+        self.fmt = fmt
+        self.rows = 0
+
+    def chunk(self, predictions: Sequence["Prediction"]) -> str:
+        """What to write for these predictions, following those of the earlier chunks."""
+        rows = [p.to_dict() for p in predictions]
+        first, self.rows = self.rows == 0, self.rows + len(rows)
+        if self.fmt == "text":
+            return "".join(f"{p.label:<10} P(pneumonia)={p.probability:.4f}  {p.path}\n" for p in predictions
+                           if p.error is None and p.in_distribution is not False)
+        if not rows:
+            return ""
+        if self.fmt == "csv":
+            out = io.StringIO()
+            writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+            if first:
+                writer.writeheader()
+            writer.writerows(rows)
+            return out.getvalue()
+        # each row as json.dumps(all rows, indent=2) sets it in the array; the closing "\n]" waits for the end
+        items = [json.dumps([row], indent=2)[2:-2] for row in rows]
+        return ("[\n" if first else ",\n") + ",\n".join(items)
+
+    def end(self) -> str:
+        """What closes the output once every chunk is written."""
+        if self.fmt != "json":
+            return ""
+        return "\n]\n" if self.rows else "[]\n"
+
+
+def problems(predictions: Sequence["Prediction"]) -> list[str]:
+    """The stderr lines for inputs that got no prediction, one each: refused by the guard, then unreadable."""
+    return ([f"pneumoscan: warning: {p.path}: {p.ood_reason}; no prediction made" for p in predictions
+             if p.in_distribution is False]
+            + [f"pneumoscan: error: {p.error}" for p in predictions if p.error])
+
+
+def stream_predictions(predictor: "Predictor", files: Sequence[tuple[Path, str | None]], fmt: str) -> bool:
+    """Predict `files` (from `input_files`) chunk by chunk, writing each chunk's rows to stdout (flushed) and its
+    problems to stderr as soon as it is done. Returns whether every input got a prediction."""
+    writer = PredictionWriter(fmt)
+    complete = True
+    for chunk in predictor.predict_chunks(files):
+        text, lines = writer.chunk(chunk), problems(chunk)
+        sys.stdout.write(text)  # in one write, which Ctrl+C does not cut when stdout is a file
+        sys.stdout.flush()
+        for line in lines:
+            print(line, file=sys.stderr)
+        complete = complete and not lines
+    sys.stdout.write(writer.end())
+    sys.stdout.flush()
+    return complete

@@ -1,0 +1,115 @@
+"""`pneumoscan predict` writes its rows chunk by chunk: the same bytes as the whole list, but as they come."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+import pneumoscan.inference.predictor as predictor_module
+from pneumoscan.cli import main
+from pneumoscan.inference.predict_stream import PredictionWriter
+from pneumoscan.inference.predictor import Prediction, Predictor, input_files
+from tests.conftest import blank_image
+
+
+def _old_output(results: list[Prediction], fmt: str) -> str:
+    """What `pneumoscan predict` printed before it streamed: everything formatted from the one list."""
+    rows = [r.to_dict() for r in results]
+    if fmt == "json":
+        return json.dumps(rows, indent=2) + "\n"
+    out = io.StringIO()
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        return out.getvalue()
+    return "".join(f"{r.label:<10} P(pneumonia)={r.probability:.4f}  {r.path}\n" for r in results
+                   if r.error is None and r.in_distribution is not False)
+
+
+@pytest.fixture
+def five_inputs(sample_dir: Path, tmp_path: Path) -> list[Path]:
+    """Two films | an unreadable file and a film | a blank image the guard refuses: chunks of two."""
+    films = sorted((sample_dir / "train" / "NORMAL").iterdir())[:3]
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for index, film in enumerate(films):
+        shutil.copy(film, folder / f"{(0, 1, 3)[index]}_{film.name}")
+    (folder / "2_broken.jpeg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    (folder / "4_blank.png").write_bytes(blank_image())
+    return sorted(folder.iterdir())
+
+
+_FLAGS = {"text": [], "csv": ["--csv"], "json": ["--json"]}
+
+
+@pytest.mark.parametrize("fmt", ["text", "csv", "json"])
+def test_chunks_of_two_print_what_the_whole_list_printed(fmt: str, fitted: Path, five_inputs: list[Path],
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    reference = [p for chunk in Predictor(fitted, backend="onnx").predict_chunks(input_files(five_inputs),
+                                                                                 chunk_size=100) for p in chunk]
+    assert [(r.error is not None, r.in_distribution) for r in reference] == \
+        [(False, True), (False, True), (True, None), (False, True), (False, False)]
+    monkeypatch.setattr(predictor_module, "CHUNK_SIZE", 2)
+    assert main(["predict", "--model", str(fitted), "--backend", "onnx", *map(str, five_inputs), *_FLAGS[fmt]]) == 1
+    out, err = capsys.readouterr()
+    assert out == _old_output(reference, fmt)
+    # each chunk's problems as it is done: the unreadable file (second chunk), then the refusal (third)
+    assert err.splitlines() == [f"pneumoscan: error: {reference[2].error}",
+                                f"pneumoscan: warning: {five_inputs[4]}: {reference[4].ood_reason}; no prediction made"]
+
+
+@pytest.mark.parametrize("fmt", ["text", "csv", "json"])
+def test_the_first_chunk_is_out_before_the_last_is_read(fmt: str, tiny_run: Path, tiny_data: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    films = sorted((tiny_data / "train" / "NORMAL").iterdir())[:3]
+
+    class Terminal(io.StringIO):
+        """stdout that remembers what had been flushed, i.e. what a reader of the pipe could see."""
+        flushed = ""
+
+        def flush(self) -> None:
+            self.flushed = self.getvalue()
+
+    stdout = Terminal()
+    seen_when_last_read: list[str] = []
+    real_load = predictor_module.load_image_with_levels
+
+    def load(data: bytes, size: int, name: str = "") -> object:
+        if name == str(films[-1]):
+            seen_when_last_read.append(stdout.flushed)
+        return real_load(data, size, name=name)
+
+    monkeypatch.setattr(predictor_module, "CHUNK_SIZE", 2)
+    monkeypatch.setattr(predictor_module, "load_image_with_levels", load)
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert main(["predict", "--model", str(tiny_run), "--backend", "torch", *map(str, films), *_FLAGS[fmt]]) == 0
+    first_rows = seen_when_last_read[0]
+    assert str(films[0]) in first_rows and str(films[1]) in first_rows and str(films[2]) not in first_rows
+    assert stdout.getvalue().startswith(first_rows)
+
+
+def _prediction(index: int, **fields: object) -> Prediction:
+    base: dict = {"path": f"films/{index}, \"odd\"\n.png", "probability": index / 10, "label": "NORMAL",
+                  "threshold": 0.5}
+    return Prediction(**{**base, **fields})
+
+
+@pytest.mark.parametrize("sizes", [[], [0], [1], [3], [2, 0, 1], [1, 1, 1, 1]])
+@pytest.mark.parametrize("fmt", ["text", "csv", "json"])
+def test_any_chunking_writes_the_bytes_of_the_whole_list(fmt: str, sizes: list[int]) -> None:
+    predictions = [_prediction(0), _prediction(1, error="films/1: not a readable image", probability=None, label=None),
+                   _prediction(2, in_distribution=False, ood_reason="not a chest X-ray", probability=None, label=None),
+                   _prediction(3, in_distribution=True)][:sum(sizes)]
+    writer, text, start = PredictionWriter(fmt), "", 0
+    for size in sizes:
+        text += writer.chunk(predictions[start : start + size])
+        start += size
+    text += writer.end()
+    assert text == ("" if fmt == "csv" and not predictions else _old_output(predictions, fmt))  # JSON: "[]"
