@@ -229,7 +229,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictor = Predictor(args.model, backend=args.backend, threshold=args.threshold, target_recall=args.target_recall,
                           prevalence=args.prevalence)
     fmt = "json" if args.json else "csv" if args.csv else "text"
-    complete = stream_predictions(predictor, input_files(args.paths), fmt)
+    complete = stream_predictions(predictor, input_files(args.paths), fmt, progress=not args.quiet)
     # a script must see that some input got no prediction: unreadable, or refused by the guard
     return 0 if complete else 1
 
@@ -349,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print a JSON array of every input's result")
     fmt.add_argument("--csv", action="store_true", help="print CSV (one header line, then a row per input)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (it is shown on stderr only when stderr is a terminal)")
     _backend_arg(p)
     _operating_point(p)
     p.set_defaults(func=cmd_predict)

@@ -95,6 +95,25 @@ def test_the_first_chunk_is_out_before_the_last_is_read(fmt: str, tiny_run: Path
     assert stdout.getvalue().startswith(first_rows)
 
 
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal, quiet, bar", [(False, False, False), (True, False, True), (True, True, False)])
+def test_progress_bar_only_on_a_terminal_and_not_with_quiet(terminal: bool, quiet: bool, bar: bool, tiny_run: Path,
+                                                            tiny_data: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    stderr = _Tty() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    argv = ["predict", "--model", str(tiny_run), str(tiny_data / "train" / "NORMAL"), "--csv"]
+    assert main(argv + ["--quiet"] * quiet) == 0
+    assert ("predict:" in stderr.getvalue()) is bar
+    if not bar:
+        assert stderr.getvalue() == ""  # nothing in a log
+    assert len(capsys.readouterr().out.splitlines()) == 1 + len(list((tiny_data / "train" / "NORMAL").iterdir()))
+
+
 def _prediction(index: int, **fields: object) -> Prediction:
     base: dict = {"path": f"films/{index}, \"odd\"\n.png", "probability": index / 10, "label": "NORMAL",
                   "threshold": 0.5}

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tqdm import tqdm
+
 if TYPE_CHECKING:
     from pneumoscan.inference.predictor import Prediction, Predictor
 
@@ -59,18 +61,24 @@ def problems(predictions: Sequence["Prediction"]) -> list[str]:
             + [f"pneumoscan: error: {p.error}" for p in predictions if p.error])
 
 
-def stream_predictions(predictor: "Predictor", files: Sequence[tuple[Path, str | None]], fmt: str) -> bool:
+def stream_predictions(predictor: "Predictor", files: Sequence[tuple[Path, str | None]], fmt: str, *,
+                       progress: bool = True) -> bool:
     """Predict `files` (from `input_files`) chunk by chunk, writing each chunk's rows to stdout (flushed) and its
-    problems to stderr as soon as it is done. Returns whether every input got a prediction."""
+    problems to stderr as soon as it is done; a progress bar on stderr when `progress` and stderr is a terminal.
+    Returns whether every input got a prediction."""
     writer = PredictionWriter(fmt)
     complete = True
-    for chunk in predictor.predict_chunks(files):
-        text, lines = writer.chunk(chunk), problems(chunk)
-        sys.stdout.write(text)  # in one write, which Ctrl+C does not cut when stdout is a file
-        sys.stdout.flush()
-        for line in lines:
-            print(line, file=sys.stderr)
-        complete = complete and not lines
+    with tqdm(total=len(files), desc="predict", unit="img", leave=False, file=sys.stderr,
+              disable=not (progress and sys.stderr.isatty())) as bar:
+        for chunk in predictor.predict_chunks(files):
+            text, lines = writer.chunk(chunk), problems(chunk)
+            with tqdm.external_write_mode(file=sys.stdout):  # the bar makes way when stdout is the terminal too
+                sys.stdout.write(text)  # in one write, which Ctrl+C does not cut when stdout is a file
+                sys.stdout.flush()
+            for line in lines:
+                bar.write(line, file=sys.stderr)
+            complete = complete and not lines
+            bar.update(len(chunk))
     sys.stdout.write(writer.end())
     sys.stdout.flush()
     return complete
