@@ -198,6 +198,13 @@ def dithered(path: Path = UPRIGHT_FILM, side: int = 896) -> bytes:
         return encode(im.convert("L").resize((side, side), Image.Resampling.BICUBIC).convert("1"))
 
 
+def dithered_jpeg(path: Path = UPRIGHT_FILM, side: int = 896, quality: int = 75) -> bytes:
+    """The same film dithered to black and white, saved as JPEG: compression gives it many grey levels."""
+    with Image.open(path) as im:
+        return encode(im.convert("L").resize((side, side), Image.Resampling.BICUBIC).convert("1").convert("L"), "JPEG",
+                      quality=quality)
+
+
 def make_dicom(
     arr: np.ndarray | None,
     *,

@@ -51,13 +51,14 @@ def test_images_the_guard_refuses_are_scored_but_named(fitted: Path, sample_dir:
 
 
 def test_a_black_and_white_film_is_named_as_refused(fitted: Path, sample_dir: Path, tmp_path: Path) -> None:
-    """The grey-level rule needs each file's levels as decoded: evaluate gets them from the image cache."""
+    """The grey-level rule needs each file's levels as decoded: evaluate gets them from the image cache; the two-tone
+    rule measures each JPEG again at full size."""
     import shutil
     import warnings
 
     from pneumoscan.evaluation.evaluate import evaluate
     from pneumoscan.inference.predictor import Predictor
-    from tests.conftest import dithered
+    from tests.conftest import dithered, dithered_jpeg
 
     data = tmp_path / "site"
     for label in ("NORMAL", "PNEUMONIA"):
@@ -65,6 +66,7 @@ def test_a_black_and_white_film_is_named_as_refused(fitted: Path, sample_dir: Pa
         for film in sorted((sample_dir / "test" / label).iterdir())[:2]:
             shutil.copy(film, data / label)
     (data / "PNEUMONIA" / "dithered.png").write_bytes(dithered())
+    (data / "PNEUMONIA" / "dithered.jpeg").write_bytes(dithered_jpeg(quality=95))
     for _ in range(2):  # decoded, then read back from the cache
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -72,7 +74,10 @@ def test_a_black_and_white_film_is_named_as_refused(fitted: Path, sample_dir: Pa
         refused = [r for r in result.summary["refused_by_guard"] if "dithered.png" in r]
         assert refused and refused[0].endswith("dithered.png: binary (black-and-white) image: 2 grey levels; "
                                                "send the original radiograph")
-        assert result.summary["n"] == 5  # still scored
+        refused = [r for r in result.summary["refused_by_guard"] if "dithered.jpeg" in r]
+        assert refused and refused[0].endswith("dithered.jpeg: binary (black-and-white) image: 100% of its pixels "
+                                               "near black or white; send the original radiograph")
+        assert result.summary["n"] == 6  # still scored
 
 
 def test_a_negative_bootstrap_seed_is_refused_up_front(tmp_path: Path, capsys) -> None:

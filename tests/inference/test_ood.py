@@ -14,10 +14,12 @@ from PIL import Image
 
 from pneumoscan.artifact import ArtifactMeta, load_artifact, save_artifact
 from pneumoscan.data.layout import discover
-from pneumoscan.data.preprocess import Preprocessing, load_image
+from pneumoscan.data.preprocess import Preprocessing, grey_levels, load_image
+from pneumoscan.data.decode import read_grayscale
 from pneumoscan.errors import InputError
 from pneumoscan.inference import ood_commands
 from pneumoscan.inference.batch import predict_logits
+from pneumoscan.inference import ood
 from pneumoscan.inference.ood import (
     OODGuard,
     colourfulness,
@@ -26,13 +28,30 @@ from pneumoscan.inference.ood import (
     forward_with_features,
     guard_path,
     load_guard,
+    two_tone_share,
 )
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.models.registry import create_model, list_models
-from tests.conftest import UPRIGHT_FILM, blank_image, colour_photo, dicom_bytes, dithered, encode, text_document
+from tests.conftest import (
+    UPRIGHT_FILM,
+    blank_image,
+    colour_photo,
+    dicom_bytes,
+    dithered,
+    dithered_jpeg,
+    encode,
+    text_document,
+)
 
 UPSIDE_DOWN = "the image looks upside down; rotate it and send it again"
 BINARY = "binary (black-and-white) image: 2 grey levels; send the original radiograph"
+
+
+def two_tones(percent: int) -> str:
+    return f"binary (black-and-white) image: {percent}% of its pixels near black or white; send the original radiograph"
+
+
+TWO_TONES = two_tones(100)  # a dithered film saved as JPEG at quality 95
 
 
 def check_bytes(model_path: Path, payloads: list[bytes]) -> list:
@@ -81,6 +100,22 @@ def test_shipped_guard_refuses_a_dithered_film_but_not_the_original_in_any_forma
         assert shipped.predict_bytes(original).in_distribution is True
 
 
+def test_shipped_guard_refuses_a_dithered_jpeg_but_not_the_film_as_jpeg(shipped: Predictor) -> None:
+    """JPEG turns a dithered film's 2 levels into many, so only the share of pixels near black or white shows it."""
+    for side in (224, 896):
+        data = dithered_jpeg(side=side, quality=50)
+        assert grey_levels(read_grayscale(data)) > 16  # the grey-level rule misses it
+        result = shipped.predict_bytes(data)
+        assert result.in_distribution is False and result.probability is None and result.label is None
+        assert result.ood_reason.startswith("binary (black-and-white) image: 9")
+        assert result.ood_reason.endswith("% of its pixels near black or white; send the original radiograph")
+    with Image.open(UPRIGHT_FILM) as im:
+        gray = im.convert("L")
+    big = gray.resize((4 * gray.width, 4 * gray.height), Image.Resampling.BICUBIC)
+    for original in (UPRIGHT_FILM.read_bytes(), encode(big, "JPEG", quality=75), encode(big.convert("RGB"), "JPEG")):
+        assert shipped.predict_bytes(original).in_distribution is True
+
+
 @pytest.mark.parametrize("film", [UPRIGHT_FILM, UPRIGHT_FILM.parents[1] / "PNEUMONIA" / "person102_virus_189.jpeg"])
 def test_shipped_guard_refuses_upside_down_films(shipped: Predictor, film: Path) -> None:
     assert shipped.predict_bytes(film.read_bytes()).in_distribution is True
@@ -117,6 +152,41 @@ def test_grey_levels_rule_and_its_messages(fitted: Path) -> None:
     guard.threshold = 1e9  # even when the score passes it, one grey level is a blank image, not a binary one
     flat = np.full((1, meta.image_size, meta.image_size), 128, np.uint8)
     assert guard.check(flat, model=model, grey_levels=[1])[0].reason == "blank or nearly constant image"
+
+
+def test_two_tone_rule_and_its_messages(fitted: Path) -> None:
+    guard = load_guard(fitted)
+    model, meta = load_artifact(fitted)
+    images = np.stack([load_image(UPRIGHT_FILM, meta.image_size)] * 4)
+    plain = guard.check(images, model=model)
+    results = guard.check(images, model=model, two_tone=[0.999, 0.76, 0.75, 0.2])
+    assert [r.in_distribution for r in results] == [False, False, plain[2].in_distribution, plain[3].in_distribution]
+    assert [r.refused_by for r in results[:2]] == ["two_tone"] * 2 and results[0].to_dict()["refused_by"] == "two_tone"
+    assert results[0].message == two_tones(99)  # floored: 99.9 % is not 100 %
+    assert results[1].message == two_tones(76)
+    assert results[0].score == plain[0].score  # the statistical score is kept for inspection
+    both = guard.check(images[:1], model=model, grey_levels=[2], two_tone=[1.0])[0]
+    assert both.message == BINARY  # the exact count, when the file shows it
+    with pytest.raises(ValueError, match="two-tone"):
+        guard.check(images, model=model, two_tone=[0.9])
+    guard.threshold = 1e9  # a nearly constant black file is blank, not black-and-white
+    flat = np.full((1, meta.image_size, meta.image_size), 3, np.uint8)
+    assert guard.check(flat, model=model, two_tone=[1.0])[0].reason == "blank or nearly constant image"
+
+
+def test_two_tone_share_of_raw_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert two_tone_share(dithered_jpeg(side=300, quality=30)) > ood.TWO_TONE_SHARE
+    assert two_tone_share(UPRIGHT_FILM) < 0.5  # a path, like colourfulness
+    with Image.open(UPRIGHT_FILM) as im:
+        film = im.convert("L")
+    assert two_tone_share(encode(film.convert("CMYK"), "JPEG")) < 0.5
+    assert two_tone_share(dithered()) == 0.0  # lossless formats: the grey-level rule counts their levels
+    assert two_tone_share(b"\xff\xd8\xff garbage") == two_tone_share(b"garbage") == 0.0
+    # above TWO_TONE_MAX_PIXELS a JPEG is measured at a reduced size: dithering averages to grey, a threshold does not
+    monkeypatch.setattr(ood, "TWO_TONE_MAX_PIXELS", 150 * 150)
+    assert two_tone_share(dithered_jpeg(side=300, quality=95)) < 0.5
+    binary = film.resize((300, 300)).point(lambda v: 255 if v > 127 else 0)
+    assert two_tone_share(encode(binary, "JPEG", quality=95)) > 0.95
 
 
 def test_model_argument_equals_precomputed_features(fitted: Path) -> None:
@@ -220,6 +290,7 @@ def test_fit_guard_leaves_colour_files_out_and_lists_unreadable_ones(fitted: Pat
     (data / "NORMAL" / "black.png").write_bytes(blank_image())
     (data / "NORMAL" / "broken.jpeg").write_bytes(b"not a jpeg")
     (data / "PNEUMONIA" / "dithered.png").write_bytes(dithered())  # black and white: refused, so not learnt
+    (data / "PNEUMONIA" / "dithered.jpeg").write_bytes(dithered_jpeg(quality=95))  # so is the same as JPEG
     out = tmp_path / "g.ood.safetensors"
     assert main(["fit-guard", "--model", str(fitted), "--data", str(tmp_path / "data"), "--out", str(out)]) == 0
     err = capsys.readouterr().err
@@ -227,9 +298,11 @@ def test_fit_guard_leaves_colour_files_out_and_lists_unreadable_ones(fitted: Pat
     assert "left out of the fit: " in err and "holiday.jpg: colour image" in err
     meta = OODGuard.read(out).meta
     assert meta["n_images"] == 40
-    assert sorted(Path(m.split(":")[0]).name for m in meta["left_out"]) == ["black.png", "dithered.png", "holiday.jpg"]
+    assert sorted(Path(m.split(":")[0]).name for m in meta["left_out"]) == [
+        "black.png", "dithered.jpeg", "dithered.png", "holiday.jpg"]
     assert any(m.endswith("dithered.png: binary (black-and-white) image: 2 grey levels; send the original radiograph")
                for m in meta["left_out"])
+    assert any(m.endswith(f"dithered.jpeg: {TWO_TONES}") for m in meta["left_out"]), meta["left_out"]
     assert [Path(m.split(":")[0]).name for m in meta["skipped"]] == ["broken.jpeg"]
 
 
@@ -327,14 +400,28 @@ def test_cli_predict_flags_non_xrays(fitted: Path, sample_dir: Path, tmp_path: P
     assert main(["predict", "--model", str(fitted), str(folder / "a_xray.jpeg"), "--backend", "torch"]) == 0
 
 
+@pytest.mark.parametrize(("name", "payload", "reason"), [("scan.png", dithered, BINARY),
+                                                         ("scan.jpeg", lambda: dithered_jpeg(quality=95), TWO_TONES)])
 def test_cli_predict_names_a_dithered_film_and_what_to_send(fitted: Path, tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+                                                             capsys: pytest.CaptureFixture[str],
+                                                             name: str, payload: object, reason: str) -> None:
     from pneumoscan.cli import main
 
-    film = tmp_path / "scan.png"
-    film.write_bytes(dithered())
+    film = tmp_path / name
+    film.write_bytes(payload())
     assert main(["predict", "--model", str(fitted), str(film), "--json", "--backend", "torch"]) == 1
     captured = capsys.readouterr()
     (row,) = json.loads(captured.out)
-    assert row["in_distribution"] is False and row["label"] is None and row["ood_reason"] == BINARY
-    assert f"{film}: {BINARY}; no prediction made" in captured.err
+    assert row["in_distribution"] is False and row["label"] is None and row["ood_reason"] == reason
+    assert f"{film}: {reason}; no prediction made" in captured.err
+
+
+def test_predictor_measures_the_two_tone_share_from_the_raw_bytes(fitted: Path) -> None:
+    """As the service calls it: decoded image and grey levels given, the rest measured on the upload's bytes."""
+    from pneumoscan.data.preprocess import load_image_with_levels
+
+    predictor = Predictor(fitted, backend="torch")
+    data = dithered_jpeg(quality=95)
+    image, levels = load_image_with_levels(data, predictor.size)
+    (result,) = predictor.results(["upload 0"], image[None], [data], levels=[levels])
+    assert result.in_distribution is False and result.ood_reason == TWO_TONES

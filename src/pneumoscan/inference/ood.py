@@ -11,13 +11,15 @@ How to call it (Predictor, CLI, service) - one forward pass serves both the pred
     colours = [colourfulness(d) for d in datas]          # measured on the raw bytes: decoding drops colour
     logits, feats = forward_with_features(model, images, meta.preprocessing, batch_size=64, tta=meta.tta)
     probs = sigmoid(logits)            # the same logits as predict_logits(...) gives
-    results = guard.check(images, features=feats, colourfulness=colours, grey_levels=levels)  # list[OODResult]
+    tones = [two_tone_share(d) for d in datas]           # JPEGs: decoded again at full size
+    results = guard.check(images, features=feats, colourfulness=colours, grey_levels=levels,
+                          two_tone=tones)                # list[OODResult]
     # not results[i].in_distribution -> report results[i].message (e.g. "not a chest X-ray: <reason>"),
     # results[i].to_dict() for JSON; keep the probability out of the verdict for such inputs
 
 `guard.check(images, model=model, colourfulness=...)` also works (it runs its own forward pass), and
-`colourfulness=None` / `grey_levels=None` skip those signals. A guard is tied to the exact model file it
-was fitted for (SHA-256); `load_guard` raises InputError for a stale guard.
+`colourfulness=None` / `grey_levels=None` / `two_tone=None` skip those signals. A guard is tied to the
+exact model file it was fitted for (SHA-256); `load_guard` raises InputError for a stale guard.
 
 Signals, each turned into a ratio to its 99th percentile on held-out training X-rays:
 
@@ -33,13 +35,17 @@ Signals, each turned into a ratio to its 99th percentile on held-out training X-
 The score is the largest ratio. The threshold is the held-out (5-fold cross-fitted) quantile of the
 score that rejects half of the allowed false-rejection rate, leaving margin for new scanners.
 
-Two rules refuse chest X-rays in a form the model cannot read, whatever the score (their message
-says what to do instead of "not a chest X-ray"); both use fixed constants measured on the training
+Three rules refuse chest X-rays in a form the model cannot read, whatever the score (their message
+says what to do instead of "not a chest X-ray"); all use fixed constants measured on the training
 films (`bench/guard_cues.py`), so guards fitted before them need no refit:
 
 * grey levels: a file that decodes to at most ``MAX_GREY_LEVELS`` distinct grey levels at its own
   resolution (before resizing) is binary (black-and-white, dithered) or posterised. Dithering averages
   to grey at the model's size, so the other signals pass such a film.
+* two tones: a JPEG with more than ``TWO_TONE_SHARE`` of its pixels, decoded at full size, within
+  ``TWO_TONE_BAND`` grey levels of black or white is a black-and-white picture whose compression
+  artefacts hide its two levels from the grey-level count (the decoder's reduced-size JPEG decoding
+  also averages the dither to grey, hence the second, full-size decode).
 * upside down: the ``image`` distance of the image's 180-degree rotation and vertical flip, from the
   stored image model (the global statistics do not change under these flips; the 8x8 layout is flipped).
   The image is refused when a flipped version would pass the image check and is more typical than the
@@ -81,6 +87,12 @@ MAX_GREY_LEVELS = 16
 # - upside-down gain of unflipped train films: 99.9th percentile 0.13 (5-fold cross-fitted image model), 2 of
 #   5,216 above 0.2 (0.04 %); of their 180-degree rotations 98.7 % and vertical flips 98.0 % are above 0.2.
 UPSIDE_DOWN_GAIN = 0.2
+# - share of pixels within TWO_TONE_BAND levels of black or white: at most 0.57 among the train films (JPEGs;
+#   99.9th percentile 0.37); at least 0.84 for 1-bit dithered or thresholded films saved as JPEG at quality 30 to
+#   95, 224 to 1,792 px.
+TWO_TONE_BAND = 32  # an eighth of the 0-255 range at each end
+TWO_TONE_SHARE = 0.75
+TWO_TONE_MAX_PIXELS = 4096 * 4096  # larger JPEGs are measured at half size or less (the decoder's memory stays low)
 _REASONS = {
     "colour": "colour image (chest X-rays are grayscale)",
     "image": "image statistics unlike chest X-rays (layout, contrast or texture)",
@@ -88,7 +100,7 @@ _REASONS = {
 }
 _BLANK = "blank or nearly constant image"
 _UPSIDE_DOWN = "the image looks upside down; rotate it and send it again"
-_AS_SENT = ("grey_levels", "upside_down")  # refusals of a chest X-ray in a form the model cannot read
+_AS_SENT = ("grey_levels", "two_tone", "upside_down")  # refusals of a chest X-ray in a form the model cannot read
 
 
 @dataclass(frozen=True)
@@ -100,7 +112,7 @@ class OODResult:
     threshold: float
     reason: str | None = None
     components: dict[str, float] = field(default_factory=dict)
-    # what refused the image: "blank", "grey_levels", "upside_down" or the largest of `components`
+    # what refused the image: "blank", "grey_levels", "two_tone", "upside_down" or the largest of `components`
     refused_by: str | None = None
 
     @property
@@ -117,6 +129,12 @@ def grey_levels_reason(levels: int) -> str:
     """Why a film with this few grey levels is refused, and what to send instead."""
     kind = "binary (black-and-white) image" if levels <= 2 else "posterised or dithered image"
     return f"{kind}: {levels} grey level{'' if levels == 1 else 's'}; send the original radiograph"
+
+
+def two_tone_reason(share: float) -> str:
+    """Why a JPEG with this share of pixels near black or white is refused, and what to send instead."""
+    percent = int(share * 100)  # floored: 99.9 % is not "100 %"
+    return f"binary (black-and-white) image: {percent}% of its pixels near black or white; send the original radiograph"
 
 
 # --------------------------------------------------------------------------- signals
@@ -165,6 +183,38 @@ def colourfulness_of(sources: Sequence[str | os.PathLike]) -> np.ndarray:
     """`colourfulness` of every file, in order (read in parallel)."""
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         return np.array(list(pool.map(colourfulness, sources)), dtype=np.float64)
+
+
+def two_tone_share(source: str | os.PathLike | bytes | bytearray) -> float:
+    """Share of a JPEG's pixels, decoded at full size, within `TWO_TONE_BAND` grey levels of black or white.
+
+    Only JPEGs are measured (lossless formats keep a black-and-white picture's grey levels, which the
+    grey-level rule counts); those above `TWO_TONE_MAX_PIXELS` at the largest reduced size under it.
+    Other, unreadable or oversized files return 0.0 (the decoder reports those).
+    """
+    from PIL import Image
+
+    try:
+        data = source if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
+        if bytes(data[:3]) != b"\xff\xd8\xff":
+            return 0.0
+        with Image.open(io.BytesIO(data), formats=("JPEG", "MPO")) as im:
+            width, height = im.size
+            if width * height > DEFAULT_MAX_PIXELS:
+                return 0.0
+            scale = next((s for s in (1, 2, 4) if width * height <= TWO_TONE_MAX_PIXELS * s * s), 8)
+            im.draft("L", (width // scale, height // scale))  # grey straight from the decoder
+            histogram = im.convert("L").histogram()
+    except Exception:  # noqa: BLE001 - any unreadable input: the decoder raises the user-facing error
+        return 0.0
+    near = sum(histogram[:TWO_TONE_BAND]) + sum(histogram[-TWO_TONE_BAND:])
+    return near / max(sum(histogram), 1)
+
+
+def two_tone_share_of(sources: Sequence[str | os.PathLike]) -> np.ndarray:
+    """`two_tone_share` of every file, in order (read in parallel)."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return np.array(list(pool.map(two_tone_share, sources)), dtype=np.float64)
 
 
 def image_statistics(images: np.ndarray) -> np.ndarray:
@@ -378,15 +428,20 @@ class OODGuard:
         model: nn.Module | None = None,
         colourfulness: Sequence[float] | np.ndarray | None = None,
         grey_levels: Sequence[int] | np.ndarray | None = None,
+        two_tone: Sequence[float] | np.ndarray | None = None,
     ) -> list[OODResult]:
         """One verdict per image of the (N, S, S) uint8 batch; see the module docstring for the arguments
-        (`grey_levels`: of each decoded file before resizing, `pneumoscan.data.preprocess.load_image_with_levels`)."""
+        (`grey_levels`: of each decoded file before resizing, `pneumoscan.data.preprocess.load_image_with_levels`;
+        `two_tone`: `two_tone_share` of each file)."""
         images = np.asarray(images)
         if len(images) == 0:
             return []
         levels = None if grey_levels is None else np.asarray(grey_levels, dtype=np.int64).reshape(-1)
         if levels is not None and len(levels) != len(images):
             raise ValueError(f"got {len(levels)} grey level counts for {len(images)} images")
+        tones = None if two_tone is None else np.asarray(two_tone, dtype=np.float64).reshape(-1)
+        if tones is not None and len(tones) != len(images):
+            raise ValueError(f"got {len(tones)} two-tone shares for {len(images)} images")
         stats = self._statistics(images)
         score, ratios = self.scores(self._components(images, stats, features, model, colourfulness))
         flipped = self.upside_down(stats, ratios["image"])
@@ -396,10 +451,13 @@ class OODGuard:
             parts = {k: round(float(v[i]), 4) for k, v in ratios.items()}
             passed = bool(value <= self.threshold)
             few_levels = levels is not None and levels[i] <= MAX_GREY_LEVELS
-            if (not passed or few_levels) and spread[i] < BLANK_SPREAD:
+            two_tones = tones is not None and tones[i] > TWO_TONE_SHARE
+            if (not passed or few_levels or two_tones) and spread[i] < BLANK_SPREAD:
                 refused_by, reason = "blank", _BLANK
             elif few_levels:
                 refused_by, reason = "grey_levels", grey_levels_reason(int(levels[i]))
+            elif two_tones:
+                refused_by, reason = "two_tone", two_tone_reason(float(tones[i]))
             elif flipped[i]:
                 refused_by, reason = "upside_down", _UPSIDE_DOWN
             elif not passed:
@@ -532,14 +590,16 @@ def fit_guard(
         samples = [samples[i] for i in sorted(rng.permutation(len(samples))[:max_images])]
     image_set = load_image_set(samples, meta.image_size, Path(cache_dir) if cache_dir else None, desc="decoding guard")
     colour = colourfulness_of([s.path for s in image_set.samples])
+    tones = two_tone_share_of([s.path for s in image_set.samples])
     # a colour, blank or black-and-white file among the training X-rays must not teach the guard to pass such images
     spread = _spread(np.asarray(image_set.images))
     levels = np.asarray(image_set.levels if image_set.levels is not None else [256] * len(image_set.samples))
     left_out = [f"{s.path}: " + (_REASONS["colour"] if c > COLOUR_REFERENCE else _BLANK if v < BLANK_SPREAD
-                                 else grey_levels_reason(int(n)))
-                for s, c, v, n in zip(image_set.samples, colour, spread, levels)
-                if c > COLOUR_REFERENCE or v < BLANK_SPREAD or n <= MAX_GREY_LEVELS]
-    keep = (colour <= COLOUR_REFERENCE) & (spread >= BLANK_SPREAD) & (levels > MAX_GREY_LEVELS)
+                                 else grey_levels_reason(int(n)) if n <= MAX_GREY_LEVELS else two_tone_reason(t))
+                for s, c, v, n, t in zip(image_set.samples, colour, spread, levels, tones)
+                if c > COLOUR_REFERENCE or v < BLANK_SPREAD or n <= MAX_GREY_LEVELS or t > TWO_TONE_SHARE]
+    keep = ((colour <= COLOUR_REFERENCE) & (spread >= BLANK_SPREAD) & (levels > MAX_GREY_LEVELS)
+            & (tones <= TWO_TONE_SHARE))
     images, colour, labels = np.asarray(image_set.images)[keep], colour[keep], image_set.labels[keep]
     n = len(images)
     if n < 5 * folds:

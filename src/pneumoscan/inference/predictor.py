@@ -19,7 +19,7 @@ from pneumoscan.data.preprocess import grey_levels, load_image_with_levels
 from pneumoscan.errors import InputError
 from pneumoscan.evaluation.thresholds import adjust_for_prevalence, check_target_recall
 from pneumoscan.inference.batch import predict_probs, sigmoid
-from pneumoscan.inference.ood import OODResult, colourfulness, forward_with_features, load_guard
+from pneumoscan.inference.ood import OODResult, colourfulness, forward_with_features, load_guard, two_tone_share
 
 
 @dataclass
@@ -197,9 +197,11 @@ class Predictor:
         return self.meta.class_names[int(prob >= self.threshold)]
 
     def results(self, names: list[str], images: np.ndarray, raw: Sequence[bytes | bytearray] | None = None, *,
-                colours: list[float] | None = None, levels: list[int] | None = None) -> list[Prediction]:
-        """Predictions for decoded images, screened by the guard: colourfulness and grey levels (see
-        `load_image_with_levels`) as given, else measured on the `raw` bytes (the levels by decoding them again).
+                colours: list[float] | None = None, levels: list[int] | None = None,
+                tones: list[float] | None = None) -> list[Prediction]:
+        """Predictions for decoded images, screened by the guard: colourfulness, grey levels (see
+        `load_image_with_levels`) and two-tone shares (`two_tone_share`) as given, else measured on the `raw`
+        bytes (the levels by decoding them again).
 
         Inputs the guard rejects get no probability and no label.
         """
@@ -208,7 +210,9 @@ class Predictor:
                 colours = [colourfulness(r) for r in raw]
             if levels is None:
                 levels = [grey_levels(read_grayscale(r, name=n, draft_size=self.size)) for n, r in zip(names, raw)]
-        probs, verdicts = self.screen(images, colours, levels)
+            if tones is None:
+                tones = [two_tone_share(r) for r in raw]
+        probs, verdicts = self.screen(images, colours, levels, tones)
         out = []
         for name, prob, verdict in zip(names, probs, verdicts):
             if verdict is not None and not verdict.in_distribution:
@@ -219,17 +223,18 @@ class Predictor:
                                       in_distribution=None if verdict is None else True))
         return out
 
-    def screen(self, images: np.ndarray, colours: list[float] | None = None, levels: list[int] | None = None
-               ) -> tuple[np.ndarray, list[OODResult | None]]:
+    def screen(self, images: np.ndarray, colours: list[float] | None = None, levels: list[int] | None = None,
+               tones: list[float] | None = None) -> tuple[np.ndarray, list[OODResult | None]]:
         """P(PNEUMONIA) for preprocessed images (N, S, S) and the guard's verdict on each (None without a guard);
-        `colours` and `levels` are the files' colourfulness and grey levels, when known."""
+        `colours`, `levels` and `tones` are the files' colourfulness, grey levels and two-tone shares, when known."""
         probs, features = self._predict(images, with_features=self.guard is not None)
         if self.guard is None:
             return probs, [None] * len(images)
+        signals = {"colourfulness": colours, "grey_levels": levels, "two_tone": tones}
         if features is not None:
-            return probs, list(self.guard.check(images, features=features, colourfulness=colours, grey_levels=levels))
+            return probs, list(self.guard.check(images, features=features, **signals))
         # an ONNX export without the features output
-        return probs, list(self.guard.check(images, model=self.model, colourfulness=colours, grey_levels=levels))
+        return probs, list(self.guard.check(images, model=self.model, **signals))
 
     def predict_bytes(self, data: bytes, name: str = "<upload>") -> Prediction:
         """Predict one in-memory file; raises InputError when it is not a usable image."""
@@ -252,26 +257,31 @@ class Predictor:
                 part = files[start : start + size]
                 yield self._chunk_results([path for path, _ in part], list(pool.map(self._decode, part)))
 
-    def _decode(self, item: tuple[Path, str | None]) -> tuple[np.ndarray, float, int] | str:
-        """One file as (image, colourfulness (0 without a guard), grey levels), or why it cannot be predicted."""
+    def _decode(self, item: tuple[Path, str | None]) -> tuple[np.ndarray, float, int, float] | str:
+        """One file as (image, colourfulness, grey levels, two-tone share; the guard's cues are 0 without a guard),
+        or why it cannot be predicted."""
         path, error = item
         if error is not None:
             return error
         try:
             data = read_file(path, str(path))
             image, levels = load_image_with_levels(data, self.size, name=str(path))
-            return image, colourfulness(data) if self.guard is not None else 0.0, levels
+            if self.guard is None:
+                return image, 0.0, levels, 0.0
+            return image, colourfulness(data), levels, two_tone_share(data)
         except InputError as err:
             return str(err)
 
-    def _chunk_results(self, files: list[Path], decoded: list[tuple[np.ndarray, float, int] | str]) -> list[Prediction]:
+    def _chunk_results(self, files: list[Path],
+                       decoded: list[tuple[np.ndarray, float, int, float] | str]) -> list[Prediction]:
         """Predictions for decoded files, in order; the strings of `decoded` are the errors of unreadable ones."""
         good = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
         results: list[Prediction] = [Prediction(str(f), None, None, self.threshold, error=d if isinstance(d, str) else None)
                                      for f, d in zip(files, decoded)]
         if good:
             done = self.results([str(files[i]) for i in good], np.stack([decoded[i][0] for i in good]),
-                                colours=[decoded[i][1] for i in good], levels=[decoded[i][2] for i in good])
+                                colours=[decoded[i][1] for i in good], levels=[decoded[i][2] for i in good],
+                                tones=[decoded[i][3] for i in good])
             for i, prediction in zip(good, done):
                 results[i] = prediction
         return results
