@@ -36,8 +36,8 @@ from pneumoscan.data.preprocess import load_image_with_levels
 from pneumoscan.inference.ood import (
     MAX_GREY_LEVELS,
     UPSIDE_DOWN_GAIN,
+    Gaussian,
     OODGuard,
-    _Gaussian,
     colourfulness_of,
     forward_with_features,
     image_statistics,
@@ -154,7 +154,7 @@ def flip_gains(guard: OODGuard, stats: dict[str, np.ndarray], folds: int, seed: 
     for f in range(folds):
         test = fold == f
         held = copy.copy(guard)
-        held.models = {**guard.models, "image": _Gaussian.fit(stats["as stored"][~test])}
+        held.models = {**guard.models, "image": Gaussian.fit(stats["as stored"][~test])}
         for k, s in stats.items():
             for target, values in zip(crossed[k], gains(held, s[test])):
                 target[test] = values

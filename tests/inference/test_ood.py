@@ -13,16 +13,16 @@ import torch
 from PIL import Image
 
 from pneumoscan.artifact import ArtifactMeta, load_artifact, save_artifact
-from pneumoscan.data.layout import discover
-from pneumoscan.data.preprocess import Preprocessing, grey_levels, load_image
 from pneumoscan.data.decode import read_grayscale
+from pneumoscan.data.layout import discover
+from pneumoscan.data.preprocess import Preprocessing, grey_levels, load_image, load_image_with_levels
 from pneumoscan.errors import InputError
 from pneumoscan.inference import ood_commands
 from pneumoscan.inference.batch import predict_logits
-from pneumoscan.inference import ood
 from pneumoscan.inference.ood import (
     OODGuard,
     colourfulness,
+    cues,
     final_linear,
     fit_guard,
     forward_with_features,
@@ -33,6 +33,7 @@ from pneumoscan.inference.ood import (
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.models.registry import create_model, list_models
 from tests.conftest import (
+    SAMPLE,
     UPRIGHT_FILM,
     blank_image,
     colour_photo,
@@ -127,6 +128,43 @@ def test_shipped_guard_refuses_upside_down_films(shipped: Predictor, film: Path)
         assert result.ood_reason == UPSIDE_DOWN
 
 
+# The shipped guard's verdicts, recorded when ood.py became a package: (input, refused_by, score, components).
+# Re-record them only when weights/default.ood.safetensors (or the model it guards) is refitted.
+SHIPPED_VERDICTS = [
+    ("NORMAL2-IM-0869-0001.jpeg", None, 0.6514642442595043, {"image": 0.1859, "features": 0.6515, "colour": 0.0}),
+    ("NORMAL2-IM-0919-0001.jpeg", "features", 1.2903047098255327, {"image": 0.2879, "features": 1.2903, "colour": 0.0}),
+    ("NORMAL2-IM-0957-0001.jpeg", "image", 1.4193840679513825, {"image": 1.4194, "features": 0.7632, "colour": 0.0}),
+    ("person25_bacteria_116.jpeg", "image", 1.7217620455485931, {"image": 1.7218, "features": 0.4436, "colour": 0.0}),
+    ("person102_virus_189.jpeg", None, 0.4667438838405589, {"image": 0.1313, "features": 0.4667, "colour": 0.0}),
+    ("rotated 180", "upside_down", 1.0940736038421142, {"image": 1.0941, "features": 0.7066, "colour": 0.0}),
+    ("blank", "blank", 169.42036320045221, {"image": 169.4204, "features": 6.2688, "colour": 0.0}),
+    ("colour photo", "colour", 8.195840454101562, {"image": 5.2986, "features": 1.5114, "colour": 8.1958}),
+    ("document", "image", 13.60188773296108, {"image": 13.6019, "features": 9.018, "colour": 0.0}),
+    ("dithered PNG", "grey_levels", 0.6026897156773711, {"image": 0.1887, "features": 0.6027, "colour": 0.0}),
+    ("dithered JPEG", "two_tone", 0.6406299989342978, {"image": 0.1939, "features": 0.6406, "colour": 0.0}),
+]
+
+
+def test_shipped_guard_file_loads_and_gives_the_recorded_verdicts(shipped: Predictor, tmp_path: Path) -> None:
+    """The guard file format is unchanged (read and written back byte for byte) and the shipped guard decides as it
+    did: every refusal reason, each score and signal ratio."""
+    path = guard_path(None)
+    assert OODGuard.read(path).save(tmp_path / "copy.ood.safetensors").read_bytes() == path.read_bytes()
+    with Image.open(UPRIGHT_FILM) as im:
+        turned = encode(im.convert("L").rotate(180))
+    films = {f.name: f.read_bytes() for f in sorted((SAMPLE / "train").rglob("*.jpeg"))}
+    others = {"rotated 180": turned, "blank": blank_image(), "colour photo": colour_photo(),
+              "document": text_document(), "dithered PNG": dithered(), "dithered JPEG": dithered_jpeg()}
+    payloads = [films.get(name) or others[name] for name, *_ in SHIPPED_VERDICTS]
+    decoded = [load_image_with_levels(p, shipped.size) for p in payloads]
+    _, verdicts = shipped.screen(np.stack([image for image, _ in decoded]), [colourfulness(p) for p in payloads],
+                                 [levels for _, levels in decoded], [two_tone_share(p) for p in payloads])
+    for (name, refused_by, score, components), verdict in zip(SHIPPED_VERDICTS, verdicts):
+        assert (verdict.refused_by, verdict.in_distribution) == (refused_by, refused_by is None), name
+        assert verdict.score == pytest.approx(score, rel=1e-6), name
+        assert verdict.components == pytest.approx(components, abs=1.5e-4), name
+
+
 def test_shipped_guard_refuses_no_more_sample_train_films(shipped: Predictor, sample_dir: Path) -> None:
     """The upside-down rule adds no false refusal among the bundled train films (3 of 200 were refused before it)."""
     films = sorted((sample_dir / "train").rglob("*.jpeg"))
@@ -175,7 +213,7 @@ def test_two_tone_rule_and_its_messages(fitted: Path) -> None:
 
 
 def test_two_tone_share_of_raw_files(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert two_tone_share(dithered_jpeg(side=300, quality=30)) > ood.TWO_TONE_SHARE
+    assert two_tone_share(dithered_jpeg(side=300, quality=30)) > cues.TWO_TONE_SHARE
     assert two_tone_share(UPRIGHT_FILM) < 0.5  # a path, like colourfulness
     with Image.open(UPRIGHT_FILM) as im:
         film = im.convert("L")
@@ -183,7 +221,7 @@ def test_two_tone_share_of_raw_files(monkeypatch: pytest.MonkeyPatch) -> None:
     assert two_tone_share(dithered()) == 0.0  # lossless formats: the grey-level rule counts their levels
     assert two_tone_share(b"\xff\xd8\xff garbage") == two_tone_share(b"garbage") == 0.0
     # above TWO_TONE_MAX_PIXELS a JPEG is measured at a reduced size: dithering averages to grey, a threshold does not
-    monkeypatch.setattr(ood, "TWO_TONE_MAX_PIXELS", 150 * 150)
+    monkeypatch.setattr(cues, "TWO_TONE_MAX_PIXELS", 150 * 150)
     assert two_tone_share(dithered_jpeg(side=300, quality=95)) < 0.5
     binary = film.resize((300, 300)).point(lambda v: 255 if v > 127 else 0)
     assert two_tone_share(encode(binary, "JPEG", quality=95)) > 0.95

@@ -1,0 +1,57 @@
+"""The classifier's penultimate features, taken with a forward hook in the same pass as its logits."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import torch
+from torch import nn
+
+from pneumoscan.data.preprocess import Preprocessing
+from pneumoscan.models.registry import final_linear_name
+
+
+def final_linear(model: nn.Module) -> nn.Linear:
+    """The classifier's last nn.Linear (inside `model.head` when there is one): its input is the feature."""
+    layer = model.get_submodule(final_linear_name(model))
+    assert isinstance(layer, nn.Linear)
+    return layer
+
+
+@torch.inference_mode()
+def forward_with_features(
+    model: nn.Module, images: np.ndarray, preprocessing: Preprocessing, *, batch_size: int = 128, tta: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (same as `predict_logits`) and penultimate features (N, D) of the unmirrored pass, in one pass."""
+    model.eval()
+    device = next(model.parameters()).device
+    captured: list[torch.Tensor] = []
+    capture = [True]
+    owner = threading.get_ident()  # the model may be shared: other threads' forward passes fire this hook too
+
+    def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        if capture[0] and threading.get_ident() == owner:
+            captured.append(inputs[0].detach().reshape(len(inputs[0]), -1).float().cpu())
+
+    handle = final_linear(model).register_forward_pre_hook(hook)
+    logits_out = np.empty(len(images), dtype=np.float32)
+    try:
+        for start in range(0, len(images), batch_size):
+            x = preprocessing(np.asarray(images[start : start + batch_size])).to(device)
+            capture[0] = True
+            logits = model(x)
+            if tta:
+                capture[0] = False
+                logits = (logits + model(torch.flip(x, dims=[3]))) / 2
+            logits_out[start : start + len(x)] = logits.float().cpu().numpy()
+    finally:
+        handle.remove()
+    feats = torch.cat(captured).numpy() if captured else np.zeros((0, 0), np.float32)
+    return logits_out, feats
+
+
+def feature_transform(features: np.ndarray) -> np.ndarray:
+    """Signed square root: makes post-ReLU features closer to Gaussian."""
+    f = np.asarray(features, dtype=np.float64)
+    return np.sign(f) * np.sqrt(np.abs(f))
+

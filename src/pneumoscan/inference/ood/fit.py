@@ -1,0 +1,127 @@
+"""`fit_guard`: fit a model's guard on its training X-rays (never the test split)."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from pneumoscan import __version__
+from pneumoscan.artifact import file_sha256, resolve_model_path
+from pneumoscan.errors import InputError
+from pneumoscan.inference.ood.cues import (
+    BLANK_SPREAD,
+    COLOUR_REFERENCE,
+    MAX_GREY_LEVELS,
+    TWO_TONE_SHARE,
+    colourfulness_of,
+    image_statistics,
+    pixel_spread,
+    two_tone_share_of,
+)
+from pneumoscan.inference.ood.features import feature_transform, forward_with_features
+from pneumoscan.inference.ood.gaussian import Gaussian
+from pneumoscan.inference.ood.guard import (
+    BLANK_REASON,
+    GUARD_FORMAT,
+    REASONS,
+    OODGuard,
+    grey_levels_reason,
+    guard_path,
+    two_tone_reason,
+)
+
+
+def _fit_samples(data: str | os.PathLike | Sequence[Any]) -> list[Any]:
+    from pneumoscan.data.layout import discover
+
+    if isinstance(data, (str, os.PathLike)):
+        found = discover(data)
+        for split in ("train", "all"):
+            if split in found:
+                return found[split]
+        raise InputError(f"{data}: no train/ split to fit the guard on (the test split must not be used)")
+    return list(data)
+
+
+def fit_guard(
+    model: str | os.PathLike | None,
+    data: str | os.PathLike | Sequence[Any],
+    *,
+    out: str | os.PathLike | None = None,
+    max_images: int | None = None,
+    max_false_rejection: float = 0.01,
+    folds: int = 5,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 64,
+) -> Path:
+    """Fit the guard of `model` on training X-rays (a data folder's train/ split, or `Sample`s).
+
+    Each signal's reference is its 99th percentile under `folds`-fold cross-fitting (every image
+    scored by a Gaussian fitted without it); the threshold rejects `max_false_rejection / 2` of them.
+    Writes `out` (default: beside the model) and returns its path.
+    """
+    from pneumoscan.artifact import load_artifact
+    from pneumoscan.data.cache import load_image_set
+
+    if not 0.0 < max_false_rejection < 0.5:
+        raise InputError(f"--max-false-rejection {max_false_rejection}: must be above 0 and below 0.5")
+    if max_images is not None and max_images < 1:
+        raise InputError(f"--max-images {max_images}: must be at least 1")
+    model_path = resolve_model_path(model)
+    net, meta = load_artifact(model_path)
+    samples = _fit_samples(data)
+    rng = np.random.default_rng(seed)
+    if max_images is not None and len(samples) > max_images:
+        samples = [samples[i] for i in sorted(rng.permutation(len(samples))[:max_images])]
+    image_set = load_image_set(samples, meta.image_size, Path(cache_dir) if cache_dir else None, desc="decoding guard")
+    colour = colourfulness_of([s.path for s in image_set.samples])
+    tones = two_tone_share_of([s.path for s in image_set.samples])
+    # a colour, blank or black-and-white file among the training X-rays must not teach the guard to pass such images
+    spread = pixel_spread(np.asarray(image_set.images))
+    levels = np.asarray(image_set.levels if image_set.levels is not None else [256] * len(image_set.samples))
+    left_out = [f"{s.path}: " + (REASONS["colour"] if c > COLOUR_REFERENCE else BLANK_REASON if v < BLANK_SPREAD
+                                 else grey_levels_reason(int(n)) if n <= MAX_GREY_LEVELS else two_tone_reason(t))
+                for s, c, v, n, t in zip(image_set.samples, colour, spread, levels, tones)
+                if c > COLOUR_REFERENCE or v < BLANK_SPREAD or n <= MAX_GREY_LEVELS or t > TWO_TONE_SHARE]
+    keep = ((colour <= COLOUR_REFERENCE) & (spread >= BLANK_SPREAD) & (levels > MAX_GREY_LEVELS)
+            & (tones <= TWO_TONE_SHARE))
+    images, colour, labels = np.asarray(image_set.images)[keep], colour[keep], image_set.labels[keep]
+    n = len(images)
+    if n < 5 * folds:
+        raise InputError(f"only {n} readable grayscale training images; the guard needs at least {5 * folds}")
+    _, feats = forward_with_features(net, images, meta.preprocessing, batch_size=batch_size)
+    signals = {"image": image_statistics(images), "features": feature_transform(feats)}
+    groups = {"image": None, "features": labels}
+    per_dim = {"image": True, "features": False}  # statistics have mixed units; features share one
+    fold = rng.permutation(n) % folds
+    held_out = {k: np.empty(n) for k in signals}
+    for f in range(folds):
+        test = fold == f
+        for name, x in signals.items():
+            g = groups[name]
+            fitted = Gaussian.fit(x[~test], None if g is None else g[~test], per_dim=per_dim[name])
+            held_out[name][test] = fitted.distance(x[test])
+    references = {k: float(np.quantile(v, 0.99)) for k, v in held_out.items()}
+    references["colour"] = max(float(np.quantile(colour, 0.99)), COLOUR_REFERENCE)
+    held_out["colour"] = colour
+    score = np.max(np.stack([held_out[k] / references[k] for k in held_out]), 0)
+    alpha = max_false_rejection / 2
+    rank = min(n, int(np.ceil((n + 1) * (1 - alpha))))  # conformal quantile: P(new score > t) <= alpha
+    threshold = float(np.sort(score)[rank - 1])
+    guard_meta = {
+        "format": GUARD_FORMAT, "version": __version__, "model_sha256": file_sha256(model_path),
+        "model_name": meta.model_name, "image_size": meta.image_size, **asdict(meta.preprocessing),
+        "feature_dim": int(feats.shape[1]), "threshold": threshold, "references": references,
+        "max_false_rejection": max_false_rejection, "folds": folds, "seed": seed, "n_images": n,
+        "skipped": image_set.skipped, "left_out": left_out,
+        "held_out_rejection_rate": float((score > threshold).mean()),
+        "held_out_rejection_by_signal": {k: float((held_out[k] / references[k] > threshold).mean()) for k in held_out},
+    }
+    models = {name: Gaussian.fit(x, groups[name], per_dim=per_dim[name]) for name, x in signals.items()}
+    guard = OODGuard(guard_meta, {f"{name}.{part}": getattr(g, part) for name, g in models.items()
+                                  for part in ("centers", "scale", "precision")})
+    return guard.save(out if out is not None else guard_path(model_path))

@@ -1,0 +1,279 @@
+"""The fitted guard: its verdict on a batch (`OODGuard.check`), its file (safetensors, no pickle) and where it lives."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from torch import nn
+
+from pneumoscan.artifact import file_sha256, resolve_model_path
+from pneumoscan.data.preprocess import Preprocessing
+from pneumoscan.errors import InputError
+from pneumoscan.inference.ood.cues import (
+    BLANK_SPREAD,
+    MAX_GREY_LEVELS,
+    TWO_TONE_SHARE,
+    UPSIDE_DOWN_GAIN,
+    flipped_statistics,
+    image_statistics,
+    pixel_spread,
+)
+from pneumoscan.inference.ood.features import feature_transform, forward_with_features
+from pneumoscan.inference.ood.gaussian import Gaussian
+from pneumoscan.outputs import atomic_write
+
+GUARD_FORMAT = 1
+_META_KEY = "pneumoscan_ood"
+REASONS = {
+    "colour": "colour image (chest X-rays are grayscale)",
+    "image": "image statistics unlike chest X-rays (layout, contrast or texture)",
+    "features": "the model's features are unlike those of its training X-rays",
+}
+BLANK_REASON = "blank or nearly constant image"
+_UPSIDE_DOWN = "the image looks upside down; rotate it and send it again"
+_AS_SENT = ("grey_levels", "two_tone", "upside_down")  # refusals of a chest X-ray in a form the model cannot read
+
+
+@dataclass(frozen=True)
+class OODResult:
+    """The guard's verdict on one image; `components` are ratios to the 99th percentile of training X-rays."""
+
+    in_distribution: bool
+    score: float
+    threshold: float
+    reason: str | None = None
+    components: dict[str, float] = field(default_factory=dict)
+    # what refused the image: "blank", "grey_levels", "two_tone", "upside_down" or the largest of `components`
+    refused_by: str | None = None
+
+    @property
+    def message(self) -> str:
+        if self.in_distribution:
+            return "looks like a chest X-ray"
+        return str(self.reason) if self.refused_by in _AS_SENT else f"not a chest X-ray: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def grey_levels_reason(levels: int) -> str:
+    """Why a film with this few grey levels is refused, and what to send instead."""
+    kind = "binary (black-and-white) image" if levels <= 2 else "posterised or dithered image"
+    return f"{kind}: {levels} grey level{'' if levels == 1 else 's'}; send the original radiograph"
+
+
+def two_tone_reason(share: float) -> str:
+    """Why a JPEG with this share of pixels near black or white is refused, and what to send instead."""
+    percent = int(share * 100)  # floored: 99.9 % is not "100 %"
+    return f"binary (black-and-white) image: {percent}% of its pixels near black or white; send the original radiograph"
+
+
+
+def guard_path(model: str | os.PathLike | None) -> Path:
+    """Where the guard of a model lives: `<artifact stem>.ood.safetensors` beside the artifact."""
+    path = resolve_model_path(model)
+    return path.with_name(path.name.removesuffix(".safetensors") + ".ood.safetensors")
+
+
+
+class OODGuard:
+    """A fitted guard: call `check` on the batch that is being classified."""
+
+    def __init__(self, meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
+        self.meta = meta
+        self.preprocessing = Preprocessing(meta["mean"], meta["std"], meta.get("equalize", False), meta.get("crop", False))
+        self.threshold = float(meta["threshold"])
+        self.references: dict[str, float] = {k: float(v) for k, v in meta["references"].items()}
+        self.models = {name: Gaussian(tensors[f"{name}.centers"], tensors[f"{name}.scale"], tensors[f"{name}.precision"])
+                       for name in ("image", "features") if f"{name}.centers" in tensors}
+
+    @property
+    def image_size(self) -> int:
+        return int(self.meta["image_size"])
+
+    def components(
+        self,
+        images: np.ndarray,
+        *,
+        features: np.ndarray | None = None,
+        model: nn.Module | None = None,
+        colourfulness: Sequence[float] | np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Raw signal values per image: squared distances (`image`, `features`) and `colour`."""
+        images = np.asarray(images)
+        return self._components(images, self._statistics(images), features, model, colourfulness)
+
+    def _statistics(self, images: np.ndarray) -> np.ndarray:
+        if images.ndim != 3 or images.shape[1:] != (self.image_size, self.image_size):
+            raise ValueError(f"images must be (N, {self.image_size}, {self.image_size}) uint8, got {images.shape}")
+        return image_statistics(images)
+
+    def _components(
+        self,
+        images: np.ndarray,
+        stats: np.ndarray,
+        features: np.ndarray | None,
+        model: nn.Module | None,
+        colourfulness: Sequence[float] | np.ndarray | None,
+    ) -> dict[str, np.ndarray]:
+        out = {"image": self.models["image"].distance(stats)}
+        if "features" in self.models:
+            if features is None:
+                if model is None:
+                    raise ValueError("check() needs `features` (from forward_with_features) or the `model`")
+                _, features = forward_with_features(model, images, self.preprocessing)
+            features = np.asarray(features)
+            if features.shape != (len(images), self.models["features"].scale.shape[0]):
+                raise ValueError(f"features must be (N, {self.models['features'].scale.shape[0]}), got {features.shape}")
+            out["features"] = self.models["features"].distance(feature_transform(features))
+        if colourfulness is not None:
+            colour = np.asarray(colourfulness, dtype=np.float64).reshape(-1)
+            if len(colour) != len(images):
+                raise ValueError(f"got {len(colour)} colourfulness values for {len(images)} images")
+            out["colour"] = colour
+        return out
+
+    def scores(self, components: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The combined score (largest ratio) and the per-signal ratios."""
+        ratios = {k: np.asarray(v, dtype=np.float64) / self.references[k] for k, v in components.items()}
+        return np.max(np.stack(list(ratios.values())), 0), ratios
+
+    def flip_gain(self, stats: np.ndarray, image_ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """From each image's `image_statistics` and `image` ratio: the `image` ratio of its more typical flip
+        (180-degree rotation or vertical flip), and how much lower that is than the image's own."""
+        turned = np.min([self.models["image"].distance(flipped) for flipped in flipped_statistics(stats)], 0)
+        turned = turned / self.references["image"]
+        return image_ratio - turned, turned
+
+    def upside_down(self, stats: np.ndarray, image_ratio: np.ndarray) -> np.ndarray:
+        """Whether each image's more typical flip would pass the image check and beats it by more than
+        UPSIDE_DOWN_GAIN (see `flip_gain` for the arguments)."""
+        gain, turned = self.flip_gain(stats, image_ratio)
+        return (turned <= self.threshold) & (gain > UPSIDE_DOWN_GAIN)
+
+    def check(
+        self,
+        images: np.ndarray,
+        *,
+        features: np.ndarray | None = None,
+        model: nn.Module | None = None,
+        colourfulness: Sequence[float] | np.ndarray | None = None,
+        grey_levels: Sequence[int] | np.ndarray | None = None,
+        two_tone: Sequence[float] | np.ndarray | None = None,
+    ) -> list[OODResult]:
+        """One verdict per image of the (N, S, S) uint8 batch; see the module docstring for the arguments
+        (`grey_levels`: of each decoded file before resizing, `pneumoscan.data.preprocess.load_image_with_levels`;
+        `two_tone`: `two_tone_share` of each file)."""
+        images = np.asarray(images)
+        if len(images) == 0:
+            return []
+        levels = None if grey_levels is None else np.asarray(grey_levels, dtype=np.int64).reshape(-1)
+        if levels is not None and len(levels) != len(images):
+            raise ValueError(f"got {len(levels)} grey level counts for {len(images)} images")
+        tones = None if two_tone is None else np.asarray(two_tone, dtype=np.float64).reshape(-1)
+        if tones is not None and len(tones) != len(images):
+            raise ValueError(f"got {len(tones)} two-tone shares for {len(images)} images")
+        stats = self._statistics(images)
+        score, ratios = self.scores(self._components(images, stats, features, model, colourfulness))
+        flipped = self.upside_down(stats, ratios["image"])
+        spread = pixel_spread(images)
+        results = []
+        for i, value in enumerate(score):
+            parts = {k: round(float(v[i]), 4) for k, v in ratios.items()}
+            passed = bool(value <= self.threshold)
+            few_levels = levels is not None and levels[i] <= MAX_GREY_LEVELS
+            two_tones = tones is not None and tones[i] > TWO_TONE_SHARE
+            if (not passed or few_levels or two_tones) and spread[i] < BLANK_SPREAD:
+                refused_by, reason = "blank", BLANK_REASON
+            elif few_levels:
+                refused_by, reason = "grey_levels", grey_levels_reason(int(levels[i]))
+            elif two_tones:
+                refused_by, reason = "two_tone", two_tone_reason(float(tones[i]))
+            elif flipped[i]:
+                refused_by, reason = "upside_down", _UPSIDE_DOWN
+            elif not passed:
+                refused_by = max(parts, key=parts.__getitem__)
+                reason = REASONS[refused_by]
+            else:
+                refused_by = reason = None
+            results.append(OODResult(refused_by is None, float(value), self.threshold, reason, parts, refused_by))
+        return results
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write tensors + JSON metadata as safetensors, atomically."""
+        from safetensors.numpy import save_file
+
+        path = Path(path)
+        tensors = {}
+        for name, g in self.models.items():
+            tensors.update({f"{name}.centers": g.centers, f"{name}.scale": g.scale, f"{name}.precision": g.precision})
+        def write(tmp: Path) -> None:
+            try:
+                save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in tensors.items()}, str(tmp),
+                          metadata={_META_KEY: json.dumps(self.meta, sort_keys=True)})
+            except Exception as err:  # safetensors reports I/O failures as its own error type, naming the temp file
+                reason = re.sub(r'\s*at path "[^"]*"', "", " ".join(str(err).split()))
+                raise InputError(f"{path}: cannot write the guard ({reason}); choose a writable --out") from None
+
+        # readable like model.safetensors (e.g. by a service user), not safetensors' 0600
+        return atomic_write(path, write, mode=0o644)
+
+    def save_for(self, model: str | os.PathLike) -> Path:
+        """Save as the guard of the artifact `model`, which must hold the weights this guard was fitted on
+        (a copy with another threshold): keyed to that file and written beside it."""
+        self.meta = {**self.meta, "model_sha256": file_sha256(resolve_model_path(model))}
+        return self.save(guard_path(model))
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "OODGuard":
+        """Load a guard file (no pickle); InputError when it is not one."""
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="numpy") as handle:
+                header = (handle.metadata() or {}).get(_META_KEY)
+                tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+            if header is None:
+                raise ValueError("no guard metadata")
+            meta = json.loads(header)
+            if meta.get("format") != GUARD_FORMAT:
+                raise ValueError(f"guard format {meta.get('format')}, this pneumoscan reads {GUARD_FORMAT}")
+            guard = cls(meta, tensors)
+            if "image" not in guard.models or not set(guard.models) <= set(guard.references):
+                raise ValueError("incomplete guard")
+            return guard
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+            reason = " ".join(str(err).split())[:120] or type(err).__name__
+            raise InputError(
+                f"{path}: not a usable pneumoscan guard file ({reason}); run `pneumoscan fit-guard` again") from None
+
+
+def is_guard_file(path: str | os.PathLike) -> bool:
+    """Whether PATH is a guard file of any pneumoscan version (its metadata carries the guard's key)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            return _META_KEY in (handle.metadata() or {})
+    except Exception:  # noqa: BLE001 - safetensors raises its own error types
+        return False
+
+
+def load_guard(model: str | os.PathLike | None) -> OODGuard | None:
+    """The guard fitted for this model artifact, or None when there is none; InputError when it is stale."""
+    model_path = resolve_model_path(model)
+    path = guard_path(model_path)
+    if not path.is_file():
+        return None
+    guard = OODGuard.read(path)
+    if guard.meta.get("model_sha256") != file_sha256(model_path):
+        raise InputError(f"{path}: guard was fitted for a different version of {model_path.name}; "
+                         f"run `pneumoscan fit-guard --model {model_path} --data TRAINING_DATA` again, or delete "
+                         f"{path.name} to use the model without a guard")
+    return guard
+
