@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shutil
 import struct
@@ -225,6 +226,19 @@ def test_two_tone_share_of_raw_files(monkeypatch: pytest.MonkeyPatch) -> None:
     assert two_tone_share(dithered_jpeg(side=300, quality=95)) < 0.5
     binary = film.resize((300, 300)).point(lambda v: 255 if v > 127 else 0)
     assert two_tone_share(encode(binary, "JPEG", quality=95)) > 0.95
+
+
+def test_two_tone_share_decodes_grey_without_a_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The full-size decode is the one extra allocation (W x H bytes): grey straight from the decoder, no copy."""
+
+    def no_copy(*args: object, **kwargs: object) -> None:
+        raise AssertionError("converted a copy")
+
+    grey = dithered_jpeg(side=300)
+    with Image.open(io.BytesIO(grey)) as im:
+        colour = encode(im.convert("RGB"), "JPEG")  # stored as YCbCr: decoded straight to grey too
+    monkeypatch.setattr(Image.Image, "convert", no_copy)
+    assert two_tone_share(grey) > cues.TWO_TONE_SHARE and two_tone_share(colour) > cues.TWO_TONE_SHARE
 
 
 def test_model_argument_equals_precomputed_features(fitted: Path) -> None:

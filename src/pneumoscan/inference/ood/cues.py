@@ -91,7 +91,7 @@ def two_tone_share(source: str | os.PathLike | bytes | bytearray) -> float:
                 return 0.0
             scale = next((s for s in (1, 2, 4) if width * height <= TWO_TONE_MAX_PIXELS * s * s), 8)
             im.draft("L", (width // scale, height // scale))  # grey straight from the decoder
-            histogram = im.convert("L").histogram()
+            histogram = (im if im.mode == "L" else im.convert("L")).histogram()  # convert would copy an L image
     except Exception:  # noqa: BLE001 - any unreadable input: the decoder raises the user-facing error
         return 0.0
     near = sum(histogram[:TWO_TONE_BAND]) + sum(histogram[-TWO_TONE_BAND:])
