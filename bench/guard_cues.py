@@ -1,4 +1,4 @@
-"""Measure the guard's two fixed rules on the train split only (test/ is never read).
+"""Measure the guard's fixed rules on the train split only (test/ is never read).
 
 * Grey levels: every train film decoded as stored, and re-encoded as the originals users send (8-bit PNG,
   16-bit PNG/TIFF, 12-bit DICOM plain, MONOCHROME1 and windowed, at twice the size): how many distinct grey
@@ -8,6 +8,11 @@
   these films) and with 5-fold cross-fitted image models (each film scored by a model fitted without it, as a
   new film would be); false refusals and detections for a range of cuts, then the whole guard on the films and
   their flips.
+* Two tones: the share of pixels near black or white (`two_tone_share`) of every train film as stored and
+  re-encoded as a JPEG at twice the size (quality 75 and 95): false refusals at `TWO_TONE_SHARE`; and of
+  black-and-white pictures made from every Nth film (1-bit Floyd-Steinberg and ordered dithering, a plain
+  threshold; 2-bit dithering for contrast) saved as JPEG at several sizes and qualities: how many the rule
+  catches, and how many the whole guard passed without it (grey levels, score, upside down) and passes now.
 
     PYTHONPATH=src .venv/bin/python bench/guard_cues.py [--data ../shared/data/chest_xray] [--model RUN]
 
@@ -35,13 +40,19 @@ from pneumoscan.data.layout import discover
 from pneumoscan.data.preprocess import load_image_with_levels
 from pneumoscan.inference.ood import (
     MAX_GREY_LEVELS,
+    TWO_TONE_BAND,
+    TWO_TONE_MAX_PIXELS,
+    TWO_TONE_SHARE,
     UPSIDE_DOWN_GAIN,
     Gaussian,
     OODGuard,
+    colourfulness,
     colourfulness_of,
     forward_with_features,
     image_statistics,
     load_guard,
+    two_tone_share,
+    two_tone_share_of,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,6 +141,93 @@ def grey_levels_table(paths: list[Path], size: int, dithered_every: int) -> list
     return table
 
 
+# --------------------------------------------------------------------------- two tones
+
+
+def _bayer(gray: Image.Image) -> Image.Image:
+    """Ordered (4 x 4 Bayer) dithering to black and white."""
+    matrix = (np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]]) + 0.5) * 16
+    pixels = np.asarray(gray, dtype=np.float32)
+    h, w = pixels.shape
+    threshold = np.tile(matrix, (h // 4 + 1, w // 4 + 1))[:h, :w]
+    return Image.fromarray(np.where(pixels > threshold, 255, 0).astype(np.uint8))
+
+
+PICTURES: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "1-bit Floyd-Steinberg dithered": lambda g: g.convert("1").convert("L"),
+    "1-bit ordered (Bayer) dithered": _bayer,
+    "1-bit threshold at mid-grey": lambda g: g.point(lambda v: 255 if v > 127 else 0),
+    "2-bit Floyd-Steinberg dithered (4 tones, contrast)":
+        lambda g: g.convert("RGB").quantize(4, dither=Image.Dither.FLOYDSTEINBERG).convert("L"),
+}
+PICTURE_SIDES = (224, 448, 896, 1792)
+QUALITIES = (30, 50, 75, 95)
+LARGE_SIDE = 4608  # above TWO_TONE_MAX_PIXELS: measured at half size
+
+
+def _summary(values: np.ndarray) -> dict[str, float]:
+    return {"n": len(values), "min": float(values.min()), "median": float(np.median(values)),
+            "p99": float(np.quantile(values, 0.99)), "p999": float(np.quantile(values, 0.999)),
+            "max": float(values.max()), "refused": int((values > TWO_TONE_SHARE).sum())}
+
+
+def two_tone_films(paths: list[Path]) -> list[dict[str, object]]:
+    """`two_tone_share` of every train film as stored and as a JPEG at twice the size: the rule's false refusals."""
+
+    def bigger(path: Path, quality: int) -> float:
+        with Image.open(path) as im:
+            gray = im.convert("L")
+        big = gray.resize((2 * gray.width, 2 * gray.height), Image.Resampling.BICUBIC)
+        return two_tone_share(_encode_jpeg(big, quality))
+
+    rows = [{"encoding": "as stored (JPEG, 224 px)", **_summary(two_tone_share_of(paths))}]
+    for quality in (75, 95):
+        with ThreadPoolExecutor() as pool:
+            values = np.array(list(pool.map(lambda p: bigger(p, quality), paths)))
+        rows.append({"encoding": f"JPEG quality {quality}, 2x size", **_summary(values)})
+    return rows
+
+
+def _encode_jpeg(im: Image.Image, quality: int) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def two_tone_pictures(guard: OODGuard, model_path: Path, paths: list[Path], every: int) -> list[dict[str, object]]:
+    """Black-and-white pictures of every `every`th film saved as JPEG: the rule's share, what it catches, and the
+    whole guard's verdict without the rule and with it."""
+    model, meta = load_artifact(model_path)
+    films = paths[::every]
+    cells = [(kind, side, q) for kind in PICTURES for side in PICTURE_SIDES for q in QUALITIES]
+    cells += [(kind, LARGE_SIDE, 75) for kind in list(PICTURES)[:3]]  # on a fifth of the films: slow to make
+
+    def one(path: Path, kind: str, side: int, quality: int) -> tuple[np.ndarray, float, int, float]:
+        with Image.open(path) as im:
+            big = im.convert("L").resize((side, side), Image.Resampling.BICUBIC)
+        data = _encode_jpeg(PICTURES[kind](big), quality)
+        image, levels = load_image_with_levels(data, guard.image_size)
+        return image, colourfulness(data), levels, two_tone_share(data)
+
+    rows = []
+    for kind, side, quality in cells:
+        chosen = films[::5] if side == LARGE_SIDE else films
+        with ThreadPoolExecutor() as pool:
+            decoded = list(pool.map(lambda p: one(p, kind, side, quality), chosen))
+        images = np.stack([d[0] for d in decoded])
+        colour, levels, tones = (np.array([d[i] for d in decoded]) for i in (1, 2, 3))
+        _, feats = forward_with_features(model, images, meta.preprocessing, batch_size=128)
+        before = guard.check(images, features=feats, colourfulness=colour, grey_levels=levels)
+        after = guard.check(images, features=feats, colourfulness=colour, grey_levels=levels, two_tone=tones)
+        rows.append({"picture": kind, "side": side, "quality": quality, "n": len(chosen),
+                     "min share": float(tones.min()), "median share": float(np.median(tones)),
+                     "caught by the rule": int((tones > TWO_TONE_SHARE).sum()),
+                     "passed before the rule": int(sum(r.in_distribution for r in before)),
+                     "passed now": int(sum(r.in_distribution for r in after)),
+                     "refused now by reason": dict(Counter(r.refused_by for r in after if not r.in_distribution))})
+    return rows
+
+
 # --------------------------------------------------------------------------- upside down
 
 
@@ -179,14 +277,16 @@ def cut_table(gains: dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndarra
     return rows
 
 
-def whole_guard(guard: OODGuard, model_path: Path, images: np.ndarray, colour: np.ndarray) -> dict[str, dict]:
-    """The whole shipped check on the films and their flips: refused before the rule (score) and after, by reason."""
+def whole_guard(guard: OODGuard, model_path: Path, images: np.ndarray, colour: np.ndarray, tones: np.ndarray
+                ) -> dict[str, dict]:
+    """The whole shipped check on the films and their flips: refused before the rules (score) and after, by reason
+    (a flip keeps the file's share of pixels near black or white)."""
     model, meta = load_artifact(model_path)
     out = {}
     for name, flip in FLIPS.items():
         x = np.ascontiguousarray(flip(images))
         _, feats = forward_with_features(model, x, meta.preprocessing, batch_size=128)
-        results = guard.check(x, features=feats, colourfulness=colour)
+        results = guard.check(x, features=feats, colourfulness=colour, two_tone=tones)
         out[name] = {"n": len(x), "refused_by_score": int(sum(r.score > r.threshold for r in results)),
                      "refused": int(sum(not r.in_distribution for r in results)),
                      "by_reason": dict(Counter(r.refused_by for r in results if not r.in_distribution))}
@@ -199,7 +299,9 @@ def whole_guard(guard: OODGuard, model_path: Path, images: np.ndarray, colour: n
 def markdown(r: dict) -> str:
     lines = ["# The guard's fixed rules, measured on train films only", "", f"`{r['command']}`", "",
              f"{r['n_train']} train films; guard `{r['guard']}` (threshold {r['threshold']:.3f}); "
-             f"rules: at most {r['max_grey_levels']} grey levels, upside-down gain above {r['upside_down_gain']}.", "",
+             f"rules: at most {r['max_grey_levels']} grey levels, more than {r['two_tone_share']:.0%} of a JPEG's "
+             f"pixels within {r['two_tone_band']} grey levels of black or white, upside-down gain above "
+             f"{r['upside_down_gain']}.", "",
              "## Grey levels after decoding (the rule refuses at most "
              f"{r['max_grey_levels']})", "",
              "| encoding | films | min | 1st percentile | median | refused |", "|---|---|---|---|---|---|"]
@@ -218,8 +320,26 @@ def markdown(r: dict) -> str:
         lines.append(f"| {c['image model']} | {c['cut']} | {c['false refusals']} | {c['false refusal rate']:.2%} | "
                      f"{c['rotated 180 detected']:.2%} | {c['rotated 180 detected, image check passed']:.2%} | "
                      f"{c['vertical flip detected']:.2%} | {c['vertical flip detected, image check passed']:.2%} |")
+    lines += ["", f"## Two tones: share of a JPEG's pixels within {r['two_tone_band']} grey levels of black or white "
+              f"(the rule refuses above {r['two_tone_share']})", "",
+              f"Decoded at full size up to {r['two_tone_max_pixels'] / 1e6:.1f} megapixels (larger JPEGs at half "
+              "size or less). Real films (false refusals):", "",
+              "| encoding | films | median | 99th percentile | 99.9th percentile | max | refused |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {t['encoding']} | {t['n']} | {t['median']:.3f} | {t['p99']:.3f} | {t['p999']:.3f} | {t['max']:.3f} "
+              f"| {t['refused']} |" for t in r["two_tone_films"]]
+    lines += ["", f"Black-and-white pictures of every {r['two_tone_every']}th train film saved as JPEG (side x side "
+              "px; the whole shipped guard with the rule and without it, the image as the decoder gives it):", "",
+              "| picture | side | quality | n | min share | median share | caught by the rule | "
+              "passed the guard before | passes now | refused now by reason |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for t in r["two_tone_pictures"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(t["refused now by reason"].items()))
+        lines.append(f"| {t['picture']} | {t['side']} | {t['quality']} | {t['n']} | {t['min share']:.3f} | "
+                     f"{t['median share']:.3f} | {t['caught by the rule']} | {t['passed before the rule']} | "
+                     f"{t['passed now']} | {reasons} |")
     lines += ["", "## The whole guard (in-sample: the shipped guard was fitted on these films)", "",
-              "| input | n | refused before the rule (score) | refused now | by reason |", "|---|---|---|---|---|"]
+              "| input | n | refused before the rules (score) | refused now | by reason |", "|---|---|---|---|---|"]
     for name, w in r["whole_guard"].items():
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(w["by_reason"].items()))
         lines.append(f"| {name} | {w['n']} | {w['refused_by_score']} | {w['refused']} | {reasons} |")
@@ -232,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="data folder with train/ (test/ is not read)")
     parser.add_argument("--model", help="run folder or artifact with a guard (default: the shipped model)")
     parser.add_argument("--dithered-every", type=int, default=20, help="dither every Nth film for contrast")
+    parser.add_argument("--pictures-every", type=int, default=20,
+                        help="make the black-and-white JPEGs of the two-tone rule from every Nth film")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="results folder")
     return parser
@@ -256,11 +378,15 @@ def main(argv: list[str] | None = None) -> int:
             sys.argv[1:] if argv is None else argv),
         "guard": str(model_path), "threshold": guard.threshold, "n_train": len(paths),
         "max_grey_levels": MAX_GREY_LEVELS, "upside_down_gain": UPSIDE_DOWN_GAIN,
+        "two_tone_share": TWO_TONE_SHARE, "two_tone_band": TWO_TONE_BAND, "two_tone_max_pixels": TWO_TONE_MAX_PIXELS,
+        "two_tone_every": args.pictures_every,
         "film_gain_quantiles": {model: {"p99": float(np.quantile(g["as stored"][0], 0.99)),
                                         "p999": float(np.quantile(g["as stored"][0], 0.999)),
                                         "max": float(g["as stored"][0].max())} for model, g in gains.items()},
         "cuts": cut_table(gains, guard.threshold),
-        "whole_guard": whole_guard(guard, model_path, images, colourfulness_of(paths)),
+        "whole_guard": whole_guard(guard, model_path, images, colourfulness_of(paths), two_tone_share_of(paths)),
+        "two_tone_films": two_tone_films(paths),
+        "two_tone_pictures": two_tone_pictures(guard, model_path, paths, args.pictures_every),
         "grey_levels": grey_levels_table(paths, guard.image_size, args.dithered_every),
     }
     result["seconds"] = round(time.time() - started, 1)

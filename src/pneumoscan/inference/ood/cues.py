@@ -25,9 +25,9 @@ MAX_GREY_LEVELS = 16
 # - upside-down gain of unflipped train films: 99.9th percentile 0.13 (5-fold cross-fitted image model), 2 of
 #   5,216 above 0.2 (0.04 %); of their 180-degree rotations 98.7 % and vertical flips 98.0 % are above 0.2.
 UPSIDE_DOWN_GAIN = 0.2
-# - share of pixels within TWO_TONE_BAND levels of black or white: at most 0.57 among the train films (JPEGs;
-#   99.9th percentile 0.37); at least 0.84 for 1-bit dithered or thresholded films saved as JPEG at quality 30 to
-#   95, 224 to 1,792 px.
+# - share of a JPEG's pixels within TWO_TONE_BAND levels of black or white: train films at most 0.568 (99.9th
+#   percentile 0.372; the same as JPEGs at twice the size), none above 0.75; 1-bit dithered (Floyd-Steinberg,
+#   ordered) or thresholded films saved as JPEG (224 to 1,792 px, quality 30 to 95) at least 0.837.
 TWO_TONE_BAND = 32  # an eighth of the 0-255 range at each end
 TWO_TONE_SHARE = 0.75
 TWO_TONE_MAX_PIXELS = 4096 * 4096  # larger JPEGs are measured at half size or less (the decoder's memory stays low)
