@@ -165,3 +165,29 @@ def test_train_refuses_a_foreign_init_file_in_one_line(tiny_data: Path, tmp_path
                  "--image-size", "32", "--init", str(path), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(path) in err and "0 of the 100 tensors" in err and "Traceback" not in err
+
+
+def test_a_wrong_init_file_is_refused_before_any_image_is_decoded(tiny_data: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import pneumoscan.training.trainer as trainer
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("images decoded before --init was checked")
+
+    monkeypatch.setattr(trainer, "load_image_set", no_decoding)
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"\x00not a torch file" * 50)
+    pretrained_cnn = tmp_path / "pretrained.safetensors"
+    save_file({k: v for k, v in create_model("cnn").state_dict().items() if not k.startswith("head.3.")},
+              str(pretrained_cnn), metadata={"pneumoscan_pretrained": json.dumps({"model_name": "cnn"})})
+    cases = {tmp_path / "absent.pth": "no such file",
+             garbage: "not a weights file",
+             save_pth(create_model("resnet10").state_dict(), tmp_path / "resnet10.pth"): "0 of the 100 tensors",
+             pretrained_cnn: "weights do not fit this model"}
+    for path, expected in cases.items():
+        assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "r"), "--model", "tv_resnet18",
+                     "--image-size", "32", "--init", str(path), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"pneumoscan: error: {path}: ") and expected in err and err.count("\n") == 0, err
+    assert not (tmp_path / "r").exists()

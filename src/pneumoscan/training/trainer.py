@@ -279,6 +279,28 @@ class Trainer:
             return torch.multinomial(weights, len(labels), replacement=True, generator=generator)
         return torch.randperm(len(labels), generator=generator)
 
+    def _load_init(self, model: nn.Module) -> bool:
+        """Copy the --init weights into `model` (InputError naming the file when they do not fit); whether the file
+        is pneumoscan's own (pretrain's weights), whose record of the pretraining is compared with the data later."""
+        cfg = self.cfg
+        if not written_by_pneumoscan(cfg.init):
+            tqdm.write(load_transfer(model, cfg.init, cfg.model))  # e.g. torchvision's or timm's ImageNet weights
+            return False
+        from pneumoscan.training.pretrain import load_pretrained
+
+        load_pretrained(model, cfg.init)
+        return True
+
+    def _warn_pretraining_differences(self, patient_key: str | None) -> None:
+        """Warn when the pretraining that wrote --init split or prepared the images otherwise than this run."""
+        from pneumoscan.training.pretrain import pretraining_differences
+
+        differences = pretraining_differences(self.cfg.init, self.cfg, patient_key)
+        if differences:  # SimSiam saw this run's validation images (without labels), or inputs prepared otherwise
+            tqdm.write(f"warning: {self.cfg.init}: {'; '.join(differences)}: the pretraining may have used this run's "
+                       f"validation images, or prepared its inputs otherwise; pretrain again with this run's "
+                       f"--split-seed, --val-fraction, --patient-key and preprocessing for a clean start")
+
     def run(self, resume: bool = False) -> Path:
         """Train (or continue with `resume`) and return the path of the final model artifact."""
         with run_lock(self.out):  # a run refused before it wrote anything leaves no empty folder behind
@@ -311,6 +333,9 @@ class Trainer:
         for stale in self.out.glob(".*.tmp"):  # left by a run killed mid-write
             stale.unlink()
         seed_everything(cfg.seed)
+        model = create_model(cfg.model, **self.model_cfg)
+        # --init is read before the images are decoded, so a wrong file is refused before minutes of work
+        pretrained = bool(cfg.init) and not resume and self._load_init(model)
         data = prepare_data(cfg, self.image_size, self.progress)
         if resume and (self.out / "split.json").is_file():
             change = split_change(json.loads((self.out / "split.json").read_text()), data.split_record)
@@ -326,18 +351,8 @@ class Trainer:
         # cropped and equalised once here rather than every batch of every epoch; validation where it is scored
         train_images = prepare_pixels(data.train.images, equalize=cfg.equalize, crop=cfg.crop)
         mean, std = image_stats(train_images)
-        model = create_model(cfg.model, **self.model_cfg)
-        if cfg.init and not resume and not written_by_pneumoscan(cfg.init):
-            tqdm.write(load_transfer(model, cfg.init, cfg.model))  # e.g. torchvision's or timm's ImageNet weights
-        elif cfg.init and not resume:
-            from pneumoscan.training.pretrain import load_pretrained, pretraining_differences
-
-            load_pretrained(model, cfg.init)
-            differences = pretraining_differences(cfg.init, cfg, data.patients.effective)
-            if differences:  # SimSiam saw this run's validation images (without labels), or inputs prepared otherwise
-                tqdm.write(f"warning: {cfg.init}: {'; '.join(differences)}: the pretraining may have used this run's "
-                           f"validation images, or prepared its inputs otherwise; pretrain again with this run's "
-                           f"--split-seed, --val-fraction, --patient-key and preprocessing for a clean start")
+        if pretrained:
+            self._warn_pretraining_differences(data.patients.effective)
         # channels-last weights, so every activation after the first convolution is channels-last too (a one-channel
         # input is both layouts at once): a training step of the default recipe runs about a fifth faster on this CPU
         # (bench/train_step_speed.py); only the memory layout changes, and the artifact's weights are saved contiguous
