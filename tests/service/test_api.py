@@ -506,3 +506,47 @@ def test_the_file_chooser_offers_every_documented_dicom_extension(client: TestCl
 
     accept = re.search(r'<input type="file" id="file" accept="([^"]*)"', client.get("/").text).group(1).split(",")
     assert {".dcm", ".dicom", "application/dicom"} <= set(accept)  # `scan.dicom` was greyed out in the chooser
+
+
+def test_the_guards_file_cues_of_two_requests_are_measured_at_once_on_a_shared_model(
+        fitted: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the torch backend the guard hooks the shared model, so prediction and screening run one request at a
+    time; the two-tone share (a full-size JPEG decode) and colourfulness of the upload must be measured before
+    that lock, not under it. Answers are the same as the Predictor's own for the same bytes."""
+    import threading
+
+    from pneumoscan.inference import predictor as predictor_module
+    from tests.conftest import dithered_jpeg
+
+    measuring = threading.Barrier(2, timeout=10)  # passed only when two measurements are under way together
+    overlapped: list[bool] = []
+    real = predictor_module.two_tone_share
+
+    def two_tone_share(data: bytes | bytearray) -> float:
+        try:
+            measuring.wait()
+            overlapped.append(True)
+        except threading.BrokenBarrierError:
+            overlapped.append(False)
+        return real(data)
+
+    monkeypatch.setattr(engine_module, "two_tone_share", two_tone_share, raising=False)
+    monkeypatch.setattr(predictor_module, "two_tone_share", two_tone_share)  # where it was measured under the lock
+    xrays = [p.read_bytes() for p in sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[:2]]
+    app = create_app(Settings(model=str(fitted), backend="torch"))
+    with TestClient(app) as c, ThreadPoolExecutor(2) as pool:
+        assert app.state.engine.predictor.hooks_shared_model and app.state.settings.inference_slots >= 2
+        answers = list(pool.map(lambda data: c.post("/predict", files={"file": ("x.jpeg", data)}).json(), xrays))
+        assert overlapped == [True, True]
+
+        measuring = threading.Barrier(1)  # one at a time from here on
+        payloads = [*xrays, dithered_jpeg(), colour_photo(), blank_image()]
+        batch = c.post("/predict/batch", files=[("files", (f"{i}.img", p)) for i, p in enumerate(payloads)]).json()
+    own = Predictor(fitted, backend="torch")
+    expected = [own.predict_bytes(p) for p in payloads]
+    assert [b["in_distribution"] for b in batch["results"]] == [True, True, False, False, False]
+    for got, want in zip([*answers, *batch["results"]], [*expected[:2], *expected]):
+        assert (got["in_distribution"], got["ood_reason"], got["label"]) == (
+            want.in_distribution, want.ood_reason, want.label)
+        assert got["probability"] == pytest.approx(want.probability, abs=1e-6) if want.probability is not None \
+            else got["probability"] is None

@@ -6,13 +6,14 @@ import importlib
 import threading
 from collections.abc import Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, default_model_path, file_sha256
 from pneumoscan.data.preprocess import load_image_with_levels
 from pneumoscan.errors import InputError, PneumoscanError
+from pneumoscan.inference.ood import colourfulness, two_tone_share
 from pneumoscan.inference.predictor import Prediction, Predictor, describe
 from pneumoscan.service.settings import Settings
 
@@ -20,6 +21,16 @@ if TYPE_CHECKING:
     from torch import nn
 
 GRADCAM_MODULE = "pneumoscan.explain.gradcam"
+
+
+class Decoded(NamedTuple):
+    """One upload as the model and its guard read it: the model's uint8 input image (S, S), the file's grey
+    levels, colourfulness and two-tone share (the last two 0.0 when there is no guard to read them)."""
+
+    image: np.ndarray
+    levels: int
+    colour: float
+    tone: float
 
 
 class ExplainUnavailable(PneumoscanError):
@@ -45,7 +56,9 @@ class Engine:
     The out-of-distribution guard needs the penultimate features. ONNX exports return them as a
     second output, so requests run concurrently; on the torch backend (or an older export) they come
     from a forward hook on the shared model, and registering hooks while another thread runs a pass
-    is not safe, so then `results` (prediction and screening) runs one request at a time.
+    is not safe, so then `results` (prediction and screening) runs one request at a time. The guard's
+    cues that read the upload's bytes (colourfulness, two-tone share: a full-size JPEG decode) are
+    measured in `decode`, outside that lock, so they never wait for another request.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -65,27 +78,32 @@ class Engine:
     def meta(self) -> ArtifactMeta:
         return self.predictor.meta
 
-    def decode(self, data: bytes | bytearray, name: str) -> tuple[np.ndarray, int]:
-        """Upload bytes -> the model's uint8 input image and the file's grey levels (for the guard); InputError
-        when undecodable."""
-        return load_image_with_levels(data, self.predictor.size, name=name)
+    def decode(self, data: bytes | bytearray, name: str) -> Decoded:
+        """Upload bytes -> the model's input image and the guard's cues of the file; InputError when
+        undecodable."""
+        image, levels = load_image_with_levels(data, self.predictor.size, name=name)
+        if not self.guarded:
+            return Decoded(image, levels, 0.0, 0.0)
+        return Decoded(image, levels, colourfulness(data), two_tone_share(data))
 
     @property
     def guarded(self) -> bool:
         return self.predictor.guard is not None
 
-    def results(self, images: np.ndarray, raw: Sequence[bytes | bytearray], levels: list[int]) -> list[Prediction]:
-        """Prediction per preprocessed image (N, S, S) decoded from `raw` (with `levels` from `decode`), screened
-        by the guard when there is one.
+    def results(self, uploads: Sequence[Decoded]) -> list[Prediction]:
+        """Prediction per upload (from `decode`), screened by the guard when there is one.
 
         Inputs the guard rejects come back with `in_distribution=False`, `ood_reason` set and no
         probability or label. Names are not passed on: results are matched to uploads by position.
         """
-        names = [f"upload {i}" for i in range(len(images))]
+        names = [f"upload {i}" for i in range(len(uploads))]
+        images = np.stack([u.image for u in uploads])
+        cues = {"colours": [u.colour for u in uploads], "levels": [u.levels for u in uploads],
+                "tones": [u.tone for u in uploads]}
         if not self.predictor.hooks_shared_model:
-            return self.predictor.results(names, images, raw, levels=levels)
+            return self.predictor.results(names, images, **cues)
         with self._screen_lock:
-            return self.predictor.results(names, images, raw, levels=levels)
+            return self.predictor.results(names, images, **cues)
 
     def explain_available(self) -> bool:
         module = gradcam_module()

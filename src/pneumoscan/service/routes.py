@@ -18,12 +18,11 @@ import time
 from typing import Any, Callable, TypeVar
 
 import anyio.to_thread
-import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from pneumoscan.errors import ImageTooLarge, InputError
 from pneumoscan.inference.predictor import Prediction
-from pneumoscan.service.engine import Engine, ExplainUnavailable
+from pneumoscan.service.engine import Decoded, Engine, ExplainUnavailable
 from pneumoscan.service.budget import Reservation
 from pneumoscan.service.schemas import BatchItem, BatchResponse, ErrorResponse, Health, ModelInfo, PredictionResponse
 from pneumoscan.service.settings import ENVELOPE
@@ -129,10 +128,10 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
         data = part.data  # the upload's own buffer: a copy would hold it twice while it is decoded
 
         def work() -> tuple[Prediction, bytes | None]:
-            image, levels = engine.decode(data, _label(part))
-            (result,) = engine.results(image[None], [data], [levels])
+            upload = engine.decode(data, _label(part))
+            (result,) = engine.results([upload])
             rejected = result.in_distribution is False  # no heatmap: there is no prediction to explain
-            return result, engine.explain_png(image, result.label) if explain and not rejected else None
+            return result, engine.explain_png(upload.image, result.label) if explain and not rejected else None
 
         try:
             result, heatmap = await _in_worker(request, work)
@@ -177,17 +176,15 @@ async def predict_batch(request: Request) -> BatchResponse:
                 todo.append(i)
 
         def work() -> None:
-            good: list[tuple[int, np.ndarray, int, bytearray]] = []
+            good: list[tuple[int, Decoded]] = []
             for i in todo:
-                data = files[i].data  # the upload's own buffer, not a copy (see predict)
-                try:
-                    good.append((i, *engine.decode(data, _label(files[i])), data))
+                try:  # the upload's own buffer, not a copy (see predict)
+                    good.append((i, engine.decode(files[i].data, _label(files[i]))))
                 except InputError as err:
                     items[i].status, items[i].error = 413 if isinstance(err, ImageTooLarge) else 422, str(err)
             if good:
-                results = engine.results(np.stack([image for _, image, _, _ in good]), [data for *_, data in good],
-                                         [levels for _, _, levels, _ in good])
-                for (i, *_), result in zip(good, results):
+                results = engine.results([upload for _, upload in good])
+                for (i, _), result in zip(good, results):
                     items[i].ok, items[i].status = True, 200
                     items[i].probability, items[i].label = result.probability, result.label
                     items[i].in_distribution, items[i].ood_reason = result.in_distribution, result.ood_reason
