@@ -13,6 +13,7 @@ from pneumoscan.artifact import file_sha256, read_meta
 from pneumoscan.cli import main
 from pneumoscan.errors import InputError
 from pneumoscan.models.registry import create_model
+from pneumoscan.models.tv_resnet import BasicBlock, TvResNet
 from pneumoscan.training.pretrain import load_pretrained
 from pneumoscan.training.transfer import load_transfer, written_by_pneumoscan
 from tests.conftest import imagenet_state_dict
@@ -90,6 +91,20 @@ def test_files_that_fit_too_little_are_refused_with_counts_an_expected_key_and_w
 
     wider = _refusal("tv_resnet18", save_timm(imagenet_state_dict("tv_resnet50"), tmp_path / "model.safetensors"))
     assert "of the 100 tensors of tv_resnet18" in wider and "layer1.0.conv1.weight (64, 64, 3, 3); the file has (64, 64, 1, 1)" in wider
+
+
+def test_a_refusal_names_the_resnet_a_file_holds_and_the_model_that_takes_it(tmp_path: Path) -> None:
+    fifty = _refusal("tv_resnet18", save_pth(imagenet_state_dict("tv_resnet50"), tmp_path / "resnet50-0676ba61.pth"))
+    assert "): a ResNet-50, which --model tv_resnet50 takes; pass ResNet-18 ImageNet weights" in fifty
+    eighteen = _refusal("tv_resnet50", save_timm(imagenet_state_dict("tv_resnet18"), tmp_path / "model.safetensors"))
+    assert "): a ResNet-18, which --model tv_resnet18 takes; pass ResNet-50 ImageNet weights" in eighteen
+    into_resnet10 = _refusal("resnet10", save_pth(imagenet_state_dict("tv_resnet18"), tmp_path / "r18.pth"))
+    assert "a ResNet-18, which --model tv_resnet18 takes; ImageNet weights fit only" in into_resnet10
+    thirty_four = TvResNet("resnet34", BasicBlock, (3, 4, 6, 3)).state_dict()
+    refusal = _refusal("tv_resnet18", save_pth(thirty_four, tmp_path / "resnet34-b627a593.pth"))
+    assert "): a ResNet-34, which pneumoscan has no model for; pass ResNet-18" in refusal
+    assert "another architecture; pass" in _refusal("tv_resnet18", save_pth(create_model("resnet10").state_dict(),
+                                                                            tmp_path / "resnet10.pth"))
 
     for_resnet10 = _refusal("resnet10", save_pth(imagenet_state_dict("tv_resnet18"), tmp_path / "r18.pth"))
     assert "ImageNet weights fit only --model tv_resnet18 or tv_resnet50" in for_resnet10

@@ -93,6 +93,37 @@ def read_weights(path: str | os.PathLike, model_name: str) -> dict[str, torch.Te
     return {str(k): v for k, v in data.items()}
 
 
+# torchvision's ResNets by block kind and blocks per stage (timm's resnet18/34/50/101/152 use the same names)
+_RESNETS = {(False, (2, 2, 2, 2)): 18, (False, (3, 4, 6, 3)): 34, (True, (3, 4, 6, 3)): 50,
+            (True, (3, 4, 23, 3)): 101, (True, (3, 8, 36, 3)): 152}
+
+
+def resnet_in_file(weights: dict[str, torch.Tensor]) -> str | None:
+    """'ResNet-50' and the like when `weights` name a standard-width ResNet in torchvision's layout, else None."""
+    first = weights.get("layer1.0.conv1.weight")
+    if first is None or first.ndim != 4 or first.shape[0] != 64 or "conv1.weight" not in weights:
+        return None  # not torchvision's names, or a wide ResNet (128 channels there)
+    blocks = tuple(len({k.split(".")[1] for k in weights if k.startswith(f"layer{i}.") and k.count(".") >= 2})
+                   for i in range(1, 5))
+    depth = _RESNETS.get(("layer1.0.conv3.weight" in weights, blocks))
+    return f"ResNet-{depth}" if depth else None
+
+
+def _architecture(weights: dict[str, torch.Tensor], model_name: str) -> str:
+    """What a refusal says the file is: the ResNet it holds and the --model that takes it, when it can tell."""
+    from pneumoscan.models.registry import list_models
+
+    held = resnet_in_file(weights)
+    if held is None:
+        return "another architecture"
+    fitting = f"tv_resnet{held.split('-')[1]}"
+    if fitting == model_name:
+        return f"a {held} with other shapes"
+    if fitting in list_models():
+        return f"a {held}, which --model {fitting} takes"
+    return f"a {held}, which pneumoscan has no model for"
+
+
 def _fit(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
     """`source` as a value for a model tensor shaped like `target`, or None when it cannot be."""
     if not source.is_floating_point():
@@ -128,7 +159,7 @@ def load_transfer(model: nn.Module, path: str | os.PathLike, model_name: str) ->
         else:
             detail = f"but the file also holds {len(foreign)} tensors it has no place for, e.g. {foreign[0]}"
         raise InputError(f"{path}: {len(loaded)} of the {len(own)} tensors of {model_name} (below its head) match "
-                         f"it by name and shape ({detail}): another architecture; {_advice(model_name)}")
+                         f"it by name and shape ({detail}): {_architecture(weights, model_name)}; {_advice(model_name)}")
     broken = [k for k, v in loaded.items() if not torch.isfinite(v).all()]
     if broken:
         raise InputError(f"{path}: holds NaN or infinite weights (e.g. {broken[0]}); pass an intact copy")
