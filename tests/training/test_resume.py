@@ -205,5 +205,30 @@ def test_split_change_compares_how_patients_were_read() -> None:
     before = {"counts": counts, "val_files": ["a", "b"]}  # split.json before --patient-key: read by name
     assert split_change(before, now) == ""  # auto read every patient from the name: the same split
     dicom = {**now, "patient_keys_from": {"dicom": 6}}
-    assert split_change(before, dicom) == "patients read by --patient-key auto, where the run read them by name"
+    assert split_change(before, dicom, "runs/r1") == ("reads patients by --patient-key auto, where the run in runs/r1 "
+                                                      "read them by name")
     assert split_change(dicom, dicom) == ""
+
+
+def test_split_change_tells_images_split_otherwise_from_other_images() -> None:
+    """The same images whose DICOM PatientIDs changed (a re-export) fall into train and validation otherwise: the
+    refusal says so, rather than that the folder holds other images."""
+    from pneumoscan.training.trainer import split_change
+
+    def record(train_normal: int, val_normal: int, sources: dict[str, int]) -> dict:
+        return {"patient_key": "auto", "patient_keys_from": sources, "val_files": ["a"],
+                "counts": {"train": {"NORMAL": train_normal, "PNEUMONIA": 4, "patients": 5},
+                           "val": {"NORMAL": val_normal, "PNEUMONIA": 1, "patients": 2}}}
+
+    saved = record(4, 2, {"dicom": 11})
+    moved = split_change(saved, record(5, 1, {"dicom": 9, "name": 2}), "runs/r1")
+    assert moved == ("splits its images otherwise than the run in runs/r1 was started with (train 5 NORMAL, "
+                     "4 PNEUMONIA, 5 patients; val 1 NORMAL, 1 PNEUMONIA, 2 patients, where the run had train 4 NORMAL, "
+                     "4 PNEUMONIA, 5 patients; val 2 NORMAL, 1 PNEUMONIA, 2 patients; patient keys from dicom 9, name 2, "
+                     "where the run read them from dicom 11): as many images of each class, so some images or their "
+                     "patients changed (a manifest's patient column, a DICOM PatientID)")
+    fewer = split_change(saved, record(3, 2, {"dicom": 10}), "runs/r1")
+    assert fewer.startswith("holds other images than the run in runs/r1 was started with (train 3 NORMAL")
+    swapped = split_change(saved, {**saved, "val_files": ["b"]}, "runs/r1")
+    assert swapped.startswith("splits its images otherwise than the run in runs/r1 was started with (other "
+                              "validation images under the same counts)")

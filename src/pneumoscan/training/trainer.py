@@ -151,21 +151,42 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, comma
     return RunData(train_set, val_set, record, keys)
 
 
-def split_change(saved: dict[str, Any], now: dict[str, Any]) -> str:
-    """How the split `now` differs from a run's saved split.json: '' when it holds the same images (by count and
-    validation file name, so data that has moved as a whole still matches)."""
+def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "the run") -> str:
+    """How the split `now` differs from the saved split.json of `run`, as a message's clause ('holds other images
+    than ...'); '' when it holds the same images (by count and validation file name, so data that has moved as a
+    whole still matches)."""
     def counts(record: dict[str, Any]) -> str:
-        return "; ".join(f"{name} {c['NORMAL']} NORMAL, {c['PNEUMONIA']} PNEUMONIA" for name, c in record["counts"].items())
+        return "; ".join(f"{name} {c['NORMAL']} NORMAL, {c['PNEUMONIA']} PNEUMONIA"
+                         + (f", {c['patients']} patients" if "patients" in c else "")
+                         for name, c in record["counts"].items())
+
+    def totals(record: dict[str, Any]) -> tuple[int, int]:
+        return tuple(sum(c[label] for c in record["counts"].values()) for label in ("NORMAL", "PNEUMONIA"))
 
     if recorded_patient_key(saved) != recorded_patient_key(now):
-        return (f"patients read by --patient-key {now.get('patient_key')}, where the run read them by "
+        return (f"reads patients by --patient-key {now.get('patient_key')}, where the run in {run} read them by "
                 f"{saved.get('patient_key', 'name')}")
+    keys = ""
+    if saved.get("patient_keys_from", now.get("patient_keys_from")) != now.get("patient_keys_from"):
+        keys = (f"; patient keys from {_sources(now.get('patient_keys_from'))}, where the run read them from "
+                f"{_sources(saved.get('patient_keys_from'))}")
     if saved.get("counts") and saved["counts"] != now["counts"]:
-        return f"{counts(now)}, where the run had {counts(saved)}"
+        if totals(saved) != totals(now):
+            return f"holds other images than the run in {run} was started with ({counts(now)}, where the run had {counts(saved)})"
+        return (f"splits its images otherwise than the run in {run} was started with ({counts(now)}, where the run had "
+                f"{counts(saved)}{keys}): as many images of each class, so some images or their patients changed "
+                f"(a manifest's patient column, a DICOM PatientID)")
     if "val_files" in saved and sorted(Path(f).name for f in saved["val_files"]) != \
             sorted(Path(f).name for f in now["val_files"]):
-        return "other validation images under the same counts"
+        return (f"splits its images otherwise than the run in {run} was started with (other validation images under "
+                f"the same counts{keys}): some images or their patients changed (a manifest's patient column, a DICOM "
+                f"PatientID)")
     return ""
+
+
+def _sources(sources: dict[str, int] | None) -> str:
+    """split.json's `patient_keys_from` as text: 'dicom 100, name 20'."""
+    return ", ".join(f"{source} {n}" for source, n in (sources or {}).items()) or "file names"
 
 
 def bernoulli_js(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
@@ -338,10 +359,10 @@ class Trainer:
         pretrained = bool(cfg.init) and not resume and self._load_init(model)
         data = prepare_data(cfg, self.image_size, self.progress)
         if resume and (self.out / "split.json").is_file():
-            change = split_change(json.loads((self.out / "split.json").read_text()), data.split_record)
+            change = split_change(json.loads((self.out / "split.json").read_text()), data.split_record, self.out)
             if change:  # a moved copy is welcome; other images would mix validation sets and leak training images
-                raise InputError(f"{cfg.data}: holds other images than the run in {self.out} was started with ({change}); "
-                                 f"resume with the data it was started with, or start a new run with another --out")
+                raise InputError(f"{cfg.data}: {change}; resume with the data it was started with, or start a new run "
+                                 f"with another --out")
         for message in data.train.skipped + data.val.skipped:
             tqdm.write(f"skipped: {message}")
         if data.split_record["patient_ids_in_train_and_val"]:
