@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from pneumoscan.data.layout import Sample, discover
-from pneumoscan.data.patients import cause, patient_id, patient_keys, placeholder_ids, recorded_patient_key
+from pneumoscan.data.patients import (cause, keys_read, patient_id, patient_keys, placeholder_ids,
+                                      recorded_patient_key)
 from pneumoscan.data.split import patient_split
 from pneumoscan.errors import InputError
 from tests.conftest import dicom_to_bytes, make_dicom, write_dicom, write_xray
@@ -162,6 +163,16 @@ def _kermany_tree(root: Path) -> Path:
             (root / "PNEUMONIA").mkdir(parents=True, exist_ok=True)
             (root / "PNEUMONIA" / f"person{p}_{kind}_{p * 10 + k}.jpeg").write_bytes(b"\xff\xd8")
     return root
+
+
+def test_keys_read_says_how_a_record_read_its_patients() -> None:
+    """The audit's patients line and the report's split note."""
+    assert keys_read({"patient_key": "auto", "patient_keys_from": {"dicom": 102, "name": 18}}) == \
+        "--patient-key auto (102 by DICOM PatientID, 18 by file name)"
+    assert keys_read({"patient_key": "auto", "patient_keys_from": {"manifest": 4}}) == \
+        "--patient-key auto (4 by manifest patient column)"
+    assert keys_read({"patient_key": "folder", "patient_keys_from": {}}) == "--patient-key folder (no images)"
+    assert keys_read({"counts": {}}) == "file names (a split made before --patient-key)"
 
 
 def test_the_split_of_kermany_names_is_the_one_before_patient_keys(tmp_path: Path) -> None:

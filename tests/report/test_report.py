@@ -44,6 +44,8 @@ def test_report_from_validation_predictions(val_report: Path, odd_run: Path) -> 
     assert "max Youden&#x27;s J" in text and "recall &gt;= 0.95" in text and 'class="highlight"' in text
     assert "recall (sensitivity)" in text and "95% bootstrap interval" in text
     assert re.search(r"what --prevalence corrects from\)</t[hd]>\s*<td>0\.500</td>", text)  # balanced batches
+    # how the validation patients were read, beside their counts
+    assert "Validation: patient-aware stratified split of train; patient keys: --patient-key auto (60 by file name)." in text
 
 
 def test_report_on_a_data_split(tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.decode import read_file, read_grayscale
 from pneumoscan.data.layout import Sample, discover
-from pneumoscan.data.patients import patient_keys
+from pneumoscan.data.patients import keys_read, patient_keys
 from pneumoscan.errors import InputError
 
 
@@ -122,10 +122,7 @@ def audit_problems(report: dict[str, Any]) -> list[str]:
 
 def format_audit(report: dict[str, Any]) -> str:
     """The audit as a plain-text table."""
-    sources = {"manifest": "manifest patient column", "dicom": "DICOM PatientID", "folder": "folder",
-               "name": "file name"}
-    read = ", ".join(f"{n} by {sources[k]}" for k, n in report["patient_keys_from"].items())
-    lines = [f"patients: --patient-key {report['patient_key']} ({read or 'no images'})",
+    lines = [f"patients: {keys_read(report)}",
              "readable images, patients, and sizes (width range in px; most common width x height)",
              f"{'split':<8}{'NORMAL':>8}{'PNEUMONIA':>11}{'patients N/P':>15}  sizes"]
     for split, info in report["splits"].items():

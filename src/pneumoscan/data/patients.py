@@ -144,6 +144,19 @@ def recorded_patient_key(record: dict) -> str:
     return choice
 
 
+SOURCE_NAMES = {"manifest": "manifest patient column", "dicom": "DICOM PatientID", "folder": "folder",
+                "name": "file name"}
+
+
+def keys_read(record: dict) -> str:
+    """How a split.json or audit record read its patients, for people: '--patient-key auto (102 by DICOM PatientID,
+    18 by file name)'; a split made before `--patient-key` read file names."""
+    if "patient_key" not in record:
+        return "file names (a split made before --patient-key)"
+    read = ", ".join(f"{n} by {SOURCE_NAMES.get(k, k)}" for k, n in (record.get("patient_keys_from") or {}).items())
+    return f"--patient-key {record['patient_key']} ({read or 'no images'})"
+
+
 def is_placeholder(value: str) -> bool:
     """A PatientID that says nothing about the patient: ANONYMOUS, UNKNOWN, 0, 000000, ..."""
     return value.strip().lower() in PLACEHOLDER_IDS or not value.strip("0 ")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan import CLASS_NAMES, __version__
+from pneumoscan.data.patients import keys_read
 from pneumoscan.inference.predictor import model_prior
 from pneumoscan.outputs import atomic_write, check_companion, check_output
 from pneumoscan.report import figures as figs
@@ -147,7 +148,7 @@ def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
         counts_rows.append([f"{scores.split} (evaluated)", int((scores.labels == 0).sum()), int(scores.labels.sum()),
                             scores.patients if scores.patients is not None else "n/a"])
     method = run.split.get("method")
-    split_note = f"Validation: {method}." if method else "split.json not found."
+    split_note = f"Validation: {method}; patient keys: {keys_read(run.split)}." if method else "split.json not found."
     summary = scores.summary
     metric_rows = [[label, summary[key]["value"], _ci(summary[key])] for key, label in HEADLINE if key in summary]
     metric_rows.append(["expected calibration error", summary["ece"]["value"], ""])
