@@ -172,7 +172,8 @@ def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "
                 f"{_sources(saved.get('patient_keys_from'))}")
     if saved.get("counts") and saved["counts"] != now["counts"]:
         if totals(saved) != totals(now):
-            return f"holds other images than the run in {run} was started with ({counts(now)}, where the run had {counts(saved)})"
+            return (f"holds other images than the run in {run} was started with ({counts(now)}, where the run had "
+                    f"{counts(saved)})")
         return (f"splits its images otherwise than the run in {run} was started with ({counts(now)}, where the run had "
                 f"{counts(saved)}{keys}): as many images of each class, so some images or their patients changed "
                 f"(a manifest's patient column, a DICOM PatientID)")
