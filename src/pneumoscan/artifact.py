@@ -95,6 +95,10 @@ def resolve_model_path(model: str | os.PathLike | None) -> Path:
             raise InputError(f"{model}: no {ARTIFACT_NAME} in this folder; train first or point --model at an artifact")
     elif not path.is_file():
         raise InputError(f"{path}: no such model file or run folder; pass --model RUN_DIR or a .safetensors file")
+    elif path.suffix.lower() == ".onnx":
+        raise InputError(f"{path}: an ONNX export, not a model; --model takes a run folder or a model.safetensors "
+                         f"(or nothing: the shipped model), and with ONNX Runtime (--backend auto or onnx) the export "
+                         f"beside it (RUN/model.onnx) is used by itself when it was made from that very file")
     return path
 
 

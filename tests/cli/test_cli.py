@@ -133,6 +133,22 @@ def test_user_mistakes_are_one_line(argv: list[str], message: str, tiny_run: Pat
         assert not (tmp_path / "run").exists() and not (tmp_path / "pre").exists()
 
 
+@pytest.mark.parametrize("argv", [
+    ["predict", "--model", "{onnx}", "x.png"],
+    ["evaluate", "--model", "{onnx}", "--data", "{data}"],
+    ["export", "--model", "{onnx}", "--out", "{tmp}/again.onnx"],
+    ["fit-guard", "--model", "{onnx}", "--data", "{data}", "--out", "{tmp}/g.safetensors"],
+])
+def test_model_given_as_onnx_export_says_what_model_takes(argv: list[str], tiny_data: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"\x08\x08\x12\x07pytorch" + bytes(64))  # any bytes: the name alone is refused
+    assert main([a.format(onnx=onnx, data=tiny_data, tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert "an ONNX export, not a model; --model takes a run folder or a model.safetensors" in err
+    assert "header" not in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_operating_point_options(tiny_run: Path, tiny_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["predict", "--model", str(tiny_run), str(tiny_data / "test"), "--json", "--threshold", "0.0"]) == 0
     assert {r["label"] for r in json.loads(capsys.readouterr().out)} == {"PNEUMONIA"}

@@ -48,6 +48,10 @@ def test_bad_model_paths(tmp_path: Path) -> None:
     bogus.write_bytes(b"garbage")
     with pytest.raises(InputError, match="not a pneumoscan model file"):
         read_meta(bogus)
+    export = tmp_path / "model.onnx"
+    export.write_bytes(b"onnx")
+    with pytest.raises(InputError, match=r"an ONNX export, not a model; --model takes a run folder or a model\.safetensors"):
+        resolve_model_path(export)
 
 
 def test_checkpoint_weights_only(tmp_path: Path) -> None:
