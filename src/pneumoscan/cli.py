@@ -305,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --out from its last checkpoint, with its own settings "
                         "(only --epochs, --data, --cache-dir may be given again)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (shown on stderr only when it is a terminal)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics with 95%% bootstrap intervals on a labelled split")

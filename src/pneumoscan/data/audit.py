@@ -8,13 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.decode import read_file, read_grayscale
 from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.patients import keys_read, patient_keys
 from pneumoscan.errors import InputError
+from pneumoscan.progress import progress_bar
 
 
 def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None]:
@@ -54,8 +53,8 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     everything: list[tuple[str, Sample]] = [(name, s) for name, samples in splits.items() for s in samples]
     patient_id = patient_keys([s for _, s in everything], patient_key)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        inspected = list(tqdm(pool.map(lambda item: _inspect(item[1].path), everything), total=len(everything),
-                              desc="reading", unit="img", disable=not progress, leave=False))
+        inspected = list(progress_bar(pool.map(lambda item: _inspect(item[1].path), everything),
+                                      total=len(everything), desc="reading", unit="img", progress=progress))
     report: dict[str, Any] = {"root": str(root), **patient_id.record(), "splits": {}}
     by_hash: dict[str, list[tuple[str, str, Sample]]] = defaultdict(list)  # (shown name, split, sample)
     patients_by_split: dict[str, set[str]] = defaultdict(set)

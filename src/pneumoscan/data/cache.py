@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import PIL
-from tqdm import tqdm
 
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache_limit import MAX_GB_ENV, evict, format_bytes, mark_used, max_cache_bytes
 from pneumoscan.data.layout import Sample
 from pneumoscan.data.preprocess import PREPROCESS_VERSION, load_image, load_image_with_levels
 from pneumoscan.errors import InputError
+from pneumoscan.progress import progress_bar
 
 # Bump when an entry's contents change: entries of an older format get another key, so they are decoded again.
 # 2: the .json lists each readable file's grey levels.
@@ -125,8 +125,8 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool) -> 
             errors.append(str(err))
 
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        list(tqdm(pool.map(work, range(len(samples))), total=len(samples), desc=desc, unit="img", leave=False,
-                  disable=not progress))
+        list(progress_bar(pool.map(work, range(len(samples))), total=len(samples), desc=desc, unit="img",
+                          progress=progress))
     return images, ok, sorted(errors), levels
 
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+from pneumoscan.progress import progress_bar
+
 if TYPE_CHECKING:
     from pneumoscan.inference.predictor import Prediction, Predictor
 
@@ -68,8 +70,7 @@ def stream_predictions(predictor: "Predictor", files: Sequence[tuple[Path, str |
     Returns whether every input got a prediction."""
     writer = PredictionWriter(fmt)
     complete = True
-    with tqdm(total=len(files), desc="predict", unit="img", leave=False, file=sys.stderr,
-              disable=not (progress and sys.stderr.isatty())) as bar:
+    with progress_bar(total=len(files), desc="predict", unit="img", progress=progress) as bar:
         for chunk in predictor.predict_chunks(files):
             text, lines = writer.chunk(chunk), problems(chunk)
             with tqdm.external_write_mode(file=sys.stdout):  # the bar makes way when stdout is the terminal too

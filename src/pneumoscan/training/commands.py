@@ -62,7 +62,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="folder for the ensemble's model.safetensors and val_predictions.csv")
     p.add_argument("--target-recall", type=float, help="recall the threshold is chosen for (default: the first member's)")
     p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/pneumoscan)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (shown on stderr only when it is a terminal)")
     p.set_defaults(func=cmd_ensemble)
 
     p = subparsers.add_parser(
@@ -86,5 +86,5 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-images", type=int, help="use at most this many images per class (quick experiments)")
     p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/pneumoscan)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted pretraining in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (shown on stderr only when it is a terminal)")
     p.set_defaults(func=cmd_pretrain)

@@ -29,6 +29,7 @@ from pneumoscan.errors import InputError
 from pneumoscan.inference.batch import device_for
 from pneumoscan.models.registry import create_model, final_linear_name, get_spec, model_config
 from pneumoscan.outputs import atomic_write
+from pneumoscan.progress import progress_bar
 from pneumoscan.training.checkpoint import atomic_torch_save, check_writable, load_checkpoint, run_lock
 from pneumoscan.training.config import TrainConfig
 
@@ -152,7 +153,7 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
         net.train()
         started, loss_sum, spread_sum = time.time(), 0.0, 0.0
         order = torch.randperm(len(images), generator=generator)
-        bar = tqdm(range(steps), desc=f"pretrain {epoch}/{cfg.epochs}", unit="batch", disable=not progress, leave=False)
+        bar = progress_bar(range(steps), desc=f"pretrain {epoch}/{cfg.epochs}", unit="batch", progress=progress)
         for step in bar:
             idx = np.sort(order[step * cfg.batch_size : (step + 1) * cfg.batch_size].numpy())
             x = to_unit(np.asarray(images[idx]))

@@ -37,6 +37,7 @@ from pneumoscan.inference.batch import device_for, predict_logits, sigmoid
 from pneumoscan.inference.ood import guard_path
 from pneumoscan.models.registry import create_model, get_spec, model_config
 from pneumoscan.outputs import atomic_write
+from pneumoscan.progress import progress_bar
 from pneumoscan.training.checkpoint import (atomic_torch_save, check_writable, load_checkpoint, restore_rng_states,
                                             rng_states, run_lock, save_weights)
 from pneumoscan.training.config import RESUME_MAY_CHANGE, TrainConfig
@@ -423,8 +424,7 @@ class Trainer:
             model.train()
             started, seen, loss_sum = time.time(), 0, 0.0
             order = self._order(labels, generator)
-            bar = tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch",
-                       disable=not self.progress, leave=False)
+            bar = progress_bar(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", progress=self.progress)
             for batch_index in bar:
                 end = (batch_index + 1) * cfg.batch_size if batch_index + 1 < steps else len(order)
                 idx = np.sort(order[batch_index * cfg.batch_size : end].numpy())

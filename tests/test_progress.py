@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pytest
+
+from pneumoscan.cli import main
+from pneumoscan.progress import progress_bar
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("stderr, progress, shown", [(_Tty, True, True), (_Tty, False, False),
+                                                     (io.StringIO, True, False)])
+def test_bar_only_on_a_terminal_and_when_asked(stderr: type, progress: bool, shown: bool,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = stderr()
+    monkeypatch.setattr(sys, "stderr", stream)
+    assert list(progress_bar(range(3), desc="decoding", progress=progress)) == [0, 1, 2]
+    assert ("decoding" in stream.getvalue()) is shown
+
+
+# Every command that reads images, with stderr a pipe or a file (pytest's capture): no bar text in the log.
+@pytest.mark.parametrize("argv", [
+    ["audit", "{data}"],
+    ["evaluate", "--model", "{run}", "--data", "{data}", "--backend", "torch", "--n-boot", "10"],
+    ["report", "{run}", "--data", "{data}", "--out", "{tmp}/r.html", "--n-boot", "10", "--cases", "1"],
+    ["set-threshold", "--model", "{run}", "--data", "{data}", "--split", "test", "--out", "{tmp}/t",
+     "--backend", "torch", "--n-boot", "10"],
+    ["fit-guard", "--model", "{run}", "--data", "{data}", "--out", "{tmp}/g.ood.safetensors"],
+    ["train", "--data", "{data}", "--out", "{tmp}/run", "--model", "cnn", "--image-size", "32", "--epochs", "1"],
+    ["pretrain", "--data", "{data}", "--out", "{tmp}/pre", "--model", "cnn", "--image-size", "32", "--epochs", "1",
+     "--batch-size", "16"],
+])
+def test_no_bar_when_stderr_is_not_a_terminal(argv: list[str], tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([a.format(run=tiny_run, data=tiny_data, tmp=tmp_path) for a in argv]) == 0
+    err = capsys.readouterr().err
+    for bar_text in ("%|", "reading:", "decoding", "img/s", "batch/s", "it/s"):
+        assert bar_text not in err, err
