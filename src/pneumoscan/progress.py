@@ -19,3 +19,8 @@ def progress_bar(iterable: Iterable | None = None, *, progress: bool = True, **o
     """A tqdm bar on stderr, cleared when done; shown when `progress` (no --quiet) and stderr is a terminal, else
     a silent pass-through over `iterable`."""
     return tqdm(iterable, file=sys.stderr, leave=False, disable=not (progress and stderr_is_terminal()), **options)
+
+
+def write_warning(message: str) -> None:
+    """`pneumoscan: warning: MESSAGE` on stderr, as every command's warnings, above any progress bar."""
+    tqdm.write(f"pneumoscan: warning: {message}", file=sys.stderr)

@@ -51,6 +51,9 @@ def test_a_class_of_one_patient_names_it_and_what_helps(tiny_dataset: Path, tmp_
     shutil.copytree(tiny_dataset / "train", tiny_dataset / "val")  # the remedy the message offers
     assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "r"), "--use-given-val",
                  "--image-size", "16", "--epochs", "1", "--quiet"]) == 0
+    captured = capsys.readouterr()  # the same patients in both: warned on stderr, as every warning
+    assert "pneumoscan: warning: " in captured.err and "patient IDs have images in both train/ and val/" in captured.err
+    assert "patient IDs" not in captured.out
 
 
 def test_pretrain_offers_only_its_own_options_for_a_class_of_one_patient(tiny_dataset: Path, tmp_path: Path) -> None:

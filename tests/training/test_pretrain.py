@@ -127,11 +127,13 @@ def test_train_init_warns_when_the_pretraining_left_out_other_validation_patient
     common = ["train", "--data", str(tiny_data), "--init", str(path), "--model", "resnet10", "--image-size", "32",
               "--epochs", "1", "--batch-size", "16", "--quiet"]
     assert main([*common, "--out", str(tmp_path / "same"), "--val-fraction", "0.2"]) == 0
-    assert "pretrained with" not in capsys.readouterr().out
+    assert "pretrained with" not in capsys.readouterr().err
     assert main([*common, "--out", str(tmp_path / "other"), "--val-fraction", "0.3", "--no-equalize"]) == 0
-    out = capsys.readouterr().out
-    assert "warning: " in out and "val-fraction 0.3 (pretrained with 0.2)" in out
-    assert "equalize False (pretrained with True)" in out and "--split-seed, --val-fraction" in out
+    captured = capsys.readouterr()
+    err = captured.err  # with every other warning, not in the training log on stdout
+    assert "pneumoscan: warning: " in err and "val-fraction 0.3 (pretrained with 0.2)" in err
+    assert "equalize False (pretrained with True)" in err and "--split-seed, --val-fraction" in err
+    assert "pretrained with" not in captured.out
 
 
 def test_a_second_process_cannot_pretrain_in_a_folder_in_use(tiny_data: Path, tmp_path: Path,
@@ -179,13 +181,13 @@ def test_train_init_compares_how_the_pretraining_read_patients(tiny_data: Path, 
     common = ["train", "--data", str(dicom), "--init", str(pre), "--model", "cnn", "--image-size", "16",
               "--epochs", "1", "--batch-size", "16", "--val-fraction", "0.25", "--quiet"]
     assert main([*common, "--out", str(tmp_path / "same")]) == 0
-    assert "pretrained with" not in capsys.readouterr().out
+    assert "pretrained with" not in capsys.readouterr().err
     assert main([*common, "--out", str(tmp_path / "by_name"), "--patient-key", "name"]) == 0
-    out = capsys.readouterr().out
-    assert "patient-key name (pretrained with auto)" in out and "--val-fraction, --patient-key and" in out
+    err = capsys.readouterr().err
+    assert "patient-key name (pretrained with auto)" in err and "--val-fraction, --patient-key and" in err
     _drop_patient_key(pre)  # as a pretraining recorded before --patient-key: it read patients by name
     assert main([*common, "--out", str(tmp_path / "after_old")]) == 0
-    assert "patient-key auto (pretrained with name)" in capsys.readouterr().out
+    assert "patient-key auto (pretrained with name)" in capsys.readouterr().err
 
     # Kermany names: `auto` reads them as `name` does, and as a pretraining recorded before --patient-key did
     kermany = pretrain(_cfg(tiny_data, tmp_path / "k"), progress=False)
@@ -194,7 +196,7 @@ def test_train_init_compares_how_the_pretraining_read_patients(tiny_data: Path, 
     common = ["train", "--data", str(tiny_data), "--init", str(kermany), "--model", "resnet10", "--image-size", "32",
               "--epochs", "1", "--batch-size", "16", "--val-fraction", "0.2", "--quiet"]
     assert main([*common, "--out", str(tmp_path / "k_auto")]) == 0
-    assert "pretrained with" not in capsys.readouterr().out
+    assert "pretrained with" not in capsys.readouterr().err
     assert main([*common, "--out", str(tmp_path / "k_folder"), "--patient-key", "folder"]) == 2  # no patient folders
     assert "--patient-key folder reads the patient from the folder" in capsys.readouterr().err
 

@@ -158,7 +158,8 @@ def test_extending_a_finished_run_says_its_guard_and_export_are_stale(resume_dat
     capsys.readouterr()
     assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
     out = capsys.readouterr()
-    assert "model.ood.safetensors in" in out.out + out.err and "fit-guard --model" in out.out + out.err
+    assert "pneumoscan: warning: model.ood.safetensors in" in out.err and "fit-guard --model" in out.err
+    assert "model.ood.safetensors" not in out.out
 
 
 def test_a_run_saved_before_patient_key_resumes_with_the_split_it_had(tmp_path: Path, capsys) -> None:

@@ -37,7 +37,7 @@ from pneumoscan.inference.batch import device_for, predict_logits, sigmoid
 from pneumoscan.inference.ood import guard_path
 from pneumoscan.models.registry import create_model, get_spec, model_config
 from pneumoscan.outputs import atomic_write
-from pneumoscan.progress import progress_bar
+from pneumoscan.progress import progress_bar, write_warning
 from pneumoscan.training.checkpoint import (atomic_torch_save, check_writable, load_checkpoint, restore_rng_states,
                                             rng_states, run_lock, save_weights)
 from pneumoscan.training.config import RESUME_MAY_CHANGE, TrainConfig
@@ -320,9 +320,9 @@ class Trainer:
 
         differences = pretraining_differences(self.cfg.init, self.cfg, patient_key)
         if differences:  # SimSiam saw this run's validation images (without labels), or inputs prepared otherwise
-            tqdm.write(f"warning: {self.cfg.init}: {'; '.join(differences)}: the pretraining may have used this run's "
-                       f"validation images, or prepared its inputs otherwise; pretrain again with this run's "
-                       f"--split-seed, --val-fraction, --patient-key and preprocessing for a clean start")
+            write_warning(f"{self.cfg.init}: {'; '.join(differences)}: the pretraining may have used this run's "
+                          f"validation images, or prepared its inputs otherwise; pretrain again with this run's "
+                          f"--split-seed, --val-fraction, --patient-key and preprocessing for a clean start")
 
     def run(self, resume: bool = False) -> Path:
         """Train (or continue with `resume`) and return the path of the final model artifact."""
@@ -368,9 +368,9 @@ class Trainer:
         for message in data.train.skipped + data.val.skipped:
             tqdm.write(f"skipped: {message}")
         if data.split_record["patient_ids_in_train_and_val"]:
-            tqdm.write(f"warning: {data.split_record['patient_ids_in_train_and_val']} patient IDs have images in both "
-                       "train/ and val/, so validation (early stopping, threshold) may be optimistic; drop "
-                       "--use-given-val to split train/ by patient")
+            write_warning(f"{data.split_record['patient_ids_in_train_and_val']} patient IDs have images in both "
+                          "train/ and val/, so validation (early stopping, threshold) may be optimistic; drop "
+                          "--use-given-val to split train/ by patient")
         # cropped and equalised once here rather than every batch of every epoch; validation where it is scored
         train_images = prepare_pixels(data.train.images, equalize=cfg.equalize, crop=cfg.crop)
         mean, std = image_stats(train_images)
@@ -485,8 +485,8 @@ class Trainer:
         artifact = self._finish(meta, data, state)
         stale = [p.name for p in (guard_path(artifact), artifact.with_suffix(".onnx")) if p.exists()]
         if stale:  # made for the model file just replaced
-            tqdm.write(f"warning: {', '.join(stale)} in {self.out} belong to the model before this resume; run "
-                       f"`pneumoscan fit-guard --model {self.out} --data {cfg.data}` and `pneumoscan export` again")
+            write_warning(f"{', '.join(stale)} in {self.out} belong to the model before this resume; run "
+                          f"`pneumoscan fit-guard --model {self.out} --data {cfg.data}` and `pneumoscan export` again")
         return artifact
 
     def _finish(self, meta: ArtifactMeta, data: RunData, state: dict[str, Any]) -> Path:
