@@ -101,3 +101,26 @@ def test_a_byte_identical_copy_under_another_name_of_the_same_patient_is_no_cros
     shutil.copy(first, first.with_name("copy.dcm"))  # same PatientID: the same patient
     assert audit(tmp_path, progress=False)["cross_patient_duplicates"] == []
     assert len(audit(tmp_path, progress=False, patient_key="name")["cross_patient_duplicates"]) == 1
+
+
+NOTE = "Kermany patient numbers restart in each split"
+
+
+def test_the_kermany_note_only_where_patients_are_read_from_kermany_names_in_two_splits(tmp_path: Path) -> None:
+    from tests.conftest import write_dicom_dataset
+
+    dicom = write_dicom_dataset(tmp_path / "dicom", patients=2, films=1, size=16)  # one split, UID names
+    report = audit(dicom, progress=False)
+    assert report["note"] is None and NOTE not in format_audit(report)
+    for split in ("train", "test"):  # two splits, but files named by the scanner: patients do not restart
+        write_xray(tmp_path / "other" / split / "NORMAL" / "scan_0001.png", 0, 1)
+        write_xray(tmp_path / "other" / split / "PNEUMONIA" / "scan_0002.png", 1, 2)
+    assert audit(tmp_path / "other", progress=False)["note"] is None
+    kermany = tmp_path / "kermany"
+    for split, seed in (("train", 3), ("test", 5)):
+        write_xray(kermany / split / "NORMAL" / "a" / "IM-0001-0001.jpeg", 0, seed)
+        write_xray(kermany / split / "PNEUMONIA" / "b" / "person1_virus_2.jpeg", 1, seed + 1)
+    report = audit(kermany, progress=False)
+    assert report["note"].startswith(NOTE) and f"note: {NOTE}" in format_audit(report)
+    assert audit(kermany, progress=False, patient_key="folder")["note"] is None  # keys from folders do not restart
+    assert audit(kermany / "train", progress=False)["note"] is None  # one split: nothing restarts

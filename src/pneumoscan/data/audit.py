@@ -11,7 +11,7 @@ from typing import Any
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.decode import read_file, read_grayscale
 from pneumoscan.data.layout import Sample, discover
-from pneumoscan.data.patients import keys_read, patient_keys
+from pneumoscan.data.patients import is_kermany_name, keys_read, patient_keys
 from pneumoscan.errors import InputError
 from pneumoscan.progress import progress_bar
 
@@ -96,8 +96,11 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     report["patient_ids_in_two_splits"] = {
         f"{a}+{b}": len(patients_by_split[a] & patients_by_split[b]) for i, a in enumerate(names) for b in names[i + 1:]
     }
+    # only patient keys read from Kermany's file names restart in each split
+    kermany = any(patient_id.origins[s] == "name" and is_kermany_name(s.path) for _, s in everything)
     report["note"] = ("Kermany patient numbers restart in each split, so shared patient IDs across splits are not "
-                      "necessarily the same child; byte-identical files across splits are real leaks.")
+                      "necessarily the same child; byte-identical files across splits are real leaks."
+                      if kermany and len(splits) > 1 else None)
     return report
 
 
@@ -143,5 +146,6 @@ def format_audit(report: dict[str, Any]) -> str:
     lines += [f"  {' = '.join(group)}" for group in sorted(shown)[:20]]
     for pair, count in report["patient_ids_in_two_splits"].items():
         lines.append(f"patient IDs in both {pair}: {count}")
-    lines.append(f"note: {report['note']}")
+    if report.get("note"):
+        lines.append(f"note: {report['note']}")
     return "\n".join(lines)

@@ -52,6 +52,13 @@ def patient_id(path: str | Path) -> str:
     return stem
 
 
+def is_kermany_name(path: str | Path) -> bool:
+    """Whether the file is named as in Kermany's data set (`IM-0115-0001.jpeg`, `person19_virus_50.jpeg`)."""
+    path = Path(path)
+    stem = path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name
+    return bool(_NORMAL.match(stem) or _PNEUMONIA.match(stem))
+
+
 def cause(path: str | Path) -> str | None:
     """`bacteria` or `virus` for Kermany pneumonia file names, None otherwise."""
     match = _PNEUMONIA.match(Path(path).stem)
