@@ -135,7 +135,9 @@ def test_a_resume_with_other_epochs_or_moved_data_says_so_and_records_it(tiny_da
     assert main(["train", "--out", str(run), "--resume", "--data", str(moved), "--epochs", "2", "--quiet"]) == 0
     out = capsys.readouterr()
     assert "resuming" in out.out + out.err and "after epoch 1" in out.out + out.err
-    assert "--epochs 2 (run: 1): the learning rate follows a 2-epoch cosine schedule" in out.out + out.err
+    assert "resuming" in out.out  # where it continues: progress, on stdout; what differs: a warning, on stderr
+    assert "pneumoscan: warning: --epochs 2 (run: 1): the learning rate follows a 2-epoch cosine schedule" in out.err
+    assert "cosine schedule" not in out.out
     saved = json.loads((run / "config.json").read_text())
     assert (saved["epochs"], saved["data"], saved["model"]) == (2, str(moved), "cnn")  # what the report and a resume read
     assert main(["train", "--out", str(run), "--resume", "--epochs", "3", "--quiet"]) == 0  # the data's new home
@@ -213,7 +215,8 @@ def test_a_resume_with_fewer_epochs_than_trained_says_none_is_left(tiny_dataset:
     capsys.readouterr()
     assert main(["train", "--out", str(run), "--resume", "--epochs", "1", "--quiet"]) == 0
     out = capsys.readouterr()
-    assert "no epoch is left to train" in out.out and "cosine schedule" not in out.out
+    assert "pneumoscan: warning: --epochs 1 (run: 2): no epoch is left to train" in out.err
+    assert "no epoch is left" not in out.out and "cosine schedule" not in out.out + out.err
 
 
 def test_a_second_process_cannot_train_in_a_run_folder_in_use(tiny_dataset: Path, tmp_path: Path,
@@ -276,3 +279,13 @@ def test_train_does_not_warn_about_intervals_it_only_stores(tmp_path: Path) -> N
         finish_artifact(tmp_path, Brightness(), meta, val, 1.0)
     assert not [w for w in caught if issubclass(w.category, UndefinedMetricWarning)], [str(w.message) for w in caught]
     assert np.isfinite(read_meta(tmp_path / "model.safetensors").val_metrics["npv"]["value"])
+
+
+def test_unreadable_training_images_are_warned_about_on_stderr(tiny_dataset: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    broken = tiny_dataset / "train" / "NORMAL" / "IM-9999-0001.jpeg"
+    broken.write_bytes(b"not a jpeg")
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "run"), *QUICK]) == 0
+    out = capsys.readouterr()
+    assert "pneumoscan: warning: skipped " in out.err and "IM-9999-0001.jpeg" in out.err
+    assert "IM-9999-0001.jpeg" not in out.out  # stdout keeps the epoch lines a script reads

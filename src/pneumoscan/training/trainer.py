@@ -272,12 +272,12 @@ class Trainer:
         saved = json.loads((self.out / "config.json").read_text())
         epochs_changed = saved.get("epochs", self.cfg.epochs) != self.cfg.epochs
         if epochs_changed and self.cfg.epochs <= state["epoch"]:
-            tqdm.write(f"note: --epochs {self.cfg.epochs} (run: {saved['epochs']}): no epoch is left to train; the model "
-                       f"is made from the best of the {state['epoch']} epochs trained")
+            write_warning(f"--epochs {self.cfg.epochs} (run: {saved['epochs']}): no epoch is left to train; the model "
+                          f"is made from the best of the {state['epoch']} epochs trained")
         elif epochs_changed:
-            tqdm.write(f"note: --epochs {self.cfg.epochs} (run: {saved['epochs']}): the learning rate follows a "
-                       f"{self.cfg.epochs}-epoch cosine schedule from epoch {state['epoch'] + 1} on, so the model will "
-                       f"differ from one of a run started with --epochs {self.cfg.epochs}")
+            write_warning(f"--epochs {self.cfg.epochs} (run: {saved['epochs']}): the learning rate follows a "
+                          f"{self.cfg.epochs}-epoch cosine schedule from epoch {state['epoch'] + 1} on, so the model "
+                          f"will differ from one of a run started with --epochs {self.cfg.epochs}")
         now = {k: v for k, v in self.cfg.to_dict().items() if k in RESUME_MAY_CHANGE}
         if any(saved.get(k) != v for k, v in now.items()):
             self._write_json("config.json", {**saved, **now})
@@ -366,7 +366,7 @@ class Trainer:
                 raise InputError(f"{cfg.data}: {change}; resume with the data it was started with, or start a new run "
                                  f"with another --out")
         for message in data.train.skipped + data.val.skipped:
-            tqdm.write(f"skipped: {message}")
+            write_warning(f"skipped {message}")
         if data.split_record["patient_ids_in_train_and_val"]:
             write_warning(f"{data.split_record['patient_ids_in_train_and_val']} patient IDs have images in both "
                           "train/ and val/, so validation (early stopping, threshold) may be optimistic; drop "
