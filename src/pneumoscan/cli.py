@@ -202,8 +202,10 @@ def _print_evaluation(args: argparse.Namespace, predictor: "Predictor", result: 
     for name, info in summary["recall_by_cause"].items():
         print(f"  recall {name:<9}{info['recall']:.4f} (n={info['n']})")
     print(classification_report_text(result.images.labels, (result.probs >= predictor.threshold).astype(int)))
+    from pneumoscan.progress import write_warning
+
     for message in result.images.skipped:
-        print(f"skipped: {message}", file=sys.stderr)
+        write_warning(f"skipped {message}")
 
 
 def cmd_set_threshold(args: argparse.Namespace) -> int:

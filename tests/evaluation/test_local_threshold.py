@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +150,18 @@ def test_service_says_where_the_threshold_came_from(local) -> None:
     assert info["threshold"] == pytest.approx(local.threshold)
     assert info["threshold_source"]["n_normal"] == 8 and "metrics" not in info["threshold_source"]
 
+
+
+@pytest.mark.parametrize("command", ["evaluate", "set-threshold"])
+def test_an_unreadable_film_is_a_warning_on_stderr(command: str, tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Like every other warning: `pneumoscan: warning: skipped FILE: why` on stderr, nothing of it on stdout."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data / "test", data / "test")
+    (data / "test" / "NORMAL" / "IM-0999-0001.jpeg").write_bytes(b"not a jpeg")
+    args = [command, "--model", str(tiny_run), "--data", str(data), "--split", "test", "--n-boot", "20",
+            "--backend", "torch", "--target-recall", "0.9"]
+    assert main([*args, "--out", str(tmp_path / "site")] if command == "set-threshold" else args) == 0
+    captured = capsys.readouterr()
+    assert "pneumoscan: warning: skipped " in captured.err and "IM-0999-0001.jpeg" in captured.err
+    assert "IM-0999-0001.jpeg" not in captured.out

@@ -346,7 +346,7 @@ def test_fit_guard_leaves_colour_files_out_and_lists_unreadable_ones(fitted: Pat
     out = tmp_path / "g.ood.safetensors"
     assert main(["fit-guard", "--model", str(fitted), "--data", str(tmp_path / "data"), "--out", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "skipped: " in err and "broken.jpeg" in err
+    assert "pneumoscan: warning: skipped " in err and "broken.jpeg" in err
     assert "left out of the fit: " in err and "holiday.jpg: colour image" in err
     meta = OODGuard.read(out).meta
     assert meta["n_images"] == 40

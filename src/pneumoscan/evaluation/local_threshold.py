@@ -22,6 +22,7 @@ from pneumoscan.evaluation.bootstrap import bootstrap_ci, summarize
 from pneumoscan.evaluation.evaluate import Evaluation, evaluate
 from pneumoscan.evaluation.thresholds import check_target_recall, threshold_for_recall
 from pneumoscan.inference.predictor import Predictor
+from pneumoscan.progress import write_warning
 
 # Fewer films of a class than this and the chosen threshold is a coarse estimate: say so.
 FEW_IMAGES = 50
@@ -181,4 +182,4 @@ def print_local_threshold(result: LocalThreshold) -> None:
     if warning:
         print(f"pneumoscan: warning: {warning}", file=sys.stderr)
     for message in result.skipped:
-        print(f"skipped: {message}", file=sys.stderr)
+        write_warning(f"skipped {message}")

@@ -8,6 +8,7 @@ import sys
 def cmd_fit_guard(args: argparse.Namespace) -> int:
     from pneumoscan.errors import InputError
     from pneumoscan.inference.ood import OODGuard, fit_guard, guard_path, is_guard_file
+    from pneumoscan.progress import write_warning
 
     if args.model is None and args.out is None:  # the shipped guard serves every default prediction of this install
         raise InputError(f"{guard_path(None)}: this is the shipped model's guard, fitted on the full "
@@ -32,7 +33,7 @@ def cmd_fit_guard(args: argparse.Namespace) -> int:
                      max_false_rejection=args.max_false_rejection, seed=args.seed, cache_dir=args.cache_dir)
     meta = OODGuard.read(path).meta
     for message in meta.get("skipped", []):
-        print(f"skipped: {message}", file=sys.stderr)
+        write_warning(f"skipped {message}")
     for message in meta.get("left_out", []):
         print(f"left out of the fit: {message}", file=sys.stderr)
     print(f"guard: {path}")
