@@ -34,6 +34,15 @@ def write_results(name: str, rows: list[dict[str, Any]], columns: list[str], *, 
     return path
 
 
+def write_report(out: str | Path, name: str, report: dict[str, Any], markdown: str) -> None:
+    """Write a benchmark's whole `report` as OUT/NAME.json and its `markdown` as OUT/NAME.md, and print the latter."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2))
+    (out / f"{name}.md").write_text(markdown)
+    print(markdown)
+
+
 def carry_over(name: str, rows: list[dict[str, Any]], key: str, command: str) -> tuple[list[dict[str, Any]], str]:
     """`rows`, just made by `command`, merged into the recorded bench/results/NAME.json (same `key` replaces
     in place; new ones follow). Every row keeps its `source`, the command and date that made it; a

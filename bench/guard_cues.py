@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import copy
 import io
-import json
 import sys
 import time
 from collections import Counter
@@ -33,6 +32,7 @@ from typing import Callable
 
 import numpy as np
 from PIL import Image
+from _results import write_report
 
 from pneumoscan.artifact import load_artifact, resolve_model_path
 from pneumoscan.data.cache import load_image_set
@@ -390,11 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         "grey_levels": grey_levels_table(paths, guard.image_size, args.dithered_every),
     }
     result["seconds"] = round(time.time() - started, 1)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "guard_cues.json").write_text(json.dumps(result, indent=2))
-    (out / "guard_cues.md").write_text(markdown(result))
-    print(markdown(result))
+    write_report(args.out, "guard_cues", result, markdown(result))
     return 0
 
 

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "chest_xray" / "test"
@@ -180,11 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "command": "PYTHONPATH=src .venv/bin/python bench/inference.py " + " ".join(argv or sys.argv[1:]),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "inference.json").write_text(json.dumps(report, indent=2))
-    (out / "inference.md").write_text(to_markdown(report))
-    print(to_markdown(report))
+    write_report(args.out, "inference", report, to_markdown(report))
     return 0
 
 

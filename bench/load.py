@@ -12,7 +12,6 @@ p99 <= 500 ms, server RSS <= 600 MB.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -181,9 +181,6 @@ def main(argv: list[str] | None = None) -> int:
                         "server_rss<=600MB": peak <= TARGETS["server_rss_mb"]},
         "command": "PYTHONPATH=src .venv/bin/python bench/load.py " + " ".join(argv or sys.argv[1:]),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "load.json").write_text(json.dumps(report, indent=2))
     md = "\n".join([
         "# Load test", "",
         f"`pneumoscan serve` ({report['backend']} backend, model `{args.model}`) on loopback; {args.clients} concurrent "
@@ -195,8 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{result['max_ms']} | {result['errors']} | {report['server_rss_idle_mb']} / {report['server_rss_peak_mb']} |",
         "", "Targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in report["targets_met"].items()),
         "", f"Command: `{report['command']}`", ""])
-    (out / "load.md").write_text(md)
-    print(md)
+    write_report(args.out, "load", report, md)
     return 0
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import math
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
+from _results import write_report
 
 from pneumoscan.artifact import default_model_path, load_artifact, resolve_model_path
 from pneumoscan.data.layout import discover
@@ -390,11 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         "per_family": args.per_family, "seed": args.seed,
         "command": "PYTHONPATH=src .venv/bin/python bench/ood.py " + " ".join(sys.argv[1:] if argv is None else argv),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ood.json").write_text(json.dumps(result, indent=2))
-    (out / "ood.md").write_text(markdown(result))
-    print(markdown(result))
+    write_report(args.out, "ood", result, markdown(result))
     ok = result["test_xrays"]["false_rejection_rate"] <= 0.01 and result["negatives"]["auroc"] >= 0.99
     return 0 if ok else 1
 
