@@ -61,6 +61,16 @@ def start_server(model: str, port: int, backend: str) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def stop_server(server: subprocess.Popen, sig: int = signal.SIGINT) -> None:
+    """Ask the server to shut down with `sig`; kill it if it has not exited after 20 s."""
+    server.send_signal(sig)
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 def wait_ready(base: str, server: subprocess.Popen, timeout: float = 90) -> None:
     import httpx
 
@@ -165,12 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         backend = httpx.get(base + "/health", timeout=5).json()["backend"]
     finally:
         stop.set()
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
 
     report = {
         "model": args.model, "backend": backend, "clients": args.clients, "seconds": args.seconds,

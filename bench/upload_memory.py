@@ -13,6 +13,7 @@ depend on timing and on the machine.
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import threading
@@ -21,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 from _results import carry_over, write_results
-from load import HOST, ROOT, free_port, rss_mb, wait_ready
+from load import HOST, ROOT, free_port, rss_mb, stop_server, wait_ready
 
 FILES = 16
 COLUMNS = ["label", "serve_options", "clients", "body_mb", "statuses", "rss_idle_mb", "rss_peak_mb",
@@ -87,12 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - t0
         peak = rss_mb(server.pid, "VmHWM")
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server, signal.SIGTERM)
     row = {"label": args.label, "serve_options": " ".join(args.serve_options) or "(defaults)",
            "clients": args.clients, "body_mb": round(len(body) / 1024 / 1024),
            "statuses": ", ".join(f"{n} x {code}" for code, n in sorted(Counter(map(str, statuses)).items())),
