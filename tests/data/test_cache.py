@@ -73,6 +73,25 @@ def test_entry_of_an_older_format_is_decoded_again(tmp_path: Path, monkeypatch: 
     assert "levels" in json.loads(meta_path.read_text())  # rewritten
 
 
+
+def test_entry_keeps_the_guards_file_cues(tmp_path: Path) -> None:
+    """Colourfulness and the two-tone share of each readable file, measured once when the entry is built; an entry
+    written without them (format 2) is decoded again."""
+    from pneumoscan.data.file_cues import colourfulness, two_tone_share
+
+    samples = _samples(tmp_path)
+    cache = tmp_path / "cache"
+    first = load_image_set(samples, 24, cache)
+    expected = ([colourfulness(s.path) for s in first.samples], [two_tone_share(s.path) for s in first.samples])
+    assert (first.colours.tolist(), first.tones.tolist()) == expected
+    meta_path = next(cache.glob("*.json"))
+    meta = json.loads(meta_path.read_text())
+    del meta["tones"]
+    meta_path.write_text(json.dumps(meta))
+    again = load_image_set(samples, 24, cache)
+    assert (again.colours.tolist(), again.tones.tolist()) == expected
+    assert "tones" in json.loads(meta_path.read_text())  # rewritten
+
 def test_cache_invalidated_by_change_and_size(tmp_path: Path) -> None:
     samples = _samples(tmp_path)
     key = cache_key(samples, 24)

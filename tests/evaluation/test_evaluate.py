@@ -51,8 +51,8 @@ def test_images_the_guard_refuses_are_scored_but_named(fitted: Path, sample_dir:
 
 
 def test_a_black_and_white_film_is_named_as_refused(fitted: Path, sample_dir: Path, tmp_path: Path) -> None:
-    """The grey-level rule needs each file's levels as decoded: evaluate gets them from the image cache; the two-tone
-    rule measures each JPEG again at full size."""
+    """The grey-level and two-tone rules need each file as decoded, not the model's copy: evaluate gets the grey levels
+    and the two-tone share from the image cache, which measured them when it decoded the files."""
     import shutil
     import warnings
 
@@ -85,3 +85,34 @@ def test_a_negative_bootstrap_seed_is_refused_up_front(tmp_path: Path, capsys) -
 
     assert main(["evaluate", "--data", str(tmp_path / "none"), "--seed", "-1"]) == 2
     assert "--seed -1: must be 0 or more" in capsys.readouterr().err
+
+
+def test_a_warm_cache_gives_the_guard_its_file_cues_without_reading_the_files(
+        fitted: Path, sample_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """Colourfulness and the two-tone share (a full-size JPEG decode) are measured once, when the cache is built."""
+    import shutil
+    import warnings
+
+    from pneumoscan.data import cache as cache_module
+    from pneumoscan.data import file_cues
+    from pneumoscan.evaluation.evaluate import evaluate
+    from pneumoscan.inference.predictor import Predictor
+    from tests.conftest import colour_photo, dithered_jpeg
+
+    data = tmp_path / "site"
+    shutil.copytree(sample_dir / "test", data)
+    (data / "NORMAL" / "holiday.jpg").write_bytes(colour_photo())
+    (data / "PNEUMONIA" / "dithered.jpeg").write_bytes(dithered_jpeg(quality=95))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cold = evaluate(Predictor(fitted, backend="torch"), data, n_boot=10).summary["refused_by_guard"]
+
+        def read_again(source: object, *args: object) -> float:
+            raise AssertionError(f"{source}: a file cue measured again")
+
+        for module in (cache_module, file_cues):
+            monkeypatch.setattr(module, "colourfulness", read_again)
+            monkeypatch.setattr(module, "two_tone_share", read_again)
+        warm = evaluate(Predictor(fitted, backend="torch"), data, n_boot=10).summary["refused_by_guard"]
+    assert warm == cold and any("holiday.jpg: not a chest X-ray: colour image" in r for r in warm)
+    assert any("dithered.jpeg: binary (black-and-white) image" in r for r in warm)

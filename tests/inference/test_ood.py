@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from pneumoscan.artifact import ArtifactMeta, load_artifact, save_artifact
+from pneumoscan.data import file_cues
 from pneumoscan.data.decode import read_grayscale
 from pneumoscan.data.layout import discover
 from pneumoscan.data.preprocess import Preprocessing, grey_levels, load_image, load_image_with_levels
@@ -222,7 +223,7 @@ def test_two_tone_share_of_raw_files(monkeypatch: pytest.MonkeyPatch) -> None:
     assert two_tone_share(dithered()) == 0.0  # lossless formats: the grey-level rule counts their levels
     assert two_tone_share(b"\xff\xd8\xff garbage") == two_tone_share(b"garbage") == 0.0
     # above TWO_TONE_MAX_PIXELS a JPEG is measured at a reduced size: dithering averages to grey, a threshold does not
-    monkeypatch.setattr(cues, "TWO_TONE_MAX_PIXELS", 150 * 150)
+    monkeypatch.setattr(file_cues, "TWO_TONE_MAX_PIXELS", 150 * 150)
     assert two_tone_share(dithered_jpeg(side=300, quality=95)) < 0.5
     binary = film.resize((300, 300)).point(lambda v: 255 if v > 127 else 0)
     assert two_tone_share(encode(binary, "JPEG", quality=95)) > 0.95

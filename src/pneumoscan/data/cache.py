@@ -1,5 +1,5 @@
 """Decoded, resized images cached on disk as one memory-mapped uint8 array per file list (with each file's grey-level
-count), within a size limit."""
+count and the guard's file cues: colourfulness, two-tone share), within a size limit."""
 from __future__ import annotations
 
 import functools
@@ -18,14 +18,15 @@ import PIL
 
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache_limit import MAX_GB_ENV, evict, format_bytes, mark_used, max_cache_bytes
+from pneumoscan.data.file_cues import colourfulness, two_tone_share
 from pneumoscan.data.layout import Sample
 from pneumoscan.data.preprocess import PREPROCESS_VERSION, load_image, load_image_with_levels
 from pneumoscan.errors import InputError
 from pneumoscan.progress import progress_bar
 
 # Bump when an entry's contents change: entries of an older format get another key, so they are decoded again.
-# 2: the .json lists each readable file's grey levels.
-CACHE_FORMAT = 2
+# 2: the .json lists each readable file's grey levels. 3: and its colourfulness and two-tone share.
+CACHE_FORMAT = 3
 
 
 def default_cache_dir() -> Path:
@@ -36,12 +37,15 @@ def default_cache_dir() -> Path:
 @dataclass
 class ImageSet:
     """Images of `samples` as a (N, size, size) uint8 array; unreadable files are left out and listed. `levels`: the
-    grey levels of each file as decoded, before resizing (the guard's grey-level rule), or None when not known."""
+    grey levels of each file as decoded, before resizing (the guard's grey-level rule); `colours` and `tones`: each
+    file's `colourfulness` and `two_tone_share` (the guard's other file cues); each None when not known."""
 
     samples: list[Sample]
     images: np.ndarray
     skipped: list[str]
     levels: np.ndarray | None = None
+    colours: np.ndarray | None = None
+    tones: np.ndarray | None = None
 
     @property
     def labels(self) -> np.ndarray:
@@ -80,7 +84,8 @@ def cache_key(samples: list[Sample], size: int) -> str:
     return digest.hexdigest()[:32]
 
 
-_Entry = tuple[np.ndarray, list[bool], list[str], np.ndarray]  # images, readable or not, errors, grey levels
+# images, readable or not, errors, and per readable file: grey levels, colourfulness, two-tone share
+_Entry = tuple[np.ndarray, list[bool], list[str], np.ndarray, np.ndarray, np.ndarray]
 
 
 def _read_entry(array_path: Path, meta_path: Path, n: int, size: int) -> _Entry | None:
@@ -90,11 +95,13 @@ def _read_entry(array_path: Path, meta_path: Path, n: int, size: int) -> _Entry 
         images = np.load(array_path, mmap_mode="r")
         ok, errors = [bool(good) for good in meta["ok"]], [str(e) for e in meta["errors"]]
         levels = np.array([int(v) for v in meta["levels"]], dtype=np.int64)
+        colours, tones = (np.array([float(v) for v in meta[k]], dtype=np.float64) for k in ("colours", "tones"))
     except (OSError, ValueError, EOFError, KeyError, TypeError):
         return None
-    if len(ok) != n or images.dtype != np.uint8 or images.shape != (sum(ok), size, size) or len(levels) != sum(ok):
+    if len(ok) != n or images.dtype != np.uint8 or images.shape != (sum(ok), size, size) or \
+            not len(levels) == len(colours) == len(tones) == sum(ok):
         return None
-    return images, ok, errors, levels
+    return images, ok, errors, levels, colours, tones
 
 
 def _failures_persist(samples: list[Sample], ok: list[bool], size: int) -> bool:
@@ -111,15 +118,17 @@ def _failures_persist(samples: list[Sample], ok: list[bool], size: int) -> bool:
 
 
 def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool) -> _Entry:
-    """Every file decoded once: its resized image and its grey levels (zero for unreadable files)."""
+    """Every file decoded once: its resized image, its grey levels and its file cues (zero for unreadable files)."""
     images = np.zeros((len(samples), size, size), dtype=np.uint8)
     levels = np.zeros(len(samples), dtype=np.int64)
+    colours, tones = np.zeros(len(samples)), np.zeros(len(samples))
     ok = [False] * len(samples)
     errors: list[str] = []
 
     def work(index: int) -> None:
         try:
             images[index], levels[index] = load_image_with_levels(samples[index].path, size)
+            colours[index], tones[index] = colourfulness(samples[index].path), two_tone_share(samples[index].path)
             ok[index] = True
         except InputError as err:
             errors.append(str(err))
@@ -127,7 +136,7 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool) -> 
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         list(progress_bar(pool.map(work, range(len(samples))), total=len(samples), desc=desc, unit="img",
                           progress=progress))
-    return images, ok, sorted(errors), levels
+    return images, ok, sorted(errors), levels, colours, tones
 
 
 def _write_entry(array_path: Path, meta_path: Path, images: np.ndarray, meta_text: str) -> None:
@@ -185,16 +194,16 @@ def load_image_set(
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     entry = _read_entry(array_path, meta_path, len(samples), size) if limit > 0 else None
     if entry is not None and _failures_persist(samples, entry[1], size):
-        images, ok, errors, levels = entry
+        images, ok, errors, levels, colours, tones = entry
         mark_used(meta_path)
     else:
-        images, ok, errors, levels = _decode_all(samples, size, desc, progress)
+        images, ok, errors, levels, colours, tones = _decode_all(samples, size, desc, progress)
         if not all(ok):
             readable = np.array(ok, dtype=bool)
-            images, levels = images[readable], levels[readable]
+            images, levels, colours, tones = images[readable], levels[readable], colours[readable], tones[readable]
         if limit > 0:
             meta_text = json.dumps({"ok": ok, "errors": errors, "size": size, "n": len(samples),
-                                    "levels": levels.tolist()})
+                                    "levels": levels.tolist(), "colours": colours.tolist(), "tones": tones.tolist()})
             images = _keep(cache_dir, key, images, meta_text, limit)
     kept = [s for s, good in zip(samples, ok) if good]
-    return ImageSet(kept, images, errors, levels)
+    return ImageSet(kept, images, errors, levels, colours, tones)

@@ -18,7 +18,6 @@ from pneumoscan.data.patients import cause
 from pneumoscan.errors import InputError, first_few
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.metrics import recall
-from pneumoscan.inference.ood import colourfulness_of, two_tone_share_of
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.outputs import atomic_write
 
@@ -107,9 +106,7 @@ def evaluate(
         where = "" if split_name == "all" else f" in {split_name}/"
         raise InputError(f"{data}: no readable {' or '.join(missing)} images{where}{unreadable}; "
                          f"evaluation needs both NORMAL and PNEUMONIA images")
-    paths = [s.path for s in images.samples]
-    colours = list(colourfulness_of(paths)) if predictor.guard is not None else None
-    tones = list(two_tone_share_of(paths)) if predictor.guard is not None else None
+    colours, tones = (None if v is None else [float(x) for x in v] for v in (images.colours, images.tones))
     levels = None if images.levels is None else [int(v) for v in images.levels]
     probs, verdicts = predictor.screen(np.asarray(images.images), colours, levels, tones)
     refused = [f"{s.path}: {v.message}" for s, v in zip(images.samples, verdicts) if v is not None and not v.in_distribution]

@@ -51,8 +51,9 @@ films (`bench/guard_cues.py`), so guards fitted before them need no refit:
   The image is refused when a flipped version would pass the image check and is more typical than the
   image by more than ``UPSIDE_DOWN_GAIN`` (in units of the image signal's 99th percentile).
 
-Modules: `cues` (measured on a file or image without a fitted model: colourfulness, two tones, pixel spread,
-the image statistics and their flips; the rules' constants), `features` (the classifier's penultimate
+Modules: `cues` (measured on a file or image without a fitted model: colourfulness and two tones, from
+`pneumoscan.data.file_cues`, which the image cache keeps; pixel spread, the image statistics and their flips;
+the rules' constants), `features` (the classifier's penultimate
 features), `gaussian` (the Gaussian model with Ledoit-Wolf shrinkage), `guard` (`OODGuard`: the verdict,
 the guard file, `load_guard`) and `fit` (`fit_guard`). The public names are importable from this package.
 """

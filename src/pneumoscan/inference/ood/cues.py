@@ -3,17 +3,18 @@ or white (two tones), the pixel spread (blank) and the image statistics the imag
 upside-down rule compare; and the fixed cut-offs of the guard's rules."""
 from __future__ import annotations
 
-import io
-import os
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Sequence
-
 import numpy as np
 import torch
 from torch import nn
 
-from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom
+from pneumoscan.data.file_cues import (  # measured on the file, so the image cache keeps them too
+    TWO_TONE_BAND,
+    TWO_TONE_MAX_PIXELS,
+    colourfulness,
+    colourfulness_of,
+    two_tone_share,
+    two_tone_share_of,
+)
 
 COLOUR_REFERENCE = 15.0  # Hasler & Suesstrunk: below 15 an image is "not colourful"
 BLANK_SPREAD = 3.0  # pixel standard deviation (0-255) under which an image is blank
@@ -25,83 +26,15 @@ MAX_GREY_LEVELS = 16
 # - upside-down gain of unflipped train films: 99.9th percentile 0.13 (5-fold cross-fitted image model), 2 of
 #   5,216 above 0.2 (0.04 %); of their 180-degree rotations 98.7 % and vertical flips 98.0 % are above 0.2.
 UPSIDE_DOWN_GAIN = 0.2
-# - share of a JPEG's pixels within TWO_TONE_BAND levels of black or white: train films at most 0.568 (99.9th
+# - share of a JPEG's pixels within TWO_TONE_BAND (32) levels of black or white: train films at most 0.568 (99.9th
 #   percentile 0.372; the same as JPEGs at twice the size), none above 0.75; 1-bit dithered (Floyd-Steinberg,
 #   ordered) or thresholded films saved as JPEG (224 to 1,792 px, quality 30 to 95) at least 0.837.
-TWO_TONE_BAND = 32  # an eighth of the 0-255 range at each end
 TWO_TONE_SHARE = 0.75
-TWO_TONE_MAX_PIXELS = 4096 * 4096  # larger JPEGs are measured at half size or less (the decoder's memory stays low)
 
 
 def pixel_spread(images: np.ndarray) -> np.ndarray:
     """Standard deviation of each image's pixels (0-255)."""
     return np.asarray(images, dtype=np.float32).reshape(len(images), -1).std(1)
-
-
-def colourfulness(source: str | os.PathLike | bytes | bytearray, size: int = 64) -> float:
-    """Hasler-Suesstrunk colourfulness (0 = gray, 15 = barely, 109 = extremely colourful) of a raw file.
-
-    Cheap: grayscale modes return 0 without decoding, JPEGs are decoded in draft mode at about
-    `size` px. DICOM, unreadable or oversized files return 0.0 (the decoder reports those).
-    """
-    from PIL import Image
-
-    try:
-        data = source if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
-        if is_dicom(bytes(data[:132])):
-            return 0.0
-        with Image.open(io.BytesIO(data), formats=("JPEG", "PNG", "TIFF", "BMP")) as im:
-            if im.mode not in ("RGB", "RGBA", "RGBX", "RGBa", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
-                return 0.0
-            if im.size[0] * im.size[1] > DEFAULT_MAX_PIXELS:
-                return 0.0
-            im.draft("RGB", (size, size))
-            im.thumbnail((size, size))
-            rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
-    except Exception:  # noqa: BLE001 - any unreadable input: the decoder raises the user-facing error
-        return 0.0
-    rgb = rgba[..., :3] * (rgba[..., 3:] / 255.0)  # composite on black, as the decoder does
-    rg = rgb[..., 0] - rgb[..., 1]
-    yb = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
-    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
-
-
-def colourfulness_of(sources: Sequence[str | os.PathLike]) -> np.ndarray:
-    """`colourfulness` of every file, in order (read in parallel)."""
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        return np.array(list(pool.map(colourfulness, sources)), dtype=np.float64)
-
-
-def two_tone_share(source: str | os.PathLike | bytes | bytearray) -> float:
-    """Share of a JPEG's pixels, decoded at full size, within `TWO_TONE_BAND` grey levels of black or white.
-
-    Only JPEGs are measured (lossless formats keep a black-and-white picture's grey levels, which the
-    grey-level rule counts); those above `TWO_TONE_MAX_PIXELS` at the largest reduced size under it.
-    Other, unreadable or oversized files return 0.0 (the decoder reports those).
-    """
-    from PIL import Image
-
-    try:
-        data = source if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
-        if bytes(data[:3]) != b"\xff\xd8\xff":
-            return 0.0
-        with Image.open(io.BytesIO(data), formats=("JPEG", "MPO")) as im:
-            width, height = im.size
-            if width * height > DEFAULT_MAX_PIXELS:
-                return 0.0
-            scale = next((s for s in (1, 2, 4) if width * height <= TWO_TONE_MAX_PIXELS * s * s), 8)
-            im.draft("L", (width // scale, height // scale))  # grey straight from the decoder
-            histogram = (im if im.mode == "L" else im.convert("L")).histogram()  # convert would copy an L image
-    except Exception:  # noqa: BLE001 - any unreadable input: the decoder raises the user-facing error
-        return 0.0
-    near = sum(histogram[:TWO_TONE_BAND]) + sum(histogram[-TWO_TONE_BAND:])
-    return near / max(sum(histogram), 1)
-
-
-def two_tone_share_of(sources: Sequence[str | os.PathLike]) -> np.ndarray:
-    """`two_tone_share` of every file, in order (read in parallel)."""
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        return np.array(list(pool.map(two_tone_share, sources)), dtype=np.float64)
 
 
 def image_statistics(images: np.ndarray) -> np.ndarray:

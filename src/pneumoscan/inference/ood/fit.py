@@ -16,10 +16,8 @@ from pneumoscan.inference.ood.cues import (
     COLOUR_REFERENCE,
     MAX_GREY_LEVELS,
     TWO_TONE_SHARE,
-    colourfulness_of,
     image_statistics,
     pixel_spread,
-    two_tone_share_of,
 )
 from pneumoscan.inference.ood.features import feature_transform, forward_with_features
 from pneumoscan.inference.ood.gaussian import Gaussian
@@ -78,8 +76,7 @@ def fit_guard(
     if max_images is not None and len(samples) > max_images:
         samples = [samples[i] for i in sorted(rng.permutation(len(samples))[:max_images])]
     image_set = load_image_set(samples, meta.image_size, Path(cache_dir) if cache_dir else None, desc="decoding guard")
-    colour = colourfulness_of([s.path for s in image_set.samples])
-    tones = two_tone_share_of([s.path for s in image_set.samples])
+    colour, tones = np.asarray(image_set.colours), np.asarray(image_set.tones)
     # a colour, blank or black-and-white file among the training X-rays must not teach the guard to pass such images
     spread = pixel_spread(np.asarray(image_set.images))
     levels = np.asarray(image_set.levels if image_set.levels is not None else [256] * len(image_set.samples))

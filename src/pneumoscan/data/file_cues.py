@@ -1,0 +1,82 @@
+"""Cues of the input guard measured on a raw image file, before any model: how colourful it is and, for a JPEG,
+the share of its pixels near black or white. The image cache keeps them with each file's decoded image."""
+from __future__ import annotations
+
+import io
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom
+
+TWO_TONE_BAND = 32  # an eighth of the 0-255 range at each end
+TWO_TONE_MAX_PIXELS = 4096 * 4096  # larger JPEGs are measured at half size or less (the decoder's memory stays low)
+
+
+def colourfulness(source: str | os.PathLike | bytes | bytearray, size: int = 64) -> float:
+    """Hasler-Suesstrunk colourfulness (0 = gray, 15 = barely, 109 = extremely colourful) of a raw file.
+
+    Cheap: grayscale modes return 0 without decoding, JPEGs are decoded in draft mode at about
+    `size` px. DICOM, unreadable or oversized files return 0.0 (the decoder reports those).
+    """
+    from PIL import Image
+
+    try:
+        data = source if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
+        if is_dicom(bytes(data[:132])):
+            return 0.0
+        with Image.open(io.BytesIO(data), formats=("JPEG", "PNG", "TIFF", "BMP")) as im:
+            if im.mode not in ("RGB", "RGBA", "RGBX", "RGBa", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+                return 0.0
+            if im.size[0] * im.size[1] > DEFAULT_MAX_PIXELS:
+                return 0.0
+            im.draft("RGB", (size, size))
+            im.thumbnail((size, size))
+            rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
+    except Exception:  # noqa: BLE001 - any unreadable input: the decoder raises the user-facing error
+        return 0.0
+    rgb = rgba[..., :3] * (rgba[..., 3:] / 255.0)  # composite on black, as the decoder does
+    rg = rgb[..., 0] - rgb[..., 1]
+    yb = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def colourfulness_of(sources: Sequence[str | os.PathLike]) -> np.ndarray:
+    """`colourfulness` of every file, in order (read in parallel)."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return np.array(list(pool.map(colourfulness, sources)), dtype=np.float64)
+
+
+def two_tone_share(source: str | os.PathLike | bytes | bytearray) -> float:
+    """Share of a JPEG's pixels, decoded at full size, within `TWO_TONE_BAND` grey levels of black or white.
+
+    Only JPEGs are measured (lossless formats keep a black-and-white picture's grey levels, which the
+    grey-level rule counts); those above `TWO_TONE_MAX_PIXELS` at the largest reduced size under it.
+    Other, unreadable or oversized files return 0.0 (the decoder reports those).
+    """
+    from PIL import Image
+
+    try:
+        data = source if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
+        if bytes(data[:3]) != b"\xff\xd8\xff":
+            return 0.0
+        with Image.open(io.BytesIO(data), formats=("JPEG", "MPO")) as im:
+            width, height = im.size
+            if width * height > DEFAULT_MAX_PIXELS:
+                return 0.0
+            scale = next((s for s in (1, 2, 4) if width * height <= TWO_TONE_MAX_PIXELS * s * s), 8)
+            im.draft("L", (width // scale, height // scale))  # grey straight from the decoder
+            histogram = (im if im.mode == "L" else im.convert("L")).histogram()  # convert would copy an L image
+    except Exception:  # noqa: BLE001 - any unreadable input: the decoder raises the user-facing error
+        return 0.0
+    near = sum(histogram[:TWO_TONE_BAND]) + sum(histogram[-TWO_TONE_BAND:])
+    return near / max(sum(histogram), 1)
+
+
+def two_tone_share_of(sources: Sequence[str | os.PathLike]) -> np.ndarray:
+    """`two_tone_share` of every file, in order (read in parallel)."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return np.array(list(pool.map(two_tone_share, sources)), dtype=np.float64)
