@@ -150,13 +150,14 @@ def test_checkpoints_keep_the_cuda_generators_when_a_gpu_is_present(monkeypatch:
     from pneumoscan.training.checkpoint import atomic_torch_save, load_checkpoint, restore_rng_states, rng_states
 
     gpu = [torch.arange(8, dtype=torch.uint8)]  # one device's generator state, as torch.cuda returns it
-    restored: list[list[torch.Tensor]] = []
+    restored: list[tuple[torch.Tensor, int]] = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: gpu)
-    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((state, device)))
     atomic_torch_save(rng_states(), tmp_path / "last.pt")
     restore_rng_states(load_checkpoint(tmp_path / "last.pt"))  # loads with weights_only=True
-    assert len(restored) == 1 and restored[0][0].equal(gpu[0])
+    assert len(restored) == 1 and restored[0][0].equal(gpu[0]) and restored[0][1] == 0
     restore_rng_states({"torch_rng": torch.get_rng_state()})  # a checkpoint from before: the CPU's only
     assert len(restored) == 1
 

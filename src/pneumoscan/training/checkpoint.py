@@ -105,10 +105,12 @@ def rng_states() -> dict[str, Any]:
 
 
 def restore_rng_states(ckpt: dict[str, Any]) -> None:
-    """Set the generators `rng_states` saved in `ckpt` (checkpoints written before CUDA's was kept have none)."""
+    """Set the generators `rng_states` saved in `ckpt` (checkpoints written before CUDA's was kept have none). Only
+    the CUDA devices present are set: a run checkpointed on more GPUs than this machine has trained on the first."""
     torch.set_rng_state(ckpt["torch_rng"])
     if ckpt.get("cuda_rng") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        for index, state in enumerate(ckpt["cuda_rng"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, index)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

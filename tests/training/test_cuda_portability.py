@@ -1,0 +1,59 @@
+"""Checkpoints move between GPU and CPU machines: a run checkpointed on CUDA resumes here, without a GPU.
+
+There is no GPU here, so a CUDA run's checkpoint is made as torch would write it: every tensor's storage recorded
+as on "cuda:0" (torch.save names each storage's device), and the generator states of the GPUs it had.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+import torch.serialization
+
+from pneumoscan.cli import main
+from pneumoscan.training.checkpoint import atomic_torch_save, load_checkpoint, restore_rng_states
+from tests.training.test_audit_mistakes import QUICK
+
+
+def save_as_on_cuda(obj: dict, path: Path) -> None:
+    """`atomic_torch_save` as on a GPU machine: every storage tagged 'cuda:0', so loading it without a map to
+    the CPU fails here as it would on any machine without CUDA."""
+    tagged = [(0, lambda _storage: "cuda:0", None), *torch.serialization._package_registry]
+    with mock.patch.object(torch.serialization, "_package_registry", tagged):
+        atomic_torch_save(obj, path)
+
+
+def test_the_stand_in_for_a_cuda_checkpoint_needs_the_map_to_the_cpu(tmp_path: Path) -> None:
+    save_as_on_cuda({"w": torch.ones(2)}, tmp_path / "last.pt")
+    with pytest.raises(RuntimeError, match="CUDA"):
+        torch.load(tmp_path / "last.pt", weights_only=True)
+    assert load_checkpoint(tmp_path / "last.pt")["w"].device.type == "cpu"
+
+
+def test_a_run_checkpointed_on_a_gpu_resumes_on_a_cpu(tiny_dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(run), *QUICK]) == 0
+    ckpt = load_checkpoint(run / "last.pt")
+    ckpt["cuda_rng"] = [torch.arange(16, dtype=torch.uint8)] * 2  # the machine it trained on had two GPUs
+    save_as_on_cuda(ckpt, run / "last.pt")
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
+    assert load_checkpoint(run / "last.pt")["state"]["epoch"] == 2
+
+
+def test_a_resume_sets_the_generators_of_the_gpus_present_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run checkpointed on a machine with two GPUs resumes on one with a single GPU."""
+    restored: list[int] = []
+
+    def set_rng_state(_state: torch.Tensor, device: int) -> None:
+        if device >= 1:
+            raise IndexError("tuple index out of range")  # torch.cuda.default_generators[device], once CUDA is up
+        restored.append(device)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_rng_state)
+    monkeypatch.setattr(torch.cuda.random, "set_rng_state", set_rng_state)  # what set_rng_state_all calls
+    restore_rng_states({"torch_rng": torch.get_rng_state(), "cuda_rng": [torch.zeros(16, dtype=torch.uint8)] * 2})
+    assert restored == [0]
