@@ -57,3 +57,22 @@ def test_a_resume_sets_the_generators_of_the_gpus_present_only(monkeypatch: pyte
     monkeypatch.setattr(torch.cuda.random, "set_rng_state", set_rng_state)  # what set_rng_state_all calls
     restore_rng_states({"torch_rng": torch.get_rng_state(), "cuda_rng": [torch.zeros(16, dtype=torch.uint8)] * 2})
     assert restored == [0]
+
+
+@pytest.mark.parametrize("command", ["train", "pretrain"])
+def test_training_holds_cudnn_to_deterministic_algorithms(command: str, tiny_dataset: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a seed can promise on a GPU: cuDNN's nondeterministic and benchmarked algorithms are ruled out
+    (monkeypatch puts back the flags the process had)."""
+    import pneumoscan.training.trainer as trainer
+
+    def stop(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt  # the flags are set before the data is read: no need to train
+
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    monkeypatch.setattr(trainer, "prepare_data", stop)
+    extra = ["--batch-size", "8"] if command == "pretrain" else []
+    assert main([command, "--data", str(tiny_dataset), "--out", str(tmp_path / "run"), "--model", "cnn",
+                 "--image-size", "32", "--epochs", "1", "--quiet", *extra]) != 0
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark

@@ -58,10 +58,13 @@ class RunData:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    """Seed Python, NumPy and torch (CPU and CUDA), and hold cuDNN to deterministic convolution algorithms, chosen
+    without benchmarking: its fastest ones, and the ones a benchmark picks, vary from run to run on a GPU."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 def _cap_per_class(samples: list[Sample], cap: int | None, seed: int) -> list[Sample]:
