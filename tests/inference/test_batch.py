@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 
 from pneumoscan.evaluation.metrics import roc_auc
-from pneumoscan.inference.batch import sigmoid
+from pneumoscan.inference.batch import device_for, sigmoid
 
 
 def test_sigmoid_keeps_large_logits_apart_so_auc_sees_their_order() -> None:
@@ -21,3 +23,13 @@ def test_sigmoid_is_the_logistic_function_and_stable_at_the_extremes() -> None:
     assert np.all(np.isfinite(p)) and p[2] == 0.5
     np.testing.assert_allclose(p[1:4], 1 / (1 + np.exp(-x[1:4])), rtol=1e-12)
     assert 0 < p[0] < 1e-25 and p[4] == 1.0
+
+
+def test_choosing_cuda_turns_off_tf32_convolutions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU's scores (and a run's stored validation scores and threshold) in full float32, as the CPU's and ONNX
+    Runtime's; there is no GPU here, so this checks the switch, not the arithmetic."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)  # cuDNN's default; put back afterwards
+    assert device_for("cpu").type == "cpu" and torch.backends.cudnn.allow_tf32
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert device_for().type == "cuda"
+    assert not torch.backends.cudnn.allow_tf32
