@@ -127,9 +127,13 @@ def read_meta(path: str | os.PathLike) -> ArtifactMeta:
     return ArtifactMeta.from_json(header)
 
 
-def load_artifact(path: str | os.PathLike | None, device: str | torch.device = "cpu") -> tuple[nn.Module, ArtifactMeta]:
-    """Build the model described by an artifact and load its weights; never unpickles anything."""
+def load_artifact(path: str | os.PathLike | None,
+                  device: str | torch.device | None = None) -> tuple[nn.Module, ArtifactMeta]:
+    """Build the model described by an artifact and load its weights onto `device` (None: `device_for()`, CUDA when
+    present); never unpickles anything."""
     from safetensors.torch import load_file
+
+    from pneumoscan.inference.batch import device_for
 
     path = resolve_model_path(path)
     meta = read_meta(path)
@@ -138,5 +142,5 @@ def load_artifact(path: str | os.PathLike | None, device: str | torch.device = "
     except (UnknownModelError, ModelConfigError) as err:  # written by another version, or edited
         raise InputError(f"{path}: {err} (written by pneumoscan {meta.version}, this is {__version__}); "
                          "load it with the version that wrote it") from None
-    model.load_state_dict(load_file(str(path), device=str(device)))
-    return model.to(device).eval(), meta
+    model.load_state_dict(load_file(str(path)))  # into the model as built, on the CPU; then moved once
+    return model.to(device if device is not None else device_for()).eval(), meta

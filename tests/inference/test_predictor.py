@@ -70,3 +70,13 @@ def test_predict_chunks_reads_one_chunk_at_a_time_in_input_order(tiny_run: Path,
     chunked = first + [p for chunk in rest for p in chunk]
     assert [(p.path, p.error is None, p.label) for p in chunked] == [(p.path, p.error is None, p.label) for p in whole]
     assert [p.probability for p in chunked] == pytest.approx([p.probability for p in whole], abs=1e-6)
+
+
+def test_the_model_is_loaded_onto_the_device_device_for_picks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CUDA when present: predict, evaluate, explain, report, set-threshold and the service load their model
+    through the Predictor. No GPU here: the meta device stands in for one (loading needs no values)."""
+    import pneumoscan.inference.batch as batch
+
+    monkeypatch.setattr(batch, "device_for", lambda preferred=None: torch.device("meta"))
+    model = Predictor(None, backend="torch").model
+    assert {t.device.type for t in [*model.parameters(), *model.buffers()]} == {"meta"}

@@ -30,6 +30,18 @@ def test_artifact_round_trip(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*tmp"))
 
 
+def test_an_artifact_loads_onto_the_device_asked_for_else_the_one_device_for_picks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GPU here: the meta device stands in for CUDA (loading needs no values)."""
+    import pneumoscan.inference.batch as batch
+
+    meta = ArtifactMeta(model_name="cnn", model_config={}, image_size=32, mean=0.5, std=0.25)
+    path = save_artifact(tmp_path / "m.safetensors", create_model("cnn"), meta)
+    monkeypatch.setattr(batch, "device_for", lambda preferred=None: torch.device("meta"))
+    assert {t.device.type for t in load_artifact(path)[0].state_dict().values()} == {"meta"}
+    assert {t.device.type for t in load_artifact(path, "cpu")[0].state_dict().values()} == {"cpu"}  # as export asks
+
+
 def test_preprocessing_round_trips_through_the_flat_json_header() -> None:
     meta = ArtifactMeta(model_name="cnn", model_config={}, image_size=64, mean=0.4812345678901, std=0.2345678901234,
                         equalize=True)

@@ -212,7 +212,7 @@ def export_artifact(model: str | os.PathLike | None, out: str | os.PathLike,
                     images: list[str | os.PathLike] | None = None) -> ExportReport:
     """Export an artifact to `out` (.onnx), after checking it; writes atomically."""
     path = resolve_model_path(model)
-    torch_model, meta = load_artifact(path)
+    torch_model, meta = load_artifact(path, "cpu")  # checked against ONNX Runtime on the CPU, where it runs
     onnx_bytes = export_onnx_bytes(torch_model, meta, artifact_sha256=file_sha256(path))
     batch, source = check_images(meta.image_size, images)
     diff = check_onnx(onnx_bytes, torch_model, meta, batch)

@@ -16,6 +16,7 @@ from pneumoscan.data.layout import Sample
 from pneumoscan.errors import InputError
 from pneumoscan.evaluation.evaluate import read_predictions
 from pneumoscan.evaluation.thresholds import check_target_recall
+from pneumoscan.inference.batch import device_for
 from pneumoscan.models.ensemble import Ensemble
 from pneumoscan.models.registry import create_model
 from pneumoscan.data.patients import recorded_patient_key
@@ -126,7 +127,7 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
     lead = max(metas, key=lambda m: m.image_size)  # the ensemble takes its largest member's input
     members = [member_entry(m) for m in metas]
     config = {"members": members, "input_mean": lead.mean, "input_std": lead.std}
-    model = create_model("ensemble", **config)
+    model = create_model("ensemble", **config).to(device_for())  # where load_artifact put the members
     assert isinstance(model, Ensemble)
     model.load_members([net for net, _ in loaded])
     recall = target_recall if target_recall is not None else metas[0].target_recall or 0.95
