@@ -84,7 +84,8 @@ def _operating_point(parser: argparse.ArgumentParser) -> None:
 
 def _backend_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
-                        help="inference engine; auto = ONNX Runtime when installed, else PyTorch (default auto)")
+                        help="inference engine; auto = PyTorch on a CUDA GPU, else ONNX Runtime when installed, else PyTorch "
+                             "(default auto)")
 
 
 def _model_arg(parser: argparse.ArgumentParser) -> None:

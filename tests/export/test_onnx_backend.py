@@ -51,6 +51,31 @@ def test_auto_prefers_onnx(tiny_run: Path) -> None:
     assert Predictor(tiny_run, backend="auto").backend == "onnx"
 
 
+def test_auto_prefers_pytorch_on_a_cuda_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime runs on the CPU here, so with a GPU present auto keeps the model on it."""
+    import torch
+
+    from pneumoscan.inference.onnx_backend import resolve_backend
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_backend("auto") == "torch"
+    assert resolve_backend("onnx") == "onnx"
+
+
+def test_an_onnx_file_asks_auto_for_onnx_even_on_a_gpu(tiny_run: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from pneumoscan.inference import predictor as predictor_module
+
+    export_artifact(tiny_run, tmp_path / "model.onnx")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(predictor_module, "load_artifact", lambda path: load_artifact(path, "cpu"))  # no GPU here
+    chosen = Predictor(tiny_run, backend="auto", onnx_path=tmp_path / "model.onnx")
+    assert chosen.backend == "onnx" and chosen.onnx is not None
+    assert chosen.onnx.source == str(tmp_path / "model.onnx")
+
+
 def test_unknown_backend_is_an_input_error(tiny_run: Path) -> None:
     with pytest.raises(InputError, match="torch, onnx, auto"):
         Predictor(tiny_run, backend="tensorrt")

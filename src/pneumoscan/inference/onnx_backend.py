@@ -28,11 +28,14 @@ def onnxruntime_available() -> bool:
 
 
 def resolve_backend(backend: str) -> str:
-    """'torch' or 'onnx' for a requested backend; 'auto' picks onnx when onnxruntime imports."""
+    """'torch' or 'onnx' for a requested backend; 'auto' picks PyTorch when CUDA is present (ONNX Runtime runs on the
+    CPU here), else onnx when onnxruntime imports."""
+    import torch
+
     if backend not in BACKENDS:
         raise InputError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if backend == "auto":
-        return "onnx" if onnxruntime_available() else "torch"
+        return "onnx" if onnxruntime_available() and not torch.cuda.is_available() else "torch"
     if backend == "onnx" and not onnxruntime_available():
         raise InputError(f"backend 'onnx' needs onnx and onnxruntime; {_ORT_HINT} onnx, or use --backend torch")
     return backend

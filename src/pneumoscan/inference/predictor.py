@@ -121,9 +121,9 @@ class Predictor:
 
         self.path = resolve_model_path(model)
         self.model, self.meta = load_artifact(self.path)
-        # backend: "torch", "onnx" or "auto" (onnx when onnxruntime imports); `onnx_path` is an export of
-        # this artifact to use, else one is built in memory. `self.model` stays the torch model either way.
-        self.backend = resolve_backend(backend)
+        # backend: "torch", "onnx" or "auto" (see resolve_backend; an `onnx_path` asks for onnx); `onnx_path` is an
+        # export of this artifact to use, else one is built in memory. `self.model` stays the torch model either way.
+        self.backend = resolve_backend("onnx" if backend == "auto" and onnx_path is not None else backend)
         if onnx_path is not None and self.backend != "onnx":
             raise InputError(f"--onnx {onnx_path}: only the onnx backend uses it; drop --onnx or pass --backend onnx")
         self.batch_size = batch_size

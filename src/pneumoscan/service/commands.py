@@ -81,7 +81,8 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--backend", choices=["torch", "onnx", "auto"], default="auto",
-                   help="inference engine (default auto: onnx when onnxruntime is installed)")
+                   help="inference engine (default auto: torch on a CUDA GPU, else onnx when onnxruntime is "
+                        "installed)")
     p.add_argument("--onnx", help="an ONNX export of --model to use (default: RUN/model.onnx if current, "
                                   "else exported in memory at start-up)")
     p.add_argument("--threshold", type=float, help="decide PNEUMONIA when P >= this (default: the model's own)")
