@@ -167,7 +167,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _output_folders(args.json, args.predictions)
     predictor = Predictor(args.model, backend=args.backend, threshold=args.threshold, target_recall=args.target_recall,
                           prevalence=args.prevalence)
-    result = evaluate(predictor, args.data, args.split, n_boot=args.n_boot, seed=args.seed)
+    result = evaluate(predictor, args.data, args.split, n_boot=args.n_boot, seed=args.seed, cache_dir=args.cache_dir)
     summary = result.summary
     # the files first: printing fails once a reader such as `| head` has gone, and they must not be lost with it
     if args.predictions:
@@ -215,7 +215,7 @@ def cmd_set_threshold(args: argparse.Namespace) -> int:
     check_at_least_one(args.n_boot, "--n-boot")
     _output_folders(args.json)
     result = set_threshold(args.model, args.data, args.out, split=args.split, target_recall=args.target_recall,
-                           backend=args.backend, n_boot=args.n_boot)
+                           backend=args.backend, n_boot=args.n_boot, cache_dir=args.cache_dir)
     if args.json:
         _write_json(args.json, {"threshold": result.threshold, "threshold_ci95": list(result.interval),
                                 "target_recall": result.target_recall, "model": str(result.out),
@@ -239,6 +239,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 # -- parser --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from pneumoscan.data.cache_commands import add_cache_dir_arg
     from pneumoscan.training.commands import add_patient_key_arg
 
     parser = argparse.ArgumentParser(prog="pneumoscan", description=__doc__.split(":")[0] + ": pneumonia on chest X-rays.")
@@ -304,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "ImageNet weights on disk for --model tv_resnet18/tv_resnet50 (torchvision's .pth, "
                                   "timm's model.safetensors; the ImageNet classifier is replaced)")
     p.add_argument("--max-images", type=int, help="use at most this many images per class (quick experiments)")
-    p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/pneumoscan)")
+    add_cache_dir_arg(p)
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --out from its last checkpoint, with its own settings "
                         "(only --epochs, --data, --cache-dir may be given again)")
@@ -320,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", help="write per-image probabilities to this CSV")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    add_cache_dir_arg(p)
     _backend_arg(p)
     _operating_point(p)
     p.set_defaults(func=cmd_evaluate)
@@ -338,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
     p.add_argument("--json", help="also write the threshold, its interval and the figures before and after as JSON "
                                   "to this file ('-': stdout, and the text report goes to stderr)")
+    add_cache_dir_arg(p)
     _backend_arg(p)
     p.set_defaults(func=cmd_set_threshold)
 

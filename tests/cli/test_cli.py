@@ -517,3 +517,20 @@ def test_audit_patient_key_on_the_command_line(tmp_path: Path, capsys: pytest.Ca
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"pneumoscan: error: {tmp_path / 'train' / 'NORMAL' / 'loose.dcm'}: --patient-key folder")
     assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["evaluate", "set-threshold", "report", "compare"])
+def test_every_command_that_decodes_a_data_set_takes_cache_dir(command: str, tiny_run: Path, tiny_data: Path,
+                                                               tmp_path: Path, isolated_cache: Path) -> None:
+    """train, fit-guard and ensemble took --cache-dir, and the cache's own warning names it, but the commands
+    scoring a labelled split refused it: a run trained with --cache-dir was decoded again into ~/.cache."""
+    cache = tmp_path / "site_cache"
+    args = {"evaluate": ["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--n-boot", "5"],
+            "set-threshold": ["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--n-boot", "5",
+                              "--out", str(tmp_path / "site")],
+            "report": ["report", str(tiny_run), "--data", str(tiny_data), "--n-boot", "5", "--cases", "1",
+                       "--out", str(tmp_path / "report.html")],
+            "compare": ["compare", str(tiny_run), "--data", str(tiny_data), "--n-boot", "5",
+                        "--out", str(tmp_path / "compare.html")]}[command]
+    assert main([*args, "--cache-dir", str(cache)]) == 0
+    assert list(cache.glob("*.npy")) and not list(isolated_cache.glob("*.npy"))

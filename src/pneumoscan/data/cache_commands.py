@@ -94,10 +94,18 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+CACHE_DIR_DEFAULT = "default $PNEUMOSCAN_CACHE, else ~/.cache/pneumoscan"
+
+
+def add_cache_dir_arg(parser: argparse.ArgumentParser) -> None:
+    """`--cache-dir`: the decoded-image cache of every command that decodes a data set."""
+    parser.add_argument("--cache-dir", help=f"where decoded images are cached ({CACHE_DIR_DEFAULT})")
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `cache`."""
     p = subparsers.add_parser("cache", help="show the decoded-image cache (folder, size, limit, entries) or clear it")
-    p.add_argument("--cache-dir", help="the cache folder (default $PNEUMOSCAN_CACHE, else ~/.cache/pneumoscan)")
+    p.add_argument("--cache-dir", help=f"the cache folder ({CACHE_DIR_DEFAULT})")
     p.add_argument("--clear", action="store_true",
                    help="remove every cache entry, and temporary files left by killed writes (those untouched for an "
                         "hour); other files stay")

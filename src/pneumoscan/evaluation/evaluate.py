@@ -95,7 +95,7 @@ def recall_by_cause(images: ImageSet, probs: np.ndarray, threshold: float) -> di
 
 def evaluate(
     predictor: Predictor, data: str | os.PathLike, split: str | None = None, *, n_boot: int = 1000, seed: int = 0,
-    cache_dir: Path | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> Evaluation:
     """Predict every image of the split (cached decode) and summarise at the predictor's threshold."""
     split_name, samples = evaluation_samples(data, split)

@@ -98,6 +98,7 @@ def set_threshold(
     backend: str = "auto",
     n_boot: int = 1000,
     seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
 ) -> LocalThreshold:
     """Score the labelled images of `data`, choose the threshold for `target_recall` on them, write a copy of
     the model with it to `out`. The weights are unchanged, so the model's guard (if any) is copied along."""
@@ -111,7 +112,7 @@ def set_threshold(
     created = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)  # a bad --out fails before the scoring, not after
     try:
-        evaluation = evaluate(predictor, data, split, n_boot=n_boot, seed=seed)
+        evaluation = evaluate(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
     except BaseException:
         if created:
             path.parent.rmdir()

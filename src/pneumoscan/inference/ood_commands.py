@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pneumoscan.data.cache_commands import add_cache_dir_arg
+
 
 def cmd_fit_guard(args: argparse.Namespace) -> int:
     from pneumoscan.errors import InputError
@@ -56,5 +58,5 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-false-rejection", type=float, default=0.01,
                    help="allowed share of real X-rays rejected (default 0.01; half of it is used on held-out images)")
     p.add_argument("--seed", type=int, default=0, help="seed for the subset and the cross-fitting folds (default 0)")
-    p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/pneumoscan)")
+    add_cache_dir_arg(p)
     p.set_defaults(func=cmd_fit_guard)

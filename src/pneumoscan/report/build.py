@@ -357,7 +357,8 @@ def _feature_map_section(model: Any, run: RunInfo, scores: Scores, out: Figures)
 
 # -- entry point -----------------------------------------------------------------------------------
 def build_report(run_dir: str | os.PathLike, *, data: str | os.PathLike | None = None, split: str | None = None,
-                 out: str | os.PathLike | None = None, n_boot: int = 1000, per_group: int = 4) -> Path:
+                 out: str | os.PathLike | None = None, n_boot: int = 1000, per_group: int = 4,
+                 cache_dir: str | os.PathLike | None = None) -> Path:
     """Write the HTML report of a run (and its figures as PNGs in `<name>_files/`); returns the HTML path."""
     from pneumoscan.artifact import load_artifact
     from pneumoscan.evaluation.metrics import UndefinedMetricWarning
@@ -369,7 +370,7 @@ def build_report(run_dir: str | os.PathLike, *, data: str | os.PathLike | None =
     run = load_run(run_dir)
     with warnings.catch_warnings():  # undefined metrics show as 'n/a' in the report
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        scores = run_scores(run, data, split, n_boot=n_boot)
+        scores = run_scores(run, data, split, n_boot=n_boot, cache_dir=cache_dir)
     model, _ = load_artifact(run.artifact)
     params = count_parameters(model)
     fig_out = Figures()

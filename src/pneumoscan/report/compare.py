@@ -108,7 +108,7 @@ def _check_tables(target: Path) -> None:
 
 
 def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike, data: str | os.PathLike | None = None,
-                 split: str | None = None, n_boot: int = 500) -> Path:
+                 split: str | None = None, n_boot: int = 500, cache_dir: str | os.PathLike | None = None) -> Path:
     """Write `out` (HTML), `out`.csv and `out`.json comparing runs; returns the HTML path."""
     from pneumoscan.evaluation.metrics import UndefinedMetricWarning
 
@@ -128,7 +128,7 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
     for label, run in zip(labels, runs):
         with warnings.catch_warnings():  # undefined metrics show as 'n/a' in the table
             warnings.simplefilter("ignore", UndefinedMetricWarning)
-            scores = run_scores(run, data, split, n_boot=n_boot)
+            scores = run_scores(run, data, split, n_boot=n_boot, cache_dir=cache_dir)
         source = scores.source if data is not None else "each run's own validation predictions"
         rows.append(comparison_row(label, run, scores))
         curve = _roc_curve(label, scores)

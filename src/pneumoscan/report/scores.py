@@ -98,14 +98,15 @@ def warn_if_threshold_chosen_here(meta: "ArtifactMeta", data: str | os.PathLike,
             warnings.warn(text, stacklevel=3)
 
 
-def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_boot: int = 1000, seed: int = 0) -> Scores:
+def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_boot: int = 1000, seed: int = 0,
+                cache_dir: str | os.PathLike | None = None) -> Scores:
     """Evaluate the run's model on a split of `data` at the stored threshold."""
     from pneumoscan.evaluation.evaluate import evaluate
     from pneumoscan.inference.predictor import Predictor
 
     # the backend `evaluate` uses by default, so a film scored at the very threshold is called alike by both
     predictor = Predictor(run.artifact, backend="auto")
-    result = evaluate(predictor, data, split, n_boot=n_boot, seed=seed)
+    result = evaluate(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
     warn_if_threshold_chosen_here(predictor.meta, data, result.split)
     skipped = result.images.skipped
     if skipped:
@@ -117,10 +118,12 @@ def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_b
                   list(result.images.skipped), count_patients(run, result.images.samples))
 
 
-def run_scores(run: RunInfo, data: str | os.PathLike | None, split: str | None, *, n_boot: int = 1000) -> Scores:
-    """Evaluation scores when `data` is given, else the validation predictions."""
+def run_scores(run: RunInfo, data: str | os.PathLike | None, split: str | None, *, n_boot: int = 1000,
+               cache_dir: str | os.PathLike | None = None) -> Scores:
+    """Evaluation scores when `data` is given (decoded through the cache in `cache_dir`), else the validation
+    predictions."""
     if data is None:
         if split not in (None, "val"):
             raise InputError(f"--split {split}: needs --data DIR; without --data the run's validation predictions are used")
         return validation_scores(run, n_boot=n_boot)
-    return data_scores(run, data, split, n_boot=n_boot)
+    return data_scores(run, data, split, n_boot=n_boot, cache_dir=cache_dir)

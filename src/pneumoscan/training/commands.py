@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pneumoscan.data.cache_commands import add_cache_dir_arg
+
 
 def print_validation(path: Path) -> None:
     """The artifact's path and its validation figures at the stored threshold."""
@@ -61,7 +63,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("runs", nargs="+", help="finished `pneumoscan train` run folders (at least two)")
     p.add_argument("--out", required=True, help="folder for the ensemble's model.safetensors and val_predictions.csv")
     p.add_argument("--target-recall", type=float, help="recall the threshold is chosen for (default: the first member's)")
-    p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/pneumoscan)")
+    add_cache_dir_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars (shown on stderr only when it is a terminal)")
     p.set_defaults(func=cmd_ensemble)
 
@@ -84,7 +86,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--crop", action=argparse.BooleanOptionalAction, default=None,
                    help="crop every image to the body's width, as `train --crop` does (default off; match the train run)")
     p.add_argument("--max-images", type=int, help="use at most this many images per class (quick experiments)")
-    p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/pneumoscan)")
+    add_cache_dir_arg(p)
     p.add_argument("--resume", action="store_true", help="continue an interrupted pretraining in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars (shown on stderr only when it is a terminal)")
     p.set_defaults(func=cmd_pretrain)
