@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,23 @@ def test_report_user_mistakes(tiny_run: Path, tmp_path: Path, capsys: pytest.Cap
     assert main(["report", str(tiny_run), "--split", "test", "--out", str(tmp_path / "r.html")]) == 2
     assert "needs --data" in capsys.readouterr().err
     assert not (tmp_path / "r.html").exists()
+
+
+def test_a_runs_model_file_stands_for_its_folder(tiny_run: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`report RUN/model.safetensors` (what --model takes everywhere else) said 'a file where a folder is needed;
+    check the path of --out RUN/model.safetensors/report.html', an --out the user never gave."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("report*"))
+    assert main(["report", str(run / "model.safetensors"), "--n-boot", "5", "--cases", "1"]) == 0
+    assert (run / "report.html").is_file()
+    capsys.readouterr()
+    other = tmp_path / "site.safetensors"
+    other.write_bytes((run / "model.safetensors").read_bytes())
+    assert main(["report", str(other), "--n-boot", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "a file, not a run folder" in err and "--out" not in err.split(";")[0]
+    assert main(["compare", str(run / "model.safetensors"), "--out", str(tmp_path / "c.html"), "--n-boot", "5"]) == 0
 
 
 def test_compare_two_runs(tiny_run: Path, odd_run: Path, tmp_path: Path) -> None:

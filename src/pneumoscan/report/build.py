@@ -365,9 +365,9 @@ def build_report(run_dir: str | os.PathLike, *, data: str | os.PathLike | None =
     from pneumoscan.models.registry import count_parameters
 
     started = time.time()
-    target = check_output(out if out is not None else default_output(run_dir), (".html", ".htm"), "the report")
+    run = load_run(run_dir)  # first: the default output is in the run folder, which RUN/model.safetensors names
+    target = check_output(out if out is not None else default_output(run.path), (".html", ".htm"), "the report")
     check_companion(files_folder(target), target, folder=True)
-    run = load_run(run_dir)
     with warnings.catch_warnings():  # undefined metrics show as 'n/a' in the report
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         scores = run_scores(run, data, split, n_boot=n_boot, cache_dir=cache_dir)

@@ -12,7 +12,7 @@ from pneumoscan.errors import check_at_least_one
 def add_commands(subparsers: Any) -> None:
     """Register the `report` and `compare` commands."""
     p = subparsers.add_parser("report", help="self-contained HTML report of a run: curves, thresholds, calibration, Grad-CAM")
-    p.add_argument("run_dir", help="run folder written by pneumoscan train")
+    p.add_argument("run_dir", help="run folder written by pneumoscan train (or its model.safetensors)")
     p.add_argument("--data", help="evaluate on this data folder or CSV manifest (default: the run's validation predictions)")
     p.add_argument("--split", help="split of --data to evaluate (default: test, else the only one; a folder of class "
                                     "folders is used whole)")
@@ -23,7 +23,7 @@ def add_commands(subparsers: Any) -> None:
     p.set_defaults(func=cmd_report)
 
     p = subparsers.add_parser("compare", help="compare runs: metrics table (HTML, CSV, JSON) and overlaid ROC curves")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders written by pneumoscan train")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders written by pneumoscan train (or their model.safetensors)")
     p.add_argument("--out", required=True, help="HTML file to write, e.g. compare.html (CSV and JSON go next to it)")
     p.add_argument("--data", help="evaluate every run on this data folder or CSV manifest (default: each run's validation predictions)")
     p.add_argument("--split", help="split of --data to evaluate (default: test, else the only one; a folder of class "

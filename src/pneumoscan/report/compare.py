@@ -16,7 +16,7 @@ from pneumoscan.report import figures as figs
 from pneumoscan.report import html as h
 from pneumoscan.outputs import atomic_write, check_companion, check_output
 from pneumoscan.report.build import Figures, files_folder
-from pneumoscan.report.run import RunInfo, load_run
+from pneumoscan.report.run import RunInfo, load_run, run_folder
 from pneumoscan.report.scores import Scores, run_scores
 
 COLUMNS = ("run", "model", "params", "loss", "accuracy", "precision", "recall", "specificity", "f1", "roc_auc",
@@ -117,7 +117,7 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
     target = check_output(out, (".html", ".htm"), "the comparison (with its CSV and JSON next to it)")
     _check_tables(target)
     check_companion(files_folder(target), target, folder=True)
-    paths = [Path(p) for p in run_dirs]
+    paths = [run_folder(p) for p in run_dirs]
     twice = sorted({str(p) for p in paths if sum(q.resolve() == p.resolve() for q in paths) > 1})
     if twice:
         raise InputError(f"{', '.join(twice)}: given more than once; list each run once")

@@ -71,11 +71,24 @@ def read_history(path: Path) -> list[dict[str, float]]:
     return [row for row in rows if math.isfinite(row.get("epoch", math.nan))]
 
 
-def load_run(run_dir: str | os.PathLike) -> RunInfo:
-    """Parse a run folder written by `pneumoscan train`; InputError when it holds no model."""
+def run_folder(run_dir: str | os.PathLike) -> Path:
+    """The run folder `run_dir` names: itself, or the folder of a run's model.safetensors (which --model takes
+    for a run everywhere else); InputError for any other path."""
     path = Path(run_dir)
+    if path.is_file() and path.name == ARTIFACT_NAME:
+        return path.parent
+    if path.is_file():
+        raise InputError(f"{path}: a file, not a run folder; pass the --out folder of pneumoscan train (a model file "
+                         f"without its run, such as one written by set-threshold, is scored by pneumoscan evaluate)")
     if not path.is_dir():
         raise InputError(f"{path}: not a run folder; pass the --out folder of pneumoscan train")
+    return path
+
+
+def load_run(run_dir: str | os.PathLike) -> RunInfo:
+    """Parse a run folder written by `pneumoscan train` (or given by its model.safetensors); InputError when it
+    holds no model."""
+    path = run_folder(run_dir)
     artifact = path / ARTIFACT_NAME
     if not artifact.is_file():
         raise InputError(f"{path}: no {ARTIFACT_NAME} in this run folder; finish training (or resume it) first")
