@@ -81,6 +81,24 @@ def test_without_a_guard_none_is_written(local) -> None:
     assert not local.guard_copied and not (local.out.parent / "model.ood.safetensors").exists()
 
 
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_copy_without_a_guard_is_said_with_the_fit_guard_command(guarded: bool, tiny_run: Path, fitted: Path,
+                                                                   tiny_data: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Run before fit-guard (the README's quick start lists it first), set-threshold wrote a model that refuses
+    nothing, and said only 'model: OUT', without the '(with its chest X-ray guard)' of a guarded copy."""
+    out = tmp_path / "site"
+    assert main(["set-threshold", "--model", str(fitted if guarded else tiny_run), "--data", str(tiny_data),
+                 "--split", "test", "--out", str(out), "--n-boot", "20", "--backend", "torch"]) == 0
+    err = capsys.readouterr().err
+    if guarded:
+        assert "has no chest X-ray guard" not in err
+    else:
+        trained_on = read_meta(tiny_run / "model.safetensors").training["config"]["data"]
+        assert f"{out / 'model.safetensors'} has no chest X-ray guard" in err
+        assert f"`pneumoscan fit-guard --model {out / 'model.safetensors'} --data {trained_on}`" in err
+
+
 def test_refuses_to_overwrite(tiny_run: Path, tiny_data: Path, local) -> None:
     with pytest.raises(InputError, match="is the model being re-thresholded"):
         set_threshold(tiny_run, tiny_data, tiny_run, split="test")

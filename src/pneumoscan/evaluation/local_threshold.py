@@ -40,6 +40,7 @@ class LocalThreshold:
     out: Path
     guard_copied: bool
     skipped: list[str]  # unreadable files, one message each
+    trained_on: str | None = None  # the `--data` the model was trained on, as its training recorded it
 
 
 def out_artifact_path(out: str | os.PathLike) -> Path:
@@ -130,7 +131,7 @@ def set_threshold(
     if predictor.guard is not None:  # loaded, and checked to be the source's, by the Predictor
         predictor.guard.save_for(path)
     return LocalThreshold(threshold, interval, target, evaluation.summary, after, path, predictor.guard is not None,
-                          list(evaluation.images.skipped))
+                          list(evaluation.images.skipped), (meta.training.get("config") or {}).get("data"))
 
 
 def source_notes(meta: ArtifactMeta, data: str | os.PathLike, split: str) -> list[tuple[str, str]]:
@@ -177,10 +178,19 @@ def few_images_warning(result: LocalThreshold) -> str | None:
             f"threshold is a coarse estimate (see its interval); {FEW_IMAGES} or more of each class is better")
 
 
+def no_guard_warning(result: LocalThreshold) -> str | None:
+    """A warning when the new model has no chest X-ray guard (its source had none), else None."""
+    if result.guard_copied:
+        return None
+    return (f"{result.out} has no chest X-ray guard, as the model it copies had none: it will score any image, a "
+            f"photo or an upside-down film too, instead of refusing it; fit one with `pneumoscan fit-guard --model "
+            f"{result.out} --data {result.trained_on or 'TRAINING_DATA'}` (the data the model was trained on)")
+
+
 def print_local_threshold(result: LocalThreshold) -> None:
     print(format_local_threshold(result))
-    warning = few_images_warning(result)
-    if warning:
-        print(f"pneumoscan: warning: {warning}", file=sys.stderr)
+    for warning in (few_images_warning(result), no_guard_warning(result)):
+        if warning:
+            print(f"pneumoscan: warning: {warning}", file=sys.stderr)
     for message in result.skipped:
         write_warning(f"skipped {message}")
