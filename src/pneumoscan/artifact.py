@@ -49,6 +49,11 @@ class ArtifactMeta:
         """What every prediction with these weights must do to its uint8 images first."""
         return Preprocessing(self.mean, self.std, self.equalize, self.crop)
 
+    @property
+    def training_data(self) -> str | None:
+        """The `--data` of the training run, as recorded (relative to where it ran); None when not recorded."""
+        return (self.training.get("config") or {}).get("data")
+
     def threshold_for_recall(self, target_recall: float) -> float:
         """Operating threshold for `target_recall`, chosen on the stored scores (validation, or local after `set-threshold`)."""
         from pneumoscan.evaluation.thresholds import threshold_for_recall

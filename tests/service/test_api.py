@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from pneumoscan.artifact import file_sha256
+from pneumoscan.artifact import file_sha256, read_meta
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.service import engine as engine_module
 from pneumoscan.service.app import create_app
@@ -233,6 +233,20 @@ def test_uploads_never_touch_the_disk(client: TestClient, monkeypatch: pytest.Mo
     assert len(data) > 1024 * 1024  # bigger than Starlette's 1 MB spool threshold
     res = client.post("/predict", files={"file": ("noise.png", data, "image/png")})
     assert res.status_code == 200, res.text
+
+
+def test_a_model_without_a_guard_is_named_in_the_log(tiny_run: Path, fitted: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A service that refuses nothing (no guard beside the model) started with the same log lines as a guarded one."""
+    with caplog.at_level(logging.INFO, logger="pneumoscan.service"):
+        create_app(Settings(model=str(tiny_run), backend="torch"))
+    assert f"no chest X-ray guard beside {tiny_run / 'model.safetensors'}" in caplog.text
+    trained_on = read_meta(tiny_run / "model.safetensors").training["config"]["data"]
+    assert f"pneumoscan fit-guard --model {tiny_run / 'model.safetensors'} --data {trained_on}`" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="pneumoscan.service"):
+        create_app(Settings(model=str(fitted), backend="torch"))
+    assert "ready" in caplog.text and "guard" not in caplog.text
 
 
 def test_logs_hold_no_patient_data(client: TestClient, xray: Path, caplog: pytest.LogCaptureFixture) -> None:

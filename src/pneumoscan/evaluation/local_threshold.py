@@ -131,7 +131,7 @@ def set_threshold(
     if predictor.guard is not None:  # loaded, and checked to be the source's, by the Predictor
         predictor.guard.save_for(path)
     return LocalThreshold(threshold, interval, target, evaluation.summary, after, path, predictor.guard is not None,
-                          list(evaluation.images.skipped), (meta.training.get("config") or {}).get("data"))
+                          list(evaluation.images.skipped), meta.training_data)
 
 
 def source_notes(meta: ArtifactMeta, data: str | os.PathLike, split: str) -> list[tuple[str, str]]:

@@ -76,4 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     meta = engine.meta
     log.info("model %s (pneumoscan %s, %d px) ready, backend %s", meta.model_name, meta.version,
              meta.image_size, engine.predictor.backend)
+    if not engine.guarded:  # the page and /model say so too, but only to those who look
+        model = engine.predictor.path
+        log.warning("no chest X-ray guard beside %s: every upload gets a probability, a photo or an upside-down film "
+                    "too; fit one with `pneumoscan fit-guard --model %s --data %s` and restart", model, model,
+                    meta.training_data or "TRAINING_DATA")
     return app
