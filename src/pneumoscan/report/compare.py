@@ -126,9 +126,12 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
     rows, curves = [], []
     source = ""
     for label, run in zip(labels, runs):
-        with warnings.catch_warnings():  # undefined metrics show as 'n/a' in the table
-            warnings.simplefilter("ignore", UndefinedMetricWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warnings.simplefilter("ignore", UndefinedMetricWarning)  # undefined metrics show as 'n/a' in the table
             scores = run_scores(run, data, split, n_boot=n_boot, cache_dir=cache_dir)
+        for caught_warning in caught:  # each names its run: several runs' 'this model ...' would read alike
+            warnings.warn(caught_warning.category(f"{run.path}: {caught_warning.message}"), stacklevel=2)
         source = scores.source if data is not None else "each run's own validation predictions"
         rows.append(comparison_row(label, run, scores))
         curve = _roc_curve(label, scores)
