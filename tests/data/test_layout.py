@@ -6,7 +6,8 @@ import pytest
 
 from pneumoscan.data.layout import discover, evaluation_samples
 from pneumoscan.errors import InputError
-from tests.conftest import write_xray
+from pneumoscan.inference.predictor import expand_paths
+from tests.conftest import write_dicom, write_xray
 
 
 def test_kaggle_layout(tiny_dataset: Path) -> None:
@@ -179,3 +180,24 @@ def test_manifest_patient_column_with_an_empty_cell_names_the_row(tmp_path: Path
     (tmp_path / "both.csv").write_text("path,label,patient,patient_id\na.png,NORMAL,1,1\n")
     with pytest.raises(InputError, match=r"both\.csv: has both a patient and a patient_id column; keep one of them"):
         discover(tmp_path / "both.csv")
+
+
+def test_a_dicom_exports_dicomdir_is_not_taken_for_an_image(tmp_path: Path) -> None:
+    """A DICOM export's DICOMDIR (a DICOM file without pixels, by content an image candidate) made `predict EXPORT/`
+    exit 1 and `audit --strict` fail on an unreadable file, on every standard CD or PACS export."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    root = tmp_path / "export"
+    films = [write_dicom(root / name / "1.2.3.4", label, label) for label, name in enumerate(("NORMAL", "PNEUMONIA"))]
+    index = Dataset()
+    index.file_meta = FileMetaDataset()
+    index.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
+    index.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    index.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    index.FileSetID = "SITE"
+    for folder in (root, root / "NORMAL"):
+        pydicom.dcmwrite(folder / "DICOMDIR", index, enforce_file_format=True)
+    assert expand_paths([root]) == films
+    assert [s.path for s in discover(root)["all"]] == films

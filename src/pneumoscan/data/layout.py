@@ -27,8 +27,9 @@ class Sample:
 def is_image_path(path: Path) -> bool:
     """Whether a file looks like an image: by its extension, or for any other name by the DICOM magic
     bytes (DICOM files are often named by their UID, e.g. 1.2.840.113619.2.55.3.12345, or have no extension).
-    A broken link with an image's extension counts, so that reading it reports it rather than it going unseen."""
-    if path.name.startswith("."):
+    A broken link with an image's extension counts, so that reading it reports it rather than it going unseen.
+    A DICOMDIR, the index every DICOM export (CD, USB, PACS) carries under that name, is never an image."""
+    if path.name.startswith(".") or path.name.upper() == "DICOMDIR":
         return False
     if not path.is_file():
         return path.is_symlink() and _image_like_name(path)
