@@ -20,7 +20,10 @@ def test_end_to_end_on_the_bundled_sample(sample_dir: Path, tmp_path: Path, caps
     run = tmp_path / "run"
     assert main(["train", "--data", str(sample_dir), "--out", str(run), "--model", "cnn", "--image-size", "64",
                  "--epochs", "2", "--quiet", "--val-fraction", "0.2"]) == 0
-    assert "validation: AUC" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "validation: AUC" in out
+    split = json.loads((run / "split.json").read_text())["counts"]["val"]  # the figures say what they rest on
+    assert f"; {split['NORMAL'] + split['PNEUMONIA']} images ({split['NORMAL']} NORMAL, {split['PNEUMONIA']} PNEUMONIA)" in out
 
     out_json = tmp_path / "eval.json"
     assert main(["evaluate", "--model", str(run), "--data", str(sample_dir), "--json", str(out_json), "--n-boot", "50"]) == 0

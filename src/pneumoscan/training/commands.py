@@ -9,7 +9,8 @@ from pneumoscan.data.cache_commands import add_cache_dir_arg
 
 
 def print_validation(path: Path) -> None:
-    """The artifact's path and its validation figures at the stored threshold."""
+    """The artifact's path and its validation figures at the stored threshold, with the images they are measured
+    on (on a small site set, 12 films give an AUC that the next run can move by 0.2)."""
     from pneumoscan.artifact import read_meta
 
     meta = read_meta(path)
@@ -17,7 +18,8 @@ def print_validation(path: Path) -> None:
     print(f"model: {path}")
     print(f"validation: AUC {val['roc_auc']['value']:.4f}  recall {val['recall']['value']:.4f}  "
           f"specificity {val['specificity']['value']:.4f}  at threshold {meta.threshold:.4f} "
-          f"(target recall {meta.target_recall})")
+          f"(target recall {meta.target_recall}); {val['n']} images ({val['n_negative']} NORMAL, "
+          f"{val['n_positive']} PNEUMONIA)")
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
