@@ -496,3 +496,34 @@ def test_page_works_behind_a_proxy_that_serves_it_under_a_path(fitted: Path, sam
         expect(page.locator("#result")).to_be_visible(timeout=15_000)
         expect(page.locator("#error")).to_be_hidden()
         assert not outside, outside
+
+
+LIVE = "el => Boolean(el.closest('[aria-live=polite], [aria-live=assertive], [role=status], [role=alert]')) && " \
+       "getComputedStyle(el).display !== 'none' && el.getClientRects().length > 0"
+
+
+def test_screen_readers_hear_the_result_and_the_meter_reads_its_value(server: str, sample_dir: Path) -> None:
+    """The result panel is not a live region: a screen reader heard 'Analysing…' and then nothing. A live region
+    now says which file and what the decision (or refusal) is; the meter reads P and the threshold, not the
+    marker's text."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        decision = page.locator("#decision").inner_text()
+        spoken = page.locator("#announce")
+        expect(spoken).to_have_text(f"Result for {xray.name}: {decision}")
+        assert spoken.evaluate(LIVE)
+        prob, threshold = page.locator("#prob").inner_text(), page.locator("#threshold").inner_text()
+        expect(page.locator("#meter")).to_have_attribute("aria-valuetext", f"{prob}, threshold {threshold}")
+
+        page.set_input_files("#file", files=[{"name": "holiday.jpg", "mimeType": "image/jpeg", "buffer": colour_photo()}])
+        expect(spoken).to_have_text("Result for holiday.jpg: Not a chest X-ray — no prediction made: colour image "
+                                    "(chest X-rays are grayscale)", timeout=15_000)
+        page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not an x-ray"}])
+        expect(page.locator("#error")).to_contain_text("not an image", timeout=15_000)
+        expect(spoken).to_have_text("")  # the error is the alert; no earlier result is read out for this file
+        assert not errors, errors

@@ -14,6 +14,9 @@ function show(el, visible) { el.hidden = !visible; }
 
 function setStatus(text) { $("status").textContent = text; }
 
+// Screen readers hear the result in one sentence: the panel that shows it is not a live region.
+function announce(text) { $("announce").textContent = text; }
+
 function setError(text) {
   $("error").textContent = text || "";
   show($("error"), Boolean(text));
@@ -90,12 +93,13 @@ const OOD_PREFIX = "not a chest X-ray: ";
 
 // The guard refused the image: a warning instead of the probability bar and decision. Its reason either says
 // the image is not a chest X-ray, or (a black-and-white or upside-down film) what to send instead.
-function renderRejected(result) {
+function renderRejected(result, name) {
   const reason = result.ood_reason || OOD_PREFIX + "unlike the training X-rays";
   const unlike = reason.startsWith(OOD_PREFIX);
   $("ood-text").textContent = unlike
     ? `Not a chest X-ray — no prediction made: ${reason.slice(OOD_PREFIX.length)}`
     : `No prediction made: ${reason}`;
+  announce(`Result for ${name}: ${$("ood-text").textContent}`);
   show($("ood-unlike"), unlike);
   show($("ood-as-sent"), !unlike);
   show($("ood"), true);
@@ -113,7 +117,7 @@ function render(result, name) {
   $("model").textContent = `${result.model_name} · weights ${result.model_sha256}`;
   $("latency").textContent = `${Math.round(result.latency_ms)} ms`;
   if (result.in_distribution === false) {
-    renderRejected(result);
+    renderRejected(result, name);
     show($("result"), true);
     return;
   }
@@ -135,6 +139,9 @@ function render(result, name) {
   $("prob").textContent = result.probability.toFixed(digits);
   $("label").textContent = result.label;
   $("threshold").textContent = result.threshold.toFixed(digits);
+  // read out instead of the marker's text inside the meter, which would otherwise pass for its value
+  $("meter").setAttribute("aria-valuetext", `${$("prob").textContent}, threshold ${$("threshold").textContent}`);
+  announce(`Result for ${name}: ${decision.textContent}`);
 
   const heat = $("heatmap"), toggle = $("heat-toggle");
   if (result.heatmap_png_base64) {
@@ -179,6 +186,7 @@ async function analyse(files) {
   inFlight = null;
   setStatus("");
   setError("");
+  announce("");
   show($("result"), false);
   if (files.length > 1) {
     setError(`${files.length} files were dropped; drop one X-ray at a time, so that each result is ` +
