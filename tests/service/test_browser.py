@@ -527,3 +527,37 @@ def test_screen_readers_hear_the_result_and_the_meter_reads_its_value(server: st
         expect(page.locator("#error")).to_contain_text("not an image", timeout=15_000)
         expect(spoken).to_have_text("")  # the error is the alert; no earlier result is read out for this file
         assert not errors, errors
+
+
+def test_on_a_phone_the_decision_is_on_screen_when_the_result_comes(server: str, sample_dir: Path) -> None:
+    """At 375 x 667 the result began below the upload button, the decision under a 330 px film: the clinician
+    saw nothing happen. The decision now comes above the film and the page scrolls it into view."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    with chromium_page(server + "/", viewport={"width": 375, "height": 667}, is_mobile=True,
+                       has_touch=True) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.locator("label.button").scroll_into_view_if_needed()  # where the clinician's thumb is
+        for upload in (str(xray), {"name": "holiday.jpg", "mimeType": "image/jpeg", "buffer": colour_photo()}):
+            page.set_input_files("#file", upload)
+            expect(page.locator("#result")).to_be_visible(timeout=15_000)
+            page.wait_for_timeout(300)
+            verdict = page.locator("#ood-text" if isinstance(upload, dict) else "#decision").bounding_box()
+            assert verdict and 0 <= verdict["y"] and verdict["y"] + verdict["height"] <= 667, verdict
+            film = page.locator(".viewer").bounding_box()
+            assert film and verdict["y"] < film["y"], (verdict, film)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375  # nothing runs off the side
+        assert not errors, errors
+
+
+def test_on_a_wide_screen_the_film_stays_left_of_the_result(server: str, sample_dir: Path) -> None:
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, _):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        film, panel = page.locator(".viewer").bounding_box(), page.locator("#panel").bounding_box()
+        assert film and panel and film["x"] + film["width"] <= panel["x"] and abs(film["y"] - panel["y"]) < 1

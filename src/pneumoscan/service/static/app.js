@@ -111,6 +111,12 @@ function renderRejected(result, name) {
   $("heat-label").textContent = "No heatmap: no prediction was made";
 }
 
+// Shows the result, scrolled into view when it is not (on a phone it starts below the upload button).
+function reveal() {
+  show($("result"), true);
+  $("panel").scrollIntoView({ block: "nearest" });
+}
+
 // `name` is the uploaded file's: the result always says which film it belongs to.
 function render(result, name) {
   $("file-name").textContent = name;
@@ -118,7 +124,7 @@ function render(result, name) {
   $("latency").textContent = `${Math.round(result.latency_ms)} ms`;
   if (result.in_distribution === false) {
     renderRejected(result, name);
-    show($("result"), true);
+    reveal();
     return;
   }
   show($("ood"), false);
@@ -157,7 +163,7 @@ function render(result, name) {
     $("heat-label").textContent = "Heatmap not available for this model";
     show(heat, false);
   }
-  show($("result"), true);
+  reveal();
 }
 
 // Seconds to wait before asking a busy service again: its Retry-After header, kept within 1-30 s.
