@@ -64,9 +64,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(model: Path, *options: str) -> Iterator[str]:
-    """`pneumoscan serve --model MODEL OPTIONS...` in a subprocess; yields its base URL."""
-    port = free_port()
+def serving(model: Path, *options: str, port: int | None = None) -> Iterator[str]:
+    """`pneumoscan serve --model MODEL OPTIONS...` in a subprocess (on a free port unless `port`); yields its base URL."""
+    port = port or free_port()
     src = str(Path(pneumoscan.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen(
@@ -561,3 +561,83 @@ def test_on_a_wide_screen_the_film_stays_left_of_the_result(server: str, sample_
         expect(page.locator("#result")).to_be_visible(timeout=15_000)
         film, panel = page.locator(".viewer").bounding_box(), page.locator("#panel").bounding_box()
         assert film and panel and film["x"] + film["width"] <= panel["x"] and abs(film["y"] - panel["y"]) < 1
+
+
+def test_page_follows_a_service_restarted_with_another_threshold(fitted: Path, sample_dir: Path) -> None:
+    """The page read GET /model once: after a restart with another threshold (or weights) it went on describing the
+    old one (threshold, operating point, where the threshold came from) above results of the new one."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    stored = Predictor(fitted).threshold
+    override = 0.3 if abs(stored - 0.3) > 0.05 else 0.7
+    port = free_port()
+    with chromium_page(None) as (page, errors):
+        with serving(fitted, port=port) as base:
+            page.goto(base + "/")
+            expect(page.locator("#model-line")).to_contain_text(f"threshold {stored:.2f}")
+            expect(page.locator("#threshold-source")).to_contain_text("chosen on validation data")
+        with serving(fitted, "--threshold", str(override), port=port):
+            page.set_input_files("#file", str(xray))
+            expect(page.locator("#result")).to_be_visible(timeout=15_000)
+            expect(page.locator("#decision")).to_contain_text(f"threshold {override:.2f}")
+            expect(page.locator("#model-line")).to_contain_text(f"threshold {override:.2f}")
+            expect(page.locator("#threshold-source")).to_contain_text("set when this service was started")
+        assert not errors, errors
+
+
+def test_page_reads_the_model_again_when_it_could_not_at_first(server: str, sample_dir: Path) -> None:
+    """GET /model failed as the page opened (a restart, a proxy hiccup): the page then never asked for heatmaps and
+    said 'Heatmap not available for this model', nor knew the upload limit. It now asks again at the next upload."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    with chromium_page(None) as (page, errors):
+        refused: list[str] = []
+
+        def first_refused(route: Any) -> None:
+            if refused:
+                route.continue_()
+            else:
+                refused.append(route.request.url)
+                route.abort("connectionrefused")
+
+        page.route("**/model", first_refused)
+        page.goto(server + "/")
+        expect(page.locator("#model-line")).to_have_text("Model information unavailable.")
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        if HAS_GRADCAM:
+            expect(page.locator("#heatmap")).to_be_visible()
+        assert not errors, errors
+
+
+def test_a_heatmap_refused_after_a_restart_does_not_cost_the_result(server: str, sample_dir: Path) -> None:
+    """Restarted with a model Grad-CAM cannot explain, the service answers ?explain=true with 501: the page asks
+    again without a heatmap instead of showing the 501 as the file's error."""
+    import json
+
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.evaluate("modelInfo.explain_available = true")  # what the page knew of the model before the restart
+        asked: list[str] = []
+
+        def handle(route: Any) -> None:
+            asked.append(route.request.url)
+            if "explain=true" in route.request.url:
+                route.fulfill(status=501, content_type="application/json", body=json.dumps(
+                    {"detail": "Grad-CAM heatmaps are not available for this model or installation; retry without "
+                               "?explain=true"}))
+            else:
+                route.continue_()
+
+        page.route("**/predict*", handle)
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        expect(page.locator("#error")).to_be_hidden()
+        assert [url.rsplit("?", 1)[1] for url in asked] == ["explain=true", "explain=false"]
+        assert not errors, errors

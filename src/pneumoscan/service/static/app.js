@@ -22,34 +22,52 @@ function setError(text) {
   show($("error"), Boolean(text));
 }
 
+const SHIPPED_SCOPE = " trained on anterior-posterior chest X-rays of children aged one to five from one hospital " +
+  "in Guangzhou; it is not validated on adults, lateral views or other hospitals' equipment";
+const OTHER_SCOPE = "; see its model card for the films it was trained on";
+const VALIDATION_SOURCE = "The threshold is the model's operating point, chosen on validation data to favour " +
+  "sensitivity.";
+
+// Reads GET /model into `modelInfo` (null when it cannot) and describes that model on the page. Called at start,
+// and again when an upload finds it missing or the service answers with other weights or another threshold.
 async function loadModel() {
   try {
     const res = await fetch("model");
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     modelInfo = await res.json();
-    const testAuc = modelInfo.test_metrics?.roc_auc?.value, valAuc = modelInfo.val_metrics?.roc_auc?.value;
-    const auc = testAuc !== undefined ? `, test AUC ${Number(testAuc).toFixed(3)}`
-      : valAuc !== undefined ? `, validation AUC ${Number(valAuc).toFixed(3)} (no test figures)` : "";
-    $("model-line").textContent = `Model ${modelInfo.name} (weights ${modelInfo.sha256.slice(0, 12)}), threshold ` +
-      `${modelInfo.threshold.toFixed(2)}` + auc +
-      (modelInfo.ood_guard ? " · images that are not chest X-rays are refused" : "");
-    $("operating-point").textContent = operatingPoint(modelInfo);
-    if (modelInfo.shipped) {
-      $("scope").textContent = " trained on anterior-posterior chest X-rays of children aged one to five from one " +
-        "hospital in Guangzhou; it is not validated on adults, lateral views or other hospitals' equipment";
-    }
-    const source = modelInfo.threshold_source ?? {};
-    if (modelInfo.threshold !== modelInfo.stored_threshold) {
-      $("threshold-source").textContent = "The threshold in use was set when this service was started (the " +
-        `model's own operating point is ${modelInfo.stored_threshold.toFixed(2)}).`;
-    } else if (source.n_normal !== undefined) {
-      $("threshold-source").textContent = "The threshold is the model's operating point, chosen on this site's own " +
-        `${source.n_normal + source.n_pneumonia} labelled films (${source.date}) for a sensitivity of ` +
-        `${modelInfo.target_recall}.`;
-    }
   } catch (err) {
-    $("model-line").textContent = "Model information unavailable.";
+    modelInfo = null;
   }
+  describeModel(modelInfo);
+}
+
+function describeModel(info) {
+  $("scope").textContent = info?.shipped ? SHIPPED_SCOPE : OTHER_SCOPE;
+  $("operating-point").textContent = info ? operatingPoint(info) : "";
+  $("threshold-source").textContent = VALIDATION_SOURCE;
+  if (!info) {
+    $("model-line").textContent = "Model information unavailable.";
+    return;
+  }
+  const testAuc = info.test_metrics?.roc_auc?.value, valAuc = info.val_metrics?.roc_auc?.value;
+  const auc = testAuc !== undefined ? `, test AUC ${Number(testAuc).toFixed(3)}`
+    : valAuc !== undefined ? `, validation AUC ${Number(valAuc).toFixed(3)} (no test figures)` : "";
+  $("model-line").textContent = `Model ${info.name} (weights ${info.sha256.slice(0, 12)}), threshold ` +
+    `${info.threshold.toFixed(2)}` + auc + (info.ood_guard ? " · images that are not chest X-rays are refused" : "");
+  const source = info.threshold_source ?? {};
+  if (info.threshold !== info.stored_threshold) {
+    $("threshold-source").textContent = "The threshold in use was set when this service was started (the " +
+      `model's own operating point is ${info.stored_threshold.toFixed(2)}).`;
+  } else if (source.n_normal !== undefined) {
+    $("threshold-source").textContent = "The threshold is the model's operating point, chosen on this site's own " +
+      `${source.n_normal + source.n_pneumonia} labelled films (${source.date}) for a sensitivity of ` +
+      `${info.target_recall}.`;
+  }
+}
+
+// Whether the page's model description is of the weights and threshold that gave `result`.
+function describes(info, result) {
+  return info !== null && info.sha256.slice(0, 12) === result.model_sha256 && info.threshold === result.threshold;
 }
 
 // Sensitivity and specificity measured on the model's test set at the threshold in use, when it has them.
@@ -199,6 +217,10 @@ async function analyse(files) {
              "shown with its own film.");
     return;
   }
+  if (!modelInfo) {  // GET /model failed when the page opened: its limits and heatmap ability are not known
+    await loadModel();
+    if (mine !== latest) return;
+  }
   const limitMb = modelInfo ? modelInfo.max_upload_mb : null;
   if (limitMb && file.size > limitMb * 1024 * 1024) {
     setError(`${file.name}: this file is ${(file.size / 1048576).toFixed(1)} MB, above the ${limitMb} MB limit; ` +
@@ -211,7 +233,7 @@ async function analyse(files) {
   inFlight = controller;
   const form = new FormData();
   form.append("file", file, file.name);
-  const explain = modelInfo ? modelInfo.explain_available : false;
+  let explain = modelInfo ? modelInfo.explain_available : false;
   try {
     let res, body;
     // A 503 means the service's memory for uploads is full, not that the file is wrong: ask again after the
@@ -224,6 +246,12 @@ async function analyse(files) {
         });
       body = await res.json().catch(() => ({}));
       if (mine !== latest) return;
+      if (res.status === 501 && explain) {  // restarted with a model Grad-CAM cannot explain: ask without a heatmap
+        explain = false;
+        await loadModel();
+        if (mine !== latest) return;
+        continue;
+      }
       if (res.status !== 503 || tries >= BUSY_TRIES) break;
       const wait = retryAfter(res);
       setStatus(`The service is busy with other uploads; trying again in ${wait} s…`);
@@ -244,6 +272,10 @@ async function analyse(files) {
         return;
       }
       throw new Error(detail);
+    }
+    if (!describes(modelInfo, body)) {  // restarted with other weights or threshold: describe those instead
+      await loadModel();
+      if (mine !== latest) return;
     }
     setStatus("");
     render(body, file.name);
