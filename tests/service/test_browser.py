@@ -641,3 +641,23 @@ def test_a_heatmap_refused_after_a_restart_does_not_cost_the_result(server: str,
         expect(page.locator("#error")).to_be_hidden()
         assert [url.rsplit("?", 1)[1] for url in asked] == ["explain=true", "explain=false"]
         assert not errors, errors
+
+
+def test_a_200_that_is_not_a_result_is_said_so(server: str, sample_dir: Path) -> None:
+    """Behind an authenticating proxy whose session has run out, /predict answers 200 with a sign-in page: the page
+    said 'Could not analyse this file: Cannot read properties of undefined (reading 'toFixed')'."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.route("**/predict*", lambda route: route.fulfill(
+            status=200, content_type="text/html", body="<html><body>Please sign in</body></html>"))
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#error")).to_have_text(
+            "Could not analyse this file: the answer was not a pneumoscan result (perhaps a sign-in page of the "
+            "hospital's proxy); reload the page, sign in if asked, and try again", timeout=15_000)
+        expect(page.locator("#result")).to_be_hidden()
+        expect(page.locator("#status")).to_have_text("")
+        expect(page.locator("#model-line")).to_contain_text("resnet10")  # the model description is kept
+        assert not errors, errors

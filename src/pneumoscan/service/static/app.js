@@ -65,6 +65,12 @@ function describeModel(info) {
   }
 }
 
+// Whether a 200 answer is a prediction, not, say, a proxy's sign-in page after its session ran out.
+function isPrediction(body) {
+  return typeof body.threshold === "number" && typeof body.model_sha256 === "string" &&
+    (body.in_distribution === false || typeof body.probability === "number");
+}
+
 // Whether the page's model description is of the weights and threshold that gave `result`.
 function describes(info, result) {
   return info !== null && info.sha256.slice(0, 12) === result.model_sha256 && info.threshold === result.threshold;
@@ -272,6 +278,10 @@ async function analyse(files) {
         return;
       }
       throw new Error(detail);
+    }
+    if (!isPrediction(body)) {
+      throw new Error("the answer was not a pneumoscan result (perhaps a sign-in page of the hospital's proxy); " +
+                      "reload the page, sign in if asked, and try again");
     }
     if (!describes(modelInfo, body)) {  // restarted with other weights or threshold: describe those instead
       await loadModel();
