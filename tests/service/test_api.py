@@ -113,6 +113,31 @@ def test_page_and_static_files(client: TestClient) -> None:
     assert "https://" not in page.text and "http://" not in page.text
 
 
+def test_the_page_is_revalidated_on_every_load_and_sends_no_referrer(client: TestClient) -> None:
+    """The page and its script and style carried only Last-Modified, so browsers could keep them for days after an
+    upgrade (heuristic freshness) and run an old app.js on a new page: they must be revalidated (ETag, 304)."""
+    assert client.get("/").headers["cache-control"] == "no-cache"
+    for path in ("/static/app.js", "/static/style.css"):
+        res = client.get(path)
+        assert res.headers["cache-control"] == "no-cache", path
+        assert client.get(path, headers={"If-None-Match": res.headers["etag"]}).status_code == 304, path  # cheap
+    for path in ("/", "/model", "/health"):
+        assert client.get(path).headers["referrer-policy"] == "no-referrer", path
+
+
+def test_results_are_not_stored_when_the_app_is_mounted_under_a_path(tiny_run: Path, xray: Path) -> None:
+    """Mounted under /pneumoscan (root_path), /predict answers lost `Cache-Control: no-store`: the check read the
+    full path."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    site = Starlette(routes=[Mount("/pneumoscan", app=create_app(Settings(model=str(tiny_run), backend="onnx")))])
+    with TestClient(site) as mounted:
+        res = mounted.post("/pneumoscan/predict", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")})
+        assert res.status_code == 200 and res.headers["cache-control"] == "no-store"
+        assert mounted.get("/pneumoscan/static/app.js").headers["cache-control"] == "no-cache"
+
+
 def test_predict_one_xray(client: TestClient, tiny_run: Path, xray: Path) -> None:
     res = client.post("/predict", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")})
     assert res.status_code == 200, res.text

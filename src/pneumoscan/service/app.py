@@ -28,6 +28,12 @@ _PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self
                 "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 
 
+def _app_path(request: Request) -> str:
+    """The request's path within this app: without the prefix it is mounted under (root_path), if any."""
+    path, root = request.scope["path"], request.scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The web service for `settings` (raises InputError when the model cannot be loaded)."""
     from pneumoscan.data.decode import quiet_decoder_warnings
@@ -51,10 +57,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def private_responses(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        path = _app_path(request)  # before routing: a mount (/static) moves its prefix into the scope's root_path
         response = await call_next(request)
         response.headers["X-Content-Type-Options"] = "nosniff"
-        if request.url.path.startswith("/predict"):
+        response.headers["Referrer-Policy"] = "no-referrer"
+        if path.startswith("/predict"):
             response.headers["Cache-Control"] = "no-store"  # results are patient data
+        elif path == "/" or path.startswith("/static/"):
+            # Revalidated (ETag) on every load: without it browsers keep the page for 10 % of its files' age
+            # (RFC 9111 heuristic freshness), so after an upgrade they could run an old app.js on a new page.
+            response.headers["Cache-Control"] = "no-cache"
         return response
 
     @app.exception_handler(RequestValidationError)
