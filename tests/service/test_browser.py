@@ -661,3 +661,31 @@ def test_a_200_that_is_not_a_result_is_said_so(server: str, sample_dir: Path) ->
         expect(page.locator("#status")).to_have_text("")
         expect(page.locator("#model-line")).to_contain_text("resnet10")  # the model description is kept
         assert not errors, errors
+
+
+def test_a_heatmap_answered_before_the_browser_gives_up_on_a_dicom_preview_is_still_shown_whole(server: str) -> None:
+    """Without a browser preview (DICOM, TIFF) the heatmap is the only picture and is laid out in the flow. That was
+    decided when the answer came: an answer faster than the browser's failed decode of the file left the heatmap
+    laid over a collapsed frame, drawn over the 'cannot be shown' note."""
+    import base64
+    import io
+
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 120, 40)).save(buffer, format="PNG")
+    answer = {"probability": 0.2, "label": "NORMAL", "in_distribution": True, "ood_reason": None, "threshold": 0.5,
+              "model_name": "resnet10", "model_version": "0", "model_sha256": "0" * 12, "latency_ms": 5.0,
+              "heatmap_png_base64": base64.b64encode(buffer.getvalue()).decode(), "heatmap_class": "NORMAL"}
+    with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.evaluate("""(answer) => {
+            showPreview(new File([new Uint8Array(200)], "film.dcm", {type: "application/dicom"}));
+            render(answer, "film.dcm");  // before the browser has tried to decode the file
+        }""", answer)
+        expect(page.locator("#no-preview")).to_be_visible()
+        expect(page.locator("#heatmap")).to_be_visible()
+        heat, note = page.locator("#heatmap").bounding_box(), page.locator("#no-preview").bounding_box()
+        assert heat and note and heat["height"] > 200 and heat["y"] + heat["height"] <= note["y"] + 1, (heat, note)
+        assert not errors, errors

@@ -109,7 +109,11 @@ function showPreview(file) {
   const img = $("xray");
   show($("no-preview"), false);
   show(img, true);
-  img.onerror = () => { show(img, false); show($("no-preview"), true); };
+  img.onerror = () => {  // may come after the answer: the heatmap, if any, becomes the picture from then on
+    show(img, false);
+    show($("no-preview"), true);
+    $("heatmap").classList.add("standalone");
+  };
   img.src = previewUrl;
 }
 
