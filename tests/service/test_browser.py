@@ -689,3 +689,26 @@ def test_a_heatmap_answered_before_the_browser_gives_up_on_a_dicom_preview_is_st
         heat, note = page.locator("#heatmap").bounding_box(), page.locator("#no-preview").bounding_box()
         assert heat and note and heat["height"] > 200 and heat["y"] + heat["height"] <= note["y"] + 1, (heat, note)
         assert not errors, errors
+
+
+def test_page_says_what_the_probability_and_the_heatmap_are_not(server: str, sample_dir: Path) -> None:
+    """P(pneumonia) read as the patient's chance, and the heatmap as a lesion's outline (MODEL_CARD: a 4 x 4 grid
+    upsampled, which also lights up the mediastinum and upper abdomen): the page now says neither is."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        expect(page.locator("#probability-meaning")).to_be_visible()
+        expect(page.locator("#probability-meaning")).to_contain_text("not the chance that this patient has pneumonia")
+        note = page.locator("#heat-note")
+        if HAS_GRADCAM:
+            expect(note).to_be_visible()
+            expect(note).to_contain_text("not the outline of a lesion")
+            expect(page.locator("#heat-toggle")).to_have_accessible_description(note.inner_text())
+        page.set_input_files("#file", files=[{"name": "holiday.jpg", "mimeType": "image/jpeg", "buffer": colour_photo()}])
+        expect(page.locator("#ood")).to_be_visible(timeout=15_000)
+        expect(note).to_be_hidden()  # no heatmap, nothing to explain
+        assert not errors, errors

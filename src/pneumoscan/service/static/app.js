@@ -136,6 +136,7 @@ function renderRejected(result, name) {
   heat.removeAttribute("src");
   show(heat, false);
   toggle.disabled = true;
+  show($("heat-note"), false);
   $("heat-label").textContent = "No heatmap: no prediction was made";
 }
 
@@ -186,8 +187,10 @@ function render(result, name) {
     // Without a browser preview (DICOM, TIFF) the overlay is the only picture: show it in the flow.
     heat.classList.toggle("standalone", $("xray").hidden);
     show(heat, toggle.checked);
+    show($("heat-note"), true);
   } else {
     toggle.disabled = true;
+    show($("heat-note"), false);
     $("heat-label").textContent = "Heatmap not available for this model";
     show(heat, false);
   }
