@@ -102,6 +102,17 @@ def test_openapi_has_typed_responses(client: TestClient) -> None:
     assert {"in_distribution", "ood_reason"} <= set(item)
 
 
+def test_openapi_documents_retry_after_the_pixel_limit_and_internal_errors(client: TestClient) -> None:
+    """What the service answers and the schema left out: 503's Retry-After header (the page relies on it), the
+    413 for an image over 150 megapixels or a batch of too many files, and the 500 ErrorResponse."""
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/predict", "/predict/batch"):
+        responses = paths[path]["post"]["responses"]
+        assert responses["503"]["headers"]["Retry-After"]["schema"] == {"type": "integer"}, path
+        assert "150 megapixels" in responses["413"]["description"] and "max_batch_files" in responses["413"]["description"]
+        assert responses["500"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorResponse"), path
+
+
 def test_page_and_static_files(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

@@ -20,6 +20,7 @@ from typing import Any, Callable, TypeVar
 import anyio.to_thread
 from fastapi import APIRouter, HTTPException, Query, Request
 
+from pneumoscan.data.decode import DEFAULT_MAX_PIXELS
 from pneumoscan.errors import ImageTooLarge, InputError
 from pneumoscan.inference.predictor import Prediction
 from pneumoscan.service.engine import Decoded, Engine, ExplainUnavailable
@@ -36,11 +37,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "malformed multipart body"},
     408: {"model": ErrorResponse, "description": "the upload stalled: no data for the idle timeout (30 s by "
                                                  "default), or not all sent within the total limit if one is set"},
-    413: {"model": ErrorResponse, "description": "upload larger than the configured limit"},
+    413: {"model": ErrorResponse, "description": "upload larger than the configured limit (for /predict/batch: the "
+                                                 "whole body, or more files than max_batch_files), or an image over "
+                                                 f"{DEFAULT_MAX_PIXELS // 1_000_000} megapixels"},
     415: {"model": ErrorResponse, "description": "not multipart/form-data, or the file is not an image"},
     422: {"model": ErrorResponse, "description": "missing file, empty, corrupt or undecodable image"},
+    500: {"model": ErrorResponse, "description": "internal error: the request was not processed; retry or report it"},
     503: {"model": ErrorResponse, "description": "the memory set aside for uploads is full; retry after the "
-                                                 "Retry-After header's seconds"},
+                                                 "Retry-After header's seconds",
+          "headers": {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}},
 }
 
 
