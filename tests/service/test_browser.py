@@ -712,3 +712,36 @@ def test_page_says_what_the_probability_and_the_heatmap_are_not(server: str, sam
         expect(page.locator("#ood")).to_be_visible(timeout=15_000)
         expect(note).to_be_hidden()  # no heatmap, nothing to explain
         assert not errors, errors
+
+
+DROP_ON = """([selector, name, b64]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const dt = new DataTransfer();
+  dt.items.add(new File([bytes], name, {type: "image/jpeg"}));
+  const target = document.querySelector(selector);
+  const options = {dataTransfer: dt, bubbles: true, cancelable: true};
+  // dispatchEvent is false when the page cancelled the browser's own handling (opening or saving the file)
+  return [target.dispatchEvent(new DragEvent("dragover", options)), target.dispatchEvent(new DragEvent("drop", options))];
+}"""
+
+
+def test_a_file_dropped_beside_the_drop_zone_is_analysed_not_opened_by_the_browser(server: str,
+                                                                                     sample_dir: Path) -> None:
+    """A film dropped a little outside the zone was left to the browser, which opens it in the tab (the page is
+    gone) or, for a DICOM, saves it to the Downloads folder; one drop on the zone is analysed once."""
+    import base64
+
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    payload = base64.b64encode(xray.read_bytes()).decode()
+    calls: list[str] = []
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.on("request", lambda req: calls.append(req.url) if "predict" in req.url else None)
+        for selector, name in (("footer", "beside.jpeg"), ("#notice", "above.jpeg"), ("#drop", "on.jpeg")):
+            assert page.evaluate(DROP_ON, [selector, name, payload]) == [False, False], selector
+            expect(page.locator("#file-name")).to_have_text(name, timeout=15_000)
+            expect(page.locator("#status")).to_have_text("")
+        assert len(calls) == 3, calls
+        assert not errors, errors

@@ -317,7 +317,13 @@ function init() {
   ["dragleave", "drop"].forEach((type) => drop.addEventListener(type, (e) => {
     e.preventDefault(); drop.classList.remove("over");
   }));
-  drop.addEventListener("drop", (e) => analyse(e.dataTransfer.files));
+  // A file dropped anywhere on the page is analysed (the zone's drops arrive here too): left to the browser, a drop
+  // beside the zone opens the film in this tab, leaving the page, or saves a DICOM file to the Downloads folder.
+  document.addEventListener("dragover", (e) => e.preventDefault());
+  document.addEventListener("drop", (e) => {
+    e.preventDefault();
+    analyse(e.dataTransfer.files);
+  });
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
   $("heat-toggle").addEventListener("change", (e) => {
     if ($("heatmap").src) show($("heatmap"), e.target.checked);
