@@ -745,3 +745,17 @@ def test_a_file_dropped_beside_the_drop_zone_is_analysed_not_opened_by_the_brows
             expect(page.locator("#status")).to_have_text("")
         assert len(calls) == 3, calls
         assert not errors, errors
+
+
+def test_a_long_file_name_in_a_message_does_not_widen_a_phone_page(server: str) -> None:
+    """An error quoting a file name with no space to break at (DICOM files are often named by their UID) made a
+    375 px page 1,121 px wide, the message running off the screen."""
+    from playwright.sync_api import expect
+
+    name = "1.2.840.113619.2.55.3.604688119.969.1268071029.320.1." + "7" * 60
+    with chromium_page(server + "/", viewport={"width": 375, "height": 667}) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.set_input_files("#file", files=[{"name": name + ".txt", "mimeType": "text/plain", "buffer": b"notes"}])
+        expect(page.locator("#error")).to_contain_text(name, timeout=15_000)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        assert not errors, errors
