@@ -759,3 +759,23 @@ def test_a_long_file_name_in_a_message_does_not_widen_a_phone_page(server: str) 
         expect(page.locator("#error")).to_contain_text(name, timeout=15_000)
         assert page.evaluate("document.documentElement.scrollWidth") <= 375
         assert not errors, errors
+
+
+def test_a_file_name_is_shown_as_text_never_as_markup(server: str, sample_dir: Path) -> None:
+    """File names reach the result line, the live region and (through the service's message) the error box."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    name = "<img src=x onerror=window.pwned=1>"
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.set_input_files("#file", files=[{"name": name + ".jpeg", "mimeType": "image/jpeg",
+                                              "buffer": xray.read_bytes()}])
+        expect(page.locator("#file-name")).to_have_text(name + ".jpeg", timeout=15_000)
+        expect(page.locator("#announce")).to_contain_text(name)
+        page.set_input_files("#file", files=[{"name": name + ".txt", "mimeType": "text/plain", "buffer": b"notes"}])
+        expect(page.locator("#error")).to_contain_text(name + ".txt: not an image", timeout=15_000)
+        page.wait_for_timeout(300)
+        assert page.evaluate("window.pwned") is None
+        assert page.locator("#panel img, #error img, #announce img").count() == 0
+        assert not errors, errors
