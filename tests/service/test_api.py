@@ -109,7 +109,8 @@ def test_openapi_documents_retry_after_the_pixel_limit_and_internal_errors(clien
     for path in ("/predict", "/predict/batch"):
         responses = paths[path]["post"]["responses"]
         assert responses["503"]["headers"]["Retry-After"]["schema"] == {"type": "integer"}, path
-        assert "150 megapixels" in responses["413"]["description"] and "max_batch_files" in responses["413"]["description"]
+        too_large = responses["413"]["description"]
+        assert "150 megapixels" in too_large and "max_batch_files" in too_large, path
         assert responses["500"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorResponse"), path
 
 

@@ -65,7 +65,8 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serving(model: Path, *options: str, port: int | None = None) -> Iterator[str]:
-    """`pneumoscan serve --model MODEL OPTIONS...` in a subprocess (on a free port unless `port`); yields its base URL."""
+    """`pneumoscan serve --model MODEL OPTIONS...` in a subprocess (on a free port unless `port`); yields its base
+    URL."""
     port = port or free_port()
     src = str(Path(pneumoscan.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
@@ -520,10 +521,12 @@ def test_screen_readers_hear_the_result_and_the_meter_reads_its_value(server: st
         prob, threshold = page.locator("#prob").inner_text(), page.locator("#threshold").inner_text()
         expect(page.locator("#meter")).to_have_attribute("aria-valuetext", f"{prob}, threshold {threshold}")
 
-        page.set_input_files("#file", files=[{"name": "holiday.jpg", "mimeType": "image/jpeg", "buffer": colour_photo()}])
+        page.set_input_files("#file", files=[{"name": "holiday.jpg", "mimeType": "image/jpeg",
+                                              "buffer": colour_photo()}])
         expect(spoken).to_have_text("Result for holiday.jpg: Not a chest X-ray — no prediction made: colour image "
                                     "(chest X-rays are grayscale)", timeout=15_000)
-        page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not an x-ray"}])
+        page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain",
+                                              "buffer": b"not an x-ray"}])
         expect(page.locator("#error")).to_contain_text("not an image", timeout=15_000)
         expect(spoken).to_have_text("")  # the error is the alert; no earlier result is read out for this file
         assert not errors, errors
@@ -708,7 +711,8 @@ def test_page_says_what_the_probability_and_the_heatmap_are_not(server: str, sam
             expect(note).to_be_visible()
             expect(note).to_contain_text("not the outline of a lesion")
             expect(page.locator("#heat-toggle")).to_have_accessible_description(note.inner_text())
-        page.set_input_files("#file", files=[{"name": "holiday.jpg", "mimeType": "image/jpeg", "buffer": colour_photo()}])
+        page.set_input_files("#file", files=[{"name": "holiday.jpg", "mimeType": "image/jpeg",
+                                              "buffer": colour_photo()}])
         expect(page.locator("#ood")).to_be_visible(timeout=15_000)
         expect(note).to_be_hidden()  # no heatmap, nothing to explain
         assert not errors, errors
@@ -721,7 +725,8 @@ DROP_ON = """([selector, name, b64]) => {
   const target = document.querySelector(selector);
   const options = {dataTransfer: dt, bubbles: true, cancelable: true};
   // dispatchEvent is false when the page cancelled the browser's own handling (opening or saving the file)
-  return [target.dispatchEvent(new DragEvent("dragover", options)), target.dispatchEvent(new DragEvent("drop", options))];
+  return [target.dispatchEvent(new DragEvent("dragover", options)),
+          target.dispatchEvent(new DragEvent("drop", options))];
 }"""
 
 

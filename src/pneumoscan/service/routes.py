@@ -45,7 +45,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     500: {"model": ErrorResponse, "description": "internal error: the request was not processed; retry or report it"},
     503: {"model": ErrorResponse, "description": "the memory set aside for uploads is full; retry after the "
                                                  "Retry-After header's seconds",
-          "headers": {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}},
+          "headers": {"Retry-After": {"description": "seconds to wait before retrying",
+                                      "schema": {"type": "integer"}}}},
 }
 
 
