@@ -14,14 +14,14 @@ class ImageTooLarge(InputError):
     """An image has more pixels than the decoder's limit (the service answers 413, like an oversized upload)."""
 
 
-class UnknownModelError(PneumoscanError, KeyError):
+class UnknownModelError(InputError, KeyError):
     """A model name that is not in the registry; the message lists the registered ones."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
 
 
-class ModelConfigError(PneumoscanError, TypeError):
+class ModelConfigError(InputError, TypeError):
     """A model option its builder does not take; the message lists the ones it does."""
 
 
@@ -31,6 +31,6 @@ def first_few(items: list[str], n: int = 3) -> str:
 
 
 def check_at_least_one(value: int, flag: str) -> None:
-    """PneumoscanError naming `flag` unless the count `value` (e.g. of --n-boot) is at least 1."""
+    """InputError naming `flag` unless the count `value` (e.g. of --n-boot) is at least 1."""
     if value < 1:
-        raise PneumoscanError(f"{flag} {value}: must be at least 1")
+        raise InputError(f"{flag} {value}: must be at least 1")

@@ -67,3 +67,13 @@ def test_smallest_and_odd_input_sizes_run(name: str) -> None:
         model = create_model(name, image_size=size) if name == "mlp" else create_model(name)
         assert model.eval()(torch.randn(1, 1, size, size)).shape == (1,)
         assert model.train()(torch.randn(2, 1, size, size)).shape == (2,)
+
+
+def test_a_model_name_or_option_mistake_is_an_input_error() -> None:
+    """The Python API's promise: every user mistake is an InputError (these are also KeyError and TypeError)."""
+    from pneumoscan.errors import InputError
+
+    with pytest.raises(InputError, match="unknown model 'vgg99'; choose one of"):
+        create_model("vgg99")
+    with pytest.raises(InputError, match="model 'cnn' has no option 'width'"):
+        create_model("cnn", width=(8, 16))
