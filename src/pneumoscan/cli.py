@@ -126,30 +126,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pneumoscan.training.config import RESUME_MAY_CHANGE, TrainConfig
+    from pneumoscan.training.config import TrainConfig, train_config
     from pneumoscan.training.trainer import train
 
-    resume_cfg = Path(args.out) / "config.json"
-    if args.resume and resume_cfg.exists():
-        try:
-            saved = json.loads(resume_cfg.read_text())
-        except ValueError:
-            saved = None
-        if not isinstance(saved, dict) or "data" not in saved:
-            raise PneumoscanError(f"{resume_cfg}: not a `pneumoscan train` run; check --out")
-        given = {k: v for k, v in vars(args).items() if v is not None and k in TrainConfig.__dataclass_fields__}
-        flags = TrainConfig.resume_conflicts(saved, given, "run")
-        if flags:
-            raise PneumoscanError(f"{resume_cfg}: {flags}: a resumed run keeps its settings (only --epochs, --data and "
-                                  f"--cache-dir may change); drop the option, or start a new run with another --out")
-        cfg = TrainConfig.from_saved({**saved, **{k: given[k] for k in RESUME_MAY_CHANGE if k in given}})
-        cfg.image_size = saved.get("image_size")
-    else:
-        if args.resume and not args.data:
-            raise PneumoscanError(f"{resume_cfg}: no run to resume here; check --out, or start the run with --data DIR")
-        if not args.data:
-            raise PneumoscanError("train needs --data DIR (a folder with train/NORMAL and train/PNEUMONIA)")
-        cfg = TrainConfig.from_args(args)
+    given = {k: v for k, v in vars(args).items() if v is not None and k in TrainConfig.__dataclass_fields__}
+    cfg = train_config(given, resume=args.resume)
     from pneumoscan.training.commands import print_validation
 
     print_validation(train(cfg, resume=args.resume, progress=not args.quiet))

@@ -133,6 +133,32 @@ class TrainConfig:
         return cls.from_dict({k: v for k, v in vars(args).items() if v is not None})
 
 
+def train_config(given: dict[str, Any], *, resume: bool = False) -> TrainConfig:
+    """The config `train` runs with, from the settings `given` (TrainConfig field names; `out` always, unset ones
+    left out): a new run's, or with `resume` the saved run's own, where only the folders and --epochs may change.
+    InputError when `data` is missing or a resumed run is given other settings."""
+    resume_cfg = Path(given["out"]) / "config.json"
+    if resume and resume_cfg.exists():
+        try:
+            saved = json.loads(resume_cfg.read_text())
+        except ValueError:
+            saved = None
+        if not isinstance(saved, dict) or "data" not in saved:
+            raise InputError(f"{resume_cfg}: not a `pneumoscan train` run; check --out")
+        flags = TrainConfig.resume_conflicts(saved, given, "run")
+        if flags:
+            raise InputError(f"{resume_cfg}: {flags}: a resumed run keeps its settings (only --epochs, --data and "
+                             f"--cache-dir may change); drop the option, or start a new run with another --out")
+        cfg = TrainConfig.from_saved({**saved, **{k: given[k] for k in RESUME_MAY_CHANGE if k in given}})
+        cfg.image_size = saved.get("image_size")
+        return cfg
+    if resume and not given.get("data"):
+        raise InputError(f"{resume_cfg}: no run to resume here; check --out, or start the run with --data DIR")
+    if not given.get("data"):
+        raise InputError("train needs --data DIR (a folder with train/NORMAL and train/PNEUMONIA)")
+    return TrainConfig.from_dict(given)
+
+
 def run_folders(run_dir: str | Path) -> list[Path]:
     """Where a run's relative file paths may be found: the run folder, then the folder `train` was started in,
     inferred from the `out` in its config.json (runs before the twelfth session recorded their validation
