@@ -222,6 +222,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from pneumoscan.data.cache_commands import add_cache_dir_arg
     from pneumoscan.training.commands import add_patient_key_arg
+    from pneumoscan.training.config import BALANCES
 
     parser = argparse.ArgumentParser(prog="pneumoscan", description=__doc__.split(":")[0] + ": pneumonia on chest X-rays.")
     parser.add_argument("--version", action="version", version=f"pneumoscan {__version__}")
@@ -265,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aug-sharpness", type=float,
                    help="random softening or sharpening: x + k (x - blur(x)) with a 1-pixel Gaussian blur and |k| up "
                         "to this, times --augment; 1 reaches the blurred image (default 0 = off)")
-    p.add_argument("--balance", choices=["weighted", "sampler", "none"], help="class imbalance: sampler = class-balanced batches (default), weighted = class-weighted loss, none")
+    p.add_argument("--balance", choices=BALANCES, help="class imbalance: sampler = class-balanced batches (default), weighted = class-weighted loss, none")
     p.add_argument("--label-smoothing", type=float, help="label smoothing (default 0)")
     p.add_argument("--mixup", type=float, help="mixup alpha, e.g. 0.2: trains on blends of image pairs (default 0 = off)")
     p.add_argument("--consistency", type=float,

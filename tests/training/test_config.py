@@ -32,3 +32,10 @@ def test_train_config_of_a_resume_keeps_the_runs_settings_and_refuses_others(tmp
     (run / "config.json").write_text("[]")
     with pytest.raises(InputError, match="config.json: not a `pneumoscan train` run"):
         train_config({"out": str(run)}, resume=True)
+
+
+def test_an_unknown_balance_is_refused_rather_than_trained_unbalanced() -> None:
+    """argparse limits the CLI's --balance; a Python caller's typo used to train with neither balancing."""
+    with pytest.raises(InputError, match=r"^--balance Sampler: must be one of sampler, weighted, none$"):
+        TrainConfig(data="DATA", out="run", balance="Sampler").check()
+    TrainConfig(data="DATA", out="run", balance="none").check()

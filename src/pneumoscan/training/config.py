@@ -26,6 +26,8 @@ SAVED_BEFORE_THEY_EXISTED = {"equalize": False, "crop": False, "consistency": 0.
 # sampler, zoom +-20 %, a stretch of up to 10 % of one axis against the other, and a consistency loss
 # of weight 10 between two augmented views of each image, for at most 30 epochs.
 DEFAULT_CONSISTENCY = 10.0
+# --balance: class-balanced batches, a class-weighted loss, or neither
+BALANCES = ("sampler", "weighted", "none")
 
 
 @dataclass
@@ -97,6 +99,7 @@ class TrainConfig:
              "0 when --augment is 0 (two unaugmented views are the same image)"),
             ("--ema-decay", self.ema_decay, 0 <= self.ema_decay < 1, "0 (off) or below 1, e.g. 0.999"),
             ("--image-size", self.image_size, self.image_size is None or self.image_size >= 16, "at least 16"),
+            ("--balance", self.balance, self.balance in BALANCES, f"one of {', '.join(BALANCES)}"),
             ("--patient-key", self.patient_key, self.patient_key in PATIENT_KEYS, f"one of {', '.join(PATIENT_KEYS)}"),
             ("--max-images", self.max_images, self.max_images is None or self.max_images >= 1, "at least 1"),
         ]
