@@ -7,7 +7,7 @@ import pytest
 
 from pneumoscan.cli import main
 from pneumoscan.errors import InputError
-from pneumoscan.outputs import atomic_write, check_output
+from pneumoscan.outputs import atomic_write, check_output, json_ready
 
 
 def test_check_output_refuses_folders_and_other_kinds(tmp_path: Path) -> None:
@@ -185,3 +185,8 @@ def test_a_file_among_the_output_folders_is_found_before_the_work(command: str, 
     assert f"{blocker}: a file where a folder is needed; check the path of --out" in err  # by check_output, up front
     assert len(err.strip().splitlines()) == 1 and "decoding" not in err
     assert blocker.read_text() == "mine"
+
+
+def test_json_ready_gives_what_strict_json_holds() -> None:
+    data = {"auc": {"value": float("nan"), "ci95": (0.5, float("inf"))}, "n": 3, "names": ("a", "b")}
+    assert json_ready(data) == {"auc": {"value": None, "ci95": [0.5, None]}, "n": 3, "names": ["a", "b"]}

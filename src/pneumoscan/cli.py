@@ -5,7 +5,6 @@ import argparse
 import contextlib
 import importlib
 import json
-import math
 import os
 import sys
 import warnings
@@ -32,23 +31,12 @@ COMMAND_MODULES = (
 )
 
 
-def _finite(data: object) -> object:
-    """`data` with NaN and infinities (undefined metrics) as None, so it can be written as strict JSON."""
-    if isinstance(data, float):
-        return data if math.isfinite(data) else None
-    if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [_finite(v) for v in data]
-    return data
-
-
 def _write_json(path: str, data: object) -> None:
     """JSON to `path` ('-': stdout), already checked by `_output_folders`; undefined (NaN) values become null, as
     other JSON readers need."""
-    from pneumoscan.outputs import atomic_write
+    from pneumoscan.outputs import atomic_write, json_ready
 
-    text = json.dumps(_finite(data), indent=2, allow_nan=False)
+    text = json.dumps(json_ready(data), indent=2, allow_nan=False)
     if path == "-":
         print(text)
     else:
@@ -139,12 +127,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from pneumoscan.evaluation.evaluate import evaluate, write_predictions
+    from pneumoscan.evaluation.evaluate import check_bootstrap, evaluate, write_predictions
     from pneumoscan.inference.predictor import Predictor
 
-    check_at_least_one(args.n_boot, "--n-boot")
-    if args.seed < 0:  # numpy's generator refuses it, after all the scoring
-        raise PneumoscanError(f"--seed {args.seed}: must be 0 or more")
+    check_bootstrap(args.n_boot, args.seed)
     _output_folders(args.json, args.predictions)
     predictor = Predictor(args.model, backend=args.backend, threshold=args.threshold, target_recall=args.target_recall,
                           prevalence=args.prevalence)

@@ -1,6 +1,7 @@
 """Output files: refused before the work when they cannot be what a command writes, then written atomically."""
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -73,3 +74,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, mo
             raise _unwritable(path, err) from None
         raise
     return path
+
+
+def json_ready(data: object) -> object:
+    """`data` as strict JSON holds it: NaN and infinities (undefined metrics) as None, tuples as lists."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: json_ready(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_ready(v) for v in data]
+    return data

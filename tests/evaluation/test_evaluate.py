@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pneumoscan.artifact import read_meta
 from pneumoscan.data.layout import Sample
@@ -116,3 +117,14 @@ def test_a_warm_cache_gives_the_guard_its_file_cues_without_reading_the_files(
         warm = evaluate(Predictor(fitted, backend="torch"), data, n_boot=10).summary["refused_by_guard"]
     assert warm == cold and any("holiday.jpg: not a chest X-ray: colour image" in r for r in warm)
     assert any("dithered.jpeg: binary (black-and-white) image" in r for r in warm)
+
+
+def test_check_bootstrap_names_the_option() -> None:
+    from pneumoscan.errors import InputError
+    from pneumoscan.evaluation.evaluate import check_bootstrap
+
+    with pytest.raises(InputError, match=r"^--n-boot 0: must be at least 1$"):
+        check_bootstrap(0, 0)
+    with pytest.raises(InputError, match=r"^--seed -1: must be 0 or more$"):
+        check_bootstrap(10, -1)
+    check_bootstrap(1, 0)

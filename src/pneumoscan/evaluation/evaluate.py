@@ -15,7 +15,7 @@ from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import seen_in_training
 from pneumoscan.data.layout import Sample, evaluation_samples
 from pneumoscan.data.patients import cause
-from pneumoscan.errors import InputError, first_few
+from pneumoscan.errors import InputError, check_at_least_one, first_few
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.metrics import recall
 from pneumoscan.inference.predictor import Predictor
@@ -91,6 +91,13 @@ def recall_by_cause(images: ImageSet, probs: np.ndarray, threshold: float) -> di
         if mask.any():
             out[name] = {"n": int(mask.sum()), "recall": recall(images.labels[mask], (probs[mask] >= threshold).astype(int))}
     return out
+
+
+def check_bootstrap(n_boot: int, seed: int) -> None:
+    """InputError naming --n-boot or --seed when the bootstrap cannot run with them; checked before any scoring."""
+    check_at_least_one(n_boot, "--n-boot")
+    if seed < 0:  # numpy's generator refuses it, after all the scoring
+        raise InputError(f"--seed {seed}: must be 0 or more")
 
 
 def evaluate(
