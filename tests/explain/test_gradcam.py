@@ -203,7 +203,7 @@ def test_overlay_png_for_trained_run(tiny_run, tiny_data) -> None:
 def test_explain_draws_a_large_film_at_display_size() -> None:
     import numpy as np
 
-    from pneumoscan.explain.commands import DISPLAY_SIDE, display_copy
+    from pneumoscan.explain.explanation import DISPLAY_SIDE, display_copy
 
     big = np.random.default_rng(0).integers(0, 255, (3000, 2000), dtype=np.uint8)
     shown = display_copy(big)

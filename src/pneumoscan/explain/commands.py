@@ -3,10 +3,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import numpy as np
+from typing import Any
 
 
 def add_commands(subparsers: Any) -> None:
@@ -19,28 +16,10 @@ def add_commands(subparsers: Any) -> None:
     p.set_defaults(func=cmd_explain)
 
 
-DISPLAY_SIDE = 1024  # px: the figure shows the film at most this large, whatever its size
-
-
-def display_copy(gray: np.ndarray) -> np.ndarray:
-    """The film shrunk to at most DISPLAY_SIDE px on its long side for the figure (the model has its own input):
-    a 150 MP film would otherwise be coloured and blended at full size, gigabytes for a picture on a screen."""
-    import numpy as np
-    from PIL import Image
-
-    if max(gray.shape) <= DISPLAY_SIDE:
-        return gray
-    image = Image.fromarray(gray)
-    image.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE), Image.Resampling.LANCZOS)
-    return np.asarray(image)
-
-
 def cmd_explain(args: argparse.Namespace) -> int:
     """Classify IMAGE, compute Grad-CAM for the predicted class and save the figure."""
-    from pneumoscan.data.decode import read_file
-    from pneumoscan.data.preprocess import load_image_and_original
     from pneumoscan.errors import InputError
-    from pneumoscan.explain.gradcam import cam_layers, gradcam_for_image, overlay
+    from pneumoscan.explain.explanation import explain_file
     from pneumoscan.inference.predictor import Predictor
     from pneumoscan.outputs import atomic_write, check_output
     from pneumoscan.report.figures import explanation, printable, to_png
@@ -50,24 +29,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise InputError(f"{out}: is the image to explain; give --out another file name, e.g. heatmap.png")
     # the label comes from `predict`'s default backend, so a film at the very threshold gets the same one here
     predictor = Predictor(args.model, threshold=args.threshold, backend="auto")
-    try:
-        layers = cam_layers(predictor.model, predictor.meta)
-    except InputError as err:
-        raise InputError(f"{predictor.path}: {err}") from None
-    data = read_file(args.image, args.image)
-    full, model_input, levels = load_image_and_original(data, predictor.size, name=args.image)
-    original = display_copy(full)
-    del full  # a large film: only its display copy is needed from here on
-    # screened by the out-of-distribution guard like `predict` and the service: no heatmap without a prediction
-    (result,) = predictor.results([str(args.image)], model_input[None], [data], levels=[levels])
-    if result.in_distribution is False:
-        raise InputError(f"{args.image}: {result.ood_reason}; no prediction or heatmap made")
-    prob, label = float(result.probability), str(result.label)
-    target = predictor.meta.class_names.index(label)
-    cam = gradcam_for_image(predictor.model, predictor.meta, model_input, target=target, layers=layers)
+    explained = explain_file(predictor, args.image)
+    prob, label = float(explained.prediction.probability), str(explained.prediction.label)
     title = (f"{printable(Path(args.image).name)}: {label}  P(pneumonia) = {prob:.3f}  (threshold {predictor.threshold:.3f})\n"
              f"heatmap: evidence for {label}, model {predictor.meta.model_name}")
-    figure = to_png(explanation(original, overlay(original, cam), title))
+    figure = to_png(explanation(explained.image, explained.overlay(), title))
     atomic_write(out, lambda tmp: tmp.write_bytes(figure))
     print(f"{label:<10} P(pneumonia)={prob:.4f}  heatmap: {out}")
     return 0

@@ -1,0 +1,67 @@
+"""Explain one film: its prediction, screened like `predict`, and the Grad-CAM heatmap of the evidence for its label."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from pneumoscan.inference.predictor import Prediction, Predictor
+
+DISPLAY_SIDE = 1024  # px: the figure shows the film at most this large, whatever its size
+
+
+@dataclass
+class Explanation:
+    """One film explained: `prediction` as `predict` gives it; `heatmap` (S, S) float32 in [0, 1] at the model's
+    input size S, the evidence for `prediction.label`; `image` the film as decoded (uint8 grayscale, shrunk to at
+    most DISPLAY_SIDE px on its long side)."""
+
+    prediction: Prediction
+    heatmap: np.ndarray
+    image: np.ndarray
+
+    def overlay(self) -> np.ndarray:
+        """RGB uint8 (H, W, 3): `image` with the heatmap upsampled and blended on top."""
+        from pneumoscan.explain.gradcam import overlay
+
+        return overlay(self.image, self.heatmap)
+
+
+def display_copy(gray: np.ndarray) -> np.ndarray:
+    """The film shrunk to at most DISPLAY_SIDE px on its long side for the figure (the model has its own input):
+    a 150 MP film would otherwise be coloured and blended at full size, gigabytes for a picture on a screen."""
+    from PIL import Image
+
+    if max(gray.shape) <= DISPLAY_SIDE:
+        return gray
+    image = Image.fromarray(gray)
+    image.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE), Image.Resampling.LANCZOS)
+    return np.asarray(image)
+
+
+def explain_file(predictor: Predictor, path: str | os.PathLike) -> Explanation:
+    """Predict the file at `path` with `predictor` and draw Grad-CAM for the label it gets; InputError when the
+    model has no layer to explain, the file is unreadable, or the guard refuses it (no heatmap without a prediction)."""
+    from pneumoscan.data.decode import read_file
+    from pneumoscan.data.preprocess import load_image_and_original
+    from pneumoscan.errors import InputError
+    from pneumoscan.explain.gradcam import cam_layers, gradcam_for_image
+
+    try:
+        layers = cam_layers(predictor.model, predictor.meta)
+    except InputError as err:
+        raise InputError(f"{predictor.path}: {err}") from None
+    name = str(path)
+    data = read_file(path, name)
+    full, model_input, levels = load_image_and_original(data, predictor.size, name=name)
+    original = display_copy(full)
+    del full  # a large film: only its display copy is needed from here on
+    (result,) = predictor.results([name], model_input[None], [data], levels=[levels])
+    if result.in_distribution is False:
+        raise InputError(f"{name}: {result.ood_reason}; no prediction or heatmap made")
+    target = predictor.meta.class_names.index(str(result.label))
+    cam = gradcam_for_image(predictor.model, predictor.meta, model_input, target=target, layers=layers)
+    return Explanation(result, cam, original)
