@@ -1,0 +1,129 @@
+"""The Python API (`pneumoscan.__all__`): imported lazily, the same checks and messages as the CLI, and the
+results the commands give."""
+from __future__ import annotations
+
+import json
+import os
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+import pneumoscan
+from pneumoscan.cli import main
+from pneumoscan.errors import InputError
+from tests.conftest import write_xray
+
+SRC = Path(pneumoscan.__file__).resolve().parents[1]
+
+
+def test_import_loads_neither_torch_nor_numpy() -> None:
+    code = ("import sys, pneumoscan; pneumoscan.CLASS_NAMES, pneumoscan.InputError, dir(pneumoscan); "
+            "print(sorted({'torch', 'numpy'} & set(sys.modules)))")
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    public = {name for name in dir(pneumoscan) if not name.startswith("_")
+              and not type(getattr(pneumoscan, name)).__name__ == "module"}
+    assert sorted(pneumoscan.__all__) == sorted(public)
+    assert len(set(pneumoscan.__all__)) == len(pneumoscan.__all__)
+    for name in pneumoscan.__all__:
+        assert getattr(pneumoscan, name) is not None
+
+
+def test_no_public_name_is_a_subpackage() -> None:
+    """Importing `pneumoscan.X` sets the package's attribute X to that module, which would replace a function X."""
+    submodules = {info.name for info in pkgutil.iter_modules(pneumoscan.__path__)}
+    assert not submodules & set(pneumoscan.__all__)
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="module 'pneumoscan' has no attribute 'trian'"):
+        pneumoscan.trian  # noqa: B018
+
+
+def _cli_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The one error line the CLI prints for `argv` (exit code 2)."""
+    assert main(argv) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("pneumoscan: error: ")]
+    assert len(lines) == 1
+    return lines[0].removeprefix("pneumoscan: error: ")
+
+
+MISTAKES: dict[str, tuple[Callable[[Path, Path, Path], Any], list[str]]] = {
+    "missing model": (lambda run, data, tmp: pneumoscan.evaluate(tmp / "nothing", data, n_boot=10),
+                      ["evaluate", "--model", "{tmp}/nothing", "--data", "{data}", "--n-boot", "10"]),
+    "n_boot 0": (lambda run, data, tmp: pneumoscan.evaluate(run, data, n_boot=0),
+                 ["evaluate", "--model", "{run}", "--data", "{data}", "--n-boot", "0"]),
+    "no data folder": (lambda run, data, tmp: pneumoscan.evaluate(run, tmp / "none", n_boot=10),
+                       ["evaluate", "--model", "{run}", "--data", "{tmp}/none", "--n-boot", "10"]),
+    "threshold 2": (lambda run, data, tmp: pneumoscan.evaluate(run, data, threshold=2.0),
+                    ["evaluate", "--model", "{run}", "--data", "{data}", "--threshold", "2"]),
+    "predict missing model": (lambda run, data, tmp: pneumoscan.Predictor(tmp / "nothing"),
+                              ["predict", "--model", "{tmp}/nothing", "{tmp}/x.png"]),
+    "train without data": (lambda run, data, tmp: pneumoscan.train(None, tmp / "new"),
+                           ["train", "--out", "{tmp}/new"]),
+    "train epochs 0": (lambda run, data, tmp: pneumoscan.train(data, tmp / "new", epochs=0),
+                       ["train", "--data", "{data}", "--out", "{tmp}/new", "--epochs", "0"]),
+    "train unknown model": (lambda run, data, tmp: pneumoscan.train(data, tmp / "new", model="vgg99"),
+                            ["train", "--data", "{data}", "--out", "{tmp}/new", "--model", "vgg99"]),
+    "resume changed": (lambda run, data, tmp: pneumoscan.train(None, run, resume=True, seed=9),
+                       ["train", "--out", "{run}", "--resume", "--seed", "9"]),
+    "explain a non-image": (lambda run, data, tmp: pneumoscan.gradcam(tmp / "notes.txt", run),
+                            ["explain", "{tmp}/notes.txt", "--model", "{run}", "--out", "{tmp}/heat.png"]),
+    "export to a .txt": (lambda run, data, tmp: pneumoscan.export_onnx(run, tmp / "model.txt"),
+                         ["export", "--model", "{run}", "--out", "{tmp}/model.txt"]),
+}
+
+
+@pytest.mark.parametrize("case", list(MISTAKES))
+def test_a_mistake_raises_input_error_with_the_clis_message(case: str, tiny_run: Path, tiny_data: Path,
+                                                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    call, argv = MISTAKES[case]
+    (tmp_path / "notes.txt").write_text("not an image")
+    write_xray(tmp_path / "x.png", 1, 0)
+    shown = _cli_error([a.format(run=tiny_run, data=tiny_data, tmp=tmp_path) for a in argv], capsys)
+    with pytest.raises(InputError) as err:
+        call(tiny_run, tiny_data, tmp_path)
+    assert str(err.value) == shown
+    assert not (tmp_path / "new").exists()
+
+
+def test_an_unknown_training_option_lists_the_options(tmp_path: Path, tiny_data: Path) -> None:
+    with pytest.raises(InputError, match=r"^train has no option 'epoch'; its options are: model, image_size, epochs,"):
+        pneumoscan.train(tiny_data, tmp_path / "run", epoch=2)
+
+
+def test_a_predictor_keeps_its_own_operating_point(tiny_run: Path, tiny_data: Path) -> None:
+    predictor = pneumoscan.Predictor(tiny_run)
+    with pytest.raises(InputError, match=r"^evaluate: a Predictor has its own threshold, prevalence; give them to "):
+        pneumoscan.evaluate(predictor, tiny_data, threshold=0.3, prevalence=0.2)
+
+
+def test_evaluate_returns_the_dict_evaluate_json_writes(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--n-boot", "50", "--seed", "3",
+                 "--json", str(out)]) == 0
+    capsys.readouterr()
+    metrics = pneumoscan.evaluate(tiny_run, tiny_data, n_boot=50, seed=3)
+    assert metrics == json.loads(out.read_text())
+    assert metrics["split"] == "test" and metrics["n"] == 16
+    # and the same from a loaded Predictor, on the backend the CLI's 'auto' picks
+    predictor = pneumoscan.Predictor(tiny_run, backend="auto")
+    assert pneumoscan.evaluate(predictor, tiny_data, n_boot=50, seed=3) == metrics
+
+
+def test_train_takes_paths_and_resumes_a_finished_run(tiny_data: Path, tmp_path: Path) -> None:
+    run = pneumoscan.train(tiny_data, tmp_path / "run", epochs=1, image_size=32, batch_size=16, progress=False)
+    assert run.folder == tmp_path / "run" and run.model == run.folder / "model.safetensors"
+    assert json.loads((run.folder / "config.json").read_text())["data"] == str(tiny_data)
+    assert run.meta.image_size == 32 and 0.0 <= run.meta.threshold <= 1.0
+    again = pneumoscan.train(None, run.folder, resume=True, progress=False)  # finished: its model, untouched
+    assert again.model == run.model and again.meta == run.meta
