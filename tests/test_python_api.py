@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+import numpy as np
 import pytest
 
 import pneumoscan
@@ -18,6 +20,72 @@ from pneumoscan.errors import InputError
 from tests.conftest import write_xray
 
 SRC = Path(pneumoscan.__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "npv", "roc_auc", "pr_auc", "brier")
+
+
+def readme_section() -> str:
+    """README.md's "## Python API" section, up to the next "## " heading."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index("\n## Python API\n")
+    end = text.index("\n## ", start + 1)
+    return text[start:end]
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The names the section's Python example leaves, run in a folder where `sample/` is the bundled sample."""
+    (code,) = re.findall(r"```python\n(.*?)```", readme_section(), re.S)
+    folder = tmp_path_factory.mktemp("notebook")
+    (folder / "sample").symlink_to(ROOT / "sample", target_is_directory=True)
+    namespace: dict[str, Any] = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        exec(compile(code, "README.md (Python API)", "exec"), namespace)  # noqa: S102
+        yield {**namespace, "folder": folder}
+
+
+def test_the_readme_example_trains_evaluates_predicts_explains_and_exports(example: dict[str, Any]) -> None:
+    assert set(example["splits"]) == {"train", "test"}
+    run = example["run"]
+    assert run.folder == Path("runs/notebook") and (example["folder"] / run.model).is_file()
+    assert run.meta.image_size == 32 and 0.0 <= run.meta.threshold <= 1.0
+    assert run.meta.training["data"]["train"]["NORMAL"] + run.meta.training["data"]["val"]["NORMAL"] == 50
+
+    metrics = example["metrics"]
+    assert metrics["split"] == "test" and metrics["n"] == 60 and metrics["n_positive"] == 30
+    for key in METRICS:
+        value, (lo, hi) = metrics[key]["value"], metrics[key]["ci95"]
+        assert value is None or (0.0 <= value <= 1.0 and lo <= value <= hi), key
+    assert 0.0 <= metrics["ece"]["value"] <= 1.0 and metrics["threshold"] == run.meta.threshold
+    assert sum(map(sum, metrics["confusion_matrix"]["matrix"])) == 60
+
+    predictions = example["predictions"]
+    assert len(predictions) == 60 and all(p.error is None for p in predictions)
+    assert {p.label for p in predictions} <= set(pneumoscan.CLASS_NAMES)
+    assert all(p.label == pneumoscan.CLASS_NAMES[p.probability >= p.threshold] for p in predictions)
+    by_path = {Path(p.path): p.probability for p in predictions}
+    probabilities = example["probabilities"]
+    assert probabilities.shape == (8,)
+    np.testing.assert_allclose(probabilities, [by_path[f] for f in example["films"]], rtol=0, atol=1e-6)
+    assert example["upload"].probability == pytest.approx(probabilities[0], abs=1e-6)
+
+    explanation = example["explanation"]
+    assert explanation.heatmap.shape == (32, 32) and explanation.heatmap.dtype == np.float32
+    assert 0.0 <= explanation.heatmap.min() and explanation.heatmap.max() <= 1.0
+    assert explanation.prediction.label in pneumoscan.CLASS_NAMES
+    assert explanation.prediction.probability == pytest.approx(probabilities[0], abs=1e-6)
+    assert example["picture"].shape == (*explanation.image.shape, 3) == (224, 224, 3)
+
+    exported = example["exported"]
+    assert (example["folder"] / exported.path).is_file() and 0.0 <= exported.max_abs_diff <= 1e-4
+
+
+def test_every_public_name_is_in_the_readme_table() -> None:
+    """Each row of the section's table names public names in its first column, and every public name has one."""
+    rows = [line.split("|")[1] for line in readme_section().splitlines() if line.startswith("| `")]
+    documented = {name for cell in rows for name in re.findall(r"`(\w+)", cell)}
+    assert documented == set(pneumoscan.__all__)
 
 
 def test_import_loads_neither_torch_nor_numpy() -> None:
