@@ -41,20 +41,18 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from pneumoscan.export.onnx import ExportReport
     from pneumoscan.inference.predictor import Prediction, Predictor
     from pneumoscan.models.registry import create_model, list_models
+else:  # hidden from type checkers, which then know the names above and flag a misspelt one
+    def __getattr__(name: str) -> object:
+        """A public name of `_LAZY`, imported from its module on first use (and kept here)."""
+        import importlib
+
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'pneumoscan' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY})
 del TYPE_CHECKING
-
-
-def __getattr__(name: str) -> object:
-    """A public name of `_LAZY`, imported from its module on first use (and kept here)."""
-    import importlib
-
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pneumoscan' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})

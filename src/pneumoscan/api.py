@@ -7,6 +7,7 @@ command prints, and nothing here exits or prints beyond what the command's own w
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union, cast
@@ -39,7 +40,7 @@ def load_dataset(data: str | os.PathLike) -> dict[str, list[Sample]]:
     (path, label: 0 NORMAL / 1 PNEUMONIA, patient or None); nothing is decoded."""
     from pneumoscan.data.layout import discover
 
-    return discover(data)
+    return discover(Path(data))
 
 
 def train(data: str | os.PathLike | None, out: str | os.PathLike, *, resume: bool = False, progress: bool = True,
@@ -106,7 +107,7 @@ def gradcam(image: str | os.PathLike, model: ModelPath | Predictor = None, *,
 
 
 def export_onnx(model: ModelPath, out: str | os.PathLike, *,
-                images: list[str | os.PathLike] | None = None) -> ExportReport:
+                images: Sequence[str | os.PathLike] | None = None) -> ExportReport:
     """`pneumoscan export --model MODEL --out OUT.onnx`: write the ONNX model after checking it against PyTorch on
     `images` (files or folders, up to 64 images; default 8 of the bundled sample); the report gives the largest
     difference in probability found."""
@@ -114,4 +115,4 @@ def export_onnx(model: ModelPath, out: str | os.PathLike, *,
     from pneumoscan.outputs import check_output
 
     check_output(out, (".onnx",), "the model")
-    return export_artifact(model, out, images=images)
+    return export_artifact(model, out, images=None if images is None else list(images))

@@ -241,7 +241,7 @@ class Predictor:
         image, levels = load_image_with_levels(data, self.size, name=name)
         return self.results([name], image[None], [data], levels=[levels])[0]
 
-    def predict_files(self, paths: list[str | os.PathLike], workers: int | None = None) -> list[Prediction]:
+    def predict_files(self, paths: Sequence[str | os.PathLike], workers: int | None = None) -> list[Prediction]:
         """Predict files and folders; unreadable files (and, among other inputs, folders without images) come back
         with `error` set, the rest are still predicted. All in one list: `predict_chunks` to stream them."""
         return [p for chunk in self.predict_chunks(input_files(paths), workers=workers) for p in chunk]
