@@ -8,6 +8,7 @@ import pkgutil
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -195,3 +196,22 @@ def test_train_takes_paths_and_resumes_a_finished_run(tiny_data: Path, tmp_path:
     assert run.meta.image_size == 32 and 0.0 <= run.meta.threshold <= 1.0
     again = pneumoscan.train(None, run.folder, resume=True, progress=False)  # finished: its model, untouched
     assert again.model == run.model and again.meta == run.meta
+
+
+def test_evaluate_warns_on_the_films_the_stored_threshold_was_chosen_on(tiny_run: Path, tiny_data: Path,
+                                                                         tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    site = tmp_path / "site"
+    assert main(["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--out", str(site),
+                 "--n-boot", "20"]) == 0
+    capsys.readouterr()
+    in_sample = "these are the films the threshold was chosen on"
+    with pytest.warns(UserWarning, match=in_sample):
+        pneumoscan.evaluate(site, tiny_data, n_boot=20)
+    with pytest.warns(UserWarning, match=in_sample):
+        pneumoscan.evaluate(pneumoscan.Predictor(site), tiny_data, n_boot=20)
+    for model, options in ((site, {"threshold": 0.5}), (pneumoscan.Predictor(site, target_recall=0.9), {})):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pneumoscan.evaluate(model, tiny_data, n_boot=20, **options)  # not the stored threshold: nothing to say
+        assert not [w for w in caught if in_sample in str(w.message)]

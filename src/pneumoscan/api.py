@@ -84,16 +84,21 @@ def evaluate(model: ModelPath | Predictor, data: str | os.PathLike, *, split: st
              seed: int = 0, backend: str | None = None, threshold: float | None = None,
              target_recall: float | None = None, prevalence: float | None = None) -> dict[str, Any]:
     """`pneumoscan evaluate --model MODEL --data DATA --json F`: the dict that command writes (metrics with 95 %
-    bootstrap intervals, confusion matrix, recall by cause, ...; undefined metrics are None). `backend` None is
-    the command's 'auto'; it and the operating point are for a model path, a Predictor has its own."""
+    bootstrap intervals, confusion matrix, recall by cause, ...; undefined metrics are None), with its warnings
+    (films the guard refuses, the model trained on, or the stored threshold was chosen on) as Python warnings.
+    `backend` None is the command's 'auto'; it and the operating point are for a model path, a Predictor has its own."""
     from pneumoscan.evaluation.evaluate import check_bootstrap
     from pneumoscan.evaluation.evaluate import evaluate as run
+    from pneumoscan.evaluation.local_threshold import warn_if_threshold_chosen_here
     from pneumoscan.outputs import json_ready
 
     check_bootstrap(n_boot, seed)
     predictor = _predictor(model, "evaluate", backend=backend, threshold=threshold, target_recall=target_recall,
                            prevalence=prevalence)
-    return cast(dict[str, Any], json_ready(run(predictor, data, split, n_boot=n_boot, seed=seed).summary))
+    result = run(predictor, data, split, n_boot=n_boot, seed=seed)
+    if predictor.stored_threshold:  # as the command warns
+        warn_if_threshold_chosen_here(predictor.meta, data, result.split)
+    return cast(dict[str, Any], json_ready(result.summary))
 
 
 def gradcam(image: str | os.PathLike, model: ModelPath | Predictor = None, *,

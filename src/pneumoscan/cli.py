@@ -153,7 +153,7 @@ def _print_evaluation(args: argparse.Namespace, predictor: "Predictor", result: 
     summary = result.summary
     print(f"{summary['split']}: {summary['n']} images ({summary['n_negative']} NORMAL, {summary['n_positive']} PNEUMONIA), "
           f"threshold {summary['threshold']:.4f}")
-    if args.threshold is None and args.target_recall is None:
+    if predictor.stored_threshold:
         from pneumoscan.evaluation.local_threshold import source_notes
 
         for kind, text in source_notes(predictor.meta, args.data, summary["split"]):

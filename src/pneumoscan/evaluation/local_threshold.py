@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -146,6 +147,13 @@ def source_notes(meta: ArtifactMeta, data: str | os.PathLike, split: str) -> lis
         notes.append(("warning", "these are the films the threshold was chosen on, so recall and specificity here are "
                                  "in-sample and flatter the model; evaluate on other films"))
     return notes
+
+
+def warn_if_threshold_chosen_here(meta: ArtifactMeta, data: str | os.PathLike, split: str) -> None:
+    """Warn, as `evaluate` does, when `data`/`split` are the films `set-threshold` chose the stored threshold on."""
+    for kind, text in source_notes(meta, data, split):
+        if kind == "warning":
+            warnings.warn(text, stacklevel=3)
 
 
 def format_local_threshold(result: LocalThreshold) -> str:

@@ -135,6 +135,8 @@ class Predictor:
         check_target_recall(target_recall)
         if prevalence is not None and not 0.0 < prevalence < 1.0:  # checked here, even when no image is readable
             raise InputError(f"--prevalence {prevalence}: must be strictly between 0 and 1")
+        # whether the threshold is the artifact's own (moved with the probabilities when `prevalence` is given)
+        self.stored_threshold = threshold is None and target_recall is None
         raw = threshold if threshold is not None else (
             self.meta.threshold_for_recall(target_recall) if target_recall is not None else self.meta.threshold)
         # A recall-based threshold does not depend on prevalence, so it moves with the probabilities.

@@ -89,19 +89,11 @@ def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0) -> Sco
                   summary, patients=count_patients(run, samples))
 
 
-def warn_if_threshold_chosen_here(meta: "ArtifactMeta", data: str | os.PathLike, split: str) -> None:
-    """Warn, as `evaluate` does, when `data`/`split` are the films `set-threshold` chose the stored threshold on."""
-    from pneumoscan.evaluation.local_threshold import source_notes
-
-    for kind, text in source_notes(meta, data, split):
-        if kind == "warning":
-            warnings.warn(text, stacklevel=3)
-
-
 def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_boot: int = 1000, seed: int = 0,
                 cache_dir: str | os.PathLike | None = None) -> Scores:
     """Evaluate the run's model on a split of `data` at the stored threshold."""
     from pneumoscan.evaluation.evaluate import evaluate
+    from pneumoscan.evaluation.local_threshold import warn_if_threshold_chosen_here
     from pneumoscan.inference.predictor import Predictor
 
     # the backend `evaluate` uses by default, so a film scored at the very threshold is called alike by both
