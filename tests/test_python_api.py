@@ -215,3 +215,14 @@ def test_evaluate_warns_on_the_films_the_stored_threshold_was_chosen_on(tiny_run
             warnings.simplefilter("always")
             pneumoscan.evaluate(model, tiny_data, n_boot=20, **options)  # not the stored threshold: nothing to say
         assert not [w for w in caught if in_sample in str(w.message)]
+
+
+def test_evaluate_warns_about_the_unreadable_films_it_left_out(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for label in pneumoscan.CLASS_NAMES:
+        for k, film in enumerate(sorted((tiny_data / "test" / label).iterdir())[:4]):
+            write_xray(data / label / film.name, pneumoscan.CLASS_NAMES.index(label), 500 + k)
+    (data / "NORMAL" / "broken.jpeg").write_text("not an image")
+    with pytest.warns(UserWarning, match=r"1 unreadable image\(s\) left out: .*broken.jpeg: not a readable image"):
+        metrics = pneumoscan.evaluate(tiny_run, data, n_boot=20)
+    assert metrics["n"] == 8 and len(metrics["skipped"]) == 1

@@ -7,6 +7,7 @@ command prints, and nothing here exits or prints beyond what the command's own w
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,8 +86,10 @@ def evaluate(model: ModelPath | Predictor, data: str | os.PathLike, *, split: st
              target_recall: float | None = None, prevalence: float | None = None) -> dict[str, Any]:
     """`pneumoscan evaluate --model MODEL --data DATA --json F`: the dict that command writes (metrics with 95 %
     bootstrap intervals, confusion matrix, recall by cause, ...; undefined metrics are None), with its warnings
-    (films the guard refuses, the model trained on, or the stored threshold was chosen on) as Python warnings.
+    (unreadable films left out, films the guard refuses, the model trained on, or the stored threshold was chosen
+    on) as Python warnings.
     `backend` None is the command's 'auto'; it and the operating point are for a model path, a Predictor has its own."""
+    from pneumoscan.errors import first_few
     from pneumoscan.evaluation.evaluate import check_bootstrap
     from pneumoscan.evaluation.evaluate import evaluate as run
     from pneumoscan.evaluation.local_threshold import warn_if_threshold_chosen_here
@@ -98,6 +101,9 @@ def evaluate(model: ModelPath | Predictor, data: str | os.PathLike, *, split: st
     result = run(predictor, data, split, n_boot=n_boot, seed=seed)
     if predictor.stored_threshold:  # as the command warns
         warn_if_threshold_chosen_here(predictor.meta, data, result.split)
+    skipped = result.images.skipped  # the command names each on stderr; the dict lists them all
+    if skipped:
+        warnings.warn(f"{len(skipped)} unreadable image(s) left out: {first_few(skipped)}", stacklevel=2)
     return cast(dict[str, Any], json_ready(result.summary))
 
 
