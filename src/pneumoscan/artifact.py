@@ -108,14 +108,22 @@ def resolve_model_path(model: str | os.PathLike | None) -> Path:
 
 
 def save_artifact(path: str | os.PathLike, model: nn.Module, meta: ArtifactMeta) -> Path:
-    """Write weights and metadata atomically (temp file + rename)."""
+    """Write weights and metadata atomically (temp file + rename); a failed write (a full disk) is a WriteError
+    naming PATH, and the file that was there is kept whole."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    from pneumoscan.outputs import atomic_write
+    from pneumoscan.outputs import atomic_write, os_error_of
 
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={_META_KEY: meta.to_json()}),
-                        mode=0o644)
+
+    def write(tmp: Path) -> None:
+        try:
+            save_file(tensors, str(tmp), metadata={_META_KEY: meta.to_json()})
+        except SafetensorError as err:
+            raise os_error_of(err) from None
+
+    return atomic_write(path, write, mode=0o644)
 
 
 def read_meta(path: str | os.PathLike) -> ArtifactMeta:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from pneumoscan import __version__
-from pneumoscan.errors import PneumoscanError, check_at_least_one
+from pneumoscan.errors import PneumoscanError, WriteError, check_at_least_one
 
 if TYPE_CHECKING:
     from pneumoscan.evaluation.evaluate import Evaluation
@@ -364,7 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _resume_hint(args: argparse.Namespace) -> str:
-    """After Ctrl+C: the command that continues this training or pretraining run, if it saved something to continue."""
+    """After Ctrl+C or a failed write: the command that continues this training or pretraining run, if it saved
+    something to continue."""
     if args.command not in ("train", "pretrain"):
         return ""
     from pneumoscan.training.pretrain import PRETRAIN_CHECKPOINT
@@ -381,6 +382,9 @@ def _run(args: argparse.Namespace) -> int:
     """The chosen command, with its failures turned into one line and an exit code."""
     try:
         return args.func(args)
+    except WriteError as err:  # e.g. a full disk: the files written before are whole, so a run can continue
+        print(f"pneumoscan: error: {err}{_resume_hint(args)}", file=sys.stderr)
+        return 2
     except PneumoscanError as err:
         print(f"pneumoscan: error: {err}", file=sys.stderr)
         return 2

@@ -10,6 +10,11 @@ class InputError(PneumoscanError):
     """An input file or folder cannot be used; the message names it and says what to do."""
 
 
+class WriteError(InputError):
+    """An output file could not be written (a full disk, a read-only folder); the file that was there is kept whole.
+    The CLI adds how to continue a training run that stopped on one."""
+
+
 class ImageTooLarge(InputError):
     """An image has more pixels than the decoder's limit (the service answers 413, like an oversized upload)."""
 

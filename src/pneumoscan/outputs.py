@@ -1,17 +1,31 @@
 """Output files: refused before the work when they cannot be what a command writes, then written atomically."""
 from __future__ import annotations
 
+import errno
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable
 
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, WriteError
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-def _unwritable(path: Path, err: OSError) -> InputError:
-    return InputError(f"{path}: cannot be written ({err.strerror or err}); check the folder and its permissions")
+def unwritable(path: str | os.PathLike, err: OSError) -> WriteError:
+    """The one-line error for a failed write of PATH, with the fix its errno points to (a full disk or quota:
+    free space; otherwise the folder and its permissions)."""
+    fix = "free disk space" if err.errno in DISK_FULL else "check the folder and its permissions"
+    return WriteError(f"{path}: cannot be written ({err.strerror or err}); {fix}")
+
+
+def os_error_of(err: Exception) -> OSError:
+    """The OSError behind a library's own error for a failed write (safetensors says '... I/O error: No space left
+    on device (os error 28)'), so `atomic_write` names the file and the fix its errno points to."""
+    code = re.search(r"\(os error (\d+)\)", str(err))
+    return OSError(int(code[1]), os.strerror(int(code[1]))) if code else OSError(" ".join(str(err).split()))
 
 
 def check_output(path: str | os.PathLike, suffixes: tuple[str, ...], what: str, option: str = "--out") -> Path:
@@ -33,7 +47,7 @@ def check_output(path: str | os.PathLike, suffixes: tuple[str, ...], what: str, 
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as err:
-        raise _unwritable(out, err) from None
+        raise unwritable(out, err) from None
     return out
 
 
@@ -71,7 +85,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, mo
         except OSError:  # e.g. a read-only file system, which is the error to report
             pass
         if isinstance(err, OSError):
-            raise _unwritable(path, err) from None
+            raise unwritable(path, err) from None
         raise
     return path
 

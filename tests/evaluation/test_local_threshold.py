@@ -147,6 +147,24 @@ def test_cli(tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.Cap
     assert "--target-recall 1.5" in capsys.readouterr().err
 
 
+def test_a_full_disk_is_one_line_naming_the_file(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """safetensors' own error for a full disk was a traceback."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def full(*_: object, **__: object) -> None:
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    out = tmp_path / "site"
+    assert main(["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--split", "test", "--out",
+                 str(out), "--n-boot", "50", "--backend", "torch"]) == 2
+    assert capsys.readouterr().err.endswith(f"pneumoscan: error: {out / 'model.safetensors'}: cannot be written "
+                                            f"(No space left on device); free disk space\n")
+
+
 def test_evaluate_says_where_the_threshold_came_from_and_warns_on_the_same_films(
         local, tiny_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", "--model", str(local.out), "--data", str(tiny_data), "--split", "test", "--n-boot", "20"]) == 0

@@ -1,6 +1,8 @@
 """User mistakes and failures in training that must end in one line naming the fix, never a traceback."""
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -71,12 +73,40 @@ def test_resume_refuses_data_with_other_images(tiny_dataset: Path, tmp_path: Pat
     assert main(["train", "--out", str(run), "--resume", "--data", str(other), "--epochs", "2", "--quiet"]) == 0
 
 
+def _disk_full() -> OSError:
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def full_torch(*_: object, **__: object) -> None:
+    """What torch.save raises when the disk fills mid-write: its own error, over the OSError of the write."""
+    try:
+        raise _disk_full()
+    except OSError:
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 444032 vs 443924")
+
+
+def full_safetensors(*_: object, **__: object) -> None:
+    from safetensors import SafetensorError
+
+    raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+
+class FullDictWriter:
+    """csv.DictWriter on a full disk (history.csv)."""
+
+    def __init__(self, *_: object, **__: object) -> None:
+        raise _disk_full()
+
+
 def test_a_full_disk_keeps_the_last_good_files_and_says_so(tiny_dataset: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture) -> None:
+    """Whichever file the disk fills on, one line names it, says to free space and how to continue the run; the
+    files already there stay whole, and the run continues once there is room."""
+    import csv
+
     import safetensors.torch
     import torch
-    from safetensors import SafetensorError
 
     from pneumoscan.training.checkpoint import load_checkpoint
 
@@ -84,20 +114,18 @@ def test_a_full_disk_keeps_the_last_good_files_and_says_so(tiny_dataset: Path, t
     assert main(["train", "--data", str(tiny_dataset), "--out", str(run), *QUICK]) == 0
     before = {p.name: p.read_bytes() for p in run.iterdir()}
 
-    def full_torch(*_: object, **__: object) -> None:  # what torch raises when the disk fills mid-write
-        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 444032 vs 443924")
-
-    def full_safetensors(*_: object, **__: object) -> None:
-        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
-
-    for module, name, fake, failed in ((torch, "save", full_torch, "last.pt"),
+    # in the order a resumed epoch writes them; the model file last, as a run that has trained its epochs ends
+    for module, name, fake, failed in ((csv, "DictWriter", FullDictWriter, "history.csv"),
+                                       (torch, "save", full_torch, "last.pt"),
                                        (safetensors.torch, "save_file", full_safetensors, ".safetensors")):
         capsys.readouterr()
         with monkeypatch.context() as patch:
             patch.setattr(module, name, fake)
             assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 2
-        err = capsys.readouterr().err
-        assert failed + ": cannot be written" in err and "Traceback" not in err
+        errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]
+        assert len(errors) == 1 and "Traceback" not in errors[0], errors
+        assert f"{failed}: cannot be written (No space left on device); free disk space; continue the run with " \
+               f"`pneumoscan train --out {run} --resume`" in errors[0]
         assert not list(run.glob(".*.tmp"))
         assert (run / "model.safetensors").read_bytes() == before["model.safetensors"]
         assert load_checkpoint(run / "last.pt")["state"]["epoch"] in (1, 2)

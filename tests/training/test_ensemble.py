@@ -95,6 +95,26 @@ def test_ensemble_command(tiny_run: Path, second_run: Path, tmp_path: Path, caps
     assert "already exists" in err and "Traceback" not in err
 
 
+def test_a_full_disk_names_the_ensemble_file_and_offers_no_resume(tiny_run: Path, second_run: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`ensemble` has no --resume, which its full-disk message used to offer (it was training's message)."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    from pneumoscan.cli import main
+
+    def full(*_: object, **__: object) -> None:
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    out = tmp_path / "ens"
+    assert main(["ensemble", str(tiny_run), str(second_run), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"pneumoscan: error: {out / 'model.safetensors'}: cannot be written (No space left on device); " \
+                  f"free disk space\n"
+
+
 def test_ensemble_refuses_to_write_over_an_interrupted_training_run(tiny_run: Path, second_run: Path,
                                                                    tmp_path: Path) -> None:
     interrupted = tmp_path / "interrupted"

@@ -87,6 +87,30 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tiny_data: Path, tm
         assert torch.allclose(resumed[key].float(), straight[key].float(), atol=1e-6), key
 
 
+def test_a_full_disk_at_the_pretrained_weights_says_so_and_resume_writes_them(tiny_data: Path, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch,
+                                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """safetensors' own error for a full disk ended pretraining in a traceback; the checkpoint is whole, so
+    `--resume` writes the weights without training again."""
+    from safetensors import SafetensorError
+
+    def full(*_: object, **__: object) -> None:
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    out = tmp_path / "pre"
+    args = ["pretrain", "--data", str(tiny_data), "--out", str(out), "--model", "cnn", "--image-size", "32",
+            "--epochs", "1", "--batch-size", "8", "--quiet"]
+    with monkeypatch.context() as patch:
+        patch.setattr(pretrain_module, "save_file", full)
+        assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{out / PRETRAINED_NAME}: cannot be written (No space left on device); free disk space; continue it " \
+           f"with `pneumoscan pretrain --data {tiny_data} --out {out} --resume`" in err and "Traceback" not in err
+    assert not (out / PRETRAINED_NAME).exists() and not list(out.glob(".*.tmp"))
+    assert main([*args, "--resume"]) == 0
+    assert "pretrain epoch" not in capsys.readouterr().out and (out / PRETRAINED_NAME).is_file()
+
+
 def test_init_errors_name_the_file_and_the_fix(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nope.safetensors"
     with pytest.raises(InputError, match="pneumoscan pretrain"):

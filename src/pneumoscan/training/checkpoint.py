@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from torch import nn
 
-from pneumoscan.artifact import ArtifactMeta, save_artifact
 from pneumoscan.errors import InputError
 from pneumoscan.outputs import atomic_write
 
@@ -26,24 +24,14 @@ def atomic_torch_save(obj: dict[str, Any], path: str | os.PathLike) -> None:
         with open(tmp, "wb") as handle:
             try:
                 torch.save(obj, handle)
-            except RuntimeError as err:  # torch reports a failed write (a full disk) as "unexpected pos ..."
+            except RuntimeError as err:  # torch reports a failed write as "unexpected pos ..." over the OSError
+                if isinstance(err.__context__, OSError):
+                    raise err.__context__ from None
                 raise OSError(f"torch.save failed: {err}; is the disk full?") from None
             handle.flush()
             os.fsync(handle.fileno())
 
     atomic_write(path, write)
-
-
-def save_weights(path: str | os.PathLike, model: nn.Module, meta: ArtifactMeta) -> Path:
-    """`save_artifact`, with a failed write (safetensors' own error type, e.g. a full disk) as an InputError
-    naming the file; the file that was there is kept whole."""
-    from safetensors import SafetensorError
-
-    try:
-        return save_artifact(path, model, meta)
-    except SafetensorError as err:
-        raise InputError(f"{path}: cannot be written ({err}); free disk space or check the folder, then continue "
-                         f"with --resume") from None
 
 
 def check_writable(folder: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
@@ -28,7 +28,7 @@ from pneumoscan.data.preprocess import prepare_pixels, to_unit
 from pneumoscan.errors import InputError
 from pneumoscan.inference.batch import device_for
 from pneumoscan.models.registry import create_model, final_linear_name, get_spec, model_config
-from pneumoscan.outputs import atomic_write
+from pneumoscan.outputs import atomic_write, os_error_of
 from pneumoscan.progress import progress_bar
 from pneumoscan.training.checkpoint import atomic_torch_save, check_writable, load_checkpoint, run_lock
 from pneumoscan.training.config import TrainConfig
@@ -183,8 +183,14 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
     record = {"model_name": cfg.model, "image_size": image_size, "method": "simsiam", "epochs": state["epoch"],
               "seconds": round(state["seconds"], 1), "history": state["history"],
               **{key: getattr(cfg, key) for key in SHARED_WITH_TRAIN}, "patient_key": data.patients.effective}
-    return atomic_write(target, lambda tmp: save_file(weights, str(tmp), metadata={
-        "pneumoscan_pretrained": json.dumps(record)}), mode=0o644)  # readable like model.safetensors
+
+    def write(tmp: Path) -> None:
+        try:
+            save_file(weights, str(tmp), metadata={"pneumoscan_pretrained": json.dumps(record)})
+        except SafetensorError as err:  # e.g. a full disk
+            raise os_error_of(err) from None
+
+    return atomic_write(target, write, mode=0o644)  # readable like model.safetensors
 
 
 def load_pretrained(model: nn.Module, path: str | os.PathLike) -> None:

@@ -20,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pneumoscan import CLASS_NAMES
-from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, read_meta
+from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, read_meta, save_artifact
 from pneumoscan.data.augment import AugmentConfig, augment_batch, mixup
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import fingerprints
@@ -39,7 +39,7 @@ from pneumoscan.models.registry import create_model, get_spec, model_config
 from pneumoscan.outputs import atomic_write
 from pneumoscan.progress import progress_bar, write_warning
 from pneumoscan.training.checkpoint import (atomic_torch_save, check_writable, load_checkpoint, restore_rng_states,
-                                            rng_states, run_lock, save_weights)
+                                            rng_states, run_lock)
 from pneumoscan.training.config import RESUME_MAY_CHANGE, TrainConfig
 from pneumoscan.training.transfer import init_source, load_transfer, written_by_pneumoscan
 
@@ -472,7 +472,7 @@ class Trainer:
             state["epoch"] = epoch
             if auc > state["best_auc"]:
                 state.update(best_auc=auc, best_epoch=epoch, bad_epochs=0)
-                save_weights(self.out / "best.safetensors", eval_model, meta)
+                save_artifact(self.out / "best.safetensors", eval_model, meta)
             else:
                 state["bad_epochs"] += 1
             self._write_history(state["history"])
@@ -519,7 +519,7 @@ def finish_artifact(out: Path, model: nn.Module, meta: ArtifactMeta, val: ImageS
     # absolute, so `report` finds the films from any folder (older runs hold paths relative to where they trained)
     write_predictions(out / "val_predictions.csv", [Sample(Path(os.path.abspath(s.path)), s.label) for s in val.samples],
                       probs)
-    return save_weights(out / ARTIFACT_NAME, model, meta)
+    return save_artifact(out / ARTIFACT_NAME, model, meta)
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
