@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_cache_dir_arg(p)
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --out from its last checkpoint, with its own settings "
-                        "(only --epochs, --data, --cache-dir may be given again)")
+                        "(only --epochs, --data and --cache-dir may change)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (shown on stderr only when it is a terminal)")
     p.set_defaults(func=cmd_train)
 

@@ -63,7 +63,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "ensemble", help="average trained runs (same validation split) into one model; threshold re-chosen on validation")
     p.add_argument("runs", nargs="+", help="finished `pneumoscan train` run folders (at least two)")
-    p.add_argument("--out", required=True, help="folder for the ensemble's model.safetensors and val_predictions.csv")
+    p.add_argument("--out", required=True, help="folder for the ensemble's model.safetensors, val_predictions.csv, "
+                                                "config.json and split.json")
     p.add_argument("--target-recall", type=float, help="recall the threshold is chosen for (default: the first member's)")
     add_cache_dir_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars (shown on stderr only when it is a terminal)")
@@ -71,7 +72,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "pretrain", help="self-supervised pretraining (SimSiam) on the training split's images; for `train --init`")
-    p.add_argument("--data", required=True, help="data folder with train/NORMAL and train/PNEUMONIA (labels are not used)")
+    p.add_argument("--data", required=True,
+                   help="data folder with train/NORMAL and train/PNEUMONIA (the labels only stratify the split that "
+                        "leaves out train's validation patients; SimSiam never sees them)")
     p.add_argument("--out", required=True, help="folder for pretrained.safetensors and the resumable checkpoint")
     p.add_argument("--model", default="resnet10", help="architecture from `pneumoscan models` (default: resnet10)")
     p.add_argument("--image-size", type=int, help="input size in pixels (default: the model's own)")
@@ -89,6 +92,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="crop every image to the body's width, as `train --crop` does (default off; match the train run)")
     p.add_argument("--max-images", type=int, help="use at most this many images per class (quick experiments)")
     add_cache_dir_arg(p)
-    p.add_argument("--resume", action="store_true", help="continue an interrupted pretraining in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted pretraining in --out; give the options it was started with (only "
+                        "--epochs, --data and --cache-dir may change; --patient-key may be left out)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (shown on stderr only when it is a terminal)")
     p.set_defaults(func=cmd_pretrain)
