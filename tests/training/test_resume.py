@@ -74,6 +74,65 @@ def _history(run: Path) -> list[dict[str, str]]:
             for row in csv.DictReader((run / "history.csv").open())]
 
 
+# `train` whose second torch.save (last.pt of epoch 2, after a whole one of epoch 1) or second safetensors write (the
+# next best.safetensors, or model.safetensors) writes half its bytes and hangs, so a SIGKILL lands mid-write.
+HANG_MID_WRITE = """
+import io, sys, time
+import safetensors.torch, torch
+from pneumoscan.cli import main
+
+module, name = (torch, "save") if sys.argv.pop(1) == "torch" else (safetensors.torch, "save_file")
+real, calls = getattr(module, name), []
+
+def half_then_hang(obj, target, *args, **kwargs):
+    calls.append(target)
+    if len(calls) == 2:
+        data = io.BytesIO()
+        real(obj, data) if module is torch else data.write(safetensors.torch.save(obj, kwargs.get("metadata")))
+        handle = target if hasattr(target, "write") else open(target, "wb")
+        handle.write(data.getvalue()[: len(data.getvalue()) // 2])
+        handle.flush()
+        print("half written", getattr(handle, "name", target), flush=True)
+        time.sleep(120)
+    return real(obj, target, *args, **kwargs)
+
+setattr(module, name, half_then_hang)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("writer, written", [("torch", ".last.pt.*.tmp"), ("safetensors", ".*.safetensors.*.tmp")])
+def test_a_sigkill_in_the_middle_of_a_write_resumes_from_the_whole_files_before_it(writer: str, written: str,
+                                                                                    resume_data: Path,
+                                                                                    tmp_path: Path) -> None:
+    args = ["--model", "cnn", "--image-size", "32", "--epochs", "3", "--batch-size", "16", "--val-fraction", "0.25",
+            "--lr", "1e-2", "--quiet"]
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-c", HANG_MID_WRITE, writer, "train", "--data", str(resume_data),
+                             "--out", str(killed), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:  # the epoch lines come first
+        torn = next((Path(line.split(maxsplit=2)[2].strip()) for line in proc.stdout if line.startswith("half written")),
+                    None)
+        assert torn is not None, proc.stderr.read()[-800:]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert torn.match(written) and torn.stat().st_size > 0  # a temp file beside the run's files, killed mid-write
+    epoch = load_checkpoint(killed / LAST)["state"]["epoch"]  # whole files only: never the torn one
+    assert 1 <= epoch <= 3 and len(_epochs(killed)) in (epoch, epoch + 1)
+    load_file(str(killed / "best.safetensors"))
+
+    assert main(["train", "--out", str(killed), "--resume", "--quiet"]) == 0
+    assert not list(killed.glob(".*.tmp")) and _epochs(killed) == [1, 2, 3]
+    straight = tmp_path / "straight"
+    assert main(["train", "--data", str(resume_data), "--out", str(straight), *args]) == 0
+    a, b = load_file(str(killed / "model.safetensors")), load_file(str(straight / "model.safetensors"))
+    assert a.keys() == b.keys() and all(a[key].equal(b[key]) for key in a)
+
+
 def test_resume_without_checkpoint_and_rerun_into_used_folder(resume_data: Path, tmp_path: Path, capsys) -> None:
     assert main(["train", "--data", str(resume_data), "--out", str(tmp_path / "none"), "--resume", "--quiet"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
