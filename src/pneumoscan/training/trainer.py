@@ -44,6 +44,7 @@ from pneumoscan.training.config import RESUME_MAY_CHANGE, TrainConfig
 from pneumoscan.training.transfer import init_source, load_transfer, written_by_pneumoscan
 
 LAST_CHECKPOINT = "last.pt"
+BEST_WEIGHTS = "best.safetensors"  # the best epoch's weights so far, written after the checkpoint of that epoch
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "val_accuracy", "seconds", "images_per_s"]
 
 
@@ -421,6 +422,8 @@ class Trainer:
         )
         aug = AugmentConfig(scale=cfg.aug_zoom, aspect=cfg.aug_aspect, sharpness=cfg.aug_sharpness, strength=cfg.augment)
         eval_model = ema if ema is not None else model
+        if resume and state["best_epoch"] == state["epoch"]:  # the run may have stopped before it wrote them
+            save_artifact(self.out / BEST_WEIGHTS, eval_model, meta)
 
         while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
             epoch = state["epoch"] + 1
@@ -472,13 +475,14 @@ class Trainer:
             state["epoch"] = epoch
             if auc > state["best_auc"]:
                 state.update(best_auc=auc, best_epoch=epoch, bad_epochs=0)
-                save_artifact(self.out / "best.safetensors", eval_model, meta)
             else:
                 state["bad_epochs"] += 1
             self._write_history(state["history"])
             atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "ema": ema.state_dict() if ema is not None else {}, "generator": generator.get_state(),
                                **rng_states(), "state": state, "mean": mean, "std": std}, ckpt_path)
+            if state["best_epoch"] == epoch:  # after the checkpoint, which holds these weights if the run stops here
+                save_artifact(self.out / BEST_WEIGHTS, eval_model, meta)
             tqdm.write(f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  val_loss {val_loss:.4f}  val_auc {auc:.4f}  "
                        f"{row['images_per_s']:.0f} img/s" + ("  *best*" if state["best_epoch"] == epoch else ""))
         if state["bad_epochs"] >= cfg.patience and state["epoch"] < cfg.epochs:
@@ -497,7 +501,7 @@ class Trainer:
         from safetensors.torch import load_file
 
         model = create_model(self.cfg.model, **self.model_cfg).to(self.device)
-        model.load_state_dict(load_file(str(self.out / "best.safetensors"), device=str(self.device)))
+        model.load_state_dict(load_file(str(self.out / BEST_WEIGHTS), device=str(self.device)))
         meta.training.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"],
                              train_seconds=round(state["train_seconds"], 1))
         return finish_artifact(self.out, model, meta, data.val, self.cfg.target_recall, seed=self.cfg.seed)
