@@ -601,3 +601,66 @@ def test_the_guards_file_cues_of_two_requests_are_measured_at_once_on_a_shared_m
             want.in_distribution, want.ood_reason, want.label)
         assert got["probability"] == pytest.approx(want.probability, abs=1e-6) if want.probability is not None \
             else got["probability"] is None
+
+
+# ----------------------------------------------------------------- operating point
+
+
+def test_model_card_states_the_operating_point_and_answers_the_prevalence(client: TestClient, tiny_run: Path,
+                                                                          xray: Path) -> None:
+    """Without options: the model's stored threshold, chosen on validation for its target recall, and probabilities
+    that assume the model's prior (0.5: the tiny run trained on class-balanced batches, as the shipped model)."""
+    meta = read_meta(tiny_run / "model.safetensors")
+    point = client.get("/model").json()["operating_point"]
+    assert point == {"threshold": pytest.approx(meta.threshold), "threshold_from": "model",
+                     "target_recall": meta.target_recall, "chosen_on": "validation", "prevalence": 0.5,
+                     "prevalence_from": "model_prior"}
+    assert meta.target_recall == 0.95 and meta.training["config"]["balance"] == "sampler"
+    one = client.post("/predict", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")}).json()
+    batch = client.post("/predict/batch", files=[("files", (xray.name, xray.read_bytes(), "image/jpeg"))]).json()
+    assert one["prevalence"] == batch["prevalence"] == 0.5
+
+
+def test_serve_with_a_target_recall_and_a_prevalence(tiny_run: Path, xray: Path) -> None:
+    """`serve --target-recall R --prevalence P` serves what `predict` with the same options gives, and says so."""
+    expected = Predictor(tiny_run, backend="onnx", target_recall=0.99, prevalence=0.2)
+    plain = Predictor(tiny_run, backend="onnx")
+    assert expected.threshold != pytest.approx(plain.threshold)
+    with TestClient(create_app(Settings(model=str(tiny_run), backend="onnx", target_recall=0.99,
+                                        prevalence=0.2))) as c:
+        info = c.get("/model").json()
+        one = c.post("/predict", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")}).json()
+        batch = c.post("/predict/batch", files=[("files", (xray.name, xray.read_bytes(), "image/jpeg"))]).json()
+    assert info["threshold"] == info["operating_point"]["threshold"] == pytest.approx(expected.threshold)
+    assert info["stored_threshold"] == pytest.approx(plain.meta.threshold)
+    assert info["operating_point"] == {"threshold": pytest.approx(expected.threshold),
+                                       "threshold_from": "target_recall", "target_recall": 0.99, "chosen_on": "validation", "prevalence": 0.2,
+                                       "prevalence_from": "prevalence"}
+    probability = expected.predict_files([xray])[0].probability
+    assert probability != pytest.approx(plain.predict_files([xray])[0].probability, abs=1e-3)  # re-weighted
+    for body in (one, batch["results"][0]):
+        assert body["probability"] == pytest.approx(probability, abs=1e-4)
+        assert body["label"] == ("PNEUMONIA" if body["probability"] >= expected.threshold else "NORMAL")
+    assert one["threshold"] == batch["threshold"] == pytest.approx(expected.threshold)
+    assert one["prevalence"] == batch["prevalence"] == 0.2
+
+
+def test_serve_with_a_threshold_and_a_prevalence(tiny_run: Path) -> None:
+    """A threshold given by hand is used as given, on the re-weighted probabilities; no recall is claimed for it."""
+    with TestClient(create_app(Settings(model=str(tiny_run), backend="onnx", threshold=0.3, prevalence=0.8))) as c:
+        point = c.get("/model").json()["operating_point"]
+    assert point == {"threshold": 0.3, "threshold_from": "threshold", "target_recall": None, "chosen_on": None,
+                     "prevalence": 0.8, "prevalence_from": "prevalence"}
+
+
+def test_a_sites_own_threshold_is_said_to_be_chosen_on_local_films(tiny_run: Path, tiny_data: Path,
+                                                                    tmp_path: Path) -> None:
+    from pneumoscan.evaluation.local_threshold import set_threshold
+
+    site = set_threshold(tiny_run, tiny_data, tmp_path / "site.safetensors", split="test", backend="torch",
+                         n_boot=20).out
+    for options, recall in (({}, read_meta(site).target_recall), ({"target_recall": 0.9}, 0.9)):
+        with TestClient(create_app(Settings(model=str(site), backend="onnx", **options))) as c:
+            point = c.get("/model").json()["operating_point"]
+        assert point["chosen_on"] == "local" and point["target_recall"] == recall, options
+

@@ -33,6 +33,11 @@ def test_busy_port_is_one_line(tiny_run: Path, capsys: pytest.CaptureFixture[str
      "fits; such as 800"),
     (["--upload-idle-s", "0"], "--upload-idle-s 0: must be a number of seconds above 0, such as 30"),
     (["--upload-total-s", "nan"], "--upload-total-s nan: must be a number of seconds above 0, such as 600"),
+    (["--threshold", "0.5", "--target-recall", "0.9"], "give either --threshold or --target-recall, not both"),
+    (["--threshold", "1.5"], "--threshold 1.5: must be between 0 and 1"),
+    (["--target-recall", "0"], "--target-recall 0.0: must be above 0 and at most 1, e.g. 0.95"),
+    (["--prevalence", "1"], "--prevalence 1.0: must be strictly between 0 and 1"),
+    (["--prevalence", "nan"], "--prevalence nan: must be strictly between 0 and 1"),
 ])
 def test_bad_address_is_one_line(argv: list[str], message: str, tiny_run: Path,
                                  capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,3 +100,27 @@ def test_upload_memory_reaches_the_service(argv: list[str], mb: float, tiny_run:
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))  # start-up only
     assert main(["serve", "--model", str(tiny_run), "--port", "0", "--log-level", "critical", *argv]) == 0
     assert apps[0].state.upload_budget.capacity == mb * 1024 * 1024  # type: ignore[attr-defined]
+
+
+def test_a_bad_operating_point_is_named_before_the_model_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    assert main(["serve", "--model", str(tmp_path / "missing"), "--port", "0", "--prevalence", "5"]) == 2
+    err = capsys.readouterr().err
+    assert err == "pneumoscan: error: --prevalence 5.0: must be strictly between 0 and 1\n"
+
+
+def test_the_operating_point_options_reach_the_service(tiny_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    apps: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))  # start-up only
+    assert main(["serve", "--model", str(tiny_run), "--port", "0", "--log-level", "critical",
+                 "--target-recall", "0.99", "--prevalence", "0.2"]) == 0
+    predictor = apps[0].state.engine.predictor  # type: ignore[attr-defined]
+    assert (predictor.threshold_from, predictor.target_recall, predictor.prevalence) == ("target_recall", 0.99, 0.2)
+    assert main(["serve", "--model", str(tiny_run), "--port", "0", "--log-level", "critical",
+                 "--threshold", "0.3"]) == 0
+    assert apps[1].state.engine.predictor.operating_point()["threshold"] == 0.3  # type: ignore[attr-defined]

@@ -17,7 +17,7 @@ from pneumoscan.data.decode import read_file, read_grayscale
 from pneumoscan.data.layout import image_files
 from pneumoscan.data.preprocess import grey_levels, load_image_with_levels
 from pneumoscan.errors import InputError
-from pneumoscan.evaluation.thresholds import adjust_for_prevalence, check_target_recall
+from pneumoscan.evaluation.thresholds import adjust_for_prevalence, check_operating_point
 from pneumoscan.inference.batch import predict_probs, sigmoid
 from pneumoscan.inference.ood import OODResult, colourfulness, forward_with_features, load_guard, two_tone_share
 
@@ -128,15 +128,13 @@ class Predictor:
             raise InputError(f"--onnx {onnx_path}: only the onnx backend uses it; drop --onnx or pass --backend onnx")
         self.batch_size = batch_size
         self.prevalence = prevalence
-        if threshold is not None and target_recall is not None:
-            raise InputError("give either --threshold or --target-recall, not both")
-        if threshold is not None and not 0.0 <= threshold <= 1.0:
-            raise InputError(f"--threshold {threshold}: must be between 0 and 1")
-        check_target_recall(target_recall)
-        if prevalence is not None and not 0.0 < prevalence < 1.0:  # checked here, even when no image is readable
-            raise InputError(f"--prevalence {prevalence}: must be strictly between 0 and 1")
+        check_operating_point(threshold, target_recall, prevalence)  # here, even when no image is readable
+        self.threshold_from = "threshold" if threshold is not None else "target_recall" if target_recall is not None \
+            else "model"
+        self.target_recall = target_recall if target_recall is not None else (
+            self.meta.target_recall if threshold is None else None)
         # whether the threshold is the artifact's own (moved with the probabilities when `prevalence` is given)
-        self.stored_threshold = threshold is None and target_recall is None
+        self.stored_threshold = self.threshold_from == "model"
         raw = threshold if threshold is not None else (
             self.meta.threshold_for_recall(target_recall) if target_recall is not None else self.meta.threshold)
         # A recall-based threshold does not depend on prevalence, so it moves with the probabilities.
@@ -159,6 +157,20 @@ class Predictor:
                           f"PyTorch instead", stacklevel=3)
             self.backend = "torch"
             return None
+
+    @property
+    def assumed_prevalence(self) -> float:
+        """The pneumonia prevalence the probabilities assume: `prevalence` when given, else the model's prior."""
+        return self.prevalence if self.prevalence is not None else model_prior(self.meta)
+
+    def operating_point(self) -> dict[str, object]:
+        """The threshold in use, where it came from (the model's stored one, a `target_recall`, a `threshold`), the
+        scores it was chosen on, and the pneumonia prevalence the probabilities assume."""
+        chosen_on = None if self.threshold_from == "threshold" else (
+            "local" if self.meta.threshold_source else "validation")
+        return {"threshold": self.threshold, "threshold_from": self.threshold_from, "target_recall": self.target_recall,
+                "chosen_on": chosen_on, "prevalence": self.assumed_prevalence,
+                "prevalence_from": "model_prior" if self.prevalence is None else "prevalence"}
 
     @property
     def hooks_shared_model(self) -> bool:

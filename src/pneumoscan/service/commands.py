@@ -61,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     settings = Settings(model=args.model, backend=args.backend, onnx_path=args.onnx, threshold=args.threshold,
+                        target_recall=args.target_recall, prevalence=args.prevalence,
                         max_upload_mb=args.max_upload_mb, inference_slots=args.slots,
                         upload_memory_mb=args.upload_memory_mb, upload_idle_s=args.upload_idle_s,
                         upload_total_s=args.upload_total_s)
@@ -85,7 +86,15 @@ def add_commands(subparsers: Any) -> None:
                         "installed)")
     p.add_argument("--onnx", help="an ONNX export of --model to use (default: RUN/model.onnx if current, "
                                   "else exported in memory at start-up)")
-    p.add_argument("--threshold", type=float, help="decide PNEUMONIA when P >= this (default: the model's own)")
+    point = p.add_argument_group("operating point (GET /model and the page say which is in use)")
+    point.add_argument("--threshold", type=float, help="decide PNEUMONIA when P >= this (default: the model's own)")
+    point.add_argument("--target-recall", type=float,
+                       help="choose the threshold for this recall on the model's stored validation scores (or the "
+                            "local images of `pneumoscan set-threshold`); not with --threshold")
+    point.add_argument("--prevalence", type=float,
+                       help="pneumonia prevalence of your patients (0-1); probabilities are re-weighted by Bayes' rule "
+                            "(default: none; P then assumes the model's own prior, 0.5 after class-balanced "
+                            "training such as the shipped model's)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload in MB (default 20)")
     p.add_argument("--slots", type=int, default=2, help="requests processed at the same time (default 2)")
     p.add_argument("--upload-memory-mb", type=float,

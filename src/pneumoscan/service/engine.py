@@ -64,6 +64,7 @@ class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.predictor = Predictor(settings.model, backend=settings.backend, threshold=settings.threshold,
+                                   target_recall=settings.target_recall, prevalence=settings.prevalence,
                                    onnx_path=settings.onnx_path)
         self.model_sha256 = file_sha256(self.predictor.path)
         shipped = default_model_path()
@@ -145,6 +146,7 @@ class Engine:
     def model_info(self) -> dict[str, object]:
         info = describe(self.meta)
         return {**info, "stored_threshold": info["threshold"], "threshold": self.predictor.threshold,
+                "operating_point": self.predictor.operating_point(),
                 "backend": self.predictor.backend, "explain_available": self.explain_available(),
                 "max_upload_mb": self.settings.max_upload_mb, "max_batch_files": self.settings.max_batch_files,
                 "max_batch_mb": self.settings.batch_limit_mb, "upload_memory_mb": self.settings.upload_memory_limit_mb,

@@ -1,7 +1,7 @@
 """Typed JSON responses of the web service (they make up the OpenAPI schema)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -23,6 +23,26 @@ class Normalization(BaseModel):
     crop: bool = Field(False, description="each image is first cropped to a square as wide as the body")
 
 
+class OperatingPoint(BaseModel):
+    threshold: float = Field(description="threshold in use: PNEUMONIA when P >= threshold")
+    threshold_from: Literal["model", "target_recall", "threshold"] = Field(
+        description="model: the threshold stored in the model (see stored_threshold, threshold_source); target_recall: "
+                    "chosen at start-up by `serve --target-recall` on the model's stored scores; threshold: set by "
+                    "`serve --threshold`. With a prevalence, a threshold chosen for a recall is mapped to the "
+                    "re-weighted probabilities, so the decisions stay those of that recall")
+    target_recall: float | None = Field(description="recall the threshold in use was chosen for on `chosen_on`; null "
+                                                    "for --threshold or a model that records none")
+    chosen_on: Literal["validation", "local"] | None = Field(
+        description="the scores that threshold was chosen on: validation (the training run's validation films) or "
+                    "local (a site's own labelled films, `pneumoscan set-threshold`; see threshold_source); null for "
+                    "--threshold")
+    prevalence: float = Field(gt=0, lt=1, description="pneumonia prevalence the probabilities assume")
+    prevalence_from: Literal["model_prior", "prevalence"] = Field(
+        description="model_prior: none was set, so P assumes the prior the model was trained to (0.5 after "
+                    "class-balanced training, such as the shipped model's); prevalence: `serve --prevalence`, P "
+                    "re-weighted for it by Bayes' rule")
+
+
 class ModelInfo(BaseModel):
     name: str
     version: str
@@ -31,7 +51,9 @@ class ModelInfo(BaseModel):
     class_names: list[str]
     threshold: float = Field(description="operating threshold in use: PNEUMONIA when P >= threshold")
     stored_threshold: float = Field(description="threshold stored in the model artifact")
-    target_recall: float | None
+    target_recall: float | None = Field(description="recall the stored threshold was chosen for")
+    operating_point: OperatingPoint = Field(description="the threshold in use, where it came from, and the "
+                                                        "prevalence the probabilities assume")
     threshold_source: dict[str, Any] = Field(
         default_factory=dict, description="where the stored threshold was chosen: empty for the validation split of "
                                           "training; after `pneumoscan set-threshold`, the local data, its image "
@@ -58,6 +80,8 @@ class ModelInfo(BaseModel):
 _IN_DISTRIBUTION = ("true: the upload looks like a chest X-ray; false: it does not, or it is one the model cannot "
                     "read as sent (black-and-white, upside down), and no prediction was made (probability and label "
                     "are null); null: the model has no out-of-distribution guard")
+_PREVALENCE = ("pneumonia prevalence the probabilities assume: `serve --prevalence`, else the model's prior "
+               "(GET /model, operating_point)")
 _MODEL_SHA = "first 12 hex digits of the model file's SHA-256 (GET /model gives all 64): which weights answered"
 _OOD_REASON = ("why no prediction was made, e.g. \"not a chest X-ray: colour image ...\" or \"the image looks upside "
                "down; rotate it and send it again\" (only when in_distribution is false)")
@@ -69,6 +93,7 @@ class PredictionResponse(BaseModel):
     in_distribution: bool | None = Field(description=_IN_DISTRIBUTION)
     ood_reason: str | None = Field(default=None, description=_OOD_REASON)
     threshold: float
+    prevalence: float = Field(gt=0, lt=1, description=_PREVALENCE)
     model_name: str
     model_version: str = Field(description="version of pneumoscan that wrote the model file")
     model_sha256: str = Field(description=_MODEL_SHA)
@@ -98,6 +123,7 @@ class BatchResponse(BaseModel):
     n_failed: int
     n_out_of_distribution: int = Field(description="files read fine but refused as not chest X-rays (counted in n_ok)")
     threshold: float
+    prevalence: float = Field(gt=0, lt=1, description=_PREVALENCE)
     model_name: str
     model_version: str = Field(description="version of pneumoscan that wrote the model file")
     model_sha256: str = Field(description=_MODEL_SHA)

@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass
 
 from pneumoscan.errors import InputError
+from pneumoscan.evaluation.thresholds import check_operating_point
 
 MB = 1024 * 1024
 ENVELOPE = 64 * 1024  # multipart boundaries and part headers allowed on top of a /predict file
@@ -19,6 +20,8 @@ class Settings:
     backend: str = "auto"  # torch | onnx | auto
     onnx_path: str | None = None  # an export of `model`; None = RUN/model.onnx if current, else built in memory
     threshold: float | None = None  # overrides the artifact's stored operating threshold
+    target_recall: float | None = None  # or: the threshold for this recall on the artifact's stored scores
+    prevalence: float | None = None  # probabilities re-weighted for this pneumonia prevalence; None = the model's prior
     max_upload_mb: float = 20.0  # per uploaded file (and per /predict request body)
     max_batch_files: int = 16
     max_batch_mb: float = 100.0  # whole /predict/batch request body (never below max_upload_mb)
@@ -29,6 +32,7 @@ class Settings:
     upload_total_s: float | None = None  # a whole body taking longer: 408; None = no limit
 
     def __post_init__(self) -> None:
+        check_operating_point(self.threshold, self.target_recall, self.prevalence)  # before the model loads
         if not (self.max_upload_mb > 0 and math.isfinite(self.max_upload_mb)):  # inf: every upload would be a 500
             raise InputError(f"--max-upload-mb {self.max_upload_mb}: must be a number above 0, such as 20")
         if self.inference_slots < 1:
