@@ -245,6 +245,58 @@ def test_page_says_where_the_threshold_came_from(server: str, fitted: Path, tiny
             expect(page.locator("#threshold-source")).to_contain_text(text)
 
 
+def test_page_states_the_operating_point_the_service_was_started_with(server: str, fitted: Path,
+                                                                      sample_dir: Path) -> None:
+    """`serve --target-recall` and `--prevalence`: the page says where the threshold in use came from and which
+    prevalence P assumes (without --prevalence: the model's prior, 50 % after class-balanced training)."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    stored = Predictor(fitted).threshold
+    site = Predictor(fitted, target_recall=0.99, prevalence=0.2)
+    expected = site.predict_files([xray])[0]
+    with serving(fitted, "--target-recall", "0.99", "--prevalence", "0.2") as recall_server, \
+            serving(fitted, "--prevalence", "0.2") as prevalence_server, chromium_page(None) as (page, errors):
+        page.goto(server + "/")
+        expect(page.locator("#threshold-source")).to_have_text(
+            "The threshold is the model's operating point, chosen on validation data for a sensitivity of 0.95.")
+        expect(page.locator("#prevalence")).to_have_text(
+            "The score assumes a pneumonia prevalence of 50 %, the balance the model was trained on, not that of "
+            "your patients.")
+        by_hand = page.evaluate("""() => thresholdSource({...modelInfo, threshold: 0.3, operating_point: {
+            ...modelInfo.operating_point, threshold: 0.3, threshold_from: "threshold", target_recall: null,
+            chosen_on: null, prevalence: 0.2, prevalence_from: "prevalence"}})""")
+        assert by_hand == "The threshold in use was set when this service was started."  # no raw-score threshold
+        assert page.evaluate("(r) => describes(modelInfo, {...r, prevalence: 0.2})", {
+            "model_sha256": page.evaluate("modelInfo.sha256.slice(0, 12)"), "threshold": page.evaluate(
+                "modelInfo.threshold")}) is False  # restarted with only another prevalence: /model is read again
+
+        page.goto(prevalence_server + "/")
+        expect(page.locator("#threshold-source")).to_have_text(
+            "The threshold is the model's operating point, chosen on validation data for a sensitivity of 0.95 "
+            f"({stored:.2f} on the model's own scores, re-weighted with them for the prevalence below).")
+        expect(page.locator("#prevalence")).to_have_text(
+            "The score is re-weighted for a pneumonia prevalence of 20 %, set for the patients of this service when "
+            "it was started.")
+        info = {"threshold": 0.9, "stored_threshold": 0.62, "operating_point": {
+            "threshold_from": "model", "prevalence_from": "prevalence"}, "test_metrics": {
+            "n": 624, "threshold": 0.62, "recall": {"value": 0.982}, "specificity": {"value": 0.872}}}
+        assert page.evaluate("(info) => operatingPoint(info)", info).startswith("At this threshold")  # same films
+        info["operating_point"]["threshold_from"] = "threshold"
+        assert page.evaluate("(info) => operatingPoint(info)", {**info, "threshold": 0.62}) == ""  # other scores
+
+        page.goto(recall_server + "/")
+        expect(page.locator("#model-line")).to_contain_text(f"threshold {site.threshold:.2f}")
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        assert float(page.locator("#prob").inner_text()) == pytest.approx(expected.probability, abs=2e-3)
+        expect(page.locator("#threshold-source")).to_have_text(
+            "The threshold was chosen when this service was started, for a sensitivity of 0.99 on validation data.")
+        expect(page.locator("#prevalence")).to_be_visible()
+        expect(page.locator("#prevalence")).to_contain_text("re-weighted for a pneumonia prevalence of 20 %")
+        assert not errors, errors
+
+
 def test_only_the_newest_upload_is_shown(server: str, fitted: Path, sample_dir: Path) -> None:
     """A slow answer to an earlier upload never replaces the newer upload's result (the first is held back 1.5 s)."""
     from playwright.sync_api import expect

@@ -44,7 +44,8 @@ async function loadModel() {
 function describeModel(info) {
   $("scope").textContent = info?.shipped ? SHIPPED_SCOPE : OTHER_SCOPE;
   $("operating-point").textContent = info ? operatingPoint(info) : "";
-  $("threshold-source").textContent = VALIDATION_SOURCE;
+  $("threshold-source").textContent = info ? thresholdSource(info) : VALIDATION_SOURCE;
+  $("prevalence").textContent = info ? prevalenceText(info.operating_point) : "";
   if (!info) {
     $("model-line").textContent = "Model information unavailable.";
     return;
@@ -54,15 +55,38 @@ function describeModel(info) {
     : valAuc !== undefined ? `, validation AUC ${Number(valAuc).toFixed(3)} (no test figures)` : "";
   $("model-line").textContent = `Model ${info.name} (weights ${info.sha256.slice(0, 12)}), threshold ` +
     `${info.threshold.toFixed(2)}` + auc + (info.ood_guard ? " · images that are not chest X-rays are refused" : "");
-  const source = info.threshold_source ?? {};
-  if (info.threshold !== info.stored_threshold) {
-    $("threshold-source").textContent = "The threshold in use was set when this service was started (the " +
-      `model's own operating point is ${info.stored_threshold.toFixed(2)}).`;
-  } else if (source.n_normal !== undefined) {
-    $("threshold-source").textContent = "The threshold is the model's operating point, chosen on this site's own " +
-      `${source.n_normal + source.n_pneumonia} labelled films (${source.date}) for a sensitivity of ` +
-      `${info.target_recall}.`;
+}
+
+// Where the threshold in use came from (GET /model's operating_point): the model's stored one, or this service's
+// --target-recall or --threshold; and the films it was chosen on for which sensitivity.
+function thresholdSource(info) {
+  const point = info.operating_point, source = info.threshold_source ?? {};
+  const reweighted = point.prevalence_from === "prevalence";
+  if (point.threshold_from === "threshold") {
+    return "The threshold in use was set when this service was started" + (reweighted ? "."
+      : ` (the model's own operating point is ${info.stored_threshold.toFixed(2)}).`);
   }
+  const films = point.chosen_on === "local"
+    ? `this site's own ${source.n_normal + source.n_pneumonia} labelled films (${source.date})` : "validation data";
+  const aim = point.target_recall === null ? "to favour sensitivity" : `for a sensitivity of ${point.target_recall}`;
+  if (point.threshold_from === "target_recall") {
+    return `The threshold was chosen when this service was started, ${aim} on ${films}.`;
+  }
+  const stored = info.stored_threshold.toFixed(2);
+  return `The threshold is the model's operating point, chosen on ${films} ${aim}` +
+    (reweighted ? ` (${stored} on the model's own scores, re-weighted with them for the prevalence below).` : ".");
+}
+
+// A prevalence as a percentage with up to three significant digits: 0.5 -> "50 %", 0.743 -> "74.3 %".
+function percent(p) { return `${Number((p * 100).toPrecision(3))} %`; }
+
+// The pneumonia prevalence P(pneumonia) assumes: the model's prior, or the one this service was started with.
+function prevalenceText(point) {
+  return point.prevalence_from === "prevalence"
+    ? `The score is re-weighted for a pneumonia prevalence of ${percent(point.prevalence)}, set for the patients ` +
+      "of this service when it was started."
+    : `The score assumes a pneumonia prevalence of ${percent(point.prevalence)}, the balance the model was trained ` +
+      "on, not that of your patients.";
 }
 
 // Whether a 200 answer is a prediction, not, say, a proxy's sign-in page after its session ran out.
@@ -71,15 +95,26 @@ function isPrediction(body) {
     (body.in_distribution === false || typeof body.probability === "number");
 }
 
-// Whether the page's model description is of the weights and threshold that gave `result`.
+// Whether the page's model description is of the weights, threshold and prevalence that gave `result`.
 function describes(info, result) {
-  return info !== null && info.sha256.slice(0, 12) === result.model_sha256 && info.threshold === result.threshold;
+  return info !== null && info.sha256.slice(0, 12) === result.model_sha256 && info.threshold === result.threshold &&
+    info.operating_point.prevalence === result.prevalence;
+}
+
+// Whether the threshold in use decides every film as the one the test figures were measured at: the same
+// threshold on the model's own scores, or the stored one moved with the scores to another prevalence.
+function testedThreshold(info, test) {
+  const point = info.operating_point;
+  if (point?.threshold_from === "model" && point.prevalence_from === "prevalence") {
+    return test.threshold === info.stored_threshold;
+  }
+  return point?.prevalence_from !== "prevalence" && test.threshold === info.threshold;
 }
 
 // Sensitivity and specificity measured on the model's test set at the threshold in use, when it has them.
 function operatingPoint(info) {
   const test = info.test_metrics ?? {};
-  if (test.recall === undefined || test.specificity === undefined || test.threshold !== info.threshold) return "";
+  if (test.recall === undefined || test.specificity === undefined || !testedThreshold(info, test)) return "";
   const sens = test.recall.value, spec = test.specificity.value;
   return `At this threshold, on its test set of ${test.n} films from the training hospital, it flagged ` +
     `${Math.round(sens * 100)} % of pneumonia films and ${Math.round((1 - spec) * 100)} % of normal films ` +
