@@ -36,6 +36,30 @@ def test_shipped_threshold_sits_in_a_gap_of_its_validation_scores_and_keeps_the_
         assert np.mean(probs[labels == 1] + shift >= meta.threshold) >= meta.target_recall == 0.95
 
 
+def test_shipped_probabilities_assume_the_prior_the_code_gives_them() -> None:
+    """`--prevalence` re-weights P from `model_prior(meta)`: 0.5 for the shipped model (class-balanced batches), not
+    its stored training prevalence (0.743). Re-weighted from that prior to their own prevalence, its validation
+    probabilities fit better (log loss 0.0845 -> 0.0688), and no prior fits them much better; from the training
+    prevalence they would barely move (0.0846)."""
+    import numpy as np
+
+    from pneumoscan.evaluation.metrics import log_loss
+    from pneumoscan.evaluation.thresholds import adjust_for_prevalence
+    from pneumoscan.inference.predictor import model_prior
+
+    meta = read_meta(default_model_path())
+    labels, probs = np.array(meta.val_scores["labels"]), np.array(meta.val_scores["probs"])
+    own = float(labels.mean())
+
+    def reweighted_loss(prior: float) -> float:
+        return log_loss(labels, adjust_for_prevalence(probs, prior, own))
+
+    prior = model_prior(meta)
+    assert reweighted_loss(prior) < log_loss(labels, probs) - 0.01
+    best = min(np.linspace(0.05, 0.95, 91), key=reweighted_loss)  # the prior these probabilities answer to
+    assert abs(best - prior) <= 0.05, (best, prior)
+
+
 def test_shipped_model_and_guard_carry_the_equalised_preprocessing() -> None:
     from pneumoscan.inference.ood import load_guard
 
