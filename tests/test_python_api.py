@@ -226,3 +226,17 @@ def test_evaluate_warns_about_the_unreadable_films_it_left_out(tiny_run: Path, t
     with pytest.warns(UserWarning, match=r"1 unreadable image\(s\) left out: .*broken.jpeg: not a readable image"):
         metrics = pneumoscan.evaluate(tiny_run, data, n_boot=20)
     assert metrics["n"] == 8 and len(metrics["skipped"]) == 1
+
+
+def test_gradcam_raises_refused_film_an_input_error_with_the_clis_message(fitted: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI tells a film the guard refuses (exit 1, as predict) from a mistake (exit 2) by this subclass."""
+    from tests.conftest import colour_photo
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(colour_photo())
+    assert main(["explain", str(photo), "--model", str(fitted), "--out", str(tmp_path / "h.png")]) == 1
+    shown = capsys.readouterr().err.strip().removeprefix("pneumoscan: error: ")
+    with pytest.raises(pneumoscan.RefusedFilm) as refused:
+        pneumoscan.gradcam(photo, fitted)
+    assert isinstance(refused.value, InputError) and str(refused.value) == shown

@@ -12,6 +12,7 @@ PATIENT_KEYS: tuple[str, str, str] = ("auto", "name", "folder")
 _LAZY: dict[str, str] = {
     "PneumoscanError": "pneumoscan.errors",
     "InputError": "pneumoscan.errors",
+    "RefusedFilm": "pneumoscan.errors",
     "list_models": "pneumoscan.models.registry",
     "create_model": "pneumoscan.models.registry",
     "load_dataset": "pneumoscan.api",
@@ -36,7 +37,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from pneumoscan.api import TrainedRun, evaluate, export_onnx, gradcam, load_dataset, train
     from pneumoscan.data.layout import Sample
     from pneumoscan.data.preprocess import load_image
-    from pneumoscan.errors import InputError, PneumoscanError
+    from pneumoscan.errors import InputError, PneumoscanError, RefusedFilm
     from pneumoscan.explain.explanation import Explanation
     from pneumoscan.export.onnx import ExportReport
     from pneumoscan.inference.predictor import Prediction, Predictor

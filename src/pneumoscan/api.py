@@ -110,8 +110,8 @@ def evaluate(model: ModelPath | Predictor, data: str | os.PathLike, *, split: st
 def gradcam(image: str | os.PathLike, model: ModelPath | Predictor = None, *,
             threshold: float | None = None) -> Explanation:
     """`pneumoscan explain IMAGE`, without the figure: the film's prediction (screened by the model's guard, as
-    `predict` does) and the Grad-CAM heatmap (S, S) in [0, 1] of the evidence for its label. Give a Predictor to
-    explain many films with one loaded model."""
+    `predict` does) and the Grad-CAM heatmap (S, S) in [0, 1] of the evidence for its label; RefusedFilm (an
+    InputError) when the guard refuses the film. Give a Predictor to explain many films with one loaded model."""
     from pneumoscan.explain.explanation import explain_file
 
     return explain_file(_predictor(model, "gradcam", threshold=threshold), image)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from pneumoscan import __version__
-from pneumoscan.errors import PneumoscanError, WriteError, check_at_least_one
+from pneumoscan.errors import PneumoscanError, RefusedFilm, WriteError, check_at_least_one
 
 if TYPE_CHECKING:
     from pneumoscan.evaluation.evaluate import Evaluation
@@ -385,6 +385,9 @@ def _run(args: argparse.Namespace) -> int:
     except WriteError as err:  # e.g. a full disk: the files written before are whole, so a run can continue
         print(f"pneumoscan: error: {err}{_resume_hint(args)}", file=sys.stderr)
         return 2
+    except RefusedFilm as err:  # the guard's verdict on the film, not a mistake: exit 1 as `predict` does
+        print(f"pneumoscan: error: {err}", file=sys.stderr)
+        return 1
     except PneumoscanError as err:
         print(f"pneumoscan: error: {err}", file=sys.stderr)
         return 2

@@ -15,6 +15,11 @@ class WriteError(InputError):
     The CLI adds how to continue a training run that stopped on one."""
 
 
+class RefusedFilm(InputError):
+    """The model's chest X-ray guard refused the film (e.g. a photo, or a dithered print): no prediction was made.
+    Not a mistake in the command, so the CLI exits 1 for it, as `predict` does for a film it refuses."""
+
+
 class ImageTooLarge(InputError):
     """An image has more pixels than the decoder's limit (the service answers 413, like an oversized upload)."""
 

@@ -21,6 +21,19 @@ def test_explain_writes_png(tiny_run: Path, tiny_data: Path, tmp_path: Path, cap
     assert "P(pneumonia)=" in printed and str(out) in printed
 
 
+def test_explain_exits_with_predicts_code_for_a_film_the_guard_refuses(fitted: Path, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`predict` exits 1 for a refused film and explain exited 2, the code of a user mistake; a missing file stays 2."""
+    from tests.conftest import colour_photo
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(colour_photo())
+    assert main(["predict", str(photo), "--model", str(fitted)]) == 1
+    assert main(["explain", str(photo), "--model", str(fitted), "--out", str(tmp_path / "h.png")]) == 1
+    assert main(["explain", str(tmp_path / "gone.png"), "--model", str(fitted), "--out", str(tmp_path / "h.png")]) == 2
+    assert "gone.png: file not found" in capsys.readouterr().err
+
+
 def test_explain_user_mistakes(tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     image = sorted((tiny_data / "test" / "NORMAL").iterdir())[0]
     assert main(["explain", str(tmp_path / "missing.png"), "--model", str(tiny_run), "--out", str(tmp_path / "a.png")]) == 2
@@ -63,9 +76,10 @@ def test_explain_refuses_what_the_guard_rejects(fitted: Path, sample_dir: Path, 
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(colour_photo())
     out = tmp_path / "photo.png"
-    assert main(["explain", str(photo), "--model", str(fitted), "--out", str(out)]) == 2
+    assert main(["explain", str(photo), "--model", str(fitted), "--out", str(out)]) == 1  # as predict: not a mistake
     err = capsys.readouterr().err
     assert f"{photo}: not a chest X-ray: colour image" in err and "no prediction or heatmap" in err
+    assert len(err.strip().splitlines()) == 1
     assert not out.exists()
     xray = sorted((sample_dir / "test" / "NORMAL").iterdir())[0]
     assert main(["explain", str(xray), "--model", str(fitted), "--out", str(out)]) == 0
@@ -109,7 +123,7 @@ def test_explain_refuses_a_dithered_film_saying_what_to_send(fitted: Path, tmp_p
     film = tmp_path / "scan.png"
     film.write_bytes(dithered())
     out = tmp_path / "heat.png"
-    assert main(["explain", str(film), "--model", str(fitted), "--out", str(out)]) == 2
+    assert main(["explain", str(film), "--model", str(fitted), "--out", str(out)]) == 1
     assert (f"{film}: binary (black-and-white) image: 2 grey levels; send the original radiograph; no prediction "
             "or heatmap made") in capsys.readouterr().err
     assert not out.exists()

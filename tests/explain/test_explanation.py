@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, RefusedFilm
 from pneumoscan.explain.explanation import explain_file
 from pneumoscan.inference.predictor import Predictor
 from tests.conftest import colour_photo, write_xray
@@ -25,5 +25,6 @@ def test_explain_file_gives_the_prediction_and_the_heatmap_of_its_label(tiny_run
 def test_explain_file_draws_nothing_for_a_film_the_guard_refuses(fitted: Path, tmp_path: Path) -> None:
     photo = tmp_path / "photo.png"
     photo.write_bytes(colour_photo())
-    with pytest.raises(InputError, match=r"photo.png: .*; no prediction or heatmap made"):
+    with pytest.raises(RefusedFilm, match=r"photo.png: .*; no prediction or heatmap made") as refused:
         explain_file(Predictor(fitted), photo)
+    assert isinstance(refused.value, InputError)  # what the Python API documents for gradcam

@@ -44,10 +44,11 @@ def display_copy(gray: np.ndarray) -> np.ndarray:
 
 def explain_file(predictor: Predictor, path: str | os.PathLike) -> Explanation:
     """Predict the file at `path` with `predictor` and draw Grad-CAM for the label it gets; InputError when the
-    model has no layer to explain, the file is unreadable, or the guard refuses it (no heatmap without a prediction)."""
+    model has no layer to explain or the file is unreadable; RefusedFilm (an InputError) when the guard refuses it (no
+    heatmap without a prediction)."""
     from pneumoscan.data.decode import read_file
     from pneumoscan.data.preprocess import load_image_and_original
-    from pneumoscan.errors import InputError
+    from pneumoscan.errors import InputError, RefusedFilm
     from pneumoscan.explain.gradcam import cam_layers, gradcam_for_image
 
     try:
@@ -61,7 +62,7 @@ def explain_file(predictor: Predictor, path: str | os.PathLike) -> Explanation:
     del full  # a large film: only its display copy is needed from here on
     (result,) = predictor.results([name], model_input[None], [data], levels=[levels])
     if result.in_distribution is False:
-        raise InputError(f"{name}: {result.ood_reason}; no prediction or heatmap made")
+        raise RefusedFilm(f"{name}: {result.ood_reason}; no prediction or heatmap made")
     target = predictor.meta.class_names.index(str(result.label))
     cam = gradcam_for_image(predictor.model, predictor.meta, model_input, target=target, layers=layers)
     return Explanation(result, cam, original)
