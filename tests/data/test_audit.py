@@ -124,3 +124,22 @@ def test_the_kermany_note_only_where_patients_are_read_from_kermany_names_in_two
     assert report["note"].startswith(NOTE) and f"note: {NOTE}" in format_audit(report)
     assert audit(kermany, progress=False, patient_key="folder")["note"] is None  # keys from folders do not restart
     assert audit(kermany / "train", progress=False)["note"] is None  # one split: nothing restarts
+
+
+def test_audit_counts_patients_over_the_readable_films_it_reports(tmp_path: Path) -> None:
+    """Unreadable files were among the keys' sources ('21 by DICOM PatientID, 2 by file name' for a table of 20
+    readable films) and the patient IDs in two splits, a film whose header names a patient but whose pixels are cut
+    off among them."""
+    from tests.conftest import write_dicom
+
+    _dicom_splits(tmp_path)
+    for split in ("train", "test"):
+        (tmp_path / split / "NORMAL" / "broken.png").write_bytes(b"not an image")  # patient 'broken' by file name
+    cut = write_dicom(tmp_path / "test" / "PNEUMONIA" / "1.2.3.99", 1, 99, patient_id="A0", size=64)
+    cut.write_bytes(cut.read_bytes()[:-2000])  # header and PatientID intact, pixels cut off
+    report = audit(tmp_path, progress=False)
+    assert len(report["unreadable"]) == 3
+    assert report["patient_keys_from"] == {"dicom": 20}
+    assert sum(sum(info["images"].values()) for info in report["splits"].values()) == 20
+    assert "patients: --patient-key auto (20 by DICOM PatientID)\n" in format_audit(report)
+    assert report["patient_ids_in_two_splits"] == {"train+test": 1}  # A2 only: not 'broken', nor A0 by the cut film

@@ -48,23 +48,26 @@ def _shown_name(root: Path, split: str, sample: Sample) -> str:
 
 def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "auto") -> dict[str, Any]:
     """Counts, patients, image sizes, unreadable files, duplicates and cross-split overlaps of a dataset; patients
-    are keyed by `patient_key` (data/patients.py) over all its splits."""
+    are keyed by `patient_key` (data/patients.py) over all its splits, and counted over its readable images."""
     splits = discover(root)
     everything: list[tuple[str, Sample]] = [(name, s) for name, samples in splits.items() for s in samples]
     patient_id = patient_keys([s for _, s in everything], patient_key)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         inspected = list(progress_bar(pool.map(lambda item: _inspect(item[1].path), everything),
                                       total=len(everything), desc="reading", unit="img", progress=progress))
-    report: dict[str, Any] = {"root": str(root), **patient_id.record(), "splits": {}}
+    readable = [sample for (_, sample), (_, _, error) in zip(everything, inspected) if not error]
+    # patients are counted, and their keys' sources, over the readable films the table reports
+    report: dict[str, Any] = {"root": str(root), **patient_id.record(readable), "splits": {}}
     by_hash: dict[str, list[tuple[str, str, Sample]]] = defaultdict(list)  # (shown name, split, sample)
     patients_by_split: dict[str, set[str]] = defaultdict(set)
     unreadable: list[str] = []
     for (split, sample), (digest, size, error) in zip(everything, inspected):
         if digest:  # '' = could not be read
             by_hash[digest].append((_shown_name(Path(root), split, sample), split, sample))
-        patients_by_split[split].add(patient_id(sample))
         if error:
             unreadable.append(error)
+        else:
+            patients_by_split[split].add(patient_id(sample))
     for split, samples in splits.items():
         rows = [(s, inspected[i]) for i, (name, s) in enumerate(everything) if name == split]
         sizes = [info[1] for _, info in rows if info[1] is not None]
@@ -78,7 +81,7 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
             "most_common_sizes": [f"{w}x{h}" for (w, h), _ in Counter(sizes).most_common(3)],
         }
     duplicates = sorted(sorted(group) for group in by_hash.values() if len(group) > 1)
-    names = list(patients_by_split)
+    names = list(splits)  # a split of unreadable files only has no patients, but still its pairs
     report["unreadable"] = sorted(unreadable)
     # far below any chest film; upscaled to the model's input they are mostly interpolation
     report["too_small"] = sorted(f"{s.path}: {size[0]} x {size[1]} px"

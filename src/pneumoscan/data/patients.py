@@ -122,7 +122,11 @@ class PatientKeys:
     @property
     def sources(self) -> dict[str, int]:
         """How many keys came from each source, in `SOURCES` order (sources of none left out)."""
-        counts = Counter(self.origins.values())
+        return self.sources_of(self.origins)
+
+    def sources_of(self, samples: Iterable[Sample]) -> dict[str, int]:
+        """`sources` counted over `samples` only (e.g. the films the audit could read)."""
+        counts = Counter(self.origins[sample] for sample in dict.fromkeys(samples))
         return {source: counts[source] for source in SOURCES if counts[source]}
 
     @property
@@ -136,9 +140,11 @@ class PatientKeys:
         the file it is read from."""
         return f"PatientID of {sample.path}" if self.origins[sample] == "dicom" else self.keys[sample]
 
-    def record(self) -> dict[str, object]:
-        """What split.json and the audit's JSON say about the keys (how they were read, never the keys)."""
-        return {"patient_key": self.choice, "patient_keys_from": self.sources}
+    def record(self, among: Iterable[Sample] | None = None) -> dict[str, object]:
+        """What split.json and the audit's JSON say about the keys (how they were read, never the keys), counted
+        over `among` (default: every sample)."""
+        return {"patient_key": self.choice,
+                "patient_keys_from": self.sources if among is None else self.sources_of(among)}
 
 
 def recorded_patient_key(record: dict) -> str:
