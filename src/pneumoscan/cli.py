@@ -319,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "stays that of one chunk. Ctrl+C keeps the rows printed so far (exit code 130; "
                                    "an interrupted --json array lacks its closing ']').")
     _model_arg(p)
-    p.add_argument("paths", nargs="+", help="image files (JPEG, PNG, TIFF, BMP, DICOM) or folders")
+    p.add_argument("paths", nargs="+", help="image files (JPEG, PNG, TIFF, BMP, DICOM) or folders; a labelled CSV "
+                                            "manifest is scored with `pneumoscan evaluate --data manifest.csv`")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print a JSON array of every input's result")
     fmt.add_argument("--csv", action="store_true", help="print CSV (one header line, then a row per input)")

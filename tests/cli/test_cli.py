@@ -65,6 +65,24 @@ def test_predict_reports_bad_file_and_predicts_the_rest(tiny_run: Path, tiny_dat
     assert len(captured.err.strip().splitlines()) == 1
 
 
+def test_predict_given_a_manifest_says_to_score_it_with_evaluate(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A CSV manifest given to predict was 'not a readable image'; the line now says where it is scored."""
+    films = [sorted((tiny_data / "test" / label).iterdir())[0] for label in ("NORMAL", "PNEUMONIA")]
+    manifest = tmp_path / "Site.CSV"
+    manifest.write_text(f"path,label\n{films[0]},NORMAL\n{films[1]},PNEUMONIA\n")
+    assert main(["predict", "--model", str(tiny_run), str(manifest), str(films[0]), "--json"]) == 1
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert [r["error"] is None for r in rows] == [False, True]  # the image given with it is still predicted
+    assert captured.err.strip() == (f"pneumoscan: error: {manifest}: a CSV file, not an image; predict takes image "
+                                    f"files and folders of them, and a labelled manifest (columns path,label) is "
+                                    f"scored with `pneumoscan evaluate --data {manifest}`")
+    assert main(["predict", "--model", str(tiny_run), str(tmp_path / "gone.csv")]) == 1  # missing: as any file
+    assert "gone.csv: file not found" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(tiny_run), "--data", str(manifest), "--n-boot", "10"]) == 0  # as it says
+
+
 def test_predict_folder_finds_dicom_named_by_uid(tiny_run: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     from tests.conftest import dicom_to_bytes, make_dicom

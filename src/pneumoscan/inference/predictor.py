@@ -88,11 +88,22 @@ def expand_paths(paths: list[str | os.PathLike]) -> list[Path]:
     return files
 
 
+def manifest_given(path: Path) -> str | None:
+    """The error of a CSV file given to predict: a manifest, not an image; it says how a labelled one is scored."""
+    if path.suffix.lower() != ".csv" or not path.is_file():
+        return None
+    return (f"{path}: a CSV file, not an image; predict takes image files and folders of them, and a labelled "
+            f"manifest (columns path,label) is scored with `pneumoscan evaluate --data {path}`")
+
+
 def input_files(paths: Sequence[str | os.PathLike]) -> list[tuple[Path, str | None]]:
-    """The files `predict_files` predicts, in order, each with None or, for a folder without images among other
-    inputs, the error it gets (alone, that folder is the whole request: InputError)."""
+    """The files `predict_files` predicts, in order, each with None or the error it gets: a CSV file (a manifest)
+    or, among other inputs, a folder without images (alone, that folder is the whole request: InputError)."""
     files: list[tuple[Path, str | None]] = []
     for raw in paths:
+        if (manifest := manifest_given(Path(raw))) is not None:
+            files.append((Path(raw), manifest))
+            continue
         try:
             files.extend((path, None) for path in expand_paths([raw]))
         except InputError as err:
