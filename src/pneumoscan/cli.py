@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from pneumoscan import __version__
-from pneumoscan.errors import PneumoscanError, RefusedFilm, WriteError, check_at_least_one
+from pneumoscan.errors import PneumoscanError, RefusedFilm, WriteError
 
 if TYPE_CHECKING:
     from pneumoscan.evaluation.evaluate import Evaluation
@@ -177,12 +177,13 @@ def _print_evaluation(args: argparse.Namespace, predictor: "Predictor", result: 
 
 
 def cmd_set_threshold(args: argparse.Namespace) -> int:
+    from pneumoscan.evaluation.evaluate import check_bootstrap
     from pneumoscan.evaluation.local_threshold import print_local_threshold, set_threshold
 
-    check_at_least_one(args.n_boot, "--n-boot")
+    check_bootstrap(args.n_boot, args.seed)
     _output_folders(args.json)
     result = set_threshold(args.model, args.data, args.out, split=args.split, target_recall=args.target_recall,
-                           backend=args.backend, n_boot=args.n_boot, cache_dir=args.cache_dir)
+                           backend=args.backend, n_boot=args.n_boot, seed=args.seed, cache_dir=args.cache_dir)
     if args.json:
         _write_json(args.json, {"threshold": result.threshold, "threshold_ci95": list(result.interval),
                                 "target_recall": result.target_recall, "model": str(result.out),
@@ -306,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-recall", type=float,
                    help="recall to reach on these images (default: the model's own, 0.95 for the shipped model)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0), as in `evaluate`")
     p.add_argument("--json", help="also write the threshold, its interval and the figures before and after as JSON "
                                   "to this file ('-': stdout, and the text report goes to stderr)")
     add_cache_dir_arg(p)

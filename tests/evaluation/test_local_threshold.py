@@ -165,6 +165,31 @@ def test_a_full_disk_is_one_line_naming_the_file(tiny_run: Path, tiny_data: Path
                                             f"(No space left on device); free disk space\n")
 
 
+def test_cli_seed_draws_the_bootstrap_as_evaluates_does(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """set-threshold had no --seed: its intervals were always seed 0's. The same seed gives the same figures, another
+    seed other intervals (not another threshold), and a negative one is refused before any scoring, as in evaluate."""
+    def run(name: str, seed: str) -> dict:
+        args = ["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--split", "test", "--out",
+                str(tmp_path / name), "--target-recall", "0.9", "--n-boot", "50", "--backend", "torch", "--seed", seed,
+                "--json", str(tmp_path / f"{name}.json")]
+        assert main(args) == 0
+        return json.loads((tmp_path / f"{name}.json").read_text())
+
+    first, again, other = run("a", "3"), run("b", "3"), run("c", "4")
+    for record in (first, again, other):
+        del record["model"]
+    assert first == again
+    assert other["threshold"] == first["threshold"] and other["after"]["threshold"] == first["after"]["threshold"]
+    assert other["threshold_ci95"] != first["threshold_ci95"]
+    assert other["after"]["roc_auc"]["ci95"] != first["after"]["roc_auc"]["ci95"]
+    capsys.readouterr()
+    assert main(["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--out", str(tmp_path / "d"),
+                 "--seed", "-1", "--json", str(tmp_path / "new" / "d.json")]) == 2
+    assert capsys.readouterr().err.strip() == "pneumoscan: error: --seed -1: must be 0 or more"
+    assert not (tmp_path / "d").exists() and not (tmp_path / "new").exists()
+
+
 def test_evaluate_says_where_the_threshold_came_from_and_warns_on_the_same_films(
         local, tiny_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", "--model", str(local.out), "--data", str(tiny_data), "--split", "test", "--n-boot", "20"]) == 0
