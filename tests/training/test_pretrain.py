@@ -242,3 +242,33 @@ def test_a_pretraining_saved_before_patient_key_resumes_splitting_by_name(tmp_pa
     assert main([*common, "--epochs", "2", "--resume"]) == 0
     assert "--patient-key name" in capsys.readouterr().out  # the next step trains on the same split
     assert _record(out / PRETRAINED_NAME)["patient_key"] == "name" and _record(out / PRETRAINED_NAME)["epochs"] == 2
+
+
+def test_resume_refuses_data_holding_other_images_and_accepts_a_moved_copy(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """As `train --resume` does: other images would mix two splits' training images into one pretraining."""
+    import shutil
+
+    from tests.conftest import write_xray
+
+    data = tmp_path / "data"
+    for p in range(12):
+        write_xray(data / "train" / "NORMAL" / f"IM-{p:04d}-0001.jpeg", 0, 2 * p, size=24)
+        write_xray(data / "train" / "PNEUMONIA" / f"person{p}_virus_{p}.jpeg", 1, 2 * p + 1, size=24)
+    out = tmp_path / "pre"
+    common = ["pretrain", "--out", str(out), "--model", "cnn", "--image-size", "16", "--batch-size", "8", "--quiet"]
+    assert main([*common, "--data", str(data), "--epochs", "1"]) == 0
+    fewer = shutil.copytree(data, tmp_path / "fewer")
+    (fewer / "train" / "NORMAL" / "IM-0000-0001.jpeg").unlink()
+    before = (out / PRETRAIN_CHECKPOINT).read_bytes()
+    capsys.readouterr()
+    assert main([*common, "--data", str(fewer), "--epochs", "2", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"pneumoscan: error: {fewer}: holds other images than the pretraining in {out} was started "
+                          f"with (train ") and "where the pretraining had train" in err
+    assert err.rstrip().endswith("resume with the data it was started with, or start a new pretraining with another "
+                                 "--out") and len(err.strip().splitlines()) == 1
+    assert (out / PRETRAIN_CHECKPOINT).read_bytes() == before
+    moved = data.rename(tmp_path / "moved")
+    assert main([*common, "--data", str(moved), "--epochs", "2", "--resume"]) == 0
+    assert _record(out / PRETRAINED_NAME)["epochs"] == 2

@@ -94,6 +94,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     add_cache_dir_arg(p)
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted pretraining in --out; give the options it was started with (only "
-                        "--epochs, --data and --cache-dir may change; --patient-key may be left out)")
+                        "--epochs, --data and --cache-dir may change, --data only to the same images moved; "
+                        "--patient-key may be left out)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (shown on stderr only when it is a terminal)")
     p.set_defaults(func=cmd_pretrain)

@@ -105,7 +105,7 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, k
 
 
 def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_patient_key: bool) -> Path:
-    from pneumoscan.training.trainer import image_stats, prepare_data, seed_everything
+    from pneumoscan.training.trainer import image_stats, prepare_data, seed_everything, split_change
 
     spec = get_spec(cfg.model)
     ckpt_path = out / PRETRAIN_CHECKPOINT
@@ -126,6 +126,11 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
     image_size = cfg.image_size or spec.image_size
     seed_everything(cfg.seed)
     data = prepare_data(cfg, image_size, progress, command="pretrain")
+    started_on = ckpt.get("split") if ckpt else None  # older checkpoints carry no split and are not checked
+    if started_on and (change := split_change(started_on, data.split_record, out, "pretraining")):
+        # a moved copy is welcome; other images would mix two splits' training images, validation patients among them
+        raise InputError(f"{cfg.data}: {change}; resume with the data it was started with, or start a new pretraining "
+                         f"with another --out")
     images = prepare_pixels(data.train.images, equalize=cfg.equalize, crop=cfg.crop)
     mean, std = image_stats(images)
     device = device_for()
@@ -175,7 +180,8 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
         state["history"].append(row)
         state["epoch"], state["seconds"] = epoch, state["seconds"] + seconds
         atomic_torch_save({"net": net.state_dict(), "optimizer": optimizer.state_dict(),
-                           "generator": generator.get_state(), "state": state, "config": cfg.to_dict()}, ckpt_path)
+                           "generator": generator.get_state(), "state": state, "config": cfg.to_dict(),
+                           "split": started_on or data.split_record}, ckpt_path)
         tqdm.write(f"pretrain epoch {epoch:3d}  loss {row['loss']:.4f}  spread {row['spread']:.4f} "
                    f"(collapse = 0, healthy ~ {1 / math.sqrt(PROJECTION_DIM):.3f})  {seconds:.0f} s")
     target = out / PRETRAINED_NAME

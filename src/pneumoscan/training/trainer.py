@@ -156,10 +156,10 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, comma
     return RunData(train_set, val_set, record, keys)
 
 
-def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "the run") -> str:
+def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "the run", kind: str = "run") -> str:
     """How the split `now` differs from the saved split.json of `run`, as a message's clause ('holds other images
     than ...'); '' when it holds the same images (by count and validation file name, so data that has moved as a
-    whole still matches)."""
+    whole still matches). `kind` names what was started there: a run, or a pretraining."""
     def counts(record: dict[str, Any]) -> str:
         return "; ".join(f"{name} {c['NORMAL']} NORMAL, {c['PNEUMONIA']} PNEUMONIA"
                          + (f", {c['patients']} patients" if "patients" in c else "")
@@ -169,24 +169,24 @@ def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "
         return tuple(sum(c[label] for c in record["counts"].values()) for label in ("NORMAL", "PNEUMONIA"))
 
     if recorded_patient_key(saved) != recorded_patient_key(now):
-        return (f"reads patients by --patient-key {now.get('patient_key')}, where the run in {run} read them by "
+        return (f"reads patients by --patient-key {now.get('patient_key')}, where the {kind} in {run} read them by "
                 f"{saved.get('patient_key', 'name')}")
     keys = ""
     if saved.get("patient_keys_from", now.get("patient_keys_from")) != now.get("patient_keys_from"):
-        keys = (f"; patient keys from {_sources(now.get('patient_keys_from'))}, where the run read them from "
+        keys = (f"; patient keys from {_sources(now.get('patient_keys_from'))}, where the {kind} read them from "
                 f"{_sources(saved.get('patient_keys_from'))}")
     if saved.get("counts") and saved["counts"] != now["counts"]:
         if totals(saved) != totals(now):
-            return (f"holds other images than the run in {run} was started with ({counts(now)}, where the run had "
-                    f"{counts(saved)})")
-        return (f"splits its images otherwise than the run in {run} was started with ({counts(now)}, where the run had "
-                f"{counts(saved)}{keys}): as many images of each class, so some images or their patients changed "
-                f"(a manifest's patient column, a DICOM PatientID)")
+            return (f"holds other images than the {kind} in {run} was started with ({counts(now)}, where the "
+                    f"{kind} had {counts(saved)})")
+        return (f"splits its images otherwise than the {kind} in {run} was started with ({counts(now)}, where the "
+                f"{kind} had {counts(saved)}{keys}): as many images of each class, so some images or their patients "
+                f"changed (a manifest's patient column, a DICOM PatientID)")
     if "val_files" in saved and sorted(Path(f).name for f in saved["val_files"]) != \
             sorted(Path(f).name for f in now["val_files"]):
-        return (f"splits its images otherwise than the run in {run} was started with (other validation images under "
-                f"the same counts{keys}): some images or their patients changed (a manifest's patient column, a DICOM "
-                f"PatientID)")
+        return (f"splits its images otherwise than the {kind} in {run} was started with (other validation images "
+                f"under the same counts{keys}): some images or their patients changed (a manifest's patient column, "
+                f"a DICOM PatientID)")
     return ""
 
 
