@@ -115,6 +115,39 @@ def test_a_full_disk_names_the_ensemble_file_and_offers_no_resume(tiny_run: Path
                   f"free disk space\n"
 
 
+@pytest.mark.parametrize("name", ["split.json", "config.json"])
+def test_a_full_disk_at_the_ensemble_records_names_the_file_and_leaves_no_torn_one(
+        name: str, tiny_run: Path, second_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """config.json and split.json were written in place: a full disk left half a file and ended in a traceback."""
+    import errno
+
+    from pneumoscan.cli import main
+
+    write_text, copyfile = Path.write_text, shutil.copyfile
+
+    def half(path: Path, text: str) -> None:  # as a full disk does: part of the file, then the error
+        with open(path, "w") as handle:
+            handle.write(text[: len(text) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def full_text(self: Path, text: str, *args: object, **kwargs: object) -> int:
+        return half(self, text) if name in self.name else write_text(self, text, *args, **kwargs)
+
+    def full_copy(src: Path, dst: Path, *args: object, **kwargs: object) -> object:
+        return half(Path(dst), Path(src).read_text()) if name in Path(dst).name else copyfile(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_text)
+    monkeypatch.setattr(shutil, "copyfile", full_copy)
+    out = tmp_path / "ens"
+    assert main(["ensemble", str(tiny_run), str(second_run), "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"pneumoscan: error: {out / name}: cannot be written (No space left on "
+                                       f"device); free disk space\n")
+    assert not (out / name).exists() and not list(out.glob(".*.tmp"))
+    monkeypatch.undo()
+    assert main(["ensemble", str(tiny_run), str(second_run), "--out", str(out), "--quiet"]) == 0  # once freed
+
+
 def test_ensemble_refuses_to_write_over_an_interrupted_training_run(tiny_run: Path, second_run: Path,
                                                                    tmp_path: Path) -> None:
     interrupted = tmp_path / "interrupted"

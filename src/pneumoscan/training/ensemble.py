@@ -19,6 +19,7 @@ from pneumoscan.evaluation.thresholds import check_target_recall
 from pneumoscan.inference.batch import device_for
 from pneumoscan.models.ensemble import Ensemble
 from pneumoscan.models.registry import create_model
+from pneumoscan.outputs import atomic_write
 from pneumoscan.data.patients import recorded_patient_key
 from pneumoscan.training.config import TrainConfig, run_folders
 from pneumoscan.training.trainer import LAST_CHECKPOINT, finish_artifact
@@ -147,6 +148,7 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
     if images.skipped:
         raise InputError(f"validation images of {runs[0]} are no longer readable: {images.skipped[0]}")
     if (runs[0] / "split.json").exists():
-        shutil.copyfile(runs[0] / "split.json", out / "split.json")
-    (out / "config.json").write_text(json.dumps({"ensemble_of": [str(r) for r in runs], **config}, indent=2))
+        atomic_write(out / "split.json", lambda tmp: shutil.copyfile(runs[0] / "split.json", tmp))
+    text = json.dumps({"ensemble_of": [str(r) for r in runs], **config}, indent=2)
+    atomic_write(out / "config.json", lambda tmp: tmp.write_text(text))
     return finish_artifact(out, model, meta, images, recall)
