@@ -165,6 +165,33 @@ def test_a_full_disk_is_one_line_naming_the_file(tiny_run: Path, tiny_data: Path
                                             f"(No space left on device); free disk space\n")
 
 
+@pytest.mark.parametrize("failing", ["model", "guard"])
+def test_a_failed_write_leaves_nothing_that_was_not_there_before(failing: str, fitted: Path, tiny_data: Path,
+                                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A full disk left the --out folders it had made behind, empty, or with the model but not its guard."""
+    import safetensors.numpy
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def full(*_: object, **__: object) -> None:
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch if failing == "model" else safetensors.numpy, "save_file", full)
+    out = tmp_path / "new" / "site"
+    assert main(["set-threshold", "--model", str(fitted), "--data", str(tiny_data), "--split", "test", "--out",
+                 str(out), "--n-boot", "20", "--backend", "torch"]) == 2
+    name = "model.safetensors" if failing == "model" else "model.ood.safetensors"
+    assert f"{out / name}: cannot" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    kept = tmp_path / "kept"  # a folder that was there before stays, as it was
+    (kept / "notes.txt").parent.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    assert main(["set-threshold", "--model", str(fitted), "--data", str(tiny_data), "--split", "test", "--out",
+                 str(kept / "site.safetensors"), "--n-boot", "20", "--backend", "torch"]) == 2
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]
+
+
 def test_cli_seed_draws_the_bootstrap_as_evaluates_does(tiny_run: Path, tiny_data: Path, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """set-threshold had no --seed: its intervals were always seed 0's. The same seed gives the same figures, another

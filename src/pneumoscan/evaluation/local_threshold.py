@@ -79,6 +79,19 @@ def _check_unseen(meta: ArtifactMeta, data: str | os.PathLike, split: str | None
                          f"and choose the threshold on films it has not seen")
 
 
+def _undo(path: Path, made: list[Path]) -> None:
+    """Remove the model file PATH (`_check_out` refused one already there, so it is this call's) and the folders
+    `made` for it, nearest first, while they are empty; a failure to remove is passed over for the error at hand."""
+    try:
+        path.unlink(missing_ok=True)
+        for folder in made:
+            if any(folder.iterdir()):
+                break
+            folder.rmdir()
+    except OSError:
+        pass
+
+
 def choose_local_threshold(
     evaluation: Evaluation, target_recall: float, *, n_boot: int = 1000, seed: int = 0
 ) -> tuple[float, tuple[float, float], dict[str, Any]]:
@@ -111,26 +124,26 @@ def set_threshold(
     path = out_artifact_path(out)
     _check_out(predictor.path, path)
     _check_unseen(meta, data, split)
-    created = not path.parent.exists()
+    made = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]  # the nearest first
     path.parent.mkdir(parents=True, exist_ok=True)  # a bad --out fails before the scoring, not after
     try:
         evaluation = evaluate(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
-    except BaseException:
-        if created:
-            path.parent.rmdir()
+        threshold, interval, after = choose_local_threshold(evaluation, target, n_boot=n_boot, seed=seed)
+        labels, probs = evaluation.images.labels, evaluation.probs
+        source = {
+            "data": str(data), "split": evaluation.split, "n_normal": after["n_negative"],
+            "n_pneumonia": after["n_positive"], "previous_threshold": meta.threshold,
+            "previous_target_recall": meta.target_recall, "model": str(predictor.path),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "metrics": after,
+        }
+        new_meta = replace(meta, threshold=threshold, target_recall=target, threshold_source=source,
+                           val_scores={"labels": [int(v) for v in labels], "probs": [float(v) for v in probs]})
+        save_artifact(path, predictor.model, new_meta)
+        if predictor.guard is not None:  # loaded, and checked to be the source's, by the Predictor
+            predictor.guard.save_for(path)
+    except BaseException:  # e.g. a full disk, or Ctrl+C: leave nothing that was not there before
+        _undo(path, made)
         raise
-    threshold, interval, after = choose_local_threshold(evaluation, target, n_boot=n_boot, seed=seed)
-    labels, probs = evaluation.images.labels, evaluation.probs
-    source = {
-        "data": str(data), "split": evaluation.split, "n_normal": after["n_negative"], "n_pneumonia": after["n_positive"],
-        "previous_threshold": meta.threshold, "previous_target_recall": meta.target_recall, "model": str(predictor.path),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "metrics": after,
-    }
-    new_meta = replace(meta, threshold=threshold, target_recall=target, threshold_source=source,
-                       val_scores={"labels": [int(v) for v in labels], "probs": [float(v) for v in probs]})
-    save_artifact(path, predictor.model, new_meta)
-    if predictor.guard is not None:  # loaded, and checked to be the source's, by the Predictor
-        predictor.guard.save_for(path)
     return LocalThreshold(threshold, interval, target, evaluation.summary, after, path, predictor.guard is not None,
                           list(evaluation.images.skipped), meta.training_data)
 
