@@ -40,6 +40,42 @@ def test_atomic_write_replaces_whole_and_cleans_up_on_failure(tmp_path: Path) ->
     assert target.read_text() == "first" and sorted(p.name for p in target.parent.iterdir()) == ["out.txt"]
 
 
+def test_atomic_write_syncs_the_file_before_the_rename_and_the_folder_after(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a rename was atomic: after a power loss the file could be there, renamed, but empty or torn."""
+    import errno
+    import os
+    import stat
+
+    target = tmp_path / "model.safetensors"
+    synced: list[tuple[str, int, bool]] = []  # (file or folder, inode, whether PATH was in place yet)
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        info = os.fstat(fd)
+        synced.append(("folder" if stat.S_ISDIR(info.st_mode) else "file", info.st_ino, target.exists()))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    atomic_write(target, lambda tmp: tmp.write_bytes(b"weights"))
+    assert synced == [("file", target.stat().st_ino, False), ("folder", tmp_path.stat().st_ino, True)]
+
+    def fsync_fails(code: int) -> None:
+        def fsync(fd: int) -> None:
+            if not stat.S_ISDIR(os.fstat(fd).st_mode) or code == errno.EINVAL:
+                raise OSError(code, os.strerror(code))
+        monkeypatch.setattr(os, "fsync", fsync)
+
+    fsync_fails(errno.ENOSPC)  # the data did not reach the disk: a failed write, the old file kept
+    with pytest.raises(InputError, match=r"model\.safetensors: cannot be written \(No space left on device\); "
+                                         r"free disk space"):
+        atomic_write(target, lambda tmp: tmp.write_bytes(b"new weights"))
+    assert target.read_bytes() == b"weights" and [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
+    fsync_fails(errno.EINVAL)  # a file system that cannot sync, not a failed write
+    atomic_write(target, lambda tmp: tmp.write_bytes(b"new weights"))
+    assert target.read_bytes() == b"new weights"
+
+
 @pytest.mark.parametrize("argv, kind", [
     (["report", "{run}", "--out", "{out}", "--n-boot", "10"], ".html"),
     (["compare", "{run}", "--out", "{out}", "--n-boot", "10"], ".html"),

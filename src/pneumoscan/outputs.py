@@ -64,7 +64,8 @@ def check_companion(path: Path, of: Path, *, folder: bool) -> Path:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, mode: int | None = None) -> Path:
-    """`write(TMP)` to a temp file beside PATH, then rename it over PATH: readers never see half a file.
+    """`write(TMP)` to a temp file beside PATH, fsync it, rename it over PATH and fsync the folder: readers never see
+    half a file, and a crash or power loss leaves the old file or the new one, whole.
 
     The temp file is removed on any failure, and a failure to write names PATH, not the temp file.
     `mode` sets the file's permissions (safetensors creates 0600 files).
@@ -78,6 +79,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, mo
         write(tmp)
         if mode is not None:
             os.chmod(tmp, mode)
+        fsync_file(tmp)  # before the rename, or a power loss can leave PATH renamed but empty
         os.replace(tmp, path)
     except BaseException as err:
         try:
@@ -87,7 +89,39 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, mo
         if isinstance(err, OSError):
             raise unwritable(path, err) from None
         raise
+    fsync_folder(path.parent)  # the rename itself
     return path
+
+
+# fsync's answers from file systems that do not support it (some network and FUSE ones), not failed writes
+FSYNC_REFUSED = (errno.EINVAL, errno.ENOTSUP, errno.ENOSYS, errno.EBADF)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush PATH's data to the disk; an OSError when the disk cannot take it (a full disk shows here too)."""
+    fd = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)  # Windows syncs only writable handles
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno not in FSYNC_REFUSED:
+            raise
+    finally:
+        os.close(fd)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Flush FOLDER's entries (a file renamed into it) to the disk; passed over where it cannot be opened or
+    synced (Windows, some network file systems), as the rename has happened either way."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def json_ready(data: object) -> object:

@@ -4,6 +4,8 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+
 from pneumoscan.artifact import load_artifact, read_meta
 
 
@@ -43,3 +45,35 @@ def test_ema_averages_parameters_and_copies_batchnorm_statistics() -> None:
         assert torch.allclose(new, 0.9 * old + 0.1 * cur, atol=1e-6)
     for (name, e), (_, b) in zip(ema.named_buffers(), model.named_buffers()):
         assert torch.equal(e, b), name
+
+
+def test_a_run_syncs_what_a_power_loss_must_not_lose_and_the_image_cache_does_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only last.pt was fsynced, and no folder: a power loss could leave a renamed model.safetensors empty. The
+    decoded-image cache is not synced: an entry lost is decoded again, and syncing would slow its writes."""
+    import os
+
+    from pneumoscan.data.cache import load_image_set
+    from pneumoscan.data.layout import discover
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.trainer import train
+    from tests.conftest import write_xray
+
+    data = tmp_path / "data"
+    for p in range(8):
+        write_xray(data / "train" / "NORMAL" / f"IM-{p:04d}-0001.jpeg", 0, 2 * p, size=24)
+        write_xray(data / "train" / "PNEUMONIA" / f"person{p}_virus_{p}.jpeg", 1, 2 * p + 1, size=24)
+    synced: list[int] = []  # inodes: a temp file's is its file's after the rename
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.fstat(fd).st_ino), real(fd))[1])
+    cache = tmp_path / "cache"
+    load_image_set(discover(data)["train"], 16, cache, progress=False)
+    assert list(cache.iterdir()) and synced == []
+    run = tmp_path / "run"
+    train(TrainConfig(data=str(data), out=str(run), model="cnn", image_size=16, epochs=1, batch_size=8,
+                      val_fraction=0.25, cache_dir=str(cache)), progress=False)
+    for name in ("model.safetensors", "best.safetensors", "last.pt", "history.csv", "config.json", "split.json",
+                 "val_predictions.csv"):
+        assert (run / name).stat().st_ino in synced, name
+    assert run.stat().st_ino in synced
+    assert not {p.stat().st_ino for p in (cache, *cache.iterdir())} & set(synced)

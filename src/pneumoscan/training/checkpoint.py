@@ -19,7 +19,7 @@ except ImportError:  # Windows
 
 
 def atomic_torch_save(obj: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write `obj` to a temp file beside `path`, fsync it, then rename over `path`."""
+    """Write `obj` to a temp file beside `path`, then rename it over `path` (`atomic_write`: both fsynced)."""
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as handle:
             try:
@@ -28,8 +28,6 @@ def atomic_torch_save(obj: dict[str, Any], path: str | os.PathLike) -> None:
                 if isinstance(err.__context__, OSError):
                     raise err.__context__ from None
                 raise OSError(f"torch.save failed: {err}; is the disk full?") from None
-            handle.flush()
-            os.fsync(handle.fileno())
 
     atomic_write(path, write)
 
