@@ -112,6 +112,33 @@ def test_compare_on_data(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> Non
     assert main(["compare", str(tiny_run), "--out", str(tmp_path / "compare.txt")]) == 2
 
 
+def test_report_and_compare_draw_their_bootstrap_with_seed(tiny_run: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Both drew their intervals with seed 0 and took no --seed, which evaluate and set-threshold take: the same seed
+    gives the same intervals, another seed others, and a negative one is refused before any scoring."""
+    def compared(name: str, seed: str) -> list[tuple[float, float]]:
+        out = tmp_path / name / "compare.html"
+        assert main(["compare", str(tiny_run), "--out", str(out), "--n-boot", "30", "--seed", seed]) == 0
+        return [(row["roc_auc_ci_low"], row["roc_auc_ci_high"]) for row in json.loads(out.with_suffix(".json")
+                                                                                     .read_text())]
+
+    def intervals(name: str, seed: str) -> str:
+        out = tmp_path / f"{name}.html"
+        assert main(["report", str(tiny_run), "--out", str(out), "--n-boot", "30", "--cases", "1", "--seed", seed]) == 0
+        page = out.read_text(encoding="utf-8")
+        assert f"30 resamples drawn with seed {seed} (--n-boot, --seed)" in page
+        return page[page.index("95% bootstrap interval"):page.index("Intervals: stratified")]
+
+    assert compared("a", "3") == compared("b", "3") != compared("c", "4")
+    assert intervals("a", "3") == intervals("b", "3") != intervals("c", "4")
+    capsys.readouterr()
+    for argv in (["report", str(tiny_run), "--out", str(tmp_path / "new" / "r.html")],
+                 ["compare", str(tiny_run), "--out", str(tmp_path / "new" / "c.html")]):
+        assert main([*argv, "--seed", "-1"]) == 2
+        assert capsys.readouterr().err.strip() == "pneumoscan: error: --seed -1: must be 0 or more"
+    assert not (tmp_path / "new").exists()
+
+
 # -- pieces ---------------------------------------------------------------------------------------
 def test_parse_classification_report() -> None:
     from pneumoscan.evaluation.bootstrap import classification_report_text

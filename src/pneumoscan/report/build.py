@@ -118,7 +118,7 @@ def init_text(run: RunInfo) -> str:
     return "random (trained from scratch)"
 
 
-def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
+def _summary_section(run: RunInfo, scores: Scores, params: int, n_boot: int, seed: int) -> str:
     meta, training = run.meta, run.meta.training
     recipe = recipe_text(run)
     seconds = run.train_seconds
@@ -165,7 +165,8 @@ def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
         + f"<h3>Metrics on {h.esc(scores.split)} at threshold {scores.threshold:.4f}</h3>"
         + h.table(["metric", "value", "95% bootstrap interval"], metric_rows)
         + h.paragraph(f"{summary['n']} images ({summary['n_negative']} NORMAL, {summary['n_positive']} PNEUMONIA). "
-                      "Intervals: stratified percentile bootstrap.", note=True)
+                      f"Intervals: stratified percentile bootstrap, {n_boot} resamples drawn with seed {seed} "
+                      f"(--n-boot, --seed).", note=True)
     )
 
 
@@ -357,7 +358,7 @@ def _feature_map_section(model: Any, run: RunInfo, scores: Scores, out: Figures)
 
 # -- entry point -----------------------------------------------------------------------------------
 def build_report(run_dir: str | os.PathLike, *, data: str | os.PathLike | None = None, split: str | None = None,
-                 out: str | os.PathLike | None = None, n_boot: int = 1000, per_group: int = 4,
+                 out: str | os.PathLike | None = None, n_boot: int = 1000, seed: int = 0, per_group: int = 4,
                  cache_dir: str | os.PathLike | None = None) -> Path:
     """Write the HTML report of a run (and its figures as PNGs in `<name>_files/`); returns the HTML path."""
     from pneumoscan.artifact import load_artifact
@@ -370,12 +371,12 @@ def build_report(run_dir: str | os.PathLike, *, data: str | os.PathLike | None =
     check_companion(files_folder(target), target, folder=True)
     with warnings.catch_warnings():  # undefined metrics show as 'n/a' in the report
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        scores = run_scores(run, data, split, n_boot=n_boot, cache_dir=cache_dir)
+        scores = run_scores(run, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
     model, _ = load_artifact(run.artifact)
     params = count_parameters(model)
     fig_out = Figures()
     sections = [
-        ("summary", "Run summary", _summary_section(run, scores, params)),
+        ("summary", "Run summary", _summary_section(run, scores, params, n_boot, seed)),
         ("learning-curves", "Learning curves", _learning_section(run, fig_out)),
         ("confusion", "Confusion matrix and classification report", _confusion_section(scores, fig_out)),
         ("roc-pr", "ROC and precision-recall curves", _roc_pr_section(scores, fig_out)),

@@ -18,6 +18,7 @@ def add_commands(subparsers: Any) -> None:
                                     "folders is used whole)")
     p.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html); figures go to <name>_files/")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0), as in `evaluate`")
     p.add_argument("--cases", type=int, default=4, help="examples per TP/TN/FP/FN grid, 8 to a row (default 4)")
     add_cache_dir_arg(p)
     p.set_defaults(func=cmd_report)
@@ -29,29 +30,32 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--split", help="split of --data to evaluate (default: test, else the only one; a folder of class "
                                     "folders is used whole)")
     p.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples for the AUC intervals (default 500)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0), as in `evaluate`")
     add_cache_dir_arg(p)
     p.set_defaults(func=cmd_compare)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Build the report and say where it is."""
+    from pneumoscan.evaluation.evaluate import check_bootstrap
     from pneumoscan.report.build import build_report, files_folder
 
-    check_at_least_one(args.n_boot, "--n-boot")
+    check_bootstrap(args.n_boot, args.seed)
     check_at_least_one(args.cases, "--cases")
     started = time.time()
     path = build_report(args.run_dir, data=args.data, split=args.split, out=args.out, n_boot=args.n_boot,
-                        per_group=args.cases, cache_dir=args.cache_dir)
+                        seed=args.seed, per_group=args.cases, cache_dir=args.cache_dir)
     print(f"report: {path}  (figures in {files_folder(path)}/, {time.time() - started:.1f} s)")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Build the comparison and say where it is."""
+    from pneumoscan.evaluation.evaluate import check_bootstrap
     from pneumoscan.report.compare import compare_runs
 
-    check_at_least_one(args.n_boot, "--n-boot")
+    check_bootstrap(args.n_boot, args.seed)
     path = compare_runs(args.run_dirs, out=args.out, data=args.data, split=args.split, n_boot=args.n_boot,
-                         cache_dir=args.cache_dir)
+                         seed=args.seed, cache_dir=args.cache_dir)
     print(f"comparison: {path}  (table also in {path.with_suffix('.csv').name} and {path.with_suffix('.json').name})")
     return 0

@@ -108,8 +108,10 @@ def _check_tables(target: Path) -> None:
 
 
 def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike, data: str | os.PathLike | None = None,
-                 split: str | None = None, n_boot: int = 500, cache_dir: str | os.PathLike | None = None) -> Path:
-    """Write `out` (HTML), `out`.csv and `out`.json comparing runs; returns the HTML path."""
+                 split: str | None = None, n_boot: int = 500, seed: int = 0,
+                 cache_dir: str | os.PathLike | None = None) -> Path:
+    """Write `out` (HTML), `out`.csv and `out`.json comparing runs, their AUC intervals from `n_boot` resamples drawn
+    with `seed`; returns the HTML path."""
     from pneumoscan.evaluation.metrics import UndefinedMetricWarning
 
     if not run_dirs:
@@ -129,7 +131,7 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             warnings.simplefilter("ignore", UndefinedMetricWarning)  # undefined metrics show as 'n/a' in the table
-            scores = run_scores(run, data, split, n_boot=n_boot, cache_dir=cache_dir)
+            scores = run_scores(run, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
         for caught_warning in caught:  # each names its run: several runs' 'this model ...' would read alike
             warnings.warn(caught_warning.category(f"{run.path}: {caught_warning.message}"), stacklevel=2)
         source = scores.source if data is not None else "each run's own validation predictions"

@@ -110,12 +110,12 @@ def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_b
                   list(result.images.skipped), count_patients(run, result.images.samples))
 
 
-def run_scores(run: RunInfo, data: str | os.PathLike | None, split: str | None, *, n_boot: int = 1000,
+def run_scores(run: RunInfo, data: str | os.PathLike | None, split: str | None, *, n_boot: int = 1000, seed: int = 0,
                cache_dir: str | os.PathLike | None = None) -> Scores:
     """Evaluation scores when `data` is given (decoded through the cache in `cache_dir`), else the validation
-    predictions."""
+    predictions; their intervals from `n_boot` resamples drawn with `seed`."""
     if data is None:
         if split not in (None, "val"):
             raise InputError(f"--split {split}: needs --data DIR; without --data the run's validation predictions are used")
-        return validation_scores(run, n_boot=n_boot)
-    return data_scores(run, data, split, n_boot=n_boot, cache_dir=cache_dir)
+        return validation_scores(run, n_boot=n_boot, seed=seed)
+    return data_scores(run, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
