@@ -25,7 +25,7 @@ from pneumoscan.inference.ood.cues import (
 )
 from pneumoscan.inference.ood.features import feature_transform, forward_with_features
 from pneumoscan.inference.ood.gaussian import Gaussian
-from pneumoscan.outputs import atomic_write
+from pneumoscan.outputs import atomic_write, os_error_of
 
 GUARD_FORMAT = 1
 _META_KEY = "pneumoscan_ood"
@@ -216,9 +216,10 @@ class OODGuard:
             try:
                 save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in tensors.items()}, str(tmp),
                           metadata={_META_KEY: json.dumps(self.meta, sort_keys=True)})
-            except Exception as err:  # safetensors reports I/O failures as its own error type, naming the temp file
-                reason = re.sub(r'\s*at path "[^"]*"', "", " ".join(str(err).split()))
-                raise InputError(f"{path}: cannot write the guard ({reason}); choose a writable --out") from None
+            except OSError as err:  # atomic_write names PATH and the fix its errno points to (a full disk: free space)
+                raise OSError(err.errno, re.sub(r'\s*at path "[^"]*"', "", err.strerror or str(err))) from None
+            except Exception as err:  # safetensors' own error type for I/O failures, naming the temp file
+                raise os_error_of(err) from None
 
         # readable like model.safetensors (e.g. by a service user), not safetensors' 0600
         return atomic_write(path, write, mode=0o644)
