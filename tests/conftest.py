@@ -132,6 +132,42 @@ def fitted(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return model
 
 
+def known_interval_scores(below: float, pneumonia: list[float]) -> tuple[list[int], list[float], float,
+                                                                       tuple[float, float]]:
+    """Labels and scores whose threshold for recall 1 and its 95 % bootstrap interval are known: five NORMAL films at
+    `below`, five PNEUMONIA films at the ascending `pneumonia` scores (all above `below`).
+
+    The threshold is midway between a resample's lowest PNEUMONIA score and `below`. That lowest score is
+    pneumonia[0] in 1 - (4/5)^5 = 67 % of resamples, and pneumonia[3] or above in only (2/5)^5 = 1.0 % (pneumonia[2]
+    or above in 7.8 %), so the 2.5th and 97.5th percentiles are the thresholds of pneumonia[0] and pneumonia[2]."""
+    assert len(pneumonia) == 5 and sorted(pneumonia) == pneumonia and below < pneumonia[0]
+    labels, probs = [0] * 5 + [1] * 5, [below] * 5 + list(pneumonia)
+    return labels, probs, (pneumonia[0] + below) / 2, ((pneumonia[0] + below) / 2, (pneumonia[2] + below) / 2)
+
+
+def interval_scores(low: float, high: float, step: float = 1e-3) -> tuple[list[int], list[float]]:
+    """Labels and scores of `known_interval_scores` whose threshold is `low` and its interval [low, high]."""
+    below = low - step
+    third = 2 * high - below
+    labels, probs, threshold, interval = known_interval_scores(
+        below, [low + step, (low + step + third) / 2, third, third + step, third + 2 * step])
+    assert threshold == pytest.approx(low) and interval == pytest.approx((low, high))
+    return labels, probs
+
+
+def with_scores(model: Path, out: Path, labels: list[int], probs: list[float], target_recall: float = 1.0) -> Path:
+    """A copy of `model` at `out` whose stored validation scores are these, its threshold chosen on them for
+    `target_recall` as training chooses it."""
+    from pneumoscan.artifact import load_artifact, save_artifact
+    from pneumoscan.evaluation.thresholds import threshold_for_recall
+
+    net, meta = load_artifact(model, device="cpu")
+    meta.val_scores = {"labels": list(labels), "probs": list(probs)}
+    meta.target_recall = target_recall
+    meta.threshold = threshold_for_recall(labels, probs, target_recall)
+    return save_artifact(out, net, meta)
+
+
 def imagenet_state_dict(model_name: str, seed: int = 0) -> dict:
     """A state dict laid out like torchvision's ImageNet weights for `model_name` (a tv_resnet): the model's own
     tensor names and shapes, with an RGB conv1 and a 1000-class fc, filled with random values (nothing downloaded)."""

@@ -13,10 +13,12 @@ from pneumoscan.evaluation import metrics as M
 from pneumoscan.evaluation.thresholds import (
     DEFAULT_THRESHOLDS,
     adjust_for_prevalence,
+    threshold_ci95,
     threshold_for_recall,
     threshold_table,
     youden_threshold,
 )
+from tests.conftest import known_interval_scores
 
 
 def make_data(seed: int, n: int = 200):
@@ -224,3 +226,15 @@ def test_adjust_for_prevalence_rejects_bad_prevalence(train, new):
 def test_adjust_for_prevalence_rejects_bad_probabilities():
     with pytest.raises(ValueError, match="y_prob"):
         adjust_for_prevalence([0.5, 1.2], 0.5, 0.3)
+
+
+def test_threshold_ci95_is_the_known_interval_of_a_constructed_score_set():
+    """Five NORMAL films at 0.1, five PNEUMONIA at 0.3..0.7, recall 1: the threshold is midway between a resample's
+    lowest PNEUMONIA score and 0.1, and that score is 0.3 in 67 % of resamples, 0.6 or above in only 1 %; so the
+    interval is that of 0.3 (0.2) to that of 0.5 (0.3), see `known_interval_scores`."""
+    labels, probs, threshold, interval = known_interval_scores(0.1, [0.3, 0.4, 0.5, 0.6, 0.7])
+    assert threshold == pytest.approx(0.2) and interval == pytest.approx((0.2, 0.3))
+    assert threshold_for_recall(labels, probs, 1.0) == pytest.approx(threshold)
+    assert threshold_ci95(labels, probs, 1.0) == pytest.approx(interval)
+    assert threshold_ci95(labels, probs, 1.0, seed=7) == pytest.approx((0.2, 0.3))  # not one seed's luck
+

@@ -19,9 +19,9 @@ from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, default_model_path,
 from pneumoscan.data.fingerprint import seen_in_training
 from pneumoscan.data.layout import IMAGE_SUFFIXES, evaluation_samples
 from pneumoscan.errors import InputError
-from pneumoscan.evaluation.bootstrap import bootstrap_ci, summarize
+from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.evaluate import Evaluation, evaluate
-from pneumoscan.evaluation.thresholds import check_target_recall, threshold_for_recall
+from pneumoscan.evaluation.thresholds import check_target_recall, threshold_ci95, threshold_for_recall
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.progress import write_warning
 
@@ -98,8 +98,7 @@ def choose_local_threshold(
     """Threshold for `target_recall` on the evaluated images, its bootstrap interval, and the summary there."""
     labels, probs = evaluation.images.labels, evaluation.probs
     threshold = threshold_for_recall(labels, probs, target_recall)
-    interval = bootstrap_ci(lambda y, p: threshold_for_recall(y, p, target_recall), labels, probs,
-                            n_boot=n_boot, seed=seed)
+    interval = threshold_ci95(labels, probs, target_recall, n_boot=n_boot, seed=seed)
     return threshold, interval, summarize(labels, probs, threshold, n_boot=n_boot, seed=seed)
 
 

@@ -17,6 +17,7 @@ from pneumoscan.evaluation.metrics import _check_probs, _descending_counts, _lab
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "threshold_for_recall",
+    "threshold_ci95",
     "youden_threshold",
     "threshold_table",
     "adjust_for_prevalence",
@@ -67,6 +68,21 @@ def threshold_for_recall(y_true: ArrayLike, y_prob: ArrayLike, target_recall: fl
     reachable = np.arange(1, n_pos + 1) / n_pos
     k = int(np.searchsorted(reachable, target, side="left"))
     return _midway_below(float(pos_scores[k]), yp)
+
+
+def threshold_ci95(
+    y_true: ArrayLike, y_prob: ArrayLike, target_recall: float, *, n_boot: int = 1000, seed: int | None = 0
+) -> tuple[float, float]:
+    """95 % percentile bootstrap interval of `threshold_for_recall(y_true, y_prob, target_recall)`: the thresholds
+    the same rule chooses on resamples of these cases (within each class, as `bootstrap_ci` draws them).
+
+    A film whose P lies inside it is decided one way at the chosen threshold and the other way at a threshold
+    re-chosen on a plausible resample: it is borderline.
+    """
+    from pneumoscan.evaluation.bootstrap import bootstrap_ci
+
+    return bootstrap_ci(lambda y, p: threshold_for_recall(y, p, target_recall), y_true, y_prob,
+                        n_boot=n_boot, seed=seed)
 
 
 def youden_threshold(y_true: ArrayLike, y_prob: ArrayLike) -> float:
