@@ -253,3 +253,15 @@ def test_an_unreadable_film_is_a_warning_on_stderr(command: str, tiny_run: Path,
     captured = capsys.readouterr()
     assert "pneumoscan: warning: skipped " in captured.err and "IM-0999-0001.jpeg" in captured.err
     assert "IM-0999-0001.jpeg" not in captured.out
+
+
+def test_a_sites_model_gets_the_interval_of_its_own_films(local, tiny_run: Path) -> None:
+    """Borderline on a site's model means within the interval of the threshold on the site's films (those
+    set-threshold chose it on, stored in the model), not on the training validation films."""
+    from pneumoscan.evaluation.thresholds import threshold_ci95
+
+    scores = read_meta(local.out).val_scores
+    interval = Predictor(local.out).threshold_ci95
+    assert interval == pytest.approx(threshold_ci95(scores["labels"], scores["probs"], 0.9))
+    assert interval[0] <= local.threshold <= interval[1]
+    assert interval != pytest.approx(Predictor(tiny_run).threshold_ci95)

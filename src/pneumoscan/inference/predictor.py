@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ from pneumoscan.data.decode import read_file, read_grayscale
 from pneumoscan.data.layout import image_files
 from pneumoscan.data.preprocess import grey_levels, load_image_with_levels
 from pneumoscan.errors import InputError
-from pneumoscan.evaluation.thresholds import adjust_for_prevalence, check_operating_point
+from pneumoscan.evaluation.thresholds import (
+    adjust_for_prevalence, check_operating_point, threshold_ci95, threshold_for_recall,
+)
 from pneumoscan.inference.batch import predict_probs, sigmoid
 from pneumoscan.inference.ood import OODResult, colourfulness, forward_with_features, load_guard, two_tone_share
 
@@ -33,6 +36,9 @@ class Prediction:
     error: str | None = None
     in_distribution: bool | None = None  # None when the model has no out-of-distribution guard
     ood_reason: str | None = None
+    # P within the threshold's 95 % interval (`Predictor.threshold_ci95`): the label stands but is uncertain.
+    # None without a probability or without an interval (a threshold given by hand).
+    borderline: bool | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -43,6 +49,10 @@ class Prediction:
 # (about 2 s on 2 cores) and memory stays small (peak RSS of `predict` on 4,000 224 px films: 0.57 GB at 64,
 # 0.75 GB at 256, 1.06 GB at 1,024, 0.42 GB for one film).
 CHUNK_SIZE = 256
+
+# Resamples and seed of the threshold's bootstrap interval: set-threshold's defaults, so a site's model gets the
+# interval set-threshold printed for it (about 0.05 s for the shipped model's 785 validation films).
+INTERVAL_BOOT, INTERVAL_SEED = 1000, 0
 
 # `train --balance` settings that train as if both classes were equally common (balanced batches, or a loss
 # weighting each class by the other's count)
@@ -169,6 +179,28 @@ class Predictor:
             self.backend = "torch"
             return None
 
+    @cached_property
+    def threshold_ci95(self) -> tuple[float, float] | None:
+        """95 % bootstrap interval of the threshold in use, on the scores it was chosen on (validation, or a site's
+        films after set-threshold), moved with the probabilities to `prevalence` as the threshold is. None for a
+        threshold given by hand, and for a model whose stored scores do not give its stored threshold (none
+        stored, no recall recorded, or a threshold set otherwise). Computed on first use, once."""
+        scores = self.meta.val_scores
+        if self.threshold_from == "threshold" or self.target_recall is None or not scores.get("labels"):
+            return None
+        labels, probs = scores["labels"], scores["probs"]
+        if self.threshold_from == "model" and threshold_for_recall(labels, probs, self.target_recall) \
+                != self.meta.threshold:
+            return None
+        lo, hi = threshold_ci95(labels, probs, self.target_recall, n_boot=INTERVAL_BOOT, seed=INTERVAL_SEED)
+        lo, hi = self._adjust(np.array([lo, hi]))
+        return float(lo), float(hi)
+
+    def borderline(self, prob: float) -> bool | None:
+        """Whether `prob` lies within the threshold's interval (ends included); None when there is no interval."""
+        interval = self.threshold_ci95
+        return None if interval is None else interval[0] <= prob <= interval[1]
+
     @property
     def assumed_prevalence(self) -> float:
         """The pneumonia prevalence the probabilities assume: `prevalence` when given, else the model's prior."""
@@ -245,7 +277,8 @@ class Predictor:
                                       ood_reason=verdict.message))
             else:
                 out.append(Prediction(name, float(prob), self.label_for(float(prob)), self.threshold,
-                                      in_distribution=None if verdict is None else True))
+                                      in_distribution=None if verdict is None else True,
+                                      borderline=self.borderline(float(prob))))
         return out
 
     def screen(self, images: np.ndarray, colours: list[float] | None = None, levels: list[int] | None = None,

@@ -1,0 +1,94 @@
+"""Borderline films: P within the 95 % bootstrap interval of the threshold, on the scores it was chosen on."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pneumoscan.artifact import load_artifact, read_meta, save_artifact
+from pneumoscan.evaluation.thresholds import adjust_for_prevalence, threshold_ci95
+from pneumoscan.inference.predictor import Predictor
+from tests.conftest import interval_scores, with_scores
+
+
+@pytest.fixture(scope="module")
+def films(sample_dir: Path) -> list[Path]:
+    return sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[:3] + sorted((sample_dir / "test" / "NORMAL").iterdir())[:3]
+
+
+@pytest.fixture(scope="module")
+def placed(tiny_run: Path, films: list[Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[float]]:
+    """A copy of the tiny model whose stored scores put its threshold between the films' 2nd and 3rd probabilities
+    (ascending) and the interval's top between their 4th and 5th: the 3rd and 4th are borderline, no other. Returns
+    it and the films' probabilities in that order."""
+    probs = sorted(p.probability for p in Predictor(tiny_run, backend="torch").predict_files(films))
+    gap = min(b - a for a, b in zip(probs, probs[1:]))
+    assert gap > 1e-5, probs  # room for the interval's ends between them
+    low, high = (probs[1] + probs[2]) / 2, (probs[3] + probs[4]) / 2
+    out = tmp_path_factory.mktemp("placed") / "model.safetensors"
+    return with_scores(tiny_run, out, *interval_scores(low, high, step=gap / 10)), probs
+
+
+def test_the_interval_is_that_of_the_scores_the_threshold_was_chosen_on(placed: tuple[Path, list[float]]) -> None:
+    model, probs = placed
+    predictor = Predictor(model, backend="torch")
+    assert predictor.threshold == pytest.approx((probs[1] + probs[2]) / 2)
+    assert predictor.threshold_ci95 == pytest.approx(((probs[1] + probs[2]) / 2, (probs[3] + probs[4]) / 2))
+
+
+def test_films_inside_the_interval_are_borderline_and_keep_their_label(placed: tuple[Path, list[float]],
+                                                                        films: list[Path]) -> None:
+    model, probs = placed
+    results = sorted(Predictor(model, backend="torch").predict_files(films), key=lambda r: r.probability)
+    assert [r.borderline for r in results] == [False, False, True, True, False, False]
+    assert [r.label for r in results] == ["NORMAL"] * 2 + ["PNEUMONIA"] * 4
+
+
+def test_prevalence_moves_the_interval_with_the_probabilities(placed: tuple[Path, list[float]],
+                                                              films: list[Path]) -> None:
+    """Re-weighted for a prevalence, P and the interval move by the same increasing map: the same films are
+    borderline."""
+    model, _ = placed
+    plain, shifted = Predictor(model, backend="torch"), Predictor(model, backend="torch", prevalence=0.2)
+    assert shifted.threshold_ci95 == pytest.approx(tuple(adjust_for_prevalence(plain.threshold_ci95, 0.5, 0.2)))
+    assert shifted.threshold_ci95[1] < plain.threshold_ci95[0]  # it did move: odds / 4
+    assert [r.borderline for r in shifted.predict_files(films)] == [r.borderline for r in plain.predict_files(films)]
+
+
+def test_a_threshold_given_by_hand_has_no_interval(placed: tuple[Path, list[float]], films: list[Path]) -> None:
+    predictor = Predictor(placed[0], backend="torch", threshold=0.5)
+    assert predictor.threshold_ci95 is None
+    assert {r.borderline for r in predictor.predict_files(films)} == {None}
+
+
+def test_a_target_recall_gets_the_interval_of_the_threshold_for_it(tiny_run: Path) -> None:
+    scores = read_meta(tiny_run / "model.safetensors").val_scores
+    predictor = Predictor(tiny_run, backend="torch", target_recall=0.8)
+    assert predictor.threshold_ci95 == pytest.approx(threshold_ci95(scores["labels"], scores["probs"], 0.8))
+    assert predictor.threshold_ci95 != pytest.approx(Predictor(tiny_run, backend="torch").threshold_ci95)
+
+
+def test_no_interval_when_the_stored_scores_do_not_give_the_stored_threshold(tiny_run: Path, tmp_path: Path) -> None:
+    """Without stored scores, or with a threshold the scores do not give (set by editing the file), an interval
+    of those scores would not be the threshold's: there is none."""
+    net, meta = load_artifact(tiny_run, device="cpu")
+    for name, changed in (("edited", replace(meta, threshold=meta.threshold + 0.01)),
+                          ("unscored", replace(meta, val_scores={}))):
+        model = save_artifact(tmp_path / f"{name}.safetensors", net, changed)
+        assert Predictor(model, backend="torch").threshold_ci95 is None, name
+    assert Predictor(tiny_run, backend="torch").threshold_ci95 is not None
+
+
+def test_the_interval_is_computed_once_per_loaded_model(placed: tuple[Path, list[float]], films: list[Path],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import pneumoscan.inference.predictor as predictor_module
+
+    calls = []
+    real = predictor_module.threshold_ci95
+    monkeypatch.setattr(predictor_module, "threshold_ci95", lambda *a, **k: calls.append(1) or real(*a, **k))
+    predictor = Predictor(placed[0], backend="torch")
+    predictor.predict_files(films)
+    predictor.predict_files(films)
+    assert len(calls) == 1
+
