@@ -319,7 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "in chunks of a few hundred, in the order given, and each chunk's rows are "
                                    "printed as soon as it is done, its warnings and errors too (stderr); memory "
                                    "stays that of one chunk. Ctrl+C keeps the rows printed so far (exit code 130; "
-                                   "an interrupted --json array lacks its closing ']').")
+                                   "an interrupted --json array lacks its closing ']'). A film whose P lies within "
+                                   "the 95 % bootstrap interval of the threshold, on the films it was chosen on, is "
+                                   "borderline: its label stands, but a threshold re-chosen on a plausible resample "
+                                   "of those films would give the other one (marked in the text, column borderline "
+                                   "in --csv and --json; empty with --threshold, which has no interval).")
     _model_arg(p)
     p.add_argument("paths", nargs="+", help="image files (JPEG, PNG, TIFF, BMP, DICOM) or folders; a labelled CSV "
                                             "manifest is scored with `pneumoscan evaluate --data manifest.csv`")

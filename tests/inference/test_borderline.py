@@ -92,3 +92,47 @@ def test_the_interval_is_computed_once_per_loaded_model(placed: tuple[Path, list
     predictor.predict_files(films)
     assert len(calls) == 1
 
+
+# ----------------------------------------------------------------- pneumoscan predict
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[str, str]:
+    from pneumoscan.cli import main
+
+    assert main(["predict", "--quiet", "--backend", "torch", *args]) == 0
+    return capsys.readouterr()
+
+
+def test_predict_marks_borderline_films_in_text_csv_and_json(placed: tuple[Path, list[float]], films: list[Path],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+    import io
+    import json
+
+    model, probs = placed
+    paths = [str(f) for f in films]
+    expected = {str(r.path): r.borderline for r in Predictor(model, backend="torch").predict_files(films)}
+    assert sorted(expected.values()) == [False] * 4 + [True] * 2
+    out, err = _run(capsys, "--model", str(model), "--csv", *paths)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert {row["path"]: row["borderline"] for row in rows} == {p: str(b) for p, b in expected.items()} and err == ""
+    out, err = _run(capsys, "--model", str(model), "--json", *paths)
+    assert {row["path"]: row["borderline"] for row in json.loads(out)} == expected and err == ""
+    out, err = _run(capsys, "--model", str(model), *paths)
+    marked = {line.split()[-1] for line in out.splitlines() if "  borderline  " in line}
+    assert marked == {p for p, b in expected.items() if b}
+    interval = Predictor(model, backend="torch").threshold_ci95
+    assert err.splitlines() == [
+        f"pneumoscan: note: borderline films: 2 of 6, P within {interval[0]:.4f} to {interval[1]:.4f} (the 95 % "
+        f"bootstrap interval of the threshold {probs[1] / 2 + probs[2] / 2:.4f} on the validation films it was chosen "
+        f"on); their label stands, but a threshold re-chosen on a plausible resample of those films would give the "
+        f"other one"]
+
+
+def test_predict_with_a_threshold_by_hand_leaves_borderline_empty(placed: tuple[Path, list[float]], films: list[Path],
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+    import io
+
+    out, err = _run(capsys, "--model", str(placed[0]), "--csv", "--threshold", "0.5", *map(str, films))
+    assert {row["borderline"] for row in csv.DictReader(io.StringIO(out))} == {""} and err == ""

@@ -28,8 +28,8 @@ def _old_output(results: list[Prediction], fmt: str) -> str:
         writer.writeheader()
         writer.writerows(rows)
         return out.getvalue()
-    return "".join(f"{r.label:<10} P(pneumonia)={r.probability:.4f}  {r.path}\n" for r in results
-                   if r.error is None and r.in_distribution is not False)
+    return "".join(f"{r.label:<10} P(pneumonia)={r.probability:.4f}  {'borderline  ' if r.borderline else ''}"
+                   f"{r.path}\n" for r in results if r.error is None and r.in_distribution is not False)
 
 
 @pytest.fixture

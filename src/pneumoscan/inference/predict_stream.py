@@ -34,8 +34,8 @@ class PredictionWriter:
         rows = [p.to_dict() for p in predictions]
         first, self.rows = self.rows == 0, self.rows + len(rows)
         if self.fmt == "text":
-            return "".join(f"{p.label:<10} P(pneumonia)={p.probability:.4f}  {p.path}\n" for p in predictions
-                           if p.error is None and p.in_distribution is not False)
+            return "".join(f"{p.label:<10} P(pneumonia)={p.probability:.4f}  {'borderline  ' if p.borderline else ''}"
+                           f"{p.path}\n" for p in predictions if p.error is None and p.in_distribution is not False)
         if not rows:
             return ""
         if self.fmt == "csv":
@@ -63,13 +63,27 @@ def problems(predictions: Sequence["Prediction"]) -> list[str]:
             + [f"pneumoscan: error: {p.error}" for p in predictions if p.error])
 
 
+def borderline_note(predictor: "Predictor", borderline: int, predicted: int) -> str | None:
+    """The stderr line saying what `borderline` means, with the interval, when some of the `predicted` films are."""
+    interval = predictor.threshold_ci95
+    if not borderline or interval is None:
+        return None
+    films = "this site's films" if predictor.operating_point()["chosen_on"] == "local" else "the validation films"
+    return (f"pneumoscan: note: borderline films: {borderline} of {predicted}, P within {interval[0]:.4f} to "
+            f"{interval[1]:.4f} (the 95 % bootstrap interval of the threshold {predictor.threshold:.4f} on {films} it "
+            f"was chosen on); their label stands, but a threshold re-chosen on a plausible resample of those films "
+            f"would give the other one")
+
+
 def stream_predictions(predictor: "Predictor", files: Sequence[tuple[Path, str | None]], fmt: str, *,
                        progress: bool = True) -> bool:
     """Predict `files` (from `input_files`) chunk by chunk, writing each chunk's rows to stdout (flushed) and its
-    problems to stderr as soon as it is done; a progress bar on stderr when `progress` and stderr is a terminal.
-    Returns whether every input got a prediction."""
+    problems to stderr as soon as it is done; a progress bar on stderr when `progress` and stderr is a terminal;
+    in text, a last stderr line saying what borderline means when some film is. Returns whether every input got a
+    prediction."""
     writer = PredictionWriter(fmt)
     complete = True
+    borderline = predicted = 0
     with progress_bar(total=len(files), desc="predict", unit="img", progress=progress) as bar:
         for chunk in predictor.predict_chunks(files):
             text, lines = writer.chunk(chunk), problems(chunk)
@@ -79,7 +93,12 @@ def stream_predictions(predictor: "Predictor", files: Sequence[tuple[Path, str |
             for line in lines:
                 bar.write(line, file=sys.stderr)
             complete = complete and not lines
+            borderline += sum(bool(p.borderline) for p in chunk)
+            predicted += sum(p.probability is not None for p in chunk)
             bar.update(len(chunk))
     sys.stdout.write(writer.end())
     sys.stdout.flush()
+    note = borderline_note(predictor, borderline, predicted) if fmt == "text" else None  # CSV, JSON: a column
+    if note:
+        print(note, file=sys.stderr)
     return complete
