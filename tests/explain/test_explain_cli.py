@@ -145,3 +145,23 @@ def test_explain_decodes_the_image_once(tiny_run: Path, tiny_data: Path, tmp_pat
     monkeypatch.setattr(decode_module, "_read_pil", counted)
     assert main(["explain", str(image), "--model", str(tiny_run), "--out", str(tmp_path / "h.png")]) == 0
     assert decodes.count(str(image)) == 1  # (opening the ONNX backend decodes bundled sample X-rays of its own)
+
+
+def test_explain_says_when_a_film_is_borderline(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A film within the threshold's interval is said to be borderline, with the interval; one outside is not."""
+    from pneumoscan.inference.predictor import Predictor
+    from tests.conftest import interval_scores, with_scores
+
+    films = sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[:2]
+    low, high = sorted(r.probability for r in Predictor(tiny_run, backend="torch").predict_files(films))
+    step = (high - low) / 10
+    model = with_scores(tiny_run, tmp_path / "placed.safetensors", *interval_scores(high - step, high + step, step / 10))
+    printed = {}
+    for film in films:
+        assert main(["explain", str(film), "--model", str(model), "--out", str(tmp_path / "h.png")]) == 0
+        printed[film] = capsys.readouterr().out
+    inside = max(films, key=lambda f: Predictor(model, backend="torch").predict_files([f])[0].probability)
+    lo, hi = Predictor(model, backend="torch").threshold_ci95
+    assert f"borderline (P within the threshold's 95 % interval {lo:.4f} to {hi:.4f})" in printed[inside]
+    assert [film for film in films if "borderline" in printed[film]] == [inside]

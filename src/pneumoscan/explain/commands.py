@@ -31,9 +31,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     predictor = Predictor(args.model, threshold=args.threshold, backend="auto")
     explained = explain_file(predictor, args.image)
     prob, label = float(explained.prediction.probability), str(explained.prediction.label)
-    title = (f"{printable(Path(args.image).name)}: {label}  P(pneumonia) = {prob:.3f}  (threshold {predictor.threshold:.3f})\n"
+    interval = predictor.threshold_ci95 if explained.prediction.borderline else None
+    within = f"borderline: within its 95 % interval {interval[0]:.3f} to {interval[1]:.3f}" if interval else ""
+    title = (f"{printable(Path(args.image).name)}: {label}  P(pneumonia) = {prob:.3f}  (threshold "
+             f"{predictor.threshold:.3f}{'; ' + within if within else ''})\n"
              f"heatmap: evidence for {label}, model {predictor.meta.model_name}")
     figure = to_png(explanation(explained.image, explained.overlay(), title))
     atomic_write(out, lambda tmp: tmp.write_bytes(figure))
-    print(f"{label:<10} P(pneumonia)={prob:.4f}  heatmap: {out}")
+    marker = f"borderline (P within the threshold's 95 % interval {interval[0]:.4f} to {interval[1]:.4f})  " \
+        if interval else ""
+    print(f"{label:<10} P(pneumonia)={prob:.4f}  {marker}heatmap: {out}")
     return 0
