@@ -612,9 +612,10 @@ def test_model_card_states_the_operating_point_and_answers_the_prevalence(client
     that assume the model's prior (0.5: the tiny run trained on class-balanced batches, as the shipped model)."""
     meta = read_meta(tiny_run / "model.safetensors")
     point = client.get("/model").json()["operating_point"]
-    assert point == {"threshold": pytest.approx(meta.threshold), "threshold_from": "model",
-                     "target_recall": meta.target_recall, "chosen_on": "validation", "prevalence": 0.5,
-                     "prevalence_from": "model_prior"}
+    interval = Predictor(tiny_run).threshold_ci95
+    assert point == {"threshold": pytest.approx(meta.threshold), "threshold_ci95": pytest.approx(list(interval)),
+                     "threshold_from": "model", "target_recall": meta.target_recall, "chosen_on": "validation",
+                     "prevalence": 0.5, "prevalence_from": "model_prior"}
     assert meta.target_recall == 0.95 and meta.training["config"]["balance"] == "sampler"
     one = client.post("/predict", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")}).json()
     batch = client.post("/predict/batch", files=[("files", (xray.name, xray.read_bytes(), "image/jpeg"))]).json()
@@ -634,6 +635,7 @@ def test_serve_with_a_target_recall_and_a_prevalence(tiny_run: Path, xray: Path)
     assert info["threshold"] == info["operating_point"]["threshold"] == pytest.approx(expected.threshold)
     assert info["stored_threshold"] == pytest.approx(plain.meta.threshold)
     assert info["operating_point"] == {"threshold": pytest.approx(expected.threshold),
+                                       "threshold_ci95": pytest.approx(list(expected.threshold_ci95)),
                                        "threshold_from": "target_recall", "target_recall": 0.99, "chosen_on": "validation", "prevalence": 0.2,
                                        "prevalence_from": "prevalence"}
     probability = expected.predict_files([xray])[0].probability
@@ -649,8 +651,8 @@ def test_serve_with_a_threshold_and_a_prevalence(tiny_run: Path) -> None:
     """A threshold given by hand is used as given, on the re-weighted probabilities; no recall is claimed for it."""
     with TestClient(create_app(Settings(model=str(tiny_run), backend="onnx", threshold=0.3, prevalence=0.8))) as c:
         point = c.get("/model").json()["operating_point"]
-    assert point == {"threshold": 0.3, "threshold_from": "threshold", "target_recall": None, "chosen_on": None,
-                     "prevalence": 0.8, "prevalence_from": "prevalence"}
+    assert point == {"threshold": 0.3, "threshold_ci95": None, "threshold_from": "threshold", "target_recall": None,
+                     "chosen_on": None, "prevalence": 0.8, "prevalence_from": "prevalence"}
 
 
 def test_a_sites_own_threshold_is_said_to_be_chosen_on_local_films(tiny_run: Path, tiny_data: Path,
@@ -663,4 +665,76 @@ def test_a_sites_own_threshold_is_said_to_be_chosen_on_local_films(tiny_run: Pat
         with TestClient(create_app(Settings(model=str(site), backend="onnx", **options))) as c:
             point = c.get("/model").json()["operating_point"]
         assert point["chosen_on"] == "local" and point["target_recall"] == recall, options
+
+
+
+# ----------------------------------------------------------------- borderline
+
+
+@pytest.fixture(scope="module")
+def placed(tiny_run: Path, sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    """A copy of the tiny model whose threshold's interval holds the second of three sample films (by P) alone,
+    its threshold just below that film; and the three films, by P."""
+    from tests.conftest import interval_scores, with_scores
+
+    films = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[:3]
+    results = sorted(Predictor(tiny_run, backend="onnx").predict_files(films), key=lambda r: r.probability)
+    low, middle, high = (r.probability for r in results)
+    step = min(middle - low, high - middle) / 4
+    out = tmp_path_factory.mktemp("placed") / "model.safetensors"
+    model = with_scores(tiny_run, out, *interval_scores(middle - step, middle + step, step / 10))
+    return model, [Path(r.path) for r in results]
+
+
+def _upload(path: Path) -> tuple[str, bytes, str]:
+    return path.name, path.read_bytes(), "image/jpeg"
+
+
+def test_answers_say_which_films_are_borderline_and_give_the_interval(placed: tuple[Path, list[Path]]) -> None:
+    model, films = placed
+    predictor = Predictor(model, backend="onnx")
+    interval = pytest.approx(list(predictor.threshold_ci95))
+    with TestClient(create_app(Settings(model=str(model), backend="onnx"))) as c:
+        info = c.get("/model").json()
+        ones = [c.post("/predict", files={"file": _upload(film)}).json() for film in films]
+        batch = c.post("/predict/batch", files=[("files", _upload(film)) for film in films]).json()
+    assert info["threshold_ci95"] == info["operating_point"]["threshold_ci95"] == interval
+    assert [one["borderline"] for one in ones] == [item["borderline"] for item in batch["results"]] == \
+        [False, True, False]
+    assert [one["label"] for one in ones] == ["NORMAL", "PNEUMONIA", "PNEUMONIA"]  # the label stands
+    assert all(one["threshold_ci95"] == interval for one in ones) and batch["threshold_ci95"] == interval
+
+
+def test_answers_have_no_interval_for_a_threshold_set_by_hand(placed: tuple[Path, list[Path]]) -> None:
+    model, films = placed
+    with TestClient(create_app(Settings(model=str(model), backend="onnx", threshold=0.5))) as c:
+        info = c.get("/model").json()
+        one = c.post("/predict", files={"file": _upload(films[1])}).json()
+        batch = c.post("/predict/batch", files=[("files", _upload(films[1]))]).json()
+    assert info["threshold_ci95"] is None and info["operating_point"]["threshold_ci95"] is None
+    assert one["borderline"] is None and one["threshold_ci95"] is None
+    assert batch["results"][0]["borderline"] is None and batch["threshold_ci95"] is None
+
+
+def test_the_served_interval_moves_with_the_prevalence(placed: tuple[Path, list[Path]]) -> None:
+    """The probabilities and the interval are re-weighted together: the same film is borderline."""
+    from pneumoscan.evaluation.thresholds import adjust_for_prevalence
+
+    model, films = placed
+    plain = Predictor(model, backend="onnx").threshold_ci95
+    with TestClient(create_app(Settings(model=str(model), backend="onnx", prevalence=0.9))) as c:
+        info = c.get("/model").json()
+        one = c.post("/predict", files={"file": _upload(films[1])}).json()
+    assert info["threshold_ci95"] == pytest.approx(list(adjust_for_prevalence(plain, 0.5, 0.9)))
+    assert info["threshold_ci95"][0] > plain[1]  # it moved: odds times 9
+    assert one["borderline"] is True and one["threshold_ci95"] == pytest.approx(info["threshold_ci95"])
+
+
+def test_openapi_documents_borderline_and_the_interval(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for name in ("PredictionResponse", "BatchItem"):
+        assert "threshold's 95 % interval" in schemas[name]["properties"]["borderline"]["description"], name
+    for name in ("PredictionResponse", "BatchResponse", "ModelInfo", "OperatingPoint"):
+        interval = schemas[name]["properties"]["threshold_ci95"]
+        assert {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2} in interval["anyOf"], name
 

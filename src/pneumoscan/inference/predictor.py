@@ -207,12 +207,13 @@ class Predictor:
         return self.prevalence if self.prevalence is not None else model_prior(self.meta)
 
     def operating_point(self) -> dict[str, object]:
-        """The threshold in use, where it came from (the model's stored one, a `target_recall`, a `threshold`), the
-        scores it was chosen on, and the pneumonia prevalence the probabilities assume."""
+        """The threshold in use, its 95 % interval (`threshold_ci95`), where it came from (the model's stored one, a
+        `target_recall`, a `threshold`), the scores it was chosen on, and the prevalence the probabilities assume."""
         chosen_on = None if self.threshold_from == "threshold" else (
             "local" if self.meta.threshold_source else "validation")
-        return {"threshold": self.threshold, "threshold_from": self.threshold_from, "target_recall": self.target_recall,
-                "chosen_on": chosen_on, "prevalence": self.assumed_prevalence,
+        interval = self.threshold_ci95
+        return {"threshold": self.threshold, "threshold_ci95": None if interval is None else list(interval),
+                "threshold_from": self.threshold_from, "target_recall": self.target_recall, "chosen_on": chosen_on, "prevalence": self.assumed_prevalence,
                 "prevalence_from": "model_prior" if self.prevalence is None else "prevalence"}
 
     @property

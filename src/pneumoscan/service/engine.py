@@ -66,6 +66,7 @@ class Engine:
         self.predictor = Predictor(settings.model, backend=settings.backend, threshold=settings.threshold,
                                    target_recall=settings.target_recall, prevalence=settings.prevalence,
                                    onnx_path=settings.onnx_path)
+        _ = self.predictor.threshold_ci95  # computed now, not on the first upload
         self.model_sha256 = file_sha256(self.predictor.path)
         shipped = default_model_path()
         self.shipped = shipped.is_file() and file_sha256(shipped) == self.model_sha256
@@ -146,6 +147,7 @@ class Engine:
     def model_info(self) -> dict[str, object]:
         info = describe(self.meta)
         return {**info, "stored_threshold": info["threshold"], "threshold": self.predictor.threshold,
+                "threshold_ci95": self.predictor.threshold_ci95,
                 "operating_point": self.predictor.operating_point(),
                 "backend": self.predictor.backend, "explain_available": self.explain_available(),
                 "max_upload_mb": self.settings.max_upload_mb, "max_batch_files": self.settings.max_batch_files,

@@ -148,8 +148,8 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
     meta = engine.meta
     return PredictionResponse(
         probability=result.probability, label=result.label, in_distribution=result.in_distribution,
-        ood_reason=result.ood_reason, threshold=engine.predictor.threshold,
-        prevalence=engine.predictor.assumed_prevalence, model_name=meta.model_name,
+        ood_reason=result.ood_reason, borderline=result.borderline, threshold=engine.predictor.threshold,
+        threshold_ci95=engine.predictor.threshold_ci95, prevalence=engine.predictor.assumed_prevalence, model_name=meta.model_name,
         model_version=meta.version, model_sha256=engine.model_sha256[:12],
         latency_ms=round((time.perf_counter() - start) * 1000, 2),
         heatmap_png_base64=base64.b64encode(heatmap).decode("ascii") if heatmap else None,
@@ -195,12 +195,14 @@ async def predict_batch(request: Request) -> BatchResponse:
                     items[i].ok, items[i].status = True, 200
                     items[i].probability, items[i].label = result.probability, result.label
                     items[i].in_distribution, items[i].ood_reason = result.in_distribution, result.ood_reason
+                    items[i].borderline = result.borderline
 
         await _in_worker(request, work)
     n_ok = sum(item.ok for item in items)
     meta = engine.meta
     return BatchResponse(results=items, n_ok=n_ok, n_failed=len(items) - n_ok,
                          n_out_of_distribution=sum(item.in_distribution is False for item in items),
-                         threshold=engine.predictor.threshold, prevalence=engine.predictor.assumed_prevalence,
+                         threshold=engine.predictor.threshold, threshold_ci95=engine.predictor.threshold_ci95,
+                         prevalence=engine.predictor.assumed_prevalence,
                          model_name=meta.model_name, model_version=meta.version,
                          model_sha256=engine.model_sha256[:12], latency_ms=round((time.perf_counter() - start) * 1000, 2))

@@ -23,8 +23,22 @@ class Normalization(BaseModel):
     crop: bool = Field(False, description="each image is first cropped to a square as wide as the body")
 
 
+_INTERVAL = ("95 % bootstrap interval [low, high] of the threshold in use, on the films it was chosen on (1,000 "
+             "resamples of the validation films, or of a site's films after `pneumoscan set-threshold`), moved with "
+             "the probabilities to the prevalence as the threshold is; a P within it is borderline. null for a "
+             "threshold set by `serve --threshold`, and for a model whose stored scores do not give its threshold")
+_BORDERLINE = ("true: P lies within the threshold's 95 % interval (threshold_ci95), so the label stands but a "
+               "threshold re-chosen on a plausible resample of the films it was chosen on would give the other one; "
+               "false: outside it; null when there is no probability or no interval (`serve --threshold`)")
+
+
+def _interval(description: str) -> Any:
+    return Field(min_length=2, max_length=2, description=description)
+
+
 class OperatingPoint(BaseModel):
     threshold: float = Field(description="threshold in use: PNEUMONIA when P >= threshold")
+    threshold_ci95: list[float] | None = _interval(_INTERVAL)
     threshold_from: Literal["model", "target_recall", "threshold"] = Field(
         description="model: the threshold stored in the model (see stored_threshold, threshold_source); target_recall: "
                     "chosen at start-up by `serve --target-recall` on the model's stored scores; threshold: set by "
@@ -50,6 +64,7 @@ class ModelInfo(BaseModel):
     normalization: Normalization
     class_names: list[str]
     threshold: float = Field(description="operating threshold in use: PNEUMONIA when P >= threshold")
+    threshold_ci95: list[float] | None = _interval(_INTERVAL)
     stored_threshold: float = Field(description="threshold stored in the model artifact")
     target_recall: float | None = Field(description="recall the stored threshold was chosen for")
     operating_point: OperatingPoint = Field(description="the threshold in use, where it came from, and the "
@@ -92,7 +107,9 @@ class PredictionResponse(BaseModel):
     label: str | None = Field(description="class at the operating threshold; null when in_distribution is false")
     in_distribution: bool | None = Field(description=_IN_DISTRIBUTION)
     ood_reason: str | None = Field(default=None, description=_OOD_REASON)
+    borderline: bool | None = Field(default=None, description=_BORDERLINE)
     threshold: float
+    threshold_ci95: list[float] | None = _interval(_INTERVAL)
     prevalence: float = Field(gt=0, lt=1, description=_PREVALENCE)
     model_name: str
     model_version: str = Field(description="version of pneumoscan that wrote the model file")
@@ -114,6 +131,7 @@ class BatchItem(BaseModel):
     label: str | None = Field(default=None, description="null for failed files and when in_distribution is false")
     in_distribution: bool | None = Field(default=None, description=_IN_DISTRIBUTION + "; null for failed files")
     ood_reason: str | None = Field(default=None, description=_OOD_REASON)
+    borderline: bool | None = Field(default=None, description=_BORDERLINE + "; null for failed files")
     error: str | None = None
 
 
@@ -123,6 +141,7 @@ class BatchResponse(BaseModel):
     n_failed: int
     n_out_of_distribution: int = Field(description="files read fine but refused as not chest X-rays (counted in n_ok)")
     threshold: float
+    threshold_ci95: list[float] | None = _interval(_INTERVAL)
     prevalence: float = Field(gt=0, lt=1, description=_PREVALENCE)
     model_name: str
     model_version: str = Field(description="version of pneumoscan that wrote the model file")
