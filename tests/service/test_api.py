@@ -738,3 +738,9 @@ def test_openapi_documents_borderline_and_the_interval(client: TestClient) -> No
         interval = schemas[name]["properties"]["threshold_ci95"]
         assert {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2} in interval["anyOf"], name
 
+
+@pytest.mark.parametrize("path", ["/", "/health"])
+def test_uptime_monitors_head_requests_get_200(client: TestClient, path: str) -> None:
+    get, head = client.get(path), client.head(path)
+    assert head.status_code == get.status_code == 200
+    assert head.headers["content-type"] == get.headers["content-type"]

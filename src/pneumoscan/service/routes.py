@@ -19,6 +19,7 @@ from typing import Any, Callable, TypeVar
 
 import anyio.to_thread
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS
 from pneumoscan.errors import ImageTooLarge, InputError
@@ -100,6 +101,12 @@ def _check_part(part: Part, limit_mb: float) -> tuple[int, str] | None:
 async def health(request: Request) -> Health:
     engine = _engine(request)
     return Health(status="ok", model_loaded=True, backend=engine.predictor.backend)
+
+
+@router.head("/health", include_in_schema=False)
+async def health_head(request: Request) -> JSONResponse:
+    """GET /health's status and headers for uptime monitors, which send HEAD (the server sends no body)."""
+    return JSONResponse((await health(request)).model_dump())
 
 
 @router.get("/model", response_model=ModelInfo, summary="the loaded model, its operating threshold and metrics")
