@@ -836,3 +836,72 @@ def test_a_file_name_is_shown_as_text_never_as_markup(server: str, sample_dir: P
         assert page.evaluate("window.pwned") is None
         assert page.locator("#panel img, #error img, #announce img").count() == 0
         assert not errors, errors
+
+
+def test_a_borderline_result_says_so_and_why_in_words_sight_and_speech(tiny_run: Path, sample_dir: Path,
+                                                                        tmp_path: Path) -> None:
+    """A film within the threshold's 95 % interval keeps its decision, with a distinct box naming the interval, a
+    band on the meter, and the same words for screen readers; a film outside it reads as before. With a threshold
+    set by hand there is no interval, and the page says so."""
+    from playwright.sync_api import expect
+
+    from tests.conftest import interval_scores, with_scores
+
+    films = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[:3]
+    probs = sorted((r.probability, Path(r.path)) for r in Predictor(tiny_run, backend="onnx").predict_files(films))
+    (low, _), (middle, inside), (high, outside) = probs
+    step = min(middle - low, high - middle) / 4
+    model = with_scores(tiny_run, tmp_path / "placed.safetensors",
+                        *interval_scores(middle - step, middle + step, step / 10))
+    lo, hi = Predictor(model, backend="onnx").threshold_ci95
+    with serving(model) as base, serving(model, "--threshold", "0.5") as by_hand, \
+            chromium_page(base + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.set_input_files("#file", str(inside))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        shown = page.evaluate("([i, p]) => intervalText(i, p)", [[lo, hi], middle])
+        words = f"Borderline: P is within the threshold's uncertainty, {shown}"
+        expect(page.locator("#borderline")).to_be_visible()
+        expect(page.locator("#borderline-text")).to_have_text(words)
+        expect(page.locator("#borderline-why")).to_contain_text("The decision (flagged) stands")
+        decision = page.locator("#decision").inner_text()
+        assert decision.startswith("Flagged for pneumonia")  # the label stands
+        spoken = page.locator("#announce")
+        expect(spoken).to_have_text(f"Result for {inside.name}: {decision}. {words}")
+        assert spoken.evaluate(LIVE)
+        prob, threshold = page.locator("#prob").inner_text(), page.locator("#threshold").inner_text()
+        expect(page.locator("#meter")).to_have_attribute("aria-valuetext", f"{prob}, threshold {threshold}; {words}")
+        band = page.locator("#band")
+        expect(band).to_be_visible()
+        assert band.evaluate("el => parseFloat(el.style.left)") == pytest.approx(100 * lo, abs=0.06)
+        expect(page.locator("#near")).to_contain_text(f"within the threshold's uncertainty, {shown}")
+        expect(page.locator("#near")).to_contain_text("resamples of the 12 validation films it was chosen on")
+        # the box looks unlike the refusal warning: dashed, not solid
+        assert page.locator("#borderline").evaluate("el => getComputedStyle(el).borderTopStyle") == "dashed"
+        page.screenshot(path=str(tmp_path / "page_borderline.png"), full_page=True)
+
+        page.set_input_files("#file", str(outside))
+        expect(page.locator("#file-name")).to_have_text(outside.name, timeout=15_000)
+        expect(page.locator("#borderline")).to_be_hidden()
+        decision = page.locator("#decision").inner_text()
+        expect(spoken).to_have_text(f"Result for {outside.name}: {decision}")
+        expect(band).to_be_visible()  # the interval is shown for every result
+
+        page.goto(by_hand + "/")
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.set_input_files("#file", str(inside))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        expect(page.locator("#borderline")).to_be_hidden()
+        expect(band).to_be_hidden()
+        expect(page.locator("#interval")).to_have_text("not known")
+        expect(page.locator("#near")).to_have_text("This threshold was set by hand, so its uncertainty is not known "
+                                                   "and no result is marked borderline.")
+        assert not errors, errors
+
+
+def test_the_interval_is_printed_with_the_decimals_that_tell_its_ends_from_p(server: str) -> None:
+    """P = 0.7446 against an interval ending at 0.7444 must not read "within 0.51 to 0.74"."""
+    with chromium_page(server + "/") as (page, _):
+        assert page.evaluate("intervalText([0.5068, 0.7444], 0.60)") == "0.51 to 0.74"
+        assert page.evaluate("intervalText([0.5068, 0.7444], 0.7446)") == "0.507 to 0.744"
+        assert page.evaluate("intervalText([0.5068, 0.7444], 0.5071)") == "0.5068 to 0.7444"

@@ -138,6 +138,60 @@ function decisionText(p, threshold, positive) {
     : `Not flagged for pneumonia — P = ${P}, below the threshold ${T}`;
 }
 
+// The films the threshold and its interval were chosen on: "the 785 validation films", "this site's 120 labelled films".
+function chosenOnFilms(info) {
+  const point = info?.operating_point, source = info?.threshold_source ?? {};
+  if (point?.chosen_on === "local") return `this site's ${source.n_normal + source.n_pneumonia} labelled films`;
+  const n = info?.val_metrics?.n;
+  return n ? `the ${n} validation films` : "the validation films";
+}
+
+// The threshold's interval, each end with the decimals that tell it from p: P = 0.745 is not "within 0.51 to 0.74".
+function intervalText(interval, p) {
+  const digits = Math.max(digitsApart(p, interval[0], 2), digitsApart(p, interval[1], 2));
+  return `${interval[0].toFixed(digits)} to ${interval[1].toFixed(digits)}`;
+}
+
+function borderlineText(interval, p) {
+  return `Borderline: P is within the threshold's uncertainty, ${intervalText(interval, p)}`;
+}
+
+// What "near the threshold" means for this result: within the threshold's 95 % interval, when it is known.
+function nearText(result, info) {
+  const interval = result.threshold_ci95 ?? null;
+  if (interval === null) {
+    return info?.operating_point?.threshold_from === "threshold"
+      ? "This threshold was set by hand, so its uncertainty is not known and no result is marked borderline."
+      : "This model stores no scores to measure its threshold's uncertainty on, so no result is marked borderline.";
+  }
+  return `A probability within the threshold's uncertainty, ${intervalText(interval, result.probability)} (its 95 % ` +
+    `interval over resamples of ${chosenOnFilms(info)} it was chosen on), is marked borderline.`;
+}
+
+// A borderline result: the decision stands, with a box saying it is uncertain and why; the meter's band shows the
+// interval for every result.
+function renderUncertainty(result, positive) {
+  const interval = result.threshold_ci95 ?? null, p = result.probability;
+  const borderline = result.borderline === true && interval !== null;
+  show($("borderline"), borderline);
+  $("decision").classList.toggle("uncertain", borderline);
+  if (borderline) {
+    $("borderline-text").textContent = borderlineText(interval, p);
+    $("borderline-why").textContent = `The decision (${positive ? "flagged" : "not flagged"}) stands, but ` +
+      `thresholds chosen the same way on plausible resamples of ${chosenOnFilms(modelInfo)} fall on either side of ` +
+      "this film: read it as uncertain.";
+  }
+  const band = $("band");
+  show(band, interval !== null);
+  if (interval !== null) {
+    band.style.left = `${(interval[0] * 100).toFixed(1)}%`;
+    band.style.width = `${((interval[1] - interval[0]) * 100).toFixed(1)}%`;
+  }
+  $("interval").textContent = interval === null ? "not known" : `${intervalText(interval, p)} (95 % interval)`;
+  $("near").textContent = nearText(result, modelInfo);
+  return borderline ? borderlineText(interval, p) : "";
+}
+
 function showPreview(file) {
   if (previewUrl) URL.revokeObjectURL(previewUrl);
   previewUrl = URL.createObjectURL(file);
@@ -209,9 +263,11 @@ function render(result, name) {
   $("prob").textContent = result.probability.toFixed(digits);
   $("label").textContent = result.label;
   $("threshold").textContent = result.threshold.toFixed(digits);
+  const uncertain = renderUncertainty(result, positive);
   // read out instead of the marker's text inside the meter, which would otherwise pass for its value
-  $("meter").setAttribute("aria-valuetext", `${$("prob").textContent}, threshold ${$("threshold").textContent}`);
-  announce(`Result for ${name}: ${decision.textContent}`);
+  $("meter").setAttribute("aria-valuetext", `${$("prob").textContent}, threshold ${$("threshold").textContent}` +
+    (uncertain ? `; ${uncertain}` : ""));
+  announce(`Result for ${name}: ${decision.textContent}` + (uncertain ? `. ${uncertain}` : ""));
 
   const heat = $("heatmap"), toggle = $("heat-toggle");
   if (result.heatmap_png_base64) {
