@@ -60,16 +60,6 @@ def _output_folders(json_path: str | None = None, csv_path: str | None = None) -
             Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _operating_point(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("operating point")
-    group.add_argument("--threshold", type=float, help="decide PNEUMONIA when P >= this (overrides the stored threshold)")
-    group.add_argument("--target-recall", type=float,
-                       help="choose the threshold for this recall on the model's stored validation scores (or the "
-                            "local images of `pneumoscan set-threshold`)")
-    group.add_argument("--prevalence", type=float,
-                       help="pneumonia prevalence of your patients (0-1); probabilities are re-weighted by Bayes' rule")
-
-
 def _backend_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                         help="inference engine; auto = PyTorch on a CUDA GPU, else ONNX Runtime when installed, else PyTorch "
@@ -208,6 +198,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 # -- parser --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from pneumoscan.data.cache_commands import add_cache_dir_arg
+    from pneumoscan.inference.operating_point import add_operating_point_args
     from pneumoscan.training.commands import add_patient_key_arg
     from pneumoscan.training.config import BALANCES
 
@@ -292,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     add_cache_dir_arg(p)
     _backend_arg(p)
-    _operating_point(p)
+    add_operating_point_args(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("set-threshold", help="choose the operating threshold on your own labelled images and save "
@@ -333,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar (it is shown on stderr only when stderr is a terminal)")
     _backend_arg(p)
-    _operating_point(p)
+    add_operating_point_args(p)
     p.set_defaults(func=cmd_predict)
 
     for module_name in COMMAND_MODULES:

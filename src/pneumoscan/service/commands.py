@@ -77,6 +77,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: Any) -> None:
     """Register `serve` on the main CLI."""
+    from pneumoscan.inference.operating_point import add_operating_point_args
+
     p = subparsers.add_parser("serve", help="web service and clinicians' page (POST /predict, GET /)")
     p.add_argument("--model", help="run folder or model.safetensors (default: the model shipped with pneumoscan)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
@@ -86,15 +88,7 @@ def add_commands(subparsers: Any) -> None:
                         "installed)")
     p.add_argument("--onnx", help="an ONNX export of --model to use (default: RUN/model.onnx if current, "
                                   "else exported in memory at start-up)")
-    point = p.add_argument_group("operating point (GET /model and the page say which is in use)")
-    point.add_argument("--threshold", type=float, help="decide PNEUMONIA when P >= this (default: the model's own)")
-    point.add_argument("--target-recall", type=float,
-                       help="choose the threshold for this recall on the model's stored validation scores (or the "
-                            "local images of `pneumoscan set-threshold`); not with --threshold")
-    point.add_argument("--prevalence", type=float,
-                       help="pneumonia prevalence of your patients (0-1); probabilities are re-weighted by Bayes' rule "
-                            "(default: none; P then assumes the model's own prior, 0.5 after class-balanced "
-                            "training such as the shipped model's)")
+    add_operating_point_args(p, "operating point (GET /model and the page say which is in use)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload in MB (default 20)")
     p.add_argument("--slots", type=int, default=2, help="requests processed at the same time (default 2)")
     p.add_argument("--upload-memory-mb", type=float,
