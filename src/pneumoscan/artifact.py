@@ -51,8 +51,13 @@ class ArtifactMeta:
 
     @property
     def training_data(self) -> str | None:
-        """The `--data` of the training run, as recorded (relative to where it ran); None when not recorded."""
-        return (self.training.get("config") or {}).get("data")
+        """The `--data` of the training run, as recorded (relative to where it ran); an ensemble's members all trained
+        on one data set (they share a validation split), so its first member's; None when not recorded."""
+        for record in (self.training, *(self.training.get("members") or [])):
+            data = (record.get("config") or {}).get("data") if isinstance(record, dict) else None
+            if data:
+                return str(data)
+        return None
 
     def threshold_for_recall(self, target_recall: float) -> float:
         """Operating threshold for `target_recall`, chosen on the stored scores (validation, or local after `set-threshold`)."""

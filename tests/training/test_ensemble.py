@@ -206,3 +206,26 @@ def test_members_whose_splits_read_patients_otherwise_are_refused_naming_the_key
     expected = r"auto: validated on other images than .*name \(--patient-key auto vs name\); .*--patient-key so"
     with pytest.raises(InputError, match=expected):
         build_ensemble([runs[1], runs[0]], tmp_path / "ens", progress=False)
+
+
+def test_a_guardless_ensembles_messages_name_the_data_its_members_trained_on(tiny_run: Path, second_run: Path,
+                                                                           tiny_data: Path, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str],
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """An ensemble records its data in its members only: set-threshold's and serve's `fit-guard` hint said
+    `--data TRAINING_DATA` for it."""
+    import logging
+
+    from pneumoscan.cli import main
+    from pneumoscan.service.app import create_app
+    from pneumoscan.service.settings import Settings
+
+    ensemble = build_ensemble([tiny_run, second_run], tmp_path / "ens", progress=False)
+    assert read_meta(ensemble).training_data == str(tiny_data)
+    site = tmp_path / "site" / "model.safetensors"
+    assert main(["set-threshold", "--model", str(ensemble), "--data", str(tiny_data), "--split", "test", "--out",
+                 str(site), "--n-boot", "20", "--backend", "torch"]) == 0
+    assert f"`pneumoscan fit-guard --model {site} --data {tiny_data}`" in capsys.readouterr().err
+    with caplog.at_level(logging.INFO, logger="pneumoscan.service"):
+        create_app(Settings(model=str(ensemble), backend="torch"))
+    assert f"pneumoscan fit-guard --model {ensemble} --data {tiny_data}`" in caplog.text
