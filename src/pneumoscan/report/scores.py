@@ -14,7 +14,6 @@ from pneumoscan.report.run import RunInfo
 from pneumoscan.training.config import run_folders
 
 if TYPE_CHECKING:
-    from pneumoscan.artifact import ArtifactMeta
     from pneumoscan.data.layout import Sample
 
 VAL_PREDICTIONS = "val_predictions.csv"
