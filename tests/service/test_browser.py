@@ -905,3 +905,14 @@ def test_the_interval_is_printed_with_the_decimals_that_tell_its_ends_from_p(ser
         assert page.evaluate("intervalText([0.5068, 0.7444], 0.60)") == "0.51 to 0.74"
         assert page.evaluate("intervalText([0.5068, 0.7444], 0.7446)") == "0.507 to 0.744"
         assert page.evaluate("intervalText([0.5068, 0.7444], 0.5071)") == "0.5068 to 0.7444"
+
+
+def test_without_an_interval_the_page_does_not_say_the_model_stores_no_scores(server: str) -> None:
+    """A model's stored threshold has no interval when the model stores no scores, but also when it records no target
+    recall or its scores do not give its threshold (an older or edited model): "stores no scores" was untrue there."""
+    with chromium_page(server + "/") as (page, errors):
+        text = page.evaluate("nearText({threshold_ci95: null, probability: 0.5}, "
+                             "{operating_point: {threshold_from: 'model'}})")
+        assert text == ("This model does not record how its threshold was chosen (the scores and the sensitivity it "
+                        "was chosen for), so its uncertainty is not known and no result is marked borderline.")
+        assert not errors, errors

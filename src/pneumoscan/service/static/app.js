@@ -162,7 +162,8 @@ function nearText(result, info) {
   if (interval === null) {
     return info?.operating_point?.threshold_from === "threshold"
       ? "This threshold was set by hand, so its uncertainty is not known and no result is marked borderline."
-      : "This model stores no scores to measure its threshold's uncertainty on, so no result is marked borderline.";
+      : "This model does not record how its threshold was chosen (the scores and the sensitivity it was chosen " +
+        "for), so its uncertainty is not known and no result is marked borderline.";
   }
   return `A probability within the threshold's uncertainty, ${intervalText(interval, result.probability)} (its 95 % ` +
     `interval over resamples of ${chosenOnFilms(info)} it was chosen on), is marked borderline.`;
