@@ -314,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the 95 % bootstrap interval of the threshold, on the films it was chosen on, is "
                                    "borderline: its label stands, but a threshold re-chosen on a plausible resample "
                                    "of those films would give the other one (marked in the text, column borderline "
-                                   "in --csv and --json; empty with --threshold, which has no interval).")
+                                   "in --csv and --json; empty with --threshold, which has no interval, and for a model that "
+                                   "records none).")
     _model_arg(p)
     p.add_argument("paths", nargs="+", help="image files (JPEG, PNG, TIFF, BMP, DICOM) or folders; a labelled CSV "
                                             "manifest is scored with `pneumoscan evaluate --data manifest.csv`")
