@@ -63,9 +63,37 @@ class ArtifactMeta:
         """Operating threshold for `target_recall`, chosen on the stored scores (validation, or local after `set-threshold`)."""
         from pneumoscan.evaluation.thresholds import threshold_for_recall
 
+        problem = self.scores_problem()
+        if problem is not None:
+            raise InputError(f"its stored validation scores are unusable ({problem}), as in an edited file; pass "
+                             f"--threshold instead of --target-recall, or re-run set-threshold or retrain the model to "
+                             f"store them again")
         if not self.val_scores.get("labels"):
             raise InputError("this model stores no validation scores; pass --threshold instead of --target-recall")
         return float(threshold_for_recall(self.val_scores["labels"], self.val_scores["probs"], target_recall))
+
+    def scores_problem(self) -> str | None:
+        """What makes the stored scores unusable to choose a threshold on (an edited file); None when they are usable
+        or none are stored."""
+        scores = self.val_scores
+        if not isinstance(scores, dict):
+            return "not a table of labels and probabilities"
+        labels, probs = scores.get("labels"), scores.get("probs")
+        if not labels and not probs:
+            return None
+        if not isinstance(labels, list) or not isinstance(probs, list):
+            return "labels and probabilities are not both lists"
+        if len(labels) != len(probs):
+            return f"{len(labels)} labels but {len(probs)} probabilities"
+        if any(isinstance(v, bool) or v not in (0, 1) for v in labels):
+            return "labels other than 0 (NORMAL) and 1 (PNEUMONIA)"
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0 for v in probs):
+            return "probabilities that are not numbers from 0 to 1"
+        if 1 not in labels:
+            return "no PNEUMONIA (1) label"
+        if 0 not in labels:
+            return "no NORMAL (0) label"
+        return None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

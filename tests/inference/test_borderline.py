@@ -136,3 +136,43 @@ def test_predict_with_a_threshold_by_hand_leaves_borderline_empty(placed: tuple[
 
     out, err = _run(capsys, "--model", str(placed[0]), "--csv", "--threshold", "0.5", *map(str, films))
     assert {row["borderline"] for row in csv.DictReader(io.StringIO(out))} == {""} and err == ""
+
+
+# Stored scores no threshold can be chosen on, as in an edited file
+MALFORMED = {"unequal lengths": ({"labels": [0, 1, 1], "probs": [0.1, 0.9]}, "3 labels but 2 probabilities"),
+             "no PNEUMONIA": ({"labels": [0, 0], "probs": [0.1, 0.9]}, "no PNEUMONIA (1) label"),
+             "no NORMAL": ({"labels": [1, 1], "probs": [0.1, 0.9]}, "no NORMAL (0) label"),
+             "not a label": ({"labels": [0, 2], "probs": [0.1, 0.9]}, "labels other than 0 (NORMAL) and 1"),
+             "not a probability": ({"labels": [0, 1], "probs": [0.1, 1.5]}, "not numbers from 0 to 1")}
+
+
+@pytest.fixture(params=list(MALFORMED))
+def malformed(request: pytest.FixtureRequest, tiny_run: Path, tmp_path: Path) -> tuple[Path, str]:
+    """A copy of the tiny model with malformed stored scores, and the problem its error names."""
+    scores, problem = MALFORMED[request.param]
+    net, meta = load_artifact(tiny_run, device="cpu")
+    return save_artifact(tmp_path / "edited.safetensors", net, replace(meta, val_scores=scores)), problem
+
+
+def test_malformed_stored_scores_give_no_interval_and_predictions_are_made(malformed: tuple[Path, str],
+                                                                            films: list[Path],
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    model, _ = malformed
+    predictor = Predictor(model, backend="torch")
+    assert predictor.threshold_ci95 is None
+    results = predictor.predict_files(films)
+    assert {r.borderline for r in results} == {None} and None not in {r.label for r in results}
+    _run(capsys, "--model", str(model), *map(str, films))
+
+
+def test_a_target_recall_on_malformed_stored_scores_is_one_line(malformed: tuple[Path, str], films: list[Path],
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from pneumoscan.cli import main
+
+    model, problem = malformed
+    assert main(["predict", "--quiet", "--backend", "torch", "--model", str(model), "--target-recall", "0.9",
+                 str(films[0])]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1, err
+    assert err.startswith(f"pneumoscan: error: {model}: its stored validation scores are unusable (") and problem in err
+    assert "pass --threshold instead of --target-recall, or re-run set-threshold or retrain" in err

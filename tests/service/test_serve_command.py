@@ -124,3 +124,29 @@ def test_the_operating_point_options_reach_the_service(tiny_run: Path, monkeypat
     assert main(["serve", "--model", str(tiny_run), "--port", "0", "--log-level", "critical",
                  "--threshold", "0.3"]) == 0
     assert apps[1].state.engine.predictor.operating_point()["threshold"] == 0.3  # type: ignore[attr-defined]
+
+
+def test_a_model_with_malformed_stored_scores_serves_without_an_interval(tiny_run: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stored scores with no PNEUMONIA label (an edited file): the model's own threshold is served without its
+    interval; a --target-recall, which would be chosen on those scores, is refused in one line."""
+    from dataclasses import replace
+
+    import uvicorn
+
+    from pneumoscan.artifact import load_artifact, save_artifact
+
+    net, meta = load_artifact(tiny_run, device="cpu")
+    model = save_artifact(tmp_path / "edited.safetensors", net,
+                          replace(meta, val_scores={"labels": [0, 0], "probs": [0.1, 0.9]}))
+    apps: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))  # start-up only
+    assert main(["serve", "--model", str(model), "--port", "0", "--log-level", "critical"]) == 0
+    assert apps[0].state.engine.predictor.operating_point()["threshold_ci95"] is None  # type: ignore[attr-defined]
+    capsys.readouterr()
+    assert main(["serve", "--model", str(model), "--port", "0", "--log-level", "critical",
+                 "--target-recall", "0.9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"pneumoscan: error: {model}: its stored validation scores are unusable (no PNEUMONIA (1) "
+                          f"label)") and len(err.splitlines()) == 1

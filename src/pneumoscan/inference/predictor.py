@@ -157,7 +157,7 @@ class Predictor:
         # whether the threshold is the artifact's own (moved with the probabilities when `prevalence` is given)
         self.stored_threshold = self.threshold_from == "model"
         raw = threshold if threshold is not None else (
-            self.meta.threshold_for_recall(target_recall) if target_recall is not None else self.meta.threshold)
+            self._threshold_for_recall(target_recall) if target_recall is not None else self.meta.threshold)
         # A recall-based threshold does not depend on prevalence, so it moves with the probabilities.
         self.threshold = float(self._adjust(np.array([raw]))[0]) if threshold is None else float(raw)
         self.onnx = self._open_onnx(onnx_path, fallback=backend == "auto") if self.backend == "onnx" else None
@@ -179,14 +179,24 @@ class Predictor:
             self.backend = "torch"
             return None
 
+    def _threshold_for_recall(self, target_recall: float) -> float:
+        """The threshold for `target_recall` on the stored scores; InputError naming the model file without usable
+        ones."""
+        try:
+            return self.meta.threshold_for_recall(target_recall)
+        except InputError as err:
+            raise InputError(f"{self.path}: {err}") from None
+
     @cached_property
     def threshold_ci95(self) -> tuple[float, float] | None:
         """95 % bootstrap interval of the threshold in use, on the scores it was chosen on (validation, or a site's
         films after set-threshold), moved with the probabilities to `prevalence` as the threshold is. None for a
         threshold given by hand, and for a model whose stored scores do not give its stored threshold (none
-        stored, no recall recorded, or a threshold set otherwise). Computed on first use, once."""
+        stored, unusable ones as in an edited file, no recall recorded, or a threshold set otherwise): its
+        predictions are made all the same. Computed on first use, once."""
         scores = self.meta.val_scores
-        if self.threshold_from == "threshold" or self.target_recall is None or not scores.get("labels"):
+        if self.threshold_from == "threshold" or self.target_recall is None or self.meta.scores_problem() is not None \
+                or not scores.get("labels"):
             return None
         labels, probs = scores["labels"], scores["probs"]
         if self.threshold_from == "model" and threshold_for_recall(labels, probs, self.target_recall) \
