@@ -189,6 +189,15 @@ def test_evaluate_returns_the_dict_evaluate_json_writes(tiny_run: Path, tiny_dat
     assert pneumoscan.evaluate(predictor, tiny_data, n_boot=50, seed=3) == metrics
 
 
+def test_evaluate_decodes_into_the_cache_dir_given_as_the_command_does(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                                       isolated_cache: Path) -> None:
+    cache = tmp_path / "my_cache"
+    metrics = pneumoscan.evaluate(tiny_run, tiny_data, n_boot=20, cache_dir=cache)
+    assert any(path.is_file() for path in cache.rglob("*")) and not any(isolated_cache.iterdir())
+    assert pneumoscan.evaluate(tiny_run, tiny_data, n_boot=20) == metrics  # None: the default cache
+    assert any(isolated_cache.iterdir())
+
+
 def test_train_takes_paths_and_resumes_a_finished_run(tiny_data: Path, tmp_path: Path) -> None:
     run = pneumoscan.train(tiny_data, tmp_path / "run", epochs=1, image_size=32, batch_size=16, progress=False)
     assert run.folder == tmp_path / "run" and run.model == run.folder / "model.safetensors"

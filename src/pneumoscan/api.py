@@ -83,12 +83,14 @@ def _predictor(model: ModelPath | Predictor, caller: str, **options: Any) -> Pre
 
 def evaluate(model: ModelPath | Predictor, data: str | os.PathLike, *, split: str | None = None, n_boot: int = 1000,
              seed: int = 0, backend: str | None = None, threshold: float | None = None,
-             target_recall: float | None = None, prevalence: float | None = None) -> dict[str, Any]:
+             target_recall: float | None = None, prevalence: float | None = None,
+             cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """`pneumoscan evaluate --model MODEL --data DATA --json F`: the dict that command writes (metrics with 95 %
     bootstrap intervals, confusion matrix, recall by cause, ...; undefined metrics are None), with its warnings
     (unreadable films left out, films the guard refuses, the model trained on, or the stored threshold was chosen
     on) as Python warnings.
-    `backend` None is the command's 'auto'; it and the operating point are for a model path, a Predictor has its own."""
+    `backend` None is the command's 'auto'; it and the operating point are for a model path, a Predictor has its own.
+    `cache_dir` is the command's --cache-dir (None: its default)."""
     from pneumoscan.errors import first_few
     from pneumoscan.evaluation.evaluate import check_bootstrap
     from pneumoscan.evaluation.evaluate import evaluate as run
@@ -98,7 +100,7 @@ def evaluate(model: ModelPath | Predictor, data: str | os.PathLike, *, split: st
     check_bootstrap(n_boot, seed)
     predictor = _predictor(model, "evaluate", backend=backend, threshold=threshold, target_recall=target_recall,
                            prevalence=prevalence)
-    result = run(predictor, data, split, n_boot=n_boot, seed=seed)
+    result = run(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
     if predictor.stored_threshold:  # as the command warns
         warn_if_threshold_chosen_here(predictor.meta, data, result.split)
     skipped = result.images.skipped  # the command names each on stderr; the dict lists them all
