@@ -226,3 +226,23 @@ def test_a_file_among_the_output_folders_is_found_before_the_work(command: str, 
 def test_json_ready_gives_what_strict_json_holds() -> None:
     data = {"auc": {"value": float("nan"), "ci95": (0.5, float("inf"))}, "n": 3, "names": ("a", "b")}
     assert json_ready(data) == {"auc": {"value": None, "ci95": [0.5, None]}, "n": 3, "names": ["a", "b"]}
+
+
+def test_undone_on_failure_removes_only_what_the_block_made(tmp_path: Path) -> None:
+    from pneumoscan.outputs import undone_on_failure
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "kept.json").write_text("before")
+    out = tmp_path / "old" / "new" / "deeper"
+    with pytest.raises(OSError, match="disk full"):
+        with undone_on_failure(out, [out / "a.json", tmp_path / "old" / "kept.json"]):
+            out.mkdir(parents=True)
+            (out / "a.json").write_text("new")
+            (tmp_path / "old" / "kept.json").write_text("after")
+            raise OSError("disk full")
+    assert not (tmp_path / "old" / "new").exists()
+    assert [p.name for p in (tmp_path / "old").iterdir()] == ["kept.json"]  # there before: not removed
+    with undone_on_failure(out, [out / "a.json"]):  # success: all stays
+        out.mkdir(parents=True)
+        (out / "a.json").write_text("new")
+    assert (out / "a.json").read_text() == "new"

@@ -6,6 +6,8 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -61,6 +63,34 @@ def check_companion(path: Path, of: Path, *, folder: bool) -> Path:
         raise InputError(f"{path}: is a folder, but {of.name} writes its table to a file of that name; move the folder "
                          f"or choose another --out")
     return path
+
+
+@contextmanager
+def undone_on_failure(folder: str | os.PathLike, files: Iterable[str | os.PathLike] = ()) -> Iterator[None]:
+    """Run the block; when it fails (a full disk, Ctrl+C), remove those of FILES that were not there before it and
+    the folders up to FOLDER that it made, nearest first, while they are empty: a failed command leaves nothing that
+    was not there before. A failure to remove is passed over for the error at hand."""
+    new = [Path(f) for f in files if not Path(f).exists()]
+    made = [f for f in (Path(folder), *Path(folder).parents) if not f.exists()]
+    try:
+        yield
+    except BaseException:
+        remove_new(new, made)
+        raise
+
+
+def remove_new(files: Iterable[Path], made: Iterable[Path]) -> None:
+    """Remove FILES, then the folders `made` (the nearest first) while they are empty; failures to remove are
+    passed over (e.g. a read-only file system, which is the error to report)."""
+    try:
+        for path in files:
+            path.unlink(missing_ok=True)
+        for folder in made:
+            if not folder.is_dir() or any(folder.iterdir()):
+                break
+            folder.rmdir()
+    except OSError:
+        pass
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, mode: int | None = None) -> Path:

@@ -113,6 +113,15 @@ def test_a_full_disk_names_the_ensemble_file_and_offers_no_resume(tiny_run: Path
     err = capsys.readouterr().err
     assert err == f"pneumoscan: error: {out / 'model.safetensors'}: cannot be written (No space left on device); " \
                   f"free disk space\n"
+    assert not out.exists()  # nor split.json, config.json or val_predictions.csv written before it
+    deeper = tmp_path / "new" / "ens"
+    assert main(["ensemble", str(tiny_run), str(second_run), "--out", str(deeper), "--quiet"]) == 2
+    assert not (tmp_path / "new").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    assert main(["ensemble", str(tiny_run), str(second_run), "--out", str(kept), "--quiet"]) == 2
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]  # what was there before stays, the rest goes
 
 
 @pytest.mark.parametrize("name", ["split.json", "config.json"])
@@ -143,7 +152,7 @@ def test_a_full_disk_at_the_ensemble_records_names_the_file_and_leaves_no_torn_o
     assert main(["ensemble", str(tiny_run), str(second_run), "--out", str(out), "--quiet"]) == 2
     assert capsys.readouterr().err == (f"pneumoscan: error: {out / name}: cannot be written (No space left on "
                                        f"device); free disk space\n")
-    assert not (out / name).exists() and not list(out.glob(".*.tmp"))
+    assert not out.exists()  # the folder it made, and split.json written before config.json, are gone
     monkeypatch.undo()
     assert main(["ensemble", str(tiny_run), str(second_run), "--out", str(out), "--quiet"]) == 0  # once freed
 

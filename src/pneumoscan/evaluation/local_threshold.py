@@ -23,6 +23,7 @@ from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.evaluate import Evaluation, evaluate
 from pneumoscan.evaluation.thresholds import check_target_recall, threshold_ci95, threshold_for_recall
 from pneumoscan.inference.predictor import Predictor
+from pneumoscan.outputs import undone_on_failure
 from pneumoscan.progress import write_warning
 
 # Fewer films of a class than this and the chosen threshold is a coarse estimate: say so.
@@ -79,19 +80,6 @@ def _check_unseen(meta: ArtifactMeta, data: str | os.PathLike, split: str | None
                          f"and choose the threshold on films it has not seen")
 
 
-def _undo(path: Path, made: list[Path]) -> None:
-    """Remove the model file PATH (`_check_out` refused one already there, so it is this call's) and the folders
-    `made` for it, nearest first, while they are empty; a failure to remove is passed over for the error at hand."""
-    try:
-        path.unlink(missing_ok=True)
-        for folder in made:
-            if any(folder.iterdir()):
-                break
-            folder.rmdir()
-    except OSError:
-        pass
-
-
 def choose_local_threshold(
     evaluation: Evaluation, target_recall: float, *, n_boot: int = 1000, seed: int = 0
 ) -> tuple[float, tuple[float, float], dict[str, Any]]:
@@ -123,9 +111,10 @@ def set_threshold(
     path = out_artifact_path(out)
     _check_out(predictor.path, path)
     _check_unseen(meta, data, split)
-    made = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]  # the nearest first
-    path.parent.mkdir(parents=True, exist_ok=True)  # a bad --out fails before the scoring, not after
-    try:
+    # on a failure (a full disk, Ctrl+C) the model file (refused above if already there) and the folders made for
+    # it are removed: nothing is left that was not there before
+    with undone_on_failure(path.parent, [path]):
+        path.parent.mkdir(parents=True, exist_ok=True)  # a bad --out fails before the scoring, not after
         evaluation = evaluate(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
         threshold, interval, after = choose_local_threshold(evaluation, target, n_boot=n_boot, seed=seed)
         labels, probs = evaluation.images.labels, evaluation.probs
@@ -140,9 +129,6 @@ def set_threshold(
         save_artifact(path, predictor.model, new_meta)
         if predictor.guard is not None:  # loaded, and checked to be the source's, by the Predictor
             predictor.guard.save_for(path)
-    except BaseException:  # e.g. a full disk, or Ctrl+C: leave nothing that was not there before
-        _undo(path, made)
-        raise
     return LocalThreshold(threshold, interval, target, evaluation.summary, after, path, predictor.guard is not None,
                           list(evaluation.images.skipped), meta.training_data)
 

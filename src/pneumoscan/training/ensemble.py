@@ -19,7 +19,7 @@ from pneumoscan.evaluation.thresholds import check_target_recall
 from pneumoscan.inference.batch import device_for
 from pneumoscan.models.ensemble import Ensemble
 from pneumoscan.models.registry import create_model
-from pneumoscan.outputs import atomic_write
+from pneumoscan.outputs import atomic_write, undone_on_failure
 from pneumoscan.data.patients import recorded_patient_key
 from pneumoscan.training.config import TrainConfig, run_folders
 from pneumoscan.training.trainer import LAST_CHECKPOINT, finish_artifact
@@ -34,6 +34,8 @@ def _val_samples(run: Path) -> list[Sample]:
 
 
 SPLIT_SETTINGS = ("split_seed", "val_fraction", "use_given_val", "patient_key", "max_images")
+# what `build_ensemble` writes into --out
+ENSEMBLE_FILES = ("split.json", "config.json", "val_predictions.csv", ARTIFACT_NAME)
 
 
 def _split_settings(run: Path) -> dict[str, Any] | None:
@@ -142,13 +144,15 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
                   "train_seconds": round(sum(float(m.training.get("train_seconds", 0)) for m in metas), 1),
                   "data": metas[0].training.get("data")},
     )
-    out.mkdir(parents=True, exist_ok=True)
-    images = load_image_set(val, lead.image_size, Path(cache_dir) if cache_dir else None, desc="decoding val",
-                            progress=progress)
-    if images.skipped:
-        raise InputError(f"validation images of {runs[0]} are no longer readable: {images.skipped[0]}")
-    if (runs[0] / "split.json").exists():
-        atomic_write(out / "split.json", lambda tmp: shutil.copyfile(runs[0] / "split.json", tmp))
-    text = json.dumps({"ensemble_of": [str(r) for r in runs], **config}, indent=2)
-    atomic_write(out / "config.json", lambda tmp: tmp.write_text(text))
-    return finish_artifact(out, model, meta, images, recall)
+    # a failure (a full disk, Ctrl+C) leaves nothing that was not there before: no half-written ensemble folder
+    with undone_on_failure(out, [out / name for name in ENSEMBLE_FILES]):
+        out.mkdir(parents=True, exist_ok=True)
+        images = load_image_set(val, lead.image_size, Path(cache_dir) if cache_dir else None, desc="decoding val",
+                                progress=progress)
+        if images.skipped:
+            raise InputError(f"validation images of {runs[0]} are no longer readable: {images.skipped[0]}")
+        if (runs[0] / "split.json").exists():
+            atomic_write(out / "split.json", lambda tmp: shutil.copyfile(runs[0] / "split.json", tmp))
+        text = json.dumps({"ensemble_of": [str(r) for r in runs], **config}, indent=2)
+        atomic_write(out / "config.json", lambda tmp: tmp.write_text(text))
+        return finish_artifact(out, model, meta, images, recall)
