@@ -246,3 +246,33 @@ def test_undone_on_failure_removes_only_what_the_block_made(tmp_path: Path) -> N
         out.mkdir(parents=True)
         (out / "a.json").write_text("new")
     assert (out / "a.json").read_text() == "new"
+
+
+@pytest.mark.parametrize("command", ["evaluate", "set-threshold"])
+def test_a_command_that_fails_leaves_no_new_folder_for_its_outputs(command: str, tiny_run: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The folders of --json and --predictions were made before the work, and stayed, empty, when it failed."""
+    from tests.conftest import write_xray
+
+    data = tmp_path / "data"
+    write_xray(data / "NORMAL" / "a.png", 0, 1)  # no PNEUMONIA folder: both commands fail after the output checks
+    argv = {"evaluate": ["evaluate", "--model", str(tiny_run), "--data", str(data), "--json",
+                         str(tmp_path / "j" / "deep" / "e.json"), "--predictions", str(tmp_path / "p" / "e.csv")],
+            "set-threshold": ["set-threshold", "--model", str(tiny_run), "--data", str(data), "--out",
+                              str(tmp_path / "site"), "--json", str(tmp_path / "j" / "deep" / "t.json")]}[command]
+    assert main(argv) == 2
+    assert "no PNEUMONIA folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_atomic_write_that_fails_removes_the_folders_it_made(tmp_path: Path) -> None:
+    import errno
+
+    def full(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    (tmp_path / "old").mkdir()
+    with pytest.raises(InputError, match="cannot be written"):
+        atomic_write(tmp_path / "old" / "new" / "deeper" / "out.json", full)
+    assert [p.name for p in tmp_path.iterdir()] == ["old"] and not any((tmp_path / "old").iterdir())

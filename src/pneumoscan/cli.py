@@ -49,15 +49,14 @@ def _report_stream(json_path: str | None) -> contextlib.AbstractContextManager:
 
 
 def _output_folders(json_path: str | None = None, csv_path: str | None = None) -> None:
-    """Check the output files (`--json`, '-' being stdout; `--predictions`) and create their folders; called up
-    front, so a bad path fails before the work."""
+    """Check the output files (`--json`, '-' being stdout; `--predictions`) up front, so a bad path fails before
+    the work; their folders are made when they are written, so a command that fails leaves none behind."""
     from pneumoscan.outputs import check_output
 
     for path, suffix, what, option in ((json_path, ".json", "JSON", "--json"),
                                        (csv_path, ".csv", "the per-image table", "--predictions")):
         if path and (path != "-" or option != "--json"):  # only JSON can go to stdout
             check_output(path, (suffix,), what, option)
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 def _backend_arg(parser: argparse.ArgumentParser) -> None:

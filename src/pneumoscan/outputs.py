@@ -97,12 +97,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, mo
     """`write(TMP)` to a temp file beside PATH, fsync it, rename it over PATH and fsync the folder: readers never see
     half a file, and a crash or power loss leaves the old file or the new one, whole.
 
-    The temp file is removed on any failure, and a failure to write names PATH, not the temp file.
-    `mode` sets the file's permissions (safetensors creates 0600 files).
+    The temp file, and the folders made for PATH, are removed on any failure, and a failure to write names PATH,
+    not the temp file. `mode` sets the file's permissions (safetensors creates 0600 files).
     """
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a folder; give a file name")
+    made = [folder for folder in path.parents if not folder.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -112,10 +113,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, mo
         fsync_file(tmp)  # before the rename, or a power loss can leave PATH renamed but empty
         os.replace(tmp, path)
     except BaseException as err:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:  # e.g. a read-only file system, which is the error to report
-            pass
+        remove_new([tmp], made)
         if isinstance(err, OSError):
             raise unwritable(path, err) from None
         raise
