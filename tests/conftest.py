@@ -1,7 +1,9 @@
 """Shared fixtures: the bundled sample, tiny synthetic datasets and an isolated image cache."""
 from __future__ import annotations
 
+import errno
 import io
+import os
 import shutil
 from pathlib import Path
 from typing import Iterator
@@ -166,6 +168,18 @@ def with_scores(model: Path, out: Path, labels: list[int], probs: list[float], t
     meta.target_recall = target_recall
     meta.threshold = threshold_for_recall(labels, probs, target_recall)
     return save_artifact(out, net, meta)
+
+
+def disk_full() -> OSError:
+    """The OSError a write to a full disk raises (ENOSPC, 'No space left on device', no file name)."""
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def full_safetensors(*_: object, **__: object) -> None:
+    """A stand-in for safetensors' `save_file` on a full disk: its own error, the errno only in its text."""
+    from safetensors import SafetensorError
+
+    raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
 
 
 def imagenet_state_dict(model_name: str, seed: int = 0) -> dict:

@@ -8,6 +8,7 @@ import pytest
 from pneumoscan.cli import main
 from pneumoscan.errors import InputError
 from pneumoscan.outputs import atomic_write, check_output, json_ready
+from tests.conftest import disk_full
 
 
 def test_check_output_refuses_folders_and_other_kinds(tmp_path: Path) -> None:
@@ -25,7 +26,7 @@ def test_atomic_write_replaces_whole_and_cleans_up_on_failure(tmp_path: Path) ->
 
     def half_then_fail(tmp: Path) -> None:
         tmp.write_text("half")
-        raise OSError(28, "No space left on device")
+        raise disk_full()
 
     with pytest.raises(InputError, match=r"out\.txt: cannot be written \(No space left on device\)"):
         atomic_write(target, half_then_fail)
@@ -266,11 +267,9 @@ def test_a_command_that_fails_leaves_no_new_folder_for_its_outputs(command: str,
 
 
 def test_atomic_write_that_fails_removes_the_folders_it_made(tmp_path: Path) -> None:
-    import errno
-
     def full(tmp: Path) -> None:
         tmp.write_text("half")
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise disk_full()
 
     (tmp_path / "old").mkdir()
     with pytest.raises(InputError, match="cannot be written"):

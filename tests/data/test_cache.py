@@ -14,7 +14,7 @@ from pneumoscan.data.cache import cache_key, load_image_set
 from pneumoscan.data.layout import Sample
 from pneumoscan.data.preprocess import load_image
 from pneumoscan.errors import InputError
-from tests.conftest import write_xray
+from tests.conftest import disk_full, write_xray
 
 
 def _samples(tmp_path: Path) -> list[Sample]:
@@ -179,11 +179,11 @@ def test_full_cache_disk_warns_and_leaves_no_temporary_file(tmp_path: Path, monk
     samples = _samples(tmp_path)
     cache = tmp_path / "cache"
 
-    def disk_full(path: Path, images: np.ndarray) -> None:
+    def full_save(path: Path, images: np.ndarray) -> None:
         Path(path).write_bytes(b"\x93NUMPY partial")
-        raise OSError(28, "No space left on device")  # as a failed write reports it: no file name
+        raise disk_full()  # as a failed write reports it: no file name
 
-    monkeypatch.setattr(cache_module.np, "save", disk_full)
+    monkeypatch.setattr(cache_module.np, "save", full_save)
     with pytest.warns(UserWarning, match="No space left on device"):
         result = load_image_set(samples, 16, cache)
     assert len(result.images) == 6 and list(cache.iterdir()) == []

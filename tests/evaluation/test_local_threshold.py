@@ -20,7 +20,7 @@ from pneumoscan.inference.ood import load_guard
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.service.app import create_app
 from pneumoscan.service.settings import Settings
-from tests.conftest import write_xray
+from tests.conftest import full_safetensors, write_xray
 
 
 @pytest.fixture(scope="module")
@@ -152,12 +152,8 @@ def test_a_full_disk_is_one_line_naming_the_file(tiny_run: Path, tiny_data: Path
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """safetensors' own error for a full disk was a traceback."""
     import safetensors.torch
-    from safetensors import SafetensorError
 
-    def full(*_: object, **__: object) -> None:
-        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
-
-    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    monkeypatch.setattr(safetensors.torch, "save_file", full_safetensors)
     out = tmp_path / "site"
     assert main(["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--split", "test", "--out",
                  str(out), "--n-boot", "50", "--backend", "torch"]) == 2
@@ -172,12 +168,8 @@ def test_a_failed_write_leaves_nothing_that_was_not_there_before(failing: str, f
     """A full disk left the --out folders it had made behind, empty, or with the model but not its guard."""
     import safetensors.numpy
     import safetensors.torch
-    from safetensors import SafetensorError
 
-    def full(*_: object, **__: object) -> None:
-        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
-
-    monkeypatch.setattr(safetensors.torch if failing == "model" else safetensors.numpy, "save_file", full)
+    monkeypatch.setattr(safetensors.torch if failing == "model" else safetensors.numpy, "save_file", full_safetensors)
     out = tmp_path / "new" / "site"
     assert main(["set-threshold", "--model", str(fitted), "--data", str(tiny_data), "--split", "test", "--out",
                  str(out), "--n-boot", "20", "--backend", "torch"]) == 2

@@ -43,6 +43,7 @@ from tests.conftest import (
     dithered,
     dithered_jpeg,
     encode,
+    full_safetensors,
     text_document,
 )
 
@@ -310,14 +311,11 @@ def test_guard_save_failure_names_the_file_and_the_fix_and_leaves_no_temp_file(
         fitted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: object) -> None:
     """A full disk says so, as every other output does (it said 'choose a writable --out')."""
     import safetensors.numpy
-    from safetensors import SafetensorError
 
     def full_disk(*args: object, **kwargs: object) -> None:
-        if error == "safetensors":
-            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
         raise error
 
-    monkeypatch.setattr(safetensors.numpy, "save_file", full_disk)
+    monkeypatch.setattr(safetensors.numpy, "save_file", full_safetensors if error == "safetensors" else full_disk)
     with pytest.raises(InputError) as caught:
         load_guard(fitted).save(tmp_path / "g.ood.safetensors")
     assert str(caught.value) == f"{tmp_path / 'g.ood.safetensors'}: cannot be written (No space left on device); free disk space"

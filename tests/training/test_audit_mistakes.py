@@ -1,8 +1,6 @@
 """User mistakes and failures in training that must end in one line naming the fix, never a traceback."""
 from __future__ import annotations
 
-import errno
-import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +8,7 @@ import pytest
 from pneumoscan.cli import main
 from pneumoscan.errors import InputError
 from pneumoscan.training.config import TrainConfig
+from tests.conftest import disk_full, full_safetensors
 
 QUICK = ["--model", "cnn", "--image-size", "32", "--epochs", "1", "--batch-size", "16", "--quiet"]
 
@@ -73,29 +72,19 @@ def test_resume_refuses_data_with_other_images(tiny_dataset: Path, tmp_path: Pat
     assert main(["train", "--out", str(run), "--resume", "--data", str(other), "--epochs", "2", "--quiet"]) == 0
 
 
-def _disk_full() -> OSError:
-    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-
 def full_torch(*_: object, **__: object) -> None:
     """What torch.save raises when the disk fills mid-write: its own error, over the OSError of the write."""
     try:
-        raise _disk_full()
+        raise disk_full()
     except OSError:
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 444032 vs 443924")
-
-
-def full_safetensors(*_: object, **__: object) -> None:
-    from safetensors import SafetensorError
-
-    raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
 
 
 class FullDictWriter:
     """csv.DictWriter on a full disk (history.csv)."""
 
     def __init__(self, *_: object, **__: object) -> None:
-        raise _disk_full()
+        raise disk_full()
 
 
 def test_a_full_disk_keeps_the_last_good_files_and_says_so(tiny_dataset: Path, tmp_path: Path,

@@ -14,6 +14,7 @@ from pneumoscan.inference.batch import predict_probs
 from pneumoscan.training.config import TrainConfig
 from pneumoscan.training.ensemble import build_ensemble
 from pneumoscan.training.trainer import train
+from tests.conftest import disk_full, full_safetensors
 
 
 @pytest.fixture(scope="module")
@@ -100,14 +101,10 @@ def test_a_full_disk_names_the_ensemble_file_and_offers_no_resume(tiny_run: Path
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """`ensemble` has no --resume, which its full-disk message used to offer (it was training's message)."""
     import safetensors.torch
-    from safetensors import SafetensorError
 
     from pneumoscan.cli import main
 
-    def full(*_: object, **__: object) -> None:
-        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
-
-    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    monkeypatch.setattr(safetensors.torch, "save_file", full_safetensors)
     out = tmp_path / "ens"
     assert main(["ensemble", str(tiny_run), str(second_run), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
@@ -129,8 +126,6 @@ def test_a_full_disk_at_the_ensemble_records_names_the_file_and_leaves_no_torn_o
         name: str, tiny_run: Path, second_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     """config.json and split.json were written in place: a full disk left half a file and ended in a traceback."""
-    import errno
-
     from pneumoscan.cli import main
 
     write_text, copyfile = Path.write_text, shutil.copyfile
@@ -138,7 +133,7 @@ def test_a_full_disk_at_the_ensemble_records_names_the_file_and_leaves_no_torn_o
     def half(path: Path, text: str) -> None:  # as a full disk does: part of the file, then the error
         with open(path, "w") as handle:
             handle.write(text[: len(text) // 2])
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise disk_full()
 
     def full_text(self: Path, text: str, *args: object, **kwargs: object) -> int:
         return half(self, text) if name in self.name else write_text(self, text, *args, **kwargs)

@@ -16,6 +16,7 @@ from pneumoscan.models.registry import create_model
 from pneumoscan.training import pretrain as pretrain_module
 from pneumoscan.training.config import TrainConfig
 from pneumoscan.training.pretrain import PRETRAIN_CHECKPOINT, PRETRAINED_NAME, load_pretrained, pretrain
+from tests.conftest import full_safetensors
 
 
 def _cfg(data: Path, out: Path) -> TrainConfig:
@@ -92,16 +93,11 @@ def test_a_full_disk_at_the_pretrained_weights_says_so_and_resume_writes_them(ti
                                                                               capsys: pytest.CaptureFixture[str]) -> None:
     """safetensors' own error for a full disk ended pretraining in a traceback; the checkpoint is whole, so
     `--resume` writes the weights without training again."""
-    from safetensors import SafetensorError
-
-    def full(*_: object, **__: object) -> None:
-        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
-
     out = tmp_path / "pre"
     args = ["pretrain", "--data", str(tiny_data), "--out", str(out), "--model", "cnn", "--image-size", "32",
             "--epochs", "1", "--batch-size", "8", "--quiet"]
     with monkeypatch.context() as patch:
-        patch.setattr(pretrain_module, "save_file", full)
+        patch.setattr(pretrain_module, "save_file", full_safetensors)
         assert main(args) == 2
     err = capsys.readouterr().err
     assert f"{out / PRETRAINED_NAME}: cannot be written (No space left on device); free disk space; continue it " \
