@@ -122,6 +122,17 @@ def tiny_data(tiny_run: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_site(tiny_run: Path, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `set-threshold` copy of tiny_run: its threshold chosen on tiny_data's films (the default split)."""
+    from pneumoscan.cli import main
+
+    site = tmp_path_factory.mktemp("site") / "site"
+    assert main(["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--out", str(site),
+                 "--n-boot", "20"]) == 0
+    return site
+
+
+@pytest.fixture(scope="session")
 def fitted(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the tiny run's artifact with a guard fitted on the sample's real train X-rays; shared by the session."""
     from pneumoscan.inference.ood import fit_guard, guard_path

@@ -207,13 +207,8 @@ def test_train_takes_paths_and_resumes_a_finished_run(tiny_data: Path, tmp_path:
     assert again.model == run.model and again.meta == run.meta
 
 
-def test_evaluate_warns_on_the_films_the_stored_threshold_was_chosen_on(tiny_run: Path, tiny_data: Path,
-                                                                         tmp_path: Path,
-                                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    site = tmp_path / "site"
-    assert main(["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--out", str(site),
-                 "--n-boot", "20"]) == 0
-    capsys.readouterr()
+def test_evaluate_warns_on_the_films_the_stored_threshold_was_chosen_on(tiny_site: Path, tiny_data: Path) -> None:
+    site = tiny_site
     in_sample = "these are the films the threshold was chosen on"
     with pytest.warns(UserWarning, match=in_sample):
         pneumoscan.evaluate(site, tiny_data, n_boot=20)
