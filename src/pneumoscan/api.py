@@ -86,7 +86,8 @@ def evaluate(model: ModelPath | Predictor, data: str | os.PathLike, *, split: st
              target_recall: float | None = None, prevalence: float | None = None,
              cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """`pneumoscan evaluate --model MODEL --data DATA --json F`: the dict that command writes (metrics with 95 %
-    bootstrap intervals, confusion matrix, recall by cause, ...; undefined metrics are None), with its warnings
+    bootstrap intervals, confusion matrix, recall by cause, the borderline films and the decisions on the rest, ...;
+    undefined metrics are None), with its warnings
     (unreadable films left out, films the guard refuses, the model trained on, or the stored threshold was chosen
     on) as Python warnings.
     `backend` None is the command's 'auto'; it and the operating point are for a model path, a Predictor has its own.

@@ -13,7 +13,7 @@ from pneumoscan.cli import main
 from tests.conftest import write_dicom, write_xray
 
 METRIC_KEYS = {"accuracy", "precision", "recall", "specificity", "f1", "npv", "roc_auc", "pr_auc", "brier", "ece",
-               "threshold", "confusion_matrix", "n", "recall_by_cause"}  # as README.md lists them
+               "threshold", "confusion_matrix", "n", "recall_by_cause", "borderline"}  # as README.md lists them
 
 
 def test_end_to_end_on_the_bundled_sample(sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,13 +11,14 @@ from typing import Any
 
 import numpy as np
 
+from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import seen_in_training
 from pneumoscan.data.layout import Sample, evaluation_samples
 from pneumoscan.data.patients import cause
 from pneumoscan.errors import InputError, check_at_least_one, first_few
 from pneumoscan.evaluation.bootstrap import summarize
-from pneumoscan.evaluation.metrics import recall
+from pneumoscan.evaluation.metrics import accuracy, recall, specificity
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.outputs import atomic_write
 
@@ -93,6 +94,27 @@ def recall_by_cause(images: ImageSet, probs: np.ndarray, threshold: float) -> di
     return out
 
 
+def borderline_summary(predictor: Predictor, labels: np.ndarray, probs: np.ndarray) -> dict[str, Any] | None:
+    """What referring the borderline films (P within `Predictor.threshold_ci95`, ends included) to a radiologist
+    gives: how many films are inside the interval, overall and by class, and accuracy, recall and specificity of
+    the decisions on the films outside it (NaN, with the metrics' warning, where undefined). None when the
+    threshold has no interval (given by hand, or not what the model's stored scores give)."""
+    interval = predictor.threshold_ci95
+    if interval is None:
+        return None
+    inside = np.array([bool(predictor.borderline(float(p))) for p in probs], dtype=bool)
+    by_class = {}
+    for label, name in enumerate(CLASS_NAMES):
+        of_class = labels == label
+        count = int((inside & of_class).sum())
+        by_class[name] = {"n": count, "share": count / int(of_class.sum())}
+    outside = ~inside
+    kept, decided = labels[outside], (probs[outside] >= predictor.threshold).astype(int)
+    return {"interval": list(interval), "n": int(inside.sum()), "share": float(inside.mean()), "by_class": by_class,
+            "outside": {"n": int(outside.sum()), "accuracy": accuracy(kept, decided),
+                        "recall": recall(kept, decided), "specificity": specificity(kept, decided)}}
+
+
 def check_bootstrap(n_boot: int, seed: int) -> None:
     """InputError naming --n-boot or --seed when the bootstrap cannot run with them; checked before any scoring."""
     check_at_least_one(n_boot, "--n-boot")
@@ -131,5 +153,6 @@ def evaluate(
     summary = summarize(images.labels, probs, predictor.threshold, n_boot=n_boot, seed=seed)
     summary.update(split=split_name, data=str(data), model=str(predictor.path), skipped=images.skipped,
                    refused_by_guard=refused, seen_in_training=[str(p) for p in seen],
-                   recall_by_cause=recall_by_cause(images, probs, predictor.threshold))
+                   recall_by_cause=recall_by_cause(images, probs, predictor.threshold),
+                   borderline=borderline_summary(predictor, images.labels, probs))
     return Evaluation(split_name, images, probs, summary)

@@ -1,0 +1,95 @@
+"""The evaluation's `borderline` entry: films with P within the threshold's interval, and the decisions on the rest."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import pneumoscan
+from pneumoscan.cli import main
+from pneumoscan.evaluation.metrics import UndefinedMetricWarning
+from pneumoscan.inference.predictor import Predictor
+from tests.conftest import interval_scores, with_scores
+
+
+@pytest.fixture(scope="module")
+def site(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of class folders: four NORMAL and four PNEUMONIA films of the sample's train split."""
+    root = tmp_path_factory.mktemp("borderline_site") / "films"
+    for name in ("NORMAL", "PNEUMONIA"):
+        (root / name).mkdir(parents=True)
+        for film in sorted((sample_dir / "train" / name).iterdir())[:4]:
+            shutil.copy(film, root / name / film.name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ranked(tiny_run: Path, site: Path) -> list[tuple[float, int]]:
+    """The films' (P, label) by the tiny model, ascending P; far enough apart to place an interval between them."""
+    films = sorted(site.glob("*/*.jpeg"))
+    results = Predictor(tiny_run, backend="torch").predict_files(films)
+    pairs = sorted((r.probability, int(f.parent.name == "PNEUMONIA")) for r, f in zip(results, films))
+    assert min(b[0] - a[0] for a, b in zip(pairs, pairs[1:])) > 1e-5, pairs
+    return pairs
+
+
+def placed(tiny_run: Path, ranked: list[tuple[float, int]], first: int, last: int, out: Path) -> Path:
+    """A copy of the tiny model whose threshold lies just below film `first` (0-based, ascending P) and whose
+    interval's top lies just above film `last`: films first..last are borderline, no other."""
+    probs = [p for p, _ in ranked]
+    gap = min(b - a for a, b in zip(probs, probs[1:]))
+    low = (probs[first - 1] + probs[first]) / 2 if first else probs[0] - gap / 2
+    high = (probs[last] + probs[last + 1]) / 2 if last + 1 < len(probs) else probs[-1] + gap / 2
+    return with_scores(tiny_run, out, *interval_scores(low, high, step=gap / 10))
+
+
+def expected(ranked: list[tuple[float, int]], first: int, last: int) -> tuple[int, int, float, float | None, float | None]:
+    """By hand: NORMAL and PNEUMONIA films inside, and accuracy, recall, specificity outside (films below `first`
+    are called NORMAL, films above `last` PNEUMONIA)."""
+    inside = [label for _, label in ranked[first:last + 1]]
+    below = [label for _, label in ranked[:first]]
+    above = [label for _, label in ranked[last + 1:]]
+    tn, fn, tp, fp = below.count(0), below.count(1), above.count(1), above.count(0)
+    recall = tp / (tp + fn) if tp + fn else None
+    specificity = tn / (tn + fp) if tn + fp else None
+    return inside.count(0), inside.count(1), (tp + tn) / (len(below) + len(above)), recall, specificity
+
+
+def test_the_entry_counts_the_films_inside_the_interval_and_scores_the_rest(
+        tiny_run: Path, site: Path, ranked: list[tuple[float, int]], tmp_path: Path) -> None:
+    model = placed(tiny_run, ranked, 2, 4, tmp_path / "placed.safetensors")
+    normal, pneumonia, accuracy, recall, specificity = expected(ranked, 2, 4)
+    summary = pneumoscan.evaluate(model, site, backend="torch", n_boot=20)
+    entry = summary["borderline"]
+    assert entry["interval"] == pytest.approx(list(Predictor(model, backend="torch").threshold_ci95))
+    assert entry["interval"][0] == pytest.approx(summary["threshold"])
+    assert (entry["n"], entry["share"]) == (3, 3 / 8)
+    assert entry["by_class"] == {"NORMAL": {"n": normal, "share": normal / 4},
+                                 "PNEUMONIA": {"n": pneumonia, "share": pneumonia / 4}}
+    assert entry["outside"]["n"] == 5
+    assert entry["outside"]["accuracy"] == pytest.approx(accuracy)
+    assert entry["outside"]["recall"] == pytest.approx(recall)
+    assert entry["outside"]["specificity"] == pytest.approx(specificity)
+
+
+def test_a_metric_undefined_outside_the_interval_is_none_with_the_metrics_warning(
+        tiny_run: Path, site: Path, ranked: list[tuple[float, int]], tmp_path: Path) -> None:
+    """Every film but the highest inside: the one left is PNEUMONIA or NORMAL, so specificity or recall has no film."""
+    model = placed(tiny_run, ranked, 0, 6, tmp_path / "wide.safetensors")
+    undefined, reason = ("specificity", "no negative") if ranked[-1][1] == 1 else ("recall", "no positive")
+    with pytest.warns(UndefinedMetricWarning, match=f"{undefined} is undefined: {reason} cases"):
+        entry = pneumoscan.evaluate(model, site, backend="torch", n_boot=20)["borderline"]
+    assert (entry["n"], entry["outside"]["n"]) == (7, 1)
+    assert entry["outside"]["accuracy"] == pytest.approx(float(ranked[-1][1] == 1))
+    assert entry["outside"][undefined] is None
+    assert entry["outside"]["recall" if undefined == "specificity" else "specificity"] == entry["outside"]["accuracy"]
+
+
+def test_a_threshold_given_by_hand_has_no_borderline_entry(tiny_run: Path, site: Path, tmp_path: Path) -> None:
+    assert pneumoscan.evaluate(tiny_run, site, backend="torch", n_boot=20)["borderline"] is not None
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", str(tiny_run), "--data", str(site), "--backend", "torch", "--n-boot", "20",
+                 "--threshold", "0.5", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["borderline"] is None
