@@ -158,11 +158,29 @@ def _print_evaluation(args: argparse.Namespace, predictor: "Predictor", result: 
     print(f"  confusion    TN {tn}  FP {fp}  FN {fn}  TP {tp}")
     for name, info in summary["recall_by_cause"].items():
         print(f"  recall {name:<9}{info['recall']:.4f} (n={info['n']})")
+    for line in _borderline_lines(summary["borderline"]):
+        print(f"  {line}")
     print(classification_report_text(result.images.labels, (result.probs >= predictor.threshold).astype(int)))
     from pneumoscan.progress import write_warning
 
     for message in result.images.skipped:
         write_warning(f"skipped {message}")
+
+
+def _borderline_lines(borderline: dict | None) -> list[str]:
+    """The evaluation's `borderline` entry as one or two lines: the films within the threshold's interval, and the
+    decisions on the others (what referring the borderline films to a radiologist would leave)."""
+    if borderline is None:
+        return ["borderline   none marked: this threshold has no 95 % interval (given by --threshold, or not "
+                "what the model's stored scores give)"]
+    lo, hi = borderline["interval"]
+    normal, pneumonia = borderline["by_class"]["NORMAL"], borderline["by_class"]["PNEUMONIA"]
+    outside = borderline["outside"]
+    total = borderline["n"] + outside["n"]
+    return [f"borderline   P within the threshold's 95 % interval [{lo:.4f}, {hi:.4f}]: {borderline['n']} of {total} "
+            f"films ({100 * borderline['share']:.1f} %; NORMAL {normal['n']}, PNEUMONIA {pneumonia['n']})",
+            f"outside it   accuracy {outside['accuracy']:.4f}  recall {outside['recall']:.4f}  "
+            f"specificity {outside['specificity']:.4f} (n={outside['n']})"]
 
 
 def cmd_set_threshold(args: argparse.Namespace) -> int:

@@ -87,9 +87,25 @@ def test_a_metric_undefined_outside_the_interval_is_none_with_the_metrics_warnin
     assert entry["outside"]["recall" if undefined == "specificity" else "specificity"] == entry["outside"]["accuracy"]
 
 
-def test_a_threshold_given_by_hand_has_no_borderline_entry(tiny_run: Path, site: Path, tmp_path: Path) -> None:
+def test_the_report_prints_it_and_the_json_holds_it(tiny_run: Path, site: Path, ranked: list[tuple[float, int]],
+                                                    tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = placed(tiny_run, ranked, 2, 4, tmp_path / "placed.safetensors")
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", str(model), "--data", str(site), "--backend", "torch", "--n-boot", "20",
+                 "--json", str(out)]) == 0
+    entry = json.loads(out.read_text())["borderline"]
+    lo, hi = entry["interval"]
+    printed = capsys.readouterr().out
+    assert (f"  borderline   P within the threshold's 95 % interval [{lo:.4f}, {hi:.4f}]: 3 of 8 films (37.5 %; "
+            f"NORMAL {entry['by_class']['NORMAL']['n']}, PNEUMONIA {entry['by_class']['PNEUMONIA']['n']})" in printed)
+    assert f"  outside it   accuracy {entry['outside']['accuracy']:.4f}  " in printed and "(n=5)" in printed
+
+
+def test_a_threshold_given_by_hand_has_no_borderline_entry(tiny_run: Path, site: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert pneumoscan.evaluate(tiny_run, site, backend="torch", n_boot=20)["borderline"] is not None
     out = tmp_path / "eval.json"
     assert main(["evaluate", "--model", str(tiny_run), "--data", str(site), "--backend", "torch", "--n-boot", "20",
                  "--threshold", "0.5", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["borderline"] is None
+    assert "borderline   none marked: this threshold has no 95 % interval" in capsys.readouterr().out
