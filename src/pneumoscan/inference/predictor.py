@@ -223,7 +223,8 @@ class Predictor:
             "local" if self.meta.threshold_source else "validation")
         interval = self.threshold_ci95
         return {"threshold": self.threshold, "threshold_ci95": None if interval is None else list(interval),
-                "threshold_from": self.threshold_from, "target_recall": self.target_recall, "chosen_on": chosen_on, "prevalence": self.assumed_prevalence,
+                "threshold_from": self.threshold_from, "target_recall": self.target_recall, "chosen_on": chosen_on,
+                "prevalence": self.assumed_prevalence,
                 "prevalence_from": "model_prior" if self.prevalence is None else "prevalence"}
 
     @property
@@ -335,11 +336,17 @@ class Predictor:
         try:
             data = read_file(path, str(path))
             image, levels = load_image_with_levels(data, self.size, name=str(path))
-            if self.guard is None:
-                return image, 0.0, levels, 0.0
-            return image, colourfulness(data), levels, two_tone_share(data)
+            colour, tone = self.file_cues(data)
+            return image, colour, levels, tone
         except InputError as err:
             return str(err)
+
+    def file_cues(self, data: bytes | bytearray) -> tuple[float, float]:
+        """The guard's cues read from a file's bytes: its colourfulness and two-tone share (a JPEG decoded at full
+        size); 0.0 each without a guard, which is the only reader of them."""
+        if self.guard is None:
+            return 0.0, 0.0
+        return colourfulness(data), two_tone_share(data)
 
     def _chunk_results(self, files: list[Path],
                        decoded: list[tuple[np.ndarray, float, int, float] | str]) -> list[Prediction]:

@@ -13,7 +13,6 @@ import numpy as np
 from pneumoscan.artifact import ArtifactMeta, default_model_path, file_sha256
 from pneumoscan.data.preprocess import load_image_with_levels
 from pneumoscan.errors import InputError, PneumoscanError
-from pneumoscan.inference.ood import colourfulness, two_tone_share
 from pneumoscan.inference.predictor import Prediction, Predictor, describe
 from pneumoscan.service.settings import Settings
 
@@ -84,9 +83,7 @@ class Engine:
         """Upload bytes -> the model's input image and the guard's cues of the file; InputError when
         undecodable."""
         image, levels = load_image_with_levels(data, self.predictor.size, name=name)
-        if not self.guarded:
-            return Decoded(image, levels, 0.0, 0.0)
-        return Decoded(image, levels, colourfulness(data), two_tone_share(data))
+        return Decoded(image, levels, *self.predictor.file_cues(data))
 
     @property
     def guarded(self) -> bool:
