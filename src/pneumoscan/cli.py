@@ -144,12 +144,13 @@ def _print_evaluation(args: argparse.Namespace, predictor: "Predictor", result: 
           f"threshold {summary['threshold']:.4f}")
     if predictor.stored_threshold:
         from pneumoscan.evaluation.local_threshold import source_notes
+        from pneumoscan.progress import write_warning
 
         for kind, text in source_notes(predictor.meta, args.data, summary["split"]):
             if kind == "note":
                 print(f"  {text}")
             else:
-                print(f"pneumoscan: warning: {text}", file=sys.stderr)
+                write_warning(text)
     for key in ("accuracy", "precision", "recall", "specificity", "f1", "npv", "roc_auc", "pr_auc", "brier"):
         value, (lo, hi) = summary[key]["value"], summary[key]["ci95"]
         print(f"  {key:<12}{value:8.4f}   95% CI [{lo:.4f}, {hi:.4f}]")

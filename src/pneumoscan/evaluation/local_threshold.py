@@ -8,7 +8,6 @@ them, pick the threshold that reaches the target recall there, and keep it in th
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -197,6 +196,6 @@ def print_local_threshold(result: LocalThreshold) -> None:
     print(format_local_threshold(result))
     for warning in (few_images_warning(result), no_guard_warning(result)):
         if warning:
-            print(f"pneumoscan: warning: {warning}", file=sys.stderr)
+            write_warning(warning)
     for message in result.skipped:
         write_warning(f"skipped {message}")

@@ -156,7 +156,8 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
     return PredictionResponse(
         probability=result.probability, label=result.label, in_distribution=result.in_distribution,
         ood_reason=result.ood_reason, borderline=result.borderline, threshold=engine.predictor.threshold,
-        threshold_ci95=engine.predictor.threshold_ci95, prevalence=engine.predictor.assumed_prevalence, model_name=meta.model_name,
+        threshold_ci95=engine.predictor.threshold_ci95, prevalence=engine.predictor.assumed_prevalence,
+        model_name=meta.model_name,
         model_version=meta.version, model_sha256=engine.model_sha256[:12],
         latency_ms=round((time.perf_counter() - start) * 1000, 2),
         heatmap_png_base64=base64.b64encode(heatmap).decode("ascii") if heatmap else None,
