@@ -149,10 +149,10 @@ def test_cached_failure_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     real, real_with_levels = cache_module.load_image, cache_module.load_image_with_levels
 
     def missing_decoder(decode):
-        def load(path: Path, size: int):
-            if path == samples[0].path:
-                raise InputError(f"{path}: install the decoder")
-            return decode(path, size)
+        def load(source: Path | bytes, size: int, **named: str):  # a path, or bytes with their file's name
+            if named.get("name", source) in (samples[0].path, str(samples[0].path)):
+                raise InputError(f"{samples[0].path}: install the decoder")
+            return decode(source, size, **named)
         return load
 
     monkeypatch.setattr(cache_module, "load_image", missing_decoder(real))

@@ -18,6 +18,7 @@ import PIL
 
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache_limit import MAX_GB_ENV, evict, format_bytes, mark_used, max_cache_bytes
+from pneumoscan.data.decode import read_path
 from pneumoscan.data.file_cues import colourfulness, two_tone_share
 from pneumoscan.data.layout import Sample
 from pneumoscan.data.preprocess import PREPROCESS_VERSION, load_image, load_image_with_levels
@@ -127,8 +128,9 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool) -> 
 
     def work(index: int) -> None:
         try:
-            images[index], levels[index] = load_image_with_levels(samples[index].path, size)
-            colours[index], tones[index] = colourfulness(samples[index].path), two_tone_share(samples[index].path)
+            data, label = read_path(samples[index].path)  # once: the decode and the guard's cues all read it
+            images[index], levels[index] = load_image_with_levels(data, size, name=label)
+            colours[index], tones[index] = colourfulness(data), two_tone_share(data)
             ok[index] = True
         except InputError as err:
             errors.append(str(err))

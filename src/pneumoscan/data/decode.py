@@ -147,6 +147,13 @@ def _one_line(text: str, limit: int | None = None) -> str:
     return cleaned
 
 
+def read_path(path: str | os.PathLike[str]) -> tuple[bytes, str]:
+    """A file's bytes, read once, and the label its errors carry (its path on one line), as `read_grayscale` labels
+    a path: for callers that decode the bytes and read other cues from them too."""
+    label = _one_line(os.fsdecode(path))
+    return read_file(path, label), label
+
+
 def read_file(path: str | os.PathLike[str], label: str) -> bytes:
     """Read a whole file once, turning OS errors into InputError."""
     try:
