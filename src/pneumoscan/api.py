@@ -7,7 +7,6 @@ command prints, and nothing here exits or prints beyond what the command's own w
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,21 +91,13 @@ def evaluate(model: ModelPath | Predictor, data: str | os.PathLike, *, split: st
     on) as Python warnings.
     `backend` None is the command's 'auto'; it and the operating point are for a model path, a Predictor has its own.
     `cache_dir` is the command's --cache-dir (None: its default)."""
-    from pneumoscan.errors import first_few
-    from pneumoscan.evaluation.evaluate import check_bootstrap
-    from pneumoscan.evaluation.evaluate import evaluate as run
-    from pneumoscan.evaluation.local_threshold import warn_if_threshold_chosen_here
+    from pneumoscan.evaluation.evaluate import check_bootstrap, evaluate_and_warn
     from pneumoscan.outputs import json_ready
 
     check_bootstrap(n_boot, seed)
     predictor = _predictor(model, "evaluate", backend=backend, threshold=threshold, target_recall=target_recall,
                            prevalence=prevalence)
-    result = run(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
-    if predictor.stored_threshold:  # as the command warns
-        warn_if_threshold_chosen_here(predictor.meta, data, result.split)
-    skipped = result.images.skipped  # the command names each on stderr; the dict lists them all
-    if skipped:
-        warnings.warn(f"{len(skipped)} unreadable image(s) left out: {first_few(skipped)}", stacklevel=2)
+    result = evaluate_and_warn(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
     return cast(dict[str, Any], json_ready(result.summary))
 
 

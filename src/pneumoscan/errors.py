@@ -44,3 +44,7 @@ def check_at_least_one(value: int, flag: str) -> None:
     """InputError naming `flag` unless the count `value` (e.g. of --n-boot) is at least 1."""
     if value < 1:
         raise InputError(f"{flag} {value}: must be at least 1")
+
+
+class MissingImagesWarning(UserWarning):
+    """Images left out of an evaluation, or of a report's pictures or figures: not found, or unreadable."""

@@ -16,7 +16,7 @@ from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import seen_in_training
 from pneumoscan.data.layout import Sample, evaluation_samples
 from pneumoscan.data.patients import cause
-from pneumoscan.errors import InputError, check_at_least_one, first_few
+from pneumoscan.errors import InputError, MissingImagesWarning, check_at_least_one, first_few
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.metrics import accuracy, recall, specificity
 from pneumoscan.inference.predictor import Predictor
@@ -156,3 +156,22 @@ def evaluate(
                    recall_by_cause=recall_by_cause(images, probs, predictor.threshold),
                    borderline=borderline_summary(predictor, images.labels, probs))
     return Evaluation(split_name, images, probs, summary)
+
+
+def evaluate_and_warn(
+    predictor: Predictor, data: str | os.PathLike, split: str | None = None, *, n_boot: int = 1000, seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+) -> Evaluation:
+    """`evaluate`, saying as Python warnings what the `evaluate` command prints beside its figures (for the Python
+    API and `report`): that these are the films the stored threshold was chosen on, and the unreadable films left
+    out (their count and the first few; the Evaluation lists them all)."""
+    from pneumoscan.evaluation.local_threshold import warn_if_threshold_chosen_here
+
+    result = evaluate(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
+    if predictor.stored_threshold:
+        warn_if_threshold_chosen_here(predictor.meta, data, result.split)
+    skipped = result.images.skipped
+    if skipped:
+        warnings.warn(MissingImagesWarning(f"{len(skipped)} unreadable image(s) left out: {first_few(skipped)}"),
+                      stacklevel=3)
+    return result

@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pneumoscan.errors import InputError, first_few
+from pneumoscan.errors import InputError, MissingImagesWarning, first_few
 from pneumoscan.report.figures import Tile, printable, shortened
-from pneumoscan.report.scores import MissingImagesWarning
 
 if TYPE_CHECKING:
     from torch import nn

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pneumoscan.errors import InputError, first_few
+from pneumoscan.errors import InputError, MissingImagesWarning, first_few
 from pneumoscan.report.run import RunInfo
 from pneumoscan.training.config import run_folders
 
@@ -51,8 +51,6 @@ def count_patients(run: RunInfo, samples: list["Sample"]) -> int | None:
     return len(set(keys.keys.values()))
 
 
-class MissingImagesWarning(UserWarning):
-    """Images left out of a report's pictures or figures: not found, or unreadable."""
 
 
 def read_val_predictions(run: RunInfo) -> tuple[list[Path], np.ndarray, np.ndarray]:
@@ -91,18 +89,12 @@ def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0) -> Sco
 def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_boot: int = 1000, seed: int = 0,
                 cache_dir: str | os.PathLike | None = None) -> Scores:
     """Evaluate the run's model on a split of `data` at the stored threshold."""
-    from pneumoscan.evaluation.evaluate import evaluate
-    from pneumoscan.evaluation.local_threshold import warn_if_threshold_chosen_here
+    from pneumoscan.evaluation.evaluate import evaluate_and_warn
     from pneumoscan.inference.predictor import Predictor
 
     # the backend `evaluate` uses by default, so a film scored at the very threshold is called alike by both
     predictor = Predictor(run.artifact, backend="auto")
-    result = evaluate(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
-    warn_if_threshold_chosen_here(predictor.meta, data, result.split)
-    skipped = result.images.skipped
-    if skipped:
-        warnings.warn(MissingImagesWarning(f"{len(skipped)} unreadable image(s) left out: {first_few(skipped)}"),
-                      stacklevel=2)
+    result = evaluate_and_warn(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
     return Scores(f"{result.split} split of {data}", result.split, [s.path for s in result.images.samples],
                   result.images.labels.astype(np.int64), np.asarray(result.probs, dtype=np.float64),
                   float(predictor.threshold), result.summary, np.asarray(result.images.images),
