@@ -275,3 +275,28 @@ def test_atomic_write_that_fails_removes_the_folders_it_made(tmp_path: Path) -> 
     with pytest.raises(InputError, match="cannot be written"):
         atomic_write(tmp_path / "old" / "new" / "deeper" / "out.json", full)
     assert [p.name for p in tmp_path.iterdir()] == ["old"] and not any((tmp_path / "old").iterdir())
+
+
+def test_atomic_write_all_replaces_none_when_one_fails(tmp_path: Path) -> None:
+    """Files that belong together (a report page and its figures) are renamed into place only once all are written:
+    a failure leaves the earlier ones as they were, and no new file, temp file or folder."""
+    from pneumoscan.outputs import atomic_write_all
+
+    def full(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise disk_full()
+
+    old = tmp_path / "old.txt"
+    old.write_text("before")
+    new = tmp_path / "new" / "a" / "b" / "figure.png"
+    with pytest.raises(InputError, match=r"late\.txt: cannot be written \(No space left on device\)"):
+        atomic_write_all({old: lambda tmp: tmp.write_text("after"), new: lambda tmp: tmp.write_bytes(b"png"),
+                          tmp_path / "new" / "late.txt": full})
+    assert [p.name for p in tmp_path.iterdir()] == ["old.txt"] and old.read_text() == "before"
+    with pytest.raises(InputError, match=r"figure\.png: cannot be written"):  # before the other new folder is made
+        atomic_write_all({new: full, tmp_path / "new" / "c" / "late.txt": lambda tmp: tmp.write_text("late")})
+    assert [p.name for p in tmp_path.iterdir()] == ["old.txt"]
+    assert atomic_write_all({old: lambda tmp: tmp.write_text("after"), new: lambda tmp: tmp.write_bytes(b"png")}) == \
+        [old, new]
+    assert old.read_text() == "after" and new.read_bytes() == b"png"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "figure.png", "new", "old.txt"]

@@ -6,7 +6,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -68,8 +68,8 @@ def check_companion(path: Path, of: Path, *, folder: bool) -> Path:
 @contextmanager
 def undone_on_failure(folder: str | os.PathLike, files: Iterable[str | os.PathLike] = ()) -> Iterator[None]:
     """Run the block; when it fails (a full disk, Ctrl+C), remove those of FILES that were not there before it and
-    the folders up to FOLDER that it made, nearest first, while they are empty: a failed command leaves nothing that
-    was not there before. A failure to remove is passed over for the error at hand."""
+    the folders up to FOLDER that it made and left empty, nearest first: a failed command leaves nothing that was
+    not there before. A failure to remove is passed over for the error at hand."""
     new = [Path(f) for f in files if not Path(f).exists()]
     made = [f for f in (Path(folder), *Path(folder).parents) if not f.exists()]
     try:
@@ -80,15 +80,14 @@ def undone_on_failure(folder: str | os.PathLike, files: Iterable[str | os.PathLi
 
 
 def remove_new(files: Iterable[Path], made: Iterable[Path]) -> None:
-    """Remove FILES, then the folders `made` (the nearest first) while they are empty; failures to remove are
+    """Remove FILES, then those of the folders `made` (the nearest first) that are empty; failures to remove are
     passed over (e.g. a read-only file system, which is the error to report)."""
     try:
         for path in files:
             path.unlink(missing_ok=True)
         for folder in made:
-            if not folder.is_dir() or any(folder.iterdir()):
-                break
-            folder.rmdir()
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
     except OSError:
         pass
 
@@ -100,25 +99,54 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, mo
     The temp file, and the folders made for PATH, are removed on any failure, and a failure to write names PATH,
     not the temp file. `mode` sets the file's permissions (safetensors creates 0600 files).
     """
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder; give a file name")
-    made = [folder for folder in path.parents if not folder.exists()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    return atomic_write_all({path: write}, mode=mode)[0]
+
+
+def atomic_write_all(files: Mapping[str | os.PathLike, Callable[[Path], object]], *,
+                     mode: int | None = None) -> list[Path]:
+    """`atomic_write` for files that belong together (a report page and its figures, `--predictions` and `--json`):
+    each is written to its temp file and fsynced, and only once all are, they are renamed into place in the order
+    given and their folders fsynced.
+
+    A failure while writing (a full disk, Ctrl+C) leaves every file as it was before, with no temp file and no folder
+    made for them; only a failure or crash among the renames, which write no data, can leave some new files beside old
+    ones, each whole (on a failure, those that were not there before are removed).
+    """
+    writes = [(Path(path), write) for path, write in files.items()]
+    for path, _ in writes:
+        if path.is_dir():
+            raise InputError(f"{path}: is a folder; give a file name")
+    new = [path for path, _ in writes if not path.exists()]
+    made = sorted({folder for path, _ in writes for folder in path.parents if not folder.exists()},
+                  key=lambda folder: len(folder.parts), reverse=True)  # the deepest first: emptied before its parent
+    temps: dict[Path, Path] = {}
     try:
-        write(tmp)
-        if mode is not None:
-            os.chmod(tmp, mode)
-        fsync_file(tmp)  # before the rename, or a power loss can leave PATH renamed but empty
-        os.replace(tmp, path)
-    except BaseException as err:
-        remove_new([tmp], made)
-        if isinstance(err, OSError):
-            raise unwritable(path, err) from None
+        for path, write in writes:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temps[path] = tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with _named(path):
+                write(tmp)
+                if mode is not None:
+                    os.chmod(tmp, mode)
+                fsync_file(tmp)  # before the rename, or a power loss can leave PATH renamed but empty
+        for path, tmp in temps.items():
+            with _named(path):
+                os.replace(tmp, path)
+    except BaseException:
+        remove_new([*temps.values(), *new], made)
         raise
-    fsync_folder(path.parent)  # the rename itself
-    return path
+    for folder in dict.fromkeys(path.parent for path in temps):
+        fsync_folder(folder)  # the renames themselves
+    return list(temps)
+
+
+@contextmanager
+def _named(path: Path) -> Iterator[None]:
+    """An OSError in the block as the `unwritable` error of PATH (not of its temp file)."""
+    try:
+        yield
+    except OSError as err:
+        raise unwritable(path, err) from None
 
 
 # fsync's answers from file systems that do not support it (some network and FUSE ones), not failed writes
