@@ -425,3 +425,43 @@ def test_report_counts_the_evaluated_patients_as_the_runs_split_read_them(tiny_r
     assert data_scores(run, data, "train", n_boot=10).patients == 12  # each UID-named film its own patient
     run.split["patient_key"] = "folder"  # these films sit right in their class folders: not counted
     assert data_scores(run, data, "train", n_boot=10).patients is None
+
+
+@pytest.mark.parametrize("command, failing", [("report", "calibration.png"), ("report", "r.html"),
+                                              ("compare", "r.html")])
+def test_a_failed_report_leaves_the_earlier_files_as_they_were_and_nothing_new(
+        command: str, failing: str, tiny_run: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The figures were written in place, before the page: a full disk left a torn PNG, the new figures (and compare's
+    tables) beside the earlier page, and the --out folders it had made."""
+    from tests.conftest import disk_full
+
+    write_text, write_bytes = Path.write_text, Path.write_bytes
+
+    def half(path: Path, data: str | bytes) -> None:  # as a full disk does: part of the file, then the error
+        (write_text if isinstance(data, str) else write_bytes)(path, data[: len(data) // 2])
+        raise disk_full()
+
+    def full_text(self: Path, data: str, *args: object, **kwargs: object) -> int:
+        return half(self, data) if failing in self.name else write_text(self, data, *args, **kwargs)
+
+    def full_bytes(self: Path, data: bytes) -> int:
+        return half(self, data) if failing in self.name else write_bytes(self, data)
+
+    def run(out: Path, *more: str) -> int:
+        return main([command, str(tiny_run), "--out", str(out), "--n-boot", "5", *more]
+                    + (["--cases", "1"] if command == "report" else []))
+
+    out = tmp_path / "r.html"
+    assert run(out) == 0  # from the validation predictions: the second run's figures and tables differ
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert files_folder(out) / "roc.png" in before
+    monkeypatch.setattr(Path, "write_text", full_text)
+    monkeypatch.setattr(Path, "write_bytes", full_bytes)
+    assert run(out, "--data", str(tiny_data), "--split", "test") == 2
+    name = files_folder(out) / failing if failing.endswith(".png") else out
+    assert capsys.readouterr().err.endswith(f"pneumoscan: error: {name}: cannot be written (No space left on device); "
+                                            f"free disk space\n")
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before  # no file new, torn or replaced
+    assert run(tmp_path / "new" / "r.html", "--data", str(tiny_data), "--split", "test") == 2
+    assert not (tmp_path / "new").exists()  # nor the folders it made

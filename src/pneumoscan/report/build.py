@@ -5,14 +5,15 @@ import os
 import re
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pneumoscan import CLASS_NAMES, __version__
 from pneumoscan.data.patients import keys_read
 from pneumoscan.inference.predictor import model_prior
-from pneumoscan.outputs import atomic_write, check_companion, check_output
+from pneumoscan.outputs import atomic_write_all, check_companion, check_output
 from pneumoscan.report import figures as figs
 from pneumoscan.report import html as h
 from pneumoscan.report.run import RunInfo, load_run
@@ -43,15 +44,30 @@ class Figures:
         self.pngs[name] = figs.to_png(fig)
         return h.figure(self.pngs[name], alt, caption)
 
-    def write(self, folder: Path) -> None:
-        """The figures as PNG files in `folder`; figures of an earlier report there that this one lacks are removed,
-        and any other file (a folder the user named, holding their own PNGs) is left alone."""
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, png in self.pngs.items():
-            (folder / f"{name}.png").write_bytes(png)
+    def files(self, folder: Path) -> dict[Path, Callable[[Path], object]]:
+        """Each figure's PNG file in `folder`, with its writer (for `write_report`)."""
+        return {folder / f"{name}.png": lambda tmp, png=png: tmp.write_bytes(png) for name, png in self.pngs.items()}
+
+    def remove_stale(self, folder: Path) -> None:
+        """Remove the figures of an earlier report in `folder` that this one lacks; any other file (a folder the user
+        named, holding their own PNGs) is left alone."""
         for name in FIGURE_NAMES:
             if name not in self.pngs:
                 (folder / f"{name}.png").unlink(missing_ok=True)
+
+
+def write_report(target: Path, page: str, figures: Figures,
+                 tables: Mapping[Path, Callable[[Path], object]] | None = None) -> Path:
+    """The HTML `page` at `target`, its figures as PNG files in `files_folder(target)` and any `tables` beside it,
+    written together (`atomic_write_all`): a failure (a full disk, Ctrl+C) leaves the earlier report's files as they
+    were and no new file or folder. The page is renamed into place last, so even a crash among the renames leaves a
+    whole page (its figures are embedded). Then the earlier report's figures this one lacks are removed."""
+    folder = files_folder(target)
+    # a file name that is not UTF-8 shows escaped (\udcf6) rather than stopping the report
+    atomic_write_all({**(tables or {}), **figures.files(folder),
+                      target: lambda tmp: tmp.write_text(page, encoding="utf-8", errors="backslashreplace")})
+    figures.remove_stale(folder)
+    return target
 
 
 def files_folder(out: Path) -> Path:
@@ -387,12 +403,8 @@ def build_report(run_dir: str | os.PathLike, *, data: str | os.PathLike | None =
                                                                                         per_group)),
         ("feature-maps", "First convolutional layer", _feature_map_section(model, run, scores, fig_out)),
     ]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fig_out.write(files_folder(target))
     subtitle = f"{run.meta.model_name} run {run.name} - evaluated on {scores.source}: {scores.summary['n']} images"
     footer = (f"pneumoscan {__version__} - generated {time.strftime('%Y-%m-%d %H:%M')} in {time.time() - started:.1f} s; "
               f"figures also in {files_folder(target).name}/")
-    page = h.page(f"pneumoscan report: {run.name}", subtitle, sections, footer)
-    # a file name that is not UTF-8 shows escaped (\udcf6) rather than stopping the report
-    return atomic_write(target, lambda tmp: tmp.write_text(page, encoding="utf-8", errors="backslashreplace"))
+    return write_report(target, h.page(f"pneumoscan report: {run.name}", subtitle, sections, footer), fig_out)
 

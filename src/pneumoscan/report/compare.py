@@ -8,14 +8,14 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from pneumoscan import __version__
 from pneumoscan.errors import InputError
 from pneumoscan.report import figures as figs
 from pneumoscan.report import html as h
-from pneumoscan.outputs import atomic_write, check_companion, check_output
-from pneumoscan.report.build import Figures, files_folder
+from pneumoscan.outputs import check_companion, check_output
+from pneumoscan.report.build import Figures, files_folder, write_report
 from pneumoscan.report.run import RunInfo, load_run, run_folder
 from pneumoscan.report.scores import Scores, run_scores
 
@@ -65,8 +65,8 @@ def _finite(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def _write_table(rows: list[dict[str, Any]], out: Path) -> tuple[Path, Path]:
-    """The table as CSV and JSON next to `out` (NaN written as empty / null)."""
+def _table_files(rows: list[dict[str, Any]], out: Path) -> dict[Path, Callable[[Path], object]]:
+    """The table's CSV and JSON files next to `out` (NaN written as empty / null), each with its writer."""
     rows = [{k: _finite(v) for k, v in row.items()} for row in rows]
     csv_path, json_path = _table_paths(out)
 
@@ -76,9 +76,7 @@ def _write_table(rows: list[dict[str, Any]], out: Path) -> tuple[Path, Path]:
             writer.writeheader()
             writer.writerows(rows)
 
-    atomic_write(csv_path, write_csv)
-    atomic_write(json_path, lambda tmp: tmp.write_text(json.dumps(rows, indent=2), encoding="utf-8"))
-    return csv_path, json_path
+    return {csv_path: write_csv, json_path: lambda tmp: tmp.write_text(json.dumps(rows, indent=2), encoding="utf-8")}
 
 
 def _table_paths(out: Path) -> tuple[Path, Path]:
@@ -110,8 +108,8 @@ def _check_tables(target: Path) -> None:
 def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike, data: str | os.PathLike | None = None,
                  split: str | None = None, n_boot: int = 500, seed: int = 0,
                  cache_dir: str | os.PathLike | None = None) -> Path:
-    """Write `out` (HTML), `out`.csv and `out`.json comparing runs, their AUC intervals from `n_boot` resamples drawn
-    with `seed`; returns the HTML path."""
+    """Write `out` (HTML), `out`.csv, `out`.json and the ROC figure comparing runs, together (`write_report`), their
+    AUC intervals from `n_boot` resamples drawn with `seed`; returns the HTML path."""
     from pneumoscan.evaluation.metrics import UndefinedMetricWarning
 
     if not run_dirs:
@@ -139,8 +137,7 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
         curve = _roc_curve(label, scores)
         if curve is not None:
             curves.append(curve)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    csv_path, json_path = _write_table(rows, target)
+    csv_path, json_path = _table_paths(target)
     digits = [1 if c == "train_seconds" else 4 for c in COLUMNS]
     body = h.table(HEADERS, [[row[c] for c in COLUMNS] for row in rows], digits=digits)
     note = (f"Scored on {source}, each run at its own stored operating threshold. Loss: binary cross-entropy of the "
@@ -153,7 +150,6 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
         pngs["roc"] = figs.to_png(figs.roc_curves(curves, "ROC curves"))
         sections.append(("roc", "ROC curves", h.figure(pngs["roc"], "ROC curves of all runs",
                                                         "Circles: each run's operating point.")))
-    Figures(pngs).write(files_folder(target))
     page = h.page("pneumoscan run comparison", f"{len(runs)} runs - {source}", sections,
                   f"pneumoscan {__version__} - generated {time.strftime('%Y-%m-%d %H:%M')}")
-    return atomic_write(target, lambda tmp: tmp.write_text(page, encoding="utf-8", errors="backslashreplace"))
+    return write_report(target, page, Figures(pngs), _table_files(rows, target))
