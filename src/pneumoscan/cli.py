@@ -32,15 +32,26 @@ COMMAND_MODULES = (
 
 
 def _write_json(path: str, data: object) -> None:
-    """JSON to `path` ('-': stdout), already checked by `_output_folders`; undefined (NaN) values become null, as
-    other JSON readers need."""
-    from pneumoscan.outputs import atomic_write, json_ready
-
-    text = json.dumps(json_ready(data), indent=2, allow_nan=False)
+    """JSON to `path` ('-': stdout), already checked by `_output_folders`."""
     if path == "-":
-        print(text)
+        print(_json_text(data))
     else:
-        atomic_write(path, lambda tmp: tmp.write_text(text))
+        from pneumoscan.outputs import atomic_write
+
+        atomic_write(path, _json_writer(data))
+
+
+def _json_text(data: object) -> str:
+    """`data` as JSON; undefined (NaN) values become null, as other JSON readers need."""
+    from pneumoscan.outputs import json_ready
+
+    return json.dumps(json_ready(data), indent=2, allow_nan=False)
+
+
+def _json_writer(data: object) -> Callable[[Path], object]:
+    """What writes `data` as JSON to a file (for `atomic_write_all`, beside other outputs)."""
+    text = _json_text(data)
+    return lambda tmp: tmp.write_text(text)
 
 
 def _report_stream(json_path: str | None) -> contextlib.AbstractContextManager:
@@ -116,8 +127,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from pneumoscan.evaluation.evaluate import check_bootstrap, evaluate, write_predictions
+    from pneumoscan.evaluation.evaluate import check_bootstrap, evaluate, predictions_writer
     from pneumoscan.inference.predictor import Predictor
+    from pneumoscan.outputs import atomic_write_all
 
     check_bootstrap(args.n_boot, args.seed)
     _output_folders(args.json, args.predictions)
@@ -125,10 +137,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                           prevalence=args.prevalence)
     result = evaluate(predictor, args.data, args.split, n_boot=args.n_boot, seed=args.seed, cache_dir=args.cache_dir)
     summary = result.summary
-    # the files first: printing fails once a reader such as `| head` has gone, and they must not be lost with it
+    # the files first: printing fails once a reader such as `| head` has gone, and they must not be lost with it;
+    # written together, so a failure (a full disk) leaves neither new and both old ones as they were
+    files: dict[str, Callable[[Path], object]] = {}
     if args.predictions:
-        write_predictions(args.predictions, result.images.samples, result.probs)
-    if args.json:
+        files[args.predictions] = predictions_writer(result.images.samples, result.probs)
+    if args.json and args.json != "-":
+        files[args.json] = _json_writer(summary)
+    atomic_write_all(files)
+    if args.json == "-":
         _write_json(args.json, summary)
     with _report_stream(args.json):
         _print_evaluation(args, predictor, result)

@@ -128,3 +128,34 @@ def test_check_bootstrap_names_the_option() -> None:
     with pytest.raises(InputError, match=r"^--seed -1: must be 0 or more$"):
         check_bootstrap(10, -1)
     check_bootstrap(1, 0)
+
+
+def test_a_failed_json_leaves_the_predictions_as_they_were(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """--predictions was written before --json: a full disk at the JSON left a new CSV (and its folder) behind, or
+    the CSV already there replaced by one whose JSON was never written."""
+    from pneumoscan.cli import main
+    from tests.conftest import disk_full
+
+    write_text = Path.write_text
+
+    def full_json(self: Path, text: str, *args: object, **kwargs: object) -> int:
+        if ".json" not in self.name:
+            return write_text(self, text, *args, **kwargs)
+        write_text(self, text[: len(text) // 2])  # as a full disk does: part of the file, then the error
+        raise disk_full()
+
+    monkeypatch.setattr(Path, "write_text", full_json)
+    predictions, metrics = tmp_path / "out" / "p.csv", tmp_path / "new" / "m.json"
+    argv = ["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--split", "test", "--n-boot", "5",
+            "--predictions", str(predictions), "--json", str(metrics)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.endswith(f"pneumoscan: error: {metrics}: cannot be written (No space left on "
+                                            f"device); free disk space\n")
+    assert list(tmp_path.iterdir()) == []  # the new CSV, and the folders made for both, removed
+    predictions.parent.mkdir()
+    predictions.write_text("path,label,prob\nearlier.png,0,0.25\n")
+    assert main(argv) == 2
+    assert predictions.read_text() == "path,label,prob\nearlier.png,0,0.25\n"  # the earlier one, as it was
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["out", "p.csv"]

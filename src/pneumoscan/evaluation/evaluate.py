@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,12 @@ class Evaluation:
 
 
 def write_predictions(path: str | os.PathLike, samples: list[Sample], probs: np.ndarray) -> None:
-    """Per-image `path,label,prob` CSV, written atomically (read back by `pneumoscan report`).
+    """Per-image `path,label,prob` CSV, written atomically (read back by `pneumoscan report`)."""
+    atomic_write(path, predictions_writer(samples, probs))
+
+
+def predictions_writer(samples: list[Sample], probs: np.ndarray) -> Callable[[Path], None]:
+    """What writes the `write_predictions` CSV to a file (for `atomic_write_all`, beside other outputs).
 
     Probabilities are written in full (shortest exact repr): a stored threshold is one of them, and
     rounding could put that case on the wrong side of it when the file is scored again."""
@@ -53,7 +58,7 @@ def write_predictions(path: str | os.PathLike, samples: list[Sample], probs: np.
             writer.writerow(["path", "label", "prob"])
             writer.writerows((str(s.path), s.label, repr(float(p))) for s, p in zip(samples, probs))
 
-    atomic_write(path, write)
+    return write
 
 
 def read_predictions(path: str | os.PathLike, bases: Sequence[Path] = ()) -> tuple[list[Path], np.ndarray, np.ndarray]:
