@@ -203,16 +203,24 @@ def _borderline_lines(borderline: dict | None) -> list[str]:
 
 def cmd_set_threshold(args: argparse.Namespace) -> int:
     from pneumoscan.evaluation.evaluate import check_bootstrap
-    from pneumoscan.evaluation.local_threshold import print_local_threshold, set_threshold
+    from pneumoscan.evaluation.local_threshold import out_artifact_path, print_local_threshold, set_threshold
+    from pneumoscan.inference.ood.guard import guard_beside
+    from pneumoscan.outputs import undone_on_failure
 
     check_bootstrap(args.n_boot, args.seed)
     _output_folders(args.json)
-    result = set_threshold(args.model, args.data, args.out, split=args.split, target_recall=args.target_recall,
-                           backend=args.backend, n_boot=args.n_boot, seed=args.seed, cache_dir=args.cache_dir)
-    if args.json:
-        _write_json(args.json, {"threshold": result.threshold, "threshold_ci95": list(result.interval),
-                                "target_recall": result.target_recall, "model": str(result.out),
-                                "guard_copied": result.guard_copied, "before": result.before, "after": result.after})
+    model = out_artifact_path(args.out)
+    # a --json that cannot be written (a full disk) takes the new model copy, its guard and their folders with it
+    with undone_on_failure(model.parent, [model, guard_beside(model)]):
+        result = set_threshold(args.model, args.data, args.out, split=args.split, target_recall=args.target_recall,
+                               backend=args.backend, n_boot=args.n_boot, seed=args.seed, cache_dir=args.cache_dir)
+        record = {"threshold": result.threshold, "threshold_ci95": list(result.interval),
+                  "target_recall": result.target_recall, "model": str(result.out),
+                  "guard_copied": result.guard_copied, "before": result.before, "after": result.after}
+        if args.json and args.json != "-":
+            _write_json(args.json, record)
+    if args.json == "-":  # outside: a closed pipe must not take the model with it
+        _write_json(args.json, record)
     with _report_stream(args.json):
         print_local_threshold(result)
     return 0

@@ -161,6 +161,28 @@ def test_a_full_disk_is_one_line_naming_the_file(tiny_run: Path, tiny_data: Path
                                             f"(No space left on device); free disk space\n")
 
 
+def test_a_failed_json_takes_the_new_model_copy_with_it(fitted: Path, tiny_data: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """--json is written after the copy: a full disk there left the model, its guard and their folders behind."""
+    from tests.conftest import disk_full
+
+    write_text = Path.write_text
+
+    def full_json(self: Path, text: str, *args: object, **kwargs: object) -> int:
+        if ".json" not in self.name:
+            return write_text(self, text, *args, **kwargs)
+        raise disk_full()
+
+    monkeypatch.setattr(Path, "write_text", full_json)
+    out, record = tmp_path / "new" / "site", tmp_path / "t.json"
+    assert main(["set-threshold", "--model", str(fitted), "--data", str(tiny_data), "--split", "test", "--out",
+                 str(out), "--json", str(record), "--n-boot", "20", "--backend", "torch"]) == 2
+    assert capsys.readouterr().err.endswith(f"pneumoscan: error: {record}: cannot be written (No space left on "
+                                            f"device); free disk space\n")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("failing", ["model", "guard"])
 def test_a_failed_write_leaves_nothing_that_was_not_there_before(failing: str, fitted: Path, tiny_data: Path,
                                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

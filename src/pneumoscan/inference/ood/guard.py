@@ -76,8 +76,12 @@ def two_tone_reason(share: float) -> str:
 
 def guard_path(model: str | os.PathLike | None) -> Path:
     """Where the guard of a model lives: `<artifact stem>.ood.safetensors` beside the artifact."""
-    path = resolve_model_path(model)
-    return path.with_name(path.name.removesuffix(".safetensors") + ".ood.safetensors")
+    return guard_beside(resolve_model_path(model))
+
+
+def guard_beside(artifact: Path) -> Path:
+    """The guard file of the artifact file ARTIFACT, which need not exist yet (`set-threshold`'s new copy)."""
+    return artifact.with_name(artifact.name.removesuffix(".safetensors") + ".ood.safetensors")
 
 
 
