@@ -334,6 +334,21 @@ def test_fit_guard_input_errors(fitted: Path, tmp_path: Path) -> None:
         fit_guard(fitted, few, max_images=0)
 
 
+def test_a_failed_fit_leaves_no_new_folder_for_the_guard(fitted: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """fit-guard made the folders of --out before the fit, and left them, empty, when the fit failed."""
+    from pneumoscan.cli import main
+
+    from tests.conftest import write_xray
+
+    for i, name in enumerate(["NORMAL", "NORMAL", "PNEUMONIA"]):  # too few to fit on
+        write_xray(tmp_path / "data" / name / f"{i}.png", int(name == "PNEUMONIA"), i)
+    assert main(["fit-guard", "--model", str(fitted), "--data", str(tmp_path / "data"), "--out",
+                 str(tmp_path / "new" / "deeper" / "g.ood.safetensors")]) == 2
+    assert "the guard needs at least 25" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
 def test_fit_guard_leaves_colour_files_out_and_lists_unreadable_ones(fitted: Path, sample_dir: Path, tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     from pneumoscan.cli import main

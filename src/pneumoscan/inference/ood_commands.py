@@ -30,7 +30,6 @@ def cmd_fit_guard(args: argparse.Namespace) -> int:
             kind = "another kind of safetensors file (e.g. pretrained weights)"
         raise InputError(f"{out}: is {kind}, not a guard; give --out another file name (by default the guard goes "
                          f"beside the model as MODEL.ood.safetensors)")
-    out.parent.mkdir(parents=True, exist_ok=True)
     path = fit_guard(args.model, args.data, out=args.out, max_images=args.max_images,
                      max_false_rejection=args.max_false_rejection, seed=args.seed, cache_dir=args.cache_dir)
     meta = OODGuard.read(path).meta
