@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -151,6 +152,20 @@ def test_parse_classification_report() -> None:
                                     pytest.approx(0.667, abs=1e-3), 3]
     assert by_name["accuracy"][:2] == ["", ""] and by_name["accuracy"][3] == 5
     assert "macro avg" in by_name and "weighted avg" in by_name
+
+
+def test_parse_classification_report_keeps_the_class_of_an_undefined_precision() -> None:
+    """Every film called PNEUMONIA: NORMAL's precision is undefined, sklearn prints 'nan'; the row is still NORMAL's,
+    with NaN precision (the table's 'n/a'), not a class named 'NORMAL nan' missing its precision."""
+    from pneumoscan.evaluation.bootstrap import classification_report_text
+    from pneumoscan.report.build import parse_classification_report
+
+    _, rows = parse_classification_report(classification_report_text([0, 0, 1, 1, 1], [1, 1, 1, 1, 1]))
+    by_name = {r[0]: r[1:] for r in rows}
+    assert set(by_name) == {"NORMAL", "PNEUMONIA", "accuracy", "macro avg", "weighted avg"}
+    precision, *rest = by_name["NORMAL"]
+    assert math.isnan(precision) and rest == [0.0, 0.0, 2]
+    assert by_name["PNEUMONIA"] == [0.6, 1.0, 0.75, 3]
 
 
 def test_most_confident_cases() -> None:

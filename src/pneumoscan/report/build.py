@@ -224,14 +224,15 @@ def _learning_section(run: RunInfo, out: Figures) -> str:
 
 
 def parse_classification_report(text: str) -> tuple[list[str], list[list[object]]]:
-    """Rows of an sklearn classification report (label, precision, recall, f1-score, support)."""
+    """Rows of an sklearn classification report (label, precision, recall, f1-score, support); an undefined value
+    (sklearn's 'nan', precision of a class nothing was called) is NaN."""
     headers = ["class", "precision", "recall", "f1-score", "support"]
     rows: list[list[object]] = []
     for line in text.splitlines():
-        match = re.match(r"^\s*(.+?)\s+((?:[-+]?\d+(?:\.\d+)?\s*)+)$", line)
+        match = re.match(r"^\s*(.+?)\s+((?:(?:[-+]?\d+(?:\.\d+)?|nan)\s*)+)$", line)
         if not match or "precision" in line:
             continue
-        numbers = [float(v) if "." in v else int(v) for v in match.group(2).split()]
+        numbers = [int(v) if v.lstrip("+-").isdigit() else float(v) for v in match.group(2).split()]
         label = match.group(1).strip()
         cells: list[object] = [""] * 4
         cells[4 - len(numbers):] = numbers
