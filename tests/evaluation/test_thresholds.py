@@ -212,6 +212,38 @@ def test_property_adjust_for_prevalence_monotone(p, train, new_a, new_b):
     assert np.all(b[interior] > a[interior])
 
 
+def test_adjust_for_prevalence_keeps_the_order_of_confident_scores():
+    """A confident model's P reaches 1e-13 and 1 - 1e-13 (logits beyond +-28, which training's float64 sigmoid keeps
+    apart); the re-weighted probabilities must keep them apart too, and keep a threshold chosen among them on the
+    same side of every film (it was 1e-12 clipping: all of them one value, so films below the threshold were flagged)."""
+    y = np.array([0, 0, 1, 1, 0, 1, 1, 1])
+    p = 1 / (1 + np.exp(-np.array([-45.0, -40.0, -35.0, -30.0, 29.0, 31.0, 33.0, 35.0])))
+    adjusted = adjust_for_prevalence(p, 0.5, 0.2)
+    assert np.all(np.diff(adjusted) > 0)
+    odds = p / (1 - p) * 0.25
+    np.testing.assert_allclose(adjusted, odds / (1 + odds), rtol=1e-9)
+    for target in (1.0, 0.5):
+        t = threshold_for_recall(y, p, target)
+        assert np.array_equal(adjusted >= adjust_for_prevalence([t], 0.5, 0.2)[0], p >= t), target
+    assert M.roc_auc(y, adjusted) == M.roc_auc(y, p)
+    np.testing.assert_array_equal(adjust_for_prevalence([0.0, 1.0], 0.5, 0.2), [0.0, 1.0])  # certain stays certain
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(-120, 58)), min_size=1, max_size=40),
+       st.floats(0.01, 0.99), st.sampled_from([0.5, 0.9, 1.0]))
+def test_property_prevalence_moves_the_threshold_with_the_probabilities(films, new, target):
+    """`Predictor` re-weights P and the recall threshold by the same map: the decisions on the films the threshold
+    was chosen on stay the same, whatever the prevalence. Logits from -60 (the model's floor) to 29 in half steps:
+    beyond about 30, P is within 1e-13 of 1, where float64 cannot keep neighbours apart once the odds grow 99-fold
+    (P = 1 - 2e-16 and 1 both become 1.0)."""
+    y = np.array([1] + [label for label, _ in films])
+    p = 1 / (1 + np.exp(-np.array([films[0][1]] + [logit for _, logit in films]) / 2))
+    t = threshold_for_recall(y, p, target)
+    shifted = adjust_for_prevalence(p, 0.5, new)
+    assert np.array_equal(shifted >= adjust_for_prevalence([t], 0.5, new)[0], p >= t)
+
+
 def test_adjust_for_prevalence_preserves_auc():
     y, p = make_data(4)
     assert M.roc_auc(y, adjust_for_prevalence(p, 0.6, 0.1)) == pytest.approx(M.roc_auc(y, p), abs=1e-12)

@@ -25,7 +25,6 @@ __all__ = [
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
 
-_PROB_EPS = 1e-12
 
 
 def check_target_recall(target_recall: float | None) -> None:
@@ -172,15 +171,16 @@ def adjust_for_prevalence(y_prob: ArrayLike, train_prevalence: float, new_preval
 
         odds' = odds * [new / (1 - new)] / [train / (1 - train)]
 
-    The computation is done on log-odds with a numerically stable sigmoid. Probabilities
-    are first clipped to [1e-12, 1 - 1e-12] so that 0 and 1 have finite odds; the
-    mapping is strictly increasing, so rankings (and ROC AUC) are unchanged.
+    The computation is done on log-odds with a numerically stable sigmoid, unclipped: the
+    mapping is increasing, so rankings (and ROC AUC) and the side of a threshold moved with
+    it are unchanged (down to float64 resolution, which holds P near 1 to about 1e-16).
+    P = 0 and 1 (odds 0 and infinity) stay 0 and 1: no prior makes a certainty uncertain.
     Returns a float64 array of the same shape as ``y_prob``.
     """
     train = _check_prevalence(train_prevalence, "train_prevalence")
     new = _check_prevalence(new_prevalence, "new_prevalence")
     arr = np.asarray(y_prob, dtype=np.float64)
     _check_probs(arr.reshape(-1), "y_prob")
-    p = np.clip(arr, _PROB_EPS, 1.0 - _PROB_EPS)
-    z = _logit(p) + (_logit(new) - _logit(train))
+    with np.errstate(divide="ignore"):  # log(0): the infinite log-odds of P = 0 and 1
+        z = _logit(arr) + (_logit(new) - _logit(train))
     return np.exp(-np.logaddexp(0.0, -z))
