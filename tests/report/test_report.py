@@ -209,6 +209,16 @@ def test_a_small_number_is_not_shown_as_zero() -> None:
     assert '<td class="num">2.42e-05</td>' in h.table(["lr"], [[2.42e-05]], digits=4)
 
 
+def test_a_rate_below_one_is_not_shown_as_one() -> None:
+    """Recall 2,039 of 2,040 (0.99951) showed as 1.000 in the metrics table, a perfect score it is not: it gets the
+    decimals that tell it from 1; 1 itself and rates that round below 1 keep the usual ones."""
+    from pneumoscan.report import html as h
+
+    assert h.fmt(2039 / 2040, 3) == "0.9995" and h.fmt(0.9999996, 4) == "0.9999996" and h.fmt(0.99962, 4) == "0.9996"
+    assert h.fmt(1.0, 3) == "1.000" and h.fmt(0.9994, 3) == "0.999" and h.fmt(0.5, 3) == "0.500"
+    assert '<td class="num">0.9995</td>' in h.table(["recall"], [[2039 / 2040]])
+
+
 def test_a_rerun_leaves_no_stale_figures_and_names_a_site_threshold(tiny_run: Path, tiny_data: Path,
                                                                     tmp_path: Path) -> None:
     site = tmp_path / "site"

@@ -47,7 +47,8 @@ def esc(value: object) -> str:
 
 def fmt(value: object, digits: int = 3) -> str:
     """A number with `digits` decimals ('n/a' for NaN/None), or 3 significant digits when those decimals would show a
-    value that is not zero as 0 (a late epoch's learning rate, 2.42e-05); other values as text."""
+    value that is not zero as 0 (a late epoch's learning rate, 2.42e-05), or more decimals when they would show a
+    rate below 1 as 1 (recall 0.9995: not perfect); other values as text."""
     if value is None:
         return "n/a"
     if isinstance(value, bool):
@@ -57,7 +58,12 @@ def fmt(value: object, digits: int = 3) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             return "n/a"
-        return f"{value:.3g}" if 0 < abs(value) < 0.5 * 10.0 ** -digits else f"{value:.{digits}f}"
+        if 0 < abs(value) < 0.5 * 10.0 ** -digits:
+            return f"{value:.3g}"
+        places = digits
+        while 0.5 < value < 1 and float(f"{value:.{places}f}") == 1.0 and places < 17:
+            places += 1
+        return f"{value:.{places}f}"
     return str(value)
 
 
