@@ -191,3 +191,19 @@ def test_partly_undefined_resamples_are_counted_in_a_warning():
     pred = np.array([1] + [0] * 19)
     with pytest.warns(UndefinedMetricWarning, match=r"precision is undefined on \d+ of 200 bootstrap resamples"):
         assert bootstrap_ci(M.precision, y, pred, n_boot=200) == (1.0, 1.0)
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.2])
+def test_interval_is_the_percentile_interval_of_class_wise_resamples_drawn_from_the_seed(alpha):
+    """Written out independently: with `seed`, draw each class's films with replacement (PNEUMONIA first), score
+    every resample, and take the alpha/2 and 1 - alpha/2 quantiles; `bootstrap_ci` and `summarize` give exactly that."""
+    y, p = make_data(seed=4, n=90, n_pos=35)
+    rng = np.random.default_rng(11)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    pos_rows = pos[rng.integers(0, pos.size, size=(300, pos.size))]
+    neg_rows = neg[rng.integers(0, neg.size, size=(300, neg.size))]
+    values = [M.roc_auc(y[np.r_[a, b]], p[np.r_[a, b]]) for a, b in zip(pos_rows, neg_rows)]
+    expected = tuple(np.quantile(values, [alpha / 2, 1 - alpha / 2]))
+    assert bootstrap_ci(M.roc_auc, y, p, n_boot=300, alpha=alpha, seed=11) == pytest.approx(expected, abs=1e-15)
+    if alpha == 0.05:
+        assert summarize(y, p, 0.5, n_boot=300, seed=11)["roc_auc"]["ci95"] == pytest.approx(list(expected), abs=1e-15)

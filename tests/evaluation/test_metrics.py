@@ -277,3 +277,40 @@ def test_auc_accepts_unbounded_scores_but_not_nan():
 def test_bad_n_bins_raise(n_bins):
     with pytest.raises(ValueError, match="n_bins"):
         M.expected_calibration_error([0, 1], [0.1, 0.9], n_bins=n_bins)
+
+
+@pytest.mark.filterwarnings("ignore::pneumoscan.evaluation.metrics.UndefinedMetricWarning")
+@settings(max_examples=150, deadline=None)
+@given(labelled_scores(max_size=40), st.floats(0.0, 1.0))
+def test_property_threshold_metrics_and_counts_equal_sklearn(data, threshold):
+    """At any threshold (a score itself half the time: `>=` decides it PNEUMONIA), one class or both, predictions of
+    one class or both: the counts sum to n and every rate is sklearn's, NaN where sklearn's zero_division is."""
+    y, p = data
+    pred = (p >= (p[0] if threshold < 0.5 else threshold)).astype(int)
+    counts = M.confusion_counts(y, pred)
+    assert counts == tuple(sk.confusion_matrix(y, pred, labels=[0, 1]).ravel().tolist()) and sum(counts) == len(y)
+    nan = {"zero_division": np.nan}
+    for ours, reference in ((M.accuracy(y, pred), sk.accuracy_score(y, pred)),
+                            (M.precision(y, pred), sk.precision_score(y, pred, **nan)),
+                            (M.recall(y, pred), sk.recall_score(y, pred, **nan)),
+                            (M.specificity(y, pred), sk.recall_score(y, pred, pos_label=0, **nan)),
+                            (M.npv(y, pred), sk.precision_score(y, pred, pos_label=0, **nan)),
+                            (M.f1(y, pred), sk.f1_score(y, pred, **nan))):
+        assert ours == pytest.approx(reference, abs=1e-12, nan_ok=True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(labelled_scores(), st.integers(1, 20))
+def test_property_probability_metrics_equal_sklearn(data, n_bins):
+    """Brier, log loss, the reliability curve and ECE (its count-weighted gaps) on any probabilities, 0 and 1 and
+    bin edges among them, against sklearn."""
+    y, p = data
+    assert M.brier(y, p) == pytest.approx(sk.brier_score_loss(y, p, pos_label=1), abs=1e-12)
+    assert M.log_loss(y, p) == pytest.approx(sk.log_loss(y, p, labels=[0, 1]), rel=1e-9)
+    mean_prob, freq, count = M.reliability_curve(y, p, n_bins=n_bins)
+    prob_true, prob_pred = skcal.calibration_curve(y, p, n_bins=n_bins, strategy="uniform", pos_label=1)
+    np.testing.assert_allclose(mean_prob, prob_pred, atol=1e-12)
+    np.testing.assert_allclose(freq, prob_true, atol=1e-12)
+    assert count.sum() == len(y)
+    ece = float(np.sum(count / len(y) * np.abs(prob_pred - prob_true)))
+    assert M.expected_calibration_error(y, p, n_bins=n_bins) == pytest.approx(ece, abs=1e-12)
