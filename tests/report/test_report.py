@@ -219,6 +219,19 @@ def test_a_rate_below_one_is_not_shown_as_one() -> None:
     assert '<td class="num">0.9995</td>' in h.table(["recall"], [[2039 / 2040]])
 
 
+def test_figures_do_not_show_p_or_a_rate_short_of_certainty_as_0_or_1() -> None:
+    """The most confident cases of the shipped model's validation films have P = 0.9999967 and 0.00011, whose case
+    tiles read 'P(pneumonia) = 1.000' and '0.000'; a recall of 0.9995 read 1.000 on its bar."""
+    from pneumoscan.report import figures as figs
+    from pneumoscan.report.cases import tile_label
+
+    assert tile_label(Path("a.jpeg"), 0.9999967).endswith("P(pneumonia) = 0.999997")
+    assert tile_label(Path("b.jpeg"), 0.00010965).endswith("P(pneumonia) = 0.00011")
+    assert tile_label(Path("c.jpeg"), 0.61234).endswith("P(pneumonia) = 0.612")
+    bars = figs.group_bars(["bacteria", "virus"], [2039 / 2040, float("nan")], [2040, 0], "recall", "cause")
+    assert [t.get_text() for t in bars.axes[0].texts] == ["0.9995\n(n=2040)", "n/a\n(n=0)"]
+
+
 def test_a_rerun_leaves_no_stale_figures_and_names_a_site_threshold(tiny_run: Path, tiny_data: Path,
                                                                     tmp_path: Path) -> None:
     site = tmp_path / "site"

@@ -260,8 +260,8 @@ def _roc_pr_section(scores: Scores, out: Figures) -> str:
     fpr, tpr, _ = roc_curve(scores.labels, scores.probs)
     prec, rec, _ = pr_curve(scores.labels, scores.probs)
     auc, ap = summary["roc_auc"], summary["pr_auc"]
-    roc = figs.Curve(f"model: AUC {auc['value']:.3f} (95% CI {_ci(auc)})", fpr, tpr, (1 - spec, recall))
-    pr = figs.Curve(f"model: AP {ap['value']:.3f} (95% CI {_ci(ap)})", rec, prec, (recall, ppv))
+    roc = figs.Curve(f"model: AUC {h.fmt(auc['value'])} (95% CI {_ci(auc)})", fpr, tpr, (1 - spec, recall))
+    pr = figs.Curve(f"model: AP {h.fmt(ap['value'])} (95% CI {_ci(ap)})", rec, prec, (recall, ppv))
     note = (f"Circle: the operating point at threshold {scores.threshold:.4f} (sensitivity {h.fmt(recall)}, "
             f"specificity {h.fmt(spec)}, PPV {h.fmt(ppv)}).")
     prevalence = summary["n_positive"] / max(1, summary["n"])
@@ -369,8 +369,8 @@ def _feature_map_section(model: Any, run: RunInfo, scores: Scores, out: Figures)
 
     shown = prepare_pixels(image[None], equalize=run.meta.equalize, crop=run.meta.crop)[0]  # the pixels the net reads
     return out.add("feature_maps", figs.feature_maps(shown, maps, layer), "first conv layer feature maps",
-                   f"Image: {scores.paths[index].name} (P(pneumonia) = {scores.probs[index]:.3f}), as the model sees it. "
-                   "Each map is scaled to its own range.")
+                   f"Image: {scores.paths[index].name} (P(pneumonia) = {h.fmt(float(scores.probs[index]))}), as the "
+                   "model sees it. Each map is scaled to its own range.")
 
 
 # -- entry point -----------------------------------------------------------------------------------

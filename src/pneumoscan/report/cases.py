@@ -9,8 +9,11 @@ import numpy as np
 
 from pneumoscan.errors import InputError, MissingImagesWarning, first_few
 from pneumoscan.report.figures import Tile, printable, shortened
+from pneumoscan.report.html import fmt
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from torch import nn
 
     from pneumoscan.artifact import ArtifactMeta
@@ -35,6 +38,12 @@ class CaseGroup:
     title: str
     indices: list[int]
     tiles: list[Tile]
+
+
+def tile_label(path: Path, prob: float) -> str:
+    """A case tile's caption: the file name and P, with the decimals that keep P short of certainty off 0 and 1
+    (the most confident cases are where P = 0.99998 would read "1.000")."""
+    return f"{printable(shortened(path.name))}\nP(pneumonia) = {fmt(prob)}"
 
 
 def most_confident(labels: np.ndarray, probs: np.ndarray, threshold: float, per_group: int) -> dict[str, list[int]]:
@@ -95,7 +104,7 @@ def case_groups(model: nn.Module, meta: ArtifactMeta, scores: Scores, per_group:
             if original is None:
                 unshown.append(scores.paths[index])
                 continue
-            tile = Tile(original, None, f"{printable(shortened(scores.paths[index].name))}\nP(pneumonia) = {scores.probs[index]:.3f}")
+            tile = Tile(original, None, tile_label(scores.paths[index], float(scores.probs[index])))
             inputs = model_input(scores, index, meta.image_size)
             if layers and inputs is not None:
                 cam = gradcam_for_image(model, meta, inputs, target=pred, layers=layers)

@@ -57,7 +57,7 @@ def _roc_curve(label: str, scores: Scores) -> figs.Curve | None:
         return None
     fpr, tpr, _ = roc_curve(scores.labels, scores.probs)
     auc = s["roc_auc"]
-    name = f"{figs.printable(label)}: AUC {auc['value']:.3f} [{auc['ci95'][0]:.3f}, {auc['ci95'][1]:.3f}]"
+    name = f"{figs.printable(label)}: AUC {h.fmt(auc['value'])} [{h.fmt(auc['ci95'][0])}, {h.fmt(auc['ci95'][1])}]"
     return figs.Curve(name, fpr, tpr, (1 - s["specificity"]["value"], s["recall"]["value"]))
 
 

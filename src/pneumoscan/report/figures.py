@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from pneumoscan.report.html import fmt
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -189,7 +191,7 @@ def group_bars(names: Sequence[str], values: Sequence[float], counts: Sequence[i
     colours = [SERIES_COLOURS[i % len(SERIES_COLOURS)] for i in range(len(names))]
     bars = ax.bar(range(len(names)), heights, color=colours, width=0.6 if len(names) > 1 else 0.4)
     for bar, value, n in zip(bars, values, counts):
-        text = f"{value:.3f}\n(n={n})" if math.isfinite(value) else f"n/a\n(n={n})"
+        text = f"{fmt(value)}\n(n={n})"  # n/a for NaN
         ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.02, text, ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(len(names)), list(names))
     ax.set_ylim(0, 1.25)
