@@ -349,6 +349,11 @@ def test_page_names_the_weights_the_heatmap_class_and_the_operating_point(server
             "At this threshold, on its test set of 624 films from the training hospital, it flagged 98 % of "
             "pneumonia films and 13 % of normal films (sensitivity 0.98, specificity 0.87).")
         assert page.evaluate("(info) => operatingPoint(info)", {**info, "threshold": 0.5}) == ""  # overridden
+        near_certain = {**info, "test_metrics": {**info["test_metrics"], "recall": {"value": 0.996},
+                                                 "specificity": {"value": 0.9995}}}
+        assert page.evaluate("(info) => operatingPoint(info)", near_certain) == (  # not "100 %", "1.00", "0 %"
+            "At this threshold, on its test set of 624 films from the training hospital, it flagged 99.6 % of "
+            "pneumonia films and 0.05 % of normal films (sensitivity 0.996, specificity 0.9995).")
         if HAS_GRADCAM:
             page.set_input_files("#file", str(xray))
             expect(page.locator("#heat-label")).to_contain_text(f"evidence for {label}", timeout=15_000)

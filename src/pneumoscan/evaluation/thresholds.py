@@ -26,7 +26,6 @@ __all__ = [
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
 
 
-
 def check_target_recall(target_recall: float | None) -> None:
     """InputError naming --target-recall unless it is None or in (0, 1]."""
     if target_recall is not None and not 0.0 < target_recall <= 1.0:

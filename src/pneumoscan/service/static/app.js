@@ -117,8 +117,16 @@ function operatingPoint(info) {
   if (test.recall === undefined || test.specificity === undefined || !testedThreshold(info, test)) return "";
   const sens = test.recall.value, spec = test.specificity.value;
   return `At this threshold, on its test set of ${test.n} films from the training hospital, it flagged ` +
-    `${Math.round(sens * 100)} % of pneumonia films and ${Math.round((1 - spec) * 100)} % of normal films ` +
-    `(sensitivity ${sens.toFixed(2)}, specificity ${spec.toFixed(2)}).`;
+    `${rateText(sens)} % of pneumonia films and ${rateText(1 - spec)} % of normal films ` +
+    `(sensitivity ${sens.toFixed(digitsApart(sens, sens, 2))}, specificity ${spec.toFixed(digitsApart(spec, spec, 2))}).`;
+}
+
+// A share as a whole percentage, with the decimals it takes not to read as none or all: 0.996 is "99.6", not "100".
+function rateText(share) {
+  let digits = 0;
+  const edge = (d) => share > 0 && share < 1 && [0, 100].includes(Number((share * 100).toFixed(d)));
+  while (digits < 4 && edge(digits)) digits++;
+  return (share * 100).toFixed(digits);
 }
 
 // Decimals (at least `min`, at most 6) that tell p from t: "P = 0.98, below the threshold 0.98" reads as a contradiction.
