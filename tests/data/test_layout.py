@@ -182,6 +182,32 @@ def test_manifest_patient_column_with_an_empty_cell_names_the_row(tmp_path: Path
         discover(tmp_path / "both.csv")
 
 
+def test_manifest_patient_column_is_found_under_the_names_hospital_exports_give_it(tmp_path: Path) -> None:
+    # a PatientID column left unread would split one patient's films between train and validation unnoticed
+    for name in ("a.png", "b.png"):
+        write_xray(tmp_path / name, 0, 1)
+    for header in ("PatientID", "Patient ID", "patient-id", "PATIENT_ID"):
+        (tmp_path / "m.csv").write_text(f"Path,Label,{header}\na.png,NORMAL,P-01\nb.png,PNEUMONIA,P-01\n")
+        assert [s.patient for s in discover(tmp_path / "m.csv")["all"]] == ["P-01", "P-01"], header
+    (tmp_path / "empty.csv").write_text("path,label,PatientID\na.png,NORMAL,\n")
+    with pytest.raises(InputError, match=r"empty\.csv:2: no PatientID; .* remove the PatientID column"):
+        discover(tmp_path / "empty.csv")
+    (tmp_path / "both.csv").write_text("path,label,Patient,PatientID\na.png,NORMAL,1,1\n")
+    with pytest.raises(InputError, match=r"both\.csv: has both a Patient and a PatientID column; keep one of them"):
+        discover(tmp_path / "both.csv")
+
+
+def test_manifest_saved_with_semicolons_or_tabs(tmp_path: Path) -> None:
+    # what a spreadsheet saves as "CSV" where the comma is the decimal mark, or as tab-separated text
+    write_xray(tmp_path / "a, first.png", 0, 1)
+    write_xray(tmp_path / "b.png", 1, 2)
+    for name, sep in (("semi.csv", ";"), ("tab.csv", "\t")):
+        rows = ["path", "label", "patient"], ["a, first.png", "NORMAL", "P1"], ["b.png", "PNEUMONIA", "P2"]
+        (tmp_path / name).write_bytes(("\ufeff" + "\r\n".join(sep.join(r) for r in rows) + "\r\n").encode())
+        found = discover(tmp_path / name)["all"]
+        assert [(s.path.name, s.label, s.patient) for s in found] == [("a, first.png", 0, "P1"), ("b.png", 1, "P2")]
+
+
 def test_a_dicom_exports_dicomdir_is_not_taken_for_an_image(tmp_path: Path) -> None:
     """A DICOM export's DICOMDIR (a DICOM file without pixels, by content an image candidate) made `predict EXPORT/`
     exit 1 and `audit --strict` fail on an unreadable file, on every standard CD or PACS export."""

@@ -105,40 +105,62 @@ def _class_folder_samples(folder: Path) -> list[Sample]:
 
 
 PATIENT_COLUMNS = ("patient", "patient_id")  # either names the patient of each row (not both)
+DELIMITERS = (",", ";", "\t")  # a comma, or what a spreadsheet saves in locales where the comma is a decimal mark
 
 
-def _patient_column(csv_path: Path, columns: set[str]) -> str | None:
-    """The manifest's patient column, if any; InputError when it has two."""
+def column_key(name: str) -> str:
+    """A manifest header's column as matched: case, spaces, hyphens and underscores aside (`Patient ID`,
+    `PatientID` and `patient-id` are `patient_id`)."""
+    key = "".join(ch for ch in name.strip().lower() if ch not in " _-")
+    return "patient_id" if key == "patientid" else key
+
+
+def _patient_column(csv_path: Path, columns: dict[str, str]) -> str | None:
+    """The manifest's patient column (its key), if any; InputError when it has two."""
     present = [c for c in PATIENT_COLUMNS if c in columns]
     if len(present) > 1:
-        raise InputError(f"{csv_path}: has both a {present[0]} and a {present[1]} column; keep one of them")
+        raise InputError(f"{csv_path}: has both a {columns[present[0]]} and a {columns[present[1]]} column; keep one "
+                         f"of them")
     return present[0] if present else None
 
 
+def _delimiter(header: str) -> str:
+    """The delimiter whose split of the header line gives both a path and a label column (a comma otherwise)."""
+    for delimiter in DELIMITERS:
+        fields = next(csv.reader([header], delimiter=delimiter), [])
+        if {"path", "label"} <= {column_key(f) for f in fields}:
+            return delimiter
+    return ","
+
+
 def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
-    """Samples of a `path,label[,split][,patient]` CSV (UTF-8, with or without the BOM Excel writes) per split:
+    """Samples of a `path,label[,split][,patient]` CSV (UTF-8, with or without the BOM Excel writes; separated by
+    commas, semicolons or tabs; column names in any case, with or without spaces, hyphens or underscores) per split:
     `train`/`val`/`test` from the optional `split` column (case-insensitive; then every row needs one),
     else all of them as split `all`. Relative paths are relative to the CSV's folder. The optional `patient`
-    (or `patient_id`) column names each row's patient; then every row needs one (an empty cell is an error
-    naming the row: a patient left out would be split from their other images unnoticed)."""
+    (or `patient_id`, `PatientID`, `Patient ID`) column names each row's patient; then every row needs one (an
+    empty cell is an error naming the row: a patient left out would be split from their other images unnoticed)."""
     found: dict[str, list[Sample]] = {}
     try:
         with csv_path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = {f.strip().lower() for f in reader.fieldnames or [] if f}
-            if not {"path", "label"} <= columns:
+            delimiter = _delimiter(handle.readline())
+            handle.seek(0)  # the utf-8-sig decoder starts again, so a BOM is skipped again
+            reader = csv.DictReader(handle, delimiter=delimiter)
+            columns = {column_key(f): f.strip() for f in reversed(reader.fieldnames or []) if f}
+            if not {"path", "label"} <= set(columns):
                 raise InputError(f"{csv_path}: a manifest needs a header line 'path,label'")
             patient_column = _patient_column(csv_path, columns)
             for line_no, row in enumerate(reader, start=2):
-                row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+                row = {column_key(k): (v or "").strip() for k, v in row.items() if k}
                 where = f"{csv_path}:{line_no}"
                 split = row.get("split", "all").lower() if "split" in columns else "all"
                 if "split" in columns and split not in SPLITS:
                     raise InputError(f"{where}: unknown split {row.get('split', '')!r}; use one of {', '.join(SPLITS)}")
                 patient = row.get(patient_column, "") if patient_column else None
                 if patient == "":
-                    raise InputError(f"{where}: no {patient_column}; fill in the patient of every row (the same value "
-                                     f"for all images of one patient), or remove the {patient_column} column to read "
+                    name = columns[patient_column]
+                    raise InputError(f"{where}: no {name}; fill in the patient of every row (the same value "
+                                     f"for all images of one patient), or remove the {name} column to read "
                                      f"patients from the files")
                 path = Path(row["path"])
                 path = path if path.is_absolute() else csv_path.parent / path
