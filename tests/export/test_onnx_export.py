@@ -23,6 +23,7 @@ from pneumoscan.export.onnx import (
     read_onnx_metadata,
 )
 from pneumoscan.inference.batch import predict_probs
+from tests.conftest import write_xray
 
 
 def sample_images(sample_dir: Path, size: int, per_class: int = 3) -> np.ndarray:
@@ -139,6 +140,26 @@ def test_check_images_says_how_many_of_the_given_images_it_used(tiny_data: Path,
     monkeypatch.setattr(onnx_module, "GIVEN_LIMIT", 5)
     batch, source = onnx_module.check_images(16, [folder])
     assert len(batch) == 5 and source == f"the first 5 of {given} given images"
+
+
+def test_unreadable_files_among_the_given_images_are_left_out_with_a_warning(
+        tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a hospital folder with one empty file: the export goes on with the rest, as every other command does
+    folder = tmp_path / "films"
+    write_xray(folder / "a.png", 0, 1)
+    write_xray(folder / "b.png", 1, 2)
+    (folder / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "model.onnx"
+    assert main(["export", "--model", str(tiny_run), "--out", str(out), "--images", str(folder)]) == 0
+    captured = capsys.readouterr()
+    assert out.is_file() and "on 2 readable of 3 given images" in captured.out
+    assert captured.err.count("\n") == 1
+    assert "1 unreadable image(s) left out of the export check" in captured.err and "empty.jpg" in captured.err
+    assert main(["export", "--model", str(tiny_run), "--out", str(tmp_path / "none.onnx"),
+                 "--images", str(folder / "empty.jpg")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pneumoscan: error: none of the 1 --images files could be read") and "empty.jpg" in err
+    assert not (tmp_path / "none.onnx").exists()
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5"])

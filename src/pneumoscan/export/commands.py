@@ -25,6 +25,6 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--out", required=True, help="where to write the .onnx file; name it like the artifact "
                                                  "(RUN/model.onnx) and predict/serve pick it up automatically")
     p.add_argument("--images", nargs="+", metavar="PATH",
-                   help="X-ray files or folders to check the export on, up to 64 images (default: 8 of the bundled "
-                        "sample)")
+                   help="X-ray files or folders to check the export on, up to 64 readable images (unreadable files "
+                        "are left out with a warning; default: 8 of the bundled sample)")
     p.set_defaults(func=cmd_export)

@@ -25,7 +25,7 @@ from torch import nn
 
 from pneumoscan import __version__
 from pneumoscan.artifact import ArtifactMeta, file_sha256, load_artifact, resolve_model_path
-from pneumoscan.errors import InputError, PneumoscanError
+from pneumoscan.errors import InputError, MissingImagesWarning, PneumoscanError, first_few
 from pneumoscan.inference.ood import final_linear, forward_with_features
 from pneumoscan.outputs import atomic_write
 
@@ -186,6 +186,31 @@ def sample_image_paths(limit: int = 8) -> list[Path]:
 GIVEN_LIMIT = 64  # images of --images checked, in one batch through both runtimes
 
 
+def _given_images(size: int, given: list[Path]) -> tuple[np.ndarray, str]:
+    """The first GIVEN_LIMIT readable ones of `given` and where they came from; unreadable files are left out with
+    one warning naming them (as every command goes on past them), and InputError when none can be read."""
+    from pneumoscan.data.preprocess import load_image
+
+    images: list[np.ndarray] = []
+    skipped: list[str] = []
+    for path in given:
+        if len(images) == GIVEN_LIMIT:
+            break
+        try:
+            images.append(load_image(path, size))
+        except InputError as err:
+            skipped.append(str(err))
+    if not images:
+        raise InputError(f"none of the {len(given)} --images files could be read: {first_few(skipped)}; "
+                         f"give readable X-rays")
+    if skipped:
+        warnings.warn(MissingImagesWarning(f"{len(skipped)} unreadable image(s) left out of the export check: "
+                                           f"{first_few(skipped)}"), stacklevel=3)
+    read = len(images) + len(skipped)
+    among = f"{len(given)} given images" if read == len(given) else f"the first {read} of {len(given)} given images"
+    return np.stack(images), (f"{len(images)} readable of {among}" if skipped else among)
+
+
 def check_images(size: int, paths: list[str | os.PathLike] | None = None, limit: int = 8) -> tuple[np.ndarray, str]:
     """uint8 images (N, S, S) to check an export on, and where they came from.
 
@@ -196,11 +221,7 @@ def check_images(size: int, paths: list[str | os.PathLike] | None = None, limit:
     from pneumoscan.inference.predictor import expand_paths
 
     if paths:
-        given = expand_paths(list(paths))
-        files = given[:GIVEN_LIMIT]
-        source = (f"{len(files)} given images" if len(files) == len(given) else
-                  f"the first {len(files)} of {len(given)} given images")
-        return np.stack([load_image(f, size) for f in files]), source
+        return _given_images(size, expand_paths(list(paths)))
     files = sample_image_paths(limit)
     if files:
         return np.stack([load_image(f, size) for f in files]), f"{len(files)} bundled sample X-rays"
