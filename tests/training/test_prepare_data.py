@@ -115,3 +115,34 @@ def test_a_patient_known_by_dicom_patient_id_is_named_by_a_file_not_by_the_id(tm
     message = str(info.value)
     first = tmp_path / "train" / "PNEUMONIA" / "p0_0.dcm"
     assert f"all PNEUMONIA images are of one patient (PatientID of {first})" in message and "MRN-4711" not in message
+
+
+def test_byte_identical_films_under_both_labels_or_in_train_and_val_are_warned_about(tmp_path: Path) -> None:
+    from pneumoscan.data.layout import Sample
+    from pneumoscan.training.trainer import duplicate_warnings
+    from tests.conftest import write_xray
+
+    normal, other = write_xray(tmp_path / "a.png", 0, 1), write_xray(tmp_path / "b.png", 1, 2)
+    copy = tmp_path / "copy of a.png"
+    copy.write_bytes(normal.read_bytes())
+    third = write_xray(tmp_path / "c.png", 1, 3)
+    assert duplicate_warnings([Sample(normal, 0), Sample(other, 1)], [Sample(third, 1)], "D") == []
+    both = duplicate_warnings([Sample(normal, 0), Sample(copy, 1)], [Sample(other, 1)], "D")
+    assert len(both) == 1 and both[0].startswith("1 group(s) of byte-identical images carry both labels, e.g. ")
+    assert f"{normal} (NORMAL, train) = {copy} (PNEUMONIA, train)" in both[0] and "`pneumoscan audit D`" in both[0]
+    leaked = duplicate_warnings([Sample(normal, 0), Sample(other, 1)], [Sample(copy, 0)], "D")
+    assert len(leaked) == 1 and leaked[0].startswith("1 validation image(s) are byte-identical to training images")
+    assert f"{normal} (NORMAL, train) = {copy} (NORMAL, val)" in leaked[0]
+
+
+def test_train_warns_on_a_film_copied_into_the_other_class(tiny_dataset: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from pneumoscan.cli import main
+
+    film = tiny_dataset / "train" / "NORMAL" / "IM-0000-0001.jpeg"
+    (tiny_dataset / "train" / "PNEUMONIA" / "IM-0000-0001.jpeg").write_bytes(film.read_bytes())  # one patient: train
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "r"), "--model", "mlp",
+                 "--image-size", "16", "--epochs", "1", "--quiet"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "byte-identical" in line]
+    assert len(warned) == 1 and warned[0].startswith("pneumoscan: warning: 1 group(s) of byte-identical images carry "
+                                                     "both labels") and "IM-0000-0001.jpeg" in warned[0]

@@ -156,6 +156,34 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, comma
     return RunData(train_set, val_set, record, keys)
 
 
+def duplicate_warnings(train: list[Sample], val: list[Sample], data: str) -> list[str]:
+    """Warnings about byte-identical files among the training and validation images of `data`: a film under both
+    labels (the model is taught both answers), and a validation film that is a copy of a training one (validation,
+    and so early stopping and the threshold, then scores a film the model learnt); empty when there are none."""
+    parts = [("train", s) for s in train] + [("val", s) for s in val]
+    groups: dict[str, list[tuple[str, Sample]]] = {}
+    for (part, sample), mark in zip(parts, fingerprints(s.path for _, s in parts)):
+        if mark:
+            groups.setdefault(mark, []).append((part, sample))
+    both_labels = [g for g in groups.values() if len({s.label for _, s in g}) > 1]
+    copied = [g for g in groups.values() if {"train", "val"} <= {part for part, _ in g}]
+
+    def example(group: list[tuple[str, Sample]]) -> str:
+        return " = ".join(f"{s.path} ({CLASS_NAMES[s.label]}, {part})" for part, s in group[:2])
+
+    listed = f"`pneumoscan audit {data}` lists them"
+    found = []
+    if both_labels:
+        found.append(f"{len(both_labels)} group(s) of byte-identical images carry both labels, e.g. "
+                     f"{example(both_labels[0])}: the model is taught both answers for one film; keep the copy with "
+                     f"the right label and remove the other ({listed})")
+    if copied:
+        found.append(f"{len(copied)} validation image(s) are byte-identical to training images, e.g. "
+                     f"{example(copied[0])}, so validation (early stopping, threshold) scores films the model learnt; "
+                     f"remove the copies or give them one patient ({listed})")
+    return found
+
+
 def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "the run", kind: str = "run") -> str:
     """How the split `now` differs from the saved split.json of `run`, as a message's clause ('holds other images
     than ...'); '' when it holds the same images (by count and validation file name, so data that has moved as a
@@ -371,6 +399,8 @@ class Trainer:
                                  f"with another --out")
         for message in data.train.skipped + data.val.skipped:
             write_warning(f"skipped {message}")
+        for message in duplicate_warnings(data.train.samples, data.val.samples, str(cfg.data)):
+            write_warning(message)
         if data.split_record["patient_ids_in_train_and_val"]:
             write_warning(f"{data.split_record['patient_ids_in_train_and_val']} patient IDs have images in both "
                           "train/ and val/, so validation (early stopping, threshold) may be optimistic; drop "
