@@ -165,3 +165,19 @@ def test_explain_says_when_a_film_is_borderline(tiny_run: Path, tiny_data: Path,
     lo, hi = Predictor(model, backend="torch").threshold_ci95
     assert f"borderline (P within the threshold's 95 % interval {lo:.4f} to {hi:.4f})" in printed[inside]
     assert [film for film in films if "borderline" in printed[film]] == [inside]
+
+
+def test_explain_says_when_the_heatmap_is_empty(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A map with no positive evidence (seen on a briefly trained cnn's NORMAL films) draws as the bare film: the
+    line and the figure's title say it is empty rather than leave it to look like a drawing fault."""
+    import pneumoscan.explain.gradcam as gradcam_module
+
+    image = sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[0]
+    assert main(["explain", str(image), "--model", str(tiny_run), "--out", str(tmp_path / "drawn.png")]) == 0
+    assert "empty" not in capsys.readouterr().out
+    monkeypatch.setattr(gradcam_module, "gradcam_for_image", lambda *args, **kwargs: np.zeros((32, 32), np.float32))
+    assert main(["explain", str(image), "--model", str(tiny_run), "--out", str(tmp_path / "empty.png")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.rstrip().endswith("(empty: Grad-CAM found no positive evidence for "
+                                     f"{printed.split()[0]})"), printed

@@ -33,12 +33,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     prob, label = float(explained.prediction.probability), str(explained.prediction.label)
     interval = predictor.threshold_ci95 if explained.prediction.borderline else None
     within = f"borderline: within its 95 % interval {interval[0]:.3f} to {interval[1]:.3f}" if interval else ""
+    # an all-zero map draws as the bare film: say so, or it reads as "no evidence anywhere" or a drawing fault
+    empty = "" if explained.heatmap.any() else f"empty: Grad-CAM found no positive evidence for {label}"
     title = (f"{printable(Path(args.image).name)}: {label}  P(pneumonia) = {prob:.3f}  (threshold "
              f"{predictor.threshold:.3f}{'; ' + within if within else ''})\n"
-             f"heatmap: evidence for {label}, model {predictor.meta.model_name}")
+             f"heatmap: {empty or f'evidence for {label}'}, model {predictor.meta.model_name}")
     figure = to_png(explanation(explained.image, explained.overlay(), title))
     atomic_write(out, lambda tmp: tmp.write_bytes(figure))
     marker = f"borderline (P within the threshold's 95 % interval {interval[0]:.4f} to {interval[1]:.4f})  " \
         if interval else ""
-    print(f"{label:<10} P(pneumonia)={prob:.4f}  {marker}heatmap: {out}")
+    print(f"{label:<10} P(pneumonia)={prob:.4f}  {marker}heatmap: {out}{f' ({empty})' if empty else ''}")
     return 0
