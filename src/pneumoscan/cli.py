@@ -252,15 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the registered model architectures")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("audit", help="count images, patients, sizes, unreadable files and duplicates in a dataset")
+    p = sub.add_parser("audit", help="count images, patients, sizes, unreadable and colour files and duplicates in a dataset")
     p.add_argument("data", help="data folder (train/ val/ test/ with NORMAL/ PNEUMONIA/) or CSV manifest")
     p.add_argument("--json", help="also write the audit as JSON to this file ('-': stdout, and the text report goes to stderr)")
     add_patient_key_arg(p, "default auto, as in `train`")
     p.add_argument("--strict", action="store_true",
                    help=f"exit with code {EXIT_AUDIT_PROBLEMS} (after the report) when the audit finds a problem: "
                         "unreadable files, byte-identical files in two splits, with both labels or under two patient "
-                        "IDs, or images under 32 px (patient IDs in two splits are only reported: Kermany's restart "
-                        "in each split); for a CI gate (default: exit 0)")
+                        "IDs, images under 32 px, or colour images (patient IDs in two splits are only reported: Kermany's "
+                        "restart in each split); for a CI gate (default: exit 0)")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("train", help="train a classifier; validation is carved from train by patient")

@@ -143,3 +143,25 @@ def test_audit_counts_patients_over_the_readable_films_it_reports(tmp_path: Path
     assert sum(sum(info["images"].values()) for info in report["splits"].values()) == 20
     assert "patients: --patient-key auto (20 by DICOM PatientID)\n" in format_audit(report)
     assert report["patient_ids_in_two_splits"] == {"train+test": 1}  # A2 only: not 'broken', nor A0 by the cut film
+
+
+def test_a_colour_screenshot_among_the_films_is_listed_and_fails_strict(tmp_path: Path) -> None:
+    # a hospital export's screenshot: trained on unnoticed, though the guard refuses its like at predict time
+    import numpy as np
+    from PIL import Image
+
+    for i in range(2):
+        write_xray(tmp_path / "NORMAL" / f"IM-{i:04d}-0001.png", 0, i)
+        write_xray(tmp_path / "PNEUMONIA" / f"person{i}_virus_{i}.jpeg", 1, 10 + i)
+    write_xray(tmp_path / "NORMAL" / "grey saved as RGB.jpg", 0, 5)  # an RGB file of a grey film is no colour image
+    Image.open(tmp_path / "NORMAL" / "grey saved as RGB.jpg").convert("RGB").save(tmp_path / "NORMAL" / "rgb.png")
+    shot = np.zeros((40, 60, 3), np.uint8)
+    shot[:, :20] = (200, 30, 30)
+    shot[:, 20:40] = (30, 160, 60)
+    shot[:, 40:] = (40, 60, 220)
+    Image.fromarray(shot).save(tmp_path / "NORMAL" / "Screenshot 1.png")
+    report = audit(tmp_path, progress=False)
+    assert len(report["colour"]) == 1 and report["colour"][0].startswith(f"{tmp_path / 'NORMAL' / 'Screenshot 1.png'}: "
+                                                                         "colour image (colourfulness ")
+    assert audit_problems(report) == ["1 colour image"]
+    assert "colour images (not chest X-rays as taken; the guard refuses such files): 1" in format_audit(report)

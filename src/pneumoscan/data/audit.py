@@ -10,24 +10,26 @@ from typing import Any
 
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.decode import read_file, read_grayscale
+from pneumoscan.data.file_cues import COLOUR_REFERENCE, colourfulness
 from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.patients import is_kermany_name, keys_read, patient_keys
 from pneumoscan.errors import InputError
 from pneumoscan.progress import progress_bar
 
 
-def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None]:
-    """SHA-256 of the file ('' when it cannot be read), its size in pixels, and why it is unreadable."""
+def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None, float]:
+    """SHA-256 of the file ('' when it cannot be read), its size in pixels, why it is unreadable, and its
+    colourfulness (the guard's cue; 0 for an unreadable file)."""
     try:
         data = read_file(path, str(path))
     except InputError as err:
-        return "", None, str(err)
+        return "", None, str(err), 0.0
     digest = hashlib.sha256(data).hexdigest()
     try:
         gray = read_grayscale(data, name=str(path))
     except InputError as err:
-        return digest, None, str(err)
-    return digest, (int(gray.shape[1]), int(gray.shape[0])), None
+        return digest, None, str(err), 0.0
+    return digest, (int(gray.shape[1]), int(gray.shape[0])), None, colourfulness(data)
 
 
 MIN_SIDE = 32  # px: smaller images are listed (information; they are still used)
@@ -55,13 +57,13 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         inspected = list(progress_bar(pool.map(lambda item: _inspect(item[1].path), everything),
                                       total=len(everything), desc="reading", unit="img", progress=progress))
-    readable = [sample for (_, sample), (_, _, error) in zip(everything, inspected) if not error]
+    readable = [sample for (_, sample), (_, _, error, _) in zip(everything, inspected) if not error]
     # patients are counted, and their keys' sources, over the readable films the table reports
     report: dict[str, Any] = {"root": str(root), **patient_id.record(readable), "splits": {}}
     by_hash: dict[str, list[tuple[str, str, Sample]]] = defaultdict(list)  # (shown name, split, sample)
     patients_by_split: dict[str, set[str]] = defaultdict(set)
     unreadable: list[str] = []
-    for (split, sample), (digest, size, error) in zip(everything, inspected):
+    for (split, sample), (digest, size, error, _) in zip(everything, inspected):
         if digest:  # '' = could not be read
             by_hash[digest].append((_shown_name(Path(root), split, sample), split, sample))
         if error:
@@ -85,8 +87,12 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     report["unreadable"] = sorted(unreadable)
     # far below any chest film; upscaled to the model's input they are mostly interpolation
     report["too_small"] = sorted(f"{s.path}: {size[0]} x {size[1]} px"
-                                 for (_, s), (_, size, _) in zip(everything, inspected)
+                                 for (_, s), (_, size, _, _) in zip(everything, inspected)
                                  if size is not None and min(size) < MIN_SIDE)
+    # a photo or screenshot among the X-rays: trained on, though the guard refuses its like at predict time
+    report["colour"] = sorted(f"{s.path}: colour image (colourfulness {colour:.0f}, above {COLOUR_REFERENCE:.0f}); "
+                              f"chest X-rays are grayscale, remove it or replace it with the radiograph"
+                              for (_, s), (_, _, _, colour) in zip(everything, inspected) if colour > COLOUR_REFERENCE)
 
     def shown(keep: Any) -> list[list[str]]:
         return [[name for name, _, _ in group] for group in duplicates if keep(group)]
@@ -109,7 +115,8 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
 
 def audit_problems(report: dict[str, Any]) -> list[str]:
     """What `audit --strict` fails on, one '<count> <what>' item per kind found: unreadable files, byte-identical
-    files across splits (leaks), with both labels or across patient IDs, and images under MIN_SIDE px; [] for a
+    files across splits (leaks), with both labels or across patient IDs, images under MIN_SIDE px and colour
+    images; [] for a
     clean dataset. Patient IDs in two splits are not counted: Kermany's, read from file names, restart in each
     split."""
     kinds = [
@@ -121,6 +128,7 @@ def audit_problems(report: dict[str, Any]) -> list[str]:
         (len(report["cross_patient_duplicates"]), "group of byte-identical files under two patient IDs",
          "groups of byte-identical files under two patient IDs"),
         (len(report["too_small"]), f"image under {MIN_SIDE} px on a side", f"images under {MIN_SIDE} px on a side"),
+        (len(report.get("colour", [])), "colour image", "colour images"),
     ]
     return [f"{count} {one if count == 1 else many}" for count, one, many in kinds if count]
 
@@ -140,6 +148,8 @@ def format_audit(report: dict[str, Any]) -> str:
     lines += [f"  {msg}" for msg in report["unreadable"][:20]]
     lines.append(f"images under {MIN_SIDE} px on a side: {len(report['too_small'])}")
     lines += [f"  {msg}" for msg in report["too_small"][:20]]
+    lines.append(f"colour images (not chest X-rays as taken; the guard refuses such files): {len(report['colour'])}")
+    lines += [f"  {msg}" for msg in report["colour"][:20]]
     lines.append(f"byte-identical duplicate groups: {len(report['duplicate_groups'])} "
                  f"({len(report['cross_split_duplicates'])} across splits, "
                  f"{len(report['cross_patient_duplicates'])} across patient IDs, "

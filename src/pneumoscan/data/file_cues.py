@@ -13,6 +13,7 @@ import numpy as np
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom
 
 TWO_TONE_BAND = 32  # an eighth of the 0-255 range at each end
+COLOUR_REFERENCE = 15.0  # Hasler & Suesstrunk: below 15 an image is "not colourful"
 TWO_TONE_MAX_PIXELS = 4096 * 4096  # larger JPEGs are measured at half size or less (the decoder's memory stays low)
 
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from pneumoscan.data.file_cues import (  # measured on the file, so the image cache keeps them too
+    COLOUR_REFERENCE,
     TWO_TONE_BAND,
     TWO_TONE_MAX_PIXELS,
     colourfulness,
@@ -16,7 +17,6 @@ from pneumoscan.data.file_cues import (  # measured on the file, so the image ca
     two_tone_share_of,
 )
 
-COLOUR_REFERENCE = 15.0  # Hasler & Suesstrunk: below 15 an image is "not colourful"
 BLANK_SPREAD = 3.0  # pixel standard deviation (0-255) under which an image is blank
 _LAYOUT = 8  # the standardised image's layout is summarised as LAYOUT x LAYOUT block means
 # `python bench/guard_cues.py` (train films only; bench/results/guard_cues.md) measured the rules' constants:
