@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -206,6 +207,32 @@ def test_manifest_saved_with_semicolons_or_tabs(tmp_path: Path) -> None:
         (tmp_path / name).write_bytes(("\ufeff" + "\r\n".join(sep.join(r) for r in rows) + "\r\n").encode())
         found = discover(tmp_path / name)["all"]
         assert [(s.path.name, s.label, s.patient) for s in found] == [("a, first.png", 0, "P1"), ("b.png", 1, "P2")]
+
+
+def test_images_no_class_or_split_folder_holds_are_warned_about_not_dropped_silently(tmp_path: Path) -> None:
+    from pneumoscan.data.layout import LeftOutImagesWarning
+
+    write_xray(tmp_path / "site" / "Normal" / "a.png", 0, 1)
+    write_xray(tmp_path / "site" / "pneumonia" / "b.png", 1, 2)
+    (tmp_path / "site" / "notes.txt").write_text("export from PACS")  # not an image: nothing to say
+    write_xray(tmp_path / "site" / ".thumbnails" / "t.png", 0, 3)  # hidden: left out quietly, as documented
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(discover(tmp_path / "site")["all"]) == 2
+    write_xray(tmp_path / "site" / "Unsure" / "c.png", 0, 4)
+    write_xray(tmp_path / "site" / "d.png", 0, 5)
+    with pytest.warns(LeftOutImagesWarning) as caught:
+        assert len(discover(tmp_path / "site")["all"]) == 2
+    messages = {str(w.message) for w in caught}
+    assert messages == {f"{tmp_path / 'site'}: 1 image(s) lie outside the class folders and are left out, e.g. d.png; "
+                        f"move them into one to use them",
+                        f"{tmp_path / 'site' / 'Unsure'}: not a class folder (NORMAL, PNEUMONIA), so its 1 image(s) are "
+                        f"left out; rename it or move it out of {tmp_path / 'site'} to say what it is"}
+    write_xray(tmp_path / "kaggle" / "train" / "NORMAL" / "a.png", 0, 1)
+    write_xray(tmp_path / "kaggle" / "train" / "PNEUMONIA" / "b.png", 1, 2)
+    write_xray(tmp_path / "kaggle" / "chest_xray" / "train" / "NORMAL" / "a.png", 0, 1)  # the zip's nested copy
+    with pytest.warns(LeftOutImagesWarning, match=r"chest_xray: not a split folder \(train, val, test\), so its 1 "):
+        assert list(discover(tmp_path / "kaggle")) == ["train"]
 
 
 def test_a_dicom_exports_dicomdir_is_not_taken_for_an_image(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,6 +175,27 @@ def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
     return {name: found[name] for name in (*SPLITS, "all") if name in found}
 
 
+class LeftOutImagesWarning(UserWarning):
+    """Images under a data folder that no split or class folder holds, so no command reads them."""
+
+
+def _warn_left_out(folder: Path, used: set[str]) -> None:
+    """Warn about the images in `folder` outside its sub-folders named in `used` (lower-case): a folder such as
+    `Unsure/` or `pneumonia (2)/` beside the class folders, or films lying loose beside them, would otherwise be left
+    out of every count without a word."""
+    loose = [p for p in sorted(folder.iterdir()) if p.is_file() and is_image_path(p)]
+    if loose:
+        warnings.warn(LeftOutImagesWarning(
+            f"{folder}: {len(loose)} image(s) lie outside the {'split' if 'train' in used else 'class'} folders and "
+            f"are left out, e.g. {loose[0].name}; move them into one to use them"), stacklevel=3)
+    for name, child in _child_dirs(folder).items():
+        if name not in used and not name.startswith(".") and (found := image_files(child)):
+            wanted = "split folder (train, val, test)" if "train" in used else "class folder (NORMAL, PNEUMONIA)"
+            warnings.warn(LeftOutImagesWarning(
+                f"{child}: not a {wanted}, so its {len(found)} image(s) are left out; rename it or move it out of "
+                f"{folder} to say what it is"), stacklevel=3)
+
+
 def discover(root: str | Path) -> dict[str, list[Sample]]:
     """Labelled samples per split found under `root`.
 
@@ -190,10 +212,17 @@ def discover(root: str | Path) -> dict[str, list[Sample]]:
         return read_manifest_splits(root)
     children = _child_dirs(root)
     splits = {name: children[name] for name in SPLITS if name in children}
+    classes = {name.lower() for name in CLASS_NAMES}
     if splits:
-        return {name: _class_folder_samples(folder) for name, folder in splits.items()}
+        found = {name: _class_folder_samples(folder) for name, folder in splits.items()}
+        _warn_left_out(root, set(SPLITS))
+        for folder in splits.values():
+            _warn_left_out(folder, classes)
+        return found
     if any(name.lower() in children for name in CLASS_NAMES):
-        return {"all": _class_folder_samples(root)}
+        found = {"all": _class_folder_samples(root)}
+        _warn_left_out(root, classes)
+        return found
     raise InputError(
         f"{root}: found neither train/ val/ test/ folders nor NORMAL/ PNEUMONIA/ class folders; "
         "arrange the images as DATA/train/NORMAL, DATA/train/PNEUMONIA, ... or pass a CSV manifest"
