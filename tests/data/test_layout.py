@@ -235,6 +235,17 @@ def test_images_no_class_or_split_folder_holds_are_warned_about_not_dropped_sile
         assert list(discover(tmp_path / "kaggle")) == ["train"]
 
 
+def test_manifest_written_on_windows_finds_its_files(tmp_path: Path) -> None:
+    write_xray(tmp_path / "Normal" / "pt 7" / "a.png", 0, 1)
+    write_xray(tmp_path / "pneumonia" / "b.png", 1, 2)
+    (tmp_path / "m.csv").write_text("path,label\r\nNormal\\pt 7\\a.png,NORMAL\r\npneumonia\\b.png,PNEUMONIA\r\n")
+    found = discover(tmp_path / "m.csv")["all"]
+    assert [s.path for s in found] == [tmp_path / "Normal" / "pt 7" / "a.png", tmp_path / "pneumonia" / "b.png"]
+    (tmp_path / "gone.csv").write_text("path,label\nNormal\\pt 8\\a.png,NORMAL\n")
+    with pytest.raises(InputError, match=r"gone\.csv:2: file .*Normal\\pt 8\\a\.png does not exist; fix the path"):
+        discover(tmp_path / "gone.csv")
+
+
 def test_a_dicom_exports_dicomdir_is_not_taken_for_an_image(tmp_path: Path) -> None:
     """A DICOM export's DICOMDIR (a DICOM file without pixels, by content an image candidate) made `predict EXPORT/`
     exit 1 and `audit --strict` fail on an unreadable file, on every standard CD or PACS export."""

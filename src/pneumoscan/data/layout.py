@@ -134,6 +134,19 @@ def _delimiter(header: str) -> str:
     return ","
 
 
+def _manifest_path(csv_path: Path, written: str) -> Path:
+    """A manifest row's file: relative paths from the CSV's folder; a path written on Windows
+    (`Normal\\pt7\\a.dcm`) is read with `/` when no file has the name as written."""
+    def resolved(text: str) -> Path:
+        path = Path(text)
+        return path if path.is_absolute() else csv_path.parent / path
+
+    path = resolved(written)
+    if "\\" in written and not path.is_file() and (posix := resolved(written.replace("\\", "/"))).is_file():
+        return posix
+    return path
+
+
 def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
     """Samples of a `path,label[,split][,patient]` CSV (UTF-8, with or without the BOM Excel writes; separated by
     commas, semicolons or tabs; column names in any case, with or without spaces, hyphens or underscores) per split:
@@ -163,8 +176,7 @@ def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
                     raise InputError(f"{where}: no {name}; fill in the patient of every row (the same value "
                                      f"for all images of one patient), or remove the {name} column to read "
                                      f"patients from the files")
-                path = Path(row["path"])
-                path = path if path.is_absolute() else csv_path.parent / path
+                path = _manifest_path(csv_path, row["path"])
                 if not path.is_file():
                     raise InputError(f"{where}: file {path} does not exist; fix the path in the manifest")
                 found.setdefault(split, []).append(Sample(path, label_index(row["label"], where), patient))
