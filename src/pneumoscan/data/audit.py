@@ -116,9 +116,8 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
 def audit_problems(report: dict[str, Any]) -> list[str]:
     """What `audit --strict` fails on, one '<count> <what>' item per kind found: unreadable files, byte-identical
     files across splits (leaks), with both labels or across patient IDs, images under MIN_SIDE px and colour
-    images; [] for a
-    clean dataset. Patient IDs in two splits are not counted: Kermany's, read from file names, restart in each
-    split."""
+    images; [] for a clean dataset. Patient IDs in two splits are not counted: Kermany's, read from file names,
+    restart in each split."""
     kinds = [
         (len(report["unreadable"]), "unreadable file", "unreadable files"),
         (len(report["cross_split_duplicates"]), "group of byte-identical files in two splits",
