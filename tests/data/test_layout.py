@@ -246,6 +246,13 @@ def test_manifest_written_on_windows_finds_its_files(tmp_path: Path) -> None:
         discover(tmp_path / "gone.csv")
 
 
+def test_jpegs_saved_as_jfif_are_read(tmp_path: Path) -> None:
+    # Windows and some browsers save JPEGs as .jfif: left out of the class folder without a word before
+    write_xray(tmp_path / "NORMAL" / "a.jpg", 0, 1).rename(tmp_path / "NORMAL" / "a.JFIF")
+    write_xray(tmp_path / "PNEUMONIA" / "b.jpg", 1, 2).rename(tmp_path / "PNEUMONIA" / "b.jpe")
+    assert [s.path.name for s in discover(tmp_path)["all"]] == ["a.JFIF", "b.jpe"]
+
+
 def test_a_dicom_exports_dicomdir_is_not_taken_for_an_image(tmp_path: Path) -> None:
     """A DICOM export's DICOMDIR (a DICOM file without pixels, by content an image candidate) made `predict EXPORT/`
     exit 1 and `audit --strict` fail on an unreadable file, on every standard CD or PACS export."""

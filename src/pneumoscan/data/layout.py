@@ -11,7 +11,8 @@ from pneumoscan import CLASS_NAMES
 from pneumoscan.data.decode import is_dicom
 from pneumoscan.errors import InputError
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".dcm", ".dicom", ""})
+# .jfif and .jpe: JPEGs as Windows and some browsers save them
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".tif", ".tiff", ".bmp", ".dcm", ".dicom", ""})
 SPLITS = ("train", "val", "test")
 
 

@@ -90,7 +90,7 @@ def expand_paths(paths: list[str | os.PathLike]) -> list[Path]:
         if path.is_dir():
             found = image_files(path)
             if not found:
-                raise InputError(f"{path}: folder holds no image files (.jpg, .jpeg, .png, .tif, .tiff, .bmp, .dcm, "
+                raise InputError(f"{path}: folder holds no image files (.jpg, .jpeg, .jfif, .png, .tif, .tiff, .bmp, .dcm, "
                                  f".dicom, or DICOM under any name)")
             files.extend(found)
         else:
