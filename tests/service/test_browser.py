@@ -20,7 +20,7 @@ import pytest
 
 import pneumoscan
 from pneumoscan.inference.predictor import Predictor
-from tests.conftest import blank_image, colour_photo, dithered
+from tests.conftest import blank_image, colour_photo, dicom_bytes, dithered
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -297,6 +297,23 @@ def test_page_states_the_operating_point_the_service_was_started_with(server: st
         assert not errors, errors
 
 
+def slow_answers(slow: str) -> str:
+    """An init script under which the answer to a /predict request reaches the page 1.5 s late when the JS function
+    `slow`, called with the request's number (1 for the first), returns true; window.predictCalls counts them."""
+    return f"""
+      const slowAnswer = {slow};
+      window.predictCalls = 0;
+      const realOpen = XMLHttpRequest.prototype.open, realAdd = XMLHttpRequest.prototype.addEventListener;
+      XMLHttpRequest.prototype.open = function (method, url, ...rest) {{
+        if (String(url).includes("predict")) this.slow = slowAnswer(++window.predictCalls);
+        return realOpen.call(this, method, url, ...rest);
+      }};
+      XMLHttpRequest.prototype.addEventListener = function (type, listener, ...rest) {{
+        const late = (e) => (this.slow ? setTimeout(() => listener.call(this, e), 1500) : listener.call(this, e));
+        return realAdd.call(this, type, type === "load" ? late : listener, ...rest);
+      }};"""
+
+
 def test_only_the_newest_upload_is_shown(server: str, fitted: Path, sample_dir: Path) -> None:
     """A slow answer to an earlier upload never replaces the newer upload's result (the first is held back 1.5 s)."""
     from playwright.sync_api import expect
@@ -308,15 +325,7 @@ def test_only_the_newest_upload_is_shown(server: str, fitted: Path, sample_dir: 
     first, second = films[int(np.argmax(probs))], films[int(np.argmin(probs))]
     p_second = min(probs)
     assert max(probs) - p_second > 0.01
-    slow_first = """
-      const realFetch = window.fetch; let calls = 0;
-      window.fetch = async (url, options) => {
-        const slow = String(url).includes("predict") && calls++ === 0;
-        const res = await realFetch(url, options);
-        if (slow) await new Promise((resolve) => setTimeout(resolve, 1500));
-        return res;
-      };"""
-    with chromium_page(server + "/", init_script=slow_first) as (page, errors):
+    with chromium_page(server + "/", init_script=slow_answers("(n) => n === 1")) as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("weights ")
         page.set_input_files("#file", str(first))
         page.set_input_files("#file", str(second))
@@ -373,16 +382,7 @@ def test_page_names_the_film_of_each_result_and_refuses_several_at_once(server: 
     from playwright.sync_api import expect
 
     xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
-    slow = """
-      const realFetch = window.fetch; window.predictCalls = 0;
-      window.fetch = async (url, options) => {
-        const predict = String(url).includes("predict");
-        if (predict) window.predictCalls++;
-        const res = await realFetch(url, options);
-        if (predict && window.slow) await new Promise((resolve) => setTimeout(resolve, 1500));
-        return res;
-      };"""
-    with chromium_page(server + "/", init_script=slow) as (page, errors):
+    with chromium_page(server + "/", init_script=slow_answers("() => window.slow === true")) as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
         page.set_input_files("#file", str(xray))
         expect(page.locator("#file-name")).to_have_text(xray.name, timeout=15_000)
@@ -508,6 +508,163 @@ def test_page_says_a_stalled_upload_is_the_connection_not_the_file(server: str, 
         expect(page.locator("#status")).to_have_text("")
         expect(page.locator("#result")).to_be_hidden()
         assert not errors, errors
+
+
+class Link:
+    """A TCP relay on loopback between the browser and the service that plays the network of one upload: it can
+    stop passing anything either way once `cut_after` bytes of a POST /predict went up (the connection dropped),
+    pass the upload at `rate` bytes/s (a slow link), or never pass the answer to a POST (`mute_answers`)."""
+
+    def __init__(self, target: str, *, cut_after: int | None = None, rate: int | None = None,
+                 mute_answers: bool = False) -> None:
+        import asyncio
+        import threading
+
+        self.target_port = int(target.rsplit(":", 1)[1])
+        self.cut_after, self.rate, self.mute_answers = cut_after, rate, mute_answers
+        self.posted = 0  # bytes of POST requests passed up so far
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # no 32 MB of kernel buffer to hide a cut
+        listener.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+        self.server = asyncio.run_coroutine_threadsafe(asyncio.start_server(self._relay, sock=listener),
+                                                       self.loop).result()
+
+    async def _relay(self, client_in: Any, client_out: Any) -> None:
+        import asyncio
+
+        server_in, server_out = await asyncio.open_connection("127.0.0.1", self.target_port)
+        state = {"posting": False, "cut": False}
+
+        async def up() -> None:
+            while data := await client_in.read(16 * 1024):
+                state["posting"] = state["posting"] or b"POST " in data
+                if state["posting"]:
+                    self.posted += len(data)
+                    if self.cut_after is not None and self.posted > self.cut_after:
+                        state["cut"] = True
+                        await asyncio.sleep(3600)
+                    if self.rate:
+                        await asyncio.sleep(len(data) / self.rate)
+                server_out.write(data)
+                await server_out.drain()
+
+        async def down() -> None:
+            while data := await server_in.read(64 * 1024):
+                if state["cut"] or (self.mute_answers and state["posting"]):
+                    await asyncio.sleep(3600)
+                client_out.write(data)
+                await client_out.drain()
+
+        try:
+            await asyncio.gather(up(), down(), return_exceptions=True)
+        finally:
+            client_out.close()
+            server_out.close()
+
+    def close(self) -> None:
+        """Stop relaying: every connection is closed and the relay's thread ends."""
+        import asyncio
+
+        async def shut() -> None:
+            self.server.close()
+            relays = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in relays:
+                task.cancel()
+            await asyncio.gather(*relays, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shut(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def quick_idle_server(fitted: Path) -> Iterator[str]:
+    """`pneumoscan serve` that drops an upload after 2 s without data (so the page gives up on one after 2 s)."""
+    with serving(fitted, "--upload-idle-s", "2") as base:
+        yield base
+
+
+def test_page_says_an_upload_stalled_when_the_connection_drops(quick_idle_server: str, tmp_path: Path) -> None:
+    """The network dropped mid-upload: nothing reached the page for minutes (neither the browser nor the service's
+    408 can tell it), and it said 'Analysing…' the while. No upload progress for the service's idle time (15 s at
+    most) is now said to be a stall, with what to do."""
+    from playwright.sync_api import expect
+
+    film = tmp_path / "film.png"
+    film.write_bytes(b"\x89PNG\r\n\x1a\n" + np.random.default_rng(0).bytes(12 * 1024 * 1024))
+    link = Link(quick_idle_server, cut_after=1024 * 1024)
+    try:
+        with chromium_page(link.url) as (page, errors):
+            expect(page.locator("#model-line")).to_contain_text("resnet10")
+            start = time.monotonic()
+            page.set_input_files("#file", str(film))
+            expect(page.locator("#error")).to_have_text(
+                "The upload stalled: nothing more of the file could be sent for 2 s (the network connection has "
+                "probably dropped), so this file was not analysed (nothing is wrong with it). Check the network "
+                "connection, then choose the file again.", timeout=20_000)
+            assert time.monotonic() - start < 15
+            expect(page.locator("#status")).to_have_text("")
+            expect(page.locator("#result")).to_be_hidden()
+            assert not errors, errors
+    finally:
+        link.close()
+
+
+def test_a_slow_upload_that_keeps_moving_is_analysed_and_shows_its_progress(quick_idle_server: str) -> None:
+    """A large DICOM over a slow link takes many times the stall limit; while it moves it is not given up, and
+    the page says how much of it was sent."""
+    from playwright.sync_api import expect
+
+    pixels = np.random.default_rng(1).integers(0, 4096, (2400, 2400), dtype=np.uint16)
+    film = dicom_bytes(pixels, bits_stored=12)  # 11 MB at 1 MB/s: 7 s or more after the browser's 4 MB of socket
+    link = Link(quick_idle_server, rate=1024 * 1024)  # buffer filled, over three times the 2 s limit
+    try:
+        with chromium_page(link.url) as (page, errors):
+            expect(page.locator("#model-line")).to_contain_text("resnet10")
+            page.set_input_files("#file", files=[{"name": "film.dcm", "mimeType": "application/dicom",
+                                                  "buffer": film}])
+            expect(page.locator("#status")).to_contain_text(re.compile(r"Uploading… \d+ % sent"), timeout=10_000)
+            expect(page.locator("#file-name")).to_have_text("film.dcm", timeout=30_000)
+            expect(page.locator("#result")).to_be_visible()
+            expect(page.locator("#error")).to_be_hidden()
+            assert link.posted > len(film) and not errors, errors
+    finally:
+        link.close()
+
+
+def test_page_says_when_no_answer_comes_after_the_upload(server: str, sample_dir: Path) -> None:
+    """The whole file went out but the answer never comes back (the connection dropped after the upload): the page
+    says so 30 s after the file was sent, not never."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    link = Link(server, mute_answers=True)
+    try:
+        with chromium_page(None) as (page, errors):
+            page.clock.install()
+            page.goto(link.url)
+            expect(page.locator("#model-line")).to_contain_text("resnet10")
+            page.set_input_files("#file", str(xray))
+            deadline = time.monotonic() + 10
+            while link.posted < xray.stat().st_size and time.monotonic() < deadline:
+                time.sleep(0.05)
+            page.wait_for_timeout(500)  # the browser notes the upload as sent
+            page.clock.run_for(29_000)
+            expect(page.locator("#error")).to_be_hidden()
+            page.clock.run_for(2_000)
+            expect(page.locator("#error")).to_have_text(
+                "No answer came within 30 s of sending the file (the network connection may have dropped, or the "
+                "service is overloaded), so this file was not analysed (nothing is wrong with it). Check the network "
+                "connection, then choose the file again.")
+            expect(page.locator("#status")).to_have_text("")
+            assert not errors, errors
+    finally:
+        link.close()
 
 
 @contextlib.contextmanager

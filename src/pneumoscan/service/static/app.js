@@ -9,6 +9,11 @@ let previewUrl = null;
 let latest = 0;  // number of the newest upload: answers to older ones are dropped, never shown
 let inFlight = null;  // AbortController of the request under way
 const BUSY_TRIES = 3;  // a busy service (503) is asked again after the wait it names, this many tries in all
+// A dropped network reports nothing for minutes (the browser waits on TCP), and the service's 408 for a stalled
+// upload cannot reach a client whose connection is gone: the page keeps its own time.
+const STALL_S = 15;  // no upload progress for this long (or the service's idle limit, if shorter): the upload stalled
+const ANSWER_S = 30;  // no answer this long after the whole file was sent: the page says so
+const PROGRESS_FROM = 1024 * 1024;  // uploads at least this large show how much of them was sent
 
 function show(el, visible) { el.hidden = !visible; }
 
@@ -299,7 +304,7 @@ function render(result, name) {
 
 // Seconds to wait before asking a busy service again: its Retry-After header, kept within 1-30 s.
 function retryAfter(res) {
-  const seconds = Number.parseInt(res.headers.get("Retry-After") ?? "", 10);
+  const seconds = Number.parseInt(res.header("Retry-After") ?? "", 10);
   return Number.isFinite(seconds) ? Math.min(Math.max(seconds, 1), 30) : 5;
 }
 
@@ -311,6 +316,73 @@ function sleep(ms, signal) {
       clearTimeout(timer);
       reject(new DOMException("replaced by a newer upload", "AbortError"));
     }, { once: true });
+  });
+}
+
+// A failed upload whose message is the whole sentence the page shows (what happened, what to do).
+class ConnectionProblem extends Error {}
+
+const NOT_ANALYSED = "so this file was not analysed (nothing is wrong with it). Check the network connection, then " +
+  "choose the file again.";
+
+// Seconds without upload progress after which the upload is given up: STALL_S, or the service's own idle limit when
+// shorter (it has dropped the upload by then).
+function stallSeconds() {
+  const idle = modelInfo?.upload_idle_s;
+  return typeof idle === "number" && idle > 0 ? Math.min(STALL_S, idle) : STALL_S;
+}
+
+// POSTs `form` to `url` with XMLHttpRequest, which (unlike fetch) reports upload progress. Resolves with
+// {status, ok, header(name), body} (body: the parsed JSON, or {}); rejects with a ConnectionProblem when no upload
+// progress comes for stallSeconds() or no answer within ANSWER_S of the whole file being sent, with an Error when
+// the connection fails, and with an AbortError when `signal` aborts. `onProgress(loaded, total)` follows the upload.
+function post(url, form, signal, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    let timer = null, settled = false, loaded = 0, sent = false;
+    const settle = (fn, value) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      fn(value);
+    };
+    const giveUp = (message) => {
+      settle(reject, new ConnectionProblem(message));
+      xhr.abort();
+    };
+    const stall = stallSeconds();
+    const waitFor = (seconds, message) => {
+      clearTimeout(timer);
+      timer = setTimeout(() => giveUp(message), seconds * 1000);
+    };
+    const stalled = () => waitFor(stall, `The upload stalled: nothing more of the file could be sent for ${stall} s ` +
+      `(the network connection has probably dropped), ${NOT_ANALYSED}`);
+    xhr.upload.addEventListener("progress", (e) => {
+      loaded = e.loaded;
+      stalled();
+      if (onProgress) onProgress(e.loaded, e.total);
+    });
+    xhr.upload.addEventListener("load", () => {
+      sent = true;
+      waitFor(ANSWER_S, `No answer came within ${ANSWER_S} s of sending the file (the network connection may have ` +
+        `dropped, or the service is overloaded), ${NOT_ANALYSED}`);
+    });
+    xhr.addEventListener("load", () => {
+      let body = {};
+      try { body = JSON.parse(xhr.responseText); } catch (err) { /* not JSON: the caller says what it got */ }
+      settle(resolve, { status: xhr.status, ok: xhr.status >= 200 && xhr.status < 300,
+                        header: (name) => xhr.getResponseHeader(name), body });
+    });
+    xhr.addEventListener("error", () => settle(reject, loaded > 0 && !sent
+      ? new ConnectionProblem(`The upload was cut off before the whole file was sent, ${NOT_ANALYSED}`)
+      : new Error("the pneumoscan service did not answer; check that it is running and reachable, then try again")));
+    signal.addEventListener("abort", () => {
+      settle(reject, new DOMException("replaced by a newer upload", "AbortError"));
+      xhr.abort();
+    }, { once: true });
+    xhr.open("POST", url);
+    stalled();
+    xhr.send(form);
   });
 }
 
@@ -352,12 +424,11 @@ async function analyse(files) {
     // A 503 means the service's memory for uploads is full, not that the file is wrong: ask again after the
     // wait it names, so that a busy moment costs the clinician a few seconds rather than a second drop.
     for (let tries = 1; ; tries++) {
-      res = await fetch(`predict?explain=${explain}`, { method: "POST", body: form, signal: controller.signal })
-        .catch((err) => {
-          if (err.name === "AbortError") throw err;
-          throw new Error("the pneumoscan service did not answer; check that it is running and reachable, then try again");
-        });
-      body = await res.json().catch(() => ({}));
+      res = await post(`predict?explain=${explain}`, form, controller.signal, (loaded, total) => {
+        if (mine !== latest || total < PROGRESS_FROM) return;
+        setStatus(loaded < total ? `Uploading… ${Math.floor((100 * loaded) / total)} % sent` : "Analysing…");
+      });
+      body = res.body;
       if (mine !== latest) return;
       if (res.status === 501 && explain) {  // restarted with a model Grad-CAM cannot explain: ask without a heatmap
         explain = false;
@@ -399,7 +470,7 @@ async function analyse(files) {
   } catch (err) {
     if (mine !== latest) return;  // aborted or overtaken by a newer upload
     setStatus("");
-    setError(`Could not analyse this file: ${err.message}`);
+    setError(err instanceof ConnectionProblem ? err.message : `Could not analyse this file: ${err.message}`);
   } finally {
     if (inFlight === controller) inFlight = null;
   }
