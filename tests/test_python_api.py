@@ -184,9 +184,24 @@ def test_evaluate_returns_the_dict_evaluate_json_writes(tiny_run: Path, tiny_dat
     metrics = pneumoscan.evaluate(tiny_run, tiny_data, n_boot=50, seed=3)
     assert metrics == json.loads(out.read_text())
     assert metrics["split"] == "test" and metrics["n"] == 16
-    # and the same from a loaded Predictor, on the backend the CLI's 'auto' picks
-    predictor = pneumoscan.Predictor(tiny_run, backend="auto")
+    # and the same from a loaded Predictor, whose default backend is the CLI's 'auto'
+    predictor = pneumoscan.Predictor(tiny_run)
     assert pneumoscan.evaluate(predictor, tiny_data, n_boot=50, seed=3) == metrics
+
+
+def test_a_predictor_gives_the_numbers_predict_prints(tiny_run: Path, tiny_data: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A notebook's Predictor(...) runs on the backend the commands' --backend auto picks, so its probabilities are
+    those `pneumoscan predict` prints, to the last bit (PyTorch's differ from ONNX Runtime's by ~1e-7)."""
+    pytest.importorskip("onnxruntime")
+    from pneumoscan.inference.onnx_backend import resolve_backend
+
+    films = sorted((tiny_data / "test").glob("*/*"))
+    assert main(["predict", "--model", str(tiny_run), "--json", "--quiet", *map(str, films)]) in (0, 1)
+    printed = {row["path"]: row["probability"] for row in json.loads(capsys.readouterr().out)}
+    predictor = pneumoscan.Predictor(tiny_run)
+    assert predictor.backend == resolve_backend("auto")
+    assert {p.path: p.probability for p in predictor.predict_files(films)} == printed
 
 
 def test_evaluate_decodes_into_the_cache_dir_given_as_the_command_does(tiny_run: Path, tiny_data: Path, tmp_path: Path,

@@ -124,13 +124,18 @@ def input_files(paths: Sequence[str | os.PathLike]) -> list[tuple[Path, str | No
 
 
 class Predictor:
-    """A loaded model plus its operating point; the same object serves the CLI and the web service."""
+    """A loaded model plus its operating point; the same object serves the CLI and the web service.
+
+    `backend` defaults to "auto", as every command does: ONNX Runtime on the CPU when it is installed (the model
+    exported in memory and checked against PyTorch: 0.6-0.9 s), PyTorch on a CUDA GPU or without onnxruntime. So a
+    notebook gets the CLI's very numbers; "torch" differs from them by up to about 5e-7 in P (float rounding; for the
+    shipped model on 400 train films, bench/results/predictor_default.md), and was slower per image there."""
 
     def __init__(
         self,
         model: str | os.PathLike | None = None,
         *,
-        backend: str = "torch",
+        backend: str = "auto",
         threshold: float | None = None,
         target_recall: float | None = None,
         prevalence: float | None = None,
