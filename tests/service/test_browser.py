@@ -561,6 +561,8 @@ class Link:
 
         try:
             await asyncio.gather(up(), down(), return_exceptions=True)
+        except asyncio.CancelledError:
+            pass  # close(): ended quietly (asyncio logs the error of a relay task that ends cancelled)
         finally:
             client_out.close()
             server_out.close()
