@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -245,7 +246,7 @@ def main() -> None:
     rows = [run_variant(name, VARIANTS[name], args.data, runs) for name in names]
     add_stress(rows, runs)
     note = ""
-    command = "python bench/ablation.py " + " ".join(sys.argv[1:])
+    command = "python bench/ablation.py " + shlex.join(sys.argv[1:])
     if args.add:
         rows, note = carry_over("ablation", rows, "variant", command)
         order = [*VARIANTS, *ENSEMBLES, *BUILT_ENSEMBLES]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -73,7 +74,7 @@ def main() -> None:
                              "peak_rss_increase_mb": got["peak_after_mb"] - got["peak_before_mb"]})
                 print(json.dumps(rows[-1]), flush=True)
     write_results("decode_memory", rows, ["image", "megapixels", "file_mb", "decode_s", "peak_rss_increase_mb"],
-                  command="python bench/decode_memory.py " + " ".join(sys.argv[1:]),
+                  command="python bench/decode_memory.py " + shlex.join(sys.argv[1:]),
                   note="Peak RSS increase of one decode to the model's 128 px input, measured in a fresh process "
                        "after the file's bytes are read (MiB). JPEGs are decoded at reduced size (Pillow draft); "
                        "PNGs are decoded whole, then scaled to 8 bits in float32.")

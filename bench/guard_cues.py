@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import copy
 import io
+import shlex
 import sys
 import time
 from collections import Counter
@@ -374,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     stats = {k: image_statistics(np.ascontiguousarray(flip(images))) for k, flip in FLIPS.items()}
     gains = flip_gains(guard, stats, folds=5, seed=args.seed)
     result = {
-        "command": "PYTHONPATH=src .venv/bin/python bench/guard_cues.py " + " ".join(
+        "command": "PYTHONPATH=src .venv/bin/python bench/guard_cues.py " + shlex.join(
             sys.argv[1:] if argv is None else argv),
         "guard": str(model_path), "threshold": guard.threshold, "n_train": len(paths),
         "max_grey_levels": MAX_GREY_LEVELS, "upside_down_gain": UPSIDE_DOWN_GAIN,

@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             "p50_224<=30ms": fastest_224 <= TARGETS["p50_ms_224"],
             "p50_2000<=80ms": fastest_2000 <= TARGETS["p50_ms_2000"],
         },
-        "command": "PYTHONPATH=src .venv/bin/python bench/inference.py " + " ".join(argv or sys.argv[1:]),
+        "command": "PYTHONPATH=src .venv/bin/python bench/inference.py " + shlex.join(argv or sys.argv[1:]),
     }
     write_report(args.out, "inference", report, to_markdown(report))
     return 0

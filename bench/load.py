@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         "server_rss_peak_mb": round(peak, 1), "targets": TARGETS,
         "targets_met": {"errors==0": result["errors"] == 0, "p99<=500ms": result["p99_ms"] <= TARGETS["p99_ms"],
                         "server_rss<=600MB": peak <= TARGETS["server_rss_mb"]},
-        "command": "PYTHONPATH=src .venv/bin/python bench/load.py " + " ".join(argv or sys.argv[1:]),
+        "command": "PYTHONPATH=src .venv/bin/python bench/load.py " + shlex.join(argv or sys.argv[1:]),
     }
     md = "\n".join([
         "# Load test", "",

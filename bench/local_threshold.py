@@ -13,6 +13,7 @@ shipped model's threshold or recipe, whose test figures stay those at its valida
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 import numpy as np
@@ -108,7 +109,7 @@ def main() -> None:
     columns = ["operating_point", "target_recall", "threshold", "threshold_95", "recall", "recall_95", "specificity",
                "specificity_95", "share_recall_ge_0.97", "share_specificity_ge_0.90", "share_both"]
     write_results("local_threshold", rows, columns,
-                  command="python bench/local_threshold.py " + " ".join(sys.argv[1:]),
+                  command="python bench/local_threshold.py " + shlex.join(sys.argv[1:]),
                   note=f"The official test split as a new site ({len(images.labels)} films, {len(set(groups))} "
                        f"patients), split {args.repeats} times at random by patient into a half the site labels and "
                        "a held-out half; recall and specificity are measured on the held-out half only (mean, and "

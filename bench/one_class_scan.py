@@ -12,6 +12,7 @@ pneumonia missed, and the AUC. Reported, not used to choose anything; test image
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -90,7 +91,7 @@ def main() -> None:
               + ", ".join(f"{k} {v:.3f}" for k, v in worst), flush=True)
     write_results(args.name, rows, ["run", "class_changed", "change", "auc", "normals_flagged", "normals_median_p",
                                     "pneumonia_missed"],
-                  command="python bench/one_class_scan.py " + " ".join(sys.argv[1:]),
+                  command="python bench/one_class_scan.py " + shlex.join(sys.argv[1:]),
                   note="Validation = patient-aware 15% of train (split seed 0); one class changed, the other clean; "
                        "shares at each run's stored threshold. Reported, not used for selection. Test images are not "
                        "read.")

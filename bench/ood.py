@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -388,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
                       "auroc_by_signal": {k: round(auroc(id_parts[k], np.concatenate(v)), 4) for k, v in all_parts.items()}},
         "families": families, "transformed_train_xrays_rejected": stress,
         "per_family": args.per_family, "seed": args.seed,
-        "command": "PYTHONPATH=src .venv/bin/python bench/ood.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "PYTHONPATH=src .venv/bin/python bench/ood.py " + shlex.join(sys.argv[1:] if argv is None else argv),
     }
     write_report(args.out, "ood", result, markdown(result))
     ok = result["test_xrays"]["false_rejection_rate"] <= 0.01 and result["negatives"]["auroc"] >= 0.99

@@ -12,6 +12,7 @@ only: no test image is read. Not a feature: it did not beat row R (see MODEL_CAR
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def main() -> None:
            "train_seconds": read_meta(out / ARTIFACT_NAME).training.get("train_seconds")}
     write_results("pilot_centre_crop", [row], ["run", "frac", "train_seconds", "val_auc", "val_log_loss", "stress_auc_mean",
                                                "stress_auc_min", "stress_worst", "stress_log_loss_mean"],
-                  command="python bench/pilot_centre_crop.py " + " ".join(sys.argv[1:]),
+                  command="python bench/pilot_centre_crop.py " + shlex.join(sys.argv[1:]),
                   note="Row R's recipe (resnet10 128 px, class-balanced batches, equalisation, zoom 10 %, seed 0) on centre "
                        "crops; validation = the same patient-aware split as bench/ablation.py, so the stress scores "
                        "compare with its rows (row R, the recipe it was measured against: 0.9979).")

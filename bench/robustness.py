@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import shlex
 import sys
 
 import numpy as np
@@ -68,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = run(args.model, args.data)
     write_results("robustness", rows, ["perturbation", "test_roc_auc", "delta_vs_clean", "within_0.01"],
-                  command="python bench/robustness.py " + " ".join(sys.argv[1:]),
+                  command="python bench/robustness.py " + shlex.join(sys.argv[1:]),
                   note="Rotation and brightness direction drawn per image (seed 0); every variant re-encoded as JPEG.")
 
 

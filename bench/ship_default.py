@@ -9,6 +9,7 @@ src/pneumoscan/weights/default.safetensors and writes bench/results/default_mode
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def main() -> None:
         rows += class_score_rows(split, np.asarray(labels), np.asarray(probs), meta.threshold)
     (tn, fp), (fn, tp) = summary["confusion_matrix"]["matrix"]
     write_results("default_model", rows, ["metric", "value", "ci95"],
-                  command="python bench/ship_default.py " + " ".join(sys.argv[1:]),
+                  command="python bench/ship_default.py " + shlex.join(sys.argv[1:]),
                   note=f"{meta.model_name} at {meta.image_size} px, threshold {meta.threshold:.4f} chosen on validation "
                        f"for recall {meta.target_recall}; TN {tn} FP {fp} FN {fn} TP {tp}; shipped as {target.name} "
                        f"({target.stat().st_size / 1e6:.1f} MB).")

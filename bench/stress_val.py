@@ -17,6 +17,7 @@ both classes alike leaves its ranking intact. Three texture probes do the same f
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -194,7 +195,7 @@ def main() -> None:
     columns = ["run", "val_auc", "val_log_loss", "stress_auc_mean", "stress_auc_min", "stress_worst", "stress_log_loss_mean",
                "geometry_auc_mean", "geometry_auc_min", "normals_flagged_zoom_in", "texture_auc_mean"]
     columns += [f"auc_{k}" for k in [*SHIFTS, *ONE_CLASS_PROBES]]
-    write_results(args.name, rows, columns, command="python bench/stress_val.py " + " ".join(sys.argv[1:]),
+    write_results(args.name, rows, columns, command="python bench/stress_val.py " + shlex.join(sys.argv[1:]),
                   note="Validation = patient-aware 15% of train (split seed 0), clean, under 13 fixed acquisition "
                        "shifts, and under 5 geometry and 3 texture probes that shift one class only. Test images are "
                        "not read.")

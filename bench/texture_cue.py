@@ -9,6 +9,7 @@ against PNEUMONIA (higher energy = normal). Train split only; no model is involv
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def main() -> None:
     for row in rows:
         print(row)
     write_results("texture_cue", rows, ["view", "n", "auc_normal_vs_pneumonia", "median_normal", "median_pneumonia"],
-                  command="python bench/texture_cue.py " + " ".join(sys.argv[1:]),
+                  command="python bench/texture_cue.py " + shlex.join(sys.argv[1:]),
                   note="High-pass energy (mean |image - 2x2 box blur|) of every train image; AUC of that number alone "
                        "for NORMAL (higher) against PNEUMONIA. Train split only, no model.")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -123,7 +124,7 @@ def main(name: str = "train_full") -> None:
             f"test_{k}{suffix}" for k in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
             for suffix in ("", "_ci95")]
     note = ""
-    command = f"python bench/{name}.py " + " ".join(sys.argv[1:])
+    command = f"python bench/{name}.py " + shlex.join(sys.argv[1:])
     if args.models and (RESULTS / f"{name}.json").exists():
         rows, note = carry_over(name, rows, "model", command)
     write_results(name, rows, columns, command=command,

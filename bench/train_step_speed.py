@@ -10,6 +10,7 @@ the mean of --steps steps after two warm-up steps. Writes bench/results/train_st
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 
@@ -79,7 +80,7 @@ def main() -> None:
              "median_s_per_step": round(sorted(t)[len(t) // 2], 4), "speedup_vs_contiguous": round(base / min(t), 2)}
             for name, t in times.items()]
     write_results("train_step_speed", rows, list(rows[0]),
-                  command="PYTHONPATH=src .venv/bin/python bench/train_step_speed.py " + " ".join(sys.argv[1:]),
+                  command="PYTHONPATH=src .venv/bin/python bench/train_step_speed.py " + shlex.join(sys.argv[1:]),
                   note="One training step of the default recipe (two augmented views, consistency loss, AdamW) on "
                        "random pixels; layouts alternate round by round. `pneumoscan train` uses channels-last.")
 

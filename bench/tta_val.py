@@ -9,6 +9,7 @@ Scored with stress_val's clean, shifted and one-class probes; no test image is r
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def main() -> None:
                   flush=True)
     columns = ["run", "tta", "views", "val_auc", "val_log_loss", "stress_auc_mean", "stress_auc_min", "geometry_auc_mean",
                "geometry_auc_min", "normals_flagged_zoom_in", "normals_flagged_clean", "texture_auc_mean"]
-    write_results(args.name, rows, columns, command="python bench/tta_val.py " + " ".join(sys.argv[1:]),
+    write_results(args.name, rows, columns, command="python bench/tta_val.py " + shlex.join(sys.argv[1:]),
                   note="Validation only (patient-aware 15% of train, split seed 0); rule in bench/results/rules.md "
                        "(ninth session, 10:42 UTC).")
 

@@ -13,6 +13,7 @@ depend on timing and on the machine.
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import subprocess
 import sys
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
            "rss_idle_mb": round(idle), "rss_peak_mb": round(peak), "peak_minus_idle_mb": round(peak - idle),
            "wall_s": round(wall, 2)}
     print(row)
-    command = "PYTHONPATH=src:bench .venv/bin/python bench/upload_memory.py " + " ".join(argv or sys.argv[1:])
+    command = "PYTHONPATH=src:bench .venv/bin/python bench/upload_memory.py " + shlex.join(argv or sys.argv[1:])
     rows, sources = [row], ""
     if (ROOT / "bench" / "results" / "upload_memory.json").is_file():
         rows, sources = carry_over("upload_memory", rows, "label", command)

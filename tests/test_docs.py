@@ -397,6 +397,21 @@ def env_vars_undocumented(readme: str) -> list[str]:
     return sorted(env_vars_read_in_src() - set(ENV_VAR.findall(readme)))
 
 
+RESULTS = BENCH / "results"
+UNQUOTED_ARGV = re.compile(r"\" \"\.join\(\s*(sys\.argv|argv)")  # `" ".join(sys.argv[1:])`: a label with spaces splits
+
+
+def results_problems(name: str, text: str) -> list[str]:
+    """The commands a bench/results/NAME.md shows (the one that wrote it, the sources of carried-over rows) that do
+    not parse with their script's parser, as for the docs."""
+    return [f"{c.where()}: {problem}" for c in doc_commands(name, text) if (problem := command_problem(c))]
+
+
+def unquoted_argv_joins(text: str) -> list[int]:
+    """Lines of a bench script that record its command line by joining argv with spaces instead of shlex.join."""
+    return [text.count("\n", 0, m.start()) + 1 for m in UNQUOTED_ARGV.finditer(text)]
+
+
 # -- the docs ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("doc", DOCS)
 def test_the_doc_matches_the_code(doc: str) -> None:
@@ -428,6 +443,26 @@ def test_readme_names_every_subcommand_and_flag_of_the_cli() -> None:
 def test_readme_names_every_environment_variable_src_reads() -> None:
     missing = env_vars_undocumented((ROOT / "README.md").read_text())
     assert not missing, f"README.md never mentions {', '.join(missing)}, which src/ reads"
+
+
+def test_bench_results_show_commands_that_parse() -> None:
+    """Each bench/results/*.md names the command that wrote it (rules.md, dated rules in prose, aside)."""
+    problems, without = [], []
+    for path in sorted(RESULTS.glob("*.md")):
+        if path.name == "rules.md":
+            continue
+        text = path.read_text()
+        if not any(c.kind == "bench" for c in doc_commands(path.name, text)):
+            without.append(path.name)
+        problems += results_problems(path.name, text)
+    assert not without, f"no `python bench/X.py ...` command in {without}"
+    assert not problems, "\n".join(problems)
+
+
+def test_bench_scripts_record_their_command_line_quoted() -> None:
+    problems = [f"bench/{path.name}:{line}" for path in sorted(BENCH.glob("*.py"))
+                for line in unquoted_argv_joins(path.read_text())]
+    assert not problems, "record the command with shlex.join(argv), so that it parses again: " + ", ".join(problems)
 
 
 # -- the checks themselves -----------------------------------------------------------------------
@@ -500,3 +535,16 @@ def test_a_flag_missing_from_the_readme_is_listed() -> None:
     assert mentioned(readme, "--strict")
     assert undocumented(readme.replace("--strict", "--stern")) == ["pneumoscan audit --strict"]
     assert env_vars_undocumented(readme.replace("PNEUMOSCAN_ORT_THREADS", "ORT_THREADS")) == ["PNEUMOSCAN_ORT_THREADS"]
+
+
+def test_a_results_header_with_an_unquoted_label_is_named() -> None:
+    text = (RESULTS / "train_full.md").read_text()
+    quoted = "--label 'resnet10, shipped recipe, run alone (2 threads, channels-last trainer)'"
+    assert quoted in text
+    problems = results_problems("train_full.md", text.replace(quoted, quoted.replace("'", ""), 1))
+    assert problems and problems[0].startswith("train_full.md:3: ") and "unrecognized arguments: shipped" in problems[0]
+
+
+def test_an_argv_joined_with_spaces_is_found() -> None:
+    assert unquoted_argv_joins('x = 1\ncommand = "python bench/x.py " + " ".join(sys.argv[1:])\n') == [2]
+    assert unquoted_argv_joins('command = "python bench/x.py " + shlex.join(argv or sys.argv[1:])\n') == []
