@@ -10,6 +10,7 @@ import contextlib
 import functools
 import importlib
 import io
+import json
 import re
 import shlex
 import sys
@@ -412,6 +413,98 @@ def unquoted_argv_joins(text: str) -> list[int]:
     return [text.count("\n", 0, m.start()) + 1 for m in UNQUOTED_ARGV.finditer(text)]
 
 
+NUMBER = r"([0-9][0-9,]*(?:\.[0-9]+)?)"  # a number in prose, not the full stop after it
+METRICS_BLOCK = re.compile(r"<!-- metrics:start -->(.*?)<!-- metrics:end -->", re.S)
+
+
+def shown_as(value: float, text: str) -> bool:
+    """`text` is `value` rounded to the decimals `text` shows (`0.9848` for 0.98479; `1,600` for 1600.0)."""
+    decimals = len(text.partition(".")[2])
+    return abs(value - float(text.replace(",", ""))) <= 0.5 * 10 ** -decimals + 1e-9
+
+
+def default_model_results() -> tuple[dict[str, dict], dict[str, str]]:
+    """bench/results/default_model.json: its rows by metric, and the numbers of its note (threshold, TN FP FN TP)."""
+    recorded = json.loads((RESULTS / "default_model.json").read_text())
+    note = recorded["meta"]["note"]
+    numbers = dict(re.findall(r"\b(threshold|TN|FP|FN|TP) ([0-9]+(?:\.[0-9]+)?)", note))
+    return {row["metric"]: row for row in recorded["rows"]}, numbers
+
+
+def metrics_table_problems(card: str) -> list[str]:
+    """MODEL_CARD.md's test table (between the metrics markers) against bench/results/default_model.json: every value
+    and interval as rounded there, the threshold and the confusion counts."""
+    rows, note = default_model_results()
+    block = METRICS_BLOCK.search(card)
+    if block is None:
+        return ["MODEL_CARD.md: no <!-- metrics:start --> ... <!-- metrics:end --> table"]
+    problems, seen = [], set()
+    for line in block.group(1).splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or cells[0] in ("metric", "---"):
+            continue
+        cause = re.fullmatch(r"recall, (\w+) \(n=\d+\)", cells[0])
+        key = f"recall_{cause.group(1)}" if cause else cells[0]
+        seen.add(key)
+        row = rows.get(key)
+        if row is None:
+            problems.append(f"MODEL_CARD.md: test table row {cells[0]!r} is not in default_model.json")
+            continue
+        if not shown_as(row["value"], cells[1]):
+            problems.append(f"MODEL_CARD.md: test table {cells[0]} {cells[1]}, default_model.json {row['value']:.6f}")
+        interval = re.findall(NUMBER, cells[2])
+        if row["ci95"] is not None and (len(interval) != 2 or
+                                        not all(shown_as(v, s) for v, s in zip(row["ci95"], interval))):
+            problems.append(f"MODEL_CARD.md: test table {cells[0]} interval {cells[2]}, default_model.json "
+                            f"[{row['ci95'][0]:.6f}, {row['ci95'][1]:.6f}]")
+    missing = [k for k, row in rows.items() if row["ci95"] is not None or k.startswith("recall_")]
+    problems += [f"MODEL_CARD.md: test table lacks {k} of default_model.json" for k in missing if k not in seen]
+    counts = re.search(rf"Threshold {NUMBER}; confusion matrix on {NUMBER} images: TN {NUMBER}, FP {NUMBER}, "
+                       rf"FN {NUMBER}, TP {NUMBER}\.", block.group(1))
+    if counts is None:
+        return problems + ["MODEL_CARD.md: the test table has no 'Threshold T; confusion matrix on N images: ...' line"]
+    threshold, n, *matrix = counts.groups()
+    if threshold != note["threshold"]:
+        problems.append(f"MODEL_CARD.md: test table threshold {threshold}, default_model.json {note['threshold']}")
+    recorded = [note[k] for k in ("TN", "FP", "FN", "TP")]
+    if matrix != recorded or int(n) != sum(map(int, recorded)):
+        problems.append(f"MODEL_CARD.md: test table confusion matrix {n} images {matrix}, default_model.json {recorded}")
+    return problems
+
+
+def card_prose_problems(card: str) -> list[str]:
+    """The MODEL_CARD.md sentences that restate default_model.json figures, against it (as rounded there)."""
+    rows, _ = default_model_results()
+    value = {k: row["value"] for k, row in rows.items()}
+    pct = {k: 100 * v for k, v in value.items()}
+    statements = [  # (pattern with NUMBER groups, the recorded values they state)
+        (rf"this model meets two: sensitivity {NUMBER} and accuracy {NUMBER}\. AUC {NUMBER} is",
+         [value["recall"], value["accuracy"], value["roc_auc"]]),
+        (rf"its interval, \[{NUMBER}, {NUMBER}\], holds it\), and specificity {NUMBER} falls short",
+         [*rows["roc_auc"]["ci95"], value["specificity"]]),
+        (rf"the shipped model moved them a little further: median P {NUMBER}, {NUMBER} % at or above 0\.5, {NUMBER} % "
+         rf"at or above the threshold; validation normals: median {NUMBER}, {NUMBER} % at or above 0\.5, {NUMBER} % at "
+         rf"or above the threshold",
+         [value["test_normal_median_p"], pct["test_normal_share_p_at_least_0.5"],
+          pct["test_normal_share_at_or_above_threshold"], value["val_normal_median_p"],
+          pct["val_normal_share_p_at_least_0.5"], pct["val_normal_share_at_or_above_threshold"]]),
+        (rf"Bacterial pneumonia is missed more often than viral on test \(recall {NUMBER} vs {NUMBER};",
+         [value["recall_bacteria"], value["recall_virus"]]),
+        (rf"\(specificity {NUMBER}\), and {NUMBER} % score at or above 0\.5",
+         [value["specificity"], pct["test_normal_share_p_at_least_0.5"]]),
+    ]
+    text = " ".join(card.split())
+    problems = []
+    for pattern, recorded in statements:
+        match = re.search(pattern, text)
+        if match is None:
+            problems.append(f"MODEL_CARD.md no longer says {pattern!r}: update this check with it")
+        elif not all(shown_as(v, s) for v, s in zip(recorded, match.groups())):
+            problems.append(f"MODEL_CARD.md states {match.group(0)!r}; default_model.json: "
+                            + ", ".join(f"{v:.4f}" for v in recorded))
+    return problems
+
+
 # -- the docs ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("doc", DOCS)
 def test_the_doc_matches_the_code(doc: str) -> None:
@@ -463,6 +556,16 @@ def test_bench_scripts_record_their_command_line_quoted() -> None:
     problems = [f"bench/{path.name}:{line}" for path in sorted(BENCH.glob("*.py"))
                 for line in unquoted_argv_joins(path.read_text())]
     assert not problems, "record the command with shlex.join(argv), so that it parses again: " + ", ".join(problems)
+
+
+def test_model_card_test_table_is_the_recorded_test_report() -> None:
+    problems = metrics_table_problems((ROOT / "MODEL_CARD.md").read_text())
+    assert not problems, "\n".join(problems)
+
+
+def test_model_card_prose_states_the_recorded_test_report() -> None:
+    problems = card_prose_problems((ROOT / "MODEL_CARD.md").read_text())
+    assert not problems, "\n".join(problems)
 
 
 # -- the checks themselves -----------------------------------------------------------------------
@@ -548,3 +651,25 @@ def test_a_results_header_with_an_unquoted_label_is_named() -> None:
 def test_an_argv_joined_with_spaces_is_found() -> None:
     assert unquoted_argv_joins('x = 1\ncommand = "python bench/x.py " + " ".join(sys.argv[1:])\n') == [2]
     assert unquoted_argv_joins('command = "python bench/x.py " + shlex.join(argv or sys.argv[1:])\n') == []
+
+
+@pytest.mark.parametrize(("original", "planted", "expected"), [
+    ("| specificity | 0.8718 |", "| specificity | 0.8719 |", "test table specificity 0.8719"),
+    ("| roc_auc | 0.9848 | [0.9769, 0.9914] |", "| roc_auc | 0.9848 | [0.9769, 0.9915] |", "roc_auc interval"),
+    ("| recall, virus (n=148) | 0.9932 |", "| recall, virus (n=148) | 0.9923 |", "recall, virus (n=148) 0.9923"),
+    ("TN 204, FP 30", "TN 203, FP 31", "confusion matrix"),
+    ("Threshold 0.6151;", "Threshold 0.6172;", "threshold 0.6172"),
+    ("| brier | 0.0509 | [0.0376, 0.0647] |\n", "", "lacks brier"),
+])
+def test_a_planted_test_table_mismatch_is_named(original: str, planted: str, expected: str) -> None:
+    card = (ROOT / "MODEL_CARD.md").read_text()
+    assert original in card
+    problems = metrics_table_problems(card.replace(original, planted, 1))
+    assert len(problems) == 1 and expected in problems[0], problems
+
+
+def test_a_planted_prose_mismatch_is_named() -> None:
+    card = (ROOT / "MODEL_CARD.md").read_text()
+    assert "sensitivity 0.982 and accuracy 0.941" in card
+    problems = card_prose_problems(card.replace("sensitivity 0.982 and accuracy 0.941", "sensitivity 0.982 and accuracy 0.944"))
+    assert len(problems) == 1 and "accuracy 0.944" in problems[0], problems
