@@ -505,6 +505,94 @@ def card_prose_problems(card: str) -> list[str]:
     return problems
 
 
+HELP_DEFAULT = re.compile(r"\bdefault:? ([\w.+-]*\w)")  # "(default 30)", "(default: resnet10)", "(default on)"
+README_DEFAULT = re.compile(  # "`--batch-size` (64)", "`--consistency`, 10", "`--epochs` 15", "`--lr` (AdamW's ..., 2e-3)",
+    r"`(--[a-z][\w-]*)`(?: \((?:[^()`,]*, )?(?:default )?|, | (?:bootstrap )?resamples[ ,(]+| )"  # "`--n-boot` resamples, 1000"
+    r"([0-9][0-9.e-]*[0-9]|[0-9])(?![\w.-]*[a-zA-Z/%])")
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    commands = {}
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            commands.update(action.choices)
+    return commands
+
+
+def effective_default(command: str, action: argparse.Action) -> object:
+    """The value a command runs with when the option is left out: argparse's default, or for the options `train` and
+    `pretrain` leave unset (None), TrainConfig's; None when the code computes it (`--upload-memory-mb`)."""
+    from dataclasses import MISSING, fields
+
+    from pneumoscan.training.config import DEFAULT_CONSISTENCY, TrainConfig
+
+    if action.default not in (None, argparse.SUPPRESS):
+        return action.default
+    if command in ("train", "pretrain", "audit"):
+        if action.dest == "consistency":
+            return DEFAULT_CONSISTENCY
+        field = {f.name: f for f in fields(TrainConfig)}.get(action.dest)
+        if field is not None and field.default is not MISSING:
+            return field.default
+    return None
+
+
+def same_default(stated: str, default: object) -> bool | None:
+    """Whether a default stated in words equals `default`; None when the words are not a value to compare."""
+    if stated in ("on", "off"):
+        return (stated == "on") == bool(default) if isinstance(default, (bool, int, float)) else None
+    if isinstance(default, bool) or default is None:
+        return None
+    if isinstance(default, (int, float)):
+        try:
+            return float(stated) == float(default)
+        except ValueError:
+            return None
+    return stated == str(default)
+
+
+def help_default_problems(parser: argparse.ArgumentParser, command: str) -> list[str]:
+    """Options whose help names a default other than the one the command runs with."""
+    problems = []
+    for action in parser._actions:
+        for stated in HELP_DEFAULT.findall(action.help or ""):
+            default = effective_default(command, action)
+            if same_default(stated, default) is False:
+                problems.append(f"pneumoscan {command} {'/'.join(action.option_strings)}: --help says default "
+                                f"{stated}, it runs with {default!r}")
+    return problems
+
+
+def readme_default_problems(readme: str) -> list[str]:
+    """README.md's "`--flag` (N)" and the like: N is the default of that flag in some pneumoscan command."""
+    defaults: dict[str, list[object]] = {}
+    for command, sub in subcommands().items():
+        for action in sub._actions:
+            for option in action.option_strings:
+                defaults.setdefault(option, []).append(effective_default(command, action))
+    problems = []
+    for number, line in enumerate(readme.splitlines(), 1):
+        for option, stated in README_DEFAULT.findall(line):
+            if option in defaults and not any(same_default(stated, d) for d in defaults[option]):
+                problems.append(f"README.md:{number}: `{option}` {stated}: its default is "
+                                f"{' or '.join(map(repr, defaults[option]))}")
+    return problems
+
+
+def help_option_problems(parser: argparse.ArgumentParser, command: str) -> list[str]:
+    """Flags and `pneumoscan ...` commands that a command's --help text names but pneumoscan does not have."""
+    texts = [parser.description or "", parser.epilog or ""] + [a.help or "" for a in parser._actions]
+    texts = [t for t in texts if t != argparse.SUPPRESS]
+    options = {o for p in _all_parsers(build_parser()) for o in p._option_string_actions}
+    problems = [f"pneumoscan {command} --help names {flag}, an option of no command"
+                for text in texts for flag in re.findall(r"(?<![\w-])--[a-z][\w-]*", text) if flag not in options]
+    spans = [(0, span) for text in texts for span in re.findall(r"`([^`]+)`", text)]
+    for c in shell_commands(f"pneumoscan {command} --help", [(n, s, True) for n, s in spans]):
+        if c.kind == "pneumoscan" and (problem := parse_problem(build_parser(), list(c.args), elided=True)):
+            problems.append(f"pneumoscan {command} --help shows `{c.shown}`: {problem}")
+    return problems
+
+
 # -- the docs ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("doc", DOCS)
 def test_the_doc_matches_the_code(doc: str) -> None:
@@ -565,6 +653,21 @@ def test_model_card_test_table_is_the_recorded_test_report() -> None:
 
 def test_model_card_prose_states_the_recorded_test_report() -> None:
     problems = card_prose_problems((ROOT / "MODEL_CARD.md").read_text())
+    assert not problems, "\n".join(problems)
+
+
+def test_help_states_the_defaults_the_commands_use() -> None:
+    problems = [p for command, sub in subcommands().items() for p in help_default_problems(sub, command)]
+    assert not problems, "\n".join(problems)
+
+
+def test_readme_states_the_defaults_the_commands_use() -> None:
+    problems = readme_default_problems((ROOT / "README.md").read_text())
+    assert not problems, "\n".join(problems)
+
+
+def test_help_names_only_options_and_commands_that_exist() -> None:
+    problems = [p for command, sub in subcommands().items() for p in help_option_problems(sub, command)]
     assert not problems, "\n".join(problems)
 
 
@@ -673,3 +776,31 @@ def test_a_planted_prose_mismatch_is_named() -> None:
     assert "sensitivity 0.982 and accuracy 0.941" in card
     problems = card_prose_problems(card.replace("sensitivity 0.982 and accuracy 0.941", "sensitivity 0.982 and accuracy 0.944"))
     assert len(problems) == 1 and "accuracy 0.944" in problems[0], problems
+
+
+def _subcommand(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    (sub,) = [a.choices[name] for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub
+
+
+def test_a_planted_help_default_or_option_is_named() -> None:
+    train = _subcommand(build_parser(), "train")
+    epochs = train._option_string_actions["--epochs"]
+    assert help_default_problems(train, "train") == []
+    epochs.help = "maximum epochs (default 25)"
+    assert help_default_problems(train, "train") == ["pneumoscan train --epochs: --help says default 25, it runs with 30"]
+    serve = _subcommand(build_parser(), "serve")
+    serve._option_string_actions["--slots"].help = "requests at a time (default 2; see --max-slots)"
+    assert help_default_problems(serve, "serve") == []
+    assert help_option_problems(serve, "serve") == ["pneumoscan serve --help names --max-slots, an option of no command"]
+    serve.description = "scored as by `pneumoscan evaluat --data DATA`"
+    assert "invalid choice: 'evaluat'" in help_option_problems(serve, "serve")[-1]
+
+
+def test_a_planted_readme_default_is_named() -> None:
+    readme = (ROOT / "README.md").read_text()
+    original = "`--batch-size` (64)"
+    assert original in readme
+    line = readme[:readme.index(original)].count("\n") + 1
+    problems = readme_default_problems(readme.replace(original, "`--batch-size` (65)", 1))
+    assert problems == [f"README.md:{line}: `--batch-size` 65: its default is 64 or 128"], problems
