@@ -593,6 +593,120 @@ def help_option_problems(parser: argparse.ArgumentParser, command: str) -> list[
     return problems
 
 
+@functools.cache
+def shipped_facts() -> dict[str, float]:
+    """What the shipped model file says about itself (loaded with the package's loader: safetensors, no pickle)."""
+    from pneumoscan.artifact import default_model_path, load_artifact
+
+    path = default_model_path()
+    model, meta = load_artifact(path, device="cpu")
+    data = meta.training["data"]
+    return {"megabytes": path.stat().st_size / 1e6,
+            "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6,
+            "films": sum(n for split in data.values() for key, n in split.items() if key != "patients"),
+            "distinct": len(set(meta.training["fingerprints"])),
+            "threshold": meta.threshold, "validation_film": meta.val_metrics["threshold"],
+            "val_auc": meta.val_metrics["roc_auc"]["value"], "val_films": len(meta.val_scores["labels"])}
+
+
+ARTIFACT_STATEMENTS = [  # (doc, pattern with NUMBER groups, the shipped_facts() keys they state)
+    ("MODEL_CARD.md", rf"`src/pneumoscan/weights/default\.safetensors` \({NUMBER} MB\)", ["megabytes"]),
+    ("MODEL_CARD.md", rf"{NUMBER} M parameters; {NUMBER} MB file", ["parameters_m", "megabytes"]),
+    ("MODEL_CARD.md", rf"fingerprints of its {NUMBER} training and validation films \({NUMBER} distinct",
+     ["films", "distinct"]),
+    ("MODEL_CARD.md", rf"validation film it is chosen on \({NUMBER}: between that film's {NUMBER}",
+     ["threshold", "validation_film"]),
+    ("MODEL_CARD.md", rf"bootstrap interval on the {NUMBER} stored validation films", ["val_films"]),
+    ("README.md", rf"fingerprints of its {NUMBER} training and validation films, the official `train/` folder: "
+                  rf"{NUMBER} distinct", ["films", "distinct"]),
+    ("README.md", rf"around its threshold {NUMBER} \({NUMBER} of its {NUMBER} validation films",
+     ["threshold", None, "val_films"]),
+    ("README.md", rf"\| \*\*the same \+ consistency loss, 30 epochs \(shipped\)\*\* \| {NUMBER} M \| [^|]+ \| {NUMBER} \|",
+     ["parameters_m", "val_auc"]),
+]
+
+
+def artifact_statement_problems(texts: dict[str, str]) -> list[str]:
+    """The docs' statements about the shipped model file (size, parameters, fingerprints, threshold) against it."""
+    facts = shipped_facts()
+    problems = []
+    for doc, pattern, keys in ARTIFACT_STATEMENTS:
+        match = re.search(pattern, " ".join(texts[doc].split()))
+        if match is None or match.lastindex is None:
+            problems.append(f"{doc} no longer says {pattern!r}: update this check with it")
+            continue
+        for key, stated in zip(keys, match.groups()):
+            if key is not None and not shown_as(facts[key], stated):
+                problems.append(f"{doc}: `{match.group(0)}`: {stated}, the shipped model's is {facts[key]:.6g}")
+    return problems
+
+
+def ablation_table_problems(card: str) -> list[str]:
+    """MODEL_CARD.md's ablation table (between its markers) against bench/results/ablation.json, as rounded there."""
+    rows = {r["variant"]: r for r in json.loads((RESULTS / "ablation.json").read_text())["rows"]}
+    columns = ["train_seconds", "val_auc", "val_auc_tta", "val_log_loss", "stress_auc_mean", "stress_auc_min",
+               "geometry_auc_mean"]
+    block = re.search(r"<!-- ablation:start -->(.*?)<!-- ablation:end -->", card, re.S)
+    if block is None:
+        return ["MODEL_CARD.md: no <!-- ablation:start --> ... <!-- ablation:end --> table"]
+    problems, seen = [], set()
+    for line in block.group(1).splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("|") or cells[0] in ("variant", "---"):
+            continue
+        seen.add(cells[0])
+        row = rows.get(cells[0])
+        if row is None or len(cells) != 2 + len(columns):
+            problems.append(f"MODEL_CARD.md: ablation row {cells[0]} is not a row of ablation.json with {columns}")
+            continue
+        for column, stated in zip(columns, cells[2:]):
+            value = row.get(column)
+            if (value is None) != (stated == "") or (stated and not shown_as(value, stated)):
+                problems.append(f"MODEL_CARD.md: ablation row {cells[0]} {column} {stated!r}, ablation.json {value}")
+    problems += [f"MODEL_CARD.md: ablation table lacks {name}" for name in rows if name not in seen]
+    return problems
+
+
+README_COMPARISON = {  # README's comparison row -> (its compare_models.json row, the row its train wall time is from)
+    "mlp (64 px)": ("mlp", "mlp"),
+    "cnn (96 px)": ("cnn", "cnn"),
+    "resnet10 (128 px)": ("resnet10", "resnet10"),
+    "resnet18 (160 px)": ("resnet18", "resnet18"),
+    "ensemble cnn + resnet10": ("ensemble", "ensemble"),
+    "resnet10, balanced batches (shipped three models ago)": ("resnet10, no equalisation (shipped three models ago)",) * 2,
+    "resnet10, balanced batches, equalised (shipped two models ago)": ("resnet10, equalised (shipped two models ago)",) * 2,
+    "resnet10, balanced, equalised, zoom +-20 % + stretch 10 % (shipped before)": (
+        "resnet10, equalised, zoom and stretch (shipped before)", "resnet10, recipe shipped before, run alone (2 threads)"),
+    "**the same + consistency loss, 30 epochs (shipped)**": (
+        "resnet10 (shipped)", "resnet10, shipped recipe, run alone (2 threads)"),
+}
+
+
+def readme_comparison_problems(readme: str) -> list[str]:
+    """README.md's model-comparison table against bench/results/compare_models.json, as rounded there."""
+    rows = {r["model"]: r for r in json.loads((RESULTS / "compare_models.json").read_text())["rows"]}
+    problems, seen = [], set()
+    for number, line in enumerate(readme.splitlines(), 1):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("| ") or len(cells) != 8 or cells[0] == "model":
+            continue
+        if cells[0] not in README_COMPARISON:
+            problems.append(f"README.md:{number}: comparison row {cells[0]!r} is not mapped to compare_models.json")
+            continue
+        seen.add(cells[0])
+        name, wall_name = README_COMPARISON[cells[0]]
+        row, wall = rows[name], rows[wall_name]
+        auc = re.fullmatch(rf"{NUMBER} \[{NUMBER}, {NUMBER}\]", cells[7])
+        stated = [cells[1].removesuffix(" M"), cells[2].removesuffix(" s"), *cells[3:7], *(auc.groups() if auc else ())]
+        recorded = [row["params"] / 1e6, wall["train_wall_s"], row["val_auc"], row["test_accuracy"], row["test_recall"],
+                    row["test_specificity"], row["test_roc_auc"], *row["test_roc_auc_ci95"]]
+        if len(stated) != len(recorded) or not all(shown_as(v, s) for v, s in zip(recorded, stated)):
+            problems.append(f"README.md:{number}: comparison row {cells[0]!r} {stated}, compare_models.json "
+                            + ", ".join(f"{v:.4f}" for v in recorded))
+    problems += [f"README.md: comparison table lacks {name!r}" for name in README_COMPARISON if name not in seen]
+    return problems
+
+
 # -- the docs ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("doc", DOCS)
 def test_the_doc_matches_the_code(doc: str) -> None:
@@ -668,6 +782,21 @@ def test_readme_states_the_defaults_the_commands_use() -> None:
 
 def test_help_names_only_options_and_commands_that_exist() -> None:
     problems = [p for command, sub in subcommands().items() for p in help_option_problems(sub, command)]
+    assert not problems, "\n".join(problems)
+
+
+def test_docs_state_the_shipped_model_file_as_it_is() -> None:
+    problems = artifact_statement_problems({doc: (ROOT / doc).read_text() for doc in DOCS})
+    assert not problems, "\n".join(problems)
+
+
+def test_model_card_ablation_table_is_the_recorded_one() -> None:
+    problems = ablation_table_problems((ROOT / "MODEL_CARD.md").read_text())
+    assert not problems, "\n".join(problems)
+
+
+def test_readme_comparison_table_is_the_recorded_one() -> None:
+    problems = readme_comparison_problems((ROOT / "README.md").read_text())
     assert not problems, "\n".join(problems)
 
 
@@ -804,3 +933,20 @@ def test_a_planted_readme_default_is_named() -> None:
     line = readme[:readme.index(original)].count("\n") + 1
     problems = readme_default_problems(readme.replace(original, "`--batch-size` (65)", 1))
     assert problems == [f"README.md:{line}: `--batch-size` 65: its default is 64 or 128"], problems
+
+
+def test_planted_artifact_ablation_and_comparison_mismatches_are_named() -> None:
+    texts = {doc: (ROOT / doc).read_text() for doc in DOCS}
+    assert "(5,190 distinct" in texts["MODEL_CARD.md"]
+    planted = {**texts, "MODEL_CARD.md": texts["MODEL_CARD.md"].replace("(5,190 distinct", "(5,216 distinct", 1)}
+    (problem,) = artifact_statement_problems(planted)
+    assert problem.startswith("MODEL_CARD.md: ") and "5,216, the shipped model's is 5190" in problem
+    card = texts["MODEL_CARD.md"]
+    row = "| AC_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep |"
+    assert row in card and "| 3206.8 | 0.9965 |" in card
+    (problem,) = ablation_table_problems(card.replace("| 3206.8 | 0.9965 |", "| 3206.8 | 0.9966 |", 1))
+    assert "AC_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep val_auc '0.9966'" in problem
+    readme = texts["README.md"]
+    assert "| 0.9965 | 0.941 | 0.982 | 0.872 | 0.985 [0.977, 0.992] |" in readme
+    (problem,) = readme_comparison_problems(readme.replace("0.872 | 0.985 [0.977, 0.992]", "0.872 | 0.985 [0.977, 0.991]"))
+    assert "the same + consistency loss" in problem
