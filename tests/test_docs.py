@@ -707,6 +707,84 @@ def readme_comparison_problems(readme: str) -> list[str]:
     return problems
 
 
+def recorded(name: str, **where: object) -> dict:
+    """The one row of bench/results/NAME.json whose fields equal `where` (or its whole record without rows)."""
+    data = json.loads((RESULTS / f"{name}.json").read_text())
+    if "rows" not in data:
+        return data
+    (row,) = [r for r in data["rows"] if all(r.get(k) == v for k, v in where.items())]
+    return row
+
+
+def _recorded_statements() -> list[tuple[str, str, list[float | None]]]:
+    """(doc, pattern with NUMBER groups, the recorded figures they state; None: not checked) for the docs' prose
+    figures that bench/results/*.json hold."""
+    border = recorded("borderline", **{"operating point": "stored"})
+    border_02 = recorded("borderline", **{"operating point": "--prevalence 0.2"})
+    low, high = border["interval"]
+    n_normal, n_pneumonia = (int(border[f"borderline {c}"].split(" /")[0]) for c in ("normal", "pneumonia"))
+    alone = recorded("train_full", model="resnet10, shipped recipe, run alone (2 threads)")
+    channels_last = recorded("train_full", model="resnet10, shipped recipe, run alone (2 threads, channels-last trainer)")
+    before_alone = recorded("train_full", model="resnet10, recipe shipped before, run alone (2 threads)")
+    shipped = recorded("train_full", model="resnet10 (shipped)")
+    local_stored = recorded("local_threshold", operating_point="stored threshold (validation)")
+    local = recorded("local_threshold", operating_point="local, its whole half", target_recall=0.97)
+    local_25 = recorded("local_threshold", operating_point="local, 25 films per class", target_recall=0.97)
+    ood = recorded("ood")
+    robustness = [recorded("robustness", perturbation=p)["delta_vs_clean"] for p in
+                  ("jpeg_q50", "rotate_5deg", "brightness_10pct", "upscaled_1024px")]
+    card, readme = "MODEL_CARD.md", "README.md"
+    return [
+        (card, rf"is \*\*{NUMBER} to {NUMBER}\*\*", [low, high]),
+        (card, rf"{NUMBER} validation films lie within it \({NUMBER} normal, {NUMBER} pneumonia\)",
+         [n_normal + n_pneumonia, n_normal, n_pneumonia]),
+        (card, rf"\({NUMBER} below it, {NUMBER} above\)", [border["threshold"] - low, high - border["threshold"]]),
+        (card, rf"in {NUMBER} s on this 2-core CPU \(median of 5\)", [border["seconds"]]),
+        (card, rf"`--prevalence` \({NUMBER} to {NUMBER} at 0\.2\)", border_02["interval"]),
+        (card, rf"\({NUMBER} to {NUMBER} and {NUMBER} to {NUMBER} over seeds 0-9\)",
+         [*border["low end, seeds 0-9"], *border["high end, seeds 0-9"]]),
+        (readme, rf"interval is {NUMBER} to {NUMBER} around its threshold {NUMBER} \({NUMBER} of its",
+         [low, high, border["threshold"], n_normal + n_pneumonia]),
+        (readme, rf"by `serve` at start-up, in {NUMBER} s;", [border["seconds"]]),
+        (card, rf"{NUMBER} s wall time for the full training \({NUMBER} epochs, best epoch {NUMBER}\), peak RSS {NUMBER} MiB",
+         [alone["train_wall_s"], *map(float, alone["epochs"].split("/")[::-1]), alone["peak_rss_mb"]]),
+        (card, rf"W's one-view recipe took {NUMBER} s for {NUMBER} epochs", [before_alone["train_wall_s"],
+                                                                           float(before_alone["epochs"].split("/")[1])]),
+        (card, rf"validation AUC {NUMBER} against {NUMBER};", [alone["val_auc"], shipped["val_auc"]]),
+        (card, rf"{NUMBER} s wall, peak RSS {NUMBER} MiB, the same validation AUC and threshold \({NUMBER}, {NUMBER}\): "
+               rf"{NUMBER} % of the budget", [channels_last["train_wall_s"], channels_last["peak_rss_mb"],
+                                             channels_last["val_auc"], channels_last["threshold"],
+                                             100 * channels_last["train_wall_s"] / 1800]),
+        (readme, rf"alone with two threads took {NUMBER} s, peak RSS {NUMBER} MiB .*?validation AUC {NUMBER}, test AUC "
+                 rf"{NUMBER}, recall {NUMBER}, specificity {NUMBER};",
+         [channels_last["train_wall_s"], channels_last["peak_rss_mb"], channels_last["val_auc"],
+          channels_last["test_roc_auc"], channels_last["test_recall"], channels_last["test_specificity"]]),
+        (card, rf"the held-out half recall {NUMBER} and specificity {NUMBER} on average \(stored threshold on the same "
+               rf"halves: {NUMBER} and {NUMBER}\)", [local["recall"], local["specificity"], local_stored["recall"],
+                                                    local_stored["specificity"]]),
+        (card, rf"met together on only {NUMBER} % of the held-out halves", [100 * local["share_both"]]),
+        (card, rf"its 95 % interval spanned {NUMBER} to {NUMBER} for recall 0\.97", local_25["threshold_95"]),
+        (card, rf"\(AUROC {NUMBER} on {NUMBER} generated negatives; {NUMBER} of {NUMBER} real test X-rays, {NUMBER} %",
+         [ood["negatives"]["auroc"], ood["negatives"]["n"], ood["test_xrays"]["false_rejections"],
+          ood["test_xrays"]["n"], 100 * ood["test_xrays"]["false_rejections"] / ood["test_xrays"]["n"]]),
+        (card, rf"Every perturbation is within {NUMBER} of the clean figure", [max(abs(d) for d in robustness)]),
+    ]
+
+
+def recorded_statement_problems(texts: dict[str, str]) -> list[str]:
+    """The docs' prose figures against the bench/results/*.json that hold them, as rounded in the prose."""
+    problems = []
+    for doc, pattern, figures in _recorded_statements():
+        match = re.search(pattern, " ".join(texts[doc].split()))
+        if match is None:
+            problems.append(f"{doc} no longer says {pattern!r}: update this check with it")
+            continue
+        for figure, stated in zip(figures, match.groups()):
+            if figure is not None and not shown_as(figure, stated):
+                problems.append(f"{doc}: `{match.group(0)}`: {stated}, recorded {figure:.6g}")
+    return problems
+
+
 # -- the docs ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("doc", DOCS)
 def test_the_doc_matches_the_code(doc: str) -> None:
@@ -797,6 +875,11 @@ def test_model_card_ablation_table_is_the_recorded_one() -> None:
 
 def test_readme_comparison_table_is_the_recorded_one() -> None:
     problems = readme_comparison_problems((ROOT / "README.md").read_text())
+    assert not problems, "\n".join(problems)
+
+
+def test_docs_prose_states_the_recorded_benchmarks() -> None:
+    problems = recorded_statement_problems({doc: (ROOT / doc).read_text() for doc in DOCS})
     assert not problems, "\n".join(problems)
 
 
@@ -950,3 +1033,11 @@ def test_planted_artifact_ablation_and_comparison_mismatches_are_named() -> None
     assert "| 0.9965 | 0.941 | 0.982 | 0.872 | 0.985 [0.977, 0.992] |" in readme
     (problem,) = readme_comparison_problems(readme.replace("0.872 | 0.985 [0.977, 0.992]", "0.872 | 0.985 [0.977, 0.991]"))
     assert "the same + consistency loss" in problem
+
+
+def test_a_planted_benchmark_figure_is_named() -> None:
+    texts = {doc: (ROOT / doc).read_text() for doc in DOCS}
+    assert "(0.108 below it, 0.129 above)" in texts["MODEL_CARD.md"]
+    planted = {**texts, "MODEL_CARD.md": texts["MODEL_CARD.md"].replace("0.129 above", "0.130 above", 1)}
+    (problem,) = recorded_statement_problems(planted)
+    assert problem.startswith("MODEL_CARD.md: `(0.108 below it, 0.130 above)`: 0.130, recorded 0.129")
