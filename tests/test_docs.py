@@ -716,9 +716,9 @@ def recorded(name: str, **where: object) -> dict:
     return row
 
 
-def _recorded_statements() -> list[tuple[str, str, list[float | None]]]:
-    """(doc, pattern with NUMBER groups, the recorded figures they state; None: not checked) for the docs' prose
-    figures that bench/results/*.json hold."""
+def _recorded_statements() -> list[tuple]:
+    """(doc, pattern with NUMBER groups, the recorded figures they state (None: not checked)[, the step they are
+    rounded to, when coarser than their decimals show]) for the docs' prose figures that bench/results/*.json hold."""
     border = recorded("borderline", **{"operating point": "stored"})
     border_02 = recorded("borderline", **{"operating point": "--prevalence 0.2"})
     low, high = border["interval"]
@@ -733,6 +733,12 @@ def _recorded_statements() -> list[tuple[str, str, list[float | None]]]:
     ood = recorded("ood")
     robustness = [recorded("robustness", perturbation=p)["delta_vs_clean"] for p in
                   ("jpeg_q50", "rotate_5deg", "brightness_10pct", "upscaled_1024px")]
+    inference = recorded("inference")
+    onnx, torch_ = ({b["backend"]: b for b in inference["backends"]}[k] for k in ("onnx", "torch"))
+    load = recorded("load")
+    upload = {r["label"]: r["peak_minus_idle_mb"] for r in json.loads((RESULTS / "upload_memory.json").read_text())["rows"]}
+    before_8 = [v for k, v in upload.items() if k.startswith("before (e94a2e0) #")]
+    after = [v for k, v in upload.items() if k.startswith("after, default 400 MB")]
     card, readme = "MODEL_CARD.md", "README.md"
     return [
         (card, rf"is \*\*{NUMBER} to {NUMBER}\*\*", [low, high]),
@@ -768,19 +774,30 @@ def _recorded_statements() -> list[tuple[str, str, list[float | None]]]:
          [ood["negatives"]["auroc"], ood["negatives"]["n"], ood["test_xrays"]["false_rejections"],
           ood["test_xrays"]["n"], 100 * ood["test_xrays"]["false_rejections"] / ood["test_xrays"]["n"]]),
         (card, rf"Every perturbation is within {NUMBER} of the clean figure", [max(abs(d) for d in robustness)]),
+        (readme, rf"ONNX Runtime {NUMBER} images/s end to end .*?; {NUMBER} images/s network only\), PyTorch {NUMBER} "
+                 rf"images/s; single-image latency p50 {NUMBER} ms \(224 px JPEG\) and {NUMBER} ms \(2000 px JPEG\)",
+         [onnx["folder_images_per_s"], onnx["network_images_per_s"], torch_["folder_images_per_s"],
+          onnx["latency"]["jpeg_224"]["p50_ms"], onnx["latency"]["jpeg_2000"]["p50_ms"]]),
+        (readme, rf"under 16 concurrent clients \(`bench/results/load.md`\): {NUMBER} requests/s, p99 {NUMBER} ms, "
+                 rf"{NUMBER} errors, {NUMBER} MB peak RSS",
+         [load["requests_per_s"], load["p99_ms"], load["errors"], load["server_rss_max_sampled_mb"]]),
+        (readme, rf"raised the service's peak memory by {NUMBER}-{NUMBER} MB before this limit \(16 uploads: {NUMBER} MB\), "
+                 rf"and by {NUMBER}-{NUMBER} MB with it",
+         [min(before_8), max(before_8), upload["before (e94a2e0), 16 clients"], min(after), max(after)], 10),
     ]
 
 
 def recorded_statement_problems(texts: dict[str, str]) -> list[str]:
     """The docs' prose figures against the bench/results/*.json that hold them, as rounded in the prose."""
     problems = []
-    for doc, pattern, figures in _recorded_statements():
+    for doc, pattern, figures, *step in _recorded_statements():
         match = re.search(pattern, " ".join(texts[doc].split()))
         if match is None:
             problems.append(f"{doc} no longer says {pattern!r}: update this check with it")
             continue
         for figure, stated in zip(figures, match.groups()):
-            if figure is not None and not shown_as(figure, stated):
+            rounded = figure if figure is None or not step else round(figure / step[0]) * step[0]
+            if rounded is not None and not shown_as(rounded, stated):
                 problems.append(f"{doc}: `{match.group(0)}`: {stated}, recorded {figure:.6g}")
     return problems
 
