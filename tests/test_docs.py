@@ -802,6 +802,43 @@ def recorded_statement_problems(texts: dict[str, str]) -> list[str]:
     return problems
 
 
+def api_signature_problems(readme: str) -> list[str]:
+    """README.md's Python API table shows `name(params)`: each shown parameter is one of the real function's, in its
+    order, of its kind (positional or keyword-only) and with its default (the table may leave optional ones out)."""
+    import inspect
+
+    import pneumoscan
+
+    problems = []
+    for name, params in re.findall(r"^\| `(\w+)\(([^`]*)\)`", readme, re.M):
+        shown = ast.parse(f"def f({params}): pass").body[0].args  # type: ignore[attr-defined]
+        try:
+            real = inspect.signature(getattr(pneumoscan, name)).parameters
+        except AttributeError:
+            problems.append(f"README.md: `{name}` is not in pneumoscan")
+            continue
+        positional = [a.arg for a in shown.args]
+        defaults = dict(zip(positional[len(positional) - len(shown.defaults):], shown.defaults))
+        defaults.update({a.arg: d for a, d in zip(shown.kwonlyargs, shown.kw_defaults) if d is not None})
+        order = list(real)
+        for arg, keyword in [(a.arg, False) for a in shown.args] + [(a.arg, True) for a in shown.kwonlyargs]:
+            param = real.get(arg)
+            if param is None:
+                problems.append(f"README.md: `{name}` has no parameter {arg}")
+            elif (param.kind == param.KEYWORD_ONLY) != keyword:
+                problems.append(f"README.md: `{name}`'s {arg} is shown {'keyword-only' if keyword else 'positional'}")
+            elif arg in defaults and ast.literal_eval(defaults[arg]) != param.default:
+                problems.append(f"README.md: `{name}`'s {arg} is shown defaulting to {ast.unparse(defaults[arg])}, "
+                                f"it defaults to {param.default!r}")
+        kept = [a.arg for a in shown.args + shown.kwonlyargs if a.arg in real]
+        if kept != sorted(kept, key=order.index):
+            problems.append(f"README.md: `{name}` shows its parameters out of order: {kept}")
+        for var, kind in ((shown.vararg, inspect.Parameter.VAR_POSITIONAL), (shown.kwarg, inspect.Parameter.VAR_KEYWORD)):
+            if var is not None and not any(p.kind == kind for p in real.values()):
+                problems.append(f"README.md: `{name}` takes no {'*' if kind == kind.VAR_POSITIONAL else '**'}{var.arg}")
+    return problems
+
+
 # -- the docs ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("doc", DOCS)
 def test_the_doc_matches_the_code(doc: str) -> None:
@@ -897,6 +934,13 @@ def test_readme_comparison_table_is_the_recorded_one() -> None:
 
 def test_docs_prose_states_the_recorded_benchmarks() -> None:
     problems = recorded_statement_problems({doc: (ROOT / doc).read_text() for doc in DOCS})
+    assert not problems, "\n".join(problems)
+
+
+def test_readme_shows_the_python_api_signatures_as_they_are() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert len(re.findall(r"^\| `(\w+)\(([^`]*)\)`", readme, re.M)) >= 9
+    problems = api_signature_problems(readme)
     assert not problems, "\n".join(problems)
 
 
@@ -1058,3 +1102,16 @@ def test_a_planted_benchmark_figure_is_named() -> None:
     planted = {**texts, "MODEL_CARD.md": texts["MODEL_CARD.md"].replace("0.129 above", "0.130 above", 1)}
     (problem,) = recorded_statement_problems(planted)
     assert problem.startswith("MODEL_CARD.md: `(0.108 below it, 0.130 above)`: 0.130, recorded 0.129")
+
+
+@pytest.mark.parametrize(("original", "planted", "expected"), [
+    ("n_boot=1000, seed=0, backend=None", "n_boot=2000, seed=0, backend=None", "n_boot is shown defaulting to 2000"),
+    ("`gradcam(image, model=None, *, threshold=None)`", "`gradcam(image, model=None, *, threshold=None, cam=1)`",
+     "has no parameter cam"),
+    ("`export_onnx(model, out, *, images=None)`", "`export_onnx(model, out, images=None)`", "images is shown positional"),
+])
+def test_a_planted_api_signature_is_named(original: str, planted: str, expected: str) -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert original in readme
+    (problem,) = api_signature_problems(readme.replace(original, planted, 1))
+    assert expected in problem
