@@ -839,6 +839,29 @@ def api_signature_problems(readme: str) -> list[str]:
     return problems
 
 
+BENCH_DEFAULTS = [  # (pattern in README.md's benchmark table, with NUMBER groups; the (script, option dest) they state)
+    (rf"\| `load\.py` \| {NUMBER} concurrent clients against `pneumoscan serve` on loopback for {NUMBER} s \|",
+     [("load", "clients"), ("load", "seconds")]),
+    (rf"\| `upload_memory\.py` \| peak memory of `pneumoscan serve` while {NUMBER} batch uploads of {NUMBER} MB",
+     [("upload_memory", "clients"), ("upload_memory", "batch_mb")]),
+]
+
+
+def bench_default_problems(readme: str) -> list[str]:
+    """README.md's benchmark table states some scripts' defaults: they are the defaults of the scripts' parsers."""
+    problems = []
+    for pattern, options in BENCH_DEFAULTS:
+        match = re.search(pattern, readme)
+        if match is None:
+            problems.append(f"README.md no longer says {pattern!r}: update this check with it")
+            continue
+        for (script, dest), stated in zip(options, match.groups()):
+            default = bench_build_parser(script)().get_default(dest)
+            if not shown_as(float(default), stated):
+                problems.append(f"README.md: `{match.group(0)}`: {stated}, bench/{script}.py's default {dest} is {default}")
+    return problems
+
+
 # -- the docs ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("doc", DOCS)
 def test_the_doc_matches_the_code(doc: str) -> None:
@@ -941,6 +964,11 @@ def test_readme_shows_the_python_api_signatures_as_they_are() -> None:
     readme = (ROOT / "README.md").read_text()
     assert len(re.findall(r"^\| `(\w+)\(([^`]*)\)`", readme, re.M)) >= 9
     problems = api_signature_problems(readme)
+    assert not problems, "\n".join(problems)
+
+
+def test_readme_states_the_benchmarks_defaults() -> None:
+    problems = bench_default_problems((ROOT / "README.md").read_text())
     assert not problems, "\n".join(problems)
 
 
@@ -1115,3 +1143,10 @@ def test_a_planted_api_signature_is_named(original: str, planted: str, expected:
     assert original in readme
     (problem,) = api_signature_problems(readme.replace(original, planted, 1))
     assert expected in problem
+
+
+def test_a_planted_benchmark_default_is_named() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "| 16 concurrent clients against" in readme
+    (problem,) = bench_default_problems(readme.replace("| 16 concurrent clients against", "| 8 concurrent clients against"))
+    assert "8, bench/load.py's default clients is 16" in problem
