@@ -862,6 +862,47 @@ def bench_default_problems(readme: str) -> list[str]:
     return problems
 
 
+SEED_MEANS = [  # (pattern in MODEL_CARD.md with one NUMBER group, ablation.json column, the runs it averages)
+    (rf"histogram equalisation \(stress AUC 0\.9963 -> {NUMBER}, three-seed means\)", "stress_auc_mean", ["R", "R1", "R2"]),
+    (rf"histogram equalisation \(stress AUC {NUMBER} -> ", "stress_auc_mean", ["E", "E1", "E2"]),
+    (rf"three seeds scored 0\.9979, 0\.9975 and 0\.9973 \(mean {NUMBER}\)", "stress_auc_mean", ["R", "R1", "R2"]),
+    (rf"The three-seed mean is {NUMBER}, against", "stress_auc_mean", ["E", "E1", "E2"]),
+    (rf"The three-seed mean is 0\.9963, against {NUMBER} for the class-weighted loss", "stress_auc_mean", ["A", "A1", "A2"]),
+    (rf"beat the shipped recipe's three-seed mean \({NUMBER}\)", "geometry_auc_mean", ["R", "R1", "R2"]),
+    (rf"W \(mean {NUMBER}\) beat X", "geometry_auc_mean", ["W", "W1"]),
+    (rf"beat X \({NUMBER}\)", "geometry_auc_mean", ["X", "X1"]),
+    (rf"0\.9874 \(mean {NUMBER}, within 0\.002 of W's", "geometry_auc_mean", ["Y", "Y1"]),
+    (rf"geometry 0\.9831 to 0\.9881, mean {NUMBER}, the reference", "geometry_auc_mean", ["W", "W1", "W2"]),
+    (rf"0\.9893 \(AA1\), mean {NUMBER}:", "geometry_auc_mean", ["AA", "AA1"]),
+    (rf"\(29 of 30\); mean geometry {NUMBER}\.", "geometry_auc_mean", ["AC", "AC1"]),
+    (rf"0\.9914 \(AD1\), mean {NUMBER};", "geometry_auc_mean", ["AD", "AD1"]),
+    (rf"0\.9871 \(AE1\), mean {NUMBER}, below AC", "geometry_auc_mean", ["AE", "AE1"]),
+    (rf"0\.9916 \(AF1\), mean {NUMBER}, short of", "geometry_auc_mean", ["AF", "AF1"]),
+    (rf"0\.9907 \(AG1\), mean {NUMBER};", "geometry_auc_mean", ["AG", "AG1"]),
+    (rf"Texture 0\.9961 and 0\.9976 \(mean {NUMBER}: level with AC\)", "texture_auc_mean", ["AH", "AH1"]),
+    (rf"texture-probe mean above AC's {NUMBER}", "texture_auc_mean", ["AC", "AC1"]),
+    (rf"and 0\.9872 \(mean {NUMBER}; pneumonia zoomed out", "geometry_auc_mean", ["AH", "AH1"]),
+    (rf"Geometry 0\.9932 and 0\.9926 \(mean {NUMBER},", "geometry_auc_mean", ["AJ", "AJ1"]),
+    (rf"Geometry rose from {NUMBER} at 64 px", "geometry_auc_mean", ["AI", "AI1"]),
+]
+
+
+def seed_mean_problems(card: str) -> list[str]:
+    """The seed means MODEL_CARD.md states, recomputed from bench/results/ablation.json (a mean of rounded figures
+    can round otherwise: 0.9918 and 0.9907 are 0.99121 and 0.99065, mean 0.9912, not 0.9913)."""
+    rows = {r["variant"].split("_")[0]: r for r in json.loads((RESULTS / "ablation.json").read_text())["rows"]}
+    text = " ".join(card.split())
+    problems = []
+    for pattern, column, runs in SEED_MEANS:
+        match = re.search(pattern, text)
+        mean = sum(rows[run][column] for run in runs) / len(runs)
+        if match is None:
+            problems.append(f"MODEL_CARD.md no longer says {pattern!r}: update this check with it")
+        elif not shown_as(mean, match.group(1)):
+            problems.append(f"MODEL_CARD.md: `{match.group(0)}`: the mean {column} of {', '.join(runs)} is {mean:.6f}")
+    return problems
+
+
 # -- the docs ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("doc", DOCS)
 def test_the_doc_matches_the_code(doc: str) -> None:
@@ -969,6 +1010,11 @@ def test_readme_shows_the_python_api_signatures_as_they_are() -> None:
 
 def test_readme_states_the_benchmarks_defaults() -> None:
     problems = bench_default_problems((ROOT / "README.md").read_text())
+    assert not problems, "\n".join(problems)
+
+
+def test_model_card_seed_means_are_those_of_the_recorded_runs() -> None:
+    problems = seed_mean_problems((ROOT / "MODEL_CARD.md").read_text())
     assert not problems, "\n".join(problems)
 
 
@@ -1150,3 +1196,10 @@ def test_a_planted_benchmark_default_is_named() -> None:
     assert "| 16 concurrent clients against" in readme
     (problem,) = bench_default_problems(readme.replace("| 16 concurrent clients against", "| 8 concurrent clients against"))
     assert "8, bench/load.py's default clients is 16" in problem
+
+
+def test_a_mean_of_rounded_figures_is_named() -> None:
+    card = (ROOT / "MODEL_CARD.md").read_text()
+    assert "0.9907 (AG1), mean 0.9912;" in card
+    (problem,) = seed_mean_problems(card.replace("0.9907 (AG1), mean 0.9912;", "0.9907 (AG1), mean 0.9913;"))
+    assert "the mean geometry_auc_mean of AG, AG1 is 0.991215" in problem
