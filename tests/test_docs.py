@@ -606,7 +606,12 @@ def shipped_facts() -> dict[str, float]:
             "films": sum(n for split in data.values() for key, n in split.items() if key != "patients"),
             "distinct": len(set(meta.training["fingerprints"])),
             "threshold": meta.threshold, "validation_film": meta.val_metrics["threshold"],
-            "val_auc": meta.val_metrics["roc_auc"]["value"], "val_films": len(meta.val_scores["labels"])}
+            "val_auc": meta.val_metrics["roc_auc"]["value"], "val_films": len(meta.val_scores["labels"]),
+            "val_pneumonia": sum(meta.val_scores["labels"]),
+            "val_normal": len(meta.val_scores["labels"]) - sum(meta.val_scores["labels"]),
+            "train_normal": sum(split["NORMAL"] for split in data.values()),
+            "train_pneumonia": sum(split["PNEUMONIA"] for split in data.values()),
+            "test_normal": meta.test_metrics["n_negative"], "test_pneumonia": meta.test_metrics["n_positive"]}
 
 
 ARTIFACT_STATEMENTS = [  # (doc, pattern with NUMBER groups, the shipped_facts() keys they state)
@@ -616,7 +621,11 @@ ARTIFACT_STATEMENTS = [  # (doc, pattern with NUMBER groups, the shipped_facts()
      ["films", "distinct"]),
     ("MODEL_CARD.md", rf"validation film it is chosen on \({NUMBER}: between that film's {NUMBER}",
      ["threshold", "validation_film"]),
-    ("MODEL_CARD.md", rf"bootstrap interval on the {NUMBER} stored validation films", ["val_films"]),
+    ("MODEL_CARD.md", rf"bootstrap interval on the {NUMBER} stored validation films \({NUMBER} pneumonia, {NUMBER} "
+                      rf"normal;", ["val_films", "val_pneumonia", "val_normal"]),
+    ("MODEL_CARD.md", rf"official `train/` split \({NUMBER} NORMAL / {NUMBER} PNEUMONIA\)",
+     ["train_normal", "train_pneumonia"]),
+    ("MODEL_CARD.md", rf"official test split \({NUMBER} NORMAL / {NUMBER} PNEUMONIA\)", ["test_normal", "test_pneumonia"]),
     ("README.md", rf"fingerprints of its {NUMBER} training and validation films, the official `train/` folder: "
                   rf"{NUMBER} distinct", ["films", "distinct"]),
     ("README.md", rf"around its threshold {NUMBER} \({NUMBER} of its {NUMBER} validation films",
