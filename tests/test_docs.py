@@ -1,7 +1,10 @@
 """README.md and MODEL_CARD.md against the code: every command line they show (`pneumoscan ...`, `python bench/X.py
 ...`, `make ...`) parses with the real parser, never run; every flag, `make` target, `PNEUMOSCAN_*` variable and
 bench/, src/ or sample/ path they name exists; and README.md names every subcommand and flag that `--help` offers
-and every `PNEUMOSCAN_*` variable src/ reads. Failures name the doc, the line and the problem."""
+and every `PNEUMOSCAN_*` variable src/ reads; every default a `--help` text or the README states is the one the code
+uses; the commands bench/results/*.md show parse; and the figures the docs state (the model card's tables, the README's
+comparison table, the prose that restates a benchmark or the shipped model file) are those recorded in
+bench/results/*.json and in the shipped model, as rounded in the doc. Failures name the doc, the line and the problem."""
 from __future__ import annotations
 
 import argparse
