@@ -915,6 +915,38 @@ def seed_mean_problems(card: str) -> list[str]:
     return problems
 
 
+def recipe_problems(card: str) -> list[str]:
+    """MODEL_CARD.md's recipe ("`pneumoscan train ...` with the defaults: AdamW (lr 2e-3, ...") against the defaults
+    train runs with: TrainConfig's, and AugmentConfig's for what training does not set."""
+    from pneumoscan.data.augment import AugmentConfig
+    from pneumoscan.training.config import DEFAULT_CONSISTENCY, DEFAULT_MODEL, TrainConfig
+
+    cfg, aug = TrainConfig(data="DATA", out="RUN"), AugmentConfig()
+    stated = [  # (pattern with NUMBER groups, the defaults they state)
+        (rf"with the defaults: AdamW \(lr {NUMBER}e-3, weight decay {NUMBER}\), one warm-up epoch then cosine decay, "
+         rf"batch {NUMBER}, at most {NUMBER} epochs, early stopping on validation ROC AUC \(patience {NUMBER}\)",
+         [cfg.lr * 1e3, cfg.weight_decay, cfg.batch_size, cfg.epochs, cfg.patience]),
+        (rf"augmentation: rotation \+-{NUMBER} degrees, \*\*zoom \+-{NUMBER} % and a stretch, one axis multiplied and the "
+         rf"other divided by up to {NUMBER}\*\*", [aug.rotation_deg, 100 * cfg.aug_zoom, 1 + cfg.aug_aspect]),
+        (rf"translation \+-{NUMBER} %, brightness and contrast \+-{NUMBER} %", [100 * aug.translate, 100 * aug.brightness]),
+        (rf"\(`--consistency {NUMBER}`, the default since the eighth session\)", [DEFAULT_CONSISTENCY]),
+        (rf"seed {NUMBER}, split seed {NUMBER}\.", [cfg.seed, cfg.split_seed]),
+    ]
+    problems = []
+    if (cfg.warmup_epochs, cfg.balance, cfg.equalize, DEFAULT_MODEL) != (1.0, "sampler", True, "resnet10") or \
+            aug.contrast != aug.brightness:
+        problems.append("MODEL_CARD.md: the recipe names one warm-up epoch, class-balanced batches, equalisation, "
+                        "resnet10 and equal brightness and contrast ranges; the defaults differ")
+    text = " ".join(card.split())
+    for pattern, defaults in stated:
+        match = re.search(pattern, text)
+        if match is None:
+            problems.append(f"MODEL_CARD.md no longer says {pattern!r}: update this check with it")
+        elif not all(shown_as(float(d), s) for d, s in zip(defaults, match.groups())):
+            problems.append(f"MODEL_CARD.md: `{match.group(0)}`: the defaults are {defaults}")
+    return problems
+
+
 # -- the docs ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("doc", DOCS)
 def test_the_doc_matches_the_code(doc: str) -> None:
@@ -1027,6 +1059,11 @@ def test_readme_states_the_benchmarks_defaults() -> None:
 
 def test_model_card_seed_means_are_those_of_the_recorded_runs() -> None:
     problems = seed_mean_problems((ROOT / "MODEL_CARD.md").read_text())
+    assert not problems, "\n".join(problems)
+
+
+def test_model_card_recipe_is_the_default_one() -> None:
+    problems = recipe_problems((ROOT / "MODEL_CARD.md").read_text())
     assert not problems, "\n".join(problems)
 
 
@@ -1215,3 +1252,10 @@ def test_a_mean_of_rounded_figures_is_named() -> None:
     assert "0.9907 (AG1), mean 0.9912;" in card
     (problem,) = seed_mean_problems(card.replace("0.9907 (AG1), mean 0.9912;", "0.9907 (AG1), mean 0.9913;"))
     assert "the mean geometry_auc_mean of AG, AG1 is 0.991215" in problem
+
+
+def test_a_planted_recipe_default_is_named() -> None:
+    card = (ROOT / "MODEL_CARD.md").read_text()
+    assert "(patience 8)" in card
+    (problem,) = recipe_problems(card.replace("(patience 8)", "(patience 10)", 1))
+    assert "(patience 10)`: the defaults are [2.0, 0.05, 64, 30, 8]" in problem
