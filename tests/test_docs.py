@@ -847,7 +847,7 @@ def api_signature_problems(readme: str) -> list[str]:
             problems.append(f"README.md: `{name}` shows its parameters out of order: {kept}")
         for var, kind in ((shown.vararg, inspect.Parameter.VAR_POSITIONAL), (shown.kwarg, inspect.Parameter.VAR_KEYWORD)):
             if var is not None and not any(p.kind == kind for p in real.values()):
-                problems.append(f"README.md: `{name}` takes no {'*' if kind == kind.VAR_POSITIONAL else '**'}{var.arg}")
+                problems.append(f"README.md: `{name}` takes no {'*' if kind == inspect.Parameter.VAR_POSITIONAL else '**'}{var.arg}")
     return problems
 
 
