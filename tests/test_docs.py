@@ -1067,6 +1067,14 @@ def test_model_card_recipe_is_the_default_one() -> None:
     assert not problems, "\n".join(problems)
 
 
+def test_readme_lists_every_benchmark() -> None:
+    readme = (ROOT / "README.md").read_text()
+    listed = {name for line in readme.splitlines() if line.startswith("| `") for name in re.findall(r"`(\w+)\.py`", line)}
+    scripts = {path.stem for path in BENCH.glob("[!_]*.py")}
+    assert len(listed & scripts) >= 15
+    assert not scripts - listed, f"README.md's benchmark table lacks {sorted(scripts - listed)}"
+
+
 # -- the checks themselves -----------------------------------------------------------------------
 def test_extraction_joins_continuations_drops_comments_ellipses_and_redirections() -> None:
     text = "\n".join([
