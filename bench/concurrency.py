@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         print(row, flush=True)
     finally:
         stop_server(server)
-    command = "PYTHONPATH=src:bench .venv/bin/python bench/concurrency.py " + " ".join(argv or sys.argv[1:])
+    command = "PYTHONPATH=src:bench .venv/bin/python bench/concurrency.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     sizes = {kind: round(len(data) / 1024 / 1024, 2) for kind, (_, data, _) in uploads.items()}
     report = {"model": args.model, "backend": backend, "serve_options": args.serve_options, "cpus": os.cpu_count(),
               "load_avg_at_end": os.getloadavg()[0], "upload_mb": sizes, "server_rss_idle_mb": idle,

@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -87,13 +88,18 @@ def agreement(ours: dict[str, list], cli: dict[str, list]) -> dict:
             "guard_differs": sum(ours[p][2] != cli[p][2] for p in ours if p in cli)}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="run folder or model.safetensors (default: the shipped model)")
     parser.add_argument("--per-class", type=int, default=200, help="train films of each class (default 200)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="results folder")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.model is None:
         sys.path.insert(0, str(ROOT / "src"))
         from pneumoscan.artifact import default_model_path
@@ -114,13 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     cli = cli_predictions(args.model, paths, env)
     for run in runs:
         run["vs_cli"] = agreement(run.pop("predictions"), cli)
-    command = "PYTHONPATH=src .venv/bin/python bench/predictor_default.py " + " ".join(argv or sys.argv[1:])
+    command = "PYTHONPATH=src .venv/bin/python bench/predictor_default.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     report = {"model": args.model, "films": len(paths), "cpus": os.cpu_count(), "load_avg_before": os.getloadavg()[0],
               "runs": runs, "command": command}
     lines = ["# Predictor's default backend", "",
              f"Model `{Path(args.model).name}`, {len(paths)} train films ({args.per_class} of each class), "
              f"{os.cpu_count()} CPU cores shared with other jobs. Each backend in a fresh process; agreement is "
-             "against `pneumoscan predict --csv` (the CLI's backend auto) on the same films.", "",
+             "against `pneumoscan predict FILMS --csv` (the CLI's backend auto) on the same films.", "",
              "| Predictor(backend=) | runs on | import s | construct s | first call s | ms/image (folder) | "
              "predict_bytes p50 ms | max abs diff P vs CLI | mean abs diff | labels differ | guard differs |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
