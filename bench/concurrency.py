@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from _results import write_report
+from _subprocess import model_or_shipped, src_env
 from load import HOST, ROOT, free_port, rss_mb, stop_server, wait_ready
 
 TRAIN = ROOT.parent / "shared" / "data" / "chest_xray" / "train" / "PNEUMONIA"
@@ -151,16 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.model is None:
-        sys.path.insert(0, str(ROOT / "src"))
-        from pneumoscan.artifact import default_model_path
-
-        args.model = str(default_model_path())
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.model = model_or_shipped(parser, args.model)
     uploads = payloads()
     port = free_port()
     base = f"http://{HOST}:{port}"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    env = src_env()
     server = subprocess.Popen([sys.executable, "-m", "pneumoscan.cli", "serve", "--model", args.model, "--host", HOST,
                                "--port", str(port), "--backend", args.backend, "--log-level", "warning",
                                *args.serve_options], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

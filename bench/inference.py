@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from _results import write_report
+from _subprocess import model_or_shipped, src_env
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "chest_xray" / "test"
@@ -141,20 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     if not data.is_dir():
         print(f"bench/inference.py: {data} not found; skipping (pass --data DIR with test images)")
         return 0
-    if args.model is None:
-        sys.path.insert(0, str(ROOT / "src"))
-        from pneumoscan.artifact import default_model_path
-
-        if not default_model_path().is_file():
-            parser.error("no shipped default model (src/pneumoscan/weights/default.safetensors); pass --model PATH")
-        args.model = str(default_model_path())
+    args.model = model_or_shipped(parser, args.model)
 
     if args.worker:
         with tempfile.TemporaryDirectory() as tmp:
             print(json.dumps(run_backend(args.worker, args.model, data, args.repeats, args.n_latency, Path(tmp))))
         return 0
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    env = src_env()
     load_before = os.getloadavg()[0]
     backends = []
     for backend in args.backends:

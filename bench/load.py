@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from _results import write_report
+from _subprocess import model_or_shipped, src_env
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -56,7 +57,7 @@ def load_images(limit: int = 64) -> list[tuple[str, bytes]]:
 
 
 def start_server(model: str, port: int, backend: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    env = src_env()
     cmd = [sys.executable, "-m", "pneumoscan.cli", "serve", "--model", model, "--host", HOST, "--port", str(port),
            "--backend", backend, "--log-level", "warning"]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -142,13 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.model is None:
-        sys.path.insert(0, str(ROOT / "src"))
-        from pneumoscan.artifact import default_model_path
-
-        if not default_model_path().is_file():
-            parser.error("no shipped default model (src/pneumoscan/weights/default.safetensors); pass --model PATH")
-        args.model = str(default_model_path())
+    args.model = model_or_shipped(parser, args.model)
 
     images = load_images()
     port = free_port()

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from _results import write_report
+from _subprocess import model_or_shipped, src_env
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT.parent / "shared" / "data" / "chest_xray" / "train"
@@ -99,17 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.model is None:
-        sys.path.insert(0, str(ROOT / "src"))
-        from pneumoscan.artifact import default_model_path
-
-        args.model = str(default_model_path())
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.model = model_or_shipped(parser, args.model)
     paths = films(args.per_class)
     if args.worker:
         print(json.dumps(worker(args.worker, args.model, paths)))
         return 0
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    env = src_env()
     runs = []
     for backend in BACKENDS:
         done = subprocess.run([sys.executable, __file__, "--model", args.model, "--per-class", str(args.per_class),
