@@ -51,3 +51,37 @@ def test_model_prior_of_unbalanced_members_is_each_members_own_share_of_pneumoni
     one_to_three = {"config": {"balance": "none"}, "data": {"train": {"NORMAL": 30, "PNEUMONIA": 10}}}
     assert model_prior(_meta({"members": [three_to_one, one_to_three]}, prevalence=0.75)) == pytest.approx(0.5)
     assert model_prior(_meta(three_to_one, prevalence=0.75)) == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("stored", [0.0, 1.0, float("nan"), "0.7"])
+def test_a_stored_prevalence_no_prior_can_be_read_from_is_one_line_not_a_math_error(stored: object) -> None:
+    """An edited artifact's training prevalence of 0 or 1 made `model_prior` take log(0): a math domain error."""
+    from pneumoscan.errors import InputError
+    from pneumoscan.inference.predictor import prior_problem
+
+    meta = _meta({"config": {"balance": "none"}}, prevalence=stored)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=r"^its stored training prevalence is unusable \(.*, not a share strictly "
+                                         r"between 0 and 1\), as in an edited file; restore the model file or train "
+                                         r"the model again$"):
+        model_prior(meta)
+    assert prior_problem(_meta({"config": {"balance": "sampler"}}, prevalence=stored)) is None  # 0.5, never read
+
+
+def test_predict_and_report_name_the_edited_prevalence_in_one_line(tiny_run, sample_dir, tmp_path, capsys) -> None:
+    from pneumoscan.artifact import load_artifact, save_artifact
+    from pneumoscan.cli import main
+    from pneumoscan.report.build import _prior_text
+
+    net, meta = load_artifact(tiny_run, device="cpu")
+    meta.train_prevalence, meta.training = 1.0, {**meta.training, "config": {**meta.training["config"], "balance": "none"}}
+    meta.training.pop("data", None)
+    edited = save_artifact(tmp_path / "edited.safetensors", net, meta)
+    film = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    for command in (["predict", str(film)], ["predict", str(film), "--prevalence", "0.2"],
+                    ["explain", str(film), "--out", str(tmp_path / "h.png")]):
+        assert main([command[0], "--model", str(edited), *command[1:]]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"pneumoscan: error: {edited}: its stored training prevalence is unusable (1.0, not a share "
+                       f"strictly between 0 and 1), as in an edited file; restore the model file or train the model "
+                       f"again\n"), err
+    assert _prior_text(meta) == "unusable: 1.0, not a share strictly between 0 and 1, as in an edited file"

@@ -66,13 +66,31 @@ def model_prior(meta: ArtifactMeta) -> float:
     pneumonia, so its probabilities answer to 0.5, not to the training prevalence stored in the artifact;
     with `--balance none` they answer to the share of PNEUMONIA they trained on. An ensemble's mean logit carries the mean of its
     members' prior log-odds. Artifacts that do not record their balancing keep the stored prevalence."""
+    problem = prior_problem(meta)
+    if problem is not None:
+        raise InputError(f"its stored training prevalence is unusable ({problem}), as in an edited file; restore the "
+                         f"model file or train the model again")
+    logits = [math.log(prior) - math.log1p(-prior) for prior in _member_priors(meta)]
+    return 1.0 / (1.0 + math.exp(-sum(logits) / len(logits)))
+
+
+def _member_priors(meta: ArtifactMeta) -> list[object]:
+    """Each member's prior as recorded (a lone model is its own member), unchecked."""
     members = meta.training.get("members") or [meta.training]
-    logits = []
+    priors: list[object] = []
     for member in members:
         balance = member.get("config", {}).get("balance") if isinstance(member, dict) else None
-        prior = 0.5 if balance in _BALANCED else _share_of_pneumonia(member) or meta.train_prevalence
-        logits.append(math.log(prior) - math.log1p(-prior))
-    return 1.0 / (1.0 + math.exp(-sum(logits) / len(logits)))
+        priors.append(0.5 if balance in _BALANCED else _share_of_pneumonia(member) or meta.train_prevalence)
+    return priors
+
+
+def prior_problem(meta: ArtifactMeta) -> str | None:
+    """What makes the prior `model_prior` reads unusable (a stored training prevalence of 0 or 1, or not a number,
+    as in an edited file); None when it is usable, or not read (class-balanced training answers to 0.5)."""
+    for prior in _member_priors(meta):
+        if isinstance(prior, bool) or not isinstance(prior, (int, float)) or not 0.0 < prior < 1.0:
+            return f"{prior!r}, not a share strictly between 0 and 1"
+    return None
 
 
 def _share_of_pneumonia(training: Any) -> float | None:
@@ -147,6 +165,10 @@ class Predictor:
 
         self.path = resolve_model_path(model)
         self.model, self.meta = load_artifact(self.path)
+        try:  # every probability is read against it (the service reports it with each): checked before any is made
+            model_prior(self.meta)
+        except InputError as err:
+            raise InputError(f"{self.path}: {err}") from None
         # backend: "torch", "onnx" or "auto" (see resolve_backend; an `onnx_path` asks for onnx); `onnx_path` is an
         # export of this artifact to use, else one is built in memory. `self.model` stays the torch model either way.
         self.backend = resolve_backend("onnx" if backend == "auto" and onnx_path is not None else backend)

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pneumoscan import CLASS_NAMES, __version__
+from pneumoscan.artifact import ArtifactMeta
 from pneumoscan.data.patients import keys_read
-from pneumoscan.inference.predictor import model_prior
+from pneumoscan.inference.predictor import model_prior, prior_problem
 from pneumoscan.outputs import atomic_write_all, check_companion, check_output
 from pneumoscan.report import figures as figs
 from pneumoscan.report import html as h
@@ -134,6 +135,12 @@ def init_text(run: RunInfo) -> str:
     return "random (trained from scratch)"
 
 
+def _prior_text(meta: ArtifactMeta) -> str:
+    """The prior the model's probabilities assume, or why it cannot be read (an edited file)."""
+    problem = prior_problem(meta)
+    return f"{model_prior(meta):.3f}" if problem is None else f"unusable: {problem}, as in an edited file"
+
+
 def _summary_section(run: RunInfo, scores: Scores, params: int, n_boot: int, seed: int) -> str:
     meta, training = run.meta, run.meta.training
     recipe = recipe_text(run)
@@ -151,7 +158,7 @@ def _summary_section(run: RunInfo, scores: Scores, params: int, n_boot: int, see
         ("training time", f"{seconds:.1f} s ({seconds / 60:.1f} min)" if seconds is not None else "n/a"),
         ("operating threshold", f"{scores.threshold:.4f}" + _threshold_origin(meta)),
         ("training prevalence of PNEUMONIA", f"{meta.train_prevalence:.3f}"),
-        ("prior its probabilities assume (what --prevalence corrects from)", f"{model_prior(meta):.3f}"),
+        ("prior its probabilities assume (what --prevalence corrects from)", _prior_text(meta)),
         ("evaluated on", scores.source),
         ("unreadable images skipped", len(scores.skipped)),
         *_screening_pairs(scores.summary),
