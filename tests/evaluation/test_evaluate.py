@@ -159,3 +159,30 @@ def test_a_failed_json_leaves_the_predictions_as_they_were(tiny_run: Path, tiny_
     assert main(argv) == 2
     assert predictions.read_text() == "path,label,prob\nearlier.png,0,0.25\n"  # the earlier one, as it was
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["out", "p.csv"]
+
+
+def test_evaluate_and_set_threshold_warn_about_a_film_under_both_labels(tiny_run: Path, tiny_data: Path,
+                                                                       tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A film filed under NORMAL and, renamed, under PNEUMONIA is scored wrong once whatever the model says; train
+    warned about it, evaluate and set-threshold (which scores with evaluate) did not."""
+    import shutil
+
+    from pneumoscan.cli import main
+
+    data = tmp_path / "site"
+    shutil.copytree(tiny_data / "test", data)
+    args = {"evaluate": ["evaluate", "--model", str(tiny_run), "--data", str(data), "--n-boot", "10"],
+            "set-threshold": ["set-threshold", "--model", str(tiny_run), "--data", str(data), "--n-boot", "10"]}
+    assert main(args["evaluate"]) == 0
+    assert "byte-identical" not in capsys.readouterr().err
+    film = sorted((data / "NORMAL").iterdir())[0]
+    copy = data / "PNEUMONIA" / f"copy of {film.name}"
+    copy.write_bytes(film.read_bytes())
+    for command, extra in (("evaluate", []), ("set-threshold", ["--out", str(tmp_path / "site.safetensors")])):
+        assert main(args[command] + extra) == 0
+        warned = [line for line in capsys.readouterr().err.splitlines() if "byte-identical" in line]
+        assert warned == [f"pneumoscan: warning: 1 group(s) of byte-identical images carry both labels, e.g. {film} "
+                          f"(NORMAL) = {copy} (PNEUMONIA): one of them is scored wrong whatever the model "
+                          f"says, which lowers the figures here (and moves a threshold chosen on them); keep the copy "
+                          f"with the right label and remove the other (`pneumoscan audit {data}` lists them)"], command

@@ -119,18 +119,18 @@ def test_a_patient_known_by_dicom_patient_id_is_named_by_a_file_not_by_the_id(tm
 
 def test_byte_identical_films_under_both_labels_or_in_train_and_val_are_warned_about(tmp_path: Path) -> None:
     from pneumoscan.data.layout import Sample
-    from pneumoscan.training.trainer import duplicate_warnings
+    from pneumoscan.data.fingerprint import duplicate_warnings
     from tests.conftest import write_xray
 
     normal, other = write_xray(tmp_path / "a.png", 0, 1), write_xray(tmp_path / "b.png", 1, 2)
     copy = tmp_path / "copy of a.png"
     copy.write_bytes(normal.read_bytes())
     third = write_xray(tmp_path / "c.png", 1, 3)
-    assert duplicate_warnings([Sample(normal, 0), Sample(other, 1)], [Sample(third, 1)], "D") == []
-    both = duplicate_warnings([Sample(normal, 0), Sample(copy, 1)], [Sample(other, 1)], "D")
+    assert duplicate_warnings({"train": [Sample(normal, 0), Sample(other, 1)], "val": [Sample(third, 1)]}, "D") == []
+    both = duplicate_warnings({"train": [Sample(normal, 0), Sample(copy, 1)], "val": [Sample(other, 1)]}, "D")
     assert len(both) == 1 and both[0].startswith("1 group(s) of byte-identical images carry both labels, e.g. ")
     assert f"{normal} (NORMAL, train) = {copy} (PNEUMONIA, train)" in both[0] and "`pneumoscan audit D`" in both[0]
-    leaked = duplicate_warnings([Sample(normal, 0), Sample(other, 1)], [Sample(copy, 0)], "D")
+    leaked = duplicate_warnings({"train": [Sample(normal, 0), Sample(other, 1)], "val": [Sample(copy, 0)]}, "D")
     assert len(leaked) == 1 and leaked[0].startswith("1 validation image(s) are byte-identical to training images")
     assert f"{normal} (NORMAL, train) = {copy} (NORMAL, val)" in leaked[0]
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache import ImageSet, load_image_set
-from pneumoscan.data.fingerprint import seen_in_training
+from pneumoscan.data.fingerprint import duplicate_warnings, seen_in_training
 from pneumoscan.data.layout import Sample, evaluation_samples
 from pneumoscan.data.patients import cause
 from pneumoscan.errors import InputError, MissingImagesWarning, check_at_least_one, first_few
@@ -29,6 +29,15 @@ class GuardWarning(UserWarning):
 
 class InSampleWarning(UserWarning):
     """Images the model was trained or validated on were scored in an evaluation."""
+
+
+class LabelConflictWarning(UserWarning):
+    """Byte-identical images under both labels were scored in an evaluation."""
+
+
+# what a film filed under both labels does to the figures (and to a threshold set-threshold chooses on them)
+SCORED_BOTH = ("one of them is scored wrong whatever the model says, which lowers the figures here (and moves a "
+               "threshold chosen on them)")
 
 
 @dataclass
@@ -155,6 +164,8 @@ def evaluate(
             f"{len(seen)} of {len(images.samples)} images are byte-identical to images this model was trained or "
             f"validated on (e.g. {seen[0]}), so the figures on them are in-sample and flatter the model; evaluate on "
             f"films it has not seen (`evaluate --json` lists them under seen_in_training)"), stacklevel=2)
+    for message in duplicate_warnings({split_name: images.samples}, str(data), SCORED_BOTH):
+        warnings.warn(LabelConflictWarning(message), stacklevel=2)
     summary = summarize(images.labels, probs, predictor.threshold, n_boot=n_boot, seed=seed)
     summary.update(split=split_name, data=str(data), model=str(predictor.path), skipped=images.skipped,
                    refused_by_guard=refused, seen_in_training=[str(p) for p in seen],

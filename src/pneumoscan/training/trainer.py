@@ -23,7 +23,7 @@ from pneumoscan import CLASS_NAMES
 from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, read_meta, save_artifact
 from pneumoscan.data.augment import AugmentConfig, augment_batch, mixup
 from pneumoscan.data.cache import ImageSet, load_image_set
-from pneumoscan.data.fingerprint import fingerprints
+from pneumoscan.data.fingerprint import duplicate_warnings, fingerprints
 from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.preprocess import prepare_pixels, to_unit
 from pneumoscan.data.patients import PatientKeys, describe, patient_keys, recorded_patient_key
@@ -154,34 +154,6 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, comma
         "val_files": [str(s.path) for s in val_set.samples],
     }
     return RunData(train_set, val_set, record, keys)
-
-
-def duplicate_warnings(train: list[Sample], val: list[Sample], data: str) -> list[str]:
-    """Warnings about byte-identical files among the training and validation images of `data`: a film under both
-    labels (the model is taught both answers), and a validation film that is a copy of a training one (validation,
-    and so early stopping and the threshold, then scores a film the model learnt); empty when there are none."""
-    parts = [("train", s) for s in train] + [("val", s) for s in val]
-    groups: dict[str, list[tuple[str, Sample]]] = {}
-    for (part, sample), mark in zip(parts, fingerprints(s.path for _, s in parts)):
-        if mark:
-            groups.setdefault(mark, []).append((part, sample))
-    both_labels = [g for g in groups.values() if len({s.label for _, s in g}) > 1]
-    copied = [g for g in groups.values() if {"train", "val"} <= {part for part, _ in g}]
-
-    def example(group: list[tuple[str, Sample]]) -> str:
-        return " = ".join(f"{s.path} ({CLASS_NAMES[s.label]}, {part})" for part, s in group[:2])
-
-    listed = f"`pneumoscan audit {data}` lists them"
-    found = []
-    if both_labels:
-        found.append(f"{len(both_labels)} group(s) of byte-identical images carry both labels, e.g. "
-                     f"{example(both_labels[0])}: the model is taught both answers for one film; keep the copy with "
-                     f"the right label and remove the other ({listed})")
-    if copied:
-        found.append(f"{len(copied)} validation image(s) are byte-identical to training images, e.g. "
-                     f"{example(copied[0])}, so validation (early stopping, threshold) scores films the model learnt; "
-                     f"remove the copies or give them one patient ({listed})")
-    return found
 
 
 def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "the run", kind: str = "run") -> str:
@@ -399,7 +371,7 @@ class Trainer:
                                  f"with another --out")
         for message in data.train.skipped + data.val.skipped:
             write_warning(f"skipped {message}")
-        for message in duplicate_warnings(data.train.samples, data.val.samples, str(cfg.data)):
+        for message in duplicate_warnings({"train": data.train.samples, "val": data.val.samples}, str(cfg.data)):
             write_warning(message)
         if data.split_record["patient_ids_in_train_and_val"]:
             write_warning(f"{data.split_record['patient_ids_in_train_and_val']} patient IDs have images in both "
