@@ -165,3 +165,34 @@ def test_a_colour_screenshot_among_the_films_is_listed_and_fails_strict(tmp_path
                                                                          "colour image (colourfulness ")
     assert audit_problems(report) == ["1 colour image"]
     assert "colour images (not chest X-rays as taken; the guard refuses such files): 1" in format_audit(report)
+
+
+def test_images_with_no_patient_folder_are_listed_not_the_end_of_the_audit(tmp_path: Path, capsys) -> None:
+    """`audit --patient-key folder` stopped at the first image lying right in its class folder, with train's error;
+    it lists them all instead (and --strict fails on them), while train still refuses them, counting them."""
+    import pytest
+
+    from pneumoscan.cli import main
+    from pneumoscan.errors import InputError
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.trainer import prepare_data
+
+    for i in range(4):
+        write_xray(tmp_path / "train" / "NORMAL" / f"pt{i}" / "a.png", 0, i)
+        write_xray(tmp_path / "train" / "PNEUMONIA" / f"pt{9 + i}" / "b.png", 1, 10 + i)
+    loose = [write_xray(tmp_path / "train" / cls / f"loose{i}.png", i % 2, 20 + i)
+             for i, cls in enumerate(("NORMAL", "PNEUMONIA", "NORMAL"))]
+    report = audit(tmp_path, progress=False, patient_key="folder")
+    assert report["no_patient_folder"] == sorted(map(str, loose))
+    assert report["patient_keys_from"] == {"folder": 8, "name": 3}
+    assert audit_problems(report) == ["3 images with no patient folder (--patient-key folder)"]
+    text = format_audit(report)
+    assert ("images right in their class folder, with no patient folder for --patient-key folder to read (train "
+            "refuses them; keyed by file name here): 3") in text and all(f"  {path}" in text for path in loose)
+    assert audit(tmp_path, progress=False)["no_patient_folder"] == []  # auto reads no folder
+    assert main(["audit", str(tmp_path), "--patient-key", "folder"]) == 0
+    assert main(["audit", str(tmp_path), "--patient-key", "folder", "--strict"]) == 3
+    assert "3 images with no patient folder (--patient-key folder)" in capsys.readouterr().err
+    with pytest.raises(InputError, match=r"loose0\.png: --patient-key folder reads .* has none \(nor have 2 other "
+                                         r"images; `pneumoscan audit` with --patient-key folder lists them all\); put"):
+        prepare_data(TrainConfig(data=str(tmp_path), out=str(tmp_path / "r"), patient_key="folder"), 16, False)

@@ -12,7 +12,7 @@ from pneumoscan import CLASS_NAMES
 from pneumoscan.data.decode import read_file, read_grayscale
 from pneumoscan.data.file_cues import COLOUR_REFERENCE, colourfulness
 from pneumoscan.data.layout import Sample, discover
-from pneumoscan.data.patients import is_kermany_name, keys_read, patient_keys
+from pneumoscan.data.patients import folder_key, is_kermany_name, keys_read, patient_keys
 from pneumoscan.errors import InputError
 from pneumoscan.progress import progress_bar
 
@@ -53,7 +53,8 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     are keyed by `patient_key` (data/patients.py) over all its splits, and counted over its readable images."""
     splits = discover(root)
     everything: list[tuple[str, Sample]] = [(name, s) for name, samples in splits.items() for s in samples]
-    patient_id = patient_keys([s for _, s in everything], patient_key)
+    # images --patient-key folder finds no patient folder for are listed, not the end of the audit
+    patient_id = patient_keys([s for _, s in everything], patient_key, loose_ok=True)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         inspected = list(progress_bar(pool.map(lambda item: _inspect(item[1].path), everything),
                                       total=len(everything), desc="reading", unit="img", progress=progress))
@@ -89,6 +90,9 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     report["too_small"] = sorted(f"{s.path}: {size[0]} x {size[1]} px"
                                  for (_, s), (_, size, _, _) in zip(everything, inspected)
                                  if size is not None and min(size) < MIN_SIDE)
+    # train refuses these with --patient-key folder: each is keyed by its file name here
+    report["no_patient_folder"] = sorted(str(s.path) for _, s in everything
+                                         if patient_key == "folder" and folder_key(s) is None)
     # a photo or screenshot among the X-rays: trained on, though the guard refuses its like at predict time
     report["colour"] = sorted(f"{s.path}: colour image (colourfulness {colour:.0f}, above {COLOUR_REFERENCE:.0f}); "
                               f"chest X-rays are grayscale, remove it or replace it with the radiograph"
@@ -115,8 +119,8 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
 
 def audit_problems(report: dict[str, Any]) -> list[str]:
     """What `audit --strict` fails on, one '<count> <what>' item per kind found: unreadable files, byte-identical
-    files across splits (leaks), with both labels or across patient IDs, images under MIN_SIDE px and colour
-    images; [] for a clean dataset. Patient IDs in two splits are not counted: Kermany's, read from file names,
+    files across splits (leaks), with both labels or across patient IDs, images under MIN_SIDE px, colour
+    images and, with --patient-key folder, images with no patient folder; [] for a clean dataset. Patient IDs in two splits are not counted: Kermany's, read from file names,
     restart in each split."""
     kinds = [
         (len(report["unreadable"]), "unreadable file", "unreadable files"),
@@ -128,6 +132,8 @@ def audit_problems(report: dict[str, Any]) -> list[str]:
          "groups of byte-identical files under two patient IDs"),
         (len(report["too_small"]), f"image under {MIN_SIDE} px on a side", f"images under {MIN_SIDE} px on a side"),
         (len(report.get("colour", [])), "colour image", "colour images"),
+        (len(report.get("no_patient_folder", [])), "image with no patient folder (--patient-key folder)",
+         "images with no patient folder (--patient-key folder)"),
     ]
     return [f"{count} {one if count == 1 else many}" for count, one, many in kinds if count]
 
@@ -149,6 +155,10 @@ def format_audit(report: dict[str, Any]) -> str:
     lines += [f"  {msg}" for msg in report["too_small"][:20]]
     lines.append(f"colour images (not chest X-rays as taken; the guard refuses such files): {len(report['colour'])}")
     lines += [f"  {msg}" for msg in report["colour"][:20]]
+    if report.get("no_patient_folder"):
+        lines.append(f"images right in their class folder, with no patient folder for --patient-key folder to read "
+                     f"(train refuses them; keyed by file name here): {len(report['no_patient_folder'])}")
+        lines += [f"  {path}" for path in report["no_patient_folder"][:20]]
     lines.append(f"byte-identical duplicate groups: {len(report['duplicate_groups'])} "
                  f"({len(report['cross_split_duplicates'])} across splits, "
                  f"{len(report['cross_patient_duplicates'])} across patient IDs, "

@@ -89,22 +89,28 @@ def dicom_patient_id(path: Path) -> str | None:
     return text or None
 
 
-def folder_key(sample: Sample) -> str:
+def folder_key(sample: Sample) -> str | None:
     """The folders between the image's class folder (the nearest one named as its label) and the image:
     `train/NORMAL/ward3/pt7/a.dcm` -> `ward3/pt7`; for an image under no such folder (a manifest's row),
-    its folder. InputError for an image right in its class folder."""
+    its folder; None for an image right in its class folder (no patient folder)."""
     path = Path(sample.path)
     parents = path.parent.parts
     for depth in range(len(parents) - 1, -1, -1):
         if parents[depth].upper() == CLASS_NAMES[sample.label]:
             below = parents[depth + 1:]
-            if not below:
-                raise InputError(f"{path}: --patient-key folder reads the patient from the folder between the class "
-                                 f"folder and the image, and this image has none; put each patient's images in a "
-                                 f"folder of their own ({parents[depth]}/<patient>/{path.name}), or use "
-                                 f"--patient-key auto")
-            return "/".join(below)
+            return "/".join(below) if below else None
     return str(path.parent)
+
+
+def no_folder_message(loose: list[Sample]) -> str:
+    """The error of `--patient-key folder` on images right in their class folder: the first, how many others, and
+    how to file them."""
+    path = Path(loose[0].path)
+    others = (f" (nor have {len(loose) - 1} other images; `pneumoscan audit` with --patient-key folder lists them "
+              f"all)" if len(loose) > 1 else "")
+    return (f"{path}: --patient-key folder reads the patient from the folder between the class folder and the image, "
+            f"and this image has none{others}; put each patient's images in a folder of their own "
+            f"({path.parent.name}/<patient>/{path.name}), or use --patient-key auto")
 
 
 @dataclass(frozen=True)
@@ -199,15 +205,28 @@ def _warn_placeholders(placeholders: set[str], counts: Counter, total: int) -> N
                   f"patient column, or put them in one folder per patient and use --patient-key folder", stacklevel=3)
 
 
-def patient_keys(samples: Iterable[Sample], choice: str = "auto") -> PatientKeys:
+def _folder_keys(samples: list[Sample], loose_ok: bool) -> PatientKeys:
+    """`--patient-key folder`'s keys; an image right in its class folder is an InputError (`no_folder_message`), or
+    with `loose_ok` its own patient by file name (`patient_id`, origin `name`)."""
+    keys = {s: folder_key(s) for s in samples}
+    loose = [s for s, key in keys.items() if key is None]
+    if loose and not loose_ok:
+        raise InputError(no_folder_message(loose))
+    return PatientKeys("folder", {s: key if key is not None else patient_id(s.path) for s, key in keys.items()},
+                       {s: "folder" if key is not None else "name" for s, key in keys.items()})
+
+
+def patient_keys(samples: Iterable[Sample], choice: str = "auto", loose_ok: bool = False) -> PatientKeys:
     """The patient key of each of `samples` by `choice` (one of PATIENT_KEYS). With `auto`, the DICOM headers of
     the samples without a manifest patient are read, and placeholder PatientIDs among them (`placeholder_ids`,
-    judged over these samples: pass the whole data set) give way to the file name, with one warning."""
+    judged over these samples: pass the whole data set) give way to the file name, with one warning. With `folder`,
+    an image right in its class folder is an InputError counting them all, unless `loose_ok` (the audit, which
+    lists them): then it is keyed by its file name."""
     if choice not in PATIENT_KEYS:
         raise InputError(f"--patient-key {choice}: must be one of {', '.join(PATIENT_KEYS)}")
     samples = list(dict.fromkeys(samples))
     if choice == "folder":
-        return PatientKeys(choice, {s: folder_key(s) for s in samples}, dict.fromkeys(samples, "folder"))
+        return _folder_keys(samples, loose_ok)
     keys: dict[Sample, str] = {}
     origins: dict[Sample, str] = {}
     dicom: dict[Sample, str] = {}
