@@ -365,7 +365,7 @@ def test_a_heatmap_under_way_holds_up_no_other_request(tiny_run: Path, xray: Pat
 def test_heatmap_explains_the_label_at_the_threshold_in_use(tiny_run: Path, xray: Path, threshold: float) -> None:
     from pneumoscan.artifact import load_artifact
     from pneumoscan.data.preprocess import load_image
-    from pneumoscan.explain.gradcam import gradcam_overlay_png
+    from pneumoscan.explain.gradcam import gradcam_for_image, gradcam_overlay_png
 
     with TestClient(create_app(Settings(model=str(tiny_run), backend="torch", threshold=threshold))) as c:
         body = c.post("/predict?explain=true", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")}).json()
@@ -374,7 +374,40 @@ def test_heatmap_explains_the_label_at_the_threshold_in_use(tiny_run: Path, xray
     model, meta = load_artifact(tiny_run)
     image = load_image(xray.read_bytes(), meta.image_size, name=xray.name)
     target = meta.class_names.index(expected_label)
+    if not gradcam_for_image(model.eval(), meta, image, target=target).any():  # the tiny model's NORMAL maps
+        assert body["heatmap_png_base64"] is None and body["heatmap_empty"] is True
+        return
+    assert body["heatmap_empty"] is False
     assert base64.b64decode(body["heatmap_png_base64"]) == gradcam_overlay_png(model.eval(), meta, image, target=target)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pneumoscan.explain.gradcam") is None,
+                    reason="pneumoscan.explain.gradcam is not installed")
+def test_an_empty_heatmap_is_said_to_be_empty_not_sent_as_evidence(tiny_run: Path, fitted: Path, xray: Path) -> None:
+    """On a weak model a NORMAL film's Grad-CAM map is all zero: the overlay was the bare film, sent as the evidence
+    for NORMAL. Now no PNG is sent and heatmap_empty says why, as `pneumoscan explain` says 'empty'."""
+    from pneumoscan.artifact import load_artifact
+    from pneumoscan.data.preprocess import load_image
+    from pneumoscan.explain.gradcam import gradcam_for_image
+
+    model, meta = load_artifact(tiny_run)
+    image = load_image(xray.read_bytes(), meta.image_size, name=xray.name)
+    assert not gradcam_for_image(model.eval(), meta, image, target=0).any()  # measured: no evidence for NORMAL
+    upload = {"file": (xray.name, xray.read_bytes(), "image/jpeg")}
+    with TestClient(create_app(Settings(model=str(tiny_run), backend="onnx", threshold=1.0))) as c:
+        body = c.post("/predict?explain=true", files=upload).json()
+        assert body["label"] == body["heatmap_class"] == "NORMAL"
+        assert body["heatmap_empty"] is True and body["heatmap_png_base64"] is None
+        plain = c.post("/predict", files=upload).json()
+        assert plain["heatmap_empty"] is None and plain["heatmap_class"] is None
+        described = c.get("/openapi.json").json()["components"]["schemas"]["PredictionResponse"]["properties"]
+        assert "no positive evidence" in described["heatmap_empty"]["description"]
+    with TestClient(create_app(Settings(model=str(tiny_run), backend="onnx", threshold=1e-9))) as c:
+        body = c.post("/predict?explain=true", files=upload).json()
+        assert body["heatmap_class"] == "PNEUMONIA" and body["heatmap_empty"] is False and body["heatmap_png_base64"]
+    with TestClient(create_app(Settings(model=str(fitted), backend="onnx"))) as c:  # refused: nothing to explain
+        body = c.post("/predict?explain=true", files={"file": ("photo.jpg", colour_photo(), "image/jpeg")}).json()
+        assert body["in_distribution"] is False and body["heatmap_empty"] is None and body["heatmap_class"] is None
 
 
 def test_bad_settings_fail_fast(tiny_run: Path, tmp_path: Path) -> None:

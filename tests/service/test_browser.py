@@ -1080,3 +1080,40 @@ def test_without_an_interval_the_page_does_not_say_the_model_stores_no_scores(se
         assert text == ("This model does not record how its threshold was chosen (the scores and the sensitivity it "
                         "was chosen for), so its uncertainty is not known and no result is marked borderline.")
         assert not errors, errors
+
+
+@pytest.mark.skipif(not HAS_GRADCAM, reason="pneumoscan.explain.gradcam is not installed")
+def test_an_empty_heatmap_is_said_to_be_empty_not_shown_as_evidence(fitted: Path, sample_dir: Path,
+                                                                    tmp_path: Path) -> None:
+    """On a weak model a NORMAL film's Grad-CAM map is all zero: the page showed the bare film under 'Show heatmap:
+    where the model saw evidence for NORMAL'. It now says the map is empty, as `pneumoscan explain` does, and shows
+    no overlay (nor the previous film's)."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    with serving(fitted, "--threshold", "1.0") as base, \
+            chromium_page(base + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        expect(page.locator("#label")).to_have_text("NORMAL")
+        expect(page.locator("#heat-label")).to_have_text(
+            "Heatmap empty: Grad-CAM found no positive evidence for NORMAL in this film")
+        expect(page.locator("#heatmap")).to_be_hidden()
+        expect(page.locator("#heat-toggle")).to_be_disabled()
+        expect(page.locator("#heat-note")).to_be_hidden()
+        page.screenshot(path=str(tmp_path / "page_empty_heatmap.png"), full_page=True)
+        # after a film with a heatmap, an empty one does not leave that heatmap on its film
+        answer = {"probability": 0.2, "label": "NORMAL", "in_distribution": True, "ood_reason": None,
+                  "threshold": 0.5, "model_name": "resnet10", "model_version": "0", "model_sha256": "0" * 12,
+                  "latency_ms": 5.0, "heatmap_png_base64": None, "heatmap_class": "NORMAL", "heatmap_empty": True}
+        page.evaluate("""(answer) => {
+            render({...answer, label: "PNEUMONIA", probability: 0.9, heatmap_class: "PNEUMONIA",
+                    heatmap_empty: false, heatmap_png_base64: "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="}, "a.png");
+            render(answer, "b.png");
+        }""", answer)
+        expect(page.locator("#heatmap")).to_be_hidden()
+        assert page.locator("#heatmap").get_attribute("src") is None
+        expect(page.locator("#heat-label")).to_have_text(
+            "Heatmap empty: Grad-CAM found no positive evidence for NORMAL in this film")
+        assert not errors, errors

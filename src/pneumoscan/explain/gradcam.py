@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from pneumoscan.artifact import ArtifactMeta
 
-__all__ = ["NoCamLayer", "cam_layers", "find_cam_layers", "gradcam", "gradcam_for_image", "overlay", "gradcam_overlay_png"]
+__all__ = ["NoCamLayer", "cam_layers", "find_cam_layers", "gradcam", "gradcam_for_image", "overlay", "overlay_png", "gradcam_overlay_png"]
 
 DEFAULT_ALPHA = 0.55
 DEFAULT_CMAP = "inferno"  # perceptually uniform, readable with colour-vision deficiency
@@ -250,9 +250,13 @@ def gradcam_overlay_png(model: nn.Module, meta: ArtifactMeta, image_uint8: np.nd
                         layers: Sequence[str] | None = None) -> bytes:
     """PNG bytes of the Grad-CAM overlay on `image_uint8` (grayscale, any size); `target` and `layers` as in
     `gradcam_for_image`."""
+    return overlay_png(image_uint8, gradcam_for_image(model, meta, image_uint8, target=target, layers=layers))
+
+
+def overlay_png(image_uint8: np.ndarray, cam: np.ndarray) -> bytes:
+    """PNG bytes of `overlay(image_uint8, cam)`."""
     from PIL import Image
 
-    cam = gradcam_for_image(model, meta, image_uint8, target=target, layers=layers)
     buffer = io.BytesIO()
     Image.fromarray(overlay(image_uint8, cam)).save(buffer, format="PNG")
     return buffer.getvalue()

@@ -128,9 +128,11 @@ class Engine:
                         self._cam_error = str(err)
         return self._cam_error
 
-    def explain_png(self, image: np.ndarray, label: str) -> bytes:
+    def explain_png(self, image: np.ndarray, label: str) -> bytes | None:
         """Grad-CAM overlay PNG of the evidence for `label` (the class the response gives) in one
-        preprocessed image (S, S); ExplainUnavailable when it cannot."""
+        preprocessed image (S, S); None when the map is empty (Grad-CAM found no positive evidence for
+        `label`: the overlay would be the bare film, which reads as evidence nowhere or a drawing fault);
+        ExplainUnavailable when it cannot."""
         module = gradcam_module()
         if module is None or not hasattr(module, "gradcam_overlay_png"):
             raise ExplainUnavailable(f"Grad-CAM is not available in this installation ({GRADCAM_MODULE} missing)")
@@ -138,8 +140,9 @@ class Engine:
         if problem:
             raise ExplainUnavailable(problem)
         with self._explain_lock:
-            return bytes(module.gradcam_overlay_png(self._explain_copy(), self.meta, image,
-                                                    target=self.meta.class_names.index(label), layers=self._cam_layers))
+            cam = module.gradcam_for_image(self._explain_copy(), self.meta, image,
+                                           target=self.meta.class_names.index(label), layers=self._cam_layers)
+        return bytes(module.overlay_png(image, cam)) if cam.any() else None
 
     def model_info(self) -> dict[str, object]:
         info = describe(self.meta)

@@ -140,14 +140,14 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
             raise HTTPException(*problem)
         data = part.data  # the upload's own buffer: a copy would hold it twice while it is decoded
 
-        def work() -> tuple[Prediction, bytes | None]:
+        def work() -> tuple[Prediction, bool, bytes | None]:
             upload = engine.decode(data, _label(part))
             (result,) = engine.results([upload])
-            rejected = result.in_distribution is False  # no heatmap: there is no prediction to explain
-            return result, engine.explain_png(upload.image, result.label) if explain and not rejected else None
+            explained = explain and result.in_distribution is not False  # a refused film has no prediction to explain
+            return result, explained, engine.explain_png(upload.image, result.label) if explained else None
 
         try:
-            result, heatmap = await _in_worker(request, work)
+            result, explained, heatmap = await _in_worker(request, work)
         except ExplainUnavailable as err:
             raise HTTPException(501, str(err)) from None
         except InputError as err:
@@ -161,7 +161,7 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
         model_version=meta.version, model_sha256=engine.model_sha256[:12],
         latency_ms=round((time.perf_counter() - start) * 1000, 2),
         heatmap_png_base64=base64.b64encode(heatmap).decode("ascii") if heatmap else None,
-        heatmap_class=result.label if heatmap else None)
+        heatmap_class=result.label if explained else None, heatmap_empty=heatmap is None if explained else None)
 
 
 @router.post("/predict/batch", response_model=BatchResponse, responses=_ERRORS,

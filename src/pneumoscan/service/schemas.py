@@ -116,9 +116,16 @@ class PredictionResponse(BaseModel):
     model_sha256: str = Field(description=_MODEL_SHA)
     latency_ms: float = Field(description="server time for this request: reading, decoding, inference")
     heatmap_png_base64: str | None = Field(
-        default=None, description="Grad-CAM overlay as a base64 PNG (only with ?explain=true)")
+        default=None, description="Grad-CAM overlay as a base64 PNG (only with ?explain=true; null when "
+                                  "heatmap_empty is true)")
     heatmap_class: str | None = Field(
-        default=None, description="the class whose evidence the heatmap shows: the returned label (only with a heatmap)")
+        default=None, description="the class whose evidence the heatmap shows: the returned label (only with "
+                                  "?explain=true and a prediction)")
+    heatmap_empty: bool | None = Field(
+        default=None, description="true: Grad-CAM found no positive evidence for heatmap_class (the map is all zero, "
+                                  "as a briefly trained model can give), so no overlay is sent, rather than the bare "
+                                  "film as if it were evidence; false: heatmap_png_base64 holds the overlay; null "
+                                  "without ?explain=true or a prediction")
 
 
 class BatchItem(BaseModel):

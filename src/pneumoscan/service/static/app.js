@@ -294,9 +294,13 @@ function render(result, name) {
     show(heat, toggle.checked);
     show($("heat-note"), true);
   } else {
+    heat.removeAttribute("src");
     toggle.disabled = true;
     show($("heat-note"), false);
-    $("heat-label").textContent = "Heatmap not available for this model";
+    // an all-zero map would draw as the bare film, which reads as evidence nowhere or a drawing fault: say so
+    $("heat-label").textContent = result.heatmap_empty
+      ? `Heatmap empty: Grad-CAM found no positive evidence for ${result.heatmap_class} in this film`
+      : "Heatmap not available for this model";
     show(heat, false);
   }
   reveal();
