@@ -359,7 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "borderline: its label stands, but a threshold re-chosen on a plausible resample "
                                    "of those films would give the other one (marked in the text, column borderline "
                                    "in --csv and --json; empty with --threshold, which has no interval, and for a model that "
-                                   "records none).")
+                                   "records none). A film under 32 px on a side (a thumbnail) is predicted all the "
+                                   "same, with a warning on stderr to send the original film (marked too-small in "
+                                   "the text, column size_warning in --csv and --json); it does not change the exit "
+                                   "code.")
     _model_arg(p)
     p.add_argument("paths", nargs="+", help="image files (JPEG, PNG, TIFF, BMP, DICOM) or folders; a labelled CSV "
                                             "manifest is scored with `pneumoscan evaluate --data manifest.csv`")

@@ -1117,3 +1117,35 @@ def test_an_empty_heatmap_is_said_to_be_empty_not_shown_as_evidence(fitted: Path
         expect(page.locator("#heat-label")).to_have_text(
             "Heatmap empty: Grad-CAM found no positive evidence for NORMAL in this film")
         assert not errors, errors
+
+
+def test_a_thumbnail_is_said_too_small_to_read_with_its_result(server: str, sample_dir: Path, tmp_path: Path) -> None:
+    """A 20 x 20 px preview of a film was predicted without a word: the page now says, in a box above the result (or
+    the refusal) and in the words read out, that the film is too small to read reliably and to send the original."""
+    from playwright.sync_api import expect
+
+    from tests.inference.test_small_films import WARNING, thumbnail
+
+    film = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    thumb = thumbnail(film, tmp_path / "thumb.jpeg")
+    with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.set_input_files("#file", str(thumb))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        expect(page.locator("#small")).to_be_visible()
+        expect(page.locator("#small-text")).to_have_text(f"This film is {WARNING}.")
+        expect(page.locator("#announce")).to_contain_text(f"This film is {WARNING}.")
+        page.screenshot(path=str(tmp_path / "page_thumbnail.png"), full_page=True)
+        page.set_input_files("#file", str(film))  # the original: no box
+        expect(page.locator("#file-name")).to_have_text(film.name, timeout=15_000)
+        expect(page.locator("#small")).to_be_hidden()
+        expect(page.locator("#announce")).not_to_contain_text("too small")
+        refused = {"in_distribution": False, "ood_reason": "not a chest X-ray: image statistics unlike chest X-rays "
+                   "(layout, contrast or texture)", "size_warning": WARNING, "probability": None, "label": None,
+                   "threshold": 0.5, "model_name": "resnet10", "model_sha256": "0" * 12, "latency_ms": 5}
+        page.evaluate("(answer) => render(answer, 'thumb.jpeg')", refused)
+        expect(page.locator("#ood")).to_be_visible()
+        expect(page.locator("#small")).to_be_visible()  # refused or not, the size is said
+        expect(page.locator("#announce")).to_contain_text("no prediction made: image statistics unlike chest X-rays")
+        expect(page.locator("#announce")).to_contain_text(f"This film is {WARNING}.")
+        assert not errors, errors

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan import CLASS_NAMES
-from pneumoscan.data.decode import read_file, read_grayscale
+from pneumoscan.data.decode import MIN_SIDE, read_file, read_grayscale
 from pneumoscan.data.file_cues import COLOUR_REFERENCE, colourfulness
 from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.patients import folder_key, is_kermany_name, keys_read, patient_keys
@@ -32,7 +32,6 @@ def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None, float
     return digest, (int(gray.shape[1]), int(gray.shape[0])), None, colourfulness(data)
 
 
-MIN_SIDE = 32  # px: smaller images are listed (information; they are still used)
 
 
 def _shown_name(root: Path, split: str, sample: Sample) -> str:

@@ -41,10 +41,15 @@ from pneumoscan.errors import ImageTooLarge, InputError
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-__all__ = ["DEFAULT_MAX_PIXELS", "is_dicom", "quiet_decoder_warnings", "read_grayscale"]
+__all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "is_dicom", "quiet_decoder_warnings", "read_grayscale", "size_warning",
+           "stored_size"]
 
 DEFAULT_MAX_PIXELS: int = 150_000_000
 """Largest accepted width * height (decompression-bomb limit); override per call."""
+
+MIN_SIDE: int = 32
+"""px: a film with a shorter side is a thumbnail, too small to read reliably (upscaled to the model's input it is
+mostly interpolation): `audit` lists such files, and `predict`, `explain` and the service warn with each prediction."""
 
 
 def quiet_decoder_warnings() -> None:
@@ -134,6 +139,32 @@ def draft_changes_pixels(data: bytes, draft_size: int) -> bool:
             return (im.mode, im.size) != before
     except Exception:  # noqa: BLE001 - unreadable here: decoding tells the user why
         return True
+
+
+def stored_size(data: bytes | bytearray) -> tuple[int, int] | None:
+    """(width, height) of the image in a file's bytes, from its header only (a DICOM's Columns and Rows); None when
+    the header cannot be read (decoding says why)."""
+    try:
+        if is_dicom(bytes(data[:132])):
+            import pydicom
+
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["Rows", "Columns"],
+                                 force=data[128:132] != b"DICM")
+            return int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0)
+        with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as im:
+            return im.size
+    except Exception:  # noqa: BLE001 - unreadable here: decoding tells the user why
+        return None
+
+
+def size_warning(data: bytes | bytearray) -> str | None:
+    """What to tell about a film under MIN_SIDE px on a side (a thumbnail): its size, that it is too small to read
+    reliably and to send the original; None for a larger film or an unreadable header."""
+    size = stored_size(data)
+    if size is None or min(size) >= MIN_SIDE or min(size) < 1:
+        return None
+    return (f"{size[0]} x {size[1]} px, under {MIN_SIDE} px on a side: too small to read reliably; send the original "
+            f"film")
 
 
 # --------------------------------------------------------------------------- helpers

@@ -22,6 +22,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from pneumoscan.explain.explanation import explain_file
     from pneumoscan.inference.predictor import Predictor
     from pneumoscan.outputs import atomic_write, check_output
+    from pneumoscan.progress import write_warning
     from pneumoscan.report.figures import explanation, printable, to_png
 
     out = check_output(args.out, (".png",), "the heatmap")
@@ -37,10 +38,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     empty = "" if explained.heatmap.any() else f"empty: Grad-CAM found no positive evidence for {label}"
     title = (f"{printable(Path(args.image).name)}: {label}  P(pneumonia) = {prob:.3f}  (threshold "
              f"{predictor.threshold:.3f}{'; ' + within if within else ''})\n"
-             f"heatmap: {empty or f'evidence for {label}'}, model {predictor.meta.model_name}")
+             f"heatmap: {empty or f'evidence for {label}'}, model {predictor.meta.model_name}"
+             + (f"\nwarning: {explained.prediction.size_warning}" if explained.prediction.size_warning else ""))
     figure = to_png(explanation(explained.image, explained.overlay(), title))
     atomic_write(out, lambda tmp: tmp.write_bytes(figure))
     marker = f"borderline (P within the threshold's 95 % interval {interval[0]:.4f} to {interval[1]:.4f})  " \
         if interval else ""
     print(f"{label:<10} P(pneumonia)={prob:.4f}  {marker}heatmap: {out}{f' ({empty})' if empty else ''}")
+    if explained.prediction.size_warning:
+        write_warning(f"{args.image}: {explained.prediction.size_warning}")
     return 0

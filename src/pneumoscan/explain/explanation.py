@@ -62,7 +62,8 @@ def explain_file(predictor: Predictor, path: str | os.PathLike) -> Explanation:
     del full  # a large film: only its display copy is needed from here on
     (result,) = predictor.results([name], model_input[None], [data], levels=[levels])
     if result.in_distribution is False:
-        raise RefusedFilm(f"{name}: {result.ood_reason}; no prediction or heatmap made")
+        small = f"; it is {result.size_warning}" if result.size_warning else ""
+        raise RefusedFilm(f"{name}: {result.ood_reason}; no prediction or heatmap made{small}")
     target = predictor.meta.class_names.index(str(result.label))
     cam = gradcam_for_image(predictor.model, predictor.meta, model_input, target=target, layers=layers)
     return Explanation(result, cam, original)

@@ -35,7 +35,8 @@ class PredictionWriter:
         first, self.rows = self.rows == 0, self.rows + len(rows)
         if self.fmt == "text":
             return "".join(f"{p.label:<10} P(pneumonia)={p.probability:.4f}  {'borderline  ' if p.borderline else ''}"
-                           f"{p.path}\n" for p in predictions if p.error is None and p.in_distribution is not False)
+                           f"{'too-small  ' if p.size_warning else ''}{p.path}\n"
+                           for p in predictions if p.error is None and p.in_distribution is not False)
         if not rows:
             return ""
         if self.fmt == "csv":
@@ -61,6 +62,12 @@ def problems(predictions: Sequence["Prediction"]) -> list[str]:
     return ([f"pneumoscan: warning: {p.path}: {p.ood_reason}; no prediction made" for p in predictions
              if p.in_distribution is False]
             + [f"pneumoscan: error: {p.error}" for p in predictions if p.error])
+
+
+def size_warnings(predictions: Sequence["Prediction"]) -> list[str]:
+    """The stderr lines for films too small to read reliably (thumbnails), one each: they are predicted all the
+    same (or refused by the guard), so these lines do not make the run fail."""
+    return [f"pneumoscan: warning: {p.path}: {p.size_warning}" for p in predictions if p.size_warning]
 
 
 def borderline_note(predictor: "Predictor", borderline: int, predicted: int) -> str | None:
@@ -90,7 +97,7 @@ def stream_predictions(predictor: "Predictor", files: Sequence[tuple[Path, str |
             with tqdm.external_write_mode(file=sys.stdout):  # the bar makes way when stdout is the terminal too
                 sys.stdout.write(text)  # in one write, which Ctrl+C does not cut when stdout is a file
                 sys.stdout.flush()
-            for line in lines:
+            for line in size_warnings(chunk) + lines:
                 bar.write(line, file=sys.stderr)
             complete = complete and not lines
             borderline += sum(bool(p.borderline) for p in chunk)

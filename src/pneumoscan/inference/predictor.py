@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, load_artifact, resolve_model_path
-from pneumoscan.data.decode import read_file, read_grayscale
+from pneumoscan.data.decode import read_file, read_grayscale, size_warning
 from pneumoscan.data.layout import image_files
 from pneumoscan.data.preprocess import grey_levels, load_image_with_levels
 from pneumoscan.errors import InputError
@@ -39,6 +39,9 @@ class Prediction:
     # P within the threshold's 95 % interval (`Predictor.threshold_ci95`): the label stands but is uncertain.
     # None without a probability or without an interval (a threshold given by hand).
     borderline: bool | None = None
+    # set for a film under MIN_SIDE px on a side (a thumbnail: `size_warning`): predicted all the same, but too small
+    # to read reliably, so the original should be sent
+    size_warning: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -294,13 +297,15 @@ class Predictor:
 
     def results(self, names: list[str], images: np.ndarray, raw: Sequence[bytes | bytearray] | None = None, *,
                 colours: list[float] | None = None, levels: list[int] | None = None,
-                tones: list[float] | None = None) -> list[Prediction]:
+                tones: list[float] | None = None, small: list[str | None] | None = None) -> list[Prediction]:
         """Predictions for decoded images, screened by the guard: colourfulness, grey levels (see
         `load_image_with_levels`) and two-tone shares (`two_tone_share`) as given, else measured on the `raw`
-        bytes (the levels by decoding them again).
+        bytes (the levels by decoding them again); `small` the files' `size_warning`s, likewise.
 
         Inputs the guard rejects get no probability and no label.
         """
+        if small is None:
+            small = [size_warning(r) for r in raw] if raw is not None else [None] * len(names)
         if self.guard is not None and raw is not None:
             if colours is None:
                 colours = [colourfulness(r) for r in raw]
@@ -310,14 +315,14 @@ class Predictor:
                 tones = [two_tone_share(r) for r in raw]
         probs, verdicts = self.screen(images, colours, levels, tones)
         out = []
-        for name, prob, verdict in zip(names, probs, verdicts):
+        for name, prob, verdict, warning in zip(names, probs, verdicts, small):
             if verdict is not None and not verdict.in_distribution:
                 out.append(Prediction(name, None, None, self.threshold, in_distribution=False,
-                                      ood_reason=verdict.message))
+                                      ood_reason=verdict.message, size_warning=warning))
             else:
                 out.append(Prediction(name, float(prob), self.label_for(float(prob)), self.threshold,
                                       in_distribution=None if verdict is None else True,
-                                      borderline=self.borderline(float(prob))))
+                                      borderline=self.borderline(float(prob)), size_warning=warning))
         return out
 
     def screen(self, images: np.ndarray, colours: list[float] | None = None, levels: list[int] | None = None,
@@ -354,9 +359,9 @@ class Predictor:
                 part = files[start : start + size]
                 yield self._chunk_results([path for path, _ in part], list(pool.map(self._decode, part)))
 
-    def _decode(self, item: tuple[Path, str | None]) -> tuple[np.ndarray, float, int, float] | str:
-        """One file as (image, colourfulness, grey levels, two-tone share; the guard's cues are 0 without a guard),
-        or why it cannot be predicted."""
+    def _decode(self, item: tuple[Path, str | None]) -> tuple[np.ndarray, float, int, float, str | None] | str:
+        """One file as (image, colourfulness, grey levels, two-tone share, `size_warning`; the guard's cues are 0
+        without a guard), or why it cannot be predicted."""
         path, error = item
         if error is not None:
             return error
@@ -364,7 +369,7 @@ class Predictor:
             data = read_file(path, str(path))
             image, levels = load_image_with_levels(data, self.size, name=str(path))
             colour, tone = self.file_cues(data)
-            return image, colour, levels, tone
+            return image, colour, levels, tone, size_warning(data)
         except InputError as err:
             return str(err)
 
@@ -376,7 +381,7 @@ class Predictor:
         return colourfulness(data), two_tone_share(data)
 
     def _chunk_results(self, files: list[Path],
-                       decoded: list[tuple[np.ndarray, float, int, float] | str]) -> list[Prediction]:
+                       decoded: list[tuple[np.ndarray, float, int, float, str | None] | str]) -> list[Prediction]:
         """Predictions for decoded files, in order; the strings of `decoded` are the errors of unreadable ones."""
         good = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
         results: list[Prediction] = [Prediction(str(f), None, None, self.threshold, error=d if isinstance(d, str) else None)
@@ -384,7 +389,7 @@ class Predictor:
         if good:
             done = self.results([str(files[i]) for i in good], np.stack([decoded[i][0] for i in good]),
                                 colours=[decoded[i][1] for i in good], levels=[decoded[i][2] for i in good],
-                                tones=[decoded[i][3] for i in good])
+                                tones=[decoded[i][3] for i in good], small=[decoded[i][4] for i in good])
             for i, prediction in zip(good, done):
                 results[i] = prediction
         return results

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, default_model_path, file_sha256
+from pneumoscan.data.decode import size_warning
 from pneumoscan.data.preprocess import load_image_with_levels
 from pneumoscan.errors import InputError, PneumoscanError
 from pneumoscan.inference.predictor import Prediction, Predictor, describe
@@ -24,12 +25,14 @@ GRADCAM_MODULE = "pneumoscan.explain.gradcam"
 
 class Decoded(NamedTuple):
     """One upload as the model and its guard read it: the model's uint8 input image (S, S), the file's grey
-    levels, colourfulness and two-tone share (the last two 0.0 when there is no guard to read them)."""
+    levels, colourfulness and two-tone share (the last two 0.0 when there is no guard to read them), and its
+    `size_warning` (None unless it is a thumbnail)."""
 
     image: np.ndarray
     levels: int
     colour: float
     tone: float
+    small: str | None = None
 
 
 class ExplainUnavailable(PneumoscanError):
@@ -83,7 +86,7 @@ class Engine:
         """Upload bytes -> the model's input image and the guard's cues of the file; InputError when
         undecodable."""
         image, levels = load_image_with_levels(data, self.predictor.size, name=name)
-        return Decoded(image, levels, *self.predictor.file_cues(data))
+        return Decoded(image, levels, *self.predictor.file_cues(data), size_warning(data))
 
     @property
     def guarded(self) -> bool:
@@ -98,7 +101,7 @@ class Engine:
         names = [f"upload {i}" for i in range(len(uploads))]
         images = np.stack([u.image for u in uploads])
         cues = {"colours": [u.colour for u in uploads], "levels": [u.levels for u in uploads],
-                "tones": [u.tone for u in uploads]}
+                "tones": [u.tone for u in uploads], "small": [u.small for u in uploads]}
         if not self.predictor.hooks_shared_model:
             return self.predictor.results(names, images, **cues)
         with self._screen_lock:

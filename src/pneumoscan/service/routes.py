@@ -155,7 +155,8 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
     meta = engine.meta
     return PredictionResponse(
         probability=result.probability, label=result.label, in_distribution=result.in_distribution,
-        ood_reason=result.ood_reason, borderline=result.borderline, threshold=engine.predictor.threshold,
+        ood_reason=result.ood_reason, borderline=result.borderline, size_warning=result.size_warning,
+        threshold=engine.predictor.threshold,
         threshold_ci95=engine.predictor.threshold_ci95, prevalence=engine.predictor.assumed_prevalence,
         model_name=meta.model_name,
         model_version=meta.version, model_sha256=engine.model_sha256[:12],
@@ -203,7 +204,7 @@ async def predict_batch(request: Request) -> BatchResponse:
                     items[i].ok, items[i].status = True, 200
                     items[i].probability, items[i].label = result.probability, result.label
                     items[i].in_distribution, items[i].ood_reason = result.in_distribution, result.ood_reason
-                    items[i].borderline = result.borderline
+                    items[i].borderline, items[i].size_warning = result.borderline, result.size_warning
 
         await _in_worker(request, work)
     n_ok = sum(item.ok for item in items)

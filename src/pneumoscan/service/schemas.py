@@ -5,6 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from pneumoscan.data.decode import MIN_SIDE
+
 
 class ErrorResponse(BaseModel):
     detail: str = Field(description="what was wrong with the request and what to do")
@@ -98,6 +100,9 @@ _IN_DISTRIBUTION = ("true: the upload looks like a chest X-ray; false: it does n
 _PREVALENCE = ("pneumonia prevalence the probabilities assume: `serve --prevalence`, else the model's prior "
                "(GET /model, operating_point)")
 _MODEL_SHA = "first 12 hex digits of the model file's SHA-256 (GET /model gives all 64): which weights answered"
+_SIZE_WARNING = (f"set when the image is under {MIN_SIDE} px on a side (a thumbnail), e.g. \"20 x 20 px, under "
+                 f"{MIN_SIDE} px on a side: too small to read reliably; send the original film\": the result is given all the same, but "
+                 "the original film should be sent and read instead; null otherwise")
 _OOD_REASON = ("why no prediction was made, e.g. \"not a chest X-ray: colour image ...\" or \"the image looks upside "
                "down; rotate it and send it again\" (only when in_distribution is false)")
 
@@ -108,6 +113,7 @@ class PredictionResponse(BaseModel):
     in_distribution: bool | None = Field(description=_IN_DISTRIBUTION)
     ood_reason: str | None = Field(default=None, description=_OOD_REASON)
     borderline: bool | None = Field(default=None, description=_BORDERLINE)
+    size_warning: str | None = Field(default=None, description=_SIZE_WARNING)
     threshold: float
     threshold_ci95: list[float] | None = _interval(_INTERVAL)
     prevalence: float = Field(gt=0, lt=1, description=_PREVALENCE)
@@ -139,6 +145,7 @@ class BatchItem(BaseModel):
     in_distribution: bool | None = Field(default=None, description=_IN_DISTRIBUTION + "; null for failed files")
     ood_reason: str | None = Field(default=None, description=_OOD_REASON)
     borderline: bool | None = Field(default=None, description=_BORDERLINE + "; null for failed files")
+    size_warning: str | None = Field(default=None, description=_SIZE_WARNING)
     error: str | None = None
 
 

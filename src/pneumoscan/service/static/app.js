@@ -249,13 +249,24 @@ function reveal() {
   $("panel").scrollIntoView({ block: "nearest" });
 }
 
+// A thumbnail (the service's size_warning): the result, or the refusal, is shown with a box saying that the film is
+// too small to read reliably and to send the original. Returns the box's words ("" when there is none).
+function renderSmall(result) {
+  const warning = result.size_warning ?? null;
+  show($("small"), warning !== null);
+  $("small-text").textContent = warning === null ? "" : `This film is ${warning}.`;
+  return $("small-text").textContent;
+}
+
 // `name` is the uploaded file's: the result always says which film it belongs to.
 function render(result, name) {
   $("file-name").textContent = name;
   $("model").textContent = `${result.model_name} · weights ${result.model_sha256}`;
   $("latency").textContent = `${Math.round(result.latency_ms)} ms`;
+  const small = renderSmall(result);
   if (result.in_distribution === false) {
     renderRejected(result, name);
+    if (small) announce(`${$("announce").textContent}. ${small}`);
     reveal();
     return;
   }
@@ -281,7 +292,8 @@ function render(result, name) {
   // read out instead of the marker's text inside the meter, which would otherwise pass for its value
   $("meter").setAttribute("aria-valuetext", `${$("prob").textContent}, threshold ${$("threshold").textContent}` +
     (uncertain ? `; ${uncertain}` : ""));
-  announce(`Result for ${name}: ${decision.textContent}` + (uncertain ? `. ${uncertain}` : ""));
+  announce(`Result for ${name}: ${decision.textContent}` + (uncertain ? `. ${uncertain}` : "") +
+           (small ? `. ${small}` : ""));
 
   const heat = $("heatmap"), toggle = $("heat-toggle");
   if (result.heatmap_png_base64) {
