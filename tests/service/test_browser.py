@@ -1149,3 +1149,43 @@ def test_a_thumbnail_is_said_too_small_to_read_with_its_result(server: str, samp
         expect(page.locator("#announce")).to_contain_text("no prediction made: image statistics unlike chest X-rays")
         expect(page.locator("#announce")).to_contain_text(f"This film is {WARNING}.")
         assert not errors, errors
+
+
+def test_a_heatmap_toggle_without_a_heatmap_is_unticked_says_why_and_keeps_the_choice(server: str) -> None:
+    """A disabled toggle looked ticked (greyed but checked), which reads as 'heatmap on'. Without a heatmap it is now
+    unticked and its label, the checkbox's accessible name, says why; the next film with a heatmap gets the
+    clinician's own choice back."""
+    from playwright.sync_api import expect
+
+    answer = {"probability": 0.9, "label": "PNEUMONIA", "in_distribution": True, "ood_reason": None,
+              "threshold": 0.5, "model_name": "resnet10", "model_version": "0", "model_sha256": "0" * 12,
+              "latency_ms": 5.0, "heatmap_class": "PNEUMONIA", "heatmap_empty": False,
+              "heatmap_png_base64": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="}
+    empty = {**answer, "heatmap_png_base64": None, "heatmap_empty": True}
+    none = {**answer, "heatmap_png_base64": None, "heatmap_empty": False}
+    rejected = {**none, "in_distribution": False, "ood_reason": "not a chest X-ray: unlike the training X-rays"}
+    with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
+        toggle, heat = page.locator("#heat-toggle"), page.locator("#heatmap")
+        render = "([answer, name]) => render(answer, name)"
+        page.evaluate(render, [answer, "a.png"])
+        expect(toggle).to_be_enabled()
+        expect(toggle).to_be_checked()
+        expect(heat).to_be_visible()
+        for without, reason in ((empty, "Heatmap empty: Grad-CAM found no positive evidence for PNEUMONIA"),
+                                (none, "Heatmap not available for this model"),
+                                (rejected, "No heatmap: no prediction was made")):
+            page.evaluate(render, [without, "b.png"])
+            expect(toggle).to_be_disabled()
+            expect(toggle).not_to_be_checked()
+            expect(toggle).to_have_accessible_name(re.compile("^" + re.escape(reason)))
+            page.evaluate(render, [answer, "c.png"])  # the choice (on) comes back
+            expect(toggle).to_be_checked()
+            expect(heat).to_be_visible()
+        toggle.uncheck()
+        page.evaluate(render, [empty, "d.png"])
+        expect(toggle).not_to_be_checked()
+        page.evaluate(render, [answer, "e.png"])  # the choice (off) stays off
+        expect(toggle).to_be_enabled()
+        expect(toggle).not_to_be_checked()
+        expect(heat).to_be_hidden()
+        assert not errors, errors

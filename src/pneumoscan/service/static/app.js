@@ -8,6 +8,7 @@ let modelInfo = null;
 let previewUrl = null;
 let latest = 0;  // number of the newest upload: answers to older ones are dropped, never shown
 let inFlight = null;  // AbortController of the request under way
+let heatWanted = true;  // the clinician's last choice with the heatmap toggle, kept while a film has no heatmap
 const BUSY_TRIES = 3;  // a busy service (503) is asked again after the wait it names, this many tries in all
 // A dropped network reports nothing for minutes (the browser waits on TCP), and the service's 408 for a stalled
 // upload cannot reach a client whose connection is gone: the page keeps its own time.
@@ -222,6 +223,14 @@ function showPreview(file) {
 
 const OOD_PREFIX = "not a chest X-ray: ";
 
+// The heatmap toggle: with a heatmap, the clinician's choice; without one, unticked and disabled (a greyed tick read
+// as "heatmap on"), its label, which is the checkbox's accessible name, saying why it is off.
+function setHeatToggle(available) {
+  const toggle = $("heat-toggle");
+  toggle.disabled = !available;
+  toggle.checked = available && heatWanted;
+}
+
 // The guard refused the image: a warning instead of the probability bar and decision. Its reason either says
 // the image is not a chest X-ray, or (a black-and-white or upside-down film) what to send instead.
 function renderRejected(result, name) {
@@ -235,10 +244,10 @@ function renderRejected(result, name) {
   show($("ood-as-sent"), !unlike);
   show($("ood"), true);
   show($("scores"), false);
-  const heat = $("heatmap"), toggle = $("heat-toggle");
+  const heat = $("heatmap");
   heat.removeAttribute("src");
   show(heat, false);
-  toggle.disabled = true;
+  setHeatToggle(false);
   show($("heat-note"), false);
   $("heat-label").textContent = "No heatmap: no prediction was made";
 }
@@ -298,7 +307,7 @@ function render(result, name) {
   const heat = $("heatmap"), toggle = $("heat-toggle");
   if (result.heatmap_png_base64) {
     heat.src = `data:image/png;base64,${result.heatmap_png_base64}`;
-    toggle.disabled = false;
+    setHeatToggle(true);
     $("heat-label").textContent = `Show heatmap: where the model saw evidence for ${result.heatmap_class} ` +
       "(brighter = stronger, relative to this image)";
     // Without a browser preview (DICOM, TIFF) the overlay is the only picture: show it in the flow.
@@ -307,7 +316,7 @@ function render(result, name) {
     show($("heat-note"), true);
   } else {
     heat.removeAttribute("src");
-    toggle.disabled = true;
+    setHeatToggle(false);
     show($("heat-note"), false);
     // an all-zero map would draw as the bare film, which reads as evidence nowhere or a drawing fault: say so
     $("heat-label").textContent = result.heatmap_empty
@@ -513,6 +522,7 @@ function init() {
   });
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
   $("heat-toggle").addEventListener("change", (e) => {
+    heatWanted = e.target.checked;
     if ($("heatmap").src) show($("heatmap"), e.target.checked);
   });
   loadModel();
