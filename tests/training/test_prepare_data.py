@@ -90,6 +90,22 @@ def test_kermany_names_record_auto_read_from_names(tiny_dataset: Path, tmp_path:
     assert record["patient_key"] == "auto" and set(record["patient_keys_from"]) == {"name"}
 
 
+def test_split_json_counts_the_patient_keys_of_the_images_used_only(tiny_dataset: Path, tmp_path: Path) -> None:
+    """`patient_keys_from` counted every image found, unreadable files and those --max-images left out too (126
+    against 123 images used): it now counts the images trained and validated on, as `counts` does."""
+    from tests.conftest import write_dicom
+
+    broken = write_dicom(tiny_dataset / "train" / "NORMAL" / "broken.dcm", 0, 99, patient_id="N99", size=16)
+    broken.write_bytes(broken.read_bytes()[:-200])  # its PatientID is read, its pixels are not
+    for cap, used in ((None, 36), (5, 10)):
+        record = prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r"), max_images=cap),
+                              16, False).split_record
+        assert sum(c["NORMAL"] + c["PNEUMONIA"] for c in record["counts"].values()) == used
+        assert record["patient_keys_from"] == {"name": used}, cap
+        if cap is None:
+            assert [line for line in record["skipped"] if line.startswith(str(broken))]
+
+
 def test_one_class_message_says_where_the_patient_is_read(tiny_dataset: Path, tmp_path: Path) -> None:
     for film in sorted((tiny_dataset / "train").rglob("*.jpeg")):  # a folder per film, but all PNEUMONIA in one
         folder = film.parent / ("p7" if film.parent.name == "PNEUMONIA" else film.stem)

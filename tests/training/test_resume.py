@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -277,6 +278,28 @@ def test_split_change_compares_how_patients_were_read() -> None:
     assert split_change(before, dicom, "runs/r1") == ("reads patients by --patient-key auto, where the run in runs/r1 "
                                                       "read them by name")
     assert split_change(dicom, dicom) == ""
+
+
+def test_resume_accepts_a_split_json_that_counted_every_image_found(resume_data: Path, tmp_path: Path) -> None:
+    """split.json once counted the patient keys of every image found, so an unreadable DICOM film's PatientID made a
+    run `auto` by DICOM where the images used are all keyed by file name (now recorded as by name): such a run still
+    resumes, and one split otherwise is still refused."""
+    from pneumoscan.training.trainer import split_change
+    from tests.conftest import write_dicom
+
+    broken = write_dicom(resume_data / "train" / "NORMAL" / "broken.dcm", 0, 99, patient_id="N99", size=16)
+    broken.write_bytes(broken.read_bytes()[:-200])  # its PatientID is read, its pixels are not
+    run = tmp_path / "run"
+    common = ["--model", "cnn", "--image-size", "16", "--batch-size", "16", "--quiet"]
+    assert main(["train", "--data", str(resume_data), "--out", str(run), "--epochs", "1", *common]) == 0
+    split = json.loads((run / "split.json").read_text())
+    assert split["patient_keys_from"] == {"name": 80}
+    (run / "split.json").write_text(json.dumps({**split, "patient_keys_from": {"dicom": 1, "name": 80}}))  # as before
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", *common]) == 0
+    assert _epochs(run) == [1, 2]
+    old = {**split, "patient_keys_from": {"dicom": 1, "name": 80}}
+    assert split_change(old, {**split, "val_files": split["val_files"][1:] + ["other.jpeg"]}, run).startswith(
+        f"splits its images otherwise than the run in {run} was started with (other validation images")
 
 
 def test_split_change_tells_images_split_otherwise_from_other_images() -> None:

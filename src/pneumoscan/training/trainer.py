@@ -142,7 +142,8 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, comma
         "method": "given val/ folder" if cfg.use_given_val else "patient-aware stratified split of train",
         "val_fraction": cfg.val_fraction,
         "seed": cfg.split_seed,
-        **keys.record(),
+        # over the images used, as `counts`: not unreadable files (under `skipped`) nor those --max-images left out
+        **keys.record(train_set.samples + val_set.samples),
         "counts": {
             name: {"NORMAL": int((s.labels == 0).sum()), "PNEUMONIA": int((s.labels == 1).sum()),
                    "patients": len({keys(x) for x in s.samples})}
@@ -168,7 +169,10 @@ def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "
     def totals(record: dict[str, Any]) -> tuple[int, int]:
         return tuple(sum(c[label] for c in record["counts"].values()) for label in ("NORMAL", "PNEUMONIA"))
 
-    if recorded_patient_key(saved) != recorded_patient_key(now):
+    # The same --patient-key is compared by the split it made (below): `patient_keys_from` once counted every image
+    # found, so an old record's sources can differ from those of the images used even where the split is the same.
+    if saved.get("patient_key", "name") != now.get("patient_key") and \
+            recorded_patient_key(saved) != recorded_patient_key(now):
         return (f"reads patients by --patient-key {now.get('patient_key')}, where the {kind} in {run} read them by "
                 f"{saved.get('patient_key', 'name')}")
     keys = ""
