@@ -4,6 +4,7 @@ import io
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pneumoscan.cli import main
@@ -43,3 +44,21 @@ def test_no_bar_when_stderr_is_not_a_terminal(argv: list[str], tiny_run: Path, t
     err = capsys.readouterr().err
     for bar_text in ("%|", "reading:", "decoding", "img/s", "batch/s", "it/s"):
         assert bar_text not in err, err
+
+
+def test_evaluate_shows_scoring_progress_on_a_terminal(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scoring thousands of decoded films takes tens of seconds after the decoding bar ends: a bar counts them,
+    and the probabilities are those of one pass over all images."""
+    from pneumoscan.evaluation.evaluate import evaluate
+    from pneumoscan.inference.predictor import Predictor
+
+    predictor = Predictor(tiny_run, backend="torch", batch_size=2)
+    whole = predictor.predict_images(np.asarray(
+        evaluate(predictor, tiny_data, "test", n_boot=10, cache_dir=tmp_path).images.images))
+    stream = _Tty()
+    monkeypatch.setattr(sys, "stderr", stream)
+    result = evaluate(predictor, tiny_data, "test", n_boot=10, cache_dir=tmp_path)
+    assert "scoring:" in stream.getvalue() and f" 0/{len(result.probs)} [" in stream.getvalue()
+    assert np.allclose(result.probs, whole, atol=1e-6)
+

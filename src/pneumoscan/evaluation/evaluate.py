@@ -151,7 +151,7 @@ def evaluate(
                          f"evaluation needs both NORMAL and PNEUMONIA images")
     colours, tones = (None if v is None else [float(x) for x in v] for v in (images.colours, images.tones))
     levels = None if images.levels is None else [int(v) for v in images.levels]
-    probs, verdicts = predictor.screen(np.asarray(images.images), colours, levels, tones)
+    probs, verdicts = predictor.screen(np.asarray(images.images), colours, levels, tones, progress=True)
     refused = [f"{s.path}: {v.message}" for s, v in zip(images.samples, verdicts) if v is not None and not v.in_distribution]
     if refused:
         warnings.warn(GuardWarning(
