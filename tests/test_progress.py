@@ -62,3 +62,12 @@ def test_evaluate_shows_scoring_progress_on_a_terminal(tiny_run: Path, tiny_data
     assert "scoring:" in stream.getvalue() and f" 0/{len(result.probs)} [" in stream.getvalue()
     assert np.allclose(result.probs, whole, atol=1e-6)
 
+
+def test_fit_guard_shows_feature_progress_on_a_terminal(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After decoding, fit-guard runs the model over every training film (half a minute for 5,216): a bar counts them."""
+    stream = _Tty()
+    monkeypatch.setattr(sys, "stderr", stream)
+    assert main(["fit-guard", "--model", str(tiny_run), "--data", str(tiny_data), "--out",
+                 str(tmp_path / "g.ood.safetensors"), "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert "guard features:" in stream.getvalue() and "img" in stream.getvalue()

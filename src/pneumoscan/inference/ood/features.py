@@ -21,8 +21,12 @@ def final_linear(model: nn.Module) -> nn.Linear:
 @torch.inference_mode()
 def forward_with_features(
     model: nn.Module, images: np.ndarray, preprocessing: Preprocessing, *, batch_size: int = 128, tta: bool = False,
+    progress: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits (same as `predict_logits`) and penultimate features (N, D) of the unmirrored pass, in one pass."""
+    """Logits (same as `predict_logits`) and penultimate features (N, D) of the unmirrored pass, in one pass;
+    `progress`: the name of a bar counting the images on a terminal (default none)."""
+    from pneumoscan.progress import progress_bar
+
     model.eval()
     device = next(model.parameters()).device
     captured: list[torch.Tensor] = []
@@ -35,6 +39,7 @@ def forward_with_features(
 
     handle = final_linear(model).register_forward_pre_hook(hook)
     logits_out = np.empty(len(images), dtype=np.float32)
+    bar = progress_bar(total=len(images), desc=progress, unit="img", progress=progress is not None)
     try:
         for start in range(0, len(images), batch_size):
             x = preprocessing(np.asarray(images[start : start + batch_size])).to(device)
@@ -44,7 +49,9 @@ def forward_with_features(
                 capture[0] = False
                 logits = (logits + model(torch.flip(x, dims=[3]))) / 2
             logits_out[start : start + len(x)] = logits.float().cpu().numpy()
+            bar.update(len(x))
     finally:
+        bar.close()
         handle.remove()
     feats = torch.cat(captured).numpy() if captured else np.zeros((0, 0), np.float32)
     return logits_out, feats

@@ -90,7 +90,8 @@ def fit_guard(
     n = len(images)
     if n < 5 * folds:
         raise InputError(f"only {n} readable grayscale training images; the guard needs at least {5 * folds}")
-    _, feats = forward_with_features(net, images, meta.preprocessing, batch_size=batch_size)
+    _, feats = forward_with_features(net, images, meta.preprocessing, batch_size=batch_size,
+                                     progress="guard features")
     signals = {"image": image_statistics(images), "features": feature_transform(feats)}
     groups = {"image": None, "features": labels}
     per_dim = {"image": True, "features": False}  # statistics have mixed units; features share one
