@@ -46,21 +46,26 @@ def test_no_bar_when_stderr_is_not_a_terminal(argv: list[str], tiny_run: Path, t
         assert bar_text not in err, err
 
 
-def test_evaluate_shows_scoring_progress_on_a_terminal(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+def test_evaluate_shows_scoring_progress_on_a_terminal(fitted: Path, tiny_data: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Scoring thousands of decoded films takes tens of seconds after the decoding bar ends: a bar counts them,
-    and the probabilities are those of one pass over all images."""
+    """Scoring and screening thousands of decoded films takes tens of seconds after the decoding bar ends: a bar
+    counts them, and the probabilities and the guard's verdicts are those of one pass over all images."""
     from pneumoscan.evaluation.evaluate import evaluate
     from pneumoscan.inference.predictor import Predictor
 
-    predictor = Predictor(tiny_run, backend="torch", batch_size=2)
-    whole = predictor.predict_images(np.asarray(
-        evaluate(predictor, tiny_data, "test", n_boot=10, cache_dir=tmp_path).images.images))
+    predictor = Predictor(fitted, backend="torch", batch_size=2)  # a few batches at a time: 8 films
+    assert predictor.guard is not None
+    images = evaluate(predictor, tiny_data, "test", n_boot=10, cache_dir=tmp_path).images
+    whole, verdicts = predictor.screen(np.asarray(images.images), list(images.colours), list(images.levels),
+                                       list(images.tones))
     stream = _Tty()
     monkeypatch.setattr(sys, "stderr", stream)
     result = evaluate(predictor, tiny_data, "test", n_boot=10, cache_dir=tmp_path)
-    assert "scoring:" in stream.getvalue() and f" 0/{len(result.probs)} [" in stream.getvalue()
+    assert len(result.probs) > 8 and "scoring:" in stream.getvalue()
+    assert f" 0/{len(result.probs)} [" in stream.getvalue()
     assert np.allclose(result.probs, whole, atol=1e-6)
+    assert result.summary["refused_by_guard"] == [f"{s.path}: {v.message}" for s, v in zip(images.samples, verdicts)
+                                                  if not v.in_distribution]
 
 
 def test_fit_guard_shows_feature_progress_on_a_terminal(tiny_run: Path, tiny_data: Path, tmp_path: Path,

@@ -275,25 +275,8 @@ class Predictor:
         """P(PNEUMONIA) for preprocessed uint8 images (N, S, S), prevalence-adjusted when asked."""
         return self._predict(images, with_features=False)[0]
 
-    def _predict(self, images: np.ndarray, with_features: bool,
-                 progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """Probabilities, and the guard's penultimate features from the same forward pass when asked; with
-        `progress`, a 'scoring' bar on a terminal counts the images, one batch at a time (the same batches)."""
-        if not progress or len(images) <= self.batch_size:
-            return self._forward(images, with_features)
-        from pneumoscan.progress import progress_bar
-
-        parts = []
-        with progress_bar(total=len(images), desc="scoring", unit="img") as bar:
-            for start in range(0, len(images), self.batch_size):
-                parts.append(self._forward(images[start:start + self.batch_size], with_features))
-                bar.update(len(parts[-1][0]))
-        features = [f for _, f in parts]
-        return (np.concatenate([p for p, _ in parts]),
-                None if any(f is None for f in features) else np.concatenate(features))
-
-    def _forward(self, images: np.ndarray, with_features: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """One pass of the backend over `images` (batched by it), checked for NaN and prevalence-adjusted."""
+    def _predict(self, images: np.ndarray, with_features: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities, and the guard's penultimate features from the same forward pass when asked."""
         if self.onnx is not None:  # mirror-averaging is in the graph
             probs, features = self.onnx.predict_with_features(images, batch_size=self.batch_size)
         elif with_features:
@@ -345,9 +328,27 @@ class Predictor:
     def screen(self, images: np.ndarray, colours: list[float] | None = None, levels: list[int] | None = None,
                tones: list[float] | None = None, *, progress: bool = False) -> tuple[np.ndarray, list[OODResult | None]]:
         """P(PNEUMONIA) for preprocessed images (N, S, S) and the guard's verdict on each (None without a guard);
-        `colours`, `levels` and `tones` are the files' colourfulness, grey levels and two-tone shares, when known;
-        `progress`: a bar on a terminal while the images are scored (for thousands of them)."""
-        probs, features = self._predict(images, with_features=self.guard is not None, progress=progress)
+        `colours`, `levels` and `tones` are the files' colourfulness, grey levels and two-tone shares, when known.
+        With `progress`, a 'scoring' bar on a terminal counts the images, scored a few batches at a time (the same
+        batches, so the same answers; the guard's image statistics then take the memory of those few alone)."""
+        step = self.batch_size * 4
+        if not progress or len(images) <= step:
+            return self._screen(images, colours, levels, tones)
+        from pneumoscan.progress import progress_bar
+
+        probs, verdicts = [], []
+        with progress_bar(total=len(images), desc="scoring", unit="img") as bar:
+            for start in range(0, len(images), step):
+                part = slice(start, start + step)
+                p, v = self._screen(images[part], *(None if x is None else x[part] for x in (colours, levels, tones)))
+                probs.append(p)
+                verdicts += v
+                bar.update(len(p))
+        return np.concatenate(probs), verdicts
+
+    def _screen(self, images: np.ndarray, colours: list[float] | None, levels: list[int] | None,
+                tones: list[float] | None) -> tuple[np.ndarray, list[OODResult | None]]:
+        probs, features = self._predict(images, with_features=self.guard is not None)
         if self.guard is None:
             return probs, [None] * len(images)
         signals = {"colourfulness": colours, "grey_levels": levels, "two_tone": tones}
