@@ -75,4 +75,17 @@ def test_fit_guard_shows_feature_progress_on_a_terminal(tiny_run: Path, tiny_dat
     monkeypatch.setattr(sys, "stderr", stream)
     assert main(["fit-guard", "--model", str(tiny_run), "--data", str(tiny_data), "--out",
                  str(tmp_path / "g.ood.safetensors"), "--cache-dir", str(tmp_path / "cache")]) == 0
-    assert "guard features:" in stream.getvalue() and "img" in stream.getvalue()
+    assert "guard features:" in stream.getvalue() and "guard statistics:" in stream.getvalue()
+
+
+def test_fit_guard_statistics_are_counted_chunk_by_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard's image statistics of thousands of films take seconds after the features bar: a bar counts them,
+    and the rows are those of one call over all images."""
+    from pneumoscan.inference.ood.cues import image_statistics
+    from pneumoscan.inference.ood.fit import chunked_statistics
+
+    images = np.random.default_rng(0).integers(0, 256, (7, 32, 32), dtype=np.uint8)
+    stream = _Tty()
+    monkeypatch.setattr(sys, "stderr", stream)
+    assert np.allclose(chunked_statistics(images, chunk=3), image_statistics(images), rtol=1e-6, atol=1e-9)
+    assert "guard statistics:" in stream.getvalue() and " 0/7 [" in stream.getvalue()
