@@ -89,3 +89,13 @@ def test_fit_guard_statistics_are_counted_chunk_by_chunk(monkeypatch: pytest.Mon
     monkeypatch.setattr(sys, "stderr", stream)
     assert np.allclose(chunked_statistics(images, chunk=3), image_statistics(images), rtol=1e-6, atol=1e-9)
     assert "guard statistics:" in stream.getvalue() and " 0/7 [" in stream.getvalue()
+
+
+def test_report_counts_its_sections_on_a_terminal(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Figures and Grad-CAM take seconds after the scoring bar (6 s for a run on 5,216 films): a bar counts them."""
+    stream = _Tty()
+    monkeypatch.setattr(sys, "stderr", stream)
+    assert main(["report", str(tiny_run), "--data", str(tiny_data), "--out", str(tmp_path / "r.html"), "--n-boot", "10",
+                 "--cases", "1", "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert "report sections:" in stream.getvalue() and " 0/9 [" in stream.getvalue()

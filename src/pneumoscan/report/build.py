@@ -15,6 +15,7 @@ from pneumoscan.artifact import ArtifactMeta
 from pneumoscan.data.patients import keys_read
 from pneumoscan.inference.predictor import model_prior, prior_problem
 from pneumoscan.outputs import atomic_write_all, check_companion, check_output
+from pneumoscan.progress import progress_bar
 from pneumoscan.report import figures as figs
 from pneumoscan.report import html as h
 from pneumoscan.report.run import RunInfo, load_run
@@ -399,18 +400,21 @@ def build_report(run_dir: str | os.PathLike, *, data: str | os.PathLike | None =
     model, _ = load_artifact(run.artifact)
     params = count_parameters(model)
     fig_out = Figures()
-    sections = [
-        ("summary", "Run summary", _summary_section(run, scores, params, n_boot, seed)),
-        ("learning-curves", "Learning curves", _learning_section(run, fig_out)),
-        ("confusion", "Confusion matrix and classification report", _confusion_section(scores, fig_out)),
-        ("roc-pr", "ROC and precision-recall curves", _roc_pr_section(scores, fig_out)),
-        ("thresholds", "Threshold table", _thresholds_section(scores)),
-        ("calibration", "Calibration", _calibration_section(scores, fig_out)),
-        ("subgroups", "Recall by cause and image size", _subgroups_section(scores, fig_out)),
-        ("cases", "Most confident right and wrong cases, with Grad-CAM", _cases_section(model, run, scores, fig_out,
-                                                                                        per_group)),
-        ("feature-maps", "First convolutional layer", _feature_map_section(model, run, scores, fig_out)),
+    builders: list[tuple[str, str, Callable[[], str]]] = [
+        ("summary", "Run summary", lambda: _summary_section(run, scores, params, n_boot, seed)),
+        ("learning-curves", "Learning curves", lambda: _learning_section(run, fig_out)),
+        ("confusion", "Confusion matrix and classification report", lambda: _confusion_section(scores, fig_out)),
+        ("roc-pr", "ROC and precision-recall curves", lambda: _roc_pr_section(scores, fig_out)),
+        ("thresholds", "Threshold table", lambda: _thresholds_section(scores)),
+        ("calibration", "Calibration", lambda: _calibration_section(scores, fig_out)),
+        ("subgroups", "Recall by cause and image size", lambda: _subgroups_section(scores, fig_out)),
+        ("cases", "Most confident right and wrong cases, with Grad-CAM",
+         lambda: _cases_section(model, run, scores, fig_out, per_group)),
+        ("feature-maps", "First convolutional layer", lambda: _feature_map_section(model, run, scores, fig_out)),
     ]
+    # figures and Grad-CAM take seconds after the scoring bar: a bar counts the sections
+    sections = [(key, title, build()) for key, title, build in
+                progress_bar(builders, desc="report sections", unit="section")]
     subtitle = f"{run.meta.model_name} run {run.name} - evaluated on {scores.source}: {scores.summary['n']} images"
     footer = (f"pneumoscan {__version__} - generated {time.strftime('%Y-%m-%d %H:%M')} in {time.time() - started:.1f} s; "
               f"figures also in {files_folder(target).name}/")
