@@ -99,3 +99,26 @@ def test_report_counts_its_sections_on_a_terminal(tiny_run: Path, tiny_data: Pat
     assert main(["report", str(tiny_run), "--data", str(tiny_data), "--out", str(tmp_path / "r.html"), "--n-boot", "10",
                  "--cases", "1", "--cache-dir", str(tmp_path / "cache")]) == 0
     assert "report sections:" in stream.getvalue() and " 0/9 [" in stream.getvalue()
+
+
+def test_bar_shows_on_a_terminal_that_reports_no_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pseudo-terminal whose size was never set (`script -qc` without a terminal, some CI runners) reports 0
+    columns, and tqdm then draws nothing at all: the bar falls back to 80 columns."""
+    import os
+
+    controller, terminal = os.openpty()  # a new pty is 0 x 0
+    stream = open(terminal, "w", closefd=True)
+    try:
+        assert os.get_terminal_size(terminal).columns == 0
+        monkeypatch.setattr(sys, "stderr", stream)
+        assert list(progress_bar(range(3), desc="decoding", unit="img")) == [0, 1, 2]
+        stream.flush()
+        os.set_blocking(controller, False)  # nothing drawn must not hang the test
+        try:
+            shown = os.read(controller, 65536).decode()
+        except BlockingIOError:
+            shown = ""
+    finally:
+        stream.close()
+        os.close(controller)
+    assert "decoding:" in shown and "0/3 [" in shown

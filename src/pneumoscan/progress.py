@@ -1,6 +1,7 @@
 """Progress bars for every command: on stderr, and only when stderr is a terminal, so logs get no bar text."""
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Iterable
 
@@ -18,7 +19,18 @@ def stderr_is_terminal() -> bool:
 def progress_bar(iterable: Iterable | None = None, *, progress: bool = True, **options: Any) -> tqdm:
     """A tqdm bar on stderr, cleared when done; shown when `progress` (no --quiet) and stderr is a terminal, else
     a silent pass-through over `iterable`."""
-    return tqdm(iterable, file=sys.stderr, leave=False, disable=not (progress and stderr_is_terminal()), **options)
+    shown = progress and stderr_is_terminal()
+    if shown and _terminal_columns() == 0:  # a terminal of unknown size (`script`, some CI): tqdm would print nothing
+        options = {"ncols": 80, "nrows": 24, **options}
+    return tqdm(iterable, file=sys.stderr, leave=False, disable=not shown, **options)
+
+
+def _terminal_columns() -> int | None:
+    """The width stderr's terminal reports (0 when it was never set), None when it cannot be asked."""
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (AttributeError, ValueError, OSError):  # no file descriptor (a test's stream), or not a terminal
+        return None
 
 
 def write_warning(message: str) -> None:
