@@ -156,7 +156,7 @@ def bench(cmd: Command, train: Path, work: Path) -> dict:
         shutil.rmtree(c, ignore_errors=True)
     clean(cmd, work)
     cold = timed(argv_for(cmd, train, work, cache))
-    row = {"command": "pneumoscan " + " ".join(argv_for(cmd, train, Path("WORK"), Path("CACHE"))).replace(
+    row = {"command": "pneumoscan " + shlex.join(argv_for(cmd, train, Path("WORK"), Path("CACHE"))).replace(
         str(train), "TRAIN"), "rc": cold["rc"], "cold_s": cold["wall_s"], "cold_rss_mb": cold["rss_mb"],
         "quiet_off_tty": cold["stderr_clean"], "stdout_parses": parses(cmd.stdout, cold["stdout"]) if cmd.stdout else None}
     if cmd.cached and cmd.name != "train":  # train with an existing --out would be refused
@@ -187,12 +187,17 @@ def bench(cmd: Command, train: Path, work: Path) -> dict:
     return row
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train", type=Path, default=Path("/work/shared/data/chest_xray/train"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/pneumoscan-bench"))
     parser.add_argument("--only", nargs="*", help="bench only these commands")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if "test" in args.train.resolve().parts:
         sys.exit("bench/commands_full_train.py: the test split must not be used; pass a train folder")
     prepare(args.train, args.work)
@@ -206,7 +211,9 @@ def main() -> None:
                "first_progress_s", "sigint_at_s", "sigint_rc", "sigint_lines", "sigint_last", "traceback",
                "left_behind", "after_cold_sigint_rc", "after_cold_sigint_s", "warm_sigint_rc",
                "warm_sigint_traceback", "after_warm_sigint_rc", "after_warm_sigint_s"]
-    write_results("commands_full_train", rows, columns, command="OMP_NUM_THREADS=1 python bench/commands_full_train.py",
+    command = " ".join(["OMP_NUM_THREADS=1 python bench/commands_full_train.py",
+                        shlex.join(sys.argv[1:] if argv is None else argv)]).strip()
+    write_results("commands_full_train", rows, columns, command=command,
                   note=f"Data: {args.train} (train split only), shipped model, OMP_NUM_THREADS="
                        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}. cold = fresh --cache-dir, warm = the same "
                        "again; both with stdout and stderr piped (quiet_off_tty: no bar text on stderr). On a "
