@@ -39,14 +39,19 @@ class ExplainUnavailable(PneumoscanError):
     """Grad-CAM cannot be produced by this installation or for this model."""
 
 
+GRADCAM_FUNCTIONS = ("cam_layers", "gradcam_for_image", "overlay_png")  # what the engine calls in it
+
+
 def gradcam_module() -> ModuleType | None:
-    """`pneumoscan.explain.gradcam` when installed, else None (other import errors propagate)."""
+    """`pneumoscan.explain.gradcam` when installed with the functions the engine calls, else None (other import
+    errors propagate)."""
     try:
-        return importlib.import_module(GRADCAM_MODULE)
+        module = importlib.import_module(GRADCAM_MODULE)
     except ModuleNotFoundError as err:
         if err.name in (GRADCAM_MODULE, "pneumoscan.explain"):
             return None
         raise
+    return module if all(hasattr(module, name) for name in GRADCAM_FUNCTIONS) else None
 
 
 class Engine:
@@ -109,7 +114,7 @@ class Engine:
 
     def explain_available(self) -> bool:
         module = gradcam_module()
-        return module is not None and hasattr(module, "gradcam_overlay_png") and not self._cam_problem(module)
+        return module is not None and not self._cam_problem(module)
 
     def _explain_copy(self) -> nn.Module:
         """The model copy Grad-CAM hooks into (made on first use); call with `_explain_lock` held."""
@@ -137,7 +142,7 @@ class Engine:
         `label`: the overlay would be the bare film, which reads as evidence nowhere or a drawing fault);
         ExplainUnavailable when it cannot."""
         module = gradcam_module()
-        if module is None or not hasattr(module, "gradcam_overlay_png"):
+        if module is None:
             raise ExplainUnavailable(f"Grad-CAM is not available in this installation ({GRADCAM_MODULE} missing)")
         problem = self._cam_problem(module)
         if problem:
