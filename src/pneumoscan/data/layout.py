@@ -12,7 +12,8 @@ from pneumoscan.data.decode import is_dicom
 from pneumoscan.errors import InputError
 
 # .jfif and .jpe: JPEGs as Windows and some browsers save them
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".tif", ".tiff", ".bmp", ".dcm", ".dicom", ""})
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
+IMAGE_SUFFIXES = frozenset({*IMAGE_EXTENSIONS, ""})  # "": no extension, as DICOM files often have
 SPLITS = ("train", "val", "test")
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, load_artifact, resolve_model_path
 from pneumoscan.data.decode import read_file, read_grayscale, size_warning
-from pneumoscan.data.layout import image_files
+from pneumoscan.data.layout import IMAGE_EXTENSIONS, image_files
 from pneumoscan.data.preprocess import grey_levels, load_image_with_levels
 from pneumoscan.errors import InputError
 from pneumoscan.evaluation.thresholds import (
@@ -111,8 +111,8 @@ def expand_paths(paths: list[str | os.PathLike]) -> list[Path]:
         if path.is_dir():
             found = image_files(path)
             if not found:
-                raise InputError(f"{path}: folder holds no image files (.jpg, .jpeg, .jfif, .png, .tif, .tiff, .bmp, .dcm, "
-                                 f".dicom, or DICOM under any name)")
+                raise InputError(f"{path}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)}, or DICOM under "
+                                 f"any name)")
             files.extend(found)
         else:
             files.append(path)
