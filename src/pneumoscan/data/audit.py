@@ -12,7 +12,7 @@ from pneumoscan import CLASS_NAMES
 from pneumoscan.data.decode import MIN_SIDE, read_file, read_grayscale
 from pneumoscan.data.file_cues import COLOUR_REFERENCE, colourfulness
 from pneumoscan.data.layout import Sample, discover
-from pneumoscan.data.patients import folder_key, is_kermany_name, keys_read, patient_keys
+from pneumoscan.data.patients import is_kermany_name, keys_read, patient_keys
 from pneumoscan.errors import InputError
 from pneumoscan.progress import progress_bar
 
@@ -30,8 +30,6 @@ def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None, float
     except InputError as err:
         return digest, None, str(err), 0.0
     return digest, (int(gray.shape[1]), int(gray.shape[0])), None, colourfulness(data)
-
-
 
 
 def _shown_name(root: Path, split: str, sample: Sample) -> str:
@@ -91,7 +89,7 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
                                  if size is not None and min(size) < MIN_SIDE)
     # train refuses these with --patient-key folder: each is keyed by its file name here
     report["no_patient_folder"] = sorted(str(s.path) for _, s in everything
-                                         if patient_key == "folder" and folder_key(s) is None)
+                                         if patient_id.choice == "folder" and patient_id.origins[s] == "name")
     # a photo or screenshot among the X-rays: trained on, though the guard refuses its like at predict time
     report["colour"] = sorted(f"{s.path}: colour image (colourfulness {colour:.0f}, above {COLOUR_REFERENCE:.0f}); "
                               f"chest X-rays are grayscale, remove it or replace it with the radiograph"
@@ -119,8 +117,8 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
 def audit_problems(report: dict[str, Any]) -> list[str]:
     """What `audit --strict` fails on, one '<count> <what>' item per kind found: unreadable files, byte-identical
     files across splits (leaks), with both labels or across patient IDs, images under MIN_SIDE px, colour
-    images and, with --patient-key folder, images with no patient folder; [] for a clean dataset. Patient IDs in two splits are not counted: Kermany's, read from file names,
-    restart in each split."""
+    images and, with --patient-key folder, images with no patient folder; [] for a clean dataset. Patient IDs in
+    two splits are not counted: Kermany's, read from file names, restart in each split."""
     kinds = [
         (len(report["unreadable"]), "unreadable file", "unreadable files"),
         (len(report["cross_split_duplicates"]), "group of byte-identical files in two splits",
