@@ -18,7 +18,6 @@ import argparse
 import io
 import os
 import shlex
-import subprocess
 import sys
 import threading
 import time
@@ -27,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 from _results import write_report
-from _subprocess import model_or_shipped, src_env
-from load import HOST, ROOT, free_port, rss_mb, stop_server, wait_ready
+from _subprocess import model_or_shipped
+from load import HOST, ROOT, free_port, rss_mb, start_server, stop_server, wait_ready
 
 TRAIN = ROOT.parent / "shared" / "data" / "chest_xray" / "train" / "PNEUMONIA"
 SAMPLE = ROOT / "sample" / "chest_xray" / "train" / "PNEUMONIA"
@@ -158,10 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     uploads = payloads()
     port = free_port()
     base = f"http://{HOST}:{port}"
-    env = src_env()
-    server = subprocess.Popen([sys.executable, "-m", "pneumoscan.cli", "serve", "--model", args.model, "--host", HOST,
-                               "--port", str(port), "--backend", args.backend, "--log-level", "warning",
-                               *args.serve_options], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = start_server(args.model, port, args.backend, *args.serve_options)
     rows = []
     try:
         wait_ready(base, server)

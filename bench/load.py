@@ -56,10 +56,11 @@ def load_images(limit: int = 64) -> list[tuple[str, bytes]]:
     raise SystemExit("bench/load.py: no test images found (../shared/data/chest_xray/test or sample/)")
 
 
-def start_server(model: str, port: int, backend: str) -> subprocess.Popen:
+def start_server(model: str, port: int, backend: str, *options: str) -> subprocess.Popen:
+    """`pneumoscan serve` of this checkout on HOST:PORT, quiet but for warnings; `options`: more serve options."""
     env = src_env()
     cmd = [sys.executable, "-m", "pneumoscan.cli", "serve", "--model", model, "--host", HOST, "--port", str(port),
-           "--backend", backend, "--log-level", "warning"]
+           "--backend", backend, "--log-level", "warning", *options]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
