@@ -179,7 +179,7 @@ def test_manifest_patient_column_with_an_empty_cell_names_the_row(tmp_path: Path
     with pytest.raises(InputError, match=r"short\.csv:2: no patient"):
         discover(tmp_path / "short.csv")
     (tmp_path / "both.csv").write_text("path,label,patient,patient_id\na.png,NORMAL,1,1\n")
-    with pytest.raises(InputError, match=r"both\.csv: has both a patient and a patient_id column; keep one of them"):
+    with pytest.raises(InputError, match=r"both\.csv: columns patient and patient_id both name the patient; keep one of them"):
         discover(tmp_path / "both.csv")
 
 
@@ -194,7 +194,7 @@ def test_manifest_patient_column_is_found_under_the_names_hospital_exports_give_
     with pytest.raises(InputError, match=r"empty\.csv:2: no PatientID; .* remove the PatientID column"):
         discover(tmp_path / "empty.csv")
     (tmp_path / "both.csv").write_text("path,label,Patient,PatientID\na.png,NORMAL,1,1\n")
-    with pytest.raises(InputError, match=r"both\.csv: has both a Patient and a PatientID column; keep one of them"):
+    with pytest.raises(InputError, match=r"both\.csv: columns Patient and PatientID both name the patient; keep one of them"):
         discover(tmp_path / "both.csv")
 
 
@@ -272,3 +272,51 @@ def test_a_dicom_exports_dicomdir_is_not_taken_for_an_image(tmp_path: Path) -> N
         pydicom.dcmwrite(folder / "DICOMDIR", index, enforce_file_format=True)
     assert expand_paths([root]) == films
     assert [s.path for s in discover(root)["all"]] == films
+
+
+def test_manifest_path_column_is_found_under_the_names_exports_give_it(tmp_path: Path) -> None:
+    # a hospital's export names the image column filename, Image Path, ...: refused as 'no path column' before
+    write_xray(tmp_path / "a.png", 0, 1)
+    write_xray(tmp_path / "b.png", 1, 2)
+    for header in ("filename", "File", "file_name", "Image", "image_path", "FilePath", "File Path", "file-path"):
+        (tmp_path / "m.csv").write_text(f"{header},Label\na.png,NORMAL\nb.png,PNEUMONIA\n")
+        assert [(s.path.name, s.label) for s in discover(tmp_path / "m.csv")["all"]] == [("a.png", 0), ("b.png", 1)], \
+            header
+    for name, sep in (("semi.csv", ";"), ("tab.csv", "\t")):  # the delimiter is told by the aliases too
+        (tmp_path / name).write_text(f"Image Path{sep}Label{sep}MRN\na.png{sep}NORMAL{sep}7\n")
+        assert [(s.path.name, s.patient) for s in discover(tmp_path / name)["all"]] == [("a.png", "7")], name
+
+
+def test_manifest_with_two_path_columns_or_none_says_which_to_keep(tmp_path: Path) -> None:
+    write_xray(tmp_path / "a.png", 0, 1)
+    (tmp_path / "two.csv").write_text("path,Filename,label\na.png,a.png,NORMAL\n")
+    with pytest.raises(InputError, match=r"two\.csv: columns path and Filename both name the image file; keep one of "
+                                         r"them and rename or remove the other$"):
+        discover(tmp_path / "two.csv")
+    (tmp_path / "aliases.csv").write_text("Image,File Path,label\nx,a.png,NORMAL\n")
+    with pytest.raises(InputError, match=r"aliases\.csv: columns Image and File Path both name the image file; keep one"):
+        discover(tmp_path / "aliases.csv")
+    (tmp_path / "none.csv").write_text("study,label\na.png,NORMAL\n")
+    with pytest.raises(InputError, match=r"none\.csv: no path column; a manifest needs a header line 'path,label' "
+                                         r"\(the path column may also be named file_name, file, image, image_path, "
+                                         r"file_path\)$"):
+        discover(tmp_path / "none.csv")
+    (tmp_path / "nolabel.csv").write_text("filename,finding\na.png,NORMAL\n")
+    with pytest.raises(InputError, match=r"nolabel\.csv: no label column; a manifest needs a header line "
+                                         r"'path,label'$"):
+        discover(tmp_path / "nolabel.csv")
+
+
+def test_manifest_patient_column_is_found_under_mrn_and_subject_names(tmp_path: Path) -> None:
+    write_xray(tmp_path / "a.png", 0, 1)
+    for header in ("MRN", "Subject", "subject_id", "Subject ID", "Patient Number", "patient_number"):
+        (tmp_path / "m.csv").write_text(f"path,label,{header}\na.png,NORMAL,P-01\n")
+        assert [s.patient for s in discover(tmp_path / "m.csv")["all"]] == ["P-01"], header
+    (tmp_path / "empty.csv").write_text("path,label,MRN\na.png,NORMAL,\n")
+    with pytest.raises(InputError, match=r"empty\.csv:2: no MRN; .* remove the MRN column"):
+        discover(tmp_path / "empty.csv")
+    (tmp_path / "both.csv").write_text("path,label,Patient ID,MRN\na.png,NORMAL,1,1\n")
+    with pytest.raises(InputError, match=r"both\.csv: columns Patient ID and MRN both name the patient; keep one of "
+                                         r"them and rename or remove the other$"):
+        discover(tmp_path / "both.csv")
+

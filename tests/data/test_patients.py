@@ -175,6 +175,16 @@ def test_keys_read_says_how_a_record_read_its_patients() -> None:
     assert keys_read({"counts": {}}) == "file names (a split made before --patient-key)"
 
 
+def test_an_mrn_column_keys_the_patients_as_the_manifest_patient_column(tmp_path: Path) -> None:
+    # an export's MRN column was not read: each film became its own patient, free to land on both sides of the split
+    for name in ("scan1.png", "scan2.png", "scan3.png"):
+        write_xray(tmp_path / name, 0, 1)
+    (tmp_path / "m.csv").write_text("File Name,Label,MRN\nscan1.png,NORMAL,0042\nscan2.png,PNEUMONIA,0042\n"
+                                    "scan3.png,NORMAL,0077\n")
+    keys = patient_keys(discover(tmp_path / "m.csv")["all"])
+    assert sorted(keys.keys.values()) == ["0042", "0042", "0077"]
+    assert keys_read(keys.record()) == "--patient-key auto (3 by manifest patient column)"
+
 def test_the_split_of_kermany_names_is_the_one_before_patient_keys(tmp_path: Path) -> None:
     samples = discover(_kermany_tree(tmp_path))["all"]
     for choice in ("auto", "name"):

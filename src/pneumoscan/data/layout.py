@@ -107,31 +107,55 @@ def _class_folder_samples(folder: Path) -> list[Sample]:
     return samples
 
 
-PATIENT_COLUMNS = ("patient", "patient_id")  # either names the patient of each row (not both)
+# The names each manifest column goes by, as column_key reads them (the first is the one the docs use): exports name
+# the image and its patient in many ways. A header with two names of one column is refused, not read at a guess.
+MANIFEST_COLUMNS = {"path": ("path", "file_name", "file", "image", "image_path", "file_path"),
+                    "label": ("label",),
+                    "split": ("split",),
+                    "patient": ("patient", "patient_id", "mrn", "subject", "subject_id", "patient_number")}
 DELIMITERS = (",", ";", "\t")  # a comma, or what a spreadsheet saves in locales where the comma is a decimal mark
 
 
 def column_key(name: str) -> str:
     """A manifest header's column as matched: case, spaces, hyphens and underscores aside (`Patient ID`,
-    `PatientID` and `patient-id` are `patient_id`)."""
-    key = "".join(ch for ch in name.strip().lower() if ch not in " _-")
-    return "patient_id" if key == "patientid" else key
+    `PatientID` and `patient-id` are `patientid`)."""
+    return "".join(ch for ch in name.strip().lower() if ch not in " _-")
 
 
-def _patient_column(csv_path: Path, columns: dict[str, str]) -> str | None:
-    """The manifest's patient column (its key), if any; InputError when it has two."""
-    present = [c for c in PATIENT_COLUMNS if c in columns]
-    if len(present) > 1:
-        raise InputError(f"{csv_path}: has both a {columns[present[0]]} and a {columns[present[1]]} column; keep one "
-                         f"of them")
-    return present[0] if present else None
+COLUMN_ROLES = {column_key(name): role for role, names in MANIFEST_COLUMNS.items() for name in names}
+
+
+def _roles(fields: list[str]) -> dict[str, list[str]]:
+    """The header fields that name each manifest column (a `MANIFEST_COLUMNS` key), in header order."""
+    roles: dict[str, list[str]] = {}
+    for field in fields:
+        if field and (role := COLUMN_ROLES.get(column_key(field))):
+            roles.setdefault(role, []).append(field)
+    return roles
+
+
+def _manifest_columns(csv_path: Path, fields: list[str]) -> dict[str, str]:
+    """The header field of each manifest column present; InputError when the path or label column is missing, or
+    when one column is named twice (`path` and `filename`, `Patient` and `MRN`)."""
+    roles = _roles(fields)
+    missing = [role for role in ("path", "label") if role not in roles]
+    if missing:
+        also = (f" (the path column may also be named {', '.join(MANIFEST_COLUMNS['path'][1:])})"
+                if "path" in missing else "")
+        raise InputError(f"{csv_path}: no {' and no '.join(missing)} column; a manifest needs a header line "
+                         f"'path,label'{also}")
+    for role, named in roles.items():
+        if len(named) > 1:
+            what = "image file" if role == "path" else role
+            raise InputError(f"{csv_path}: columns {named[0].strip()} and {named[1].strip()} both name the {what}; keep "
+                             f"one of them and rename or remove the other")
+    return {role: named[0] for role, named in roles.items()}
 
 
 def _delimiter(header: str) -> str:
     """The delimiter whose split of the header line gives both a path and a label column (a comma otherwise)."""
     for delimiter in DELIMITERS:
-        fields = next(csv.reader([header], delimiter=delimiter), [])
-        if {"path", "label"} <= {column_key(f) for f in fields}:
+        if {"path", "label"} <= set(_roles(next(csv.reader([header], delimiter=delimiter), []))):
             return delimiter
     return ","
 
@@ -151,30 +175,29 @@ def _manifest_path(csv_path: Path, written: str) -> Path:
 
 def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
     """Samples of a `path,label[,split][,patient]` CSV (UTF-8, with or without the BOM Excel writes; separated by
-    commas, semicolons or tabs; column names in any case, with or without spaces, hyphens or underscores) per split:
+    commas, semicolons or tabs; column names in any case, with or without spaces, hyphens or underscores, and the
+    path and patient columns also under the names exports give them, `MANIFEST_COLUMNS`) per split:
     `train`/`val`/`test` from the optional `split` column (case-insensitive; then every row needs one),
-    else all of them as split `all`. Relative paths are relative to the CSV's folder. The optional `patient`
-    (or `patient_id`, `PatientID`, `Patient ID`) column names each row's patient; then every row needs one (an
-    empty cell is an error naming the row: a patient left out would be split from their other images unnoticed)."""
+    else all of them as split `all`. Relative paths are relative to the CSV's folder. Labels are read by
+    `label_index`. The optional `patient` (or `patient_id`, `PatientID`, `MRN`, `subject`, ...) column names each
+    row's patient; then every row needs one (an empty cell is an error naming the row: a patient left out would be
+    split from their other images unnoticed)."""
     found: dict[str, list[Sample]] = {}
     try:
         with csv_path.open(newline="", encoding="utf-8-sig") as handle:
             delimiter = _delimiter(handle.readline())
             handle.seek(0)  # the utf-8-sig decoder starts again, so a BOM is skipped again
             reader = csv.DictReader(handle, delimiter=delimiter)
-            columns = {column_key(f): f.strip() for f in reversed(reader.fieldnames or []) if f}
-            if not {"path", "label"} <= set(columns):
-                raise InputError(f"{csv_path}: a manifest needs a header line 'path,label'")
-            patient_column = _patient_column(csv_path, columns)
-            for line_no, row in enumerate(reader, start=2):
-                row = {column_key(k): (v or "").strip() for k, v in row.items() if k}
+            columns = _manifest_columns(csv_path, reader.fieldnames or [])
+            for line_no, raw in enumerate(reader, start=2):
+                row = {role: (raw.get(field) or "").strip() for role, field in columns.items()}
                 where = f"{csv_path}:{line_no}"
-                split = row.get("split", "all").lower() if "split" in columns else "all"
+                split = row.get("split", "all").lower()
                 if "split" in columns and split not in SPLITS:
-                    raise InputError(f"{where}: unknown split {row.get('split', '')!r}; use one of {', '.join(SPLITS)}")
-                patient = row.get(patient_column, "") if patient_column else None
+                    raise InputError(f"{where}: unknown split {row['split']!r}; use one of {', '.join(SPLITS)}")
+                patient = row.get("patient")
                 if patient == "":
-                    name = columns[patient_column]
+                    name = columns["patient"].strip()
                     raise InputError(f"{where}: no {name}; fill in the patient of every row (the same value "
                                      f"for all images of one patient), or remove the {name} column to read "
                                      f"patients from the files")
