@@ -320,3 +320,25 @@ def test_manifest_patient_column_is_found_under_mrn_and_subject_names(tmp_path: 
                                          r"them and rename or remove the other$"):
         discover(tmp_path / "both.csv")
 
+
+def test_manifest_labels_kermanys_causes_as_pneumonia(tmp_path: Path) -> None:
+    for name in ("a.png", "b.png", "c.png", "d.png", "e.png"):
+        write_xray(tmp_path / name, 1, 1)
+    (tmp_path / "m.csv").write_text("path,label\na.png,bacteria\nb.png,Bacterial\nc.png,VIRUS\nd.png,viral\n"
+                                    "e.png,Normal\n")
+    assert [s.label for s in discover(tmp_path / "m.csv")["all"]] == [1, 1, 1, 1, 0]
+    (tmp_path / "covid.csv").write_text("path,label\na.png,covid\n")
+    with pytest.raises(InputError, match=r"covid\.csv:2: unknown label 'covid'; use one of NORMAL, PNEUMONIA \(or for "
+                                         r"PNEUMONIA its cause: bacteria, bacterial, virus, viral\)$"):
+        discover(tmp_path / "covid.csv")
+
+
+@pytest.mark.parametrize("value", ["0", "1", "True", "false", "YES", "no", "Positive", "negative"])
+def test_manifest_labels_that_differ_between_exports_are_refused_with_the_fix(tmp_path: Path, value: str) -> None:
+    # which of 0/1, yes/no, positive/negative means pneumonia differs between exports: guessing could flip every label
+    write_xray(tmp_path / "a.png", 0, 1)
+    (tmp_path / "m.csv").write_text(f"path,label\na.png,NORMAL\na.png, {value}\n")
+    with pytest.raises(InputError, match=rf"m\.csv:3: label '{value}' does not say which class it is \(exports differ "
+                                         r"in which value means pneumonia\); write NORMAL or PNEUMONIA in the label "
+                                         r"column$"):
+        discover(tmp_path / "m.csv")

@@ -50,12 +50,25 @@ def _image_like_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES or path.suffix[1:].isdigit()
 
 
+# Label values read as a class (any case): the class names, and Kermany's causes of pneumonia as exports label them.
+PNEUMONIA_CAUSES = ("bacteria", "bacterial", "virus", "viral")
+LABELS = {**{name.lower(): index for index, name in enumerate(CLASS_NAMES)},
+          **dict.fromkeys(PNEUMONIA_CAUSES, CLASS_NAMES.index("PNEUMONIA"))}
+# Label values refused with a message of their own: exports differ in which of them means pneumonia.
+UNCLEAR_LABELS = frozenset({"0", "1", "true", "false", "yes", "no", "positive", "negative"})
+
+
 def label_index(name: str, where: str) -> int:
-    """Map a class name (case-insensitive) to its index, or raise InputError naming `where`."""
-    upper = name.strip().upper()
-    if upper not in CLASS_NAMES:
-        raise InputError(f"{where}: unknown label {name!r}; use one of {', '.join(CLASS_NAMES)}")
-    return CLASS_NAMES.index(upper)
+    """Map a label (a class name or a cause of pneumonia, `LABELS`, in any case) to its class index, or raise
+    InputError naming `where`."""
+    key = name.strip().lower()
+    if key in UNCLEAR_LABELS:
+        raise InputError(f"{where}: label {name!r} does not say which class it is (exports differ in which value "
+                         f"means pneumonia); write NORMAL or PNEUMONIA in the label column")
+    if key not in LABELS:
+        raise InputError(f"{where}: unknown label {name!r}; use one of {', '.join(CLASS_NAMES)} (or for PNEUMONIA "
+                         f"its cause: {', '.join(PNEUMONIA_CAUSES)})")
+    return LABELS[key]
 
 
 def image_files(folder: Path) -> list[Path]:
