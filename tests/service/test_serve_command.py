@@ -33,6 +33,8 @@ def test_busy_port_is_one_line(tiny_run: Path, capsys: pytest.CaptureFixture[str
      "fits; such as 800"),
     (["--upload-idle-s", "0"], "--upload-idle-s 0: must be a number of seconds above 0, such as 30"),
     (["--upload-total-s", "nan"], "--upload-total-s nan: must be a number of seconds above 0, such as 600"),
+    (["--header-timeout-s", "0"], "--header-timeout-s 0: must be a number of seconds above 0, such as 10"),
+    (["--header-timeout-s", "inf"], "--header-timeout-s inf: must be a number of seconds above 0, such as 10"),
     (["--threshold", "0.5", "--target-recall", "0.9"], "give either --threshold or --target-recall, not both"),
     (["--threshold", "1.5"], "--threshold 1.5: must be between 0 and 1"),
     (["--target-recall", "0"], "--target-recall 0.0: must be above 0 and at most 1, e.g. 0.95"),
@@ -100,6 +102,18 @@ def test_upload_memory_reaches_the_service(argv: list[str], mb: float, tiny_run:
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))  # start-up only
     assert main(["serve", "--model", str(tiny_run), "--port", "0", "--log-level", "critical", *argv]) == 0
     assert apps[0].state.upload_budget.capacity == mb * 1024 * 1024  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("argv", "seconds"), [([], 10.0), (["--header-timeout-s", "2.5"], 2.5)])
+def test_the_header_timeout_reaches_uvicorn(argv: list[str], seconds: float, tiny_run: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    runs: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: runs.append(kwargs))  # start-up only
+    assert main(["serve", "--model", str(tiny_run), "--port", "0", "--log-level", "critical", *argv]) == 0
+    assert issubclass(runs[0]["http"], H11Protocol) and runs[0]["http"].header_timeout_s == seconds
 
 
 def test_a_bad_operating_point_is_named_before_the_model_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str],

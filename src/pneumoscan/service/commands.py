@@ -57,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise InputError("serve needs uvicorn and fastapi; pip install uvicorn fastapi python-multipart") from None
     port = check_listen(args.host, args.port)
     from pneumoscan.service.app import create_app
+    from pneumoscan.service.protocol import http_protocol
     from pneumoscan.service.settings import Settings
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
@@ -64,14 +65,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         target_recall=args.target_recall, prevalence=args.prevalence,
                         max_upload_mb=args.max_upload_mb, inference_slots=args.slots,
                         upload_memory_mb=args.upload_memory_mb, upload_idle_s=args.upload_idle_s,
-                        upload_total_s=args.upload_total_s)
+                        upload_total_s=args.upload_total_s, header_timeout_s=args.header_timeout_s)
     app = create_app(settings)
     print(f"pneumoscan: serving on {page_url(args.host, port)} (Ctrl+C stops)", flush=True)
     if not is_loopback(args.host):
         print(f"pneumoscan: warning: {args.host} is reachable from other machines, and this service has no login "
               "and no TLS; put it behind the hospital's authenticating HTTPS reverse proxy", file=sys.stderr,
               flush=True)
-    uvicorn.run(app, host=args.host, port=port, log_level=args.log_level, server_header=False)
+    uvicorn.run(app, host=args.host, port=port, log_level=args.log_level, server_header=False,
+                http=http_protocol(settings.header_timeout_s))
     return 0
 
 
@@ -101,6 +103,10 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--upload-total-s", type=float,
                    help="an upload not all sent within this many seconds gets 408 (default: no limit; a slow "
                         "link takes about 800 s for a 100 MB batch at 1 Mbit/s)")
+    p.add_argument("--header-timeout-s", type=float, default=10.0,
+                   help="a connection whose request line and headers have not all arrived this many seconds after "
+                        "it opened, or after the previous answer when kept alive, is closed, with 408 if part of "
+                        "them came (default 10; bodies are timed by --upload-idle-s and --upload-total-s)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn log level (default info; logs hold paths, never file names or image data)")
     p.set_defaults(func=cmd_serve)

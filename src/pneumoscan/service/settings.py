@@ -30,6 +30,7 @@ class Settings:
     upload_wait_s: float = 2.0  # how long a request waits for upload memory to free up before it gets 503
     upload_idle_s: float = 30.0  # no body data for this long: 408, and the request's upload memory goes back
     upload_total_s: float | None = None  # a whole body taking longer: 408; None = no limit
+    header_timeout_s: float = 10.0  # a request's line and headers not all received in this time: 408, closed
 
     def __post_init__(self) -> None:
         check_operating_point(self.threshold, self.target_recall, self.prevalence)  # before the model loads
@@ -54,6 +55,9 @@ class Settings:
         if total is not None and not (total > 0 and math.isfinite(total)):
             raise InputError(f"--upload-total-s {total:g}: must be a number of seconds above 0, such as 600; "
                              "leave it out for no limit")
+        if not (self.header_timeout_s > 0 and math.isfinite(self.header_timeout_s)):
+            raise InputError(f"--header-timeout-s {self.header_timeout_s:g}: must be a number of seconds above 0, "
+                             "such as 10")
 
     @property
     def max_upload_bytes(self) -> int:
