@@ -70,6 +70,7 @@ def test_the_readme_example_trains_evaluates_predicts_explains_and_exports(examp
     assert probabilities.shape == (8,)
     np.testing.assert_allclose(probabilities, [by_path[f] for f in example["films"]], rtol=0, atol=1e-6)
     assert example["upload"].probability == pytest.approx(probabilities[0], abs=1e-6)
+    assert example["one"].probability == by_path[example["films"][0]]
 
     explanation = example["explanation"]
     assert explanation.heatmap.shape == (32, 32) and explanation.heatmap.dtype == np.float32

@@ -80,3 +80,56 @@ def test_the_model_is_loaded_onto_the_device_device_for_picks(monkeypatch: pytes
     monkeypatch.setattr(batch, "device_for", lambda preferred=None: torch.device("meta"))
     model = Predictor(None, backend="torch").model
     assert {t.device.type for t in [*model.parameters(), *model.buffers()]} == {"meta"}
+
+
+def test_predict_takes_one_film_as_a_path_bytes_an_array_or_a_pil_image(tiny_run: Path, tiny_data: Path) -> None:
+    """A notebook's one call for one film gives the very numbers predict_files gives for its file."""
+    from PIL import Image
+
+    predictor = Predictor(tiny_run)
+    film = sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[0]
+    (expected,) = predictor.predict_files([film])
+    assert expected.probability is not None
+    assert predictor.predict(film) == expected
+    assert predictor.predict(str(film)) == expected
+    with Image.open(film) as im:
+        pixels = np.asarray(im)
+        picture = im.copy()
+    for given, name in ((film.read_bytes(), "<upload>"), (pixels, "<array>"), (picture, "<PIL image>"),
+                        (np.stack([pixels] * 3, axis=-1), "<array>")):
+        got = predictor.predict(given)
+        assert got.path == name and got.probability == pytest.approx(expected.probability, abs=1e-6), name
+        assert got.label == expected.label
+    # 16-bit pixels are scaled min to max, as a 16-bit PNG file's are
+    assert predictor.predict(pixels.astype(np.uint16) * 200).probability is not None
+
+
+@pytest.mark.parametrize("given, message", [
+    (np.zeros((40, 40), np.float32) + 0.5, r"^predict: an array of float32 \(40, 40\); give the film's pixels as uint8"),
+    ([[1, 2], [3, 4]], r"^predict takes a path, a file's bytes, a PIL image or a numpy array, not list$"),
+    ("{tmp}/none.png", r"none.png: file not found; check the path"),
+    ("{tmp}", r": a folder; predict takes one film, predict_files\(\[folder\]\) predicts every film in it$"),
+])
+def test_predict_names_what_it_takes_for_anything_else(tiny_run: Path, tmp_path: Path, given: object,
+                                                       message: str) -> None:
+    if isinstance(given, str):
+        given = given.format(tmp=tmp_path)
+    with pytest.raises(InputError, match=message):
+        Predictor(tiny_run).predict(given)
+
+
+def test_predict_files_refuses_one_path_instead_of_reading_its_letters(tiny_run: Path, tiny_data: Path) -> None:
+    film = str(sorted((tiny_data / "test" / "NORMAL").iterdir())[0])
+    with pytest.raises(InputError, match=r"^predict_files takes a list of paths, not one path; predict_files\(\["):
+        Predictor(tiny_run).predict_files(film)
+
+
+def test_predict_images_says_which_arrays_it_takes(tiny_run: Path) -> None:
+    predictor = Predictor(tiny_run, backend="torch")
+    good = np.full((2, predictor.size, predictor.size), 90, np.uint8)
+    assert predictor.predict_images(good).shape == (2,)
+    for bad in (good[0], good.astype(np.float32) / 255, np.zeros((1, 224, 224), np.uint8)):
+        with pytest.raises(InputError, match=rf"^predict_images takes uint8 images \(N, 32, 32\) as load_image\(path, "
+                                             rf"32\) gives them, stacked; got .*; for one film of any size, use "
+                                             rf"predict\(image\)$"):
+            predictor.predict_images(bad)

@@ -1,6 +1,7 @@
 """Predict P(pneumonia) for files, bytes or decoded images with a loaded model artifact."""
 from __future__ import annotations
 
+import io
 import math
 import os
 import warnings
@@ -144,6 +145,32 @@ def input_files(paths: Sequence[str | os.PathLike]) -> list[tuple[Path, str | No
     return files
 
 
+def encoded_png(image: Any) -> tuple[bytes, str]:
+    """A PIL image or a pixel array as a PNG file's bytes (lossless: the pixels as given) and the name its
+    Prediction gets; InputError for anything else."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        name = "<PIL image>"
+    elif isinstance(image, np.ndarray):
+        name = "<array>"
+        rgb = image.ndim == 3 and image.shape[2] in (3, 4) and image.dtype == np.uint8
+        if not (rgb or image.ndim == 2 and image.dtype in (np.uint8, np.uint16)):
+            raise InputError(f"predict: an array of {image.dtype} {image.shape}; give the film's pixels as uint8 "
+                             f"(0-255) or uint16, shape (H, W), or uint8 (H, W, 3), as np.asarray(PIL.Image.open(path)) "
+                             f"gives them")
+        image = Image.fromarray(np.ascontiguousarray(image))
+    else:
+        raise InputError(f"predict takes a path, a file's bytes, a PIL image or a numpy array, not "
+                         f"{type(image).__name__}")
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, format="PNG")
+    except (OSError, ValueError):  # a mode PNG cannot hold, e.g. 32-bit float
+        raise InputError(f"predict: a PIL image of mode {image.mode}; convert it first, e.g. image.convert('L')") from None
+    return buffer.getvalue(), name
+
+
 class Predictor:
     """A loaded model plus its operating point; the same object serves the CLI and the web service.
 
@@ -272,8 +299,30 @@ class Predictor:
         return adjust_for_prevalence(probs, model_prior(self.meta), self.prevalence)
 
     def predict_images(self, images: np.ndarray) -> np.ndarray:
-        """P(PNEUMONIA) for preprocessed uint8 images (N, S, S), prevalence-adjusted when asked."""
+        """P(PNEUMONIA) for preprocessed uint8 images (N, S, S), prevalence-adjusted when asked (no guard); InputError
+        for other arrays."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (self.size, self.size):
+            raise InputError(f"predict_images takes uint8 images (N, {self.size}, {self.size}) as load_image(path, "
+                             f"{self.size}) gives them, stacked; got {images.dtype} {images.shape}; for one film of "
+                             f"any size, use predict(image)")
         return self._predict(images, with_features=False)[0]
+
+    def predict(self, image: str | os.PathLike | bytes | np.ndarray | Any) -> Prediction:
+        """One film, decoded and screened by the guard as `predict_files` does: a path, a file's bytes, a PIL image,
+        or an array of any size (H, W) or (H, W, 3) of uint8 or uint16 pixels. InputError when it is no usable image
+        (`predict_files` gives that as the row's `error` instead); a film the guard refuses comes back unscored."""
+        if isinstance(image, (str, os.PathLike)):
+            if Path(image).is_dir():
+                raise InputError(f"{os.fspath(image)}: a folder; predict takes one film, predict_files([folder]) "
+                                 f"predicts every film in it")
+            (prediction,) = self.predict_files([image])
+            if prediction.error is not None:
+                raise InputError(prediction.error)
+            return prediction
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            return self.predict_bytes(bytes(image))
+        return self.predict_bytes(*encoded_png(image))
 
     def _predict(self, images: np.ndarray, with_features: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities, and the guard's penultimate features from the same forward pass when asked."""
@@ -365,6 +414,9 @@ class Predictor:
     def predict_files(self, paths: Sequence[str | os.PathLike], workers: int | None = None) -> list[Prediction]:
         """Predict files and folders; unreadable files (and, among other inputs, folders without images) come back
         with `error` set, the rest are still predicted. All in one list: `predict_chunks` to stream them."""
+        if isinstance(paths, (str, bytes, os.PathLike)):  # a str is a sequence too: of one-letter "paths"
+            raise InputError(f"predict_files takes a list of paths, not one path; predict_files([{os.fsdecode(paths)!r}]), "
+                             f"or predict(path) for one film")
         return [p for chunk in self.predict_chunks(input_files(paths), workers=workers) for p in chunk]
 
     def predict_chunks(self, files: Sequence[tuple[Path, str | None]], workers: int | None = None,
