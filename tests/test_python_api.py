@@ -260,3 +260,24 @@ def test_gradcam_raises_refused_film_an_input_error_with_the_clis_message(fitted
     with pytest.raises(pneumoscan.RefusedFilm) as refused:
         pneumoscan.gradcam(photo, fitted)
     assert isinstance(refused.value, InputError) and str(refused.value) == shown
+
+
+def test_train_verbose_false_prints_nothing(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A notebook cell can train in silence (Keras' verbose=0); the epoch lines are in history.csv all the same."""
+    pneumoscan.train(tiny_data, tmp_path / "loud", epochs=1, image_size=32, progress=False)
+    assert "epoch   1  loss" in capsys.readouterr().out
+    run = pneumoscan.train(tiny_data, tmp_path / "quiet", epochs=1, image_size=32, progress=False, verbose=False)
+    assert capsys.readouterr() == ("", "")
+    assert (run.folder / "history.csv").read_text().count("\n") == 2
+    pneumoscan.train(None, run.folder, resume=True, verbose=False)  # finished: says so only when verbose
+    assert capsys.readouterr() == ("", "")
+
+
+def test_evaluate_progress_false_shows_no_bars(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("pneumoscan.progress.stderr_is_terminal", lambda: True)
+    pneumoscan.evaluate(tiny_run, tiny_data, n_boot=20, cache_dir=tmp_path / "a")
+    assert "decoding test" in capsys.readouterr().err
+    pneumoscan.evaluate(tiny_run, tiny_data, n_boot=20, cache_dir=tmp_path / "b", progress=False)
+    assert capsys.readouterr().err == ""

@@ -2,7 +2,8 @@
 
 Reached as `pneumoscan.train`, `pneumoscan.evaluate`, ... (`pneumoscan/__init__.py` imports this module on first
 use). Each does what its command does, with the same checks: a user mistake raises InputError with the message the
-command prints, and nothing here exits or prints beyond what the command's own work prints (training's epoch lines).
+command prints, and nothing here exits or prints beyond what the command's own work prints (training's epoch lines,
+unless verbose=False).
 """
 from __future__ import annotations
 
@@ -44,11 +45,11 @@ def load_dataset(data: str | os.PathLike) -> dict[str, list[Sample]]:
 
 
 def train(data: str | os.PathLike | None, out: str | os.PathLike, *, resume: bool = False, progress: bool = True,
-          **recipe: Any) -> TrainedRun:
+          verbose: bool = True, **recipe: Any) -> TrainedRun:
     """`pneumoscan train --data DATA --out OUT`: `recipe` takes the command's options by their Python names
     (epochs=2, image_size=64, model="cnn", balance="weighted", ...; None leaves one at its default). With `resume`,
     continue the run in `out` with its own settings (`data` may then be None). `progress` shows the bars when
-    stderr is a terminal."""
+    stderr is a terminal; `verbose=False` drops the epoch lines too (history.csv in the run folder has them)."""
     from pneumoscan.artifact import read_meta
     from pneumoscan.errors import InputError
     from pneumoscan.training.config import TrainConfig, train_config
@@ -61,7 +62,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, resume: boo
     given = {name: os.fspath(value) if isinstance(value, os.PathLike) else value
              for name, value in {"data": data, "out": out, **recipe}.items() if value is not None}
     cfg = train_config(given, resume=resume)
-    model = run(cfg, resume=resume, progress=progress)
+    model = run(cfg, resume=resume, progress=progress, verbose=verbose)
     return TrainedRun(Path(cfg.out), model, read_meta(model))
 
 
@@ -83,21 +84,23 @@ def _predictor(model: ModelPath | Predictor, caller: str, **options: Any) -> Pre
 def evaluate(model: ModelPath | Predictor, data: str | os.PathLike, *, split: str | None = None, n_boot: int = 1000,
              seed: int = 0, backend: str | None = None, threshold: float | None = None,
              target_recall: float | None = None, prevalence: float | None = None,
-             cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+             cache_dir: str | os.PathLike | None = None, progress: bool = True) -> dict[str, Any]:
     """`pneumoscan evaluate --model MODEL --data DATA --json F`: the dict that command writes (metrics with 95 %
     bootstrap intervals, confusion matrix, recall by cause, the borderline films and the decisions on the rest, ...;
     undefined metrics are None), with its warnings
     (unreadable films left out, films the guard refuses, the model trained on, or the stored threshold was chosen
     on) as Python warnings.
     `backend` None is the command's 'auto'; it and the operating point are for a model path, a Predictor has its own.
-    `cache_dir` is the command's --cache-dir (None: its default)."""
+    `cache_dir` is the command's --cache-dir (None: its default); `progress` shows the decoding and scoring bars
+    when stderr is a terminal."""
     from pneumoscan.evaluation.evaluate import check_bootstrap, evaluate_and_warn
     from pneumoscan.outputs import json_ready
 
     check_bootstrap(n_boot, seed)
     predictor = _predictor(model, "evaluate", backend=backend, threshold=threshold, target_recall=target_recall,
                            prevalence=prevalence)
-    result = evaluate_and_warn(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
+    result = evaluate_and_warn(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir,
+                               progress=progress)
     return cast(dict[str, Any], json_ready(result.summary))
 
 

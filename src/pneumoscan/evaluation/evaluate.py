@@ -138,11 +138,12 @@ def check_bootstrap(n_boot: int, seed: int) -> None:
 
 def evaluate(
     predictor: Predictor, data: str | os.PathLike, split: str | None = None, *, n_boot: int = 1000, seed: int = 0,
-    cache_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None, progress: bool = True,
 ) -> Evaluation:
-    """Predict every image of the split (cached decode) and summarise at the predictor's threshold."""
+    """Predict every image of the split (cached decode) and summarise at the predictor's threshold; `progress`: the
+    decoding and scoring bars (on a terminal)."""
     split_name, samples = evaluation_samples(data, split)
-    images = load_image_set(samples, predictor.size, cache_dir, desc=f"decoding {split_name}")
+    images = load_image_set(samples, predictor.size, cache_dir, desc=f"decoding {split_name}", progress=progress)
     missing = images.absent_classes
     if missing:  # recall, specificity and the AUCs need both classes
         unreadable = f" ({len(images.skipped)} unreadable: `pneumoscan audit` lists them)" if images.skipped else ""
@@ -151,7 +152,7 @@ def evaluate(
                          f"evaluation needs both NORMAL and PNEUMONIA images")
     colours, tones = (None if v is None else [float(x) for x in v] for v in (images.colours, images.tones))
     levels = None if images.levels is None else [int(v) for v in images.levels]
-    probs, verdicts = predictor.screen(np.asarray(images.images), colours, levels, tones, progress=True)
+    probs, verdicts = predictor.screen(np.asarray(images.images), colours, levels, tones, progress=progress)
     refused = [f"{s.path}: {v.message}" for s, v in zip(images.samples, verdicts) if v is not None and not v.in_distribution]
     if refused:
         warnings.warn(GuardWarning(
@@ -176,14 +177,14 @@ def evaluate(
 
 def evaluate_and_warn(
     predictor: Predictor, data: str | os.PathLike, split: str | None = None, *, n_boot: int = 1000, seed: int = 0,
-    cache_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None, progress: bool = True,
 ) -> Evaluation:
     """`evaluate`, saying as Python warnings what the `evaluate` command prints beside its figures (for the Python
     API and `report`): that these are the films the stored threshold was chosen on, and the unreadable films left
     out (their count and the first few; the Evaluation lists them all)."""
     from pneumoscan.evaluation.local_threshold import warn_if_threshold_chosen_here
 
-    result = evaluate(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
+    result = evaluate(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir, progress=progress)
     if predictor.stored_threshold:
         warn_if_threshold_chosen_here(predictor.meta, data, result.split)
     skipped = result.images.skipped

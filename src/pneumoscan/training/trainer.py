@@ -245,11 +245,12 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> Non
 class Trainer:
     """Trains one model for one `TrainConfig`, writing everything under `cfg.out`."""
 
-    def __init__(self, cfg: TrainConfig, *, progress: bool = True) -> None:
+    def __init__(self, cfg: TrainConfig, *, progress: bool = True, verbose: bool = True) -> None:
         cfg.check()
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.progress = progress
+        self.verbose = verbose
         spec = get_spec(cfg.model)
         if not spec.trainable:
             raise InputError(f"model '{cfg.model}' is built from trained runs, not trained: train its members, "
@@ -257,6 +258,11 @@ class Trainer:
         self.image_size = cfg.image_size or spec.image_size
         self.model_cfg = model_config(cfg.model, image_size=self.image_size)
         self.device = device_for()
+
+    def _say(self, line: str) -> None:
+        """A line of the run's log on stdout (above any bar), unless not `verbose`: history.csv keeps the figures."""
+        if self.verbose:
+            tqdm.write(line)
 
     # -- persistence -------------------------------------------------------------------------
     def _write_history(self, history: list[dict[str, float]]) -> None:
@@ -275,7 +281,7 @@ class Trainer:
     def _note_resume(self, state: dict[str, Any]) -> None:
         """Say where a resumed run continues, and record in config.json the --epochs, --data and --cache-dir it
         continues with (a changed --epochs stretches or shrinks the learning-rate schedule from here on)."""
-        tqdm.write(f"resuming {self.out} after epoch {state['epoch']} (best so far: epoch {state['best_epoch']}, "
+        self._say(f"resuming {self.out} after epoch {state['epoch']} (best so far: epoch {state['best_epoch']}, "
                    f"validation AUC {state['best_auc']:.4f})")
         saved = json.loads((self.out / "config.json").read_text())
         epochs_changed = saved.get("epochs", self.cfg.epochs) != self.cfg.epochs
@@ -315,7 +321,7 @@ class Trainer:
         is pneumoscan's own (pretrain's weights), whose record of the pretraining is compared with the data later."""
         cfg = self.cfg
         if not written_by_pneumoscan(cfg.init):
-            tqdm.write(load_transfer(model, cfg.init, cfg.model))  # e.g. torchvision's or timm's ImageNet weights
+            self._say(load_transfer(model, cfg.init, cfg.model))  # e.g. torchvision's or timm's ImageNet weights
             return False
         from pneumoscan.training.pretrain import load_pretrained
 
@@ -357,7 +363,7 @@ class Trainer:
                 # leave the finished model (and the guard and ONNX export made for it) untouched
                 why = ("pass a larger --epochs to train it further" if done["epoch"] >= cfg.epochs else
                        f"it stopped early: validation AUC had not improved for {done['bad_epochs']} epochs")
-                tqdm.write(f"{self.out}: this run already finished ({done['epoch']} epochs, best {done['best_epoch']}); "
+                self._say(f"{self.out}: this run already finished ({done['epoch']} epochs, best {done['best_epoch']}); "
                            f"nothing to resume ({why})")
                 return self.out / ARTIFACT_NAME
         check_writable(self.out)
@@ -489,10 +495,10 @@ class Trainer:
                                **rng_states(), "state": state, "mean": mean, "std": std}, ckpt_path)
             if state["best_epoch"] == epoch:  # after the checkpoint, which holds these weights if the run stops here
                 save_artifact(self.out / BEST_WEIGHTS, eval_model, meta)
-            tqdm.write(f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  val_loss {val_loss:.4f}  val_auc {auc:.4f}  "
+            self._say(f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  val_loss {val_loss:.4f}  val_auc {auc:.4f}  "
                        f"{row['images_per_s']:.0f} img/s" + ("  *best*" if state["best_epoch"] == epoch else ""))
         if state["bad_epochs"] >= cfg.patience and state["epoch"] < cfg.epochs:
-            tqdm.write(f"stopped early after epoch {state['epoch']} of {cfg.epochs}: validation AUC has not improved for "
+            self._say(f"stopped early after epoch {state['epoch']} of {cfg.epochs}: validation AUC has not improved for "
                        f"{cfg.patience} epochs (--patience); the model keeps epoch {state['best_epoch']} "
                        f"(validation AUC {state['best_auc']:.4f})")
         artifact = self._finish(meta, data, state)
@@ -532,6 +538,6 @@ def finish_artifact(out: Path, model: nn.Module, meta: ArtifactMeta, val: ImageS
     return save_artifact(out / ARTIFACT_NAME, model, meta)
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
-    """Train a model as configured; returns the final artifact path."""
-    return Trainer(cfg, progress=progress).run(resume=resume)
+def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, verbose: bool = True) -> Path:
+    """Train a model as configured; returns the final artifact path. Without `verbose`, no epoch lines."""
+    return Trainer(cfg, progress=progress, verbose=verbose).run(resume=resume)
