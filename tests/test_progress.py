@@ -122,3 +122,35 @@ def test_bar_shows_on_a_terminal_that_reports_no_size(monkeypatch: pytest.Monkey
         stream.close()
         os.close(controller)
     assert "decoding:" in shown and "0/3 [" in shown
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_a_notebook_shows_a_text_bar_without_ipywidgets(progress: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Jupyter kernel's stderr is no terminal, yet a notebook cell should count its images, unless told not to."""
+    import tqdm.notebook
+
+    monkeypatch.setitem(sys.modules, "ipykernel.zmqshell", type(sys)("ipykernel.zmqshell"))
+    monkeypatch.setattr(tqdm.notebook, "IProgress", None)
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    assert list(progress_bar(range(3), desc="decoding", progress=progress)) == [0, 1, 2]
+    assert ("decoding" in stream.getvalue()) is progress
+
+
+def test_a_notebook_with_ipywidgets_gets_a_widget_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tqdm.notebook
+
+    made: list[dict[str, object]] = []
+
+    class Widget(list):  # stands in for tqdm.notebook.tqdm, which needs a live kernel to display
+        def __init__(self, iterable: object, **options: object) -> None:
+            super().__init__(iterable)  # type: ignore[arg-type]
+            made.append(options)
+
+    monkeypatch.setitem(sys.modules, "ipykernel.zmqshell", type(sys)("ipykernel.zmqshell"))
+    monkeypatch.setattr(tqdm.notebook, "IProgress", object)
+    monkeypatch.setattr(tqdm.notebook, "tqdm", Widget)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert list(progress_bar(range(3), desc="decoding")) == [0, 1, 2]
+    assert made == [{"leave": False, "desc": "decoding"}]
+    assert list(progress_bar(range(3), desc="decoding", progress=False)) == [0, 1, 2] and len(made) == 1
