@@ -28,3 +28,31 @@ def test_explain_file_draws_nothing_for_a_film_the_guard_refuses(fitted: Path, t
     with pytest.raises(RefusedFilm, match=r"photo.png: .*; no prediction or heatmap made") as refused:
         explain_file(Predictor(fitted), photo)
     assert isinstance(refused.value, InputError)  # what the Python API documents for gradcam
+
+
+def test_the_figure_is_the_one_explain_saves(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A notebook shows the very figure `pneumoscan explain` writes, title and all."""
+    from pneumoscan.cli import main
+    from pneumoscan.report.figures import to_png
+
+    film = sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[0]
+    out = tmp_path / "heat.png"
+    assert main(["explain", str(film), "--model", str(tiny_run), "--out", str(out)]) == 0
+    capsys.readouterr()
+    explained = explain_file(Predictor(tiny_run), film)
+    assert to_png(explained.figure()) == out.read_bytes()
+    assert explained.model_name == "resnet10" and explained.threshold_ci95 == Predictor(tiny_run).threshold_ci95
+    assert explained.title().startswith(f"{film.name}: {explained.prediction.label}  P(pneumonia) = ")
+
+
+def test_the_title_says_borderline_empty_and_small() -> None:
+    from pneumoscan.explain.explanation import Explanation
+    from pneumoscan.inference.predictor import Prediction
+
+    film = Prediction("a/b/film.png", 0.55, "PNEUMONIA", 0.5, borderline=True, size_warning="20 x 20 px")
+    explained = Explanation(film, np.zeros((8, 8), np.float32), np.zeros((20, 20), np.uint8), "cnn", (0.4, 0.6))
+    assert explained.empty and explained.title() == (
+        "film.png: PNEUMONIA  P(pneumonia) = 0.550  (threshold 0.500; borderline: within its 95 % interval 0.400 to "
+        "0.600)\nheatmap: empty: Grad-CAM found no positive evidence for PNEUMONIA, model cnn\nwarning: 20 x 20 px")
+    assert "heatmap=" not in repr(explained) and "image=" not in repr(explained)  # no pages of pixels in a notebook

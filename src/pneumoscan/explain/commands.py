@@ -23,7 +23,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from pneumoscan.inference.predictor import Predictor
     from pneumoscan.outputs import atomic_write, check_output
     from pneumoscan.progress import write_warning
-    from pneumoscan.report.figures import explanation, printable, to_png
+    from pneumoscan.report.figures import to_png
 
     out = check_output(args.out, (".png",), "the heatmap")
     if out.exists() and out.resolve() == Path(args.image).resolve():
@@ -33,14 +33,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     explained = explain_file(predictor, args.image)
     prob, label = float(explained.prediction.probability), str(explained.prediction.label)
     interval = predictor.threshold_ci95 if explained.prediction.borderline else None
-    within = f"borderline: within its 95 % interval {interval[0]:.3f} to {interval[1]:.3f}" if interval else ""
-    # an all-zero map draws as the bare film: say so, or it reads as "no evidence anywhere" or a drawing fault
-    empty = "" if explained.heatmap.any() else f"empty: Grad-CAM found no positive evidence for {label}"
-    title = (f"{printable(Path(args.image).name)}: {label}  P(pneumonia) = {prob:.3f}  (threshold "
-             f"{predictor.threshold:.3f}{'; ' + within if within else ''})\n"
-             f"heatmap: {empty or f'evidence for {label}'}, model {predictor.meta.model_name}"
-             + (f"\nwarning: {explained.prediction.size_warning}" if explained.prediction.size_warning else ""))
-    figure = to_png(explanation(explained.image, explained.overlay(), title))
+    empty = f"empty: Grad-CAM found no positive evidence for {label}" if explained.empty else ""
+    figure = to_png(explained.figure())
     atomic_write(out, lambda tmp: tmp.write_bytes(figure))
     marker = f"borderline (P within the threshold's 95 % interval {interval[0]:.4f} to {interval[1]:.4f})  " \
         if interval else ""

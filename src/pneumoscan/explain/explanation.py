@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from pneumoscan.inference.predictor import Prediction, Predictor
 
 DISPLAY_SIDE = 1024  # px: the figure shows the film at most this large, whatever its size
@@ -17,17 +20,48 @@ DISPLAY_SIDE = 1024  # px: the figure shows the film at most this large, whateve
 class Explanation:
     """One film explained: `prediction` as `predict` gives it; `heatmap` (S, S) float32 in [0, 1] at the model's
     input size S, the evidence for `prediction.label`; `image` the film as decoded (uint8 grayscale, shrunk to at
-    most DISPLAY_SIDE px on its long side)."""
+    most DISPLAY_SIDE px on its long side); the name of the model and the 95 % interval of its threshold (None
+    without one), which the figure's title states."""
 
     prediction: Prediction
-    heatmap: np.ndarray
-    image: np.ndarray
+    heatmap: np.ndarray = field(repr=False)
+    image: np.ndarray = field(repr=False)
+    model_name: str = ""
+    threshold_ci95: tuple[float, float] | None = None
 
     def overlay(self) -> np.ndarray:
         """RGB uint8 (H, W, 3): `image` with the heatmap upsampled and blended on top."""
         from pneumoscan.explain.gradcam import overlay
 
         return overlay(self.image, self.heatmap)
+
+    @property
+    def empty(self) -> bool:
+        """Whether Grad-CAM found no positive evidence for the label (an all-zero map draws as the bare film)."""
+        return not self.heatmap.any()
+
+    def title(self) -> str:
+        """What the figure says above the film: file, label, P against the threshold (and whether borderline),
+        what the heatmap shows, the model, and a thumbnail's size warning."""
+        from pneumoscan.report.figures import printable
+
+        prediction = self.prediction
+        prob, label = float(prediction.probability or 0.0), str(prediction.label)
+        interval = self.threshold_ci95 if prediction.borderline else None
+        within = f"borderline: within its 95 % interval {interval[0]:.3f} to {interval[1]:.3f}" if interval else ""
+        # an all-zero map draws as the bare film: say so, or it reads as "no evidence anywhere" or a drawing fault
+        shows = f"empty: Grad-CAM found no positive evidence for {label}" if self.empty else f"evidence for {label}"
+        return (f"{printable(Path(prediction.path).name)}: {label}  P(pneumonia) = {prob:.3f}  (threshold "
+                f"{prediction.threshold:.3f}{'; ' + within if within else ''})\n"
+                f"heatmap: {shows}, model {self.model_name}"
+                + (f"\nwarning: {prediction.size_warning}" if prediction.size_warning else ""))
+
+    def figure(self) -> Figure:
+        """The figure `pneumoscan explain` saves: the film beside its Grad-CAM overlay, under `title()`; a
+        matplotlib Figure (a notebook shows it, `fig.savefig(path)` writes it)."""
+        from pneumoscan.report.figures import explanation
+
+        return explanation(self.image, self.overlay(), self.title())
 
 
 def display_copy(gray: np.ndarray) -> np.ndarray:
@@ -66,4 +100,4 @@ def explain_file(predictor: Predictor, path: str | os.PathLike) -> Explanation:
         raise RefusedFilm(f"{name}: {result.ood_reason}; no prediction or heatmap made{small}")
     target = predictor.meta.class_names.index(str(result.label))
     cam = gradcam_for_image(predictor.model, predictor.meta, model_input, target=target, layers=layers)
-    return Explanation(result, cam, original)
+    return Explanation(result, cam, original, predictor.meta.model_name, predictor.threshold_ci95)
