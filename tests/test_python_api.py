@@ -60,6 +60,13 @@ def test_the_readme_example_trains_evaluates_predicts_explains_and_exports(examp
         assert value is None or (0.0 <= value <= 1.0 and lo <= value <= hi), key
     assert 0.0 <= metrics["ece"]["value"] <= 1.0 and metrics["threshold"] == run.meta.threshold
     assert sum(map(sum, metrics["confusion_matrix"]["matrix"])) == 60
+    assert len(metrics["predictions"]) == 60
+    (row,) = example["table"]
+    assert row["run"] == "notebook" and row["n"] == 60 and row["roc_auc"] == metrics["roc_auc"]["value"]
+    from matplotlib.figure import Figure
+    assert all(isinstance(example[name], Figure) for name in ("curves", "matrix", "roc", "figure"))
+    sensitive = example["sensitive"]
+    assert sensitive.threshold <= run.meta.threshold and sensitive.target_recall == 0.99
 
     predictions = example["predictions"]
     assert len(predictions) == 60 and all(p.error is None for p in predictions)
@@ -281,3 +288,89 @@ def test_evaluate_progress_false_shows_no_bars(tiny_run: Path, tiny_data: Path, 
     assert "decoding test" in capsys.readouterr().err
     pneumoscan.evaluate(tiny_run, tiny_data, n_boot=20, cache_dir=tmp_path / "b", progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_evaluate_predictions_are_the_rows_evaluate_predictions_writes(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+
+    out = tmp_path / "films.csv"
+    assert main(["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--n-boot", "20",
+                 "--predictions", str(out)]) == 0
+    capsys.readouterr()
+    with out.open(newline="") as handle:
+        written = [{"path": r["path"], "label": int(r["label"]), "prob": float(r["prob"])} for r in csv.DictReader(handle)]
+    metrics = pneumoscan.evaluate(tiny_run, tiny_data, n_boot=20, predictions=True)
+    assert len(written) == 16 and metrics.pop("predictions") == written
+    assert metrics == pneumoscan.evaluate(tiny_run, tiny_data, n_boot=20)  # the rest: the dict --json writes
+
+
+def test_compare_returns_the_table_compare_writes(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    other = pneumoscan.train(tiny_data, tmp_path / "cnn", model="cnn", epochs=1, image_size=32, progress=False,
+                             verbose=False)
+    for data in (None, tiny_data):  # each run's validation predictions, then the test split of DATA
+        out = tmp_path / f"compare_{data is None}.html"
+        assert main(["compare", str(tiny_run), str(other.folder), "--out", str(out), "--n-boot", "50",
+                     *([] if data is None else ["--data", str(data)])]) == 0
+        capsys.readouterr()
+        rows = pneumoscan.compare([tiny_run, other], data, n_boot=50)  # a TrainedRun is its folder
+        assert rows == json.loads(out.with_suffix(".json").read_text())
+    assert [row["model"] for row in rows] == ["resnet10", "cnn"] and [row["n"] for row in rows] == [16, 16]
+
+
+def test_the_plots_draw_the_runs_history_and_the_evaluations_figures(tiny_run: Path, tiny_data: Path) -> None:
+    import csv
+
+    from matplotlib.figure import Figure
+
+    from pneumoscan.evaluation.metrics import roc_curve
+
+    curves = pneumoscan.plot_learning_curves(tiny_run)
+    with (tiny_run / "history.csv").open(newline="") as handle:
+        history = list(csv.DictReader(handle))
+    assert isinstance(curves, Figure)
+    assert list(curves.axes[1].lines[0].get_ydata()) == [float(row["val_auc"]) for row in history]
+
+    metrics = pneumoscan.evaluate(tiny_run, tiny_data, n_boot=20, predictions=True)
+    (tn, fp), (fn, tp) = metrics["confusion_matrix"]["matrix"]
+    shown = [text.get_text().split("\n")[:2] for text in pneumoscan.plot_confusion_matrix(metrics).axes[0].texts]
+    assert shown == [["TN", str(tn)], ["FP", str(fp)], ["FN", str(fn)], ["TP", str(tp)]]
+
+    roc = pneumoscan.plot_roc(metrics, metrics, labels=["first", "second"])
+    fpr, tpr, _ = roc_curve([r["label"] for r in metrics["predictions"]], [r["prob"] for r in metrics["predictions"]])
+    drawn = [line for line in roc.axes[0].lines if line.get_label().startswith("first: AUC ")]
+    assert len(drawn) == 1 and np.array_equal(drawn[0].get_xdata(), fpr) and np.array_equal(drawn[0].get_ydata(), tpr)
+    assert [t.get_text().split(":")[0] for t in roc.axes[0].get_legend().get_texts()] == ["chance", "first", "second"]
+    default = pneumoscan.plot_roc(metrics).axes[0].get_legend().get_texts()[1].get_text()
+    assert default.startswith(f"{tiny_run.name}: AUC ")
+
+
+PLOT_MISTAKES: dict[str, tuple[Callable[[dict[str, Any], Path], Any], str]] = {
+    "roc without predictions": (lambda m, site: pneumoscan.plot_roc({k: v for k, v in m.items() if k != "predictions"}),
+                                r"^plot_roc needs each film's probability: evaluate\(model, data, predictions=True\)$"),
+    "roc of nothing": (lambda m, site: pneumoscan.plot_roc(),
+                       r"^plot_roc needs at least one dict of evaluate\(model, data, predictions=True\)$"),
+    "roc labels": (lambda m, site: pneumoscan.plot_roc(m, labels=["a", "b"]),
+                   r"^plot_roc: 2 labels for 1 evaluations; give one label each$"),
+    "matrix of a path": (lambda m, site: pneumoscan.plot_confusion_matrix(site),
+                         r"^plot_confusion_matrix takes the dict evaluate\(model, data\) returns, not PosixPath$"),
+    "curves of a model without its run": (lambda m, site: pneumoscan.plot_learning_curves(site),
+                                          r"site: no history.csv in this run folder, so no learning curves"),
+}
+
+
+@pytest.mark.parametrize("case", list(PLOT_MISTAKES))
+def test_a_plot_of_the_wrong_thing_says_what_it_takes(case: str, tiny_run: Path, tiny_data: Path,
+                                                      tiny_site: Path) -> None:
+    call, message = PLOT_MISTAKES[case]
+    metrics = pneumoscan.evaluate(tiny_run, tiny_data, n_boot=20, predictions=True)
+    with pytest.raises(InputError, match=message):
+        call(metrics, tiny_site)
+
+
+def test_a_trained_run_shows_briefly_and_stands_for_its_folder(tiny_data: Path, tmp_path: Path) -> None:
+    run = pneumoscan.train(tiny_data, tmp_path / "run", epochs=1, image_size=32, progress=False, verbose=False)
+    assert repr(run) == f"TrainedRun(folder={run.folder!r}, model={run.model!r})"  # not pages of metadata
+    assert os.fspath(run) == str(run.folder)
+    assert pneumoscan.Predictor(run).path == run.model

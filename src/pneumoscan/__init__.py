@@ -25,6 +25,10 @@ _LAZY: dict[str, str] = {
     "evaluate": "pneumoscan.api",
     "gradcam": "pneumoscan.api",
     "Explanation": "pneumoscan.explain.explanation",
+    "compare": "pneumoscan.api",
+    "plot_learning_curves": "pneumoscan.api",
+    "plot_confusion_matrix": "pneumoscan.api",
+    "plot_roc": "pneumoscan.api",
     "export_onnx": "pneumoscan.api",
     "ExportReport": "pneumoscan.export.onnx",
 }
@@ -34,7 +38,10 @@ __all__ = ["CLASS_NAMES", "PATIENT_KEYS", *_LAZY]
 # typing.TYPE_CHECKING without importing typing (about 10 ms); type checkers know the name
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports them
-    from pneumoscan.api import TrainedRun, evaluate, export_onnx, gradcam, load_dataset, train
+    from pneumoscan.api import (
+        TrainedRun, compare, evaluate, export_onnx, gradcam, load_dataset, plot_confusion_matrix, plot_learning_curves,
+        plot_roc, train,
+    )
     from pneumoscan.data.layout import Sample
     from pneumoscan.data.preprocess import load_image
     from pneumoscan.errors import InputError, PneumoscanError, RefusedFilm

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union, cast
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from pneumoscan.artifact import ArtifactMeta
     from pneumoscan.data.layout import Sample
     from pneumoscan.explain.explanation import Explanation
@@ -28,11 +30,15 @@ ModelPath = Union[str, os.PathLike, None]
 @dataclass(frozen=True)
 class TrainedRun:
     """What `train` made: the run `folder` (history.csv, config.json, split.json, checkpoints), its `model` file
-    (folder/model.safetensors) and that model's `meta` (threshold, validation metrics, preprocessing)."""
+    (folder/model.safetensors) and that model's `meta` (threshold, validation metrics, preprocessing). Every
+    function that takes a model takes it, as its folder."""
 
     folder: Path
     model: Path
-    meta: ArtifactMeta
+    meta: ArtifactMeta = field(repr=False)  # hundreds of lines: validation scores, training files' fingerprints
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.folder)
 
 
 def load_dataset(data: str | os.PathLike) -> dict[str, list[Sample]]:
@@ -84,7 +90,8 @@ def _predictor(model: ModelPath | Predictor, caller: str, **options: Any) -> Pre
 def evaluate(model: ModelPath | Predictor, data: str | os.PathLike, *, split: str | None = None, n_boot: int = 1000,
              seed: int = 0, backend: str | None = None, threshold: float | None = None,
              target_recall: float | None = None, prevalence: float | None = None,
-             cache_dir: str | os.PathLike | None = None, progress: bool = True) -> dict[str, Any]:
+             cache_dir: str | os.PathLike | None = None, progress: bool = True,
+             predictions: bool = False) -> dict[str, Any]:
     """`pneumoscan evaluate --model MODEL --data DATA --json F`: the dict that command writes (metrics with 95 %
     bootstrap intervals, confusion matrix, recall by cause, the borderline films and the decisions on the rest, ...;
     undefined metrics are None), with its warnings
@@ -92,7 +99,8 @@ def evaluate(model: ModelPath | Predictor, data: str | os.PathLike, *, split: st
     on) as Python warnings.
     `backend` None is the command's 'auto'; it and the operating point are for a model path, a Predictor has its own.
     `cache_dir` is the command's --cache-dir (None: its default); `progress` shows the decoding and scoring bars
-    when stderr is a terminal."""
+    when stderr is a terminal. With `predictions`, the dict also has 'predictions': the rows --predictions F.csv
+    writes, {'path', 'label' (0/1), 'prob'} for each film scored (what `plot_roc` draws)."""
     from pneumoscan.evaluation.evaluate import check_bootstrap, evaluate_and_warn
     from pneumoscan.outputs import json_ready
 
@@ -101,7 +109,87 @@ def evaluate(model: ModelPath | Predictor, data: str | os.PathLike, *, split: st
                            prevalence=prevalence)
     result = evaluate_and_warn(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir,
                                progress=progress)
-    return cast(dict[str, Any], json_ready(result.summary))
+    summary = cast(dict[str, Any], json_ready(result.summary))
+    if predictions:
+        summary["predictions"] = [{"path": str(sample.path), "label": sample.label, "prob": float(prob)}
+                                  for sample, prob in zip(result.images.samples, result.probs)]
+    return summary
+
+
+def compare(runs: Sequence[str | os.PathLike], data: str | os.PathLike | None = None, *, split: str | None = None,
+            n_boot: int = 500, seed: int = 0, cache_dir: str | os.PathLike | None = None,
+            progress: bool = True) -> list[dict[str, Any]]:
+    """`pneumoscan compare RUN ... --out F.html` without the files: the rows of its table (F.json), one dict per
+    run (run, model, params, loss, accuracy, precision, recall, specificity, f1, roc_auc and its 95 % interval,
+    threshold, n, train_seconds; an undefined figure is None). Each run is scored at its own threshold on `data`
+    (its `split`), else on its own validation predictions."""
+    from pneumoscan.report.compare import comparison, table_rows
+
+    rows, _, _ = comparison(runs, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir, progress=progress)
+    return table_rows(rows)
+
+
+def plot_learning_curves(run: str | os.PathLike) -> Figure:
+    """The learning curves `pneumoscan report` draws from the run's history.csv: training and validation loss,
+    validation ROC AUC and accuracy per epoch, the kept epoch dotted. A matplotlib Figure (a notebook shows it,
+    `fig.savefig(path)` writes it)."""
+    from pneumoscan.errors import InputError
+    from pneumoscan.report.build import training_loss_label
+    from pneumoscan.report.figures import learning_curves
+    from pneumoscan.report.run import load_run
+
+    info = load_run(run)
+    if not info.history:
+        raise InputError(f"{info.path}: no history.csv in this run folder, so no learning curves (an ensemble's "
+                         f"members each have theirs)")
+    return learning_curves(info.history, info.best_epoch, training_loss_label(info.config))
+
+
+def _metrics(metrics: Any, caller: str) -> dict[str, Any]:
+    """`metrics` when it is a dict `evaluate` returns, else InputError saying what `caller` takes."""
+    from pneumoscan.errors import InputError
+
+    if not isinstance(metrics, dict) or "confusion_matrix" not in metrics:
+        raise InputError(f"{caller} takes the dict evaluate(model, data) returns, not {type(metrics).__name__}")
+    return metrics
+
+
+def plot_confusion_matrix(metrics: dict[str, Any]) -> Figure:
+    """The confusion matrix of `evaluate`'s dict (or of a model's meta.val_metrics) at its threshold, as
+    `pneumoscan report` draws it: counts and the share of each true class. A matplotlib Figure."""
+    from pneumoscan.report.figures import confusion_matrix
+
+    metrics = _metrics(metrics, "plot_confusion_matrix")
+    matrix = metrics["confusion_matrix"]
+    return confusion_matrix(matrix["matrix"], matrix["labels"], metrics["threshold"])
+
+
+def plot_roc(*metrics: dict[str, Any], labels: Sequence[str] | None = None) -> Figure:
+    """ROC curves of one or more `evaluate(..., predictions=True)` dicts on one plot, as `pneumoscan compare`
+    draws them: each named (`labels`, else its model's folder) with its AUC and 95 % interval, its operating point
+    circled. A matplotlib Figure."""
+    from pneumoscan.errors import InputError
+    from pneumoscan.report.compare import roc_curve_for
+    from pneumoscan.report.figures import roc_curves
+
+    if not metrics:
+        raise InputError("plot_roc needs at least one dict of evaluate(model, data, predictions=True)")
+    if labels is not None and len(labels) != len(metrics):
+        raise InputError(f"plot_roc: {len(labels)} labels for {len(metrics)} evaluations; give one label each")
+    curves = []
+    for k, result in enumerate(metrics):
+        result = _metrics(result, "plot_roc")
+        if "predictions" not in result:
+            raise InputError("plot_roc needs each film's probability: evaluate(model, data, predictions=True)")
+        rows = result["predictions"]
+        model = Path(result["model"])
+        name = labels[k] if labels is not None else (model.parent if model.suffix == ".safetensors" else model).name
+        curve = roc_curve_for(name, [r["label"] for r in rows], [r["prob"] for r in rows], result)
+        if curve is None:
+            raise InputError(f"{name}: a ROC curve needs NORMAL and PNEUMONIA films; these scored "
+                             f"{result['n_negative']} and {result['n_positive']}")
+        curves.append(curve)
+    return roc_curves(curves, "ROC curve" if len(curves) == 1 else "ROC curves")
 
 
 def gradcam(image: str | os.PathLike, model: ModelPath | Predictor = None, *,

@@ -10,6 +10,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from pneumoscan import __version__
 from pneumoscan.errors import InputError
 from pneumoscan.report import figures as figs
@@ -50,12 +52,18 @@ def comparison_row(label: str, run: RunInfo, scores: Scores) -> dict[str, Any]:
 
 
 def _roc_curve(label: str, scores: Scores) -> figs.Curve | None:
+    return roc_curve_for(label, scores.labels, scores.probs, scores.summary)
+
+
+def roc_curve_for(label: str, labels: Sequence[int] | np.ndarray, probs: Sequence[float] | np.ndarray,
+                  s: dict[str, Any]) -> figs.Curve | None:
+    """The ROC curve of scored films, named `label` with its AUC interval from their summary `s` (the metrics of
+    `evaluate`) and marked at its operating point; None unless both classes were scored."""
     from pneumoscan.evaluation.metrics import roc_curve
 
-    s = scores.summary
     if not s["n_positive"] or not s["n_negative"]:
         return None
-    fpr, tpr, _ = roc_curve(scores.labels, scores.probs)
+    fpr, tpr, _ = roc_curve(np.asarray(labels), np.asarray(probs, dtype=np.float64))
     auc = s["roc_auc"]
     name = f"{figs.printable(label)}: AUC {h.fmt(auc['value'])} [{h.fmt(auc['ci95'][0])}, {h.fmt(auc['ci95'][1])}]"
     return figs.Curve(name, fpr, tpr, (1 - s["specificity"]["value"], s["recall"]["value"]))
@@ -65,9 +73,14 @@ def _finite(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+def table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows as the table's JSON holds them: an undefined figure (NaN) is None."""
+    return [{k: _finite(v) for k, v in row.items()} for row in rows]
+
+
 def _table_files(rows: list[dict[str, Any]], out: Path) -> dict[Path, Callable[[Path], object]]:
     """The table's CSV and JSON files next to `out` (NaN written as empty / null), each with its writer."""
-    rows = [{k: _finite(v) for k, v in row.items()} for row in rows]
+    rows = table_rows(rows)
     csv_path, json_path = _table_paths(out)
 
     def write_csv(tmp: Path) -> None:
@@ -105,38 +118,48 @@ def _check_tables(target: Path) -> None:
                              f"file of that name; choose another --out")
 
 
-def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike, data: str | os.PathLike | None = None,
-                 split: str | None = None, n_boot: int = 500, seed: int = 0,
-                 cache_dir: str | os.PathLike | None = None) -> Path:
-    """Write `out` (HTML), `out`.csv, `out`.json and the ROC figure comparing runs, together (`write_report`), their
-    AUC intervals from `n_boot` resamples drawn with `seed`; returns the HTML path."""
+def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | None = None, split: str | None = None,
+               *, n_boot: int = 500, seed: int = 0, cache_dir: str | os.PathLike | None = None,
+               progress: bool = True) -> tuple[list[dict[str, Any]], list[figs.Curve], str]:
+    """The runs' table rows (`COLUMNS`), their ROC curves (runs with both classes scored) and what they were scored
+    on: each run on `data` at its own operating threshold, else on its own validation predictions."""
     from pneumoscan.evaluation.metrics import UndefinedMetricWarning
 
     if not run_dirs:
         raise InputError("compare needs at least one RUN_DIR")
-    target = check_output(out, (".html", ".htm"), "the comparison (with its CSV and JSON next to it)")
-    _check_tables(target)
-    check_companion(files_folder(target), target, folder=True)
     paths = [run_folder(p) for p in run_dirs]
     twice = sorted({str(p) for p in paths if sum(q.resolve() == p.resolve() for q in paths) > 1})
     if twice:
         raise InputError(f"{', '.join(twice)}: given more than once; list each run once")
     runs = [load_run(p) for p in paths]
-    labels = run_labels(paths)
     rows, curves = [], []
     source = ""
-    for label, run in zip(labels, runs):
+    for label, run in zip(run_labels(paths), runs):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             warnings.simplefilter("ignore", UndefinedMetricWarning)  # undefined metrics show as 'n/a' in the table
-            scores = run_scores(run, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
+            scores = run_scores(run, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir, progress=progress)
         for caught_warning in caught:  # each names its run: several runs' 'this model ...' would read alike
-            warnings.warn(caught_warning.category(f"{run.path}: {caught_warning.message}"), stacklevel=2)
+            warnings.warn(caught_warning.category(f"{run.path}: {caught_warning.message}"), stacklevel=3)
         source = scores.source if data is not None else "each run's own validation predictions"
         rows.append(comparison_row(label, run, scores))
         curve = _roc_curve(label, scores)
         if curve is not None:
             curves.append(curve)
+    return rows, curves, source
+
+
+def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike, data: str | os.PathLike | None = None,
+                 split: str | None = None, n_boot: int = 500, seed: int = 0,
+                 cache_dir: str | os.PathLike | None = None) -> Path:
+    """Write `out` (HTML), `out`.csv, `out`.json and the ROC figure comparing runs, together (`write_report`), their
+    AUC intervals from `n_boot` resamples drawn with `seed`; returns the HTML path."""
+    if not run_dirs:
+        raise InputError("compare needs at least one RUN_DIR")
+    target = check_output(out, (".html", ".htm"), "the comparison (with its CSV and JSON next to it)")
+    _check_tables(target)
+    check_companion(files_folder(target), target, folder=True)
+    rows, curves, source = comparison(run_dirs, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
     csv_path, json_path = _table_paths(target)
     digits = [1 if c == "train_seconds" else 4 for c in COLUMNS]
     body = h.table(HEADERS, [[row[c] for c in COLUMNS] for row in rows], digits=digits)
@@ -150,6 +173,6 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
         pngs["roc"] = figs.to_png(figs.roc_curves(curves, "ROC curves"))
         sections.append(("roc", "ROC curves", h.figure(pngs["roc"], "ROC curves of all runs",
                                                         "Circles: each run's operating point.")))
-    page = h.page("pneumoscan run comparison", f"{len(runs)} runs - {source}", sections,
+    page = h.page("pneumoscan run comparison", f"{len(rows)} runs - {source}", sections,
                   f"pneumoscan {__version__} - generated {time.strftime('%Y-%m-%d %H:%M')}")
     return write_report(target, page, Figures(pngs), _table_files(rows, target))

@@ -87,14 +87,15 @@ def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0) -> Sco
 
 
 def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_boot: int = 1000, seed: int = 0,
-                cache_dir: str | os.PathLike | None = None) -> Scores:
-    """Evaluate the run's model on a split of `data` at the stored threshold."""
+                cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Scores:
+    """Evaluate the run's model on a split of `data` at the stored threshold (`progress`: its bars)."""
     from pneumoscan.evaluation.evaluate import evaluate_and_warn
     from pneumoscan.inference.predictor import Predictor
 
     # the backend `evaluate` uses by default, so a film scored at the very threshold is called alike by both
     predictor = Predictor(run.artifact, backend="auto")
-    result = evaluate_and_warn(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
+    result = evaluate_and_warn(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir,
+                               progress=progress)
     return Scores(f"{result.split} split of {data}", result.split, [s.path for s in result.images.samples],
                   result.images.labels.astype(np.int64), np.asarray(result.probs, dtype=np.float64),
                   float(predictor.threshold), result.summary, np.asarray(result.images.images),
@@ -102,11 +103,11 @@ def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_b
 
 
 def run_scores(run: RunInfo, data: str | os.PathLike | None, split: str | None, *, n_boot: int = 1000, seed: int = 0,
-               cache_dir: str | os.PathLike | None = None) -> Scores:
-    """Evaluation scores when `data` is given (decoded through the cache in `cache_dir`), else the validation
-    predictions; their intervals from `n_boot` resamples drawn with `seed`."""
+               cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Scores:
+    """Evaluation scores when `data` is given (decoded through the cache in `cache_dir`, `progress` the bars), else
+    the validation predictions; their intervals from `n_boot` resamples drawn with `seed`."""
     if data is None:
         if split not in (None, "val"):
             raise InputError(f"--split {split}: needs --data DIR; without --data the run's validation predictions are used")
         return validation_scores(run, n_boot=n_boot, seed=seed)
-    return data_scores(run, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
+    return data_scores(run, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir, progress=progress)
