@@ -374,3 +374,22 @@ def test_a_trained_run_shows_briefly_and_stands_for_its_folder(tiny_data: Path, 
     assert repr(run) == f"TrainedRun(folder={run.folder!r}, model={run.model!r})"  # not pages of metadata
     assert os.fspath(run) == str(run.folder)
     assert pneumoscan.Predictor(run).path == run.model
+
+
+def test_train_warns_as_python_warnings_what_the_command_prints(tiny_data: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    for label in pneumoscan.CLASS_NAMES:
+        for film in sorted((tiny_data / "train" / label).iterdir()):
+            (data / "train" / label).mkdir(parents=True, exist_ok=True)
+            (data / "train" / label / film.name).write_bytes(film.read_bytes())
+    (data / "train" / "NORMAL" / "broken.png").write_text("not an image")
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "cli"), "--epochs", "1", "--image-size", "32",
+                 "--quiet"]) == 0
+    printed = [line for line in capsys.readouterr().err.splitlines() if line.startswith("pneumoscan: warning: ")]
+    assert any("broken.png" in line for line in printed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pneumoscan.train(data, tmp_path / "api", epochs=1, image_size=32, progress=False, verbose=False)
+    assert capsys.readouterr() == ("", "")
+    assert [f"pneumoscan: warning: {w.message}" for w in caught if w.category is UserWarning] == printed

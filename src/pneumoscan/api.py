@@ -55,7 +55,9 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, resume: boo
     """`pneumoscan train --data DATA --out OUT`: `recipe` takes the command's options by their Python names
     (epochs=2, image_size=64, model="cnn", balance="weighted", ...; None leaves one at its default). With `resume`,
     continue the run in `out` with its own settings (`data` may then be None). `progress` shows the bars when
-    stderr is a terminal; `verbose=False` drops the epoch lines too (history.csv in the run folder has them)."""
+    stderr is a terminal; `verbose=False` drops the epoch lines too (history.csv in the run folder has them). What
+    the command warns about (unreadable films skipped, patients in both train/ and val/, ...) comes as Python
+    warnings."""
     from pneumoscan.artifact import read_meta
     from pneumoscan.errors import InputError
     from pneumoscan.training.config import TrainConfig, train_config
@@ -68,8 +70,15 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, resume: boo
     given = {name: os.fspath(value) if isinstance(value, os.PathLike) else value
              for name, value in {"data": data, "out": out, **recipe}.items() if value is not None}
     cfg = train_config(given, resume=resume)
-    model = run(cfg, resume=resume, progress=progress, verbose=verbose)
+    model = run(cfg, resume=resume, progress=progress, verbose=verbose, warn=_warn)
     return TrainedRun(Path(cfg.out), model, read_meta(model))
+
+
+def _warn(message: str) -> None:
+    """One of a command's `pneumoscan: warning:` lines as a Python warning, which a notebook shows and can filter."""
+    import warnings
+
+    warnings.warn(message, UserWarning, stacklevel=2)
 
 
 def _predictor(model: ModelPath | Predictor, caller: str, **options: Any) -> Predictor:

@@ -11,7 +11,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -245,12 +245,14 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> Non
 class Trainer:
     """Trains one model for one `TrainConfig`, writing everything under `cfg.out`."""
 
-    def __init__(self, cfg: TrainConfig, *, progress: bool = True, verbose: bool = True) -> None:
+    def __init__(self, cfg: TrainConfig, *, progress: bool = True, verbose: bool = True,
+                 warn: Callable[[str], None] = write_warning) -> None:
         cfg.check()
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.progress = progress
         self.verbose = verbose
+        self.warn = warn  # the command's `pneumoscan: warning:` line; the Python API's warnings.warn
         spec = get_spec(cfg.model)
         if not spec.trainable:
             raise InputError(f"model '{cfg.model}' is built from trained runs, not trained: train its members, "
@@ -286,12 +288,12 @@ class Trainer:
         saved = json.loads((self.out / "config.json").read_text())
         epochs_changed = saved.get("epochs", self.cfg.epochs) != self.cfg.epochs
         if epochs_changed and self.cfg.epochs <= state["epoch"]:
-            write_warning(f"--epochs {self.cfg.epochs} (run: {saved['epochs']}): no epoch is left to train; the model "
-                          f"is made from the best of the {state['epoch']} epochs trained")
+            self.warn(f"--epochs {self.cfg.epochs} (run: {saved['epochs']}): no epoch is left to train; the model "
+                      f"is made from the best of the {state['epoch']} epochs trained")
         elif epochs_changed:
-            write_warning(f"--epochs {self.cfg.epochs} (run: {saved['epochs']}): the learning rate follows a "
-                          f"{self.cfg.epochs}-epoch cosine schedule from epoch {state['epoch'] + 1} on, so the model "
-                          f"will differ from one of a run started with --epochs {self.cfg.epochs}")
+            self.warn(f"--epochs {self.cfg.epochs} (run: {saved['epochs']}): the learning rate follows a "
+                      f"{self.cfg.epochs}-epoch cosine schedule from epoch {state['epoch'] + 1} on, so the model "
+                      f"will differ from one of a run started with --epochs {self.cfg.epochs}")
         now = {k: v for k, v in self.cfg.to_dict().items() if k in RESUME_MAY_CHANGE}
         if any(saved.get(k) != v for k, v in now.items()):
             self._write_json("config.json", {**saved, **now})
@@ -334,9 +336,9 @@ class Trainer:
 
         differences = pretraining_differences(self.cfg.init, self.cfg, patient_key)
         if differences:  # SimSiam saw this run's validation images (without labels), or inputs prepared otherwise
-            write_warning(f"{self.cfg.init}: {'; '.join(differences)}: the pretraining may have used this run's "
-                          f"validation images, or prepared its inputs otherwise; pretrain again with this run's "
-                          f"--split-seed, --val-fraction, --patient-key and preprocessing for a clean start")
+            self.warn(f"{self.cfg.init}: {'; '.join(differences)}: the pretraining may have used this run's "
+                      f"validation images, or prepared its inputs otherwise; pretrain again with this run's "
+                      f"--split-seed, --val-fraction, --patient-key and preprocessing for a clean start")
 
     def run(self, resume: bool = False) -> Path:
         """Train (or continue with `resume`) and return the path of the final model artifact."""
@@ -380,13 +382,13 @@ class Trainer:
                 raise InputError(f"{cfg.data}: {change}; resume with the data it was started with, or start a new run "
                                  f"with another --out")
         for message in data.train.skipped + data.val.skipped:
-            write_warning(f"skipped {message}")
+            self.warn(f"skipped {message}")
         for message in duplicate_warnings({"train": data.train.samples, "val": data.val.samples}, str(cfg.data)):
-            write_warning(message)
+            self.warn(message)
         if data.split_record["patient_ids_in_train_and_val"]:
-            write_warning(f"{data.split_record['patient_ids_in_train_and_val']} patient IDs have images in both "
-                          "train/ and val/, so validation (early stopping, threshold) may be optimistic; drop "
-                          "--use-given-val to split train/ by patient")
+            self.warn(f"{data.split_record['patient_ids_in_train_and_val']} patient IDs have images in both "
+                      "train/ and val/, so validation (early stopping, threshold) may be optimistic; drop "
+                      "--use-given-val to split train/ by patient")
         # cropped and equalised once here rather than every batch of every epoch; validation where it is scored
         train_images = prepare_pixels(data.train.images, equalize=cfg.equalize, crop=cfg.crop)
         mean, std = image_stats(train_images)
@@ -504,8 +506,8 @@ class Trainer:
         artifact = self._finish(meta, data, state)
         stale = [p.name for p in (guard_path(artifact), artifact.with_suffix(".onnx")) if p.exists()]
         if stale:  # made for the model file just replaced
-            write_warning(f"{', '.join(stale)} in {self.out} belong to the model before this resume; run "
-                          f"`pneumoscan fit-guard --model {self.out} --data {cfg.data}` and `pneumoscan export` again")
+            self.warn(f"{', '.join(stale)} in {self.out} belong to the model before this resume; run "
+                      f"`pneumoscan fit-guard --model {self.out} --data {cfg.data}` and `pneumoscan export` again")
         return artifact
 
     def _finish(self, meta: ArtifactMeta, data: RunData, state: dict[str, Any]) -> Path:
@@ -538,6 +540,8 @@ def finish_artifact(out: Path, model: nn.Module, meta: ArtifactMeta, val: ImageS
     return save_artifact(out / ARTIFACT_NAME, model, meta)
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, verbose: bool = True) -> Path:
-    """Train a model as configured; returns the final artifact path. Without `verbose`, no epoch lines."""
-    return Trainer(cfg, progress=progress, verbose=verbose).run(resume=resume)
+def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, verbose: bool = True,
+          warn: Callable[[str], None] = write_warning) -> Path:
+    """Train a model as configured; returns the final artifact path. Without `verbose`, no epoch lines; `warn`
+    says each warning (default: a `pneumoscan: warning:` line on stderr)."""
+    return Trainer(cfg, progress=progress, verbose=verbose, warn=warn).run(resume=resume)
