@@ -393,3 +393,21 @@ def test_train_warns_as_python_warnings_what_the_command_prints(tiny_data: Path,
         pneumoscan.train(data, tmp_path / "api", epochs=1, image_size=32, progress=False, verbose=False)
     assert capsys.readouterr() == ("", "")
     assert [f"pneumoscan: warning: {w.message}" for w in caught if w.category is UserWarning] == printed
+
+
+def test_train_makes_the_model_the_command_makes(tiny_data: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Same data, recipe and seed: the same weights, threshold and validation figures as `pneumoscan train`."""
+    from safetensors.numpy import load_file
+
+    from pneumoscan.artifact import read_meta
+
+    assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "cli"), "--model", "cnn", "--epochs", "2",
+                 "--image-size", "32", "--seed", "3", "--quiet"]) == 0
+    capsys.readouterr()
+    run = pneumoscan.train(tiny_data, tmp_path / "api", model="cnn", epochs=2, image_size=32, seed=3, verbose=False)
+    cli, api = load_file(tmp_path / "cli" / "model.safetensors"), load_file(run.model)
+    assert cli.keys() == api.keys() and all(np.array_equal(cli[k], api[k]) for k in cli)
+    made = read_meta(tmp_path / "cli" / "model.safetensors")
+    assert (run.meta.threshold, run.meta.val_metrics, run.meta.val_scores) == (made.threshold, made.val_metrics,
+                                                                              made.val_scores)
