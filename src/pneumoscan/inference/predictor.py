@@ -45,6 +45,7 @@ class Prediction:
     size_warning: str | None = None
 
     def to_dict(self) -> dict[str, object]:
+        """The result as a plain dict: a row of `predict --json`."""
         return asdict(self)
 
 
@@ -344,6 +345,7 @@ class Predictor:
         return self._adjust(probs), features
 
     def label_for(self, prob: float) -> str:
+        """The class name P(pneumonia) = `prob` gets at this predictor's threshold."""
         return self.meta.class_names[int(prob >= self.threshold)]
 
     def results(self, names: list[str], images: np.ndarray, raw: Sequence[bytes | bytearray] | None = None, *,
