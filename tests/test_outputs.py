@@ -300,3 +300,34 @@ def test_atomic_write_all_replaces_none_when_one_fails(tmp_path: Path) -> None:
         [old, new]
     assert old.read_text() == "after" and new.read_bytes() == b"png"
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "figure.png", "new", "old.txt"]
+
+
+@pytest.mark.parametrize("during", [1, 2, 3])
+def test_ctrl_c_among_the_renames_waits_until_all_are_done(during: int, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl+C right after the first rename raised KeyboardInterrupt there: the new files already renamed were removed
+    again and the earlier ones overwritten stayed new, a mix of two reports."""
+    import os
+    import signal
+
+    from pneumoscan import outputs
+
+    old = {tmp_path / name: "before" for name in ("a.png", "b.png")}
+    for path, text in old.items():
+        path.write_text(text)
+    files = [*old, tmp_path / "page.html"]  # two overwritten, the last one new
+    real = os.replace
+    calls: list[int] = []
+
+    def replace(src: Path, dst: Path) -> None:
+        real(src, dst)
+        calls.append(1)
+        if len(calls) == during:
+            signal.raise_signal(signal.SIGINT)  # as a real Ctrl+C: the handler runs here, in the main thread
+
+    monkeypatch.setattr(outputs.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        outputs.atomic_write_all({path: lambda tmp: tmp.write_text("after") for path in files})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "page.html"]
+    assert all(path.read_text() == "after" for path in files)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl+C works as before afterwards

@@ -5,7 +5,9 @@ import errno
 import math
 import os
 import re
+import signal
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -109,8 +111,9 @@ def atomic_write_all(files: Mapping[str | os.PathLike, Callable[[Path], object]]
     given and their folders fsynced.
 
     A failure while writing (a full disk, Ctrl+C) leaves every file as it was before, with no temp file and no folder
-    made for them; only a failure or crash among the renames, which write no data, can leave some new files beside old
-    ones, each whole (on a failure, those that were not there before are removed).
+    made for them. Ctrl+C during the renames is held back until all are done (`HeldInterrupt`): the files are then all
+    new when KeyboardInterrupt is raised. Only a failure or crash among the renames, which write no data, can leave
+    some new files beside old ones, each whole (on a failure, those that were not there before are removed).
     """
     writes = [(Path(path), write) for path, write in files.items()]
     for path, _ in writes:
@@ -120,6 +123,7 @@ def atomic_write_all(files: Mapping[str | os.PathLike, Callable[[Path], object]]
     made = sorted({folder for path, _ in writes for folder in path.parents if not folder.exists()},
                   key=lambda folder: len(folder.parts), reverse=True)  # the deepest first: emptied before its parent
     temps: dict[Path, Path] = {}
+    held = HeldInterrupt()
     try:
         for path, write in writes:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,15 +133,44 @@ def atomic_write_all(files: Mapping[str | os.PathLike, Callable[[Path], object]]
                 if mode is not None:
                     os.chmod(tmp, mode)
                 fsync_file(tmp)  # before the rename, or a power loss can leave PATH renamed but empty
+        held.hold()
         for path, tmp in temps.items():
             with _named(path):
                 os.replace(tmp, path)
     except BaseException:
         remove_new([*temps.values(), *new], made)
+        held.release(raise_held=False)
         raise
     for folder in dict.fromkeys(path.parent for path in temps):
         fsync_folder(folder)  # the renames themselves
+    held.release()
     return list(temps)
+
+
+class HeldInterrupt:
+    """Ctrl+C held back while files are renamed into place, then raised: it stops a command before the renames or
+    after all of them, never among them (some files new, others old). Only in the main thread, and only where Ctrl+C
+    raises KeyboardInterrupt (Python's default handler), as signal handlers can be set nowhere else."""
+
+    def __init__(self) -> None:
+        self.caught = False
+        self._previous: object = None
+
+    def hold(self) -> None:
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._catch)
+
+    def _catch(self, signum: int, frame: object) -> None:
+        self.caught = True
+
+    def release(self, *, raise_held: bool = True) -> None:
+        """Restore Ctrl+C; raise the KeyboardInterrupt held back, if any (unless another error is on its way)."""
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
+            self._previous = None
+        if self.caught and raise_held:
+            raise KeyboardInterrupt
 
 
 @contextmanager
