@@ -447,8 +447,9 @@ def _run(args: argparse.Namespace) -> int:
             Path(err.filename).is_file() else (err.strerror or str(err))
         print(f"pneumoscan: error: {err.filename}: {reason}; check the path and its permissions", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"pneumoscan: interrupted{_resume_hint(args)}", file=sys.stderr)
+    except KeyboardInterrupt as err:  # a command may say what was done before it ('after FILE was written: ...')
+        done = f" {err}" if str(err) else ""
+        print(f"pneumoscan: interrupted{done}{_resume_hint(args)}", file=sys.stderr)
         return 130
 
 

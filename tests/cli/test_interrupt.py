@@ -95,3 +95,47 @@ def test_an_interrupted_prediction_keeps_the_rows_written(flag: str, tiny_run: P
         assert [line.split(",")[0] for line in out.splitlines()] == ["path", *inputs[:2]]
     else:
         assert len(out.splitlines()) == 1 and out.endswith(f"  {inputs[0]}\n")
+
+
+@pytest.mark.parametrize("existing", [False, True])
+@pytest.mark.parametrize("when", ["before the rename", "during the rename", "after the rename"])
+def test_an_interrupted_export_leaves_the_old_file_or_says_the_new_one_is_whole(
+        when: str, existing: bool, tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl+C once the file was in place printed the bare 'interrupted' (or, during the rename, removed it again), so
+    a whole, checked export looked like a failed one."""
+    import os
+    import signal
+
+    from pneumoscan import outputs
+    from pneumoscan.export import onnx as onnx_module
+
+    out = tmp_path / "m.onnx"
+    if existing:
+        out.write_bytes(b"an earlier export")
+    if when == "before the rename":  # the temp file is written, not yet renamed
+        def fsync_file(path: Path) -> None:
+            raise KeyboardInterrupt
+        monkeypatch.setattr(outputs, "fsync_file", fsync_file)
+    elif when == "during the rename":  # a real SIGINT, right after os.replace
+        real = os.replace
+
+        def replace(src: Path, dst: Path) -> None:
+            real(src, dst)
+            signal.raise_signal(signal.SIGINT)
+        monkeypatch.setattr(outputs.os, "replace", replace)
+    else:
+        def report(*_: Any) -> None:
+            raise KeyboardInterrupt
+        monkeypatch.setattr(onnx_module, "ExportReport", report)
+
+    assert main(["export", "--model", str(tiny_run), "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == (["m.onnx"] if existing or when != "before the rename" else [])
+    if when == "before the rename":
+        assert err == "pneumoscan: interrupted\n"
+        assert not existing or out.read_bytes() == b"an earlier export"
+    else:
+        assert err == f"pneumoscan: interrupted after {out} was written: it is whole and passed its check against " \
+                      "PyTorch\n"
+        assert onnx_module.read_onnx_metadata(out)["model_name"] == "resnet10"

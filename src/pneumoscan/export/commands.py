@@ -2,20 +2,37 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export, check against PyTorch, report the agreement."""
+    """Export, check against PyTorch, report the agreement; Ctrl+C after the file was renamed into place says so."""
     from pneumoscan.export.onnx import TOLERANCE, export_artifact
     from pneumoscan.outputs import check_output
 
-    check_output(args.out, (".onnx",), "the model")
-    report = export_artifact(args.model, args.out, images=args.images)
-    print(f"onnx: {report.path}")
-    print(f"check: onnx.checker passed; max |P(onnx) - P(torch)| = {report.max_abs_diff:.2e} "
-          f"(limit {TOLERANCE:g}) on {report.image_source}")
+    out = check_output(args.out, (".onnx",), "the model")
+    before = _identity(out)
+    try:
+        report = export_artifact(args.model, out, images=args.images)
+        print(f"onnx: {report.path}")
+        print(f"check: onnx.checker passed; max |P(onnx) - P(torch)| = {report.max_abs_diff:.2e} "
+              f"(limit {TOLERANCE:g}) on {report.image_source}")
+    except KeyboardInterrupt:
+        if _identity(out) not in (None, before):  # renamed into place: the file is new, whole and checked
+            raise KeyboardInterrupt(f"after {out} was written: it is whole and passed its check against PyTorch") \
+                from None
+        raise
     return 0
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """PATH's device, inode and modification time, or None when it is absent: a file renamed over it changes them."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino, info.st_mtime_ns
 
 
 def add_commands(subparsers: Any) -> None:
