@@ -6,6 +6,7 @@ import contextlib
 import importlib
 import json
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -453,5 +454,23 @@ def _run(args: argparse.Namespace) -> int:
         return 130
 
 
+def entry() -> None:
+    """The `pneumoscan` program (and `python -m pneumoscan`): `main`, then exit with its code.
+
+    Ctrl+C is ignored once the command is done: in the second or so Python then takes to shut down (torch's clean-up)
+    it killed the process silently with exit code 130 after a finished command, or printed a traceback.
+    """
+    code = None
+    try:
+        code = main()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except KeyboardInterrupt:  # while the command line was read, or just after the command returned its code
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if code is None:
+            print("pneumoscan: interrupted", file=sys.stderr)
+            code = 130
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

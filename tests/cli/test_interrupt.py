@@ -139,3 +139,40 @@ def test_an_interrupted_export_leaves_the_old_file_or_says_the_new_one_is_whole(
         assert err == f"pneumoscan: interrupted after {out} was written: it is whole and passed its check against " \
                       "PyTorch\n"
         assert onnx_module.read_onnx_metadata(out)["model_name"] == "resnet10"
+
+
+@pytest.mark.parametrize("module", ["pneumoscan", "pneumoscan.cli"])
+def test_ctrl_c_while_python_shuts_down_after_a_finished_command_changes_nothing(module: str, tmp_path: Path) -> None:
+    """Ctrl+C in the second or so Python takes to shut down after a command (torch's clean-up) killed the process
+    silently with exit code 130, its work done (bench: an export, its file whole), or printed a traceback."""
+    import subprocess
+    import sys
+    import textwrap
+
+    child = textwrap.dedent(f"""
+        import atexit, os, runpy, signal, sys, time
+        atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.1)))  # Ctrl+C during shut-down
+        sys.argv = ["pneumoscan", "cache", "--cache-dir", {str(tmp_path)!r}]
+        runpy.run_module({module!r}, run_name="__main__")
+    """)
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (0, "") and str(tmp_path) in done.stdout
+
+
+def test_ctrl_c_while_the_command_line_is_read_is_one_line_too(monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Before the command runs (its parser built, its modules imported), Ctrl+C printed a traceback."""
+    import signal
+
+    from pneumoscan import cli
+
+    def build_parser() -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", build_parser)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            cli.entry()
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # entry() leaves Ctrl+C ignored for the shut-down
+    assert stopped.value.code == 130 and capsys.readouterr().err == "pneumoscan: interrupted\n"
