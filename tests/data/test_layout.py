@@ -342,3 +342,23 @@ def test_manifest_labels_that_differ_between_exports_are_refused_with_the_fix(tm
                                          r"in which value means pneumonia\); write NORMAL or PNEUMONIA in the label "
                                          r"column$"):
         discover(tmp_path / "m.csv")
+
+
+def test_an_exports_extensionless_files_that_are_not_images_are_left_out(tmp_path: Path) -> None:
+    """A CD or PACS export holds IM00001 (a DICOM file with no extension) beside VERSION and LOCKFILE (text, no
+    extension either): those were taken for images, so `predict EXPORT/` exited 1 and `train` and `audit --strict`
+    reported them as unreadable. Files without an extension are images by their content, of any format read."""
+    from PIL import Image
+
+    root = tmp_path / "export"
+    films = [write_dicom(root / name / "IM00001", label, label) for label, name in enumerate(("NORMAL", "PNEUMONIA"))]
+    scan = root / "PNEUMONIA" / "scan"  # a PNG or JPEG saved without its extension is read as before
+    for fmt in ("PNG", "JPEG", "TIFF", "BMP"):
+        Image.new("L", (40, 40), 128).save(scan, fmt)
+        assert [s.path for s in discover(root)["all"]] == [*films, scan], fmt
+    for folder in (root, root / "NORMAL", root / "PNEUMONIA"):
+        (folder / "VERSION").write_text("1.0\n")
+        (folder / "LOCKFILE").write_bytes(b"")
+    (root / "PNEUMONIA" / "notes.txt").write_text("not an image")
+    assert expand_paths([root]) == sorted([*films, scan])
+    assert [s.path for s in discover(root)["all"]] == [*films, scan]

@@ -15,6 +15,8 @@ from pneumoscan.errors import InputError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
 IMAGE_SUFFIXES = frozenset({*IMAGE_EXTENSIONS, ""})  # "": no extension, as DICOM files often have
 SPLITS = ("train", "val", "test")
+# the first bytes of JPEG, PNG, TIFF (little- and big-endian, BigTIFF) and BMP files: an extensionless file is an image
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"BM")
 
 
 @dataclass(frozen=True)
@@ -28,21 +30,23 @@ class Sample:
 
 
 def is_image_path(path: Path) -> bool:
-    """Whether a file looks like an image: by its extension, or for any other name by the DICOM magic
-    bytes (DICOM files are often named by their UID, e.g. 1.2.840.113619.2.55.3.12345, or have no extension).
+    """Whether a file looks like an image: by its image extension; with no extension (as DICOM files often have:
+    IM00001) by the magic bytes of any format read (an export's LOCKFILE or VERSION is not an image); for any
+    other name by the DICOM magic bytes (DICOM files are often named by their UID, e.g. 1.2.840.113619.2.55.3.12345).
     A broken link with an image's extension counts, so that reading it reports it rather than it going unseen.
     A DICOMDIR, the index every DICOM export (CD, USB, PACS) carries under that name, is never an image."""
     if path.name.startswith(".") or path.name.upper() == "DICOMDIR":
         return False
     if not path.is_file():
         return path.is_symlink() and _image_like_name(path)
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
         return True
     try:
         with path.open("rb") as handle:
-            return is_dicom(handle.read(132))
-    except OSError:  # cannot look inside: a DICOM-like name is reported as unreadable rather than left out
+            head = handle.read(132)
+    except OSError:  # cannot look inside: an image-like name is reported as unreadable rather than left out
         return _image_like_name(path)
+    return is_dicom(head) or (path.suffix == "" and head.startswith(_IMAGE_MAGIC))
 
 
 def _image_like_name(path: Path) -> bool:
