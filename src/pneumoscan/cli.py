@@ -260,9 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help=f"exit with code {EXIT_AUDIT_PROBLEMS} (after the report) when the audit finds a problem: "
                         "unreadable files, byte-identical files in two splits, with both labels or under two patient "
-                        "IDs, images under 32 px, colour images, or (with --patient-key folder) images with no patient "
-                        "folder (patient IDs in two splits are only reported: Kermany's restart in each split); for a "
-                        "CI gate (default: exit 0)")
+                        "IDs, images under 32 px, colour images, (with --patient-key folder) images with no patient "
+                        "folder, or a patient in two splits by DICOM PatientID, manifest patient column or folder (IDs "
+                        "from file names in two splits are only reported: Kermany's restart in each split); for a CI "
+                        "gate (default: exit 0)")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("train", help="train a classifier; validation is carved from train by patient")

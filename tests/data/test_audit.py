@@ -196,3 +196,36 @@ def test_images_with_no_patient_folder_are_listed_not_the_end_of_the_audit(tmp_p
     with pytest.raises(InputError, match=r"loose0\.png: --patient-key folder reads .* has none \(nor have 2 other "
                                          r"images; `pneumoscan audit` with --patient-key folder lists them all\); put"):
         prepare_data(TrainConfig(data=str(tmp_path), out=str(tmp_path / "r"), patient_key="folder"), 16, False)
+
+
+def test_a_patient_in_two_splits_by_dicom_header_or_manifest_is_a_leak_that_fails_strict(tmp_path: Path,
+                                                                                          capsys) -> None:
+    """A hospital export's PatientID (or a manifest's patient column) in train and test is one patient on both
+    sides, unlike Kermany's file-name numbers that restart in each split: `audit --strict` passed such a leak with
+    only a count. Files are named, the PatientID never."""
+    import json
+
+    from pneumoscan.cli import main
+    from tests.conftest import write_dicom
+
+    for split, patients in (("train", ("MRN-0007", "MRN-0008")), ("test", ("MRN-0007", "MRN-0009"))):
+        for patient in patients:
+            for label, cls in enumerate(("NORMAL", "PNEUMONIA")):
+                write_dicom(tmp_path / split / cls / f"IM{patient[-1]}{label}", label, int(patient[-1]) + 10 * label
+                            + (split == "test") * 100, patient_id=patient)
+    report = audit(tmp_path, progress=False)
+    assert report["same_patient_in_two_splits"] == [["train/NORMAL/IM70", "test/NORMAL/IM70"]]
+    problem = "1 patient in two splits (DICOM PatientID, manifest patient column or folder)"
+    assert audit_problems(report) == [problem]
+    text = format_audit(report)
+    assert ("patients in two splits by DICOM PatientID, manifest patient column or folder, so the same patient on "
+            "both sides (a leak): 1\n  train/NORMAL/IM70 & test/NORMAL/IM70") in text
+    assert "MRN-0007" not in text + json.dumps(report)
+    assert audit(tmp_path, progress=False, patient_key="name")["same_patient_in_two_splits"] == []  # IM70 restarts
+    assert main(["audit", str(tmp_path), "--strict"]) == 3 and problem in capsys.readouterr().err
+
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label,split,patient\ntrain/NORMAL/IM80,NORMAL,train,p1\n"
+                        "test/NORMAL/IM90,NORMAL,test,p1\ntest/PNEUMONIA/IM91,PNEUMONIA,test,p2\n")
+    assert audit(manifest, progress=False)["same_patient_in_two_splits"] == [
+        ["train/NORMAL/IM80 (train NORMAL)", "test/NORMAL/IM90 (test NORMAL)"]]

@@ -60,6 +60,8 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     report: dict[str, Any] = {"root": str(root), **patient_id.record(readable), "splits": {}}
     by_hash: dict[str, list[tuple[str, str, Sample]]] = defaultdict(list)  # (shown name, split, sample)
     patients_by_split: dict[str, set[str]] = defaultdict(set)
+    # a patient keyed by a header, manifest or folder: its first file in each split, named (never its key)
+    named_patients: dict[str, dict[str, str]] = defaultdict(dict)
     unreadable: list[str] = []
     for (split, sample), (digest, size, error, _) in zip(everything, inspected):
         if digest:  # '' = could not be read
@@ -68,6 +70,8 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
             unreadable.append(error)
         else:
             patients_by_split[split].add(patient_id(sample))
+            if patient_id.origins[sample] != "name":
+                named_patients[split].setdefault(patient_id(sample), _shown_name(Path(root), split, sample))
     for split, samples in splits.items():
         rows = [(s, inspected[i]) for i, (name, s) in enumerate(everything) if name == split]
         sizes = [info[1] for _, info in rows if info[1] is not None]
@@ -106,6 +110,11 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     report["patient_ids_in_two_splits"] = {
         f"{a}+{b}": len(patients_by_split[a] & patients_by_split[b]) for i, a in enumerate(names) for b in names[i + 1:]
     }
+    # keys a file name gives restart (Kermany's numbers, a PACS export's IM00001); a PatientID, a manifest's patient
+    # or a folder in two splits is one patient on both sides: a leak, one pair of files each
+    report["same_patient_in_two_splits"] = sorted(
+        [named_patients[a][key], named_patients[b][key]] for i, a in enumerate(names) for b in names[i + 1:]
+        for key in named_patients[a].keys() & named_patients[b].keys())
     # only patient keys read from Kermany's file names restart in each split
     kermany = any(patient_id.origins[s] == "name" and is_kermany_name(s.path) for _, s in everything)
     report["note"] = ("Kermany patient numbers restart in each split, so shared patient IDs across splits are not "
@@ -114,11 +123,15 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     return report
 
 
+_NAMED_KEYS = "DICOM PatientID, manifest patient column or folder"
+
+
 def audit_problems(report: dict[str, Any]) -> list[str]:
     """What `audit --strict` fails on, one '<count> <what>' item per kind found: unreadable files, byte-identical
     files across splits (leaks), with both labels or across patient IDs, images under MIN_SIDE px, colour
-    images and, with --patient-key folder, images with no patient folder; [] for a clean dataset. Patient IDs in
-    two splits are not counted: Kermany's, read from file names, restart in each split."""
+    images, with --patient-key folder images with no patient folder, and patients in two splits by a DICOM
+    PatientID, a manifest's patient column or a folder; [] for a clean dataset. Patient IDs read from file names
+    in two splits are not counted: Kermany's restart in each split."""
     kinds = [
         (len(report["unreadable"]), "unreadable file", "unreadable files"),
         (len(report["cross_split_duplicates"]), "group of byte-identical files in two splits",
@@ -131,6 +144,8 @@ def audit_problems(report: dict[str, Any]) -> list[str]:
         (len(report.get("colour", [])), "colour image", "colour images"),
         (len(report.get("no_patient_folder", [])), "image with no patient folder (--patient-key folder)",
          "images with no patient folder (--patient-key folder)"),
+        (len(report.get("same_patient_in_two_splits", [])), f"patient in two splits ({_NAMED_KEYS})",
+         f"patients in two splits ({_NAMED_KEYS})"),
     ]
     return [f"{count} {one if count == 1 else many}" for count, one, many in kinds if count]
 
@@ -165,6 +180,10 @@ def format_audit(report: dict[str, Any]) -> str:
     lines += [f"  {' = '.join(group)}" for group in sorted(shown)[:20]]
     for pair, count in report["patient_ids_in_two_splits"].items():
         lines.append(f"patient IDs in both {pair}: {count}")
+    if report.get("same_patient_in_two_splits"):
+        lines.append(f"patients in two splits by {_NAMED_KEYS}, so the same patient on both sides (a leak): "
+                     f"{len(report['same_patient_in_two_splits'])}")
+        lines += [f"  {' & '.join(pair)}" for pair in report["same_patient_in_two_splits"][:20]]
     if report.get("note"):
         lines.append(f"note: {report['note']}")
     return "\n".join(lines)
