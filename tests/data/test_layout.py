@@ -81,8 +81,19 @@ def test_split_asked_of_class_folders(tmp_path: Path) -> None:
 
 def test_no_layout(tmp_path: Path) -> None:
     (tmp_path / "stuff").mkdir()
-    with pytest.raises(InputError, match="found neither"):
+    with pytest.raises(InputError, match="found neither") as err:
         discover(tmp_path)
+    assert str(err.value).endswith("or pass a CSV manifest")
+
+
+def test_a_folder_of_films_beside_their_manifest_names_the_manifest(tmp_path: Path) -> None:
+    """A flat export (films and manifest.csv in one folder) given as the folder: the error said to pass a CSV
+    manifest without naming the one lying there."""
+    write_dicom(tmp_path / "IM00001", 0, 1)
+    (tmp_path / "manifest.csv").write_text("path,label\nIM00001,NORMAL\n")
+    with pytest.raises(InputError) as err:
+        discover(tmp_path)
+    assert str(err.value).endswith(f"or pass a CSV manifest (such as {tmp_path / 'manifest.csv'})")
 
 
 def test_evaluation_samples_prefers_test(tiny_dataset: Path) -> None:

@@ -277,9 +277,11 @@ def discover(root: str | Path) -> dict[str, list[Sample]]:
         found = {"all": _class_folder_samples(root)}
         _warn_left_out(root, classes)
         return found
+    manifests = sorted(p for p in root.glob("*") if p.suffix.lower() == ".csv" and p.is_file())
+    manifest = f" (such as {manifests[0]})" if manifests else ""
     raise InputError(
         f"{root}: found neither train/ val/ test/ folders nor NORMAL/ PNEUMONIA/ class folders; "
-        "arrange the images as DATA/train/NORMAL, DATA/train/PNEUMONIA, ... or pass a CSV manifest"
+        f"arrange the images as DATA/train/NORMAL, DATA/train/PNEUMONIA, ... or pass a CSV manifest{manifest}"
     )
 
 
