@@ -116,6 +116,22 @@ def test_the_header_timeout_reaches_uvicorn(argv: list[str], seconds: float, tin
     assert issubclass(runs[0]["http"], H11Protocol) and runs[0]["http"].header_timeout_s == seconds
 
 
+def test_an_uncompressed_dicom_film_fits_the_default_upload_limit(tiny_run: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hospital's DX film of 3,480 x 4,240 px, 16 bits, uncompressed (29.5 MB) got 413 from the default 20 MB limit,
+    told to downscale or compress what a clinician cannot change."""
+    import uvicorn
+
+    from pneumoscan.service.settings import Settings
+
+    apps: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))  # start-up only
+    assert main(["serve", "--model", str(tiny_run), "--port", "0", "--log-level", "critical"]) == 0
+    film = 3480 * 4240 * 2 + 64 * 1024  # pixels and a generous header
+    for settings in (apps[0].state.engine.settings, Settings()):  # type: ignore[attr-defined]
+        assert settings.max_upload_mb == 50 and settings.max_upload_bytes > film
+
+
 def test_a_bad_operating_point_is_named_before_the_model_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn

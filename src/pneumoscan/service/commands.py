@@ -91,9 +91,9 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--onnx", help="an ONNX export of --model to use (default: RUN/model.onnx if current, "
                                   "else exported in memory at start-up)")
     add_operating_point_args(p, "operating point (GET /model and the page say which is in use)")
-    p.add_argument("--max-upload-mb", type=float, default=20.0,
-                   help="largest accepted upload in MB (default 20; an uncompressed DICOM film is about width x "
-                        "height x 2 bytes: 3480 x 4240 px is 29.5 MB)")
+    p.add_argument("--max-upload-mb", type=float, default=50.0,
+                   help="largest accepted upload in MB (default 50: an uncompressed DICOM film is about width x "
+                        "height x 2 bytes, 3480 x 4240 px is 29.5 MB)")
     p.add_argument("--slots", type=int, default=2, help="requests processed at the same time (default 2)")
     p.add_argument("--upload-memory-mb", type=float,
                    help="upload bodies held in memory at once, all requests together, in MB (default 4 x the "

@@ -22,7 +22,7 @@ class Settings:
     threshold: float | None = None  # overrides the artifact's stored operating threshold
     target_recall: float | None = None  # or: the threshold for this recall on the artifact's stored scores
     prevalence: float | None = None  # probabilities re-weighted for this pneumonia prevalence; None = the model's prior
-    max_upload_mb: float = 20.0  # per uploaded file (and per /predict request body)
+    max_upload_mb: float = 50.0  # per uploaded file (and per /predict request body): an uncompressed DICOM film too
     max_batch_files: int = 16
     max_batch_mb: float = 100.0  # whole /predict/batch request body (never below max_upload_mb)
     inference_slots: int = 2  # requests decoded + predicted at the same time (the rest wait their turn)
@@ -35,7 +35,7 @@ class Settings:
     def __post_init__(self) -> None:
         check_operating_point(self.threshold, self.target_recall, self.prevalence)  # before the model loads
         if not (self.max_upload_mb > 0 and math.isfinite(self.max_upload_mb)):  # inf: every upload would be a 500
-            raise InputError(f"--max-upload-mb {self.max_upload_mb}: must be a number above 0, such as 20")
+            raise InputError(f"--max-upload-mb {self.max_upload_mb}: must be a number above 0, such as 50")
         if self.inference_slots < 1:
             raise InputError(f"--slots {self.inference_slots}: must be at least 1")
         if self.max_batch_files < 1:
