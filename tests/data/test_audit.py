@@ -215,11 +215,11 @@ def test_a_patient_in_two_splits_by_dicom_header_or_manifest_is_a_leak_that_fail
                             + (split == "test") * 100, patient_id=patient)
     report = audit(tmp_path, progress=False)
     assert report["same_patient_in_two_splits"] == [["train/NORMAL/IM70", "test/NORMAL/IM70"]]
-    problem = "1 patient in two splits (DICOM PatientID, manifest patient column or folder)"
+    problem = "1 patient in two splits (by DICOM PatientID)"
     assert audit_problems(report) == [problem]
     text = format_audit(report)
-    assert ("patients in two splits by DICOM PatientID, manifest patient column or folder, so the same patient on "
-            "both sides (a leak): 1\n  train/NORMAL/IM70 & test/NORMAL/IM70") in text
+    assert ("patients in two splits by DICOM PatientID, so the same patient on both sides (a leak): 1\n"
+            "  train/NORMAL/IM70 & test/NORMAL/IM70") in text
     assert "MRN-0007" not in text + json.dumps(report)
     assert audit(tmp_path, progress=False, patient_key="name")["same_patient_in_two_splits"] == []  # IM70 restarts
     assert main(["audit", str(tmp_path), "--strict"]) == 3 and problem in capsys.readouterr().err
@@ -227,5 +227,7 @@ def test_a_patient_in_two_splits_by_dicom_header_or_manifest_is_a_leak_that_fail
     manifest = tmp_path / "m.csv"
     manifest.write_text("path,label,split,patient\ntrain/NORMAL/IM80,NORMAL,train,p1\n"
                         "test/NORMAL/IM90,NORMAL,test,p1\ntest/PNEUMONIA/IM91,PNEUMONIA,test,p2\n")
-    assert audit(manifest, progress=False)["same_patient_in_two_splits"] == [
+    by_manifest = audit(manifest, progress=False)
+    assert by_manifest["same_patient_in_two_splits"] == [
         ["train/NORMAL/IM80 (train NORMAL)", "test/NORMAL/IM90 (test NORMAL)"]]
+    assert audit_problems(by_manifest) == ["1 patient in two splits (by manifest patient column)"]

@@ -12,7 +12,7 @@ from pneumoscan import CLASS_NAMES
 from pneumoscan.data.decode import MIN_SIDE, read_file, read_grayscale
 from pneumoscan.data.file_cues import COLOUR_REFERENCE, colourfulness
 from pneumoscan.data.layout import Sample, discover
-from pneumoscan.data.patients import is_kermany_name, keys_read, patient_keys
+from pneumoscan.data.patients import SOURCE_NAMES, SOURCES, is_kermany_name, keys_read, patient_keys
 from pneumoscan.errors import InputError
 from pneumoscan.progress import progress_bar
 
@@ -123,7 +123,10 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     return report
 
 
-_NAMED_KEYS = "DICOM PatientID, manifest patient column or folder"
+def _named_keys(report: dict[str, Any]) -> str:
+    """Where the audit read patient keys other than file names: 'DICOM PatientID', 'folder', ..."""
+    sources = [SOURCE_NAMES[s] for s in SOURCES if s != "name" and (report.get("patient_keys_from") or {}).get(s)]
+    return " or ".join(sources) or "patient key"
 
 
 def audit_problems(report: dict[str, Any]) -> list[str]:
@@ -144,8 +147,8 @@ def audit_problems(report: dict[str, Any]) -> list[str]:
         (len(report.get("colour", [])), "colour image", "colour images"),
         (len(report.get("no_patient_folder", [])), "image with no patient folder (--patient-key folder)",
          "images with no patient folder (--patient-key folder)"),
-        (len(report.get("same_patient_in_two_splits", [])), f"patient in two splits ({_NAMED_KEYS})",
-         f"patients in two splits ({_NAMED_KEYS})"),
+        (len(report.get("same_patient_in_two_splits", [])), f"patient in two splits (by {_named_keys(report)})",
+         f"patients in two splits (by {_named_keys(report)})"),
     ]
     return [f"{count} {one if count == 1 else many}" for count, one, many in kinds if count]
 
@@ -181,7 +184,7 @@ def format_audit(report: dict[str, Any]) -> str:
     for pair, count in report["patient_ids_in_two_splits"].items():
         lines.append(f"patient IDs in both {pair}: {count}")
     if report.get("same_patient_in_two_splits"):
-        lines.append(f"patients in two splits by {_NAMED_KEYS}, so the same patient on both sides (a leak): "
+        lines.append(f"patients in two splits by {_named_keys(report)}, so the same patient on both sides (a leak): "
                      f"{len(report['same_patient_in_two_splits'])}")
         lines += [f"  {' & '.join(pair)}" for pair in report["same_patient_in_two_splits"][:20]]
     if report.get("note"):
