@@ -373,3 +373,33 @@ def test_an_exports_extensionless_files_that_are_not_images_are_left_out(tmp_pat
     (root / "PNEUMONIA" / "notes.txt").write_text("not an image")
     assert expand_paths([root]) == sorted([*films, scan])
     assert [s.path for s in discover(root)["all"]] == [*films, scan]
+
+
+def test_an_exports_dicom_objects_that_hold_no_image_are_left_out(tmp_path: Path) -> None:
+    """A PACS study export holds presentation states, structured reports, key-object notes and PDFs beside the
+    films, as DICOM files under any name: `predict EXPORT/` exited 1 on each ('no pixel data') and `audit --strict`
+    failed on them as unreadable files. By their SOP class they are no images, like the DICOMDIR."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    root = tmp_path / "export"
+    films = [write_dicom(root / name / f"IM0000{label}.dcm", label, label)
+             for label, name in enumerate(("NORMAL", "PNEUMONIA"))]
+    for name, sop_class in (("PS000001.dcm", "1.2.840.10008.5.1.4.1.1.11.1"),  # grayscale presentation state
+                            ("SR000001", "1.2.840.10008.5.1.4.1.1.88.22"),  # enhanced SR
+                            ("1.2.826.0.1.3680043.8.1", "1.2.840.10008.5.1.4.1.1.88.59"),  # key object selection
+                            ("report.dicom", "1.2.840.10008.5.1.4.1.1.104.1")):  # encapsulated PDF
+        other = Dataset()
+        other.file_meta = FileMetaDataset()
+        other.file_meta.MediaStorageSOPClassUID = sop_class
+        other.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        other.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        other.SOPClassUID, other.PatientID = sop_class, "P1"
+        for folder in (root / "NORMAL", root / "PNEUMONIA"):
+            pydicom.dcmwrite(folder / name, other, enforce_file_format=True)
+    (root / "NORMAL" / "copied.dcm").write_bytes(films[0].read_bytes()[128:])  # no preamble: still an image
+    (root / "NORMAL" / "empty.dcm").write_bytes(b"")  # reported by reading it, not left out unseen
+    found = sorted([*films, root / "NORMAL" / "copied.dcm", root / "NORMAL" / "empty.dcm"])
+    assert expand_paths([root]) == found
+    assert sorted(s.path for s in discover(root)["all"]) == found

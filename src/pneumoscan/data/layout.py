@@ -17,6 +17,10 @@ IMAGE_SUFFIXES = frozenset({*IMAGE_EXTENSIONS, ""})  # "": no extension, as DICO
 SPLITS = ("train", "val", "test")
 # the first bytes of JPEG, PNG, TIFF (little- and big-endian, BigTIFF) and BMP files: an extensionless file is an image
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"BM")
+# SOP classes (and their families) of the DICOM objects a PACS export holds beside its images: the DICOMDIR, presentation
+# states, structured reports and key-object notes, encapsulated PDF and CDA, raw data and registrations, waveforms
+_NOT_IMAGE_SOP_CLASSES = ("1.2.840.10008.1.3.10", "1.2.840.10008.5.1.4.1.1.11", "1.2.840.10008.5.1.4.1.1.88",
+                          "1.2.840.10008.5.1.4.1.1.104", "1.2.840.10008.5.1.4.1.1.66", "1.2.840.10008.5.1.4.1.1.9")
 
 
 @dataclass(frozen=True)
@@ -34,19 +38,35 @@ def is_image_path(path: Path) -> bool:
     IM00001) by the magic bytes of any format read (an export's LOCKFILE or VERSION is not an image); for any
     other name by the DICOM magic bytes (DICOM files are often named by their UID, e.g. 1.2.840.113619.2.55.3.12345).
     A broken link with an image's extension counts, so that reading it reports it rather than it going unseen.
-    A DICOMDIR, the index every DICOM export (CD, USB, PACS) carries under that name, is never an image."""
+    A DICOMDIR, the index every DICOM export (CD, USB, PACS) carries under that name, is never an image, nor is a
+    DICOM object whose file meta names a SOP class without one (a presentation state, a report), whatever its name."""
     if path.name.startswith(".") or path.name.upper() == "DICOMDIR":
         return False
     if not path.is_file():
         return path.is_symlink() and _image_like_name(path)
-    if path.suffix.lower() in IMAGE_EXTENSIONS:
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS and suffix not in (".dcm", ".dicom"):
         return True
     try:
         with path.open("rb") as handle:
             head = handle.read(132)
     except OSError:  # cannot look inside: an image-like name is reported as unreadable rather than left out
         return _image_like_name(path)
-    return is_dicom(head) or (path.suffix == "" and head.startswith(_IMAGE_MAGIC))
+    if is_dicom(head):
+        return not _holds_no_image(path)
+    return suffix in (".dcm", ".dicom") or (suffix == "" and head.startswith(_IMAGE_MAGIC))
+
+
+def _holds_no_image(path: Path) -> bool:
+    """Whether a DICOM file's meta header names a SOP class of `_NOT_IMAGE_SOP_CLASSES` (False when it cannot tell:
+    decoding then reports the file)."""
+    try:
+        from pydicom.filereader import read_file_meta_info
+
+        uid = str(read_file_meta_info(path).get("MediaStorageSOPClassUID", ""))
+    except Exception:  # noqa: BLE001 - no pydicom, no file meta (a bare dataset), a damaged header
+        return False
+    return any(uid == family or uid.startswith(family + ".") for family in _NOT_IMAGE_SOP_CLASSES)
 
 
 def _image_like_name(path: Path) -> bool:
