@@ -398,7 +398,9 @@ def test_an_exports_dicom_objects_that_hold_no_image_are_left_out(tmp_path: Path
         other.SOPClassUID, other.PatientID = sop_class, "P1"
         for folder in (root / "NORMAL", root / "PNEUMONIA"):
             pydicom.dcmwrite(folder / name, other, enforce_file_format=True)
-    (root / "NORMAL" / "copied.dcm").write_bytes(films[0].read_bytes()[128:])  # no preamble: still an image
+    # without the preamble and 'DICM', as older devices write: still an image, and still not one
+    (root / "NORMAL" / "copied.dcm").write_bytes(films[0].read_bytes()[132:])
+    (root / "NORMAL" / "SR000002").write_bytes((root / "NORMAL" / "SR000001").read_bytes()[132:])
     (root / "NORMAL" / "empty.dcm").write_bytes(b"")  # reported by reading it, not left out unseen
     found = sorted([*films, root / "NORMAL" / "copied.dcm", root / "NORMAL" / "empty.dcm"])
     assert expand_paths([root]) == found

@@ -49,24 +49,35 @@ def is_image_path(path: Path) -> bool:
         return True
     try:
         with path.open("rb") as handle:
-            head = handle.read(132)
+            head = handle.read(4096)  # the preamble and the file meta of a DICOM file
     except OSError:  # cannot look inside: an image-like name is reported as unreadable rather than left out
         return _image_like_name(path)
     if is_dicom(head):
-        return not _holds_no_image(path)
+        return not _holds_no_image(head)
     return suffix in (".dcm", ".dicom") or (suffix == "" and head.startswith(_IMAGE_MAGIC))
 
 
-def _holds_no_image(path: Path) -> bool:
-    """Whether a DICOM file's meta header names a SOP class of `_NOT_IMAGE_SOP_CLASSES` (False when it cannot tell:
-    decoding then reports the file)."""
-    try:
-        from pydicom.filereader import read_file_meta_info
-
-        uid = str(read_file_meta_info(path).get("MediaStorageSOPClassUID", ""))
-    except Exception:  # noqa: BLE001 - no pydicom, no file meta (a bare dataset), a damaged header
-        return False
+def _holds_no_image(head: bytes) -> bool:
+    """Whether the file meta at the head of a DICOM file names a SOP class of `_NOT_IMAGE_SOP_CLASSES` (False when
+    it cannot tell: decoding then reports the file)."""
+    uid = _meta_sop_class(head[132:] if head[128:132] == b"DICM" else head)
     return any(uid == family or uid.startswith(family + ".") for family in _NOT_IMAGE_SOP_CLASSES)
+
+
+def _meta_sop_class(meta: bytes) -> str:
+    """The Media Storage SOP Class UID (0002,0002) of a DICOM file meta group, which is always explicit VR little
+    endian (PS3.10 7.1), read from its bytes: pydicom took 0.3 ms a file for this, listing a folder ('' if absent)."""
+    at = 0
+    while at + 8 <= len(meta) and meta[at:at + 2] == b"\x02\x00":
+        element, vr = int.from_bytes(meta[at + 2:at + 4], "little"), meta[at + 4:at + 6]
+        if vr in (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UC", b"UR", b"UT", b"UN"):
+            start, length = at + 12, int.from_bytes(meta[at + 8:at + 12], "little")
+        else:
+            start, length = at + 8, int.from_bytes(meta[at + 6:at + 8], "little")
+        if element == 0x0002:
+            return meta[start:start + length].decode("ascii", "replace").strip("\x00 ")
+        at = start + length
+    return ""
 
 
 def _image_like_name(path: Path) -> bool:
