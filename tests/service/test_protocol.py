@@ -1,5 +1,6 @@
-"""The deadline for a request's head (`serve --header-timeout-s`): a client trickling its headers ("slowloris")
-is disconnected, requests and bodies that arrive in time or slowly after their head are not."""
+"""The deadlines of `serve --header-timeout-s`: a client trickling its headers ("slowloris"), or the body of a
+request the service answered before reading it all, is disconnected; requests and bodies that arrive in time, or
+slowly after their head while the service reads them, are not."""
 from __future__ import annotations
 
 import json
@@ -31,13 +32,15 @@ def address(tiny_run: Path) -> Iterator[tuple[str, int]]:
 
 
 def trickle(sock: socket.socket, data: bytes, gap_s: float = 0.2, limit_s: float = 15) -> tuple[bytes, float]:
-    """Send `data` one byte every `gap_s` s, reading meanwhile, until the server closes the connection; what it
-    answered and the seconds until it closed (`limit_s` if it never did)."""
+    """Send `data` one byte every `gap_s` s, reading meanwhile, until the server closes (or resets) the connection;
+    what it answered and the seconds until it closed (`limit_s` if it never did)."""
     start, answer, sent = time.monotonic(), b"", 0
     sock.settimeout(gap_s)
     while time.monotonic() - start < limit_s:
         try:
             chunk = sock.recv(65536)
+        except ConnectionResetError:  # closed with a trickled byte unread: the server's TCP resets
+            break
         except socket.timeout:
             if sent < len(data):
                 sock.sendall(data[sent:sent + 1])
@@ -144,6 +147,51 @@ def test_a_slow_body_is_timed_by_the_upload_limits_not_the_header_deadline(addre
     assert 2 <= took < 2 + MARGIN, took
 
 
+EARLY = {  # requests the service answers without reading their 40 MB body
+    "413": ("POST", "/predict", HEADERS["content-type"]),
+    "404": ("POST", "/no-such-page", "application/octet-stream"),
+}
+
+
+def early_head(host: str, status: str, length: int = 40_000_000) -> bytes:
+    method, path, content_type = EARLY[status]
+    return (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {length}\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize("status", EARLY)
+def test_a_client_trickling_a_body_answered_early_is_closed_at_the_deadline(status: str,
+                                                                            address: tuple[str, int]) -> None:
+    """Before, uvicorn discarded the body one byte at a time for as long as the client sent it: still open after
+    25 s. The answer stays the app's own, with no 408 after it."""
+    host, _ = address
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(early_head(host, status) + b"-" * 1000)
+        head, body = read_response(sock)
+        assert head.startswith(f"HTTP/1.1 {status} ".encode()), (head, body)
+        after, took = trickle(sock, b"-" * 200)
+    assert after == b""
+    assert DEADLINE - 0.2 <= took < DEADLINE + MARGIN, took
+
+
+def test_a_body_answered_early_but_sent_in_time_leaves_the_connection_usable(address: tuple[str, int]) -> None:
+    """The whole 40 MB sent at once after a 413: the connection stays open for the next request, and the drain
+    deadline no longer runs (an upload on it taking longer than the deadline is served)."""
+    host, _ = address
+    upload = form(30_000, "file")
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(early_head(host, "413"))
+        sock.sendall(bytes(40_000_000))
+        head, body = read_response(sock)
+        assert head.startswith(b"HTTP/1.1 413 ") and "larger than the limit" in json.loads(body)["detail"]
+        sock.sendall(early_head(host, "413", len(upload)))
+        for i in range(0, len(upload), 6000):  # 5 pieces 0.4 s apart: past the deadline of the 413
+            time.sleep(0.4)
+            sock.sendall(upload[i:i + 6000])
+        head, body = read_response(sock)
+        assert head.startswith(b"HTTP/1.1 200 ") and "probability" in json.loads(body), (head, body)
+
+
 # ----------------------------------------------------------------- the protocol class alone
 
 
@@ -188,6 +236,21 @@ def test_the_timeout_is_logged_in_one_line_without_what_the_client_sent(plain_se
                         "0.5 s (--header-timeout-s)"]
 
 
+def test_closing_a_body_answered_early_is_logged_in_one_line_without_what_the_client_sent(
+        plain_server: tuple[str, int], caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="pneumoscan.service"):
+        with socket.create_connection(plain_server, timeout=10) as sock:
+            sock.sendall(b"POST /patients/jane-doe HTTP/1.1\r\nHost: x\r\nX-Patient: Jane Doe\r\n"
+                         b"Content-Length: 1000\r\n\r\nJane")
+            head, body = read_response(sock)
+            answer, took = trickle(sock, b"Doe" * 100, limit_s=10)
+    assert head.startswith(b"HTTP/1.1 200 ") and body == b"ok" and answer == b"", (head, body, answer)
+    assert 0.3 <= took < 0.5 + MARGIN, took
+    warnings = [r.getMessage() for r in caplog.records if r.name == "pneumoscan.service"]
+    assert warnings == ["closed a connection from 127.0.0.1 still sending the body of a request answered 0.5 s "
+                        "earlier (--header-timeout-s)"]
+
+
 def test_an_uvicorn_without_what_the_deadline_needs_falls_back_to_its_own_protocol(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -198,5 +261,5 @@ def test_an_uvicorn_without_what_the_deadline_needs_falls_back_to_its_own_protoc
     with caplog.at_level(logging.WARNING, logger="pneumoscan.service"):
         assert http_protocol(3) == "h11"
     assert [r.getMessage() for r in caplog.records] == [
-        "no deadline for request headers (--header-timeout-s): the installed uvicorn/h11 lacks "
-        "H11Protocol.on_response_complete; serving with uvicorn's h11 protocol"]
+        "no deadline for request headers and early-answered bodies (--header-timeout-s): the installed uvicorn/h11 "
+        "lacks H11Protocol.on_response_complete; serving with uvicorn's h11 protocol"]

@@ -108,7 +108,9 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--header-timeout-s", type=float, default=10.0,
                    help="a connection whose request line and headers have not all arrived this many seconds after "
                         "it opened, or after the previous answer when kept alive, is closed, with 408 if part of "
-                        "them came (default 10; bodies are timed by --upload-idle-s and --upload-total-s)")
+                        "them came; so is one still sending, this long after the answer, a body answered before it "
+                        "was read (such as 413) (default 10; bodies read are timed by --upload-idle-s and "
+                        "--upload-total-s)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn log level (default info; logs hold paths, never file names or image data)")
     p.set_defaults(func=cmd_serve)

@@ -30,7 +30,8 @@ class Settings:
     upload_wait_s: float = 2.0  # how long a request waits for upload memory to free up before it gets 503
     upload_idle_s: float = 30.0  # no body data for this long: 408, and the request's upload memory goes back
     upload_total_s: float | None = None  # a whole body taking longer: 408; None = no limit
-    header_timeout_s: float = 10.0  # a request's line and headers not all received in this time: 408, closed
+    header_timeout_s: float = 10.0  # a request's line and headers not all received in this time: 408, closed;
+    # also the time a client gets to finish sending a body answered before it was read (then closed, no 408)
 
     def __post_init__(self) -> None:
         check_operating_point(self.threshold, self.target_recall, self.prevalence)  # before the model loads
