@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -100,9 +101,54 @@ class ArtifactMeta:
 
     @classmethod
     def from_json(cls, text: str) -> "ArtifactMeta":
-        data = json.loads(text)
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        """The settings of a JSON header; ValueError saying what is wrong with one that is unusable (an edited file)."""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise ValueError("not JSON") from None
+        problem = header_problem(data)
+        if problem is not None:
+            raise ValueError(problem)
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# what each stored setting must be for every prediction to honour it: (test, what it is not when it fails)
+_HEADER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "model_name": (lambda v: isinstance(v, str) and bool(v), "not a model name"),
+    "model_config": (lambda v: isinstance(v, dict), "not a JSON object"),
+    "image_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+                   "not a whole number of pixels above 0"),
+    "mean": (_is_number, "not a finite number"),
+    "std": (lambda v: _is_number(v) and v > 0, "not a finite number above 0"),
+    "threshold": (lambda v: _is_number(v) and 0 <= v <= 1, "not a number from 0 to 1"),
+    "target_recall": (lambda v: v is None or (_is_number(v) and 0 < v <= 1),
+                      "neither null nor a number above 0 and at most 1"),
+    "train_prevalence": (_is_number, "not a finite number"),
+    "class_names": (lambda v: isinstance(v, list) and len(v) == 2 and all(isinstance(c, str) and c for c in v)
+                    and v[0] != v[1], "not two different names"),
+    **{name: (lambda v: isinstance(v, dict), "not a JSON object")
+       for name in ("training", "val_metrics", "test_metrics", "threshold_source")},
+    **{name: (lambda v: isinstance(v, bool), "not true or false") for name in ("tta", "equalize", "crop")},
+}
+_REQUIRED = ("model_name", "model_config", "image_size", "mean", "std")
+
+
+def header_problem(data: Any) -> str | None:
+    """What makes a model file's decoded JSON header unusable (an edited file), or None. The stored validation
+    scores and training prevalence are checked where they are used (`scores_problem`, the Predictor's prior)."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    missing = [name for name in _REQUIRED if name not in data]
+    if missing:
+        return f"{', '.join(missing)} missing"
+    for name, (valid, what) in _HEADER_RULES.items():
+        if name in data and not valid(data[name]):
+            return f"{name} {data[name]!r}: {what}"
+    return None
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -170,7 +216,11 @@ def read_meta(path: str | os.PathLike) -> ArtifactMeta:
         raise InputError(f"{path}: not a pneumoscan model file ({err}); pass a model.safetensors written by pneumoscan") from None
     if header is None:
         raise InputError(f"{path}: safetensors file without pneumoscan metadata; pass a model written by pneumoscan train")
-    return ArtifactMeta.from_json(header)
+    try:
+        return ArtifactMeta.from_json(header)
+    except ValueError as err:
+        raise InputError(f"{path}: its stored settings are unusable ({err}), as in an edited file; restore the model "
+                         f"file or train the model again") from None
 
 
 def load_artifact(path: str | os.PathLike | None,

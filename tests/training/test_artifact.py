@@ -73,3 +73,62 @@ def test_checkpoint_weights_only(tmp_path: Path) -> None:
     torch.save({"evil": _Evil()}, tmp_path / "evil.pt")
     with pytest.raises(Exception, match="[Ww]eights only"):
         load_checkpoint(tmp_path / "evil.pt")
+
+
+def _edited(tmp_path: Path, **header: object) -> Path:
+    """A cnn artifact whose JSON header is the valid one with `header` written over it (an edited file)."""
+    from safetensors.torch import save_file
+
+    meta = ArtifactMeta(model_name="cnn", model_config={}, image_size=32, mean=0.5, std=0.25)
+    path = save_artifact(tmp_path / "model.safetensors", create_model("cnn"), meta)
+    tensors = load_artifact(path, "cpu")[0].state_dict()
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path),
+              metadata={"pneumoscan": json.dumps({**json.loads(meta.to_json()), **header})})
+    return path
+
+
+@pytest.mark.parametrize(("header", "problem"), [
+    ({"image_size": "32"}, "image_size '32': not a whole number of pixels above 0"),
+    ({"image_size": 0}, "image_size 0: not a whole number of pixels above 0"),
+    ({"mean": "x"}, "mean 'x': not a finite number"),
+    ({"std": 0}, "std 0: not a finite number above 0"),
+    ({"threshold": 2.0}, "threshold 2.0: not a number from 0 to 1"),
+    ({"threshold": float("nan")}, "threshold nan: not a number from 0 to 1"),
+    ({"threshold": None}, "threshold None: not a number from 0 to 1"),
+    ({"target_recall": 2.0}, "target_recall 2.0: neither null nor a number above 0 and at most 1"),
+    ({"class_names": ["NORMAL"]}, "class_names ['NORMAL']: not two different names"),
+    ({"class_names": "NORMAL"}, "class_names 'NORMAL': not two different names"),
+    ({"model_config": [1]}, "model_config [1]: not a JSON object"),
+    ({"training": [1]}, "training [1]: not a JSON object"),
+    ({"tta": "yes"}, "tta 'yes': not true or false"),
+    ({"model_name": None}, "model_name None: not a model name"),
+])
+def test_an_edited_header_is_refused_in_one_line_naming_the_field(tmp_path: Path, header: dict, problem: str) -> None:
+    path = _edited(tmp_path, **header)
+    for read in (read_meta, load_artifact):
+        with pytest.raises(InputError) as err:
+            read(path)
+        assert str(err.value) == (f"{path}: its stored settings are unusable ({problem}), as in an edited file; "
+                                  f"restore the model file or train the model again")
+
+
+def test_a_header_that_is_not_a_settings_object_is_refused_in_one_line(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "model.safetensors"
+    for text, problem in (("{not json", "not JSON"), ("[1, 2]", "not a JSON object"),
+                          (json.dumps({"model_name": "cnn"}), "model_config, image_size, mean, std missing")):
+        save_file({"w": torch.zeros(1)}, str(path), metadata={"pneumoscan": text})
+        with pytest.raises(InputError, match=rf"^{path}: its stored settings are unusable \({problem}\), as in an "
+                                             rf"edited file; restore the model file or train the model again$"):
+            read_meta(path)
+
+
+def test_a_written_artifact_passes_the_header_check_with_every_field_set(tmp_path: Path) -> None:
+    meta = ArtifactMeta(model_name="cnn", model_config={"widths": [8, 16, 32, 32]}, image_size=16, mean=0.4, std=0.2,
+                        threshold=1.0, target_recall=0.9, train_prevalence=0.7, class_names=["no", "yes"],
+                        training={"seconds": 1}, val_metrics={"auc": 0.5}, tta=True, equalize=True, crop=True,
+                        val_scores={"labels": [0, 1], "probs": [0.0, 1.0]}, threshold_source={"data": "x"})
+    path = save_artifact(tmp_path / "m.safetensors", create_model("cnn", widths=(8, 16, 32, 32)), meta)
+    assert read_meta(path) == meta
+    assert read_meta(_edited(tmp_path, threshold=0, target_recall=None)).threshold == 0
