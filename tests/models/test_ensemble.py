@@ -62,3 +62,24 @@ def test_ensemble_cam_layers_are_the_members_conv_layers() -> None:
     # the mlp member has no convolution; at 32 px the resnet's last stage is 1 x 1 px, the one before 2 x 2
     assert layers == ["members.1.stages.2"]
     assert any(isinstance(m, torch.nn.Conv2d) for m in model.get_submodule(layers[0]).modules())
+
+
+def test_an_ensemble_file_with_another_input_size_is_refused_not_fed_to_its_largest_member(tmp_path) -> None:
+    """Its forward pass resizes the input for members smaller than its largest; an edited input size would reach
+    that member unresized."""
+    from pneumoscan.artifact import ArtifactMeta, load_artifact, save_artifact
+    from pneumoscan.errors import InputError
+
+    nets, entries = _members()
+    model = create_model("ensemble", members=entries, input_mean=0.5, input_std=0.25)
+    model.load_members(nets)
+    config = {"members": entries, "input_mean": 0.5, "input_std": 0.25}
+    for size in (32, 48):
+        path = save_artifact(tmp_path / f"{size}.safetensors", model,
+                             ArtifactMeta(model_name="ensemble", model_config=config, image_size=size, mean=0.5, std=0.25))
+        if size == 32:
+            load_artifact(path, "cpu")
+        else:
+            with pytest.raises(InputError, match="its stored input size 48 px is not the 32 px its model 'ensemble' "
+                                                 "is built for"):
+                load_artifact(path, "cpu")

@@ -132,3 +132,37 @@ def test_a_written_artifact_passes_the_header_check_with_every_field_set(tmp_pat
     path = save_artifact(tmp_path / "m.safetensors", create_model("cnn", widths=(8, 16, 32, 32)), meta)
     assert read_meta(path) == meta
     assert read_meta(_edited(tmp_path, threshold=0, target_recall=None)).threshold == 0
+
+
+def _with_weights(tmp_path: Path, meta: ArtifactMeta, tensors: dict[str, torch.Tensor]) -> Path:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata={"pneumoscan": meta.to_json()})
+    return path
+
+
+@pytest.mark.parametrize(("config", "drop", "problem"), [
+    ({"widths": "abc"}, None, r"model 'cnn' cannot be built from its stored config \(TypeError: "),
+    ({"widths": [8, 16, 32, 64]}, None, r"its weights do not fit its stored config \(size mismatch for "),
+    ({}, "features.0.0.weight", r"its weights do not fit its stored config \(Missing key\(s\) in state_dict: "
+                                r"\"features.0.0.weight\""),
+])
+def test_weights_that_do_not_fit_the_stored_config_are_refused_in_one_line(
+        tmp_path: Path, config: dict, drop: str | None, problem: str) -> None:
+    tensors = create_model("cnn").state_dict()
+    tensors.pop(drop, None)
+    path = _with_weights(tmp_path, ArtifactMeta(model_name="cnn", model_config=config, image_size=32, mean=0.5,
+                                                std=0.25), tensors)
+    with pytest.raises(InputError, match=rf"^{path}: {problem}.*as in an edited file; restore the model file or "
+                                         rf"train the model again$"):
+        load_artifact(path)
+
+
+def test_an_input_size_other_than_the_one_the_model_is_built_for_is_refused(tmp_path: Path) -> None:
+    meta = ArtifactMeta(model_name="mlp", model_config={"image_size": 32}, image_size=48, mean=0.5, std=0.25)
+    path = save_artifact(tmp_path / "model.safetensors", create_model("mlp", image_size=32), meta)
+    with pytest.raises(InputError, match=rf"^{path}: its stored input size 48 px is not the 32 px its model 'mlp' "
+                                         rf"is built for, as in an edited file; restore the model file or train the "
+                                         rf"model again$"):
+        load_artifact(path)

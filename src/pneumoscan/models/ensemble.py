@@ -43,7 +43,7 @@ class Ensemble(nn.Module):
             nets.append(net)
         self.members = nn.ModuleList(nets)
         self.sizes = [int(m["image_size"]) for m in members]
-        self.input_size = max(self.sizes)
+        self.image_size = max(self.sizes)  # the input it takes: its largest member's
         # x_member = x * scale + shift turns the ensemble's normalisation into the member's own
         self.scales = [float(input_std / m["std"]) for m in members]
         self.shifts = [float((input_mean - m["mean"]) / m["std"]) for m in members]
@@ -53,7 +53,7 @@ class Ensemble(nn.Module):
         features = []
         for net, size, scale, shift in zip(self.members, self.sizes, self.scales, self.shifts):
             xm = x * scale + shift
-            if size != self.input_size:
+            if size != self.image_size:
                 xm = F.interpolate(xm, size=(size, size), mode="bilinear", align_corners=False)
             features.append(net(xm).reshape(x.shape[0], -1))
         return self.head(torch.cat(features, 1)).squeeze(1)
