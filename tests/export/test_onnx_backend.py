@@ -113,3 +113,31 @@ def test_unreadable_onnx_file_is_an_input_error(tiny_run: Path, tmp_path: Path) 
     bad.write_bytes(b"not a model")
     with pytest.raises(InputError, match="not a loadable ONNX model"):
         Predictor(tiny_run, backend="onnx", onnx_path=bad)
+
+
+def _with_props(onnx_bytes: bytes, **edits: str | None) -> bytes:
+    """The export with its pneumoscan metadata entries edited (None: removed)."""
+    import onnx
+
+    proto = onnx.load_from_string(onnx_bytes)
+    props = {p.key: p.value for p in proto.metadata_props}
+    for key, value in edits.items():
+        props.pop(f"pneumoscan.{key}", None)
+        if value is not None:
+            props[f"pneumoscan.{key}"] = value
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, props)
+    return proto.SerializeToString()
+
+
+@pytest.mark.parametrize("edits", [{"std": None}, {"std": "x"}, {"equalize": "maybe"}, {"input_size": "abc"},
+                                   {"input_size": "0"}, {"crop": "1"}])
+def test_an_export_with_unusable_metadata_is_an_input_error(tiny_run: Path, edits: dict[str, str | None]) -> None:
+    from pneumoscan.export.onnx import export_onnx_bytes
+    from pneumoscan.inference.onnx_backend import OnnxBackend
+
+    model, meta = load_artifact(tiny_run, "cpu")
+    with pytest.raises(InputError, match=r"^<in-memory ONNX>: ONNX model with unusable pneumoscan metadata \(.+\); "
+                                         r"export it again with `pneumoscan export`$"):
+        OnnxBackend(_with_props(export_onnx_bytes(model, meta), **edits))
+

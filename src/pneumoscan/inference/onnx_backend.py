@@ -1,7 +1,7 @@
 """ONNX Runtime inference: a CPU session over a pneumoscan ONNX export, normalising like PyTorch."""
 from __future__ import annotations
 
-import json
+import math
 import os
 from pathlib import Path
 
@@ -56,6 +56,36 @@ def default_threads() -> int:
     return max(1, min(4, cores))
 
 
+def input_of(metadata: dict[str, str]) -> tuple[Preprocessing, int]:
+    """How an export's input is preprocessed, and its side in px, from its pneumoscan metadata; ValueError naming
+    the entry that is missing or unusable (an edited file)."""
+
+    def entry(key: str, default: str | None = None) -> str:
+        if key not in metadata and default is None:
+            raise ValueError(f"{key} missing")
+        return metadata.get(key, default or "")
+
+    def number(key: str) -> float:
+        try:
+            value = float(entry(key))
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or (key == "std" and value <= 0):
+            raise ValueError(f"{key} {entry(key)!r}: not a finite number{' above 0' if key == 'std' else ''}")
+        return value
+
+    def flag(key: str) -> bool:
+        text = entry(key, "false")
+        if text not in ("true", "false"):
+            raise ValueError(f"{key} {text!r}: not true or false")
+        return text == "true"
+
+    size = entry("input_size")
+    if not (size.isdigit() and int(size) > 0):
+        raise ValueError(f"input_size {size!r}: not a whole number of pixels above 0")
+    return Preprocessing(number("mean"), number("std"), flag("equalize"), flag("crop")), int(size)
+
+
 class OnnxBackend:
     """A thread-safe ONNX Runtime CPU session for a pneumoscan export (input: normalised float32)."""
 
@@ -86,10 +116,11 @@ class OnnxBackend:
         self.metadata = {k.removeprefix("pneumoscan."): v for k, v in props.items() if k.startswith("pneumoscan.")}
         if "mean" not in self.metadata or "input_size" not in self.metadata:
             raise InputError(f"{label}: ONNX model without pneumoscan metadata; export it with `pneumoscan export`")
-        self.preprocessing = Preprocessing(float(self.metadata["mean"]), float(self.metadata["std"]),
-                                           json.loads(self.metadata.get("equalize", "false")),
-                                           json.loads(self.metadata.get("crop", "false")))
-        self.size = int(self.metadata["input_size"])
+        try:
+            self.preprocessing, self.size = input_of(self.metadata)
+        except ValueError as err:
+            raise InputError(f"{label}: ONNX model with unusable pneumoscan metadata ({err}); export it again with "
+                             f"`pneumoscan export`") from None
         self.input_name = self.session.get_inputs()[0].name
         names = [o.name for o in self.session.get_outputs()]
         self.has_features = len(names) > 1
