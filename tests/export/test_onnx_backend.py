@@ -141,3 +141,18 @@ def test_an_export_with_unusable_metadata_is_an_input_error(tiny_run: Path, edit
                                          r"export it again with `pneumoscan export`$"):
         OnnxBackend(_with_props(export_onnx_bytes(model, meta), **edits))
 
+
+def test_an_export_that_normalises_otherwise_than_its_model_is_not_used(tiny_run: Path, tmp_path: Path) -> None:
+    """Its own metadata says how ONNX Runtime's input is normalised: an edited mean would silently change every P."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_run / "model.safetensors", run / "model.safetensors")
+    export_artifact(run, run / "model.onnx")
+    meta = load_artifact(run, "cpu")[1]
+    (run / "model.onnx").write_bytes(_with_props((run / "model.onnx").read_bytes(), mean=repr(meta.mean + 0.2)))
+    with pytest.raises(InputError, match=rf"^{run / 'model.onnx'}: normalises its input otherwise than "
+                                         rf"{run / 'model.safetensors'} \(mean {meta.mean + 0.2!r} vs {meta.mean!r}\); "
+                                         rf"export that model again, or leave out --onnx"):
+        Predictor(run, backend="onnx", onnx_path=run / "model.onnx")
+    rebuilt = Predictor(run, backend="onnx")  # the sibling is not used: an export is made in memory
+    assert rebuilt.onnx is not None and rebuilt.onnx.source == "<in-memory ONNX>"

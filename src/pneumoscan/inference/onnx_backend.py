@@ -156,12 +156,20 @@ class OnnxBackend:
         return probs, (np.concatenate(features) if features else None)
 
 
+def preprocessing_difference(export: Preprocessing, model: Preprocessing) -> str:
+    """How an export's preprocessing (from its metadata, which ONNX Runtime's input follows) differs from its
+    model's, as 'mean 0.7 vs 0.5'; '' when they are the same."""
+    return ", ".join(f"{name} {getattr(export, name)!r} vs {getattr(model, name)!r}"
+                     for name in ("mean", "std", "equalize", "crop") if getattr(export, name) != getattr(model, name))
+
+
 def open_for_artifact(artifact_path: str | os.PathLike, model: nn.Module, meta: ArtifactMeta,
                       onnx_path: str | os.PathLike | None = None, *, threads: int | None = None) -> OnnxBackend:
     """An ONNX session for a loaded artifact.
 
-    `onnx_path` given: load it (it must come from this artifact). Otherwise use `<artifact>.onnx`
-    next to the artifact when it was exported from the very same file, else export in memory.
+    `onnx_path` given: load it (it must come from this artifact and normalise its input as the artifact says).
+    Otherwise use `<artifact>.onnx` next to the artifact when it was exported from the very same file and
+    normalises likewise, else export in memory.
     """
     from pneumoscan.artifact import file_sha256
     from pneumoscan.export.onnx import check_images, check_onnx, export_onnx_bytes
@@ -175,13 +183,18 @@ def open_for_artifact(artifact_path: str | os.PathLike, model: nn.Module, meta: 
                              f"own export, or leave out --onnx (an export is then made in memory)")
         if backend.size != meta.image_size:
             raise InputError(f"{onnx_path}: input size {backend.size} does not match the model's {meta.image_size}")
+        differs = preprocessing_difference(backend.preprocessing, meta.preprocessing)
+        if differs:
+            raise InputError(f"{onnx_path}: normalises its input otherwise than {artifact_path} ({differs}); export "
+                             f"that model again, or leave out --onnx (an export is then made in memory)")
         return backend
     if sibling.is_file():
         try:
             backend = OnnxBackend(sibling, threads=threads)
         except InputError:
             backend = None
-        if backend is not None and backend.metadata.get("artifact_sha256") == digest:
+        if backend is not None and backend.metadata.get("artifact_sha256") == digest \
+                and not preprocessing_difference(backend.preprocessing, meta.preprocessing):
             return backend
     data = export_onnx_bytes(model, meta, artifact_sha256=digest)
     images, _ = check_images(meta.image_size, limit=4)
