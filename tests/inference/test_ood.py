@@ -497,3 +497,42 @@ def test_predictor_measures_the_two_tone_share_from_the_raw_bytes(fitted: Path) 
     image, levels = load_image_with_levels(data, predictor.size)
     (result,) = predictor.results(["upload 0"], image[None], [data], levels=[levels])
     assert result.in_distribution is False and result.ood_reason == TWO_TONES
+
+
+def _shipped_with_edited_guard(folder: Path, tensors: dict[str, np.ndarray] | None = None, **meta_edits: object) -> Path:
+    """A copy of the shipped model beside its guard with the guard's metadata (None: removed) or tensors edited."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    shipped = Path(__file__).resolve().parents[2] / "src" / "pneumoscan" / "weights"
+    with safe_open(str(shipped / "default.ood.safetensors"), framework="numpy") as handle:
+        meta = json.loads(handle.metadata()["pneumoscan_ood"])
+        stored = {k: handle.get_tensor(k) for k in handle.keys()}
+    meta = {k: v for k, v in {**meta, **meta_edits}.items() if v is not None}
+    shutil.copy(shipped / "default.safetensors", folder / "model.safetensors")
+    save_file({**stored, **(tensors or {})}, str(folder / "model.ood.safetensors"),
+              metadata={"pneumoscan_ood": json.dumps(meta)})
+    return folder / "model.safetensors"
+
+
+@pytest.mark.parametrize(("edit", "problem"), [
+    ({"threshold": float("nan")}, "threshold nan: not a finite number above 0"),
+    ({"references": {"image": 228.3, "features": 600.3}}, "references: colour, features, image must each be a number above 0"),
+    ({"references": {"image": 0, "features": 600.3, "colour": 15}},
+     "references: colour, features, image must each be a number above 0"),
+    ({"image_size": None}, "image_size None: not a whole number of pixels above 0"),
+    ({"image_size": 64}, "fitted for 64 px images, its model takes 128 px"),
+    ({"features.scale": np.ones(255)}, "features tensors of shapes (2, 256), (255,), (256, 256): not a Gaussian"),
+    ({"image.precision": np.ones((74, 75))}, "image tensors of shapes (1, 75), (75,), (74, 75): not a Gaussian"),
+    ({"image.centers": np.ones((1, 74)), "image.scale": np.ones(74), "image.precision": np.eye(74)},
+     "image tensors of 74 values, not the 75 image statistics"),
+])
+def test_an_edited_guard_file_is_refused_in_one_line_when_loaded(tmp_path: Path, edit: dict, problem: str) -> None:
+    """Not at the first prediction with a traceback (a missing colour reference, another input size or tensor
+    shape), nor by refusing every film (a NaN threshold)."""
+    tensors = {k: v for k, v in edit.items() if isinstance(v, np.ndarray)}
+    model = _shipped_with_edited_guard(tmp_path, tensors, **{k: v for k, v in edit.items() if k not in tensors})
+    with pytest.raises(InputError) as err:
+        load_guard(model)
+    assert str(err.value) == (f"{guard_path(model)}: not a usable pneumoscan guard file ({problem}); run "
+                              f"`pneumoscan fit-guard` again")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -11,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 from torch import nn
 
-from pneumoscan.artifact import file_sha256, resolve_model_path
+from pneumoscan.artifact import file_sha256, read_meta, resolve_model_path
 from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import InputError
 from pneumoscan.inference.ood.cues import (
@@ -208,6 +209,36 @@ class OODGuard:
             results.append(OODResult(refused_by is None, float(value), self.threshold, reason, parts, refused_by))
         return results
 
+    def problem(self) -> str | None:
+        """What makes this guard unusable (an edited file), checked when it is read rather than at the first
+        prediction; None when it is usable."""
+        def finite(value: Any) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        def positive(value: Any) -> bool:
+            return finite(value) and value > 0
+
+        size = self.meta.get("image_size")
+        if not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
+            return f"image_size {size!r}: not a whole number of pixels above 0"
+        for name in ("threshold", "std"):
+            if not positive(self.meta.get(name)):
+                return f"{name} {self.meta.get(name)!r}: not a finite number above 0"
+        if not finite(self.meta.get("mean")):
+            return f"mean {self.meta.get('mean')!r}: not a finite number"
+        needed = sorted({"colour", *self.models})
+        if not all(positive(self.references.get(name)) for name in needed):
+            return f"references: {', '.join(needed)} must each be a number above 0"
+        for name, g in self.models.items():
+            shapes = (g.centers.shape, g.scale.shape, g.precision.shape)
+            dim = g.centers.shape[-1]
+            if g.centers.ndim != 2 or shapes[1:] != ((dim,), (dim, dim)):
+                return f"{name} tensors of shapes {', '.join(map(str, shapes))}: not a Gaussian"
+        statistics = image_statistics(np.zeros((1, 8, 8), np.uint8)).shape[1]
+        if self.models["image"].scale.shape[0] != statistics:
+            return f"image tensors of {self.models['image'].scale.shape[0]} values, not the {statistics} image statistics"
+        return None
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write tensors + JSON metadata as safetensors, atomically."""
         from safetensors.numpy import save_file
@@ -249,8 +280,11 @@ class OODGuard:
             if meta.get("format") != GUARD_FORMAT:
                 raise ValueError(f"guard format {meta.get('format')}, this pneumoscan reads {GUARD_FORMAT}")
             guard = cls(meta, tensors)
-            if "image" not in guard.models or not set(guard.models) <= set(guard.references):
+            if "image" not in guard.models:
                 raise ValueError("incomplete guard")
+            problem = guard.problem()
+            if problem is not None:
+                raise ValueError(problem)
             return guard
         except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
             reason = " ".join(str(err).split())[:120] or type(err).__name__
@@ -280,5 +314,9 @@ def load_guard(model: str | os.PathLike | None) -> OODGuard | None:
         raise InputError(f"{path}: guard was fitted for a different version of {model_path.name}; "
                          f"run `pneumoscan fit-guard --model {model_path} --data TRAINING_DATA` again, or delete "
                          f"{path.name} to use the model without a guard")
+    size = read_meta(model_path).image_size
+    if guard.image_size != size:  # only by an edit: the guard is keyed to this very model file
+        raise InputError(f"{path}: not a usable pneumoscan guard file (fitted for {guard.image_size} px images, its "
+                         f"model takes {size} px); run `pneumoscan fit-guard` again")
     return guard
 
