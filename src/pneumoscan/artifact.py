@@ -54,8 +54,10 @@ class ArtifactMeta:
     def training_data(self) -> str | None:
         """The `--data` of the training run, as recorded (relative to where it ran); an ensemble's members all trained
         on one data set (they share a validation split), so its first member's; None when not recorded."""
-        for record in (self.training, *(self.training.get("members") or [])):
-            data = (record.get("config") or {}).get("data") if isinstance(record, dict) else None
+        members = self.training.get("members")
+        for record in (self.training, *(members if isinstance(members, list) else [])):
+            config = record.get("config") if isinstance(record, dict) else None
+            data = config.get("data") if isinstance(config, dict) else None
             if data:
                 return str(data)
         return None

@@ -85,3 +85,16 @@ def test_predict_and_report_name_the_edited_prevalence_in_one_line(tiny_run, sam
                        f"strictly between 0 and 1), as in an edited file; restore the model file or train the model "
                        f"again\n"), err
     assert _prior_text(meta) == "unusable: 1.0, not a share strictly between 0 and 1, as in an edited file"
+
+
+@pytest.mark.parametrize("training", [
+    {"config": None}, {"config": [1]}, {"config": True, "data": "x"}, {"data": [1]}, {"data": {"train": 3}},
+    {"data": {"train": {"NORMAL": "3", "PNEUMONIA": "5"}}}, {"data": {"train": {"NORMAL": True, "PNEUMONIA": 2}}},
+    {"members": 143}, {"members": True}, {"members": [{"config": [1]}, {"data": None}]},
+])
+def test_a_training_record_edited_out_of_shape_counts_as_not_recorded(training: dict) -> None:
+    """Its balancing and class counts are not recorded, so the stored prevalence is the prior (as for a run that
+    predates them); an edited record ended predict, evaluate and serve in an AttributeError or TypeError."""
+    meta = _meta(training)
+    assert model_prior(meta) == pytest.approx(0.75)
+    assert meta.training_data is None

@@ -80,13 +80,20 @@ def model_prior(meta: ArtifactMeta) -> float:
 
 
 def _member_priors(meta: ArtifactMeta) -> list[object]:
-    """Each member's prior as recorded (a lone model is its own member), unchecked."""
-    members = meta.training.get("members") or [meta.training]
+    """Each member's prior as recorded (a lone model is its own member), unchecked; a record edited out of shape
+    (not a JSON object where one belongs) counts as not recorded."""
+    members = meta.training.get("members")
     priors: list[object] = []
-    for member in members:
-        balance = member.get("config", {}).get("balance") if isinstance(member, dict) else None
+    for member in members if members and isinstance(members, list) else [meta.training]:
+        balance = _record(member, "config").get("balance")
         priors.append(0.5 if balance in _BALANCED else _share_of_pneumonia(member) or meta.train_prevalence)
     return priors
+
+
+def _record(record: Any, key: str) -> dict[str, Any]:
+    """`record[key]` when both are JSON objects, else {} (not recorded)."""
+    value = record.get(key) if isinstance(record, dict) else None
+    return value if isinstance(value, dict) else {}
 
 
 def prior_problem(meta: ArtifactMeta) -> str | None:
@@ -100,9 +107,11 @@ def prior_problem(meta: ArtifactMeta) -> str | None:
 
 def _share_of_pneumonia(training: Any) -> float | None:
     """PNEUMONIA's share of the training films a `training` record counts (None when it counts none)."""
-    counts = training.get("data", {}).get("train", {}) if isinstance(training, dict) else {}
-    normal, pneumonia = counts.get("NORMAL", 0), counts.get("PNEUMONIA", 0)
-    return pneumonia / (normal + pneumonia) if normal and pneumonia else None
+    counts = _record(_record(training, "data"), "train")
+    normal, pneumonia = counts.get("NORMAL"), counts.get("PNEUMONIA")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in (normal, pneumonia)):
+        return None
+    return pneumonia / (normal + pneumonia)
 
 
 def expand_paths(paths: list[str | os.PathLike]) -> list[Path]:
