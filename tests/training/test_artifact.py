@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pneumoscan.artifact import ArtifactMeta, load_artifact, read_meta, resolve_model_path, save_artifact
 from pneumoscan.data.preprocess import Preprocessing
@@ -166,3 +168,52 @@ def test_an_input_size_other_than_the_one_the_model_is_built_for_is_refused(tmp_
                                          rf"is built for, as in an edited file; restore the model file or train the "
                                          rf"model again$"):
         load_artifact(path)
+
+
+_JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-3, 300), st.floats(), st.text(max_size=4))
+_JSON = st.recursive(_JSON_LEAF, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                         st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+                     max_leaves=6)
+_FIELDS = [*ArtifactMeta.__dataclass_fields__, "training.config", "training.data", "training.members",
+           "val_scores.labels", "val_scores.probs"]
+
+
+@pytest.fixture(scope="module")
+def fuzz_artifact(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict[str, torch.Tensor]]:
+    meta = ArtifactMeta(model_name="cnn", model_config={}, image_size=32, mean=0.5, std=0.25, target_recall=0.9,
+                        val_scores={"labels": [0, 1, 1, 0], "probs": [0.1, 0.7, 0.4, 0.3]},
+                        training={"config": {"balance": "none"}, "data": {"train": {"NORMAL": 3, "PNEUMONIA": 5}}})
+    tensors = {k: v.contiguous() for k, v in create_model("cnn").state_dict().items()}
+    return tmp_path_factory.mktemp("fuzz") / "model.safetensors", json.loads(meta.to_json()), tensors
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(field=st.sampled_from(_FIELDS), value=_JSON)
+def test_property_any_edited_setting_predicts_or_is_one_input_error(
+        fuzz_artifact: tuple[Path, dict, dict[str, torch.Tensor]], field: str, value: object) -> None:
+    """Whatever JSON value one stored setting is edited to, a Predictor of the file predicts and states its operating
+    point, or refuses the file with an InputError (one line): never another exception."""
+    import warnings
+
+    import numpy as np
+    from safetensors.torch import save_file
+
+    from pneumoscan.inference.predictor import Predictor
+
+    path, valid, tensors = fuzz_artifact
+    header = json.loads(json.dumps(valid))
+    outer, _, inner = field.partition(".")
+    if inner:
+        header[outer][inner] = value
+    else:
+        header[outer] = value
+    save_file(tensors, str(path), metadata={"pneumoscan": json.dumps(header)})
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32), dtype=np.uint8)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            predictor = Predictor(path, backend="torch")
+            predictor.results(["a", "b"], images)
+            predictor.operating_point()
+    except InputError:
+        pass
