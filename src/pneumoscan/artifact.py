@@ -132,11 +132,22 @@ _HEADER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train_prevalence": (_is_number, "not a finite number"),
     "class_names": (lambda v: isinstance(v, list) and len(v) == 2 and all(isinstance(c, str) and c for c in v)
                     and v[0] != v[1], "not two different names"),
-    **{name: (lambda v: isinstance(v, dict), "not a JSON object")
-       for name in ("training", "val_metrics", "test_metrics", "threshold_source")},
+    **{name: (lambda v: isinstance(v, dict), "not a JSON object") for name in ("training", "val_metrics", "test_metrics")},
+    "threshold_source": (lambda v: v == {} or _is_local_source(v), "neither empty nor where set-threshold chose the "
+                         "threshold (data, split, n_normal, n_pneumonia, date, previous_threshold)"),
     **{name: (lambda v: isinstance(v, bool), "not true or false") for name in ("tta", "equalize", "crop")},
 }
 _REQUIRED = ("model_name", "model_config", "image_size", "mean", "std")
+
+
+def _is_local_source(source: Any) -> bool:
+    """Whether `source` is set-threshold's record of the films it chose the threshold on, as evaluate, report and
+    the service read it."""
+    counts = [source.get(key) for key in ("n_normal", "n_pneumonia")] if isinstance(source, dict) else [None]
+    return (isinstance(source, dict) and all(isinstance(source.get(key), str) and source[key]
+                                             for key in ("data", "split", "date"))
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts)
+            and _is_number(source.get("previous_threshold")))
 
 
 def header_problem(data: Any) -> str | None:

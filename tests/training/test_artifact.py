@@ -104,6 +104,9 @@ def _edited(tmp_path: Path, **header: object) -> Path:
     ({"training": [1]}, "training [1]: not a JSON object"),
     ({"tta": "yes"}, "tta 'yes': not true or false"),
     ({"model_name": None}, "model_name None: not a model name"),
+    ({"threshold_source": {"data": "site"}}, "threshold_source {'data': 'site'}: neither empty nor where set-threshold "
+                                             "chose the threshold (data, split, n_normal, n_pneumonia, date, "
+                                             "previous_threshold)"),
 ])
 def test_an_edited_header_is_refused_in_one_line_naming_the_field(tmp_path: Path, header: dict, problem: str) -> None:
     path = _edited(tmp_path, **header)
@@ -130,7 +133,8 @@ def test_a_written_artifact_passes_the_header_check_with_every_field_set(tmp_pat
     meta = ArtifactMeta(model_name="cnn", model_config={"widths": [8, 16, 32, 32]}, image_size=16, mean=0.4, std=0.2,
                         threshold=1.0, target_recall=0.9, train_prevalence=0.7, class_names=["no", "yes"],
                         training={"seconds": 1}, val_metrics={"auc": 0.5}, tta=True, equalize=True, crop=True,
-                        val_scores={"labels": [0, 1], "probs": [0.0, 1.0]}, threshold_source={"data": "x"})
+                        val_scores={"labels": [0, 1], "probs": [0.0, 1.0]}, threshold_source={"data": "site", "split": "all", "n_normal": 3, "n_pneumonia": 0,
+                                          "date": "2026-11-27 07:00 UTC", "previous_threshold": 0.5})
     path = save_artifact(tmp_path / "m.safetensors", create_model("cnn", widths=(8, 16, 32, 32)), meta)
     assert read_meta(path) == meta
     assert read_meta(_edited(tmp_path, threshold=0, target_recall=None)).threshold == 0
