@@ -520,7 +520,6 @@ function init() {
     e.preventDefault();
     analyse(e.dataTransfer.files);
   });
-  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
   $("heat-toggle").addEventListener("change", (e) => {
     heatWanted = e.target.checked;
     if ($("heatmap").src) show($("heatmap"), e.target.checked);
