@@ -1245,3 +1245,33 @@ def test_a_heatmap_toggle_without_a_heatmap_is_unticked_says_why_and_keeps_the_c
         expect(toggle).not_to_be_checked()
         expect(heat).to_be_hidden()
         assert not errors, errors
+
+
+def test_on_a_tablet_and_a_phone_nothing_runs_off_the_side_and_the_heatmap_scales(server: str,
+                                                                                   sample_dir: Path) -> None:
+    """The threshold's label was centred on its marker: with a threshold near 1 (`serve --threshold 0.99`, or a
+    --prevalence that moves it there) it ran off the right of a 375 px page, which scrolled sideways, and past 768 px
+    at 1.0; near 0 its start was cut off on the left. It now lies on the meter's side of the marker near either end.
+    The film and its heatmap shrink to the screen together."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[0]
+    for width in (768, 375):
+        with chromium_page(server + "/", viewport={"width": width, "height": 900}) as (page, errors):
+            expect(page.locator("#model-line")).to_contain_text("resnet10")
+            page.set_input_files("#file", str(xray))
+            expect(page.locator("#result")).to_be_visible(timeout=15_000)
+            film = page.locator("#xray").bounding_box()
+            assert film and film["x"] >= 0 and film["x"] + film["width"] <= width, (width, film)
+            if HAS_GRADCAM:
+                assert page.locator("#heatmap").bounding_box() == film  # laid exactly over the film
+            answer = page.evaluate("""() => ({probability: 0.5, label: "PNEUMONIA", in_distribution: true,
+                threshold_ci95: null, prevalence: 0.5, model_name: "resnet10", model_sha256: "0".repeat(12),
+                latency_ms: 5, heatmap_png_base64: null, heatmap_class: "PNEUMONIA"})""")
+            for threshold in (0.0, 0.01, 0.5, 0.99, 1.0):
+                page.evaluate("(answer) => render(answer, 'film.jpeg')", {**answer, "threshold": threshold})
+                label, meter = page.locator("#marker-label").bounding_box(), page.locator("#meter").bounding_box()
+                assert label and meter and meter["x"] - 2 <= label["x"] and \
+                    label["x"] + label["width"] <= meter["x"] + meter["width"] + 2, (width, threshold, label, meter)
+                assert page.evaluate("document.documentElement.scrollWidth") <= width, (width, threshold)
+            assert not errors, errors

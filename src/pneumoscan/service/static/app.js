@@ -290,6 +290,9 @@ function render(result, name) {
   $("fill").style.width = `${(result.probability * 100).toFixed(1)}%`;
   $("fill").className = "fill " + (positive ? "positive" : "negative");
   $("marker").style.left = `${(result.threshold * 100).toFixed(1)}%`;
+  // near either end the label lies on the meter's side of the marker: centred, it ran off a phone's screen
+  $("marker").classList.toggle("label-start", result.threshold < 0.2);
+  $("marker").classList.toggle("label-end", result.threshold > 0.8);
   $("marker-label").textContent = `threshold ${result.threshold.toFixed(2)}`;
   $("meter").setAttribute("aria-valuenow", result.probability.toFixed(3));
 
