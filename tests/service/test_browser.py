@@ -1275,3 +1275,104 @@ def test_on_a_tablet_and_a_phone_nothing_runs_off_the_side_and_the_heatmap_scale
                     label["x"] + label["width"] <= meter["x"] + meter["width"] + 2, (width, threshold, label, meter)
                 assert page.evaluate("document.documentElement.scrollWidth") <= width, (width, threshold)
             assert not errors, errors
+
+
+# The WCAG contrast ratio of every piece of text shown, from its computed colour and the background colours behind
+# it: those of the ancestors whose box holds it (the threshold's label sits above its marker, not on it), blended
+# when translucent, on white. `printed`: as on paper, where browsers drop backgrounds (print-color-adjust: economy).
+TEXT_CONTRAST = """(printed) => {
+  const rgba = (text) => {
+    const parts = text.match(/rgba?\\(([^)]*)\\)/)[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
+    return [parts[0], parts[1], parts[2], parts.length > 3 ? parts[3] : 1];
+  };
+  const over = (top, under) => [0, 1, 2].map((i) => top[i] * top[3] + under[i] * (1 - top[3])).concat([1]);
+  const channel = (v) => (v / 255 <= 0.03928 ? v / 255 / 12.92 : ((v / 255 + 0.055) / 1.055) ** 2.4);
+  const luminance = (c) => 0.2126 * channel(c[0]) + 0.7152 * channel(c[1]) + 0.0722 * channel(c[2]);
+  const ratio = (a, b) => {
+    const [light, dark] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+    return (light + 0.05) / (dark + 0.05);
+  };
+  const holds = (outer, inner) => inner.left >= outer.left - 1 && inner.right <= outer.right + 1 &&
+    inner.top >= outer.top - 1 && inner.bottom <= outer.bottom + 1;
+  const brightness = (el) => {  // a hover's filter: brightness(1.1) lightens text and background alike
+    const factor = (getComputedStyle(el).filter.match(/brightness\\(([\\d.]+)\\)/) || [0, 1])[1];
+    return (c) => [0, 1, 2].map((i) => Math.min(255, c[i] * factor)).concat([c[3]]);
+  };
+  const backdrop = (el) => {
+    const layers = [], box = el.getBoundingClientRect();
+    for (let e = el; e; e = e.parentElement) {
+      const style = getComputedStyle(e), colour = rgba(style.backgroundColor);
+      if (printed && style.printColorAdjust !== "exact") continue;
+      if (colour[3] > 0 && holds(e.getBoundingClientRect(), box)) {
+        layers.push(colour);
+        if (colour[3] === 1) break;
+      }
+    }
+    return layers.reverse().reduce((under, top) => over(top, under), [255, 255, 255, 1]);
+  };
+  return [...document.querySelectorAll("body *")]
+    .filter((el) => [...el.childNodes].some((n) => n.nodeType === Node.TEXT_NODE && n.textContent.trim()))
+    .filter((el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility === "visible")
+    .filter((el) => !el.closest(".visually-hidden"))
+    .map((el) => {
+      const lighten = brightness(el), background = lighten(backdrop(el));
+      const text = lighten(over(rgba(getComputedStyle(el).color), background));
+      return {element: `${el.tagName.toLowerCase()}#${el.id}.${el.className}`, ratio: ratio(text, background),
+              text: el.textContent.trim().slice(0, 40)};
+    });
+}"""
+
+
+def low_contrast(page: Any, printed: bool = False) -> list[tuple[str, str, float]]:
+    """The texts shown on `page` with a contrast ratio under 4.5:1 (WCAG 1.4.3), as (element, text, ratio)."""
+    return [(t["element"], t["text"], round(t["ratio"], 2)) for t in page.evaluate(TEXT_CONTRAST, printed)
+            if t["ratio"] < 4.5]
+
+
+def test_a_printed_result_shows_the_film_heatmap_figures_and_notice_without_the_upload_controls(
+        server: str, sample_dir: Path, tmp_path: Path) -> None:
+    """There was no print stylesheet: a printed or PDF result carried the drop zone and its button and the heatmap
+    toggle, and the film appeared only under the heatmap laid over it (or, heatmap off, without the heatmap); the
+    'cannot be shown' note of a DICOM film was light grey on a background the printer drops. On paper the page now
+    gives the notice, the result and its figures, and the film and its heatmap side by side, captioned."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[0]
+    with chromium_page(server + "/", viewport={"width": 718, "height": 1000}) as (page, errors):  # A4's width
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        if HAS_GRADCAM:
+            page.locator("#heat-toggle").uncheck()  # switched off on screen, printed all the same
+        page.emulate_media(media="print")
+        for hidden in ("#drop", "label.button", "#heat-toggle", "#status"):
+            expect(page.locator(hidden)).to_be_hidden()
+        expect(page.locator("#notice")).to_contain_text("Decision support only — not a diagnosis.")
+        for shown in ("#notice", "#file-name", "#decision", "#meter", "#prob", "#label", "#threshold", "#interval",
+                      "#threshold-source", "#probability-meaning", "#model", "#xray"):
+            expect(page.locator(shown)).to_be_visible()
+        assert page.locator("#fill").evaluate("el => getComputedStyle(el).printColorAdjust") == "exact"
+        if HAS_GRADCAM:
+            expect(page.locator("#heatmap")).to_be_visible()
+            expect(page.locator("#heat-caption")).to_contain_text("Heatmap (the film with the Grad-CAM overlay): "
+                                                                  "where the model saw evidence for")
+            expect(page.locator("#heat-note")).to_be_visible()
+            film, heat = page.locator("#xray").bounding_box(), page.locator("#heatmap").bounding_box()
+            assert film and heat and film["width"] > 250 and heat["width"] > 250, (film, heat)
+            assert film["x"] + film["width"] <= heat["x"], (film, heat)  # beside the film, not over it
+        assert low_contrast(page, printed=True) == []
+        page.pdf(path=str(tmp_path / "result.pdf"), format="A4")
+
+        page.emulate_media(media="screen")  # back on screen: the upload controls and the clinician's choice
+        expect(page.locator("label.button")).to_be_visible()
+        expect(page.locator("#heat-caption")).to_be_hidden()
+        if HAS_GRADCAM:
+            expect(page.locator("#heatmap")).to_be_hidden()
+
+        page.evaluate("showPreview(new File([new Uint8Array(200)], 'film.dcm', {type: 'application/dicom'}))")
+        expect(page.locator("#no-preview")).to_be_visible()
+        page.emulate_media(media="print")
+        expect(page.locator("#no-preview")).to_be_visible()
+        assert low_contrast(page, printed=True) == []
+        assert not errors, errors
+    print(f"PDF: {tmp_path / 'result.pdf'}")

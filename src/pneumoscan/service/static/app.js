@@ -247,6 +247,7 @@ function renderRejected(result, name) {
   const heat = $("heatmap");
   heat.removeAttribute("src");
   show(heat, false);
+  $("heat-caption").textContent = "";
   setHeatToggle(false);
   show($("heat-note"), false);
   $("heat-label").textContent = "No heatmap: no prediction was made";
@@ -313,12 +314,15 @@ function render(result, name) {
     setHeatToggle(true);
     $("heat-label").textContent = `Show heatmap: where the model saw evidence for ${result.heatmap_class} ` +
       "(brighter = stronger, relative to this image)";
+    $("heat-caption").textContent = "Heatmap (the film with the Grad-CAM overlay): where the model saw evidence " +
+      `for ${result.heatmap_class} (brighter = stronger, relative to this image).`;
     // Without a browser preview (DICOM, TIFF) the overlay is the only picture: show it in the flow.
     heat.classList.toggle("standalone", $("xray").hidden);
     show(heat, toggle.checked);
     show($("heat-note"), true);
   } else {
     heat.removeAttribute("src");
+    $("heat-caption").textContent = "";
     setHeatToggle(false);
     show($("heat-note"), false);
     // an all-zero map would draw as the bare film, which reads as evidence nowhere or a drawing fault: say so
