@@ -1376,3 +1376,41 @@ def test_a_printed_result_shows_the_film_heatmap_figures_and_notice_without_the_
         assert low_contrast(page, printed=True) == []
         assert not errors, errors
     print(f"PDF: {tmp_path / 'result.pdf'}")
+
+
+def test_every_text_on_the_page_has_a_contrast_of_at_least_4_5_to_1(server: str, sample_dir: Path) -> None:
+    """WCAG 1.4.3, from the CSS colours as the browser computes them, in every state a clinician meets: the empty
+    page, a drag over the drop zone, the button under the pointer, flagged and not flagged results, a borderline
+    thumbnail, a refusal, an error, a disabled heatmap toggle and a film the browser cannot show."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[0]
+    answer = {"probability": 0.2, "label": "NORMAL", "in_distribution": True, "threshold": 0.5, "prevalence": 0.5,
+              "threshold_ci95": [0.45, 0.55], "model_name": "resnet10", "model_sha256": "0" * 12, "latency_ms": 5.0,
+              "heatmap_png_base64": None, "heatmap_class": "NORMAL", "heatmap_empty": True}
+    render = "([answer, name]) => render(answer, name)"
+    with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        found = low_contrast(page)
+        page.locator("#drop").evaluate("el => el.classList.add('over')")  # a film dragged over it
+        found += low_contrast(page)
+        page.locator("#drop").evaluate("el => el.classList.remove('over')")
+        page.hover("label.button")
+        found += low_contrast(page)
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        found += low_contrast(page)
+        for shown, changes in (("#decision", {}), ("#borderline", {"probability": 0.52, "borderline": True,
+                                                                   "size_warning": "20 x 20 px, too small"}),
+                               ("#ood", {"in_distribution": False, "ood_reason": "not a chest X-ray: colour image"})):
+            page.evaluate(render, [{**answer, **changes}, "film.png"])
+            expect(page.locator(shown)).to_be_visible()
+            found += low_contrast(page)
+        page.evaluate("showPreview(new File([new Uint8Array(200)], 'film.dcm', {type: 'application/dicom'}))")
+        expect(page.locator("#no-preview")).to_be_visible()
+        found += low_contrast(page)
+        page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"notes"}])
+        expect(page.locator("#error")).to_be_visible(timeout=15_000)
+        found += low_contrast(page)
+        assert found == [], found
+        assert not errors, errors
