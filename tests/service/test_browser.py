@@ -1414,3 +1414,25 @@ def test_every_text_on_the_page_has_a_contrast_of_at_least_4_5_to_1(server: str,
         found += low_contrast(page)
         assert found == [], found
         assert not errors, errors
+
+
+def test_page_says_which_films_the_model_is_for_and_does_not_overclaim_its_guard(server: str) -> None:
+    """The notice described the shipped model's training films but never said what it is for (pediatric AP chest
+    X-rays, the model card's intended use), and said nothing of it for any other model; the header said 'images
+    that are not chest X-rays are refused', more than a guard that has never seen adult films or real non-chest
+    radiographs can promise (MODEL_CARD)."""
+    from playwright.sync_api import expect
+
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        notice = page.locator("#notice")
+        expect(notice).to_contain_text("The probability comes from an image classifier built with pneumoscan, which "
+                                       "is made for pediatric anterior-posterior (AP) chest X-rays; see its model "
+                                       "card for the films it was trained on.")
+        expect(page.locator("#model-line")).to_contain_text("images that do not look like chest X-rays are refused")
+        page.evaluate("describeModel({...modelInfo, shipped: true})")
+        expect(notice).to_contain_text("The probability comes from an image classifier for pediatric "
+                                       "anterior-posterior (AP) chest X-rays, trained on films of children aged one "
+                                       "to five from one hospital in Guangzhou; it is not validated on adults, "
+                                       "lateral views or other hospitals' equipment.")
+        assert not errors, errors

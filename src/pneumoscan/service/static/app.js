@@ -28,9 +28,11 @@ function setError(text) {
   show($("error"), Boolean(text));
 }
 
-const SHIPPED_SCOPE = " trained on anterior-posterior chest X-rays of children aged one to five from one hospital " +
-  "in Guangzhou; it is not validated on adults, lateral views or other hospitals' equipment";
-const OTHER_SCOPE = "; see its model card for the films it was trained on";
+// The films the model is meant for (the model card's intended use), then what backs that for this model.
+const SHIPPED_SCOPE = " for pediatric anterior-posterior (AP) chest X-rays, trained on films of children aged one to " +
+  "five from one hospital in Guangzhou; it is not validated on adults, lateral views or other hospitals' equipment";
+const OTHER_SCOPE = " built with pneumoscan, which is made for pediatric anterior-posterior (AP) chest X-rays; see " +
+  "its model card for the films it was trained on";
 const VALIDATION_SOURCE = "The threshold is the model's operating point, chosen on validation data to favour " +
   "sensitivity.";
 
@@ -60,7 +62,8 @@ function describeModel(info) {
   const auc = testAuc !== undefined ? `, test AUC ${Number(testAuc).toFixed(3)}`
     : valAuc !== undefined ? `, validation AUC ${Number(valAuc).toFixed(3)} (no test figures)` : "";
   $("model-line").textContent = `Model ${info.name} (weights ${info.sha256.slice(0, 12)}), threshold ` +
-    `${info.threshold.toFixed(2)}` + auc + (info.ood_guard ? " · images that are not chest X-rays are refused" : "");
+    `${info.threshold.toFixed(2)}` + auc +
+    (info.ood_guard ? " · images that do not look like chest X-rays are refused" : "");
 }
 
 // Where the threshold in use came from (GET /model's operating_point): the model's stored one, or this service's
