@@ -178,12 +178,17 @@ def test_page_shows_result_and_heatmap(server: str, fitted: Path, sample_dir: Pa
     print(f"screenshots: {tmp_path / 'page.png'} {tmp_path / 'page_ood_holiday.png'} {tmp_path / 'page_error.png'}")
 
 
-def test_keyboard_focus_is_always_visible(server: str) -> None:
-    """Every Tab stop on the page looks different focused than blurred (WCAG 2.4.7), including the file input."""
+def test_keyboard_focus_is_always_visible(server: str, sample_dir: Path) -> None:
+    """Every Tab stop on the page looks different focused than blurred (WCAG 2.4.7), including the file input and,
+    with a result, the heatmap toggle."""
     from playwright.sync_api import expect
 
+    xray = sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[0]
     with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, _):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        page.locator("h1").click()
         stops: list[str] = []
         for _ in range(4):
             page.keyboard.press("Tab")
@@ -198,7 +203,7 @@ def test_keyboard_focus_is_always_visible(server: str) -> None:
             unchanged = page.screenshot() == shown
             assert not unchanged, f"keyboard focus on #{focused} is invisible"
             page.locator(f"#{focused}").focus()
-        assert stops[:1] == ["file"], stops
+        assert stops == (["file", "heat-toggle"] if HAS_GRADCAM else ["file"]), stops
 
 
 NATIVE_CONTROL = "el => el.matches('input, button, select, textarea, a[href]')"
