@@ -783,7 +783,7 @@ LIVE = "el => Boolean(el.closest('[aria-live=polite], [aria-live=assertive], [ro
 def test_screen_readers_hear_the_result_and_the_meter_reads_its_value(server: str, sample_dir: Path) -> None:
     """The result panel is not a live region: a screen reader heard 'Analysing…' and then nothing. A live region
     now says which file and what the decision (or refusal) is; the meter reads P and the threshold, not the
-    marker's text."""
+    marker's text. The film and the heatmap are named by the file they show, the heatmap by what it shows."""
     from playwright.sync_api import expect
 
     xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
@@ -799,11 +799,17 @@ def test_screen_readers_hear_the_result_and_the_meter_reads_its_value(server: st
         expect(page.locator("#meter")).to_have_attribute("aria-valuetext", f"{prob}, threshold {threshold}")
         # what a screen reader finds reading on from the meter: its scale was read as the bare text "0 0.5 1"
         assert "0 0.5 1" not in page.locator("#scores").aria_snapshot()
+        expect(page.locator("#xray")).to_have_accessible_name(f"The uploaded image, {xray.name}")
+        if HAS_GRADCAM:
+            expect(page.locator("#heatmap")).to_have_accessible_name(re.compile(
+                f"^Grad-CAM heatmap of {re.escape(xray.name)}: where the model saw evidence for (NORMAL|PNEUMONIA)$"))
 
         page.set_input_files("#file", files=[{"name": "holiday.jpg", "mimeType": "image/jpeg",
                                               "buffer": colour_photo()}])
         expect(spoken).to_have_text("Result for holiday.jpg: Not a chest X-ray — no prediction made: colour image "
                                     "(chest X-rays are grayscale)", timeout=15_000)
+        # its text alternative was "uploaded chest X-ray", beside the warning that it is not one
+        expect(page.locator("#xray")).to_have_accessible_name("The uploaded image, holiday.jpg")
         page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain",
                                               "buffer": b"not an x-ray"}])
         expect(page.locator("#error")).to_contain_text("not an image", timeout=15_000)

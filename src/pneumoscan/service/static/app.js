@@ -216,6 +216,7 @@ function showPreview(file) {
   const img = $("xray");
   show($("no-preview"), false);
   show(img, true);
+  img.alt = `The uploaded image, ${file.name}`;  // not "chest X-ray": it may be refused as none
   img.onerror = () => {  // may come after the answer: the heatmap, if any, becomes the picture from then on
     show(img, false);
     show($("no-preview"), true);
@@ -319,6 +320,7 @@ function render(result, name) {
       "(brighter = stronger, relative to this image)";
     $("heat-caption").textContent = "Heatmap (the film with the Grad-CAM overlay): where the model saw evidence " +
       `for ${result.heatmap_class} (brighter = stronger, relative to this image).`;
+    heat.alt = `Grad-CAM heatmap of ${name}: where the model saw evidence for ${result.heatmap_class}`;
     // Without a browser preview (DICOM, TIFF) the overlay is the only picture: show it in the flow.
     heat.classList.toggle("standalone", $("xray").hidden);
     show(heat, toggle.checked);
