@@ -1265,15 +1265,22 @@ def test_on_a_tablet_and_a_phone_nothing_runs_off_the_side_and_the_heatmap_scale
     """The threshold's label was centred on its marker: with a threshold near 1 (`serve --threshold 0.99`, or a
     --prevalence that moves it there) it ran off the right of a 375 px page, which scrolled sideways, and past 768 px
     at 1.0; near 0 its start was cut off on the left. It now lies on the meter's side of the marker near either end.
-    The film and its heatmap shrink to the screen together."""
+    The figures' labels ('Threshold's uncertainty') did not wrap, which pushed the result 9 px into a phone's right
+    margin and a 320 px page (WCAG's reflow width) 12 px sideways; they now wrap when room is short. The film and
+    its heatmap shrink to the screen together."""
     from playwright.sync_api import expect
 
     xray = sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[0]
-    for width in (768, 375):
+    for width in (768, 375, 320):
         with chromium_page(server + "/", viewport={"width": width, "height": 900}) as (page, errors):
             expect(page.locator("#model-line")).to_contain_text("resnet10")
             page.set_input_files("#file", str(xray))
             expect(page.locator("#result")).to_be_visible(timeout=15_000)
+            assert page.evaluate("document.documentElement.scrollWidth") <= width, width
+            body = page.locator("body").evaluate("el => el.getBoundingClientRect().right - "
+                                                 "parseFloat(getComputedStyle(el).paddingRight)")
+            for box in (page.locator("#panel").bounding_box(), page.locator(".viewer").bounding_box()):
+                assert box and box["x"] + box["width"] <= body + 0.5, (width, box, body)  # within the margins
             film = page.locator("#xray").bounding_box()
             assert film and film["x"] >= 0 and film["x"] + film["width"] <= width, (width, film)
             if HAS_GRADCAM:
