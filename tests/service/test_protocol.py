@@ -23,10 +23,11 @@ TIMED_OUT = {"detail": "request headers not received within 1 s; check the conne
 
 @pytest.fixture(scope="module")
 def address(tiny_run: Path) -> Iterator[tuple[str, int]]:
-    """`pneumoscan serve --header-timeout-s 1 --upload-idle-s 2` in a subprocess; yields its host and port."""
+    """`pneumoscan serve --header-timeout-s 1 --upload-idle-s 2 --max-upload-mb 20` in a subprocess (a 40 MB body is
+    over its limit); yields its host and port."""
     from tests.service.test_browser import serving
 
-    with serving(tiny_run, "--header-timeout-s", str(DEADLINE), "--upload-idle-s", "2") as base:
+    with serving(tiny_run, "--header-timeout-s", str(DEADLINE), "--upload-idle-s", "2", "--max-upload-mb", "20") as base:
         host, port = base.removeprefix("http://").split(":")
         yield host, int(port)
 
