@@ -299,7 +299,8 @@ def test_evaluate_predictions_are_the_rows_evaluate_predictions_writes(tiny_run:
                  "--predictions", str(out)]) == 0
     capsys.readouterr()
     with out.open(newline="") as handle:
-        written = [{"path": r["path"], "label": int(r["label"]), "prob": float(r["prob"])} for r in csv.DictReader(handle)]
+        written = [{"path": r["path"], "label": int(r["label"]), "prob": float(r["prob"]), "cause": r["cause"] or None}
+                   for r in csv.DictReader(handle)]
     metrics = pneumoscan.evaluate(tiny_run, tiny_data, n_boot=20, predictions=True)
     assert len(written) == 16 and metrics.pop("predictions") == written
     assert metrics == pneumoscan.evaluate(tiny_run, tiny_data, n_boot=20)  # the rest: the dict --json writes

@@ -44,7 +44,7 @@ class TrainedRun:
 def load_dataset(data: str | os.PathLike) -> dict[str, list[Sample]]:
     """The labelled images under `data` by split: {'train': [...], 'val': [...], 'test': [...]} for the Kaggle
     layout, {'all': [...]} for a folder of class folders or a manifest without a split column. Each Sample is
-    (path, label: 0 NORMAL / 1 PNEUMONIA, patient or None); nothing is decoded."""
+    (path, label: 0 NORMAL / 1 PNEUMONIA, patient or None, cause or None: a manifest's); nothing is decoded."""
     from pneumoscan.data.layout import discover
 
     return discover(Path(data))
@@ -109,7 +109,9 @@ def evaluate(model: ModelPath | Predictor, data: str | os.PathLike, *, split: st
     `backend` None is the command's 'auto'; it and the operating point are for a model path, a Predictor has its own.
     `cache_dir` is the command's --cache-dir (None: its default); `progress` shows the decoding and scoring bars
     when stderr is a terminal. With `predictions`, the dict also has 'predictions': the rows --predictions F.csv
-    writes, {'path', 'label' (0/1), 'prob'} for each film scored (what `plot_roc` draws)."""
+    writes, {'path', 'label' (0/1), 'prob', 'cause'} for each film scored (what `plot_roc` draws; 'cause' is
+    'bacteria' or 'virus' as recall by cause counts the film, else None)."""
+    from pneumoscan.data.patients import cause_of
     from pneumoscan.evaluation.evaluate import check_bootstrap, evaluate_and_warn
     from pneumoscan.outputs import json_ready
 
@@ -120,8 +122,8 @@ def evaluate(model: ModelPath | Predictor, data: str | os.PathLike, *, split: st
                                progress=progress)
     summary = cast(dict[str, Any], json_ready(result.summary))
     if predictions:
-        summary["predictions"] = [{"path": str(sample.path), "label": sample.label, "prob": float(prob)}
-                                  for sample, prob in zip(result.images.samples, result.probs)]
+        summary["predictions"] = [{"path": str(sample.path), "label": sample.label, "prob": float(prob),
+                                   "cause": cause_of(sample)} for sample, prob in zip(result.images.samples, result.probs)]
     return summary
 
 

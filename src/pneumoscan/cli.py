@@ -324,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="which split folder to evaluate (default: test, else the only one; a folder of "
                                     "class folders is used whole)")
     p.add_argument("--json", help="write the metrics as JSON to this file ('-': stdout, and the text report goes to stderr)")
-    p.add_argument("--predictions", help="write per-image probabilities to this CSV")
+    p.add_argument("--predictions", help="write per-image probabilities to this CSV (columns path, label, prob, cause)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     add_cache_dir_arg(p)

@@ -405,3 +405,31 @@ def test_an_exports_dicom_objects_that_hold_no_image_are_left_out(tmp_path: Path
     found = sorted([*films, root / "NORMAL" / "copied.dcm", root / "NORMAL" / "empty.dcm"])
     assert expand_paths([root]) == found
     assert sorted(s.path for s in discover(root)["all"]) == found
+
+
+def test_a_manifest_keeps_the_cause_its_label_or_cause_column_gives(tmp_path: Path) -> None:
+    """A hospital's manifest labelled `bacteria`/`viral`, or with a `cause` column, had its causes thrown away, so its
+    films had no recall by cause; each sample now carries the cause (None where neither says it)."""
+    for name in ("a.png", "b.png", "c.png", "d.png", "e.png", "f.png"):
+        write_xray(tmp_path / name, 1, 1)
+    (tmp_path / "m.csv").write_text("path,label,Cause\na.png,Bacterial,\nb.png,viral,virus\nc.png,PNEUMONIA,BACTERIA\n"
+                                    "d.png,pneumonia,\ne.png,PNEUMONIA,unknown\nf.png,NORMAL,\n")
+    assert [s.cause for s in discover(tmp_path / "m.csv")["all"]] == ["bacteria", "virus", "bacteria", None, None, None]
+    (tmp_path / "e.csv").write_text("path,label,etiology\na.png,PNEUMONIA,viral\n")  # the column's other name
+    assert [s.cause for s in discover(tmp_path / "e.csv")["all"]] == ["virus"]
+    (tmp_path / "no.csv").write_text("path,label\na.png,virus\nb.png,PNEUMONIA\n")  # no cause column: the label's
+    assert [s.cause for s in discover(tmp_path / "no.csv")["all"]] == ["virus", None]
+
+
+@pytest.mark.parametrize("row, message", [
+    ("a.png,PNEUMONIA,fungal", r"m\.csv:2: unknown cause 'fungal'; use one of bacteria, bacterial, virus, viral, or "
+                               r"leave it empty when the cause is not known$"),
+    ("a.png,NORMAL,virus", r"m\.csv:2: cause 'virus' on a NORMAL row; leave the cause empty for NORMAL images, or "
+                           r"correct the label$"),
+    ("a.png,bacteria,viral", r"m\.csv:2: label 'bacteria' and cause 'viral' disagree; correct one of them$"),
+])
+def test_a_manifest_cause_that_cannot_be_right_is_refused_naming_the_row(tmp_path: Path, row: str, message: str) -> None:
+    write_xray(tmp_path / "a.png", 1, 1)
+    (tmp_path / "m.csv").write_text(f"path,label,cause\n{row}\n")
+    with pytest.raises(InputError, match=message):
+        discover(tmp_path / "m.csv")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from pneumoscan.data.layout import Sample, discover
-from pneumoscan.data.patients import (cause, keys_read, patient_id, patient_keys, placeholder_ids,
-                                      recorded_patient_key)
+from pneumoscan.data.patients import (cause, cause_groups, cause_of, keys_read, patient_id, patient_keys,
+                                      placeholder_ids, recorded_patient_key)
 from pneumoscan.data.split import patient_split
 from pneumoscan.errors import InputError
 from tests.conftest import dicom_to_bytes, make_dicom, write_dicom, write_xray
@@ -43,6 +43,18 @@ def test_cause() -> None:
     assert cause("person19_virus_50.jpeg") == "virus"
     assert cause("person1_bacteria_1.jpeg") == "bacteria"
     assert cause("IM-0115-0001.jpeg") is None
+
+
+def test_a_manifests_cause_wins_over_the_file_names() -> None:
+    assert cause_of(Sample(Path("person1_virus_1.jpeg"), 1, cause="bacteria")) == "bacteria"
+    assert cause_of(Sample(Path("person1_virus_1.jpeg"), 1)) == "virus"  # the manifest does not say: the name does
+    assert cause_of(Sample(Path("scan01.png"), 1)) is None
+    assert cause_of(Sample(Path("IM-0115-0001.jpeg"), 0)) is None
+
+
+def test_causes_are_grouped_only_when_one_is_known() -> None:
+    assert cause_groups(["bacteria", None, "virus"]) == ["bacteria", "unknown", "virus"]
+    assert cause_groups([None, None]) is None and cause_groups([]) is None
 
 
 # -- where the patient key is read (--patient-key) ------------------------------------------------------------------

@@ -25,12 +25,15 @@ _NOT_IMAGE_SOP_CLASSES = ("1.2.840.10008.1.3.10", "1.2.840.10008.5.1.4.1.1.11", 
 
 @dataclass(frozen=True)
 class Sample:
-    """One labelled image: path and label (0 = NORMAL, 1 = PNEUMONIA), and its patient when a manifest's
-    `patient` column names it (`data.patients` reads it from the file otherwise)."""
+    """One labelled image: path and label (0 = NORMAL, 1 = PNEUMONIA), its patient when a manifest's
+    `patient` column names it (`data.patients` reads it from the file otherwise), and the cause of its pneumonia
+    (`bacteria` or `virus`) when a manifest's label or `cause` column says it (`data.patients.cause_of` reads it
+    from the file name otherwise)."""
 
     path: Path
     label: int
     patient: str | None = None
+    cause: str | None = None
 
 
 def is_image_path(path: Path) -> bool:
@@ -87,6 +90,8 @@ def _image_like_name(path: Path) -> bool:
 
 # Label values read as a class (any case): the class names, and Kermany's causes of pneumonia as exports label them.
 PNEUMONIA_CAUSES = ("bacteria", "bacterial", "virus", "viral")
+CAUSES = {"bacteria": "bacteria", "bacterial": "bacteria", "virus": "virus", "viral": "virus"}  # value -> cause
+UNKNOWN_CAUSES = frozenset({"", "unknown"})  # `cause` column values that leave the cause to the file name
 LABELS = {**{name.lower(): index for index, name in enumerate(CLASS_NAMES)},
           **dict.fromkeys(PNEUMONIA_CAUSES, CLASS_NAMES.index("PNEUMONIA"))}
 # Label values refused with a message of their own: exports differ in which of them means pneumonia.
@@ -104,6 +109,30 @@ def label_index(name: str, where: str) -> int:
         raise InputError(f"{where}: unknown label {name!r}; use one of {', '.join(CLASS_NAMES)} (or for PNEUMONIA "
                          f"its cause: {', '.join(PNEUMONIA_CAUSES)})")
     return LABELS[key]
+
+
+def cause_name(value: str) -> str | None:
+    """The cause (`bacteria` or `virus`) a label or `cause` value names (`Bacterial` -> `bacteria`), else None."""
+    return CAUSES.get(value.strip().lower())
+
+
+def manifest_cause(label: str, written: str | None, where: str) -> str | None:
+    """The cause of a manifest row from its `label` and its `cause` cell (`written`; None without the column), or
+    None when neither names one; InputError naming `where` for an unknown cause, a cause on a NORMAL row, or a
+    label and a cause cell that disagree."""
+    from_label = cause_name(label)
+    if written is None or written.strip().lower() in UNKNOWN_CAUSES:
+        return from_label
+    from_cell = cause_name(written)
+    if from_cell is None:
+        raise InputError(f"{where}: unknown cause {written!r}; use one of {', '.join(PNEUMONIA_CAUSES)}, or leave it "
+                         f"empty when the cause is not known")
+    if LABELS[label.strip().lower()] != CLASS_NAMES.index("PNEUMONIA"):
+        raise InputError(f"{where}: cause {written!r} on a {label.strip()} row; leave the cause empty for NORMAL "
+                         f"images, or correct the label")
+    if from_label is not None and from_label != from_cell:
+        raise InputError(f"{where}: label {label.strip()!r} and cause {written!r} disagree; correct one of them")
+    return from_cell
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -160,7 +189,8 @@ def _class_folder_samples(folder: Path) -> list[Sample]:
 MANIFEST_COLUMNS = {"path": ("path", "file_name", "file", "image", "image_path", "file_path"),
                     "label": ("label",),
                     "split": ("split",),
-                    "patient": ("patient", "patient_id", "mrn", "subject", "subject_id", "patient_number")}
+                    "patient": ("patient", "patient_id", "mrn", "subject", "subject_id", "patient_number"),
+                    "cause": ("cause", "etiology", "aetiology")}
 DELIMITERS = (",", ";", "\t")  # a comma, or what a spreadsheet saves in locales where the comma is a decimal mark
 
 
@@ -222,14 +252,15 @@ def _manifest_path(csv_path: Path, written: str) -> Path:
 
 
 def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
-    """Samples of a `path,label[,split][,patient]` CSV (UTF-8, with or without the BOM Excel writes; separated by
+    """Samples of a `path,label[,split][,patient][,cause]` CSV (UTF-8, with or without the BOM Excel writes; separated by
     commas, semicolons or tabs; column names in any case, with or without spaces, hyphens or underscores, and the
     path and patient columns also under the names exports give them, `MANIFEST_COLUMNS`) per split:
     `train`/`val`/`test` from the optional `split` column (case-insensitive; then every row needs one),
     else all of them as split `all`. Relative paths are relative to the CSV's folder. Labels are read by
     `label_index`. The optional `patient` (or `patient_id`, `PatientID`, `MRN`, `subject`, ...) column names each
     row's patient; then every row needs one (an empty cell is an error naming the row: a patient left out would be
-    split from their other images unnoticed)."""
+    split from their other images unnoticed). The cause of a PNEUMONIA row is its label's (`bacteria`, `viral`, ...)
+    or its optional `cause` (or `etiology`) column's (`manifest_cause`; empty or `unknown`: not known)."""
     found: dict[str, list[Sample]] = {}
     try:
         with csv_path.open(newline="", encoding="utf-8-sig") as handle:
@@ -252,7 +283,9 @@ def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
                 path = _manifest_path(csv_path, row["path"])
                 if not path.is_file():
                     raise InputError(f"{where}: file {path} does not exist; fix the path in the manifest")
-                found.setdefault(split, []).append(Sample(path, label_index(row["label"], where), patient))
+                label = label_index(row["label"], where)
+                found.setdefault(split, []).append(
+                    Sample(path, label, patient, manifest_cause(row["label"], row.get("cause"), where)))
     except UnicodeDecodeError:
         raise InputError(f"{csv_path}: not UTF-8 text; save the manifest as a UTF-8 CSV with columns path,label") from None
     if not found:

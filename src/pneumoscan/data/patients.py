@@ -1,5 +1,5 @@
 """Which patient each image is of (the key of the patient split and the audit's patient counts), and the
-cause of pneumonia parsed from Kermany-style file names.
+cause of pneumonia: a manifest's, else parsed from Kermany-style file names.
 
 `--patient-key` chooses where the key is read:
 
@@ -15,7 +15,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from pneumoscan import CLASS_NAMES, PATIENT_KEYS
 from pneumoscan.data.decode import is_dicom
@@ -63,6 +63,27 @@ def cause(path: str | Path) -> str | None:
     """`bacteria` or `virus` for Kermany pneumonia file names, None otherwise."""
     match = _PNEUMONIA.match(Path(path).stem)
     return match.group("cause").lower() if match else None
+
+
+UNKNOWN_CAUSE = "unknown"
+CAUSE_GROUPS = ("bacteria", "virus", UNKNOWN_CAUSE)  # recall by cause, in this order
+
+
+def cause_of(sample: Sample) -> str | None:
+    """The cause of a PNEUMONIA sample's pneumonia: its manifest's (label or cause column), which wins over its file
+    name's (`cause`); None for a NORMAL sample or when neither says."""
+    if sample.label != CLASS_NAMES.index("PNEUMONIA"):
+        return None
+    return sample.cause or cause(sample.path)
+
+
+def cause_groups(causes: Sequence[str | None]) -> list[str] | None:
+    """The recall-by-cause group of each PNEUMONIA film whose cause (`cause_of`) is in `causes`: the cause, or
+    `unknown`; None when no film's cause is known, as then there is no recall by cause to give (one `unknown` group
+    would only repeat the recall)."""
+    if not any(causes):
+        return None
+    return [c or UNKNOWN_CAUSE for c in causes]
 
 
 def dicom_patient_id(path: Path) -> str | None:

@@ -14,8 +14,8 @@ import numpy as np
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import duplicate_warnings, seen_in_training
-from pneumoscan.data.layout import Sample, evaluation_samples
-from pneumoscan.data.patients import cause
+from pneumoscan.data.layout import Sample, cause_name, evaluation_samples
+from pneumoscan.data.patients import CAUSE_GROUPS, cause_groups, cause_of
 from pneumoscan.errors import InputError, MissingImagesWarning, check_at_least_one, first_few
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.metrics import accuracy, recall, specificity
@@ -51,7 +51,7 @@ class Evaluation:
 
 
 def write_predictions(path: str | os.PathLike, samples: list[Sample], probs: np.ndarray) -> None:
-    """Per-image `path,label,prob` CSV, written atomically (read back by `pneumoscan report`)."""
+    """Per-image `path,label,prob,cause` CSV, written atomically (read back by `pneumoscan report`)."""
     atomic_write(path, predictions_writer(samples, probs))
 
 
@@ -59,23 +59,25 @@ def predictions_writer(samples: list[Sample], probs: np.ndarray) -> Callable[[Pa
     """What writes the `write_predictions` CSV to a file (for `atomic_write_all`, beside other outputs).
 
     Probabilities are written in full (shortest exact repr): a stored threshold is one of them, and
-    rounding could put that case on the wrong side of it when the file is scored again."""
+    rounding could put that case on the wrong side of it when the file is scored again. `cause` is each PNEUMONIA
+    film's cause as recall by cause counts it (`cause_of`: a manifest's, else the file name's), empty when not
+    known, so the file keeps a manifest's causes for `report`."""
     def write(tmp: Path) -> None:
         # file names that are not UTF-8 (an old zip, a Windows share) keep their bytes, and read back the same
         with tmp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["path", "label", "prob"])
-            writer.writerows((str(s.path), s.label, repr(float(p))) for s, p in zip(samples, probs))
+            writer.writerow(["path", "label", "prob", "cause"])
+            writer.writerows((str(s.path), s.label, repr(float(p)), cause_of(s) or "") for s, p in zip(samples, probs))
 
     return write
 
 
-def read_predictions(path: str | os.PathLike, bases: Sequence[Path] = ()) -> tuple[list[Path], np.ndarray, np.ndarray]:
-    """Paths, labels and probabilities of a `write_predictions` CSV; InputError naming the line when a
-    row is malformed. Relative paths missing from the working folder are looked up under each of `bases`."""
+def read_prediction_samples(path: str | os.PathLike, bases: Sequence[Path] = ()) -> tuple[list[Sample], np.ndarray]:
+    """The films (path, label and cause) and probabilities of a `write_predictions` CSV; InputError naming the line
+    when a row is malformed. Relative paths missing from the working folder are looked up under each of `bases`. A
+    file without the `cause` column (written before it existed) leaves the causes to the file names."""
     path = Path(path)
-    paths: list[Path] = []
-    labels: list[int] = []
+    samples: list[Sample] = []
     probs: list[float] = []
     with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
         reader = csv.DictReader(handle)
@@ -88,23 +90,39 @@ def read_predictions(path: str | os.PathLike, bases: Sequence[Path] = ()) -> tup
                 raise InputError(f"{path}:{line_no}: label or prob is not a number; restore the file") from None
             if label not in (0, 1) or not 0.0 <= prob <= 1.0:
                 raise InputError(f"{path}:{line_no}: label must be 0/1 and prob within [0, 1]; restore the file")
+            written = (row.get("cause") or "").strip()
+            film_cause = cause_name(written)
+            if written and (film_cause is None or label != 1):
+                raise InputError(f"{path}:{line_no}: cause {written!r} must be bacteria or virus on a PNEUMONIA row "
+                                 f"(label 1), or empty; restore the file")
             file = Path(row["path"])
             if not file.is_absolute() and not file.exists():
                 file = next((base / file for base in bases if (base / file).exists()), file)
-            paths.append(file)
-            labels.append(label)
+            samples.append(Sample(file, label, cause=film_cause))
             probs.append(prob)
-    return paths, np.asarray(labels, dtype=np.int64), np.asarray(probs, dtype=np.float64)
+    return samples, np.asarray(probs, dtype=np.float64)
 
 
-def recall_by_cause(images: ImageSet, probs: np.ndarray, threshold: float) -> dict[str, dict[str, float]]:
-    """Recall among bacterial and among viral pneumonia (causes parsed from Kermany file names)."""
-    causes = np.array([cause(s.path) or "" for s in images.samples])
+def read_predictions(path: str | os.PathLike, bases: Sequence[Path] = ()) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    """Paths, labels and probabilities of a `write_predictions` CSV (`read_prediction_samples`)."""
+    samples, probs = read_prediction_samples(path, bases)
+    return [s.path for s in samples], np.asarray([s.label for s in samples], dtype=np.int64), probs
+
+
+def recall_by_cause(samples: Sequence[Sample], probs: np.ndarray, threshold: float) -> dict[str, dict[str, float]]:
+    """Recall among the PNEUMONIA films of each cause (`cause_of`: a manifest's, else the file name's) and among
+    those of unknown cause, as `{cause: {"n", "recall"}}` in `CAUSE_GROUPS` order; empty when no film's cause is
+    known (`cause_groups`)."""
+    positive = [i for i, s in enumerate(samples) if s.label == 1]
+    groups = cause_groups([cause_of(samples[i]) for i in positive])
+    if groups is None:
+        return {}
+    called = np.asarray(probs)[positive] >= threshold
     out: dict[str, dict[str, float]] = {}
-    for name in ("bacteria", "virus"):
-        mask = (causes == name) & (images.labels == 1)
+    for name in CAUSE_GROUPS:
+        mask = np.array([g == name for g in groups])
         if mask.any():
-            out[name] = {"n": int(mask.sum()), "recall": recall(images.labels[mask], (probs[mask] >= threshold).astype(int))}
+            out[name] = {"n": int(mask.sum()), "recall": float(called[mask].mean())}
     return out
 
 
@@ -170,7 +188,7 @@ def evaluate(
     summary = summarize(images.labels, probs, predictor.threshold, n_boot=n_boot, seed=seed)
     summary.update(split=split_name, data=str(data), model=str(predictor.path), skipped=images.skipped,
                    refused_by_guard=refused, seen_in_training=[str(p) for p in seen],
-                   recall_by_cause=recall_by_cause(images, probs, predictor.threshold),
+                   recall_by_cause=recall_by_cause(images.samples, probs, predictor.threshold),
                    borderline=borderline_summary(predictor, images.labels, probs))
     return Evaluation(split_name, images, probs, summary)
 

@@ -325,15 +325,18 @@ def _subgroups_section(scores: Scores, out: Figures) -> str:
 
     body = ""
     headers = ["group", "images", "PNEUMONIA", "recall", "specificity"]
-    for key, title, rows, xlabel in (
-        ("recall_by_cause", "Recall by cause (PNEUMONIA images, cause from the file name)",
-         by_cause(scores.paths, scores.labels, scores.preds), "cause of pneumonia"),
+    no_cause = ("No PNEUMONIA image has a known cause: give it in a CSV manifest's label (bacteria, virus) or cause "
+                "column, or in Kermany's file names (person1_bacteria_1.jpeg).")
+    for key, title, rows, xlabel, none in (
+        ("recall_by_cause", "Recall by cause (PNEUMONIA images; cause from the manifest, else the file name)",
+         by_cause(scores.causes, scores.labels, scores.preds), "cause of pneumonia", no_cause),
         ("recall_by_size", "Recall by original image size (longest side)",
-         by_size(scores.paths, scores.labels, scores.preds), "longest side of the original image"),
+         by_size(scores.paths, scores.labels, scores.preds), "longest side of the original image", ""),
     ):
         body += f"<h3>{h.esc(title)}</h3>"
         if not rows:
-            body += h.paragraph("No PNEUMONIA images to group.", note=True)
+            known_none = none and scores.labels.any()  # PNEUMONIA images, but none of known cause
+            body += h.paragraph(none if known_none else "No PNEUMONIA images to group.", note=True)
             continue
         table_rows = [[r.group, r.n, r.n_positive, r.recall, r.specificity] for r in rows]
         shown = [r for r in rows if r.n_positive]

@@ -30,6 +30,7 @@ class Scores:
     probs: np.ndarray
     threshold: float
     summary: dict[str, Any]
+    causes: list[str | None]  # each film's cause of pneumonia (`cause_of`), None when not known or NORMAL
     images: np.ndarray | None = None  # model inputs (N, S, S) aligned with paths, when images were decoded
     skipped: list[str] = field(default_factory=list)
     patients: int | None = None  # patients among the images, keyed as the run's split keyed them; None: not counted
@@ -53,24 +54,26 @@ def count_patients(run: RunInfo, samples: list["Sample"]) -> int | None:
 
 
 
-def read_val_predictions(run: RunInfo) -> tuple[list[Path], np.ndarray, np.ndarray]:
-    """Paths, labels and probabilities from RUN_DIR/val_predictions.csv."""
-    from pneumoscan.evaluation.evaluate import read_predictions
+def read_val_predictions(run: RunInfo) -> tuple[list["Sample"], np.ndarray]:
+    """The films (path, label, cause) and probabilities of RUN_DIR/val_predictions.csv."""
+    from pneumoscan.evaluation.evaluate import read_prediction_samples
 
     path = run.path / VAL_PREDICTIONS
     if not path.is_file():
         raise InputError(f"{path}: missing; pass --data DIR to evaluate the run on a labelled split instead")
-    paths, labels, probs = read_predictions(path, bases=run_folders(run.path))
-    if not len(labels):
+    samples, probs = read_prediction_samples(path, bases=run_folders(run.path))
+    if not samples:
         raise InputError(f"{path}: lists no predictions; pass --data DIR to evaluate the run instead")
-    return paths, labels, probs
+    return samples, probs
 
 
 def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0) -> Scores:
     """Scores of the run's own validation split (no model needed), at the stored threshold."""
+    from pneumoscan.data.patients import cause_of
     from pneumoscan.evaluation.bootstrap import summarize
 
-    paths, labels, probs = read_val_predictions(run)
+    samples, probs = read_val_predictions(run)
+    paths, labels = [s.path for s in samples], np.asarray([s.label for s in samples], dtype=np.int64)
     missing = [p for p in paths if not p.exists()]
     if missing:  # scored all the same (the CSV holds the scores); only the pictures of cases need the files
         warnings.warn(MissingImagesWarning(
@@ -79,16 +82,15 @@ def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0) -> Sco
             f"folder the run was trained in, or pass --data DIR"), stacklevel=2)
     threshold = float(run.meta.threshold)
     summary = summarize(labels, probs, threshold, n_boot=n_boot, seed=seed)
-    from pneumoscan.data.layout import Sample
-
-    samples = [Sample(path, int(label)) for path, label in zip(paths, labels)]  # no manifest patient column here
+    # the CSV keeps no manifest patient column: patients are counted from the files
     return Scores(f"validation predictions of the run ({VAL_PREDICTIONS})", "val", paths, labels, probs, threshold,
-                  summary, patients=count_patients(run, samples))
+                  summary, [cause_of(s) for s in samples], patients=count_patients(run, samples))
 
 
 def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_boot: int = 1000, seed: int = 0,
                 cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Scores:
     """Evaluate the run's model on a split of `data` at the stored threshold (`progress`: its bars)."""
+    from pneumoscan.data.patients import cause_of
     from pneumoscan.evaluation.evaluate import evaluate_and_warn
     from pneumoscan.inference.predictor import Predictor
 
@@ -98,7 +100,8 @@ def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_b
                                progress=progress)
     return Scores(f"{result.split} split of {data}", result.split, [s.path for s in result.images.samples],
                   result.images.labels.astype(np.int64), np.asarray(result.probs, dtype=np.float64),
-                  float(predictor.threshold), result.summary, np.asarray(result.images.images),
+                  float(predictor.threshold), result.summary, [cause_of(s) for s in result.images.samples],
+                  np.asarray(result.images.images),
                   list(result.images.skipped), count_patients(run, result.images.samples))
 
 

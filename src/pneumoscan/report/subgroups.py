@@ -1,4 +1,4 @@
-"""Recall by cause (bacterial or viral, from Kermany file names) and by original image size."""
+"""Recall by cause (bacterial or viral: a manifest's, else from Kermany file names) and by original image size."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pneumoscan.data.patients import cause
+from pneumoscan.data.patients import CAUSE_GROUPS, cause_groups
 
 # Longest side of the original file, in pixels: (upper bound exclusive, label).
 SIZE_BUCKETS: tuple[tuple[float, str], ...] = (
@@ -76,11 +76,14 @@ def group_rows(groups: Sequence[str], labels: np.ndarray, preds: np.ndarray, ord
     return rows
 
 
-def by_cause(paths: Sequence[Path], labels: np.ndarray, preds: np.ndarray) -> list[GroupRow]:
-    """Recall among PNEUMONIA images per cause (bacteria, virus, unknown when the name does not say)."""
+def by_cause(causes: Sequence[str | None], labels: np.ndarray, preds: np.ndarray) -> list[GroupRow]:
+    """Recall among PNEUMONIA images per cause (`causes`: each image's `cause_of`), those of unknown cause as
+    `unknown`; no rows when no PNEUMONIA image's cause is known (`cause_groups`), as `evaluate` gives none."""
     positive = labels == 1
-    causes = [cause(p) or UNKNOWN for p, pos in zip(paths, positive) if pos]
-    return group_rows(causes, labels[positive], preds[positive], ("bacteria", "virus", UNKNOWN))
+    groups = cause_groups([c for c, pos in zip(causes, positive) if pos])
+    if groups is None:
+        return []
+    return group_rows(groups, labels[positive], preds[positive], CAUSE_GROUPS)
 
 
 def by_size(paths: Sequence[Path], labels: np.ndarray, preds: np.ndarray) -> list[GroupRow]:

@@ -14,7 +14,7 @@ from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, load_artifact
 from pneumoscan.data.cache import load_image_set
 from pneumoscan.data.layout import Sample
 from pneumoscan.errors import InputError
-from pneumoscan.evaluation.evaluate import read_predictions
+from pneumoscan.evaluation.evaluate import read_prediction_samples
 from pneumoscan.evaluation.thresholds import check_target_recall
 from pneumoscan.inference.batch import device_for
 from pneumoscan.models.ensemble import Ensemble
@@ -29,8 +29,8 @@ def _val_samples(run: Path) -> list[Sample]:
     path = run / "val_predictions.csv"
     if not path.exists():
         raise InputError(f"{path}: missing; ensemble members must be finished `pneumoscan train` runs")
-    paths, labels, _ = read_predictions(path, bases=run_folders(run))
-    return [Sample(p, int(label)) for p, label in zip(paths, labels)]
+    samples, _ = read_prediction_samples(path, bases=run_folders(run))
+    return samples
 
 
 SPLIT_SETTINGS = ("split_seed", "val_fraction", "use_given_val", "patient_key", "max_images")

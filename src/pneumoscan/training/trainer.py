@@ -9,7 +9,7 @@ import os
 import random
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -535,7 +535,7 @@ def finish_artifact(out: Path, model: nn.Module, meta: ArtifactMeta, val: ImageS
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         meta.val_metrics = summarize(labels, probs, meta.threshold, n_boot=500, seed=seed)
     # absolute, so `report` finds the films from any folder (older runs hold paths relative to where they trained)
-    write_predictions(out / "val_predictions.csv", [Sample(Path(os.path.abspath(s.path)), s.label) for s in val.samples],
+    write_predictions(out / "val_predictions.csv", [replace(s, path=Path(os.path.abspath(s.path))) for s in val.samples],
                       probs)
     return save_artifact(out / ARTIFACT_NAME, model, meta)
 
