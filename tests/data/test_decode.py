@@ -312,6 +312,20 @@ def test_dicom_8bit_mono1_inverted(tmp_path: Path) -> None:
     np.testing.assert_array_equal(out, 255 - a)
 
 
+@pytest.mark.parametrize(("photometric", "shape", "inverted"), [
+    ("MONOCHROME2", "INVERSE", True), ("MONOCHROME2", "inverse ", True), ("MONOCHROME2", "IDENTITY", False),
+    ("MONOCHROME1", "INVERSE", True),  # as DX requires of MONOCHROME1: the same inversion, not a second one
+])
+@pytest.mark.parametrize("bits", [8, 12])
+def test_dicom_presentation_lut_shape_inverse_is_shown_inverted(tmp_path: Path, photometric: str, shape: str,
+                                                                 inverted: bool, bits: int) -> None:
+    a = ramp(lo=20, hi=180) if bits == 8 else ramp(lo=0, hi=4095, dtype=np.uint16)
+    ds = make_dicom(a, bits_stored=bits, photometric=photometric)
+    ds.PresentationLUTShape = shape
+    expected = a if bits == 8 else minmax_u8(a)
+    np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, ds)), 255 - expected if inverted else expected)
+
+
 @pytest.mark.parametrize("bits", [12, 16])
 def test_dicom_high_bit_no_window_minmax(tmp_path: Path, bits: int) -> None:
     a = ramp(lo=100, hi=2**bits - 500, dtype=np.uint16)

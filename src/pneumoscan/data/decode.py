@@ -17,7 +17,9 @@ Decisions:
 * DICOM: Modality LUT (rescale slope/intercept), then the VOI LUT or the first window
   (Window Center/Width), mapped over the window's full output range to 0..255; no VOI -> min-max
   of the data, except unsigned 8-bit data with an identity Modality LUT, which is kept as stored
-  (so the same image as DICOM or PNG decodes identically). MONOCHROME1 is inverted at the end.
+  (so the same image as DICOM or PNG decodes identically). MONOCHROME1, and MONOCHROME2 with a Presentation
+  LUT Shape of INVERSE, are inverted at the end (once: MONOCHROME1 with INVERSE, as DX films are required to
+  carry it, is the same single inversion, as viewers show it).
   Header values other than image geometry are never read, and exception text from pydicom is
   never copied into messages or exception chains (it could quote header values).
 * Pillow's own decompression-bomb guard (``2 * Image.MAX_IMAGE_PIXELS``) stays a hard cap even
@@ -327,7 +329,7 @@ _ONE_SAMPLE = ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR")  # photometric int
 
 
 def _read_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
-    """Decode a single-frame DICOM image: Modality LUT, VOI LUT/window, MONOCHROME1 inversion.
+    """Decode a single-frame DICOM image: Modality LUT, VOI LUT/window, inversion (MONOCHROME1 or INVERSE).
 
     Errors are raised ``from None`` and never quote pydicom's text: it may contain header values.
     """
@@ -354,6 +356,7 @@ def _read_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
             photometric = "MONOCHROME2"  # one sample per pixel is a grey level, whatever else the header says
         if ds.get("PhotometricInterpretation") != photometric:  # pydicom refuses 'monochrome2' or a YBR label here
             ds.PhotometricInterpretation = photometric
+        shape = str(ds.get("PresentationLUTShape", "") or "").strip().upper()
         tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         compressed = bool(tsyntax is not None and tsyntax.is_compressed)
         tsyntax_name = _one_line(tsyntax.name, _MAX_REASON) if tsyntax is not None else "unknown"
@@ -402,9 +405,7 @@ def _read_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
         if arr.ndim == 3 and arr.shape[-1] in (3, 4):
             out = _rgb_to_gray(arr[..., :3])
         elif arr.ndim == 2:
-            out = _dicom_mono(arr, ds)
-            if photometric == "MONOCHROME1":
-                out = 255 - out
+            out = _dicom_mono(arr, ds, invert=photometric == "MONOCHROME1" or shape == "INVERSE")
         else:
             raise ValueError("unexpected pixel array shape")
     except Exception:  # noqa: BLE001
@@ -415,13 +416,14 @@ def _read_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.uint8)
 
 
-def _dicom_mono(raw: np.ndarray, ds: Dataset) -> np.ndarray:
-    """Monochrome stored values -> uint8 through Modality LUT and VOI (window or LUT). Every step maps each value
-    on its own, so integer data of up to 16 bits is mapped once per possible value (at most 65,536) and then looked
-    up: the same pixels as mapping the image, without its float64 copies (a 4,300 x 4,300 px film with a rescale
-    and a window took seconds and over 500 MB that way)."""
+def _dicom_mono(raw: np.ndarray, ds: Dataset, invert: bool) -> np.ndarray:
+    """Monochrome stored values -> uint8 through Modality LUT and VOI (window or LUT), inverted (255 - v) when
+    `invert`. Every step maps each value on its own, so integer data of up to 16 bits is mapped once per possible
+    value (at most 65,536) and then looked up: the same pixels as mapping the image, without its float64 copies
+    (a 4,300 x 4,300 px film with a rescale and a window took seconds and over 500 MB that way)."""
     if raw.dtype.kind not in "iu" or raw.dtype.itemsize > 2:
-        return _mono_to_uint8(raw, ds, None)
+        out = _mono_to_uint8(raw, ds, None)
+        return np.subtract(255, out, out=out) if invert else out
     unsigned = raw.view(f"u{raw.dtype.itemsize}")  # int16 -2 is entry 65534 of the table, as its bits read unsigned
     every = np.arange(2 ** (8 * raw.dtype.itemsize), dtype=unsigned.dtype)
     present = np.zeros(every.size, dtype=bool)
@@ -429,6 +431,8 @@ def _dicom_mono(raw: np.ndarray, ds: Dataset) -> np.ndarray:
     for start in range(0, raw.shape[0], rows):
         present[unsigned[start:start + rows]] = True
     table = _mono_to_uint8(every.view(raw.dtype), ds, present)
+    if invert:
+        table = 255 - table
     out = np.empty(raw.shape, dtype=np.uint8)
     for start in range(0, raw.shape[0], rows):
         out[start:start + rows] = table[unsigned[start:start + rows]]
