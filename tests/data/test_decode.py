@@ -400,6 +400,72 @@ def test_dicom_signed_values_and_a_range_narrower_than_the_bits_are_scaled_by_th
     assert out.min() == 0 and out.max() == 255
 
 
+def collimated(lo: int, hi: int, pad: int, dtype: type = np.uint16) -> tuple[np.ndarray, np.ndarray]:
+    """A 12 x 16 ramp from lo to hi inside a 3 px frame of `pad` (a collimated film), and the frame's mask."""
+    a = np.full((12, 16), pad, dtype=dtype)
+    a[3:-3, 3:-3] = ramp(h=6, w=10, lo=lo, hi=hi, dtype=dtype)
+    frame = np.ones(a.shape, dtype=bool)
+    frame[3:-3, 3:-3] = False
+    return a, frame
+
+
+def minmax_of(a: np.ndarray, real: np.ndarray) -> np.ndarray:
+    """`a` scaled by the min and max of its `real` pixels onto 0..255."""
+    lo, hi = float(a[real].min()), float(a[real].max())
+    return np.clip(np.rint((a.astype(np.float64) - lo) * 255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("pad", "photometric"), [(0, "MONOCHROME2"), (4095, "MONOCHROME2"), (0, "MONOCHROME1"),
+                                                  (4095, "MONOCHROME1")])
+def test_dicom_pixel_padding_neither_stretches_the_range_nor_shows_as_a_frame(tmp_path: Path, pad: int,
+                                                                               photometric: str) -> None:
+    a, frame = collimated(1000, 3000, pad)
+    ds = make_dicom(a, bits_stored=12, photometric=photometric)
+    ds.PixelPaddingValue = pad
+    out = read_grayscale(dcm(tmp_path, ds))
+    film = minmax_of(a, ~frame)
+    np.testing.assert_array_equal(out[~frame], (255 - film if photometric == "MONOCHROME1" else film)[~frame])
+    assert out[~frame].min() == 0 and out[~frame].max() == 255
+    assert (out[frame] == 0).all()  # the darkest real tone, whichever end of the stored range the padding is at
+
+
+def test_dicom_pixel_padding_range_and_a_window_fill_with_the_darkest_windowed_tone(tmp_path: Path) -> None:
+    a, frame = collimated(1000, 3000, 0)
+    a[0, :] = 7  # the range limit's other end, and values between: all padding
+    a[1, :] = 3
+    ds = make_dicom(a, bits_stored=12, center=1500, width=4000)  # the darkest real pixel windows to about 64
+    ds.PixelPaddingValue, ds.PixelPaddingRangeLimit = 7, 0
+    out = read_grayscale(dcm(tmp_path, ds))
+    windowed = linear_window(a, 1500, 4000)
+    np.testing.assert_array_equal(out[~frame], windowed[~frame])
+    assert (out[frame] == windowed[~frame].min()).all() and windowed[~frame].min() > 50
+
+
+@pytest.mark.parametrize(("vr", "value"), [("SS", -2048), ("US", 0xF800), ("US", 0x800)])  # -2048 in 16, 12 bits
+def test_dicom_pixel_padding_of_signed_pixels(tmp_path: Path, vr: str, value: int) -> None:
+    a, frame = collimated(-1000, 1500, -2048, dtype=np.int16)
+    ds = make_dicom(a, bits_stored=12)
+    ds.add_new("PixelPaddingValue", vr, value)
+    out = read_grayscale(dcm(tmp_path, ds))
+    np.testing.assert_array_equal(out[~frame], minmax_of(a, ~frame)[~frame])
+    assert (out[frame] == 0).all()
+
+
+def test_dicom_pixel_padding_of_32_bit_pixels(tmp_path: Path) -> None:
+    a, frame = collimated(100_000, 300_000, 2**32 - 1, dtype=np.uint32)  # not looked up: mapped pixel by pixel
+
+    def make32() -> Dataset:
+        ds = make_dicom(a.astype(np.uint16))
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelData = 32, 32, 31, a.tobytes()
+        return ds
+
+    ds = make32()
+    ds.add_new("PixelPaddingValue", "UL", 2**32 - 1)  # not a standard VR for it, but pydicom keeps it
+    out = read_grayscale(dcm(tmp_path, ds))
+    np.testing.assert_array_equal(out[~frame], minmax_of(a, ~frame)[~frame])
+    assert (out[frame] == 0).all()
+
+
 def test_dicom_invalid_window_falls_back_to_minmax(tmp_path: Path) -> None:
     a = ramp(lo=0, hi=4095, dtype=np.uint16)
     out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=12, center=100, width=0)))

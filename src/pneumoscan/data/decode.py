@@ -20,6 +20,10 @@ Decisions:
   (so the same image as DICOM or PNG decodes identically). MONOCHROME1, and MONOCHROME2 with a Presentation
   LUT Shape of INVERSE, are inverted at the end (once: MONOCHROME1 with INVERSE, as DX films are required to
   carry it, is the same single inversion, as viewers show it).
+* DICOM Pixel Padding Value (with a Pixel Padding Range Limit: every stored value between the two) marks the
+  frame around a collimated or non-rectangular film: padding pixels count for no min-max range and are filled
+  with the darkest tone of the film's real pixels after every other step, so they neither stretch its contrast
+  nor show as a bright frame.
   Header values other than image geometry are never read, and exception text from pydicom is
   never copied into messages or exception chains (it could quote header values).
 * Pillow's own decompression-bomb guard (``2 * Image.MAX_IMAGE_PIXELS``) stays a hard cap even
@@ -418,24 +422,74 @@ def _read_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
 
 def _dicom_mono(raw: np.ndarray, ds: Dataset, invert: bool) -> np.ndarray:
     """Monochrome stored values -> uint8 through Modality LUT and VOI (window or LUT), inverted (255 - v) when
-    `invert`. Every step maps each value on its own, so integer data of up to 16 bits is mapped once per possible
-    value (at most 65,536) and then looked up: the same pixels as mapping the image, without its float64 copies
-    (a 4,300 x 4,300 px film with a rescale and a window took seconds and over 500 MB that way)."""
+    `invert`, padding pixels filled as `_fill_padding` says. Every step maps each value on its own, so integer
+    data of up to 16 bits is mapped once per possible value (at most 65,536) and then looked up: the same pixels
+    as mapping the image, without its float64 copies (a 4,300 x 4,300 px film with a rescale and a window took
+    seconds and over 500 MB that way)."""
     if raw.dtype.kind not in "iu" or raw.dtype.itemsize > 2:
-        out = _mono_to_uint8(raw, ds, None)
-        return np.subtract(255, out, out=out) if invert else out
+        padding = _padding(raw, ds)
+        out = _mono_to_uint8(raw, ds, None if padding is None else ~padding)
+        if invert:
+            np.subtract(255, out, out=out)
+        return _fill_padding(out, padding, None if padding is None else ~padding)
     unsigned = raw.view(f"u{raw.dtype.itemsize}")  # int16 -2 is entry 65534 of the table, as its bits read unsigned
     every = np.arange(2 ** (8 * raw.dtype.itemsize), dtype=unsigned.dtype)
     present = np.zeros(every.size, dtype=bool)
     rows = max(1, _LOOKUP_PIXELS // max(1, raw.shape[-1]))  # an index array is cast to int64: a slice at a time
     for start in range(0, raw.shape[0], rows):
         present[unsigned[start:start + rows]] = True
-    table = _mono_to_uint8(every.view(raw.dtype), ds, present)
+    padding = _padding(every.view(raw.dtype), ds)
+    real = present if padding is None else present & ~padding
+    table = _mono_to_uint8(every.view(raw.dtype), ds, real)
     if invert:
         table = 255 - table
+    table = _fill_padding(table, padding, real)
     out = np.empty(raw.shape, dtype=np.uint8)
     for start in range(0, raw.shape[0], rows):
         out[start:start + rows] = table[unsigned[start:start + rows]]
+    return out
+
+
+def _padding(values: np.ndarray, ds: Dataset) -> np.ndarray | None:
+    """Which integer stored `values` are padding: the Pixel Padding Value, and with a Pixel Padding Range Limit
+    every value from one to the other (PS3.3 C.7.5.1.1.2); None when the header names none a pixel can hold."""
+    if values.dtype.kind not in "iu":
+        return None
+    first = _stored_value(ds, "PixelPaddingValue", values.dtype)
+    if first is None:
+        return None
+    limit = _stored_value(ds, "PixelPaddingRangeLimit", values.dtype)
+    low, high = sorted((first, first if limit is None else limit))
+    return (values >= low) & (values <= high)
+
+
+def _stored_value(ds: Dataset, keyword: str, dtype: np.dtype) -> int | None:
+    """A padding element as a stored value of `dtype`: for signed pixels a value written unsigned (US, as the
+    two's complement of Bits Stored or Bits Allocated bits) is read back as signed; None when absent or out of
+    range."""
+    try:
+        value = ds.get(keyword)
+        if value is None or isinstance(value, (bytes, str)):
+            return None
+        value = int(value)
+        bits_stored = int(ds.get("BitsStored", 0) or 0)
+    except Exception:  # noqa: BLE001 - a damaged element: no padding
+        return None
+    info = np.iinfo(dtype)
+    if info.min < 0 and 0 < bits_stored < info.bits and 2 ** (bits_stored - 1) <= value < 2 ** bits_stored:
+        value -= 2 ** bits_stored
+    elif info.min < 0 and info.max < value < 2 ** info.bits:
+        value -= 2 ** info.bits
+    return value if info.min <= value <= info.max else None
+
+
+def _fill_padding(out: np.ndarray, padding: np.ndarray | None, real: np.ndarray | None) -> np.ndarray:
+    """`out` with its `padding` entries set to the darkest of its `real` entries (0 when none are real): the frame
+    of a collimated film reads as its darkest real tone, neither a bright frame nor a stretch of its range."""
+    if padding is None or not padding.any():
+        return out
+    darkest = out[real].min() if real is not None and real.any() else 0
+    out[padding] = darkest
     return out
 
 
