@@ -486,6 +486,63 @@ def test_dicom_voi_lut_sequence(tmp_path: Path) -> None:
     np.testing.assert_array_equal(out, expected)
 
 
+@pytest.mark.parametrize("written_as", ["US", "SS"])
+def test_dicom_voi_lut_of_signed_pixels_from_a_negative_value(tmp_path: Path, written_as: str) -> None:
+    """A signed film's VOI LUT that starts at -100, its descriptor written as US in explicit VR (65436), was
+    ignored (min-max instead); pydicom reads the same file in implicit VR as SS, -100, and maps it so."""
+    from pydicom.pixels import apply_voi
+
+    a = np.concatenate([np.arange(-200, 200, 2), [32000, 32767, -32768, 0]]).astype(np.int16).reshape(4, 51)
+    lut = np.linspace(0, 60000, 200).astype(np.uint16)[::-1]
+
+    def with_lut(first: int, vr: str) -> Dataset:
+        ds = make_dicom(a, bits_stored=16)
+        item = Dataset()
+        item.add_new("LUTDescriptor", vr, [200, first, 16])
+        item.add_new("LUTData", "US", lut.tolist())
+        ds.VOILUTSequence = [item]
+        return ds
+
+    out = read_grayscale(dcm(tmp_path, with_lut(65536 - 100 if written_as == "US" else -100, written_as)))
+    reference = apply_voi(a.astype(np.int64), with_lut(-100, "SS")).astype(np.float64)  # pydicom's semantics
+    np.testing.assert_array_equal(out, np.rint(reference * 255 / 60000).astype(np.uint8))
+    assert out[0, 0] == 255 and out[-1, -3] == 0  # below the LUT: its first entry; 32767: its last
+
+
+@pytest.mark.parametrize("vr", ["US", "OW"])
+def test_dicom_8_bit_voi_lut_of_a_12_bit_film(tmp_path: Path, vr: str) -> None:
+    """A 4,096-entry VOI LUT of 8-bit entries on a 12-bit film: pydicom 3.0's apply_voi indexes it in uint8, so
+    the film came out as 16 repeated ramps (index 4095 read entry 255)."""
+    a = ramp(h=16, w=256, lo=0, hi=4095, dtype=np.uint16)
+    lut = (np.arange(4096) // 16).astype(np.uint16)  # 0..255: the film's value / 16
+    ds = make_dicom(a, bits_stored=12)
+    item = Dataset()
+    item.add_new("LUTDescriptor", "US", [4096, 0, 8])
+    item.add_new("LUTData", vr, lut.tobytes() if vr == "OW" else lut.tolist())  # OW: one entry a 16-bit word
+    ds.VOILUTSequence = [item]
+    np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, ds)), (a // 16).astype(np.uint8))
+
+
+def test_dicom_several_windows_use_the_first_as_viewers_do(tmp_path: Path) -> None:
+    a = ramp(lo=0, hi=4095, dtype=np.uint16)
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=12, center=[2000, 600], width=[1000, 300])))
+    np.testing.assert_array_equal(out, linear_window(a, 2000, 1000))
+
+
+@pytest.mark.parametrize("function", ["SIGMOID", "LINEAR_EXACT"])
+def test_dicom_voi_lut_function_follows_pydicom(tmp_path: Path, function: str) -> None:
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    a = ramp(lo=0, hi=4095, dtype=np.uint16)
+    ds = make_dicom(a, bits_stored=12, slope=2.0, intercept=-1000, center=[1500, 10], width=[2500, 5],
+                    voi_function=function)
+    out = read_grayscale(dcm(tmp_path, ds))
+    y_min, y_max = -1000.0, 4095 * 2.0 - 1000  # the window's output range: the rescaled range of 12 bits
+    reference = apply_voi_lut(apply_modality_lut(a, ds), ds)
+    np.testing.assert_array_equal(out, np.rint((reference - y_min) * 255 / (y_max - y_min)).astype(np.uint8))
+    assert out.min() < 30 and out.max() > 225
+
+
 def test_dicom_rgb_to_luminance(tmp_path: Path) -> None:
     rgb = np.zeros((4, 6, 3), np.uint8)
     rgb[..., 0] = 255

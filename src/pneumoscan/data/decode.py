@@ -14,8 +14,9 @@ Decisions:
 * Colour becomes luminance with Pillow's ITU-R 601-2 ``"L"`` conversion.
 * Alpha (``LA``, ``RGBA``, ``PA``, transparent palette entries) is composited on **black** and
   then dropped: transparent pixels read as 0, like the background of an X-ray.
-* DICOM: Modality LUT (rescale slope/intercept), then the VOI LUT or the first window
-  (Window Center/Width), mapped over the window's full output range to 0..255; no VOI -> min-max
+* DICOM: Modality LUT (rescale slope/intercept), then the first VOI LUT (its entries' own range
+  mapped to 0..255) or the first window (Window Center/Width, VOI LUT Function LINEAR, LINEAR_EXACT
+  or SIGMOID as pydicom applies them), mapped over the window's full output range to 0..255; no VOI -> min-max
   of the data, except unsigned 8-bit data with an identity Modality LUT, which is kept as stored
   (so the same image as DICOM or PNG decodes identically). MONOCHROME1, and MONOCHROME2 with a Presentation
   LUT Shape of INVERSE, are inverted at the end (once: MONOCHROME1 with INVERSE, as DX films are required to
@@ -450,6 +451,28 @@ def _dicom_mono(raw: np.ndarray, ds: Dataset, invert: bool) -> np.ndarray:
     return out
 
 
+def _voi_lut(ds: Dataset) -> tuple[np.ndarray, int]:
+    """The first VOI LUT's entries (int64) and the first value it maps, read as pydicom's `apply_voi` reads them,
+    except that it looks values up in the LUT's entry type: 8-bit entries wrap every index at 256 (pydicom 3.0), so
+    a 12-bit film through a 4,096-entry 8-bit LUT came out as 16 repeated ramps. For signed pixels a first value
+    written as US (explicit VR), such as 65436 for -100, is the signed value, as pydicom reads it from implicit VR
+    (it mapped no pixel of a signed film). The entries are used as stored, whatever bit depth the descriptor
+    claims: they are scaled by their own range."""
+    item = ds.VOILUTSequence[0]
+    entries, first_mapped, _ = (int(v) for v in item.LUTDescriptor)
+    entries = entries or 2**16
+    if first_mapped >= 2**15 and int(ds.get("PixelRepresentation", 0) or 0) == 1:
+        first_mapped -= 2**16
+    data = item["LUTData"].value
+    if isinstance(data, (bytes, bytearray)):  # OW: 16-bit words in the dataset's byte order
+        table = np.frombuffer(data, dtype="<u2" if ds.original_encoding[1] is not False else ">u2")
+    else:
+        table = np.atleast_1d(np.asarray(data, dtype=np.int64))
+    if table.size < entries:
+        raise ValueError("fewer LUT entries than the descriptor gives")
+    return table[:entries].astype(np.int64), first_mapped
+
+
 def _padding(values: np.ndarray, ds: Dataset) -> np.ndarray | None:
     """Which integer stored `values` are padding: the Pixel Padding Value, and with a Pixel Padding Range Limit
     every value from one to the other (PS3.3 C.7.5.1.1.2); None when the header names none a pixel can hold."""
@@ -499,18 +522,17 @@ _LOOKUP_PIXELS = 1 << 20
 def _mono_to_uint8(raw: np.ndarray, ds: Dataset, present: np.ndarray | None) -> np.ndarray:
     """`_dicom_mono` of `raw`, or of a table of every stored value when `present` marks those in the image (the
     range of a min-max scaling is theirs)."""
-    from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing
+    from pydicom.pixels import apply_modality_lut, apply_windowing
 
     values = np.asarray(apply_modality_lut(raw, ds))
 
     if ds.get("VOILUTSequence"):
         try:
-            descriptor = ds.VOILUTSequence[0].LUTDescriptor
-            entries, first_mapped = int(descriptor[0]) or 2**16, int(descriptor[1])
-            # The LUT's output range: every table entry, read through the same function.
-            table = np.asarray(apply_voi(np.arange(first_mapped, first_mapped + entries), ds))
-            ints = values if np.issubdtype(values.dtype, np.integer) else np.rint(values).astype(np.int64)
-            return _to_uint8(np.asarray(apply_voi(ints, ds)), float(table.min()), float(table.max()))
+            table, first_mapped = _voi_lut(ds)
+            ints = values.astype(np.int64) if values.dtype.kind in "iu" else np.rint(values).astype(np.int64)
+            # As pydicom's apply_voi: values below the first mapped read its first entry, above the last its last.
+            mapped = table[np.clip(ints - first_mapped, 0, table.size - 1)]
+            return _to_uint8(mapped, float(table.min()), float(table.max()))
         except Exception:  # noqa: BLE001 - bad VOI LUT: fall back to the window or min-max
             pass
 
