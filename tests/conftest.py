@@ -310,6 +310,24 @@ def make_dicom(
     return ds
 
 
+def make_colour_dicom(rgb: np.ndarray, photometric: str = "RGB"):
+    """A DICOM dataset holding the (H, W, 3) uint8 `rgb` (even width) uncompressed as RGB, YBR_FULL or
+    YBR_FULL_422 (Y1 Y2 Cb Cr for each pair of pixels, chroma averaged over the pair)."""
+    from pydicom.pixels import convert_color_space
+
+    ds = make_dicom(rgb, photometric="RGB")
+    if photometric == "RGB":
+        return ds
+    ybr = convert_color_space(rgb, "RGB", "YBR_FULL").astype(np.float64)
+    if photometric == "YBR_FULL_422":
+        pairs = ybr.reshape(ybr.shape[0], -1, 2, 3)
+        chroma = np.rint(pairs[..., 1:].mean(axis=2))
+        ybr = np.concatenate([pairs[..., 0], chroma], axis=-1)  # per pair: Y1, Y2, Cb, Cr
+    ds.PhotometricInterpretation = photometric
+    ds.PixelData = ybr.astype(np.uint8).tobytes()
+    return ds
+
+
 def dicom_to_bytes(ds) -> bytes:
     """Serialise a dataset as a DICOM file ('DICM' at byte 128)."""
     buffer = io.BytesIO()

@@ -3,6 +3,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from pneumoscan.data.audit import audit, audit_problems, format_audit
 from tests.conftest import write_xray
 
@@ -165,6 +167,29 @@ def test_a_colour_screenshot_among_the_films_is_listed_and_fails_strict(tmp_path
                                                                          "colour image (colourfulness ")
     assert audit_problems(report) == ["1 colour image"]
     assert "colour images (not chest X-rays as taken; the guard refuses such files): 1" in format_audit(report)
+
+
+@pytest.mark.parametrize("photometric", ["RGB", "YBR_FULL_422"])
+def test_a_colour_dicom_is_listed_as_a_colour_image_and_a_grey_one_is_not(tmp_path: Path, photometric: str) -> None:
+    """Colour DICOMs (a screenshot or photo exported to PACS) read 0 for colourfulness, so audit passed them and the
+    guard never refused them, while the same pixels as PNG were listed."""
+    import numpy as np
+
+    from tests.conftest import dicom_to_bytes, make_colour_dicom, write_dicom
+
+    for i in range(2):
+        write_xray(tmp_path / "NORMAL" / f"IM-{i:04d}-0001.png", 0, i)
+        write_xray(tmp_path / "PNEUMONIA" / f"person{i}_virus_{i}.jpeg", 1, 10 + i)
+    write_dicom(tmp_path / "NORMAL" / "1.2.3.4", 0, 7)  # a grey film
+    shot = np.zeros((40, 60, 3), np.uint8)
+    shot[:, :20] = (200, 30, 30)
+    shot[:, 20:40] = (30, 160, 60)
+    shot[:, 40:] = (40, 60, 220)
+    (tmp_path / "NORMAL" / "1.2.3.5").write_bytes(dicom_to_bytes(make_colour_dicom(shot, photometric)))
+    report = audit(tmp_path, progress=False)
+    assert len(report["colour"]) == 1 and report["colour"][0].startswith(f"{tmp_path / 'NORMAL' / '1.2.3.5'}: "
+                                                                         "colour image (colourfulness ")
+    assert audit_problems(report) == ["1 colour image"]
 
 
 def test_images_with_no_patient_folder_are_listed_not_the_end_of_the_audit(tmp_path: Path, capsys) -> None:

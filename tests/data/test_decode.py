@@ -551,6 +551,22 @@ def test_dicom_rgb_to_luminance(tmp_path: Path) -> None:
     np.testing.assert_array_equal(out, np.array(Image.fromarray(rgb, "RGB").convert("L")))
 
 
+def colour_pairs(h: int = 6, w: int = 12) -> np.ndarray:
+    """(h, w, 3) uint8 colour pattern whose horizontal pairs of pixels share a colour (so 4:2:2 chroma keeps it)."""
+    rng = np.random.default_rng(3)
+    return np.repeat(rng.integers(0, 256, (h, w // 2, 3), dtype=np.uint8), 2, axis=1)
+
+
+@pytest.mark.parametrize("photometric", ["RGB", "YBR_FULL", "YBR_FULL_422"])
+def test_colour_dicom_turns_grey_as_a_colour_png_does(tmp_path: Path, photometric: str) -> None:
+    from tests.conftest import make_colour_dicom
+
+    rgb = colour_pairs()
+    out = read_grayscale(dcm(tmp_path, make_colour_dicom(rgb, photometric)))
+    as_png = read_grayscale(encode(Image.fromarray(rgb), "PNG"))
+    assert np.abs(out.astype(int) - as_png).max() <= 1  # YBR: rounded once on the way there and back
+
+
 def test_dicom_with_png_extension_detected_by_content(tmp_path: Path) -> None:
     a = ramp(lo=0, hi=4095, dtype=np.uint16)
     out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=12), name="scan.png"))

@@ -441,6 +441,18 @@ def test_colourfulness_of_raw_files() -> None:
     assert colourfulness(b"garbage") == 0.0
 
 
+@pytest.mark.parametrize("photometric", ["RGB", "YBR_FULL", "YBR_FULL_422"])
+def test_colourfulness_of_a_colour_dicom_is_that_of_its_pixels(photometric: str) -> None:
+    from tests.conftest import dicom_bytes, dicom_to_bytes, make_colour_dicom
+
+    rgb = np.repeat(np.asarray(Image.open(io.BytesIO(colour_photo())).convert("RGB").resize((32, 24)))[:, ::2], 2,
+                    axis=1)  # pairs of pixels share a colour: 4:2:2 keeps it
+    as_png = colourfulness(encode(Image.fromarray(rgb)))
+    assert as_png > 30
+    assert colourfulness(dicom_to_bytes(make_colour_dicom(rgb, photometric))) == pytest.approx(as_png, abs=1.0)
+    assert colourfulness(dicom_bytes(rgb[..., 0], bits_stored=8)) == 0.0  # a grey film
+
+
 def test_guard_path_names(tmp_path: Path) -> None:
     model = create_model("cnn").eval()
     meta = ArtifactMeta(model_name="cnn", model_config={}, image_size=32, mean=0.5, std=0.25)

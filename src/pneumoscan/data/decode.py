@@ -48,8 +48,8 @@ from pneumoscan.errors import ImageTooLarge, InputError
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-__all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "is_dicom", "quiet_decoder_warnings", "read_grayscale", "size_warning",
-           "stored_size"]
+__all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "dicom_colour", "is_dicom", "quiet_decoder_warnings", "read_grayscale",
+           "size_warning", "stored_size"]
 
 DEFAULT_MAX_PIXELS: int = 150_000_000
 """Largest accepted width * height (decompression-bomb limit); override per call."""
@@ -333,14 +333,67 @@ def _add_transfer_syntax(ds: Dataset) -> None:
 _ONE_SAMPLE = ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR")  # photometric interpretations of one sample per pixel
 
 
+def dicom_colour(data: bytes | bytearray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | None:
+    """A colour DICOM's (H, W, 3) uint8 RGB pixels (RGB, YBR_*, PALETTE COLOR), as `read_grayscale` takes them
+    before it turns them grey, for the colourfulness cue; None for a grey, unreadable or oversized one (decoding
+    reports those). A grey one's header alone is read."""
+    try:
+        import pydicom
+
+        head = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=data[128:132] != b"DICM",
+                               specific_tags=["SamplesPerPixel", "PhotometricInterpretation"])
+        palette = str(head.get("PhotometricInterpretation", "") or "").strip().upper() == "PALETTE COLOR"
+        if int(head.get("SamplesPerPixel", 1) or 1) == 1 and not palette:
+            return None
+        ds, arr, photometric = _load_dicom(bytes(data), "", max_pixels)
+        rgb = _dicom_rgb(arr, ds, photometric)
+    except Exception:  # noqa: BLE001 - unreadable here: decoding tells the user why
+        return None
+    return None if rgb is None else rgb if rgb.dtype == np.uint8 else _to_uint8(rgb)
+
+
 def _read_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
-    """Decode a single-frame DICOM image: Modality LUT, VOI LUT/window, inversion (MONOCHROME1 or INVERSE).
+    """Decode a single-frame DICOM image: Modality LUT, VOI LUT/window, inversion (MONOCHROME1 or INVERSE); colour
+    becomes luminance.
 
     Errors are raised ``from None`` and never quote pydicom's text: it may contain header values.
     """
+    ds, arr, photometric = _load_dicom(data, label, max_pixels)
+    try:
+        rgb = _dicom_rgb(arr, ds, photometric)
+        if rgb is not None:
+            out = _rgb_to_gray(rgb)
+        elif arr.ndim == 2:
+            shape = str(ds.get("PresentationLUTShape", "") or "").strip().upper()
+            out = _dicom_mono(arr, ds, invert=photometric == "MONOCHROME1" or shape == "INVERSE")
+        else:
+            raise ValueError("unexpected pixel array shape")
+    except Exception:  # noqa: BLE001
+        raise InputError(
+            f"{label}: DICOM pixel data has an unsupported layout ({photometric}, {arr.ndim}-D); "
+            "give a single-frame grayscale or RGB DICOM image"
+        ) from None
+    return np.ascontiguousarray(out, dtype=np.uint8)
+
+
+def _dicom_rgb(arr: np.ndarray, ds: Dataset, photometric: str) -> np.ndarray | None:
+    """The (H, W, 3) RGB pixels of a colour DICOM's decoded array (pydicom gives YBR as RGB; a palette is looked
+    up), None for a grey one."""
+    if photometric == "PALETTE COLOR" and arr.ndim == 2:
+        from pydicom.pixels import apply_color_lut
+
+        arr = np.asarray(apply_color_lut(arr, ds))
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        return arr[..., :3]
+    return None
+
+
+def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.ndarray, str]:
+    """The dataset of a single-frame DICOM image, its decoded pixel array and its photometric interpretation (upper
+    case; MONOCHROME2 for any other label on one sample per pixel), or an InputError naming `label`."""
     try:
         import pydicom
-        from pydicom.pixels import apply_color_lut, get_decoder
+        from pydicom.pixels import get_decoder
     except ImportError:
         raise InputError(f"{label}: is a DICOM file but pydicom is not installed; pip install pydicom") from None
 
@@ -361,7 +414,6 @@ def _read_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
             photometric = "MONOCHROME2"  # one sample per pixel is a grey level, whatever else the header says
         if ds.get("PhotometricInterpretation") != photometric:  # pydicom refuses 'monochrome2' or a YBR label here
             ds.PhotometricInterpretation = photometric
-        shape = str(ds.get("PresentationLUTShape", "") or "").strip().upper()
         tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         compressed = bool(tsyntax is not None and tsyntax.is_compressed)
         tsyntax_name = _one_line(tsyntax.name, _MAX_REASON) if tsyntax is not None else "unknown"
@@ -403,22 +455,7 @@ def _read_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
             f"{label}: cannot decode the DICOM pixel data; the file may be truncated or damaged, "
             "give a complete DICOM file"
         ) from None
-
-    try:
-        if photometric == "PALETTE COLOR" and arr.ndim == 2:
-            arr = np.asarray(apply_color_lut(arr, ds))
-        if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-            out = _rgb_to_gray(arr[..., :3])
-        elif arr.ndim == 2:
-            out = _dicom_mono(arr, ds, invert=photometric == "MONOCHROME1" or shape == "INVERSE")
-        else:
-            raise ValueError("unexpected pixel array shape")
-    except Exception:  # noqa: BLE001
-        raise InputError(
-            f"{label}: DICOM pixel data has an unsupported layout ({photometric}, {arr.ndim}-D); "
-            "give a single-frame grayscale or RGB DICOM image"
-        ) from None
-    return np.ascontiguousarray(out, dtype=np.uint8)
+    return ds, arr, photometric
 
 
 def _dicom_mono(raw: np.ndarray, ds: Dataset, invert: bool) -> np.ndarray:

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom
+from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, dicom_colour, is_dicom
 
 TWO_TONE_BAND = 32  # an eighth of the 0-255 range at each end
 COLOUR_REFERENCE = 15.0  # Hasler & Suesstrunk: below 15 an image is "not colourful"
@@ -21,22 +21,29 @@ def colourfulness(source: str | os.PathLike | bytes | bytearray, size: int = 64)
     """Hasler-Suesstrunk colourfulness (0 = gray, 15 = barely, 109 = extremely colourful) of a raw file.
 
     Cheap: grayscale modes return 0 without decoding, JPEGs are decoded in draft mode at about
-    `size` px. DICOM, unreadable or oversized files return 0.0 (the decoder reports those).
+    `size` px. A colour DICOM (RGB, YBR, palette) is measured on its RGB pixels like a colour PNG; a grey
+    one returns 0 from its header. Unreadable or oversized files return 0.0 (the decoder reports those).
     """
     from PIL import Image
 
     try:
         data = source if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
         if is_dicom(bytes(data[:132])):
-            return 0.0
-        with Image.open(io.BytesIO(data), formats=("JPEG", "PNG", "TIFF", "BMP")) as im:
-            if im.mode not in ("RGB", "RGBA", "RGBX", "RGBa", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+            rgb = dicom_colour(data)
+            if rgb is None:
                 return 0.0
-            if im.size[0] * im.size[1] > DEFAULT_MAX_PIXELS:
-                return 0.0
-            im.draft("RGB", (size, size))
+            im = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
             im.thumbnail((size, size))
             rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
+        else:
+            with Image.open(io.BytesIO(data), formats=("JPEG", "PNG", "TIFF", "BMP")) as im:
+                if im.mode not in ("RGB", "RGBA", "RGBX", "RGBa", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+                    return 0.0
+                if im.size[0] * im.size[1] > DEFAULT_MAX_PIXELS:
+                    return 0.0
+                im.draft("RGB", (size, size))
+                im.thumbnail((size, size))
+                rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
     except Exception:  # noqa: BLE001 - any unreadable input: the decoder raises the user-facing error
         return 0.0
     rgb = rgba[..., :3] * (rgba[..., 3:] / 255.0)  # composite on black, as the decoder does
