@@ -600,6 +600,22 @@ def test_dicom_without_pixel_data_refused(tmp_path: Path) -> None:
     assert "no pixel data" in check_error(exc, str(tmp_path / "report.dcm"))
 
 
+def test_a_dicomdir_given_as_a_file_is_refused_in_one_line_pointing_to_its_folder(tmp_path: Path) -> None:
+    from pydicom.fileset import FileSet
+    from pydicom.uid import generate_uid
+
+    film = make_dicom(ramp())
+    film.StudyInstanceUID, film.SeriesInstanceUID = generate_uid(), generate_uid()
+    film.StudyDate, film.StudyTime, film.StudyID, film.SeriesNumber, film.InstanceNumber = "20260101", "1200", "1", 1, 1
+    fileset = FileSet()
+    fileset.add(film)
+    fileset.write(tmp_path / "export")
+    with pytest.raises(InputError) as exc:
+        read_grayscale(tmp_path / "export" / "DICOMDIR")
+    message = check_error(exc, str(tmp_path / "export" / "DICOMDIR"))
+    assert "a DICOMDIR, the index of a DICOM export, not an image; give the folder it is in" in message
+
+
 def test_dicom_too_many_pixels_refused_before_decoding(tmp_path: Path) -> None:
     ds = make_dicom(ramp())
     ds.Rows, ds.Columns = 30000, 30000  # far more than the (tiny) pixel data holds

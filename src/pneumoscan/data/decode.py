@@ -376,6 +376,16 @@ def _read_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.uint8)
 
 
+def _is_dicomdir(ds: Dataset) -> bool:
+    """Whether a dataset is a DICOMDIR (Media Storage Directory Storage, or directory records without a file meta
+    that says so)."""
+    try:
+        sop_class = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
+        return sop_class == "1.2.840.10008.1.3.10" or "DirectoryRecordSequence" in ds
+    except Exception:  # noqa: BLE001 - a damaged header is no DICOMDIR
+        return False
+
+
 def _dicom_rgb(arr: np.ndarray, ds: Dataset, photometric: str) -> np.ndarray | None:
     """The (H, W, 3) RGB pixels of a colour DICOM's decoded array (pydicom gives YBR as RGB; a palette is looked
     up), None for a grey one."""
@@ -420,6 +430,11 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
     except Exception:  # noqa: BLE001
         raise InputError(f"{label}: damaged DICOM image header; give a complete, valid DICOM file") from None
 
+    if not has_pixels and _is_dicomdir(ds):
+        raise InputError(
+            f"{label}: a DICOMDIR, the index of a DICOM export, not an image; give the folder it is in (its films "
+            "are found there) or the films themselves"
+        )
     if not has_pixels:
         raise InputError(
             f"{label}: DICOM file has no pixel data (not an image, e.g. a report); give a DICOM image"
