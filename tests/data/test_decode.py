@@ -466,6 +466,20 @@ def test_dicom_pixel_padding_of_32_bit_pixels(tmp_path: Path) -> None:
     assert (out[frame] == 0).all()
 
 
+@pytest.mark.parametrize("signed", [False, True])
+def test_dicom_garbage_above_bits_stored_is_not_read_as_pixel_values(tmp_path: Path, signed: bool) -> None:
+    """12 bits stored in 16 allocated, the top 4 bits holding other data (an overlay, or noise): only the 12 count,
+    signed ones as 12-bit two's complement."""
+    values = ramp(h=8, w=16, lo=-2048 if signed else 0, hi=2047 if signed else 4095, dtype=np.int32)
+    ds = make_dicom(values.astype(np.int16 if signed else np.uint16), bits_stored=12, center=0 if signed else 2048,
+                    width=4096)
+    garbage = np.random.default_rng(0).integers(0, 16, values.shape, dtype=np.uint16) << 12
+    ds.PixelData = ((values.astype(np.uint16) & 0x0FFF) | garbage).tobytes()
+    out = read_grayscale(dcm(tmp_path, ds))
+    np.testing.assert_array_equal(out, linear_window(values, 0 if signed else 2048, 4096))
+    assert out[0, 0] == 0 and out[-1, -1] == 255
+
+
 def test_dicom_invalid_window_falls_back_to_minmax(tmp_path: Path) -> None:
     a = ramp(lo=0, hi=4095, dtype=np.uint16)
     out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=12, center=100, width=0)))
