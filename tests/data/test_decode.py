@@ -537,6 +537,23 @@ def test_dicom_8_bit_voi_lut_of_a_12_bit_film(tmp_path: Path, vr: str) -> None:
     np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, ds)), (a // 16).astype(np.uint8))
 
 
+@pytest.mark.parametrize("window", [False, True])
+def test_dicom_12_bit_modality_lut_sequence(tmp_path: Path, window: bool) -> None:
+    """A Modality LUT of 12-bit entries was refused as an 'unsupported layout' (pydicom 3.0 asks numpy for a
+    'uint12' type); it maps stored values as pydicom maps them: below its first value its first entry, past its end
+    its last."""
+    a = ramp(h=8, w=64, lo=0, hi=4095, dtype=np.uint16)
+    ds = make_dicom(a, bits_stored=12, center=2000 if window else None, width=1000 if window else None)
+    item = Dataset()
+    item.add_new("LUTDescriptor", "US", [3000, 500, 12])  # stored 500..3499 -> 4095..1096 (an inverting LUT)
+    item.add_new("LUTData", "US", list(range(4095, 1095, -1)))
+    item.ModalityLUTType = "US"
+    ds.ModalityLUTSequence = [item]
+    values = 4095 - (np.clip(a.astype(np.int64), 500, 3499) - 500)
+    expected = linear_window(values, 2000, 1000) if window else minmax_u8(values)
+    np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, ds)), expected)
+
+
 def test_dicom_several_windows_use_the_first_as_viewers_do(tmp_path: Path) -> None:
     a = ramp(lo=0, hi=4095, dtype=np.uint16)
     out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=12, center=[2000, 600], width=[1000, 300])))

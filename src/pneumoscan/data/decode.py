@@ -14,7 +14,7 @@ Decisions:
 * Colour becomes luminance with Pillow's ITU-R 601-2 ``"L"`` conversion.
 * Alpha (``LA``, ``RGBA``, ``PA``, transparent palette entries) is composited on **black** and
   then dropped: transparent pixels read as 0, like the background of an X-ray.
-* DICOM: Modality LUT (rescale slope/intercept), then the first VOI LUT (its entries' own range
+* DICOM: Modality LUT (its LUT, or rescale slope/intercept), then the first VOI LUT (its entries' own range
   mapped to 0..255) or the first window (Window Center/Width, VOI LUT Function LINEAR, LINEAR_EXACT
   or SIGMOID as pydicom applies them), mapped over the window's full output range to 0..255; no VOI -> min-max
   of the data, except unsigned 8-bit data with an identity Modality LUT, which is kept as stored
@@ -503,14 +503,14 @@ def _dicom_mono(raw: np.ndarray, ds: Dataset, invert: bool) -> np.ndarray:
     return out
 
 
-def _voi_lut(ds: Dataset) -> tuple[np.ndarray, int]:
-    """The first VOI LUT's entries (int64) and the first value it maps, read as pydicom's `apply_voi` reads them,
-    except that it looks values up in the LUT's entry type: 8-bit entries wrap every index at 256 (pydicom 3.0), so
-    a 12-bit film through a 4,096-entry 8-bit LUT came out as 16 repeated ramps. For signed pixels a first value
-    written as US (explicit VR), such as 65436 for -100, is the signed value, as pydicom reads it from implicit VR
-    (it mapped no pixel of a signed film). The entries are used as stored, whatever bit depth the descriptor
-    claims: they are scaled by their own range."""
-    item = ds.VOILUTSequence[0]
+def _lut(item: Dataset, ds: Dataset) -> tuple[np.ndarray, int]:
+    """A Modality or VOI LUT item's entries (int64) and the first value it maps, read as pydicom's
+    `apply_modality_lut` and `apply_voi` read them, except that its entries are not cast to the descriptor's bit
+    depth: pydicom 3.0 looks an 8-bit VOI LUT up in uint8 (every index wraps at 256, so a 12-bit film through a
+    4,096-entry LUT came out as 16 repeated ramps) and cannot make a 10 to 15-bit Modality LUT ('uint12'); the
+    entries are scaled by their own range anyway. For signed pixels a first value written as US (explicit VR),
+    such as 65436 for -100, is the signed value, as pydicom reads it from implicit VR (it mapped no pixel of a
+    signed film)."""
     entries, first_mapped, _ = (int(v) for v in item.LUTDescriptor)
     entries = entries or 2**16
     if first_mapped >= 2**15 and int(ds.get("PixelRepresentation", 0) or 0) == 1:
@@ -523,6 +523,13 @@ def _voi_lut(ds: Dataset) -> tuple[np.ndarray, int]:
     if table.size < entries:
         raise ValueError("fewer LUT entries than the descriptor gives")
     return table[:entries].astype(np.int64), first_mapped
+
+
+def _look_up(values: np.ndarray, table: np.ndarray, first_mapped: int) -> np.ndarray:
+    """`values` through a LUT as pydicom maps them: below the first mapped value its first entry, past its end its
+    last (in int64: pydicom subtracts in the values' own type)."""
+    ints = values.astype(np.int64) if values.dtype.kind in "iu" else np.rint(values).astype(np.int64)
+    return table[np.clip(ints - first_mapped, 0, table.size - 1)]
 
 
 def _padding(values: np.ndarray, ds: Dataset) -> np.ndarray | None:
@@ -576,15 +583,15 @@ def _mono_to_uint8(raw: np.ndarray, ds: Dataset, present: np.ndarray | None) -> 
     range of a min-max scaling is theirs)."""
     from pydicom.pixels import apply_modality_lut, apply_windowing
 
-    values = np.asarray(apply_modality_lut(raw, ds))
+    if ds.get("ModalityLUTSequence"):
+        values = _look_up(raw, *_lut(ds.ModalityLUTSequence[0], ds))
+    else:
+        values = np.asarray(apply_modality_lut(raw, ds))
 
     if ds.get("VOILUTSequence"):
         try:
-            table, first_mapped = _voi_lut(ds)
-            ints = values.astype(np.int64) if values.dtype.kind in "iu" else np.rint(values).astype(np.int64)
-            # As pydicom's apply_voi: values below the first mapped read its first entry, above the last its last.
-            mapped = table[np.clip(ints - first_mapped, 0, table.size - 1)]
-            return _to_uint8(mapped, float(table.min()), float(table.max()))
+            table, first_mapped = _lut(ds.VOILUTSequence[0], ds)
+            return _to_uint8(_look_up(values, table, first_mapped), float(table.min()), float(table.max()))
         except Exception:  # noqa: BLE001 - bad VOI LUT: fall back to the window or min-max
             pass
 
