@@ -21,12 +21,12 @@ Decisions:
   (so the same image as DICOM or PNG decodes identically). MONOCHROME1, and MONOCHROME2 with a Presentation
   LUT Shape of INVERSE, are inverted at the end (once: MONOCHROME1 with INVERSE, as DX films are required to
   carry it, is the same single inversion, as viewers show it).
+  Header values other than image geometry are never read, and exception text from pydicom is
+  never copied into messages or exception chains (it could quote header values).
 * DICOM Pixel Padding Value (with a Pixel Padding Range Limit: every stored value between the two) marks the
   frame around a collimated or non-rectangular film: padding pixels count for no min-max range and are filled
   with the darkest tone of the film's real pixels after every other step, so they neither stretch its contrast
   nor show as a bright frame.
-  Header values other than image geometry are never read, and exception text from pydicom is
-  never copied into messages or exception chains (it could quote header values).
 * Pillow's own decompression-bomb guard (``2 * Image.MAX_IMAGE_PIXELS``) stays a hard cap even
   when ``max_pixels`` is set above it; both end up as InputError.
 * Warnings filters are not touched (``warnings.catch_warnings`` is not thread-safe); if warnings
