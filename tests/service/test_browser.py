@@ -1398,6 +1398,43 @@ def test_a_printed_result_shows_the_film_heatmap_figures_and_notice_without_the_
     print(f"PDF: {tmp_path / 'result.pdf'}")
 
 
+def test_a_result_says_when_and_by_which_weights_its_film_was_analysed_on_screen_and_on_paper(
+        server: str, fitted: Path, sample_dir: Path) -> None:
+    """A printed or PDF result did not say when the film was analysed (its 'Time' row was the processing time). Each
+    result, a refusal too, now gives the time its answer came, in this computer's local time (ISO-like date, 24 h),
+    beside the file name and the weights' short hash, on screen and on paper."""
+    from datetime import datetime, timezone
+
+    from playwright.sync_api import expect
+
+    from pneumoscan.artifact import file_sha256
+
+    xray = sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[0]
+    with chromium_page(None, timezone_id="Asia/Kolkata") as (page, errors):  # UTC+05:30, no summer time
+        page.clock.set_fixed_time(datetime(2026, 3, 4, 1, 0, tzinfo=timezone.utc))  # the page opens
+        page.goto(server + "/")
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.clock.set_fixed_time(datetime(2026, 3, 4, 8, 7, tzinfo=timezone.utc))  # the answer comes
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        expect(page.locator("#analysed")).to_have_text("2026-03-04 13:37 (local time of this computer)")
+        expect(page.locator("#file-name")).to_have_text(xray.name)
+        expect(page.locator("#model")).to_have_text(f"resnet10 · weights {file_sha256(fitted)[:12]}")
+        page.emulate_media(media="print")
+        for shown in ("#analysed", "#file-name", "#model"):
+            expect(page.locator(shown)).to_be_visible()
+        assert page.locator("dt", has_text="Analysed").is_visible()
+
+        page.emulate_media(media="screen")
+        page.clock.set_fixed_time(datetime(2026, 12, 31, 19, 55, tzinfo=timezone.utc))  # a new day here
+        page.set_input_files("#file", files=[{"name": "holiday.jpg", "mimeType": "image/jpeg",
+                                              "buffer": colour_photo()}])
+        expect(page.locator("#ood")).to_be_visible(timeout=15_000)
+        expect(page.locator("#analysed")).to_have_text("2027-01-01 01:25 (local time of this computer)")
+        expect(page.locator("#file-name")).to_have_text("holiday.jpg")
+        assert not errors, errors
+
+
 def test_every_text_on_the_page_has_a_contrast_of_at_least_4_5_to_1(server: str, sample_dir: Path) -> None:
     """WCAG 1.4.3, from the CSS colours as the browser computes them, in every state a clinician meets: the empty
     page, a drag over the drop zone, the button under the pointer, flagged and not flagged results, a borderline

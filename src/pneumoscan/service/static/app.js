@@ -272,9 +272,18 @@ function renderSmall(result) {
   return $("small-text").textContent;
 }
 
-// `name` is the uploaded file's: the result always says which film it belongs to.
-function render(result, name) {
+// When a result came, in this computer's local time, ISO-like and 24 h ("2026-11-27 14:05"): a printed result is a
+// record, and its "Processing time" says how long the analysis took, not when.
+function analysedText(when) {
+  const two = (n) => String(n).padStart(2, "0");
+  return `${when.getFullYear()}-${two(when.getMonth() + 1)}-${two(when.getDate())} ` +
+    `${two(when.getHours())}:${two(when.getMinutes())} (local time of this computer)`;
+}
+
+// `name` is the uploaded file's: the result always says which film it belongs to; `answered`, when its answer came.
+function render(result, name, answered = new Date()) {
   $("file-name").textContent = name;
+  $("analysed").textContent = analysedText(answered);
   $("model").textContent = `${result.model_name} · weights ${result.model_sha256}`;
   $("latency").textContent = `${Math.round(result.latency_ms)} ms`;
   const small = renderSmall(result);
@@ -479,6 +488,7 @@ async function analyse(files) {
       await sleep(wait * 1000, controller.signal);
       setStatus("Analysing…");
     }
+    const answered = new Date();
     if (!res.ok) {
       const detail = typeof body.detail === "string" ? body.detail : `request failed (HTTP ${res.status})`;
       if (res.status === 503) {
@@ -503,7 +513,7 @@ async function analyse(files) {
       if (mine !== latest) return;
     }
     setStatus("");
-    render(body, file.name);
+    render(body, file.name, answered);
   } catch (err) {
     if (mine !== latest) return;  // aborted or overtaken by a newer upload
     setStatus("");
