@@ -1435,6 +1435,30 @@ def test_a_result_says_when_and_by_which_weights_its_film_was_analysed_on_screen
         assert not errors, errors
 
 
+def test_the_meter_does_not_move_for_whoever_asked_for_reduced_motion(server: str) -> None:
+    """The meter's fill slid to each new probability (0.3 s) even when the system was set to reduce motion; with
+    `prefers-reduced-motion: reduce` it now takes its width at once, and still slides otherwise."""
+    from playwright.sync_api import expect
+
+    answer = {"probability": 0.2, "label": "NORMAL", "in_distribution": True, "threshold": 0.5, "prevalence": 0.5,
+              "threshold_ci95": None, "model_name": "resnet10", "model_sha256": "0" * 12, "latency_ms": 5.0,
+              "heatmap_png_base64": None, "heatmap_class": "NORMAL", "heatmap_empty": False}
+    # the transitions the new width starts on the fill (reading them flushes the style, as a frame would)
+    moves = """([answer, p]) => { render({...answer, probability: p}, "film.png");
+      return document.getElementById("fill").getAnimations().length; }"""
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.evaluate("(answer) => render(answer, 'film.png')", answer)
+        page.wait_for_timeout(500)
+        assert page.evaluate(moves, [answer, 0.9]) == 1  # slides, as before
+        page.emulate_media(reduced_motion="reduce")
+        page.wait_for_timeout(500)
+        assert page.evaluate(moves, [answer, 0.3]) == 0
+        assert page.locator("#fill").evaluate("el => el.getBoundingClientRect().width / el.parentElement.clientWidth"
+                                              ) == pytest.approx(0.3, abs=0.01)  # there at once
+        assert not errors, errors
+
+
 def test_every_text_on_the_page_has_a_contrast_of_at_least_4_5_to_1(server: str, sample_dir: Path) -> None:
     """WCAG 1.4.3, from the CSS colours as the browser computes them, in every state a clinician meets: the empty
     page, a drag over the drop zone, the button under the pointer, flagged and not flagged results, a borderline
