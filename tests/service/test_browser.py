@@ -700,6 +700,76 @@ def test_a_slow_upload_that_keeps_moving_is_analysed_and_shows_its_progress(quic
         link.close()
 
 
+# What screen readers are given to read: each new text of a live region (aria-live, role status or alert), without
+# what is aria-hidden or hidden, as "id: text" in window.heard; and each text the status shows, in window.shown.
+HEARD = """
+  window.heard = [];
+  window.shown = [];
+  const said = (node) => node.nodeType === Node.TEXT_NODE ? node.textContent
+    : node.nodeType === Node.ELEMENT_NODE && node.getAttribute("aria-hidden") !== "true" && !node.hidden
+      ? [...node.childNodes].map(said).join("") : "";
+  document.addEventListener("DOMContentLoaded", () => {
+    const regions = [...document.querySelectorAll("[aria-live], [role=status], [role=alert]")];
+    const last = new Map(regions.map((el) => [el, said(el).trim()]));
+    const status = document.getElementById("status");
+    let showing = status.textContent;
+    new MutationObserver(() => {
+      for (const el of regions) {
+        const text = said(el).trim();
+        if (text !== last.get(el) && text) window.heard.push(`${el.id}: ${text}`);
+        last.set(el, text);
+      }
+      if (status.textContent !== showing) window.shown.push(showing = status.textContent);
+    }).observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true});
+  });"""
+
+# An upload of 3.2 MB as a slow link reports it: 1 % every 20 ms, then the real (small) file goes out; or, with
+# window.stopAt set, no more progress after that share and nothing sent (the connection dropped).
+SLOW_PROGRESS = """
+  const realSend = XMLHttpRequest.prototype.send;
+  XMLHttpRequest.prototype.send = function (...args) {
+    const total = 100 * 32768, stop = window.stopAt ?? 100;
+    for (let k = 0; k <= stop; k++) {
+      setTimeout(() => this.upload.dispatchEvent(new ProgressEvent("progress",
+        {lengthComputable: true, loaded: 32768 * k, total})), 20 * k);
+    }
+    if (stop === 100) setTimeout(() => realSend.apply(this, args), 20 * 101);
+  };"""
+
+
+def test_a_slow_upload_is_shown_by_the_percent_but_read_out_by_the_quarter(quick_idle_server: str,
+                                                                          sample_dir: Path) -> None:
+    """The status, a live region, changed with every percent of a large upload, which a screen reader may read out
+    each time. The share sent is still shown every percent, but read out only at the start, at each quarter and
+    when sent ('Analysing…'), and a stall is read out as the error, nothing after it."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[0]
+    with chromium_page(quick_idle_server + "/", init_script=HEARD + SLOW_PROGRESS) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        decision = page.locator("#decision").inner_text()
+        assert page.evaluate("window.heard") == [
+            "status: Analysing…", *(f"announce: Uploading… {k} % sent" for k in (0, 25, 50, 75)),
+            "status: Analysing…", f"announce: Result for {xray.name}: {decision}"]
+        shown = page.evaluate("window.shown")
+        assert shown == ["Analysing…", *(f"Uploading… {k} % sent" for k in range(100)), "Analysing…", ""], shown
+
+        page.evaluate("window.heard = []; window.stopAt = 40")
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#status")).to_have_text("Uploading… 40 % sent")  # for 2 s, until the stall
+        assert "%" not in page.locator("#status").aria_snapshot()  # shown, but not in the accessibility tree
+        expect(page.locator("#error")).to_contain_text("The upload stalled: nothing more of the file could be sent "
+                                                       "for 2 s", timeout=15_000)
+        expect(page.locator("#status")).to_have_text("")
+        expect(page.locator("#announce")).to_have_text("")
+        assert page.evaluate("window.heard") == [
+            "status: Analysing…", "announce: Uploading… 0 % sent", "announce: Uploading… 25 % sent",
+            f"error: {page.locator('#error').inner_text()}"]
+        assert not errors, errors
+
+
 def test_page_says_when_no_answer_comes_after_the_upload(server: str, sample_dir: Path) -> None:
     """The whole file went out but the answer never comes back (the connection dropped after the upload): the page
     says so 30 s after the file was sent, not never."""

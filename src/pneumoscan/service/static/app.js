@@ -20,12 +20,27 @@ function show(el, visible) { el.hidden = !visible; }
 
 function setStatus(text) { $("status").textContent = text; }
 
-// Screen readers hear the result in one sentence: the panel that shows it is not a live region.
+// Screen readers hear the result in one sentence: the panel that shows it is not a live region. They also hear a
+// large upload's progress, by quarters.
 function announce(text) { $("announce").textContent = text; }
 
+// Shown in the status, not read out: a live region changing with every percent is read out over and over.
+function showQuietly(text) {
+  const status = $("status");
+  let quiet = status.firstElementChild;
+  if (!quiet) {
+    quiet = document.createElement("span");
+    quiet.setAttribute("aria-hidden", "true");
+    status.replaceChildren(quiet);
+  }
+  quiet.textContent = text;
+}
+
+// The error is the alert: nothing said before it (a progress count) is left to be read as current.
 function setError(text) {
   $("error").textContent = text || "";
   show($("error"), Boolean(text));
+  if (text) announce("");
 }
 
 // The films the model is meant for (the model card's intended use), then what backs that for this model.
@@ -432,6 +447,25 @@ function post(url, form, signal, onProgress) {
   });
 }
 
+// Follows the upload `mine` for post(): an upload of PROGRESS_FROM or more shows the share sent with every percent,
+// and is read out at its start, at each quarter and when sent in full ("Analysing…").
+function progressReporter(mine) {
+  let heard = null;  // the quarter last read out
+  return (loaded, total) => {
+    if (mine !== latest || total < PROGRESS_FROM) return;
+    if (loaded >= total) {
+      if (heard !== 100) setStatus("Analysing…");
+      announce("");
+      heard = 100;
+      return;
+    }
+    const share = Math.floor((100 * loaded) / total), quarter = Math.floor(share / 25) * 25;
+    showQuietly(`Uploading… ${share} % sent`);
+    if (quarter !== heard) announce(`Uploading… ${quarter} % sent`);
+    heard = quarter;
+  };
+}
+
 // The first of `files` (a FileList); several at once are refused, so that no film goes unanalysed unnoticed.
 async function analyse(files) {
   const file = files[0];
@@ -470,10 +504,7 @@ async function analyse(files) {
     // A 503 means the service's memory for uploads is full, not that the file is wrong: ask again after the
     // wait it names, so that a busy moment costs the clinician a few seconds rather than a second drop.
     for (let tries = 1; ; tries++) {
-      res = await post(`predict?explain=${explain}`, form, controller.signal, (loaded, total) => {
-        if (mine !== latest || total < PROGRESS_FROM) return;
-        setStatus(loaded < total ? `Uploading… ${Math.floor((100 * loaded) / total)} % sent` : "Analysing…");
-      });
+      res = await post(`predict?explain=${explain}`, form, controller.signal, progressReporter(mine));
       body = res.body;
       if (mine !== latest) return;
       if (res.status === 501 && explain) {  // restarted with a model Grad-CAM cannot explain: ask without a heatmap
