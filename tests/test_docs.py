@@ -510,7 +510,8 @@ def card_prose_problems(card: str) -> list[str]:
 
 HELP_DEFAULT = re.compile(r"\bdefault:? ([\w.+-]*\w)")  # "(default 30)", "(default: resnet10)", "(default on)"
 README_DEFAULT = re.compile(  # "`--batch-size` (64)", "`--consistency`, 10", "`--epochs` 15", "`--lr` (AdamW's ..., 2e-3)",
-    r"`(--[a-z][\w-]*)`(?: \((?:[^()`,]*, )?(?:default )?|, | (?:bootstrap )?resamples[ ,(]+| )"  # "`--n-boot` resamples, 1000"
+    # "`--n-boot` resamples, 1000", and a table row "| `--slots` | 2 |" (option, then its default)
+    r"`(--[a-z][\w-]*)`(?: \((?:[^()`,]*, )?(?:default )?|, | (?:bootstrap )?resamples[ ,(]+| \| | )"
     r"([0-9][0-9.e-]*[0-9]|[0-9])(?![\w.-]*[a-zA-Z/%])")
 
 
@@ -1208,6 +1209,15 @@ def test_a_planted_readme_default_is_named() -> None:
     line = readme[:readme.index(original)].count("\n") + 1
     problems = readme_default_problems(readme.replace(original, "`--batch-size` (65)", 1))
     assert problems == [f"README.md:{line}: `--batch-size` 65: its default is 64 or 128"], problems
+
+
+def test_a_planted_readme_table_default_is_named() -> None:
+    readme = (ROOT / "README.md").read_text()
+    original = "| `--upload-idle-s` | 30 |"
+    assert original in readme
+    line = readme[:readme.index(original)].count("\n") + 1
+    problems = readme_default_problems(readme.replace(original, "| `--upload-idle-s` | 20 |", 1))
+    assert problems == [f"README.md:{line}: `--upload-idle-s` 20: its default is 30.0"], problems
 
 
 def test_planted_artifact_ablation_and_comparison_mismatches_are_named() -> None:
