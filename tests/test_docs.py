@@ -567,6 +567,28 @@ def help_default_problems(parser: argparse.ArgumentParser, command: str) -> list
     return problems
 
 
+def heading_anchor(title: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation (backticks too) dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+
+
+def contents_problems(readme: str) -> list[str]:
+    """README.md's contents at the top (its links before the first `## ` heading) against its ## and ### headings,
+    and every `](#anchor)` link in it against the anchors of its headings."""
+    headings = [(number, len(m.group(1)), heading_anchor(m.group(2))) for number, line in split_doc(readme)[1]
+                if (m := re.match(r"(#{1,6}) (.+)", line))]
+    anchors = {anchor for _, _, anchor in headings}
+    first = next(number for number, level, _ in headings if level == 2)
+    lines = readme.splitlines()
+    listed = {a for line in lines[:first - 1] for a in re.findall(r"\]\(#([^)]+)\)", line)}
+    problems = [f"README.md:{number}: its section is not in the contents at the top (add a link to #{anchor})"
+                for number, level, anchor in headings if level in (2, 3) and anchor not in listed]
+    problems += [f"README.md:{number}: link to #{anchor}, which no heading has"
+                 for number, line in enumerate(lines, 1) for anchor in re.findall(r"\]\(#([^)]+)\)", line)
+                 if anchor not in anchors]
+    return problems
+
+
 def readme_default_problems(readme: str) -> list[str]:
     """README.md's "`--flag` (N)" and the like: N is the default of that flag in some pneumoscan command."""
     defaults: dict[str, list[object]] = {}
@@ -1021,6 +1043,11 @@ def test_readme_states_the_defaults_the_commands_use() -> None:
     assert not problems, "\n".join(problems)
 
 
+def test_readme_contents_list_every_section_and_its_links_lead_somewhere() -> None:
+    problems = contents_problems((ROOT / "README.md").read_text())
+    assert not problems, "\n".join(problems)
+
+
 def test_help_names_only_options_and_commands_that_exist() -> None:
     problems = [p for command, sub in subcommands().items() for p in help_option_problems(sub, command)]
     assert not problems, "\n".join(problems)
@@ -1209,6 +1236,25 @@ def test_a_planted_readme_default_is_named() -> None:
     line = readme[:readme.index(original)].count("\n") + 1
     problems = readme_default_problems(readme.replace(original, "`--batch-size` (65)", 1))
     assert problems == [f"README.md:{line}: `--batch-size` 65: its default is 64 or 128"], problems
+
+
+def test_a_section_missing_from_the_contents_and_a_dead_link_are_named() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert heading_anchor("Transfer learning (offline)") == "transfer-learning-offline"
+    assert heading_anchor("Your own operating point: `pneumoscan set-threshold`") == \
+        "your-own-operating-point-pneumoscan-set-threshold"
+
+    def line_of(text: str) -> int:
+        assert text in readme
+        return readme[:readme.index(text)].count("\n") + 1
+
+    inputs, link = line_of("\n### Inputs\n") + 1, line_of("[Inputs](#inputs)")
+    problems = contents_problems(readme.replace("\n### Inputs\n", "\n### Inputs\n\n### Input formats\n", 1))
+    assert problems == [f"README.md:{inputs + 2}: its section is not in the contents at the top (add a link to "
+                        "#input-formats)"], problems
+    problems = contents_problems(readme.replace("[Inputs](#inputs)", "[Inputs](#input)", 1))
+    assert problems == [f"README.md:{inputs}: its section is not in the contents at the top (add a link to #inputs)",
+                        f"README.md:{link}: link to #input, which no heading has"], problems
 
 
 def test_a_planted_readme_table_default_is_named() -> None:
