@@ -1,13 +1,30 @@
 """Content fingerprints: the films a model learnt from are recognised under any name and in any folder."""
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from pneumoscan.artifact import read_meta
-from pneumoscan.data.fingerprint import HEX_DIGITS, file_fingerprint, seen_in_training, training_fingerprints
+from pneumoscan.data.fingerprint import (
+    FILM_HEX,
+    FILM_MAX_DISTANCE,
+    FILM_METHOD,
+    FILM_SIZE,
+    HEX_DIGITS,
+    file_fingerprint,
+    film_distances,
+    film_fingerprint,
+    film_record,
+    seen_in_training,
+    training_film_fingerprints,
+    training_fingerprints,
+)
+from pneumoscan.data.preprocess import load_image
 
 
 def test_same_bytes_same_fingerprint_whatever_the_name(tmp_path: Path) -> None:
@@ -45,7 +62,7 @@ def test_set_threshold_refuses_copies_of_training_films(tiny_run: Path, tiny_dat
     assert main(["set-threshold", "--model", str(tiny_run), "--data", str(site), "--out", str(tmp_path / "m"),
                  "--backend", "torch", "--n-boot", "10"]) == 2
     err = capsys.readouterr().err
-    assert "1 of 17 films are byte-identical to films this model was trained or validated on" in err
+    assert "1 of 17 films are films this model was trained or validated on" in err
     assert "IM-5555-0001.jpeg" in err and not (tmp_path / "m").exists()
 
 
@@ -67,3 +84,121 @@ def test_a_file_is_hashed_once_until_it_changes(tmp_path: Path, monkeypatch: pyt
     film.write_bytes(b"other film")  # same size
     os.utime(film, ns=(1, 1))
     assert file_fingerprint(film) not in ("", first) and reads == ["film.png", "film.png"]
+
+
+# -- film fingerprints: the same film re-encoded or resized ---------------------------------------------------------
+def synthetic_film(seed: int, size: int = 96) -> np.ndarray:
+    """A synthetic grey film of soft shapes at many scales (a chest film has structure at every scale, which the
+    film fingerprint reads; pixel noise it does not), distinct per seed."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] / size
+    img = 60 + 80 * yy
+    for _ in range(80):
+        (cy, cx), r = rng.uniform(0, 1, 2), rng.uniform(0.02, 0.15)
+        img += rng.uniform(-50, 50) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def encoded(pixels: np.ndarray, fmt: str, side: tuple[int, int] | None = None, **options: int) -> bytes:
+    image = Image.fromarray(pixels)
+    if side is not None:
+        image = image.resize(side, Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def dicom16(pixels: np.ndarray) -> bytes:
+    from tests.conftest import dicom_to_bytes, make_dicom
+
+    return dicom_to_bytes(make_dicom(pixels.astype(np.uint16) * 257, bits_stored=16))
+
+
+def write(folder: Path, files: dict[str, bytes]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return [folder / name for name in files]
+
+
+def test_a_film_re_encoded_resized_or_brightened_is_recognised_and_other_films_are_not(tmp_path: Path) -> None:
+    films = [synthetic_film(seed) for seed in range(12)]
+    trained = write(tmp_path / "trained", {f"{i}.jpeg": encoded(f, "JPEG", quality=95) for i, f in enumerate(films[:6])})
+    training = {"fingerprints": [file_fingerprint(p) for p in trained], **film_record(trained)}
+    brighter, darker = (np.clip(films[i] * k, 0, 255).astype(np.uint8) for i, k in ((0, 1.1), (5, 0.9)))
+    copies = {"q50.jpeg": encoded(films[0], "JPEG", quality=50), "same.png": encoded(films[1], "PNG"),
+              "sixteen_bit.dcm": dicom16(films[2]), "big.jpeg": encoded(films[3], "JPEG", (1024, 1024), quality=90),
+              "wider.png": encoded(films[4], "PNG", (400, 300)), "brighter.png": encoded(brighter, "PNG"),
+              "darker.png": encoded(darker, "PNG")}
+    paths = write(tmp_path / "site", {**copies, **{f"other_{i}.png": encoded(films[i], "PNG") for i in range(6, 12)}})
+    expected = paths[:len(copies)]
+    assert seen_in_training(paths, training) == expected  # decoded here
+    for size in (FILM_SIZE, 64):  # as evaluate decodes them for a model of this input size (reused), or another
+        assert seen_in_training(paths, training, [load_image(p, size) for p in paths]) == expected
+    assert seen_in_training(paths, {"fingerprints": training["fingerprints"]}) == []  # bytes alone: none of them
+
+
+def test_the_film_fingerprint_ignores_size_and_brightness_not_content() -> None:
+    film = synthetic_film(0)
+    big = np.asarray(Image.fromarray(film).resize((700, 500), Image.Resampling.BILINEAR))
+    brighter = np.clip(film.astype(float) * 1.1, 0, 255).astype(np.uint8)
+    known = training_film_fingerprints({"film_fingerprint_method": FILM_METHOD,
+                                        "film_fingerprints": [film_fingerprint(load_image(encoded(film, "PNG"), 128))]})
+    marks = [film_fingerprint(load_image(encoded(image, "PNG"), FILM_SIZE)) for image in (big, brighter, synthetic_film(1))]
+    assert all(len(m) == FILM_HEX for m in marks)
+    near = film_distances(marks, known)
+    assert near[0] <= FILM_MAX_DISTANCE and near[1] <= FILM_MAX_DISTANCE < near[2]
+    assert film_distances(marks, known[:0]).min() > FILM_MAX_DISTANCE  # nothing known: no match
+
+
+def test_a_model_recording_only_byte_fingerprints_still_recognises_copies(tmp_path: Path) -> None:
+    """Models trained before film fingerprints (and the shipped one before they were added): byte copies only."""
+    (tmp_path / "film.jpeg").write_bytes(encoded(synthetic_film(0), "JPEG", quality=95))
+    (tmp_path / "film.png").write_bytes(encoded(synthetic_film(0), "PNG"))
+    old = {"fingerprints": [file_fingerprint(tmp_path / "film.jpeg")]}
+    copy = Path(shutil.copy(tmp_path / "film.jpeg", tmp_path / "renamed.jpeg"))
+    assert seen_in_training([copy, tmp_path / "film.png"], old) == [copy]
+    assert len(training_film_fingerprints(old)) == 0
+
+
+def test_film_fingerprints_of_another_method_or_edited_out_of_shape_are_not_compared(tmp_path: Path) -> None:
+    film = tmp_path / "film.png"
+    film.write_bytes(encoded(synthetic_film(0), "PNG"))
+    record = film_record([film])
+    assert seen_in_training([film], record) == [film]
+    assert seen_in_training([film], {**record, "film_fingerprint_method": "another"}) == []
+    for marks in (["zz" * (FILM_HEX // 2)], ["ab"], [7], 7, None):
+        assert seen_in_training([film], {**record, "film_fingerprints": marks}) == []
+    assert seen_in_training([film], {"members": [{}, record]}) == [film]  # an ensemble's member records count
+
+
+def test_a_trained_run_recognises_its_films_re_encoded_at_another_size(tiny_run: Path, tiny_data: Path,
+                                                                      tmp_path: Path) -> None:
+    from pneumoscan.evaluation.evaluate import InSampleWarning, evaluate
+    from pneumoscan.inference.predictor import Predictor
+
+    site = tmp_path / "originals"
+    for film in sorted((tiny_data / "train").glob("*/*"))[::4] + sorted((tiny_data / "test").glob("*/*")):
+        with Image.open(film) as image:
+            big = image.convert("L").resize((400, 400), Image.Resampling.BICUBIC)
+        (site / film.parent.name).mkdir(parents=True, exist_ok=True)
+        big.save(site / film.parent.name / f"{film.parent.parent.name}_{film.stem}.png")
+    with pytest.warns(InSampleWarning, match="the same film re-encoded or resized"):
+        summary = evaluate(Predictor(tiny_run, backend="torch"), site, n_boot=10, progress=False).summary
+    assert sorted(Path(p).name for p in summary["seen_in_training"]) == sorted(
+        p.name for p in site.glob("*/train_*.png")) != []
+
+
+def test_set_threshold_refuses_training_films_re_encoded(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from pneumoscan.cli import main
+
+    site = tmp_path / "site_films"
+    shutil.copytree(tiny_data / "test", site)
+    with Image.open(sorted((tiny_data / "train" / "NORMAL").iterdir())[0]) as image:
+        image.convert("L").resize((300, 300), Image.Resampling.BICUBIC).save(site / "NORMAL" / "IM-5555-0001.png")
+    assert main(["set-threshold", "--model", str(tiny_run), "--data", str(site), "--out", str(tmp_path / "m"),
+                 "--backend", "torch", "--n-boot", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "1 of 17 films are films this model was trained or validated on (copies, or the same film re-encoded" in err
+    assert "IM-5555-0001.png" in err and not (tmp_path / "m").exists()

@@ -240,7 +240,7 @@ def test_evaluate_says_where_the_threshold_came_from_and_warns_on_the_same_films
     assert main(["evaluate", "--model", str(local.out), "--data", str(tiny_data), "--split", "train", "--n-boot", "20"]) == 0
     captured = capsys.readouterr()
     assert "chosen by set-threshold" in captured.out and "the threshold was chosen on" not in captured.err
-    assert "60 of 60 images are byte-identical to images this model was trained or validated on" in captured.err
+    assert "60 of 60 images are films this model was trained or validated on" in captured.err
     assert main(["evaluate", "--model", str(local.out), "--data", str(tiny_data), "--split", "test", "--n-boot", "20",
                  "--threshold", "0.5"]) == 0
     assert "set-threshold" not in capsys.readouterr().out  # not the stored threshold: nothing to say about it

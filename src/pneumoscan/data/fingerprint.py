@@ -1,13 +1,19 @@
-"""Content fingerprints of image files: the films a model learnt from, recognised wherever they are copied."""
+"""Fingerprints of image files: the films a model learnt from, recognised wherever they are copied.
+
+Two kinds, both stored in a model's training record: the SHA-256 of each file's bytes (`fingerprints`: a copy under
+any name), and a perceptual hash of each decoded film (`film_fingerprints`: the same film re-encoded as JPEG, PNG or
+DICOM, at another size, a little brighter or darker; bench/film_fingerprint.py measures it)."""
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     from pneumoscan.data.layout import Sample
@@ -50,12 +56,133 @@ def training_fingerprints(training: dict[str, Any]) -> set[str]:
     return found
 
 
-def seen_in_training(paths: list[Path], training: dict[str, Any]) -> list[Path]:
-    """Those of `paths` that are byte-identical to a film the model was trained or validated on."""
-    known = training_fingerprints(training)
-    if not known:
+# The film fingerprint: the film decoded at FILM_SIZE x FILM_SIZE grey (squashed to a square, as every decode here
+# is), averaged over a FILM_GRID x FILM_GRID grid, its FILM_DCT x FILM_DCT lowest 2-D DCT frequencies but the mean, one
+# bit per frequency: above their median or not. Two films are the same when at most FILM_MAX_DISTANCE of the 255 bits
+# differ. On the 5,216 train films (bench/film_fingerprint.py): re-encodings differ in at most 14 bits, distinct films
+# (same patient included) in 38 or more. Decoded at another size the bits move more (up to 28 at 56 px), so the decode
+# size is fixed: a model of that input size reuses its own decode.
+FILM_METHOD = "dct16-of-32x32-at-128px-v1"  # recorded beside the fingerprints; another method's are not compared
+FILM_SIZE, FILM_GRID, FILM_DCT, FILM_MAX_DISTANCE = 128, 32, 16, 24
+FILM_HEX = (FILM_DCT * FILM_DCT - 1 + 7) // 8 * 2  # 255 bits, padded to 32 bytes: 64 hex digits
+
+
+@cache
+def _dct_basis() -> np.ndarray:
+    """The orthonormal DCT-II basis: FILM_DCT frequencies over FILM_GRID samples."""
+    n = np.arange(FILM_GRID)
+    basis = np.cos(np.pi * (2 * n[None, :] + 1) * np.arange(FILM_DCT)[:, None] / (2 * FILM_GRID))
+    basis[0] /= np.sqrt(2)
+    return basis * np.sqrt(2 / FILM_GRID)
+
+
+def film_fingerprint(gray: np.ndarray) -> str:
+    """The film fingerprint (FILM_HEX hex digits) of a film decoded at FILM_SIZE (`load_image(path, FILM_SIZE)`)."""
+    from PIL import Image
+
+    grid = Image.fromarray(np.ascontiguousarray(gray, dtype=np.uint8), mode="L").convert("F")
+    cells = np.asarray(grid.resize((FILM_GRID, FILM_GRID), Image.Resampling.BOX), dtype=np.float64)
+    basis = _dct_basis()
+    freqs = (basis @ cells @ basis.T).ravel()[1:]  # the mean (brightness) left out
+    return np.packbits(freqs > np.median(freqs)).tobytes().hex()
+
+
+def training_film_fingerprints(training: dict[str, Any]) -> np.ndarray:
+    """The film fingerprints an artifact's `training` record holds (its own, or its ensemble members'), as rows of
+    bytes; none for a record of another method, or entries edited out of shape."""
+    found: set[str] = set()
+    members = training.get("members")
+    for record in (training, *(members if isinstance(members, list) else [])):
+        if isinstance(record, dict) and record.get("film_fingerprint_method") == FILM_METHOD:
+            marks = record.get("film_fingerprints")
+            found |= {m for m in marks if _is_film_mark(m)} if isinstance(marks, list) else set()
+    return np.array([np.frombuffer(bytes.fromhex(m), dtype=np.uint8) for m in sorted(found)],
+                    dtype=np.uint8).reshape(len(found), FILM_HEX // 2)
+
+
+def _is_film_mark(mark: object) -> bool:
+    """Whether `mark` is a film fingerprint as `film_fingerprint` writes it."""
+    if not isinstance(mark, str) or len(mark) != FILM_HEX:
+        return False
+    try:
+        bytes.fromhex(mark)
+    except ValueError:
+        return False
+    return True
+
+
+def film_record(paths: Sequence[str | os.PathLike], images: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
+    """What a training record stores of its films: the method and the distinct film fingerprints of `paths`
+    (`images`: as `film_fingerprints` takes them)."""
+    marks = {m for m in film_fingerprints(paths, images) if m is not None}
+    return {"film_fingerprint_method": FILM_METHOD, "film_fingerprints": sorted(marks)}
+
+
+def film_fingerprints(paths: Sequence[str | os.PathLike],
+                      images: Sequence[np.ndarray] | np.ndarray | None = None) -> list[str | None]:
+    """The film fingerprint of each path (None when it cannot be decoded). `images`: the films as already decoded,
+    one per path, reused when they are FILM_SIZE square (a model of that input size: no second decode); else each
+    file is decoded here at FILM_SIZE."""
+    if images is not None and len(images) != len(paths):
+        raise ValueError(f"{len(images)} images for {len(paths)} paths")
+    if images is None or not len(images) or np.shape(images[0]) != (FILM_SIZE, FILM_SIZE):
+        images = _decoded(paths)
+    return [None if image is None else film_fingerprint(image) for image in images]
+
+
+def film_distances(marks: Sequence[str], known: np.ndarray) -> np.ndarray:
+    """For each of `marks`, the fewest bits in which it differs from any of the `known` rows (a large number when
+    there are none)."""
+    nearest = np.full(len(marks), FILM_HEX * 4 + 1, dtype=np.int64)
+    if not len(known) or not len(marks):
+        return nearest
+    rows = np.array([np.frombuffer(bytes.fromhex(m), dtype=np.uint8) for m in marks])
+    chunk = max(1, 1_000_000 // len(known))  # tens of MB of differing bytes at a time
+    for start in range(0, len(rows), chunk):
+        differ = rows[start:start + chunk, None, :] ^ known[None, :, :]
+        nearest[start:start + chunk] = _bit_counts(differ).sum(axis=2, dtype=np.int64).min(axis=1)
+    return nearest
+
+
+def _bit_counts(values: np.ndarray) -> np.ndarray:
+    """The set bits of each uint8 (numpy 2's bitwise_count, else a lookup table)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(values)
+    return np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1, dtype=np.uint8)[values]
+
+
+def _decoded(paths: Sequence[str | os.PathLike]) -> list[np.ndarray | None]:
+    """Each path decoded at FILM_SIZE (None when it cannot be)."""
+    from pneumoscan.data.preprocess import load_image
+    from pneumoscan.errors import InputError
+
+    def one(path: str | os.PathLike) -> np.ndarray | None:
+        try:
+            return load_image(path, FILM_SIZE)
+        except InputError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(one, paths))
+
+
+def seen_in_training(paths: Sequence[Path], training: dict[str, Any],
+                     images: Sequence[np.ndarray] | np.ndarray | None = None) -> list[Path]:
+    """Those of `paths` that are a film the model was trained or validated on: byte-identical to one, or the same
+    film by its film fingerprint (re-encoded, resized, a little brighter or darker). `images`: the films as already
+    decoded, as `film_fingerprints` takes them (decoded only when the record holds film fingerprints)."""
+    known, films = training_fingerprints(training), training_film_fingerprints(training)
+    if not known and not len(films):
         return []
-    return [path for path, mark in zip(paths, fingerprints(paths)) if mark in known]
+    by_bytes = [mark in known for mark in fingerprints(paths)] if known else [False] * len(paths)
+    by_film = [False] * len(paths)
+    if len(films):
+        marks = film_fingerprints(paths, images)
+        readable = [i for i, mark in enumerate(marks) if mark is not None]
+        near = film_distances([marks[i] for i in readable], films) <= FILM_MAX_DISTANCE
+        for i, hit in zip(readable, near):
+            by_film[i] = bool(hit)
+    return [path for path, mine, same in zip(paths, by_bytes, by_film) if mine or same]
 
 
 def duplicate_warnings(parts: dict[str, list[Sample]], data: str, harm: str = TAUGHT_BOTH) -> list[str]:

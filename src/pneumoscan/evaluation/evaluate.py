@@ -177,11 +177,12 @@ def evaluate(
             f"{len(refused)} of {len(images.samples)} images look unlike chest X-rays to the model's "
             f"guard, which refuses them at predict time; they are scored here anyway (`evaluate --json` lists them "
             f"under refused_by_guard): {first_few(refused)}"), stacklevel=2)
-    seen = seen_in_training([s.path for s in images.samples], predictor.meta.training)
+    seen = seen_in_training([s.path for s in images.samples], predictor.meta.training, images.images)
     if seen:
         warnings.warn(InSampleWarning(
-            f"{len(seen)} of {len(images.samples)} images are byte-identical to images this model was trained or "
-            f"validated on (e.g. {seen[0]}), so the figures on them are in-sample and flatter the model; evaluate on "
+            f"{len(seen)} of {len(images.samples)} images are films this model was trained or validated on (copies, "
+            f"or the same film re-encoded or resized; e.g. {seen[0]}), so the figures on them are in-sample and "
+            f"flatter the model; evaluate on "
             f"films it has not seen (`evaluate --json` lists them under seen_in_training)"), stacklevel=2)
     for message in duplicate_warnings({split_name: images.samples}, str(data), SCORED_BOTH):
         warnings.warn(LabelConflictWarning(message), stacklevel=2)

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, default_model_path, save_artifact
-from pneumoscan.data.fingerprint import seen_in_training
+from pneumoscan.data.cache import load_image_set
+from pneumoscan.data.fingerprint import seen_in_training, training_film_fingerprints
 from pneumoscan.data.layout import IMAGE_SUFFIXES, evaluation_samples
 from pneumoscan.errors import InputError
 from pneumoscan.evaluation.bootstrap import summarize
@@ -63,20 +64,26 @@ def _check_out(source: Path, out: Path) -> None:
         raise InputError(f"{out}: already exists; choose a new --out or delete the file first")
 
 
-def _check_unseen(meta: ArtifactMeta, data: str | os.PathLike, split: str | None) -> None:
-    """InputError when `data`'s chosen split is the folder the model was trained on, or holds copies of films it
-    was trained or validated on (as far as its artifact records them)."""
+def _check_unseen(meta: ArtifactMeta, data: str | os.PathLike, split: str | None, size: int,
+                  cache_dir: str | os.PathLike | None) -> None:
+    """InputError when `data`'s chosen split is the folder the model was trained on, or holds films it was trained
+    or validated on (copies, or re-encoded or resized; as far as its artifact records them). The films are decoded
+    at the model's `size` through the image cache, where the scoring then finds them."""
     name, samples = evaluation_samples(data, split)
     trained_on = meta.training.get("config", {}).get("data")
     if trained_on and Path(trained_on).resolve() == Path(data).resolve() and name in ("train", "all"):
         raise InputError(f"{data}: {'its ' + name + '/ split' if name == 'train' else 'these images'} trained this model, "
                          f"which scores them better than new films; choose the threshold on labelled films it has not "
                          f"seen (another folder)")
-    seen = seen_in_training([s.path for s in samples], meta.training)
+    if len(training_film_fingerprints(meta.training)):
+        images = load_image_set(samples, size, cache_dir, desc=f"decoding {name}")
+        seen = seen_in_training([s.path for s in images.samples], meta.training, images.images)
+    else:  # an older model records only the bytes: nothing to decode
+        seen = seen_in_training([s.path for s in samples], meta.training)
     if seen:
-        raise InputError(f"{data}: {len(seen)} of {len(samples)} films are byte-identical to films this model was "
-                         f"trained or validated on (e.g. {seen[0]}), which it scores better than new ones; remove them "
-                         f"and choose the threshold on films it has not seen")
+        raise InputError(f"{data}: {len(seen)} of {len(samples)} films are films this model was trained or validated "
+                         f"on (copies, or the same film re-encoded or resized; e.g. {seen[0]}), which it scores better "
+                         f"than new ones; remove them and choose the threshold on films it has not seen")
 
 
 def choose_local_threshold(
@@ -109,7 +116,7 @@ def set_threshold(
     target = target_recall if target_recall is not None else (meta.target_recall or 0.95)
     path = out_artifact_path(out)
     _check_out(predictor.path, path)
-    _check_unseen(meta, data, split)
+    _check_unseen(meta, data, split, predictor.size, cache_dir)
     # on a failure (a full disk, Ctrl+C) the model file (refused above if already there) and the folders made for
     # it are removed: nothing is left that was not there before
     with undone_on_failure(path.parent, [path]):

@@ -23,7 +23,7 @@ from pneumoscan import CLASS_NAMES
 from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, read_meta, save_artifact
 from pneumoscan.data.augment import AugmentConfig, augment_batch, mixup
 from pneumoscan.data.cache import ImageSet, load_image_set
-from pneumoscan.data.fingerprint import duplicate_warnings, fingerprints
+from pneumoscan.data.fingerprint import duplicate_warnings, film_record, fingerprints
 from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.preprocess import prepare_pixels, to_unit
 from pneumoscan.data.patients import PatientKeys, describe, patient_keys, recorded_patient_key
@@ -432,6 +432,9 @@ class Trainer:
                       "skipped": len(data.split_record["skipped"]),
                       # what `evaluate` and `set-threshold` recognise as in-sample films, wherever they are copied
                       "fingerprints": sorted(set(fingerprints(s.path for s in data.train.samples + data.val.samples))),
+                      # ... and re-encoded or resized: the same films decoded (see bench/film_fingerprint.py)
+                      **film_record([s.path for s in data.train.samples + data.val.samples],
+                                    [*data.train.images, *data.val.images]),
                       **({"init": init_from} if init_from else {})},
         )
         aug = AugmentConfig(scale=cfg.aug_zoom, aspect=cfg.aug_aspect, sharpness=cfg.aug_sharpness, strength=cfg.augment)
