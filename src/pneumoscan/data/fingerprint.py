@@ -59,9 +59,9 @@ def training_fingerprints(training: dict[str, Any]) -> set[str]:
 # The film fingerprint: the film decoded at FILM_SIZE x FILM_SIZE grey (squashed to a square, as every decode here
 # is), averaged over a FILM_GRID x FILM_GRID grid, its FILM_DCT x FILM_DCT lowest 2-D DCT frequencies but the mean, one
 # bit per frequency: above their median or not. Two films are the same when at most FILM_MAX_DISTANCE of the 255 bits
-# differ. On the 5,216 train films (bench/film_fingerprint.py): re-encodings differ in at most 14 bits, distinct films
-# (same patient included) in 38 or more. Decoded at another size the bits move more (up to 28 at 56 px), so the decode
-# size is fixed: a model of that input size reuses its own decode.
+# differ. On the 5,216 train films (bench/results/film_fingerprint.md): re-encodings differ in at most 12 bits,
+# distinct films (same patient included) in 38 or more. Decoded at another size the bits move more (up to 32 at
+# 56 px), so the decode size is fixed: a model of that input size reuses its own decode.
 FILM_METHOD = "dct16-of-32x32-at-128px-v1"  # recorded beside the fingerprints; another method's are not compared
 FILM_SIZE, FILM_GRID, FILM_DCT, FILM_MAX_DISTANCE = 128, 32, 16, 24
 FILM_HEX = (FILM_DCT * FILM_DCT - 1 + 7) // 8 * 2  # 255 bits, padded to 32 bytes: 64 hex digits
