@@ -70,8 +70,11 @@ def test_shipped_model_and_guard_carry_the_equalised_preprocessing() -> None:
 
 
 def test_shipped_model_recognises_its_training_films_by_content(tmp_path: Path) -> None:
-    """The bundled sample's train/ films are copies of official train films, its test/ films are not."""
+    """The bundled sample's train/ films are copies of official train films, its test/ films are not; the train films
+    re-encoded at an original film's size are recognised too (the film fingerprints recorded after training)."""
     import shutil
+
+    from PIL import Image
 
     from pneumoscan.data.fingerprint import seen_in_training
 
@@ -80,6 +83,12 @@ def test_shipped_model_recognises_its_training_films_by_content(tmp_path: Path) 
     train_films = sorted((sample / "train").rglob("*.jpeg"))[:20]
     copies = [Path(shutil.copy(f, tmp_path / f"renamed_{i}.png")) for i, f in enumerate(train_films)]
     assert seen_in_training(copies, training) == copies
+    originals = []  # re-encoded at the size of the original Kaggle films: recognised by the film fingerprint
+    for i, film in enumerate(train_films):
+        with Image.open(film) as image:
+            image.convert("L").resize((2000, 1600), Image.Resampling.BICUBIC).save(tmp_path / f"original_{i}.png")
+        originals.append(tmp_path / f"original_{i}.png")
+    assert seen_in_training(originals, training) == originals
     assert seen_in_training(sorted((sample / "test").rglob("*.jpeg")), training) == []
 
 
