@@ -178,8 +178,8 @@ def _summary_section(run: RunInfo, scores: Scores, params: int, n_boot: int, see
     metric_rows.append(["expected calibration error", summary["ece"]["value"], ""])
     seen = len(summary.get("seen_in_training") or [])
     warning = (h.paragraph(f"Warning: {seen} of {summary['n']} evaluated images are films this model was trained or "
-                           "validated on (byte-identical), so the figures below are in-sample and flatter it; report "
-                           "on films it has not seen.") if seen else "")
+                           "validated on (copies, or the same film re-encoded or resized), so the figures below are "
+                           "in-sample and flatter it; report on films it has not seen.") if seen else "")
     return (
         warning
         + h.key_values(pairs)
