@@ -217,7 +217,8 @@ def markdown(r: dict) -> str:
     lines = ["# Film fingerprints, measured on train films only", "", f"`{r['command']}`", "",
              f"{r['n_train']} train films ({r['n_distinct']} distinct files), decoded at {r['film_size']} px; "
              f"{r['n_copies']} of them re-encoded. The rule: the same film when at most {r['max_distance']} of the "
-             f"bits differ ({r['method']}).", "",
+             f"bits differ ({r['method']}). {r['copies_with_a_twin']} of the re-encoded films have a byte-identical "
+             "copy in train/, which ties with them for the nearest film.", "",
              "## The rule on copies of train films (the nearest of all train films, as evaluate looks them up)", "",
              "| copy | films | recognised | recognised as itself | nearest is itself | median distance | max distance |",
              "|---|---|---|---|---|---|---|"]
@@ -283,10 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     film = hashes[0]
     at_rule = next(c for c in film["by_cut"] if c["cut"] == FILM_MAX_DISTANCE)
     result = {
-        "command": "PYTHONPATH=src .venv/bin/python bench/film_fingerprint.py " + shlex.join(
-            sys.argv[1:] if argv is None else argv),
+        "command": " ".join(["PYTHONPATH=src .venv/bin/python bench/film_fingerprint.py",
+                             shlex.join(sys.argv[1:] if argv is None else argv)]).strip(),
         "method": FILM_METHOD, "film_size": FILM_SIZE, "max_distance": FILM_MAX_DISTANCE, "n_train": len(paths),
-        "n_distinct": len(set(files)), "n_copies": args.n, "rule": rule_table(images, picked, decoded_copies),
+        "n_distinct": len(set(files)), "n_copies": args.n,
+        "copies_with_a_twin": sum(files.count(files[i]) > 1 for i in picked), "rule": rule_table(images, picked, decoded_copies),
         "pairs": film["pairs"], "same_patient_pairs": film["same_patient_pairs"],
         "false_pairs": at_rule["distinct_pairs_matched"], "false_same_patient_pairs": at_rule["same_patient_pairs_matched"],
         "closest_distinct_pair": film["closest_distinct_pair"],
