@@ -801,12 +801,31 @@ def test_page_says_when_no_answer_comes_after_the_upload(server: str, sample_dir
 
 
 @contextlib.contextmanager
-def serving_under(prefix: str, model: Path) -> Iterator[str]:
-    """The service mounted under PREFIX, as a prefix-stripping proxy publishes it, by uvicorn in a thread;
-    yields the page's URL."""
+def uvicorn_in_thread(app: object, **config: object) -> Iterator[int]:
+    """uvicorn serving APP on a free loopback port in a thread (CONFIG: more uvicorn.Config options); yields the
+    port once it is up and stops the server afterwards."""
     import threading
 
     import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", **config))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.05)
+        yield server.config.port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def serving_under(prefix: str, model: Path) -> Iterator[str]:
+    """The service mounted under PREFIX, as a prefix-stripping proxy publishes it, by uvicorn in a thread;
+    yields the page's URL."""
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
@@ -814,18 +833,8 @@ def serving_under(prefix: str, model: Path) -> Iterator[str]:
     from pneumoscan.service.settings import Settings
 
     site = Starlette(routes=[Mount(prefix, app=create_app(Settings(model=str(model), backend="onnx")))])
-    server = uvicorn.Server(uvicorn.Config(site, host="127.0.0.1", port=free_port(), log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{server.config.port}{prefix}/"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with uvicorn_in_thread(site) as port:
+        yield f"http://127.0.0.1:{port}{prefix}/"
 
 
 def test_page_works_behind_a_proxy_that_serves_it_under_a_path(fitted: Path, sample_dir: Path) -> None:

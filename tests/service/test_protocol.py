@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,28 +198,15 @@ def test_a_body_answered_early_but_sent_in_time_leaves_the_connection_usable(add
 @pytest.fixture
 def plain_server() -> Iterator[tuple[str, int]]:
     """uvicorn in a thread with the deadline protocol (0.5 s) and an app answering 200 'ok'."""
-    import uvicorn
-
-    from tests.service.test_browser import free_port
+    from tests.service.test_browser import uvicorn_in_thread
 
     async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
         if scope["type"] == "http":
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
             await send({"type": "http.response.body", "body": b"ok"})
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
-                                           lifespan="off", http=http_protocol(0.5)))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.05)
-        yield "127.0.0.1", server.config.port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with uvicorn_in_thread(app, lifespan="off", http=http_protocol(0.5)) as port:
+        yield "127.0.0.1", port
 
 
 def test_the_timeout_is_logged_in_one_line_without_what_the_client_sent(plain_server: tuple[str, int],
