@@ -287,12 +287,15 @@ function renderSmall(result) {
   return $("small-text").textContent;
 }
 
-// When a result came, in this computer's local time, ISO-like and 24 h ("2026-11-27 14:05"): a printed result is a
-// record, and its "Processing time" says how long the analysis took, not when.
+// When a result came, in this computer's local time, ISO-like and 24 h, with its offset from UTC ("2026-11-27 14:05
+// UTC+01:00"): a printed result is a record (the offset keeps it unambiguous across a clock change or a time zone),
+// and its "Processing time" says how long the analysis took, not when.
 function analysedText(when) {
   const two = (n) => String(n).padStart(2, "0");
+  const east = -when.getTimezoneOffset();  // minutes ahead of UTC
+  const offset = `UTC${east < 0 ? "-" : "+"}${two(Math.floor(Math.abs(east) / 60))}:${two(Math.abs(east) % 60)}`;
   return `${when.getFullYear()}-${two(when.getMonth() + 1)}-${two(when.getDate())} ` +
-    `${two(when.getHours())}:${two(when.getMinutes())} (local time of this computer)`;
+    `${two(when.getHours())}:${two(when.getMinutes())} ${offset} (local time of this computer)`;
 }
 
 // `name` is the uploaded file's: the result always says which film it belongs to; `answered`, when its answer came.
