@@ -89,8 +89,8 @@ def _image_like_name(path: Path) -> bool:
 
 
 # Label values read as a class (any case): the class names, and Kermany's causes of pneumonia as exports label them.
-PNEUMONIA_CAUSES = ("bacteria", "bacterial", "virus", "viral")
 CAUSES = {"bacteria": "bacteria", "bacterial": "bacteria", "virus": "virus", "viral": "virus"}  # value -> cause
+PNEUMONIA_CAUSES = tuple(CAUSES)  # the values, as messages list them
 UNKNOWN_CAUSES = frozenset({"", "unknown"})  # `cause` column values that leave the cause to the file name
 LABELS = {**{name.lower(): index for index, name in enumerate(CLASS_NAMES)},
           **dict.fromkeys(PNEUMONIA_CAUSES, CLASS_NAMES.index("PNEUMONIA"))}
