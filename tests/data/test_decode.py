@@ -326,6 +326,79 @@ def test_dicom_presentation_lut_shape_inverse_is_shown_inverted(tmp_path: Path, 
     np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, ds)), 255 - expected if inverted else expected)
 
 
+def with_presentation_lut(ds: Dataset, descriptor: list[int], entries: np.ndarray | list[int],
+                          vr: str = "US") -> Dataset:
+    """`ds` with a Presentation LUT Sequence of one item: `descriptor` and `entries` as LUT Data (US or OW)."""
+    item = Dataset()
+    item.add_new("LUTDescriptor", "US", descriptor)
+    data = np.asarray(entries, dtype=np.uint16)
+    item.add_new("LUTData", vr, data.tobytes() if vr == "OW" else data.tolist())
+    ds.PresentationLUTSequence = [item]
+    return ds
+
+
+@pytest.mark.parametrize(("photometric", "inverting", "shape"), [
+    ("MONOCHROME2", False, "IDENTITY"), ("MONOCHROME2", True, "INVERSE"),
+    ("MONOCHROME1", True, "INVERSE"),  # its P-values are the shades, as INVERSE's are for MONOCHROME1: one inversion
+])
+@pytest.mark.parametrize(("bits", "lut_bits", "vr"), [(8, 8, "US"), (8, 16, "OW"), (12, 12, "US"), (12, 12, "OW")])
+def test_dicom_presentation_lut_sequence_shows_the_film_as_the_same_shape_does(
+        tmp_path: Path, photometric: str, inverting: bool, shape: str, bits: int, lut_bits: int, vr: str) -> None:
+    """A Presentation LUT Sequence was ignored: an inverting one showed the film as a negative. Its entries (the
+    VOI output onto 0..entries-1) are P-values, 0 black to 2^bits - 1 white, so an identity or inverting LUT shows
+    the film as Presentation LUT Shape IDENTITY or INVERSE does."""
+    a = ramp(lo=20, hi=180) if bits == 8 else ramp(lo=0, hi=4095, dtype=np.uint16)
+    entries = 2**lut_bits if bits == 8 else 4096  # 8-bit film: 256 or 65,536 (descriptor 0) entries
+    lut = (np.arange(entries) * (2**lut_bits - 1) // (entries - 1)).astype(np.uint16)
+    ds = with_presentation_lut(make_dicom(a, bits_stored=bits, photometric=photometric),
+                               [entries % 2**16, 0, lut_bits], lut[::-1] if inverting else lut, vr)
+    by_shape = make_dicom(a, bits_stored=bits, photometric=photometric)
+    by_shape.PresentationLUTShape = shape
+    expected = read_grayscale(dcm(tmp_path, by_shape, "shape.dcm"))
+    assert bool(expected[0, 0] > expected[-1, -1]) is inverting  # the shape file itself: shown inverted or not
+    np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, ds)), expected)
+
+
+def test_dicom_presentation_lut_sequence_maps_the_voi_output_through_its_entries(tmp_path: Path) -> None:
+    """A LUT that is no identity: 4,096 12-bit entries, black below the middle of the window and white from it,
+    shows a windowed 12-bit film in two tones split at the window's centre."""
+    a = ramp(lo=0, hi=4095, dtype=np.uint16)
+    lut = np.where(np.arange(4096) >= 2048, 4095, 0)
+    ds = with_presentation_lut(make_dicom(a, bits_stored=12, center=2000, width=1001), [4096, 0, 12], lut)
+    out = read_grayscale(dcm(tmp_path, ds))
+    windowed = linear_window(a, 2000, 1001)  # 0..255 over the window; the LUT's middle, 2047.5 of 4095, is 127.5
+    assert set(np.unique(out)) == {0, 255}
+    np.testing.assert_array_equal(out[(windowed <= 126) | (windowed >= 129)],
+                                  np.where(windowed >= 128, 255, 0)[(windowed <= 126) | (windowed >= 129)])
+
+
+@pytest.mark.parametrize(("descriptor", "entries", "says"), [
+    ([4096, 0, 12], np.arange(100), "its LUT Descriptor gives 4096 entries, its LUT Data holds 100"),
+    ([256, 0, 8], np.arange(300), "its LUT Descriptor gives 256 entries, its LUT Data holds 300"),
+    ([256, 10, 12], np.arange(256), "its first input value is 10, not 0"),
+    ([256, 0, 20], np.arange(256), "entries of 20 bits, where a Presentation LUT's have 10 to 16"),
+    ([256, 0, 8], np.arange(256) * 2, "an entry outside 0 to 255, the 8-bit P-values"),
+    ([256, 0], np.arange(256), "a LUT Descriptor of 2 values, not 3"),
+])
+def test_dicom_unusable_presentation_lut_sequence_is_refused_in_one_line(
+        tmp_path: Path, descriptor: list[int], entries: np.ndarray, says: str) -> None:
+    """It sets the film's shades and polarity: read another way (or ignored), the film could be shown as a negative,
+    so the file is refused, naming it and what is wrong."""
+    ds = with_presentation_lut(make_dicom(ramp(lo=0, hi=4095, dtype=np.uint16), bits_stored=12), descriptor, entries)
+    path = dcm(tmp_path, ds)
+    with pytest.raises(InputError) as exc:
+        read_grayscale(path)
+    msg = check_error(exc, str(path))
+    assert f"Presentation LUT Sequence cannot be used ({says})" in msg and "Presentation LUT Shape" in msg
+
+
+def test_dicom_empty_presentation_lut_sequence_is_no_lut(tmp_path: Path) -> None:
+    a = ramp(lo=20, hi=180)
+    ds = make_dicom(a, photometric="MONOCHROME1")
+    ds.PresentationLUTSequence = []
+    np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, ds)), 255 - a)
+
+
 @pytest.mark.parametrize("bits", [12, 16])
 def test_dicom_high_bit_no_window_minmax(tmp_path: Path, bits: int) -> None:
     a = ramp(lo=100, hi=2**bits - 500, dtype=np.uint16)

@@ -20,7 +20,11 @@ Decisions:
   of the data, except unsigned 8-bit data with an identity Modality LUT, which is kept as stored
   (so the same image as DICOM or PNG decodes identically). MONOCHROME1, and MONOCHROME2 with a Presentation
   LUT Shape of INVERSE, are inverted at the end (once: MONOCHROME1 with INVERSE, as DX films are required to
-  carry it, is the same single inversion, as viewers show it).
+  carry it, is the same single inversion, as viewers show it). A Presentation LUT Sequence instead maps the VOI
+  output (over the range above) onto its entries, whose P-values (0 black, 2^bits - 1 white) are the film's shades
+  with their polarity, MONOCHROME1's too (PS3.3 C.11.4); one that cannot be read so (a descriptor whose first
+  input is not 0 or whose entries are not 8 to 16 bits, LUT Data of another length, an entry above 2^bits - 1) is
+  an InputError rather than a guess at the film's polarity.
   Header values other than image geometry are never read, and exception text from pydicom is
   never copied into messages or exception chains (it could quote header values).
 * DICOM Pixel Padding Value (with a Pixel Padding Range Limit: every stored value between the two) marks the
@@ -225,29 +229,35 @@ def _to_uint8(arr: np.ndarray, lo: float | None = None, hi: float | None = None)
     A constant image (hi == lo) and non-finite values become 0. Integer images of up to 16 bits are
     scaled in float32, which holds their values exactly in half the memory (uploads can be 150 megapixels).
     """
+    return _to_levels(arr, lo, hi, 255).astype(np.uint8)
+
+
+def _to_levels(arr: np.ndarray, lo: float | None, hi: float | None, top: int) -> np.ndarray:
+    """`_to_uint8` onto the whole numbers 0..`top` (as floats) instead of 0..255: with `top` 65535 at most, the
+    input of a Presentation LUT of `top` + 1 entries. In float64 above 255 (a float32 factor rounds some differently)."""
     values = np.asarray(arr)
-    exact32 = values.dtype.kind in "biu" and values.dtype.itemsize <= 2
+    exact32 = values.dtype.kind in "biu" and values.dtype.itemsize <= 2 and top <= 255
     finite = None if values.dtype.kind in "biu" else np.isfinite(values)
     if lo is None or hi is None:
         if finite is None:
             lo, hi = float(values.min()), float(values.max())
         elif not finite.any():
-            return np.zeros(values.shape, dtype=np.uint8)
+            return np.zeros(values.shape, dtype=np.float32)
         elif finite.all():
             lo, hi = float(values.min()), float(values.max())
         else:
             lo, hi = float(values[finite].min()), float(values[finite].max())
     span = hi - lo
     if not np.isfinite(span) or span == 0:
-        return np.zeros(values.shape, dtype=np.uint8)
+        return np.zeros(values.shape, dtype=np.float32)
     out = values.astype(np.float32 if exact32 else np.float64)
     with np.errstate(all="ignore"):
         out -= lo
-        out *= 255.0 / span
+        out *= float(top) / span
     if finite is not None:
         out[~finite] = 0.0
-    np.clip(out, 0.0, 255.0, out=out)
-    return np.rint(out, out=out).astype(np.uint8)
+    np.clip(out, 0.0, float(top), out=out)
+    return np.rint(out, out=out)
 
 
 def _rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
@@ -359,10 +369,13 @@ def _read_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
     Errors are raised ``from None`` and never quote pydicom's text: it may contain header values.
     """
     ds, arr, photometric = _load_dicom(data, label, max_pixels)
+    presentation = _presentation_lut(ds, label) if arr.ndim == 2 and photometric != "PALETTE COLOR" else None
     try:
         rgb = _dicom_rgb(arr, ds, photometric)
         if rgb is not None:
             out = _rgb_to_gray(rgb)
+        elif arr.ndim == 2 and presentation is not None:  # its P-values are the film's shades, polarity included
+            out = _dicom_mono(arr, ds, invert=False, presentation=presentation)
         elif arr.ndim == 2:
             shape = str(ds.get("PresentationLUTShape", "") or "").strip().upper()
             out = _dicom_mono(arr, ds, invert=photometric == "MONOCHROME1" or shape == "INVERSE")
@@ -473,15 +486,17 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
     return ds, arr, photometric
 
 
-def _dicom_mono(raw: np.ndarray, ds: Dataset, invert: bool) -> np.ndarray:
-    """Monochrome stored values -> uint8 through Modality LUT and VOI (window or LUT), inverted (255 - v) when
-    `invert`, padding pixels filled as `_fill_padding` says. Every step maps each value on its own, so integer
+def _dicom_mono(raw: np.ndarray, ds: Dataset, invert: bool,
+                presentation: tuple[np.ndarray, int] | None = None) -> np.ndarray:
+    """Monochrome stored values -> uint8 through Modality LUT, VOI (window or LUT) and the `presentation` LUT
+    (`_presentation_lut`) when given, inverted (255 - v) when `invert`, padding pixels filled as `_fill_padding`
+    says. Every step maps each value on its own, so integer
     data of up to 16 bits is mapped once per possible value (at most 65,536) and then looked up: the same pixels
     as mapping the image, without its float64 copies (a 4,300 x 4,300 px film with a rescale and a window took
     seconds and over 500 MB that way)."""
     if raw.dtype.kind not in "iu" or raw.dtype.itemsize > 2:
         padding = _padding(raw, ds)
-        out = _mono_to_uint8(raw, ds, None if padding is None else ~padding)
+        out = _mono_to_uint8(raw, ds, None if padding is None else ~padding, presentation)
         if invert:
             np.subtract(255, out, out=out)
         return _fill_padding(out, padding, None if padding is None else ~padding)
@@ -493,7 +508,7 @@ def _dicom_mono(raw: np.ndarray, ds: Dataset, invert: bool) -> np.ndarray:
         present[unsigned[start:start + rows]] = True
     padding = _padding(every.view(raw.dtype), ds)
     real = present if padding is None else present & ~padding
-    table = _mono_to_uint8(every.view(raw.dtype), ds, real)
+    table = _mono_to_uint8(every.view(raw.dtype), ds, real, presentation)
     if invert:
         table = 255 - table
     table = _fill_padding(table, padding, real)
@@ -515,14 +530,63 @@ def _lut(item: Dataset, ds: Dataset) -> tuple[np.ndarray, int]:
     entries = entries or 2**16
     if first_mapped >= 2**15 and int(ds.get("PixelRepresentation", 0) or 0) == 1:
         first_mapped -= 2**16
-    data = item["LUTData"].value
-    if isinstance(data, (bytes, bytearray)):  # OW: 16-bit words in the dataset's byte order
-        table = np.frombuffer(data, dtype="<u2" if ds.original_encoding[1] is not False else ">u2")
-    else:
-        table = np.atleast_1d(np.asarray(data, dtype=np.int64))
+    table = _lut_data(item, ds)
     if table.size < entries:
         raise ValueError("fewer LUT entries than the descriptor gives")
     return table[:entries].astype(np.int64), first_mapped
+
+
+def _lut_data(item: Dataset, ds: Dataset) -> np.ndarray:
+    """A LUT item's LUT Data, one entry a value: US values, or OW 16-bit words in the dataset's byte order."""
+    data = item["LUTData"].value
+    if isinstance(data, (bytes, bytearray)):
+        return np.frombuffer(data, dtype="<u2" if ds.original_encoding[1] is not False else ">u2")
+    return np.atleast_1d(np.asarray(data, dtype=np.int64))
+
+
+def _presentation_lut(ds: Dataset, label: str) -> tuple[np.ndarray, int] | None:
+    """The Presentation LUT Sequence's LUT as (its P-values, their bits), None without one (an empty sequence
+    too). PS3.3 C.11.4.1: its input is the VOI output, from 0 (the first entry) to the number of entries - 1 (the
+    last); its P-values run from 0, black, to 2^bits - 1, white. One that cannot be read so is an InputError: it
+    sets the film's shades and polarity, which no guess should replace."""
+    try:
+        items = ds.get("PresentationLUTSequence")
+        if not items:
+            return None
+        lut = _presentation_lut_of(items[0], ds)
+    except Exception:  # noqa: BLE001 - a damaged sequence or item
+        lut = "its item cannot be read"
+    if isinstance(lut, str):
+        raise InputError(
+            f"{label}: the DICOM Presentation LUT Sequence cannot be used ({lut}), and it sets how the film is "
+            "shown; export the film with Presentation LUT Shape IDENTITY or INVERSE instead, or as a PNG as a viewer "
+            "shows it"
+        )
+    return lut
+
+
+def _presentation_lut_of(item: Dataset, ds: Dataset) -> tuple[np.ndarray, int] | str:
+    """A Presentation LUT item as (P-values, bits), or what makes it unusable: its descriptor must say a first input
+    of 0 and 8 to 16 bits (the standard asks 10 to 16; 8 reads as clearly), its LUT Data hold one entry per input
+    value, each at most 2^bits - 1."""
+    if "LUTDescriptor" not in item or "LUTData" not in item:
+        return "no LUT Descriptor or no LUT Data"
+    descriptor = [int(v) & 0xFFFF for v in np.atleast_1d(item.LUTDescriptor)]  # all US, even if read as SS
+    if len(descriptor) != 3:
+        return f"a LUT Descriptor of {len(descriptor)} values, not 3"
+    entries, first_mapped, bits = descriptor[0] or 2**16, descriptor[1], descriptor[2]
+    if first_mapped != 0:
+        return f"its first input value is {first_mapped}, not 0"
+    if not 8 <= bits <= 16:
+        return f"entries of {bits} bits, where a Presentation LUT's have 10 to 16"
+    table = _lut_data(item, ds).astype(np.int64)
+    if table.size != entries:
+        return f"its LUT Descriptor gives {entries} entries, its LUT Data holds {table.size}"
+    if entries < 2:
+        return "a single entry"
+    if table.min() < 0 or table.max() > 2**bits - 1:
+        return f"an entry outside 0 to {2**bits - 1}, the {bits}-bit P-values"
+    return table, bits
 
 
 def _look_up(values: np.ndarray, table: np.ndarray, first_mapped: int) -> np.ndarray:
@@ -578,9 +642,23 @@ def _fill_padding(out: np.ndarray, padding: np.ndarray | None, real: np.ndarray 
 _LOOKUP_PIXELS = 1 << 20
 
 
-def _mono_to_uint8(raw: np.ndarray, ds: Dataset, present: np.ndarray | None) -> np.ndarray:
+def _mono_to_uint8(raw: np.ndarray, ds: Dataset, present: np.ndarray | None,
+                   presentation: tuple[np.ndarray, int] | None = None) -> np.ndarray:
     """`_dicom_mono` of `raw`, or of a table of every stored value when `present` marks those in the image (the
-    range of a min-max scaling is theirs)."""
+    range of a min-max scaling is theirs): the VOI output over its range (as `_voi`) onto 0..255, or through the
+    `presentation` LUT: onto its entries, then its P-values onto 0..255."""
+    values, lo, hi = _voi(raw, ds, present)
+    if presentation is None:
+        return _to_uint8(values, lo, hi)
+    table, bits = presentation
+    index = _to_levels(values, lo, hi, table.size - 1).astype(np.intp)
+    return _to_uint8(table[index], 0.0, float(2**bits - 1))
+
+
+def _voi(raw: np.ndarray, ds: Dataset, present: np.ndarray | None) -> tuple[np.ndarray, float | None, float | None]:
+    """`raw` through the Modality LUT and the VOI, with the VOI output's range (None, None: the min-max of all
+    finite values): a VOI LUT's entries' own range, a window's full output range, 0..255 for unsigned 8-bit data kept
+    as stored, else the min-max of the values `present` marks."""
     from pydicom.pixels import apply_modality_lut, apply_windowing
 
     if ds.get("ModalityLUTSequence"):
@@ -591,7 +669,7 @@ def _mono_to_uint8(raw: np.ndarray, ds: Dataset, present: np.ndarray | None) -> 
     if ds.get("VOILUTSequence"):
         try:
             table, first_mapped = _lut(ds.VOILUTSequence[0], ds)
-            return _to_uint8(_look_up(values, table, first_mapped), float(table.min()), float(table.max()))
+            return _look_up(values, table, first_mapped), float(table.min()), float(table.max())
         except Exception:  # noqa: BLE001 - bad VOI LUT: fall back to the window or min-max
             pass
 
@@ -602,16 +680,16 @@ def _mono_to_uint8(raw: np.ndarray, ds: Dataset, present: np.ndarray | None) -> 
                 # The window's output range, found by sending -inf/+inf through the same function.
                 y_min, y_max = np.asarray(apply_windowing(np.array([-np.inf, np.inf]), ds), dtype=np.float64)
             if np.isfinite(y_min) and np.isfinite(y_max) and y_max != y_min:
-                return _to_uint8(windowed, float(y_min), float(y_max))
+                return windowed, float(y_min), float(y_max)
         except Exception:  # noqa: BLE001 - invalid window (e.g. width < 1): fall back to min-max
             pass
 
     if raw.dtype == np.uint8 and int(ds.get("BitsStored", 8) or 8) == 8 and np.array_equal(values, raw):
-        return np.array(raw, dtype=np.uint8)
+        return raw, 0.0, 255.0
     if present is None:
-        return _to_uint8(values)
+        return values, None, None
     seen = values[present]
     finite = seen if seen.dtype.kind in "biu" else seen[np.isfinite(seen)]
     if finite.size == 0:
-        return np.zeros(values.shape, dtype=np.uint8)
-    return _to_uint8(values, float(finite.min()), float(finite.max()))
+        return values, 0.0, 0.0  # nothing to scale by: all zeros
+    return values, float(finite.min()), float(finite.max())

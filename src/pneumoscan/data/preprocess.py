@@ -11,8 +11,9 @@ from PIL import Image
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, draft_changes_pixels, read_grayscale
 
 # Bump when decoding or resizing changes: it invalidates every image cache. 2: DICOM Presentation LUT Shape INVERSE,
-# pixel padding, 8-bit VOI and 12-bit Modality LUTs, signed LUT starts; colour DICOMs' colourfulness.
-PREPROCESS_VERSION = 2
+# pixel padding, 8-bit VOI and 12-bit Modality LUTs, signed LUT starts; colour DICOMs' colourfulness. 3: DICOM
+# Presentation LUT Sequence.
+PREPROCESS_VERSION = 3
 
 
 def resize_square(gray: np.ndarray, size: int) -> np.ndarray:
