@@ -53,13 +53,13 @@ def test_predict_chunks_reads_one_chunk_at_a_time_in_input_order(tiny_run: Path,
     broken.write_bytes(b"not an image")
     paths = [films[0], broken, *films[1:]]
     read: list[str] = []
-    real_load = predictor_module.load_image_with_levels
+    real_load = predictor_module.load_image_levels_and_rgb
 
     def load(data: bytes, size: int, name: str = "") -> object:
         read.append(name)
         return real_load(data, size, name=name)
 
-    monkeypatch.setattr(predictor_module, "load_image_with_levels", load)
+    monkeypatch.setattr(predictor_module, "load_image_levels_and_rgb", load)
     predictor = Predictor(tiny_run, backend="torch")
     chunks = predictor.predict_chunks(input_files(paths), chunk_size=2)
     first = next(chunks)
@@ -133,3 +133,39 @@ def test_predict_images_says_which_arrays_it_takes(tiny_run: Path) -> None:
                                              rf"32\) gives them, stacked; got .*; for one film of any size, use "
                                              rf"predict\(image\)$"):
             predictor.predict_images(bad)
+
+
+@pytest.mark.parametrize("reader", ["predict_files", "predict_bytes", "service", "explain"])
+def test_a_colour_dicom_is_decoded_once_for_the_prediction_and_the_guards_colour_cue(
+        reader: str, fitted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard's colourfulness of a colour DICOM decoded its pixels a second time; it is measured on the pixels
+    of the one decode, so the guard refuses it as before (a colour image, not an X-ray)."""
+    from pneumoscan.data.file_cues import COLOUR_REFERENCE, colourfulness
+    from tests.data.test_cache import colour_dicom_file, count_dicom_decodes
+
+    path = tmp_path / "colour.dcm"
+    data = colour_dicom_file(path)
+    assert colourfulness(data) > COLOUR_REFERENCE
+    predictor = Predictor(fitted, backend="torch")
+    decodes = count_dicom_decodes(monkeypatch)
+    if reader == "predict_files":
+        (result,) = predictor.predict_files([path])
+    elif reader == "predict_bytes":
+        result = predictor.predict_bytes(data, name=str(path))
+    elif reader == "service":
+        from pneumoscan.service.engine import Engine
+        from pneumoscan.service.settings import Settings
+
+        engine = Engine(Settings(model=str(fitted), backend="torch"))
+        decodes.clear()  # the engine's own start decodes nothing of this file, but count from here
+        (result,) = engine.results([engine.decode(data, str(path))])
+    else:
+        from pneumoscan.errors import RefusedFilm
+        from pneumoscan.explain.explanation import explain_file
+
+        with pytest.raises(RefusedFilm, match="colour"):
+            explain_file(predictor, path)
+        assert len(decodes) == 1
+        return
+    assert len(decodes) == 1
+    assert result.in_distribution is False and "colour" in str(result.ood_reason)

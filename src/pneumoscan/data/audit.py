@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan import CLASS_NAMES
-from pneumoscan.data.decode import MIN_SIDE, read_file, read_grayscale
+from pneumoscan.data.decode import MIN_SIDE, read_file, read_grayscale_and_rgb
 from pneumoscan.data.file_cues import COLOUR_REFERENCE, colourfulness
 from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.patients import SOURCE_NAMES, SOURCES, is_kermany_name, keys_read, patient_keys
@@ -26,10 +26,10 @@ def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None, float
         return "", None, str(err), 0.0
     digest = hashlib.sha256(data).hexdigest()
     try:
-        gray = read_grayscale(data, name=str(path))
+        gray, rgb = read_grayscale_and_rgb(data, name=str(path))  # a colour DICOM's pixels: decoded once
     except InputError as err:
         return digest, None, str(err), 0.0
-    return digest, (int(gray.shape[1]), int(gray.shape[0])), None, colourfulness(data)
+    return digest, (int(gray.shape[1]), int(gray.shape[0])), None, colourfulness(data, rgb=rgb)
 
 
 def _shown_name(root: Path, split: str, sample: Sample) -> str:

@@ -21,7 +21,7 @@ from pneumoscan.data.cache_limit import MAX_GB_ENV, evict, format_bytes, mark_us
 from pneumoscan.data.decode import read_path
 from pneumoscan.data.file_cues import colourfulness, two_tone_share
 from pneumoscan.data.layout import Sample
-from pneumoscan.data.preprocess import PREPROCESS_VERSION, load_image, load_image_with_levels
+from pneumoscan.data.preprocess import PREPROCESS_VERSION, load_image, load_image_levels_and_rgb
 from pneumoscan.errors import InputError
 from pneumoscan.progress import progress_bar
 
@@ -129,8 +129,8 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool) -> 
     def work(index: int) -> None:
         try:
             data, label = read_path(samples[index].path)  # once: the decode and the guard's cues all read it
-            images[index], levels[index] = load_image_with_levels(data, size, name=label)
-            colours[index], tones[index] = colourfulness(data), two_tone_share(data)
+            images[index], levels[index], rgb = load_image_levels_and_rgb(data, size, name=label)
+            colours[index], tones[index] = colourfulness(data, rgb=rgb), two_tone_share(data)
             ok[index] = True
         except InputError as err:
             errors.append(str(err))

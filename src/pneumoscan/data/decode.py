@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
 __all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "dicom_colour", "is_dicom", "quiet_decoder_warnings", "read_grayscale",
-           "size_warning", "stored_size"]
+           "read_grayscale_and_rgb", "size_warning", "stored_size"]
 
 DEFAULT_MAX_PIXELS: int = 150_000_000
 """Largest accepted width * height (decompression-bomb limit); override per call."""
@@ -114,6 +114,18 @@ def read_grayscale(
     mode, keeping both sides >= draft_size (never below it). Raises InputError for anything
     unusable; ValueError/TypeError only for invalid arguments.
     """
+    return read_grayscale_and_rgb(source, name=name, max_pixels=max_pixels, draft_size=draft_size)[0]
+
+
+def read_grayscale_and_rgb(
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview,
+    *,
+    name: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """`read_grayscale`, and from the same decode a colour DICOM's RGB pixels as `dicom_colour` gives them (None for
+    any other file): for the colourfulness cue (`colourfulness(..., rgb=...)`) without decoding the DICOM again."""
     if max_pixels < 1:
         raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
     if draft_size is not None and draft_size < 1:
@@ -132,7 +144,7 @@ def read_grayscale(
         raise InputError(f"{label}: empty file (0 bytes); {_GIVE}")
     if is_dicom(data):
         return _read_dicom(data, label, max_pixels)
-    return _read_pil(data, label, max_pixels, draft_size)
+    return _read_pil(data, label, max_pixels, draft_size), None
 
 
 def draft_changes_pixels(data: bytes, draft_size: int) -> bool:
@@ -362,9 +374,10 @@ def dicom_colour(data: bytes | bytearray, max_pixels: int = DEFAULT_MAX_PIXELS) 
     return None if rgb is None else rgb if rgb.dtype == np.uint8 else _to_uint8(rgb)
 
 
-def _read_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
-    """Decode a single-frame DICOM image: Modality LUT, VOI LUT/window, inversion (MONOCHROME1 or INVERSE); colour
-    becomes luminance.
+def _read_dicom(data: bytes, label: str, max_pixels: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode a single-frame DICOM image: Modality LUT, VOI LUT/window, Presentation LUT or inversion (MONOCHROME1
+    or INVERSE); colour becomes luminance. With the grey image, a colour one's uint8 RGB pixels as `dicom_colour`
+    gives them (None above its DEFAULT_MAX_PIXELS, as there), else None.
 
     Errors are raised ``from None`` and never quote pydicom's text: it may contain header values.
     """
@@ -373,6 +386,7 @@ def _read_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
     try:
         rgb = _dicom_rgb(arr, ds, photometric)
         if rgb is not None:
+            rgb = rgb if rgb.dtype == np.uint8 else _to_uint8(rgb)
             out = _rgb_to_gray(rgb)
         elif arr.ndim == 2 and presentation is not None:  # its P-values are the film's shades, polarity included
             out = _dicom_mono(arr, ds, invert=False, presentation=presentation)
@@ -386,7 +400,9 @@ def _read_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
             f"{label}: DICOM pixel data has an unsupported layout ({photometric}, {arr.ndim}-D); "
             "give a single-frame grayscale or RGB DICOM image"
         ) from None
-    return np.ascontiguousarray(out, dtype=np.uint8)
+    if rgb is not None and rgb.shape[0] * rgb.shape[1] > DEFAULT_MAX_PIXELS:
+        rgb = None
+    return np.ascontiguousarray(out, dtype=np.uint8), rgb
 
 
 def _is_dicomdir(ds: Dataset) -> bool:

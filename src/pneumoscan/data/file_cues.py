@@ -17,19 +17,21 @@ COLOUR_REFERENCE = 15.0  # Hasler & Suesstrunk: below 15 an image is "not colour
 TWO_TONE_MAX_PIXELS = 4096 * 4096  # larger JPEGs are measured at half size or less (the decoder's memory stays low)
 
 
-def colourfulness(source: str | os.PathLike | bytes | bytearray, size: int = 64) -> float:
+def colourfulness(source: str | os.PathLike | bytes | bytearray, size: int = 64,
+                  rgb: np.ndarray | None = None) -> float:
     """Hasler-Suesstrunk colourfulness (0 = gray, 15 = barely, 109 = extremely colourful) of a raw file.
 
     Cheap: grayscale modes return 0 without decoding, JPEGs are decoded in draft mode at about
-    `size` px. A colour DICOM (RGB, YBR, palette) is measured on its RGB pixels like a colour PNG; a grey
-    one returns 0 from its header. Unreadable or oversized files return 0.0 (the decoder reports those).
+    `size` px. A colour DICOM (RGB, YBR, palette) is measured on its RGB pixels like a colour PNG: `rgb`, when
+    `read_grayscale_and_rgb` already decoded them, else decoded here; a grey one returns 0 from its header.
+    Unreadable or oversized files return 0.0 (the decoder reports those).
     """
     from PIL import Image
 
     try:
         data = source if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
         if is_dicom(bytes(data[:132])):
-            rgb = dicom_colour(data)
+            rgb = rgb if rgb is not None else dicom_colour(data)
             if rgb is None:
                 return 0.0
             im = Image.fromarray(np.ascontiguousarray(rgb), "RGB")

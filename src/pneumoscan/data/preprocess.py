@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, draft_changes_pixels, read_grayscale
+from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, draft_changes_pixels, read_grayscale, read_grayscale_and_rgb
 
 # Bump when decoding or resizing changes: it invalidates every image cache. 2: DICOM Presentation LUT Shape INVERSE,
 # pixel padding, 8-bit VOI and 12-bit Modality LUTs, signed LUT starts; colour DICOMs' colourfulness. 3: DICOM
@@ -50,20 +50,34 @@ def load_image_with_levels(
 ) -> tuple[np.ndarray, int]:
     """`load_image`, and the `grey_levels` of the decoded file before resizing, from the one decode: a
     black-and-white (dithered) film averages to grey at the model's size, so only the decoded pixels show it."""
-    gray = read_grayscale(source, name=name, max_pixels=max_pixels, draft_size=size)
-    return resize_square(gray, size), grey_levels(gray)
+    image, levels, _ = load_image_levels_and_rgb(source, size, name=name, max_pixels=max_pixels)
+    return image, levels
+
+
+def load_image_levels_and_rgb(
+    source: str | os.PathLike | bytes,
+    size: int,
+    *,
+    name: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """`load_image_with_levels`, and a colour DICOM's RGB pixels from the same decode (`read_grayscale_and_rgb`;
+    None for any other file), for its `colourfulness(..., rgb=...)` without a second decode."""
+    gray, rgb = read_grayscale_and_rgb(source, name=name, max_pixels=max_pixels, draft_size=size)
+    return resize_square(gray, size), grey_levels(gray), rgb
 
 
 def load_image_and_original(
     data: bytes, size: int, *, name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """The file decoded at full size, and its `load_image_with_levels`, from that one decode; decoded a second time,
-    as `load_image_with_levels` reads it, only when draft mode gives other pixels (`draft_changes_pixels`: a large
-    or colour JPEG, whose draft decode is then the cheaper one)."""
-    original = read_grayscale(data, name=name, max_pixels=max_pixels)
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray | None]:
+    """The file decoded at full size, its `load_image_with_levels` and a colour DICOM's RGB pixels (as
+    `load_image_levels_and_rgb`), from that one decode; decoded a second time, as `load_image_with_levels` reads it,
+    only when draft mode gives other pixels (`draft_changes_pixels`: a large or colour JPEG, whose draft decode is
+    then the cheaper one)."""
+    original, rgb = read_grayscale_and_rgb(data, name=name, max_pixels=max_pixels)
     if draft_changes_pixels(data, size):
-        return (original, *load_image_with_levels(data, size, name=name, max_pixels=max_pixels))
-    return original, resize_square(original, size), grey_levels(original)
+        return (original, *load_image_with_levels(data, size, name=name, max_pixels=max_pixels), rgb)
+    return original, resize_square(original, size), grey_levels(original), rgb
 
 
 def to_unit(batch: torch.Tensor | np.ndarray) -> torch.Tensor:

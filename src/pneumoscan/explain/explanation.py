@@ -91,10 +91,12 @@ def explain_file(predictor: Predictor, path: str | os.PathLike) -> Explanation:
         raise InputError(f"{predictor.path}: {err}") from None
     name = str(path)
     data = read_file(path, name)
-    full, model_input, levels = load_image_and_original(data, predictor.size, name=name)
+    full, model_input, levels, rgb = load_image_and_original(data, predictor.size, name=name)
     original = display_copy(full)
     del full  # a large film: only its display copy is needed from here on
-    (result,) = predictor.results([name], model_input[None], [data], levels=[levels])
+    colour, tone = predictor.file_cues(data, rgb)
+    del rgb
+    (result,) = predictor.results([name], model_input[None], [data], colours=[colour], levels=[levels], tones=[tone])
     if result.in_distribution is False:
         small = f"; it is {result.size_warning}" if result.size_warning else ""
         raise RefusedFilm(f"{name}: {result.ood_reason}; no prediction or heatmap made{small}")

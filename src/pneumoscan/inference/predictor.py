@@ -17,7 +17,7 @@ import numpy as np
 from pneumoscan.artifact import ArtifactMeta, load_artifact, resolve_model_path
 from pneumoscan.data.decode import read_file, read_grayscale, size_warning
 from pneumoscan.data.layout import IMAGE_EXTENSIONS, image_files
-from pneumoscan.data.preprocess import grey_levels, load_image_with_levels
+from pneumoscan.data.preprocess import grey_levels, load_image_levels_and_rgb
 from pneumoscan.errors import InputError
 from pneumoscan.evaluation.thresholds import (
     adjust_for_prevalence, check_operating_point, threshold_ci95, threshold_for_recall,
@@ -421,8 +421,9 @@ class Predictor:
 
     def predict_bytes(self, data: bytes, name: str = "<upload>") -> Prediction:
         """Predict one in-memory file; raises InputError when it is not a usable image."""
-        image, levels = load_image_with_levels(data, self.size, name=name)
-        return self.results([name], image[None], [data], levels=[levels])[0]
+        image, levels, rgb = load_image_levels_and_rgb(data, self.size, name=name)
+        colour, tone = self.file_cues(data, rgb)
+        return self.results([name], image[None], [data], colours=[colour], levels=[levels], tones=[tone])[0]
 
     def predict_files(self, paths: Sequence[str | os.PathLike], workers: int | None = None) -> list[Prediction]:
         """Predict files and folders; unreadable files (and, among other inputs, folders without images) come back
@@ -451,18 +452,19 @@ class Predictor:
             return error
         try:
             data = read_file(path, str(path))
-            image, levels = load_image_with_levels(data, self.size, name=str(path))
-            colour, tone = self.file_cues(data)
+            image, levels, rgb = load_image_levels_and_rgb(data, self.size, name=str(path))
+            colour, tone = self.file_cues(data, rgb)
             return image, colour, levels, tone, size_warning(data)
         except InputError as err:
             return str(err)
 
-    def file_cues(self, data: bytes | bytearray) -> tuple[float, float]:
-        """The guard's cues read from a file's bytes: its colourfulness and two-tone share (a JPEG decoded at full
-        size); 0.0 each without a guard, which is the only reader of them."""
+    def file_cues(self, data: bytes | bytearray, rgb: np.ndarray | None = None) -> tuple[float, float]:
+        """The guard's cues read from a file's bytes: its colourfulness (of `rgb`, a colour DICOM's pixels already
+        decoded by `load_image_levels_and_rgb`, when given) and two-tone share (a JPEG decoded at full size); 0.0
+        each without a guard, which is the only reader of them."""
         if self.guard is None:
             return 0.0, 0.0
-        return colourfulness(data), two_tone_share(data)
+        return colourfulness(data, rgb=rgb), two_tone_share(data)
 
     def _chunk_results(self, files: list[Path],
                        decoded: list[tuple[np.ndarray, float, int, float, str | None] | str]) -> list[Prediction]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, default_model_path, file_sha256
 from pneumoscan.data.decode import size_warning
-from pneumoscan.data.preprocess import load_image_with_levels
+from pneumoscan.data.preprocess import load_image_levels_and_rgb
 from pneumoscan.errors import InputError, PneumoscanError
 from pneumoscan.inference.predictor import Prediction, Predictor, describe
 from pneumoscan.service.settings import Settings
@@ -90,8 +90,8 @@ class Engine:
     def decode(self, data: bytes | bytearray, name: str) -> Decoded:
         """Upload bytes -> the model's input image and the guard's cues of the file; InputError when
         undecodable."""
-        image, levels = load_image_with_levels(data, self.predictor.size, name=name)
-        return Decoded(image, levels, *self.predictor.file_cues(data), size_warning(data))
+        image, levels, rgb = load_image_levels_and_rgb(data, self.predictor.size, name=name)
+        return Decoded(image, levels, *self.predictor.file_cues(data, rgb), size_warning(data))
 
     @property
     def guarded(self) -> bool:
