@@ -51,7 +51,7 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     splits = discover(root)
     everything: list[tuple[str, Sample]] = [(name, s) for name, samples in splits.items() for s in samples]
     # images --patient-key folder finds no patient folder for are listed, not the end of the audit
-    patient_id = patient_keys([s for _, s in everything], patient_key, loose_ok=True)
+    patient_id = patient_keys([s for _, s in everything], patient_key, loose_ok=True, progress=progress)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         inspected = list(progress_bar(pool.map(lambda item: _inspect(item[1].path), everything),
                                       total=len(everything), desc="reading", unit="img", progress=progress))

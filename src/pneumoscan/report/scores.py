@@ -40,13 +40,14 @@ class Scores:
         return (self.probs >= self.threshold).astype(np.int64)
 
 
-def count_patients(run: RunInfo, samples: list["Sample"]) -> int | None:
+def count_patients(run: RunInfo, samples: list["Sample"], progress: bool = True) -> int | None:
     """How many patients `samples` hold, by the --patient-key the run's split used (split.json; `name` before the
-    option existed); None when that key cannot be read from these images (`folder` without patient folders)."""
+    option existed); None when that key cannot be read from these images (`folder` without patient folders).
+    `progress`: the bar of reading their DICOM PatientIDs."""
     from pneumoscan.data.patients import patient_keys
 
     try:
-        keys = patient_keys(samples, run.split.get("patient_key", "name"))
+        keys = patient_keys(samples, run.split.get("patient_key", "name"), progress=progress)
     except InputError:
         return None
     return len(set(keys.keys.values()))
@@ -67,8 +68,9 @@ def read_val_predictions(run: RunInfo) -> tuple[list["Sample"], np.ndarray]:
     return samples, probs
 
 
-def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0) -> Scores:
-    """Scores of the run's own validation split (no model needed), at the stored threshold."""
+def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0, progress: bool = True) -> Scores:
+    """Scores of the run's own validation split (no model needed), at the stored threshold (`progress`: the bar of
+    counting its patients)."""
     from pneumoscan.data.patients import cause_of
     from pneumoscan.evaluation.bootstrap import summarize
 
@@ -84,7 +86,7 @@ def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0) -> Sco
     summary = summarize(labels, probs, threshold, n_boot=n_boot, seed=seed)
     # the CSV keeps no manifest patient column: patients are counted from the files
     return Scores(f"validation predictions of the run ({VAL_PREDICTIONS})", "val", paths, labels, probs, threshold,
-                  summary, [cause_of(s) for s in samples], patients=count_patients(run, samples))
+                  summary, [cause_of(s) for s in samples], patients=count_patients(run, samples, progress))
 
 
 def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_boot: int = 1000, seed: int = 0,
@@ -102,7 +104,7 @@ def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_b
                   result.images.labels.astype(np.int64), np.asarray(result.probs, dtype=np.float64),
                   float(predictor.threshold), result.summary, [cause_of(s) for s in result.images.samples],
                   np.asarray(result.images.images),
-                  list(result.images.skipped), count_patients(run, result.images.samples))
+                  list(result.images.skipped), count_patients(run, result.images.samples, progress))
 
 
 def run_scores(run: RunInfo, data: str | os.PathLike | None, split: str | None, *, n_boot: int = 1000, seed: int = 0,
@@ -112,5 +114,5 @@ def run_scores(run: RunInfo, data: str | os.PathLike | None, split: str | None, 
     if data is None:
         if split not in (None, "val"):
             raise InputError(f"--split {split}: needs --data DIR; without --data the run's validation predictions are used")
-        return validation_scores(run, n_boot=n_boot, seed=seed)
+        return validation_scores(run, n_boot=n_boot, seed=seed, progress=progress)
     return data_scores(run, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir, progress=progress)

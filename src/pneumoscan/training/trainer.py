@@ -118,7 +118,7 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, comma
     if train_split not in found:
         raise InputError(f"{cfg.data}: no train/ folder to train on; add DATA/train/NORMAL and DATA/train/PNEUMONIA")
     # keyed over all the images train and validation are drawn from, so --max-images does not change a key
-    keys = patient_keys(found[train_split] + found.get("val", []), cfg.patient_key)
+    keys = patient_keys(found[train_split] + found.get("val", []), cfg.patient_key, progress=progress)
     samples = _cap_per_class(found[train_split], cfg.max_images, cfg.split_seed)
     if cfg.use_given_val:
         if "val" not in found:
