@@ -15,7 +15,7 @@ from torch import nn
 from pneumoscan import CLASS_NAMES, __version__
 from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import InputError, ModelConfigError, UnknownModelError
-from pneumoscan.models.registry import create_model
+from pneumoscan.models.registry import create_model, get_spec, is_registered, missing_model_message
 
 ARTIFACT_NAME = "model.safetensors"
 _META_KEY = "pneumoscan"
@@ -43,6 +43,8 @@ class ArtifactMeta:
     tta: bool = False
     equalize: bool = False  # histogram-equalise each image before normalising (trained with --equalize)
     crop: bool = False  # crop each image to a square as wide as the body first (trained with --crop)
+    # where each model it needs that is not built in comes from (registry.model_sources): a plugin package, or a module
+    model_sources: dict[str, dict[str, str]] = field(default_factory=dict)
     version: str = __version__
 
     @property
@@ -136,6 +138,9 @@ _HEADER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "threshold_source": (lambda v: v == {} or _is_local_source(v), "neither empty nor where set-threshold chose the "
                          "threshold (data, split, n_normal, n_pneumonia, date, previous_threshold)"),
     **{name: (lambda v: isinstance(v, bool), "not true or false") for name in ("tta", "equalize", "crop")},
+    "model_sources": (lambda v: isinstance(v, dict) and all(
+        isinstance(source, dict) and all(isinstance(s, str) for s in source.values()) for source in v.values()),
+        "not a JSON object of where each model comes from"),
 }
 _REQUIRED = ("model_name", "model_config", "image_size", "mean", "std")
 
@@ -247,6 +252,10 @@ def load_artifact(path: str | os.PathLike | None,
     path = resolve_model_path(path)
     meta = read_meta(path)
     edited = "as in an edited file; restore the model file or train the model again"
+    for name, source in meta.model_sources.items():
+        if not is_registered(name):
+            raise InputError(f"{path}: {missing_model_message(name, source)}")
+    edited = _plugin_version_change(meta) or edited
     try:
         model = create_model(meta.model_name, **meta.model_config)
     except (UnknownModelError, ModelConfigError) as err:  # written by another version, or edited
@@ -264,6 +273,18 @@ def load_artifact(path: str | os.PathLike | None,
     except RuntimeError as err:  # names, shapes or number of tensors other than the stored config builds
         raise InputError(f"{path}: its weights do not fit its stored config ({_first_line(err)}), {edited}") from None
     return model.to(device if device is not None else device_for()).eval(), meta
+
+
+def _plugin_version_change(meta: ArtifactMeta) -> str | None:
+    """What to do when a plugin model of `meta` comes here from another version of its package than it was trained
+    with (its weights may then not fit, or be built otherwise); None when none does."""
+    for name, source in meta.model_sources.items():
+        origin = get_spec(name).origin
+        dist, version = source.get("distribution"), source.get("version")
+        if dist and version and origin is not None and (origin.distribution, origin.version) != (dist, version):
+            return (f"as model {name!r} was trained with {dist} {version} and {origin.describe()} is installed here; "
+                    f"install {dist}=={version} to load it")
+    return None
 
 
 def _first_line(err: Exception, limit: int = 160) -> str:

@@ -83,15 +83,33 @@ def _model_arg(parser: argparse.ArgumentParser) -> None:
 
 # -- commands ------------------------------------------------------------------------------------
 def cmd_models(args: argparse.Namespace) -> int:
-    from pneumoscan.models.registry import count_parameters, create_model, get_spec, list_models
+    from pneumoscan.models.registry import PLUGIN_GROUP, get_spec, list_models
 
-    print(f"{'name':<12}{'params':>11}{'size':>6}  description")
-    for name in list_models():
+    names = list_models()
+    sources = {name: get_spec(name).origin.describe() if get_spec(name).origin else "pneumoscan" for name in names}
+    width, source_width = max(12, *(len(n) + 2 for n in names)), max(len(s) for s in sources.values()) + 2
+    print(f"{'name':<{width}}{'params':>11}{'size':>6}  {'from':<{source_width}}description")
+    for name in names:
         spec = get_spec(name)
-        params = count_parameters(create_model(name))
-        print(f"{name:<12}{params:>11,}{spec.image_size:>6}  {spec.description}")
+        print(f"{name:<{width}}{_parameters_shown(name):>11}{spec.image_size:>6}  {sources[name]:<{source_width}}"
+              f"{spec.description}")
     print("ensemble: the mean of trained models; build one with `pneumoscan ensemble RUN RUN --out DIR`")
+    print(f"plugins: installed packages add models through the entry point group {PLUGIN_GROUP} (README: Your own "
+          f"architecture); a built-in name cannot be replaced by one")
     return 0
+
+
+def _parameters_shown(name: str) -> str:
+    """The number of weights of model `name` built with its defaults, or '?' (with a warning) for a plugin's
+    model that cannot be built so."""
+    from pneumoscan.models.registry import count_parameters, create_model
+
+    try:
+        return f"{count_parameters(create_model(name)):,}"
+    except Exception as err:  # noqa: BLE001 - a plugin's builder may fail in any way
+        warnings.warn(f"model {name!r} cannot be built with its default options ({type(err).__name__}: {err})",
+                      stacklevel=2)
+        return "?"
 
 
 EXIT_AUDIT_PROBLEMS = 3  # `audit --strict` found a problem; 1 and 2 are taken (some inputs failed; a user mistake)
@@ -250,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pneumoscan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("models", help="list the registered model architectures")
+    p = sub.add_parser("models", help="list the registered model architectures, installed plugins' too, and the "
+                                       "package each comes from")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("audit", help="count images, patients, sizes, unreadable and colour files and duplicates in a dataset")

@@ -48,3 +48,7 @@ def check_at_least_one(value: int, flag: str) -> None:
 
 class MissingImagesWarning(UserWarning):
     """Images left out of an evaluation, or of a report's pictures or figures: not found, or unreadable."""
+
+
+class PluginWarning(UserWarning):
+    """A model plugin (entry point group `pneumoscan.models`) that failed to load: its models are left out."""

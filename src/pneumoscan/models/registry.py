@@ -1,14 +1,47 @@
-"""Model registry: `create_model(name, **cfg)` and `list_models()`."""
+"""Model registry: `create_model(name, **cfg)` and `list_models()`.
+
+Besides the built-in models, installed packages add their own through the entry point group
+`pneumoscan.models` (PLUGIN_GROUP): each entry point names a module that registers models with
+`@register_model` when imported, or a callable that does when called. They are loaded once, after the
+built-ins; a plugin that fails to load is left out with one PluginWarning.
+"""
 from __future__ import annotations
 
 import inspect
+import warnings
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from pneumoscan.errors import ModelConfigError, UnknownModelError
+from pneumoscan.errors import ModelConfigError, PluginWarning, UnknownModelError
+
+PLUGIN_GROUP = "pneumoscan.models"
+_BUILTIN_PACKAGE = "pneumoscan.models."
+
+
+@dataclass(frozen=True)
+class ModelOrigin:
+    """Where a model that is not built into pneumoscan comes from: an installed distribution's entry point, or
+    (`distribution` None) a module that registered it in its own process, such as a notebook's `__main__`."""
+
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    entry_point: str | None = None
+
+    def describe(self) -> str:
+        """'acme-models 1.0' or 'module mynotebook' (the `pneumoscan models` column and messages)."""
+        if self.distribution:
+            return f"{self.distribution} {self.version}" if self.version else self.distribution
+        return f"module {self.module}"
+
+    def to_record(self) -> dict[str, str]:
+        """The JSON object an artifact stores (`ArtifactMeta.model_sources`)."""
+        return {k: v for k, v in (("distribution", self.distribution), ("version", self.version),
+                                  ("entry_point", self.entry_point), ("module", self.module)) if v}
 
 
 @dataclass(frozen=True)
@@ -24,30 +57,46 @@ class ModelSpec:
     cam_scopes: Callable[[dict[str, Any]], list[str]] | None
     defaults: dict[str, Any] = field(default_factory=dict)
     trainable: bool = True  # False: built from trained models (an ensemble), not by `train`
+    origin: ModelOrigin | None = None  # None: built into pneumoscan
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
+_LOADED = {"builtin": False, "plugins": False}
+_PLUGIN: list[ModelOrigin] = []  # the entry point being loaded: what its registrations come from
 
 
 def register_model(
     name: str, *, description: str, image_size: int,
     cam_scopes: Callable[[dict[str, Any]], list[str]] | None = None, trainable: bool = True, **defaults: Any
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator that registers a model builder under `name`."""
+    """Decorator that registers a model builder under `name`: the builder takes the model's options as keyword
+    arguments (`defaults` override its own defaults) and returns an nn.Module that maps normalised images
+    (N, 1, H, W) to one logit each, shape (N,); `image_size` is the input size `train` uses by default.
+    A built-in name cannot be registered again; another name only by the same builder (a notebook cell run again
+    replaces its model)."""
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelSpec(name, builder, description, image_size, cam_scopes, dict(defaults), trainable)
+        builtin = builder.__module__.startswith(_BUILTIN_PACKAGE)
+        if not builtin:
+            _load_builtin()  # so a name of pneumoscan's own is refused here, not when the built-ins load
+        origin = None if builtin else (_PLUGIN[-1] if _PLUGIN else _origin_of(builder.__module__))
+        existing = _REGISTRY.get(name)
+        if existing is not None and existing.origin is None:
+            raise ValueError(f"model {name!r} is built into pneumoscan and cannot be replaced; register yours under "
+                             f"another name")
+        if existing is not None and (existing.origin, existing.builder.__qualname__) != (origin, builder.__qualname__):
+            raise ValueError(f"model {name!r} is registered twice (first by {existing.origin.describe()})")
+        _REGISTRY[name] = ModelSpec(name, builder, description, image_size, cam_scopes, dict(defaults), trainable,
+                                    origin)
         return builder
 
     return decorate
 
 
 def list_models(*, composite: bool = False) -> list[str]:
-    """Names of the trainable architectures, sorted; with `composite`, also models built from
+    """Names of the trainable architectures (plugins' too), sorted; with `composite`, also models built from
     trained ones (the ensemble)."""
-    _load_builtin()
+    _load_models()
     return sorted(name for name, spec in _REGISTRY.items() if spec.trainable or composite)
 
 
@@ -60,7 +109,7 @@ def cam_scopes(name: str, config: dict[str, Any]) -> list[str]:
 
 def get_spec(name: str) -> ModelSpec:
     """The registry entry for `name`; UnknownModelError (a KeyError) lists the known names."""
-    _load_builtin()
+    _load_models()
     if name not in _REGISTRY:
         raise UnknownModelError(f"unknown model {name!r}; choose one of: {', '.join(sorted(_REGISTRY))} "
                                 "(`pneumoscan models` describes them)")
@@ -124,5 +173,84 @@ def model_config(name: str, image_size: int | None = None, **cfg: Any) -> dict[s
     return {**get_spec(name).defaults, **sized, **cfg}
 
 
+def is_registered(name: str) -> bool:
+    """Whether model `name` is known here (built in, from an installed plugin, or registered in this process)."""
+    _load_models()
+    return name in _REGISTRY
+
+
+def model_sources(names: list[str]) -> dict[str, dict[str, str]]:
+    """Where each of the models `names` that is not built in comes from, as an artifact records it; {} when all are."""
+    return {name: origin.to_record() for name in names if (origin := get_spec(name).origin) is not None}
+
+
+def missing_model_message(name: str, source: dict[str, Any]) -> str:
+    """What to do about model `name`, recorded as coming from `source` (`model_sources`), that is not registered
+    here: install its package, or register it as its module did."""
+    dist, version, module = source.get("distribution"), source.get("version"), source.get("module") or "?"
+    if dist:
+        pin = f"=={version}" if version else ""
+        return (f"model {name!r} comes from the plugin package {dist}{' ' + version if version else ''} (module "
+                f"{module}), which is not installed here; install it (pip install '{dist}{pin}') and run the command "
+                f"again")
+    return (f"model {name!r} was registered by the Python module {module}, not by an installed package; in Python, "
+            f"import or run that module before loading the model, or package it as a plugin (README: Your own "
+            f"architecture)")
+
+
+def _load_models() -> None:
+    """The built-in models, then the installed plugins' (once)."""
+    _load_builtin()
+    if not _LOADED["plugins"]:
+        _LOADED["plugins"] = True  # first: a plugin that itself asks for a model must not load them all again
+        _load_plugins()
+
+
 def _load_builtin() -> None:
+    if _LOADED["builtin"]:
+        return
+    _LOADED["builtin"] = True
     from pneumoscan.models import cnn, ensemble, mlp, resnet, tv_resnet  # noqa: F401  (registers on import)
+
+
+def _load_plugins() -> None:
+    """Load every entry point of PLUGIN_GROUP; one that fails (an import error, a name registered twice) is left
+    out, with the models it had registered, and a PluginWarning naming it, its distribution and the error."""
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=PLUGIN_GROUP):
+        dist = point.dist
+        origin = _point_origin(point)
+        before = set(_REGISTRY)
+        _PLUGIN.append(origin)
+        try:
+            loaded = point.load()
+            if callable(loaded) and not isinstance(loaded, ModuleType):
+                loaded()
+        except Exception as err:  # noqa: BLE001 - a broken plugin must not break pneumoscan
+            for name in set(_REGISTRY) - before:
+                del _REGISTRY[name]
+            line = next((part.strip() for part in str(err).splitlines() if part.strip()), "")
+            warnings.warn(PluginWarning(
+                f"model plugin {point.name!r} ({point.value}) of {dist.name if dist else 'an unknown distribution'} "
+                f"was not loaded, so its models are unavailable: {type(err).__name__}: {line}"), stacklevel=4)
+        finally:
+            _PLUGIN.pop()
+
+
+def _point_origin(point: Any) -> ModelOrigin:
+    """The origin of the models an entry point (importlib.metadata.EntryPoint) registers."""
+    dist = point.dist
+    return ModelOrigin(point.module, dist.name if dist else None, dist.version if dist else None, point.name)
+
+
+def _origin_of(module: str) -> ModelOrigin:
+    """Where a model registered outside a plugin's loading comes from: the installed plugin whose top-level package
+    holds `module` (imported before pneumoscan loaded the plugins, as a notebook may), else the module itself."""
+    from importlib.metadata import entry_points
+
+    package = module.partition(".")[0]
+    for point in entry_points(group=PLUGIN_GROUP):
+        if point.module.partition(".")[0] == package:
+            return _point_origin(point)
+    return ModelOrigin(module)

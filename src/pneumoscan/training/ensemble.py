@@ -137,7 +137,7 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
     meta = ArtifactMeta(
         model_name="ensemble", model_config=config, image_size=lead.image_size, mean=lead.mean, std=lead.std,
         equalize=lead.equalize,  # smaller members see the equalised image resized: close to their own preprocessing
-        crop=lead.crop,
+        crop=lead.crop, model_sources={name: source for m in metas for name, source in m.model_sources.items()},
         train_prevalence=metas[0].train_prevalence, class_names=metas[0].class_names,
         training={"members": [{"run": str(run), "model": m.model_name, "image_size": m.image_size, **m.training}
                               for run, m in zip(runs, metas)],

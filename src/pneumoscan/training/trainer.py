@@ -35,7 +35,7 @@ from pneumoscan.evaluation.metrics import UndefinedMetricWarning, roc_auc
 from pneumoscan.evaluation.thresholds import threshold_for_recall
 from pneumoscan.inference.batch import device_for, predict_logits, sigmoid
 from pneumoscan.inference.ood import guard_path
-from pneumoscan.models.registry import create_model, get_spec, model_config
+from pneumoscan.models.registry import create_model, get_spec, model_config, model_sources
 from pneumoscan.outputs import atomic_write
 from pneumoscan.progress import progress_bar, write_warning
 from pneumoscan.training.checkpoint import (atomic_torch_save, check_writable, load_checkpoint, restore_rng_states,
@@ -427,7 +427,7 @@ class Trainer:
         meta = ArtifactMeta(
             model_name=cfg.model, model_config=self.model_cfg, image_size=self.image_size, mean=mean, std=std,
             target_recall=cfg.target_recall, train_prevalence=n_pos / len(labels), tta=cfg.tta, equalize=cfg.equalize,
-            crop=cfg.crop,
+            crop=cfg.crop, model_sources=model_sources([cfg.model]),
             training={"config": cfg.to_dict(), "data": data.split_record["counts"],
                       "skipped": len(data.split_record["skipped"]),
                       # what `evaluate` and `set-threshold` recognise as in-sample films, wherever they are copied

@@ -1,0 +1,278 @@
+"""Models from other packages (entry point group `pneumoscan.models`): tiny plugin distributions written in tmp_path
+(a module and a `*.dist-info` folder) that importlib.metadata finds through PYTHONPATH, used in subprocesses so this
+process's registry stays as it is; nothing is installed."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import pneumoscan
+from pneumoscan.artifact import ArtifactMeta, header_problem, load_artifact, save_artifact
+from pneumoscan.errors import InputError
+from pneumoscan.models import registry
+from pneumoscan.models.registry import ModelOrigin, create_model, model_sources, register_model
+from tests.conftest import write_xray
+
+SRC = Path(pneumoscan.__file__).resolve().parents[1]  # this checkout's code, first on the subprocesses' path
+
+TINYNET = '''
+import torch
+from torch import nn
+from pneumoscan.models.registry import register_model
+
+
+class TinyNet(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).mean(dim=(2, 3))).squeeze(1)
+
+
+@register_model("tinynet", description="two convolutions and a linear layer", image_size=32)
+def tinynet(width: int = 4) -> nn.Module:
+    return TinyNet(width)
+'''
+
+# what a subprocess runs: CLI commands in one process, their exit code, stdout and stderr printed as JSON
+RUNNER = '''
+import contextlib, io, json, sys
+from pneumoscan.cli import main
+
+
+def run(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return [code, out.getvalue(), err.getvalue()]
+'''
+
+
+def write_distribution(root: Path, name: str, version: str, modules: dict[str, str],
+                       entry_points: dict[str, str]) -> Path:
+    """A distribution as pip would leave it in site-packages: its modules and NAME-VERSION.dist-info with METADATA
+    and entry_points.txt (group pneumoscan.models)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for module, source in modules.items():
+        (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(
+        "[pneumoscan.models]\n" + "".join(f"{key} = {value}\n" for key, value in entry_points.items()))
+    return root
+
+
+def run_python(script: str, path: Path, *args: str) -> dict:
+    """The JSON the script prints last, run in a fresh interpreter with `path` (its plugins) on PYTHONPATH."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(path)]), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", RUNNER + textwrap.dedent(script), *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def plugin_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A run of the acme-models plugin's tinynet, trained for one epoch on 28 tiny films in a subprocess where the
+    plugin is installed, and what predict, export, explain, fit-guard, the service and an ensemble with a second run
+    (RUN-ensemble) did with it there."""
+    base = tmp_path_factory.mktemp("plugin")
+    plugins = write_distribution(base / "site", "acme-models", "0.1", {"acme_models": TINYNET},
+                                 {"acme": "acme_models"})
+    for i in range(14):
+        write_xray(base / "data" / "train" / "NORMAL" / f"IM-{i:04d}-0001.png", 0, i, size=32)
+        write_xray(base / "data" / "train" / "PNEUMONIA" / f"person{i}_bacteria_{i}.png", 1, 100 + i, size=32)
+    script = '''
+        import acme_models  # first, as a notebook may: its models still count as the package's
+        data, run_dir, film, heatmap = sys.argv[1:]
+        results = {"models": run("models"),
+                   "train": run("train", "--data", data, "--out", run_dir, "--model", "tinynet", "--epochs", "1",
+                                "--batch-size", "8", "--val-fraction", "0.3", "--quiet"),
+                   "predict": run("predict", "--model", run_dir, "--json", film),
+                   "export": run("export", "--model", run_dir, "--out", run_dir + "/model.onnx", "--images", film),
+                   "explain": run("explain", "--model", run_dir, "--out", heatmap, film),
+                   "fit-guard": run("fit-guard", "--model", run_dir, "--data", data),
+                   "train-seed-1": run("train", "--data", data, "--out", run_dir + "-seed1", "--model", "tinynet",
+                                       "--epochs", "1", "--batch-size", "8", "--val-fraction", "0.3", "--seed", "1",
+                                       "--quiet")}
+        results["ensemble"] = run("ensemble", run_dir, run_dir + "-seed1", "--out", run_dir + "-ensemble", "--quiet")
+        from fastapi.testclient import TestClient
+        from pneumoscan.service.app import create_app
+        from pneumoscan.service.settings import Settings
+        with TestClient(create_app(Settings(model=run_dir))) as client:
+            with open(film, "rb") as handle:
+                answer = client.post("/predict?explain=true", files={"file": ("film.png", handle.read(), "image/png")})
+        results["serve"] = [answer.status_code, answer.json()]
+        print(json.dumps(results))
+    '''
+    run = base / "run"
+    film = base / "data" / "train" / "PNEUMONIA" / "person0_bacteria_0.png"
+    results = run_python(script, plugins, str(base / "data"), str(run), str(film), str(base / "heatmap.png"))
+    return run, results
+
+
+def test_a_plugin_model_is_listed_with_its_package(plugin_run: tuple[Path, dict]) -> None:
+    code, out, err = plugin_run[1]["models"]
+    assert code == 0 and not err, err
+    row = next(line for line in out.splitlines() if line.startswith("tinynet "))
+    assert row.split()[1:4] == ["193", "32", "acme-models"] and "0.1  two convolutions" in row, out
+    assert next(line for line in out.splitlines() if line.startswith("cnn ")).split()[3] == "pneumoscan"
+    assert "a built-in name cannot be replaced" in out
+
+
+def test_a_plugin_model_trains_predicts_exports_explains_guards_and_serves(plugin_run: tuple[Path, dict]) -> None:
+    run, results = plugin_run
+    for command in ("train", "predict", "export", "explain", "fit-guard", "train-seed-1", "ensemble"):
+        code, _, err = results[command]
+        assert code == 0 and "Traceback" not in err, (command, err)
+    assert json.loads(results["predict"][1])[0]["in_distribution"] is None  # predicted before the guard was fitted
+    assert "max |P(onnx) - P(torch)|" in results["export"][1]
+    assert (run.parent / "heatmap.png").stat().st_size > 0 and (run / "model.ood.safetensors").is_file()
+    status, body = results["serve"]
+    assert status == 200 and 0 <= body["probability"] <= 1 and body["in_distribution"] is not None, body
+    assert "heatmap_png_base64" in body, body
+
+
+def test_the_artifact_records_the_package_its_model_comes_from(plugin_run: tuple[Path, dict]) -> None:
+    from pneumoscan.artifact import read_meta
+
+    meta = read_meta(plugin_run[0] / "model.safetensors")
+    assert meta.model_name == "tinynet"
+    assert meta.model_sources == {"tinynet": {"distribution": "acme-models", "version": "0.1", "entry_point": "acme",
+                                              "module": "acme_models"}}
+    ensemble = read_meta(plugin_run[0].with_name("run-ensemble") / "model.safetensors")
+    assert ensemble.model_name == "ensemble" and ensemble.model_sources == meta.model_sources
+
+
+def test_broken_plugins_warn_once_by_name_and_a_missing_one_is_named_on_loading(
+        plugin_run: tuple[Path, dict], tmp_path: Path) -> None:
+    """Without acme-models, but with a plugin that fails to import and one whose entry point registers a built-in
+    name (after another name, which goes with it): the other plugin's model still works, and loading the tinynet run
+    says which package to install."""
+    site = write_distribution(tmp_path / "site", "broken-models", "1.0",
+                              {"broken_models": "import not_installed_anywhere\n"}, {"broken": "broken_models"})
+    write_distribution(site, "clash-models", "2.0", {"clash_models": '''
+        from torch import nn
+        from pneumoscan.models.registry import register_model
+
+
+        def wide() -> nn.Module:
+            return nn.Sequential(nn.Flatten(), nn.LazyLinear(1), nn.Flatten(0))
+
+
+        def register() -> None:
+            register_model("halfnet", description="registered before the clash", image_size=32)(wide)
+            register_model("cnn", description="a second cnn", image_size=32)(wide)
+            ''', "extra_models": '''
+        from torch import nn
+        from pneumoscan.models.registry import register_model
+
+
+        @register_model("widenet", description="a linear model", image_size=32)
+        def widenet() -> nn.Module:
+            return nn.Sequential(nn.Flatten(), nn.Linear(32 * 32, 1), nn.Flatten(0))
+            '''}, {"clash": "clash_models:register", "extra": "extra_models"})
+    run = plugin_run[0]
+    film = run.parent / "data" / "train" / "NORMAL" / "IM-0000-0001.png"
+    results = run_python('''
+        from pneumoscan.models.registry import get_spec, list_models
+        twice = [run("predict", "--model", sys.argv[1], sys.argv[2]) for _ in range(2)]
+        ensemble = run("predict", "--model", sys.argv[1] + "-ensemble", sys.argv[2])
+        print(json.dumps({"predict": twice, "ensemble": ensemble, "models": list_models(), "widenet": get_spec("widenet").origin.describe(),
+                          "cnn": type(__import__("pneumoscan").create_model("cnn")).__name__}))
+    ''', site, str(run), str(film))
+    assert "widenet" in results["models"] and "halfnet" not in results["models"], results["models"]
+    assert results["widenet"] == "clash-models 2.0" and results["cnn"] == "SmallCNN"
+    missing = (f"pneumoscan: error: {run / 'model.safetensors'}: model 'tinynet' comes from the plugin package "
+               f"acme-models 0.1 (module acme_models), which is not installed here; install it (pip install "
+               f"'acme-models==0.1') and run the command again")
+    (code, out, err), again = results["predict"]
+    assert code == 2 and not out and "Traceback" not in err, err
+    assert err.splitlines()[0] == ("pneumoscan: warning: model plugin 'broken' (broken_models) of broken-models was "
+                                   "not loaded, so its models are unavailable: ModuleNotFoundError: No module named "
+                                   "'not_installed_anywhere'"), err
+    assert err.splitlines()[1] == ("pneumoscan: warning: model plugin 'clash' (clash_models:register) of clash-models "
+                                   "was not loaded, so its models are unavailable: ValueError: model 'cnn' is built "
+                                   "into pneumoscan and cannot be replaced; register yours under another name"), err
+    assert err.splitlines()[2:] == [missing]
+    assert again == [2, "", missing + "\n"]  # the plugins are loaded, and warned about, once
+    ensemble = run.with_name("run-ensemble") / "model.safetensors"
+    assert results["ensemble"] == [2, "", missing.replace(str(run / "model.safetensors"), str(ensemble)) + "\n"]
+
+
+# -- in this process: models registered from Python, with the registry restored after each test --------------------
+class FlatNet(nn.Module):
+    """Neither a convolution nor an nn.Linear: a learned scale of the mean pixel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(1, 2, 3)) * self.scale
+
+
+@pytest.fixture
+def own_registry(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """A copy of the registry for the test to register in (the models loaded first, so none loads into the copy)."""
+    registry.list_models()
+    copy = dict(registry._REGISTRY)
+    monkeypatch.setattr(registry, "_REGISTRY", copy)
+    return copy
+
+
+def test_a_built_in_name_is_refused_and_a_name_is_kept_by_its_builder(own_registry: dict) -> None:
+    with pytest.raises(ValueError, match="model 'resnet10' is built into pneumoscan and cannot be replaced"):
+        register_model("resnet10", description="mine", image_size=32)(FlatNet)
+    register_model("flatnet", description="mine", image_size=32)(FlatNet)
+    register_model("flatnet", description="a notebook cell run again", image_size=48)(FlatNet)  # replaces it
+    assert registry.get_spec("flatnet").image_size == 48
+    with pytest.raises(ValueError, match=r"model 'flatnet' is registered twice \(first by module tests\.models"):
+        register_model("flatnet", description="another builder", image_size=32)(nn.Identity)
+
+
+def test_a_model_registered_in_python_is_named_by_its_module_where_it_is_missing(own_registry: dict,
+                                                                                  tmp_path: Path) -> None:
+    register_model("flatnet", description="mine", image_size=32)(FlatNet)
+    assert model_sources(["cnn", "flatnet"]) == {"flatnet": {"module": __name__}}
+    path = save_artifact(tmp_path / "model.safetensors", create_model("flatnet"),
+                         ArtifactMeta(model_name="flatnet", model_config={}, image_size=32, mean=0.5, std=0.25,
+                                      model_sources=model_sources(["flatnet"])))
+    assert isinstance(load_artifact(path, "cpu")[0], FlatNet)
+    del own_registry["flatnet"]
+    with pytest.raises(InputError, match=f"model 'flatnet' was registered by the Python module {__name__}, not by an "
+                                         f"installed package; in Python, import or run that module"):
+        load_artifact(path, "cpu")
+
+
+def test_weights_from_another_plugin_version_are_refused_naming_both(own_registry: dict, tmp_path: Path) -> None:
+    register_model("flatnet", description="mine", image_size=32)(FlatNet)
+    own_registry["flatnet"] = replace(own_registry["flatnet"], origin=ModelOrigin("acme_models", "acme-models", "0.2"))
+    trained = {"flatnet": {"distribution": "acme-models", "version": "0.1", "module": "acme_models"}}
+    path = save_artifact(tmp_path / "model.safetensors", nn.Linear(2, 1),  # weights of another architecture
+                         ArtifactMeta(model_name="flatnet", model_config={}, image_size=32, mean=0.5, std=0.25,
+                                      model_sources=trained))
+    with pytest.raises(InputError, match=r"weights do not fit its stored config \(.*\), as model 'flatnet' was trained "
+                                         r"with acme-models 0\.1 and acme-models 0\.2 is installed here; install "
+                                         r"acme-models==0\.1 to load it"):
+        load_artifact(path, "cpu")
+
+
+def test_an_edited_record_of_model_sources_is_refused() -> None:
+    header = json.loads(ArtifactMeta(model_name="cnn", model_config={}, image_size=32, mean=0.5, std=0.25).to_json())
+    assert header_problem(header) is None
+    assert header_problem({**header, "model_sources": ["acme-models"]}) == (
+        "model_sources ['acme-models']: not a JSON object of where each model comes from")
