@@ -19,7 +19,7 @@ import pneumoscan
 from pneumoscan.artifact import ArtifactMeta, header_problem, load_artifact, save_artifact
 from pneumoscan.errors import InputError
 from pneumoscan.models import registry
-from pneumoscan.models.registry import ModelOrigin, create_model, model_sources, register_model
+from pneumoscan.models.registry import ModelOrigin, check_model_output, create_model, model_sources, register_model
 from tests.conftest import write_xray
 
 SRC = Path(pneumoscan.__file__).resolve().parents[1]  # this checkout's code, first on the subprocesses' path
@@ -271,8 +271,59 @@ def test_weights_from_another_plugin_version_are_refused_naming_both(own_registr
         load_artifact(path, "cpu")
 
 
+def test_a_model_without_convolution_or_linear_layer_is_refused_by_what_it_lacks(own_registry: dict,
+                                                                                 tmp_path: Path) -> None:
+    from pneumoscan.explain.gradcam import NoCamLayer, cam_layers
+    from pneumoscan.export.onnx import ExportError, export_onnx_bytes
+    from pneumoscan.inference.ood import final_linear
+    from pneumoscan.inference.predictor import Predictor
+
+    register_model("flatnet", description="mine", image_size=32)(FlatNet)
+    meta = ArtifactMeta(model_name="flatnet", model_config={}, image_size=32, mean=0.5, std=0.25,
+                        model_sources=model_sources(["flatnet"]))
+    model = create_model("flatnet")
+    with pytest.raises(NoCamLayer, match="model 'flatnet' has no convolutional layer, so Grad-CAM cannot explain it"):
+        cam_layers(model, meta)
+    with pytest.raises(InputError, match="FlatNet has no nn.Linear layer, whose input is the feature vector that the "
+                                         "out-of-distribution guard, ONNX export"):
+        final_linear(model)
+    with pytest.raises(ExportError, match="model 'flatnet' cannot be exported to ONNX: FlatNet has no nn.Linear"):
+        export_onnx_bytes(model, meta)
+    path = save_artifact(tmp_path / "model.safetensors", model, meta)
+    with pytest.warns(UserWarning, match="cannot be exported to ONNX: FlatNet has no nn.Linear layer.*; predicting "
+                                         "with PyTorch instead"):
+        predictor = Predictor(path)
+    assert predictor.backend == "torch"
+
+
+@pytest.mark.parametrize(("model", "message"), [
+    (nn.Sequential(nn.Flatten(), nn.Linear(32 * 32, 2)), r"model 'twonet' returns \(2, 2\) for 2 images of 32 px; a "
+                                                         r"pneumoscan model takes normalised images \(N, 1, H, W\)"),
+    (nn.Sequential(nn.Conv2d(3, 1, 3), nn.Flatten()), r"model 'twonet' fails on a batch of 32 px images \(RuntimeError: "
+                                                      r"Given groups=1, weight of size"),
+])
+def test_a_model_that_breaks_the_contract_is_refused_in_one_line(model: nn.Module, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        check_model_output(model, "twonet", 32)
+    check_model_output(create_model("cnn"), "cnn", 32)
+
+
 def test_an_edited_record_of_model_sources_is_refused() -> None:
     header = json.loads(ArtifactMeta(model_name="cnn", model_config={}, image_size=32, mean=0.5, std=0.25).to_json())
     assert header_problem(header) is None
     assert header_problem({**header, "model_sources": ["acme-models"]}) == (
         "model_sources ['acme-models']: not a JSON object of where each model comes from")
+
+
+def test_train_refuses_a_model_that_breaks_the_contract_before_reading_images(
+        own_registry: dict, tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pneumoscan.cli import main
+
+    register_model("twonet", description="two logits", image_size=32)(
+        lambda: nn.Sequential(nn.Flatten(), nn.Linear(32 * 32, 2)))
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "run"), "--model", "twonet",
+                 "--epochs", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("pneumoscan: error: model 'twonet' returns (2, 2) for 2 images of 32 px; a pneumoscan model takes "
+                   "normalised images (N, 1, H, W) and returns one logit per image, shape (N,) (e.g. end forward() "
+                   "with .squeeze(1))\n"), err

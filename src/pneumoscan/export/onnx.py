@@ -39,7 +39,12 @@ META_PREFIX = "pneumoscan."
 _ORT_HINT = "pip install onnx onnxruntime"
 
 
-class ExportCheckError(PneumoscanError):
+class ExportError(PneumoscanError):
+    """The model cannot be exported to ONNX (a plugin's model without an nn.Linear, or with operations the exporter
+    cannot trace), or its export is unusable (ExportCheckError)."""
+
+
+class ExportCheckError(ExportError):
     """The exported ONNX model is invalid or disagrees with the PyTorch model."""
 
 
@@ -117,18 +122,28 @@ def export_onnx_bytes(model: nn.Module, meta: ArtifactMeta, *, artifact_sha256: 
     except ImportError:
         raise InputError(f"ONNX export needs the onnx package; {_ORT_HINT}") from None
 
-    head = ProbabilityHead(copy.deepcopy(model).cpu().float().eval(), meta.tta).eval()
+    from pneumoscan.models.registry import NoFeatureLayer
+
+    try:
+        head = ProbabilityHead(copy.deepcopy(model).cpu().float().eval(), meta.tta).eval()
+    except NoFeatureLayer as err:
+        raise ExportError(f"model {meta.model_name!r} cannot be exported to ONNX: {err}") from None
     example = torch.zeros(2, 1, meta.image_size, meta.image_size, dtype=torch.float32)
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript exporter announces its deprecation on every call
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        torch.onnx.export(
-            head, (example,), buffer, dynamo=False, opset_version=OPSET, do_constant_folding=True,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME, FEATURES_NAME, LOGIT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}, FEATURES_NAME: {0: "batch"},
-                          LOGIT_NAME: {0: "batch"}},
-        )
+        try:
+            torch.onnx.export(
+                head, (example,), buffer, dynamo=False, opset_version=OPSET, do_constant_folding=True,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME, FEATURES_NAME, LOGIT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}, FEATURES_NAME: {0: "batch"},
+                              LOGIT_NAME: {0: "batch"}},
+            )
+        except Exception as err:  # noqa: BLE001 - a plugin's model may use what the exporter cannot trace
+            line = next((part.strip() for part in str(err).splitlines() if part.strip()), "")
+            raise ExportError(f"model {meta.model_name!r} cannot be exported to ONNX ({type(err).__name__}: "
+                              f"{line[:200]}); predict with --backend torch") from None
     proto = onnx.load_from_string(buffer.getvalue())
     proto.producer_name = "pneumoscan"
     proto.producer_version = __version__

@@ -231,18 +231,19 @@ class Predictor:
         self.guard = load_guard(self.path) if guard else None
 
     def _open_onnx(self, onnx_path: str | os.PathLike | None, *, fallback: bool) -> Any:
-        """The ONNX Runtime session; with `fallback` (--backend auto), an in-memory export that fails its check
-        against PyTorch is warned about and prediction stays on PyTorch."""
-        from pneumoscan.export.onnx import ExportCheckError
+        """The ONNX Runtime session; with `fallback` (--backend auto), a model that cannot be exported (a plugin's),
+        or an in-memory export that fails its check against PyTorch, is warned about and prediction stays on PyTorch."""
+        from pneumoscan.export.onnx import ExportCheckError, ExportError
         from pneumoscan.inference.onnx_backend import open_for_artifact
 
         try:
             return open_for_artifact(self.path, self.model, self.meta, onnx_path)
-        except ExportCheckError as err:
+        except ExportError as err:
             if not fallback:
                 raise
-            warnings.warn(f"{self.path}: its ONNX export failed the check against PyTorch ({err}); predicting with "
-                          f"PyTorch instead", stacklevel=3)
+            why = f"its ONNX export failed the check against PyTorch ({err})" if isinstance(err, ExportCheckError) \
+                else str(err).removesuffix("; predict with --backend torch")
+            warnings.warn(f"{self.path}: {why}; predicting with PyTorch instead", stacklevel=3)
             self.backend = "torch"
             return None
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from pneumoscan.errors import ModelConfigError, PluginWarning, UnknownModelError
+from pneumoscan.errors import InputError, ModelConfigError, PluginWarning, UnknownModelError
 
 PLUGIN_GROUP = "pneumoscan.models"
 _BUILTIN_PACKAGE = "pneumoscan.models."
@@ -133,16 +133,23 @@ def create_model(name: str, **cfg: Any) -> nn.Module:
     return spec.builder(**{**spec.defaults, **cfg})
 
 
+class NoFeatureLayer(InputError, ValueError):
+    """A model without an nn.Linear layer: it has no feature vector for the guard, ONNX export, pretraining or an
+    ensemble to take."""
+
+
 def final_linear_name(model: nn.Module) -> str:
     """Dotted name of the classifier's last nn.Linear (inside `model.head` when there is one): its
-    input is the model's feature vector. ValueError when the model has none."""
+    input is the model's feature vector. NoFeatureLayer (a ValueError) when the model has none."""
     head = getattr(model, "head", None)
     scopes = ([("head", head)] if isinstance(head, nn.Module) else []) + [("", model)]
     for prefix, scope in scopes:
         names = [name for name, module in scope.named_modules() if isinstance(module, nn.Linear)]
         if names:
             return ".".join(part for part in (prefix, names[-1]) if part)
-    raise ValueError(f"{type(model).__name__} has no nn.Linear layer to take features from")
+    raise NoFeatureLayer(f"{type(model).__name__} has no nn.Linear layer, whose input is the feature vector that the "
+                         f"out-of-distribution guard, ONNX export, pretraining and ensembles take; end the model "
+                         f"with an nn.Linear classifier")
 
 
 def check_input(x: torch.Tensor, model: str, *, min_side: int = 1, side: int | None = None) -> None:
@@ -196,6 +203,27 @@ def missing_model_message(name: str, source: dict[str, Any]) -> str:
     return (f"model {name!r} was registered by the Python module {module}, not by an installed package; in Python, "
             f"import or run that module before loading the model, or package it as a plugin (README: Your own "
             f"architecture)")
+
+
+def check_model_output(model: nn.Module, name: str, image_size: int) -> None:
+    """InputError in one line unless `model` (the registered `name`) takes a batch of normalised one-channel images
+    (2, 1, S, S) and returns one logit per image, shape (2,): what every command expects of a model."""
+    contract = ("a pneumoscan model takes normalised images (N, 1, H, W) and returns one logit per image, shape (N,)")
+    x = torch.zeros(2, 1, image_size, image_size, device=next(iter(model.parameters()), torch.zeros(0)).device)
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            out = model.eval()(x)
+    except Exception as err:  # noqa: BLE001 - a plugin's builder may fail in any way
+        line = next((part.strip() for part in str(err).splitlines() if part.strip()), "")
+        raise InputError(f"model {name!r} fails on a batch of {image_size} px images ({type(err).__name__}: "
+                         f"{line[:200]}); {contract}") from None
+    finally:
+        model.train(was_training)
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if shape != (2,):
+        raise InputError(f"model {name!r} returns {shape} for 2 images of {image_size} px; {contract} (e.g. end "
+                         f"forward() with .squeeze(1))")
 
 
 def _load_models() -> None:

@@ -35,7 +35,7 @@ from pneumoscan.evaluation.metrics import UndefinedMetricWarning, roc_auc
 from pneumoscan.evaluation.thresholds import threshold_for_recall
 from pneumoscan.inference.batch import device_for, predict_logits, sigmoid
 from pneumoscan.inference.ood import guard_path
-from pneumoscan.models.registry import create_model, get_spec, model_config, model_sources
+from pneumoscan.models.registry import check_model_output, create_model, get_spec, model_config, model_sources
 from pneumoscan.outputs import atomic_write
 from pneumoscan.progress import progress_bar, write_warning
 from pneumoscan.training.checkpoint import (atomic_torch_save, check_writable, load_checkpoint, restore_rng_states,
@@ -373,6 +373,7 @@ class Trainer:
             stale.unlink()
         seed_everything(cfg.seed)
         model = create_model(cfg.model, **self.model_cfg)
+        check_model_output(model, cfg.model, self.image_size)  # a plugin's model that breaks the contract: one line
         # --init is read before the images are decoded, so a wrong file is refused before minutes of work
         pretrained = bool(cfg.init) and not resume and self._load_init(model)
         data = prepare_data(cfg, self.image_size, self.progress)
