@@ -315,6 +315,38 @@ def test_an_edited_record_of_model_sources_is_refused() -> None:
         "model_sources ['acme-models']: not a JSON object of where each model comes from")
 
 
+def test_the_readme_example_plugin_registers_a_model_every_command_can_take(own_registry: dict, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """README.md "Your own architecture": its pyproject.toml names its module in the group pneumoscan loads, and that
+    module registers a model that keeps the contract, has a Grad-CAM layer and features, and exports."""
+    import importlib
+    import re
+    import tomllib
+
+    from pneumoscan.explain.gradcam import cam_layers
+    from pneumoscan.export.onnx import export_onnx_bytes
+    from pneumoscan.models.registry import PLUGIN_GROUP, final_linear_name, get_spec
+
+    readme = (SRC.parent / "README.md").read_text()
+    section = readme.split("### Your own architecture\n", 1)[1].split("\n### ", 1)[0]
+    toml, python = (re.search(rf"```{kind}\n(.*?)```", section, re.S).group(1) for kind in ("toml", "python"))
+    project = tomllib.loads(toml)["project"]
+    (module,) = project["entry-points"][PLUGIN_GROUP].values()
+    (tmp_path / f"{module}.py").write_text(python)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = set(own_registry)
+    importlib.import_module(module)
+    del sys.modules[module]  # the file is gone after the test
+    (name,) = set(own_registry) - before
+    assert f"--model {name}" in section and f"pip install '{project['name']}=={project['version']}'" in section
+    spec = get_spec(name)
+    model = create_model(name)
+    check_model_output(model, name, spec.image_size)
+    meta = ArtifactMeta(model_name=name, model_config={}, image_size=spec.image_size, mean=0.5, std=0.25)
+    assert cam_layers(model, meta) and final_linear_name(model) == "head"
+    assert export_onnx_bytes(model, meta)
+
+
 def test_train_refuses_a_model_that_breaks_the_contract_before_reading_images(
         own_registry: dict, tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from pneumoscan.cli import main
