@@ -225,6 +225,11 @@ class FlatNet(nn.Module):
         return x.mean(dim=(1, 2, 3)) * self.scale
 
 
+def sized(size: int) -> nn.Module:
+    """A builder without a default for its option."""
+    return FlatNet()
+
+
 @pytest.fixture
 def own_registry(monkeypatch: pytest.MonkeyPatch) -> dict:
     """A copy of the registry for the test to register in (the models loaded first, so none loads into the copy)."""
@@ -256,6 +261,29 @@ def test_a_model_registered_in_python_is_named_by_its_module_where_it_is_missing
     with pytest.raises(InputError, match=f"model 'flatnet' was registered by the Python module {__name__}, not by an "
                                          f"installed package; in Python, import or run that module"):
         load_artifact(path, "cpu")
+
+
+def test_a_model_registered_in_a_notebook_is_named_so_where_it_is_missing() -> None:
+    from pneumoscan.models.registry import missing_model_message
+
+    assert missing_model_message("mynet", {"module": "__main__"}) == (
+        "model 'mynet' was registered in a notebook or script (__main__), not by an installed package; in Python, "
+        "import or run that code before loading the model, or package it as a plugin (README: Your own architecture)")
+
+
+def test_models_lists_where_each_model_comes_from_and_one_it_cannot_build(
+        own_registry: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    from pneumoscan.cli import main
+
+    register_model("flatnet", description="mine", image_size=32)(FlatNet)
+    register_model("sizednet", description="needs its size", image_size=32)(sized)
+    assert main(["models"]) == 0
+    out, err = capsys.readouterr()
+    rows = {line.split()[0]: line.split() for line in out.splitlines()}
+    assert rows["flatnet"][1:6] == ["1", "32", "module", __name__, "mine"], out
+    assert rows["sizednet"][1:3] == ["?", "32"] and rows["resnet10"][3] == "pneumoscan", out
+    assert err == ("pneumoscan: warning: model 'sizednet' cannot be built with its default options (TypeError: "
+                   "sized() missing 1 required positional argument: 'size')\n"), err
 
 
 def test_weights_from_another_plugin_version_are_refused_naming_both(own_registry: dict, tmp_path: Path) -> None:

@@ -200,9 +200,10 @@ def missing_model_message(name: str, source: dict[str, Any]) -> str:
         return (f"model {name!r} comes from the plugin package {dist}{' ' + version if version else ''} (module "
                 f"{module}), which is not installed here; install it (pip install '{dist}{pin}') and run the command "
                 f"again")
-    return (f"model {name!r} was registered by the Python module {module}, not by an installed package; in Python, "
-            f"import or run that module before loading the model, or package it as a plugin (README: Your own "
-            f"architecture)")
+    where = "in a notebook or script (__main__)" if module == "__main__" else f"by the Python module {module}"
+    return (f"model {name!r} was registered {where}, not by an installed package; in Python, import or run that "
+            f"{'code' if module == '__main__' else 'module'} before loading the model, or package it as a plugin "
+            f"(README: Your own architecture)")
 
 
 def check_model_output(model: nn.Module, name: str, image_size: int) -> None:
