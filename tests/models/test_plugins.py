@@ -324,7 +324,19 @@ def test_a_model_without_convolution_or_linear_layer_is_refused_by_what_it_lacks
     assert predictor.backend == "torch"
 
 
+class Noted(nn.Sequential):
+    """A model keeping a Python object in its state dict, which safetensors cannot store."""
+
+    def get_extra_state(self) -> dict:
+        return {"note": "not a tensor"}
+
+    def set_extra_state(self, state: dict) -> None:
+        pass
+
+
 @pytest.mark.parametrize(("model", "message"), [
+    (Noted(nn.Flatten(), nn.Linear(32 * 32, 1), nn.Flatten(0)),
+     r"model 'twonet' keeps state that is not a tensor \(_extra_state\); pneumoscan stores models as safetensors"),
     (nn.Sequential(nn.Flatten(), nn.Linear(32 * 32, 2)), r"model 'twonet' returns \(2, 2\) for 2 images of 32 px; a "
                                                          r"pneumoscan model takes normalised images \(N, 1, H, W\)"),
     (nn.Sequential(nn.Conv2d(3, 1, 3), nn.Flatten()), r"model 'twonet' fails on a batch of 32 px images \(RuntimeError: "

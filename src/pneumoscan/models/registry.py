@@ -208,7 +208,8 @@ def missing_model_message(name: str, source: dict[str, Any]) -> str:
 
 def check_model_output(model: nn.Module, name: str, image_size: int) -> None:
     """InputError in one line unless `model` (the registered `name`) takes a batch of normalised one-channel images
-    (2, 1, S, S) and returns one logit per image, shape (2,): what every command expects of a model."""
+    (2, 1, S, S) and returns one logit per image, shape (2,), and keeps only tensors in its state (artifacts and
+    checkpoints are safetensors and weights-only files): what every command expects of a model."""
     contract = ("a pneumoscan model takes normalised images (N, 1, H, W) and returns one logit per image, shape (N,)")
     x = torch.zeros(2, 1, image_size, image_size, device=next(iter(model.parameters()), torch.zeros(0)).device)
     was_training = model.training
@@ -221,6 +222,10 @@ def check_model_output(model: nn.Module, name: str, image_size: int) -> None:
                          f"{line[:200]}); {contract}") from None
     finally:
         model.train(was_training)
+    other = [key for key, value in model.state_dict().items() if not isinstance(value, torch.Tensor)]
+    if other:
+        raise InputError(f"model {name!r} keeps state that is not a tensor ({other[0]}); pneumoscan stores models as "
+                         f"safetensors, without pickling: keep its state in parameters and buffers")
     shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
     if shape != (2,):
         raise InputError(f"model {name!r} returns {shape} for 2 images of {image_size} px; {contract} (e.g. end "
