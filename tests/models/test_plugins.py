@@ -324,6 +324,39 @@ def test_a_model_without_convolution_or_linear_layer_is_refused_by_what_it_lacks
     assert predictor.backend == "torch"
 
 
+class CumNet(nn.Module):
+    """A model with an operation the TorchScript exporter cannot export (cummax)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.cummax(x, dim=3).values.mean(dim=(1, 2, 3))[:, None]).squeeze(1)
+
+
+def test_a_model_the_exporter_cannot_export_is_refused_in_one_line_and_predicted_with_pytorch(
+        own_registry: dict, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """torch's exporter writes the whole graph to its C++ log (stdout) when an export fails: none of it shows."""
+    from pneumoscan.export.onnx import ExportError, export_onnx_bytes
+    from pneumoscan.inference.predictor import Predictor
+
+    register_model("cumnet", description="cummax", image_size=16)(CumNet)
+    meta = ArtifactMeta(model_name="cumnet", model_config={}, image_size=16, mean=0.5, std=0.25,
+                        model_sources=model_sources(["cumnet"]))
+    with pytest.raises(ExportError) as err:
+        export_onnx_bytes(create_model("cumnet"), meta)
+    assert str(err.value) == ("model 'cumnet' cannot be exported to ONNX (UnsupportedOperatorError: Exporting the "
+                              "operator 'aten::cummax' to ONNX opset version 17 is not supported); predict with "
+                              "--backend torch")
+    assert capfd.readouterr() == ("", "")
+    path = save_artifact(tmp_path / "model.safetensors", create_model("cumnet"), meta)
+    with pytest.warns(UserWarning, match=r"model 'cumnet' cannot be exported to ONNX \(UnsupportedOperatorError: .*"
+                                         r"not supported\); predicting with PyTorch instead"):
+        assert Predictor(path).backend == "torch"
+    assert capfd.readouterr() == ("", "")
+
+
 class Noted(nn.Sequential):
     """A model keeping a Python object in its state dict, which safetensors cannot store."""
 

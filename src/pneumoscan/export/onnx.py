@@ -11,13 +11,16 @@ left-right mirror, as in `pneumoscan.inference.batch`.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -134,12 +137,13 @@ def export_onnx_bytes(model: nn.Module, meta: ArtifactMeta, *, artifact_sha256: 
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
         try:
-            torch.onnx.export(
-                head, (example,), buffer, dynamo=False, opset_version=OPSET, do_constant_folding=True,
-                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME, FEATURES_NAME, LOGIT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}, FEATURES_NAME: {0: "batch"},
-                              LOGIT_NAME: {0: "batch"}},
-            )
+            with _exporter_log_discarded():
+                torch.onnx.export(
+                    head, (example,), buffer, dynamo=False, opset_version=OPSET, do_constant_folding=True,
+                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME, FEATURES_NAME, LOGIT_NAME],
+                    dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}, FEATURES_NAME: {0: "batch"},
+                                  LOGIT_NAME: {0: "batch"}},
+                )
         except Exception as err:  # noqa: BLE001 - a plugin's model may use what the exporter cannot trace
             line = next((part.strip() for part in str(err).splitlines() if part.strip()), "")
             raise ExportError(f"model {meta.model_name!r} cannot be exported to ONNX ({type(err).__name__}: "
@@ -150,6 +154,28 @@ def export_onnx_bytes(model: nn.Module, meta: ArtifactMeta, *, artifact_sha256: 
     proto.doc_string = f"pneumoscan {meta.model_name}: P(PNEUMONIA) from a normalised {meta.image_size} px chest X-ray"
     onnx.helper.set_model_props(proto, onnx_metadata(meta, artifact_sha256))
     return proto.SerializeToString()
+
+
+@contextlib.contextmanager
+def _exporter_log_discarded() -> Iterator[None]:
+    """While it runs, what the TorchScript exporter writes to its C++ log goes nowhere: torch 2.13 turns that log on
+    for every export (setup_onnx_logging tests the function `_jit_is_onnx_log_enabled` instead of calling it) and
+    writes the whole graph to it when an export fails, on stdout, where it would corrupt `predict --json`. The log
+    is sent to stderr and stderr's file descriptor to the null device (the log bypasses sys.stderr)."""
+    torch._C._jit_set_onnx_log_output_stream("stderr")
+    sys.stderr.flush()
+    try:
+        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except OSError:  # no stderr to keep clean (a closed descriptor)
+        yield
+        return
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def check_onnx(onnx_bytes: bytes, model: nn.Module, meta: ArtifactMeta, images: np.ndarray,

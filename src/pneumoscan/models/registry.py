@@ -210,7 +210,7 @@ def check_model_output(model: nn.Module, name: str, image_size: int) -> None:
     """InputError in one line unless `model` (the registered `name`) takes a batch of normalised one-channel images
     (2, 1, S, S) and returns one logit per image, shape (2,), and keeps only tensors in its state (artifacts and
     checkpoints are safetensors and weights-only files): what every command expects of a model."""
-    contract = ("a pneumoscan model takes normalised images (N, 1, H, W) and returns one logit per image, shape (N,)")
+    contract = "a pneumoscan model takes normalised images (N, 1, H, W) and returns one logit per image, shape (N,)"
     x = torch.zeros(2, 1, image_size, image_size, device=next(iter(model.parameters()), torch.zeros(0)).device)
     was_training = model.training
     try:
