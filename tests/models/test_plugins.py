@@ -1,6 +1,7 @@
 """Models from other packages (entry point group `pneumoscan.models`): tiny plugin distributions written in tmp_path
 (a module and a `*.dist-info` folder) that importlib.metadata finds through PYTHONPATH, used in subprocesses so this
-process's registry stays as it is; nothing is installed."""
+process's registry stays as it is; nothing is installed. Models registered from Python are tested in this process,
+on a copy of the registry (`own_registry`)."""
 from __future__ import annotations
 
 import json
