@@ -35,6 +35,8 @@ def test_busy_port_is_one_line(tiny_run: Path, capsys: pytest.CaptureFixture[str
     (["--upload-total-s", "nan"], "--upload-total-s nan: must be a number of seconds above 0, such as 600"),
     (["--header-timeout-s", "0"], "--header-timeout-s 0: must be a number of seconds above 0, such as 10"),
     (["--header-timeout-s", "inf"], "--header-timeout-s inf: must be a number of seconds above 0, such as 10"),
+    (["--shutdown-timeout-s", "0"], "--shutdown-timeout-s 0: must be a number of seconds above 0, such as 8"),
+    (["--shutdown-timeout-s", "nan"], "--shutdown-timeout-s nan: must be a number of seconds above 0, such as 8"),
     (["--threshold", "0.5", "--target-recall", "0.9"], "give either --threshold or --target-recall, not both"),
     (["--threshold", "1.5"], "--threshold 1.5: must be between 0 and 1"),
     (["--target-recall", "0"], "--target-recall 0.0: must be above 0 and at most 1, e.g. 0.95"),
@@ -114,6 +116,38 @@ def test_the_header_timeout_reaches_uvicorn(argv: list[str], seconds: float, tin
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: runs.append(kwargs))  # start-up only
     assert main(["serve", "--model", str(tiny_run), "--port", "0", "--log-level", "critical", *argv]) == 0
     assert issubclass(runs[0]["http"], H11Protocol) and runs[0]["http"].header_timeout_s == seconds
+
+
+@pytest.mark.parametrize(("argv", "seconds"), [([], 8.0), (["--shutdown-timeout-s", "25"], 25.0)])
+def test_the_shutdown_timeout_reaches_uvicorn(argv: list[str], seconds: float, tiny_run: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    runs: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: runs.append(kwargs))  # start-up only
+    assert main(["serve", "--model", str(tiny_run), "--port", "0", "--log-level", "critical", *argv]) == 0
+    assert runs[0]["timeout_graceful_shutdown"] == seconds
+
+
+def test_a_stop_signal_before_uvicorn_serves_stops_at_once_and_one_it_hands_back_is_noted() -> None:
+    """uvicorn raises the signal it stopped on again once it has drained: noted, so that `serve` exits 0. One that
+    comes before it took over (its lifespan not started) must stop the process, not be noted and ignored."""
+    import signal
+    from types import SimpleNamespace
+
+    from pneumoscan.service.commands import StopSignals
+
+    app = SimpleNamespace(state=SimpleNamespace(serving=False))
+    stop = StopSignals(app)
+    with pytest.raises(KeyboardInterrupt):
+        stop._handle(signal.SIGTERM, None)
+    app.state.serving = True
+    stop._handle(signal.SIGTERM, None)
+    assert stop.received == "SIGTERM"
+    before = signal.getsignal(signal.SIGTERM)
+    with stop:
+        assert signal.getsignal(signal.SIGTERM) == stop._handle
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_an_uncompressed_dicom_film_fits_the_default_upload_limit(tiny_run: Path,

@@ -1,9 +1,10 @@
 """FastAPI application factory: the model is loaded once, before the first request."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -17,6 +18,7 @@ from pneumoscan.service.budget import UploadBudget
 from pneumoscan.service.engine import Engine
 from pneumoscan.service.routes import router
 from pneumoscan.service.settings import Settings
+from pneumoscan.service.tracking import RequestCounts, RequestTracker
 
 STATIC_DIR = Path(__file__).parent / "static"
 log = logging.getLogger("pneumoscan.service")
@@ -34,6 +36,13 @@ def _app_path(request: Request) -> str:
     return path[len(root):] if root and path.startswith(root) else path
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Marks the app as served (`app.state.serving`): a server has started it (not when mounted in another app)."""
+    app.state.serving = True
+    yield
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The web service for `settings` (raises InputError when the model cannot be loaded)."""
     from pneumoscan.data.decode import quiet_decoder_warnings
@@ -42,12 +51,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     engine = Engine(settings)
     # No /docs or /redoc: FastAPI's pages load their scripts from a CDN, and the service runs offline.
-    app = FastAPI(title="pneumoscan", version=__version__, docs_url=None, redoc_url=None,
+    app = FastAPI(title="pneumoscan", version=__version__, docs_url=None, redoc_url=None, lifespan=_lifespan,
                   description="Pneumonia decision support on chest X-rays. Decision support only - not a diagnosis.")
     app.state.settings = settings
     app.state.engine = engine
     app.state.limiter = anyio.CapacityLimiter(settings.inference_slots)
     app.state.upload_budget = UploadBudget(settings.upload_memory_bytes, settings.upload_wait_s)
+    app.state.serving = False
+    app.state.requests = RequestCounts()
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -68,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # (RFC 9111 heuristic freshness), so after an upgrade they could run an old app.js on a new page.
             response.headers["Cache-Control"] = "no-cache"
         return response
+
+    app.add_middleware(RequestTracker, counts=app.state.requests)  # added last: the outermost of the app's own
 
     @app.exception_handler(RequestValidationError)
     async def invalid_parameters(request: Request, err: RequestValidationError) -> JSONResponse:

@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+from types import FrameType, TracebackType
 from typing import Any
+
+log = logging.getLogger("pneumoscan.service")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # systemctl stop, docker stop and Kubernetes send SIGTERM
 
 
 def check_listen(host: str, port: int) -> int:
@@ -47,6 +52,45 @@ def page_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
+class StopSignals:
+    """SIGTERM and SIGINT handlers for uvicorn to hand its stop signal back to.
+
+    uvicorn catches them while it serves, stops accepting connections, lets the requests under way finish, then
+    raises the signal again for the handler it found: Python's default one killed the process on SIGTERM (exit code
+    -15, 143 to a shell, docker or Kubernetes). This one notes the signal instead, so that `serve` says how it stopped
+    and exits 0. A signal before uvicorn took over (`app.state.serving` unset) stops at once, as Ctrl+C does."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.received: str | None = None
+        self._before: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        self._before = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> None:
+        for sig, handler in self._before.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if not self.app.state.serving:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+
+
+def log_stop(stop: StopSignals, timeout_s: float) -> None:
+    """One line on how the service stopped: on which signal, and whether requests under way were cut off."""
+    if stop.received is None:
+        return
+    cut_off = stop.app.state.requests.cut_off
+    if cut_off:
+        log.warning("stopped on %s: %d request(s) still under way after --shutdown-timeout-s %g s were cut off "
+                    "(answered 503, to be sent again)", stop.received, cut_off, timeout_s)
+    else:
+        log.info("stopped on %s: every request under way was answered", stop.received)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Load the model (fail fast on a bad --model or a busy port), then serve until interrupted."""
     try:
@@ -65,15 +109,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         target_recall=args.target_recall, prevalence=args.prevalence,
                         max_upload_mb=args.max_upload_mb, inference_slots=args.slots,
                         upload_memory_mb=args.upload_memory_mb, upload_idle_s=args.upload_idle_s,
-                        upload_total_s=args.upload_total_s, header_timeout_s=args.header_timeout_s)
+                        upload_total_s=args.upload_total_s, header_timeout_s=args.header_timeout_s,
+                        shutdown_timeout_s=args.shutdown_timeout_s)
     app = create_app(settings)
     print(f"pneumoscan: serving on {page_url(args.host, port)} (Ctrl+C stops)", flush=True)
     if not is_loopback(args.host):
         print(f"pneumoscan: warning: {args.host} is reachable from other machines, and this service has no login "
               "and no TLS; put it behind the hospital's authenticating HTTPS reverse proxy", file=sys.stderr,
               flush=True)
-    uvicorn.run(app, host=args.host, port=port, log_level=args.log_level, server_header=False,
-                http=http_protocol(settings.header_timeout_s))
+    with StopSignals(app) as stop:
+        uvicorn.run(app, host=args.host, port=port, log_level=args.log_level, server_header=False,
+                    http=http_protocol(settings.header_timeout_s),
+                    timeout_graceful_shutdown=settings.shutdown_timeout_s)  # type: ignore[arg-type]  # int in its hints
+    log_stop(stop, settings.shutdown_timeout_s)
     return 0
 
 
@@ -111,6 +159,11 @@ def add_commands(subparsers: Any) -> None:
                         "them came; so is one still sending, this long after the answer, a body answered before it "
                         "was read (such as 413) (default 10; bodies read are timed by --upload-idle-s and "
                         "--upload-total-s)")
+    p.add_argument("--shutdown-timeout-s", type=float, default=8.0,
+                   help="on SIGTERM (systemctl stop, docker stop, Kubernetes) or Ctrl+C, new connections are refused "
+                        "and the requests under way get this many seconds to finish; those still running then are "
+                        "cut off; it then exits 0 (default 8, within docker stop's 10 s; raise the orchestrator's "
+                        "grace period with it)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn log level (default info; logs hold paths, never file names or image data)")
     p.set_defaults(func=cmd_serve)

@@ -32,6 +32,7 @@ class Settings:
     upload_total_s: float | None = None  # a whole body taking longer: 408; None = no limit
     header_timeout_s: float = 10.0  # a request's line and headers not all received in this time: 408, closed;
     # also the time a client gets to finish sending a body answered before it was read (then closed, no 408)
+    shutdown_timeout_s: float = 8.0  # on SIGTERM/SIGINT, requests under way get this long to finish, then are cut off
 
     def __post_init__(self) -> None:
         check_operating_point(self.threshold, self.target_recall, self.prevalence)  # before the model loads
@@ -59,6 +60,9 @@ class Settings:
         if not (self.header_timeout_s > 0 and math.isfinite(self.header_timeout_s)):
             raise InputError(f"--header-timeout-s {self.header_timeout_s:g}: must be a number of seconds above 0, "
                              "such as 10")
+        if not (self.shutdown_timeout_s > 0 and math.isfinite(self.shutdown_timeout_s)):
+            raise InputError(f"--shutdown-timeout-s {self.shutdown_timeout_s:g}: must be a number of seconds above 0, "
+                             "such as 8")
 
     @property
     def max_upload_bytes(self) -> int:

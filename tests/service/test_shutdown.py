@@ -1,0 +1,142 @@
+"""`pneumoscan serve` stopped by SIGTERM (systemctl stop, docker stop, Kubernetes) or SIGINT (Ctrl+C), as a real
+process: the request under way is answered, new connections are refused, and it exits 0 saying how it stopped."""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import pneumoscan
+from tests.conftest import write_xray
+
+BOUNDARY = "shutdown-test"
+
+
+class Served:
+    """A `pneumoscan serve` process, its port and everything it has printed so far (stdout and stderr)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout_s: float = 60) -> re.Match[str]:
+        deadline = time.monotonic() + timeout_s
+        while not (found := re.search(pattern, self.output)):
+            assert self.proc.poll() is None, f"pneumoscan serve exited early:\n{self.output}"
+            assert time.monotonic() < deadline, f"no {pattern!r} within {timeout_s} s:\n{self.output}"
+            time.sleep(0.05)
+        return found
+
+
+@contextlib.contextmanager
+def serve(model: Path, *options: str) -> Iterator[tuple[Served, int]]:
+    """`python -m pneumoscan serve` on a free port, once uvicorn says it is running; killed afterwards if still up."""
+    src = str(Path(pneumoscan.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pneumoscan", "serve", "--model", str(model), "--port", "0",
+                             "--backend", "onnx", *options], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        served = Served(proc)
+        port = int(served.wait_for(r"serving on http://127\.0\.0\.1:(\d+)/").group(1))
+        served.wait_for(r"Uvicorn running on")
+        yield served, port
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def upload(image: bytes) -> tuple[bytes, bytes]:
+    """The head and body of a POST /predict of IMAGE."""
+    body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"film.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode() + image + f"\r\n--{BOUNDARY}--\r\n".encode()
+    head = (f"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    return head, body
+
+
+def answer(conn: socket.socket) -> bytes:
+    """Everything the service sends on CONN until it closes it."""
+    conn.settimeout(30)
+    data = b""
+    while chunk := conn.recv(65536):
+        data += chunk
+    return data
+
+
+def refused(port: int, timeout_s: float = 10) -> bool:
+    """Whether new connections to PORT are refused within TIMEOUT_S."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture(scope="module")
+def film(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return write_xray(tmp_path_factory.mktemp("film") / "film.png", 1, 7, size=64).read_bytes()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_lets_the_upload_under_way_finish_refuses_new_connections_and_exits_0(
+        stop: signal.Signals, tiny_run: Path, film: bytes) -> None:
+    """SIGTERM killed the process with -15 (143 to docker and Kubernetes) once uvicorn had drained, and printed
+    nothing of how it stopped."""
+    head, body = upload(film)
+    with serve(tiny_run) as (served, port):
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            conn.sendall(head + body[:100])  # an upload under way: the rest comes after the signal
+            time.sleep(0.5)
+            served.proc.send_signal(stop)
+            assert refused(port)
+            conn.sendall(body[100:])
+            reply = answer(conn)  # and then the connection is closed, not kept alive
+        assert reply.startswith(b"HTTP/1.1 200 ") and b'"probability":' in reply, reply
+        assert served.proc.wait(timeout=30) == 0, served.output
+    assert f"stopped on {stop.name}: every request under way was answered" in served.output
+
+
+def test_a_request_still_under_way_at_the_shutdown_timeout_gets_503_and_the_process_exits_0(
+        tiny_run: Path, film: bytes) -> None:
+    head, body = upload(film)
+    with serve(tiny_run, "--shutdown-timeout-s", "0.5") as (served, port):
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            conn.sendall(head + body[:100])  # and never the rest
+            time.sleep(0.5)
+            signalled = time.monotonic()
+            served.proc.send_signal(signal.SIGTERM)
+            reply = answer(conn)
+        assert served.proc.wait(timeout=30) == 0, served.output
+        stopped_in = time.monotonic() - signalled
+    assert reply.startswith(b"HTTP/1.1 503 ") and b"retry-after: 5" in reply.lower(), reply
+    assert b"the service is stopping" in reply
+    assert "stopped on SIGTERM: 1 request(s) still under way after --shutdown-timeout-s 0.5 s were cut off" in \
+        served.output
+    assert "Traceback" not in served.output
+    assert stopped_in < 10  # 0.5 s, then Python's own exit
