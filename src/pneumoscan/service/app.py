@@ -93,10 +93,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(Exception)
     async def internal_error(request: Request, err: Exception) -> JSONResponse:
         # Only the exception type and code locations: messages may quote file names or header values.
+        # Answered outside RequestTracker (Starlette's outermost middleware): the id is added here.
         frames = "".join(traceback.format_tb(err.__traceback__))
-        log.error("internal error %s in %s\n%s", type(err).__name__, request.url.path, frames)
-        return JSONResponse({"detail": "internal error; the request was not processed, please retry or report it"},
-                            status_code=500)
+        rid = getattr(request.state, "request_id", "-")
+        log.error("internal error %s in %s (request %s)\n%s", type(err).__name__, request.url.path, rid, frames)
+        return JSONResponse({"detail": f"internal error; the request was not processed, please retry or report it "
+                                       f"with its request id {rid}"}, status_code=500, headers={"X-Request-ID": rid})
 
     meta = engine.meta
     log.info("model %s (pneumoscan %s, %d px) ready, backend %s", meta.model_name, meta.version,

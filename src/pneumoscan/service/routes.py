@@ -160,7 +160,7 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
         threshold_ci95=engine.predictor.threshold_ci95, prevalence=engine.predictor.assumed_prevalence,
         model_name=meta.model_name,
         model_version=meta.version, model_sha256=engine.model_sha256[:12],
-        latency_ms=round((time.perf_counter() - start) * 1000, 2),
+        latency_ms=round((time.perf_counter() - start) * 1000, 2), request_id=request.state.request_id,
         heatmap_png_base64=base64.b64encode(heatmap).decode("ascii") if heatmap else None,
         heatmap_class=result.label if explained else None, heatmap_empty=heatmap is None if explained else None)
 
@@ -214,4 +214,5 @@ async def predict_batch(request: Request) -> BatchResponse:
                          threshold=engine.predictor.threshold, threshold_ci95=engine.predictor.threshold_ci95,
                          prevalence=engine.predictor.assumed_prevalence,
                          model_name=meta.model_name, model_version=meta.version,
-                         model_sha256=engine.model_sha256[:12], latency_ms=round((time.perf_counter() - start) * 1000, 2))
+                         model_sha256=engine.model_sha256[:12], latency_ms=round((time.perf_counter() - start) * 1000, 2),
+                         request_id=request.state.request_id)

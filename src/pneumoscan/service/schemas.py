@@ -100,6 +100,8 @@ _IN_DISTRIBUTION = ("true: the upload looks like a chest X-ray; false: it does n
 _PREVALENCE = ("pneumonia prevalence the probabilities assume: `serve --prevalence`, else the model's prior "
                "(GET /model, operating_point)")
 _MODEL_SHA = "first 12 hex digits of the model file's SHA-256 (GET /model gives all 64): which weights answered"
+_REQUEST_ID = ("this request's id, also in the X-Request-ID response header and the audit log (`serve --audit-log`): "
+               "the client's X-Request-ID when it is 1 to 64 letters, digits or ._:-, else a new one")
 _SIZE_WARNING = (f"set when the image is under {MIN_SIDE} px on a side (a thumbnail), e.g. \"20 x 20 px, under "
                  f"{MIN_SIDE} px on a side: too small to read reliably; send the original film\": the result is given all the same, but "
                  "the original film should be sent and read instead; null otherwise")
@@ -121,6 +123,7 @@ class PredictionResponse(BaseModel):
     model_version: str = Field(description="version of pneumoscan that wrote the model file")
     model_sha256: str = Field(description=_MODEL_SHA)
     latency_ms: float = Field(description="server time for this request: reading, decoding, inference")
+    request_id: str = Field(description=_REQUEST_ID)
     heatmap_png_base64: str | None = Field(
         default=None, description="Grad-CAM overlay as a base64 PNG (only with ?explain=true; null when "
                                   "heatmap_empty is true)")
@@ -161,3 +164,4 @@ class BatchResponse(BaseModel):
     model_version: str = Field(description="version of pneumoscan that wrote the model file")
     model_sha256: str = Field(description=_MODEL_SHA)
     latency_ms: float
+    request_id: str = Field(description=_REQUEST_ID)

@@ -1,8 +1,17 @@
-"""The count of HTTP requests under way, as plain ASGI middleware, for what `serve` says when it stops."""
+"""Each HTTP request's id (X-Request-ID), and the count of requests under way for what `serve` says when it
+stops, as plain ASGI middleware.
+
+The id is the client's `X-Request-ID` when it is a safe token (a proxy's or the hospital system's own id), else a
+new one, so that a support ticket, the proxy's log and the service's audit log name the same request. It is
+returned in the response's `X-Request-ID` header and kept in the request's state (`request.state.request_id`) for
+the JSON answers, the audit log and the log line of an internal error.
+"""
 from __future__ import annotations
 
 import asyncio
 import json
+import re
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -12,8 +21,20 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 RETRY_AFTER_STOP_S = 5
+REQUEST_ID_MAX = 64
+_SAFE_ID = re.compile(rf"[A-Za-z0-9._:-]{{1,{REQUEST_ID_MAX}}}")
 _STOPPING = json.dumps({"detail": "the service is stopping and could not finish this request in time; nothing is "
                                   "wrong with the file, send it again"}).encode()
+
+
+def request_id(sent: bytes | None) -> str:
+    """The client's X-Request-ID when it is 1 to 64 letters, digits or `._:-` (a UUID, a proxy's hex id), else a
+    new random one (32 hex digits): anything else could forge log lines or carry patient data into the logs."""
+    if sent is not None:
+        text = sent.decode("latin-1").strip()
+        if _SAFE_ID.fullmatch(text):
+            return text
+    return uuid.uuid4().hex
 
 
 class RequestCounts:
@@ -26,7 +47,8 @@ class RequestCounts:
 
 
 class RequestTracker:
-    """ASGI middleware keeping `counts` of the app's HTTP requests. A request cut off before its answer began gets
+    """ASGI middleware giving each HTTP request its id (`request_id`, returned in the X-Request-ID header) and
+    keeping `counts` of the app's HTTP requests. A request cut off before its answer began gets
     503 with Retry-After (another instance, or this one restarted, can take it), not uvicorn's 500."""
 
     def __init__(self, app: ASGIApp, counts: RequestCounts) -> None:
@@ -37,11 +59,16 @@ class RequestTracker:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        sent = next((value for name, value in scope.get("headers", ()) if name == b"x-request-id"), None)
+        rid = request_id(sent)
+        scope.setdefault("state", {})["request_id"] = rid  # the dict Request.state reads, in this app and outside it
         started = False
 
         async def send_noting_start(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode("ascii"))]
             await send(message)
 
         self.counts.under_way += 1
@@ -51,7 +78,7 @@ class RequestTracker:
             self.counts.cut_off += 1
             if started:
                 raise
-            await _send_stopping(send)  # and the request ends here, answered: its cancellation has done its job
+            await _send_stopping(send_noting_start)  # and the request ends here, answered: its cancellation has done its job
         finally:
             self.counts.under_way -= 1
 

@@ -1,0 +1,72 @@
+"""Request ids: the client's X-Request-ID when safe, else a new one, in the response header and JSON."""
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from pneumoscan.service.app import create_app
+from pneumoscan.service.settings import Settings
+from pneumoscan.service.tracking import request_id
+from tests.conftest import xray_pixels
+
+NEW_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@pytest.fixture(scope="module")
+def client(tiny_run: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(model=str(tiny_run), backend="onnx")), raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def film() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(xray_pixels(1, 3, 48)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("sent", ["3f2a9c1e-7b4d-4e8a-9c0f-1a2b3c4d5e6f", "ris.42:7", "a" * 64])
+def test_a_safe_request_id_is_kept(sent: str) -> None:
+    assert request_id(sent.encode()) == sent
+
+
+@pytest.mark.parametrize("sent", [b"", b"a" * 65, b"id with spaces", b"id\r\nINFO: forged line", b"Doe^Jane/1234",
+                                  "caf\u00e9".encode("latin-1"), None])
+def test_an_unsafe_or_missing_request_id_is_replaced(sent: bytes | None) -> None:
+    assert NEW_ID.fullmatch(request_id(sent))
+
+
+def test_predict_returns_the_request_id_in_its_header_and_json(client: TestClient, film: bytes) -> None:
+    files = {"file": ("film.png", film, "image/png")}
+    res = client.post("/predict", files=files, headers={"X-Request-ID": "ticket-0042"})
+    assert res.status_code == 200
+    assert res.headers["X-Request-ID"] == res.json()["request_id"] == "ticket-0042"
+    made = client.post("/predict", files=files, headers={"X-Request-ID": "not safe; drop"})
+    assert NEW_ID.fullmatch(made.headers["X-Request-ID"]) and made.json()["request_id"] == made.headers["X-Request-ID"]
+    batch = client.post("/predict/batch", files=[("files", ("film.png", film, "image/png"))])
+    assert batch.json()["request_id"] == batch.headers["X-Request-ID"]
+    assert made.headers["X-Request-ID"] != batch.headers["X-Request-ID"]
+
+
+def test_every_answer_carries_a_request_id(client: TestClient) -> None:
+    for res in (client.get("/health"), client.get("/nowhere"), client.post("/predict", content=b"x"),
+                client.get("/", headers={"X-Request-ID": "page-1"})):
+        assert res.headers.get("X-Request-ID"), res.request.url
+    assert res.headers["X-Request-ID"] == "page-1"
+
+
+def test_an_internal_error_names_its_request_id_in_the_answer_and_the_log(
+        client: TestClient, film: bytes, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(client.app.state.engine, "results", broken)  # type: ignore[attr-defined]
+    res = client.post("/predict", files={"file": ("film.png", film, "image/png")}, headers={"X-Request-ID": "bug-7"})
+    assert res.status_code == 500 and res.headers["X-Request-ID"] == "bug-7" and "bug-7" in res.json()["detail"]
+    assert any("request bug-7" in record.getMessage() for record in caplog.records)
