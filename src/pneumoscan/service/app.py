@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from pneumoscan import __version__
+from pneumoscan.service.audit import AuditLog
 from pneumoscan.service.budget import UploadBudget
 from pneumoscan.service.engine import Engine
 from pneumoscan.service.routes import router
@@ -49,12 +50,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     quiet_decoder_warnings()
     settings = settings or Settings()
+    audit = AuditLog(settings.audit_log) if settings.audit_log else None  # a bad path is told before the model loads
     engine = Engine(settings)
     # No /docs or /redoc: FastAPI's pages load their scripts from a CDN, and the service runs offline.
     app = FastAPI(title="pneumoscan", version=__version__, docs_url=None, redoc_url=None, lifespan=_lifespan,
                   description="Pneumonia decision support on chest X-rays. Decision support only - not a diagnosis.")
     app.state.settings = settings
     app.state.engine = engine
+    app.state.audit = audit
     app.state.limiter = anyio.CapacityLimiter(settings.inference_slots)
     app.state.upload_budget = UploadBudget(settings.upload_memory_bytes, settings.upload_wait_s)
     app.state.serving = False
@@ -108,4 +111,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.warning("no chest X-ray guard beside %s: every upload gets a probability, a photo or an upside-down film "
                     "too; fit one with `pneumoscan fit-guard --model %s --data %s` and restart", model, model,
                     meta.training_data or "TRAINING_DATA")
+    if audit is not None:
+        log.info("audit log: one line per analysed film appended to %s", audit.path)
     return app

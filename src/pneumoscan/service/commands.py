@@ -110,7 +110,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         max_upload_mb=args.max_upload_mb, inference_slots=args.slots,
                         upload_memory_mb=args.upload_memory_mb, upload_idle_s=args.upload_idle_s,
                         upload_total_s=args.upload_total_s, header_timeout_s=args.header_timeout_s,
-                        shutdown_timeout_s=args.shutdown_timeout_s)
+                        shutdown_timeout_s=args.shutdown_timeout_s, audit_log=args.audit_log)
     app = create_app(settings)
     print(f"pneumoscan: serving on {page_url(args.host, port)} (Ctrl+C stops)", flush=True)
     if not is_loopback(args.host):
@@ -159,10 +159,15 @@ def add_commands(subparsers: Any) -> None:
                         "them came; so is one still sending, this long after the answer, a body answered before it "
                         "was read (such as 413) (default 10; bodies read are timed by --upload-idle-s and "
                         "--upload-total-s)")
+    p.add_argument("--audit-log", metavar="FILE",
+                   help="append one JSON line per analysed film to FILE: UTC time, request id, model SHA-256, "
+                        "operating point, P(pneumonia), decision, guard outcome, image width and height; never the "
+                        "image, its file name or DICOM data (default: none). A result that cannot be recorded is "
+                        "not given (503)")
     p.add_argument("--shutdown-timeout-s", type=float, default=8.0,
                    help="on SIGTERM (systemctl stop, docker stop, Kubernetes) or Ctrl+C, new connections are refused "
-                        "and the requests under way get this many seconds to finish; those still running then are "
-                        "cut off; it then exits 0 (default 8, within docker stop's 10 s; raise the orchestrator's "
+                        "and the requests under way get this many seconds to finish; those still running then get "
+                        "503; it then exits 0 (default 8, within docker stop's 10 s; raise the orchestrator's "
                         "grace period with it)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn log level (default info; logs hold paths, never file names or image data)")

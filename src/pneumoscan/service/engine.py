@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, default_model_path, file_sha256
-from pneumoscan.data.decode import size_warning
+from pneumoscan.data.decode import size_warning, stored_size
 from pneumoscan.data.preprocess import load_image_levels_and_rgb
 from pneumoscan.errors import InputError, PneumoscanError
 from pneumoscan.inference.predictor import Prediction, Predictor, describe
@@ -25,14 +25,16 @@ GRADCAM_MODULE = "pneumoscan.explain.gradcam"
 
 class Decoded(NamedTuple):
     """One upload as the model and its guard read it: the model's uint8 input image (S, S), the file's grey
-    levels, colourfulness and two-tone share (the last two 0.0 when there is no guard to read them), and its
-    `size_warning` (None unless it is a thumbnail)."""
+    levels, colourfulness and two-tone share (the last two 0.0 when there is no guard to read them), its
+    `size_warning` (None unless it is a thumbnail) and the file's (width, height) (None when its header does not
+    say)."""
 
     image: np.ndarray
     levels: int
     colour: float
     tone: float
     small: str | None = None
+    size: tuple[int, int] | None = None
 
 
 class ExplainUnavailable(PneumoscanError):
@@ -91,7 +93,7 @@ class Engine:
         """Upload bytes -> the model's input image and the guard's cues of the file; InputError when
         undecodable."""
         image, levels, rgb = load_image_levels_and_rgb(data, self.predictor.size, name=name)
-        return Decoded(image, levels, *self.predictor.file_cues(data, rgb), size_warning(data))
+        return Decoded(image, levels, *self.predictor.file_cues(data, rgb), size_warning(data), stored_size(data))
 
     @property
     def guarded(self) -> bool:

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS
 from pneumoscan.errors import ImageTooLarge, InputError
 from pneumoscan.inference.predictor import Prediction
+from pneumoscan.service.audit import AuditError, AuditLog, utc_now
 from pneumoscan.service.engine import Decoded, Engine, ExplainUnavailable
 from pneumoscan.service.budget import Reservation
 from pneumoscan.service.schemas import BatchItem, BatchResponse, ErrorResponse, Health, ModelInfo, PredictionResponse
@@ -72,6 +73,31 @@ async def _in_worker(request: Request, func: Callable[[], T]) -> T:
         if await request.is_disconnected():
             raise HTTPException(499, "client closed the request before it was processed")
         return await anyio.to_thread.run_sync(func)
+
+
+def _audit_line(request: Request, endpoint: str, item: int | None, when: str, upload: Decoded,
+                result: Prediction) -> dict[str, object]:
+    """The audit log's record of one analysed film: which model and operating point gave which result, when, for
+    which request; of the image only its size (never its pixels, file name or DICOM header)."""
+    engine = _engine(request)
+    predictor = engine.predictor
+    guard = {True: "passed", False: "refused", None: "none"}[result.in_distribution]
+    width, height = upload.size or (None, None)
+    return {"time": when, "request_id": request.state.request_id, "endpoint": endpoint, "item": item,
+            "model_sha256": engine.model_sha256, "model_version": engine.meta.version,
+            "threshold": predictor.threshold, "threshold_from": predictor.threshold_from,
+            "prevalence": predictor.assumed_prevalence, "probability": result.probability, "decision": result.label,
+            "borderline": result.borderline, "guard": guard, "width": width, "height": height}
+
+
+def _record(request: Request, lines: list[dict[str, object]]) -> None:
+    """Append LINES to the audit log, if there is one; 503 when they cannot be written (no unrecorded result)."""
+    audit: AuditLog | None = request.app.state.audit
+    if audit is not None:
+        try:
+            audit.write(lines)
+        except AuditError as err:
+            raise HTTPException(503, str(err)) from None
 
 
 def _upload_memory(request: Request) -> Reservation:
@@ -140,14 +166,17 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
             raise HTTPException(*problem)
         data = part.data  # the upload's own buffer: a copy would hold it twice while it is decoded
 
-        def work() -> tuple[Prediction, bool, bytes | None]:
+        def work() -> tuple[Prediction, bool, bytes | None, str]:
             upload = engine.decode(data, _label(part))
             (result,) = engine.results([upload])
             explained = explain and result.in_distribution is not False  # a refused film has no prediction to explain
-            return result, explained, engine.explain_png(upload.image, result.label) if explained else None
+            heatmap = engine.explain_png(upload.image, result.label) if explained else None
+            when = utc_now()
+            _record(request, [_audit_line(request, "predict", None, when, upload, result)])
+            return result, explained, heatmap, when
 
         try:
-            result, explained, heatmap = await _in_worker(request, work)
+            result, explained, heatmap, when = await _in_worker(request, work)
         except ExplainUnavailable as err:
             raise HTTPException(501, str(err)) from None
         except InputError as err:
@@ -156,12 +185,12 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
     return PredictionResponse(
         probability=result.probability, label=result.label, in_distribution=result.in_distribution,
         ood_reason=result.ood_reason, borderline=result.borderline, size_warning=result.size_warning,
-        threshold=engine.predictor.threshold,
+        threshold=engine.predictor.threshold, threshold_from=engine.predictor.threshold_from,
         threshold_ci95=engine.predictor.threshold_ci95, prevalence=engine.predictor.assumed_prevalence,
         model_name=meta.model_name,
         model_version=meta.version, model_sha256=engine.model_sha256[:12],
         latency_ms=round((time.perf_counter() - start) * 1000, 2), request_id=request.state.request_id,
-        heatmap_png_base64=base64.b64encode(heatmap).decode("ascii") if heatmap else None,
+        analysed_at=when, heatmap_png_base64=base64.b64encode(heatmap).decode("ascii") if heatmap else None,
         heatmap_class=result.label if explained else None, heatmap_empty=heatmap is None if explained else None)
 
 
@@ -191,28 +220,32 @@ async def predict_batch(request: Request) -> BatchResponse:
             else:
                 todo.append(i)
 
-        def work() -> None:
+        def work() -> str:
             good: list[tuple[int, Decoded]] = []
             for i in todo:
                 try:  # the upload's own buffer, not a copy (see predict)
                     good.append((i, engine.decode(files[i].data, _label(files[i]))))
                 except InputError as err:
                     items[i].status, items[i].error = 413 if isinstance(err, ImageTooLarge) else 422, str(err)
-            if good:
-                results = engine.results([upload for _, upload in good])
-                for (i, _), result in zip(good, results):
-                    items[i].ok, items[i].status = True, 200
-                    items[i].probability, items[i].label = result.probability, result.label
-                    items[i].in_distribution, items[i].ood_reason = result.in_distribution, result.ood_reason
-                    items[i].borderline, items[i].size_warning = result.borderline, result.size_warning
+            results = engine.results([upload for _, upload in good]) if good else []
+            for (i, _), result in zip(good, results):
+                items[i].ok, items[i].status = True, 200
+                items[i].probability, items[i].label = result.probability, result.label
+                items[i].in_distribution, items[i].ood_reason = result.in_distribution, result.ood_reason
+                items[i].borderline, items[i].size_warning = result.borderline, result.size_warning
+            when = utc_now()
+            _record(request, [_audit_line(request, "predict/batch", i, when, upload, result)
+                              for (i, upload), result in zip(good, results)])
+            return when
 
-        await _in_worker(request, work)
+        when = await _in_worker(request, work)
     n_ok = sum(item.ok for item in items)
     meta = engine.meta
     return BatchResponse(results=items, n_ok=n_ok, n_failed=len(items) - n_ok,
                          n_out_of_distribution=sum(item.in_distribution is False for item in items),
-                         threshold=engine.predictor.threshold, threshold_ci95=engine.predictor.threshold_ci95,
+                         threshold=engine.predictor.threshold, threshold_from=engine.predictor.threshold_from,
+                         threshold_ci95=engine.predictor.threshold_ci95,
                          prevalence=engine.predictor.assumed_prevalence,
                          model_name=meta.model_name, model_version=meta.version,
                          model_sha256=engine.model_sha256[:12], latency_ms=round((time.perf_counter() - start) * 1000, 2),
-                         request_id=request.state.request_id)
+                         request_id=request.state.request_id, analysed_at=when)

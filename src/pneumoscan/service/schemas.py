@@ -102,6 +102,9 @@ _PREVALENCE = ("pneumonia prevalence the probabilities assume: `serve --prevalen
 _MODEL_SHA = "first 12 hex digits of the model file's SHA-256 (GET /model gives all 64): which weights answered"
 _REQUEST_ID = ("this request's id, also in the X-Request-ID response header and the audit log (`serve --audit-log`): "
                "the client's X-Request-ID when it is 1 to 64 letters, digits or ._:-, else a new one")
+_ANALYSED_AT = "when the answer was made, in UTC (ISO 8601, to the millisecond): 2026-11-27T09:31:02.123Z"
+_THRESHOLD_FROM = ("where the threshold in use came from (GET /model, operating_point, says more): model, the one "
+                   "stored in the model file; target_recall, `serve --target-recall`; threshold, `serve --threshold`")
 _SIZE_WARNING = (f"set when the image is under {MIN_SIDE} px on a side (a thumbnail), e.g. \"20 x 20 px, under "
                  f"{MIN_SIDE} px on a side: too small to read reliably; send the original film\": the result is given all the same, but "
                  "the original film should be sent and read instead; null otherwise")
@@ -117,6 +120,7 @@ class PredictionResponse(BaseModel):
     borderline: bool | None = Field(default=None, description=_BORDERLINE)
     size_warning: str | None = Field(default=None, description=_SIZE_WARNING)
     threshold: float
+    threshold_from: Literal["model", "target_recall", "threshold"] = Field(description=_THRESHOLD_FROM)
     threshold_ci95: list[float] | None = _interval(_INTERVAL)
     prevalence: float = Field(gt=0, lt=1, description=_PREVALENCE)
     model_name: str
@@ -124,6 +128,7 @@ class PredictionResponse(BaseModel):
     model_sha256: str = Field(description=_MODEL_SHA)
     latency_ms: float = Field(description="server time for this request: reading, decoding, inference")
     request_id: str = Field(description=_REQUEST_ID)
+    analysed_at: str = Field(description=_ANALYSED_AT)
     heatmap_png_base64: str | None = Field(
         default=None, description="Grad-CAM overlay as a base64 PNG (only with ?explain=true; null when "
                                   "heatmap_empty is true)")
@@ -158,6 +163,7 @@ class BatchResponse(BaseModel):
     n_failed: int
     n_out_of_distribution: int = Field(description="files read fine but refused as not chest X-rays (counted in n_ok)")
     threshold: float
+    threshold_from: Literal["model", "target_recall", "threshold"] = Field(description=_THRESHOLD_FROM)
     threshold_ci95: list[float] | None = _interval(_INTERVAL)
     prevalence: float = Field(gt=0, lt=1, description=_PREVALENCE)
     model_name: str
@@ -165,3 +171,4 @@ class BatchResponse(BaseModel):
     model_sha256: str = Field(description=_MODEL_SHA)
     latency_ms: float
     request_id: str = Field(description=_REQUEST_ID)
+    analysed_at: str = Field(description=_ANALYSED_AT)

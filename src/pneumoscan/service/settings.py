@@ -32,6 +32,7 @@ class Settings:
     upload_total_s: float | None = None  # a whole body taking longer: 408; None = no limit
     header_timeout_s: float = 10.0  # a request's line and headers not all received in this time: 408, closed;
     # also the time a client gets to finish sending a body answered before it was read (then closed, no 408)
+    audit_log: str | None = None  # a file to append one JSON line to per analysed film; None = no audit log
     shutdown_timeout_s: float = 8.0  # on SIGTERM/SIGINT, requests under way get this long to finish, then are cut off
 
     def __post_init__(self) -> None:

@@ -1,0 +1,64 @@
+"""`serve --audit-log FILE`: one JSON line per analysed film, for saying later which model and operating point
+gave a result.
+
+A line holds the time (UTC), the request id, the model file's SHA-256, the operating point, the result and the
+image's size: never the image, its file name or anything of a DICOM header. Lines are appended with one
+unbuffered write each (all of a batch's in one), under a lock and with O_APPEND, so that concurrent requests, or
+several processes sharing the file, never interleave within a line, and a line is with the operating system as
+soon as its answer is sent.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from pneumoscan.errors import InputError, PneumoscanError
+
+log = logging.getLogger("pneumoscan.service")
+
+
+class AuditError(PneumoscanError):
+    """A line could not be appended to the audit log (disk full, file system gone)."""
+
+
+def utc_now() -> str:
+    """The current time in UTC, ISO 8601 to the millisecond: 2026-11-27T09:31:02.123Z."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class AuditLog:
+    """An audit log file opened for appending (created, readable by its owner and group only, if missing)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o640)
+        except OSError as err:
+            raise InputError(f"--audit-log {path}: cannot be opened for appending ({err.strerror}); give a file in "
+                             "a folder that exists and this user may write to") from None
+        self._file = os.fdopen(fd, "ab", buffering=0)
+        self._lock = threading.Lock()
+
+    def write(self, records: Sequence[dict[str, Any]]) -> None:
+        """Append one line per record, all in one write; AuditError when it cannot be written whole."""
+        data = "".join(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n" for record in records).encode()
+        if not data:
+            return
+        try:
+            with self._lock:
+                written = self._file.write(data)
+            if written != len(data):
+                raise OSError(0, f"only {written} of {len(data)} bytes written")
+        except OSError as err:
+            log.error("audit log %s: a line could not be appended (%s); results are withheld until it can be",
+                      self.path, err.strerror or err)
+            raise AuditError(f"the result could not be recorded in the service's audit log, so it is not given; "
+                             f"tell the service's administrators ({err.strerror or err})") from None
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,0 +1,136 @@
+"""`serve --audit-log FILE`: one JSON line per analysed film naming the model, the operating point and the result,
+never the image, its file name or DICOM data; and what each answer carries to trace it."""
+from __future__ import annotations
+
+import io
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from pneumoscan.artifact import file_sha256
+from pneumoscan.cli import main
+from pneumoscan.service.app import create_app
+from pneumoscan.service.settings import Settings
+from tests.conftest import colour_photo, dicom_to_bytes, disk_full, make_dicom, xray_pixels
+
+SECRET = "DOE^JANE_MRN_55501"
+FIELDS = {"time", "request_id", "endpoint", "item", "model_sha256", "model_version", "threshold", "threshold_from",
+          "prevalence", "probability", "decision", "borderline", "guard", "width", "height"}
+UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+def png(seed: int, width: int = 48, height: int = 48) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(xray_pixels(1, seed, max(width, height))[:height, :width]).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def audited(model: Path, log: Path, **settings: object) -> TestClient:
+    return TestClient(create_app(Settings(model=str(model), backend="onnx", audit_log=str(log), **settings)))
+
+
+def test_each_analysed_film_gets_one_line_matching_its_answer(tiny_run: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    with audited(tiny_run, log) as client:
+        one = client.post("/predict", files={"file": ("chest.png", png(1, 60, 50), "image/png")},
+                          headers={"X-Request-ID": "ris-1"}).json()
+        batch = client.post("/predict/batch", files=[("files", ("a.png", png(2), "image/png")),
+                                                      ("files", ("notes.txt", b"not an image", "text/plain")),
+                                                      ("files", ("b.png", png(3), "image/png"))]).json()
+    first, *rest = lines(log)
+    digest = file_sha256(tiny_run / "model.safetensors")
+    assert set(first) == FIELDS and UTC.fullmatch(first["time"])
+    assert first == {"time": one["analysed_at"], "request_id": "ris-1", "endpoint": "predict", "item": None,
+                     "model_sha256": digest, "model_version": one["model_version"], "threshold": one["threshold"],
+                     "threshold_from": "model", "prevalence": one["prevalence"], "probability": one["probability"],
+                     "decision": one["label"], "borderline": one["borderline"], "guard": "none", "width": 60,
+                     "height": 50}
+    assert one["model_sha256"] == digest[:12] and one["threshold_from"] == "model"
+    assert [line["item"] for line in rest] == [0, 2]  # the text file was analysed by no model: no line
+    assert {line["request_id"] for line in rest} == {batch["request_id"]}
+    assert [line["probability"] for line in rest] == [batch["results"][0]["probability"],
+                                                      batch["results"][2]["probability"]]
+    assert all(line["time"] == batch["analysed_at"] and line["endpoint"] == "predict/batch" for line in rest)
+
+
+def test_the_audit_log_holds_no_image_file_name_or_dicom_data(tiny_run: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    film = dicom_to_bytes(make_dicom(xray_pixels(1, 5, 40), bits_stored=8, patient_name=SECRET, patient_id=SECRET))
+    with audited(tiny_run, log) as client:
+        res = client.post("/predict", files={"file": (f"{SECRET}.dcm", film, "application/dicom")})
+    assert res.status_code == 200
+    text = log.read_text()
+    assert SECRET not in text and "DOE" not in text and ".dcm" not in text
+    (line,) = lines(log)
+    assert set(line) == FIELDS and (line["width"], line["height"]) == (40, 40)
+
+
+def test_a_film_the_guard_refuses_is_recorded_as_refused(fitted: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    with audited(fitted, log) as client:
+        res = client.post("/predict", files={"file": ("photo.png", colour_photo(), "image/png")}).json()
+    assert res["in_distribution"] is False
+    (line,) = lines(log)
+    assert (line["guard"], line["probability"], line["decision"]) == ("refused", None, None)
+
+
+def test_concurrent_requests_append_whole_lines(tiny_run: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    log.write_text('{"earlier":"line"}\n')  # appended to, never truncated
+    with audited(tiny_run, log, inference_slots=4) as client:
+        def post(i: int) -> str:
+            res = client.post("/predict", files={"file": ("x.png", png(i), "image/png")})
+            return res.json()["request_id"]
+
+        with ThreadPoolExecutor(8) as pool:
+            ids = list(pool.map(post, range(24)))
+    recorded = lines(log)
+    assert recorded[0] == {"earlier": "line"} and len(recorded) == 25
+    assert sorted(line["request_id"] for line in recorded[1:]) == sorted(ids) and len(set(ids)) == 24
+
+
+def test_a_result_that_cannot_be_recorded_is_not_given(tiny_run: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    log = tmp_path / "audit.jsonl"
+    with audited(tiny_run, log) as client:
+        def full(data: bytes) -> int:
+            raise disk_full()
+
+        monkeypatch.setattr(client.app.state.audit._file, "write", full)  # type: ignore[attr-defined]
+        res = client.post("/predict", files={"file": ("x.png", png(1), "image/png")})
+        batch = client.post("/predict/batch", files=[("files", ("x.png", png(1), "image/png"))])
+    assert res.status_code == batch.status_code == 503
+    assert "could not be recorded in the service's audit log" in res.json()["detail"] and "probability" not in res.text
+    assert any("No space left on device" in r.getMessage() and str(log) in r.getMessage() for r in caplog.records)
+
+
+def test_an_audit_log_that_cannot_be_opened_is_one_line_before_the_model_loads(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    for bad in (tmp_path / "no-such-folder" / "audit.jsonl", tmp_path):
+        assert main(["serve", "--model", str(tmp_path / "missing-model"), "--port", "0", "--audit-log", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"pneumoscan: error: --audit-log {bad}: cannot be opened for appending (")
+        assert len(err.splitlines()) == 1 and "missing-model" not in err
+
+
+def test_without_an_audit_log_nothing_is_written(tiny_run: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with TestClient(create_app(Settings(model=str(tiny_run), backend="onnx"))) as client:
+        res = client.post("/predict", files={"file": ("x.png", png(1), "image/png")}).json()
+    assert UTC.fullmatch(res["analysed_at"]) and not list(tmp_path.iterdir())
+    assert np.isfinite(res["probability"])
