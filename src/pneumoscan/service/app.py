@@ -17,6 +17,7 @@ from pneumoscan import __version__
 from pneumoscan.service.audit import AuditLog
 from pneumoscan.service.budget import UploadBudget
 from pneumoscan.service.engine import Engine
+from pneumoscan.service.readiness import Readiness
 from pneumoscan.service.routes import router
 from pneumoscan.service.settings import Settings
 from pneumoscan.service.tracking import RequestCounts, RequestTracker
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.audit = audit
+    app.state.readiness = Readiness(engine)
     app.state.limiter = anyio.CapacityLimiter(settings.inference_slots)
     app.state.upload_budget = UploadBudget(settings.upload_memory_bytes, settings.upload_wait_s)
     app.state.serving = False

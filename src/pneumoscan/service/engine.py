@@ -114,6 +114,15 @@ class Engine:
         with self._screen_lock:
             return self.predictor.results(names, images, **cues)
 
+    def self_test(self) -> None:
+        """Score a plain grey image through `results` as an upload would be (the guard too); RuntimeError when
+        the answer is not a probability in 0..1 or the guard's refusal."""
+        size = self.predictor.size
+        (result,) = self.results([Decoded(np.full((size, size), 128, np.uint8), 256, 0.0, 0.0)])
+        refused = result.in_distribution is False and result.probability is None
+        if not (refused or (result.probability is not None and 0.0 <= result.probability <= 1.0)):
+            raise RuntimeError(f"the model scored a grey test image {result.probability}, not a probability")
+
     def explain_available(self) -> bool:
         module = gradcam_module()
         return module is not None and not self._cam_problem(module)

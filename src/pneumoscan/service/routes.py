@@ -27,7 +27,9 @@ from pneumoscan.inference.predictor import Prediction
 from pneumoscan.service.audit import AuditError, AuditLog, utc_now
 from pneumoscan.service.engine import Decoded, Engine, ExplainUnavailable
 from pneumoscan.service.budget import Reservation
-from pneumoscan.service.schemas import BatchItem, BatchResponse, ErrorResponse, Health, ModelInfo, PredictionResponse
+from pneumoscan.service.readiness import NotReady
+from pneumoscan.service.schemas import (BatchItem, BatchResponse, ErrorResponse, Health, ModelInfo, PredictionResponse,
+                                        Ready)
 from pneumoscan.service.settings import ENVELOPE
 from pneumoscan.service.uploads import Part, read_multipart, sniff_image, unsupported_format
 
@@ -123,7 +125,8 @@ def _check_part(part: Part, limit_mb: float) -> tuple[int, str] | None:
     return None
 
 
-@router.get("/health", response_model=Health, summary="liveness and readiness")
+@router.get("/health", response_model=Health,
+            summary="liveness: the service answers (the model is loaded before it listens); touches no model")
 async def health(request: Request) -> Health:
     engine = _engine(request)
     return Health(status="ok", model_loaded=True, backend=engine.predictor.backend)
@@ -133,6 +136,25 @@ async def health(request: Request) -> Health:
 async def health_head(request: Request) -> JSONResponse:
     """GET /health's status and headers for uptime monitors, which send HEAD (the server sends no body)."""
     return JSONResponse((await health(request)).model_dump())
+
+
+@router.get("/ready", response_model=Ready, responses={503: {
+    "model": ErrorResponse, "description": "not ready: the model did not score a test image in time, or failed"}},
+    summary="readiness: the model scores a test image now (outside the request queue)")
+async def ready(request: Request) -> Ready:
+    engine = _engine(request)
+    try:
+        took = await request.app.state.readiness.check()
+    except NotReady as err:
+        raise HTTPException(503, f"not ready: {err}") from None
+    return Ready(status="ready", backend=engine.predictor.backend, model_sha256=engine.model_sha256[:12],
+                 test_ms=took)
+
+
+@router.head("/ready", include_in_schema=False)
+async def ready_head(request: Request) -> JSONResponse:
+    """GET /ready's status and headers for HEAD probes."""
+    return JSONResponse((await ready(request)).model_dump())
 
 
 @router.get("/model", response_model=ModelInfo, summary="the loaded model, its operating threshold and metrics")

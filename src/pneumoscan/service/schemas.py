@@ -14,8 +14,15 @@ class ErrorResponse(BaseModel):
 
 class Health(BaseModel):
     status: str = Field(examples=["ok"])
-    model_loaded: bool
+    model_loaded: bool = Field(description="always true: the model is loaded before the service listens")
     backend: str
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    backend: str = Field(description="inference engine: torch or onnx")
+    model_sha256: str = Field(description="first 12 hex digits of the model file's SHA-256")
+    test_ms: float = Field(description="time this probe waited for the model to score a grey test image")
 
 
 class Normalization(BaseModel):

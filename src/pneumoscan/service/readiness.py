@@ -1,0 +1,42 @@
+"""GET /ready's check: the model scores a test image now, within a time limit, in a thread of its own."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from pneumoscan.service.engine import Engine
+
+READY_TIMEOUT_S = 5.0
+log = logging.getLogger("pneumoscan.service")
+
+
+class NotReady(Exception):
+    """The service cannot analyse a film now; the message says why (no file names, no image data)."""
+
+
+class Readiness:
+    """Runs `Engine.self_test` for readiness probes. Outside the inference slots, so that a busy service is still
+    ready (it queues films, it does not refuse them), but a hung or broken model is not; probes arriving while a
+    test is still running wait for that one instead of starting another (a hung model holds one thread, not one
+    per probe)."""
+
+    def __init__(self, engine: Engine, timeout_s: float = READY_TIMEOUT_S) -> None:
+        self.engine = engine
+        self.timeout_s = timeout_s
+        self._running: asyncio.Future[None] | None = None
+
+    async def check(self) -> float:
+        """Milliseconds the test took (or had taken when a running one ended); NotReady when it fails or is late."""
+        start = time.perf_counter()
+        if self._running is None or self._running.done():
+            self._running = asyncio.ensure_future(asyncio.to_thread(self.engine.self_test))
+        try:
+            await asyncio.wait_for(asyncio.shield(self._running), self.timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("not ready: the model has not scored a test image in %g s", self.timeout_s)
+            raise NotReady(f"the model has not scored a test image within {self.timeout_s:g} s") from None
+        except Exception as err:  # noqa: BLE001 - any failure of the model means not ready; its type is logged
+            log.error("not ready: the model failed to score a test image (%s)", type(err).__name__)
+            raise NotReady(f"the model failed to score a test image ({type(err).__name__})") from None
+        return round((time.perf_counter() - start) * 1000, 2)
