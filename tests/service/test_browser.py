@@ -1514,6 +1514,25 @@ def test_a_result_says_when_and_by_which_weights_its_film_was_analysed_on_screen
         assert not errors, errors
 
 
+def test_a_result_gives_its_request_id_on_screen_and_on_paper(server: str, sample_dir: Path) -> None:
+    """A support ticket quoting a printed result could not be matched to the service's logs; the result now gives
+    the request id of its answer (its X-Request-ID header and `request_id`), the key of its audit log line."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "train" / "NORMAL").iterdir())[0]
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        with page.expect_response(lambda res: "/predict?" in res.url) as answer:
+            page.set_input_files("#file", str(xray))
+        sent = answer.value.headers["x-request-id"]
+        assert re.fullmatch(r"[0-9a-f]{32}", sent) and answer.value.json()["request_id"] == sent
+        expect(page.locator("#request-id")).to_have_text(sent, timeout=15_000)
+        page.emulate_media(media="print")
+        expect(page.locator("#request-id")).to_be_visible()
+        assert page.locator("dt", has_text="Request ID").is_visible()
+        assert not errors, errors
+
+
 def test_the_meter_does_not_move_for_whoever_asked_for_reduced_motion(server: str) -> None:
     """The meter's fill slid to each new probability (0.3 s) even when the system was set to reduce motion; with
     `prefers-reduced-motion: reduce` it now takes its width at once, and still slides otherwise."""

@@ -304,6 +304,7 @@ function render(result, name, answered = new Date()) {
   $("analysed").textContent = analysedText(answered);
   $("model").textContent = `${result.model_name} · weights ${result.model_sha256}`;
   $("latency").textContent = `${Math.round(result.latency_ms)} ms`;
+  $("request-id").textContent = result.request_id || "";
   const small = renderSmall(result);
   if (result.in_distribution === false) {
     renderRejected(result, name);
