@@ -185,7 +185,8 @@ def api_schema(app):  # noqa: ANN001, ANN201 - a schemathesis schema
 # Not `schemathesis.pytest.from_fixture(...)` + `@schema.parametrize()`: with pytest 9 its lazy loader fails
 # (schemathesis 4.32.5 reads `request.node._nodeid`, which pytest 9 no longer has). Each operation's
 # Hypothesis strategy is driven directly instead; the checks are the same `case.call_and_validate()` ones.
-OPERATIONS = [("/health", "GET"), ("/ready", "GET"), ("/model", "GET"), ("/predict", "POST"), ("/predict/batch", "POST")]
+OPERATIONS = [("/health", "GET"), ("/ready", "GET"), ("/model", "GET"), ("/predict", "POST"),
+              ("/predict/batch", "POST")]
 # Checks that cannot hold for image uploads, and only those (all other default checks run, incl. response schemas):
 # * positive_data_acceptance on /predict: any non-empty byte string is schema-valid "binary", but random bytes
 #   are not an image, and 415/422 is the right answer - JSON Schema cannot say "a decodable chest X-ray".

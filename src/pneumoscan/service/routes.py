@@ -1,10 +1,11 @@
-"""HTTP endpoints: health, model card, single and batch prediction.
+"""HTTP endpoints: liveness (/health), readiness (/ready), model card, single and batch prediction.
 
 Uploads are read into memory by `service.uploads` (never spooled to disk), each request's body
 within its reservation of the service's upload memory (`service.budget`), held until it is answered.
 Decoding and inference run in worker threads, at most `Settings.inference_slots` at a time, never
 on the event loop.
-Nothing about an upload (file name, DICOM header, pixels) is logged.
+Nothing about an upload (file name, DICOM header, pixels) is logged; the audit log (`serve --audit-log`) gets
+one line per analysed film, of the model, operating point and result.
 
 When the model has an out-of-distribution guard, an upload that decodes fine but does not look like
 a chest X-ray (or is one in a form the model cannot read: black-and-white, upside down) is answered 200

@@ -38,11 +38,10 @@ def request_id(sent: bytes | None) -> str:
 
 
 class RequestCounts:
-    """HTTP requests under way, and those cut off (cancelled from outside: uvicorn cancels the ones still running
-    when its graceful shutdown time is up)."""
+    """HTTP requests cut off: cancelled from outside, as uvicorn cancels the ones still running when its graceful
+    shutdown time is up."""
 
     def __init__(self) -> None:
-        self.under_way = 0
         self.cut_off = 0
 
 
@@ -71,16 +70,13 @@ class RequestTracker:
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode("ascii"))]
             await send(message)
 
-        self.counts.under_way += 1
         try:
             await self.app(scope, receive, send_noting_start)
         except asyncio.CancelledError:
             self.counts.cut_off += 1
             if started:
                 raise
-            await _send_stopping(send_noting_start)  # and the request ends here, answered: its cancellation has done its job
-        finally:
-            self.counts.under_way -= 1
+            await _send_stopping(send_noting_start)  # the request ends here, answered: the cancellation did its job
 
 
 async def _send_stopping(send: Send) -> None:
