@@ -46,7 +46,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The web service for `settings` (raises InputError when the model cannot be loaded)."""
+    """The web service for `settings` (raises InputError when the audit log cannot be opened or the model loaded)."""
     from pneumoscan.data.decode import quiet_decoder_warnings
 
     quiet_decoder_warnings()
