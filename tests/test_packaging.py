@@ -1,0 +1,64 @@
+"""The wheel a user installs holds what the package reads at run time (the shipped model and its guard, the service
+page's static files, py.typed, the bundled sample that `export` checks on) and every module, and the installed
+package finds its sample with no source tree around. Builds the wheel from a copy of the source (about 5 s)."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "src", "sample")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel built from a clean copy of the tracked sources (no build/ or egg-info of an earlier build)."""
+    if importlib.util.find_spec("setuptools") is None:
+        pytest.skip("setuptools is not installed: the wheel cannot be built without the network")
+    tree = tmp_path_factory.mktemp("source")
+    for name in SOURCES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, tree / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(source, tree / name)
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "-w", str(out), str(tree)], check=True, capture_output=True)
+    (built,) = out.glob("pneumoscan-*.whl")
+    return built
+
+
+def test_the_wheel_holds_every_module_and_the_files_read_at_run_time(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    src = ROOT / "src"
+    expected = {path.relative_to(src).as_posix() for path in (src / "pneumoscan").rglob("*")
+                if path.is_file() and "__pycache__" not in path.parts}
+    assert {"pneumoscan/py.typed", "pneumoscan/weights/default.safetensors",
+            "pneumoscan/weights/default.ood.safetensors", "pneumoscan/service/static/index.html"} <= expected
+    assert sorted(expected - names) == []
+    films = {name for name in names if name.startswith("pneumoscan/sample/chest_xray/")}
+    tracked = {"pneumoscan/sample/" + path.relative_to(ROOT / "sample").as_posix()
+               for path in (ROOT / "sample" / "chest_xray").rglob("*.jpeg")}
+    assert len(tracked) == 260 and films == tracked
+    assert "pneumoscan/sample/README.md" in names  # the sample's licence (CC BY 4.0) and source
+
+
+def test_the_installed_package_finds_its_sample_with_no_source_tree(wheel: Path, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    elsewhere = tmp_path / "empty"
+    elsewhere.mkdir()
+    code = "from pneumoscan.export.onnx import sample_image_paths; print(*sample_image_paths(), sep='\\n')"
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    shown = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, check=True, capture_output=True,
+                           text=True).stdout.split()
+    assert len(shown) == 8
+    assert all(Path(path).is_relative_to(site / "pneumoscan" / "sample") for path in shown)
