@@ -843,8 +843,8 @@ def recorded_statement_problems(texts: dict[str, str]) -> list[str]:
 
 
 def api_signature_problems(readme: str) -> list[str]:
-    """README.md's Python API table shows `name(params)`: each shown parameter is one of the real function's, in its
-    order, of its kind (positional or keyword-only) and with its default (the table may leave optional ones out)."""
+    """README.md's Python API table shows `name(params)`: every parameter of the real function, in its order, of its
+    kind (positional or keyword-only) and with its default (a `**` catch-all may be named otherwise)."""
     import inspect
 
     import pneumoscan
@@ -870,6 +870,11 @@ def api_signature_problems(readme: str) -> list[str]:
             elif arg in defaults and ast.literal_eval(defaults[arg]) != param.default:
                 problems.append(f"README.md: `{name}`'s {arg} is shown defaulting to {ast.unparse(defaults[arg])}, "
                                 f"it defaults to {param.default!r}")
+        named = {a.arg for a in shown.args + shown.kwonlyargs}
+        left_out = [arg for arg, param in real.items() if arg not in named
+                    and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)]
+        if left_out:
+            problems.append(f"README.md: `{name}` leaves out {', '.join(left_out)}")
         kept = [a.arg for a in shown.args + shown.kwonlyargs if a.arg in real]
         if kept != sorted(kept, key=order.index):
             problems.append(f"README.md: `{name}` shows its parameters out of order: {kept}")
@@ -1301,6 +1306,8 @@ def test_a_planted_benchmark_figure_is_named() -> None:
     ("`gradcam(image, model=None, *, threshold=None)`", "`gradcam(image, model=None, *, threshold=None, cam=1)`",
      "has no parameter cam"),
     ("`export_onnx(model, out, *, images=None)`", "`export_onnx(model, out, images=None)`", "images is shown positional"),
+    ("cache_dir=None, progress=True, predictions=False)", "cache_dir=None, predictions=False)",
+     "`evaluate` leaves out progress"),
 ])
 def test_a_planted_api_signature_is_named(original: str, planted: str, expected: str) -> None:
     readme = (ROOT / "README.md").read_text()
