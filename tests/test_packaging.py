@@ -8,10 +8,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+
+import pneumoscan
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "src", "sample")
@@ -62,3 +65,14 @@ def test_the_installed_package_finds_its_sample_with_no_source_tree(wheel: Path,
                            text=True).stdout.split()
     assert len(shown) == 8
     assert all(Path(path).is_relative_to(site / "pneumoscan" / "sample") for path in shown)
+    version = subprocess.run([sys.executable, "-m", "pneumoscan", "--version"], cwd=elsewhere, env=env, check=True,
+                             capture_output=True, text=True).stdout.split()
+    metadata = zipfile.ZipFile(wheel).read(f"pneumoscan-{pneumoscan.__version__}.dist-info/METADATA").decode()
+    assert version == ["pneumoscan", pneumoscan.__version__] and f"\nVersion: {pneumoscan.__version__}\n" in metadata
+
+
+def test_the_package_version_has_one_source() -> None:
+    """pyproject.toml takes the version from pneumoscan.__version__ (what `--version` prints), never a second copy."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "pneumoscan.__version__"}
