@@ -215,7 +215,7 @@ def test_resuming_a_finished_run_leaves_it_untouched(resume_data: Path, tmp_path
     capsys.readouterr()
     assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
     out = capsys.readouterr()
-    assert "already finished (1 epochs" in out.out + out.err
+    assert "already finished (1 epoch, best 1); nothing to resume" in out.out + out.err
     assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.iterdir() if p.is_file()} == before
 
 

@@ -48,6 +48,11 @@ BEST_WEIGHTS = "best.safetensors"  # the best epoch's weights so far, written af
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "val_accuracy", "seconds", "images_per_s"]
 
 
+def _epochs(n: int) -> str:
+    """'1 epoch', '3 epochs'."""
+    return f"{n} epoch{'' if n == 1 else 's'}"
+
+
 @dataclass
 class RunData:
     """The images a run trains and validates on."""
@@ -289,7 +294,7 @@ class Trainer:
         epochs_changed = saved.get("epochs", self.cfg.epochs) != self.cfg.epochs
         if epochs_changed and self.cfg.epochs <= state["epoch"]:
             self.warn(f"--epochs {self.cfg.epochs} (run: {saved['epochs']}): no epoch is left to train; the model "
-                      f"is made from the best of the {state['epoch']} epochs trained")
+                      f"is made from the best of the {_epochs(state['epoch'])} trained")
         elif epochs_changed:
             self.warn(f"--epochs {self.cfg.epochs} (run: {saved['epochs']}): the learning rate follows a "
                       f"{self.cfg.epochs}-epoch cosine schedule from epoch {state['epoch'] + 1} on, so the model "
@@ -364,9 +369,9 @@ class Trainer:
             if made_after == done["epoch"] and (done["epoch"] >= cfg.epochs or done["bad_epochs"] >= cfg.patience):
                 # leave the finished model (and the guard and ONNX export made for it) untouched
                 why = ("pass a larger --epochs to train it further" if done["epoch"] >= cfg.epochs else
-                       f"it stopped early: validation AUC had not improved for {done['bad_epochs']} epochs")
-                self._say(f"{self.out}: this run already finished ({done['epoch']} epochs, best {done['best_epoch']}); "
-                           f"nothing to resume ({why})")
+                       f"it stopped early: validation AUC had not improved for {_epochs(done['bad_epochs'])}")
+                self._say(f"{self.out}: this run already finished ({_epochs(done['epoch'])}, best "
+                          f"{done['best_epoch']}); nothing to resume ({why})")
                 return self.out / ARTIFACT_NAME
         check_writable(self.out)
         for stale in self.out.glob(".*.tmp"):  # left by a run killed mid-write
@@ -505,7 +510,7 @@ class Trainer:
                        f"{row['images_per_s']:.0f} img/s" + ("  *best*" if state["best_epoch"] == epoch else ""))
         if state["bad_epochs"] >= cfg.patience and state["epoch"] < cfg.epochs:
             self._say(f"stopped early after epoch {state['epoch']} of {cfg.epochs}: validation AUC has not improved for "
-                       f"{cfg.patience} epochs (--patience); the model keeps epoch {state['best_epoch']} "
+                       f"{_epochs(cfg.patience)} (--patience); the model keeps epoch {state['best_epoch']} "
                        f"(validation AUC {state['best_auc']:.4f})")
         artifact = self._finish(meta, data, state)
         stale = [p.name for p in (guard_path(artifact), artifact.with_suffix(".onnx")) if p.exists()]
