@@ -1,10 +1,13 @@
 """The deadlines of `serve --header-timeout-s`: a client trickling its headers ("slowloris"), or the body of a
 request the service answered before reading it all, is disconnected; requests and bodies that arrive in time, or
-slowly after their head while the service reads them, are not."""
+slowly after their head while the service reads them, are not. An answer that closes the connection while the
+client is still sending reaches the client, without a reset (a lingering close), and the linger is bounded."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import select
 import socket
 import time
 from collections.abc import Iterator
@@ -12,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from pneumoscan.service import protocol
 from pneumoscan.service.protocol import http_protocol
 from tests.service.test_upload_memory import HEADERS, form
 
@@ -192,12 +196,96 @@ def test_a_body_answered_early_but_sent_in_time_leaves_the_connection_usable(add
         assert head.startswith(b"HTTP/1.1 200 ") and "probability" in json.loads(body), (head, body)
 
 
+# ----------------------------------------------------------------- answers that close the connection
+
+MB = 1024 * 1024
+
+
+def send_then_read(sock: socket.socket, data: bytes) -> bytes:
+    """Send all of `data` without reading, then read until the server closes: all it answered. A reset (the server
+    closed with bytes of ours unread) raises ConnectionResetError or BrokenPipeError."""
+    for i in range(0, len(data), 65536):
+        sock.sendall(data[i:i + 65536])
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return answer
+
+
+def wait_readable(sock: socket.socket, timeout_s: float = 10) -> None:
+    """Until the server's answer has arrived, without reading it."""
+    assert select.select([sock], [], [], timeout_s)[0], "no answer"
+
+
+MULTIPART = f"Content-Type: {HEADERS['content-type']}\r\n"
+CLOSING = {  # status, and a head the service answers at once with it, closing the connection (its body: 30 MB)
+    "413 to Connection: close": ("413", f"POST /predict HTTP/1.1\r\nConnection: close\r\n{MULTIPART}"),
+    "413 to HTTP/1.0": ("413", f"POST /predict HTTP/1.0\r\n{MULTIPART}"),
+    "404 to Connection: close": ("404", "POST /no-such-page HTTP/1.1\r\nConnection: close\r\n"),
+    "uvicorn's 400 to a malformed head": ("400", "POST /predict HTTP/1.1\r\nno colon here\r\n"),
+}
+
+
+def closing_head(case: str) -> bytes:
+    return (CLOSING[case][1] + "Host: x\r\nContent-Length: 30000000\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize("case", CLOSING)
+def test_a_closing_answer_reaches_a_client_still_sending_without_a_reset(case: str, address: tuple[str, int]) -> None:
+    """8 MB of the body sent after the head, then the answer read. Before, the service closed at once with the body
+    unread: the client's write failed with a reset (20 of 20 tries each), and a client such as Python's
+    http.client never read the answer."""
+    with socket.create_connection(address, timeout=10) as sock:
+        answer = send_then_read(sock, closing_head(case) + bytes(8 * MB))
+    assert answer.startswith(f"HTTP/1.1 {CLOSING[case][0]} ".encode()), answer[:200]
+    assert b"\r\nconnection: close" in answer.lower()
+
+
+def test_a_408_for_a_stalled_upload_reaches_a_client_that_sends_again(address: tuple[str, int]) -> None:
+    """A client whose upload stalled past --upload-idle-s and that then sends the rest reads the 408; before, the
+    rest hit a closed socket and the client got a reset."""
+    host, _ = address
+    body = form(2 * MB, "file")
+    head = (f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: {HEADERS['content-type']}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(head + body[:10_000])
+        wait_readable(sock)
+        answer = send_then_read(sock, body[10_000:])
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"upload stalled" in answer, answer[:200]
+
+
+def test_a_408_for_slow_headers_reaches_a_client_that_sends_again(address: tuple[str, int]) -> None:
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        wait_readable(sock)
+        answer = send_then_read(sock, b"a" * MB)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ") and json.loads(body) == TIMED_OUT, answer[:200]
+
+
+def test_answers_queued_behind_a_closing_one_are_not_lost(address: tuple[str, int]) -> None:
+    """Two pipelined requests, the second answered 413 with Connection: close, from a client with a small receive
+    buffer that reads only once it has sent its body: before, the reset dropped what the service still had queued
+    for it (the 413 always, most of the first answer too)."""
+    first = b"GET /static/app.js HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(10)
+        sock.connect(address)
+        answer = send_then_read(sock, first + closing_head("413 to Connection: close") + bytes(8 * MB))
+    js = (Path(protocol.__file__).parent / "static" / "app.js").read_bytes()
+    assert answer.startswith(b"HTTP/1.1 200 ") and js in answer, answer[:200]
+    assert answer.split(js, 1)[1].startswith(b"HTTP/1.1 413 "), answer[-300:]
+
+
 # ----------------------------------------------------------------- the protocol class alone
 
 
-@pytest.fixture
-def plain_server() -> Iterator[tuple[str, int]]:
-    """uvicorn in a thread with the deadline protocol (0.5 s) and an app answering 200 'ok'."""
+@contextlib.contextmanager
+def ok_server(timeout_s: float) -> Iterator[tuple[str, int]]:
+    """uvicorn in a thread with the deadline protocol (`timeout_s`) and an app answering 200 'ok' without reading
+    the request's body; yields its host and port."""
     from tests.service.test_browser import uvicorn_in_thread
 
     async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
@@ -205,8 +293,14 @@ def plain_server() -> Iterator[tuple[str, int]]:
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
             await send({"type": "http.response.body", "body": b"ok"})
 
-    with uvicorn_in_thread(app, lifespan="off", http=http_protocol(0.5)) as port:
+    with uvicorn_in_thread(app, lifespan="off", http=http_protocol(timeout_s)) as port:
         yield "127.0.0.1", port
+
+
+@pytest.fixture
+def plain_server() -> Iterator[tuple[str, int]]:
+    with ok_server(0.5) as address:
+        yield address
 
 
 def test_the_timeout_is_logged_in_one_line_without_what_the_client_sent(plain_server: tuple[str, int],
@@ -248,5 +342,70 @@ def test_an_uvicorn_without_what_the_deadline_needs_falls_back_to_its_own_protoc
     with caplog.at_level(logging.WARNING, logger="pneumoscan.service"):
         assert http_protocol(3) == "h11"
     assert [r.getMessage() for r in caplog.records] == [
-        "no deadline for request headers and early-answered bodies (--header-timeout-s): the installed uvicorn/h11 "
-        "lacks H11Protocol.on_response_complete; serving with uvicorn's h11 protocol"]
+        "no deadline for request headers and early-answered bodies (--header-timeout-s), and no lingering close: the "
+        "installed uvicorn/h11 lacks H11Protocol.on_response_complete; serving with uvicorn's h11 protocol"]
+
+
+CLOSE_EARLY = b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 100000000\r\n\r\n"
+
+
+def answered(sock: socket.socket) -> float:
+    """Send a request the app answers (and closes) before its body, and read the answer; when it came."""
+    sock.sendall(CLOSE_EARLY + b"-" * 1000)
+    head, body = read_response(sock)
+    assert head.startswith(b"HTTP/1.1 200 ") and body == b"ok", (head, body)
+    return time.monotonic()
+
+
+def test_a_client_that_keeps_sending_after_a_closing_answer_is_cut_off_after_the_linger(
+        plain_server: tuple[str, int]) -> None:
+    """The linger lasts --header-timeout-s (0.5 s here; at most 5 s): a byte every 0.05 s after the answer is
+    refused (reset) then, not before (before the lingering close: at the first byte) nor later."""
+    assert protocol.linger_s(0.5) == 0.5 and protocol.linger_s(10) == protocol.LINGER_S == 5
+    with socket.create_connection(plain_server, timeout=10) as sock:
+        start = answered(sock)
+        assert sock.recv(100) == b""  # the FIN after the answer: nothing more comes
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+            while time.monotonic() - start < 0.5 + MARGIN:
+                sock.sendall(b"-")
+                time.sleep(0.05)
+        took = time.monotonic() - start
+    assert 0.4 <= took < 0.5 + MARGIN, took
+
+
+def test_a_lingering_close_ends_when_the_client_sends_nothing_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that stays connected but silent after the answer (a holding "slowloris", a dead upload) keeps its
+    connection LINGER_IDLE_S (0.5 s here), not the 5 s of the linger: a byte it sends 1.5 s later is refused."""
+    monkeypatch.setattr(protocol, "LINGER_IDLE_S", 0.5)
+    with ok_server(5) as address, socket.create_connection(address, timeout=10) as sock:
+        answered(sock)
+        assert sock.recv(100) == b""
+        time.sleep(1.5)
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+            for _ in range(20):  # the first byte draws the reset, a later one fails on it
+                sock.sendall(b"-")
+                time.sleep(0.05)
+
+
+def test_a_lingering_close_drops_at_most_linger_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that sends fast is cut off after LINGER_BYTES (1 MB here), well before the linger's 5 s."""
+    monkeypatch.setattr(protocol, "LINGER_BYTES", MB)
+    with ok_server(5) as address, socket.create_connection(address, timeout=10) as sock:
+        start, sent = answered(sock), 0
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+            while sent < 64 * MB:
+                sock.sendall(bytes(65536))
+                sent += 65536
+        took = time.monotonic() - start
+    assert sent < 16 * MB and took < 2.5, (sent, took)  # 1 MB read, the rest in the kernels' buffers
+
+
+def test_stopping_the_server_ends_a_lingering_close() -> None:
+    """uvicorn waits for every connection to close before it stops: a lingering one must not hold it for 5 s."""
+    with socket.socket() as sock:
+        with ok_server(5) as address:
+            sock.connect(address)
+            answered(sock)
+            stopping = time.monotonic()
+        took = time.monotonic() - stopping  # the server stopped while the client kept its side open
+    assert took < 2.5, took

@@ -13,24 +13,40 @@ The second covers a body the app answered without reading it all (413 for a Cont
 404, 405...): uvicorn then discards the rest of the body as it arrives and keeps the connection for the next
 request, so a client trickling that body held the connection for ever too. The rest of the body must now arrive
 within the same `header_timeout_s` of the answer, or the connection is closed (as nginx's lingering close does).
+An answer that closes the connection (a 408 above or for a stalled upload, any answer to HTTP/1.0 or to a client
+that sent `Connection: close`, uvicorn's 400 for a malformed head) came while the client could still be sending.
+uvicorn closed the socket at once, and the bytes it had not read made the kernel reset the connection: the
+client's write failed with ECONNRESET, and an answer not yet delivered (still queued, or lost and due again) was
+lost with it. Such a close is now lingering, as in nginx and Apache: the answer goes out and then a FIN (the write
+side is shut), what the client still sends is read and dropped, and the connection closes when the client closes
+its side, after `linger_s(header_timeout_s)` (at most `LINGER_S`), after `LINGER_IDLE_S` without a byte from it, or
+once `LINGER_BYTES` have been dropped, whichever comes first.
+Connections whose request is all in close at once, as before, and kept-alive ones are not touched.
 """
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("pneumoscan.service")
 
+LINGER_S = 5.0  # longest lingering close (nginx's lingering_timeout is 5 s too); --header-timeout-s if shorter
+LINGER_IDLE_S = 2.0  # it also ends once the client has sent nothing for this long (Apache lingers 2 s a read)
+LINGER_BYTES = 64 * 1024 * 1024  # dropped at most while lingering: a fast client cannot keep the service reading
+
 # What the subclass relies on; an installed uvicorn or h11 without it gets uvicorn's own protocol instead.
-_PROTOCOL_METHODS = ("connection_made", "connection_lost", "handle_events", "on_response_complete")
-_H11_NAMES = ("IDLE", "SEND_BODY", "DONE", "MUST_CLOSE", "Response", "Data", "EndOfMessage", "LocalProtocolError")
+_PROTOCOL_METHODS = ("connection_made", "connection_lost", "data_received", "handle_events", "on_response_complete",
+                     "shutdown")
+_H11_NAMES = ("IDLE", "SEND_BODY", "DONE", "MUST_CLOSE", "ERROR", "Response", "Data", "EndOfMessage",
+              "LocalProtocolError")
 
 
 def http_protocol(header_timeout_s: float) -> Any:
     """The `http=` argument for uvicorn.run: uvicorn's h11 protocol with a `header_timeout_s` deadline for each
-    request's head and for the rest of a body answered before it was all read; "h11" (uvicorn's own, no
-    deadlines) with a one-line warning when the installed uvicorn lacks what the deadlines are built on."""
+    request's head and for the rest of a body answered before it was all read, and lingering closes; "h11"
+    (uvicorn's own, neither) with a one-line warning when the installed uvicorn lacks what they are built on."""
     try:
         import h11
         from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -45,8 +61,8 @@ def http_protocol(header_timeout_s: float) -> Any:
 
 
 def _without_deadline(why: str) -> str:
-    log.warning("no deadline for request headers and early-answered bodies (--header-timeout-s): %s; serving with "
-                "uvicorn's h11 protocol", why)
+    log.warning("no deadline for request headers and early-answered bodies (--header-timeout-s), and no lingering "
+                "close: %s; serving with uvicorn's h11 protocol", why)
     return "h11"
 
 
@@ -58,24 +74,77 @@ def _timeout_response(timeout_s: float) -> tuple[list[tuple[bytes, bytes]], byte
             (b"content-length", str(len(body)).encode())], body
 
 
+def linger_s(header_timeout_s: float) -> float:
+    """How long a lingering close waits at most for the client to close its side."""
+    return min(header_timeout_s, LINGER_S)
+
+
+class _Transport:
+    """The socket transport as uvicorn sees it: its `close()` is the protocol's `close`, which may linger, and while
+    lingering it says it is closing and writes nothing (the write side is shut); the rest is `raw`'s own."""
+
+    def __init__(self, raw: Any, close: Callable[[], None]) -> None:
+        self.raw = raw
+        self.lingering = False
+        self._close = close
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+    def is_closing(self) -> bool:
+        return self.lingering or self.raw.is_closing()
+
+    def write(self, data: bytes) -> None:
+        if not self.lingering:
+            self.raw.write(data)
+
+    def close(self) -> None:
+        self._close()
+
+
 def _with_deadline(base: type, timeout_s: float) -> type:
     """A subclass of uvicorn's H11Protocol `base` that closes a connection whose request head takes over
-    `timeout_s` seconds, or whose client still sends the body of a request `timeout_s` seconds after its answer."""
+    `timeout_s` seconds, or whose client still sends the body of a request `timeout_s` seconds after its answer,
+    and closes lingeringly a connection whose client may still be sending."""
     import h11
 
     class HeaderDeadlineProtocol(base):  # type: ignore[misc, valid-type]
         header_timeout_s = timeout_s
         _head_timer: Any = None  # asyncio.TimerHandle while waiting for a request's head
         _drain_timer: Any = None  # asyncio.TimerHandle while the client sends the body of an answered request
+        _linger_timer: Any = None  # asyncio.TimerHandle while closing lingeringly
+        _linger_end = 0.0  # loop time when a lingering close ends at the latest
+        _last_byte = 0.0  # loop time of the last bytes received while lingering
+        _dropped = 0  # bytes read and dropped while lingering
+        _shutting_down = False
 
         def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
+            super().connection_made(_Transport(transport, self._close))
             self._watch()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._stop_head_timer()
             self._stop_drain_timer()
+            if self._linger_timer is not None:
+                self._linger_timer.cancel()
             super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if not self.transport.lingering:
+                super().data_received(data)
+                return
+            self._last_byte = self.loop.time()
+            self._dropped += len(data)
+            if self._dropped > LINGER_BYTES:
+                self.transport.raw.close()
+
+        def shutdown(self) -> None:
+            """The server stops: no lingering from now on, and a lingering close ends now."""
+            self._shutting_down = True
+            if self.transport.lingering:
+                self.transport.raw.close()
+            else:
+                super().shutdown()
 
         def handle_events(self) -> None:
             super().handle_events()
@@ -109,6 +178,44 @@ def _with_deadline(base: type, timeout_s: float) -> type:
             elif self._drain_timer is None:
                 self._drain_timer = self.loop.call_later(self.header_timeout_s, self._drain_timed_out)
 
+        def _close(self) -> None:
+            """What `transport.close()` does, wherever uvicorn or this class calls it: a lingering close when the
+            client may still be sending (closing at once would reset the connection), else a close."""
+            raw = self.transport.raw
+            if self.transport.lingering:
+                return
+            if self._shutting_down or raw.is_closing() or raw.get_protocol() is not self or not self._client_sending():
+                raw.close()  # as before; `raw.get_protocol()` is another protocol after a WebSocket upgrade
+                return
+            self._stop_head_timer()
+            self._stop_drain_timer()
+            self.transport.lingering = True
+            self._last_byte = self.loop.time()
+            self._linger_end = self._last_byte + linger_s(self.header_timeout_s)
+            self._check_linger()
+            try:
+                if raw.can_write_eof():  # not with TLS: the answer's Content-Length ends it for the client
+                    raw.write_eof()  # a FIN once the answer is out: the client knows there is no more
+            except OSError:  # the client reset the connection meanwhile
+                raw.close()
+                return
+            raw.resume_reading()  # uvicorn may have paused it for a body the app did not read
+
+        def _check_linger(self) -> None:
+            """Close when the linger is over (its time is up, or the client sent nothing for LINGER_IDLE_S), else
+            look again when it may be."""
+            now = self.loop.time()
+            due = min(self._linger_end, self._last_byte + LINGER_IDLE_S)
+            if now >= due:
+                self.transport.raw.close()
+            else:
+                self._linger_timer = self.loop.call_later(due - now, self._check_linger)
+
+        def _client_sending(self) -> bool:
+            """The client's request is not all in (its head or body; h11 stopped reading a malformed one), or it
+            sent bytes not yet parsed."""
+            return self.conn.their_state in (h11.SEND_BODY, h11.ERROR) or bool(self.conn.trailing_data[0])
+
         def _stop_head_timer(self) -> None:
             if self._head_timer is not None:
                 self._head_timer.cancel()
@@ -139,7 +246,7 @@ def _with_deadline(base: type, timeout_s: float) -> type:
                 return
             log.warning("closed a connection from %s still sending the body of a request answered %g s earlier "
                         "(--header-timeout-s)", self._client_host(), self.header_timeout_s)
-            self.transport.close()
+            self.transport.raw.close()  # not lingering: the client had that time already
 
         def _client_host(self) -> str:
             return self.client[0] if self.client else "?"
