@@ -8,11 +8,31 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
-import pytest
-from PIL import Image, ImageDraw, ImageFont
 
-from pneumoscan import CLASS_NAMES
+def worker_threads(cores: int, workers: int) -> int:
+    """The threads each of `workers` parallel test processes may use on `cores` cores: its share, at least 1."""
+    return max(1, cores // max(1, workers))
+
+
+def share_the_cores() -> None:
+    """Under pytest-xdist, give torch, OpenMP and ONNX Runtime in this worker (and in the commands it starts) its
+    share of the cores, unless the caller's environment says otherwise: each would take every core, and two workers
+    on 2 cores then wait on each other's threads."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not workers:
+        return
+    threads = str(worker_threads(len(os.sched_getaffinity(0)), int(workers)))
+    for name in ("OMP_NUM_THREADS", "PNEUMOSCAN_ORT_THREADS"):
+        os.environ.setdefault(name, threads)
+
+
+share_the_cores()  # before numpy and torch are imported: they read OMP_NUM_THREADS once, when loaded
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+
+from pneumoscan import CLASS_NAMES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample" / "chest_xray"
