@@ -5,6 +5,7 @@ import errno
 import io
 import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Iterator
 
@@ -56,6 +57,16 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("PNEUMOSCAN_CACHE", str(cache))
     monkeypatch.delenv("PNEUMOSCAN_CACHE_MAX_GB", raising=False)  # the default limit, whatever the caller's shell says
     return cache
+
+
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """Ctrl+C (SIGINT) raises KeyboardInterrupt during the test, as in a terminal, in this process and in the ones it
+    starts: pytest started with SIGINT ignored (by `nohup`, or with `&` in a script) passed that on, and the tests of
+    Ctrl+C then failed, or passed without any Ctrl+C arriving."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="session")

@@ -302,6 +302,7 @@ def test_atomic_write_all_replaces_none_when_one_fails(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "figure.png", "new", "old.txt"]
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 @pytest.mark.parametrize("during", [1, 2, 3])
 def test_ctrl_c_among_the_renames_waits_until_all_are_done(during: int, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:

@@ -97,6 +97,7 @@ def test_an_interrupted_prediction_keeps_the_rows_written(flag: str, tiny_run: P
         assert len(out.splitlines()) == 1 and out.endswith(f"  {inputs[0]}\n")
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 @pytest.mark.parametrize("existing", [False, True])
 @pytest.mark.parametrize("when", ["before the rename", "during the rename", "after the rename"])
 def test_an_interrupted_export_leaves_the_old_file_or_says_the_new_one_is_whole(
@@ -141,6 +142,7 @@ def test_an_interrupted_export_leaves_the_old_file_or_says_the_new_one_is_whole(
         assert onnx_module.read_onnx_metadata(out)["model_name"] == "resnet10"
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 @pytest.mark.parametrize("module", ["pneumoscan", "pneumoscan.cli"])
 def test_ctrl_c_while_python_shuts_down_after_a_finished_command_changes_nothing(module: str, tmp_path: Path) -> None:
     """Ctrl+C in the second or so Python takes to shut down after a command (torch's clean-up) killed the process
@@ -159,6 +161,7 @@ def test_ctrl_c_while_python_shuts_down_after_a_finished_command_changes_nothing
     assert (done.returncode, done.stderr) == (0, "") and str(tmp_path) in done.stdout
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_while_the_command_line_is_read_is_one_line_too(monkeypatch: pytest.MonkeyPatch,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     """Before the command runs (its parser built, its modules imported), Ctrl+C printed a traceback."""
