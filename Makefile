@@ -39,8 +39,8 @@ demo: $(STAMP)
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
-## The suite on parallel pytest-xdist workers, one per core (at most 4: each holds about 1 GB); TEST_WORKERS=0 runs it
-## in one process.
+## The suite on parallel pytest-xdist workers, one per core (at most 4: a worker reached 1.5 GB of memory); TEST_WORKERS=0
+## runs it in one process.
 TEST_WORKERS ?= auto
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4
