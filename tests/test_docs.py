@@ -54,6 +54,12 @@ class DocCommand:
 
 
 # -- extraction ----------------------------------------------------------------------------------
+def line_of(text: str, part: str) -> int:
+    """The 1-based line of `text` on which `part` first starts."""
+    assert part in text, f"{part!r} is not in the text"
+    return text[:text.index(part)].count("\n") + 1
+
+
 def split_doc(text: str) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
     """(code lines, prose lines), each as (1-based line number, text): fenced blocks and indented blocks after a
     blank line are code."""
@@ -1164,7 +1170,7 @@ BROKEN = [  # (text in README.md, the same broken, what the failure must name)
 def test_a_broken_readme_fails_naming_the_doc_line_and_problem(original: str, broken: str, expected: str) -> None:
     readme = (ROOT / "README.md").read_text()
     assert original in readme, f"the README no longer contains {original!r}: pick another line to break"
-    line = readme[:readme.index(original)].count("\n") + 1
+    line = line_of(readme, original)
     problems = doc_problems("README.md", readme.replace(original, broken, 1))
     assert problems and all(p.startswith(f"README.md:{line}: ") for p in problems), problems
     assert any(expected in p for p in problems), problems
@@ -1243,7 +1249,7 @@ def test_a_planted_readme_default_is_named() -> None:
     readme = (ROOT / "README.md").read_text()
     original = "`--batch-size` (64)"
     assert original in readme
-    line = readme[:readme.index(original)].count("\n") + 1
+    line = line_of(readme, original)
     problems = readme_default_problems(readme.replace(original, "`--batch-size` (65)", 1))
     assert problems == [f"README.md:{line}: `--batch-size` 65: its default is 64 or 128"], problems
 
@@ -1253,12 +1259,7 @@ def test_a_section_missing_from_the_contents_and_a_dead_link_are_named() -> None
     assert heading_anchor("Transfer learning (offline)") == "transfer-learning-offline"
     assert heading_anchor("Your own operating point: `pneumoscan set-threshold`") == \
         "your-own-operating-point-pneumoscan-set-threshold"
-
-    def line_of(text: str) -> int:
-        assert text in readme
-        return readme[:readme.index(text)].count("\n") + 1
-
-    inputs, link = line_of("\n### Inputs\n") + 1, line_of("[Inputs](#inputs)")
+    inputs, link = line_of(readme, "\n### Inputs\n") + 1, line_of(readme, "[Inputs](#inputs)")
     problems = contents_problems(readme.replace("\n### Inputs\n", "\n### Inputs\n\n### Input formats\n", 1))
     assert problems == [f"README.md:{inputs + 2}: its section is not in the contents at the top (add a link to "
                         "#input-formats)"], problems
@@ -1271,7 +1272,7 @@ def test_a_planted_readme_table_default_is_named() -> None:
     readme = (ROOT / "README.md").read_text()
     original = "| `--upload-idle-s` | 30 |"
     assert original in readme
-    line = readme[:readme.index(original)].count("\n") + 1
+    line = line_of(readme, original)
     problems = readme_default_problems(readme.replace(original, "| `--upload-idle-s` | 20 |", 1))
     assert problems == [f"README.md:{line}: `--upload-idle-s` 20: its default is 30.0"], problems
 
