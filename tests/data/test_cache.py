@@ -14,7 +14,7 @@ from pneumoscan.data.cache import cache_key, load_image_set
 from pneumoscan.data.layout import Sample
 from pneumoscan.data.preprocess import load_image
 from pneumoscan.errors import InputError
-from tests.conftest import disk_full, write_xray
+from tests.conftest import dicom_bytes, disk_full, write_xray
 
 
 def _samples(tmp_path: Path) -> list[Sample]:
@@ -572,3 +572,21 @@ def test_a_colour_dicom_is_decoded_once_for_its_image_and_its_colourfulness(
         colour = _inspect(path)[3]
     assert len(decodes) == 1
     assert colour == expected
+
+
+def test_a_grey_dicoms_colourfulness_reads_nothing_more_once_it_is_decoded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decode says a grey DICOM has no colour pixels; its colourfulness is then 0 without reading its header a
+    second time (dicom_colour), and a caller that did not decode still gets it read."""
+    from pneumoscan.data import file_cues
+    from pneumoscan.data.decode import read_grayscale_and_rgb
+
+    data = dicom_bytes(np.full((32, 32), 100, dtype=np.uint16))
+    _, rgb = read_grayscale_and_rgb(data)
+    assert rgb is None
+    reads: list[int] = []
+    monkeypatch.setattr(file_cues, "dicom_colour", lambda raw: reads.append(1))
+    assert file_cues.colourfulness(data, rgb=rgb) == 0.0
+    assert reads == []
+    assert file_cues.colourfulness(data) == 0.0
+    assert reads == [1]

@@ -6,7 +6,7 @@ import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -17,13 +17,18 @@ COLOUR_REFERENCE = 15.0  # Hasler & Suesstrunk: below 15 an image is "not colour
 TWO_TONE_MAX_PIXELS = 4096 * 4096  # larger JPEGs are measured at half size or less (the decoder's memory stays low)
 
 
+NOT_DECODED: Any = object()
+"""`colourfulness`'s `rgb` when the caller has not decoded the file (None means decoded, and not a colour DICOM)."""
+
+
 def colourfulness(source: str | os.PathLike | bytes | bytearray, size: int = 64,
-                  rgb: np.ndarray | None = None) -> float:
+                  rgb: np.ndarray | None = NOT_DECODED) -> float:
     """Hasler-Suesstrunk colourfulness (0 = gray, 15 = barely, 109 = extremely colourful) of a raw file.
 
     Cheap: grayscale modes return 0 without decoding, JPEGs are decoded in draft mode at about
-    `size` px. A colour DICOM (RGB, YBR, palette) is measured on its RGB pixels like a colour PNG: `rgb`, when
-    `read_grayscale_and_rgb` already decoded them, else decoded here; a grey one returns 0 from its header.
+    `size` px. A colour DICOM (RGB, YBR, palette) is measured on its RGB pixels like a colour PNG: `rgb`, what
+    `read_grayscale_and_rgb` gave when it already decoded the file (None for a grey DICOM, so 0 with no second
+    read of its header), else decoded here; a grey one returns 0 from its header.
     Unreadable or oversized files return 0.0 (the decoder reports those).
     """
     from PIL import Image
@@ -31,7 +36,7 @@ def colourfulness(source: str | os.PathLike | bytes | bytearray, size: int = 64,
     try:
         data = source if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
         if is_dicom(bytes(data[:132])):
-            rgb = rgb if rgb is not None else dicom_colour(data)
+            rgb = dicom_colour(data) if rgb is NOT_DECODED else rgb
             if rgb is None:
                 return 0.0
             im = Image.fromarray(np.ascontiguousarray(rgb), "RGB")

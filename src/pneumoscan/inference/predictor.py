@@ -459,10 +459,10 @@ class Predictor:
         except InputError as err:
             return str(err)
 
-    def file_cues(self, data: bytes | bytearray, rgb: np.ndarray | None = None) -> tuple[float, float]:
-        """The guard's cues read from a file's bytes: its colourfulness (of `rgb`, a colour DICOM's pixels already
-        decoded by `load_image_levels_and_rgb`, when given) and two-tone share (a JPEG decoded at full size); 0.0
-        each without a guard, which is the only reader of them."""
+    def file_cues(self, data: bytes | bytearray, rgb: np.ndarray | None) -> tuple[float, float]:
+        """The guard's cues read from a file's bytes: its colourfulness (of `rgb`, what `load_image_levels_and_rgb`
+        gave with its image: a colour DICOM's pixels, else None) and two-tone share (a JPEG decoded at full size);
+        0.0 each without a guard, which is the only reader of them."""
         if self.guard is None:
             return 0.0, 0.0
         return colourfulness(data, rgb=rgb), two_tone_share(data)
