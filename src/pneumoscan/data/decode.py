@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
 __all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "dicom_colour", "is_dicom", "quiet_decoder_warnings", "read_grayscale",
-           "read_grayscale_and_rgb", "size_warning", "stored_size"]
+           "read_grayscale_and_rgb", "size_warning", "stored_size", "thumbnail_warning"]
 
 DEFAULT_MAX_PIXELS: int = 150_000_000
 """Largest accepted width * height (decompression-bomb limit); override per call."""
@@ -183,7 +183,11 @@ def stored_size(data: bytes | bytearray) -> tuple[int, int] | None:
 def size_warning(data: bytes | bytearray) -> str | None:
     """What to tell about a film under MIN_SIDE px on a side (a thumbnail): its size, that it is too small to read
     reliably and to send the original; None for a larger film or an unreadable header."""
-    size = stored_size(data)
+    return thumbnail_warning(stored_size(data))
+
+
+def thumbnail_warning(size: tuple[int, int] | None) -> str | None:
+    """`size_warning` of a film whose `stored_size` is `size`."""
     if size is None or min(size) >= MIN_SIDE or min(size) < 1:
         return None
     return (f"{size[0]} x {size[1]} px, under {MIN_SIDE} px on a side: too small to read reliably; send the original "

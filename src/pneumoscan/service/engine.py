@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, default_model_path, file_sha256
-from pneumoscan.data.decode import size_warning, stored_size
+from pneumoscan.data.decode import stored_size, thumbnail_warning
 from pneumoscan.data.preprocess import load_image_levels_and_rgb
 from pneumoscan.errors import InputError, PneumoscanError
 from pneumoscan.inference.predictor import Prediction, Predictor, describe
@@ -93,7 +93,8 @@ class Engine:
         """Upload bytes -> the model's input image and the guard's cues of the file; InputError when
         undecodable."""
         image, levels, rgb = load_image_levels_and_rgb(data, self.predictor.size, name=name)
-        return Decoded(image, levels, *self.predictor.file_cues(data, rgb), size_warning(data), stored_size(data))
+        size = stored_size(data)
+        return Decoded(image, levels, *self.predictor.file_cues(data, rgb), thumbnail_warning(size), size)
 
     @property
     def guarded(self) -> bool:
