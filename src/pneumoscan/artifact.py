@@ -14,7 +14,7 @@ from torch import nn
 
 from pneumoscan import CLASS_NAMES, __version__
 from pneumoscan.data.preprocess import Preprocessing
-from pneumoscan.errors import InputError, ModelConfigError, UnknownModelError
+from pneumoscan.errors import InputError, ModelConfigError, UnknownModelError, first_line
 from pneumoscan.models.registry import create_model, get_spec, is_registered, missing_model_message
 
 ARTIFACT_NAME = "model.safetensors"
@@ -263,7 +263,7 @@ def load_artifact(path: str | os.PathLike | None,
                          "load it with the version that wrote it") from None
     except (TypeError, ValueError, KeyError, IndexError, ZeroDivisionError) as err:  # an option's value edited
         raise InputError(f"{path}: model {meta.model_name!r} cannot be built from its stored config "
-                         f"({type(err).__name__}: {_first_line(err)}), {edited}") from None
+                         f"({type(err).__name__}: {first_line(err)}), {edited}") from None
     built_for = getattr(model, "image_size", None)  # models made for one input size (the MLP, an ensemble)
     if isinstance(built_for, int) and built_for != meta.image_size:
         raise InputError(f"{path}: its stored input size {meta.image_size} px is not the {built_for} px its model "
@@ -271,7 +271,7 @@ def load_artifact(path: str | os.PathLike | None,
     try:
         model.load_state_dict(load_file(str(path)))  # into the model as built, on the CPU; then moved once
     except RuntimeError as err:  # names, shapes or number of tensors other than the stored config builds
-        raise InputError(f"{path}: its weights do not fit its stored config ({_first_line(err)}), {edited}") from None
+        raise InputError(f"{path}: its weights do not fit its stored config ({first_line(err)}), {edited}") from None
     return model.to(device if device is not None else device_for()).eval(), meta
 
 
@@ -287,8 +287,3 @@ def _plugin_version_change(meta: ArtifactMeta) -> str | None:
     return None
 
 
-def _first_line(err: Exception, limit: int = 160) -> str:
-    """The first non-empty line of an error after torch's 'Error(s) in loading state_dict for X:' heading."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    line = next((line for line in lines if not line.startswith("Error(s) in loading")), lines[0] if lines else "")
-    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -52,3 +52,12 @@ class MissingImagesWarning(UserWarning):
 
 class PluginWarning(UserWarning):
     """A model plugin (entry point group `pneumoscan.models`) that failed to load: its models are left out."""
+
+
+def first_line(err: BaseException, limit: int = 160) -> str:
+    """The first non-empty line of an error's text, after torch's 'Error(s) in loading state_dict for X:' heading,
+    cut to `limit` characters ('...' marks a cut): for one-line messages that quote an error from torch or a
+    plugin's code."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    line = next((line for line in lines if not line.startswith("Error(s) in loading")), lines[0] if lines else "")
+    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -28,7 +28,7 @@ from torch import nn
 
 from pneumoscan import __version__
 from pneumoscan.artifact import ArtifactMeta, file_sha256, load_artifact, resolve_model_path
-from pneumoscan.errors import InputError, MissingImagesWarning, PneumoscanError, first_few
+from pneumoscan.errors import InputError, MissingImagesWarning, PneumoscanError, first_few, first_line
 from pneumoscan.inference.ood import final_linear, forward_with_features
 from pneumoscan.outputs import atomic_write
 
@@ -145,9 +145,8 @@ def export_onnx_bytes(model: nn.Module, meta: ArtifactMeta, *, artifact_sha256: 
                                   LOGIT_NAME: {0: "batch"}},
                 )
         except Exception as err:  # noqa: BLE001 - a plugin's model may use what the exporter cannot trace
-            line = next((part.strip() for part in str(err).splitlines() if part.strip()), "")
             raise ExportError(f"model {meta.model_name!r} cannot be exported to ONNX ({type(err).__name__}: "
-                              f"{line[:200]}); predict with --backend torch") from None
+                              f"{first_line(err, 200)}); predict with --backend torch") from None
     proto = onnx.load_from_string(buffer.getvalue())
     proto.producer_name = "pneumoscan"
     proto.producer_version = __version__

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from pneumoscan.errors import InputError, ModelConfigError, PluginWarning, UnknownModelError
+from pneumoscan.errors import InputError, ModelConfigError, PluginWarning, UnknownModelError, first_line
 
 PLUGIN_GROUP = "pneumoscan.models"
 _BUILTIN_PACKAGE = "pneumoscan.models."
@@ -217,9 +217,8 @@ def check_model_output(model: nn.Module, name: str, image_size: int) -> None:
         with torch.no_grad():
             out = model.eval()(x)
     except Exception as err:  # noqa: BLE001 - a plugin's builder may fail in any way
-        line = next((part.strip() for part in str(err).splitlines() if part.strip()), "")
         raise InputError(f"model {name!r} fails on a batch of {image_size} px images ({type(err).__name__}: "
-                         f"{line[:200]}); {contract}") from None
+                         f"{first_line(err, 200)}); {contract}") from None
     finally:
         model.train(was_training)
     other = [key for key, value in model.state_dict().items() if not isinstance(value, torch.Tensor)]
@@ -264,10 +263,10 @@ def _load_plugins() -> None:
         except Exception as err:  # noqa: BLE001 - a broken plugin must not break pneumoscan
             for name in set(_REGISTRY) - before:
                 del _REGISTRY[name]
-            line = next((part.strip() for part in str(err).splitlines() if part.strip()), "")
             warnings.warn(PluginWarning(
                 f"model plugin {point.name!r} ({point.value}) of {dist.name if dist else 'an unknown distribution'} "
-                f"was not loaded, so its models are unavailable: {type(err).__name__}: {line}"), stacklevel=4)
+                f"was not loaded, so its models are unavailable: {type(err).__name__}: {first_line(err, 200)}"),
+                stacklevel=4)
         finally:
             _PLUGIN.pop()
 
