@@ -116,22 +116,27 @@ class ArtifactMeta:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
-def _is_number(value: Any) -> bool:
+def is_finite_number(value: Any) -> bool:
+    """Whether a value read from JSON is a finite number (not a bool, NaN or infinity)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_pixel_count(value: Any) -> bool:
+    """Whether a value read from JSON is a whole number of pixels above 0 (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 # what each stored setting must be for every prediction to honour it: (test, what it is not when it fails)
 _HEADER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model_name": (lambda v: isinstance(v, str) and bool(v), "not a model name"),
     "model_config": (lambda v: isinstance(v, dict), "not a JSON object"),
-    "image_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
-                   "not a whole number of pixels above 0"),
-    "mean": (_is_number, "not a finite number"),
-    "std": (lambda v: _is_number(v) and v > 0, "not a finite number above 0"),
-    "threshold": (lambda v: _is_number(v) and 0 <= v <= 1, "not a number from 0 to 1"),
-    "target_recall": (lambda v: v is None or (_is_number(v) and 0 < v <= 1),
+    "image_size": (is_pixel_count, "not a whole number of pixels above 0"),
+    "mean": (is_finite_number, "not a finite number"),
+    "std": (lambda v: is_finite_number(v) and v > 0, "not a finite number above 0"),
+    "threshold": (lambda v: is_finite_number(v) and 0 <= v <= 1, "not a number from 0 to 1"),
+    "target_recall": (lambda v: v is None or (is_finite_number(v) and 0 < v <= 1),
                       "neither null nor a number above 0 and at most 1"),
-    "train_prevalence": (_is_number, "not a finite number"),
+    "train_prevalence": (is_finite_number, "not a finite number"),
     "class_names": (lambda v: isinstance(v, list) and len(v) == 2 and all(isinstance(c, str) and c for c in v)
                     and v[0] != v[1], "not two different names"),
     **{name: (lambda v: isinstance(v, dict), "not a JSON object") for name in ("training", "val_metrics", "test_metrics")},
@@ -152,7 +157,7 @@ def _is_local_source(source: Any) -> bool:
     return (isinstance(source, dict) and all(isinstance(source.get(key), str) and source[key]
                                              for key in ("data", "split", "date"))
             and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts)
-            and _is_number(source.get("previous_threshold")))
+            and is_finite_number(source.get("previous_threshold")))
 
 
 def header_problem(data: Any) -> str | None:

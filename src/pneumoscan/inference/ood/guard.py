@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -12,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 from torch import nn
 
-from pneumoscan.artifact import file_sha256, read_meta, resolve_model_path
+from pneumoscan.artifact import file_sha256, is_finite_number, is_pixel_count, read_meta, resolve_model_path
 from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import InputError
 from pneumoscan.inference.ood.cues import (
@@ -212,19 +211,16 @@ class OODGuard:
     def problem(self) -> str | None:
         """What makes this guard unusable (an edited file), checked when it is read rather than at the first
         prediction; None when it is usable."""
-        def finite(value: Any) -> bool:
-            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
         def positive(value: Any) -> bool:
-            return finite(value) and value > 0
+            return is_finite_number(value) and value > 0
 
         size = self.meta.get("image_size")
-        if not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
+        if not is_pixel_count(size):
             return f"image_size {size!r}: not a whole number of pixels above 0"
         for name in ("threshold", "std"):
             if not positive(self.meta.get(name)):
                 return f"{name} {self.meta.get(name)!r}: not a finite number above 0"
-        if not finite(self.meta.get("mean")):
+        if not is_finite_number(self.meta.get("mean")):
             return f"mean {self.meta.get('mean')!r}: not a finite number"
         needed = sorted({"colour", *self.models})
         if not all(positive(self.references.get(name)) for name in needed):
