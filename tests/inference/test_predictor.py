@@ -169,3 +169,32 @@ def test_a_colour_dicom_is_decoded_once_for_the_prediction_and_the_guards_colour
         return
     assert len(decodes) == 1
     assert result.in_distribution is False and "colour" in str(result.ood_reason)
+
+
+@pytest.mark.parametrize("guard", [True, False])
+def test_results_measures_on_the_raw_bytes_what_decode_measures(fitted: Path, guard: bool) -> None:
+    """`results` given a file's bytes and no cues measures them as `decode` does for `predict_bytes`: its colour,
+    grey levels and two-tone share (each a refusal of the guard here) and its size warning (a thumbnail)."""
+    from PIL import Image
+
+    from tests.conftest import colour_photo, dithered, dithered_jpeg, encode, xray_pixels
+
+    predictor = Predictor(fitted, backend="torch", guard=guard)
+    files = [colour_photo(), dithered(side=256), dithered_jpeg(quality=95), encode(Image.fromarray(xray_pixels(1, 0, 20)))]
+    got = [predictor.results(["f"], predictor.decode(data, "f").image[None], [data])[0] for data in files]
+    assert got == [predictor.predict_bytes(data, "f") for data in files]
+    assert got[3].size_warning is not None
+    reasons = [str(p.ood_reason) for p in got[:3]]
+    if guard:
+        assert "colour" in reasons[0] and "grey level" in reasons[1] and "near black or white" in reasons[2]
+    else:
+        assert reasons == ["None"] * 3
+
+
+def test_results_without_a_guard_reads_only_the_size_warning_of_the_raw_bytes(fitted: Path) -> None:
+    """No guard: the raw bytes give only the size warning, read from the header, so bytes that do not decode
+    are no error there (the image given is scored)."""
+    predictor = Predictor(fitted, backend="torch", guard=False)
+    image = np.full((1, predictor.size, predictor.size), 128, np.uint8)
+    (result,) = predictor.results(["f"], image, [b"not an image"])
+    assert result.probability is not None and result.size_warning is None

@@ -94,9 +94,9 @@ def explain_file(predictor: Predictor, path: str | os.PathLike) -> Explanation:
     full, model_input, levels, rgb = load_image_and_original(data, predictor.size, name=name)
     original = display_copy(full)
     del full  # a large film: only its display copy is needed from here on
-    colour, tone = predictor.file_cues(data, rgb)
+    decoded = predictor.decoded(data, model_input, levels, rgb)
     del rgb
-    (result,) = predictor.results([name], model_input[None], [data], colours=[colour], levels=[levels], tones=[tone])
+    (result,) = predictor.decoded_results([name], [decoded])
     if result.in_distribution is False:
         small = f"; it is {result.size_warning}" if result.size_warning else ""
         raise RefusedFilm(f"{name}: {result.ood_reason}; no prediction or heatmap made{small}")

@@ -10,14 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, load_artifact, resolve_model_path
-from pneumoscan.data.decode import read_file, read_grayscale, size_warning
+from pneumoscan.data.decode import read_file, size_warning, stored_size, thumbnail_warning
 from pneumoscan.data.layout import IMAGE_EXTENSIONS, image_files
-from pneumoscan.data.preprocess import grey_levels, load_image_levels_and_rgb
+from pneumoscan.data.preprocess import load_image_levels_and_rgb
 from pneumoscan.errors import InputError
 from pneumoscan.evaluation.thresholds import (
     adjust_for_prevalence, check_operating_point, threshold_ci95, threshold_for_recall,
@@ -47,6 +47,20 @@ class Prediction:
     def to_dict(self) -> dict[str, object]:
         """The result as a plain dict: a row of `predict --json`."""
         return asdict(self)
+
+
+class Decoded(NamedTuple):
+    """One file as the model and its guard read it (`Predictor.decode`): the model's uint8 input image (S, S), the
+    file's grey levels, colourfulness and two-tone share (the last two 0.0 when there is no guard to read them), its
+    `size_warning` (None unless it is a thumbnail) and the file's (width, height) (None when its header does not
+    say)."""
+
+    image: np.ndarray
+    levels: int
+    colour: float
+    tone: float
+    small: str | None = None
+    size: tuple[int, int] | None = None
 
 
 # Files `predict_chunks` decodes and predicts at a time: enough for every decoding thread of a many-core machine
@@ -363,19 +377,14 @@ class Predictor:
                 tones: list[float] | None = None, small: list[str | None] | None = None) -> list[Prediction]:
         """Predictions for decoded images, screened by the guard: colourfulness, grey levels (see
         `load_image_with_levels`) and two-tone shares (`two_tone_share`) as given, else measured on the `raw`
-        bytes (the levels by decoding them again); `small` the files' `size_warning`s, likewise.
+        bytes as `decode` measures them (decoding them again); `small` the files' `size_warning`s, likewise.
 
         Inputs the guard rejects get no probability and no label.
         """
+        if raw is not None:
+            colours, levels, tones, small = self._measured(names, raw, colours, levels, tones, small)
         if small is None:
-            small = [size_warning(r) for r in raw] if raw is not None else [None] * len(names)
-        if self.guard is not None and raw is not None:
-            if colours is None:
-                colours = [colourfulness(r) for r in raw]
-            if levels is None:
-                levels = [grey_levels(read_grayscale(r, name=n, draft_size=self.size)) for n, r in zip(names, raw)]
-            if tones is None:
-                tones = [two_tone_share(r) for r in raw]
+            small = [None] * len(names)
         probs, verdicts = self.screen(images, colours, levels, tones)
         out = []
         for name, prob, verdict, warning in zip(names, probs, verdicts, small):
@@ -387,6 +396,26 @@ class Predictor:
                                       in_distribution=None if verdict is None else True,
                                       borderline=self.borderline(float(prob)), size_warning=warning))
         return out
+
+    def _measured(self, names: list[str], raw: Sequence[bytes | bytearray], colours: list[float] | None,
+                  levels: list[int] | None, tones: list[float] | None,
+                  small: list[str | None] | None) -> tuple[list[float] | None, list[int] | None, list[float] | None,
+                                                           list[str | None]]:
+        """`results`' cues as given, those not given measured on the files' `raw` bytes: by `decode` when a guard
+        reads them, else only the size warnings (from the files' headers)."""
+        if self.guard is None or all(cue is not None for cue in (colours, levels, tones)):
+            return colours, levels, tones, small if small is not None else [size_warning(r) for r in raw]
+        files = [self.decode(r, n) for n, r in zip(names, raw)]
+        return (colours if colours is not None else [f.colour for f in files],
+                levels if levels is not None else [f.levels for f in files],
+                tones if tones is not None else [f.tone for f in files],
+                small if small is not None else [f.small for f in files])
+
+    def decoded_results(self, names: list[str], files: Sequence[Decoded]) -> list[Prediction]:
+        """`results` for files `decode` read: their images, the guard's cues and their size warnings."""
+        return self.results(names, np.stack([f.image for f in files]), colours=[f.colour for f in files],
+                            levels=[f.levels for f in files], tones=[f.tone for f in files],
+                            small=[f.small for f in files])
 
     def screen(self, images: np.ndarray, colours: list[float] | None = None, levels: list[int] | None = None,
                tones: list[float] | None = None, *, progress: bool = False) -> tuple[np.ndarray, list[OODResult | None]]:
@@ -422,9 +451,7 @@ class Predictor:
 
     def predict_bytes(self, data: bytes, name: str = "<upload>") -> Prediction:
         """Predict one in-memory file; raises InputError when it is not a usable image."""
-        image, levels, rgb = load_image_levels_and_rgb(data, self.size, name=name)
-        colour, tone = self.file_cues(data, rgb)
-        return self.results([name], image[None], [data], colours=[colour], levels=[levels], tones=[tone])[0]
+        return self.decoded_results([name], [self.decode(data, name)])[0]
 
     def predict_files(self, paths: Sequence[str | os.PathLike], workers: int | None = None) -> list[Prediction]:
         """Predict files and folders; unreadable files (and, among other inputs, folders without images) come back
@@ -445,19 +472,27 @@ class Predictor:
                 part = files[start : start + size]
                 yield self._chunk_results([path for path, _ in part], list(pool.map(self._decode, part)))
 
-    def _decode(self, item: tuple[Path, str | None]) -> tuple[np.ndarray, float, int, float, str | None] | str:
-        """One file as (image, colourfulness, grey levels, two-tone share, `size_warning`; the guard's cues are 0
-        without a guard), or why it cannot be predicted."""
+    def _decode(self, item: tuple[Path, str | None]) -> Decoded | str:
+        """One file of `input_files` as `decode` reads it, or why it cannot be predicted."""
         path, error = item
         if error is not None:
             return error
         try:
-            data = read_file(path, str(path))
-            image, levels, rgb = load_image_levels_and_rgb(data, self.size, name=str(path))
-            colour, tone = self.file_cues(data, rgb)
-            return image, colour, levels, tone, size_warning(data)
+            return self.decode(read_file(path, str(path)), str(path))
         except InputError as err:
             return str(err)
+
+    def decode(self, data: bytes | bytearray, name: str) -> Decoded:
+        """A file's bytes -> the model's input image, the guard's cues of the file and its size warning; InputError
+        (naming the file `name`) when it is no usable image."""
+        image, levels, rgb = load_image_levels_and_rgb(data, self.size, name=name)
+        return self.decoded(data, image, levels, rgb)
+
+    def decoded(self, data: bytes | bytearray, image: np.ndarray, levels: int, rgb: np.ndarray | None) -> Decoded:
+        """The `Decoded` of a file whose bytes `data` are decoded already (`image`, `levels` and `rgb` as
+        `load_image_levels_and_rgb` gives them): its guard cues (`file_cues`), size and size warning."""
+        size = stored_size(data)
+        return Decoded(image, levels, *self.file_cues(data, rgb), thumbnail_warning(size), size)
 
     def file_cues(self, data: bytes | bytearray, rgb: np.ndarray | None) -> tuple[float, float]:
         """The guard's cues read from a file's bytes: its colourfulness (of `rgb`, what `load_image_levels_and_rgb`
@@ -467,16 +502,13 @@ class Predictor:
             return 0.0, 0.0
         return colourfulness(data, rgb=rgb), two_tone_share(data)
 
-    def _chunk_results(self, files: list[Path],
-                       decoded: list[tuple[np.ndarray, float, int, float, str | None] | str]) -> list[Prediction]:
+    def _chunk_results(self, files: list[Path], decoded: list[Decoded | str]) -> list[Prediction]:
         """Predictions for decoded files, in order; the strings of `decoded` are the errors of unreadable ones."""
         good = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
         results: list[Prediction] = [Prediction(str(f), None, None, self.threshold, error=d if isinstance(d, str) else None)
                                      for f, d in zip(files, decoded)]
         if good:
-            done = self.results([str(files[i]) for i in good], np.stack([decoded[i][0] for i in good]),
-                                colours=[decoded[i][1] for i in good], levels=[decoded[i][2] for i in good],
-                                tones=[decoded[i][3] for i in good], small=[decoded[i][4] for i in good])
+            done = self.decoded_results([str(files[i]) for i in good], [decoded[i] for i in good])
             for i, prediction in zip(good, done):
                 results[i] = prediction
         return results

@@ -6,35 +6,19 @@ import importlib
 import threading
 from collections.abc import Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, default_model_path, file_sha256
-from pneumoscan.data.decode import stored_size, thumbnail_warning
-from pneumoscan.data.preprocess import load_image_levels_and_rgb
 from pneumoscan.errors import InputError, PneumoscanError
-from pneumoscan.inference.predictor import Prediction, Predictor, describe
+from pneumoscan.inference.predictor import Decoded, Prediction, Predictor, describe
 from pneumoscan.service.settings import Settings
 
 if TYPE_CHECKING:
     from torch import nn
 
 GRADCAM_MODULE = "pneumoscan.explain.gradcam"
-
-
-class Decoded(NamedTuple):
-    """One upload as the model and its guard read it: the model's uint8 input image (S, S), the file's grey
-    levels, colourfulness and two-tone share (the last two 0.0 when there is no guard to read them), its
-    `size_warning` (None unless it is a thumbnail) and the file's (width, height) (None when its header does not
-    say)."""
-
-    image: np.ndarray
-    levels: int
-    colour: float
-    tone: float
-    small: str | None = None
-    size: tuple[int, int] | None = None
 
 
 class ExplainUnavailable(PneumoscanError):
@@ -90,11 +74,9 @@ class Engine:
         return self.predictor.meta
 
     def decode(self, data: bytes | bytearray, name: str) -> Decoded:
-        """Upload bytes -> the model's input image and the guard's cues of the file; InputError when
-        undecodable."""
-        image, levels, rgb = load_image_levels_and_rgb(data, self.predictor.size, name=name)
-        size = stored_size(data)
-        return Decoded(image, levels, *self.predictor.file_cues(data, rgb), thumbnail_warning(size), size)
+        """Upload bytes -> the model's input image and the guard's cues of the file (`Predictor.decode`);
+        InputError when undecodable."""
+        return self.predictor.decode(data, name)
 
     @property
     def guarded(self) -> bool:
@@ -107,13 +89,10 @@ class Engine:
         probability or label. Names are not passed on: results are matched to uploads by position.
         """
         names = [f"upload {i}" for i in range(len(uploads))]
-        images = np.stack([u.image for u in uploads])
-        cues = {"colours": [u.colour for u in uploads], "levels": [u.levels for u in uploads],
-                "tones": [u.tone for u in uploads], "small": [u.small for u in uploads]}
         if not self.predictor.hooks_shared_model:
-            return self.predictor.results(names, images, **cues)
+            return self.predictor.decoded_results(names, uploads)
         with self._screen_lock:
-            return self.predictor.results(names, images, **cues)
+            return self.predictor.decoded_results(names, uploads)
 
     def self_test(self) -> None:
         """Score a plain grey image through `results` as an upload would be (the guard too); RuntimeError when
