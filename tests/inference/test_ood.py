@@ -548,3 +548,19 @@ def test_an_edited_guard_file_is_refused_in_one_line_when_loaded(tmp_path: Path,
         load_guard(model)
     assert str(err.value) == (f"{guard_path(model)}: not a usable pneumoscan guard file ({problem}); run "
                               f"`pneumoscan fit-guard` again")
+
+
+def test_a_predictor_checks_its_guard_against_the_header_it_holds(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard's input size is checked against the model header the Predictor read, not a second read of the
+    model file; a guard fitted for another size is still refused in one line."""
+    from pneumoscan.inference.ood import guard as guard_module
+
+    model = _shipped_with_edited_guard(tmp_path, image_size=64)
+    reads: list[object] = []
+    read_meta = guard_module.read_meta
+    monkeypatch.setattr(guard_module, "read_meta", lambda path: reads.append(path) or read_meta(path))
+    assert Predictor(None, backend="torch").guard is not None
+    with pytest.raises(InputError, match=r"fitted for 64 px images, its model takes 128 px"):
+        Predictor(model, backend="torch")
+    assert reads == []

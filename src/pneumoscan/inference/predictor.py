@@ -242,7 +242,7 @@ class Predictor:
         # A recall-based threshold does not depend on prevalence, so it moves with the probabilities.
         self.threshold = float(self._adjust(np.array([raw]))[0]) if threshold is None else float(raw)
         self.onnx = self._open_onnx(onnx_path, fallback=backend == "auto") if self.backend == "onnx" else None
-        self.guard = load_guard(self.path) if guard else None
+        self.guard = load_guard(self.path, self.meta) if guard else None
 
     def _open_onnx(self, onnx_path: str | os.PathLike | None, *, fallback: bool) -> Any:
         """The ONNX Runtime session; with `fallback` (--backend auto), a model that cannot be exported (a plugin's),

@@ -11,7 +11,9 @@ from typing import Any, Sequence
 import numpy as np
 from torch import nn
 
-from pneumoscan.artifact import file_sha256, is_finite_number, is_pixel_count, read_meta, resolve_model_path
+from pneumoscan.artifact import (
+    ArtifactMeta, file_sha256, is_finite_number, is_pixel_count, read_meta, resolve_model_path,
+)
 from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import InputError
 from pneumoscan.inference.ood.cues import (
@@ -299,8 +301,9 @@ def is_guard_file(path: str | os.PathLike) -> bool:
         return False
 
 
-def load_guard(model: str | os.PathLike | None) -> OODGuard | None:
-    """The guard fitted for this model artifact, or None when there is none; InputError when it is stale."""
+def load_guard(model: str | os.PathLike | None, meta: ArtifactMeta | None = None) -> OODGuard | None:
+    """The guard fitted for this model artifact, or None when there is none; InputError when it is stale. `meta`:
+    the artifact's header when the caller holds it (a `Predictor`), so that it is not read again."""
     model_path = resolve_model_path(model)
     path = guard_path(model_path)
     if not path.is_file():
@@ -310,7 +313,7 @@ def load_guard(model: str | os.PathLike | None) -> OODGuard | None:
         raise InputError(f"{path}: guard was fitted for a different version of {model_path.name}; "
                          f"run `pneumoscan fit-guard --model {model_path} --data TRAINING_DATA` again, or delete "
                          f"{path.name} to use the model without a guard")
-    size = read_meta(model_path).image_size
+    size = (meta if meta is not None else read_meta(model_path)).image_size
     if guard.image_size != size:  # only by an edit: the guard is keyed to this very model file
         raise InputError(f"{path}: not a usable pneumoscan guard file (fitted for {guard.image_size} px images, its "
                          f"model takes {size} px); run `pneumoscan fit-guard` again")
