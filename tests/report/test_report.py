@@ -187,6 +187,8 @@ def test_subgroups() -> None:
     causes = ["bacteria", "virus", "virus", None, None]
     rows = by_cause(causes, np.array([1, 1, 1, 0, 1]), np.array([1, 0, 1, 1, 1]))
     assert [(r.group, r.n, r.recall) for r in rows] == [("bacteria", 1, 1.0), ("virus", 2, 0.5), ("unknown", 1, 1.0)]
+    # PNEUMONIA images alone: every one a positive, and no specificity (n/a in the table)
+    assert all(r.n_positive == r.n and np.isnan(r.specificity) for r in rows)
 
 
 def test_html_escapes_and_highlights() -> None:

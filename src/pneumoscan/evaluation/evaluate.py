@@ -110,19 +110,27 @@ def read_predictions(path: str | os.PathLike, bases: Sequence[Path] = ()) -> tup
 
 
 def recall_by_cause(samples: Sequence[Sample], probs: np.ndarray, threshold: float) -> dict[str, dict[str, float]]:
-    """Recall among the PNEUMONIA films of each cause (`cause_of`: a manifest's, else the file name's) and among
-    those of unknown cause, as `{cause: {"n", "recall"}}` in `CAUSE_GROUPS` order; empty when no film's cause is
-    known (`cause_groups`)."""
-    positive = [i for i, s in enumerate(samples) if s.label == 1]
-    groups = cause_groups([cause_of(samples[i]) for i in positive])
+    """`cause_recall` of evaluated films: each sample's `cause_of` (a manifest's, else the file name's) and
+    whether its P reaches `threshold`."""
+    return cause_recall([cause_of(s) for s in samples], np.asarray([s.label for s in samples]),
+                        np.asarray(probs) >= threshold)
+
+
+def cause_recall(causes: Sequence[str | None], labels: np.ndarray, called: np.ndarray) -> dict[str, dict[str, float]]:
+    """Recall among the PNEUMONIA films (label 1) of each cause (`causes`: each film's `cause_of`, None for NORMAL
+    or unknown) and among those of unknown cause, as `{cause: {"n", "recall"}}` in `CAUSE_GROUPS` order, `called`
+    saying which films were called PNEUMONIA; empty when no film's cause is known (`cause_groups`). The report's
+    recall by cause (`report.subgroups.by_cause`) is this too."""
+    positive = np.asarray(labels) == 1
+    groups = cause_groups([c for c, pos in zip(causes, positive) if pos])
     if groups is None:
         return {}
-    called = np.asarray(probs)[positive] >= threshold
+    hits = np.asarray(called, dtype=bool)[positive]
     out: dict[str, dict[str, float]] = {}
     for name in CAUSE_GROUPS:
         mask = np.array([g == name for g in groups])
         if mask.any():
-            out[name] = {"n": int(mask.sum()), "recall": float(called[mask].mean())}
+            out[name] = {"n": int(mask.sum()), "recall": float(hits[mask].mean())}
     return out
 
 

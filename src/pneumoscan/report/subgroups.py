@@ -9,8 +9,6 @@ from typing import Sequence
 
 import numpy as np
 
-from pneumoscan.data.patients import CAUSE_GROUPS, cause_groups
-
 # Longest side of the original file, in pixels: (upper bound exclusive, label).
 SIZE_BUCKETS: tuple[tuple[float, str], ...] = (
     (500, "< 500 px"), (1000, "500-999 px"), (1500, "1000-1499 px"), (2000, "1500-1999 px"), (math.inf, ">= 2000 px"),
@@ -78,12 +76,11 @@ def group_rows(groups: Sequence[str], labels: np.ndarray, preds: np.ndarray, ord
 
 def by_cause(causes: Sequence[str | None], labels: np.ndarray, preds: np.ndarray) -> list[GroupRow]:
     """Recall among PNEUMONIA images per cause (`causes`: each image's `cause_of`), those of unknown cause as
-    `unknown`; no rows when no PNEUMONIA image's cause is known (`cause_groups`), as `evaluate` gives none."""
-    positive = labels == 1
-    groups = cause_groups([c for c, pos in zip(causes, positive) if pos])
-    if groups is None:
-        return []
-    return group_rows(groups, labels[positive], preds[positive], CAUSE_GROUPS)
+    `unknown`: `evaluate`'s `cause_recall`, as rows (all positives, so no specificity); none when it gives none."""
+    from pneumoscan.evaluation.evaluate import cause_recall
+
+    return [GroupRow(name, int(row["n"]), int(row["n"]), row["recall"], float("nan"))
+            for name, row in cause_recall(causes, labels, preds).items()]
 
 
 def by_size(paths: Sequence[Path], labels: np.ndarray, preds: np.ndarray) -> list[GroupRow]:
