@@ -12,6 +12,14 @@ ENVELOPE = 64 * 1024  # multipart boundaries and part headers allowed on top of 
 UPLOAD_MEMORY_BATCHES = 4  # default upload memory: this many full /predict/batch bodies
 
 
+def _above_zero(value: float, name: str, example: str, *, seconds: bool = False) -> None:
+    """InputError "NAME VALUE: must be a number [of seconds] above 0, such as EXAMPLE" unless `value` is a finite
+    number above 0 (NaN, infinity, 0 and below are refused); seconds are shown as `:g` formats them."""
+    if not (value > 0 and math.isfinite(value)):
+        shown, what = (f"{value:g}", "a number of seconds") if seconds else (f"{value}", "a number")
+        raise InputError(f"{name} {shown}: must be {what} above 0, such as {example}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the service loads and the limits it enforces."""
@@ -38,14 +46,12 @@ class Settings:
 
     def __post_init__(self) -> None:
         check_operating_point(self.threshold, self.target_recall, self.prevalence)  # before the model loads
-        if not (self.max_upload_mb > 0 and math.isfinite(self.max_upload_mb)):  # inf: every upload would be a 500
-            raise InputError(f"--max-upload-mb {self.max_upload_mb}: must be a number above 0, such as 50")
+        _above_zero(self.max_upload_mb, "--max-upload-mb", "50")  # inf: every upload a 500
         if self.inference_slots < 1:
             raise InputError(f"--slots {self.inference_slots}: must be at least 1")
         if self.max_batch_files < 1:
             raise InputError(f"max_batch_files {self.max_batch_files}: must be at least 1")
-        if not (self.max_batch_mb > 0 and math.isfinite(self.max_batch_mb)):
-            raise InputError(f"max_batch_mb {self.max_batch_mb}: must be a number above 0, such as 100")
+        _above_zero(self.max_batch_mb, "max_batch_mb", "100")
         memory = self.upload_memory_mb
         if memory is not None and not (math.isfinite(memory) and memory >= self.batch_limit_mb):
             raise InputError(f"--upload-memory-mb {memory:g}: must be at least the batch limit of "
@@ -53,18 +59,11 @@ class Settings:
                              f"such as {UPLOAD_MEMORY_BATCHES * self.batch_limit_mb:g}")
         if not (self.upload_wait_s >= 0 and math.isfinite(self.upload_wait_s)):
             raise InputError(f"upload_wait_s {self.upload_wait_s}: must be a number of seconds, 0 or more")
-        if not (self.upload_idle_s > 0 and math.isfinite(self.upload_idle_s)):
-            raise InputError(f"--upload-idle-s {self.upload_idle_s:g}: must be a number of seconds above 0, such as 30")
-        total = self.upload_total_s
-        if total is not None and not (total > 0 and math.isfinite(total)):
-            raise InputError(f"--upload-total-s {total:g}: must be a number of seconds above 0, such as 600; "
-                             "leave it out for no limit")
-        if not (self.header_timeout_s > 0 and math.isfinite(self.header_timeout_s)):
-            raise InputError(f"--header-timeout-s {self.header_timeout_s:g}: must be a number of seconds above 0, "
-                             "such as 10")
-        if not (self.shutdown_timeout_s > 0 and math.isfinite(self.shutdown_timeout_s)):
-            raise InputError(f"--shutdown-timeout-s {self.shutdown_timeout_s:g}: must be a number of seconds above 0, "
-                             "such as 8")
+        _above_zero(self.upload_idle_s, "--upload-idle-s", "30", seconds=True)
+        if self.upload_total_s is not None:
+            _above_zero(self.upload_total_s, "--upload-total-s", "600; leave it out for no limit", seconds=True)
+        _above_zero(self.header_timeout_s, "--header-timeout-s", "10", seconds=True)
+        _above_zero(self.shutdown_timeout_s, "--shutdown-timeout-s", "8", seconds=True)
 
     @property
     def max_upload_bytes(self) -> int:
