@@ -131,17 +131,21 @@ def test_the_shutdown_timeout_reaches_uvicorn(argv: list[str], seconds: float, t
 
 def test_a_stop_signal_before_uvicorn_serves_stops_at_once_and_one_it_hands_back_is_noted() -> None:
     """uvicorn raises the signal it stopped on again once it has drained: noted, so that `serve` exits 0. One that
-    comes before it took over (its lifespan not started) must stop the process, not be noted and ignored."""
+    comes before it took over (no app yet, or its lifespan not started) must stop the process, not be noted and
+    ignored; and not as a KeyboardInterrupt, which uvicorn.run would turn into its start-up failure, exit code 3."""
     import signal
     from types import SimpleNamespace
 
-    from pneumoscan.service.commands import StopSignals
+    from pneumoscan.service.commands import StopSignals, StoppedBeforeServing
 
-    app = SimpleNamespace(state=SimpleNamespace(serving=False))
+    for app in (None, SimpleNamespace(state=SimpleNamespace(serving=False))):
+        stop = StopSignals(app)
+        with pytest.raises(StoppedBeforeServing) as stopped:
+            stop._handle(signal.SIGTERM, None)
+        assert stopped.value.signal_name == "SIGTERM" and not isinstance(stopped.value, (Exception, KeyboardInterrupt))
+        stop._handle(signal.SIGINT, None)  # a second one while the first unwinds: ignored
+    app = SimpleNamespace(state=SimpleNamespace(serving=True))
     stop = StopSignals(app)
-    with pytest.raises(KeyboardInterrupt):
-        stop._handle(signal.SIGTERM, None)
-    app.state.serving = True
     stop._handle(signal.SIGTERM, None)
     assert stop.received == "SIGTERM"
     before = signal.getsignal(signal.SIGTERM)

@@ -48,15 +48,47 @@ class Served:
         return found
 
 
-@contextlib.contextmanager
-def serve(model: Path, *options: str) -> Iterator[tuple[Served, int]]:
-    """`python -m pneumoscan serve` on a free port, once uvicorn says it is running; killed afterwards if still up."""
+# `pneumoscan` that takes 30 s to import torch ("import") or to load its model ("model"), its first argument, and
+# says when it starts to: a stop signal can then come while `serve` is starting.
+SLOW_START = """
+import sys, time
+phase = sys.argv.pop(1)
+
+class SlowTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            print("starting: importing torch", flush=True)
+            time.sleep(30)
+        return None
+
+if phase == "import":
+    sys.meta_path.insert(0, SlowTorch())
+else:
+    from pneumoscan.service.engine import Engine
+    load = Engine.__init__
+    def slow_load(self, *args, **kwargs):
+        print("starting: loading the model", flush=True)
+        time.sleep(30)
+        load(self, *args, **kwargs)
+    Engine.__init__ = slow_load
+from pneumoscan.cli import entry
+entry()
+"""
+
+
+def start(*argv: str) -> subprocess.Popen[str]:
+    """`python ARGV...` with this checkout's pneumoscan, its stdout and stderr in one pipe."""
     src = str(Path(pneumoscan.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
            "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "pneumoscan", "serve", "--model", str(model), "--port", "0",
-                             "--backend", "onnx", *options], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen([sys.executable, *argv], env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+
+
+@contextlib.contextmanager
+def serve(model: Path, *options: str) -> Iterator[tuple[Served, int]]:
+    """`python -m pneumoscan serve` on a free port, once uvicorn says it is running; killed afterwards if still up."""
+    proc = start("-m", "pneumoscan", "serve", "--model", str(model), "--port", "0", "--backend", "onnx", *options)
     try:
         served = Served(proc)
         port = int(served.wait_for(r"serving on http://127\.0\.0\.1:(\d+)/").group(1))
@@ -140,3 +172,25 @@ def test_a_request_still_under_way_at_the_shutdown_timeout_gets_503_and_the_proc
         served.output
     assert "Traceback" not in served.output
     assert stopped_in < 10  # 0.5 s, then Python's own exit
+
+
+@pytest.mark.parametrize(("stop", "phase"), [(signal.SIGTERM, "model"), (signal.SIGINT, "import")])
+def test_a_stop_signal_while_serve_starts_exits_0_in_one_line(stop: signal.Signals, phase: str, tiny_run: Path) -> None:
+    """Before uvicorn ran (importing torch, loading the model: seconds), SIGTERM killed the process with -15 (143 to
+    docker and Kubernetes) and Ctrl+C printed `interrupted` with code 130, unlike the same signals once it serves."""
+    proc = start("-c", SLOW_START, phase, "serve", "--model", str(tiny_run), "--port", "0", "--backend", "onnx")
+    try:
+        served = Served(proc)
+        served.wait_for("starting: ")
+        signalled = time.monotonic()
+        proc.send_signal(stop)
+        assert proc.wait(timeout=20) == 0, served.output
+        stopped_in = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    time.sleep(0.1)  # the reading thread's last lines
+    assert f"stopped on {stop.name} while starting, before serving any request" in served.output
+    assert "Traceback" not in served.output and "interrupted" not in served.output
+    assert "serving on" not in served.output and stopped_in < 5  # at once, not after the 30 s

@@ -52,15 +52,29 @@ def page_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
+class StoppedBeforeServing(BaseException):
+    """A stop signal came while `serve` was starting (loading the model), before uvicorn served anything.
+
+    A BaseException, as KeyboardInterrupt is, so that no `except Exception` of the loading code takes it for a broken
+    model; and not a KeyboardInterrupt, which uvicorn.run swallows before exiting with its start-up failure code 3."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
 class StopSignals:
-    """SIGTERM and SIGINT handlers for uvicorn to hand its stop signal back to.
+    """SIGTERM and SIGINT handlers for the whole of `serve`: while it starts, and for uvicorn to hand its stop signal
+    back to.
 
     uvicorn catches them while it serves, stops accepting connections, lets the requests under way finish, then
     raises the signal again for the handler it found: Python's default one killed the process on SIGTERM (exit code
     -15, 143 to a shell, docker or Kubernetes). This one notes the signal instead, so that `serve` says how it stopped
-    and exits 0. A signal before uvicorn took over (`app.state.serving` unset) stops at once, as Ctrl+C does."""
+    and exits 0. A signal before uvicorn took over (`app` not yet made, or `app.state.serving` unset), while the model
+    loads, stops at once with StoppedBeforeServing: Python's default handlers killed the process with -15 or a
+    KeyboardInterrupt traceback there."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any = None) -> None:
         self.app = app
         self.received: str | None = None
         self._before: dict[int, Any] = {}
@@ -74,9 +88,12 @@ class StopSignals:
             signal.signal(sig, handler)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if not self.app.state.serving:
-            raise KeyboardInterrupt
+        serving = self.app is not None and self.app.state.serving
+        if not serving and self.received is not None:
+            return  # a second Ctrl+C while the first one's StoppedBeforeServing unwinds
         self.received = signal.Signals(signum).name
+        if not serving:
+            raise StoppedBeforeServing(self.received)
 
 
 def log_stop(stop: StopSignals, timeout_s: float) -> None:
@@ -91,37 +108,60 @@ def log_stop(stop: StopSignals, timeout_s: float) -> None:
         log.info("stopped on %s: every request under way was answered", stop.received)
 
 
+def _announce(host: str, port: int) -> None:
+    """The page's address on stdout, and a warning when HOST is reachable from other machines."""
+    print(f"pneumoscan: serving on {page_url(host, port)} (Ctrl+C stops)", flush=True)
+    if not is_loopback(host):
+        print(f"pneumoscan: warning: {host} is reachable from other machines, and this service has no login "
+              "and no TLS; put it behind the hospital's authenticating HTTPS reverse proxy", file=sys.stderr,
+              flush=True)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    """The service's Settings from the command line (InputError for a bad value, before the model loads)."""
+    from pneumoscan.service.settings import Settings
+
+    return Settings(model=args.model, backend=args.backend, onnx_path=args.onnx, threshold=args.threshold,
+                    target_recall=args.target_recall, prevalence=args.prevalence, max_upload_mb=args.max_upload_mb,
+                    inference_slots=args.slots, upload_memory_mb=args.upload_memory_mb,
+                    upload_idle_s=args.upload_idle_s, upload_total_s=args.upload_total_s,
+                    header_timeout_s=args.header_timeout_s, shutdown_timeout_s=args.shutdown_timeout_s,
+                    audit_log=args.audit_log)
+
+
+def _load_and_serve(args: argparse.Namespace, port: int, stop: StopSignals) -> None:
+    """Import the service (torch: seconds), load the model, then serve under uvicorn until stopped."""
+    import uvicorn
+
+    from pneumoscan.service.app import create_app
+    from pneumoscan.service.protocol import http_protocol
+
+    settings = _settings(args)
+    stop.app = create_app(settings)
+    _announce(args.host, port)
+    uvicorn.run(stop.app, host=args.host, port=port, log_level=args.log_level, server_header=False,
+                http=http_protocol(settings.header_timeout_s),
+                timeout_graceful_shutdown=settings.shutdown_timeout_s)  # type: ignore[arg-type]  # int in its hints
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Load the model (fail fast on a bad --model or a busy port), then serve until interrupted."""
+    """Load the model (fail fast on a bad --model or a busy port), then serve until interrupted; a stop signal while
+    it starts ends it at once, with code 0 as once it serves."""
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401
     except ImportError:
         from pneumoscan.errors import InputError
 
         raise InputError("serve needs uvicorn and fastapi; pip install uvicorn fastapi python-multipart") from None
     port = check_listen(args.host, args.port)
-    from pneumoscan.service.app import create_app
-    from pneumoscan.service.protocol import http_protocol
-    from pneumoscan.service.settings import Settings
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-    settings = Settings(model=args.model, backend=args.backend, onnx_path=args.onnx, threshold=args.threshold,
-                        target_recall=args.target_recall, prevalence=args.prevalence,
-                        max_upload_mb=args.max_upload_mb, inference_slots=args.slots,
-                        upload_memory_mb=args.upload_memory_mb, upload_idle_s=args.upload_idle_s,
-                        upload_total_s=args.upload_total_s, header_timeout_s=args.header_timeout_s,
-                        shutdown_timeout_s=args.shutdown_timeout_s, audit_log=args.audit_log)
-    app = create_app(settings)
-    print(f"pneumoscan: serving on {page_url(args.host, port)} (Ctrl+C stops)", flush=True)
-    if not is_loopback(args.host):
-        print(f"pneumoscan: warning: {args.host} is reachable from other machines, and this service has no login "
-              "and no TLS; put it behind the hospital's authenticating HTTPS reverse proxy", file=sys.stderr,
-              flush=True)
-    with StopSignals(app) as stop:
-        uvicorn.run(app, host=args.host, port=port, log_level=args.log_level, server_header=False,
-                    http=http_protocol(settings.header_timeout_s),
-                    timeout_graceful_shutdown=settings.shutdown_timeout_s)  # type: ignore[arg-type]  # int in its hints
-    log_stop(stop, settings.shutdown_timeout_s)
+    with StopSignals() as stop:
+        try:
+            _load_and_serve(args, port, stop)
+        except StoppedBeforeServing as err:
+            log.info("stopped on %s while starting, before serving any request", err.signal_name)
+            return 0  # as after a drained stop: systemd, docker or Kubernetes asked for it
+    log_stop(stop, args.shutdown_timeout_s)
     return 0
 
 
