@@ -836,13 +836,15 @@ def test_page_says_when_no_answer_comes_after_the_upload(server: str, sample_dir
 
 @contextlib.contextmanager
 def uvicorn_in_thread(app: object, **config: object) -> Iterator[int]:
-    """uvicorn serving APP on a free loopback port in a thread (CONFIG: more uvicorn.Config options); yields the
+    """uvicorn serving APP on a free loopback port in a thread (CONFIG: more uvicorn.Config options, log_level
+    "warning" unless given); yields the
     port once it is up and stops the server afterwards."""
     import threading
 
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", **config))
+    config = {"log_level": "warning", **config}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), **config))  # type: ignore[arg-type]
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

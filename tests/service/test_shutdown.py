@@ -152,6 +152,8 @@ def test_a_stop_signal_lets_the_upload_under_way_finish_refuses_new_connections_
         assert reply.startswith(b"HTTP/1.1 200 ") and b'"probability":' in reply, reply
         assert served.proc.wait(timeout=30) == 0, served.output
     assert f"stopped on {stop.name}: every request under way was answered" in served.output
+    rid = re.search(rb"\r\nx-request-id: ([0-9a-f]{32})\r\n", reply)
+    assert rid and f'"POST /predict HTTP/1.1" 200 OK request_id={rid.group(1).decode()}\n' in served.output  # its access line
 
 
 def test_a_request_still_under_way_at_the_shutdown_timeout_gets_503_and_the_process_exits_0(

@@ -1,6 +1,7 @@
 """Request ids: the client's X-Request-ID when safe, else a new one, in the response header and JSON."""
 from __future__ import annotations
 
+import http.client
 import io
 import re
 from collections.abc import Iterator
@@ -70,3 +71,54 @@ def test_an_internal_error_names_its_request_id_in_the_answer_and_the_log(
     res = client.post("/predict", files={"file": ("film.png", film, "image/png")}, headers={"X-Request-ID": "bug-7"})
     assert res.status_code == 500 and res.headers["X-Request-ID"] == "bug-7" and "bug-7" in res.json()["detail"]
     assert any("request bug-7" in record.getMessage() for record in caplog.records)
+
+
+def test_each_access_line_ends_with_its_request_id(tiny_run: Path, film: bytes,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvicorn's access lines named no request id: the X-Request-ID of a support ticket, in the answers and the
+    audit log, could not be found in the ordinary log."""
+    from pneumoscan.service.tracking import log_config
+    from tests.service.test_browser import uvicorn_in_thread
+
+    config = log_config()
+    lines = io.StringIO()
+    config["handlers"]["access"]["stream"] = lines
+    app = create_app(Settings(model=str(tiny_run), backend="onnx"))
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    with uvicorn_in_thread(app, log_config=config, log_level="info") as port:
+        def ask(method: str, path: str, **headers: str) -> str:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            body, boundary = None, "b0undary"
+            if method == "POST":
+                body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.png\"\r\n"
+                        "Content-Type: image/png\r\n\r\n").encode() + film + f"\r\n--{boundary}--\r\n".encode()
+                headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+            conn.request(method, path, body=body, headers=headers)
+            res = conn.getresponse()
+            res.read()
+            conn.close()
+            return res.getheader("X-Request-ID") or ""
+
+        assert ask("GET", "/health", **{"X-Request-ID": "ticket-0042"}) == "ticket-0042"
+        made = ask("POST", "/predict")
+        monkeypatch.setattr(app.state.engine, "results", broken)
+        assert ask("POST", "/predict", **{"X-Request-ID": "bug-7"}) == "bug-7"  # answered outside RequestTracker
+    logged = lines.getvalue()
+    assert re.search(r'"GET /health HTTP/1.1" 200 OK request_id=ticket-0042\n', logged), logged
+    assert NEW_ID.fullmatch(made) and f'"POST /predict HTTP/1.1" 200 OK request_id={made}\n' in logged
+    assert '"POST /predict HTTP/1.1" 500 Internal Server Error request_id=bug-7\n' in logged
+
+
+def test_an_uvicorn_logging_configuration_of_another_shape_is_kept_with_a_warning(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import uvicorn.config
+
+    from pneumoscan.service.tracking import log_config
+
+    other = {"version": 1, "disable_existing_loggers": False, "formatters": {}, "handlers": {}}
+    monkeypatch.setattr(uvicorn.config, "LOGGING_CONFIG", other)
+    assert log_config() == other
+    assert "its access lines will not carry the request id" in caplog.text

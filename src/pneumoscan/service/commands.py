@@ -135,12 +135,13 @@ def _load_and_serve(args: argparse.Namespace, port: int, stop: StopSignals) -> N
 
     from pneumoscan.service.app import create_app
     from pneumoscan.service.protocol import http_protocol
+    from pneumoscan.service.tracking import log_config
 
     settings = _settings(args)
     stop.app = create_app(settings)
     _announce(args.host, port)
-    uvicorn.run(stop.app, host=args.host, port=port, log_level=args.log_level, server_header=False,
-                http=http_protocol(settings.header_timeout_s),
+    uvicorn.run(stop.app, host=args.host, port=port, log_level=args.log_level, log_config=log_config(),
+                server_header=False, http=http_protocol(settings.header_timeout_s),
                 timeout_graceful_shutdown=settings.shutdown_timeout_s)  # type: ignore[arg-type]  # int in its hints
 
 
@@ -211,5 +212,6 @@ def add_commands(subparsers: Any) -> None:
                         "503; it then exits 0 (default 8, within docker stop's 10 s; raise the orchestrator's "
                         "grace period with it)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
-                   help="uvicorn log level (default info; logs hold paths, never file names or image data)")
+                   help="uvicorn log level (default info: one access line per request, ending with its "
+                        "request_id=ID, the answer's X-Request-ID; logs hold paths, never file names or image data)")
     p.set_defaults(func=cmd_serve)

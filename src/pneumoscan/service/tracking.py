@@ -4,12 +4,17 @@ stops, as plain ASGI middleware.
 The id is the client's `X-Request-ID` when it is a safe token (a proxy's or the hospital system's own id), else a
 new one, so that a support ticket, the proxy's log and the service's audit log name the same request. It is
 returned in the response's `X-Request-ID` header and kept in the request's state (`request.state.request_id`) for
-the JSON answers, the audit log and the log line of an internal error.
+the JSON answers, the audit log and the log line of an internal error. It is also the context variable
+`CURRENT_REQUEST_ID` while the request is answered, which `log_config` has uvicorn write at the end of each access
+line (`request_id=ID`), so that the id of a support ticket finds its request in the ordinary log too.
 """
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import copy
 import json
+import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -25,6 +30,10 @@ REQUEST_ID_MAX = 64
 _SAFE_ID = re.compile(rf"[A-Za-z0-9._:-]{{1,{REQUEST_ID_MAX}}}")
 _STOPPING = json.dumps({"detail": "the service is stopping and could not finish this request in time; nothing is "
                                   "wrong with the file, send it again"}).encode()
+# Set in the request's own task (uvicorn runs each in a new one), and not reset: the 500 of an internal error is
+# sent, and logged, by Starlette's outermost middleware after RequestTracker has returned.
+CURRENT_REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("pneumoscan_request_id", default="-")
+log = logging.getLogger("pneumoscan.service")
 
 
 def request_id(sent: bytes | None) -> str:
@@ -60,6 +69,7 @@ class RequestTracker:
             return
         sent = next((value for name, value in scope.get("headers", ()) if name == b"x-request-id"), None)
         rid = request_id(sent)
+        CURRENT_REQUEST_ID.set(rid)
         scope.setdefault("state", {})["request_id"] = rid  # the dict Request.state reads, in this app and outside it
         started = False
 
@@ -85,3 +95,29 @@ async def _send_stopping(send: Send) -> None:
                (b"retry-after", str(RETRY_AFTER_STOP_S).encode()), (b"connection", b"close")]
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": _STOPPING})
+
+
+class RequestIdFilter(logging.Filter):
+    """Gives each log record a `request_id`: that of the HTTP request being answered, `-` outside one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = CURRENT_REQUEST_ID.get()
+        return True
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration with `request_id=ID` at the end of each access line; uvicorn's own, with a
+    one-line warning, when its shape is not the one this relies on."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    handler = config.get("handlers", {}).get("access")
+    formatter = config.get("formatters", {}).get("access")
+    if not (isinstance(handler, dict) and isinstance(formatter, dict) and isinstance(formatter.get("fmt"), str)):
+        log.warning("the installed uvicorn's logging configuration has no access handler and format; its access "
+                    "lines will not carry the request id")
+        return config
+    formatter["fmt"] += " request_id=%(request_id)s"
+    config.setdefault("filters", {})["request_id"] = {"()": RequestIdFilter}
+    handler["filters"] = [*handler.get("filters", ()), "request_id"]
+    return config
