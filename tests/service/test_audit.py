@@ -2,9 +2,11 @@
 never the image, its file name or DICOM data; and what each answer carries to trace it."""
 from __future__ import annotations
 
+import errno
 import io
 import json
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -134,3 +136,35 @@ def test_without_an_audit_log_nothing_is_written(tiny_run: Path, tmp_path: Path,
         res = client.post("/predict", files={"file": ("x.png", png(1), "image/png")}).json()
     assert UTC.fullmatch(res["analysed_at"]) and not list(tmp_path.iterdir())
     assert np.isfinite(res["probability"])
+
+
+def test_each_write_is_fsynced_before_its_answer(tiny_run: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines were only handed to the operating system: a power loss after the answer could lose its line."""
+    import os
+
+    from pneumoscan.service import audit
+
+    log = tmp_path / "audit.jsonl"
+    synced: list[int] = []
+
+    def fsync(fd: int) -> None:
+        synced.append(len(log.read_bytes().splitlines()))  # lines in the file when it is synced
+
+    with audited(tiny_run, log) as client:
+        monkeypatch.setattr(audit.os, "fsync", fsync)
+        client.post("/predict", files={"file": ("x.png", png(1), "image/png")})
+        client.post("/predict/batch", files=[("files", ("a.png", png(2), "image/png")),
+                                             ("files", ("b.png", png(3), "image/png"))])
+        assert synced == [1, 3]
+
+        def failing(code: int) -> Callable[[int], None]:
+            def fsync(fd: int) -> None:
+                raise OSError(code, os.strerror(code))
+            return fsync
+
+        monkeypatch.setattr(audit.os, "fsync", failing(errno.EINVAL))  # a file system without fsync: as before
+        assert client.post("/predict", files={"file": ("x.png", png(1), "image/png")}).status_code == 200
+        monkeypatch.setattr(audit.os, "fsync", failing(errno.EIO))  # a failing disk
+        res = client.post("/predict", files={"file": ("x.png", png(1), "image/png")})
+    assert res.status_code == 503 and "could not be recorded" in res.json()["detail"]
