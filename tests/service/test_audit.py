@@ -138,6 +138,48 @@ def test_without_an_audit_log_nothing_is_written(tiny_run: Path, tmp_path: Path,
     assert np.isfinite(res["probability"])
 
 
+def test_a_log_moved_away_or_removed_is_followed_by_a_new_file_at_its_path(tiny_run: Path, tmp_path: Path) -> None:
+    """logrotate's default `create` mode moves the file away (and creates an empty one): the lines went on to the
+    moved file for as long as the service ran, and after `rm` to no file at all."""
+    log = tmp_path / "audit.jsonl"
+    with audited(tiny_run, log) as client:
+        def post(rid: str) -> None:
+            res = client.post("/predict", files={"file": ("x.png", png(1), "image/png")}, headers={"X-Request-ID": rid})
+            assert res.status_code == 200
+
+        post("a")
+        log.rename(tmp_path / "audit.jsonl.1")  # logrotate's create mode, then the empty file it creates
+        log.touch(0o640)
+        post("b")
+        post("c")
+        log.rename(tmp_path / "audit.jsonl.2")  # nocreate: the service makes the new file
+        post("d")
+        log.unlink()
+        post("e")
+    assert [line["request_id"] for line in lines(tmp_path / "audit.jsonl.1")] == ["a"]
+    assert [line["request_id"] for line in lines(tmp_path / "audit.jsonl.2")] == ["b", "c"]
+    assert [line["request_id"] for line in lines(log)] == ["e"]  # d was in the file removed
+    assert log.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_log_whose_folder_is_gone_withholds_results_until_it_is_back(tiny_run: Path, tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "audit"
+    folder.mkdir()
+    log = folder / "audit.jsonl"
+    with audited(tiny_run, log) as client:
+        def post() -> int:
+            return client.post("/predict", files={"file": ("x.png", png(1), "image/png")}).status_code
+
+        assert post() == 200
+        folder.rename(tmp_path / "audit-old")
+        assert post() == 503  # not to the moved file, where nobody looks for it
+        assert any(str(log) in r.getMessage() and "No such file or directory" in r.getMessage() for r in caplog.records)
+        folder.mkdir()
+        assert post() == 200
+    assert len(lines(tmp_path / "audit-old" / "audit.jsonl")) == 1 and len(lines(log)) == 1
+
+
 def test_each_write_is_fsynced_before_its_answer(tiny_run: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Lines were only handed to the operating system: a power loss after the answer could lose its line."""
@@ -168,3 +210,30 @@ def test_each_write_is_fsynced_before_its_answer(tiny_run: Path, tmp_path: Path,
         monkeypatch.setattr(audit.os, "fsync", failing(errno.EIO))  # a failing disk
         res = client.post("/predict", files={"file": ("x.png", png(1), "image/png")})
     assert res.status_code == 503 and "could not be recorded" in res.json()["detail"]
+
+
+def test_a_log_moved_while_requests_run_loses_and_repeats_no_line(tiny_run: Path, tmp_path: Path) -> None:
+    import threading
+    import time
+
+    log, moved = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.1"
+    renamed = threading.Event()
+    with audited(tiny_run, log, inference_slots=4) as client:
+        def post(i: int) -> str:
+            if i >= 12:  # the second half surely after the move; the first half's may be under way during it
+                assert renamed.wait(60)
+            res = client.post("/predict", files={"file": ("x.png", png(i), "image/png")})
+            assert res.status_code == 200
+            return res.json()["request_id"]
+
+        with ThreadPoolExecutor(8) as pool:
+            answered = pool.map(post, range(24))
+            deadline = time.monotonic() + 60
+            while len(log.read_bytes().splitlines()) < 6:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            log.rename(moved)
+            renamed.set()
+            ids = list(answered)
+    before, after = [line["request_id"] for line in lines(moved)], [line["request_id"] for line in lines(log)]
+    assert before and after and sorted(before + after) == sorted(ids) and len(set(ids)) == 24

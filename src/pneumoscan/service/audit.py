@@ -6,6 +6,9 @@ image's size: never the image, its file name or anything of a DICOM header. Line
 unbuffered write each (all of a batch's in one), under a lock and with O_APPEND, so that concurrent requests, or
 several processes sharing the file, never interleave within a line; and each write is fsynced before its answer
 is sent, so that a result given has its line on disk even if the machine then loses power (a few ms a request).
+Before each write the file at FILE is checked to be the one open (as Python's WatchedFileHandler does): when
+logrotate has moved it away or it was removed, FILE is opened again (created if missing), so the next line goes to
+the new file and none is lost.
 """
 from __future__ import annotations
 
@@ -53,8 +56,19 @@ def _sync(file: io.FileIO) -> None:
             raise
 
 
+def _same_file(path: str, opened: io.FileIO) -> bool:
+    """Whether PATH still names the file OPENED (not moved away, removed or replaced by logrotate)."""
+    try:
+        at_path = os.stat(path)
+    except FileNotFoundError:
+        return False
+    here = os.fstat(opened.fileno())
+    return (at_path.st_dev, at_path.st_ino) == (here.st_dev, here.st_ino)
+
+
 class AuditLog:
-    """An audit log file opened for appending (created, readable by its owner and group only, if missing)."""
+    """An audit log file opened for appending (created, readable by its owner and group only, if missing), opened
+    again when logrotate moved it away."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -65,6 +79,15 @@ class AuditLog:
                              "a folder that exists and this user may write to") from None
         self._lock = threading.Lock()
 
+    def _current(self) -> io.FileIO:
+        """The open file, after opening FILE again if it is no longer the one at FILE (the old one stays open until
+        the new one is)."""
+        if not _same_file(self.path, self._file):
+            old, self._file = self._file, _open(self.path)
+            old.close()
+            log.info("audit log %s: moved away or removed (as by logrotate); opened again", self.path)
+        return self._file
+
     def write(self, records: Sequence[dict[str, Any]]) -> None:
         """Append one line per record, all in one write, and fsync it; AuditError when it cannot be written whole."""
         data = "".join(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n" for record in records).encode()
@@ -72,10 +95,11 @@ class AuditLog:
             return
         try:
             with self._lock:
-                written = self._file.write(data)
+                file = self._current()
+                written = file.write(data)
                 if written != len(data):
                     raise OSError(0, f"only {written} of {len(data)} bytes written")
-                _sync(self._file)
+                _sync(file)
         except OSError as err:
             log.error("audit log %s: a line could not be appended (%s); results are withheld until it can be",
                       self.path, err.strerror or err)

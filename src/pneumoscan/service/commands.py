@@ -205,7 +205,8 @@ def add_commands(subparsers: Any) -> None:
                    help="append one JSON line per analysed film to FILE: UTC time, request id, model SHA-256, "
                         "operating point, P(pneumonia), decision, guard outcome, image width and height; never the "
                         "image, its file name or DICOM data (default: none). Each line is on disk (fsynced) before "
-                        "its answer is sent, and a result that cannot be recorded is not given (503)")
+                        "its answer is sent, and a result that cannot be recorded is not given (503). FILE moved "
+                        "away or removed (logrotate) is opened again at the next line")
     p.add_argument("--shutdown-timeout-s", type=float, default=8.0,
                    help="on SIGTERM (systemctl stop, docker stop, Kubernetes) or Ctrl+C, new connections are refused "
                         "and the requests under way get this many seconds to finish; those still running then get "
