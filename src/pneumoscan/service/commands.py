@@ -6,7 +6,10 @@ import logging
 import signal
 import sys
 from types import FrameType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pneumoscan.service.settings import Settings
 
 log = logging.getLogger("pneumoscan.service")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # systemctl stop, docker stop and Kubernetes send SIGTERM
@@ -53,7 +56,8 @@ def page_url(host: str, port: int) -> str:
 
 
 class StoppedBeforeServing(BaseException):
-    """A stop signal came while `serve` was starting (loading the model), before uvicorn served anything.
+    """A stop signal came while `serve` was starting (importing the service, loading the model), before uvicorn
+    served anything.
 
     A BaseException, as KeyboardInterrupt is, so that no `except Exception` of the loading code takes it for a broken
     model; and not a KeyboardInterrupt, which uvicorn.run swallows before exiting with its start-up failure code 3."""
@@ -117,7 +121,7 @@ def _announce(host: str, port: int) -> None:
               flush=True)
 
 
-def _settings(args: argparse.Namespace) -> Any:
+def _settings(args: argparse.Namespace) -> Settings:
     """The service's Settings from the command line (InputError for a bad value, before the model loads)."""
     from pneumoscan.service.settings import Settings
 
