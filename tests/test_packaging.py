@@ -1,6 +1,7 @@
-"""The wheel a user installs holds what the package reads at run time (the shipped model and its guard, the service
-page's static files, py.typed, the bundled sample that `export` checks on) and every module, and the installed
-package finds its sample with no source tree around. Builds the wheel from a copy of the source (about 5 s)."""
+"""The wheel a user installs holds what the package reads at run time (the shipped model and its guard, its model
+card, the service page's static files, py.typed, the bundled sample that `export` checks on) and every module, and
+the installed package finds its sample and card with no source tree around. Builds the wheel from a copy of the
+source (about 5 s)."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -17,7 +18,7 @@ import pytest
 import pneumoscan
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("pyproject.toml", "README.md", "LICENSE", "src", "sample")
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "MODEL_CARD.md", "src", "sample")
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,16 @@ def test_the_wheel_holds_every_module_and_the_files_read_at_run_time(wheel: Path
     assert "pneumoscan/sample/README.md" in names  # the sample's licence (CC BY 4.0) and source
 
 
-def test_the_installed_package_finds_its_sample_with_no_source_tree(wheel: Path, tmp_path: Path) -> None:
+def test_the_wheel_holds_the_model_card_as_it_is_at_the_top_and_nothing_else_of_the_top(wheel: Path) -> None:
+    """MODEL_CARD.md was not in the wheel, so `pneumoscan card` and GET /model/card had nothing to show a user who
+    installed pneumoscan with pip. Its installed folder is the top of the source tree: nothing else of it ships."""
+    archive = zipfile.ZipFile(wheel)
+    assert [name for name in archive.namelist() if name.startswith("pneumoscan/docs/")] == \
+        ["pneumoscan/docs/MODEL_CARD.md"]
+    assert archive.read("pneumoscan/docs/MODEL_CARD.md") == (ROOT / "MODEL_CARD.md").read_bytes()
+
+
+def test_the_installed_package_finds_its_sample_and_card_with_no_source_tree(wheel: Path, tmp_path: Path) -> None:
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     elsewhere = tmp_path / "empty"
@@ -69,6 +79,12 @@ def test_the_installed_package_finds_its_sample_with_no_source_tree(wheel: Path,
                            text=True).stdout.split()
     assert len(shown) == 8
     assert all(Path(path).is_relative_to(site / "pneumoscan" / "sample") for path in shown)
+    card = subprocess.run([sys.executable, "-m", "pneumoscan", "card"], cwd=elsewhere, env=env, check=True,
+                          capture_output=True).stdout
+    assert card == (site / "pneumoscan" / "docs" / "MODEL_CARD.md").read_bytes()
+    where = "from pneumoscan.card import model_card_path; print(model_card_path())"
+    assert subprocess.run([sys.executable, "-c", where], cwd=elsewhere, env=env, check=True, capture_output=True,
+                          text=True).stdout.strip() == str(site / "pneumoscan" / "docs" / "MODEL_CARD.md")
     version = subprocess.run([sys.executable, "-m", "pneumoscan", "--version"], cwd=elsewhere, env=env, check=True,
                              capture_output=True, text=True).stdout.split()
     metadata = zipfile.ZipFile(wheel).read(f"pneumoscan-{pneumoscan.__version__}.dist-info/METADATA").decode()

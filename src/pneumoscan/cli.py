@@ -112,6 +112,13 @@ def _parameters_shown(name: str) -> str:
         return "?"
 
 
+def cmd_card(args: argparse.Namespace) -> int:
+    from pneumoscan.card import model_card_text
+
+    sys.stdout.write(model_card_text())
+    return 0
+
+
 EXIT_AUDIT_PROBLEMS = 3  # `audit --strict` found a problem; 1 and 2 are taken (some inputs failed; a user mistake)
 
 
@@ -271,6 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the registered model architectures, installed plugins' too, and the "
                                        "package each comes from")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("card", help="print the model card (Markdown) of the model shipped with pneumoscan: what it is "
+                                     "for, its data, recipe, test figures and known failure modes; it describes that "
+                                     "model only, not one you train (the service sends it at GET /model/card)")
+    p.set_defaults(func=cmd_card)
 
     p = sub.add_parser("audit", help="count images, patients, sizes, unreadable and colour files and duplicates in a dataset")
     p.add_argument("data", help="data folder (train/ val/ test/ with NORMAL/ PNEUMONIA/) or CSV manifest")

@@ -69,6 +69,34 @@ def test_model_card(client: TestClient, tiny_run: Path) -> None:
     assert info["max_batch_files"] == 16 and info["max_batch_mb"] == 100
 
 
+CARD = Path(__file__).resolve().parents[2] / "MODEL_CARD.md"
+
+
+def test_the_shipped_models_card_is_sent_as_markdown_and_not_passed_off_as_another_models(
+        client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page and GET /model pointed to 'its model card', which the service did not have. GET /model/card now
+    sends the shipped model's card; a service running another model heads it with a note that it is not that
+    model's card, naming the weights that do answer."""
+    card = CARD.read_text(encoding="utf-8")
+    res = client.get("/model/card")
+    assert res.status_code == 200 and res.headers["content-type"] == "text/markdown; charset=utf-8"
+    note, rest = res.text.split("\n\n", 1)
+    sha = client.get("/model").json()["sha256"][:12]
+    assert note == ("> **This card is not about the model of this service.** This service runs a model other than "
+                    f"the one shipped with pneumoscan (weights {sha}); the card below describes the shipped model "
+                    "only, and its data, figures and limits are not those of the model that answers here.")
+    assert rest == card
+    monkeypatch.setattr(client.app.state.engine, "shipped", True)
+    assert client.get("/model/card").text == card
+
+
+def test_a_missing_card_is_a_json_404_not_a_crash(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pneumoscan.card.model_card_path", lambda: None)
+    res = client.get("/model/card")
+    assert res.status_code == 404 and res.json() == {
+        "detail": "the shipped model's card is not installed with this service's pneumoscan; reinstall it"}
+
+
 def test_responses_name_the_weights(client: TestClient, sample_dir: Path, xray: Path) -> None:
     digest = client.get("/model").json()["sha256"]
     one = client.post("/predict", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")}).json()
@@ -88,7 +116,10 @@ def test_no_cdn_pages(client: TestClient) -> None:
 
 def test_openapi_has_typed_responses(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
-    assert {"/health", "/model", "/predict", "/predict/batch"} <= set(spec["paths"])
+    assert {"/health", "/model", "/model/card", "/predict", "/predict/batch"} <= set(spec["paths"])
+    card = spec["paths"]["/model/card"]["get"]["responses"]
+    assert card["200"]["content"] == {"text/markdown": {"schema": {"type": "string"}}}
+    assert card["404"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorResponse")
     predict = spec["paths"]["/predict"]["post"]
     assert predict["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("PredictionResponse")
     assert {"413", "415", "422", "501"} <= set(predict["responses"])

@@ -185,7 +185,7 @@ def api_schema(app):  # noqa: ANN001, ANN201 - a schemathesis schema
 # Not `schemathesis.pytest.from_fixture(...)` + `@schema.parametrize()`: with pytest 9 its lazy loader fails
 # (schemathesis 4.32.5 reads `request.node._nodeid`, which pytest 9 no longer has). Each operation's
 # Hypothesis strategy is driven directly instead; the checks are the same `case.call_and_validate()` ones.
-OPERATIONS = [("/health", "GET"), ("/ready", "GET"), ("/model", "GET"), ("/predict", "POST"),
+OPERATIONS = [("/health", "GET"), ("/ready", "GET"), ("/model", "GET"), ("/model/card", "GET"), ("/predict", "POST"),
               ("/predict/batch", "POST")]
 # Checks that cannot hold for image uploads, and only those (all other default checks run, incl. response schemas):
 # * positive_data_acceptance on /predict: any non-empty byte string is schema-valid "binary", but random bytes
@@ -202,6 +202,12 @@ CONTRACT = settings(max_examples=25, deadline=None, derandomize=True, database=N
 CASES = [pytest.param(path, method, mode, id=f"{method} {path} {mode.value}")
          for path, method in OPERATIONS for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
          if method == "POST" or mode is GenerationMode.POSITIVE]
+
+
+def test_the_contract_covers_every_documented_operation(app) -> None:  # noqa: ANN001
+    """Every operation of the OpenAPI schema gets its contract run: a new route fails here until OPERATIONS has it."""
+    paths = app.openapi()["paths"]
+    assert sorted((path, method.upper()) for path in paths for method in paths[path]) == sorted(OPERATIONS)
 
 
 @pytest.mark.parametrize(("path", "method", "mode"), CASES)

@@ -1,4 +1,5 @@
-"""HTTP endpoints: liveness (/health), readiness (/ready), model card, single and batch prediction.
+"""HTTP endpoints: liveness (/health), readiness (/ready), the model (/model) and the shipped model's card
+(/model/card), single and batch prediction.
 
 Uploads are read into memory by `service.uploads` (never spooled to disk), each request's body
 within its reservation of the service's upload memory (`service.budget`), held until it is answered.
@@ -20,8 +21,9 @@ from typing import Any, Callable, TypeVar
 
 import anyio.to_thread
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
+from pneumoscan.card import model_card_text
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS
 from pneumoscan.errors import ImageTooLarge, InputError
 from pneumoscan.inference.predictor import Prediction
@@ -161,6 +163,38 @@ async def ready_head(request: Request) -> JSONResponse:
 @router.get("/model", response_model=ModelInfo, summary="the loaded model, its operating threshold and metrics")
 async def model_info(request: Request) -> dict[str, object]:
     return _engine(request).model_info()
+
+
+class MarkdownResponse(PlainTextResponse):
+    media_type = "text/markdown"
+
+
+# heads the card when the service runs another model: the card must not pass for that model's
+_NOT_SHIPPED = ("> **This card is not about the model of this service.** This service runs a model other than the one "
+                "shipped with pneumoscan (weights {sha}); the card below describes the shipped model only, and its "
+                "data, figures and limits are not those of the model that answers here.\n\n")
+
+
+# its 404 is JSON, as every error is: "model" would document it as the route's Markdown
+_CARD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the card, as Markdown"},
+    404: {"description": "the card is not installed with this service's pneumoscan",
+          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}}
+
+
+@router.get("/model/card", response_class=MarkdownResponse, responses=_CARD_RESPONSES,
+            summary="the model card of the model shipped with pneumoscan (Markdown); when the service runs another "
+                    "model, headed by a note that it describes the shipped model only")
+async def model_card(request: Request) -> MarkdownResponse:
+    engine = _engine(request)
+    try:
+        text = model_card_text()
+    except InputError:
+        raise HTTPException(404, "the shipped model's card is not installed with this service's pneumoscan; "
+                                 "reinstall it") from None
+    if not engine.shipped:
+        text = _NOT_SHIPPED.format(sha=engine.model_sha256[:12]) + text
+    return MarkdownResponse(text, headers={"Content-Disposition": 'inline; filename="MODEL_CARD.md"'})
 
 
 @router.post("/predict", response_model=PredictionResponse, responses={**_ERRORS, 501: {
