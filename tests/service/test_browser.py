@@ -237,7 +237,7 @@ def test_keyboard_focus_is_always_visible(server: str, sample_dir: Path) -> None
             unchanged = page.screenshot() == shown
             assert not unchanged, f"keyboard focus on #{focused} is invisible"
             page.locator(f"#{focused}").focus()
-        assert stops == (["file", "heat-toggle"] if HAS_GRADCAM else ["file"]), stops
+        assert stops == (["card-link", "file", "heat-toggle"] if HAS_GRADCAM else ["card-link", "file"]), stops
 
 
 NATIVE_CONTROL = "el => el.matches('input, button, select, textarea, a[href]')"
@@ -259,19 +259,21 @@ def tab_stops(page: Any, most: int = 8) -> list[str]:
 def test_the_keyboard_alone_chooses_a_film_and_reaches_every_control_and_only_controls(server: str,
                                                                                          sample_dir: Path) -> None:
     """The drop zone was a Tab stop of its own, before the file input that does the same: a screen reader called it
-    a 'region', nothing said Enter would open a file chooser there. Now Tab goes to the file input first (Enter or
-    Space opens the chooser) and visits every enabled control, each a native one a screen reader names as such."""
+    a 'region', nothing said Enter would open a file chooser there. Now Tab goes to the notice's link to the model
+    card, then to the file input (Enter or Space opens the chooser), and visits every enabled control, each a native
+    one a screen reader names as such."""
     from playwright.sync_api import expect
 
     xray = sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[0]
     with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
-        assert tab_stops(page) == ["file"]
+        assert tab_stops(page) == ["card-link", "file"]
         # a listener for the page's whole life: Playwright starts intercepting choosers when the first is added, and
         # one added by expect_file_chooser alone could come after Enter (which acts on key down) opened the chooser
         page.on("filechooser", lambda _: None)
         for key, files in (("Space", []), ("Enter", [str(xray)])):  # the first chooser is closed without a file
             page.locator("h1").click()
+            page.keyboard.press("Tab")
             page.keyboard.press("Tab")
             assert page.evaluate("document.activeElement.id") == "file"
             with page.expect_file_chooser(timeout=10_000) as chooser:
@@ -283,7 +285,7 @@ def test_the_keyboard_alone_chooses_a_film_and_reaches_every_control_and_only_co
         controls = page.evaluate("""() => [...document.querySelectorAll(
             'input, button, select, textarea, a[href], [tabindex]:not([tabindex="-1"])')]
             .filter((el) => !el.disabled && !el.closest('[hidden]')).map((el) => el.id)""")
-        expected = ["file", "heat-toggle"] if HAS_GRADCAM else ["file"]
+        expected = ["card-link", "file", "heat-toggle"] if HAS_GRADCAM else ["card-link", "file"]
         assert stops == controls == expected, (stops, controls)
         for stop in stops:
             assert page.locator(f"#{stop}").evaluate(NATIVE_CONTROL), stop
@@ -443,7 +445,7 @@ def test_page_names_the_weights_the_heatmap_class_and_the_operating_point(server
     label = Predictor(fitted).predict_files([xray])[0].label
     with chromium_page(server + "/") as (page, _):
         expect(page.locator("#model-line")).to_contain_text(f"weights {file_sha256(fitted)[:12]}")
-        expect(page.locator("#scope")).to_contain_text("see its model card")  # not the shipped model
+        expect(page.locator("#scope")).to_contain_text("it is not the model shipped with pneumoscan")  # the fitted one
         expect(page.locator("#model-line")).to_contain_text("validation AUC")  # the tiny model has no test figures
         expect(page.locator("#model-line")).to_contain_text("(no test figures)")
         expect(page.locator("#operating-point")).to_have_text("")  # the tiny model has no test figures
@@ -889,6 +891,7 @@ def test_page_works_behind_a_proxy_that_serves_it_under_a_path(fitted: Path, sam
         expect(page.locator("#result")).to_be_visible(timeout=15_000)
         expect(page.locator("#error")).to_be_hidden()
         assert not outside, outside
+        assert page.locator("#card-link").evaluate("el => el.href") == url + "model/card"
 
 
 LIVE = "el => Boolean(el.closest('[aria-live=polite], [aria-live=assertive], [role=status], [role=alert]')) && " \
@@ -1642,12 +1645,47 @@ def test_page_says_which_films_the_model_is_for_and_does_not_overclaim_its_guard
         expect(page.locator("#model-line")).to_contain_text("resnet10")
         notice = page.locator("#notice")
         expect(notice).to_contain_text("The probability comes from an image classifier built with pneumoscan, which "
-                                       "is made for pediatric anterior-posterior (AP) chest X-rays; see its model "
-                                       "card for the films it was trained on.")
+                                       "is made for pediatric anterior-posterior (AP) chest X-rays, but it is not "
+                                       "the model shipped with pneumoscan")
         expect(page.locator("#model-line")).to_contain_text("images that do not look like chest X-rays are refused")
         page.evaluate("describeModel({...modelInfo, shipped: true})")
         expect(notice).to_contain_text("The probability comes from an image classifier for pediatric "
                                        "anterior-posterior (AP) chest X-rays, trained on films of children aged one "
                                        "to five from one hospital in Guangzhou; it is not validated on adults, "
-                                       "lateral views or other hospitals' equipment.")
+                                       "lateral views or other hospitals' equipment (see its model card).")
+        assert not errors, errors
+
+
+def test_page_links_the_shipped_models_card_and_says_it_is_not_another_models(server: str) -> None:
+    """The notice told clinicians to 'see its model card', which neither the page nor an installed pneumoscan had,
+    and said so of a site's own model too, which has none. It now links the shipped model's card (GET /model/card,
+    in a new tab, so the result stays), and for another model says plainly that the card is the shipped model's
+    only; while the model is not known (GET /model failed) it names no card."""
+    from playwright.sync_api import expect
+
+    card = (Path(__file__).resolve().parents[2] / "MODEL_CARD.md").read_text(encoding="utf-8")
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")  # the fitted model: not the shipped one
+        expect(page.locator("#scope")).to_have_text(
+            " built with pneumoscan, which is made for pediatric anterior-posterior (AP) chest X-rays, but it is not "
+            "the model shipped with pneumoscan: the model card describes that one only, so ask whoever trained this "
+            "model which films it was trained on")
+        link = page.locator("#card-link")
+        expect(link).to_have_text("model card")
+        assert link.evaluate("el => [el.href, el.target, el.rel]") == [server + "/model/card", "_blank", "noopener"]
+        with page.expect_popup() as popup:
+            link.click()
+        shown = popup.value
+        shown.wait_for_load_state()
+        text = shown.locator("body").inner_text()  # the browser shows the Markdown as text, not as a download
+        assert text.startswith("> **This card is not about the model of this service.**")
+        assert "# Model card: pneumoscan default model" in text and card.splitlines()[-1] in text
+
+        page.evaluate("describeModel({...modelInfo, shipped: true})")
+        expect(page.locator("#scope")).to_contain_text("(see its model card)")
+        expect(page.locator("#card-link")).to_have_attribute("href", "model/card")
+        page.evaluate("describeModel(null)")
+        expect(page.locator("#scope")).to_have_text(" built with pneumoscan, which is made for pediatric "
+                                                    "anterior-posterior (AP) chest X-rays")
+        expect(page.locator("#card-link")).to_have_count(0)
         assert not errors, errors

@@ -43,11 +43,15 @@ function setError(text) {
   if (text) announce("");
 }
 
-// The films the model is meant for (the model card's intended use), then what backs that for this model.
-const SHIPPED_SCOPE = " for pediatric anterior-posterior (AP) chest X-rays, trained on films of children aged one to " +
-  "five from one hospital in Guangzhou; it is not validated on adults, lateral views or other hospitals' equipment";
-const OTHER_SCOPE = " built with pneumoscan, which is made for pediatric anterior-posterior (AP) chest X-rays; see " +
-  "its model card for the films it was trained on";
+// The films the model is meant for (the model card's intended use), then what backs that for this model: before,
+// the link to the card, after. The card (GET /model/card) is the shipped model's, and says nothing of another model.
+const SHIPPED_SCOPE = [" for pediatric anterior-posterior (AP) chest X-rays, trained on films of children aged one " +
+  "to five from one hospital in Guangzhou; it is not validated on adults, lateral views or other hospitals' " +
+  "equipment (see its ", "model card", ")"];
+const OTHER_SCOPE = [" built with pneumoscan, which is made for pediatric anterior-posterior (AP) chest X-rays, but " +
+  "it is not the model shipped with pneumoscan: the ", "model card", " describes that one only, so ask whoever " +
+  "trained this model which films it was trained on"];
+const UNKNOWN_SCOPE = [" built with pneumoscan, which is made for pediatric anterior-posterior (AP) chest X-rays"];
 const VALIDATION_SOURCE = "The threshold is the model's operating point, chosen on validation data to favour " +
   "sensitivity.";
 
@@ -65,7 +69,7 @@ async function loadModel() {
 }
 
 function describeModel(info) {
-  $("scope").textContent = info?.shipped ? SHIPPED_SCOPE : OTHER_SCOPE;
+  describeScope(info === null ? UNKNOWN_SCOPE : info.shipped ? SHIPPED_SCOPE : OTHER_SCOPE);
   $("operating-point").textContent = info ? operatingPoint(info) : "";
   $("threshold-source").textContent = info ? thresholdSource(info) : VALIDATION_SOURCE;
   $("prevalence").textContent = info ? prevalenceText(info.operating_point) : "";
@@ -79,6 +83,17 @@ function describeModel(info) {
   $("model-line").textContent = `Model ${info.name} (weights ${info.sha256.slice(0, 12)}), threshold ` +
     `${info.threshold.toFixed(2)}` + auc +
     (info.ood_guard ? " · images that do not look like chest X-rays are refused" : "");
+}
+
+// The notice's words on the films the model is for, with the link to the card (a new tab: the result stays).
+function describeScope([before, linked, after]) {
+  if (linked === undefined) {
+    $("scope").textContent = before;
+    return;
+  }
+  const link = document.createElement("a");
+  Object.assign(link, { id: "card-link", href: "model/card", target: "_blank", rel: "noopener", textContent: linked });
+  $("scope").replaceChildren(before, link, after);
 }
 
 // Where the threshold in use came from (GET /model's operating_point): the model's stored one, or this service's
