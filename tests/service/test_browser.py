@@ -1518,38 +1518,60 @@ def test_a_printed_result_shows_the_film_heatmap_figures_and_notice_without_the_
 
 def test_a_result_says_when_and_by_which_weights_its_film_was_analysed_on_screen_and_on_paper(
         server: str, fitted: Path, sample_dir: Path) -> None:
-    """A printed or PDF result did not say when the film was analysed (its 'Time' row was the processing time). Each
-    result, a refusal too, now gives the time its answer came, in this computer's local time (ISO-like date, 24 h),
-    beside the file name and the weights' short hash, on screen and on paper."""
+    """A printed or PDF result did not say when the film was analysed (its 'Time' row was the processing time); then
+    it gave the browser's clock, which can be wrong and was not when the service analysed the film. Each result, a
+    refusal too, now gives its answer's analysed_at (UTC, by the service's clock) in this computer's time zone,
+    named, with its offset (ISO-like date, 24 h), beside the file name and the weights' short hash, on screen and
+    on paper."""
     from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
 
     from playwright.sync_api import expect
 
     from pneumoscan.artifact import file_sha256
 
+    def shown(analysed_at: str) -> str:
+        """The page's words for ANALYSED_AT in Kolkata (UTC+05:30, no summer time)."""
+        local = datetime.fromisoformat(analysed_at).astimezone(ZoneInfo("Asia/Kolkata"))
+        return f"{local:%Y-%m-%d %H:%M} UTC+05:30 (India Standard Time), by the service's clock"
+
     xray = sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[0]
-    with chromium_page(None, timezone_id="Asia/Kolkata") as (page, errors):  # UTC+05:30, no summer time
-        page.clock.set_fixed_time(datetime(2026, 3, 4, 1, 0, tzinfo=timezone.utc))  # the page opens
+    with chromium_page(None, timezone_id="Asia/Kolkata") as (page, errors):
+        page.clock.set_fixed_time(datetime(2020, 3, 4, 8, 7, tzinfo=timezone.utc))  # this computer's clock is wrong
         page.goto(server + "/")
         expect(page.locator("#model-line")).to_contain_text("resnet10")
-        page.clock.set_fixed_time(datetime(2026, 3, 4, 8, 7, tzinfo=timezone.utc))  # the answer comes
-        page.set_input_files("#file", str(xray))
-        expect(page.locator("#result")).to_be_visible(timeout=15_000)
-        expect(page.locator("#analysed")).to_have_text("2026-03-04 13:37 UTC+05:30 (local time of this computer)")
+        with page.expect_response(lambda res: "/predict?" in res.url) as answer:
+            page.set_input_files("#file", str(xray))
+        analysed_at = answer.value.json()["analysed_at"]
+        assert not analysed_at.startswith("2020-")
+        expect(page.locator("#analysed")).to_have_text(shown(analysed_at), timeout=15_000)
         expect(page.locator("#file-name")).to_have_text(xray.name)
         expect(page.locator("#model")).to_have_text(f"resnet10 · weights {file_sha256(fitted)[:12]}")
         page.emulate_media(media="print")
-        for shown in ("#analysed", "#file-name", "#model"):
-            expect(page.locator(shown)).to_be_visible()
+        for row in ("#analysed", "#file-name", "#model"):
+            expect(page.locator(row)).to_be_visible()
         assert page.locator("dt", has_text="Analysed").is_visible()
 
+        def late_in_the_year(route: Any) -> None:  # the service's answer, analysed on a new day in Kolkata
+            body = route.fetch().json()
+            route.fulfill(json={**body, "analysed_at": "2026-12-31T19:55:30.250Z"})
+
         page.emulate_media(media="screen")
-        page.clock.set_fixed_time(datetime(2026, 12, 31, 19, 55, tzinfo=timezone.utc))  # a new day here
+        page.route("**/predict?*", late_in_the_year)
         page.set_input_files("#file", files=[{"name": "holiday.jpg", "mimeType": "image/jpeg",
                                               "buffer": colour_photo()}])
         expect(page.locator("#ood")).to_be_visible(timeout=15_000)
-        expect(page.locator("#analysed")).to_have_text("2027-01-01 01:25 UTC+05:30 (local time of this computer)")
+        expect(page.locator("#analysed")).to_have_text("2027-01-01 01:25 UTC+05:30 (India Standard Time), by the "
+                                                       "service's clock")
         expect(page.locator("#file-name")).to_have_text("holiday.jpg")
+        page.evaluate("(answer) => render(answer, 'film.png')", {**answer.value.json(), "analysed_at": None})
+        expect(page.locator("#analysed")).to_have_text("not given by the service")
+        assert not errors, errors
+    with chromium_page(server + "/", timezone_id="Europe/Berlin") as (page, errors):  # the zone of that moment
+        assert page.evaluate("analysedText('2026-07-01T12:00:00.000Z')") == \
+            "2026-07-01 14:00 UTC+02:00 (Central European Summer Time), by the service's clock"
+        assert page.evaluate("analysedText('2026-01-15T12:00:00.000Z')") == \
+            "2026-01-15 13:00 UTC+01:00 (Central European Standard Time), by the service's clock"
         assert not errors, errors
 
 

@@ -302,21 +302,27 @@ function renderSmall(result) {
   return $("small-text").textContent;
 }
 
-// When a result came, in this computer's local time, ISO-like and 24 h, with its offset from UTC ("2026-11-27 14:05
-// UTC+01:00"): a printed result is a record (the offset keeps it unambiguous across a clock change or a time zone),
-// and its "Processing time" says how long the analysis took, not when.
-function analysedText(when) {
+// When the service analysed the film: the answer's analysed_at (UTC, by the service's clock, not this computer's) in
+// this computer's time zone, named, ISO-like and 24 h, with its offset from UTC ("2026-11-27 14:05 UTC+01:00
+// (Central European Standard Time), by the service's clock"): a printed result is a record (the offset keeps it
+// unambiguous across a clock change or a time zone), and its "Processing time" says how long it took, not when.
+function analysedText(analysedAt) {
+  const when = new Date(typeof analysedAt === "string" ? analysedAt : NaN);
+  if (Number.isNaN(when.getTime())) return "not given by the service";
   const two = (n) => String(n).padStart(2, "0");
-  const east = -when.getTimezoneOffset();  // minutes ahead of UTC
+  const east = -when.getTimezoneOffset();  // minutes ahead of UTC at that moment
   const offset = `UTC${east < 0 ? "-" : "+"}${two(Math.floor(Math.abs(east) / 60))}:${two(Math.abs(east) % 60)}`;
+  // the zone's name at that moment ("Central European Summer Time"): its IANA id can be an old alias (Asia/Calcutta)
+  const zone = new Intl.DateTimeFormat("en", { timeZoneName: "long" }).formatToParts(when)
+    .find((part) => part.type === "timeZoneName")?.value;
   return `${when.getFullYear()}-${two(when.getMonth() + 1)}-${two(when.getDate())} ` +
-    `${two(when.getHours())}:${two(when.getMinutes())} ${offset} (local time of this computer)`;
+    `${two(when.getHours())}:${two(when.getMinutes())} ${offset}${zone ? ` (${zone})` : ""}, by the service's clock`;
 }
 
-// `name` is the uploaded file's: the result always says which film it belongs to; `answered`, when its answer came.
-function render(result, name, answered = new Date()) {
+// `name` is the uploaded file's: the result always says which film it belongs to.
+function render(result, name) {
   $("file-name").textContent = name;
-  $("analysed").textContent = analysedText(answered);
+  $("analysed").textContent = analysedText(result.analysed_at);
   $("model").textContent = `${result.model_name} · weights ${result.model_sha256}`;
   $("latency").textContent = `${Math.round(result.latency_ms)} ms`;
   $("request-id").textContent = result.request_id || "";
@@ -538,7 +544,6 @@ async function analyse(files) {
       await sleep(wait * 1000, controller.signal);
       setStatus("Analysing…");
     }
-    const answered = new Date();
     if (!res.ok) {
       const detail = typeof body.detail === "string" ? body.detail : `request failed (HTTP ${res.status})`;
       if (res.status === 503) {
@@ -563,7 +568,7 @@ async function analyse(files) {
       if (mine !== latest) return;
     }
     setStatus("");
-    render(body, file.name, answered);
+    render(body, file.name);
   } catch (err) {
     if (mine !== latest) return;  // aborted or overtaken by a newer upload
     setStatus("");
