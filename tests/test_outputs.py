@@ -1,7 +1,9 @@
 """Output files: checked before the work, written atomically, failures named after the user's path."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -332,3 +334,133 @@ def test_ctrl_c_among_the_renames_waits_until_all_are_done(during: int, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "page.html"]
     assert all(path.read_text() == "after" for path in files)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl+C works as before afterwards
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    """Every file under FOLDER (hidden ones too: temp files, backups, journals) with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _report_set(folder: Path, version: str) -> tuple[dict[Path, Callable[[Path], object]], list[Path]]:
+    """An old or new 'report': a page and figures (the new one lacks stale.png and has c.png), and what it removes."""
+    figures = folder / "r_files"
+    names = ["a.png", "b.png", "stale.png"] if version == "old" else ["a.png", "c.png"]
+    files: dict[Path, Callable[[Path], object]] = {
+        figures / name: (lambda tmp, text=f"{version} {name}": tmp.write_text(text)) for name in names}
+    files[folder / "r.html"] = lambda tmp: tmp.write_text(f"{version} page")
+    return files, [figures / name for name in ("a.png", "b.png", "c.png", "stale.png") if name not in names]
+
+
+def _failing_replace(monkeypatch: pytest.MonkeyPatch, failing: int, fail: Callable[[], None]) -> list[tuple[str, str]]:
+    """os.replace as `atomic_write_all` sees it, calling FAIL instead of the FAILING-th rename; the renames done."""
+    import os
+
+    from pneumoscan import outputs
+
+    real, calls = os.replace, []
+
+    def replace(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+        calls.append((Path(src).name, Path(dst).name))
+        if len(calls) == failing:
+            fail()
+        real(src, dst)
+
+    monkeypatch.setattr(outputs.os, "replace", replace)
+    return calls
+
+
+@pytest.mark.parametrize("failing", range(1, 8))
+def test_a_failed_rename_leaves_the_earlier_set_of_files_whole(failing: int, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The renames of a set were undone only for files that were new: a failure at the k-th left the files renamed
+    before it new and the others old (and the figures an earlier report had but the new one lacks, removed after the
+    renames, stayed), a mix a reader takes for one report. Now the folder holds the old set or the new one."""
+    from pneumoscan.outputs import atomic_write_all
+
+    atomic_write_all(_report_set(tmp_path, "old")[0])
+    old = _tree(tmp_path)
+    mine = tmp_path / "r_files" / "patient 7.png"  # the user's own file, in the figures' folder: not the report's
+    mine.write_bytes(b"mine")
+
+    def fail() -> None:
+        raise OSError(5, "Input/output error")
+
+    calls = _failing_replace(monkeypatch, failing, fail)
+    files, remove = _report_set(tmp_path, "new")
+    if failing <= 6:  # 3 files renamed into place, b.png and stale.png set aside, the journal committed
+        with pytest.raises(InputError, match=r"cannot be written \(Input/output error\)"):
+            atomic_write_all(files, remove=remove)
+        assert _tree(tmp_path) == {**old, "r_files/patient 7.png": b"mine"}
+    else:
+        atomic_write_all(files, remove=remove)
+        assert len(calls) == 6
+        assert _tree(tmp_path) == {"r.html": b"new page", "r_files/a.png": b"new a.png", "r_files/c.png": b"new c.png",
+                                   "r_files/patient 7.png": b"mine"}
+
+
+CRASH = """
+import os, sys
+from pathlib import Path
+from pneumoscan import outputs
+
+failing, folder = int(sys.argv[1]), Path(sys.argv[2])
+real, calls = os.replace, []
+
+def replace(src, dst):
+    calls.append(1)
+    if len(calls) == failing:
+        os._exit(9)  # as a crash or power loss: no cleanup runs
+    real(src, dst)
+
+outputs.os.replace = replace
+if failing == 0:
+    outputs._finish = lambda *args: os._exit(9)  # after the commit, before the backups and journal are deleted
+figures = folder / "r_files"
+outputs.atomic_write_all({figures / "a.png": lambda tmp: tmp.write_text("new a.png"),
+                          figures / "c.png": lambda tmp: tmp.write_text("new c.png"),
+                          folder / "r.html": lambda tmp: tmp.write_text("new page")},
+                         remove=[figures / "b.png", figures / "stale.png"])
+"""
+
+
+@pytest.mark.parametrize("failing", range(0, 7))
+def test_what_a_crash_among_the_renames_leaves_is_undone_by_the_next_write(failing: int, tmp_path: Path) -> None:
+    """A crash among the renames (a process killed, a power loss) leaves new files beside old ones: the journal it
+    leaves lets the next write of the set put the old ones back (or, once committed, finish), with a warning."""
+    import subprocess
+    import sys
+
+    from pneumoscan.outputs import atomic_write_all, recover_interrupted
+
+    atomic_write_all(_report_set(tmp_path, "old")[0])
+    old = _tree(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    done = subprocess.run([sys.executable, "-c", CRASH, str(failing), str(tmp_path)], env=env)
+    assert done.returncode == 9
+    if failing > 1:
+        assert _tree(tmp_path) != old  # a mix of the two, or the new set and leftovers
+    assert any(name.endswith((".journal", ".done")) for name in os.listdir(tmp_path))
+    if failing == 0:  # committed: the new set, whole, and nothing to warn about
+        assert recover_interrupted([tmp_path / "r.html"]) == []
+        assert _tree(tmp_path) == {"r.html": b"new page", "r_files/a.png": b"new a.png",
+                                   "r_files/c.png": b"new c.png"}
+        return
+    with pytest.warns(UserWarning, match=r"r\.html: an earlier run stopped while replacing it .* put back"):
+        atomic_write_all(_report_set(tmp_path, "old")[0])  # the next write: undoes it first
+    assert _tree(tmp_path) == old
+
+
+def test_a_journal_that_a_running_process_holds_is_left_alone(tmp_path: Path) -> None:
+    """Another command writing the same files right now is not taken for a crashed one: its flock says so."""
+    from pneumoscan.outputs import Journal, recover_interrupted
+
+    page, figure = tmp_path / "r.html", tmp_path / "b.png"
+    for path in (page, figure):
+        path.write_text("old")
+    journal = Journal({figure: tmp_path / ".b.png.tmp", page: tmp_path / ".r.html.tmp"}, [], [], [])
+    journal.open()  # as `atomic_write_all` does, before its temp files: locked while it runs
+    assert recover_interrupted([page]) == [] and journal.path.exists()
+    journal.close()  # as its process ending, by a crash: the lock goes with it
+    with pytest.warns(UserWarning, match="an earlier run stopped"):
+        assert recover_interrupted([figure, page]) == [page]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.png", "r.html"]

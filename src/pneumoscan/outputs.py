@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import errno
+import json
 import math
 import os
 import re
+import shutil
 import signal
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -104,47 +107,245 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, mo
     return atomic_write_all({path: write}, mode=mode)[0]
 
 
-def atomic_write_all(files: Mapping[str | os.PathLike, Callable[[Path], object]], *,
-                     mode: int | None = None) -> list[Path]:
-    """`atomic_write` for files that belong together (a report page and its figures, `--predictions` and `--json`):
-    each is written to its temp file and fsynced, and only once all are, they are renamed into place in the order
-    given and their folders fsynced.
+def atomic_write_all(files: Mapping[str | os.PathLike, Callable[[Path], object]], *, mode: int | None = None,
+                     remove: Iterable[str | os.PathLike] = ()) -> list[Path]:
+    """`atomic_write` for files that belong together (a report page and its figures, `--predictions` and `--json`),
+    all or none: each is written to its temp file and fsynced, and only once all are, they are renamed into place in
+    the order given, the files of `remove` (an earlier set's that this one lacks) removed, and their folders fsynced.
+    Returns the paths of `files`.
 
-    A failure while writing (a full disk, Ctrl+C) leaves every file as it was before, with no temp file and no folder
-    made for them. Ctrl+C during the renames is held back until all are done (`HeldInterrupt`): the files are then all
-    new when KeyboardInterrupt is raised. Only a failure or crash among the renames, which write no data, can leave
-    some new files beside old ones, each whole (on a failure, those that were not there before are removed).
+    A failure at any step (a full disk, a failed rename, Ctrl+C while writing) leaves every file as it was before,
+    with no temp file and no folder made for them; Ctrl+C during the renames is held back until all are done
+    (`HeldInterrupt`). Two or more files are one transaction (`Journal`): the files they replace or remove are kept
+    (hard links) until all renames are done, and a journal beside the last file says how to undo them, so what a
+    crash or power loss among the renames leaves (new files beside old ones) is undone by the next write of these
+    files, or by `recover_interrupted` before it.
     """
     writes = [(Path(path), write) for path, write in files.items()]
     for path, _ in writes:
         if path.is_dir():
             raise InputError(f"{path}: is a folder; give a file name")
+    recover_interrupted([path for path, _ in writes])
+    gone = [Path(path) for path in remove if Path(path).is_file() and Path(path) not in dict(writes)]
     new = [path for path, _ in writes if not path.exists()]
     made = sorted({folder for path, _ in writes for folder in path.parents if not folder.exists()},
                   key=lambda folder: len(folder.parts), reverse=True)  # the deepest first: emptied before its parent
-    temps: dict[Path, Path] = {}
+    temps = {path: path.with_name(f".{path.name}.{os.getpid()}.tmp") for path, _ in writes}
+    journal = Journal(temps, gone, new, made) if writes and len(writes) + len(gone) > 1 else None
     held = HeldInterrupt()
     try:
+        if journal is not None:
+            journal.open()
         for path, write in writes:
             path.parent.mkdir(parents=True, exist_ok=True)
-            temps[path] = tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             with _named(path):
-                write(tmp)
+                write(temps[path])
                 if mode is not None:
-                    os.chmod(tmp, mode)
-                fsync_file(tmp)  # before the rename, or a power loss can leave PATH renamed but empty
+                    os.chmod(temps[path], mode)
+                fsync_file(temps[path])  # before the rename, or a power loss can leave PATH renamed but empty
         held.hold()
+        if journal is not None:
+            journal.keep_replaced()
         for path, tmp in temps.items():
             with _named(path):
                 os.replace(tmp, path)
+        if journal is not None:
+            journal.set_aside_gone()
+        for folder in dict.fromkeys(path.parent for path in [*temps, *gone]):
+            fsync_folder(folder)  # the renames themselves
+        if journal is not None:
+            journal.commit()
     except BaseException:
-        remove_new([*temps.values(), *new], made)
+        if journal is not None:
+            journal.undo()
+        else:
+            remove_new([*temps.values(), *new], made)
         held.release(raise_held=False)
         raise
-    for folder in dict.fromkeys(path.parent for path in temps):
-        fsync_folder(folder)  # the renames themselves
     held.release()
     return list(temps)
+
+
+# a journal of `atomic_write_all`: ".NAME.PID.journal" beside the set's last file, ".NAME.PID.done" once committed
+JOURNAL_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.(?P<state>journal|done)")
+
+
+class Journal:
+    """The undo record of one `atomic_write_all` of two or more files, a JSON file beside the last one: each file
+    with its temp file and, when it replaces one, the backup of that (`.NAME.PID.old`: a hard link, or a copy where
+    links are not supported); each file to remove with its backup; the folders made for them.
+
+    Written and fsynced before any temp file, and locked (flock) by its process while that runs, so another process
+    can tell a crashed write from one in progress. Renamed to `.done` once every rename is done (the commit); the
+    backups are then deleted, and the journal last. `recover_interrupted` undoes a journal a crash left (`_undo`)
+    and finishes a `.done`. (Not a swap of a report's figures folder for a new one: its page and `compare`'s tables
+    are outside that folder, and the user's own files in it would have to move too.)
+    """
+
+    def __init__(self, temps: Mapping[Path, Path], gone: list[Path], new: list[Path], made: list[Path]) -> None:
+        self.anchor = list(temps)[-1]
+        self.path = self.anchor.with_name(f".{self.anchor.name}.{os.getpid()}.journal")
+        self.files = [(path, tmp, None if path in new else backup_name(path)) for path, tmp in temps.items()]
+        self.gone = [(path, backup_name(path)) for path in gone]
+        self.made = made
+        self._fd: int | None = None
+
+    def open(self) -> None:
+        """Write the journal (its folder made first), fsync it, and hold its lock."""
+        record = {"files": self.files, "gone": self.gone, "made": self.made}
+        with _named(self.anchor):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            _try_lock(self._fd)
+            os.write(self._fd, json.dumps(record, default=lambda p: str(Path(p).absolute())).encode())
+            os.fsync(self._fd)
+        fsync_folder(self.path.parent)
+
+    def keep_replaced(self) -> None:
+        """Keep each file about to be replaced under its backup name, before any rename."""
+        kept = [(path, old) for path, _, old in self.files if old is not None]
+        for path, old in kept:
+            with _named(path):
+                old.unlink(missing_ok=True)
+                try:
+                    os.link(path, old)
+                except OSError:  # a file system without hard links (FAT, some network shares): a copy
+                    shutil.copy2(path, old)
+                    fsync_file(old)
+        for folder in dict.fromkeys(path.parent for path, _ in kept):
+            fsync_folder(folder)
+
+    def set_aside_gone(self) -> None:
+        """Rename the files to remove to their backup names (deleted at the commit)."""
+        for path, old in self.gone:
+            with _named(path):
+                os.replace(path, old)
+
+    def commit(self) -> None:
+        """Mark the set written (the journal renamed to `.done`), then delete the backups and the journal."""
+        done = self.path.with_name(self.path.name.removesuffix("journal") + "done")
+        with _named(self.anchor):
+            os.replace(self.path, done)
+        fsync_folder(done.parent)
+        self.path = done
+        _finish(done, [old for *_, old in [*self.files, *self.gone] if old is not None])
+        self.close()
+
+    def undo(self) -> None:
+        """Put the earlier files back and remove everything new; a failure to (a read-only disk) leaves the journal
+        for the next write, and is passed over for the error at hand."""
+        try:
+            _undo(self.path, self.files, self.gone, self.made)
+        except OSError:
+            pass
+        self.close()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock
+            self._fd = None
+
+
+def backup_name(path: Path) -> Path:
+    """Where `atomic_write_all` keeps the file PATH it replaces or removes until the set is written."""
+    return path.with_name(f".{path.name}.{os.getpid()}.old")
+
+
+def recover_interrupted(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Undo the writes of a set of files that a crash or power loss stopped (`atomic_write_all`), by the journals
+    it left beside any of PATHS, and finish those it had committed; journals that a running process holds are left
+    alone. Returns the files whose earlier versions were put back (the last of each set), with a warning each."""
+    wanted: dict[Path, set[str]] = {}
+    for path in map(Path, paths):
+        wanted.setdefault(path.parent, set()).add(path.name)
+    undone = []
+    for folder, names in wanted.items():
+        try:
+            entries = sorted(os.listdir(folder))
+        except OSError:  # no such folder yet
+            continue
+        for entry in entries:
+            match = JOURNAL_NAME.fullmatch(entry)
+            if match and match["name"] in names and _recover(folder / entry):
+                undone.append(folder / match["name"])
+    for path in undone:
+        warnings.warn(f"{path}: an earlier run stopped while replacing it and the files written with it; their "
+                      f"earlier versions were put back", stacklevel=2)
+    return undone
+
+
+def _recover(journal: Path) -> bool:
+    """Undo (a `.journal`) or finish (a `.done`) the set of JOURNAL, unless a running process holds it; whether
+    earlier files were put back."""
+    try:
+        fd = os.open(journal, os.O_RDWR)
+    except FileNotFoundError:  # another process recovered it meanwhile
+        return False
+    try:
+        if not _try_lock(fd):
+            return False  # its process is still writing
+        try:
+            record = json.loads(journal.read_bytes())
+            files = [(Path(path), Path(tmp), None if old is None else Path(old)) for path, tmp, old in record["files"]]
+            gone = [(Path(path), Path(old)) for path, old in record["gone"]]
+            made = [Path(folder) for folder in record["made"]]
+        except (ValueError, KeyError, TypeError):  # torn: the crash came while it was written, before any other file
+            journal.unlink()
+            return False
+        if journal.name.endswith(".done"):
+            _finish(journal, [old for *_, old in [*files, *gone] if old is not None])
+            return False
+        _undo(journal, files, gone, made)
+        return True
+    finally:
+        os.close(fd)
+
+
+def _undo(journal: Path, files: list[tuple[Path, Path, Path | None]], gone: list[tuple[Path, Path]],
+          made: list[Path]) -> None:
+    """Put the backups back over the files renamed into place and the removed ones, remove the new files and every
+    temp file, the journal, and the folders MADE that are now empty. A file whose temp file is still there was not
+    renamed: it is the earlier one (or, when new, not this write's). An OSError leaves the journal for the next try.
+    """
+    for path, tmp, old in files:
+        renamed = not tmp.exists()
+        if old is not None and old.exists():
+            if renamed:
+                os.replace(old, path)
+            else:
+                old.unlink()  # PATH is the file it backs up; a copy may be torn
+        elif old is None and renamed:
+            path.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+    for path, old in gone:
+        if old.exists():
+            os.replace(old, path)
+    journal.unlink(missing_ok=True)
+    remove_new([], made)
+
+
+def _finish(done: Path, backups: list[Path]) -> None:
+    """Delete the backups of a committed set, then its journal; a failure leaves them for the next write."""
+    try:
+        for old in backups:
+            old.unlink(missing_ok=True)
+        done.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _try_lock(fd: int) -> bool:
+    """Take the exclusive lock of an open journal without waiting; False when another process holds it. Where
+    there is no flock (Windows), always True: a journal is taken for a crashed write."""
+    try:
+        import fcntl
+    except ImportError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
 
 
 class HeldInterrupt:
