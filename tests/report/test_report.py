@@ -504,3 +504,49 @@ def test_a_failed_report_leaves_the_earlier_files_as_they_were_and_nothing_new(
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before  # no file new, torn or replaced
     assert run(tmp_path / "new" / "r.html", "--data", str(tiny_data), "--split", "test") == 2
     assert not (tmp_path / "new").exists()  # nor the folders it made
+
+
+@pytest.mark.parametrize("command, failing", [("report", 3), ("compare", 2)])
+def test_a_report_crashed_among_its_renames_is_put_back_by_the_next_one(
+        command: str, failing: int, tiny_run: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The figures (and compare's tables) were renamed into place one by one, and the earlier report's figures this
+    one lacks removed after them: a failure or crash among them left new figures beside old ones and the old page,
+    read as one report. A failed rename now puts the earlier report back whole; what a crash leaves (here: the undo
+    not run), the next report to that file puts back before its work, even when that run then fails."""
+    import os
+
+    from pneumoscan import outputs
+
+    out = tmp_path / "r.html"
+
+    def run(*more: str) -> int:
+        return main([command, str(tiny_run), "--out", str(out), "--n-boot", "5", *more]
+                    + (["--cases", "1"] if command == "report" else []))
+
+    assert run() == 0  # from the validation predictions: the next one, on --data, differs
+    mine = files_folder(out) / "patient 7.png"
+    mine.write_bytes(b"the user's own picture")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    real, calls = os.replace, []
+
+    def replace(src: str, dst: str) -> None:
+        if tmp_path in Path(dst).parents:  # os's own: the image cache's renames come here too
+            calls.append(dst)
+            if len(calls) == failing:  # a figure whose data changed (or a table) is in place, the page not yet
+                raise OSError(5, "Input/output error")
+        real(src, dst)
+
+    monkeypatch.setattr(outputs.os, "replace", replace)
+    assert run("--data", str(tiny_data), "--split", "test") == 2
+    assert "cannot be written (Input/output error)" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    monkeypatch.setattr(outputs.Journal, "undo", outputs.Journal.close)  # as a crash: nothing undone, lock released
+    calls.clear()
+    assert run("--data", str(tiny_data), "--split", "test") == 2
+    capsys.readouterr()
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} != before  # a mix, and the journal
+    monkeypatch.setattr(outputs.os, "replace", real)
+    assert run("--data", str(tmp_path / "no such folder")) == 2  # fails after putting the earlier report back
+    assert "an earlier run stopped while replacing it" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

@@ -14,7 +14,7 @@ from pneumoscan import CLASS_NAMES, __version__
 from pneumoscan.artifact import ArtifactMeta
 from pneumoscan.data.patients import keys_read
 from pneumoscan.inference.predictor import model_prior, prior_problem
-from pneumoscan.outputs import atomic_write_all, check_companion, check_output
+from pneumoscan.outputs import atomic_write_all, check_companion, check_output, recover_interrupted
 from pneumoscan.progress import progress_bar
 from pneumoscan.report import figures as figs
 from pneumoscan.report import html as h
@@ -50,25 +50,24 @@ class Figures:
         """Each figure's PNG file in `folder`, with its writer (for `write_report`)."""
         return {folder / f"{name}.png": lambda tmp, png=png: tmp.write_bytes(png) for name, png in self.pngs.items()}
 
-    def remove_stale(self, folder: Path) -> None:
-        """Remove the figures of an earlier report in `folder` that this one lacks; any other file (a folder the user
-        named, holding their own PNGs) is left alone."""
-        for name in FIGURE_NAMES:
-            if name not in self.pngs:
-                (folder / f"{name}.png").unlink(missing_ok=True)
+    def stale(self, folder: Path) -> list[Path]:
+        """The figures an earlier report may have left in `folder` that this one lacks (to remove); any other file
+        there (a folder the user named, holding their own PNGs) is not the report's."""
+        return [folder / f"{name}.png" for name in FIGURE_NAMES if name not in self.pngs]
 
 
 def write_report(target: Path, page: str, figures: Figures,
                  tables: Mapping[Path, Callable[[Path], object]] | None = None) -> Path:
     """The HTML `page` at `target`, its figures as PNG files in `files_folder(target)` and any `tables` beside it,
-    written together (`atomic_write_all`): a failure (a full disk, Ctrl+C) leaves the earlier report's files as they
-    were and no new file or folder. The page is renamed into place last, so even a crash among the renames leaves a
-    whole page (its figures are embedded). Then the earlier report's figures this one lacks are removed."""
+    with the earlier report's figures this one lacks removed, all or none (`atomic_write_all`): a failure (a full
+    disk, a failed rename, Ctrl+C) leaves the earlier report's files as they were and no new file or folder, and
+    what a crash among the renames leaves is put back by the next report to `target`. The report owns only these
+    files: the PNGs of `FIGURE_NAMES` in its folder; any other file there is left as it is."""
     folder = files_folder(target)
     # a file name that is not UTF-8 shows escaped (\udcf6) rather than stopping the report
     atomic_write_all({**(tables or {}), **figures.files(folder),
-                      target: lambda tmp: tmp.write_text(page, encoding="utf-8", errors="backslashreplace")})
-    figures.remove_stale(folder)
+                      target: lambda tmp: tmp.write_text(page, encoding="utf-8", errors="backslashreplace")},
+                     remove=figures.stale(folder))
     return target
 
 
@@ -397,6 +396,7 @@ def build_report(run_dir: str | os.PathLike, *, data: str | os.PathLike | None =
     run = load_run(run_dir)  # first: the default output is in the run folder, which RUN/model.safetensors names
     target = check_output(out if out is not None else default_output(run.path), (".html", ".htm"), "the report")
     check_companion(files_folder(target), target, folder=True)
+    recover_interrupted([target])  # an earlier report to `target` that a crash stopped among its renames
     with warnings.catch_warnings():  # undefined metrics show as 'n/a' in the report
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         scores = run_scores(run, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)

@@ -16,7 +16,7 @@ from pneumoscan import __version__
 from pneumoscan.errors import InputError
 from pneumoscan.report import figures as figs
 from pneumoscan.report import html as h
-from pneumoscan.outputs import check_companion, check_output
+from pneumoscan.outputs import check_companion, check_output, recover_interrupted
 from pneumoscan.report.build import Figures, files_folder, write_report
 from pneumoscan.report.run import RunInfo, load_run, run_folder
 from pneumoscan.report.scores import Scores, run_scores
@@ -159,6 +159,7 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
     target = check_output(out, (".html", ".htm"), "the comparison (with its CSV and JSON next to it)")
     _check_tables(target)
     check_companion(files_folder(target), target, folder=True)
+    recover_interrupted([target])  # an earlier comparison to `target` that a crash stopped among its renames
     rows, curves, source = comparison(run_dirs, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
     csv_path, json_path = _table_paths(target)
     digits = [1 if c == "train_seconds" else 4 for c in COLUMNS]
