@@ -18,6 +18,11 @@ from typing import Callable
 
 from pneumoscan.errors import InputError, WriteError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; a journal found is taken for a crashed write's
+    fcntl = None  # type: ignore[assignment]
+
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -176,7 +181,8 @@ class Journal:
     links are not supported); each file to remove with its backup; the folders made for them.
 
     Written and fsynced before any temp file, and locked (flock) by its process while that runs, so another process
-    can tell a crashed write from one in progress. Renamed to `.done` once every rename is done (the commit); the
+    can tell a crashed write from one in progress (not on Windows, which has no flock and cannot rename an open
+    file: two commands writing the same files at once there can undo each other's). Renamed to `.done` once every rename is done (the commit); the
     backups are then deleted, and the journal last. `recover_interrupted` undoes a journal a crash left (`_undo`)
     and finishes a `.done`. (Not a swap of a report's figures folder for a new one: its page and `compare`'s tables
     are outside that folder, and the user's own files in it would have to move too.)
@@ -196,10 +202,13 @@ class Journal:
         with _named(self.anchor):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-            _try_lock(self._fd)
             os.write(self._fd, json.dumps(record, default=lambda p: str(Path(p).absolute())).encode())
             os.fsync(self._fd)
         fsync_folder(self.path.parent)
+        if fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)  # a new file: no one else holds it
+        else:
+            self.close()
 
     def keep_replaced(self) -> None:
         """Keep each file about to be replaced under its backup name, before any rename."""
@@ -266,8 +275,10 @@ def recover_interrupted(paths: Iterable[str | os.PathLike]) -> list[Path]:
             continue
         for entry in entries:
             match = JOURNAL_NAME.fullmatch(entry)
-            if match and match["name"] in names and _recover(folder / entry):
-                undone.append(folder / match["name"])
+            if match and match["name"] in names:
+                with _named(folder / match["name"]):  # e.g. a folder made read-only since
+                    if _recover(folder / entry):
+                        undone.append(folder / match["name"])
     for path in undone:
         warnings.warn(f"{path}: an earlier run stopped while replacing it and the files written with it; their "
                       f"earlier versions were put back", stacklevel=2)
@@ -278,11 +289,11 @@ def _recover(journal: Path) -> bool:
     """Undo (a `.journal`) or finish (a `.done`) the set of JOURNAL, unless a running process holds it; whether
     earlier files were put back."""
     try:
-        fd = os.open(journal, os.O_RDWR)
+        fd = os.open(journal, os.O_RDWR) if fcntl is not None else None
     except FileNotFoundError:  # another process recovered it meanwhile
         return False
     try:
-        if not _try_lock(fd):
+        if fd is not None and not _unlocked(fd):
             return False  # its process is still writing
         try:
             record = json.loads(journal.read_bytes())
@@ -298,7 +309,8 @@ def _recover(journal: Path) -> bool:
         _undo(journal, files, gone, made)
         return True
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
 def _undo(journal: Path, files: list[tuple[Path, Path, Path | None]], gone: list[tuple[Path, Path]],
@@ -334,13 +346,8 @@ def _finish(done: Path, backups: list[Path]) -> None:
         pass
 
 
-def _try_lock(fd: int) -> bool:
-    """Take the exclusive lock of an open journal without waiting; False when another process holds it. Where
-    there is no flock (Windows), always True: a journal is taken for a crashed write."""
-    try:
-        import fcntl
-    except ImportError:
-        return True
+def _unlocked(fd: int) -> bool:
+    """Take the exclusive lock of an open journal without waiting; False when another process holds it."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
