@@ -419,10 +419,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                      file: object = None, line: str | None = None) -> None:
-    """Warnings as one line like the errors, without the source file and line that raised them."""
-    print(f"pneumoscan: warning: {message}", file=sys.stderr)
+def _one_line_warnings() -> Callable[..., None]:
+    """A `warnings.showwarning` for one command: each warning as one line like the errors, without the source file
+    and line that raised it, and a warning repeated word for word (an unwritable image cache's, given by each set of
+    images decoded) only the first time."""
+    shown: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: object = None, line: str | None = None) -> None:
+        text = f"pneumoscan: warning: {message}"
+        if text not in shown:
+            shown.add(text)
+            print(text, file=sys.stderr)
+
+    return show
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -435,7 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
 
     quiet_decoder_warnings()
-    shown, warnings.showwarning = warnings.showwarning, _one_line_warning
+    shown, warnings.showwarning = warnings.showwarning, _one_line_warnings()
     try:
         return _run(args)
     finally:

@@ -391,6 +391,18 @@ def test_warnings_and_damaged_dicom_are_one_line_each(tiny_run: Path, tiny_data:
     assert "pneumoscan: warning: precision is undefined" in err and ".py:" not in err, err
 
 
+def test_a_warning_repeated_word_for_word_is_one_line(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A cache folder that cannot be written warns for each entry it cannot keep: set-threshold decodes its films for
+    its check that they are new films, and again to score them."""
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_bytes(b"")
+    assert main(["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--out", str(tmp_path / "m"),
+                 "--cache-dir", str(not_a_folder), "--backend", "torch", "--n-boot", "10"]) == 0
+    err = capsys.readouterr().err
+    assert err.count(f"pneumoscan: warning: image cache {not_a_folder}: ") == 1, err
+
+
 def test_train_refused_on_its_data_leaves_no_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--data", str(tmp_path / "typo"), "--out", str(tmp_path / "run")]) == 2
     assert "no such file or folder" in capsys.readouterr().err and not (tmp_path / "run").exists()
