@@ -87,6 +87,20 @@ def test_cache_mistakes_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert capsys.readouterr().err.startswith("pneumoscan: error: PNEUMOSCAN_CACHE_MAX_GB='5GB': must be a number")
 
 
+def test_cache_shows_entries_of_film_fingerprints_as_such(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pneumoscan.data.fingerprint import FILM_METHOD, film_fingerprints
+
+    cache = tmp_path / "cache"
+    samples = [Sample(write_xray(tmp_path / f"IM-{i:04d}-0001.png", i % 2, i), i % 2) for i in range(4)]
+    load_image_set(samples, 16, cache, progress=False)
+    film_fingerprints([s.path for s in samples], cache_dir=cache)
+    assert main(["cache", "--cache-dir", str(cache)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"image cache {cache}: 2 entries, ")
+    assert lines[1].startswith("  16 px: 1 entry, ")
+    assert lines[2].startswith(f"  film fingerprints ({FILM_METHOD}): 1 entry, ") and len(lines) == 3
+
+
 def test_an_entry_whose_array_is_gone_is_shown_as_incomplete(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # a .json left alone (its .npy evicted by another run between the two renames of a write) holds no images: it
     # was listed as a "24 px" entry

@@ -19,6 +19,7 @@ from pneumoscan.data.fingerprint import (
     file_fingerprint,
     film_distances,
     film_fingerprint,
+    film_fingerprints,
     film_record,
     seen_in_training,
     training_film_fingerprints,
@@ -202,3 +203,90 @@ def test_set_threshold_refuses_training_films_re_encoded(tiny_run: Path, tiny_da
     err = capsys.readouterr().err
     assert "1 of 17 films are films this model was trained or validated on (copies, or the same film re-encoded" in err
     assert "IM-5555-0001.png" in err and not (tmp_path / "m").exists()
+
+
+# -- a model of another input size: its films decoded at FILM_SIZE once, through the image cache --------------------
+def untrained_model(folder: Path, size: int, trained: list[Path]) -> Path:
+    """An untrained cnn of `size` px input whose training record holds the fingerprints of the `trained` films."""
+    from pneumoscan.artifact import ArtifactMeta, save_artifact
+    from pneumoscan.models.registry import create_model
+
+    training = {"fingerprints": [file_fingerprint(p) for p in trained], **film_record(trained)}
+    meta = ArtifactMeta(model_name="cnn", model_config={"widths": [4, 8, 8, 8]}, image_size=size, mean=0.5, std=0.25,
+                        training=training)
+    return save_artifact(folder / "model.safetensors", create_model("cnn", widths=(4, 8, 8, 8)).eval(), meta)
+
+
+def site_films(folder: Path) -> list[Path]:
+    """Four NORMAL and four PNEUMONIA films, none of them a film `untrained_model` was given."""
+    return [*write(folder / "NORMAL", {f"n{i}.png": encoded(synthetic_film(i), "PNG") for i in range(4)}),
+            *write(folder / "PNEUMONIA", {f"p{i}.png": encoded(synthetic_film(i), "PNG") for i in range(4, 8)})]
+
+
+def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files Pillow decodes from now on, one entry per decode."""
+    import pneumoscan.data.decode as decode
+
+    decoded, real = [], decode._read_pil
+
+    def counted(data: bytes, label: str, *args: object) -> np.ndarray:
+        decoded.append(label)
+        return real(data, label, *args)
+
+    monkeypatch.setattr(decode, "_read_pil", counted)
+    return decoded
+
+
+def count_film_fingerprints(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per film fingerprint computed from now on."""
+    import pneumoscan.data.fingerprint as fingerprint
+
+    marked, real = [], fingerprint.film_fingerprint
+    monkeypatch.setattr(fingerprint, "film_fingerprint", lambda gray: marked.append(1) or real(gray))
+    return marked
+
+
+def test_film_fingerprints_are_kept_in_the_image_cache_until_a_file_changes(
+        tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    assert film_fingerprints([]) == [] and not any(isolated_cache.iterdir())  # no entry for no files
+    films = site_films(tmp_path / "site")[:3]
+    broken = write(tmp_path / "site", {"broken.png": b"not an image"})[0]
+    paths = [*films, broken]
+    first = film_fingerprints(paths)
+    assert first[:3] == [film_fingerprint(load_image(p, FILM_SIZE)) for p in films] and first[3] is None
+    decoded, marked = count_decodes(monkeypatch), count_film_fingerprints(monkeypatch)
+    assert film_fingerprints(paths) == first
+    assert decoded == [str(broken)] and marked == []  # an unreadable file is tried again, in case it was fixed
+    films[1].write_bytes(encoded(synthetic_film(9), "PNG"))
+    os.utime(films[1], ns=(1, 1))  # any change to a file's size or times counts
+    changed = film_fingerprints(paths)
+    assert changed[1] == film_fingerprint(load_image(films[1], FILM_SIZE)) != first[1]
+    assert changed[::2] == first[::2] and len(marked) == 3  # all of the files again: their entry is a new one
+    for entry in isolated_cache.glob("*.npy"):  # damaged entries are computed again
+        entry.write_bytes(b"\x93NUMPY")
+    assert film_fingerprints(paths) == changed and len(marked) == 6
+    monkeypatch.setenv("PNEUMOSCAN_CACHE_MAX_GB", "0")  # the cache off: computed, nothing written or read
+    before = sorted(isolated_cache.iterdir())
+    assert film_fingerprints(paths) == changed and len(marked) == 9 and sorted(isolated_cache.iterdir()) == before
+
+
+def test_a_second_evaluation_with_a_96_px_model_decodes_no_film_again(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from pneumoscan.evaluation.evaluate import InSampleWarning, evaluate
+    from pneumoscan.inference.predictor import Predictor
+
+    trained = write(tmp_path / "trained", {f"{i}.png": encoded(synthetic_film(i), "PNG") for i in range(20, 23)})
+    predictor = Predictor(untrained_model(tmp_path, 96, trained), backend="torch")
+    films = [*site_films(tmp_path / "site"),
+             *write(tmp_path / "site" / "NORMAL", {"resaved.jpeg": encoded(synthetic_film(20), "JPEG", quality=90)})]
+    decoded, marked = count_decodes(monkeypatch), count_film_fingerprints(monkeypatch)
+    runs = []
+    for _ in range(2):
+        with pytest.warns(InSampleWarning):
+            runs.append(evaluate(predictor, tmp_path / "site", n_boot=10, progress=False))
+        # the first at 96 px to score them and at FILM_SIZE to fingerprint them; the second from the image cache
+        assert len(decoded) == 2 * len(films) and len(marked) == len(films)
+    assert [run.summary["seen_in_training"] for run in runs] == [[str(films[-1])]] * 2
+    assert np.array_equal(runs[0].probs, runs[1].probs)

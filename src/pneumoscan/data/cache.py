@@ -1,5 +1,6 @@
 """Decoded, resized images cached on disk as one memory-mapped uint8 array per file list (with each file's grey-level
-count and the guard's file cues: colourfulness, two-tone share), within a size limit."""
+count and the guard's file cues: colourfulness, two-tone share), and rows of bytes computed from such decodes (the
+film fingerprints), within a size limit."""
 from __future__ import annotations
 
 import functools
@@ -9,6 +10,7 @@ import json
 import os
 import threading
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,3 +211,40 @@ def load_image_set(
             images = _keep(cache_dir, key, images, meta_text, limit)
     kept = [s for s, good in zip(samples, ok) if good]
     return ImageSet(kept, images, errors, levels, colours, tones)
+
+
+def cached_file_rows(samples: list[Sample], kind: str, size: int, width: int,
+                     compute: Callable[[], list[bytes | None]], cache_dir: Path | None = None) -> list[bytes | None]:
+    """A row of `width` bytes per file of `samples` (None for a file that cannot be decoded at `size`), computed from
+    its decode at `size` (`kind` names what: the film fingerprints): from the cache entry of `kind` for these files
+    when they are unchanged (keyed as `cache_key` keys their images), else `compute()`d and kept there, with
+    `load_image_set`'s size limit, warnings and files listed as unreadable tried again."""
+    cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
+    limit = max_cache_bytes()
+    key = hashlib.sha256(f"{kind}:{cache_key(samples, size)}".encode()).hexdigest()[:32]
+    array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
+    rows = _read_rows(array_path, meta_path, len(samples), kind, width) if limit > 0 else None
+    if rows is not None and _failures_persist(samples, [row is not None for row in rows], size):
+        mark_used(meta_path)
+        return rows
+    rows = compute()
+    if limit > 0:
+        ok = [row is not None for row in rows]
+        array = np.frombuffer(b"".join(row for row in rows if row is not None), dtype=np.uint8).reshape(sum(ok), width)
+        _keep(cache_dir, key, array, json.dumps({"kind": kind, "ok": ok, "n": len(samples)}), limit)
+    return rows
+
+
+def _read_rows(array_path: Path, meta_path: Path, n: int, kind: str, width: int) -> list[bytes | None] | None:
+    """The rows of a `cached_file_rows` entry, or None when it is missing, unreadable or does not fit."""
+    try:
+        meta = json.loads(meta_path.read_text())
+        array = np.load(array_path)
+        ok = [bool(good) for good in meta["ok"]]
+        written_kind = meta["kind"]
+    except (OSError, ValueError, EOFError, KeyError, TypeError):
+        return None
+    if written_kind != kind or len(ok) != n or array.dtype != np.uint8 or array.shape != (sum(ok), width):
+        return None
+    found = iter(array)
+    return [next(found).tobytes() if good else None for good in ok]

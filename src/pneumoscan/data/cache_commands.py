@@ -10,15 +10,17 @@ from pathlib import Path
 from pneumoscan.data.cache_limit import Entry, Temporary, format_bytes
 
 
-def _image_size(entry: Entry) -> int | None:
-    """The image size an entry holds, from its .json; None when that is missing or damaged, or its .npy is."""
-    if len(entry.paths) != 2:  # a .json alone holds no images
+def _holds(entry: Entry) -> int | str | None:
+    """What an entry holds, from its .json: its image size, or the kind of its rows (`cached_file_rows`); None when
+    that is missing or damaged, or its .npy is."""
+    if len(entry.paths) != 2:  # a .json alone holds nothing
         return None
     try:
-        size = json.loads(entry.paths[0].with_suffix(".json").read_text())["size"]
+        meta = json.loads(entry.paths[0].with_suffix(".json").read_text())
+        held = meta["kind"] if "kind" in meta else meta["size"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return size if isinstance(size, int) else None
+    return held if isinstance(held, (int, str)) else None
 
 
 def _count(n: int, one: str, many: str) -> str:
@@ -33,7 +35,8 @@ def _temporaries(temporaries: list[Temporary]) -> str:
 
 def describe_cache(folder: Path) -> list[str]:
     """The cache in `folder` as lines: its size against the limit (entries and temporary files), then its entries by
-    image size, then its temporary files (fresh, and stale: left by writes that died)."""
+    image size (or what else they hold: film fingerprints), then its temporary files (fresh, and stale: left by
+    writes that died)."""
     from pneumoscan.data.cache_limit import MAX_GB_ENV, cache_entries, max_cache_bytes, temporary_files
 
     limit = max_cache_bytes()
@@ -46,12 +49,14 @@ def describe_cache(folder: Path) -> list[str]:
         files += f" and {_count(len(temporaries), 'temporary file', 'temporary files')}"
     total = sum(e.size for e in entries) + sum(t.size for t in temporaries)
     lines = [f"image cache {folder}: {files}, {format_bytes(total)}; {limit_text} (${MAX_GB_ENV})"]
-    by_size: dict[int | None, list[Entry]] = {}
+    by_kind: dict[int | str | None, list[Entry]] = {}
     for entry in entries:
-        by_size.setdefault(_image_size(entry), []).append(entry)
-    for size in sorted(by_size, key=lambda s: (s is None, s)):
-        group = by_size[size]
-        name = f"{size} px" if size is not None else "incomplete or damaged (rebuilt when next needed)"
+        by_kind.setdefault(_holds(entry), []).append(entry)
+    # image sizes, smallest first, then other kinds, then the damaged
+    for held in sorted(by_kind, key=lambda h: (h is None, isinstance(h, str), h if isinstance(h, int) else str(h))):
+        group = by_kind[held]
+        name = (f"{held} px" if isinstance(held, int) else held if held is not None
+                else "incomplete or damaged (rebuilt when next needed)")
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(max(e.used_ns for e in group) / 1e9))
         lines.append(f"  {name}: {_count(len(group), 'entry', 'entries')}, "
                      f"{format_bytes(sum(e.size for e in group))}, last used {used}")

@@ -65,6 +65,7 @@ def training_fingerprints(training: dict[str, Any]) -> set[str]:
 FILM_METHOD = "dct16-of-32x32-at-128px-v1"  # recorded beside the fingerprints; another method's are not compared
 FILM_SIZE, FILM_GRID, FILM_DCT, FILM_MAX_DISTANCE = 128, 32, 16, 24
 FILM_HEX = (FILM_DCT * FILM_DCT - 1 + 7) // 8 * 2  # 255 bits, padded to 32 bytes: 64 hex digits
+FILM_ENTRY = f"film fingerprints ({FILM_METHOD})"  # what the image cache's entries of them hold (`pneumoscan cache`)
 
 
 @cache
@@ -111,23 +112,38 @@ def _is_film_mark(mark: object) -> bool:
     return True
 
 
-def film_record(paths: Sequence[str | os.PathLike], images: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
+def film_record(paths: Sequence[str | os.PathLike], images: Sequence[np.ndarray] | None = None,
+                cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """What a training record stores of its films: the method and the distinct film fingerprints of `paths`
-    (`images`: as `film_fingerprints` takes them)."""
-    marks = {m for m in film_fingerprints(paths, images) if m is not None}
+    (`images`, `cache_dir`: as `film_fingerprints` takes them)."""
+    marks = {m for m in film_fingerprints(paths, images, cache_dir) if m is not None}
     return {"film_fingerprint_method": FILM_METHOD, "film_fingerprints": sorted(marks)}
 
 
-def film_fingerprints(paths: Sequence[str | os.PathLike],
-                      images: Sequence[np.ndarray] | np.ndarray | None = None) -> list[str | None]:
-    """The film fingerprint of each path (None when it cannot be decoded). `images`: the films as already decoded,
-    one per path, reused when they are FILM_SIZE square (a model of that input size: no second decode); else each
-    file is decoded here at FILM_SIZE."""
+def film_fingerprints(paths: Sequence[str | os.PathLike], images: Sequence[np.ndarray] | np.ndarray | None = None,
+                      cache_dir: str | os.PathLike | None = None) -> list[str | None]:
+    """The film fingerprint of each path (None when it cannot be decoded), kept in the image cache in `cache_dir`
+    (None: the default one) and read back from there while the files are unchanged: a second run on the same files
+    decodes and hashes none of them. `images`: the films as already decoded, one per path, reused when they are
+    FILM_SIZE square (a model of that input size: no second decode); else each file is decoded here at FILM_SIZE."""
+    from pneumoscan.data.cache import cached_file_rows
+    from pneumoscan.data.layout import Sample
+
     if images is not None and len(images) != len(paths):
         raise ValueError(f"{len(images)} images for {len(paths)} paths")
-    if images is None or not len(images) or np.shape(images[0]) != (FILM_SIZE, FILM_SIZE):
-        images = _decoded(paths)
-    return [None if image is None else film_fingerprint(image) for image in images]
+    if not len(paths):  # no cache entry for no files
+        return []
+
+    def computed() -> list[bytes | None]:
+        films = images
+        if films is None or not len(films) or np.shape(films[0]) != (FILM_SIZE, FILM_SIZE):
+            films = _decoded(paths)
+        return [None if film is None else bytes.fromhex(film_fingerprint(film)) for film in films]
+
+    samples = [Sample(Path(path), 0) for path in paths]  # one label for all: the cache key needs one, nothing reads it
+    rows = cached_file_rows(samples, FILM_ENTRY, FILM_SIZE, FILM_HEX // 2, computed,
+                            None if cache_dir is None else Path(cache_dir))
+    return [None if row is None else row.hex() for row in rows]
 
 
 def film_distances(marks: Sequence[str], known: np.ndarray) -> np.ndarray:
@@ -167,17 +183,18 @@ def _decoded(paths: Sequence[str | os.PathLike]) -> list[np.ndarray | None]:
 
 
 def seen_in_training(paths: Sequence[Path], training: dict[str, Any],
-                     images: Sequence[np.ndarray] | np.ndarray | None = None) -> list[Path]:
+                     images: Sequence[np.ndarray] | np.ndarray | None = None,
+                     cache_dir: str | os.PathLike | None = None) -> list[Path]:
     """Those of `paths` that are a film the model was trained or validated on: byte-identical to one, or the same
-    film by its film fingerprint (re-encoded, resized, a little brighter or darker). `images`: the films as already
-    decoded, as `film_fingerprints` takes them (decoded only when the record holds film fingerprints)."""
+    film by its film fingerprint (re-encoded, resized, a little brighter or darker). `images`, `cache_dir`: as
+    `film_fingerprints` takes them (decoded only when the record holds film fingerprints)."""
     known, films = training_fingerprints(training), training_film_fingerprints(training)
     if not known and not len(films):
         return []
     by_bytes = [mark in known for mark in fingerprints(paths)] if known else [False] * len(paths)
     by_film = [False] * len(paths)
     if len(films):
-        marks = film_fingerprints(paths, images)
+        marks = film_fingerprints(paths, images, cache_dir)
         readable = [i for i, mark in enumerate(marks) if mark is not None]
         near = film_distances([marks[i] for i in readable], films) <= FILM_MAX_DISTANCE
         for i, hit in zip(readable, near):

@@ -185,7 +185,7 @@ def evaluate(
             f"{len(refused)} of {len(images.samples)} images look unlike chest X-rays to the model's "
             f"guard, which refuses them at predict time; they are scored here anyway (`evaluate --json` lists them "
             f"under refused_by_guard): {first_few(refused)}"), stacklevel=2)
-    seen = seen_in_training([s.path for s in images.samples], predictor.meta.training, images.images)
+    seen = seen_in_training([s.path for s in images.samples], predictor.meta.training, images.images, cache_dir)
     if seen:
         warnings.warn(InSampleWarning(
             f"{len(seen)} of {len(images.samples)} images are films this model was trained or validated on (copies, "

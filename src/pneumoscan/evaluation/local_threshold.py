@@ -77,7 +77,7 @@ def _check_unseen(meta: ArtifactMeta, data: str | os.PathLike, split: str | None
                          f"seen (another folder)")
     if len(training_film_fingerprints(meta.training)):
         images = load_image_set(samples, size, cache_dir, desc=f"decoding {name}")
-        seen = seen_in_training([s.path for s in images.samples], meta.training, images.images)
+        seen = seen_in_training([s.path for s in images.samples], meta.training, images.images, cache_dir)
     else:  # an older model records only the bytes: nothing to decode
         seen = seen_in_training([s.path for s in samples], meta.training)
     if seen:

@@ -440,7 +440,7 @@ class Trainer:
                       "fingerprints": sorted(set(fingerprints(s.path for s in data.train.samples + data.val.samples))),
                       # ... and re-encoded or resized: the same films decoded (see bench/film_fingerprint.py)
                       **film_record([s.path for s in data.train.samples + data.val.samples],
-                                    [*data.train.images, *data.val.images]),
+                                    [*data.train.images, *data.val.images], cfg.cache_dir),
                       **({"init": init_from} if init_from else {})},
         )
         aug = AugmentConfig(scale=cfg.aug_zoom, aspect=cfg.aug_aspect, sharpness=cfg.aug_sharpness, strength=cfg.augment)
