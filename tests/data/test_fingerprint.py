@@ -290,3 +290,25 @@ def test_a_second_evaluation_with_a_96_px_model_decodes_no_film_again(tmp_path: 
         assert len(decoded) == 2 * len(films) and len(marked) == len(films)
     assert [run.summary["seen_in_training"] for run in runs] == [[str(films[-1])]] * 2
     assert np.array_equal(runs[0].probs, runs[1].probs)
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_set_threshold_fingerprints_each_film_once(cached: bool, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import pneumoscan.data.fingerprint as fingerprint
+    from pneumoscan.evaluation.local_threshold import set_threshold
+
+    if not cached:  # nothing to read back: a second look would decode and hash every film again
+        monkeypatch.setenv("PNEUMOSCAN_CACHE_MAX_GB", "0")
+    trained = write(tmp_path / "trained", {f"{i}.png": encoded(synthetic_film(i), "PNG") for i in range(20, 23)})
+    model = untrained_model(tmp_path, 96, trained)
+    films = site_films(tmp_path / "site")
+    decoded, marked, compared = count_decodes(monkeypatch), count_film_fingerprints(monkeypatch), []
+    real = fingerprint.film_distances
+    monkeypatch.setattr(fingerprint, "film_distances", lambda marks, known: compared.append(1) or real(marks, known))
+    result = set_threshold(model, tmp_path / "site", tmp_path / "out", backend="torch", n_boot=10)
+    # by its check that they are new films, not again by the scoring
+    assert len(marked) == len(films) and len(compared) == 1
+    if cached:
+        assert len(decoded) == 2 * len(films)  # at 96 px and at FILM_SIZE, each once
+    assert result.out.is_file() and result.after["n"] == len(films)

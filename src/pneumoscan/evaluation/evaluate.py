@@ -164,10 +164,11 @@ def check_bootstrap(n_boot: int, seed: int) -> None:
 
 def evaluate(
     predictor: Predictor, data: str | os.PathLike, split: str | None = None, *, n_boot: int = 1000, seed: int = 0,
-    cache_dir: str | os.PathLike | None = None, progress: bool = True,
+    cache_dir: str | os.PathLike | None = None, progress: bool = True, checked_unseen: bool = False,
 ) -> Evaluation:
     """Predict every image of the split (cached decode) and summarise at the predictor's threshold; `progress`: the
-    decoding and scoring bars (on a terminal)."""
+    decoding and scoring bars (on a terminal); `checked_unseen`: the caller has refused these films already if any
+    was one the model trained or validated on (set-threshold), so they are not fingerprinted again."""
     split_name, samples = evaluation_samples(data, split)
     images = load_image_set(samples, predictor.size, cache_dir, desc=f"decoding {split_name}", progress=progress)
     missing = images.absent_classes
@@ -185,7 +186,8 @@ def evaluate(
             f"{len(refused)} of {len(images.samples)} images look unlike chest X-rays to the model's "
             f"guard, which refuses them at predict time; they are scored here anyway (`evaluate --json` lists them "
             f"under refused_by_guard): {first_few(refused)}"), stacklevel=2)
-    seen = seen_in_training([s.path for s in images.samples], predictor.meta.training, images.images, cache_dir)
+    seen = [] if checked_unseen else seen_in_training([s.path for s in images.samples], predictor.meta.training,
+                                                      images.images, cache_dir)
     if seen:
         warnings.warn(InSampleWarning(
             f"{len(seen)} of {len(images.samples)} images are films this model was trained or validated on (copies, "

@@ -121,7 +121,8 @@ def set_threshold(
     # it are removed: nothing is left that was not there before
     with undone_on_failure(path.parent, [path]):
         path.parent.mkdir(parents=True, exist_ok=True)  # a bad --out fails before the scoring, not after
-        evaluation = evaluate(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
+        evaluation = evaluate(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir,
+                              checked_unseen=True)  # by _check_unseen above
         threshold, interval, after = choose_local_threshold(evaluation, target, n_boot=n_boot, seed=seed)
         labels, probs = evaluation.images.labels, evaluation.probs
         source = {
