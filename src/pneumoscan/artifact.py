@@ -5,6 +5,7 @@ import hashlib
 import json
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -14,8 +15,8 @@ from torch import nn
 
 from pneumoscan import CLASS_NAMES, __version__
 from pneumoscan.data.preprocess import Preprocessing
-from pneumoscan.errors import InputError, ModelConfigError, UnknownModelError, first_line
-from pneumoscan.models.registry import create_model, get_spec, is_registered, missing_model_message
+from pneumoscan.errors import InputError, ModelConfigError, PluginVersionWarning, UnknownModelError, first_line
+from pneumoscan.models.registry import create_model, require_registered, version_change
 
 ARTIFACT_NAME = "model.safetensors"
 _META_KEY = "pneumoscan"
@@ -249,7 +250,8 @@ def read_meta(path: str | os.PathLike) -> ArtifactMeta:
 def load_artifact(path: str | os.PathLike | None,
                   device: str | torch.device | None = None) -> tuple[nn.Module, ArtifactMeta]:
     """Build the model described by an artifact and load its weights onto `device` (None: `device_for()`, CUDA when
-    present); never unpickles anything."""
+    present); never unpickles anything. A PluginVersionWarning names both versions when a plugin's model comes from
+    another version of its package than it was trained with and its weights still load."""
     from safetensors.torch import load_file
 
     from pneumoscan.inference.batch import device_for
@@ -257,10 +259,10 @@ def load_artifact(path: str | os.PathLike | None,
     path = resolve_model_path(path)
     meta = read_meta(path)
     edited = "as in an edited file; restore the model file or train the model again"
-    for name, source in meta.model_sources.items():
-        if not is_registered(name):
-            raise InputError(f"{path}: {missing_model_message(name, source)}")
-    edited = _plugin_version_change(meta) or edited
+    require_registered(meta.model_sources, path)
+    changed = version_change(meta.model_sources)
+    if changed is not None:  # the weights may then not fit, or be built otherwise
+        edited = f"as {changed[0]}; install {changed[1]} to load it"
     try:
         model = create_model(meta.model_name, **meta.model_config)
     except (UnknownModelError, ModelConfigError) as err:  # written by another version, or edited
@@ -277,18 +279,9 @@ def load_artifact(path: str | os.PathLike | None,
         model.load_state_dict(load_file(str(path)))  # into the model as built, on the CPU; then moved once
     except RuntimeError as err:  # names, shapes or number of tensors other than the stored config builds
         raise InputError(f"{path}: its weights do not fit its stored config ({first_line(err)}), {edited}") from None
+    if changed is not None:  # warned from here (stacklevel 1), so once in a process that loads the model twice
+        warnings.warn(PluginVersionWarning(f"{path}: {changed[0]}; its weights load, but its results may differ from "
+                                           f"the ones it was validated with (pip install '{changed[1]}' for the "
+                                           f"version it was trained with)"), stacklevel=1)
     return model.to(device if device is not None else device_for()).eval(), meta
-
-
-def _plugin_version_change(meta: ArtifactMeta) -> str | None:
-    """What to do when a plugin model of `meta` comes here from another version of its package than it was trained
-    with (its weights may then not fit, or be built otherwise); None when none does."""
-    for name, source in meta.model_sources.items():
-        origin = get_spec(name).origin
-        dist, version = source.get("distribution"), source.get("version")
-        if dist and version and origin is not None and (origin.distribution, origin.version) != (dist, version):
-            return (f"as model {name!r} was trained with {dist} {version} and {origin.describe()} is installed here; "
-                    f"install {dist}=={version} to load it")
-    return None
-
 

@@ -54,6 +54,10 @@ class PluginWarning(UserWarning):
     """A model plugin (entry point group `pneumoscan.models`) that failed to load: its models are left out."""
 
 
+class PluginVersionWarning(UserWarning):
+    """A plugin's model whose weights load, but from another version of its package than it was trained with."""
+
+
 def first_line(err: BaseException, limit: int = 160) -> str:
     """The first non-empty line of an error's text, after torch's 'Error(s) in loading state_dict for X:' heading,
     cut to `limit` characters ('...' marks a cut): for one-line messages that quote an error from torch or a

@@ -11,6 +11,7 @@ import sys
 import textwrap
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -433,3 +434,45 @@ def test_train_refuses_a_model_that_breaks_the_contract_before_reading_images(
     assert err == ("pneumoscan: error: model 'twonet' returns (2, 2) for 2 images of 32 px; a pneumoscan model takes "
                    "normalised images (N, 1, H, W) and returns one logit per image, shape (N,) (e.g. end forward() "
                    "with .squeeze(1))\n"), err
+
+
+# -- a run or an artifact of a plugin's model, where the plugin is missing or another version -----------------------
+class AcmeNet(nn.Module):
+    """A plugin's model: one convolution (`extra` adds a second, as a new version of its package might)."""
+
+    def __init__(self, width: int = 4, extra: bool = False) -> None:
+        super().__init__()
+        layers = [nn.Conv2d(1, width, 3, padding=1), nn.ReLU()] + ([nn.Conv2d(width, width, 3, padding=1)] if extra else [])
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean(dim=(2, 3))).squeeze(1)
+
+
+def install_acme(own_registry: dict, version: str, builder: Callable[..., nn.Module] = AcmeNet) -> None:
+    """Model 'acmenet' as the entry point 'acme' of acme-models `version` registers it."""
+    own_registry.pop("acmenet", None)
+    register_model("acmenet", description="a plugin's model", image_size=32)(builder)
+    own_registry["acmenet"] = replace(own_registry["acmenet"],
+                                      origin=ModelOrigin("acme_models", "acme-models", version, "acme"))
+
+
+ACME_RECORD = {"acmenet": {"distribution": "acme-models", "version": "0.1", "entry_point": "acme",
+                           "module": "acme_models"}}
+
+
+def test_weights_that_load_into_another_plugin_version_are_warned_about_naming_both(own_registry: dict,
+                                                                                    tmp_path: Path) -> None:
+    from pneumoscan.errors import PluginVersionWarning
+
+    install_acme(own_registry, "0.2")
+    path = save_artifact(tmp_path / "model.safetensors", AcmeNet(),
+                         ArtifactMeta(model_name="acmenet", model_config={}, image_size=32, mean=0.5, std=0.25,
+                                      model_sources=ACME_RECORD))
+    with pytest.warns(PluginVersionWarning) as caught:
+        assert isinstance(load_artifact(path, "cpu")[0], AcmeNet)
+    assert [str(w.message) for w in caught] == [
+        f"{path}: model 'acmenet' was trained with acme-models 0.1 and acme-models 0.2 is installed here; its weights "
+        f"load, but its results may differ from the ones it was validated with (pip install 'acme-models==0.1' for "
+        f"the version it was trained with)"]

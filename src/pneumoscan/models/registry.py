@@ -8,6 +8,7 @@ built-ins; a plugin that fails to load is left out with one PluginWarning.
 from __future__ import annotations
 
 import inspect
+import os
 import warnings
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -204,6 +205,28 @@ def missing_model_message(name: str, source: dict[str, Any]) -> str:
     return (f"model {name!r} was registered {where}, not by an installed package; in Python, import or run that "
             f"{'code' if module == '__main__' else 'module'} before loading the model, or package it as a plugin "
             f"(README: Your own architecture)")
+
+
+def require_registered(sources: dict[str, dict[str, Any]], where: str | os.PathLike) -> None:
+    """InputError '`where`: ...', saying what to install (`missing_model_message`), for the first model of
+    `sources` (`model_sources`, as recorded) that is not registered here."""
+    for name, source in sources.items():
+        if not is_registered(name):
+            raise InputError(f"{where}: {missing_model_message(name, source)}")
+
+
+def version_change(sources: dict[str, dict[str, Any]]) -> tuple[str, str] | None:
+    """For the first model of `sources` (`model_sources`, as recorded) that comes here from another package or
+    version than recorded: what changed ("model 'tinynet' was trained with acme-models 0.1 and acme-models 0.2 is
+    installed here") and the requirement that restores it ("acme-models==0.1"); None when every one matches (or is
+    not registered here, or its record names no version)."""
+    for name, source in sources.items():
+        dist, version = source.get("distribution"), source.get("version")
+        origin = get_spec(name).origin if is_registered(name) else None
+        if dist and version and origin is not None and (origin.distribution, origin.version) != (dist, version):
+            return (f"model {name!r} was trained with {dist} {version} and {origin.describe()} is installed here",
+                    f"{dist}=={version}")
+    return None
 
 
 def check_model_output(model: nn.Module, name: str, image_size: int) -> None:
