@@ -462,6 +462,71 @@ ACME_RECORD = {"acmenet": {"distribution": "acme-models", "version": "0.1", "ent
                            "module": "acme_models"}}
 
 
+@pytest.fixture
+def acme_run(own_registry: dict, tiny_dataset: Path, tmp_path: Path) -> Path:
+    """A run of acme-models 0.1's acmenet, stopped after 1 of its 2 epochs (as an interrupted run is)."""
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.trainer import train
+
+    install_acme(own_registry, "0.1")
+    run = tmp_path / "run"
+    train(TrainConfig(data=str(tiny_dataset), out=str(run), model="acmenet", epochs=1, batch_size=8, augment=0.0),
+          progress=False, verbose=False)
+    return run
+
+
+def resume(run: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """`pneumoscan train --out RUN --resume --epochs 2`: its exit code and stderr."""
+    from pneumoscan.cli import main
+
+    code = main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"])
+    return code, capsys.readouterr().err
+
+
+def test_resuming_a_run_whose_plugin_is_missing_says_what_to_install(acme_run: Path, own_registry: dict,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """The run's config.json records where its model comes from, as its artifact does; a run started before it did
+    is told from its model files."""
+    config = json.loads((acme_run / "config.json").read_text())
+    assert config["model_sources"] == ACME_RECORD
+    del own_registry["acmenet"]
+    missing = (f"pneumoscan: error: {acme_run}: model 'acmenet' comes from the plugin package acme-models 0.1 (module "
+               f"acme_models), which is not installed here; install it (pip install 'acme-models==0.1') and run the "
+               f"command again\n")
+    assert resume(acme_run, capsys) == (2, missing)
+    del config["model_sources"]
+    (acme_run / "config.json").write_text(json.dumps(config))
+    assert resume(acme_run, capsys) == (2, missing)
+
+
+def test_resuming_with_another_plugin_version_warns_or_names_both_versions(acme_run: Path, own_registry: dict,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    install_acme(own_registry, "0.3", lambda width=4: AcmeNet(width, extra=True))  # weights that do not fit
+    code, err = resume(acme_run, capsys)
+    assert code == 2 and err.startswith(f"pneumoscan: error: {acme_run / 'last.pt'}: its weights do not fit model "
+                                        f"'acmenet' (Missing key(s) in state_dict"), err
+    assert err.endswith("), as model 'acmenet' was trained with acme-models 0.1 and acme-models 0.3 is installed "
+                        "here; install acme-models==0.1 to resume it\n") and len(err.splitlines()) == 1, err
+    install_acme(own_registry, "0.2")  # the same weights
+    code, err = resume(acme_run, capsys)
+    assert code == 0, err
+    assert err.splitlines()[0] == (f"pneumoscan: warning: {acme_run}: model 'acmenet' was trained with acme-models 0.1 "
+                                   f"and acme-models 0.2 is installed here; its checkpoint loads, but the run continues "
+                                   f"with the installed version, so its model may differ from one trained with a single "
+                                   f"version (pip install 'acme-models==0.1' to continue as it started)"), err
+
+
+def test_resuming_with_weights_that_do_not_fit_the_model_is_refused_in_one_line(
+        acme_run: Path, own_registry: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    install_acme(own_registry, "0.1", lambda width=4: AcmeNet(width, extra=True))  # its code changed, not its version
+    code, err = resume(acme_run, capsys)
+    assert code == 2 and err == (f"pneumoscan: error: {acme_run / 'last.pt'}: its weights do not fit model 'acmenet' "
+                                 f"(Missing key(s) in state_dict: \"features.2.weight\", \"features.2.bias\".), as the "
+                                 f"code that builds it is not the code the run started with; resume it with the "
+                                 f"versions of pneumoscan and of the model's package it started with, or start a new "
+                                 f"run with another --out\n"), err
+
+
 def test_weights_that_load_into_another_plugin_version_are_warned_about_naming_both(own_registry: dict,
                                                                                     tmp_path: Path) -> None:
     from pneumoscan.errors import PluginVersionWarning

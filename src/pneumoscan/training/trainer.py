@@ -28,14 +28,15 @@ from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.preprocess import prepare_pixels, to_unit
 from pneumoscan.data.patients import PatientKeys, describe, patient_keys, recorded_patient_key
 from pneumoscan.data.split import patient_split
-from pneumoscan.errors import InputError, first_few
+from pneumoscan.errors import InputError, first_few, first_line
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.evaluate import write_predictions
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning, roc_auc
 from pneumoscan.evaluation.thresholds import threshold_for_recall
 from pneumoscan.inference.batch import device_for, predict_logits, sigmoid
 from pneumoscan.inference.ood import guard_path
-from pneumoscan.models.registry import check_model_output, create_model, get_spec, model_config, model_sources
+from pneumoscan.models.registry import (check_model_output, create_model, get_spec, is_registered, model_config,
+                                        model_sources, require_registered, version_change)
 from pneumoscan.outputs import atomic_write
 from pneumoscan.progress import progress_bar, write_warning
 from pneumoscan.training.checkpoint import (atomic_torch_save, check_writable, load_checkpoint, restore_rng_states,
@@ -46,6 +47,31 @@ from pneumoscan.training.transfer import init_source, load_transfer, written_by_
 LAST_CHECKPOINT = "last.pt"
 BEST_WEIGHTS = "best.safetensors"  # the best epoch's weights so far, written after the checkpoint of that epoch
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "val_accuracy", "seconds", "images_per_s"]
+
+
+def recorded_model_sources(out: Path) -> dict[str, dict[str, str]]:
+    """Where the model of the run in `out` came from when it started (`model_sources`): its config.json's record,
+    else (a run started before config.json kept one) its model files'; {} when none says."""
+    saved = _saved_config(out)
+    sources = saved.get("model_sources")
+    if isinstance(sources, dict) and all(isinstance(source, dict) for source in sources.values()):
+        return sources
+    for path in (out / BEST_WEIGHTS, out / ARTIFACT_NAME):
+        if path.is_file():
+            try:
+                return read_meta(path).model_sources
+            except InputError:  # a damaged file: the next one may say
+                continue
+    return {}
+
+
+def _saved_config(out: Path) -> dict[str, Any]:
+    """The run's config.json, or {} when it is missing or unreadable."""
+    try:
+        saved = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
 
 
 def _epochs(n: int) -> str:
@@ -258,6 +284,8 @@ class Trainer:
         self.progress = progress
         self.verbose = verbose
         self.warn = warn  # the command's `pneumoscan: warning:` line; the Python API's warnings.warn
+        if not is_registered(cfg.model):  # a run's plugin since uninstalled: say which package it came from
+            require_registered({k: v for k, v in recorded_model_sources(self.out).items() if k == cfg.model}, self.out)
         spec = get_spec(cfg.model)
         if not spec.trainable:
             raise InputError(f"model '{cfg.model}' is built from trained runs, not trained: train its members, "
@@ -302,6 +330,26 @@ class Trainer:
         now = {k: v for k, v in self.cfg.to_dict().items() if k in RESUME_MAY_CHANGE}
         if any(saved.get(k) != v for k, v in now.items()):
             self._write_json("config.json", {**saved, **now})
+
+    def _resume_weights(self, model: nn.Module, ckpt_path: Path) -> dict[str, Any]:
+        """The checkpoint `ckpt_path`, its weights loaded into `model`; InputError in one line when they do not fit
+        (naming both versions when the model's plugin is another version than the run started with), and a warning
+        when they fit another version."""
+        ckpt = load_checkpoint(ckpt_path)
+        changed = version_change(recorded_model_sources(self.out))
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as err:  # names, shapes or number of tensors other than this model has
+            why = (f"as {changed[0]}; install {changed[1]} to resume it" if changed else
+                   "as the code that builds it is not the code the run started with; resume it with the versions of "
+                   "pneumoscan and of the model's package it started with, or start a new run with another --out")
+            raise InputError(f"{ckpt_path}: its weights do not fit model {self.cfg.model!r} ({first_line(err)}), "
+                             f"{why}") from None
+        if changed:
+            self.warn(f"{self.out}: {changed[0]}; its checkpoint loads, but the run continues with the installed "
+                      f"version, so its model may differ from one trained with a single version (pip install "
+                      f"'{changed[1]}' to continue as it started)")
+        return ckpt
 
     # -- one epoch ---------------------------------------------------------------------------
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor | None) -> torch.Tensor:
@@ -379,6 +427,7 @@ class Trainer:
         seed_everything(cfg.seed)
         model = create_model(cfg.model, **self.model_cfg)
         check_model_output(model, cfg.model, self.image_size)  # a plugin's model that breaks the contract: one line
+        ckpt = self._resume_weights(model, ckpt_path) if resume else None  # before minutes of decoding
         # --init is read before the images are decoded, so a wrong file is refused before minutes of work
         pretrained = bool(cfg.init) and not resume and self._load_init(model)
         data = prepare_data(cfg, self.image_size, self.progress)
@@ -414,9 +463,7 @@ class Trainer:
         total_steps, warmup = cfg.epochs * steps, int(cfg.warmup_epochs * steps)
         state: dict[str, Any] = {"epoch": 0, "step": 0, "best_auc": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [],
                                  "train_seconds": 0.0}
-        if resume:
-            ckpt = load_checkpoint(ckpt_path)
-            model.load_state_dict(ckpt["model"])
+        if ckpt is not None:
             optimizer.load_state_dict(ckpt["optimizer"])
             if ema is not None:
                 ema.load_state_dict(ckpt["ema"])
@@ -427,6 +474,8 @@ class Trainer:
             self._note_resume(state)
         else:
             self._write_json("config.json", {**cfg.to_dict(), "image_size": self.image_size, "model_config": self.model_cfg,
+                                             # what to install to resume it, when it is a plugin's (the artifact's too)
+                                             "model_sources": model_sources([cfg.model]),
                                              **({"init_source": init_source(cfg.init)} if cfg.init else {})})
             self._write_json("split.json", data.split_record)
         init_from = json.loads((self.out / "config.json").read_text()).get("init_source")  # as recorded at the start
