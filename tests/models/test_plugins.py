@@ -527,6 +527,20 @@ def test_resuming_with_weights_that_do_not_fit_the_model_is_refused_in_one_line(
                                  f"run with another --out\n"), err
 
 
+def test_compare_of_a_run_whose_plugin_is_missing_says_what_to_install(acme_run: Path, own_registry: dict,
+                                                                        tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """`compare` builds each run's model for its number of weights, even from the runs' own validation scores."""
+    from pneumoscan.cli import main
+
+    del own_registry["acmenet"]
+    assert main(["compare", str(acme_run), "--out", str(tmp_path / "compare.html")]) == 2
+    assert capsys.readouterr().err == (
+        f"pneumoscan: error: {acme_run / 'model.safetensors'}: model 'acmenet' comes from the plugin package "
+        f"acme-models 0.1 (module acme_models), which is not installed here; install it (pip install "
+        f"'acme-models==0.1') and run the command again\n")
+
+
 def test_weights_that_load_into_another_plugin_version_are_warned_about_naming_both(own_registry: dict,
                                                                                     tmp_path: Path) -> None:
     from pneumoscan.errors import PluginVersionWarning

@@ -39,9 +39,11 @@ class RunInfo:
         return float(seconds) if seconds is not None else None
 
     def parameter_count(self) -> int:
-        """Number of weights of the run's architecture (built empty, weights not loaded)."""
-        from pneumoscan.models.registry import count_parameters, create_model
+        """Number of weights of the run's architecture (built empty, weights not loaded); InputError saying what to
+        install when it is a plugin's that is missing here."""
+        from pneumoscan.models.registry import count_parameters, create_model, require_registered
 
+        require_registered(self.meta.model_sources, self.artifact)
         return count_parameters(create_model(self.meta.model_name, **self.meta.model_config))
 
 
