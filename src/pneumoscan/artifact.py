@@ -265,9 +265,10 @@ def load_artifact(path: str | os.PathLike | None,
         edited = f"as {changed[0]}; install {changed[1]} to load it"
     try:
         model = create_model(meta.model_name, **meta.model_config)
-    except (UnknownModelError, ModelConfigError) as err:  # written by another version, or edited
-        raise InputError(f"{path}: {err} (written by pneumoscan {meta.version}, this is {__version__}); "
-                         "load it with the version that wrote it") from None
+    except (UnknownModelError, ModelConfigError) as err:  # written by another version (its plugin's), or edited
+        tail = (f", {edited}" if changed is not None else f" (written by pneumoscan {meta.version}, this is "
+                f"{__version__}); load it with the version that wrote it")
+        raise InputError(f"{path}: {err}{tail}") from None
     except (TypeError, ValueError, KeyError, IndexError, ZeroDivisionError) as err:  # an option's value edited
         raise InputError(f"{path}: model {meta.model_name!r} cannot be built from its stored config "
                          f"({type(err).__name__}: {first_line(err)}), {edited}") from None

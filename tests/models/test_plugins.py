@@ -18,10 +18,11 @@ import torch
 from torch import nn
 
 import pneumoscan
-from pneumoscan.artifact import ArtifactMeta, header_problem, load_artifact, save_artifact
+from pneumoscan.artifact import ArtifactMeta, header_problem, load_artifact, read_meta, save_artifact
 from pneumoscan.errors import InputError
 from pneumoscan.models import registry
-from pneumoscan.models.registry import ModelOrigin, check_model_output, create_model, model_sources, register_model
+from pneumoscan.models.registry import (ModelOrigin, check_model_output, create_model, model_config, model_sources,
+                                        register_model)
 from tests.conftest import write_xray
 
 SRC = Path(pneumoscan.__file__).resolve().parents[1]  # this checkout's code, first on the subprocesses' path
@@ -450,6 +451,21 @@ class AcmeNet(nn.Module):
         return self.head(self.features(x).mean(dim=(2, 3))).squeeze(1)
 
 
+def acme_deeper(width: int = 4, extra: bool = False) -> nn.Module:
+    """A later version's acmenet: the same options, another network."""
+    return AcmeNet(width, extra=True)
+
+
+def acme_wider(width: int = 8, extra: bool = False) -> nn.Module:
+    """A later version's acmenet: the same network, another default."""
+    return AcmeNet(width, extra)
+
+
+def acme_renamed(channels: int = 4, extra: bool = False) -> nn.Module:
+    """A later version's acmenet: an option renamed."""
+    return AcmeNet(channels, extra)
+
+
 def install_acme(own_registry: dict, version: str, builder: Callable[..., nn.Module] = AcmeNet) -> None:
     """Model 'acmenet' as the entry point 'acme' of acme-models `version` registers it."""
     own_registry.pop("acmenet", None)
@@ -501,7 +517,7 @@ def test_resuming_a_run_whose_plugin_is_missing_says_what_to_install(acme_run: P
 
 def test_resuming_with_another_plugin_version_warns_or_names_both_versions(acme_run: Path, own_registry: dict,
                                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    install_acme(own_registry, "0.3", lambda width=4: AcmeNet(width, extra=True))  # weights that do not fit
+    install_acme(own_registry, "0.3", acme_deeper)  # weights that do not fit
     code, err = resume(acme_run, capsys)
     assert code == 2 and err.startswith(f"pneumoscan: error: {acme_run / 'last.pt'}: its weights do not fit model "
                                         f"'acmenet' (Missing key(s) in state_dict"), err
@@ -518,7 +534,7 @@ def test_resuming_with_another_plugin_version_warns_or_names_both_versions(acme_
 
 def test_resuming_with_weights_that_do_not_fit_the_model_is_refused_in_one_line(
         acme_run: Path, own_registry: dict, capsys: pytest.CaptureFixture[str]) -> None:
-    install_acme(own_registry, "0.1", lambda width=4: AcmeNet(width, extra=True))  # its code changed, not its version
+    install_acme(own_registry, "0.1", acme_deeper)  # its code changed, not its version
     code, err = resume(acme_run, capsys)
     assert code == 2 and err == (f"pneumoscan: error: {acme_run / 'last.pt'}: its weights do not fit model 'acmenet' "
                                  f"(Missing key(s) in state_dict: \"features.2.weight\", \"features.2.bias\".), as the "
@@ -539,6 +555,36 @@ def test_compare_of_a_run_whose_plugin_is_missing_says_what_to_install(acme_run:
         f"pneumoscan: error: {acme_run / 'model.safetensors'}: model 'acmenet' comes from the plugin package "
         f"acme-models 0.1 (module acme_models), which is not installed here; install it (pip install "
         f"'acme-models==0.1') and run the command again\n")
+
+
+def test_a_plugin_model_keeps_its_builders_defaults_so_a_later_version_that_changes_one_builds_it_again(
+        acme_run: Path, own_registry: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    from pneumoscan.errors import PluginVersionWarning
+
+    meta = read_meta(acme_run / "model.safetensors")
+    assert meta.model_config == {"width": 4, "extra": False}
+    assert json.loads((acme_run / "config.json").read_text())["model_config"] == meta.model_config
+    assert model_config("cnn") == {}  # a built-in model's defaults are pneumoscan's own
+    install_acme(own_registry, "0.2", acme_wider)
+    with pytest.warns(PluginVersionWarning, match="model 'acmenet' was trained with acme-models 0.1 and acme-models "
+                                                  "0.2 is installed here; its weights load"):
+        assert load_artifact(acme_run, "cpu")[0].head.in_features == 4
+    code, err = resume(acme_run, capsys)
+    assert code == 0 and "its checkpoint loads, but the run continues with the installed version" in err, err
+    assert read_meta(acme_run / "model.safetensors").model_config == {"width": 4, "extra": False}
+
+
+def test_an_option_a_later_plugin_version_renamed_is_named_with_both_versions(
+        acme_run: Path, own_registry: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    install_acme(own_registry, "0.2", acme_renamed)
+    versions = ("as model 'acmenet' was trained with acme-models 0.1 and acme-models 0.2 is installed here; install "
+                "acme-models==0.1 to")
+    with pytest.raises(InputError) as err:
+        load_artifact(acme_run, "cpu")
+    assert str(err.value) == (f"{acme_run / 'model.safetensors'}: model 'acmenet' has no option 'width'; its options "
+                              f"are: channels, extra, {versions} load it")
+    assert resume(acme_run, capsys) == (2, f"pneumoscan: error: {acme_run}: model 'acmenet' has no option 'width'; its "
+                                           f"options are: channels, extra, {versions} resume it\n")
 
 
 def test_weights_that_load_into_another_plugin_version_are_warned_about_naming_both(own_registry: dict,

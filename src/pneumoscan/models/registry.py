@@ -8,6 +8,7 @@ built-ins; a plugin that fails to load is left out with one PluginWarning.
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -176,9 +177,21 @@ def count_parameters(model: nn.Module) -> int:
 
 def model_config(name: str, image_size: int | None = None, **cfg: Any) -> dict[str, Any]:
     """The full keyword config `create_model(name, ...)` uses, for storing in an artifact; `image_size` is
-    passed on to builders whose model is made for one input size (the MLP) and left out for the others."""
+    passed on to builders whose model is made for one input size (the MLP) and left out for the others. A plugin's
+    model also keeps its builder's own defaults that are plain values (`plain_defaults`), so the model it was
+    trained as is built again where a later version of its package changed one."""
+    spec = get_spec(name)
+    own = plain_defaults(spec.builder) if spec.origin is not None else {}
     sized = {"image_size": image_size} if image_size is not None and "image_size" in model_options(name) else {}
-    return {**get_spec(name).defaults, **sized, **cfg}
+    return {**own, **spec.defaults, **sized, **cfg}
+
+
+def plain_defaults(builder: Callable[..., nn.Module]) -> dict[str, Any]:
+    """The defaults of `builder`'s options that JSON stores and gives back as they are: finite numbers, strings,
+    booleans and None (a tuple would come back a list)."""
+    return {name: p.default for name, p in inspect.signature(builder).parameters.items()
+            if p.default is None or type(p.default) in (bool, int, str)
+            or (type(p.default) is float and math.isfinite(p.default))}
 
 
 def is_registered(name: str) -> bool:

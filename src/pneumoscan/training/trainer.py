@@ -28,7 +28,7 @@ from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.preprocess import prepare_pixels, to_unit
 from pneumoscan.data.patients import PatientKeys, describe, patient_keys, recorded_patient_key
 from pneumoscan.data.split import patient_split
-from pneumoscan.errors import InputError, first_few, first_line
+from pneumoscan.errors import InputError, ModelConfigError, first_few, first_line
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.evaluate import write_predictions
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning, roc_auc
@@ -331,6 +331,21 @@ class Trainer:
         if any(saved.get(k) != v for k, v in now.items()):
             self._write_json("config.json", {**saved, **now})
 
+    def _resumed_model(self) -> nn.Module:
+        """The model built with the options the run started with (config.json's `model_config`; a later version of
+        its plugin may have changed its defaults), kept for the rest of the run; InputError naming both versions
+        when the installed version no longer takes one of them."""
+        saved = _saved_config(self.out).get("model_config")
+        if isinstance(saved, dict):
+            self.model_cfg = saved
+        try:
+            return create_model(self.cfg.model, **self.model_cfg)
+        except ModelConfigError as err:
+            changed = version_change(recorded_model_sources(self.out))
+            if changed is None:
+                raise
+            raise InputError(f"{self.out}: {err}, as {changed[0]}; install {changed[1]} to resume it") from None
+
     def _resume_weights(self, model: nn.Module, ckpt_path: Path) -> dict[str, Any]:
         """The checkpoint `ckpt_path`, its weights loaded into `model`; InputError in one line when they do not fit
         (naming both versions when the model's plugin is another version than the run started with), and a warning
@@ -425,7 +440,7 @@ class Trainer:
         for stale in self.out.glob(".*.tmp"):  # left by a run killed mid-write
             stale.unlink()
         seed_everything(cfg.seed)
-        model = create_model(cfg.model, **self.model_cfg)
+        model = self._resumed_model() if resume else create_model(cfg.model, **self.model_cfg)
         check_model_output(model, cfg.model, self.image_size)  # a plugin's model that breaks the contract: one line
         ckpt = self._resume_weights(model, ckpt_path) if resume else None  # before minutes of decoding
         # --init is read before the images are decoded, so a wrong file is refused before minutes of work
