@@ -543,6 +543,23 @@ def test_resuming_with_weights_that_do_not_fit_the_model_is_refused_in_one_line(
                                  f"run with another --out\n"), err
 
 
+def test_resuming_a_pretraining_whose_plugin_is_missing_says_what_to_install(
+        own_registry: dict, tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pneumoscan.cli import main
+
+    install_acme(own_registry, "0.1")
+    args = ["pretrain", "--data", str(tiny_dataset), "--out", str(tmp_path / "pre"), "--model", "acmenet",
+            "--batch-size", "8", "--quiet"]
+    assert main(args + ["--epochs", "1"]) == 0
+    capsys.readouterr()
+    del own_registry["acmenet"]
+    assert main(args + ["--epochs", "2", "--resume"]) == 2
+    assert capsys.readouterr().err == (
+        f"pneumoscan: error: {tmp_path / 'pre'}: model 'acmenet' comes from the plugin package acme-models 0.1 "
+        f"(module acme_models), which is not installed here; install it (pip install 'acme-models==0.1') and run the "
+        f"command again\n")
+
+
 def test_compare_of_a_run_whose_plugin_is_missing_says_what_to_install(acme_run: Path, own_registry: dict,
                                                                         tmp_path: Path,
                                                                         capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,7 +27,8 @@ from pneumoscan.data.augment import AugmentConfig, augment_batch
 from pneumoscan.data.preprocess import prepare_pixels, to_unit
 from pneumoscan.errors import InputError
 from pneumoscan.inference.batch import device_for
-from pneumoscan.models.registry import create_model, final_linear_name, get_spec, model_config
+from pneumoscan.models.registry import (create_model, final_linear_name, get_spec, is_registered, model_config,
+                                        model_sources, require_registered)
 from pneumoscan.outputs import atomic_write, os_error_of
 from pneumoscan.progress import progress_bar
 from pneumoscan.training.checkpoint import atomic_torch_save, check_writable, load_checkpoint, run_lock
@@ -97,9 +98,13 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, k
     while this one runs, as `train` locks its run folder. `keep_patient_key`: a resume keeps the pretraining's
     own --patient-key (not given again; `name` for one started before the option existed)."""
     cfg.check()
+    out = Path(cfg.out)
+    if resume and not is_registered(cfg.model) and (out / PRETRAIN_CHECKPOINT).is_file():
+        # a plugin's model whose package has since been uninstalled: say which one, as its checkpoint records it
+        sources = load_checkpoint(out / PRETRAIN_CHECKPOINT).get("model_sources") or {}
+        require_registered({k: v for k, v in sources.items() if k == cfg.model}, out)
     if not get_spec(cfg.model).trainable:
         raise InputError(f"model '{cfg.model}' is built from trained runs; pretrain one of its member architectures")
-    out = Path(cfg.out)
     with run_lock(out):  # a pretraining refused before it wrote anything leaves no empty folder behind
         return _pretrain(cfg, out, resume, progress, keep_patient_key)
 
@@ -181,7 +186,8 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
         state["epoch"], state["seconds"] = epoch, state["seconds"] + seconds
         atomic_torch_save({"net": net.state_dict(), "optimizer": optimizer.state_dict(),
                            "generator": generator.get_state(), "state": state, "config": cfg.to_dict(),
-                           "split": started_on or data.split_record}, ckpt_path)
+                           "split": started_on or data.split_record, "model_sources": model_sources([cfg.model])},
+                          ckpt_path)
         tqdm.write(f"pretrain epoch {epoch:3d}  loss {row['loss']:.4f}  spread {row['spread']:.4f} "
                    f"(collapse = 0, healthy ~ {1 / math.sqrt(PROJECTION_DIM):.3f})  {seconds:.0f} s")
     target = out / PRETRAINED_NAME
