@@ -310,12 +310,60 @@ def test_manifest_with_two_path_columns_or_none_says_which_to_keep(tmp_path: Pat
     (tmp_path / "none.csv").write_text("study,label\na.png,NORMAL\n")
     with pytest.raises(InputError, match=r"none\.csv: no path column; a manifest needs a header line 'path,label' "
                                          r"\(the path column may also be named file_name, file, image, image_path, "
-                                         r"file_path\)$"):
+                                         r"file_path, filepaths\); its header has study, label$"):
         discover(tmp_path / "none.csv")
     (tmp_path / "nolabel.csv").write_text("filename,finding\na.png,NORMAL\n")
     with pytest.raises(InputError, match=r"nolabel\.csv: no label column; a manifest needs a header line "
-                                         r"'path,label'$"):
+                                         r"'path,label' \(the label column may also be named labels, class\); its "
+                                         r"header has filename, finding$"):
         discover(tmp_path / "nolabel.csv")
+
+
+def test_a_manifest_without_its_columns_says_what_its_header_holds(tmp_path: Path) -> None:
+    # the error named the columns it wanted, not the ones it found, so a typo or a wrong file was a guess
+    wide = ",".join(f"c{i}" for i in range(12))
+    (tmp_path / "wide.csv").write_text(f"{wide}\n")
+    with pytest.raises(InputError, match=r"no path and no label column; .*the path column may also be named .*; the "
+                                         r"label column may also be named labels, class\); its header has c0, c1, c2, "
+                                         r"c3, c4, c5, c6, c7, \.\.\. \(12 columns\)$"):
+        discover(tmp_path / "wide.csv")
+    (tmp_path / "blank.csv").write_text("\na.png,NORMAL\n")
+    with pytest.raises(InputError, match=r"blank\.csv: no path and no label column; .*; its first line is empty$"):
+        discover(tmp_path / "blank.csv")
+
+
+def test_manifest_columns_as_keras_and_notebooks_name_them_are_read(tmp_path: Path) -> None:
+    # Keras' flow_from_dataframe reads filename,class by default; notebooks often write filepaths,labels
+    write_xray(tmp_path / "a.png", 0, 1)
+    write_xray(tmp_path / "b.png", 1, 2)
+    for header in ("filename,class", "filepaths,labels", "Image Path,Class", ",path,label"):
+        index = ("0,", "1,") if header.startswith(",") else ("", "")  # pandas' to_csv writes its index first
+        (tmp_path / "m.csv").write_text(f"{header}\n{index[0]}a.png,NORMAL\n{index[1]}b.png,PNEUMONIA\n")
+        assert [(s.path.name, s.label) for s in discover(tmp_path / "m.csv")["all"]] == [("a.png", 0), ("b.png", 1)], \
+            header
+    (tmp_path / "two.csv").write_text("path,label,class\na.png,NORMAL,NORMAL\n")
+    with pytest.raises(InputError, match=r"two\.csv: columns label and class both name the label; keep one"):
+        discover(tmp_path / "two.csv")
+
+
+def test_a_manifest_path_relative_to_the_current_folder_says_where_it_is_read_from(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a notebook writes the paths it opened, relative to where it ran, not to the CSV's folder
+    write_xray(tmp_path / "site" / "NORMAL" / "a.png", 0, 1)
+    (tmp_path / "site" / "m.csv").write_text("path,label\nsite/NORMAL/a.png,NORMAL\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=r"m\.csv:2: file site/site/NORMAL/a\.png does not exist; fix the path in the "
+                                         r"manifest \(relative paths are read from the manifest's folder, site; "
+                                         r"site/NORMAL/a\.png exists from the current folder: write the paths "
+                                         r"relative to site, or absolute\)$"):
+        discover(Path("site/m.csv"))
+    (tmp_path / "site" / "gone.csv").write_text("path,label\nNORMAL/b.png,NORMAL\n")
+    with pytest.raises(InputError, match=r"gone\.csv:2: file site/NORMAL/b\.png does not exist; fix the path in the "
+                                         r"manifest \(relative paths are read from the manifest's folder, site\)$"):
+        discover(Path("site/gone.csv"))
+    (tmp_path / "site" / "abs.csv").write_text(f"path,label\n{tmp_path / 'nope.png'},NORMAL\n")
+    with pytest.raises(InputError, match=r"abs\.csv:2: file .*nope\.png does not exist; fix the path in the manifest$"):
+        discover(Path("site/abs.csv"))
 
 
 def test_manifest_patient_column_is_found_under_mrn_and_subject_names(tmp_path: Path) -> None:

@@ -186,8 +186,9 @@ def _class_folder_samples(folder: Path) -> list[Sample]:
 
 # The names each manifest column goes by, as column_key reads them (the first is the one the docs use): exports name
 # the image and its patient in many ways. A header with two names of one column is refused, not read at a guess.
-MANIFEST_COLUMNS = {"path": ("path", "file_name", "file", "image", "image_path", "file_path"),
-                    "label": ("label",),
+# Keras' flow_from_dataframe reads `filename,class` by default, and notebooks often write `filepaths,labels`.
+MANIFEST_COLUMNS = {"path": ("path", "file_name", "file", "image", "image_path", "file_path", "filepaths"),
+                    "label": ("label", "labels", "class"),
                     "split": ("split",),
                     "patient": ("patient", "patient_id", "mrn", "subject", "subject_id", "patient_number"),
                     "cause": ("cause", "etiology", "aetiology")}
@@ -212,16 +213,25 @@ def _roles(fields: list[str]) -> dict[str, list[str]]:
     return roles
 
 
+def _header_note(fields: list[str], shown: int = 8) -> str:
+    """What a manifest's first line holds, for the error that finds no path or label column in it."""
+    names = [field.strip() for field in fields if field.strip()]
+    if not names:
+        return "; its first line is empty"
+    more = f", ... ({len(names)} columns)" if len(names) > shown else ""
+    return f"; its header has {', '.join(names[:shown])}{more}"
+
+
 def _manifest_columns(csv_path: Path, fields: list[str]) -> dict[str, str]:
     """The header field of each manifest column present; InputError when the path or label column is missing, or
     when one column is named twice (`path` and `filename`, `Patient` and `MRN`)."""
     roles = _roles(fields)
     missing = [role for role in ("path", "label") if role not in roles]
     if missing:
-        also = (f" (the path column may also be named {', '.join(MANIFEST_COLUMNS['path'][1:])})"
-                if "path" in missing else "")
+        also = "; ".join(f"the {role} column may also be named {', '.join(MANIFEST_COLUMNS[role][1:])}"
+                         for role in missing)
         raise InputError(f"{csv_path}: no {' and no '.join(missing)} column; a manifest needs a header line "
-                         f"'path,label'{also}")
+                         f"'path,label' ({also}){_header_note(fields)}")
     for role, named in roles.items():
         if len(named) > 1:
             what = "image file" if role == "path" else role
@@ -251,11 +261,23 @@ def _manifest_path(csv_path: Path, written: str) -> Path:
     return path
 
 
+def _relative_hint(csv_path: Path, written: str) -> str:
+    """For a relative path that names no file: where it was read from, and whether it names one from the current
+    folder instead (a notebook writes the paths it used, relative to where it ran)."""
+    if Path(written).is_absolute():
+        return ""
+    hint = f" (relative paths are read from the manifest's folder, {csv_path.parent}"
+    if Path(written).is_file():
+        hint += (f"; {written} exists from the current folder: write the paths relative to {csv_path.parent}, "
+                 f"or absolute")
+    return hint + ")"
+
+
 def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
     """Samples of a `path,label[,split][,patient][,cause]` CSV (UTF-8, with or without the BOM Excel writes; separated by
     commas, semicolons or tabs; column names in any case, with or without spaces, hyphens or underscores, and the
-    path and patient columns also under the names exports give them, `MANIFEST_COLUMNS`) per split:
-    `train`/`val`/`test` from the optional `split` column (case-insensitive; then every row needs one),
+    path, label and patient columns also under the names exports and notebooks give them, `MANIFEST_COLUMNS`) per
+    split: `train`/`val`/`test` from the optional `split` column (case-insensitive; then every row needs one),
     else all of them as split `all`. Relative paths are relative to the CSV's folder. Labels are read by
     `label_index`. The optional `patient` (or `patient_id`, `PatientID`, `MRN`, `subject`, ...) column names each
     row's patient; then every row needs one (an empty cell is an error naming the row: a patient left out would be
@@ -282,7 +304,8 @@ def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
                                      f"patients from the files")
                 path = _manifest_path(csv_path, row["path"])
                 if not path.is_file():
-                    raise InputError(f"{where}: file {path} does not exist; fix the path in the manifest")
+                    raise InputError(f"{where}: file {path} does not exist; fix the path in the manifest"
+                                     + _relative_hint(csv_path, row["path"]))
                 label = label_index(row["label"], where)
                 found.setdefault(split, []).append(
                     Sample(path, label, patient, manifest_cause(row["label"], row.get("cause"), where)))
