@@ -19,6 +19,8 @@ from pneumoscan.errors import InputError, ModelConfigError, PluginVersionWarning
 from pneumoscan.models.registry import create_model, require_registered, version_change
 
 ARTIFACT_NAME = "model.safetensors"
+# the best epoch's weights so far, kept by `train` beside its checkpoint: an artifact whose threshold is not chosen yet
+BEST_WEIGHTS = "best.safetensors"
 _META_KEY = "pneumoscan"
 
 
@@ -207,7 +209,19 @@ def resolve_model_path(model: str | os.PathLike | None) -> Path:
         raise InputError(f"{path}: an ONNX export, not a model; --model takes a run folder or a model.safetensors "
                          f"(or nothing: the shipped model), and with ONNX Runtime (--backend auto or onnx) the export "
                          f"beside it (RUN/model.onnx) is used by itself when it was made from that very file")
+    elif path.name == BEST_WEIGHTS and not read_meta(path).val_scores:
+        raise InputError(_best_weights_message(path))
     return path
+
+
+def _best_weights_message(path: Path) -> str:
+    """Why a run's best.safetensors is not a model to predict with, and what to pass instead."""
+    what = (f"{path}: the best epoch's weights as training keeps them, without the threshold chosen on validation "
+            f"(every film would be decided at 0.5)")
+    if (path.parent / ARTIFACT_NAME).is_file():
+        return f"{what}; pass the run folder {path.parent} (its {ARTIFACT_NAME}: these weights with that threshold)"
+    return (f"{what}, of a run that has not finished; finish it with `pneumoscan train --out {path.parent} --resume`, "
+            f"then pass the run folder")
 
 
 def save_artifact(path: str | os.PathLike, model: nn.Module, meta: ArtifactMeta) -> Path:

@@ -77,3 +77,29 @@ def test_a_run_syncs_what_a_power_loss_must_not_lose_and_the_image_cache_does_no
         assert (run / name).stat().st_ino in synced, name
     assert run.stat().st_ino in synced
     assert not {p.stat().st_ino for p in (cache, *cache.iterdir())} & set(synced)
+
+
+def test_a_runs_best_weights_are_refused_as_a_model_naming_the_run_to_pass(
+        tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # best.safetensors holds no threshold chosen on validation: evaluate and predict decided every film at 0.5
+    import shutil
+
+    from pneumoscan.artifact import resolve_model_path
+    from pneumoscan.cli import main
+    from pneumoscan.errors import InputError
+
+    film = next((tiny_run.parent / "data" / "test" / "NORMAL").iterdir())
+    assert main(["predict", "--model", str(tiny_run / "best.safetensors"), str(film)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pneumoscan: error: {tiny_run / 'best.safetensors'}: the best epoch's weights as training keeps them, without "
+        f"the threshold chosen on validation (every film would be decided at 0.5); pass the run folder {tiny_run} "
+        f"(its model.safetensors: these weights with that threshold)")
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    shutil.copy(tiny_run / "best.safetensors", unfinished)
+    with pytest.raises(InputError, match=r"of a run that has not finished; finish it with `pneumoscan train --out "
+                                         r".*unfinished --resume`, then pass the run folder$"):
+        resolve_model_path(unfinished / "best.safetensors")
+    chosen = tmp_path / "best.safetensors"  # a finished model saved under that name is a model like any other
+    shutil.copy(tiny_run / "model.safetensors", chosen)
+    assert resolve_model_path(chosen) == chosen

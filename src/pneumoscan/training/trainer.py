@@ -20,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pneumoscan import CLASS_NAMES
-from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, read_meta, save_artifact
+from pneumoscan.artifact import ARTIFACT_NAME, BEST_WEIGHTS, ArtifactMeta, read_meta, save_artifact
 from pneumoscan.data.augment import AugmentConfig, augment_batch, mixup
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import duplicate_warnings, film_record, fingerprints
@@ -45,7 +45,6 @@ from pneumoscan.training.config import RESUME_MAY_CHANGE, TrainConfig
 from pneumoscan.training.transfer import init_source, load_transfer, written_by_pneumoscan
 
 LAST_CHECKPOINT = "last.pt"
-BEST_WEIGHTS = "best.safetensors"  # the best epoch's weights so far, written after the checkpoint of that epoch
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "val_accuracy", "seconds", "images_per_s"]
 
 
