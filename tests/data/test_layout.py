@@ -86,6 +86,25 @@ def test_no_layout(tmp_path: Path) -> None:
     assert str(err.value).endswith("or pass a CSV manifest")
 
 
+def test_a_folder_of_other_class_folders_names_them_and_the_renaming(tmp_path: Path) -> None:
+    # a notebook's healthy/ and sick/ were refused without saying what the folder held or that renaming them does it
+    for name in ("healthy", "sick", ".ipynb_checkpoints"):
+        (tmp_path / "keras" / name).mkdir(parents=True)
+    with pytest.raises(InputError, match=r"keras: found neither train/ val/ test/ folders nor NORMAL/ PNEUMONIA/ class "
+                                         r"folders \(it holds healthy/, sick/\); arrange the images as "
+                                         r"DATA/train/NORMAL, DATA/train/PNEUMONIA, \.\.\. \(or rename your class folders NORMAL and "
+                                         r"PNEUMONIA\) or pass a CSV manifest$"):
+        discover(tmp_path / "keras")
+    for i in range(8):
+        (tmp_path / "many" / f"ward{i}").mkdir(parents=True)
+    with pytest.raises(InputError, match=r"\(it holds ward0/, ward1/, ward2/, ward3/, ward4/, ward5/, \.\.\. "
+                                         r"\(8 folders\)\)"):
+        discover(tmp_path / "many")
+    (tmp_path / "bare").mkdir()
+    with pytest.raises(InputError, match=r"bare: found neither .* class folders \(it holds no sub-folders\); "):
+        discover(tmp_path / "bare")
+
+
 def test_a_folder_of_films_beside_their_manifest_names_the_manifest(tmp_path: Path) -> None:
     """A flat export (films and manifest.csv in one folder) given as the folder: the error said to pass a CSV
     manifest without naming the one lying there."""

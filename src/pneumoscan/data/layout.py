@@ -367,9 +367,19 @@ def discover(root: str | Path) -> dict[str, list[Sample]]:
     manifests = sorted(p for p in root.glob("*") if p.suffix.lower() == ".csv" and p.is_file())
     manifest = f" (such as {manifests[0]})" if manifests else ""
     raise InputError(
-        f"{root}: found neither train/ val/ test/ folders nor NORMAL/ PNEUMONIA/ class folders; "
-        f"arrange the images as DATA/train/NORMAL, DATA/train/PNEUMONIA, ... or pass a CSV manifest{manifest}"
+        f"{root}: found neither train/ val/ test/ folders nor NORMAL/ PNEUMONIA/ class folders{_holds(children)}; "
+        f"arrange the images as DATA/train/NORMAL, DATA/train/PNEUMONIA, ... (or rename your class folders NORMAL "
+        f"and PNEUMONIA) or pass a CSV manifest{manifest}"
     )
+
+
+def _holds(children: dict[str, Path], shown: int = 6) -> str:
+    """The sub-folders a data folder holds instead of split or class folders (hidden ones aside)."""
+    names = [f"{path.name}/" for path in children.values() if not path.name.startswith(".")]
+    if not names:
+        return " (it holds no sub-folders)"
+    more = f", ... ({len(names)} folders)" if len(names) > shown else ""
+    return f" (it holds {', '.join(names[:shown])}{more})"
 
 
 def evaluation_samples(root: str | Path, split: str | None = None) -> tuple[str, list[Sample]]:
