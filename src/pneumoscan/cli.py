@@ -147,9 +147,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = train_config(given, resume=args.resume)
     from pneumoscan.training.commands import print_validation
 
-    print_validation(train(cfg, resume=args.resume, progress=not args.quiet))
+    artifact = train(cfg, resume=args.resume, progress=not args.quiet)
+    print_validation(artifact)
     print(f"history: {Path(cfg.out) / 'history.csv'}")
+    _say_guard_next(artifact, cfg.out)
     return 0
+
+
+def _say_guard_next(artifact: Path, run: str) -> None:
+    """The next step when the run has no chest X-ray guard yet: without one, its predictions refuse nothing."""
+    from pneumoscan.artifact import read_meta
+    from pneumoscan.inference.ood.guard import guard_beside
+
+    if not guard_beside(artifact).exists():
+        data = read_meta(artifact).training_data or "TRAINING_DATA"
+        print(f"next: `pneumoscan fit-guard --model {run} --data {data}` fits its chest X-ray guard; until then "
+              f"predict and serve score any image, a photo too, instead of refusing it")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

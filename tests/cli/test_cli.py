@@ -566,3 +566,17 @@ def test_every_command_that_decodes_a_data_set_takes_cache_dir(command: str, tin
                         "--out", str(tmp_path / "compare.html")]}[command]
     assert main([*args, "--cache-dir", str(cache)]) == 0
     assert list(cache.glob("*.npy")) and not list(isolated_cache.glob("*.npy"))
+
+
+def test_train_ends_with_the_fit_guard_command_until_the_run_has_a_guard(tiny_dataset: Path, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # a run has no guard until fit-guard, which nothing said: its predictions then refused nothing, a photo neither
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(run), "--epochs", "1", "--image-size", "16",
+                 "--quiet"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"next: `pneumoscan fit-guard --model {run} --data {tiny_dataset}` fits its chest X-ray guard; until then "
+        f"predict and serve score any image, a photo too, instead of refusing it")
+    (run / "model.ood.safetensors").write_bytes(b"")  # only whether it is there counts
+    assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0  # finished: says so, prints its figures
+    assert "fit-guard" not in capsys.readouterr().out
