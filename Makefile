@@ -4,19 +4,28 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo_out
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 
 .PHONY: install demo test bench clean browser
 
+## pneumoscan with its dev extras (pytest, playwright, ...): what `make test` and `make bench` need.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+## pneumoscan alone, as `pip install .` gives it: what the demo runs (no test tools).
+$(RUN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(RUN_STAMP)
+
 install: $(STAMP)
 
 ## Train a small model on the bundled sample, evaluate it, predict, and say where everything is.
-demo: $(STAMP)
+demo: $(RUN_STAMP)
 	rm -rf $(DEMO_OUT)
 	$(BIN)/pneumoscan audit sample/chest_xray --json $(DEMO_OUT)/audit.json
 	$(BIN)/pneumoscan train --data sample/chest_xray --out $(DEMO_OUT)/run --model resnet10 --epochs 30 --patience 10 --val-fraction 0.2 --cache-dir $(DEMO_OUT)/cache

@@ -16,6 +16,8 @@ import io
 import json
 import re
 import shlex
+import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -1336,3 +1338,17 @@ def test_a_planted_recipe_default_is_named() -> None:
     assert "(patience 8)" in card
     (problem,) = recipe_problems(card.replace("(patience 8)", "(patience 10)", 1))
     assert "(patience 10)`: the defaults are [2.0, 0.05, 64, 30, 8]" in problem
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_demo_installs_pneumoscan_without_the_test_tools(tmp_path: Path) -> None:
+    """`make demo` installed the dev extras (pytest, playwright, schemathesis, ...) that only `make test` runs."""
+    for name in ("Makefile", "pyproject.toml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+
+    def dry_run(target: str) -> list[str]:
+        done = subprocess.run(["make", "-n", target], cwd=tmp_path, capture_output=True, text=True, check=True)
+        return [line for line in done.stdout.splitlines() if "pip install" in line]
+
+    assert dry_run("demo") == [".venv/bin/pip install --quiet --upgrade pip", ".venv/bin/pip install --quiet -e ."]
+    assert dry_run("test")[-1] == ".venv/bin/pip install --quiet -e '.[dev]'"
