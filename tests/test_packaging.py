@@ -38,10 +38,19 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             shutil.copy2(source, tree / name)
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "-w", str(out), str(tree)], check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                           "-w", str(out), str(tree)], check=True, capture_output=True, text=True)
+    (out / "build.log").write_text(done.stdout + done.stderr)
     (built,) = out.glob("pneumoscan-*.whl")
     return built
+
+
+def test_building_warns_of_no_package_setuptools_would_ignore(wheel: Path) -> None:
+    """The folders of data files (weights/, service/static/, the sample's class folders) are listed as packages:
+    otherwise every `pip install` (`make demo`'s too, under --quiet) printed some 250 lines of setuptools'
+    "Package would be ignored" warnings, which read like a failed install."""
+    log = (wheel.parent / "build.log").read_text()
+    assert "Package would be ignored" not in log and "absent from the `packages` configuration" not in log, log
 
 
 def test_the_wheel_holds_every_module_and_the_files_read_at_run_time(wheel: Path) -> None:
