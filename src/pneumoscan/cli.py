@@ -429,7 +429,17 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.add_commands(sub)
+    _describe_commands(sub)
     return parser
+
+
+def _describe_commands(sub: argparse._SubParsersAction) -> None:
+    """Each command's `--help` opens with the line `pneumoscan --help` gives it, unless it has a longer one."""
+    for action in sub._choices_actions:
+        parser = sub.choices[action.dest]
+        if parser.description is None and action.help:
+            line = action.help.replace("%%", "%")  # a help string escapes % for argparse; a description does not
+            parser.description = line[:1].upper() + line[1:] + "."
 
 
 def _one_line_warnings() -> Callable[..., None]:

@@ -580,3 +580,19 @@ def test_train_ends_with_the_fit_guard_command_until_the_run_has_a_guard(tiny_da
     (run / "model.ood.safetensors").write_bytes(b"")  # only whether it is there counts
     assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0  # finished: says so, prints its figures
     assert "fit-guard" not in capsys.readouterr().out
+
+
+def test_every_commands_help_says_what_the_command_does() -> None:
+    # `pneumoscan explain --help` (train, export, serve, ...) began with usage and options, never saying what it does
+    import argparse
+
+    from pneumoscan.cli import build_parser
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    for action in sub._choices_actions:
+        description = sub.choices[action.dest].description
+        assert description and description.lower().startswith(action.help.replace("%%", "%")[:20].lower()), action.dest
+    explain = " ".join(sub.choices["explain"].format_help().split())
+    assert "Grad-CAM heatmap of where the model looked, over the original image." in explain
+    evaluate = " ".join(sub.choices["evaluate"].format_help().split())
+    assert "Metrics with 95% bootstrap intervals on a labelled split." in evaluate  # help's %% is argparse's escape
