@@ -460,7 +460,7 @@ def _one_line_warnings() -> Callable[..., None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback."""
-    args = build_parser().parse_args(argv)
+    args = _parse_args(build_parser(), list(sys.argv[1:] if argv is None else argv))
     from pneumoscan.data.decode import quiet_decoder_warnings
 
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints escaped (\udcf6), not as a traceback
@@ -473,6 +473,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     finally:
         warnings.showwarning = shown
+
+
+def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """`parser.parse_args`, except that a file name after predict's --csv or --json (which print to stdout, while
+    evaluate's --json takes a file) is refused saying how to write the file, not as an unrecognised argument."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command == "predict":
+            for before, token in zip(argv, argv[1:]):
+                if before in ("--csv", "--json") and token == extra[0]:
+                    _command_parser(parser, "predict").error(
+                        f"{before} prints to stdout and takes no file name ({token}); write the file with "
+                        f"`pneumoscan predict ... {before} > {token}`")
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _command_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The parser of one command (`pneumoscan NAME`)."""
+    (sub,) = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    return sub.choices[name]
 
 
 def _resume_hint(args: argparse.Namespace) -> str:

@@ -596,3 +596,19 @@ def test_every_commands_help_says_what_the_command_does() -> None:
     assert "Grad-CAM heatmap of where the model looked, over the original image." in explain
     evaluate = " ".join(sub.choices["evaluate"].format_help().split())
     assert "Metrics with 95% bootstrap intervals on a labelled split." in evaluate  # help's %% is argparse's escape
+
+
+@pytest.mark.parametrize("flag", ["--csv", "--json"])
+def test_predict_given_a_file_after_csv_or_json_says_they_print_to_stdout(flag: str, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # evaluate --json takes a file; predict's --csv and --json print, and a file after them was only
+    # "unrecognized arguments: preds.csv"
+    with pytest.raises(SystemExit) as stop:
+        main(["predict", str(tmp_path), flag, "preds.out"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"pneumoscan predict: error: {flag} prints to stdout and takes no file name (preds.out); write the file with "
+        f"`pneumoscan predict ... {flag} > preds.out`")
+    with pytest.raises(SystemExit):  # any other stray argument is argparse's as before
+        main(["predict", str(tmp_path), "--quiet", "preds.out"])
+    assert capsys.readouterr().err.splitlines()[-1] == "pneumoscan: error: unrecognized arguments: preds.out"
