@@ -181,3 +181,35 @@ def test_explain_says_when_the_heatmap_is_empty(tiny_run: Path, tiny_data: Path,
     printed = capsys.readouterr().out
     assert printed.rstrip().endswith("(empty: Grad-CAM found no positive evidence for "
                                      f"{printed.split()[0]})"), printed
+
+
+def test_explain_without_out_writes_the_films_name_heatmap_in_the_current_folder(
+        tiny_run: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # --out was required: `pneumoscan explain xray.jpeg` ended in argparse's "the following arguments are required"
+    from tests.conftest import write_dicom
+
+    image = sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[0]
+    uid = write_dicom(tmp_path / "export" / "1.2.840.113619.2.55", 1, 5)  # a UID name: no extension to drop
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", str(image), "--model", str(tiny_run)]) == 0
+    assert main(["explain", str(uid), "--model", str(tiny_run)]) == 0
+    printed = capsys.readouterr().out
+    for name in (f"{image.stem}_heatmap.png", "1.2.840.113619.2.55_heatmap.png"):
+        assert f"heatmap: {name}" in printed and (tmp_path / name).is_file(), name
+
+
+def test_explain_takes_predicts_operating_point(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # explain had --threshold only: a film predicted at --target-recall or --prevalence could not be explained there
+    films = sorted((tiny_data / "test").rglob("*.jpeg"))[:4]
+    for options in (["--target-recall", "0.5"], ["--prevalence", "0.1"]):
+        for film in films:
+            assert main(["predict", str(film), "--model", str(tiny_run), *options]) == 0
+            predicted = capsys.readouterr().out.split()[:2]
+            assert main(["explain", str(film), "--model", str(tiny_run), *options, "--out",
+                         str(tmp_path / "h.png")]) == 0
+            assert capsys.readouterr().out.split()[:2] == predicted, (options, film)
+    assert main(["explain", str(films[0]), "--model", str(tiny_run), "--target-recall", "0.5", "--threshold", "0.3",
+                 "--out", str(tmp_path / "h.png")]) == 2
+    assert "give either --threshold or --target-recall, not both" in capsys.readouterr().err

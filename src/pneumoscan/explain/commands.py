@@ -1,4 +1,4 @@
-"""`pneumoscan explain IMAGE --out heatmap.png`: Grad-CAM overlay on the original image."""
+"""`pneumoscan explain IMAGE [--out heatmap.png]`: Grad-CAM overlay on the original image."""
 from __future__ import annotations
 
 import argparse
@@ -8,12 +8,25 @@ from typing import Any
 
 def add_commands(subparsers: Any) -> None:
     """Register the `explain` command."""
+    from pneumoscan.inference.operating_point import add_operating_point_args
+
     p = subparsers.add_parser("explain", help="Grad-CAM heatmap of where the model looked, over the original image")
     p.add_argument("image", help="image file (JPEG, PNG, TIFF, BMP, DICOM)")
     p.add_argument("--model", help="run folder or model.safetensors (default: the model shipped with pneumoscan)")
-    p.add_argument("--out", required=True, help="PNG file to write, e.g. heatmap.png")
-    p.add_argument("--threshold", type=float, help="decide PNEUMONIA when P >= this (default: the model's stored threshold)")
+    p.add_argument("--out", help="PNG file to write (default: IMAGE's name with _heatmap.png, in the current folder: "
+                                 "xray.jpeg -> xray_heatmap.png)")
+    add_operating_point_args(p)
     p.set_defaults(func=cmd_explain)
+
+
+def default_out(image: str) -> Path:
+    """Where the heatmap of IMAGE goes without --out: its name, less an image extension, + `_heatmap.png`, in the
+    current folder (the film's own folder may be a read-only export)."""
+    from pneumoscan.data.layout import IMAGE_EXTENSIONS
+
+    name = Path(image).name
+    stem = Path(name).stem if Path(name).suffix.lower() in IMAGE_EXTENSIONS else name  # keep a DICOM UID whole
+    return Path(f"{stem}_heatmap.png")
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -25,11 +38,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from pneumoscan.progress import write_warning
     from pneumoscan.report.figures import to_png
 
-    out = check_output(args.out, (".png",), "the heatmap")
+    out = check_output(args.out or default_out(args.image), (".png",), "the heatmap")
     if out.exists() and out.resolve() == Path(args.image).resolve():
         raise InputError(f"{out}: is the image to explain; give --out another file name, e.g. heatmap.png")
     # the label comes from `predict`'s default backend, so a film at the very threshold gets the same one here
-    predictor = Predictor(args.model, threshold=args.threshold, backend="auto")
+    predictor = Predictor(args.model, threshold=args.threshold, target_recall=args.target_recall,
+                          prevalence=args.prevalence, backend="auto")
     explained = explain_file(predictor, args.image)
     prob, label = float(explained.prediction.probability), str(explained.prediction.label)
     interval = predictor.threshold_ci95 if explained.prediction.borderline else None
