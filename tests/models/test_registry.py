@@ -17,6 +17,22 @@ def test_registry_lists_the_families() -> None:
     assert {"mlp", "cnn", "resnet10", "resnet18"} <= set(names)
 
 
+def test_models_describes_each_architecture_in_plain_words(capsys: pytest.CaptureFixture[str]) -> None:
+    """`pneumoscan models` says what each built-in network is (not where it came from in the project's history), and
+    the layer counts it states are those of the networks."""
+    from pneumoscan.models.registry import get_spec
+
+    assert main(["models"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "multilayer perceptron" in rows["mlp"] and "convolutional network" in rows["cnn"]
+    assert not any("seeds" in row for row in rows.values()), rows
+    for name, depth in (("resnet10", 10), ("resnet18", 18)):
+        assert f"{depth} layers" in get_spec(name).description
+        weighted = [m for m in create_model(name).modules()
+                    if isinstance(m, torch.nn.Linear) or (isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1))]
+        assert len(weighted) == depth  # 1x1 shortcut projections are not counted as layers, as in ResNet's naming
+
+
 @pytest.mark.parametrize("name", ["mlp", "cnn", "resnet10", "resnet18"])
 def test_single_logit(name: str) -> None:
     size = 64 if name == "mlp" else 48

@@ -1,4 +1,4 @@
-"""The seeds' small convolutional network: conv-BN-ReLU-pool blocks and global pooling."""
+"""A small convolutional network: conv-BN-ReLU-pool blocks and global pooling."""
 from __future__ import annotations
 
 import torch
@@ -31,6 +31,7 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x)).squeeze(1)
 
 
-@register_model("cnn", description="small 4-block conv net (the seeds' CNN)", image_size=96)
+@register_model("cnn", description="small convolutional network: 4 convolution blocks (16 to 128 channels)",
+                image_size=96)
 def cnn(widths: tuple[int, ...] = (16, 32, 64, 128), dropout: float = 0.3) -> nn.Module:
     return SmallCNN(tuple(widths), dropout)

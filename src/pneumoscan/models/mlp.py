@@ -1,4 +1,4 @@
-"""The seeds' fully connected baseline: flattened pixels through dense layers."""
+"""A fully connected baseline: flattened pixels through dense layers."""
 from __future__ import annotations
 
 import torch
@@ -26,6 +26,7 @@ class MLP(nn.Module):
         return self.net(x).squeeze(1)
 
 
-@register_model("mlp", description="fully connected baseline on 64x64 pixels (the seeds' MLP)", image_size=64)
+@register_model("mlp", description="multilayer perceptron baseline: the pixels through two dense layers (256 and 64 units)",
+                image_size=64)
 def mlp(image_size: int = 64, hidden: tuple[int, ...] = (256, 64), dropout: float = 0.3) -> nn.Module:
     return MLP(image_size, tuple(hidden), dropout)

@@ -55,11 +55,13 @@ class ResNet(nn.Module):
         return self.head(self.stages(self.stem(x))).squeeze(1)
 
 
-@register_model("resnet10", description="residual net, 4 stages x 1 block (32-256 wide)", image_size=128)
+@register_model("resnet10", description="residual network, 10 layers: 4 stages of 1 block (32 to 256 channels)",
+                image_size=128)
 def resnet10(widths: tuple[int, ...] = (32, 64, 128, 256), depths: tuple[int, ...] = (1, 1, 1, 1), stem: int = 32, dropout: float = 0.2) -> nn.Module:
     return ResNet(tuple(widths), tuple(depths), stem, dropout)
 
 
-@register_model("resnet18", description="residual net, 4 stages x 2 blocks (32-256 wide)", image_size=160)
+@register_model("resnet18", description="residual network, 18 layers: 4 stages of 2 blocks (32 to 256 channels)",
+                image_size=160)
 def resnet18(widths: tuple[int, ...] = (32, 64, 128, 256), depths: tuple[int, ...] = (2, 2, 2, 2), stem: int = 32, dropout: float = 0.2) -> nn.Module:
     return ResNet(tuple(widths), tuple(depths), stem, dropout)
