@@ -1,10 +1,12 @@
-"""README.md and MODEL_CARD.md against the code: every command line they show (`pneumoscan ...`, `python bench/X.py
+"""README.md, docs/*.md and MODEL_CARD.md against the code: every command line they show (`pneumoscan ...`, `python bench/X.py
 ...`, `make ...`) parses with the real parser, never run; every flag, `make` target, `PNEUMOSCAN_*` variable and
-bench/, src/ or sample/ path they name exists; and README.md names every subcommand and flag that `--help` offers
-and every `PNEUMOSCAN_*` variable src/ reads; every default a `--help` text or the README states is the one the code
-uses; the commands bench/results/*.md show parse; and the figures the docs state (the model card's tables, the README's
-comparison table, the prose that restates a benchmark or the shipped model file) are those recorded in
-bench/results/*.json and in the shipped model, as rounded in the doc. Failures name the doc, the line and the problem."""
+bench/, src/ or sample/ path they name exists; README.md and docs/*.md together name every subcommand and flag that
+`--help` offers and every `PNEUMOSCAN_*` variable src/ reads; every default a `--help` text or a guide states is the
+one the code uses; every relative link leads to a file and heading that exist; the commands bench/results/*.md show
+parse; and the figures the docs state (the model card's tables, the comparison table of docs/benchmarks.md, the prose
+that restates a benchmark or the shipped model file) are those recorded in bench/results/*.json and in the shipped
+model, as rounded in the doc. Each check reads the file that states its fact. Failures name the doc, the line and the
+problem."""
 from __future__ import annotations
 
 import argparse
@@ -29,7 +31,10 @@ from pneumoscan.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
-DOCS = ("README.md", "MODEL_CARD.md")
+GUIDES = ("README.md", *sorted(f"docs/{path.name}" for path in (ROOT / "docs").glob("*.md")))  # the user's guides
+DOCS = (*GUIDES, "MODEL_CARD.md")
+DATA_DOC, TRAINING_DOC, EVALUATION_DOC = "docs/data.md", "docs/training.md", "docs/evaluation.md"
+SERVICE_DOC, API_DOC, BENCHMARKS_DOC = "docs/service.md", "docs/python-api.md", "docs/benchmarks.md"
 SHELL_SEPARATORS = {"&&", "||", ";", "|", "&"}
 REDIRECTIONS = {">", ">>", "<", ">&", "&>", ">|"}
 PLACEHOLDER = re.compile(r"[A-Z][A-Z0-9_]*")  # IMAGE, RUN, DIR, N
@@ -386,9 +391,15 @@ def mentioned(text: str, option: str) -> bool:
     return re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text) is not None
 
 
+def guides_text() -> str:
+    """README.md and docs/*.md as one text: where a command or flag is documented."""
+    return "\n".join((ROOT / doc).read_text() for doc in GUIDES)
+
+
 def undocumented(readme: str) -> list[str]:
-    """The subcommands and flags that `pneumoscan --help` and `pneumoscan SUB --help` offer and README.md never
-    names (a flag counts when any of its spellings does: --crop / --no-crop, -h / --help)."""
+    """The subcommands and flags that `pneumoscan --help` and `pneumoscan SUB --help` offer and the guides (README.md
+    and docs/*.md, as `guides_text()`) never name (a flag counts when any of its spellings does: --crop / --no-crop,
+    -h / --help)."""
     parser = build_parser()
     missing = []
     commands = {"": parser}
@@ -580,35 +591,64 @@ def heading_anchor(title: str) -> str:
     return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
 
 
-def contents_problems(readme: str) -> list[str]:
-    """README.md's contents at the top (its links before the first `## ` heading) against its ## and ### headings,
-    and every `](#anchor)` link in it against the anchors of its headings."""
-    headings = [(number, len(m.group(1)), heading_anchor(m.group(2))) for number, line in split_doc(readme)[1]
-                if (m := re.match(r"(#{1,6}) (.+)", line))]
+def headings_of(text: str) -> list[tuple[int, int, str]]:
+    """(line, level, anchor) of a markdown text's headings, outside code blocks."""
+    return [(number, len(m.group(1)), heading_anchor(m.group(2))) for number, line in split_doc(text)[1]
+            if (m := re.match(r"(#{1,6}) (.+)", line))]
+
+
+def contents_problems(doc: str, text: str) -> list[str]:
+    """A guide's contents (the list after its `**Contents**` line) against its ## and ### headings after it, and
+    every `](#anchor)` link in it against the anchors of its headings."""
+    headings = headings_of(text)
     anchors = {anchor for _, _, anchor in headings}
-    first = next(number for number, level, _ in headings if level == 2)
-    lines = readme.splitlines()
-    listed = {a for line in lines[:first - 1] for a in re.findall(r"\]\(#([^)]+)\)", line)}
-    problems = [f"README.md:{number}: its section is not in the contents at the top (add a link to #{anchor})"
-                for number, level, anchor in headings if level in (2, 3) and anchor not in listed]
-    problems += [f"README.md:{number}: link to #{anchor}, which no heading has"
+    lines = text.splitlines()
+    start = next((n for n, line in enumerate(lines, 1) if line.strip() == "**Contents**"), None)
+    problems = []
+    if start is None:
+        start = len(lines) + 1
+        if any(level in (2, 3) for _, level, _ in headings):
+            problems.append(f"{doc}: no **Contents** list of its sections")
+    end = next((n for n in range(start, len(lines)) if not lines[n].strip()), len(lines))  # the first blank line
+    listed = {a for line in lines[start:end] for a in re.findall(r"\]\(#([^)]+)\)", line)}
+    problems += [f"{doc}:{number}: its section is not in the contents at the top (add a link to #{anchor})"
+                 for number, level, anchor in headings if level in (2, 3) and number > start and anchor not in listed]
+    problems += [f"{doc}:{number}: link to #{anchor}, which no heading has"
                  for number, line in enumerate(lines, 1) for anchor in re.findall(r"\]\(#([^)]+)\)", line)
                  if anchor not in anchors]
     return problems
 
 
-def readme_default_problems(readme: str) -> list[str]:
-    """README.md's "`--flag` (N)" and the like: N is the default of that flag in some pneumoscan command."""
+def link_problems(doc: str, text: str) -> list[str]:
+    """Every relative link of a doc's prose (`[x](docs/data.md#inputs)`, `[x](../README.md)`) leads to a file that
+    exists and, when it names an anchor in a markdown file, to a heading of that file."""
+    problems = []
+    for number, line in split_doc(text)[1]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", line):
+            if re.match(r"[a-z][\w+.-]*:", target) or target.startswith("#"):
+                continue  # https://..., mailto:; anchors in the doc itself are contents_problems'
+            path, _, anchor = target.partition("#")
+            file = (ROOT / doc).parent / path
+            if not file.exists():
+                problems.append(f"{doc}:{number}: link to {target}: {path} does not exist")
+            elif anchor and file.suffix == ".md" and \
+                    anchor not in {a for _, _, a in headings_of(file.read_text())}:
+                problems.append(f"{doc}:{number}: link to {target}: {path} has no heading #{anchor}")
+    return problems
+
+
+def default_problems(doc: str, text: str) -> list[str]:
+    """A guide's "`--flag` (N)" and the like: N is the default of that flag in some pneumoscan command."""
     defaults: dict[str, list[object]] = {}
     for command, sub in subcommands().items():
         for action in sub._actions:
             for option in action.option_strings:
                 defaults.setdefault(option, []).append(effective_default(command, action))
     problems = []
-    for number, line in enumerate(readme.splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         for option, stated in README_DEFAULT.findall(line):
             if option in defaults and not any(same_default(stated, d) for d in defaults[option]):
-                problems.append(f"README.md:{number}: `{option}` {stated}: its default is "
+                problems.append(f"{doc}:{number}: `{option}` {stated}: its default is "
                                 f"{' or '.join(map(repr, defaults[option]))}")
     return problems
 
@@ -660,11 +700,11 @@ ARTIFACT_STATEMENTS = [  # (doc, pattern with NUMBER groups, the shipped_facts()
     ("MODEL_CARD.md", rf"official `train/` split \({NUMBER} NORMAL / {NUMBER} PNEUMONIA\)",
      ["train_normal", "train_pneumonia"]),
     ("MODEL_CARD.md", rf"official test split \({NUMBER} NORMAL / {NUMBER} PNEUMONIA\)", ["test_normal", "test_pneumonia"]),
-    ("README.md", rf"fingerprints of its {NUMBER} training and validation films, the official `train/` folder: "
+    (EVALUATION_DOC, rf"fingerprints of its {NUMBER} training and validation films, the official `train/` folder: "
                   rf"{NUMBER} distinct", ["films", "distinct"]),
-    ("README.md", rf"around its threshold {NUMBER} \({NUMBER} of its {NUMBER} validation films",
+    (DATA_DOC, rf"around its threshold {NUMBER} \({NUMBER} of its {NUMBER} validation films",
      ["threshold", None, "val_films"]),
-    ("README.md", rf"\| \*\*the same \+ consistency loss, 30 epochs \(shipped\)\*\* \| {NUMBER} M \| [^|]+ \| {NUMBER} \|",
+    (BENCHMARKS_DOC, rf"\| \*\*the same \+ consistency loss, 30 epochs \(shipped\)\*\* \| {NUMBER} M \| [^|]+ \| {NUMBER} \|",
      ["parameters_m", "val_auc"]),
 ]
 
@@ -710,7 +750,7 @@ def ablation_table_problems(card: str) -> list[str]:
     return problems
 
 
-README_COMPARISON = {  # README's comparison row -> (its compare_models.json row, the row its train wall time is from)
+README_COMPARISON = {  # docs/benchmarks.md's comparison row -> (its compare_models.json row, the row its train wall time is from)
     "mlp (64 px)": ("mlp", "mlp"),
     "cnn (96 px)": ("cnn", "cnn"),
     "resnet10 (128 px)": ("resnet10", "resnet10"),
@@ -725,16 +765,16 @@ README_COMPARISON = {  # README's comparison row -> (its compare_models.json row
 }
 
 
-def readme_comparison_problems(readme: str) -> list[str]:
-    """README.md's model-comparison table against bench/results/compare_models.json, as rounded there."""
+def comparison_problems(text: str) -> list[str]:
+    """docs/benchmarks.md's model-comparison table against bench/results/compare_models.json, as rounded there."""
     rows = {r["model"]: r for r in json.loads((RESULTS / "compare_models.json").read_text())["rows"]}
     problems, seen = [], set()
-    for number, line in enumerate(readme.splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if not line.startswith("| ") or len(cells) != 8 or cells[0] == "model":
             continue
         if cells[0] not in README_COMPARISON:
-            problems.append(f"README.md:{number}: comparison row {cells[0]!r} is not mapped to compare_models.json")
+            problems.append(f"{BENCHMARKS_DOC}:{number}: comparison row {cells[0]!r} is not mapped to compare_models.json")
             continue
         seen.add(cells[0])
         name, wall_name = README_COMPARISON[cells[0]]
@@ -744,9 +784,9 @@ def readme_comparison_problems(readme: str) -> list[str]:
         recorded = [row["params"] / 1e6, wall["train_wall_s"], row["val_auc"], row["test_accuracy"], row["test_recall"],
                     row["test_specificity"], row["test_roc_auc"], *row["test_roc_auc_ci95"]]
         if len(stated) != len(recorded) or not all(shown_as(v, s) for v, s in zip(recorded, stated)):
-            problems.append(f"README.md:{number}: comparison row {cells[0]!r} {stated}, compare_models.json "
+            problems.append(f"{BENCHMARKS_DOC}:{number}: comparison row {cells[0]!r} {stated}, compare_models.json "
                             + ", ".join(f"{v:.4f}" for v in recorded))
-    problems += [f"README.md: comparison table lacks {name!r}" for name in README_COMPARISON if name not in seen]
+    problems += [f"{BENCHMARKS_DOC}: comparison table lacks {name!r}" for name in README_COMPARISON if name not in seen]
     return problems
 
 
@@ -783,9 +823,9 @@ def _recorded_statements() -> list[tuple]:
     before_8 = [v for k, v in upload.items() if k.startswith("before (e94a2e0) #")]
     after = [v for k, v in upload.items() if k.startswith("after, default 400 MB")]
     film = recorded("film_fingerprint")
-    card, readme = "MODEL_CARD.md", "README.md"
+    card = "MODEL_CARD.md"
     return [
-        (readme, rf"within {NUMBER} bits of it; on the {NUMBER} train films every such copy was recognised and no two "
+        (EVALUATION_DOC, rf"within {NUMBER} bits of it; on the {NUMBER} train films every such copy was recognised and no two "
                  rf"distinct films were closer than {NUMBER} bits",
          [film["max_distance"] if all(r["recognised_as_itself"] == r["n"] for r in film["rule"]) else -1,
           film["n_train"], film["closest_distinct_pair"]]),
@@ -797,9 +837,9 @@ def _recorded_statements() -> list[tuple]:
         (card, rf"`--prevalence` \({NUMBER} to {NUMBER} at 0\.2\)", border_02["interval"]),
         (card, rf"\({NUMBER} to {NUMBER} and {NUMBER} to {NUMBER} over seeds 0-9\)",
          [*border["low end, seeds 0-9"], *border["high end, seeds 0-9"]]),
-        (readme, rf"interval is {NUMBER} to {NUMBER} around its threshold {NUMBER} \({NUMBER} of its",
+        (DATA_DOC, rf"interval is {NUMBER} to {NUMBER} around its threshold {NUMBER} \({NUMBER} of its",
          [low, high, border["threshold"], n_normal + n_pneumonia]),
-        (readme, rf"by `serve` at start-up, in {NUMBER} s;", [border["seconds"]]),
+        (DATA_DOC, rf"by `serve` at start-up, in {NUMBER} s;", [border["seconds"]]),
         (card, rf"{NUMBER} s wall time for the full training \({NUMBER} epochs, best epoch {NUMBER}\), peak RSS {NUMBER} MiB",
          [alone["train_wall_s"], *map(float, alone["epochs"].split("/")[::-1]), alone["peak_rss_mb"]]),
         (card, rf"W's one-view recipe took {NUMBER} s for {NUMBER} epochs", [before_alone["train_wall_s"],
@@ -809,7 +849,7 @@ def _recorded_statements() -> list[tuple]:
                rf"{NUMBER} % of the budget", [channels_last["train_wall_s"], channels_last["peak_rss_mb"],
                                              channels_last["val_auc"], channels_last["threshold"],
                                              100 * channels_last["train_wall_s"] / 1800]),
-        (readme, rf"alone with two threads took {NUMBER} s, peak RSS {NUMBER} MiB .*?validation AUC {NUMBER}, test AUC "
+        (BENCHMARKS_DOC, rf"alone with two threads took {NUMBER} s, peak RSS {NUMBER} MiB .*?validation AUC {NUMBER}, test AUC "
                  rf"{NUMBER}, recall {NUMBER}, specificity {NUMBER};",
          [channels_last["train_wall_s"], channels_last["peak_rss_mb"], channels_last["val_auc"],
           channels_last["test_roc_auc"], channels_last["test_recall"], channels_last["test_specificity"]]),
@@ -822,14 +862,14 @@ def _recorded_statements() -> list[tuple]:
          [ood["negatives"]["auroc"], ood["negatives"]["n"], ood["test_xrays"]["false_rejections"],
           ood["test_xrays"]["n"], 100 * ood["test_xrays"]["false_rejections"] / ood["test_xrays"]["n"]]),
         (card, rf"Every perturbation is within {NUMBER} of the clean figure", [max(abs(d) for d in robustness)]),
-        (readme, rf"ONNX Runtime {NUMBER} images/s end to end .*?; {NUMBER} images/s network only\), PyTorch {NUMBER} "
+        (BENCHMARKS_DOC, rf"ONNX Runtime {NUMBER} images/s end to end .*?; {NUMBER} images/s network only\), PyTorch {NUMBER} "
                  rf"images/s; single-image latency p50 {NUMBER} ms \(224 px JPEG\) and {NUMBER} ms \(2000 px JPEG\)",
          [onnx["folder_images_per_s"], onnx["network_images_per_s"], torch_["folder_images_per_s"],
           onnx["latency"]["jpeg_224"]["p50_ms"], onnx["latency"]["jpeg_2000"]["p50_ms"]]),
-        (readme, rf"under 16 concurrent clients \(`bench/results/load.md`\): {NUMBER} requests/s, p99 {NUMBER} ms, "
+        (BENCHMARKS_DOC, rf"under 16 concurrent clients \(`bench/results/load.md`\): {NUMBER} requests/s, p99 {NUMBER} ms, "
                  rf"{NUMBER} errors, {NUMBER} MB peak RSS",
          [load["requests_per_s"], load["p99_ms"], load["errors"], load["server_rss_max_sampled_mb"]]),
-        (readme, rf"raised the service's peak memory by {NUMBER}-{NUMBER} MB before this limit \(16 uploads: {NUMBER} MB\), "
+        (SERVICE_DOC, rf"raised the service's peak memory by {NUMBER}-{NUMBER} MB before this limit \(16 uploads: {NUMBER} MB\), "
                  rf"and by {NUMBER}-{NUMBER} MB with it",
          [min(before_8), max(before_8), upload["before (e94a2e0), 16 clients"], min(after), max(after)], 10),
     ]
@@ -850,20 +890,20 @@ def recorded_statement_problems(texts: dict[str, str]) -> list[str]:
     return problems
 
 
-def api_signature_problems(readme: str) -> list[str]:
-    """README.md's Python API table shows `name(params)`: every parameter of the real function, in its order, of its
+def api_signature_problems(text: str) -> list[str]:
+    """docs/python-api.md's table shows `name(params)`: every parameter of the real function, in its order, of its
     kind (positional or keyword-only) and with its default (a `**` catch-all may be named otherwise)."""
     import inspect
 
     import pneumoscan
 
     problems = []
-    for name, params in re.findall(r"^\| `(\w+)\(([^`]*)\)`", readme, re.M):
+    for name, params in re.findall(r"^\| `(\w+)\(([^`]*)\)`", text, re.M):
         shown = ast.parse(f"def f({params}): pass").body[0].args  # type: ignore[attr-defined]
         try:
             real = inspect.signature(getattr(pneumoscan, name)).parameters
         except AttributeError:
-            problems.append(f"README.md: `{name}` is not in pneumoscan")
+            problems.append(f"{API_DOC}: `{name}` is not in pneumoscan")
             continue
         positional = [a.arg for a in shown.args]
         defaults = dict(zip(positional[len(positional) - len(shown.defaults):], shown.defaults))
@@ -872,27 +912,27 @@ def api_signature_problems(readme: str) -> list[str]:
         for arg, keyword in [(a.arg, False) for a in shown.args] + [(a.arg, True) for a in shown.kwonlyargs]:
             param = real.get(arg)
             if param is None:
-                problems.append(f"README.md: `{name}` has no parameter {arg}")
+                problems.append(f"{API_DOC}: `{name}` has no parameter {arg}")
             elif (param.kind == param.KEYWORD_ONLY) != keyword:
-                problems.append(f"README.md: `{name}`'s {arg} is shown {'keyword-only' if keyword else 'positional'}")
+                problems.append(f"{API_DOC}: `{name}`'s {arg} is shown {'keyword-only' if keyword else 'positional'}")
             elif arg in defaults and ast.literal_eval(defaults[arg]) != param.default:
-                problems.append(f"README.md: `{name}`'s {arg} is shown defaulting to {ast.unparse(defaults[arg])}, "
+                problems.append(f"{API_DOC}: `{name}`'s {arg} is shown defaulting to {ast.unparse(defaults[arg])}, "
                                 f"it defaults to {param.default!r}")
         named = {a.arg for a in shown.args + shown.kwonlyargs}
         left_out = [arg for arg, param in real.items() if arg not in named
                     and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)]
         if left_out:
-            problems.append(f"README.md: `{name}` leaves out {', '.join(left_out)}")
+            problems.append(f"{API_DOC}: `{name}` leaves out {', '.join(left_out)}")
         kept = [a.arg for a in shown.args + shown.kwonlyargs if a.arg in real]
         if kept != sorted(kept, key=order.index):
-            problems.append(f"README.md: `{name}` shows its parameters out of order: {kept}")
+            problems.append(f"{API_DOC}: `{name}` shows its parameters out of order: {kept}")
         for var, kind in ((shown.vararg, inspect.Parameter.VAR_POSITIONAL), (shown.kwarg, inspect.Parameter.VAR_KEYWORD)):
             if var is not None and not any(p.kind == kind for p in real.values()):
-                problems.append(f"README.md: `{name}` takes no {'*' if kind == inspect.Parameter.VAR_POSITIONAL else '**'}{var.arg}")
+                problems.append(f"{API_DOC}: `{name}` takes no {'*' if kind == inspect.Parameter.VAR_POSITIONAL else '**'}{var.arg}")
     return problems
 
 
-BENCH_DEFAULTS = [  # (pattern in README.md's benchmark table, with NUMBER groups; the (script, option dest) they state)
+BENCH_DEFAULTS = [  # (pattern in docs/benchmarks.md's benchmark table, with NUMBER groups; the (script, option dest) they state)
     (rf"\| `load\.py` \| {NUMBER} concurrent clients against `pneumoscan serve` on loopback for {NUMBER} s \|",
      [("load", "clients"), ("load", "seconds")]),
     (rf"\| `upload_memory\.py` \| peak memory of `pneumoscan serve` while {NUMBER} batch uploads of {NUMBER} MB",
@@ -900,18 +940,19 @@ BENCH_DEFAULTS = [  # (pattern in README.md's benchmark table, with NUMBER group
 ]
 
 
-def bench_default_problems(readme: str) -> list[str]:
-    """README.md's benchmark table states some scripts' defaults: they are the defaults of the scripts' parsers."""
+def bench_default_problems(text: str) -> list[str]:
+    """docs/benchmarks.md's benchmark table states some scripts' defaults: they are the defaults of the scripts'
+    parsers."""
     problems = []
     for pattern, options in BENCH_DEFAULTS:
-        match = re.search(pattern, readme)
+        match = re.search(pattern, text)
         if match is None:
-            problems.append(f"README.md no longer says {pattern!r}: update this check with it")
+            problems.append(f"{BENCHMARKS_DOC} no longer says {pattern!r}: update this check with it")
             continue
         for (script, dest), stated in zip(options, match.groups()):
             default = bench_build_parser(script)().get_default(dest)
             if not shown_as(float(default), stated):
-                problems.append(f"README.md: `{match.group(0)}`: {stated}, bench/{script}.py's default {dest} is {default}")
+                problems.append(f"{BENCHMARKS_DOC}: `{match.group(0)}`: {stated}, bench/{script}.py's default {dest} is {default}")
     return problems
 
 
@@ -1010,15 +1051,15 @@ def test_the_makefile_runs_pneumoscan_with_options_it_has() -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_readme_names_every_subcommand_and_flag_of_the_cli() -> None:
-    missing = undocumented((ROOT / "README.md").read_text())
-    assert not missing, "README.md never mentions these (document them, e.g. in the section of their command):\n" + \
-        "\n".join(missing)
+def test_guides_name_every_subcommand_and_flag_of_the_cli() -> None:
+    missing = undocumented(guides_text())
+    assert not missing, "neither README.md nor docs/*.md mentions these (document them, e.g. in the section of their " \
+        "command):\n" + "\n".join(missing)
 
 
-def test_readme_names_every_environment_variable_src_reads() -> None:
-    missing = env_vars_undocumented((ROOT / "README.md").read_text())
-    assert not missing, f"README.md never mentions {', '.join(missing)}, which src/ reads"
+def test_guides_name_every_environment_variable_src_reads() -> None:
+    missing = env_vars_undocumented(guides_text())
+    assert not missing, f"neither README.md nor docs/*.md mentions {', '.join(missing)}, which src/ reads"
 
 
 def test_bench_results_show_commands_that_parse() -> None:
@@ -1056,14 +1097,28 @@ def test_help_states_the_defaults_the_commands_use() -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_readme_states_the_defaults_the_commands_use() -> None:
-    problems = readme_default_problems((ROOT / "README.md").read_text())
+@pytest.mark.parametrize("doc", GUIDES)
+def test_guides_state_the_defaults_the_commands_use(doc: str) -> None:
+    problems = default_problems(doc, (ROOT / doc).read_text())
     assert not problems, "\n".join(problems)
 
 
-def test_readme_contents_list_every_section_and_its_links_lead_somewhere() -> None:
-    problems = contents_problems((ROOT / "README.md").read_text())
+@pytest.mark.parametrize("doc", GUIDES)
+def test_guides_contents_list_every_section_and_their_links_lead_somewhere(doc: str) -> None:
+    problems = contents_problems(doc, (ROOT / doc).read_text())
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_relative_links_lead_to_files_and_headings_that_exist(doc: str) -> None:
+    problems = link_problems(doc, (ROOT / doc).read_text())
+    assert not problems, "\n".join(problems)
+
+
+def test_readme_links_every_guide() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert len(GUIDES) >= 6  # README.md and the docs/*.md it links
+    assert not [doc for doc in GUIDES[1:] if f"]({doc})" not in readme], "README.md links no such guide"
 
 
 def test_help_names_only_options_and_commands_that_exist() -> None:
@@ -1081,8 +1136,8 @@ def test_model_card_ablation_table_is_the_recorded_one() -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_readme_comparison_table_is_the_recorded_one() -> None:
-    problems = readme_comparison_problems((ROOT / "README.md").read_text())
+def test_benchmarks_comparison_table_is_the_recorded_one() -> None:
+    problems = comparison_problems((ROOT / BENCHMARKS_DOC).read_text())
     assert not problems, "\n".join(problems)
 
 
@@ -1091,15 +1146,15 @@ def test_docs_prose_states_the_recorded_benchmarks() -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_readme_shows_the_python_api_signatures_as_they_are() -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert len(re.findall(r"^\| `(\w+)\(([^`]*)\)`", readme, re.M)) >= 9
-    problems = api_signature_problems(readme)
+def test_python_api_guide_shows_the_signatures_as_they_are() -> None:
+    text = (ROOT / API_DOC).read_text()
+    assert len(re.findall(r"^\| `(\w+)\(([^`]*)\)`", text, re.M)) >= 9
+    problems = api_signature_problems(text)
     assert not problems, "\n".join(problems)
 
 
-def test_readme_states_the_benchmarks_defaults() -> None:
-    problems = bench_default_problems((ROOT / "README.md").read_text())
+def test_benchmarks_guide_states_the_benchmarks_defaults() -> None:
+    problems = bench_default_problems((ROOT / BENCHMARKS_DOC).read_text())
     assert not problems, "\n".join(problems)
 
 
@@ -1113,12 +1168,12 @@ def test_model_card_recipe_is_the_default_one() -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_readme_lists_every_benchmark() -> None:
-    readme = (ROOT / "README.md").read_text()
-    listed = {name for line in readme.splitlines() if line.startswith("| `") for name in re.findall(r"`(\w+)\.py`", line)}
+def test_benchmarks_guide_lists_every_benchmark() -> None:
+    text = (ROOT / BENCHMARKS_DOC).read_text()
+    listed = {name for line in text.splitlines() if line.startswith("| `") for name in re.findall(r"`(\w+)\.py`", line)}
     scripts = {path.stem for path in BENCH.glob("[!_]*.py")}
     assert len(listed & scripts) >= 15
-    assert not scripts - listed, f"README.md's benchmark table lacks {sorted(scripts - listed)}"
+    assert not scripts - listed, f"{BENCHMARKS_DOC}'s benchmark table lacks {sorted(scripts - listed)}"
 
 
 # -- the checks themselves -----------------------------------------------------------------------
@@ -1152,29 +1207,31 @@ def test_extraction_joins_continuations_drops_comments_ellipses_and_redirections
     assert doc_problems("X.md", text) == []
 
 
-BROKEN = [  # (text in README.md, the same broken, what the failure must name)
-    ("pneumoscan audit DATA --strict", "pneumoscan audit DATA --stirct", "unrecognized arguments: --stirct"),
-    ("pneumoscan cache ", "pneumoscan cahce ", "invalid choice: 'cahce'"),
-    ("pneumoscan serve ", "pneumoscan serve --max-upload 5 ", "unrecognized arguments: --max-upload"),
-    ("pneumoscan evaluate --model runs/r1 --data DATA", "pneumoscan evaluate --model runs/r1",
+BROKEN = [  # (a guide, text in it, the same broken, what the failure must name)
+    ("README.md", "pneumoscan audit DATA --strict", "pneumoscan audit DATA --stirct", "unrecognized arguments: --stirct"),
+    ("README.md", "pneumoscan cache ", "pneumoscan cahce ", "invalid choice: 'cahce'"),
+    ("README.md", "pneumoscan serve ", "pneumoscan serve --max-upload 5 ", "unrecognized arguments: --max-upload"),
+    ("README.md", "pneumoscan evaluate --model runs/r1 --data DATA", "pneumoscan evaluate --model runs/r1",
      "the following arguments are required: --data"),
-    ("make demo ", "make dmeo ", "no Makefile target dmeo"),
-    ("`--aug-zoom` and", "`--aug-zom` and", "--aug-zom is an option of neither pneumoscan nor a bench script"),
-    ("PNEUMOSCAN_CACHE_MAX_GB", "PNEUMOSCAN_CACHE_MAXGB", "$PNEUMOSCAN_CACHE_MAXGB is read nowhere in src/"),
-    ("| `ood.py` |", "| `odd.py` |", "`odd.py`: no such script in bench/"),
-    ("(`bench/results/upload_memory.md`", "(`bench/results/upload_mem.md`", "bench/results/upload_mem.md does not exist"),
-    ("bench/NAME.py", "bench/NAME.py`; `python bench/ood.py --max-trian 5",
+    ("README.md", "make demo ", "make dmeo ", "no Makefile target dmeo"),
+    (TRAINING_DOC, "`--aug-zoom` and", "`--aug-zom` and", "--aug-zom is an option of neither pneumoscan nor a bench script"),
+    (DATA_DOC, "PNEUMOSCAN_CACHE_MAX_GB", "PNEUMOSCAN_CACHE_MAXGB", "$PNEUMOSCAN_CACHE_MAXGB is read nowhere in src/"),
+    (BENCHMARKS_DOC, "| `ood.py` |", "| `odd.py` |", "`odd.py`: no such script in bench/"),
+    (SERVICE_DOC, "(`bench/results/upload_memory.md`", "(`bench/results/upload_mem.md`",
+     "bench/results/upload_mem.md does not exist"),
+    (BENCHMARKS_DOC, "bench/NAME.py", "bench/NAME.py`; `python bench/ood.py --max-trian 5",
      "unrecognized arguments: --max-trian"),
 ]
 
 
-@pytest.mark.parametrize(("original", "broken", "expected"), BROKEN, ids=[b[2] for b in BROKEN])
-def test_a_broken_readme_fails_naming_the_doc_line_and_problem(original: str, broken: str, expected: str) -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert original in readme, f"the README no longer contains {original!r}: pick another line to break"
-    line = line_of(readme, original)
-    problems = doc_problems("README.md", readme.replace(original, broken, 1))
-    assert problems and all(p.startswith(f"README.md:{line}: ") for p in problems), problems
+@pytest.mark.parametrize(("doc", "original", "broken", "expected"), BROKEN, ids=[b[3] for b in BROKEN])
+def test_a_broken_guide_fails_naming_the_doc_line_and_problem(doc: str, original: str, broken: str,
+                                                              expected: str) -> None:
+    text = (ROOT / doc).read_text()
+    assert original in text, f"{doc} no longer contains {original!r}: pick another line to break"
+    line = line_of(text, original)
+    problems = doc_problems(doc, text.replace(original, broken, 1))
+    assert problems and all(p.startswith(f"{doc}:{line}: ") for p in problems), problems
     assert any(expected in p for p in problems), problems
 
 
@@ -1186,8 +1243,8 @@ def test_a_broken_makefile_command_is_named() -> None:
     assert len(problems) == 1 and "--nboot" in problems[0] and problems[0].startswith("Makefile:"), problems
 
 
-def test_a_flag_missing_from_the_readme_is_listed() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_a_flag_missing_from_the_guides_is_listed() -> None:
+    readme = guides_text()
     assert mentioned(readme, "--strict")
     assert undocumented(readme.replace("--strict", "--stern")) == ["pneumoscan audit --strict"]
     assert env_vars_undocumented(readme.replace("PNEUMOSCAN_ORT_THREADS", "ORT_THREADS")) == ["PNEUMOSCAN_ORT_THREADS"]
@@ -1247,36 +1304,55 @@ def test_a_planted_help_default_or_option_is_named() -> None:
     assert "invalid choice: 'evaluat'" in help_option_problems(serve, "serve")[-1]
 
 
-def test_a_planted_readme_default_is_named() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_a_planted_guide_default_is_named() -> None:
+    text = (ROOT / TRAINING_DOC).read_text()
     original = "`--batch-size` (64)"
-    assert original in readme
-    line = line_of(readme, original)
-    problems = readme_default_problems(readme.replace(original, "`--batch-size` (65)", 1))
-    assert problems == [f"README.md:{line}: `--batch-size` 65: its default is 64 or 128"], problems
+    assert original in text
+    line = line_of(text, original)
+    problems = default_problems(TRAINING_DOC, text.replace(original, "`--batch-size` (65)", 1))
+    assert problems == [f"{TRAINING_DOC}:{line}: `--batch-size` 65: its default is 64 or 128"], problems
 
 
 def test_a_section_missing_from_the_contents_and_a_dead_link_are_named() -> None:
-    readme = (ROOT / "README.md").read_text()
+    text = (ROOT / DATA_DOC).read_text()
     assert heading_anchor("Transfer learning (offline)") == "transfer-learning-offline"
     assert heading_anchor("Your own operating point: `pneumoscan set-threshold`") == \
         "your-own-operating-point-pneumoscan-set-threshold"
-    inputs, link = line_of(readme, "\n### Inputs\n") + 1, line_of(readme, "[Inputs](#inputs)")
-    problems = contents_problems(readme.replace("\n### Inputs\n", "\n### Inputs\n\n### Input formats\n", 1))
-    assert problems == [f"README.md:{inputs + 2}: its section is not in the contents at the top (add a link to "
+    inputs, link = line_of(text, "\n## Inputs\n") + 1, line_of(text, "[Inputs](#inputs)")
+    problems = contents_problems(DATA_DOC, text.replace("\n## Inputs\n", "\n## Inputs\n\n### Input formats\n", 1))
+    assert problems == [f"{DATA_DOC}:{inputs + 2}: its section is not in the contents at the top (add a link to "
                         "#input-formats)"], problems
-    problems = contents_problems(readme.replace("[Inputs](#inputs)", "[Inputs](#input)", 1))
-    assert problems == [f"README.md:{inputs}: its section is not in the contents at the top (add a link to #inputs)",
-                        f"README.md:{link}: link to #input, which no heading has"], problems
-
-
-def test_a_planted_readme_table_default_is_named() -> None:
+    problems = contents_problems(DATA_DOC, text.replace("[Inputs](#inputs)", "[Inputs](#input)", 1))
+    assert problems == [f"{DATA_DOC}:{inputs}: its section is not in the contents at the top (add a link to #inputs)",
+                        f"{DATA_DOC}:{link}: link to #input, which no heading has"], problems
     readme = (ROOT / "README.md").read_text()
-    original = "| `--upload-idle-s` | 30 |"
+    assert contents_problems("README.md", readme.replace("**Contents**", "Contents", 1)) == \
+        ["README.md: no **Contents** list of its sections"]
+
+
+def test_a_link_to_a_missing_file_or_heading_is_named() -> None:
+    readme = (ROOT / "README.md").read_text()
+    original = "[docs/data.md](docs/data.md)"
     assert original in readme
     line = line_of(readme, original)
-    problems = readme_default_problems(readme.replace(original, "| `--upload-idle-s` | 20 |", 1))
-    assert problems == [f"README.md:{line}: `--upload-idle-s` 20: its default is 30.0"], problems
+    assert link_problems("README.md", readme.replace(original, "[docs/data.md](docs/dat.md)", 1)) == \
+        [f"README.md:{line}: link to docs/dat.md: docs/dat.md does not exist"]
+    assert link_problems("README.md", readme.replace(original, "[docs/data.md](docs/data.md#input)", 1)) == \
+        [f"README.md:{line}: link to docs/data.md#input: docs/data.md has no heading #input"]
+    text = (ROOT / SERVICE_DOC).read_text()
+    original = "(evaluation.md#operating-points-and-prevalence)"
+    assert original in text
+    (problem,) = link_problems(SERVICE_DOC, text.replace(original, "(evaluation.md#operating-point)", 1))
+    assert problem.startswith(f"{SERVICE_DOC}:{line_of(text, original)}: ") and "has no heading" in problem
+
+
+def test_a_planted_guide_table_default_is_named() -> None:
+    text = (ROOT / SERVICE_DOC).read_text()
+    original = "| `--upload-idle-s` | 30 |"
+    assert original in text
+    line = line_of(text, original)
+    problems = default_problems(SERVICE_DOC, text.replace(original, "| `--upload-idle-s` | 20 |", 1))
+    assert problems == [f"{SERVICE_DOC}:{line}: `--upload-idle-s` 20: its default is 30.0"], problems
 
 
 def test_planted_artifact_ablation_and_comparison_mismatches_are_named() -> None:
@@ -1290,9 +1366,9 @@ def test_planted_artifact_ablation_and_comparison_mismatches_are_named() -> None
     assert row in card and "| 3206.8 | 0.9965 |" in card
     (problem,) = ablation_table_problems(card.replace("| 3206.8 | 0.9965 |", "| 3206.8 | 0.9966 |", 1))
     assert "AC_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep val_auc '0.9966'" in problem
-    readme = texts["README.md"]
-    assert "| 0.9965 | 0.941 | 0.982 | 0.872 | 0.985 [0.977, 0.992] |" in readme
-    (problem,) = readme_comparison_problems(readme.replace("0.872 | 0.985 [0.977, 0.992]", "0.872 | 0.985 [0.977, 0.991]"))
+    table = texts[BENCHMARKS_DOC]
+    assert "| 0.9965 | 0.941 | 0.982 | 0.872 | 0.985 [0.977, 0.992] |" in table
+    (problem,) = comparison_problems(table.replace("0.872 | 0.985 [0.977, 0.992]", "0.872 | 0.985 [0.977, 0.991]"))
     assert "the same + consistency loss" in problem
 
 
@@ -1313,16 +1389,16 @@ def test_a_planted_benchmark_figure_is_named() -> None:
      "`evaluate` leaves out progress"),
 ])
 def test_a_planted_api_signature_is_named(original: str, planted: str, expected: str) -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert original in readme
-    (problem,) = api_signature_problems(readme.replace(original, planted, 1))
+    text = (ROOT / API_DOC).read_text()
+    assert original in text
+    (problem,) = api_signature_problems(text.replace(original, planted, 1))
     assert expected in problem
 
 
 def test_a_planted_benchmark_default_is_named() -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert "| 16 concurrent clients against" in readme
-    (problem,) = bench_default_problems(readme.replace("| 16 concurrent clients against", "| 8 concurrent clients against"))
+    text = (ROOT / BENCHMARKS_DOC).read_text()
+    assert "| 16 concurrent clients against" in text
+    (problem,) = bench_default_problems(text.replace("| 16 concurrent clients against", "| 8 concurrent clients against"))
     assert "8, bench/load.py's default clients is 16" in problem
 
 

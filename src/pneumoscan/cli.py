@@ -94,7 +94,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"{name:<{width}}{_parameters_shown(name):>11}{spec.image_size:>6}  {sources[name]:<{source_width}}"
               f"{spec.description}")
     print("ensemble: the mean of trained models; build one with `pneumoscan ensemble RUN RUN --out DIR`")
-    print(f"plugins: installed packages add models through the entry point group {PLUGIN_GROUP} (README: Your own "
+    print(f"plugins: installed packages add models through the entry point group {PLUGIN_GROUP} (docs/training.md: Your own "
           f"architecture); a built-in name cannot be replaced by one")
     return 0
 

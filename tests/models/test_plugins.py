@@ -271,7 +271,7 @@ def test_a_model_registered_in_a_notebook_is_named_so_where_it_is_missing() -> N
 
     assert missing_model_message("mynet", {"module": "__main__"}) == (
         "model 'mynet' was registered in a notebook or script (__main__), not by an installed package; in Python, "
-        "import or run that code before loading the model, or package it as a plugin (README: Your own architecture)")
+        "import or run that code before loading the model, or package it as a plugin (docs/training.md: Your own architecture)")
 
 
 def test_models_lists_where_each_model_comes_from_and_one_it_cannot_build(
@@ -393,7 +393,7 @@ def test_an_edited_record_of_model_sources_is_refused() -> None:
 
 def test_the_readme_example_plugin_registers_a_model_every_command_can_take(own_registry: dict, tmp_path: Path,
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """README.md "Your own architecture": its pyproject.toml names its module in the group pneumoscan loads, and that
+    """docs/training.md "Your own architecture": its pyproject.toml names its module in the group pneumoscan loads, and that
     module registers a model that keeps the contract, has a Grad-CAM layer and features, and exports."""
     import importlib
     import re
@@ -403,8 +403,8 @@ def test_the_readme_example_plugin_registers_a_model_every_command_can_take(own_
     from pneumoscan.export.onnx import export_onnx_bytes
     from pneumoscan.models.registry import PLUGIN_GROUP, final_linear_name, get_spec
 
-    readme = (SRC.parent / "README.md").read_text()
-    section = readme.split("### Your own architecture\n", 1)[1].split("\n### ", 1)[0]
+    guide = (SRC.parent / "docs" / "training.md").read_text()
+    section = guide.split("\n## Your own architecture\n", 1)[1].split("\n## ", 1)[0]
     toml, python = (re.search(rf"```{kind}\n(.*?)```", section, re.S).group(1) for kind in ("toml", "python"))
     project = tomllib.loads(toml)["project"]
     (module,) = project["entry-points"][PLUGIN_GROUP].values()
