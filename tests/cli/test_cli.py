@@ -13,7 +13,7 @@ from pneumoscan.cli import main
 from tests.conftest import write_dicom, write_xray
 
 METRIC_KEYS = {"accuracy", "precision", "recall", "specificity", "f1", "npv", "roc_auc", "pr_auc", "brier", "ece",
-               "threshold", "confusion_matrix", "n", "recall_by_cause", "borderline"}  # as README.md lists them
+               "threshold", "confusion_matrix", "n", "recall_by_cause", "borderline"}  # as docs/evaluation.md lists them
 
 
 def test_end_to_end_on_the_bundled_sample(sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -29,7 +29,7 @@ def test_end_to_end_on_the_bundled_sample(sample_dir: Path, tmp_path: Path, caps
     assert main(["evaluate", "--model", str(run), "--data", str(sample_dir), "--json", str(out_json), "--n-boot", "50"]) == 0
     printed = capsys.readouterr().out
     assert "specificity" in printed and "precision" in printed and "support" in printed
-    assert "  npv " in printed and "  ece " in printed  # README: evaluate prints NPV and ECE too
+    assert "  npv " in printed and "  ece " in printed  # docs/evaluation.md: evaluate prints NPV and ECE too
     summary = json.loads(out_json.read_text())
     assert METRIC_KEYS <= set(summary)
     assert summary["n"] == 60 and summary["split"] == "test"

@@ -85,7 +85,7 @@ def test_without_a_guard_none_is_written(local) -> None:
 def test_a_copy_without_a_guard_is_said_with_the_fit_guard_command(guarded: bool, tiny_run: Path, fitted: Path,
                                                                    tiny_data: Path, tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    """Run before fit-guard (the README's quick start lists it first), set-threshold wrote a model that refuses
+    """Run before fit-guard (README.md's command list shows it first), set-threshold wrote a model that refuses
     nothing, and said only 'model: OUT', without the '(with its chest X-ray guard)' of a guarded copy."""
     out = tmp_path / "site"
     assert main(["set-threshold", "--model", str(fitted if guarded else tiny_run), "--data", str(tiny_data),
