@@ -470,3 +470,28 @@ def test_a_journal_that_a_running_process_holds_is_left_alone(tmp_path: Path) ->
     with pytest.warns(UserWarning, match="an earlier run stopped"):
         assert recover_interrupted([figure, page]) == [page]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.png", "r.html"]
+
+
+def test_a_journal_is_locked_before_another_command_can_read_it(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The journal was written and fsynced before its flock was taken: another command writing the same files in
+    that moment took it for a crashed write's, undid it (with a warning) and deleted it, and this write then failed
+    at its commit. Now it is locked from the moment it exists."""
+    from pneumoscan import outputs
+    from pneumoscan.outputs import atomic_write_all, recover_interrupted
+
+    page, figure = tmp_path / "r.html", tmp_path / "b.png"
+    for path in (page, figure):
+        path.write_text("old")
+    real, seen = outputs.fsync_folder, []
+
+    def fsync_folder(folder: Path) -> None:  # the first is the journal's folder, once the journal is written
+        if not seen:
+            seen.append(recover_interrupted([page]))  # another command about to write the same report
+        real(folder)
+
+    monkeypatch.setattr(outputs, "fsync_folder", fsync_folder)
+    atomic_write_all({figure: lambda tmp: tmp.write_text("new"), page: lambda tmp: tmp.write_text("new")})
+    assert seen == [[]]
+    assert _tree(tmp_path) == {"b.png": b"new", "r.html": b"new"}
+

@@ -197,17 +197,17 @@ class Journal:
         self._fd: int | None = None
 
     def open(self) -> None:
-        """Write the journal (its folder made first), fsync it, and hold its lock."""
+        """Write the journal (its folder made first), locked from the moment it exists, and fsync it."""
         record = {"files": self.files, "gone": self.gone, "made": self.made}
         with _named(self.anchor):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            if fcntl is not None:  # before it holds anything: another command seeing it unlocked takes it for a crash's
+                fcntl.flock(self._fd, fcntl.LOCK_EX)  # a new file: no one else holds it
             os.write(self._fd, json.dumps(record, default=lambda p: str(Path(p).absolute())).encode())
             os.fsync(self._fd)
         fsync_folder(self.path.parent)
-        if fcntl is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)  # a new file: no one else holds it
-        else:
+        if fcntl is None:
             self.close()
 
     def keep_replaced(self) -> None:
