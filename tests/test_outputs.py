@@ -495,3 +495,27 @@ def test_a_journal_is_locked_before_another_command_can_read_it(tmp_path: Path,
     assert seen == [[]]
     assert _tree(tmp_path) == {"b.png": b"new", "r.html": b"new"}
 
+
+
+def test_a_journal_finished_while_another_command_waits_for_its_lock_is_left_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command that opened a journal just before its own process committed it and let go of its lock then read it
+    by a path that was gone: the write of a report failed with 'r.html: cannot be written (No such file or
+    directory)'. Now a journal that is no longer at its path once locked is not another's to recover."""
+    from pneumoscan import outputs
+    from pneumoscan.outputs import Journal, recover_interrupted
+
+    page, figure = tmp_path / "r.html", tmp_path / "b.png"
+    for path in (page, figure):
+        path.write_text("old")
+    journal = Journal({figure: tmp_path / ".b.png.tmp", page: tmp_path / ".r.html.tmp"}, [], [], [])
+    journal.open()
+    real = outputs._unlocked
+
+    def unlocked(fd: int) -> bool:  # its process commits between this command's open and its flock
+        journal.commit()
+        return real(fd)
+
+    monkeypatch.setattr(outputs, "_unlocked", unlocked)
+    assert recover_interrupted([page]) == []
+    assert _tree(tmp_path) == {"b.png": b"old", "r.html": b"old"}

@@ -293,8 +293,8 @@ def _recover(journal: Path) -> bool:
     except FileNotFoundError:  # another process recovered it meanwhile
         return False
     try:
-        if fd is not None and not _unlocked(fd):
-            return False  # its process is still writing
+        if fd is not None and not (_unlocked(fd) and same_file(journal, fd)):
+            return False  # its process is still writing, or finished it (committed or undone) since it was opened
         try:
             record = json.loads(journal.read_bytes())
             files = [(Path(path), Path(tmp), None if old is None else Path(old)) for path, tmp, old in record["files"]]
@@ -344,6 +344,16 @@ def _finish(done: Path, backups: list[Path]) -> None:
         done.unlink(missing_ok=True)
     except OSError:
         pass
+
+
+def same_file(path: str | os.PathLike, fd: int) -> bool:
+    """Whether PATH still names the file open as FD (not moved away, removed or replaced since it was opened)."""
+    try:
+        at_path = os.stat(path)
+    except FileNotFoundError:
+        return False
+    here = os.fstat(fd)
+    return (at_path.st_dev, at_path.st_ino) == (here.st_dev, here.st_ino)
 
 
 def _unlocked(fd: int) -> bool:
