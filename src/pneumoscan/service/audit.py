@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan.errors import InputError, PneumoscanError
-from pneumoscan.outputs import FSYNC_REFUSED, fsync_folder
+from pneumoscan.outputs import FSYNC_REFUSED, fsync_folder, same_file
 
 log = logging.getLogger("pneumoscan.service")
 
@@ -56,16 +56,6 @@ def _sync(file: io.FileIO) -> None:
             raise
 
 
-def _same_file(path: str, opened: io.FileIO) -> bool:
-    """Whether PATH still names the file OPENED (not moved away, removed or replaced by logrotate)."""
-    try:
-        at_path = os.stat(path)
-    except FileNotFoundError:
-        return False
-    here = os.fstat(opened.fileno())
-    return (at_path.st_dev, at_path.st_ino) == (here.st_dev, here.st_ino)
-
-
 class AuditLog:
     """An audit log file opened for appending (created, readable by its owner and group only, if missing), opened
     again when logrotate moved it away."""
@@ -82,7 +72,7 @@ class AuditLog:
     def _current(self) -> io.FileIO:
         """The open file, after opening FILE again if it is no longer the one at FILE (the old one stays open until
         the new one is)."""
-        if not _same_file(self.path, self._file):
+        if not same_file(self.path, self._file.fileno()):  # moved or removed by logrotate
             old, self._file = self._file, _open(self.path)
             old.close()
             log.info("audit log %s: moved away or removed (as by logrotate); opened again", self.path)
