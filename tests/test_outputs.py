@@ -519,3 +519,31 @@ def test_a_journal_finished_while_another_command_waits_for_its_lock_is_left_alo
     monkeypatch.setattr(outputs, "_unlocked", unlocked)
     assert recover_interrupted([page]) == []
     assert _tree(tmp_path) == {"b.png": b"old", "r.html": b"old"}
+
+
+def test_a_journal_another_command_removed_as_torn_before_it_was_locked_is_made_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the journal's creation and its flock, another command found it empty and unlocked, took it for one a
+    crash tore, and removed it: this write then went on with a journal at no path and failed at its commit ('r.html:
+    cannot be written (No such file or directory)'). Now a journal no longer at its path once locked is made again."""
+    import fcntl
+    import types
+
+    from pneumoscan import outputs
+    from pneumoscan.outputs import atomic_write_all, recover_interrupted
+
+    page, figure = tmp_path / "r.html", tmp_path / "b.png"
+    for path in (page, figure):
+        path.write_text("old")
+    seen = []
+
+    def flock(fd: int, operation: int) -> None:
+        if operation == fcntl.LOCK_EX and not seen:  # this write's own lock, on its new journal
+            seen.append(recover_interrupted([page]))  # another command writing the same report, just before it
+        fcntl.flock(fd, operation)
+
+    monkeypatch.setattr(outputs, "fcntl", types.SimpleNamespace(LOCK_EX=fcntl.LOCK_EX, LOCK_NB=fcntl.LOCK_NB,
+                                                                flock=flock))
+    atomic_write_all({figure: lambda tmp: tmp.write_text("new"), page: lambda tmp: tmp.write_text("new")})
+    assert seen == [[]]
+    assert _tree(tmp_path) == {"b.png": b"new", "r.html": b"new"}

@@ -201,14 +201,25 @@ class Journal:
         record = {"files": self.files, "gone": self.gone, "made": self.made}
         with _named(self.anchor):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-            if fcntl is not None:  # before it holds anything: another command seeing it unlocked takes it for a crash's
-                fcntl.flock(self._fd, fcntl.LOCK_EX)  # a new file: no one else holds it
+            self._fd = self._created_locked()
             os.write(self._fd, json.dumps(record, default=lambda p: str(Path(p).absolute())).encode())
             os.fsync(self._fd)
         fsync_folder(self.path.parent)
         if fcntl is None:
             self.close()
+
+    def _created_locked(self) -> int:
+        """The journal file, new and empty, locked (flock) before it holds anything: another command that finds it
+        unlocked takes it for a crash's. Made again when one found it in the instant before the lock, took it for a
+        torn journal and removed it."""
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            if fcntl is None:
+                return fd
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if same_file(self.path, fd):
+                return fd
+            os.close(fd)
 
     def keep_replaced(self) -> None:
         """Keep each file about to be replaced under its backup name, before any rename."""
