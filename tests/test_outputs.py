@@ -547,3 +547,30 @@ def test_a_journal_another_command_removed_as_torn_before_it_was_locked_is_made_
     atomic_write_all({figure: lambda tmp: tmp.write_text("new"), page: lambda tmp: tmp.write_text("new")})
     assert seen == [[]]
     assert _tree(tmp_path) == {"b.png": b"new", "r.html": b"new"}
+
+
+def test_where_there_are_no_hard_links_the_replaced_files_are_kept_as_copies(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a file system without hard links (FAT, some network shares) the files a set replaces are kept as copies:
+    a failed rename still puts the earlier set back whole, and a written set leaves no copy behind."""
+    from pneumoscan import outputs
+    from pneumoscan.outputs import atomic_write_all
+
+    def no_link(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(outputs.os, "link", no_link)
+    atomic_write_all(_report_set(tmp_path, "old")[0])
+    old = _tree(tmp_path)
+
+    def fail() -> None:
+        raise OSError(5, "Input/output error")
+
+    _failing_replace(monkeypatch, 3, fail)
+    files, remove = _report_set(tmp_path, "new")
+    with pytest.raises(InputError, match=r"cannot be written \(Input/output error\)"):
+        atomic_write_all(files, remove=remove)
+    assert _tree(tmp_path) == old
+    atomic_write_all(files, remove=remove)
+    assert _tree(tmp_path) == {"r.html": b"new page", "r_files/a.png": b"new a.png", "r_files/c.png": b"new c.png"}
+
