@@ -477,15 +477,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """`parser.parse_args`, except that a file name after predict's --csv or --json (which print to stdout, while
-    evaluate's --json takes a file) is refused saying how to write the file, not as an unrecognised argument."""
+    evaluate's --json takes a file) is refused saying how to write the file: one left over (after the films), or
+    one ending in .csv or .json taken for a film (before them), which no film is."""
     args, extra = parser.parse_known_args(argv)
+    if args.command == "predict":
+        for before, token in zip(argv, argv[1:]):
+            named = extra[:1] == [token] or Path(token).suffix.lower() in (".csv", ".json")
+            if before in ("--csv", "--json") and named:
+                _command_parser(parser, "predict").error(
+                    f"{before} prints to stdout and takes no file name ({token}); write the file with "
+                    f"`pneumoscan predict ... {before} > {token}`")
     if extra:
-        if args.command == "predict":
-            for before, token in zip(argv, argv[1:]):
-                if before in ("--csv", "--json") and token == extra[0]:
-                    _command_parser(parser, "predict").error(
-                        f"{before} prints to stdout and takes no file name ({token}); write the file with "
-                        f"`pneumoscan predict ... {before} > {token}`")
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return args
 

@@ -612,3 +612,16 @@ def test_predict_given_a_file_after_csv_or_json_says_they_print_to_stdout(flag: 
     with pytest.raises(SystemExit):  # any other stray argument is argparse's as before
         main(["predict", str(tmp_path), "--quiet", "preds.out"])
     assert capsys.readouterr().err.splitlines()[-1] == "pneumoscan: error: unrecognized arguments: preds.out"
+
+
+@pytest.mark.parametrize("flag,name", [("--csv", "preds.csv"), ("--json", "Preds.JSON")])
+def test_predict_given_a_file_after_csv_or_json_before_the_films_says_they_print_to_stdout(
+        flag: str, name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `predict --csv preds.csv FILM`: the file name was taken for a film to predict, so the command printed the
+    # film's row to stdout and stopped with 'preds.csv: file not found; check the path' (exit code 1)
+    with pytest.raises(SystemExit) as stop:
+        main(["predict", flag, name, str(tmp_path)])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"pneumoscan predict: error: {flag} prints to stdout and takes no file name ({name}); write the file with "
+        f"`pneumoscan predict ... {flag} > {name}`")
