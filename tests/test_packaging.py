@@ -105,3 +105,10 @@ def test_the_package_version_has_one_source() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "pneumoscan.__version__"}
+
+
+def test_the_top_folder_holds_no_python_module() -> None:
+    """pyproject maps the top folder as the package `pneumoscan.docs` (it ships MODEL_CARD.md): setuptools would ship
+    any module there with it (a `conftest.py` or `noxfile.py` as `pneumoscan/docs/...`), so there must be none. The
+    wheel fixture copies chosen files only, so this checks the real top folder."""
+    assert sorted(p.name for p in ROOT.glob("*.py")) == []
