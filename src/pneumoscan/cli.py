@@ -408,7 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "records none). A film under 32 px on a side (a thumbnail) is predicted all the "
                                    "same, with a warning on stderr to send the original film (marked too-small in "
                                    "the text, column size_warning in --csv and --json); it does not change the exit "
-                                   "code.")
+                                   "code. A film the model's guard refuses gets no probability or label (exit code "
+                                   "1): its reason is on stderr and in column ood_reason, its cause in refused_by "
+                                   "(blank, colour: not a chest X-ray; image, features: unlike the chest X-rays the "
+                                   "model was trained on, as a few real ones are, so read it without the model; "
+                                   "grey_levels, two_tone, upside_down: send the film as the scanner saved it).")
     _model_arg(p)
     p.add_argument("paths", nargs="+", help="image files (JPEG, PNG, TIFF, BMP, DICOM) or folders; a labelled CSV "
                                             "manifest is scored with `pneumoscan evaluate --data manifest.csv`")

@@ -48,6 +48,10 @@ from tests.conftest import (
 )
 
 UPSIDE_DOWN = "the image looks upside down; rotate it and send it again"
+READ_WITHOUT = "; if it is a frontal pediatric chest X-ray, read it without the model"
+UNLIKE_IMAGE = ("unlike the chest X-rays this model was trained on (image statistics: layout, contrast or texture)"
+                + READ_WITHOUT)
+UNLIKE_FEATURES = "unlike the chest X-rays this model was trained on (the features the model extracts from it)" + READ_WITHOUT
 BINARY = "binary (black-and-white) image: 2 grey levels; send the original radiograph"
 
 
@@ -79,10 +83,26 @@ def test_non_xrays_rejected_with_reasons(fitted: Path) -> None:
     blank, photo, document = check_bytes(fitted, [blank_image(), colour_photo(), text_document()])
     for result in (blank, photo, document):
         assert not result.in_distribution and result.score > result.threshold
-        assert result.message.startswith("not a chest X-ray: ")
-    assert blank.reason == "blank or nearly constant image"
+    # cues that no radiograph was sent say so; a statistical outlier says what was measured, as a real film can be one
+    assert (blank.refused_by, blank.message) == ("blank", "not a chest X-ray: blank or nearly constant image")
+    assert (photo.refused_by, photo.message) == ("colour", "not a chest X-ray: colour image (chest X-rays are grayscale)")
+    assert (document.refused_by, document.message) == ("image", UNLIKE_IMAGE)
     assert photo.components["colour"] > 1.0
     assert document.components["image"] > document.threshold
+
+
+def test_a_colourful_file_is_refused_as_colour_whichever_signal_is_largest(fitted: Path) -> None:
+    """Colour shows that no radiograph was sent; the image signal only that the file is unlike the training films."""
+    guard = load_guard(fitted)
+    model, meta = load_artifact(fitted)
+    document = load_image(text_document(), meta.image_size)[None]
+    colour = 2 * guard.threshold * guard.references["colour"]  # a colour ratio of twice the threshold
+    (grey,) = guard.check(document, model=model, colourfulness=[0.0])
+    (colourful,) = guard.check(document, model=model, colourfulness=[colour])
+    assert colourful.components["image"] > colourful.components["colour"] > guard.threshold
+    assert (grey.refused_by, grey.message) == ("image", UNLIKE_IMAGE)
+    assert (colourful.refused_by, colourful.message) == ("colour", "not a chest X-ray: colour image (chest X-rays are "
+                                                                   "grayscale)")
 
 
 @pytest.fixture(scope="module")
@@ -169,10 +189,15 @@ def test_shipped_guard_file_loads_and_gives_the_recorded_verdicts(shipped: Predi
 
 
 def test_shipped_guard_refuses_no_more_sample_train_films(shipped: Predictor, sample_dir: Path) -> None:
-    """The upside-down rule adds no false refusal among the bundled train films (3 of 200 were refused before it)."""
+    """The upside-down rule adds no false refusal among the bundled train films (3 of 200 were refused before it).
+    These 3 real chest X-rays are statistical outliers: they are told unlike the training X-rays, never "not a chest
+    X-ray", and what to do."""
     films = sorted((sample_dir / "train").rglob("*.jpeg"))
-    refused = [r for r in shipped.predict_files(films) if r.in_distribution is False]
-    assert len(refused) == 3 and not any(r.ood_reason in (UPSIDE_DOWN, BINARY) for r in refused), refused
+    refused = {Path(r.path).name: r for r in shipped.predict_files(films) if r.in_distribution is False}
+    assert {name: (r.refused_by, r.ood_reason) for name, r in refused.items()} == {
+        "NORMAL2-IM-0919-0001.jpeg": ("features", UNLIKE_FEATURES),
+        "NORMAL2-IM-0957-0001.jpeg": ("image", UNLIKE_IMAGE),
+        "person25_bacteria_116.jpeg": ("image", UNLIKE_IMAGE)}
 
 
 def test_grey_levels_rule_and_its_messages(fitted: Path) -> None:
@@ -476,11 +501,13 @@ def test_cli_predict_flags_non_xrays(fitted: Path, sample_dir: Path, tmp_path: P
     captured = capsys.readouterr()
     rows = {Path(r["path"]).name: r for r in json.loads(captured.out)}
     assert rows["a_xray.jpeg"]["in_distribution"] is True and rows["a_xray.jpeg"]["label"] in {"NORMAL", "PNEUMONIA"}
-    for name in ("b_blank.png", "c_photo.jpg"):
-        assert rows[name]["in_distribution"] is False
+    assert rows["a_xray.jpeg"]["refused_by"] is None
+    for name, cause, reason in (("b_blank.png", "blank", "blank or nearly constant image"),
+                                ("c_photo.jpg", "colour", "colour image (chest X-rays are grayscale)")):
+        assert rows[name]["in_distribution"] is False and rows[name]["refused_by"] == cause
         assert rows[name]["label"] is None and rows[name]["probability"] is None
-        assert rows[name]["ood_reason"].startswith("not a chest X-ray")
-        assert f"{name}: not a chest X-ray" in captured.err
+        assert rows[name]["ood_reason"] == f"not a chest X-ray: {reason}"
+        assert f"{name}: not a chest X-ray: {reason}; no prediction made" in captured.err
     assert main(["predict", "--model", str(fitted), str(folder / "a_xray.jpeg"), "--backend", "torch"]) == 0
 
 

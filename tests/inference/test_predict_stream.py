@@ -124,7 +124,8 @@ def _prediction(index: int, **fields: object) -> Prediction:
 @pytest.mark.parametrize("fmt", ["text", "csv", "json"])
 def test_any_chunking_writes_the_bytes_of_the_whole_list(fmt: str, sizes: list[int]) -> None:
     predictions = [_prediction(0), _prediction(1, error="films/1: not a readable image", probability=None, label=None),
-                   _prediction(2, in_distribution=False, ood_reason="not a chest X-ray", probability=None, label=None),
+                   _prediction(2, in_distribution=False, ood_reason="not a chest X-ray: colour image (chest X-rays "
+                               "are grayscale)", refused_by="colour", probability=None, label=None),
                    _prediction(3, in_distribution=True)][:sum(sizes)]
     writer, text, start = PredictionWriter(fmt), "", 0
     for size in sizes:

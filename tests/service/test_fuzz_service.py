@@ -30,8 +30,12 @@ from pneumoscan.service.app import create_app
 from pneumoscan.service.settings import Settings
 from tests.conftest import SAMPLE
 
-# refusals of a chest X-ray the model cannot read as sent (the guard's other refusals say "not a chest X-ray: ")
-AS_SENT = ("binary (black-and-white) image: ", "posterised or dithered image: ", "the image looks upside down; ")
+# the guard's words per cause: no radiograph was sent, a statistical outlier, a chest X-ray the model cannot read as sent
+REASONS = {"blank": "not a chest X-ray: ", "colour": "not a chest X-ray: ",
+           "image": "unlike the chest X-rays this model was trained on (image statistics: ",
+           "features": "unlike the chest X-rays this model was trained on (the features ",
+           "grey_levels": ("binary (black-and-white) image: ", "posterised or dithered image: "),
+           "two_tone": "binary (black-and-white) image: ", "upside_down": "the image looks upside down; "}
 FUZZ = settings(max_examples=100, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
@@ -62,10 +66,10 @@ def check_response(res, payload: bytes) -> None:  # noqa: ANN001
         assert body["in_distribution"] in (True, False)  # this model has a guard
         if body["in_distribution"]:
             assert 0.0 <= body["probability"] <= 1.0 and body["label"] in ("NORMAL", "PNEUMONIA")
-            assert body["ood_reason"] is None
+            assert body["ood_reason"] is None and body["refused_by"] is None
         else:
             assert body["probability"] is None and body["label"] is None
-            assert body["ood_reason"].startswith(("not a chest X-ray: ", *AS_SENT))
+            assert body["ood_reason"].startswith(REASONS[body["refused_by"]])
     else:
         assert isinstance(body["detail"], str) and body["detail"]
 

@@ -43,6 +43,9 @@ class Prediction:
     # set for a film under MIN_SIDE px on a side (a thumbnail: `size_warning`): predicted all the same, but too small
     # to read reliably, so the original should be sent
     size_warning: str | None = None
+    # what refused the film, set with ood_reason: "blank" or "colour" (not a chest X-ray), "grey_levels", "two_tone"
+    # or "upside_down" (a chest X-ray the model cannot read as sent), "image" or "features" (unlike the training films)
+    refused_by: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """The result as a plain dict: a row of `predict --json`."""
@@ -390,7 +393,8 @@ class Predictor:
         for name, prob, verdict, warning in zip(names, probs, verdicts, small):
             if verdict is not None and not verdict.in_distribution:
                 out.append(Prediction(name, None, None, self.threshold, in_distribution=False,
-                                      ood_reason=verdict.message, size_warning=warning))
+                                      ood_reason=verdict.message, size_warning=warning,
+                                      refused_by=verdict.refused_by))
             else:
                 out.append(Prediction(name, float(prob), self.label_for(float(prob)), self.threshold,
                                       in_distribution=None if verdict is None else True,

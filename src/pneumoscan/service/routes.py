@@ -241,7 +241,8 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
     meta = engine.meta
     return PredictionResponse(
         probability=result.probability, label=result.label, in_distribution=result.in_distribution,
-        ood_reason=result.ood_reason, borderline=result.borderline, size_warning=result.size_warning,
+        ood_reason=result.ood_reason, refused_by=result.refused_by, borderline=result.borderline,
+        size_warning=result.size_warning,
         threshold=engine.predictor.threshold, threshold_from=engine.predictor.threshold_from,
         threshold_ci95=engine.predictor.threshold_ci95, prevalence=engine.predictor.assumed_prevalence,
         model_name=meta.model_name,
@@ -289,6 +290,7 @@ async def predict_batch(request: Request) -> BatchResponse:
                 items[i].ok, items[i].status = True, 200
                 items[i].probability, items[i].label = result.probability, result.label
                 items[i].in_distribution, items[i].ood_reason = result.in_distribution, result.ood_reason
+                items[i].refused_by = result.refused_by
                 items[i].borderline, items[i].size_warning = result.borderline, result.size_warning
             when = utc_now()
             _record(request, [_audit_line(request, "predict/batch", i, when, upload, result)

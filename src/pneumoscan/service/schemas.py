@@ -116,8 +116,14 @@ _THRESHOLD_FROM = ("where the threshold in use came from (GET /model, operating_
 _SIZE_WARNING = (f"set when the image is under {MIN_SIDE} px on a side (a thumbnail), e.g. \"20 x 20 px, under "
                  f"{MIN_SIDE} px on a side: too small to read reliably; send the original film\": the result is given all the same, but "
                  "the original film should be sent and read instead; null otherwise")
-_OOD_REASON = ("why no prediction was made, e.g. \"not a chest X-ray: colour image ...\" or \"the image looks upside "
-               "down; rotate it and send it again\" (only when in_distribution is false)")
+_OOD_REASON = ("why no prediction was made, in words for the reader (only when in_distribution is false): "
+               "\"not a chest X-ray: colour image ...\", \"unlike the chest X-rays this model was trained on (image "
+               "statistics: ...); if it is a frontal pediatric chest X-ray, read it without the model\" or \"the image "
+               "looks upside down; rotate it and send it again\"")
+_REFUSED_BY = ("what refused the film, set with ood_reason: blank or colour (not a chest X-ray); grey_levels, two_tone "
+               "or upside_down (a chest X-ray the model cannot read as sent); image or features (unlike the chest "
+               "X-rays the model was trained on, as 17 of the shipped model's 5,216 real train films are: a chest film "
+               "so refused is read without the model)")
 
 
 class PredictionResponse(BaseModel):
@@ -125,6 +131,7 @@ class PredictionResponse(BaseModel):
     label: str | None = Field(description="class at the operating threshold; null when in_distribution is false")
     in_distribution: bool | None = Field(description=_IN_DISTRIBUTION)
     ood_reason: str | None = Field(default=None, description=_OOD_REASON)
+    refused_by: str | None = Field(default=None, description=_REFUSED_BY)
     borderline: bool | None = Field(default=None, description=_BORDERLINE)
     size_warning: str | None = Field(default=None, description=_SIZE_WARNING)
     threshold: float
@@ -160,6 +167,7 @@ class BatchItem(BaseModel):
     label: str | None = Field(default=None, description="null for failed files and when in_distribution is false")
     in_distribution: bool | None = Field(default=None, description=_IN_DISTRIBUTION + "; null for failed files")
     ood_reason: str | None = Field(default=None, description=_OOD_REASON)
+    refused_by: str | None = Field(default=None, description=_REFUSED_BY)
     borderline: bool | None = Field(default=None, description=_BORDERLINE + "; null for failed files")
     size_warning: str | None = Field(default=None, description=_SIZE_WARNING)
     error: str | None = None

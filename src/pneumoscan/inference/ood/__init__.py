@@ -14,8 +14,8 @@ How to call it (Predictor, CLI, service) - one forward pass serves both the pred
     tones = [two_tone_share(d) for d in datas]           # JPEGs: decoded again at full size
     results = guard.check(images, features=feats, colourfulness=colours, grey_levels=levels,
                           two_tone=tones)                # list[OODResult]
-    # not results[i].in_distribution -> report results[i].message (e.g. "not a chest X-ray: <reason>"),
-    # results[i].to_dict() for JSON; keep the probability out of the verdict for such inputs
+    # not results[i].in_distribution -> report results[i].message (its words for the reader) and .refused_by (the
+    # cause), results[i].to_dict() for JSON; keep the probability out of the verdict for such inputs
 
 `guard.check(images, model=model, colourfulness=...)` also works (it runs its own forward pass), and
 `colourfulness=None` / `grey_levels=None` / `two_tone=None` skip those signals. A guard is tied to the
@@ -34,6 +34,13 @@ Signals, each turned into a ratio to its 99th percentile on held-out training X-
 
 The score is the largest ratio. The threshold is the held-out (5-fold cross-fitted) quantile of the
 score that rejects half of the allowed false-rejection rate, leaving margin for new scanners.
+
+What a refusal says (`OODResult.message`) follows its cause (`refused_by`): only cues that no radiograph was sent
+say "not a chest X-ray: <reason>" (``blank``; ``colour``, which wins over the other signals once its ratio is above
+the threshold). The ``image`` and ``features`` signals are quantile limits fitted on the training X-rays, so they
+refuse a few real chest X-rays too (the shipped guard 17 of its 5,216 train films): their message says what was
+measured ("unlike the chest X-rays this model was trained on (image statistics: ...)") and to read a frontal
+pediatric chest X-ray so refused without the model.
 
 Three rules refuse chest X-rays in a form the model cannot read, whatever the score (their message
 says what to do instead of "not a chest X-ray"); all use fixed constants measured on the training
