@@ -20,7 +20,7 @@ import pytest
 
 import pneumoscan
 from pneumoscan.inference.predictor import Predictor
-from tests.conftest import blank_image, colour_photo, dicom_bytes, dithered
+from tests.conftest import blank_image, colour_photo, dicom_bytes, dithered, text_document
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -173,21 +173,25 @@ def test_page_shows_result_and_heatmap(server: str, fitted: Path, sample_dir: Pa
         expect(page.locator("#ood")).to_be_hidden()
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
 
-        # Not chest X-rays, or one the model cannot read as sent: a warning with the guard's reason instead of the
-        # probability bar and decision.
+        # Not chest X-rays, images unlike the training X-rays (as a few real ones are), or a chest X-ray the model
+        # cannot read as sent: a warning with the guard's reason, and what it means, instead of the probability bar
+        # and decision.
         refused = "Not a chest X-ray — no prediction made: "
-        for name, mime, payload, warning in (
-                ("holiday.jpg", "image/jpeg", colour_photo(), refused + "colour image (chest X-rays are grayscale)"),
-                ("blank.png", "image/png", blank_image(), refused + "blank or nearly constant image"),
+        unlike = ("No prediction made: unlike the chest X-rays this model was trained on (image statistics: layout, "
+                  "contrast or texture); if it is a frontal pediatric chest X-ray, read it without the model")
+        for name, mime, payload, warning, box in (
+                ("holiday.jpg", "image/jpeg", colour_photo(), refused + "colour image (chest X-rays are grayscale)",
+                 "#ood-not-xray"),
+                ("blank.png", "image/png", blank_image(), refused + "blank or nearly constant image", "#ood-not-xray"),
+                ("form.png", "image/png", text_document(), unlike, "#ood-unlike"),
                 ("scan.png", "image/png", dithered(), "No prediction made: binary (black-and-white) image: "
-                                                      "2 grey levels; send the original radiograph")):
+                                                      "2 grey levels; send the original radiograph", "#ood-as-sent")):
             page.set_input_files("#file", files=[{"name": name, "mimeType": mime, "buffer": payload}])
             ood = page.locator("#ood")
             expect(ood).to_be_visible(timeout=15_000)
             expect(page.locator("#ood-text")).to_have_text(warning)
-            as_sent = not warning.startswith(refused)  # a chest X-ray in a form the model cannot read
-            expect(page.locator("#ood-as-sent" if as_sent else "#ood-unlike")).to_be_visible()
-            expect(page.locator("#ood-unlike" if as_sent else "#ood-as-sent")).to_be_hidden()
+            for each in ("#ood-not-xray", "#ood-unlike", "#ood-as-sent"):  # only the box that explains this cause
+                assert page.locator(each).is_visible() == (each == box), (name, each)
             expect(page.locator("#result")).to_be_visible()
             for hidden in ("#scores", "#decision", "#meter", "#prob", "#heatmap", "#error"):
                 expect(page.locator(hidden)).to_be_hidden()
@@ -1327,13 +1331,15 @@ def test_a_thumbnail_is_said_too_small_to_read_with_its_result(server: str, samp
         expect(page.locator("#file-name")).to_have_text(film.name, timeout=15_000)
         expect(page.locator("#small")).to_be_hidden()
         expect(page.locator("#announce")).not_to_contain_text("too small")
-        refused = {"in_distribution": False, "ood_reason": "not a chest X-ray: image statistics unlike chest X-rays "
-                   "(layout, contrast or texture)", "size_warning": WARNING, "probability": None, "label": None,
+        refused = {"in_distribution": False, "ood_reason": "unlike the chest X-rays this model was trained on (image "
+                   "statistics: layout, contrast or texture); if it is a frontal pediatric chest X-ray, read it without "
+                   "the model", "refused_by": "image", "size_warning": WARNING, "probability": None, "label": None,
                    "threshold": 0.5, "model_name": "resnet10", "model_sha256": "0" * 12, "latency_ms": 5}
         page.evaluate("(answer) => render(answer, 'thumb.jpeg')", refused)
         expect(page.locator("#ood")).to_be_visible()
         expect(page.locator("#small")).to_be_visible()  # refused or not, the size is said
-        expect(page.locator("#announce")).to_contain_text("no prediction made: image statistics unlike chest X-rays")
+        expect(page.locator("#announce")).to_contain_text("No prediction made: unlike the chest X-rays this model")
+        expect(page.locator("#ood-unlike")).to_be_visible()  # a few real films are refused so: read without the model
         expect(page.locator("#announce")).to_contain_text(f"This film is {WARNING}.")
         assert not errors, errors
 
@@ -1350,7 +1356,7 @@ def test_a_heatmap_toggle_without_a_heatmap_is_unticked_says_why_and_keeps_the_c
               "heatmap_png_base64": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="}
     empty = {**answer, "heatmap_png_base64": None, "heatmap_empty": True}
     none = {**answer, "heatmap_png_base64": None, "heatmap_empty": False}
-    rejected = {**none, "in_distribution": False, "ood_reason": "not a chest X-ray: unlike the training X-rays"}
+    rejected = {**none, "in_distribution": False, "ood_reason": "not a chest X-ray: colour image", "refused_by": "colour"}
     with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
         toggle, heat = page.locator("#heat-toggle"), page.locator("#heatmap")
         render = "([answer, name]) => render(answer, name)"
