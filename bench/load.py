@@ -1,10 +1,12 @@
 """Load test of `pneumoscan serve`: concurrent clients posting X-rays to /predict on loopback.
 
     PYTHONPATH=src .venv/bin/python bench/load.py [--model RUN_OR_SAFETENSORS] [--seconds 60] [--clients 16]
+        [--images DIR] [-- SERVE OPTIONS...]
 
-Starts the service in a subprocess on a free 127.0.0.1 port, runs --clients threads that each send
-one image after another (224 px JPEGs from ../shared/data/chest_xray/test, else the bundled
-sample) for --seconds (at most 60 by default), then stops the server. Writes
+Starts the service in a subprocess on a free 127.0.0.1 port (with SERVE OPTIONS, such as --slots 2
+--audit-log FILE), runs --clients threads that each send one image after another (224 px JPEGs from
+--images, by default ../shared/data/chest_xray/test, else the bundled sample's) for --seconds (at
+most 60 by default), then stops the server. Writes
 bench/results/load.json and .md: requests/s, latency p50/p99 (client side, includes the upload),
 errors, and the server's RSS (sampled, and its peak from /proc). Targets: 0 errors,
 p99 <= 500 ms, server RSS <= 600 MB.
@@ -47,13 +49,14 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
     return float("nan")
 
 
-def load_images(limit: int = 64) -> list[tuple[str, bytes]]:
-    for folder in IMAGE_DIRS:
+def load_images(limit: int = 64, folders: tuple[Path, ...] = IMAGE_DIRS) -> list[tuple[str, bytes]]:
+    """Up to LIMIT JPEGs spread over the first of FOLDERS that has any: (file name, bytes)."""
+    for folder in folders:
         files = sorted(p for p in folder.rglob("*.jpeg"))
         if files:
             step = max(1, len(files) // limit)
             return [(p.name, p.read_bytes()) for p in files[::step][:limit]]
-    raise SystemExit("bench/load.py: no test images found (../shared/data/chest_xray/test or sample/)")
+    raise SystemExit(f"bench/load.py: no .jpeg images found in {' or '.join(map(str, folders))}")
 
 
 def start_server(model: str, port: int, backend: str, *options: str) -> subprocess.Popen:
@@ -137,7 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=60, help="test duration (default 60)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
     parser.add_argument("--backend", default="auto", choices=["torch", "onnx", "auto"])
+    parser.add_argument("--images", type=Path,
+                        help="folder of the JPEGs to send, searched recursively (default: ../shared/data/chest_xray/"
+                             "test, else sample/chest_xray/test); sample/chest_xray/train keeps to train films")
     parser.add_argument("--out", default=str(RESULTS), help="results folder (default: %(default)s)")
+    parser.add_argument("serve_options", nargs="*", help="more `pneumoscan serve` options, after --")
     return parser
 
 
@@ -146,10 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.model = model_or_shipped(parser, args.model)
 
-    images = load_images()
+    images = load_images(folders=(args.images,) if args.images else IMAGE_DIRS)
     port = free_port()
     base = f"http://{HOST}:{port}"
-    server = start_server(args.model, port, args.backend)
+    server = start_server(args.model, port, args.backend, *args.serve_options)
     samples: list[float] = []
     stop = threading.Event()
     try:
@@ -176,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {
         "model": args.model, "backend": backend, "clients": args.clients, "seconds": args.seconds,
+        "images": str(args.images or "default"), "serve_options": args.serve_options,
         "cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()[0], **result,
         "server_rss_idle_mb": round(idle_rss, 1), "server_rss_max_sampled_mb": round(max(samples, default=idle_rss), 1),
         "server_rss_peak_mb": round(peak, 1), "targets": TARGETS,
@@ -185,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     md = "\n".join([
         "# Load test", "",
-        f"`pneumoscan serve` ({report['backend']} backend, model `{args.model}`) on loopback; {args.clients} concurrent "
+        f"`pneumoscan serve` ({report['backend']} backend{', ' + ' '.join(args.serve_options) if args.serve_options else ''}"
+        f", model `{args.model}`) on loopback; {args.clients} concurrent "
         f"clients posting 224 px JPEGs to /predict for {result['wall_s']} s; {report['cpus']} CPU cores shared "
         f"with the clients (load average {report['load_avg_at_end']:.2f} at the end).", "",
         "| requests | requests/s | p50 ms | p99 ms | max ms | errors | server RSS idle / peak MB |",
