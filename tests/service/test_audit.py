@@ -237,3 +237,47 @@ def test_a_log_moved_while_requests_run_loses_and_repeats_no_line(tiny_run: Path
             ids = list(answered)
     before, after = [line["request_id"] for line in lines(moved)], [line["request_id"] for line in lines(log)]
     assert before and after and sorted(before + after) == sorted(ids) and len(set(ids)) == 24
+
+
+@pytest.mark.parametrize("endpoint", ["/predict", "/predict/batch"])
+def test_the_audit_write_waits_for_the_disk_outside_the_inference_slot(tiny_run: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       endpoint: str) -> None:
+    """The write and its fsync ran while the request held its inference slot, so every other request's model run
+    waited for the disk as well; the answer still waits for its line to be on disk."""
+    import threading
+
+    from pneumoscan.service import audit
+
+    syncing, scored, release = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_fsync(fd: int) -> None:
+        if not syncing.is_set():  # the first request's fsync: the disk is slow
+            syncing.set()
+            release.wait(30)
+
+    log = tmp_path / "audit.jsonl"
+    with audited(tiny_run, log, inference_slots=1) as client:
+        engine = client.app.state.engine  # type: ignore[attr-defined]
+        results = engine.results
+
+        def scoring(uploads: list) -> list:
+            if syncing.is_set():
+                scored.set()
+            return results(uploads)
+
+        monkeypatch.setattr(engine, "results", scoring)
+        monkeypatch.setattr(audit.os, "fsync", slow_fsync)
+        field = "file" if endpoint == "/predict" else "files"
+        with ThreadPoolExecutor(2) as pool:
+            try:
+                first = pool.submit(client.post, endpoint, files={field: ("a.png", png(1), "image/png")})
+                assert syncing.wait(30)
+                second = pool.submit(client.post, "/predict", files={"file": ("b.png", png(2), "image/png")})
+                assert scored.wait(10), "the second request got no slot while the first's line was being synced"
+                with pytest.raises(TimeoutError):
+                    first.result(timeout=0.5)  # no answer before its line is on disk
+            finally:
+                release.set()
+            assert first.result().status_code == second.result().status_code == 200
+    assert len(lines(log)) == 2

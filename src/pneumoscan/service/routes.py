@@ -4,7 +4,8 @@
 Uploads are read into memory by `service.uploads` (never spooled to disk), each request's body
 within its reservation of the service's upload memory (`service.budget`), held until it is answered.
 Decoding and inference run in worker threads, at most `Settings.inference_slots` at a time, never
-on the event loop.
+on the event loop; a request's audit lines are written (and fsynced) after it has given its slot back,
+and before its answer is sent.
 Nothing about an upload (file name, DICOM header, pixels) is logged; the audit log (`serve --audit-log`) gets
 one line per analysed film, of the model, operating point and result.
 
@@ -95,12 +96,14 @@ def _audit_line(request: Request, endpoint: str, item: int | None, when: str, up
             "borderline": result.borderline, "guard": guard, "width": width, "height": height}
 
 
-def _record(request: Request, lines: list[dict[str, object]]) -> None:
-    """Append LINES to the audit log, if there is one; 503 when they cannot be written (no unrecorded result)."""
+async def _record(request: Request, lines: list[dict[str, object]]) -> None:
+    """Append LINES to the audit log, if there is one, and return once they are on disk; 503 when they cannot be
+    written (no unrecorded result). Called after the inference slot is given back: the write and its fsync wait for
+    the disk in a thread of their own, not in a slot another request's model run could use."""
     audit: AuditLog | None = request.app.state.audit
-    if audit is not None:
+    if audit is not None and lines:
         try:
-            audit.write(lines)
+            await anyio.to_thread.run_sync(audit.write, lines)
         except AuditError as err:
             raise HTTPException(503, str(err)) from None
 
@@ -223,21 +226,21 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
             raise HTTPException(*problem)
         data = part.data  # the upload's own buffer: a copy would hold it twice while it is decoded
 
-        def work() -> tuple[Prediction, bool, bytes | None, str]:
+        def work() -> tuple[Prediction, bool, bytes | None, str, dict[str, object]]:
             upload = engine.decode(data, _label(part))
             (result,) = engine.results([upload])
             explained = explain and result.in_distribution is not False  # a refused film has no prediction to explain
             heatmap = engine.explain_png(upload.image, result.label) if explained else None
             when = utc_now()
-            _record(request, [_audit_line(request, "predict", None, when, upload, result)])
-            return result, explained, heatmap, when
+            return result, explained, heatmap, when, _audit_line(request, "predict", None, when, upload, result)
 
         try:
-            result, explained, heatmap, when = await _in_worker(request, work)
+            result, explained, heatmap, when, line = await _in_worker(request, work)
         except ExplainUnavailable as err:
             raise HTTPException(501, str(err)) from None
         except InputError as err:
             raise HTTPException(413 if isinstance(err, ImageTooLarge) else 422, str(err)) from None
+        await _record(request, [line])
     meta = engine.meta
     return PredictionResponse(
         probability=result.probability, label=result.label, in_distribution=result.in_distribution,
@@ -278,7 +281,7 @@ async def predict_batch(request: Request) -> BatchResponse:
             else:
                 todo.append(i)
 
-        def work() -> str:
+        def work() -> tuple[str, list[dict[str, object]]]:
             good: list[tuple[int, Decoded]] = []
             for i in todo:
                 try:  # the upload's own buffer, not a copy (see predict)
@@ -293,11 +296,11 @@ async def predict_batch(request: Request) -> BatchResponse:
                 items[i].refused_by = result.refused_by
                 items[i].borderline, items[i].size_warning = result.borderline, result.size_warning
             when = utc_now()
-            _record(request, [_audit_line(request, "predict/batch", i, when, upload, result)
-                              for (i, upload), result in zip(good, results)])
-            return when
+            return when, [_audit_line(request, "predict/batch", i, when, upload, result)
+                          for (i, upload), result in zip(good, results)]
 
-        when = await _in_worker(request, work)
+        when, lines = await _in_worker(request, work)
+        await _record(request, lines)
     n_ok = sum(item.ok for item in items)
     meta = engine.meta
     return BatchResponse(results=items, n_ok=n_ok, n_failed=len(items) - n_ok,
