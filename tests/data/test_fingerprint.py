@@ -292,23 +292,30 @@ def test_a_second_evaluation_with_a_96_px_model_decodes_no_film_again(tmp_path: 
     assert np.array_equal(runs[0].probs, runs[1].probs)
 
 
-@pytest.mark.parametrize("cached", [True, False])
-def test_set_threshold_fingerprints_each_film_once(cached: bool, tmp_path: Path,
+@pytest.mark.parametrize("size", [96, FILM_SIZE])
+@pytest.mark.parametrize("cache", ["on", "off", "unwritable"])
+def test_set_threshold_fingerprints_each_film_once(cache: str, size: int, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the image cache off (or its folder unwritable) the scoring decoded every film again at the model's size,
+    as the check had."""
     import pneumoscan.data.fingerprint as fingerprint
     from pneumoscan.evaluation.local_threshold import set_threshold
 
-    if not cached:  # nothing to read back: a second look would decode and hash every film again
+    cache_dir = None
+    if cache == "off":  # nothing to read back: a second look would decode and hash every film again
         monkeypatch.setenv("PNEUMOSCAN_CACHE_MAX_GB", "0")
+    elif cache == "unwritable":  # a file where the folder should be: nothing is kept
+        cache_dir = tmp_path / "not-a-folder"
+        cache_dir.write_bytes(b"")
     trained = write(tmp_path / "trained", {f"{i}.png": encoded(synthetic_film(i), "PNG") for i in range(20, 23)})
-    model = untrained_model(tmp_path, 96, trained)
+    model = untrained_model(tmp_path, size, trained)
     films = site_films(tmp_path / "site")
     decoded, marked, compared = count_decodes(monkeypatch), count_film_fingerprints(monkeypatch), []
     real = fingerprint.film_distances
     monkeypatch.setattr(fingerprint, "film_distances", lambda marks, known: compared.append(1) or real(marks, known))
-    result = set_threshold(model, tmp_path / "site", tmp_path / "out", backend="torch", n_boot=10)
+    result = set_threshold(model, tmp_path / "site", tmp_path / "out", backend="torch", n_boot=10, cache_dir=cache_dir)
     # by its check that they are new films, not again by the scoring
     assert len(marked) == len(films) and len(compared) == 1
-    if cached:
-        assert len(decoded) == 2 * len(films)  # at 96 px and at FILM_SIZE, each once
+    # at the model's size for the check and the scoring, and at FILM_SIZE for the fingerprints: one decode when equal
+    assert len(decoded) == (1 if size == FILM_SIZE else 2) * len(films)
     assert result.out.is_file() and result.after["n"] == len(films)

@@ -165,12 +165,16 @@ def check_bootstrap(n_boot: int, seed: int) -> None:
 def evaluate(
     predictor: Predictor, data: str | os.PathLike, split: str | None = None, *, n_boot: int = 1000, seed: int = 0,
     cache_dir: str | os.PathLike | None = None, progress: bool = True, checked_unseen: bool = False,
+    decoded: ImageSet | None = None,
 ) -> Evaluation:
     """Predict every image of the split (cached decode) and summarise at the predictor's threshold; `progress`: the
     decoding and scoring bars (on a terminal); `checked_unseen`: the caller has refused these films already if any
-    was one the model trained or validated on (set-threshold), so they are not fingerprinted again."""
+    was one the model trained or validated on (set-threshold), so they are not fingerprinted again; `decoded`: the
+    split's films as the caller decoded them at the model's size (set-threshold's check), scored without a second
+    decode (with the image cache off there is nothing to read them back from)."""
     split_name, samples = evaluation_samples(data, split)
-    images = load_image_set(samples, predictor.size, cache_dir, desc=f"decoding {split_name}", progress=progress)
+    images = decoded if decoded is not None else load_image_set(samples, predictor.size, cache_dir,
+                                                                desc=f"decoding {split_name}", progress=progress)
     missing = images.absent_classes
     if missing:  # recall, specificity and the AUCs need both classes
         unreadable = f" ({len(images.skipped)} unreadable: `pneumoscan audit` lists them)" if images.skipped else ""
