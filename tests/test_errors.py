@@ -1,11 +1,60 @@
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+from pathlib import Path
+
 import pytest
 
-from pneumoscan.errors import InputError, check_at_least_one
+from pneumoscan.errors import InputError, MissingImagesWarning, check_at_least_one, warn
+from pneumoscan.evaluation.metrics import UndefinedMetricWarning
 
 
 def test_a_count_below_one_is_an_input_error_naming_the_flag() -> None:
     with pytest.raises(InputError, match=r"^--n-boot 0: must be at least 1$"):
         check_at_least_one(0, "--n-boot")
     check_at_least_one(1, "--n-boot")
+
+
+def test_a_warning_of_pneumoscan_names_the_callers_line_however_deep_it_was_issued() -> None:
+    from pneumoscan.evaluation.bootstrap import summarize
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = sys._getframe().f_lineno + 1
+        summarize([1, 1, 1, 1], [0.9, 0.8, 0.7, 0.6], 0.5, n_boot=5)  # no negatives: specificity, npv undefined
+        warn("said here")
+    assert {w.category for w in caught} == {UndefinedMetricWarning, UserWarning}
+    assert {(w.filename, w.lineno) for w in caught} == {(__file__, line), (__file__, line + 1)}
+
+
+def test_warnings_of_pneumoscan_are_filtered_by_their_category() -> None:
+    from pneumoscan.evaluation.bootstrap import summarize
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        summarize([1, 1, 1, 1], [0.9, 0.8, 0.7, 0.6], 0.5, n_boot=5)
+    assert caught == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MissingImagesWarning)
+        with pytest.raises(MissingImagesWarning, match="left out"):
+            warn(MissingImagesWarning("2 images left out"))
+
+
+def test_a_warning_issued_while_a_module_is_imported_names_the_line_that_caused_the_import(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counted as warnings.warn counts frames, which passes over importlib's: modules in tmp_path stand for
+    pneumoscan's, one importing the other, which warns while it is imported."""
+    (tmp_path / "outer_module.py").write_text("import importlib\n\ndef run():\n"
+                                              "    importlib.import_module('inner_module')\n")
+    (tmp_path / "inner_module.py").write_text("from pneumoscan.errors import warn\n\nwarn('at import')\n")
+    monkeypatch.setattr("pneumoscan.errors._PACKAGE", str(tmp_path) + os.sep)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import outer_module  # type: ignore[import-not-found]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outer_module.run(); line = sys._getframe().f_lineno  # noqa: E702 - the line that warns
+    assert [(str(w.message), w.filename, w.lineno) for w in caught] == [("at import", __file__, line)]

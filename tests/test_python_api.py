@@ -25,6 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "npv", "roc_auc", "pr_auc", "brier")
 
 
+def this_line() -> int:
+    """The number of the line that calls this."""
+    return sys._getframe(1).f_lineno
+
+
 def readme_section() -> str:
     """docs/python-api.md, the Python API's guide (README.md links it)."""
     return (ROOT / "docs" / "python-api.md").read_text()
@@ -247,9 +252,11 @@ def test_evaluate_warns_about_the_unreadable_films_it_left_out(tiny_run: Path, t
         for k, film in enumerate(sorted((tiny_data / "test" / label).iterdir())[:4]):
             write_xray(data / label / film.name, pneumoscan.CLASS_NAMES.index(label), 500 + k)
     (data / "NORMAL" / "broken.jpeg").write_text("not an image")
-    with pytest.warns(UserWarning, match=r"1 unreadable image\(s\) left out: .*broken.jpeg: not a readable image"):
-        metrics = pneumoscan.evaluate(tiny_run, data, n_boot=20)
+    with pytest.warns(UserWarning, match=r"1 unreadable image\(s\) left out: .*broken.jpeg: not a readable image") \
+            as caught:
+        metrics, line = pneumoscan.evaluate(tiny_run, data, n_boot=20), this_line()
     assert metrics["n"] == 8 and len(metrics["skipped"]) == 1
+    assert {(w.filename, w.lineno) for w in caught} == {(__file__, line)}  # the caller's line, as a notebook shows
 
 
 def test_gradcam_raises_refused_film_an_input_error_with_the_clis_message(fitted: Path, tmp_path: Path,
@@ -391,6 +398,7 @@ def test_train_warns_as_python_warnings_what_the_command_prints(tiny_data: Path,
         pneumoscan.train(data, tmp_path / "api", epochs=1, image_size=32, progress=False, verbose=False)
     assert capsys.readouterr() == ("", "")
     assert [f"pneumoscan: warning: {w.message}" for w in caught if w.category is UserWarning] == printed
+    assert {w.filename for w in caught if w.category is UserWarning} == {__file__}  # this call, not the trainer's
 
 
 def test_train_makes_the_model_the_command_makes(tiny_data: Path, tmp_path: Path,

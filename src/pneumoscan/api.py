@@ -76,9 +76,9 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, resume: boo
 
 def _warn(message: str) -> None:
     """One of a command's `pneumoscan: warning:` lines as a Python warning, which a notebook shows and can filter."""
-    import warnings
+    from pneumoscan.errors import warn
 
-    warnings.warn(message, UserWarning, stacklevel=2)
+    warn(message, UserWarning)
 
 
 def _predictor(model: ModelPath | Predictor, caller: str, **options: Any) -> Predictor:

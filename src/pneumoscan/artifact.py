@@ -5,7 +5,6 @@ import hashlib
 import json
 import math
 import os
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -15,7 +14,7 @@ from torch import nn
 
 from pneumoscan import CLASS_NAMES, __version__
 from pneumoscan.data.preprocess import Preprocessing
-from pneumoscan.errors import InputError, ModelConfigError, PluginVersionWarning, UnknownModelError, first_line
+from pneumoscan.errors import InputError, ModelConfigError, PluginVersionWarning, UnknownModelError, first_line, warn
 from pneumoscan.models.registry import create_model, require_registered, version_change
 
 ARTIFACT_NAME = "model.safetensors"
@@ -294,9 +293,9 @@ def load_artifact(path: str | os.PathLike | None,
         model.load_state_dict(load_file(str(path)))  # into the model as built, on the CPU; then moved once
     except RuntimeError as err:  # names, shapes or number of tensors other than the stored config builds
         raise InputError(f"{path}: its weights do not fit its stored config ({first_line(err)}), {edited}") from None
-    if changed is not None:  # warned from here (stacklevel 1), so once in a process that loads the model twice
-        warnings.warn(PluginVersionWarning(f"{path}: {changed[0]}; its weights load, but its results may differ from "
-                                           f"the ones it was validated with (pip install '{changed[1]}' for the "
-                                           f"version it was trained with)"), stacklevel=1)
+    if changed is not None:
+        warn(PluginVersionWarning(f"{path}: {changed[0]}; its weights load, but its results may differ from the ones "
+                                  f"it was validated with (pip install '{changed[1]}' for the version it was trained "
+                                  f"with)"))
     return model.to(device if device is not None else device_for()).eval(), meta
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from pneumoscan import __version__
-from pneumoscan.errors import PneumoscanError, RefusedFilm, WriteError
+from pneumoscan.errors import PneumoscanError, RefusedFilm, WriteError, warn
 
 if TYPE_CHECKING:
     from pneumoscan.evaluation.evaluate import Evaluation
@@ -107,8 +107,7 @@ def _parameters_shown(name: str) -> str:
     try:
         return f"{count_parameters(create_model(name)):,}"
     except Exception as err:  # noqa: BLE001 - a plugin's builder may fail in any way
-        warnings.warn(f"model {name!r} cannot be built with its default options ({type(err).__name__}: {err})",
-                      stacklevel=2)
+        warn(f"model {name!r} cannot be built with its default options ({type(err).__name__}: {err})")
         return "?"
 
 

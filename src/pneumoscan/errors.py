@@ -1,5 +1,11 @@
-"""Errors raised for user mistakes: the CLI prints them as one line, never a traceback."""
+"""Errors raised for user mistakes: the CLI prints them as one line, never a traceback; and `warn`, which every
+warning of pneumoscan goes through."""
 from __future__ import annotations
+
+import os
+import sys
+import warnings
+from types import FrameType
 
 
 class PneumoscanError(Exception):
@@ -65,3 +71,45 @@ def first_line(err: BaseException, limit: int = 160) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     line = next((line for line in lines if not line.startswith("Error(s) in loading")), lines[0] if lines else "")
     return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+_PACKAGE = os.path.dirname(__file__) + os.sep  # as the code objects of its modules name their files
+
+
+def warn(message: str | Warning, category: type[Warning] | None = None) -> None:
+    """`warnings.warn(message, category)` attributed to the first caller outside pneumoscan: a notebook shows the
+    user's cell and line, not the package's (what Python 3.12's skip_file_prefixes does). The category is the
+    message's class when `message` is a Warning, else `category` (default UserWarning)."""
+    warnings.warn(message, category, stacklevel=_outside_stacklevel(sys._getframe(1)))
+
+
+def _outside_stacklevel(frame: FrameType) -> int:
+    """The stacklevel, counted from a function that `frame` (pneumoscan's) called, of the first frame outside the
+    package and the import machinery (which a lazy import puts between pneumoscan's frames); the outermost frame
+    when there is none. Counted as warnings.warn counts: without importlib's bootstrap frames."""
+    level = 2
+    while _ours(frame.f_code.co_filename):
+        caller = _next_counted(frame)
+        if caller is None:
+            break
+        frame, level = caller, level + 1
+    return level
+
+
+def _ours(filename: str) -> bool:
+    """Whether a frame of `filename` is pneumoscan's or importlib's, which a warning is not attributed to."""
+    return filename.startswith(_PACKAGE) or _importlib(filename)
+
+
+def _importlib(filename: str) -> bool:
+    """Whether `filename` is importlib's: importlib/__init__.py and its frozen bootstrap modules."""
+    return f"{os.sep}importlib{os.sep}" in filename or filename.startswith("<frozen importlib.")
+
+
+def _next_counted(frame: FrameType) -> FrameType | None:
+    """The frame below `frame` that warnings.warn counts: it passes over importlib's bootstrap frames."""
+    caller = frame.f_back
+    while caller is not None and "importlib" in caller.f_code.co_filename and \
+            "_bootstrap" in caller.f_code.co_filename:
+        caller = caller.f_back
+    return caller

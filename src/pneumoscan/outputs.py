@@ -10,13 +10,12 @@ import shutil
 import signal
 import tempfile
 import threading
-import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from pneumoscan.errors import InputError, WriteError
+from pneumoscan.errors import InputError, WriteError, warn
 
 try:
     import fcntl
@@ -291,8 +290,8 @@ def recover_interrupted(paths: Iterable[str | os.PathLike]) -> list[Path]:
                     if _recover(folder / entry):
                         undone.append(folder / match["name"])
     for path in undone:
-        warnings.warn(f"{path}: an earlier run stopped while replacing it and the files written with it; their "
-                      f"earlier versions were put back", stacklevel=2)
+        warn(f"{path}: an earlier run stopped while replacing it and the files written with it; their earlier "
+             f"versions were put back")
     return undone
 
 

@@ -9,7 +9,6 @@ import importlib.metadata
 import json
 import os
 import threading
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from pneumoscan.data.decode import read_path
 from pneumoscan.data.file_cues import colourfulness, two_tone_share
 from pneumoscan.data.layout import Sample
 from pneumoscan.data.preprocess import PREPROCESS_VERSION, load_image, load_image_levels_and_rgb
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, warn
 from pneumoscan.progress import progress_bar
 
 # Bump when an entry's contents change: entries of an older format get another key, so they are decoded again.
@@ -166,9 +165,9 @@ def _keep(cache_dir: Path, key: str, images: np.ndarray, meta_text: str, limit: 
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     size = images.nbytes + len(meta_text) + 128  # the .npy header takes at most 128 bytes here
     if size > limit:
-        warnings.warn(f"image cache {cache_dir}: these images take {format_bytes(size)}, more than its "
-                      f"{format_bytes(limit)} limit; images kept in memory and decoded again next time; raise "
-                      f"${MAX_GB_ENV} to cache them", stacklevel=3)
+        warn(f"image cache {cache_dir}: these images take {format_bytes(size)}, more than its "
+             f"{format_bytes(limit)} limit; images kept in memory and decoded again next time; raise "
+             f"${MAX_GB_ENV} to cache them")
         return images
     try:
         evict(cache_dir, limit - size)  # room first: the folder never holds more than the limit, even while writing
@@ -180,9 +179,8 @@ def _keep(cache_dir: Path, key: str, images: np.ndarray, meta_text: str, limit: 
         return images
     except OSError as err:  # unwritable or full: the decoded images are still good, only not kept
         reason = err.strerror or f"writing failed ({err}; is the disk full?)"
-        warnings.warn(f"image cache {cache_dir}: {reason}; images kept in memory and decoded again "
-                      f"next time; free space there or point --cache-dir (or $PNEUMOSCAN_CACHE) to a writable folder",
-                      stacklevel=3)
+        warn(f"image cache {cache_dir}: {reason}; images kept in memory and decoded again "
+             f"next time; free space there or point --cache-dir (or $PNEUMOSCAN_CACHE) to a writable folder")
         return images
 
 

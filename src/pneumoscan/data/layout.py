@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import csv
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.decode import is_dicom
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, warn
 
 # .jfif and .jpe: JPEGs as Windows and some browsers save them
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
@@ -326,15 +325,15 @@ def _warn_left_out(folder: Path, used: set[str]) -> None:
     out of every count without a word."""
     loose = [p for p in sorted(folder.iterdir()) if p.is_file() and is_image_path(p)]
     if loose:
-        warnings.warn(LeftOutImagesWarning(
+        warn(LeftOutImagesWarning(
             f"{folder}: {len(loose)} image(s) lie outside the {'split' if 'train' in used else 'class'} folders and "
-            f"are left out, e.g. {loose[0].name}; move them into one to use them"), stacklevel=3)
+            f"are left out, e.g. {loose[0].name}; move them into one to use them"))
     for name, child in _child_dirs(folder).items():
         if name not in used and not name.startswith(".") and (found := image_files(child)):
             wanted = "split folder (train, val, test)" if "train" in used else "class folder (NORMAL, PNEUMONIA)"
-            warnings.warn(LeftOutImagesWarning(
+            warn(LeftOutImagesWarning(
                 f"{child}: not a {wanted}, so its {len(found)} image(s) are left out; rename it or move it out of "
-                f"{folder} to say what it is"), stacklevel=3)
+                f"{folder} to say what it is"))
 
 
 def discover(root: str | Path) -> dict[str, list[Sample]]:

@@ -11,7 +11,6 @@ cause of pneumonia: a manifest's, else parsed from Kermany-style file names.
 from __future__ import annotations
 
 import re
-import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Iterable, Sequence
 from pneumoscan import CLASS_NAMES, PATIENT_KEYS
 from pneumoscan.data.decode import is_dicom
 from pneumoscan.data.layout import IMAGE_SUFFIXES, Sample
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, warn
 from pneumoscan.progress import progress_bar
 
 _NORMAL = re.compile(r"^(?P<patient>(?:NORMAL2-)?IM-\d+)(?:-\d+)+$", re.IGNORECASE)
@@ -220,11 +219,11 @@ def _warn_placeholders(placeholders: set[str], counts: Counter, total: int) -> N
     ordered = sorted(placeholders, key=lambda value: (-counts[value], value))
     shown = (repr(ordered[0]) if len(ordered) == 1 else
              " and ".join(f"{value!r} ({counts[value]})" for value in ordered))
-    warnings.warn(f"PatientID {shown} on {sum(counts[v] for v in ordered)} of the {total} DICOM images with a "
-                  f"PatientID: taken for {'placeholders' if len(ordered) > 1 else 'a placeholder'}, not a patient, so "
-                  f"the patient of those images is read from the file name instead (a name that is not Kermany's "
-                  f"is its own patient); to keep each patient's images together, list them in a CSV manifest with a "
-                  f"patient column, or put them in one folder per patient and use --patient-key folder", stacklevel=3)
+    warn(f"PatientID {shown} on {sum(counts[v] for v in ordered)} of the {total} DICOM images with a "
+         f"PatientID: taken for {'placeholders' if len(ordered) > 1 else 'a placeholder'}, not a patient, so "
+         f"the patient of those images is read from the file name instead (a name that is not Kermany's "
+         f"is its own patient); to keep each patient's images together, list them in a CSV manifest with a "
+         f"patient column, or put them in one folder per patient and use --patient-key folder")
 
 
 def _folder_keys(samples: list[Sample], loose_ok: bool) -> PatientKeys:

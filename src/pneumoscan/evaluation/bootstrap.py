@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from pneumoscan import CLASS_NAMES
+from pneumoscan.errors import warn
 from pneumoscan.evaluation import metrics
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning, _as_1d, _check_labels, _check_lengths
 
@@ -55,18 +56,13 @@ def _bootstrap_values(metric: Metric, y_true: NDArray, y_other: NDArray, idx: ND
 def _percentile_ci(values: NDArray[np.float64], alpha: float, name: str = "the metric") -> tuple[float, float]:
     valid = values[~np.isnan(values)]
     if valid.size == 0:
-        warnings.warn(
-            f"{name} is undefined on every bootstrap resample; its interval is (nan, nan).",
-            UndefinedMetricWarning,
-            stacklevel=3,
-        )
+        warn(f"{name} is undefined on every bootstrap resample; its interval is (nan, nan).", UndefinedMetricWarning)
         return float("nan"), float("nan")
     if valid.size < values.size:  # the interval then describes only the resamples where the metric exists
-        warnings.warn(
+        warn(
             f"{name} is undefined on {values.size - valid.size} of {values.size} bootstrap resamples; its interval "
             f"comes from the other {valid.size} only",
             UndefinedMetricWarning,
-            stacklevel=3,
         )
     lo, hi = np.quantile(valid, [alpha / 2.0, 1.0 - alpha / 2.0])
     return float(lo), float(hi)
@@ -99,7 +95,7 @@ def bootstrap_ci(
     yo = _as_1d(y_other, "y_other")
     _check_lengths(yt, yo, "y_other")
     if yt.shape[0] == 0:
-        warnings.warn("bootstrap_ci: empty input; returning (nan, nan).", UndefinedMetricWarning, stacklevel=2)
+        warn("bootstrap_ci: empty input; returning (nan, nan).", UndefinedMetricWarning)
         return float("nan"), float("nan")
     idx = _stratified_indices(yt, n_boot, seed)
     return _percentile_ci(_bootstrap_values(metric, yt, yo, idx), alpha, getattr(metric, "__name__", "the metric"))

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import duplicate_warnings, seen_in_training
 from pneumoscan.data.layout import Sample, cause_name, evaluation_samples
 from pneumoscan.data.patients import CAUSE_GROUPS, cause_groups, cause_of
-from pneumoscan.errors import InputError, MissingImagesWarning, check_at_least_one, first_few
+from pneumoscan.errors import InputError, MissingImagesWarning, check_at_least_one, first_few, warn
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.metrics import accuracy, recall, specificity
 from pneumoscan.inference.predictor import Predictor
@@ -186,20 +185,20 @@ def evaluate(
     probs, verdicts = predictor.screen(np.asarray(images.images), colours, levels, tones, progress=progress)
     refused = [f"{s.path}: {v.message}" for s, v in zip(images.samples, verdicts) if v is not None and not v.in_distribution]
     if refused:
-        warnings.warn(GuardWarning(
+        warn(GuardWarning(
             f"{len(refused)} of {len(images.samples)} images look unlike chest X-rays to the model's "
             f"guard, which refuses them at predict time; they are scored here anyway (`evaluate --json` lists them "
-            f"under refused_by_guard): {first_few(refused)}"), stacklevel=2)
+            f"under refused_by_guard): {first_few(refused)}"))
     seen = [] if checked_unseen else seen_in_training([s.path for s in images.samples], predictor.meta.training,
                                                       images.images, cache_dir)
     if seen:
-        warnings.warn(InSampleWarning(
+        warn(InSampleWarning(
             f"{len(seen)} of {len(images.samples)} images are films this model was trained or validated on (copies, "
             f"or the same film re-encoded or resized; e.g. {seen[0]}), so the figures on them are in-sample and "
             f"flatter the model; evaluate on "
-            f"films it has not seen (`evaluate --json` lists them under seen_in_training)"), stacklevel=2)
+            f"films it has not seen (`evaluate --json` lists them under seen_in_training)"))
     for message in duplicate_warnings({split_name: images.samples}, str(data), SCORED_BOTH):
-        warnings.warn(LabelConflictWarning(message), stacklevel=2)
+        warn(LabelConflictWarning(message))
     summary = summarize(images.labels, probs, predictor.threshold, n_boot=n_boot, seed=seed)
     summary.update(split=split_name, data=str(data), model=str(predictor.path), skipped=images.skipped,
                    refused_by_guard=refused, seen_in_training=[str(p) for p in seen],
@@ -222,6 +221,5 @@ def evaluate_and_warn(
         warn_if_threshold_chosen_here(predictor.meta, data, result.split)
     skipped = result.images.skipped
     if skipped:
-        warnings.warn(MissingImagesWarning(f"{len(skipped)} unreadable image(s) left out: {first_few(skipped)}"),
-                      stacklevel=3)
+        warn(MissingImagesWarning(f"{len(skipped)} unreadable image(s) left out: {first_few(skipped)}"))
     return result

@@ -8,7 +8,6 @@ them, pick the threshold that reaches the target recall there, and keep it in th
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +17,7 @@ from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, default_model_path,
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import seen_in_training, training_film_fingerprints
 from pneumoscan.data.layout import IMAGE_SUFFIXES, evaluation_samples
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, warn
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.evaluate import Evaluation, evaluate
 from pneumoscan.evaluation.thresholds import check_target_recall, threshold_ci95, threshold_for_recall
@@ -161,7 +160,7 @@ def warn_if_threshold_chosen_here(meta: ArtifactMeta, data: str | os.PathLike, s
     """Warn, as `evaluate` does, when `data`/`split` are the films `set-threshold` chose the stored threshold on."""
     for kind, text in source_notes(meta, data, split):
         if kind == "warning":
-            warnings.warn(text, stacklevel=3)
+            warn(text)
 
 
 def format_local_threshold(result: LocalThreshold) -> str:

@@ -14,6 +14,8 @@ import warnings
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from pneumoscan.errors import warn
+
 __all__ = [
     "UndefinedMetricWarning",
     "confusion_counts",
@@ -40,8 +42,8 @@ class UndefinedMetricWarning(UserWarning):
     """A metric is undefined for its input; the value returned is NaN."""
 
 
-def _undefined(name: str, reason: str, stacklevel: int = 3) -> float:
-    warnings.warn(f"{name} is undefined: {reason}; returning nan.", UndefinedMetricWarning, stacklevel=stacklevel)
+def _undefined(name: str, reason: str) -> float:
+    warn(f"{name} is undefined: {reason}; returning nan.", UndefinedMetricWarning)
     return float("nan")
 
 
@@ -111,7 +113,7 @@ def _counts(yt: NDArray[np.int8], yp: NDArray[np.int8]) -> tuple[int, int, int, 
 
 def _ratio(num: int, den: int, name: str, reason: str) -> float:
     if den == 0:
-        return _undefined(name, reason, stacklevel=4)
+        return _undefined(name, reason)
     return num / den
 
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from pneumoscan import __version__
 from pneumoscan.artifact import ArtifactMeta, file_sha256, load_artifact, resolve_model_path
-from pneumoscan.errors import InputError, MissingImagesWarning, PneumoscanError, first_few, first_line
+from pneumoscan.errors import InputError, MissingImagesWarning, PneumoscanError, first_few, first_line, warn
 from pneumoscan.inference.ood import final_linear, forward_with_features
 from pneumoscan.outputs import atomic_write
 
@@ -244,8 +244,8 @@ def _given_images(size: int, given: list[Path]) -> tuple[np.ndarray, str]:
         raise InputError(f"none of the {len(given)} --images files could be read: {first_few(skipped)}; "
                          f"give readable X-rays")
     if skipped:
-        warnings.warn(MissingImagesWarning(f"{len(skipped)} unreadable image(s) left out of the export check: "
-                                           f"{first_few(skipped)}"), stacklevel=3)
+        warn(MissingImagesWarning(f"{len(skipped)} unreadable image(s) left out of the export check: "
+                                  f"{first_few(skipped)}"))
     read = len(images) + len(skipped)
     among = f"{len(given)} given images" if read == len(given) else f"the first {read} of {len(given)} given images"
     return np.stack(images), (f"{len(images)} readable of {among}" if skipped else among)

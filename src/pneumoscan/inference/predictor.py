@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -18,7 +17,7 @@ from pneumoscan.artifact import ArtifactMeta, load_artifact, resolve_model_path
 from pneumoscan.data.decode import read_file, size_warning, stored_size, thumbnail_warning
 from pneumoscan.data.layout import IMAGE_EXTENSIONS, image_files
 from pneumoscan.data.preprocess import load_image_levels_and_rgb
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, warn
 from pneumoscan.evaluation.thresholds import (
     adjust_for_prevalence, check_operating_point, threshold_ci95, threshold_for_recall,
 )
@@ -260,7 +259,7 @@ class Predictor:
                 raise
             why = f"its ONNX export failed the check against PyTorch ({err})" if isinstance(err, ExportCheckError) \
                 else str(err).removesuffix("; predict with --backend torch")
-            warnings.warn(f"{self.path}: {why}; predicting with PyTorch instead", stacklevel=3)
+            warn(f"{self.path}: {why}; predicting with PyTorch instead")
             self.backend = "torch"
             return None
 

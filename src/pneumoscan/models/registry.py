@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import math
 import os
-import warnings
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable
@@ -18,7 +17,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from pneumoscan.errors import InputError, ModelConfigError, PluginWarning, UnknownModelError, first_line
+from pneumoscan.errors import InputError, ModelConfigError, PluginWarning, UnknownModelError, first_line, warn
 
 PLUGIN_GROUP = "pneumoscan.models"
 _BUILTIN_PACKAGE = "pneumoscan.models."
@@ -299,10 +298,9 @@ def _load_plugins() -> None:
         except Exception as err:  # noqa: BLE001 - a broken plugin must not break pneumoscan
             for name in set(_REGISTRY) - before:
                 del _REGISTRY[name]
-            warnings.warn(PluginWarning(
+            warn(PluginWarning(
                 f"model plugin {point.name!r} ({point.value}) of {dist.name if dist else 'an unknown distribution'} "
-                f"was not loaded, so its models are unavailable: {type(err).__name__}: {first_line(err, 200)}"),
-                stacklevel=4)
+                f"was not loaded, so its models are unavailable: {type(err).__name__}: {first_line(err, 200)}"))
         finally:
             _PLUGIN.pop()
 

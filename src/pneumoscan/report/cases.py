@@ -1,13 +1,12 @@
 """Example cases for the report: the most confident TP/TN/FP/FN with Grad-CAM, and first-layer feature maps."""
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pneumoscan.errors import InputError, MissingImagesWarning, first_few
+from pneumoscan.errors import InputError, MissingImagesWarning, first_few, warn
 from pneumoscan.report.figures import Tile, printable, shortened
 from pneumoscan.report.html import fmt
 
@@ -116,8 +115,8 @@ def case_groups(model: nn.Module, meta: ArtifactMeta, scores: Scores, per_group:
         groups.append(CaseGroup(key, title, used, tiles))
     unreadable = [str(p) for p in unshown if p.exists()]  # files not found at all are warned about with the scores
     if unreadable:
-        warnings.warn(MissingImagesWarning(f"{len(unreadable)} case image(s) could not be read and are not shown: "
-                                           f"{first_few(unreadable)}"), stacklevel=2)
+        warn(MissingImagesWarning(f"{len(unreadable)} case image(s) could not be read and are not shown: "
+                                  f"{first_few(unreadable)}"))
     return groups
 
 

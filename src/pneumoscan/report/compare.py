@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from pneumoscan import __version__
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, warn
 from pneumoscan.report import figures as figs
 from pneumoscan.report import html as h
 from pneumoscan.outputs import check_companion, check_output, recover_interrupted
@@ -140,7 +140,7 @@ def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | 
             warnings.simplefilter("ignore", UndefinedMetricWarning)  # undefined metrics show as 'n/a' in the table
             scores = run_scores(run, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir, progress=progress)
         for caught_warning in caught:  # each names its run: several runs' 'this model ...' would read alike
-            warnings.warn(caught_warning.category(f"{run.path}: {caught_warning.message}"), stacklevel=3)
+            warn(caught_warning.category(f"{run.path}: {caught_warning.message}"))
         source = scores.source if data is not None else "each run's own validation predictions"
         rows.append(comparison_row(label, run, scores))
         curve = _roc_curve(label, scores)

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pneumoscan.errors import InputError, MissingImagesWarning, first_few
+from pneumoscan.errors import InputError, MissingImagesWarning, first_few, warn
 from pneumoscan.report.run import RunInfo
 from pneumoscan.training.config import run_folders
 
@@ -78,10 +77,10 @@ def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0, progre
     paths, labels = [s.path for s in samples], np.asarray([s.label for s in samples], dtype=np.int64)
     missing = [p for p in paths if not p.exists()]
     if missing:  # scored all the same (the CSV holds the scores); only the pictures of cases need the files
-        warnings.warn(MissingImagesWarning(
+        warn(MissingImagesWarning(
             f"{len(missing)} of {len(paths)} validation images in {run.path / VAL_PREDICTIONS} are not found from "
             f"here (e.g. {missing[0]}), so the report shows no case images or feature maps of them; run it from the "
-            f"folder the run was trained in, or pass --data DIR"), stacklevel=2)
+            f"folder the run was trained in, or pass --data DIR"))
     threshold = float(run.meta.threshold)
     summary = summarize(labels, probs, threshold, n_boot=n_boot, seed=seed)
     # the CSV keeps no manifest patient column: patients are counted from the files
