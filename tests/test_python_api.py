@@ -381,6 +381,14 @@ def test_a_trained_run_shows_briefly_and_stands_for_its_folder(tiny_data: Path, 
     assert pneumoscan.Predictor(run).path == run.model
 
 
+def test_a_predictor_shows_its_model_backend_and_operating_point(tiny_run: Path) -> None:
+    predictor = pneumoscan.Predictor(tiny_run, backend="torch", target_recall=0.9, prevalence=0.3, guard=False)
+    assert repr(predictor) == (f"Predictor(path={predictor.path!r}, model_name='resnet10', size=32, backend='torch', "
+                               f"threshold={predictor.threshold!r}, threshold_from='target_recall', target_recall=0.9, "
+                               f"prevalence=0.3, guard=False)")  # not <... object at 0x7f...>
+    assert "threshold_ci95" not in predictor.__dict__  # its bootstrap is not run to show it
+
+
 def test_train_warns_as_python_warnings_what_the_command_prints(tiny_data: Path, tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"

@@ -320,6 +320,14 @@ class Predictor:
     def size(self) -> int:
         return self.meta.image_size
 
+    def __repr__(self) -> str:
+        """What a notebook shows for it: the model file, its architecture and input size, the backend and the
+        operating point (not the threshold's interval, a bootstrap computed on first use)."""
+        return (f"Predictor(path={self.path!r}, model_name={self.meta.model_name!r}, size={self.size}, "
+                f"backend={self.backend!r}, threshold={self.threshold!r}, threshold_from={self.threshold_from!r}, "
+                f"target_recall={self.target_recall!r}, prevalence={self.prevalence!r}, "
+                f"guard={self.guard is not None})")
+
     def _adjust(self, probs: np.ndarray) -> np.ndarray:
         if self.prevalence is None:
             return probs
