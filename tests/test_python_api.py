@@ -351,6 +351,23 @@ def test_the_plots_draw_the_runs_history_and_the_evaluations_figures(tiny_run: P
     assert default.startswith(f"{tiny_run.name}: AUC ")
 
 
+def test_a_notebook_shows_the_figures_as_pictures_without_pyplot(tiny_run: Path) -> None:
+    """IPython displays an object by its _repr_png_: a plain Figure has none until pyplot's inline backend starts,
+    so a cell ending in plot_learning_curves(run) showed '<Figure size 1200x440 with 3 Axes>'."""
+    import io
+    import pickle
+
+    from PIL import Image
+
+    from pneumoscan.report.figures import DPI
+
+    figure = pneumoscan.plot_learning_curves(tiny_run)
+    with Image.open(io.BytesIO(figure._repr_png_())) as picture:
+        assert picture.format == "PNG"
+        assert picture.size == tuple(round(inches * DPI) for inches in figure.get_size_inches())
+    assert len(pickle.loads(pickle.dumps(figure)).axes) == len(figure.axes)  # still a Figure as any other
+
+
 PLOT_MISTAKES: dict[str, tuple[Callable[[dict[str, Any], Path], Any], str]] = {
     "roc without predictions": (lambda m, site: pneumoscan.plot_roc({k: v for k, v in m.items() if k != "predictions"}),
                                 r"^plot_roc needs each film's probability: evaluate\(model, data, predictions=True\)$"),

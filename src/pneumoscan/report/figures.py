@@ -49,11 +49,12 @@ class Tile:
 
 
 def new_figure(width: float, height: float) -> Figure:
-    """A Figure drawn by the Agg canvas (thread-safe, no global pyplot state)."""
+    """A Figure drawn by the Agg canvas (thread-safe, no global pyplot state), which a notebook shows."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), layout="constrained")
+    from pneumoscan.report.notebook_figure import NotebookFigure
+
+    fig = NotebookFigure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
