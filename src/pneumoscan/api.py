@@ -35,7 +35,7 @@ class TrainedRun:
 
     folder: Path
     model: Path
-    meta: ArtifactMeta = field(repr=False)  # hundreds of lines: validation scores, training files' fingerprints
+    meta: ArtifactMeta = field(repr=False)  # a screenful of its own (validation metrics with their intervals)
 
     def __fspath__(self) -> str:
         return os.fspath(self.folder)

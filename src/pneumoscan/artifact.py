@@ -36,11 +36,13 @@ class ArtifactMeta:
     target_recall: float | None = None
     train_prevalence: float = 0.5
     class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
-    training: dict[str, Any] = field(default_factory=dict)
+    # the run's record: recipe, data counts, each training film's fingerprint (thousands), history; not in the repr,
+    # so that a notebook showing `run.meta` or `predictor.meta` shows a screenful, not the shipped model's 480,000 chars
+    training: dict[str, Any] = field(default_factory=dict, repr=False)
     val_metrics: dict[str, Any] = field(default_factory=dict)
     test_metrics: dict[str, Any] = field(default_factory=dict)
     # labels and probabilities the threshold is chosen on: validation, or a site's images after `set-threshold`
-    val_scores: dict[str, list[float]] = field(default_factory=dict)
+    val_scores: dict[str, list[float]] = field(default_factory=dict, repr=False)
     threshold_source: dict[str, Any] = field(default_factory=dict)  # empty: chosen on validation in training
     tta: bool = False
     equalize: bool = False  # histogram-equalise each image before normalising (trained with --equalize)

@@ -221,3 +221,16 @@ def test_property_any_edited_setting_predicts_or_is_one_input_error(
             predictor.operating_point()
     except InputError:
         pass
+
+
+def test_a_models_metadata_shows_a_screenful_not_its_training_record() -> None:
+    """What a notebook shows for `run.meta` or `predictor.meta`: the shipped model's took 478,621 characters, nearly
+    all the fingerprints of its training films and its validation scores; those stay attributes."""
+    from pneumoscan.artifact import default_model_path
+
+    meta = read_meta(default_model_path())
+    shown = repr(meta)
+    assert len(shown) < 5_000 and "training=" not in shown and "val_scores=" not in shown
+    assert shown.startswith(f"ArtifactMeta(model_name='resnet10', model_config={{}}, image_size={meta.image_size}, ")
+    assert f"threshold={meta.threshold!r}" in shown and f"val_metrics={meta.val_metrics!r}" in shown
+    assert meta.training and meta.val_scores["labels"]
