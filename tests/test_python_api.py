@@ -324,6 +324,14 @@ def test_compare_returns_the_table_compare_writes(tiny_run: Path, tiny_data: Pat
     assert [row["model"] for row in rows] == ["resnet10", "cnn"] and [row["n"] for row in rows] == [16, 16]
 
 
+def test_compare_of_one_run_not_in_a_list_says_to_list_it(tiny_run: Path) -> None:
+    """A str is a sequence of one-letter runs: compare('runs/a') said 'r: not a run folder'."""
+    for run in (str(tiny_run), tiny_run):
+        with pytest.raises(InputError, match=rf"^compare takes a list of run folders, not one; "
+                                             rf"compare\(\[{re.escape(repr(str(tiny_run)))}\]\), with more runs"):
+            pneumoscan.compare(run)  # type: ignore[arg-type]
+
+
 def test_the_plots_draw_the_runs_history_and_the_evaluations_figures(tiny_run: Path, tiny_data: Path) -> None:
     import csv
 

@@ -134,8 +134,12 @@ def compare(runs: Sequence[str | os.PathLike], data: str | os.PathLike | None = 
     run (run, model, params, loss, accuracy, precision, recall, specificity, f1, roc_auc and its 95 % interval,
     threshold, n, train_seconds; an undefined figure is None). Each run is scored at its own threshold on `data`
     (its `split`), else on its own validation predictions."""
+    from pneumoscan.errors import InputError
     from pneumoscan.report.compare import comparison, table_rows
 
+    if isinstance(runs, (str, bytes, os.PathLike)):  # a str is a sequence too: of one-letter "runs"
+        raise InputError(f"compare takes a list of run folders, not one; compare([{os.fsdecode(runs)!r}]), with more "
+                         f"runs to compare them")
     rows, _, _ = comparison(runs, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir, progress=progress)
     return table_rows(rows)
 
