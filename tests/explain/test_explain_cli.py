@@ -213,3 +213,24 @@ def test_explain_takes_predicts_operating_point(tiny_run: Path, tiny_data: Path,
     assert main(["explain", str(films[0]), "--model", str(tiny_run), "--target-recall", "0.5", "--threshold", "0.3",
                  "--out", str(tmp_path / "h.png")]) == 2
     assert "give either --threshold or --target-recall, not both" in capsys.readouterr().err
+
+
+def test_explain_without_out_in_an_unwritable_folder_says_out_fixes_it(
+        tiny_run: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # the default name goes to the current folder; where that is read-only, the error named no way out
+    import errno
+
+    from pneumoscan import outputs
+
+    def refuse(path: Path, write: object, **kwargs: object) -> Path:
+        raise outputs.unwritable(path, OSError(errno.EACCES, "Permission denied"))
+
+    monkeypatch.setattr(outputs, "atomic_write", refuse)
+    monkeypatch.chdir(tmp_path)
+    image = sorted((tiny_data / "test" / "NORMAL").iterdir())[0]
+    assert main(["explain", str(image), "--model", str(tiny_run)]) == 2
+    err = capsys.readouterr().err
+    assert f"{image.stem}_heatmap.png: cannot be written (Permission denied)" in err and "give --out FILE.png" in err
+    assert main(["explain", str(image), "--model", str(tiny_run), "--out", str(tmp_path / "h.png")]) == 2
+    assert "--out" not in capsys.readouterr().err.split("cannot be written")[1]

@@ -31,7 +31,7 @@ def default_out(image: str) -> Path:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """Classify IMAGE, compute Grad-CAM for the predicted class and save the figure."""
-    from pneumoscan.errors import InputError
+    from pneumoscan.errors import InputError, WriteError
     from pneumoscan.explain.explanation import explain_file
     from pneumoscan.inference.predictor import Predictor
     from pneumoscan.outputs import atomic_write, check_output
@@ -49,7 +49,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     interval = predictor.threshold_ci95 if explained.prediction.borderline else None
     empty = f"empty: Grad-CAM found no positive evidence for {label}" if explained.empty else ""
     figure = to_png(explained.figure())
-    atomic_write(out, lambda tmp: tmp.write_bytes(figure))
+    try:
+        atomic_write(out, lambda tmp: tmp.write_bytes(figure))
+    except WriteError as err:
+        if args.out:
+            raise
+        raise WriteError(f"{err} (the heatmap's default place, the current folder); or give --out FILE.png in a "
+                         "folder you can write to") from None
     marker = f"borderline (P within the threshold's 95 % interval {interval[0]:.4f} to {interval[1]:.4f})  " \
         if interval else ""
     print(f"{label:<10} P(pneumonia)={prob:.4f}  {marker}heatmap: {out}{f' ({empty})' if empty else ''}")
