@@ -59,7 +59,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, resume: boo
     the command warns about (unreadable films skipped, patients in both train/ and val/, ...) comes as Python
     warnings."""
     from pneumoscan.artifact import read_meta
-    from pneumoscan.errors import InputError
+    from pneumoscan.errors import InputError, warn
     from pneumoscan.training.config import TrainConfig, train_config
     from pneumoscan.training.trainer import train as run
 
@@ -70,15 +70,8 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, resume: boo
     given = {name: os.fspath(value) if isinstance(value, os.PathLike) else value
              for name, value in {"data": data, "out": out, **recipe}.items() if value is not None}
     cfg = train_config(given, resume=resume)
-    model = run(cfg, resume=resume, progress=progress, verbose=verbose, warn=_warn)
+    model = run(cfg, resume=resume, progress=progress, verbose=verbose, warn=warn)
     return TrainedRun(Path(cfg.out), model, read_meta(model))
-
-
-def _warn(message: str) -> None:
-    """One of a command's `pneumoscan: warning:` lines as a Python warning, which a notebook shows and can filter."""
-    from pneumoscan.errors import warn
-
-    warn(message, UserWarning)
 
 
 def _predictor(model: ModelPath | Predictor, caller: str, **options: Any) -> Predictor:
