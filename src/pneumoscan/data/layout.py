@@ -212,13 +212,18 @@ def _roles(fields: list[str]) -> dict[str, list[str]]:
     return roles
 
 
+def _first_names(names: list[str], shown: int, noun: str) -> str:
+    """The first `shown` of `names` joined by commas, then `, ... (N noun)` when there are more."""
+    more = f", ... ({len(names)} {noun})" if len(names) > shown else ""
+    return f"{', '.join(names[:shown])}{more}"
+
+
 def _header_note(fields: list[str], shown: int = 8) -> str:
     """What a manifest's first line holds, for the error that finds no path or label column in it."""
     names = [field.strip() for field in fields if field.strip()]
     if not names:
         return "; its first line is empty"
-    more = f", ... ({len(names)} columns)" if len(names) > shown else ""
-    return f"; its header has {', '.join(names[:shown])}{more}"
+    return f"; its header has {_first_names(names, shown, 'columns')}"
 
 
 def _manifest_columns(csv_path: Path, fields: list[str]) -> dict[str, str]:
@@ -377,8 +382,7 @@ def _holds(children: dict[str, Path], shown: int = 6) -> str:
     names = [f"{path.name}/" for path in children.values() if not path.name.startswith(".")]
     if not names:
         return " (it holds no sub-folders)"
-    more = f", ... ({len(names)} folders)" if len(names) > shown else ""
-    return f" (it holds {', '.join(names[:shown])}{more})"
+    return f" (it holds {_first_names(names, shown, 'folders')})"
 
 
 def evaluation_samples(root: str | Path, split: str | None = None) -> tuple[str, list[Sample]]:
