@@ -22,6 +22,13 @@ _NOT_IMAGE_SOP_CLASSES = ("1.2.840.10008.1.3.10", "1.2.840.10008.5.1.4.1.1.11", 
                           "1.2.840.10008.5.1.4.1.1.104", "1.2.840.10008.5.1.4.1.1.66", "1.2.840.10008.5.1.4.1.1.9")
 
 
+def image_stem(path: str | Path) -> str:
+    """A file's name without its image extension; a name whose last dot starts none (a DICOM UID such as
+    1.2.840.113619.2.55.3.12345) is kept whole."""
+    path = Path(path)
+    return path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name
+
+
 @dataclass(frozen=True)
 class Sample:
     """One labelled image: path and label (0 = NORMAL, 1 = PNEUMONIA), its patient when a manifest's

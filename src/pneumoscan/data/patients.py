@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 
 from pneumoscan import CLASS_NAMES, PATIENT_KEYS
 from pneumoscan.data.decode import is_dicom
-from pneumoscan.data.layout import IMAGE_SUFFIXES, Sample
+from pneumoscan.data.layout import Sample, image_stem
 from pneumoscan.errors import InputError, warn
 from pneumoscan.progress import progress_bar
 
@@ -41,8 +41,7 @@ def patient_id(path: str | Path) -> str:
     as `1.2.840.113619.2.55.3.12345` is kept whole; its last number is not an extension). This is
     `--patient-key name`, and what `auto` falls back to.
     """
-    path = Path(path)
-    stem = path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name
+    stem = image_stem(path)
     match = _NORMAL.match(stem)
     if match:  # in the dataset's own case, so `im-0115-0002` is the same child as `IM-0115-0001`
         return match.group("patient").upper()
@@ -54,8 +53,7 @@ def patient_id(path: str | Path) -> str:
 
 def is_kermany_name(path: str | Path) -> bool:
     """Whether the file is named as in Kermany's data set (`IM-0115-0001.jpeg`, `person19_virus_50.jpeg`)."""
-    path = Path(path)
-    stem = path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name
+    stem = image_stem(path)
     return bool(_NORMAL.match(stem) or _PNEUMONIA.match(stem))
 
 

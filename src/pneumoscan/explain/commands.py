@@ -22,11 +22,9 @@ def add_commands(subparsers: Any) -> None:
 def default_out(image: str) -> Path:
     """Where the heatmap of IMAGE goes without --out: its name, less an image extension, + `_heatmap.png`, in the
     current folder (the film's own folder may be a read-only export)."""
-    from pneumoscan.data.layout import IMAGE_EXTENSIONS
+    from pneumoscan.data.layout import image_stem
 
-    name = Path(image).name
-    stem = Path(name).stem if Path(name).suffix.lower() in IMAGE_EXTENSIONS else name  # keep a DICOM UID whole
-    return Path(f"{stem}_heatmap.png")
+    return Path(f"{image_stem(image)}_heatmap.png")
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
