@@ -418,12 +418,19 @@ def fsync_file(path: Path) -> None:
     """Flush PATH's data to the disk; an OSError when the disk cannot take it (a full disk shows here too)."""
     fd = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)  # Windows syncs only writable handles
     try:
+        fsync_open(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_open(fd: int) -> None:
+    """Flush the data of the file open as FD to the disk; passed over on file systems that do not support it
+    (`FSYNC_REFUSED`), an OSError when the disk cannot take it."""
+    try:
         os.fsync(fd)
     except OSError as err:
         if err.errno not in FSYNC_REFUSED:
             raise
-    finally:
-        os.close(fd)
 
 
 def fsync_folder(folder: Path) -> None:

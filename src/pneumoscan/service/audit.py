@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan.errors import InputError, PneumoscanError
-from pneumoscan.outputs import FSYNC_REFUSED, fsync_folder, same_file
+from pneumoscan.outputs import fsync_folder, fsync_open, same_file
 
 log = logging.getLogger("pneumoscan.service")
 
@@ -44,16 +44,6 @@ def _open(path: str) -> io.FileIO:
     opened = os.fdopen(fd, "ab", buffering=0)
     fsync_folder(Path(path).absolute().parent)
     return opened  # type: ignore[return-value]  # an unbuffered binary file is a FileIO
-
-
-def _sync(file: io.FileIO) -> None:
-    """Flush FILE's data to disk; passed over on file systems that do not support it (some network and FUSE ones),
-    which would otherwise withhold every result."""
-    try:
-        os.fsync(file.fileno())
-    except OSError as err:
-        if err.errno not in FSYNC_REFUSED:
-            raise
 
 
 class AuditLog:
@@ -89,7 +79,7 @@ class AuditLog:
                 written = file.write(data)
                 if written != len(data):
                     raise OSError(0, f"only {written} of {len(data)} bytes written")
-                _sync(file)
+                fsync_open(file.fileno())  # passed over where unsupported: it would withhold every result
         except OSError as err:
             log.error("audit log %s: a line could not be appended (%s); results are withheld until it can be",
                       self.path, err.strerror or err)
