@@ -9,7 +9,7 @@ import pytest
 
 from pneumoscan.cli import main
 from pneumoscan.errors import InputError
-from pneumoscan.outputs import atomic_write, check_output, json_ready
+from pneumoscan.outputs import atomic_write, atomic_write_all, check_output, json_ready
 from tests.conftest import disk_full
 
 
@@ -77,6 +77,11 @@ def test_atomic_write_syncs_the_file_before_the_rename_and_the_folder_after(tmp_
     fsync_fails(errno.EINVAL)  # a file system that cannot sync, not a failed write
     atomic_write(target, lambda tmp: tmp.write_bytes(b"new weights"))
     assert target.read_bytes() == b"new weights"
+    # a set of files too (a report and its figures): their journal is synced as the files are, or not at all
+    pair = {tmp_path / "r.html": lambda tmp: tmp.write_bytes(b"page"),
+            tmp_path / "r.csv": lambda tmp: tmp.write_bytes(b"t")}
+    atomic_write_all(pair)
+    assert (tmp_path / "r.html").read_bytes() == b"page" and (tmp_path / "r.csv").read_bytes() == b"t"
 
 
 @pytest.mark.parametrize("argv, kind", [

@@ -202,7 +202,7 @@ class Journal:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = self._created_locked()
             os.write(self._fd, json.dumps(record, default=lambda p: str(Path(p).absolute())).encode())
-            os.fsync(self._fd)
+            fsync_open(self._fd)
         fsync_folder(self.path.parent)
         if fcntl is None:
             self.close()
