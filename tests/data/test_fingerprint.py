@@ -272,6 +272,32 @@ def test_film_fingerprints_are_kept_in_the_image_cache_until_a_file_changes(
     assert film_fingerprints(paths) == changed and len(marked) == 9 and sorted(isolated_cache.iterdir()) == before
 
 
+@pytest.mark.parametrize("cache", ["small", "unwritable"])
+def test_the_cache_warnings_call_film_fingerprints_what_they_are(cache: str, tmp_path: Path, isolated_cache: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The image cache's warnings said "images ... decoded again" of an entry of film fingerprints."""
+    import re
+    import warnings
+
+    films = site_films(tmp_path / "site")[:2]
+    cache_dir = None
+    if cache == "small":  # two rows of 32 bytes and their .json: more than 10 bytes
+        monkeypatch.setenv("PNEUMOSCAN_CACHE_MAX_GB", "1e-8")
+    else:
+        cache_dir = tmp_path / "not-a-folder"
+        cache_dir.write_bytes(b"")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        marks = film_fingerprints(films, cache_dir=cache_dir)
+    assert marks == [film_fingerprint(load_image(p, FILM_SIZE)) for p in films]
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert re.search(r"these film fingerprints take [0-9]+ bytes, more than its 10 bytes limit; film fingerprints "
+                     r"kept in memory and computed again next time" if cache == "small" else
+                     r"; film fingerprints kept in memory and computed again next time", message), message
+    assert "image" not in message.split(": ", 1)[1]
+
+
 def test_a_second_evaluation_with_a_96_px_model_decodes_no_film_again(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from pneumoscan.evaluation.evaluate import InSampleWarning, evaluate

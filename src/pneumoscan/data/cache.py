@@ -158,15 +158,17 @@ def _write_entry(array_path: Path, meta_path: Path, images: np.ndarray, meta_tex
         tmp_meta.unlink(missing_ok=True)
 
 
-def _keep(cache_dir: Path, key: str, images: np.ndarray, meta_text: str, limit: float) -> np.ndarray:
+def _keep(cache_dir: Path, key: str, images: np.ndarray, meta_text: str, limit: float,
+          noun: str = "images", redo: str = "decoded") -> np.ndarray:
     """`images` written as the entry `key` and memory-mapped back, the least recently used other entries evicted to
     stay within `limit` bytes; or, with a warning, `images` themselves when they cannot or may not be written (and
-    without one when another run removed the entry before it could be mapped)."""
+    without one when another run removed the entry before it could be mapped). `noun`, `redo`: what the warnings
+    call the entry's contents and what is done to them again next time."""
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     size = images.nbytes + len(meta_text) + 128  # the .npy header takes at most 128 bytes here
     if size > limit:
-        warn(f"image cache {cache_dir}: these images take {format_bytes(size)}, more than its "
-             f"{format_bytes(limit)} limit; images kept in memory and decoded again next time; raise "
+        warn(f"image cache {cache_dir}: these {noun} take {format_bytes(size)}, more than its "
+             f"{format_bytes(limit)} limit; {noun} kept in memory and {redo} again next time; raise "
              f"${MAX_GB_ENV} to cache them")
         return images
     try:
@@ -179,7 +181,7 @@ def _keep(cache_dir: Path, key: str, images: np.ndarray, meta_text: str, limit: 
         return images
     except OSError as err:  # unwritable or full: the decoded images are still good, only not kept
         reason = err.strerror or f"writing failed ({err}; is the disk full?)"
-        warn(f"image cache {cache_dir}: {reason}; images kept in memory and decoded again "
+        warn(f"image cache {cache_dir}: {reason}; {noun} kept in memory and {redo} again "
              f"next time; free space there or point --cache-dir (or $PNEUMOSCAN_CACHE) to a writable folder")
         return images
 
@@ -212,11 +214,13 @@ def load_image_set(
 
 
 def cached_file_rows(samples: list[Sample], kind: str, size: int, width: int,
-                     compute: Callable[[], list[bytes | None]], cache_dir: Path | None = None) -> list[bytes | None]:
+                     compute: Callable[[], list[bytes | None]], cache_dir: Path | None = None,
+                     noun: str = "rows") -> list[bytes | None]:
     """A row of `width` bytes per file of `samples` (None for a file that cannot be decoded at `size`), computed from
     its decode at `size` (`kind` names what: the film fingerprints): from the cache entry of `kind` for these files
     when they are unchanged (keyed as `cache_key` keys their images), else `compute()`d and kept there, with
-    `load_image_set`'s size limit, warnings and files listed as unreadable tried again."""
+    `load_image_set`'s size limit, warnings (which call the rows `noun`) and files listed as unreadable tried
+    again."""
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
     limit = max_cache_bytes()
     key = hashlib.sha256(f"{kind}:{cache_key(samples, size)}".encode()).hexdigest()[:32]
@@ -229,7 +233,8 @@ def cached_file_rows(samples: list[Sample], kind: str, size: int, width: int,
     if limit > 0:
         ok = [row is not None for row in rows]
         array = np.frombuffer(b"".join(row for row in rows if row is not None), dtype=np.uint8).reshape(sum(ok), width)
-        _keep(cache_dir, key, array, json.dumps({"kind": kind, "ok": ok, "n": len(samples)}), limit)
+        _keep(cache_dir, key, array, json.dumps({"kind": kind, "ok": ok, "n": len(samples)}), limit, noun,
+              "computed")
     return rows
 
 

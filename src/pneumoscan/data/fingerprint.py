@@ -142,7 +142,7 @@ def film_fingerprints(paths: Sequence[str | os.PathLike], images: Sequence[np.nd
 
     samples = [Sample(Path(path), 0) for path in paths]  # one label for all: the cache key needs one, nothing reads it
     rows = cached_file_rows(samples, FILM_ENTRY, FILM_SIZE, FILM_HEX // 2, computed,
-                            None if cache_dir is None else Path(cache_dir))
+                            None if cache_dir is None else Path(cache_dir), noun="film fingerprints")
     return [None if row is None else row.hex() for row in rows]
 
 
