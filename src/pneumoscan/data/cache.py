@@ -22,7 +22,12 @@ from pneumoscan.data.cache_limit import MAX_GB_ENV, evict, format_bytes, mark_us
 from pneumoscan.data.decode import read_path
 from pneumoscan.data.file_cues import colourfulness, two_tone_share
 from pneumoscan.data.layout import Sample
-from pneumoscan.data.preprocess import PREPROCESS_VERSION, load_image, load_image_levels_and_rgb
+from pneumoscan.data.preprocess import (
+    PREPROCESS_VERSION,
+    load_image,
+    load_image_levels_and_rgb,
+    load_image_levels_rgb_and_at,
+)
 from pneumoscan.errors import InputError, warn
 from pneumoscan.progress import progress_bar
 
@@ -40,7 +45,9 @@ def default_cache_dir() -> Path:
 class ImageSet:
     """Images of `samples` as a (N, size, size) uint8 array; unreadable files are left out and listed. `levels`: the
     grey levels of each file as decoded, before resizing (the guard's grey-level rule); `colours` and `tones`: each
-    file's `colourfulness` and `two_tone_share` (the guard's other file cues); each None when not known."""
+    file's `colourfulness` and `two_tone_share` (the guard's other file cues); each None when not known.
+    `film_marks`: each file's film fingerprint where its decode gave it (`load_image_set(..., film_marks=True)`),
+    None for a file whose fingerprint needs a decode of its own."""
 
     samples: list[Sample]
     images: np.ndarray
@@ -48,6 +55,7 @@ class ImageSet:
     levels: np.ndarray | None = None
     colours: np.ndarray | None = None
     tones: np.ndarray | None = None
+    film_marks: list[str | None] | None = None
 
     @property
     def labels(self) -> np.ndarray:
@@ -119,8 +127,12 @@ def _failures_persist(samples: list[Sample], ok: list[bool], size: int) -> bool:
     return True
 
 
-def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool) -> _Entry:
-    """Every file decoded once: its resized image, its grey levels and its file cues (zero for unreadable files)."""
+def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool,
+                marks: list[str | None] | None = None) -> _Entry:
+    """Every file decoded once: its resized image, its grey levels and its file cues (zero for unreadable files);
+    and into `marks`, when given, each file's film fingerprint where that decode gives it (`film_fingerprints`)."""
+    from pneumoscan.data.fingerprint import FILM_SIZE, film_fingerprint
+
     images = np.zeros((len(samples), size, size), dtype=np.uint8)
     levels = np.zeros(len(samples), dtype=np.int64)
     colours, tones = np.zeros(len(samples)), np.zeros(len(samples))
@@ -130,7 +142,12 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool) -> 
     def work(index: int) -> None:
         try:
             data, label = read_path(samples[index].path)  # once: the decode and the guard's cues all read it
-            images[index], levels[index], rgb = load_image_levels_and_rgb(data, size, name=label)
+            if marks is None:
+                images[index], levels[index], rgb = load_image_levels_and_rgb(data, size, name=label)
+            else:
+                images[index], levels[index], rgb, film = load_image_levels_rgb_and_at(data, size, FILM_SIZE,
+                                                                                       name=label)
+                marks[index] = None if film is None else film_fingerprint(film)
             colours[index], tones[index] = colourfulness(data, rgb=rgb), two_tone_share(data)
             ok[index] = True
         except InputError as err:
@@ -187,30 +204,38 @@ def _keep(cache_dir: Path, key: str, images: np.ndarray, meta_text: str, limit: 
 
 
 def load_image_set(
-    samples: list[Sample], size: int, cache_dir: Path | None = None, desc: str = "decoding", progress: bool = True
+    samples: list[Sample], size: int, cache_dir: Path | None = None, desc: str = "decoding", progress: bool = True,
+    film_marks: bool = False,
 ) -> ImageSet:
     """Decoded images for `samples`, from the cache when inputs are unchanged, else decoded and cached (kept in
     memory, with a warning, when the cache folder cannot be written or the entry would exceed the cache's size
-    limit; without a warning when `$PNEUMOSCAN_CACHE_MAX_GB` is 0, which turns the cache off)."""
+    limit; without a warning when `$PNEUMOSCAN_CACHE_MAX_GB` is 0, which turns the cache off). `film_marks`: the
+    caller will fingerprint the films (`film_fingerprints`), so a decode at another size than FILM_SIZE also gives
+    their film fingerprints where it can (`ImageSet.film_marks`; None after a cache hit: those are cached too)."""
+    from pneumoscan.data.fingerprint import FILM_SIZE
+
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
     limit = max_cache_bytes()
     key = cache_key(samples, size)
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     entry = _read_entry(array_path, meta_path, len(samples), size) if limit > 0 else None
+    marks: list[str | None] | None = None
     if entry is not None and _failures_persist(samples, entry[1], size):
         images, ok, errors, levels, colours, tones = entry
         mark_used(meta_path)
     else:
-        images, ok, errors, levels, colours, tones = _decode_all(samples, size, desc, progress)
+        marks = [None] * len(samples) if film_marks and size != FILM_SIZE else None  # at FILM_SIZE: the images
+        images, ok, errors, levels, colours, tones = _decode_all(samples, size, desc, progress, marks)
         if not all(ok):
             readable = np.array(ok, dtype=bool)
             images, levels, colours, tones = images[readable], levels[readable], colours[readable], tones[readable]
+            marks = None if marks is None else [mark for mark, good in zip(marks, ok) if good]
         if limit > 0:
             meta_text = json.dumps({"ok": ok, "errors": errors, "size": size, "n": len(samples),
                                     "levels": levels.tolist(), "colours": colours.tolist(), "tones": tones.tolist()})
             images = _keep(cache_dir, key, images, meta_text, limit)
     kept = [s for s, good in zip(samples, ok) if good]
-    return ImageSet(kept, images, errors, levels, colours, tones)
+    return ImageSet(kept, images, errors, levels, colours, tones, marks)
 
 
 def cached_file_rows(samples: list[Sample], kind: str, size: int, width: int,

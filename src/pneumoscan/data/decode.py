@@ -164,6 +164,26 @@ def draft_changes_pixels(data: bytes, draft_size: int) -> bool:
         return True
 
 
+def same_draft(data: bytes, draft_size: int, other_size: int) -> bool:
+    """Whether `read_grayscale(data, draft_size=draft_size)` and `read_grayscale(data, draft_size=other_size)` give
+    the same pixels: always but for a JPEG that draft mode decodes at another scale for one than for the other.
+    Reads the header only; False when it cannot tell."""
+    if is_dicom(data):
+        return True
+
+    def drafted(size: int) -> tuple[str, tuple[int, int]] | None:
+        with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as im:
+            if im.format not in ("JPEG", "MPO"):  # as `_read_pil`: draft mode applies to these only
+                return None
+            im.draft("L", (size, size))
+            return im.mode, im.size
+
+    try:
+        return draft_size == other_size or drafted(draft_size) == drafted(other_size)
+    except Exception:  # noqa: BLE001 - unreadable here: decoding tells the user why
+        return False
+
+
 def stored_size(data: bytes | bytearray) -> tuple[int, int] | None:
     """(width, height) of the image in a file's bytes, from its header only (a DICOM's Columns and Rows); None when
     the header cannot be read (decoding says why)."""

@@ -113,32 +113,39 @@ def _is_film_mark(mark: object) -> bool:
 
 
 def film_record(paths: Sequence[str | os.PathLike], images: Sequence[np.ndarray] | None = None,
-                cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+                cache_dir: str | os.PathLike | None = None, marks: Sequence[str | None] | None = None) -> dict[str, Any]:
     """What a training record stores of its films: the method and the distinct film fingerprints of `paths`
-    (`images`, `cache_dir`: as `film_fingerprints` takes them)."""
-    marks = {m for m in film_fingerprints(paths, images, cache_dir) if m is not None}
-    return {"film_fingerprint_method": FILM_METHOD, "film_fingerprints": sorted(marks)}
+    (`images`, `cache_dir`, `marks`: as `film_fingerprints` takes them)."""
+    found = {m for m in film_fingerprints(paths, images, cache_dir, marks) if m is not None}
+    return {"film_fingerprint_method": FILM_METHOD, "film_fingerprints": sorted(found)}
 
 
 def film_fingerprints(paths: Sequence[str | os.PathLike], images: Sequence[np.ndarray] | np.ndarray | None = None,
-                      cache_dir: str | os.PathLike | None = None) -> list[str | None]:
+                      cache_dir: str | os.PathLike | None = None,
+                      marks: Sequence[str | None] | None = None) -> list[str | None]:
     """The film fingerprint of each path (None when it cannot be decoded), kept in the image cache in `cache_dir`
     (None: the default one) and read back from there while the files are unchanged: a second run on the same files
     decodes and hashes none of them. `images`: the films as already decoded, one per path, reused when they are
-    FILM_SIZE square (a model of that input size: no second decode); else each file is decoded here at FILM_SIZE."""
+    FILM_SIZE square (a model of that input size: no second decode); `marks`: their fingerprints as far as that
+    decode gave them (`ImageSet.film_marks`: a model of another size); any other file is decoded here at FILM_SIZE."""
     from pneumoscan.data.cache import cached_file_rows
     from pneumoscan.data.layout import Sample
 
-    if images is not None and len(images) != len(paths):
-        raise ValueError(f"{len(images)} images for {len(paths)} paths")
+    for given, what in ((images, "images"), (marks, "marks")):
+        if given is not None and len(given) != len(paths):
+            raise ValueError(f"{len(given)} {what} for {len(paths)} paths")
     if not len(paths):  # no cache entry for no files
         return []
 
     def computed() -> list[bytes | None]:
-        films = images
-        if films is None or not len(films) or np.shape(films[0]) != (FILM_SIZE, FILM_SIZE):
-            films = _decoded(paths)
-        return [None if film is None else bytes.fromhex(film_fingerprint(film)) for film in films]
+        if images is not None and len(images) and np.shape(images[0]) == (FILM_SIZE, FILM_SIZE):
+            found = [film_fingerprint(film) for film in images]
+        else:
+            found = list(marks) if marks is not None else [None] * len(paths)
+            missing = [i for i, mark in enumerate(found) if mark is None]
+            for i, film in zip(missing, _decoded([paths[i] for i in missing])):
+                found[i] = None if film is None else film_fingerprint(film)
+        return [None if mark is None else bytes.fromhex(mark) for mark in found]
 
     samples = [Sample(Path(path), 0) for path in paths]  # one label for all: the cache key needs one, nothing reads it
     rows = cached_file_rows(samples, FILM_ENTRY, FILM_SIZE, FILM_HEX // 2, computed,
@@ -184,19 +191,20 @@ def _decoded(paths: Sequence[str | os.PathLike]) -> list[np.ndarray | None]:
 
 def seen_in_training(paths: Sequence[Path], training: dict[str, Any],
                      images: Sequence[np.ndarray] | np.ndarray | None = None,
-                     cache_dir: str | os.PathLike | None = None) -> list[Path]:
+                     cache_dir: str | os.PathLike | None = None,
+                     marks: Sequence[str | None] | None = None) -> list[Path]:
     """Those of `paths` that are a film the model was trained or validated on: byte-identical to one, or the same
-    film by its film fingerprint (re-encoded, resized, a little brighter or darker). `images`, `cache_dir`: as
-    `film_fingerprints` takes them (decoded only when the record holds film fingerprints)."""
+    film by its film fingerprint (re-encoded, resized, a little brighter or darker). `images`, `cache_dir`, `marks`:
+    as `film_fingerprints` takes them (decoded only when the record holds film fingerprints)."""
     known, films = training_fingerprints(training), training_film_fingerprints(training)
     if not known and not len(films):
         return []
     by_bytes = [mark in known for mark in fingerprints(paths)] if known else [False] * len(paths)
     by_film = [False] * len(paths)
     if len(films):
-        marks = film_fingerprints(paths, images, cache_dir)
-        readable = [i for i, mark in enumerate(marks) if mark is not None]
-        near = film_distances([marks[i] for i in readable], films) <= FILM_MAX_DISTANCE
+        found = film_fingerprints(paths, images, cache_dir, marks)
+        readable = [i for i, mark in enumerate(found) if mark is not None]
+        near = film_distances([found[i] for i in readable], films) <= FILM_MAX_DISTANCE
         for i, hit in zip(readable, near):
             by_film[i] = bool(hit)
     return [path for path, mine, same in zip(paths, by_bytes, by_film) if mine or same]

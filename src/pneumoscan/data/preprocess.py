@@ -8,7 +8,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, draft_changes_pixels, read_grayscale, read_grayscale_and_rgb
+from pneumoscan.data.decode import (
+    DEFAULT_MAX_PIXELS,
+    draft_changes_pixels,
+    read_grayscale,
+    read_grayscale_and_rgb,
+    same_draft,
+)
 
 # Bump when decoding or resizing changes: it invalidates every image cache. 2: DICOM Presentation LUT Shape INVERSE,
 # pixel padding, 8-bit VOI and 12-bit Modality LUTs, signed LUT starts; colour DICOMs' colourfulness. 3: DICOM
@@ -65,6 +71,17 @@ def load_image_levels_and_rgb(
     None for any other file), for its `colourfulness(..., rgb=...)` without a second decode."""
     gray, rgb = read_grayscale_and_rgb(source, name=name, max_pixels=max_pixels, draft_size=size)
     return resize_square(gray, size), grey_levels(gray), rgb
+
+
+def load_image_levels_rgb_and_at(
+    data: bytes, size: int, other_size: int, *, name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[np.ndarray, int, np.ndarray | None, np.ndarray | None]:
+    """`load_image_levels_and_rgb`, and `load_image(data, other_size)` from the same decode: bit-identical, so given
+    only when draft mode decodes the file the same way for both sizes (`same_draft`; None otherwise: a JPEG it
+    decodes at another scale, which a decode at `other_size` alone gives)."""
+    gray, rgb = read_grayscale_and_rgb(data, name=name, max_pixels=max_pixels, draft_size=size)
+    other = resize_square(gray, other_size) if same_draft(data, size, other_size) else None
+    return resize_square(gray, size), grey_levels(gray), rgb, other
 
 
 def load_image_and_original(

@@ -12,7 +12,7 @@ import numpy as np
 
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache import ImageSet, load_image_set
-from pneumoscan.data.fingerprint import duplicate_warnings, seen_in_training
+from pneumoscan.data.fingerprint import duplicate_warnings, seen_in_training, training_film_fingerprints
 from pneumoscan.data.layout import Sample, cause_name, evaluation_samples
 from pneumoscan.data.patients import CAUSE_GROUPS, cause_groups, cause_of
 from pneumoscan.errors import InputError, MissingImagesWarning, check_at_least_one, first_few, warn
@@ -172,8 +172,10 @@ def evaluate(
     split's films as the caller decoded them at the model's size (set-threshold's check), scored without a second
     decode (with the image cache off there is nothing to read them back from)."""
     split_name, samples = evaluation_samples(data, split)
+    fingerprinted = not checked_unseen and len(training_film_fingerprints(predictor.meta.training)) > 0
     images = decoded if decoded is not None else load_image_set(samples, predictor.size, cache_dir,
-                                                                desc=f"decoding {split_name}", progress=progress)
+                                                                desc=f"decoding {split_name}", progress=progress,
+                                                                film_marks=fingerprinted)
     missing = images.absent_classes
     if missing:  # recall, specificity and the AUCs need both classes
         unreadable = f" ({len(images.skipped)} unreadable: `pneumoscan audit` lists them)" if images.skipped else ""
@@ -190,7 +192,7 @@ def evaluate(
             f"guard, which refuses them at predict time; they are scored here anyway (`evaluate --json` lists them "
             f"under refused_by_guard): {first_few(refused)}"))
     seen = [] if checked_unseen else seen_in_training([s.path for s in images.samples], predictor.meta.training,
-                                                      images.images, cache_dir)
+                                                      images.images, cache_dir, images.film_marks)
     if seen:
         warn(InSampleWarning(
             f"{len(seen)} of {len(images.samples)} images are films this model was trained or validated on (copies, "

@@ -77,8 +77,9 @@ def _check_unseen(meta: ArtifactMeta, data: str | os.PathLike, split: str | None
                          f"seen (another folder)")
     images = None
     if len(training_film_fingerprints(meta.training)):
-        images = load_image_set(samples, size, cache_dir, desc=f"decoding {name}")
-        seen = seen_in_training([s.path for s in images.samples], meta.training, images.images, cache_dir)
+        images = load_image_set(samples, size, cache_dir, desc=f"decoding {name}", film_marks=True)
+        seen = seen_in_training([s.path for s in images.samples], meta.training, images.images, cache_dir,
+                                images.film_marks)
     else:  # an older model records only the bytes: nothing to decode
         seen = seen_in_training([s.path for s in samples], meta.training)
     if seen:

@@ -88,6 +88,15 @@ class RunData:
     patients: PatientKeys
 
 
+def _film_marks(data: RunData) -> list[str | None] | None:
+    """The film fingerprints the decode of train and validation gave (`ImageSet.film_marks`), as far as it gave
+    them: None when neither set was decoded here (read from the image cache)."""
+    if data.train.film_marks is None and data.val.film_marks is None:
+        return None
+    return [*(data.train.film_marks or [None] * len(data.train.samples)),
+            *(data.val.film_marks or [None] * len(data.val.samples))]
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA), and hold cuDNN to deterministic convolution algorithms, chosen
     without benchmarking: its fastest ones, and the ones a benchmark picks, vary from run to run on a GPU."""
@@ -160,8 +169,9 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, comma
         if len({s.label for s in part}) < 2:
             raise InputError(_one_class_message(cfg, name, train, val, found[train_split], command, keys))
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
-    train_set = load_image_set(train, image_size, cache_dir, desc="decoding train", progress=progress)
-    val_set = load_image_set(val, image_size, cache_dir, desc="decoding val", progress=progress)
+    # film_marks: the run records their film fingerprints
+    train_set = load_image_set(train, image_size, cache_dir, desc="decoding train", progress=progress, film_marks=True)
+    val_set = load_image_set(val, image_size, cache_dir, desc="decoding val", progress=progress, film_marks=True)
     for name, part in (("training", train_set), ("validation", val_set)):
         absent = part.absent_classes
         if absent:
@@ -503,7 +513,7 @@ class Trainer:
                       "fingerprints": sorted(set(fingerprints(s.path for s in data.train.samples + data.val.samples))),
                       # ... and re-encoded or resized: the same films decoded (see bench/film_fingerprint.py)
                       **film_record([s.path for s in data.train.samples + data.val.samples],
-                                    [*data.train.images, *data.val.images], cfg.cache_dir),
+                                    [*data.train.images, *data.val.images], cfg.cache_dir, _film_marks(data)),
                       **({"init": init_from} if init_from else {})},
         )
         aug = AugmentConfig(scale=cfg.aug_zoom, aspect=cfg.aug_aspect, sharpness=cfg.aug_sharpness, strength=cfg.augment)
