@@ -198,3 +198,28 @@ def test_results_without_a_guard_reads_only_the_size_warning_of_the_raw_bytes(fi
     image = np.full((1, predictor.size, predictor.size), 128, np.uint8)
     (result,) = predictor.results(["f"], image, [b"not an image"])
     assert result.probability is not None and result.size_warning is None
+
+
+@pytest.mark.parametrize("given", ["levels", "no cue"])
+def test_results_decodes_the_raw_bytes_only_for_their_grey_levels(fitted: Path, given: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`results` given the grey levels (as the service gives them) decoded each file in full again for the other
+    cues, which need its header (a DICOM's colour, the size warning) or their own read (a JPEG's two tones)."""
+    from PIL import Image
+
+    import pneumoscan.data.decode as decode_module
+    from tests.conftest import dicom_bytes, encode, xray_pixels
+    from tests.data.test_cache import count_dicom_decodes
+
+    predictor = Predictor(fitted, backend="torch")
+    files = [dicom_bytes(xray_pixels(1, 0, 64).astype(np.uint16) * 16),
+             encode(Image.fromarray(xray_pixels(0, 1, 64)), "JPEG", quality=90)]
+    expected = [predictor.predict_bytes(data, "f") for data in files]
+    decoded = [predictor.decode(data, "f") for data in files]
+    dicoms, pil = count_dicom_decodes(monkeypatch), []
+    real = decode_module._read_pil
+    monkeypatch.setattr(decode_module, "_read_pil", lambda *args: pil.append(1) or real(*args))
+    cues = {"levels": [f.levels for f in decoded]} if given == "levels" else {}
+    got = predictor.results(["f", "f"], np.stack([f.image for f in decoded]), files, **cues)
+    assert got == expected
+    assert (len(dicoms), len(pil)) == ((0, 0) if given == "levels" else (1, 1))

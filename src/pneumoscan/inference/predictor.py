@@ -14,9 +14,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, load_artifact, resolve_model_path
-from pneumoscan.data.decode import read_file, size_warning, stored_size, thumbnail_warning
+from pneumoscan.data.decode import read_file, read_grayscale_and_rgb, size_warning, stored_size, thumbnail_warning
+from pneumoscan.data.file_cues import NOT_DECODED
 from pneumoscan.data.layout import IMAGE_EXTENSIONS, image_files
-from pneumoscan.data.preprocess import load_image_levels_and_rgb
+from pneumoscan.data.preprocess import grey_levels, load_image_levels_and_rgb
 from pneumoscan.errors import InputError, warn
 from pneumoscan.evaluation.thresholds import (
     adjust_for_prevalence, check_operating_point, threshold_ci95, threshold_for_recall,
@@ -387,7 +388,8 @@ class Predictor:
                 tones: list[float] | None = None, small: list[str | None] | None = None) -> list[Prediction]:
         """Predictions for decoded images, screened by the guard: colourfulness, grey levels (see
         `load_image_with_levels`) and two-tone shares (`two_tone_share`) as given, else measured on the `raw`
-        bytes as `decode` measures them (decoding them again); `small` the files' `size_warning`s, likewise.
+        bytes as `decode` measures them (decoding a file again only for its grey levels); `small` the files'
+        `size_warning`s, likewise (from their headers).
 
         Inputs the guard rejects get no probability and no label.
         """
@@ -412,15 +414,25 @@ class Predictor:
                   levels: list[int] | None, tones: list[float] | None,
                   small: list[str | None] | None) -> tuple[list[float] | None, list[int] | None, list[float] | None,
                                                            list[str | None]]:
-        """`results`' cues as given, those not given measured on the files' `raw` bytes: by `decode` when a guard
-        reads them, else only the size warnings (from the files' headers)."""
-        if self.guard is None or all(cue is not None for cue in (colours, levels, tones)):
-            return colours, levels, tones, small if small is not None else [size_warning(r) for r in raw]
-        files = [self.decode(r, n) for n, r in zip(names, raw)]
-        return (colours if colours is not None else [f.colour for f in files],
-                levels if levels is not None else [f.levels for f in files],
-                tones if tones is not None else [f.tone for f in files],
-                small if small is not None else [f.small for f in files])
+        """`results`' cues as given, those not given measured on the files' `raw` bytes as `decode` measures them,
+        each reading no more than it needs: the size warnings a header, the colourfulness and two-tone share
+        their own reads (`file_cues`), only the grey levels a decode of the file; without a guard, which reads the
+        others, only the size warnings."""
+        small = small if small is not None else [size_warning(r) for r in raw]
+        if self.guard is None:
+            return colours, levels, tones, small
+        rgbs: list[Any] = [NOT_DECODED] * len(raw)
+        if levels is None:  # counted on the decoded file before resizing (`load_image_with_levels`)
+            levels, rgbs = [], []
+            for name, data in zip(names, raw):
+                gray, rgb = read_grayscale_and_rgb(bytes(data), name=name, draft_size=self.size)
+                levels.append(grey_levels(gray))
+                rgbs.append(rgb)
+        if colours is None:
+            colours = [colourfulness(r, rgb=rgb) for r, rgb in zip(raw, rgbs)]
+        if tones is None:
+            tones = [two_tone_share(r) for r in raw]
+        return colours, levels, tones, small
 
     def decoded_results(self, names: list[str], files: Sequence[Decoded]) -> list[Prediction]:
         """`results` for files `decode` read: their images, the guard's cues and their size warnings."""
