@@ -158,6 +158,26 @@ def test_page_and_static_files(client: TestClient) -> None:
     assert "https://" not in page.text and "http://" not in page.text
 
 
+def test_the_page_takes_the_guards_causes_and_words_from_the_answer() -> None:
+    """The page held its own copy of which guard causes mean "not a chest X-ray" or "as sent" and of the guard's
+    wording ("not a chest X-ray: ", "unlike the chest X-rays"), which the server also holds: a cause added or reworded
+    there put the page's box and heading out of step. It now shows the answer's refusal_kind and refusal_cause."""
+    import re
+    import typing
+
+    from pneumoscan.inference.ood import REFUSAL_KINDS
+    from pneumoscan.service.schemas import RefusalKind
+
+    js = (Path(engine_module.__file__).parent / "static" / "app.js").read_text(encoding="utf-8")
+    assert "refusal_kind" in js and "refusal_cause" in js
+    for cause in REFUSAL_KINDS:
+        assert f'"{cause}"' not in js, cause
+    for words in ("not a chest X-ray:", "unlike the chest X-rays"):
+        assert words not in js, words
+    kinds = set(typing.get_args(RefusalKind))
+    assert set(re.findall(r'kind === "(\w+)"', js)) == kinds == set(REFUSAL_KINDS.values())
+
+
 def test_the_page_is_revalidated_on_every_load_and_sends_no_referrer(client: TestClient) -> None:
     """The page and its script and style carried only Last-Modified, so browsers could keep them for days after an
     upgrade (heuristic freshness) and run an old app.js on a new page: they must be revalidated (ETag, 304)."""
@@ -472,22 +492,28 @@ def test_guarded_real_xray_is_predicted(guarded_client: TestClient, fitted: Path
     assert body["label"] == expected.label and body["label"] in {"NORMAL", "PNEUMONIA"}
 
 
-@pytest.mark.parametrize(("name", "payload", "cause", "reason"), [
-    ("blank.png", blank_image(), "blank", "not a chest X-ray: blank or nearly constant image"),
-    ("holiday.jpg", colour_photo(), "colour", "not a chest X-ray: colour image (chest X-rays are grayscale)"),
+UNLIKE = ("unlike the chest X-rays this model was trained on (image statistics: layout, contrast or texture); if it "
+          "is a frontal pediatric chest X-ray, read it without the model")
+
+
+@pytest.mark.parametrize(("name", "payload", "cause", "reason", "kind", "found"), [
+    ("blank.png", blank_image(), "blank", "not a chest X-ray: blank or nearly constant image", "not_a_chest_xray",
+     "blank or nearly constant image"),
+    ("holiday.jpg", colour_photo(), "colour", "not a chest X-ray: colour image (chest X-rays are grayscale)",
+     "not_a_chest_xray", "colour image (chest X-rays are grayscale)"),
     # a statistical outlier, as a few real chest X-rays are too: what was measured, not "not a chest X-ray"
-    ("form.png", text_document(), "image", "unlike the chest X-rays this model was trained on (image statistics: "
-                                           "layout, contrast or texture); if it is a frontal pediatric chest X-ray, "
-                                           "read it without the model"),
+    ("form.png", text_document(), "image", UNLIKE, "unlike", UNLIKE),
 ])
 def test_guarded_non_xray_gets_no_prediction(guarded_client: TestClient, name: str, payload: bytes,
-                                             cause: str, reason: str) -> None:
+                                             cause: str, reason: str, kind: str, found: str) -> None:
     res = guarded_client.post("/predict", files={"file": (name, payload, "application/octet-stream")})
     assert res.status_code == 200, res.text  # a valid request: the answer is "cannot judge this image"
     body = res.json()
     assert body["in_distribution"] is False
     assert body["probability"] is None and body["label"] is None and body["heatmap_png_base64"] is None
     assert (body["refused_by"], body["ood_reason"]) == (cause, reason)
+    # what the page shows, from the server: the kind picks its box and heading, the cause follows the heading
+    assert (body["refusal_kind"], body["refusal_cause"]) == (kind, found)
     assert body["threshold"] > 0 and body["model_name"] == "resnet10"
 
 
@@ -522,8 +548,10 @@ def test_guarded_batch_mixes_xrays_and_non_xrays(guarded_client: TestClient, fit
     for row, cause in zip(rows[1:3], ("blank", "colour")):
         assert row["ok"] and row["probability"] is None and row["label"] is None and row["error"] is None
         assert row["refused_by"] == cause and row["ood_reason"].startswith("not a chest X-ray: ")
-    assert rows[3]["error"] and rows[3]["ood_reason"] is None and rows[3]["refused_by"] is None
-    assert rows[0]["refused_by"] is None
+        assert row["refusal_kind"] == "not_a_chest_xray" and row["refusal_cause"] == row["ood_reason"][19:]
+    for row in (rows[0], rows[3], rows[4]):  # predicted, or unreadable: nothing refused
+        assert row["refused_by"] is row["refusal_kind"] is row["refusal_cause"] is None
+    assert rows[3]["error"] and rows[3]["ood_reason"] is None
 
 
 def test_guarded_dithered_film_is_refused_saying_what_to_send(guarded_client: TestClient, xray: Path) -> None:
@@ -531,9 +559,11 @@ def test_guarded_dithered_film_is_refused_saying_what_to_send(guarded_client: Te
     binary = "binary (black-and-white) image: 2 grey levels; send the original radiograph"
     body = guarded_client.post("/predict", files={"file": ("scan.png", dithered(), "image/png")}).json()
     assert body["in_distribution"] is False and body["probability"] is None and body["ood_reason"] == binary
+    assert (body["refusal_kind"], body["refusal_cause"]) == ("as_sent", binary)
     files = [("files", ("scan.png", dithered(), "image/png")), ("files", (xray.name, xray.read_bytes(), "image/jpeg"))]
     rows = guarded_client.post("/predict/batch", files=files).json()["results"]
     assert [(r["in_distribution"], r["ood_reason"]) for r in rows] == [(False, binary), (True, None)]
+    assert [(r["refusal_kind"], r["refusal_cause"]) for r in rows] == [("as_sent", binary), (None, None)]
 
 
 def test_unguarded_batch_has_no_verdicts(client: TestClient) -> None:

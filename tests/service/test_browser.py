@@ -1333,8 +1333,10 @@ def test_a_thumbnail_is_said_too_small_to_read_with_its_result(server: str, samp
         expect(page.locator("#announce")).not_to_contain_text("too small")
         refused = {"in_distribution": False, "ood_reason": "unlike the chest X-rays this model was trained on (image "
                    "statistics: layout, contrast or texture); if it is a frontal pediatric chest X-ray, read it without "
-                   "the model", "refused_by": "image", "size_warning": WARNING, "probability": None, "label": None,
+                   "the model", "refused_by": "image", "refusal_kind": "unlike", "size_warning": WARNING,
+                   "probability": None, "label": None,
                    "threshold": 0.5, "model_name": "resnet10", "model_sha256": "0" * 12, "latency_ms": 5}
+        refused["refusal_cause"] = refused["ood_reason"]
         page.evaluate("(answer) => render(answer, 'thumb.jpeg')", refused)
         expect(page.locator("#ood")).to_be_visible()
         expect(page.locator("#small")).to_be_visible()  # refused or not, the size is said
@@ -1356,7 +1358,8 @@ def test_a_heatmap_toggle_without_a_heatmap_is_unticked_says_why_and_keeps_the_c
               "heatmap_png_base64": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="}
     empty = {**answer, "heatmap_png_base64": None, "heatmap_empty": True}
     none = {**answer, "heatmap_png_base64": None, "heatmap_empty": False}
-    rejected = {**none, "in_distribution": False, "ood_reason": "not a chest X-ray: colour image", "refused_by": "colour"}
+    rejected = {**none, "in_distribution": False, "ood_reason": "not a chest X-ray: colour image", "refused_by": "colour",
+                "refusal_kind": "not_a_chest_xray", "refusal_cause": "colour image"}
     with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
         toggle, heat = page.locator("#heat-toggle"), page.locator("#heatmap")
         render = "([answer, name]) => render(answer, name)"

@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pneumoscan.card import model_card_text
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS
 from pneumoscan.errors import ImageTooLarge, InputError
+from pneumoscan.inference.ood import refusal_cause, refusal_kind
 from pneumoscan.inference.predictor import Prediction
 from pneumoscan.service.audit import AuditError, AuditLog, utc_now
 from pneumoscan.service.engine import Decoded, Engine, ExplainUnavailable
@@ -110,6 +111,15 @@ async def _record(request: Request, lines: list[dict[str, object]]) -> None:
 
 def _upload_memory(request: Request) -> Reservation:
     return request.app.state.upload_budget.reservation()
+
+
+def _refusal(result: Prediction) -> dict[str, Any]:
+    """The answer's refusal_kind and refusal_cause: what the guard's refusal means and what it found (the page shows
+    them as they come, so the guard's causes and words live here alone); None each for a film not refused."""
+    if result.in_distribution is not False:
+        return {"refusal_kind": None, "refusal_cause": None}
+    return {"refusal_kind": refusal_kind(result.refused_by),
+            "refusal_cause": refusal_cause(result.ood_reason, result.refused_by)}
 
 
 def _label(part: Part) -> str:
@@ -244,7 +254,7 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
     meta = engine.meta
     return PredictionResponse(
         probability=result.probability, label=result.label, in_distribution=result.in_distribution,
-        ood_reason=result.ood_reason, refused_by=result.refused_by, borderline=result.borderline,
+        ood_reason=result.ood_reason, refused_by=result.refused_by, **_refusal(result), borderline=result.borderline,
         size_warning=result.size_warning,
         threshold=engine.predictor.threshold, threshold_from=engine.predictor.threshold_from,
         threshold_ci95=engine.predictor.threshold_ci95, prevalence=engine.predictor.assumed_prevalence,
@@ -294,6 +304,8 @@ async def predict_batch(request: Request) -> BatchResponse:
                 items[i].probability, items[i].label = result.probability, result.label
                 items[i].in_distribution, items[i].ood_reason = result.in_distribution, result.ood_reason
                 items[i].refused_by = result.refused_by
+                refusal = _refusal(result)
+                items[i].refusal_kind, items[i].refusal_cause = refusal["refusal_kind"], refusal["refusal_cause"]
                 items[i].borderline, items[i].size_warning = result.borderline, result.size_warning
             when = utc_now()
             return when, [_audit_line(request, "predict/batch", i, when, upload, result)

@@ -125,6 +125,15 @@ _REFUSED_BY = ("what refused the film, set with ood_reason: blank or colour (not
                "X-rays the model was trained on, as 17 of the shipped model's 5,216 real train films are: a chest film "
                "so refused is read without the model)")
 
+_REFUSAL_KIND = ("what a refusal means, from refused_by (null when in_distribution is not false): not_a_chest_xray "
+                 "(blank, colour: no radiograph was sent); as_sent (grey_levels, two_tone, upside_down: a chest X-ray "
+                 "the model cannot read as sent, ood_reason says what to send instead); unlike (image, features: "
+                 "unlike the chest X-rays the model was trained on; a chest film so refused is read without the model)")
+_REFUSAL_CAUSE = ("what the guard found, in words for the reader: ood_reason less the \"not a chest X-ray: \" a refusal "
+                  "of kind not_a_chest_xray starts with (e.g. \"colour image (chest X-rays are grayscale)\"), else "
+                  "ood_reason itself; null when in_distribution is not false")
+RefusalKind = Literal["not_a_chest_xray", "as_sent", "unlike"]
+
 
 class PredictionResponse(BaseModel):
     probability: float | None = Field(ge=0, le=1, description="P(PNEUMONIA); null when in_distribution is false")
@@ -132,6 +141,8 @@ class PredictionResponse(BaseModel):
     in_distribution: bool | None = Field(description=_IN_DISTRIBUTION)
     ood_reason: str | None = Field(default=None, description=_OOD_REASON)
     refused_by: str | None = Field(default=None, description=_REFUSED_BY)
+    refusal_kind: RefusalKind | None = Field(default=None, description=_REFUSAL_KIND)
+    refusal_cause: str | None = Field(default=None, description=_REFUSAL_CAUSE)
     borderline: bool | None = Field(default=None, description=_BORDERLINE)
     size_warning: str | None = Field(default=None, description=_SIZE_WARNING)
     threshold: float
@@ -168,6 +179,8 @@ class BatchItem(BaseModel):
     in_distribution: bool | None = Field(default=None, description=_IN_DISTRIBUTION + "; null for failed files")
     ood_reason: str | None = Field(default=None, description=_OOD_REASON)
     refused_by: str | None = Field(default=None, description=_REFUSED_BY)
+    refusal_kind: RefusalKind | None = Field(default=None, description=_REFUSAL_KIND)
+    refusal_cause: str | None = Field(default=None, description=_REFUSAL_CAUSE)
     borderline: bool | None = Field(default=None, description=_BORDERLINE + "; null for failed files")
     size_warning: str | None = Field(default=None, description=_SIZE_WARNING)
     error: str | None = None

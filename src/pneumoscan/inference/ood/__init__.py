@@ -85,18 +85,22 @@ from pneumoscan.inference.ood.fit import fit_guard
 from pneumoscan.inference.ood.gaussian import Gaussian
 from pneumoscan.inference.ood.guard import (
     GUARD_FORMAT,
+    REFUSAL_KINDS,
     OODGuard,
     OODResult,
     grey_levels_reason,
     guard_path,
     is_guard_file,
     load_guard,
+    refusal_cause,
+    refusal_kind,
     two_tone_reason,
 )
 
 __all__ = [
-    "BLANK_SPREAD", "COLOUR_REFERENCE", "GUARD_FORMAT", "MAX_GREY_LEVELS", "TWO_TONE_BAND", "TWO_TONE_MAX_PIXELS",
-    "TWO_TONE_SHARE", "UPSIDE_DOWN_GAIN", "Gaussian", "OODGuard", "OODResult", "colourfulness", "colourfulness_of",
-    "final_linear", "fit_guard", "forward_with_features", "grey_levels_reason", "guard_path", "image_statistics",
-    "is_guard_file", "load_guard", "two_tone_reason", "two_tone_share", "two_tone_share_of",
+    "BLANK_SPREAD", "COLOUR_REFERENCE", "GUARD_FORMAT", "MAX_GREY_LEVELS", "REFUSAL_KINDS", "TWO_TONE_BAND",
+    "TWO_TONE_MAX_PIXELS", "TWO_TONE_SHARE", "UPSIDE_DOWN_GAIN", "Gaussian", "OODGuard", "OODResult", "colourfulness",
+    "colourfulness_of", "final_linear", "fit_guard", "forward_with_features", "grey_levels_reason", "guard_path",
+    "image_statistics", "is_guard_file", "load_guard", "refusal_cause", "refusal_kind", "two_tone_reason",
+    "two_tone_share", "two_tone_share_of",
 ]

@@ -43,7 +43,25 @@ REASONS = {
 }
 BLANK_REASON = "blank or nearly constant image"
 _UPSIDE_DOWN = "the image looks upside down; rotate it and send it again"
-_NOT_A_RADIOGRAPH = ("blank", "colour")  # cues that no radiograph was sent: only these say "not a chest X-ray"
+# What a refusal means, by its cause (`refused_by`): no radiograph was sent ("not a chest X-ray", only these say it);
+# a chest X-ray the model cannot read as sent (what to send instead); or unlike the training X-rays, as a few real
+# chest X-rays are (read it without the model). The service sends it with each refusal (`refusal_kind`).
+REFUSAL_KINDS = {"blank": "not_a_chest_xray", "colour": "not_a_chest_xray", "grey_levels": "as_sent",
+                 "two_tone": "as_sent", "upside_down": "as_sent", "image": "unlike", "features": "unlike"}
+NOT_A_CHEST_XRAY = "not a chest X-ray: "  # what the message of a refusal of kind not_a_chest_xray starts with
+
+
+def refusal_kind(refused_by: str | None) -> str | None:
+    """What a refusal by `refused_by` means (`REFUSAL_KINDS`); None for no refusal."""
+    return None if refused_by is None else REFUSAL_KINDS.get(refused_by, "unlike")
+
+
+def refusal_cause(message: str | None, refused_by: str | None) -> str | None:
+    """A refusal's message (`OODResult.message`) less the "not a chest X-ray: " its kind puts first: what the guard
+    found, for a reader who is told the kind apart."""
+    if message is None or refusal_kind(refused_by) != "not_a_chest_xray":
+        return message
+    return message.removeprefix(NOT_A_CHEST_XRAY)
 
 
 @dataclass(frozen=True)
@@ -63,7 +81,8 @@ class OODResult:
     def message(self) -> str:
         if self.in_distribution:
             return "looks like a chest X-ray"
-        return f"not a chest X-ray: {self.reason}" if self.refused_by in _NOT_A_RADIOGRAPH else str(self.reason)
+        return f"{NOT_A_CHEST_XRAY}{self.reason}" if refusal_kind(self.refused_by) == "not_a_chest_xray" \
+            else str(self.reason)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

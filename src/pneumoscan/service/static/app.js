@@ -255,21 +255,6 @@ function showPreview(file) {
   img.src = previewUrl;
 }
 
-const OOD_PREFIX = "not a chest X-ray: ";
-const UNLIKE_PREFIX = "unlike the chest X-rays";
-// The service's refused_by: no radiograph was sent, or a chest X-ray the model cannot read as sent; the guard's
-// other causes (image, features) only say the film is unlike the training X-rays.
-const NOT_A_RADIOGRAPH = ["blank", "colour"];
-const AS_SENT = ["grey_levels", "two_tone", "upside_down"];
-
-// What kind of refusal: "not-xray", "as-sent" or "unlike"; from refused_by, else (an answer without it) its words.
-function refusalKind(refusedBy, reason) {
-  if (refusedBy) {
-    return NOT_A_RADIOGRAPH.includes(refusedBy) ? "not-xray" : AS_SENT.includes(refusedBy) ? "as-sent" : "unlike";
-  }
-  return reason.startsWith(OOD_PREFIX) ? "not-xray" : reason.startsWith(UNLIKE_PREFIX) ? "unlike" : "as-sent";
-}
-
 // The heatmap toggle: with a heatmap, the clinician's choice; without one, unticked and disabled (a greyed tick read
 // as "heatmap on"), its label, which is the checkbox's accessible name, saying why it is off.
 function setHeatToggle(available) {
@@ -278,20 +263,20 @@ function setHeatToggle(available) {
   toggle.checked = available && heatWanted;
 }
 
-// The guard refused the image: a warning instead of the probability bar and decision. Its reason says the image is
-// not a chest X-ray (a photo, a blank image), what to send instead (a black-and-white or upside-down film), or what
-// makes it unlike the training X-rays (which a few real chest X-rays are too).
+// The guard refused the image: a warning instead of the probability bar and decision. The answer says what the
+// refusal means (refusal_kind: not a chest X-ray, such as a photo or a blank image; a film the model cannot read as
+// sent, such as a black-and-white or upside-down one; or unlike the training X-rays, as a few real chest X-rays are)
+// and what the guard found (refusal_cause): the guard's causes and words are the server's alone.
 function renderRejected(result, name) {
-  const reason = result.ood_reason || `${UNLIKE_PREFIX} this model was trained on`;
-  const kind = refusalKind(result.refused_by, reason);
-  const cause = reason.startsWith(OOD_PREFIX) ? reason.slice(OOD_PREFIX.length) : reason;
-  $("ood-text").textContent = kind === "not-xray"
+  const kind = result.refusal_kind || "unlike";  // none given: the box that has a chest film read without the model
+  const cause = result.refusal_cause || result.ood_reason || "";
+  $("ood-text").textContent = kind === "not_a_chest_xray"
     ? `Not a chest X-ray — no prediction made: ${cause}`
-    : `No prediction made: ${reason}`;
+    : `No prediction made: ${cause}`;
   announce(`Result for ${name}: ${$("ood-text").textContent}`);
-  show($("ood-not-xray"), kind === "not-xray");
+  show($("ood-not-xray"), kind === "not_a_chest_xray");
   show($("ood-unlike"), kind === "unlike");
-  show($("ood-as-sent"), kind === "as-sent");
+  show($("ood-as-sent"), kind === "as_sent");
   show($("ood"), true);
   show($("scores"), false);
   const heat = $("heatmap");
