@@ -5,7 +5,8 @@
 
 Starts the service in a subprocess on a free 127.0.0.1 port (with SERVE OPTIONS, such as --slots 2
 --audit-log FILE), runs --clients threads that each send one image after another (224 px JPEGs from
---images, by default ../shared/data/chest_xray/test, else the bundled sample's) for --seconds (at
+--images, by default the train split, ../shared/data/chest_xray/train, else the bundled sample's train
+folder: timing needs no test film, and the test split is kept for final reports) for --seconds (at
 most 60 by default), then stops the server. Writes
 bench/results/load.json and .md: requests/s, latency p50/p99 (client side, includes the upload),
 errors, and the server's RSS (sampled, and its peak from /proc). Targets: 0 errors,
@@ -30,7 +31,7 @@ from _subprocess import model_or_shipped, src_env
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-IMAGE_DIRS = (ROOT.parent / "shared" / "data" / "chest_xray" / "test", ROOT / "sample" / "chest_xray" / "test")
+IMAGE_DIRS = (ROOT.parent / "shared" / "data" / "chest_xray" / "train", ROOT / "sample" / "chest_xray" / "train")
 TARGETS = {"errors": 0, "p99_ms": 500.0, "server_rss_mb": 600.0}
 HOST = "127.0.0.1"  # loopback only
 
@@ -141,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
     parser.add_argument("--backend", default="auto", choices=["torch", "onnx", "auto"])
     parser.add_argument("--images", type=Path,
-                        help="folder of the JPEGs to send, searched recursively (default: ../shared/data/chest_xray/"
-                             "test, else sample/chest_xray/test); sample/chest_xray/train keeps to train films")
+                        help="folder of the JPEGs to send, searched recursively (default: the train split, "
+                             "../shared/data/chest_xray/train, else sample/chest_xray/train)")
     parser.add_argument("--out", default=str(RESULTS), help="results folder (default: %(default)s)")
     parser.add_argument("serve_options", nargs="*", help="more `pneumoscan serve` options, after --")
     return parser
