@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -52,11 +53,16 @@ def import_profile(target: Path) -> tuple[bool, float | None]:
     return bool(torch), (torch[0] / 1e6 if torch else None)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--label", required=True, help="the row's name, such as before or after")
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for films, target in ((1, ONE), (50, fifty(Path(tmp)))):
@@ -67,7 +73,7 @@ def main() -> None:
                          "wall s (best)": min(r[0] for r in runs),
                          "peak RSS MB (median)": round(statistics.median(r[1] for r in runs)),
                          "torch imported": torch, "import s (importtime, torch)": import_s})
-    command = f"PYTHONPATH=src:bench .venv/bin/python bench/predict_startup.py --label {args.label}"
+    command = "PYTHONPATH=src:bench .venv/bin/python bench/predict_startup.py " + shlex.join(sys.argv[1:])
     try:
         rows, sources = carry_over("predict_startup", rows, "label", command)
     except FileNotFoundError:

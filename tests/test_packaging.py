@@ -58,7 +58,7 @@ def test_the_wheel_holds_every_module_and_the_files_read_at_run_time(wheel: Path
     src = ROOT / "src"
     expected = {path.relative_to(src).as_posix() for path in (src / "pneumoscan").rglob("*")
                 if path.is_file() and "__pycache__" not in path.parts}
-    assert {"pneumoscan/py.typed", "pneumoscan/weights/default.safetensors",
+    assert {"pneumoscan/py.typed", "pneumoscan/weights/default.safetensors", "pneumoscan/weights/default.onnx",
             "pneumoscan/weights/default.ood.safetensors", "pneumoscan/service/static/index.html"} <= expected
     assert sorted(expected - names) == []
     films = {name for name in names if name.startswith("pneumoscan/sample/chest_xray/")}
@@ -66,6 +66,13 @@ def test_the_wheel_holds_every_module_and_the_files_read_at_run_time(wheel: Path
                for path in (ROOT / "sample" / "chest_xray").rglob("*.jpeg")}
     assert len(tracked) == 260 and films == tracked
     assert "pneumoscan/sample/README.md" in names  # the sample's licence (CC BY 4.0) and source
+
+
+def test_the_shipped_model_files_stay_well_under_25_mb(wheel: Path) -> None:
+    """The default model, its ONNX export and its guard (about 11.4 MB together); a wheel of hundreds of MB would be
+    refused by package indexes and slow every install."""
+    weights = [info for info in zipfile.ZipFile(wheel).infolist() if info.filename.startswith("pneumoscan/weights/")]
+    assert sum(info.file_size for info in weights) < 25e6
 
 
 def test_the_wheel_holds_the_model_card_as_it_is_at_the_top_and_nothing_else_of_the_top(wheel: Path) -> None:

@@ -24,6 +24,38 @@ def test_default_model_is_shipped_and_self_describing() -> None:
     assert meta.test_metrics and meta.val_metrics and meta.val_scores["labels"]
 
 
+def test_shipped_onnx_export_is_of_the_shipped_weights_and_agrees_with_pytorch() -> None:
+    """weights/default.onnx spares every command the in-memory export of the default model (0.3-0.5 s) and, with it,
+    the PyTorch import: it must be the export of these very weights (a retrained or re-thresholded default with a
+    stale export fails here; regenerate it with the command in docs/service.md) and score sample films as PyTorch
+    does, within the export check's tolerance."""
+    import numpy as np
+
+    from pneumoscan.artifact import file_sha256, load_artifact
+    from pneumoscan.data.preprocess import load_image
+    from pneumoscan.export.onnx import check_onnx, read_onnx_metadata
+
+    path = default_model_path()
+    onnx_path = path.with_suffix(".onnx")
+    assert onnx_path.is_file(), "src/pneumoscan/weights/default.onnx is missing"
+    metadata = read_onnx_metadata(onnx_path)
+    assert metadata["artifact_sha256"] == file_sha256(path), (
+        "weights/default.onnx is not the export of weights/default.safetensors: regenerate it with `pneumoscan export "
+        "--out src/pneumoscan/weights/default.onnx --images sample/chest_xray/train`")
+    assert metadata["artifact_meta"] == read_meta(path).to_json()
+    model, meta = load_artifact(path, "cpu")
+    films = [f for c in ("NORMAL", "PNEUMONIA") for f in sorted((ROOT / "sample/chest_xray/train" / c).glob("*"))[:3]]
+    images = np.stack([load_image(f, meta.image_size) for f in films])
+    assert check_onnx(onnx_path.read_bytes(), model, meta, images) <= 1e-4
+
+
+def test_the_default_model_runs_on_its_shipped_export_not_one_made_in_memory() -> None:
+    from pneumoscan.inference.predictor import Predictor
+
+    predictor = Predictor(backend="onnx", guard=False)
+    assert predictor.onnx.source == str(default_model_path().with_suffix(".onnx"))
+
+
 def test_shipped_threshold_sits_in_a_gap_of_its_validation_scores_and_keeps_the_target() -> None:
     """It was the exact score of one validation film, which ONNX Runtime (the default backend) put ~1e-7 below it:
     validation recall 0.9485 there, under the 0.95 the card states."""
