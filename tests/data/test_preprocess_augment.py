@@ -57,6 +57,20 @@ def test_preprocessing_with_equalize_is_pils_equalize_then_the_formula() -> None
     assert not torch.equal(Preprocessing(0.48, 0.23)(batch), expected)
 
 
+@pytest.mark.parametrize("equalize,crop", [(False, False), (True, False), (False, True), (True, True)])
+def test_preprocessing_without_torch_gives_the_very_bits_of_the_torch_path(equalize: bool, crop: bool) -> None:
+    """ONNX Runtime's input is made in numpy (the ONNX backend runs without torch): every uint8 value, for any mean
+    and std, must standardise to the float32 the torch path gives, or the backends' P would drift apart."""
+    rng = np.random.default_rng(2)
+    every_value = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    films = rng.integers(0, 256, (2, 16, 16), dtype=np.uint8)
+    for mean, std in [(0.48, 0.23), (0.0, 1.0), *rng.uniform(0.01, 1.0, (20, 2))]:
+        preprocessing = Preprocessing(float(mean), float(std), equalize, crop)
+        for batch in (every_value, films, films[:, None]):
+            got, expected = preprocessing.numpy(batch), preprocessing(batch).numpy()
+            assert got.dtype == np.float32 and np.array_equal(got.view(np.int32), expected.view(np.int32))
+
+
 def test_preprocessing_is_a_frozen_value() -> None:
     preprocessing = Preprocessing(0.5, 0.25, equalize=True)
     assert preprocessing == Preprocessing(0.5, 0.25, True) != Preprocessing(0.5, 0.25)

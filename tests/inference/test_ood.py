@@ -454,6 +454,46 @@ def test_forward_with_features_matches_predict_logits(name: str, equalize: bool,
     assert not any(m._forward_pre_hooks for m in model.modules())  # the hook is removed again
 
 
+def torch_image_statistics(images: np.ndarray) -> np.ndarray:
+    """The image statistics as PyTorch computed them when the shipped guard was fitted (float32 throughout)."""
+    x = torch.from_numpy(np.array(images, dtype=np.uint8)).float().div_(255.0)
+    n = x.shape[0]
+    flat = x.reshape(n, -1)
+    mean, std = flat.mean(1), flat.std(1, correction=0)
+    soft = std + 0.02
+    z = (x - mean[:, None, None]) / soft[:, None, None]
+    zf = z.reshape(n, -1)
+    bins = (flat * 31.999).long() + 32 * torch.arange(n)[:, None]
+    hist = torch.bincount(bins.reshape(-1), minlength=32 * n).reshape(n, 32).float() / flat.shape[1]
+    entropy = -(hist * torch.log(hist.clamp_min(1e-12))).sum(1) / np.log(32)
+    grad = 0.5 * ((x[:, :, 1:] - x[:, :, :-1]).abs().mean((1, 2)) + (x[:, 1:] - x[:, :-1]).abs().mean((1, 2)))
+    blur = torch.nn.functional.avg_pool2d(x[:, None], 3, 1, 1, count_include_pad=False)[:, 0]
+    fine = (x - blur).abs().mean((1, 2))
+    mirror = (z * z.flip(2)).mean((1, 2)) / (zf.pow(2).mean(1) + 1e-6)
+    layout = torch.nn.functional.adaptive_avg_pool2d(z[:, None], 8).reshape(n, -1)
+    stats = torch.stack([
+        mean, torch.log(soft), (flat < 0.04).float().mean(1).sqrt(), (flat > 0.96).float().mean(1).sqrt(), entropy,
+        torch.log(grad + 1e-3), torch.log(grad / soft + 1e-3), torch.log(fine / soft + 1e-3), mirror,
+        zf.pow(3).mean(1).clamp(-20, 20), torch.log(zf.pow(4).mean(1) + 1e-3),
+    ], 1)
+    return torch.cat([stats, layout], 1).double().numpy()
+
+
+@pytest.mark.parametrize("shape", [(3, 224, 224), (2, 100, 100), (2, 37, 53), (1, 8, 8)])
+def test_image_statistics_in_numpy_are_those_pytorch_computed(shape: tuple[int, int, int], sample_dir: Path) -> None:
+    """The guard's image statistics are computed in numpy (the ONNX backend runs without torch); the shipped guard
+    was fitted on PyTorch's, so they must agree to float32 rounding: films, noise, blank and odd-sized images (the
+    8x8 layout of a side that 8 does not divide)."""
+    rng = np.random.default_rng(0)
+    films = [load_image(f, shape[1]) for f in sorted((sample_dir / "train").rglob("*.jpeg"))[:shape[0]]]
+    cases = [rng.integers(0, 256, shape, dtype=np.uint8), np.zeros(shape, np.uint8), np.full(shape, 255, np.uint8)]
+    if shape[1] == shape[2]:
+        cases.append(np.stack(films))
+    for images in cases:
+        np.testing.assert_allclose(cues.image_statistics(images), torch_image_statistics(images), rtol=1e-5,
+                                   atol=2e-6)
+
+
 def test_colourfulness_of_raw_files() -> None:
     gray = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
     assert colourfulness(encode(Image.fromarray(gray), "JPEG")) == 0.0

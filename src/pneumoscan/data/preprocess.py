@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from pneumoscan.data.decode import (
@@ -15,6 +15,9 @@ from pneumoscan.data.decode import (
     read_grayscale_and_rgb,
     same_draft,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 # Bump when decoding or resizing changes: it invalidates every image cache. 2: DICOM Presentation LUT Shape INVERSE,
 # pixel padding, 8-bit VOI and 12-bit Modality LUTs, signed LUT starts; colour DICOMs' colourfulness. 3: DICOM
@@ -99,6 +102,8 @@ def load_image_and_original(
 
 def to_unit(batch: torch.Tensor | np.ndarray) -> torch.Tensor:
     """uint8 images (N, H, W) or (N, 1, H, W) in 0..255 -> float32 (N, 1, H, W) in 0..1."""
+    import torch
+
     tensor = torch.from_numpy(np.array(batch, dtype=np.uint8)) if isinstance(batch, np.ndarray) else batch
     if tensor.ndim == 3:
         tensor = tensor.unsqueeze(1)
@@ -130,6 +135,16 @@ class Preprocessing:
         if self.equalize or self.crop:
             batch = prepare_pixels(np.asarray(batch), equalize=self.equalize, crop=self.crop)
         return (to_unit(batch) - self.mean) / self.std
+
+    def numpy(self, batch: np.ndarray) -> np.ndarray:
+        """`self(batch)` as a numpy array, computed without torch (ONNX Runtime's input): the same float32
+        operations in the same order, so the very same bits."""
+        pixels = np.array(batch, dtype=np.uint8)
+        if self.equalize or self.crop:
+            pixels = prepare_pixels(pixels, equalize=self.equalize, crop=self.crop)
+        if pixels.ndim == 3:
+            pixels = pixels[:, None]
+        return (pixels.astype(np.float32) / np.float32(255.0) - np.float32(self.mean)) / np.float32(self.std)
 
 
 EQUALIZE_CHUNK = 256  # images per step: the int64 index arrays stay near 8 bytes x 256 x H x W
