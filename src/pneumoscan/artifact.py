@@ -7,15 +7,15 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable
 
 from pneumoscan import CLASS_NAMES, __version__
 from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import InputError, ModelConfigError, PluginVersionWarning, UnknownModelError, first_line, warn
-from pneumoscan.models.registry import create_model, require_registered, version_change
+
+if TYPE_CHECKING:  # torch is imported where weights are loaded or saved: reading a header needs none of it
+    import torch
+    from torch import nn
 
 ARTIFACT_NAME = "model.safetensors"
 # the best epoch's weights so far, kept by `train` beside its checkpoint: an artifact whose threshold is not chosen yet
@@ -248,8 +248,8 @@ def read_meta(path: str | os.PathLike) -> ArtifactMeta:
     """Only the metadata of an artifact (no weights loaded)."""
     from safetensors import safe_open
 
-    try:
-        with safe_open(str(path), framework="pt") as handle:
+    try:  # numpy: the header alone, without importing torch (framework="pt" does)
+        with safe_open(str(path), framework="numpy") as handle:
             header = (handle.metadata() or {}).get(_META_KEY)
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise InputError(f"{path}: not a pneumoscan model file ({err}); pass a model.safetensors written by pneumoscan") from None
@@ -270,6 +270,7 @@ def load_artifact(path: str | os.PathLike | None,
     from safetensors.torch import load_file
 
     from pneumoscan.inference.batch import device_for
+    from pneumoscan.models.registry import create_model, require_registered, version_change
 
     path = resolve_model_path(path)
     meta = read_meta(path)

@@ -156,3 +156,44 @@ def test_an_export_that_normalises_otherwise_than_its_model_is_not_used(tiny_run
         Predictor(run, backend="onnx", onnx_path=run / "model.onnx")
     rebuilt = Predictor(run, backend="onnx")  # the sibling is not used: an export is made in memory
     assert rebuilt.onnx is not None and rebuilt.onnx.source == "<in-memory ONNX>"
+
+
+def test_auto_asks_torch_about_cuda_only_where_a_gpu_could_be(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Importing torch to ask took 1.5 s of a 2.4 s `predict`: on Linux without a GPU's device files CUDA cannot be
+    usable, so auto picks onnx without it; with one, and on other systems, torch is asked (a GPU keeps PyTorch)."""
+    import sys
+
+    from pneumoscan.inference import onnx_backend
+
+    asked: list[bool] = []
+    monkeypatch.setattr(onnx_backend, "torch_cuda_available", lambda: asked.append(True) or True)
+    monkeypatch.delitem(sys.modules, "torch")  # as in a process that has not imported it
+    monkeypatch.setattr(onnx_backend.sys, "platform", "linux")
+    device = tmp_path / "nvidia0"
+    monkeypatch.setattr(onnx_backend, "GPU_DEVICE_FILES", (str(device),))
+    assert onnx_backend.resolve_backend("auto") == "onnx" and asked == []
+    device.touch()
+    assert onnx_backend.resolve_backend("auto") == "torch" and asked == [True]
+    device.unlink()
+    monkeypatch.setattr(onnx_backend.sys, "platform", "win32")
+    assert onnx_backend.resolve_backend("auto") == "torch" and asked == [True, True]
+
+
+def test_an_export_on_file_serves_without_loading_the_torch_model(tiny_run: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The torch model is loaded when first used (explain, the torch backend), not to predict on the export."""
+    from pneumoscan.inference import predictor as predictor_module
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_run / "model.safetensors", run / "model.safetensors")
+    export_artifact(run, run / "model.onnx")
+    loaded: list[Path] = []
+    monkeypatch.setattr(predictor_module, "load_artifact", lambda path: loaded.append(path) or load_artifact(path))
+    predictor = Predictor(run, backend="onnx")
+    images = np.stack([np.full((32, 32), v, np.uint8) for v in (0, 90, 200)])
+    probs = predictor.predict_images(images)
+    assert loaded == [] and predictor.onnx is not None and predictor.onnx.source == str(run / "model.onnx")
+    model = predictor.model
+    assert loaded == [run / "model.safetensors"] and predictor.model is model
+    assert np.allclose(Predictor(run, backend="torch").predict_images(images), probs, atol=1e-4)

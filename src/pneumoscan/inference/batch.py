@@ -1,38 +1,47 @@
-"""Run a torch model over preprocessed uint8 images in batches."""
+"""Run a torch model over preprocessed uint8 images in batches (torch is imported by the functions that use it:
+`sigmoid` serves the ONNX backend, which runs without it)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torch import nn
 
 from pneumoscan.data.preprocess import Preprocessing
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 def device_for(preferred: str | None = None) -> torch.device:
     """CUDA when present (or when asked), else CPU. On CUDA, convolutions are computed in full float32: with cuDNN's
     default TF32 (inputs rounded to 10 mantissa bits) a GPU's scores, the stored validation scores and threshold of a
     run trained there among them, would differ from the CPU's and ONNX Runtime's by far more than float32 rounding."""
+    import torch
+
     device = torch.device(preferred or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda":
         torch.backends.cudnn.allow_tf32 = False
     return device
 
 
-@torch.inference_mode()
 def predict_logits(
     model: nn.Module, images: np.ndarray, preprocessing: Preprocessing, *, batch_size: int = 128, tta: bool = False,
 ) -> np.ndarray:
     """Logits for uint8 images (N, S, S) preprocessed as the model was trained (`meta.preprocessing`);
     with `tta`, the mean logit of the image and its mirror."""
+    import torch
+
     model.eval()
     device = next(model.parameters()).device
     out = np.empty(len(images), dtype=np.float32)
-    for start in range(0, len(images), batch_size):
-        x = preprocessing(np.asarray(images[start : start + batch_size])).to(device)
-        logits = model(x)
-        if tta:
-            logits = (logits + model(torch.flip(x, dims=[3]))) / 2
-        out[start : start + len(x)] = logits.float().cpu().numpy()
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            x = preprocessing(np.asarray(images[start : start + batch_size])).to(device)
+            logits = model(x)
+            if tta:
+                logits = (logits + model(torch.flip(x, dims=[3]))) / 2
+            out[start : start + len(x)] = logits.float().cpu().numpy()
     return out
 
 

@@ -1,41 +1,62 @@
 """ONNX Runtime inference: a CPU session over a pneumoscan ONNX export, normalising like PyTorch."""
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from torch import nn
 
 from pneumoscan.artifact import ArtifactMeta
 from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import InputError
 from pneumoscan.inference.batch import sigmoid
 
+if TYPE_CHECKING:  # a session over an export on file runs without torch (its import takes 1.5 s)
+    from torch import nn
+
 _ORT_HINT = "pip install onnxruntime"
 BACKENDS = ("torch", "onnx", "auto")
+# What a GPU that torch.cuda can use shows on Linux: NVIDIA's driver, AMD's ROCm (torch.cuda runs on it too), WSL2's
+# GPU bridge. Without any of them torch.cuda.is_available() is False, so it is not imported to ask.
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/kfd", "/dev/dxg")
 
 
 def onnxruntime_available() -> bool:
-    """True when onnxruntime (and onnx, needed to export on the fly) import."""
+    """True when onnxruntime imports and onnx (needed to export on the fly, imported only then) is installed."""
     try:
-        import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
         return False
-    return True
+    return importlib.util.find_spec("onnx") is not None
+
+
+def cuda_available() -> bool:
+    """`torch.cuda.is_available()`, without importing torch on a Linux machine that shows no GPU
+    (`GPU_DEVICE_FILES`); torch is asked when one is shown, on other systems, and once torch is imported anyway."""
+    if "torch" not in sys.modules and sys.platform.startswith("linux") \
+            and not any(os.path.exists(path) for path in GPU_DEVICE_FILES):
+        return False
+    return torch_cuda_available()
+
+
+def torch_cuda_available() -> bool:
+    """What torch says: whether it can use a CUDA (or ROCm) GPU."""
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def resolve_backend(backend: str) -> str:
     """'torch' or 'onnx' for a requested backend; 'auto' picks PyTorch when CUDA is present (ONNX Runtime runs on the
     CPU here), else onnx when onnxruntime imports."""
-    import torch
-
     if backend not in BACKENDS:
         raise InputError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if backend == "auto":
-        return "onnx" if onnxruntime_available() and not torch.cuda.is_available() else "torch"
+        return "onnx" if onnxruntime_available() and not cuda_available() else "torch"
     if backend == "onnx" and not onnxruntime_available():
         raise InputError(f"backend 'onnx' needs onnx and onnxruntime; {_ORT_HINT} onnx, or use --backend torch")
     return backend
@@ -145,7 +166,7 @@ class OnnxBackend:
         probs = np.empty(len(images), dtype=np.float32 if self._logit_index is None else np.float64)
         features: list[np.ndarray] = []
         for start in range(0, len(images), batch_size):
-            x = self.preprocessing(images[start : start + batch_size]).numpy()
+            x = self.preprocessing.numpy(images[start : start + batch_size])
             outputs = self.session.run(None, {self.input_name: x})
             if self._logit_index is None:
                 probs[start : start + len(x)] = outputs[0].reshape(-1)
@@ -165,14 +186,21 @@ def preprocessing_difference(export: Preprocessing, model: Preprocessing) -> str
 
 def open_for_artifact(artifact_path: str | os.PathLike, model: nn.Module, meta: ArtifactMeta,
                       onnx_path: str | os.PathLike | None = None, *, threads: int | None = None) -> OnnxBackend:
-    """An ONNX session for a loaded artifact.
+    """An ONNX session for a loaded artifact: its export on file (`export_on_file`), else one made in memory from
+    `model` and checked against it (`export_in_memory`)."""
+    backend = export_on_file(artifact_path, meta, onnx_path, threads=threads)
+    return backend if backend is not None else export_in_memory(artifact_path, model, meta, threads=threads)
+
+
+def export_on_file(artifact_path: str | os.PathLike, meta: ArtifactMeta, onnx_path: str | os.PathLike | None = None,
+                   *, threads: int | None = None) -> OnnxBackend | None:
+    """The session of an artifact's export on file, opened without torch, or None when there is none.
 
     `onnx_path` given: load it (it must come from this artifact and normalise its input as the artifact says).
-    Otherwise use `<artifact>.onnx` next to the artifact when it was exported from the very same file and
-    normalises likewise, else export in memory.
+    Otherwise use `<artifact>.onnx` next to the artifact when it was exported from the very same file (the sha256 in
+    its metadata) and normalises likewise; None else (an export is then made in memory).
     """
     from pneumoscan.artifact import file_sha256
-    from pneumoscan.export.onnx import check_images, check_onnx, export_onnx_bytes
 
     digest = file_sha256(artifact_path)
     sibling = Path(artifact_path).with_suffix(".onnx")
@@ -196,7 +224,17 @@ def open_for_artifact(artifact_path: str | os.PathLike, model: nn.Module, meta: 
         if backend is not None and backend.metadata.get("artifact_sha256") == digest \
                 and not preprocessing_difference(backend.preprocessing, meta.preprocessing):
             return backend
-    data = export_onnx_bytes(model, meta, artifact_sha256=digest)
+    return None
+
+
+def export_in_memory(artifact_path: str | os.PathLike, model: nn.Module, meta: ArtifactMeta, *,
+                     threads: int | None = None) -> OnnxBackend:
+    """A session over `model` exported in memory, once it passed its check against PyTorch (ExportError when it
+    cannot be exported or fails the check)."""
+    from pneumoscan.artifact import file_sha256
+    from pneumoscan.export.onnx import check_images, check_onnx, export_onnx_bytes
+
+    data = export_onnx_bytes(model, meta, artifact_sha256=file_sha256(artifact_path))
     images, _ = check_images(meta.image_size, limit=4)
     check_onnx(data, model, meta, images)
     return OnnxBackend(data, threads=threads)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -13,7 +14,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from pneumoscan.artifact import ArtifactMeta, load_artifact, resolve_model_path
+from pneumoscan.artifact import ArtifactMeta, load_artifact, read_meta, resolve_model_path
 from pneumoscan.data.decode import read_file, read_grayscale_and_rgb, size_warning, stored_size, thumbnail_warning
 from pneumoscan.data.file_cues import NOT_DECODED
 from pneumoscan.data.layout import IMAGE_EXTENSIONS, image_files
@@ -201,10 +202,12 @@ def encoded_png(image: Any) -> tuple[bytes, str]:
 class Predictor:
     """A loaded model plus its operating point; the same object serves the CLI and the web service.
 
-    `backend` defaults to "auto", as every command does: ONNX Runtime on the CPU when it is installed (the model
-    exported in memory and checked against PyTorch: 0.6-0.9 s), PyTorch on a CUDA GPU or without onnxruntime. So a
-    notebook gets the CLI's very numbers; "torch" differs from them by up to about 5e-7 in P (float rounding; for the
-    shipped model on 400 train films, bench/results/predictor_default.md), and was slower per image there."""
+    `backend` defaults to "auto", as every command does: ONNX Runtime on the CPU when it is installed (the model's
+    own export beside it when made from the very same file, as the shipped model has, opened without importing
+    torch; else the model exported in memory and checked against PyTorch: 0.6-0.9 s), PyTorch on a CUDA GPU or
+    without onnxruntime. So a notebook gets the CLI's very numbers; "torch" differs from them by up to about 5e-7 in
+    P (float rounding; for the shipped model on 400 train films, bench/results/predictor_default.md), and was slower
+    per image there. `model`, the torch model, is loaded when first used (at once unless the export on file serves)."""
 
     def __init__(
         self,
@@ -218,17 +221,25 @@ class Predictor:
         onnx_path: str | os.PathLike | None = None,
         guard: bool = True,
     ) -> None:
-        from pneumoscan.inference.onnx_backend import resolve_backend
+        from pneumoscan.inference.onnx_backend import export_on_file, resolve_backend
 
         self.path = resolve_model_path(model)
-        self.model, self.meta = load_artifact(self.path)
+        self.meta = read_meta(self.path)
+        self._model: Any = None
+        self._model_lock = threading.Lock()
+        # backend: "torch", "onnx" or "auto" (see resolve_backend; an `onnx_path` asks for onnx); `onnx_path` is an
+        # export of this artifact to use, else one is built in memory. `self.model` stays the torch model either way.
+        self.backend = resolve_backend("onnx" if backend == "auto" and onnx_path is not None else backend)
+        # An export on file serves without the torch model. A plugin's model is loaded as before (its package must
+        # be installed), and so is every model without an export on file: its load errors come first.
+        served = self.backend == "onnx" and not self.meta.model_sources
+        exported = export_on_file(self.path, self.meta, onnx_path) if served else None
+        if exported is None:
+            self._load_model()
         try:  # every probability is read against it (the service reports it with each): checked before any is made
             model_prior(self.meta)
         except InputError as err:
             raise InputError(f"{self.path}: {err}") from None
-        # backend: "torch", "onnx" or "auto" (see resolve_backend; an `onnx_path` asks for onnx); `onnx_path` is an
-        # export of this artifact to use, else one is built in memory. `self.model` stays the torch model either way.
-        self.backend = resolve_backend("onnx" if backend == "auto" and onnx_path is not None else backend)
         if onnx_path is not None and self.backend != "onnx":
             raise InputError(f"--onnx {onnx_path}: only the onnx backend uses it; drop --onnx or pass --backend onnx")
         self.batch_size = batch_size
@@ -244,8 +255,22 @@ class Predictor:
             self._threshold_for_recall(target_recall) if target_recall is not None else self.meta.threshold)
         # A recall-based threshold does not depend on prevalence, so it moves with the probabilities.
         self.threshold = float(self._adjust(np.array([raw]))[0]) if threshold is None else float(raw)
-        self.onnx = self._open_onnx(onnx_path, fallback=backend == "auto") if self.backend == "onnx" else None
+        self.onnx = exported if exported is not None else (
+            self._open_onnx(onnx_path, fallback=backend == "auto") if self.backend == "onnx" else None)
         self.guard = load_guard(self.path, self.meta) if guard else None
+
+    @property
+    def model(self) -> Any:
+        """The torch model (nn.Module), loaded on first use when the ONNX export on file served without it."""
+        if self._model is None:
+            self._load_model()
+        return self._model
+
+    def _load_model(self) -> None:
+        """Load the torch model once (threads of the service may ask at the same time)."""
+        with self._model_lock:
+            if self._model is None:
+                self._model, _ = load_artifact(self.path)
 
     def _open_onnx(self, onnx_path: str | os.PathLike | None, *, fallback: bool) -> Any:
         """The ONNX Runtime session; with `fallback` (--backend auto), a model that cannot be exported (a plugin's),

@@ -60,6 +60,8 @@ class Engine:
                                    target_recall=settings.target_recall, prevalence=settings.prevalence,
                                    onnx_path=settings.onnx_path)
         _ = self.predictor.threshold_ci95  # computed now, not on the first upload
+        # loaded now, not on the first GET /model or heatmap (which need it for Grad-CAM): importing torch takes 1.5 s
+        _ = self.predictor.model
         self.model_sha256 = file_sha256(self.predictor.path)
         shipped = default_model_path()
         self.shipped = shipped.is_file() and file_sha256(shipped) == self.model_sha256

@@ -6,10 +6,9 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from torch import nn
 
 from pneumoscan.artifact import (
     ArtifactMeta, file_sha256, is_finite_number, is_pixel_count, read_meta, resolve_model_path,
@@ -30,6 +29,9 @@ from pneumoscan.inference.ood.gaussian import Gaussian
 from pneumoscan.outputs import atomic_write, os_error_of
 
 GUARD_FORMAT = 1
+if TYPE_CHECKING:
+    from torch import nn
+
 _META_KEY = "pneumoscan_ood"
 _READ_WITHOUT = "if it is a frontal pediatric chest X-ray, read it without the model"
 # The score's signals are quantile limits fitted on the training X-rays, so they also refuse a few real chest X-rays
