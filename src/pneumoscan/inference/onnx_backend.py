@@ -20,9 +20,11 @@ if TYPE_CHECKING:  # a session over an export on file runs without torch (its im
 
 _ORT_HINT = "pip install onnxruntime"
 BACKENDS = ("torch", "onnx", "auto")
-# What a GPU that torch.cuda can use shows on Linux: NVIDIA's driver, AMD's ROCm (torch.cuda runs on it too), WSL2's
-# GPU bridge. Without any of them torch.cuda.is_available() is False, so it is not imported to ask.
-GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/kfd", "/dev/dxg")
+# What a GPU that torch.cuda can use shows on Linux: NVIDIA's driver, a Jetson's integrated GPU, AMD's ROCm
+# (torch.cuda runs on it too), WSL2's GPU bridge. Without any of them torch.cuda.is_available() is False, so torch
+# is not imported to ask.
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/nvhost-ctrl-gpu", "/dev/nvgpu",
+                    "/dev/kfd", "/dev/dxg")
 
 
 def onnxruntime_available() -> bool:
