@@ -532,6 +532,32 @@ def test_resuming_with_another_plugin_version_warns_or_names_both_versions(acme_
                                    f"version (pip install 'acme-models==0.1' to continue as it started)"), err
 
 
+def test_a_run_resumed_with_another_plugin_version_records_both_and_warns_once(acme_run: Path, own_registry: dict,
+                                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Its config.json records the version it continues with, so the next resume does not warn again, and keeps the
+    earlier one with the epochs it trained; the model file says both."""
+    install_acme(own_registry, "0.2")
+    code, err = resume(acme_run, capsys)
+    assert code == 0 and "its checkpoint loads, but the run continues with the installed version" in err, err
+    now = {"acmenet": {**ACME_RECORD["acmenet"], "version": "0.2"}}
+    earlier = [{"until_epoch": 1, "model_sources": ACME_RECORD}]
+    config = json.loads((acme_run / "config.json").read_text())
+    assert (config["model_sources"], config["earlier_model_sources"]) == (now, earlier)
+    meta = read_meta(acme_run / "model.safetensors")
+    assert (meta.model_sources, meta.training["earlier_model_sources"]) == (now, earlier)
+    code, err = main_train(["--out", str(acme_run), "--resume", "--epochs", "3", "--quiet"], capsys)
+    assert code == 0 and "acme-models" not in err, err  # only the longer schedule's warning
+    assert json.loads((acme_run / "config.json").read_text())["earlier_model_sources"] == earlier
+
+
+def main_train(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """`pneumoscan train ARGS`: its exit code and stderr."""
+    from pneumoscan.cli import main
+
+    code = main(["train", *args])
+    return code, capsys.readouterr().err
+
+
 def test_resuming_with_weights_that_do_not_fit_the_model_is_refused_in_one_line(
         acme_run: Path, own_registry: dict, capsys: pytest.CaptureFixture[str]) -> None:
     install_acme(own_registry, "0.1", acme_deeper)  # its code changed, not its version

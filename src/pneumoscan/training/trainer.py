@@ -324,7 +324,8 @@ class Trainer:
 
     def _note_resume(self, state: dict[str, Any]) -> None:
         """Say where a resumed run continues, and record in config.json the --epochs, --data and --cache-dir it
-        continues with (a changed --epochs stretches or shrinks the learning-rate schedule from here on)."""
+        continues with (a changed --epochs stretches or shrinks the learning-rate schedule from here on), and the
+        version of its model's plugin (`_model_sources_update`)."""
         self._say(f"resuming {self.out} after epoch {state['epoch']} (best so far: epoch {state['best_epoch']}, "
                    f"validation AUC {state['best_auc']:.4f})")
         saved = json.loads((self.out / "config.json").read_text())
@@ -337,8 +338,22 @@ class Trainer:
                       f"{self.cfg.epochs}-epoch cosine schedule from epoch {state['epoch'] + 1} on, so the model "
                       f"will differ from one of a run started with --epochs {self.cfg.epochs}")
         now = {k: v for k, v in self.cfg.to_dict().items() if k in RESUME_MAY_CHANGE}
-        if any(saved.get(k) != v for k, v in now.items()):
-            self._write_json("config.json", {**saved, **now})
+        updated = {**saved, **now, **self._model_sources_update(saved, state["epoch"])}
+        if updated != saved:
+            self._write_json("config.json", updated)
+
+    def _model_sources_update(self, saved: dict[str, Any], epoch: int) -> dict[str, Any]:
+        """config.json's record of where the model comes from, for a run resumed after `epoch` with another version of
+        its plugin (which the resume has warned about): `model_sources` as installed now, so a later resume does not
+        warn again, and the record it replaces appended to `earlier_model_sources` as {'until_epoch': E,
+        'model_sources': ...}; {} when the installed model comes from where the run records."""
+        before, now = recorded_model_sources(self.out), model_sources([self.cfg.model])
+        if before.get(self.cfg.model) == now.get(self.cfg.model):
+            return {}
+        earlier = list(saved.get("earlier_model_sources") or [])
+        if before and not (earlier and earlier[-1]["until_epoch"] == epoch):  # else `before` trained no epoch
+            earlier.append({"until_epoch": epoch, "model_sources": before})
+        return {"model_sources": now, **({"earlier_model_sources": earlier} if earlier else {})}
 
     def _resumed_model(self) -> nn.Module:
         """The model built with the options the run started with (config.json's `model_config`; a later version of
@@ -502,7 +517,9 @@ class Trainer:
                                              "model_sources": model_sources([cfg.model]),
                                              **({"init_source": init_source(cfg.init)} if cfg.init else {})})
             self._write_json("split.json", data.split_record)
-        init_from = json.loads((self.out / "config.json").read_text()).get("init_source")  # as recorded at the start
+        recorded = json.loads((self.out / "config.json").read_text())
+        init_from = recorded.get("init_source")  # as recorded at the start
+        earlier_sources = recorded.get("earlier_model_sources")  # the plugin versions of its epochs before a resume
         meta = ArtifactMeta(
             model_name=cfg.model, model_config=self.model_cfg, image_size=self.image_size, mean=mean, std=std,
             target_recall=cfg.target_recall, train_prevalence=n_pos / len(labels), tta=cfg.tta, equalize=cfg.equalize,
@@ -514,7 +531,8 @@ class Trainer:
                       # ... and re-encoded or resized: the same films decoded (see bench/film_fingerprint.py)
                       **film_record([s.path for s in data.train.samples + data.val.samples],
                                     [*data.train.images, *data.val.images], cfg.cache_dir, _film_marks(data)),
-                      **({"init": init_from} if init_from else {})},
+                      **({"init": init_from} if init_from else {}),
+                      **({"earlier_model_sources": earlier_sources} if earlier_sources else {})},
         )
         aug = AugmentConfig(scale=cfg.aug_zoom, aspect=cfg.aug_aspect, sharpness=cfg.aug_sharpness, strength=cfg.augment)
         eval_model = ema if ema is not None else model
