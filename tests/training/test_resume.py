@@ -219,13 +219,18 @@ def test_resuming_a_finished_run_leaves_it_untouched(resume_data: Path, tmp_path
     assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.iterdir() if p.is_file()} == before
 
 
-def test_extending_a_finished_run_says_its_guard_and_export_are_stale(resume_data: Path, tmp_path: Path,
-                                                                      capsys) -> None:
+def test_extending_a_finished_run_says_its_guard_and_export_are_stale_and_reads_its_checkpoint_once(
+        resume_data: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
     run = tmp_path / "run"
     assert main(["train", "--data", str(resume_data), "--out", str(run), *ARGS[:4], "--epochs", "1", "--quiet"]) == 0
     (run / "model.ood.safetensors").write_bytes(b"a guard made for the 1-epoch model")
     capsys.readouterr()
+    read, load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda path, *args, **kw: read.append(Path(path).name) or load(path, *args, **kw))
     assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
+    assert read == [LAST]  # whether the run had finished, and the weights and state it continues from
     out = capsys.readouterr()
     assert "pneumoscan: warning: model.ood.safetensors in" in out.err and "fit-guard --model" in out.err
     assert "model.ood.safetensors" not in out.out

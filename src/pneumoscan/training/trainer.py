@@ -370,11 +370,10 @@ class Trainer:
                 raise
             raise InputError(f"{self.out}: {err}, as {changed[0]}; install {changed[1]} to resume it") from None
 
-    def _resume_weights(self, model: nn.Module, ckpt_path: Path) -> dict[str, Any]:
-        """The checkpoint `ckpt_path`, its weights loaded into `model`; InputError in one line when they do not fit
-        (naming both versions when the model's plugin is another version than the run started with), and a warning
-        when they fit another version."""
-        ckpt = load_checkpoint(ckpt_path)
+    def _resume_weights(self, model: nn.Module, ckpt: dict[str, Any], ckpt_path: Path) -> dict[str, Any]:
+        """`ckpt`, the checkpoint read from `ckpt_path`, its weights loaded into `model`; InputError in one line when
+        they do not fit (naming both versions when the model's plugin is another version than the run started with),
+        and a warning when they fit another version."""
         changed = version_change(recorded_model_sources(self.out))
         try:
             model.load_state_dict(ckpt["model"])
@@ -449,8 +448,9 @@ class Trainer:
         if not resume and (self.out / ARTIFACT_NAME).exists():  # an ensemble, a set-threshold copy, a run without last.pt
             raise InputError(f"{self.out / ARTIFACT_NAME}: a model is already there and has no {LAST_CHECKPOINT} to "
                              f"resume from; choose another --out (training would replace it)")
-        if resume and (self.out / ARTIFACT_NAME).exists():
-            done = load_checkpoint(ckpt_path)["state"]
+        saved_ckpt = load_checkpoint(ckpt_path) if resume else None  # read once, here and for its weights below
+        if saved_ckpt is not None and (self.out / ARTIFACT_NAME).exists():
+            done = saved_ckpt["state"]
             # a model made before the last epochs of a resume with more --epochs is not this run's result
             made_after = read_meta(self.out / ARTIFACT_NAME).training.get("epochs_run", done["epoch"])
             if made_after == done["epoch"] and (done["epoch"] >= cfg.epochs or done["bad_epochs"] >= cfg.patience):
@@ -466,7 +466,8 @@ class Trainer:
         seed_everything(cfg.seed)
         model = self._resumed_model() if resume else create_model(cfg.model, **self.model_cfg)
         check_model_output(model, cfg.model, self.image_size)  # a plugin's model that breaks the contract: one line
-        ckpt = self._resume_weights(model, ckpt_path) if resume else None  # before minutes of decoding
+        # its weights are loaded before minutes of decoding
+        ckpt = None if saved_ckpt is None else self._resume_weights(model, saved_ckpt, ckpt_path)
         # --init is read before the images are decoded, so a wrong file is refused before minutes of work
         pretrained = bool(cfg.init) and not resume and self._load_init(model)
         data = prepare_data(cfg, self.image_size, self.progress)
