@@ -64,6 +64,17 @@ def test_the_copy_keeps_weights_and_records_where_its_threshold_came_from(local,
     assert new.val_metrics == old.val_metrics  # the training validation figures, each at its own threshold
 
 
+def test_the_data_folder_is_scanned_once(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once for both the check that the films are new to the model and their scoring."""
+    from pneumoscan.data import layout
+
+    scanned, discover = [], layout.discover
+    monkeypatch.setattr(layout, "discover", lambda root, *a, **kw: scanned.append(root) or discover(root, *a, **kw))
+    set_threshold(tiny_run, tiny_data, tmp_path / "site", split="test", backend="torch", n_boot=20)
+    assert scanned == [tiny_data]
+
+
 def test_predict_and_target_recall_use_the_local_operating_point(local) -> None:
     assert Predictor(local.out).threshold == local.threshold
     # --target-recall now chooses on the stored local scores

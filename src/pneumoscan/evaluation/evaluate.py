@@ -164,14 +164,15 @@ def check_bootstrap(n_boot: int, seed: int) -> None:
 def evaluate(
     predictor: Predictor, data: str | os.PathLike, split: str | None = None, *, n_boot: int = 1000, seed: int = 0,
     cache_dir: str | os.PathLike | None = None, progress: bool = True, checked_unseen: bool = False,
-    decoded: ImageSet | None = None,
+    decoded: ImageSet | None = None, found: tuple[str, list[Sample]] | None = None,
 ) -> Evaluation:
     """Predict every image of the split (cached decode) and summarise at the predictor's threshold; `progress`: the
     decoding and scoring bars (on a terminal); `checked_unseen`: the caller has refused these films already if any
     was one the model trained or validated on (set-threshold), so they are not fingerprinted again; `decoded`: the
     split's films as the caller decoded them at the model's size (set-threshold's check), scored without a second
-    decode (with the image cache off there is nothing to read them back from)."""
-    split_name, samples = evaluation_samples(data, split)
+    decode (with the image cache off there is nothing to read them back from); `found`: the split's name and films
+    as the caller's `evaluation_samples(data, split)` found them, so the data folder is not scanned again."""
+    split_name, samples = found if found is not None else evaluation_samples(data, split)
     fingerprinted = not checked_unseen and len(training_film_fingerprints(predictor.meta.training)) > 0
     images = decoded if decoded is not None else load_image_set(samples, predictor.size, cache_dir,
                                                                 desc=f"decoding {split_name}", progress=progress,

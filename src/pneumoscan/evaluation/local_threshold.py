@@ -16,7 +16,7 @@ from typing import Any
 from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, default_model_path, save_artifact
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import seen_in_training, training_film_fingerprints
-from pneumoscan.data.layout import IMAGE_SUFFIXES, evaluation_samples
+from pneumoscan.data.layout import IMAGE_SUFFIXES, Sample, evaluation_samples
 from pneumoscan.errors import InputError, warn
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.evaluate import Evaluation, evaluate
@@ -63,13 +63,13 @@ def _check_out(source: Path, out: Path) -> None:
         raise InputError(f"{out}: already exists; choose a new --out or delete the file first")
 
 
-def _check_unseen(meta: ArtifactMeta, data: str | os.PathLike, split: str | None, size: int,
+def _check_unseen(meta: ArtifactMeta, data: str | os.PathLike, found: tuple[str, list[Sample]], size: int,
                   cache_dir: str | os.PathLike | None) -> ImageSet | None:
-    """InputError when `data`'s chosen split is the folder the model was trained on, or holds films it was trained
-    or validated on (copies, or re-encoded or resized; as far as its artifact records them). Returns the films as
-    decoded at the model's `size` for their film fingerprints, for the scoring to take on (None when the artifact
-    records only the files' bytes, so nothing was decoded)."""
-    name, samples = evaluation_samples(data, split)
+    """InputError when `data`'s chosen split (`found`: its name and films) is the folder the model was trained on, or
+    holds films it was trained or validated on (copies, or re-encoded or resized; as far as its artifact records
+    them). Returns the films as decoded at the model's `size` for their film fingerprints, for the scoring to take on
+    (None when the artifact records only the files' bytes, so nothing was decoded)."""
+    name, samples = found
     trained_on = meta.training.get("config", {}).get("data")
     if trained_on and Path(trained_on).resolve() == Path(data).resolve() and name in ("train", "all"):
         raise InputError(f"{data}: {'its ' + name + '/ split' if name == 'train' else 'these images'} trained this model, "
@@ -119,13 +119,14 @@ def set_threshold(
     target = target_recall if target_recall is not None else (meta.target_recall or 0.95)
     path = out_artifact_path(out)
     _check_out(predictor.path, path)
-    decoded = _check_unseen(meta, data, split, predictor.size, cache_dir)
+    found = evaluation_samples(data, split)  # scanned once, for the check and the scoring
+    decoded = _check_unseen(meta, data, found, predictor.size, cache_dir)
     # on a failure (a full disk, Ctrl+C) the model file (refused above if already there) and the folders made for
     # it are removed: nothing is left that was not there before
     with undone_on_failure(path.parent, [path]):
         path.parent.mkdir(parents=True, exist_ok=True)  # a bad --out fails before the scoring, not after
         evaluation = evaluate(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir,
-                              checked_unseen=True, decoded=decoded)  # by _check_unseen above
+                              checked_unseen=True, decoded=decoded, found=found)  # by _check_unseen above
         threshold, interval, after = choose_local_threshold(evaluation, target, n_boot=n_boot, seed=seed)
         labels, probs = evaluation.images.labels, evaluation.probs
         source = {
