@@ -7,14 +7,29 @@ from pathlib import Path
 
 import pytest
 
-from pneumoscan.errors import InputError, MissingImagesWarning, check_at_least_one, warn
+from pneumoscan.errors import (InputError, MissingImagesWarning, check_at_least_one, cli_words, option, speaks_python,
+                             switch, warn, words)
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning
 
 
 def test_a_count_below_one_is_an_input_error_naming_the_flag() -> None:
     with pytest.raises(InputError, match=r"^--n-boot 0: must be at least 1$"):
-        check_at_least_one(0, "--n-boot")
-    check_at_least_one(1, "--n-boot")
+        check_at_least_one(0, "n_boot")
+    with pytest.raises(InputError, match=r"^n_boot=0: must be at least 1$"):
+        speaks_python(check_at_least_one)(0, "n_boot")
+    check_at_least_one(1, "n_boot")
+
+
+def test_options_are_named_as_the_command_line_or_python_takes_them() -> None:
+    def said() -> list[str]:
+        return [option("use_given_val"), option("epochs", 0), option("model", "cnn"), switch("resume"),
+                words("--data DIR", "`data`")]
+
+    assert said() == ["--use-given-val", "--epochs 0", "--model cnn", "--resume", "--data DIR"]
+    assert speaks_python(said)() == ["`use_given_val`", "epochs=0", "model='cnn'", "resume=True", "`data`"]
+    with cli_words():  # the command line's own call of the code a notebook calls too
+        assert speaks_python(said)()[0] == "--use-given-val"
+    assert said()[0] == "--use-given-val"  # and nothing is left switched on
 
 
 def test_a_warning_of_pneumoscan_names_the_callers_line_however_deep_it_was_issued() -> None:

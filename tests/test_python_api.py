@@ -161,17 +161,52 @@ MISTAKES: dict[str, tuple[Callable[[Path, Path, Path], Any], list[str]]] = {
 }
 
 
+# What the Python API says where the command names its flags (`resume=True` for `--resume`).
+PYTHON_WORDS: dict[str, list[tuple[str, str]]] = {
+    "missing model": [("pass --model RUN_DIR or a .safetensors file", "pass a run folder or a .safetensors file as `model`")],
+    "predict missing model": [("pass --model RUN_DIR or a .safetensors file",
+                               "pass a run folder or a .safetensors file as `model`")],
+    "n_boot 0": [("--n-boot 0", "n_boot=0")],
+    "threshold 2": [("--threshold 2.0", "threshold=2.0")],
+    "train without data": [("--data DIR", "`data`")],
+    "train epochs 0": [("--epochs 0", "epochs=0")],
+    "train unknown model": [],
+    "resume changed": [("--seed 9", "seed=9"), ("--epochs, --data and --cache-dir", "`epochs`, `data` and `cache_dir`"),
+                       ("drop the option", "drop the argument"), ("another --out", "another `out`")],
+    "export to a .txt": [("give --out", "give `out`")],
+}
+
+
 @pytest.mark.parametrize("case", list(MISTAKES))
-def test_a_mistake_raises_input_error_with_the_clis_message(case: str, tiny_run: Path, tiny_data: Path,
-                                                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_mistake_raises_input_error_with_the_clis_message_in_python_words(
+        case: str, tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     call, argv = MISTAKES[case]
     (tmp_path / "notes.txt").write_text("not an image")
     write_xray(tmp_path / "x.png", 1, 0)
     shown = _cli_error([a.format(run=tiny_run, data=tiny_data, tmp=tmp_path) for a in argv], capsys)
     with pytest.raises(InputError) as err:
         call(tiny_run, tiny_data, tmp_path)
+    for cli, python in PYTHON_WORDS.get(case, []):
+        assert cli in shown
+        shown = shown.replace(cli, python)
     assert str(err.value) == shown
+    assert not re.search(r"(^|\s)--[a-z]", shown), shown  # no command-line flag in a notebook's message
     assert not (tmp_path / "new").exists()
+
+
+def test_a_python_api_message_still_names_the_flags_on_the_command_line(tmp_path: Path, tiny_data: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A run that is there already: `resume=True` in a notebook cell run again, `--resume` for the command."""
+    run = pneumoscan.train(tiny_data, tmp_path / "run", epochs=1, image_size=32, progress=False, verbose=False)
+    with pytest.raises(InputError, match=r": holds an earlier run; pass resume=True to continue it or choose another "
+                                         r"`out`$"):
+        pneumoscan.train(tiny_data, run, epochs=1, image_size=32)
+    assert _cli_error(["train", "--data", str(tiny_data), "--out", str(run.folder)], capsys).endswith(
+        ": holds an earlier run; pass --resume to continue it or choose another --out")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pneumoscan.train(None, run, resume=True, epochs=2, progress=False, verbose=False)
+    assert [str(w.message).split(" (run: ")[0] for w in caught] == ["epochs=2"]  # a warning too: not --epochs 2
 
 
 def test_an_unknown_training_option_lists_the_options(tmp_path: Path, tiny_data: Path) -> None:

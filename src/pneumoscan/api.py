@@ -2,8 +2,9 @@
 
 Reached as `pneumoscan.train`, `pneumoscan.evaluate`, ... (`pneumoscan/__init__.py` imports this module on first
 use). Each does what its command does, with the same checks: a user mistake raises InputError with the message the
-command prints, and nothing here exits or prints beyond what the command's own work prints (training's epoch lines,
-unless verbose=False).
+command prints, naming options as Python takes them (`resume=True` for `--resume`: `errors.speaks_python`), and
+nothing here exits or prints beyond what the command's own work prints (training's epoch lines, unless
+verbose=False).
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union, cast
+
+from pneumoscan.errors import speaks_python
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -41,6 +44,7 @@ class TrainedRun:
         return os.fspath(self.folder)
 
 
+@speaks_python
 def load_dataset(data: str | os.PathLike) -> dict[str, list[Sample]]:
     """The labelled images under `data` by split: {'train': [...], 'val': [...], 'test': [...]} for the Kaggle
     layout, {'all': [...]} for a folder of class folders or a manifest without a split column. Each Sample is
@@ -50,6 +54,7 @@ def load_dataset(data: str | os.PathLike) -> dict[str, list[Sample]]:
     return discover(Path(data))
 
 
+@speaks_python
 def train(data: str | os.PathLike | None, out: str | os.PathLike, *, resume: bool = False, progress: bool = True,
           verbose: bool = True, **recipe: Any) -> TrainedRun:
     """`pneumoscan train --data DATA --out OUT`: `recipe` takes the command's options by their Python names
@@ -89,6 +94,7 @@ def _predictor(model: ModelPath | Predictor, caller: str, **options: Any) -> Pre
     return Predictor(model, **{**options, "backend": options.get("backend") or "auto"})
 
 
+@speaks_python
 def evaluate(model: ModelPath | Predictor, data: str | os.PathLike, *, split: str | None = None, n_boot: int = 1000,
              seed: int = 0, backend: str | None = None, threshold: float | None = None,
              target_recall: float | None = None, prevalence: float | None = None,
@@ -120,6 +126,7 @@ def evaluate(model: ModelPath | Predictor, data: str | os.PathLike, *, split: st
     return summary
 
 
+@speaks_python
 def compare(runs: Sequence[str | os.PathLike], data: str | os.PathLike | None = None, *, split: str | None = None,
             n_boot: int = 500, seed: int = 0, cache_dir: str | os.PathLike | None = None,
             progress: bool = True) -> list[dict[str, Any]]:
@@ -137,6 +144,7 @@ def compare(runs: Sequence[str | os.PathLike], data: str | os.PathLike | None = 
     return table_rows(rows)
 
 
+@speaks_python
 def plot_learning_curves(run: str | os.PathLike) -> Figure:
     """The learning curves `pneumoscan report` draws from the run's history.csv: training and validation loss,
     validation ROC AUC and accuracy per epoch, the kept epoch dotted. A matplotlib Figure (a notebook shows it,
@@ -162,6 +170,7 @@ def _metrics(metrics: Any, caller: str) -> dict[str, Any]:
     return metrics
 
 
+@speaks_python
 def plot_confusion_matrix(metrics: dict[str, Any]) -> Figure:
     """The confusion matrix of `evaluate`'s dict (or of a model's meta.val_metrics) at its threshold, as
     `pneumoscan report` draws it: counts and the share of each true class. A matplotlib Figure."""
@@ -172,6 +181,7 @@ def plot_confusion_matrix(metrics: dict[str, Any]) -> Figure:
     return confusion_matrix(matrix["matrix"], matrix["labels"], metrics["threshold"])
 
 
+@speaks_python
 def plot_roc(*metrics: dict[str, Any], labels: Sequence[str] | None = None) -> Figure:
     """ROC curves of one or more `evaluate(..., predictions=True)` dicts on one plot, as `pneumoscan compare`
     draws them: each named (`labels`, else its model's folder) with its AUC and 95 % interval, its operating point
@@ -200,6 +210,7 @@ def plot_roc(*metrics: dict[str, Any], labels: Sequence[str] | None = None) -> F
     return roc_curves(curves, "ROC curve" if len(curves) == 1 else "ROC curves")
 
 
+@speaks_python
 def gradcam(image: str | os.PathLike, model: ModelPath | Predictor = None, *,
             threshold: float | None = None) -> Explanation:
     """`pneumoscan explain IMAGE`, without the figure: the film's prediction (screened by the model's guard, as
@@ -210,6 +221,7 @@ def gradcam(image: str | os.PathLike, model: ModelPath | Predictor = None, *,
     return explain_file(_predictor(model, "gradcam", threshold=threshold), image)
 
 
+@speaks_python
 def export_onnx(model: ModelPath, out: str | os.PathLike, *,
                 images: Sequence[str | os.PathLike] | None = None) -> ExportReport:
     """`pneumoscan export --model MODEL --out OUT.onnx`: write the ONNX model after checking it against PyTorch on

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from pneumoscan import CLASS_NAMES, __version__
 from pneumoscan.data.preprocess import Preprocessing
-from pneumoscan.errors import InputError, ModelConfigError, PluginVersionWarning, UnknownModelError, first_line, warn
+from pneumoscan.errors import (InputError, ModelConfigError, PluginVersionWarning, UnknownModelError, first_line, option,
+                               warn, words)
 
 if TYPE_CHECKING:  # torch is imported where weights are loaded or saved: reading a header needs none of it
     import torch
@@ -75,10 +76,11 @@ class ArtifactMeta:
         problem = self.scores_problem()
         if problem is not None:
             raise InputError(f"its stored validation scores are unusable ({problem}), as in an edited file; pass "
-                             f"--threshold instead of --target-recall, or re-run set-threshold or retrain the model to "
-                             f"store them again")
+                             f"{option('threshold')} instead of {option('target_recall')}, or re-run set-threshold or "
+                             f"retrain the model to store them again")
         if not self.val_scores.get("labels"):
-            raise InputError("this model stores no validation scores; pass --threshold instead of --target-recall")
+            raise InputError(f"this model stores no validation scores; pass {option('threshold')} instead of "
+                             f"{option('target_recall')}")
         return float(threshold_for_recall(self.val_scores["labels"], self.val_scores["probs"], target_recall))
 
     def scores_problem(self) -> str | None:
@@ -197,18 +199,20 @@ def resolve_model_path(model: str | os.PathLike | None) -> Path:
     if model is None:
         path = default_model_path()
         if not path.is_file():
-            raise InputError(f"{path}: the default model is not installed; pass --model RUN_DIR or a .safetensors file")
+            raise InputError(f"{path}: the default model is not installed; pass {_model_option()}")
         return path
     path = Path(model)
     if path.is_dir():
         path = path / ARTIFACT_NAME
         if not path.is_file():
-            raise InputError(f"{model}: no {ARTIFACT_NAME} in this folder; train first or point --model at an artifact")
+            raise InputError(f"{model}: no {ARTIFACT_NAME} in this folder; train first or point {option('model')} at "
+                             f"an artifact")
     elif not path.is_file():
-        raise InputError(f"{path}: no such model file or run folder; pass --model RUN_DIR or a .safetensors file")
+        raise InputError(f"{path}: no such model file or run folder; pass {_model_option()}")
     elif path.suffix.lower() == ".onnx":
-        raise InputError(f"{path}: an ONNX export, not a model; --model takes a run folder or a model.safetensors "
-                         f"(or nothing: the shipped model), and with ONNX Runtime (--backend auto or onnx) the export "
+        raise InputError(f"{path}: an ONNX export, not a model; {option('model')} takes a run folder or a "
+                         f"model.safetensors (or nothing: the shipped model), and with ONNX Runtime "
+                         f"({words('--backend auto or onnx', 'backend auto or onnx')}) the export "
                          f"beside it (RUN/model.onnx) is used by itself when it was made from that very file")
     elif path.name == BEST_WEIGHTS and not read_meta(path).val_scores:
         raise InputError(_best_weights_message(path))
@@ -221,8 +225,14 @@ def _best_weights_message(path: Path) -> str:
             f"(every film would be decided at 0.5)")
     if (path.parent / ARTIFACT_NAME).is_file():
         return f"{what}; pass the run folder {path.parent} (its {ARTIFACT_NAME}: these weights with that threshold)"
-    return (f"{what}, of a run that has not finished; finish it with `pneumoscan train --out {path.parent} --resume`, "
-            f"then pass the run folder")
+    finish = words(f"`pneumoscan train --out {path.parent} --resume`", f"pneumoscan.train(None, {str(path.parent)!r}, "
+                                                                          f"resume=True)")
+    return f"{what}, of a run that has not finished; finish it with {finish}, then pass the run folder"
+
+
+def _model_option() -> str:
+    """How a message asks for a model: '--model RUN_DIR or a .safetensors file' on the command line."""
+    return words("--model RUN_DIR or a .safetensors file", "a run folder or a .safetensors file as `model`")
 
 
 def save_artifact(path: str | os.PathLike, model: nn.Module, meta: ArtifactMeta) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from pneumoscan import __version__
-from pneumoscan.errors import PneumoscanError, RefusedFilm, WriteError, warn
+from pneumoscan.errors import PneumoscanError, RefusedFilm, WriteError, cli_words, warn
 
 if TYPE_CHECKING:
     from pneumoscan.evaluation.evaluate import Evaluation
@@ -473,7 +473,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_decoder_warnings()
     shown, warnings.showwarning = warnings.showwarning, _one_line_warnings()
     try:
-        return _run(args)
+        with cli_words():  # messages name --flags, even from the code a notebook calls (a Predictor)
+            return _run(args)
     finally:
         warnings.showwarning = shown
 

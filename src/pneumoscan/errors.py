@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from types import FrameType
+from typing import Any, ParamSpec, TypeVar
 
 
 class PneumoscanError(Exception):
@@ -46,10 +51,73 @@ def first_few(items: list[str], n: int = 3) -> str:
     return "; ".join(items[:n]) + (" ..." if len(items) > n else "")
 
 
-def check_at_least_one(value: int, flag: str) -> None:
-    """InputError naming `flag` unless the count `value` (e.g. of --n-boot) is at least 1."""
+# Whom the messages made now are for: "cli" (the command line, `cli_words`), "python" (a caller of the Python API,
+# `python_words`) or None (the code's own callers, as tests: the command line's words).
+_WORDS: ContextVar[str | None] = ContextVar("pneumoscan_words", default=None)
+_BARE = object()  # `option` without a value
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+@contextmanager
+def _words(kind: str) -> Iterator[None]:
+    token = _WORDS.set(kind)
+    try:
+        yield
+    finally:
+        _WORDS.reset(token)
+
+
+def cli_words() -> AbstractContextManager[None]:
+    """Within it, messages name options as the command line takes them (`--resume`), even where the code is that of
+    the Python API (a `Predictor`): the CLI's `main` runs in it."""
+    return _words("cli")
+
+
+def speaks_python(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """`function`, whose messages and warnings name options as the Python API takes them (`resume=True`,
+    `epochs=0`), not as the command line (`--resume`, `--epochs 0`), unless it runs for the command line
+    (`cli_words`): for the functions of the Python API."""
+    @functools.wraps(function)
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if _WORDS.get() == "cli":
+            return function(*args, **kwargs)
+        with _words("python"):
+            return function(*args, **kwargs)
+
+    return call
+
+
+def in_python() -> bool:
+    """Whether a message made now is for a caller of the Python API (`speaks_python`)."""
+    return _WORDS.get() == "python"
+
+
+def option(name: str, value: Any = _BARE) -> str:
+    """Option `name` (its Python name: 'use_given_val') as a message names it, with `value` when given: on the
+    command line '--use-given-val' or '--epochs 0'; in the Python API '`use_given_val`' or 'epochs=0'."""
+    if in_python():
+        return f"`{name}`" if value is _BARE else f"{name}={value!r}" if isinstance(value, str) else f"{name}={value}"
+    flag = "--" + name.replace("_", "-")
+    return flag if value is _BARE else f"{flag} {value}"
+
+
+def switch(name: str) -> str:
+    """The on/off option `name` switched on, as a message names it: '--resume' on the command line, 'resume=True'
+    in the Python API."""
+    return option(name, True) if in_python() else option(name)
+
+
+def words(cli: str, python: str) -> str:
+    """`cli` in a message for the command line, `python` for a caller of the Python API: for a phrase that
+    `option` cannot make ('pass --model RUN_DIR')."""
+    return python if in_python() else cli
+
+
+def check_at_least_one(value: int, name: str) -> None:
+    """InputError naming option `name` (its Python name, e.g. 'n_boot') unless the count `value` is at least 1."""
     if value < 1:
-        raise InputError(f"{flag} {value}: must be at least 1")
+        raise InputError(f"{option(name, value)}: must be at least 1")
 
 
 class MissingImagesWarning(UserWarning):

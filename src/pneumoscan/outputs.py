@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from pneumoscan.errors import InputError, WriteError, warn
+from pneumoscan.errors import InputError, WriteError, option, warn
 
 try:
     import fcntl
@@ -39,21 +39,23 @@ def os_error_of(err: Exception) -> OSError:
     return OSError(int(code[1]), os.strerror(int(code[1]))) if code else OSError(" ".join(str(err).split()))
 
 
-def check_output(path: str | os.PathLike, suffixes: tuple[str, ...], what: str, option: str = "--out") -> Path:
+def check_output(path: str | os.PathLike, suffixes: tuple[str, ...], what: str, flag: str | None = None) -> Path:
     """PATH as an output file of this kind; InputError when it is a folder or ends otherwise than `suffixes`.
 
     Called before any work, so a mistyped path (an X-ray, a folder) is neither overwritten nor found out late.
+    `flag` names the option that gave PATH (default: --out, or `out` in the Python API).
     """
+    flag = flag or option("out")
     out = Path(path)
     if out.is_dir():
-        raise InputError(f"{out}: is a folder; give {option} a file name such as {out / ('output' + suffixes[0])}")
+        raise InputError(f"{out}: is a folder; give {flag} a file name such as {out / ('output' + suffixes[0])}")
     if out.suffix.lower() not in suffixes:
-        raise InputError(f"{out}: {what} is written as {suffixes[0]}; give {option} a file name ending in {suffixes[0]}")
+        raise InputError(f"{out}: {what} is written as {suffixes[0]}; give {flag} a file name ending in {suffixes[0]}")
     folder = out.parent
     while not folder.exists() and folder != folder.parent:  # the folders still to make are made in the nearest one
         folder = folder.parent
     if folder.exists() and not folder.is_dir():
-        raise InputError(f"{folder}: a file where a folder is needed; check the path of {option} {out}")
+        raise InputError(f"{folder}: a file where a folder is needed; check the path of {flag} {out}")
     try:  # the permission bits do not tell (root, ACLs, read-only mounts): try it
         with tempfile.TemporaryFile(dir=folder):
             pass

@@ -28,7 +28,7 @@ from pneumoscan.data.preprocess import (
     load_image_levels_and_rgb,
     load_image_levels_rgb_and_at,
 )
-from pneumoscan.errors import InputError, warn
+from pneumoscan.errors import InputError, option, warn
 from pneumoscan.progress import progress_bar
 
 # Bump when an entry's contents change: entries of an older format get another key, so they are decoded again.
@@ -199,7 +199,8 @@ def _keep(cache_dir: Path, key: str, images: np.ndarray, meta_text: str, limit: 
     except OSError as err:  # unwritable or full: the decoded images are still good, only not kept
         reason = err.strerror or f"writing failed ({err}; is the disk full?)"
         warn(f"image cache {cache_dir}: {reason}; {noun} kept in memory and {redo} again "
-             f"next time; free space there or point --cache-dir (or $PNEUMOSCAN_CACHE) to a writable folder")
+             f"next time; free space there or point {option('cache_dir')} (or $PNEUMOSCAN_CACHE) to a writable "
+             f"folder")
         return images
 
 

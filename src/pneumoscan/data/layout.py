@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.decode import is_dicom
-from pneumoscan.errors import InputError, warn
+from pneumoscan.errors import InputError, option, warn
 
 # .jfif and .jpe: JPEGs as Windows and some browsers save them
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
@@ -399,7 +399,7 @@ def evaluation_samples(root: str | Path, split: str | None = None) -> tuple[str,
         split = split.lower() if split.lower() in SPLITS else split  # split folders are found in any case
         if split not in found:
             if list(found) == ["all"]:
-                raise InputError(f"{root}: no {split}/ split here, only class folders; leave out --split to use "
+                raise InputError(f"{root}: no {split}/ split here, only class folders; leave out {option('split')} to use "
                                  "all of its images")
             raise InputError(f"{root}: no {split}/ split here (found: {', '.join(found)})")
         return split, found[split]
@@ -409,4 +409,4 @@ def evaluation_samples(root: str | Path, split: str | None = None) -> tuple[str,
     if len(found) == 1:
         name = next(iter(found))
         return name, found[name]
-    raise InputError(f"{root}: no test/ split; pass --split with one of {', '.join(found)}")
+    raise InputError(f"{root}: no test/ split; pass {option('split')} with one of {', '.join(found)}")

@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 from pneumoscan import CLASS_NAMES, PATIENT_KEYS
 from pneumoscan.data.decode import is_dicom
 from pneumoscan.data.layout import Sample, image_stem
-from pneumoscan.errors import InputError, warn
+from pneumoscan.errors import InputError, option, warn
 from pneumoscan.progress import progress_bar
 
 _NORMAL = re.compile(r"^(?P<patient>(?:NORMAL2-)?IM-\d+)(?:-\d+)+$", re.IGNORECASE)
@@ -127,9 +127,9 @@ def no_folder_message(loose: list[Sample]) -> str:
     path = Path(loose[0].path)
     others = (f" (nor have {len(loose) - 1} other images; `pneumoscan audit` with --patient-key folder lists them "
               f"all)" if len(loose) > 1 else "")
-    return (f"{path}: --patient-key folder reads the patient from the folder between the class folder and the image, "
-            f"and this image has none{others}; put each patient's images in a folder of their own "
-            f"({path.parent.name}/<patient>/{path.name}), or use --patient-key auto")
+    return (f"{path}: {option('patient_key', 'folder')} reads the patient from the folder between the class folder "
+            f"and the image, and this image has none{others}; put each patient's images in a folder of their own "
+            f"({path.parent.name}/<patient>/{path.name}), or use {option('patient_key', 'auto')}")
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,7 @@ def _warn_placeholders(placeholders: set[str], counts: Counter, total: int) -> N
          f"PatientID: taken for {'placeholders' if len(ordered) > 1 else 'a placeholder'}, not a patient, so "
          f"the patient of those images is read from the file name instead (a name that is not Kermany's "
          f"is its own patient); to keep each patient's images together, list them in a CSV manifest with a "
-         f"patient column, or put them in one folder per patient and use --patient-key folder")
+         f"patient column, or put them in one folder per patient and use {option('patient_key', 'folder')}")
 
 
 def _folder_keys(samples: list[Sample], loose_ok: bool) -> PatientKeys:
@@ -244,7 +244,7 @@ def patient_keys(samples: Iterable[Sample], choice: str = "auto", loose_ok: bool
     warning. With `folder`, an image right in its class folder is an InputError counting them all, unless
     `loose_ok` (the audit, which lists them): then it is keyed by its file name."""
     if choice not in PATIENT_KEYS:
-        raise InputError(f"--patient-key {choice}: must be one of {', '.join(PATIENT_KEYS)}")
+        raise InputError(f"{option('patient_key', choice)}: must be one of {', '.join(PATIENT_KEYS)}")
     samples = list(dict.fromkeys(samples))
     if choice == "folder":
         return _folder_keys(samples, loose_ok)

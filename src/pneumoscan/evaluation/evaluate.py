@@ -156,7 +156,7 @@ def borderline_summary(predictor: Predictor, labels: np.ndarray, probs: np.ndarr
 
 def check_bootstrap(n_boot: int, seed: int) -> None:
     """InputError naming --n-boot or --seed when the bootstrap cannot run with them; checked before any scoring."""
-    check_at_least_one(n_boot, "--n-boot")
+    check_at_least_one(n_boot, "n_boot")
     if seed < 0:  # numpy's generator refuses it, after all the scoring
         raise InputError(f"--seed {seed}: must be 0 or more")
 

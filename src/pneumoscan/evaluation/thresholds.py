@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, option
 from pneumoscan.evaluation import metrics
 from pneumoscan.evaluation.metrics import _check_probs, _descending_counts, _labels_and_scores
 
@@ -29,19 +29,19 @@ DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(
 def check_target_recall(target_recall: float | None) -> None:
     """InputError naming --target-recall unless it is None or in (0, 1]."""
     if target_recall is not None and not 0.0 < target_recall <= 1.0:
-        raise InputError(f"--target-recall {target_recall}: must be above 0 and at most 1, e.g. 0.95")
+        raise InputError(f"{option('target_recall', target_recall)}: must be above 0 and at most 1, e.g. 0.95")
 
 
 def check_operating_point(threshold: float | None, target_recall: float | None, prevalence: float | None) -> None:
     """InputError naming the flag unless --threshold, --target-recall and --prevalence (None: not given) make an
     operating point: a threshold in [0, 1] or a recall in (0, 1], not both, and a prevalence in (0, 1)."""
     if threshold is not None and target_recall is not None:
-        raise InputError("give either --threshold or --target-recall, not both")
+        raise InputError(f"give either {option('threshold')} or {option('target_recall')}, not both")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise InputError(f"--threshold {threshold}: must be between 0 and 1")
+        raise InputError(f"{option('threshold', threshold)}: must be between 0 and 1")
     check_target_recall(target_recall)
     if prevalence is not None and not 0.0 < prevalence < 1.0:
-        raise InputError(f"--prevalence {prevalence}: must be strictly between 0 and 1")
+        raise InputError(f"{option('prevalence', prevalence)}: must be strictly between 0 and 1")
 
 
 def threshold_for_recall(y_true: ArrayLike, y_prob: ArrayLike, target_recall: float) -> float:

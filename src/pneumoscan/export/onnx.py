@@ -28,7 +28,7 @@ from torch import nn
 
 from pneumoscan import __version__
 from pneumoscan.artifact import ArtifactMeta, file_sha256, load_artifact, resolve_model_path
-from pneumoscan.errors import InputError, MissingImagesWarning, PneumoscanError, first_few, first_line, warn
+from pneumoscan.errors import InputError, MissingImagesWarning, PneumoscanError, first_few, first_line, option, warn
 from pneumoscan.inference.ood import final_linear, forward_with_features
 from pneumoscan.outputs import atomic_write
 
@@ -146,7 +146,7 @@ def export_onnx_bytes(model: nn.Module, meta: ArtifactMeta, *, artifact_sha256: 
                 )
         except Exception as err:  # noqa: BLE001 - a plugin's model may use what the exporter cannot trace
             raise ExportError(f"model {meta.model_name!r} cannot be exported to ONNX ({type(err).__name__}: "
-                              f"{first_line(err, 200)}); predict with --backend torch") from None
+                              f"{first_line(err, 200)}); predict with {option('backend', 'torch')}") from None
     proto = onnx.load_from_string(buffer.getvalue())
     proto.producer_name = "pneumoscan"
     proto.producer_version = __version__
@@ -241,7 +241,7 @@ def _given_images(size: int, given: list[Path]) -> tuple[np.ndarray, str]:
         except InputError as err:
             skipped.append(str(err))
     if not images:
-        raise InputError(f"none of the {len(given)} --images files could be read: {first_few(skipped)}; "
+        raise InputError(f"none of the {len(given)} {option('images')} files could be read: {first_few(skipped)}; "
                          f"give readable X-rays")
     if skipped:
         warn(MissingImagesWarning(f"{len(skipped)} unreadable image(s) left out of the export check: "

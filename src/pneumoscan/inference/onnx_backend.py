@@ -12,7 +12,7 @@ import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta
 from pneumoscan.data.preprocess import Preprocessing
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, option
 from pneumoscan.inference.batch import sigmoid
 
 if TYPE_CHECKING:  # a session over an export on file runs without torch (its import takes 1.5 s)
@@ -60,7 +60,8 @@ def resolve_backend(backend: str) -> str:
     if backend == "auto":
         return "onnx" if onnxruntime_available() and not cuda_available() else "torch"
     if backend == "onnx" and not onnxruntime_available():
-        raise InputError(f"backend 'onnx' needs onnx and onnxruntime; {_ORT_HINT} onnx, or use --backend torch")
+        raise InputError(f"backend 'onnx' needs onnx and onnxruntime; {_ORT_HINT} onnx, or use "
+                         f"{option('backend', 'torch')}")
     return backend
 
 

@@ -19,7 +19,7 @@ from pneumoscan.data.decode import read_file, read_grayscale_and_rgb, size_warni
 from pneumoscan.data.file_cues import NOT_DECODED
 from pneumoscan.data.layout import IMAGE_EXTENSIONS, image_files
 from pneumoscan.data.preprocess import grey_levels, load_image_levels_and_rgb
-from pneumoscan.errors import InputError, warn
+from pneumoscan.errors import InputError, option, speaks_python, warn, words
 from pneumoscan.evaluation.thresholds import (
     adjust_for_prevalence, check_operating_point, threshold_ci95, threshold_for_recall,
 )
@@ -209,6 +209,7 @@ class Predictor:
     P (float rounding; for the shipped model on 400 train films, bench/results/predictor_default.md), and was slower
     per image there. `model`, the torch model, is loaded when first used (at once unless the export on file serves)."""
 
+    @speaks_python  # a notebook makes one: its mistakes name `threshold=2`, the CLI's `--threshold 2`
     def __init__(
         self,
         model: str | os.PathLike | None = None,
@@ -241,7 +242,9 @@ class Predictor:
         except InputError as err:
             raise InputError(f"{self.path}: {err}") from None
         if onnx_path is not None and self.backend != "onnx":
-            raise InputError(f"--onnx {onnx_path}: only the onnx backend uses it; drop --onnx or pass --backend onnx")
+            given = words(f"--onnx {onnx_path}", f"onnx_path={os.fspath(onnx_path)!r}")
+            raise InputError(f"{given}: only the onnx backend uses it; drop {words('--onnx', '`onnx_path`')} or pass "
+                             f"{option('backend', 'onnx')}")
         self.batch_size = batch_size
         self.prevalence = prevalence
         check_operating_point(threshold, target_recall, prevalence)  # here, even when no image is readable

@@ -41,7 +41,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pneumoscan.report.build import build_report, files_folder
 
     check_bootstrap(args.n_boot, args.seed)
-    check_at_least_one(args.cases, "--cases")
+    check_at_least_one(args.cases, "cases")
     started = time.time()
     path = build_report(args.run_dir, data=args.data, split=args.split, out=args.out, n_boot=args.n_boot,
                         seed=args.seed, per_group=args.cases, cache_dir=args.cache_dir)

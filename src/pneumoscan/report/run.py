@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, read_meta
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, words
 
 
 @dataclass
@@ -73,6 +73,11 @@ def read_history(path: Path) -> list[dict[str, float]]:
     return [row for row in rows if math.isfinite(row.get("epoch", math.nan))]
 
 
+def _run_folder() -> str:
+    """A run folder as a message asks for it: 'the --out folder of pneumoscan train'."""
+    return words("--out folder of pneumoscan train", "`out` folder of train (its TrainedRun)")
+
+
 def run_folder(run_dir: str | os.PathLike) -> Path:
     """The run folder `run_dir` names: itself, or the folder of a run's model.safetensors (which --model takes
     for a run everywhere else); InputError for any other path."""
@@ -80,10 +85,10 @@ def run_folder(run_dir: str | os.PathLike) -> Path:
     if path.is_file() and path.name == ARTIFACT_NAME:
         return path.parent
     if path.is_file():
-        raise InputError(f"{path}: a file, not a run folder; pass the --out folder of pneumoscan train (a model file "
-                         f"without its run, such as one written by set-threshold, is scored by pneumoscan evaluate)")
+        raise InputError(f"{path}: a file, not a run folder; pass the {_run_folder()} (a model file without its run, "
+                         f"such as one written by set-threshold, is scored by {words('pneumoscan evaluate', 'evaluate')})")
     if not path.is_dir():
-        raise InputError(f"{path}: not a run folder; pass the --out folder of pneumoscan train")
+        raise InputError(f"{path}: not a run folder; pass the {_run_folder()}")
     return path
 
 

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 import torch
 
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, option, switch
 from pneumoscan.outputs import atomic_write
 
 try:
@@ -40,8 +40,8 @@ def check_writable(folder: Path) -> None:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as err:
-        raise InputError(f"{existing}: cannot be written ({err.strerror or err}); choose another --out or check the "
-                         f"folder and its permissions") from None
+        raise InputError(f"{existing}: cannot be written ({err.strerror or err}); choose another {option('out')} or "
+                         f"check the folder and its permissions") from None
 
 
 @contextmanager
@@ -76,7 +76,7 @@ def _lock(folder: Path) -> int:
         except OSError:
             os.close(fd)
             raise InputError(f"{folder}: another pneumoscan process is training in this folder; wait for it to "
-                             f"end (or stop it), then continue with --resume") from None
+                             f"end (or stop it), then continue with {switch('resume')}") from None
         if os.fstat(fd).st_nlink:
             return fd
         os.close(fd)  # a refused run removed the folder between our open and our lock: make it again
@@ -107,4 +107,4 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except Exception as err:  # torch raises RuntimeError, UnpicklingError, KeyError or EOFError for such files
         first = f"{type(err).__name__}: " + (str(err).strip().splitlines() or [""])[0]
         raise InputError(f"{path}: not a readable checkpoint ({first}); it is damaged or was not written by pneumoscan, "
-                         f"so the run cannot continue from it: start again with another --out") from None
+                         f"so the run cannot continue from it: start again with another {option('out')}") from None

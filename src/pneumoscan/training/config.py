@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan import PATIENT_KEYS
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, option, words
 
 DEFAULT_MODEL = "resnet10"
 RESUME_MAY_CHANGE = ("out", "epochs", "data", "cache_dir")  # a resumed run's folders may have moved; more epochs
@@ -78,34 +78,34 @@ class TrainConfig:
     def check(self) -> None:
         """InputError naming the option when a setting is out of range (before anything is written)."""
         limits = [
-            ("--epochs", self.epochs, self.epochs >= 1, "at least 1"),
-            ("--batch-size", self.batch_size, self.batch_size >= 2, "at least 2 (batch normalisation needs two images)"),
-            ("--lr", self.lr, 0 < self.lr < math.inf, "above 0 and finite, e.g. 2e-3"),
-            ("--patience", self.patience, self.patience >= 1, "at least 1"),
-            ("--val-fraction", self.val_fraction, 0 < self.val_fraction < 1, "strictly between 0 and 1, e.g. 0.15"),
-            ("--target-recall", self.target_recall, 0 < self.target_recall <= 1, "above 0 and at most 1, e.g. 0.95"),
-            ("--augment", self.augment, 0 <= self.augment < math.inf, "0 (off) or more, and finite"),
-            ("--aug-zoom", self.aug_zoom, 0 <= self.aug_zoom and self.aug_zoom * self.augment < 1,
-             "at least 0, and below 1 once multiplied by --augment, e.g. 0.2"),
-            ("--aug-aspect", self.aug_aspect, 0 <= self.aug_aspect < 1, "at least 0 and below 1, e.g. 0.15"),
-            ("--aug-sharpness", self.aug_sharpness, 0 <= self.aug_sharpness and self.aug_sharpness * self.augment <= 1,
-             "at least 0, and at most 1 once multiplied by --augment, e.g. 0.5"),
-            ("--label-smoothing", self.label_smoothing, 0 <= self.label_smoothing < 1, "at least 0 and below 1"),
-            ("--mixup", self.mixup, 0 <= self.mixup < math.inf, "0 (off) or more, and finite, e.g. 0.2"),
-            ("--consistency", self.consistency, 0 <= self.consistency < math.inf, "0 (off) or more, and finite, e.g. 10"),
-            ("--consistency", self.consistency, not (self.consistency > 0 and self.mixup > 0),
-             "0 when --mixup is on (a blend has no second view to agree with)"),
-            ("--consistency", self.consistency, not (self.consistency > 0 and self.augment <= 0),
-             "0 when --augment is 0 (two unaugmented views are the same image)"),
-            ("--ema-decay", self.ema_decay, 0 <= self.ema_decay < 1, "0 (off) or below 1, e.g. 0.999"),
-            ("--image-size", self.image_size, self.image_size is None or self.image_size >= 16, "at least 16"),
-            ("--balance", self.balance, self.balance in BALANCES, f"one of {', '.join(BALANCES)}"),
-            ("--patient-key", self.patient_key, self.patient_key in PATIENT_KEYS, f"one of {', '.join(PATIENT_KEYS)}"),
-            ("--max-images", self.max_images, self.max_images is None or self.max_images >= 1, "at least 1"),
+            ("epochs", self.epochs, self.epochs >= 1, "at least 1"),
+            ("batch_size", self.batch_size, self.batch_size >= 2, "at least 2 (batch normalisation needs two images)"),
+            ("lr", self.lr, 0 < self.lr < math.inf, "above 0 and finite, e.g. 2e-3"),
+            ("patience", self.patience, self.patience >= 1, "at least 1"),
+            ("val_fraction", self.val_fraction, 0 < self.val_fraction < 1, "strictly between 0 and 1, e.g. 0.15"),
+            ("target_recall", self.target_recall, 0 < self.target_recall <= 1, "above 0 and at most 1, e.g. 0.95"),
+            ("augment", self.augment, 0 <= self.augment < math.inf, "0 (off) or more, and finite"),
+            ("aug_zoom", self.aug_zoom, 0 <= self.aug_zoom and self.aug_zoom * self.augment < 1,
+             f"at least 0, and below 1 once multiplied by {option('augment')}, e.g. 0.2"),
+            ("aug_aspect", self.aug_aspect, 0 <= self.aug_aspect < 1, "at least 0 and below 1, e.g. 0.15"),
+            ("aug_sharpness", self.aug_sharpness, 0 <= self.aug_sharpness and self.aug_sharpness * self.augment <= 1,
+             f"at least 0, and at most 1 once multiplied by {option('augment')}, e.g. 0.5"),
+            ("label_smoothing", self.label_smoothing, 0 <= self.label_smoothing < 1, "at least 0 and below 1"),
+            ("mixup", self.mixup, 0 <= self.mixup < math.inf, "0 (off) or more, and finite, e.g. 0.2"),
+            ("consistency", self.consistency, 0 <= self.consistency < math.inf, "0 (off) or more, and finite, e.g. 10"),
+            ("consistency", self.consistency, not (self.consistency > 0 and self.mixup > 0),
+             f"0 when {option('mixup')} is on (a blend has no second view to agree with)"),
+            ("consistency", self.consistency, not (self.consistency > 0 and self.augment <= 0),
+             f"0 when {option('augment')} is 0 (two unaugmented views are the same image)"),
+            ("ema_decay", self.ema_decay, 0 <= self.ema_decay < 1, "0 (off) or below 1, e.g. 0.999"),
+            ("image_size", self.image_size, self.image_size is None or self.image_size >= 16, "at least 16"),
+            ("balance", self.balance, self.balance in BALANCES, f"one of {', '.join(BALANCES)}"),
+            ("patient_key", self.patient_key, self.patient_key in PATIENT_KEYS, f"one of {', '.join(PATIENT_KEYS)}"),
+            ("max_images", self.max_images, self.max_images is None or self.max_images >= 1, "at least 1"),
         ]
-        for flag, value, ok, rule in limits:
+        for name, value, ok, rule in limits:
             if not ok:  # NaN fails every comparison, so it lands here too
-                raise InputError(f"{flag} {value}: must be {rule}")
+                raise InputError(f"{option(name, value)}: must be {rule}")
 
     @staticmethod
     def resume_conflicts(saved: dict[str, Any], given: dict[str, Any], label: str) -> str:
@@ -113,7 +113,7 @@ class TrainConfig:
         '--seed 5 (LABEL: 0), ...' ('' when none); the folders and --epochs may change."""
         saved = TrainConfig.as_trained(saved)
         changed = [k for k in given if k not in RESUME_MAY_CHANGE and given[k] != saved.get(k)]
-        return ", ".join(f"--{k.replace('_', '-')} {given[k]} ({label}: {saved.get(k)})" for k in changed)
+        return ", ".join(f"{option(k, given[k])} ({label}: {saved.get(k)})" for k in changed)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
@@ -147,18 +147,21 @@ def train_config(given: dict[str, Any], *, resume: bool = False) -> TrainConfig:
         except ValueError:
             saved = None
         if not isinstance(saved, dict) or "data" not in saved:
-            raise InputError(f"{resume_cfg}: not a `pneumoscan train` run; check --out")
+            raise InputError(f"{resume_cfg}: not a `pneumoscan train` run; check {option('out')}")
         flags = TrainConfig.resume_conflicts(saved, given, "run")
         if flags:
-            raise InputError(f"{resume_cfg}: {flags}: a resumed run keeps its settings (only --epochs, --data and "
-                             f"--cache-dir may change); drop the option, or start a new run with another --out")
+            raise InputError(f"{resume_cfg}: {flags}: a resumed run keeps its settings (only "
+                             f"{', '.join(map(option, ('epochs', 'data')))} and {option('cache_dir')} may change); "
+                             f"drop {words('the option', 'the argument')}, or start a new run with another {option('out')}")
         cfg = TrainConfig.from_saved({**saved, **{k: given[k] for k in RESUME_MAY_CHANGE if k in given}})
         cfg.image_size = saved.get("image_size")
         return cfg
     if resume and not given.get("data"):
-        raise InputError(f"{resume_cfg}: no run to resume here; check --out, or start the run with --data DIR")
+        raise InputError(f"{resume_cfg}: no run to resume here; check {option('out')}, or start the run with "
+                         f"{words('--data DIR', '`data`')}")
     if not given.get("data"):
-        raise InputError("train needs --data DIR (a folder with train/NORMAL and train/PNEUMONIA)")
+        raise InputError(f"train needs {words('--data DIR', '`data`')} (a folder with train/NORMAL and "
+                         f"train/PNEUMONIA)")
     return TrainConfig.from_dict(given)
 
 

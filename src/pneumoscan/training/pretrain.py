@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from pneumoscan.data.augment import AugmentConfig, augment_batch
 from pneumoscan.data.preprocess import prepare_pixels, to_unit
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, option, switch
 from pneumoscan.inference.batch import device_for
 from pneumoscan.models.registry import (create_model, final_linear_name, get_spec, is_registered, model_config,
                                         model_sources, require_registered)
@@ -115,7 +115,7 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
     spec = get_spec(cfg.model)
     ckpt_path = out / PRETRAIN_CHECKPOINT
     if resume and not ckpt_path.exists():
-        raise InputError(f"{ckpt_path}: nothing to resume; run without --resume to start pretraining")
+        raise InputError(f"{ckpt_path}: nothing to resume; run without {switch('resume')} to start pretraining")
     ckpt = load_checkpoint(ckpt_path) if resume else None
     saved = ckpt.get("config") if ckpt else None  # older checkpoints carry no settings and are not checked
     if saved and keep_patient_key:
@@ -126,7 +126,8 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
     if saved and (flags := TrainConfig.resume_conflicts(saved, given, "pretraining")):
         raise InputError(f"{ckpt_path}: {flags}: resume with the options the pretraining was started with")
     if not resume and (ckpt_path.exists() or (out / PRETRAINED_NAME).exists()):
-        raise InputError(f"{out}: holds an earlier pretraining; pass --resume to continue it or choose another --out")
+        raise InputError(f"{out}: holds an earlier pretraining; pass {switch('resume')} to continue it or choose "
+                         f"another {option('out')}")
     check_writable(out)
     image_size = cfg.image_size or spec.image_size
     seed_everything(cfg.seed)
@@ -135,7 +136,7 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
     if started_on and (change := split_change(started_on, data.split_record, out, "pretraining")):
         # a moved copy is welcome; other images would mix two splits' training images, validation patients among them
         raise InputError(f"{cfg.data}: {change}; resume with the data it was started with, or start a new pretraining "
-                         f"with another --out")
+                         f"with another {option('out')}")
     images = prepare_pixels(data.train.images, equalize=cfg.equalize, crop=cfg.crop)
     mean, std = image_stats(images)
     device = device_for()
@@ -147,7 +148,7 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
     steps = len(images) // cfg.batch_size  # whole batches: BatchNorm in the projector needs more than one row
     if steps < 1:
         raise InputError(f"{cfg.data}: {len(images)} training images are fewer than one batch of {cfg.batch_size}; "
-                         "lower --batch-size")
+                         f"lower {option('batch_size')}")
     for stale in out.glob(".*.tmp"):  # left by a run killed mid-write
         stale.unlink()
     state: dict[str, Any] = {"epoch": 0, "history": [], "seconds": 0.0}
@@ -175,7 +176,8 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
             value = loss.item()
             if not math.isfinite(value):  # nothing of this epoch is saved: the checkpoint before it is kept
                 raise InputError(f"{out}: pretraining diverged in epoch {epoch} (loss {value}); start a new "
-                                 f"pretraining (another --out) with a lower --lr (this one: {cfg.lr})")
+                                 f"pretraining (another {option('out')}) with a lower {option('lr')} (this one: "
+                                 f"{cfg.lr})")
             loss_sum, spread_sum = loss_sum + value, spread_sum + spread.item()
             bar.set_postfix(loss=f"{loss_sum / (step + 1):.4f}")
         bar.close()
@@ -243,5 +245,5 @@ def pretraining_differences(path: str | os.PathLike, cfg: TrainConfig, patient_k
     if "split_seed" in record:
         record.setdefault("patient_key", "name")
     ours = {key: getattr(cfg, key) for key in SHARED_WITH_TRAIN} | {"patient_key": patient_key or cfg.patient_key}
-    return [f"{key.replace('_', '-')} {ours[key]} (pretrained with {record[key]})"
+    return [f"{option(key, ours[key]).removeprefix('--')} (pretrained with {record[key]})"
             for key in SHARED_WITH_TRAIN if key in record and record[key] != ours[key]]

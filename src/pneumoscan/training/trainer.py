@@ -28,7 +28,7 @@ from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.preprocess import prepare_pixels, to_unit
 from pneumoscan.data.patients import PatientKeys, describe, patient_keys, recorded_patient_key
 from pneumoscan.data.split import patient_split
-from pneumoscan.errors import InputError, ModelConfigError, first_few, first_line
+from pneumoscan.errors import InputError, ModelConfigError, first_few, first_line, option, switch
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.evaluate import write_predictions
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning, roc_auc
@@ -132,21 +132,21 @@ def _one_class_message(cfg: TrainConfig, name: str, train: list[Sample], val: li
     def counts(part: list[Sample]) -> str:
         return ", ".join(f"{sum(s.label == label for s in part)} {cls}" for label, cls in enumerate(CLASS_NAMES))
 
-    cap = f" (--max-images {cfg.max_images} per class)" if cfg.max_images is not None else ""
+    cap = f" ({option('max_images', cfg.max_images)} per class)" if cfg.max_images is not None else ""
     start = (f"{cfg.data}: carving {cfg.val_fraction:.0%} of patients for validation left the {name} split with one "
              f"class (training: {counts(train)}; validation: {counts(val)}){cap}; ")
     single = [(cls, keys.shown(next(iter(ids.values()))))
               for cls, ids in zip(CLASS_NAMES, _patients_by_class(train + val, keys)) if len(ids) == 1]
     if not single:
-        return (start + "each class needs images of at least two patients: add images, or change --val-fraction"
-                + (" or --max-images" if cap else ""))
+        return (start + f"each class needs images of at least two patients: add images, or change "
+                         f"{option('val_fraction')}" + (f" or {option('max_images')}" if cap else ""))
     who = " and ".join(f"all {cls} images are of one patient ({pid})" for cls, pid in single)
-    fixes = (["raise --max-images"] if cap and min(map(len, _patients_by_class(found, keys))) > 1 else [])
-    fixes.append(f"add films of more patients ({describe(cfg.patient_key)}: --patient-key {cfg.patient_key})")
+    fixes = ([f"raise {option('max_images')}"] if cap and min(map(len, _patients_by_class(found, keys))) > 1 else [])
+    fixes.append(f"add films of more patients ({describe(cfg.patient_key)}: {option('patient_key', cfg.patient_key)})")
     if command == "train":
         fixes.append("validate on films of your own: a val/ folder beside train/ (in a CSV, rows with split 'val') "
-                     "and --use-given-val")
-    return start + f"{who}, and a patient is never split, so no --val-fraction can help: " + ", or ".join(fixes)
+                     f"and {switch('use_given_val')}")
+    return start + f"{who}, and a patient is never split, so no {option('val_fraction')} can help: " + ", or ".join(fixes)
 
 
 def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, command: str = "train") -> RunData:
@@ -161,7 +161,8 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, comma
     samples = _cap_per_class(found[train_split], cfg.max_images, cfg.split_seed)
     if cfg.use_given_val:
         if "val" not in found:
-            raise InputError(f"{cfg.data}: --use-given-val needs a val/ folder; drop the flag to carve validation from train by patient")
+            raise InputError(f"{cfg.data}: {switch('use_given_val')} needs a val/ folder; drop it to carve validation "
+                             f"from train by patient")
         train, val = samples, _cap_per_class(found["val"], cfg.max_images, cfg.split_seed)
     else:
         train, val = patient_split(samples, cfg.val_fraction, cfg.split_seed, keys)
@@ -213,7 +214,7 @@ def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "
     # found, so an old record's sources can differ from those of the images used even where the split is the same.
     if saved.get("patient_key", "name") != now.get("patient_key") and \
             recorded_patient_key(saved) != recorded_patient_key(now):
-        return (f"reads patients by --patient-key {now.get('patient_key')}, where the {kind} in {run} read them by "
+        return (f"reads patients by {option('patient_key', now.get('patient_key'))}, where the {kind} in {run} read them by "
                 f"{saved.get('patient_key', 'name')}")
     keys = ""
     if saved.get("patient_keys_from", now.get("patient_keys_from")) != now.get("patient_keys_from"):
@@ -331,12 +332,12 @@ class Trainer:
         saved = json.loads((self.out / "config.json").read_text())
         epochs_changed = saved.get("epochs", self.cfg.epochs) != self.cfg.epochs
         if epochs_changed and self.cfg.epochs <= state["epoch"]:
-            self.warn(f"--epochs {self.cfg.epochs} (run: {saved['epochs']}): no epoch is left to train; the model "
+            self.warn(f"{option('epochs', self.cfg.epochs)} (run: {saved['epochs']}): no epoch is left to train; the model "
                       f"is made from the best of the {_epochs(state['epoch'])} trained")
         elif epochs_changed:
-            self.warn(f"--epochs {self.cfg.epochs} (run: {saved['epochs']}): the learning rate follows a "
+            self.warn(f"{option('epochs', self.cfg.epochs)} (run: {saved['epochs']}): the learning rate follows a "
                       f"{self.cfg.epochs}-epoch cosine schedule from epoch {state['epoch'] + 1} on, so the model "
-                      f"will differ from one of a run started with --epochs {self.cfg.epochs}")
+                      f"will differ from one of a run started with {option('epochs', self.cfg.epochs)}")
         now = {k: v for k, v in self.cfg.to_dict().items() if k in RESUME_MAY_CHANGE}
         updated = {**saved, **now, **self._model_sources_update(saved, state["epoch"])}
         if updated != saved:
@@ -380,7 +381,8 @@ class Trainer:
         except RuntimeError as err:  # names, shapes or number of tensors other than this model has
             why = (f"as {changed[0]}; install {changed[1]} to resume it" if changed else
                    "as the code that builds it is not the code the run started with; resume it with the versions of "
-                   "pneumoscan and of the model's package it started with, or start a new run with another --out")
+                   f"pneumoscan and of the model's package it started with, or start a new run with another "
+                   f"{option('out')}")
             raise InputError(f"{ckpt_path}: its weights do not fit model {self.cfg.model!r} ({first_line(err)}), "
                              f"{why}") from None
         if changed:
@@ -399,8 +401,8 @@ class Trainer:
         """`value`, or InputError when training has diverged (NaN or infinity), before anything of it is saved."""
         if not math.isfinite(value):
             raise InputError(f"{self.out}: training diverged in epoch {epoch} ({what} {value}); nothing of that epoch "
-                             f"was saved, and resuming would diverge again: start a new run (another --out) with a "
-                             f"lower --lr (this one: {self.cfg.lr})")
+                             f"was saved, and resuming would diverge again: start a new run (another {option('out')}) "
+                             f"with a lower {option('lr')} (this one: {self.cfg.lr})")
         return value
 
     def _order(self, labels: np.ndarray, generator: torch.Generator) -> torch.Tensor:
@@ -429,7 +431,8 @@ class Trainer:
         if differences:  # SimSiam saw this run's validation images (without labels), or inputs prepared otherwise
             self.warn(f"{self.cfg.init}: {'; '.join(differences)}: the pretraining may have used this run's "
                       f"validation images, or prepared its inputs otherwise; pretrain again with this run's "
-                      f"--split-seed, --val-fraction, --patient-key and preprocessing for a clean start")
+                      f"{', '.join(map(option, ('split_seed', 'val_fraction', 'patient_key')))} and preprocessing "
+                      f"for a clean start")
 
     def run(self, resume: bool = False) -> Path:
         """Train (or continue with `resume`) and return the path of the final model artifact."""
@@ -441,13 +444,14 @@ class Trainer:
         ckpt_path = self.out / LAST_CHECKPOINT
         if resume and not ckpt_path.exists():
             if not (self.out / "config.json").exists():
-                raise InputError(f"{ckpt_path}: nothing to resume; run without --resume to start training")
+                raise InputError(f"{ckpt_path}: nothing to resume; run without {switch('resume')} to start training")
             resume = False  # interrupted before its first epoch ended: start the run again
         if not resume and ckpt_path.exists():
-            raise InputError(f"{self.out}: holds an earlier run; pass --resume to continue it or choose another --out")
+            raise InputError(f"{self.out}: holds an earlier run; pass {switch('resume')} to continue it or choose "
+                             f"another {option('out')}")
         if not resume and (self.out / ARTIFACT_NAME).exists():  # an ensemble, a set-threshold copy, a run without last.pt
             raise InputError(f"{self.out / ARTIFACT_NAME}: a model is already there and has no {LAST_CHECKPOINT} to "
-                             f"resume from; choose another --out (training would replace it)")
+                             f"resume from; choose another {option('out')} (training would replace it)")
         saved_ckpt = load_checkpoint(ckpt_path) if resume else None  # read once, here and for its weights below
         if saved_ckpt is not None and (self.out / ARTIFACT_NAME).exists():
             done = saved_ckpt["state"]
@@ -455,7 +459,7 @@ class Trainer:
             made_after = read_meta(self.out / ARTIFACT_NAME).training.get("epochs_run", done["epoch"])
             if made_after == done["epoch"] and (done["epoch"] >= cfg.epochs or done["bad_epochs"] >= cfg.patience):
                 # leave the finished model (and the guard and ONNX export made for it) untouched
-                why = ("pass a larger --epochs to train it further" if done["epoch"] >= cfg.epochs else
+                why = (f"pass a larger {option('epochs')} to train it further" if done["epoch"] >= cfg.epochs else
                        f"it stopped early: validation AUC had not improved for {_epochs(done['bad_epochs'])}")
                 self._say(f"{self.out}: this run already finished ({_epochs(done['epoch'])}, best "
                           f"{done['best_epoch']}); nothing to resume ({why})")
@@ -475,15 +479,15 @@ class Trainer:
             change = split_change(json.loads((self.out / "split.json").read_text()), data.split_record, self.out)
             if change:  # a moved copy is welcome; other images would mix validation sets and leak training images
                 raise InputError(f"{cfg.data}: {change}; resume with the data it was started with, or start a new run "
-                                 f"with another --out")
+                                 f"with another {option('out')}")
         for message in data.train.skipped + data.val.skipped:
             self.warn(f"skipped {message}")
         for message in duplicate_warnings({"train": data.train.samples, "val": data.val.samples}, str(cfg.data)):
             self.warn(message)
         if data.split_record["patient_ids_in_train_and_val"]:
             self.warn(f"{data.split_record['patient_ids_in_train_and_val']} patient IDs have images in both "
-                      "train/ and val/, so validation (early stopping, threshold) may be optimistic; drop "
-                      "--use-given-val to split train/ by patient")
+                      f"train/ and val/, so validation (early stopping, threshold) may be optimistic; drop "
+                      f"{switch('use_given_val')} to split train/ by patient")
         # cropped and equalised once here rather than every batch of every epoch; validation where it is scored
         train_images = prepare_pixels(data.train.images, equalize=cfg.equalize, crop=cfg.crop)
         mean, std = image_stats(train_images)
@@ -602,7 +606,7 @@ class Trainer:
                        f"{row['images_per_s']:.0f} img/s" + ("  *best*" if state["best_epoch"] == epoch else ""))
         if state["bad_epochs"] >= cfg.patience and state["epoch"] < cfg.epochs:
             self._say(f"stopped early after epoch {state['epoch']} of {cfg.epochs}: validation AUC has not improved for "
-                       f"{_epochs(cfg.patience)} (--patience); the model keeps epoch {state['best_epoch']} "
+                       f"{_epochs(cfg.patience)} ({option('patience')}); the model keeps epoch {state['best_epoch']} "
                        f"(validation AUC {state['best_auc']:.4f})")
         artifact = self._finish(meta, data, state)
         stale = [p.name for p in (guard_path(artifact), artifact.with_suffix(".onnx")) if p.exists()]
