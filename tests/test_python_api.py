@@ -2,6 +2,7 @@
 results the commands give."""
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import pkgutil
@@ -207,6 +208,60 @@ def test_a_python_api_message_still_names_the_flags_on_the_command_line(tmp_path
         warnings.simplefilter("always")
         pneumoscan.train(None, run, resume=True, epochs=2, progress=False, verbose=False)
     assert [str(w.message).split(" (run: ")[0] for w in caught] == ["epochs=2"]  # a warning too: not --epochs 2
+
+
+# A wrong kind of argument for each function of the API: one line naming it, what it got and what it takes.
+WRONG_TYPES: dict[str, tuple[Callable[[Path], Any], str]] = {
+    "load_dataset": (lambda tmp: pneumoscan.load_dataset(3), "load_dataset: data takes a path (a str or os.PathLike), "
+                                                             "not int 3"),
+    "train data": (lambda tmp: pneumoscan.train(data=["a"], out=tmp / "new"),
+                   "train: data takes a path (a str or os.PathLike) or None, not list ['a']"),
+    "train option": (lambda tmp: pneumoscan.train(tmp, tmp / "new", epochs="2"),
+                     "train: epochs takes an int or None, not str '2'"),
+    "train switch": (lambda tmp: pneumoscan.train(tmp, tmp / "new", equalize="no"),
+                     "train: equalize takes a bool or None, not str 'no'"),
+    "evaluate model": (lambda tmp: pneumoscan.evaluate(model=3, data=tmp),
+                       "evaluate: model takes a run folder or a model.safetensors (a str or os.PathLike), a Predictor, "
+                       "or None for the shipped model, not int 3"),
+    "evaluate n_boot": (lambda tmp: pneumoscan.evaluate(None, tmp, n_boot="10"),
+                        "evaluate: n_boot takes an int, not str '10'"),
+    "evaluate threshold": (lambda tmp: pneumoscan.evaluate(None, tmp, threshold=True),
+                           "evaluate: threshold takes a number or None, not bool True"),
+    "compare": (lambda tmp: pneumoscan.compare([tmp, 3]),
+                "compare: runs takes a list of paths (str or os.PathLike), not list [PosixPath("),
+    "plot_learning_curves": (lambda tmp: pneumoscan.plot_learning_curves(3),
+                             "plot_learning_curves: run takes a path (a str or os.PathLike), not int 3"),
+    "plot_confusion_matrix": (lambda tmp: pneumoscan.plot_confusion_matrix("x"),
+                              "plot_confusion_matrix takes the dict evaluate(model, data) returns, not str"),
+    "plot_roc": (lambda tmp: pneumoscan.plot_roc("x"), "plot_roc takes the dict evaluate(model, data) returns, not str"),
+    "plot_roc labels": (lambda tmp: pneumoscan.plot_roc({}, labels="ab"),
+                        "plot_roc: labels takes a list of str or None, not str 'ab'"),
+    "gradcam": (lambda tmp: pneumoscan.gradcam(3), "gradcam: image takes a path (a str or os.PathLike), not int 3"),
+    "export_onnx": (lambda tmp: pneumoscan.export_onnx(None, tmp / "model.onnx", images=3),
+                    "export_onnx: images takes a list of paths (str or os.PathLike) or None, not int 3"),
+}
+
+
+@pytest.mark.parametrize("case", list(WRONG_TYPES))
+def test_an_argument_of_the_wrong_kind_is_named_with_what_it_takes(case: str, tmp_path: Path) -> None:
+    call, message = WRONG_TYPES[case]
+    with pytest.raises(pneumoscan.InputError) as err:
+        call(tmp_path)
+    assert isinstance(err.value, TypeError)  # as Python's own, for code that catches those
+    assert str(err.value).startswith(message), str(err.value)
+    assert err.traceback[-1].path == Path(pneumoscan.api.__file__)  # at the call, not deep inside the work
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_missing_argument_is_pythons_own_error() -> None:
+    with pytest.raises(TypeError, match=r"^evaluate\(\) missing 1 required positional argument: 'data'$"):
+        pneumoscan.evaluate("run")  # type: ignore[call-arg]
+
+
+def test_every_function_of_the_api_is_checked() -> None:
+    functions = {name for name in pneumoscan.__all__ if inspect.isfunction(getattr(pneumoscan, name))
+                 and getattr(pneumoscan, name).__module__ == "pneumoscan.api"}
+    assert functions == {case.split()[0] for case in WRONG_TYPES}
 
 
 def test_an_unknown_training_option_lists_the_options(tmp_path: Path, tiny_data: Path) -> None:

@@ -8,13 +8,16 @@ verbose=False).
 """
 from __future__ import annotations
 
+import functools
+import inspect
+import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Union, cast
 
-from pneumoscan.errors import speaks_python
+from pneumoscan.errors import ArgumentTypeError, speaks_python
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -28,6 +31,82 @@ if TYPE_CHECKING:
 # A model as every function takes it: a run folder, a model.safetensors, None for the shipped model, or (where it
 # says so) a loaded Predictor.
 ModelPath = Union[str, os.PathLike, None]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What an argument takes: a test of its value, and the words that say it."""
+
+    test: Callable[[Any], bool]
+    text: str
+
+    def or_none(self) -> _Kind:
+        return _Kind(lambda value: value is None or self.test(value), f"{self.text} or None")
+
+
+def _is_path(value: Any) -> bool:
+    return isinstance(value, (str, os.PathLike))
+
+
+def _is_predictor(value: Any) -> bool:
+    from pneumoscan.inference.predictor import Predictor
+
+    return isinstance(value, Predictor)
+
+
+def _all(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """A test of a list (any iterable but a str or path) whose items pass `test` (checked when it is a Sequence: an
+    iterator is not spent on the check)."""
+    return lambda value: (isinstance(value, Iterable) and not isinstance(value, (str, bytes, os.PathLike))
+                          and (not isinstance(value, Sequence) or all(map(test, value))))
+
+
+_PATH = _Kind(_is_path, "a path (a str or os.PathLike)")
+_PATHS = _Kind(_all(_is_path), "a list of paths (str or os.PathLike)")
+_INT = _Kind(lambda value: isinstance(value, numbers.Integral) and not isinstance(value, bool), "an int")
+_NUMBER = _Kind(lambda value: isinstance(value, numbers.Real) and not isinstance(value, bool), "a number")
+_TEXT = _Kind(lambda value: isinstance(value, str), "a str")
+_TEXTS = _Kind(_all(lambda value: isinstance(value, str)), "a list of str")
+_MODEL = _Kind(lambda value: value is None or _is_path(value),
+               "a run folder or a model.safetensors (a str or os.PathLike), or None for the shipped model")
+_MODEL_OR_PREDICTOR = _Kind(lambda value: _MODEL.test(value) or _is_predictor(value),
+                            "a run folder or a model.safetensors (a str or os.PathLike), a Predictor, or None for the "
+                            "shipped model")
+# `train`'s options, by their TrainConfig type (None, their default, is taken by every one)
+_OPTION_KINDS = {"int": _INT, "float": _NUMBER, "bool": _Kind(lambda value: isinstance(value, bool), "a bool"),
+                 "str": _Kind(_is_path, "a str")}
+
+
+def _check(function: str, name: str, value: Any, kind: _Kind) -> None:
+    """ArgumentTypeError naming `function`'s argument `name`, the `value` it got and what it takes, unless `kind`
+    takes `value`: one line at the call, not a TypeError from deep inside the work."""
+    if not kind.test(value):
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise ArgumentTypeError(f"{function}: {name} takes {kind.text}, not {type(value).__name__} {shown}")
+
+
+def _public(**kinds: _Kind) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """A function of the Python API: the arguments it is given that `kinds` names are checked before it runs
+    (`_check`), and its messages name options as Python does (`speaks_python`)."""
+    def decorate(function: Callable[_P, _R]) -> Callable[_P, _R]:
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            try:
+                given = signature.bind(*args, **kwargs).arguments
+            except TypeError:  # an argument missing or unknown: Python's own error, from the call itself
+                return function(*args, **kwargs)
+            for name, value in given.items():
+                if name in kinds:
+                    _check(function.__name__, name, value, kinds[name])
+            return function(*args, **kwargs)
+
+        return speaks_python(call)
+
+    return decorate
 
 
 @dataclass(frozen=True)
@@ -44,7 +123,7 @@ class TrainedRun:
         return os.fspath(self.folder)
 
 
-@speaks_python
+@_public(data=_PATH)
 def load_dataset(data: str | os.PathLike) -> dict[str, list[Sample]]:
     """The labelled images under `data` by split: {'train': [...], 'val': [...], 'test': [...]} for the Kaggle
     layout, {'all': [...]} for a folder of class folders or a manifest without a split column. Each Sample is
@@ -54,7 +133,7 @@ def load_dataset(data: str | os.PathLike) -> dict[str, list[Sample]]:
     return discover(Path(data))
 
 
-@speaks_python
+@_public(data=_PATH.or_none(), out=_PATH)
 def train(data: str | os.PathLike | None, out: str | os.PathLike, *, resume: bool = False, progress: bool = True,
           verbose: bool = True, **recipe: Any) -> TrainedRun:
     """`pneumoscan train --data DATA --out OUT`: `recipe` takes the command's options by their Python names
@@ -68,10 +147,13 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, resume: boo
     from pneumoscan.training.config import TrainConfig, train_config
     from pneumoscan.training.trainer import train as run
 
-    options = [name for name in TrainConfig.__dataclass_fields__ if name not in ("data", "out")]
+    fields = TrainConfig.__dataclass_fields__
+    options = [name for name in fields if name not in ("data", "out")]
     unknown = [name for name in recipe if name not in options]
     if unknown:
         raise InputError(f"train has no option {unknown[0]!r}; its options are: {', '.join(options)}")
+    for name, value in recipe.items():  # "int | None" -> int; None leaves every option at its default
+        _check("train", name, value, _OPTION_KINDS[str(fields[name].type).split(" |")[0]].or_none())
     given = {name: os.fspath(value) if isinstance(value, os.PathLike) else value
              for name, value in {"data": data, "out": out, **recipe}.items() if value is not None}
     cfg = train_config(given, resume=resume)
@@ -94,7 +176,9 @@ def _predictor(model: ModelPath | Predictor, caller: str, **options: Any) -> Pre
     return Predictor(model, **{**options, "backend": options.get("backend") or "auto"})
 
 
-@speaks_python
+@_public(model=_MODEL_OR_PREDICTOR, data=_PATH, split=_TEXT.or_none(), n_boot=_INT, seed=_INT,
+         backend=_TEXT.or_none(), threshold=_NUMBER.or_none(), target_recall=_NUMBER.or_none(),
+         prevalence=_NUMBER.or_none(), cache_dir=_PATH.or_none())
 def evaluate(model: ModelPath | Predictor, data: str | os.PathLike, *, split: str | None = None, n_boot: int = 1000,
              seed: int = 0, backend: str | None = None, threshold: float | None = None,
              target_recall: float | None = None, prevalence: float | None = None,
@@ -126,7 +210,8 @@ def evaluate(model: ModelPath | Predictor, data: str | os.PathLike, *, split: st
     return summary
 
 
-@speaks_python
+@_public(runs=_Kind(lambda value: _is_path(value) or _PATHS.test(value), _PATHS.text), data=_PATH.or_none(),
+         split=_TEXT.or_none(), n_boot=_INT, seed=_INT, cache_dir=_PATH.or_none())
 def compare(runs: Sequence[str | os.PathLike], data: str | os.PathLike | None = None, *, split: str | None = None,
             n_boot: int = 500, seed: int = 0, cache_dir: str | os.PathLike | None = None,
             progress: bool = True) -> list[dict[str, Any]]:
@@ -144,7 +229,7 @@ def compare(runs: Sequence[str | os.PathLike], data: str | os.PathLike | None = 
     return table_rows(rows)
 
 
-@speaks_python
+@_public(run=_PATH)
 def plot_learning_curves(run: str | os.PathLike) -> Figure:
     """The learning curves `pneumoscan report` draws from the run's history.csv: training and validation loss,
     validation ROC AUC and accuracy per epoch, the kept epoch dotted. A matplotlib Figure (a notebook shows it,
@@ -162,15 +247,17 @@ def plot_learning_curves(run: str | os.PathLike) -> Figure:
 
 
 def _metrics(metrics: Any, caller: str) -> dict[str, Any]:
-    """`metrics` when it is a dict `evaluate` returns, else InputError saying what `caller` takes."""
+    """`metrics` when it is a dict `evaluate` returns, else InputError saying what `caller` takes (ArgumentTypeError
+    when it is no dict)."""
     from pneumoscan.errors import InputError
 
     if not isinstance(metrics, dict) or "confusion_matrix" not in metrics:
-        raise InputError(f"{caller} takes the dict evaluate(model, data) returns, not {type(metrics).__name__}")
+        error = InputError if isinstance(metrics, dict) else ArgumentTypeError
+        raise error(f"{caller} takes the dict evaluate(model, data) returns, not {type(metrics).__name__}")
     return metrics
 
 
-@speaks_python
+@_public()
 def plot_confusion_matrix(metrics: dict[str, Any]) -> Figure:
     """The confusion matrix of `evaluate`'s dict (or of a model's meta.val_metrics) at its threshold, as
     `pneumoscan report` draws it: counts and the share of each true class. A matplotlib Figure."""
@@ -181,7 +268,7 @@ def plot_confusion_matrix(metrics: dict[str, Any]) -> Figure:
     return confusion_matrix(matrix["matrix"], matrix["labels"], metrics["threshold"])
 
 
-@speaks_python
+@_public(labels=_TEXTS.or_none())
 def plot_roc(*metrics: dict[str, Any], labels: Sequence[str] | None = None) -> Figure:
     """ROC curves of one or more `evaluate(..., predictions=True)` dicts on one plot, as `pneumoscan compare`
     draws them: each named (`labels`, else its model's folder) with its AUC and 95 % interval, its operating point
@@ -210,7 +297,7 @@ def plot_roc(*metrics: dict[str, Any], labels: Sequence[str] | None = None) -> F
     return roc_curves(curves, "ROC curve" if len(curves) == 1 else "ROC curves")
 
 
-@speaks_python
+@_public(image=_PATH, model=_MODEL_OR_PREDICTOR, threshold=_NUMBER.or_none())
 def gradcam(image: str | os.PathLike, model: ModelPath | Predictor = None, *,
             threshold: float | None = None) -> Explanation:
     """`pneumoscan explain IMAGE`, without the figure: the film's prediction (screened by the model's guard, as
@@ -221,7 +308,7 @@ def gradcam(image: str | os.PathLike, model: ModelPath | Predictor = None, *,
     return explain_file(_predictor(model, "gradcam", threshold=threshold), image)
 
 
-@speaks_python
+@_public(model=_MODEL, out=_PATH, images=_PATHS.or_none())
 def export_onnx(model: ModelPath, out: str | os.PathLike, *,
                 images: Sequence[str | os.PathLike] | None = None) -> ExportReport:
     """`pneumoscan export --model MODEL --out OUT.onnx`: write the ONNX model after checking it against PyTorch on

@@ -46,6 +46,11 @@ class ModelConfigError(InputError, TypeError):
     """A model option its builder does not take; the message lists the ones it does."""
 
 
+class ArgumentTypeError(InputError, TypeError):
+    """An argument of a Python API function of a kind it does not take; the message names the function, the
+    argument, what it got and what it takes."""
+
+
 def first_few(items: list[str], n: int = 3) -> str:
     """The first `n` items joined by '; ', and ' ...' when there are more: examples in a one-line message."""
     return "; ".join(items[:n]) + (" ..." if len(items) > n else "")
