@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from pneumoscan.artifact import file_sha256, read_meta
 from pneumoscan.cli import main
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, speaks_python
 from pneumoscan.models.registry import create_model
 from pneumoscan.models.tv_resnet import BasicBlock, TvResNet
 from pneumoscan.training.pretrain import load_pretrained
@@ -109,6 +109,9 @@ def test_a_refusal_names_the_resnet_a_file_holds_and_the_model_that_takes_it(tmp
     for_resnet10 = _refusal("resnet10", save_pth(imagenet_state_dict("tv_resnet18"), tmp_path / "r18.pth"))
     assert "ImageNet weights fit only --model tv_resnet18 or tv_resnet50" in for_resnet10
     assert "pneumoscan pretrain --model resnet10" in for_resnet10
+    in_python = speaks_python(_refusal)("resnet10", tmp_path / "r18.pth")  # train(..., init=...) in a notebook
+    assert "which model='tv_resnet18' takes; ImageNet weights fit only model='tv_resnet18' or model='tv_resnet50'" \
+        in in_python
 
     broken = imagenet_state_dict("tv_resnet18")
     broken["layer2.0.bn1.weight"][0] = float("nan")

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, option, words
 from pneumoscan.models.registry import final_linear_name
 
 PNEUMOSCAN_KEYS = {"pneumoscan_pretrained": "pneumoscan pretrain", "pneumoscan": "pneumoscan model"}
@@ -57,7 +57,8 @@ def _advice(model_name: str) -> str:
     pretrain = f"the pretrained.safetensors of `pneumoscan pretrain --model {model_name}`"
     if model_name in IMAGENET_FILES:
         return f"pass {IMAGENET_FILES[model_name]}, or {pretrain}"
-    return (f"ImageNet weights fit only --model {' or '.join(IMAGENET_FILES)}; for {model_name} pass {pretrain}")
+    fitting = words(f"--model {' or '.join(IMAGENET_FILES)}", " or ".join(f"model={name!r}" for name in IMAGENET_FILES))
+    return f"ImageNet weights fit only {fitting}; for {model_name} pass {pretrain}"
 
 
 def read_weights(path: str | os.PathLike, model_name: str) -> dict[str, torch.Tensor]:
@@ -120,7 +121,7 @@ def _architecture(weights: dict[str, torch.Tensor], model_name: str) -> str:
     if fitting == model_name:
         return f"a {held} with other shapes"
     if fitting in list_models():
-        return f"a {held}, which --model {fitting} takes"
+        return f"a {held}, which {option('model', fitting)} takes"
     return f"a {held}, which pneumoscan has no model for"
 
 
