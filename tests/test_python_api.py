@@ -336,6 +336,14 @@ def test_evaluate_warns_on_the_films_the_stored_threshold_was_chosen_on(tiny_sit
         assert not [w for w in caught if in_sample in str(w.message)]
 
 
+def test_evaluate_says_where_the_films_a_warning_names_are_listed_in_python_words(tiny_run: Path,
+                                                                                  tiny_data: Path) -> None:
+    with pytest.warns(UserWarning, match=r"films it has not seen \(the dict evaluate returns lists them under "
+                                         r"seen_in_training\)") as caught:
+        metrics = pneumoscan.evaluate(tiny_run, tiny_data, split="train", n_boot=20)
+    assert metrics["seen_in_training"] and not any("--json" in str(w.message) for w in caught)
+
+
 def test_evaluate_warns_about_the_unreadable_films_it_left_out(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     for label in pneumoscan.CLASS_NAMES:

@@ -15,7 +15,7 @@ from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import duplicate_warnings, seen_in_training, training_film_fingerprints
 from pneumoscan.data.layout import Sample, cause_name, evaluation_samples
 from pneumoscan.data.patients import CAUSE_GROUPS, cause_groups, cause_of
-from pneumoscan.errors import InputError, MissingImagesWarning, check_at_least_one, first_few, warn
+from pneumoscan.errors import InputError, MissingImagesWarning, check_at_least_one, first_few, warn, words
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.metrics import accuracy, recall, specificity
 from pneumoscan.inference.predictor import Predictor
@@ -190,8 +190,8 @@ def evaluate(
     if refused:
         warn(GuardWarning(
             f"{len(refused)} of {len(images.samples)} images look unlike chest X-rays to the model's "
-            f"guard, which refuses them at predict time; they are scored here anyway (`evaluate --json` lists them "
-            f"under refused_by_guard): {first_few(refused)}"))
+            f"guard, which refuses them at predict time; they are scored here anyway ({_listed_under()} "
+            f"refused_by_guard): {first_few(refused)}"))
     seen = [] if checked_unseen else seen_in_training([s.path for s in images.samples], predictor.meta.training,
                                                       images.images, cache_dir, images.film_marks)
     if seen:
@@ -199,7 +199,7 @@ def evaluate(
             f"{len(seen)} of {len(images.samples)} images are films this model was trained or validated on (copies, "
             f"or the same film re-encoded or resized; e.g. {seen[0]}), so the figures on them are in-sample and "
             f"flatter the model; evaluate on "
-            f"films it has not seen (`evaluate --json` lists them under seen_in_training)"))
+            f"films it has not seen ({_listed_under()} seen_in_training)"))
     for message in duplicate_warnings({split_name: images.samples}, str(data), SCORED_BOTH):
         warn(LabelConflictWarning(message))
     summary = summarize(images.labels, probs, predictor.threshold, n_boot=n_boot, seed=seed)
@@ -208,6 +208,11 @@ def evaluate(
                    recall_by_cause=recall_by_cause(images.samples, probs, predictor.threshold),
                    borderline=borderline_summary(predictor, images.labels, probs))
     return Evaluation(split_name, images, probs, summary)
+
+
+def _listed_under() -> str:
+    """Where a warning's films are listed in full: `evaluate --json`, or the dict the Python API's evaluate returns."""
+    return words("`evaluate --json` lists them under", "the dict evaluate returns lists them under")
 
 
 def evaluate_and_warn(
