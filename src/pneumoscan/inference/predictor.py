@@ -287,7 +287,7 @@ class Predictor:
             if not fallback:
                 raise
             why = f"its ONNX export failed the check against PyTorch ({err})" if isinstance(err, ExportCheckError) \
-                else str(err).removesuffix("; predict with --backend torch")
+                else str(err).removesuffix(f"; predict with {option('backend', 'torch')}")
             warn(f"{self.path}: {why}; predicting with PyTorch instead")
             self.backend = "torch"
             return None
