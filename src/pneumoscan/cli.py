@@ -296,14 +296,15 @@ def build_parser() -> argparse.ArgumentParser:
                                      "model only, not one you train (the service sends it at GET /model/card)")
     p.set_defaults(func=cmd_card)
 
-    p = sub.add_parser("audit", help="count images, patients, sizes, unreadable and colour files and duplicates in a dataset")
+    p = sub.add_parser("audit", help="count images, patients, sizes, unreadable, colour and lateral-view files and duplicates in a dataset")
     p.add_argument("data", help="data folder (train/ val/ test/ with NORMAL/ PNEUMONIA/) or CSV manifest")
     p.add_argument("--json", help="also write the audit as JSON to this file ('-': stdout, and the text report goes to stderr)")
     add_patient_key_arg(p, "default auto, as in `train`")
     p.add_argument("--strict", action="store_true",
                    help=f"exit with code {EXIT_AUDIT_PROBLEMS} (after the report) when the audit finds a problem: "
                         "unreadable files, byte-identical files in two splits, with both labels or under two patient "
-                        "IDs, images under 32 px, colour images, (with --patient-key folder) images with no patient "
+                        "IDs, images under 32 px, colour images, DICOM films of a lateral, decubitus or oblique view "
+                        "(View Position), (with --patient-key folder) images with no patient "
                         "folder, or a patient in two splits by DICOM PatientID, manifest patient column or folder (IDs "
                         "from file names in two splits are only reported: Kermany's restart in each split); for a CI "
                         "gate (default: exit 0)")

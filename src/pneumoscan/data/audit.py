@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan import CLASS_NAMES
-from pneumoscan.data.decode import MIN_SIDE, read_file, read_grayscale_and_rgb
+from pneumoscan.data.decode import MIN_SIDE, is_dicom, read_file, read_grayscale_and_rgb
 from pneumoscan.data.file_cues import COLOUR_REFERENCE, colourfulness
 from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.patients import SOURCE_NAMES, SOURCES, is_kermany_name, keys_read, patient_keys
@@ -17,19 +18,41 @@ from pneumoscan.errors import InputError
 from pneumoscan.progress import progress_bar
 
 
-def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None, float]:
-    """SHA-256 of the file ('' when it cannot be read), its size in pixels, why it is unreadable, and its
-    colourfulness (the guard's cue; 0 for an unreadable file)."""
+NOT_FRONTAL_VIEWS = frozenset({"LL", "RL", "LLD", "RLD", "LLO", "RLO", "LAT", "LATERAL"})
+"""DICOM View Position values (upper case) of a lateral, decubitus or oblique film: the DX/CR defined terms besides
+AP and PA, and the words some devices write instead."""
+
+
+def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None, float, str | None]:
+    """SHA-256 of the file ('' when it cannot be read), its size in pixels, why it is unreadable, its
+    colourfulness (the guard's cue; 0 for an unreadable file), and a readable DICOM's View Position when it is
+    one of NOT_FRONTAL_VIEWS (else None)."""
     try:
         data = read_file(path, str(path))
     except InputError as err:
-        return "", None, str(err), 0.0
+        return "", None, str(err), 0.0, None
     digest = hashlib.sha256(data).hexdigest()
     try:
         gray, rgb = read_grayscale_and_rgb(data, name=str(path))  # a colour DICOM's pixels: decoded once
     except InputError as err:
-        return digest, None, str(err), 0.0
-    return digest, (int(gray.shape[1]), int(gray.shape[0])), None, colourfulness(data, rgb=rgb)
+        return digest, None, str(err), 0.0, None
+    return digest, (int(gray.shape[1]), int(gray.shape[0])), None, colourfulness(data, rgb=rgb), _not_frontal(data)
+
+
+def _not_frontal(data: bytes) -> str | None:
+    """A DICOM file's View Position (0018,5101), read from its header, when it names a lateral, decubitus or
+    oblique view; None for a frontal, unstated or unreadable one, and for any other file."""
+    if not is_dicom(data[:132]):
+        return None
+    try:
+        import pydicom
+
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["ViewPosition"],
+                             force=data[128:132] != b"DICM")
+        view = str(ds.get("ViewPosition", "") or "").strip().upper()
+    except Exception:  # noqa: BLE001 - decoding read this header: a value it cannot give is no view
+        return None
+    return view if view in NOT_FRONTAL_VIEWS else None
 
 
 def _shown_name(root: Path, split: str, sample: Sample) -> str:
@@ -55,7 +78,7 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         inspected = list(progress_bar(pool.map(lambda item: _inspect(item[1].path), everything),
                                       total=len(everything), desc="reading", unit="img", progress=progress))
-    readable = [sample for (_, sample), (_, _, error, _) in zip(everything, inspected) if not error]
+    readable = [sample for (_, sample), (_, _, error, _, _) in zip(everything, inspected) if not error]
     # patients are counted, and their keys' sources, over the readable films the table reports
     report: dict[str, Any] = {"root": str(root), **patient_id.record(readable), "splits": {}}
     by_hash: dict[str, list[tuple[str, str, Sample]]] = defaultdict(list)  # (shown name, split, sample)
@@ -63,7 +86,7 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     # a patient keyed by a header, manifest or folder: its first file in each split, named (never its key)
     named_patients: dict[str, dict[str, str]] = defaultdict(dict)
     unreadable: list[str] = []
-    for (split, sample), (digest, size, error, _) in zip(everything, inspected):
+    for (split, sample), (digest, size, error, _, _) in zip(everything, inspected):
         if digest:  # '' = could not be read
             by_hash[digest].append((_shown_name(Path(root), split, sample), split, sample))
         if error:
@@ -89,7 +112,7 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     report["unreadable"] = sorted(unreadable)
     # far below any chest film; upscaled to the model's input they are mostly interpolation
     report["too_small"] = sorted(f"{s.path}: {size[0]} x {size[1]} px"
-                                 for (_, s), (_, size, _, _) in zip(everything, inspected)
+                                 for (_, s), (_, size, _, _, _) in zip(everything, inspected)
                                  if size is not None and min(size) < MIN_SIDE)
     # train refuses these with --patient-key folder: each is keyed by its file name here
     report["no_patient_folder"] = sorted(str(s.path) for _, s in everything
@@ -97,7 +120,11 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     # a photo or screenshot among the X-rays: trained on, though the guard refuses its like at predict time
     report["colour"] = sorted(f"{s.path}: colour image (colourfulness {colour:.0f}, above {COLOUR_REFERENCE:.0f}); "
                               f"chest X-rays are grayscale, remove it or replace it with the radiograph"
-                              for (_, s), (_, _, _, colour) in zip(everything, inspected) if colour > COLOUR_REFERENCE)
+                              for (_, s), (_, _, _, colour, _) in zip(everything, inspected) if colour > COLOUR_REFERENCE)
+    # a lateral film of a chest series exported with the frontal one: trained on and scored as if it were frontal
+    report["not_frontal"] = sorted(f"{s.path}: DICOM View Position {view}, not a frontal (AP or PA) film; the model "
+                                   f"reads frontal chest X-rays only, remove it"
+                                   for (_, s), (_, _, _, _, view) in zip(everything, inspected) if view)
 
     def shown(keep: Any) -> list[list[str]]:
         return [[name for name, _, _ in group] for group in duplicates if keep(group)]
@@ -132,7 +159,8 @@ def _named_keys(report: dict[str, Any]) -> str:
 def audit_problems(report: dict[str, Any]) -> list[str]:
     """What `audit --strict` fails on, one '<count> <what>' item per kind found: unreadable files, byte-identical
     files across splits (leaks), with both labels or across patient IDs, images under MIN_SIDE px, colour
-    images, with --patient-key folder images with no patient folder, and patients in two splits by a DICOM
+    images, DICOM films of a lateral, decubitus or oblique view (NOT_FRONTAL_VIEWS), with --patient-key folder
+    images with no patient folder, and patients in two splits by a DICOM
     PatientID, a manifest's patient column or a folder; [] for a clean dataset. Patient IDs read from file names
     in two splits are not counted: Kermany's restart in each split."""
     kinds = [
@@ -145,6 +173,8 @@ def audit_problems(report: dict[str, Any]) -> list[str]:
          "groups of byte-identical files under two patient IDs"),
         (len(report["too_small"]), f"image under {MIN_SIDE} px on a side", f"images under {MIN_SIDE} px on a side"),
         (len(report.get("colour", [])), "colour image", "colour images"),
+        (len(report.get("not_frontal", [])), "DICOM film of a lateral, decubitus or oblique view",
+         "DICOM films of a lateral, decubitus or oblique view"),
         (len(report.get("no_patient_folder", [])), "image with no patient folder (--patient-key folder)",
          "images with no patient folder (--patient-key folder)"),
         (len(report.get("same_patient_in_two_splits", [])), f"patient in two splits (by {_named_keys(report)})",
@@ -170,6 +200,10 @@ def format_audit(report: dict[str, Any]) -> str:
     lines += [f"  {msg}" for msg in report["too_small"][:20]]
     lines.append(f"colour images (not chest X-rays as taken; the guard refuses such files): {len(report['colour'])}")
     lines += [f"  {msg}" for msg in report["colour"][:20]]
+    lines.append(f"DICOM films of a lateral, decubitus or oblique view (by View Position; the model reads frontal "
+                 f"films): "
+                 f"{len(report['not_frontal'])}")
+    lines += [f"  {msg}" for msg in report["not_frontal"][:20]]
     if report.get("no_patient_folder"):
         lines.append(f"images right in their class folder, with no patient folder for --patient-key folder to read "
                      f"(train refuses them; keyed by file name here): {len(report['no_patient_folder'])}")
