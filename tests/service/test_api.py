@@ -225,6 +225,29 @@ def test_predict_dicom(client: TestClient) -> None:
     assert SECRET not in res.text
 
 
+def test_a_dicom_file_without_its_preamble_is_predicted_as_predict_reads_it(client: TestClient, tiny_run: Path,
+                                                                             tmp_path: Path) -> None:
+    """Older devices and exports write DICOM without the 128-byte preamble and 'DICM', with or without a file meta;
+    `predict` reads them, but the service's sniffing looked for 'DICM' only and answered 415 'not an image file'."""
+    pydicom = pytest.importorskip("pydicom")
+    full = dicom_bytes(np.linspace(0, 4000, 48 * 40).reshape(48, 40).astype(np.uint16), 12)
+    no_preamble = full[132:]  # file meta first
+    ds = pydicom.dcmread(io.BytesIO(full))
+    del ds.file_meta
+    ds.preamble = None
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, implicit_vr=True, little_endian=True)  # dataset only, implicit VR
+    (tmp_path / "IM00001").write_bytes(full)
+    expected = Predictor(tiny_run).predict_files([tmp_path / "IM00001"])[0].probability
+    for name, data in (("IM00002", no_preamble), ("IM00003", buffer.getvalue())):
+        assert data[128:132] != b"DICM"
+        res = client.post("/predict", files={"file": (name, data, "application/dicom")})
+        assert res.status_code == 200, res.text
+        assert res.json()["probability"] == pytest.approx(expected, abs=1e-4)
+        batch = client.post("/predict/batch", files=[("files", (name, data, "application/dicom"))]).json()
+        assert batch["results"][0]["status"] == 200, batch
+
+
 def test_413_over_the_limit(client: TestClient) -> None:
     big = b"\xff\xd8\xff" + bytes(3 * 1024 * 1024)  # 3 MB > 2 MB limit
     res = client.post("/predict", files={"file": ("big.jpg", big, "image/jpeg")})

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import anyio
 from fastapi import HTTPException, Request
 
+from pneumoscan.data.decode import is_dicom
 from pneumoscan.service.budget import Reservation
 
 _MAX_PARTS = 64  # form fields of any kind in one request
@@ -176,9 +177,10 @@ async def read_multipart(request: Request, *, reservation: Reservation, body_lim
 
 
 def sniff_image(data: bytes | bytearray) -> str | None:
-    """The image format from the file's first bytes ('jpeg', 'png', 'tiff', 'bmp', 'dicom'), else None."""
+    """The image format from the file's first bytes ('jpeg', 'png', 'tiff', 'bmp', 'dicom'), else None. DICOM as
+    decoding finds it: 'DICM' at byte 128, or a file written without the preamble (`is_dicom`)."""
     head = bytes(data[:132])
-    if len(head) >= 132 and head[128:132] == b"DICM":
+    if is_dicom(head):
         return "dicom"
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
