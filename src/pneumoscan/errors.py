@@ -31,6 +31,11 @@ class RefusedFilm(InputError):
     Not a mistake in the command, so the CLI exits 1 for it, as `predict` does for a film it refuses."""
 
 
+class NotAnImage(InputError):
+    """A readable file that holds no image: a DICOM object without pixel data (a structured report, a DICOMDIR). The
+    service answers 415, as for any other file that is not an image."""
+
+
 class ImageTooLarge(InputError):
     """An image has more pixels than the decoder's limit (the service answers 413, like an oversized upload)."""
 

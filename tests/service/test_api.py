@@ -278,6 +278,22 @@ def test_415_not_an_image(client: TestClient) -> None:
         assert res.status_code == 415 and f"{name} images are not supported" in res.json()["detail"]
 
 
+def test_415_a_dicom_object_that_holds_no_image(client: TestClient) -> None:
+    """A structured report or a DICOMDIR sent from a PACS export is a file that is not an image (415, as the docs'
+    table says), not a corrupt image (422, which it got): a client can tell 'send another file' from 'resend it'."""
+    from tests.conftest import dicom_to_bytes, make_dicom
+
+    report = make_dicom(None)  # a dataset without pixel data: a report
+    index = make_dicom(None)
+    index.SOPClassUID = index.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"  # Directory Storage
+    index.FileSetID = "EXPORT"
+    for name, ds, what in (("SR000001", report, "no pixel data"), ("DICOMDIR", index, "a DICOMDIR")):
+        res = client.post("/predict", files={"file": (name, dicom_to_bytes(ds), "application/dicom")})
+        assert res.status_code == 415 and what in res.json()["detail"], res.text
+        batch = client.post("/predict/batch", files=[("files", (name, dicom_to_bytes(ds), "application/dicom"))])
+        assert batch.json()["results"][0]["status"] == 415
+
+
 def test_422_corrupt_empty_or_missing(client: TestClient, xray: Path) -> None:
     truncated = xray.read_bytes()[:400]
     res = client.post("/predict", files={"file": ("cut.jpeg", truncated, "image/jpeg")})

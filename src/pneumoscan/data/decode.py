@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pneumoscan.errors import ImageTooLarge, InputError
+from pneumoscan.errors import ImageTooLarge, InputError, NotAnImage
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -484,12 +484,12 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
         raise InputError(f"{label}: damaged DICOM image header; give a complete, valid DICOM file") from None
 
     if not has_pixels and _is_dicomdir(ds):
-        raise InputError(
+        raise NotAnImage(
             f"{label}: a DICOMDIR, the index of a DICOM export, not an image; give the folder it is in (its films "
             "are found there) or the films themselves"
         )
     if not has_pixels:
-        raise InputError(
+        raise NotAnImage(
             f"{label}: DICOM file has no pixel data (not an image, e.g. a report); give a DICOM image"
         )
     if frames > 1:

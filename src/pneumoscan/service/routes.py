@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from pneumoscan.card import model_card_text
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS
-from pneumoscan.errors import ImageTooLarge, InputError
+from pneumoscan.errors import ImageTooLarge, InputError, NotAnImage
 from pneumoscan.inference.ood import refusal_cause, refusal_kind
 from pneumoscan.inference.predictor import Prediction
 from pneumoscan.service.audit import AuditError, AuditLog, utc_now
@@ -49,7 +49,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorResponse, "description": "upload larger than the configured limit (for /predict/batch: the "
                                                  "whole body, or more files than max_batch_files), or an image over "
                                                  f"{DEFAULT_MAX_PIXELS // 1_000_000} megapixels"},
-    415: {"model": ErrorResponse, "description": "not multipart/form-data, or the file is not an image"},
+    415: {"model": ErrorResponse, "description": "not multipart/form-data, or the file is not an image (a DICOM "
+                                                 "report or DICOMDIR too)"},
     422: {"model": ErrorResponse, "description": "missing file, empty, corrupt or undecodable image"},
     500: {"model": ErrorResponse, "description": "internal error: the request was not processed; retry or report it"},
     503: {"model": ErrorResponse, "description": "the memory set aside for uploads is full; retry after the "
@@ -124,6 +125,12 @@ def _refusal(result: Prediction) -> dict[str, Any]:
 
 def _label(part: Part) -> str:
     return part.filename or "upload"
+
+
+def _status(err: InputError) -> int:
+    """The status of a file decoding refused: 413 over the pixel limit, 415 a file that holds no image (a DICOM
+    report or DICOMDIR, as for any other file that is not an image), 422 a corrupt or unusable image."""
+    return 413 if isinstance(err, ImageTooLarge) else 415 if isinstance(err, NotAnImage) else 422
 
 
 def _check_part(part: Part, limit_mb: float) -> tuple[int, str] | None:
@@ -249,7 +256,7 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
         except ExplainUnavailable as err:
             raise HTTPException(501, str(err)) from None
         except InputError as err:
-            raise HTTPException(413 if isinstance(err, ImageTooLarge) else 422, str(err)) from None
+            raise HTTPException(_status(err), str(err)) from None
         await _record(request, [line])
     meta = engine.meta
     return PredictionResponse(
@@ -297,7 +304,7 @@ async def predict_batch(request: Request) -> BatchResponse:
                 try:  # the upload's own buffer, not a copy (see predict)
                     good.append((i, engine.decode(files[i].data, _label(files[i]))))
                 except InputError as err:
-                    items[i].status, items[i].error = 413 if isinstance(err, ImageTooLarge) else 422, str(err)
+                    items[i].status, items[i].error = _status(err), str(err)
             results = engine.results([upload for _, upload in good]) if good else []
             for (i, _), result in zip(good, results):
                 items[i].ok, items[i].status = True, 200
