@@ -76,15 +76,32 @@ def test_the_entry_counts_the_films_inside_the_interval_and_scores_the_rest(
 
 def test_a_metric_undefined_outside_the_interval_is_none_with_the_metrics_warning(
         tiny_run: Path, site: Path, ranked: list[tuple[float, int]], tmp_path: Path) -> None:
-    """Every film but the highest inside: the one left is PNEUMONIA or NORMAL, so specificity or recall has no film."""
+    """Every film but the highest inside: the one left is PNEUMONIA or NORMAL, so specificity or recall has no film.
+    The warning says it is so outside the interval: the metric's own, 'no negative cases in y_true', was printed
+    under an evaluation of NORMAL films as if there were none."""
     model = placed(tiny_run, ranked, 0, 6, tmp_path / "wide.safetensors")
-    undefined, reason = ("specificity", "no negative") if ranked[-1][1] == 1 else ("recall", "no positive")
-    with pytest.warns(UndefinedMetricWarning, match=f"{undefined} is undefined: {reason} cases"):
+    undefined, lacking = ("specificity", "NORMAL") if ranked[-1][1] == 1 else ("recall", "PNEUMONIA")
+    with pytest.warns(UndefinedMetricWarning) as caught:
         entry = pneumoscan.evaluate(model, site, backend="torch", n_boot=20)["borderline"]
+    assert [str(w.message) for w in caught if "outside" in str(w.message) or "y_true" in str(w.message)] == [
+        f"{undefined} of the films outside the borderline interval is undefined: no {lacking} film lies outside it; "
+        "returning nan."]
     assert (entry["n"], entry["outside"]["n"]) == (7, 1)
     assert entry["outside"]["accuracy"] == pytest.approx(float(ranked[-1][1] == 1))
     assert entry["outside"][undefined] is None
     assert entry["outside"]["recall" if undefined == "specificity" else "specificity"] == entry["outside"]["accuracy"]
+
+
+def test_every_film_inside_the_interval_gives_one_warning_for_the_three_metrics_outside(
+        tiny_run: Path, site: Path, ranked: list[tuple[float, int]], tmp_path: Path) -> None:
+    model = placed(tiny_run, ranked, 0, 7, tmp_path / "all.safetensors")
+    with pytest.warns(UndefinedMetricWarning) as caught:
+        entry = pneumoscan.evaluate(model, site, backend="torch", n_boot=20)["borderline"]
+    assert [str(w.message) for w in caught if "outside" in str(w.message) or "y_true" in str(w.message)
+            or "empty" in str(w.message)] == [
+        "accuracy, recall and specificity of the films outside the borderline interval are undefined: no film lies "
+        "outside it; returning nan."]
+    assert entry["outside"] == {"n": 0, "accuracy": None, "recall": None, "specificity": None}
 
 
 def test_the_report_prints_it_and_the_json_holds_it(tiny_run: Path, site: Path, ranked: list[tuple[float, int]],

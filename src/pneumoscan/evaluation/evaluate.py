@@ -17,7 +17,7 @@ from pneumoscan.data.layout import Sample, cause_name, evaluation_samples
 from pneumoscan.data.patients import CAUSE_GROUPS, cause_groups, cause_of
 from pneumoscan.errors import InputError, MissingImagesWarning, check_at_least_one, first_few, warn, words
 from pneumoscan.evaluation.bootstrap import summarize
-from pneumoscan.evaluation.metrics import accuracy, recall, specificity
+from pneumoscan.evaluation.metrics import UndefinedMetricWarning, accuracy, recall, specificity
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.outputs import atomic_write
 
@@ -150,8 +150,33 @@ def borderline_summary(predictor: Predictor, labels: np.ndarray, probs: np.ndarr
     outside = ~inside
     kept, decided = labels[outside], (probs[outside] >= predictor.threshold).astype(int)
     return {"interval": list(interval), "n": int(inside.sum()), "share": float(inside.mean()), "by_class": by_class,
-            "outside": {"n": int(outside.sum()), "accuracy": accuracy(kept, decided),
-                        "recall": recall(kept, decided), "specificity": specificity(kept, decided)}}
+            "outside": {"n": int(outside.sum()), **_outside_metrics(kept, decided)}}
+
+
+# each metric on the films outside the interval: its function, the class it needs there (None: any film), and what
+# is missing when none is
+_OUTSIDE_METRICS = (("accuracy", accuracy, None, "no film"), ("recall", recall, 1, "no PNEUMONIA film"),
+                    ("specificity", specificity, 0, "no NORMAL film"))
+
+
+def _outside_metrics(labels: np.ndarray, decided: np.ndarray) -> dict[str, float]:
+    """Accuracy, recall and specificity of the decisions on the films outside the borderline interval; NaN where
+    no film (or none of the class the metric needs) lies outside it, with one warning that says so: the metrics'
+    own ('no negative cases in y_true') read as if the evaluated set had no NORMAL film."""
+    values: dict[str, float] = {}
+    missing: list[tuple[str, str]] = []
+    for name, metric, needs, lacking in _OUTSIDE_METRICS:
+        if labels.size and (needs is None or bool((labels == needs).any())):
+            values[name] = metric(labels, decided)
+        else:
+            values[name] = float("nan")
+            missing.append((name, lacking))
+    if missing:
+        names = [name for name, _ in missing]
+        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        warn(f"{listed} of the films outside the borderline interval {'is' if len(names) == 1 else 'are'} "
+             f"undefined: {missing[0][1]} lies outside it; returning nan.", UndefinedMetricWarning)
+    return values
 
 
 def check_bootstrap(n_boot: int, seed: int) -> None:
