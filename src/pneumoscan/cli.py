@@ -483,10 +483,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """`parser.parse_args`, except that a file name after predict's --csv or --json (which print to stdout, while
     evaluate's --json takes a file) is refused saying how to write the file: one left over (after the films), or
-    one ending in .csv or .json taken for a film (before them), which no film is."""
+    one ending in .csv or .json taken for a film (before them), which no film is; and a '-' after them (the stdout
+    of the other commands' --json -) saying to leave it out."""
     args, extra = parser.parse_known_args(argv)
     if args.command == "predict":
         for before, token in zip(argv, argv[1:]):
+            if before in ("--csv", "--json") and token == "-":
+                _command_parser(parser, "predict").error(
+                    f"{before} prints to stdout already and takes no file name; leave out the '-' after it")
             named = extra[:1] == [token] or Path(token).suffix.lower() in (".csv", ".json")
             if before in ("--csv", "--json") and named:
                 _command_parser(parser, "predict").error(

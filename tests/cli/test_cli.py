@@ -614,6 +614,20 @@ def test_predict_given_a_file_after_csv_or_json_says_they_print_to_stdout(flag: 
     assert capsys.readouterr().err.splitlines()[-1] == "pneumoscan: error: unrecognized arguments: preds.out"
 
 
+@pytest.mark.parametrize("flag", ["--csv", "--json"])
+@pytest.mark.parametrize("where", ["after", "before"])
+def test_predict_given_a_dash_after_csv_or_json_says_to_leave_it_out(flag: str, where: str, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # the README's '--json - writes JSON alone to stdout' (evaluate, audit, ...) tried on predict: after the films
+    # the error said to write the file with `--json > -`; before them '-' was read as a film ('file not found')
+    argv = ["predict", str(tmp_path), flag, "-"] if where == "after" else ["predict", flag, "-", str(tmp_path)]
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"pneumoscan predict: error: {flag} prints to stdout already and takes no file name; leave out the '-' after it")
+
+
 @pytest.mark.parametrize("flag,name", [("--csv", "preds.csv"), ("--json", "Preds.JSON")])
 def test_predict_given_a_file_after_csv_or_json_before_the_films_says_they_print_to_stdout(
         flag: str, name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
