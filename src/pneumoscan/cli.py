@@ -144,10 +144,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     given = {k: v for k, v in vars(args).items() if v is not None and k in TrainConfig.__dataclass_fields__}
     cfg = train_config(given, resume=args.resume)
-    from pneumoscan.training.commands import print_validation
+    from pneumoscan.training.commands import print_split, print_validation
 
     artifact = train(cfg, resume=args.resume, progress=not args.quiet)
     print_validation(artifact)
+    print_split(Path(cfg.out))
     print(f"history: {Path(cfg.out) / 'history.csv'}")
     _say_guard_next(artifact, cfg.out)
     return 0

@@ -48,6 +48,19 @@ def test_end_to_end_on_the_bundled_sample(sample_dir: Path, tmp_path: Path, caps
     assert json.loads(strict.read_text())["threshold"] == 1.0
 
 
+def test_train_says_how_it_split_the_patients(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A DICOM set's user had to open split.json to see whether the PatientIDs kept each patient on one side."""
+    from tests.conftest import write_dicom_dataset
+
+    data = write_dicom_dataset(tmp_path / "data", size=16)  # 8 patients a class, 3 films each
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--model", "cnn", "--image-size", "16",
+                 "--epochs", "1", "--quiet", "--val-fraction", "0.25"]) == 0
+    counts = json.loads((tmp_path / "run" / "split.json").read_text())["counts"]
+    assert counts["val"]["patients"] == 4
+    assert (f"split: {48 - 12} training images of 12 patients, 12 validation images of 4 (patient-aware stratified "
+            f"split of train; patient keys: --patient-key auto (48 by DICOM PatientID))") in capsys.readouterr().out
+
+
 def test_predict_reports_bad_file_and_predicts_the_rest(tiny_run: Path, tiny_data: Path, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "in"

@@ -22,6 +22,24 @@ def print_validation(path: Path) -> None:
           f"{val['n_positive']} PNEUMONIA)")
 
 
+def print_split(run: Path) -> None:
+    """The run's split from its split.json: images and patients trained and validated on, and where the patients
+    were read ('--patient-key auto (79 by DICOM PatientID)'), so a DICOM set's user sees its PatientIDs used."""
+    import json
+
+    from pneumoscan.data.patients import keys_read
+
+    try:
+        record = json.loads((run / "split.json").read_text())
+        train, val = (record["counts"][name] for name in ("train", "val"))
+        images = [c["NORMAL"] + c["PNEUMONIA"] for c in (train, val)]
+        line = (f"split: {images[0]} training images of {train['patients']} patients, {images[1]} validation images "
+                f"of {val['patients']} ({record['method']}; patient keys: {keys_read(record)})")
+    except (OSError, ValueError, KeyError, TypeError):  # a run written by another version: the rest still prints
+        return
+    print(line)
+
+
 def cmd_ensemble(args: argparse.Namespace) -> int:
     from pneumoscan.training.ensemble import build_ensemble
 
