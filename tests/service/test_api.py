@@ -132,7 +132,7 @@ def test_openapi_has_typed_responses(client: TestClient) -> None:
     item = spec["components"]["schemas"]["BatchItem"]["properties"]
     assert {"in_distribution", "ood_reason", "refused_by"} <= set(item)
     for schema in (props, item):  # what the service's causes mean, beside them
-        assert all(cause in schema["refused_by"]["description"] for cause in ("colour", "upside_down", "features"))
+        assert all(cause in schema["refused_by"]["description"] for cause in ("colour", "upside_down", "view", "features"))
 
 
 def test_openapi_documents_retry_after_the_pixel_limit_and_internal_errors(client: TestClient) -> None:
@@ -246,6 +246,21 @@ def test_a_dicom_file_without_its_preamble_is_predicted_as_predict_reads_it(clie
         assert res.json()["probability"] == pytest.approx(expected, abs=1e-4)
         batch = client.post("/predict/batch", files=[("files", (name, data, "application/dicom"))]).json()
         assert batch["results"][0]["status"] == 200, batch
+
+
+def test_a_lateral_dicom_is_refused_by_view_with_a_guard(guarded_client: TestClient, client: TestClient) -> None:
+    """A PACS study's lateral film, its View Position LL in the header, was scored as a frontal film."""
+    from tests.conftest import dicom_to_bytes, make_dicom, xray_pixels
+
+    ds = make_dicom(xray_pixels(0, 3, 48), bits_stored=8)
+    ds.ViewPosition = "LL"
+    data = dicom_to_bytes(ds)
+    body = guarded_client.post("/predict", files={"file": ("IM00002", data, "application/dicom")}).json()
+    assert (body["refused_by"], body["in_distribution"], body["probability"]) == ("view", False, None)
+    assert body["ood_reason"].startswith("DICOM View Position LL: not a frontal (AP or PA) film")
+    item = guarded_client.post("/predict/batch", files=[("files", ("IM00002", data, "application/dicom"))]).json()
+    assert item["results"][0]["refused_by"] == "view" and item["n_out_of_distribution"] == 1
+    assert client.post("/predict", files={"file": ("IM00002", data, "application/dicom")}).json()["probability"] is not None
 
 
 def test_413_over_the_limit(client: TestClient) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan import CLASS_NAMES
-from pneumoscan.data.decode import MIN_SIDE, is_dicom, read_file, read_grayscale_and_rgb
+from pneumoscan.data.decode import MIN_SIDE, not_frontal_view, read_file, read_grayscale_and_rgb
 from pneumoscan.data.file_cues import COLOUR_REFERENCE, colourfulness
 from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.patients import SOURCE_NAMES, SOURCES, is_kermany_name, keys_read, patient_keys
@@ -18,15 +17,10 @@ from pneumoscan.errors import InputError
 from pneumoscan.progress import progress_bar
 
 
-NOT_FRONTAL_VIEWS = frozenset({"LL", "RL", "LLD", "RLD", "LLO", "RLO", "LAT", "LATERAL"})
-"""DICOM View Position values (upper case) of a lateral, decubitus or oblique film: the DX/CR defined terms besides
-AP and PA, and the words some devices write instead."""
-
-
 def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None, float, str | None]:
     """SHA-256 of the file ('' when it cannot be read), its size in pixels, why it is unreadable, its
     colourfulness (the guard's cue; 0 for an unreadable file), and a readable DICOM's View Position when it is
-    one of NOT_FRONTAL_VIEWS (else None)."""
+    a lateral, decubitus or oblique view (`not_frontal_view`; else None)."""
     try:
         data = read_file(path, str(path))
     except InputError as err:
@@ -36,23 +30,7 @@ def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None, float
         gray, rgb = read_grayscale_and_rgb(data, name=str(path))  # a colour DICOM's pixels: decoded once
     except InputError as err:
         return digest, None, str(err), 0.0, None
-    return digest, (int(gray.shape[1]), int(gray.shape[0])), None, colourfulness(data, rgb=rgb), _not_frontal(data)
-
-
-def _not_frontal(data: bytes) -> str | None:
-    """A DICOM file's View Position (0018,5101), read from its header, when it names a lateral, decubitus or
-    oblique view; None for a frontal, unstated or unreadable one, and for any other file."""
-    if not is_dicom(data[:132]):
-        return None
-    try:
-        import pydicom
-
-        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["ViewPosition"],
-                             force=data[128:132] != b"DICM")
-        view = str(ds.get("ViewPosition", "") or "").strip().upper()
-    except Exception:  # noqa: BLE001 - decoding read this header: a value it cannot give is no view
-        return None
-    return view if view in NOT_FRONTAL_VIEWS else None
+    return digest, (int(gray.shape[1]), int(gray.shape[0])), None, colourfulness(data, rgb=rgb), not_frontal_view(data)
 
 
 def _shown_name(root: Path, split: str, sample: Sample) -> str:
@@ -159,7 +137,7 @@ def _named_keys(report: dict[str, Any]) -> str:
 def audit_problems(report: dict[str, Any]) -> list[str]:
     """What `audit --strict` fails on, one '<count> <what>' item per kind found: unreadable files, byte-identical
     files across splits (leaks), with both labels or across patient IDs, images under MIN_SIDE px, colour
-    images, DICOM films of a lateral, decubitus or oblique view (NOT_FRONTAL_VIEWS), with --patient-key folder
+    images, DICOM films of a lateral, decubitus or oblique view (`not_frontal_view`), with --patient-key folder
     images with no patient folder, and patients in two splits by a DICOM
     PatientID, a manifest's patient column or a folder; [] for a clean dataset. Patient IDs read from file names
     in two splits are not counted: Kermany's restart in each split."""

@@ -25,8 +25,9 @@ Decisions:
   with their polarity, MONOCHROME1's too (PS3.3 C.11.4); one that cannot be read so (a descriptor whose first
   input is not 0 or whose entries are not 8 to 16 bits, LUT Data of another length, an entry above 2^bits - 1) is
   an InputError rather than a guess at the film's polarity.
-  Header values other than image geometry are never read, and exception text from pydicom is
-  never copied into messages or exception chains (it could quote header values).
+  Header values other than image geometry are never read for decoding (`not_frontal_view` reads the View
+  Position apart), and exception text from pydicom is never copied into messages or exception chains (it could
+  quote header values).
 * DICOM Pixel Padding Value (with a Pixel Padding Range Limit: every stored value between the two) marks the
   frame around a collimated or non-rectangular film: padding pixels count for no min-max range and are filled
   with the darkest tone of the film's real pixels after every other step, so they neither stretch its contrast
@@ -52,8 +53,9 @@ from pneumoscan.errors import ImageTooLarge, InputError, NotAnImage
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-__all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "dicom_colour", "is_dicom", "quiet_decoder_warnings", "read_grayscale",
-           "read_grayscale_and_rgb", "size_warning", "stored_size", "thumbnail_warning"]
+__all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "NOT_FRONTAL_VIEWS", "dicom_colour", "is_dicom", "not_frontal_view",
+           "quiet_decoder_warnings", "read_grayscale", "read_grayscale_and_rgb", "size_warning", "stored_size",
+           "thumbnail_warning", "view_reason"]
 
 DEFAULT_MAX_PIXELS: int = 150_000_000
 """Largest accepted width * height (decompression-bomb limit); override per call."""
@@ -198,6 +200,33 @@ def stored_size(data: bytes | bytearray) -> tuple[int, int] | None:
             return im.size
     except Exception:  # noqa: BLE001 - unreadable here: decoding tells the user why
         return None
+
+
+NOT_FRONTAL_VIEWS = frozenset({"LL", "RL", "LLD", "RLD", "LLO", "RLO", "LAT", "LATERAL"})
+"""DICOM View Position values (upper case) of a lateral, decubitus or oblique film: the DX/CR defined terms besides
+AP and PA, and the words some devices write instead."""
+
+
+def not_frontal_view(data: bytes | bytearray) -> str | None:
+    """A DICOM file's View Position (0018,5101), from its header, when it names a lateral, decubitus or oblique view
+    (NOT_FRONTAL_VIEWS); None for a frontal, unstated or unreadable one, and for any other file."""
+    if not is_dicom(bytes(data[:132])):
+        return None
+    try:
+        import pydicom
+
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["ViewPosition"],
+                             force=data[128:132] != b"DICM")
+        view = str(ds.get("ViewPosition", "") or "").strip().upper()
+    except Exception:  # noqa: BLE001 - decoding reads this header: a value it cannot give is no view
+        return None
+    return view if view in NOT_FRONTAL_VIEWS else None
+
+
+def view_reason(view: str) -> str:
+    """Why a film whose View Position is `view` (one of NOT_FRONTAL_VIEWS) gets no prediction, and what to send."""
+    return (f"DICOM View Position {view}: not a frontal (AP or PA) film; the model reads frontal chest X-rays only, "
+            f"send the frontal film of the study")
 
 
 def size_warning(data: bytes | bytearray) -> str | None:

@@ -15,7 +15,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, load_artifact, read_meta, resolve_model_path
-from pneumoscan.data.decode import read_file, read_grayscale_and_rgb, size_warning, stored_size, thumbnail_warning
+from pneumoscan.data.decode import (
+    not_frontal_view, read_file, read_grayscale_and_rgb, size_warning, stored_size, thumbnail_warning, view_reason,
+)
 from pneumoscan.data.file_cues import NOT_DECODED
 from pneumoscan.data.layout import IMAGE_EXTENSIONS, image_files
 from pneumoscan.data.preprocess import grey_levels, load_image_levels_and_rgb
@@ -45,7 +47,8 @@ class Prediction:
     # to read reliably, so the original should be sent
     size_warning: str | None = None
     # what refused the film, set with ood_reason: "blank" or "colour" (not a chest X-ray), "grey_levels", "two_tone"
-    # or "upside_down" (a chest X-ray the model cannot read as sent), "image" or "features" (unlike the training films)
+    # or "upside_down" (a chest X-ray the model cannot read as sent), "image" or "features" (unlike the training films),
+    # "view" (a DICOM whose View Position is lateral, decubitus or oblique)
     refused_by: str | None = None
 
     def to_dict(self) -> dict[str, object]:
@@ -56,8 +59,9 @@ class Prediction:
 class Decoded(NamedTuple):
     """One file as the model and its guard read it (`Predictor.decode`): the model's uint8 input image (S, S), the
     file's grey levels, colourfulness and two-tone share (the last two 0.0 when there is no guard to read them), its
-    `size_warning` (None unless it is a thumbnail) and the file's (width, height) (None when its header does not
-    say)."""
+    `size_warning` (None unless it is a thumbnail), the file's (width, height) (None when its header does not
+    say) and a DICOM's View Position when it is not frontal (`not_frontal_view`; None for any other file, or
+    without a guard to refuse it)."""
 
     image: np.ndarray
     levels: int
@@ -65,6 +69,7 @@ class Decoded(NamedTuple):
     tone: float
     small: str | None = None
     size: tuple[int, int] | None = None
+    view: str | None = None
 
 
 # Files `predict_chunks` decodes and predicts at a time: enough for every decoding thread of a many-core machine
@@ -413,22 +418,31 @@ class Predictor:
 
     def results(self, names: list[str], images: np.ndarray, raw: Sequence[bytes | bytearray] | None = None, *,
                 colours: list[float] | None = None, levels: list[int] | None = None,
-                tones: list[float] | None = None, small: list[str | None] | None = None) -> list[Prediction]:
+                tones: list[float] | None = None, small: list[str | None] | None = None,
+                views: list[str | None] | None = None) -> list[Prediction]:
         """Predictions for decoded images, screened by the guard: colourfulness, grey levels (see
         `load_image_with_levels`) and two-tone shares (`two_tone_share`) as given, else measured on the `raw`
         bytes as `decode` measures them (decoding a file again only for its grey levels); `small` the files'
-        `size_warning`s, likewise (from their headers).
+        `size_warning`s and `views` their `not_frontal_view`s, likewise (from their headers).
 
-        Inputs the guard rejects get no probability and no label.
+        Inputs the guard rejects get no probability and no label; so, with a guard, does a DICOM whose View
+        Position says it is no frontal film (refused_by "view").
         """
         if raw is not None:
             colours, levels, tones, small = self._measured(names, raw, colours, levels, tones, small)
+            if views is None and self.guard is not None:
+                views = [not_frontal_view(r) for r in raw]
         if small is None:
             small = [None] * len(names)
+        if views is None or self.guard is None:
+            views = [None] * len(names)
         probs, verdicts = self.screen(images, colours, levels, tones)
         out = []
-        for name, prob, verdict, warning in zip(names, probs, verdicts, small):
-            if verdict is not None and not verdict.in_distribution:
+        for name, prob, verdict, warning, view in zip(names, probs, verdicts, small, views):
+            if view is not None:  # the header says what the image statistics can only guess
+                out.append(Prediction(name, None, None, self.threshold, in_distribution=False,
+                                      ood_reason=view_reason(view), size_warning=warning, refused_by="view"))
+            elif verdict is not None and not verdict.in_distribution:
                 out.append(Prediction(name, None, None, self.threshold, in_distribution=False,
                                       ood_reason=verdict.message, size_warning=warning,
                                       refused_by=verdict.refused_by))
@@ -466,7 +480,7 @@ class Predictor:
         """`results` for files `decode` read: their images, the guard's cues and their size warnings."""
         return self.results(names, np.stack([f.image for f in files]), colours=[f.colour for f in files],
                             levels=[f.levels for f in files], tones=[f.tone for f in files],
-                            small=[f.small for f in files])
+                            small=[f.small for f in files], views=[f.view for f in files])
 
     def screen(self, images: np.ndarray, colours: list[float] | None = None, levels: list[int] | None = None,
                tones: list[float] | None = None, *, progress: bool = False) -> tuple[np.ndarray, list[OODResult | None]]:
@@ -541,9 +555,11 @@ class Predictor:
 
     def decoded(self, data: bytes | bytearray, image: np.ndarray, levels: int, rgb: np.ndarray | None) -> Decoded:
         """The `Decoded` of a file whose bytes `data` are decoded already (`image`, `levels` and `rgb` as
-        `load_image_levels_and_rgb` gives them): its guard cues (`file_cues`), size and size warning."""
+        `load_image_levels_and_rgb` gives them): its guard cues (`file_cues`), size, size warning and, with a guard,
+        its View Position when not frontal."""
         size = stored_size(data)
-        return Decoded(image, levels, *self.file_cues(data, rgb), thumbnail_warning(size), size)
+        view = not_frontal_view(data) if self.guard is not None else None
+        return Decoded(image, levels, *self.file_cues(data, rgb), thumbnail_warning(size), size, view)
 
     def file_cues(self, data: bytes | bytearray, rgb: np.ndarray | None) -> tuple[float, float]:
         """The guard's cues read from a file's bytes: its colourfulness (of `rgb`, what `load_image_levels_and_rgb`
