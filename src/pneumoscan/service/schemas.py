@@ -127,7 +127,7 @@ _REFUSED_BY = ("what refused the film, set with ood_reason: blank or colour (not
                "so refused is read without the model)")
 
 _REFUSAL_KIND = ("what a refusal means, from refused_by (null when in_distribution is not false): not_a_chest_xray "
-                 "(blank, colour: no radiograph was sent); as_sent (grey_levels, two_tone, upside_down: a chest X-ray "
+                 "(blank, colour: no radiograph was sent); as_sent (grey_levels, two_tone, upside_down, view: a chest X-ray "
                  "the model cannot read as sent, ood_reason says what to send instead); unlike (image, features: "
                  "unlike the chest X-rays the model was trained on; a chest film so refused is read without the model)")
 _REFUSAL_CAUSE = ("what the guard found, in words for the reader: ood_reason less the \"not a chest X-ray: \" a refusal "

@@ -49,7 +49,8 @@ _UPSIDE_DOWN = "the image looks upside down; rotate it and send it again"
 # a chest X-ray the model cannot read as sent (what to send instead); or unlike the training X-rays, as a few real
 # chest X-rays are (read it without the model). The service sends it with each refusal (`refusal_kind`).
 REFUSAL_KINDS = {"blank": "not_a_chest_xray", "colour": "not_a_chest_xray", "grey_levels": "as_sent",
-                 "two_tone": "as_sent", "upside_down": "as_sent", "image": "unlike", "features": "unlike"}
+                 "two_tone": "as_sent", "upside_down": "as_sent", "view": "as_sent", "image": "unlike",
+                 "features": "unlike"}
 NOT_A_CHEST_XRAY = "not a chest X-ray: "  # what the message of a refusal of kind not_a_chest_xray starts with
 
 
