@@ -5,13 +5,16 @@ client is still sending reaches the client, without a reset (a lingering close),
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
+import re
 import select
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -409,3 +412,76 @@ def test_stopping_the_server_ends_a_lingering_close() -> None:
             stopping = time.monotonic()
         took = time.monotonic() - stopping  # the server stopped while the client kept its side open
     assert took < 2.5, took
+
+
+# ----------------------------------------------------------------- access lines of answers the app never sees
+
+NEW_ID = rb"[0-9a-f]{32}"
+
+
+@contextlib.contextmanager
+def logged_server() -> Iterator[tuple[tuple[str, int], io.StringIO]]:
+    """uvicorn in a thread with `serve`'s logging and protocol (a 0.5 s head deadline), serving an app that reads
+    each request's body and answers 200, behind the service's RequestTracker; yields its address and its access
+    log."""
+    from pneumoscan.service.tracking import RequestCounts, RequestTracker, log_config
+    from tests.service.test_browser import uvicorn_in_thread
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:  # type: ignore[type-arg]
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    config = log_config()
+    lines = io.StringIO()
+    config["handlers"]["access"]["stream"] = lines
+    with uvicorn_in_thread(RequestTracker(app, RequestCounts()), lifespan="off", http=http_protocol(0.5),
+                           log_config=config, log_level="info") as port:
+        yield ("127.0.0.1", port), lines
+
+
+def answered_with_id(sock: socket.socket, data: bytes) -> tuple[bytes, str]:
+    """Send DATA, read until the server closes; the status line and the X-Request-ID of its answer."""
+    sock.sendall(data)
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    found = re.search(rb"\r\nx-request-id: ([^\r]+)\r\n", answer, re.IGNORECASE)
+    assert found, answer
+    return answer.split(b"\r\n", 1)[0], found.group(1).decode()
+
+
+def test_uvicorns_400_and_the_408_have_access_lines_with_the_id_of_their_answer() -> None:
+    """Before, uvicorn's 400 for a malformed request and the 408 for a head not received in time wrote no access
+    line and sent no X-Request-ID: an operator saw no trace of them."""
+    sent = {  # what the client sends, the request line its access line gives
+        "malformed head": (b"POST /predict?x=1 HTTP/1.1\r\nno colon here\r\n\r\n",
+                           '"POST /predict?x=1 HTTP/1.1" 400 Bad Request'),
+        "no request line": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", '"-" 400 Bad Request'),
+        "slow head": (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: a", '"GET /health HTTP/1.1" 408 Request Timeout'),
+        "slow request line": (b"GE", '"-" 408 Request Timeout'),
+    }
+    ids = {}
+    with logged_server() as (address, lines):
+        for case, (data, _) in sent.items():
+            with socket.create_connection(address, timeout=10) as sock:
+                status, ids[case] = answered_with_id(sock, data)
+                assert status.split()[1] in (b"400", b"408"), (case, status)
+    logged = lines.getvalue()
+    for case, (_, line) in sent.items():
+        assert re.fullmatch(NEW_ID.decode(), ids[case]), (case, ids[case])
+        assert re.search(rf"^INFO: +127\.0\.0\.1:[0-9]+ - {re.escape(line)} request_id={ids[case]}$", logged,
+                         re.MULTILINE), (case, logged)
+    assert len(set(ids.values())) == len(ids) and len(logged.splitlines()) == len(sent), logged
+
+
+def test_a_400_for_the_malformed_body_of_a_request_under_way_has_its_line_and_id() -> None:
+    with logged_server() as (address, lines), socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nX-Request-ID: ticket-0042\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        time.sleep(0.5)  # the app has begun, and given the request its id
+        status, rid = answered_with_id(sock, b"not a chunk size\r\n")
+    assert status.startswith(b"HTTP/1.1 400 ") and rid == "ticket-0042", (status, rid)
+    assert lines.getvalue().endswith(' - "POST /predict HTTP/1.1" 400 Bad Request request_id=ticket-0042\n'), \
+        lines.getvalue()

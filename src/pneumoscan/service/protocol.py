@@ -22,23 +22,33 @@ side is shut), what the client still sends is read and dropped, and the connecti
 its side, after `linger_s(header_timeout_s)` (at most `LINGER_S`), after `LINGER_IDLE_S` without a byte from it, or
 once `LINGER_BYTES` have been dropped, whichever comes first.
 Connections whose request is all in close at once, as before, and kept-alive ones are not touched.
+The app never sees the 408 and uvicorn's 400, so neither had an access line nor an X-Request-ID: both now carry a
+new request id in that header and in an access line of the same form as uvicorn's (the client's address, the
+request line, "-" when there is no whole one, the status). A 400 for a malformed body of a request under way gives
+that request's line and the id the app gave it.
 """
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote, unquote
+
+from pneumoscan.service.tracking import request_id
 
 log = logging.getLogger("pneumoscan.service")
 
 LINGER_S = 5.0  # longest lingering close (nginx's lingering_timeout is 5 s too); --header-timeout-s if shorter
 LINGER_IDLE_S = 2.0  # it also ends once the client has sent nothing for this long (Apache lingers 2 s a read)
 LINGER_BYTES = 64 * 1024 * 1024  # dropped at most while lingering: a fast client cannot keep the service reading
+REQUEST_LINE_MAX = 8192  # a longer request line is not given in the access line of a 400 or 408
+_REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([\x21-\x7e]+) HTTP/([0-9]\.[0-9])\r?\n")
 
 # What the subclass relies on; an installed uvicorn or h11 without it gets uvicorn's own protocol instead.
 _PROTOCOL_METHODS = ("connection_made", "connection_lost", "data_received", "handle_events", "on_response_complete",
-                     "shutdown")
+                     "shutdown", "send_400_response")
 _H11_NAMES = ("IDLE", "SEND_BODY", "DONE", "MUST_CLOSE", "ERROR", "Response", "Data", "EndOfMessage",
               "LocalProtocolError")
 
@@ -66,12 +76,33 @@ def _without_deadline(why: str) -> str:
     return "h11"
 
 
-def _timeout_response(timeout_s: float) -> tuple[list[tuple[bytes, bytes]], bytes]:
+def _timeout_response(timeout_s: float, rid: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """Headers and body of the 408 for a head not received in time, in the service's JSON error form."""
     body = json.dumps({"detail": f"request headers not received within {timeout_s:g} s; check the connection "
                                  "and send the request again"}).encode()
     return [(b"content-type", b"application/json"), (b"connection", b"close"),
-            (b"content-length", str(len(body)).encode())], body
+            (b"content-length", str(len(body)).encode()), (b"x-request-id", rid.encode("ascii"))], body
+
+
+def request_line(head: bytes) -> tuple[str, str, str] | None:
+    """Method, path and HTTP version of the request line HEAD starts with, the path as uvicorn's access lines give
+    it; None when HEAD does not start with a whole, well-formed one (nothing else of it is ever logged)."""
+    match = _REQUEST_LINE.match(head.lstrip(b"\r\n"))
+    if match is None:
+        return None
+    method, target, version = (part.decode("ascii") for part in match.groups())
+    path, _, query = target.partition("?")
+    return method, quote(unquote(path)) + (f"?{query}" if query else ""), version
+
+
+def log_access(client: tuple[str, int] | None, line: tuple[str, str, str] | None, status: int, rid: str) -> None:
+    """An access line for an answer uvicorn or this protocol sent itself, in the form of uvicorn's own (None as the
+    method when the request line is not known: `tracking.access_formatter` writes "-" for it), with its id."""
+    access = logging.getLogger("uvicorn.access")
+    if access.hasHandlers():  # as uvicorn decides; `serve` and uvicorn's --no-access-log remove them
+        method, path, version = line or (None, "", "")
+        access.info('%s - "%s %s HTTP/%s" %d', "%s:%d" % client if client else "", method, path, version, status,
+                    extra={"request_id": rid})
 
 
 def linger_s(header_timeout_s: float) -> float:
@@ -116,6 +147,7 @@ def _with_deadline(base: type, timeout_s: float) -> type:
         _linger_end = 0.0  # loop time when a lingering close ends at the latest
         _last_byte = 0.0  # loop time of the last bytes received while lingering
         _dropped = 0  # bytes read and dropped while lingering
+        _head_start = b""  # the start of the head being parsed, for the access line of a 400 to it
         _shutting_down = False
 
         def connection_made(self, transport: Any) -> None:
@@ -147,6 +179,10 @@ def _with_deadline(base: type, timeout_s: float) -> type:
                 super().shutdown()
 
         def handle_events(self) -> None:
+            # A head parsed here goes to the app, which answers it later: a 400 in this call is for that head (or
+            # the body of its request, under way); parsed after another request it is not known.
+            idle = self.conn.their_state is h11.IDLE
+            self._head_start = self.conn.trailing_data[0][:REQUEST_LINE_MAX] if idle else b""
             super().handle_events()
             self._watch()  # a head parsed (the client's h11 state has left IDLE), or an answered body ended
 
@@ -252,12 +288,35 @@ def _with_deadline(base: type, timeout_s: float) -> type:
             return self.client[0] if self.client else "?"
 
         def _send_408(self) -> None:
-            headers, body = _timeout_response(self.header_timeout_s)
+            rid = request_id(None)
+            headers, body = _timeout_response(self.header_timeout_s, rid)
             try:
                 for event in (h11.Response(status_code=408, headers=headers, reason=b"Request Timeout"),
                               h11.Data(data=body), h11.EndOfMessage()):
                     self.transport.write(self.conn.send(event))
             except h11.LocalProtocolError:  # h11's state allows no response now: the connection just closes
-                pass
+                return
+            log_access(self.client, request_line(self.conn.trailing_data[0][:REQUEST_LINE_MAX]), 408, rid)
+
+        def send_400_response(self, msg: str) -> None:
+            """uvicorn's 400 for a malformed request (the same answer), with an X-Request-ID and an access line."""
+            line, rid = self._malformed_request()
+            headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close"),
+                       (b"x-request-id", rid.encode("ascii"))]
+            for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                          h11.Data(data=msg.encode("ascii")), h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event))
+            log_access(self.client, line, 400, rid)
+            self.transport.close()
+
+        def _malformed_request(self) -> tuple[tuple[str, str, str] | None, str]:
+            """The request line and id for a 400: those of the request under way when its body is malformed (a new
+            id if the app has not given it one yet), else the line the malformed head starts with and a new id."""
+            if self.cycle is not None and not self.cycle.response_complete:
+                scope = self.scope
+                query = scope["query_string"].decode("latin-1")
+                line = (scope["method"], quote(scope["path"]) + (f"?{query}" if query else ""), scope["http_version"])
+                return line, scope.get("state", {}).get("request_id") or request_id(None)
+            return request_line(self._head_start), request_id(None)
 
     return HeaderDeadlineProtocol

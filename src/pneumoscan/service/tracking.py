@@ -6,7 +6,10 @@ new one, so that a support ticket, the proxy's log and the service's audit log n
 returned in the response's `X-Request-ID` header and kept in the request's state (`request.state.request_id`) for
 the JSON answers, the audit log and the log line of an internal error. It is also the context variable
 `CURRENT_REQUEST_ID` while the request is answered, which `log_config` has uvicorn write at the end of each access
-line (`request_id=ID`), so that the id of a support ticket finds its request in the ordinary log too.
+line (`request_id=ID`), so that the id of a support ticket finds its request in the ordinary log too. The answers the
+app never sees (uvicorn's 400 for a malformed request, the 408 for a head not received in time: service/protocol.py)
+get an access line of their own, with the id given as the record's `request_id`, and `-` for a request line that
+is not known (`access_formatter`).
 """
 from __future__ import annotations
 
@@ -98,11 +101,29 @@ async def _send_stopping(send: Send) -> None:
 
 
 class RequestIdFilter(logging.Filter):
-    """Gives each log record a `request_id`: that of the HTTP request being answered, `-` outside one."""
+    """Gives each log record a `request_id`: its own when it was logged with one (`extra=`), else that of the HTTP
+    request being answered, `-` outside one."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = CURRENT_REQUEST_ID.get()
+        record.request_id = getattr(record, "request_id", None) or CURRENT_REQUEST_ID.get()
         return True
+
+
+def access_formatter(*args: Any, **kwargs: Any) -> logging.Formatter:
+    """uvicorn's access-line formatter (ARGS, KWARGS: its own), which also formats the line of an answer whose
+    request line is not known, logged with None as its method: `"-"` in place of the request line."""
+    from uvicorn.logging import AccessFormatter, ColourizedFormatter
+
+    class Formatter(AccessFormatter):
+        def formatMessage(self, record: logging.LogRecord) -> str:
+            if not (isinstance(record.args, tuple) and len(record.args) == 5 and record.args[1] is None):
+                return super().formatMessage(record)
+            unknown = copy.copy(record)
+            unknown.__dict__.update(client_addr=record.args[0], request_line="-",
+                                    status_code=self.get_status_code(int(record.args[4])))  # type: ignore[arg-type]
+            return ColourizedFormatter.formatMessage(self, unknown)
+
+    return Formatter(*args, **kwargs)
 
 
 def log_config() -> dict[str, Any]:
@@ -118,6 +139,8 @@ def log_config() -> dict[str, Any]:
                     "lines will not carry the request id")
         return config
     formatter["fmt"] += " request_id=%(request_id)s"
+    if formatter.get("()") == "uvicorn.logging.AccessFormatter":
+        formatter["()"] = f"{__name__}.access_formatter"
     config.setdefault("filters", {})["request_id"] = {"()": RequestIdFilter}
     handler["filters"] = [*handler.get("filters", ()), "request_id"]
     return config
