@@ -281,3 +281,139 @@ def test_the_audit_write_waits_for_the_disk_outside_the_inference_slot(tiny_run:
                 release.set()
             assert first.result().status_code == second.result().status_code == 200
     assert len(lines(log)) == 2
+
+
+# ----------------------------------------------------------------- the group commit: one fsync for many lines
+
+
+def written_lines(path: Path) -> int:
+    return len(path.read_bytes().splitlines()) if path.exists() else 0
+
+
+def test_concurrent_writers_lose_reorder_and_leave_unsynced_no_line(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """8 threads append 40 lines each while every fsync takes 1 ms: each line is whole and in its thread's order,
+    and no write returns before an fsync that began after its line was in the file has ended."""
+    import os
+    import threading
+    import time
+
+    from pneumoscan.service import audit
+
+    synced_to: list[int] = []  # the file's size when each fsync that has ended began: what it covered
+    guard = threading.Lock()
+
+    def fsync(fd: int) -> None:
+        size = os.fstat(fd).st_size
+        time.sleep(0.001)  # the disk's time: other threads write meanwhile
+        with guard:
+            synced_to.append(size)
+
+    path = tmp_path / "audit.jsonl"
+    log = audit.AuditLog(str(path))
+    monkeypatch.setattr(audit.os, "fsync", fsync)
+    returned: dict[tuple[int, int], int] = {}  # (thread, line) -> bytes on disk for sure when its write returned
+
+    def writer(thread: int) -> None:
+        for i in range(40):
+            log.write([{"thread": thread, "line": i}])
+            with guard:
+                returned[thread, i] = max(synced_to, default=0)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(writer, range(8)))
+    log.close()
+    data, ends, end = path.read_bytes(), {}, 0
+    for line in data.splitlines(keepends=True):
+        end += len(line)
+        record = json.loads(line)
+        ends[record["thread"], record["line"]] = end
+    assert len(data.splitlines()) == len(ends) == 320
+    for thread in range(8):
+        order = [key[1] for key in ends if key[0] == thread]
+        assert order == list(range(40)), order
+    unsynced = {key: (ends[key], returned[key]) for key in ends if returned[key] < ends[key]}
+    assert not unsynced, unsynced
+    assert len(synced_to) < 320  # fsyncs were shared
+
+
+@pytest.mark.parametrize("disk", ["works", "fails"])
+def test_one_fsync_covers_two_lines_written_while_another_ran(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              disk: str) -> None:
+    """Two requests write their lines while a third's fsync runs: one fsync then covers both, the other request
+    syncs nothing (before, each waited for the lock held through the other's fsync, then fsynced alone). When that
+    fsync fails, both are told, though a later fsync would succeed."""
+    import os
+    import threading
+    import time
+
+    from pneumoscan.service import audit
+
+    path = tmp_path / "audit.jsonl"
+    log = audit.AuditLog(str(path))
+    calls: list[int] = []  # lines in the file at each fsync
+    running, release = threading.Event(), threading.Event()
+
+    def fsync(fd: int) -> None:
+        calls.append(written_lines(path))
+        if len(calls) == 1:
+            running.set()
+            assert release.wait(30)
+        elif len(calls) == 2 and disk == "fails":
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(audit.os, "fsync", fsync)
+    outcome: dict[int, str] = {}
+
+    def write(n: int) -> None:
+        try:
+            log.write([{"n": n}])
+            outcome[n] = "written"
+        except audit.AuditError:
+            outcome[n] = "withheld"
+
+    first = threading.Thread(target=write, args=(0,))
+    first.start()
+    assert running.wait(30)
+    others = [threading.Thread(target=write, args=(n,)) for n in (1, 2)]
+    for thread in others:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while written_lines(path) < 3:  # both lines are written while the first fsync runs
+        assert time.monotonic() < deadline, "the other lines waited for the first fsync"
+        time.sleep(0.01)
+    release.set()
+    for thread in (first, *others):
+        thread.join(30)
+    assert calls == [1, 3]
+    assert outcome == {0: "written", 1: "written" if disk == "works" else "withheld",
+                       2: "written" if disk == "works" else "withheld"}
+    log.write([{"n": 3}])  # the next fsync succeeds: results are given again
+    assert calls == [1, 3, 4]
+
+
+def test_a_rotation_fsyncs_the_moved_files_lines_before_closing_it(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line written to the file logrotate then moves away is fsynced in it before it is closed, and its writer
+    has nothing left to sync."""
+    import os
+
+    from pneumoscan.service import audit
+
+    path, moved = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.1"
+    log = audit.AuditLog(str(path))
+    calls: list[tuple[int, int]] = []  # (inode, size) of each file fsynced
+
+    def fsync(fd: int) -> None:
+        stat = os.fstat(fd)
+        if not os.path.samestat(stat, os.stat(tmp_path)):  # the folder's, for the new file's entry
+            calls.append((stat.st_ino, stat.st_size))
+
+    monkeypatch.setattr(audit.os, "fsync", fsync)
+    pending = log._append(b'{"n":0}\n')  # written, its fsync not yet begun
+    path.rename(moved)
+    log.write([{"n": 1}])
+    log._wait_synced(pending)
+    log.close()
+    assert calls == [(moved.stat().st_ino, 8), (path.stat().st_ino, 8)]
+    assert moved.read_text() == '{"n":0}\n' and path.read_text() == '{"n":1}\n'
