@@ -362,9 +362,8 @@ def answered(sock: socket.socket) -> float:
 
 def test_a_client_that_keeps_sending_after_a_closing_answer_is_cut_off_after_the_linger(
         plain_server: tuple[str, int]) -> None:
-    """The linger lasts --header-timeout-s (0.5 s here; at most 5 s): a byte every 0.05 s after the answer is
-    refused (reset) then, not before (before the lingering close: at the first byte) nor later."""
-    assert protocol.linger_s(0.5) == 0.5 and protocol.linger_s(10) == protocol.LINGER_S == 5
+    """The linger lasts --header-timeout-s (0.5 s here): a byte every 0.05 s after the answer is refused (reset)
+    then, not before (before the lingering close: at the first byte) nor later."""
     with socket.create_connection(plain_server, timeout=10) as sock:
         start = answered(sock)
         assert sock.recv(100) == b""  # the FIN after the answer: nothing more comes
@@ -376,9 +375,25 @@ def test_a_client_that_keeps_sending_after_a_closing_answer_is_cut_off_after_the
     assert 0.4 <= took < 0.5 + MARGIN, took
 
 
+def test_the_rest_of_a_body_gets_the_whole_header_timeout_after_a_closing_answer_too() -> None:
+    """As after an answer that keeps the connection, the rest of a body answered early may arrive within
+    --header-timeout-s of a closing answer (6 s here). The linger was cut to 5 s at most: a client sending 1 KB
+    every 0.25 s was reset 5 s after the answer, its time not yet up."""
+    with ok_server(6) as address, socket.create_connection(address, timeout=10) as sock:
+        start = answered(sock)
+        assert sock.recv(100) == b""
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+            while time.monotonic() - start < 6 + MARGIN:
+                sock.sendall(b"-" * 1024)
+                time.sleep(0.25)
+        took = time.monotonic() - start
+    assert 6 - 0.3 <= took < 6 + MARGIN, took
+
+
 def test_a_lingering_close_ends_when_the_client_sends_nothing_more(monkeypatch: pytest.MonkeyPatch) -> None:
     """A client that stays connected but silent after the answer (a holding "slowloris", a dead upload) keeps its
-    connection LINGER_IDLE_S (0.5 s here), not the 5 s of the linger: a byte it sends 1.5 s later is refused."""
+    connection LINGER_IDLE_S (0.5 s here), not the linger's 5 s (--header-timeout-s): a byte it sends 1.5 s later
+    is refused."""
     monkeypatch.setattr(protocol, "LINGER_IDLE_S", 0.5)
     with ok_server(5) as address, socket.create_connection(address, timeout=10) as sock:
         answered(sock)

@@ -204,7 +204,7 @@ def add_commands(subparsers: Any) -> None:
                         "them came; so is one still sending, this long after the answer, a body answered before it "
                         "was read (such as 413) (default 10; bodies read are timed by --upload-idle-s and "
                         "--upload-total-s); an answer that closes the connection while the client still sends "
-                        "waits up to this long, 5 s at most, for the client to stop")
+                        "waits up to this long for the client to stop (2 s once it sends nothing), then resets it")
     p.add_argument("--audit-log", metavar="FILE",
                    help="append one JSON line per analysed film to FILE: UTC time, request id, model SHA-256, "
                         "operating point, P(pneumonia), decision, guard outcome, image width and height; never the "

@@ -19,8 +19,10 @@ uvicorn closed the socket at once, and the bytes it had not read made the kernel
 client's write failed with ECONNRESET, and an answer not yet delivered (still queued, or lost and due again) was
 lost with it. Such a close is now lingering, as in nginx and Apache: the answer goes out and then a FIN (the write
 side is shut), what the client still sends is read and dropped, and the connection closes when the client closes
-its side, after `linger_s(header_timeout_s)` (at most `LINGER_S`), after `LINGER_IDLE_S` without a byte from it, or
-once `LINGER_BYTES` have been dropped, whichever comes first.
+its side, `header_timeout_s` after the answer (the time the rest of a body answered early gets when the connection
+is kept, too), after `LINGER_IDLE_S` without a byte from it, or once `LINGER_BYTES` have been dropped, whichever
+comes first. A client still sending then is reset: a socket closed with bytes unread, or with bytes still
+arriving, makes the kernel reset the connection, so only waiting for the client for ever would spare it.
 Connections whose request is all in close at once, as before, and kept-alive ones are not touched.
 The app never sees the 408 and uvicorn's 400, so neither had an access line nor an X-Request-ID: both now carry a
 new request id in that header and in an access line of the same form as uvicorn's (the client's address, the
@@ -40,7 +42,6 @@ from pneumoscan.service.tracking import request_id
 
 log = logging.getLogger("pneumoscan.service")
 
-LINGER_S = 5.0  # longest lingering close (nginx's lingering_timeout is 5 s too); --header-timeout-s if shorter
 LINGER_IDLE_S = 2.0  # it also ends once the client has sent nothing for this long (Apache lingers 2 s a read)
 LINGER_BYTES = 64 * 1024 * 1024  # dropped at most while lingering: a fast client cannot keep the service reading
 REQUEST_LINE_MAX = 8192  # a longer request line is not given in the access line of a 400 or 408
@@ -103,11 +104,6 @@ def log_access(client: tuple[str, int] | None, line: tuple[str, str, str] | None
         method, path, version = line or (None, "", "")
         access.info('%s - "%s %s HTTP/%s" %d', "%s:%d" % client if client else "", method, path, version, status,
                     extra={"request_id": rid})
-
-
-def linger_s(header_timeout_s: float) -> float:
-    """How long a lingering close waits at most for the client to close its side."""
-    return min(header_timeout_s, LINGER_S)
 
 
 class _Transport:
@@ -227,7 +223,7 @@ def _with_deadline(base: type, timeout_s: float) -> type:
             self._stop_drain_timer()
             self.transport.lingering = True
             self._last_byte = self.loop.time()
-            self._linger_end = self._last_byte + linger_s(self.header_timeout_s)
+            self._linger_end = self._last_byte + self.header_timeout_s
             self._check_linger()
             try:
                 if raw.can_write_eof():  # not with TLS: the answer's Content-Length ends it for the client

@@ -40,7 +40,7 @@ class Settings:
     upload_total_s: float | None = None  # a whole body taking longer: 408; None = no limit
     header_timeout_s: float = 10.0  # a request's line and headers not all received in this time: 408, closed;
     # also the time a client gets to finish sending a body answered before it was read (then closed, no 408),
-    # and the longest lingering close (at most 5 s) after an answer that closes the connection
+    # and the longest lingering close after an answer that closes the connection
     audit_log: str | None = None  # a file to append one JSON line to per analysed film; None = no audit log
     shutdown_timeout_s: float = 8.0  # on SIGTERM/SIGINT, requests under way get this long to finish, then are cut off
 
