@@ -96,14 +96,24 @@ def _threshold_origin(meta: Any) -> str:
     return f" (chosen for recall {meta.target_recall} on validation)" if meta.target_recall else ""
 
 
-def _screening_pairs(summary: dict[str, Any]) -> list[tuple[str, object]]:
+NO_GUARD = "none: this model has no guard (pneumoscan fit-guard fits one)"
+
+
+def guard_refusals(scores: Scores) -> str:
+    """How many images the model's guard would refuse, 'k of n'; NO_GUARD when the model has none, which refuses
+    nothing, so '0 of n' would read as every image passing it."""
+    if not scores.guarded:
+        return NO_GUARD
+    return f"{len(scores.summary['refused_by_guard'])} of {scores.summary['n']}"
+
+
+def _screening_pairs(scores: Scores) -> list[tuple[str, object]]:
     """What `evaluate` found about the images of --data (absent for the run's own validation predictions)."""
+    summary = scores.summary
     if "seen_in_training" not in summary:
         return []
-    n = summary["n"]
-    return [("films the model trained or validated on (in-sample)", f"{len(summary['seen_in_training'])} of {n}"),
-            ("images its out-of-distribution guard would refuse (scored anyway)",
-             f"{len(summary['refused_by_guard'])} of {n}")]
+    return [("films the model trained or validated on (in-sample)", f"{len(summary['seen_in_training'])} of {summary['n']}"),
+            ("images its out-of-distribution guard would refuse (scored anyway)", guard_refusals(scores))]
 
 
 RECIPE_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "augment", "balance", "label_smoothing",
@@ -161,7 +171,7 @@ def _summary_section(run: RunInfo, scores: Scores, params: int, n_boot: int, see
         ("prior its probabilities assume (what --prevalence corrects from)", _prior_text(meta)),
         ("evaluated on", scores.source),
         ("unreadable images skipped", len(scores.skipped)),
-        *_screening_pairs(scores.summary),
+        *_screening_pairs(scores),
         ("pneumoscan version", f"model {meta.version}, report {__version__}"),
     ]
     counts_rows = []

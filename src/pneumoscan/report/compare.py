@@ -17,7 +17,7 @@ from pneumoscan.errors import InputError, warn
 from pneumoscan.report import figures as figs
 from pneumoscan.report import html as h
 from pneumoscan.outputs import check_companion, check_output, recover_interrupted
-from pneumoscan.report.build import Figures, files_folder, write_report
+from pneumoscan.report.build import Figures, files_folder, guard_refusals, write_report
 from pneumoscan.report.run import RunInfo, load_run, run_folder
 from pneumoscan.report.scores import Scores, run_scores
 
@@ -118,11 +118,35 @@ def _check_tables(target: Path) -> None:
                              f"file of that name; choose another --out")
 
 
+def screening_row(label: str, scores: Scores) -> tuple[str, int, str, int] | None:
+    """What `evaluate` found about a run's images of --data: (run, in-sample films, the guard's refusals as
+    `guard_refusals` says them, images); None for a run's own validation predictions (not screened)."""
+    if "seen_in_training" not in scores.summary:
+        return None
+    return label, len(scores.summary["seen_in_training"]), guard_refusals(scores), int(scores.summary["n"])
+
+
+def screening_html(screening: Sequence[tuple[str, int, str, int]]) -> tuple[str, str]:
+    """A warning naming the runs scored on films they trained or validated on (their figures are in-sample; empty
+    when none was) and the table of `screening_row`s (empty without --data)."""
+    if not screening:
+        return "", ""
+    in_sample = [f"{run} ({seen} of {n})" for run, seen, _, n in screening if seen]
+    warning = (h.paragraph(f"Warning: runs scored on films they trained or validated on: {', '.join(in_sample)}; "
+                           "their figures are in-sample and flatter them; compare on films none of them has seen.")
+               if in_sample else "")
+    rows = [[run, f"{seen} of {n}", refused] for run, seen, refused, n in screening]
+    table = h.table(["run", "films the model trained or validated on (in-sample)",
+                     "images its out-of-distribution guard would refuse (scored anyway)"], rows)
+    return warning, "<h3>Images of --data the runs had seen or would refuse</h3>" + table
+
+
 def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | None = None, split: str | None = None,
                *, n_boot: int = 500, seed: int = 0, cache_dir: str | os.PathLike | None = None,
-               progress: bool = True) -> tuple[list[dict[str, Any]], list[figs.Curve], str]:
-    """The runs' table rows (`COLUMNS`), their ROC curves (runs with both classes scored) and what they were scored
-    on: each run on `data` at its own operating threshold, else on its own validation predictions."""
+               progress: bool = True) -> tuple[list[dict[str, Any]], list[figs.Curve], str, list[tuple[str, int, str, int]]]:
+    """The runs' table rows (`COLUMNS`), their ROC curves (runs with both classes scored), what they were scored
+    on (each run on `data` at its own operating threshold, else on its own validation predictions) and, with
+    `data`, each run's `screening_row`."""
     from pneumoscan.evaluation.metrics import UndefinedMetricWarning
 
     if not run_dirs:
@@ -132,7 +156,7 @@ def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | 
     if twice:
         raise InputError(f"{', '.join(twice)}: given more than once; list each run once")
     runs = [load_run(p) for p in paths]
-    rows, curves = [], []
+    rows, curves, screening = [], [], []
     source = ""
     for label, run in zip(run_labels(paths), runs):
         with warnings.catch_warnings(record=True) as caught:
@@ -143,10 +167,13 @@ def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | 
             warn(caught_warning.category(f"{run.path}: {caught_warning.message}"))
         source = scores.source if data is not None else "each run's own validation predictions"
         rows.append(comparison_row(label, run, scores))
+        screened = screening_row(label, scores)
+        if screened is not None:
+            screening.append(screened)
         curve = _roc_curve(label, scores)
         if curve is not None:
             curves.append(curve)
-    return rows, curves, source
+    return rows, curves, source, screening
 
 
 def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike, data: str | os.PathLike | None = None,
@@ -160,7 +187,7 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
     _check_tables(target)
     check_companion(files_folder(target), target, folder=True)
     recover_interrupted([target])  # an earlier comparison to `target` that a crash stopped among its renames
-    rows, curves, source = comparison(run_dirs, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
+    rows, curves, source, screening = comparison(run_dirs, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
     csv_path, json_path = _table_paths(target)
     digits = [1 if c == "train_seconds" else 4 for c in COLUMNS]
     body = h.table(HEADERS, [[row[c] for c in COLUMNS] for row in rows], digits=digits)
@@ -168,7 +195,8 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
             f"probabilities. The table is also in {csv_path.name} and {json_path.name}.")
     if data is None:
         note += " Validation splits can differ between runs (seed, split); pass --data DIR to compare on the same images."
-    sections = [("table", "Runs", h.paragraph(note, note=True) + body)]
+    warning, screened = screening_html(screening)
+    sections = [("table", "Runs", warning + h.paragraph(note, note=True) + body + screened)]
     pngs: dict[str, bytes] = {}
     if curves:
         pngs["roc"] = figs.to_png(figs.roc_curves(curves, "ROC curves"))

@@ -33,6 +33,7 @@ class Scores:
     images: np.ndarray | None = None  # model inputs (N, S, S) aligned with paths, when images were decoded
     skipped: list[str] = field(default_factory=list)
     patients: int | None = None  # patients among the images, keyed as the run's split keyed them; None: not counted
+    guarded: bool = False  # the images went through the model's out-of-distribution guard (--data, a guard fitted)
 
     @property
     def preds(self) -> np.ndarray:
@@ -103,7 +104,8 @@ def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_b
                   result.images.labels.astype(np.int64), np.asarray(result.probs, dtype=np.float64),
                   float(predictor.threshold), result.summary, [cause_of(s) for s in result.images.samples],
                   np.asarray(result.images.images),
-                  list(result.images.skipped), count_patients(run, result.images.samples, progress))
+                  list(result.images.skipped), count_patients(run, result.images.samples, progress),
+                  guarded=predictor.guard is not None)
 
 
 def run_scores(run: RunInfo, data: str | os.PathLike | None, split: str | None, *, n_boot: int = 1000, seed: int = 0,

@@ -1,0 +1,48 @@
+"""What the report and the comparison say about the images of --data: in-sample films and the guard's refusals."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pneumoscan.cli import main
+
+
+def test_compare_page_says_when_runs_are_scored_on_films_they_trained_on(tiny_run: Path, tiny_data: Path,
+                                                                          tmp_path: Path) -> None:
+    """compare warned on stderr only: the page (what gets shared) showed in-sample figures as if they were a test."""
+    out = tmp_path / "train.html"
+    assert main(["compare", str(tiny_run), "--data", str(tiny_data), "--split", "train", "--out", str(out),
+                 "--n-boot", "10"]) == 0
+    text = out.read_text(encoding="utf-8")
+    n = json.loads(out.with_suffix(".json").read_text())[0]["n"]
+    assert f"Warning: runs scored on films they trained or validated on: run ({n} of {n})" in text
+    assert f"<td>run</td><td>{n} of {n}</td>" in text
+    out = tmp_path / "test.html"
+    assert main(["compare", str(tiny_run), "--data", str(tiny_data), "--out", str(out), "--n-boot", "10"]) == 0
+    text = out.read_text(encoding="utf-8")
+    n = json.loads(out.with_suffix(".json").read_text())[0]["n"]
+    assert "Warning:" not in text and f"<td>run</td><td>0 of {n}</td>" in text
+    out = tmp_path / "val.html"  # the runs' own validation predictions: nothing screened, no table
+    assert main(["compare", str(tiny_run), "--out", str(out), "--n-boot", "10"]) == 0
+    assert "in-sample" not in out.read_text(encoding="utf-8")
+
+
+def test_a_model_without_a_guard_is_not_said_to_refuse_none(tiny_run: Path, fitted: Path, tiny_data: Path,
+                                                            tmp_path: Path) -> None:
+    """'0 of n' images refused read as every image passing a guard the model does not have."""
+    refused = "guard would refuse (scored anyway)</td><td>"
+    out = tmp_path / "plain.html"
+    assert main(["report", str(tiny_run), "--data", str(tiny_data), "--out", str(out), "--n-boot", "10",
+                 "--cases", "1"]) == 0
+    assert f"{refused}none: this model has no guard (pneumoscan fit-guard fits one)</td>" in out.read_text("utf-8")
+    out = tmp_path / "guarded.html"
+    assert main(["report", str(fitted), "--data", str(tiny_data), "--out", str(out), "--n-boot", "10",
+                 "--cases", "1"]) == 0
+    n = sum(1 for _ in (tiny_data / "test").rglob("*.jpeg"))
+    text = out.read_text(encoding="utf-8")
+    assert refused in text and f" of {n}</td>" in text.split(refused)[1][:20]
+    out = tmp_path / "compare.html"
+    assert main(["compare", str(tiny_run), str(fitted), "--data", str(tiny_data), "--out", str(out),
+                 "--n-boot", "10"]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert text.count("none: this model has no guard") == 1
