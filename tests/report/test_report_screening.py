@@ -1,8 +1,10 @@
-"""What the report and the comparison say about the images of --data: in-sample films and the guard's refusals."""
+"""What the report and the comparison say about the films they score: in-sample, seen by a guard, or the validation films training chose on."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import numpy as np
 
 from pneumoscan.cli import main
 
@@ -46,3 +48,33 @@ def test_a_model_without_a_guard_is_not_said_to_refuse_none(tiny_run: Path, fitt
                  "--n-boot", "10"]) == 0
     text = out.read_text(encoding="utf-8")
     assert text.count("none: this model has no guard") == 1
+
+
+def test_figures_on_the_runs_own_validation_films_are_said_to_be_optimistic(val_report: Path, tiny_run: Path,
+                                                                              tiny_data: Path,
+                                                                              tmp_path: Path) -> None:
+    """Training kept the epoch of best validation AUC and chose the threshold on those films; the page showed their
+    metrics with no word that they flatter the model."""
+    text = val_report.read_text(encoding="utf-8")
+    assert ("Optimistic: the kept epoch (best validation ROC AUC) and the operating threshold (for recall 0.95) were "
+            "chosen on these validation films") in text
+    out = tmp_path / "test.html"
+    assert main(["report", str(tiny_run), "--data", str(tiny_data), "--out", str(out), "--n-boot", "10",
+                 "--cases", "1"]) == 0
+    assert "Optimistic" not in out.read_text(encoding="utf-8")
+    out = tmp_path / "compare.html"
+    assert main(["compare", str(tiny_run), "--out", str(out), "--n-boot", "10"]) == 0
+    assert "so these figures are optimistic" in out.read_text(encoding="utf-8")
+
+
+def test_selection_note_leaves_out_a_threshold_set_elsewhere(tiny_run: Path, tiny_site: Path) -> None:
+    from pneumoscan.report.build import selection_note
+    from pneumoscan.report.run import load_run
+    from pneumoscan.report.scores import Scores
+
+    def note(run_dir: Path) -> str:
+        scores = Scores("", "val", [], np.zeros(0), np.zeros(0), 0.5, {}, [], own_validation=True)
+        return selection_note(load_run(run_dir), scores)
+
+    assert "the operating threshold" in note(tiny_run)
+    assert "threshold" not in note(tiny_site)

@@ -107,6 +107,21 @@ def guard_refusals(scores: Scores) -> str:
     return f"{len(scores.summary['refused_by_guard'])} of {scores.summary['n']}"
 
 
+def selection_note(run: RunInfo, scores: Scores) -> str:
+    """Why figures on the run's own validation films are optimistic: what training chose on them (the kept epoch,
+    the threshold); empty on other films, or when nothing was chosen on them."""
+    if not scores.own_validation:
+        return ""
+    chosen = ["the kept epoch (best validation ROC AUC)"] if run.best_epoch else []
+    if run.meta.target_recall and not run.meta.threshold_source.get("data"):
+        chosen.append(f"the operating threshold (for recall {run.meta.target_recall})")
+    if not chosen:
+        return ""
+    return (f"Optimistic: {' and '.join(chosen)} {'were' if len(chosen) > 1 else 'was'} chosen on these validation "
+            "films, so the figures here flatter the model; pass --data with films it has not seen (a test split) "
+            "for an unbiased estimate.")
+
+
 def _screening_pairs(scores: Scores) -> list[tuple[str, object]]:
     """What `evaluate` found about the images of --data (absent for the run's own validation predictions)."""
     summary = scores.summary
@@ -196,6 +211,7 @@ def _summary_section(run: RunInfo, scores: Scores, params: int, n_boot: int, see
         + h.table(["split", "NORMAL", "PNEUMONIA", "patients"], counts_rows)
         + h.paragraph(split_note, note=True)
         + f"<h3>Metrics on {h.esc(scores.split)} at threshold {scores.threshold:.4f}</h3>"
+        + (h.paragraph(selection, note=True) if (selection := selection_note(run, scores)) else "")
         + h.table(["metric", "value", "95% bootstrap interval"], metric_rows)
         + h.paragraph(f"{summary['n']} images ({summary['n_negative']} NORMAL, {summary['n_positive']} PNEUMONIA). "
                       f"Intervals: stratified percentile bootstrap, {n_boot} resamples drawn with seed {seed} "

@@ -194,7 +194,9 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
     note = (f"Scored on {source}, each run at its own stored operating threshold. Loss: binary cross-entropy of the "
             f"probabilities. The table is also in {csv_path.name} and {json_path.name}.")
     if data is None:
-        note += " Validation splits can differ between runs (seed, split); pass --data DIR to compare on the same images."
+        note += (" Validation splits can differ between runs (seed, split), and training chose each run's kept epoch "
+                 "(and its threshold, unless set-threshold chose it elsewhere) on its validation films, so these "
+                 "figures are optimistic; pass --data DIR to compare on the same images, ones no run has seen.")
     warning, screened = screening_html(screening)
     sections = [("table", "Runs", warning + h.paragraph(note, note=True) + body + screened)]
     pngs: dict[str, bytes] = {}

@@ -34,6 +34,7 @@ class Scores:
     skipped: list[str] = field(default_factory=list)
     patients: int | None = None  # patients among the images, keyed as the run's split keyed them; None: not counted
     guarded: bool = False  # the images went through the model's out-of-distribution guard (--data, a guard fitted)
+    own_validation: bool = False  # the run's own validation predictions, on which training chose its epoch
 
     @property
     def preds(self) -> np.ndarray:
@@ -86,7 +87,8 @@ def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0, progre
     summary = summarize(labels, probs, threshold, n_boot=n_boot, seed=seed)
     # the CSV keeps no manifest patient column: patients are counted from the files
     return Scores(f"validation predictions of the run ({VAL_PREDICTIONS})", "val", paths, labels, probs, threshold,
-                  summary, [cause_of(s) for s in samples], patients=count_patients(run, samples, progress))
+                  summary, [cause_of(s) for s in samples], patients=count_patients(run, samples, progress),
+                  own_validation=True)
 
 
 def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_boot: int = 1000, seed: int = 0,
