@@ -550,3 +550,15 @@ def test_a_report_crashed_among_its_renames_is_put_back_by_the_next_one(
     assert run("--data", str(tmp_path / "no such folder")) == 2  # fails after putting the earlier report back
     assert "an earlier run stopped while replacing it" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_probability_histogram_shows_both_classes_where_they_share_a_bin() -> None:
+    """The PNEUMONIA bars were drawn over the NORMAL ones: where both classes had films in a bin (a briefly trained
+    model puts all of them in one), the NORMAL bar was hidden and its count unreadable."""
+    from pneumoscan.report.figures import reliability
+
+    labels, probs = np.array([0, 0, 0, 1, 1]), np.array([0.66, 0.67, 0.2, 0.66, 0.68])
+    fig = reliability(np.array([0.5]), np.array([0.4]), np.array([5]), 0.1, labels, probs)
+    bars = [(p.get_x(), p.get_x() + p.get_width(), p.get_height()) for p in fig.axes[1].patches if p.get_height() > 0]
+    assert sorted(round(b[2]) for b in bars) == [1, 2, 2]
+    assert all(a[1] <= b[0] or b[1] <= a[0] for i, a in enumerate(bars) for b in bars[i + 1:])  # none overlaps

@@ -175,10 +175,12 @@ def reliability(mean_prob: np.ndarray, frequency: np.ndarray, counts: np.ndarray
     ax.set_ylim(-0.02, 1.02)
     _style(ax, "mean predicted P(pneumonia) in bin", "observed share of PNEUMONIA", "Reliability (10 bins, n per bin)")
     ax.legend(fontsize=8, loc="upper left")
-    bins = np.linspace(0, 1, 21)
-    hist.hist(probs[labels == 0], bins=bins, color=OKABE_ITO["sky"], alpha=0.8, label="true NORMAL")
-    hist.hist(probs[labels == 1], bins=bins, color=OKABE_ITO["vermillion"], alpha=0.6, label="true PNEUMONIA",
-              hatch="//", edgecolor="white")
+    # side by side in each bin: drawn over each other, a class's bar hid the other's where they shared a bin
+    _, _, (normal, pneumonia) = hist.hist([probs[labels == 0], probs[labels == 1]], bins=np.linspace(0, 1, 21),
+                                          color=[OKABE_ITO["sky"], OKABE_ITO["vermillion"]],
+                                          label=["true NORMAL", "true PNEUMONIA"], edgecolor="white")
+    for bar in pneumonia:
+        bar.set_hatch("//")
     _style(hist, "predicted P(pneumonia)", "images", "Predicted probabilities by true class")
     hist.legend(fontsize=8)
     return fig
