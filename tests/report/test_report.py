@@ -562,3 +562,27 @@ def test_probability_histogram_shows_both_classes_where_they_share_a_bin() -> No
     bars = [(p.get_x(), p.get_x() + p.get_width(), p.get_height()) for p in fig.axes[1].patches if p.get_height() > 0]
     assert sorted(round(b[2]) for b in bars) == [1, 2, 2]
     assert all(a[1] <= b[0] or b[1] <= a[0] for i, a in enumerate(bars) for b in bars[i + 1:])  # none overlaps
+
+
+def test_figures_name_the_films_they_are_drawn_on(val_report: Path, tiny_run: Path, tiny_data: Path,
+                                                 tmp_path: Path) -> None:
+    """The PNGs in the figures folder are read without the page, and their titles did not say whether they showed
+    validation or test films (the confusion matrix gave the threshold to 3 decimals, the page to 4)."""
+    from pneumoscan.report.figures import confusion_matrix, reliability, roc_curves
+
+    assert confusion_matrix([[3, 1], [0, 4]], ["NORMAL", "PNEUMONIA"], 0.67756, "test split films (n=8)"
+                            ).axes[0].get_title() == "Confusion matrix at threshold 0.6776\ntest split films (n=8)"
+    fig = reliability(np.array([0.5]), np.array([0.5]), np.array([2]), 0.0, np.array([0, 1]), np.array([0.4, 0.6]),
+                      "validation films (n=2)")
+    assert fig.get_suptitle() == "Calibration on validation films (n=2)"
+    assert roc_curves([], "ROC curve\nvalidation films (n=2)").axes[0].get_title() == "ROC curve\nvalidation films (n=2)"
+    n_val = int(re.search(r"(\d+) images \(", val_report.read_text(encoding="utf-8")).group(1))
+    for alt in ("confusion matrix on", "ROC curve on", "precision-recall curve on",
+                "reliability diagram and probability histogram on"):
+        assert f'alt="{alt} validation films (n={n_val})"' in val_report.read_text(encoding="utf-8")
+    out = tmp_path / "test.html"
+    assert main(["report", str(tiny_run), "--data", str(tiny_data), "--out", str(out), "--n-boot", "10",
+                 "--cases", "1"]) == 0
+    n = sum(1 for _ in (tiny_data / "test").rglob("*.jpeg"))
+    text = out.read_text(encoding="utf-8")
+    assert f'alt="ROC curve on test split films (n={n})"' in text and f"cases of test split films (n={n})" in text

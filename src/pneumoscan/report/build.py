@@ -277,8 +277,8 @@ def _confusion_section(scores: Scores, out: Figures) -> str:
     from pneumoscan.evaluation.bootstrap import classification_report_text
 
     matrix = scores.summary["confusion_matrix"]["matrix"]
-    body = out.add("confusion_matrix", figs.confusion_matrix(matrix, CLASS_NAMES, scores.threshold),
-                   "confusion matrix", "Rows: true class; columns: predicted class at the operating threshold.")
+    body = out.add("confusion_matrix", figs.confusion_matrix(matrix, CLASS_NAMES, scores.threshold, scores.films),
+                   f"confusion matrix on {scores.films}", "Rows: true class; columns: predicted class at the operating threshold.")
     headers, rows = parse_classification_report(classification_report_text(scores.labels, scores.preds))
     return body + "<h3>Classification report</h3>" + h.table(headers, rows)
 
@@ -299,8 +299,9 @@ def _roc_pr_section(scores: Scores, out: Figures) -> str:
             f"specificity {h.fmt(spec)}, PPV {h.fmt(ppv)}).")
     prevalence = summary["n_positive"] / max(1, summary["n"])
     return ('<div class="grid">'
-            + out.add("roc", figs.roc_curves([roc]), "ROC curve")
-            + out.add("pr", figs.pr_curves([pr], prevalence), "precision-recall curve")
+            + out.add("roc", figs.roc_curves([roc], f"ROC curve\n{scores.films}"), f"ROC curve on {scores.films}")
+            + out.add("pr", figs.pr_curves([pr], prevalence, f"Precision-recall curve\n{scores.films}"),
+                      f"precision-recall curve on {scores.films}")
             + "</div>" + h.paragraph(note, note=True))
 
 
@@ -337,8 +338,8 @@ def _calibration_section(scores: Scores, out: Figures) -> str:
 
     mean_prob, freq, counts = reliability_curve(scores.labels, scores.probs, n_bins=10)
     ece = expected_calibration_error(scores.labels, scores.probs, n_bins=10)
-    body = out.add("calibration", figs.reliability(mean_prob, freq, counts, ece, scores.labels, scores.probs),
-                   "reliability diagram and probability histogram",
+    body = out.add("calibration", figs.reliability(mean_prob, freq, counts, ece, scores.labels, scores.probs, scores.films),
+                   f"reliability diagram and probability histogram on {scores.films}",
                    "Numbers next to the points: images per bin. Probabilities are not adjusted for prevalence.")
     brier = scores.summary["brier"]
     return body + h.key_values([("expected calibration error (10 bins)", ece),
@@ -384,8 +385,8 @@ def _cases_section(model: Any, run: RunInfo, scores: Scores, out: Figures, per_g
         if not group.tiles:
             body += h.paragraph("No such cases (or their files could not be read).", note=True)
             continue
-        body += out.add(f"cases_{group.key}", figs.case_grid(group.tiles, f"{group.key}: {group.title}"),
-                        f"{group.key} cases with Grad-CAM")
+        body += out.add(f"cases_{group.key}", figs.case_grid(group.tiles, f"{group.key}: {group.title}\n{scores.films}"),
+                        f"{group.key} cases of {scores.films} with Grad-CAM")
     return body
 
 

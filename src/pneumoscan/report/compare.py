@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import os
+import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -201,9 +202,12 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
     sections = [("table", "Runs", warning + h.paragraph(note, note=True) + body + screened)]
     pngs: dict[str, bytes] = {}
     if curves:
-        pngs["roc"] = figs.to_png(figs.roc_curves(curves, "ROC curves"))
-        sections.append(("roc", "ROC curves", h.figure(pngs["roc"], "ROC curves of all runs",
-                                                        "Circles: each run's operating point.")))
+        title = "\n".join(["ROC curves", *textwrap.wrap(figs.printable(source), 48)])  # a long --data path fits
+        pngs["roc"] = figs.to_png(figs.roc_curves(curves, title))
+        sections.append(("roc", "ROC curves", h.figure(
+            pngs["roc"], f"ROC curves of all runs on {source}",
+            f"Circles: each run's operating point. Brackets: the 95% bootstrap interval of each AUC ({n_boot} "
+            f"resamples, seed {seed}).")))
     page = h.page("pneumoscan run comparison", f"{len(rows)} runs - {source}", sections,
                   f"pneumoscan {__version__} - generated {time.strftime('%Y-%m-%d %H:%M')}")
     return write_report(target, page, Figures(pngs), _table_files(rows, target))

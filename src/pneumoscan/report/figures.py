@@ -103,8 +103,8 @@ def learning_curves(history: Sequence[dict[str, float]], best_epoch: int | None,
     return fig
 
 
-def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], threshold: float) -> Figure:
-    """2x2 confusion matrix with counts and the share of each true class."""
+def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], threshold: float, films: str = "") -> Figure:
+    """2x2 confusion matrix with counts and the share of each true class; `films` (which they are) under the title."""
     counts = np.asarray(matrix, dtype=float)
     row_totals = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, row_totals, out=np.zeros_like(counts), where=row_totals > 0)
@@ -118,7 +118,7 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], thr
                 color=colour, fontsize=10)
     ax.set_xticks([0, 1], [f"predicted\n{n}" for n in labels])
     ax.set_yticks([0, 1], [f"true\n{n}" for n in labels])
-    ax.set_title(f"Confusion matrix at threshold {threshold:.3f}")
+    ax.set_title(f"Confusion matrix at threshold {threshold:.4f}" + (f"\n{films}" if films else ""))
     fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true class")
     return fig
 
@@ -163,9 +163,12 @@ def _plot_curves(ax: Axes, curves: Sequence[Curve], drawstyle: str) -> None:
 
 
 def reliability(mean_prob: np.ndarray, frequency: np.ndarray, counts: np.ndarray, ece: float,
-                labels: np.ndarray, probs: np.ndarray) -> Figure:
-    """Reliability diagram (observed frequency vs mean predicted probability) and the probability histogram."""
-    fig = new_figure(10, 4.2)
+                labels: np.ndarray, probs: np.ndarray, films: str = "") -> Figure:
+    """Reliability diagram (observed frequency vs mean predicted probability) and the probability histogram;
+    `films` (which they are) as the title."""
+    fig = new_figure(10, 4.6 if films else 4.2)
+    if films:
+        fig.suptitle(f"Calibration on {films}", fontsize=11)
     ax, hist = fig.subplots(1, 2)
     ax.plot([0, 1], [0, 1], color="#888888", linestyle=":", linewidth=1, label="perfect calibration")
     ax.plot(mean_prob, frequency, color=OKABE_ITO["blue"], marker="o", linewidth=1.8, label=f"model (ECE {ece:.3f})")
@@ -227,7 +230,8 @@ def case_grid(tiles: Sequence[Tile], title: str) -> Figure:
     """Originals above their Grad-CAM overlays, one column per case, at most GRID_COLUMNS cases to a row."""
     columns = max(1, min(GRID_COLUMNS, len(tiles)))
     bands = max(1, math.ceil(len(tiles) / columns))  # each band: a row of originals over a row of overlays
-    fig = new_figure(max(2.4 * columns + 0.6, 0.1 * len(title) + 1.0), 5.0 * bands + 0.4)  # wide enough for the title
+    widest = max((len(line) for line in title.splitlines()), default=0)
+    fig = new_figure(max(2.4 * columns + 0.6, 0.1 * widest + 1.0), 5.0 * bands + 0.4)  # wide enough for the title
     fig.suptitle(title, fontsize=11)
     axes = np.asarray(fig.subplots(2 * bands, columns, squeeze=False))
     for slot in range(bands * columns):

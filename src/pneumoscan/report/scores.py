@@ -37,6 +37,12 @@ class Scores:
     own_validation: bool = False  # the run's own validation predictions, on which training chose its epoch
 
     @property
+    def films(self) -> str:
+        """Which films these are, for figure titles (a PNG in the figures folder is read without the page)."""
+        which = "validation" if self.own_validation else "all" if self.split == "all" else f"{self.split} split"
+        return f"{which} films (n={self.summary.get('n', len(self.labels))})"
+
+    @property
     def preds(self) -> np.ndarray:
         return (self.probs >= self.threshold).astype(np.int64)
 
