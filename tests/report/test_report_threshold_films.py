@@ -1,6 +1,7 @@
 """`report` and `compare` warn, as `evaluate` does, when scored on the films `set-threshold` chose the threshold on."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -40,3 +41,24 @@ def test_compare_names_the_run_in_each_of_its_warnings(tiny_run: Path, tiny_data
     lines = [line for line in capsys.readouterr().err.splitlines() if "trained or validated on" in line]
     assert len(lines) == 2
     assert lines[0].startswith(f"pneumoscan: warning: {tiny_run}: ") and lines[1].startswith(f"pneumoscan: warning: {other}: ")
+
+
+def test_report_shows_evaluates_borderline_films(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    """`evaluate` counts the films within the threshold's 95% interval (which predict marks borderline) and the
+    rates outside it; the report's threshold section left them out."""
+
+    out, metrics = tmp_path / "r.html", tmp_path / "m.json"
+    assert main(["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--json", str(metrics),
+                 "--n-boot", "10"]) == 0
+    border = json.loads(metrics.read_text())["borderline"]
+    assert border is not None
+    assert main(["report", str(tiny_run), "--data", str(tiny_data), "--out", str(out), "--n-boot", "10",
+                 "--cases", "1"]) == 0
+    text = out.read_text(encoding="utf-8").split('<section id="thresholds">')[1].split("</section>")[0]
+    low, high = border["interval"]
+    assert f"<td>{low:.4f} - {high:.4f}</td>" in text
+    assert f"<td>{border['n']} of " in text and f"NORMAL {border['by_class']['NORMAL']['n']} (" in text
+    assert f"on the {border['outside']['n']} films outside it</td>" in text
+    val = tmp_path / "val.html"  # the run's own validation predictions: evaluate's borderline is not computed
+    assert main(["report", str(tiny_run), "--out", str(val), "--n-boot", "10", "--cases", "1"]) == 0
+    assert "Borderline films" not in val.read_text(encoding="utf-8")

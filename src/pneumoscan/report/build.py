@@ -330,7 +330,28 @@ def _thresholds_section(scores: Scores) -> str:
             "film it is chosen on.")
     return (h.paragraph(note, note=True)
             + h.table(["threshold", "sensitivity", "specificity", "PPV", "NPV", "F1", "chosen by"], rows,
-                      highlight=marked, digits=4))
+                      highlight=marked, digits=4)
+            + borderline_html(scores.summary))
+
+
+def borderline_html(summary: dict[str, Any]) -> str:
+    """`evaluate`'s borderline films (P within the threshold's 95% interval, which predict marks borderline) and
+    the decisions on the films outside it; empty when there is none (the run's own validation predictions, or a
+    threshold with no interval)."""
+    border = summary.get("borderline")
+    if not border:
+        return ""
+    low, high = border["interval"]
+    classes = ", ".join(f"{name} {row['n']} ({row['share']:.1%} of {name})" for name, row in border["by_class"].items())
+    outside = border["outside"]
+    return ("<h3>Borderline films</h3>" + h.key_values([
+        ("threshold's 95% interval (P inside it: borderline)", f"{low:.4f} - {high:.4f}"),
+        ("borderline films", f"{border['n']} of {summary['n']} ({border['share']:.1%}): {classes}"),
+        (f"accuracy / recall / specificity on the {outside['n']} films outside it",
+         f"{h.fmt(outside['accuracy'])} / {h.fmt(outside['recall'])} / {h.fmt(outside['specificity'])}"),
+    ]) + h.paragraph("Borderline: a threshold re-chosen on a bootstrap resample of the films the threshold was chosen "
+                     "on would give the film the other label; predict marks such films for a radiologist. The rates "
+                     "outside the interval are what deciding only the others gives.", note=True))
 
 
 def _calibration_section(scores: Scores, out: Figures) -> str:
