@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pneumoscan.cli import main
@@ -62,3 +63,16 @@ def test_report_shows_evaluates_borderline_films(tiny_run: Path, tiny_data: Path
     val = tmp_path / "val.html"  # the run's own validation predictions: evaluate's borderline is not computed
     assert main(["report", str(tiny_run), "--out", str(val), "--n-boot", "10", "--cases", "1"]) == 0
     assert "Borderline films" not in val.read_text(encoding="utf-8")
+
+
+def test_threshold_note_does_not_promise_rows_one_class_cannot_have() -> None:
+    """With NORMAL films alone only the operating threshold can be marked, but the note still listed the recall
+    targets and Youden's J as highlighted rows."""
+    from pneumoscan.report.build import _thresholds_section
+    from pneumoscan.report.scores import Scores
+
+    probs = np.array([0.2, 0.4, 0.7])
+    scores = Scores("", "val", [], np.zeros(3, dtype=np.int64), probs, 0.5, {"n_positive": 0, "n_negative": 3}, [])
+    text = _thresholds_section(scores)
+    assert "Highlighted row: the operating threshold;" in text and "these images hold only NORMAL films" in text
+    assert "Highlighted rows" not in text and text.count('class="highlight"') == 1

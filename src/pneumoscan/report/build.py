@@ -328,6 +328,10 @@ def _thresholds_section(scores: Scores) -> str:
             "thresholds reaching recall 0.90 / 0.95 / 0.98 with the highest specificity and the threshold maximising "
             "Youden's J (sensitivity + specificity - 1), all found on these images, each midway in the gap below the "
             "film it is chosen on.")
+    if not (scores.summary["n_positive"] and scores.summary["n_negative"]):
+        note = ("Decision rule: P(pneumonia) >= threshold means PNEUMONIA. Highlighted row: the operating threshold; "
+                "the thresholds for a recall target and Youden's J need both classes, and these images hold only "
+                f"{'PNEUMONIA' if scores.summary['n_positive'] else 'NORMAL'} films.")
     return (h.paragraph(note, note=True)
             + h.table(["threshold", "sensitivity", "specificity", "PPV", "NPV", "F1", "chosen by"], rows,
                       highlight=marked, digits=4)
