@@ -43,6 +43,9 @@ def test_a_model_without_a_guard_is_not_said_to_refuse_none(tiny_run: Path, fitt
     n = sum(1 for _ in (tiny_data / "test").rglob("*.jpeg"))
     text = out.read_text(encoding="utf-8")
     assert refused in text and f" of {n}</td>" in text.split(refused)[1][:20]
+    count = int(text.split(refused)[1].split(" of ")[0])
+    listed = text.split("<th>image: why the guard would refuse it</th>")[1].split("</table>")[0] if count else ""
+    assert listed.count("<tr>") == min(count, 20)  # the page names the films it counts
     out = tmp_path / "compare.html"
     assert main(["compare", str(tiny_run), str(fitted), "--data", str(tiny_data), "--out", str(out),
                  "--n-boot", "10"]) == 0
@@ -78,3 +81,13 @@ def test_selection_note_leaves_out_a_threshold_set_elsewhere(tiny_run: Path, tin
 
     assert "the operating threshold" in note(tiny_run)
     assert "threshold" not in note(tiny_site)
+
+
+def test_the_guards_refusals_are_listed_with_why_the_first_twenty() -> None:
+    from pneumoscan.report.build import refusals_html
+
+    assert refusals_html({"refused_by_guard": []}) == ""
+    text = refusals_html({"refused_by_guard": ["a/photo.jpeg: not a chest X-ray: colour image"]})
+    assert "<td>a/photo.jpeg: not a chest X-ray: colour image</td>" in text and "more" not in text
+    text = refusals_html({"refused_by_guard": [f"f{i}.png: blank" for i in range(23)]})
+    assert text.count("<td>f") == 20 and "... and 3 more; `evaluate --json` lists them all under refused_by_guard" in text

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from pneumoscan import CLASS_NAMES, __version__
 from pneumoscan.artifact import ArtifactMeta
 from pneumoscan.data.patients import keys_read
+from pneumoscan.errors import words
 from pneumoscan.inference.predictor import model_prior, prior_problem
 from pneumoscan.outputs import atomic_write_all, check_companion, check_output, recover_interrupted
 from pneumoscan.progress import progress_bar
@@ -122,6 +123,22 @@ def selection_note(run: RunInfo, scores: Scores) -> str:
             "for an unbiased estimate.")
 
 
+SHOWN_REFUSALS = 20  # the guard's refusals listed on the page; evaluate --json lists them all
+
+
+def refusals_html(summary: dict[str, Any]) -> str:
+    """The images of --data the model's guard would refuse, each with why (the first SHOWN_REFUSALS): the summary
+    counts them, and a reader of the page had no way to find which."""
+    refused = summary.get("refused_by_guard") or []
+    if not refused:
+        return ""
+    more = len(refused) - SHOWN_REFUSALS
+    where = words("`evaluate --json` lists them all under", "the dict evaluate returns lists them all under")
+    rest = h.paragraph(f"... and {more} more; {where} refused_by_guard.", note=True) if more > 0 else ""
+    return ("<h3>Images its guard would refuse (scored anyway)</h3>"
+            + h.table(["image: why the guard would refuse it"], [[entry] for entry in refused[:SHOWN_REFUSALS]]) + rest)
+
+
 def _screening_pairs(scores: Scores) -> list[tuple[str, object]]:
     """What `evaluate` found about the images of --data (absent for the run's own validation predictions)."""
     summary = scores.summary
@@ -207,6 +224,7 @@ def _summary_section(run: RunInfo, scores: Scores, params: int, n_boot: int, see
     return (
         warning
         + h.key_values(pairs)
+        + refusals_html(summary)
         + "<h3>Images per split and class</h3>"
         + h.table(["split", "NORMAL", "PNEUMONIA", "patients"], counts_rows)
         + h.paragraph(split_note, note=True)
