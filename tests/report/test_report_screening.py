@@ -91,3 +91,13 @@ def test_the_guards_refusals_are_listed_with_why_the_first_twenty() -> None:
     assert "<td>a/photo.jpeg: not a chest X-ray: colour image</td>" in text and "more" not in text
     text = refusals_html({"refused_by_guard": [f"f{i}.png: blank" for i in range(23)]})
     assert text.count("<td>f") == 20 and "... and 3 more; `evaluate --json` lists them all under refused_by_guard" in text
+
+
+def test_a_folder_of_class_folders_is_not_called_a_split(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    """evaluate names a folder used whole 'all': the page said 'evaluated on all split of DATA'."""
+    out = tmp_path / "r.html"
+    assert main(["report", str(tiny_run), "--data", str(tiny_data / "test"), "--out", str(out), "--n-boot", "10",
+                 "--cases", "1"]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert f"evaluated on all images of {tiny_data / 'test'} (no split folders)" in text and "all split" not in text
+    assert "all films (n=" in text  # the figures' titles

@@ -108,7 +108,8 @@ def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_b
     predictor = Predictor(run.artifact, backend="auto")
     result = evaluate_and_warn(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir,
                                progress=progress)
-    return Scores(f"{result.split} split of {data}", result.split, [s.path for s in result.images.samples],
+    where = f"all images of {data} (no split folders)" if result.split == "all" else f"{result.split} split of {data}"
+    return Scores(where, result.split, [s.path for s in result.images.samples],
                   result.images.labels.astype(np.int64), np.asarray(result.probs, dtype=np.float64),
                   float(predictor.threshold), result.summary, [cause_of(s) for s in result.images.samples],
                   np.asarray(result.images.images),
