@@ -57,6 +57,18 @@ def test_duplicates_are_named_by_where_they_are(tmp_path: Path) -> None:
     assert all((tmp_path / name.split(" (")[0]).is_file() for name in report["duplicate_groups"][0])
 
 
+def test_a_manifest_beside_its_films_names_them_without_dot_dot(tmp_path: Path) -> None:
+    """`../x/...` rows were printed as `man/../x/...`: the audit names them tidied, as train's predictions do."""
+    write_xray(tmp_path / "x" / "NORMAL" / "IM-0001-0001.png", 0, 1, size=8)
+    write_xray(tmp_path / "x" / "PNEUMONIA" / "person1_virus_1.png", 1, 2)
+    (tmp_path / "man").mkdir()
+    (tmp_path / "man" / "m.csv").write_text("path,label\n../x/NORMAL/IM-0001-0001.png,NORMAL\n"
+                                            "../x/PNEUMONIA/person1_virus_1.png,PNEUMONIA\n")
+    report = audit(tmp_path / "man" / "m.csv", progress=False)
+    assert report["too_small"] == [f"{tmp_path / 'x' / 'NORMAL' / 'IM-0001-0001.png'}: 8 x 8 px"]
+    assert "/../" not in format_audit(report)
+
+
 def test_a_split_without_readable_images_shows_no_sizes(tmp_path: Path) -> None:
     for label, name in enumerate(("NORMAL", "PNEUMONIA")):
         (tmp_path / "train" / name).mkdir(parents=True)

@@ -500,3 +500,18 @@ def test_a_manifest_cause_that_cannot_be_right_is_refused_naming_the_row(tmp_pat
     (tmp_path / "m.csv").write_text(f"path,label,cause\n{row}\n")
     with pytest.raises(InputError, match=message):
         discover(tmp_path / "m.csv")
+
+
+def test_manifest_paths_through_a_parent_folder_are_tidied(tmp_path: Path) -> None:
+    """A manifest beside its films' folder (`../x/a.png`) gave every command `man/../x/a.png`, which audit and
+    evaluate printed as such while train's val_predictions.csv tidied it; the `..` is taken out when it names the
+    same file, and kept after a symlinked folder, where it leads elsewhere."""
+    write_xray(tmp_path / "x" / "NORMAL" / "a.png", 0, 1)
+    (tmp_path / "man").mkdir()
+    (tmp_path / "man" / "m.csv").write_text("path,label\n../x/NORMAL/a.png,NORMAL\n")
+    assert [s.path for s in discover(tmp_path / "man" / "m.csv")["all"]] == [tmp_path / "x" / "NORMAL" / "a.png"]
+
+    (tmp_path / "deep").mkdir()
+    (tmp_path / "deep" / "link").symlink_to(tmp_path / "man")  # deep/link/.. is tmp_path, not deep/
+    written = tmp_path / "deep" / "link" / ".." / "x" / "NORMAL" / "a.png"
+    assert [s.path for s in discover(tmp_path / "deep" / "link" / "m.csv")["all"]] == [written]

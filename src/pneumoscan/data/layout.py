@@ -259,8 +259,21 @@ def _delimiter(header: str) -> str:
     return ","
 
 
+def _tidy(path: Path) -> Path:
+    """`path` without its `..` steps (`man/../x/a.png` -> `x/a.png`, as every command then prints it) when that
+    names the same file; symlinks are not resolved, and a `..` after a symlinked folder, which leads elsewhere, is
+    kept."""
+    if ".." not in path.parts:
+        return path
+    tidy = Path(os.path.normpath(path))
+    try:
+        return tidy if os.path.samefile(tidy, path) else path
+    except OSError:  # either names no file: the caller reports the path as written
+        return path
+
+
 def _manifest_path(csv_path: Path, written: str) -> Path:
-    """A manifest row's file: relative paths from the CSV's folder; a path written on Windows
+    """A manifest row's file: relative paths from the CSV's folder, tidied (`_tidy`); a path written on Windows
     (`Normal\\pt7\\a.dcm`) is read with `/` when no file has the name as written."""
     def resolved(text: str) -> Path:
         path = Path(text)
@@ -268,8 +281,8 @@ def _manifest_path(csv_path: Path, written: str) -> Path:
 
     path = resolved(written)
     if "\\" in written and not path.is_file() and (posix := resolved(written.replace("\\", "/"))).is_file():
-        return posix
-    return path
+        return _tidy(posix)
+    return _tidy(path)
 
 
 def _relative_hint(csv_path: Path, written: str) -> str:
