@@ -551,7 +551,8 @@ def test_audit_patient_key_on_the_command_line(tmp_path: Path, capsys: pytest.Ca
     out = tmp_path / "a.json"
     assert main(["audit", str(tmp_path / "train"), "--json", str(out)]) == 0
     (line,) = [line for line in capsys.readouterr().err.splitlines() if "PatientID" in line]
-    assert line.startswith("pneumoscan: warning: PatientID '0' on 6 of the 6 DICOM images with a PatientID: taken for "
+    assert line.startswith("pneumoscan: warning: PatientID '0' on 6 of the 6 DICOM files with a PatientID in their "
+                           "header (readable films or not): taken for "
                            "a placeholder")
     report = json.loads(out.read_text())
     assert report["patient_key"] == "auto" and report["patient_keys_from"] == {"name": 6}  # each file its own patient

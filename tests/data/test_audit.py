@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pneumoscan.data.audit import audit, audit_problems, format_audit
-from tests.conftest import write_xray
+from tests.conftest import write_dicom, write_xray
 
 
 def test_duplicates_across_patients_and_labels_are_reported(tmp_path: Path) -> None:
@@ -293,3 +293,19 @@ def test_a_patient_in_two_splits_by_dicom_header_or_manifest_is_a_leak_that_fail
     assert by_manifest["same_patient_in_two_splits"] == [
         ["train/NORMAL/IM80 (train NORMAL)", "test/NORMAL/IM90 (test NORMAL)"]]
     assert audit_problems(by_manifest) == ["1 patient in two splits (by manifest patient column)"]
+
+
+def test_the_placeholder_patient_id_warning_says_it_counts_unreadable_films_too(tmp_path: Path) -> None:
+    """A damaged film's header still gives its PatientID, so the warning's 'on 8 of the 8' counted it while the
+    table beside it counts 7 readable films; the line says what it counts."""
+    for i in range(4):
+        write_dicom(tmp_path / "NORMAL" / f"f{i}.dcm", 0, i, patient_id="0")
+        write_dicom(tmp_path / "PNEUMONIA" / f"g{i}.dcm", 1, 10 + i, patient_id="0")
+    damaged = tmp_path / "PNEUMONIA" / "g3.dcm"
+    damaged.write_bytes(damaged.read_bytes()[:-800])  # the pixels cut short, the header whole
+    with pytest.warns(UserWarning) as caught:
+        report = audit(tmp_path, progress=False)
+    (line,) = [str(w.message) for w in caught if "PatientID" in str(w.message)]
+    assert line.startswith("PatientID '0' on 8 of the 8 DICOM files with a PatientID in their header (readable films "
+                           "or not): taken for a placeholder")
+    assert len(report["unreadable"]) == 1 and report["patient_keys_from"] == {"name": 7}

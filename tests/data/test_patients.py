@@ -107,7 +107,8 @@ def test_a_placeholder_patient_id_is_not_one_giant_patient(tmp_path: Path) -> No
         keys = patient_keys(samples)
     (warning,) = caught
     text = str(warning.message)
-    assert "PatientID 'ANONYMOUS' on 8 of the 9 DICOM images" in text and "read from the file name" in text
+    assert "PatientID 'ANONYMOUS' on 8 of the 9 DICOM files with a PatientID in their header" in text
+    assert "read from the file name" in text
     assert "patient column" in text and "--patient-key folder" in text and "\n" not in text
     assert keys(samples[0]) == "scan0" and keys.sources == {"dicom": 1, "name": 8}
     assert keys(next(s for s in samples if s.path.name == "real.dcm")) == "pt9"

@@ -213,12 +213,14 @@ def placeholder_ids(ids: list[str]) -> set[str]:
 
 
 def _warn_placeholders(placeholders: set[str], counts: Counter, total: int) -> None:
-    """One warning line naming the placeholder PatientIDs, what is read instead, and the ways out."""
+    """One warning line naming the placeholder PatientIDs, what is read instead, and the ways out. `total` counts
+    the DICOM files whose header gives a PatientID, read before (and whether or not) their pixels decode, so it can
+    exceed the readable films other counts give: the line says so."""
     ordered = sorted(placeholders, key=lambda value: (-counts[value], value))
     shown = (repr(ordered[0]) if len(ordered) == 1 else
              " and ".join(f"{value!r} ({counts[value]})" for value in ordered))
-    warn(f"PatientID {shown} on {sum(counts[v] for v in ordered)} of the {total} DICOM images with a "
-         f"PatientID: taken for {'placeholders' if len(ordered) > 1 else 'a placeholder'}, not a patient, so "
+    warn(f"PatientID {shown} on {sum(counts[v] for v in ordered)} of the {total} DICOM files with a "
+         f"PatientID in their header (readable films or not): taken for {'placeholders' if len(ordered) > 1 else 'a placeholder'}, not a patient, so "
          f"the patient of those images is read from the file name instead (a name that is not Kermany's "
          f"is its own patient); to keep each patient's images together, list them in a CSV manifest with a "
          f"patient column, or put them in one folder per patient and use {option('patient_key', 'folder')}")
