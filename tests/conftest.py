@@ -147,6 +147,27 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared_patient_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run (resnet10 at 32 px, 1 epoch) trained on DICOM films of 6 patients a class (PatientIDs N<p>, P<p>), whose
+    data's test/ holds 4 films: one more of N1 and of P1 (patients it was trained on) and one each of new patients."""
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.trainer import train
+
+    base = tmp_path_factory.mktemp("shared_patient_run")
+    data = base / "data"
+    for label, name in enumerate(CLASS_NAMES):
+        for p in range(6):
+            for k in range(2):
+                write_dicom(data / "train" / name / f"1.2.{label}.{p}.{k}", label, 100 * label + 10 * p + k,
+                            patient_id=f"{name[0]}{p}", size=48)
+        write_dicom(data / "test" / name / f"1.3.{label}.0", label, 500 + label, patient_id=f"{name[0]}1", size=48)
+        write_dicom(data / "test" / name / f"1.3.{label}.1", label, 600 + label, patient_id=f"T{label}", size=48)
+    train(TrainConfig(data=str(data), out=str(base / "run"), model="resnet10", image_size=32, epochs=1, batch_size=16,
+                      val_fraction=0.34, cache_dir=str(base / "cache")), progress=False)
+    return base / "run"
+
+
+@pytest.fixture(scope="session")
 def tiny_data(tiny_run: Path) -> Path:
     """The synthetic dataset `tiny_run` was trained on (train/ and test/)."""
     return tiny_run.parent / "data"

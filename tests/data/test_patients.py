@@ -8,7 +8,7 @@ import pytest
 
 from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.patients import (cause, cause_groups, cause_of, keys_read, patient_id, patient_keys,
-                                      placeholder_ids, recorded_patient_key)
+                                      placeholder_ids, recorded_patient_key, shared_patients)
 from pneumoscan.data.split import patient_split
 from pneumoscan.errors import InputError
 from tests.conftest import dicom_to_bytes, make_dicom, write_dicom, write_xray
@@ -207,3 +207,25 @@ def test_the_split_of_kermany_names_is_the_one_before_patient_keys(tmp_path: Pat
         assert keys.effective == "name" and keys.sources == {"name": len(samples)}
     _, default = patient_split(samples, 0.15, 0)
     assert [s.path.name for s in default] == KERMANY_VAL
+
+
+def test_shared_patients_counts_the_evaluated_films_of_patients_the_model_was_trained_on(tmp_path: Path) -> None:
+    """Patients of the scored split with films in the training data, keyed as audit keys them: by PatientID (one
+    shared, N1), not by Kermany's file names, which restart in each split (IM-0007 in both is not counted)."""
+    data = tmp_path / "data"
+    for p in range(3):
+        for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+            write_dicom(data / "train" / name / f"1.2.3.{label}.{p}", label, 10 * p + label, patient_id=f"{name[0]}{p}")
+    write_xray(data / "train" / "NORMAL" / "IM-0007-0001.png", 0, 90)
+    write_dicom(data / "test" / "NORMAL" / "1.2.4.0", 0, 50, patient_id="N1")
+    write_dicom(data / "test" / "PNEUMONIA" / "1.2.4.1", 1, 51, patient_id="N1")  # N1 again, now with pneumonia
+    write_dicom(data / "test" / "PNEUMONIA" / "1.2.4.2", 1, 52, patient_id="P9")
+    write_xray(data / "test" / "NORMAL" / "IM-0007-0001.png", 0, 91)
+    test = discover(data)["test"]
+    training = {"config": {"data": str(data), "patient_key": "auto"}}
+    assert shared_patients(test, training, progress=False) == {"patients": 1, "films": 2, "by": ["DICOM PatientID"]}
+    assert shared_patients(discover(data)["train"], training, progress=False)["patients"] == 0  # its own films aside
+    assert shared_patients(test, {"config": {**training["config"], "patient_key": "name"}}, progress=False) == {
+        "patients": 0, "films": 0, "by": []}
+    assert shared_patients(test, {"config": {"data": str(tmp_path / "moved"), "patient_key": "auto"}}) is None
+    assert shared_patients(test, {"members": []}) is None  # an ensemble records no data of its own

@@ -280,3 +280,51 @@ def describe(choice: str) -> str:
     return {"auto": f"the patient is a manifest's patient column, else the DICOM PatientID, else {name}",
             "name": f"the patient is {name}",
             "folder": "the patient is the folder between the class folder and the image"}[choice]
+
+
+def training_samples(training: dict) -> list[Sample] | None:
+    """The films of the data a model's training record names (`config.data`: its train split, or its only one,
+    and its val/ split with --use-given-val), as found now; None when the record names none (an ensemble) or it is
+    not found from here. With --max-images, training used some of them only."""
+    import warnings
+
+    from pneumoscan.data.layout import discover
+
+    config = training.get("config") or {}
+    if not config.get("data") or not Path(config["data"]).exists():
+        return None
+    with warnings.catch_warnings():  # the folder's own warnings were given when it was trained on
+        warnings.simplefilter("ignore")
+        try:
+            found = discover(config["data"])
+        except InputError:
+            return None
+    split = "train" if "train" in found else "all" if "all" in found else None
+    if split is None:
+        return None
+    return found[split] + (found.get("val", []) if config.get("use_given_val") else [])
+
+
+def shared_patients(samples: Sequence[Sample], training: dict, progress: bool = True) -> dict[str, object] | None:
+    """The patients of `samples` who also have films in the data the model was trained on (`training_samples`,
+    its films among `samples` aside): keyed by the run's --patient-key over both together, as `audit` keys a data
+    set's splits, and counted only by keys a DICOM PatientID, a manifest's patient column or a folder gives (file
+    names' keys restart in each split of Kermany's data). `{"patients", "films", "by"}` (`films`: of `samples`;
+    `by`: where the shared keys came from), or None when the training data is not found from here."""
+    import warnings
+
+    trained = training_samples(training)
+    if trained is None:
+        return None
+    scored = {Path(s.path).resolve() for s in samples}
+    trained = [s for s in trained if Path(s.path).resolve() not in scored]
+    choice = (training.get("config") or {}).get("patient_key", "name")
+    if choice == "name" or not trained:
+        return {"patients": 0, "films": 0, "by": []}
+    with warnings.catch_warnings():  # a placeholder PatientID was warned about by train and audit
+        warnings.simplefilter("ignore")
+        keys = patient_keys([*trained, *samples], choice, loose_ok=True, progress=progress)
+    named = {keys(s) for s in trained if keys.origins[s] != "name"}
+    films = [s for s in samples if keys.origins[s] != "name" and keys(s) in named]
+    by = [SOURCE_NAMES[source] for source in SOURCES if any(keys.origins[s] == source for s in films)]
+    return {"patients": len({keys(s) for s in films}), "films": len(films), "by": by}

@@ -14,7 +14,7 @@ from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import duplicate_warnings, seen_in_training, training_film_fingerprints
 from pneumoscan.data.layout import Sample, cause_name, evaluation_samples
-from pneumoscan.data.patients import CAUSE_GROUPS, cause_groups, cause_of
+from pneumoscan.data.patients import CAUSE_GROUPS, cause_groups, cause_of, shared_patients
 from pneumoscan.errors import InputError, MissingImagesWarning, check_at_least_one, first_few, warn, words
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning, accuracy, recall, specificity
@@ -28,6 +28,10 @@ class GuardWarning(UserWarning):
 
 class InSampleWarning(UserWarning):
     """Images the model was trained or validated on were scored in an evaluation."""
+
+
+class SharedPatientWarning(UserWarning):
+    """Patients the model was trained on have films in an evaluation's split."""
 
 
 class LabelConflictWarning(UserWarning):
@@ -193,7 +197,8 @@ def evaluate(
 ) -> Evaluation:
     """Predict every image of the split (cached decode) and summarise at the predictor's threshold; `progress`: the
     decoding and scoring bars (on a terminal); `checked_unseen`: the caller has refused these films already if any
-    was one the model trained or validated on (set-threshold), so they are not fingerprinted again; `decoded`: the
+    was one the model trained or validated on (set-threshold), so they are not fingerprinted again (nor their
+    patients counted: without it, `patients_in_training` is `data.patients.shared_patients`); `decoded`: the
     split's films as the caller decoded them at the model's size (set-threshold's check), scored without a second
     decode (with the image cache off there is nothing to read them back from); `found`: the split's name and films
     as the caller's `evaluation_samples(data, split)` found them, so the data folder is not scanned again."""
@@ -225,6 +230,10 @@ def evaluate(
             f"or the same film re-encoded or resized; e.g. {seen[0]}), so the figures on them are in-sample and "
             f"flatter the model; evaluate on "
             f"films it has not seen ({_listed_under()} seen_in_training)"))
+    shared = None if checked_unseen else shared_patients(images.samples, predictor.meta.training, progress)
+    if shared and shared["patients"]:
+        warn(SharedPatientWarning(_shared_message(shared, len(images.samples), split_name, data,
+                                                  predictor.meta.training)))
     for message in duplicate_warnings({split_name: images.samples}, str(data), SCORED_BOTH):
         warn(LabelConflictWarning(message))
     summary = summarize(images.labels, probs, predictor.threshold, n_boot=n_boot, seed=seed)
@@ -232,7 +241,24 @@ def evaluate(
                    refused_by_guard=refused, seen_in_training=[str(p) for p in seen],
                    recall_by_cause=recall_by_cause(images.samples, probs, predictor.threshold),
                    borderline=borderline_summary(predictor, images.labels, probs))
+    if not checked_unseen:  # set-threshold, which refuses the training films, does not count their patients
+        summary["patients_in_training"] = shared
     return Evaluation(split_name, images, probs, summary)
+
+
+def _shared_message(shared: dict[str, Any], n: int, split: str, data: str | os.PathLike,
+                    training: dict[str, Any]) -> str:
+    """The warning about patients of the evaluated split who are also in the model's training data, with how to
+    see them: `audit` of the data when both are its splits, else of one manifest listing both."""
+    trained_on = training["config"]["data"]
+    if Path(trained_on).resolve() == Path(data).resolve():
+        see = f"`pneumoscan audit {data}` lists them"
+    else:
+        see = (f"to see them, list both in one CSV manifest with a split column and run `pneumoscan audit` on it "
+               f"(trained on {trained_on})")
+    return (f"{shared['patients']} patient(s) of the {split} split ({shared['films']} of its {n} films) also have "
+            f"films in the data this model was trained on, by {' and '.join(shared['by'])}: the same patients on "
+            f"both sides, so the figures on them are not those of new patients; {see}")
 
 
 def _listed_under() -> str:

@@ -1,0 +1,51 @@
+"""evaluate says when patients of the scored split are also in the data the model was trained on."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pneumoscan.cli import main
+
+
+def test_evaluate_warns_once_about_patients_it_was_trained_on_and_counts_them(
+        shared_patient_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Only `audit` told of a patient in both train and test (by DICOM PatientID); evaluate scored their films as
+    new patients' without a word."""
+    data = shared_patient_run.parent / "data"
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "--model", str(shared_patient_run), "--data", str(data), "--n-boot", "5",
+                 "--json", str(out)]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "trained on" in line]
+    assert lines == [f"pneumoscan: warning: 2 patient(s) of the test split (2 of its 4 films) also have films in the "
+                     f"data this model was trained on, by DICOM PatientID: the same patients on both sides, so the "
+                     f"figures on them are not those of new patients; `pneumoscan audit {data}` lists them"]
+    assert json.loads(out.read_text())["patients_in_training"] == {"patients": 2, "films": 2,
+                                                                   "by": ["DICOM PatientID"]}
+
+
+def test_evaluate_of_copied_films_names_the_training_data_and_says_when_it_is_gone(
+        shared_patient_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Films copied out of the data set are still counted while the training data is found (the hint then names
+    it, as `audit` of one folder cannot see both); without it, `patients_in_training` is null and nothing is said."""
+    import shutil
+
+    data = shared_patient_run.parent / "data"
+    site = tmp_path / "site"
+    shutil.copytree(data / "test", site)
+    out = tmp_path / "m.json"
+    argv = ["evaluate", "--model", str(shared_patient_run), "--data", str(site), "--n-boot", "5", "--json", str(out)]
+    assert main(argv) == 0
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "trained on" in line]
+    assert line.startswith("pneumoscan: warning: 2 patient(s) of the all split (2 of its 4 films)")
+    assert line.endswith(f"list both in one CSV manifest with a split column and run `pneumoscan audit` on it "
+                         f"(trained on {data})")
+    assert json.loads(out.read_text())["patients_in_training"]["patients"] == 2
+    data.rename(tmp_path / "moved")
+    try:
+        assert main(argv) == 0
+    finally:
+        (tmp_path / "moved").rename(data)
+    assert "trained on" not in capsys.readouterr().err
+    assert json.loads(out.read_text())["patients_in_training"] is None
