@@ -401,6 +401,24 @@ def test_report_page_says_when_its_films_are_in_sample(tiny_run: Path, tiny_data
     assert "Warning:" not in text and "(in-sample)</td><td>0 of " in text
 
 
+def test_report_page_says_when_its_patients_were_trained_on(shared_patient_run: Path, tiny_run: Path,
+                                                              tiny_data: Path, tmp_path: Path) -> None:
+    """Only `audit` told of a patient in both train and test: the page counts the evaluated films' patients who also
+    have films in the training data (by DICOM PatientID) and warns when there are any."""
+    out = tmp_path / "shared.html"
+    assert main(["report", str(shared_patient_run), "--data", str(shared_patient_run.parent / "data"), "--out",
+                 str(out), "--n-boot", "10", "--cases", "1"]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "Warning: 2 patients of the evaluated images (2 of 4 films) also have films in the data this model was " \
+           "trained on, by DICOM PatientID" in text
+    assert "patients also in the data the model was trained on</td><td>2 (2 of 4 films; by DICOM PatientID)" in text
+    out = tmp_path / "kermany.html"  # keys from Kermany's file names restart in each split: none counted
+    assert main(["report", str(tiny_run), "--data", str(tiny_data), "--out", str(out), "--n-boot", "10",
+                 "--cases", "1"]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "Warning:" not in text and "patients also in the data the model was trained on</td><td>0 (0 of " in text
+
+
 def test_a_large_case_grid_wraps_into_rows() -> None:
     """--cases 20 drew one strip of 20 columns (about 5,400 px wide, shrunk to fit the page: unreadable; 260 took
     minutes and 68,706 px); the grid now wraps at GRID_COLUMNS, each overlay under its own original."""

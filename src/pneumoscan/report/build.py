@@ -145,7 +145,17 @@ def _screening_pairs(scores: Scores) -> list[tuple[str, object]]:
     if "seen_in_training" not in summary:
         return []
     return [("films the model trained or validated on (in-sample)", f"{len(summary['seen_in_training'])} of {summary['n']}"),
+            ("patients also in the data the model was trained on", _shared_text(summary)),
             ("images its out-of-distribution guard would refuse (scored anyway)", guard_refusals(scores))]
+
+
+def _shared_text(summary: dict[str, Any]) -> str:
+    """The evaluation's `patients_in_training` for people: '2 (5 of 40 films; by DICOM PatientID)'."""
+    shared = summary.get("patients_in_training")
+    if shared is None:
+        return "not counted (the data the model was trained on is not found from here)"
+    by = f"; by {' and '.join(shared['by'])}" if shared["by"] else ""
+    return f"{shared['patients']} ({shared['films']} of {summary['n']} films{by})"
 
 
 RECIPE_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "augment", "balance", "label_smoothing",
@@ -221,6 +231,12 @@ def _summary_section(run: RunInfo, scores: Scores, params: int, n_boot: int, see
     warning = (h.paragraph(f"Warning: {seen} of {summary['n']} evaluated images are films this model was trained or "
                            "validated on (copies, or the same film re-encoded or resized), so the figures below are "
                            "in-sample and flatter it; report on films it has not seen.") if seen else "")
+    shared = summary.get("patients_in_training") or {}
+    if shared.get("patients"):
+        warning += h.paragraph(f"Warning: {shared['patients']} patients of the evaluated images ({shared['films']} of "
+                               f"{summary['n']} films) also have films in the data this model was trained on, by "
+                               f"{' and '.join(shared['by'])}: the same patients on both sides, so the figures below "
+                               f"are not those of new patients; `pneumoscan audit` of the data lists them.")
     return (
         warning
         + h.key_values(pairs)
