@@ -233,10 +233,12 @@ def _summary_section(run: RunInfo, scores: Scores, params: int, n_boot: int, see
                            "in-sample and flatter it; report on films it has not seen.") if seen else "")
     shared = summary.get("patients_in_training") or {}
     if shared.get("patients"):
-        warning += h.paragraph(f"Warning: {shared['patients']} patients of the evaluated images ({shared['films']} of "
+        warning += h.paragraph(f"Warning: {shared['patients']} patient{'s' if shared['patients'] > 1 else ''} of "
+                               f"the evaluated images ({shared['films']} of "
                                f"{summary['n']} films) also have films in the data this model was trained on, by "
                                f"{' and '.join(shared['by'])}: the same patients on both sides, so the figures below "
-                               f"are not those of new patients; `pneumoscan audit` of the data lists them.")
+                               f"are not those of new patients; `pneumoscan audit DATA` lists them (DATA: the data "
+                               f"set both are splits of, or one CSV manifest listing both with a split column).")
     return (
         warning
         + h.key_values(pairs)
