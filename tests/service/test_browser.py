@@ -1387,6 +1387,48 @@ def test_a_heatmap_toggle_without_a_heatmap_is_unticked_says_why_and_keeps_the_c
         assert not errors, errors
 
 
+ONE_PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="
+ANSWER = {"probability": 0.9, "label": "PNEUMONIA", "in_distribution": True, "ood_reason": None, "threshold": 0.5,
+          "model_name": "resnet10", "model_version": "0", "model_sha256": "0" * 12, "latency_ms": 5.0,
+          "heatmap_class": "PNEUMONIA", "heatmap_empty": False, "heatmap_png_base64": ONE_PIXEL_PNG}
+
+
+def test_the_heatmap_comes_with_its_colour_scale_on_screen_and_on_paper(server: str) -> None:
+    """The overlay's colours had no legend: a doctor could not tell which end of the scale was strong evidence. The
+    heatmap now comes with a colour scale from none (the bare film) to the strongest in this film, naming the class;
+    it goes with the heatmap when switched off or absent, and is printed with a printed heatmap."""
+    from playwright.sync_api import expect
+
+    rejected = {**ANSWER, "heatmap_png_base64": None, "in_distribution": False, "refusal_kind": "not_a_chest_xray",
+                "refusal_cause": "colour image"}
+    with chromium_page(server + "/", viewport={"width": 390, "height": 844}) as (page, errors):
+        legend, toggle = page.locator("#heat-legend"), page.locator("#heat-toggle")
+        render = "([answer, name]) => render(answer, name)"
+        page.evaluate(render, [ANSWER, "a.png"])
+        expect(page.locator("#heatmap")).to_be_visible()
+        expect(legend).to_be_visible()
+        expect(legend).to_contain_text("Heatmap colours: evidence for PNEUMONIA")
+        expect(legend).to_contain_text("none")
+        expect(legend).to_contain_text("strongest in this film")
+        scale = page.locator("#heat-legend .heat-scale")
+        assert "linear-gradient" in scale.evaluate("el => getComputedStyle(el).backgroundImage")
+        assert scale.bounding_box()["width"] > 100  # a scale, not a dot, on a phone
+        toggle.uncheck()
+        expect(legend).to_be_hidden()
+        page.emulate_media(media="print")  # a printed heatmap keeps its scale
+        expect(legend).to_be_visible()
+        page.emulate_media(media="screen")
+        toggle.check()
+        expect(legend).to_be_visible()
+        for without in ({**ANSWER, "heatmap_png_base64": None, "heatmap_empty": True}, rejected):
+            page.evaluate(render, [without, "b.png"])
+            expect(legend).to_be_hidden()
+            page.emulate_media(media="print")
+            expect(legend).to_be_hidden()
+            page.emulate_media(media="screen")
+        assert not errors, errors
+
+
 def test_on_a_tablet_and_a_phone_nothing_runs_off_the_side_and_the_heatmap_scales(server: str,
                                                                                    sample_dir: Path) -> None:
     """The threshold's label was centred on its marker: with a threshold near 1 (`serve --threshold 0.99`, or a

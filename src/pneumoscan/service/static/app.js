@@ -263,6 +263,12 @@ function setHeatToggle(available) {
   toggle.checked = available && heatWanted;
 }
 
+// The heatmap and its colour scale are shown together; the scale is printed whenever there is a heatmap.
+function showHeat(visible) {
+  show($("heatmap"), visible);
+  show($("heat-legend"), visible);
+}
+
 // The guard refused the image: a warning instead of the probability bar and decision. The answer says what the
 // refusal means (refusal_kind: not a chest X-ray, such as a photo or a blank image; a film the model cannot read as
 // sent, such as a black-and-white or upside-down one; or unlike the training X-rays, as a few real chest X-rays are)
@@ -281,7 +287,8 @@ function renderRejected(result, name) {
   show($("scores"), false);
   const heat = $("heatmap");
   heat.removeAttribute("src");
-  show(heat, false);
+  $("heat-legend").classList.remove("available");
+  showHeat(false);
   $("heat-caption").textContent = "";
   setHeatToggle(false);
   show($("heat-note"), false);
@@ -373,7 +380,9 @@ function render(result, name) {
     heat.alt = `Grad-CAM heatmap of ${name}: where the model saw evidence for ${result.heatmap_class}`;
     // Without a browser preview (DICOM, TIFF) the overlay is the only picture: show it in the flow.
     heat.classList.toggle("standalone", $("xray").hidden);
-    show(heat, toggle.checked);
+    $("heat-legend-class").textContent = result.heatmap_class;
+    $("heat-legend").classList.add("available");
+    showHeat(toggle.checked);
     show($("heat-note"), true);
   } else {
     heat.removeAttribute("src");
@@ -384,7 +393,8 @@ function render(result, name) {
     $("heat-label").textContent = result.heatmap_empty
       ? `Heatmap empty: Grad-CAM found no positive evidence for ${result.heatmap_class} in this film`
       : "Heatmap not available for this model";
-    show(heat, false);
+    $("heat-legend").classList.remove("available");
+    showHeat(false);
   }
   reveal();
 }
@@ -600,7 +610,7 @@ function init() {
   });
   $("heat-toggle").addEventListener("change", (e) => {
     heatWanted = e.target.checked;
-    if ($("heatmap").src) show($("heatmap"), e.target.checked);
+    if ($("heatmap").src) showHeat(e.target.checked);
   });
   loadModel();
 }
