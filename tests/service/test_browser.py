@@ -362,7 +362,7 @@ def test_page_states_the_operating_point_the_service_was_started_with(server: st
         expect(page.locator("#threshold-source")).to_have_text(
             "The threshold is the model's operating point, chosen on validation data for a sensitivity of 0.95.")
         expect(page.locator("#prevalence")).to_have_text(
-            "The score assumes a pneumonia prevalence of 50 %, the balance the model was trained on, not that of "
+            "The score assumes a pneumonia prevalence of 50\u00a0%, the balance the model was trained on, not that of "
             "your patients.")
         by_hand = page.evaluate("""() => thresholdSource({...modelInfo, threshold: 0.3, operating_point: {
             ...modelInfo.operating_point, threshold: 0.3, threshold_from: "threshold", target_recall: null,
@@ -377,7 +377,7 @@ def test_page_states_the_operating_point_the_service_was_started_with(server: st
             "The threshold is the model's operating point, chosen on validation data for a sensitivity of 0.95 "
             f"({stored:.2f} on the model's own scores, re-weighted with them for the prevalence below).")
         expect(page.locator("#prevalence")).to_have_text(
-            "The score is re-weighted for a pneumonia prevalence of 20 %, set for the patients of this service when "
+            "The score is re-weighted for a pneumonia prevalence of 20\u00a0%, set for the patients of this service when "
             "it was started.")
         info = {"threshold": 0.9, "stored_threshold": 0.62, "operating_point": {
             "threshold_from": "model", "prevalence_from": "prevalence"}, "test_metrics": {
@@ -394,7 +394,7 @@ def test_page_states_the_operating_point_the_service_was_started_with(server: st
         expect(page.locator("#threshold-source")).to_have_text(
             "The threshold was chosen when this service was started, for a sensitivity of 0.99 on validation data.")
         expect(page.locator("#prevalence")).to_be_visible()
-        expect(page.locator("#prevalence")).to_contain_text("re-weighted for a pneumonia prevalence of 20 %")
+        expect(page.locator("#prevalence")).to_contain_text("re-weighted for a pneumonia prevalence of 20\u00a0%")
         assert not errors, errors
 
 
@@ -456,14 +456,14 @@ def test_page_names_the_weights_the_heatmap_class_and_the_operating_point(server
         info = {"threshold": 0.62, "test_metrics": {"n": 624, "threshold": 0.62, "recall": {"value": 0.982},
                                                     "specificity": {"value": 0.872}}}
         assert page.evaluate("(info) => operatingPoint(info)", info) == (
-            "At this threshold, on its test set of 624 films from the training hospital, it flagged 98 % of "
-            "pneumonia films and 13 % of normal films (sensitivity 0.98, specificity 0.87).")
+            "At this threshold, on its test set of 624 films from the training hospital, it flagged 98\u00a0% of "
+            "pneumonia films and 13\u00a0% of normal films (sensitivity 0.98, specificity 0.87).")
         assert page.evaluate("(info) => operatingPoint(info)", {**info, "threshold": 0.5}) == ""  # overridden
         near_certain = {**info, "test_metrics": {**info["test_metrics"], "recall": {"value": 0.996},
                                                  "specificity": {"value": 0.9995}}}
         assert page.evaluate("(info) => operatingPoint(info)", near_certain) == (  # not "100 %", "1.00", "0 %"
-            "At this threshold, on its test set of 624 films from the training hospital, it flagged 99.6 % of "
-            "pneumonia films and 0.05 % of normal films (sensitivity 0.996, specificity 0.9995).")
+            "At this threshold, on its test set of 624 films from the training hospital, it flagged 99.6\u00a0% of "
+            "pneumonia films and 0.05\u00a0% of normal films (sensitivity 0.996, specificity 0.9995).")
         if HAS_GRADCAM:
             page.set_input_files("#file", str(xray))
             expect(page.locator("#heat-label")).to_contain_text(f"evidence for {label}", timeout=15_000)
@@ -731,7 +731,7 @@ def test_a_slow_upload_that_keeps_moving_is_analysed_and_shows_its_progress(quic
             expect(page.locator("#model-line")).to_contain_text("resnet10")
             page.set_input_files("#file", files=[{"name": "film.dcm", "mimeType": "application/dicom",
                                                   "buffer": film}])
-            expect(page.locator("#status")).to_contain_text(re.compile(r"Uploading… \d+ % sent"), timeout=10_000)
+            expect(page.locator("#status")).to_contain_text(re.compile(r"Uploading… \d+\u00a0% sent"), timeout=10_000)
             expect(page.locator("#file-name")).to_have_text("film.dcm", timeout=30_000)
             expect(page.locator("#result")).to_be_visible()
             expect(page.locator("#error")).to_be_hidden()
@@ -791,21 +791,21 @@ def test_a_slow_upload_is_shown_by_the_percent_but_read_out_by_the_quarter(quick
         expect(page.locator("#result")).to_be_visible(timeout=15_000)
         decision = page.locator("#decision").inner_text()
         assert page.evaluate("window.heard") == [
-            "status: Analysing…", *(f"announce: Uploading… {k} % sent" for k in (0, 25, 50, 75)),
+            "status: Analysing…", *(f"announce: Uploading… {k}\u00a0% sent" for k in (0, 25, 50, 75)),
             "status: Analysing…", f"announce: Result for {xray.name}: {decision}"]
         shown = page.evaluate("window.shown")
-        assert shown == ["Analysing…", *(f"Uploading… {k} % sent" for k in range(100)), "Analysing…", ""], shown
+        assert shown == ["Analysing…", *(f"Uploading… {k}\u00a0% sent" for k in range(100)), "Analysing…", ""], shown
 
         page.evaluate("window.heard = []; window.stopAt = 40")
         page.set_input_files("#file", str(xray))
-        expect(page.locator("#status")).to_have_text("Uploading… 40 % sent")  # for 2 s, until the stall
+        expect(page.locator("#status")).to_have_text("Uploading… 40\u00a0% sent")  # for 2 s, until the stall
         assert "%" not in page.locator("#status").aria_snapshot()  # shown, but not in the accessibility tree
         expect(page.locator("#error")).to_contain_text("The upload stalled: nothing more of the file could be sent "
                                                        "for 2 s", timeout=15_000)
         expect(page.locator("#status")).to_have_text("")
         expect(page.locator("#announce")).to_have_text("")
         assert page.evaluate("window.heard") == [
-            "status: Analysing…", "announce: Uploading… 0 % sent", "announce: Uploading… 25 % sent",
+            "status: Analysing…", "announce: Uploading… 0\u00a0% sent", "announce: Uploading… 25\u00a0% sent",
             f"error: {page.locator('#error').inner_text()}"]
         assert not errors, errors
 
@@ -1426,6 +1426,30 @@ def test_the_heatmap_comes_with_its_colour_scale_on_screen_and_on_paper(server: 
             page.emulate_media(media="print")
             expect(legend).to_be_hidden()
             page.emulate_media(media="screen")
+        assert not errors, errors
+
+
+def test_a_percentage_never_breaks_from_its_number(server: str) -> None:
+    """On a phone, the prevalence sentence ended a line with "prevalence of 50" and began the next with "%": every
+    percentage the page writes (prevalence, test rates, the 95 % interval, upload progress) now joins its number and
+    "%" with a space that does not break."""
+    from playwright.sync_api import expect
+
+    breakable = re.compile(r"\d[ \t\r\n]+%")
+    answer = {**ANSWER, "threshold_ci95": [0.4, 0.6], "borderline": False}
+    info = {"test_metrics": {"n": 624, "threshold": 0.5, "recall": {"value": 0.98}, "specificity": {"value": 0.87}},
+            "threshold": 0.5, "operating_point": {"threshold_from": "model", "prevalence_from": "model_prior"}}
+    with chromium_page(server + "/", viewport={"width": 390, "height": 844}) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.evaluate("([answer, name]) => render(answer, name)", [answer, "a.png"])
+        expect(page.locator("#interval")).to_contain_text("interval")
+        texts = [page.evaluate("document.body.textContent"), page.locator("#band").get_attribute("title"),
+                 page.evaluate("(info) => operatingPoint(info)", info),
+                 page.evaluate("(p) => prevalenceText({prevalence: p, prevalence_from: 'prevalence'})", 0.2)]
+        page.evaluate("progressReporter(latest)(400000, 2000000)")
+        texts += [page.locator("#status").text_content(), page.locator("#announce").text_content()]
+        for text in texts:
+            assert "%" in text and not breakable.search(text), text
         assert not errors, errors
 
 

@@ -116,8 +116,11 @@ function thresholdSource(info) {
     (reweighted ? ` (${stored} on the model's own scores, re-weighted with them for the prevalence below).` : ".");
 }
 
+// The space before "%" does not break: a phone's line ended in "prevalence of 50" and the next began with "%".
+const PCT = "\u00a0%";
+
 // A prevalence as a percentage with up to three significant digits: 0.5 -> "50 %", 0.743 -> "74.3 %".
-function percent(p) { return `${Number((p * 100).toPrecision(3))} %`; }
+function percent(p) { return `${Number((p * 100).toPrecision(3))}${PCT}`; }
 
 // The pneumonia prevalence P(pneumonia) assumes: the model's prior, or the one this service was started with.
 function prevalenceText(point) {
@@ -156,7 +159,7 @@ function operatingPoint(info) {
   if (test.recall === undefined || test.specificity === undefined || !testedThreshold(info, test)) return "";
   const sens = test.recall.value, spec = test.specificity.value;
   return `At this threshold, on its test set of ${test.n} films from the training hospital, it flagged ` +
-    `${rateText(sens)} % of pneumonia films and ${rateText(1 - spec)} % of normal films ` +
+    `${rateText(sens)}${PCT} of pneumonia films and ${rateText(1 - spec)}${PCT} of normal films ` +
     `(sensitivity ${sens.toFixed(digitsApart(sens, sens, 2))}, specificity ${spec.toFixed(digitsApart(spec, spec, 2))}).`;
 }
 
@@ -212,7 +215,7 @@ function nearText(result, info) {
       : "This model does not record how its threshold was chosen (the scores and the sensitivity it was chosen " +
         "for), so its uncertainty is not known and no result is marked borderline.";
   }
-  return `A probability within the threshold's uncertainty, ${intervalText(interval, result.probability)} (its 95 % ` +
+  return `A probability within the threshold's uncertainty, ${intervalText(interval, result.probability)} (its 95${PCT} ` +
     `interval over resamples of ${chosenOnFilms(info)} it was chosen on), is marked borderline.`;
 }
 
@@ -235,7 +238,7 @@ function renderUncertainty(result, positive) {
     band.style.left = `${(interval[0] * 100).toFixed(1)}%`;
     band.style.width = `${((interval[1] - interval[0]) * 100).toFixed(1)}%`;
   }
-  $("interval").textContent = interval === null ? "not known" : `${intervalText(interval, p)} (95 % interval)`;
+  $("interval").textContent = interval === null ? "not known" : `${intervalText(interval, p)} (95${PCT} interval)`;
   $("near").textContent = nearText(result, modelInfo);
   return borderline ? borderlineText(interval, p) : "";
 }
@@ -496,8 +499,8 @@ function progressReporter(mine) {
       return;
     }
     const share = Math.floor((100 * loaded) / total), quarter = Math.floor(share / 25) * 25;
-    showQuietly(`Uploading… ${share} % sent`);
-    if (quarter !== heard) announce(`Uploading… ${quarter} % sent`);
+    showQuietly(`Uploading… ${share}${PCT} sent`);
+    if (quarter !== heard) announce(`Uploading… ${quarter}${PCT} sent`);
     heard = quarter;
   };
 }
