@@ -515,9 +515,12 @@ def test_page_says_when_the_service_does_not_answer(server: str, sample_dir: Pat
         expect(page.locator("#model-line")).to_contain_text("resnet10")
         page.route("**/predict*", lambda route: route.abort("connectionrefused"))  # the service has stopped
         page.set_input_files("#file", str(xray))
+        # not the browser's bare "Failed to fetch", nor "check that it is running and reachable", which a doctor
+        # cannot do: what happened, that the film is not at fault, and what to do
         expect(page.locator("#error")).to_have_text(
-            "Could not analyse this file: the pneumoscan service did not answer; check that it is running and "
-            "reachable, then try again", timeout=15_000)  # not the browser's bare "Failed to fetch"
+            "The pneumoscan service did not answer, so this file was not analysed (nothing is wrong with it). Try "
+            "again in a minute; if it keeps failing, tell whoever runs pneumoscan at your site (IT support).",
+            timeout=15_000)
         expect(page.locator("#status")).to_have_text("")
 
 

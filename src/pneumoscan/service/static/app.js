@@ -425,6 +425,10 @@ class ConnectionProblem extends Error {}
 const NOT_ANALYSED = "so this file was not analysed (nothing is wrong with it). Check the network connection, then " +
   "choose the file again.";
 
+// The service is down or unreachable: the doctor can only wait or tell IT ("check that it is running" was theirs).
+const NO_ANSWER = "The pneumoscan service did not answer, so this file was not analysed (nothing is wrong with it). " +
+  "Try again in a minute; if it keeps failing, tell whoever runs pneumoscan at your site (IT support).";
+
 // Seconds without upload progress after which the upload is given up: STALL_S, or the service's own idle limit when
 // shorter (it has dropped the upload by then).
 function stallSeconds() {
@@ -475,7 +479,7 @@ function post(url, form, signal, onProgress) {
     });
     xhr.addEventListener("error", () => settle(reject, loaded > 0 && !sent
       ? new ConnectionProblem(`The upload was cut off before the whole file was sent, ${NOT_ANALYSED}`)
-      : new Error("the pneumoscan service did not answer; check that it is running and reachable, then try again")));
+      : new ConnectionProblem(NO_ANSWER)));
     signal.addEventListener("abort", () => {
       settle(reject, new DOMException("replaced by a newer upload", "AbortError"));
       xhr.abort();
