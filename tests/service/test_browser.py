@@ -1456,6 +1456,22 @@ def test_a_percentage_never_breaks_from_its_number(server: str) -> None:
         assert not errors, errors
 
 
+def test_on_a_phone_the_pages_subtitle_is_not_cut_in_two(server: str) -> None:
+    """At 390 px the title read "pneumoscan chest X-ray" and, on the next line, "pneumonia check": the subtitle now
+    moves under the name whole, and still fits the narrowest phones."""
+    from playwright.sync_api import expect
+
+    for width in (390, 320):
+        with chromium_page(server + "/", viewport={"width": width, "height": 800}) as (page, errors):
+            expect(page.locator("#model-line")).to_contain_text("resnet10")
+            subtitle = page.locator("h1 .subtitle")
+            assert subtitle.evaluate("el => el.getClientRects().length") == 1, width
+            box = subtitle.bounding_box()
+            assert box and box["x"] + box["width"] <= width, (width, box)
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            assert not errors, errors
+
+
 def test_on_a_tablet_and_a_phone_nothing_runs_off_the_side_and_the_heatmap_scales(server: str,
                                                                                    sample_dir: Path) -> None:
     """The threshold's label was centred on its marker: with a threshold near 1 (`serve --threshold 0.99`, or a
