@@ -1104,6 +1104,31 @@ def test_a_heatmap_answered_before_the_browser_gives_up_on_a_dicom_preview_is_st
         assert not errors, errors
 
 
+def test_a_film_the_browser_cannot_show_is_not_said_unshown_under_its_heatmap(server: str) -> None:
+    """A DICOM film with a heatmap: the heatmap (the film with the overlay) was shown, and right under it the note
+    "This format cannot be shown in the browser", which read as a contradiction. The note now says that the picture
+    above is the film as the service read it; with the heatmap off, how to see it; without a heatmap, as before."""
+    from playwright.sync_api import expect
+
+    with chromium_page(server + "/", viewport={"width": 390, "height": 844}) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.evaluate("showPreview(new File([new Uint8Array(200)], 'IM00001', {type: 'application/octet-stream'}))")
+        page.wait_for_function("document.getElementById('xray').hidden")  # the browser gave up on the file
+        page.evaluate("([answer, name]) => render(answer, name)", [ANSWER, "IM00001"])
+        note = page.locator("#no-preview")
+        expect(page.locator("#heatmap")).to_be_visible()
+        expect(note).to_have_text("This format cannot be shown in the browser: above is the film as the service "
+                                  "read it, with the heatmap over it.")
+        page.locator("#heat-toggle").uncheck()
+        expect(note).to_have_text("This format cannot be shown in the browser; the result is still valid. Switch the "
+                                  "heatmap on to see the film as the service read it.")
+        page.locator("#heat-toggle").check()
+        page.evaluate("([answer, name]) => render(answer, name)",
+                      [{**ANSWER, "heatmap_png_base64": None, "heatmap_empty": True}, "IM00002"])
+        assert note.inner_text() == "This format cannot be shown in the browser; the result is still valid."
+        assert not errors, errors
+
+
 def test_page_says_what_the_probability_and_the_heatmap_are_not(server: str, sample_dir: Path) -> None:
     """P(pneumonia) read as the patient's chance, and the heatmap as a lesion's outline (MODEL_CARD: a 4 x 4 grid
     upsampled, which also lights up the mediastinum and upper abdomen): the page now says neither is."""

@@ -254,6 +254,7 @@ function showPreview(file) {
     show(img, false);
     show($("no-preview"), true);
     $("heatmap").classList.add("standalone");
+    describeNoPreview();
   };
   img.src = previewUrl;
 }
@@ -270,6 +271,18 @@ function setHeatToggle(available) {
 function showHeat(visible) {
   show($("heatmap"), visible);
   show($("heat-legend"), visible);
+  describeNoPreview();
+}
+
+// A film the browser cannot show (DICOM, TIFF) with a heatmap: the heatmap is then the film's only picture, and the
+// note under it said the format "cannot be shown" right under the film.
+function describeNoPreview() {
+  const heat = $("heatmap");
+  const only = heat.classList.contains("standalone") && heat.hasAttribute("src");
+  $("no-preview").textContent = "This format cannot be shown in the browser" + (!only
+    ? "; the result is still valid."
+    : heat.hidden ? "; the result is still valid. Switch the heatmap on to see the film as the service read it."
+      : ": above is the film as the service read it, with the heatmap over it.");
 }
 
 // The guard refused the image: a warning instead of the probability bar and decision. The answer says what the
