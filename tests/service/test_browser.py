@@ -964,6 +964,35 @@ def test_on_a_phone_the_decision_is_on_screen_when_the_result_comes(server: str,
         assert not errors, errors
 
 
+ON_SCREEN = "(el) => { const r = el.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight + 1; }"
+
+
+def test_on_a_phone_the_analysing_status_and_an_error_are_on_screen(server: str, sample_dir: Path) -> None:
+    """On a phone the status and the error come below the upload button, off the screen: a refused file, a service
+    that did not answer or a slow analysis looked like a page that did nothing. Both are now scrolled into view."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "test" / "NORMAL").iterdir())[0]
+    held: list[Any] = []
+    with chromium_page(server + "/", viewport={"width": 390, "height": 700}) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.route("**/predict*", lambda route: held.append(route))  # no answer yet: the analysis is under way
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#status")).to_have_text("Analysing…")
+        assert page.locator("#status").evaluate(ON_SCREEN)
+        page.unroute("**/predict*")
+        page.route("**/predict*", lambda route: route.abort("connectionrefused"))
+        for files in ([str(xray)],  # the service does not answer, then it refuses a file that is not an image
+                      [{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not an image"}]):
+            page.evaluate("scrollTo(0, 0)")
+            page.set_input_files("#file", files)
+            expect(page.locator("#error")).to_be_visible(timeout=15_000)
+            assert page.locator("#error").evaluate(ON_SCREEN), files
+            page.unroute("**/predict*")
+        expect(page.locator("#error")).to_contain_text("not an image file")
+        assert not errors, errors
+
+
 def test_on_a_wide_screen_the_film_stays_left_of_the_result(server: str, sample_dir: Path) -> None:
     from playwright.sync_api import expect
 

@@ -36,11 +36,15 @@ function showQuietly(text) {
   quiet.textContent = text;
 }
 
-// The error is the alert: nothing said before it (a progress count) is left to be read as current.
+// The error is the alert: nothing said before it (a progress count) is left to be read as current. It is scrolled
+// into view: on a phone it comes below the upload button, off the screen, and the page seemed not to react.
 function setError(text) {
   $("error").textContent = text || "";
   show($("error"), Boolean(text));
-  if (text) announce("");
+  if (text) {
+    announce("");
+    $("error").scrollIntoView({ block: "nearest" });
+  }
 }
 
 // The films the model is meant for (the model card's intended use), then what backs that for this model: before,
@@ -550,6 +554,7 @@ async function analyse(files) {
   }
   showPreview(file);
   setStatus("Analysing…");
+  $("status").scrollIntoView({ block: "nearest" });  // on a phone it is under the upload button, off the screen
   const controller = new AbortController();
   inFlight = controller;
   const form = new FormData();
