@@ -377,8 +377,8 @@ def test_page_states_the_operating_point_the_service_was_started_with(server: st
             "The threshold is the model's operating point, chosen on validation data for a sensitivity of 0.95 "
             f"({stored:.2f} on the model's own scores, re-weighted with them for the prevalence below).")
         expect(page.locator("#prevalence")).to_have_text(
-            "The score is re-weighted for a pneumonia prevalence of 20\u00a0%, set for the patients of this service when "
-            "it was started.")
+            "The score is re-weighted for a pneumonia prevalence of 20\u00a0%, set for the patients of this service "
+            "when it was started.")
         info = {"threshold": 0.9, "stored_threshold": 0.62, "operating_point": {
             "threshold_from": "model", "prevalence_from": "prevalence"}, "test_metrics": {
             "n": 624, "threshold": 0.62, "recall": {"value": 0.982}, "specificity": {"value": 0.872}}}
@@ -797,7 +797,8 @@ def test_a_slow_upload_is_shown_by_the_percent_but_read_out_by_the_quarter(quick
             "status: Analysing…", *(f"announce: Uploading… {k}\u00a0% sent" for k in (0, 25, 50, 75)),
             "status: Analysing…", f"announce: Result for {xray.name}: {decision}"]
         shown = page.evaluate("window.shown")
-        assert shown == ["Analysing…", *(f"Uploading… {k}\u00a0% sent" for k in range(100)), "Analysing…", ""], shown
+        sending = [f"Uploading… {k}\u00a0% sent" for k in range(100)]
+        assert shown == ["Analysing…", *sending, "Analysing…", ""], shown
 
         page.evaluate("window.heard = []; window.stopAt = 40")
         page.set_input_files("#file", str(xray))

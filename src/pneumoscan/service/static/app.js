@@ -219,7 +219,8 @@ function nearText(result, info) {
       : "This model does not record how its threshold was chosen (the scores and the sensitivity it was chosen " +
         "for), so its uncertainty is not known and no result is marked borderline.";
   }
-  return `A probability within the threshold's uncertainty, ${intervalText(interval, result.probability)} (its 95${PCT} ` +
+  return "A probability within the threshold's uncertainty, " +
+    `${intervalText(interval, result.probability)} (its 95${PCT} ` +
     `interval over resamples of ${chosenOnFilms(info)} it was chosen on), is marked borderline.`;
 }
 
