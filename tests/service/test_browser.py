@@ -1136,8 +1136,9 @@ def test_a_heatmap_answered_before_the_browser_gives_up_on_a_dicom_preview_is_st
 
 def test_a_film_the_browser_cannot_show_is_not_said_unshown_under_its_heatmap(server: str) -> None:
     """A DICOM film with a heatmap: the heatmap (the film with the overlay) was shown, and right under it the note
-    "This format cannot be shown in the browser", which read as a contradiction. The note now says that the picture
-    above is the film as the service read it; with the heatmap off, how to see it; without a heatmap, as before."""
+    "This format cannot be shown in the browser", which read as a contradiction. The note now says that the heatmap
+    picture is the film as the service read it; with the heatmap off, on screen, how to see it; without a heatmap,
+    as before."""
     from playwright.sync_api import expect
 
     with chromium_page(server + "/", viewport={"width": 390, "height": 844}) as (page, errors):
@@ -1147,11 +1148,14 @@ def test_a_film_the_browser_cannot_show_is_not_said_unshown_under_its_heatmap(se
         page.evaluate("([answer, name]) => render(answer, name)", [ANSWER, "IM00001"])
         note = page.locator("#no-preview")
         expect(page.locator("#heatmap")).to_be_visible()
-        expect(note).to_have_text("This format cannot be shown in the browser: above is the film as the service "
-                                  "read it, with the heatmap over it.")
+        said = ("This format cannot be shown in the browser; the result is still valid. The heatmap picture is the "
+                "film as the service read it, with the overlay.")
+        expect(note).to_have_text(said)
         page.locator("#heat-toggle").uncheck()
-        expect(note).to_have_text("This format cannot be shown in the browser; the result is still valid. Switch the "
-                                  "heatmap on to see the film as the service read it.")
+        expect(note).to_have_text(said + " Switch the heatmap on to see it.")
+        page.emulate_media(media="print")  # on paper the heatmap is printed, switched on or not
+        assert note.inner_text() == said
+        page.emulate_media(media="screen")
         page.locator("#heat-toggle").check()
         page.evaluate("([answer, name]) => render(answer, name)",
                       [{**ANSWER, "heatmap_png_base64": None, "heatmap_empty": True}, "IM00002"])

@@ -280,14 +280,18 @@ function showHeat(visible) {
 }
 
 // A film the browser cannot show (DICOM, TIFF) with a heatmap: the heatmap is then the film's only picture, and the
-// note under it said the format "cannot be shown" right under the film.
+// note under it said the format "cannot be shown" right under the film. The hint to switch the heatmap on is for the
+// screen only: on paper the heatmap is printed even when off.
 function describeNoPreview() {
-  const heat = $("heatmap");
+  const heat = $("heatmap"), note = $("no-preview");
   const only = heat.classList.contains("standalone") && heat.hasAttribute("src");
-  $("no-preview").textContent = "This format cannot be shown in the browser" + (!only
-    ? "; the result is still valid."
-    : heat.hidden ? "; the result is still valid. Switch the heatmap on to see the film as the service read it."
-      : ": above is the film as the service read it, with the heatmap over it.");
+  note.textContent = "This format cannot be shown in the browser; the result is still valid." +
+    (only ? " The heatmap picture is the film as the service read it, with the overlay." : "");
+  if (only && heat.hidden) {
+    const hint = document.createElement("span");
+    Object.assign(hint, { className: "screen-only", textContent: " Switch the heatmap on to see it." });
+    note.append(hint);
+  }
 }
 
 // The guard refused the image: a warning instead of the probability bar and decision. The answer says what the
