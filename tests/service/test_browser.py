@@ -1047,7 +1047,13 @@ def test_page_reads_the_model_again_when_it_could_not_at_first(server: str, samp
 
         page.route("**/model", first_refused)
         page.goto(server + "/")
-        expect(page.locator("#model-line")).to_have_text("Model information unavailable.")
+        # not a grey "Model information unavailable.": what happened, what it means and what to do, in the words
+        # of an upload that got no answer
+        expect(page.locator("#model-line")).to_have_text(
+            "The pneumoscan service did not answer, so uploads will not work until it does. Try again in a minute; "
+            "if it keeps failing, tell whoever runs pneumoscan at your site (IT support).")
+        assert page.locator("#model-line").evaluate("el => getComputedStyle(el).color") == \
+            page.locator("body").evaluate("el => getComputedStyle(el).color")  # the ink's colour, not the muted grey
         page.set_input_files("#file", str(xray))
         expect(page.locator("#result")).to_be_visible(timeout=15_000)
         expect(page.locator("#model-line")).to_contain_text("resnet10")

@@ -56,6 +56,12 @@ const OTHER_SCOPE = [" built with pneumoscan, which is made for pediatric anteri
   "it is not the model shipped with pneumoscan: the ", "model card", " describes that one only, so ask whoever " +
   "trained this model which films it was trained on"];
 const UNKNOWN_SCOPE = [" built with pneumoscan, which is made for pediatric anterior-posterior (AP) chest X-rays"];
+// The service is down or unreachable: the doctor can only wait or tell IT ("check that it is running" was theirs).
+// Said when an upload gets no answer, and in the header when the page could not read the model (GET /model).
+const DOWN = "The pneumoscan service did not answer";
+const WHAT_TO_DO = "Try again in a minute; if it keeps failing, tell whoever runs pneumoscan at your site " +
+  "(IT support).";
+const DOWN_NOW = `${DOWN}, so uploads will not work until it does. ${WHAT_TO_DO}`;
 const VALIDATION_SOURCE = "The threshold is the model's operating point, chosen on validation data to favour " +
   "sensitivity.";
 
@@ -77,8 +83,9 @@ function describeModel(info) {
   $("operating-point").textContent = info ? operatingPoint(info) : "";
   $("threshold-source").textContent = info ? thresholdSource(info) : VALIDATION_SOURCE;
   $("prevalence").textContent = info ? prevalenceText(info.operating_point) : "";
+  $("model-line").classList.toggle("down", !info);
   if (!info) {
-    $("model-line").textContent = "Model information unavailable.";
+    $("model-line").textContent = DOWN_NOW;
     return;
   }
   const testAuc = info.test_metrics?.roc_auc?.value, valAuc = info.val_metrics?.roc_auc?.value;
@@ -447,9 +454,7 @@ class ConnectionProblem extends Error {}
 const NOT_ANALYSED = "so this file was not analysed (nothing is wrong with it). Check the network connection, then " +
   "choose the file again.";
 
-// The service is down or unreachable: the doctor can only wait or tell IT ("check that it is running" was theirs).
-const NO_ANSWER = "The pneumoscan service did not answer, so this file was not analysed (nothing is wrong with it). " +
-  "Try again in a minute; if it keeps failing, tell whoever runs pneumoscan at your site (IT support).";
+const NO_ANSWER = `${DOWN}, so this file was not analysed (nothing is wrong with it). ${WHAT_TO_DO}`;
 
 // Seconds without upload progress after which the upload is given up: STALL_S, or the service's own idle limit when
 // shorter (it has dropped the upload by then).
