@@ -450,8 +450,9 @@ def test_page_names_the_weights_the_heatmap_class_and_the_operating_point(server
     with chromium_page(server + "/") as (page, _):
         expect(page.locator("#model-line")).to_contain_text(f"weights {file_sha256(fitted)[:12]}")
         expect(page.locator("#scope")).to_contain_text("it is not the model shipped with pneumoscan")  # the fitted one
-        expect(page.locator("#model-line")).to_contain_text("validation AUC")  # the tiny model has no test figures
-        expect(page.locator("#model-line")).to_contain_text("(no test figures)")
+        # the tiny model has no test figures: its validation AUC, said to be one
+        expect(page.locator("#model-line")).to_contain_text(re.compile(r"AUC \d\.\d{3} on its validation set "
+                                                                       r"\(no test figures\)"))
         expect(page.locator("#operating-point")).to_have_text("")  # the tiny model has no test figures
         info = {"threshold": 0.62, "test_metrics": {"n": 624, "threshold": 0.62, "recall": {"value": 0.982},
                                                     "specificity": {"value": 0.872}}}
@@ -475,6 +476,22 @@ DROP_FILES = """async ([names, url]) => {
   const drop = document.getElementById("drop");
   drop.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
 }"""
+
+
+def test_the_model_line_says_the_auc_in_words_and_what_auc_is(server: str) -> None:
+    """The header said "test AUC 0.985": jargon to a clinician. It now says on which films, and "AUC" is explained
+    on hover, for the data scientist's figure to stay."""
+    with chromium_page(server + "/") as (page, _):
+        page.wait_for_function("modelInfo !== null")
+        info = page.evaluate("modelInfo")
+        line = page.locator("#model-line")
+        page.evaluate("(info) => describeModel(info)", {**info, "test_metrics": {"roc_auc": {"value": 0.98512}}})
+        assert re.search(r"threshold \d\.\d\d, AUC 0\.985 on its test set", line.text_content()), line.text_content()
+        assert "test AUC" not in line.text_content()
+        assert page.locator("#auc").get_attribute("title").startswith("Area under the ROC curve: how well the model's "
+                                                                      "scores rank pneumonia films above normal ones")
+        page.evaluate("(info) => describeModel(info)", {**info, "test_metrics": None, "val_metrics": None})
+        assert ", AUC" not in line.text_content() and page.locator("#auc").count() == 0
 
 
 def test_page_names_the_film_of_each_result_and_refuses_several_at_once(server: str, sample_dir: Path) -> None:

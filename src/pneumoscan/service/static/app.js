@@ -88,12 +88,24 @@ function describeModel(info) {
     $("model-line").textContent = DOWN_NOW;
     return;
   }
+  $("model-line").replaceChildren(`Model ${info.name} (weights ${info.sha256.slice(0, 12)}), threshold ` +
+    `${info.threshold.toFixed(2)}`, ...aucParts(info),
+    info.ood_guard ? " · images that do not look like chest X-rays are refused" : "");
+}
+
+const AUC_MEANING = "Area under the ROC curve: how well the model's scores rank pneumonia films above normal ones, " +
+  "from 0.5 (no better than chance) to 1 (every pneumonia film above every normal one), on films kept out of its " +
+  "training.";
+
+// The model's ROC AUC in the header, in words a clinician reads ("AUC 0.985 on its test set"), "AUC" explained on
+// hover; the validation figure, said to be one, when the model has no test figures; nothing without either.
+function aucParts(info) {
   const testAuc = info.test_metrics?.roc_auc?.value, valAuc = info.val_metrics?.roc_auc?.value;
-  const auc = testAuc !== undefined ? `, test AUC ${Number(testAuc).toFixed(3)}`
-    : valAuc !== undefined ? `, validation AUC ${Number(valAuc).toFixed(3)} (no test figures)` : "";
-  $("model-line").textContent = `Model ${info.name} (weights ${info.sha256.slice(0, 12)}), threshold ` +
-    `${info.threshold.toFixed(2)}` + auc +
-    (info.ood_guard ? " · images that do not look like chest X-rays are refused" : "");
+  if (testAuc === undefined && valAuc === undefined) return [];
+  const abbr = document.createElement("abbr");
+  Object.assign(abbr, { id: "auc", title: AUC_MEANING, textContent: "AUC" });
+  return testAuc !== undefined ? [", ", abbr, ` ${Number(testAuc).toFixed(3)} on its test set`]
+    : [", ", abbr, ` ${Number(valAuc).toFixed(3)} on its validation set (no test figures)`];
 }
 
 // The notice's words on the films the model is for, with the link to the card (a new tab: the result stays).
