@@ -370,6 +370,24 @@ def test_learning_curves_say_what_the_training_loss_sums(tiny_run: Path) -> None
         label, "validation loss (binary cross-entropy)"]
 
 
+def test_the_kept_epoch_table_and_the_curves_name_the_history_columns_for_a_reader(val_report: Path,
+                                                                                   tiny_run: Path) -> None:
+    """The kept epoch's table was headed with history.csv's names (train_loss, val_auc, ...); it and the learning
+    curves now take their names from one mapping."""
+    from pneumoscan.report import figures as figs
+    from pneumoscan.report.run import load_run
+
+    head = re.search(r"<h3>Kept epoch</h3><table><thead><tr>(.*?)</tr>", val_report.read_text(encoding="utf-8"))
+    assert head, "no kept-epoch table"
+    assert re.findall(r"<th>(.*?)</th>", head.group(1)) == [
+        "epoch", "learning rate", "training loss", "validation loss", "validation ROC AUC",
+        "validation accuracy (P &gt;= 0.5)", "seconds (this epoch)"]
+    run = load_run(tiny_run)
+    fig = figs.learning_curves(run.history, run.best_epoch)
+    legends = [t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts()]
+    assert {"validation ROC AUC", "validation accuracy (P >= 0.5)"} <= set(legends), legends
+
+
 def test_report_scores_data_as_evaluate_does(tiny_run: Path, tiny_data: Path) -> None:
     """`report --data` scored with PyTorch and `evaluate` (--backend auto) with ONNX Runtime: they differ by about 1e-7,
     enough to call a film at the very threshold (one set-threshold chose it on) differently in the two."""

@@ -19,7 +19,7 @@ from pneumoscan.outputs import atomic_write_all, check_companion, check_output, 
 from pneumoscan.progress import progress_bar
 from pneumoscan.report import figures as figs
 from pneumoscan.report import html as h
-from pneumoscan.report.run import RunInfo, load_run
+from pneumoscan.report.run import HISTORY_NAMES, RunInfo, load_run
 from pneumoscan.report.scores import Scores, run_scores
 
 SECTION_IDS = ("summary", "learning-curves", "confusion", "roc-pr", "thresholds", "calibration", "subgroups", "cases",
@@ -289,7 +289,7 @@ def _learning_section(run: RunInfo, out: Figures) -> str:
     best = next((row for row in run.history if run.best_epoch and int(row["epoch"]) == run.best_epoch), run.history[-1])
     keys = [k for k in ("epoch", "lr", "train_loss", "val_loss", "val_auc", "val_accuracy", "seconds") if k in best]
     row = [int(best[k]) if k == "epoch" else best[k] for k in keys]
-    return body + "<h3>Kept epoch</h3>" + h.table(keys, [row], digits=4)
+    return body + "<h3>Kept epoch</h3>" + h.table([HISTORY_NAMES[k] for k in keys], [row], digits=4)
 
 
 def parse_classification_report(text: str) -> tuple[list[str], list[list[object]]]:

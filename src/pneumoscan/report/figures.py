@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from pneumoscan.report.html import fmt
+from pneumoscan.report.run import HISTORY_NAMES
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -86,9 +87,10 @@ def learning_curves(history: Sequence[dict[str, float]], best_epoch: int | None,
     axes = fig.subplots(1, 3)
     panels = [
         (axes[0], [("train_loss", train_label, "blue", "o"),
-                   ("val_loss", "validation loss (binary cross-entropy)", "vermillion", "s")], "loss", "Loss"),
-        (axes[1], [("val_auc", "validation ROC AUC", "green", "^")], "ROC AUC", "Validation ROC AUC"),
-        (axes[2], [("val_accuracy", "validation accuracy (P >= 0.5)", "orange", "D")], "accuracy", "Validation accuracy"),
+                   ("val_loss", f"{HISTORY_NAMES['val_loss']} (binary cross-entropy)", "vermillion", "s")], "loss",
+         "Loss"),
+        (axes[1], [("val_auc", HISTORY_NAMES["val_auc"], "green", "^")], "ROC AUC", "Validation ROC AUC"),
+        (axes[2], [("val_accuracy", HISTORY_NAMES["val_accuracy"], "orange", "D")], "accuracy", "Validation accuracy"),
     ]
     for ax, series, ylabel, title in panels:
         for i, (key, label, colour, marker) in enumerate(series):

@@ -64,6 +64,12 @@ def _number(text: str | None) -> float:
         return math.nan
 
 
+# history.csv's columns (training's HISTORY_FIELDS) as a reader names them, in every table and figure of them.
+HISTORY_NAMES = {"epoch": "epoch", "lr": "learning rate", "train_loss": "training loss", "val_loss": "validation loss",
+                 "val_auc": "validation ROC AUC", "val_accuracy": "validation accuracy (P >= 0.5)",
+                 "seconds": "seconds (this epoch)", "images_per_s": "training images per second"}
+
+
 def read_history(path: Path) -> list[dict[str, float]]:
     """history.csv as a list of rows of floats (missing or non-numeric cells are NaN)."""
     if not path.is_file():
