@@ -17,7 +17,9 @@ def test_evaluate_warns_once_about_patients_it_was_trained_on_and_counts_them(
     out = tmp_path / "m.json"
     assert main(["evaluate", "--model", str(shared_patient_run), "--data", str(data), "--n-boot", "5",
                  "--json", str(out)]) == 0
-    lines = [line for line in capsys.readouterr().err.splitlines() if "trained on" in line]
+    captured = capsys.readouterr()
+    assert "not counted" not in captured.out  # they were counted
+    lines = [line for line in captured.err.splitlines() if "trained on" in line]
     assert lines == [f"pneumoscan: warning: 2 patient(s) of the test split (2 of its 4 films) also have films in the "
                      f"data this model was trained on, by DICOM PatientID: the same patients on both sides, so the "
                      f"figures on them are not those of new patients; `pneumoscan audit {data}` lists them"]
@@ -28,7 +30,8 @@ def test_evaluate_warns_once_about_patients_it_was_trained_on_and_counts_them(
 def test_evaluate_of_copied_films_names_the_training_data_and_says_when_it_is_gone(
         shared_patient_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Films copied out of the data set are still counted while the training data is found (the hint then names
-    it, as `audit` of one folder cannot see both); without it, `patients_in_training` is null and nothing is said."""
+    it, as `audit` of one folder cannot see both); without it, `patients_in_training` is null, nothing is warned
+    and the text output says in one line that they were not counted, which it did not say before."""
     import shutil
 
     data = shared_patient_run.parent / "data"
@@ -47,5 +50,16 @@ def test_evaluate_of_copied_films_names_the_training_data_and_says_when_it_is_go
         assert main(argv) == 0
     finally:
         (tmp_path / "moved").rename(data)
-    assert "trained on" not in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "trained on" not in captured.err
     assert json.loads(out.read_text())["patients_in_training"] is None
+    assert [line for line in captured.out.splitlines() if "patients" in line] == [
+        f"  patients also in the training data: not counted ({data}, which the model was trained on, is not found "
+        f"from here)"]
+
+
+def test_the_uncounted_line_of_a_model_that_records_no_training_data_says_so() -> None:
+    from pneumoscan.cli import _uncounted_shared_patients
+
+    assert _uncounted_shared_patients({"config": {}}) == (
+        "patients also in the training data: not counted (the model records no training data, as an ensemble does)")
