@@ -19,11 +19,15 @@ def test_compare_page_says_when_runs_are_scored_on_films_they_trained_on(tiny_ru
     n = json.loads(out.with_suffix(".json").read_text())[0]["n"]
     assert f"Warning: runs scored on films they trained or validated on: run ({n} of {n})" in text
     assert f"<td>run</td><td>{n} of {n}</td>" in text
+    listed = text.split("<h3>Films run trained or validated on (in-sample)</h3>")[1].split("</table>")[0]
+    first = sorted(tiny_data.joinpath("train").rglob("*.jpeg"))
+    assert listed.count("<tr>") == 21 and any(f"<td>{p}</td>" in listed for p in first)  # the page names them
+    assert f"... and {n - 20} more; `evaluate --json` lists them all under seen_in_training." in text
     out = tmp_path / "test.html"
     assert main(["compare", str(tiny_run), "--data", str(tiny_data), "--out", str(out), "--n-boot", "10"]) == 0
     text = out.read_text(encoding="utf-8")
     n = json.loads(out.with_suffix(".json").read_text())[0]["n"]
-    assert "Warning:" not in text and f"<td>run</td><td>0 of {n}</td>" in text
+    assert "Warning:" not in text and f"<td>run</td><td>0 of {n}</td>" in text and "<h3>Films run" not in text
     out = tmp_path / "val.html"  # the runs' own validation predictions: nothing screened, no table
     assert main(["compare", str(tiny_run), "--out", str(out), "--n-boot", "10"]) == 0
     assert "in-sample" not in out.read_text(encoding="utf-8")
@@ -91,6 +95,28 @@ def test_the_guards_refusals_are_listed_with_why_the_first_twenty() -> None:
     assert "<td>a/photo.jpeg: not a chest X-ray: colour image</td>" in text and "more" not in text
     text = refusals_html({"refused_by_guard": [f"f{i}.png: blank" for i in range(23)]})
     assert text.count("<td>f") == 20 and "... and 3 more; `evaluate --json` lists them all under refused_by_guard" in text
+
+
+def test_report_names_the_films_the_model_trained_on(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    """The page counted them ('60 of 60'), but which films they were was on stderr and in evaluate --json only."""
+    out = tmp_path / "train.html"
+    assert main(["report", str(tiny_run), "--data", str(tiny_data), "--split", "train", "--out", str(out),
+                 "--n-boot", "10", "--cases", "1"]) == 0
+    text = out.read_text(encoding="utf-8")
+    n = sum(1 for _ in (tiny_data / "train").rglob("*.jpeg"))
+    listed = text.split("<h3>Films the model trained or validated on (in-sample)</h3>")[1].split("</table>")[0]
+    names = [p for p in (tiny_data / "train").rglob("*.jpeg") if f"<td>{p}</td>" in listed]
+    assert len(names) == listed.count("<td>") == 20
+    assert f"... and {n - 20} more; `evaluate --json` lists them all under seen_in_training." in text
+
+
+def test_the_films_seen_in_training_are_listed_as_the_refusals_are() -> None:
+    from pneumoscan.report.build import seen_html
+
+    assert seen_html({"seen_in_training": []}) == "" and seen_html({}) == ""
+    text = seen_html({"seen_in_training": ["a/<b>.jpeg"]}, "run <2>")
+    assert "<h3>Films run &lt;2&gt; trained or validated on (in-sample)</h3>" in text
+    assert "<td>a/&lt;b&gt;.jpeg</td>" in text and "more" not in text
 
 
 def test_a_folder_of_class_folders_is_not_called_a_split(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:

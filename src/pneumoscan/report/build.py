@@ -5,7 +5,7 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -123,20 +123,31 @@ def selection_note(run: RunInfo, scores: Scores) -> str:
             "for an unbiased estimate.")
 
 
-SHOWN_REFUSALS = 20  # the guard's refusals listed on the page; evaluate --json lists them all
+SHOWN_FILMS = 20  # films listed on the page under what counts them; evaluate --json lists them all
+
+
+def films_html(title: str, header: str, entries: Sequence[str], key: str) -> str:
+    """`entries` (films of --data, one line each) as a table of the first SHOWN_FILMS under `title`, with how many
+    more and where they are all listed (`key` of evaluate's JSON); empty when there are none."""
+    if not entries:
+        return ""
+    more = len(entries) - SHOWN_FILMS
+    where = words("`evaluate --json` lists them all under", "the dict evaluate returns lists them all under")
+    rest = h.paragraph(f"... and {more} more; {where} {key}.", note=True) if more > 0 else ""
+    return f"<h3>{h.esc(title)}</h3>" + h.table([header], [[entry] for entry in entries[:SHOWN_FILMS]]) + rest
 
 
 def refusals_html(summary: dict[str, Any]) -> str:
-    """The images of --data the model's guard would refuse, each with why (the first SHOWN_REFUSALS): the summary
-    counts them, and a reader of the page had no way to find which."""
-    refused = summary.get("refused_by_guard") or []
-    if not refused:
-        return ""
-    more = len(refused) - SHOWN_REFUSALS
-    where = words("`evaluate --json` lists them all under", "the dict evaluate returns lists them all under")
-    rest = h.paragraph(f"... and {more} more; {where} refused_by_guard.", note=True) if more > 0 else ""
-    return ("<h3>Images its guard would refuse (scored anyway)</h3>"
-            + h.table(["image: why the guard would refuse it"], [[entry] for entry in refused[:SHOWN_REFUSALS]]) + rest)
+    """The images of --data the model's guard would refuse, each with why (`films_html`): the summary counts them,
+    and a reader of the page had no way to find which."""
+    return films_html("Images its guard would refuse (scored anyway)", "image: why the guard would refuse it",
+                      summary.get("refused_by_guard") or [], "refused_by_guard")
+
+
+def seen_html(summary: dict[str, Any], whose: str = "the model") -> str:
+    """The films of --data that `whose` trained or validated on (`films_html`), which the summary counts."""
+    return films_html(f"Films {whose} trained or validated on (in-sample)", "image",
+                      summary.get("seen_in_training") or [], "seen_in_training")
 
 
 def _screening_pairs(scores: Scores) -> list[tuple[str, object]]:
@@ -242,6 +253,7 @@ def _summary_section(run: RunInfo, scores: Scores, params: int, n_boot: int, see
     return (
         warning
         + h.key_values(pairs)
+        + seen_html(summary)
         + refusals_html(summary)
         + "<h3>Images per split and class</h3>"
         + h.table(["split", "NORMAL", "PNEUMONIA", "patients"], counts_rows)

@@ -18,7 +18,7 @@ from pneumoscan.errors import InputError, warn
 from pneumoscan.report import figures as figs
 from pneumoscan.report import html as h
 from pneumoscan.outputs import check_companion, check_output, recover_interrupted
-from pneumoscan.report.build import Figures, files_folder, guard_refusals, write_report
+from pneumoscan.report.build import Figures, files_folder, guard_refusals, seen_html, write_report
 from pneumoscan.report.run import RunInfo, load_run, run_folder
 from pneumoscan.report.scores import Scores, run_scores
 
@@ -119,32 +119,36 @@ def _check_tables(target: Path) -> None:
                              f"file of that name; choose another --out")
 
 
-def screening_row(label: str, scores: Scores) -> tuple[str, int, str, int] | None:
-    """What `evaluate` found about a run's images of --data: (run, in-sample films, the guard's refusals as
-    `guard_refusals` says them, images); None for a run's own validation predictions (not screened)."""
+Screening = tuple[str, list[str], str, int]  # a run, the films of --data it had seen, its guard's refusals, images
+
+
+def screening_row(label: str, scores: Scores) -> Screening | None:
+    """What `evaluate` found about a run's images of --data: (run, the films it trained or validated on, the guard's
+    refusals as `guard_refusals` says them, images); None for a run's own validation predictions (not screened)."""
     if "seen_in_training" not in scores.summary:
         return None
-    return label, len(scores.summary["seen_in_training"]), guard_refusals(scores), int(scores.summary["n"])
+    return label, list(scores.summary["seen_in_training"]), guard_refusals(scores), int(scores.summary["n"])
 
 
-def screening_html(screening: Sequence[tuple[str, int, str, int]]) -> tuple[str, str]:
+def screening_html(screening: Sequence[Screening]) -> tuple[str, str]:
     """A warning naming the runs scored on films they trained or validated on (their figures are in-sample; empty
-    when none was) and the table of `screening_row`s (empty without --data)."""
+    when none was) and the table of `screening_row`s, each such run's films named under it (empty without --data)."""
     if not screening:
         return "", ""
-    in_sample = [f"{run} ({seen} of {n})" for run, seen, _, n in screening if seen]
+    in_sample = [f"{run} ({len(seen)} of {n})" for run, seen, _, n in screening if seen]
     warning = (h.paragraph(f"Warning: runs scored on films they trained or validated on: {', '.join(in_sample)}; "
                            "their figures are in-sample and flatter them; compare on films none of them has seen.")
                if in_sample else "")
-    rows = [[run, f"{seen} of {n}", refused] for run, seen, refused, n in screening]
+    rows = [[run, f"{len(seen)} of {n}", refused] for run, seen, refused, n in screening]
     table = h.table(["run", "films the model trained or validated on (in-sample)",
                      "images its out-of-distribution guard would refuse (scored anyway)"], rows)
-    return warning, "<h3>Images of --data the runs had seen or would refuse</h3>" + table
+    named = "".join(seen_html({"seen_in_training": seen}, run) for run, seen, _, _ in screening)
+    return warning, "<h3>Images of --data the runs had seen or would refuse</h3>" + table + named
 
 
 def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | None = None, split: str | None = None,
                *, n_boot: int = 500, seed: int = 0, cache_dir: str | os.PathLike | None = None,
-               progress: bool = True) -> tuple[list[dict[str, Any]], list[figs.Curve], str, list[tuple[str, int, str, int]]]:
+               progress: bool = True) -> tuple[list[dict[str, Any]], list[figs.Curve], str, list[Screening]]:
     """The runs' table rows (`COLUMNS`), their ROC curves (runs with both classes scored), what they were scored
     on (each run on `data` at its own operating threshold, else on its own validation predictions) and, with
     `data`, each run's `screening_row`."""
