@@ -62,17 +62,37 @@ def test_the_copy_keeps_weights_and_records_where_its_threshold_came_from(local,
     assert new.threshold_source["previous_threshold"] == old.threshold
     assert new.threshold_source["metrics"]["recall"]["value"] == local.after["recall"]["value"]
     assert new.val_metrics == old.val_metrics  # the training validation figures, each at its own threshold
+    assert new.threshold_source["patients_in_training"] == {"patients": 0, "films": 0, "by": []}  # Kermany names
+
+
+def test_a_threshold_chosen_on_films_of_training_patients_is_warned_about_and_recorded(
+        shared_patient_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """set-threshold refused the training films but chose, without a word, on new films of the training patients,
+    which the model scores better than new patients': evaluate counted them, set-threshold did not."""
+    data = shared_patient_run.parent / "data"
+    out = tmp_path / "site"
+    assert main(["set-threshold", "--model", str(shared_patient_run), "--data", str(data), "--out", str(out),
+                 "--n-boot", "5"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "patient(s)" in line]
+    assert lines == [f"pneumoscan: warning: 2 patient(s) of the test split (2 of its 4 films) also have films in the "
+                     f"data this model was trained on, by DICOM PatientID: the same patients on both sides, so the "
+                     f"figures on them are not those of new patients; `pneumoscan audit {data}` lists them"]
+    assert read_meta(out / "model.safetensors").threshold_source["patients_in_training"] == {
+        "patients": 2, "films": 2, "by": ["DICOM PatientID"]}
 
 
 def test_the_data_folder_is_scanned_once(tiny_run: Path, tiny_data: Path, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """Once for both the check that the films are new to the model and their scoring."""
+    """Once for both the check that the films are new to the model and their scoring (and the data the model was
+    trained on once, for its patients)."""
     from pneumoscan.data import layout
 
+    site = tmp_path / "films"
+    shutil.copytree(tiny_data / "test", site)
     scanned, discover = [], layout.discover
     monkeypatch.setattr(layout, "discover", lambda root, *a, **kw: scanned.append(root) or discover(root, *a, **kw))
-    set_threshold(tiny_run, tiny_data, tmp_path / "site", split="test", backend="torch", n_boot=20)
-    assert scanned == [tiny_data]
+    set_threshold(tiny_run, site, tmp_path / "site", backend="torch", n_boot=20)
+    assert sorted(map(str, scanned)) == sorted([str(site), str(tiny_data)])
 
 
 def test_predict_and_target_recall_use_the_local_operating_point(local) -> None:

@@ -197,8 +197,8 @@ def evaluate(
 ) -> Evaluation:
     """Predict every image of the split (cached decode) and summarise at the predictor's threshold; `progress`: the
     decoding and scoring bars (on a terminal); `checked_unseen`: the caller has refused these films already if any
-    was one the model trained or validated on (set-threshold), so they are not fingerprinted again (nor their
-    patients counted: without it, `patients_in_training` is `data.patients.shared_patients`); `decoded`: the
+    was one the model trained or validated on (set-threshold), so they are not fingerprinted again (their patients
+    are still counted: `patients_in_training` is `data.patients.shared_patients`); `decoded`: the
     split's films as the caller decoded them at the model's size (set-threshold's check), scored without a second
     decode (with the image cache off there is nothing to read them back from); `found`: the split's name and films
     as the caller's `evaluation_samples(data, split)` found them, so the data folder is not scanned again."""
@@ -230,7 +230,7 @@ def evaluate(
             f"or the same film re-encoded or resized; e.g. {seen[0]}), so the figures on them are in-sample and "
             f"flatter the model; evaluate on "
             f"films it has not seen ({_listed_under()} seen_in_training)"))
-    shared = None if checked_unseen else shared_patients(images.samples, predictor.meta.training, progress)
+    shared = shared_patients(images.samples, predictor.meta.training, progress)
     if shared and shared["patients"]:
         warn(SharedPatientWarning(_shared_message(shared, len(images.samples), split_name, data,
                                                   predictor.meta.training)))
@@ -238,11 +238,9 @@ def evaluate(
         warn(LabelConflictWarning(message))
     summary = summarize(images.labels, probs, predictor.threshold, n_boot=n_boot, seed=seed)
     summary.update(split=split_name, data=str(data), model=str(predictor.path), skipped=images.skipped,
-                   refused_by_guard=refused, seen_in_training=[str(p) for p in seen],
+                   refused_by_guard=refused, seen_in_training=[str(p) for p in seen], patients_in_training=shared,
                    recall_by_cause=recall_by_cause(images.samples, probs, predictor.threshold),
                    borderline=borderline_summary(predictor, images.labels, probs))
-    if not checked_unseen:  # set-threshold, which refuses the training films, does not count their patients
-        summary["patients_in_training"] = shared
     return Evaluation(split_name, images, probs, summary)
 
 

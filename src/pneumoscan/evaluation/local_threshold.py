@@ -134,6 +134,8 @@ def set_threshold(
             "n_pneumonia": after["n_positive"], "previous_threshold": meta.threshold,
             "previous_target_recall": meta.target_recall, "model": str(predictor.path),
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "metrics": after,
+            # a threshold chosen on films of training patients is optimistic (evaluate warned of them)
+            "patients_in_training": evaluation.summary["patients_in_training"],
         }
         new_meta = replace(meta, threshold=threshold, target_recall=target, threshold_source=source,
                            val_scores={"labels": [int(v) for v in labels], "probs": [float(v) for v in probs]})
