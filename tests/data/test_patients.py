@@ -223,9 +223,10 @@ def test_shared_patients_counts_the_evaluated_films_of_patients_the_model_was_tr
     write_xray(data / "test" / "NORMAL" / "IM-0007-0001.png", 0, 91)
     test = discover(data)["test"]
     training = {"config": {"data": str(data), "patient_key": "auto"}}
-    assert shared_patients(test, training, progress=False) == {"patients": 1, "films": 2, "by": ["DICOM PatientID"]}
+    assert shared_patients(test, training, progress=False) == {"patients": 1, "films": 2, "by": ["DICOM PatientID"],
+                                                                 "compared": 3}  # the PNG is keyed by its name
     assert shared_patients(discover(data)["train"], training, progress=False)["patients"] == 0  # its own films aside
     assert shared_patients(test, {"config": {**training["config"], "patient_key": "name"}}, progress=False) == {
-        "patients": 0, "films": 0, "by": []}
+        "patients": 0, "films": 0, "by": [], "compared": 0}
     assert shared_patients(test, {"config": {"data": str(tmp_path / "moved"), "patient_key": "auto"}}) is None
     assert shared_patients(test, {"members": []}) is None  # an ensemble records no data of its own

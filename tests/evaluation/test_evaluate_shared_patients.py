@@ -24,7 +24,7 @@ def test_evaluate_warns_once_about_patients_it_was_trained_on_and_counts_them(
                      f"data this model was trained on, by DICOM PatientID: the same patients on both sides, so the "
                      f"figures on them are not those of new patients; `pneumoscan audit {data}` lists them"]
     assert json.loads(out.read_text())["patients_in_training"] == {"patients": 2, "films": 2,
-                                                                   "by": ["DICOM PatientID"]}
+                                                                   "by": ["DICOM PatientID"], "compared": 4}
 
 
 def test_evaluate_of_copied_films_names_the_training_data_and_says_when_it_is_gone(

@@ -62,7 +62,8 @@ def test_the_copy_keeps_weights_and_records_where_its_threshold_came_from(local,
     assert new.threshold_source["previous_threshold"] == old.threshold
     assert new.threshold_source["metrics"]["recall"]["value"] == local.after["recall"]["value"]
     assert new.val_metrics == old.val_metrics  # the training validation figures, each at its own threshold
-    assert new.threshold_source["patients_in_training"] == {"patients": 0, "films": 0, "by": []}  # Kermany names
+    assert new.threshold_source["patients_in_training"] == {"patients": 0, "films": 0, "by": [],
+                                                                "compared": 0}  # Kermany names: none compared
 
 
 def test_a_threshold_chosen_on_films_of_training_patients_is_warned_about_and_recorded(
@@ -78,7 +79,7 @@ def test_a_threshold_chosen_on_films_of_training_patients_is_warned_about_and_re
                      f"data this model was trained on, by DICOM PatientID: the same patients on both sides, so the "
                      f"figures on them are not those of new patients; `pneumoscan audit {data}` lists them"]
     assert read_meta(out / "model.safetensors").threshold_source["patients_in_training"] == {
-        "patients": 2, "films": 2, "by": ["DICOM PatientID"]}
+        "patients": 2, "films": 2, "by": ["DICOM PatientID"], "compared": 4}
 
 
 def test_the_data_folder_is_scanned_once(tiny_run: Path, tiny_data: Path, tmp_path: Path,

@@ -309,8 +309,10 @@ def shared_patients(samples: Sequence[Sample], training: dict, progress: bool = 
     """The patients of `samples` who also have films in the data the model was trained on (`training_samples`,
     its films among `samples` aside): keyed by the run's --patient-key over both together, as `audit` keys a data
     set's splits, and counted only by keys a DICOM PatientID, a manifest's patient column or a folder gives (file
-    names' keys restart in each split of Kermany's data). `{"patients", "films", "by"}` (`films`: of `samples`;
-    `by`: where the shared keys came from), or None when the training data is not found from here."""
+    names' keys restart in each split of Kermany's data). `{"patients", "films", "by", "compared"}` (`films`: of
+    `samples`; `by`: where the shared keys came from; `compared`: the films of `samples` whose key could be compared,
+    0 when all are keyed by file name, so 0 patients then says nothing), or None when the training data is not found
+    from here."""
     import warnings
 
     trained = training_samples(training)
@@ -320,11 +322,12 @@ def shared_patients(samples: Sequence[Sample], training: dict, progress: bool = 
     trained = [s for s in trained if Path(s.path).resolve() not in scored]
     choice = (training.get("config") or {}).get("patient_key", "name")
     if choice == "name" or not trained:
-        return {"patients": 0, "films": 0, "by": []}
+        return {"patients": 0, "films": 0, "by": [], "compared": 0 if choice == "name" else len(samples)}
     with warnings.catch_warnings():  # a placeholder PatientID was warned about by train and audit
         warnings.simplefilter("ignore")
         keys = patient_keys([*trained, *samples], choice, loose_ok=True, progress=progress)
     named = {keys(s) for s in trained if keys.origins[s] != "name"}
     films = [s for s in samples if keys.origins[s] != "name" and keys(s) in named]
     by = [SOURCE_NAMES[source] for source in SOURCES if any(keys.origins[s] == source for s in films)]
-    return {"patients": len({keys(s) for s in films}), "films": len(films), "by": by}
+    compared = sum(keys.origins[s] != "name" for s in samples)
+    return {"patients": len({keys(s) for s in films}), "films": len(films), "by": by, "compared": compared}

@@ -165,6 +165,9 @@ def _shared_text(summary: dict[str, Any]) -> str:
     shared = summary.get("patients_in_training")
     if shared is None:
         return "not counted (the data the model was trained on is not found from here)"
+    if shared.get("compared") == 0:
+        return ("not counted: these films' patients are keyed by file name, which names no patient across splits "
+                "(a DICOM PatientID, a manifest's patient column or --patient-key folder would)")
     by = f"; by {' and '.join(shared['by'])}" if shared["by"] else ""
     return f"{shared['patients']} ({shared['films']} of {summary['n']} films{by})"
 
