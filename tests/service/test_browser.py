@@ -228,7 +228,7 @@ def test_keyboard_focus_is_always_visible(server: str, sample_dir: Path) -> None
         expect(page.locator("#result")).to_be_visible(timeout=15_000)
         page.locator("h1").click()
         stops: list[str] = []
-        for _ in range(4):
+        for _ in range(5):
             page.keyboard.press("Tab")
             focused = page.evaluate("document.activeElement.id || document.activeElement.tagName")
             if focused == "BODY" or focused in stops:
@@ -241,7 +241,7 @@ def test_keyboard_focus_is_always_visible(server: str, sample_dir: Path) -> None
             unchanged = page.screenshot() == shown
             assert not unchanged, f"keyboard focus on #{focused} is invisible"
             page.locator(f"#{focused}").focus()
-        assert stops == (["card-link", "file", "heat-toggle"] if HAS_GRADCAM else ["card-link", "file"]), stops
+        assert stops == ["auc", "card-link", "file"] + (["heat-toggle"] if HAS_GRADCAM else []), stops
 
 
 NATIVE_CONTROL = "el => el.matches('input, button, select, textarea, a[href]')"
@@ -271,14 +271,14 @@ def test_the_keyboard_alone_chooses_a_film_and_reaches_every_control_and_only_co
     xray = sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[0]
     with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
-        assert tab_stops(page) == ["card-link", "file"]
+        assert tab_stops(page) == ["auc", "card-link", "file"]
         # a listener for the page's whole life: Playwright starts intercepting choosers when the first is added, and
         # one added by expect_file_chooser alone could come after Enter (which acts on key down) opened the chooser
         page.on("filechooser", lambda _: None)
         for key, files in (("Space", []), ("Enter", [str(xray)])):  # the first chooser is closed without a file
             page.locator("h1").click()
-            page.keyboard.press("Tab")
-            page.keyboard.press("Tab")
+            for _ in range(3):
+                page.keyboard.press("Tab")
             assert page.evaluate("document.activeElement.id") == "file"
             with page.expect_file_chooser(timeout=10_000) as chooser:
                 page.keyboard.press(key)
@@ -289,7 +289,7 @@ def test_the_keyboard_alone_chooses_a_film_and_reaches_every_control_and_only_co
         controls = page.evaluate("""() => [...document.querySelectorAll(
             'input, button, select, textarea, a[href], [tabindex]:not([tabindex="-1"])')]
             .filter((el) => !el.disabled && !el.closest('[hidden]')).map((el) => el.id)""")
-        expected = ["card-link", "file", "heat-toggle"] if HAS_GRADCAM else ["card-link", "file"]
+        expected = ["auc", "card-link", "file", "heat-toggle"] if HAS_GRADCAM else ["auc", "card-link", "file"]
         assert stops == controls == expected, (stops, controls)
         for stop in stops:
             assert page.locator(f"#{stop}").evaluate(NATIVE_CONTROL), stop
@@ -479,19 +479,40 @@ DROP_FILES = """async ([names, url]) => {
 
 
 def test_the_model_line_says_the_auc_in_words_and_what_auc_is(server: str) -> None:
-    """The header said "test AUC 0.985": jargon to a clinician. It now says on which films, and "AUC" is explained
-    on hover, for the data scientist's figure to stay."""
-    with chromium_page(server + "/") as (page, _):
+    """The header said "test AUC 0.985": jargon to a clinician. It now says on which films, and "AUC" is a button
+    that shows what it means under the line: its explanation was a hover tooltip, out of reach by touch and by
+    keyboard."""
+    from playwright.sync_api import expect
+
+    with chromium_page(server + "/", has_touch=True) as (page, errors):
         page.wait_for_function("modelInfo !== null")
         info = page.evaluate("modelInfo")
-        line = page.locator("#model-line")
+        line, term, meaning = page.locator("#model-line"), page.locator("#auc"), page.locator("#auc-meaning")
         page.evaluate("(info) => describeModel(info)", {**info, "test_metrics": {"roc_auc": {"value": 0.98512}}})
         assert re.search(r"threshold \d\.\d\d, AUC 0\.985 on its test set", line.text_content()), line.text_content()
         assert "test AUC" not in line.text_content()
-        assert page.locator("#auc").get_attribute("title").startswith("Area under the ROC curve: how well the model's "
-                                                                      "scores rank pneumonia films above normal ones")
+        expect(term).to_have_role("button")
+        expect(term).to_have_accessible_name("AUC")
+        expect(term).to_have_attribute("aria-expanded", "false")
+        expect(meaning).to_be_hidden()
+        term.focus()
+        page.keyboard.press("Enter")
+        expect(meaning).to_be_visible()
+        expect(meaning).to_have_text(re.compile(r"^AUC: Area under the ROC curve: how well the model's scores rank "
+                                                r"pneumonia films above normal ones"))
+        expect(term).to_have_attribute("aria-expanded", "true")
+        page.evaluate("(info) => describeModel(info)", info)  # read again (a restart): the explanation stays open
+        expect(meaning).to_be_visible()
+        expect(term).to_have_attribute("aria-expanded", "true")
+        term.tap()
+        expect(meaning).to_be_hidden()
+        expect(term).to_have_attribute("aria-expanded", "false")
+        term.tap()
+        expect(meaning).to_be_visible()
         page.evaluate("(info) => describeModel(info)", {**info, "test_metrics": None, "val_metrics": None})
         assert ", AUC" not in line.text_content() and page.locator("#auc").count() == 0
+        expect(meaning).to_be_hidden()
+        assert not errors, errors
 
 
 def test_page_names_the_film_of_each_result_and_refuses_several_at_once(server: str, sample_dir: Path) -> None:
@@ -1807,6 +1828,8 @@ def test_every_text_on_the_page_has_a_contrast_of_at_least_4_5_to_1(server: str,
     render = "([answer, name]) => render(answer, name)"
     with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.locator("#auc").click()  # its explanation shown
+        expect(page.locator("#auc-meaning")).to_be_visible()
         found = low_contrast(page)
         page.locator("#drop").evaluate("el => el.classList.add('over')")  # a film dragged over it
         found += low_contrast(page)

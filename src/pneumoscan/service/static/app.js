@@ -86,6 +86,7 @@ function describeModel(info) {
   $("model-line").classList.toggle("down", !info);
   if (!info) {
     $("model-line").textContent = DOWN_NOW;
+    show($("auc-meaning"), false);
     return;
   }
   $("model-line").replaceChildren(`Model ${info.name} (weights ${info.sha256.slice(0, 12)}), threshold ` +
@@ -97,15 +98,27 @@ const AUC_MEANING = "Area under the ROC curve: how well the model's scores rank 
   "from 0.5 (no better than chance) to 1 (every pneumonia film above every normal one), on films kept out of its " +
   "training.";
 
-// The model's ROC AUC in the header, in words a clinician reads ("AUC 0.985 on its test set"), "AUC" explained on
-// hover; the validation figure, said to be one, when the model has no test figures; nothing without either.
+// The model's ROC AUC in the header, in words a clinician reads ("AUC 0.985 on its test set"), "AUC" a button that
+// shows or hides what it means under the line (a hover tooltip was out of reach by touch and keyboard); the
+// validation figure, said to be one, when the model has no test figures; nothing without either.
 function aucParts(info) {
   const testAuc = info.test_metrics?.roc_auc?.value, valAuc = info.val_metrics?.roc_auc?.value;
-  if (testAuc === undefined && valAuc === undefined) return [];
-  const abbr = document.createElement("abbr");
-  Object.assign(abbr, { id: "auc", title: AUC_MEANING, textContent: "AUC" });
-  return testAuc !== undefined ? [", ", abbr, ` ${Number(testAuc).toFixed(3)} on its test set`]
-    : [", ", abbr, ` ${Number(valAuc).toFixed(3)} on its validation set (no test figures)`];
+  const meaning = $("auc-meaning");
+  if (testAuc === undefined && valAuc === undefined) {
+    show(meaning, false);
+    return [];
+  }
+  meaning.textContent = `AUC: ${AUC_MEANING}`;
+  const term = document.createElement("button");
+  Object.assign(term, { id: "auc", type: "button", className: "term", textContent: "AUC" });
+  term.setAttribute("aria-controls", "auc-meaning");
+  term.setAttribute("aria-expanded", String(!meaning.hidden));  // a model read again keeps the reader's choice
+  term.addEventListener("click", () => {
+    show(meaning, meaning.hidden);
+    term.setAttribute("aria-expanded", String(!meaning.hidden));
+  });
+  return testAuc !== undefined ? [", ", term, ` ${Number(testAuc).toFixed(3)} on its test set`]
+    : [", ", term, ` ${Number(valAuc).toFixed(3)} on its validation set (no test figures)`];
 }
 
 // The notice's words on the films the model is for, with the link to the card (a new tab: the result stays).
