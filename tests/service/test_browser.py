@@ -1910,3 +1910,52 @@ def test_page_links_the_shipped_models_card_and_says_it_is_not_another_models(se
                                                     "anterior-posterior (AP) chest X-rays")
         expect(page.locator("#card-link")).to_have_count(0)
         assert not errors, errors
+
+
+LIVE_REGIONS = """() => [...document.querySelectorAll('[aria-live], [role=status], [role=alert], [role=log]')]
+  .filter((el) => el.getAttribute('aria-live') !== 'off')
+  .map((el) => ({id: el.id, text: el.textContent.trim(), hidden: Boolean(el.closest('[hidden]')),
+                 nested: Boolean(el.parentElement.closest('[aria-live], [role=status], [role=alert], [role=log]'))}))"""
+NAMED = """() => [...document.querySelectorAll(
+  'input, button, select, textarea, a[href], [tabindex], [role=meter], img')]
+  .filter((el) => !el.closest('[hidden]') && !el.hidden).map((el) => el.id)"""
+
+
+def said_by(page: Any, text: str) -> list[str]:
+    """The ids of the page's shown, non-empty live regions whose text contains `text`; none is inside another (its
+    text would be said twice)."""
+    regions = page.evaluate(LIVE_REGIONS)
+    assert not [r["id"] for r in regions if r["nested"]], regions
+    return [r["id"] for r in regions if not r["hidden"] and r["text"] and text in r["text"]]
+
+
+def test_a_result_or_an_error_is_said_once_focus_stays_and_every_control_is_named(server: str,
+                                                                                 sample_dir: Path) -> None:
+    """Checked in the browser: a result, a refusal and an error each reach exactly one live region (not two, not
+    none); choosing a film by keyboard leaves the focus on the chooser, for the next film, while the result is
+    read out; every control, the meter and the images have an accessible name."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[0]
+    with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.on("filechooser", lambda chooser: chooser.set_files(str(xray)))
+        page.locator("#file").focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        decision = page.locator("#decision").inner_text()
+        assert said_by(page, decision) == ["announce"]
+        assert page.evaluate("document.activeElement.id") == "file"
+        expect(page.locator("#file")).to_have_accessible_name("Choose an image…")
+        for element in page.evaluate(NAMED):
+            expect(page.locator(f"#{element}")).to_have_accessible_name(re.compile(r"\S"))
+
+        page.set_input_files("#file", files=[{"name": "holiday.jpg", "mimeType": "image/jpeg",
+                                              "buffer": colour_photo()}])
+        expect(page.locator("#ood")).to_be_visible(timeout=15_000)
+        assert said_by(page, page.locator("#ood-text").inner_text()) == ["announce"]
+        page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"notes"}])
+        expect(page.locator("#error")).to_be_visible(timeout=15_000)
+        assert said_by(page, page.locator("#error").inner_text()) == ["error"]
+        assert said_by(page, "") == ["error"]  # nothing else is left to be read as current
+        assert not errors, errors
