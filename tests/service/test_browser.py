@@ -1959,3 +1959,20 @@ def test_a_result_or_an_error_is_said_once_focus_stays_and_every_control_is_name
         assert said_by(page, page.locator("#error").inner_text()) == ["error"]
         assert said_by(page, "") == ["error"]  # nothing else is left to be read as current
         assert not errors, errors
+
+
+def test_the_meters_hatched_band_is_explained_in_text_not_only_on_hover(server: str) -> None:
+    """The hatched band over the meter was explained only by its `title`, a tooltip that touch and keyboard users
+    cannot open: the row of the threshold's uncertainty now says the band is that interval."""
+    from playwright.sync_api import expect
+
+    answer = {**ANSWER, "threshold_ci95": [0.4, 0.6], "borderline": False}
+    with chromium_page(server + "/", has_touch=True) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.evaluate("([answer, name]) => render(answer, name)", [answer, "a.png"])
+        expect(page.locator("#band")).to_be_visible()
+        expect(page.locator("#interval")).to_contain_text("95\u00a0% interval, the hatched band on the bar")
+        page.evaluate("([answer, name]) => render(answer, name)", [{**answer, "threshold_ci95": None}, "b.png"])
+        expect(page.locator("#band")).to_be_hidden()
+        expect(page.locator("#interval")).to_have_text("not known")
+        assert not errors, errors

@@ -275,7 +275,9 @@ function renderUncertainty(result, positive) {
     band.style.left = `${(interval[0] * 100).toFixed(1)}%`;
     band.style.width = `${((interval[1] - interval[0]) * 100).toFixed(1)}%`;
   }
-  $("interval").textContent = interval === null ? "not known" : `${intervalText(interval, p)} (95${PCT} interval)`;
+  // the band's title is a tooltip, out of reach by touch and keyboard: this row says what the band is
+  $("interval").textContent = interval === null ? "not known"
+    : `${intervalText(interval, p)} (95${PCT} interval, the hatched band on the bar)`;
   $("near").textContent = nearText(result, modelInfo);
   return borderline ? borderlineText(interval, p) : "";
 }
