@@ -1817,8 +1817,9 @@ def test_the_meter_does_not_move_for_whoever_asked_for_reduced_motion(server: st
 
 def test_every_text_on_the_page_has_a_contrast_of_at_least_4_5_to_1(server: str, sample_dir: Path) -> None:
     """WCAG 1.4.3, from the CSS colours as the browser computes them, in every state a clinician meets: the empty
-    page, a drag over the drop zone, the button under the pointer, flagged and not flagged results, a borderline
-    thumbnail, a refusal, an error, a disabled heatmap toggle and a film the browser cannot show."""
+    page, the model line's "AUC" explained, the header saying the service did not answer, a drag over the drop zone,
+    the button under the pointer, flagged and not flagged results, a borderline thumbnail, a refusal, an error, a
+    disabled heatmap toggle and a film the browser cannot show."""
     from playwright.sync_api import expect
 
     xray = sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[0]
@@ -1831,6 +1832,10 @@ def test_every_text_on_the_page_has_a_contrast_of_at_least_4_5_to_1(server: str,
         page.locator("#auc").click()  # its explanation shown
         expect(page.locator("#auc-meaning")).to_be_visible()
         found = low_contrast(page)
+        info = page.evaluate("modelInfo")
+        page.evaluate("describeModel(null)")  # the header saying the service did not answer
+        found += low_contrast(page)
+        page.evaluate("(info) => describeModel(info)", info)
         page.locator("#drop").evaluate("el => el.classList.add('over')")  # a film dragged over it
         found += low_contrast(page)
         page.locator("#drop").evaluate("el => el.classList.remove('over')")
