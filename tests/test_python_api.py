@@ -262,6 +262,12 @@ def test_every_function_of_the_api_is_checked() -> None:
     functions = {name for name in pneumoscan.__all__ if inspect.isfunction(getattr(pneumoscan, name))
                  and getattr(pneumoscan, name).__module__ == "pneumoscan.api"}
     assert functions == {case.split()[0] for case in WRONG_TYPES}
+    from pneumoscan.api import _OPTION_KINDS
+    from pneumoscan.training.config import TrainConfig
+
+    unchecked = {name: str(f.type) for name, f in TrainConfig.__dataclass_fields__.items()
+                 if str(f.type).split(" |")[0] not in _OPTION_KINDS}
+    assert unchecked == {}, "train's options of these types are not checked at the call: add their kind"
 
 
 def test_an_unknown_training_option_lists_the_options(tmp_path: Path, tiny_data: Path) -> None:

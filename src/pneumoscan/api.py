@@ -153,7 +153,9 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, resume: boo
     if unknown:
         raise InputError(f"train has no option {unknown[0]!r}; its options are: {', '.join(options)}")
     for name, value in recipe.items():  # "int | None" -> int; None leaves every option at its default
-        _check("train", name, value, _OPTION_KINDS[str(fields[name].type).split(" |")[0]].or_none())
+        kind = _OPTION_KINDS.get(str(fields[name].type).split(" |")[0])
+        if kind is not None:  # a field of another type is checked by train_config alone
+            _check("train", name, value, kind.or_none())
     given = {name: os.fspath(value) if isinstance(value, os.PathLike) else value
              for name, value in {"data": data, "out": out, **recipe}.items() if value is not None}
     cfg = train_config(given, resume=resume)
