@@ -435,15 +435,15 @@ NEW_ID = rb"[0-9a-f]{32}"
 
 
 @contextlib.contextmanager
-def logged_server() -> Iterator[tuple[tuple[str, int], io.StringIO]]:
+def logged_server(reads_body: bool = True) -> Iterator[tuple[tuple[str, int], io.StringIO]]:
     """uvicorn in a thread with `serve`'s logging and protocol (a 0.5 s head deadline), serving an app that reads
-    each request's body and answers 200, behind the service's RequestTracker; yields its address and its access
-    log."""
+    each request's body (unless not `reads_body`: it answers at once, as a 405 does) and answers 200, behind the
+    service's RequestTracker; yields its address and its access log."""
     from pneumoscan.service.tracking import RequestCounts, RequestTracker, log_config
     from tests.service.test_browser import uvicorn_in_thread
 
     async def app(scope: dict, receive: Any, send: Any) -> None:  # type: ignore[type-arg]
-        while (await receive()).get("more_body"):
+        while reads_body and (await receive()).get("more_body"):
             pass
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
         await send({"type": "http.response.body", "body": b"ok"})
@@ -500,3 +500,27 @@ def test_a_400_for_the_malformed_body_of_a_request_under_way_has_its_line_and_id
     assert status.startswith(b"HTTP/1.1 400 ") and rid == "ticket-0042", (status, rid)
     assert lines.getvalue().endswith(' - "POST /predict HTTP/1.1" 400 Bad Request request_id=ticket-0042\n'), \
         lines.getvalue()
+
+
+def test_a_malformed_body_after_the_answer_closes_the_connection_without_a_traceback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The app answered before reading the body (as a 405 or 413 does) and the rest of it was being dropped: a
+    malformed chunk then made send_400_response send a second answer, which h11 refuses, and asyncio logged
+    'Fatal error: protocol.data_received() call failed' with a traceback, as often as a client liked."""
+    with caplog.at_level(logging.ERROR), logged_server(reads_body=False) as (address, lines), \
+            socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        time.sleep(0.5)  # answered 200 without reading the body
+        status, _ = answered_with_id(sock, b"zz\r\nhello\r\n")
+    assert status.startswith(b"HTTP/1.1 200 "), status
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+
+
+def test_a_400_for_a_body_malformed_in_the_heads_packet_keeps_the_clients_request_id() -> None:
+    """Head and malformed body in one read: the app had not yet given the request its id, so the 400 made a new one
+    and the client's own X-Request-ID was lost."""
+    with logged_server() as (address, lines), socket.create_connection(address, timeout=10) as sock:
+        status, rid = answered_with_id(sock, b"POST /predict HTTP/1.1\r\nHost: x\r\nX-Request-ID: ticket-0042\r\n"
+                                             b"Transfer-Encoding: chunked\r\n\r\nnot a chunk size\r\n")
+    assert status.startswith(b"HTTP/1.1 400 ") and rid == "ticket-0042", (status, rid)
+

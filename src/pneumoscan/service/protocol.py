@@ -299,9 +299,13 @@ def _with_deadline(base: type, timeout_s: float) -> type:
             line, rid = self._malformed_request()
             headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close"),
                        (b"x-request-id", rid.encode("ascii"))]
-            for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
-                          h11.Data(data=msg.encode("ascii")), h11.EndOfMessage()):
-                self.transport.write(self.conn.send(event))
+            try:
+                for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                              h11.Data(data=msg.encode("ascii")), h11.EndOfMessage()):
+                    self.transport.write(self.conn.send(event))
+            except h11.LocalProtocolError:  # answered already (the rest of its body was being dropped): just close
+                self.transport.close()
+                return
             log_access(self.client, line, 400, rid)
             self.transport.close()
 
@@ -312,7 +316,10 @@ def _with_deadline(base: type, timeout_s: float) -> type:
                 scope = self.scope
                 query = scope["query_string"].decode("latin-1")
                 line = (scope["method"], quote(scope["path"]) + (f"?{query}" if query else ""), scope["http_version"])
-                return line, scope.get("state", {}).get("request_id") or request_id(None)
+                state = scope.setdefault("state", {})
+                if "request_id" not in state:  # head and body in one read: the app, not begun yet, takes this id
+                    state["request_id"] = request_id(dict(scope["headers"]).get(b"x-request-id"))
+                return line, state["request_id"]
             return request_line(self._head_start), request_id(None)
 
     return HeaderDeadlineProtocol

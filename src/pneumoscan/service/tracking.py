@@ -71,9 +71,10 @@ class RequestTracker:
             await self.app(scope, receive, send)
             return
         sent = next((value for name, value in scope.get("headers", ()) if name == b"x-request-id"), None)
-        rid = request_id(sent)
+        state = scope.setdefault("state", {})  # the dict Request.state reads, in this app and outside it
+        rid = state.get("request_id") or request_id(sent)  # one given already: the protocol's 400 answered with it
         CURRENT_REQUEST_ID.set(rid)
-        scope.setdefault("state", {})["request_id"] = rid  # the dict Request.state reads, in this app and outside it
+        state["request_id"] = rid
         started = False
 
         async def send_noting_start(message: Message) -> None:
