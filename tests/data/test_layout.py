@@ -515,3 +515,12 @@ def test_manifest_paths_through_a_parent_folder_are_tidied(tmp_path: Path) -> No
     (tmp_path / "deep" / "link").symlink_to(tmp_path / "man")  # deep/link/.. is tmp_path, not deep/
     written = tmp_path / "deep" / "link" / ".." / "x" / "NORMAL" / "a.png"
     assert [s.path for s in discover(tmp_path / "deep" / "link" / "m.csv")["all"]] == [written]
+
+
+def test_a_manifest_row_with_a_nul_byte_and_a_parent_step_is_a_missing_file_not_a_traceback(tmp_path: Path) -> None:
+    """Tidying `..` asked os.path.samefile, which raises ValueError for a NUL byte; without `..` the row was already
+    the clean 'does not exist' error."""
+    (tmp_path / "man").mkdir()
+    (tmp_path / "man" / "m.csv").write_text("path,label\n../x/a\0b.png,NORMAL\n")
+    with pytest.raises(InputError):
+        discover(tmp_path / "man" / "m.csv")

@@ -268,7 +268,7 @@ def _tidy(path: Path) -> Path:
     tidy = Path(os.path.normpath(path))
     try:
         return tidy if os.path.samefile(tidy, path) else path
-    except OSError:  # either names no file: the caller reports the path as written
+    except (OSError, ValueError):  # either names no file (ValueError: a NUL byte): the caller reports it as written
         return path
 
 
