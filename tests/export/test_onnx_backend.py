@@ -152,7 +152,7 @@ def test_an_export_that_normalises_otherwise_than_its_model_is_not_used(tiny_run
     (run / "model.onnx").write_bytes(_with_props((run / "model.onnx").read_bytes(), mean=repr(meta.mean + 0.2)))
     with pytest.raises(InputError, match=rf"^{run / 'model.onnx'}: normalises its input otherwise than "
                                          rf"{run / 'model.safetensors'} \(mean {meta.mean + 0.2!r} vs {meta.mean!r}\); "
-                                         rf"export that model again, or leave out --onnx"):
+                                         rf"export that model again, or leave out `onnx_path`"):  # Python words
         Predictor(run, backend="onnx", onnx_path=run / "model.onnx")
     rebuilt = Predictor(run, backend="onnx")  # the sibling is not used: an export is made in memory
     assert rebuilt.onnx is not None and rebuilt.onnx.source == "<in-memory ONNX>"

@@ -12,7 +12,7 @@ import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta
 from pneumoscan.data.preprocess import Preprocessing
-from pneumoscan.errors import InputError, option
+from pneumoscan.errors import InputError, option, words
 from pneumoscan.inference.batch import sigmoid
 
 if TYPE_CHECKING:  # a session over an export on file runs without torch (its import takes 1.5 s)
@@ -211,13 +211,15 @@ def export_on_file(artifact_path: str | os.PathLike, meta: ArtifactMeta, onnx_pa
         backend = OnnxBackend(onnx_path, threads=threads)
         if backend.metadata.get("artifact_sha256") not in (None, digest):
             raise InputError(f"{onnx_path}: exported from a different model than {artifact_path}; pass that model's "
-                             f"own export, or leave out --onnx (an export is then made in memory)")
+                             f"own export, or leave out {words('--onnx', '`onnx_path`')} (an export is then made in "
+                             f"memory)")
         if backend.size != meta.image_size:
             raise InputError(f"{onnx_path}: input size {backend.size} does not match the model's {meta.image_size}")
         differs = preprocessing_difference(backend.preprocessing, meta.preprocessing)
         if differs:
             raise InputError(f"{onnx_path}: normalises its input otherwise than {artifact_path} ({differs}); export "
-                             f"that model again, or leave out --onnx (an export is then made in memory)")
+                             f"that model again, or leave out {words('--onnx', '`onnx_path`')} (an export is then made "
+                             f"in memory)")
         return backend
     if sibling.is_file():
         try:
