@@ -207,8 +207,12 @@ def _print_evaluation(args: argparse.Namespace, predictor: "Predictor", result: 
                 print(f"  {text}")
             else:
                 write_warning(text)
-    if "patients_in_training" in summary and summary["patients_in_training"] is None:
-        print(f"  {_uncounted_shared_patients(predictor.meta.training)}")
+    if "patients_in_training" in summary:
+        from pneumoscan.data.patients import uncounted_reason
+
+        why = uncounted_reason(summary["patients_in_training"], predictor.meta.training)
+        if why:
+            print(f"  patients also in the training data: not counted ({why})")
     for key in ("accuracy", "precision", "recall", "specificity", "f1", "npv", "roc_auc", "pr_auc", "brier"):
         value, (lo, hi) = summary[key]["value"], summary[key]["ci95"]
         print(f"  {key:<12}{value:8.4f}   95% CI [{lo:.4f}, {hi:.4f}]")
@@ -224,15 +228,6 @@ def _print_evaluation(args: argparse.Namespace, predictor: "Predictor", result: 
 
     for message in result.images.skipped:
         write_warning(f"skipped {message}")
-
-
-def _uncounted_shared_patients(training: dict) -> str:
-    """The line saying the evaluated split's patients were not looked for in the training data (`--json`'s null
-    `patients_in_training`), and why: the data the model records is not found, or it records none (an ensemble)."""
-    trained_on = (training.get("config") or {}).get("data")
-    why = (f"{trained_on}, which the model was trained on, is not found from here" if trained_on
-           else "the model records no training data, as an ensemble does")
-    return f"patients also in the training data: not counted ({why})"
 
 
 def _borderline_lines(borderline: dict | None) -> list[str]:

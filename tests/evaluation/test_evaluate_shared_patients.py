@@ -59,7 +59,21 @@ def test_evaluate_of_copied_films_names_the_training_data_and_says_when_it_is_go
 
 
 def test_the_uncounted_line_of_a_model_that_records_no_training_data_says_so() -> None:
-    from pneumoscan.cli import _uncounted_shared_patients
+    from pneumoscan.data.patients import uncounted_reason
 
-    assert _uncounted_shared_patients({"config": {}}) == (
-        "patients also in the training data: not counted (the model records no training data, as an ensemble does)")
+    assert uncounted_reason(None, {"config": {}}) == "the model records no training data, as an ensemble does"
+
+
+def test_films_keyed_by_file_name_are_said_not_counted_not_zero(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Kermany's file names name no patient across splits: the text output said nothing (and the report "0 of 60"),
+    which reads as "none shared"; scored on its own train split, no film is left to compare with either."""
+    for split in ("test", "train"):
+        out = tmp_path / f"{split}.json"
+        assert main(["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--split", split, "--n-boot", "5",
+                     "--json", str(out)]) == 0
+        assert json.loads(out.read_text())["patients_in_training"]["compared"] == 0
+        assert [line for line in capsys.readouterr().out.splitlines() if "patients also" in line] == [
+            "  patients also in the training data: not counted (these films' patients are keyed by file name, which "
+            "names no patient across splits; a DICOM PatientID, a manifest's patient column or --patient-key folder "
+            "would)"]

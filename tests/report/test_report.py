@@ -434,7 +434,7 @@ def test_report_page_says_when_its_patients_were_trained_on(shared_patient_run: 
     assert main(["report", str(tiny_run), "--data", str(tiny_data), "--out", str(out), "--n-boot", "10",
                  "--cases", "1"]) == 0
     text = out.read_text(encoding="utf-8")
-    assert "Warning:" not in text and "patients also in the data the model was trained on</td><td>not counted: " \
+    assert "Warning:" not in text and "patients also in the data the model was trained on</td><td>not counted (" \
         "these films&#x27; patients are keyed by file name" in text
 
 

@@ -315,14 +315,17 @@ def shared_patients(samples: Sequence[Sample], training: dict, progress: bool = 
     from here."""
     import warnings
 
-    trained = training_samples(training)
+    config = training.get("config") or {}
+    if not config.get("data"):  # an ensemble records no data of its own
+        return None
+    choice = config.get("patient_key", "name")
+    trained = training_samples(training) if choice != "name" else []  # by file name nothing is compared: no scan
     if trained is None:
         return None
     scored = {Path(s.path).resolve() for s in samples}
     trained = [s for s in trained if Path(s.path).resolve() not in scored]
-    choice = (training.get("config") or {}).get("patient_key", "name")
-    if choice == "name" or not trained:
-        return {"patients": 0, "films": 0, "by": [], "compared": 0 if choice == "name" else len(samples)}
+    if choice == "name":
+        return {"patients": 0, "films": 0, "by": [], "compared": 0}
     with warnings.catch_warnings():  # a placeholder PatientID was warned about by train and audit
         warnings.simplefilter("ignore")
         keys = patient_keys([*trained, *samples], choice, loose_ok=True, progress=progress)
@@ -331,3 +334,18 @@ def shared_patients(samples: Sequence[Sample], training: dict, progress: bool = 
     by = [SOURCE_NAMES[source] for source in SOURCES if any(keys.origins[s] == source for s in films)]
     compared = sum(keys.origins[s] != "name" for s in samples)
     return {"patients": len({keys(s) for s in films}), "films": len(films), "by": by, "compared": compared}
+
+
+def uncounted_reason(shared: dict | None, training: dict | None = None) -> str | None:
+    """Why `shared_patients` counted no patient (None when it counted): the films are keyed by file name, which names
+    no patient across splits; the training data the model records (`training`, when at hand) is not found; or it
+    records none (an ensemble)."""
+    if shared is not None:
+        return None if shared.get("compared", 1) else (
+            "these films' patients are keyed by file name, which names no patient across splits; a DICOM PatientID, "
+            "a manifest's patient column or --patient-key folder would")
+    if training is None:
+        return "the data the model was trained on is not found from here"
+    trained_on = (training.get("config") or {}).get("data")
+    return (f"{trained_on}, which the model was trained on, is not found from here" if trained_on
+            else "the model records no training data, as an ensemble does")

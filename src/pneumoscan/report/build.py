@@ -162,12 +162,12 @@ def _screening_pairs(scores: Scores) -> list[tuple[str, object]]:
 
 def _shared_text(summary: dict[str, Any]) -> str:
     """The evaluation's `patients_in_training` for people: '2 (5 of 40 films; by DICOM PatientID)'."""
+    from pneumoscan.data.patients import uncounted_reason
+
     shared = summary.get("patients_in_training")
-    if shared is None:
-        return "not counted (the data the model was trained on is not found from here)"
-    if shared.get("compared") == 0:
-        return ("not counted: these films' patients are keyed by file name, which names no patient across splits "
-                "(a DICOM PatientID, a manifest's patient column or --patient-key folder would)")
+    why = uncounted_reason(shared)
+    if why:
+        return f"not counted ({why})"
     by = f"; by {' and '.join(shared['by'])}" if shared["by"] else ""
     return f"{shared['patients']} ({shared['films']} of {summary['n']} films{by})"
 
