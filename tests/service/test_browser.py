@@ -485,7 +485,8 @@ def test_the_model_line_says_the_auc_in_words_and_what_auc_is(server: str) -> No
     from playwright.sync_api import expect
 
     with chromium_page(server + "/", has_touch=True) as (page, errors):
-        page.wait_for_function("modelInfo !== null")
+        # set before the line is written; wait_for_function's polling evals a string, which the page's CSP forbids
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
         info = page.evaluate("modelInfo")
         line, term, meaning = page.locator("#model-line"), page.locator("#auc"), page.locator("#auc-meaning")
         page.evaluate("(info) => describeModel(info)", {**info, "test_metrics": {"roc_auc": {"value": 0.98512}}})
@@ -1188,7 +1189,7 @@ def test_a_film_the_browser_cannot_show_is_not_said_unshown_under_its_heatmap(se
     with chromium_page(server + "/", viewport={"width": 390, "height": 844}) as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
         page.evaluate("showPreview(new File([new Uint8Array(200)], 'IM00001', {type: 'application/octet-stream'}))")
-        page.wait_for_function("document.getElementById('xray').hidden")  # the browser gave up on the file
+        expect(page.locator("#xray")).to_be_hidden()  # the browser gave up on the file
         page.evaluate("([answer, name]) => render(answer, name)", [ANSWER, "IM00001"])
         note = page.locator("#no-preview")
         expect(page.locator("#heatmap")).to_be_visible()
