@@ -21,7 +21,7 @@ from pneumoscan.data.decode import (
 from pneumoscan.data.file_cues import NOT_DECODED
 from pneumoscan.data.layout import IMAGE_EXTENSIONS, image_files
 from pneumoscan.data.preprocess import grey_levels, load_image_levels_and_rgb
-from pneumoscan.errors import InputError, option, speaks_python, warn, words
+from pneumoscan.errors import InputError, check_at_least_one, option, speaks_python, warn, words
 from pneumoscan.evaluation.thresholds import (
     adjust_for_prevalence, check_operating_point, threshold_ci95, threshold_for_recall,
 )
@@ -250,6 +250,9 @@ class Predictor:
             given = words(f"--onnx {onnx_path}", f"onnx_path={os.fspath(onnx_path)!r}")
             raise InputError(f"{given}: only the onnx backend uses it; drop {words('--onnx', '`onnx_path`')} or pass "
                              f"{option('backend', 'onnx')}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int):  # '8' or True would pass, 8.0 fail later
+            raise InputError(f"{option('batch_size', batch_size)}: must be a whole number of images, such as 64")
+        check_at_least_one(batch_size, "batch_size")  # 0 ended in range()'s ValueError at the first prediction
         self.batch_size = batch_size
         self.prevalence = prevalence
         check_operating_point(threshold, target_recall, prevalence)  # here, even when no image is readable
