@@ -1317,13 +1317,17 @@ def test_a_planted_help_default_or_option_is_named() -> None:
     assert "invalid choice: 'evaluat'" in help_option_problems(serve, "serve")[-1]
 
 
-def test_a_planted_guide_default_is_named() -> None:
-    text = (ROOT / TRAINING_DOC).read_text()
-    original = "`--batch-size` (64)"
+@pytest.mark.parametrize("doc, original, planted, said", [
+    (TRAINING_DOC, "`--batch-size` (64)", "`--batch-size` (65)", "`--batch-size` 65: its default is 64 or 128"),
+    (SERVICE_DOC, "| `--upload-idle-s` | 30 |", "| `--upload-idle-s` | 20 |", "`--upload-idle-s` 20: its default is 30.0"),
+])
+def test_a_planted_guide_default_is_named(doc: str, original: str, planted: str, said: str) -> None:
+    """In a guide's text (`--batch-size` (64)) and in its option tables (| `--upload-idle-s` | 30 |)."""
+    text = (ROOT / doc).read_text()
     assert original in text
     line = line_of(text, original)
-    problems = default_problems(TRAINING_DOC, text.replace(original, "`--batch-size` (65)", 1))
-    assert problems == [f"{TRAINING_DOC}:{line}: `--batch-size` 65: its default is 64 or 128"], problems
+    problems = default_problems(doc, text.replace(original, planted, 1))
+    assert problems == [f"{doc}:{line}: {said}"], problems
 
 
 def test_a_section_missing_from_the_contents_and_a_dead_link_are_named() -> None:
@@ -1357,15 +1361,6 @@ def test_a_link_to_a_missing_file_or_heading_is_named() -> None:
     assert original in text
     (problem,) = link_problems(SERVICE_DOC, text.replace(original, "(evaluation.md#operating-point)", 1))
     assert problem.startswith(f"{SERVICE_DOC}:{line_of(text, original)}: ") and "has no heading" in problem
-
-
-def test_a_planted_guide_table_default_is_named() -> None:
-    text = (ROOT / SERVICE_DOC).read_text()
-    original = "| `--upload-idle-s` | 30 |"
-    assert original in text
-    line = line_of(text, original)
-    problems = default_problems(SERVICE_DOC, text.replace(original, "| `--upload-idle-s` | 20 |", 1))
-    assert problems == [f"{SERVICE_DOC}:{line}: `--upload-idle-s` 20: its default is 30.0"], problems
 
 
 def test_planted_artifact_ablation_and_comparison_mismatches_are_named() -> None:
