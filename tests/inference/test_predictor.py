@@ -32,7 +32,7 @@ def test_auto_backend_falls_back_to_torch_when_the_onnx_export_fails_its_check(
     def failing(*args: object, **kwargs: object) -> None:
         raise ExportCheckError("ONNX and PyTorch differ by 0.3")
 
-    monkeypatch.setattr(onnx_backend, "open_for_artifact", failing)
+    monkeypatch.setattr(onnx_backend, "export_in_memory", failing)
     monkeypatch.setattr(onnx_backend, "export_on_file", lambda *args, **kwargs: None)  # as without weights/default.onnx
     monkeypatch.setattr(onnx_backend, "resolve_backend", lambda backend: "onnx" if backend == "auto" else backend)
     with pytest.warns(UserWarning, match="failed the check against PyTorch .*differ by 0.3.*PyTorch instead"):

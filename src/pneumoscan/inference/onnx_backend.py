@@ -187,14 +187,6 @@ def preprocessing_difference(export: Preprocessing, model: Preprocessing) -> str
                      for name in ("mean", "std", "equalize", "crop") if getattr(export, name) != getattr(model, name))
 
 
-def open_for_artifact(artifact_path: str | os.PathLike, model: nn.Module, meta: ArtifactMeta,
-                      onnx_path: str | os.PathLike | None = None, *, threads: int | None = None) -> OnnxBackend:
-    """An ONNX session for a loaded artifact: its export on file (`export_on_file`), else one made in memory from
-    `model` and checked against it (`export_in_memory`)."""
-    backend = export_on_file(artifact_path, meta, onnx_path, threads=threads)
-    return backend if backend is not None else export_in_memory(artifact_path, model, meta, threads=threads)
-
-
 def export_on_file(artifact_path: str | os.PathLike, meta: ArtifactMeta, onnx_path: str | os.PathLike | None = None,
                    *, threads: int | None = None) -> OnnxBackend | None:
     """The session of an artifact's export on file, opened without torch, or None when there is none.

@@ -266,8 +266,10 @@ class Predictor:
             self._threshold_for_recall(target_recall) if target_recall is not None else self.meta.threshold)
         # A recall-based threshold does not depend on prevalence, so it moves with the probabilities.
         self.threshold = float(self._adjust(np.array([raw]))[0]) if threshold is None else float(raw)
+        if self.backend == "onnx" and not served:  # a plugin's model: its export on file is looked for once loaded
+            exported = export_on_file(self.path, self.meta, onnx_path)
         self.onnx = exported if exported is not None else (
-            self._open_onnx(onnx_path, fallback=backend == "auto") if self.backend == "onnx" else None)
+            self._export_in_memory(fallback=backend == "auto") if self.backend == "onnx" else None)
         self.guard = load_guard(self.path, self.meta) if guard else None
 
     @property
@@ -283,14 +285,15 @@ class Predictor:
             if self._model is None:
                 self._model, _ = load_artifact(self.path)
 
-    def _open_onnx(self, onnx_path: str | os.PathLike | None, *, fallback: bool) -> Any:
-        """The ONNX Runtime session; with `fallback` (--backend auto), a model that cannot be exported (a plugin's),
-        or an in-memory export that fails its check against PyTorch, is warned about and prediction stays on PyTorch."""
+    def _export_in_memory(self, *, fallback: bool) -> Any:
+        """The ONNX Runtime session of the model exported in memory, when no export on file serves; with `fallback`
+        (--backend auto), a model that cannot be exported (a plugin's), or an export that fails its check against
+        PyTorch, is warned about and prediction stays on PyTorch."""
         from pneumoscan.export.onnx import ExportCheckError, ExportError
-        from pneumoscan.inference.onnx_backend import open_for_artifact
+        from pneumoscan.inference.onnx_backend import export_in_memory
 
         try:
-            return open_for_artifact(self.path, self.model, self.meta, onnx_path)
+            return export_in_memory(self.path, self.model, self.meta)
         except ExportError as err:
             if not fallback:
                 raise
