@@ -362,6 +362,33 @@ def make_dicom(
     return ds
 
 
+def film_as_dicom(view: str | None, film: Path = UPRIGHT_FILM) -> bytes:
+    """A real film (UPRIGHT_FILM: one the guards pass) as an 8-bit DICOM whose View Position is `view` (None: not
+    stated)."""
+    with Image.open(film) as im:
+        ds = make_dicom(np.asarray(im.convert("L")), bits_stored=8)
+    if view is not None:
+        ds.ViewPosition = view
+    return dicom_to_bytes(ds)
+
+
+def site_with_dicoms(data: Path) -> Path:
+    """DATA/{NORMAL,PNEUMONIA} of two sample train films each, and among the NORMAL films a lateral DICOM (View
+    Position LL: lateral.dcm) and a frontal one (PA: frontal.dcm) of a film the guards pass."""
+    for label in ("NORMAL", "PNEUMONIA"):
+        (data / label).mkdir(parents=True)
+        for film in sorted((SAMPLE / "train" / label).iterdir())[:2]:
+            shutil.copy(film, data / label)
+    (data / "NORMAL" / "lateral.dcm").write_bytes(film_as_dicom("LL"))
+    (data / "NORMAL" / "frontal.dcm").write_bytes(film_as_dicom("PA"))
+    return data
+
+
+# why a guarded model refuses the lateral film of `site_with_dicoms` (`view_reason`)
+LATERAL = ("DICOM View Position LL: not a frontal (AP or PA) film; the model reads frontal chest X-rays only, send the "
+           "frontal film of the study")
+
+
 def make_colour_dicom(rgb: np.ndarray, photometric: str = "RGB"):
     """A DICOM dataset holding the (H, W, 3) uint8 `rgb` (even width) uncompressed as RGB, YBR_FULL or
     YBR_FULL_422 (Y1 Y2 Cb Cr for each pair of pixels, chroma averaged over the pair)."""

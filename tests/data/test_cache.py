@@ -92,6 +92,41 @@ def test_entry_keeps_the_guards_file_cues(tmp_path: Path) -> None:
     assert (again.colours.tolist(), again.tones.tolist()) == expected
     assert "tones" in json.loads(meta_path.read_text())  # rewritten
 
+def test_entry_keeps_each_dicoms_view_position_when_not_frontal(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lateral DICOM's View Position is kept with its image, so evaluate refuses it as predict does without reading
+    its header again; an entry written without them (format 3) is decoded again."""
+    from tests.conftest import dicom_to_bytes, make_dicom, xray_pixels
+
+    samples = _samples(tmp_path)
+    for name, view in (("lateral.dcm", "LL"), ("frontal.dcm", "PA"), ("unstated.dcm", None)):
+        ds = make_dicom(xray_pixels(0, len(name), 32), bits_stored=8)
+        if view is not None:
+            ds.ViewPosition = view
+        (tmp_path / name).write_bytes(dicom_to_bytes(ds))
+        samples.append(Sample(tmp_path / name, 0))
+    (tmp_path / "broken.dcm").write_bytes(b"not an image")
+    samples.insert(0, Sample(tmp_path / "broken.dcm", 1))  # unreadable: no view, and the others keep theirs
+    expected = [None] * 6 + ["LL", None, None]
+    cache = tmp_path / "cache"
+    assert load_image_set(samples, 24, cache).views == expected
+    meta_path = next(cache.glob("*.json"))
+    assert json.loads(meta_path.read_text())["views"] == expected
+
+    def read_again(data: object) -> None:
+        raise AssertionError("a header read again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cache_module, "not_frontal_view", read_again)
+        again = load_image_set(samples, 24, cache)
+    assert isinstance(again.images, np.memmap) and again.views == expected
+    meta = json.loads(meta_path.read_text())
+    del meta["views"]  # as written before the format had them, under the current key
+    meta_path.write_text(json.dumps(meta))
+    assert load_image_set(samples, 24, cache).views == expected
+    assert json.loads(meta_path.read_text())["views"] == expected  # rewritten
+
+
 def test_cache_invalidated_by_change_and_size(tmp_path: Path) -> None:
     samples = _samples(tmp_path)
     key = cache_key(samples, 24)

@@ -44,7 +44,8 @@ def test_images_the_guard_refuses_are_scored_but_named(fitted: Path, sample_dir:
         warnings.simplefilter("ignore")
         before = evaluate(Predictor(fitted, backend="torch"), data, n_boot=10).summary["refused_by_guard"]
     (data / "NORMAL" / "holiday.jpg").write_bytes(colour_photo())
-    with pytest.warns(GuardWarning, match=rf"{len(before) + 1} of \d+ images look unlike chest X-rays"):
+    with pytest.warns(GuardWarning, match=rf"{len(before) + 1} of \d+ images are ones the model refuses at predict "
+                                          rf"time \({len(before) + 1} look unlike chest X-rays to its guard\)"):
         result = evaluate(Predictor(fitted, backend="torch"), data, n_boot=10)
     new = sorted(set(result.summary["refused_by_guard"]) - set(before))
     assert len(new) == 1 and "holiday.jpg: not a chest X-ray: colour image" in new[0]
@@ -79,6 +80,40 @@ def test_a_black_and_white_film_is_named_as_refused(fitted: Path, sample_dir: Pa
         assert refused and refused[0].endswith("dithered.jpeg: binary (black-and-white) image: 100% of its pixels "
                                                "near black or white; send the original radiograph")
         assert result.summary["n"] == 6  # still scored
+
+
+def test_a_lateral_dicom_is_named_as_refused_by_its_view_from_the_cache(
+        fitted: Path, tmp_path: Path, monkeypatch) -> None:
+    """predict refuses a DICOM whose View Position says lateral; evaluate scored it as a frontal film and counted it
+    nowhere, as the image cache kept no header value. It is named under refused_by_guard (and scored, as the guard's
+    other refusals are), the second time from the cache without reading the header again."""
+    import warnings
+
+    from pneumoscan.data import cache as cache_module
+    from pneumoscan.evaluation.evaluate import GuardWarning, evaluate
+    from pneumoscan.inference.predictor import Predictor
+    from tests.conftest import LATERAL, site_with_dicoms
+
+    data = site_with_dicoms(tmp_path / "site")
+    with pytest.warns(GuardWarning, match="1 is a DICOM film of a lateral, decubitus or oblique view by its View "
+                                          "Position"):
+        cold = evaluate(Predictor(fitted, backend="torch"), data, n_boot=10).summary
+
+    def read_again(data: object) -> None:
+        raise AssertionError("a header read again")
+
+    monkeypatch.setattr(cache_module, "not_frontal_view", read_again)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warm = evaluate(Predictor(fitted, backend="torch"), data, n_boot=10).summary
+    for summary in (cold, warm):
+        named = [r for r in summary["refused_by_guard"] if ".dcm" in r]
+        assert named == [f"{data / 'NORMAL' / 'lateral.dcm'}: {LATERAL}"]
+        assert summary["n"] == 6  # still scored
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        unguarded = evaluate(Predictor(fitted, backend="torch", guard=False), data, n_boot=10).summary
+    assert unguarded["refused_by_guard"] == []  # without a guard, predict scores it too
 
 
 def test_a_negative_bootstrap_seed_is_refused_up_front(tmp_path: Path, capsys) -> None:

@@ -109,6 +109,24 @@ def test_guard_travels_with_the_copy(fitted: Path, tiny_data: Path, tmp_path: Pa
     assert Predictor(result.out).guard is not None
 
 
+def test_a_lateral_dicom_among_the_films_is_named_as_the_guard_refuses_it(fitted: Path, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The threshold was chosen on a lateral DICOM's score with no word of it (the image cache kept no View
+    Position); it is named on stderr and under refused_by_guard, as evaluate names the guard's other refusals."""
+    import json
+
+    from tests.conftest import LATERAL, site_with_dicoms
+
+    data = site_with_dicoms(tmp_path / "site")
+    out, record = tmp_path / "out", tmp_path / "threshold.json"
+    assert main(["set-threshold", "--model", str(fitted), "--data", str(data), "--out", str(out), "--n-boot", "20",
+                 "--backend", "torch", "--json", str(record)]) == 0
+    lateral = f"{data / 'NORMAL' / 'lateral.dcm'}: {LATERAL}"
+    assert lateral in capsys.readouterr().err
+    before = json.loads(record.read_text())["before"]
+    assert [r for r in before["refused_by_guard"] if ".dcm" in r] == [lateral] and before["n"] == 6
+
+
 def test_without_a_guard_none_is_written(local) -> None:
     assert not local.guard_copied and not (local.out.parent / "model.ood.safetensors").exists()
 

@@ -43,6 +43,7 @@ from tests.conftest import (
     dithered,
     dithered_jpeg,
     encode,
+    film_as_dicom,
     full_safetensors,
     text_document,
 )
@@ -151,17 +152,6 @@ def test_shipped_guard_refuses_upside_down_films(shipped: Predictor, film: Path)
         assert result.ood_reason == UPSIDE_DOWN
 
 
-def _film_as_dicom(view: str | None) -> bytes:
-    """UPRIGHT_FILM as an 8-bit DICOM whose View Position is `view` (None: not stated)."""
-    from tests.conftest import dicom_to_bytes, make_dicom
-
-    with Image.open(UPRIGHT_FILM) as im:
-        ds = make_dicom(np.asarray(im.convert("L")), bits_stored=8)
-    if view is not None:
-        ds.ViewPosition = view
-    return dicom_to_bytes(ds)
-
-
 def test_a_dicom_whose_view_position_is_lateral_is_refused_by_view(shipped: Predictor, tiny_run: Path,
                                                                      tmp_path: Path) -> None:
     """A PACS chest study exports its lateral film beside the frontal one, and says so in its header: it was scored
@@ -169,9 +159,9 @@ def test_a_dicom_whose_view_position_is_lateral_is_refused_by_view(shipped: Pred
     reason = ("DICOM View Position LL: not a frontal (AP or PA) film; the model reads frontal chest X-rays only, "
               "send the frontal film of the study")
     for view in ("AP", "PA", None):
-        assert shipped.predict_bytes(_film_as_dicom(view)).in_distribution is True
+        assert shipped.predict_bytes(film_as_dicom(view)).in_distribution is True
     lateral = tmp_path / "1.2.840.113619.2.55.3.7"
-    lateral.write_bytes(_film_as_dicom("LL"))
+    lateral.write_bytes(film_as_dicom("LL"))
     image = load_image(lateral, shipped.size)
     results = [shipped.predict_bytes(lateral.read_bytes()), shipped.predict_files([lateral])[0],
                shipped.results([lateral.name], image[None], raw=[lateral.read_bytes()])[0]]

@@ -12,6 +12,7 @@ import numpy as np
 
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache import ImageSet, load_image_set
+from pneumoscan.data.decode import view_reason
 from pneumoscan.data.fingerprint import duplicate_warnings, seen_in_training, training_film_fingerprints
 from pneumoscan.data.layout import Sample, cause_name, evaluation_samples
 from pneumoscan.data.patients import CAUSE_GROUPS, cause_groups, cause_of, shared_patients
@@ -216,12 +217,9 @@ def evaluate(
     colours, tones = (None if v is None else [float(x) for x in v] for v in (images.colours, images.tones))
     levels = None if images.levels is None else [int(v) for v in images.levels]
     probs, verdicts = predictor.screen(np.asarray(images.images), colours, levels, tones, progress=progress)
-    refused = [f"{s.path}: {v.message}" for s, v in zip(images.samples, verdicts) if v is not None and not v.in_distribution]
+    refused, lateral = refused_films(images, verdicts, guarded=predictor.guard is not None)
     if refused:
-        warn(GuardWarning(
-            f"{len(refused)} of {len(images.samples)} images look unlike chest X-rays to the model's "
-            f"guard, which refuses them at predict time; they are scored here anyway ({_listed_under()} "
-            f"refused_by_guard): {first_few(refused)}"))
+        warn(GuardWarning(_refused_message(len(refused), lateral, len(images.samples), refused)))
     seen = [] if checked_unseen else seen_in_training([s.path for s in images.samples], predictor.meta.training,
                                                       images.images, cache_dir, images.film_marks)
     if seen:
@@ -242,6 +240,32 @@ def evaluate(
                    recall_by_cause=recall_by_cause(images.samples, probs, predictor.threshold),
                    borderline=borderline_summary(predictor, images.labels, probs))
     return Evaluation(split_name, images, probs, summary)
+
+
+def refused_films(images: ImageSet, verdicts: Sequence[Any], guarded: bool) -> tuple[list[str], int]:
+    """The films `predict` would refuse, as 'path: why' (`refused_by_guard`), and how many of them for their View
+    Position: with a guard, a DICOM of a lateral, decubitus or oblique view (`not_frontal_view`, as the image cache
+    kept it) is refused for it whatever the guard's `verdicts` say (`Predictor.results`' rule), else a film its
+    verdict refuses."""
+    views = images.views if guarded and images.views is not None else [None] * len(images.samples)
+    refused: list[str] = []
+    for sample, verdict, view in zip(images.samples, verdicts, views):
+        if view is not None:
+            refused.append(f"{sample.path}: {view_reason(view)}")
+        elif verdict is not None and not verdict.in_distribution:
+            refused.append(f"{sample.path}: {verdict.message}")
+    return refused, sum(view is not None for view in views)
+
+
+def _refused_message(n_refused: int, lateral: int, n: int, refused: list[str]) -> str:
+    """The GuardWarning of an evaluation: how many films `predict` would refuse and why, that they are scored all
+    the same, where they are all listed and the first few."""
+    why = [f"{n_refused - lateral} look unlike chest X-rays to its guard"] if n_refused > lateral else []
+    if lateral:
+        why.append(f"{lateral} {'is a DICOM film' if lateral == 1 else 'are DICOM films'} of a lateral, decubitus or "
+                   f"oblique view by its View Position")
+    return (f"{n_refused} of {n} images are ones the model refuses at predict time ({'; '.join(why)}); they are "
+            f"scored here anyway ({_listed_under()} refused_by_guard): {first_few(refused)}")
 
 
 def _shared_message(shared: dict[str, Any], n: int, split: str, data: str | os.PathLike,
