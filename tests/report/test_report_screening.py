@@ -127,3 +127,24 @@ def test_a_folder_of_class_folders_is_not_called_a_split(tiny_run: Path, tiny_da
     text = out.read_text(encoding="utf-8")
     assert f"evaluated on all images of {tiny_data / 'test'} (no split folders)" in text and "all split" not in text
     assert "all films (n=" in text  # the figures' titles
+
+
+def test_report_and_compare_name_a_lateral_dicom_and_the_guards_refusals(tiny_run: Path, fitted: Path,
+                                                                        tmp_path: Path) -> None:
+    """A lateral DICOM was scored as a frontal film with no word of it (the image cache kept no View Position); and
+    compare counted a run's refusals ('1 of 6') without naming them, as the report does."""
+    from tests.conftest import LATERAL, site_with_dicoms
+
+    data = site_with_dicoms(tmp_path / "site")
+    lateral = f"<td>{data / 'NORMAL' / 'lateral.dcm'}: {LATERAL}</td>"
+    out = tmp_path / "report.html"
+    assert main(["report", str(fitted), "--data", str(data), "--out", str(out), "--n-boot", "10", "--cases", "1"]) == 0
+    assert lateral in out.read_text(encoding="utf-8").split("<h3>Images its guard would refuse (scored anyway)</h3>")[1]
+    out = tmp_path / "compare.html"
+    assert main(["compare", str(tiny_run), str(fitted), "--data", str(data), "--out", str(out), "--n-boot", "10"]) == 0
+    text = out.read_text(encoding="utf-8")
+    guarded = fitted.parent.name
+    listed = text.split(f"<h3>Images {guarded}&#x27;s guard would refuse (scored anyway)</h3>")[1].split("</table>")[0]
+    count = int(text.split(f"<td>{guarded}</td><td>0 of 6</td><td>")[1].split(" of 6</td>")[0])
+    assert lateral in listed and listed.count("<tr>") == count + 1  # the header row, then each film it counts
+    assert "Images run&#x27;s guard" not in text  # the run without a guard refuses nothing

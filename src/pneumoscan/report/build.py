@@ -137,10 +137,10 @@ def films_html(title: str, header: str, entries: Sequence[str], key: str) -> str
     return f"<h3>{h.esc(title)}</h3>" + h.table([header], [[entry] for entry in entries[:SHOWN_FILMS]]) + rest
 
 
-def refusals_html(summary: dict[str, Any]) -> str:
-    """The images of --data the model's guard would refuse, each with why (`films_html`): the summary counts them,
+def refusals_html(summary: dict[str, Any], whose: str = "its") -> str:
+    """The images of --data `whose` guard would refuse, each with why (`films_html`): the summary counts them,
     and a reader of the page had no way to find which."""
-    return films_html("Images its guard would refuse (scored anyway)", "image: why the guard would refuse it",
+    return films_html(f"Images {whose} guard would refuse (scored anyway)", "image: why the guard would refuse it",
                       summary.get("refused_by_guard") or [], "refused_by_guard")
 
 

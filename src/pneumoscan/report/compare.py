@@ -18,7 +18,7 @@ from pneumoscan.errors import InputError, warn
 from pneumoscan.report import figures as figs
 from pneumoscan.report import html as h
 from pneumoscan.outputs import check_companion, check_output, recover_interrupted
-from pneumoscan.report.build import Figures, files_folder, guard_refusals, seen_html, write_report
+from pneumoscan.report.build import Figures, files_folder, guard_refusals, refusals_html, seen_html, write_report
 from pneumoscan.report.run import RunInfo, load_run, run_folder
 from pneumoscan.report.scores import Scores, run_scores
 
@@ -119,30 +119,37 @@ def _check_tables(target: Path) -> None:
                              f"file of that name; choose another --out")
 
 
-Screening = tuple[str, list[str], str, int]  # a run, the films of --data it had seen, its guard's refusals, images
+# a run, the films of --data it had seen, its guard's refusals as counted and as named, images
+Screening = tuple[str, list[str], str, list[str], int]
 
 
 def screening_row(label: str, scores: Scores) -> Screening | None:
     """What `evaluate` found about a run's images of --data: (run, the films it trained or validated on, the guard's
-    refusals as `guard_refusals` says them, images); None for a run's own validation predictions (not screened)."""
-    if "seen_in_training" not in scores.summary:
+    refusals as `guard_refusals` says them and as `refused_by_guard` names them, images); None for a run's own
+    validation predictions (not screened)."""
+    summary = scores.summary
+    if "seen_in_training" not in summary:
         return None
-    return label, list(scores.summary["seen_in_training"]), guard_refusals(scores), int(scores.summary["n"])
+    return (label, list(summary["seen_in_training"]), guard_refusals(scores), list(summary["refused_by_guard"]),
+            int(summary["n"]))
 
 
 def screening_html(screening: Sequence[Screening]) -> tuple[str, str]:
     """A warning naming the runs scored on films they trained or validated on (their figures are in-sample; empty
-    when none was) and the table of `screening_row`s, each such run's films named under it (empty without --data)."""
+    when none was) and the table of `screening_row`s, each run's films it had seen and its guard would refuse named
+    under it (empty without --data)."""
     if not screening:
         return "", ""
-    in_sample = [f"{run} ({len(seen)} of {n})" for run, seen, _, n in screening if seen]
+    in_sample = [f"{run} ({len(seen)} of {n})" for run, seen, _, _, n in screening if seen]
     warning = (h.paragraph(f"Warning: runs scored on films they trained or validated on: {', '.join(in_sample)}; "
                            "their figures are in-sample and flatter them; compare on films none of them has seen.")
                if in_sample else "")
-    rows = [[run, f"{len(seen)} of {n}", refused] for run, seen, refused, n in screening]
+    rows = [[run, f"{len(seen)} of {n}", refused] for run, seen, refused, _, n in screening]
     table = h.table(["run", "films the model trained or validated on (in-sample)",
                      "images its out-of-distribution guard would refuse (scored anyway)"], rows)
-    named = "".join(seen_html({"seen_in_training": seen}, run) for run, seen, _, _ in screening)
+    named = "".join(seen_html({"seen_in_training": seen}, run)
+                    + refusals_html({"refused_by_guard": refusals}, f"{run}'s")
+                    for run, seen, _, refusals, _ in screening)
     return warning, "<h3>Images of --data the runs had seen or would refuse</h3>" + table + named
 
 
