@@ -689,13 +689,40 @@ def test_dicom_rle_compressed_decodes(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, ds)), minmax_u8(a))
 
 
-def test_dicom_multiframe_refused(tmp_path: Path) -> None:
-    a = np.stack([ramp(), ramp()])
+def test_dicom_multiframe_of_different_frames_refused(tmp_path: Path) -> None:
+    a = np.stack([ramp(), ramp()[::-1]])
     ds = make_dicom(a)  # set_pixel_data sets NumberOfFrames = 2
     assert int(ds.NumberOfFrames) == 2
     with pytest.raises(InputError) as exc:
         read_grayscale(dcm(tmp_path, ds, "multi.dcm"))
-    assert "multi-frame" in check_error(exc, str(tmp_path / "multi.dcm"))
+    assert check_error(exc, str(tmp_path / "multi.dcm")).endswith(
+        "multi-frame DICOM (2 frames) is not supported unless every frame is the same film; export one frame as a "
+        "single image")
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_dicom_multiframe_whose_frames_are_one_film_is_read_as_that_film(frames: int, tmp_path: Path) -> None:
+    """A multi-frame file of one frame, or of one film stored again in each frame, leaves no doubt which film is
+    meant: it was refused all the same (identical frames); it decodes as the single-frame file does, window too."""
+    a = ramp(lo=0, hi=4095, dtype=np.uint16)
+    single = read_grayscale(dicom_bytes(make_dicom(a, bits_stored=12, center=1500, width=800)))
+    ds = make_dicom(np.stack([a] * frames), bits_stored=12, center=1500, width=800)
+    assert int(ds.NumberOfFrames) == frames
+    np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, ds, "multi.dcm")), single)
+    rgb = np.stack([ramp(w=24), ramp(w=24)[::-1], np.full((16, 24), 40, np.uint8)], axis=-1)
+    colour = read_grayscale(dicom_bytes(make_dicom(rgb, photometric="RGB")))
+    np.testing.assert_array_equal(read_grayscale(dicom_bytes(make_dicom(np.stack([rgb] * frames),
+                                                                        photometric="RGB"))), colour)
+
+
+def test_dicom_multiframe_is_compared_only_within_the_pixel_limit(tmp_path: Path) -> None:
+    """Comparing the frames decodes them all: their pixels together count against max_pixels."""
+    ds = make_dicom(np.stack([ramp()] * 3))
+    path = dcm(tmp_path, ds, "multi.dcm")
+    assert read_grayscale(path, max_pixels=16 * 24 * 3).shape == (16, 24)
+    with pytest.raises(InputError) as exc:
+        read_grayscale(path, max_pixels=16 * 24 * 3 - 1)
+    assert "multi-frame DICOM (3 frames) is not supported" in check_error(exc, str(path))
 
 
 def test_dicom_without_pixel_data_refused(tmp_path: Path) -> None:

@@ -28,6 +28,9 @@ Decisions:
   Header values other than image geometry are never read for decoding (`not_frontal_view` reads the View
   Position apart), and exception text from pydicom is never copied into messages or exception chains (it could
   quote header values).
+* A multi-frame DICOM is read only when every frame holds the same pixels (one film stored again; NumberOfFrames 1
+  is one film too): its first frame. Frames that differ are refused, as which film is meant cannot be guessed, and so
+  is a file whose frames together exceed ``max_pixels`` (all are decoded to compare them).
 * DICOM Pixel Padding Value (with a Pixel Padding Range Limit: every stored value between the two) marks the
   frame around a collimated or non-rectangular film: padding pixels count for no min-max range and are filled
   with the darkest tone of the film's real pixels after every other step, so they neither stretch its contrast
@@ -428,7 +431,7 @@ def dicom_colour(data: bytes | bytearray, max_pixels: int = DEFAULT_MAX_PIXELS) 
 
 
 def _read_dicom(data: bytes, label: str, max_pixels: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Decode a single-frame DICOM image: Modality LUT, VOI LUT/window, Presentation LUT or inversion (MONOCHROME1
+    """Decode a DICOM image of one film (`_load_dicom`): Modality LUT, VOI LUT/window, Presentation LUT or inversion (MONOCHROME1
     or INVERSE); colour becomes luminance. With the grey image, a colour one's uint8 RGB pixels as `dicom_colour`
     gives them (None above its DEFAULT_MAX_PIXELS, as there), else None.
 
@@ -481,8 +484,10 @@ def _dicom_rgb(arr: np.ndarray, ds: Dataset, photometric: str) -> np.ndarray | N
 
 
 def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.ndarray, str]:
-    """The dataset of a single-frame DICOM image, its decoded pixel array and its photometric interpretation (upper
-    case; MONOCHROME2 for any other label on one sample per pixel), or an InputError naming `label`."""
+    """The dataset of a DICOM image of one film, its decoded pixel array and its photometric interpretation (upper
+    case; MONOCHROME2 for any other label on one sample per pixel), or an InputError naming `label`. A multi-frame
+    file is one film when every frame holds the same pixels (`_one_film`: its first frame); its frames together
+    count against `max_pixels`, as all are decoded to compare them."""
     try:
         import pydicom
         from pydicom.pixels import get_decoder
@@ -521,14 +526,12 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
         raise NotAnImage(
             f"{label}: DICOM file has no pixel data (not an image, e.g. a report); give a DICOM image"
         )
-    if frames > 1:
-        raise InputError(
-            f"{label}: multi-frame DICOM ({frames} frames) is not supported; export one frame as a single image"
-        )
     if rows < 1 or cols < 1:
         raise InputError(f"{label}: DICOM image has no rows/columns; give a complete, valid DICOM file")
     if rows * cols > max_pixels:
         raise _too_large(label, cols, rows, max_pixels)
+    if frames > 1 and rows * cols * frames > max_pixels:  # every frame is decoded to compare them
+        raise _multi_frame(label, frames)
     if compressed:
         try:
             available = get_decoder(tsyntax).is_available
@@ -552,7 +555,22 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
             f"{label}: cannot decode the DICOM pixel data; the file may be truncated or damaged, "
             "give a complete DICOM file"
         ) from None
+    if frames > 1:
+        arr = _one_film(arr, frames, label)
     return ds, arr, photometric
+
+
+def _multi_frame(label: str, frames: int) -> InputError:
+    return InputError(f"{label}: multi-frame DICOM ({frames} frames) is not supported unless every frame is the same "
+                      f"film; export one frame as a single image")
+
+
+def _one_film(arr: np.ndarray, frames: int, label: str) -> np.ndarray:
+    """The film of a multi-frame DICOM's decoded frames (`arr`, frames first) when every frame is the same film
+    stored again, else InputError: which of several films is meant cannot be guessed."""
+    if arr.ndim < 3 or arr.shape[0] != frames or not all(np.array_equal(arr[0], frame) for frame in arr[1:]):
+        raise _multi_frame(label, frames)
+    return arr[0]
 
 
 def _dicom_mono(raw: np.ndarray, ds: Dataset, invert: bool,
