@@ -35,6 +35,7 @@ from pneumoscan.inference.ood import (
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.models.registry import create_model, list_models
 from tests.conftest import (
+    LATERAL,
     SAMPLE,
     UPRIGHT_FILM,
     blank_image,
@@ -408,15 +409,18 @@ def test_fit_guard_leaves_colour_files_out_and_lists_unreadable_ones(fitted: Pat
     (data / "NORMAL" / "broken.jpeg").write_bytes(b"not a jpeg")
     (data / "PNEUMONIA" / "dithered.png").write_bytes(dithered())  # black and white: refused, so not learnt
     (data / "PNEUMONIA" / "dithered.jpeg").write_bytes(dithered_jpeg(quality=95))  # so is the same as JPEG
+    (data / "NORMAL" / "lateral.dcm").write_bytes(film_as_dicom("LL"))  # refused for its view, so not learnt
+    (data / "NORMAL" / "frontal.dcm").write_bytes(film_as_dicom("PA"))  # a film like any other
     out = tmp_path / "g.ood.safetensors"
     assert main(["fit-guard", "--model", str(fitted), "--data", str(tmp_path / "data"), "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "pneumoscan: warning: skipped " in err and "broken.jpeg" in err
     assert "left out of the fit: " in err and "holiday.jpg: colour image" in err
     meta = OODGuard.read(out).meta
-    assert meta["n_images"] == 40
+    assert meta["n_images"] == 41
     assert sorted(Path(m.split(":")[0]).name for m in meta["left_out"]) == [
-        "black.png", "dithered.jpeg", "dithered.png", "holiday.jpg"]
+        "black.png", "dithered.jpeg", "dithered.png", "holiday.jpg", "lateral.dcm"]
+    assert f"left out of the fit: {data / 'NORMAL' / 'lateral.dcm'}: {LATERAL}" in err
     assert any(m.endswith("dithered.png: binary (black-and-white) image: 2 grey levels; send the original radiograph")
                for m in meta["left_out"])
     assert any(m.endswith(f"dithered.jpeg: {TWO_TONES}") for m in meta["left_out"]), meta["left_out"]

@@ -10,6 +10,7 @@ import numpy as np
 
 from pneumoscan import __version__
 from pneumoscan.artifact import file_sha256, resolve_model_path
+from pneumoscan.data.decode import view_reason
 from pneumoscan.errors import InputError
 from pneumoscan.inference.ood.cues import (
     BLANK_SPREAD,
@@ -42,6 +43,20 @@ def _fit_samples(data: str | os.PathLike | Sequence[Any]) -> list[Any]:
                 return found[split]
         raise InputError(f"{data}: no train/ split to fit the guard on (the test split must not be used)")
     return list(data)
+
+
+def _unfit_reason(colour: float, spread: float, levels: int, tone: float, view: str | None) -> str | None:
+    """Why a training file is left out of the fit (the guard or its view rule refuses its like: colour, blank, black
+    and white, or a DICOM of a lateral, decubitus or oblique view), or None for a film to fit on."""
+    if colour > COLOUR_REFERENCE:
+        return REASONS["colour"]
+    if spread < BLANK_SPREAD:
+        return BLANK_REASON
+    if levels <= MAX_GREY_LEVELS:
+        return grey_levels_reason(levels)
+    if tone > TWO_TONE_SHARE:
+        return two_tone_reason(tone)
+    return None if view is None else view_reason(view)
 
 
 def chunked_statistics(images: np.ndarray, chunk: int = 256) -> np.ndarray:
@@ -90,15 +105,14 @@ def fit_guard(
         samples = [samples[i] for i in sorted(rng.permutation(len(samples))[:max_images])]
     image_set = load_image_set(samples, meta.image_size, Path(cache_dir) if cache_dir else None, desc="decoding guard")
     colour, tones = np.asarray(image_set.colours), np.asarray(image_set.tones)
-    # a colour, blank or black-and-white file among the training X-rays must not teach the guard to pass such images
+    # a colour, blank, black-and-white or lateral file among the training X-rays must not teach the guard to pass
+    # such images
     spread = pixel_spread(np.asarray(image_set.images))
     levels = np.asarray(image_set.levels if image_set.levels is not None else [256] * len(image_set.samples))
-    left_out = [f"{s.path}: " + (REASONS["colour"] if c > COLOUR_REFERENCE else BLANK_REASON if v < BLANK_SPREAD
-                                 else grey_levels_reason(int(n)) if n <= MAX_GREY_LEVELS else two_tone_reason(t))
-                for s, c, v, n, t in zip(image_set.samples, colour, spread, levels, tones)
-                if c > COLOUR_REFERENCE or v < BLANK_SPREAD or n <= MAX_GREY_LEVELS or t > TWO_TONE_SHARE]
-    keep = ((colour <= COLOUR_REFERENCE) & (spread >= BLANK_SPREAD) & (levels > MAX_GREY_LEVELS)
-            & (tones <= TWO_TONE_SHARE))
+    views = image_set.views if image_set.views is not None else [None] * len(image_set.samples)
+    reasons = [_unfit_reason(c, v, int(n), t, view) for c, v, n, t, view in zip(colour, spread, levels, tones, views)]
+    left_out = [f"{s.path}: {why}" for s, why in zip(image_set.samples, reasons) if why is not None]
+    keep = np.array([why is None for why in reasons], dtype=bool)
     images, colour, labels = np.asarray(image_set.images)[keep], colour[keep], image_set.labels[keep]
     n = len(images)
     if n < 5 * folds:
