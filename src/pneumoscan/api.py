@@ -65,18 +65,22 @@ def _all(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
 
 _PATH = _Kind(_is_path, "a path (a str or os.PathLike)")
 _PATHS = _Kind(_all(_is_path), "a list of paths (str or os.PathLike)")
+# a list of paths, or one path, which the function refuses with a message of its own saying to list it
+_PATH_OR_PATHS = _Kind(lambda value: _is_path(value) or _PATHS.test(value), _PATHS.text)
+_BYTES = _Kind(lambda value: isinstance(value, (bytes, bytearray)),
+               "a file's bytes (bytes, as Path.read_bytes() gives them; predict(path) takes a path)")
 _INT = _Kind(lambda value: isinstance(value, numbers.Integral) and not isinstance(value, bool), "an int")
 _NUMBER = _Kind(lambda value: isinstance(value, numbers.Real) and not isinstance(value, bool), "a number")
 _TEXT = _Kind(lambda value: isinstance(value, str), "a str")
 _TEXTS = _Kind(_all(lambda value: isinstance(value, str)), "a list of str")
+_BOOL = _Kind(lambda value: isinstance(value, bool), "a bool")
 _MODEL = _Kind(lambda value: value is None or _is_path(value),
                "a run folder or a model.safetensors (a str or os.PathLike), or None for the shipped model")
 _MODEL_OR_PREDICTOR = _Kind(lambda value: _MODEL.test(value) or _is_predictor(value),
                             "a run folder or a model.safetensors (a str or os.PathLike), a Predictor, or None for the "
                             "shipped model")
 # `train`'s options, by their TrainConfig type (None, their default, is taken by every one)
-_OPTION_KINDS = {"int": _INT, "float": _NUMBER, "bool": _Kind(lambda value: isinstance(value, bool), "a bool"),
-                 "str": _Kind(_is_path, "a str")}
+_OPTION_KINDS = {"int": _INT, "float": _NUMBER, "bool": _BOOL, "str": _Kind(_is_path, "a str")}
 
 
 def _check(function: str, name: str, value: Any, kind: _Kind) -> None:
@@ -87,11 +91,13 @@ def _check(function: str, name: str, value: Any, kind: _Kind) -> None:
         raise ArgumentTypeError(f"{function}: {name} takes {kind.text}, not {type(value).__name__} {shown}")
 
 
-def _public(**kinds: _Kind) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+def _public(called: str | None = None, /, **kinds: _Kind) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
     """A function of the Python API: the arguments it is given that `kinds` names are checked before it runs
-    (`_check`), and its messages name options as Python does (`speaks_python`)."""
+    (`_check`, naming it as `called`, default its own name: "Predictor" for that class's __init__), and its
+    messages name options as Python does (`speaks_python`)."""
     def decorate(function: Callable[_P, _R]) -> Callable[_P, _R]:
         signature = inspect.signature(function)
+        name = called or function.__name__
 
         @functools.wraps(function)
         def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
@@ -99,9 +105,9 @@ def _public(**kinds: _Kind) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
                 given = signature.bind(*args, **kwargs).arguments
             except TypeError:  # an argument missing or unknown: Python's own error, from the call itself
                 return function(*args, **kwargs)
-            for name, value in given.items():
-                if name in kinds:
-                    _check(function.__name__, name, value, kinds[name])
+            for argument, value in given.items():
+                if argument in kinds:
+                    _check(name, argument, value, kinds[argument])
             return function(*args, **kwargs)
 
         return speaks_python(call)
@@ -212,7 +218,7 @@ def evaluate(model: ModelPath | Predictor, data: str | os.PathLike, *, split: st
     return summary
 
 
-@_public(runs=_Kind(lambda value: _is_path(value) or _PATHS.test(value), _PATHS.text), data=_PATH.or_none(),
+@_public(runs=_PATH_OR_PATHS, data=_PATH.or_none(),
          split=_TEXT.or_none(), n_boot=_INT, seed=_INT, cache_dir=_PATH.or_none())
 def compare(runs: Sequence[str | os.PathLike], data: str | os.PathLike | None = None, *, split: str | None = None,
             n_boot: int = 500, seed: int = 0, cache_dir: str | os.PathLike | None = None,

@@ -56,7 +56,7 @@ def resolve_backend(backend: str) -> str:
     """'torch' or 'onnx' for a requested backend; 'auto' picks PyTorch when CUDA is present (ONNX Runtime runs on the
     CPU here), else onnx when onnxruntime imports."""
     if backend not in BACKENDS:
-        raise InputError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        raise InputError(f"{option('backend', backend)}: choose one of {', '.join(BACKENDS)}")
     if backend == "auto":
         return "onnx" if onnxruntime_available() and not cuda_available() else "torch"
     if backend == "onnx" and not onnxruntime_available():

@@ -15,13 +15,14 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, load_artifact, read_meta, resolve_model_path
+from pneumoscan.api import _BOOL, _BYTES, _INT, _MODEL, _NUMBER, _PATH, _PATH_OR_PATHS, _TEXT, _public
 from pneumoscan.data.decode import (
     not_frontal_view, read_file, read_grayscale_and_rgb, size_warning, stored_size, thumbnail_warning, view_reason,
 )
 from pneumoscan.data.file_cues import NOT_DECODED
 from pneumoscan.data.layout import IMAGE_EXTENSIONS, image_files
 from pneumoscan.data.preprocess import grey_levels, load_image_levels_and_rgb
-from pneumoscan.errors import InputError, check_at_least_one, option, speaks_python, warn, words
+from pneumoscan.errors import InputError, check_at_least_one, option, warn, words
 from pneumoscan.evaluation.thresholds import (
     adjust_for_prevalence, check_operating_point, threshold_ci95, threshold_for_recall,
 )
@@ -214,7 +215,10 @@ class Predictor:
     P (float rounding; for the shipped model on 400 train films, bench/results/predictor_default.md), and was slower
     per image there. `model`, the torch model, is loaded when first used (at once unless the export on file serves)."""
 
-    @speaks_python  # a notebook makes one: its mistakes name `threshold=2`, the CLI's `--threshold 2`
+    # a notebook makes one: its mistakes name `threshold=2` (the CLI's `--threshold 2`), an argument of the wrong
+    # kind is refused before the model is loaded
+    @_public("Predictor", model=_MODEL, backend=_TEXT, threshold=_NUMBER.or_none(), target_recall=_NUMBER.or_none(),
+             prevalence=_NUMBER.or_none(), batch_size=_INT, onnx_path=_PATH.or_none(), guard=_BOOL)
     def __init__(
         self,
         model: str | os.PathLike | None = None,
@@ -229,6 +233,8 @@ class Predictor:
     ) -> None:
         from pneumoscan.inference.onnx_backend import export_on_file, resolve_backend
 
+        check_at_least_one(batch_size, "batch_size")  # 0 ended in range()'s ValueError at the first prediction
+        check_operating_point(threshold, target_recall, prevalence)  # here, even when no image is readable
         self.path = resolve_model_path(model)
         self.meta = read_meta(self.path)
         self._model: Any = None
@@ -250,12 +256,8 @@ class Predictor:
             given = words(f"--onnx {onnx_path}", f"onnx_path={os.fspath(onnx_path)!r}")
             raise InputError(f"{given}: only the onnx backend uses it; drop {words('--onnx', '`onnx_path`')} or pass "
                              f"{option('backend', 'onnx')}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int):  # '8' or True would pass, 8.0 fail later
-            raise InputError(f"{option('batch_size', batch_size)}: must be a whole number of images, such as 64")
-        check_at_least_one(batch_size, "batch_size")  # 0 ended in range()'s ValueError at the first prediction
-        self.batch_size = batch_size
+        self.batch_size = int(batch_size)  # a numpy int is taken too
         self.prevalence = prevalence
-        check_operating_point(threshold, target_recall, prevalence)  # here, even when no image is readable
         self.threshold_from = "threshold" if threshold is not None else "target_recall" if target_recall is not None \
             else "model"
         self.target_recall = target_recall if target_recall is not None else (
@@ -330,6 +332,7 @@ class Predictor:
         lo, hi = self._adjust(np.array([lo, hi]))
         return float(lo), float(hi)
 
+    @_public(prob=_NUMBER)
     def borderline(self, prob: float) -> bool | None:
         """Whether `prob` lies within the threshold's interval (ends included); None when there is no interval."""
         interval = self.threshold_ci95
@@ -520,25 +523,37 @@ class Predictor:
         # an ONNX export without the features output
         return probs, list(self.guard.check(images, model=self.model, **signals))
 
+    @_public(data=_BYTES, name=_TEXT)
     def predict_bytes(self, data: bytes, name: str = "<upload>") -> Prediction:
         """Predict one in-memory file; raises InputError when it is not a usable image."""
         return self.decoded_results([name], [self.decode(data, name)])[0]
 
+    @_public(paths=_PATH_OR_PATHS, workers=_INT.or_none())
     def predict_files(self, paths: Sequence[str | os.PathLike], workers: int | None = None) -> list[Prediction]:
-        """Predict files and folders; unreadable files (and, among other inputs, folders without images) come back
-        with `error` set, the rest are still predicted. All in one list: `predict_chunks` to stream them."""
-        if isinstance(paths, (str, bytes, os.PathLike)):  # a str is a sequence too: of one-letter "paths"
-            raise InputError(f"predict_files takes a list of paths, not one path; predict_files([{os.fsdecode(paths)!r}]), "
+        """Predict files and folders (`workers` decoding threads, default one per core); unreadable files (and,
+        among other inputs, folders without images) come back with `error` set, the rest are still predicted. All
+        in one list: `predict_chunks` to stream them."""
+        if isinstance(paths, (str, os.PathLike)):  # a str is a sequence too: of one-letter "paths"
+            raise InputError(f"predict_files takes a list of paths, not one path; predict_files([{os.fspath(paths)!r}]), "
                              f"or predict(path) for one film")
-        return [p for chunk in self.predict_chunks(input_files(paths), workers=workers) for p in chunk]
+        return [p for chunk in self.predict_chunks(input_files(list(paths)), workers=workers) for p in chunk]
 
+    @_public(workers=_INT.or_none(), chunk_size=_INT.or_none())
     def predict_chunks(self, files: Sequence[tuple[Path, str | None]], workers: int | None = None,
                        chunk_size: int | None = None) -> Iterator[list[Prediction]]:
         """The predictions for `input_files(...)`, `chunk_size` files (default CHUNK_SIZE) at a time, in input
-        order: each chunk is decoded (in parallel), predicted and handed back before the next is read, so memory
-        is bounded by one chunk whatever the number of files. Files with an error come back with `error` set."""
-        size = chunk_size or CHUNK_SIZE
-        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        order: each chunk is decoded (in parallel by `workers` threads, default one per core), predicted and handed
+        back before the next is read, so memory is bounded by one chunk whatever the number of files. Files with an
+        error come back with `error` set."""
+        for name, count in (("workers", workers), ("chunk_size", chunk_size)):
+            if count is not None:  # 0 was taken as the default, -1 ended in ThreadPoolExecutor's ValueError
+                check_at_least_one(count, name)
+        return self._chunks(files, workers or os.cpu_count() or 1, chunk_size or CHUNK_SIZE)
+
+    def _chunks(self, files: Sequence[tuple[Path, str | None]], workers: int,
+                size: int) -> Iterator[list[Prediction]]:
+        """`predict_chunks`' work, once its arguments are checked."""
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             for start in range(0, len(files), size):
                 part = files[start : start + size]
                 yield self._chunk_results([path for path, _ in part], list(pool.map(self._decode, part)))

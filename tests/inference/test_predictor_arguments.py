@@ -1,0 +1,139 @@
+"""Predictor's arguments: a user's mistake is one InputError naming the argument as Python takes it (as the api
+functions do), never a traceback from deep inside nor a value silently taken."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import pneumoscan
+from pneumoscan.errors import InputError
+from pneumoscan.inference.predictor import Predictor
+
+PATH = "a run folder or a model.safetensors (a str or os.PathLike), or None for the shipped model"
+
+# Predictor(...) with one argument of a kind it does not take, and the start of the message
+WRONG_KINDS: dict[str, tuple[dict[str, Any], str]] = {
+    "model int": ({"model": 3}, f"Predictor: model takes {PATH}, not int 3"),
+    "model bytes": ({"model": b"run"}, f"Predictor: model takes {PATH}, not bytes b'run'"),
+    "backend None": ({"backend": None}, "Predictor: backend takes a str, not NoneType None"),
+    "threshold bool": ({"threshold": True}, "Predictor: threshold takes a number or None, not bool True"),
+    "threshold str": ({"threshold": "0.5"}, "Predictor: threshold takes a number or None, not str '0.5'"),
+    "target_recall bool": ({"target_recall": True}, "Predictor: target_recall takes a number or None, not bool True"),
+    "target_recall str": ({"target_recall": "0.9"}, "Predictor: target_recall takes a number or None, not str '0.9'"),
+    "prevalence str": ({"prevalence": "0.1"}, "Predictor: prevalence takes a number or None, not str '0.1'"),
+    "prevalence bool": ({"prevalence": False}, "Predictor: prevalence takes a number or None, not bool False"),
+    "batch_size str": ({"batch_size": "8"}, "Predictor: batch_size takes an int, not str '8'"),
+    "batch_size bool": ({"batch_size": True}, "Predictor: batch_size takes an int, not bool True"),
+    "batch_size float": ({"batch_size": 8.0}, "Predictor: batch_size takes an int, not float 8.0"),
+    "onnx_path int": ({"onnx_path": 3}, "Predictor: onnx_path takes a path (a str or os.PathLike) or None, not int 3"),
+    "guard str": ({"guard": "no"}, "Predictor: guard takes a bool, not str 'no'"),
+    "guard None": ({"guard": None}, "Predictor: guard takes a bool, not NoneType None"),
+}
+
+
+@pytest.mark.parametrize("case", list(WRONG_KINDS))
+def test_an_argument_of_the_wrong_kind_is_refused_when_the_predictor_is_made(case: str) -> None:
+    """Each ended in a TypeError from deep inside (model, threshold, target_recall, prevalence, onnx_path) or was
+    taken: threshold=True as 1.0, target_recall=True as 1.0, guard='no' as a guard, guard=None as none."""
+    given, message = WRONG_KINDS[case]
+    with pytest.raises(pneumoscan.InputError) as err:
+        Predictor(**given)
+    assert isinstance(err.value, TypeError)  # as the api functions' ArgumentTypeError
+    assert str(err.value) == message
+    assert err.traceback[-1].path == Path(pneumoscan.api.__file__)  # at the call: the model was not loaded
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"backend": "cuda"}, "backend='cuda': choose one of torch, onnx, auto"),
+    ({"batch_size": 0}, "batch_size=0: must be at least 1"),
+    ({"threshold": float("nan")}, "threshold=nan: must be between 0 and 1"),
+    ({"target_recall": 0}, "target_recall=0: must be above 0 and at most 1, e.g. 0.95"),
+    ({"prevalence": 1.0}, "prevalence=1.0: must be strictly between 0 and 1"),
+])
+def test_a_value_out_of_range_is_named_as_python_takes_it_before_the_model_is_read(tmp_path: Path,
+                                                                                   given: dict[str, Any],
+                                                                                   message: str) -> None:
+    """The model given does not exist: the operating point and batch size are checked first, so the mistake in
+    them is not hidden behind a second try (backend 'cuda' was named as "backend 'cuda'", in neither language)."""
+    with pytest.raises(InputError, match="^" + message.replace("(", r"\(") + "$"):
+        Predictor(tmp_path / "none" if "backend" not in given else None, **given)
+
+
+def test_a_numpy_batch_size_is_taken_as_an_int() -> None:
+    """np.int64(8), as from an array of settings, was refused as not 'a whole number of images'."""
+    predictor = Predictor(None, batch_size=np.int64(8))  # type: ignore[arg-type]
+    assert predictor.batch_size == 8 and type(predictor.batch_size) is int
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Predictor:
+    return Predictor(None)
+
+
+def _film(name: str = "IM-0240-0001.jpeg") -> Path:
+    return Path(pneumoscan.__file__).parents[2] / "sample" / "chest_xray" / "train" / "NORMAL" / name
+
+
+# a method of a Predictor called with an argument of a kind it does not take, and the message
+WRONG_METHOD_KINDS: dict[str, tuple[Callable[[Predictor], Any], str]] = {
+    "predict_files item": (lambda p: p.predict_files([_film(), 3]),
+                           "predict_files: paths takes a list of paths (str or os.PathLike), not list [PosixPath("),
+    "predict_files int": (lambda p: p.predict_files(3),
+                          "predict_files: paths takes a list of paths (str or os.PathLike), not int 3"),
+    "predict_files workers": (lambda p: p.predict_files([_film()], workers="2"),
+                              "predict_files: workers takes an int or None, not str '2'"),
+    "predict_chunks chunk_size": (lambda p: p.predict_chunks([], chunk_size=2.5),
+                                  "predict_chunks: chunk_size takes an int or None, not float 2.5"),
+    "predict_bytes path": (lambda p: p.predict_bytes(str(_film())),
+                           "predict_bytes: data takes a file's bytes (bytes, as Path.read_bytes() gives them; "
+                           "predict(path) takes a path), not str '/"),
+    "predict_bytes name": (lambda p: p.predict_bytes(_film().read_bytes(), name=Path("a.jpeg")),
+                           "predict_bytes: name takes a str, not PosixPath PosixPath('a.jpeg')"),
+    "borderline str": (lambda p: p.borderline("0.5"), "borderline: prob takes a number, not str '0.5'"),
+    "borderline None": (lambda p: p.borderline(None), "borderline: prob takes a number, not NoneType None"),
+}
+
+
+@pytest.mark.parametrize("case", list(WRONG_METHOD_KINDS))
+def test_a_method_names_an_argument_of_the_wrong_kind(shipped: Predictor, case: str) -> None:
+    """predict_bytes(path) read the file at that path, named '<upload>' (or said '<upload>: file not found');
+    name=Path(...) gave a Prediction whose path is no str; the others ended in a TypeError from inside."""
+    call, message = WRONG_METHOD_KINDS[case]
+    with pytest.raises(InputError) as err:
+        call(shipped)
+    assert isinstance(err.value, TypeError)
+    assert str(err.value).startswith(message), str(err.value)
+    assert err.traceback[-1].path == Path(pneumoscan.api.__file__)
+
+
+COUNTS_BELOW_ONE: dict[str, tuple[Callable[[Predictor], Any], str]] = {
+    "predict_files workers 0": (lambda p: p.predict_files([_film()], workers=0), "workers=0: must be at least 1"),
+    "predict_files workers -1": (lambda p: p.predict_files([_film()], workers=-1), "workers=-1: must be at least 1"),
+    "predict_chunks workers 0": (lambda p: p.predict_chunks([(_film(), None)], workers=0),
+                                 "workers=0: must be at least 1"),
+    "predict_chunks chunk_size 0": (lambda p: p.predict_chunks([(_film(), None)], chunk_size=0),
+                                    "chunk_size=0: must be at least 1"),
+}
+
+
+@pytest.mark.parametrize("case", list(COUNTS_BELOW_ONE))
+def test_a_count_of_threads_or_files_below_one_is_refused(shipped: Predictor, case: str) -> None:
+    """workers=0 (and chunk_size=0) was taken as the default, workers=-1 ended in ThreadPoolExecutor's ValueError;
+    predict_chunks says so when called, not when its first chunk is asked for."""
+    call, message = COUNTS_BELOW_ONE[case]
+    with pytest.raises(InputError, match=f"^{message}$"):
+        call(shipped)
+
+
+def test_predict_files_takes_any_iterable_of_paths(shipped: Predictor, tmp_path: Path) -> None:
+    """A generator ended in "object of type 'generator' has no len()" when one of its folders held no image."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    got = shipped.predict_files(path for path in [empty, _film()])
+    assert [p.error is not None for p in got] == [True, False]
+    assert "folder holds no image files" in str(got[0].error)
+    assert got[1].probability == shipped.predict_files([_film()])[0].probability
