@@ -644,3 +644,58 @@ def test_weights_that_load_into_another_plugin_version_are_warned_about_naming_b
         f"{path}: model 'acmenet' was trained with acme-models 0.1 and acme-models 0.2 is installed here; its weights "
         f"load, but its results may differ from the ones it was validated with (pip install 'acme-models==0.1' for "
         f"the version it was trained with)"]
+
+
+@pytest.mark.parametrize("then", ["0.1", "0.3"])
+def test_a_plugin_version_whose_resume_trained_no_epoch_is_not_recorded_nor_named(
+        acme_run: Path, own_registry: dict, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        then: str) -> None:
+    """A run of acme-models 0.1 resumed under 0.2, which stops within its first epoch, then resumed under `then` and
+    finished: 0.2 trained no epoch, so neither config.json nor the artifact names it, and the second resume's warning
+    names 0.1, which trained the checkpoint (it said 'trained with acme-models 0.2', and 'pip install
+    acme-models==0.2 to continue as it started'). With 0.1 again the run has one version: no warning, no
+    `earlier_model_sources` (it kept a record of 0.1 replaced by 0.1)."""
+    import pneumoscan.training.trainer as trainer
+
+    install_acme(own_registry, "0.2")
+    real = trainer.augment_batch
+    monkeypatch.setattr(trainer, "augment_batch", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt()))
+    code, err = resume(acme_run, capsys)
+    assert code == 130 and "and acme-models 0.2 is installed here" in err, err
+    monkeypatch.setattr(trainer, "augment_batch", real)
+    install_acme(own_registry, then)
+    code, err = resume(acme_run, capsys)
+    warned = [line for line in err.splitlines() if "acme-models" in line]
+    config = json.loads((acme_run / "config.json").read_text())
+    meta = read_meta(acme_run / "model.safetensors")
+    records = [config["model_sources"], config.get("earlier_model_sources"), meta.model_sources,
+               meta.training.get("earlier_model_sources")]
+    assert code == 0 and meta.training["config"]["epochs"] == 2 and "0.2" not in json.dumps(records), records
+    if then == "0.1":
+        assert warned == []
+        assert (config["model_sources"], meta.model_sources) == (ACME_RECORD, ACME_RECORD)
+        assert "earlier_model_sources" not in config and "earlier_model_sources" not in meta.training, config
+    else:
+        assert len(warned) == 1 and warned[0].startswith(
+            f"pneumoscan: warning: {acme_run}: model 'acmenet' was trained with acme-models 0.1 and acme-models 0.3 "
+            f"is installed here; its checkpoint loads"), err
+        now = {"acmenet": {**ACME_RECORD["acmenet"], "version": "0.3"}}
+        earlier = [{"until_epoch": 1, "model_sources": ACME_RECORD}]
+        assert (config["model_sources"], config["earlier_model_sources"]) == (now, earlier)
+        assert (meta.model_sources, meta.training["earlier_model_sources"]) == (now, earlier)
+
+
+def test_after_a_resume_that_trained_no_epoch_a_missing_plugin_is_named_by_the_version_that_trained_the_run(
+        acme_run: Path, own_registry: dict, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """acme-models 0.1 trained the run's epoch, a resume under 0.2 stopped within its first, then the plugin was
+    uninstalled: resuming says to install 0.1 (it said 0.2, which trained nothing and resumes only with a warning)."""
+    import pneumoscan.training.trainer as trainer
+
+    install_acme(own_registry, "0.2")
+    monkeypatch.setattr(trainer, "augment_batch", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert resume(acme_run, capsys)[0] == 130
+    del own_registry["acmenet"]
+    code, err = resume(acme_run, capsys)
+    assert (code, err) == (2, f"pneumoscan: error: {acme_run}: model 'acmenet' comes from the plugin package "
+                              f"acme-models 0.1 (module acme_models), which is not installed here; install it (pip "
+                              f"install 'acme-models==0.1') and run the command again\n")

@@ -48,10 +48,15 @@ LAST_CHECKPOINT = "last.pt"
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "val_accuracy", "seconds", "images_per_s"]
 
 
-def recorded_model_sources(out: Path) -> dict[str, dict[str, str]]:
-    """Where the model of the run in `out` came from when it started (`model_sources`): its config.json's record,
-    else (a run started before config.json kept one) its model files'; {} when none says."""
+def recorded_model_sources(out: Path, epoch: int | None = None) -> dict[str, dict[str, str]]:
+    """Where the model of the run in `out` comes from (`model_sources`): its config.json's record, else (a run
+    started before config.json kept one) its model files'; {} when none says. With `epoch`, the epoch its
+    checkpoint ends, where its weights were trained: the record a resume with another version replaced after that
+    very epoch (`earlier_model_sources`) when that resume stopped before it finished an epoch."""
     saved = _saved_config(out)
+    replaced = _replaced_at(saved, epoch)
+    if replaced is not None:
+        return replaced
     sources = saved.get("model_sources")
     if isinstance(sources, dict) and all(isinstance(source, dict) for source in sources.values()):
         return sources
@@ -62,6 +67,26 @@ def recorded_model_sources(out: Path) -> dict[str, dict[str, str]]:
             except InputError:  # a damaged file: the next one may say
                 continue
     return {}
+
+
+def _replaced_at(saved: dict[str, Any], epoch: int | None) -> dict[str, dict[str, str]] | None:
+    """The `model_sources` that config.json `saved` says a resume replaced after `epoch` (its last
+    `earlier_model_sources` entry, when it ends at `epoch`: the version recorded since has trained no epoch), else
+    None."""
+    earlier = saved.get("earlier_model_sources")
+    last = earlier[-1] if isinstance(earlier, list) and earlier else None
+    if epoch is None or not isinstance(last, dict) or last.get("until_epoch") != epoch:
+        return None
+    sources = last.get("model_sources")
+    return sources if isinstance(sources, dict) else None
+
+
+def _checkpoint_epoch(out: Path) -> int | None:
+    """The epoch the checkpoint of the run in `out` ends; None without a readable one."""
+    try:
+        return load_checkpoint(out / LAST_CHECKPOINT)["state"]["epoch"] if (out / LAST_CHECKPOINT).is_file() else None
+    except (InputError, KeyError, TypeError):
+        return None
 
 
 def _saved_config(out: Path) -> dict[str, Any]:
@@ -294,8 +319,9 @@ class Trainer:
         self.progress = progress
         self.verbose = verbose
         self.warn = warn  # the command's `pneumoscan: warning:` line; the Python API's warnings.warn
-        if not is_registered(cfg.model):  # a run's plugin since uninstalled: say which package it came from
-            require_registered({k: v for k, v in recorded_model_sources(self.out).items() if k == cfg.model}, self.out)
+        if not is_registered(cfg.model):  # a run's plugin since uninstalled: say the version that trained it
+            trained = recorded_model_sources(self.out, _checkpoint_epoch(self.out))
+            require_registered({k: v for k, v in trained.items() if k == cfg.model}, self.out)
         spec = get_spec(cfg.model)
         if not spec.trainable:
             raise InputError(f"model '{cfg.model}' is built from trained runs, not trained: train its members, "
@@ -340,42 +366,50 @@ class Trainer:
                       f"will differ from one of a run started with {option('epochs', self.cfg.epochs)}")
         now = {k: v for k, v in self.cfg.to_dict().items() if k in RESUME_MAY_CHANGE}
         updated = {**saved, **now, **self._model_sources_update(saved, state["epoch"])}
+        if not updated.get("earlier_model_sources"):
+            updated.pop("earlier_model_sources", None)
         if updated != saved:
             self._write_json("config.json", updated)
 
     def _model_sources_update(self, saved: dict[str, Any], epoch: int) -> dict[str, Any]:
         """config.json's record of where the model comes from, for a run resumed after `epoch` with another version of
-        its plugin (which the resume has warned about): `model_sources` as installed now, so a later resume does not
-        warn again, and the record it replaces appended to `earlier_model_sources` as {'until_epoch': E,
-        'model_sources': ...}; {} when the installed model comes from where the run records."""
-        before, now = recorded_model_sources(self.out), model_sources([self.cfg.model])
-        if before.get(self.cfg.model) == now.get(self.cfg.model):
-            return {}
+        its plugin than trained its checkpoint (which the resume has warned about): `model_sources` as installed now,
+        so a later resume does not warn again, and the record of the version that trained the checkpoint appended to
+        `earlier_model_sources` as {'until_epoch': E, 'model_sources': ...}. A version recorded by a resume that
+        stopped before it finished an epoch trained none, so it is named nowhere: a run continued with the version
+        before it again records no change. {} when nothing changes."""
+        name, now = self.cfg.model, model_sources([self.cfg.model])
+        trained = recorded_model_sources(self.out, epoch)
         earlier = list(saved.get("earlier_model_sources") or [])
-        if before and not (earlier and earlier[-1]["until_epoch"] == epoch):  # else `before` trained no epoch
-            earlier.append({"until_epoch": epoch, "model_sources": before})
-        return {"model_sources": now, **({"earlier_model_sources": earlier} if earlier else {})}
+        if _replaced_at(saved, epoch) is not None:
+            earlier.pop()
+        elif trained.get(name) == now.get(name):
+            return {}
+        if trained and trained.get(name) != now.get(name):
+            earlier.append({"until_epoch": epoch, "model_sources": trained})
+        return {"model_sources": now, "earlier_model_sources": earlier}
 
-    def _resumed_model(self) -> nn.Module:
+    def _resumed_model(self, epoch: int) -> nn.Module:
         """The model built with the options the run started with (config.json's `model_config`; a later version of
         its plugin may have changed its defaults), kept for the rest of the run; InputError naming both versions
-        when the installed version no longer takes one of them."""
+        when the installed version no longer takes one of them (the version that trained its checkpoint, after
+        `epoch`)."""
         saved = _saved_config(self.out).get("model_config")
         if isinstance(saved, dict):
             self.model_cfg = saved
         try:
             return create_model(self.cfg.model, **self.model_cfg)
         except ModelConfigError as err:
-            changed = version_change(recorded_model_sources(self.out))
+            changed = version_change(recorded_model_sources(self.out, epoch))
             if changed is None:
                 raise
             raise InputError(f"{self.out}: {err}, as {changed[0]}; install {changed[1]} to resume it") from None
 
     def _resume_weights(self, model: nn.Module, ckpt: dict[str, Any], ckpt_path: Path) -> dict[str, Any]:
         """`ckpt`, the checkpoint read from `ckpt_path`, its weights loaded into `model`; InputError in one line when
-        they do not fit (naming both versions when the model's plugin is another version than the run started with),
-        and a warning when they fit another version."""
-        changed = version_change(recorded_model_sources(self.out))
+        they do not fit (naming both versions when the model's plugin is another version than trained them), and a
+        warning when they fit another version."""
+        changed = version_change(recorded_model_sources(self.out, ckpt["state"]["epoch"]))
         try:
             model.load_state_dict(ckpt["model"])
         except RuntimeError as err:  # names, shapes or number of tensors other than this model has
@@ -468,7 +502,8 @@ class Trainer:
         for stale in self.out.glob(".*.tmp"):  # left by a run killed mid-write
             stale.unlink()
         seed_everything(cfg.seed)
-        model = self._resumed_model() if resume else create_model(cfg.model, **self.model_cfg)
+        model = self._resumed_model(saved_ckpt["state"]["epoch"]) if saved_ckpt is not None else \
+            create_model(cfg.model, **self.model_cfg)
         check_model_output(model, cfg.model, self.image_size)  # a plugin's model that breaks the contract: one line
         # its weights are loaded before minutes of decoding
         ckpt = None if saved_ckpt is None else self._resume_weights(model, saved_ckpt, ckpt_path)
