@@ -1982,3 +1982,52 @@ def test_the_meters_hatched_band_is_explained_in_text_not_only_on_hover(server: 
         expect(page.locator("#band")).to_be_hidden()
         expect(page.locator("#interval")).to_have_text("not known")
         assert not errors, errors
+
+
+def test_the_first_heatmap_after_start_is_said_to_take_longer_and_a_broken_pytorch_is_named(
+        server: str, sample_dir: Path) -> None:
+    """The service starts without PyTorch and loads it for the first heatmap: while that upload is analysed the page
+    says the first heatmap can take longer (not on later uploads); when PyTorch cannot be loaded, the result comes
+    without a heatmap and the heatmap's label says why."""
+    import json
+
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[0]
+    record = ("window.statuses = []; document.addEventListener('DOMContentLoaded', () => new MutationObserver(() => "
+              "window.statuses.push(document.getElementById('status').textContent)).observe("
+              "document.getElementById('status'), {childList: true, characterData: true, subtree: true}));")
+    with chromium_page(server + "/", init_script=record) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.evaluate("modelInfo.explain_loaded = false")  # as GET /model says at a fresh start
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        expect(page.locator("#heatmap")).to_have_attribute("src", re.compile("^data:image/png"))
+        first = page.evaluate("window.statuses.splice(0)")
+        assert any(s.startswith("Analysing… (the first heatmap after the service started") for s in first), first
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#status")).to_have_text("")
+        assert "Analysing…" in page.evaluate("window.statuses") and not any(
+            "first heatmap" in s for s in page.evaluate("window.statuses"))
+
+        problem = ("Grad-CAM heatmaps need PyTorch, which could not be loaded (ImportError: libtorch_cpu.so); "
+                   "predictions are not affected. Reinstall torch and restart the service for heatmaps")
+
+        def broken_model(route: Any) -> None:
+            info = route.fetch().json()
+            route.fulfill(json={**info, "explain_available": False, "explain_loaded": False,
+                                "explain_problem": problem})
+
+        def broken_heatmap(route: Any) -> None:
+            if "explain=true" in route.request.url:
+                route.fulfill(status=501, content_type="application/json", body=json.dumps({"detail": problem}))
+            else:
+                route.continue_()
+
+        page.route("**/model", broken_model)
+        page.route("**/predict*", broken_heatmap)
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#heat-label")).to_have_text(f"Heatmap not available: {problem}", timeout=15_000)
+        expect(page.locator("#error")).to_be_hidden()
+        expect(page.locator("#decision")).not_to_be_empty()
+        assert not errors, errors

@@ -281,6 +281,11 @@ class Predictor:
             self._load_model()
         return self._model
 
+    @property
+    def model_loaded(self) -> bool:
+        """Whether the torch model is loaded (reading `model` would load it, importing torch: seconds)."""
+        return self._model is not None
+
     def _load_model(self) -> None:
         """Load the torch model once (threads of the service may ask at the same time)."""
         with self._model_lock:

@@ -68,7 +68,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)  # HEAD: uptime monitors
-    async def index() -> FileResponse:
+    async def index(request: Request) -> FileResponse:
+        if request.method == "GET":  # a doctor opened the page: its uploads ask for heatmaps (not a monitor's HEAD)
+            engine.warm_explain()
         return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": _PAGE_POLICY})
 
     @app.middleware("http")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import copy
 import importlib
+import importlib.util
+import logging
 import threading
 from collections.abc import Sequence
 from types import ModuleType
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 GRADCAM_MODULE = "pneumoscan.explain.gradcam"
+log = logging.getLogger("pneumoscan.service")
 
 
 class ExplainUnavailable(PneumoscanError):
@@ -38,6 +41,14 @@ def gradcam_module() -> ModuleType | None:
             return None
         raise
     return module if all(hasattr(module, name) for name in GRADCAM_FUNCTIONS) else None
+
+
+def torch_installed() -> bool:
+    """Whether PyTorch can be imported, found without importing it."""
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except ValueError:  # a module object without a spec under sys.modules["torch"] (None: imports of it fail)
+        return False
 
 
 class Engine:
@@ -60,12 +71,15 @@ class Engine:
                                    target_recall=settings.target_recall, prevalence=settings.prevalence,
                                    onnx_path=settings.onnx_path)
         _ = self.predictor.threshold_ci95  # computed now, not on the first upload
-        # loaded now, not on the first GET /model or heatmap (which need it for Grad-CAM): importing torch takes 1.5 s
-        _ = self.predictor.model
+        # The torch model (Grad-CAM's) is not loaded here when the ONNX export on file serves: it is loaded by the
+        # first heatmap, in its worker thread (see `_cam_problem`), so the service starts and predicts without torch.
         self.model_sha256 = file_sha256(self.predictor.path)
         shipped = default_model_path()
         self.shipped = shipped.is_file() and file_sha256(shipped) == self.model_sha256
+        self._torch_at_start = self.predictor.model_loaded  # else the first heatmap loads it (not the event loop)
         self._explain_lock = threading.Lock()
+        self._warm_lock = threading.Lock()
+        self._warming: threading.Thread | None = None
         self._explain_model: nn.Module | None = None
         self._cam_error: str | None = None  # why Grad-CAM cannot explain the model, once known ('' = it can)
         self._cam_layers: list[str] = []  # its target layers, found with `_cam_error`
@@ -106,8 +120,46 @@ class Engine:
             raise RuntimeError(f"the model scored a grey test image {result.probability}, not a probability")
 
     def explain_available(self) -> bool:
+        """Whether ?explain=true can give a heatmap. Until the torch model is loaded (the first heatmap loads it) this
+        is whether Grad-CAM and PyTorch are installed: found without importing torch, and without the lock a
+        loading heatmap holds (the event loop asks). Once it is loaded, whether Grad-CAM can explain the model."""
         module = gradcam_module()
-        return module is not None and not self._cam_problem(module)
+        if module is None:
+            return False
+        if self._cam_error is None and not self._torch_at_start:
+            return torch_installed()
+        return not self._cam_problem(module)
+
+    def warm_explain(self) -> None:
+        """Load Grad-CAM's torch model in a background thread (once), when it is not loaded yet: the page was opened,
+        so a heatmap is asked for soon, and it would otherwise wait seconds for PyTorch to load. Predictions go on
+        meanwhile; a heatmap asked for before it is done waits for it."""
+        with self._warm_lock:
+            if self._warming is not None or self._cam_error is not None:
+                return
+            module = gradcam_module()
+            if module is None:
+                return
+            self._warming = threading.Thread(target=self._warm, args=(module,), name="pneumoscan-gradcam-load",
+                                             daemon=True)  # never holds up a stop
+            self._warming.start()
+
+    def _warm(self, module: ModuleType) -> None:
+        try:
+            self._cam_problem(module)
+        except Exception as err:  # noqa: BLE001 - a thread of its own: logged (its type), the next heatmap retries
+            log.error("loading Grad-CAM's model in the background failed (%s); the next heatmap tries again",
+                      type(err).__name__)
+
+    @property
+    def explain_loaded(self) -> bool:
+        """Whether Grad-CAM's torch model is ready (False: the next heatmap first loads PyTorch, a few seconds)."""
+        return self._cam_error == ""
+
+    @property
+    def explain_problem(self) -> str | None:
+        """Why heatmaps are not available, once the first one found it (None when they are, or not yet known)."""
+        return self._cam_error or None
 
     def _explain_copy(self) -> nn.Module:
         """The model copy Grad-CAM hooks into (made on first use); call with `_explain_lock` held."""
@@ -127,6 +179,11 @@ class Engine:
                         self._cam_error = ""  # set last: a reader without the lock sees the layers first
                     except InputError as err:
                         self._cam_error = str(err)
+                    except (ImportError, OSError) as err:  # PyTorch missing or broken: heatmaps off, service on
+                        self._cam_error = (f"Grad-CAM heatmaps need PyTorch, which could not be loaded "
+                                           f"({type(err).__name__}: {err}); predictions are not affected. Reinstall "
+                                           f"torch and restart the service for heatmaps")
+                        log.error("heatmaps off: %s", self._cam_error)
         return self._cam_error
 
     def explain_png(self, image: np.ndarray, label: str) -> bytes | None:
@@ -151,6 +208,7 @@ class Engine:
                 "threshold_ci95": self.predictor.threshold_ci95,
                 "operating_point": self.predictor.operating_point(),
                 "backend": self.predictor.backend, "explain_available": self.explain_available(),
+                "explain_loaded": self.explain_loaded, "explain_problem": self.explain_problem,
                 "max_upload_mb": self.settings.max_upload_mb, "max_batch_files": self.settings.max_batch_files,
                 "max_batch_mb": self.settings.batch_limit_mb, "upload_memory_mb": self.settings.upload_memory_limit_mb,
                 "upload_idle_s": self.settings.upload_idle_s, "upload_total_s": self.settings.upload_total_s,

@@ -225,7 +225,8 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
     start = time.perf_counter()
     engine, settings = _engine(request), request.app.state.settings
     if explain and not engine.explain_available():
-        raise HTTPException(501, "Grad-CAM heatmaps are not available for this model or installation; "
+        why = f" ({engine.explain_problem})" if engine.explain_problem else ""
+        raise HTTPException(501, f"Grad-CAM heatmaps are not available for this model or installation{why}; "
                                  "retry without ?explain=true")
     async with _upload_memory(request) as reservation:
         parts = await read_multipart(request, reservation=reservation,

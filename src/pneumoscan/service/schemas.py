@@ -86,7 +86,14 @@ class ModelInfo(BaseModel):
     val_metrics: dict[str, Any]
     test_metrics: dict[str, Any]
     backend: str = Field(description="inference engine: torch or onnx")
-    explain_available: bool = Field(description="whether ?explain=true can return a Grad-CAM heatmap")
+    explain_available: bool = Field(description="whether ?explain=true can return a Grad-CAM heatmap (until the "
+                                                "first heatmap loads PyTorch: whether Grad-CAM and PyTorch are "
+                                                "installed)")
+    explain_loaded: bool = Field(description="whether Grad-CAM's PyTorch model is loaded; false: the service "
+                                             "started without it and the next heatmap loads it first (seconds)")
+    explain_problem: str | None = Field(description="why heatmaps are not available, once the first one found it "
+                                                    "(PyTorch that could not be loaded, a model Grad-CAM cannot "
+                                                    "explain); null otherwise")
     max_upload_mb: float = Field(description="per-file upload limit")
     max_batch_files: int = Field(description="files per /predict/batch request")
     max_batch_mb: float = Field(description="whole /predict/batch request body limit")

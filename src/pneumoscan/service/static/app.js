@@ -62,6 +62,9 @@ const DOWN = "The pneumoscan service did not answer";
 const WHAT_TO_DO = "Try again in a minute; if it keeps failing, tell whoever runs pneumoscan at your site " +
   "(IT support).";
 const DOWN_NOW = `${DOWN}, so uploads will not work until it does. ${WHAT_TO_DO}`;
+// The service starts without PyTorch (its ONNX model predicts) and loads it, for Grad-CAM, when the page opens or a
+// heatmap is first asked for: the first result with a heatmap may take a few seconds more.
+const ANALYSING_FIRST = "Analysing… (the first heatmap after the service started can take a few seconds longer)";
 const VALIDATION_SOURCE = "The threshold is the model's operating point, chosen on validation data to favour " +
   "sensitivity.";
 
@@ -429,6 +432,7 @@ function render(result, name) {
            (small ? `. ${small}` : ""));
 
   const heat = $("heatmap"), toggle = $("heat-toggle");
+  if (result.heatmap_class && modelInfo) modelInfo.explain_loaded = true;  // a heatmap was made: Grad-CAM is loaded
   if (result.heatmap_png_base64) {
     heat.src = `data:image/png;base64,${result.heatmap_png_base64}`;
     setHeatToggle(true);
@@ -451,6 +455,7 @@ function render(result, name) {
     // an all-zero map would draw as the bare film, which reads as evidence nowhere or a drawing fault: say so
     $("heat-label").textContent = result.heatmap_empty
       ? `Heatmap empty: Grad-CAM found no positive evidence for ${result.heatmap_class} in this film`
+      : modelInfo && modelInfo.explain_problem ? `Heatmap not available: ${modelInfo.explain_problem}`
       : "Heatmap not available for this model";
     $("heat-legend").classList.remove("available");
     showHeat(false);
@@ -551,7 +556,8 @@ function progressReporter(mine) {
   return (loaded, total) => {
     if (mine !== latest || total < PROGRESS_FROM) return;
     if (loaded >= total) {
-      if (heard !== 100) setStatus("Analysing…");
+      if (heard !== 100) setStatus(modelInfo && modelInfo.explain_available && !modelInfo.explain_loaded
+        ? ANALYSING_FIRST : "Analysing…");
       announce("");
       heard = 100;
       return;
@@ -597,6 +603,7 @@ async function analyse(files) {
   const form = new FormData();
   form.append("file", file, file.name);
   let explain = modelInfo ? modelInfo.explain_available : false;
+  if (explain && !modelInfo.explain_loaded) setStatus(ANALYSING_FIRST);  // PyTorch may still be loading for it
   try {
     let res, body;
     // A 503 means the service's memory for uploads is full, not that the file is wrong: ask again after the

@@ -1,0 +1,154 @@
+"""`serve` starts and predicts without PyTorch when the ONNX export on file serves (the shipped model); Grad-CAM's
+torch model is loaded by the first heatmap, or in the background once the page is opened, and a PyTorch that cannot
+be loaded turns heatmaps off, not the service."""
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pneumoscan.inference.predictor import Predictor
+from pneumoscan.service.app import create_app
+from pneumoscan.service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+FILM = ROOT / "sample" / "chest_xray" / "train" / "NORMAL" / "IM-0240-0001.jpeg"
+
+# Runs `pneumoscan serve` (the shipped model, backend auto) with uvicorn.run replaced by requests through a TestClient,
+# and prints, as JSON, whether torch was imported after each step.
+SERVE = textwrap.dedent("""
+    import json, sys, time
+    import uvicorn
+    from fastapi.testclient import TestClient
+    from pneumoscan.cli import main
+
+    film = open(sys.argv[2], "rb").read()
+    steps = {}
+
+    def serve(app, **_):
+        with TestClient(app) as c:
+            def post(url):
+                res = c.post(url, files={"file": ("film.jpeg", film, "image/jpeg")})
+                assert res.status_code == 200, res.text
+                return res.json()
+            assert c.get("/health").status_code == 200 and c.get("/ready").status_code == 200
+            steps["model"] = c.get("/model").json()
+            assert post("/predict")["probability"] is not None
+            assert post("/predict/batch")["n_ok"] == 1
+            assert c.head("/").status_code == 200  # an uptime monitor, not a doctor opening the page
+            steps["before"] = "torch" in sys.modules
+            if sys.argv[1] == "page":
+                assert c.get("/").status_code == 200
+                end = time.monotonic() + 120
+                while not c.get("/model").json()["explain_loaded"] and time.monotonic() < end:
+                    time.sleep(0.05)
+                steps["page"] = "torch" in sys.modules
+            steps["heatmap"] = bool(post("/predict?explain=true")["heatmap_png_base64"])
+            steps["after"] = "torch" in sys.modules
+            steps["loaded"] = c.get("/model").json()["explain_loaded"]
+
+    uvicorn.run = serve
+    assert main(["serve", "--port", "0", "--log-level", "critical"]) == 0
+    print(json.dumps(steps))
+""")
+
+
+def serve_steps(mode: str) -> dict[str, object]:
+    done = subprocess.run([sys.executable, "-c", SERVE, mode, str(FILM)], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")}, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_serve_predicts_without_torch_and_the_first_heatmap_loads_it() -> None:
+    steps = serve_steps("heatmap")
+    assert steps["before"] is False  # /health, /ready, /model, /predict, /predict/batch, HEAD /: no torch
+    assert steps["model"]["explain_available"] is True and steps["model"]["explain_loaded"] is False
+    assert steps["heatmap"] is True and steps["after"] is True and steps["loaded"] is True
+
+
+def test_opening_the_page_loads_torch_in_the_background() -> None:
+    steps = serve_steps("page")
+    assert steps["before"] is False and steps["page"] is True
+    assert steps["heatmap"] is True and steps["loaded"] is True
+
+
+@pytest.fixture
+def app() -> Iterator:
+    """The shipped model as `serve` runs it: ONNX from its export on file, the torch model not loaded."""
+    application = create_app(Settings())
+    assert not application.state.engine.predictor.model_loaded
+    yield application
+
+
+def post_film(client: TestClient, url: str):  # noqa: ANN201
+    return client.post(url, files={"file": (FILM.name, FILM.read_bytes(), "image/jpeg")})
+
+
+def test_a_heatmap_made_on_demand_is_that_of_the_torch_model(app) -> None:  # noqa: ANN001
+    from pneumoscan.explain.gradcam import cam_layers, gradcam_for_image, overlay_png
+
+    with TestClient(app) as c:
+        first, second = post_film(c, "/predict?explain=true").json(), post_film(c, "/predict?explain=true").json()
+    assert first["heatmap_png_base64"] and first == {**second, **{k: first[k] for k in (
+        "latency_ms", "request_id", "analysed_at")}}
+    predictor = Predictor(backend="torch")  # the model loaded at once, as serve did before
+    image = predictor.decode(FILM.read_bytes(), FILM.name).image
+    model = predictor.model.eval()
+    cam = gradcam_for_image(model, predictor.meta, image, target=predictor.meta.class_names.index(first["label"]),
+                            layers=cam_layers(model, predictor.meta))
+    assert base64.b64decode(first["heatmap_png_base64"]) == bytes(overlay_png(image, cam))
+
+
+def test_a_heatmap_asked_while_the_page_warm_up_runs_waits_for_it(app) -> None:  # noqa: ANN001
+    engine = app.state.engine
+    with TestClient(app) as c:
+        with engine._explain_lock:  # the warm-up holds it while it loads the model
+            assert c.get("/").status_code == 200
+            assert engine._warming.is_alive()
+            assert post_film(c, "/predict").status_code == 200  # predictions go on meanwhile
+            assert c.get("/model").json()["explain_loaded"] is False
+        engine._warming.join(120)
+        assert c.get("/model").json()["explain_loaded"] is True
+        assert post_film(c, "/predict?explain=true").json()["heatmap_png_base64"]
+
+
+def test_a_pytorch_that_cannot_be_loaded_turns_off_heatmaps_only(app, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    def broken(self: Predictor) -> None:
+        raise ImportError("libtorch_cpu.so: cannot open shared object file")
+
+    monkeypatch.setattr(Predictor, "_load_model", broken)
+    with TestClient(app) as c:
+        assert c.get("/model").json()["explain_available"] is True  # not known before a heatmap is asked for
+        res = post_film(c, "/predict?explain=true")
+        assert res.status_code == 501
+        assert "need PyTorch, which could not be loaded (ImportError: libtorch_cpu.so" in res.json()["detail"]
+        assert "predictions are not affected" in res.json()["detail"]
+        again = post_film(c, "/predict?explain=true")
+        assert again.status_code == 501 and "PyTorch" in again.json()["detail"]
+        info = c.get("/model").json()
+        assert info["explain_available"] is False and "PyTorch" in info["explain_problem"]
+        assert post_film(c, "/predict").json()["probability"] is not None
+        assert c.get("/health").status_code == 200 and c.get("/ready").status_code == 200
+
+
+def test_a_pytorch_that_is_not_installed_is_no_heatmap(app, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails, and find_spec says so without a spec
+    with TestClient(app) as c:
+        assert c.get("/model").json()["explain_available"] is False
+        assert post_film(c, "/predict?explain=true").status_code == 501
+        assert post_film(c, "/predict").status_code == 200
+
+
+def test_torch_backend_still_knows_at_once_whether_it_can_explain(tiny_run: Path) -> None:
+    with TestClient(create_app(Settings(model=str(tiny_run), backend="torch"))) as c:
+        info = c.get("/model").json()
+    assert info["explain_available"] is True and info["explain_loaded"] is True and info["explain_problem"] is None
+
