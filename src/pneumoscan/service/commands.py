@@ -134,7 +134,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _load_and_serve(args: argparse.Namespace, port: int, stop: StopSignals) -> None:
-    """Import the service (torch: seconds), load the model, then serve under uvicorn until stopped."""
+    """Import the service (a second or two), load the model, then serve under uvicorn until stopped."""
     import uvicorn
 
     from pneumoscan.service.app import create_app
