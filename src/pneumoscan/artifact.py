@@ -57,16 +57,24 @@ class ArtifactMeta:
         """What every prediction with these weights must do to its uint8 images first."""
         return Preprocessing(self.mean, self.std, self.equalize, self.crop)
 
-    @property
-    def training_data(self) -> str | None:
-        """The `--data` of the training run, as recorded (relative to where it ran); an ensemble's members all trained
-        on one data set (they share a validation split), so its first member's; None when not recorded."""
+    def training_data(self, run_dir: str | os.PathLike | None = None) -> str | None:
+        """The `--data` of the training run, for messages (`fit-guard --data ...`): as typed when it names the folder
+        where it is found now (`training_data_folder`; `run_dir`: the model file's folder) from the current folder
+        too, else that folder, else where it was (`data_places`), else as typed (a relative path that cannot be
+        placed); an ensemble's members all trained on one data set (they share a validation split), so its first
+        member's; None when not recorded."""
+        from pneumoscan.training.config import data_places, training_data_folder
+
         members = self.training.get("members")
         for record in (self.training, *(members if isinstance(members, list) else [])):
             config = record.get("config") if isinstance(record, dict) else None
-            data = config.get("data") if isinstance(config, dict) else None
-            if data:
-                return str(data)
+            if isinstance(config, dict) and config.get("data"):
+                here = run_dir if record is self.training else None  # a member's run folder is elsewhere
+                found = training_data_folder(config, here)
+                if found is not None:
+                    return str(config["data"] if Path(config["data"]).resolve() == found.resolve() else found)
+                places = data_places(config, here)
+                return str(places[0] if places else config["data"])
         return None
 
     def threshold_for_recall(self, target_recall: float) -> float:

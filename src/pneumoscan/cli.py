@@ -160,7 +160,7 @@ def _say_guard_next(artifact: Path, run: str) -> None:
     from pneumoscan.inference.ood.guard import guard_beside
 
     if not guard_beside(artifact).exists():
-        data = read_meta(artifact).training_data or "TRAINING_DATA"
+        data = read_meta(artifact).training_data(artifact.parent) or "TRAINING_DATA"
         print(f"next: `pneumoscan fit-guard --model {run} --data {data}` fits its chest X-ray guard; until then "
               f"predict and serve score any image, a photo too, instead of refusing it")
 
@@ -210,7 +210,7 @@ def _print_evaluation(args: argparse.Namespace, predictor: "Predictor", result: 
     if "patients_in_training" in summary:
         from pneumoscan.data.patients import uncounted_reason
 
-        why = uncounted_reason(summary["patients_in_training"], predictor.meta.training)
+        why = uncounted_reason(summary["patients_in_training"], predictor.meta.training, predictor.path.parent)
         if why:
             print(f"  patients also in the training data: not counted ({why})")
     for key in ("accuracy", "precision", "recall", "specificity", "f1", "npv", "roc_auc", "pr_auc", "brier"):

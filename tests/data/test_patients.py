@@ -230,3 +230,92 @@ def test_shared_patients_counts_the_evaluated_films_of_patients_the_model_was_tr
         "patients": 0, "films": 0, "by": [], "compared": 0}
     assert shared_patients(test, {"config": {"data": str(tmp_path / "moved"), "patient_key": "auto"}}) is None
     assert shared_patients(test, {"members": []}) is None  # an ensemble records no data of its own
+
+
+def _trained_and_decoy(tmp_path: Path) -> tuple[Path, list[Sample]]:
+    """`lab/data`, the data a model was trained on (`train --data data`, run in lab/) with a film of patient N1;
+    `elsewhere/data`, an unrelated folder at the same relative path without N1; and the scored films (one of N1).
+    Returns lab and the scored films."""
+    for root, patient in ((tmp_path / "lab" / "data", "N1"), (tmp_path / "elsewhere" / "data", "N7")):
+        write_dicom(root / "train" / "NORMAL" / "1.2.0", 0, 10, patient_id=patient)
+        write_dicom(root / "train" / "PNEUMONIA" / "1.2.1", 1, 11, patient_id="P0")
+    write_dicom(tmp_path / "site" / "NORMAL" / "1.3.0", 0, 20, patient_id="N1")
+    write_dicom(tmp_path / "site" / "PNEUMONIA" / "1.3.1", 1, 21, patient_id="P9")
+    return tmp_path / "lab", discover(tmp_path / "site")["all"]
+
+
+def test_a_relative_training_data_path_is_not_judged_from_the_current_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An older model records `--data data` relative to where `train` ran; judged from the current folder, the
+    unrelated `data` there was counted as its training data (0 shared patients instead of 1). A model file out of
+    its run folder cannot place the path: not counted, and the reason says why."""
+    from pneumoscan.data.patients import training_samples, uncounted_reason
+
+    _, site = _trained_and_decoy(tmp_path)
+    monkeypatch.chdir(tmp_path / "elsewhere")  # where `data` is an unrelated folder
+    training = {"config": {"data": "data", "out": "runs/old", "patient_key": "auto"}}
+    copied = tmp_path / "copied"  # the model file alone: no config.json beside it
+    copied.mkdir()
+    assert training_samples(training, copied) is None
+    assert shared_patients(site, training, progress=False, run_dir=copied) is None
+    assert uncounted_reason(None, training, copied) == (
+        "the model records its training data as data, a path relative to the folder training was started in, which "
+        "cannot be told here: only a model file in its run folder (of a run given a relative --out) tells it")
+
+
+def test_a_relative_training_data_path_is_placed_from_the_run_folder_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model file in its run folder: config.json's `out` (runs/old) tells where `train` ran (lab), so `data` is
+    lab/data from any folder; a run folder moved since (its path no longer ends in `out`) is not guessed."""
+    import json
+
+    from pneumoscan.data.patients import training_samples, uncounted_reason
+
+    lab, site = _trained_and_decoy(tmp_path)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    run = lab / "runs" / "old"
+    run.mkdir(parents=True)
+    config = {"data": "data", "out": "runs/old", "patient_key": "auto"}
+    (run / "config.json").write_text(json.dumps(config))
+    training = {"config": config}
+    assert {s.path.parent.parent.parent for s in training_samples(training, run)} == {lab / "data"}
+    assert shared_patients(site, training, progress=False, run_dir=run) == {
+        "patients": 1, "films": 1, "by": ["DICOM PatientID"], "compared": 2}
+    (run / "config.json").write_text(json.dumps({**config, "out": "other/old"}))
+    assert shared_patients(site, training, progress=False, run_dir=run) is None
+    assert "cannot be told here" in uncounted_reason(None, training, run)
+
+
+def test_the_resolved_training_data_path_is_found_from_any_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model trained since records the absolute path `--data` resolved to (`data_resolved`): found from any
+    folder without its run folder; when that folder is gone, the reason names it."""
+    from pneumoscan.data.patients import uncounted_reason
+
+    lab, site = _trained_and_decoy(tmp_path)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    training = {"config": {"data": "data", "data_resolved": str(lab / "data"), "patient_key": "auto"}}
+    assert shared_patients(site, training, progress=False)["patients"] == 1
+    (lab / "data").rename(lab / "moved")
+    assert shared_patients(site, training, progress=False) is None
+    assert uncounted_reason(None, training) == f"{lab / 'data'}, which the model was trained on, is not found"
+
+
+def test_the_fit_guard_hint_names_the_training_data_as_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fit-guard --data ...` suggestions named an older model's relative --data, wrong from another folder: now the
+    folder it is found in (as typed when that names it from here too)."""
+    import json
+
+    from pneumoscan.artifact import ArtifactMeta
+
+    lab, _ = _trained_and_decoy(tmp_path)
+    run = lab / "runs" / "old"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"data": "data", "out": "runs/old"}))
+    meta = ArtifactMeta(model_name="cnn", model_config={}, image_size=32, mean=0.5, std=0.2,
+                        training={"config": {"data": "data", "out": "runs/old"}})
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert meta.training_data(run) == str(lab / "data")
+    assert meta.training_data(tmp_path) == "data"  # cannot be placed: as recorded
+    monkeypatch.chdir(lab)
+    assert meta.training_data(run) == "data"

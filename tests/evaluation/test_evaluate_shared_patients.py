@@ -54,8 +54,7 @@ def test_evaluate_of_copied_films_names_the_training_data_and_says_when_it_is_go
     assert "trained on" not in captured.err
     assert json.loads(out.read_text())["patients_in_training"] is None
     assert [line for line in captured.out.splitlines() if "patients" in line] == [
-        f"  patients also in the training data: not counted ({data}, which the model was trained on, is not found "
-        f"from here)"]
+        f"  patients also in the training data: not counted ({data}, which the model was trained on, is not found)"]
 
 
 def test_the_uncounted_line_of_a_model_that_records_no_training_data_says_so() -> None:

@@ -39,3 +39,28 @@ def test_an_unknown_balance_is_refused_rather_than_trained_unbalanced() -> None:
     with pytest.raises(InputError, match=r"^--balance Sampler: must be one of sampler, weighted, none$"):
         TrainConfig(data="DATA", out="run", balance="Sampler").check()
     TrainConfig(data="DATA", out="run", balance="none").check()
+
+
+def test_a_run_records_where_its_data_resolved_beside_the_path_as_typed(tiny_run: Path, tiny_data: Path) -> None:
+    """config.json and the model file's training record keep `--data` as typed and, new, the absolute path it
+    resolved to, so the training data is found again from any folder."""
+    from pneumoscan.artifact import read_meta
+
+    for config in (json.loads((tiny_run / "config.json").read_text()),
+                   read_meta(tiny_run / "model.safetensors").training["config"]):
+        assert (config["data"], config["data_resolved"]) == (str(tiny_data), str(tiny_data.resolve()))
+
+
+def test_a_resume_without_data_from_another_folder_reads_the_data_the_run_started_with(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An older run records `--data data` relative to where it was started (lab/); resumed from another folder
+    without --data, `data` was read from there (an unrelated folder, or none); its config.json's `out` places it."""
+    run = tmp_path / "lab" / "runs" / "old"
+    run.mkdir(parents=True)
+    (tmp_path / "lab" / "data").mkdir()
+    (tmp_path / "elsewhere" / "data").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(TrainConfig(data="data", out="runs/old").to_dict()))
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert train_config({"out": str(run)}, resume=True).data == str(tmp_path / "lab" / "data")
+    monkeypatch.chdir(tmp_path / "lab")  # where it was started: kept as typed
+    assert train_config({"out": "runs/old"}, resume=True).data == "data"

@@ -225,7 +225,7 @@ def test_a_guardless_ensembles_messages_name_the_data_its_members_trained_on(tin
     from pneumoscan.service.settings import Settings
 
     ensemble = build_ensemble([tiny_run, second_run], tmp_path / "ens", progress=False)
-    assert read_meta(ensemble).training_data == str(tiny_data)
+    assert read_meta(ensemble).training_data() == str(tiny_data)
     site = tmp_path / "site" / "model.safetensors"
     assert main(["set-threshold", "--model", str(ensemble), "--data", str(tiny_data), "--split", "test", "--out",
                  str(site), "--n-boot", "20", "--backend", "torch"]) == 0

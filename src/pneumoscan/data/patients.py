@@ -282,21 +282,24 @@ def describe(choice: str) -> str:
             "folder": "the patient is the folder between the class folder and the image"}[choice]
 
 
-def training_samples(training: dict) -> list[Sample] | None:
+def training_samples(training: dict, run_dir: str | Path | None = None) -> list[Sample] | None:
     """The films of the data a model's training record names (`config.data`: its train split, or its only one,
-    and its val/ split with --use-given-val), as found now; None when the record names none (an ensemble) or it is
-    not found from here. With --max-images, training used some of them only."""
+    and its val/ split with --use-given-val), as found now (`training_data_folder`; `run_dir`: the model file's
+    folder); None when the record names none (an ensemble) or it is not found. With --max-images, training used
+    some of them only."""
     import warnings
 
     from pneumoscan.data.layout import discover
+    from pneumoscan.training.config import training_data_folder
 
     config = training.get("config") or {}
-    if not config.get("data") or not Path(config["data"]).exists():
+    folder = training_data_folder(config, run_dir)
+    if folder is None:
         return None
     with warnings.catch_warnings():  # the folder's own warnings were given when it was trained on
         warnings.simplefilter("ignore")
         try:
-            found = discover(config["data"])
+            found = discover(folder)
         except InputError:
             return None
     split = "train" if "train" in found else "all" if "all" in found else None
@@ -305,21 +308,23 @@ def training_samples(training: dict) -> list[Sample] | None:
     return found[split] + (found.get("val", []) if config.get("use_given_val") else [])
 
 
-def shared_patients(samples: Sequence[Sample], training: dict, progress: bool = True) -> dict[str, object] | None:
+def shared_patients(samples: Sequence[Sample], training: dict, progress: bool = True,
+                    run_dir: str | Path | None = None) -> dict[str, object] | None:
     """The patients of `samples` who also have films in the data the model was trained on (`training_samples`,
     its films among `samples` aside): keyed by the run's --patient-key over both together, as `audit` keys a data
     set's splits, and counted only by keys a DICOM PatientID, a manifest's patient column or a folder gives (file
     names' keys restart in each split of Kermany's data). `{"patients", "films", "by", "compared"}` (`films`: of
     `samples`; `by`: where the shared keys came from; `compared`: the films of `samples` whose key could be compared,
     0 when all are keyed by file name, so 0 patients then says nothing), or None when the training data is not found
-    from here."""
+    (`run_dir`: the model file's folder, as `training_samples` takes it)."""
     import warnings
 
     config = training.get("config") or {}
     if not config.get("data"):  # an ensemble records no data of its own
         return None
     choice = config.get("patient_key", "name")
-    trained = training_samples(training) if choice != "name" else []  # by file name nothing is compared: no scan
+    # by file name nothing is compared: no scan
+    trained = training_samples(training, run_dir) if choice != "name" else []
     if trained is None:
         return None
     scored = {Path(s.path).resolve() for s in samples}
@@ -336,16 +341,26 @@ def shared_patients(samples: Sequence[Sample], training: dict, progress: bool = 
     return {"patients": len({keys(s) for s in films}), "films": len(films), "by": by, "compared": compared}
 
 
-def uncounted_reason(shared: dict | None, training: dict | None = None) -> str | None:
+def uncounted_reason(shared: dict | None, training: dict | None = None,
+                     run_dir: str | Path | None = None) -> str | None:
     """Why `shared_patients` counted no patient (None when it counted): the films are keyed by file name, which names
-    no patient across splits; the training data the model records (`training`, when at hand) is not found; or it
-    records none (an ensemble)."""
+    no patient across splits; the training data the model records (`training`, when at hand; `run_dir`: the model
+    file's folder) is not found, or is a relative path whose folder cannot be placed; or it records none (an
+    ensemble)."""
+    from pneumoscan.training.config import data_places
+
     if shared is not None:
         return None if shared.get("compared", 1) else (
             "these films' patients are keyed by file name, which names no patient across splits; a DICOM PatientID, "
             "a manifest's patient column or --patient-key folder would")
     if training is None:
-        return "the data the model was trained on is not found from here"
-    trained_on = (training.get("config") or {}).get("data")
-    return (f"{trained_on}, which the model was trained on, is not found from here" if trained_on
-            else "the model records no training data, as an ensemble does")
+        return "the data the model was trained on is not found"
+    config = training.get("config") or {}
+    if not config.get("data"):
+        return "the model records no training data, as an ensemble does"
+    places = data_places(config, run_dir)
+    if not places:
+        return (f"the model records its training data as {config['data']}, a path relative to the folder training "
+                f"was started in, which cannot be told here: only a model file in its run folder (of a run given a "
+                f"relative --out) tells it")
+    return f"{places[0]}, which the model was trained on, is not found"

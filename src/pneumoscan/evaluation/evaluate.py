@@ -21,6 +21,7 @@ from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning, accuracy, recall, specificity
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.outputs import atomic_write
+from pneumoscan.training.config import training_data_folder
 
 
 class GuardWarning(UserWarning):
@@ -228,10 +229,10 @@ def evaluate(
             f"or the same film re-encoded or resized; e.g. {seen[0]}), so the figures on them are in-sample and "
             f"flatter the model; evaluate on "
             f"films it has not seen ({_listed_under()} seen_in_training)"))
-    shared = shared_patients(images.samples, predictor.meta.training, progress)
+    shared = shared_patients(images.samples, predictor.meta.training, progress, predictor.path.parent)
     if shared and shared["patients"]:
-        warn(SharedPatientWarning(_shared_message(shared, len(images.samples), split_name, data,
-                                                  predictor.meta.training)))
+        trained_on = training_data_folder(predictor.meta.training["config"], predictor.path.parent)
+        warn(SharedPatientWarning(_shared_message(shared, len(images.samples), split_name, data, trained_on)))
     for message in duplicate_warnings({split_name: images.samples}, str(data), SCORED_BOTH):
         warn(LabelConflictWarning(message))
     summary = summarize(images.labels, probs, predictor.threshold, n_boot=n_boot, seed=seed)
@@ -269,11 +270,11 @@ def _refused_message(n_refused: int, lateral: int, n: int, refused: list[str]) -
 
 
 def _shared_message(shared: dict[str, Any], n: int, split: str, data: str | os.PathLike,
-                    training: dict[str, Any]) -> str:
-    """The warning about patients of the evaluated split who are also in the model's training data, with how to
-    see them: `audit` of the data when both are its splits, else of one manifest listing both."""
-    trained_on = training["config"]["data"]
-    if Path(trained_on).resolve() == Path(data).resolve():
+                    trained_on: Path | None) -> str:
+    """The warning about patients of the evaluated split who are also in the model's training data (`trained_on`,
+    where it was found), with how to see them: `audit` of the data when both are its splits, else of one manifest
+    listing both."""
+    if trained_on is not None and trained_on.resolve() == Path(data).resolve():
         see = f"`pneumoscan audit {data}` lists them"
     else:
         see = (f"to see them, list both in one CSV manifest with a split column and run `pneumoscan audit` on it "

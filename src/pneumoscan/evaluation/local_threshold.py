@@ -24,6 +24,7 @@ from pneumoscan.evaluation.thresholds import check_target_recall, threshold_ci95
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.outputs import undone_on_failure
 from pneumoscan.progress import write_warning
+from pneumoscan.training.config import training_data_folder
 
 # Fewer films of a class than this and the chosen threshold is a coarse estimate: say so.
 FEW_IMAGES = 50
@@ -41,7 +42,7 @@ class LocalThreshold:
     out: Path
     guard_copied: bool
     skipped: list[str]  # unreadable files, one message each
-    trained_on: str | None = None  # the `--data` the model was trained on, as its training recorded it
+    trained_on: str | None = None  # the `--data` the model was trained on (`ArtifactMeta.training_data`)
 
 
 def out_artifact_path(out: str | os.PathLike) -> Path:
@@ -64,14 +65,15 @@ def _check_out(source: Path, out: Path) -> None:
 
 
 def _check_unseen(meta: ArtifactMeta, data: str | os.PathLike, found: tuple[str, list[Sample]], size: int,
-                  cache_dir: str | os.PathLike | None) -> ImageSet | None:
-    """InputError when `data`'s chosen split (`found`: its name and films) is the folder the model was trained on, or
-    holds films it was trained or validated on (copies, or re-encoded or resized; as far as its artifact records
-    them). Returns the films as decoded at the model's `size` for their film fingerprints, for the scoring to take on
-    (None when the artifact records only the files' bytes, so nothing was decoded)."""
+                  cache_dir: str | os.PathLike | None, run_dir: Path) -> ImageSet | None:
+    """InputError when `data`'s chosen split (`found`: its name and films) is the folder the model was trained on (as
+    `training_data_folder` finds it; `run_dir`: the model file's folder), or holds films it was trained or validated
+    on (copies, or re-encoded or resized; as far as its artifact records them). Returns the films as decoded at the
+    model's `size` for their film fingerprints, for the scoring to take on (None when the artifact records only the
+    files' bytes, so nothing was decoded)."""
     name, samples = found
-    trained_on = meta.training.get("config", {}).get("data")
-    if trained_on and Path(trained_on).resolve() == Path(data).resolve() and name in ("train", "all"):
+    trained_on = training_data_folder(meta.training.get("config") or {}, run_dir)
+    if trained_on is not None and trained_on.resolve() == Path(data).resolve() and name in ("train", "all"):
         raise InputError(f"{data}: {'its ' + name + '/ split' if name == 'train' else 'these images'} trained this model, "
                          f"which scores them better than new films; choose the threshold on labelled films it has not "
                          f"seen (another folder)")
@@ -120,7 +122,7 @@ def set_threshold(
     path = out_artifact_path(out)
     _check_out(predictor.path, path)
     found = evaluation_samples(data, split)  # scanned once, for the check and the scoring
-    decoded = _check_unseen(meta, data, found, predictor.size, cache_dir)
+    decoded = _check_unseen(meta, data, found, predictor.size, cache_dir, predictor.path.parent)
     # on a failure (a full disk, Ctrl+C) the model file (refused above if already there) and the folders made for
     # it are removed: nothing is left that was not there before
     with undone_on_failure(path.parent, [path]):
@@ -143,7 +145,7 @@ def set_threshold(
         if predictor.guard is not None:  # loaded, and checked to be the source's, by the Predictor
             predictor.guard.save_for(path)
     return LocalThreshold(threshold, interval, target, evaluation.summary, after, path, predictor.guard is not None,
-                          list(evaluation.images.skipped), meta.training_data)
+                          list(evaluation.images.skipped), meta.training_data(predictor.path.parent))
 
 
 def source_notes(meta: ArtifactMeta, data: str | os.PathLike, split: str) -> list[tuple[str, str]]:

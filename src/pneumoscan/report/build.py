@@ -150,22 +150,23 @@ def seen_html(summary: dict[str, Any], whose: str = "the model") -> str:
                       summary.get("seen_in_training") or [], "seen_in_training")
 
 
-def _screening_pairs(scores: Scores) -> list[tuple[str, object]]:
+def _screening_pairs(scores: Scores, run: RunInfo) -> list[tuple[str, object]]:
     """What `evaluate` found about the images of --data (absent for the run's own validation predictions)."""
     summary = scores.summary
     if "seen_in_training" not in summary:
         return []
     return [("films the model trained or validated on (in-sample)", f"{len(summary['seen_in_training'])} of {summary['n']}"),
-            ("patients also in the data the model was trained on", _shared_text(summary)),
+            ("patients also in the data the model was trained on", _shared_text(summary, run)),
             ("images its out-of-distribution guard would refuse (scored anyway)", guard_refusals(scores))]
 
 
-def _shared_text(summary: dict[str, Any]) -> str:
-    """The evaluation's `patients_in_training` for people: '2 (5 of 40 films; by DICOM PatientID)'."""
+def _shared_text(summary: dict[str, Any], run: RunInfo) -> str:
+    """The evaluation's `patients_in_training` for people: '2 (5 of 40 films; by DICOM PatientID)', or why they were
+    not counted."""
     from pneumoscan.data.patients import uncounted_reason
 
     shared = summary.get("patients_in_training")
-    why = uncounted_reason(shared)
+    why = uncounted_reason(shared, run.meta.training, run.artifact.parent)
     if why:
         return f"not counted ({why})"
     by = f"; by {' and '.join(shared['by'])}" if shared["by"] else ""
@@ -227,7 +228,7 @@ def _summary_section(run: RunInfo, scores: Scores, params: int, n_boot: int, see
         ("prior its probabilities assume (what --prevalence corrects from)", _prior_text(meta)),
         ("evaluated on", scores.source),
         ("unreadable images skipped", len(scores.skipped)),
-        *_screening_pairs(scores),
+        *_screening_pairs(scores, run),
         ("pneumoscan version", f"model {meta.version}, report {__version__}"),
     ]
     counts_rows = []

@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         model = engine.predictor.path
         log.warning("no chest X-ray guard beside %s: every upload gets a probability, a photo or an upside-down film "
                     "too; fit one with `pneumoscan fit-guard --model %s --data %s` and restart", model, model,
-                    meta.training_data or "TRAINING_DATA")
+                    meta.training_data(model.parent) or "TRAINING_DATA")
     if audit is not None:
         log.info("audit log: one line per analysed film appended to %s", audit.path)
     return app

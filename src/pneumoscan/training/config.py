@@ -75,6 +75,12 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def record(self) -> dict[str, Any]:
+        """What config.json and the model file's training record keep of the settings: every one, and beside `data`
+        as typed (relative to the folder `train` is started in) the absolute path it resolves to, `data_resolved`,
+        so that later commands find the training data from any folder (`training_data_folder`)."""
+        return {**self.to_dict(), "data_resolved": str(Path(self.data).resolve())}
+
     def check(self) -> None:
         """InputError naming the option when a setting is out of range (before anything is written)."""
         limits = [
@@ -153,7 +159,8 @@ def train_config(given: dict[str, Any], *, resume: bool = False) -> TrainConfig:
             raise InputError(f"{resume_cfg}: {flags}: a resumed run keeps its settings (only "
                              f"{', '.join(map(option, ('epochs', 'data')))} and {option('cache_dir')} may change); "
                              f"drop {words('the option', 'the argument')}, or start a new run with another {option('out')}")
-        cfg = TrainConfig.from_saved({**saved, **{k: given[k] for k in RESUME_MAY_CHANGE if k in given}})
+        cfg = TrainConfig.from_saved({**saved, **_resumed_data(saved, Path(given["out"])),
+                                      **{k: given[k] for k in RESUME_MAY_CHANGE if k in given}})
         cfg.image_size = saved.get("image_size")
         return cfg
     if resume and not given.get("data"):
@@ -165,17 +172,59 @@ def train_config(given: dict[str, Any], *, resume: bool = False) -> TrainConfig:
     return TrainConfig.from_dict(given)
 
 
-def run_folders(run_dir: str | Path) -> list[Path]:
-    """Where a run's relative file paths may be found: the run folder, then the folder `train` was started in,
-    inferred from the `out` in its config.json (runs before the twelfth session recorded their validation
-    paths relative to that folder)."""
+def _resumed_data(saved: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """The `data` a run resumed without --data reads: its recorded --data when that is where it is found from this
+    folder too, else where it is found (`training_data_folder`: `train --resume` run from another folder than the
+    one the run was started in); {} (as recorded) when it is not found."""
+    found = training_data_folder(saved, run_dir)
+    if found is None or Path(str(saved.get("data"))).resolve() == found.resolve():
+        return {}
+    return {"data": str(found)}
+
+
+def started_in(run_dir: str | Path) -> Path | None:
+    """The folder `train` was started in, inferred from the `out` in the run folder's config.json (the run folder's
+    path ends in it); None when it cannot be: no config.json, an absolute `out`, or one the folder's path does not
+    end in (a model file copied out of its run folder)."""
     run_dir = Path(run_dir)
     try:
         out = Path(json.loads((run_dir / "config.json").read_text())["out"])
     except (OSError, ValueError, KeyError, TypeError):
-        return [run_dir]
+        return None
     here = run_dir.resolve()
     n = len(out.parts)
-    if out.is_absolute() or not n or here.parts[-n:] != out.parts:
-        return [run_dir]
-    return [run_dir, here.parents[n - 1]]
+    if out.is_absolute() or here.parts[len(here.parts) - n:] != out.parts:
+        return None
+    return here.parents[n - 1] if n else here  # `--out .`: started in the run folder itself
+
+
+def run_folders(run_dir: str | Path) -> list[Path]:
+    """Where a run's relative file paths may be found: the run folder, then the folder `train` was started in
+    (`started_in`; runs before the twelfth session recorded their validation paths relative to that folder)."""
+    run_dir = Path(run_dir)
+    start = started_in(run_dir)
+    return [run_dir] if start is None or start == run_dir.resolve() else [run_dir, start]
+
+
+def data_places(config: dict[str, Any], run_dir: str | Path | None = None) -> list[Path]:
+    """Where the `--data` of a run's settings (`config`: its config.json, or a model file's training["config"]) may be:
+    the absolute path it resolved to when training started (`data_resolved`, recorded since the twenty-third
+    session), and `--data` as typed when absolute, or when relative (older runs), joined to the folder `train` was
+    started in, inferred (`started_in`) when `run_dir` (the model file's folder) is its run folder. Empty when the
+    settings name no data, or only a relative path that cannot be placed (judged from the current folder, it could
+    name another folder)."""
+    places = [Path(config["data_resolved"])] if config.get("data_resolved") else []
+    typed = Path(config["data"]) if config.get("data") else None
+    if typed is not None and typed.is_absolute():
+        places.append(typed)
+    elif typed is not None and run_dir is not None:
+        start = started_in(run_dir)
+        if start is not None:
+            places.append(start / typed)
+    return list(dict.fromkeys(places))
+
+
+def training_data_folder(config: dict[str, Any], run_dir: str | Path | None = None) -> Path | None:
+    """The data a run's settings name (`data_places`) as found now: the first of its places that exists; None when
+    none does or none can be placed."""
+    return next((place for place in data_places(config, run_dir) if place.exists()), None)

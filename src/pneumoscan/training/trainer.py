@@ -364,7 +364,7 @@ class Trainer:
             self.warn(f"{option('epochs', self.cfg.epochs)} (run: {saved['epochs']}): the learning rate follows a "
                       f"{self.cfg.epochs}-epoch cosine schedule from epoch {state['epoch'] + 1} on, so the model "
                       f"will differ from one of a run started with {option('epochs', self.cfg.epochs)}")
-        now = {k: v for k, v in self.cfg.to_dict().items() if k in RESUME_MAY_CHANGE}
+        now = {k: v for k, v in self.cfg.record().items() if k in (*RESUME_MAY_CHANGE, "data_resolved")}
         updated = {**saved, **now, **self._model_sources_update(saved, state["epoch"])}
         if not updated.get("earlier_model_sources"):
             updated.pop("earlier_model_sources", None)
@@ -552,7 +552,8 @@ class Trainer:
             mean, std = ckpt["mean"], ckpt["std"]
             self._note_resume(state)
         else:
-            self._write_json("config.json", {**cfg.to_dict(), "image_size": self.image_size, "model_config": self.model_cfg,
+            self._write_json("config.json", {**cfg.record(), "image_size": self.image_size,
+                                             "model_config": self.model_cfg,
                                              # what to install to resume it, when it is a plugin's (the artifact's too)
                                              "model_sources": model_sources([cfg.model]),
                                              **({"init_source": init_source(cfg.init)} if cfg.init else {})})
@@ -564,7 +565,7 @@ class Trainer:
             model_name=cfg.model, model_config=self.model_cfg, image_size=self.image_size, mean=mean, std=std,
             target_recall=cfg.target_recall, train_prevalence=n_pos / len(labels), tta=cfg.tta, equalize=cfg.equalize,
             crop=cfg.crop, model_sources=model_sources([cfg.model]),
-            training={"config": cfg.to_dict(), "data": data.split_record["counts"],
+            training={"config": cfg.record(), "data": data.split_record["counts"],
                       "skipped": len(data.split_record["skipped"]),
                       # what `evaluate` and `set-threshold` recognise as in-sample films, wherever they are copied
                       "fingerprints": sorted(set(fingerprints(s.path for s in data.train.samples + data.val.samples))),
