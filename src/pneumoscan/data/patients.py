@@ -341,6 +341,15 @@ def shared_patients(samples: Sequence[Sample], training: dict, progress: bool = 
     return {"patients": len({keys(s) for s in films}), "films": len(films), "by": by, "compared": compared}
 
 
+def shared_text(shared: dict | None, n: int, why: str | None) -> str:
+    """A `shared_patients` count of `n` films for people: '2 (5 of 40 films; by DICOM PatientID)', or with a reason
+    `why` (`uncounted_reason`) 'not counted (why)'."""
+    if why or not shared:
+        return f"not counted ({why or 'the data the model was trained on is not found'})"
+    by = f"; by {' and '.join(shared['by'])}" if shared.get("by") else ""
+    return f"{shared['patients']} ({shared['films']} of {n} films{by})"
+
+
 def uncounted_reason(shared: dict | None, training: dict | None = None,
                      run_dir: str | Path | None = None) -> str | None:
     """Why `shared_patients` counted no patient (None when it counted): the films are keyed by file name, which names

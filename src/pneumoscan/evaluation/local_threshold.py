@@ -17,6 +17,7 @@ from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, default_model_path,
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import seen_in_training, training_film_fingerprints
 from pneumoscan.data.layout import IMAGE_SUFFIXES, Sample, evaluation_samples
+from pneumoscan.data.patients import shared_text, uncounted_reason
 from pneumoscan.errors import InputError, warn
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.evaluate import Evaluation, evaluate
@@ -154,12 +155,33 @@ def source_notes(meta: ArtifactMeta, data: str | os.PathLike, split: str) -> lis
     source = meta.threshold_source
     if not source.get("data"):
         return []
+    n = source["n_normal"] + source["n_pneumonia"]
     notes = [("note", f"the stored threshold was chosen by set-threshold on {source['data']} ({source['split']}, "
-                      f"{source['n_normal'] + source['n_pneumonia']} images, {source['date']})")]
+                      f"{n} images, {source['date']})")]
+    shared = _chosen_on_patients(meta, n)
+    if shared:
+        notes.append(("note", f"patients of those films also in the training data: {shared}"))
     if Path(source["data"]).resolve() == Path(data).resolve() and source["split"] == split:
         notes.append(("warning", "these are the films the threshold was chosen on, so recall and specificity here are "
                                  "in-sample and flatter the model; evaluate on other films"))
     return notes
+
+
+def _chosen_on_patients(meta: ArtifactMeta, n: int) -> str | None:
+    """The patients of the `n` films set-threshold chose the stored threshold on who also have films in the training
+    data, as it counted them (`threshold_source.patients_in_training`, `shared_text`); None when it did not record
+    them (an older version, or an edited file)."""
+    source = meta.threshold_source
+    if "patients_in_training" not in source:
+        return None
+    shared = source["patients_in_training"]
+    if shared is None:  # why is not recorded: the data was not found where set-threshold ran, or there is none
+        data = (meta.training.get("config") or {}).get("data")
+        return shared_text(None, n, uncounted_reason(None, meta.training) if not data else
+                           "the data the model was trained on was not found where set-threshold ran")
+    if not isinstance(shared, dict) or not {"patients", "films"} <= shared.keys():
+        return None
+    return shared_text(shared, n, uncounted_reason(shared))
 
 
 def warn_if_threshold_chosen_here(meta: ArtifactMeta, data: str | os.PathLike, split: str) -> None:

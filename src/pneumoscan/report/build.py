@@ -163,14 +163,10 @@ def _screening_pairs(scores: Scores, run: RunInfo) -> list[tuple[str, object]]:
 def _shared_text(summary: dict[str, Any], run: RunInfo) -> str:
     """The evaluation's `patients_in_training` for people: '2 (5 of 40 films; by DICOM PatientID)', or why they were
     not counted."""
-    from pneumoscan.data.patients import uncounted_reason
+    from pneumoscan.data.patients import shared_text, uncounted_reason
 
     shared = summary.get("patients_in_training")
-    why = uncounted_reason(shared, run.meta.training, run.artifact.parent)
-    if why:
-        return f"not counted ({why})"
-    by = f"; by {' and '.join(shared['by'])}" if shared["by"] else ""
-    return f"{shared['patients']} ({shared['films']} of {summary['n']} films{by})"
+    return shared_text(shared, summary["n"], uncounted_reason(shared, run.meta.training, run.artifact.parent))
 
 
 RECIPE_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "augment", "balance", "label_smoothing",
