@@ -115,6 +115,29 @@ def test_a_folder_of_films_beside_their_manifest_names_the_manifest(tmp_path: Pa
     assert str(err.value).endswith(f"or pass a CSV manifest (such as {tmp_path / 'manifest.csv'})")
 
 
+def test_a_csv_that_is_no_manifest_is_not_offered_as_one(tmp_path: Path) -> None:
+    """A folder of CSVs none of which has path and label columns (a notebook's results.csv): the error offered the
+    first CSV as a manifest, which then failed for want of those columns."""
+    (tmp_path / "stuff").mkdir()
+    (tmp_path / "history.csv").write_text("epoch,lr,train_loss\n1,0.002,0.7\n")
+    (tmp_path / "zz.csv").write_text("File Name;Class\na.png;NORMAL\n")
+    with pytest.raises(InputError) as err:
+        discover(tmp_path)
+    assert str(err.value).endswith(f"or pass a CSV manifest (such as {tmp_path / 'zz.csv'})")
+
+
+def test_a_run_folder_given_as_data_is_named_as_one(tmp_path: Path) -> None:
+    """`evaluate --data RUN` (the run folder where the data folder goes) said to pass the run's history.csv as a
+    manifest."""
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    (tmp_path / "report_files").mkdir()
+    (tmp_path / "history.csv").write_text("epoch,lr\n1,0.002\n")
+    (tmp_path / "val_predictions.csv").write_text("path,label,prob,cause\n/x/a.png,0,0.4,\n")
+    with pytest.raises(InputError, match=rf"^{tmp_path}: a run folder \(a trained model\), not labelled films; give "
+                                         r"the data folder \(with train/ and test/\) or a CSV manifest$"):
+        discover(tmp_path)
+
+
 def test_evaluation_samples_prefers_test(tiny_dataset: Path) -> None:
     split, samples = evaluation_samples(tiny_dataset)
     assert split == "test" and samples

@@ -388,13 +388,27 @@ def discover(root: str | Path) -> dict[str, list[Sample]]:
         found = {"all": _class_folder_samples(root)}
         _warn_left_out(root, classes)
         return found
-    manifests = sorted(p for p in root.glob("*") if p.suffix.lower() == ".csv" and p.is_file())
+    if (root / "model.safetensors").is_file():
+        raise InputError(f"{root}: a run folder (a trained model), not labelled films; give the data folder (with "
+                         f"train/ and test/) or a CSV manifest")
+    manifests = [p for p in sorted(root.glob("*")) if p.suffix.lower() == ".csv" and _is_manifest(p)]
     manifest = f" (such as {manifests[0]})" if manifests else ""
     raise InputError(
         f"{root}: found neither train/ val/ test/ folders nor NORMAL/ PNEUMONIA/ class folders{_holds(children)}; "
         f"arrange the images as DATA/train/NORMAL, DATA/train/PNEUMONIA, ... (or rename your class folders NORMAL "
         f"and PNEUMONIA) or pass a CSV manifest{manifest}"
     )
+
+
+def _is_manifest(path: Path) -> bool:
+    """Whether `path` is a file whose first line names a path and a label column (a training run's history.csv
+    does not, so it is not offered as a manifest)."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+            header = handle.readline(10_000)
+    except OSError:
+        return False
+    return any({"path", "label"} <= set(_roles(next(csv.reader([header], delimiter=d), []))) for d in DELIMITERS)
 
 
 def _holds(children: dict[str, Path], shown: int = 6) -> str:
