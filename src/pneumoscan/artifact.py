@@ -224,15 +224,23 @@ def resolve_model_path(model: str | os.PathLike | None) -> Path:
                          f"beside it (RUN/model.onnx) is used by itself when it was made from that very file")
     elif path.name == BEST_WEIGHTS and not read_meta(path).val_scores:
         raise InputError(_best_weights_message(path))
+    elif path.suffix.lower() != ".safetensors" and (path.parent / BEST_WEIGHTS).is_file():
+        raise InputError(_run_file_message(path, f"{path}: a file of a training run, not a model"))
     return path
 
 
 def _best_weights_message(path: Path) -> str:
     """Why a run's best.safetensors is not a model to predict with, and what to pass instead."""
-    what = (f"{path}: the best epoch's weights as training keeps them, without the threshold chosen on validation "
-            f"(every film would be decided at 0.5)")
+    return _run_file_message(path, f"{path}: the best epoch's weights as training keeps them, without the threshold "
+                                   f"chosen on validation (every film would be decided at 0.5)",
+                             f" (its {ARTIFACT_NAME}: these weights with that threshold)")
+
+
+def _run_file_message(path: Path, what: str, model_is: str = "") -> str:
+    """`what` a file of a training run is, then the run folder to pass instead (`model_is`: what its model is), or
+    how to finish the run first."""
     if (path.parent / ARTIFACT_NAME).is_file():
-        return f"{what}; pass the run folder {path.parent} (its {ARTIFACT_NAME}: these weights with that threshold)"
+        return f"{what}; pass the run folder {path.parent}{model_is}"
     finish = words(f"`pneumoscan train --out {path.parent} --resume`", f"pneumoscan.train(None, {str(path.parent)!r}, "
                                                                           f"resume=True)")
     return f"{what}, of a run that has not finished; finish it with {finish}, then pass the run folder"

@@ -103,3 +103,26 @@ def test_a_runs_best_weights_are_refused_as_a_model_naming_the_run_to_pass(
     chosen = tmp_path / "best.safetensors"  # a finished model saved under that name is a model like any other
     shutil.copy(tiny_run / "model.safetensors", chosen)
     assert resolve_model_path(chosen) == chosen
+
+
+@pytest.mark.parametrize("name", ["last.pt", "config.json", "history.csv"])
+def test_a_runs_other_files_are_refused_as_a_model_naming_the_run_to_pass(
+        tiny_run: Path, tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # --model RUN/last.pt said "not a pneumoscan model file (Error while deserializing header: header too large)"
+    import shutil
+
+    from pneumoscan.artifact import resolve_model_path
+    from pneumoscan.cli import main
+    from pneumoscan.errors import InputError
+
+    film = next((tiny_run.parent / "data" / "test" / "NORMAL").iterdir())
+    assert main(["predict", "--model", str(tiny_run / name), str(film)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pneumoscan: error: {tiny_run / name}: a file of a training run, not a model; pass the run folder {tiny_run}")
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    for kept in ("best.safetensors", name):
+        shutil.copy(tiny_run / kept, unfinished)
+    with pytest.raises(InputError, match=rf"{name}: a file of a training run, not a model, of a run that has not "
+                                         r"finished; finish it with `pneumoscan train --out .*unfinished --resume`"):
+        resolve_model_path(unfinished / name)
