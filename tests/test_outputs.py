@@ -174,6 +174,28 @@ def test_compare_replaces_its_own_tables_but_no_other_csv_or_json(tiny_run: Path
     assert "given more than once" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, name", [(["evaluate", "--json"], "config.json"),
+                                        (["evaluate", "--predictions"], "val_predictions.csv"),
+                                        (["audit", "--json"], "split.json")])
+def test_an_output_is_not_written_over_a_runs_own_file(argv: list[str], name: str, tiny_run: Path, tiny_data: Path,
+                                                       tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # evaluate --json RUN/config.json replaced the run's settings with metrics: resume then failed with
+    # "unknown model 'RUN/model.safetensors'", and --predictions RUN/val_predictions.csv changed what report shows
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = (run / name).read_bytes()
+    data = ["--model", str(run), "--data", str(tiny_data)] if argv[0] == "evaluate" else [str(tiny_data)]
+    assert main([argv[0], *data, argv[1], str(run / name)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pneumoscan: error: {run / name}: the run in {run} keeps its own {name} there (resume, report and ensemble "
+        f"read it); give {argv[1]} another file name")
+    assert (run / name).read_bytes() == before
+    elsewhere = tmp_path / "results" / name  # the same name in a folder that holds no run is an output like any other
+    assert check_output(elsewhere, (elsewhere.suffix,), "JSON") == elsewhere
+
+
 def test_fit_guard_replaces_a_guard_but_not_other_weights(tiny_run: Path, tiny_data: Path, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     from safetensors.numpy import save_file

@@ -39,6 +39,12 @@ def os_error_of(err: Exception) -> OSError:
     return OSError(int(code[1]), os.strerror(int(code[1]))) if code else OSError(" ".join(str(err).split()))
 
 
+# The files a training run (or an ensemble) keeps beside its model, which resume, report, compare and ensemble read
+# again, and the files that mark a folder as a run; an output of another command is not written over them.
+RUN_FILES = ("config.json", "split.json", "history.csv", "val_predictions.csv")
+RUN_MARKERS = ("model.safetensors", "best.safetensors", "last.pt")
+
+
 def check_output(path: str | os.PathLike, suffixes: tuple[str, ...], what: str, flag: str | None = None) -> Path:
     """PATH as an output file of this kind; InputError when it is a folder or ends otherwise than `suffixes`.
 
@@ -51,6 +57,9 @@ def check_output(path: str | os.PathLike, suffixes: tuple[str, ...], what: str, 
         raise InputError(f"{out}: is a folder; give {flag} a file name such as {out / ('output' + suffixes[0])}")
     if out.suffix.lower() not in suffixes:
         raise InputError(f"{out}: {what} is written as {suffixes[0]}; give {flag} a file name ending in {suffixes[0]}")
+    if out.name in RUN_FILES and any((out.parent / name).is_file() for name in RUN_MARKERS):
+        raise InputError(f"{out}: the run in {out.parent} keeps its own {out.name} there (resume, report and ensemble "
+                         f"read it); give {flag} another file name")
     folder = out.parent
     while not folder.exists() and folder != folder.parent:  # the folders still to make are made in the nearest one
         folder = folder.parent
