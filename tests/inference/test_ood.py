@@ -380,6 +380,23 @@ def test_fit_guard_input_errors(fitted: Path, tmp_path: Path) -> None:
         fit_guard(fitted, few, max_images=0)
 
 
+def test_too_few_images_for_the_guard_are_named_before_the_work(fitted: Path, tmp_path: Path) -> None:
+    # --max-images 10 decoded ten films, then said "only 10 readable grayscale training images" without naming the
+    # option that set it; too small a data folder was not named either
+    from tests.conftest import write_xray
+
+    sample = Path(__file__).resolve().parents[2] / "sample" / "chest_xray"
+    with pytest.raises(InputError, match=r"^--max-images 24: the guard is fitted on at least 25 images; give 25 or "
+                                         r"more, or leave it out to fit on every training image$"):
+        fit_guard(fitted, sample, max_images=24, cache_dir=tmp_path / "missing_cache")
+    assert not (tmp_path / "missing_cache").exists()  # refused before any image was read
+    for i, name in enumerate(["NORMAL"] * 3 + ["PNEUMONIA"] * 3):
+        write_xray(tmp_path / "data" / name / f"{i}.png", int(name == "PNEUMONIA"), i)
+    with pytest.raises(InputError, match=rf"^{tmp_path / 'data'}: only 6 readable grayscale training images \(of 6 "
+                                         r"used\); the guard needs at least 25: add training films$"):
+        fit_guard(fitted, tmp_path / "data", cache_dir=tmp_path / "cache")
+
+
 def test_a_failed_fit_leaves_no_new_folder_for_the_guard(fitted: Path, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """fit-guard made the folders of --out before the fit, and left them, empty, when the fit failed."""

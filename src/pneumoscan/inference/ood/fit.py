@@ -97,6 +97,9 @@ def fit_guard(
         raise InputError(f"--max-false-rejection {max_false_rejection}: must be above 0 and below 0.5")
     if max_images is not None and max_images < 1:
         raise InputError(f"--max-images {max_images}: must be at least 1")
+    if max_images is not None and max_images < 5 * folds:
+        raise InputError(f"--max-images {max_images}: the guard is fitted on at least {5 * folds} images; give "
+                         f"{5 * folds} or more, or leave it out to fit on every training image")
     model_path = resolve_model_path(model)
     net, meta = load_artifact(model_path)
     samples = _fit_samples(data)
@@ -116,7 +119,9 @@ def fit_guard(
     images, colour, labels = np.asarray(image_set.images)[keep], colour[keep], image_set.labels[keep]
     n = len(images)
     if n < 5 * folds:
-        raise InputError(f"only {n} readable grayscale training images; the guard needs at least {5 * folds}")
+        where = f"{data}: " if isinstance(data, (str, os.PathLike)) else ""
+        raise InputError(f"{where}only {n} readable grayscale training images (of {len(samples)} used); the guard "
+                         f"needs at least {5 * folds}: add training films")
     _, feats = forward_with_features(net, images, meta.preprocessing, batch_size=batch_size,
                                      progress="guard features")
     signals = {"image": chunked_statistics(images), "features": feature_transform(feats)}
