@@ -115,6 +115,21 @@ def test_a_folder_of_films_beside_their_manifest_names_the_manifest(tmp_path: Pa
     assert str(err.value).endswith(f"or pass a CSV manifest (such as {tmp_path / 'manifest.csv'})")
 
 
+def test_data_one_folder_down_is_named(tmp_path: Path) -> None:
+    """Kaggle's archive unpacks as chest_xray/chest_xray/train beside __MACOSX/: the error said only that the
+    folder held chest_xray/ and __MACOSX/, not that the data was right there."""
+    root = tmp_path / "download"
+    write_xray(root / "chest_xray" / "train" / "NORMAL" / "a.png", 0, 1)
+    write_xray(root / "chest_xray" / "test" / "PNEUMONIA" / "b.png", 1, 2)
+    (root / "__MACOSX" / "chest_xray").mkdir(parents=True)
+    with pytest.raises(InputError, match=rf"^{root}: the data is one folder down, in {root / 'chest_xray'} \(it holds "
+                                         r"train/, test/\); give that folder$"):
+        discover(root)
+    write_xray(root / "other" / "NORMAL" / "c.png", 0, 3)  # two candidates: no guess
+    with pytest.raises(InputError, match=r"found neither .* \(it holds __MACOSX/, chest_xray/, other/\)"):
+        discover(root)
+
+
 def test_a_csv_that_is_no_manifest_is_not_offered_as_one(tmp_path: Path) -> None:
     """A folder of CSVs none of which has path and label columns (a notebook's results.csv): the error offered the
     first CSV as a manifest, which then failed for want of those columns."""

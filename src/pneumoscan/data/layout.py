@@ -391,6 +391,10 @@ def discover(root: str | Path) -> dict[str, list[Sample]]:
     if (root / "model.safetensors").is_file():
         raise InputError(f"{root}: a run folder (a trained model), not labelled films; give the data folder (with "
                          f"train/ and test/) or a CSV manifest")
+    nested = _nested_data(children)
+    if nested is not None:
+        raise InputError(f"{root}: the data is one folder down, in {nested} (it holds {_holds_names(nested)}); give "
+                         f"that folder")
     manifests = [p for p in sorted(root.glob("*")) if p.suffix.lower() == ".csv" and _is_manifest(p)]
     manifest = f" (such as {manifests[0]})" if manifests else ""
     raise InputError(
@@ -398,6 +402,28 @@ def discover(root: str | Path) -> dict[str, list[Sample]]:
         f"arrange the images as DATA/train/NORMAL, DATA/train/PNEUMONIA, ... (or rename your class folders NORMAL "
         f"and PNEUMONIA) or pass a CSV manifest{manifest}"
     )
+
+
+def _nested_data(children: dict[str, Path]) -> Path | None:
+    """The one sub-folder that holds split or class folders, as an unpacked archive nests the data
+    (`chest_xray/chest_xray/train`, beside a `__MACOSX/`); None when none or several do."""
+    known = {name.lower() for name in (*SPLITS, *CLASS_NAMES)}
+    found = []
+    for child in children.values():
+        try:
+            if known & {p.name.lower() for p in child.iterdir() if p.is_dir()}:
+                found.append(child)
+        except OSError:  # a folder that cannot be listed is no candidate
+            continue
+    return found[0] if len(found) == 1 else None
+
+
+def _holds_names(folder: Path) -> str:
+    """The split or class folders `folder` holds, in their usual order: `train/, test/`."""
+    order = [name.lower() for name in (*SPLITS, *CLASS_NAMES)]
+    found = sorted((p for p in folder.iterdir() if p.is_dir() and p.name.lower() in order),
+                   key=lambda p: order.index(p.name.lower()))
+    return ", ".join(f"{p.name}/" for p in found)
 
 
 def _is_manifest(path: Path) -> bool:
