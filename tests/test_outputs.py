@@ -222,6 +222,24 @@ def test_explain_never_writes_over_the_image_it_explains(tiny_run: Path, tiny_da
     assert "is the image to explain" in capsys.readouterr().err and xray.read_bytes() == before
 
 
+def test_explain_never_writes_over_another_film_but_replaces_its_own_heatmap(
+        tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # explain a.png --out b.png replaced the film b.png with a.png's heatmap
+    from PIL import Image
+
+    films = sorted((tiny_data / "test" / "NORMAL").iterdir())
+    other = tmp_path / "other.png"
+    Image.open(films[1]).save(other)
+    before = other.read_bytes()
+    assert main(["explain", str(films[0]), "--model", str(tiny_run), "--out", str(other)]) == 2
+    assert capsys.readouterr().err.strip() == (f"pneumoscan: error: {other}: exists and is not a figure pneumoscan "
+                                               f"drew (an X-ray?); give --out another file name, or delete it first")
+    assert other.read_bytes() == before
+    heatmap = tmp_path / "heatmap.png"
+    for _ in range(2):  # a heatmap written before is replaced
+        assert main(["explain", str(films[0]), "--model", str(tiny_run), "--out", str(heatmap)]) == 0
+
+
 def test_atomic_write_reports_the_path_when_even_the_cleanup_fails(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     def read_only(self: Path, missing_ok: bool = False) -> None:

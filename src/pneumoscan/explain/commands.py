@@ -27,6 +27,18 @@ def default_out(image: str) -> Path:
     return Path(f"{image_stem(image)}_heatmap.png")
 
 
+def _is_other_picture(path: Path) -> bool:
+    """Whether `path` is a picture that a figure of explain or report did not make (those are written by
+    matplotlib, which names itself in the PNG), such as another film: explain --out is not written over it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return not str(image.info.get("Software", "")).startswith("Matplotlib")
+    except (OSError, ValueError, Image.DecompressionBombError):  # not a picture: nothing to lose that a film holds
+        return False
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     """Classify IMAGE, compute Grad-CAM for the predicted class and save the figure."""
     from pneumoscan.errors import InputError, WriteError
@@ -39,6 +51,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     out = check_output(args.out or default_out(args.image), (".png",), "the heatmap")
     if out.exists() and out.resolve() == Path(args.image).resolve():
         raise InputError(f"{out}: is the image to explain; give --out another file name, e.g. heatmap.png")
+    if out.is_file() and _is_other_picture(out):
+        raise InputError(f"{out}: exists and is not a figure pneumoscan drew (an X-ray?); give --out another file "
+                         f"name, or delete it first")
     # the label comes from `predict`'s default backend, so a film at the very threshold gets the same one here
     predictor = Predictor(args.model, threshold=args.threshold, target_recall=args.target_recall,
                           prevalence=args.prevalence, backend="auto")
