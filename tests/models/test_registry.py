@@ -85,6 +85,17 @@ def test_smallest_and_odd_input_sizes_run(name: str) -> None:
         assert model.train()(torch.randn(2, 1, size, size)).shape == (2,)
 
 
+def test_an_unknown_name_lists_the_trainable_models_and_the_ensemble_apart() -> None:
+    # train --model resnet11 offered 'ensemble' among the choices, which train then refused
+    from pneumoscan.errors import InputError
+
+    with pytest.raises(InputError) as err:
+        create_model("resnet11")
+    assert str(err.value).startswith(f"unknown model 'resnet11'; choose one of: {', '.join(list_models())} "
+                                     f"(`pneumoscan models` describes them; ensemble: built from trained runs)")
+    assert "ensemble" not in list_models()
+
+
 def test_a_model_name_or_option_mistake_is_an_input_error() -> None:
     """The Python API's promise: every user mistake is an InputError (these are also KeyError and TypeError)."""
     from pneumoscan.errors import InputError

@@ -112,8 +112,10 @@ def get_spec(name: str) -> ModelSpec:
     """The registry entry for `name`; UnknownModelError (a KeyError) lists the known names."""
     _load_models()
     if name not in _REGISTRY:
-        raise UnknownModelError(f"unknown model {name!r}; choose one of: {', '.join(sorted(_REGISTRY))} "
-                                "(`pneumoscan models` describes them)")
+        built = [n for n, spec in sorted(_REGISTRY.items()) if not spec.trainable]
+        also = f"; {', '.join(built)}: built from trained runs" if built else ""
+        raise UnknownModelError(f"unknown model {name!r}; choose one of: {', '.join(list_models())} "
+                                f"(`pneumoscan models` describes them{also})")
     return _REGISTRY[name]
 
 
