@@ -63,8 +63,12 @@ def _report_stream(json_path: str | None) -> contextlib.AbstractContextManager:
 def _output_folders(json_path: str | None = None, csv_path: str | None = None) -> None:
     """Check the output files (`--json`, '-' being stdout; `--predictions`) up front, so a bad path fails before
     the work; their folders are made when they are written, so a command that fails leaves none behind."""
+    from pneumoscan.errors import InputError
     from pneumoscan.outputs import check_output
 
+    if csv_path == "-":
+        raise InputError("--predictions -: the per-image table is written to a file, not to stdout; give a file name "
+                         "ending in .csv (only --json takes '-')")
     for path, suffix, what, option in ((json_path, ".json", "JSON", "--json"),
                                        (csv_path, ".csv", "the per-image table", "--predictions")):
         if path and (path != "-" or option != "--json"):  # only JSON can go to stdout
