@@ -54,6 +54,22 @@ def test_train_never_replaces_a_model_it_cannot_resume(tiny_dataset: Path, tmp_p
     assert (run / "model.safetensors").read_bytes() == model
 
 
+def test_train_into_the_folder_of_every_run_is_refused(tiny_dataset: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    # train --out runs (the run's own name forgotten) trained into runs/, its files among the other runs' folders
+    runs = tmp_path / "runs"
+    for name, kept in (("first", "last.pt"), ("ens", "model.safetensors")):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "config.json").write_text("{}")
+        (runs / name / kept).write_bytes(b"")
+    (runs / "notes").mkdir()  # a folder that is no run is not named
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(runs), *QUICK]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pneumoscan: error: {runs}: holds other runs (ens/, first/), so it is no run of its own; give --out a new "
+        f"folder for this run, such as {runs / 'NAME'}")
+    assert sorted(p.name for p in runs.iterdir()) == ["ens", "first", "notes"]
+
+
 def test_resume_refuses_data_with_other_images(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     import shutil
 

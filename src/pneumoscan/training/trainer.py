@@ -308,6 +308,16 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> Non
         e.copy_(b)
 
 
+def runs_inside(folder: Path, shown: int = 3) -> list[str]:
+    """The first `shown` sub-folders of `folder` that are training runs (`train --out runs`, the folder of every
+    run, would put this run's files among them), as `first/`; then `...` when there are more."""
+    if not folder.is_dir():
+        return []
+    runs = [f"{p.name}/" for p in sorted(folder.iterdir()) if p.is_dir() and (p / "config.json").is_file()
+            and ((p / LAST_CHECKPOINT).is_file() or (p / ARTIFACT_NAME).is_file())]
+    return runs[:shown] + (["..."] if len(runs) > shown else [])
+
+
 class Trainer:
     """Trains one model for one `TrainConfig`, writing everything under `cfg.out`."""
 
@@ -486,6 +496,9 @@ class Trainer:
         if not resume and (self.out / ARTIFACT_NAME).exists():  # an ensemble, a set-threshold copy, a run without last.pt
             raise InputError(f"{self.out / ARTIFACT_NAME}: a model is already there and has no {LAST_CHECKPOINT} to "
                              f"resume from; choose another {option('out')} (training would replace it)")
+        if not resume and (others := runs_inside(self.out)):
+            raise InputError(f"{self.out}: holds other runs ({', '.join(others)}), so it is no run of its own; give "
+                             f"{option('out')} a new folder for this run, such as {self.out / 'NAME'}")
         saved_ckpt = load_checkpoint(ckpt_path) if resume else None  # read once, here and for its weights below
         if saved_ckpt is not None and (self.out / ARTIFACT_NAME).exists():
             done = saved_ckpt["state"]
