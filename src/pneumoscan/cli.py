@@ -562,6 +562,32 @@ def _run(args: argparse.Namespace) -> int:
         done = f" {err}" if str(err) else ""
         print(f"pneumoscan: interrupted{done}{_resume_hint(args)}", file=sys.stderr)
         return 130
+    except RuntimeError as err:
+        if not _gpu_out_of_memory(err):
+            raise
+        print(f"pneumoscan: error: {_out_of_memory_advice(args, err)}{_resume_hint(args)}", file=sys.stderr)
+        return 2
+
+
+def _gpu_out_of_memory(err: BaseException) -> bool:
+    """Whether `err` is torch's report that the GPU had no memory left (never so when torch was not imported)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(err, getattr(torch, "OutOfMemoryError", ()))
+
+
+def _out_of_memory_advice(args: argparse.Namespace, err: BaseException) -> str:
+    """One line for a command the GPU ran out of memory in: torch's reason, and the ways out (the command's smaller
+    batch, ONNX Runtime, or the CPU with the GPU hidden)."""
+    from pneumoscan.errors import first_line, option
+
+    ways = ["free it (`nvidia-smi` lists the processes holding it)"]
+    if hasattr(args, "batch_size"):
+        resumed = f" in a new {option('out')} (a resume keeps the run's)" if args.command in ("train", "pretrain") else ""
+        ways.append(f"lower {option('batch_size')}{resumed}")
+    if hasattr(args, "backend"):
+        ways.append(f"pass {option('backend', 'onnx')} (ONNX Runtime, on the CPU)")
+    ways.append(f"run it on the CPU with the GPU hidden: `CUDA_VISIBLE_DEVICES= pneumoscan {args.command} ...`")
+    return f"the GPU ran out of memory ({first_line(err, 120)}); {', '.join(ways[:-1])}, or {ways[-1]}"
 
 
 def entry() -> None:

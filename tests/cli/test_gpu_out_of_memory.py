@@ -1,0 +1,59 @@
+"""A GPU that runs out of memory: one line saying what to do, not torch's traceback. No GPU here: the error is
+raised as torch raises it (torch.OutOfMemoryError, the class of torch.cuda.OutOfMemoryError)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from pneumoscan.cli import main
+from tests.training.test_audit_mistakes import QUICK
+
+OOM = ("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 7.79 GiB of which 1.02 GiB "
+       "is free.\nIncluding non-PyTorch memory, this process has 6.7 GiB memory in use.")
+
+
+def _out_of_memory(*_: Any, **__: Any) -> None:
+    raise torch.OutOfMemoryError(OOM)
+
+
+def test_training_out_of_gpu_memory_names_the_batch_size_the_cpu_and_the_resume(
+        tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import pneumoscan.training.trainer as trainer
+
+    monkeypatch.setattr(trainer, "augment_batch", _out_of_memory)  # in the first training step
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(out), *QUICK]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("pneumoscan: error: the GPU ran out of memory (CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert "lower --batch-size in a new --out (a resume keeps the run's)" in err
+    assert "`CUDA_VISIBLE_DEVICES= pneumoscan train ...`" in err
+    assert f"continue the run with `pneumoscan train --out {out} --resume`" in err
+
+
+def test_scoring_out_of_gpu_memory_names_the_onnx_backend(tiny_run: Path, tiny_data: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import pneumoscan.evaluation.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate, "evaluate", _out_of_memory)
+    assert main(["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--backend", "torch"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the GPU ran out of memory" in err
+    assert "pass --backend onnx (ONNX Runtime, on the CPU)" in err and "`CUDA_VISIBLE_DEVICES= pneumoscan evaluate" in err
+    assert "--batch-size" not in err and "--resume" not in err
+
+
+def test_other_runtime_errors_are_not_taken_for_a_full_gpu(tiny_run: Path, tiny_data: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import pneumoscan.evaluation.evaluate as evaluate
+
+    def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(evaluate, "evaluate", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["evaluate", "--model", str(tiny_run), "--data", str(tiny_data)])
