@@ -6,11 +6,13 @@ as on "cuda:0" (torch.save names each storage's device), and the generator state
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
 import torch
 import torch.serialization
+from torch import nn
 
 from pneumoscan.cli import main
 from pneumoscan.training.checkpoint import atomic_torch_save, load_checkpoint, restore_rng_states
@@ -76,3 +78,48 @@ def test_training_holds_cudnn_to_deterministic_algorithms(command: str, tiny_dat
     assert main([command, "--data", str(tiny_dataset), "--out", str(tmp_path / "run"), "--model", "cnn",
                  "--image-size", "32", "--epochs", "1", "--quiet", *extra]) != 0
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+
+
+@pytest.mark.parametrize("recipe", [["--ema-decay", "0.9", "--balance", "weighted", "--mixup", "0.2"],
+                                    ["--consistency", "0.5"]])
+def test_a_run_checkpointed_on_a_cpu_resumes_with_every_tensor_of_its_step_on_the_gpu(
+        recipe: list[str], tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other way round: a CPU's checkpoint (weights, AdamW's moments, the EMA) resumed where CUDA is present.
+    The meta device stands in for the GPU (the weights it loads hold no values, so torch warns that loading them is a
+    no-op): every tensor of the first step (the loss's inputs and class weight, the weights and their gradients,
+    AdamW's state, the EMA's) must be there. The run stops after that step, before `loss.item()`."""
+    import pneumoscan.training.trainer as trainer
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(run), *QUICK, *recipe]) == 0
+    with_ema = "--ema-decay" in recipe
+    seen: dict[str, set[str]] = {}
+
+    def note(what: str, tensors: list[Any]) -> None:
+        seen.setdefault(what, set()).update(t.device.type for t in tensors if isinstance(t, torch.Tensor))
+
+    def loss(self: Any, logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor | None) -> torch.Tensor:
+        note("loss inputs", [logits, targets, pos_weight])
+        return original_loss(self, logits, targets, pos_weight)
+
+    def step(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
+        note("optimiser state", [v for state in self.state.values() for k, v in state.items() if k != "step"])
+        note("weights and gradients", [t for group in self.param_groups for p in group["params"] for t in (p, p.grad)])
+        done = original_step(self, *args, **kwargs)
+        if not with_ema:
+            raise KeyboardInterrupt
+        return done
+
+    def update_ema(ema: nn.Module, model: nn.Module, *_: Any) -> None:
+        note("ema", [*ema.parameters(), *ema.buffers(), *model.buffers()])
+        raise KeyboardInterrupt
+
+    original_loss, original_step = trainer.Trainer._loss, torch.optim.AdamW.step
+    monkeypatch.setattr(trainer, "device_for", lambda preferred=None: torch.device("meta"))
+    monkeypatch.setattr(trainer, "save_artifact", lambda *_, **__: None)  # meta weights cannot be written
+    monkeypatch.setattr(trainer.Trainer, "_loss", loss)
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    monkeypatch.setattr(trainer, "update_ema", update_ema)
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 130
+    assert seen == {"loss inputs": {"meta"}, "optimiser state": {"meta"}, "weights and gradients": {"meta"},
+                    **({"ema": {"meta"}} if with_ema else {})}
