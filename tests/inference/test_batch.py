@@ -33,3 +33,5 @@ def test_choosing_cuda_turns_off_tf32_convolutions(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert device_for().type == "cuda"
     assert not torch.backends.cudnn.allow_tf32
+    # torch 2.9+ convolutions read the per-operation setting, which the legacy switch sets
+    assert torch.backends.cudnn.conv.fp32_precision != "tf32"
