@@ -123,3 +123,34 @@ def test_a_run_checkpointed_on_a_cpu_resumes_with_every_tensor_of_its_step_on_th
     assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 130
     assert seen == {"loss inputs": {"meta"}, "optimiser state": {"meta"}, "weights and gradients": {"meta"},
                     **({"ema": {"meta"}} if with_ema else {})}
+
+
+def test_a_pretraining_checkpointed_on_a_cpu_resumes_with_its_step_on_the_gpu(tiny_dataset: Path, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """SimSiam likewise: resumed where CUDA is present (the meta device standing in), the views, the weights, their
+    gradients and SGD's momentum from the CPU's checkpoint are all on the GPU at the first step."""
+    import pneumoscan.training.pretrain as pretrain
+
+    out = tmp_path / "pre"
+    options = ["--data", str(tiny_dataset), "--out", str(out), "--model", "cnn", "--image-size", "32",
+               "--batch-size", "8", "--quiet"]
+    assert main(["pretrain", *options, "--epochs", "1"]) == 0
+    seen: dict[str, set[str]] = {}
+
+    def forward(self: nn.Module, x1: torch.Tensor, x2: torch.Tensor) -> Any:
+        seen["views"] = {x1.device.type, x2.device.type}
+        return original_forward(self, x1, x2)
+
+    def step(self: torch.optim.Optimizer, *_: Any, **__: Any) -> None:
+        seen["momentum"] = {v.device.type for state in self.state.values() for v in state.values()
+                            if isinstance(v, torch.Tensor)}
+        seen["weights and gradients"] = {t.device.type for group in self.param_groups for p in group["params"]
+                                         for t in (p, p.grad)}
+        raise KeyboardInterrupt
+
+    original_forward = pretrain.SimSiam.forward
+    monkeypatch.setattr(pretrain, "device_for", lambda preferred=None: torch.device("meta"))
+    monkeypatch.setattr(pretrain.SimSiam, "forward", forward)
+    monkeypatch.setattr(torch.optim.SGD, "step", step)
+    assert main(["pretrain", *options, "--epochs", "2", "--resume"]) == 130
+    assert seen == {"views": {"meta"}, "momentum": {"meta"}, "weights and gradients": {"meta"}}
