@@ -154,3 +154,56 @@ def test_a_pretraining_checkpointed_on_a_cpu_resumes_with_its_step_on_the_gpu(ti
     monkeypatch.setattr(torch.optim.SGD, "step", step)
     assert main(["pretrain", *options, "--epochs", "2", "--resume"]) == 130
     assert seen == {"views": {"meta"}, "momentum": {"meta"}, "weights and gradients": {"meta"}}
+
+
+# The backward functions of the operations PyTorch lists as having no deterministic CUDA implementation
+# (torch.use_deterministic_algorithms), among those a classifier could use; convolutions are held deterministic by
+# cudnn.deterministic, which seed_everything sets.
+NONDETERMINISTIC_ON_CUDA = {
+    "AdaptiveAvgPool2DBackward0", "AdaptiveAvgPool3DBackward0", "AvgPool3DBackward0", "MaxPool3DWithIndicesBackward0",
+    "AdaptiveMaxPool2DBackward0", "AdaptiveMaxPool3DBackward0", "FractionalMaxPool2DBackward0",
+    "FractionalMaxPool3DBackward0", "UpsampleLinear1DBackward0", "UpsampleBilinear2DBackward0",
+    "UpsampleBicubic2DBackward0", "UpsampleTrilinear3DBackward0", "GridSampler2DBackward0", "ReflectionPad1DBackward0",
+    "ReflectionPad2DBackward0", "ReflectionPad3DBackward0", "ReplicationPad1DBackward0", "ReplicationPad2DBackward0",
+    "ReplicationPad3DBackward0", "IndexBackward0", "IndexPutBackward0", "IndexAddBackward0", "ScatterAddBackward0",
+    "EmbeddingBagBackward0", "NllLossBackward0", "NllLoss2DBackward0", "CumsumBackward0", "CtcLossBackward0",
+}
+
+
+def backward_functions(loss: torch.Tensor) -> set[str]:
+    """The names of the autograd functions `loss.backward()` runs."""
+    names, seen, stack = set(), set(), [loss.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        stack.extend(child for child, _ in node.next_functions)
+    return names
+
+
+@pytest.mark.parametrize("name", ["cnn", "mlp", "resnet10", "resnet18", "tv_resnet18", "tv_resnet50", "simsiam"])
+def test_a_training_step_runs_no_operation_pytorch_lists_as_nondeterministic_on_cuda(name: str) -> None:
+    """What cudnn.deterministic cannot fix: a backward pass without a deterministic CUDA implementation. The
+    networks' global average pooling (nn.AdaptiveAvgPool2d(1), listed) is computed as a mean, whose backward is
+    deterministic; the graph is the same on every device (a composite of ATen, looked at here on the CPU). The
+    step is the trainer's: channels-last weights, class-weighted loss, the consistency term of two views."""
+    from pneumoscan.models.registry import create_model, model_config
+    from pneumoscan.training.pretrain import SimSiam, strip_final_linear
+    from pneumoscan.training.trainer import Trainer, bernoulli_js
+
+    size = 64
+    if name == "simsiam":
+        backbone = create_model("resnet10", **model_config("resnet10", image_size=size))
+        net = SimSiam(backbone, strip_final_linear(backbone)).to(memory_format=torch.channels_last).train()
+        loss, _ = net(torch.randn(4, 1, size, size), torch.randn(4, 1, size, size))
+    else:
+        model = create_model(name, **model_config(name, image_size=size)).to(memory_format=torch.channels_last).train()
+        first, second = model(torch.randn(8, 1, size, size)).reshape(-1).chunk(2)
+        trainer = mock.Mock(cfg=mock.Mock(label_smoothing=0.1))
+        targets, weight = torch.tensor([0.0, 1.0, 1.0, 0.0]), torch.tensor(2.0)
+        loss = Trainer._loss(trainer, first, targets, weight) + bernoulli_js(first, second)
+    functions = backward_functions(loss)
+    assert "ConvolutionBackward0" in functions or name == "mlp"  # the graph was walked
+    assert not functions & NONDETERMINISTIC_ON_CUDA
