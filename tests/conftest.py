@@ -318,6 +318,17 @@ def dithered_jpeg(path: Path = UPRIGHT_FILM, side: int = 896, quality: int = 75)
                       quality=quality)
 
 
+def four_tone_jpeg(path: Path = UPRIGHT_FILM, side: int = 224, quality: int = 75) -> bytes:
+    """The same film Floyd-Steinberg dithered to 4 evenly spaced grey levels (a GIF-like palette copy), saved as
+    JPEG: compression turns its 4 levels into many, few of them near black or white."""
+    palette = Image.new("P", (1, 1))
+    palette.putpalette([v for v in (0, 85, 170, 255) for _ in range(3)] + [0] * 252 * 3)
+    with Image.open(path) as im:
+        gray = im.convert("L").resize((side, side), Image.Resampling.BICUBIC)
+    four = gray.convert("RGB").quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG).convert("L")
+    return encode(four, "JPEG", quality=quality)
+
+
 def make_dicom(
     arr: np.ndarray | None,
     *,

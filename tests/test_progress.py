@@ -57,7 +57,7 @@ def test_evaluate_shows_scoring_progress_on_a_terminal(fitted: Path, tiny_data: 
     assert predictor.guard is not None
     images = evaluate(predictor, tiny_data, "test", n_boot=10, cache_dir=tmp_path).images
     whole, verdicts = predictor.screen(np.asarray(images.images), list(images.colours), list(images.levels),
-                                       list(images.tones))
+                                       list(images.tones), list(images.dithers))
     stream = _Tty()
     monkeypatch.setattr(sys, "stderr", stream)
     result = evaluate(predictor, tiny_data, "test", n_boot=10, cache_dir=tmp_path)

@@ -74,23 +74,27 @@ def test_entry_of_an_older_format_is_decoded_again(tmp_path: Path, monkeypatch: 
 
 
 
-def test_entry_keeps_the_guards_file_cues(tmp_path: Path) -> None:
-    """Colourfulness and the two-tone share of each readable file, measured once when the entry is built; an entry
-    written without them (format 2) is decoded again."""
-    from pneumoscan.data.file_cues import colourfulness, two_tone_share
+@pytest.mark.parametrize("key", ["tones", "dithers"])
+def test_entry_keeps_the_guards_file_cues(tmp_path: Path, key: str) -> None:
+    """Colourfulness, the two-tone share and the dither energy of each readable file, measured once when the entry
+    is built; an entry written without them (format 2, or 3 without dither energies) is decoded again."""
+    from pneumoscan.data.file_cues import colourfulness, jpeg_cues
 
-    samples = _samples(tmp_path)
+    samples = [*_samples(tmp_path), *(Sample(write_xray(tmp_path / f"IM-{i:04d}-0002.jpeg", i % 2, i), i % 2)
+                                      for i in range(2))]  # JPEGs: the cues the full-size decode gives
     cache = tmp_path / "cache"
     first = load_image_set(samples, 24, cache)
-    expected = ([colourfulness(s.path) for s in first.samples], [two_tone_share(s.path) for s in first.samples])
-    assert (first.colours.tolist(), first.tones.tolist()) == expected
+    cues = [jpeg_cues(s.path) for s in first.samples]
+    expected = ([colourfulness(s.path) for s in first.samples], [t for t, _ in cues], [d for _, d in cues])
+    assert (first.colours.tolist(), first.tones.tolist(), first.dithers.tolist()) == expected
+    assert any(d > 0 for d in expected[2])  # measured, not left at zero
     meta_path = next(cache.glob("*.json"))
     meta = json.loads(meta_path.read_text())
-    del meta["tones"]
+    del meta[key]
     meta_path.write_text(json.dumps(meta))
     again = load_image_set(samples, 24, cache)
-    assert (again.colours.tolist(), again.tones.tolist()) == expected
-    assert "tones" in json.loads(meta_path.read_text())  # rewritten
+    assert (again.colours.tolist(), again.tones.tolist(), again.dithers.tolist()) == expected
+    assert key in json.loads(meta_path.read_text())  # rewritten
 
 def test_entry_keeps_each_dicoms_view_position_when_not_frontal(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:

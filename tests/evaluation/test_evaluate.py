@@ -148,7 +148,7 @@ def test_a_warm_cache_gives_the_guard_its_file_cues_without_reading_the_files(
 
         for module in (cache_module, file_cues):
             monkeypatch.setattr(module, "colourfulness", read_again)
-            monkeypatch.setattr(module, "two_tone_share", read_again)
+            monkeypatch.setattr(module, "jpeg_cues", read_again)
         warm = evaluate(Predictor(fitted, backend="torch"), data, n_boot=10).summary["refused_by_guard"]
     assert warm == cold and any("holiday.jpg: not a chest X-ray: colour image" in r for r in warm)
     assert any("dithered.jpeg: binary (black-and-white) image" in r for r in warm)

@@ -26,9 +26,11 @@ from pneumoscan.inference.ood import (
     colourfulness,
     cues,
     final_linear,
+    dither_energy,
     fit_guard,
     forward_with_features,
     guard_path,
+    jpeg_cues,
     load_guard,
     two_tone_share,
 )
@@ -45,6 +47,7 @@ from tests.conftest import (
     dithered_jpeg,
     encode,
     film_as_dicom,
+    four_tone_jpeg,
     full_safetensors,
     text_document,
 )
@@ -62,6 +65,11 @@ def two_tones(percent: int) -> str:
 
 
 TWO_TONES = two_tones(100)  # a dithered film saved as JPEG at quality 95
+
+
+def dithered_message(energy: int, cut: int = 12) -> str:
+    return (f"dithered or grainy image: pixel-to-pixel grain of {energy} grey levels (the guard refuses above {cut}), "
+            f"as in a printed-and-scanned, GIF or palette copy; send the original radiograph")
 
 
 def check_bytes(model_path: Path, payloads: list[bytes]) -> list:
@@ -140,6 +148,22 @@ def test_shipped_guard_refuses_a_dithered_jpeg_but_not_the_film_as_jpeg(shipped:
     big = gray.resize((4 * gray.width, 4 * gray.height), Image.Resampling.BICUBIC)
     for original in (UPRIGHT_FILM.read_bytes(), encode(big, "JPEG", quality=75), encode(big.convert("RGB"), "JPEG")):
         assert shipped.predict_bytes(original).in_distribution is True
+
+
+@pytest.mark.parametrize(("side", "quality"), [(224, 30), (224, 75), (896, 30), (896, 95)])
+def test_shipped_guard_refuses_a_4_tone_dithered_jpeg_but_not_the_film(shipped: Predictor, side: int,
+                                                                       quality: int) -> None:
+    """4 tones: few pixels near black or white and many grey levels after compression, which averages to grey at the
+    model's 128 px; only the dither's pixel-to-pixel grain at full size shows it."""
+    data = four_tone_jpeg(side=side, quality=quality)
+    assert grey_levels(read_grayscale(data)) > 16 and two_tone_share(data) < cues.TWO_TONE_SHARE  # missed by both
+    result = shipped.predict_bytes(data)
+    assert (result.in_distribution, result.refused_by, result.probability, result.label) == (
+        False, "dithered", None, None)
+    assert result.ood_reason == dithered_message(round(jpeg_cues(data)[1]))
+    with Image.open(UPRIGHT_FILM) as im:
+        big = im.convert("L").resize((side, side), Image.Resampling.BICUBIC)
+    assert shipped.predict_bytes(encode(big, "JPEG", quality=quality)).in_distribution is True
 
 
 @pytest.mark.parametrize("film", [UPRIGHT_FILM, UPRIGHT_FILM.parents[1] / "PNEUMONIA" / "person102_virus_189.jpeg"])
@@ -259,6 +283,73 @@ def test_two_tone_rule_and_its_messages(fitted: Path) -> None:
     guard.threshold = 1e9  # a nearly constant black file is blank, not black-and-white
     flat = np.full((1, meta.image_size, meta.image_size), 3, np.uint8)
     assert guard.check(flat, model=model, two_tone=[1.0])[0].reason == "blank or nearly constant image"
+
+
+def test_dithered_rule_and_its_messages(fitted: Path) -> None:
+    guard = load_guard(fitted)
+    model, meta = load_artifact(fitted)
+    images = np.stack([load_image(UPRIGHT_FILM, meta.image_size)] * 4)
+    plain = guard.check(images, model=model)
+    cut = guard.dither_cut  # 4 times the median of the sample's films: 12.2
+    results = guard.check(images, model=model, dither=[24.6, cut + 0.01, cut, 3.0])
+    assert [r.in_distribution for r in results] == [False, False, plain[2].in_distribution, plain[3].in_distribution]
+    assert [r.refused_by for r in results[:2]] == ["dithered"] * 2 and results[0].to_dict()["refused_by"] == "dithered"
+    assert results[0].message == dithered_message(25, round(cut)) and results[1].message == dithered_message(12, 12)
+    assert results[0].score == plain[0].score  # the statistical score is kept for inspection
+    assert guard.check(images[:1], model=model, grey_levels=[4], dither=[30.0])[0].refused_by == "grey_levels"
+    assert guard.check(images[:1], model=model, two_tone=[0.9], dither=[80.0])[0].refused_by == "two_tone"
+    with pytest.raises(ValueError, match="dither energies"):
+        guard.check(images, model=model, dither=[30.0])
+    guard.threshold = 1e9  # a nearly constant file is blank, whatever its grain
+    flat = np.full((1, meta.image_size, meta.image_size), 128, np.uint8)
+    assert guard.check(flat, model=model, dither=[30.0])[0].refused_by == "blank"
+
+
+def test_a_guard_fitted_on_grainy_films_keeps_its_own_dither_cut(tiny_run: Path, tiny_data: Path,
+                                                                  tmp_path: Path) -> None:
+    """The fixed cut suits films like the shipped model's (at most 5.22); a guard fitted on grainier films (here
+    synthetic ones of pixel noise, about 14) refuses above 4 times their median instead, so it passes them; a guard
+    fitted without the key (the shipped one) keeps DITHER_ENERGY."""
+    from pneumoscan.inference.ood.fit import fitted_dither_cut
+
+    assert fitted_dither_cut(np.array([2.0, 2.7, 5.2])) == cues.DITHER_ENERGY == load_guard(None).dither_cut
+    assert fitted_dither_cut(np.array([14.0, 15.0, 16.0, 90.0])) == 4 * 15.5  # a dithered file does not raise it
+    assert fitted_dither_cut(np.array([])) == cues.DITHER_ENERGY
+    model = tmp_path / "model.safetensors"
+    shutil.copy(tiny_run / "model.safetensors", model)
+    guard = OODGuard.read(fit_guard(model, tiny_data / "train", cache_dir=tmp_path / "cache"))
+    films = sorted((tiny_data / "train").rglob("*.jpeg"))
+    grain = [jpeg_cues(f)[1] for f in films]
+    assert min(grain) > cues.DITHER_ENERGY and guard.meta["left_out"] == []
+    assert guard.dither_cut == pytest.approx(4 * np.median(grain))
+    model_net, meta = load_artifact(model)
+    images = np.stack([load_image(f, meta.image_size) for f in films[:4]])
+    verdicts = guard.check(images, model=model_net, dither=grain[:4])
+    assert "dithered" not in [v.refused_by for v in verdicts]
+    (grainier,) = guard.check(images[:1], model=model_net, dither=[guard.dither_cut + 1])
+    assert grainier.refused_by == "dithered" and grainier.reason == dithered_message(round(guard.dither_cut + 1),
+                                                                                      round(guard.dither_cut))
+
+
+def test_dither_energy_of_raw_files() -> None:
+    """A film's pixel-to-pixel grain is a few levels (the train films' largest 5.2); a dither's is its tone step's."""
+    assert jpeg_cues(UPRIGHT_FILM)[1] < 6 and jpeg_cues(UPRIGHT_FILM.read_bytes()) == jpeg_cues(UPRIGHT_FILM)
+    for side, quality in ((224, 30), (896, 95)):
+        assert jpeg_cues(four_tone_jpeg(side=side, quality=quality))[1] > cues.DITHER_ENERGY
+    assert jpeg_cues(dithered_jpeg())[1] > cues.DITHER_ENERGY  # 1 bit: the two-tone rule refuses it first
+    assert jpeg_cues(dithered()) == (0.0, 0.0)  # lossless formats: the grey-level rule counts their levels
+    assert jpeg_cues(b"\xff\xd8\xff garbage") == (0.0, 0.0)
+    checker = np.indices((8, 8)).sum(0) % 2 * 255  # each pixel 255 from its neighbours: 3/4 of 255 from the mean
+    assert dither_energy(checker.astype(np.uint8)) == pytest.approx(127.5)
+    assert dither_energy(np.full((8, 8), 200, np.uint8)) == 0.0 and dither_energy(np.zeros((1, 8), np.uint8)) == 0.0
+
+
+def test_dither_energy_is_measured_on_the_central_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large JPEG's grain is measured on its central DITHER_WINDOW pixels only: the cost stays that of a small film."""
+    grain = np.zeros((64, 64), np.uint8)
+    grain[16:48, 16:48] = np.indices((32, 32)).sum(0) % 2 * 255
+    monkeypatch.setattr(file_cues, "DITHER_WINDOW", 32)
+    assert dither_energy(grain) == pytest.approx(127.5)
 
 
 def test_two_tone_share_of_raw_files(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -428,6 +519,7 @@ def test_fit_guard_leaves_colour_files_out_and_lists_unreadable_ones(fitted: Pat
     (data / "PNEUMONIA" / "dithered.jpeg").write_bytes(dithered_jpeg(quality=95))  # so is the same as JPEG
     (data / "NORMAL" / "lateral.dcm").write_bytes(film_as_dicom("LL"))  # refused for its view, so not learnt
     (data / "NORMAL" / "frontal.dcm").write_bytes(film_as_dicom("PA"))  # a film like any other
+    (data / "PNEUMONIA" / "four-tone.jpeg").write_bytes(four_tone_jpeg())  # and a 4-tone dithered one
     out = tmp_path / "g.ood.safetensors"
     assert main(["fit-guard", "--model", str(fitted), "--data", str(tmp_path / "data"), "--out", str(out)]) == 0
     err = capsys.readouterr().err
@@ -436,11 +528,12 @@ def test_fit_guard_leaves_colour_files_out_and_lists_unreadable_ones(fitted: Pat
     meta = OODGuard.read(out).meta
     assert meta["n_images"] == 41
     assert sorted(Path(m.split(":")[0]).name for m in meta["left_out"]) == [
-        "black.png", "dithered.jpeg", "dithered.png", "holiday.jpg", "lateral.dcm"]
+        "black.png", "dithered.jpeg", "dithered.png", "four-tone.jpeg", "holiday.jpg", "lateral.dcm"]
     assert f"left out of the fit: {data / 'NORMAL' / 'lateral.dcm'}: {LATERAL}" in err
     assert any(m.endswith("dithered.png: binary (black-and-white) image: 2 grey levels; send the original radiograph")
                for m in meta["left_out"])
     assert any(m.endswith(f"dithered.jpeg: {TWO_TONES}") for m in meta["left_out"]), meta["left_out"]
+    assert any(m.split(": ", 1)[1].startswith("dithered or grainy image: ") for m in meta["left_out"] if "four-tone" in m)
     assert [Path(m.split(":")[0]).name for m in meta["skipped"]] == ["broken.jpeg"]
 
 
@@ -592,8 +685,9 @@ def test_cli_predict_flags_non_xrays(fitted: Path, sample_dir: Path, tmp_path: P
     assert main(["predict", "--model", str(fitted), str(folder / "a_xray.jpeg"), "--backend", "torch"]) == 0
 
 
-@pytest.mark.parametrize(("name", "payload", "reason"), [("scan.png", dithered, BINARY),
-                                                         ("scan.jpeg", lambda: dithered_jpeg(quality=95), TWO_TONES)])
+@pytest.mark.parametrize(("name", "payload", "reason"), [
+    ("scan.png", dithered, BINARY), ("scan.jpeg", lambda: dithered_jpeg(quality=95), TWO_TONES),
+    ("gif-like.jpeg", four_tone_jpeg, dithered_message(round(jpeg_cues(four_tone_jpeg())[1])))])
 def test_cli_predict_names_a_dithered_film_and_what_to_send(fitted: Path, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str],
                                                              name: str, payload: object, reason: str) -> None:
@@ -608,15 +702,18 @@ def test_cli_predict_names_a_dithered_film_and_what_to_send(fitted: Path, tmp_pa
     assert f"{film}: {reason}; no prediction made" in captured.err
 
 
-def test_predictor_measures_the_two_tone_share_from_the_raw_bytes(fitted: Path) -> None:
+@pytest.mark.parametrize(("payload", "refused_by"), [(lambda: dithered_jpeg(quality=95), "two_tone"),
+                                                     (four_tone_jpeg, "dithered")])
+def test_predictor_measures_the_jpeg_cues_from_the_raw_bytes(fitted: Path, payload: object, refused_by: str) -> None:
     """As the service calls it: decoded image and grey levels given, the rest measured on the upload's bytes."""
     from pneumoscan.data.preprocess import load_image_with_levels
 
     predictor = Predictor(fitted, backend="torch")
-    data = dithered_jpeg(quality=95)
+    data = payload()
     image, levels = load_image_with_levels(data, predictor.size)
     (result,) = predictor.results(["upload 0"], image[None], [data], levels=[levels])
-    assert result.in_distribution is False and result.ood_reason == TWO_TONES
+    assert result.in_distribution is False and result.refused_by == refused_by
+    assert result.ood_reason == predictor.predict_bytes(data).ood_reason
 
 
 def _shipped_with_edited_guard(folder: Path, tensors: dict[str, np.ndarray] | None = None, **meta_edits: object) -> Path:
@@ -637,6 +734,7 @@ def _shipped_with_edited_guard(folder: Path, tensors: dict[str, np.ndarray] | No
 
 @pytest.mark.parametrize(("edit", "problem"), [
     ({"threshold": float("nan")}, "threshold nan: not a finite number above 0"),
+    ({"dither_cut": -1}, "dither_cut -1: not a finite number above 0"),
     ({"references": {"image": 228.3, "features": 600.3}}, "references: colour, features, image must each be a number above 0"),
     ({"references": {"image": 0, "features": 600.3, "colour": 15}},
      "references: colour, features, image must each be a number above 0"),

@@ -717,7 +717,7 @@ def test_the_file_chooser_offers_dicom_files_under_any_name(client: TestClient) 
 def test_the_guards_file_cues_of_two_requests_are_measured_at_once_on_a_shared_model(
         fitted: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On the torch backend the guard hooks the shared model, so prediction and screening run one request at a
-    time; the two-tone share (a full-size JPEG decode) and colourfulness of the upload must be measured before
+    time; the JPEG cues (two-tone share and dither energy: a full-size JPEG decode) and colourfulness of the upload must be measured before
     that lock, not under it. Answers are the same as the Predictor's own for the same bytes."""
     import threading
 
@@ -726,9 +726,9 @@ def test_the_guards_file_cues_of_two_requests_are_measured_at_once_on_a_shared_m
 
     measuring = threading.Barrier(2, timeout=10)  # passed only when two measurements are under way together
     overlapped: list[bool] = []
-    real = predictor_module.two_tone_share
+    real = predictor_module.jpeg_cues
 
-    def two_tone_share(data: bytes | bytearray) -> float:
+    def jpeg_cues(data: bytes | bytearray) -> tuple[float, float]:
         try:
             measuring.wait()
             overlapped.append(True)
@@ -736,8 +736,8 @@ def test_the_guards_file_cues_of_two_requests_are_measured_at_once_on_a_shared_m
             overlapped.append(False)
         return real(data)
 
-    monkeypatch.setattr(engine_module, "two_tone_share", two_tone_share, raising=False)
-    monkeypatch.setattr(predictor_module, "two_tone_share", two_tone_share)  # where it was measured under the lock
+    monkeypatch.setattr(engine_module, "jpeg_cues", jpeg_cues, raising=False)
+    monkeypatch.setattr(predictor_module, "jpeg_cues", jpeg_cues)  # where it was measured under the lock
     xrays = [p.read_bytes() for p in sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[:2]]
     app = create_app(Settings(model=str(fitted), backend="torch"))
     with TestClient(app) as c, ThreadPoolExecutor(2) as pool:

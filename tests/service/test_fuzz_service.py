@@ -35,7 +35,8 @@ REASONS = {"blank": "not a chest X-ray: ", "colour": "not a chest X-ray: ",
            "image": "unlike the chest X-rays this model was trained on (image statistics: ",
            "features": "unlike the chest X-rays this model was trained on (the features ",
            "grey_levels": ("binary (black-and-white) image: ", "posterised or dithered image: "),
-           "two_tone": "binary (black-and-white) image: ", "upside_down": "the image looks upside down; "}
+           "two_tone": "binary (black-and-white) image: ", "dithered": "dithered or grainy image: ",
+           "upside_down": "the image looks upside down; "}
 FUZZ = settings(max_examples=100, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 

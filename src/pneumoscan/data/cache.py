@@ -1,6 +1,6 @@
 """Decoded, resized images cached on disk as one memory-mapped uint8 array per file list (with each file's grey-level
-count, the guard's file cues: colourfulness, two-tone share, and a DICOM's View Position when not frontal), and rows
-of bytes computed from such decodes (the film fingerprints), within a size limit."""
+count, the guard's file cues: colourfulness, two-tone share, dither energy, and a DICOM's View Position when not
+frontal), and rows of bytes computed from such decodes (the film fingerprints), within a size limit."""
 from __future__ import annotations
 
 import functools
@@ -20,7 +20,7 @@ import PIL
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache_limit import MAX_GB_ENV, evict, format_bytes, mark_used, max_cache_bytes
 from pneumoscan.data.decode import not_frontal_view, read_path
-from pneumoscan.data.file_cues import colourfulness, two_tone_share
+from pneumoscan.data.file_cues import colourfulness, jpeg_cues
 from pneumoscan.data.layout import Sample
 from pneumoscan.data.preprocess import (
     PREPROCESS_VERSION,
@@ -32,8 +32,8 @@ from pneumoscan.errors import InputError, option, warn
 from pneumoscan.progress import progress_bar
 
 # Bump when an entry's contents change: entries of an older format get another key, so they are decoded again.
-# 2: the .json lists each readable file's grey levels. 3: and its colourfulness and two-tone share. 4: and its View
-# Position when not frontal (`not_frontal_view`).
+# 2: the .json lists each readable file's grey levels. 3: and its colourfulness and two-tone share. 4: and its
+# dither energy, and its View Position when not frontal (`not_frontal_view`).
 CACHE_FORMAT = 4
 
 
@@ -45,9 +45,10 @@ def default_cache_dir() -> Path:
 @dataclass
 class ImageSet:
     """Images of `samples` as a (N, size, size) uint8 array; unreadable files are left out and listed. `levels`: the
-    grey levels of each file as decoded, before resizing (the guard's grey-level rule); `colours` and `tones`: each
-    file's `colourfulness` and `two_tone_share` (the guard's other file cues); `views`: each file's `not_frontal_view`
-    (a DICOM's View Position when it names a lateral, decubitus or oblique view, else None); each None when not known.
+    grey levels of each file as decoded, before resizing (the guard's grey-level rule); `colours`, `tones` and
+    `dithers`: each file's `colourfulness`, two-tone share and dither energy (`jpeg_cues`; the guard's other file
+    cues); `views`: each file's `not_frontal_view` (a DICOM's View Position when it names a lateral, decubitus or
+    oblique view, else None); each None when not known.
     `film_marks`: each file's film fingerprint where its decode gave it (`load_image_set(..., film_marks=True)`),
     None for a file whose fingerprint needs a decode of its own."""
 
@@ -59,6 +60,7 @@ class ImageSet:
     tones: np.ndarray | None = None
     film_marks: list[str | None] | None = None
     views: list[str | None] | None = None
+    dithers: np.ndarray | None = None
 
     @property
     def labels(self) -> np.ndarray:
@@ -97,8 +99,9 @@ def cache_key(samples: list[Sample], size: int) -> str:
     return digest.hexdigest()[:32]
 
 
-# images, readable or not, errors, and per readable file: grey levels, colourfulness, two-tone share, not-frontal view
-_Entry = tuple[np.ndarray, list[bool], list[str], np.ndarray, np.ndarray, np.ndarray, list[str | None]]
+# images, readable or not, errors, and per readable file: grey levels, colourfulness, two-tone share, dither energy,
+# not-frontal view
+_Entry = tuple[np.ndarray, list[bool], list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str | None]]
 
 
 def _read_entry(array_path: Path, meta_path: Path, n: int, size: int) -> _Entry | None:
@@ -108,14 +111,15 @@ def _read_entry(array_path: Path, meta_path: Path, n: int, size: int) -> _Entry 
         images = np.load(array_path, mmap_mode="r")
         ok, errors = [bool(good) for good in meta["ok"]], [str(e) for e in meta["errors"]]
         levels = np.array([int(v) for v in meta["levels"]], dtype=np.int64)
-        colours, tones = (np.array([float(v) for v in meta[k]], dtype=np.float64) for k in ("colours", "tones"))
+        colours, tones, dithers = (np.array([float(v) for v in meta[k]], dtype=np.float64)
+                                   for k in ("colours", "tones", "dithers"))
         views = [None if v is None else str(v) for v in meta["views"]]  # an entry without them is decoded again
     except (OSError, ValueError, EOFError, KeyError, TypeError):
         return None
     if len(ok) != n or images.dtype != np.uint8 or images.shape != (sum(ok), size, size) or \
-            not len(levels) == len(colours) == len(tones) == len(views) == sum(ok):
+            not len(levels) == len(colours) == len(tones) == len(dithers) == len(views) == sum(ok):
         return None
-    return images, ok, errors, levels, colours, tones, views
+    return images, ok, errors, levels, colours, tones, dithers, views
 
 
 def _failures_persist(samples: list[Sample], ok: list[bool], size: int) -> bool:
@@ -140,7 +144,7 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool,
 
     images = np.zeros((len(samples), size, size), dtype=np.uint8)
     levels = np.zeros(len(samples), dtype=np.int64)
-    colours, tones = np.zeros(len(samples)), np.zeros(len(samples))
+    colours, tones, dithers = np.zeros(len(samples)), np.zeros(len(samples)), np.zeros(len(samples))
     views: list[str | None] = [None] * len(samples)
     ok = [False] * len(samples)
     errors: list[str] = []
@@ -154,7 +158,8 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool,
                 images[index], levels[index], rgb, film = load_image_levels_rgb_and_at(data, size, FILM_SIZE,
                                                                                        name=label)
                 marks[index] = None if film is None else film_fingerprint(film)
-            colours[index], tones[index] = colourfulness(data, rgb=rgb), two_tone_share(data)
+            colours[index] = colourfulness(data, rgb=rgb)
+            tones[index], dithers[index] = jpeg_cues(data)
             views[index] = not_frontal_view(data)
             ok[index] = True
         except InputError as err:
@@ -163,7 +168,7 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool,
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         list(progress_bar(pool.map(work, range(len(samples))), total=len(samples), desc=desc, unit="img",
                           progress=progress))
-    return images, ok, sorted(errors), levels, colours, tones, views
+    return images, ok, sorted(errors), levels, colours, tones, dithers, views
 
 
 def _write_entry(array_path: Path, meta_path: Path, images: np.ndarray, meta_text: str) -> None:
@@ -229,23 +234,23 @@ def load_image_set(
     entry = _read_entry(array_path, meta_path, len(samples), size) if limit > 0 else None
     marks: list[str | None] | None = None
     if entry is not None and _failures_persist(samples, entry[1], size):
-        images, ok, errors, levels, colours, tones, views = entry
+        images, ok, errors, levels, colours, tones, dithers, views = entry
         mark_used(meta_path)
     else:
         marks = [None] * len(samples) if film_marks and size != FILM_SIZE else None  # at FILM_SIZE: the images
-        images, ok, errors, levels, colours, tones, views = _decode_all(samples, size, desc, progress, marks)
+        images, ok, errors, levels, colours, tones, dithers, views = _decode_all(samples, size, desc, progress, marks)
         if not all(ok):
             readable = np.array(ok, dtype=bool)
-            images, levels, colours, tones = images[readable], levels[readable], colours[readable], tones[readable]
+            images, levels, colours, tones, dithers = (x[readable] for x in (images, levels, colours, tones, dithers))
             views = [view for view, good in zip(views, ok) if good]
             marks = None if marks is None else [mark for mark, good in zip(marks, ok) if good]
         if limit > 0:
             meta_text = json.dumps({"ok": ok, "errors": errors, "size": size, "n": len(samples),
                                     "levels": levels.tolist(), "colours": colours.tolist(), "tones": tones.tolist(),
-                                    "views": views})
+                                    "dithers": dithers.tolist(), "views": views})
             images = _keep(cache_dir, key, images, meta_text, limit)
     kept = [s for s, good in zip(samples, ok) if good]
-    return ImageSet(kept, images, errors, levels, colours, tones, marks, views)
+    return ImageSet(kept, images, errors, levels, colours, tones, marks, views, dithers)
 
 
 def cached_file_rows(samples: list[Sample], kind: str, size: int, width: int,

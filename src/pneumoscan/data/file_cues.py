@@ -1,5 +1,6 @@
 """Cues of the input guard measured on a raw image file, before any model: how colourful it is and, for a JPEG,
-the share of its pixels near black or white. The image cache keeps them with each file's decoded image."""
+the share of its pixels near black or white and its dither energy. The image cache keeps them with each file's
+decoded image."""
 from __future__ import annotations
 
 import io
@@ -15,6 +16,7 @@ from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, dicom_colour, is_dicom
 TWO_TONE_BAND = 32  # an eighth of the 0-255 range at each end
 COLOUR_REFERENCE = 15.0  # Hasler & Suesstrunk: below 15 an image is "not colourful"
 TWO_TONE_MAX_PIXELS = 4096 * 4096  # larger JPEGs are measured at half size or less (the decoder's memory stays low)
+DITHER_WINDOW = 512  # dither energy is measured on the central DITHER_WINDOW x DITHER_WINDOW pixels at most
 
 
 NOT_DECODED: Any = object()
@@ -66,32 +68,65 @@ def colourfulness_of(sources: Sequence[str | os.PathLike]) -> np.ndarray:
 
 
 def two_tone_share(source: str | os.PathLike | bytes | bytearray) -> float:
-    """Share of a JPEG's pixels, decoded at full size, within `TWO_TONE_BAND` grey levels of black or white.
+    """Share of a JPEG's pixels, decoded at full size, within `TWO_TONE_BAND` grey levels of black or white
+    (`jpeg_cues`); 0.0 for other, unreadable or oversized files."""
+    return jpeg_cues(source)[0]
 
-    Only JPEGs are measured (lossless formats keep a black-and-white picture's grey levels, which the
-    grey-level rule counts); those above `TWO_TONE_MAX_PIXELS` at the largest reduced size under it.
-    Other, unreadable or oversized files return 0.0 (the decoder reports those).
+
+def jpeg_cues(source: str | os.PathLike | bytes | bytearray) -> tuple[float, float]:
+    """A JPEG's two-tone share and dither energy (`dither_energy`), from one decode at full size.
+
+    Two-tone share: the share of its pixels within `TWO_TONE_BAND` grey levels of black or white. Only JPEGs are
+    measured (lossless formats keep a dithered or black-and-white picture's few grey levels, which the grey-level
+    rule counts); those above `TWO_TONE_MAX_PIXELS` at the largest reduced size under it.
+    Other, unreadable or oversized files return (0.0, 0.0) (the decoder reports those).
     """
     from PIL import Image
 
     try:
         data = source if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
         if bytes(data[:3]) != b"\xff\xd8\xff":
-            return 0.0
+            return 0.0, 0.0
         with Image.open(io.BytesIO(data), formats=("JPEG", "MPO")) as im:
             width, height = im.size
             if width * height > DEFAULT_MAX_PIXELS:
-                return 0.0
+                return 0.0, 0.0
             scale = next((s for s in (1, 2, 4) if width * height <= TWO_TONE_MAX_PIXELS * s * s), 8)
             im.draft("L", (width // scale, height // scale))  # grey straight from the decoder
-            histogram = (im if im.mode == "L" else im.convert("L")).histogram()  # convert would copy an L image
+            gray = im if im.mode == "L" else im.convert("L")  # convert would copy an L image
+            histogram = gray.histogram()
+            energy = dither_energy(np.asarray(gray.crop(_central(gray.size))))  # a copy of the window alone
     except Exception:  # noqa: BLE001 - any unreadable input: the decoder raises the user-facing error
-        return 0.0
+        return 0.0, 0.0
     near = sum(histogram[:TWO_TONE_BAND]) + sum(histogram[-TWO_TONE_BAND:])
-    return near / max(sum(histogram), 1)
+    return near / max(sum(histogram), 1), energy
+
+
+def dither_energy(gray: np.ndarray) -> float:
+    """Mean |pixel - the mean of its 2 x 2 block| (0-255) of a grey image (H, W), on its central `DITHER_WINDOW`
+    pixels at most: the pixel-to-pixel grain that dithering adds (a few grey levels mixed pixel by pixel); 0.0 for
+    an image under 2 px on a side."""
+    left, top, right, bottom = _central(gray.shape[::-1])
+    a = np.asarray(gray[top:bottom, left:right], dtype=np.int16)  # 4 x 255 fits, and is fast
+    if a.shape[0] < 2 or a.shape[1] < 2:
+        return 0.0
+    four_times = 3 * a[:-1, :-1]  # becomes 4 x (pixel - its block's mean), in place
+    four_times -= a[1:, :-1]
+    four_times -= a[:-1, 1:]
+    four_times -= a[1:, 1:]
+    np.abs(four_times, out=four_times)
+    return float(four_times.sum(dtype=np.int64) / four_times.size / 4)
 
 
 def two_tone_share_of(sources: Sequence[str | os.PathLike]) -> np.ndarray:
     """`two_tone_share` of every file, in order (read in parallel)."""
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         return np.array(list(pool.map(two_tone_share, sources)), dtype=np.float64)
+
+
+def _central(size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The (left, top, right, bottom) box of the central `DITHER_WINDOW` pixels at most of an image of (width,
+    height)."""
+    width, height = (min(n, DITHER_WINDOW) for n in size)
+    left, top = (size[0] - width) // 2, (size[1] - height) // 2
+    return left, top, left + width, top + height

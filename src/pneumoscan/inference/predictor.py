@@ -27,7 +27,7 @@ from pneumoscan.evaluation.thresholds import (
     adjust_for_prevalence, check_operating_point, threshold_ci95, threshold_for_recall,
 )
 from pneumoscan.inference.batch import predict_probs, sigmoid
-from pneumoscan.inference.ood import OODResult, colourfulness, forward_with_features, load_guard, two_tone_share
+from pneumoscan.inference.ood import OODResult, colourfulness, forward_with_features, jpeg_cues, load_guard
 
 
 @dataclass
@@ -47,8 +47,8 @@ class Prediction:
     # set for a film under MIN_SIDE px on a side (a thumbnail: `size_warning`): predicted all the same, but too small
     # to read reliably, so the original should be sent
     size_warning: str | None = None
-    # what refused the film, set with ood_reason: "blank" or "colour" (not a chest X-ray), "grey_levels", "two_tone"
-    # or "upside_down" (a chest X-ray the model cannot read as sent), "image" or "features" (unlike the training films),
+    # what refused the film, set with ood_reason: "blank" or "colour" (not a chest X-ray), "grey_levels", "two_tone",
+    # "dithered" or "upside_down" (a chest X-ray the model cannot read as sent), "image" or "features" (unlike the training films),
     # "view" (a DICOM whose View Position is lateral, decubitus or oblique)
     refused_by: str | None = None
 
@@ -61,8 +61,8 @@ class Decoded(NamedTuple):
     """One file as the model and its guard read it (`Predictor.decode`): the model's uint8 input image (S, S), the
     file's grey levels, colourfulness and two-tone share (the last two 0.0 when there is no guard to read them), its
     `size_warning` (None unless it is a thumbnail), the file's (width, height) (None when its header does not
-    say) and a DICOM's View Position when it is not frontal (`not_frontal_view`; None for any other file, or
-    without a guard to refuse it)."""
+    say), a DICOM's View Position when it is not frontal (`not_frontal_view`; None for any other file, or
+    without a guard to refuse it) and the file's dither energy (`jpeg_cues`; 0.0 without a guard)."""
 
     image: np.ndarray
     levels: int
@@ -71,6 +71,7 @@ class Decoded(NamedTuple):
     small: str | None = None
     size: tuple[int, int] | None = None
     view: str | None = None
+    dither: float = 0.0
 
 
 # Files `predict_chunks` decodes and predicts at a time: enough for every decoding thread of a many-core machine
@@ -433,9 +434,9 @@ class Predictor:
     def results(self, names: list[str], images: np.ndarray, raw: Sequence[bytes | bytearray] | None = None, *,
                 colours: list[float] | None = None, levels: list[int] | None = None,
                 tones: list[float] | None = None, small: list[str | None] | None = None,
-                views: list[str | None] | None = None) -> list[Prediction]:
+                views: list[str | None] | None = None, dithers: list[float] | None = None) -> list[Prediction]:
         """Predictions for decoded images, screened by the guard: colourfulness, grey levels (see
-        `load_image_with_levels`) and two-tone shares (`two_tone_share`) as given, else measured on the `raw`
+        `load_image_with_levels`), two-tone shares and dither energies (`jpeg_cues`) as given, else measured on the `raw`
         bytes as `decode` measures them (decoding a file again only for its grey levels); `small` the files'
         `size_warning`s and `views` their `not_frontal_view`s, likewise (from their headers).
 
@@ -443,14 +444,14 @@ class Predictor:
         Position says it is no frontal film (refused_by "view").
         """
         if raw is not None:
-            colours, levels, tones, small = self._measured(names, raw, colours, levels, tones, small)
+            colours, levels, tones, dithers, small = self._measured(names, raw, colours, levels, tones, dithers, small)
             if views is None and self.guard is not None:
                 views = [not_frontal_view(r) for r in raw]
         if small is None:
             small = [None] * len(names)
         if views is None or self.guard is None:
             views = [None] * len(names)
-        probs, verdicts = self.screen(images, colours, levels, tones)
+        probs, verdicts = self.screen(images, colours, levels, tones, dithers)
         out = []
         for name, prob, verdict, warning, view in zip(names, probs, verdicts, small, views):
             if view is not None:  # the header says what the image statistics can only guess
@@ -467,16 +468,16 @@ class Predictor:
         return out
 
     def _measured(self, names: list[str], raw: Sequence[bytes | bytearray], colours: list[float] | None,
-                  levels: list[int] | None, tones: list[float] | None,
+                  levels: list[int] | None, tones: list[float] | None, dithers: list[float] | None,
                   small: list[str | None] | None) -> tuple[list[float] | None, list[int] | None, list[float] | None,
-                                                           list[str | None]]:
+                                                           list[float] | None, list[str | None]]:
         """`results`' cues as given, those not given measured on the files' `raw` bytes as `decode` measures them,
-        each reading no more than it needs: the size warnings a header, the colourfulness and two-tone share
-        their own reads (`file_cues`), only the grey levels a decode of the file; without a guard, which reads the
-        others, only the size warnings."""
+        each reading no more than it needs: the size warnings a header, the colourfulness and the JPEG cues (two-tone
+        share, dither energy) their own reads (`file_cues`), only the grey levels a decode of the file; without a
+        guard, which reads the others, only the size warnings."""
         small = small if small is not None else [size_warning(r) for r in raw]
         if self.guard is None:
-            return colours, levels, tones, small
+            return colours, levels, tones, dithers, small
         rgbs: list[Any] = [NOT_DECODED] * len(raw)
         if levels is None:  # counted on the decoded file before resizing (`load_image_with_levels`)
             levels, rgbs = [], []
@@ -486,43 +487,49 @@ class Predictor:
                 rgbs.append(rgb)
         if colours is None:
             colours = [colourfulness(r, rgb=rgb) for r, rgb in zip(raw, rgbs)]
-        if tones is None:
-            tones = [two_tone_share(r) for r in raw]
-        return colours, levels, tones, small
+        if tones is None or dithers is None:
+            cues = [jpeg_cues(r) for r in raw]
+            tones = [t for t, _ in cues] if tones is None else tones
+            dithers = [d for _, d in cues] if dithers is None else dithers
+        return colours, levels, tones, dithers, small
 
     def decoded_results(self, names: list[str], files: Sequence[Decoded]) -> list[Prediction]:
         """`results` for files `decode` read: their images, the guard's cues and their size warnings."""
         return self.results(names, np.stack([f.image for f in files]), colours=[f.colour for f in files],
                             levels=[f.levels for f in files], tones=[f.tone for f in files],
-                            small=[f.small for f in files], views=[f.view for f in files])
+                            small=[f.small for f in files], views=[f.view for f in files],
+                            dithers=[f.dither for f in files])
 
     def screen(self, images: np.ndarray, colours: list[float] | None = None, levels: list[int] | None = None,
-               tones: list[float] | None = None, *, progress: bool = False) -> tuple[np.ndarray, list[OODResult | None]]:
+               tones: list[float] | None = None, dithers: list[float] | None = None, *,
+               progress: bool = False) -> tuple[np.ndarray, list[OODResult | None]]:
         """P(PNEUMONIA) for preprocessed images (N, S, S) and the guard's verdict on each (None without a guard);
-        `colours`, `levels` and `tones` are the files' colourfulness, grey levels and two-tone shares, when known.
+        `colours`, `levels`, `tones` and `dithers` are the files' colourfulness, grey levels, two-tone shares and
+        dither energies, when known.
         With `progress`, a 'scoring' bar on a terminal counts the images, scored a few batches at a time (the same
         batches, so the same answers; the guard's image statistics then take the memory of those few alone)."""
         step = self.batch_size * 4
         if not progress or len(images) <= step:
-            return self._screen(images, colours, levels, tones)
+            return self._screen(images, colours, levels, tones, dithers)
         from pneumoscan.progress import progress_bar
 
         probs, verdicts = [], []
         with progress_bar(total=len(images), desc="scoring", unit="img") as bar:
             for start in range(0, len(images), step):
                 part = slice(start, start + step)
-                p, v = self._screen(images[part], *(None if x is None else x[part] for x in (colours, levels, tones)))
+                p, v = self._screen(images[part], *(None if x is None else x[part]
+                                                    for x in (colours, levels, tones, dithers)))
                 probs.append(p)
                 verdicts += v
                 bar.update(len(p))
         return np.concatenate(probs), verdicts
 
     def _screen(self, images: np.ndarray, colours: list[float] | None, levels: list[int] | None,
-                tones: list[float] | None) -> tuple[np.ndarray, list[OODResult | None]]:
+                tones: list[float] | None, dithers: list[float] | None) -> tuple[np.ndarray, list[OODResult | None]]:
         probs, features = self._predict(images, with_features=self.guard is not None)
         if self.guard is None:
             return probs, [None] * len(images)
-        signals = {"colourfulness": colours, "grey_levels": levels, "two_tone": tones}
+        signals = {"colourfulness": colours, "grey_levels": levels, "two_tone": tones, "dither": dithers}
         if features is not None:
             return probs, list(self.guard.check(images, features=features, **signals))
         # an ONNX export without the features output
@@ -585,15 +592,16 @@ class Predictor:
         its View Position when not frontal."""
         size = stored_size(data)
         view = not_frontal_view(data) if self.guard is not None else None
-        return Decoded(image, levels, *self.file_cues(data, rgb), thumbnail_warning(size), size, view)
+        colour, tone, dither = self.file_cues(data, rgb)
+        return Decoded(image, levels, colour, tone, thumbnail_warning(size), size, view, dither)
 
-    def file_cues(self, data: bytes | bytearray, rgb: np.ndarray | None) -> tuple[float, float]:
+    def file_cues(self, data: bytes | bytearray, rgb: np.ndarray | None) -> tuple[float, float, float]:
         """The guard's cues read from a file's bytes: its colourfulness (of `rgb`, what `load_image_levels_and_rgb`
-        gave with its image: a colour DICOM's pixels, else None) and two-tone share (a JPEG decoded at full size);
-        0.0 each without a guard, which is the only reader of them."""
+        gave with its image: a colour DICOM's pixels, else None), two-tone share and dither energy (`jpeg_cues`: a
+        JPEG decoded at full size); 0.0 each without a guard, which is the only reader of them."""
         if self.guard is None:
-            return 0.0, 0.0
-        return colourfulness(data, rgb=rgb), two_tone_share(data)
+            return 0.0, 0.0, 0.0
+        return (colourfulness(data, rgb=rgb), *jpeg_cues(data))
 
     def _chunk_results(self, files: list[Path], decoded: list[Decoded | str]) -> list[Prediction]:
         """Predictions for decoded files, in order; the strings of `decoded` are the errors of unreadable ones."""

@@ -11,14 +11,14 @@ How to call it (Predictor, CLI, service) - one forward pass serves both the pred
     colours = [colourfulness(d) for d in datas]          # measured on the raw bytes: decoding drops colour
     logits, feats = forward_with_features(model, images, meta.preprocessing, batch_size=64, tta=meta.tta)
     probs = sigmoid(logits)            # the same logits as predict_logits(...) gives
-    tones = [two_tone_share(d) for d in datas]           # JPEGs: decoded again at full size
+    tones, dither = zip(*(jpeg_cues(d) for d in datas))  # JPEGs: decoded again at full size
     results = guard.check(images, features=feats, colourfulness=colours, grey_levels=levels,
-                          two_tone=tones)                # list[OODResult]
+                          two_tone=tones, dither=dither)  # list[OODResult]
     # not results[i].in_distribution -> report results[i].message (its words for the reader) and .refused_by (the
     # cause), results[i].to_dict() for JSON; keep the probability out of the verdict for such inputs
 
 `guard.check(images, model=model, colourfulness=...)` also works (it runs its own forward pass), and
-`colourfulness=None` / `grey_levels=None` / `two_tone=None` skip those signals. A guard is tied to the
+`colourfulness=None` / `grey_levels=None` / `two_tone=None` / `dither=None` skip those signals. A guard is tied to the
 exact model file it was fitted for (SHA-256); `load_guard` raises InputError for a stale guard.
 
 Signals, each turned into a ratio to its 99th percentile on held-out training X-rays:
@@ -42,9 +42,9 @@ refuse a few real chest X-rays too (the shipped guard 17 of its 5,216 train film
 measured ("unlike the chest X-rays this model was trained on (image statistics: ...)") and to read a frontal
 pediatric chest X-ray so refused without the model.
 
-Three rules refuse chest X-rays in a form the model cannot read, whatever the score (their message
+Four rules refuse chest X-rays in a form the model cannot read, whatever the score (their message
 says what to do instead of "not a chest X-ray"); all use fixed constants measured on the training
-films (`bench/guard_cues.py`), so guards fitted before them need no refit:
+films (`bench/guard_cues.py`, `bench/dither_cue.py`), so guards fitted before them need no refit:
 
 * grey levels: a file that decodes to at most ``MAX_GREY_LEVELS`` distinct grey levels at its own
   resolution (before resizing) is binary (black-and-white, dithered) or posterised. Dithering averages
@@ -53,12 +53,17 @@ films (`bench/guard_cues.py`), so guards fitted before them need no refit:
   ``TWO_TONE_BAND`` grey levels of black or white is a black-and-white picture whose compression
   artefacts hide its two levels from the grey-level count (the decoder's reduced-size JPEG decoding
   also averages the dither to grey, hence the second, full-size decode).
+* dithered: a JPEG whose dither energy (mean absolute difference of each pixel from the mean of its 2 x 2
+  block, decoded at full size, `dither_energy`) is above the guard's ``dither_cut`` (``DITHER_ENERGY``, or 4 times
+  the median of its fit's films when they are grainier: `fit.fitted_dither_cut`): a few grey levels mixed pixel by
+  pixel (a halftoned, printed-and-scanned or palette copy saved as JPEG), which the compression turns into a
+  continuum of levels that the grey-level count cannot see; at the model's size the dither averages to grey.
 * upside down: the ``image`` distance of the image's 180-degree rotation and vertical flip, from the
   stored image model (the global statistics do not change under these flips; the 8x8 layout is flipped).
   The image is refused when a flipped version would pass the image check and is more typical than the
   image by more than ``UPSIDE_DOWN_GAIN`` (in units of the image signal's 99th percentile).
 
-Modules: `cues` (measured on a file or image without a fitted model: colourfulness and two tones, from
+Modules: `cues` (measured on a file or image without a fitted model: colourfulness, two tones and dither energy, from
 `pneumoscan.data.file_cues`, which the image cache keeps; pixel spread, the image statistics and their flips;
 the rules' constants), `features` (the classifier's penultimate
 features), `gaussian` (the Gaussian model with Ledoit-Wolf shrinkage), `guard` (`OODGuard`: the verdict,
@@ -69,6 +74,8 @@ from __future__ import annotations
 from pneumoscan.inference.ood.cues import (
     BLANK_SPREAD,
     COLOUR_REFERENCE,
+    DITHER_ENERGY,
+    DITHER_WINDOW,
     MAX_GREY_LEVELS,
     TWO_TONE_BAND,
     TWO_TONE_MAX_PIXELS,
@@ -76,7 +83,9 @@ from pneumoscan.inference.ood.cues import (
     UPSIDE_DOWN_GAIN,
     colourfulness,
     colourfulness_of,
+    dither_energy,
     image_statistics,
+    jpeg_cues,
     two_tone_share,
     two_tone_share_of,
 )
@@ -88,6 +97,7 @@ from pneumoscan.inference.ood.guard import (
     REFUSAL_KINDS,
     OODGuard,
     OODResult,
+    dithered_reason,
     grey_levels_reason,
     guard_path,
     is_guard_file,
@@ -98,9 +108,10 @@ from pneumoscan.inference.ood.guard import (
 )
 
 __all__ = [
-    "BLANK_SPREAD", "COLOUR_REFERENCE", "GUARD_FORMAT", "MAX_GREY_LEVELS", "REFUSAL_KINDS", "TWO_TONE_BAND",
-    "TWO_TONE_MAX_PIXELS", "TWO_TONE_SHARE", "UPSIDE_DOWN_GAIN", "Gaussian", "OODGuard", "OODResult", "colourfulness",
-    "colourfulness_of", "final_linear", "fit_guard", "forward_with_features", "grey_levels_reason", "guard_path",
-    "image_statistics", "is_guard_file", "load_guard", "refusal_cause", "refusal_kind", "two_tone_reason",
-    "two_tone_share", "two_tone_share_of",
+    "BLANK_SPREAD", "COLOUR_REFERENCE", "DITHER_ENERGY", "DITHER_WINDOW", "GUARD_FORMAT", "MAX_GREY_LEVELS",
+    "REFUSAL_KINDS", "TWO_TONE_BAND", "TWO_TONE_MAX_PIXELS", "TWO_TONE_SHARE", "UPSIDE_DOWN_GAIN", "Gaussian",
+    "OODGuard", "OODResult", "colourfulness", "colourfulness_of", "dither_energy", "dithered_reason", "final_linear",
+    "fit_guard", "forward_with_features", "grey_levels_reason", "guard_path", "image_statistics", "is_guard_file",
+    "jpeg_cues", "load_guard", "refusal_cause", "refusal_kind", "two_tone_reason", "two_tone_share",
+    "two_tone_share_of",
 ]

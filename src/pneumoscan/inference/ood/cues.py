@@ -1,16 +1,19 @@
 """Cues measured on one file or image, without a fitted model: colourfulness, the share of pixels near black
-or white (two tones), the pixel spread (blank) and the image statistics the image signal and the
-upside-down rule compare; and the fixed cut-offs of the guard's rules."""
+or white (two tones), the dither energy, the pixel spread (blank) and the image statistics the image signal
+and the upside-down rule compare; and the fixed cut-offs of the guard's rules."""
 from __future__ import annotations
 
 import numpy as np
 
 from pneumoscan.data.file_cues import (  # measured on the file, so the image cache keeps them too
     COLOUR_REFERENCE,
+    DITHER_WINDOW,
     TWO_TONE_BAND,
     TWO_TONE_MAX_PIXELS,
     colourfulness,
     colourfulness_of,
+    dither_energy,
+    jpeg_cues,
     two_tone_share,
     two_tone_share_of,
 )
@@ -28,6 +31,12 @@ UPSIDE_DOWN_GAIN = 0.2
 #   percentile 0.372; the same as JPEGs at twice the size), none above 0.75; 1-bit dithered (Floyd-Steinberg,
 #   ordered) or thresholded films saved as JPEG (224 to 1,792 px, quality 30 to 95) at least 0.837.
 TWO_TONE_SHARE = 0.75
+# `python bench/dither_cue.py` (bench/results/dither_cue.md): dither energy (`dither_energy`) of the 5,216 train
+# films at most 5.22 (99.9th percentile 4.72; 5.29 at JPEG quality 10); films Floyd-Steinberg dithered to 4 evenly
+# spaced tones and saved as JPEG (224 and 896 px, quality 30 to 95) at least 16.4. The cut leaves more than twice
+# the films' largest for noisier originals; 4 tones of an adaptive palette or 8 tones often fall under it. A guard
+# fitted on grainier films refuses above 4 times their median instead (`fit.fitted_dither_cut`, meta dither_cut).
+DITHER_ENERGY = 12.0
 
 
 def pixel_spread(images: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from pneumoscan.errors import InputError
 from pneumoscan.inference.ood.cues import (
     BLANK_SPREAD,
     COLOUR_REFERENCE,
+    DITHER_ENERGY,
     MAX_GREY_LEVELS,
     TWO_TONE_SHARE,
     image_statistics,
@@ -27,6 +28,7 @@ from pneumoscan.inference.ood.guard import (
     GUARD_FORMAT,
     REASONS,
     OODGuard,
+    dithered_reason,
     grey_levels_reason,
     guard_path,
     two_tone_reason,
@@ -45,9 +47,11 @@ def _fit_samples(data: str | os.PathLike | Sequence[Any]) -> list[Any]:
     return list(data)
 
 
-def _unfit_reason(colour: float, spread: float, levels: int, tone: float, view: str | None) -> str | None:
+def _unfit_reason(colour: float, spread: float, levels: int, tone: float, dither: float, dither_cut: float,
+                  view: str | None) -> str | None:
     """Why a training file is left out of the fit (the guard or its view rule refuses its like: colour, blank, black
-    and white, or a DICOM of a lateral, decubitus or oblique view), or None for a film to fit on."""
+    and white, dithered above `dither_cut`, or a DICOM of a lateral, decubitus or oblique view), or None for a film
+    to fit on."""
     if colour > COLOUR_REFERENCE:
         return REASONS["colour"]
     if spread < BLANK_SPREAD:
@@ -56,6 +60,8 @@ def _unfit_reason(colour: float, spread: float, levels: int, tone: float, view: 
         return grey_levels_reason(levels)
     if tone > TWO_TONE_SHARE:
         return two_tone_reason(tone)
+    if dither > dither_cut:
+        return dithered_reason(dither, dither_cut)
     return None if view is None else view_reason(view)
 
 
@@ -70,6 +76,14 @@ def chunked_statistics(images: np.ndarray, chunk: int = 256) -> np.ndarray:
             parts.append(image_statistics(images[start:start + chunk]))
             bar.update(len(parts[-1]))
     return np.concatenate(parts) if parts else image_statistics(images)
+
+
+def fitted_dither_cut(energies: np.ndarray) -> float:
+    """The dither energy above which a guard fitted on films of these `energies` refuses a JPEG: `DITHER_ENERGY`,
+    or 4 times the films' median when they are grainier (originals at full resolution, synthetic films). The
+    median, as a few dithered files among them must not raise it; the 5,216 train films span 1.9 times theirs."""
+    energies = np.asarray(energies, dtype=np.float64)
+    return max(DITHER_ENERGY, 4 * float(np.median(energies))) if len(energies) else DITHER_ENERGY
 
 
 def fit_guard(
@@ -108,12 +122,17 @@ def fit_guard(
         samples = [samples[i] for i in sorted(rng.permutation(len(samples))[:max_images])]
     image_set = load_image_set(samples, meta.image_size, Path(cache_dir) if cache_dir else None, desc="decoding guard")
     colour, tones = np.asarray(image_set.colours), np.asarray(image_set.tones)
-    # a colour, blank, black-and-white or lateral file among the training X-rays must not teach the guard to pass
-    # such images
+    dithers = np.asarray(image_set.dithers if image_set.dithers is not None else [0.0] * len(image_set.samples))
+    # a colour, blank, black-and-white, dithered or lateral file among the training X-rays must not teach the guard to
+    # pass such images
     spread = pixel_spread(np.asarray(image_set.images))
     levels = np.asarray(image_set.levels if image_set.levels is not None else [256] * len(image_set.samples))
     views = image_set.views if image_set.views is not None else [None] * len(image_set.samples)
-    reasons = [_unfit_reason(c, v, int(n), t, view) for c, v, n, t, view in zip(colour, spread, levels, tones, views)]
+    films = ((colour <= COLOUR_REFERENCE) & (spread >= BLANK_SPREAD) & (levels > MAX_GREY_LEVELS)
+             & (tones <= TWO_TONE_SHARE))
+    dither_cut = fitted_dither_cut(dithers[films])
+    reasons = [_unfit_reason(c, v, int(n), t, d, dither_cut, view)
+               for c, v, n, t, d, view in zip(colour, spread, levels, tones, dithers, views)]
     left_out = [f"{s.path}: {why}" for s, why in zip(image_set.samples, reasons) if why is not None]
     keep = np.array([why is None for why in reasons], dtype=bool)
     images, colour, labels = np.asarray(image_set.images)[keep], colour[keep], image_set.labels[keep]
@@ -147,6 +166,7 @@ def fit_guard(
         "model_name": meta.model_name, "image_size": meta.image_size, **asdict(meta.preprocessing),
         "feature_dim": int(feats.shape[1]), "threshold": threshold, "references": references,
         "max_false_rejection": max_false_rejection, "folds": folds, "seed": seed, "n_images": n,
+        "dither_cut": dither_cut,
         "skipped": image_set.skipped, "left_out": left_out,
         "held_out_rejection_rate": float((score > threshold).mean()),
         "held_out_rejection_by_signal": {k: float((held_out[k] / references[k] > threshold).mean()) for k in held_out},

@@ -17,6 +17,7 @@ from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import InputError
 from pneumoscan.inference.ood.cues import (
     BLANK_SPREAD,
+    DITHER_ENERGY,
     MAX_GREY_LEVELS,
     TWO_TONE_SHARE,
     UPSIDE_DOWN_GAIN,
@@ -49,8 +50,8 @@ _UPSIDE_DOWN = "the image looks upside down; rotate it and send it again"
 # a chest X-ray the model cannot read as sent (what to send instead); or unlike the training X-rays, as a few real
 # chest X-rays are (read it without the model). The service sends it with each refusal (`refusal_kind`).
 REFUSAL_KINDS = {"blank": "not_a_chest_xray", "colour": "not_a_chest_xray", "grey_levels": "as_sent",
-                 "two_tone": "as_sent", "upside_down": "as_sent", "view": "as_sent", "image": "unlike",
-                 "features": "unlike"}
+                 "two_tone": "as_sent", "dithered": "as_sent", "upside_down": "as_sent", "view": "as_sent",
+                 "image": "unlike", "features": "unlike"}
 NOT_A_CHEST_XRAY = "not a chest X-ray: "  # what the message of a refusal of kind not_a_chest_xray starts with
 
 
@@ -76,8 +77,8 @@ class OODResult:
     threshold: float
     reason: str | None = None
     components: dict[str, float] = field(default_factory=dict)
-    # what refused the image: "blank", "grey_levels", "two_tone", "upside_down", else "colour" when its ratio is above
-    # the threshold, else the largest of `components` ("image" or "features")
+    # what refused the image: "blank", "grey_levels", "two_tone", "dithered", "upside_down", else "colour" when its
+    # ratio is above the threshold, else the largest of `components` ("image" or "features")
     refused_by: str | None = None
 
     @property
@@ -102,6 +103,11 @@ def two_tone_reason(share: float) -> str:
     percent = int(share * 100)  # floored: 99.9 % is not "100 %"
     return f"binary (black-and-white) image: {percent}% of its pixels near black or white; send the original radiograph"
 
+
+def dithered_reason(energy: float, cut: float = DITHER_ENERGY) -> str:
+    """Why a JPEG with this dither energy is refused by a guard refusing above `cut`, and what to send instead."""
+    return (f"dithered or grainy image: pixel-to-pixel grain of {energy:.0f} grey levels (the guard refuses above "
+            f"{cut:.0f}), as in a printed-and-scanned, GIF or palette copy; send the original radiograph")
 
 
 def guard_path(model: str | os.PathLike | None) -> Path:
@@ -129,6 +135,12 @@ class OODGuard:
     @property
     def image_size(self) -> int:
         return int(self.meta["image_size"])
+
+    @property
+    def dither_cut(self) -> float:
+        """The dither energy above which a JPEG is refused: the fit's (`fitted_dither_cut`), else `DITHER_ENERGY`
+        (guards fitted before the rule)."""
+        return float(self.meta.get("dither_cut", DITHER_ENERGY))
 
     def components(
         self,
@@ -199,10 +211,11 @@ class OODGuard:
         colourfulness: Sequence[float] | np.ndarray | None = None,
         grey_levels: Sequence[int] | np.ndarray | None = None,
         two_tone: Sequence[float] | np.ndarray | None = None,
+        dither: Sequence[float] | np.ndarray | None = None,
     ) -> list[OODResult]:
         """One verdict per image of the (N, S, S) uint8 batch; see the module docstring for the arguments
         (`grey_levels`: of each decoded file before resizing, `pneumoscan.data.preprocess.load_image_with_levels`;
-        `two_tone`: `two_tone_share` of each file)."""
+        `two_tone` and `dither`: `jpeg_cues` of each file)."""
         images = np.asarray(images)
         if len(images) == 0:
             return []
@@ -212,6 +225,9 @@ class OODGuard:
         tones = None if two_tone is None else np.asarray(two_tone, dtype=np.float64).reshape(-1)
         if tones is not None and len(tones) != len(images):
             raise ValueError(f"got {len(tones)} two-tone shares for {len(images)} images")
+        grain = None if dither is None else np.asarray(dither, dtype=np.float64).reshape(-1)
+        if grain is not None and len(grain) != len(images):
+            raise ValueError(f"got {len(grain)} dither energies for {len(images)} images")
         stats = self._statistics(images)
         score, ratios = self.scores(self._components(images, stats, features, model, colourfulness))
         flipped = self.upside_down(stats, ratios["image"])
@@ -222,12 +238,15 @@ class OODGuard:
             passed = bool(value <= self.threshold)
             few_levels = levels is not None and levels[i] <= MAX_GREY_LEVELS
             two_tones = tones is not None and tones[i] > TWO_TONE_SHARE
-            if (not passed or few_levels or two_tones) and spread[i] < BLANK_SPREAD:
+            dithered = grain is not None and grain[i] > self.dither_cut
+            if (not passed or few_levels or two_tones or dithered) and spread[i] < BLANK_SPREAD:
                 refused_by, reason = "blank", BLANK_REASON
             elif few_levels:
                 refused_by, reason = "grey_levels", grey_levels_reason(int(levels[i]))
             elif two_tones:
                 refused_by, reason = "two_tone", two_tone_reason(float(tones[i]))
+            elif dithered:
+                refused_by, reason = "dithered", dithered_reason(float(grain[i]), self.dither_cut)
             elif flipped[i]:
                 refused_by, reason = "upside_down", _UPSIDE_DOWN
             elif not passed:  # a colourful file is no radiograph, whichever signal is the largest
@@ -248,7 +267,7 @@ class OODGuard:
         size = self.meta.get("image_size")
         if not is_pixel_count(size):
             return f"image_size {size!r}: not a whole number of pixels above 0"
-        for name in ("threshold", "std"):
+        for name in ("threshold", "std", *(("dither_cut",) if "dither_cut" in self.meta else ())):
             if not positive(self.meta.get(name)):
                 return f"{name} {self.meta.get(name)!r}: not a finite number above 0"
         if not is_finite_number(self.meta.get("mean")):

@@ -1,0 +1,158 @@
+"""The guard's dithered-JPEG rule, measured on the train split only (test/ is never read).
+
+Dither energy (`dither_energy`): the mean |pixel - the mean of its 2 x 2 block| of a JPEG decoded at full size, the
+pixel-to-pixel grain that dithering adds. Measured on every train film as stored and re-encoded (twice the size,
+quality 75; quality 10): false refusals at `DITHER_ENERGY`. Then on pictures made from every Nth train film saved as
+JPEG at 224 and 896 px, quality 30, 75 and 95: Floyd-Steinberg dithered to 4 evenly spaced grey levels, to the 4
+levels of an adaptive palette (`Image.quantize(4)`, as a GIF-like palette copy is made), to 8 evenly spaced levels,
+and to black and white (`convert("1")`): how many the rule catches, and how many the shipped guard passes without
+the rule (its other rules and signals) and with it.
+
+    PYTHONPATH=src .venv/bin/python bench/dither_cue.py [--data ../shared/data/chest_xray] [--every 20]
+
+Writes bench/results/dither_cue.json and bench/results/dither_cue.md.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import shlex
+import sys
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+from _results import write_report
+
+from pneumoscan.inference.ood import DITHER_ENERGY, jpeg_cues
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "chest_xray"
+
+
+def jpeg(gray: Image.Image, quality: int) -> bytes:
+    buf = io.BytesIO()
+    gray.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def even_tones(gray: Image.Image, n: int) -> Image.Image:
+    """GRAY Floyd-Steinberg dithered to `n` evenly spaced grey levels."""
+    values = np.linspace(0, 255, n).round().astype(int)
+    palette = Image.new("P", (1, 1))
+    palette.putpalette([int(v) for v in values for _ in range(3)] + [0] * (256 - n) * 3)
+    return gray.convert("RGB").quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG).convert("L")
+
+
+def adaptive_tones(gray: Image.Image, n: int) -> Image.Image:
+    """GRAY Floyd-Steinberg dithered to the `n` levels of its own adaptive (median cut) palette."""
+    return gray.convert("RGB").quantize(palette=gray.quantize(n), dither=Image.Dither.FLOYDSTEINBERG).convert("L")
+
+
+PICTURES: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "4 even tones, dithered": lambda g: even_tones(g, 4),
+    "4 adaptive tones, dithered": lambda g: adaptive_tones(g, 4),
+    "8 even tones, dithered": lambda g: even_tones(g, 8),
+    "black and white, dithered": lambda g: g.convert("1").convert("L"),
+}
+FILM_ENCODINGS: dict[str, Callable[[Path], bytes]] = {
+    "as stored (JPEG, 224 px)": lambda p: p.read_bytes(),
+    "JPEG quality 75, 2x size": lambda p: jpeg(_grey(p).resize((448, 448), Image.Resampling.BICUBIC), 75),
+    "JPEG quality 10": lambda p: jpeg(_grey(p), 10),
+}
+
+
+def _grey(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        return im.convert("L")
+
+
+def films(paths: list[Path]) -> dict[str, dict[str, object]]:
+    """Dither energy of every film in each encoding: quantiles and false refusals at DITHER_ENERGY."""
+    out = {}
+    for name, encode in FILM_ENCODINGS.items():
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            energy = np.array(list(pool.map(lambda p: jpeg_cues(encode(p))[1], paths)))
+        top = int(energy.argmax())
+        out[name] = {"films": len(paths), "median": float(np.median(energy)), "p99": float(np.quantile(energy, 0.99)),
+                     "p999": float(np.quantile(energy, 0.999)), "max": float(energy.max()),
+                     "max_film": paths[top].name, "refused": int((energy > DITHER_ENERGY).sum())}
+        print(name, out[name], flush=True)
+    return out
+
+
+def pictures(paths: list[Path], every: int) -> list[dict[str, object]]:
+    """Every `every`th film as each picture, side and quality: the cue, the rule and the shipped guard."""
+    from pneumoscan.inference.predictor import Predictor
+
+    predictor = Predictor(None, backend="onnx")
+    rows = []
+    for kind, make in PICTURES.items():
+        for side in (224, 896):
+            for quality in (30, 75, 95):
+                energy, before, now, causes = [], 0, 0, Counter()
+                for path in paths[::every]:
+                    gray = _grey(path)
+                    data = jpeg(make(gray.resize((side, side), Image.Resampling.BICUBIC) if side != gray.width
+                                     else gray), quality)
+                    decoded = predictor.decode(data, path.name)
+                    energy.append(decoded.dither)
+                    (verdict,) = predictor.decoded_results([path.name], [decoded])
+                    (without,) = predictor.decoded_results([path.name], [decoded._replace(dither=0.0)])
+                    before += bool(without.in_distribution)
+                    now += bool(verdict.in_distribution)
+                    if verdict.refused_by is not None:
+                        causes[verdict.refused_by] += 1
+                e = np.array(energy)
+                rows.append({"picture": kind, "side": side, "quality": quality, "n": len(e),
+                             "energy_min": float(e.min()), "energy_median": float(np.median(e)),
+                             "caught": int((e > DITHER_ENERGY).sum()), "passed_before": before, "passes_now": now,
+                             "refused_by": dict(sorted(causes.items()))})
+                print(rows[-1], flush=True)
+    return rows
+
+
+def markdown(r: dict) -> str:
+    lines = ["# The dithered-JPEG rule, measured on train films only", "", f"`{r['command']}`", "",
+             f"Dither energy: mean |pixel - mean of its 2 x 2 block| (0-255) of a JPEG decoded at full size (the "
+             f"central 512 x 512 pixels at most); the rule refuses above {r['cut']}.", "",
+             "## Real films (false refusals)", "",
+             "| encoding | films | median | 99th percentile | 99.9th percentile | max | (film) | refused |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, s in r["films"].items():
+        lines.append(f"| {name} | {s['films']} | {s['median']:.2f} | {s['p99']:.2f} | {s['p999']:.2f} | "
+                     f"{s['max']:.2f} | {s['max_film']} | {s['refused']} |")
+    lines += ["", f"## Dithered pictures of every {r['every']}th train film saved as JPEG", "",
+              "| picture | side | quality | n | min energy | median energy | caught by the rule | passed the guard "
+              "before | passes now | refused now by |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for p in r["pictures"]:
+        causes = ", ".join(f"{k} {v}" for k, v in p["refused_by"].items())
+        lines.append(f"| {p['picture']} | {p['side']} | {p['quality']} | {p['n']} | {p['energy_min']:.2f} | "
+                     f"{p['energy_median']:.2f} | {p['caught']} | {p['passed_before']} | {p['passes_now']} | "
+                     f"{causes} |")
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="data folder with train/ (test/ is not read)")
+    parser.add_argument("--every", type=int, default=20, help="make pictures of every Nth train film")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="results folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    train = sorted(p for p in (Path(args.data) / "train").glob("*/*") if p.is_file())
+    result = {"command": "PYTHONPATH=src .venv/bin/python bench/dither_cue.py " + shlex.join(sys.argv[1:]),
+              "cut": DITHER_ENERGY, "every": args.every, "films": films(train), "pictures": pictures(train, args.every)}
+    write_report(args.out, "dither_cue", result, markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
