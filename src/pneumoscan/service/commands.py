@@ -50,9 +50,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def page_url(host: str, port: int) -> str:
+def page_url(host: str, port: int, scheme: str = "http") -> str:
     """The page's address for HOST:PORT; an IPv6 address goes in brackets (http://[::1]:8000/)."""
-    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+    return f"{scheme}://[{host}]:{port}/" if ":" in host else f"{scheme}://{host}:{port}/"
 
 
 class StoppedBeforeServing(BaseException):
@@ -112,13 +112,37 @@ def log_stop(stop: StopSignals, timeout_s: float) -> None:
         log.info("stopped on %s: every request under way was answered", stop.received)
 
 
-def _announce(host: str, port: int) -> None:
+def _announce(host: str, port: int, tls: bool) -> None:
     """The page's address on stdout, and a warning when HOST is reachable from other machines."""
-    print(f"pneumoscan: serving on {page_url(host, port)} (Ctrl+C stops)", flush=True)
+    print(f"pneumoscan: serving on {page_url(host, port, 'https' if tls else 'http')} (Ctrl+C stops)", flush=True)
     if not is_loopback(host):
-        print(f"pneumoscan: warning: {host} is reachable from other machines, and this service has no login "
-              "and no TLS; put it behind the hospital's authenticating HTTPS reverse proxy", file=sys.stderr,
-              flush=True)
+        lacks = "no login" if tls else "no login and no TLS"
+        print(f"pneumoscan: warning: {host} is reachable from other machines, and this service has {lacks}; "
+              "put it behind the hospital's authenticating HTTPS reverse proxy", file=sys.stderr, flush=True)
+
+
+def tls_options(args: argparse.Namespace) -> dict[str, Any]:
+    """uvicorn.run's TLS arguments for --ssl-certfile/--ssl-keyfile (none without them); InputError for a file that
+    cannot be used, before the model loads."""
+    from pneumoscan.errors import InputError
+
+    if args.ssl_certfile is None:
+        if args.ssl_keyfile is not None:
+            raise InputError(f"--ssl-keyfile {args.ssl_keyfile}: needs --ssl-certfile, the certificate it belongs to")
+        return {}
+    import uvicorn
+
+    from pneumoscan.service.tls import tls_context, tls_loop
+
+    context = tls_context(args.ssl_certfile, args.ssl_keyfile)
+    options: dict[str, Any] = {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile}
+    if callable(getattr(uvicorn.Config, "get_loop_factory", None)):  # uvicorn 0.36+ takes a loop factory
+        options["loop"] = tls_loop(context, args.header_timeout_s)
+    else:
+        log.warning("uvicorn %s takes no event loop of pneumoscan's: a TLS handshake gets asyncio's 60 s, not "
+                    "--header-timeout-s, and a plain-HTTP request to the HTTPS port is not logged; uvicorn 0.36 "
+                    "or later has both", uvicorn.__version__)
+    return options
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -142,11 +166,12 @@ def _load_and_serve(args: argparse.Namespace, port: int, stop: StopSignals) -> N
     from pneumoscan.service.tracking import log_config
 
     settings = _settings(args)
+    tls = tls_options(args)
     stop.app = create_app(settings)
-    _announce(args.host, port)
+    _announce(args.host, port, bool(tls))
     uvicorn.run(stop.app, host=args.host, port=port, log_level=args.log_level, log_config=log_config(),
                 server_header=False, http=http_protocol(settings.header_timeout_s),
-                timeout_graceful_shutdown=settings.shutdown_timeout_s)  # type: ignore[arg-type]  # int in its hints
+                timeout_graceful_shutdown=settings.shutdown_timeout_s, **tls)  # type: ignore[arg-type]  # int in its hints
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -178,6 +203,11 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--model", help="run folder or model.safetensors (default: the model shipped with pneumoscan)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--ssl-certfile", metavar="FILE",
+                   help="serve HTTPS with this certificate (PEM; the chain after it); default: plain HTTP, behind "
+                        "the hospital's HTTPS proxy")
+    p.add_argument("--ssl-keyfile", metavar="FILE",
+                   help="the certificate's private key (PEM, unencrypted; default: in --ssl-certfile)")
     p.add_argument("--backend", choices=["torch", "onnx", "auto"], default="auto",
                    help="inference engine (default auto: torch on a CUDA GPU, else onnx when onnxruntime is "
                         "installed)")
@@ -204,7 +234,8 @@ def add_commands(subparsers: Any) -> None:
                         "them came; so is one still sending, this long after the answer, a body answered before it "
                         "was read (such as 413) (default 10; bodies read are timed by --upload-idle-s and "
                         "--upload-total-s); an answer that closes the connection while the client still sends "
-                        "waits up to this long for the client to stop (2 s once it sends nothing), then resets it")
+                        "waits up to this long for the client to stop (2 s once it sends nothing), then resets it; with "
+                        "--ssl-certfile, a TLS handshake not done within this time closes the connection too")
     p.add_argument("--audit-log", metavar="FILE",
                    help="append one JSON line per analysed film to FILE: UTC time, request id, model SHA-256, "
                         "operating point, P(pneumonia), decision, guard outcome, image width and height; never the "

@@ -1,0 +1,243 @@
+"""`serve --ssl-certfile/--ssl-keyfile`: HTTPS from the service itself. Over TLS a film is analysed, a client
+trickling its headers gets the 408 and a clean TLS close after the lingering close, one that sends nothing or never
+starts the handshake is closed at --header-timeout-s, a plain-HTTP request to the HTTPS port gets one log line, and
+a certificate or key that cannot be used stops `serve` at start-up in one line."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import select
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import pneumoscan
+from pneumoscan.cli import main
+from pneumoscan.service.tls import SHUTDOWN_S
+from tests.conftest import write_xray
+from tests.service.test_browser import free_port
+from tests.service.test_protocol import DEADLINE, MARGIN, TIMED_OUT, read_response
+
+HEAD = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"  # never finished
+
+
+def make_certificate(folder: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (PEM) in FOLDER, made by openssl (EC: milliseconds)."""
+    cert, key = folder / f"{name}.crt", folder / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make a test certificate with")
+    return make_certificate(tmp_path_factory.mktemp("tls"), "server")
+
+
+@contextlib.contextmanager
+def serving_tls(model: Path, cert: Path, key: Path, log: Path) -> Iterator[tuple[int, ssl.SSLContext]]:
+    """`pneumoscan serve --ssl-certfile CERT --ssl-keyfile KEY --header-timeout-s 1` in a subprocess, its output
+    in LOG; yields its port and a client context trusting CERT."""
+    port = free_port()
+    src = str(Path(pneumoscan.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pneumoscan.cli", "serve", "--model", str(model), "--port", str(port),
+             "--backend", "onnx", "--header-timeout-s", str(DEADLINE), "--ssl-certfile", str(cert),
+             "--ssl-keyfile", str(key)], env=env, stdout=out, stderr=subprocess.STDOUT)
+    client = ssl.create_default_context(cafile=str(cert))
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, f"pneumoscan serve exited: {log.read_text()}"
+            try:
+                if httpx.get(f"https://127.0.0.1:{port}/health", verify=client, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"pneumoscan serve did not start within 60 s: {log.read_text()}"
+            time.sleep(0.2)
+        yield port, client
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def https(tiny_run: Path, certificate: tuple[Path, Path],
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, ssl.SSLContext, Path]]:
+    log = tmp_path_factory.mktemp("tls_log") / "serve.log"
+    with serving_tls(tiny_run, *certificate, log) as (port, client):
+        yield port, client, log
+
+
+def tls_socket(port: int, client: ssl.SSLContext) -> ssl.SSLSocket:
+    """A TLS connection to the service, handshake done; an end without the TLS close raises SSLEOFError."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    return client.wrap_socket(raw, server_hostname="127.0.0.1", suppress_ragged_eofs=False)
+
+
+def until_closed(sock: socket.socket, limit_s: float) -> tuple[bytes, float]:
+    """What SOCK receives until the server closes it (an SSLSocket: with the TLS close, else SSLEOFError), and
+    after how many seconds; fails if it is still open after LIMIT_S."""
+    start, answer = time.monotonic(), b""
+    sock.settimeout(limit_s)
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return answer, time.monotonic() - start
+
+
+def test_a_film_is_analysed_over_https(https: tuple[int, ssl.SSLContext, Path], tmp_path: Path) -> None:
+    port, client, _ = https
+    xray = write_xray(tmp_path / "film.png", 1, 7, size=48)
+    answer = httpx.post(f"https://127.0.0.1:{port}/predict", verify=client, timeout=30,
+                        files={"file": (xray.name, xray.read_bytes(), "image/png")})
+    assert answer.status_code == 200, answer.text
+    assert 0 <= answer.json()["probability"] <= 1 and re.fullmatch(r"[0-9a-f]{32}", answer.headers["x-request-id"])
+
+
+def test_headers_trickled_over_tls_get_408_then_a_clean_tls_close(https: tuple[int, ssl.SSLContext, Path]) -> None:
+    """The 408 reaches the client, then the lingering close ends with TLS's close_notify (an SSLEOFError
+    otherwise) about 1 s (--header-timeout-s) after it, once the client sends nothing more."""
+    port, client, log = https
+    with tls_socket(port, client) as sock:
+        start = time.monotonic()
+        for byte in HEAD:  # one byte every 0.1 s until the 408 comes
+            sock.sendall(bytes([byte]))
+            if select.select([sock], [], [], 0.1)[0]:
+                break
+        head, body = read_response(sock)
+        answered = time.monotonic() - start
+        rest, closed = until_closed(sock, DEADLINE + MARGIN)
+    assert head.startswith(b"HTTP/1.1 408 ") and json.loads(body) == TIMED_OUT
+    assert rest == b"" and DEADLINE - 0.1 < answered < DEADLINE + MARGIN and closed < DEADLINE + MARGIN
+    rid = re.search(rb"x-request-id: ([0-9a-f]{32})", head).group(1).decode()  # type: ignore[union-attr]
+    assert f"408 Request Timeout request_id={rid}" in log.read_text()
+
+
+def test_a_tls_connection_that_sends_nothing_is_closed_at_the_deadline(
+        https: tuple[int, ssl.SSLContext, Path]) -> None:
+    """Closed with the TLS close at the deadline; a client that never answers it with its own no longer keeps the
+    connection 30 s more (asyncio's default wait), but SHUTDOWN_S."""
+    port, client, _ = https
+    with tls_socket(port, client) as sock:
+        answer, closed = until_closed(sock, DEADLINE + MARGIN)
+        with socket.socket(fileno=os.dup(sock.fileno())) as tcp:  # under TLS: the server's TCP close
+            start = time.monotonic()
+            tcp.settimeout(SHUTDOWN_S + MARGIN)
+            with contextlib.suppress(ConnectionResetError):
+                assert tcp.recv(1) == b""
+            ended = time.monotonic() - start
+    assert answer == b"" and DEADLINE - 0.1 < closed < DEADLINE + MARGIN
+    assert SHUTDOWN_S - 0.5 < ended < SHUTDOWN_S + MARGIN
+
+
+def test_a_connection_that_never_starts_the_handshake_is_closed_at_the_deadline(
+        https: tuple[int, ssl.SSLContext, Path]) -> None:
+    """asyncio waited 60 s for a TLS handshake, whatever --header-timeout-s said: such a client held the
+    connection, and its file descriptor, 60 times longer than one that sent nothing over plain HTTP."""
+    port, _, _ = https
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        answer, closed = until_closed(sock, DEADLINE + MARGIN)
+    assert answer == b"" and DEADLINE - 0.1 < closed < DEADLINE + MARGIN
+
+
+def test_plain_http_to_the_https_port_is_one_log_line(https: tuple[int, ssl.SSLContext, Path]) -> None:
+    port, _, log = https
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        with contextlib.suppress(ConnectionResetError):
+            until_closed(sock, MARGIN)
+    deadline = time.monotonic() + MARGIN
+    while "plain-HTTP request" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    text = log.read_text()
+    assert text.count("a plain-HTTP request came to this HTTPS port") == 1 and "use https://" in text
+    assert "Traceback" not in text
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing cert", "--ssl-certfile {dir}/none.crt: no such file; give the server certificate in PEM format"),
+    ("missing key", "--ssl-keyfile {dir}/none.key: no such file; give the certificate's private key in PEM format"),
+    ("other key", "--ssl-keyfile {dir}/other.key: this private key does not belong to the certificate in "
+                  "--ssl-certfile {dir}/server.crt; give the key the certificate was issued for"),
+    ("swapped", "--ssl-certfile {dir}/server.key: no server certificate in PEM format in it"),
+    ("key alone", "--ssl-keyfile {dir}/server.key: needs --ssl-certfile, the certificate it belongs to"),
+    ("no key", "--ssl-certfile {dir}/server.crt: no private key in it; give the certificate's key with "
+               "--ssl-keyfile"),
+    ("encrypted", "--ssl-keyfile {dir}/locked.key: the private key is encrypted with a passphrase; give it "
+                  "unencrypted"),
+])
+def test_a_certificate_or_key_that_cannot_be_used_is_one_line(
+        case: str, message: str, tiny_run: Path, certificate: tuple[Path, Path],
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    cert, key = certificate
+    folder = cert.parent
+    if not (folder / "other.key").exists():
+        make_certificate(folder, "other")
+        subprocess.run(["openssl", "pkey", "-in", str(key), "-aes256", "-passout", "pass:secret", "-out",
+                        str(folder / "locked.key")], check=True, capture_output=True)
+    argv = {"missing cert": ["--ssl-certfile", f"{folder}/none.crt", "--ssl-keyfile", str(key)],
+            "missing key": ["--ssl-certfile", str(cert), "--ssl-keyfile", f"{folder}/none.key"],
+            "other key": ["--ssl-certfile", str(cert), "--ssl-keyfile", f"{folder}/other.key"],
+            "swapped": ["--ssl-certfile", str(key), "--ssl-keyfile", str(cert)],
+            "key alone": ["--ssl-keyfile", str(key)],
+            "no key": ["--ssl-certfile", str(cert)],
+            "encrypted": ["--ssl-certfile", str(cert), "--ssl-keyfile", f"{folder}/locked.key"]}[case]
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)  # a certificate let through must not serve
+    assert main(["serve", "--model", str(tiny_run), "--port", "0", "--log-level", "critical", *argv]) == 2
+    captured = capsys.readouterr()
+    assert message.format(dir=folder) in captured.err and len(captured.err.strip().splitlines()) == 1
+    assert "serving on" not in captured.out and "Traceback" not in captured.err
+
+
+def test_https_is_announced_and_the_warning_no_longer_says_no_tls(
+        tiny_run: Path, certificate: tuple[Path, Path], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    calls: list[dict] = []  # type: ignore[type-arg]
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append(kwargs))
+    cert, key = certificate
+    assert main(["serve", "--model", str(tiny_run), "--host", "0.0.0.0", "--port", "0", "--ssl-certfile", str(cert),
+                 "--ssl-keyfile", str(key)]) == 0
+    captured = capsys.readouterr()
+    assert re.search(r"serving on https://0\.0\.0\.0:\d+/", captured.out)
+    assert "this service has no login; put it behind" in captured.err and "no TLS" not in captured.err
+    assert calls[0]["ssl_certfile"] == str(cert) and calls[0]["ssl_keyfile"] == str(key) and "loop" in calls[0]
+
+
+def test_an_uvicorn_without_loop_factories_serves_tls_with_a_warning(
+        tiny_run: Path, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """uvicorn before 0.36 takes no loop factory: TLS is served on its own loop, and `serve` says what that lacks."""
+    import uvicorn
+
+    calls: list[dict] = []  # type: ignore[type-arg]
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append(kwargs))
+    monkeypatch.delattr(uvicorn.Config, "get_loop_factory")
+    cert, key = certificate
+    assert main(["serve", "--model", str(tiny_run), "--port", "0", "--ssl-certfile", str(cert), "--ssl-keyfile",
+                 str(key)]) == 0
+    assert "loop" not in calls[0] and calls[0]["ssl_certfile"] == str(cert)
+    assert "a TLS handshake gets asyncio's 60 s, not --header-timeout-s" in caplog.text
