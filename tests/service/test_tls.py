@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import re
-import select
 import shutil
 import socket
 import ssl
@@ -26,7 +25,7 @@ from pneumoscan.cli import main
 from pneumoscan.service.tls import SHUTDOWN_S
 from tests.conftest import write_xray
 from tests.service.test_browser import free_port
-from tests.service.test_protocol import DEADLINE, MARGIN, TIMED_OUT, read_response
+from tests.service.test_protocol import DEADLINE, MARGIN, TIMED_OUT
 
 HEAD = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"  # never finished
 
@@ -114,23 +113,46 @@ def test_a_film_is_analysed_over_https(https: tuple[int, ssl.SSLContext, Path], 
     assert 0 <= answer.json()["probability"] <= 1 and re.fullmatch(r"[0-9a-f]{32}", answer.headers["x-request-id"])
 
 
+def trickle_tls(sock: ssl.SSLSocket, data: bytes, gap_s: float = 0.2, limit_s: float = 10) -> tuple[bytes, float, float]:
+    """Send DATA one byte every GAP_S s, reading meanwhile, until the server closes the connection with the TLS close
+    (an end without it raises SSLEOFError): what it answered, and the seconds until the answer's first bytes and until
+    the close."""
+    start, answer, sent, first = time.monotonic(), b"", 0, float("nan")
+    sock.settimeout(gap_s)
+    while time.monotonic() - start < limit_s:
+        try:
+            chunk = sock.recv(65536)  # a timeout while the server sends nothing (its TLS session tickets are read)
+        except socket.timeout:
+            sock.sendall(data[sent:sent + 1])
+            sent += 1
+            continue
+        if not chunk:
+            return answer, first, time.monotonic() - start
+        first = first if answer else time.monotonic() - start
+        answer += chunk
+    pytest.fail(f"still open after {limit_s} s")
+
+
 def test_headers_trickled_over_tls_get_408_then_a_clean_tls_close(https: tuple[int, ssl.SSLContext, Path]) -> None:
-    """The 408 reaches the client, then the lingering close ends with TLS's close_notify (an SSLEOFError
-    otherwise) about 1 s (--header-timeout-s) after it, once the client sends nothing more."""
+    """The 408 reaches a client still trickling its head, and the lingering close then ends with TLS's close
+    (SSLEOFError otherwise) --header-timeout-s after it, as over plain HTTP."""
     port, client, log = https
     with tls_socket(port, client) as sock:
-        start = time.monotonic()
-        for byte in HEAD:  # one byte every 0.1 s until the 408 comes
-            sock.sendall(bytes([byte]))
-            if select.select([sock], [], [], 0.1)[0]:
-                break
-        head, body = read_response(sock)
-        answered = time.monotonic() - start
-        rest, closed = until_closed(sock, DEADLINE + MARGIN)
+        answer, answered, closed = trickle_tls(sock, HEAD)
+    head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 ") and json.loads(body) == TIMED_OUT
-    assert rest == b"" and DEADLINE - 0.1 < answered < DEADLINE + MARGIN and closed < DEADLINE + MARGIN
+    assert DEADLINE - 0.1 < answered < DEADLINE + MARGIN and DEADLINE - 0.1 < closed - answered < DEADLINE + MARGIN
     rid = re.search(rb"x-request-id: ([0-9a-f]{32})", head).group(1).decode()  # type: ignore[union-attr]
-    assert f"408 Request Timeout request_id={rid}" in log.read_text()
+    assert f"408 Request Timeout request_id={rid}" in log.read_text() and "Traceback" not in log.read_text()
+
+
+def test_a_closing_413_reaches_a_client_still_sending_its_body_over_tls(https: tuple[int, ssl.SSLContext, Path]) -> None:
+    port, client, log = https
+    with tls_socket(port, client) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: "
+                     b"multipart/form-data; boundary=b\r\nContent-Length: 60000000\r\n\r\n" + b"x" * 65536)
+        answer, _, closed = trickle_tls(sock, b"x" * 100)
+    assert answer.startswith(b"HTTP/1.1 413 ") and closed < DEADLINE + MARGIN and "Traceback" not in log.read_text()
 
 
 def test_a_tls_connection_that_sends_nothing_is_closed_at_the_deadline(
