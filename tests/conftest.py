@@ -233,6 +233,16 @@ def with_scores(model: Path, out: Path, labels: list[int], probs: list[float], t
     return save_artifact(out, net, meta)
 
 
+def shipped_copy(folder: Path) -> Path:
+    """The shipped model, its export and guard copied to `folder` (the export serves: torch is loaded on demand)."""
+    from pneumoscan.artifact import default_model_path
+
+    for suffix in (".safetensors", ".onnx", ".ood.safetensors"):
+        source = default_model_path().with_name(f"default{suffix}")
+        (folder / source.name).write_bytes(source.read_bytes())
+    return folder / "default.safetensors"
+
+
 def disk_full() -> OSError:
     """The OSError a write to a full disk raises (ENOSPC, 'No space left on device', no file name)."""
     return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

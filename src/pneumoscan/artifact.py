@@ -6,6 +6,7 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -279,6 +280,11 @@ def read_meta(path: str | os.PathLike) -> ArtifactMeta:
             header = (handle.metadata() or {}).get(_META_KEY)
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise InputError(f"{path}: not a pneumoscan model file ({err}); pass a model.safetensors written by pneumoscan") from None
+    return _meta_of(header, path)
+
+
+def _meta_of(header: str | None, path: str | os.PathLike) -> ArtifactMeta:
+    """The settings of model file `path` from its pneumoscan header (None: it has none); InputError when unusable."""
     if header is None:
         raise InputError(f"{path}: safetensors file without pneumoscan metadata; pass a model written by pneumoscan train")
     try:
@@ -288,18 +294,39 @@ def read_meta(path: str | os.PathLike) -> ArtifactMeta:
                          f"file or train the model again") from None
 
 
-def load_artifact(path: str | os.PathLike | None,
-                  device: str | torch.device | None = None) -> tuple[nn.Module, ArtifactMeta]:
+def read_unchanged(path: Path, sha256: str) -> tuple[bytes, ArtifactMeta]:
+    """Model file `path`'s bytes and settings, checked to be the file whose SHA-256 was `sha256` when a Predictor
+    (the service's too) read it; InputError naming the file when it changed since (a new `train` into its folder):
+    weights loaded now would not be those its threshold, export and guard were checked against."""
+    data = path.read_bytes()
+    found = hashlib.sha256(data).hexdigest()
+    if found != sha256:
+        raise InputError(f"{path}: changed since the service or Predictor loaded it (sha256 {sha256[:12]}... then, "
+                         f"{found[:12]}... now: a new `train` into its folder does that), so its weights are not "
+                         f"those predicting here; restart the service (in Python: make a new Predictor) to use the "
+                         f"new file")
+    size = int.from_bytes(data[:8], "little")  # safetensors: the JSON header's length, then the header
+    header = json.loads(data[8 : 8 + size]).get("__metadata__") or {}
+    return data, _meta_of(header.get(_META_KEY), path)
+
+
+def load_artifact(path: str | os.PathLike | None, device: str | torch.device | None = None, *,
+                  sha256: str | None = None) -> tuple[nn.Module, ArtifactMeta]:
     """Build the model described by an artifact and load its weights onto `device` (None: `device_for()`, CUDA when
     present); never unpickles anything. A PluginVersionWarning names both versions when a plugin's model comes from
-    another version of its package than it was trained with and its weights still load."""
-    from safetensors.torch import load_file
+    another version of its package than it was trained with and its weights still load. `sha256`: the file's as the
+    caller read it before; the bytes loaded must be that file's (`read_unchanged`)."""
+    from safetensors.torch import load, load_file
 
     from pneumoscan.inference.batch import device_for
     from pneumoscan.models.registry import create_model, require_registered, version_change
 
     path = resolve_model_path(path)
-    meta = read_meta(path)
+    if sha256 is None:
+        meta, weights = read_meta(path), partial(load_file, str(path))
+    else:
+        data, meta = read_unchanged(path, sha256)
+        weights = partial(load, data)
     edited = "as in an edited file; restore the model file or train the model again"
     require_registered(meta.model_sources, path)
     changed = version_change(meta.model_sources)
@@ -319,7 +346,7 @@ def load_artifact(path: str | os.PathLike | None,
         raise InputError(f"{path}: its stored input size {meta.image_size} px is not the {built_for} px its model "
                          f"{meta.model_name!r} is built for, {edited}")
     try:
-        model.load_state_dict(load_file(str(path)))  # into the model as built, on the CPU; then moved once
+        model.load_state_dict(weights())  # into the model as built, on the CPU; then moved once
     except RuntimeError as err:  # names, shapes or number of tensors other than the stored config builds
         raise InputError(f"{path}: its weights do not fit its stored config ({first_line(err)}), {edited}") from None
     if changed is not None:

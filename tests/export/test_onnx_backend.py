@@ -70,7 +70,7 @@ def test_an_onnx_file_asks_auto_for_onnx_even_on_a_gpu(tiny_run: Path, tmp_path:
 
     export_artifact(tiny_run, tmp_path / "model.onnx")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(predictor_module, "load_artifact", lambda path: load_artifact(path, "cpu"))  # no GPU here
+    monkeypatch.setattr(predictor_module, "load_artifact", lambda path, **kw: load_artifact(path, "cpu", **kw))  # no GPU
     chosen = Predictor(tiny_run, backend="auto", onnx_path=tmp_path / "model.onnx")
     assert chosen.backend == "onnx" and chosen.onnx is not None
     assert chosen.onnx.source == str(tmp_path / "model.onnx")
@@ -189,7 +189,8 @@ def test_an_export_on_file_serves_without_loading_the_torch_model(tiny_run: Path
     shutil.copy(tiny_run / "model.safetensors", run / "model.safetensors")
     export_artifact(run, run / "model.onnx")
     loaded: list[Path] = []
-    monkeypatch.setattr(predictor_module, "load_artifact", lambda path: loaded.append(path) or load_artifact(path))
+    monkeypatch.setattr(predictor_module, "load_artifact",
+                        lambda path, **kw: loaded.append(path) or load_artifact(path, **kw))
     predictor = Predictor(run, backend="onnx")
     images = np.stack([np.full((32, 32), v, np.uint8) for v in (0, 90, 200)])
     probs = predictor.predict_images(images)

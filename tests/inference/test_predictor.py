@@ -9,6 +9,7 @@ import torch
 
 from pneumoscan.errors import InputError
 from pneumoscan.inference.predictor import Predictor
+from tests.conftest import shipped_copy
 
 
 @pytest.mark.parametrize("guard", [False, True])
@@ -40,6 +41,22 @@ def test_auto_backend_falls_back_to_torch_when_the_onnx_export_fails_its_check(
     assert predictor.backend == "torch" and predictor.onnx is None
     with pytest.raises(ExportCheckError):
         Predictor(None, backend="onnx", guard=False)
+
+
+def test_the_torch_model_loaded_later_must_be_the_file_the_predictor_read(tiny_run: Path, tmp_path: Path) -> None:
+    """A `train` into the model's folder after the Predictor was made: its lazy torch model (Grad-CAM's) would be
+    other weights than the export, threshold and guard it was checked with."""
+    model = shipped_copy(tmp_path)
+    original = model.read_bytes()
+    predictor = Predictor(model, backend="onnx")
+    assert not predictor.model_loaded
+    model.write_bytes((tiny_run / "model.safetensors").read_bytes())
+    with pytest.raises(InputError, match=f"{model.name}: changed since the service or Predictor loaded it .*sha256 "
+                                         f"{predictor.sha256[:12]}.*make a new Predictor"):
+        _ = predictor.model
+    assert not predictor.model_loaded
+    model.write_bytes(original)  # the very file again
+    assert predictor.model is not None and predictor.model_loaded
 
 
 def test_predict_chunks_reads_one_chunk_at_a_time_in_input_order(tiny_run: Path, tiny_data: Path, tmp_path: Path,

@@ -188,16 +188,17 @@ def preprocessing_difference(export: Preprocessing, model: Preprocessing) -> str
 
 
 def export_on_file(artifact_path: str | os.PathLike, meta: ArtifactMeta, onnx_path: str | os.PathLike | None = None,
-                   *, threads: int | None = None) -> OnnxBackend | None:
+                   *, threads: int | None = None, artifact_sha256: str | None = None) -> OnnxBackend | None:
     """The session of an artifact's export on file, opened without torch, or None when there is none.
 
     `onnx_path` given: load it (it must come from this artifact and normalise its input as the artifact says).
     Otherwise use `<artifact>.onnx` next to the artifact when it was exported from the very same file (the sha256 in
-    its metadata) and normalises likewise; None else (an export is then made in memory).
+    its metadata) and normalises likewise; None else (an export is then made in memory). `artifact_sha256`: the
+    artifact's, when the caller hashed it already.
     """
     from pneumoscan.artifact import file_sha256
 
-    digest = file_sha256(artifact_path)
+    digest = artifact_sha256 or file_sha256(artifact_path)
     sibling = Path(artifact_path).with_suffix(".onnx")
     if onnx_path is not None:
         backend = OnnxBackend(onnx_path, threads=threads)
@@ -225,13 +226,13 @@ def export_on_file(artifact_path: str | os.PathLike, meta: ArtifactMeta, onnx_pa
 
 
 def export_in_memory(artifact_path: str | os.PathLike, model: nn.Module, meta: ArtifactMeta, *,
-                     threads: int | None = None) -> OnnxBackend:
+                     threads: int | None = None, artifact_sha256: str | None = None) -> OnnxBackend:
     """A session over `model` exported in memory, once it passed its check against PyTorch (ExportError when it
-    cannot be exported or fails the check)."""
+    cannot be exported or fails the check); `artifact_sha256` as for `export_on_file`."""
     from pneumoscan.artifact import file_sha256
     from pneumoscan.export.onnx import check_images, check_onnx, export_onnx_bytes
 
-    data = export_onnx_bytes(model, meta, artifact_sha256=file_sha256(artifact_path))
+    data = export_onnx_bytes(model, meta, artifact_sha256=artifact_sha256 or file_sha256(artifact_path))
     images, _ = check_images(meta.image_size, limit=4)
     check_onnx(data, model, meta, images)
     return OnnxBackend(data, threads=threads)

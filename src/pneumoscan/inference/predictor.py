@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from pneumoscan.artifact import ArtifactMeta, load_artifact, read_meta, resolve_model_path
+from pneumoscan.artifact import ArtifactMeta, file_sha256, load_artifact, read_meta, resolve_model_path
 from pneumoscan.api import _BOOL, _BYTES, _INT, _MODEL, _NUMBER, _PATH, _PATH_OR_PATHS, _TEXT, _public
 from pneumoscan.data.decode import (
     not_frontal_view, read_file, read_grayscale_and_rgb, size_warning, stored_size, thumbnail_warning, view_reason,
@@ -237,6 +237,9 @@ class Predictor:
         check_at_least_one(batch_size, "batch_size")  # 0 ended in range()'s ValueError at the first prediction
         check_operating_point(threshold, target_recall, prevalence)  # here, even when no image is readable
         self.path = resolve_model_path(model)
+        # the file as read now: its export, guard and threshold are checked against it, and the torch model, when
+        # loaded later (`model`), must be this very file, not one written over it since (`read_unchanged`)
+        self.sha256 = file_sha256(self.path)
         self.meta = read_meta(self.path)
         self._model: Any = None
         self._model_lock = threading.Lock()
@@ -246,7 +249,7 @@ class Predictor:
         # An export on file serves without the torch model. A plugin's model is loaded as before (its package must
         # be installed), and so is every model without an export on file: its load errors come first.
         served = self.backend == "onnx" and not self.meta.model_sources
-        exported = export_on_file(self.path, self.meta, onnx_path) if served else None
+        exported = export_on_file(self.path, self.meta, onnx_path, artifact_sha256=self.sha256) if served else None
         if exported is None:
             self._load_model()
         try:  # every probability is read against it (the service reports it with each): checked before any is made
@@ -270,14 +273,15 @@ class Predictor:
         # A recall-based threshold does not depend on prevalence, so it moves with the probabilities.
         self.threshold = float(self._adjust(np.array([raw]))[0]) if threshold is None else float(raw)
         if self.backend == "onnx" and not served:  # a plugin's model: its export on file is looked for once loaded
-            exported = export_on_file(self.path, self.meta, onnx_path)
+            exported = export_on_file(self.path, self.meta, onnx_path, artifact_sha256=self.sha256)
         self.onnx = exported if exported is not None else (
             self._export_in_memory(fallback=backend == "auto") if self.backend == "onnx" else None)
-        self.guard = load_guard(self.path, self.meta) if guard else None
+        self.guard = load_guard(self.path, self.meta, model_sha256=self.sha256) if guard else None
 
     @property
     def model(self) -> Any:
-        """The torch model (nn.Module), loaded on first use when the ONNX export on file served without it."""
+        """The torch model (nn.Module), loaded on first use when the ONNX export on file served without it;
+        InputError then when the model file changed since this Predictor read it (its `sha256`)."""
         if self._model is None:
             self._load_model()
         return self._model
@@ -288,10 +292,11 @@ class Predictor:
         return self._model is not None
 
     def _load_model(self) -> None:
-        """Load the torch model once (threads of the service may ask at the same time)."""
+        """Load the torch model once (threads of the service may ask at the same time); InputError when the model
+        file changed since this Predictor read it."""
         with self._model_lock:
             if self._model is None:
-                self._model, _ = load_artifact(self.path)
+                self._model, _ = load_artifact(self.path, sha256=self.sha256)
 
     def _export_in_memory(self, *, fallback: bool) -> Any:
         """The ONNX Runtime session of the model exported in memory, when no export on file serves; with `fallback`
@@ -301,7 +306,7 @@ class Predictor:
         from pneumoscan.inference.onnx_backend import export_in_memory
 
         try:
-            return export_in_memory(self.path, self.model, self.meta)
+            return export_in_memory(self.path, self.model, self.meta, artifact_sha256=self.sha256)
         except ExportError as err:
             if not fallback:
                 raise

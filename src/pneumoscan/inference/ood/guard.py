@@ -349,15 +349,17 @@ def is_guard_file(path: str | os.PathLike) -> bool:
         return False
 
 
-def load_guard(model: str | os.PathLike | None, meta: ArtifactMeta | None = None) -> OODGuard | None:
-    """The guard fitted for this model artifact, or None when there is none; InputError when it is stale. `meta`:
-    the artifact's header when the caller holds it (a `Predictor`), so that it is not read again."""
+def load_guard(model: str | os.PathLike | None, meta: ArtifactMeta | None = None, *,
+               model_sha256: str | None = None) -> OODGuard | None:
+    """The guard fitted for this model artifact, or None when there is none; InputError when it is stale. `meta` and
+    `model_sha256`: the artifact's header and hash when the caller holds them (a `Predictor`), so that they are not
+    read again."""
     model_path = resolve_model_path(model)
     path = guard_path(model_path)
     if not path.is_file():
         return None
     guard = OODGuard.read(path)
-    if guard.meta.get("model_sha256") != file_sha256(model_path):
+    if guard.meta.get("model_sha256") != (model_sha256 or file_sha256(model_path)):
         raise InputError(f"{path}: guard was fitted for a different version of {model_path.name}; "
                          f"run `pneumoscan fit-guard --model {model_path} --data TRAINING_DATA` again, or delete "
                          f"{path.name} to use the model without a guard")
