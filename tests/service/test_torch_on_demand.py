@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from pneumoscan.artifact import file_sha256
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.service.app import create_app
 from pneumoscan.service.settings import Settings
+from tests.conftest import shipped_copy
 
 ROOT = Path(__file__).resolve().parents[2]
 FILM = ROOT / "sample" / "chest_xray" / "train" / "NORMAL" / "IM-0240-0001.jpeg"
@@ -142,9 +144,56 @@ def test_a_pytorch_that_cannot_be_loaded_turns_off_heatmaps_only(app, monkeypatc
 def test_a_pytorch_that_is_not_installed_is_no_heatmap(app, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails, and find_spec says so without a spec
     with TestClient(app) as c:
-        assert c.get("/model").json()["explain_available"] is False
-        assert post_film(c, "/predict?explain=true").status_code == 501
+        info = c.get("/model").json()
+        assert info["explain_available"] is False
+        assert "need PyTorch, which is not installed" in info["explain_problem"]
+        assert "pip install 'torch==" in info["explain_problem"]  # the version pneumoscan pins
+        res = post_film(c, "/predict?explain=true")
+        assert res.status_code == 501 and info["explain_problem"] in res.json()["detail"]
         assert post_film(c, "/predict").status_code == 200
+
+
+@pytest.mark.parametrize("first", ["heatmap", "page"])
+def test_any_failure_to_load_the_torch_model_turns_heatmaps_off_once(app, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+                                                                     first: str) -> None:
+    """Not only a broken PyTorch: out of memory, a damaged file. Loaded again by every heatmap it held an inference
+    slot for seconds and ended in a 500, the prediction lost."""
+    calls = []
+
+    def out_of_memory(self: Predictor) -> None:
+        calls.append(1)
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB")
+
+    monkeypatch.setattr(Predictor, "_load_model", out_of_memory)
+    engine = app.state.engine
+    with TestClient(app) as c:
+        if first == "page":  # the background load fails
+            assert c.get("/").status_code == 200
+            engine._warming.join(120)
+        for _ in range(2):
+            res = post_film(c, "/predict?explain=true")
+            assert res.status_code == 501  # the page then asks again without a heatmap
+            assert "could not be loaded (RuntimeError: CUDA out of memory" in res.json()["detail"]
+        info = c.get("/model").json()
+        assert info["explain_available"] is False and "RuntimeError: CUDA out of memory" in info["explain_problem"]
+        assert post_film(c, "/predict").json()["probability"] is not None
+    assert len(calls) == 1
+
+
+def test_a_model_file_written_over_since_start_up_gives_no_heatmap(tiny_run: Path, tmp_path: Path) -> None:
+    """A new `train` into the served model's folder: the heatmap would explain other weights than those predicting
+    (and /model's sha256)."""
+    model = shipped_copy(tmp_path)
+    app = create_app(Settings(model=str(model)))
+    assert not app.state.engine.predictor.model_loaded
+    model.write_bytes((tiny_run / "model.safetensors").read_bytes())
+    with TestClient(app) as c:
+        res = post_film(c, "/predict?explain=true")
+        assert res.status_code == 501 and "changed since the service or Predictor loaded it" in res.json()["detail"]
+        info = c.get("/model").json()
+        assert info["explain_available"] is False and "changed since" in info["explain_problem"]
+        assert info["sha256"] == app.state.engine.predictor.sha256 != file_sha256(model)
+        assert post_film(c, "/predict").json()["probability"] is not None
 
 
 def test_torch_backend_still_knows_at_once_whether_it_can_explain(tiny_run: Path) -> None:

@@ -5,6 +5,7 @@ import copy
 import importlib
 import importlib.util
 import logging
+import re
 import threading
 from collections.abc import Sequence
 from types import ModuleType
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, default_model_path, file_sha256
-from pneumoscan.errors import InputError, PneumoscanError
+from pneumoscan.errors import InputError, PneumoscanError, first_line
 from pneumoscan.inference.predictor import Decoded, Prediction, Predictor, describe
 from pneumoscan.service.settings import Settings
 
@@ -41,6 +42,37 @@ def gradcam_module() -> ModuleType | None:
             return None
         raise
     return module if all(hasattr(module, name) for name in GRADCAM_FUNCTIONS) else None
+
+
+def torch_requirement() -> str:
+    """The PyTorch pneumoscan is installed with ('torch==2.13.0'), as its package metadata pins it."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        pins = requires("pneumoscan") or []
+    except PackageNotFoundError:  # run from a source tree without being installed
+        pins = []
+    return next((pin for pin in pins if re.split(r"[<>=!~;\[ ]", pin, maxsplit=1)[0] == "torch"), "torch")
+
+
+def no_torch() -> str:
+    """Why heatmaps are off when PyTorch is not installed, with the command that installs it."""
+    return (f"Grad-CAM heatmaps need PyTorch, which is not installed; predictions are not affected. Install it "
+            f"(pip install '{torch_requirement()}' -i https://download.pytorch.org/whl/cpu for the CPU build) and "
+            f"restart the service for heatmaps")
+
+
+def cam_error(err: Exception) -> str:
+    """Why heatmaps are off after loading Grad-CAM's model (or finding its layers) raised `err`. Any error turns
+    them off for good: one that would pass again (out of memory, a damaged model file) would make every heatmap load
+    for seconds, holding an inference slot, and end in a 500 that loses the prediction too."""
+    if isinstance(err, InputError):  # a model Grad-CAM cannot explain, a model file changed since start-up
+        return str(err)
+    if isinstance(err, (ImportError, OSError)):  # PyTorch installed but broken
+        return (f"Grad-CAM heatmaps need PyTorch, which could not be loaded ({type(err).__name__}: {err}); "
+                f"predictions are not affected. Reinstall torch and restart the service for heatmaps")
+    return (f"Grad-CAM's torch model could not be loaded ({type(err).__name__}: {first_line(err)}); predictions are "
+            f"not affected. Heatmaps stay off until the service is restarted")
 
 
 def torch_installed() -> bool:
@@ -73,7 +105,7 @@ class Engine:
         _ = self.predictor.threshold_ci95  # computed now, not on the first upload
         # The torch model (Grad-CAM's) is not loaded here when the ONNX export on file serves: it is loaded by the
         # first heatmap, in its worker thread (see `_cam_problem`), so the service starts and predicts without torch.
-        self.model_sha256 = file_sha256(self.predictor.path)
+        self.model_sha256 = self.predictor.sha256
         shipped = default_model_path()
         self.shipped = shipped.is_file() and file_sha256(shipped) == self.model_sha256
         self._torch_at_start = self.predictor.model_loaded  # else the first heatmap loads it (not the event loop)
@@ -145,11 +177,7 @@ class Engine:
             self._warming.start()
 
     def _warm(self, module: ModuleType) -> None:
-        try:
-            self._cam_problem(module)
-        except Exception as err:  # noqa: BLE001 - a thread of its own: logged (its type), the next heatmap retries
-            log.error("loading Grad-CAM's model in the background failed (%s); the next heatmap tries again",
-                      type(err).__name__)
+        self._cam_problem(module)  # a failure becomes `_cam_error`, logged there
 
     @property
     def explain_loaded(self) -> bool:
@@ -158,7 +186,10 @@ class Engine:
 
     @property
     def explain_problem(self) -> str | None:
-        """Why heatmaps are not available, once the first one found it (None when they are, or not yet known)."""
+        """Why heatmaps are not available: PyTorch is not installed, or what the first heatmap found (None when they
+        are, or not yet known)."""
+        if self._cam_error is None and not self._torch_at_start and not torch_installed():
+            return no_torch()
         return self._cam_error or None
 
     def _explain_copy(self) -> nn.Module:
@@ -177,12 +208,8 @@ class Engine:
                     try:
                         self._cam_layers = module.cam_layers(self._explain_copy(), self.meta)
                         self._cam_error = ""  # set last: a reader without the lock sees the layers first
-                    except InputError as err:
-                        self._cam_error = str(err)
-                    except (ImportError, OSError) as err:  # PyTorch missing or broken: heatmaps off, service on
-                        self._cam_error = (f"Grad-CAM heatmaps need PyTorch, which could not be loaded "
-                                           f"({type(err).__name__}: {err}); predictions are not affected. Reinstall "
-                                           f"torch and restart the service for heatmaps")
+                    except Exception as err:  # noqa: BLE001 - whatever it is, once: heatmaps off, service on
+                        self._cam_error = cam_error(err)
                         log.error("heatmaps off: %s", self._cam_error)
         return self._cam_error
 

@@ -91,9 +91,10 @@ class ModelInfo(BaseModel):
                                                 "installed)")
     explain_loaded: bool = Field(description="whether Grad-CAM's PyTorch model is loaded; false: the service "
                                              "started without it and the next heatmap loads it first (seconds)")
-    explain_problem: str | None = Field(description="why heatmaps are not available, once the first one found it "
-                                                    "(PyTorch that could not be loaded, a model Grad-CAM cannot "
-                                                    "explain); null otherwise")
+    explain_problem: str | None = Field(description="why heatmaps are not available: PyTorch not installed, or "
+                                                    "what the first heatmap found (PyTorch or the model that could "
+                                                    "not be loaded, a model file changed since start-up, a model "
+                                                    "Grad-CAM cannot explain); null otherwise")
     max_upload_mb: float = Field(description="per-file upload limit")
     max_batch_files: int = Field(description="files per /predict/batch request")
     max_batch_mb: float = Field(description="whole /predict/batch request body limit")
