@@ -253,6 +253,26 @@ def test_an_argument_of_the_wrong_kind_is_named_with_what_it_takes(case: str, tm
     assert not (tmp_path / "new").exists()
 
 
+def test_train_takes_numpy_bools_and_numbers_as_the_python_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """equalize=np.False_ was refused as 'not bool np.False_'; a numpy number was taken but written to config.json,
+    which JSON cannot hold (TypeError: Object of type int64 is not JSON serializable)."""
+    import pneumoscan.training.config as config
+
+    given: dict[str, Any] = {}
+
+    def capture(settings: dict[str, Any], **_: Any) -> None:
+        given.update(settings)
+        raise InterruptedError  # the run itself is not the point
+
+    monkeypatch.setattr(config, "train_config", capture)
+    with pytest.raises(InterruptedError):
+        pneumoscan.train(tmp_path, tmp_path / "new", equalize=np.False_, tta=np.True_, epochs=np.int64(2),
+                         lr=np.float32(0.5))
+    plain = {"equalize": False, "tta": True, "epochs": 2, "lr": 0.5}
+    assert {name: given[name] for name in plain} == plain
+    assert all(type(given[name]) is type(value) for name, value in plain.items())
+
+
 def test_a_missing_argument_is_pythons_own_error() -> None:
     with pytest.raises(TypeError, match=r"^evaluate\(\) missing 1 required positional argument: 'data'$"):
         pneumoscan.evaluate("run")  # type: ignore[call-arg]

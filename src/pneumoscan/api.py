@@ -12,6 +12,7 @@ import functools
 import inspect
 import numbers
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,30 @@ def _is_predictor(value: Any) -> bool:
     return isinstance(value, Predictor)
 
 
+def _is_bool(value: Any) -> bool:
+    """A bool, numpy's too (np.True_, as comparing arrays gives; only made once numpy is imported)."""
+    numpy = sys.modules.get("numpy")
+    return isinstance(value, bool) or (numpy is not None and isinstance(value, numpy.bool_))
+
+
+def _plain(value: Any) -> Any:
+    """A path as its str, a numpy bool or number as the Python one it holds (a run's config.json is JSON, which
+    takes no numpy scalar); anything else as given."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if _is_bool(value):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return float(value) if isinstance(value, numbers.Real) else value
+
+
+def _type_name(value: Any) -> str:
+    """The type of `value` as a message names it: 'int', 'numpy.int64' (qualified unless built in)."""
+    kind = type(value)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
 def _all(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
     """A test of a list (any iterable but a str or path) whose items pass `test` (checked when it is a Sequence: an
     iterator is not spent on the check)."""
@@ -73,7 +98,7 @@ _INT = _Kind(lambda value: isinstance(value, numbers.Integral) and not isinstanc
 _NUMBER = _Kind(lambda value: isinstance(value, numbers.Real) and not isinstance(value, bool), "a number")
 _TEXT = _Kind(lambda value: isinstance(value, str), "a str")
 _TEXTS = _Kind(_all(lambda value: isinstance(value, str)), "a list of str")
-_BOOL = _Kind(lambda value: isinstance(value, bool), "a bool")
+_BOOL = _Kind(_is_bool, "a bool")
 _MODEL = _Kind(lambda value: value is None or _is_path(value),
                "a run folder or a model.safetensors (a str or os.PathLike), or None for the shipped model")
 _MODEL_OR_PREDICTOR = _Kind(lambda value: _MODEL.test(value) or _is_predictor(value),
@@ -88,7 +113,7 @@ def _check(function: str, name: str, value: Any, kind: _Kind) -> None:
     takes `value`: one line at the call, not a TypeError from deep inside the work."""
     if not kind.test(value):
         shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-        raise ArgumentTypeError(f"{function}: {name} takes {kind.text}, not {type(value).__name__} {shown}")
+        raise ArgumentTypeError(f"{function}: {name} takes {kind.text}, not {_type_name(value)} {shown}")
 
 
 def _public(called: str | None = None, /, **kinds: _Kind) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
@@ -162,8 +187,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, resume: boo
         kind = _OPTION_KINDS.get(str(fields[name].type).split(" |")[0])
         if kind is not None:  # a field of another type is checked by train_config alone
             _check("train", name, value, kind.or_none())
-    given = {name: os.fspath(value) if isinstance(value, os.PathLike) else value
-             for name, value in {"data": data, "out": out, **recipe}.items() if value is not None}
+    given = {name: _plain(value) for name, value in {"data": data, "out": out, **recipe}.items() if value is not None}
     cfg = train_config(given, resume=resume)
     model = run(cfg, resume=resume, progress=progress, verbose=verbose, warn=warn)
     return TrainedRun(Path(cfg.out), model, read_meta(model))

@@ -32,6 +32,9 @@ WRONG_KINDS: dict[str, tuple[dict[str, Any], str]] = {
     "onnx_path int": ({"onnx_path": 3}, "Predictor: onnx_path takes a path (a str or os.PathLike) or None, not int 3"),
     "guard str": ({"guard": "no"}, "Predictor: guard takes a bool, not str 'no'"),
     "guard None": ({"guard": None}, "Predictor: guard takes a bool, not NoneType None"),
+    # a type not built in is named with its module, so numpy's bool is not 'bool' refused as not a bool
+    "threshold numpy bool": ({"threshold": np.True_}, "Predictor: threshold takes a number or None, not numpy.bool "
+                                                      "np.True_"),
 }
 
 
@@ -63,6 +66,12 @@ def test_a_value_out_of_range_is_named_as_python_takes_it_before_the_model_is_re
         Predictor(tmp_path / "none" if "backend" not in given else None, **given)
 
 
+@pytest.mark.parametrize("guard", [np.False_, np.True_])
+def test_a_numpy_bool_is_taken_as_a_bool(guard: np.bool_) -> None:
+    """guard=np.False_, as from an array of settings, was refused: 'guard takes a bool, not bool np.False_'."""
+    assert (Predictor(None, guard=guard).guard is not None) is bool(guard)  # type: ignore[arg-type]
+
+
 def test_a_numpy_batch_size_is_taken_as_an_int() -> None:
     """np.int64(8), as from an array of settings, was refused as not 'a whole number of images'."""
     predictor = Predictor(None, batch_size=np.int64(8))  # type: ignore[arg-type]
@@ -92,7 +101,7 @@ WRONG_METHOD_KINDS: dict[str, tuple[Callable[[Predictor], Any], str]] = {
                            "predict_bytes: data takes a file's bytes (bytes, as Path.read_bytes() gives them; "
                            "predict(path) takes a path), not str '/"),
     "predict_bytes name": (lambda p: p.predict_bytes(_film().read_bytes(), name=Path("a.jpeg")),
-                           "predict_bytes: name takes a str, not PosixPath PosixPath('a.jpeg')"),
+                           "predict_bytes: name takes a str, not pathlib.PosixPath PosixPath('a.jpeg')"),
     "borderline str": (lambda p: p.borderline("0.5"), "borderline: prob takes a number, not str '0.5'"),
     "borderline None": (lambda p: p.borderline(None), "borderline: prob takes a number, not NoneType None"),
 }
