@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom, read_grayscale
-from pneumoscan.errors import InputError
+from pneumoscan.errors import ImageTooLarge, InputError
 from tests.conftest import dicom_to_bytes
 from tests.conftest import make_dicom as shared_make_dicom
 
@@ -720,9 +720,11 @@ def test_dicom_multiframe_is_compared_only_within_the_pixel_limit(tmp_path: Path
     ds = make_dicom(np.stack([ramp()] * 3))
     path = dcm(tmp_path, ds, "multi.dcm")
     assert read_grayscale(path, max_pixels=16 * 24 * 3).shape == (16, 24)
-    with pytest.raises(InputError) as exc:
+    with pytest.raises(ImageTooLarge) as exc:  # 413 from the service: the reason is its size
         read_grayscale(path, max_pixels=16 * 24 * 3 - 1)
-    assert "multi-frame DICOM (3 frames) is not supported" in check_error(exc, str(path))
+    assert check_error(exc, str(path)).endswith(  # not 'not supported unless every frame is the same film': they are
+        "multi-frame DICOM too large (3 frames of 24 x 16 pixels, 1152 together, limit 1151; all are decoded to "
+        "compare them); export one frame as a single image")
 
 
 def test_dicom_without_pixel_data_refused(tmp_path: Path) -> None:

@@ -531,7 +531,7 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
     if rows * cols > max_pixels:
         raise _too_large(label, cols, rows, max_pixels)
     if frames > 1 and rows * cols * frames > max_pixels:  # every frame is decoded to compare them
-        raise _multi_frame(label, frames)
+        raise _frames_too_large(label, cols, rows, frames, max_pixels)
     if compressed:
         try:
             available = get_decoder(tsyntax).is_available
@@ -563,6 +563,13 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
 def _multi_frame(label: str, frames: int) -> InputError:
     return InputError(f"{label}: multi-frame DICOM ({frames} frames) is not supported unless every frame is the same "
                       f"film; export one frame as a single image")
+
+
+def _frames_too_large(label: str, width: int, height: int, frames: int, max_pixels: int) -> InputError:
+    return ImageTooLarge(
+        f"{label}: multi-frame DICOM too large ({frames} frames of {width} x {height} pixels, {width * height * frames} "
+        f"together, limit {max_pixels}; all are decoded to compare them); export one frame as a single image"
+    )
 
 
 def _one_film(arr: np.ndarray, frames: int, label: str) -> np.ndarray:
