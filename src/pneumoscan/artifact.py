@@ -58,25 +58,43 @@ class ArtifactMeta:
         """What every prediction with these weights must do to its uint8 images first."""
         return Preprocessing(self.mean, self.std, self.equalize, self.crop)
 
-    def training_data(self, run_dir: str | os.PathLike | None = None) -> str | None:
-        """The `--data` of the training run, for messages (`fit-guard --data ...`): as typed when it names the folder
-        where it is found now (`training_data_folder`; `run_dir`: the model file's folder) from the current folder
-        too, else that folder, else where it was (`data_places`), else as typed (a relative path that cannot be
-        placed); an ensemble's members all trained on one data set (they share a validation split), so its first
-        member's; None when not recorded."""
-        from pneumoscan.training.config import data_places, training_data_folder
-
+    def _data_record(self, run_dir: str | os.PathLike | None) -> tuple[dict[str, Any], str | os.PathLike | None]:
+        """The settings recording the training run's `--data` ({} when none does) and the run folder to place a
+        relative one from: an ensemble's members all trained on one data set (they share a validation split), so
+        its first member's, whose run folder is elsewhere (None)."""
         members = self.training.get("members")
         for record in (self.training, *(members if isinstance(members, list) else [])):
             config = record.get("config") if isinstance(record, dict) else None
             if isinstance(config, dict) and config.get("data"):
-                here = run_dir if record is self.training else None  # a member's run folder is elsewhere
-                found = training_data_folder(config, here)
-                if found is not None:
-                    return str(config["data"] if Path(config["data"]).resolve() == found.resolve() else found)
-                places = data_places(config, here)
-                return str(places[0] if places else config["data"])
-        return None
+                return config, run_dir if record is self.training else None
+        return {}, None
+
+    def training_data(self, run_dir: str | os.PathLike | None = None) -> str | None:
+        """The `--data` of the training run, for messages (`fit-guard --data ...`): as typed when it names the folder
+        where it is found now (`training_data_folder`; `run_dir`: the model file's folder) from the current folder
+        too, else that folder, else where it was (`data_places`); None when not recorded, or recorded as a relative
+        path that cannot be placed (from the current folder it could name another one: `fit_guard_command`)."""
+        from pneumoscan.training.config import data_places, training_data_folder
+
+        config, here = self._data_record(run_dir)
+        if not config:
+            return None
+        found = training_data_folder(config, here)
+        if found is not None:
+            return str(config["data"] if Path(config["data"]).resolve() == found.resolve() else found)
+        places = data_places(config, here)
+        return str(places[0]) if places else None
+
+    def fit_guard_command(self, model: str | os.PathLike, run_dir: str | os.PathLike | None = None) -> str:
+        """'`pneumoscan fit-guard --model MODEL --data DATA`' for messages: DATA the training data (`training_data`),
+        else the placeholder TRAINING_DATA, followed by what was recorded when that is a relative path that cannot
+        be placed."""
+        data = self.training_data(run_dir)
+        command = f"`pneumoscan fit-guard --model {model} --data {data or 'TRAINING_DATA'}`"
+        recorded = self._data_record(run_dir)[0].get("data")
+        if data is None and recorded:
+            command += f" (TRAINING_DATA: recorded as {recorded}, relative to the folder training ran in)"
+        return command
 
     def threshold_for_recall(self, target_recall: float) -> float:
         """Operating threshold for `target_recall`, chosen on the stored scores (validation, or local after `set-threshold`)."""

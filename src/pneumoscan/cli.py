@@ -164,9 +164,9 @@ def _say_guard_next(artifact: Path, run: str) -> None:
     from pneumoscan.inference.ood.guard import guard_beside
 
     if not guard_beside(artifact).exists():
-        data = read_meta(artifact).training_data(artifact.parent) or "TRAINING_DATA"
-        print(f"next: `pneumoscan fit-guard --model {run} --data {data}` fits its chest X-ray guard; until then "
-              f"predict and serve score any image, a photo too, instead of refusing it")
+        command = read_meta(artifact).fit_guard_command(run, artifact.parent)
+        print(f"next: {command} fits its chest X-ray guard; until then predict and serve score any image, a photo "
+              f"too, instead of refusing it")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

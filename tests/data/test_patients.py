@@ -316,6 +316,25 @@ def test_the_fit_guard_hint_names_the_training_data_as_found(tmp_path: Path, mon
                         training={"config": {"data": "data", "out": "runs/old"}})
     monkeypatch.chdir(tmp_path / "elsewhere")
     assert meta.training_data(run) == str(lab / "data")
-    assert meta.training_data(tmp_path) == "data"  # cannot be placed: as recorded
+    assert meta.fit_guard_command("m", run) == f"`pneumoscan fit-guard --model m --data {lab / 'data'}`"
     monkeypatch.chdir(lab)
     assert meta.training_data(run) == "data"
+
+
+def test_the_fit_guard_hint_gives_a_placeholder_for_a_relative_path_it_cannot_place(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model file out of its run folder: its relative --data was printed as typed, `--data data`, which from the
+    current folder names another folder (here an unrelated `data`), against the rule that it is never judged from
+    there."""
+    from pneumoscan.artifact import ArtifactMeta
+
+    _trained_and_decoy(tmp_path)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    meta = ArtifactMeta(model_name="cnn", model_config={}, image_size=32, mean=0.5, std=0.2,
+                        training={"config": {"data": "data", "out": "runs/old"}})
+    assert meta.training_data(tmp_path) is None
+    assert meta.fit_guard_command("m", tmp_path) == (
+        "`pneumoscan fit-guard --model m --data TRAINING_DATA` (TRAINING_DATA: recorded as data, relative to the "
+        "folder training ran in)")
+    assert ArtifactMeta(model_name="cnn", model_config={}, image_size=32, mean=0.5, std=0.2).fit_guard_command(
+        "m") == "`pneumoscan fit-guard --model m --data TRAINING_DATA`"  # none recorded

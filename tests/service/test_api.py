@@ -394,6 +394,21 @@ def test_a_model_without_a_guard_is_named_in_the_log(tiny_run: Path, fitted: Pat
     assert "ready" in caplog.text and "guard" not in caplog.text
 
 
+def test_the_fit_guard_hint_of_a_relative_training_data_path_it_cannot_place_is_a_placeholder(
+        tiny_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A model file out of its run folder whose --data is recorded relative (an older run): the log said
+    `--data data`, a folder judged from wherever serve was started."""
+    from pneumoscan.artifact import load_artifact, save_artifact
+
+    net, meta = load_artifact(tiny_run, device="cpu")
+    meta.training["config"] = {**meta.training["config"], "data": "data", "data_resolved": None}
+    model = save_artifact(tmp_path / "copied.safetensors", net, meta)
+    with caplog.at_level(logging.INFO, logger="pneumoscan.service"):
+        create_app(Settings(model=str(model), backend="torch"))
+    assert (f"fit one with `pneumoscan fit-guard --model {model} --data TRAINING_DATA` (TRAINING_DATA: recorded as "
+            f"data, relative to the folder training ran in) and restart") in caplog.text
+
+
 def test_logs_hold_no_patient_data(client: TestClient, xray: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG):
         client.post("/predict", files={"file": (f"{SECRET}.jpeg", xray.read_bytes(), "image/jpeg")})

@@ -44,6 +44,7 @@ class LocalThreshold:
     guard_copied: bool
     skipped: list[str]  # unreadable files, one message each
     trained_on: str | None = None  # the `--data` the model was trained on (`ArtifactMeta.training_data`)
+    fit_guard: str = ""  # the command that fits its guard (`ArtifactMeta.fit_guard_command`)
 
 
 def out_artifact_path(out: str | os.PathLike) -> Path:
@@ -146,7 +147,8 @@ def set_threshold(
         if predictor.guard is not None:  # loaded, and checked to be the source's, by the Predictor
             predictor.guard.save_for(path)
     return LocalThreshold(threshold, interval, target, evaluation.summary, after, path, predictor.guard is not None,
-                          list(evaluation.images.skipped), meta.training_data(predictor.path.parent))
+                          list(evaluation.images.skipped), meta.training_data(predictor.path.parent),
+                          meta.fit_guard_command(path, predictor.path.parent))
 
 
 def source_notes(meta: ArtifactMeta, data: str | os.PathLike, split: str) -> list[tuple[str, str]]:
@@ -226,8 +228,8 @@ def no_guard_warning(result: LocalThreshold) -> str | None:
     if result.guard_copied:
         return None
     return (f"{result.out} has no chest X-ray guard, as the model it copies had none: it will score any image, a "
-            f"photo or an upside-down film too, instead of refusing it; fit one with `pneumoscan fit-guard --model "
-            f"{result.out} --data {result.trained_on or 'TRAINING_DATA'}` (the data the model was trained on)")
+            f"photo or an upside-down film too, instead of refusing it; fit one with {result.fit_guard}"
+            + (" (the data the model was trained on)" if result.trained_on else ""))
 
 
 def print_local_threshold(result: LocalThreshold) -> None:

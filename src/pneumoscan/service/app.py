@@ -113,8 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if not engine.guarded:  # the page and /model say so too, but only to those who look
         model = engine.predictor.path
         log.warning("no chest X-ray guard beside %s: every upload gets a probability, a photo or an upside-down film "
-                    "too; fit one with `pneumoscan fit-guard --model %s --data %s` and restart", model, model,
-                    meta.training_data(model.parent) or "TRAINING_DATA")
+                    "too; fit one with %s and restart", model, meta.fit_guard_command(model, model.parent))
     if audit is not None:
         log.info("audit log: one line per analysed film appended to %s", audit.path)
     return app
