@@ -301,6 +301,27 @@ def test_the_resolved_training_data_path_is_found_from_any_folder(
     assert uncounted_reason(None, training) == f"{lab / 'data'}, which the model was trained on, is not found"
 
 
+def test_training_data_found_but_without_its_films_is_not_said_to_be_missing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The folder is there, but holds no train/ split now, or nothing readable as a data set: the reason said it
+    'is not found', which is false and sends the user looking for a folder that is where it should be."""
+    from pneumoscan.data.patients import uncounted_reason
+
+    lab, site = _trained_and_decoy(tmp_path)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    data = lab / "data"
+    training = {"config": {"data": "data", "data_resolved": str(data), "patient_key": "auto"}}
+    (data / "train").rename(data / "test")
+    assert shared_patients(site, training, progress=False) is None
+    assert uncounted_reason(None, training) == (
+        f"{data}, which the model was trained on, is found but holds no train/ split now (its splits: test)")
+    (data / "test").rename(tmp_path / "gone")
+    assert shared_patients(site, training, progress=False) is None
+    assert uncounted_reason(None, training) == (
+        f"{data}, which the model was trained on, is found but cannot be read as training data (found neither "
+        f"train/ val/ test/ folders nor NORMAL/ PNEUMONIA/ class folders (it holds no sub-folders))")
+
+
 def test_the_fit_guard_hint_names_the_training_data_as_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`fit-guard --data ...` suggestions named an older model's relative --data, wrong from another folder: now the
     folder it is found in (as typed when that names it from here too)."""

@@ -287,24 +287,33 @@ def training_samples(training: dict, run_dir: str | Path | None = None) -> list[
     and its val/ split with --use-given-val), as found now (`training_data_folder`; `run_dir`: the model file's
     folder); None when the record names none (an ensemble) or it is not found. With --max-images, training used
     some of them only."""
-    import warnings
-
-    from pneumoscan.data.layout import discover
     from pneumoscan.training.config import training_data_folder
 
     config = training.get("config") or {}
     folder = training_data_folder(config, run_dir)
-    if folder is None:
-        return None
+    films = None if folder is None else _training_films(folder, config)
+    return films if isinstance(films, list) else None
+
+
+def _training_films(folder: Path, config: dict) -> list[Sample] | str:
+    """The films training read in its data folder `folder` as found now (its train split, or its only one, and its
+    val/ split with --use-given-val), or why there are none: it cannot be read as a data set, or holds no train/
+    split."""
+    import warnings
+
+    from pneumoscan.data.layout import discover
+
     with warnings.catch_warnings():  # the folder's own warnings were given when it was trained on
         warnings.simplefilter("ignore")
         try:
             found = discover(folder)
-        except InputError:
-            return None
+        except InputError as err:  # what is wrong, without the advice on how to arrange a data set
+            why = str(err).split("; ")[0].removeprefix(f"{folder}: ")
+            return f"{folder}, which the model was trained on, is found but cannot be read as training data ({why})"
     split = "train" if "train" in found else "all" if "all" in found else None
     if split is None:
-        return None
+        return (f"{folder}, which the model was trained on, is found but holds no train/ split now (its splits: "
+                f"{', '.join(found) or 'none'})")
     return found[split] + (found.get("val", []) if config.get("use_given_val") else [])
 
 
@@ -354,9 +363,9 @@ def uncounted_reason(shared: dict | None, training: dict | None = None,
                      run_dir: str | Path | None = None) -> str | None:
     """Why `shared_patients` counted no patient (None when it counted): the films are keyed by file name, which names
     no patient across splits; the training data the model records (`training`, when at hand; `run_dir`: the model
-    file's folder) is not found, or is a relative path whose folder cannot be placed; or it records none (an
-    ensemble)."""
-    from pneumoscan.training.config import data_places
+    file's folder) is not found, is a relative path whose folder cannot be placed, or is found but unreadable or
+    without a train/ split; or it records none (an ensemble)."""
+    from pneumoscan.training.config import data_places, training_data_folder
 
     if shared is not None:
         return None if shared.get("compared", 1) else (
@@ -372,4 +381,8 @@ def uncounted_reason(shared: dict | None, training: dict | None = None,
         return (f"the model records its training data as {config['data']}, a path relative to the folder training "
                 f"was started in, which cannot be told here: only a model file in its run folder (of a run given a "
                 f"relative --out) tells it")
+    folder = training_data_folder(config, run_dir)
+    films = None if folder is None else _training_films(folder, config)
+    if isinstance(films, str):
+        return films
     return f"{places[0]}, which the model was trained on, is not found"
