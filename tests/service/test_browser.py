@@ -91,6 +91,16 @@ def chromium_page(url: str | None, *, init_script: str | None = None,
         context.close()
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a `pneumoscan serve` subprocess: SIGTERM, then SIGKILL after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -124,12 +134,7 @@ def serving(model: Path, *options: str, port: int | None = None) -> Iterator[str
             time.sleep(0.2)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import pneumoscan
 from pneumoscan.cli import main
 from pneumoscan.service.tls import SHUTDOWN_S
 from tests.conftest import write_xray
-from tests.service.test_browser import free_port
+from tests.service.test_browser import free_port, stop
 from tests.service.test_protocol import DEADLINE, MARGIN, TIMED_OUT
 
 HEAD = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"  # never finished
@@ -72,12 +72,7 @@ def serving_tls(model: Path, cert: Path, key: Path, log: Path) -> Iterator[tuple
             time.sleep(0.2)
         yield port, client
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 @pytest.fixture(scope="module")
