@@ -75,6 +75,19 @@ def test_cache_names_the_limit_in_force(env: str, expected: str, tmp_path: Path,
     assert capsys.readouterr().out == f"image cache {tmp_path}: 0 entries, 0 bytes; {expected} ($PNEUMOSCAN_CACHE_MAX_GB)\n"
 
 
+def test_a_cache_folder_that_does_not_exist_is_named_as_such(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    typo = tmp_path / "cahce"
+    assert main(["cache", "--cache-dir", str(typo)]) == 0
+    assert capsys.readouterr().out == (
+        f"image cache {typo}: no such folder yet, so nothing cached there (a command decoding images with this cache "
+        f"folder makes it; check the path if you meant an existing one); limit 5 GB ($PNEUMOSCAN_CACHE_MAX_GB)\n")
+    assert main(["cache", "--cache-dir", str(typo), "--clear"]) == 0
+    assert capsys.readouterr().out == (f"image cache {typo}: no such folder, nothing to clear (check --cache-dir, or "
+                                       f"$PNEUMOSCAN_CACHE)\n")
+    assert not typo.exists()
+
+
 def test_cache_mistakes_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     a_file = tmp_path / "f"

@@ -44,6 +44,10 @@ def describe_cache(folder: Path) -> list[str]:
     temporaries = temporary_files(folder)
     limit_text = ("the cache is off" if limit == 0 else "no limit" if math.isinf(limit)
                   else f"limit {format_bytes(limit)}")
+    if not folder.exists():
+        return [f"image cache {folder}: no such folder yet, so nothing cached there (a command decoding images with "
+                f"this cache folder makes it; check the path if you meant an existing one); {limit_text} "
+                f"(${MAX_GB_ENV})"]
     files = _count(len(entries), "entry", "entries")
     if temporaries:
         files += f" and {_count(len(temporaries), 'temporary file', 'temporary files')}"
@@ -79,6 +83,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
         raise InputError(f"{folder}: is a file, not a cache folder; check --cache-dir (or $PNEUMOSCAN_CACHE)")
     if not args.clear:
         print("\n".join(describe_cache(folder)))
+        return 0
+    if not folder.exists():
+        print(f"image cache {folder}: no such folder, nothing to clear (check --cache-dir, or $PNEUMOSCAN_CACHE)")
         return 0
     entries, temporaries = clear_cache(folder)
     removed = _count(len(entries), "entry", "entries")
