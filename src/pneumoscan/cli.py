@@ -152,7 +152,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     artifact = train(cfg, resume=args.resume, progress=not args.quiet)
     print_validation(artifact)
-    print_split(Path(cfg.out))
+    print_split(Path(cfg.out), None if args.resume else cfg.data)
     print(f"history: {Path(cfg.out) / 'history.csv'}")
     _say_guard_next(artifact, cfg.out)
     return 0

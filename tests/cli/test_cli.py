@@ -61,6 +61,22 @@ def test_train_says_how_it_split_the_patients(tmp_path: Path, capsys: pytest.Cap
             f"split of train; patient keys: --patient-key auto (48 by DICOM PatientID))") in capsys.readouterr().out
 
 
+def test_train_says_a_given_val_folder_is_not_used_unless_asked(tiny_dataset: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A Kaggle user expects val/ to be the validation set; it is not, unless --use-given-val."""
+    from tests.conftest import write_xray
+
+    for label, name in ((0, "NORMAL"), (1, "PNEUMONIA")):
+        for i in range(2):
+            write_xray(tiny_dataset / "val" / name / f"IM-09{label}{i}-0001.jpeg", label, 900 + 2 * i + label)
+    common = ["--data", str(tiny_dataset), "--model", "cnn", "--image-size", "16", "--epochs", "1", "--quiet"]
+    assert main(["train", "--out", str(tmp_path / "r1"), *common]) == 0
+    assert (f"{tiny_dataset / 'val'} is not used (validation is carved from train by patient; the Kaggle copy's val/ "
+            f"holds only 16 films): --use-given-val validates on it instead") in capsys.readouterr().out
+    assert main(["train", "--out", str(tmp_path / "r2"), "--use-given-val", *common]) == 0
+    assert "is not used" not in capsys.readouterr().out
+
+
 def test_predict_reports_bad_file_and_predicts_the_rest(tiny_run: Path, tiny_data: Path, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "in"

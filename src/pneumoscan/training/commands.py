@@ -22,9 +22,10 @@ def print_validation(path: Path) -> None:
           f"{val['n_positive']} PNEUMONIA)")
 
 
-def print_split(run: Path) -> None:
+def print_split(run: Path, data: str | None = None) -> None:
     """The run's split from its split.json: images and patients trained and validated on, and where the patients
-    were read ('--patient-key auto (79 by DICOM PatientID)'), so a DICOM set's user sees its PatientIDs used."""
+    were read ('--patient-key auto (79 by DICOM PatientID)'), so a DICOM set's user sees its PatientIDs used; and,
+    when validation was carved from train while `data` has a val/ folder, that its val/ was not used."""
     import json
 
     from pneumoscan.data.patients import keys_read
@@ -37,6 +38,9 @@ def print_split(run: Path) -> None:
                 f"of {val['patients']} ({record['method']}; patient keys: {keys_read(record)})")
     except (OSError, ValueError, KeyError, TypeError):  # a run written by another version: the rest still prints
         return
+    if data is not None and record.get("method") != "given val/ folder" and (Path(data) / "val").is_dir():
+        line += (f"; {Path(data) / 'val'} is not used (validation is carved from train by "
+                 f"patient; the Kaggle copy's val/ holds only 16 films): --use-given-val validates on it instead")
     print(line)
 
 
