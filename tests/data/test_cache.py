@@ -80,20 +80,20 @@ def test_entry_keeps_the_guards_file_cues(tmp_path: Path, key: str) -> None:
     is built; an entry written without them (format 2, or 3 without dither energies) is decoded again."""
     from pneumoscan.data.file_cues import colourfulness, jpeg_cues
 
-    samples = [*_samples(tmp_path), *(Sample(write_xray(tmp_path / f"IM-{i:04d}-0002.jpeg", i % 2, i), i % 2)
+    samples = [*_samples(tmp_path), *(Sample(write_xray(tmp_path / f"IM-{i:04d}-0002.jpeg", i % 2, i, 128), i % 2)
                                       for i in range(2))]  # JPEGs: the cues the full-size decode gives
     cache = tmp_path / "cache"
     first = load_image_set(samples, 24, cache)
     cues = [jpeg_cues(s.path) for s in first.samples]
     expected = ([colourfulness(s.path) for s in first.samples], [t for t, _ in cues], [d for _, d in cues])
-    assert (first.colours.tolist(), first.tones.tolist(), first.dithers.tolist()) == expected
-    assert any(d > 0 for d in expected[2])  # measured, not left at zero
+    np.testing.assert_array_equal([first.colours, first.tones, first.dithers], expected)
+    assert any(d > 0 for d in expected[2]) and any(np.isnan(expected[2]))  # measured; NaN where the rule does not apply
     meta_path = next(cache.glob("*.json"))
     meta = json.loads(meta_path.read_text())
     del meta[key]
     meta_path.write_text(json.dumps(meta))
     again = load_image_set(samples, 24, cache)
-    assert (again.colours.tolist(), again.tones.tolist(), again.dithers.tolist()) == expected
+    np.testing.assert_array_equal([again.colours, again.tones, again.dithers], expected)
     assert key in json.loads(meta_path.read_text())  # rewritten
 
 def test_entry_keeps_each_dicoms_view_position_when_not_frontal(tmp_path: Path,

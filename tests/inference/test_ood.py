@@ -305,22 +305,36 @@ def test_dithered_rule_and_its_messages(fitted: Path) -> None:
     assert guard.check(flat, model=model, dither=[30.0])[0].refused_by == "blank"
 
 
-def test_a_guard_fitted_on_grainy_films_keeps_its_own_dither_cut(tiny_run: Path, tiny_data: Path,
-                                                                  tmp_path: Path) -> None:
+def grainy_films(root: Path, jpegs: int, pngs: int, side: int = 128) -> Path:
+    """train/ of synthetic films of pixel noise (dither energy about 14 as JPEG) at `side` px: `jpegs` JPEGs and
+    `pngs` PNGs, each class alternately."""
+    from tests.conftest import write_xray
+
+    for i in range(jpegs + pngs):
+        label, suffix = i % 2, ".jpeg" if i < jpegs else ".png"
+        write_xray(root / "train" / ("PNEUMONIA" if label else "NORMAL") / f"IM-{i:04d}-0001{suffix}", label, i, side)
+    return root / "train"
+
+
+def test_a_guard_fitted_on_grainy_films_keeps_its_own_dither_cut(tiny_run: Path, tmp_path: Path) -> None:
     """The fixed cut suits films like the shipped model's (at most 5.22); a guard fitted on grainier films (here
-    synthetic ones of pixel noise, about 14) refuses above 4 times their median instead, so it passes them; a guard
-    fitted without the key (the shipped one) keeps DITHER_ENERGY."""
+    synthetic ones of pixel noise, about 14) refuses above 4 times the median of the JPEGs the rule measures
+    instead, so it passes them, however many PNGs (not measured: NaN) it is fitted on beside them; a guard fitted
+    without the key (the shipped one) keeps DITHER_ENERGY."""
     from pneumoscan.inference.ood.fit import fitted_dither_cut
 
     assert fitted_dither_cut(np.array([2.0, 2.7, 5.2])) == cues.DITHER_ENERGY == load_guard(None).dither_cut
     assert fitted_dither_cut(np.array([14.0, 15.0, 16.0, 90.0])) == 4 * 15.5  # a dithered file does not raise it
-    assert fitted_dither_cut(np.array([])) == cues.DITHER_ENERGY
+    assert fitted_dither_cut(np.array([14.0, 15.0, np.nan, np.nan, np.nan])) == 4 * 14.5  # files not measured
+    assert fitted_dither_cut(np.array([])) == fitted_dither_cut(np.array([np.nan])) == cues.DITHER_ENERGY
     model = tmp_path / "model.safetensors"
     shutil.copy(tiny_run / "model.safetensors", model)
-    guard = OODGuard.read(fit_guard(model, tiny_data / "train", cache_dir=tmp_path / "cache"))
-    films = sorted((tiny_data / "train").rglob("*.jpeg"))
+    train = grainy_films(tmp_path / "grainy", jpegs=12, pngs=20)  # the PNGs, counted as 0.0, made the median 0
+    guard = OODGuard.read(fit_guard(model, train, cache_dir=tmp_path / "cache"))
+    films = sorted(train.rglob("*.jpeg"))
     grain = [jpeg_cues(f)[1] for f in films]
     assert min(grain) > cues.DITHER_ENERGY and guard.meta["left_out"] == []
+    assert all(np.isnan(jpeg_cues(f)[1]) for f in train.rglob("*.png"))
     assert guard.dither_cut == pytest.approx(4 * np.median(grain))
     model_net, meta = load_artifact(model)
     images = np.stack([load_image(f, meta.image_size) for f in films[:4]])
@@ -337,11 +351,33 @@ def test_dither_energy_of_raw_files() -> None:
     for side, quality in ((224, 30), (896, 95)):
         assert jpeg_cues(four_tone_jpeg(side=side, quality=quality))[1] > cues.DITHER_ENERGY
     assert jpeg_cues(dithered_jpeg())[1] > cues.DITHER_ENERGY  # 1 bit: the two-tone rule refuses it first
-    assert jpeg_cues(dithered()) == (0.0, 0.0)  # lossless formats: the grey-level rule counts their levels
-    assert jpeg_cues(b"\xff\xd8\xff garbage") == (0.0, 0.0)
+    for data in (dithered(), b"\xff\xd8\xff garbage"):  # lossless formats: the grey-level rule counts their levels
+        tone, energy = jpeg_cues(data)
+        assert tone == 0.0 and np.isnan(energy)  # not measured, not "smooth"
     checker = np.indices((8, 8)).sum(0) % 2 * 255  # each pixel 255 from its neighbours: 3/4 of 255 from the mean
     assert dither_energy(checker.astype(np.uint8)) == pytest.approx(127.5)
     assert dither_energy(np.full((8, 8), 200, np.uint8)) == 0.0 and dither_energy(np.zeros((1, 8), np.uint8)) == 0.0
+
+
+def small_film(side: int = 40, film: Path = SAMPLE / "train" / "NORMAL" / "NORMAL2-IM-0919-0001.jpeg") -> bytes:
+    """A real sample film made small (LANCZOS) and saved as JPEG quality 90: a grain of 14.9 at 40 px."""
+    with Image.open(film) as im:
+        return encode(im.convert("L").resize((side, side), Image.Resampling.LANCZOS), "JPEG", quality=90)
+
+
+def test_the_dithered_rule_leaves_small_films_alone(shipped: Predictor) -> None:
+    """A film's grain rises as it is made smaller (train films at most 8.02 at 128 px, 12.57 at 64 px): a JPEG under
+    DITHER_MIN_SIDE px on its shorter side is not measured, so a small real film passes the guard; from that size on
+    a 4-tone dithered copy is still refused."""
+    small = small_film()
+    assert dither_energy(np.asarray(Image.open(io.BytesIO(small)))) > cues.DITHER_ENERGY  # what was refused
+    assert np.isnan(jpeg_cues(small)[1])
+    prediction = shipped.predict_bytes(small)
+    assert prediction.in_distribution and prediction.refused_by is None and prediction.probability is not None
+    assert not np.isnan(jpeg_cues(small_film(cues.DITHER_MIN_SIDE))[1])
+    at_bound = four_tone_jpeg(side=cues.DITHER_MIN_SIDE, quality=90)
+    assert shipped.predict_bytes(at_bound).refused_by == "dithered"
+    assert np.isnan(jpeg_cues(four_tone_jpeg(side=cues.DITHER_MIN_SIDE - 1, quality=90))[1])
 
 
 def test_dither_energy_is_measured_on_the_central_window(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,11 @@ TWO_TONE_BAND = 32  # an eighth of the 0-255 range at each end
 COLOUR_REFERENCE = 15.0  # Hasler & Suesstrunk: below 15 an image is "not colourful"
 TWO_TONE_MAX_PIXELS = 4096 * 4096  # larger JPEGs are measured at half size or less (the decoder's memory stays low)
 DITHER_WINDOW = 512  # dither energy is measured on the central DITHER_WINDOW x DITHER_WINDOW pixels at most
+# A film's grain rises as it is made smaller (bench/results/dither_cue.md, train films resized with LANCZOS and saved
+# as JPEG quality 75 and 90: at most 8.02 at 128 px, 9.67 at 96 px, 12.57 at 64 px; 4-tone dithered copies at 128 px
+# at least 14.98), so the dither energy is measured only on images at least DITHER_MIN_SIDE px on their shorter side.
+DITHER_MIN_SIDE = 128
+NOT_MEASURED = float("nan")  # the dither energy of a file the dithered rule does not apply to
 
 
 NOT_DECODED: Any = object()
@@ -78,26 +83,28 @@ def jpeg_cues(source: str | os.PathLike | bytes | bytearray) -> tuple[float, flo
 
     Two-tone share: the share of its pixels within `TWO_TONE_BAND` grey levels of black or white. Only JPEGs are
     measured (lossless formats keep a dithered or black-and-white picture's few grey levels, which the grey-level
-    rule counts); those above `TWO_TONE_MAX_PIXELS` at the largest reduced size under it.
-    Other, unreadable or oversized files return (0.0, 0.0) (the decoder reports those).
+    rule counts); those above `TWO_TONE_MAX_PIXELS` at the largest reduced size under it. The dither energy is
+    `NOT_MEASURED` (NaN) for a JPEG under `DITHER_MIN_SIDE` px on its shorter side, whose grain is a small film's.
+    Other, unreadable or oversized files return (0.0, NaN) (the decoder reports those).
     """
     from PIL import Image
 
     try:
         data = source if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
         if bytes(data[:3]) != b"\xff\xd8\xff":
-            return 0.0, 0.0
+            return 0.0, NOT_MEASURED
         with Image.open(io.BytesIO(data), formats=("JPEG", "MPO")) as im:
             width, height = im.size
             if width * height > DEFAULT_MAX_PIXELS:
-                return 0.0, 0.0
+                return 0.0, NOT_MEASURED
             scale = next((s for s in (1, 2, 4) if width * height <= TWO_TONE_MAX_PIXELS * s * s), 8)
             im.draft("L", (width // scale, height // scale))  # grey straight from the decoder
             gray = im if im.mode == "L" else im.convert("L")  # convert would copy an L image
             histogram = gray.histogram()
-            energy = dither_energy(np.asarray(gray.crop(_central(gray.size))))  # a copy of the window alone
+            energy = dither_energy(np.asarray(gray.crop(_central(gray.size)))) \
+                if min(width, height) >= DITHER_MIN_SIDE else NOT_MEASURED  # a copy of the window alone
     except Exception:  # noqa: BLE001 - any unreadable input: the decoder raises the user-facing error
-        return 0.0, 0.0
+        return 0.0, NOT_MEASURED
     near = sum(histogram[:TWO_TONE_BAND]) + sum(histogram[-TWO_TONE_BAND:])
     return near / max(sum(histogram), 1), energy
 

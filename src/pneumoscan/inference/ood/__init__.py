@@ -75,6 +75,7 @@ from pneumoscan.inference.ood.cues import (
     BLANK_SPREAD,
     COLOUR_REFERENCE,
     DITHER_ENERGY,
+    DITHER_MIN_SIDE,
     DITHER_WINDOW,
     MAX_GREY_LEVELS,
     TWO_TONE_BAND,
@@ -108,7 +109,7 @@ from pneumoscan.inference.ood.guard import (
 )
 
 __all__ = [
-    "BLANK_SPREAD", "COLOUR_REFERENCE", "DITHER_ENERGY", "DITHER_WINDOW", "GUARD_FORMAT", "MAX_GREY_LEVELS",
+    "BLANK_SPREAD", "COLOUR_REFERENCE", "DITHER_ENERGY", "DITHER_MIN_SIDE", "DITHER_WINDOW", "GUARD_FORMAT", "MAX_GREY_LEVELS",
     "REFUSAL_KINDS", "TWO_TONE_BAND", "TWO_TONE_MAX_PIXELS", "TWO_TONE_SHARE", "UPSIDE_DOWN_GAIN", "Gaussian",
     "OODGuard", "OODResult", "colourfulness", "colourfulness_of", "dither_energy", "dithered_reason", "final_linear",
     "fit_guard", "forward_with_features", "grey_levels_reason", "guard_path", "image_statistics", "is_guard_file",

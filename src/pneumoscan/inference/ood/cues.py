@@ -7,6 +7,7 @@ import numpy as np
 
 from pneumoscan.data.file_cues import (  # measured on the file, so the image cache keeps them too
     COLOUR_REFERENCE,
+    DITHER_MIN_SIDE,
     DITHER_WINDOW,
     TWO_TONE_BAND,
     TWO_TONE_MAX_PIXELS,

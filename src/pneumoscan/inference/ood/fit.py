@@ -80,9 +80,11 @@ def chunked_statistics(images: np.ndarray, chunk: int = 256) -> np.ndarray:
 
 def fitted_dither_cut(energies: np.ndarray) -> float:
     """The dither energy above which a guard fitted on films of these `energies` refuses a JPEG: `DITHER_ENERGY`,
-    or 4 times the films' median when they are grainier (originals at full resolution, synthetic films). The
-    median, as a few dithered files among them must not raise it; the 5,216 train films span 1.9 times theirs."""
+    or 4 times the median of the JPEGs the rule measures when they are grainier (NaN, a file it does not apply to,
+    does not count: a PNG or DICOM, a JPEG under `DITHER_MIN_SIDE` px). The median, as a few dithered files among
+    them must not raise it; the 5,216 train films span 1.9 times theirs."""
     energies = np.asarray(energies, dtype=np.float64)
+    energies = energies[np.isfinite(energies)]
     return max(DITHER_ENERGY, 4 * float(np.median(energies))) if len(energies) else DITHER_ENERGY
 
 
@@ -122,7 +124,7 @@ def fit_guard(
         samples = [samples[i] for i in sorted(rng.permutation(len(samples))[:max_images])]
     image_set = load_image_set(samples, meta.image_size, Path(cache_dir) if cache_dir else None, desc="decoding guard")
     colour, tones = np.asarray(image_set.colours), np.asarray(image_set.tones)
-    dithers = np.asarray(image_set.dithers if image_set.dithers is not None else [0.0] * len(image_set.samples))
+    dithers = np.asarray(image_set.dithers if image_set.dithers is not None else [np.nan] * len(image_set.samples))
     # a colour, blank, black-and-white, dithered or lateral file among the training X-rays must not teach the guard to
     # pass such images
     spread = pixel_spread(np.asarray(image_set.images))
