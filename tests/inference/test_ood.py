@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import shutil
 import struct
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from pneumoscan.artifact import ArtifactMeta, load_artifact, save_artifact
 from pneumoscan.data import file_cues
@@ -27,6 +28,7 @@ from pneumoscan.inference.ood import (
     cues,
     final_linear,
     dither_energy,
+    dithered_reason,
     fit_guard,
     forward_with_features,
     guard_path,
@@ -67,7 +69,7 @@ def two_tones(percent: int) -> str:
 TWO_TONES = two_tones(100)  # a dithered film saved as JPEG at quality 95
 
 
-def dithered_message(energy: int, cut: int = 12) -> str:
+def dithered_message(energy: str, cut: str = "12.0") -> str:
     return (f"dithered or grainy image: pixel-to-pixel grain of {energy} grey levels (the guard refuses above {cut}), "
             f"as in a printed-and-scanned, GIF or palette copy; send the original radiograph")
 
@@ -160,7 +162,7 @@ def test_shipped_guard_refuses_a_4_tone_dithered_jpeg_but_not_the_film(shipped: 
     result = shipped.predict_bytes(data)
     assert (result.in_distribution, result.refused_by, result.probability, result.label) == (
         False, "dithered", None, None)
-    assert result.ood_reason == dithered_message(round(jpeg_cues(data)[1]))
+    assert result.ood_reason == dithered_message(f"{jpeg_cues(data)[1]:.1f}")
     with Image.open(UPRIGHT_FILM) as im:
         big = im.convert("L").resize((side, side), Image.Resampling.BICUBIC)
     assert shipped.predict_bytes(encode(big, "JPEG", quality=quality)).in_distribution is True
@@ -294,10 +296,17 @@ def test_dithered_rule_and_its_messages(fitted: Path) -> None:
     results = guard.check(images, model=model, dither=[24.6, cut + 0.01, cut, 3.0])
     assert [r.in_distribution for r in results] == [False, False, plain[2].in_distribution, plain[3].in_distribution]
     assert [r.refused_by for r in results[:2]] == ["dithered"] * 2 and results[0].to_dict()["refused_by"] == "dithered"
-    assert results[0].message == dithered_message(25, round(cut)) and results[1].message == dithered_message(12, 12)
+    assert results[0].message == dithered_message("24.6", f"{cut:.1f}")
+    printed = [float(v) for v in re.findall(r"\d+\.\d+", results[1].message)]  # just above the cut: more decimals
+    assert printed[0] > printed[1] and printed[1] == pytest.approx(cut, abs=0.01)
+    assert dithered_reason(12.06) == dithered_message("12.1") and dithered_reason(12.04) == dithered_message("12.04",
+                                                                                                          "12.00")
     assert results[0].score == plain[0].score  # the statistical score is kept for inspection
     assert guard.check(images[:1], model=model, grey_levels=[4], dither=[30.0])[0].refused_by == "grey_levels"
     assert guard.check(images[:1], model=model, two_tone=[0.9], dither=[80.0])[0].refused_by == "two_tone"
+    colourful = guard.check(images[:1], model=model, colourfulness=[1e3], grey_levels=[4], two_tone=[0.9],
+                            dither=[80.0])[0]
+    assert colourful.refused_by == "colour"  # a colourful file is no radiograph, whatever else it shows
     with pytest.raises(ValueError, match="dither energies"):
         guard.check(images, model=model, dither=[30.0])
     guard.threshold = 1e9  # a nearly constant file is blank, whatever its grain
@@ -341,8 +350,43 @@ def test_a_guard_fitted_on_grainy_films_keeps_its_own_dither_cut(tiny_run: Path,
     verdicts = guard.check(images, model=model_net, dither=grain[:4])
     assert "dithered" not in [v.refused_by for v in verdicts]
     (grainier,) = guard.check(images[:1], model=model_net, dither=[guard.dither_cut + 1])
-    assert grainier.refused_by == "dithered" and grainier.reason == dithered_message(round(guard.dither_cut + 1),
-                                                                                      round(guard.dither_cut))
+    assert grainier.refused_by == "dithered" and grainier.reason == dithered_message(
+        f"{guard.dither_cut + 1:.1f}", f"{guard.dither_cut:.1f}")
+
+
+def colour_dithered_jpeg() -> bytes:
+    """A colour gradient Floyd-Steinberg dithered to the 8 corners of the RGB cube (a palette copy), saved as JPEG:
+    colourful, with a dither energy of about 49."""
+    y, x = np.mgrid[:240, :320]
+    gradient = Image.fromarray(np.stack([x * 255 // 319, y * 255 // 239, 255 - x * 255 // 319], -1).astype(np.uint8))
+    palette = Image.new("P", (1, 1))
+    palette.putpalette([c for r in (0, 255) for g in (0, 255) for b in (0, 255) for c in (r, g, b)] + [0] * 248 * 3)
+    return encode(gradient.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG).convert("RGB"), "JPEG",
+                  quality=90)
+
+
+def colour_text_page() -> bytes:
+    """A text page with a red and a blue banner, saved as JPEG: colourful, 78 % of its pixels near black or white."""
+    page = Image.open(io.BytesIO(text_document())).convert("RGB")
+    draw = ImageDraw.Draw(page)
+    draw.rectangle([0, 0, 400, 40], fill=(200, 30, 30))
+    draw.rectangle([0, 520, 400, 560], fill=(30, 60, 200))
+    return encode(page, "JPEG", quality=90)
+
+
+def test_a_colour_picture_is_not_a_chest_xray_whatever_its_grain_or_tones(shipped: Predictor) -> None:
+    """Colour decides before the as-sent rules: a colour palette copy is no radiograph to send again as the original,
+    nor is a colour text page black and white; fit-guard leaves files out for the guard's first reason too."""
+    from pneumoscan.inference.ood.fit import _unfit_reason
+
+    for data, cue in ((colour_dithered_jpeg(), jpeg_cues(colour_dithered_jpeg())[1] > shipped.guard.dither_cut),
+                      (colour_text_page(), jpeg_cues(colour_text_page())[0] > cues.TWO_TONE_SHARE)):
+        assert cue  # what refused it as sent
+        prediction = shipped.predict_bytes(data)
+        assert (prediction.refused_by, prediction.ood_reason) == (
+            "colour", "not a chest X-ray: colour image (chest X-rays are grayscale)")
+    assert _unfit_reason(60.0, 50.0, 256, 0.9, 30.0, 12.0, None) == "colour image (chest X-rays are grayscale)"
+    assert _unfit_reason(60.0, 1.0, 256, 0.9, 30.0, 12.0, None) == "blank or nearly constant image"
 
 
 def test_dither_energy_of_raw_files() -> None:
@@ -723,14 +767,16 @@ def test_cli_predict_flags_non_xrays(fitted: Path, sample_dir: Path, tmp_path: P
 
 @pytest.mark.parametrize(("name", "payload", "reason"), [
     ("scan.png", dithered, BINARY), ("scan.jpeg", lambda: dithered_jpeg(quality=95), TWO_TONES),
-    ("gif-like.jpeg", four_tone_jpeg, dithered_message(round(jpeg_cues(four_tone_jpeg())[1])))])
+    ("gif-like.jpeg", four_tone_jpeg, None)])
 def test_cli_predict_names_a_dithered_film_and_what_to_send(fitted: Path, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str],
-                                                             name: str, payload: object, reason: str) -> None:
+                                                             name: str, payload: object, reason: str | None) -> None:
     from pneumoscan.cli import main
 
     film = tmp_path / name
     film.write_bytes(payload())
+    if reason is None:  # refused above the fitted guard's own cut (12.2)
+        reason = dithered_message(f"{jpeg_cues(film)[1]:.1f}", f"{load_guard(fitted).dither_cut:.1f}")
     assert main(["predict", "--model", str(fitted), str(film), "--json", "--backend", "torch"]) == 1
     captured = capsys.readouterr()
     (row,) = json.loads(captured.out)

@@ -36,8 +36,8 @@ The score is the largest ratio. The threshold is the held-out (5-fold cross-fitt
 score that rejects half of the allowed false-rejection rate, leaving margin for new scanners.
 
 What a refusal says (`OODResult.message`) follows its cause (`refused_by`): only cues that no radiograph was sent
-say "not a chest X-ray: <reason>" (``blank``; ``colour``, which wins over the other signals once its ratio is above
-the threshold). The ``image`` and ``features`` signals are quantile limits fitted on the training X-rays, so they
+say "not a chest X-ray: <reason>" (``blank``; ``colour``, which wins over the other signals and the rules below,
+save blank, once its ratio is above the threshold). The ``image`` and ``features`` signals are quantile limits fitted on the training X-rays, so they
 refuse a few real chest X-rays too (the shipped guard 17 of its 5,216 train films): their message says what was
 measured ("unlike the chest X-rays this model was trained on (image statistics: ...)") and to read a frontal
 pediatric chest X-ray so refused without the model.

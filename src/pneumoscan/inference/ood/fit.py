@@ -49,13 +49,13 @@ def _fit_samples(data: str | os.PathLike | Sequence[Any]) -> list[Any]:
 
 def _unfit_reason(colour: float, spread: float, levels: int, tone: float, dither: float, dither_cut: float,
                   view: str | None) -> str | None:
-    """Why a training file is left out of the fit (the guard or its view rule refuses its like: colour, blank, black
-    and white, dithered above `dither_cut`, or a DICOM of a lateral, decubitus or oblique view), or None for a film
-    to fit on."""
-    if colour > COLOUR_REFERENCE:
-        return REASONS["colour"]
+    """Why a training file is left out of the fit (the guard or its view rule refuses its like: blank, colour, black
+    and white, dithered above `dither_cut`, or a DICOM of a lateral, decubitus or oblique view; the guard's order),
+    or None for a film to fit on."""
     if spread < BLANK_SPREAD:
         return BLANK_REASON
+    if colour > COLOUR_REFERENCE:
+        return REASONS["colour"]
     if levels <= MAX_GREY_LEVELS:
         return grey_levels_reason(levels)
     if tone > TWO_TONE_SHARE:

@@ -77,8 +77,8 @@ class OODResult:
     threshold: float
     reason: str | None = None
     components: dict[str, float] = field(default_factory=dict)
-    # what refused the image: "blank", "grey_levels", "two_tone", "dithered", "upside_down", else "colour" when its
-    # ratio is above the threshold, else the largest of `components` ("image" or "features")
+    # what refused the image, the first that holds: "blank", "colour" (its ratio above the threshold), "grey_levels",
+    # "two_tone", "dithered", "upside_down", else the largest of `components` ("image" or "features")
     refused_by: str | None = None
 
     @property
@@ -105,9 +105,11 @@ def two_tone_reason(share: float) -> str:
 
 
 def dithered_reason(energy: float, cut: float = DITHER_ENERGY) -> str:
-    """Why a JPEG with this dither energy is refused by a guard refusing above `cut`, and what to send instead."""
-    return (f"dithered or grainy image: pixel-to-pixel grain of {energy:.0f} grey levels (the guard refuses above "
-            f"{cut:.0f}), as in a printed-and-scanned, GIF or palette copy; send the original radiograph")
+    """Why a JPEG with this dither energy is refused by a guard refusing above `cut`, and what to send instead: both
+    with one decimal, or as many more as tell them apart (12.04 above 12 is not "12.0 ... above 12.0")."""
+    digits = next((d for d in range(1, 4) if f"{energy:.{d}f}" != f"{cut:.{d}f}"), 4)
+    return (f"dithered or grainy image: pixel-to-pixel grain of {energy:.{digits}f} grey levels (the guard refuses "
+            f"above {cut:.{digits}f}), as in a printed-and-scanned, GIF or palette copy; send the original radiograph")
 
 
 def guard_path(model: str | os.PathLike | None) -> Path:
@@ -239,8 +241,11 @@ class OODGuard:
             few_levels = levels is not None and levels[i] <= MAX_GREY_LEVELS
             two_tones = tones is not None and tones[i] > TWO_TONE_SHARE
             dithered = grain is not None and grain[i] > self.dither_cut
+            colourful = parts.get("colour", 0.0) > self.threshold
             if (not passed or few_levels or two_tones or dithered) and spread[i] < BLANK_SPREAD:
                 refused_by, reason = "blank", BLANK_REASON
+            elif colourful:  # no radiograph, whatever the as-sent rules or the largest signal say
+                refused_by, reason = "colour", REASONS["colour"]
             elif few_levels:
                 refused_by, reason = "grey_levels", grey_levels_reason(int(levels[i]))
             elif two_tones:
@@ -249,9 +254,8 @@ class OODGuard:
                 refused_by, reason = "dithered", dithered_reason(float(grain[i]), self.dither_cut)
             elif flipped[i]:
                 refused_by, reason = "upside_down", _UPSIDE_DOWN
-            elif not passed:  # a colourful file is no radiograph, whichever signal is the largest
-                colourful = parts.get("colour", 0.0) > self.threshold
-                refused_by = "colour" if colourful else max(parts, key=parts.__getitem__)
+            elif not passed:
+                refused_by = max(parts, key=parts.__getitem__)
                 reason = REASONS[refused_by]
             else:
                 refused_by = reason = None
