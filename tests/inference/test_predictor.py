@@ -241,3 +241,29 @@ def test_results_decodes_the_raw_bytes_only_for_their_grey_levels(fitted: Path, 
     got = predictor.results(["f", "f"], np.stack([f.image for f in decoded]), files, **cues)
     assert got == expected
     assert (len(dicoms), len(pil)) == ((0, 0) if given == "levels" else (1, 1))
+
+
+def test_an_in_memory_dithered_jpeg_is_refused_as_its_file_is() -> None:
+    """An 8-bit PIL image or array may be a decoded JPEG: the JPEG rules measure its pixels as its file's (a dithered
+    picture, a black-and-white one with compression's grey levels), under the same size bound; a 16-bit image is no
+    JPEG's, and a real film passes."""
+    import io
+
+    from PIL import Image
+
+    from tests.conftest import UPRIGHT_FILM, dithered_jpeg, encode, four_tone_jpeg
+
+    predictor = Predictor(None, backend="onnx")
+    for data, cause in ((four_tone_jpeg(), "dithered"), (dithered_jpeg(quality=95), "two_tone")):
+        assert predictor.predict_bytes(data).refused_by == cause
+        with Image.open(io.BytesIO(data)) as im:
+            assert predictor.predict(im).refused_by == cause
+            assert predictor.predict(np.asarray(im)).refused_by == cause
+            assert predictor.predict(np.asarray(im.convert("RGB"))).refused_by == cause
+            wide = np.asarray(im, dtype=np.uint16) * 257  # the same pixels in 16 bits: not a JPEG's, not measured
+            assert predictor.predict(wide).refused_by != cause
+    with Image.open(UPRIGHT_FILM) as im:
+        film = np.asarray(im.convert("L"))
+        small = np.asarray(Image.open(io.BytesIO(encode(im.convert("L").resize((40, 40), Image.Resampling.LANCZOS),
+                                                        "JPEG", quality=90))))
+    assert predictor.predict(film).in_distribution and predictor.predict(small).refused_by != "dithered"
