@@ -6,7 +6,10 @@ quality 75; quality 10): false refusals at `DITHER_ENERGY`. Then on pictures mad
 JPEG at 224 and 896 px, quality 30, 75 and 95: Floyd-Steinberg dithered to 4 evenly spaced grey levels, to the 4
 levels of an adaptive palette (`Image.quantize(4)`, as a GIF-like palette copy is made), to 8 evenly spaced levels,
 and to black and white (`convert("1")`): how many the rule catches, and how many the shipped guard passes without
-the rule (its other rules and signals) and with it.
+the rule (its other rules and signals) and with it. Last, small films: every train film made smaller (LANCZOS, 40 to
+160 px) and saved as JPEG quality 75 and 90, and 4-tone dithered copies of every Nth at those sizes: their grain,
+which rises as a film gets smaller, and whether the rule measures them (from `DITHER_MIN_SIDE` px on the shorter
+side).
 
     PYTHONPATH=src .venv/bin/python bench/dither_cue.py [--data ../shared/data/chest_xray] [--every 20]
 
@@ -27,7 +30,7 @@ import numpy as np
 from PIL import Image
 from _results import write_report
 
-from pneumoscan.inference.ood import DITHER_ENERGY, jpeg_cues
+from pneumoscan.inference.ood import DITHER_ENERGY, DITHER_MIN_SIDE, dither_energy, jpeg_cues
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "chest_xray"
@@ -115,6 +118,35 @@ def pictures(paths: list[Path], every: int) -> list[dict[str, object]]:
     return rows
 
 
+SMALL_SIDES = (40, 64, 96, 128, 160)
+
+
+def _grain(data: bytes) -> float:
+    """The dither energy of a JPEG's full decode, whatever its size (`jpeg_cues` measures from DITHER_MIN_SIDE px)."""
+    with Image.open(io.BytesIO(data)) as im:
+        return dither_energy(np.asarray(im.convert("L")))
+
+
+def small_sides(paths: list[Path], every: int) -> list[dict[str, object]]:
+    """Every film made SIDE px (LANCZOS) and saved as JPEG quality 75 and 90, and 4-tone dithered copies of every
+    `every`th: their grain, how many are above the cut, and how many the rule (measuring from DITHER_MIN_SIDE) refuses."""
+    rows = []
+    for side in SMALL_SIDES:
+        small = [_grey(p).resize((side, side), Image.Resampling.LANCZOS) for p in paths]
+        for quality in (75, 90):
+            for kind, pictures in (("film", small), ("4 even tones, dithered", [even_tones(g, 4) for g in small[::every]])):
+                datas = [jpeg(g, quality) for g in pictures]
+                grain = np.array([_grain(d) for d in datas])
+                refused = sum(bool(jpeg_cues(d)[1] > DITHER_ENERGY) for d in datas)
+                rows.append({"picture": kind, "side": side, "quality": quality, "n": len(grain),
+                             "min": float(grain.min()), "median": float(np.median(grain)),
+                             "p999": float(np.quantile(grain, 0.999)), "max": float(grain.max()),
+                             "above_cut": int((grain > DITHER_ENERGY).sum()), "measured": side >= DITHER_MIN_SIDE,
+                             "refused": refused})
+                print(rows[-1], flush=True)
+    return rows
+
+
 def markdown(r: dict) -> str:
     lines = ["# The dithered-JPEG rule, measured on train films only", "", f"`{r['command']}`", "",
              f"Dither energy: mean |pixel - mean of its 2 x 2 block| (0-255) of a JPEG decoded at full size (the "
@@ -133,6 +165,16 @@ def markdown(r: dict) -> str:
         lines.append(f"| {p['picture']} | {p['side']} | {p['quality']} | {p['n']} | {p['energy_min']:.2f} | "
                      f"{p['energy_median']:.2f} | {p['caught']} | {p['passed_before']} | {p['passes_now']} | "
                      f"{causes} |")
+    lines += ["", f"## Small films: every train film made smaller (LANCZOS) and saved as JPEG; 4-tone dithered copies "
+              f"of every {r['every']}th", "",
+              f"Grain: the dither energy of the full decode. The rule measures a JPEG from {r['min_side']} px on its "
+              f"shorter side.", "",
+              "| picture | side | quality | n | min | median | 99.9th percentile | max | above the cut | measured by "
+              "the rule | refused |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for p in r["small"]:
+        lines.append(f"| {p['picture']} | {p['side']} | {p['quality']} | {p['n']} | {p['min']:.2f} | "
+                     f"{p['median']:.2f} | {p['p999']:.2f} | {p['max']:.2f} | {p['above_cut']} | "
+                     f"{'yes' if p['measured'] else 'no'} | {p['refused']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -149,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     train = sorted(p for p in (Path(args.data) / "train").glob("*/*") if p.is_file())
     result = {"command": "PYTHONPATH=src .venv/bin/python bench/dither_cue.py " + shlex.join(sys.argv[1:]),
-              "cut": DITHER_ENERGY, "every": args.every, "films": films(train), "pictures": pictures(train, args.every)}
+              "cut": DITHER_ENERGY, "min_side": DITHER_MIN_SIDE, "every": args.every, "films": films(train),
+              "pictures": pictures(train, args.every), "small": small_sides(train, args.every)}
     write_report(args.out, "dither_cue", result, markdown(result))
     return 0
 
