@@ -19,7 +19,7 @@ TWO_TONE_MAX_PIXELS = 4096 * 4096  # larger JPEGs are measured at half size or l
 DITHER_WINDOW = 512  # dither energy is measured on the central DITHER_WINDOW x DITHER_WINDOW pixels at most
 # A film's grain rises as it is made smaller (bench/results/dither_cue.md, train films resized with LANCZOS and saved
 # as JPEG quality 75 and 90: at most 8.02 at 128 px, 9.67 at 96 px, 12.57 at 64 px; 4-tone dithered copies at 128 px
-# at least 14.98), so the dither energy is measured only on images at least DITHER_MIN_SIDE px on their shorter side.
+# at least 17.85), so the dither energy is measured only on images at least DITHER_MIN_SIDE px on their shorter side.
 DITHER_MIN_SIDE = 128
 NOT_MEASURED = float("nan")  # the dither energy of a file the dithered rule does not apply to
 

@@ -44,7 +44,8 @@ pediatric chest X-ray so refused without the model.
 
 Four rules refuse chest X-rays in a form the model cannot read, whatever the score (their message
 says what to do instead of "not a chest X-ray"); all use fixed constants measured on the training
-films (`bench/guard_cues.py`, `bench/dither_cue.py`), so guards fitted before them need no refit:
+films (`bench/guard_cues.py`, `bench/dither_cue.py`), so guards fitted before them need no refit (save a guard
+fitted before the dithered rule on unusually grainy JPEGs, which refuses above ``DITHER_ENERGY`` whatever its films):
 
 * grey levels: a file that decodes to at most ``MAX_GREY_LEVELS`` distinct grey levels at its own
   resolution (before resizing) is binary (black-and-white, dithered) or posterised. Dithering averages
@@ -53,7 +54,8 @@ films (`bench/guard_cues.py`, `bench/dither_cue.py`), so guards fitted before th
   ``TWO_TONE_BAND`` grey levels of black or white is a black-and-white picture whose compression
   artefacts hide its two levels from the grey-level count (the decoder's reduced-size JPEG decoding
   also averages the dither to grey, hence the second, full-size decode).
-* dithered: a JPEG whose dither energy (mean absolute difference of each pixel from the mean of its 2 x 2
+* dithered: a JPEG of at least ``DITHER_MIN_SIDE`` px on its shorter side (a smaller film's own grain is larger)
+  whose dither energy (mean absolute difference of each pixel from the mean of its 2 x 2
   block, decoded at full size, `dither_energy`) is above the guard's ``dither_cut`` (``DITHER_ENERGY``, or 4 times
   the median of its fit's films when they are grainier: `fit.fitted_dither_cut`): a few grey levels mixed pixel by
   pixel (a halftoned, printed-and-scanned or palette copy saved as JPEG), which the compression turns into a

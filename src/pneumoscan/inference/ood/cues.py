@@ -36,8 +36,10 @@ TWO_TONE_SHARE = 0.75
 # `python bench/dither_cue.py` (bench/results/dither_cue.md): dither energy (`dither_energy`) of the 5,216 train
 # films at most 5.22 (99.9th percentile 4.72; 5.29 at JPEG quality 10); films Floyd-Steinberg dithered to 4 evenly
 # spaced tones and saved as JPEG (224 and 896 px, quality 30 to 95) at least 16.4. The cut leaves more than twice
-# the films' largest for noisier originals; 4 tones of an adaptive palette or 8 tones often fall under it. A guard
-# fitted on grainier films refuses above 4 times their median instead (`fit.fitted_dither_cut`, meta dither_cut).
+# the films' largest for noisier originals; 4 tones of an adaptive palette or 8 tones often fall under it. Smaller
+# films are grainier (at most 12.57 at 64 px): only JPEGs of at least DITHER_MIN_SIDE px are measured. A guard fitted
+# on JPEGs grainier than the train films (median above 3; theirs 2.73) refuses above 4 times their median instead
+# (`fit.fitted_dither_cut`, meta dither_cut).
 DITHER_ENERGY = 12.0
 
 
