@@ -389,6 +389,20 @@ def test_a_colour_picture_is_not_a_chest_xray_whatever_its_grain_or_tones(shippe
     assert _unfit_reason(60.0, 1.0, 256, 0.9, 30.0, 12.0, None) == "blank or nearly constant image"
 
 
+def test_a_guard_fitted_before_the_dithered_rule_passes_small_grainy_films(fitted: Path, tiny_data: Path) -> None:
+    """A guard without `dither_cut` (fitted before the rule) refuses above DITHER_ENERGY whatever its films; small
+    grainy films like the tests' 40 px ones (about 14) are not measured, so it no longer refuses them as dithered."""
+    guard = load_guard(fitted)
+    del guard.meta["dither_cut"]
+    assert guard.dither_cut == cues.DITHER_ENERGY
+    model, meta = load_artifact(fitted)
+    films = sorted((tiny_data / "train").rglob("*.jpeg"))[:6]
+    assert min(dither_energy(np.asarray(Image.open(f).convert("L"))) for f in films) > cues.DITHER_ENERGY
+    images = np.stack([load_image(f, meta.image_size) for f in films])
+    verdicts = guard.check(images, model=model, dither=[jpeg_cues(f)[1] for f in films])
+    assert "dithered" not in [v.refused_by for v in verdicts]
+
+
 def test_dither_energy_of_raw_files() -> None:
     """A film's pixel-to-pixel grain is a few levels (the train films' largest 5.2); a dither's is its tone step's."""
     assert jpeg_cues(UPRIGHT_FILM)[1] < 6 and jpeg_cues(UPRIGHT_FILM.read_bytes()) == jpeg_cues(UPRIGHT_FILM)
