@@ -76,3 +76,15 @@ def test_threshold_note_does_not_promise_rows_one_class_cannot_have() -> None:
     text = _thresholds_section(scores)
     assert "Highlighted row: the operating threshold;" in text and "these images hold only NORMAL films" in text
     assert "Highlighted rows" not in text and text.count('class="highlight"') == 1
+
+
+def test_report_of_a_set_threshold_copy_without_data_says_what_to_pass(tiny_site: Path, tiny_data: Path, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A set-threshold folder has no val_predictions.csv; 'missing; pass --data' did not say which films, nor that
+    the copy's own films (whose scores it keeps but not their files) are in-sample for it."""
+    assert main(["report", str(tiny_site), "--out", str(tmp_path / "r.html"), "--n-boot", "5"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"{tiny_site}: a model written by set-threshold" in err
+    assert f"--data {tiny_data} --split test for the films its threshold was chosen on (in-sample)" in err
+    assert not (tmp_path / "r.html").exists()

@@ -68,11 +68,26 @@ def read_val_predictions(run: RunInfo) -> tuple[list["Sample"], np.ndarray]:
 
     path = run.path / VAL_PREDICTIONS
     if not path.is_file():
-        raise InputError(f"{path}: missing; pass --data DIR to evaluate the run on a labelled split instead")
+        raise InputError(_site_copy_message(run) or
+                         f"{path}: missing; pass --data DIR to evaluate the run on a labelled split instead")
     samples, probs = read_prediction_samples(path, bases=run_folders(run.path))
     if not samples:
         raise InputError(f"{path}: lists no predictions; pass --data DIR to evaluate the run instead")
     return samples, probs
+
+
+def _site_copy_message(run: RunInfo) -> str | None:
+    """What to pass for a model folder written by `set-threshold` (it has no val_predictions.csv: it keeps the scores
+    and labels of the site's films its threshold was chosen on, but not which files they were, which the case
+    images, feature maps and size groups need); None for any other folder."""
+    source = run.meta.threshold_source
+    if not source.get("data"):
+        return None
+    n = source["n_normal"] + source["n_pneumonia"]
+    split = "" if source["split"] == "all" else f" --split {source['split']}"
+    return (f"{run.path}: a model written by set-threshold, which keeps the scores of the {n} films its threshold was "
+            f"chosen on but not their files, and it has no {VAL_PREDICTIONS}; pass --data DIR with labelled films it "
+            f"has not seen, or --data {source['data']}{split} for the films its threshold was chosen on (in-sample)")
 
 
 def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0, progress: bool = True) -> Scores:
