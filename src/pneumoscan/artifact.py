@@ -316,7 +316,12 @@ def read_unchanged(path: Path, sha256: str) -> tuple[bytes, ArtifactMeta]:
     """Model file `path`'s bytes and settings, checked to be the file whose SHA-256 was `sha256` when a Predictor
     (the service's too) read it; InputError naming the file when it changed since (a new `train` into its folder):
     weights loaded now would not be those its threshold, export and guard were checked against."""
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        if err.filename is None:  # a failed read (EIO) names no file, unlike a failed open
+            err.filename = str(path)
+        raise
     found = hashlib.sha256(data).hexdigest()
     if found != sha256:
         raise InputError(f"{path}: changed since the service or Predictor loaded it (sha256 {sha256[:12]}... then, "

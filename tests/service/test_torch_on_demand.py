@@ -201,3 +201,54 @@ def test_torch_backend_still_knows_at_once_whether_it_can_explain(tiny_run: Path
         info = c.get("/model").json()
     assert info["explain_available"] is True and info["explain_loaded"] is True and info["explain_problem"] is None
 
+
+
+@pytest.mark.parametrize(("how", "first"), [("missing", "heatmap"), ("missing", "page"), ("permission", "heatmap"),
+                                            ("read", "heatmap")])
+def test_a_model_file_that_cannot_be_read_again_is_named_not_pytorch(how: str, first: str, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grad-CAM reads the model file again when the export served: a file deleted or unreadable since start-up was
+    reported as 'need PyTorch, which could not be loaded', and reinstalling torch fixes nothing."""
+    import errno
+
+    model = shipped_copy(tmp_path)
+    app = create_app(Settings(model=str(model)))
+    assert not app.state.engine.predictor.model_loaded
+    # the OSError open() raises (or read(), naming no file); as root a chmod does not stop the read, and a file
+    # deleted before the heatmap is already named as missing by the path check before the read
+    read_bytes = Path.read_bytes
+    err = {"missing": FileNotFoundError(errno.ENOENT, "No such file or directory", str(model)),
+           "permission": PermissionError(errno.EACCES, "Permission denied", str(model)),
+           "read": OSError(errno.EIO, "Input/output error")}[how]
+
+    def failing(self: Path) -> bytes:
+        if self == model:
+            raise err
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", failing)
+    engine = app.state.engine
+    with TestClient(app) as c:
+        if first == "page":  # the background load fails
+            assert c.get("/").status_code == 200
+            engine._warming.join(120)
+        res = post_film(c, "/predict?explain=true")
+        detail = res.json()["detail"]
+        assert res.status_code == 501 and "PyTorch" not in detail
+        assert f"{model} could not be read" in detail and "restart the service" in detail
+        assert {"missing": "No such file", "permission": "Permission denied", "read": "Input/output"}[how] in detail
+        assert post_film(c, "/predict").json()["probability"] is not None
+
+
+@pytest.mark.parametrize("err", [OSError("libtorch_cpu.so: cannot open shared object file: No such file or directory"),
+                                 PermissionError(13, "Permission denied", "/venv/torch/lib/libtorch_cpu.so")])
+def test_an_oserror_loading_pytorch_names_pytorch(err: OSError, app, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    def broken(self: Predictor) -> None:
+        raise err
+
+    monkeypatch.setattr(Predictor, "_load_model", broken)
+    with TestClient(app) as c:
+        res = post_film(c, "/predict?explain=true")
+        assert res.status_code == 501
+        assert "need PyTorch, which could not be loaded (" in res.json()["detail"]
+        assert "model file" not in res.json()["detail"]

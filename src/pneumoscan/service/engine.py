@@ -5,9 +5,11 @@ import copy
 import importlib
 import importlib.util
 import logging
+import os
 import re
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -62,12 +64,24 @@ def no_torch() -> str:
             f"restart the service for heatmaps")
 
 
-def cam_error(err: Exception) -> str:
-    """Why heatmaps are off after loading Grad-CAM's model (or finding its layers) raised `err`. Any error turns
-    them off for good: one that would pass again (out of memory, a damaged model file) would make every heatmap load
-    for seconds, holding an inference slot, and end in a 500 that loses the prediction too."""
+def _names(err: OSError, path: Path) -> bool:
+    """Whether `err` is about the file `path` (its `filename`)."""
+    try:
+        return err.filename is not None and Path(os.fsdecode(err.filename)).resolve() == path.resolve()
+    except (TypeError, ValueError, OSError):  # a filename that is no path (an int file descriptor)
+        return False
+
+
+def cam_error(err: Exception, model_path: Path) -> str:
+    """Why heatmaps are off after loading Grad-CAM's model from `model_path` (or finding its layers) raised `err`.
+    Any error turns them off for good: one that would pass again (out of memory, a damaged model file) would make
+    every heatmap load for seconds, holding an inference slot, and end in a 500 that loses the prediction too."""
     if isinstance(err, InputError):  # a model Grad-CAM cannot explain, a model file changed since start-up
         return str(err)
+    if isinstance(err, OSError) and _names(err, model_path):  # deleted, or unreadable, since start-up
+        return (f"Grad-CAM heatmaps need the model file read again, and {model_path} could not be read "
+                f"({type(err).__name__}: {err.strerror or first_line(err)}); predictions are not affected. Put the file "
+                f"back, readable by the user the service runs as, and restart the service for heatmaps")
     if isinstance(err, (ImportError, OSError)):  # PyTorch installed but broken
         return (f"Grad-CAM heatmaps need PyTorch, which could not be loaded ({type(err).__name__}: {err}); "
                 f"predictions are not affected. Reinstall torch and restart the service for heatmaps")
@@ -209,7 +223,7 @@ class Engine:
                         self._cam_layers = module.cam_layers(self._explain_copy(), self.meta)
                         self._cam_error = ""  # set last: a reader without the lock sees the layers first
                     except Exception as err:  # noqa: BLE001 - whatever it is, once: heatmaps off, service on
-                        self._cam_error = cam_error(err)
+                        self._cam_error = cam_error(err, self.predictor.path)
                         log.error("heatmaps off: %s", self._cam_error)
         return self._cam_error
 
