@@ -146,3 +146,21 @@ def test_predict_files_takes_any_iterable_of_paths(shipped: Predictor, tmp_path:
     assert [p.error is not None for p in got] == [True, False]
     assert "folder holds no image files" in str(got[0].error)
     assert got[1].probability == shipped.predict_files([_film()])[0].probability
+
+
+def test_an_onnx_path_with_backend_torch_is_refused_before_the_model_is_read(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """It was refused only after the torch model was loaded (seconds); backend='auto' with an onnx_path still asks
+    for onnx."""
+    import pneumoscan.inference.predictor as predictor_module
+
+    def read(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the model file was read")
+
+    for name in ("file_sha256", "read_meta", "load_artifact", "resolve_model_path"):
+        monkeypatch.setattr(predictor_module, name, read)
+    with pytest.raises(InputError, match=r"^onnx_path='.*m\.onnx': only the onnx backend uses it; drop `onnx_path` "
+                                         r"or pass backend='onnx'$"):
+        Predictor(None, backend="torch", onnx_path=tmp_path / "m.onnx")
+    with pytest.raises(AssertionError, match="the model file was read"):  # auto: the export is looked at with the model
+        Predictor(None, backend="auto", onnx_path=tmp_path / "m.onnx")

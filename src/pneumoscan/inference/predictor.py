@@ -213,6 +213,13 @@ def _eight_bit(image: Any) -> bool:
     return not str(image.mode).startswith(("I", "F"))  # I;16, I (32-bit), F: no JPEG decodes to them
 
 
+def _refuse_onnx_path(onnx_path: str | os.PathLike) -> None:
+    """InputError: an ONNX export was given for a backend other than onnx, which would not use it."""
+    given = words(f"--onnx {onnx_path}", f"onnx_path={os.fspath(onnx_path)!r}")
+    raise InputError(f"{given}: only the onnx backend uses it; drop {words('--onnx', '`onnx_path`')} or pass "
+                     f"{option('backend', 'onnx')}")
+
+
 class Predictor:
     """A loaded model plus its operating point; the same object serves the CLI and the web service.
 
@@ -243,6 +250,8 @@ class Predictor:
 
         check_at_least_one(batch_size, "batch_size")  # 0 ended in range()'s ValueError at the first prediction
         check_operating_point(threshold, target_recall, prevalence)  # here, even when no image is readable
+        if onnx_path is not None and backend == "torch":  # before the model is read: seconds with torch
+            _refuse_onnx_path(onnx_path)
         self.path = resolve_model_path(model)
         # the file as read now: its export, guard and threshold are checked against it, and the torch model, when
         # loaded later (`model`), must be this very file, not one written over it since (`read_unchanged`)
@@ -264,9 +273,7 @@ class Predictor:
         except InputError as err:
             raise InputError(f"{self.path}: {err}") from None
         if onnx_path is not None and self.backend != "onnx":
-            given = words(f"--onnx {onnx_path}", f"onnx_path={os.fspath(onnx_path)!r}")
-            raise InputError(f"{given}: only the onnx backend uses it; drop {words('--onnx', '`onnx_path`')} or pass "
-                             f"{option('backend', 'onnx')}")
+            _refuse_onnx_path(onnx_path)
         self.batch_size = int(batch_size)  # a numpy int is taken too
         self.prevalence = prevalence
         self.threshold_from = "threshold" if threshold is not None else "target_recall" if target_recall is not None \
