@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from pneumoscan import __version__
-from pneumoscan.errors import PneumoscanError, RefusedFilm, WriteError, cli_words, warn
+from pneumoscan.errors import PneumoscanError, RefusedFilm, WriteError, cli_words, gpu_out_of_memory, warn
 
 if TYPE_CHECKING:
     from pneumoscan.evaluation.evaluate import Evaluation
@@ -564,22 +564,16 @@ def _run(args: argparse.Namespace) -> int:
         print(f"pneumoscan: interrupted{done}{_resume_hint(args)}", file=sys.stderr)
         return 130
     except RuntimeError as err:
-        if not _gpu_out_of_memory(err):
+        if not gpu_out_of_memory(err):
             raise
         print(f"pneumoscan: error: {_out_of_memory_advice(args, err)}{_resume_hint(args)}", file=sys.stderr)
         return 2
 
 
-def _gpu_out_of_memory(err: BaseException) -> bool:
-    """Whether `err` is torch's report that the GPU had no memory left (never so when torch was not imported)."""
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(err, getattr(torch, "OutOfMemoryError", ()))
-
-
 def _out_of_memory_advice(args: argparse.Namespace, err: BaseException) -> str:
     """One line for a command the GPU ran out of memory in: torch's reason, and the ways out (the command's smaller
     batch, ONNX Runtime, or the CPU with the GPU hidden)."""
-    from pneumoscan.errors import first_line, option
+    from pneumoscan.errors import option, out_of_memory_text
 
     ways = ["free it (`nvidia-smi` lists the processes holding it)"]
     if hasattr(args, "batch_size"):
@@ -588,7 +582,7 @@ def _out_of_memory_advice(args: argparse.Namespace, err: BaseException) -> str:
     if hasattr(args, "backend"):
         ways.append(f"pass {option('backend', 'onnx')} (ONNX Runtime, on the CPU)")
     ways.append(f"run it on the CPU with the GPU hidden: `CUDA_VISIBLE_DEVICES= pneumoscan {args.command} ...`")
-    return f"the GPU ran out of memory ({first_line(err, 120)}); {', '.join(ways[:-1])}, or {ways[-1]}"
+    return out_of_memory_text(err, ways)
 
 
 def entry() -> None:

@@ -151,6 +151,18 @@ def first_line(err: BaseException, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+def gpu_out_of_memory(err: BaseException) -> bool:
+    """Whether `err` is torch's report that the GPU had no memory left (never so when torch was not imported)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(err, getattr(torch, "OutOfMemoryError", ()))
+
+
+def out_of_memory_text(err: BaseException, ways: list[str]) -> str:
+    """One line for work the GPU ran out of memory in: torch's reason, then `ways` out ('a, b, or c')."""
+    choices = ways[-1] if len(ways) < 2 else f"{', '.join(ways[:-1])}, or {ways[-1]}"
+    return f"the GPU ran out of memory ({first_line(err, 120)}); {choices}"
+
+
 _PACKAGE = os.path.dirname(__file__) + os.sep  # as the code objects of its modules name their files
 
 

@@ -17,6 +17,8 @@ valid, the image is just not one the model can judge.
 from __future__ import annotations
 
 import base64
+import logging
+import sys
 import time
 from typing import Any, Callable, TypeVar
 
@@ -26,7 +28,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from pneumoscan.card import model_card_text
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS
-from pneumoscan.errors import ImageTooLarge, InputError, NotAnImage
+from pneumoscan.errors import ImageTooLarge, InputError, NotAnImage, gpu_out_of_memory, out_of_memory_text
 from pneumoscan.inference.ood import refusal_cause, refusal_kind
 from pneumoscan.inference.predictor import Prediction
 from pneumoscan.service.audit import AuditError, AuditLog, utc_now
@@ -39,6 +41,7 @@ from pneumoscan.service.settings import ENVELOPE
 from pneumoscan.service.uploads import Part, read_multipart, sniff_image, unsupported_format
 
 router = APIRouter()
+log = logging.getLogger("pneumoscan.service")
 T = TypeVar("T")
 _NOT_IMAGE = "not an image file ({what}); send a JPEG, PNG, TIFF, BMP or DICOM chest X-ray"
 
@@ -53,8 +56,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
                                                  "report or DICOMDIR too)"},
     422: {"model": ErrorResponse, "description": "missing file, empty, corrupt or undecodable image"},
     500: {"model": ErrorResponse, "description": "internal error: the request was not processed; retry or report it"},
-    503: {"model": ErrorResponse, "description": "the memory set aside for uploads is full; retry after the "
-                                                 "Retry-After header's seconds",
+    503: {"model": ErrorResponse, "description": "the memory set aside for uploads is full, or the GPU ran out of "
+                                                 "memory; retry after the Retry-After header's seconds",
           "headers": {"Retry-After": {"description": "seconds to wait before retrying",
                                       "schema": {"type": "integer"}}}},
 }
@@ -80,7 +83,31 @@ async def _in_worker(request: Request, func: Callable[[], T]) -> T:
     async with request.app.state.limiter:
         if await request.is_disconnected():
             raise HTTPException(499, "client closed the request before it was processed")
-        return await anyio.to_thread.run_sync(func)
+        try:
+            return await anyio.to_thread.run_sync(func)
+        except RuntimeError as err:
+            if not gpu_out_of_memory(err):
+                raise
+            _out_of_memory(request, err)
+            raise HTTPException(503, GPU_FULL, headers={"Retry-After": str(GPU_RETRY_S)}) from None
+
+
+GPU_RETRY_S = 2
+GPU_FULL = (f"server busy: the GPU ran out of memory; the request was not processed, retry in {GPU_RETRY_S} s "
+            "(nothing is wrong with the file)")
+
+
+def _out_of_memory(request: Request, err: RuntimeError) -> None:
+    """Log one line for a request the GPU ran out of memory in (the CLI's words, the service's ways out), and free
+    the memory torch cached, so the next request has it."""
+    ways = ["free the GPU (`nvidia-smi` lists the processes holding it)",
+            "serve fewer requests at once (--slots, 2 by default)",
+            "serve with --backend onnx (ONNX Runtime, on the CPU)"]
+    log.error("request %s, %s %s: %s", getattr(request.state, "request_id", "-"), request.method,
+              request.url.path, out_of_memory_text(err, ways))
+    torch = sys.modules["torch"]  # imported: it raised the error
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def _audit_line(request: Request, endpoint: str, item: int | None, when: str, upload: Decoded,

@@ -1,0 +1,66 @@
+"""A CUDA out-of-memory in a request (a forward pass, Grad-CAM) is a 503 to retry and one logged line, not a 500 with
+a traceback; the service stays up. torch.OutOfMemoryError is constructed on a CPU build too."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from pneumoscan.service.app import create_app
+from pneumoscan.service.engine import Engine
+from pneumoscan.service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+FILM = ROOT / "sample" / "chest_xray" / "train" / "NORMAL" / "IM-0240-0001.jpeg"
+OOM = "CUDA out of memory. Tried to allocate 20.00 MiB"
+
+
+@pytest.fixture(scope="module")
+def client(tiny_run: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(model=str(tiny_run), backend="torch"))) as c:
+        yield c
+
+
+def _out_of_memory(*_: object, **__: object) -> None:
+    raise torch.OutOfMemoryError(OOM)
+
+
+def _post(client: TestClient, url: str, field: str = "file"):  # noqa: ANN202
+    return client.post(url, files={field: (FILM.name, FILM.read_bytes(), "image/jpeg")})
+
+
+@pytest.mark.parametrize(("where", "url", "field"), [("results", "/predict", "file"),
+                                                     ("explain_png", "/predict?explain=true", "file"),
+                                                     ("results", "/predict/batch", "files")])
+def test_an_out_of_memory_is_a_503_to_retry_and_one_log_line(where: str, url: str, field: str, client: TestClient,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    freed = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: freed.append(1))
+    with monkeypatch.context() as patch, caplog.at_level(logging.INFO):
+        patch.setattr(Engine, where, _out_of_memory)
+        res = _post(client, url, field)
+    assert res.status_code == 503 and res.headers["Retry-After"] == "2"
+    assert res.json()["detail"].startswith("server busy: the GPU ran out of memory; the request was not processed")
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is None and "Traceback" not in caplog.text
+    line = errors[0].getMessage()
+    assert "\n" not in line and f"the GPU ran out of memory ({OOM})" in line and url.split("?")[0] in line
+    assert "--slots" in line and "--backend onnx" in line
+    assert freed == [1]
+    assert _post(client, url, field).status_code == 200  # still up, and the next request is answered
+
+
+def test_another_runtime_error_is_still_an_internal_error(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(Engine, "results", broken)
+    with TestClient(client.app, raise_server_exceptions=False) as c:
+        res = _post(c, "/predict")
+    assert res.status_code == 500 and res.json()["detail"].startswith("internal error")
