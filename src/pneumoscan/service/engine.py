@@ -78,7 +78,7 @@ def cam_error(err: Exception, model_path: Path) -> str:
     every heatmap load for seconds, holding an inference slot, and end in a 500 that loses the prediction too."""
     if isinstance(err, InputError):  # a model Grad-CAM cannot explain, a model file changed since start-up
         return str(err)
-    if isinstance(err, OSError) and _names(err, model_path):  # deleted, or unreadable, since start-up
+    if isinstance(err, OSError) and _names(err, model_path):  # unreadable since start-up, or removed as it was read
         return (f"Grad-CAM heatmaps need the model file read again, and {model_path} could not be read "
                 f"({type(err).__name__}: {err.strerror or first_line(err)}); predictions are not affected. Put the file "
                 f"back, readable by the user the service runs as, and restart the service for heatmaps")
