@@ -33,8 +33,9 @@ from pneumoscan.progress import progress_bar
 
 # Bump when an entry's contents change: entries of an older format get another key, so they are decoded again.
 # 2: the .json lists each readable file's grey levels. 3: and its colourfulness and two-tone share. 4: and its
-# dither energy, and its View Position when not frontal (`not_frontal_view`).
-CACHE_FORMAT = 4
+# dither energy, and its View Position when not frontal (`not_frontal_view`). 5: the dither energy NaN where the rule
+# does not measure (not a JPEG, or under 128 px; some format-4 entries hold 0 or a measure there).
+CACHE_FORMAT = 5
 
 
 def default_cache_dir() -> Path:
