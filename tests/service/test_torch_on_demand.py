@@ -94,6 +94,14 @@ def post_film(client: TestClient, url: str):  # noqa: ANN201
     return client.post(url, files={"file": (FILM.name, FILM.read_bytes(), "image/jpeg")})
 
 
+def open_first(client: TestClient, engine: object, first: str) -> None:
+    """With `first` "page", a doctor opens the page before asking for a heatmap: its background load (which a
+    test may make fail) is waited for; with "heatmap", the heatmap request itself loads the torch model."""
+    if first == "page":
+        assert client.get("/").status_code == 200
+        engine._warming.join(120)  # type: ignore[attr-defined]
+
+
 def test_a_heatmap_made_on_demand_is_that_of_the_torch_model(app) -> None:  # noqa: ANN001
     from pneumoscan.explain.gradcam import cam_layers, gradcam_for_image, overlay_png
 
@@ -167,9 +175,7 @@ def test_any_failure_to_load_the_torch_model_turns_heatmaps_off_once(app, monkey
     monkeypatch.setattr(Predictor, "_load_model", out_of_memory)
     engine = app.state.engine
     with TestClient(app) as c:
-        if first == "page":  # the background load fails
-            assert c.get("/").status_code == 200
-            engine._warming.join(120)
+        open_first(c, engine, first)
         for _ in range(2):
             res = post_film(c, "/predict?explain=true")
             assert res.status_code == 501  # the page then asks again without a heatmap
@@ -229,9 +235,7 @@ def test_a_model_file_that_cannot_be_read_again_is_named_not_pytorch(how: str, f
     monkeypatch.setattr(Path, "read_bytes", failing)
     engine = app.state.engine
     with TestClient(app) as c:
-        if first == "page":  # the background load fails
-            assert c.get("/").status_code == 200
-            engine._warming.join(120)
+        open_first(c, engine, first)
         res = post_film(c, "/predict?explain=true")
         detail = res.json()["detail"]
         assert res.status_code == 501 and "PyTorch" not in detail
