@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -22,10 +23,12 @@ import pytest
 
 import pneumoscan
 from pneumoscan.cli import main
+from pneumoscan.service import tls
+from pneumoscan.service.protocol import http_protocol
 from pneumoscan.service.tls import SHUTDOWN_S
 from tests.conftest import write_xray
 from tests.service.test_browser import free_port, stop
-from tests.service.test_protocol import DEADLINE, MARGIN, TIMED_OUT
+from tests.service.test_protocol import DEADLINE, MARGIN, MB, TIMED_OUT
 
 HEAD = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"  # never finished
 
@@ -258,3 +261,75 @@ def test_an_uvicorn_without_loop_factories_serves_tls_with_a_warning(
                  str(key)]) == 0
     assert "loop" not in calls[0] and calls[0]["ssl_certfile"] == str(cert)
     assert "a TLS handshake gets asyncio's 60 s, not --header-timeout-s" in caplog.text
+
+
+# ----------------------------------------------------------------- the TLS close, with uvicorn in a thread
+
+BIG = 6 * MB  # an answer larger than what the kernels' buffers hold on loopback
+
+
+@contextlib.contextmanager
+def big_answer_server(certificate: tuple[Path, Path], timeout_s: float, size: int = BIG) -> Iterator[int]:
+    """uvicorn in a thread over TLS with `serve`'s protocol (`timeout_s` its --header-timeout-s) and event loop,
+    answering any request with SIZE bytes; yields its port."""
+    from tests.service.test_browser import uvicorn_in_thread
+
+    async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200,  # type: ignore[operator]
+                        "headers": [(b"content-length", str(size).encode())]})
+            await send({"type": "http.response.body", "body": b"x" * size})  # type: ignore[operator]
+
+    cert, key = certificate
+    loop = tls.tls_loop(tls.tls_context(str(cert), str(key)), timeout_s)
+    with uvicorn_in_thread(app, lifespan="off", http=http_protocol(timeout_s), loop=loop, ssl_certfile=str(cert),
+                           ssl_keyfile=str(key)) as port:
+        yield port
+
+
+def slow_tls_socket(port: int, cert: Path) -> ssl.SSLSocket:
+    """A TLS connection to PORT whose client takes at most 4 KB at a time from the network, as a slow link does."""
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(10)
+    raw.connect(("127.0.0.1", port))
+    client = ssl.create_default_context(cafile=str(cert))
+    return client.wrap_socket(raw, server_hostname="127.0.0.1", suppress_ragged_eofs=False)
+
+
+def read_all(sock: ssl.SSLSocket, gap_s: float) -> bytes:
+    """What SOCK receives, 16 KB every GAP_S s, until the TLS close (an end without it raises SSLEOFError)."""
+    answer = b""
+    while chunk := sock.recv(16384):
+        answer += chunk
+        time.sleep(gap_s)
+    return answer
+
+
+def test_a_closing_answer_reaches_a_slow_client_whole_over_tls(
+        certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """asyncio's TLS close waits SHUTDOWN_S (0.2 s here) for the client's and then drops what is still unsent: a 6 MB
+    answer with `Connection: close`, read at about 3 MB/s, lost its last megabytes (plain HTTP sent it all). The
+    close now waits for the answer to be sent."""
+    monkeypatch.setattr(tls, "SHUTDOWN_S", 0.2)
+    with big_answer_server(certificate, 5) as port, slow_tls_socket(port, certificate[0]) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        answer = read_all(sock, 0.005)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and len(body) == BIG
+
+
+def test_a_client_that_stops_reading_its_answer_is_cut_off_over_tls(
+        certificate: tuple[Path, Path], caplog: pytest.LogCaptureFixture) -> None:
+    """Waiting for an answer to be sent ends when the client has taken none of it for --header-timeout-s."""
+    with caplog.at_level(logging.WARNING, logger="pneumoscan.service"):
+        with big_answer_server(certificate, 0.5) as port, slow_tls_socket(port, certificate[0]) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            time.sleep(0.5 + MARGIN)
+            with pytest.raises((ssl.SSLEOFError, ConnectionResetError)):  # no TLS close: the answer is not whole
+                read_all(sock, 0)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "pneumoscan.service"]
+    assert len(warnings) == 1 and re.fullmatch(r"closed a connection from 127\.0\.0\.1 whose client took none of its "
+                                               r"answer for 0\.5 s \(--header-timeout-s\); \d+ bytes of it were "
+                                               r"not sent", warnings[0]), warnings
+

@@ -28,6 +28,11 @@ The app never sees the 408 and uvicorn's 400, so neither had an access line nor 
 new request id in that header and in an access line of the same form as uvicorn's (the client's address, the
 request line, "-" when there is no whole one, the status). A 400 for a malformed body of a request under way gives
 that request's line and the id the app gave it.
+Under TLS (`tls.py`), asyncio's close sends the TLS close, waits `SHUTDOWN_S` for the client's, and then drops
+whatever the kernel has not taken yet, counting from the close, not from the answer's last byte: a client reading a
+large answer slowly lost its tail. A close over TLS therefore waits until the kernel has taken every byte written,
+as asyncio's close over plain TCP does, and cuts off a client that took none for `header_timeout_s` (it stopped
+reading).
 """
 from __future__ import annotations
 
@@ -44,6 +49,7 @@ log = logging.getLogger("pneumoscan.service")
 
 LINGER_IDLE_S = 2.0  # it also ends once the client has sent nothing for this long (Apache lingers 2 s a read)
 LINGER_BYTES = 64 * 1024 * 1024  # dropped at most while lingering: a fast client cannot keep the service reading
+SENT_POLL_S = 0.05  # how often a TLS close waiting for its answers to be sent looks again
 REQUEST_LINE_MAX = 8192  # a longer request line is not given in the access line of a 400 or 408
 _REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([\x21-\x7e]+) HTTP/([0-9]\.[0-9])\r?\n")
 
@@ -106,6 +112,15 @@ def log_access(client: tuple[str, int] | None, line: tuple[str, str, str] | None
                     extra={"request_id": rid})
 
 
+def unsent_bytes(raw: Any) -> int | None:
+    """Bytes written to RAW, a TLS transport of asyncio's, that the kernel has not taken yet: those still to encrypt
+    or encrypted but unsent (asyncio's TLS transport counts only the first, its socket transport, private, holds the
+    second); None for any other transport, or once it has lost its socket."""
+    socket_transport = getattr(getattr(raw, "_ssl_protocol", None), "_transport", None)
+    buffered = getattr(socket_transport, "get_write_buffer_size", None)
+    return raw.get_write_buffer_size() + buffered() if callable(buffered) else None
+
+
 class _Transport:
     """The socket transport as uvicorn sees it: its `close()` is the protocol's `close`, which may linger, and while
     lingering it says it is closing and writes nothing (the write side is shut); the rest is `raw`'s own."""
@@ -140,6 +155,9 @@ def _with_deadline(base: type, timeout_s: float) -> type:
         _head_timer: Any = None  # asyncio.TimerHandle while waiting for a request's head
         _drain_timer: Any = None  # asyncio.TimerHandle while the client sends the body of an answered request
         _linger_timer: Any = None  # asyncio.TimerHandle while closing lingeringly
+        _sent_timer: Any = None  # asyncio.TimerHandle while a TLS close waits for its answers to be sent
+        _unsent = 0  # their bytes the kernel had not taken when last looked
+        _sent_progress = 0.0  # loop time the kernel was last seen taking some
         _linger_end = 0.0  # loop time when a lingering close ends at the latest
         _last_byte = 0.0  # loop time of the last bytes received while lingering
         _dropped = 0  # bytes read and dropped while lingering
@@ -153,8 +171,9 @@ def _with_deadline(base: type, timeout_s: float) -> type:
         def connection_lost(self, exc: Exception | None) -> None:
             self._stop_head_timer()
             self._stop_drain_timer()
-            if self._linger_timer is not None:
-                self._linger_timer.cancel()
+            self._stop_linger_timer()
+            if self._sent_timer is not None:
+                self._sent_timer.cancel()
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -167,10 +186,13 @@ def _with_deadline(base: type, timeout_s: float) -> type:
                 self.transport.raw.close()
 
         def shutdown(self) -> None:
-            """The server stops: no lingering from now on, and a lingering close ends now."""
+            """The server stops: no lingering from now on, and a lingering close ends now (once its answers are
+            sent, under TLS)."""
             self._shutting_down = True
+            if self._sent_timer is not None:
+                return  # it closes once they are sent
             if self.transport.lingering:
-                self.transport.raw.close()
+                self._close_once_sent()
             else:
                 super().shutdown()
 
@@ -216,8 +238,11 @@ def _with_deadline(base: type, timeout_s: float) -> type:
             raw = self.transport.raw
             if self.transport.lingering:
                 return
-            if self._shutting_down or raw.is_closing() or raw.get_protocol() is not self or not self._client_sending():
+            if raw.is_closing() or raw.get_protocol() is not self:
                 raw.close()  # as before; `raw.get_protocol()` is another protocol after a WebSocket upgrade
+                return
+            if self._shutting_down or not self._client_sending():
+                self._close_once_sent()
                 return
             self._stop_head_timer()
             self._stop_drain_timer()
@@ -239,9 +264,51 @@ def _with_deadline(base: type, timeout_s: float) -> type:
             now = self.loop.time()
             due = min(self._linger_end, self._last_byte + LINGER_IDLE_S)
             if now >= due:
-                self.transport.raw.close()
+                self._linger_timer = None
+                self._close_once_sent()
             else:
                 self._linger_timer = self.loop.call_later(due - now, self._check_linger)
+
+        def _close_once_sent(self) -> None:
+            """Close the connection; under TLS once the kernel has taken all its answers' bytes. asyncio's TLS close
+            waits SHUTDOWN_S for the client's TLS close and then drops whatever is still unsent: an answer a client
+            was still reading slowly lost its tail. A client that takes no byte for `header_timeout_s` (it stopped
+            reading) is cut off then."""
+            self._stop_linger_timer()
+            unsent = unsent_bytes(self.transport.raw)
+            if unsent is None:  # not asyncio's TLS: its close sends everything first
+                self.transport.raw.close()
+            elif unsent == 0:
+                self._close_tls()
+            else:
+                self.transport.lingering = True  # closing, as uvicorn sees it; what the client sends is dropped
+                self._unsent, self._sent_progress = unsent, self.loop.time()
+                self._sent_timer = self.loop.call_later(SENT_POLL_S, self._check_sent)
+
+        def _check_sent(self) -> None:
+            """Close once the answers are sent, cut off a client that stopped reading them, else look again."""
+            self._sent_timer = None
+            raw = self.transport.raw
+            unsent = unsent_bytes(raw)
+            if raw.is_closing() or unsent is None:  # closed meanwhile (LINGER_BYTES dropped), or the socket lost
+                return
+            if unsent == 0:
+                self._close_tls()
+                return
+            now = self.loop.time()
+            if unsent < self._unsent:
+                self._unsent, self._sent_progress = unsent, now
+            elif now - self._sent_progress >= self.header_timeout_s:
+                log.warning("closed a connection from %s whose client took none of its answer for %g s "
+                            "(--header-timeout-s); %d bytes of it were not sent", self._client_host(),
+                            self.header_timeout_s, unsent)
+                raw.abort()
+                return
+            self._sent_timer = self.loop.call_later(SENT_POLL_S, self._check_sent)
+
+        def _close_tls(self) -> None:
+            """TLS's close, everything sent."""
+            self.transport.raw.close()
 
         def _client_sending(self) -> bool:
             """The client's request is not all in (its head or body; h11 stopped reading a malformed one), or it
@@ -252,6 +319,11 @@ def _with_deadline(base: type, timeout_s: float) -> type:
             if self._head_timer is not None:
                 self._head_timer.cancel()
                 self._head_timer = None
+
+        def _stop_linger_timer(self) -> None:
+            if self._linger_timer is not None:
+                self._linger_timer.cancel()
+                self._linger_timer = None
 
         def _stop_drain_timer(self) -> None:
             if self._drain_timer is not None:

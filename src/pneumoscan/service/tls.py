@@ -6,6 +6,8 @@ handshake held it for 60 s (the `--header-timeout-s` deadline only starts once t
 closed connection whose client never answered the TLS close stayed open 30 s more. `serve` therefore runs uvicorn
 on an event loop whose `create_server` bounds both (`tls_loop`). A plain-HTTP request to the HTTPS port fails the
 handshake, which asyncio drops without a word (it logs it only in debug mode): it now gets one log line.
+asyncio counts the wait for the client's TLS close from the close, and then drops what is still unsent: the service's
+protocol (`protocol.py`) closes a TLS connection only once its answers are sent.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ log = logging.getLogger("pneumoscan.service")
 
 CERT_MARKER = b"CERTIFICATE-----"
 KEY_MARKER = b"PRIVATE KEY-----"  # PKCS#8 ("PRIVATE KEY"), or PKCS#1 and SEC 1 ("RSA PRIVATE KEY", "EC PRIVATE KEY")
-SHUTDOWN_S = 2.0  # the longest wait for the client's TLS close once the service closed (the lingering close's idle)
+SHUTDOWN_S = 2.0  # the longest wait for the client's TLS close once the service's is sent (the lingering close's idle)
 
 
 class _HandshakeLogged(ssl.SSLObject):
