@@ -333,3 +333,19 @@ def test_a_client_that_stops_reading_its_answer_is_cut_off_over_tls(
                                                r"answer for 0\.5 s \(--header-timeout-s\); \d+ bytes of it were "
                                                r"not sent", warnings[0]), warnings
 
+
+def test_stopping_does_not_wait_for_an_idle_clients_tls_close(certificate: tuple[Path, Path]) -> None:
+    """An idle kept-alive client that never answers the service's TLS close held the stop for SHUTDOWN_S (2 s); with
+    --shutdown-timeout-s under that, uvicorn logged "timeout graceful shutdown exceeded" while `serve` said every
+    request was answered. The client still gets the TLS close, and the connection ends at once."""
+    from tests.service.test_protocol import read_response
+
+    with contextlib.ExitStack() as client:
+        with big_answer_server(certificate, 5, size=2) as port:
+            sock = client.enter_context(slow_tls_socket(port, certificate[0]))
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert read_response(sock)[1] == b"xx"
+            stopping = time.monotonic()
+        took = time.monotonic() - stopping  # the server stopped while the client kept its side open
+        assert sock.recv(1) == b""  # the TLS close (SSLEOFError without it)
+    assert took < SHUTDOWN_S - 0.5, took

@@ -186,11 +186,12 @@ def _with_deadline(base: type, timeout_s: float) -> type:
                 self.transport.raw.close()
 
         def shutdown(self) -> None:
-            """The server stops: no lingering from now on, and a lingering close ends now (once its answers are
-            sent, under TLS)."""
+            """The server stops: no lingering from now on, a lingering close ends now, and a TLS close no longer
+            waits for the client's TLS close (an idle kept-alive client that never sends one held the stop for
+            SHUTDOWN_S). Answers still being sent are sent first."""
             self._shutting_down = True
             if self._sent_timer is not None:
-                return  # it closes once they are sent
+                return  # it closes once they are sent, now without waiting for the client's TLS close
             if self.transport.lingering:
                 self._close_once_sent()
             else:
@@ -307,8 +308,11 @@ def _with_deadline(base: type, timeout_s: float) -> type:
             self._sent_timer = self.loop.call_later(SENT_POLL_S, self._check_sent)
 
         def _close_tls(self) -> None:
-            """TLS's close, everything sent."""
-            self.transport.raw.close()
+            """TLS's close, everything sent; when the server stops, without waiting for the client's TLS close."""
+            raw = self.transport.raw
+            raw.close()  # sends the service's TLS close at once: nothing is ahead of it
+            if self._shutting_down:
+                raw.abort()
 
         def _client_sending(self) -> bool:
             """The client's request is not all in (its head or body; h11 stopped reading a malformed one), or it
