@@ -199,6 +199,10 @@ def test_plain_http_to_the_https_port_is_one_log_line(https: tuple[int, ssl.SSLC
     ("missing key", "--ssl-keyfile {dir}/none.key: no such file; give the certificate's private key in PEM format"),
     ("other key", "--ssl-keyfile {dir}/other.key: this private key does not belong to the certificate in "
                   "--ssl-certfile {dir}/server.crt; give the key the certificate was issued for"),
+    ("wrong order", "--ssl-keyfile {dir}/server.key: this private key does not belong to the certificate in "
+                    "--ssl-certfile {dir}/chain.pem, or the file does not start with the server's own certificate "
+                    "(its chain after it); give the key the certificate was issued for, or put the server's "
+                    "certificate first"),
     ("swapped", "--ssl-certfile {dir}/server.key: no server certificate in PEM format in it"),
     ("key alone", "--ssl-keyfile {dir}/server.key: needs --ssl-certfile, the certificate it belongs to"),
     ("no key", "--ssl-certfile {dir}/server.crt: no private key in it; give the certificate's key with "
@@ -217,9 +221,11 @@ def test_a_certificate_or_key_that_cannot_be_used_is_one_line(
         make_certificate(folder, "other")
         subprocess.run(["openssl", "pkey", "-in", str(key), "-aes256", "-passout", "pass:secret", "-out",
                         str(folder / "locked.key")], check=True, capture_output=True)
+        (folder / "chain.pem").write_bytes((folder / "other.crt").read_bytes() + cert.read_bytes())  # CA first
     argv = {"missing cert": ["--ssl-certfile", f"{folder}/none.crt", "--ssl-keyfile", str(key)],
             "missing key": ["--ssl-certfile", str(cert), "--ssl-keyfile", f"{folder}/none.key"],
             "other key": ["--ssl-certfile", str(cert), "--ssl-keyfile", f"{folder}/other.key"],
+            "wrong order": ["--ssl-certfile", f"{folder}/chain.pem", "--ssl-keyfile", str(key)],
             "swapped": ["--ssl-certfile", str(key), "--ssl-keyfile", str(cert)],
             "key alone": ["--ssl-keyfile", str(key)],
             "no key": ["--ssl-certfile", str(cert)],

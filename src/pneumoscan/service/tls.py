@@ -85,8 +85,11 @@ def _load_error(err: ssl.SSLError, certfile: str, key_flag: str, key_path: str, 
         return (f"{key_flag} {key_path}: the private key is encrypted with a passphrase; give it unencrypted "
                 f"(openssl pkey -in KEY -out KEY.plain), readable only by the service's user")
     if err.reason in ("KEY_VALUES_MISMATCH", "NO_CERTIFICATE_ASSIGNED"):  # the second: a key of another type
+        chain = Path(certfile).read_bytes().count(b"-----BEGIN CERTIFICATE-----") > 1  # OpenSSL checks the first
+        order, first = (", or the file does not start with the server's own certificate (its chain after it)",
+                        ", or put the server's certificate first") if chain else ("", "")
         return (f"{key_flag} {key_path}: this private key does not belong to the certificate in --ssl-certfile "
-                f"{certfile}; give the key the certificate was issued for")
+                f"{certfile}{order}; give the key the certificate was issued for{first}")
     why = err.reason or "damaged or incomplete PEM"
     if key_flag == "--ssl-certfile":
         return (f"--ssl-certfile {certfile}: no private key in it that OpenSSL can read ({why}); "
