@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from pneumoscan import CLASS_NAMES, __version__
 from pneumoscan.data.preprocess import Preprocessing
-from pneumoscan.errors import (InputError, ModelConfigError, PluginVersionWarning, UnknownModelError, first_line, option,
-                               warn, words)
+from pneumoscan.errors import (InputError, ModelConfigError, ModelFileChanged, PluginVersionWarning, UnknownModelError,
+                               first_line, option, warn, words)
 
 if TYPE_CHECKING:  # torch is imported where weights are loaded or saved: reading a header needs none of it
     import torch
@@ -314,8 +314,8 @@ def _meta_of(header: str | None, path: str | os.PathLike) -> ArtifactMeta:
 
 def read_unchanged(path: Path, sha256: str) -> tuple[bytes, ArtifactMeta]:
     """Model file `path`'s bytes and settings, checked to be the file whose SHA-256 was `sha256` when a Predictor
-    (the service's too) read it; InputError naming the file when it changed since (a new `train` into its folder):
-    weights loaded now would not be those its threshold, export and guard were checked against."""
+    (the service's too) read it; ModelFileChanged naming the file when it changed since (a new `train` into its
+    folder): weights loaded now would not be those its threshold, export and guard were checked against."""
     try:
         data = path.read_bytes()
     except OSError as err:
@@ -324,10 +324,10 @@ def read_unchanged(path: Path, sha256: str) -> tuple[bytes, ArtifactMeta]:
         raise
     found = hashlib.sha256(data).hexdigest()
     if found != sha256:
-        raise InputError(f"{path}: changed since the service or Predictor loaded it (sha256 {sha256[:12]}... then, "
-                         f"{found[:12]}... now: a new `train` into its folder does that), so its weights are not "
-                         f"those predicting here; restart the service (in Python: make a new Predictor) to use the "
-                         f"new file")
+        raise ModelFileChanged(f"{path}: changed since the service or Predictor loaded it (sha256 {sha256[:12]}... "
+                               f"then, {found[:12]}... now: a new `train` into its folder does that), so its weights "
+                               f"are not those predicting here; restart the service (in Python: make a new "
+                               f"Predictor) to use the new file")
     size = int.from_bytes(data[:8], "little")  # safetensors: the JSON header's length, then the header
     header = json.loads(data[8 : 8 + size]).get("__metadata__") or {}
     return data, _meta_of(header.get(_META_KEY), path)

@@ -40,6 +40,11 @@ class ImageTooLarge(InputError):
     """An image has more pixels than the decoder's limit (the service answers 413, like an oversized upload)."""
 
 
+class ModelFileChanged(InputError):
+    """The model file changed since a Predictor (the service's too) read it, so its weights are not those predicting:
+    not the input's fault (the service answers 503 naming the model file, not 422 blaming the upload)."""
+
+
 class UnknownModelError(InputError, KeyError):
     """A model name that is not in the registry; the message lists the registered ones."""
 

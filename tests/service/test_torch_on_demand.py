@@ -256,3 +256,24 @@ def test_an_oserror_loading_pytorch_names_pytorch(err: OSError, app, monkeypatch
         assert res.status_code == 501
         assert "need PyTorch, which could not be loaded (" in res.json()["detail"]
         assert "model file" not in res.json()["detail"]
+
+
+def test_a_model_file_written_over_is_a_503_naming_it_when_the_guard_needs_the_torch_model(
+        tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """An older --onnx export, without the features output, makes the guard load the torch model on the first upload:
+    a model file changed since start-up then failed the request with 422, as if the upload were the problem."""
+    model = shipped_copy(tmp_path)
+    app = create_app(Settings(model=str(model)))
+    onnx = app.state.engine.predictor.onnx
+    whole = onnx.predict_with_features
+    monkeypatch.setattr(onnx, "predict_with_features",
+                        lambda images, batch_size=64: (whole(images, batch_size)[0], None))
+    monkeypatch.setattr(onnx, "has_features", False)  # as an export made before the features output
+    model.write_bytes((tiny_run / "model.safetensors").read_bytes())
+    with TestClient(app) as c:
+        single = post_film(c, "/predict")
+        batch = c.post("/predict/batch", files={"files": ("film.jpeg", FILM.read_bytes(), "image/jpeg")})
+    for res in (single, batch):
+        assert res.status_code == 503, res.text
+        assert res.json()["detail"].startswith(f"{model}: changed since the service or Predictor loaded it")
+    assert f"{model}: changed since" in caplog.text

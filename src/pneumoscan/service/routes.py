@@ -28,7 +28,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from pneumoscan.card import model_card_text
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS
-from pneumoscan.errors import ImageTooLarge, InputError, NotAnImage, gpu_out_of_memory, out_of_memory_text
+from pneumoscan.errors import (ImageTooLarge, InputError, ModelFileChanged, NotAnImage,
+                             gpu_out_of_memory, out_of_memory_text)
 from pneumoscan.inference.ood import refusal_cause, refusal_kind
 from pneumoscan.inference.predictor import Prediction
 from pneumoscan.service.audit import AuditError, AuditLog, utc_now
@@ -57,7 +58,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "missing file, empty, corrupt or undecodable image"},
     500: {"model": ErrorResponse, "description": "internal error: the request was not processed; retry or report it"},
     503: {"model": ErrorResponse, "description": "the memory set aside for uploads is full, or the GPU ran out of "
-                                                 "memory; retry after the Retry-After header's seconds",
+                                                 "memory; retry after the Retry-After header's seconds. Without "
+                                                 "Retry-After: the model file changed since start-up (restart the "
+                                                 "service)",
           "headers": {"Retry-After": {"description": "seconds to wait before retrying",
                                       "schema": {"type": "integer"}}}},
 }
@@ -85,6 +88,9 @@ async def _in_worker(request: Request, func: Callable[[], T]) -> T:
             raise HTTPException(499, "client closed the request before it was processed")
         try:
             return await anyio.to_thread.run_sync(func)
+        except ModelFileChanged as err:  # the guard of an older export loads the torch model: not the upload's fault
+            log.error("request %s: %s", getattr(request.state, "request_id", "-"), err)
+            raise HTTPException(503, str(err)) from None
         except RuntimeError as err:
             if not gpu_out_of_memory(err):
                 raise
