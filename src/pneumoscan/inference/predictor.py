@@ -19,9 +19,9 @@ from pneumoscan.api import _BOOL, _BYTES, _INT, _MODEL, _NUMBER, _PATH, _PATH_OR
 from pneumoscan.data.decode import (
     not_frontal_view, read_file, read_grayscale_and_rgb, size_warning, stored_size, thumbnail_warning, view_reason,
 )
-from pneumoscan.data.file_cues import NOT_DECODED, pixel_cues
+from pneumoscan.data.file_cues import NOT_DECODED
 from pneumoscan.data.layout import IMAGE_EXTENSIONS, image_files
-from pneumoscan.data.preprocess import grey_levels, load_image_levels_and_rgb, resize_square
+from pneumoscan.data.preprocess import grey_levels, load_image_levels_and_rgb
 from pneumoscan.errors import InputError, check_at_least_one, option, warn, words
 from pneumoscan.evaluation.thresholds import (
     adjust_for_prevalence, check_operating_point, threshold_ci95, threshold_for_recall,
@@ -204,13 +204,6 @@ def encoded_png(image: Any) -> tuple[bytes, str]:
     except (OSError, ValueError):  # a mode PNG cannot hold, e.g. 32-bit float
         raise InputError(f"predict: a PIL image of mode {image.mode}; convert it first, e.g. image.convert('L')") from None
     return buffer.getvalue(), name
-
-
-def _eight_bit(image: Any) -> bool:
-    """Whether an in-memory image (`encoded_png` takes it) holds 8-bit pixels, as a decoded JPEG does."""
-    if isinstance(image, np.ndarray):
-        return image.dtype == np.uint8
-    return not str(image.mode).startswith(("I", "F"))  # I;16, I (32-bit), F: no JPEG decodes to them
 
 
 def _refuse_onnx_path(onnx_path: str | os.PathLike) -> None:
@@ -415,8 +408,9 @@ class Predictor:
         """One film, decoded and screened by the guard as `predict_files` does: a path, a file's bytes, a PIL image,
         or an array of any size (H, W) or (H, W, 3) of uint8 or uint16 pixels. InputError when it is no usable image
         (`predict_files` gives that as the row's `error` instead); a film the guard refuses comes back unscored. An
-        8-bit in-memory image is measured by the guard's JPEG rules too (`pixel_cues`), as it may be a decoded JPEG.
-        A JPEG at least twice the model's input size is decoded at reduced size from its path or bytes (as by every
+        in-memory image is screened as the PNG file of its pixels is (`encoded_png`): the guard's JPEG rules (two
+        tones, dither energy) measure JPEG files only, so a dithered JPEG is refused by them from its path or bytes,
+        not as decoded pixels. A JPEG at least twice the model's input size is decoded at reduced size from its path or bytes (as by every
         command), so its decoded pixels given as an array can score slightly otherwise (2e-4 seen at 64 px)."""
         if isinstance(image, (str, os.PathLike)):
             if Path(image).is_dir():
@@ -429,18 +423,7 @@ class Predictor:
         if isinstance(image, (bytes, bytearray, memoryview)):
             return self.predict_bytes(bytes(image))
         data, name = encoded_png(image)
-        return self.decoded_results([name], [self._decode_in_memory(data, name, _eight_bit(image))])[0]
-
-    def _decode_in_memory(self, data: bytes, name: str, eight_bit: bool) -> Decoded:
-        """`decode` of an in-memory image as its PNG (`encoded_png`), with the JPEG rules' cues (two-tone share,
-        dither energy) measured on its decoded 8-bit pixels, which may be a JPEG's (`pixel_cues`): the pixels of a
-        dithered JPEG are refused as its file is. A 16-bit image is no JPEG's: a PNG file's cues (not measured)."""
-        gray, rgb = read_grayscale_and_rgb(data, name=name, draft_size=self.size)
-        decoded = self.decoded(data, resize_square(gray, self.size), grey_levels(gray), rgb)
-        if self.guard is None or not eight_bit:
-            return decoded
-        tone, dither = pixel_cues(gray)
-        return decoded._replace(tone=tone, dither=dither)
+        return self.decoded_results([name], [self.decode(data, name)])[0]
 
     def _predict(self, images: np.ndarray, with_features: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities, and the guard's penultimate features from the same forward pass when asked."""
