@@ -355,3 +355,20 @@ def test_stopping_does_not_wait_for_an_idle_clients_tls_close(certificate: tuple
         took = time.monotonic() - stopping  # the server stopped while the client kept its side open
         assert sock.recv(1) == b""  # the TLS close (SSLEOFError without it)
     assert took < SHUTDOWN_S - 0.5, took
+
+
+def test_stopping_does_not_wait_for_the_tls_close_of_a_connection_already_closed(
+        certificate: tuple[Path, Path]) -> None:
+    """After a closing answer (`Connection: close`) the service had sent its TLS close and waited SHUTDOWN_S for the
+    client's; a stop in that wait still waited it out (a second close() on asyncio's TLS transport does nothing)."""
+    from tests.service.test_protocol import read_response
+
+    with contextlib.ExitStack() as client:
+        with big_answer_server(certificate, 5, size=2) as port:
+            sock = client.enter_context(slow_tls_socket(port, certificate[0]))
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            assert read_response(sock)[1] == b"xx"
+            time.sleep(0.3)  # the service's TLS close is sent; the client never answers it
+            stopping = time.monotonic()
+        took = time.monotonic() - stopping
+    assert took < SHUTDOWN_S - 0.8, took

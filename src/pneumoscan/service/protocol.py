@@ -192,6 +192,8 @@ def _with_deadline(base: type, timeout_s: float) -> type:
             self._shutting_down = True
             if self._sent_timer is not None:
                 return  # it closes once they are sent, now without waiting for the client's TLS close
+            if self._abort_closed_tls():
+                return
             if self.transport.lingering:
                 self._close_once_sent()
             else:
@@ -233,6 +235,16 @@ def _with_deadline(base: type, timeout_s: float) -> type:
             elif self._drain_timer is None:
                 self._drain_timer = self.loop.call_later(self.header_timeout_s, self._drain_timed_out)
 
+        def _abort_closed_tls(self) -> bool:
+            """During a stop: a TLS connection already closed (its TLS close sent after a closing answer, every byte
+            taken by the kernel) stops waiting up to SHUTDOWN_S for the client's TLS close; True when it did. A second
+            `close()` would not do it: asyncio's TLS transport then forgets its protocol, and `abort()` does nothing."""
+            raw = self.transport.raw
+            if raw.is_closing() and unsent_bytes(raw) == 0:
+                raw.abort()
+                return True
+            return False
+
         def _close(self) -> None:
             """What `transport.close()` does, wherever uvicorn or this class calls it: a lingering close when the
             client may still be sending (closing at once would reset the connection), else a close."""
@@ -240,6 +252,8 @@ def _with_deadline(base: type, timeout_s: float) -> type:
             if self.transport.lingering:
                 return
             if raw.is_closing() or raw.get_protocol() is not self:
+                if self._shutting_down and self._abort_closed_tls():
+                    return
                 raw.close()  # as before; `raw.get_protocol()` is another protocol after a WebSocket upgrade
                 return
             if self._shutting_down or not self._client_sending():

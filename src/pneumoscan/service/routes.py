@@ -60,7 +60,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "the memory set aside for uploads is full, or the GPU ran out of "
                                                  "memory; retry after the Retry-After header's seconds. Without "
                                                  "Retry-After: the model file changed since start-up (restart the "
-                                                 "service)",
+                                                 "service), or the audit log cannot be written (the detail says "
+                                                 "which)",
           "headers": {"Retry-After": {"description": "seconds to wait before retrying",
                                       "schema": {"type": "integer"}}}},
 }
@@ -108,7 +109,9 @@ def _out_of_memory(request: Request, err: RuntimeError) -> None:
     the memory torch cached, so the next request has it."""
     ways = ["free the GPU (`nvidia-smi` lists the processes holding it)",
             "serve fewer requests at once (--slots, 2 by default)",
-            "serve with --backend onnx (ONNX Runtime, on the CPU)"]
+            "serve with --backend onnx (ONNX Runtime, on the CPU)"
+            + ("; heatmaps run PyTorch whatever the backend: or ask without ?explain=true"
+               if request.query_params.get("explain", "").lower() in ("1", "true", "yes", "on") else "")]
     log.error("request %s, %s %s: %s", getattr(request.state, "request_id", "-"), request.method,
               request.url.path, out_of_memory_text(err, ways))
     torch = sys.modules["torch"]  # imported: it raised the error
