@@ -109,16 +109,6 @@ def jpeg_cues(source: str | os.PathLike | bytes | bytearray) -> tuple[float, flo
     return near / max(sum(histogram), 1), energy
 
 
-def pixel_cues(gray: np.ndarray) -> tuple[float, float]:
-    """`jpeg_cues` of a grey image's 8-bit pixels (H, W) at hand, e.g. an in-memory image that may be a decoded JPEG:
-    its two-tone share and its dither energy (`NOT_MEASURED` under `DITHER_MIN_SIDE` px on its shorter side)."""
-    gray = np.asarray(gray, dtype=np.uint8)
-    histogram = np.bincount(gray.ravel(), minlength=256)
-    near = int(histogram[:TWO_TONE_BAND].sum() + histogram[-TWO_TONE_BAND:].sum())
-    energy = dither_energy(gray) if min(gray.shape) >= DITHER_MIN_SIDE else NOT_MEASURED
-    return near / max(gray.size, 1), energy
-
-
 def dither_energy(gray: np.ndarray) -> float:
     """Mean |pixel - the mean of its 2 x 2 block| (0-255) of a grey image (H, W), on its central `DITHER_WINDOW`
     pixels at most: the pixel-to-pixel grain that dithering adds (a few grey levels mixed pixel by pixel); 0.0 for

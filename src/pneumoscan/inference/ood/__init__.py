@@ -89,7 +89,6 @@ from pneumoscan.inference.ood.cues import (
     dither_energy,
     image_statistics,
     jpeg_cues,
-    pixel_cues,
     two_tone_share,
     two_tone_share_of,
 )
@@ -116,6 +115,6 @@ __all__ = [
     "REFUSAL_KINDS", "TWO_TONE_BAND", "TWO_TONE_MAX_PIXELS", "TWO_TONE_SHARE", "UPSIDE_DOWN_GAIN", "Gaussian",
     "OODGuard", "OODResult", "colourfulness", "colourfulness_of", "dither_energy", "dithered_reason", "final_linear",
     "fit_guard", "forward_with_features", "grey_levels_reason", "guard_path", "image_statistics", "is_guard_file",
-    "jpeg_cues", "load_guard", "pixel_cues", "refusal_cause", "refusal_kind", "two_tone_reason", "two_tone_share",
+    "jpeg_cues", "load_guard", "refusal_cause", "refusal_kind", "two_tone_reason", "two_tone_share",
     "two_tone_share_of",
 ]

@@ -15,7 +15,6 @@ from pneumoscan.data.file_cues import (  # measured on the file, so the image ca
     colourfulness_of,
     dither_energy,
     jpeg_cues,
-    pixel_cues,
     two_tone_share,
     two_tone_share_of,
 )
