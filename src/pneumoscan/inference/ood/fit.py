@@ -130,8 +130,9 @@ def fit_guard(
     spread = pixel_spread(np.asarray(image_set.images))
     levels = np.asarray(image_set.levels if image_set.levels is not None else [256] * len(image_set.samples))
     views = image_set.views if image_set.views is not None else [None] * len(image_set.samples)
-    films = ((colour <= COLOUR_REFERENCE) & (spread >= BLANK_SPREAD) & (levels > MAX_GREY_LEVELS)
-             & (tones <= TWO_TONE_SHARE))
+    # the films the other rules pass set the dither cut: a NaN grain and no view refuse nothing
+    films = np.array([_unfit_reason(c, v, int(n), t, np.nan, DITHER_ENERGY, None) is None
+                      for c, v, n, t in zip(colour, spread, levels, tones)], dtype=bool)
     dither_cut = fitted_dither_cut(dithers[films])
     reasons = [_unfit_reason(c, v, int(n), t, d, dither_cut, view)
                for c, v, n, t, d, view in zip(colour, spread, levels, tones, dithers, views)]
