@@ -1,6 +1,7 @@
 """Write a benchmark's rows as bench/results/NAME.json and a markdown table NAME.md."""
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import time
@@ -57,3 +58,18 @@ def carry_over(name: str, rows: list[dict[str, Any]], key: str, command: str) ->
         by_source.setdefault(row["source"], []).append(str(row[key]))
     return merged, " Rows by the command that made them: " + "; ".join(
         f"{source}: {', '.join(names)}" for source, names in by_source.items()) + "."
+
+
+def picture_bench_parser(description: str, default_data: Path, default_out: Path) -> argparse.ArgumentParser:
+    """The command line of a benchmark that measures every train film and pictures made of every Nth
+    (bench/dither_cue.py, bench/few_grey_levels.py; tests/test_docs.py checks the documented commands against it)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data", default=str(default_data), help="data folder with train/ (test/ is not read)")
+    parser.add_argument("--every", type=int, default=20, help="make pictures of every Nth train film")
+    parser.add_argument("--out", default=str(default_out), help="results folder")
+    return parser
+
+
+def image_files_under(folder: Path) -> list[Path]:
+    """The files in the class folders of `folder` (a split such as DATA/train), sorted."""
+    return sorted(p for p in folder.glob("*/*") if p.is_file())

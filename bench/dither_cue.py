@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 from PIL import Image
-from _results import write_report
+from _results import image_files_under, picture_bench_parser, write_report
 
 from pneumoscan.inference.ood import DITHER_ENERGY, DITHER_MIN_SIDE, dither_energy, jpeg_cues
 
@@ -179,17 +179,13 @@ def markdown(r: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="data folder with train/ (test/ is not read)")
-    parser.add_argument("--every", type=int, default=20, help="make pictures of every Nth train film")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="results folder")
-    return parser
+    """The command line of this benchmark."""
+    return picture_bench_parser(__doc__.split("\n")[0], DEFAULT_DATA, ROOT / "bench" / "results")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    train = sorted(p for p in (Path(args.data) / "train").glob("*/*") if p.is_file())
+    train = image_files_under(Path(args.data) / "train")
     result = {"command": "PYTHONPATH=src .venv/bin/python bench/dither_cue.py " + shlex.join(sys.argv[1:]),
               "cut": DITHER_ENERGY, "min_side": DITHER_MIN_SIDE, "every": args.every, "films": films(train),
               "pictures": pictures(train, args.every), "small": small_sides(train, args.every)}

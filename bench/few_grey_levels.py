@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from _results import write_report
+from _results import image_files_under, picture_bench_parser, write_report
 from texture_cue import high_pass_energy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,18 +130,14 @@ def markdown(r: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="data folder with train/ (test/ is not read)")
-    parser.add_argument("--every", type=int, default=20, help="make pictures of every Nth train film")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="results folder")
-    return parser
+    """The command line of this benchmark."""
+    return picture_bench_parser(__doc__.split("\n")[0], DEFAULT_DATA, ROOT / "bench" / "results")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    train = sorted(p for p in (Path(args.data) / "train").glob("*/*") if p.is_file())
-    sample = sorted(p for p in (ROOT / "sample" / "chest_xray" / "train").glob("*/*") if p.is_file())
+    train = image_files_under(Path(args.data) / "train")
+    sample = image_files_under(ROOT / "sample" / "chest_xray" / "train")
     result = {"command": "PYTHONPATH=src .venv/bin/python bench/few_grey_levels.py " + shlex.join(sys.argv[1:]),
               "every": args.every,
               "films": {"train, as stored": real_films(train), "bundled sample, train": real_films(sample)},
