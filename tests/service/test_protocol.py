@@ -524,3 +524,74 @@ def test_a_400_for_a_body_malformed_in_the_heads_packet_keeps_the_clients_reques
                                              b"Transfer-Encoding: chunked\r\n\r\nnot a chunk size\r\n")
     assert status.startswith(b"HTTP/1.1 400 ") and rid == "ticket-0042", (status, rid)
 
+
+
+# ----------------------------------------------------------------- a client that stops reading its answer
+
+BIG = 6 * MB  # an answer larger than what the kernels' buffers hold on loopback
+
+
+@contextlib.contextmanager
+def big_answer_server(timeout_s: float) -> Iterator[int]:
+    """uvicorn in a thread over plain HTTP with `serve`'s protocol (`timeout_s` its --header-timeout-s), answering
+    any request with BIG bytes; yields its port."""
+    from tests.service.test_browser import uvicorn_in_thread
+
+    async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200,  # type: ignore[operator]
+                        "headers": [(b"content-length", str(BIG).encode())]})
+            await send({"type": "http.response.body", "body": b"x" * BIG})  # type: ignore[operator]
+
+    with uvicorn_in_thread(app, lifespan="off", http=http_protocol(timeout_s)) as port:
+        yield port
+
+
+def slow_socket(port: int) -> socket.socket:
+    """A connection to PORT whose client takes at most 4 KB at a time from the network, as a slow link does."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def read_until_closed(sock: socket.socket, gap_s: float) -> tuple[bytes, bool]:
+    """What SOCK receives, 16 KB every GAP_S s, until the server closes it; and whether it was reset."""
+    answer = b""
+    try:
+        while chunk := sock.recv(16384):
+            answer += chunk
+            time.sleep(gap_s)
+    except ConnectionResetError:
+        return answer, True
+    return answer, False
+
+
+@pytest.mark.parametrize("closing", [True, False], ids=["connection-close", "kept-alive"])
+def test_a_client_that_stops_reading_its_answer_is_cut_off(closing: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """Over plain HTTP asyncio's close waited for the unsent answer without end: the connection and the answer's
+    unsent 3.4 MB stayed for as long as the client did, and a stop waited all of --shutdown-timeout-s for it. It is
+    now cut off once the client has taken none of it for --header-timeout-s, as over TLS."""
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n" + (b"Connection: close\r\n" if closing else b"") + b"\r\n"
+    with caplog.at_level(logging.WARNING, logger="pneumoscan.service"):
+        with big_answer_server(0.5) as port, slow_socket(port) as sock:
+            sock.sendall(request)
+            deadline = time.monotonic() + 1.0 + MARGIN  # kept alive: closed at the head deadline, 0.5 s, then cut off
+            while not caplog.records and time.monotonic() < deadline:
+                time.sleep(0.05)
+            answer, reset = read_until_closed(sock, 0)
+    assert reset or len(answer) < BIG
+    warnings = [r.getMessage() for r in caplog.records if r.name == "pneumoscan.service"]
+    assert len(warnings) == 1 and re.fullmatch(r"closed a connection from 127\.0\.0\.1 whose client took none of its "
+                                               r"answer for 0\.5 s \(--header-timeout-s\); \d+ bytes of it were "
+                                               r"not sent", warnings[0]), warnings
+
+
+def test_a_slow_client_still_gets_its_whole_answer() -> None:
+    """The cut-off is for a client that stopped reading, not for one reading slowly (the kernel frees its buffer
+    for the service's writes in steps of a third of it, about 1 MB on loopback: hence 5 s here)."""
+    with big_answer_server(5) as port, slow_socket(port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer, reset = read_until_closed(sock, 0.001)
+    assert not reset and len(answer.partition(b"\r\n\r\n")[2]) == BIG

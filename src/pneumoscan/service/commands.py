@@ -234,7 +234,8 @@ def add_commands(subparsers: Any) -> None:
                         "them came; so is one still sending, this long after the answer, a body answered before it "
                         "was read (such as 413) (default 10; bodies read are timed by --upload-idle-s and "
                         "--upload-total-s); an answer that closes the connection while the client still sends "
-                        "waits up to this long for the client to stop (2 s once it sends nothing), then resets it; with "
+                        "waits up to this long for the client to stop (2 s once it sends nothing), then resets it; a client "
+                        "that takes none of its answer for this long is cut off; with "
                         "--ssl-certfile, a TLS handshake not done within this time closes the connection too")
     p.add_argument("--audit-log", metavar="FILE",
                    help="append one JSON line per analysed film to FILE: UTC time, request id, model SHA-256, "

@@ -32,7 +32,9 @@ Under TLS (`tls.py`), asyncio's close sends the TLS close, waits `SHUTDOWN_S` fo
 whatever the kernel has not taken yet, counting from the close, not from the answer's last byte: a client reading a
 large answer slowly lost its tail. A close over TLS therefore waits until the kernel has taken every byte written,
 as asyncio's close over plain TCP does, and cuts off a client that took none for `header_timeout_s` (it stopped
-reading).
+reading). Over plain TCP asyncio's close waited for that without end: a client that stopped reading an answer larger
+than the kernel's buffers (a few MB on loopback) held its connection, and the unsent rest of the answer in memory,
+until the service stopped, and held that stop for all of --shutdown-timeout-s. It is cut off the same way now.
 """
 from __future__ import annotations
 
@@ -113,9 +115,11 @@ def log_access(client: tuple[str, int] | None, line: tuple[str, str, str] | None
 
 
 def unsent_bytes(raw: Any) -> int | None:
-    """Bytes written to RAW, a TLS transport of asyncio's, that the kernel has not taken yet: those still to encrypt
-    or encrypted but unsent (asyncio's TLS transport counts only the first, its socket transport, private, holds the
-    second); None for any other transport, or once it has lost its socket."""
+    """Bytes written to RAW that the kernel has not taken yet. Over plain TCP, its write buffer; over asyncio's TLS,
+    those still to encrypt and those encrypted but unsent (asyncio's TLS transport counts only the first, its socket
+    transport, private, holds the second); None for another TLS transport, or once it has lost its socket."""
+    if raw.get_extra_info("sslcontext") is None:
+        return int(raw.get_write_buffer_size())
     socket_transport = getattr(getattr(raw, "_ssl_protocol", None), "_transport", None)
     buffered = getattr(socket_transport, "get_write_buffer_size", None)
     return raw.get_write_buffer_size() + buffered() if callable(buffered) else None
@@ -240,7 +244,7 @@ def _with_deadline(base: type, timeout_s: float) -> type:
             taken by the kernel) stops waiting up to SHUTDOWN_S for the client's TLS close; True when it did. A second
             `close()` would not do it: asyncio's TLS transport then forgets its protocol, and `abort()` does nothing."""
             raw = self.transport.raw
-            if raw.is_closing() and unsent_bytes(raw) == 0:
+            if raw.get_extra_info("sslcontext") is not None and raw.is_closing() and unsent_bytes(raw) == 0:
                 raw.abort()
                 return True
             return False
@@ -285,16 +289,16 @@ def _with_deadline(base: type, timeout_s: float) -> type:
                 self._linger_timer = self.loop.call_later(due - now, self._check_linger)
 
         def _close_once_sent(self) -> None:
-            """Close the connection; under TLS once the kernel has taken all its answers' bytes. asyncio's TLS close
-            waits SHUTDOWN_S for the client's TLS close and then drops whatever is still unsent: an answer a client
-            was still reading slowly lost its tail. A client that takes no byte for `header_timeout_s` (it stopped
-            reading) is cut off then."""
+            """Close the connection once the kernel has taken all its answers' bytes. asyncio's TLS close waits
+            SHUTDOWN_S for the client's TLS close and then drops whatever is still unsent: an answer a client was
+            still reading slowly lost its tail; its plain close waits for them without end. A client that takes no
+            byte for `header_timeout_s` (it stopped reading) is cut off then."""
             self._stop_linger_timer()
             unsent = unsent_bytes(self.transport.raw)
-            if unsent is None:  # not asyncio's TLS: its close sends everything first
+            if unsent is None:  # a TLS transport not asyncio's: its close sends everything first
                 self.transport.raw.close()
             elif unsent == 0:
-                self._close_tls()
+                self._close_sent()
             else:
                 self.transport.lingering = True  # closing, as uvicorn sees it; what the client sends is dropped
                 self._unsent, self._sent_progress = unsent, self.loop.time()
@@ -308,7 +312,7 @@ def _with_deadline(base: type, timeout_s: float) -> type:
             if raw.is_closing() or unsent is None:  # closed meanwhile (LINGER_BYTES dropped), or the socket lost
                 return
             if unsent == 0:
-                self._close_tls()
+                self._close_sent()
                 return
             now = self.loop.time()
             if unsent < self._unsent:
@@ -321,10 +325,11 @@ def _with_deadline(base: type, timeout_s: float) -> type:
                 return
             self._sent_timer = self.loop.call_later(SENT_POLL_S, self._check_sent)
 
-        def _close_tls(self) -> None:
-            """TLS's close, everything sent; when the server stops, without waiting for the client's TLS close."""
+        def _close_sent(self) -> None:
+            """The close, everything sent (under TLS, the TLS close); when the server stops, without waiting for the
+            client's TLS close."""
             raw = self.transport.raw
-            raw.close()  # sends the service's TLS close at once: nothing is ahead of it
+            raw.close()  # sends the service's TLS close, or the FIN, at once: nothing is ahead of it
             if self._shutting_down:
                 raw.abort()
 
