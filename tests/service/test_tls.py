@@ -1,6 +1,7 @@
 """`serve --ssl-certfile/--ssl-keyfile`: HTTPS from the service itself. Over TLS a film is analysed, a client
 trickling its headers gets the 408 and a clean TLS close after the lingering close, one that sends nothing or never
-starts the handshake is closed at --header-timeout-s, a plain-HTTP request to the HTTPS port gets one log line, and
+starts the handshake is closed at --header-timeout-s, a plain-HTTP request to the HTTPS port gets a plain 400 and
+one log line, a failed handshake one log line (at most FAILURE_LINES a minute), and
 a certificate or key that cannot be used stops `serve` at start-up in one line."""
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import ssl
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -180,18 +182,25 @@ def test_a_connection_that_never_starts_the_handshake_is_closed_at_the_deadline(
     assert answer == b"" and DEADLINE - 0.1 < closed < DEADLINE + MARGIN
 
 
-def test_plain_http_to_the_https_port_is_one_log_line(https: tuple[int, ssl.SSLContext, Path]) -> None:
+def test_plain_http_to_the_https_port_gets_a_plain_400_and_one_log_line(
+        https: tuple[int, ssl.SSLContext, Path]) -> None:
+    """It was closed unanswered: a user who typed http:// saw a connection reset. It now gets a plain-HTTP 400 saying
+    to use https://, then the service's FIN; a POST's body, not read, is dropped (no reset: the answer arrives)."""
     port, _, log = https
+    plain = f"http://127.0.0.1:{port}"
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        with contextlib.suppress(ConnectionResetError):
-            until_closed(sock, MARGIN)
+        answer, _ = until_closed(sock, MARGIN)  # the FIN after the answer, the client's side still open
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and json.loads(body) == {"detail": tls.PLAIN_HTTP_DETAIL}, answer
+    posted = httpx.post(f"{plain}/predict", content=b"x" * 1_000_000, headers={"content-type": "image/png"}, timeout=10)
+    assert posted.status_code == 400 and "https://" in posted.json()["detail"]
     deadline = time.monotonic() + MARGIN
-    while "plain-HTTP request" not in log.read_text() and time.monotonic() < deadline:
+    while log.read_text().count("plain-HTTP request") < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     text = log.read_text()
-    assert text.count("a plain-HTTP request came to this HTTPS port") == 1 and "use https://" in text
-    assert "Traceback" not in text
+    line = "a plain-HTTP request from 127.0.0.1 came to this HTTPS port; answered 400, the client must use https://"
+    assert text.count(line) == 2 and text.count("plain-HTTP request") == 2 and "Traceback" not in text
 
 
 @pytest.mark.parametrize("case, message", [
@@ -372,3 +381,77 @@ def test_stopping_does_not_wait_for_the_tls_close_of_a_connection_already_closed
             stopping = time.monotonic()
         took = time.monotonic() - stopping
     assert took < SHUTDOWN_S - 0.8, took
+
+
+# ----------------------------------------------------------------- failed handshakes
+
+def handshake_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    messages = [r.getMessage() for r in caplog.records if r.name == "pneumoscan.service"]
+    return [message for message in messages if "TLS handshake" in message]
+
+
+def wait_for_lines(caplog: pytest.LogCaptureFixture, count: int, limit_s: float = MARGIN) -> list[str]:
+    deadline = time.monotonic() + limit_s
+    while len(handshake_lines(caplog)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return handshake_lines(caplog)
+
+
+def fail_handshake(port: int, case: str) -> None:
+    """A client whose handshake fails: CASE "untrusted" (it does not trust the certificate), "old" (TLS 1.0 only),
+    "reset" (half a ClientHello, then a TCP reset) or "silent" (connects, sends nothing, closes)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    if case in ("untrusted", "old"):
+        client = ssl.create_default_context()  # the system's CAs: not this self-signed certificate
+        if case == "old":
+            client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+            client.set_ciphers("DEFAULT:@SECLEVEL=0")
+            with warnings.catch_warnings():  # TLS 1.0 is deprecated: that is the point
+                warnings.simplefilter("ignore", DeprecationWarning)
+                client.minimum_version = client.maximum_version = ssl.TLSVersion.TLSv1
+        with contextlib.suppress(ssl.SSLError, OSError), client.wrap_socket(raw, server_hostname="127.0.0.1"):
+            pass
+    elif case == "reset":
+        raw.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello's first bytes
+        time.sleep(0.1)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # close: RST
+    raw.close()
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("untrusted", r"the client does not trust this service's certificate \((TLSV1_ALERT_UNKNOWN_CA|"
+                  r"SSLV3_ALERT_BAD_CERTIFICATE|SSLV3_ALERT_CERTIFICATE_UNKNOWN)\)"),
+    ("old", r"the client and the service have no TLS version or cipher in common \([A-Z_]+\)"),
+    ("reset", r"the client closed or reset the connection during the handshake"),
+], ids=["untrusted", "old", "reset"])
+def test_a_failed_handshake_is_one_line_with_the_client_and_the_reason(
+        case: str, reason: str, certificate: tuple[Path, Path], caplog: pytest.LogCaptureFixture) -> None:
+    """asyncio dropped them without a word (it logs them in debug mode only)."""
+    with caplog.at_level(logging.WARNING, logger="pneumoscan.service"), big_answer_server(certificate, 5, 2) as port:
+        fail_handshake(port, case)
+        lines = wait_for_lines(caplog, 1)
+    assert len(lines) == 1 and re.fullmatch(rf"TLS handshake with 127\.0\.0\.1 failed: {reason}", lines[0]), lines
+    assert "Traceback" not in caplog.text
+
+
+def test_a_client_that_sends_nothing_is_not_a_failed_handshake(
+        certificate: tuple[Path, Path], caplog: pytest.LogCaptureFixture) -> None:
+    """A TCP health check or a browser's spare connection, as over plain HTTP: no line."""
+    with caplog.at_level(logging.WARNING, logger="pneumoscan.service"), big_answer_server(certificate, 0.5, 2) as port:
+        fail_handshake(port, "silent")
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            until_closed(sock, MARGIN)  # closed at the handshake deadline
+    assert handshake_lines(caplog) == []
+
+
+def test_a_flood_of_failed_handshakes_is_a_few_lines_and_a_count(
+        certificate: tuple[Path, Path], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tls, "FAILURE_LINES", 2)
+    monkeypatch.setattr(tls, "FAILURE_WINDOW_S", 1.0)
+    with caplog.at_level(logging.WARNING, logger="pneumoscan.service"), big_answer_server(certificate, 5, 2) as port:
+        for _ in range(6):
+            fail_handshake(port, "reset")
+        lines = wait_for_lines(caplog, 3)
+    assert len(lines) == 3 and all(line.startswith("TLS handshake with 127.0.0.1 failed") for line in lines[:2])
+    assert re.fullmatch(r"\d more failed TLS handshakes in the last 1 s were not logged \(at most 2 lines in that "
+                        r"time\)", lines[2]) and int(lines[2][0]) + 2 == 6, lines

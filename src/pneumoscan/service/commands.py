@@ -140,8 +140,9 @@ def tls_options(args: argparse.Namespace) -> dict[str, Any]:
         options["loop"] = tls_loop(context, args.header_timeout_s)
     else:
         log.warning("uvicorn %s takes no event loop of pneumoscan's: a TLS handshake gets asyncio's 60 s, not "
-                    "--header-timeout-s, and a plain-HTTP request to the HTTPS port is not logged; uvicorn 0.36 "
-                    "or later has both", uvicorn.__version__)
+                    "--header-timeout-s, a plain-HTTP request to the HTTPS port is closed unanswered, failed handshakes "
+                    "are not logged, and a closing answer's tail can be lost to a slow client; uvicorn 0.36 or later "
+                    "has all four", uvicorn.__version__)
     return options
 
 

@@ -114,15 +114,16 @@ def log_access(client: tuple[str, int] | None, line: tuple[str, str, str] | None
                     extra={"request_id": rid})
 
 
-def unsent_bytes(raw: Any) -> int | None:
-    """Bytes written to RAW that the kernel has not taken yet. Over plain TCP, its write buffer; over asyncio's TLS,
-    those still to encrypt and those encrypted but unsent (asyncio's TLS transport counts only the first, its socket
-    transport, private, holds the second); None for another TLS transport, or once it has lost its socket."""
+def unsent_bytes(raw: Any, socket_transport: Any = None) -> int | None:
+    """Bytes written to RAW that the kernel has not taken yet. Over plain TCP, its write buffer's; over TLS, those
+    still to encrypt (RAW's own count) and those encrypted but not yet taken (SOCKET_TRANSPORT's, the TCP transport
+    under RAW, which `tls.py` gives the protocol); None over TLS without it (uvicorn's own TLS server), or once that
+    transport is closing."""
     if raw.get_extra_info("sslcontext") is None:
         return int(raw.get_write_buffer_size())
-    socket_transport = getattr(getattr(raw, "_ssl_protocol", None), "_transport", None)
-    buffered = getattr(socket_transport, "get_write_buffer_size", None)
-    return raw.get_write_buffer_size() + buffered() if callable(buffered) else None
+    if socket_transport is None or socket_transport.is_closing():
+        return None
+    return int(raw.get_write_buffer_size() + socket_transport.get_write_buffer_size())
 
 
 class _Transport:
@@ -167,6 +168,7 @@ def _with_deadline(base: type, timeout_s: float) -> type:
         _dropped = 0  # bytes read and dropped while lingering
         _head_start = b""  # the start of the head being parsed, for the access line of a 400 to it
         _shutting_down = False
+        socket_transport: Any = None  # under TLS, the TCP transport under the TLS one (set by `tls._Handshake`)
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(_Transport(transport, self._close))
@@ -244,7 +246,8 @@ def _with_deadline(base: type, timeout_s: float) -> type:
             taken by the kernel) stops waiting up to SHUTDOWN_S for the client's TLS close; True when it did. A second
             `close()` would not do it: asyncio's TLS transport then forgets its protocol, and `abort()` does nothing."""
             raw = self.transport.raw
-            if raw.get_extra_info("sslcontext") is not None and raw.is_closing() and unsent_bytes(raw) == 0:
+            tls = raw.get_extra_info("sslcontext") is not None
+            if tls and raw.is_closing() and unsent_bytes(raw, self.socket_transport) == 0:
                 raw.abort()
                 return True
             return False
@@ -294,8 +297,8 @@ def _with_deadline(base: type, timeout_s: float) -> type:
             still reading slowly lost its tail; its plain close waits for them without end. A client that takes no
             byte for `header_timeout_s` (it stopped reading) is cut off then."""
             self._stop_linger_timer()
-            unsent = unsent_bytes(self.transport.raw)
-            if unsent is None:  # a TLS transport not asyncio's: its close sends everything first
+            unsent = unsent_bytes(self.transport.raw, self.socket_transport)
+            if unsent is None:  # TLS without its TCP transport (uvicorn's own server): as asyncio's close does
                 self.transport.raw.close()
             elif unsent == 0:
                 self._close_sent()
@@ -308,7 +311,7 @@ def _with_deadline(base: type, timeout_s: float) -> type:
             """Close once the answers are sent, cut off a client that stopped reading them, else look again."""
             self._sent_timer = None
             raw = self.transport.raw
-            unsent = unsent_bytes(raw)
+            unsent = unsent_bytes(raw, self.socket_transport)
             if raw.is_closing() or unsent is None:  # closed meanwhile (LINGER_BYTES dropped), or the socket lost
                 return
             if unsent == 0:
