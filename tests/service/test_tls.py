@@ -455,3 +455,29 @@ def test_a_flood_of_failed_handshakes_is_a_few_lines_and_a_count(
     assert len(lines) == 3 and all(line.startswith("TLS handshake with 127.0.0.1 failed") for line in lines[:2])
     assert re.fullmatch(r"\d more failed TLS handshakes in the last 1 s were not logged \(at most 2 lines in that "
                         r"time\)", lines[2]) and int(lines[2][0]) + 2 == 6, lines
+
+
+def test_a_request_sent_with_the_end_of_the_handshake_is_answered(certificate: tuple[Path, Path]) -> None:
+    """A client's TLS Finished and its first request can arrive in one read; the TLS layer hands the request over
+    before the handshake's end reaches the service's protocol, which must not lose it (or take it unconnected)."""
+    client = ssl.create_default_context(cafile=str(certificate[0]))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls_client = client.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    with big_answer_server(certificate, 5, size=2) as port, \
+            socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        while True:
+            try:
+                tls_client.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                sock.sendall(outgoing.read())
+                incoming.write(sock.recv(65536))
+        tls_client.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        sock.sendall(outgoing.read())  # the Finished and the request in one write
+        answer = b""
+        while b"xx" not in answer:
+            incoming.write(sock.recv(65536))
+            with contextlib.suppress(ssl.SSLWantReadError):
+                while chunk := tls_client.read(65536):
+                    answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\nxx"), answer
