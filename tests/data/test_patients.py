@@ -64,8 +64,8 @@ def _keys(samples: list[Sample], choice: str = "auto") -> dict[str, str]:
 
 
 def test_auto_reads_the_dicom_patient_id_in_a_mixed_folder(tmp_path: Path) -> None:
-    """DICOM files of one patient under unrelated names (and UID names) are one patient; a JPEG beside them, a DICOM
-    without a PatientID or with an empty one, keep their file-name key."""
+    """DICOM files of one patient under unrelated names (and UID names) are one patient; a JPEG beside them keeps its
+    file-name key, and a DICOM without a PatientID or with an empty one is its own patient."""
     write_dicom(tmp_path / "NORMAL" / "ward3" / "a.dcm", 0, 1, patient_id="pt7")
     write_dicom(tmp_path / "PNEUMONIA" / "1.2.840.113619.2.55.3.12345", 1, 2, patient_id="pt7 ")  # padded
     write_dicom(tmp_path / "PNEUMONIA" / "b.dcm", 1, 3, patient_id="pt8")
@@ -74,7 +74,8 @@ def test_auto_reads_the_dicom_patient_id_in_a_mixed_folder(tmp_path: Path) -> No
     write_xray(tmp_path / "NORMAL" / "ward3" / "IM-0001-0002.jpeg", 0, 6)
     samples = discover(tmp_path)["all"]
     assert _keys(samples) == {"a.dcm": "pt7", "1.2.840.113619.2.55.3.12345": "pt7", "b.dcm": "pt8",
-                              "no_id.dcm": "no_id", "blank_id.dcm": "blank_id", "IM-0001-0002.jpeg": "IM-0001"}
+                              "no_id.dcm": str(tmp_path / "PNEUMONIA" / "no_id.dcm"),
+                              "blank_id.dcm": str(tmp_path / "PNEUMONIA" / "blank_id.dcm"), "IM-0001-0002.jpeg": "IM-0001"}
     assert patient_keys(samples).sources == {"dicom": 3, "name": 3}
     assert _keys(samples, "name")["1.2.840.113619.2.55.3.12345"] == "1.2.840.113619.2.55.3.12345"  # as before
     assert patient_keys(samples, "name").sources == {"name": 6}
@@ -108,13 +109,33 @@ def test_a_placeholder_patient_id_is_not_one_giant_patient(tmp_path: Path) -> No
     (warning,) = caught
     text = str(warning.message)
     assert "PatientID 'ANONYMOUS' on 8 of the 9 DICOM files with a PatientID in their header" in text
-    assert "read from the file name" in text
+    assert "each of those images is its own patient instead" in text
     assert "patient column" in text and "--patient-key folder" in text and "\n" not in text
-    assert keys(samples[0]) == "scan0" and keys.sources == {"dicom": 1, "name": 8}
+    assert keys(samples[0]) == str(samples[0].path) and keys.sources == {"dicom": 1, "name": 8}
     assert keys(next(s for s in samples if s.path.name == "real.dcm")) == "pt9"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         patient_keys(samples, "name")  # not read at all: no warning
+
+
+def test_an_export_without_patient_ids_is_not_one_patient_per_file_name(tmp_path: Path) -> None:
+    """A DICOM export names its films IM000000 in every series folder; with anonymised PatientIDs (a placeholder, or
+    none at all) the file name made one patient of every film of that name, both classes together, and the split
+    put nearly all of them in validation. Each such film is its own patient; a Kermany name still gives its patient."""
+    for i in range(6):
+        for label, cls in enumerate(("NORMAL", "PNEUMONIA")):
+            series = tmp_path / cls / f"PT{i:06d}" / "ST000000" / "SE000000"
+            write_dicom(series / "IM000000", label, 10 * i + label, patient_id="ANON" if i % 2 else None)
+    write_dicom(tmp_path / "NORMAL" / "a" / "IM-0001-0001.dcm", 0, 90, patient_id="ANON")
+    write_dicom(tmp_path / "NORMAL" / "b" / "IM-0001-0002.dcm", 0, 91)
+    samples = discover(tmp_path)["all"]
+    with pytest.warns(UserWarning, match="PatientID 'ANON' on 7 of the 7 DICOM files"):
+        keys = patient_keys(samples)
+    assert len({keys(s) for s in samples}) == 13 and keys.sources == {"name": 14}
+    assert keys(next(s for s in samples if s.path.name == "IM-0001-0002.dcm")) == "IM-0001"
+    with pytest.warns(UserWarning, match="ANON"):
+        train, val = patient_split(samples, 0.25, keys=patient_keys(samples))
+    assert 2 <= len(val) <= 5 and len(train) + len(val) == 14
 
 
 def test_folder_key_is_the_folders_below_the_class_folder(tmp_path: Path) -> None:

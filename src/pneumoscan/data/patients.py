@@ -4,7 +4,8 @@ cause of pneumonia: a manifest's, else parsed from Kermany-style file names.
 `--patient-key` chooses where the key is read:
 
 * `auto` (default): a CSV manifest's `patient` column, else the DICOM header's PatientID (when present, non-empty
-  and not a placeholder), else the file name (`patient_id`).
+  and not a placeholder), else the file name (`patient_id`); a DICOM file whose header names no patient is
+  its own patient (`own_file_key`).
 * `name`: the file name only, as before `--patient-key` existed.
 * `folder`: the folders between the class folder and the image (`NORMAL/pt7/a.dcm` -> `pt7`).
 """
@@ -85,8 +86,8 @@ def cause_groups(causes: Sequence[str | None]) -> list[str] | None:
 
 
 def dicom_patient_id(path: Path) -> str | None:
-    """The PatientID in a DICOM file's header (read without its pixels), stripped of padding; None for a file
-    that is not DICOM (by content, as decoding tells), cannot be read, or has no or an empty PatientID."""
+    """The PatientID in a DICOM file's header (read without its pixels), stripped of padding ('' when it has no or
+    an empty PatientID); None for a file that is not DICOM (by content, as decoding tells) or cannot be read."""
     try:
         with path.open("rb") as handle:
             head = handle.read(132)
@@ -104,8 +105,14 @@ def dicom_patient_id(path: Path) -> str | None:
         value = ds.get("PatientID")
     except Exception:  # noqa: BLE001 -- a damaged header: decoding reports the file, the name keys it meanwhile
         return None
-    text = str(value if value is not None else "").strip(" \x00")
-    return text or None
+    return str(value if value is not None else "").strip(" \x00")
+
+
+def own_file_key(path: str | Path) -> str:
+    """The key of a DICOM file whose header names no patient (no, an empty or a placeholder PatientID): its
+    Kermany file name's patient, else the file itself (its path), as an export names its films `IM000001` in
+    every series folder, so the name alone would make one patient of unrelated films."""
+    return patient_id(path) if is_kermany_name(path) else str(path)
 
 
 def folder_key(sample: Sample) -> str | None:
@@ -221,8 +228,8 @@ def _warn_placeholders(placeholders: set[str], counts: Counter, total: int) -> N
              " and ".join(f"{value!r} ({counts[value]})" for value in ordered))
     warn(f"PatientID {shown} on {sum(counts[v] for v in ordered)} of the {total} DICOM files with a "
          f"PatientID in their header (readable films or not): taken for {'placeholders' if len(ordered) > 1 else 'a placeholder'}, not a patient, so "
-         f"the patient of those images is read from the file name instead (a name that is not Kermany's "
-         f"is its own patient); to keep each patient's images together, list them in a CSV manifest with a "
+         f"each of those images is its own patient instead (a Kermany file name still gives its patient); "
+         f"to keep each patient's images together, list them in a CSV manifest with a "
          f"patient column, or put them in one folder per patient and use {option('patient_key', 'folder')}")
 
 
@@ -242,8 +249,8 @@ def patient_keys(samples: Iterable[Sample], choice: str = "auto", loose_ok: bool
     """The patient key of each of `samples` by `choice` (one of PATIENT_KEYS). With `auto`, the DICOM headers of
     the samples without a manifest patient are read (about 0.8 ms a DICOM file: seconds for thousands, counted by a
     'patient IDs' bar when `progress`, as `progress_bar` shows bars), and placeholder PatientIDs among them
-    (`placeholder_ids`, judged over these samples: pass the whole data set) give way to the file name, with one
-    warning. With `folder`, an image right in its class folder is an InputError counting them all, unless
+    (`placeholder_ids`, judged over these samples: pass the whole data set) give way, with one warning, to
+    `own_file_key`, as an empty or missing PatientID does. With `folder`, an image right in its class folder is an InputError counting them all, unless
     `loose_ok` (the audit, which lists them): then it is keyed by its file name."""
     if choice not in PATIENT_KEYS:
         raise InputError(f"{option('patient_key', choice)}: must be one of {', '.join(PATIENT_KEYS)}")
@@ -261,16 +268,19 @@ def patient_keys(samples: Iterable[Sample], choice: str = "auto", loose_ok: bool
         for sample in progress_bar(unread, desc="patient IDs", unit="img", progress=progress):
             if (value := dicom_patient_id(Path(sample.path))) is not None:
                 dicom[sample] = value
-    placeholders = placeholder_ids(list(dicom.values()))
+    named = [value for value in dicom.values() if value]
+    placeholders = placeholder_ids(named)
     if placeholders:
-        _warn_placeholders(placeholders, Counter(dicom.values()), len(dicom))
+        _warn_placeholders(placeholders, Counter(named), len(named))
     for sample in samples:
         if sample in keys:
             continue
-        if sample in dicom and dicom[sample] not in placeholders:
-            keys[sample], origins[sample] = dicom[sample], "dicom"
-        else:
-            keys[sample], origins[sample] = patient_id(sample.path), "name"
+        value = dicom.get(sample)
+        if value and value not in placeholders:
+            keys[sample], origins[sample] = value, "dicom"
+        else:  # a DICOM file without a usable PatientID is its own patient, not all of its export's IM000001
+            keys[sample] = patient_id(sample.path) if value is None else own_file_key(sample.path)
+            origins[sample] = "name"
     return PatientKeys(choice, keys, origins)
 
 
