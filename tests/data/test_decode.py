@@ -559,6 +559,17 @@ def test_dicom_invalid_window_falls_back_to_minmax(tmp_path: Path) -> None:
     np.testing.assert_array_equal(out, minmax_u8(a))
 
 
+@pytest.mark.parametrize("center, width", [(40, 400), ([40, 2000], [400, 1000]), (9000, 10)])
+def test_dicom_window_that_blanks_the_film_is_passed_over(tmp_path: Path, center: object, width: object) -> None:
+    """A window outside the film's values (a soft-tissue window on a film stored in other units) made every pixel
+    white or black: the film read as a blank image, which the guard refused as 'not a chest X-ray'. The next window
+    is used, else the min-max of the film."""
+    a = ramp(lo=1000, hi=3000, dtype=np.uint16)
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=12, center=center, width=width)))
+    expected = linear_window(a, 2000, 1000) if isinstance(center, list) else minmax_u8(a)
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_dicom_voi_lut_sequence(tmp_path: Path) -> None:
     a = ramp(h=4, w=4, lo=0, hi=15, dtype=np.uint16)
     ds = make_dicom(a, bits_stored=12)

@@ -16,7 +16,8 @@ Decisions:
   then dropped: transparent pixels read as 0, like the background of an X-ray.
 * DICOM: Modality LUT (its LUT, or rescale slope/intercept), then the first VOI LUT (its entries' own range
   mapped to 0..255) or the first window (Window Center/Width, VOI LUT Function LINEAR, LINEAR_EXACT
-  or SIGMOID as pydicom applies them), mapped over the window's full output range to 0..255; no VOI -> min-max
+  or SIGMOID as pydicom applies them), mapped over the window's full output range to 0..255 (a window that
+  leaves every pixel of the film one tone, a blank picture, is passed over for the next one); no VOI -> min-max
   of the data, except unsigned 8-bit data with an identity Modality LUT, which is kept as stored
   (so the same image as DICOM or PNG decodes identically). MONOCHROME1, and MONOCHROME2 with a Presentation
   LUT Shape of INVERSE, are inverted at the end (once: MONOCHROME1 with INVERSE, as DX films are required to
@@ -749,6 +750,23 @@ def _mono_to_uint8(raw: np.ndarray, ds: Dataset, present: np.ndarray | None,
     return _to_uint8(table[index], 0.0, float(2**bits - 1))
 
 
+def _window_count(ds: Dataset) -> int:
+    """How many windows (Window Center/Width pairs) the header gives: 0 without both."""
+    from pydicom.multival import MultiValue
+
+    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if center is None or width is None or center == "" or width == "":
+        return 0
+    return min(len(v) if isinstance(v, MultiValue) else 1 for v in (center, width))
+
+
+def _one_tone(seen: np.ndarray) -> bool:
+    """Whether a window leaves a film's pixels (`seen`) all one tone: a window that is not the film's (e.g. a soft
+    tissue window on a film stored in other units), which would show a blank white or black picture."""
+    finite = seen[np.isfinite(seen)]
+    return finite.size > 1 and finite.min() == finite.max()
+
+
 def _voi(raw: np.ndarray, ds: Dataset, present: np.ndarray | None) -> tuple[np.ndarray, float | None, float | None]:
     """`raw` through the Modality LUT and the VOI, with the VOI output's range (None, None: the min-max of all
     finite values): a VOI LUT's entries' own range, a window's full output range, 0..255 for unsigned 8-bit data kept
@@ -767,15 +785,17 @@ def _voi(raw: np.ndarray, ds: Dataset, present: np.ndarray | None) -> tuple[np.n
         except Exception:  # noqa: BLE001 - bad VOI LUT: fall back to the window or min-max
             pass
 
-    if ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+    for index in range(_window_count(ds)):
         try:
             with np.errstate(all="ignore"):
-                windowed = np.asarray(apply_windowing(values, ds), dtype=np.float64)
+                windowed = np.asarray(apply_windowing(values, ds, index=index), dtype=np.float64)
                 # The window's output range, found by sending -inf/+inf through the same function.
-                y_min, y_max = np.asarray(apply_windowing(np.array([-np.inf, np.inf]), ds), dtype=np.float64)
-            if np.isfinite(y_min) and np.isfinite(y_max) and y_max != y_min:
+                y_min, y_max = np.asarray(apply_windowing(np.array([-np.inf, np.inf]), ds, index=index),
+                                          dtype=np.float64)
+            if np.isfinite(y_min) and np.isfinite(y_max) and y_max != y_min and \
+                    not _one_tone(windowed if present is None else windowed[present]):
                 return windowed, float(y_min), float(y_max)
-        except Exception:  # noqa: BLE001 - invalid window (e.g. width < 1): fall back to min-max
+        except Exception:  # noqa: BLE001 - invalid window (e.g. width < 1): the next one, or min-max
             pass
 
     if raw.dtype == np.uint8 and int(ds.get("BitsStored", 8) or 8) == 8 and np.array_equal(values, raw):

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 # Bump when decoding or resizing changes: it invalidates every image cache. 2: DICOM Presentation LUT Shape INVERSE,
 # pixel padding, 8-bit VOI and 12-bit Modality LUTs, signed LUT starts; colour DICOMs' colourfulness. 3: DICOM
-# Presentation LUT Sequence.
-PREPROCESS_VERSION = 3
+# Presentation LUT Sequence. 4: a DICOM window that leaves the film one tone is passed over.
+PREPROCESS_VERSION = 4
 
 
 def resize_square(gray: np.ndarray, size: int) -> np.ndarray:
