@@ -562,3 +562,13 @@ def test_a_manifest_row_with_a_nul_byte_and_a_parent_step_is_a_missing_file_not_
     (tmp_path / "man" / "m.csv").write_text("path,label\n../x/a\0b.png,NORMAL\n")
     with pytest.raises(InputError):
         discover(tmp_path / "man" / "m.csv")
+
+
+def test_a_manifest_row_naming_a_folder_says_it_is_a_folder(tmp_path: Path) -> None:
+    """A row naming a study folder was reported as 'file ... does not exist', though it is there."""
+    write_xray(tmp_path / "site" / "pt7" / "a.png", 0, 1)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\nsite/pt7,NORMAL\n")
+    with pytest.raises(InputError, match=r"^.*m\.csv:2: .*site/pt7 is a folder, not an image file; a manifest lists "
+                                         r"one image a row: list each of the folder's films on a row of its own$"):
+        discover(manifest)

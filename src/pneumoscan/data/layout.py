@@ -327,6 +327,9 @@ def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
                                      f"for all images of one patient), or remove the {name} column to read "
                                      f"patients from the files")
                 path = _manifest_path(csv_path, row["path"])
+                if path.is_dir():
+                    raise InputError(f"{where}: {path} is a folder, not an image file; a manifest lists one image "
+                                     f"a row: list each of the folder's films on a row of its own")
                 if not path.is_file():
                     raise InputError(f"{where}: file {path} does not exist; fix the path in the manifest"
                                      + _relative_hint(csv_path, row["path"]))
