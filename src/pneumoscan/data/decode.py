@@ -520,8 +520,8 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
 
     if not has_pixels and _is_dicomdir(ds):
         raise NotAnImage(
-            f"{label}: a DICOMDIR, the index of a DICOM export, not an image; give the folder it is in (its films "
-            "are found there) or the films themselves"
+            f"{label}: a DICOMDIR, the index of a DICOM export, not an image; give one of the films it indexes, "
+            "in the folders beside it (`pneumoscan predict` also takes the folder it is in)"
         )
     if not has_pixels:
         raise NotAnImage(
