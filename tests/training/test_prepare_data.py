@@ -162,3 +162,22 @@ def test_train_warns_on_a_film_copied_into_the_other_class(tiny_dataset: Path, t
     warned = [line for line in capsys.readouterr().err.splitlines() if "byte-identical" in line]
     assert len(warned) == 1 and warned[0].startswith("pneumoscan: warning: 1 group(s) of byte-identical images carry "
                                                      "both labels") and "IM-0000-0001.jpeg" in warned[0]
+
+
+def test_a_carve_failing_on_file_names_shared_by_both_classes_names_the_key_and_the_way_out(
+        tiny_dataset: Path, tmp_path: Path) -> None:
+    """An export names each patient's films 1.jpeg, 2.jpeg in a folder per patient: by file name two 'patients' hold
+    every image of both classes, and the carve failed with 'each class needs images of at least two patients: add
+    images, or change --val-fraction', which neither helps nor names the cause."""
+    for label in ("NORMAL", "PNEUMONIA"):  # name 1 on most NORMAL films, 2 on most PNEUMONIA films
+        for i, film in enumerate(sorted((tiny_dataset / "train" / label).iterdir())):
+            folder = film.parent / f"pt{i}"
+            folder.mkdir()
+            film.rename(folder / f"{1 + ((i < 10) == (label == 'PNEUMONIA'))}.jpeg")
+    with pytest.raises(InputError) as info:
+        prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r")), 16, False)
+    message = str(info.value)
+    assert "2 of the 2 patients have images of both classes" in message and "--patient-key auto" in message
+    assert "each patient's films in a folder of their own and --patient-key folder" in message
+    assert "change --val-fraction" not in message and "\n" not in message
+    prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r"), patient_key="folder"), 16, False)

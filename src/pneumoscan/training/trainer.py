@@ -9,6 +9,7 @@ import os
 import random
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -160,8 +161,10 @@ def _one_class_message(cfg: TrainConfig, name: str, train: list[Sample], val: li
     cap = f" ({option('max_images', cfg.max_images)} per class)" if cfg.max_images is not None else ""
     start = (f"{cfg.data}: carving {cfg.val_fraction:.0%} of patients for validation left the {name} split with one "
              f"class (training: {counts(train)}; validation: {counts(val)}){cap}; ")
-    single = [(cls, keys.shown(next(iter(ids.values()))))
-              for cls, ids in zip(CLASS_NAMES, _patients_by_class(train + val, keys)) if len(ids) == 1]
+    by_class = _patients_by_class(train + val, keys)
+    single = [(cls, keys.shown(next(iter(ids.values())))) for cls, ids in zip(CLASS_NAMES, by_class) if len(ids) == 1]
+    if not single and (both := _in_both_classes(train + val, keys, by_class)):
+        return start + both
     if not single:
         return (start + f"each class needs images of at least two patients: add images, or change "
                          f"{option('val_fraction')}" + (f" or {option('max_images')}" if cap else ""))
@@ -172,6 +175,23 @@ def _one_class_message(cfg: TrainConfig, name: str, train: list[Sample], val: li
         fixes.append("validate on films of your own: a val/ folder beside train/ (in a CSV, rows with split 'val') "
                      f"and {switch('use_given_val')}")
     return start + f"{who}, and a patient is never split, so no {option('val_fraction')} can help: " + ", or ".join(fixes)
+
+
+def _in_both_classes(samples: list[Sample], keys: PatientKeys, by_class: list[dict[str, Sample]]) -> str:
+    """Why the carve failed when most images are of patients with images of both classes (their key, not a
+    patient, as `1.jpeg` in every patient folder keyed by file name makes): which key and what reads patients
+    instead; '' otherwise."""
+    both = set(by_class[0]) & set(by_class[1])
+    count = Counter(keys(s) for s in samples if keys(s) in both)
+    if sum(count.values()) * 2 <= len(samples):
+        return ""
+    key, n = count.most_common(1)[0]
+    shown = keys.shown(next(s for s in samples if keys(s) == key))
+    return (f"{len(both)} of the {len(set(by_class[0]) | set(by_class[1]))} patients have images of both classes, "
+            f"{sum(count.values())} of the {len(samples)} images ({n} of patient {shown}), and a patient is never "
+            f"split ({describe(keys.choice)}: {option('patient_key', keys.choice)}); if these are not patients, key "
+            f"them otherwise: each patient's films in a folder of their own and {option('patient_key', 'folder')}, "
+            f"or a CSV manifest with a patient column")
 
 
 def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, command: str = "train") -> RunData:
