@@ -122,9 +122,30 @@ def test_predict_takes_one_film_as_a_path_bytes_an_array_or_a_pil_image(tiny_run
     assert predictor.predict(pixels.astype(np.uint16) * 200).probability is not None
 
 
+def test_predict_takes_a_pydicom_dataset_as_its_file(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    """A notebook that has read a film with pydicom gets the film's prediction, its header (MONOCHROME1 here)
+    applied as from the file: it was refused as 'not FileDataset', and its pixel_array is the negative."""
+    import pydicom
+    from PIL import Image
+
+    from tests.conftest import dicom_to_bytes, make_dicom
+
+    predictor = Predictor(tiny_run, guard=False)
+    film = sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[0]
+    with Image.open(film) as im:
+        grey = np.asarray(im.convert("L"), dtype=np.uint16)
+    path = tmp_path / "film.dcm"
+    path.write_bytes(dicom_to_bytes(make_dicom((4095 - grey * 16).astype(np.uint16), bits_stored=12,
+                                               photometric="MONOCHROME1")))
+    expected = predictor.predict(path)
+    got = predictor.predict(pydicom.dcmread(path))
+    assert got.path == "film.dcm" and got.probability == pytest.approx(expected.probability, abs=1e-9)
+
+
 @pytest.mark.parametrize("given, message", [
     (np.zeros((40, 40), np.float32) + 0.5, r"^predict: an array of float32 \(40, 40\); give the film's pixels as uint8"),
-    ([[1, 2], [3, 4]], r"^predict takes a path, a file's bytes, a PIL image or a numpy array, not list$"),
+    ([[1, 2], [3, 4]],
+     r"^predict takes a path, a file's bytes, a PIL image, a numpy array or a pydicom Dataset, not list$"),
     ("{tmp}/none.png", r"none.png: file not found; check the path"),
     ("{tmp}", r": a folder; predict takes one film, predict_files\(\[folder\]\) predicts every film in it$"),
 ])

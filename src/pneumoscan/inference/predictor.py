@@ -180,6 +180,25 @@ def input_files(paths: Sequence[str | os.PathLike]) -> list[tuple[Path, str | No
     return files
 
 
+def dicom_file_bytes(image: Any) -> tuple[bytes, str] | None:
+    """A pydicom Dataset as the bytes of its DICOM file and the name its Prediction gets (its file's name, or
+    `<DICOM dataset>`), so its header is read as from the file; None for anything else."""
+    if not type(image).__module__.startswith("pydicom"):
+        return None
+    import pydicom
+
+    if not isinstance(image, pydicom.Dataset):
+        return None
+    buffer = io.BytesIO()
+    try:
+        pydicom.dcmwrite(buffer, image)
+    except Exception:  # noqa: BLE001 -- pydicom's text could quote header values
+        raise InputError("predict: a pydicom Dataset that pydicom cannot write as a file; give the DICOM file's "
+                         "path or bytes") from None
+    filename = getattr(image, "filename", None)
+    return buffer.getvalue(), Path(filename).name if isinstance(filename, str) and filename else "<DICOM dataset>"
+
+
 def encoded_png(image: Any) -> tuple[bytes, str]:
     """A PIL image or a pixel array as a PNG file's bytes (lossless: the pixels as given) and the name its
     Prediction gets; InputError for anything else."""
@@ -196,7 +215,7 @@ def encoded_png(image: Any) -> tuple[bytes, str]:
                              f"gives them")
         image = Image.fromarray(np.ascontiguousarray(image))
     else:
-        raise InputError(f"predict takes a path, a file's bytes, a PIL image or a numpy array, not "
+        raise InputError(f"predict takes a path, a file's bytes, a PIL image, a numpy array or a pydicom Dataset, not "
                          f"{type(image).__name__}")
     buffer = io.BytesIO()
     try:
@@ -406,8 +425,9 @@ class Predictor:
 
     def predict(self, image: str | os.PathLike | bytes | np.ndarray | Any) -> Prediction:
         """One film, decoded and screened by the guard as `predict_files` does: a path, a file's bytes, a PIL image,
-        or an array of any size (H, W) or (H, W, 3) of uint8 or uint16 pixels. InputError when it is no usable image
-        (`predict_files` gives that as the row's `error` instead); a film the guard refuses comes back unscored. An
+        an array of any size (H, W) or (H, W, 3) of uint8 or uint16 pixels, or a pydicom Dataset (read as its file
+        is, its header's photometric interpretation and windows applied: not as its `pixel_array`). InputError when
+        it is no usable image (`predict_files` gives that as the row's `error` instead); a film the guard refuses comes back unscored. An
         in-memory image is screened as the PNG file of its pixels is (`encoded_png`): the guard's JPEG rules (two
         tones, dither energy) measure JPEG files only, so a dithered JPEG is refused by them from its path or bytes,
         not as decoded pixels. A JPEG at least twice the model's input size is decoded at reduced size from its path or bytes (as by every
@@ -422,6 +442,8 @@ class Predictor:
             return prediction
         if isinstance(image, (bytes, bytearray, memoryview)):
             return self.predict_bytes(bytes(image))
+        if (dicom := dicom_file_bytes(image)) is not None:
+            return self.predict_bytes(*dicom)
         data, name = encoded_png(image)
         return self.decoded_results([name], [self.decode(data, name)])[0]
 
