@@ -59,15 +59,11 @@ class ArtifactMeta:
         return Preprocessing(self.mean, self.std, self.equalize, self.crop)
 
     def _data_record(self, run_dir: str | os.PathLike | None) -> tuple[dict[str, Any], str | os.PathLike | None]:
-        """The settings recording the training run's `--data` ({} when none does) and the run folder to place a
-        relative one from: an ensemble's members all trained on one data set (they share a validation split), so
-        its first member's, whose run folder is elsewhere (None)."""
-        members = self.training.get("members")
-        for record in (self.training, *(members if isinstance(members, list) else [])):
-            config = record.get("config") if isinstance(record, dict) else None
-            if isinstance(config, dict) and config.get("data"):
-                return config, run_dir if record is self.training else None
-        return {}, None
+        """The settings recording the training run's `--data` and the run folder to place a relative one from
+        (`training.config.data_record`)."""
+        from pneumoscan.training.config import data_record
+
+        return data_record(self.training, run_dir)
 
     def training_data(self, run_dir: str | os.PathLike | None = None) -> str | None:
         """The `--data` of the training run, for messages (`fit-guard --data ...`): as typed when it names the folder

@@ -250,7 +250,7 @@ def test_shared_patients_counts_the_evaluated_films_of_patients_the_model_was_tr
     assert shared_patients(test, {"config": {**training["config"], "patient_key": "name"}}, progress=False) == {
         "patients": 0, "films": 0, "by": [], "compared": 0}
     assert shared_patients(test, {"config": {"data": str(tmp_path / "moved"), "patient_key": "auto"}}) is None
-    assert shared_patients(test, {"members": []}) is None  # an ensemble records no data of its own
+    assert shared_patients(test, {"members": []}) is None  # no member records its data
 
 
 def _trained_and_decoy(tmp_path: Path) -> tuple[Path, list[Sample]]:

@@ -233,3 +233,50 @@ def test_a_guardless_ensembles_messages_name_the_data_its_members_trained_on(tin
     with caplog.at_level(logging.INFO, logger="pneumoscan.service"):
         create_app(Settings(model=str(ensemble), backend="torch"))
     assert f"pneumoscan fit-guard --model {ensemble} --data {tiny_data}`" in caplog.text
+
+
+def test_an_ensemble_counts_patients_in_its_members_data_placed_from_their_run_folders(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Members trained in lab/ with `--data data` that record no absolute path (as runs did before `data_resolved`):
+    the ensemble, built from another folder, places it from each member's run folder as a single run's is placed,
+    so from a third folder its patients shared with the training data are counted. Before, an ensemble never
+    counted them ('the model records no training data, as an ensemble does') and its fit-guard hint said
+    `--data TRAINING_DATA`."""
+    from pneumoscan.data.layout import discover
+    from pneumoscan.data.patients import shared_patients, uncounted_reason
+    from tests.conftest import write_xray
+
+    lab, elsewhere, third = tmp_path / "lab", tmp_path / "elsewhere", tmp_path / "third"
+    for p in range(8):
+        for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+            for k in range(2):
+                write_xray(lab / "data" / "train" / name / f"{name[0]}{p}" / f"{k}.png", label, 40 * p + 2 * label + k)
+    for p in range(2):  # new films of two training patients, and of a new one
+        write_xray(tmp_path / "site" / "NORMAL" / f"N{p}" / "new.png", 0, 900 + p)
+    write_xray(tmp_path / "site" / "PNEUMONIA" / "P99" / "new.png", 1, 999)
+    monkeypatch.setattr(TrainConfig, "record", TrainConfig.to_dict)  # no data_resolved, as an older run
+    monkeypatch.chdir(lab)
+    for seed, out in enumerate(("runs/a", "runs/b")):
+        train(TrainConfig(data="data", out=out, model="cnn", image_size=16, epochs=1, batch_size=16, val_fraction=0.25,
+                          patient_key="folder", seed=seed, cache_dir=str(tmp_path / "cache")), progress=False)
+    for folder in (elsewhere, third):
+        folder.mkdir()
+    monkeypatch.chdir(elsewhere)
+    ensemble = build_ensemble(["../lab/runs/a", "../lab/runs/b"], "ens", progress=False).resolve()
+    monkeypatch.chdir(third)
+    meta = read_meta(ensemble)
+    site = discover(tmp_path / "site")["all"]
+    shared = shared_patients(site, meta.training, progress=False, run_dir=ensemble.parent)
+    assert shared == {"patients": 2, "films": 2, "by": ["folder"], "compared": 3}
+    assert uncounted_reason(shared, meta.training, ensemble.parent) is None
+    assert meta.fit_guard_command("m", ensemble.parent) == f"`pneumoscan fit-guard --model m --data {lab / 'data'}`"
+
+
+def test_an_older_ensemble_whose_members_data_cannot_be_placed_says_to_build_it_again() -> None:
+    from pneumoscan.data.patients import uncounted_reason
+
+    training = {"members": [{"run": "runs/a", "config": {"data": "data", "patient_key": "folder"}}]}
+    assert uncounted_reason(None, training) == (
+        "the ensemble's members record their training data as data, a path relative to the folder training was "
+        "started in, which cannot be told here; build the ensemble again with `pneumoscan ensemble`, which records "
+        "where it is")

@@ -293,13 +293,13 @@ def describe(choice: str) -> str:
 
 
 def training_samples(training: dict, run_dir: str | Path | None = None) -> list[Sample] | None:
-    """The films of the data a model's training record names (`config.data`: its train split, or its only one,
-    and its val/ split with --use-given-val), as found now (`training_data_folder`; `run_dir`: the model file's
-    folder); None when the record names none (an ensemble) or it is not found. With --max-images, training used
-    some of them only."""
-    from pneumoscan.training.config import training_data_folder
+    """The films of the data a model's training record names (`config.data`, an ensemble's members' as
+    `data_record` reads it: its train split, or its only one, and its val/ split with --use-given-val), as found now
+    (`training_data_folder`; `run_dir`: the model file's folder); None when the record names none or it is not found.
+    With --max-images, training used some of them only."""
+    from pneumoscan.training.config import data_record, training_data_folder
 
-    config = training.get("config") or {}
+    config, run_dir = data_record(training, run_dir)
     folder = training_data_folder(config, run_dir)
     films = None if folder is None else _training_films(folder, config)
     return films if isinstance(films, list) else None
@@ -338,8 +338,10 @@ def shared_patients(samples: Sequence[Sample], training: dict, progress: bool = 
     (`run_dir`: the model file's folder, as `training_samples` takes it)."""
     import warnings
 
-    config = training.get("config") or {}
-    if not config.get("data"):  # an ensemble records no data of its own
+    from pneumoscan.training.config import data_record
+
+    config = data_record(training)[0]
+    if not config.get("data"):
         return None
     choice = config.get("patient_key", "name")
     # by file name nothing is compared: no scan
@@ -374,8 +376,8 @@ def uncounted_reason(shared: dict | None, training: dict | None = None,
     """Why `shared_patients` counted no patient (None when it counted): the films are keyed by file name, which names
     no patient across splits; the training data the model records (`training`, when at hand; `run_dir`: the model
     file's folder) is not found, is a relative path whose folder cannot be placed, or is found but unreadable or
-    without a train/ split; or it records none (an ensemble)."""
-    from pneumoscan.training.config import data_places, training_data_folder
+    without a train/ split; or it records none."""
+    from pneumoscan.training.config import data_places, data_record, training_data_folder
 
     if shared is not None:
         return None if shared.get("compared", 1) else (
@@ -383,10 +385,14 @@ def uncounted_reason(shared: dict | None, training: dict | None = None,
             "a manifest's patient column or --patient-key folder would")
     if training is None:
         return "the data the model was trained on is not found"
-    config = training.get("config") or {}
+    config, run_dir = data_record(training, run_dir)
     if not config.get("data"):
-        return "the model records no training data, as an ensemble does"
+        return "the model records no training data"
     places = data_places(config, run_dir)
+    if not places and training.get("members"):  # an ensemble built before it placed its members' data
+        return (f"the ensemble's members record their training data as {config['data']}, a path relative to the "
+                f"folder training was started in, which cannot be told here; build the ensemble again with "
+                f"`pneumoscan ensemble`, which records where it is")
     if not places:
         return (f"the model records its training data as {config['data']}, a path relative to the folder training "
                 f"was started in, which cannot be told here: only a model file in its run folder (of a run given a "

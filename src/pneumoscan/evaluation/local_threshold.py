@@ -25,7 +25,7 @@ from pneumoscan.evaluation.thresholds import check_target_recall, threshold_ci95
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.outputs import undone_on_failure
 from pneumoscan.progress import write_warning
-from pneumoscan.training.config import training_data_folder
+from pneumoscan.training.config import data_record, training_data_folder
 
 # Fewer films of a class than this and the chosen threshold is a coarse estimate: say so.
 FEW_IMAGES = 50
@@ -74,7 +74,7 @@ def _check_unseen(meta: ArtifactMeta, data: str | os.PathLike, found: tuple[str,
     model's `size` for their film fingerprints, for the scoring to take on (None when the artifact records only the
     files' bytes, so nothing was decoded)."""
     name, samples = found
-    trained_on = training_data_folder(meta.training.get("config") or {}, run_dir)
+    trained_on = training_data_folder(*data_record(meta.training, run_dir))
     if trained_on is not None and trained_on.resolve() == Path(data).resolve() and name in ("train", "all"):
         raise InputError(f"{data}: {'its ' + name + '/ split' if name == 'train' else 'these images'} trained this model, "
                          f"which scores them better than new films; choose the threshold on labelled films it has not "
@@ -178,7 +178,7 @@ def _chosen_on_patients(meta: ArtifactMeta, n: int) -> str | None:
         return None
     shared = source["patients_in_training"]
     if shared is None:  # why is not recorded: the data was not found where set-threshold ran, or there is none
-        data = (meta.training.get("config") or {}).get("data")
+        data = data_record(meta.training)[0].get("data")
         return shared_text(None, n, uncounted_reason(None, meta.training) if not data else
                            "the data the model was trained on was not found where set-threshold ran")
     if not isinstance(shared, dict) or not {"patients", "films"} <= shared.keys():

@@ -224,6 +224,29 @@ def data_places(config: dict[str, Any], run_dir: str | Path | None = None) -> li
     return list(dict.fromkeys(places))
 
 
+def data_record(training: dict[str, Any], run_dir: str | Path | None = None) -> tuple[dict[str, Any], str | Path | None]:
+    """The settings recording a model's training `--data` (`training`: the model file's training record) and the run
+    folder to place a relative one from (`data_places`): its own `config` with `run_dir` (the model file's folder),
+    else, for an ensemble, its first member's with None (the members all trained on one data set, as they share a
+    validation split; `pneumoscan ensemble` records where it was, `member_data_placed`); ({}, None) when none does."""
+    members = training.get("members")
+    for record in (training, *(members if isinstance(members, list) else [])):
+        config = record.get("config") if isinstance(record, dict) else None
+        if isinstance(config, dict) and config.get("data"):
+            return config, run_dir if record is training else None
+    return {}, None
+
+
+def member_data_placed(config: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
+    """An ensemble member's settings (`config`, of the run in `run_dir`) with where its `--data` is (`data_resolved`)
+    as its run folder places it (`data_places`) when it does not record that itself (a run from before it was
+    recorded), so that the ensemble finds it from any folder as the run does; as they are when it cannot be placed."""
+    if config.get("data_resolved"):
+        return config
+    places = data_places(config, run_dir)
+    return {**config, "data_resolved": str(places[0].resolve())} if places else config
+
+
 def training_data_folder(config: dict[str, Any], run_dir: str | Path | None = None) -> Path | None:
     """The data a run's settings name (`data_places`) as found now: the first of its places that exists; None when
     none does or none can be placed."""

@@ -21,7 +21,7 @@ from pneumoscan.models.ensemble import Ensemble
 from pneumoscan.models.registry import create_model
 from pneumoscan.outputs import atomic_write, undone_on_failure
 from pneumoscan.data.patients import recorded_patient_key
-from pneumoscan.training.config import TrainConfig, run_folders
+from pneumoscan.training.config import TrainConfig, member_data_placed, run_folders
 from pneumoscan.training.trainer import LAST_CHECKPOINT, finish_artifact
 
 
@@ -88,6 +88,17 @@ def member_entry(meta: ArtifactMeta) -> dict[str, Any]:
             "mean": meta.mean, "std": meta.std}
 
 
+def _member_record(run: Path, meta: ArtifactMeta) -> dict[str, Any]:
+    """What the ensemble records of a member's training: its run folder as given, its model and input size, and its
+    training record with its `--data` placed from its run folder (`member_data_placed`: a relative one from a run
+    that did not record where it was is placed from the run folder, which the ensemble's file is not in)."""
+    record = {"run": str(run), "model": meta.model_name, "image_size": meta.image_size, **meta.training}
+    config = meta.training.get("config")
+    if isinstance(config, dict) and config.get("data"):
+        record["config"] = member_data_placed(config, run)
+    return record
+
+
 def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: float | None = None,
                    cache_dir: str | Path | None = None, progress: bool = True) -> Path:
     """Average the members' logits; returns OUT/model.safetensors. All runs must share a validation split."""
@@ -139,8 +150,7 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
         equalize=lead.equalize,  # smaller members see the equalised image resized: close to their own preprocessing
         crop=lead.crop, model_sources={name: source for m in metas for name, source in m.model_sources.items()},
         train_prevalence=metas[0].train_prevalence, class_names=metas[0].class_names,
-        training={"members": [{"run": str(run), "model": m.model_name, "image_size": m.image_size, **m.training}
-                              for run, m in zip(runs, metas)],
+        training={"members": [_member_record(run, m) for run, m in zip(runs, metas)],
                   "train_seconds": round(sum(float(m.training.get("train_seconds", 0)) for m in metas), 1),
                   "data": metas[0].training.get("data")},
     )
