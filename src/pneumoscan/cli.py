@@ -323,7 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a classifier; validation is carved from train by patient")
     p.add_argument("--data", help="data folder with train/NORMAL and train/PNEUMONIA (or class folders, or CSV)")
-    p.add_argument("--out", required=True, help="run folder: checkpoints, history.csv, config.json, model.safetensors")
+    p.add_argument("--out", required=True, help="run folder of its own: checkpoints, history.csv, config.json, "
+                                                "model.safetensors (not a pretrain folder)")
     p.add_argument("--model", help="architecture from `pneumoscan models` (default: resnet10)")
     p.add_argument("--image-size", type=int, help="input size in pixels (default: the model's own)")
     p.add_argument("--epochs", type=int, help="maximum epochs (default 30)")

@@ -268,3 +268,30 @@ def test_resume_refuses_data_holding_other_images_and_accepts_a_moved_copy(tmp_p
     moved = data.rename(tmp_path / "moved")
     assert main([*common, "--data", str(moved), "--epochs", "2", "--resume"]) == 0
     assert _record(out / PRETRAINED_NAME)["epochs"] == 2
+
+
+def test_pretrain_into_a_train_run_and_train_into_a_pretraining_are_refused(tiny_run: Path, tiny_data: Path,
+                                                                           tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """`pretrain --out RUN` wrote its checkpoint and weights among a train run's files, and `train --out PRE` a run
+    among a pretraining's: each is refused in one line naming the folder, and leaves the folder as it was."""
+    import shutil
+
+    run, pre = tmp_path / "run", tmp_path / "pre"
+    shutil.copytree(tiny_run, run)
+    common = ["--data", str(tiny_data), "--model", "cnn", "--image-size", "32", "--batch-size", "8", "--epochs", "1",
+              "--quiet"]
+    before = sorted(p.name for p in run.iterdir())
+    assert main(["pretrain", *common, "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"{run}: holds a `pneumoscan train` run or model (last.pt, model.safetensors), beside whose files" in err
+    assert "give --out a folder of its own for the pretraining" in err and "Traceback" not in err
+    assert sorted(p.name for p in run.iterdir()) == before
+    assert main(["pretrain", *common, "--out", str(pre)]) == 0
+    before = sorted(p.name for p in pre.iterdir())
+    capsys.readouterr()
+    assert main(["train", *common, "--out", str(pre)]) == 2
+    err = capsys.readouterr().err
+    assert (f"{pre}: holds a `pneumoscan pretrain` pretraining ({PRETRAIN_CHECKPOINT}, {PRETRAINED_NAME}), beside "
+            f"whose files the run would write; give --out a folder of its own for the run") in err
+    assert sorted(p.name for p in pre.iterdir()) == before

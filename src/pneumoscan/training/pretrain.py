@@ -109,6 +109,21 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, k
         return _pretrain(cfg, out, resume, progress, keep_patient_key)
 
 
+def _train_files(out: Path) -> str:
+    """The files of a training run or model in `out` (`last.pt`, `model.safetensors`), as 'last.pt, ...'; '' when
+    none."""
+    from pneumoscan.artifact import ARTIFACT_NAME
+    from pneumoscan.training.trainer import LAST_CHECKPOINT
+
+    return ", ".join(name for name in (LAST_CHECKPOINT, ARTIFACT_NAME) if (out / name).exists())
+
+
+def pretraining_files(out: Path) -> str:
+    """The files of a pretraining in `out` (`pretrain_last.pt`, `pretrained.safetensors`), as 'pretrain_last.pt,
+    ...'; '' when none."""
+    return ", ".join(name for name in (PRETRAIN_CHECKPOINT, PRETRAINED_NAME) if (out / name).exists())
+
+
 def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_patient_key: bool) -> Path:
     from pneumoscan.training.trainer import image_stats, prepare_data, seed_everything, split_change
 
@@ -128,6 +143,9 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
     if not resume and (ckpt_path.exists() or (out / PRETRAINED_NAME).exists()):
         raise InputError(f"{out}: holds an earlier pretraining; pass {switch('resume')} to continue it or choose "
                          f"another {option('out')}")
+    if not resume and (held := _train_files(out)):
+        raise InputError(f"{out}: holds a `pneumoscan train` run or model ({held}), beside whose files the pretraining "
+                         f"would write; give {option('out')} a folder of its own for the pretraining")
     check_writable(out)
     image_size = cfg.image_size or spec.image_size
     seed_everything(cfg.seed)

@@ -328,6 +328,13 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> Non
         e.copy_(b)
 
 
+def _pretraining_files(out: Path) -> str:
+    """The pretraining files in `out` (`pretrain.pretraining_files`)."""
+    from pneumoscan.training.pretrain import pretraining_files
+
+    return pretraining_files(out)
+
+
 def runs_inside(folder: Path, shown: int = 3) -> list[str]:
     """The first `shown` sub-folders of `folder` that are training runs (`train --out runs`, the folder of every
     run, would put this run's files among them), as `first/`; then `...` when there are more."""
@@ -516,6 +523,9 @@ class Trainer:
         if not resume and (self.out / ARTIFACT_NAME).exists():  # an ensemble, a set-threshold copy, a run without last.pt
             raise InputError(f"{self.out / ARTIFACT_NAME}: a model is already there and has no {LAST_CHECKPOINT} to "
                              f"resume from; choose another {option('out')} (training would replace it)")
+        if not resume and (held := _pretraining_files(self.out)):
+            raise InputError(f"{self.out}: holds a `pneumoscan pretrain` pretraining ({held}), beside whose files the "
+                             f"run would write; give {option('out')} a folder of its own for the run")
         if not resume and (others := runs_inside(self.out)):
             raise InputError(f"{self.out}: holds other runs ({', '.join(others)}), so it is no run of its own; give "
                              f"{option('out')} a new folder for this run, such as {self.out / 'NAME'}")
