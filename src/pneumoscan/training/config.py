@@ -224,7 +224,8 @@ def data_places(config: dict[str, Any], run_dir: str | Path | None = None) -> li
     return list(dict.fromkeys(places))
 
 
-def data_record(training: dict[str, Any], run_dir: str | Path | None = None) -> tuple[dict[str, Any], str | Path | None]:
+def data_record(training: dict[str, Any],
+                run_dir: str | Path | None = None) -> tuple[dict[str, Any], str | Path | None]:
     """The settings recording a model's training `--data` (`training`: the model file's training record) and the run
     folder to place a relative one from (`data_places`): its own `config` with `run_dir` (the model file's folder),
     else, for an ensemble, its first member's with None (the members all trained on one data set, as they share a
