@@ -78,13 +78,66 @@ def test_threshold_note_does_not_promise_rows_one_class_cannot_have() -> None:
     assert "Highlighted rows" not in text and text.count('class="highlight"') == 1
 
 
-def test_report_of_a_set_threshold_copy_without_data_says_what_to_pass(tiny_site: Path, tiny_data: Path, tmp_path: Path,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    """A set-threshold folder has no val_predictions.csv; 'missing; pass --data' did not say which films, nor that
-    the copy's own films (whose scores it keeps but not their files) are in-sample for it."""
-    assert main(["report", str(tiny_site), "--out", str(tmp_path / "r.html"), "--n-boot", "5"]) != 0
+def test_report_of_a_set_threshold_copy_without_data_reports_on_the_films_its_threshold_was_chosen_on(
+        tiny_site: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A set-threshold folder has no val_predictions.csv: `report` of it without --data said to pass the --data of
+    its films. The copy records where they were, and their scores: found there with the same scores, they are
+    its films, so the report is made on them (every section, the cases too), as a run's is on its validation
+    films, saying that the figures are optimistic; from any folder."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(tiny_site), "--out", "r.html", "--n-boot", "5"]) == 0
+    assert IN_SAMPLE in capsys.readouterr().err
+    page = (tmp_path / "r.html").read_text()
+    assert f"the films set-threshold chose the threshold on (test split of {tiny_data})" in page
+    assert "Optimistic: set-threshold chose the operating threshold (for recall" in page
+    assert "Most confident right and wrong cases" in page and 'id="cases"' in page
+
+
+def _site_copy(tiny_run: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A set-threshold copy of tiny_run made in lab/ with `--data site` (tiny_data's test films), and lab/site;
+    the current folder is then another one."""
+    lab = tmp_path / "lab"
+    shutil.copytree(tiny_data / "test", lab / "site")
+    monkeypatch.chdir(lab)
+    assert main(["set-threshold", "--model", str(tiny_run), "--data", "site", "--out", "copy", "--n-boot", "5"]) == 0
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    return lab / "copy", lab / "site"
+
+
+def test_report_of_a_set_threshold_copy_whose_films_are_not_there_says_what_to_pass(
+        tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Films removed or changed since, or a copy that records its films' folder only as typed, relative to where it
+    was made (as before it recorded it whole): not a report silently on other films, but one line saying what to
+    pass; the relative --data is not offered as if it named a folder from here."""
+    from dataclasses import replace
+
+    from pneumoscan.artifact import load_artifact, save_artifact
+
+    copy, site = _site_copy(tiny_run, tiny_data, tmp_path, monkeypatch)
+    said = f"{copy}: a model written by set-threshold, which keeps the scores of the 16 films its threshold was chosen on"
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(copy), "--data", str(site), "--n-boot", "5"]) == 0
+    assert IN_SAMPLE in capsys.readouterr().err  # judged by where they were, not by `site` from this folder
+    removed = sorted((site / "NORMAL").iterdir())[0]
+    removed.rename(tmp_path / removed.name)
+    assert main(["report", str(copy), "--out", "r.html", "--n-boot", "5"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
-    assert f"{tiny_site}: a model written by set-threshold" in err
-    assert f"--data {tiny_data} --split test for the films its threshold was chosen on (in-sample)" in err
-    assert not (tmp_path / "r.html").exists()
+    assert err.startswith(f"pneumoscan: error: {said}") and len(err.splitlines()) == 1
+    assert err.endswith(f"; {site}, where they were, holds other films now (15 now, 16 then); pass --data DIR with "
+                        f"labelled films it has not seen")
+    (tmp_path / removed.name).rename(removed)
+    site.rename(tmp_path / "moved")
+    assert main(["report", str(copy), "--out", "r.html", "--n-boot", "5"]) == 2
+    assert f"; {site}, where they were, is not found; pass --data DIR" in capsys.readouterr().err
+    (tmp_path / "moved").rename(site)
+    model, meta = load_artifact(copy / "model.safetensors")
+    older = {k: v for k, v in meta.threshold_source.items() if k != "data_resolved"}
+    save_artifact(copy / "model.safetensors", model, replace(meta, threshold_source=older))
+    assert main(["report", str(copy), "--out", "r.html", "--n-boot", "5"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "; pass --data DIR with labelled films it has not seen, or --data site (as given to set-threshold, relative "
+        "to the folder it ran in) for the films its threshold was chosen on (in-sample)")
+    assert not (tmp_path / "elsewhere" / "r.html").exists()

@@ -134,8 +134,9 @@ def set_threshold(
         threshold, interval, after = choose_local_threshold(evaluation, target, n_boot=n_boot, seed=seed)
         labels, probs = evaluation.images.labels, evaluation.probs
         source = {
-            "data": str(data), "split": evaluation.split, "n_normal": after["n_negative"],
-            "n_pneumonia": after["n_positive"], "previous_threshold": meta.threshold,
+            # --data as typed, and where it is (`chosen_on_place`: found from any folder, as a run's training data is)
+            "data": str(data), "data_resolved": str(Path(data).resolve()), "split": evaluation.split,
+            "n_normal": after["n_negative"], "n_pneumonia": after["n_positive"], "previous_threshold": meta.threshold,
             "previous_target_recall": meta.target_recall, "model": str(predictor.path),
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "metrics": after,
             # a threshold chosen on films of training patients is optimistic (evaluate warned of them)
@@ -151,6 +152,16 @@ def set_threshold(
                           meta.fit_guard_command(path, predictor.path.parent))
 
 
+def chosen_on_place(source: dict[str, Any]) -> Path | None:
+    """Where the films set-threshold chose a threshold on were (`threshold_source`): the absolute path its --data
+    resolved to (`data_resolved`), else --data as typed when absolute; None when only a relative --data is recorded
+    (a copy made before `data_resolved` was: relative to the folder set-threshold ran in, which it does not say)."""
+    if isinstance(source.get("data_resolved"), str) and source["data_resolved"]:
+        return Path(source["data_resolved"])
+    typed = source.get("data")
+    return Path(typed) if isinstance(typed, str) and typed and Path(typed).is_absolute() else None
+
+
 def source_notes(meta: ArtifactMeta, data: str | os.PathLike, split: str) -> list[tuple[str, str]]:
     """For `evaluate` with a stored threshold from `set-threshold`: where it was chosen, and a warning when
     `data`/`split` are those very films (then the figures are in-sample). (kind, text) pairs, kind note|warning."""
@@ -163,7 +174,8 @@ def source_notes(meta: ArtifactMeta, data: str | os.PathLike, split: str) -> lis
     shared = _chosen_on_patients(meta, n)
     if shared:
         notes.append(("note", f"patients of those films also in the training data: {shared}"))
-    if Path(source["data"]).resolve() == Path(data).resolve() and source["split"] == split:
+    chosen_on = chosen_on_place(source) or Path(source["data"])  # an older copy's relative --data: as before
+    if chosen_on.resolve() == Path(data).resolve() and source["split"] == split:
         notes.append(("warning", "these are the films the threshold was chosen on, so recall and specificity here are "
                                  "in-sample and flatter the model; evaluate on other films"))
     return notes

@@ -110,7 +110,12 @@ def guard_refusals(scores: Scores) -> str:
 
 def selection_note(run: RunInfo, scores: Scores) -> str:
     """Why figures on the run's own validation films are optimistic: what training chose on them (the kept epoch,
-    the threshold); empty on other films, or when nothing was chosen on them."""
+    the threshold), or on a set-threshold copy's films what it chose on them; empty on other films, or when nothing
+    was chosen on them."""
+    if scores.threshold_films:
+        return (f"Optimistic: set-threshold chose the operating threshold (for recall {run.meta.target_recall}) on "
+                "these films, so the figures here flatter the model; pass --data with films it has not seen for an "
+                "unbiased estimate.")
     if not scores.own_validation:
         return ""
     chosen = ["the kept epoch (best validation ROC AUC)"] if run.best_epoch else []
@@ -499,7 +504,7 @@ def build_report(run_dir: str | os.PathLike, *, data: str | os.PathLike | None =
     recover_interrupted([target])  # an earlier report to `target` that a crash stopped among its renames
     with warnings.catch_warnings():  # undefined metrics show as 'n/a' in the report
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        scores = run_scores(run, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
+        scores = run_scores(run, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir, threshold_films=True)
     model, _ = load_artifact(run.artifact)
     params = count_parameters(model)
     fig_out = Figures()

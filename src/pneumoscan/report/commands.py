@@ -13,7 +13,9 @@ def add_commands(subparsers: Any) -> None:
     """Register the `report` and `compare` commands."""
     p = subparsers.add_parser("report", help="self-contained HTML report of a run: curves, thresholds, calibration, Grad-CAM")
     p.add_argument("run_dir", help="run folder written by pneumoscan train (or its model.safetensors)")
-    p.add_argument("--data", help="evaluate on this data folder or CSV manifest (default: the run's validation predictions)")
+    p.add_argument("--data", help="evaluate on this data folder or CSV manifest (default: the run's validation "
+                                  "predictions; for a set-threshold copy, the films its threshold was chosen on, "
+                                  "where it recorded them)")
     p.add_argument("--split", help="split of --data to evaluate (default: test, else the only one; a folder of class "
                                     "folders is used whole)")
     p.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html); figures go to <name>_files/")

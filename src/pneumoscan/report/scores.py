@@ -35,6 +35,7 @@ class Scores:
     patients: int | None = None  # patients among the images, keyed as the run's split keyed them; None: not counted
     guarded: bool = False  # the images went through the model's out-of-distribution guard (--data, a guard fitted)
     own_validation: bool = False  # the run's own validation predictions, on which training chose its epoch
+    threshold_films: bool = False  # a set-threshold copy's films its stored threshold was chosen on
 
     @property
     def films(self) -> str:
@@ -76,18 +77,76 @@ def read_val_predictions(run: RunInfo) -> tuple[list["Sample"], np.ndarray]:
     return samples, probs
 
 
-def _site_copy_message(run: RunInfo) -> str | None:
+def _site_copy_message(run: RunInfo, gone: str = "") -> str | None:
     """What to pass for a model folder written by `set-threshold` (it has no val_predictions.csv: it keeps the scores
     and labels of the site's films its threshold was chosen on, but not which files they were, which the case
-    images, feature maps and size groups need); None for any other folder."""
+    images, feature maps and size groups need): films it has not seen, or the --data of those films, unless they
+    are `gone` from where it records them (why, as 'DATA, where they were, is not found'); None for any other
+    folder."""
+    from pneumoscan.evaluation.local_threshold import chosen_on_place
+
     source = run.meta.threshold_source
     if not source.get("data"):
         return None
     n = source["n_normal"] + source["n_pneumonia"]
+    said = (f"{run.path}: a model written by set-threshold, which keeps the scores of the {n} films its threshold was "
+            f"chosen on but not their files, and it has no {VAL_PREDICTIONS}")
+    if gone:
+        return f"{said}; {gone}; pass --data DIR with labelled films it has not seen"
     split = "" if source["split"] == "all" else f" --split {source['split']}"
-    return (f"{run.path}: a model written by set-threshold, which keeps the scores of the {n} films its threshold was "
-            f"chosen on but not their files, and it has no {VAL_PREDICTIONS}; pass --data DIR with labelled films it "
-            f"has not seen, or --data {source['data']}{split} for the films its threshold was chosen on (in-sample)")
+    place = chosen_on_place(source)
+    data = place if place is not None else (f"{source['data']} (as given to set-threshold, relative to the folder it "
+                                            f"ran in)")
+    return (f"{said}; pass --data DIR with labelled films it has not seen, or --data {data}{split} for the films its "
+            f"threshold was chosen on (in-sample)")
+
+
+def threshold_film_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0,
+                          cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Scores:
+    """A set-threshold copy's films its threshold was chosen on, scored where it records them (`chosen_on_place`)
+    as `data_scores` scores --data, when they are still those films: the same labels and P(pneumonia) as the copy
+    stores; else an InputError saying what to pass (`_site_copy_message`)."""
+    import warnings
+
+    from pneumoscan.evaluation.local_threshold import chosen_on_place
+
+    source = run.meta.threshold_source
+    place = chosen_on_place(source)
+    if place is None:  # an older copy: its --data as typed, relative to a folder it does not record
+        raise InputError(_site_copy_message(run))
+    films = place if source["split"] == "all" else f"the {source['split']}/ split of {place}"
+    if not place.exists():
+        raise InputError(_site_copy_message(run, f"{place}, where they were, is not found"))
+    with warnings.catch_warnings(record=True) as caught:  # said only when these are the films
+        warnings.simplefilter("always")
+        try:
+            scores = data_scores(run, place, source["split"], n_boot=n_boot, seed=seed, cache_dir=cache_dir,
+                                 progress=progress)
+        except InputError as err:
+            raise InputError(_site_copy_message(run, f"{films}, where they were, no longer holds them ({err})")
+                             ) from None
+    stored = run.meta.val_scores
+    if not _same_scores(scores, stored.get("labels"), stored.get("probs")):
+        then = source["n_normal"] + source["n_pneumonia"]
+        now = f"{len(scores.labels)} now, {then} then" if len(scores.labels) != then else "as many, scored otherwise"
+        raise InputError(_site_copy_message(run, f"{films}, where they were, holds other films now ({now})"))
+    for caught_warning in caught:
+        warnings.warn_explicit(caught_warning.message, caught_warning.category, caught_warning.filename,
+                               caught_warning.lineno)
+    scores.source = f"the films set-threshold chose the threshold on ({scores.source})"
+    scores.threshold_films = True
+    return scores
+
+
+def _same_scores(scores: Scores, labels: object, probs: object) -> bool:
+    """Whether `scores` has the labels and, to 1e-4 (the ONNX and PyTorch backends differ by less), the
+    probabilities a model stores, film by film."""
+    try:
+        stored_labels, stored = np.asarray(labels, dtype=np.int64), np.asarray(probs, dtype=np.float64)
+    except (TypeError, ValueError):  # scores edited out of shape
+        return False
+    return (stored_labels.shape == scores.labels.shape == stored.shape and np.array_equal(stored_labels, scores.labels)
+            and bool(np.allclose(stored, scores.probs, rtol=0.0, atol=1e-4)))
 
 
 def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0, progress: bool = True) -> Scores:
@@ -133,11 +192,15 @@ def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_b
 
 
 def run_scores(run: RunInfo, data: str | os.PathLike | None, split: str | None, *, n_boot: int = 1000, seed: int = 0,
-               cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Scores:
+               cache_dir: str | os.PathLike | None = None, progress: bool = True,
+               threshold_films: bool = False) -> Scores:
     """Evaluation scores when `data` is given (decoded through the cache in `cache_dir`, `progress` the bars), else
-    the validation predictions; their intervals from `n_boot` resamples drawn with `seed`."""
+    the validation predictions, or with `threshold_films` for a set-threshold copy the films its threshold was chosen
+    on (`threshold_film_scores`); their intervals from `n_boot` resamples drawn with `seed`."""
     if data is None:
         if split not in (None, "val"):
             raise InputError(f"--split {split}: needs --data DIR; without --data the run's validation predictions are used")
+        if threshold_films and run.meta.threshold_source.get("data") and not (run.path / VAL_PREDICTIONS).is_file():
+            return threshold_film_scores(run, n_boot=n_boot, seed=seed, cache_dir=cache_dir, progress=progress)
         return validation_scores(run, n_boot=n_boot, seed=seed, progress=progress)
     return data_scores(run, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir, progress=progress)
