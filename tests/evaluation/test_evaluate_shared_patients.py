@@ -60,7 +60,8 @@ def test_evaluate_of_copied_films_names_the_training_data_and_says_when_it_is_go
 def test_the_uncounted_line_of_a_model_that_records_no_training_data_says_so() -> None:
     from pneumoscan.data.patients import uncounted_reason
 
-    assert uncounted_reason(None, {"config": {}}) == "the model records no training data, as an ensemble does"
+    assert uncounted_reason(None, {"config": {}}) == "the model records no training data"
+    assert uncounted_reason(None, {"members": [{"config": {}}]}) == "the model records no training data"
 
 
 def test_films_keyed_by_file_name_are_said_not_counted_not_zero(tiny_run: Path, tiny_data: Path, tmp_path: Path,
