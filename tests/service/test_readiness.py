@@ -88,3 +88,43 @@ def test_a_busy_service_is_still_ready(client: TestClient, monkeypatch: pytest.M
         assert client.get("/ready").status_code == 200
         release.set()
         assert upload.result().status_code == 200
+
+
+def test_a_gpu_out_of_memory_in_the_test_is_not_ready_for_now_with_retry_after(
+        tiny_run: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Requests under way can hold the GPU: the test image's out-of-memory was 'failed to score a test image
+    (OutOfMemoryError)', as if the model were broken, with no time to probe again."""
+    import logging
+
+    import torch
+
+    freed = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: freed.append(1))
+    with TestClient(create_app(Settings(model=str(tiny_run), backend="torch"))) as client:
+        engine = client.app.state.engine  # type: ignore[attr-defined]
+        scored = engine.results
+
+        def out_of_memory(uploads: object) -> None:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+
+        monkeypatch.setattr(engine, "results", out_of_memory)
+        with caplog.at_level(logging.INFO):
+            res = client.get("/ready")
+        assert res.status_code == 503 and res.headers["Retry-After"] == "2"
+        assert res.json()["detail"] == ("not ready: the GPU ran out of memory scoring a test image (requests under way "
+                                        "may hold it); retry in 2 s")
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and "Traceback" not in caplog.text
+        assert "the GPU ran out of memory (CUDA out of memory. Tried" in errors[0].getMessage()
+        assert "--slots" in errors[0].getMessage() and freed == [1]
+        monkeypatch.setattr(engine, "results", scored)
+        assert client.get("/ready").status_code == 200
+
+
+def test_another_failure_of_the_test_gives_no_retry_after(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("session lost")
+
+    monkeypatch.setattr(client.app.state.engine, "results", broken)  # type: ignore[attr-defined]
+    assert "Retry-After" not in client.get("/ready").headers

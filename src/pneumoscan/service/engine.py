@@ -7,6 +7,7 @@ import importlib.util
 import logging
 import os
 import re
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,6 +88,13 @@ def cam_error(err: Exception, model_path: Path) -> str:
                 f"predictions are not affected. Reinstall torch and restart the service for heatmaps")
     return (f"Grad-CAM's torch model could not be loaded ({type(err).__name__}: {first_line(err)}); predictions are "
             f"not affected. Heatmaps stay off until the service is restarted")
+
+
+def free_gpu_cache() -> None:
+    """Give back the GPU memory torch holds cached (after a GPU out-of-memory), so the next request has it."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def torch_installed() -> bool:

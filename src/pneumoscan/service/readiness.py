@@ -5,14 +5,21 @@ import asyncio
 import logging
 import time
 
-from pneumoscan.service.engine import Engine
+from pneumoscan.errors import gpu_out_of_memory, out_of_memory_text
+from pneumoscan.service.engine import Engine, free_gpu_cache
 
 READY_TIMEOUT_S = 5.0
+GPU_READY_RETRY_S = 2  # as a request's GPU out-of-memory (routes.GPU_RETRY_S)
 log = logging.getLogger("pneumoscan.service")
 
 
 class NotReady(Exception):
-    """The service cannot analyse a film now; the message says why (no file names, no image data)."""
+    """The service cannot analyse a film now; the message says why (no file names, no image data). `retry_after`:
+    the seconds after which it may be ready again (a passing cause), else None."""
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Readiness:
@@ -37,6 +44,19 @@ class Readiness:
             log.warning("not ready: the model has not scored a test image in %g s", self.timeout_s)
             raise NotReady(f"the model has not scored a test image within {self.timeout_s:g} s") from None
         except Exception as err:  # noqa: BLE001 - any failure of the model means not ready; its type is logged
+            if gpu_out_of_memory(err):
+                raise _gpu_full(err) from None
             log.error("not ready: the model failed to score a test image (%s)", type(err).__name__)
             raise NotReady(f"the model failed to score a test image ({type(err).__name__})") from None
         return round((time.perf_counter() - start) * 1000, 2)
+
+
+def _gpu_full(err: BaseException) -> NotReady:
+    """Not ready for now: the GPU had no memory left for the test image (requests under way hold it). Logged as one
+    line with torch's reason and the ways out, torch's cached GPU memory freed, as for a request's."""
+    ways = ["free the GPU (`nvidia-smi` lists the processes holding it)",
+            "serve fewer requests at once (--slots, 2 by default)", "serve with --backend onnx (ONNX Runtime, on the CPU)"]
+    log.error("not ready: scoring a test image, %s", out_of_memory_text(err, ways))
+    free_gpu_cache()
+    return NotReady(f"the GPU ran out of memory scoring a test image (requests under way may hold it); retry in "
+                    f"{GPU_READY_RETRY_S} s", retry_after=GPU_READY_RETRY_S)

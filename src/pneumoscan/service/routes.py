@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import sys
 import time
 from typing import Any, Callable, TypeVar
 
@@ -33,7 +32,7 @@ from pneumoscan.errors import (ImageTooLarge, InputError, ModelFileChanged, NotA
 from pneumoscan.inference.ood import refusal_cause, refusal_kind
 from pneumoscan.inference.predictor import Prediction
 from pneumoscan.service.audit import AuditError, AuditLog, utc_now
-from pneumoscan.service.engine import Decoded, Engine, ExplainUnavailable
+from pneumoscan.service.engine import Decoded, Engine, ExplainUnavailable, free_gpu_cache
 from pneumoscan.service.budget import Reservation
 from pneumoscan.service.readiness import NotReady
 from pneumoscan.service.schemas import (BatchItem, BatchResponse, ErrorResponse, Health, ModelInfo, PredictionResponse,
@@ -114,9 +113,7 @@ def _out_of_memory(request: Request, err: RuntimeError) -> None:
                if request.query_params.get("explain", "").lower() in ("1", "true", "yes", "on") else "")]
     log.error("request %s, %s %s: %s", getattr(request.state, "request_id", "-"), request.method,
               request.url.path, out_of_memory_text(err, ways))
-    torch = sys.modules["torch"]  # imported: it raised the error
-    if torch.cuda.is_initialized():
-        torch.cuda.empty_cache()
+    free_gpu_cache()
 
 
 def _audit_line(request: Request, endpoint: str, item: int | None, when: str, upload: Decoded,
@@ -198,14 +195,18 @@ async def health_head(request: Request) -> JSONResponse:
 
 
 @router.get("/ready", response_model=Ready, responses={503: {
-    "model": ErrorResponse, "description": "not ready: the model did not score a test image in time, or failed"}},
+    "model": ErrorResponse, "description": "not ready: the model did not score a test image in time, or failed; "
+                                           "with Retry-After, the GPU ran out of memory for it (retry then)",
+    "headers": {"Retry-After": {"description": "seconds to wait before probing again",
+                                "schema": {"type": "integer"}}}}},
     summary="readiness: the model scores a test image now (outside the request queue)")
 async def ready(request: Request) -> Ready:
     engine = _engine(request)
     try:
         took = await request.app.state.readiness.check()
     except NotReady as err:
-        raise HTTPException(503, f"not ready: {err}") from None
+        retry = {"Retry-After": str(err.retry_after)} if err.retry_after is not None else None
+        raise HTTPException(503, f"not ready: {err}", headers=retry) from None
     return Ready(status="ready", backend=engine.predictor.backend, model_sha256=engine.model_sha256[:12],
                  test_ms=took)
 
