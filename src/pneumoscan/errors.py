@@ -42,7 +42,12 @@ class ImageTooLarge(InputError):
 
 class ModelFileChanged(InputError):
     """The model file changed since a Predictor (the service's too) read it, so its weights are not those predicting:
-    not the input's fault (the service answers 503 naming the model file, not 422 blaming the upload)."""
+    not the input's fault (the service answers 503, not 422 blaming the upload, and logs the file)."""
+
+
+class DamagedModel(InputError):
+    """The model gave no probability (NaN): its weights are damaged, not the input (the service answers 503 and logs
+    the model file, not 422 blaming the upload)."""
 
 
 class UnknownModelError(InputError, KeyError):

@@ -117,6 +117,20 @@ def test_a_result_that_cannot_be_recorded_is_not_given(tiny_run: Path, tmp_path:
     assert any("No space left on device" in r.getMessage() and str(log) in r.getMessage() for r in caplog.records)
 
 
+def test_an_audit_error_that_names_its_file_is_answered_without_it(tiny_run: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OSError without strerror was quoted whole in the 503, with the audit log's path in it."""
+    log = tmp_path / "audit.jsonl"
+    with audited(tiny_run, log) as client:
+        def gone(data: bytes) -> int:
+            raise OSError(f"file system gone under {log}")
+
+        monkeypatch.setattr(client.app.state.audit._file, "write", gone)  # type: ignore[attr-defined]
+        res = client.post("/predict", files={"file": ("x.png", png(1), "image/png")})
+    assert res.status_code == 503 and str(tmp_path) not in res.text
+    assert res.json()["detail"].endswith("tell the service's administrators (OSError)")
+
+
 def test_an_audit_log_that_cannot_be_opened_is_one_line_before_the_model_loads(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn

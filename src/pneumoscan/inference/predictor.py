@@ -22,7 +22,7 @@ from pneumoscan.data.decode import (
 from pneumoscan.data.file_cues import NOT_DECODED
 from pneumoscan.data.layout import IMAGE_EXTENSIONS, image_files
 from pneumoscan.data.preprocess import grey_levels, load_image_levels_and_rgb
-from pneumoscan.errors import InputError, check_at_least_one, option, warn, words
+from pneumoscan.errors import DamagedModel, InputError, check_at_least_one, option, warn, words
 from pneumoscan.evaluation.thresholds import (
     adjust_for_prevalence, check_operating_point, threshold_ci95, threshold_for_recall,
 )
@@ -460,7 +460,7 @@ class Predictor:
                                             batch_size=self.batch_size, tta=self.meta.tta), None
         bad = int(np.count_nonzero(~np.isfinite(probs)))
         if bad:  # NaN >= threshold is False: such an image would be called NORMAL
-            raise InputError(f"{self.path}: the model gave no probability (NaN) for {bad} of {len(probs)} images, so "
+            raise DamagedModel(f"{self.path}: the model gave no probability (NaN) for {bad} of {len(probs)} images, so "
                              f"its weights are damaged; restore the model file or train it again")
         return self._adjust(probs), features
 

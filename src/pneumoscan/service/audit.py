@@ -155,7 +155,7 @@ class AuditLog:
             log.error("audit log %s: a line could not be appended (%s); results are withheld until it can be",
                       self.path, err.strerror or err)
             raise AuditError(f"the result could not be recorded in the service's audit log, so it is not given; "
-                             f"tell the service's administrators ({err.strerror or err})") from None
+                             f"tell the service's administrators ({err.strerror or type(err).__name__})") from None
 
     def close(self) -> None:
         self._file.close()

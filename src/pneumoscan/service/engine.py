@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, default_model_path, file_sha256
-from pneumoscan.errors import InputError, PneumoscanError, first_line
+from pneumoscan.errors import InputError, ModelFileChanged, PneumoscanError, first_line
 from pneumoscan.inference.predictor import Decoded, Prediction, Predictor, describe
 from pneumoscan.service.settings import Settings
 
@@ -73,21 +73,41 @@ def _names(err: OSError, path: Path) -> bool:
         return False
 
 
+# an absolute path's folders, POSIX or Windows ('/opt/venv/lib/', 'C:\\models\\'): kept out of answers
+_FOLDERS = re.compile(r"(?<![\w.~-])(?:/[^\s/'\"]+)+/(?=[^\s/'\"]+)|\b[A-Za-z]:\\(?:[^\s\\'\"]+\\)+")
+
+
+def without_paths(text: str, model_path: Path) -> str:
+    """`text` for an answer: the model file named as 'the model file' and other absolute paths cut to their file's
+    name, so that no answer tells a client how the server's folders are laid out (the log has the paths)."""
+    for shown in sorted({str(model_path), str(model_path.resolve())}, key=len, reverse=True):
+        text = text.replace(shown, "the model file")
+    return _FOLDERS.sub("", text)
+
+
 def cam_error(err: Exception, model_path: Path) -> str:
-    """Why heatmaps are off after loading Grad-CAM's model from `model_path` (or finding its layers) raised `err`.
-    Any error turns them off for good: one that would pass again (out of memory, a damaged model file) would make
-    every heatmap load for seconds, holding an inference slot, and end in a 500 that loses the prediction too."""
-    if isinstance(err, InputError):  # a model Grad-CAM cannot explain, a model file changed since start-up
-        return str(err)
+    """Why heatmaps are off after loading Grad-CAM's model from `model_path` (or finding its layers) raised `err`, in
+    the words of an answer: no server paths (the caller logs `err` whole). Any error turns them off for good: one
+    that would pass again (out of memory, a damaged model file) would make every heatmap load for seconds, holding an
+    inference slot, and end in a 500 that loses the prediction too."""
+    if isinstance(err, ModelFileChanged):  # a new `train` into its folder: its message names the file
+        return ("Grad-CAM heatmaps need the model file read again, and it changed since the service started (a new "
+                "`train` into its folder does that), so its weights are not those predicting here; predictions are "
+                "not affected. Restart the service for heatmaps (its log names the file)")
+    if isinstance(err, InputError):  # a model Grad-CAM cannot explain
+        return without_paths(str(err), model_path)
     if isinstance(err, OSError) and _names(err, model_path):  # unreadable since start-up, or removed as it was read
-        return (f"Grad-CAM heatmaps need the model file read again, and {model_path} could not be read "
-                f"({type(err).__name__}: {err.strerror or first_line(err)}); predictions are not affected. Put the file "
-                f"back, readable by the user the service runs as, and restart the service for heatmaps")
+        return (f"Grad-CAM heatmaps need the model file read again, and it could not be read "
+                f"({type(err).__name__}: {err.strerror or without_paths(first_line(err), model_path)}); predictions "
+                f"are not affected. Put the file back, readable by the user the service runs as (the service's log "
+                f"names it), and restart the service for heatmaps")
     if isinstance(err, (ImportError, OSError)):  # PyTorch installed but broken
-        return (f"Grad-CAM heatmaps need PyTorch, which could not be loaded ({type(err).__name__}: {err}); "
-                f"predictions are not affected. Reinstall torch and restart the service for heatmaps")
-    return (f"Grad-CAM's torch model could not be loaded ({type(err).__name__}: {first_line(err)}); predictions are "
-            f"not affected. Heatmaps stay off until the service is restarted")
+        return (f"Grad-CAM heatmaps need PyTorch, which could not be loaded ({type(err).__name__}: "
+                f"{without_paths(first_line(err), model_path)}); predictions are not affected. Reinstall torch and "
+                f"restart the service for heatmaps")
+    return (f"Grad-CAM's torch model could not be loaded ({type(err).__name__}: "
+            f"{without_paths(first_line(err), model_path)}); predictions are not affected. Heatmaps stay off until "
+            f"the service is restarted")
 
 
 def free_gpu_cache() -> None:
@@ -232,7 +252,7 @@ class Engine:
                         self._cam_error = ""  # set last: a reader without the lock sees the layers first
                     except Exception as err:  # noqa: BLE001 - whatever it is, once: heatmaps off, service on
                         self._cam_error = cam_error(err, self.predictor.path)
-                        log.error("heatmaps off: %s", self._cam_error)
+                        log.error("heatmaps off: %s [%s: %s]", self._cam_error, type(err).__name__, first_line(err, 500))
         return self._cam_error
 
     def explain_png(self, image: np.ndarray, label: str) -> bytes | None:

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from pneumoscan.card import model_card_text
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS
-from pneumoscan.errors import (ImageTooLarge, InputError, ModelFileChanged, NotAnImage,
+from pneumoscan.errors import (DamagedModel, ImageTooLarge, InputError, ModelFileChanged, NotAnImage,
                              gpu_out_of_memory, out_of_memory_text)
 from pneumoscan.inference.ood import refusal_cause, refusal_kind
 from pneumoscan.inference.predictor import Prediction
@@ -88,14 +88,27 @@ async def _in_worker(request: Request, func: Callable[[], T]) -> T:
             raise HTTPException(499, "client closed the request before it was processed")
         try:
             return await anyio.to_thread.run_sync(func)
-        except ModelFileChanged as err:  # the guard of an older export loads the torch model: not the upload's fault
-            log.error("request %s: %s", getattr(request.state, "request_id", "-"), err)
-            raise HTTPException(503, str(err)) from None
+        except (ModelFileChanged, DamagedModel) as err:  # the model's fault, not the upload's
+            rid = getattr(request.state, "request_id", "-")
+            log.error("request %s: %s", rid, err)  # the answer names no server path: the log line does
+            raise HTTPException(503, _model_problem(err, rid)) from None
         except RuntimeError as err:
             if not gpu_out_of_memory(err):
                 raise
             _out_of_memory(request, err)
             raise HTTPException(503, GPU_FULL, headers={"Retry-After": str(GPU_RETRY_S)}) from None
+
+
+def _model_problem(err: ModelFileChanged | DamagedModel, rid: str) -> str:
+    """The answer's words for a request the model file failed: what to do, and the request id whose log line names
+    the file."""
+    if isinstance(err, ModelFileChanged):  # an --onnx export without the guard's features loads the torch model
+        what = ("the model file changed since the service started (a new `train` into its folder does that), so its "
+                "weights are not those predicting here; restart the service")
+    else:
+        what = "the model gave no probability (NaN): its weights are damaged; restore the model file and restart"
+    return (f"{what}. The request was not processed (nothing is wrong with the file); the service's log names the "
+            f"model file at request id {rid}")
 
 
 GPU_RETRY_S = 2
