@@ -5,8 +5,9 @@
 Starts `python -m pneumoscan serve --port PORT` in a fresh process, `--repeats` times, and from its launch times:
 the first 200 of GET /health, then the answer of POST /predict of one film of `sample/` (a 224 px JPEG), then
 POST /predict?explain=true of the same film (the first heatmap: what a doctor's first upload on the page asks),
-then a second one. `--page`: before the heatmaps, GET / (a doctor opens the page, which starts loading Grad-CAM's
-torch model in the background), then at once POST /predict (its latency while that loads), and GET /model every
+then a second one. `--page`: before the heatmaps, GET / then POST /warm-up (a doctor opens the page, whose script asks
+the service to start loading Grad-CAM's torch model in the background; a service without /warm-up, before it, started
+that load at GET /), then at once POST /predict (its latency while that loads), and GET /model every
 10 ms until it says `explain_loaded` (the seconds from GET /; a service without the field counts as loaded). After the first prediction and after the heatmaps it reads the process's peak RSS (VmHWM) and
 whether PyTorch was loaded (libtorch in /proc/PID/maps). Every answer must be a 200 with a probability (and the
 heatmap requests a heatmap). The machine's 1-minute load average (mean of before and after) says how busy the shared
@@ -26,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -82,11 +84,17 @@ def torch_loaded(pid: int) -> bool:
 
 
 def open_page(url: str, limit_s: float = 120) -> dict[str, float]:
-    """GET / then POST /predict at once, then GET /model until `explain_loaded`: the prediction's ms and the seconds
-    from GET / to loaded."""
+    """GET / and POST /warm-up (as the page's script), then POST /predict at once, then GET /model until
+    `explain_loaded`: the prediction's ms and the seconds from GET / to loaded."""
     opened = time.monotonic()
     with urllib.request.urlopen(url + "/", timeout=30) as answer:
         answer.read()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url + "/warm-up", data=b"", method="POST"),
+                                    timeout=30) as answer:
+            answer.read()
+    except urllib.error.HTTPError:  # a service from before /warm-up (its GET / started the load)
+        pass
     sent = time.monotonic()
     post_film(url + "/predict")
     predict_ms = round((time.monotonic() - sent) * 1000, 1)

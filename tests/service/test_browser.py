@@ -1106,6 +1106,19 @@ def test_page_reads_the_model_again_when_it_could_not_at_first(server: str, samp
         assert not errors, errors
 
 
+def test_the_page_asks_the_service_to_load_grad_cam_once_it_has_opened(server: str) -> None:
+    """Fetching the page (GET /) no longer loads PyTorch, so that an uptime monitor's GET does not: the page's script,
+    run in a doctor's browser, asks for it (POST /warm-up), so the first heatmap still does not wait for the load."""
+    from playwright.sync_api import expect
+
+    with chromium_page(None) as (page, errors):
+        with page.expect_request(lambda request: request.url.endswith("/warm-up")) as asked:
+            page.goto(server + "/")
+        assert asked.value.method == "POST" and asked.value.response().status == 202
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        assert not errors, errors
+
+
 def test_a_heatmap_refused_after_a_restart_does_not_cost_the_result(server: str, sample_dir: Path) -> None:
     """Restarted with a model Grad-CAM cannot explain, the service answers ?explain=true with 501: the page asks
     again without a heatmap instead of showing the 501 as the file's error."""

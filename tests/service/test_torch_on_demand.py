@@ -1,6 +1,6 @@
 """`serve` starts and predicts without PyTorch when the ONNX export on file serves (the shipped model); Grad-CAM's
-torch model is loaded by the first heatmap, or in the background once the page is opened, and a PyTorch that cannot
-be loaded turns heatmaps off, not the service."""
+torch model is loaded by the first heatmap, or in the background once the page has opened (its script asks, POST
+/warm-up), and a PyTorch that cannot be loaded turns heatmaps off, not the service."""
 from __future__ import annotations
 
 import base64
@@ -48,6 +48,7 @@ SERVE = textwrap.dedent("""
             steps["before"] = "torch" in sys.modules
             if sys.argv[1] == "page":
                 assert c.get("/").status_code == 200
+                assert c.post("/warm-up").status_code == 202  # what the page's script asks once it runs
                 end = time.monotonic() + 120
                 while not c.get("/model").json()["explain_loaded"] and time.monotonic() < end:
                     time.sleep(0.05)
@@ -96,10 +97,26 @@ def post_film(client: TestClient, url: str):  # noqa: ANN201
 
 def open_first(client: TestClient, engine: object, first: str) -> None:
     """With `first` "page", a doctor opens the page before asking for a heatmap: its background load (which a
-    test may make fail) is waited for; with "heatmap", the heatmap request itself loads the torch model."""
+    test may make fail), which the page's script asks for, is waited for; with "heatmap", the heatmap request itself
+    loads the torch model."""
     if first == "page":
         assert client.get("/").status_code == 200
+        assert client.post("/warm-up").status_code == 202
         engine._warming.join(120)  # type: ignore[attr-defined]
+
+
+def test_fetching_the_page_loads_nothing_only_its_script_warms_up(app) -> None:  # noqa: ANN001
+    """GET / loaded PyTorch in the background (RSS 120 -> 337 MB), so an uptime monitor fetching the page did."""
+    engine = app.state.engine
+    with TestClient(app) as c:
+        for _ in range(3):
+            assert c.get("/").status_code == 200 and c.head("/").status_code == 200
+        assert engine._warming is None and c.get("/model").json()["explain_loaded"] is False
+        assert 'fetch("warm-up", { method: "POST" })' in c.get("/static/app.js").text  # the page's script asks
+        assert c.post("/warm-up").status_code == 202
+        engine._warming.join(120)
+        assert c.post("/warm-up").json() == {"explain_available": True, "explain_loaded": True, "explain_problem": None}
+        assert c.get("/warm-up").status_code == 405  # a GET (a crawler's, a monitor's) never loads it
 
 
 def test_a_heatmap_made_on_demand_is_that_of_the_torch_model(app) -> None:  # noqa: ANN001
@@ -121,7 +138,8 @@ def test_a_heatmap_asked_while_the_page_warm_up_runs_waits_for_it(app) -> None: 
     engine = app.state.engine
     with TestClient(app) as c:
         with engine._explain_lock:  # the warm-up holds it while it loads the model
-            assert c.get("/").status_code == 200
+            assert c.post("/warm-up").json() == {"explain_available": True, "explain_loaded": False,
+                                                 "explain_problem": None}
             assert engine._warming.is_alive()
             assert post_film(c, "/predict").status_code == 200  # predictions go on meanwhile
             assert c.get("/model").json()["explain_loaded"] is False

@@ -67,10 +67,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    # Fetching the page loads nothing: an uptime monitor's GET would load PyTorch for nobody. Its script, run in a
+    # doctor's browser, asks POST /warm-up.
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)  # HEAD: uptime monitors
-    async def index(request: Request) -> FileResponse:
-        if request.method == "GET":  # a doctor opened the page: its uploads ask for heatmaps (not a monitor's HEAD)
-            engine.warm_explain()
+    async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": _PAGE_POLICY})
 
     @app.middleware("http")

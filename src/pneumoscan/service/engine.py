@@ -205,8 +205,9 @@ class Engine:
         return not self._cam_problem(module)
 
     def warm_explain(self) -> None:
-        """Load Grad-CAM's torch model in a background thread (once), when it is not loaded yet: the page was opened,
-        so a heatmap is asked for soon, and it would otherwise wait seconds for PyTorch to load. Predictions go on
+        """Load Grad-CAM's torch model in a background thread (once), when it is not loaded yet: the page was opened
+        (its script asks, POST /warm-up), so a heatmap is asked for soon, and it would otherwise wait seconds for PyTorch
+        to load. Predictions go on
         meanwhile; a heatmap asked for before it is done waits for it."""
         with self._warm_lock:
             if self._warming is not None or self._cam_error is not None:

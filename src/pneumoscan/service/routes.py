@@ -36,7 +36,7 @@ from pneumoscan.service.engine import Decoded, Engine, ExplainUnavailable, free_
 from pneumoscan.service.budget import Reservation
 from pneumoscan.service.readiness import NotReady
 from pneumoscan.service.schemas import (BatchItem, BatchResponse, ErrorResponse, Health, ModelInfo, PredictionResponse,
-                                        Ready)
+                                        Ready, WarmUp)
 from pneumoscan.service.settings import ENVELOPE
 from pneumoscan.service.uploads import Part, read_multipart, sniff_image, unsupported_format
 
@@ -233,6 +233,17 @@ async def ready_head(request: Request) -> JSONResponse:
 @router.get("/model", response_model=ModelInfo, summary="the loaded model, its operating threshold and metrics")
 async def model_info(request: Request) -> dict[str, object]:
     return _engine(request).model_info()
+
+
+@router.post("/warm-up", response_model=WarmUp, status_code=202,
+             summary="start loading Grad-CAM's torch model in the background, if it is not loaded: the page asks once "
+                     "it has opened, so that its first heatmap does not wait seconds for PyTorch (GET / does not, "
+                     "nor any probe)")
+async def warm_up(request: Request) -> WarmUp:
+    engine = _engine(request)
+    engine.warm_explain()
+    return WarmUp(explain_available=engine.explain_available(), explain_loaded=engine.explain_loaded,
+                  explain_problem=engine.explain_problem)
 
 
 class MarkdownResponse(PlainTextResponse):

@@ -18,6 +18,12 @@ class Health(BaseModel):
     backend: str
 
 
+class WarmUp(BaseModel):
+    explain_available: bool = Field(description="as GET /model's")
+    explain_loaded: bool = Field(description="as GET /model's: false while the load started (or under way) goes on")
+    explain_problem: str | None = Field(description="as GET /model's")
+
+
 class Ready(BaseModel):
     status: Literal["ready"]
     backend: str = Field(description="inference engine: torch or onnx")

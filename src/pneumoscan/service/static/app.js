@@ -62,8 +62,8 @@ const DOWN = "The pneumoscan service did not answer";
 const WHAT_TO_DO = "Try again in a minute; if it keeps failing, tell whoever runs pneumoscan at your site " +
   "(IT support).";
 const DOWN_NOW = `${DOWN}, so uploads will not work until it does. ${WHAT_TO_DO}`;
-// The service starts without PyTorch (its ONNX model predicts) and loads it, for Grad-CAM, when the page opens or a
-// heatmap is first asked for: the first result with a heatmap may take a few seconds more.
+// The service starts without PyTorch (its ONNX model predicts) and loads it, for Grad-CAM, when the page asks as it
+// opens (warmUp) or a heatmap is first asked for: the first result with a heatmap may take a few seconds more.
 const ANALYSING_FIRST = "Analysing… (the first heatmap after the service started can take a few seconds longer)";
 const VALIDATION_SOURCE = "The threshold is the model's operating point, chosen on validation data to favour " +
   "sensitivity.";
@@ -79,6 +79,12 @@ async function loadModel() {
     modelInfo = null;
   }
   describeModel(modelInfo);
+}
+
+// Asks the service to load Grad-CAM's model now, in the background, so the first heatmap does not wait for PyTorch.
+// Only the page asks: fetching the page itself loads nothing (an uptime monitor's GET / would load it for nobody).
+function warmUp() {
+  fetch("warm-up", { method: "POST" }).catch(() => {});  // an old service without it, or a failure: no matter
 }
 
 function describeModel(info) {
@@ -681,6 +687,7 @@ function init() {
     heatWanted = e.target.checked;
     if ($("heatmap").src) showHeat(e.target.checked);
   });
+  warmUp();
   loadModel();
 }
 
