@@ -180,27 +180,75 @@ def test_a_pytorch_that_is_not_installed_is_no_heatmap(app, monkeypatch: pytest.
 
 
 @pytest.mark.parametrize("first", ["heatmap", "page"])
-def test_any_failure_to_load_the_torch_model_turns_heatmaps_off_once(app, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
-                                                                     first: str) -> None:
-    """Not only a broken PyTorch: out of memory, a damaged file. Loaded again by every heatmap it held an inference
-    slot for seconds and ended in a 500, the prediction lost."""
+def test_a_permanent_failure_to_load_the_torch_model_turns_heatmaps_off_once(app, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+                                                                             first: str) -> None:
+    """Not only a broken PyTorch: damaged weights. Loaded again by every heatmap it held an inference slot for
+    seconds and ended in a 500, the prediction lost."""
     calls = []
 
-    def out_of_memory(self: Predictor) -> None:
+    def damaged(self: Predictor) -> None:
         calls.append(1)
-        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB")
+        raise RuntimeError("Error(s) in loading state_dict for ResNet:\n\tsize mismatch for fc.weight")
 
-    monkeypatch.setattr(Predictor, "_load_model", out_of_memory)
+    monkeypatch.setattr(Predictor, "_load_model", damaged)
     engine = app.state.engine
     with TestClient(app) as c:
         open_first(c, engine, first)
         for _ in range(2):
             res = post_film(c, "/predict?explain=true")
             assert res.status_code == 501  # the page then asks again without a heatmap
-            assert "could not be loaded (RuntimeError: CUDA out of memory" in res.json()["detail"]
+            assert "could not be loaded (RuntimeError: size mismatch for fc.weight)" in res.json()["detail"]
+            assert "Heatmaps stay off until the service is restarted" in res.json()["detail"]
         info = c.get("/model").json()
-        assert info["explain_available"] is False and "RuntimeError: CUDA out of memory" in info["explain_problem"]
+        assert info["explain_available"] is False and "RuntimeError: size mismatch" in info["explain_problem"]
         assert post_film(c, "/predict").json()["probability"] is not None
+        engine._cam_retry_at = None  # no back-off to wait out: a later heatmap would not try again either
+        assert c.post("/warm-up").json()["explain_available"] is False
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("first", ["heatmap", "page"])
+@pytest.mark.parametrize("short", [MemoryError(), "torch.OutOfMemoryError",
+                                   RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB")])
+def test_a_load_that_ran_out_of_memory_is_tried_again_after_a_back_off(app, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+                                                                      first: str, short: object) -> None:
+    """Memory that ran short (the host's, the GPU's) turned heatmaps off until a restart, as a damaged file does."""
+    import torch
+
+    from pneumoscan.service.engine import CAM_RETRY_S
+
+    err = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB") if short == \
+        "torch.OutOfMemoryError" else short
+    calls, load = [], Predictor._load_model
+
+    def out_of_memory(self: Predictor) -> None:
+        calls.append(1)
+        raise err  # type: ignore[misc]
+
+    monkeypatch.setattr(Predictor, "_load_model", out_of_memory)
+    engine = app.state.engine
+    with TestClient(app) as c:
+        open_first(c, engine, first)
+        for _ in range(2):  # within the back-off: not loaded again
+            res = post_film(c, "/predict?explain=true")
+            assert res.status_code == 501
+            assert f"could not be loaded for lack of memory ({type(err).__name__}" in res.json()["detail"]
+            assert "Heatmaps will be tried again in " in res.json()["detail"] and " UTC" in res.json()["detail"]
+        info = c.get("/model").json()
+        assert info["explain_available"] is False and "tried again in" in info["explain_problem"]
+        assert len(calls) == 1
+        assert post_film(c, "/predict").json()["probability"] is not None
+        engine._cam_retry_at -= CAM_RETRY_S  # the back-off is over
+        monkeypatch.setattr(Predictor, "_load_model", load)  # and the memory is back
+        assert "The next heatmap asked for tries again" in c.get("/model").json()["explain_problem"]
+        assert c.get("/model").json()["explain_available"] is True
+        if first == "page":  # the page opened again asks again
+            assert c.post("/warm-up").status_code == 202
+            engine._warming.join(120)
+            assert c.get("/model").json()["explain_loaded"] is True
+        assert post_film(c, "/predict?explain=true").json()["heatmap_png_base64"]
+        info = c.get("/model").json()
+        assert info["explain_loaded"] is True and info["explain_problem"] is None
     assert len(calls) == 1
 
 

@@ -6,9 +6,11 @@ import importlib
 import importlib.util
 import logging
 import os
+import math
 import re
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, default_model_path, file_sha256
-from pneumoscan.errors import InputError, ModelFileChanged, PneumoscanError, first_line
+from pneumoscan.errors import InputError, ModelFileChanged, PneumoscanError, first_line, gpu_out_of_memory
 from pneumoscan.inference.predictor import Decoded, Prediction, Predictor, describe
 from pneumoscan.service.settings import Settings
 
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 GRADCAM_MODULE = "pneumoscan.explain.gradcam"
+CAM_RETRY_S = 30.0  # a load of Grad-CAM's model that ran out of memory is tried again after this long
 log = logging.getLogger("pneumoscan.service")
 
 
@@ -85,11 +88,23 @@ def without_paths(text: str, model_path: Path) -> str:
     return _FOLDERS.sub("", text)
 
 
+def out_of_memory(err: BaseException) -> bool:
+    """Whether `err` says memory ran short (the host's, or the GPU's): a failure that may pass, unlike a changed or
+    damaged model file or a missing PyTorch."""
+    if isinstance(err, MemoryError) or gpu_out_of_memory(err):
+        return True
+    text = str(err).lower()  # a torch older than OutOfMemoryError, the CPU allocator's RuntimeError
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
 def cam_error(err: Exception, model_path: Path) -> str:
     """Why heatmaps are off after loading Grad-CAM's model from `model_path` (or finding its layers) raised `err`, in
-    the words of an answer: no server paths (the caller logs `err` whole). Any error turns them off for good: one
-    that would pass again (out of memory, a damaged model file) would make every heatmap load for seconds, holding an
-    inference slot, and end in a 500 that loses the prediction too."""
+    the words of an answer: no server paths (the caller logs `err` whole). Permanent unless memory ran short
+    (`out_of_memory`; the engine tries again after CAM_RETRY_S): loaded again by every heatmap, a damaged model file
+    would hold an inference slot for seconds each time and end in a 500 that loses the prediction too."""
+    if out_of_memory(err):
+        return (f"Grad-CAM's torch model could not be loaded for lack of memory ({type(err).__name__}: "
+                f"{without_paths(first_line(err), model_path)}); predictions are not affected")
     if isinstance(err, ModelFileChanged):  # a new `train` into its folder: its message names the file
         return ("Grad-CAM heatmaps need the model file read again, and it changed since the service started (a new "
                 "`train` into its folder does that), so its weights are not those predicting here; predictions are "
@@ -156,6 +171,8 @@ class Engine:
         self._warming: threading.Thread | None = None
         self._explain_model: nn.Module | None = None
         self._cam_error: str | None = None  # why Grad-CAM cannot explain the model, once known ('' = it can)
+        self._cam_retry_at: float | None = None  # when a load that ran out of memory is tried again (time.monotonic)
+        self._cam_retry_utc = ""  # that time for people: 12:34:56 UTC
         self._cam_layers: list[str] = []  # its target layers, found with `_cam_error`
         self._screen_lock = threading.Lock()
 
@@ -196,21 +213,26 @@ class Engine:
     def explain_available(self) -> bool:
         """Whether ?explain=true can give a heatmap. Until the torch model is loaded (the first heatmap loads it) this
         is whether Grad-CAM and PyTorch are installed: found without importing torch, and without the lock a
-        loading heatmap holds (the event loop asks). Once it is loaded, whether Grad-CAM can explain the model."""
+        loading heatmap holds (the event loop asks). Once it is loaded, whether Grad-CAM can explain the model; after a
+        load that ran out of memory, whether its back-off is over (the next heatmap tries again)."""
         module = gradcam_module()
         if module is None:
             return False
+        if self._retry_due():  # the next heatmap loads it again, in its worker thread
+            return True
         if self._cam_error is None and not self._torch_at_start:
             return torch_installed()
         return not self._cam_problem(module)
 
     def warm_explain(self) -> None:
-        """Load Grad-CAM's torch model in a background thread (once), when it is not loaded yet: the page was opened
+        """Load Grad-CAM's torch model in a background thread (once, or again once a load that ran out of memory may
+        be tried again), when it is not loaded yet: the page was opened
         (its script asks, POST /warm-up), so a heatmap is asked for soon, and it would otherwise wait seconds for PyTorch
         to load. Predictions go on
         meanwhile; a heatmap asked for before it is done waits for it."""
         with self._warm_lock:
-            if self._warming is not None or self._cam_error is not None:
+            if (self._warming is not None and self._warming.is_alive()) or \
+                    (self._cam_error is not None and not self._retry_due()):
                 return
             module = gradcam_module()
             if module is None:
@@ -229,11 +251,20 @@ class Engine:
 
     @property
     def explain_problem(self) -> str | None:
-        """Why heatmaps are not available: PyTorch is not installed, or what the first heatmap found (None when they
-        are, or not yet known)."""
+        """Why heatmaps are not available: PyTorch is not installed, or what the first heatmap found, with when it is
+        tried again if memory ran short (None when they are, or not yet known)."""
         if self._cam_error is None and not self._torch_at_start and not torch_installed():
             return no_torch()
+        if self._cam_error and self._cam_retry_at is not None:
+            left = math.ceil(self._cam_retry_at - time.monotonic())
+            return self._cam_error + (f". Heatmaps will be tried again in {left} s, at {self._cam_retry_utc}" if left > 0
+                                      else ". The next heatmap asked for tries again")
         return self._cam_error or None
+
+    def _retry_due(self) -> bool:
+        """Whether a load of Grad-CAM's model that ran out of memory is to be tried again now."""
+        retry_at = self._cam_retry_at
+        return retry_at is not None and time.monotonic() >= retry_at
 
     def _explain_copy(self) -> nn.Module:
         """The model copy Grad-CAM hooks into (made on first use); call with `_explain_lock` held."""
@@ -245,15 +276,27 @@ class Engine:
         """Why Grad-CAM cannot explain this model ('' when it can), found once from the model's structure with
         its target layers (`_cam_layers`). Once known it is read without the lock: the event loop asks (GET
         /model, ?explain=true) while a worker thread may hold the lock for as long as it draws a heatmap."""
-        if self._cam_error is None:
+        if self._cam_error is None or self._retry_due():
             with self._explain_lock:
-                if self._cam_error is None:
+                if self._cam_error is None or self._retry_due():
                     try:
                         self._cam_layers = module.cam_layers(self._explain_copy(), self.meta)
+                        self._cam_retry_at = None
                         self._cam_error = ""  # set last: a reader without the lock sees the layers first
-                    except Exception as err:  # noqa: BLE001 - whatever it is, once: heatmaps off, service on
-                        self._cam_error = cam_error(err, self.predictor.path)
-                        log.error("heatmaps off: %s [%s: %s]", self._cam_error, type(err).__name__, first_line(err, 500))
+                    except Exception as err:  # noqa: BLE001 - whatever it is: heatmaps off, service on
+                        self._cam_failed(err)
+        return self._cam_error
+
+    def _cam_failed(self, err: Exception) -> None:
+        """Heatmaps off for `err`, logged with it whole: for good, or until CAM_RETRY_S from now when memory ran
+        short. Call with `_explain_lock` held."""
+        retry = out_of_memory(err)
+        if retry:
+            self._cam_retry_utc = time.strftime("%H:%M:%S UTC", time.gmtime(time.time() + CAM_RETRY_S))
+        self._cam_retry_at = time.monotonic() + CAM_RETRY_S if retry else None
+        self._cam_error = cam_error(err, self.predictor.path)
+        log.error("heatmaps off%s: %s [%s: %s]", f" until {self._cam_retry_utc}" if retry else "", self._cam_error,
+                  type(err).__name__, first_line(err, 500))
         return self._cam_error
 
     def explain_png(self, image: np.ndarray, label: str) -> bytes | None:
@@ -266,7 +309,7 @@ class Engine:
             raise ExplainUnavailable(f"Grad-CAM is not available in this installation ({GRADCAM_MODULE} missing)")
         problem = self._cam_problem(module)
         if problem:
-            raise ExplainUnavailable(problem)
+            raise ExplainUnavailable(self.explain_problem or problem)
         with self._explain_lock:
             cam = module.gradcam_for_image(self._explain_copy(), self.meta, image,
                                            target=self.meta.class_names.index(label), layers=self._cam_layers)

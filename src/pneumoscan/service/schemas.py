@@ -100,7 +100,8 @@ class ModelInfo(BaseModel):
     explain_problem: str | None = Field(description="why heatmaps are not available: PyTorch not installed, or "
                                                     "what the first heatmap found (PyTorch or the model that could "
                                                     "not be loaded, a model file changed since start-up, a model "
-                                                    "Grad-CAM cannot explain); null otherwise")
+                                                    "Grad-CAM cannot explain; for lack of memory, when it will be "
+                                                    "tried again); null otherwise")
     max_upload_mb: float = Field(description="per-file upload limit")
     max_batch_files: int = Field(description="files per /predict/batch request")
     max_batch_mb: float = Field(description="whole /predict/batch request body limit")
