@@ -1119,6 +1119,35 @@ def test_the_page_asks_the_service_to_load_grad_cam_once_it_has_opened(server: s
         assert not errors, errors
 
 
+def test_page_asks_for_heatmaps_again_once_the_service_tries_them_again(server: str, sample_dir: Path) -> None:
+    """Heatmaps were off because the service ran out of memory loading Grad-CAM, for 30 s: the page, which had read
+    `explain_available: false`, never asked for one again until it was reloaded."""
+    import json
+
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    with chromium_page(None) as (page, errors):
+        models: list[str] = []
+
+        def model(route: Any) -> None:
+            models.append(route.request.url)
+            info = route.fetch().json()
+            if len(models) == 1:  # as the page opened: off, tried again now
+                info.update(explain_available=False, explain_retry_s=0, explain_problem="Grad-CAM's torch model could "
+                            "not be loaded for lack of memory (MemoryError: ); predictions are not affected")
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(info))
+
+        page.route("**/model", model)
+        page.goto(server + "/")
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        with page.expect_request(lambda request: "/predict" in request.url) as asked:
+            page.set_input_files("#file", str(xray))
+        assert "explain=true" in asked.value.url and len(models) == 2
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        assert not errors, errors
+
+
 def test_a_heatmap_refused_after_a_restart_does_not_cost_the_result(server: str, sample_dir: Path) -> None:
     """Restarted with a model Grad-CAM cannot explain, the service answers ?explain=true with 501: the page asks
     again without a heatmap instead of showing the 501 as the file's error."""

@@ -236,19 +236,21 @@ def test_a_load_that_ran_out_of_memory_is_tried_again_after_a_back_off(app, monk
             assert "Heatmaps will be tried again in " in res.json()["detail"] and " UTC" in res.json()["detail"]
         info = c.get("/model").json()
         assert info["explain_available"] is False and "tried again in" in info["explain_problem"]
+        assert 0 < info["explain_retry_s"] <= CAM_RETRY_S  # the page reads GET /model again once it has passed
         assert len(calls) == 1
         assert post_film(c, "/predict").json()["probability"] is not None
         engine._cam_retry_at -= CAM_RETRY_S  # the back-off is over
         monkeypatch.setattr(Predictor, "_load_model", load)  # and the memory is back
-        assert "The next heatmap asked for tries again" in c.get("/model").json()["explain_problem"]
-        assert c.get("/model").json()["explain_available"] is True
+        info = c.get("/model").json()
+        assert "The next heatmap asked for tries again" in info["explain_problem"]
+        assert info["explain_available"] is True and info["explain_retry_s"] == 0
         if first == "page":  # the page opened again asks again
             assert c.post("/warm-up").status_code == 202
             engine._warming.join(120)
             assert c.get("/model").json()["explain_loaded"] is True
         assert post_film(c, "/predict?explain=true").json()["heatmap_png_base64"]
         info = c.get("/model").json()
-        assert info["explain_loaded"] is True and info["explain_problem"] is None
+        assert info["explain_loaded"] is True and info["explain_problem"] is info["explain_retry_s"] is None
     assert len(calls) == 1
 
 

@@ -261,6 +261,13 @@ class Engine:
                                       else ". The next heatmap asked for tries again")
         return self._cam_error or None
 
+    @property
+    def explain_retry_s(self) -> int | None:
+        """Seconds until a load of Grad-CAM's model that ran out of memory is tried again (0: the next heatmap does),
+        None when none is to be."""
+        retry_at = self._cam_retry_at
+        return None if retry_at is None or not self._cam_error else max(0, math.ceil(retry_at - time.monotonic()))
+
     def _retry_due(self) -> bool:
         """Whether a load of Grad-CAM's model that ran out of memory is to be tried again now."""
         retry_at = self._cam_retry_at
@@ -322,6 +329,7 @@ class Engine:
                 "operating_point": self.predictor.operating_point(),
                 "backend": self.predictor.backend, "explain_available": self.explain_available(),
                 "explain_loaded": self.explain_loaded, "explain_problem": self.explain_problem,
+                "explain_retry_s": self.explain_retry_s,
                 "max_upload_mb": self.settings.max_upload_mb, "max_batch_files": self.settings.max_batch_files,
                 "max_batch_mb": self.settings.batch_limit_mb, "upload_memory_mb": self.settings.upload_memory_limit_mb,
                 "upload_idle_s": self.settings.upload_idle_s, "upload_total_s": self.settings.upload_total_s,

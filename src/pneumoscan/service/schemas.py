@@ -102,6 +102,9 @@ class ModelInfo(BaseModel):
                                                     "not be loaded, a model file changed since start-up, a model "
                                                     "Grad-CAM cannot explain; for lack of memory, when it will be "
                                                     "tried again); null otherwise")
+    explain_retry_s: int | None = Field(None, description="after a load of Grad-CAM's model that ran out of memory: "
+                                                          "the seconds until it is tried again (0: the next heatmap "
+                                                          "asked for tries); null otherwise")
     max_upload_mb: float = Field(description="per-file upload limit")
     max_batch_files: int = Field(description="files per /predict/batch request")
     max_batch_mb: float = Field(description="whole /predict/batch request body limit")

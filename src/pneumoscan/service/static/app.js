@@ -5,6 +5,7 @@
 
 const $ = (id) => document.getElementById(id);
 let modelInfo = null;
+let modelRead = 0;  // Date.now() when modelInfo was read
 let previewUrl = null;
 let latest = 0;  // number of the newest upload: answers to older ones are dropped, never shown
 let inFlight = null;  // AbortController of the request under way
@@ -75,6 +76,7 @@ async function loadModel() {
     const res = await fetch("model");
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     modelInfo = await res.json();
+    modelRead = Date.now();
   } catch (err) {
     modelInfo = null;
   }
@@ -575,6 +577,13 @@ function progressReporter(mine) {
   };
 }
 
+// Whether heatmaps, off because the service ran out of memory loading Grad-CAM, are tried again by now: GET /model
+// then says whether the next upload asks for one (else the page would not ask again until reloaded).
+function heatmapsBack() {
+  const wait = modelInfo.explain_retry_s;
+  return !modelInfo.explain_available && typeof wait === "number" && Date.now() >= modelRead + wait * 1000;
+}
+
 // The first of `files` (a FileList); several at once are refused, so that no film goes unanalysed unnoticed.
 async function analyse(files) {
   const file = files[0];
@@ -591,7 +600,7 @@ async function analyse(files) {
              "shown with its own film.");
     return;
   }
-  if (!modelInfo) {  // GET /model failed when the page opened: its limits and heatmap ability are not known
+  if (!modelInfo || heatmapsBack()) {  // not known (GET /model failed as the page opened), or may be back
     await loadModel();
     if (mine !== latest) return;
   }
