@@ -5,8 +5,8 @@ import copy
 import importlib
 import importlib.util
 import logging
-import os
 import math
+import os
 import re
 import sys
 import threading
@@ -226,10 +226,9 @@ class Engine:
 
     def warm_explain(self) -> None:
         """Load Grad-CAM's torch model in a background thread (once, or again once a load that ran out of memory may
-        be tried again), when it is not loaded yet: the page was opened
-        (its script asks, POST /warm-up), so a heatmap is asked for soon, and it would otherwise wait seconds for PyTorch
-        to load. Predictions go on
-        meanwhile; a heatmap asked for before it is done waits for it."""
+        be tried again), when it is not loaded yet: the page was opened (its script asks, POST /warm-up), so a heatmap
+        is asked for soon, and it would otherwise wait seconds for PyTorch to load. Predictions go on meanwhile; a
+        heatmap asked for before it is done waits for it."""
         with self._warm_lock:
             if (self._warming is not None and self._warming.is_alive()) or \
                     (self._cam_error is not None and not self._retry_due()):
@@ -304,7 +303,6 @@ class Engine:
         self._cam_error = cam_error(err, self.predictor.path)
         log.error("heatmaps off%s: %s [%s: %s]", f" until {self._cam_retry_utc}" if retry else "", self._cam_error,
                   type(err).__name__, first_line(err, 500))
-        return self._cam_error
 
     def explain_png(self, image: np.ndarray, label: str) -> bytes | None:
         """Grad-CAM overlay PNG of the evidence for `label` (the class the response gives) in one

@@ -59,8 +59,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "the memory set aside for uploads is full, or the GPU ran out of "
                                                  "memory; retry after the Retry-After header's seconds. Without "
                                                  "Retry-After: the model file changed since start-up (restart the "
-                                                 "service), or the audit log cannot be written (the detail says "
-                                                 "which)",
+                                                 "service), the model gave no probability (damaged weights), or the "
+                                                 "audit log cannot be written (the detail says which)",
           "headers": {"Retry-After": {"description": "seconds to wait before retrying",
                                       "schema": {"type": "integer"}}}},
 }
