@@ -296,11 +296,13 @@ def test_evaluate_says_where_the_threshold_came_from_and_warns_on_the_same_films
     assert "set-threshold" not in capsys.readouterr().out  # not the stored threshold: nothing to say about it
 
 
-def test_service_says_where_the_threshold_came_from(local) -> None:
+def test_service_says_where_the_threshold_came_from(local, tiny_data: Path) -> None:
     with TestClient(create_app(Settings(model=str(local.out), backend="torch"))) as client:
         info = client.get("/model").json()
     assert info["threshold"] == pytest.approx(local.threshold)
     assert info["threshold_source"]["n_normal"] == 8 and "metrics" not in info["threshold_source"]
+    assert str(tiny_data.parent) not in json.dumps(info)  # no server path: the data folder by its name only
+    assert info["threshold_source"]["data"] == tiny_data.name and "data_resolved" not in info["threshold_source"]
 
 
 

@@ -652,6 +652,16 @@ class Predictor:
         return results
 
 
+def served_source(source: dict[str, object]) -> dict[str, object]:
+    """`set-threshold`'s record as `GET /model` shows it: no metrics, and no server path (the local data's folder
+    and the model it was chosen for by their names only)."""
+    shown = {k: v for k, v in source.items() if k not in ("metrics", "data_resolved")}
+    for key in ("data", "model"):
+        if isinstance(shown.get(key), str):
+            shown[key] = Path(shown[key]).name
+    return shown
+
+
 def describe(meta: ArtifactMeta) -> dict[str, object]:
     """JSON-friendly description of a model artifact for `GET /model`: input size, normalisation, classes, threshold."""
     return {
@@ -659,6 +669,6 @@ def describe(meta: ArtifactMeta) -> dict[str, object]:
         "normalization": asdict(meta.preprocessing),
         "class_names": meta.class_names,
         "threshold": meta.threshold, "target_recall": meta.target_recall, "tta": meta.tta,
-        "threshold_source": {k: v for k, v in meta.threshold_source.items() if k != "metrics"},
+        "threshold_source": served_source(meta.threshold_source),
         "val_metrics": meta.val_metrics, "test_metrics": meta.test_metrics,
     }
