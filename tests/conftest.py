@@ -339,6 +339,15 @@ def four_tone_jpeg(path: Path = UPRIGHT_FILM, side: int = 224, quality: int = 75
     return encode(four, "JPEG", quality=quality)
 
 
+def posterised_jpeg(path: Path = UPRIGHT_FILM, side: int = 224, quality: int = 75, tones: int = 4) -> bytes:
+    """The same film reduced to the `tones` grey levels of its own adaptive palette without dithering (flat bands of
+    grey, as a palette copy saved without dither), saved as JPEG: many grey levels again, none of them grainy."""
+    with Image.open(path) as im:
+        gray = im.convert("L").resize((side, side), Image.Resampling.BICUBIC)
+    flat = gray.convert("RGB").quantize(palette=gray.quantize(tones), dither=Image.Dither.NONE).convert("L")
+    return encode(flat, "JPEG", quality=quality)
+
+
 def make_dicom(
     arr: np.ndarray | None,
     *,

@@ -57,7 +57,8 @@ def test_evaluate_shows_scoring_progress_on_a_terminal(fitted: Path, tiny_data: 
     assert predictor.guard is not None
     images = evaluate(predictor, tiny_data, "test", n_boot=10, cache_dir=tmp_path).images
     whole, verdicts = predictor.screen(np.asarray(images.images), list(images.colours), list(images.levels),
-                                       list(images.tones), list(images.dithers))
+                                       list(images.tones), list(images.dithers),
+                                       list(images.peaks))
     stream = _Tty()
     monkeypatch.setattr(sys, "stderr", stream)
     result = evaluate(predictor, tiny_data, "test", n_boot=10, cache_dir=tmp_path)

@@ -424,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "1): its reason is on stderr and in column ood_reason, its cause in refused_by "
                                    "(blank, colour: not a chest X-ray; image, features: unlike the chest X-rays the "
                                    "model was trained on, as a few real ones are, so read it without the model; "
-                                   "grey_levels, two_tone, dithered, upside_down: send the film as the scanner saved "
+                                   "grey_levels, two_tone, dithered, posterised, upside_down: send the film as the scanner saved "
                                    "it; "
                                    "view: a DICOM whose View Position is lateral, decubitus or oblique, send the "
                                    "frontal film).")

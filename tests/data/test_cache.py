@@ -74,10 +74,11 @@ def test_entry_of_an_older_format_is_decoded_again(tmp_path: Path, monkeypatch: 
 
 
 
-@pytest.mark.parametrize("key", ["tones", "dithers"])
+@pytest.mark.parametrize("key", ["tones", "dithers", "peaks"])
 def test_entry_keeps_the_guards_file_cues(tmp_path: Path, key: str) -> None:
-    """Colourfulness, the two-tone share and the dither energy of each readable file, measured once when the entry
-    is built; an entry written without them (format 2, or 3 without dither energies) is decoded again."""
+    """Colourfulness, the two-tone share, the dither energy and the peak excess of each readable file, measured once
+    when the entry is built; an entry written without them (format 2, 3 without dither energies, 5 without peak
+    excesses) is decoded again."""
     from pneumoscan.data.file_cues import colourfulness, jpeg_cues
 
     samples = [*_samples(tmp_path), *(Sample(write_xray(tmp_path / f"IM-{i:04d}-0002.jpeg", i % 2, i, 128), i % 2)
@@ -85,15 +86,16 @@ def test_entry_keeps_the_guards_file_cues(tmp_path: Path, key: str) -> None:
     cache = tmp_path / "cache"
     first = load_image_set(samples, 24, cache)
     cues = [jpeg_cues(s.path) for s in first.samples]
-    expected = ([colourfulness(s.path) for s in first.samples], [t for t, _ in cues], [d for _, d in cues])
-    np.testing.assert_array_equal([first.colours, first.tones, first.dithers], expected)
+    expected = ([colourfulness(s.path) for s in first.samples], [t for t, _, _ in cues], [d for _, d, _ in cues],
+                [p for _, _, p in cues])
+    np.testing.assert_array_equal([first.colours, first.tones, first.dithers, first.peaks], expected)
     assert any(d > 0 for d in expected[2]) and any(np.isnan(expected[2]))  # measured; NaN where the rule does not apply
     meta_path = next(cache.glob("*.json"))
     meta = json.loads(meta_path.read_text())
     del meta[key]
     meta_path.write_text(json.dumps(meta))
     again = load_image_set(samples, 24, cache)
-    np.testing.assert_array_equal([again.colours, again.tones, again.dithers], expected)
+    np.testing.assert_array_equal([again.colours, again.tones, again.dithers, again.peaks], expected)
     assert key in json.loads(meta_path.read_text())  # rewritten
 
 def test_entry_keeps_each_dicoms_view_position_when_not_frontal(tmp_path: Path,

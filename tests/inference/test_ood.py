@@ -34,6 +34,7 @@ from pneumoscan.inference.ood import (
     guard_path,
     jpeg_cues,
     load_guard,
+    peak_excess,
     two_tone_share,
 )
 from pneumoscan.inference.predictor import Predictor
@@ -51,6 +52,7 @@ from tests.conftest import (
     film_as_dicom,
     four_tone_jpeg,
     full_safetensors,
+    posterised_jpeg,
     text_document,
 )
 
@@ -166,6 +168,52 @@ def test_shipped_guard_refuses_a_4_tone_dithered_jpeg_but_not_the_film(shipped: 
     with Image.open(UPRIGHT_FILM) as im:
         big = im.convert("L").resize((side, side), Image.Resampling.BICUBIC)
     assert shipped.predict_bytes(encode(big, "JPEG", quality=quality)).in_distribution is True
+
+
+def posterised_message(percent: int) -> str:
+    return (f"posterised image: {percent}% of its pixels in a few flat grey tones (the guard refuses above 15%), as in "
+            f"a GIF or palette copy; send the original radiograph")
+
+
+@pytest.mark.parametrize(("side", "quality"), [(224, 30), (224, 75), (448, 30), (896, 95)])
+def test_shipped_guard_refuses_a_posterised_jpeg_but_not_the_film(shipped: Predictor, side: int, quality: int) -> None:
+    """4 flat tones of an adaptive palette, no dither: many grey levels after compression, few near black or white,
+    no grain, and statistics the other signals pass; only its histogram's sharp peaks show it."""
+    data = posterised_jpeg(side=side, quality=quality)
+    tone, grain, peaks = jpeg_cues(data)
+    assert grey_levels(read_grayscale(data)) > 16 and tone < cues.TWO_TONE_SHARE and grain < cues.DITHER_ENERGY
+    result = shipped.predict_bytes(data)
+    assert (result.in_distribution, result.refused_by, result.probability) == (False, "posterised", None)
+    assert result.ood_reason == posterised_message(int(peaks * 100))
+    with Image.open(UPRIGHT_FILM) as im:
+        film = im.convert("L").resize((side, side), Image.Resampling.BICUBIC)
+    assert shipped.predict_bytes(encode(film, "JPEG", quality=quality)).in_distribution is True
+
+
+def test_peak_excess_discounts_the_comb_of_a_low_quality_jpeg() -> None:
+    """At quality 10 a JPEG's block means fall on every 10th grey level, a comb of peaks that is the encoder's: the
+    histogram is averaged over that step first, so the film stays well under the cut."""
+    with Image.open(SAMPLE / "train" / "NORMAL" / "IM-0502-0001.jpeg") as im:
+        data = encode(im.convert("L"), "JPEG", quality=10)
+    with Image.open(io.BytesIO(data)) as im:
+        histogram = im.convert("L").histogram()
+    assert peak_excess(histogram) > cues.PEAK_EXCESS  # the comb, read as peaks
+    assert jpeg_cues(data)[2] < cues.PEAK_EXCESS / 2
+    flat = np.repeat(np.arange(40, 200, 40, dtype=np.uint8), 64 * 16).reshape(64, 64)  # 4 tones, 1,024 pixels each
+    assert peak_excess(Image.fromarray(flat).histogram()) == pytest.approx(1 - 2 / 17)  # each tone above 2/17 of it
+    assert peak_excess([0] * 256) == 0.0
+
+
+def test_guard_check_refuses_above_the_peak_excess_cut(fitted: Path) -> None:
+    """`check(peaks=...)`: above PEAK_EXCESS the film is refused as posterised, at it not."""
+    guard = load_guard(fitted)
+    model, meta = load_artifact(fitted)
+    images = np.stack([load_image(UPRIGHT_FILM, meta.image_size)] * 2)
+    plain = guard.check(images, model=model)
+    verdicts = guard.check(images, model=model, peaks=[cues.PEAK_EXCESS, cues.PEAK_EXCESS + 0.01])
+    assert verdicts[0] == plain[0]
+    assert (verdicts[1].in_distribution, verdicts[1].refused_by, verdicts[1].reason) == (
+        False, "posterised", posterised_message(16))
 
 
 @pytest.mark.parametrize("film", [UPRIGHT_FILM, UPRIGHT_FILM.parents[1] / "PNEUMONIA" / "person102_virus_189.jpeg"])
@@ -389,6 +437,14 @@ def test_a_colour_picture_is_not_a_chest_xray_whatever_its_grain_or_tones(shippe
     assert _unfit_reason(60.0, 1.0, 256, 0.9, 30.0, 12.0, None) == "blank or nearly constant image"
 
 
+def test_fit_guard_leaves_a_posterised_training_file_out() -> None:
+    """A posterised file among the training X-rays is left out of the fit, as the guard would refuse it."""
+    from pneumoscan.inference.ood.fit import _unfit_reason
+
+    assert _unfit_reason(0.0, 50.0, 256, 0.2, 3.0, 12.0, None, cues.PEAK_EXCESS) is None
+    assert _unfit_reason(0.0, 50.0, 256, 0.2, 3.0, 12.0, None, 0.4) == posterised_message(40)
+
+
 def test_a_guard_fitted_before_the_dithered_rule_passes_small_grainy_films(fitted: Path, tiny_data: Path) -> None:
     """A guard without `dither_cut` (fitted before the rule) refuses above DITHER_ENERGY whatever its films; small
     grainy films like the tests' 40 px ones (about 14) are not measured, so it no longer refuses them as dithered."""
@@ -410,8 +466,8 @@ def test_dither_energy_of_raw_files() -> None:
         assert jpeg_cues(four_tone_jpeg(side=side, quality=quality))[1] > cues.DITHER_ENERGY
     assert jpeg_cues(dithered_jpeg())[1] > cues.DITHER_ENERGY  # 1 bit: the two-tone rule refuses it first
     for data in (dithered(), b"\xff\xd8\xff garbage"):  # lossless formats: the grey-level rule counts their levels
-        tone, energy = jpeg_cues(data)
-        assert tone == 0.0 and np.isnan(energy)  # not measured, not "smooth"
+        tone, energy, peaks = jpeg_cues(data)
+        assert tone == 0.0 and np.isnan(energy) and peaks == 0.0  # not measured, not "smooth"
     checker = np.indices((8, 8)).sum(0) % 2 * 255  # each pixel 255 from its neighbours: 3/4 of 255 from the mean
     assert dither_energy(checker.astype(np.uint8)) == pytest.approx(127.5)
     assert dither_energy(np.full((8, 8), 200, np.uint8)) == 0.0 and dither_energy(np.zeros((1, 8), np.uint8)) == 0.0

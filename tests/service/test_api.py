@@ -743,7 +743,7 @@ def test_the_guards_file_cues_of_two_requests_are_measured_at_once_on_a_shared_m
     overlapped: list[bool] = []
     real = predictor_module.jpeg_cues
 
-    def jpeg_cues(data: bytes | bytearray) -> tuple[float, float]:
+    def jpeg_cues(data: bytes | bytearray) -> tuple[float, float, float]:
         try:
             measuring.wait()
             overlapped.append(True)

@@ -1,5 +1,5 @@
 """Decoded, resized images cached on disk as one memory-mapped uint8 array per file list (with each file's grey-level
-count, the guard's file cues: colourfulness, two-tone share, dither energy, and a DICOM's View Position when not
+count, the guard's file cues: colourfulness, two-tone share, dither energy, peak excess, and a DICOM's View Position when not
 frontal), and rows of bytes computed from such decodes (the film fingerprints), within a size limit."""
 from __future__ import annotations
 
@@ -34,8 +34,9 @@ from pneumoscan.progress import progress_bar
 # Bump when an entry's contents change: entries of an older format get another key, so they are decoded again.
 # 2: the .json lists each readable file's grey levels. 3: and its colourfulness and two-tone share. 4: and its
 # dither energy, and its View Position when not frontal (`not_frontal_view`). 5: the dither energy NaN where the rule
-# does not measure (not a JPEG, or under 128 px; some format-4 entries hold 0 or a measure there).
-CACHE_FORMAT = 5
+# does not measure (not a JPEG, or under 128 px; some format-4 entries hold 0 or a measure there). 6: and its peak
+# excess (the posterised rule).
+CACHE_FORMAT = 6
 
 
 def default_cache_dir() -> Path:
@@ -46,9 +47,9 @@ def default_cache_dir() -> Path:
 @dataclass
 class ImageSet:
     """Images of `samples` as a (N, size, size) uint8 array; unreadable files are left out and listed. `levels`: the
-    grey levels of each file as decoded, before resizing (the guard's grey-level rule); `colours`, `tones` and
-    `dithers`: each file's `colourfulness`, two-tone share and dither energy (`jpeg_cues`; the guard's other file
-    cues); `views`: each file's `not_frontal_view` (a DICOM's View Position when it names a lateral, decubitus or
+    grey levels of each file as decoded, before resizing (the guard's grey-level rule); `colours`, `tones`, `dithers`
+    and `peaks`: each file's `colourfulness`, two-tone share, dither energy and peak excess (`jpeg_cues`; the guard's
+    other file cues); `views`: each file's `not_frontal_view` (a DICOM's View Position when it names a lateral, decubitus or
     oblique view, else None); each None when not known.
     `film_marks`: each file's film fingerprint where its decode gave it (`load_image_set(..., film_marks=True)`),
     None for a file whose fingerprint needs a decode of its own."""
@@ -62,6 +63,7 @@ class ImageSet:
     film_marks: list[str | None] | None = None
     views: list[str | None] | None = None
     dithers: np.ndarray | None = None
+    peaks: np.ndarray | None = None
 
     @property
     def labels(self) -> np.ndarray:
@@ -101,8 +103,9 @@ def cache_key(samples: list[Sample], size: int) -> str:
 
 
 # images, readable or not, errors, and per readable file: grey levels, colourfulness, two-tone share, dither energy,
-# not-frontal view
-_Entry = tuple[np.ndarray, list[bool], list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str | None]]
+# not-frontal view, peak excess
+_Entry = tuple[np.ndarray, list[bool], list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str | None],
+               np.ndarray]
 
 
 def _read_entry(array_path: Path, meta_path: Path, n: int, size: int) -> _Entry | None:
@@ -112,15 +115,15 @@ def _read_entry(array_path: Path, meta_path: Path, n: int, size: int) -> _Entry 
         images = np.load(array_path, mmap_mode="r")
         ok, errors = [bool(good) for good in meta["ok"]], [str(e) for e in meta["errors"]]
         levels = np.array([int(v) for v in meta["levels"]], dtype=np.int64)
-        colours, tones, dithers = (np.array([float(v) for v in meta[k]], dtype=np.float64)
-                                   for k in ("colours", "tones", "dithers"))
+        colours, tones, dithers, peaks = (np.array([float(v) for v in meta[k]], dtype=np.float64)
+                                          for k in ("colours", "tones", "dithers", "peaks"))
         views = [None if v is None else str(v) for v in meta["views"]]  # an entry without them is decoded again
     except (OSError, ValueError, EOFError, KeyError, TypeError):
         return None
     if len(ok) != n or images.dtype != np.uint8 or images.shape != (sum(ok), size, size) or \
-            not len(levels) == len(colours) == len(tones) == len(dithers) == len(views) == sum(ok):
+            not len(levels) == len(colours) == len(tones) == len(dithers) == len(views) == len(peaks) == sum(ok):
         return None
-    return images, ok, errors, levels, colours, tones, dithers, views
+    return images, ok, errors, levels, colours, tones, dithers, views, peaks
 
 
 def _failures_persist(samples: list[Sample], ok: list[bool], size: int) -> bool:
@@ -145,7 +148,7 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool,
 
     images = np.zeros((len(samples), size, size), dtype=np.uint8)
     levels = np.zeros(len(samples), dtype=np.int64)
-    colours, tones, dithers = np.zeros(len(samples)), np.zeros(len(samples)), np.zeros(len(samples))
+    colours, tones, dithers, peaks = (np.zeros(len(samples)) for _ in range(4))
     views: list[str | None] = [None] * len(samples)
     ok = [False] * len(samples)
     errors: list[str] = []
@@ -160,7 +163,7 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool,
                                                                                        name=label)
                 marks[index] = None if film is None else film_fingerprint(film)
             colours[index] = colourfulness(data, rgb=rgb)
-            tones[index], dithers[index] = jpeg_cues(data)
+            tones[index], dithers[index], peaks[index] = jpeg_cues(data)
             views[index] = not_frontal_view(data)
             ok[index] = True
         except InputError as err:
@@ -169,7 +172,7 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool,
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         list(progress_bar(pool.map(work, range(len(samples))), total=len(samples), desc=desc, unit="img",
                           progress=progress))
-    return images, ok, sorted(errors), levels, colours, tones, dithers, views
+    return images, ok, sorted(errors), levels, colours, tones, dithers, views, peaks
 
 
 def _write_entry(array_path: Path, meta_path: Path, images: np.ndarray, meta_text: str) -> None:
@@ -235,23 +238,25 @@ def load_image_set(
     entry = _read_entry(array_path, meta_path, len(samples), size) if limit > 0 else None
     marks: list[str | None] | None = None
     if entry is not None and _failures_persist(samples, entry[1], size):
-        images, ok, errors, levels, colours, tones, dithers, views = entry
+        images, ok, errors, levels, colours, tones, dithers, views, peaks = entry
         mark_used(meta_path)
     else:
         marks = [None] * len(samples) if film_marks and size != FILM_SIZE else None  # at FILM_SIZE: the images
-        images, ok, errors, levels, colours, tones, dithers, views = _decode_all(samples, size, desc, progress, marks)
+        images, ok, errors, levels, colours, tones, dithers, views, peaks = _decode_all(samples, size, desc, progress,
+                                                                                        marks)
         if not all(ok):
             readable = np.array(ok, dtype=bool)
-            images, levels, colours, tones, dithers = (x[readable] for x in (images, levels, colours, tones, dithers))
+            images, levels, colours, tones, dithers, peaks = (x[readable] for x in (images, levels, colours, tones,
+                                                                                      dithers, peaks))
             views = [view for view, good in zip(views, ok) if good]
             marks = None if marks is None else [mark for mark, good in zip(marks, ok) if good]
         if limit > 0:
             meta_text = json.dumps({"ok": ok, "errors": errors, "size": size, "n": len(samples),
                                     "levels": levels.tolist(), "colours": colours.tolist(), "tones": tones.tolist(),
-                                    "dithers": dithers.tolist(), "views": views})
+                                    "dithers": dithers.tolist(), "views": views, "peaks": peaks.tolist()})
             images = _keep(cache_dir, key, images, meta_text, limit)
     kept = [s for s, good in zip(samples, ok) if good]
-    return ImageSet(kept, images, errors, levels, colours, tones, marks, views, dithers)
+    return ImageSet(kept, images, errors, levels, colours, tones, marks, views, dithers, peaks)
 
 
 def cached_file_rows(samples: list[Sample], kind: str, size: int, width: int,

@@ -1,6 +1,6 @@
 """Cues of the input guard measured on a raw image file, before any model: how colourful it is and, for a JPEG,
-the share of its pixels near black or white and its dither energy. The image cache keeps them with each file's
-decoded image."""
+the share of its pixels near black or white, its dither energy and its peak excess. The image cache keeps them with
+each file's decoded image."""
 from __future__ import annotations
 
 import io
@@ -22,6 +22,7 @@ DITHER_WINDOW = 512  # dither energy is measured on the central DITHER_WINDOW x 
 # at least 17.85), so the dither energy is measured only on images at least DITHER_MIN_SIDE px on their shorter side.
 DITHER_MIN_SIDE = 128
 NOT_MEASURED = float("nan")  # the dither energy of a file the dithered rule does not apply to
+PEAK_WINDOW = 8  # peak excess: a grey level's count against the mean count of the 2 x PEAK_WINDOW + 1 levels around it
 
 
 NOT_DECODED: Any = object()
@@ -78,25 +79,27 @@ def two_tone_share(source: str | os.PathLike | bytes | bytearray) -> float:
     return jpeg_cues(source)[0]
 
 
-def jpeg_cues(source: str | os.PathLike | bytes | bytearray) -> tuple[float, float]:
-    """A JPEG's two-tone share and dither energy (`dither_energy`), from one decode at full size.
+def jpeg_cues(source: str | os.PathLike | bytes | bytearray) -> tuple[float, float, float]:
+    """A JPEG's two-tone share, dither energy (`dither_energy`) and peak excess (`peak_excess`), from one decode at
+    full size.
 
     Two-tone share: the share of its pixels within `TWO_TONE_BAND` grey levels of black or white. Only JPEGs are
     measured (lossless formats keep a dithered or black-and-white picture's few grey levels, which the grey-level
     rule counts); those above `TWO_TONE_MAX_PIXELS` at the largest reduced size under it. The dither energy is
     `NOT_MEASURED` (NaN) for a JPEG under `DITHER_MIN_SIDE` px on its shorter side, whose grain is a small film's.
-    Other, unreadable or oversized files return (0.0, NaN) (the decoder reports those).
+    Other, unreadable or oversized files return (0.0, NaN, 0.0) (the decoder reports those).
     """
     from PIL import Image
 
     try:
         data = source if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
         if bytes(data[:3]) != b"\xff\xd8\xff":
-            return 0.0, NOT_MEASURED
+            return 0.0, NOT_MEASURED, 0.0
         with Image.open(io.BytesIO(data), formats=("JPEG", "MPO")) as im:
             width, height = im.size
             if width * height > DEFAULT_MAX_PIXELS:
-                return 0.0, NOT_MEASURED
+                return 0.0, NOT_MEASURED, 0.0
+            step = _dc_step(im)
             scale = next((s for s in (1, 2, 4) if width * height <= TWO_TONE_MAX_PIXELS * s * s), 8)
             im.draft("L", (width // scale, height // scale))  # grey straight from the decoder
             gray = im if im.mode == "L" else im.convert("L")  # convert would copy an L image
@@ -104,9 +107,37 @@ def jpeg_cues(source: str | os.PathLike | bytes | bytearray) -> tuple[float, flo
             energy = dither_energy(np.asarray(gray.crop(_central(gray.size)))) \
                 if min(width, height) >= DITHER_MIN_SIDE else NOT_MEASURED  # a copy of the window alone
     except Exception:  # noqa: BLE001 - any unreadable input: the decoder raises the user-facing error
-        return 0.0, NOT_MEASURED
+        return 0.0, NOT_MEASURED, 0.0
     near = sum(histogram[:TWO_TONE_BAND]) + sum(histogram[-TWO_TONE_BAND:])
-    return near / max(sum(histogram), 1), energy
+    return near / max(sum(histogram), 1), energy, peak_excess(histogram, step)
+
+
+def peak_excess(histogram: Sequence[int], step: int = 1) -> float:
+    """The share of an image's pixels (of its 256-level `histogram`) in sharp peaks: each level's count above twice
+    the mean count of the 2 x `PEAK_WINDOW` + 1 levels around it (the ends repeated), summed, over all pixels. A
+    picture of a few flat tones (posterised, or a palette without dithering) keeps its tones as peaks through JPEG
+    noise; a film's histogram is smooth. `step`: the grey levels between the block means a JPEG can hold (its DC
+    quantisation step / 8, `_dc_step`), whose comb of peaks (10 levels apart at quality 10) is the encoder's:
+    the histogram is averaged over `step` levels first; 1 for a lossless file."""
+    counts = np.asarray(histogram, dtype=np.float64)
+    total = counts.sum()
+    if total == 0:
+        return 0.0
+    if step > 1:
+        counts = np.convolve(np.pad(counts, (step // 2, step - 1 - step // 2), mode="edge"), np.ones(step) / step,
+                             "valid")
+    width = 2 * PEAK_WINDOW + 1
+    around = np.convolve(np.pad(counts, PEAK_WINDOW, mode="edge"), np.ones(width) / width, "valid")
+    return float(np.maximum(counts - 2 * around, 0.0).sum() / total)
+
+
+def _dc_step(jpeg: Any) -> int:
+    """The grey levels between the block means an opened JPEG can hold: its luminance DC quantiser / 8, rounded (1 at
+    quality 95 and above, 8 at 50, 10 at 10); 1 when it does not say."""
+    try:
+        return max(1, round(jpeg.quantization[0][0] / 8))
+    except (AttributeError, KeyError, IndexError, TypeError):
+        return 1
 
 
 def dither_energy(gray: np.ndarray) -> float:

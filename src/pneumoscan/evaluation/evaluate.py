@@ -215,10 +215,11 @@ def evaluate(
         where = "" if split_name == "all" else f" in {split_name}/"
         raise InputError(f"{data}: no readable {' or '.join(missing)} images{where}{unreadable}; "
                          f"evaluation needs both NORMAL and PNEUMONIA images")
-    colours, tones, dithers = (None if v is None else [float(x) for x in v]
-                               for v in (images.colours, images.tones, images.dithers))
+    colours, tones, dithers, peaks = (None if v is None else [float(x) for x in v]
+                                      for v in (images.colours, images.tones, images.dithers, images.peaks))
     levels = None if images.levels is None else [int(v) for v in images.levels]
-    probs, verdicts = predictor.screen(np.asarray(images.images), colours, levels, tones, dithers, progress=progress)
+    probs, verdicts = predictor.screen(np.asarray(images.images), colours, levels, tones, dithers, peaks,
+                                       progress=progress)
     refused, lateral = refused_films(images, verdicts, guarded=predictor.guard is not None)
     if refused:
         warn(GuardWarning(_refused_message(len(refused), lateral, len(images.samples), refused)))

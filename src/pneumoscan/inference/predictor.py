@@ -48,7 +48,7 @@ class Prediction:
     # to read reliably, so the original should be sent
     size_warning: str | None = None
     # what refused the film, set with ood_reason: "blank" or "colour" (not a chest X-ray), "grey_levels", "two_tone",
-    # "dithered" or "upside_down" (a chest X-ray the model cannot read as sent), "image" or "features" (unlike the training films),
+    # "dithered", "posterised" or "upside_down" (a chest X-ray the model cannot read as sent), "image" or "features" (unlike the training films),
     # "view" (a DICOM whose View Position is lateral, decubitus or oblique)
     refused_by: str | None = None
 
@@ -62,7 +62,7 @@ class Decoded(NamedTuple):
     file's grey levels, colourfulness and two-tone share (the last two 0.0 when there is no guard to read them), its
     `size_warning` (None unless it is a thumbnail), the file's (width, height) (None when its header does not
     say), a DICOM's View Position when it is not frontal (`not_frontal_view`; None for any other file, or
-    without a guard to refuse it) and the file's dither energy (`jpeg_cues`; 0.0 without a guard)."""
+    without a guard to refuse it) and the file's dither energy and peak excess (`jpeg_cues`; 0.0 without a guard)."""
 
     image: np.ndarray
     levels: int
@@ -72,6 +72,7 @@ class Decoded(NamedTuple):
     size: tuple[int, int] | None = None
     view: str | None = None
     dither: float = 0.0
+    peaks: float = 0.0
 
 
 # Files `predict_chunks` decodes and predicts at a time: enough for every decoding thread of a many-core machine
@@ -429,7 +430,7 @@ class Predictor:
         is, its header's photometric interpretation and windows applied: not as its `pixel_array`). InputError when
         it is no usable image (`predict_files` gives that as the row's `error` instead); a film the guard refuses comes back unscored. An
         in-memory image is screened as the PNG file of its pixels is (`encoded_png`): the guard's JPEG rules (two
-        tones, dither energy) measure JPEG files only, so a dithered JPEG is refused by them from its path or bytes,
+        tones, dither energy, peak excess) measure JPEG files only, so a dithered JPEG is refused by them from its path or bytes,
         not as decoded pixels. A JPEG at least twice the model's input size is decoded at reduced size from its path or bytes (as by every
         command), so its decoded pixels given as an array can score slightly otherwise (2e-4 seen at 64 px)."""
         if isinstance(image, (str, os.PathLike)):
@@ -471,9 +472,10 @@ class Predictor:
     def results(self, names: list[str], images: np.ndarray, raw: Sequence[bytes | bytearray] | None = None, *,
                 colours: list[float] | None = None, levels: list[int] | None = None,
                 tones: list[float] | None = None, small: list[str | None] | None = None,
-                views: list[str | None] | None = None, dithers: list[float] | None = None) -> list[Prediction]:
+                views: list[str | None] | None = None, dithers: list[float] | None = None,
+                peaks: list[float] | None = None) -> list[Prediction]:
         """Predictions for decoded images, screened by the guard: colourfulness, grey levels (see
-        `load_image_with_levels`), two-tone shares and dither energies (`jpeg_cues`) as given, else measured on the `raw`
+        `load_image_with_levels`), two-tone shares, dither energies and peak excesses (`jpeg_cues`) as given, else measured on the `raw`
         bytes as `decode` measures them (decoding a file again only for its grey levels); `small` the files'
         `size_warning`s and `views` their `not_frontal_view`s, likewise (from their headers).
 
@@ -481,14 +483,15 @@ class Predictor:
         Position says it is no frontal film (refused_by "view").
         """
         if raw is not None:
-            colours, levels, tones, dithers, small = self._measured(names, raw, colours, levels, tones, dithers, small)
+            colours, levels, tones, dithers, peaks, small = self._measured(names, raw, colours, levels, tones, dithers,
+                                                                           peaks, small)
             if views is None and self.guard is not None:
                 views = [not_frontal_view(r) for r in raw]
         if small is None:
             small = [None] * len(names)
         if views is None or self.guard is None:
             views = [None] * len(names)
-        probs, verdicts = self.screen(images, colours, levels, tones, dithers)
+        probs, verdicts = self.screen(images, colours, levels, tones, dithers, peaks)
         out = []
         for name, prob, verdict, warning, view in zip(names, probs, verdicts, small, views):
             if view is not None:  # the header says what the image statistics can only guess
@@ -506,15 +509,16 @@ class Predictor:
 
     def _measured(self, names: list[str], raw: Sequence[bytes | bytearray], colours: list[float] | None,
                   levels: list[int] | None, tones: list[float] | None, dithers: list[float] | None,
-                  small: list[str | None] | None) -> tuple[list[float] | None, list[int] | None, list[float] | None,
-                                                           list[float] | None, list[str | None]]:
+                  peaks: list[float] | None, small: list[str | None] | None
+                  ) -> tuple[list[float] | None, list[int] | None, list[float] | None, list[float] | None,
+                             list[float] | None, list[str | None]]:
         """`results`' cues as given, those not given measured on the files' `raw` bytes as `decode` measures them,
         each reading no more than it needs: the size warnings a header, the colourfulness and the JPEG cues (two-tone
-        share, dither energy) their own reads (`file_cues`), only the grey levels a decode of the file; without a
+        share, dither energy, peak excess) their own reads (`file_cues`), only the grey levels a decode of the file; without a
         guard, which reads the others, only the size warnings."""
         small = small if small is not None else [size_warning(r) for r in raw]
         if self.guard is None:
-            return colours, levels, tones, dithers, small
+            return colours, levels, tones, dithers, peaks, small
         rgbs: list[Any] = [NOT_DECODED] * len(raw)
         if levels is None:  # counted on the decoded file before resizing (`load_image_with_levels`)
             levels, rgbs = [], []
@@ -524,30 +528,31 @@ class Predictor:
                 rgbs.append(rgb)
         if colours is None:
             colours = [colourfulness(r, rgb=rgb) for r, rgb in zip(raw, rgbs)]
-        if tones is None or dithers is None:
+        if tones is None or dithers is None or peaks is None:
             cues = [jpeg_cues(r) for r in raw]
-            tones = [t for t, _ in cues] if tones is None else tones
-            dithers = [d for _, d in cues] if dithers is None else dithers
-        return colours, levels, tones, dithers, small
+            tones = [t for t, _, _ in cues] if tones is None else tones
+            dithers = [d for _, d, _ in cues] if dithers is None else dithers
+            peaks = [p for _, _, p in cues] if peaks is None else peaks
+        return colours, levels, tones, dithers, peaks, small
 
     def decoded_results(self, names: list[str], files: Sequence[Decoded]) -> list[Prediction]:
         """`results` for files `decode` read: their images, the guard's cues and their size warnings."""
         return self.results(names, np.stack([f.image for f in files]), colours=[f.colour for f in files],
                             levels=[f.levels for f in files], tones=[f.tone for f in files],
                             small=[f.small for f in files], views=[f.view for f in files],
-                            dithers=[f.dither for f in files])
+                            dithers=[f.dither for f in files], peaks=[f.peaks for f in files])
 
     def screen(self, images: np.ndarray, colours: list[float] | None = None, levels: list[int] | None = None,
-               tones: list[float] | None = None, dithers: list[float] | None = None, *,
-               progress: bool = False) -> tuple[np.ndarray, list[OODResult | None]]:
+               tones: list[float] | None = None, dithers: list[float] | None = None,
+               peaks: list[float] | None = None, *, progress: bool = False) -> tuple[np.ndarray, list[OODResult | None]]:
         """P(PNEUMONIA) for preprocessed images (N, S, S) and the guard's verdict on each (None without a guard);
-        `colours`, `levels`, `tones` and `dithers` are the files' colourfulness, grey levels, two-tone shares and
-        dither energies, when known.
+        `colours`, `levels`, `tones`, `dithers` and `peaks` are the files' colourfulness, grey levels, two-tone
+        shares, dither energies and peak excesses, when known.
         With `progress`, a 'scoring' bar on a terminal counts the images, scored a few batches at a time (the same
         batches, so the same answers; the guard's image statistics then take the memory of those few alone)."""
         step = self.batch_size * 4
         if not progress or len(images) <= step:
-            return self._screen(images, colours, levels, tones, dithers)
+            return self._screen(images, colours, levels, tones, dithers, peaks)
         from pneumoscan.progress import progress_bar
 
         probs, verdicts = [], []
@@ -555,18 +560,20 @@ class Predictor:
             for start in range(0, len(images), step):
                 part = slice(start, start + step)
                 p, v = self._screen(images[part], *(None if x is None else x[part]
-                                                    for x in (colours, levels, tones, dithers)))
+                                                    for x in (colours, levels, tones, dithers, peaks)))
                 probs.append(p)
                 verdicts += v
                 bar.update(len(p))
         return np.concatenate(probs), verdicts
 
     def _screen(self, images: np.ndarray, colours: list[float] | None, levels: list[int] | None,
-                tones: list[float] | None, dithers: list[float] | None) -> tuple[np.ndarray, list[OODResult | None]]:
+                tones: list[float] | None, dithers: list[float] | None,
+                peaks: list[float] | None) -> tuple[np.ndarray, list[OODResult | None]]:
         probs, features = self._predict(images, with_features=self.guard is not None)
         if self.guard is None:
             return probs, [None] * len(images)
-        signals = {"colourfulness": colours, "grey_levels": levels, "two_tone": tones, "dither": dithers}
+        signals = {"colourfulness": colours, "grey_levels": levels, "two_tone": tones, "dither": dithers,
+                   "peaks": peaks}
         if features is not None:
             return probs, list(self.guard.check(images, features=features, **signals))
         # an ONNX export without the features output
@@ -629,15 +636,16 @@ class Predictor:
         its View Position when not frontal."""
         size = stored_size(data)
         view = not_frontal_view(data) if self.guard is not None else None
-        colour, tone, dither = self.file_cues(data, rgb)
-        return Decoded(image, levels, colour, tone, thumbnail_warning(size), size, view, dither)
+        colour, tone, dither, peaks = self.file_cues(data, rgb)
+        return Decoded(image, levels, colour, tone, thumbnail_warning(size), size, view, dither, peaks)
 
-    def file_cues(self, data: bytes | bytearray, rgb: np.ndarray | None) -> tuple[float, float, float]:
+    def file_cues(self, data: bytes | bytearray, rgb: np.ndarray | None) -> tuple[float, float, float, float]:
         """The guard's cues read from a file's bytes: its colourfulness (of `rgb`, what `load_image_levels_and_rgb`
-        gave with its image: a colour DICOM's pixels, else None), two-tone share and dither energy (`jpeg_cues`: a
+        gave with its image: a colour DICOM's pixels, else None), two-tone share, dither energy and peak excess
+        (`jpeg_cues`: a
         JPEG decoded at full size); 0.0 each without a guard, which is the only reader of them."""
         if self.guard is None:
-            return 0.0, 0.0, 0.0
+            return 0.0, 0.0, 0.0, 0.0
         return (colourfulness(data, rgb=rgb), *jpeg_cues(data))
 
     def _chunk_results(self, files: list[Path], decoded: list[Decoded | str]) -> list[Prediction]:

@@ -150,8 +150,8 @@ class Engine:
     second output, so requests run concurrently; on the torch backend (or an older export) they come
     from a forward hook on the shared model, and registering hooks while another thread runs a pass
     is not safe, so then `results` (prediction and screening) runs one request at a time. The guard's
-    cues that read the upload's bytes (colourfulness, two-tone share and dither energy: a full-size JPEG decode) are
-    measured in `decode`, outside that lock, so they never wait for another request.
+    cues that read the upload's bytes (colourfulness, two-tone share, dither energy and peak excess: a full-size JPEG
+    decode) are measured in `decode`, outside that lock, so they never wait for another request.
     """
 
     def __init__(self, settings: Settings) -> None:

@@ -121,7 +121,7 @@ class ModelInfo(BaseModel):
 
 
 _IN_DISTRIBUTION = ("true: the upload looks like a chest X-ray; false: it does not, or it is one the model cannot "
-                    "read as sent (black-and-white, dithered, upside down), and no prediction was made (probability and label "
+                    "read as sent (black-and-white, dithered, posterised, upside down), and no prediction was made (probability and label "
                     "are null); null: the model has no out-of-distribution guard")
 _PREVALENCE = ("pneumonia prevalence the probabilities assume: `serve --prevalence`, else the model's prior "
                "(GET /model, operating_point)")
@@ -139,13 +139,13 @@ _OOD_REASON = ("why no prediction was made, in words for the reader (only when i
                "statistics: ...); if it is a frontal pediatric chest X-ray, read it without the model\" or \"the image "
                "looks upside down; rotate it and send it again\"")
 _REFUSED_BY = ("what refused the film, set with ood_reason: blank or colour (not a chest X-ray); grey_levels, two_tone, "
-               "dithered or upside_down (a chest X-ray the model cannot read as sent); view (a DICOM whose View Position is "
+               "dithered, posterised or upside_down (a chest X-ray the model cannot read as sent); view (a DICOM whose View Position is "
                "lateral, decubitus or oblique: send the frontal film); image or features (unlike the chest "
                "X-rays the model was trained on, as 17 of the shipped model's 5,216 real train films are: a chest film "
                "so refused is read without the model)")
 
 _REFUSAL_KIND = ("what a refusal means, from refused_by (null when in_distribution is not false): not_a_chest_xray "
-                 "(blank, colour: no radiograph was sent); as_sent (grey_levels, two_tone, dithered, upside_down, view: a "
+                 "(blank, colour: no radiograph was sent); as_sent (grey_levels, two_tone, dithered, posterised, upside_down, view: a "
                  "chest X-ray the model cannot read as sent, ood_reason says what to send instead); unlike (image, features: "
                  "unlike the chest X-rays the model was trained on; a chest film so refused is read without the model)")
 _REFUSAL_CAUSE = ("what the guard found, in words for the reader: ood_reason less the \"not a chest X-ray: \" a refusal "

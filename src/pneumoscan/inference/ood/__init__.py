@@ -80,6 +80,8 @@ from pneumoscan.inference.ood.cues import (
     DITHER_MIN_SIDE,
     DITHER_WINDOW,
     MAX_GREY_LEVELS,
+    PEAK_EXCESS,
+    PEAK_WINDOW,
     TWO_TONE_BAND,
     TWO_TONE_MAX_PIXELS,
     TWO_TONE_SHARE,
@@ -89,6 +91,7 @@ from pneumoscan.inference.ood.cues import (
     dither_energy,
     image_statistics,
     jpeg_cues,
+    peak_excess,
     two_tone_share,
     two_tone_share_of,
 )
@@ -105,6 +108,7 @@ from pneumoscan.inference.ood.guard import (
     guard_path,
     is_guard_file,
     load_guard,
+    posterised_reason,
     refusal_cause,
     refusal_kind,
     two_tone_reason,
@@ -112,9 +116,10 @@ from pneumoscan.inference.ood.guard import (
 
 __all__ = [
     "BLANK_SPREAD", "COLOUR_REFERENCE", "DITHER_ENERGY", "DITHER_MIN_SIDE", "DITHER_WINDOW", "GUARD_FORMAT", "MAX_GREY_LEVELS",
-    "REFUSAL_KINDS", "TWO_TONE_BAND", "TWO_TONE_MAX_PIXELS", "TWO_TONE_SHARE", "UPSIDE_DOWN_GAIN", "Gaussian",
+    "PEAK_EXCESS", "PEAK_WINDOW", "REFUSAL_KINDS", "TWO_TONE_BAND", "TWO_TONE_MAX_PIXELS", "TWO_TONE_SHARE", "UPSIDE_DOWN_GAIN", "Gaussian",
     "OODGuard", "OODResult", "colourfulness", "colourfulness_of", "dither_energy", "dithered_reason", "final_linear",
     "fit_guard", "forward_with_features", "grey_levels_reason", "guard_path", "image_statistics", "is_guard_file",
-    "jpeg_cues", "load_guard", "refusal_cause", "refusal_kind", "two_tone_reason", "two_tone_share",
+    "jpeg_cues", "load_guard", "peak_excess", "posterised_reason", "refusal_cause", "refusal_kind", "two_tone_reason",
+    "two_tone_share",
     "two_tone_share_of",
 ]

@@ -17,6 +17,7 @@ from pneumoscan.inference.ood.cues import (
     COLOUR_REFERENCE,
     DITHER_ENERGY,
     MAX_GREY_LEVELS,
+    PEAK_EXCESS,
     TWO_TONE_SHARE,
     image_statistics,
     pixel_spread,
@@ -31,6 +32,7 @@ from pneumoscan.inference.ood.guard import (
     dithered_reason,
     grey_levels_reason,
     guard_path,
+    posterised_reason,
     two_tone_reason,
 )
 
@@ -48,9 +50,9 @@ def _fit_samples(data: str | os.PathLike | Sequence[Any]) -> list[Any]:
 
 
 def _unfit_reason(colour: float, spread: float, levels: int, tone: float, dither: float, dither_cut: float,
-                  view: str | None) -> str | None:
+                  view: str | None, peaks: float = 0.0) -> str | None:
     """Why a training file is left out of the fit (the guard or its view rule refuses its like: blank, colour, black
-    and white, dithered above `dither_cut`, or a DICOM of a lateral, decubitus or oblique view; the guard's order),
+    and white, dithered above `dither_cut`, posterised (`peaks`: its peak excess), or a DICOM of a lateral, decubitus or oblique view; the guard's order),
     or None for a film to fit on."""
     if spread < BLANK_SPREAD:
         return BLANK_REASON
@@ -62,6 +64,8 @@ def _unfit_reason(colour: float, spread: float, levels: int, tone: float, dither
         return two_tone_reason(tone)
     if dither > dither_cut:
         return dithered_reason(dither, dither_cut)
+    if peaks > PEAK_EXCESS:
+        return posterised_reason(peaks)
     return None if view is None else view_reason(view)
 
 
@@ -125,7 +129,8 @@ def fit_guard(
     image_set = load_image_set(samples, meta.image_size, Path(cache_dir) if cache_dir else None, desc="decoding guard")
     colour, tones = np.asarray(image_set.colours), np.asarray(image_set.tones)
     dithers = np.asarray(image_set.dithers if image_set.dithers is not None else [np.nan] * len(image_set.samples))
-    # a colour, blank, black-and-white, dithered or lateral file among the training X-rays must not teach the guard to
+    peaks = np.asarray(image_set.peaks if image_set.peaks is not None else [0.0] * len(image_set.samples))
+    # a colour, blank, black-and-white, dithered, posterised or lateral file among the training X-rays must not teach the guard to
     # pass such images
     spread = pixel_spread(np.asarray(image_set.images))
     levels = np.asarray(image_set.levels if image_set.levels is not None else [256] * len(image_set.samples))
@@ -134,8 +139,8 @@ def fit_guard(
     films = np.array([_unfit_reason(c, v, int(n), t, np.nan, DITHER_ENERGY, None) is None
                       for c, v, n, t in zip(colour, spread, levels, tones)], dtype=bool)
     dither_cut = fitted_dither_cut(dithers[films])
-    reasons = [_unfit_reason(c, v, int(n), t, d, dither_cut, view)
-               for c, v, n, t, d, view in zip(colour, spread, levels, tones, dithers, views)]
+    reasons = [_unfit_reason(c, v, int(n), t, d, dither_cut, view, p)
+               for c, v, n, t, d, view, p in zip(colour, spread, levels, tones, dithers, views, peaks)]
     left_out = [f"{s.path}: {why}" for s, why in zip(image_set.samples, reasons) if why is not None]
     keep = np.array([why is None for why in reasons], dtype=bool)
     images, colour, labels = np.asarray(image_set.images)[keep], colour[keep], image_set.labels[keep]

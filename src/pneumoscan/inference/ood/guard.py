@@ -19,6 +19,7 @@ from pneumoscan.inference.ood.cues import (
     BLANK_SPREAD,
     DITHER_ENERGY,
     MAX_GREY_LEVELS,
+    PEAK_EXCESS,
     TWO_TONE_SHARE,
     UPSIDE_DOWN_GAIN,
     flipped_statistics,
@@ -50,7 +51,7 @@ _UPSIDE_DOWN = "the image looks upside down; rotate it and send it again"
 # a chest X-ray the model cannot read as sent (what to send instead); or unlike the training X-rays, as a few real
 # chest X-rays are (read it without the model). The service sends it with each refusal (`refusal_kind`).
 REFUSAL_KINDS = {"blank": "not_a_chest_xray", "colour": "not_a_chest_xray", "grey_levels": "as_sent",
-                 "two_tone": "as_sent", "dithered": "as_sent", "upside_down": "as_sent", "view": "as_sent",
+                 "two_tone": "as_sent", "dithered": "as_sent", "posterised": "as_sent", "upside_down": "as_sent", "view": "as_sent",
                  "image": "unlike", "features": "unlike"}
 NOT_A_CHEST_XRAY = "not a chest X-ray: "  # what the message of a refusal of kind not_a_chest_xray starts with
 
@@ -78,7 +79,7 @@ class OODResult:
     reason: str | None = None
     components: dict[str, float] = field(default_factory=dict)
     # what refused the image, the first that holds: "blank", "colour" (its ratio above the threshold), "grey_levels",
-    # "two_tone", "dithered", "upside_down", else the largest of `components` ("image" or "features")
+    # "two_tone", "dithered", "posterised", "upside_down", else the largest of `components` ("image" or "features")
     refused_by: str | None = None
 
     @property
@@ -110,6 +111,13 @@ def dithered_reason(energy: float, cut: float = DITHER_ENERGY) -> str:
     digits = next((d for d in range(1, 4) if f"{energy:.{d}f}" != f"{cut:.{d}f}"), 4)
     return (f"dithered or grainy image: pixel-to-pixel grain of {energy:.{digits}f} grey levels (the guard refuses "
             f"above {cut:.{digits}f}), as in a printed-and-scanned, GIF or palette copy; send the original radiograph")
+
+
+def posterised_reason(excess: float) -> str:
+    """Why a JPEG with this peak excess (`peak_excess`) is refused, and what to send instead."""
+    percent = int(excess * 100)  # floored, as the cut is PEAK_EXCESS = 15 %: 15.9 % shows as above it
+    return (f"posterised image: {percent}% of its pixels in a few flat grey tones (the guard refuses above "
+            f"{PEAK_EXCESS:.0%}), as in a GIF or palette copy; send the original radiograph")
 
 
 def guard_path(model: str | os.PathLike | None) -> Path:
@@ -214,10 +222,11 @@ class OODGuard:
         grey_levels: Sequence[int] | np.ndarray | None = None,
         two_tone: Sequence[float] | np.ndarray | None = None,
         dither: Sequence[float] | np.ndarray | None = None,
+        peaks: Sequence[float] | np.ndarray | None = None,
     ) -> list[OODResult]:
         """One verdict per image of the (N, S, S) uint8 batch; see the module docstring for the arguments
         (`grey_levels`: of each decoded file before resizing, `pneumoscan.data.preprocess.load_image_with_levels`;
-        `two_tone` and `dither`: `jpeg_cues` of each file)."""
+        `two_tone`, `dither` and `peaks`: `jpeg_cues` of each file)."""
         images = np.asarray(images)
         if len(images) == 0:
             return []
@@ -230,6 +239,9 @@ class OODGuard:
         grain = None if dither is None else np.asarray(dither, dtype=np.float64).reshape(-1)
         if grain is not None and len(grain) != len(images):
             raise ValueError(f"got {len(grain)} dither energies for {len(images)} images")
+        excess = None if peaks is None else np.asarray(peaks, dtype=np.float64).reshape(-1)
+        if excess is not None and len(excess) != len(images):
+            raise ValueError(f"got {len(excess)} peak excesses for {len(images)} images")
         stats = self._statistics(images)
         score, ratios = self.scores(self._components(images, stats, features, model, colourfulness))
         flipped = self.upside_down(stats, ratios["image"])
@@ -241,8 +253,9 @@ class OODGuard:
             few_levels = levels is not None and levels[i] <= MAX_GREY_LEVELS
             two_tones = tones is not None and tones[i] > TWO_TONE_SHARE
             dithered = grain is not None and grain[i] > self.dither_cut
+            posterised = excess is not None and excess[i] > PEAK_EXCESS
             colourful = parts.get("colour", 0.0) > self.threshold
-            if (not passed or few_levels or two_tones or dithered) and spread[i] < BLANK_SPREAD:
+            if (not passed or few_levels or two_tones or dithered or posterised) and spread[i] < BLANK_SPREAD:
                 refused_by, reason = "blank", BLANK_REASON
             elif colourful:  # no radiograph, whatever the as-sent rules or the largest signal say
                 refused_by, reason = "colour", REASONS["colour"]
@@ -252,6 +265,8 @@ class OODGuard:
                 refused_by, reason = "two_tone", two_tone_reason(float(tones[i]))
             elif dithered:
                 refused_by, reason = "dithered", dithered_reason(float(grain[i]), self.dither_cut)
+            elif posterised:
+                refused_by, reason = "posterised", posterised_reason(float(excess[i]))
             elif flipped[i]:
                 refused_by, reason = "upside_down", _UPSIDE_DOWN
             elif not passed:
