@@ -1,14 +1,17 @@
-"""Whether a few-grey-levels cue could refuse 4-tone and posterised JPEGs: measured on train films only.
+"""The guard's posterised-JPEG rule, measured on train films only (test/ is never read).
 
-The guard's grey-level rule counts the distinct levels a file decodes to (at most `MAX_GREY_LEVELS` is refused),
-which a JPEG's compression noise hides. A histogram cue that survives that noise: the share of a JPEG's pixels,
-decoded at full size, within +-3 levels of its 4 most common levels (`peak_share`; each peak's 7 levels taken out
-before the next is found). Measured on every train film and on the bundled sample's train films (false refusals
-at a cut), and on pictures made from every Nth train film (4 tones Floyd-Steinberg dithered; 4 and 8 tones
-posterised, no dither) saved as JPEG: their peak share, distinct grey levels, high-pass energy (mean |image - 2x2
-box blur| at full size, `texture_cue.py`) and whether the shipped guard passes them now. test/ is never read.
+Peak excess (`peak_excess`): the share of a JPEG's pixels, decoded at full size, in sharp peaks of its histogram (each
+level's count above twice the mean of the 17 levels around it, after averaging over the JPEG's own DC step, whose
+comb is the encoder's). Measured on every train film and the bundled sample's train films as stored, re-encoded at
+quality 10 to 95 and at twice the size (quality 75): false refusals at `PEAK_EXCESS`. Then pictures made from every
+Nth train film at 224 and 896 px, saved as JPEG quality 30, 75 and 95: posterised (no dither) to the 4 or 6 levels of
+an adaptive palette (`Image.quantize`) or to 4, 8 or 16 evenly spaced levels; Floyd-Steinberg dithered to 4 adaptive
+or 8 even levels; and the film itself re-encoded (the control): how often the shipped model's label changes from the
+original film's (all pictures, and those the guard passed without the rule), how many the guard passed before the
+rule and passes now, and what refuses them. Last, the guard's time per film (decode and screen, as stored) with and
+without the peak excess, median over every Nth film.
 
-    PYTHONPATH=src .venv/bin/python bench/few_grey_levels.py [--data ../shared/data/chest_xray]
+    PYTHONPATH=src .venv/bin/python bench/few_grey_levels.py [--data ../shared/data/chest_xray] [--every 20]
 
 Writes bench/results/few_grey_levels.json and bench/results/few_grey_levels.md.
 """
@@ -18,44 +21,21 @@ import argparse
 import io
 import shlex
 import sys
+import time
+from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
 from _results import image_files_under, picture_bench_parser, write_report
-from texture_cue import high_pass_energy
+
+from pneumoscan.data import file_cues
+from pneumoscan.inference.ood import PEAK_EXCESS, jpeg_cues
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "chest_xray"
-PEAKS, BAND = 4, 3
-CUT = 0.8  # a cut with margin over the train films' largest peak share (0.635)
-PICTURES = (("4 tones, Floyd-Steinberg dithered", 4, True), ("4 tones, posterised", 4, False),
-            ("8 tones, posterised", 8, False))
-
-
-def peak_share(gray: Image.Image, peaks: int = PEAKS, band: int = BAND) -> float:
-    """Share of the pixels of a grey image within `band` levels of its `peaks` most common levels."""
-    histogram = np.array(gray.histogram(), dtype=np.float64)
-    left, taken = histogram.copy(), 0.0
-    for _ in range(peaks):
-        top = int(left.argmax())
-        low, high = max(0, top - band), min(256, top + band + 1)
-        taken += left[low:high].sum()
-        left[low:high] = 0
-    return taken / histogram.sum()
-
-
-def grey_levels(gray: Image.Image) -> int:
-    return sum(1 for count in gray.histogram() if count)
-
-
-def tones(gray: Image.Image, n: int, dither: bool) -> Image.Image:
-    """GRAY reduced to `n` evenly spaced grey levels, dithered (Floyd-Steinberg) or not (posterised)."""
-    values = np.linspace(0, 255, n).round().astype(int)
-    palette = Image.new("P", (1, 1))
-    palette.putpalette([int(v) for v in values for _ in range(3)] + [0] * (256 - n) * 3)
-    mode = Image.Dither.FLOYDSTEINBERG if dither else Image.Dither.NONE
-    return gray.convert("RGB").quantize(palette=palette, dither=mode).convert("L")
+QUALITIES = (30, 75, 95)
 
 
 def jpeg(gray: Image.Image, quality: int) -> bytes:
@@ -64,68 +44,159 @@ def jpeg(gray: Image.Image, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def real_films(paths: list[Path]) -> dict[str, object]:
-    """Peak share, grey levels and high-pass energy of the films as stored."""
-    shares, levels, energy = [], [], []
+def even_tones(gray: Image.Image, n: int, dither: bool) -> Image.Image:
+    """GRAY reduced to `n` evenly spaced grey levels, Floyd-Steinberg dithered or not (posterised)."""
+    values = np.linspace(0, 255, n).round().astype(int)
+    palette = Image.new("P", (1, 1))
+    palette.putpalette([int(v) for v in values for _ in range(3)] + [0] * (256 - n) * 3)
+    mode = Image.Dither.FLOYDSTEINBERG if dither else Image.Dither.NONE
+    return gray.convert("RGB").quantize(palette=palette, dither=mode).convert("L")
+
+
+def adaptive_tones(gray: Image.Image, n: int, dither: bool) -> Image.Image:
+    """GRAY reduced to the `n` levels of its own adaptive (median cut) palette, dithered or not."""
+    mode = Image.Dither.FLOYDSTEINBERG if dither else Image.Dither.NONE
+    return gray.convert("RGB").quantize(palette=gray.quantize(n), dither=mode).convert("L")
+
+
+PICTURES: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "film re-encoded (control)": lambda g: g,
+    "4 adaptive tones, posterised": lambda g: adaptive_tones(g, 4, False),
+    "6 adaptive tones, posterised": lambda g: adaptive_tones(g, 6, False),
+    "4 even tones, posterised": lambda g: even_tones(g, 4, False),
+    "8 even tones, posterised": lambda g: even_tones(g, 8, False),
+    "16 even tones, posterised": lambda g: even_tones(g, 16, False),
+    "4 adaptive tones, dithered": lambda g: adaptive_tones(g, 4, True),
+    "8 even tones, dithered": lambda g: even_tones(g, 8, True),
+}
+FILM_ENCODINGS: dict[str, Callable[[Path, Image.Image], bytes]] = {
+    "as stored (JPEG, 224 px)": lambda p, g: p.read_bytes(),
+    **{f"JPEG quality {q}": (lambda q: lambda p, g: jpeg(g, q))(q) for q in (10, 30, 50, 75, 95)},
+    "JPEG quality 75, 2x size": lambda p, g: jpeg(g.resize((2 * g.width, 2 * g.height), Image.Resampling.BICUBIC), 75),
+}
+
+
+def _grey(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        return im.convert("L")
+
+
+def films(paths: list[Path]) -> dict[str, dict[str, object]]:
+    """Peak excess of every film in each encoding: quantiles and false refusals at PEAK_EXCESS."""
+    excess = {name: [] for name in FILM_ENCODINGS}
     for path in paths:
-        gray = Image.open(path).convert("L")
-        shares.append(peak_share(gray))
-        levels.append(grey_levels(gray))
-        energy.append(high_pass_energy(np.asarray(gray)))
-    share = np.array(shares)
-    return {"films": len(paths), "peak_share_median": float(np.median(share)),
-            "peak_share_p99": float(np.quantile(share, 0.99)), "peak_share_p999": float(np.quantile(share, 0.999)),
-            "peak_share_max": float(share.max()), "above_cut": int((share > CUT).sum()),
-            "grey_levels_min": int(min(levels)), "high_pass_max": float(max(energy))}
+        gray = _grey(path)
+        for name, encode in FILM_ENCODINGS.items():
+            excess[name].append(jpeg_cues(encode(path, gray))[2])
+    out = {}
+    for name, values in excess.items():
+        e = np.array(values)
+        out[name] = {"films": len(e), "median": float(np.median(e)), "p999": float(np.quantile(e, 0.999)),
+                     "max": float(e.max()), "max_film": paths[int(e.argmax())].name, "refused": int((e > PEAK_EXCESS).sum())}
+        print(name, out[name], flush=True)
+    return out
 
 
 def pictures(paths: list[Path], every: int) -> list[dict[str, object]]:
-    """Every `every`th film as each kind of picture, side and JPEG quality: what the cue and the guard make of it."""
+    """Every `every`th film as each picture, side and quality: label changes, the cue, the rule and the shipped guard."""
     from pneumoscan.inference.predictor import Predictor
 
-    predictor = Predictor()
+    predictor = Predictor(None, backend="onnx")
+    chosen = paths[::every]
+    originals = predictor.predict_images(np.stack([predictor.decode(p.read_bytes(), p.name).image for p in chosen]))
+    original_labels = np.array([predictor.label_for(float(p)) for p in originals])
     rows = []
-    for kind, n, dither in PICTURES:
+    for kind, make in PICTURES.items():
         for side in (224, 896):
-            for quality in (30, 75, 95):
-                shares, levels, energy, passed = [], [], [], 0
-                for path in paths[::every]:
-                    gray = Image.open(path).convert("L")
-                    if side != gray.size[0]:
-                        gray = gray.resize((side, side), Image.Resampling.BICUBIC)
-                    data = jpeg(tones(gray, n, dither), quality)
-                    decoded = Image.open(io.BytesIO(data)).convert("L")
-                    shares.append(peak_share(decoded))
-                    levels.append(grey_levels(decoded))
-                    energy.append(high_pass_energy(np.asarray(decoded)))
-                    passed += bool(predictor.predict_bytes(data).in_distribution)
-                share = np.array(shares)
-                rows.append({"picture": kind, "side": side, "quality": quality, "n": len(shares),
-                             "peak_share_min": float(share.min()), "peak_share_median": float(np.median(share)),
-                             "above_cut": int((share > CUT).sum()), "grey_levels_median": float(np.median(levels)),
-                             "high_pass_min": float(min(energy)), "passes_guard_now": passed})
+            made = [make(g if side == g.width else g.resize((side, side), Image.Resampling.BICUBIC))
+                    for g in map(_grey, chosen)]
+            for quality in QUALITIES:
+                excess, images, before, now, causes = [], [], [], 0, Counter()
+                for path, picture in zip(chosen, made):
+                    decoded = predictor.decode(jpeg(picture, quality), path.name)
+                    excess.append(decoded.peaks)
+                    images.append(decoded.image)
+                    (verdict,) = predictor.decoded_results([path.name], [decoded])
+                    (without,) = predictor.decoded_results([path.name], [decoded._replace(peaks=0.0)])
+                    before.append(bool(without.in_distribution))
+                    now += bool(verdict.in_distribution)
+                    causes[verdict.refused_by or "passed"] += 1
+                probs = predictor.predict_images(np.stack(images))
+                flipped = np.array([predictor.label_for(float(p)) for p in probs]) != original_labels
+                e, passed = np.array(excess), np.array(before)
+                rows.append({"picture": kind, "side": side, "quality": quality, "n": len(e),
+                             "flips": int(flipped.sum()), "flips_passed_before": int((flipped & passed).sum()),
+                             "mean_abs_change": float(np.abs(probs - originals).mean()),
+                             "excess_min": float(e.min()), "excess_median": float(np.median(e)),
+                             "caught": int((e > PEAK_EXCESS).sum()), "passed_before": int(passed.sum()),
+                             "passes_now": now, "verdicts": dict(sorted(causes.items()))})
                 print(rows[-1], flush=True)
     return rows
 
 
+def guard_time(paths: list[Path]) -> dict[str, float]:
+    """Median seconds per film of decoding and screening it (shipped model, ONNX), with and without the peak
+    excess (`file_cues.peak_excess` replaced by a constant), and of the peak excess alone."""
+    from pneumoscan.inference.predictor import Predictor
+
+    predictor = Predictor(None, backend="onnx")
+    datas = [p.read_bytes() for p in paths]
+
+    def per_film() -> float:
+        times = []
+        for data in datas:
+            start = time.perf_counter()
+            predictor.decoded_results(["film"], [predictor.decode(data, "film")])
+            times.append(time.perf_counter() - start)
+        return float(np.median(times))
+
+    real = file_cues.peak_excess
+    per_film()  # warm-up
+    with_rule = per_film()
+    file_cues.peak_excess = lambda histogram, step=1: 0.0
+    try:
+        without = per_film()
+    finally:
+        file_cues.peak_excess = real
+    with_again = per_film()
+    histograms = [_grey(p).histogram() for p in paths]
+    alone = []
+    for histogram in histograms:
+        start = time.perf_counter()
+        real(histogram, 1)
+        alone.append(time.perf_counter() - start)
+    return {"films": len(paths), "with_rule_s": min(with_rule, with_again), "without_rule_s": without,
+            "peak_excess_s": float(np.median(alone))}
+
+
 def markdown(r: dict) -> str:
-    lines = ["# A few-grey-levels cue for JPEGs, measured on train films only", "", f"`{r['command']}`", "",
-             f"Peak share: the share of a JPEG's pixels (decoded at full size) within {BAND} levels of its {PEAKS} "
-             f"most common levels; a rule would refuse above {CUT}.", "",
+    t = r["time"]
+    lines = ["# The posterised-JPEG rule, measured on train films only", "", f"`{r['command']}`", "",
+             f"Peak excess: the share of a JPEG's pixels (decoded at full size) in sharp peaks of its histogram; the "
+             f"rule refuses above {r['cut']}.", "",
              "## Real films (false refusals)", "",
-             "| films | n | median | 99th percentile | 99.9th percentile | max | above the cut | fewest grey levels "
-             "| largest high-pass energy |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, s in r["films"].items():
-        lines.append(f"| {name} | {s['films']} | {s['peak_share_median']:.3f} | {s['peak_share_p99']:.3f} | "
-                     f"{s['peak_share_p999']:.3f} | {s['peak_share_max']:.3f} | {s['above_cut']} | "
-                     f"{s['grey_levels_min']} | {s['high_pass_max']:.2f} |")
+             "| films | encoding | n | median | 99.9th percentile | max | (film) | refused |",
+             "|---|---|---|---|---|---|---|---|"]
+    for group, rows in r["films"].items():
+        for name, s in rows.items():
+            lines.append(f"| {group} | {name} | {s['films']} | {s['median']:.3f} | {s['p999']:.3f} | {s['max']:.3f} | "
+                         f"{s['max_film']} | {s['refused']} |")
     lines += ["", f"## Pictures of every {r['every']}th train film saved as JPEG", "",
-              "| picture | side | quality | n | min peak share | median peak share | above the cut | median grey levels "
-              "| min high-pass energy | pass the guard now |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "Label changes: the shipped model's label of the picture against the original film's (all pictures; "
+              "those the guard passed before the rule). Mean |change|: of P(pneumonia).", "",
+              "| picture | side | quality | n | label changes | of those passed before | mean abs change | min excess "
+              "| median excess | caught by the rule | passed the guard before | passes now | verdicts now |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in r["pictures"]:
-        lines.append(f"| {p['picture']} | {p['side']} | {p['quality']} | {p['n']} | {p['peak_share_min']:.3f} | "
-                     f"{p['peak_share_median']:.3f} | {p['above_cut']} | {p['grey_levels_median']:.0f} | "
-                     f"{p['high_pass_min']:.2f} | {p['passes_guard_now']} |")
+        verdicts = ", ".join(f"{k} {v}" for k, v in p["verdicts"].items())
+        lines.append(f"| {p['picture']} | {p['side']} | {p['quality']} | {p['n']} | {p['flips']} | "
+                     f"{p['flips_passed_before']} | {p['mean_abs_change']:.3f} | {p['excess_min']:.3f} | "
+                     f"{p['excess_median']:.3f} | {p['caught']} | {p['passed_before']} | {p['passes_now']} | "
+                     f"{verdicts} |")
+    lines += ["", f"## The guard's time per film (decode and screen, as stored; median over {t['films']} films)", "",
+              "| with the rule | without it (peak excess a constant) | the peak excess alone |", "|---|---|---|",
+              f"| {t['with_rule_s'] * 1e3:.2f} ms | {t['without_rule_s'] * 1e3:.2f} ms | "
+              f"{t['peak_excess_s'] * 1e6:.0f} µs |"]
     return "\n".join(lines) + "\n"
 
 
@@ -139,9 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     train = image_files_under(Path(args.data) / "train")
     sample = image_files_under(ROOT / "sample" / "chest_xray" / "train")
     result = {"command": "PYTHONPATH=src .venv/bin/python bench/few_grey_levels.py " + shlex.join(sys.argv[1:]),
-              "every": args.every,
-              "films": {"train, as stored": real_films(train), "bundled sample, train": real_films(sample)},
-              "pictures": pictures(train, args.every)}
+              "cut": PEAK_EXCESS, "every": args.every,
+              "films": {"train": films(train), "bundled sample, train": films(sample)},
+              "time": guard_time(train[::args.every]), "pictures": pictures(train, args.every)}
     write_report(args.out, "few_grey_levels", result, markdown(result))
     return 0
 

@@ -11,14 +11,14 @@ How to call it (Predictor, CLI, service) - one forward pass serves both the pred
     colours = [colourfulness(d) for d in datas]          # measured on the raw bytes: decoding drops colour
     logits, feats = forward_with_features(model, images, meta.preprocessing, batch_size=64, tta=meta.tta)
     probs = sigmoid(logits)            # the same logits as predict_logits(...) gives
-    tones, dither = zip(*(jpeg_cues(d) for d in datas))  # JPEGs: decoded again at full size
+    tones, dither, peaks = zip(*(jpeg_cues(d) for d in datas))  # JPEGs: decoded again at full size
     results = guard.check(images, features=feats, colourfulness=colours, grey_levels=levels,
-                          two_tone=tones, dither=dither)  # list[OODResult]
+                          two_tone=tones, dither=dither, peaks=peaks)  # list[OODResult]
     # not results[i].in_distribution -> report results[i].message (its words for the reader) and .refused_by (the
     # cause), results[i].to_dict() for JSON; keep the probability out of the verdict for such inputs
 
 `guard.check(images, model=model, colourfulness=...)` also works (it runs its own forward pass), and
-`colourfulness=None` / `grey_levels=None` / `two_tone=None` / `dither=None` skip those signals. A guard is tied to the
+`colourfulness=None` / `grey_levels=None` / `two_tone=None` / `dither=None` / `peaks=None` skip those signals. A guard is tied to the
 exact model file it was fitted for (SHA-256); `load_guard` raises InputError for a stale guard.
 
 Signals, each turned into a ratio to its 99th percentile on held-out training X-rays:
@@ -42,9 +42,9 @@ refuse a few real chest X-rays too (the shipped guard 17 of its 5,216 train film
 measured ("unlike the chest X-rays this model was trained on (image statistics: ...)") and to read a frontal
 pediatric chest X-ray so refused without the model.
 
-Four rules refuse chest X-rays in a form the model cannot read, whatever the score (their message
+Five rules refuse chest X-rays in a form the model cannot read, whatever the score (their message
 says what to do instead of "not a chest X-ray"); all use fixed constants measured on the training
-films (`bench/guard_cues.py`, `bench/dither_cue.py`), so guards fitted before them need no refit (save a guard
+films (`bench/guard_cues.py`, `bench/dither_cue.py`, `bench/few_grey_levels.py`), so guards fitted before them need no refit (save a guard
 fitted before the dithered rule on unusually grainy JPEGs, which refuses above ``DITHER_ENERGY`` whatever its films):
 
 * grey levels: a file that decodes to at most ``MAX_GREY_LEVELS`` distinct grey levels at its own
@@ -60,13 +60,17 @@ fitted before the dithered rule on unusually grainy JPEGs, which refuses above `
   the median of its fit's films when they are grainier: `fit.fitted_dither_cut`): a few grey levels mixed pixel by
   pixel (a halftoned, printed-and-scanned or palette copy saved as JPEG), which the compression turns into a
   continuum of levels that the grey-level count cannot see; at the model's size the dither averages to grey.
+* posterised: a JPEG whose peak excess (`peak_excess`: the share of its pixels, decoded at full size, in sharp peaks
+  of its histogram, after averaging over its DC quantisation step, whose comb of peaks is the encoder's) is above
+  ``PEAK_EXCESS``: a film reduced to a few flat grey tones without dithering (a palette copy), whose tones survive
+  compression as peaks; it passes the other signals and changes the model's label of many such films.
 * upside down: the ``image`` distance of the image's 180-degree rotation and vertical flip, from the
   stored image model (the global statistics do not change under these flips; the 8x8 layout is flipped).
   The image is refused when a flipped version would pass the image check and is more typical than the
   image by more than ``UPSIDE_DOWN_GAIN`` (in units of the image signal's 99th percentile).
 
-Modules: `cues` (measured on a file or image without a fitted model: colourfulness, two tones and dither energy, from
-`pneumoscan.data.file_cues`, which the image cache keeps; pixel spread, the image statistics and their flips;
+Modules: `cues` (measured on a file or image without a fitted model: colourfulness, two tones, dither energy and peak
+excess, from `pneumoscan.data.file_cues`, which the image cache keeps; pixel spread, the image statistics and their flips;
 the rules' constants), `features` (the classifier's penultimate
 features), `gaussian` (the Gaussian model with Ledoit-Wolf shrinkage), `guard` (`OODGuard`: the verdict,
 the guard file, `load_guard`) and `fit` (`fit_guard`). The public names are importable from this package.
