@@ -285,3 +285,31 @@ def test_an_in_memory_image_is_screened_as_the_png_file_of_its_pixels(tmp_path: 
             predictor.predict(tmp_path / "film.png"), predictor.predict(png), predictor.predict(pixels),
             predictor.predict(np.asarray(pixels)))}
         assert len(verdicts) == 1, verdicts
+
+
+def test_a_dithered_film_as_an_8_bit_lossless_file_or_array_is_refused_as_its_jpeg_is(tmp_path: Path) -> None:
+    """The dithered rule measures 8-bit PNG, TIFF and BMP files too, so a 4-tone dithered JPEG's pixels as such a
+    file, a PIL image or an array are refused as dithered, and so is a resized copy of a 1-bit dithered film, whose
+    grey levels the grey-level rule no longer counts; the film itself as 8-bit PNG, made smaller or larger, passes,
+    and a PNG page of text (mostly near white, grainy at its strokes) is not measured."""
+    import io
+
+    from PIL import Image
+
+    from tests.conftest import UPRIGHT_FILM, encode, four_tone_jpeg, text_document
+
+    predictor = Predictor(None, backend="onnx")
+    with Image.open(io.BytesIO(four_tone_jpeg())) as im:
+        pixels = im.convert("L")
+    (tmp_path / "film.png").write_bytes(encode(pixels, "PNG"))
+    for payload in (tmp_path / "film.png", encode(pixels, "TIFF"), encode(pixels.convert("RGB"), "BMP"), pixels,
+                    np.asarray(pixels)):
+        assert predictor.predict(payload).refused_by == "dithered", type(payload)
+    with Image.open(UPRIGHT_FILM) as im:
+        film = im.convert("L")
+    resized = film.convert("1").convert("L").resize((448, 448), Image.Resampling.BICUBIC)  # 1 bit, then 200+ levels
+    assert predictor.predict(encode(resized, "PNG")).refused_by == "dithered"
+    for side, resample in ((128, Image.Resampling.LANCZOS), (224, None), (448, Image.Resampling.BICUBIC)):
+        copy = film if resample is None else film.resize((side, side), resample)
+        assert predictor.predict(encode(copy, "PNG")).in_distribution is True, side
+    assert predictor.predict(text_document()).refused_by == "image"

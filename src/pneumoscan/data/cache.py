@@ -35,8 +35,9 @@ from pneumoscan.progress import progress_bar
 # 2: the .json lists each readable file's grey levels. 3: and its colourfulness and two-tone share. 4: and its
 # dither energy, and its View Position when not frontal (`not_frontal_view`). 5: the dither energy NaN where the rule
 # does not measure (not a JPEG, or under 128 px; some format-4 entries hold 0 or a measure there). 6: and its peak
-# excess (the posterised rule).
-CACHE_FORMAT = 6
+# excess (the posterised rule). 7: the dither energy of 8-bit PNG, TIFF and BMP files too (format 6 holds NaN
+# there).
+CACHE_FORMAT = 7
 
 
 def default_cache_dir() -> Path:

@@ -1,6 +1,6 @@
-"""Cues of the input guard measured on a raw image file, before any model: how colourful it is and, for a JPEG,
-the share of its pixels near black or white, its dither energy and its peak excess. The image cache keeps them with
-each file's decoded image."""
+"""Cues of the input guard measured on a raw image file, before any model: how colourful it is and, for a JPEG, the
+share of its pixels near black or white, its dither energy and its peak excess (an 8-bit lossless file: its dither
+energy). The image cache keeps them with each file's decoded image."""
 from __future__ import annotations
 
 import io
@@ -14,8 +14,11 @@ import numpy as np
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, dicom_colour, is_dicom
 
 TWO_TONE_BAND = 32  # an eighth of the 0-255 range at each end
+TWO_TONE_SHARE = 0.75  # the guard's two-tone cut (`pneumoscan.inference.ood.cues`, where it is measured)
 COLOUR_REFERENCE = 15.0  # Hasler & Suesstrunk: below 15 an image is "not colourful"
-TWO_TONE_MAX_PIXELS = 4096 * 4096  # larger JPEGs are measured at half size or less (the decoder's memory stays low)
+# larger JPEGs are measured at half size or less (the decoder's memory stays low); larger lossless files not at all
+TWO_TONE_MAX_PIXELS = 4096 * 4096
+LOSSLESS_MODES = ("L", "P", "RGB")  # 8 bits a sample, no alpha: the lossless files the JPEG cues measure too
 DITHER_WINDOW = 512  # dither energy is measured on the central DITHER_WINDOW x DITHER_WINDOW pixels at most
 # A film's grain rises as it is made smaller (bench/results/dither_cue.md, train films resized with LANCZOS and saved
 # as JPEG quality 75 and 90: at most 8.02 at 128 px, 9.67 at 96 px, 12.57 at 64 px; 4-tone dithered copies at 128 px
@@ -83,18 +86,24 @@ def jpeg_cues(source: str | os.PathLike | bytes | bytearray) -> tuple[float, flo
     """A JPEG's two-tone share, dither energy (`dither_energy`) and peak excess (`peak_excess`), from one decode at
     full size.
 
-    Two-tone share: the share of its pixels within `TWO_TONE_BAND` grey levels of black or white. Only JPEGs are
-    measured (lossless formats keep a dithered or black-and-white picture's few grey levels, which the grey-level
-    rule counts); those above `TWO_TONE_MAX_PIXELS` at the largest reduced size under it. The dither energy is
-    `NOT_MEASURED` (NaN) for a JPEG under `DITHER_MIN_SIDE` px on its shorter side, whose grain is a small film's.
-    Other, unreadable or oversized files return (0.0, NaN, 0.0) (the decoder reports those).
+    Two-tone share: the share of its pixels within `TWO_TONE_BAND` grey levels of black or white. JPEGs above
+    `TWO_TONE_MAX_PIXELS` are measured at the largest reduced size under it. An 8-bit PNG, TIFF or BMP (mode
+    `LOSSLESS_MODES`, up to `TWO_TONE_MAX_PIXELS`: a dithered JPEG's pixels, or a resized copy of a dithered
+    picture, have many grey levels too) gets its dither energy alone, unless more than `TWO_TONE_SHARE` of its
+    pixels are within `TWO_TONE_BAND` levels of black or white (a page of text or line art is grainy at its strokes:
+    such files are left to the other signals); its two-tone share is 0.0 (a page of black text is no film to send
+    again) and its peak excess 0.0 (the pixels of a low-quality JPEG keep the encoder's comb of peaks, which only the
+    JPEG's own header tells apart). The dither
+    energy is `NOT_MEASURED` (NaN) for an image under `DITHER_MIN_SIDE` px on its shorter side, whose grain is a small
+    film's. Other files (16-bit, 1-bit, with alpha, DICOM), unreadable or oversized ones return (0.0, NaN, 0.0) (the
+    decoder reports those).
     """
     from PIL import Image
 
     try:
         data = source if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
         if bytes(data[:3]) != b"\xff\xd8\xff":
-            return 0.0, NOT_MEASURED, 0.0
+            return _lossless_cues(data)
         with Image.open(io.BytesIO(data), formats=("JPEG", "MPO")) as im:
             width, height = im.size
             if width * height > DEFAULT_MAX_PIXELS:
@@ -108,8 +117,29 @@ def jpeg_cues(source: str | os.PathLike | bytes | bytearray) -> tuple[float, flo
                 if min(width, height) >= DITHER_MIN_SIDE else NOT_MEASURED  # a copy of the window alone
     except Exception:  # noqa: BLE001 - any unreadable input: the decoder raises the user-facing error
         return 0.0, NOT_MEASURED, 0.0
+    return _two_tone(histogram), energy, peak_excess(histogram, step)
+
+
+def _lossless_cues(data: bytes | bytearray | memoryview) -> tuple[float, float, float]:
+    """`jpeg_cues` of an 8-bit PNG, TIFF or BMP: its dither energy; two-tone share and peak excess 0.0."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data), formats=("PNG", "TIFF", "BMP")) as im:
+            if im.mode not in LOSSLESS_MODES or im.size[0] * im.size[1] > TWO_TONE_MAX_PIXELS:
+                return 0.0, NOT_MEASURED, 0.0
+            gray = im.convert("L")
+    except Exception:  # noqa: BLE001 - any other or unreadable input: the decoder raises the user-facing error
+        return 0.0, NOT_MEASURED, 0.0
+    if min(gray.size) < DITHER_MIN_SIDE or _two_tone(gray.histogram()) > TWO_TONE_SHARE:
+        return 0.0, NOT_MEASURED, 0.0
+    return 0.0, dither_energy(np.asarray(gray.crop(_central(gray.size)))), 0.0
+
+
+def _two_tone(histogram: Sequence[int]) -> float:
+    """The share of the pixels of a 256-level `histogram` within `TWO_TONE_BAND` levels of black or white."""
     near = sum(histogram[:TWO_TONE_BAND]) + sum(histogram[-TWO_TONE_BAND:])
-    return near / max(sum(histogram), 1), energy, peak_excess(histogram, step)
+    return near / max(sum(histogram), 1)
 
 
 def peak_excess(histogram: Sequence[int], step: int = 1) -> float:

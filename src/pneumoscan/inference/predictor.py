@@ -428,10 +428,12 @@ class Predictor:
         """One film, decoded and screened by the guard as `predict_files` does: a path, a file's bytes, a PIL image,
         an array of any size (H, W) or (H, W, 3) of uint8 or uint16 pixels, or a pydicom Dataset (read as its file
         is, its header's photometric interpretation and windows applied: not as its `pixel_array`). InputError when
-        it is no usable image (`predict_files` gives that as the row's `error` instead); a film the guard refuses comes back unscored. An
-        in-memory image is screened as the PNG file of its pixels is (`encoded_png`): the guard's JPEG rules (two
-        tones, dither energy, peak excess) measure JPEG files only, so a dithered JPEG is refused by them from its path or bytes,
-        not as decoded pixels. A JPEG at least twice the model's input size is decoded at reduced size from its path or bytes (as by every
+        it is no usable image (`predict_files` gives that as the row's `error` instead); a film the guard refuses comes
+        back unscored. An in-memory image is screened as the PNG file of its pixels is (`encoded_png`): the dithered
+        rule measures JPEG and 8-bit PNG, TIFF and BMP files (save those mostly near black or white), so a dithered
+        JPEG's pixels are refused as dithered; the two-tone and posterised rules measure JPEG files only, so a
+        black-and-white or posterised JPEG is refused by them from its path or bytes, not as decoded pixels. A JPEG
+        at least twice the model's input size is decoded at reduced size from its path or bytes (as by every
         command), so its decoded pixels given as an array can score slightly otherwise (2e-4 seen at 64 px)."""
         if isinstance(image, (str, os.PathLike)):
             if Path(image).is_dir():

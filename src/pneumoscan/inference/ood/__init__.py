@@ -54,12 +54,13 @@ fitted before the dithered rule on unusually grainy JPEGs, which refuses above `
   ``TWO_TONE_BAND`` grey levels of black or white is a black-and-white picture whose compression
   artefacts hide its two levels from the grey-level count (the decoder's reduced-size JPEG decoding
   also averages the dither to grey, hence the second, full-size decode).
-* dithered: a JPEG of at least ``DITHER_MIN_SIDE`` px on its shorter side (a smaller film's own grain is larger)
+* dithered: a JPEG or 8-bit PNG, TIFF or BMP of at least ``DITHER_MIN_SIDE`` px on its shorter side (a smaller film's own grain is larger)
   whose dither energy (mean absolute difference of each pixel from the mean of its 2 x 2
   block, decoded at full size, `dither_energy`) is above the guard's ``dither_cut`` (``DITHER_ENERGY``, or 4 times
   the median of its fit's films when they are grainier: `fit.fitted_dither_cut`): a few grey levels mixed pixel by
-  pixel (a halftoned, printed-and-scanned or palette copy saved as JPEG), which the compression turns into a
-  continuum of levels that the grey-level count cannot see; at the model's size the dither averages to grey.
+  pixel (a halftoned, printed-and-scanned or palette copy saved as JPEG, or its pixels or a resized copy saved
+  lossless), which the compression turns into a continuum of levels that the grey-level count cannot see; at the
+  model's size the dither averages to grey.
 * posterised: a JPEG whose peak excess (`peak_excess`: the share of its pixels, decoded at full size, in sharp peaks
   of its histogram, after averaging over its DC quantisation step, whose comb of peaks is the encoder's) is above
   ``PEAK_EXCESS``: a film reduced to a few flat grey tones without dithering (a palette copy), whose tones survive

@@ -11,6 +11,7 @@ from pneumoscan.data.file_cues import (  # measured on the file, so the image ca
     DITHER_WINDOW,
     TWO_TONE_BAND,
     TWO_TONE_MAX_PIXELS,
+    TWO_TONE_SHARE,
     PEAK_WINDOW,
     colourfulness,
     colourfulness_of,
@@ -32,13 +33,14 @@ MAX_GREY_LEVELS = 16
 UPSIDE_DOWN_GAIN = 0.2
 # - share of a JPEG's pixels within TWO_TONE_BAND (32) levels of black or white: train films at most 0.568 (99.9th
 #   percentile 0.372; the same as JPEGs at twice the size), none above 0.75; 1-bit dithered (Floyd-Steinberg,
-#   ordered) or thresholded films saved as JPEG (224 to 1,792 px, quality 30 to 95) at least 0.837.
-TWO_TONE_SHARE = 0.75
+#   ordered) or thresholded films saved as JPEG (224 to 1,792 px, quality 30 to 95) at least 0.837. The cut,
+#   TWO_TONE_SHARE = 0.75, lives in `pneumoscan.data.file_cues`, whose lossless cues read it too.
 # `python bench/dither_cue.py` (bench/results/dither_cue.md): dither energy (`dither_energy`) of the 5,216 train
 # films at most 5.22 (99.9th percentile 4.72; 5.29 at JPEG quality 10); films Floyd-Steinberg dithered to 4 evenly
 # spaced tones and saved as JPEG (224 and 896 px, quality 30 to 95) at least 16.4. The cut leaves more than twice
 # the films' largest for noisier originals; 4 tones of an adaptive palette or 8 tones often fall under it. Smaller
-# films are grainier (at most 12.57 at 64 px): only JPEGs of at least DITHER_MIN_SIDE px are measured. A guard fitted
+# films are grainier (at most 12.57 at 64 px): only files of at least DITHER_MIN_SIDE px are measured. 8-bit PNG, TIFF
+# and BMP files are measured too (train films as 8-bit PNG: at most 5.22 as stored, 7.88 at 128 px). A guard fitted
 # on JPEGs grainier than the train films (median above 3; theirs 2.73) refuses above 4 times their median instead
 # (`fit.fitted_dither_cut`, meta dither_cut).
 DITHER_ENERGY = 12.0

@@ -83,10 +83,10 @@ def chunked_statistics(images: np.ndarray, chunk: int = 256) -> np.ndarray:
 
 
 def fitted_dither_cut(energies: np.ndarray) -> float:
-    """The dither energy above which a guard fitted on films of these `energies` refuses a JPEG: `DITHER_ENERGY`,
-    or 4 times the median of the JPEGs the rule measures when they are grainier (NaN, a file it does not apply to,
-    does not count: a PNG or DICOM, a JPEG under `DITHER_MIN_SIDE` px). The median, as a few dithered files among
-    them must not raise it; the 5,216 train films span 1.9 times theirs."""
+    """The dither energy above which a guard fitted on films of these `energies` refuses a file: `DITHER_ENERGY`,
+    or 4 times the median of the files the rule measures when they are grainier (NaN, a file it does not apply to,
+    does not count: a 16-bit PNG or TIFF, a DICOM, an image under `DITHER_MIN_SIDE` px). The median, as a few
+    dithered files among them must not raise it; the 5,216 train films span 1.9 times theirs."""
     energies = np.asarray(energies, dtype=np.float64)
     energies = energies[np.isfinite(energies)]
     return max(DITHER_ENERGY, 4 * float(np.median(energies))) if len(energies) else DITHER_ENERGY

@@ -148,7 +148,7 @@ class OODGuard:
 
     @property
     def dither_cut(self) -> float:
-        """The dither energy above which a JPEG is refused: the fit's (`fitted_dither_cut`), else `DITHER_ENERGY`
+        """The dither energy above which a file (JPEG, 8-bit lossless) is refused: the fit's (`fitted_dither_cut`), else `DITHER_ENERGY`
         (guards fitted before the rule)."""
         return float(self.meta.get("dither_cut", DITHER_ENERGY))
 
