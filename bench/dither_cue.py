@@ -9,9 +9,14 @@ and to black and white (`convert("1")`): how many the rule catches, and how many
 the rule (its other rules and signals) and with it. Last, small films: every train film made smaller (LANCZOS, 40 to
 160 px) and saved as JPEG quality 75 and 90, and 4-tone dithered copies of every Nth at those sizes: their grain,
 which rises as a film gets smaller, and whether the rule measures them (from `DITHER_MIN_SIDE` px on the shorter
-side).
+side). Then lossless files, which the dithered rule measures when 8-bit: every train film as 8-bit PNG (as stored,
+made smaller and larger, and the pixels of its quality-10 JPEG, as an in-memory array is screened): their dither
+energy; and black-and-white (dithered, thresholded) and 4-tone dithered pictures of every Nth as 8-bit PNG, as made,
+resized, or the pixels of their JPEG: what the shipped guard made of them before the rule measured lossless files and
+now. `--lossless-only` measures that part alone and keeps the rest of the
+recorded results.
 
-    PYTHONPATH=src .venv/bin/python bench/dither_cue.py [--data ../shared/data/chest_xray] [--every 20]
+    PYTHONPATH=src .venv/bin/python bench/dither_cue.py [--data ../shared/data/chest_xray] [--every 20] [--lossless-only]
 
 Writes bench/results/dither_cue.json and bench/results/dither_cue.md.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import shlex
 import sys
 from collections import Counter
@@ -147,6 +153,75 @@ def small_sides(paths: list[Path], every: int) -> list[dict[str, object]]:
     return rows
 
 
+def png(gray: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    gray.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _pixels_of(data: bytes) -> Image.Image:
+    """The decoded pixels of a file, as an in-memory image."""
+    with Image.open(io.BytesIO(data)) as im:
+        return im.convert("L")
+
+
+_R = Image.Resampling
+LOSSLESS_FILMS: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "8-bit PNG as stored": lambda g: g,
+    "8-bit PNG, 128 px (LANCZOS)": lambda g: g.resize((128, 128), _R.LANCZOS),
+    "8-bit PNG, 448 px (BICUBIC)": lambda g: g.resize((448, 448), _R.BICUBIC),
+    "pixels of its JPEG quality 10, as PNG": lambda g: _pixels_of(jpeg(g, 10)),
+}
+LOSSLESS_PICTURES: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "black and white, dithered": lambda g: g.convert("1").convert("L"),
+    "black and white, thresholded": lambda g: g.point(lambda v: 255 * (v >= 128)),
+    "4 even tones, dithered": lambda g: even_tones(g, 4),
+    "4 adaptive tones, dithered": lambda g: adaptive_tones(g, 4),
+}
+LOSSLESS_SIZES: dict[str, Callable[[Image.Image, Callable[[Image.Image], Image.Image]], Image.Image]] = {
+    "as made, 224 px": lambda g, make: make(g),
+    "made, then 448 px (BICUBIC)": lambda g, make: make(g).resize((448, 448), _R.BICUBIC),
+    "made, then 160 px (LANCZOS)": lambda g, make: make(g).resize((160, 160), _R.LANCZOS),
+    "made, then 128 px (BILINEAR)": lambda g, make: make(g).resize((128, 128), _R.BILINEAR),
+    "made at 896 px, then 224 px (LANCZOS)": lambda g, make: make(g.resize((896, 896), _R.BICUBIC)).resize(
+        (224, 224), _R.LANCZOS),
+    "pixels of its JPEG quality 75": lambda g, make: _pixels_of(jpeg(make(g), 75)),
+}
+
+
+def lossless(paths: list[Path], every: int) -> dict[str, object]:
+    """Every film in each lossless form (false refusals), and pictures of every `every`th in each (the guard)."""
+    from pneumoscan.inference.predictor import Predictor
+
+    films_out = {}
+    for name, make in LOSSLESS_FILMS.items():
+        grain = np.array([jpeg_cues(png(make(_grey(p))))[1] for p in paths])
+        films_out[name] = {"films": len(paths), "grain_median": float(np.median(grain)),
+                           "grain_p999": float(np.quantile(grain, 0.999)), "grain_max": float(grain.max()),
+                           "refused": int((grain > DITHER_ENERGY).sum())}
+        print(name, films_out[name], flush=True)
+    predictor = Predictor(None, backend="onnx")
+    rows = []
+    for kind, make in LOSSLESS_PICTURES.items():
+        for size, resize in LOSSLESS_SIZES.items():
+            levels, grains, before, now, causes = [], [], 0, 0, Counter()
+            for path in paths[::every]:
+                decoded = predictor.decode(png(resize(_grey(path), make)), path.name)
+                levels.append(decoded.levels)
+                grains.append(decoded.dither)
+                (verdict,) = predictor.decoded_results([path.name], [decoded])
+                (without,) = predictor.decoded_results([path.name], [decoded._replace(dither=np.nan)])
+                before += bool(without.in_distribution)
+                now += bool(verdict.in_distribution)
+                causes[verdict.refused_by or "passed"] += 1
+            rows.append({"picture": kind, "form": size, "n": len(grains), "levels_min": int(min(levels)),
+                         "grain_min": float(np.nanmin(grains)) if not np.isnan(grains).all() else float("nan"),
+                         "passed_before": before, "passes_now": now,
+                         "verdicts": dict(sorted(causes.items()))})
+            print(rows[-1], flush=True)
+    return {"films": films_out, "pictures": rows}
+
+
 def markdown(r: dict) -> str:
     lines = ["# The dithered-JPEG rule, measured on train films only", "", f"`{r['command']}`", "",
              f"Dither energy: mean |pixel - mean of its 2 x 2 block| (0-255) of a JPEG decoded at full size (the "
@@ -175,20 +250,47 @@ def markdown(r: dict) -> str:
         lines.append(f"| {p['picture']} | {p['side']} | {p['quality']} | {p['n']} | {p['min']:.2f} | "
                      f"{p['median']:.2f} | {p['p999']:.2f} | {p['max']:.2f} | {p['above_cut']} | "
                      f"{'yes' if p['measured'] else 'no'} | {p['refused']} |")
+    if "lossless" in r:
+        lines += ["", "## Lossless files: every train film as 8-bit PNG (false refusals)", "",
+                  f"`{r.get('lossless_command', r['command'])}`", "",
+                  f"Refused: dither energy above {r['cut']} (measured from {r['min_side']} px).", "",
+                  "| form | films | median dither energy | 99.9th percentile | max | refused |",
+                  "|---|---|---|---|---|---|"]
+        for name, s in r["lossless"]["films"].items():
+            lines.append(f"| {name} | {s['films']} | {s['grain_median']:.2f} | {s['grain_p999']:.2f} | "
+                         f"{s['grain_max']:.2f} | {s['refused']} |")
+        lines += ["", f"## Lossless pictures of every {r['every']}th train film, as 8-bit PNG", "",
+                  "Passed before: with the dither energy of lossless files unmeasured (NaN), as before the rule measured "
+                  "them.", "",
+                  "| picture | form | n | fewest grey levels | min dither energy | passed the guard before | passes now "
+                  "| verdicts now |", "|---|---|---|---|---|---|---|---|"]
+        for p in r["lossless"]["pictures"]:
+            verdicts = ", ".join(f"{k} {v}" for k, v in p["verdicts"].items())
+            grain = "not measured" if np.isnan(p["grain_min"]) else f"{p['grain_min']:.2f}"
+            lines.append(f"| {p['picture']} | {p['form']} | {p['n']} | {p['levels_min']} | {grain} | "
+                         f"{p['passed_before']} | {p['passes_now']} | {verdicts} |")
     return "\n".join(lines) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of this benchmark."""
-    return picture_bench_parser(__doc__.split("\n")[0], DEFAULT_DATA, ROOT / "bench" / "results")
+    parser = picture_bench_parser(__doc__.split("\n")[0], DEFAULT_DATA, ROOT / "bench" / "results")
+    parser.add_argument("--lossless-only", action="store_true",
+                        help="measure the lossless files alone, keeping the other recorded results")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     train = image_files_under(Path(args.data) / "train")
-    result = {"command": "PYTHONPATH=src .venv/bin/python bench/dither_cue.py " + shlex.join(sys.argv[1:]),
-              "cut": DITHER_ENERGY, "min_side": DITHER_MIN_SIDE, "every": args.every, "films": films(train),
-              "pictures": pictures(train, args.every), "small": small_sides(train, args.every)}
+    command = "PYTHONPATH=src .venv/bin/python bench/dither_cue.py " + shlex.join(sys.argv[1:])
+    if args.lossless_only:
+        result = json.loads((Path(args.out) / "dither_cue.json").read_text())
+        result.update({"lossless_command": command, "lossless": lossless(train, args.every)})
+    else:
+        result = {"command": command, "cut": DITHER_ENERGY, "min_side": DITHER_MIN_SIDE, "every": args.every,
+                  "films": films(train), "pictures": pictures(train, args.every), "small": small_sides(train, args.every),
+                  "lossless": lossless(train, args.every)}
     write_report(args.out, "dither_cue", result, markdown(result))
     return 0
 
