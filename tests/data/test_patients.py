@@ -65,7 +65,7 @@ def _keys(samples: list[Sample], choice: str = "auto") -> dict[str, str]:
 
 def test_auto_reads_the_dicom_patient_id_in_a_mixed_folder(tmp_path: Path) -> None:
     """DICOM files of one patient under unrelated names (and UID names) are one patient; a JPEG beside them keeps its
-    file-name key, and a DICOM without a PatientID or with an empty one is its own patient."""
+    file-name key, and so does a DICOM without a PatientID or with an empty one whose name is in no other folder."""
     write_dicom(tmp_path / "NORMAL" / "ward3" / "a.dcm", 0, 1, patient_id="pt7")
     write_dicom(tmp_path / "PNEUMONIA" / "1.2.840.113619.2.55.3.12345", 1, 2, patient_id="pt7 ")  # padded
     write_dicom(tmp_path / "PNEUMONIA" / "b.dcm", 1, 3, patient_id="pt8")
@@ -74,8 +74,7 @@ def test_auto_reads_the_dicom_patient_id_in_a_mixed_folder(tmp_path: Path) -> No
     write_xray(tmp_path / "NORMAL" / "ward3" / "IM-0001-0002.jpeg", 0, 6)
     samples = discover(tmp_path)["all"]
     assert _keys(samples) == {"a.dcm": "pt7", "1.2.840.113619.2.55.3.12345": "pt7", "b.dcm": "pt8",
-                              "no_id.dcm": str(tmp_path / "PNEUMONIA" / "no_id.dcm"),
-                              "blank_id.dcm": str(tmp_path / "PNEUMONIA" / "blank_id.dcm"), "IM-0001-0002.jpeg": "IM-0001"}
+                              "no_id.dcm": "no_id", "blank_id.dcm": "blank_id", "IM-0001-0002.jpeg": "IM-0001"}
     assert patient_keys(samples).sources == {"dicom": 3, "name": 3}
     assert _keys(samples, "name")["1.2.840.113619.2.55.3.12345"] == "1.2.840.113619.2.55.3.12345"  # as before
     assert patient_keys(samples, "name").sources == {"name": 6}
@@ -109,9 +108,10 @@ def test_a_placeholder_patient_id_is_not_one_giant_patient(tmp_path: Path) -> No
     (warning,) = caught
     text = str(warning.message)
     assert "PatientID 'ANONYMOUS' on 8 of the 9 DICOM files with a PatientID in their header" in text
-    assert "each of those images is its own patient instead" in text
+    assert "each of those images is keyed by its file name instead (and its folder, where the name is in other " \
+           "folders too)" in text
     assert "patient column" in text and "--patient-key folder" in text and "\n" not in text
-    assert keys(samples[0]) == str(samples[0].path) and keys.sources == {"dicom": 1, "name": 8}
+    assert keys(samples[0]) == "scan0" and keys.sources == {"dicom": 1, "name": 8}
     assert keys(next(s for s in samples if s.path.name == "real.dcm")) == "pt9"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -121,7 +121,8 @@ def test_a_placeholder_patient_id_is_not_one_giant_patient(tmp_path: Path) -> No
 def test_an_export_without_patient_ids_is_not_one_patient_per_file_name(tmp_path: Path) -> None:
     """A DICOM export names its films IM000000 in every series folder; with anonymised PatientIDs (a placeholder, or
     none at all) the file name made one patient of every film of that name, both classes together, and the split
-    put nearly all of them in validation. Each such film is its own patient; a Kermany name still gives its patient."""
+    put nearly all of them in validation. Such a film is keyed by its folder and name; so is a Kermany name found in
+    other folders too."""
     for i in range(6):
         for label, cls in enumerate(("NORMAL", "PNEUMONIA")):
             series = tmp_path / cls / f"PT{i:06d}" / "ST000000" / "SE000000"
@@ -131,11 +132,60 @@ def test_an_export_without_patient_ids_is_not_one_patient_per_file_name(tmp_path
     samples = discover(tmp_path)["all"]
     with pytest.warns(UserWarning, match="PatientID 'ANON' on 7 of the 7 DICOM files"):
         keys = patient_keys(samples)
-    assert len({keys(s) for s in samples}) == 13 and keys.sources == {"name": 14}
-    assert keys(next(s for s in samples if s.path.name == "IM-0001-0002.dcm")) == "IM-0001"
+    assert len({keys(s) for s in samples}) == 14 and keys.sources == {"file": 14}
+    film = next(s for s in samples if s.path.name == "IM-0001-0002.dcm")
+    assert keys(film) == f"IM-0001 in {tmp_path / 'NORMAL' / 'b'}" and keys.effective == "auto"
     with pytest.warns(UserWarning, match="ANON"):
         train, val = patient_split(samples, 0.25, keys=patient_keys(samples))
     assert 2 <= len(val) <= 5 and len(train) + len(val) == 14
+
+
+def _unnamed_export(root: Path) -> list[Sample]:
+    """10 films a class without a PatientID, each in a folder of its own, named `scanN07.dcm`: the folders sort the
+    other way round from the names, so keying them by path reorders the patients."""
+    for label, cls in enumerate(("NORMAL", "PNEUMONIA")):
+        for i in range(10):
+            write_dicom(root / cls / f"{chr(ord('z') - i)}{cls[0]}" / f"scan{cls[0]}{i:02d}.dcm", label, 10 * label + i,
+                        size=8)
+    return discover(root)["all"]
+
+
+def test_dicom_films_without_patient_ids_under_unique_names_keep_the_split_runs_were_started_with(
+        tmp_path: Path) -> None:
+    """Keying every DICOM film without a PatientID by its path (to keep an export's same-named films apart) changed
+    the split of exports whose names never repeat, where the name already kept them apart: `train --resume` of runs
+    started before refused them as changed data. A name found in no other folder keys its film as `name` does."""
+    samples = _unnamed_export(tmp_path)
+    auto, name = patient_keys(samples), patient_keys(samples, "name")
+    assert auto.keys == name.keys and auto.sources == {"name": 20} and auto.effective == "name"
+    assert patient_split(samples, 0.15, 0, auto) == patient_split(samples, 0.15, 0, name)
+
+
+def test_dicom_films_without_patient_ids_under_repeated_names_are_keyed_by_folder_and_told_apart(
+        tmp_path: Path) -> None:
+    """An OsiriX/Horos export names each series' films IM-0001-0001.dcm, IM-0001-0002.dcm: without PatientIDs the
+    Kermany key IM-0001 made one patient of every series. Each series is now its own patient, keyed by folder and
+    name (origin `file`), which `name` does not give: `auto` is then not `name` (so `train --init` warns when the
+    pretraining split by name) and the split note says how its keys were read. Moving the data keeps the split."""
+    for root in (tmp_path / "a", tmp_path / "moved" / "elsewhere"):
+        for label, cls in enumerate(("NORMAL", "PNEUMONIA")):
+            for p in range(4):
+                for k in range(2):
+                    write_dicom(root / cls / f"pt{cls[0]}{p}" / "Chest" / f"IM-0001-{k + 1:04d}.dcm", label,
+                                10 * p + k, patient_id="", size=8)
+        write_xray(root / "NORMAL" / "scan7.jpeg", 0, 99)
+    samples = discover(tmp_path / "a")["all"]
+    keys = patient_keys(samples)
+    chest = tmp_path / "a" / "NORMAL" / "ptN0" / "Chest"
+    assert {keys(s) for s in samples if s.path.parent == chest} == {f"IM-0001 in {chest}"}
+    assert len({keys(s) for s in samples}) == 9 and keys.sources == {"name": 1, "file": 16}
+    assert keys.effective == "auto" and recorded_patient_key(keys.record()) == "auto"
+    assert keys_read(keys.record()) == "--patient-key auto (1 by file name, 16 by folder and file name)"
+    assert keys.record()["patient_key_rule"] == 2
+    moved = discover(tmp_path / "moved" / "elsewhere")["all"]
+    val, val_moved = patient_split(samples, 0.3, 0, keys)[1], patient_split(moved, 0.3, 0, patient_keys(moved))[1]
+    assert [s.path.relative_to(tmp_path / "a") for s in val] == \
+        [s.path.relative_to(tmp_path / "moved" / "elsewhere") for s in val_moved]
 
 
 def test_folder_key_is_the_folders_below_the_class_folder(tmp_path: Path) -> None:

@@ -4,15 +4,15 @@ cause of pneumonia: a manifest's, else parsed from Kermany-style file names.
 `--patient-key` chooses where the key is read:
 
 * `auto` (default): a CSV manifest's `patient` column, else the DICOM header's PatientID (when present, non-empty
-  and not a placeholder), else the file name (`patient_id`); a DICOM file whose header names no patient is
-  its own patient (`own_file_key`).
+  and not a placeholder), else the file name (`patient_id`); a DICOM file whose header names no patient is keyed
+  by its file name too, qualified by its folder when that name's key is found in other folders (`own_file_key`).
 * `name`: the file name only, as before `--patient-key` existed.
 * `folder`: the folders between the class folder and the image (`NORMAL/pt7/a.dcm` -> `pt7`).
 """
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -26,8 +26,13 @@ from pneumoscan.progress import progress_bar
 _NORMAL = re.compile(r"^(?P<patient>(?:NORMAL2-)?IM-\d+)(?:-\d+)+$", re.IGNORECASE)
 _PNEUMONIA = re.compile(r"^(?P<patient>person\d+)_(?P<cause>bacteria|virus)(?:_\d+)+$", re.IGNORECASE)
 
-# Where a key came from, as split.json and the audit count them.
-SOURCES = ("manifest", "dicom", "folder", "name")
+# Where a key came from, as split.json and the audit count them; `file`: a DICOM file whose header names no patient,
+# keyed by its folder and name (`own_file_key`), which `name` would not give.
+SOURCES = ("manifest", "dicom", "folder", "name", "file")
+# How `auto` keys a DICOM file whose header names no patient, recorded in split.json as `patient_key_rule` (absent:
+# by its file name alone, before `own_file_key`), so a resume tells a split changed by this rule from changed data.
+KEY_RULE = 2
+FILE_KEYS = frozenset({"name", "file"})  # origins of keys read from a file's name, which name no patient across splits
 # PatientIDs anonymisers write instead of a patient's (compared in lower case; any run of zeros counts too).
 PLACEHOLDER_IDS = frozenset({"anonymous", "anonymized", "anonymised", "anon", "unknown", "none", "null", "n/a", "na",
                              "-", "--", "*", "?", "x", "xxx"})
@@ -108,11 +113,13 @@ def dicom_patient_id(path: Path) -> str | None:
     return str(value if value is not None else "").strip(" \x00")
 
 
-def own_file_key(path: str | Path) -> str:
-    """The key of a DICOM file whose header names no patient (no, an empty or a placeholder PatientID): its
-    Kermany file name's patient, else the file itself (its path), as an export names its films `IM000001` in
-    every series folder, so the name alone would make one patient of unrelated films."""
-    return patient_id(path) if is_kermany_name(path) else str(path)
+def own_file_key(path: str | Path, folders: int) -> str:
+    """The key of a DICOM file whose header names no patient (no, an empty or a placeholder PatientID): its file
+    name's (`patient_id`), unless that key is found in `folders` > 1 folders, as an export names its films
+    `IM000001` (or `IM-0001-0001`) in every series folder: then `IM000001 in <its folder>`, so the name does not
+    make one patient of unrelated films. The name comes first so that moving the data does not reorder the keys."""
+    key = patient_id(path)
+    return key if folders <= 1 else f"{key} in {Path(path).parent}"
 
 
 def folder_key(sample: Sample) -> str | None:
@@ -163,8 +170,8 @@ class PatientKeys:
 
     @property
     def effective(self) -> str:
-        """The choice, or `name` when `auto` read every key from the file name: the two then make the same split
-        (Kermany's data), so a run of either compares equal to a run of the other."""
+        """The choice, or `name` when `auto` read every key from the file name as `name` does (not `file`): the two
+        then make the same split (Kermany's data), so a run of either compares equal to a run of the other."""
         return "name" if self.choice == "auto" and set(self.sources) <= {"name"} else self.choice
 
     def shown(self, sample: Sample) -> str:
@@ -176,7 +183,8 @@ class PatientKeys:
         """What split.json and the audit's JSON say about the keys (how they were read, never the keys), counted
         over `among` (default: every sample)."""
         return {"patient_key": self.choice,
-                "patient_keys_from": self.sources if among is None else self.sources_of(among)}
+                "patient_keys_from": self.sources if among is None else self.sources_of(among),
+                "patient_key_rule": KEY_RULE}
 
 
 def recorded_patient_key(record: dict) -> str:
@@ -190,7 +198,7 @@ def recorded_patient_key(record: dict) -> str:
 
 
 SOURCE_NAMES = {"manifest": "manifest patient column", "dicom": "DICOM PatientID", "folder": "folder",
-                "name": "file name"}
+                "name": "file name", "file": "folder and file name"}
 
 
 def keys_read(record: dict) -> str:
@@ -228,7 +236,8 @@ def _warn_placeholders(placeholders: set[str], counts: Counter, total: int) -> N
              " and ".join(f"{value!r} ({counts[value]})" for value in ordered))
     warn(f"PatientID {shown} on {sum(counts[v] for v in ordered)} of the {total} DICOM files with a "
          f"PatientID in their header (readable films or not): taken for {'placeholders' if len(ordered) > 1 else 'a placeholder'}, not a patient, so "
-         f"each of those images is its own patient instead (a Kermany file name still gives its patient); "
+         f"each of those images is keyed by its file name instead (and its folder, where the name is in other "
+         f"folders too); "
          f"to keep each patient's images together, list them in a CSV manifest with a "
          f"patient column, or put them in one folder per patient and use {option('patient_key', 'folder')}")
 
@@ -250,8 +259,9 @@ def patient_keys(samples: Iterable[Sample], choice: str = "auto", loose_ok: bool
     the samples without a manifest patient are read (about 0.8 ms a DICOM file: seconds for thousands, counted by a
     'patient IDs' bar when `progress`, as `progress_bar` shows bars), and placeholder PatientIDs among them
     (`placeholder_ids`, judged over these samples: pass the whole data set) give way, with one warning, to
-    `own_file_key`, as an empty or missing PatientID does. With `folder`, an image right in its class folder is an InputError counting them all, unless
-    `loose_ok` (the audit, which lists them): then it is keyed by its file name."""
+    `own_file_key` (whose folders are counted over the samples keyed by file name), as an empty or missing PatientID
+    does. With `folder`, an image right in its class folder is an InputError counting them all, unless `loose_ok`
+    (the audit, which lists them): then it is keyed by its file name."""
     if choice not in PATIENT_KEYS:
         raise InputError(f"{option('patient_key', choice)}: must be one of {', '.join(PATIENT_KEYS)}")
     samples = list(dict.fromkeys(samples))
@@ -273,14 +283,18 @@ def patient_keys(samples: Iterable[Sample], choice: str = "auto", loose_ok: bool
     if placeholders:
         _warn_placeholders(placeholders, Counter(named), len(named))
     for sample in samples:
+        if sample not in keys and (value := dicom.get(sample)) and value not in placeholders:
+            keys[sample], origins[sample] = value, "dicom"
+    folders: dict[str, set[Path]] = defaultdict(set)  # of each file-name key
+    for sample in samples:
+        if sample not in keys:
+            folders[patient_id(sample.path)].add(Path(sample.path).parent)
+    for sample in samples:
         if sample in keys:
             continue
-        value = dicom.get(sample)
-        if value and value not in placeholders:
-            keys[sample], origins[sample] = value, "dicom"
-        else:  # a DICOM file without a usable PatientID is its own patient, not all of its export's IM000001
-            keys[sample] = patient_id(sample.path) if value is None else own_file_key(sample.path)
-            origins[sample] = "name"
+        # a DICOM file without a usable PatientID is not one patient with all of its export's IM000001
+        n = len(folders[patient_id(sample.path)]) if sample in dicom else 1
+        keys[sample], origins[sample] = own_file_key(sample.path, n), "file" if n > 1 else "name"
     return PatientKeys(choice, keys, origins)
 
 
@@ -355,10 +369,10 @@ def shared_patients(samples: Sequence[Sample], training: dict, progress: bool = 
     with warnings.catch_warnings():  # a placeholder PatientID was warned about by train and audit
         warnings.simplefilter("ignore")
         keys = patient_keys([*trained, *samples], choice, loose_ok=True, progress=progress)
-    named = {keys(s) for s in trained if keys.origins[s] != "name"}
-    films = [s for s in samples if keys.origins[s] != "name" and keys(s) in named]
+    named = {keys(s) for s in trained if keys.origins[s] not in FILE_KEYS}
+    films = [s for s in samples if keys.origins[s] not in FILE_KEYS and keys(s) in named]
     by = [SOURCE_NAMES[source] for source in SOURCES if any(keys.origins[s] == source for s in films)]
-    compared = sum(keys.origins[s] != "name" for s in samples)
+    compared = sum(keys.origins[s] not in FILE_KEYS for s in samples)
     return {"patients": len({keys(s) for s in films}), "films": len(films), "by": by, "compared": compared}
 
 
