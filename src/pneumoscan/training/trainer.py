@@ -162,9 +162,10 @@ def _one_class_message(cfg: TrainConfig, name: str, train: list[Sample], val: li
     start = (f"{cfg.data}: carving {cfg.val_fraction:.0%} of patients for validation left the {name} split with one "
              f"class (training: {counts(train)}; validation: {counts(val)}){cap}; ")
     by_class = _patients_by_class(train + val, keys)
-    single = [(cls, keys.shown(next(iter(ids.values())))) for cls, ids in zip(CLASS_NAMES, by_class) if len(ids) == 1]
-    if not single and (both := _in_both_classes(train + val, keys, by_class)):
+    # first: one film per patient folder, all named 1.jpeg, makes each class one 'patient' `1`, of both classes
+    if both := _in_both_classes(train + val, keys, by_class):
         return start + both
+    single = [(cls, keys.shown(next(iter(ids.values())))) for cls, ids in zip(CLASS_NAMES, by_class) if len(ids) == 1]
     if not single:
         return (start + f"each class needs images of at least two patients: add images, or change "
                          f"{option('val_fraction')}" + (f" or {option('max_images')}" if cap else ""))
@@ -187,7 +188,9 @@ def _in_both_classes(samples: list[Sample], keys: PatientKeys, by_class: list[di
         return ""
     key, n = count.most_common(1)[0]
     shown = keys.shown(next(s for s in samples if keys(s) == key))
-    return (f"{len(both)} of the {len(set(by_class[0]) | set(by_class[1]))} patients have images of both classes, "
+    total = len(set(by_class[0]) | set(by_class[1]))
+    who = "the one patient has" if total == 1 else f"{len(both)} of the {total} patients have"
+    return (f"{who} images of both classes, "
             f"{sum(count.values())} of the {len(samples)} images ({n} of patient {shown}), and a patient is never "
             f"split ({describe(keys.choice)}: {option('patient_key', keys.choice)}); if these are not patients, key "
             f"them otherwise: each patient's films in a folder of their own and {option('patient_key', 'folder')}, "
