@@ -329,3 +329,47 @@ def test_split_change_tells_images_split_otherwise_from_other_images() -> None:
     swapped = split_change(saved, {**saved, "val_files": ["b"]}, "runs/r1")
     assert swapped.startswith("splits its images otherwise than the run in runs/r1 was started with (other "
                               "validation images under the same counts)")
+
+
+def test_a_run_on_dicom_films_without_patient_ids_started_before_their_path_keys_resumes(tmp_path: Path) -> None:
+    """9f99720 keyed every DICOM film without a PatientID by its path, which reordered the patients of an export
+    whose names never repeat, so the run started before (its keys: the file names) was refused as 'some images or
+    their patients changed'. Such a name keys its film as before."""
+    from tests.conftest import write_dicom
+
+    data = tmp_path / "data"
+    for label, cls in enumerate(("NORMAL", "PNEUMONIA")):  # folders sort the other way round from the names
+        for i in range(10):
+            write_dicom(data / "train" / cls / f"{chr(ord('z') - i)}{cls[0]}" / f"scan{cls[0]}{i:02d}.dcm", label,
+                        10 * label + i, size=16)
+    run = tmp_path / "run"
+    common = ["--model", "cnn", "--image-size", "16", "--batch-size", "16", "--quiet"]
+    # the split of a run started before 9f99720: by file name, recorded as auto with no key rule
+    assert main(["train", "--data", str(data), "--out", str(run), "--patient-key", "name", "--epochs", "1",
+                 *common]) == 0
+    for name in ("config.json", "split.json"):
+        saved = json.loads((run / name).read_text())
+        saved = {k: v for k, v in saved.items() if k != "patient_key_rule"}
+        (run / name).write_text(json.dumps({**saved, "patient_key": "auto"}))
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", *common]) == 0
+    assert _epochs(run) == [1, 2]
+
+
+def test_a_split_changed_by_the_key_rule_is_not_blamed_on_the_data() -> None:
+    """A run started before DICOM films without a PatientID were keyed by folder and name where their names repeat
+    splits them otherwise now: the refusal says pneumoscan's rule changed, not the images or their patients."""
+    from pneumoscan.training.trainer import resume_advice, split_change
+
+    counts = {"train": {"NORMAL": 4, "PNEUMONIA": 4}, "val": {"NORMAL": 1, "PNEUMONIA": 1}}
+    saved = {"patient_key": "auto", "patient_keys_from": {"name": 10}, "counts": counts, "val_files": ["a", "b"]}
+    now = {**saved, "patient_keys_from": {"name": 2, "file": 8}, "patient_key_rule": 2, "val_files": ["a", "c"]}
+    change = split_change(saved, now, "runs/r1")
+    assert change.endswith("): pneumoscan now keys 8 DICOM films whose header names no patient and whose file name is "
+                           "in other folders too by folder and name (patient_key_rule 2), where the run was started "
+                           "by an earlier version, which keyed them otherwise, so the images need not have changed")
+    assert resume_advice(saved, now) == ("resume with the pneumoscan it was started with, or start a new run with "
+                                         "another --out")
+    blamed = "some images or their patients changed (a manifest's patient column, a DICOM PatientID)"
+    assert split_change({**saved, "patient_key_rule": 2}, now).endswith(blamed)  # started with this rule
+    assert split_change(saved, {**now, "patient_keys_from": {"name": 10}}).endswith(blamed)  # no file keyed otherwise
+    assert resume_advice(saved, {**now, "patient_keys_from": {"name": 10}}).startswith("resume with the data")

@@ -125,7 +125,8 @@ def pretraining_files(out: Path) -> str:
 
 
 def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_patient_key: bool) -> Path:
-    from pneumoscan.training.trainer import image_stats, prepare_data, seed_everything, split_change
+    from pneumoscan.training.trainer import (image_stats, prepare_data, resume_advice, seed_everything,
+                                            split_change)
 
     spec = get_spec(cfg.model)
     ckpt_path = out / PRETRAIN_CHECKPOINT
@@ -153,8 +154,7 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
     started_on = ckpt.get("split") if ckpt else None  # older checkpoints carry no split and are not checked
     if started_on and (change := split_change(started_on, data.split_record, out, "pretraining")):
         # a moved copy is welcome; other images would mix two splits' training images, validation patients among them
-        raise InputError(f"{cfg.data}: {change}; resume with the data it was started with, or start a new pretraining "
-                         f"with another {option('out')}")
+        raise InputError(f"{cfg.data}: {change}; {resume_advice(started_on, data.split_record, 'pretraining')}")
     images = prepare_pixels(data.train.images, equalize=cfg.equalize, crop=cfg.crop)
     mean, std = image_stats(images)
     device = device_for()

@@ -27,7 +27,7 @@ from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import duplicate_warnings, film_record, fingerprints
 from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.preprocess import prepare_pixels, to_unit
-from pneumoscan.data.patients import PatientKeys, describe, patient_keys, recorded_patient_key
+from pneumoscan.data.patients import KEY_RULE, PatientKeys, describe, patient_keys, recorded_patient_key
 from pneumoscan.data.split import patient_split
 from pneumoscan.errors import InputError, ModelConfigError, first_few, first_line, option, switch
 from pneumoscan.evaluation.bootstrap import summarize
@@ -268,19 +268,38 @@ def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "
     if saved.get("patient_keys_from", now.get("patient_keys_from")) != now.get("patient_keys_from"):
         keys = (f"; patient keys from {_sources(now.get('patient_keys_from'))}, where the {kind} read them from "
                 f"{_sources(saved.get('patient_keys_from'))}")
+    why = ("some images or their patients changed (a manifest's patient column, a DICOM PatientID)"
+           if not (ruled := key_rule_change(saved, now)) else
+           f"pneumoscan now keys {ruled} DICOM film{'s' if ruled > 1 else ''} whose header names no patient and "
+           f"whose file name is in other folders too by folder and name (patient_key_rule {KEY_RULE}), where the "
+           f"{kind} was started by an earlier version, which keyed them otherwise, so the images need not have changed")
     if saved.get("counts") and saved["counts"] != now["counts"]:
         if totals(saved) != totals(now):
             return (f"holds other images than the {kind} in {run} was started with ({counts(now)}, where the "
                     f"{kind} had {counts(saved)})")
         return (f"splits its images otherwise than the {kind} in {run} was started with ({counts(now)}, where the "
-                f"{kind} had {counts(saved)}{keys}): as many images of each class, so some images or their patients "
-                f"changed (a manifest's patient column, a DICOM PatientID)")
+                f"{kind} had {counts(saved)}{keys}): as many images of each class, so {why}")
     if "val_files" in saved and sorted(Path(f).name for f in saved["val_files"]) != \
             sorted(Path(f).name for f in now["val_files"]):
         return (f"splits its images otherwise than the {kind} in {run} was started with (other validation images "
-                f"under the same counts{keys}): some images or their patients changed (a manifest's patient column, "
-                f"a DICOM PatientID)")
+                f"under the same counts{keys}): {why}")
     return ""
+
+
+def key_rule_change(saved: dict[str, Any], now: dict[str, Any]) -> int:
+    """How many images the split `now` keys by folder and file name (`patient_keys_from`'s `file`, patient_key_rule
+    KEY_RULE) where the saved split was made by an earlier rule (none recorded), which keyed them otherwise; 0 when
+    the rule is the same or keyed no image otherwise."""
+    if saved.get("patient_key_rule", 1) >= now.get("patient_key_rule", 1):
+        return 0
+    return int((now.get("patient_keys_from") or {}).get("file", 0))
+
+
+def resume_advice(saved: dict[str, Any], now: dict[str, Any], kind: str = "run") -> str:
+    """What to do when a resume's split differs (`split_change`): resume with the data the `kind` (a run, or a
+    pretraining) was started with, or with the pneumoscan it was started with when the key rule changed."""
+    with_what = "the pneumoscan" if key_rule_change(saved, now) else "the data"
+    return f"resume with {with_what} it was started with, or start a new {kind} with another {option('out')}"
 
 
 def _sources(sources: dict[str, int] | None) -> str:
@@ -557,10 +576,10 @@ class Trainer:
         pretrained = bool(cfg.init) and not resume and self._load_init(model)
         data = prepare_data(cfg, self.image_size, self.progress)
         if resume and (self.out / "split.json").is_file():
-            change = split_change(json.loads((self.out / "split.json").read_text()), data.split_record, self.out)
-            if change:  # a moved copy is welcome; other images would mix validation sets and leak training images
-                raise InputError(f"{cfg.data}: {change}; resume with the data it was started with, or start a new run "
-                                 f"with another {option('out')}")
+            saved_split = json.loads((self.out / "split.json").read_text())
+            if change := split_change(saved_split, data.split_record, self.out):
+                # a moved copy is welcome; other images would mix validation sets and leak training images
+                raise InputError(f"{cfg.data}: {change}; {resume_advice(saved_split, data.split_record)}")
         for message in data.train.skipped + data.val.skipped:
             self.warn(f"skipped {message}")
         for message in duplicate_warnings({"train": data.train.samples, "val": data.val.samples}, str(cfg.data)):
