@@ -295,3 +295,23 @@ def test_pretrain_into_a_train_run_and_train_into_a_pretraining_are_refused(tiny
     assert (f"{pre}: holds a `pneumoscan pretrain` pretraining ({PRETRAIN_CHECKPOINT}, {PRETRAINED_NAME}), beside "
             f"whose files the run would write; give --out a folder of its own for the run") in err
     assert sorted(p.name for p in pre.iterdir()) == before
+
+
+def test_train_init_tells_a_split_by_folder_and_file_name_from_one_by_file_name(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """DICOM films without a PatientID whose names repeat in other folders are keyed by folder and name with `auto`,
+    which `name` does not do: a pretraining split by name saw other validation films, and `train --init` said nothing,
+    taking such an `auto` split for one by file name."""
+    from tests.conftest import write_dicom
+
+    data = tmp_path / "export"
+    for label, cls in enumerate(("NORMAL", "PNEUMONIA")):
+        for p in range(8):  # IM0_N.dcm in folders N0 and N4, ...: one patient by name, two by folder and name
+            write_dicom(data / "train" / cls / f"{cls[0]}{p}" / f"IM{p % 4}_{cls[0]}.dcm", label, 10 * label + p,
+                        size=16)
+    pre = pretrain(TrainConfig(data=str(data), out=str(tmp_path / "pre"), model="cnn", image_size=16, epochs=1,
+                               batch_size=8, val_fraction=0.25, patient_key="name"), progress=False)
+    assert _record(pre)["patient_key"] == "name"
+    assert main(["train", "--data", str(data), "--init", str(pre), "--out", str(tmp_path / "run"), "--model", "cnn",
+                 "--image-size", "16", "--epochs", "1", "--batch-size", "16", "--val-fraction", "0.25", "--quiet"]) == 0
+    assert "patient-key auto (pretrained with name)" in capsys.readouterr().err
