@@ -56,6 +56,23 @@ def test_a_class_of_one_patient_names_it_and_what_helps(tiny_dataset: Path, tmp_
     assert "patient IDs" not in captured.out
 
 
+def test_a_carve_failing_on_one_film_per_patient_folder_names_the_shared_file_name(
+        tiny_dataset: Path, tmp_path: Path) -> None:
+    """One film per patient folder, each named 1.jpeg: by file name each class is of one 'patient' `1`, and the
+    error said 'all NORMAL images are of one patient (1) ... add films of more patients', which is not the cause."""
+    for label in ("NORMAL", "PNEUMONIA"):
+        for i, film in enumerate(sorted((tiny_dataset / "train" / label).iterdir())):
+            (film.parent / f"pt{i}").mkdir()
+            film.rename(film.parent / f"pt{i}" / "1.jpeg")
+    with pytest.raises(InputError) as info:
+        prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r")), 16, False)
+    message = str(info.value)
+    assert "; the one patient has images of both classes" in message and "(36 of patient 1)" in message
+    assert "each patient's films in a folder of their own and --patient-key folder" in message
+    assert "of one patient" not in message and "add films of more patients" not in message
+    prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r"), patient_key="folder"), 16, False)
+
+
 def test_pretrain_offers_only_its_own_options_for_a_class_of_one_patient(tiny_dataset: Path, tmp_path: Path) -> None:
     from pneumoscan.cli import build_parser
 
@@ -180,21 +197,4 @@ def test_a_carve_failing_on_file_names_shared_by_both_classes_names_the_key_and_
     assert "2 of the 2 patients have images of both classes" in message and "--patient-key auto" in message
     assert "each patient's films in a folder of their own and --patient-key folder" in message
     assert "change --val-fraction" not in message and "\n" not in message
-    prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r"), patient_key="folder"), 16, False)
-
-
-def test_a_carve_failing_on_one_film_per_patient_folder_names_the_shared_file_name(
-        tiny_dataset: Path, tmp_path: Path) -> None:
-    """One film per patient folder, each named 1.jpeg: by file name each class is of one 'patient' `1`, and the
-    error said 'all NORMAL images are of one patient (1) ... add films of more patients', which is not the cause."""
-    for label in ("NORMAL", "PNEUMONIA"):
-        for i, film in enumerate(sorted((tiny_dataset / "train" / label).iterdir())):
-            (film.parent / f"pt{i}").mkdir()
-            film.rename(film.parent / f"pt{i}" / "1.jpeg")
-    with pytest.raises(InputError) as info:
-        prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r")), 16, False)
-    message = str(info.value)
-    assert "; the one patient has images of both classes" in message and "(36 of patient 1)" in message
-    assert "each patient's films in a folder of their own and --patient-key folder" in message
-    assert "of one patient" not in message and "add films of more patients" not in message
     prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r"), patient_key="folder"), 16, False)

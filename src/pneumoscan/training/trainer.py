@@ -27,7 +27,7 @@ from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import duplicate_warnings, film_record, fingerprints
 from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.preprocess import prepare_pixels, to_unit
-from pneumoscan.data.patients import KEY_RULE, PatientKeys, describe, patient_keys, recorded_patient_key
+from pneumoscan.data.patients import PatientKeys, describe, patient_keys, recorded_patient_key
 from pneumoscan.data.split import patient_split
 from pneumoscan.errors import InputError, ModelConfigError, first_few, first_line, option, switch
 from pneumoscan.evaluation.bootstrap import summarize
@@ -271,8 +271,9 @@ def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "
     why = ("some images or their patients changed (a manifest's patient column, a DICOM PatientID)"
            if not (ruled := key_rule_change(saved, now)) else
            f"pneumoscan now keys {ruled} DICOM film{'s' if ruled > 1 else ''} whose header names no patient and "
-           f"whose file name is in other folders too by folder and name (patient_key_rule {KEY_RULE}), where the "
-           f"{kind} was started by an earlier version, which keyed them otherwise, so the images need not have changed")
+           f"whose file name is in other folders too by folder and name (patient_key_rule "
+           f"{now.get('patient_key_rule')}), where the {kind} was started by an earlier version, which keyed them "
+           f"otherwise, so the images need not have changed")
     if saved.get("counts") and saved["counts"] != now["counts"]:
         if totals(saved) != totals(now):
             return (f"holds other images than the {kind} in {run} was started with ({counts(now)}, where the "
@@ -287,8 +288,8 @@ def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "
 
 
 def key_rule_change(saved: dict[str, Any], now: dict[str, Any]) -> int:
-    """How many images the split `now` keys by folder and file name (`patient_keys_from`'s `file`, patient_key_rule
-    KEY_RULE) where the saved split was made by an earlier rule (none recorded), which keyed them otherwise; 0 when
+    """How many images the split `now` keys by folder and file name (`patient_keys_from`'s `file`, a patient_key_rule
+    of 2 on) where the saved split was made by an earlier rule (none recorded), which keyed them otherwise; 0 when
     the rule is the same or keyed no image otherwise."""
     if saved.get("patient_key_rule", 1) >= now.get("patient_key_rule", 1):
         return 0
