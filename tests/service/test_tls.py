@@ -1,8 +1,8 @@
 """`serve --ssl-certfile/--ssl-keyfile`: HTTPS from the service itself. Over TLS a film is analysed, a client
 trickling its headers gets the 408 and a clean TLS close after the lingering close, one that sends nothing or never
-starts the handshake is closed at --header-timeout-s, a plain-HTTP request to the HTTPS port gets a plain 400 and
-one log line, a failed handshake one log line (at most FAILURE_LINES a minute), and
-a certificate or key that cannot be used stops `serve` at start-up in one line."""
+starts the handshake is closed at --header-timeout-s, a plain-HTTP request to the HTTPS port (any method) gets a
+plain 400 and one log line, a failed handshake one log line (at most FAILURE_LINES a minute), one that does not
+speak TLS at all one saying so, and a certificate or key that cannot be used stops `serve` at start-up in one line."""
 from __future__ import annotations
 
 import contextlib
@@ -481,3 +481,37 @@ def test_a_request_sent_with_the_end_of_the_handshake_is_answered(certificate: t
                 while chunk := tls_client.read(65536):
                     answer += chunk
     assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\nxx"), answer
+
+
+# ----------------------------------------------------------------- clients that do not speak TLS
+
+@pytest.mark.parametrize("method", ["OPTIONS", "DELETE", "PATCH", "TRACE", "CONNECT"])
+def test_plain_http_with_any_method_gets_the_plain_400(
+        method: str, certificate: tuple[Path, Path], caplog: pytest.LogCaptureFixture) -> None:
+    """OpenSSL says HTTP_REQUEST only for GET, POST, HEAD and PUT: any other method (WRONG_VERSION_NUMBER; CONNECT's
+    HTTPS_PROXY_REQUEST) got an empty reply and a warning that there was no TLS version in common."""
+    with caplog.at_level(logging.WARNING, logger="pneumoscan.service"), big_answer_server(certificate, 5, 2) as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(f"{method} /model HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            answer, _ = until_closed(sock, MARGIN)  # the service's FIN after the answer
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and json.loads(body) == {"detail": tls.PLAIN_HTTP_DETAIL}, answer
+    messages = [r.getMessage() for r in caplog.records if r.name == "pneumoscan.service"]
+    assert messages == ["a plain-HTTP request from 127.0.0.1 came to this HTTPS port; answered 400, the client must "
+                        "use https://"], messages
+
+
+@pytest.mark.parametrize("data", [b"SSH-2.0-OpenSSH_9.6\r\n", b"\x00" * 16, b"HELLO world\r\n",
+                                  b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"], ids=["ssh", "zeros", "text", "http2"])
+def test_a_client_that_does_not_speak_tls_is_closed_with_one_line_saying_so(
+        data: bytes, certificate: tuple[Path, Path], caplog: pytest.LogCaptureFixture) -> None:
+    """An SSH banner or a port scanner's probe: no answer, and the line no longer says there was no TLS version or
+    cipher in common (that is UNSUPPORTED_PROTOCOL)."""
+    with caplog.at_level(logging.WARNING, logger="pneumoscan.service"), big_answer_server(certificate, 5, 2) as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(data)
+            with contextlib.suppress(ConnectionResetError):
+                assert until_closed(sock, MARGIN)[0] == b""
+        lines = wait_for_lines(caplog, 1)
+    assert lines == ["TLS handshake with 127.0.0.1 failed: the client did not speak TLS (WRONG_VERSION_NUMBER)"], lines
+

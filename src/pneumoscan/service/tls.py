@@ -9,11 +9,13 @@ asyncio's public `loop.start_tls`, both timeouts bounded. Owning each connection
 what asyncio's TLS server keeps to itself: the handshake's outcome with the client's address (a failed one is logged,
 at most FAILURE_LINES lines a minute, `_FailureLog`), and the bytes encrypted but not yet taken by the kernel
 (`protocol.unsent_bytes`; asyncio's TLS transport counts only those still to encrypt).
-A plain-HTTP request to the HTTPS port fails the handshake (OpenSSL's HTTP_REQUEST), which asyncio dropped without a
-word: it now gets a plain-HTTP 400 saying to use https://, sent on the socket as nginx does, then the service's FIN;
-the connection ends when the client closes it, or at the handshake deadline. A redirect to https:// was not chosen:
-the request line and Host header are consumed by OpenSSL and cannot be read back, a Host header would have to be
-trusted to build it, and a redirect would re-send a film that just crossed the network unencrypted.
+A plain-HTTP request to the HTTPS port fails the handshake, which asyncio dropped without a word: OpenSSL says
+HTTP_REQUEST only for a request starting `GET `, `POST`, `HEAD` or `PUT `, and WRONG_VERSION_NUMBER for any other
+method (OPTIONS, DELETE, PATCH...) as for an SSH banner or a port scanner, so the client's first bytes are kept to
+tell them apart (`_PLAIN_REQUEST`). A plain-HTTP request now gets a plain-HTTP 400 saying to use https://, sent on
+the socket as nginx does, then the service's FIN; the connection ends when the client closes it, or at the
+handshake deadline. A redirect to https:// was not chosen: a Host header would have to be trusted to build it, and
+a redirect would re-send a film that just crossed the network unencrypted.
 asyncio counts the wait for the client's TLS close from the close, and then drops what is still unsent: the service's
 protocol (`protocol.py`) closes a TLS connection only once its answers are sent.
 """
@@ -24,12 +26,14 @@ import contextvars
 import json
 import logging
 import os
+import re
 import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pneumoscan.errors import InputError
+from pneumoscan.service.protocol import REQUEST_LINE_MAX
 
 log = logging.getLogger("pneumoscan.service")
 
@@ -43,8 +47,13 @@ PLAIN_HTTP_DETAIL = ("this port speaks HTTPS: send the request again to https://
 # OpenSSL's reasons for a client that refused the service's certificate, and for no protocol version in common
 UNTRUSTED = ("TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE", "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
              "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE", "SSLV3_ALERT_CERTIFICATE_EXPIRED", "TLSV1_ALERT_ACCESS_DENIED")
-NO_COMMON_VERSION = ("UNSUPPORTED_PROTOCOL", "WRONG_VERSION_NUMBER", "TLSV1_ALERT_PROTOCOL_VERSION",
-                     "VERSION_TOO_LOW", "VERSION_TOO_HIGH", "NO_PROTOCOLS_AVAILABLE", "NO_SHARED_CIPHER")
+NO_COMMON_VERSION = ("UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION", "VERSION_TOO_LOW", "VERSION_TOO_HIGH",
+                     "NO_PROTOCOLS_AVAILABLE", "NO_SHARED_CIPHER")
+NOT_TLS = "WRONG_VERSION_NUMBER"  # the first bytes are no TLS record (a TLS version mismatch is UNSUPPORTED_PROTOCOL)
+# OpenSSL's reasons for bytes that may be a plain-HTTP request: HTTP_REQUEST (`GET `, `POST`, `HEAD`, `PUT `) is one;
+# the others (CONNECT's HTTPS_PROXY_REQUEST, any other method's WRONG_VERSION_NUMBER) when `_PLAIN_REQUEST` matches
+PLAIN_HTTP_REASONS = ("HTTP_REQUEST", "HTTPS_PROXY_REQUEST", NOT_TLS)
+_PLAIN_REQUEST = re.compile(rb"[A-Z]{3,10} \S+ HTTP/1\.[01]")
 
 _CONNECTION: contextvars.ContextVar[_Handshake | None] = contextvars.ContextVar("pneumoscan_tls", default=None)
 
@@ -56,6 +65,13 @@ def _plain_http_400() -> bytes:
             b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
+def is_plain_http(reason: str | None, first: bytes) -> bool:
+    """Whether a handshake that failed for OpenSSL's REASON, the client's FIRST bytes, was a plain-HTTP request."""
+    if reason == "HTTP_REQUEST":
+        return True
+    return reason in PLAIN_HTTP_REASONS and _PLAIN_REQUEST.match(first) is not None
+
+
 class _ServerObject(ssl.SSLObject):
     """The TLS state of one connection, knowing its `_Handshake` (None when made by another loop's server): a
     plain-HTTP request gets its 400 and the handshake then waits, dropping what comes, for the client's close."""
@@ -64,6 +80,8 @@ class _ServerObject(ssl.SSLObject):
     incoming: ssl.MemoryBIO
     outgoing: ssl.MemoryBIO
     rejected = False
+    first = b""  # the client's first bytes while they may be a plain-HTTP request line (REQUEST_LINE_MAX at most)
+    keeping = True
 
     def do_handshake(self) -> None:
         if self.rejected:
@@ -71,15 +89,29 @@ class _ServerObject(ssl.SSLObject):
             raise ssl.SSLWantReadError("a plain-HTTP request, answered; waiting for the client to close")
         if self.connection is not None and self.incoming.pending:
             self.connection.received = True
+            self._keep_first()
         try:
             super().do_handshake()
         except ssl.SSLError as err:
-            if err.reason != "HTTP_REQUEST" or self.connection is None:
+            if self.connection is None or not is_plain_http(err.reason, self.first):
                 raise
             self.rejected = True
             self.outgoing.read()  # nothing of TLS's may follow the plain answer
             self.connection.answer_plain_http()
             raise ssl.SSLWantReadError("a plain-HTTP request, answered") from None
+
+    def _keep_first(self) -> None:
+        """Copy the client's bytes into `first` while they may be a request line; OpenSSL reads them afterwards.
+        A TLS client's are not kept: its first byte (a TLS record's type) is no capital letter."""
+        if not self.keeping:
+            return
+        data = self.incoming.read()
+        self.incoming.write(data)  # all of them read, all written back: the same bytes in the same order
+        self.first = (self.first + data)[:REQUEST_LINE_MAX]
+        if not self.first[:1].isupper():
+            self.first, self.keeping = b"", False
+        elif len(self.first) == REQUEST_LINE_MAX:
+            self.keeping = False
 
 
 class _TlsContext(ssl.SSLContext):
@@ -156,6 +188,8 @@ def failure_reason(err: BaseException, received: bool, handshake_s: float) -> st
     was closed at the deadline (a TCP health check, a browser's spare connection), as over plain HTTP."""
     if isinstance(err, ssl.SSLError):
         reason = err.reason or type(err).__name__
+        if reason == NOT_TLS:
+            return f"the client did not speak TLS ({reason})"
         if reason in UNTRUSTED:
             return f"the client does not trust this service's certificate ({reason})"
         if reason in NO_COMMON_VERSION:
