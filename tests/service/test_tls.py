@@ -1,11 +1,15 @@
 """`serve --ssl-certfile/--ssl-keyfile`: HTTPS from the service itself. Over TLS a film is analysed, a client
 trickling its headers gets the 408 and a clean TLS close after the lingering close, one that sends nothing or never
 starts the handshake is closed at --header-timeout-s, a plain-HTTP request to the HTTPS port (any method) gets a
-plain 400 and one log line, a failed handshake one log line (at most FAILURE_LINES a minute), one that does not
-speak TLS at all one saying so, and a certificate or key that cannot be used stops `serve` at start-up in one line."""
+plain 400 and one log line, and its connection closes once the client is idle, a failed handshake one log line (at
+most FAILURE_LINES a minute), one that does not speak TLS at all one saying so, closing the server aborts the
+connections still in their handshake, and a certificate or key that cannot be used stops `serve` at start-up in one
+line."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -17,8 +21,9 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -514,4 +519,83 @@ def test_a_client_that_does_not_speak_tls_is_closed_with_one_line_saying_so(
                 assert until_closed(sock, MARGIN)[0] == b""
         lines = wait_for_lines(caplog, 1)
     assert lines == ["TLS handshake with 127.0.0.1 failed: the client did not speak TLS (WRONG_VERSION_NUMBER)"], lines
+
+
+def closed_by_the_service(sock: socket.socket) -> bool:
+    """Whether the service has closed its side of SOCK, whose FIN it already sent: a byte sent to a closed socket
+    is answered with a TCP reset (Linux reports it as EPIPE once the service's FIN is in), one sent to an open one is
+    read (and dropped)."""
+    try:
+        sock.sendall(b"\r\n")
+        time.sleep(0.2)  # the reset, if any, arrives on loopback at once
+        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) in (errno.EPIPE, errno.ECONNRESET)
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+
+
+def test_a_plain_http_client_that_stays_connected_is_closed_once_idle(certificate: tuple[Path, Path]) -> None:
+    """After the plain 400 the connection waited for the client's close or the handshake deadline (10 s by
+    default), and on Python 3.12.1+ held a stop that long; it now closes once the client has sent nothing for
+    LINGER_IDLE_S, as the lingering close after an answer does."""
+    from pneumoscan.service.protocol import LINGER_IDLE_S
+
+    request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with big_answer_server(certificate, 10, 2) as port, \
+            socket.create_connection(("127.0.0.1", port), timeout=5) as early, \
+            socket.create_connection(("127.0.0.1", port), timeout=5) as late:
+        for sock in (early, late):
+            sock.sendall(request)
+            answer, _ = until_closed(sock, MARGIN)  # the service's FIN after the 400
+            assert answer.startswith(b"HTTP/1.1 400 ")
+        answered = time.monotonic()
+        time.sleep(LINGER_IDLE_S - 0.5)
+        assert not closed_by_the_service(early)
+        time.sleep(max(0.0, answered + LINGER_IDLE_S + MARGIN - time.monotonic()))
+        assert closed_by_the_service(late), "still open"
+
+
+def run_on_tls_loop(certificate: tuple[Path, Path], scenario: Callable[..., Awaitable[None]], **server: Any) -> None:
+    """Run SCENARIO(loop, server, port) on `serve`'s TLS event loop (a handshake deadline of 10 s), its TLS server
+    made with the extra create_server arguments SERVER."""
+    cert, key = certificate
+    context = tls.tls_context(str(cert), str(key))
+    loop = tls.tls_loop(context, 10)()
+
+    async def main() -> None:
+        made = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0, ssl=context, **server)
+        try:
+            await scenario(loop, made, made.sockets[0].getsockname()[1])
+        finally:
+            made.close()
+
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 30))
+    finally:
+        loop.close()
+
+
+def test_closing_the_server_aborts_connections_still_in_their_handshake(certificate: tuple[Path, Path]) -> None:
+    """uvicorn's stop closes its servers and ends the connections handed to it; one still in its handshake (or
+    answered as plain HTTP) was left to the handshake deadline, and since Python 3.12.1 `Server.wait_closed()` waits
+    for it, so a stop took that long (10 s by default). Closing the server now aborts them."""
+    async def scenario(loop: asyncio.AbstractEventLoop, server: asyncio.Server, port: int) -> None:
+        silent = await asyncio.open_connection("127.0.0.1", port)  # never starts the handshake
+        plain = await asyncio.open_connection("127.0.0.1", port)
+        plain[1].write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert (await asyncio.wait_for(plain[0].read(), 5)).startswith(b"HTTP/1.1 400 ")  # until the service's FIN
+        await asyncio.sleep(0.2)
+        server.close()
+        start = loop.time()
+        with contextlib.suppress(ConnectionResetError):
+            assert await asyncio.wait_for(silent[0].read(), MARGIN) == b""
+        plain[1].write(b"\r\n")  # to a closed socket: answered with a reset
+        await asyncio.sleep(0.2)
+        assert plain[1].get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) in (
+            errno.EPIPE, errno.ECONNRESET)
+        assert loop.time() - start < MARGIN
+        await asyncio.wait_for(server.wait_closed(), MARGIN)  # since Python 3.12.1, it waits for every connection
+        for _, writer in (silent, plain):
+            writer.close()
+
+    run_on_tls_loop(certificate, scenario)
 

@@ -13,9 +13,13 @@ A plain-HTTP request to the HTTPS port fails the handshake, which asyncio droppe
 HTTP_REQUEST only for a request starting `GET `, `POST`, `HEAD` or `PUT `, and WRONG_VERSION_NUMBER for any other
 method (OPTIONS, DELETE, PATCH...) as for an SSH banner or a port scanner, so the client's first bytes are kept to
 tell them apart (`_PLAIN_REQUEST`). A plain-HTTP request now gets a plain-HTTP 400 saying to use https://, sent on
-the socket as nginx does, then the service's FIN; the connection ends when the client closes it, or at the
-handshake deadline. A redirect to https:// was not chosen: a Host header would have to be trusted to build it, and
-a redirect would re-send a film that just crossed the network unencrypted.
+the socket as nginx does, then the service's FIN; the connection ends when the client closes it, once it has sent
+nothing for the lingering close's idle (LINGER_IDLE_S), or at the handshake deadline. A redirect to https:// was
+not chosen: a Host header would have to be trusted to build it, and a redirect would re-send a film that just
+crossed the network unencrypted.
+A connection still in its handshake (or answered as plain HTTP) is not one of uvicorn's, so a stop did not end it:
+since Python 3.12.1 `Server.wait_closed()` waits for every accepted connection, and one such client held the stop
+for the whole handshake deadline. Closing a TLS server now aborts them, as 3.13's `Server.close_clients` would.
 asyncio counts the wait for the client's TLS close from the close, and then drops what is still unsent: the service's
 protocol (`protocol.py`) closes a TLS connection only once its answers are sent.
 """
@@ -33,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan.errors import InputError
-from pneumoscan.service.protocol import REQUEST_LINE_MAX
+from pneumoscan.service.protocol import LINGER_IDLE_S, REQUEST_LINE_MAX
 
 log = logging.getLogger("pneumoscan.service")
 
@@ -85,6 +89,8 @@ class _ServerObject(ssl.SSLObject):
 
     def do_handshake(self) -> None:
         if self.rejected:
+            if self.incoming.pending and self.connection is not None:
+                self.connection.heard()
             self.incoming.read()  # the rest of a plain-HTTP request, dropped
             raise ssl.SSLWantReadError("a plain-HTTP request, answered; waiting for the client to close")
         if self.connection is not None and self.incoming.pending:
@@ -275,15 +281,19 @@ class _Handshake(asyncio.Protocol):
     """A TCP connection to the HTTPS port until its TLS handshake is done: it then goes to the app's protocol `app`
     (which learns its socket transport, `socket_transport`); a failed one is logged, a plain-HTTP request answered."""
 
-    def __init__(self, loop: _TlsLoop, app: asyncio.Protocol, failures: _FailureLog) -> None:
-        self.loop, self.app, self.failures = loop, app, failures
+    def __init__(self, loop: _TlsLoop, app: asyncio.Protocol, failures: _FailureLog,
+                 handshaking: set[_Handshake]) -> None:
+        self.loop, self.app, self.failures, self.handshaking = loop, app, failures, handshaking
         self.transport: asyncio.Transport | None = None
         self.received = False  # the client sent something during the handshake
         self.plain_http = False
+        self.last_byte = 0.0  # when the client last sent something after its plain-HTTP answer
+        self.idle_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.transport.pause_reading()  # start_tls reads the client's first bytes, not this protocol
+        self.handshaking.add(self)
         self.loop.create_task(self._start_tls())
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -297,6 +307,8 @@ class _Handshake(asyncio.Protocol):
         waiting = _Waiting()
         _CONNECTION.set(self)  # in this task's own context: read by `_TlsContext.wrap_bio` within start_tls
         try:
+            if self.transport.is_closing():  # aborted by the server's close before this task ran
+                return
             tls = await self.loop.start_tls(
                 self.transport, waiting, self.loop.context, server_side=True,  # type: ignore[arg-type]
                 ssl_handshake_timeout=self.loop.handshake_s, ssl_shutdown_timeout=SHUTDOWN_S)
@@ -305,7 +317,11 @@ class _Handshake(asyncio.Protocol):
             if why is not None:
                 self.failures.warn("TLS handshake with %s failed: %s", self._client(), why)
             return
-        if waiting.lost:
+        finally:
+            self.handshaking.discard(self)
+            if self.idle_timer is not None:
+                self.idle_timer.cancel()
+        if tls is None or waiting.lost:  # closed without an error: aborted, or closed after a plain-HTTP answer
             return
         self.app.socket_transport = self.transport  # type: ignore[attr-defined]
         tls.set_protocol(self.app)
@@ -319,12 +335,32 @@ class _Handshake(asyncio.Protocol):
                            "https://", self._client())
         self.transport.write(_plain_http_400())
         self.transport.write_eof()
+        self.heard()
+        self.idle_timer = self.loop.call_later(LINGER_IDLE_S, self._check_idle)
+
+    def heard(self) -> None:
+        """The client sent something after its plain-HTTP answer."""
+        self.last_byte = self.loop.time()
+
+    def _check_idle(self) -> None:
+        """Close a connection answered as plain HTTP once its client has sent nothing for LINGER_IDLE_S (it waited
+        for the handshake deadline, and held a stop that long on Python 3.12.1+), else look again when it may have."""
+        due = self.last_byte + LINGER_IDLE_S
+        if self.loop.time() >= due:
+            self.idle_timer = None
+            self.transport.close()
+        else:
+            self.idle_timer = self.loop.call_at(due, self._check_idle)
+
+    def abort(self) -> None:
+        """End the connection at once: the server is closing."""
+        self.transport.abort()
 
 
 class _TlsLoop(asyncio.SelectorEventLoop):  # what uvicorn's "auto" loop is without uvloop installed
     """asyncio's event loop whose TLS servers accept TCP connections and start TLS on each with `context` (its
-    plain-HTTP answer), closing a connection still without a handshake after `handshake_s` and waiting at most
-    SHUTDOWN_S for a client's TLS close."""
+    plain-HTTP answer), closing a connection still without a handshake after `handshake_s` or when the server
+    closes, and waiting at most SHUTDOWN_S for a client's TLS close."""
 
     context: ssl.SSLContext
     handshake_s: float
@@ -335,8 +371,24 @@ class _TlsLoop(asyncio.SelectorEventLoop):  # what uvicorn's "auto" loop is with
             return await super().create_server(protocol_factory, *args, **kwargs)
         kwargs["ssl"] = None
         failures = _FailureLog(self)
-        return await super().create_server(
-            lambda: _Handshake(self, protocol_factory(), failures), *args, **kwargs)  # type: ignore[arg-type]
+        handshaking: set[_Handshake] = set()
+        server = await super().create_server(
+            lambda: _Handshake(self, protocol_factory(), failures, handshaking),  # type: ignore[arg-type]
+            *args, **kwargs)
+        server.close = _aborting(server.close, handshaking)  # type: ignore[method-assign]
+        return server
+
+
+def _aborting(close: Callable[[], None], handshaking: set[_Handshake]) -> Callable[[], None]:
+    """A server's `close` that also aborts its connections still in their handshake: uvicorn's stop knows only the
+    connections handed to it, and `Server.wait_closed()` waits for all since Python 3.12.1."""
+
+    def close_and_abort() -> None:
+        close()
+        for connection in list(handshaking):
+            connection.abort()
+
+    return close_and_abort
 
 
 def tls_loop(context: ssl.SSLContext, handshake_s: float) -> Callable[[], asyncio.AbstractEventLoop]:
