@@ -599,3 +599,14 @@ def test_closing_the_server_aborts_connections_still_in_their_handshake(certific
 
     run_on_tls_loop(certificate, scenario)
 
+
+def test_the_tls_loop_takes_the_tls_timeouts_uvicorn_may_pass(certificate: tuple[Path, Path]) -> None:
+    """The loop's TLS servers accept plain TCP (`ssl=None`) and start TLS themselves, with their own timeouts; a TLS
+    timeout passed along, as a uvicorn that sets them would, made asyncio refuse the server with a ValueError."""
+    async def scenario(loop: asyncio.AbstractEventLoop, server: asyncio.Server, port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 400 ")  # the loop's own TLS server
+        writer.close()
+
+    run_on_tls_loop(certificate, scenario, ssl_handshake_timeout=60.0, ssl_shutdown_timeout=30.0)

@@ -370,6 +370,8 @@ class _TlsLoop(asyncio.SelectorEventLoop):  # what uvicorn's "auto" loop is with
         if kwargs.get("ssl") is None:
             return await super().create_server(protocol_factory, *args, **kwargs)
         kwargs["ssl"] = None
+        for name in ("ssl_handshake_timeout", "ssl_shutdown_timeout"):  # asyncio refuses them without `ssl`
+            kwargs.pop(name, None)
         failures = _FailureLog(self)
         handshaking: set[_Handshake] = set()
         server = await super().create_server(
