@@ -572,3 +572,34 @@ def test_a_manifest_row_naming_a_folder_says_it_is_a_folder(tmp_path: Path) -> N
     with pytest.raises(InputError, match=r"^.*m\.csv:2: .*site/pt7 is a folder, not an image file; a manifest lists "
                                          r"one image a row: list each of the folder's films on a row of its own$"):
         discover(manifest)
+
+
+def test_a_manifest_row_without_a_path_says_so(tmp_path: Path) -> None:
+    """An empty path cell was read as the manifest's own folder and reported as 'TMP is a folder, not an image'."""
+    write_xray(tmp_path / "a.png", 0, 1)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\na.png,NORMAL\n ,PNEUMONIA\n")
+    with pytest.raises(InputError, match=r"^.*m\.csv:3: the row has no path \(its path cell is empty\); fill in the "
+                                         r"image file, or delete the row$"):
+        discover(manifest)
+    manifest.write_text("Image Path,label,split\na.png,NORMAL,train\n,NORMAL,\n")  # before its empty split
+    with pytest.raises(InputError, match=r"m\.csv:3: the row has no path \(its Image Path cell is empty\)"):
+        discover(manifest)
+
+
+@pytest.mark.parametrize("delimiter", [",", ";"])
+def test_a_manifest_s_empty_rows_as_excel_saves_them_are_skipped(tmp_path: Path, delimiter: str) -> None:
+    """Excel saves the rows of the sheet's used range that were filled once and then cleared as rows of empty cells
+    (`,,`): they were read as a row naming the manifest's folder, or with a split column as an unknown split ''."""
+    write_xray(tmp_path / "a.png", 0, 1)
+    write_xray(tmp_path / "b.png", 1, 2)
+    rows = ["path,label,split", "a.png,NORMAL,train", ",,", "b.png,PNEUMONIA,val", ",,", ", ,", ",,,"]
+    (tmp_path / "m.csv").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(rows).replace(",", delimiter).encode() + b"\r\n")
+    found = discover(tmp_path / "m.csv")
+    assert {split: [s.path.name for s in samples] for split, samples in found.items()} == {
+        "train": ["a.png"], "val": ["b.png"]}
+    (tmp_path / "m.csv").write_text("path,label\na.png,NORMAL\n,\n,\n")
+    assert [s.path.name for s in discover(tmp_path / "m.csv")["all"]] == ["a.png"]
+    (tmp_path / "m.csv").write_text("path,label\n,\n")
+    with pytest.raises(InputError, match=r"m\.csv: manifest lists no images$"):
+        discover(tmp_path / "m.csv")

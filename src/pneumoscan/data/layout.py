@@ -5,6 +5,7 @@ import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.decode import is_dicom
@@ -297,16 +298,24 @@ def _relative_hint(csv_path: Path, written: str) -> str:
     return hint + ")"
 
 
+def _blank(raw: dict[str | None, Any]) -> bool:
+    """Whether a manifest row holds only empty cells (`,,`, as Excel saves a row of the sheet's used range that was
+    filled once and then cleared)."""
+    cells = [value for key, value in raw.items() if key is not None] + list(raw.get(None) or [])
+    return not any(isinstance(cell, str) and cell.strip() for cell in cells)
+
+
 def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
     """Samples of a `path,label[,split][,patient][,cause]` CSV (UTF-8, with or without the BOM Excel writes; separated by
     commas, semicolons or tabs; column names in any case, with or without spaces, hyphens or underscores, and the
     path, label and patient columns also under the names exports and notebooks give them, `MANIFEST_COLUMNS`) per
     split: `train`/`val`/`test` from the optional `split` column (case-insensitive; then every row needs one),
-    else all of them as split `all`. Relative paths are relative to the CSV's folder. Labels are read by
-    `label_index`. The optional `patient` (or `patient_id`, `PatientID`, `MRN`, `subject`, ...) column names each
-    row's patient; then every row needs one (an empty cell is an error naming the row: a patient left out would be
-    split from their other images unnoticed). The cause of a PNEUMONIA row is its label's (`bacteria`, `viral`, ...)
-    or its optional `cause` (or `etiology`) column's (`manifest_cause`; empty or `unknown`: not known)."""
+    else all of them as split `all`. A row of empty cells is skipped; any other row needs a path. Relative paths
+    are relative to the CSV's folder. Labels are read by `label_index`. The optional `patient` (or `patient_id`,
+    `PatientID`, `MRN`, `subject`, ...) column names each row's patient; then every row needs one (an empty cell is
+    an error naming the row: a patient left out would be split from their other images unnoticed). The cause of a
+    PNEUMONIA row is its label's (`bacteria`, `viral`, ...) or its optional `cause` (or `etiology`) column's
+    (`manifest_cause`; empty or `unknown`: not known)."""
     found: dict[str, list[Sample]] = {}
     try:
         with csv_path.open(newline="", encoding="utf-8-sig") as handle:
@@ -315,8 +324,13 @@ def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
             reader = csv.DictReader(handle, delimiter=delimiter)
             columns = _manifest_columns(csv_path, reader.fieldnames or [])
             for line_no, raw in enumerate(reader, start=2):
+                if _blank(raw):
+                    continue
                 row = {role: (raw.get(field) or "").strip() for role, field in columns.items()}
                 where = f"{csv_path}:{line_no}"
+                if not row["path"]:  # read as the manifest's own folder otherwise
+                    raise InputError(f"{where}: the row has no path (its {columns['path'].strip()} cell is empty); "
+                                     f"fill in the image file, or delete the row")
                 split = row.get("split", "all").lower()
                 if "split" in columns and split not in SPLITS:
                     raise InputError(f"{where}: unknown split {row['split']!r}; use one of {', '.join(SPLITS)}")
