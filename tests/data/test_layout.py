@@ -603,3 +603,11 @@ def test_a_manifest_s_empty_rows_as_excel_saves_them_are_skipped(tmp_path: Path,
     (tmp_path / "m.csv").write_text("path,label\n,\n")
     with pytest.raises(InputError, match=r"m\.csv: manifest lists no images$"):
         discover(tmp_path / "m.csv")
+
+
+def test_a_manifest_error_names_the_file_s_line_after_blank_lines(tmp_path: Path) -> None:
+    """Blank lines are no rows: the error after one named the line above the row (rows were counted, not lines)."""
+    write_xray(tmp_path / "a.png", 0, 1)
+    (tmp_path / "m.csv").write_text("path,label\n\na.png,NORMAL\n\n\na.png,sick\n")
+    with pytest.raises(InputError, match=r"m\.csv:6: unknown label 'sick'"):
+        discover(tmp_path / "m.csv")

@@ -323,11 +323,11 @@ def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
             handle.seek(0)  # the utf-8-sig decoder starts again, so a BOM is skipped again
             reader = csv.DictReader(handle, delimiter=delimiter)
             columns = _manifest_columns(csv_path, reader.fieldnames or [])
-            for line_no, raw in enumerate(reader, start=2):
+            for raw in reader:
                 if _blank(raw):
                     continue
                 row = {role: (raw.get(field) or "").strip() for role, field in columns.items()}
-                where = f"{csv_path}:{line_no}"
+                where = f"{csv_path}:{reader.line_num}"  # the file's line: blank lines are not rows
                 if not row["path"]:  # read as the manifest's own folder otherwise
                     raise InputError(f"{where}: the row has no path (its {columns['path'].strip()} cell is empty); "
                                      f"fill in the image file, or delete the row")
