@@ -430,3 +430,16 @@ def test_the_fit_guard_hint_gives_a_placeholder_for_a_relative_path_it_cannot_pl
         "folder training ran in)")
     assert ArtifactMeta(model_name="cnn", model_config={}, image_size=32, mean=0.5, std=0.2).fit_guard_command(
         "m") == "`pneumoscan fit-guard --model m --data TRAINING_DATA`"  # none recorded
+
+
+def test_file_name_keys_across_folders_warn_from_a_quarter_of_the_named_images() -> None:
+    from pneumoscan.data.patients import keys_across_folders, name_collision_warning
+
+    unique = [Sample(Path(f"train/NORMAL/scan{i}.png"), 0) for i in range(6)]
+    pair = [Sample(Path(f"train/NORMAL/pt{i}/1.png"), 0) for i in range(2)]
+    keys = patient_keys([*unique, *pair], "name", progress=False)
+    assert keys_across_folders([*unique, *pair], keys) == {"1": pair}
+    assert name_collision_warning([*unique, *pair], keys) is not None  # 2 of 8 images: a quarter
+    more = [*unique, Sample(Path("train/NORMAL/scan6.png"), 0), *pair]
+    assert name_collision_warning(more, patient_keys(more, "name", progress=False)) is None  # 2 of 9
+    assert keys_across_folders(pair, patient_keys(pair, "folder", progress=False)) == {}

@@ -198,3 +198,29 @@ def test_a_carve_failing_on_file_names_shared_by_both_classes_names_the_key_and_
     assert "each patient's films in a folder of their own and --patient-key folder" in message
     assert "change --val-fraction" not in message and "\n" not in message
     prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r"), patient_key="folder"), 16, False)
+
+
+def test_train_warns_when_file_name_keys_join_folders_though_the_carve_succeeds(
+        tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Films numbered 0001.jpeg... in each class folder are keyed by file name into 'patients' of a NORMAL and a
+    PNEUMONIA film: the carve succeeds, so nothing said that each pair is taken for one patient."""
+    from pneumoscan.cli import main
+
+    for label in ("NORMAL", "PNEUMONIA"):
+        for i, film in enumerate(sorted((tiny_dataset / "train" / label).iterdir())):
+            film.rename(film.parent / f"{i + 1:04d}.jpeg")
+    args = ["train", "--data", str(tiny_dataset), "--model", "mlp", "--image-size", "16", "--epochs", "1", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "r")]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "join images in different folders" in line]
+    assert len(warned) == 1 and warned[0].startswith(
+        "pneumoscan: warning: 18 patient keys read from file names join images in different folders (36 of the 36 "
+        "images keyed by file name; the largest, '0018', joins 2 images in 2 folders, e.g. ")
+    assert warned[0].endswith("each patient's films in a folder of their own and --patient-key folder, or a CSV "
+                              "manifest with a patient column")
+
+
+def test_train_does_not_warn_of_file_names_on_kermany_names(tiny_dataset: Path, tmp_path: Path) -> None:
+    from pneumoscan.data.patients import name_collision_warning
+
+    data = prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r")), 16, False)
+    assert name_collision_warning(data.train.samples + data.val.samples, data.patients) is None

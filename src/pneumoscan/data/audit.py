@@ -12,7 +12,8 @@ from pneumoscan import CLASS_NAMES
 from pneumoscan.data.decode import MIN_SIDE, not_frontal_view, read_file, read_grayscale_and_rgb
 from pneumoscan.data.file_cues import COLOUR_REFERENCE, colourfulness
 from pneumoscan.data.layout import Sample, discover
-from pneumoscan.data.patients import SOURCE_NAMES, SOURCES, is_kermany_name, keys_read, patient_keys
+from pneumoscan.data.patients import (SOURCE_NAMES, SOURCES, across_folders_advice, is_kermany_name,
+                                      keys_across_folders, keys_read, patient_keys)
 from pneumoscan.errors import InputError
 from pneumoscan.progress import progress_bar
 
@@ -64,17 +65,21 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     # a patient keyed by a header, manifest or folder: its first file in each split, named (never its key)
     named_patients: dict[str, dict[str, str]] = defaultdict(dict)
     unreadable: list[str] = []
+
+    def name(split: str, sample: Sample) -> str:
+        return _shown_name(Path(root), split, sample)
+
     for (split, sample), (digest, size, error, _, _) in zip(everything, inspected):
         if digest:  # '' = could not be read
-            by_hash[digest].append((_shown_name(Path(root), split, sample), split, sample))
+            by_hash[digest].append((name(split, sample), split, sample))
         if error:
             unreadable.append(error)
         else:
             patients_by_split[split].add(patient_id(sample))
             if patient_id.origins[sample] != "name":
-                named_patients[split].setdefault(patient_id(sample), _shown_name(Path(root), split, sample))
+                named_patients[split].setdefault(patient_id(sample), name(split, sample))
     for split, samples in splits.items():
-        rows = [(s, inspected[i]) for i, (name, s) in enumerate(everything) if name == split]
+        rows = [(s, inspected[i]) for i, (part, s) in enumerate(everything) if part == split]
         sizes = [info[1] for _, info in rows if info[1] is not None]
         widths = [w for w, _ in sizes]
         report["splits"][split] = {  # readable images; the unreadable ones are counted apart
@@ -89,20 +94,25 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     names = list(splits)  # a split of unreadable files only has no patients, but still its pairs
     report["unreadable"] = sorted(unreadable)
     # far below any chest film; upscaled to the model's input they are mostly interpolation
-    report["too_small"] = sorted(f"{s.path}: {size[0]} x {size[1]} px"
-                                 for (_, s), (_, size, _, _, _) in zip(everything, inspected)
+    report["too_small"] = sorted(f"{name(split, s)}: {size[0]} x {size[1]} px"
+                                 for (split, s), (_, size, _, _, _) in zip(everything, inspected)
                                  if size is not None and min(size) < MIN_SIDE)
     # train refuses these with --patient-key folder: each is keyed by its file name here
-    report["no_patient_folder"] = sorted(str(s.path) for _, s in everything
+    report["no_patient_folder"] = sorted(name(split, s) for split, s in everything
                                          if patient_id.choice == "folder" and patient_id.origins[s] == "name")
     # a photo or screenshot among the X-rays: trained on, though the guard refuses its like at predict time
-    report["colour"] = sorted(f"{s.path}: colour image (colourfulness {colour:.0f}, above {COLOUR_REFERENCE:.0f}); "
+    report["colour"] = sorted(f"{name(split, s)}: colour image (colourfulness {colour:.0f}, above {COLOUR_REFERENCE:.0f}); "
                               f"chest X-rays are grayscale, remove it or replace it with the radiograph"
-                              for (_, s), (_, _, _, colour, _) in zip(everything, inspected) if colour > COLOUR_REFERENCE)
+                              for (split, s), (_, _, _, colour, _) in zip(everything, inspected)
+                              if colour > COLOUR_REFERENCE)
     # a lateral film of a chest series exported with the frontal one: trained on and scored as if it were frontal
-    report["not_frontal"] = sorted(f"{s.path}: DICOM View Position {view}, not a frontal (AP or PA) film; the model "
+    report["not_frontal"] = sorted(f"{name(split, s)}: DICOM View Position {view}, not a frontal (AP or PA) film; the model "
                                    f"reads frontal chest X-rays only, remove it"
-                                   for (_, s), (_, _, _, _, view) in zip(everything, inspected) if view)
+                                   for (split, s), (_, _, _, _, view) in zip(everything, inspected) if view)
+    # `pt7/1.jpeg` and `pt8/1.jpeg` keyed by file name are one patient: in one split (names restart in each)
+    report["name_keys_across_folders"] = sorted(
+        sorted(name(split, s) for s in group) for split, samples in splits.items()
+        for group in keys_across_folders(samples, patient_id).values())
 
     def shown(keep: Any) -> list[list[str]]:
         return [[name for name, _, _ in group] for group in duplicates if keep(group)]
@@ -186,6 +196,12 @@ def format_audit(report: dict[str, Any]) -> str:
         lines.append(f"images right in their class folder, with no patient folder for --patient-key folder to read "
                      f"(train refuses them; keyed by file name here): {len(report['no_patient_folder'])}")
         lines += [f"  {path}" for path in report["no_patient_folder"][:20]]
+    if report.get("name_keys_across_folders"):
+        groups = report["name_keys_across_folders"]
+        lines.append(f"file names taken for one patient though in different folders (their patient "
+                     f"is read from the file name; {across_folders_advice()}): {len(groups)}")
+        lines += [f"  {' & '.join(group[:3])}{f' (and {len(group) - 3} more)' if len(group) > 3 else ''}"
+                  for group in groups[:20]]
     lines.append(f"byte-identical duplicate groups: {len(report['duplicate_groups'])} "
                  f"({len(report['cross_split_duplicates'])} across splits, "
                  f"{len(report['cross_patient_duplicates'])} across patient IDs, "

@@ -187,6 +187,44 @@ class PatientKeys:
                 "patient_key_rule": KEY_RULE}
 
 
+# `train` warns of file-name keys across folders when their images are this share of those keyed by file name
+NAME_COLLISION_SHARE = 0.25
+
+
+def keys_across_folders(samples: Iterable[Sample], keys: PatientKeys) -> dict[str, list[Sample]]:
+    """The file-name keys (origin `name`) among `samples` whose images lie in more than one folder, each with its
+    images (`pt7/1.jpeg` and `pt8/1.jpeg` made one patient `1`). Pass one split: Kermany's numbers restart in each,
+    and within one its names are unique per patient, so its own data gives none."""
+    by_key: dict[str, list[Sample]] = defaultdict(list)
+    for sample in dict.fromkeys(samples):
+        if keys.origins[sample] == "name":
+            by_key[keys(sample)].append(sample)
+    return {key: group for key, group in by_key.items() if len({Path(s.path).parent for s in group}) > 1}
+
+
+def across_folders_advice() -> str:
+    """What to do when file-name keys join films of different folders that are not one patient."""
+    return (f"if they are not one patient, key them otherwise: each patient's films in a folder of their own and "
+            f"{option('patient_key', 'folder')}, or a CSV manifest with a patient column")
+
+
+def name_collision_warning(samples: Sequence[Sample], keys: PatientKeys) -> str | None:
+    """`train`'s warning when file-name keys joining folders (`keys_across_folders`, over `samples`: one split) hold
+    NAME_COLLISION_SHARE or more of the images keyed by file name, as an export naming each patient's films
+    `1.jpeg`, `2.jpeg` makes; None otherwise."""
+    named = sum(keys.origins[s] == "name" for s in dict.fromkeys(samples))
+    joined = keys_across_folders(samples, keys)
+    images = sum(len(group) for group in joined.values())
+    if not joined or images < NAME_COLLISION_SHARE * named:
+        return None
+    key, group = max(joined.items(), key=lambda item: (len(item[1]), item[0]))
+    folders = len({Path(s.path).parent for s in group})
+    return (f"{len(joined)} patient key{'s' if len(joined) > 1 else ''} read from file names join images in "
+            f"different folders ({images} of the {named} images keyed by file name; the largest, {key!r}, joins "
+            f"{len(group)} images in {folders} folders, e.g. {group[0].path}), and the patient split keeps each key "
+            f"together as one patient; {across_folders_advice()}")
+
+
 def recorded_patient_key(record: dict) -> str:
     """The effective key choice of a split.json or pretraining record (`PatientKeys.effective`); one written
     before `--patient-key` existed split by file name."""

@@ -27,7 +27,8 @@ from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import duplicate_warnings, film_record, fingerprints
 from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.preprocess import prepare_pixels, to_unit
-from pneumoscan.data.patients import PatientKeys, describe, patient_keys, recorded_patient_key
+from pneumoscan.data.patients import (PatientKeys, describe, name_collision_warning, patient_keys,
+                                      recorded_patient_key)
 from pneumoscan.data.split import patient_split
 from pneumoscan.errors import InputError, ModelConfigError, first_few, first_line, option, switch
 from pneumoscan.evaluation.bootstrap import summarize
@@ -585,6 +586,10 @@ class Trainer:
             self.warn(f"skipped {message}")
         for message in duplicate_warnings({"train": data.train.samples, "val": data.val.samples}, str(cfg.data)):
             self.warn(message)
+        # the carve's own films (train/'s; a given val/ is another split, where file names restart)
+        carved = data.train.samples + ([] if cfg.use_given_val else data.val.samples)
+        if collision := name_collision_warning(carved, data.patients):
+            self.warn(collision)
         if data.split_record["patient_ids_in_train_and_val"]:
             self.warn(f"{data.split_record['patient_ids_in_train_and_val']} patient IDs have images in both "
                       f"train/ and val/, so validation (early stopping, threshold) may be optimistic; drop "
