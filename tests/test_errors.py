@@ -73,3 +73,10 @@ def test_a_warning_issued_while_a_module_is_imported_names_the_line_that_caused_
         warnings.simplefilter("always")
         outer_module.run(); line = sys._getframe().f_lineno  # noqa: E702 - the line that warns
     assert [(str(w.message), w.filename, w.lineno) for w in caught] == [("at import", __file__, line)]
+
+
+def test_counted_says_one_thing_in_the_singular() -> None:
+    from pneumoscan.errors import counted
+
+    assert [counted(n, "image") for n in (0, 1, 2)] == ["0 images", "1 image", "2 images"]
+    assert counted(1, "patch", "patches") == "1 patch" and counted(3, "patch", "patches") == "3 patches"

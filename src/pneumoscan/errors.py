@@ -113,6 +113,11 @@ def in_python() -> bool:
     return _WORDS.get() == "python"
 
 
+def counted(n: int, one: str, many: str | None = None) -> str:
+    """`n` things, in the singular for one: '1 image', '3 images' (`many`: the plural when not `one` + 's')."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def option(name: str, value: Any = _BARE) -> str:
     """Option `name` (its Python name: 'use_given_val') as a message names it, with `value` when given: on the
     command line '--use-given-val' or '--epochs 0'; in the Python API '`use_given_val`' or 'epochs=0'."""

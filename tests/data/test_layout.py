@@ -292,9 +292,9 @@ def test_images_no_class_or_split_folder_holds_are_warned_about_not_dropped_sile
     with pytest.warns(LeftOutImagesWarning) as caught:
         assert len(discover(tmp_path / "site")["all"]) == 2
     messages = {str(w.message) for w in caught}
-    assert messages == {f"{tmp_path / 'site'}: 1 image(s) lie outside the class folders and are left out, e.g. d.png; "
-                        f"move them into one to use them",
-                        f"{tmp_path / 'site' / 'Unsure'}: not a class folder (NORMAL, PNEUMONIA), so its 1 image(s) are "
+    assert messages == {f"{tmp_path / 'site'}: 1 image lies outside the class folders and is left out, e.g. d.png; "
+                        f"move it into one to use it",
+                        f"{tmp_path / 'site' / 'Unsure'}: not a class folder (NORMAL, PNEUMONIA), so its 1 image is "
                         f"left out; rename it or move it out of {tmp_path / 'site'} to say what it is"}
     write_xray(tmp_path / "kaggle" / "train" / "NORMAL" / "a.png", 0, 1)
     write_xray(tmp_path / "kaggle" / "train" / "PNEUMONIA" / "b.png", 1, 2)

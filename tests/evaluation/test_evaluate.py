@@ -217,7 +217,7 @@ def test_evaluate_and_set_threshold_warn_about_a_film_under_both_labels(tiny_run
     for command, extra in (("evaluate", []), ("set-threshold", ["--out", str(tmp_path / "site.safetensors")])):
         assert main(args[command] + extra) == 0
         warned = [line for line in capsys.readouterr().err.splitlines() if "byte-identical" in line]
-        assert warned == [f"pneumoscan: warning: 1 group(s) of byte-identical images carry both labels, e.g. {film} "
+        assert warned == [f"pneumoscan: warning: 1 group of byte-identical images carries both labels, e.g. {film} "
                           f"(NORMAL) = {copy} (PNEUMONIA): one of them is scored wrong whatever the model "
                           f"says, which lowers the figures here (and moves a threshold chosen on them); keep the copy "
                           f"with the right label and remove the other (`pneumoscan audit {data}` lists them)"], command

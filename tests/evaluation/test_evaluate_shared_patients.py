@@ -20,7 +20,7 @@ def test_evaluate_warns_once_about_patients_it_was_trained_on_and_counts_them(
     captured = capsys.readouterr()
     assert "not counted" not in captured.out  # they were counted
     lines = [line for line in captured.err.splitlines() if "trained on" in line]
-    assert lines == [f"pneumoscan: warning: 2 patient(s) of the test split (2 of its 4 films) also have films in the "
+    assert lines == [f"pneumoscan: warning: 2 patients of the test split (2 of its 4 films) also have films in the "
                      f"data this model was trained on, by DICOM PatientID: the same patients on both sides, so the "
                      f"figures on them are not those of new patients; `pneumoscan audit {data}` lists them"]
     assert json.loads(out.read_text())["patients_in_training"] == {"patients": 2, "films": 2,
@@ -41,7 +41,7 @@ def test_evaluate_of_copied_films_names_the_training_data_and_says_when_it_is_go
     argv = ["evaluate", "--model", str(shared_patient_run), "--data", str(site), "--n-boot", "5", "--json", str(out)]
     assert main(argv) == 0
     (line,) = [line for line in capsys.readouterr().err.splitlines() if "trained on" in line]
-    assert line.startswith("pneumoscan: warning: 2 patient(s) of the all split (2 of its 4 films)")
+    assert line.startswith("pneumoscan: warning: 2 patients of the all split (2 of its 4 films)")
     assert line.endswith(f"list both in one CSV manifest with a split column and run `pneumoscan audit` on it "
                          f"(trained on {data})")
     assert json.loads(out.read_text())["patients_in_training"]["patients"] == 2
@@ -77,3 +77,12 @@ def test_films_keyed_by_file_name_are_said_not_counted_not_zero(tiny_run: Path, 
             "  patients also in the training data: not counted (these films' patients are keyed by file name, which "
             "names no patient across splits; a DICOM PatientID, a manifest's patient column or --patient-key folder "
             "would)"]
+
+
+def test_one_shared_patient_reads_in_the_singular(tmp_path: Path) -> None:
+    from pneumoscan.evaluation.evaluate import _shared_message
+
+    shared = {"patients": 1, "films": 1, "by": ["DICOM PatientID"], "compared": 4}
+    message = _shared_message(shared, 4, "test", tmp_path, tmp_path)
+    assert message.startswith("1 patient of the test split (1 of its 4 films) also has films in the data this model "
+                              "was trained on, by DICOM PatientID: ")

@@ -74,8 +74,8 @@ def test_a_threshold_chosen_on_films_of_training_patients_is_warned_about_and_re
     out = tmp_path / "site"
     assert main(["set-threshold", "--model", str(shared_patient_run), "--data", str(data), "--out", str(out),
                  "--n-boot", "5"]) == 0
-    lines = [line for line in capsys.readouterr().err.splitlines() if "patient(s)" in line]
-    assert lines == [f"pneumoscan: warning: 2 patient(s) of the test split (2 of its 4 films) also have films in the "
+    lines = [line for line in capsys.readouterr().err.splitlines() if "patients of the" in line]
+    assert lines == [f"pneumoscan: warning: 2 patients of the test split (2 of its 4 films) also have films in the "
                      f"data this model was trained on, by DICOM PatientID: the same patients on both sides, so the "
                      f"figures on them are not those of new patients; `pneumoscan audit {data}` lists them"]
     assert read_meta(out / "model.safetensors").threshold_source["patients_in_training"] == {

@@ -323,7 +323,7 @@ def test_report_and_compare_name_unreadable_images(tiny_run: Path, tiny_data: Pa
         assert main([command, str(tiny_run), "--data", str(data), "--out", str(tmp_path / f"{command}.html"),
                      "--n-boot", "10"]) == 0
         err = capsys.readouterr().err
-        assert "1 unreadable image(s) left out" in err and "broken.jpeg" in err, command
+        assert "1 unreadable image left out" in err and "broken.jpeg" in err, command
 
 
 def test_dollar_signs_in_file_and_run_names_are_drawn_as_written(tiny_run: Path, tiny_data: Path,

@@ -170,7 +170,7 @@ def test_a_request_still_under_way_at_the_shutdown_timeout_gets_503_and_the_proc
         stopped_in = time.monotonic() - signalled
     assert reply.startswith(b"HTTP/1.1 503 ") and b"retry-after: 5" in reply.lower(), reply
     assert b"the service is stopping" in reply
-    assert "stopped on SIGTERM: 1 request(s) still under way after --shutdown-timeout-s 0.5 s were cut off" in \
+    assert "stopped on SIGTERM: 1 request still under way after --shutdown-timeout-s 0.5 s was cut off" in \
         served.output
     assert "Traceback" not in served.output
     assert stopped_in < 10  # 0.5 s, then Python's own exit

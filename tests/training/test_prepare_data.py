@@ -161,10 +161,10 @@ def test_byte_identical_films_under_both_labels_or_in_train_and_val_are_warned_a
     third = write_xray(tmp_path / "c.png", 1, 3)
     assert duplicate_warnings({"train": [Sample(normal, 0), Sample(other, 1)], "val": [Sample(third, 1)]}, "D") == []
     both = duplicate_warnings({"train": [Sample(normal, 0), Sample(copy, 1)], "val": [Sample(other, 1)]}, "D")
-    assert len(both) == 1 and both[0].startswith("1 group(s) of byte-identical images carry both labels, e.g. ")
+    assert len(both) == 1 and both[0].startswith("1 group of byte-identical images carries both labels, e.g. ")
     assert f"{normal} (NORMAL, train) = {copy} (PNEUMONIA, train)" in both[0] and "`pneumoscan audit D`" in both[0]
     leaked = duplicate_warnings({"train": [Sample(normal, 0), Sample(other, 1)], "val": [Sample(copy, 0)]}, "D")
-    assert len(leaked) == 1 and leaked[0].startswith("1 validation image(s) are byte-identical to training images")
+    assert len(leaked) == 1 and leaked[0].startswith("1 validation image is byte-identical to training images")
     assert f"{normal} (NORMAL, train) = {copy} (NORMAL, val)" in leaked[0]
 
 
@@ -177,7 +177,7 @@ def test_train_warns_on_a_film_copied_into_the_other_class(tiny_dataset: Path, t
     assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "r"), "--model", "mlp",
                  "--image-size", "16", "--epochs", "1", "--quiet"]) == 0
     warned = [line for line in capsys.readouterr().err.splitlines() if "byte-identical" in line]
-    assert len(warned) == 1 and warned[0].startswith("pneumoscan: warning: 1 group(s) of byte-identical images carry "
+    assert len(warned) == 1 and warned[0].startswith("pneumoscan: warning: 1 group of byte-identical images carries "
                                                      "both labels") and "IM-0000-0001.jpeg" in warned[0]
 
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pneumoscan.errors import counted
+
 if TYPE_CHECKING:
     from pneumoscan.data.layout import Sample
 
@@ -233,11 +235,13 @@ def duplicate_warnings(parts: dict[str, list[Sample]], data: str, harm: str = TA
     listed = f"`pneumoscan audit {data}` lists them"
     found = []
     if both_labels:
-        found.append(f"{len(both_labels)} group(s) of byte-identical images carry both labels, e.g. "
+        carry = "carries" if len(both_labels) == 1 else "carry"
+        found.append(f"{counted(len(both_labels), 'group')} of byte-identical images {carry} both labels, e.g. "
                      f"{example(both_labels[0])}: {harm}; keep the copy with the right label and remove the other "
                      f"({listed})")
     if copied:
-        found.append(f"{len(copied)} validation image(s) are byte-identical to training images, e.g. "
+        found.append(f"{counted(len(copied), 'validation image')} {'is' if len(copied) == 1 else 'are'} "
+                     f"byte-identical to training images, e.g. "
                      f"{example(copied[0])}, so validation (early stopping, threshold) scores films the model learnt; "
                      f"remove the copies or give them one patient ({listed})")
     return found

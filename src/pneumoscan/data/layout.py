@@ -9,7 +9,7 @@ from typing import Any
 
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.decode import is_dicom
-from pneumoscan.errors import InputError, option, warn
+from pneumoscan.errors import InputError, counted, option, warn
 
 # .jfif and .jpe: JPEGs as Windows and some browsers save them
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
@@ -367,15 +367,17 @@ def _warn_left_out(folder: Path, used: set[str]) -> None:
     out of every count without a word."""
     loose = [p for p in sorted(folder.iterdir()) if p.is_file() and is_image_path(p)]
     if loose:
+        one = len(loose) == 1
         warn(LeftOutImagesWarning(
-            f"{folder}: {len(loose)} image(s) lie outside the {'split' if 'train' in used else 'class'} folders and "
-            f"are left out, e.g. {loose[0].name}; move them into one to use them"))
+            f"{folder}: {counted(len(loose), 'image')} {'lies' if one else 'lie'} outside the "
+            f"{'split' if 'train' in used else 'class'} folders and {'is' if one else 'are'} left out, e.g. "
+            f"{loose[0].name}; move {'it' if one else 'them'} into one to use {'it' if one else 'them'}"))
     for name, child in _child_dirs(folder).items():
         if name not in used and not name.startswith(".") and (found := image_files(child)):
             wanted = "split folder (train, val, test)" if "train" in used else "class folder (NORMAL, PNEUMONIA)"
             warn(LeftOutImagesWarning(
-                f"{child}: not a {wanted}, so its {len(found)} image(s) are left out; rename it or move it out of "
-                f"{folder} to say what it is"))
+                f"{child}: not a {wanted}, so its {counted(len(found), 'image')} {'is' if len(found) == 1 else 'are'} "
+                f"left out; rename it or move it out of {folder} to say what it is"))
 
 
 def discover(root: str | Path) -> dict[str, list[Sample]]:

@@ -16,7 +16,8 @@ from pneumoscan.data.decode import view_reason
 from pneumoscan.data.fingerprint import duplicate_warnings, seen_in_training, training_film_fingerprints
 from pneumoscan.data.layout import Sample, cause_name, evaluation_samples
 from pneumoscan.data.patients import CAUSE_GROUPS, cause_groups, cause_of, shared_patients
-from pneumoscan.errors import InputError, MissingImagesWarning, check_at_least_one, first_few, warn, words
+from pneumoscan.errors import (InputError, MissingImagesWarning, check_at_least_one, counted, first_few, warn,
+                              words)
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning, accuracy, recall, specificity
 from pneumoscan.inference.predictor import Predictor
@@ -281,8 +282,9 @@ def _shared_message(shared: dict[str, Any], n: int, split: str, data: str | os.P
     else:
         see = (f"to see them, list both in one CSV manifest with a split column and run `pneumoscan audit` on it "
                f"(trained on {trained_on})")
-    return (f"{shared['patients']} patient(s) of the {split} split ({shared['films']} of its {n} films) also have "
-            f"films in the data this model was trained on, by {' and '.join(shared['by'])}: the same patients on "
+    have = "has" if shared["patients"] == 1 else "have"
+    return (f"{counted(shared['patients'], 'patient')} of the {split} split ({shared['films']} of its {n} films) "
+            f"also {have} films in the data this model was trained on, by {' and '.join(shared['by'])}: the same patients on "
             f"both sides, so the figures on them are not those of new patients; {see}")
 
 
@@ -305,5 +307,5 @@ def evaluate_and_warn(
         warn_if_threshold_chosen_here(predictor.meta, data, result.split)
     skipped = result.images.skipped
     if skipped:
-        warn(MissingImagesWarning(f"{len(skipped)} unreadable image(s) left out: {first_few(skipped)}"))
+        warn(MissingImagesWarning(f"{counted(len(skipped), 'unreadable image')} left out: {first_few(skipped)}"))
     return result

@@ -28,7 +28,8 @@ from torch import nn
 
 from pneumoscan import __version__
 from pneumoscan.artifact import ArtifactMeta, file_sha256, load_artifact, resolve_model_path
-from pneumoscan.errors import InputError, MissingImagesWarning, PneumoscanError, first_few, first_line, option, warn
+from pneumoscan.errors import (InputError, MissingImagesWarning, PneumoscanError, counted, first_few, first_line,
+                              option, warn)
 from pneumoscan.inference.ood import final_linear, forward_with_features
 from pneumoscan.outputs import atomic_write
 
@@ -244,7 +245,7 @@ def _given_images(size: int, given: list[Path]) -> tuple[np.ndarray, str]:
         raise InputError(f"none of the {len(given)} {option('images')} files could be read: {first_few(skipped)}; "
                          f"give readable X-rays")
     if skipped:
-        warn(MissingImagesWarning(f"{len(skipped)} unreadable image(s) left out of the export check: "
+        warn(MissingImagesWarning(f"{counted(len(skipped), 'unreadable image')} left out of the export check: "
                                   f"{first_few(skipped)}"))
     read = len(images) + len(skipped)
     among = f"{len(given)} given images" if read == len(given) else f"the first {read} of {len(given)} given images"

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pneumoscan.errors import InputError, MissingImagesWarning, first_few, warn
+from pneumoscan.errors import InputError, MissingImagesWarning, counted, first_few, warn
 from pneumoscan.report.figures import Tile, printable, shortened
 from pneumoscan.report.html import fmt
 
@@ -115,7 +115,8 @@ def case_groups(model: nn.Module, meta: ArtifactMeta, scores: Scores, per_group:
         groups.append(CaseGroup(key, title, used, tiles))
     unreadable = [str(p) for p in unshown if p.exists()]  # files not found at all are warned about with the scores
     if unreadable:
-        warn(MissingImagesWarning(f"{len(unreadable)} case image(s) could not be read and are not shown: "
+        warn(MissingImagesWarning(f"{counted(len(unreadable), 'case image')} could not be read and "
+                                  f"{'is' if len(unreadable) == 1 else 'are'} not shown: "
                                   f"{first_few(unreadable)}"))
     return groups
 

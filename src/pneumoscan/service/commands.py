@@ -102,12 +102,14 @@ class StopSignals:
 
 def log_stop(stop: StopSignals, timeout_s: float) -> None:
     """One line on how the service stopped: on which signal, and whether requests under way were cut off."""
+    from pneumoscan.errors import counted
+
     if stop.received is None:
         return
     cut_off = stop.app.state.requests.cut_off
     if cut_off:
-        log.warning("stopped on %s: %d request(s) still under way after --shutdown-timeout-s %g s were cut off "
-                    "(answered 503, to be sent again)", stop.received, cut_off, timeout_s)
+        log.warning("stopped on %s: %s still under way after --shutdown-timeout-s %g s %s cut off (answered 503, to be "
+                    "sent again)", stop.received, counted(cut_off, "request"), timeout_s, "was" if cut_off == 1 else "were")
     else:
         log.info("stopped on %s: every request under way was answered", stop.received)
 

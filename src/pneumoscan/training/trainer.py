@@ -30,7 +30,7 @@ from pneumoscan.data.preprocess import prepare_pixels, to_unit
 from pneumoscan.data.patients import (PatientKeys, describe, name_collision_warning, patient_keys,
                                       recorded_patient_key)
 from pneumoscan.data.split import patient_split
-from pneumoscan.errors import InputError, ModelConfigError, first_few, first_line, option, switch
+from pneumoscan.errors import InputError, ModelConfigError, counted, first_few, first_line, option, switch
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.evaluate import write_predictions
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning, roc_auc
@@ -226,7 +226,7 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, comma
         absent = part.absent_classes
         if absent:
             raise InputError(f"{cfg.data}: the {name} split has no readable {' or '.join(absent)} images: "
-                             f"{len(part.skipped)} unreadable file(s) left out, e.g. {first_few(part.skipped)}; "
+                             f"{counted(len(part.skipped), 'unreadable file')} left out, e.g. {first_few(part.skipped)}; "
                              f"replace or remove them")
     record = {
         "method": "given val/ folder" if cfg.use_given_val else "patient-aware stratified split of train",
