@@ -264,6 +264,19 @@ def test_a_lateral_dicom_is_refused_by_view_with_a_guard(guarded_client: TestCli
     assert client.post("/predict", files={"file": ("IM00002", data, "application/dicom")}).json()["probability"] is not None
 
 
+def test_every_cause_the_page_shows_as_sent_says_what_to_upload_instead() -> None:
+    """The as-sent box defers to the cause's words: each cause of that kind must say what to send."""
+    import re
+
+    from pneumoscan.data.decode import view_reason
+    from pneumoscan.inference.ood import guard
+
+    causes = {"grey_levels": guard.grey_levels_reason(2), "two_tone": guard.two_tone_reason(0.99),
+              "dithered": guard.dithered_reason(9.0), "upside_down": guard._UPSIDE_DOWN, "view": view_reason("LL")}
+    assert set(causes) == {cause for cause, kind in guard.REFUSAL_KINDS.items() if kind == "as_sent"}
+    assert all(re.search(r"\bsend (the|it)\b", text) for text in causes.values()), causes
+
+
 def test_413_over_the_limit(client: TestClient) -> None:
     big = b"\xff\xd8\xff" + bytes(3 * 1024 * 1024)  # 3 MB > 2 MB limit
     res = client.post("/predict", files={"file": ("big.jpg", big, "image/jpeg")})

@@ -1464,6 +1464,31 @@ def test_an_empty_heatmap_is_said_to_be_empty_not_shown_as_evidence(fitted: Path
         assert not errors, errors
 
 
+def test_each_film_refused_as_sent_is_told_what_to_upload_by_its_own_cause(server: str, tmp_path: Path) -> None:
+    """A lateral film (View Position LL) was told to upload 'the frontal radiograph ..., the right way up', words for
+    an upside-down film: the box now leaves what to upload to the cause above it, which each cause says."""
+    from playwright.sync_api import expect
+
+    from tests.conftest import dicom_to_bytes, make_dicom, xray_pixels
+
+    ds = make_dicom(xray_pixels(0, 3, 48), bits_stored=8)
+    ds.ViewPosition = "LL"
+    with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.set_input_files("#file", files=[{"name": "IM00002", "mimeType": "application/dicom",
+                                              "buffer": dicom_to_bytes(ds)}])
+        expect(page.locator("#ood")).to_be_visible(timeout=15_000)
+        expect(page.locator("#ood-text")).to_have_text(
+            "No prediction made: DICOM View Position LL: not a frontal (AP or PA) film; the model reads frontal chest "
+            "X-rays only, send the frontal film of the study")
+        box = page.locator("#ood-as-sent")
+        expect(box).to_be_visible()
+        expect(box).to_have_text(re.compile(r"^The model cannot read this film as it was sent, so it gave no "
+                                            r"probability\.\s+Upload instead what the line above asks for\.$"))
+        page.screenshot(path=str(tmp_path / "page_lateral.png"), full_page=True)
+        assert not errors, errors
+
+
 def test_a_thumbnail_is_said_too_small_to_read_with_its_result(server: str, sample_dir: Path, tmp_path: Path) -> None:
     """A 20 x 20 px preview of a film was predicted without a word: the page now says, in a box above the result (or
     the refusal) and in the words read out, that the film is too small to read reliably and to send the original."""

@@ -341,8 +341,9 @@ function describeNoPreview() {
 
 // The guard refused the image: a warning instead of the probability bar and decision. The answer says what the
 // refusal means (refusal_kind: not a chest X-ray, such as a photo or a blank image; a film the model cannot read as
-// sent, such as a black-and-white or upside-down one; or unlike the training X-rays, as a few real chest X-rays are)
-// and what the guard found (refusal_cause): the guard's causes and words are the server's alone.
+// sent, such as a lateral, black-and-white or upside-down one, whose cause says what to upload instead; or unlike
+// the training X-rays, as a few real chest X-rays are) and what the guard found (refusal_cause): the guard's causes
+// and words are the server's alone.
 function renderRejected(result, name) {
   const kind = result.refusal_kind || "unlike";  // none given: the box that has a chest film read without the model
   const cause = result.refusal_cause || result.ood_reason || "";
