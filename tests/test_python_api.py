@@ -376,7 +376,7 @@ def test_evaluate_warns_about_the_unreadable_films_it_left_out(tiny_run: Path, t
         for k, film in enumerate(sorted((tiny_data / "test" / label).iterdir())[:4]):
             write_xray(data / label / film.name, pneumoscan.CLASS_NAMES.index(label), 500 + k)
     (data / "NORMAL" / "broken.jpeg").write_text("not an image")
-    with pytest.warns(UserWarning, match=r"1 unreadable image\(s\) left out: .*broken.jpeg: not a readable image") \
+    with pytest.warns(UserWarning, match=r"1 unreadable image left out: .*broken.jpeg: not a readable image") \
             as caught:
         metrics, line = pneumoscan.evaluate(tiny_run, data, n_boot=20), this_line()
     assert metrics["n"] == 8 and len(metrics["skipped"]) == 1
