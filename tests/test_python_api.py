@@ -236,7 +236,8 @@ WRONG_TYPES: dict[str, tuple[Callable[[Path], Any], str]] = {
     "plot_roc": (lambda tmp: pneumoscan.plot_roc("x"), "plot_roc takes the dict evaluate(model, data) returns, not str"),
     "plot_roc labels": (lambda tmp: pneumoscan.plot_roc({}, labels="ab"),
                         "plot_roc: labels takes a list of str or None, not str 'ab'"),
-    "gradcam": (lambda tmp: pneumoscan.gradcam(3), "gradcam: image takes a path (a str or os.PathLike), not int 3"),
+    "gradcam": (lambda tmp: pneumoscan.gradcam(3), "gradcam: image takes a path (a str or os.PathLike), a file's bytes, a PIL "
+                "image, a numpy array or a pydicom Dataset, not int 3"),
     "export_onnx": (lambda tmp: pneumoscan.export_onnx(None, tmp / "model.onnx", images=3),
                     "export_onnx: images takes a list of paths (str or os.PathLike) or None, not int 3"),
 }

@@ -94,6 +94,10 @@ _PATHS = _Kind(_all(_is_path), "a list of paths (str or os.PathLike)")
 _PATH_OR_PATHS = _Kind(lambda value: _is_path(value) or _PATHS.test(value), _PATHS.text)
 _BYTES = _Kind(lambda value: isinstance(value, (bytes, bytearray)),
                "a file's bytes (bytes, as Path.read_bytes() gives them; predict(path) takes a path)")
+# a film as `Predictor.predict` takes it; `film_bytes` tells a PIL image, an array or a pydicom Dataset exactly
+_FILM = _Kind(lambda value: _is_path(value) or isinstance(value, (bytes, bytearray, memoryview))
+              or type(value).__module__.split(".")[0] in ("PIL", "numpy", "pydicom"),
+              "a path (a str or os.PathLike), a file's bytes, a PIL image, a numpy array or a pydicom Dataset")
 _INT = _Kind(lambda value: isinstance(value, numbers.Integral) and not isinstance(value, bool), "an int")
 _NUMBER = _Kind(lambda value: isinstance(value, numbers.Real) and not isinstance(value, bool), "a number")
 _TEXT = _Kind(lambda value: isinstance(value, str), "a str")
@@ -329,12 +333,14 @@ def plot_roc(*metrics: dict[str, Any], labels: Sequence[str] | None = None) -> F
     return roc_curves(curves, "ROC curve" if len(curves) == 1 else "ROC curves")
 
 
-@_public(image=_PATH, model=_MODEL_OR_PREDICTOR, threshold=_NUMBER.or_none())
-def gradcam(image: str | os.PathLike, model: ModelPath | Predictor = None, *,
+@_public(image=_FILM, model=_MODEL_OR_PREDICTOR, threshold=_NUMBER.or_none())
+def gradcam(image: str | os.PathLike | bytes | Any, model: ModelPath | Predictor = None, *,
             threshold: float | None = None) -> Explanation:
     """`pneumoscan explain IMAGE`, without the figure: the film's prediction (screened by the model's guard, as
     `predict` does) and the Grad-CAM heatmap (S, S) in [0, 1] of the evidence for its label; RefusedFilm (an
-    InputError) when the guard refuses the film. Give a Predictor to explain many films with one loaded model."""
+    InputError) when the guard refuses the film. The film is what `Predictor.predict` takes: a path, a file's bytes,
+    a PIL image, a numpy array or a pydicom Dataset (read as its file). Give a Predictor to explain many films with
+    one loaded model."""
     from pneumoscan.explain.explanation import explain_file
 
     return explain_file(_predictor(model, "gradcam", threshold=threshold), image)

@@ -56,3 +56,33 @@ def test_the_title_says_borderline_empty_and_small() -> None:
         "film.png: PNEUMONIA  P(pneumonia) = 0.550  (threshold 0.500; borderline: within its 95 % interval 0.400 to "
         "0.600)\nheatmap: empty: Grad-CAM found no positive evidence for PNEUMONIA, model cnn\nwarning: 20 x 20 px")
     assert "heatmap=" not in repr(explained) and "image=" not in repr(explained)  # no pages of pixels in a notebook
+
+
+def test_gradcam_takes_a_film_in_memory_as_predict_does(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    """`Predictor.predict` took a pydicom Dataset (and bytes, a PIL image, an array) while `gradcam` took a path
+    only: a notebook that had read a film with pydicom could predict it but not explain it."""
+    import pydicom
+    from PIL import Image
+
+    import pneumoscan
+    from tests.conftest import dicom_to_bytes, make_dicom
+
+    predictor = Predictor(tiny_run, guard=False)
+    film = sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[0]
+    with Image.open(film) as im:
+        grey = np.asarray(im.convert("L"))
+    path = tmp_path / "film.dcm"
+    path.write_bytes(dicom_to_bytes(make_dicom((4095 - grey.astype(np.uint16) * 16).astype(np.uint16),
+                                               bits_stored=12, photometric="MONOCHROME1")))
+    from_file = pneumoscan.gradcam(path, predictor)
+    from_dataset = pneumoscan.gradcam(pydicom.dcmread(path), predictor)  # MONOCHROME1 applied, as from its file
+    assert from_dataset.prediction.path == "film.dcm"
+    assert from_dataset.prediction.probability == pytest.approx(from_file.prediction.probability, abs=1e-9)
+    assert np.allclose(from_dataset.heatmap, from_file.heatmap, atol=1e-6)
+    as_png = pneumoscan.gradcam(film, predictor)
+    for given, name in ((film.read_bytes(), "<upload>"), (Image.fromarray(grey), "<PIL image>"), (grey, "<array>")):
+        explained = pneumoscan.gradcam(given, predictor)
+        assert explained.prediction == predictor.predict(given) and explained.prediction.path == name
+        assert explained.heatmap.shape == as_png.heatmap.shape
+    with pytest.raises(InputError, match=r"^gradcam: an array of float32 \(4, 4\); give the film's pixels"):
+        pneumoscan.gradcam(np.zeros((4, 4), np.float32), predictor)

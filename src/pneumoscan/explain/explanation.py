@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -76,21 +76,26 @@ def display_copy(gray: np.ndarray) -> np.ndarray:
     return np.asarray(image)
 
 
-def explain_file(predictor: Predictor, path: str | os.PathLike) -> Explanation:
-    """Predict the file at `path` with `predictor` and draw Grad-CAM for the label it gets; InputError when the
-    model has no layer to explain or the file is unreadable; RefusedFilm (an InputError) when the guard refuses it (no
-    heatmap without a prediction)."""
+def explain_file(predictor: Predictor, image: str | os.PathLike | bytes | np.ndarray | Any) -> Explanation:
+    """Predict the film `image` with `predictor` and draw Grad-CAM for the label it gets: a path, or a film in memory
+    as `Predictor.predict` takes it (`film_bytes`: bytes, a pydicom Dataset, a PIL image, an array); InputError when
+    the model has no layer to explain or the film is unreadable; RefusedFilm (an InputError) when the guard refuses it
+    (no heatmap without a prediction)."""
     from pneumoscan.data.decode import read_file
     from pneumoscan.data.preprocess import load_image_and_original
     from pneumoscan.errors import InputError, RefusedFilm
     from pneumoscan.explain.gradcam import cam_layers, gradcam_for_image
+    from pneumoscan.inference.predictor import film_bytes
 
     try:
         layers = cam_layers(predictor.model, predictor.meta)
     except InputError as err:
         raise InputError(f"{predictor.path}: {err}") from None
-    name = str(path)
-    data = read_file(path, name)
+    if isinstance(image, (str, os.PathLike)):
+        name = str(image)
+        data = read_file(image, name)
+    else:
+        data, name = film_bytes(image, "gradcam")
     full, model_input, levels, rgb = load_image_and_original(data, predictor.size, name=name)
     original = display_copy(full)
     del full  # a large film: only its display copy is needed from here on

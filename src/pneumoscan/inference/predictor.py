@@ -181,9 +181,10 @@ def input_files(paths: Sequence[str | os.PathLike]) -> list[tuple[Path, str | No
     return files
 
 
-def dicom_file_bytes(image: Any) -> tuple[bytes, str] | None:
+def dicom_file_bytes(image: Any, caller: str = "predict") -> tuple[bytes, str] | None:
     """A pydicom Dataset as the bytes of its DICOM file and the name its Prediction gets (its file's name, or
-    `<DICOM dataset>`), so its header is read as from the file; None for anything else."""
+    `<DICOM dataset>`), so its header is read as from the file; None for anything else. `caller` names the
+    function in a message."""
     if not type(image).__module__.startswith("pydicom"):
         return None
     import pydicom
@@ -194,15 +195,25 @@ def dicom_file_bytes(image: Any) -> tuple[bytes, str] | None:
     try:
         pydicom.dcmwrite(buffer, image)
     except Exception:  # noqa: BLE001 -- pydicom's text could quote header values
-        raise InputError("predict: a pydicom Dataset that pydicom cannot write as a file; give the DICOM file's "
+        raise InputError(f"{caller}: a pydicom Dataset that pydicom cannot write as a file; give the DICOM file's "
                          "path or bytes") from None
     filename = getattr(image, "filename", None)
     return buffer.getvalue(), Path(filename).name if isinstance(filename, str) and filename else "<DICOM dataset>"
 
 
-def encoded_png(image: Any) -> tuple[bytes, str]:
+def film_bytes(image: Any, caller: str = "predict") -> tuple[bytes, str]:
+    """A film given in memory, as `Predictor.predict` and `gradcam` take it, as a file's bytes and the name its
+    Prediction gets: a file's bytes as they are (`<upload>`), a pydicom Dataset as its DICOM file
+    (`dicom_file_bytes`), a PIL image or a pixel array as a PNG file (`encoded_png`); InputError for anything else,
+    naming `caller`."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return bytes(image), "<upload>"
+    return dicom_file_bytes(image, caller) or encoded_png(image, caller)
+
+
+def encoded_png(image: Any, caller: str = "predict") -> tuple[bytes, str]:
     """A PIL image or a pixel array as a PNG file's bytes (lossless: the pixels as given) and the name its
-    Prediction gets; InputError for anything else."""
+    Prediction gets; InputError for anything else (naming `caller`)."""
     from PIL import Image
 
     if isinstance(image, Image.Image):
@@ -211,18 +222,18 @@ def encoded_png(image: Any) -> tuple[bytes, str]:
         name = "<array>"
         rgb = image.ndim == 3 and image.shape[2] in (3, 4) and image.dtype == np.uint8
         if not (rgb or image.ndim == 2 and image.dtype in (np.uint8, np.uint16)):
-            raise InputError(f"predict: an array of {image.dtype} {image.shape}; give the film's pixels as uint8 "
+            raise InputError(f"{caller}: an array of {image.dtype} {image.shape}; give the film's pixels as uint8 "
                              f"(0-255) or uint16, shape (H, W), or uint8 (H, W, 3), as np.asarray(PIL.Image.open(path)) "
                              f"gives them")
         image = Image.fromarray(np.ascontiguousarray(image))
     else:
-        raise InputError(f"predict takes a path, a file's bytes, a PIL image, a numpy array or a pydicom Dataset, not "
+        raise InputError(f"{caller} takes a path, a file's bytes, a PIL image, a numpy array or a pydicom Dataset, not "
                          f"{type(image).__name__}")
     buffer = io.BytesIO()
     try:
         image.save(buffer, format="PNG")
     except (OSError, ValueError):  # a mode PNG cannot hold, e.g. 32-bit float
-        raise InputError(f"predict: a PIL image of mode {image.mode}; convert it first, e.g. image.convert('L')") from None
+        raise InputError(f"{caller}: a PIL image of mode {image.mode}; convert it first, e.g. image.convert('L')") from None
     return buffer.getvalue(), name
 
 
@@ -443,12 +454,7 @@ class Predictor:
             if prediction.error is not None:
                 raise InputError(prediction.error)
             return prediction
-        if isinstance(image, (bytes, bytearray, memoryview)):
-            return self.predict_bytes(bytes(image))
-        if (dicom := dicom_file_bytes(image)) is not None:
-            return self.predict_bytes(*dicom)
-        data, name = encoded_png(image)
-        return self.decoded_results([name], [self.decode(data, name)])[0]
+        return self.predict_bytes(*film_bytes(image))
 
     def _predict(self, images: np.ndarray, with_features: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities, and the guard's penultimate features from the same forward pass when asked."""
