@@ -38,8 +38,31 @@ def test_manifest_saved_by_excel(tmp_path: Path) -> None:
     (tmp_path / "m.csv").write_bytes(b"\xef\xbb\xbfpath,label\r\na.png,NORMAL\r\nb.png,PNEUMONIA\r\n")  # CSV UTF-8
     assert [s.label for s in discover(tmp_path / "m.csv")["all"]] == [0, 1]
     (tmp_path / "u16.csv").write_bytes("path,label\r\na.png,NORMAL\r\n".encode("utf-16"))  # Unicode text
-    with pytest.raises(InputError, match=r"u16\.csv: not UTF-8 text; save the manifest as a UTF-8 CSV"):
-        discover(tmp_path / "u16.csv")
+    with pytest.raises(InputError, match=r"u16\.csv: not UTF-8 text, nor Windows-1252 as Excel saves a CSV; save the "
+                                         r"manifest as a UTF-8 CSV \('CSV UTF-8' in Excel\)"):
+        discover(tmp_path / "u16.csv")  # its NULs are control characters: not read as Windows-1252
+
+
+def test_a_manifest_excel_saved_as_windows_1252_is_read_with_a_warning_naming_the_encoding(tmp_path: Path) -> None:
+    """Excel's 'CSV (Comma delimited)' on Western-European Windows writes cp1252: a manifest naming `Müller/` was
+    refused as not UTF-8, though it reads unambiguously."""
+    write_xray(tmp_path / "Müller" / "Röntgen 1.png", 0, 1)
+    write_xray(tmp_path / "Gonçalves" / "tórax.png", 1, 2)
+    (tmp_path / "m.csv").write_bytes("path;label;patient\r\nMüller/Röntgen 1.png;NORMAL;Müller\r\n"
+                                     "Gonçalves/tórax.png;PNEUMONIA;Gonçalves €\r\n".encode("cp1252"))
+    with pytest.warns(UserWarning, match=r"m\.csv: not UTF-8; read as Windows-1252 \(cp1252\), as Excel's 'CSV "
+                                         r"\(Comma delimited\)' saves on Western-European Windows; if a name in it "
+                                         r"reads wrong, the manifest is in another code page: save it as 'CSV UTF-8'$"):
+        found = discover(tmp_path / "m.csv")["all"]
+    assert [(s.path.relative_to(tmp_path).as_posix(), s.label, s.patient) for s in found] == [
+        ("Müller/Röntgen 1.png", 0, "Müller"), ("Gonçalves/tórax.png", 1, "Gonçalves €")]
+    (tmp_path / "pl.csv").write_bytes("path,label\r\nŁódź.png,NORMAL\r\n".encode("cp1250"))  # another code page
+    with pytest.warns(UserWarning), pytest.raises(InputError) as missing:
+        discover(tmp_path / "pl.csv")
+    assert "pl.csv:2: file " in str(missing.value) and "the manifest was read as Windows-1252" in str(missing.value)
+    (tmp_path / "bad.csv").write_bytes(b"path,label\r\na\x81.png,NORMAL\r\n")  # a byte cp1252 leaves undefined
+    with pytest.raises(InputError, match=r"bad\.csv: not UTF-8 text, nor Windows-1252"):
+        discover(tmp_path / "bad.csv")
 
 
 def test_manifest_wrong_label_names_line(tmp_path: Path) -> None:

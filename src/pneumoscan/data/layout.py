@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -305,8 +307,34 @@ def _blank(raw: dict[str | None, Any]) -> bool:
     return not any(isinstance(cell, str) and cell.strip() for cell in cells)
 
 
+# C0 controls but tab, CR and LF, and DEL: in no CSV a spreadsheet writes, but in UTF-16 text read byte by byte
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+CP1252_NOTE = ("read as Windows-1252 (cp1252), as Excel's 'CSV (Comma delimited)' saves on Western-European Windows; "
+               "if a name in it reads wrong, the manifest is in another code page: save it as 'CSV UTF-8'")
+
+
+def manifest_text(csv_path: Path) -> tuple[str, str]:
+    """The text of a CSV manifest and its encoding: UTF-8 (a BOM skipped), else Windows-1252 (cp1252) with a warning
+    saying so, when that decodes it without control characters (UTF-16 text, say, has NULs); InputError otherwise."""
+    data = csv_path.read_bytes()
+    try:
+        return data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:  # one of the five bytes cp1252 leaves undefined
+        text = None
+    if text is None or _CONTROL.search(text):
+        raise InputError(f"{csv_path}: not UTF-8 text, nor Windows-1252 as Excel saves a CSV; save the manifest as a "
+                         f"UTF-8 CSV ('CSV UTF-8' in Excel) with columns path,label")
+    warn(f"{csv_path}: not UTF-8; {CP1252_NOTE}")
+    return text, "cp1252"
+
+
 def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
-    """Samples of a `path,label[,split][,patient][,cause]` CSV (UTF-8, with or without the BOM Excel writes; separated by
+    """Samples of a `path,label[,split][,patient][,cause]` CSV (UTF-8, with or without the BOM Excel writes, else
+    Windows-1252 with a warning, `manifest_text`; separated by
     commas, semicolons or tabs; column names in any case, with or without spaces, hyphens or underscores, and the
     path, label and patient columns also under the names exports and notebooks give them, `MANIFEST_COLUMNS`) per
     split: `train`/`val`/`test` from the optional `split` column (case-insensitive; then every row needs one),
@@ -317,41 +345,40 @@ def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
     PNEUMONIA row is its label's (`bacteria`, `viral`, ...) or its optional `cause` (or `etiology`) column's
     (`manifest_cause`; empty or `unknown`: not known)."""
     found: dict[str, list[Sample]] = {}
-    try:
-        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
-            delimiter = _delimiter(handle.readline())
-            handle.seek(0)  # the utf-8-sig decoder starts again, so a BOM is skipped again
-            reader = csv.DictReader(handle, delimiter=delimiter)
-            columns = _manifest_columns(csv_path, reader.fieldnames or [])
-            for raw in reader:
-                if _blank(raw):
-                    continue
-                row = {role: (raw.get(field) or "").strip() for role, field in columns.items()}
-                where = f"{csv_path}:{reader.line_num}"  # the file's line: blank lines are not rows
-                if not row["path"]:  # read as the manifest's own folder otherwise
-                    raise InputError(f"{where}: the row has no path (its {columns['path'].strip()} cell is empty); "
-                                     f"fill in the image file, or delete the row")
-                split = row.get("split", "all").lower()
-                if "split" in columns and split not in SPLITS:
-                    raise InputError(f"{where}: unknown split {row['split']!r}; use one of {', '.join(SPLITS)}")
-                patient = row.get("patient")
-                if patient == "":
-                    name = columns["patient"].strip()
-                    raise InputError(f"{where}: no {name}; fill in the patient of every row (the same value "
-                                     f"for all images of one patient), or remove the {name} column to read "
-                                     f"patients from the files")
-                path = _manifest_path(csv_path, row["path"])
-                if path.is_dir():
-                    raise InputError(f"{where}: {path} is a folder, not an image file; a manifest lists one image "
-                                     f"a row: list each of the folder's films on a row of its own")
-                if not path.is_file():
-                    raise InputError(f"{where}: file {path} does not exist; fix the path in the manifest"
-                                     + _relative_hint(csv_path, row["path"]))
-                label = label_index(row["label"], where)
-                found.setdefault(split, []).append(
-                    Sample(path, label, patient, manifest_cause(row["label"], row.get("cause"), where)))
-    except UnicodeDecodeError:
-        raise InputError(f"{csv_path}: not UTF-8 text; save the manifest as a UTF-8 CSV with columns path,label") from None
+    text, encoding = manifest_text(csv_path)
+    read_as = f"; the manifest was {CP1252_NOTE}" if encoding == "cp1252" else ""
+    with io.StringIO(text, newline="") as handle:
+        delimiter = _delimiter(handle.readline())
+        handle.seek(0)
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        columns = _manifest_columns(csv_path, reader.fieldnames or [])
+        for raw in reader:
+            if _blank(raw):
+                continue
+            row = {role: (raw.get(field) or "").strip() for role, field in columns.items()}
+            where = f"{csv_path}:{reader.line_num}"  # the file's line: blank lines are not rows
+            if not row["path"]:  # read as the manifest's own folder otherwise
+                raise InputError(f"{where}: the row has no path (its {columns['path'].strip()} cell is empty); "
+                                 f"fill in the image file, or delete the row")
+            split = row.get("split", "all").lower()
+            if "split" in columns and split not in SPLITS:
+                raise InputError(f"{where}: unknown split {row['split']!r}; use one of {', '.join(SPLITS)}")
+            patient = row.get("patient")
+            if patient == "":
+                name = columns["patient"].strip()
+                raise InputError(f"{where}: no {name}; fill in the patient of every row (the same value "
+                                 f"for all images of one patient), or remove the {name} column to read "
+                                 f"patients from the files")
+            path = _manifest_path(csv_path, row["path"])
+            if path.is_dir():
+                raise InputError(f"{where}: {path} is a folder, not an image file; a manifest lists one image "
+                                 f"a row: list each of the folder's films on a row of its own")
+            if not path.is_file():
+                raise InputError(f"{where}: file {path} does not exist; fix the path in the manifest"
+                                 + _relative_hint(csv_path, row["path"]) + read_as)
+            label = label_index(row["label"], where)
+            found.setdefault(split, []).append(
+                Sample(path, label, patient, manifest_cause(row["label"], row.get("cause"), where)))
     if not found:
         raise InputError(f"{csv_path}: manifest lists no images")
     return {name: found[name] for name in (*SPLITS, "all") if name in found}
