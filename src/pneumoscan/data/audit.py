@@ -66,18 +66,18 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     named_patients: dict[str, dict[str, str]] = defaultdict(dict)
     unreadable: list[str] = []
 
-    def name(split: str, sample: Sample) -> str:
+    def shown_as(split: str, sample: Sample) -> str:
         return _shown_name(Path(root), split, sample)
 
     for (split, sample), (digest, size, error, _, _) in zip(everything, inspected):
         if digest:  # '' = could not be read
-            by_hash[digest].append((name(split, sample), split, sample))
+            by_hash[digest].append((shown_as(split, sample), split, sample))
         if error:
             unreadable.append(error)
         else:
             patients_by_split[split].add(patient_id(sample))
             if patient_id.origins[sample] != "name":
-                named_patients[split].setdefault(patient_id(sample), name(split, sample))
+                named_patients[split].setdefault(patient_id(sample), shown_as(split, sample))
     for split, samples in splits.items():
         rows = [(s, inspected[i]) for i, (part, s) in enumerate(everything) if part == split]
         sizes = [info[1] for _, info in rows if info[1] is not None]
@@ -94,24 +94,24 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     names = list(splits)  # a split of unreadable files only has no patients, but still its pairs
     report["unreadable"] = sorted(unreadable)
     # far below any chest film; upscaled to the model's input they are mostly interpolation
-    report["too_small"] = sorted(f"{name(split, s)}: {size[0]} x {size[1]} px"
+    report["too_small"] = sorted(f"{shown_as(split, s)}: {size[0]} x {size[1]} px"
                                  for (split, s), (_, size, _, _, _) in zip(everything, inspected)
                                  if size is not None and min(size) < MIN_SIDE)
     # train refuses these with --patient-key folder: each is keyed by its file name here
-    report["no_patient_folder"] = sorted(name(split, s) for split, s in everything
+    report["no_patient_folder"] = sorted(shown_as(split, s) for split, s in everything
                                          if patient_id.choice == "folder" and patient_id.origins[s] == "name")
     # a photo or screenshot among the X-rays: trained on, though the guard refuses its like at predict time
-    report["colour"] = sorted(f"{name(split, s)}: colour image (colourfulness {colour:.0f}, above {COLOUR_REFERENCE:.0f}); "
-                              f"chest X-rays are grayscale, remove it or replace it with the radiograph"
+    report["colour"] = sorted(f"{shown_as(split, s)}: colour image (colourfulness {colour:.0f}, above "
+                              f"{COLOUR_REFERENCE:.0f}); chest X-rays are grayscale, remove it or replace it with the radiograph"
                               for (split, s), (_, _, _, colour, _) in zip(everything, inspected)
                               if colour > COLOUR_REFERENCE)
     # a lateral film of a chest series exported with the frontal one: trained on and scored as if it were frontal
-    report["not_frontal"] = sorted(f"{name(split, s)}: DICOM View Position {view}, not a frontal (AP or PA) film; the model "
-                                   f"reads frontal chest X-rays only, remove it"
+    report["not_frontal"] = sorted(f"{shown_as(split, s)}: DICOM View Position {view}, not a frontal (AP or PA) "
+                                   f"film; the model reads frontal chest X-rays only, remove it"
                                    for (split, s), (_, _, _, _, view) in zip(everything, inspected) if view)
     # `pt7/1.jpeg` and `pt8/1.jpeg` keyed by file name are one patient: in one split (names restart in each)
     report["name_keys_across_folders"] = sorted(
-        sorted(name(split, s) for s in group) for split, samples in splits.items()
+        sorted(shown_as(split, s) for s in group) for split, samples in splits.items()
         for group in keys_across_folders(samples, patient_id).values())
 
     def shown(keep: Any) -> list[list[str]]:

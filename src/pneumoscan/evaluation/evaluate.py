@@ -284,8 +284,8 @@ def _shared_message(shared: dict[str, Any], n: int, split: str, data: str | os.P
                f"(trained on {trained_on})")
     have = "has" if shared["patients"] == 1 else "have"
     return (f"{counted(shared['patients'], 'patient')} of the {split} split ({shared['films']} of its {n} films) "
-            f"also {have} films in the data this model was trained on, by {' and '.join(shared['by'])}: the same patients on "
-            f"both sides, so the figures on them are not those of new patients; {see}")
+            f"also {have} films in the data this model was trained on, by {' and '.join(shared['by'])}: the same "
+            f"patients on both sides, so the figures on them are not those of new patients; {see}")
 
 
 def _listed_under() -> str:

@@ -233,7 +233,8 @@ def encoded_png(image: Any, caller: str = "predict") -> tuple[bytes, str]:
     try:
         image.save(buffer, format="PNG")
     except (OSError, ValueError):  # a mode PNG cannot hold, e.g. 32-bit float
-        raise InputError(f"{caller}: a PIL image of mode {image.mode}; convert it first, e.g. image.convert('L')") from None
+        raise InputError(f"{caller}: a PIL image of mode {image.mode}; convert it first, e.g. "
+                         f"image.convert('L')") from None
     return buffer.getvalue(), name
 
 

@@ -108,8 +108,9 @@ def log_stop(stop: StopSignals, timeout_s: float) -> None:
         return
     cut_off = stop.app.state.requests.cut_off
     if cut_off:
-        log.warning("stopped on %s: %s still under way after --shutdown-timeout-s %g s %s cut off (answered 503, to be "
-                    "sent again)", stop.received, counted(cut_off, "request"), timeout_s, "was" if cut_off == 1 else "were")
+        log.warning("stopped on %s: %s still under way after --shutdown-timeout-s %g s %s cut off (answered 503, to "
+                    "be sent again)", stop.received, counted(cut_off, "request"), timeout_s,
+                    "was" if cut_off == 1 else "were")
     else:
         log.info("stopped on %s: every request under way was answered", stop.received)
 

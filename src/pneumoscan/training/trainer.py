@@ -226,7 +226,8 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, comma
         absent = part.absent_classes
         if absent:
             raise InputError(f"{cfg.data}: the {name} split has no readable {' or '.join(absent)} images: "
-                             f"{counted(len(part.skipped), 'unreadable file')} left out, e.g. {first_few(part.skipped)}; "
+                             f"{counted(len(part.skipped), 'unreadable file')} left out, e.g. "
+                             f"{first_few(part.skipped)}; "
                              f"replace or remove them")
     record = {
         "method": "given val/ folder" if cfg.use_given_val else "patient-aware stratified split of train",
