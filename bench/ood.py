@@ -5,7 +5,8 @@ or `--guard-out`), then scores the real test split (used only to measure the fal
 and as the in-distribution side of the AUROC, never to choose anything) and families of generated
 negatives, each encoded as a file and sent through the same decoder as user uploads. AUROCs rank the
 guard's score; "rejected" counts the whole check: the score above the threshold, or one of the fixed
-rules (at most 16 grey levels in the decoded file, a JPEG in two tones, upside down).
+rules (at most 16 grey levels in the decoded file, a JPEG in two tones, dithered grain, a posterised JPEG, upside
+down), each file's cues measured as the Predictor measures them (`jpeg_cues`).
 
     PYTHONPATH=src .venv/bin/python bench/ood.py --model RUN_DIR [--per-family 60]
 
@@ -30,7 +31,7 @@ from pneumoscan.artifact import default_model_path, load_artifact, resolve_model
 from pneumoscan.data.layout import discover
 from pneumoscan.data.preprocess import load_image_with_levels
 from pneumoscan.evaluation.metrics import roc_auc
-from pneumoscan.inference.ood import OODGuard, colourfulness, fit_guard, forward_with_features, two_tone_share
+from pneumoscan.inference.ood import OODGuard, colourfulness, fit_guard, forward_with_features, jpeg_cues
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "chest_xray"
@@ -257,14 +258,16 @@ def encode(im: Image.Image, rng: Rng) -> bytes:
     return buf.getvalue()
 
 
-Decoded = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # images, raw-file colourfulness, grey levels, two-tone share
+# images, raw-file colourfulness, grey levels, and `jpeg_cues`' two-tone share, dither energy and peak excess
+Decoded = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def decode(datas: list[bytes], size: int, name: str) -> Decoded:
     """Files decoded as the Predictor decodes uploads, with the raw-file signals the guard takes."""
     decoded = [load_image_with_levels(data, size, name=name) for data in datas]
+    tones, dither, peaks = (np.array(cue) for cue in zip(*(jpeg_cues(d) for d in datas)))
     return (np.stack([image for image, _ in decoded]), np.array([colourfulness(d) for d in datas]),
-            np.array([levels for _, levels in decoded]), np.array([two_tone_share(d) for d in datas]))
+            np.array([levels for _, levels in decoded]), tones, dither, peaks)
 
 
 def generate(family: str, n: int, size: int, seed: int) -> Decoded:
@@ -295,10 +298,11 @@ def _png(im: Image.Image) -> bytes:
 
 def score(guard: OODGuard, model, meta, decoded: Decoded) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """Combined score, per-signal ratios and whether the whole check refuses, through the Predictor's calls."""
-    images, colour, levels, tones = decoded
+    images, colour, levels, tones, dither, peaks = decoded
     _, feats = forward_with_features(model, images, meta.preprocessing, batch_size=64)
     values, parts = guard.scores(guard.components(images, features=feats, colourfulness=colour))
-    verdicts = guard.check(images, features=feats, colourfulness=colour, grey_levels=levels, two_tone=tones)
+    verdicts = guard.check(images, features=feats, colourfulness=colour, grey_levels=levels, two_tone=tones,
+                           dither=dither, peaks=peaks)
     return values, parts, np.array([not v.in_distribution for v in verdicts])
 
 
@@ -411,7 +415,8 @@ def markdown(r: dict) -> str:
         f"{r['cost_per_image']['forward_with_features_ms']} ms, guard check {r['cost_per_image']['check_ms']} ms", "",
         "AUROC: higher score = more out of distribution; the generated negatives are the positive class. "
         "The per-signal columns score each signal alone. Rejected: by the whole check (score above the threshold, "
-        "or a fixed rule: at most 16 grey levels in the decoded file, a JPEG in two tones, upside down).", "",
+        "or a fixed rule: at most 16 grey levels in the decoded file, a JPEG in two tones, dithered grain, a "
+        "posterised JPEG, upside down).", "",
         "| family | n | AUROC | rejected | " + " | ".join(f"AUROC {k}" for k in n["auroc_by_signal"]) + " |",
         "|---|---|---|---|" + "---|" * len(n["auroc_by_signal"]),
     ]
