@@ -45,6 +45,15 @@ class ModelFileChanged(InputError):
     not the input's fault (the service answers 503, not 422 blaming the upload, and logs the file)."""
 
 
+class ModelFileGone(ModelFileChanged):
+    """The model file was removed or cannot be read since a Predictor read it (`reason`: what reading it again
+    raised, in words without its path): the model's fault, not the input's, as for a changed one."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class DamagedModel(InputError):
     """The model gave no probability (NaN): its weights are damaged, not the input (the service answers 503 and logs
     the model file, not 422 blaming the upload)."""

@@ -69,6 +69,7 @@ def test_a_model_that_gives_nan(tmp_path: Path, caplog: pytest.LogCaptureFixture
     for res in (single, batch):
         assert res.status_code == 503 and str(tmp_path) not in res.text
         assert "the model gave no probability (NaN): its weights are damaged" in res.json()["detail"]
+        assert "(nothing is wrong with the uploaded film)" in res.json()["detail"]
         assert f"request {res.headers['X-Request-ID']}: {model}: the model gave no probability" in caplog.text
 
 
@@ -103,3 +104,32 @@ def test_a_model_grad_cam_cannot_explain(tmp_path: Path, monkeypatch: pytest.Mon
     with TestClient(app) as c:
         assert scan(c, tmp_path)[:4] == [200, 501, 200, 200]
         assert "the model file: its stored settings are unusable" in c.get("/model").json()["explain_problem"]
+
+
+def test_a_model_file_deleted_since_start_up(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The screening loads the torch model: the answer was a 422 naming the model file and blaming the upload (a 500
+    with a traceback in a batch)."""
+    model = shipped_copy(tmp_path)
+    app = create_app(Settings(model=str(model)))
+    no_features(app)
+    model.unlink()
+    with TestClient(app) as c, caplog.at_level(logging.INFO):
+        found = answers(c)
+        assert scan(c, tmp_path)[:4] == [503, 503, 503, 200]
+    for res in found[:3]:
+        detail = res.json()["detail"]
+        assert "the model file was removed or cannot be read since the service started (no such file)" in detail
+        assert "nothing is wrong with the uploaded film" in detail
+        assert f"request {res.headers['X-Request-ID']}: {model}: removed or unreadable" in caplog.text
+
+
+def test_a_model_file_deleted_since_start_up_for_heatmaps(tmp_path: Path) -> None:
+    """Grad-CAM loads the torch model: its 501 said 'the model file: no such model file or run folder; pass --model'."""
+    model = shipped_copy(tmp_path)
+    app = create_app(Settings(model=str(model)))
+    model.unlink()
+    with TestClient(app) as c:
+        assert scan(c, tmp_path)[:4] == [200, 501, 200, 200]
+        problem = c.get("/model").json()["explain_problem"]
+    assert problem.startswith("Grad-CAM heatmaps need the model file read again, and it could not be read (no such "
+                              "file); predictions are not affected. Put the file back")

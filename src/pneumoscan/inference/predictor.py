@@ -22,7 +22,8 @@ from pneumoscan.data.decode import (
 from pneumoscan.data.file_cues import NOT_DECODED
 from pneumoscan.data.layout import IMAGE_EXTENSIONS, image_files
 from pneumoscan.data.preprocess import grey_levels, load_image_levels_and_rgb
-from pneumoscan.errors import DamagedModel, InputError, check_at_least_one, option, warn, words
+from pneumoscan.errors import (DamagedModel, InputError, ModelFileChanged, ModelFileGone, check_at_least_one, option,
+                               warn, words)
 from pneumoscan.evaluation.thresholds import (
     adjust_for_prevalence, check_operating_point, threshold_ci95, threshold_for_recall,
 )
@@ -331,11 +332,34 @@ class Predictor:
         return self._model is not None
 
     def _load_model(self) -> None:
-        """Load the torch model once (threads of the service may ask at the same time); InputError when the model
-        file changed since this Predictor read it."""
+        """Load the torch model once (threads of the service may ask at the same time); ModelFileChanged when the
+        model file changed since this Predictor read it, ModelFileGone when it was removed or cannot be read."""
         with self._model_lock:
             if self._model is None:
-                self._model, _ = load_artifact(self.path, sha256=self.sha256)
+                try:
+                    self._model, _ = load_artifact(self.path, sha256=self.sha256)
+                except ModelFileChanged:
+                    raise
+                except (OSError, InputError) as err:
+                    gone = self._gone(err)
+                    if gone is None:
+                        raise
+                    raise gone from err
+
+    def _gone(self, err: OSError | InputError) -> ModelFileGone | None:
+        """ModelFileGone for `err` when it says the model file was removed or cannot be read since this Predictor
+        read it (None: another failure, such as a broken PyTorch's OSError)."""
+        if isinstance(err, OSError):
+            if not isinstance(err.filename, (str, bytes, os.PathLike)) or Path(os.fsdecode(err.filename)).absolute() != self.path.absolute():
+                return None
+            reason = f"{type(err).__name__}: {err.strerror or 'unreadable'}"
+        elif self.path.is_file():
+            return None
+        else:
+            reason = "no such file"
+        return ModelFileGone(f"{self.path}: removed or unreadable since the service or Predictor loaded it ({reason}); "
+                             f"put it back, readable by the user the service runs as, and restart the service (in "
+                             f"Python: make a new Predictor)", reason)
 
     def _export_in_memory(self, *, fallback: bool) -> Any:
         """The ONNX Runtime session of the model exported in memory, when no export on file serves; with `fallback`

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, default_model_path, file_sha256
-from pneumoscan.errors import InputError, ModelFileChanged, PneumoscanError, first_line, gpu_out_of_memory
+from pneumoscan.errors import (InputError, ModelFileChanged, ModelFileGone, PneumoscanError, first_line,
+                              gpu_out_of_memory)
 from pneumoscan.inference.predictor import Decoded, Prediction, Predictor, describe
 from pneumoscan.service.settings import Settings
 
@@ -97,6 +98,13 @@ def out_of_memory(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
+def _unreadable(reason: str) -> str:
+    """Why heatmaps are off when the model file could not be read again for `reason` (no path in it)."""
+    return (f"Grad-CAM heatmaps need the model file read again, and it could not be read ({reason}); predictions "
+            f"are not affected. Put the file back, readable by the user the service runs as (the service's log "
+            f"names it), and restart the service for heatmaps")
+
+
 def cam_error(err: Exception, model_path: Path) -> str:
     """Why heatmaps are off after loading Grad-CAM's model from `model_path` (or finding its layers) raised `err`, in
     the words of an answer: no server paths (the caller logs `err` whole). Permanent unless memory ran short
@@ -105,6 +113,8 @@ def cam_error(err: Exception, model_path: Path) -> str:
     if out_of_memory(err):
         return (f"Grad-CAM's torch model could not be loaded for lack of memory ({type(err).__name__}: "
                 f"{without_paths(first_line(err), model_path)}); predictions are not affected")
+    if isinstance(err, ModelFileGone):  # removed or unreadable since start-up (`Predictor._load_model`)
+        return _unreadable(err.reason)
     if isinstance(err, ModelFileChanged):  # a new `train` into its folder: its message names the file
         return ("Grad-CAM heatmaps need the model file read again, and it changed since the service started (a new "
                 "`train` into its folder does that), so its weights are not those predicting here; predictions are "
@@ -112,10 +122,7 @@ def cam_error(err: Exception, model_path: Path) -> str:
     if isinstance(err, InputError):  # a model Grad-CAM cannot explain
         return without_paths(str(err), model_path)
     if isinstance(err, OSError) and _names(err, model_path):  # unreadable since start-up, or removed as it was read
-        return (f"Grad-CAM heatmaps need the model file read again, and it could not be read "
-                f"({type(err).__name__}: {err.strerror or without_paths(first_line(err), model_path)}); predictions "
-                f"are not affected. Put the file back, readable by the user the service runs as (the service's log "
-                f"names it), and restart the service for heatmaps")
+        return _unreadable(f"{type(err).__name__}: {err.strerror or without_paths(first_line(err), model_path)}")
     if isinstance(err, (ImportError, OSError)):  # PyTorch installed but broken
         return (f"Grad-CAM heatmaps need PyTorch, which could not be loaded ({type(err).__name__}: "
                 f"{without_paths(first_line(err), model_path)}); predictions are not affected. Reinstall torch and "

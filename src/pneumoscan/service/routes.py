@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from pneumoscan.card import model_card_text
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS
-from pneumoscan.errors import (DamagedModel, ImageTooLarge, InputError, ModelFileChanged, NotAnImage,
+from pneumoscan.errors import (DamagedModel, ImageTooLarge, InputError, ModelFileChanged, ModelFileGone, NotAnImage,
                              gpu_out_of_memory, out_of_memory_text)
 from pneumoscan.inference.ood import refusal_cause, refusal_kind
 from pneumoscan.inference.predictor import Prediction
@@ -58,8 +58,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     500: {"model": ErrorResponse, "description": "internal error: the request was not processed; retry or report it"},
     503: {"model": ErrorResponse, "description": "the memory set aside for uploads is full, or the GPU ran out of "
                                                  "memory; retry after the Retry-After header's seconds. Without "
-                                                 "Retry-After: the model file changed since start-up (restart the "
-                                                 "service), the model gave no probability (damaged weights), or the "
+                                                 "Retry-After: the model file changed, was removed or cannot be read "
+                                                 "since start-up (restart the service), the model gave no probability (damaged weights), or the "
                                                  "audit log cannot be written (the detail says which)",
           "headers": {"Retry-After": {"description": "seconds to wait before retrying",
                                       "schema": {"type": "integer"}}}},
@@ -102,13 +102,16 @@ async def _in_worker(request: Request, func: Callable[[], T]) -> T:
 def _model_problem(err: ModelFileChanged | DamagedModel, rid: str) -> str:
     """The answer's words for a request the model file failed: what to do, and the request id whose log line names
     the file."""
-    if isinstance(err, ModelFileChanged):  # an --onnx export without the guard's features loads the torch model
+    if isinstance(err, ModelFileGone):  # an --onnx export without the guard's features loads the torch model
+        what = (f"the model file was removed or cannot be read since the service started ({err.reason}); put it "
+                f"back, readable by the user the service runs as, and restart the service")
+    elif isinstance(err, ModelFileChanged):
         what = ("the model file changed since the service started (a new `train` into its folder does that), so its "
                 "weights are not those predicting here; restart the service")
     else:
         what = "the model gave no probability (NaN): its weights are damaged; restore the model file and restart"
-    return (f"{what}. The request was not processed (nothing is wrong with the file); the service's log names the "
-            f"model file at request id {rid}")
+    return (f"{what}. The request was not processed (nothing is wrong with the uploaded film); the service's log names "
+            f"the model file at request id {rid}")
 
 
 GPU_RETRY_S = 2
