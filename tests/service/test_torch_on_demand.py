@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from pneumoscan.artifact import file_sha256
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.service.app import create_app
+from pneumoscan.service.engine import cam_error, no_torch
 from pneumoscan.service.settings import Settings
 from tests.conftest import shipped_copy
 
@@ -177,6 +178,19 @@ def test_a_pytorch_that_is_not_installed_is_no_heatmap(app, monkeypatch: pytest.
         res = post_film(c, "/predict?explain=true")
         assert res.status_code == 501 and info["explain_problem"] in res.json()["detail"]
         assert post_film(c, "/predict").status_code == 200
+        warm = c.post("/warm-up").json()  # the page was opened: it loaded nothing, and kept the install advice
+        assert warm["explain_available"] is False and warm["explain_problem"] == info["explain_problem"]
+        if app.state.engine._warming is not None:  # a load started: let it end before asking
+            app.state.engine._warming.join(60)
+        assert c.get("/model").json()["explain_problem"] == info["explain_problem"]
+
+
+def test_a_pytorch_removed_since_start_up_is_named_as_not_installed() -> None:
+    """`import torch` failing for want of torch itself: its install advice, not 'Reinstall torch'."""
+    text = cam_error(ModuleNotFoundError("No module named 'torch'", name="torch"), Path("/srv/m.safetensors"))
+    assert text == no_torch()
+    other = cam_error(ModuleNotFoundError("No module named 'sympy'", name="sympy"), Path("/srv/m.safetensors"))
+    assert "which could not be loaded (ModuleNotFoundError" in other
 
 
 @pytest.mark.parametrize("first", ["heatmap", "page"])

@@ -110,6 +110,8 @@ def cam_error(err: Exception, model_path: Path) -> str:
     the words of an answer: no server paths (the caller logs `err` whole). Permanent unless memory ran short
     (`out_of_memory`; the engine tries again after CAM_RETRY_S): loaded again by every heatmap, a damaged model file
     would hold an inference slot for seconds each time and end in a 500 that loses the prediction too."""
+    if isinstance(err, ModuleNotFoundError) and err.name == "torch":  # removed since start-up
+        return no_torch()
     if out_of_memory(err):
         return (f"Grad-CAM's torch model could not be loaded for lack of memory ({type(err).__name__}: "
                 f"{without_paths(first_line(err), model_path)}); predictions are not affected")
@@ -240,6 +242,8 @@ class Engine:
             if (self._warming is not None and self._warming.is_alive()) or \
                     (self._cam_error is not None and not self._retry_due()):
                 return
+            if self._cam_error is None and not self._torch_at_start and not torch_installed():
+                return  # `explain_problem` gives the install advice; a load would only fail and replace it
             module = gradcam_module()
             if module is None:
                 return
