@@ -133,3 +133,28 @@ def test_a_model_file_deleted_since_start_up_for_heatmaps(tmp_path: Path) -> Non
         problem = c.get("/model").json()["explain_problem"]
     assert problem.startswith("Grad-CAM heatmaps need the model file read again, and it could not be read (no such "
                               "file); predictions are not affected. Put the file back")
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    (r'[WinError 126] Error loading "C:\Program Files\Python311\Lib\site-packages\torch\lib\c10.dll" or one of its '
+     r'dependencies.', '[WinError 126] Error loading "c10.dll" or one of its dependencies.'),
+    (r"Error loading 'C:\Users\Dr Smith\venv\torch\lib\shm.dll'", "Error loading 'shm.dll'"),
+    ("libcudnn.so.9: cannot open shared object file: /opt/My Venv/lib/libtorch_cuda.so",
+     "libcudnn.so.9: cannot open shared object file: libtorch_cuda.so"),
+    (r"C:\Program Files (x86)\Python\c10.dll is missing", "c10.dll is missing"),
+    ("C:/Users/Dr Smith/torch/c10.dll: bad", "c10.dll: bad"),
+    (r"\\fileserver\share\models\default.safetensors: bad", "default.safetensors: bad"),
+    ("cannot load ~/venvs/pneumo/lib/libtorch.so", "cannot load libtorch.so"),
+    ("/opt/venv/lib/libtorch.so: cannot open shared object file: No such file or directory",
+     "libtorch.so: cannot open shared object file: No such file or directory"),
+    ("can't find '/opt/x/y.so' and it's bad", "can't find 'y.so' and it's bad"),
+    ("/srv/models/m.safetensors: bad", "the model file: bad"),
+    ("size mismatch for fc.weight: copying a param of shape [2, 8]", "size mismatch for fc.weight: copying a param of "
+                                                                     "shape [2, 8]"),
+])
+def test_answers_cut_paths_to_their_file_names(text: str, shown: str) -> None:
+    """Paths with spaces, quoted (torch's DLL errors on Windows), UNC or in a home folder were let through whole or
+    in part ('My Venv/lib/libtorch_cuda.so')."""
+    from pneumoscan.service.engine import without_paths
+
+    assert without_paths(text, Path("/srv/models/m.safetensors")) == shown

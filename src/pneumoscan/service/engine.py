@@ -77,8 +77,20 @@ def _names(err: OSError, path: Path) -> bool:
         return False
 
 
-# an absolute path's folders, POSIX or Windows ('/opt/venv/lib/', 'C:\\models\\'): kept out of answers
-_FOLDERS = re.compile(r"(?<![\w.~-])(?:/[^\s/'\"]+)+/(?=[^\s/'\"]+)|\b[A-Za-z]:\\(?:[^\s\\'\"]+\\)+")
+# one folder of a path: words that single spaces may join ('My Venv', 'Program Files (x86)'), none ending a clause
+_SEG = r"[^\s/\\'\":;,]+(?: [^\s/\\'\":;,]+)*"
+# an absolute path's folders, kept out of answers: POSIX ('/opt/venv/lib/'), home ('~/venvs/'), Windows
+# ('C:\\Program Files\\'), UNC ('\\\\server\\share\\'); the file's name after them stays
+_FOLDERS = re.compile(rf"(?<![\w.~-])(?:~[\w.-]*)?/(?:{_SEG}/)+(?={_SEG})"
+                      rf"|(?:\b[A-Za-z]:[\\/]|(?<![\w\\])\\\\)(?:{_SEG}[\\/])+(?={_SEG})")
+# a quoted path, as in Windows' DLL errors ('Error loading "C:\\Program Files\\...\\c10.dll"'): its file's name stays
+_QUOTED = re.compile(r"""(["'])((?:[A-Za-z]:[\\/]|\\\\|~[\w.-]*/|/)[^"'\n]*)\1""")
+
+
+def _quoted_name(match: re.Match[str]) -> str:
+    """A quoted path cut to its last part, in its quotes."""
+    parts = [part for part in re.split(r"[\\/]", match[2]) if part]
+    return f"{match[1]}{parts[-1] if parts else ''}{match[1]}"
 
 
 def without_paths(text: str, model_path: Path) -> str:
@@ -86,7 +98,7 @@ def without_paths(text: str, model_path: Path) -> str:
     name, so that no answer tells a client how the server's folders are laid out (the log has the paths)."""
     for shown in sorted({str(model_path), str(model_path.resolve())}, key=len, reverse=True):
         text = text.replace(shown, "the model file")
-    return _FOLDERS.sub("", text)
+    return _FOLDERS.sub("", _QUOTED.sub(_quoted_name, text))
 
 
 def out_of_memory(err: BaseException) -> bool:
