@@ -4,6 +4,7 @@ torch model is loaded by the first heatmap, or in the background once the page h
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from fastapi.testclient import TestClient
 from pneumoscan.artifact import file_sha256
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.service.app import create_app
-from pneumoscan.service.engine import cam_error, no_torch
+from pneumoscan.service.engine import cam_error, no_torch, out_of_memory
 from pneumoscan.service.settings import Settings
 from tests.conftest import shipped_copy
 
@@ -185,6 +186,18 @@ def test_a_pytorch_that_is_not_installed_is_no_heatmap(app, monkeypatch: pytest.
         assert c.get("/model").json()["explain_problem"] == info["explain_problem"]
 
 
+@pytest.mark.parametrize(("err", "short"), [
+    (OSError(errno.ENOMEM, "Cannot allocate memory"), True),
+    (ImportError("libc10.so: cannot map: Cannot allocate memory"), True),
+    (ImportError("libtorch_cpu.so: failed to map segment from shared object"), False),  # also a damaged library
+    (OSError(errno.ENOENT, "No such file or directory"), False),
+    (ImportError("libtorch_cpu.so: cannot open shared object file"), False),
+])
+def test_memory_that_ran_short_importing_pytorch_is_out_of_memory(err: Exception, short: bool) -> None:
+    """Was 'Reinstall torch', for good, when the host only ran short of memory for a moment."""
+    assert out_of_memory(err) is short
+
+
 def test_a_pytorch_removed_since_start_up_is_named_as_not_installed() -> None:
     """`import torch` failing for want of torch itself: its install advice, not 'Reinstall torch'."""
     text = cam_error(ModuleNotFoundError("No module named 'torch'", name="torch"), Path("/srv/m.safetensors"))
@@ -223,7 +236,10 @@ def test_a_permanent_failure_to_load_the_torch_model_turns_heatmaps_off_once(app
 
 @pytest.mark.parametrize("first", ["heatmap", "page"])
 @pytest.mark.parametrize("short", [MemoryError(), "torch.OutOfMemoryError",
-                                   RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB")])
+                                   RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB"),
+                                   OSError(errno.ENOMEM, "Cannot allocate memory", "/venv/torch/lib/libtorch_cpu.so"),
+                                   ImportError("libtorch_cpu.so: failed to map segment from shared object: Cannot "
+                                               "allocate memory")])
 def test_a_load_that_ran_out_of_memory_is_tried_again_after_a_back_off(app, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
                                                                       first: str, short: object) -> None:
     """Memory that ran short (the host's, the GPU's) turned heatmaps off until a restart, as a damaged file does."""

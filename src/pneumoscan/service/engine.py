@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import errno
 import importlib
 import importlib.util
 import logging
@@ -107,7 +108,11 @@ def out_of_memory(err: BaseException) -> bool:
     if isinstance(err, MemoryError) or gpu_out_of_memory(err):
         return True
     text = str(err).lower()  # a torch older than OutOfMemoryError, the CPU allocator's RuntimeError
-    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    if isinstance(err, RuntimeError):
+        return "out of memory" in text or "can't allocate memory" in text
+    # importing torch: mapping its libraries failed for want of memory (not 'failed to map segment' alone: ambiguous)
+    return isinstance(err, (ImportError, OSError)) and (
+        getattr(err, "errno", None) == errno.ENOMEM or "cannot allocate memory" in text)
 
 
 def _unreadable(reason: str) -> str:
