@@ -1178,6 +1178,47 @@ def test_a_heatmap_refused_after_a_restart_does_not_cost_the_result(server: str,
         assert not errors, errors
 
 
+def test_a_heatmap_backing_off_after_running_out_of_memory_does_not_cost_the_result(server: str,
+                                                                                    sample_dir: Path) -> None:
+    """While heatmaps are off for a while (memory ran short loading Grad-CAM's model), ?explain=true is answered 503
+    with Retry-After: the page asks again at once without a heatmap, and says why there is none, rather than waiting
+    as for a busy service."""
+    import json
+
+    from playwright.sync_api import expect
+
+    problem = ("Grad-CAM's torch model could not be loaded for lack of memory (MemoryError: ); predictions are not "
+               "affected. Heatmaps will be tried again in 24 s, at 12:34:56 UTC")
+    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.evaluate("modelInfo.explain_available = true")  # what the page knew before the load ran short
+        asked: list[str] = []
+
+        def model(route: Any) -> None:
+            info = route.fetch().json()
+            info.update(explain_available=False, explain_retry_s=24, explain_problem=problem)
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(info))
+
+        def predict(route: Any) -> None:
+            asked.append(route.request.url)
+            if "explain=true" in route.request.url:
+                route.fulfill(status=503, content_type="application/json", headers={"Retry-After": "24"},
+                              body=json.dumps({"detail": f"Grad-CAM heatmaps are not available for this model or "
+                                                         f"installation ({problem}); retry without ?explain=true"}))
+            else:
+                route.continue_()
+
+        page.route("**/model", model)
+        page.route("**/predict*", predict)
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#result")).to_be_visible(timeout=10_000)  # not after Retry-After's 24 s
+        expect(page.locator("#error")).to_be_hidden()
+        expect(page.locator("#heat-label")).to_contain_text("for lack of memory")
+        assert [url.rsplit("?", 1)[1] for url in asked] == ["explain=true", "explain=false"]
+        assert not errors, errors
+
+
 def test_a_200_that_is_not_a_result_is_said_so(server: str, sample_dir: Path) -> None:
     """Behind an authenticating proxy whose session has run out, /predict answers 200 with a sign-in page: the page
     said 'Could not analyse this file: Cannot read properties of undefined (reading 'toFixed')'."""

@@ -261,7 +261,8 @@ def test_a_load_that_ran_out_of_memory_is_tried_again_after_a_back_off(app, monk
         open_first(c, engine, first)
         for _ in range(2):  # within the back-off: not loaded again
             res = post_film(c, "/predict?explain=true")
-            assert res.status_code == 501
+            assert res.status_code == 503  # not 501: heatmaps are back after Retry-After's seconds
+            assert 0 < int(res.headers["Retry-After"]) <= CAM_RETRY_S
             assert f"could not be loaded for lack of memory ({type(err).__name__}" in res.json()["detail"]
             assert "Heatmaps will be tried again in " in res.json()["detail"] and " UTC" in res.json()["detail"]
         info = c.get("/model").json()

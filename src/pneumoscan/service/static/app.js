@@ -628,11 +628,15 @@ async function analyse(files) {
       res = await post(`predict?explain=${explain}`, form, controller.signal, progressReporter(mine));
       body = res.body;
       if (mine !== latest) return;
-      if (res.status === 501 && explain) {  // restarted with a model Grad-CAM cannot explain: ask without a heatmap
-        explain = false;
+      if (explain && (res.status === 501 || res.status === 503)) {
+        // 501: restarted with a model Grad-CAM cannot explain; 503 while heatmaps are off for a while (memory ran
+        // short loading Grad-CAM's model: GET /model says so): ask without a heatmap. Another 503 is waited out below.
         await loadModel();
         if (mine !== latest) return;
-        continue;
+        if (res.status === 501 || !(modelInfo && modelInfo.explain_available)) {
+          explain = false;
+          continue;
+        }
       }
       if (res.status !== 503 || tries >= BUSY_TRIES) break;
       const wait = retryAfter(res);
