@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -383,3 +384,35 @@ def test_a_model_file_written_over_is_a_503_whose_log_line_names_it_when_the_gua
         assert detail.endswith(f"the service's log names the model file at request id {rid}")
         assert str(tmp_path) not in res.text and "Retry-After" not in res.headers
         assert f"request {rid}: {model}: changed since" in caplog.text
+
+
+def test_explain_available_never_loads_on_the_event_loop_once_heatmaps_are_off(app, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+                                                                                ) -> None:
+    """Heatmaps off for memory, and the back-off ending between `_retry_due` and the next read: GET /model went on to
+    `_cam_problem`, which would load PyTorch and the model on the event loop."""
+    from pneumoscan.service.engine import Engine
+
+    engine = app.state.engine
+    engine._cam_error, engine._cam_retry_at = "Grad-CAM's torch model could not be loaded for lack of memory", 0.0
+    monkeypatch.setattr(Engine, "_retry_due", lambda self: False)  # asked just before the back-off ended
+
+    def load(self: Engine, module: object) -> str:
+        raise AssertionError("loaded on the event loop")
+
+    monkeypatch.setattr(Engine, "_cam_problem", load)
+    assert engine.explain_available() is False
+
+
+def test_explain_problem_reads_the_retry_time_once(app) -> None:  # noqa: ANN001
+    """A heatmap's load that succeeded between its two reads of `_cam_retry_at` made GET /model a TypeError (a 500)."""
+    from pneumoscan.service.engine import Engine
+
+    reads = iter([time.monotonic() + 20, None, None])
+
+    class Racing(Engine):
+        _cam_retry_at = property(lambda self: next(reads), lambda self, value: None)
+
+    engine = app.state.engine
+    engine._cam_error = "Grad-CAM's torch model could not be loaded for lack of memory"
+    engine.__class__ = Racing
+    assert "Heatmaps will be tried again in 20 s" in engine.explain_problem

@@ -246,7 +246,10 @@ class Engine:
             return False
         if self._retry_due():  # the next heatmap loads it again, in its worker thread
             return True
-        if self._cam_error is None and not self._torch_at_start:
+        error = self._cam_error
+        if error:  # known: `_cam_problem` would load it again here, on the event loop, were the back-off over by now
+            return False
+        if error is None and not self._torch_at_start:
             return torch_installed()
         return not self._cam_problem(module)
 
@@ -280,13 +283,14 @@ class Engine:
     def explain_problem(self) -> str | None:
         """Why heatmaps are not available: PyTorch is not installed, or what the first heatmap found, with when it is
         tried again if memory ran short (None when they are, or not yet known)."""
-        if self._cam_error is None and not self._torch_at_start and not torch_installed():
+        error, retry_at = self._cam_error, self._cam_retry_at  # once each: a loading heatmap may change them
+        if error is None and not self._torch_at_start and not torch_installed():
             return no_torch()
-        if self._cam_error and self._cam_retry_at is not None:
-            left = math.ceil(self._cam_retry_at - time.monotonic())
-            return self._cam_error + (f". Heatmaps will be tried again in {left} s, at {self._cam_retry_utc}" if left > 0
-                                      else ". The next heatmap asked for tries again")
-        return self._cam_error or None
+        if error and retry_at is not None:
+            left = math.ceil(retry_at - time.monotonic())
+            return error + (f". Heatmaps will be tried again in {left} s, at {self._cam_retry_utc}" if left > 0
+                            else ". The next heatmap asked for tries again")
+        return error or None
 
     @property
     def explain_retry_s(self) -> int | None:
