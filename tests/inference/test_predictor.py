@@ -313,3 +313,17 @@ def test_a_dithered_film_as_an_8_bit_lossless_file_or_array_is_refused_as_its_jp
         copy = film if resample is None else film.resize((side, side), resample)
         assert predictor.predict(encode(copy, "PNG")).in_distribution is True, side
     assert predictor.predict(text_document()).refused_by == "image"
+
+
+@pytest.mark.parametrize(("data", "resolved", "shown"), [
+    (".", "/srv/site/films", "films"),  # set-threshold --data . gave "data": ""
+    ("..", "/srv/site", "site"),
+    ("/srv/site/films", "/srv/site/films", "films"),
+    ("site/films", None, "films"),  # a copy made before data_resolved was recorded
+])
+def test_served_source_names_the_data_folder_by_its_name(data: str, resolved: str | None, shown: str) -> None:
+    from pneumoscan.inference.predictor import served_source
+
+    source = {"data": data, "model": "/srv/runs/a/model.safetensors", "metrics": {"recall": 1.0}, "n_normal": 8,
+              **({"data_resolved": resolved} if resolved else {})}
+    assert served_source(source) == {"data": shown, "model": "model.safetensors", "n_normal": 8}

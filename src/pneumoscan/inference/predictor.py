@@ -697,6 +697,9 @@ def served_source(source: dict[str, object]) -> dict[str, object]:
     """`set-threshold`'s record as `GET /model` shows it: no metrics, and no server path (the local data's folder
     and the model it was chosen for by their names only)."""
     shown = {k: v for k, v in source.items() if k not in ("metrics", "data_resolved")}
+    resolved = source.get("data_resolved")
+    if isinstance(resolved, str) and resolved and "data" in shown:  # --data . or .. has no name of its own
+        shown["data"] = Path(resolved).name
     for key in ("data", "model"):
         if isinstance(shown.get(key), str):
             shown[key] = Path(shown[key]).name
