@@ -94,6 +94,20 @@ def test_report_of_a_set_threshold_copy_without_data_reports_on_the_films_its_th
     assert "Most confident right and wrong cases" in page and 'id="cases"' in page
 
 
+def test_report_of_a_set_threshold_copy_without_data_refuses_another_split(
+        tiny_site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--split val` was accepted and the report made on the threshold's (test) films all the same; other splits were
+    refused saying 'the run's validation predictions are used', which a set-threshold copy does not have."""
+    capsys.readouterr()
+    assert main(["report", str(tiny_site), "--split", "val", "--out", str(tmp_path / "v.html"), "--n-boot", "5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"pneumoscan: error: --split val: {tiny_site} is a set-threshold copy without validation "
+                   f"predictions; without --data its report is of the films its threshold was chosen on (split test), "
+                   f"so leave out --split, or pass --data DIR --split val to score that split")
+    assert not (tmp_path / "v.html").exists()
+    assert main(["report", str(tiny_site), "--split", "test", "--out", str(tmp_path / "t.html"), "--n-boot", "5"]) == 0
+
+
 def _site_copy(tiny_run: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     """A set-threshold copy of tiny_run made in lab/ with `--data site` (tiny_data's test films), and lab/site;
     the current folder is then another one."""

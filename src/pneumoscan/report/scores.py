@@ -191,6 +191,17 @@ def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_b
                   guarded=predictor.guard is not None)
 
 
+def _check_threshold_films_split(run: RunInfo, split: str | None) -> None:
+    """InputError when --split asks a set-threshold copy, without --data, for other films than those its threshold
+    was chosen on (the report's films then): it keeps no validation predictions."""
+    chosen = run.meta.threshold_source.get("split")
+    if split is None or split == chosen:
+        return
+    raise InputError(f"--split {split}: {run.path} is a set-threshold copy without validation predictions; without "
+                     f"--data its report is of the films its threshold was chosen on (split {chosen}), so leave out "
+                     f"--split, or pass --data DIR --split {split} to score that split")
+
+
 def run_scores(run: RunInfo, data: str | os.PathLike | None, split: str | None, *, n_boot: int = 1000, seed: int = 0,
                cache_dir: str | os.PathLike | None = None, progress: bool = True,
                threshold_films: bool = False) -> Scores:
@@ -198,9 +209,10 @@ def run_scores(run: RunInfo, data: str | os.PathLike | None, split: str | None, 
     the validation predictions, or with `threshold_films` for a set-threshold copy the films its threshold was chosen
     on (`threshold_film_scores`); their intervals from `n_boot` resamples drawn with `seed`."""
     if data is None:
+        if threshold_films and run.meta.threshold_source.get("data") and not (run.path / VAL_PREDICTIONS).is_file():
+            _check_threshold_films_split(run, split)
+            return threshold_film_scores(run, n_boot=n_boot, seed=seed, cache_dir=cache_dir, progress=progress)
         if split not in (None, "val"):
             raise InputError(f"--split {split}: needs --data DIR; without --data the run's validation predictions are used")
-        if threshold_films and run.meta.threshold_source.get("data") and not (run.path / VAL_PREDICTIONS).is_file():
-            return threshold_film_scores(run, n_boot=n_boot, seed=seed, cache_dir=cache_dir, progress=progress)
         return validation_scores(run, n_boot=n_boot, seed=seed, progress=progress)
     return data_scores(run, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir, progress=progress)
