@@ -272,6 +272,33 @@ def test_an_ensemble_counts_patients_in_its_members_data_placed_from_their_run_f
     assert meta.fit_guard_command("m", ensemble.parent) == f"`pneumoscan fit-guard --model m --data {lab / 'data'}`"
 
 
+def test_an_ensemble_moved_with_its_runs_and_data_finds_the_data_from_its_members_run_folders(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """lab/ (data, runs, ensemble) moved to lab2/: the members record only lab/'s absolute data_resolved, so the
+    ensemble found no training data, where a single run still places its relative --data from its run folder."""
+    from pneumoscan.training.config import data_record, training_data_folder
+    from tests.conftest import write_xray
+
+    lab = tmp_path / "lab"
+    for p in range(4):
+        for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+            write_xray(lab / "data" / "train" / name / f"{name[0]}{p}.png", label, 10 * p + label)
+    monkeypatch.chdir(lab)
+    for seed, out in enumerate(("runs/a", "runs/b")):
+        train(TrainConfig(data="data", out=out, model="cnn", image_size=16, epochs=1, batch_size=8, val_fraction=0.25,
+                          seed=seed, cache_dir=str(tmp_path / "cache")), progress=False)
+    build_ensemble(["runs/a", "runs/b"], "runs/ens", progress=False)
+    monkeypatch.chdir(tmp_path)
+    lab.rename(tmp_path / "lab2")
+    monkeypatch.chdir(tmp_path / "lab2")
+    meta = read_meta(Path("runs/ens/model.safetensors"))
+    assert meta.training["members"][0]["config"]["data_resolved"] == str(lab / "data")  # gone
+    found = training_data_folder(*data_record(meta.training, Path("runs/ens")))
+    assert found is not None and found.resolve() == (tmp_path / "lab2" / "data").resolve()
+    assert training_data_folder(*data_record(read_meta(Path("runs/a/model.safetensors")).training,
+                                             Path("runs/a"))) is not None  # as a single run does
+
+
 def test_an_older_ensemble_whose_members_data_cannot_be_placed_says_to_build_it_again() -> None:
     from pneumoscan.data.patients import uncounted_reason
 

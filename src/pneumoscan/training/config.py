@@ -228,14 +228,30 @@ def data_record(training: dict[str, Any],
                 run_dir: str | Path | None = None) -> tuple[dict[str, Any], str | Path | None]:
     """The settings recording a model's training `--data` (`training`: the model file's training record) and the run
     folder to place a relative one from (`data_places`): its own `config` with `run_dir` (the model file's folder),
-    else, for an ensemble, its first member's with None (the members all trained on one data set, as they share a
-    validation split; `pneumoscan ensemble` records where it was, `member_data_placed`); ({}, None) when none does."""
+    else, for an ensemble, its first member's with that member's run folder as recorded when it is still one
+    (`member_run_folder`; the members all trained on one data set, as they share a validation split; `pneumoscan
+    ensemble` records where it was, `member_data_placed`, which an ensemble moved with its runs and data outlives);
+    ({}, None) when none does."""
     members = training.get("members")
     for record in (training, *(members if isinstance(members, list) else [])):
         config = record.get("config") if isinstance(record, dict) else None
         if isinstance(config, dict) and config.get("data"):
-            return config, run_dir if record is training else None
+            return config, run_dir if record is training else member_run_folder(record)
     return {}, None
+
+
+def member_run_folder(record: dict[str, Any]) -> Path | None:
+    """An ensemble member's run folder as its record names it (`run`: as given to `pneumoscan ensemble`, so a relative
+    one from the current folder), when that is still a run folder trained on the `--data` the record names (its
+    config.json); else None."""
+    run, config = record.get("run"), record.get("config")
+    if not isinstance(run, str) or not run or not isinstance(config, dict):
+        return None
+    try:
+        found = json.loads((Path(run) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return Path(run) if isinstance(found, dict) and found.get("data") == config.get("data") else None
 
 
 def member_data_placed(config: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
