@@ -272,7 +272,8 @@ def test_every_cause_the_page_shows_as_sent_says_what_to_upload_instead() -> Non
     from pneumoscan.inference.ood import guard
 
     causes = {"grey_levels": guard.grey_levels_reason(2), "two_tone": guard.two_tone_reason(0.99),
-              "dithered": guard.dithered_reason(9.0), "upside_down": guard._UPSIDE_DOWN, "view": view_reason("LL")}
+              "dithered": guard.dithered_reason(9.0), "upside_down": guard._UPSIDE_DOWN, "view": view_reason("LL"),
+              "posterised": guard.posterised_reason(0.2)}
     assert set(causes) == {cause for cause, kind in guard.REFUSAL_KINDS.items() if kind == "as_sent"}
     assert all(re.search(r"\bsend (the|it)\b", text) for text in causes.values()), causes
 
