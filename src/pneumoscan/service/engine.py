@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, default_model_path, file_sha256
-from pneumoscan.errors import (InputError, ModelFileChanged, ModelFileGone, PneumoscanError, first_line,
-                              gpu_out_of_memory)
+from pneumoscan.errors import (DamagedModel, InputError, ModelFileChanged, ModelFileGone, PneumoscanError,
+                              first_line, gpu_out_of_memory)
 from pneumoscan.inference.predictor import Decoded, Prediction, Predictor, describe
 from pneumoscan.service.settings import Settings
 
@@ -149,6 +149,18 @@ def cam_error(err: Exception, model_path: Path) -> str:
     return (f"Grad-CAM's torch model could not be loaded ({type(err).__name__}: "
             f"{without_paths(first_line(err), model_path)}); predictions are not affected. Heatmaps stay off until "
             f"the service is restarted")
+
+
+def model_fault(err: ModelFileChanged | DamagedModel) -> str:
+    """What is wrong with the model file and what to do, without its path (the log line names it): for an answer to
+    a request, or `/ready`, that the model file failed."""
+    if isinstance(err, ModelFileGone):  # an --onnx export without the guard's features loads the torch model
+        return (f"the model file was removed or cannot be read since the service started ({err.reason}); put it "
+                f"back, readable by the user the service runs as, and restart the service")
+    if isinstance(err, ModelFileChanged):
+        return ("the model file changed since the service started (a new `train` into its folder does that), so its "
+                "weights are not those predicting here; restart the service")
+    return "the model gave no probability (NaN): its weights are damaged; restore the model file and restart"
 
 
 def free_gpu_cache() -> None:

@@ -5,8 +5,8 @@ import asyncio
 import logging
 import time
 
-from pneumoscan.errors import gpu_out_of_memory, out_of_memory_text
-from pneumoscan.service.engine import Engine, free_gpu_cache
+from pneumoscan.errors import DamagedModel, ModelFileChanged, gpu_out_of_memory, out_of_memory_text
+from pneumoscan.service.engine import Engine, free_gpu_cache, model_fault
 
 READY_TIMEOUT_S = 5.0
 GPU_READY_RETRY_S = 2  # as a request's GPU out-of-memory (routes.GPU_RETRY_S)
@@ -46,6 +46,9 @@ class Readiness:
         except Exception as err:  # noqa: BLE001 - any failure of the model means not ready; its type is logged
             if gpu_out_of_memory(err):
                 raise _gpu_full(err) from None
+            if isinstance(err, (ModelFileChanged, DamagedModel)):  # its message names the file: the log's only
+                log.error("not ready: %s", err)
+                raise NotReady(f"{model_fault(err)} (the service's log names the model file)") from None
             log.error("not ready: the model failed to score a test image (%s)", type(err).__name__)
             raise NotReady(f"the model failed to score a test image ({type(err).__name__})") from None
         return round((time.perf_counter() - start) * 1000, 2)

@@ -27,12 +27,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from pneumoscan.card import model_card_text
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS
-from pneumoscan.errors import (DamagedModel, ImageTooLarge, InputError, ModelFileChanged, ModelFileGone, NotAnImage,
+from pneumoscan.errors import (DamagedModel, ImageTooLarge, InputError, ModelFileChanged, NotAnImage,
                              gpu_out_of_memory, out_of_memory_text)
 from pneumoscan.inference.ood import refusal_cause, refusal_kind
 from pneumoscan.inference.predictor import Prediction
 from pneumoscan.service.audit import AuditError, AuditLog, utc_now
-from pneumoscan.service.engine import Decoded, Engine, ExplainUnavailable, free_gpu_cache
+from pneumoscan.service.engine import Decoded, Engine, ExplainUnavailable, free_gpu_cache, model_fault
 from pneumoscan.service.budget import Reservation
 from pneumoscan.service.readiness import NotReady
 from pneumoscan.service.schemas import (BatchItem, BatchResponse, ErrorResponse, Health, ModelInfo, PredictionResponse,
@@ -105,15 +105,7 @@ async def _in_worker(request: Request, func: Callable[[], T]) -> T:
 def _model_problem(err: ModelFileChanged | DamagedModel, rid: str) -> str:
     """The answer's words for a request the model file failed: what to do, and the request id whose log line names
     the file."""
-    if isinstance(err, ModelFileGone):  # an --onnx export without the guard's features loads the torch model
-        what = (f"the model file was removed or cannot be read since the service started ({err.reason}); put it "
-                f"back, readable by the user the service runs as, and restart the service")
-    elif isinstance(err, ModelFileChanged):
-        what = ("the model file changed since the service started (a new `train` into its folder does that), so its "
-                "weights are not those predicting here; restart the service")
-    else:
-        what = "the model gave no probability (NaN): its weights are damaged; restore the model file and restart"
-    return (f"{what}. The request was not processed (nothing is wrong with the uploaded film); the service's log names "
+    return (f"{model_fault(err)}. The request was not processed (nothing is wrong with the uploaded film); the service's log names "
             f"the model file at request id {rid}")
 
 
