@@ -320,6 +320,8 @@ def test_a_dithered_film_as_an_8_bit_lossless_file_or_array_is_refused_as_its_jp
     ("..", "/srv/site", "site"),
     ("/srv/site/films", "/srv/site/films", "films"),
     ("site/films", None, "films"),  # a copy made before data_resolved was recorded
+    ("films", r"C:\Users\alice\Hospital X\films", "films"),  # made on Windows, served on Linux: was the whole path
+    (r"\\srv\share\films", None, "films"),
 ])
 def test_served_source_names_the_data_folder_by_its_name(data: str, resolved: str | None, shown: str) -> None:
     from pneumoscan.inference.predictor import served_source

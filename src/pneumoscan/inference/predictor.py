@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -697,13 +697,18 @@ def served_source(source: dict[str, object]) -> dict[str, object]:
     """`set-threshold`'s record as `GET /model` shows it: no metrics, and no server path (the local data's folder
     and the model it was chosen for by their names only)."""
     shown = {k: v for k, v in source.items() if k not in ("metrics", "data_resolved")}
-    resolved = source.get("data_resolved")
-    if isinstance(resolved, str) and resolved and "data" in shown:  # --data . or .. has no name of its own
-        shown["data"] = Path(resolved).name
     for key in ("data", "model"):
         if isinstance(shown.get(key), str):
-            shown[key] = Path(shown[key]).name
+            shown[key] = _last_name(shown[key])
+    resolved = source.get("data_resolved")
+    if isinstance(resolved, str) and _last_name(resolved) and "data" in shown:  # --data . or .. has no name of its own
+        shown["data"] = _last_name(resolved)
     return shown
+
+
+def _last_name(path: str) -> str:
+    """A path's last name, split at / and \\ whichever system wrote it (a copy made on Windows, served on Linux)."""
+    return PureWindowsPath(path).name
 
 
 def describe(meta: ArtifactMeta) -> dict[str, object]:
