@@ -634,3 +634,13 @@ def test_a_manifest_error_names_the_file_s_line_after_blank_lines(tmp_path: Path
     (tmp_path / "m.csv").write_text("path,label\n\na.png,NORMAL\n\n\na.png,sick\n")
     with pytest.raises(InputError, match=r"m\.csv:6: unknown label 'sick'"):
         discover(tmp_path / "m.csv")
+
+
+def test_a_manifest_error_names_the_first_line_of_a_row_with_a_multi_line_cell(tmp_path: Path) -> None:
+    """A quoted cell may hold line breaks (a note typed with Alt+Enter in Excel): the error named the row's last line,
+    where the user finds the note's end and not the row."""
+    write_xray(tmp_path / "a.png", 0, 1)
+    (tmp_path / "m.csv").write_text('path,label,note\na.png,NORMAL,"seen\ntwice"\n\na.png,sick,"one\n\ntwo\nthree"\n'
+                                    'a.png,NORMAL,x\n')
+    with pytest.raises(InputError, match=r"m\.csv:5: unknown label 'sick'"):
+        discover(tmp_path / "m.csv")

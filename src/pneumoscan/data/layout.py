@@ -332,6 +332,24 @@ def manifest_text(csv_path: Path) -> tuple[str, str]:
     return text, "cp1252"
 
 
+class _Lines:
+    """A manifest's lines for `csv`, numbered: `first` is the number of the first line that is not blank since it was
+    last set to None (the first line of the row read since, which may span lines in a quoted cell)."""
+
+    def __init__(self, lines: io.StringIO) -> None:
+        self.lines, self.number, self.first = lines, 0, None
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.lines)
+        self.number += 1
+        if self.first is None and line.strip("\r\n"):
+            self.first = self.number
+        return line
+
+
 def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
     """Samples of a `path,label[,split][,patient][,cause]` CSV (UTF-8, with or without the BOM Excel writes, else
     Windows-1252 with a warning, `manifest_text`; separated by
@@ -350,13 +368,16 @@ def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
     with io.StringIO(text, newline="") as handle:
         delimiter = _delimiter(handle.readline())
         handle.seek(0)
-        reader = csv.DictReader(handle, delimiter=delimiter)
+        lines = _Lines(handle)
+        reader = csv.DictReader(lines, delimiter=delimiter)
         columns = _manifest_columns(csv_path, reader.fieldnames or [])
+        lines.first = None
         for raw in reader:
+            # the file's line where the row starts: blank lines are not rows, a quoted cell may hold line breaks
+            where, lines.first = f"{csv_path}:{lines.first}", None
             if _blank(raw):
                 continue
             row = {role: (raw.get(field) or "").strip() for role, field in columns.items()}
-            where = f"{csv_path}:{reader.line_num}"  # the file's line: blank lines are not rows
             if not row["path"]:  # read as the manifest's own folder otherwise
                 raise InputError(f"{where}: the row has no path (its {columns['path'].strip()} cell is empty); "
                                  f"fill in the image file, or delete the row")
