@@ -490,14 +490,24 @@ def test_a_request_sent_with_the_end_of_the_handshake_is_answered(certificate: t
 
 # ----------------------------------------------------------------- clients that do not speak TLS
 
-@pytest.mark.parametrize("method", ["OPTIONS", "DELETE", "PATCH", "TRACE", "CONNECT"])
+@pytest.mark.parametrize("parts", [
+    [b"OPTIONS /model HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"], [b"DELETE /model HTTP/1.1\r\n\r\n"],
+    [b"PATCH /model HTTP/1.1\r\n\r\n"], [b"TRACE /model HTTP/1.1\r\n\r\n"],
+    [b"CONNECT 127.0.0.1:443 HTTP/1.1\r\n\r\n"], [b"OPTIO", b"NS /model HTTP/1.1\r\n\r\n"],
+    [b"DELETE /model", b" HTTP/1.1\r\n\r\n"], [b"PATCH /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n"]],
+    ids=["OPTIONS", "DELETE", "PATCH", "TRACE", "CONNECT", "OPTIO|NS", "request-line-split", "over-8KB"])
 def test_plain_http_with_any_method_gets_the_plain_400(
-        method: str, certificate: tuple[Path, Path], caplog: pytest.LogCaptureFixture) -> None:
+        parts: list[bytes], certificate: tuple[Path, Path], caplog: pytest.LogCaptureFixture) -> None:
     """OpenSSL says HTTP_REQUEST only for GET, POST, HEAD and PUT: any other method (WRONG_VERSION_NUMBER; CONNECT's
-    HTTPS_PROXY_REQUEST) got an empty reply and a warning that there was no TLS version in common."""
+    HTTPS_PROXY_REQUEST) got an empty reply and a warning that there was no TLS version in common. Then only a whole
+    request line among the first bytes got the 400: not one whose method came in two segments (OpenSSL gives up on the
+    first 5 bytes, `OPTIO`), whose line was still on its way, or longer than 8 KB."""
     with caplog.at_level(logging.WARNING, logger="pneumoscan.service"), big_answer_server(certificate, 5, 2) as port:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(f"{method} /model HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for part in parts:
+                sock.sendall(part)
+                time.sleep(0.3)  # the service reads each part on its own
             answer, _ = until_closed(sock, MARGIN)  # the service's FIN after the answer
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ") and json.loads(body) == {"detail": tls.PLAIN_HTTP_DETAIL}, answer
@@ -506,7 +516,16 @@ def test_plain_http_with_any_method_gets_the_plain_400(
                         "use https://"], messages
 
 
-@pytest.mark.parametrize("data", [b"SSH-2.0-OpenSSH_9.6\r\n", b"\x00" * 16, b"HELLO world\r\n",
+def test_plain_http_is_told_by_the_method_alone() -> None:
+    """The kept first bytes are a plain-HTTP request when they begin with a method and its space, or are capitals
+    that may begin one (OpenSSL gave up on them); an SSH banner, HTTP/2's preface or a TLS record are not."""
+    for first in (b"OPTIONS / HTT", b"OPTIO", b"PATCH /aaaaa", b"MKCOL /dav"):
+        assert tls.is_plain_http(tls.NOT_TLS, first), first
+    for first in (b"SSH-2.0-Ope", b"PRI * HTTP/", b"Hello world", b"\x16\x03\x01\x02\x00", b"OPTIONS"):
+        assert not tls.is_plain_http(tls.NOT_TLS if first != b"OPTIONS" else "UNSUPPORTED_PROTOCOL", first), first
+
+
+@pytest.mark.parametrize("data", [b"SSH-2.0-OpenSSH_9.6\r\n", b"\x00" * 16, b"Hello world\r\n",
                                   b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"], ids=["ssh", "zeros", "text", "http2"])
 def test_a_client_that_does_not_speak_tls_is_closed_with_one_line_saying_so(
         data: bytes, certificate: tuple[Path, Path], caplog: pytest.LogCaptureFixture) -> None:

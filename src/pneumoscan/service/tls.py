@@ -12,7 +12,8 @@ at most FAILURE_LINES lines a minute, `_FailureLog`), and the bytes encrypted bu
 A plain-HTTP request to the HTTPS port fails the handshake, which asyncio dropped without a word: OpenSSL says
 HTTP_REQUEST only for a request starting `GET `, `POST`, `HEAD` or `PUT `, and WRONG_VERSION_NUMBER for any other
 method (OPTIONS, DELETE, PATCH...) as for an SSH banner or a port scanner, so the client's first bytes are kept to
-tell them apart (`_PLAIN_REQUEST`). A plain-HTTP request now gets a plain-HTTP 400 saying to use https://, sent on
+tell them apart (`_PLAIN_METHOD`: a method and its space, or capitals that may begin one, as OpenSSL may give up on a
+request's first 5 bytes, `OPTIO`, before the rest has arrived). A plain-HTTP request now gets a plain-HTTP 400 saying to use https://, sent on
 the socket as nginx does, then the service's FIN; the connection ends when the client closes it, once it has sent
 nothing for the lingering close's idle (LINGER_IDLE_S), or at the handshake deadline. A redirect to https:// was
 not chosen: a Host header would have to be trusted to build it, and a redirect would re-send a film that just
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan.errors import InputError
-from pneumoscan.service.protocol import LINGER_IDLE_S, REQUEST_LINE_MAX
+from pneumoscan.service.protocol import LINGER_IDLE_S
 
 log = logging.getLogger("pneumoscan.service")
 
@@ -55,9 +56,12 @@ NO_COMMON_VERSION = ("UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION", "VE
                      "NO_PROTOCOLS_AVAILABLE", "NO_SHARED_CIPHER")
 NOT_TLS = "WRONG_VERSION_NUMBER"  # the first bytes are no TLS record (a TLS version mismatch is UNSUPPORTED_PROTOCOL)
 # OpenSSL's reasons for bytes that may be a plain-HTTP request: HTTP_REQUEST (`GET `, `POST`, `HEAD`, `PUT `) is one;
-# the others (CONNECT's HTTPS_PROXY_REQUEST, any other method's WRONG_VERSION_NUMBER) when `_PLAIN_REQUEST` matches
+# the others (CONNECT's HTTPS_PROXY_REQUEST, any other method's WRONG_VERSION_NUMBER) when `_PLAIN_METHOD` matches
 PLAIN_HTTP_REASONS = ("HTTP_REQUEST", "HTTPS_PROXY_REQUEST", NOT_TLS)
-_PLAIN_REQUEST = re.compile(rb"[A-Z]{3,10} \S+ HTTP/1\.[01]")
+# a method and its space, or the capitals the client's first bytes end in that may begin one (OPTIO|NS); not
+# HTTP/2's preface (PRI *), which an HTTP/1.1 400 would not answer
+_PLAIN_METHOD = re.compile(rb"(?!PRI )[A-Z]{3,10} |[A-Z]{1,10}\Z")
+METHOD_MAX = 11  # the client's bytes kept: a method's 10 capitals at most and its space
 
 _CONNECTION: contextvars.ContextVar[_Handshake | None] = contextvars.ContextVar("pneumoscan_tls", default=None)
 
@@ -73,7 +77,7 @@ def is_plain_http(reason: str | None, first: bytes) -> bool:
     """Whether a handshake that failed for OpenSSL's REASON, the client's FIRST bytes, was a plain-HTTP request."""
     if reason == "HTTP_REQUEST":
         return True
-    return reason in PLAIN_HTTP_REASONS and _PLAIN_REQUEST.match(first) is not None
+    return reason in PLAIN_HTTP_REASONS and _PLAIN_METHOD.match(first) is not None
 
 
 class _ServerObject(ssl.SSLObject):
@@ -84,7 +88,7 @@ class _ServerObject(ssl.SSLObject):
     incoming: ssl.MemoryBIO
     outgoing: ssl.MemoryBIO
     rejected = False
-    first = b""  # the client's first bytes while they may be a plain-HTTP request line (REQUEST_LINE_MAX at most)
+    first = b""  # the client's first bytes while they may begin a plain-HTTP request (METHOD_MAX at most)
     keeping = True
 
     def do_handshake(self) -> None:
@@ -107,16 +111,16 @@ class _ServerObject(ssl.SSLObject):
             raise ssl.SSLWantReadError("a plain-HTTP request, answered") from None
 
     def _keep_first(self) -> None:
-        """Copy the client's bytes into `first` while they may be a request line; OpenSSL reads them afterwards.
+        """Copy the client's first bytes into `first` while they may begin a request; OpenSSL reads them afterwards.
         A TLS client's are not kept: its first byte (a TLS record's type) is no capital letter."""
         if not self.keeping:
             return
         data = self.incoming.read()
         self.incoming.write(data)  # all of them read, all written back: the same bytes in the same order
-        self.first = (self.first + data)[:REQUEST_LINE_MAX]
+        self.first = (self.first + data)[:METHOD_MAX]
         if not self.first[:1].isupper():
             self.first, self.keeping = b"", False
-        elif len(self.first) == REQUEST_LINE_MAX:
+        elif len(self.first) == METHOD_MAX:
             self.keeping = False
 
 
