@@ -181,7 +181,7 @@ def test_dicom_films_without_patient_ids_under_repeated_names_are_keyed_by_folde
     assert len({keys(s) for s in samples}) == 9 and keys.sources == {"name": 1, "file": 16}
     assert keys.effective == "auto" and recorded_patient_key(keys.record()) == "auto"
     assert keys_read(keys.record()) == "--patient-key auto (1 by file name, 16 by folder and file name)"
-    assert keys.record()["patient_key_rule"] == 2
+    assert keys.record()["patient_key_rule"] == 3
     moved = discover(tmp_path / "moved" / "elsewhere")["all"]
     val, val_moved = patient_split(samples, 0.3, 0, keys)[1], patient_split(moved, 0.3, 0, patient_keys(moved))[1]
     assert [s.path.relative_to(tmp_path / "a") for s in val] == \
@@ -443,3 +443,16 @@ def test_file_name_keys_across_folders_warn_from_a_quarter_of_the_named_images()
     more = [*unique, Sample(Path("train/NORMAL/scan6.png"), 0), *pair]
     assert name_collision_warning(more, patient_keys(more, "name", progress=False)) is None  # 2 of 9
     assert keys_across_folders(pair, patient_keys(pair, "folder", progress=False)) == {}
+
+
+def test_a_kermany_named_dicom_film_without_a_patient_id_joins_its_patients_jpeg_in_another_folder(
+        tmp_path: Path) -> None:
+    """The folders of a DICOM film's name key were counted over every image keyed by file name, JPEGs too: a
+    Kermany-named DICOM film without a PatientID in one folder and the same patient's JPEG in another made two
+    patients. Only DICOM files without a usable PatientID are counted now (an export's own repeated names)."""
+    write_dicom(tmp_path / "NORMAL" / "a" / "IM-0001-0001.dcm", 0, 1, patient_id=None, size=8)
+    write_xray(tmp_path / "NORMAL" / "b" / "IM-0001-0002.jpeg", 0, 2)
+    write_xray(tmp_path / "PNEUMONIA" / "person9_bacteria_1.jpeg", 1, 3)
+    samples = discover(tmp_path)["all"]
+    keys = patient_keys(samples, progress=False)
+    assert [keys(s) for s in samples if s.label == 0] == ["IM-0001", "IM-0001"] and keys.sources == {"name": 3}

@@ -5,7 +5,8 @@ cause of pneumonia: a manifest's, else parsed from Kermany-style file names.
 
 * `auto` (default): a CSV manifest's `patient` column, else the DICOM header's PatientID (when present, non-empty
   and not a placeholder), else the file name (`patient_id`); a DICOM file whose header names no patient is keyed
-  by its file name too, qualified by its folder when that name's key is found in other folders (`own_file_key`).
+  by its file name too, qualified by its folder when that name's key is found on such files in other folders
+  (`own_file_key`).
 * `name`: the file name only, as before `--patient-key` existed.
 * `folder`: the folders between the class folder and the image (`NORMAL/pt7/a.dcm` -> `pt7`).
 """
@@ -29,9 +30,11 @@ _PNEUMONIA = re.compile(r"^(?P<patient>person\d+)_(?P<cause>bacteria|virus)(?:_\
 # Where a key came from, as split.json and the audit count them; `file`: a DICOM file whose header names no patient,
 # keyed by its folder and name (`own_file_key`), which `name` would not give.
 SOURCES = ("manifest", "dicom", "folder", "name", "file")
-# How `auto` keys a DICOM file whose header names no patient, recorded in split.json as `patient_key_rule` (absent:
-# by its file name alone, before `own_file_key`), so a resume tells a split changed by this rule from changed data.
-KEY_RULE = 2
+# How `auto` keys a DICOM file whose header names no patient, recorded in split.json as `patient_key_rule`, so a
+# resume tells a split changed by this rule from changed data. Absent: by its file name alone (releases), or by its
+# path unless its name was Kermany's (development code from 9f99720 to before 6582825); 2: `own_file_key`, its
+# folders counted over every sample keyed by file name; 3: over the DICOM files without a usable PatientID only.
+KEY_RULE = 3
 FILE_KEYS = frozenset({"name", "file"})  # origins of keys read from a file's name, which name no patient across splits
 # PatientIDs anonymisers write instead of a patient's (compared in lower case; any run of zeros counts too).
 PLACEHOLDER_IDS = frozenset({"anonymous", "anonymized", "anonymised", "anon", "unknown", "none", "null", "n/a", "na",
@@ -297,9 +300,9 @@ def patient_keys(samples: Iterable[Sample], choice: str = "auto", loose_ok: bool
     the samples without a manifest patient are read (about 0.8 ms a DICOM file: seconds for thousands, counted by a
     'patient IDs' bar when `progress`, as `progress_bar` shows bars), and placeholder PatientIDs among them
     (`placeholder_ids`, judged over these samples: pass the whole data set) give way, with one warning, to
-    `own_file_key` (whose folders are counted over the samples keyed by file name), as an empty or missing PatientID
-    does. With `folder`, an image right in its class folder is an InputError counting them all, unless `loose_ok`
-    (the audit, which lists them): then it is keyed by its file name."""
+    `own_file_key` (whose folders are counted over the DICOM files without a usable PatientID), as an empty or
+    missing PatientID does. With `folder`, an image right in its class folder is an InputError counting them all,
+    unless `loose_ok` (the audit, which lists them): then it is keyed by its file name."""
     if choice not in PATIENT_KEYS:
         raise InputError(f"{option('patient_key', choice)}: must be one of {', '.join(PATIENT_KEYS)}")
     samples = list(dict.fromkeys(samples))
@@ -323,9 +326,11 @@ def patient_keys(samples: Iterable[Sample], choice: str = "auto", loose_ok: bool
     for sample in samples:
         if sample not in keys and (value := dicom.get(sample)) and value not in placeholders:
             keys[sample], origins[sample] = value, "dicom"
-    folders: dict[str, set[Path]] = defaultdict(set)  # of each file-name key
+    # the folders of each file-name key of the DICOM files without a usable PatientID: an export's own names, not a
+    # JPEG of the same patient in another folder (IM-0001-0002.jpeg beside a/IM-0001-0001.dcm: one patient)
+    folders: dict[str, set[Path]] = defaultdict(set)
     for sample in samples:
-        if sample not in keys:
+        if sample not in keys and sample in dicom:
             folders[patient_id(sample.path)].add(Path(sample.path).parent)
     for sample in samples:
         if sample in keys:

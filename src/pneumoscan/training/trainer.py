@@ -291,9 +291,9 @@ def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "
 
 def key_rule_change(saved: dict[str, Any], now: dict[str, Any]) -> int:
     """How many images the split `now` keys by folder and file name (`patient_keys_from`'s `file`, a patient_key_rule
-    of 2 on) where the saved split was made by an earlier rule (none recorded), which keyed them otherwise; 0 when
-    the rule is the same or keyed no image otherwise."""
-    if saved.get("patient_key_rule", 1) >= now.get("patient_key_rule", 1):
+    of 2 on) where the saved split was made before that rule (none recorded), which keyed them otherwise; 0 when the
+    saved split records a rule (such films were keyed by folder and name then too) or none was keyed so."""
+    if saved.get("patient_key_rule", 1) >= 2 or now.get("patient_key_rule", 1) < 2:
         return 0
     return int((now.get("patient_keys_from") or {}).get("file", 0))
 
