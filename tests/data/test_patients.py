@@ -456,3 +456,5 @@ def test_a_kermany_named_dicom_film_without_a_patient_id_joins_its_patients_jpeg
     samples = discover(tmp_path)["all"]
     keys = patient_keys(samples, progress=False)
     assert [keys(s) for s in samples if s.label == 0] == ["IM-0001", "IM-0001"] and keys.sources == {"name": 3}
+    assert keys.record()["dicom_without_patient_id"] == 1 and "dicom_without_patient_id" not in keys.record(
+        [s for s in samples if s.path.suffix == ".jpeg"])

@@ -373,3 +373,57 @@ def test_a_split_changed_by_the_key_rule_is_not_blamed_on_the_data() -> None:
     assert split_change({**saved, "patient_key_rule": 2}, now).endswith(blamed)  # started with this rule
     assert split_change(saved, {**now, "patient_keys_from": {"name": 10}}).endswith(blamed)  # no file keyed otherwise
     assert resume_advice(saved, {**now, "patient_keys_from": {"name": 10}}).startswith("resume with the data")
+
+
+def test_a_run_keyed_by_path_is_refused_as_split_by_the_key_rule_not_as_changed_data(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Development code between 9f99720 and 6582825 keyed a DICOM film without a PatientID by its path and recorded
+    no key rule: the same patients under other keys, so the split differs, and as no film is keyed by folder and name
+    now the refusal blamed the data ('some images or their patients changed'). It now says the key rule may have."""
+    from pneumoscan.data.layout import discover
+    from pneumoscan.data.split import patient_split
+    from tests.conftest import write_dicom
+
+    data = tmp_path / "data"
+    for label, cls in enumerate(("NORMAL", "PNEUMONIA")):  # folders sort the other way round from the names
+        for i in range(10):
+            write_dicom(data / "train" / cls / f"{chr(ord('z') - i)}{cls[0]}" / f"scan{cls[0]}{i:02d}.dcm", label,
+                        10 * label + i, size=16)
+    run = tmp_path / "run"
+    common = ["--model", "cnn", "--image-size", "16", "--batch-size", "16", "--quiet"]
+    assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "1", *common]) == 0
+    split = json.loads((run / "split.json").read_text())
+    assert split["dicom_without_patient_id"] == 20 and split["patient_key_rule"] == 3
+    by_path = patient_split(discover(data)["train"], split["val_fraction"], split["seed"], lambda s: str(s.path))[1]
+    assert sorted(s.path.name for s in by_path) != sorted(Path(f).name for f in split["val_files"])
+    saved = {k: v for k, v in split.items() if k not in ("patient_key_rule", "dicom_without_patient_id")}
+    (run / "split.json").write_text(json.dumps({**saved, "val_files": [str(s.path) for s in by_path]}))
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", *common]) == 2
+    err = capsys.readouterr().err
+    assert ("(other validation images under the same counts): 20 DICOM films whose header names no patient are "
+            "keyed by file name (or folder and name) by patient_key_rule 3, and the run was started by an earlier "
+            "version (no patient_key_rule recorded), which may have keyed them otherwise: the same patients under "
+            "other keys split otherwise, so the key rule may have changed the split, not the images; resume with the "
+            "pneumoscan (or, if its images changed, the data) it was started with") in err, err
+    assert "some images or their patients changed" not in err
+
+
+def test_a_split_of_an_earlier_key_rule_with_unnamed_dicom_films_may_be_the_rule_s() -> None:
+    """Rule 2 counted JPEGs among the folders of a DICOM film's name (rule 3 counts DICOM files only): a run started
+    on rule 2 with DICOM films without a PatientID may be split otherwise by the rule; one on rule 3 is not."""
+    from pneumoscan.training.trainer import resume_advice, split_change
+
+    counts = {"train": {"NORMAL": 4, "PNEUMONIA": 4}, "val": {"NORMAL": 1, "PNEUMONIA": 1}}
+    saved = {"patient_key": "auto", "patient_keys_from": {"name": 10}, "counts": counts, "val_files": ["a", "b"],
+             "patient_key_rule": 2}
+    now = {**saved, "patient_key_rule": 3, "dicom_without_patient_id": 1, "val_files": ["a", "c"]}
+    assert split_change(saved, now).endswith(
+        "1 DICOM film whose header names no patient is keyed by file name (or folder and name) by patient_key_rule 3, "
+        "and the run was started by an earlier version (patient_key_rule 2), which may have keyed them otherwise: "
+        "the same patients under other keys split otherwise, so the key rule may have changed the split, not the "
+        "images")
+    blamed = "some images or their patients changed (a manifest's patient column, a DICOM PatientID)"
+    assert split_change({**saved, "patient_key_rule": 3}, now).endswith(blamed)
+    assert split_change(saved, {k: v for k, v in now.items() if k != "dicom_without_patient_id"}).endswith(blamed)
+    assert resume_advice({**saved, "patient_key_rule": 3}, now).startswith("resume with the data")

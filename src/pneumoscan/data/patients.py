@@ -151,12 +151,13 @@ def no_folder_message(loose: list[Sample]) -> str:
 
 @dataclass(frozen=True)
 class PatientKeys:
-    """The patient key of each sample, the `--patient-key` choice they follow and where each key came from (one
-    of `SOURCES`)."""
+    """The patient key of each sample, the `--patient-key` choice they follow, where each key came from (one
+    of `SOURCES`) and the DICOM files whose header names no patient (keyed by `own_file_key`; `auto` only)."""
 
     choice: str
     keys: dict[Sample, str]
     origins: dict[Sample, str]
+    unnamed: frozenset[Sample] = frozenset()
 
     def __call__(self, sample: Sample) -> str:
         return self.keys[sample]
@@ -184,10 +185,13 @@ class PatientKeys:
 
     def record(self, among: Iterable[Sample] | None = None) -> dict[str, object]:
         """What split.json and the audit's JSON say about the keys (how they were read, never the keys), counted
-        over `among` (default: every sample)."""
+        over `among` (default: every sample); `dicom_without_patient_id`, when there are any, counts the DICOM files
+        whose header names no patient, which earlier key rules keyed otherwise."""
+        counted = self.keys if among is None else dict.fromkeys(among)
+        unnamed = sum(sample in self.unnamed for sample in counted)
         return {"patient_key": self.choice,
                 "patient_keys_from": self.sources if among is None else self.sources_of(among),
-                "patient_key_rule": KEY_RULE}
+                "patient_key_rule": KEY_RULE, **({"dicom_without_patient_id": unnamed} if unnamed else {})}
 
 
 # `train` warns of file-name keys across folders when their images are this share of those keyed by file name
@@ -338,7 +342,7 @@ def patient_keys(samples: Iterable[Sample], choice: str = "auto", loose_ok: bool
         # a DICOM file without a usable PatientID is not one patient with all of its export's IM000001
         n = len(folders[patient_id(sample.path)]) if sample in dicom else 1
         keys[sample], origins[sample] = own_file_key(sample.path, n), "file" if n > 1 else "name"
-    return PatientKeys(choice, keys, origins)
+    return PatientKeys(choice, keys, origins, frozenset(s for s in dicom if origins[s] in FILE_KEYS))
 
 
 def describe(choice: str) -> str:

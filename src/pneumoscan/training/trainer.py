@@ -270,12 +270,7 @@ def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "
     if saved.get("patient_keys_from", now.get("patient_keys_from")) != now.get("patient_keys_from"):
         keys = (f"; patient keys from {_sources(now.get('patient_keys_from'))}, where the {kind} read them from "
                 f"{_sources(saved.get('patient_keys_from'))}")
-    why = ("some images or their patients changed (a manifest's patient column, a DICOM PatientID)"
-           if not (ruled := key_rule_change(saved, now)) else
-           f"pneumoscan now keys {ruled} DICOM film{'s' if ruled > 1 else ''} whose header names no patient and "
-           f"whose file name is in other folders too by folder and name (patient_key_rule "
-           f"{now.get('patient_key_rule')}), where the {kind} was started by an earlier version, which keyed them "
-           f"otherwise, so the images need not have changed")
+    why = _split_why(saved, now, kind)
     if saved.get("counts") and saved["counts"] != now["counts"]:
         if totals(saved) != totals(now):
             return (f"holds other images than the {kind} in {run} was started with ({counts(now)}, where the "
@@ -289,6 +284,24 @@ def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "
     return ""
 
 
+def _split_why(saved: dict[str, Any], now: dict[str, Any], kind: str) -> str:
+    """Why the same images are split otherwise than the saved split: pneumoscan's key rule changed (surely, or
+    maybe: `key_rule_change`, `key_rule_may_change`), else the images or their patients did."""
+    rule = now.get("patient_key_rule")
+    if ruled := key_rule_change(saved, now):
+        return (f"pneumoscan now keys {ruled} DICOM film{'s' if ruled > 1 else ''} whose header names no patient and "
+                f"whose file name is in other folders too by folder and name (patient_key_rule {rule}), where the "
+                f"{kind} was started by an earlier version, which keyed them otherwise, so the images need not have "
+                f"changed")
+    if unnamed := key_rule_may_change(saved, now):
+        return (f"{unnamed} DICOM film{'s' if unnamed > 1 else ''} whose header names no patient "
+                f"{'are' if unnamed > 1 else 'is'} keyed by file name (or folder and name) by patient_key_rule "
+                f"{rule}, and the {kind} was started by an earlier version ({_rule(saved)}), which may have keyed "
+                f"them otherwise: the same patients under other keys split otherwise, so the key rule may have "
+                f"changed the split, not the images")
+    return "some images or their patients changed (a manifest's patient column, a DICOM PatientID)"
+
+
 def key_rule_change(saved: dict[str, Any], now: dict[str, Any]) -> int:
     """How many images the split `now` keys by folder and file name (`patient_keys_from`'s `file`, a patient_key_rule
     of 2 on) where the saved split was made before that rule (none recorded), which keyed them otherwise; 0 when the
@@ -298,10 +311,28 @@ def key_rule_change(saved: dict[str, Any], now: dict[str, Any]) -> int:
     return int((now.get("patient_keys_from") or {}).get("file", 0))
 
 
+def key_rule_may_change(saved: dict[str, Any], now: dict[str, Any]) -> int:
+    """How many DICOM films whose header names no patient (`dicom_without_patient_id`) the split `now` keys by a
+    later key rule than the saved split's, which may have keyed them otherwise (a run of development code between
+    9f99720 and 6582825 records no rule and keyed them by path; rule 2 counted the folders of JPEGs too); 0 when the
+    rule is the same or there are none."""
+    if saved.get("patient_key_rule", 1) >= now.get("patient_key_rule", 1):
+        return 0
+    return int(now.get("dicom_without_patient_id", 0))
+
+
+def _rule(record: dict[str, Any]) -> str:
+    """The key rule a split.json records, for messages."""
+    rule = record.get("patient_key_rule")
+    return "no patient_key_rule recorded" if rule is None else f"patient_key_rule {rule}"
+
+
 def resume_advice(saved: dict[str, Any], now: dict[str, Any], kind: str = "run") -> str:
     """What to do when a resume's split differs (`split_change`): resume with the data the `kind` (a run, or a
     pretraining) was started with, or with the pneumoscan it was started with when the key rule changed."""
-    with_what = "the pneumoscan" if key_rule_change(saved, now) else "the data"
+    with_what = ("the pneumoscan" if key_rule_change(saved, now) else
+                 "the pneumoscan (or, if its images changed, the data)" if key_rule_may_change(saved, now) else
+                 "the data")
     return f"resume with {with_what} it was started with, or start a new {kind} with another {option('out')}"
 
 
