@@ -94,10 +94,20 @@ _PATHS = _Kind(_all(_is_path), "a list of paths (str or os.PathLike)")
 _PATH_OR_PATHS = _Kind(lambda value: _is_path(value) or _PATHS.test(value), _PATHS.text)
 _BYTES = _Kind(lambda value: isinstance(value, (bytes, bytearray)),
                "a file's bytes (bytes, as Path.read_bytes() gives them; predict(path) takes a path)")
-# a film as `Predictor.predict` takes it; `film_bytes` tells a PIL image, an array or a pydicom Dataset exactly
-_FILM = _Kind(lambda value: _is_path(value) or isinstance(value, (bytes, bytearray, memoryview))
-              or type(value).__module__.split(".")[0] in ("PIL", "numpy", "pydicom"),
-              "a path (a str or os.PathLike), a file's bytes, a PIL image, a numpy array or a pydicom Dataset")
+
+
+def _is_film(value: Any) -> bool:
+    """A film as `Predictor.predict` and `gradcam` take it: a path, a file's bytes, a numpy array (a subclass too, as
+    imageio's Array), a PIL image or a pydicom Dataset (the last three only once their module is imported: a value
+    of theirs cannot exist before)."""
+    if _is_path(value) or isinstance(value, (bytes, bytearray, memoryview)):
+        return True
+    kinds = [getattr(sys.modules.get(module), name, None)
+             for module, name in (("numpy", "ndarray"), ("PIL.Image", "Image"), ("pydicom.dataset", "Dataset"))]
+    return isinstance(value, tuple(kind for kind in kinds if isinstance(kind, type)))
+
+
+_FILM = _Kind(_is_film, "a path (a str or os.PathLike), a file's bytes, a PIL image, a numpy array or a pydicom Dataset")
 _INT = _Kind(lambda value: isinstance(value, numbers.Integral) and not isinstance(value, bool), "an int")
 _NUMBER = _Kind(lambda value: isinstance(value, numbers.Real) and not isinstance(value, bool), "a number")
 _TEXT = _Kind(lambda value: isinstance(value, str), "a str")

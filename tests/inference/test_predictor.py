@@ -145,7 +145,8 @@ def test_predict_takes_a_pydicom_dataset_as_its_file(tiny_run: Path, tiny_data: 
 @pytest.mark.parametrize("given, message", [
     (np.zeros((40, 40), np.float32) + 0.5, r"^predict: an array of float32 \(40, 40\); give the film's pixels as uint8"),
     ([[1, 2], [3, 4]],
-     r"^predict takes a path, a file's bytes, a PIL image, a numpy array or a pydicom Dataset, not list$"),
+     r"^predict: image takes a path \(a str or os.PathLike\), a file's bytes, a PIL image, a numpy array or a pydicom "
+     r"Dataset, not list \[\[1, 2\], \[3, 4\]\]$"),
     ("{tmp}/none.png", r"none.png: file not found; check the path"),
     ("{tmp}", r": a folder; predict takes one film, predict_files\(\[folder\]\) predicts every film in it$"),
 ])

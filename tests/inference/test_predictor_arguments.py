@@ -87,6 +87,8 @@ def _film(name: str = "IM-0240-0001.jpeg") -> Path:
     return Path(pneumoscan.__file__).parents[2] / "sample" / "chest_xray" / "train" / "NORMAL" / name
 
 
+FILM = "a path (a str or os.PathLike), a file's bytes, a PIL image, a numpy array or a pydicom Dataset"
+
 # a method of a Predictor called with an argument of a kind it does not take, and the message
 WRONG_METHOD_KINDS: dict[str, tuple[Callable[[Predictor], Any], str]] = {
     "predict_files item": (lambda p: p.predict_files([_film(), 3]),
@@ -102,6 +104,8 @@ WRONG_METHOD_KINDS: dict[str, tuple[Callable[[Predictor], Any], str]] = {
                            "predict(path) takes a path), not str '/"),
     "predict_bytes name": (lambda p: p.predict_bytes(_film().read_bytes(), name=Path("a.jpeg")),
                            "predict_bytes: name takes a str, not pathlib.PosixPath PosixPath('a.jpeg')"),
+    "predict list": (lambda p: p.predict([1, 2]), f"predict: image takes {FILM}, not list [1, 2]"),
+    "gradcam list": (lambda p: pneumoscan.gradcam([1, 2], p), f"gradcam: image takes {FILM}, not list [1, 2]"),
     "borderline str": (lambda p: p.borderline("0.5"), "borderline: prob takes a number, not str '0.5'"),
     "borderline None": (lambda p: p.borderline(None), "borderline: prob takes a number, not NoneType None"),
 }
@@ -117,6 +121,21 @@ def test_a_method_names_an_argument_of_the_wrong_kind(shipped: Predictor, case: 
     assert isinstance(err.value, TypeError)
     assert str(err.value).startswith(message), str(err.value)
     assert err.traceback[-1].path == Path(pneumoscan.api.__file__)
+
+
+class Array(np.ndarray):
+    """A numpy array subclass, as imageio.v2.imread returns (imageio.core.util.Array)."""
+
+
+def test_an_array_of_a_numpy_subclass_is_taken_by_predict_and_gradcam(shipped: Predictor) -> None:
+    """gradcam refused imageio's Array ('not a numpy array') by the name of its type's module; predict took it."""
+    from PIL import Image
+
+    with Image.open(_film()) as im:
+        pixels = np.asarray(im.convert("L")).view(Array)
+    expected = shipped.predict(np.asarray(pixels))
+    assert shipped.predict(pixels).probability == expected.probability
+    assert pneumoscan.gradcam(pixels, shipped).prediction.probability == pytest.approx(expected.probability, abs=1e-6)
 
 
 COUNTS_BELOW_ONE: dict[str, tuple[Callable[[Predictor], Any], str]] = {

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, file_sha256, load_artifact, read_meta, resolve_model_path
-from pneumoscan.api import _BOOL, _BYTES, _INT, _MODEL, _NUMBER, _PATH, _PATH_OR_PATHS, _TEXT, _public
+from pneumoscan.api import _BOOL, _BYTES, _FILM, _INT, _MODEL, _NUMBER, _PATH, _PATH_OR_PATHS, _TEXT, _public
 from pneumoscan.data.decode import (
     not_frontal_view, read_file, read_grayscale_and_rgb, size_warning, stored_size, thumbnail_warning, view_reason,
 )
@@ -460,6 +460,7 @@ class Predictor:
                              f"any size, use predict(image)")
         return self._predict(images, with_features=False)[0]
 
+    @_public(image=_FILM)
     def predict(self, image: str | os.PathLike | bytes | np.ndarray | Any) -> Prediction:
         """One film, decoded and screened by the guard as `predict_files` does: a path, a file's bytes, a PIL image,
         an array of any size (H, W) or (H, W, 3) of uint8 or uint16 pixels, or a pydicom Dataset (read as its file
