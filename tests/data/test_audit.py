@@ -334,3 +334,16 @@ def test_file_names_joining_films_of_different_folders_are_listed_with_the_way_o
     assert "  train/NORMAL/pt0/1.png & train/NORMAL/pt1/1.png & train/NORMAL/pt2/1.png (and 3 more)\n" in text
     assert audit(tmp_path, progress=False, patient_key="folder")["name_keys_across_folders"] == []
     assert audit_problems(report) == []  # one patient too many is no leak: listed, not failed
+
+
+def test_loose_files_with_patient_key_folder_are_listed_once_as_having_no_patient_folder(tmp_path: Path) -> None:
+    """NORMAL/1.png and PNEUMONIA/1.png right in their class folders, keyed by file name for want of a patient
+    folder, were listed twice: as having none and as file names joining folders, advising the --patient-key folder
+    the user had passed."""
+    for cls, label in (("NORMAL", 0), ("PNEUMONIA", 1)):
+        write_xray(tmp_path / "train" / cls / "1.png", label, label)
+        write_xray(tmp_path / "train" / cls / f"pt{label}" / "2.png", label, 10 + label)
+    report = audit(tmp_path, progress=False, patient_key="folder")
+    assert report["no_patient_folder"] == ["train/NORMAL/1.png", "train/PNEUMONIA/1.png"]
+    assert report["name_keys_across_folders"] == []
+    assert "file names taken for one patient" not in format_audit(report)

@@ -109,8 +109,9 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     report["not_frontal"] = sorted(f"{shown_as(split, s)}: DICOM View Position {view}, not a frontal (AP or PA) "
                                    f"film; the model reads frontal chest X-rays only, remove it"
                                    for (split, s), (_, _, _, _, view) in zip(everything, inspected) if view)
-    # `pt7/1.jpeg` and `pt8/1.jpeg` keyed by file name are one patient: in one split (names restart in each)
-    report["name_keys_across_folders"] = sorted(
+    # `pt7/1.jpeg` and `pt8/1.jpeg` keyed by file name are one patient: in one split (names restart in each); with
+    # --patient-key folder those keyed by name are the loose files no_patient_folder lists, which train refuses
+    report["name_keys_across_folders"] = [] if patient_id.choice == "folder" else sorted(
         sorted(shown_as(split, s) for s in group) for split, samples in splits.items()
         for group in keys_across_folders(samples, patient_id).values())
 
