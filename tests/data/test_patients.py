@@ -458,3 +458,16 @@ def test_a_kermany_named_dicom_film_without_a_patient_id_joins_its_patients_jpeg
     assert [keys(s) for s in samples if s.label == 0] == ["IM-0001", "IM-0001"] and keys.sources == {"name": 3}
     assert keys.record()["dicom_without_patient_id"] == 1 and "dicom_without_patient_id" not in keys.record(
         [s for s in samples if s.path.suffix == ".jpeg"])
+
+
+def test_the_file_name_warning_for_one_key_reads_in_the_singular() -> None:
+    """One key read '1 patient key ... join images ...; the largest, ...' and 'keeps each key together'."""
+    from pneumoscan.data.patients import name_collision_warning
+
+    samples = [Sample(Path(f"train/NORMAL/scan{i}.png"), 0) for i in range(2)]
+    samples += [Sample(Path(f"train/{cls}/pt/1.png"), label) for label, cls in enumerate(("NORMAL", "PNEUMONIA"))]
+    assert name_collision_warning(samples, patient_keys(samples, "name", progress=False)) == (
+        "1 patient key read from file names, '1', joins 2 images in 2 folders (2 of the 4 images keyed by file name; "
+        "e.g. train/NORMAL/pt/1.png), and the patient split keeps them together as one patient; if they are not one "
+        "patient, key them otherwise: each patient's films in a folder of their own and --patient-key folder, or a "
+        "CSV manifest with a patient column")

@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 from pneumoscan import CLASS_NAMES, PATIENT_KEYS
 from pneumoscan.data.decode import is_dicom
 from pneumoscan.data.layout import Sample, image_stem
-from pneumoscan.errors import InputError, option, warn
+from pneumoscan.errors import InputError, counted, option, warn
 from pneumoscan.progress import progress_bar
 
 _NORMAL = re.compile(r"^(?P<patient>(?:NORMAL2-)?IM-\d+)(?:-\d+)+$", re.IGNORECASE)
@@ -225,11 +225,14 @@ def name_collision_warning(samples: Sequence[Sample], keys: PatientKeys) -> str 
     if not joined or images < NAME_COLLISION_SHARE * named:
         return None
     key, group = max(joined.items(), key=lambda item: (len(item[1]), item[0]))
-    folders = len({Path(s.path).parent for s in group})
-    return (f"{len(joined)} patient key{'s' if len(joined) > 1 else ''} read from file names join images in "
-            f"different folders ({images} of the {named} images keyed by file name; the largest, {key!r}, joins "
-            f"{len(group)} images in {folders} folders, e.g. {group[0].path}), and the patient split keeps each key "
-            f"together as one patient; {across_folders_advice()}")
+    largest = f"{key!r}, joins {len(group)} images in {len({Path(s.path).parent for s in group})} folders"
+    counts = f"{images} of the {counted(named, 'image')} keyed by file name"
+    if len(joined) == 1:
+        return (f"1 patient key read from file names, {largest} ({counts}; e.g. {group[0].path}), and the patient "
+                f"split keeps them together as one patient; {across_folders_advice()}")
+    return (f"{len(joined)} patient keys read from file names join images in different folders ({counts}; the "
+            f"largest, {largest}, e.g. {group[0].path}), and the patient split keeps each key together as one "
+            f"patient; {across_folders_advice()}")
 
 
 def recorded_patient_key(record: dict) -> str:
