@@ -86,3 +86,27 @@ def test_one_shared_patient_reads_in_the_singular(tmp_path: Path) -> None:
     message = _shared_message(shared, 4, "test", tmp_path, tmp_path)
     assert message.startswith("1 patient of the test split (1 of its 4 films) also has films in the data this model "
                               "was trained on, by DICOM PatientID: ")
+
+
+@pytest.mark.parametrize("patients, films, n, expected", [
+    (1, 1, 1, "1 patient of the test split (its only film) also has films in the data this model was trained on, by "
+              "DICOM PatientID: the same patient on both sides, so the figures on that patient's films are not those "
+              "of a new patient; `pneumoscan audit {data}` lists that patient"),
+    (1, 3, 3, "1 patient of the test split (all 3 of its films) also has films in the data this model was trained on, "
+              "by DICOM PatientID: the same patient on both sides, so the figures on that patient's films are not "
+              "those of a new patient; `pneumoscan audit {data}` lists that patient"),
+    (2, 3, 5, "2 patients of the test split (3 of its 5 films) also have films in the data this model was trained on, "
+              "by DICOM PatientID: the same patients on both sides, so the figures on them are not those of new "
+              "patients; `pneumoscan audit {data}` lists them"),
+])
+def test_the_shared_patient_warning_reads_right_for_one_film_one_patient_and_many(
+        tmp_path: Path, patients: int, films: int, n: int, expected: str) -> None:
+    """One patient's one film read '1 patient of the test split (1 of its 1 films) ...: the same patients on both
+    sides, so the figures on them are not those of new patients'."""
+    from pneumoscan.evaluation.evaluate import _shared_message
+
+    shared = {"patients": patients, "films": films, "by": ["DICOM PatientID"], "compared": n}
+    assert _shared_message(shared, n, "test", tmp_path, tmp_path) == expected.format(data=tmp_path)
+    assert _shared_message(shared, n, "test", tmp_path, None).endswith(
+        f"to see {'that patient' if patients == 1 else 'them'}, list both in one CSV manifest with a split column and "
+        f"run `pneumoscan audit` on it (trained on None)")

@@ -277,15 +277,19 @@ def _shared_message(shared: dict[str, Any], n: int, split: str, data: str | os.P
     """The warning about patients of the evaluated split who are also in the model's training data (`trained_on`,
     where it was found), with how to see them: `audit` of the data when both are its splits, else of one manifest
     listing both."""
+    one = shared["patients"] == 1
+    them = "that patient" if one else "them"
     if trained_on is not None and trained_on.resolve() == Path(data).resolve():
-        see = f"`pneumoscan audit {data}` lists them"
+        see = f"`pneumoscan audit {data}` lists {them}"
     else:
-        see = (f"to see them, list both in one CSV manifest with a split column and run `pneumoscan audit` on it "
+        see = (f"to see {them}, list both in one CSV manifest with a split column and run `pneumoscan audit` on it "
                f"(trained on {trained_on})")
-    have = "has" if shared["patients"] == 1 else "have"
-    return (f"{counted(shared['patients'], 'patient')} of the {split} split ({shared['films']} of its {n} films) "
-            f"also {have} films in the data this model was trained on, by {' and '.join(shared['by'])}: the same "
-            f"patients on both sides, so the figures on them are not those of new patients; {see}")
+    films = ("its only film" if n == 1 else f"all {n} of its films" if shared["films"] == n
+             else f"{shared['films']} of its {n} films")
+    same = ("the same patient on both sides, so the figures on that patient's films are not those of a new patient"
+            if one else "the same patients on both sides, so the figures on them are not those of new patients")
+    return (f"{counted(shared['patients'], 'patient')} of the {split} split ({films}) also {'has' if one else 'have'} "
+            f"films in the data this model was trained on, by {' and '.join(shared['by'])}: {same}; {see}")
 
 
 def _listed_under() -> str:
