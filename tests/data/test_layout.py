@@ -50,9 +50,11 @@ def test_a_manifest_excel_saved_as_windows_1252_is_read_with_a_warning_naming_th
     write_xray(tmp_path / "Gonçalves" / "tórax.png", 1, 2)
     (tmp_path / "m.csv").write_bytes("path;label;patient\r\nMüller/Röntgen 1.png;NORMAL;Müller\r\n"
                                      "Gonçalves/tórax.png;PNEUMONIA;Gonçalves €\r\n".encode("cp1252"))
-    with pytest.warns(UserWarning, match=r"m\.csv: not UTF-8; read as Windows-1252 \(cp1252\), as Excel's 'CSV "
-                                         r"\(Comma delimited\)' saves on Western-European Windows; if a name in it "
-                                         r"reads wrong, the manifest is in another code page: save it as 'CSV UTF-8'$"):
+    with pytest.warns(UserWarning, match=r"m\.csv: not UTF-8 \(line 2 holds byte 0xFC, which UTF-8 cannot read; if "
+                                         r"the rest is UTF-8, correct that line\); read as Windows-1252 \(cp1252\), "
+                                         r"as Excel's 'CSV \(Comma delimited\)' saves on Western-European Windows; if "
+                                         r"a name in it reads wrong, the manifest is in another code page: save it as "
+                                         r"'CSV UTF-8'$"):
         found = discover(tmp_path / "m.csv")["all"]
     assert [(s.path.relative_to(tmp_path).as_posix(), s.label, s.patient) for s in found] == [
         ("Müller/Röntgen 1.png", 0, "Müller"), ("Gonçalves/tórax.png", 1, "Gonçalves €")]
@@ -63,6 +65,30 @@ def test_a_manifest_excel_saved_as_windows_1252_is_read_with_a_warning_naming_th
     (tmp_path / "bad.csv").write_bytes(b"path,label\r\na\x81.png,NORMAL\r\n")  # a byte cp1252 leaves undefined
     with pytest.raises(InputError, match=r"bad\.csv: not UTF-8 text, nor Windows-1252"):
         discover(tmp_path / "bad.csv")
+
+
+def test_a_utf8_manifest_with_a_stray_byte_is_read_as_windows_1252_naming_the_line_of_the_byte(tmp_path: Path) -> None:
+    """Its every name beyond ASCII then reads wrong ('CafÃ©'), and the warning did not say where the byte was."""
+    write_xray(tmp_path / "a.png", 0, 1)
+    (tmp_path / "m.csv").write_bytes(b"path,label\r\na.png,NORMAL\r\n\r\nb\xe9.png,NORMAL\r\n")
+    with pytest.warns(UserWarning, match=r"m\.csv: not UTF-8 \(line 4 holds byte 0xE9, which UTF-8 cannot read; if "
+                                         r"the rest is UTF-8, correct that line\); read as Windows-1252"), \
+            pytest.raises(InputError, match=r"m\.csv:4: file .*bé\.png does not exist"):
+        discover(tmp_path / "m.csv")  # the csv module's line numbers: CR and LF alone end a line too
+    (tmp_path / "cr.csv").write_bytes(b"path,label\ra.png,NORMAL\rb\xe9.png,NORMAL\r")
+    with pytest.warns(UserWarning, match=r"cr\.csv: not UTF-8 \(line 3 holds byte 0xE9"), \
+            pytest.raises(InputError, match=r"cr\.csv:3: file "):
+        discover(tmp_path / "cr.csv")
+
+
+def test_a_bom_before_windows_1252_text_is_not_read_into_the_first_column_name(tmp_path: Path) -> None:
+    """A UTF-8 BOM with a cp1252 name after it was decoded as cp1252 whole: the header's first name was 'ï»¿path',
+    so the manifest was refused as having no path column."""
+    write_xray(tmp_path / "Müller" / "a.png", 0, 1)
+    (tmp_path / "m.csv").write_bytes(b"\xef\xbb\xbfpath,label\r\n" + "Müller/a.png,NORMAL\r\n".encode("cp1252"))
+    with pytest.warns(UserWarning, match=r"m\.csv: not UTF-8 \(line 2 holds byte 0xFC"):
+        found = discover(tmp_path / "m.csv")["all"]
+    assert [(s.path.relative_to(tmp_path).as_posix(), s.label) for s in found] == [("Müller/a.png", 0)]
 
 
 def test_manifest_wrong_label_names_line(tmp_path: Path) -> None:

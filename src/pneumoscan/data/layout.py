@@ -1,6 +1,7 @@
 """Find labelled images on disk: split folders, class folders or a CSV manifest."""
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import os
@@ -315,12 +316,15 @@ CP1252_NOTE = ("read as Windows-1252 (cp1252), as Excel's 'CSV (Comma delimited)
 
 def manifest_text(csv_path: Path) -> tuple[str, str]:
     """The text of a CSV manifest and its encoding: UTF-8 (a BOM skipped), else Windows-1252 (cp1252) with a warning
-    saying so, when that decodes it without control characters (UTF-16 text, say, has NULs); InputError otherwise."""
-    data = csv_path.read_bytes()
+    saying so and naming the line of the first byte UTF-8 cannot read (a UTF-8 file with one stray byte is misread
+    throughout), when that decodes it without control characters (UTF-16 text, say, has NULs); InputError
+    otherwise."""
+    # the BOM of Excel's 'CSV UTF-8', dropped before either decode: read as cp1252 it would start the header 'ï»¿'
+    data = csv_path.read_bytes().removeprefix(codecs.BOM_UTF8)
     try:
-        return data.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError:
-        pass
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as error:
+        first = error.start
     try:
         text = data.decode("cp1252")
     except UnicodeDecodeError:  # one of the five bytes cp1252 leaves undefined
@@ -328,7 +332,9 @@ def manifest_text(csv_path: Path) -> tuple[str, str]:
     if text is None or _CONTROL.search(text):
         raise InputError(f"{csv_path}: not UTF-8 text, nor Windows-1252 as Excel saves a CSV; save the manifest as a "
                          f"UTF-8 CSV ('CSV UTF-8' in Excel) with columns path,label")
-    warn(f"{csv_path}: not UTF-8; {CP1252_NOTE}")
+    line = len(re.split(rb"\r\n|\r|\n", data[:first]))  # as the csv module counts lines
+    warn(f"{csv_path}: not UTF-8 (line {line} holds byte 0x{data[first]:02X}, which UTF-8 cannot read; if the rest is "
+         f"UTF-8, correct that line); {CP1252_NOTE}")
     return text, "cp1252"
 
 
