@@ -107,7 +107,8 @@ def _is_film(value: Any) -> bool:
     return isinstance(value, tuple(kind for kind in kinds if isinstance(kind, type)))
 
 
-_FILM = _Kind(_is_film, "a path (a str or os.PathLike), a file's bytes, a PIL image, a numpy array or a pydicom Dataset")
+_FILM = _Kind(_is_film,
+              "a path (a str or os.PathLike), a file's bytes, a PIL image, a numpy array or a pydicom Dataset")
 _INT = _Kind(lambda value: isinstance(value, numbers.Integral) and not isinstance(value, bool), "an int")
 _NUMBER = _Kind(lambda value: isinstance(value, numbers.Real) and not isinstance(value, bool), "a number")
 _TEXT = _Kind(lambda value: isinstance(value, str), "a str")
