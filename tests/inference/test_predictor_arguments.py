@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import pneumoscan
 from pneumoscan.errors import InputError
@@ -129,13 +130,27 @@ class Array(np.ndarray):
 
 def test_an_array_of_a_numpy_subclass_is_taken_by_predict_and_gradcam(shipped: Predictor) -> None:
     """gradcam refused imageio's Array ('not a numpy array') by the name of its type's module; predict took it."""
-    from PIL import Image
-
     with Image.open(_film()) as im:
         pixels = np.asarray(im.convert("L")).view(Array)
     expected = shipped.predict(np.asarray(pixels))
     assert shipped.predict(pixels).probability == expected.probability
     assert pneumoscan.gradcam(pixels, shipped).prediction.probability == pytest.approx(expected.probability, abs=1e-6)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: np.zeros((0, 0), np.uint8), "an empty array of shape (0, 0), no pixels to read; give the film's pixels, "
+                                         "as np.asarray(PIL.Image.open(path)) gives them"),
+    (lambda: np.zeros((5, 0, 3), np.uint8), "an empty array of shape (5, 0, 3), no pixels to read; "),
+    (lambda: Image.new("L", (0, 4)),
+     "an empty PIL image (0 x 4 px), no pixels to read; give the film itself"),
+])
+def test_an_empty_array_or_image_is_refused_as_empty(shipped: Predictor, make: Callable[[], Any],
+                                                     message: str) -> None:
+    """np.zeros((0, 0), np.uint8) was refused as 'a PIL image of mode L; convert it first', which it is not."""
+    for function, call in (("predict", shipped.predict), ("gradcam", lambda film: pneumoscan.gradcam(film, shipped))):
+        with pytest.raises(InputError) as err:
+            call(make())
+        assert str(err.value).startswith(f"{function}: {message}"), str(err.value)
 
 
 COUNTS_BELOW_ONE: dict[str, tuple[Callable[[Predictor], Any], str]] = {

@@ -219,8 +219,14 @@ def encoded_png(image: Any, caller: str = "predict") -> tuple[bytes, str]:
 
     if isinstance(image, Image.Image):
         name = "<PIL image>"
+        if not (image.width and image.height):  # PNG cannot hold it: refused below as of a mode to convert
+            raise InputError(f"{caller}: an empty PIL image ({image.width} x {image.height} px), no pixels to read; "
+                             f"give the film itself")
     elif isinstance(image, np.ndarray):
         name = "<array>"
+        if image.size == 0:
+            raise InputError(f"{caller}: an empty array of shape {image.shape}, no pixels to read; give the film's "
+                             f"pixels, as np.asarray(PIL.Image.open(path)) gives them")
         rgb = image.ndim == 3 and image.shape[2] in (3, 4) and image.dtype == np.uint8
         if not (rgb or image.ndim == 2 and image.dtype in (np.uint8, np.uint16)):
             raise InputError(f"{caller}: an array of {image.dtype} {image.shape}; give the film's pixels as uint8 "
@@ -463,8 +469,8 @@ class Predictor:
     @_public(image=_FILM)
     def predict(self, image: str | os.PathLike | bytes | np.ndarray | Any) -> Prediction:
         """One film, decoded and screened by the guard as `predict_files` does: a path, a file's bytes, a PIL image,
-        an array of any size (H, W) or (H, W, 3) of uint8 or uint16 pixels, or a pydicom Dataset (read as its file
-        is, its header's photometric interpretation and windows applied: not as its `pixel_array`). InputError when
+        a non-empty array of any size (H, W) or (H, W, 3) of uint8 or uint16 pixels, or a pydicom Dataset (read as its
+        file is, its header's photometric interpretation and windows applied: not as its `pixel_array`). InputError when
         it is no usable image (`predict_files` gives that as the row's `error` instead); a film the guard refuses comes
         back unscored. An in-memory image is screened as the PNG file of its pixels is (`encoded_png`): the dithered
         rule measures JPEG and 8-bit PNG, TIFF and BMP files (save those mostly near black or white), so a dithered
