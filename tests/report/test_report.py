@@ -623,3 +623,21 @@ def test_figures_name_the_films_they_are_drawn_on(val_report: Path, tiny_run: Pa
     n = sum(1 for _ in (tiny_data / "test").rglob("*.jpeg"))
     text = out.read_text(encoding="utf-8")
     assert f'alt="ROC curve on test split films (n={n})"' in text and f"cases of test split films (n={n})" in text
+
+
+def test_the_pages_shared_patient_warning_reads_right_for_one_patient() -> None:
+    """One patient's one film read '1 patient of the evaluated images (1 of 1 films) also have films ...: the same
+    patients on both sides ... lists them'."""
+    from pneumoscan.report.build import _shared_warning
+
+    assert _shared_warning({"patients": 1, "films": 1, "by": ["DICOM PatientID"]}, 1) == (
+        "Warning: 1 patient of the evaluated images (the only film) also has films in the data this model was trained "
+        "on, by DICOM PatientID: the same patient on both sides, so the figures below are not those of new patients "
+        "only; `pneumoscan audit DATA` lists that patient (DATA: the data set both are splits of, or one CSV manifest "
+        "listing both with a split column).")
+    assert _shared_warning({"patients": 1, "films": 2, "by": ["folder"]}, 2).startswith(
+        "Warning: 1 patient of the evaluated images (all 2 films) also has films")
+    assert _shared_warning({"patients": 2, "films": 3, "by": ["folder"]}, 5).startswith(
+        "Warning: 2 patients of the evaluated images (3 of 5 films) also have films in the data this model was trained "
+        "on, by folder: the same patients on both sides, so the figures below are not those of new patients; "
+        "`pneumoscan audit DATA` lists them (DATA:")

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from pneumoscan import CLASS_NAMES, __version__
 from pneumoscan.artifact import ArtifactMeta
 from pneumoscan.data.patients import keys_read
-from pneumoscan.errors import words
+from pneumoscan.errors import counted, words
 from pneumoscan.inference.predictor import model_prior, prior_problem
 from pneumoscan.outputs import atomic_write_all, check_companion, check_output, recover_interrupted
 from pneumoscan.progress import progress_bar
@@ -209,6 +209,21 @@ def _prior_text(meta: ArtifactMeta) -> str:
     return f"{model_prior(meta):.3f}" if problem is None else f"unusable: {problem}, as in an edited file"
 
 
+def _shared_warning(shared: dict[str, Any], n: int) -> str:
+    """The page's warning about evaluated films whose patients also have films in the training data (`shared`, as
+    `patients_in_training` counts them, of `n` films), in the singular for one patient."""
+    one = shared["patients"] == 1
+    same = ("the same patient on both sides, so the figures below are not those of new patients only; `pneumoscan "
+            "audit DATA` lists that patient" if one else "the same patients on both sides, so the figures below are "
+            "not those of new patients; `pneumoscan audit DATA` lists them")
+    films = ("the only film" if n == 1 else f"all {n} films" if shared["films"] == n
+             else f"{shared['films']} of {n} films")
+    return (f"Warning: {counted(shared['patients'], 'patient')} of the evaluated images ({films}) also "
+            f"{'has' if one else 'have'} films in the data this model was trained on, by "
+            f"{' and '.join(shared['by'])}: {same} (DATA: the data set both are splits of, or one CSV manifest "
+            f"listing both with a split column).")
+
+
 def _summary_section(run: RunInfo, scores: Scores, params: int, n_boot: int, seed: int) -> str:
     meta, training = run.meta, run.meta.training
     recipe = recipe_text(run)
@@ -249,12 +264,7 @@ def _summary_section(run: RunInfo, scores: Scores, params: int, n_boot: int, see
                            "in-sample and flatter it; report on films it has not seen.") if seen else "")
     shared = summary.get("patients_in_training") or {}
     if shared.get("patients"):
-        warning += h.paragraph(f"Warning: {shared['patients']} patient{'s' if shared['patients'] > 1 else ''} of "
-                               f"the evaluated images ({shared['films']} of "
-                               f"{summary['n']} films) also have films in the data this model was trained on, by "
-                               f"{' and '.join(shared['by'])}: the same patients on both sides, so the figures below "
-                               f"are not those of new patients; `pneumoscan audit DATA` lists them (DATA: the data "
-                               f"set both are splits of, or one CSV manifest listing both with a split column).")
+        warning += h.paragraph(_shared_warning(shared, summary["n"]))
     return (
         warning
         + h.key_values(pairs)
