@@ -141,6 +141,13 @@ def test_predict_takes_a_pydicom_dataset_as_its_file(tiny_run: Path, tiny_data: 
     got = predictor.predict(pydicom.dcmread(path))
     assert got.path == "film.dcm" and got.probability == pytest.approx(expected.probability, abs=1e-9)
 
+    class Image2D(pydicom.dataset.FileDataset):  # a subclass from another package (highdicom's) was refused
+        pass
+
+    subclassed = pydicom.dcmread(path)
+    subclassed.__class__ = Image2D
+    assert predictor.predict(subclassed).probability == pytest.approx(expected.probability, abs=1e-9)
+
 
 @pytest.mark.parametrize("given, message", [
     (np.zeros((40, 40), np.float32) + 0.5, r"^predict: an array of float32 \(40, 40\); give the film's pixels as uint8"),

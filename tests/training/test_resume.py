@@ -420,7 +420,7 @@ def test_a_split_of_an_earlier_key_rule_with_unnamed_dicom_films_may_be_the_rule
     now = {**saved, "patient_key_rule": 3, "dicom_without_patient_id": 1, "val_files": ["a", "c"]}
     assert split_change(saved, now).endswith(
         "1 DICOM film whose header names no patient is keyed by file name (or folder and name) by patient_key_rule 3, "
-        "and the run was started by an earlier version (patient_key_rule 2), which may have keyed them otherwise: "
+        "and the run was started by an earlier version (patient_key_rule 2), which may have keyed it otherwise: "
         "the same patients under other keys split otherwise, so the key rule may have changed the split, not the "
         "images")
     blamed = "some images or their patients changed (a manifest's patient column, a DICOM PatientID)"

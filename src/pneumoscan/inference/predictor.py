@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -186,12 +187,10 @@ def dicom_file_bytes(image: Any, caller: str = "predict") -> tuple[bytes, str] |
     """A pydicom Dataset as the bytes of its DICOM file and the name its Prediction gets (its file's name, or
     `<DICOM dataset>`), so its header is read as from the file; None for anything else. `caller` names the
     function in a message."""
-    if not type(image).__module__.startswith("pydicom"):
+    dataset = getattr(sys.modules.get("pydicom.dataset"), "Dataset", None)  # none can exist before it is imported
+    if not isinstance(dataset, type) or not isinstance(image, dataset):  # a subclass too (highdicom's images)
         return None
     import pydicom
-
-    if not isinstance(image, pydicom.Dataset):
-        return None
     buffer = io.BytesIO()
     try:
         pydicom.dcmwrite(buffer, image)

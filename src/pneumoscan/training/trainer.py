@@ -291,14 +291,14 @@ def _split_why(saved: dict[str, Any], now: dict[str, Any], kind: str) -> str:
     if ruled := key_rule_change(saved, now):
         return (f"pneumoscan now keys {ruled} DICOM film{'s' if ruled > 1 else ''} whose header names no patient and "
                 f"whose file name is in other folders too by folder and name (patient_key_rule {rule}), where the "
-                f"{kind} was started by an earlier version, which keyed them otherwise, so the images need not have "
-                f"changed")
+                f"{kind} was started by an earlier version, which keyed {'them' if ruled > 1 else 'it'} otherwise, so "
+                f"the images need not have changed")
     if unnamed := key_rule_may_change(saved, now):
         return (f"{unnamed} DICOM film{'s' if unnamed > 1 else ''} whose header names no patient "
                 f"{'are' if unnamed > 1 else 'is'} keyed by file name (or folder and name) by patient_key_rule "
                 f"{rule}, and the {kind} was started by an earlier version ({_rule(saved)}), which may have keyed "
-                f"them otherwise: the same patients under other keys split otherwise, so the key rule may have "
-                f"changed the split, not the images")
+                f"{'them' if unnamed > 1 else 'it'} otherwise: the same patients under other keys split otherwise, "
+                f"so the key rule may have changed the split, not the images")
     return "some images or their patients changed (a manifest's patient column, a DICOM PatientID)"
 
 
