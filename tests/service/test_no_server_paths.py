@@ -152,7 +152,18 @@ def test_a_model_file_deleted_since_start_up_for_heatmaps(tmp_path: Path) -> Non
     ("can't find '/opt/x/y.so' and it's bad", "can't find 'y.so' and it's bad"),
     ("/srv/models/m.safetensors: bad", "the model file: bad"),
     ("size mismatch for fc.weight: copying a param of shape [2, 8]", "size mismatch for fc.weight: copying a param of "
-                                                                     "shape [2, 8]"),
+                                                                     "shape [2, 8]"),    # an apostrophe, comma, semicolon, colon or double space in a folder's name left the folders after it
+    ("[Errno 2] No such file or directory: '/home/O'Brien/venv/lib/libtorch.so'",
+     "[Errno 2] No such file or directory: 'libtorch.so'"),
+    ('cannot open "/home/O\'Brien/venv/lib/libtorch.so"', 'cannot open "libtorch.so"'),
+    ("/home/O'Brien/venv/lib/libtorch.so: bad", "libtorch.so: bad"),
+    ("/opt/venv-3.12,old/lib/x.so: bad", "x.so: bad"),
+    ("/opt/a;b/lib/x.so and /opt/a:b/lib/y.so", "x.so and y.so"),
+    ("/opt/My  Venv/lib/x.so", "x.so"),
+    ("file:///opt/venv/lib/libc10.so", "file://libc10.so"),
+    # a URL is no server's path: it stays whole (was 'https:/cuda.html#environment-variables')
+    ("See (https://pytorch.org/docs/stable/notes/cuda.html#environment-variables)",
+     "See (https://pytorch.org/docs/stable/notes/cuda.html#environment-variables)"),
 ])
 def test_answers_cut_paths_to_their_file_names(text: str, shown: str) -> None:
     """Paths with spaces, quoted (torch's DLL errors on Windows), UNC or in a home folder were let through whole or

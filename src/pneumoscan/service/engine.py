@@ -78,14 +78,17 @@ def _names(err: OSError, path: Path) -> bool:
         return False
 
 
-# one folder of a path: words that single spaces may join ('My Venv', 'Program Files (x86)'), none ending a clause
-_SEG = r"[^\s/\\'\":;,]+(?: [^\s/\\'\":;,]+)*"
+# one folder of a path: words that spaces may join ('My Venv', 'Program Files (x86)'), with any punctuation but
+# quotes at their start ("O'Brien", 'venv-3.12,old'); a folder is known by the separator after it
+_SEG = r"[^\s/\\'\"][^\s/\\\"]*(?: +[^\s/\\'\"][^\s/\\\"]*)*"
 # an absolute path's folders, kept out of answers: POSIX ('/opt/venv/lib/'), home ('~/venvs/'), Windows
-# ('C:\\Program Files\\'), UNC ('\\\\server\\share\\'); the file's name after them stays
-_FOLDERS = re.compile(rf"(?<![\w.~-])(?:~[\w.-]*)?/(?:{_SEG}/)+(?={_SEG})"
+# ('C:\\Program Files\\'), UNC ('\\\\server\\share\\'); the file's name after them stays. A URL's '//' and path are
+# no server's folders and stay whole ('https://pytorch.org/docs/...'), a file URL's are cut ('file:///opt/...')
+_FOLDERS = re.compile(rf"(?<![\w.~-])(?!(?<=:)//)(?<!:/)(?:~[\w.-]*)?/(?:{_SEG}/)+(?={_SEG})"
                       rf"|(?:\b[A-Za-z]:[\\/]|(?<![\w\\])\\\\)(?:{_SEG}[\\/])+(?={_SEG})")
-# a quoted path, as in Windows' DLL errors ('Error loading "C:\\Program Files\\...\\c10.dll"'): its file's name stays
-_QUOTED = re.compile(r"""(["'])((?:[A-Za-z]:[\\/]|\\\\|~[\w.-]*/|/)[^"'\n]*)\1""")
+# a quoted path, as in Windows' DLL errors ('Error loading "C:\\Program Files\\...\\c10.dll"'): its file's name stays;
+# it ends at its quote followed by no letter, so an apostrophe in a folder's name does not end it ("/home/O'Brien/")
+_QUOTED = re.compile(r"""(["'])((?:[A-Za-z]:[\\/]|\\\\|~[\w.-]*/|/)[^\n]*?)\1(?!\w)""")
 
 
 def _quoted_name(match: re.Match[str]) -> str:
