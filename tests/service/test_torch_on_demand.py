@@ -187,12 +187,23 @@ def test_a_pytorch_that_is_not_installed_is_no_heatmap(app, monkeypatch: pytest.
         assert c.get("/model").json()["explain_problem"] == info["explain_problem"]
 
 
+def winerror(code: int) -> OSError:
+    """An OSError with Windows' error code `code`, as Windows gives it (`winerror` exists there only)."""
+    err = OSError(errno.EINVAL, "[WinError] Error loading \"c10.dll\" or one of its dependencies.")
+    err.winerror = code  # type: ignore[attr-defined]
+    return err
+
+
 @pytest.mark.parametrize(("err", "short"), [
     (OSError(errno.ENOMEM, "Cannot allocate memory"), True),
     (ImportError("libc10.so: cannot map: Cannot allocate memory"), True),
     (ImportError("libtorch_cpu.so: failed to map segment from shared object"), False),  # also a damaged library
     (OSError(errno.ENOENT, "No such file or directory"), False),
     (ImportError("libtorch_cpu.so: cannot open shared object file"), False),
+    # Windows: importing torch short of memory (its errno is EINVAL)
+    (OSError(errno.EINVAL, 'The paging file is too small for this operation to complete. Error loading "c10.dll" or '
+                           'one of its dependencies.'), True),
+    (winerror(1455), True), (winerror(8), True), (winerror(126), False),
 ])
 def test_memory_that_ran_short_importing_pytorch_is_out_of_memory(err: Exception, short: bool) -> None:
     """Was 'Reinstall torch', for good, when the host only ran short of memory for a moment."""

@@ -105,6 +105,9 @@ def without_paths(text: str, model_path: Path) -> str:
     return _FOLDERS.sub("", _QUOTED.sub(_quoted_name, text))
 
 
+WINDOWS_NO_MEMORY = (8, 14, 1455)  # ERROR_NOT_ENOUGH_MEMORY, ERROR_OUTOFMEMORY, ERROR_COMMITMENT_LIMIT (paging file)
+
+
 def out_of_memory(err: BaseException) -> bool:
     """Whether `err` says memory ran short (the host's, or the GPU's): a failure that may pass, unlike a changed or
     damaged model file or a missing PyTorch."""
@@ -113,9 +116,11 @@ def out_of_memory(err: BaseException) -> bool:
     text = str(err).lower()  # a torch older than OutOfMemoryError, the CPU allocator's RuntimeError
     if isinstance(err, RuntimeError):
         return "out of memory" in text or "can't allocate memory" in text
-    # importing torch: mapping its libraries failed for want of memory (not 'failed to map segment' alone: ambiguous)
+    # importing torch: mapping its libraries failed for want of memory (not 'failed to map segment' alone: ambiguous);
+    # on Windows "[WinError 1455] The paging file is too small" (errno EINVAL) or not enough memory (8, 14)
     return isinstance(err, (ImportError, OSError)) and (
-        getattr(err, "errno", None) == errno.ENOMEM or "cannot allocate memory" in text)
+        getattr(err, "errno", None) == errno.ENOMEM or getattr(err, "winerror", None) in WINDOWS_NO_MEMORY
+        or "cannot allocate memory" in text or "paging file is too small" in text)
 
 
 def _unreadable(reason: str) -> str:
