@@ -358,6 +358,41 @@ def test_a_model_file_that_cannot_be_read_again_is_named_not_pytorch(how: str, f
         assert post_film(c, "/predict").json()["probability"] is not None
 
 
+@pytest.mark.parametrize(("code", "said"), [(errno.ENOMEM, "for lack of memory (OSError: [Errno 12] Cannot allocate "
+                                                             "memory: 'the model file')"),
+                                            (errno.EMFILE, "the service had too many files open (OSError: Too many "
+                                                           "open files)"),
+                                            (errno.ENFILE, "too many files open")])
+def test_a_shortage_reading_the_model_file_again_is_tried_again_not_called_removed(
+        code: int, said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of memory or file handles while Grad-CAM read the model file again was 'the model file was removed or
+    cannot be read ... put it back' (ModelFileGone), and heatmaps stayed off until a restart."""
+    from pneumoscan.service.engine import CAM_RETRY_S
+
+    model = shipped_copy(tmp_path)
+    app = create_app(Settings(model=str(model)))
+    err = OSError(code, __import__("os").strerror(code), str(model))
+    assert app.state.engine.predictor._gone(err) is None
+    read_bytes = Path.read_bytes
+
+    def short(self: Path) -> bytes:
+        if self == model:
+            raise err
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", short)
+    engine = app.state.engine
+    with TestClient(app) as c:
+        res = post_film(c, "/predict?explain=true")
+        detail = res.json()["detail"]
+        assert res.status_code == 503 and 0 < int(res.headers["Retry-After"]) <= CAM_RETRY_S, res.text
+        assert said in detail and "Heatmaps will be tried again in " in detail
+        assert "put it back" not in detail and str(tmp_path) not in detail
+        monkeypatch.setattr(Path, "read_bytes", read_bytes)  # the shortage passed
+        engine._cam_retry_at -= CAM_RETRY_S
+        assert post_film(c, "/predict?explain=true").json()["heatmap_png_base64"]
+
+
 @pytest.mark.parametrize("err", [OSError("libtorch_cpu.so: cannot open shared object file: No such file or directory"),
                                  PermissionError(13, "Permission denied", "/venv/torch/lib/libtorch_cpu.so")])
 def test_an_oserror_loading_pytorch_names_pytorch(err: OSError, app, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001

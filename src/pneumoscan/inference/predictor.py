@@ -1,6 +1,7 @@
 """Predict P(pneumonia) for files, bytes or decoded images with a loaded model artifact."""
 from __future__ import annotations
 
+import errno
 import io
 import math
 import os
@@ -82,6 +83,9 @@ class Decoded(NamedTuple):
 # (about 2 s on 2 cores) and memory stays small (peak RSS of `predict` on 4,000 224 px films: 0.57 GB at 64,
 # 0.75 GB at 256, 1.06 GB at 1,024, 0.42 GB for one film).
 CHUNK_SIZE = 256
+# what reading the model file raised when it was removed or cannot be read (not ENOMEM, EMFILE, ...: they may pass)
+FILE_GONE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EIO,
+                       errno.ESTALE, errno.ENXIO, errno.ENODEV})
 
 # Resamples and seed of the threshold's bootstrap interval: set-threshold's defaults, so a site's model gets the
 # interval set-threshold printed for it (about 0.05 s for the shipped model's 785 validation films).
@@ -353,9 +357,12 @@ class Predictor:
 
     def _gone(self, err: OSError | InputError) -> ModelFileGone | None:
         """ModelFileGone for `err` when it says the model file was removed or cannot be read since this Predictor
-        read it (None: another failure, such as a broken PyTorch's OSError)."""
+        read it (None: another failure, such as a broken PyTorch's OSError, or one that may pass: out of memory, too
+        many open files)."""
         if isinstance(err, OSError):
             if not isinstance(err.filename, (str, bytes, os.PathLike)) or Path(os.fsdecode(err.filename)).absolute() != self.path.absolute():
+                return None
+            if err.errno is not None and err.errno not in FILE_GONE:
                 return None
             reason = f"{type(err).__name__}: {err.strerror or 'unreadable'}"
         elif self.path.is_file():

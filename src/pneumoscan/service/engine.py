@@ -123,6 +123,11 @@ def out_of_memory(err: BaseException) -> bool:
         or "cannot allocate memory" in text or "paging file is too small" in text)
 
 
+def too_many_files(err: BaseException) -> bool:
+    """Whether `err` says the process or the host had too many files open: like memory, a shortage that may pass."""
+    return isinstance(err, OSError) and err.errno in (errno.EMFILE, errno.ENFILE)
+
+
 def _unreadable(reason: str) -> str:
     """Why heatmaps are off when the model file could not be read again for `reason` (no path in it)."""
     return (f"Grad-CAM heatmaps need the model file read again, and it could not be read ({reason}); predictions "
@@ -132,14 +137,18 @@ def _unreadable(reason: str) -> str:
 
 def cam_error(err: Exception, model_path: Path) -> str:
     """Why heatmaps are off after loading Grad-CAM's model from `model_path` (or finding its layers) raised `err`, in
-    the words of an answer: no server paths (the caller logs `err` whole). Permanent unless memory ran short
-    (`out_of_memory`; the engine tries again after CAM_RETRY_S): loaded again by every heatmap, a damaged model file
+    the words of an answer: no server paths (the caller logs `err` whole). Permanent unless memory or file handles ran
+    short (`out_of_memory`, `too_many_files`; the engine tries again after CAM_RETRY_S): loaded again by every heatmap,
+    a damaged model file
     would hold an inference slot for seconds each time and end in a 500 that loses the prediction too."""
     if isinstance(err, ModuleNotFoundError) and err.name == "torch":  # removed since start-up
         return no_torch()
     if out_of_memory(err):
         return (f"Grad-CAM's torch model could not be loaded for lack of memory ({type(err).__name__}: "
                 f"{without_paths(first_line(err), model_path)}); predictions are not affected")
+    if too_many_files(err):
+        return (f"Grad-CAM's torch model could not be loaded: the service had too many files open ({type(err).__name__}: "
+                f"{err.strerror or 'too many open files'}); predictions are not affected")
     if isinstance(err, ModelFileGone):  # removed or unreadable since start-up (`Predictor._load_model`)
         return _unreadable(err.reason)
     if isinstance(err, ModelFileChanged):  # a new `train` into its folder: its message names the file
@@ -346,9 +355,9 @@ class Engine:
         return self._cam_error
 
     def _cam_failed(self, err: Exception) -> None:
-        """Heatmaps off for `err`, logged with it whole: for good, or until CAM_RETRY_S from now when memory ran
-        short. Call with `_explain_lock` held."""
-        retry = out_of_memory(err)
+        """Heatmaps off for `err`, logged with it whole: for good, or until CAM_RETRY_S from now when memory (or file
+        handles) ran short. Call with `_explain_lock` held."""
+        retry = out_of_memory(err) or too_many_files(err)
         if retry:
             self._cam_retry_utc = time.strftime("%H:%M:%S UTC", time.gmtime(time.time() + CAM_RETRY_S))
         self._cam_retry_at = time.monotonic() + CAM_RETRY_S if retry else None
