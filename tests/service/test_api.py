@@ -145,6 +145,9 @@ def test_openapi_documents_retry_after_the_pixel_limit_and_internal_errors(clien
         too_large = responses["413"]["description"]
         assert "150 megapixels" in too_large and "max_batch_files" in too_large, path
         assert responses["500"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorResponse"), path
+    # only /predict takes ?explain=true (the batch's 503 spoke of its heatmaps too)
+    assert "?explain=true" in paths["/predict"]["post"]["responses"]["503"]["description"]
+    assert "explain" not in paths["/predict/batch"]["post"]["responses"]["503"]["description"]
 
 
 def test_page_and_static_files(client: TestClient) -> None:

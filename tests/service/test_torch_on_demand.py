@@ -277,6 +277,10 @@ def test_a_load_that_ran_out_of_memory_is_tried_again_after_a_back_off(app, monk
             assert 0 < int(res.headers["Retry-After"]) <= CAM_RETRY_S
             assert f"could not be loaded for lack of memory ({type(err).__name__}" in res.json()["detail"]
             assert "Heatmaps will be tried again in " in res.json()["detail"] and " UTC" in res.json()["detail"]
+            # the first is found in the worker, the second before the upload is read: both say how to get a result now,
+            # and neither calls a passing shortage 'not available for this model or installation'
+            assert "retry without ?explain=true now" in res.json()["detail"], res.text
+            assert "not available for this model" not in res.json()["detail"]
         info = c.get("/model").json()
         assert info["explain_available"] is False and "tried again in" in info["explain_problem"]
         assert 0 < info["explain_retry_s"] <= CAM_RETRY_S  # the page reads GET /model again once it has passed
@@ -462,3 +466,37 @@ def test_explain_problem_reads_the_retry_time_once(app) -> None:  # noqa: ANN001
     engine._cam_error = "Grad-CAM's torch model could not be loaded for lack of memory"
     engine.__class__ = Racing
     assert "Heatmaps will be tried again in 20 s" in engine.explain_problem
+
+
+def test_a_retry_that_succeeds_never_shows_its_old_error_as_for_good(app, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """A heatmap's retry after the back-off cleared the retry time before the error: a request on the event loop in
+    between got 501 (for good) with the out-of-memory reason. Every state the retry passes through is replayed."""
+    from pneumoscan.service.engine import CAM_RETRY_S, Engine
+
+    seen: list[tuple[object, object]] = []
+
+    class Watched(Engine):
+        def __setattr__(self, name: str, value: object) -> None:
+            super().__setattr__(name, value)
+            if name in ("_cam_error", "_cam_retry_at"):
+                seen.append((self._cam_error, self._cam_retry_at))
+
+    load = Predictor._load_model
+
+    def short(self: Predictor) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(Predictor, "_load_model", short)
+    engine = app.state.engine
+    with TestClient(app) as c:
+        assert post_film(c, "/predict?explain=true").status_code == 503
+        engine._cam_retry_at -= CAM_RETRY_S  # the back-off is over, and the memory is back
+        monkeypatch.setattr(Predictor, "_load_model", load)
+        engine.__class__ = Watched
+        assert post_film(c, "/predict?explain=true").json()["heatmap_png_base64"]
+        engine.__class__ = Engine
+        assert len(seen) == 2
+        for engine._cam_error, engine._cam_retry_at in seen:  # as a request on the event loop finds it
+            res = post_film(c, "/predict?explain=true")
+            assert res.status_code in (200, 503), res.text
+            assert engine.explain_available() or engine.explain_retry_s is not None

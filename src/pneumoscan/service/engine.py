@@ -34,7 +34,12 @@ log = logging.getLogger("pneumoscan.service")
 
 
 class ExplainUnavailable(PneumoscanError):
-    """Grad-CAM cannot be produced by this installation or for this model."""
+    """Grad-CAM cannot be produced by this installation or for this model; `retry_s`: the seconds left of the back-off
+    after a load that ran out of memory (None: for good), read with the reason."""
+
+    def __init__(self, message: str, retry_s: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_s = retry_s
 
 
 GRADCAM_FUNCTIONS = ("cam_layers", "gradcam_for_image", "overlay_png")  # what the engine calls in it
@@ -312,21 +317,27 @@ class Engine:
     def explain_problem(self) -> str | None:
         """Why heatmaps are not available: PyTorch is not installed, or what the first heatmap found, with when it is
         tried again if memory ran short (None when they are, or not yet known)."""
-        error, retry_at = self._cam_error, self._cam_retry_at  # once each: a loading heatmap may change them
-        if error is None and not self._torch_at_start and not torch_installed():
-            return no_torch()
-        if error and retry_at is not None:
-            left = math.ceil(retry_at - time.monotonic())
-            return error + (f". Heatmaps will be tried again in {left} s, at {self._cam_retry_utc}" if left > 0
-                            else ". The next heatmap asked for tries again")
-        return error or None
+        return self.explain_state()[0]
 
     @property
     def explain_retry_s(self) -> int | None:
         """Seconds until a load of Grad-CAM's model that ran out of memory is tried again (0: the next heatmap does),
         None when none is to be."""
+        return self.explain_state()[1]
+
+    def explain_state(self) -> tuple[str | None, int | None]:
+        """`explain_problem` and `explain_retry_s` from one reading of the state a loading heatmap may change: read
+        apart, a load that succeeded between them gave its old problem without a retry time (a 501, for good)."""
+        # the retry time first: a successful load clears the error before it (`_cam_problem`)
         retry_at = self._cam_retry_at
-        return None if retry_at is None or not self._cam_error else max(0, math.ceil(retry_at - time.monotonic()))
+        error = self._cam_error
+        if error is None and not self._torch_at_start and not torch_installed():
+            return no_torch(), None
+        if error and retry_at is not None:
+            left = math.ceil(retry_at - time.monotonic())
+            return error + (f". Heatmaps will be tried again in {left} s, at {self._cam_retry_utc}" if left > 0
+                            else ". The next heatmap asked for tries again"), max(0, left)
+        return error or None, None
 
     def _retry_due(self) -> bool:
         """Whether a load of Grad-CAM's model that ran out of memory is to be tried again now."""
@@ -348,8 +359,10 @@ class Engine:
                 if self._cam_error is None or self._retry_due():
                     try:
                         self._cam_layers = module.cam_layers(self._explain_copy(), self.meta)
+                        # the layers first, the back-off last: a reader without the lock never sees the old error
+                        # without its retry time, which reads as heatmaps off for good (a 501)
+                        self._cam_error = ""
                         self._cam_retry_at = None
-                        self._cam_error = ""  # set last: a reader without the lock sees the layers first
                     except Exception as err:  # noqa: BLE001 - whatever it is: heatmaps off, service on
                         self._cam_failed(err)
         return self._cam_error
@@ -375,7 +388,8 @@ class Engine:
             raise ExplainUnavailable(f"Grad-CAM is not available in this installation ({GRADCAM_MODULE} missing)")
         problem = self._cam_problem(module)
         if problem:
-            raise ExplainUnavailable(self.explain_problem or problem)
+            shown, retry_s = self.explain_state()
+            raise ExplainUnavailable(shown or problem, retry_s)
         with self._explain_lock:
             cam = module.gradcam_for_image(self._explain_copy(), self.meta, image,
                                            target=self.meta.class_names.index(label), layers=self._cam_layers)
@@ -383,12 +397,12 @@ class Engine:
 
     def model_info(self) -> dict[str, object]:
         info = describe(self.meta)
+        problem, retry_s = self.explain_state()
         return {**info, "stored_threshold": info["threshold"], "threshold": self.predictor.threshold,
                 "threshold_ci95": self.predictor.threshold_ci95,
                 "operating_point": self.predictor.operating_point(),
                 "backend": self.predictor.backend, "explain_available": self.explain_available(),
-                "explain_loaded": self.explain_loaded, "explain_problem": self.explain_problem,
-                "explain_retry_s": self.explain_retry_s,
+                "explain_loaded": self.explain_loaded, "explain_problem": problem, "explain_retry_s": retry_s,
                 "max_upload_mb": self.settings.max_upload_mb, "max_batch_files": self.settings.max_batch_files,
                 "max_batch_mb": self.settings.batch_limit_mb, "upload_memory_mb": self.settings.upload_memory_limit_mb,
                 "upload_idle_s": self.settings.upload_idle_s, "upload_total_s": self.settings.upload_total_s,

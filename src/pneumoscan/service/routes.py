@@ -57,16 +57,18 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "missing file, empty, corrupt or undecodable image"},
     500: {"model": ErrorResponse, "description": "internal error: the request was not processed; retry or report it"},
     503: {"model": ErrorResponse, "description": "the memory set aside for uploads is full, or the GPU ran out of "
-                                                 "memory, or (?explain=true) heatmaps are off for a while because "
-                                                 "memory ran short loading Grad-CAM's model (or retry without "
-                                                 "?explain=true now); retry after the Retry-After header's seconds. "
-                                                 "Without Retry-After: the model file changed, was removed or cannot "
-                                                 "be read since start-up (restart the service), the model gave no "
-                                                 "probability (damaged weights), or the audit log cannot be written "
-                                                 "(the detail says which)",
+                                                 "memory; retry after the Retry-After header's seconds. Without "
+                                                 "Retry-After: the model file changed, was removed or cannot be read "
+                                                 "since start-up (restart the service), the model gave no probability "
+                                                 "(damaged weights), or the audit log cannot be written (the detail "
+                                                 "says which)",
           "headers": {"Retry-After": {"description": "seconds to wait before retrying",
                                       "schema": {"type": "integer"}}}},
 }
+# /predict's: ?explain=true while heatmaps are off for a while is a 503 too
+_PREDICT_503 = {**_ERRORS[503], "description": _ERRORS[503]["description"].replace(
+    "memory; retry", "memory, or (?explain=true) heatmaps are off for a while because memory ran short loading "
+                     "Grad-CAM's model (or retry without ?explain=true now); retry", 1)}
 
 
 def _upload_body(field: str, many: bool) -> dict[str, Any]:
@@ -276,16 +278,19 @@ async def model_card(request: Request) -> MarkdownResponse:
     return MarkdownResponse(text, headers={"Content-Disposition": 'inline; filename="MODEL_CARD.md"'})
 
 
-def _no_heatmap(engine: Engine, detail: str) -> HTTPException:
-    """The answer to ?explain=true when Grad-CAM cannot give a heatmap: 501 for good, or 503 with Retry-After for
-    the seconds left of its back-off after a load that ran out of memory (then heatmaps are tried again)."""
-    retry = engine.explain_retry_s
-    if retry is None:
-        return HTTPException(501, detail)
-    return HTTPException(503, detail, headers={"Retry-After": str(max(1, retry))})
+def _no_heatmap(problem: str | None, retry_s: int | None) -> HTTPException:
+    """The answer to ?explain=true when Grad-CAM cannot give a heatmap for `problem`: 501 for good, or 503 with
+    Retry-After for `retry_s`, the seconds left of its back-off after a load that ran out of memory (read with
+    `problem`: a load that succeeds meanwhile does not make it a 501)."""
+    why = f" ({problem})" if problem else ""
+    if retry_s is None:
+        return HTTPException(501, f"Grad-CAM heatmaps are not available for this model or installation{why}; "
+                                  "retry without ?explain=true")
+    return HTTPException(503, f"Grad-CAM heatmaps are off for a while{why}; retry without ?explain=true now, or with "
+                              "it after the Retry-After header's seconds", headers={"Retry-After": str(max(1, retry_s))})
 
 
-@router.post("/predict", response_model=PredictionResponse, responses={**_ERRORS, 501: {
+@router.post("/predict", response_model=PredictionResponse, responses={**_ERRORS, 503: _PREDICT_503, 501: {
     "model": ErrorResponse, "description": "Grad-CAM requested but not available for this model or installation "
                                            "(for good: retry without ?explain=true; the detail says why). While "
                                            "heatmaps are off for a while because memory ran short loading Grad-CAM's "
@@ -296,9 +301,9 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
     start = time.perf_counter()
     engine, settings = _engine(request), request.app.state.settings
     if explain and not engine.explain_available():
-        problem = engine.explain_problem
-        raise _no_heatmap(engine, "Grad-CAM heatmaps are not available for this model or installation"
-                                  + (f" ({problem})" if problem else "") + "; retry without ?explain=true")
+        problem, retry_s = engine.explain_state()
+        if problem is not None or retry_s is not None or not engine.explain_loaded:  # else loaded since: go on
+            raise _no_heatmap(problem, retry_s)
     async with _upload_memory(request) as reservation:
         parts = await read_multipart(request, reservation=reservation,
                                      body_limit=settings.max_upload_bytes + ENVELOPE,
@@ -326,7 +331,7 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
         try:
             result, explained, heatmap, when, line = await _in_worker(request, work)
         except ExplainUnavailable as err:
-            raise _no_heatmap(engine, str(err)) from None
+            raise _no_heatmap(str(err), err.retry_s) from None
         except InputError as err:
             raise HTTPException(_status(err), str(err)) from None
         await _record(request, [line])
