@@ -299,6 +299,22 @@ def test_an_ensemble_moved_with_its_runs_and_data_finds_the_data_from_its_member
                                              Path("runs/a"))) is not None  # as a single run does
 
 
+def test_an_ensemble_whose_first_members_run_folder_is_gone_places_its_data_from_the_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`data_record` gave up at the first member with settings, its run folder gone: the data was 'not found' though
+    the second member's run folder still placed it."""
+    from pneumoscan.training.config import data_record
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "b").mkdir(parents=True)
+    (tmp_path / "runs" / "b" / "config.json").write_text(json.dumps({"data": "data"}))
+    members = [{"run": "runs/a", "config": {"data": "data", "seed": 0}},  # removed since
+               {"run": "runs/b", "config": {"data": "data", "seed": 1}}]
+    assert data_record({"members": members}) == (members[1]["config"], Path("runs/b"))
+    assert data_record({"members": members[:1]}) == (members[0]["config"], None)  # none left: the first, unplaced
+    assert data_record({"members": [{"run": "runs/b"}, *members]}) == (members[1]["config"], Path("runs/b"))
+
+
 def test_an_older_ensemble_whose_members_data_cannot_be_placed_says_to_build_it_again() -> None:
     from pneumoscan.data.patients import uncounted_reason
 

@@ -228,16 +228,21 @@ def data_record(training: dict[str, Any],
                 run_dir: str | Path | None = None) -> tuple[dict[str, Any], str | Path | None]:
     """The settings recording a model's training `--data` (`training`: the model file's training record) and the run
     folder to place a relative one from (`data_places`): its own `config` with `run_dir` (the model file's folder),
-    else, for an ensemble, its first member's with that member's run folder as recorded when it is still one
-    (`member_run_folder`; the members all trained on one data set, as they share a validation split; `pneumoscan
-    ensemble` records where it was, `member_data_placed`, which an ensemble moved with its runs and data outlives);
-    ({}, None) when none does."""
+    else, for an ensemble, the first member's whose run folder as recorded is still one (`member_run_folder`), with
+    it, or failing that its first member's, with None (the members all trained on one data set, as they share a
+    validation split; `pneumoscan ensemble` records where it was, `member_data_placed`, which an ensemble moved with
+    its runs and data outlives); ({}, None) when none does."""
+    config = training.get("config")
+    if isinstance(config, dict) and config.get("data"):
+        return config, run_dir
     members = training.get("members")
-    for record in (training, *(members if isinstance(members, list) else [])):
-        config = record.get("config") if isinstance(record, dict) else None
-        if isinstance(config, dict) and config.get("data"):
-            return config, run_dir if record is training else member_run_folder(record)
-    return {}, None
+    recorded = [member for member in (members if isinstance(members, list) else [])
+                if isinstance(member, dict) and isinstance(member.get("config"), dict) and member["config"].get("data")]
+    for member in recorded:  # one member's run folder gone or renamed: another's may still place the data
+        folder = member_run_folder(member)
+        if folder is not None:
+            return member["config"], folder
+    return (recorded[0]["config"], None) if recorded else ({}, None)
 
 
 def member_run_folder(record: dict[str, Any]) -> Path | None:
