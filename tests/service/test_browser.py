@@ -621,6 +621,43 @@ def test_page_says_the_service_is_busy_not_the_file_wrong(server: str, sample_di
         assert len(calls) == 3 and not errors, errors  # three tries in all, one second apart
 
 
+MODEL_FAULT = ("the model file changed since the service started (a new `train` into its folder does that), so its "
+               "weights are not those predicting here; restart the service. The request was not processed (nothing "
+               "is wrong with the uploaded film); the service's log names the model file at request id abc123")
+
+
+@pytest.mark.parametrize("explain", [False, True])
+def test_a_503_without_retry_after_is_said_a_fault_of_the_service_at_once_not_busy(server: str, sample_dir: Path,
+                                                                                    explain: bool) -> None:
+    """A 503 without Retry-After (the model file changed or removed, damaged weights, the audit log) was sent twice
+    more, 5 s apart, and then called 'busy ... (nothing is wrong with it)': waiting changes nothing, IT must act."""
+    import json
+
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[0]
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        calls: list[str] = []
+
+        def handle(route: Any) -> None:
+            calls.append(route.request.url)
+            route.fulfill(status=503, content_type="application/json", body=json.dumps({"detail": MODEL_FAULT}))
+
+        page.route("**/predict*", handle)
+        if not explain:
+            page.evaluate("modelInfo.explain_available = false")
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#error")).to_have_text(
+            "The service has a problem of its own, so this file was not analysed (nothing is wrong with it); tell "
+            f"whoever runs pneumoscan (IT support): {MODEL_FAULT}", timeout=4_000)  # not after 5 s of 'busy'
+        expect(page.locator("#status")).to_have_text("")
+        expect(page.locator("#result")).to_be_hidden()
+        page.wait_for_timeout(500)
+        assert [("explain=true" in url) for url in calls] == [explain], calls  # sent once
+        assert not errors, errors
+
+
 def test_a_newer_upload_stops_the_wait_for_a_busy_service(server: str, sample_dir: Path) -> None:
     from playwright.sync_api import expect
 

@@ -622,8 +622,9 @@ async function analyse(files) {
   if (explain && !modelInfo.explain_loaded) setStatus(ANALYSING_FIRST);  // PyTorch may still be loading for it
   try {
     let res, body;
-    // A 503 means the service's memory for uploads is full, not that the file is wrong: ask again after the
-    // wait it names, so that a busy moment costs the clinician a few seconds rather than a second drop.
+    // A 503 with Retry-After means the service is busy (its memory for uploads is full), not that the file is wrong:
+    // ask again after the wait it names, so that a busy moment costs the clinician a few seconds rather than a second
+    // drop.
     for (let tries = 1; ; tries++) {
       res = await post(`predict?explain=${explain}`, form, controller.signal, progressReporter(mine));
       body = res.body;
@@ -638,7 +639,9 @@ async function analyse(files) {
           continue;
         }
       }
-      if (res.status !== 503 || tries >= BUSY_TRIES) break;
+      // A 503 without Retry-After is a fault of the service (its model file changed or gone, damaged weights, the
+      // audit log): asking again changes nothing.
+      if (res.status !== 503 || tries >= BUSY_TRIES || res.header("Retry-After") == null) break;
       const wait = retryAfter(res);
       setStatus(`The service is busy with other uploads; trying again in ${wait} s…`);
       await sleep(wait * 1000, controller.signal);
@@ -646,6 +649,12 @@ async function analyse(files) {
     }
     if (!res.ok) {
       const detail = typeof body.detail === "string" ? body.detail : `request failed (HTTP ${res.status})`;
+      if (res.status === 503 && res.header("Retry-After") == null) {
+        setStatus("");
+        setError(`The service has a problem of its own, so this file was not analysed (nothing is wrong with it); ` +
+                 `tell whoever runs pneumoscan (IT support): ${detail}`);
+        return;
+      }
       if (res.status === 503) {
         setStatus("");
         setError(`The service is busy, so this file was not analysed (nothing is wrong with it): ${detail}`);
