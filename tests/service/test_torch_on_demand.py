@@ -500,3 +500,67 @@ def test_a_retry_that_succeeds_never_shows_its_old_error_as_for_good(app, monkey
             res = post_film(c, "/predict?explain=true")
             assert res.status_code in (200, 503), res.text
             assert engine.explain_available() or engine.explain_retry_s is not None
+
+
+# Fails `import torch` once at the module named by argv[1], as memory running short part-way would, and prints, as
+# JSON, whether torch is then half loaded, what cam_error says, and whether importing it again works.
+HALF_LOADED = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from pneumoscan.service.engine import cam_error, torch_half_loaded
+
+    class Fail:
+        armed = True
+        def find_spec(self, name, path=None, target=None):
+            if name == sys.argv[1] and Fail.armed:
+                Fail.armed = False
+                raise ImportError("libtorch_cpu.so: failed to map segment from shared object: Cannot allocate memory")
+
+    sys.meta_path.insert(0, Fail())
+    try:
+        import torch
+    except ImportError as err:
+        first = err
+    half, said = torch_half_loaded(), cam_error(first, Path("/srv/m.safetensors"))
+    try:
+        import torch
+        again = bool(torch.ones(2).sum() == 2)
+    except Exception as err:
+        again = type(err).__name__
+    print(json.dumps({"half": half, "said": said, "again": again}))
+""")
+
+
+@pytest.mark.parametrize(("where", "half"), [("torch._C", False), ("torch.functional", True)])
+def test_pytorch_failing_part_way_after_its_library_loaded_needs_a_restart_and_says_so(where: str, half: bool) -> None:
+    """Memory that ran short importing PyTorch was tried again after 30 s, and said to be: once `torch._C` has loaded,
+    importing it again fails ('partially initialized module'), so the retry only turned it into a permanent 'could
+    not be loaded' naming another error. Before `torch._C` loads (its libraries mapped), the retry works."""
+    done = subprocess.run([sys.executable, "-c", HALF_LOADED, where], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"},
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["half"] is half and (found["again"] is True) is (not half), found
+    if half:
+        assert "loading it failed part-way" in found["said"] and found["said"].endswith(
+            "Restart the service for heatmaps once more memory is free")
+    else:
+        assert "could not be loaded for lack of memory" in found["said"]
+
+
+def test_a_pytorch_half_loaded_is_no_back_off_but_a_restart(app, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """The service's answer once PyTorch failed part-way for want of memory: 501, for good, saying to restart (it was
+    503 with Retry-After, then a 501 blaming whatever the retry raised)."""
+    import pneumoscan.service.engine as engine_module
+
+    def short(self: Predictor) -> None:
+        raise ImportError("libgomp.so.1: cannot allocate memory in static TLS block: Cannot allocate memory")
+
+    monkeypatch.setattr(Predictor, "_load_model", short)
+    monkeypatch.setattr(engine_module, "torch_half_loaded", lambda: True)  # as after the import above (real torch here)
+    with TestClient(app) as c:
+        res = post_film(c, "/predict?explain=true")
+        assert res.status_code == 501 and "Retry-After" not in res.headers, res.text
+        assert "loading it failed part-way" in res.json()["detail"] and "Restart the service" in res.json()["detail"]
+        assert c.get("/model").json()["explain_retry_s"] is None

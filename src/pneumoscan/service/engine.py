@@ -128,6 +128,13 @@ def out_of_memory(err: BaseException) -> bool:
         or "cannot allocate memory" in text or "paging file is too small" in text)
 
 
+def torch_half_loaded() -> bool:
+    """Whether an `import torch` failed after its native library (`torch._C`) had loaded: importing it again in this
+    process then fails ('partially initialized module'), and removing torch's modules to start afresh is worse (a
+    SystemError from a half-initialised extension), so only a restart loads it."""
+    return "torch._C" in sys.modules and "torch" not in sys.modules
+
+
 def too_many_files(err: BaseException) -> bool:
     """Whether `err` says the process or the host had too many files open: like memory, a shortage that may pass."""
     return isinstance(err, OSError) and err.errno in (errno.EMFILE, errno.ENFILE)
@@ -148,6 +155,11 @@ def cam_error(err: Exception, model_path: Path) -> str:
     would hold an inference slot for seconds each time and end in a 500 that loses the prediction too."""
     if isinstance(err, ModuleNotFoundError) and err.name == "torch":  # removed since start-up
         return no_torch()
+    if torch_half_loaded():  # whatever failed, and however it may pass: no retry can load it
+        return (f"Grad-CAM heatmaps need PyTorch, and loading it failed part-way ({type(err).__name__}: "
+                f"{without_paths(first_line(err), model_path)}), which a running service cannot undo; predictions are "
+                f"not affected. Restart the service for heatmaps"
+                + (" once more memory is free" if out_of_memory(err) else ""))
     if out_of_memory(err):
         return (f"Grad-CAM's torch model could not be loaded for lack of memory ({type(err).__name__}: "
                 f"{without_paths(first_line(err), model_path)}); predictions are not affected")
@@ -370,7 +382,7 @@ class Engine:
     def _cam_failed(self, err: Exception) -> None:
         """Heatmaps off for `err`, logged with it whole: for good, or until CAM_RETRY_S from now when memory (or file
         handles) ran short. Call with `_explain_lock` held."""
-        retry = out_of_memory(err) or too_many_files(err)
+        retry = (out_of_memory(err) or too_many_files(err)) and not torch_half_loaded()
         if retry:
             self._cam_retry_utc = time.strftime("%H:%M:%S UTC", time.gmtime(time.time() + CAM_RETRY_S))
         self._cam_retry_at = time.monotonic() + CAM_RETRY_S if retry else None
