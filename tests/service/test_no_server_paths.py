@@ -152,7 +152,8 @@ def test_a_model_file_deleted_since_start_up_for_heatmaps(tmp_path: Path) -> Non
     ("can't find '/opt/x/y.so' and it's bad", "can't find 'y.so' and it's bad"),
     ("/srv/models/m.safetensors: bad", "the model file: bad"),
     ("size mismatch for fc.weight: copying a param of shape [2, 8]", "size mismatch for fc.weight: copying a param of "
-                                                                     "shape [2, 8]"),    # an apostrophe, comma, semicolon, colon or double space in a folder's name left the folders after it
+                                                                     "shape [2, 8]"),
+    # an apostrophe, comma, semicolon, colon or double space in a folder's name left the folders after it
     ("[Errno 2] No such file or directory: '/home/O'Brien/venv/lib/libtorch.so'",
      "[Errno 2] No such file or directory: 'libtorch.so'"),
     ('cannot open "/home/O\'Brien/venv/lib/libtorch.so"', 'cannot open "libtorch.so"'),

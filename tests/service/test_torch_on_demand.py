@@ -468,7 +468,8 @@ def test_explain_problem_reads_the_retry_time_once(app) -> None:  # noqa: ANN001
     assert "Heatmaps will be tried again in 20 s" in engine.explain_problem
 
 
-def test_a_retry_that_succeeds_never_shows_its_old_error_as_for_good(app, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_a_retry_that_succeeds_never_shows_its_old_error_as_for_good(app,  # noqa: ANN001
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """A heatmap's retry after the back-off cleared the retry time before the error: a request on the event loop in
     between got 501 (for good) with the out-of-memory reason. Every state the retry passes through is replayed."""
     from pneumoscan.service.engine import CAM_RETRY_S, Engine
@@ -549,7 +550,8 @@ def test_pytorch_failing_part_way_after_its_library_loaded_needs_a_restart_and_s
         assert "could not be loaded for lack of memory" in found["said"]
 
 
-def test_a_pytorch_half_loaded_is_no_back_off_but_a_restart(app, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_a_pytorch_half_loaded_is_no_back_off_but_a_restart(app,  # noqa: ANN001
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """The service's answer once PyTorch failed part-way for want of memory: 501, for good, saying to restart (it was
     503 with Retry-After, then a 501 blaming whatever the retry raised)."""
     import pneumoscan.service.engine as engine_module

@@ -164,8 +164,8 @@ def cam_error(err: Exception, model_path: Path) -> str:
         return (f"Grad-CAM's torch model could not be loaded for lack of memory ({type(err).__name__}: "
                 f"{without_paths(first_line(err), model_path)}); predictions are not affected")
     if too_many_files(err):
-        return (f"Grad-CAM's torch model could not be loaded: the service had too many files open ({type(err).__name__}: "
-                f"{err.strerror or 'too many open files'}); predictions are not affected")
+        return (f"Grad-CAM's torch model could not be loaded: the service had too many files open "
+                f"({type(err).__name__}: {err.strerror or 'too many open files'}); predictions are not affected")
     if isinstance(err, ModelFileGone):  # removed or unreadable since start-up (`Predictor._load_model`)
         return _unreadable(err.reason)
     if isinstance(err, ModelFileChanged):  # a new `train` into its folder: its message names the file

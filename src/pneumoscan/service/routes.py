@@ -287,7 +287,8 @@ def _no_heatmap(problem: str | None, retry_s: int | None) -> HTTPException:
         return HTTPException(501, f"Grad-CAM heatmaps are not available for this model or installation{why}; "
                                   "retry without ?explain=true")
     return HTTPException(503, f"Grad-CAM heatmaps are off for a while{why}; retry without ?explain=true now, or with "
-                              "it after the Retry-After header's seconds", headers={"Retry-After": str(max(1, retry_s))})
+                              "it after the Retry-After header's seconds",
+                         headers={"Retry-After": str(max(1, retry_s))})
 
 
 @router.post("/predict", response_model=PredictionResponse, responses={**_ERRORS, 503: _PREDICT_503, 501: {
