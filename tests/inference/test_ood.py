@@ -204,6 +204,42 @@ def test_peak_excess_discounts_the_comb_of_a_low_quality_jpeg() -> None:
     assert peak_excess([0] * 256) == 0.0
 
 
+def bordered(gray: Image.Image, level: int, frame: bool, share: float = 1 / 3) -> Image.Image:
+    """GRAY with a flat border of grey `level` over `share` of the result: top and bottom (a letterbox to a taller
+    shape), or on all four sides (a scanner frame)."""
+    w, h = gray.size
+    grow = (1 - share) ** -0.5
+    size = (round(w * grow), round(h * grow)) if frame else (w, round(h / (1 - share)))
+    out = Image.new("L", size, level)
+    out.paste(gray, ((size[0] - w) // 2, (size[1] - h) // 2))
+    return out
+
+
+@pytest.mark.parametrize(("level", "frame", "quality"), [(5, False, 90), (40, False, 75), (128, True, 50),
+                                                         (250, True, 30)])
+def test_peak_excess_leaves_out_a_flat_border(level: int, frame: bool, quality: int) -> None:
+    """A film padded or framed with one flat grey level (not 0 or 255) is no posterised picture: the border's one
+    level, a third of the pixels, would alone be a peak over the cut, so flat edge rows and columns are left out.
+    A posterised film with the same border is still over the cut."""
+    with Image.open(UPRIGHT_FILM) as im:
+        film = im.convert("L")
+    data = encode(bordered(film, level, frame), "JPEG", quality=quality)
+    with Image.open(io.BytesIO(data)) as im:
+        whole = peak_excess(im.convert("L").histogram(), file_cues._dc_step(im))
+    assert whole > cues.PEAK_EXCESS  # the border's level, read as a peak
+    assert jpeg_cues(data)[2] < 0.12
+    posterised = Image.open(io.BytesIO(posterised_jpeg())).convert("L")
+    assert jpeg_cues(encode(bordered(posterised, level, frame), "JPEG", quality=quality))[2] > cues.PEAK_EXCESS
+
+
+def test_shipped_guard_does_not_call_a_framed_film_posterised(shipped: Predictor) -> None:
+    """A film in a flat grey frame over a fifth of it, as a scanner's, passes the shipped guard (refused as
+    posterised before its flat edges were left out)."""
+    with Image.open(UPRIGHT_FILM) as im:
+        data = encode(bordered(im.convert("L"), 128, frame=True, share=0.23), "JPEG", quality=75)
+    assert shipped.predict_bytes(data).in_distribution is True
+
+
 def test_guard_check_refuses_above_the_peak_excess_cut(fitted: Path) -> None:
     """`check(peaks=...)`: above PEAK_EXCESS the film is refused as posterised, at it not."""
     guard = load_guard(fitted)

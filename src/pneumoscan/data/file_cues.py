@@ -26,6 +26,10 @@ DITHER_WINDOW = 512  # dither energy is measured on the central DITHER_WINDOW x 
 DITHER_MIN_SIDE = 128
 NOT_MEASURED = float("nan")  # the dither energy of a file the dithered rule does not apply to
 PEAK_WINDOW = 8  # peak excess: a grey level's count against the mean count of the 2 x PEAK_WINDOW + 1 levels around it
+# Peak excess leaves out the flat rows and columns along the edges (letterbox padding, a scanner frame): a row or column
+# is flat when its grey levels span at most FLAT_RANGE (a flat border decodes from a JPEG exactly flat, bar the 8 x 8
+# blocks it shares with the film; bench/results/few_grey_levels.md, padded and framed train films).
+FLAT_RANGE = 4
 
 
 NOT_DECODED: Any = object()
@@ -83,8 +87,9 @@ def two_tone_share(source: str | os.PathLike | bytes | bytearray) -> float:
 
 
 def jpeg_cues(source: str | os.PathLike | bytes | bytearray) -> tuple[float, float, float]:
-    """A JPEG's two-tone share, dither energy (`dither_energy`) and peak excess (`peak_excess`), from one decode at
-    full size.
+    """A JPEG's two-tone share, dither energy (`dither_energy`) and peak excess (`peak_excess`, of the image without
+    its flat edge rows and columns: a letterbox or frame of one grey level is no posterised picture), from one decode
+    at full size.
 
     Two-tone share: the share of its pixels within `TWO_TONE_BAND` grey levels of black or white. JPEGs above
     `TWO_TONE_MAX_PIXELS` are measured at the largest reduced size under it. An 8-bit PNG, TIFF or BMP (mode
@@ -113,11 +118,31 @@ def jpeg_cues(source: str | os.PathLike | bytes | bytearray) -> tuple[float, flo
             im.draft("L", (width // scale, height // scale))  # grey straight from the decoder
             gray = im if im.mode == "L" else im.convert("L")  # convert would copy an L image
             histogram = gray.histogram()
+            pixels = np.asarray(gray)
             energy = dither_energy(np.asarray(gray.crop(_central(gray.size)))) \
                 if min(width, height) >= DITHER_MIN_SIDE else NOT_MEASURED  # a copy of the window alone
     except Exception:  # noqa: BLE001 - any unreadable input: the decoder raises the user-facing error
         return 0.0, NOT_MEASURED, 0.0
-    return _two_tone(histogram), energy, peak_excess(histogram, step)
+    return _two_tone(histogram), energy, peak_excess(_unframed_histogram(pixels, histogram), step)
+
+
+def _unframed_histogram(gray: np.ndarray, histogram: list[int]) -> list[int]:
+    """The 256-level histogram of a grey image (H, W) without its flat edge rows and columns (`FLAT_RANGE`), whose
+    one level would otherwise be a sharp peak; `histogram`, the whole image's, when it has none."""
+    top, bottom = _unflat_span(gray.max(axis=1), gray.min(axis=1))
+    if top >= bottom:
+        return histogram  # a blank image: the guard's blank rule speaks of it
+    left, right = _unflat_span(gray[top:bottom].max(axis=0), gray[top:bottom].min(axis=0))
+    if (top, bottom, left, right) == (0, len(gray), 0, gray.shape[1]):
+        return histogram
+    return np.bincount(gray[top:bottom, left:right].ravel(), minlength=256).tolist()
+
+
+def _unflat_span(highs: np.ndarray, lows: np.ndarray) -> tuple[int, int]:
+    """The (start, stop) of the lines between the flat ones at either end, from each line's highest and lowest grey
+    level."""
+    busy = np.flatnonzero(highs.astype(np.int16) - lows > FLAT_RANGE)
+    return (int(busy[0]), int(busy[-1]) + 1) if len(busy) else (0, 0)
 
 
 def _lossless_cues(data: bytes | bytearray | memoryview) -> tuple[float, float, float]:
