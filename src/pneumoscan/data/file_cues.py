@@ -188,7 +188,7 @@ def peak_excess(histogram: Sequence[int], step: int = 1) -> float:
 
 def _dc_step(jpeg: Any) -> int:
     """The grey levels between the block means an opened JPEG can hold: its luminance DC quantiser / 8, rounded (1 at
-    quality 95 and above, 8 at 50, 10 at 10); 1 when it does not say."""
+    quality 75 and above, 2 at 50, 10 at 10, in Pillow's tables); 1 when it does not say."""
     try:
         return max(1, round(jpeg.quantization[0][0] / 8))
     except (AttributeError, KeyError, IndexError, TypeError):
