@@ -37,6 +37,7 @@ from pneumoscan.inference.ood import (
     peak_excess,
     two_tone_share,
 )
+from pneumoscan.inference import predictor as predictor_module
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.models.registry import create_model, list_models
 from tests.conftest import (
@@ -507,6 +508,29 @@ def test_dither_energy_of_raw_files() -> None:
     checker = np.indices((8, 8)).sum(0) % 2 * 255  # each pixel 255 from its neighbours: 3/4 of 255 from the mean
     assert dither_energy(checker.astype(np.uint8)) == pytest.approx(127.5)
     assert dither_energy(np.full((8, 8), 200, np.uint8)) == 0.0 and dither_energy(np.zeros((1, 8), np.uint8)) == 0.0
+
+
+def test_a_lossless_file_is_measured_on_the_decoders_pixels(shipped: Predictor,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """An 8-bit PNG's dither energy is measured on the grey pixels the decoder already gave (the same numbers), not
+    on a second decode; pixels of another size are not the file's, so it is decoded then."""
+    with Image.open(UPRIGHT_FILM) as im:
+        film = im.convert("L").resize((300, 200))
+    data = encode(film)
+    assert jpeg_cues(data, gray=read_grayscale(data)) == jpeg_cues(data)
+    checker = (np.indices((200, 300)).sum(0) % 2 * 80 + 100).astype(np.uint8)  # no file's pixels: 40 if measured
+    assert jpeg_cues(data, gray=checker)[1] == pytest.approx(40.0)
+    assert jpeg_cues(data, gray=checker.T) == jpeg_cues(data)
+    given = []
+    real = predictor_module.jpeg_cues
+
+    def spy(source: bytes, gray: np.ndarray | None = None) -> tuple[float, float, float]:
+        given.append(gray)
+        return real(source, gray=gray)
+
+    monkeypatch.setattr(predictor_module, "jpeg_cues", spy)
+    assert shipped.decode(data, "film.png").dither == jpeg_cues(data)[1]
+    assert len(given) == 1 and np.array_equal(given[0], read_grayscale(data))
 
 
 def small_film(side: int = 40, film: Path = SAMPLE / "train" / "NORMAL" / "NORMAL2-IM-0919-0001.jpeg") -> bytes:

@@ -79,7 +79,7 @@ def test_the_first_chunk_is_out_before_the_last_is_read(fmt: str, tiny_run: Path
 
     stdout = Terminal()
     seen_when_last_read: list[str] = []
-    real_load = predictor_module.load_image_levels_and_rgb
+    real_load = predictor_module.load_image_levels_rgb_and_gray
 
     def load(data: bytes, size: int, name: str = "") -> object:
         if name == str(films[-1]):
@@ -87,7 +87,7 @@ def test_the_first_chunk_is_out_before_the_last_is_read(fmt: str, tiny_run: Path
         return real_load(data, size, name=name)
 
     monkeypatch.setattr(predictor_module, "CHUNK_SIZE", 2)
-    monkeypatch.setattr(predictor_module, "load_image_levels_and_rgb", load)
+    monkeypatch.setattr(predictor_module, "load_image_levels_rgb_and_gray", load)
     monkeypatch.setattr(sys, "stdout", stdout)
     assert main(["predict", "--model", str(tiny_run), "--backend", "torch", *map(str, films), *_FLAGS[fmt]]) == 0
     first_rows = seen_when_last_read[0]

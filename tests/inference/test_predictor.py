@@ -71,13 +71,13 @@ def test_predict_chunks_reads_one_chunk_at_a_time_in_input_order(tiny_run: Path,
     broken.write_bytes(b"not an image")
     paths = [films[0], broken, *films[1:]]
     read: list[str] = []
-    real_load = predictor_module.load_image_levels_and_rgb
+    real_load = predictor_module.load_image_levels_rgb_and_gray
 
     def load(data: bytes, size: int, name: str = "") -> object:
         read.append(name)
         return real_load(data, size, name=name)
 
-    monkeypatch.setattr(predictor_module, "load_image_levels_and_rgb", load)
+    monkeypatch.setattr(predictor_module, "load_image_levels_rgb_and_gray", load)
     predictor = Predictor(tiny_run, backend="torch")
     chunks = predictor.predict_chunks(input_files(paths), chunk_size=2)
     first = next(chunks)

@@ -719,7 +719,7 @@ def test_an_image_over_the_pixel_limit_is_413(client: TestClient, monkeypatch: p
     from pneumoscan.data import preprocess
 
     # a 20 x 20 image stands in for one over 150 megapixels
-    decode = preprocess.load_image_levels_and_rgb  # what the service decodes uploads with
+    decode = preprocess.load_image_levels_rgb_and_gray  # what the service decodes uploads with
     monkeypatch.setattr(decode, "__kwdefaults__", {**decode.__kwdefaults__, "max_pixels": 100})
     payload = png_bytes(np.full((20, 20), 100, np.uint8))
     res = client.post("/predict", files={"file": ("big.png", payload, "image/png")})

@@ -86,7 +86,8 @@ def two_tone_share(source: str | os.PathLike | bytes | bytearray) -> float:
     return jpeg_cues(source)[0]
 
 
-def jpeg_cues(source: str | os.PathLike | bytes | bytearray) -> tuple[float, float, float]:
+def jpeg_cues(source: str | os.PathLike | bytes | bytearray,
+              gray: np.ndarray | None = None) -> tuple[float, float, float]:
     """A JPEG's two-tone share, dither energy (`dither_energy`) and peak excess (`peak_excess`, of the image without
     its flat edge rows and columns: a letterbox or frame of one grey level is no posterised picture), from one decode
     at full size.
@@ -101,14 +102,15 @@ def jpeg_cues(source: str | os.PathLike | bytes | bytearray) -> tuple[float, flo
     JPEG's own header tells apart). The dither
     energy is `NOT_MEASURED` (NaN) for an image under `DITHER_MIN_SIDE` px on its shorter side, whose grain is a small
     film's. Other files (16-bit, 1-bit, with alpha, DICOM), unreadable or oversized ones return (0.0, NaN, 0.0) (the
-    decoder reports those).
+    decoder reports those). `gray`: the file's grey pixels as the decoder gave them (`read_grayscale`), measured
+    for a lossless file instead of decoding it again when they have its size.
     """
     from PIL import Image
 
     try:
         data = source if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
         if bytes(data[:3]) != b"\xff\xd8\xff":
-            return _lossless_cues(data)
+            return _lossless_cues(data, gray)
         with Image.open(io.BytesIO(data), formats=("JPEG", "MPO")) as im:
             width, height = im.size
             if width * height > DEFAULT_MAX_PIXELS:
@@ -145,20 +147,29 @@ def _unflat_span(highs: np.ndarray, lows: np.ndarray) -> tuple[int, int]:
     return (int(busy[0]), int(busy[-1]) + 1) if len(busy) else (0, 0)
 
 
-def _lossless_cues(data: bytes | bytearray | memoryview) -> tuple[float, float, float]:
-    """`jpeg_cues` of an 8-bit PNG, TIFF or BMP: its dither energy; two-tone share and peak excess 0.0."""
+def _lossless_cues(data: bytes | bytearray | memoryview,
+                   decoded: np.ndarray | None = None) -> tuple[float, float, float]:
+    """`jpeg_cues` of an 8-bit PNG, TIFF or BMP: its dither energy, of its `decoded` grey pixels when they have its
+    size (else decoded here); two-tone share and peak excess 0.0."""
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data), formats=("PNG", "TIFF", "BMP")) as im:
             if im.mode not in LOSSLESS_MODES or im.size[0] * im.size[1] > TWO_TONE_MAX_PIXELS:
                 return 0.0, NOT_MEASURED, 0.0
-            gray = im.convert("L")
+            if decoded is None or decoded.shape != im.size[::-1]:
+                decoded = np.asarray(im.convert("L"))
     except Exception:  # noqa: BLE001 - any other or unreadable input: the decoder raises the user-facing error
         return 0.0, NOT_MEASURED, 0.0
-    if min(gray.size) < DITHER_MIN_SIDE or _two_tone(gray.histogram()) > TWO_TONE_SHARE:
+    if min(decoded.shape) < DITHER_MIN_SIDE or _near_black_or_white(decoded) > TWO_TONE_SHARE:
         return 0.0, NOT_MEASURED, 0.0
-    return 0.0, dither_energy(np.asarray(gray.crop(_central(gray.size)))), 0.0
+    return 0.0, dither_energy(decoded), 0.0
+
+
+def _near_black_or_white(gray: np.ndarray) -> float:
+    """`_two_tone` of a grey image (H, W) itself."""
+    near = np.count_nonzero(gray < TWO_TONE_BAND) + np.count_nonzero(gray >= 256 - TWO_TONE_BAND)
+    return near / max(gray.size, 1)
 
 
 def _two_tone(histogram: Sequence[int]) -> float:

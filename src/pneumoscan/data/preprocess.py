@@ -76,6 +76,20 @@ def load_image_levels_and_rgb(
     return resize_square(gray, size), grey_levels(gray), rgb
 
 
+def load_image_levels_rgb_and_gray(
+    source: str | os.PathLike | bytes,
+    size: int,
+    *,
+    name: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[np.ndarray, int, np.ndarray | None, np.ndarray]:
+    """`load_image_levels_and_rgb`, and the decoded grey pixels it resized (full size but for a JPEG draft mode
+    reduces): the guard measures a lossless file's dither energy on them (`jpeg_cues(..., gray=...)`), not on a second
+    decode."""
+    gray, rgb = read_grayscale_and_rgb(source, name=name, max_pixels=max_pixels, draft_size=size)
+    return resize_square(gray, size), grey_levels(gray), rgb, gray
+
+
 def load_image_levels_rgb_and_at(
     data: bytes, size: int, other_size: int, *, name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> tuple[np.ndarray, int, np.ndarray | None, np.ndarray | None]:

@@ -23,7 +23,7 @@ from pneumoscan.data.decode import (
 )
 from pneumoscan.data.file_cues import NOT_DECODED
 from pneumoscan.data.layout import IMAGE_EXTENSIONS, image_files
-from pneumoscan.data.preprocess import grey_levels, load_image_levels_and_rgb
+from pneumoscan.data.preprocess import grey_levels, load_image_levels_rgb_and_gray
 from pneumoscan.errors import (DamagedModel, InputError, ModelFileChanged, ModelFileGone, check_at_least_one, option,
                                warn, words)
 from pneumoscan.evaluation.thresholds import (
@@ -673,26 +673,29 @@ class Predictor:
     def decode(self, data: bytes | bytearray, name: str) -> Decoded:
         """A file's bytes -> the model's input image, the guard's cues of the file and its size warning; InputError
         (naming the file `name`) when it is no usable image."""
-        image, levels, rgb = load_image_levels_and_rgb(data, self.size, name=name)
-        return self.decoded(data, image, levels, rgb)
+        image, levels, rgb, gray = load_image_levels_rgb_and_gray(data, self.size, name=name)
+        return self.decoded(data, image, levels, rgb, gray=gray)
 
-    def decoded(self, data: bytes | bytearray, image: np.ndarray, levels: int, rgb: np.ndarray | None) -> Decoded:
+    def decoded(self, data: bytes | bytearray, image: np.ndarray, levels: int, rgb: np.ndarray | None, *,
+                gray: np.ndarray | None = None) -> Decoded:
         """The `Decoded` of a file whose bytes `data` are decoded already (`image`, `levels` and `rgb` as
-        `load_image_levels_and_rgb` gives them): its guard cues (`file_cues`), size, size warning and, with a guard,
-        its View Position when not frontal."""
+        `load_image_levels_and_rgb` gives them; `gray`, its decoded grey pixels, spares a lossless file a second
+        decode for its dither energy): its guard cues (`file_cues`), size, size warning and, with a guard, its View
+        Position when not frontal."""
         size = stored_size(data)
         view = not_frontal_view(data) if self.guard is not None else None
-        colour, tone, dither, peaks = self.file_cues(data, rgb)
+        colour, tone, dither, peaks = self.file_cues(data, rgb, gray)
         return Decoded(image, levels, colour, tone, thumbnail_warning(size), size, view, dither, peaks)
 
-    def file_cues(self, data: bytes | bytearray, rgb: np.ndarray | None) -> tuple[float, float, float, float]:
+    def file_cues(self, data: bytes | bytearray, rgb: np.ndarray | None,
+                  gray: np.ndarray | None = None) -> tuple[float, float, float, float]:
         """The guard's cues read from a file's bytes: its colourfulness (of `rgb`, what `load_image_levels_and_rgb`
         gave with its image: a colour DICOM's pixels, else None), two-tone share, dither energy and peak excess
         (`jpeg_cues`: a
         JPEG decoded at full size); 0.0 each without a guard, which is the only reader of them."""
         if self.guard is None:
             return 0.0, 0.0, 0.0, 0.0
-        return (colourfulness(data, rgb=rgb), *jpeg_cues(data))
+        return (colourfulness(data, rgb=rgb), *jpeg_cues(data, gray=gray))
 
     def _chunk_results(self, files: list[Path], decoded: list[Decoded | str]) -> list[Prediction]:
         """Predictions for decoded files, in order; the strings of `decoded` are the errors of unreadable ones."""
