@@ -120,24 +120,28 @@ def jpeg_cues(source: str | os.PathLike | bytes | bytearray,
             im.draft("L", (width // scale, height // scale))  # grey straight from the decoder
             gray = im if im.mode == "L" else im.convert("L")  # convert would copy an L image
             histogram = gray.histogram()
-            pixels = np.asarray(gray)
             energy = dither_energy(np.asarray(gray.crop(_central(gray.size)))) \
                 if min(width, height) >= DITHER_MIN_SIDE else NOT_MEASURED  # a copy of the window alone
+            peaks = peak_excess(_unframed_histogram(gray, histogram), step)
     except Exception:  # noqa: BLE001 - any unreadable input: the decoder raises the user-facing error
         return 0.0, NOT_MEASURED, 0.0
-    return _two_tone(histogram), energy, peak_excess(_unframed_histogram(pixels, histogram), step)
+    return _two_tone(histogram), energy, peaks
 
 
-def _unframed_histogram(gray: np.ndarray, histogram: list[int]) -> list[int]:
-    """The 256-level histogram of a grey image (H, W) without its flat edge rows and columns (`FLAT_RANGE`), whose
-    one level would otherwise be a sharp peak; `histogram`, the whole image's, when it has none."""
-    top, bottom = _unflat_span(gray.max(axis=1), gray.min(axis=1))
+def _unframed_histogram(gray: Any, histogram: list[int]) -> list[int]:
+    """The 256-level histogram of a loaded grey (mode L) Pillow image without its flat edge rows and columns
+    (`FLAT_RANGE`), whose one level would otherwise be a sharp peak; `histogram`, the whole image's, when it has
+    none."""
+    width, height = gray.size
+    edges = ((0, 0, width, 1), (0, height - 1, width, height), (0, 0, 1, height), (width - 1, 0, width, height))
+    if all(high - low > FLAT_RANGE for low, high in (gray.crop(box).getextrema() for box in edges)):
+        return histogram  # most films: four lines read, no copy of the image
+    pixels = np.asarray(gray)
+    top, bottom = _unflat_span(pixels.max(axis=1), pixels.min(axis=1))
     if top >= bottom:
         return histogram  # a blank image: the guard's blank rule speaks of it
-    left, right = _unflat_span(gray[top:bottom].max(axis=0), gray[top:bottom].min(axis=0))
-    if (top, bottom, left, right) == (0, len(gray), 0, gray.shape[1]):
-        return histogram
-    return np.bincount(gray[top:bottom, left:right].ravel(), minlength=256).tolist()
+    left, right = _unflat_span(pixels[top:bottom].max(axis=0), pixels[top:bottom].min(axis=0))
+    return gray.crop((left, top, right, bottom)).histogram()
 
 
 def _unflat_span(highs: np.ndarray, lows: np.ndarray) -> tuple[int, int]:
