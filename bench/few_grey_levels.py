@@ -9,16 +9,25 @@ an adaptive palette (`Image.quantize`) or to 4, 8 or 16 evenly spaced levels; Fl
 or 8 even levels; and the film itself re-encoded (the control): how often the shipped model's label changes from the
 original film's (all pictures, and those the guard passed without the rule), how many the guard passed before the
 rule and passes now, and what refuses them. Last, the guard's time per film (decode and screen, as stored) with and
-without the peak excess, median over every Nth film.
+without the peak excess, median over every Nth film. Also real films with a flat border (`--framed-only` measures
+that part alone, keeping the other recorded results): every Nth train film padded top and bottom, or framed on all
+four sides, by a flat grey level (2, 5, 20, 40, 128, 250) over 23 % or 33 % of the image, saved as JPEG quality 30 to
+95: the largest peak excess, with its flat edges left out (as the guard does) and over the whole image (as before),
+false refusals by each, and the largest two-tone share and dither energy (their rules' false refusals), and the
+shipped guard's verdicts on two of those borders; and the posterised pictures' peak excess both ways (caught by the
+rule).
 
     PYTHONPATH=src .venv/bin/python bench/few_grey_levels.py [--data ../shared/data/chest_xray] [--every 20]
+        [--framed-only]
 
 Writes bench/results/few_grey_levels.json and bench/results/few_grey_levels.md.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
+import json
 import shlex
 import sys
 import time
@@ -31,7 +40,7 @@ from PIL import Image
 from _results import image_files_under, picture_bench_parser, write_report
 
 from pneumoscan.data import file_cues
-from pneumoscan.inference.ood import PEAK_EXCESS, jpeg_cues
+from pneumoscan.inference.ood import DITHER_ENERGY, PEAK_EXCESS, TWO_TONE_SHARE, jpeg_cues
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "chest_xray"
@@ -169,6 +178,131 @@ def guard_time(paths: list[Path]) -> dict[str, float]:
             "peak_excess_s": float(np.median(alone))}
 
 
+BORDER_LEVELS = (2, 5, 20, 40, 128, 250)
+BORDER_SHARES = (0.23, 0.33)
+BORDER_QUALITIES = (30, 50, 75, 95)
+
+
+def bordered(gray: Image.Image, level: int, share: float, frame: bool) -> Image.Image:
+    """GRAY with a flat border of grey `level` making `share` of the result: padded top and bottom (a letterbox),
+    or on all four sides (`frame`)."""
+    w, h = gray.size
+    if frame:
+        scale = (1 - share) ** -0.5
+        size = (round(w * scale), round(h * scale))
+    else:
+        size = (w, round(h / (1 - share)))
+    out = Image.new("L", size, level)
+    out.paste(gray, ((size[0] - w) // 2, (size[1] - h) // 2))
+    return out
+
+
+@contextlib.contextmanager
+def whole_image_excess():
+    """Within it, `jpeg_cues` measures the peak excess over the whole image, flat edges too (as before)."""
+    real = file_cues._unframed_histogram
+    file_cues._unframed_histogram = lambda gray, histogram: histogram
+    try:
+        yield
+    finally:
+        file_cues._unframed_histogram = real
+
+
+def both_excesses(data: bytes) -> tuple[tuple[float, float, float], float]:
+    """`jpeg_cues` of a JPEG and its peak excess over the whole image."""
+    cues = jpeg_cues(data)
+    with whole_image_excess():
+        return cues, jpeg_cues(data)[2]
+
+
+def framed_films(paths: list[Path], every: int) -> list[dict[str, object]]:
+    """Every `every`th film with each flat border at each quality: its largest cues and false refusals."""
+    grays = [_grey(p) for p in paths[::every]]
+    rows = []
+    for frame in (False, True):
+        for share in BORDER_SHARES:
+            for level in BORDER_LEVELS:
+                now, whole, tones, grain = [], [], [], []
+                for gray in grays:
+                    picture = bordered(gray, level, share, frame)
+                    for quality in BORDER_QUALITIES:
+                        (tone, energy, excess), before = both_excesses(jpeg(picture, quality))
+                        now.append(excess), whole.append(before), tones.append(tone), grain.append(energy)
+                rows.append({"border": "framed" if frame else "padded top and bottom", "share": share, "level": level,
+                             "n": len(now), "excess_max": max(now), "refused": sum(e > PEAK_EXCESS for e in now),
+                             "whole_excess_max": max(whole), "whole_refused": sum(e > PEAK_EXCESS for e in whole),
+                             "two_tone_max": max(tones), "two_tone_refused": sum(t > TWO_TONE_SHARE for t in tones),
+                             "dither_max": float(np.nanmax(grain)),
+                             "dither_refused": sum(g > DITHER_ENERGY for g in grain)})
+                print(rows[-1], flush=True)
+    return rows
+
+
+BORDER_VERDICTS = ((5, 0.23, False, 90), (128, 0.23, True, 75))  # (level, share, framed, quality)
+
+
+def framed_verdicts(paths: list[Path], every: int) -> list[dict[str, object]]:
+    """Every `every`th film with each border of BORDER_VERDICTS: the shipped guard's verdicts."""
+    from pneumoscan.inference.predictor import Predictor
+
+    predictor = Predictor(None, backend="onnx")
+    rows = []
+    for level, share, frame, quality in BORDER_VERDICTS:
+        causes = Counter()
+        for path in paths[::every]:
+            decoded = predictor.decode(jpeg(bordered(_grey(path), level, share, frame), quality), path.name)
+            (verdict,) = predictor.decoded_results([path.name], [decoded])
+            causes[verdict.refused_by or "passed"] += 1
+        rows.append({"border": "framed" if frame else "padded top and bottom", "share": share, "level": level,
+                     "quality": quality, "verdicts": dict(sorted(causes.items()))})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def posterised_both_ways(paths: list[Path], every: int) -> list[dict[str, object]]:
+    """Every `every`th film as each picture, side and quality: caught by the rule, flat edges left out and not."""
+    chosen = [_grey(p) for p in paths[::every]]
+    rows = []
+    for kind, make in PICTURES.items():
+        for side in (224, 896):
+            made = [make(g if side == g.width else g.resize((side, side), Image.Resampling.BICUBIC)) for g in chosen]
+            for quality in QUALITIES:
+                pairs = [both_excesses(jpeg(picture, quality)) for picture in made]
+                rows.append({"picture": kind, "side": side, "quality": quality, "n": len(pairs),
+                             "caught": sum(c[2] > PEAK_EXCESS for c, _ in pairs),
+                             "whole_caught": sum(w > PEAK_EXCESS for _, w in pairs)})
+                print(rows[-1], flush=True)
+    return rows
+
+
+def framed_markdown(r: dict) -> list[str]:
+    """The flat-border part of the report (empty when not measured)."""
+    if "framed" not in r:
+        return []
+    lines = ["", f"## Real films with a flat border (every {r['every']}th train film, JPEG quality "
+             f"{', '.join(map(str, BORDER_QUALITIES))})", "", f"`{r['framed_command']}`", "",
+             "Peak excess with the flat edge rows and columns left out (as the guard measures it) and over the whole "
+             "image (before); the two-tone and dithered rules' cues on the same files.", "",
+             "| border | share | level | n | max excess | refused | max excess, whole image | refused so | "
+             "max two-tone share | refused | max dither energy | refused |", "|---" * 12 + "|"]
+    for b in r["framed"]:
+        lines.append(f"| {b['border']} | {b['share']:.0%} | {b['level']} | {b['n']} | {b['excess_max']:.3f} | "
+                     f"{b['refused']} | {b['whole_excess_max']:.3f} | {b['whole_refused']} | {b['two_tone_max']:.3f} | "
+                     f"{b['two_tone_refused']} | {b['dither_max']:.2f} | {b['dither_refused']} |")
+    lines += ["", "The shipped guard's verdicts on some of them:", "",
+              "| border | share | level | quality | verdicts |", "|---|---|---|---|---|"]
+    for v in r["framed_verdicts"]:
+        verdicts = ", ".join(f"{k} {n}" for k, n in v["verdicts"].items())
+        lines.append(f"| {v['border']} | {v['share']:.0%} | {v['level']} | {v['quality']} | {verdicts} |")
+    lines += ["", "Posterised and dithered pictures (as above), caught by the rule with flat edges left out and over "
+              "the whole image:", "", "| picture | side | quality | n | caught | caught, whole image |",
+              "|---|---|---|---|---|---|"]
+    for p in r["posterised_both_ways"]:
+        lines.append(f"| {p['picture']} | {p['side']} | {p['quality']} | {p['n']} | {p['caught']} | "
+                     f"{p['whole_caught']} |")
+    return lines
+
+
 def markdown(r: dict) -> str:
     t = r["time"]
     lines = ["# The posterised-JPEG rule, measured on train films only", "", f"`{r['command']}`", "",
@@ -197,22 +331,32 @@ def markdown(r: dict) -> str:
               "| with the rule | without it (peak excess a constant) | the peak excess alone |", "|---|---|---|",
               f"| {t['with_rule_s'] * 1e3:.2f} ms | {t['without_rule_s'] * 1e3:.2f} ms | "
               f"{t['peak_excess_s'] * 1e6:.0f} µs |"]
+    lines += framed_markdown(r)
     return "\n".join(lines) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of this benchmark."""
-    return picture_bench_parser(__doc__.split("\n")[0], DEFAULT_DATA, ROOT / "bench" / "results")
+    parser = picture_bench_parser(__doc__.split("\n")[0], DEFAULT_DATA, ROOT / "bench" / "results")
+    parser.add_argument("--framed-only", action="store_true",
+                        help="measure the films with a flat border alone, keeping the other recorded results")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     train = image_files_under(Path(args.data) / "train")
     sample = image_files_under(ROOT / "sample" / "chest_xray" / "train")
-    result = {"command": "PYTHONPATH=src .venv/bin/python bench/few_grey_levels.py " + shlex.join(sys.argv[1:]),
-              "cut": PEAK_EXCESS, "every": args.every,
-              "films": {"train": films(train), "bundled sample, train": films(sample)},
-              "time": guard_time(train[::args.every]), "pictures": pictures(train, args.every)}
+    command = "PYTHONPATH=src .venv/bin/python bench/few_grey_levels.py " + shlex.join(sys.argv[1:])
+    if args.framed_only:
+        result = json.loads((Path(args.out) / "few_grey_levels.json").read_text())
+    else:
+        result = {"command": command, "cut": PEAK_EXCESS, "every": args.every,
+                  "films": {"train": films(train), "bundled sample, train": films(sample)},
+                  "time": guard_time(train[::args.every]), "pictures": pictures(train, args.every)}
+    result.update({"framed_command": command, "framed": framed_films(train, args.every),
+                   "framed_verdicts": framed_verdicts(train, args.every),
+                   "posterised_both_ways": posterised_both_ways(train, args.every)})
     write_report(args.out, "few_grey_levels", result, markdown(result))
     return 0
 
