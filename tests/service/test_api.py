@@ -760,13 +760,13 @@ def test_the_guards_file_cues_of_two_requests_are_measured_at_once_on_a_shared_m
     overlapped: list[bool] = []
     real = predictor_module.jpeg_cues
 
-    def jpeg_cues(data: bytes | bytearray) -> tuple[float, float, float]:
+    def jpeg_cues(data: bytes | bytearray, gray: np.ndarray | None = None) -> tuple[float, float, float]:
         try:
             measuring.wait()
             overlapped.append(True)
         except threading.BrokenBarrierError:
             overlapped.append(False)
-        return real(data)
+        return real(data, gray=gray)
 
     monkeypatch.setattr(engine_module, "jpeg_cues", jpeg_cues, raising=False)
     monkeypatch.setattr(predictor_module, "jpeg_cues", jpeg_cues)  # where it was measured under the lock
