@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -56,14 +57,20 @@ def test_a_class_of_one_patient_names_it_and_what_helps(tiny_dataset: Path, tmp_
     assert "patient IDs" not in captured.out
 
 
+def one_film_per_folder(data: Path, name: Callable[[str, int], str]) -> None:
+    """Each train film of `data` moved into a patient folder of its own (pt0, pt1, ...), named `name(class, i)`."""
+    for label in ("NORMAL", "PNEUMONIA"):
+        for i, film in enumerate(sorted((data / "train" / label).iterdir())):
+            folder = film.parent / f"pt{i}"
+            folder.mkdir()
+            film.rename(folder / name(label, i))
+
+
 def test_a_carve_failing_on_one_film_per_patient_folder_names_the_shared_file_name(
         tiny_dataset: Path, tmp_path: Path) -> None:
     """One film per patient folder, each named 1.jpeg: by file name each class is of one 'patient' `1`, and the
     error said 'all NORMAL images are of one patient (1) ... add films of more patients', which is not the cause."""
-    for label in ("NORMAL", "PNEUMONIA"):
-        for i, film in enumerate(sorted((tiny_dataset / "train" / label).iterdir())):
-            (film.parent / f"pt{i}").mkdir()
-            film.rename(film.parent / f"pt{i}" / "1.jpeg")
+    one_film_per_folder(tiny_dataset, lambda label, i: "1.jpeg")
     with pytest.raises(InputError) as info:
         prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r")), 16, False)
     message = str(info.value)
@@ -186,11 +193,8 @@ def test_a_carve_failing_on_file_names_shared_by_both_classes_names_the_key_and_
     """An export names each patient's films 1.jpeg, 2.jpeg in a folder per patient: by file name two 'patients' hold
     every image of both classes, and the carve failed with 'each class needs images of at least two patients: add
     images, or change --val-fraction', which neither helps nor names the cause."""
-    for label in ("NORMAL", "PNEUMONIA"):  # name 1 on most NORMAL films, 2 on most PNEUMONIA films
-        for i, film in enumerate(sorted((tiny_dataset / "train" / label).iterdir())):
-            folder = film.parent / f"pt{i}"
-            folder.mkdir()
-            film.rename(folder / f"{1 + ((i < 10) == (label == 'PNEUMONIA'))}.jpeg")
+    # name 1 on most NORMAL films, 2 on most PNEUMONIA films
+    one_film_per_folder(tiny_dataset, lambda label, i: f"{1 + ((i < 10) == (label == 'PNEUMONIA'))}.jpeg")
     with pytest.raises(InputError) as info:
         prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r")), 16, False)
     message = str(info.value)

@@ -331,17 +331,23 @@ def test_split_change_tells_images_split_otherwise_from_other_images() -> None:
                               "validation images under the same counts)")
 
 
+def unnamed_dicom_export(data: Path) -> Path:
+    """20 DICOM films without a PatientID, one per series folder, whose folders sort the other way round from their
+    names (so keys by path and by name order the patients otherwise)."""
+    from tests.conftest import write_dicom
+
+    for label, cls in enumerate(("NORMAL", "PNEUMONIA")):
+        for i in range(10):
+            write_dicom(data / "train" / cls / f"{chr(ord('z') - i)}{cls[0]}" / f"scan{cls[0]}{i:02d}.dcm", label,
+                        10 * label + i, size=16)
+    return data
+
+
 def test_a_run_on_dicom_films_without_patient_ids_started_before_their_path_keys_resumes(tmp_path: Path) -> None:
     """9f99720 keyed every DICOM film without a PatientID by its path, which reordered the patients of an export
     whose names never repeat, so the run started before (its keys: the file names) was refused as 'some images or
     their patients changed'. Such a name keys its film as before."""
-    from tests.conftest import write_dicom
-
-    data = tmp_path / "data"
-    for label, cls in enumerate(("NORMAL", "PNEUMONIA")):  # folders sort the other way round from the names
-        for i in range(10):
-            write_dicom(data / "train" / cls / f"{chr(ord('z') - i)}{cls[0]}" / f"scan{cls[0]}{i:02d}.dcm", label,
-                        10 * label + i, size=16)
+    data = unnamed_dicom_export(tmp_path / "data")
     run = tmp_path / "run"
     common = ["--model", "cnn", "--image-size", "16", "--batch-size", "16", "--quiet"]
     # the split of a run started before 9f99720: by file name, recorded as auto with no key rule
@@ -382,13 +388,8 @@ def test_a_run_keyed_by_path_is_refused_as_split_by_the_key_rule_not_as_changed_
     now the refusal blamed the data ('some images or their patients changed'). It now says the key rule may have."""
     from pneumoscan.data.layout import discover
     from pneumoscan.data.split import patient_split
-    from tests.conftest import write_dicom
 
-    data = tmp_path / "data"
-    for label, cls in enumerate(("NORMAL", "PNEUMONIA")):  # folders sort the other way round from the names
-        for i in range(10):
-            write_dicom(data / "train" / cls / f"{chr(ord('z') - i)}{cls[0]}" / f"scan{cls[0]}{i:02d}.dcm", label,
-                        10 * label + i, size=16)
+    data = unnamed_dicom_export(tmp_path / "data")
     run = tmp_path / "run"
     common = ["--model", "cnn", "--image-size", "16", "--batch-size", "16", "--quiet"]
     assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "1", *common]) == 0
