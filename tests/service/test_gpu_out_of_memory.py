@@ -2,7 +2,9 @@
 a traceback; the service stays up. torch.OutOfMemoryError is constructed on a CPU build too."""
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,6 +57,20 @@ def test_an_out_of_memory_is_a_503_to_retry_and_one_log_line(where: str, url: st
     assert ("or ask without ?explain=true" in line) is ("explain" in url)  # Grad-CAM runs PyTorch on any backend
     assert freed == [1]
     assert _post(client, url, field).status_code == 200  # still up, and the next request is answered
+
+
+@pytest.mark.parametrize("code", [errno.ENOMEM, errno.EMFILE])
+def test_a_host_short_of_memory_or_files_is_a_503_to_retry(code: int, client: TestClient,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """As re-reading an old --onnx export's model file for the guard may meet: it was a 500 with a traceback."""
+    def short(*_: object) -> None:
+        raise OSError(code, os.strerror(code), "/srv/models/m.safetensors")
+
+    monkeypatch.setattr(Engine, "results", short)
+    with TestClient(client.app, raise_server_exceptions=False) as c:
+        res = _post(c, "/predict")
+    assert res.status_code == 503 and res.headers["Retry-After"] == "2" and "/srv" not in res.text
+    assert res.json()["detail"].startswith("server busy: the server ran short of memory or open files")
 
 
 def test_another_runtime_error_is_still_an_internal_error(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:

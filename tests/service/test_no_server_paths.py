@@ -162,6 +162,11 @@ def test_a_model_file_deleted_since_start_up_for_heatmaps(tmp_path: Path) -> Non
     ("/opt/a;b/lib/x.so and /opt/a:b/lib/y.so", "x.so and y.so"),
     ("/opt/My  Venv/lib/x.so", "x.so"),
     ("file:///opt/venv/lib/libc10.so", "file://libc10.so"),
+    # a word ending in , ; or : before a space ends the path: the message after it stays (was 'service.md', and
+    # 'torchvision')
+    ("cannot load /opt/venv/lib/x.so, see docs/service.md", "cannot load x.so, see docs/service.md"),
+    ("/opt/venv/lib/libtorch_cpu.so: failed to map segment; reinstall torch/torchvision",
+     "libtorch_cpu.so: failed to map segment; reinstall torch/torchvision"),
     # a URL is no server's path: it stays whole (was 'https:/cuda.html#environment-variables')
     ("See (https://pytorch.org/docs/stable/notes/cuda.html#environment-variables)",
      "See (https://pytorch.org/docs/stable/notes/cuda.html#environment-variables)"),

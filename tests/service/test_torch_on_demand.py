@@ -210,6 +210,19 @@ def test_memory_that_ran_short_importing_pytorch_is_out_of_memory(err: Exception
     assert out_of_memory(err) is short
 
 
+@pytest.mark.parametrize(("err", "short"), [
+    (OSError(errno.EMFILE, "Too many open files"), True), (OSError(errno.ENFILE, "Too many open files in system"), True),
+    # loading torch's libraries under a low file limit: the reason in words only, no errno (was 'Reinstall torch')
+    (ImportError("libtorch_cpu.so: cannot open shared object file: Too many open files"), True),
+    (OSError("libc10.so: cannot open shared object file: Too many open files"), True),
+    (ImportError("libtorch_cpu.so: cannot open shared object file: No such file or directory"), False),
+])
+def test_too_many_open_files_is_a_shortage_that_may_pass(err: Exception, short: bool) -> None:
+    from pneumoscan.service.engine import too_many_files
+
+    assert too_many_files(err) is short
+
+
 def test_a_pytorch_removed_since_start_up_is_named_as_not_installed() -> None:
     """`import torch` failing for want of torch itself: its install advice, not 'Reinstall torch'."""
     text = cam_error(ModuleNotFoundError("No module named 'torch'", name="torch"), Path("/srv/m.safetensors"))

@@ -84,8 +84,10 @@ def _names(err: OSError, path: Path) -> bool:
 
 
 # one folder of a path: words that spaces may join ('My Venv', 'Program Files (x86)'), with any punctuation but
-# quotes at their start ("O'Brien", 'venv-3.12,old'); a folder is known by the separator after it
-_SEG = r"[^\s/\\'\"][^\s/\\\"]*(?: +[^\s/\\'\"][^\s/\\\"]*)*"
+# quotes at their start ("O'Brien", 'venv-3.12,old'); a folder is known by the separator after it. A word that ends
+# in , ; or : ends the path there ('x.so, see docs/service.md' keeps its text after the comma)
+_WORD = r"[^\s/\\'\"][^\s/\\\"]*"
+_SEG = rf"(?:[^\s/\\'\"](?:[^\s/\\\"]*[^\s/\\\",;:])? +)*{_WORD}"
 # an absolute path's folders, kept out of answers: POSIX ('/opt/venv/lib/'), home ('~/venvs/'), Windows
 # ('C:\\Program Files\\'), UNC ('\\\\server\\share\\'); the file's name after them stays. A URL's '//' and path are
 # no server's folders and stay whole ('https://pytorch.org/docs/...'), a file URL's are cut ('file:///opt/...')
@@ -136,8 +138,10 @@ def torch_half_loaded() -> bool:
 
 
 def too_many_files(err: BaseException) -> bool:
-    """Whether `err` says the process or the host had too many files open: like memory, a shortage that may pass."""
-    return isinstance(err, OSError) and err.errno in (errno.EMFILE, errno.ENFILE)
+    """Whether `err` says the process or the host had too many files open: like memory, a shortage that may pass.
+    Loading torch's libraries says it in words only (an ImportError or OSError without errno)."""
+    return isinstance(err, (ImportError, OSError)) and (
+        getattr(err, "errno", None) in (errno.EMFILE, errno.ENFILE) or "too many open files" in str(err).lower())
 
 
 def _unreadable(reason: str) -> str:
@@ -246,6 +250,7 @@ class Engine:
         self._cam_retry_at: float | None = None  # when a load that ran out of memory is tried again (time.monotonic)
         self._cam_retry_utc = ""  # that time for people: 12:34:56 UTC
         self._cam_layers: list[str] = []  # its target layers, found with `_cam_error`
+        self._state_lock = threading.Lock()  # `_cam_error` and `_cam_retry_at` change, and are read, together
         self._screen_lock = threading.Lock()
 
     @property
@@ -340,9 +345,8 @@ class Engine:
     def explain_state(self) -> tuple[str | None, int | None]:
         """`explain_problem` and `explain_retry_s` from one reading of the state a loading heatmap may change: read
         apart, a load that succeeded between them gave its old problem without a retry time (a 501, for good)."""
-        # the retry time first: a successful load clears the error before it (`_cam_problem`)
-        retry_at = self._cam_retry_at
-        error = self._cam_error
+        with self._state_lock:  # held only to copy two values: never for a load
+            retry_at, error = self._cam_retry_at, self._cam_error
         if error is None and not self._torch_at_start and not torch_installed():
             return no_torch(), None
         if error and retry_at is not None:
@@ -371,10 +375,8 @@ class Engine:
                 if self._cam_error is None or self._retry_due():
                     try:
                         self._cam_layers = module.cam_layers(self._explain_copy(), self.meta)
-                        # the layers first, the back-off last: a reader without the lock never sees the old error
-                        # without its retry time, which reads as heatmaps off for good (a 501)
-                        self._cam_error = ""
-                        self._cam_retry_at = None
+                        with self._state_lock:  # seen apart, an old error without its retry time is a 501 for good
+                            self._cam_error, self._cam_retry_at = "", None
                     except Exception as err:  # noqa: BLE001 - whatever it is: heatmaps off, service on
                         self._cam_failed(err)
         return self._cam_error
@@ -385,8 +387,9 @@ class Engine:
         retry = (out_of_memory(err) or too_many_files(err)) and not torch_half_loaded()
         if retry:
             self._cam_retry_utc = time.strftime("%H:%M:%S UTC", time.gmtime(time.time() + CAM_RETRY_S))
-        self._cam_retry_at = time.monotonic() + CAM_RETRY_S if retry else None
-        self._cam_error = cam_error(err, self.predictor.path)
+        error = cam_error(err, self.predictor.path)
+        with self._state_lock:
+            self._cam_retry_at, self._cam_error = time.monotonic() + CAM_RETRY_S if retry else None, error
         log.error("heatmaps off%s: %s [%s: %s]", f" until {self._cam_retry_utc}" if retry else "", self._cam_error,
                   type(err).__name__, first_line(err, 500))
 

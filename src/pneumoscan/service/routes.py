@@ -17,6 +17,7 @@ valid, the image is just not one the model can judge.
 from __future__ import annotations
 
 import base64
+import errno
 import logging
 import time
 from typing import Any, Callable, TypeVar
@@ -27,7 +28,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from pneumoscan.card import model_card_text
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS
-from pneumoscan.errors import (DamagedModel, ImageTooLarge, InputError, ModelFileChanged, NotAnImage,
+from pneumoscan.errors import (DamagedModel, ImageTooLarge, InputError, ModelFileChanged, NotAnImage, first_line,
                              gpu_out_of_memory, out_of_memory_text)
 from pneumoscan.inference.ood import refusal_cause, refusal_kind
 from pneumoscan.inference.predictor import Prediction
@@ -102,6 +103,12 @@ async def _in_worker(request: Request, func: Callable[[], T]) -> T:
                 raise
             _out_of_memory(request, err)
             raise HTTPException(503, GPU_FULL, headers={"Retry-After": str(GPU_RETRY_S)}) from None
+        except OSError as err:  # the host short of memory or file handles (re-reading the model file, say): it passes
+            if err.errno not in HOST_SHORT:
+                raise
+            log.error("request %s, %s %s: %s", getattr(request.state, "request_id", "-"), request.method,
+                      request.url.path, first_line(err, 300))
+            raise HTTPException(503, HOST_BUSY, headers={"Retry-After": str(GPU_RETRY_S)}) from None
 
 
 def _model_problem(err: ModelFileChanged | DamagedModel, rid: str) -> str:
@@ -112,6 +119,9 @@ def _model_problem(err: ModelFileChanged | DamagedModel, rid: str) -> str:
 
 
 GPU_RETRY_S = 2
+HOST_SHORT = frozenset({errno.ENOMEM, errno.EMFILE, errno.ENFILE})
+HOST_BUSY = (f"server busy: the server ran short of memory or open files; the request was not processed, retry in "
+             f"{GPU_RETRY_S} s (nothing is wrong with the file)")
 GPU_FULL = (f"server busy: the GPU ran out of memory; the request was not processed, retry in {GPU_RETRY_S} s "
             "(nothing is wrong with the file)")
 
