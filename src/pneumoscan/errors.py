@@ -175,6 +175,16 @@ def first_line(err: BaseException, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+def names_file(err: OSError, path: os.PathLike[str] | str) -> bool:
+    """Whether the OSError `err` is about the file `path` (its `filename`, resolved as `path` is)."""
+    from pathlib import Path
+
+    try:
+        return err.filename is not None and Path(os.fsdecode(err.filename)).resolve() == Path(path).resolve()
+    except (TypeError, ValueError, OSError):  # a filename that is no path (an int file descriptor)
+        return False
+
+
 def gpu_out_of_memory(err: BaseException) -> bool:
     """Whether `err` is torch's report that the GPU had no memory left (never so when torch was not imported)."""
     torch = sys.modules.get("torch")

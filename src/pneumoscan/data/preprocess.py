@@ -72,8 +72,8 @@ def load_image_levels_and_rgb(
 ) -> tuple[np.ndarray, int, np.ndarray | None]:
     """`load_image_with_levels`, and a colour DICOM's RGB pixels from the same decode (`read_grayscale_and_rgb`;
     None for any other file), for its `colourfulness(..., rgb=...)` without a second decode."""
-    gray, rgb = read_grayscale_and_rgb(source, name=name, max_pixels=max_pixels, draft_size=size)
-    return resize_square(gray, size), grey_levels(gray), rgb
+    image, levels, rgb, _ = load_image_levels_rgb_and_gray(source, size, name=name, max_pixels=max_pixels)
+    return image, levels, rgb
 
 
 def load_image_levels_rgb_and_gray(

@@ -24,8 +24,8 @@ from pneumoscan.data.decode import (
 from pneumoscan.data.file_cues import NOT_DECODED
 from pneumoscan.data.layout import IMAGE_EXTENSIONS, image_files
 from pneumoscan.data.preprocess import grey_levels, load_image_levels_rgb_and_gray
-from pneumoscan.errors import (DamagedModel, InputError, ModelFileChanged, ModelFileGone, check_at_least_one, option,
-                               warn, words)
+from pneumoscan.errors import (DamagedModel, InputError, ModelFileChanged, ModelFileGone, check_at_least_one,
+                               names_file, option, warn, words)
 from pneumoscan.evaluation.thresholds import (
     adjust_for_prevalence, check_operating_point, threshold_ci95, threshold_for_recall,
 )
@@ -360,9 +360,7 @@ class Predictor:
         read it (None: another failure, such as a broken PyTorch's OSError, or one that may pass: out of memory, too
         many open files)."""
         if isinstance(err, OSError):
-            if not isinstance(err.filename, (str, bytes, os.PathLike)) or Path(os.fsdecode(err.filename)).absolute() != self.path.absolute():
-                return None
-            if err.errno is not None and err.errno not in FILE_GONE:
+            if not names_file(err, self.path) or err.errno is not None and err.errno not in FILE_GONE:
                 return None
             reason = f"{type(err).__name__}: {err.strerror or 'unreadable'}"
         elif self.path.is_file():

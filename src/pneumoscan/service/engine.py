@@ -7,7 +7,6 @@ import importlib
 import importlib.util
 import logging
 import math
-import os
 import re
 import sys
 import threading
@@ -21,7 +20,7 @@ import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, default_model_path, file_sha256
 from pneumoscan.errors import (DamagedModel, InputError, ModelFileChanged, ModelFileGone, PneumoscanError,
-                              first_line, gpu_out_of_memory)
+                              first_line, gpu_out_of_memory, names_file)
 from pneumoscan.inference.predictor import Decoded, Prediction, Predictor, describe
 from pneumoscan.service.settings import Settings
 
@@ -73,14 +72,6 @@ def no_torch() -> str:
     return (f"Grad-CAM heatmaps need PyTorch, which is not installed; predictions are not affected. Install it "
             f"(pip install '{torch_requirement()}' -i https://download.pytorch.org/whl/cpu for the CPU build) and "
             f"restart the service for heatmaps")
-
-
-def _names(err: OSError, path: Path) -> bool:
-    """Whether `err` is about the file `path` (its `filename`)."""
-    try:
-        return err.filename is not None and Path(os.fsdecode(err.filename)).resolve() == path.resolve()
-    except (TypeError, ValueError, OSError):  # a filename that is no path (an int file descriptor)
-        return False
 
 
 # one folder of a path: words that spaces may join ('My Venv', 'Program Files (x86)'), with any punctuation but
@@ -178,7 +169,7 @@ def cam_error(err: Exception, model_path: Path) -> str:
                 "not affected. Restart the service for heatmaps (its log names the file)")
     if isinstance(err, InputError):  # a model Grad-CAM cannot explain
         return without_paths(str(err), model_path)
-    if isinstance(err, OSError) and _names(err, model_path):  # unreadable since start-up, or removed as it was read
+    if isinstance(err, OSError) and names_file(err, model_path):  # unreadable since start-up, or removed as it was read
         return _unreadable(f"{type(err).__name__}: {err.strerror or without_paths(first_line(err), model_path)}")
     if isinstance(err, (ImportError, OSError)):  # PyTorch installed but broken
         return (f"Grad-CAM heatmaps need PyTorch, which could not be loaded ({type(err).__name__}: "
@@ -313,7 +304,7 @@ class Engine:
             if (self._warming is not None and self._warming.is_alive()) or \
                     (self._cam_error is not None and not self._retry_due()):
                 return
-            if self._cam_error is None and not self._torch_at_start and not torch_installed():
+            if self._torch_missing(self._cam_error):
                 return  # `explain_problem` gives the install advice; a load would only fail and replace it
             module = gradcam_module()
             if module is None:
@@ -347,13 +338,18 @@ class Engine:
         apart, a load that succeeded between them gave its old problem without a retry time (a 501, for good)."""
         with self._state_lock:  # held only to copy two values: never for a load
             retry_at, error = self._cam_retry_at, self._cam_error
-        if error is None and not self._torch_at_start and not torch_installed():
+        if self._torch_missing(error):
             return no_torch(), None
         if error and retry_at is not None:
             left = math.ceil(retry_at - time.monotonic())
             return error + (f". Heatmaps will be tried again in {left} s, at {self._cam_retry_utc}" if left > 0
                             else ". The next heatmap asked for tries again"), max(0, left)
         return error or None, None
+
+    def _torch_missing(self, error: str | None) -> bool:
+        """Whether heatmaps wait for a PyTorch that is not installed: no load tried yet (`error` None), none at
+        start-up, and none to import."""
+        return error is None and not self._torch_at_start and not torch_installed()
 
     def _retry_due(self) -> bool:
         """Whether a load of Grad-CAM's model that ran out of memory is to be tried again now."""
