@@ -20,7 +20,7 @@ import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, default_model_path, file_sha256
 from pneumoscan.errors import (DamagedModel, InputError, ModelFileChanged, ModelFileGone, PneumoscanError,
-                              first_line, gpu_out_of_memory, names_file)
+                              first_line, gpu_out_of_memory, names_file, out_of_memory_text)
 from pneumoscan.inference.predictor import Decoded, Prediction, Predictor, describe
 from pneumoscan.service.settings import Settings
 
@@ -190,6 +190,18 @@ def model_fault(err: ModelFileChanged | DamagedModel) -> str:
         return ("the model file changed since the service started (a new `train` into its folder does that), so its "
                 "weights are not those predicting here; restart the service")
     return "the model gave no probability (NaN): its weights are damaged; restore the model file and restart"
+
+
+BUSY_RETRY_S = 2  # Retry-After of a request, or /ready, the GPU or the host ran short for
+GPU_WAYS = ("free the GPU (`nvidia-smi` lists the processes holding it)", "serve fewer requests at once (--slots, 2 "
+            "by default)", "serve with --backend onnx (ONNX Runtime, on the CPU)")
+
+
+def log_gpu_full(start: str, err: BaseException, last_way: str = "") -> None:
+    """Log one line, `start` then the CLI's words and the service's ways out (`last_way` added to the last), for work
+    the GPU ran out of memory in, and free the memory torch cached, so the next request has it."""
+    log.error("%s%s", start, out_of_memory_text(err, [*GPU_WAYS[:-1], GPU_WAYS[-1] + last_way]))
+    free_gpu_cache()
 
 
 def free_gpu_cache() -> None:

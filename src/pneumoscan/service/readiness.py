@@ -5,11 +5,10 @@ import asyncio
 import logging
 import time
 
-from pneumoscan.errors import DamagedModel, ModelFileChanged, gpu_out_of_memory, out_of_memory_text
-from pneumoscan.service.engine import Engine, free_gpu_cache, model_fault
+from pneumoscan.errors import DamagedModel, ModelFileChanged, gpu_out_of_memory
+from pneumoscan.service.engine import BUSY_RETRY_S, Engine, log_gpu_full, model_fault
 
 READY_TIMEOUT_S = 5.0
-GPU_READY_RETRY_S = 2  # as a request's GPU out-of-memory (routes.GPU_RETRY_S)
 log = logging.getLogger("pneumoscan.service")
 
 
@@ -57,9 +56,6 @@ class Readiness:
 def _gpu_full(err: BaseException) -> NotReady:
     """Not ready for now: the GPU had no memory left for the test image (requests under way hold it). Logged as one
     line with torch's reason and the ways out, torch's cached GPU memory freed, as for a request's."""
-    ways = ["free the GPU (`nvidia-smi` lists the processes holding it)",
-            "serve fewer requests at once (--slots, 2 by default)", "serve with --backend onnx (ONNX Runtime, on the CPU)"]
-    log.error("not ready: scoring a test image, %s", out_of_memory_text(err, ways))
-    free_gpu_cache()
+    log_gpu_full("not ready: scoring a test image, ", err)
     return NotReady(f"the GPU ran out of memory scoring a test image (requests under way may hold it); retry in "
-                    f"{GPU_READY_RETRY_S} s", retry_after=GPU_READY_RETRY_S)
+                    f"{BUSY_RETRY_S} s", retry_after=BUSY_RETRY_S)

@@ -29,11 +29,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pneumoscan.card import model_card_text
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS
 from pneumoscan.errors import (DamagedModel, ImageTooLarge, InputError, ModelFileChanged, NotAnImage, first_line,
-                             gpu_out_of_memory, out_of_memory_text)
+                             gpu_out_of_memory)
 from pneumoscan.inference.ood import refusal_cause, refusal_kind
 from pneumoscan.inference.predictor import Prediction
 from pneumoscan.service.audit import AuditError, AuditLog, utc_now
-from pneumoscan.service.engine import Decoded, Engine, ExplainUnavailable, free_gpu_cache, model_fault
+from pneumoscan.service.engine import (BUSY_RETRY_S, Decoded, Engine, ExplainUnavailable, log_gpu_full,
+                                       model_fault)
 from pneumoscan.service.budget import Reservation
 from pneumoscan.service.readiness import NotReady
 from pneumoscan.service.schemas import (BatchItem, BatchResponse, ErrorResponse, Health, ModelInfo, PredictionResponse,
@@ -101,42 +102,39 @@ async def _in_worker(request: Request, func: Callable[[], T]) -> T:
         except RuntimeError as err:
             if not gpu_out_of_memory(err):
                 raise
-            _out_of_memory(request, err)
-            raise HTTPException(503, GPU_FULL, headers={"Retry-After": str(GPU_RETRY_S)}) from None
+            explain = request.query_params.get("explain", "").lower() in ("1", "true", "yes", "on")
+            log_gpu_full(f"{_request_line(request)}: ", err,
+                         "; heatmaps run PyTorch whatever the backend: or ask without ?explain=true" if explain else "")
+            raise _busy(GPU_FULL) from None
         except OSError as err:  # the host short of memory or file handles (re-reading the model file, say): it passes
             if err.errno not in HOST_SHORT:
                 raise
-            log.error("request %s, %s %s: %s", getattr(request.state, "request_id", "-"), request.method,
-                      request.url.path, first_line(err, 300))
-            raise HTTPException(503, HOST_BUSY, headers={"Retry-After": str(GPU_RETRY_S)}) from None
+            log.error("%s: %s", _request_line(request), first_line(err, 300))
+            raise _busy(HOST_BUSY) from None
 
 
 def _model_problem(err: ModelFileChanged | DamagedModel, rid: str) -> str:
     """The answer's words for a request the model file failed: what to do, and the request id whose log line names
     the file."""
-    return (f"{model_fault(err)}. The request was not processed (nothing is wrong with the uploaded film); the service's log names "
-            f"the model file at request id {rid}")
+    return (f"{model_fault(err)}. The request was not processed (nothing is wrong with the uploaded film); the "
+            f"service's log names the model file at request id {rid}")
 
 
-GPU_RETRY_S = 2
 HOST_SHORT = frozenset({errno.ENOMEM, errno.EMFILE, errno.ENFILE})
 HOST_BUSY = (f"server busy: the server ran short of memory or open files; the request was not processed, retry in "
-             f"{GPU_RETRY_S} s (nothing is wrong with the file)")
-GPU_FULL = (f"server busy: the GPU ran out of memory; the request was not processed, retry in {GPU_RETRY_S} s "
+             f"{BUSY_RETRY_S} s (nothing is wrong with the file)")
+GPU_FULL = (f"server busy: the GPU ran out of memory; the request was not processed, retry in {BUSY_RETRY_S} s "
             "(nothing is wrong with the file)")
 
 
-def _out_of_memory(request: Request, err: RuntimeError) -> None:
-    """Log one line for a request the GPU ran out of memory in (the CLI's words, the service's ways out), and free
-    the memory torch cached, so the next request has it."""
-    ways = ["free the GPU (`nvidia-smi` lists the processes holding it)",
-            "serve fewer requests at once (--slots, 2 by default)",
-            "serve with --backend onnx (ONNX Runtime, on the CPU)"
-            + ("; heatmaps run PyTorch whatever the backend: or ask without ?explain=true"
-               if request.query_params.get("explain", "").lower() in ("1", "true", "yes", "on") else "")]
-    log.error("request %s, %s %s: %s", getattr(request.state, "request_id", "-"), request.method,
-              request.url.path, out_of_memory_text(err, ways))
-    free_gpu_cache()
+def _busy(detail: str) -> HTTPException:
+    """A 503 for a shortage that passes (the GPU's memory, the host's), to retry after BUSY_RETRY_S."""
+    return HTTPException(503, detail, headers={"Retry-After": str(BUSY_RETRY_S)})
+
+
+def _request_line(request: Request) -> str:
+    """How a log line names a request: 'request ID, POST /predict'."""
+    return f"request {getattr(request.state, 'request_id', '-')}, {request.method} {request.url.path}"
 
 
 def _audit_line(request: Request, endpoint: str, item: int | None, when: str, upload: Decoded,

@@ -32,6 +32,11 @@ def atomic_torch_save(obj: dict[str, Any], path: str | os.PathLike) -> None:
     atomic_write(path, write)
 
 
+def files_in(folder: Path, names: tuple[str, ...]) -> str:
+    """Those of the files `names` that are in `folder`, as 'a, b'; '' when none."""
+    return ", ".join(name for name in names if (folder / name).exists())
+
+
 def check_writable(folder: Path) -> None:
     """InputError naming FOLDER when no file can be created in it (or, while it does not exist, in the folder that
     would hold it): found before the data is decoded and an epoch is trained, not at the first checkpoint."""

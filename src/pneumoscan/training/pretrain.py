@@ -31,11 +31,12 @@ from pneumoscan.models.registry import (create_model, final_linear_name, get_spe
                                         model_sources, require_registered)
 from pneumoscan.outputs import atomic_write, os_error_of
 from pneumoscan.progress import progress_bar
-from pneumoscan.training.checkpoint import atomic_torch_save, check_writable, load_checkpoint, run_lock
+from pneumoscan.training.checkpoint import atomic_torch_save, check_writable, files_in, load_checkpoint, run_lock
 from pneumoscan.training.config import TrainConfig
 
 PRETRAINED_NAME = "pretrained.safetensors"
 PRETRAIN_CHECKPOINT = "pretrain_last.pt"
+PRETRAINING_FILES = (PRETRAIN_CHECKPOINT, PRETRAINED_NAME)  # what a pretraining writes in its --out
 # Views far stronger than the supervised augmentation: SimSiam learns what survives them.
 VIEW_AUGMENT = AugmentConfig(rotation_deg=15.0, scale=0.25, translate=0.12, brightness=0.25, contrast=0.35)
 VIEW_NOISE = 0.03
@@ -115,13 +116,7 @@ def _train_files(out: Path) -> str:
     from pneumoscan.artifact import ARTIFACT_NAME
     from pneumoscan.training.trainer import LAST_CHECKPOINT
 
-    return ", ".join(name for name in (LAST_CHECKPOINT, ARTIFACT_NAME) if (out / name).exists())
-
-
-def pretraining_files(out: Path) -> str:
-    """The files of a pretraining in `out` (`pretrain_last.pt`, `pretrained.safetensors`), as 'pretrain_last.pt,
-    ...'; '' when none."""
-    return ", ".join(name for name in (PRETRAIN_CHECKPOINT, PRETRAINED_NAME) if (out / name).exists())
+    return files_in(out, (LAST_CHECKPOINT, ARTIFACT_NAME))
 
 
 def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_patient_key: bool) -> Path:
@@ -141,7 +136,7 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
     given = {k: v for k, v in cfg.to_dict().items() if k in PRETRAINING_SETTINGS}
     if saved and (flags := TrainConfig.resume_conflicts(saved, given, "pretraining")):
         raise InputError(f"{ckpt_path}: {flags}: resume with the options the pretraining was started with")
-    if not resume and (ckpt_path.exists() or (out / PRETRAINED_NAME).exists()):
+    if not resume and files_in(out, PRETRAINING_FILES):
         raise InputError(f"{out}: holds an earlier pretraining; pass {switch('resume')} to continue it or choose "
                          f"another {option('out')}")
     if not resume and (held := _train_files(out)):

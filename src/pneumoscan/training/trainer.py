@@ -41,8 +41,8 @@ from pneumoscan.models.registry import (check_model_output, create_model, get_sp
                                         model_sources, require_registered, version_change)
 from pneumoscan.outputs import atomic_write
 from pneumoscan.progress import progress_bar, write_warning
-from pneumoscan.training.checkpoint import (atomic_torch_save, check_writable, load_checkpoint, restore_rng_states,
-                                            rng_states, run_lock)
+from pneumoscan.training.checkpoint import (atomic_torch_save, check_writable, files_in, load_checkpoint,
+                                            restore_rng_states, rng_states, run_lock)
 from pneumoscan.training.config import RESUME_MAY_CHANGE, TrainConfig
 from pneumoscan.training.transfer import init_source, load_transfer, written_by_pneumoscan
 
@@ -385,10 +385,10 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> Non
 
 
 def _pretraining_files(out: Path) -> str:
-    """The pretraining files in `out` (`pretrain.pretraining_files`)."""
-    from pneumoscan.training.pretrain import pretraining_files
+    """The files of a pretraining in `out` (`pretrain.PRETRAINING_FILES`), as 'pretrain_last.pt, ...'; '' when none."""
+    from pneumoscan.training.pretrain import PRETRAINING_FILES
 
-    return pretraining_files(out)
+    return files_in(out, PRETRAINING_FILES)
 
 
 def runs_inside(folder: Path, shown: int = 3) -> list[str]:
