@@ -276,8 +276,9 @@ def cmd_set_threshold(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from pneumoscan.inference.inputs import input_files
     from pneumoscan.inference.predict_stream import stream_predictions
-    from pneumoscan.inference.predictor import Predictor, input_files
+    from pneumoscan.inference.predictor import Predictor
 
     predictor = Predictor(args.model, backend=args.backend, threshold=args.threshold, target_recall=args.target_recall,
                           prevalence=args.prevalence)

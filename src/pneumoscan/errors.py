@@ -166,6 +166,18 @@ class PluginVersionWarning(UserWarning):
     """A plugin's model whose weights load, but from another version of its package than it was trained with."""
 
 
+MAX_REASON: int = 120
+"""Characters of a quoted reason (a decoder's or the OS's) kept in a one-line message."""
+
+
+def one_line(text: str, limit: int | None = None) -> str:
+    """Collapse whitespace/control characters so a message stays on one line."""
+    cleaned = " ".join("".join(c if c.isprintable() else " " for c in str(text)).split())
+    if limit is not None and len(cleaned) > limit:
+        cleaned = cleaned[: limit - 3] + "..."
+    return cleaned
+
+
 def first_line(err: BaseException, limit: int = 160) -> str:
     """The first non-empty line of an error's text, after torch's 'Error(s) in loading state_dict for X:' heading,
     cut to `limit` characters ('...' marks a cut): for one-line messages that quote an error from torch or a

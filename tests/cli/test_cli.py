@@ -344,7 +344,7 @@ def test_no_pillow_bomb_warning_below_the_pixel_limit(tiny_run: Path, tmp_path: 
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     import warnings
 
-    from tests.data.test_decode import png_header_only
+    from tests.data.builders import png_header_only
 
     big = tmp_path / "scan.png"  # 95 MP: over Pillow's warning level, under pneumoscan's 150 MP limit
     big.write_bytes(png_header_only(10_000, 9_500))

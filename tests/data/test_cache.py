@@ -579,16 +579,16 @@ def colour_dicom_file(path: Path) -> bytes:
 
 def count_dicom_decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """A list that grows by one whenever a DICOM's pixels are decoded (`_load_dicom`, whoever calls it)."""
-    import pneumoscan.data.decode as decode_module
+    import pneumoscan.data.dicom as dicom_module
 
     decodes: list[int] = []
-    real = decode_module._load_dicom
+    real = dicom_module._load_dicom
 
     def counted(*args: object) -> object:
         decodes.append(1)
         return real(*args)
 
-    monkeypatch.setattr(decode_module, "_load_dicom", counted)
+    monkeypatch.setattr(dicom_module, "_load_dicom", counted)
     return decodes
 
 

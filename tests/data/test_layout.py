@@ -7,7 +7,7 @@ import pytest
 
 from pneumoscan.data.layout import discover, evaluation_samples
 from pneumoscan.errors import InputError
-from pneumoscan.inference.predictor import expand_paths
+from pneumoscan.inference.inputs import expand_paths
 from tests.conftest import write_dicom, write_xray
 
 

@@ -226,7 +226,7 @@ def test_load_image_and_original_is_both_decodes_from_one_where_draft_mode_chang
         "grey jpeg draft mode shrinks": (_encoded(grey.resize((520, 400)), "JPEG"), 2),  # to 1/4: 130 x 100
         "colour jpeg, read as grey in draft mode": (_encoded(colour.resize((120, 100)), "JPEG"), 2),  # its luma
     }
-    real_pil, real_dicom = decode_module._read_pil, decode_module._read_dicom
+    real_pil, real_dicom = decode_module._read_pil, decode_module.read_dicom
     decodes = []
 
     def counted(real):  # noqa: ANN001, ANN202
@@ -238,7 +238,7 @@ def test_load_image_and_original_is_both_decodes_from_one_where_draft_mode_chang
     for name, (data, expected_decodes) in films.items():
         before = (read_grayscale(data), *load_image_with_levels(data, 64))  # explain's two decodes
         monkeypatch.setattr(decode_module, "_read_pil", counted(real_pil))
-        monkeypatch.setattr(decode_module, "_read_dicom", counted(real_dicom))
+        monkeypatch.setattr(decode_module, "read_dicom", counted(real_dicom))
         decodes.clear()
         after = load_image_and_original(data, 64)
         monkeypatch.undo()

@@ -13,7 +13,8 @@ import pytest
 import pneumoscan.inference.predictor as predictor_module
 from pneumoscan.cli import main
 from pneumoscan.inference.predict_stream import PredictionWriter
-from pneumoscan.inference.predictor import Prediction, Predictor, input_files
+from pneumoscan.inference.inputs import input_files
+from pneumoscan.inference.predictor import Prediction, Predictor
 from tests.conftest import blank_image
 
 

@@ -64,7 +64,7 @@ def test_predict_chunks_reads_one_chunk_at_a_time_in_input_order(tiny_run: Path,
     """Memory bounded by a chunk: the second chunk is not read before the first is handed back; the chunks
     together are the one list of `predict_files`."""
     import pneumoscan.inference.predictor as predictor_module
-    from pneumoscan.inference.predictor import input_files
+    from pneumoscan.inference.inputs import input_files
 
     films = sorted((tiny_data / "train" / "PNEUMONIA").iterdir())[:4]
     broken = tmp_path / "broken.png"

@@ -11,7 +11,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, dicom_colour, is_dicom
+from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom
+from pneumoscan.data.dicom import dicom_colour
 
 TWO_TONE_BAND = 32  # an eighth of the 0-255 range at each end
 TWO_TONE_SHARE = 0.75  # the guard's two-tone cut (`pneumoscan.inference.ood.cues`, where it is measured)

@@ -85,7 +85,7 @@ def explain_file(predictor: Predictor, image: str | os.PathLike | bytes | np.nda
     from pneumoscan.data.preprocess import load_image_and_original
     from pneumoscan.errors import InputError, RefusedFilm
     from pneumoscan.explain.gradcam import cam_layers, gradcam_for_image
-    from pneumoscan.inference.predictor import film_bytes
+    from pneumoscan.inference.inputs import film_bytes
 
     try:
         layers = cam_layers(predictor.model, predictor.meta)

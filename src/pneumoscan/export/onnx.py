@@ -259,7 +259,7 @@ def check_images(size: int, paths: list[str | os.PathLike] | None = None, limit:
     deterministic noise.
     """
     from pneumoscan.data.preprocess import load_image
-    from pneumoscan.inference.predictor import expand_paths
+    from pneumoscan.inference.inputs import expand_paths
 
     if paths:
         return _given_images(size, expand_paths(list(paths)))

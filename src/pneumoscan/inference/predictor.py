@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import errno
-import io
 import math
 import os
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +20,6 @@ from pneumoscan.data.decode import (
     not_frontal_view, read_file, read_grayscale_and_rgb, size_warning, stored_size, thumbnail_warning, view_reason,
 )
 from pneumoscan.data.file_cues import NOT_DECODED
-from pneumoscan.data.layout import IMAGE_EXTENSIONS, image_files
 from pneumoscan.data.preprocess import grey_levels, load_image_levels_rgb_and_gray
 from pneumoscan.errors import (DamagedModel, InputError, ModelFileChanged, ModelFileGone, check_at_least_one,
                                names_file, option, warn, words)
@@ -30,6 +27,7 @@ from pneumoscan.evaluation.thresholds import (
     adjust_for_prevalence, check_operating_point, threshold_ci95, threshold_for_recall,
 )
 from pneumoscan.inference.batch import predict_probs, sigmoid
+from pneumoscan.inference.inputs import film_bytes, input_files
 from pneumoscan.inference.ood import OODResult, colourfulness, forward_with_features, jpeg_cues, load_guard
 
 
@@ -144,108 +142,6 @@ def _share_of_pneumonia(training: Any) -> float | None:
     if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in (normal, pneumonia)):
         return None
     return pneumonia / (normal + pneumonia)
-
-
-def expand_paths(paths: list[str | os.PathLike]) -> list[Path]:
-    """Files as given, folders expanded to the image files below them (sorted)."""
-    files: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = image_files(path)
-            if not found:
-                raise InputError(f"{path}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)}, or DICOM under "
-                                 f"any name)")
-            files.extend(found)
-        else:
-            files.append(path)
-    return files
-
-
-def manifest_given(path: Path) -> str | None:
-    """The error of a CSV file given to predict: a manifest, not an image; it says how a labelled one is scored."""
-    if path.suffix.lower() != ".csv" or not path.is_file():
-        return None
-    return (f"{path}: a CSV file, not an image; predict takes image files and folders of them, and a labelled "
-            f"manifest (columns path,label) is scored with `pneumoscan evaluate --data {path}`")
-
-
-def input_files(paths: Sequence[str | os.PathLike]) -> list[tuple[Path, str | None]]:
-    """The files `predict_files` predicts, in order, each with None or the error it gets: a CSV file (a manifest)
-    or, among other inputs, a folder without images (alone, that folder is the whole request: InputError)."""
-    files: list[tuple[Path, str | None]] = []
-    for raw in paths:
-        if (manifest := manifest_given(Path(raw))) is not None:
-            files.append((Path(raw), manifest))
-            continue
-        try:
-            files.extend((path, None) for path in expand_paths([raw]))
-        except InputError as err:
-            if len(paths) == 1:
-                raise
-            files.append((Path(raw), str(err)))
-    return files
-
-
-def dicom_file_bytes(image: Any, caller: str = "predict") -> tuple[bytes, str] | None:
-    """A pydicom Dataset as the bytes of its DICOM file and the name its Prediction gets (its file's name, or
-    `<DICOM dataset>`), so its header is read as from the file; None for anything else. `caller` names the
-    function in a message."""
-    dataset = getattr(sys.modules.get("pydicom.dataset"), "Dataset", None)  # none can exist before it is imported
-    if not isinstance(dataset, type) or not isinstance(image, dataset):  # a subclass too (highdicom's images)
-        return None
-    import pydicom
-    buffer = io.BytesIO()
-    try:
-        pydicom.dcmwrite(buffer, image)
-    except Exception:  # noqa: BLE001 -- pydicom's text could quote header values
-        raise InputError(f"{caller}: a pydicom Dataset that pydicom cannot write as a file; give the DICOM file's "
-                         "path or bytes") from None
-    filename = getattr(image, "filename", None)
-    return buffer.getvalue(), Path(filename).name if isinstance(filename, str) and filename else "<DICOM dataset>"
-
-
-def film_bytes(image: Any, caller: str = "predict") -> tuple[bytes, str]:
-    """A film given in memory, as `Predictor.predict` and `gradcam` take it, as a file's bytes and the name its
-    Prediction gets: a file's bytes as they are (`<upload>`), a pydicom Dataset as its DICOM file
-    (`dicom_file_bytes`), a PIL image or a pixel array as a PNG file (`encoded_png`); InputError for anything else,
-    naming `caller`."""
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        return bytes(image), "<upload>"
-    return dicom_file_bytes(image, caller) or encoded_png(image, caller)
-
-
-def encoded_png(image: Any, caller: str = "predict") -> tuple[bytes, str]:
-    """A PIL image or a pixel array as a PNG file's bytes (lossless: the pixels as given) and the name its
-    Prediction gets; InputError for anything else (naming `caller`)."""
-    from PIL import Image
-
-    if isinstance(image, Image.Image):
-        name = "<PIL image>"
-        if not (image.width and image.height):  # PNG cannot hold it: refused below as of a mode to convert
-            raise InputError(f"{caller}: an empty PIL image ({image.width} x {image.height} px), no pixels to read; "
-                             f"give the film itself")
-    elif isinstance(image, np.ndarray):
-        name = "<array>"
-        if image.size == 0:
-            raise InputError(f"{caller}: an empty array of shape {image.shape}, no pixels to read; give the film's "
-                             f"pixels, as np.asarray(PIL.Image.open(path)) gives them")
-        rgb = image.ndim == 3 and image.shape[2] in (3, 4) and image.dtype == np.uint8
-        if not (rgb or image.ndim == 2 and image.dtype in (np.uint8, np.uint16)):
-            raise InputError(f"{caller}: an array of {image.dtype} {image.shape}; give the film's pixels as uint8 "
-                             f"(0-255) or uint16, shape (H, W), or uint8 (H, W, 3), as np.asarray(PIL.Image.open(path)) "
-                             f"gives them")
-        image = Image.fromarray(np.ascontiguousarray(image))
-    else:
-        raise InputError(f"{caller} takes a path, a file's bytes, a PIL image, a numpy array or a pydicom Dataset, not "
-                         f"{type(image).__name__}")
-    buffer = io.BytesIO()
-    try:
-        image.save(buffer, format="PNG")
-    except (OSError, ValueError):  # a mode PNG cannot hold, e.g. 32-bit float
-        raise InputError(f"{caller}: a PIL image of mode {image.mode}; convert it first, e.g. "
-                         f"image.convert('L')") from None
-    return buffer.getvalue(), name
 
 
 def _refuse_onnx_path(onnx_path: str | os.PathLike) -> None:

@@ -1,0 +1,458 @@
+"""Decode the pixels of a DICOM image of one film into a 2-D uint8 grayscale array (colour ones with their RGB).
+
+Called by :func:`pneumoscan.data.decode.read_grayscale` for a file it finds to be DICOM; every problem is a one-line
+:class:`~pneumoscan.errors.InputError` naming the file, as there.
+
+Decisions:
+
+* Modality LUT (its LUT, or rescale slope/intercept), then the first VOI LUT (its entries' own range
+  mapped to 0..255) or the first window (Window Center/Width, VOI LUT Function LINEAR, LINEAR_EXACT
+  or SIGMOID as pydicom applies them), mapped over the window's full output range to 0..255 (a window that
+  leaves every pixel of the film one tone, a blank picture, is passed over for the next one); no VOI -> min-max
+  of the data, except unsigned 8-bit data with an identity Modality LUT, which is kept as stored
+  (so the same image as DICOM or PNG decodes identically). MONOCHROME1, and MONOCHROME2 with a Presentation
+  LUT Shape of INVERSE, are inverted at the end (once: MONOCHROME1 with INVERSE, as DX films are required to
+  carry it, is the same single inversion, as viewers show it). A Presentation LUT Sequence instead maps the VOI
+  output (over the range above) onto its entries, whose P-values (0 black, 2^bits - 1 white) are the film's shades
+  with their polarity, MONOCHROME1's too (PS3.3 C.11.4); one that cannot be read so (a descriptor whose first
+  input is not 0 or whose entries are not 8 to 16 bits, LUT Data of another length, an entry above 2^bits - 1) is
+  an InputError rather than a guess at the film's polarity.
+  Header values other than image geometry are never read for decoding (`not_frontal_view` reads the View
+  Position apart), and exception text from pydicom is never copied into messages or exception chains (it could
+  quote header values).
+* A multi-frame DICOM is read only when every frame holds the same pixels (one film stored again; NumberOfFrames 1
+  is one film too): its first frame. Frames that differ are refused, as which film is meant cannot be guessed, and so
+  is a file whose frames together exceed ``max_pixels`` (all are decoded to compare them).
+* DICOM Pixel Padding Value (with a Pixel Padding Range Limit: every stored value between the two) marks the
+  frame around a collimated or non-rectangular film: padding pixels count for no min-max range and are filled
+  with the darkest tone of the film's real pixels after every other step, so they neither stretch its contrast
+  nor show as a bright frame.
+"""
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pneumoscan.data.pixels import DEFAULT_MAX_PIXELS, rgb_to_gray, to_levels, to_uint8, too_large
+from pneumoscan.errors import MAX_REASON, ImageTooLarge, InputError, NotAnImage, one_line
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+__all__ = ["dicom_colour", "read_dicom"]
+
+_DICOM_DECODERS = "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
+
+
+def _add_transfer_syntax(ds: Dataset) -> None:
+    """File meta with the uncompressed transfer syntax pydicom read the dataset in (implicit or explicit VR)."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    implicit, little = ds.original_encoding
+    meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+    meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                              ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    ds.file_meta = meta
+
+
+_ONE_SAMPLE = ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR")  # photometric interpretations of one sample per pixel
+
+
+def dicom_colour(data: bytes | bytearray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | None:
+    """A colour DICOM's (H, W, 3) uint8 RGB pixels (RGB, YBR_*, PALETTE COLOR), as `read_grayscale` takes them
+    before it turns them grey, for the colourfulness cue; None for a grey, unreadable or oversized one (decoding
+    reports those). A grey one's header alone is read."""
+    try:
+        import pydicom
+
+        head = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=data[128:132] != b"DICM",
+                               specific_tags=["SamplesPerPixel", "PhotometricInterpretation"])
+        palette = str(head.get("PhotometricInterpretation", "") or "").strip().upper() == "PALETTE COLOR"
+        if int(head.get("SamplesPerPixel", 1) or 1) == 1 and not palette:
+            return None
+        ds, arr, photometric = _load_dicom(bytes(data), "", max_pixels)
+        rgb = _dicom_rgb(arr, ds, photometric)
+    except Exception:  # noqa: BLE001 - unreadable here: decoding tells the user why
+        return None
+    return None if rgb is None else rgb if rgb.dtype == np.uint8 else to_uint8(rgb)
+
+
+def read_dicom(data: bytes, label: str, max_pixels: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode a DICOM image of one film (`_load_dicom`): Modality LUT, VOI LUT/window, Presentation LUT or inversion (MONOCHROME1
+    or INVERSE); colour becomes luminance. With the grey image, a colour one's uint8 RGB pixels as `dicom_colour`
+    gives them (None above its DEFAULT_MAX_PIXELS, as there), else None.
+
+    Errors are raised ``from None`` and never quote pydicom's text: it may contain header values.
+    """
+    ds, arr, photometric = _load_dicom(data, label, max_pixels)
+    presentation = _presentation_lut(ds, label) if arr.ndim == 2 and photometric != "PALETTE COLOR" else None
+    try:
+        rgb = _dicom_rgb(arr, ds, photometric)
+        if rgb is not None:
+            rgb = rgb if rgb.dtype == np.uint8 else to_uint8(rgb)
+            out = rgb_to_gray(rgb)
+        elif arr.ndim == 2 and presentation is not None:  # its P-values are the film's shades, polarity included
+            out = _dicom_mono(arr, ds, invert=False, presentation=presentation)
+        elif arr.ndim == 2:
+            shape = str(ds.get("PresentationLUTShape", "") or "").strip().upper()
+            out = _dicom_mono(arr, ds, invert=photometric == "MONOCHROME1" or shape == "INVERSE")
+        else:
+            raise ValueError("unexpected pixel array shape")
+    except Exception:  # noqa: BLE001
+        raise InputError(
+            f"{label}: DICOM pixel data has an unsupported layout ({photometric}, {arr.ndim}-D); "
+            "give a single-frame grayscale or RGB DICOM image"
+        ) from None
+    if rgb is not None and rgb.shape[0] * rgb.shape[1] > DEFAULT_MAX_PIXELS:
+        rgb = None
+    return np.ascontiguousarray(out, dtype=np.uint8), rgb
+
+
+def _is_dicomdir(ds: Dataset) -> bool:
+    """Whether a dataset is a DICOMDIR (Media Storage Directory Storage, or directory records without a file meta
+    that says so)."""
+    try:
+        sop_class = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
+        return sop_class == "1.2.840.10008.1.3.10" or "DirectoryRecordSequence" in ds
+    except Exception:  # noqa: BLE001 - a damaged header is no DICOMDIR
+        return False
+
+
+def _dicom_rgb(arr: np.ndarray, ds: Dataset, photometric: str) -> np.ndarray | None:
+    """The (H, W, 3) RGB pixels of a colour DICOM's decoded array (pydicom gives YBR as RGB; a palette is looked
+    up), None for a grey one."""
+    if photometric == "PALETTE COLOR" and arr.ndim == 2:
+        from pydicom.pixels import apply_color_lut
+
+        arr = np.asarray(apply_color_lut(arr, ds))
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        return arr[..., :3]
+    return None
+
+
+def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.ndarray, str]:
+    """The dataset of a DICOM image of one film, its decoded pixel array and its photometric interpretation (upper
+    case; MONOCHROME2 for any other label on one sample per pixel), or an InputError naming `label`. A multi-frame
+    file is one film when every frame holds the same pixels (`_one_film`: its first frame); its frames together
+    count against `max_pixels`, as all are decoded to compare them."""
+    try:
+        import pydicom
+        from pydicom.pixels import get_decoder
+    except ImportError:
+        raise InputError(f"{label}: is a DICOM file but pydicom is not installed; pip install pydicom") from None
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=data[128:132] != b"DICM")  # force: no preamble
+        if getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None) is None:
+            _add_transfer_syntax(ds)  # a bare dataset without file meta: say how it was encoded, as read
+    except Exception:  # noqa: BLE001
+        raise InputError(f"{label}: damaged DICOM header, cannot be read; give a complete, valid DICOM file") from None
+
+    try:
+        has_pixels = any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+        frames_value = ds.get("NumberOfFrames", None)
+        frames = int(frames_value) if frames_value not in (None, "") else 1
+        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        photometric = str(ds.get("PhotometricInterpretation", "") or "MONOCHROME2").strip().upper()
+        if int(ds.get("SamplesPerPixel", 1) or 1) == 1 and photometric not in _ONE_SAMPLE:
+            photometric = "MONOCHROME2"  # one sample per pixel is a grey level, whatever else the header says
+        if ds.get("PhotometricInterpretation") != photometric:  # pydicom refuses 'monochrome2' or a YBR label here
+            ds.PhotometricInterpretation = photometric
+        tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        compressed = bool(tsyntax is not None and tsyntax.is_compressed)
+        tsyntax_name = one_line(tsyntax.name, MAX_REASON) if tsyntax is not None else "unknown"
+    except Exception:  # noqa: BLE001
+        raise InputError(f"{label}: damaged DICOM image header; give a complete, valid DICOM file") from None
+
+    if not has_pixels and _is_dicomdir(ds):
+        raise NotAnImage(
+            f"{label}: a DICOMDIR, the index of a DICOM export, not an image; give one of the films it indexes, "
+            "in the folders beside it (`pneumoscan predict` also takes the folder it is in)"
+        )
+    if not has_pixels:
+        raise NotAnImage(
+            f"{label}: DICOM file has no pixel data (not an image, e.g. a report); give a DICOM image"
+        )
+    if rows < 1 or cols < 1:
+        raise InputError(f"{label}: DICOM image has no rows/columns; give a complete, valid DICOM file")
+    if rows * cols > max_pixels:
+        raise too_large(label, cols, rows, max_pixels)
+    if frames > 1 and rows * cols * frames > max_pixels:  # every frame is decoded to compare them
+        raise _frames_too_large(label, cols, rows, frames, max_pixels)
+    if compressed:
+        try:
+            available = get_decoder(tsyntax).is_available
+        except Exception:  # noqa: BLE001 - no decoder exists for this transfer syntax
+            available = False
+        if not available:
+            raise InputError(
+                f"{label}: compressed DICOM ({tsyntax_name}) cannot be decoded, no decoder installed; "
+                f"{_DICOM_DECODERS}"
+            )
+
+    try:
+        arr = np.asarray(ds.pixel_array)
+    except Exception:  # noqa: BLE001
+        if compressed:
+            raise InputError(
+                f"{label}: cannot decode the compressed DICOM pixel data ({tsyntax_name}); the file may be "
+                f"damaged, or a decoder is missing: {_DICOM_DECODERS}"
+            ) from None
+        raise InputError(
+            f"{label}: cannot decode the DICOM pixel data; the file may be truncated or damaged, "
+            "give a complete DICOM file"
+        ) from None
+    if frames > 1:
+        arr = _one_film(arr, frames, label)
+    return ds, arr, photometric
+
+
+def _multi_frame(label: str, frames: int) -> InputError:
+    return InputError(f"{label}: multi-frame DICOM ({frames} frames) is not supported unless every frame is the same "
+                      f"film; export one frame as a single image")
+
+
+def _frames_too_large(label: str, width: int, height: int, frames: int, max_pixels: int) -> InputError:
+    return ImageTooLarge(
+        f"{label}: multi-frame DICOM too large ({frames} frames of {width} x {height} pixels, {width * height * frames} "
+        f"together, limit {max_pixels}; all are decoded to compare them); export one frame as a single image"
+    )
+
+
+def _one_film(arr: np.ndarray, frames: int, label: str) -> np.ndarray:
+    """The film of a multi-frame DICOM's decoded frames (`arr`, frames first) when every frame is the same film
+    stored again, else InputError: which of several films is meant cannot be guessed."""
+    if arr.ndim < 3 or arr.shape[0] != frames or not all(np.array_equal(arr[0], frame) for frame in arr[1:]):
+        raise _multi_frame(label, frames)
+    return arr[0]
+
+
+def _dicom_mono(raw: np.ndarray, ds: Dataset, invert: bool,
+                presentation: tuple[np.ndarray, int] | None = None) -> np.ndarray:
+    """Monochrome stored values -> uint8 through Modality LUT, VOI (window or LUT) and the `presentation` LUT
+    (`_presentation_lut`) when given, inverted (255 - v) when `invert`, padding pixels filled as `_fill_padding`
+    says. Every step maps each value on its own, so integer
+    data of up to 16 bits is mapped once per possible value (at most 65,536) and then looked up: the same pixels
+    as mapping the image, without its float64 copies (a 4,300 x 4,300 px film with a rescale and a window took
+    seconds and over 500 MB that way)."""
+    if raw.dtype.kind not in "iu" or raw.dtype.itemsize > 2:
+        padding = _padding(raw, ds)
+        out = _mono_to_uint8(raw, ds, None if padding is None else ~padding, presentation)
+        if invert:
+            np.subtract(255, out, out=out)
+        return _fill_padding(out, padding, None if padding is None else ~padding)
+    unsigned = raw.view(f"u{raw.dtype.itemsize}")  # int16 -2 is entry 65534 of the table, as its bits read unsigned
+    every = np.arange(2 ** (8 * raw.dtype.itemsize), dtype=unsigned.dtype)
+    present = np.zeros(every.size, dtype=bool)
+    rows = max(1, _LOOKUP_PIXELS // max(1, raw.shape[-1]))  # an index array is cast to int64: a slice at a time
+    for start in range(0, raw.shape[0], rows):
+        present[unsigned[start:start + rows]] = True
+    padding = _padding(every.view(raw.dtype), ds)
+    real = present if padding is None else present & ~padding
+    table = _mono_to_uint8(every.view(raw.dtype), ds, real, presentation)
+    if invert:
+        table = 255 - table
+    table = _fill_padding(table, padding, real)
+    out = np.empty(raw.shape, dtype=np.uint8)
+    for start in range(0, raw.shape[0], rows):
+        out[start:start + rows] = table[unsigned[start:start + rows]]
+    return out
+
+
+def _lut(item: Dataset, ds: Dataset) -> tuple[np.ndarray, int]:
+    """A Modality or VOI LUT item's entries (int64) and the first value it maps, read as pydicom's
+    `apply_modality_lut` and `apply_voi` read them, except that its entries are not cast to the descriptor's bit
+    depth: pydicom 3.0 looks an 8-bit VOI LUT up in uint8 (every index wraps at 256, so a 12-bit film through a
+    4,096-entry LUT came out as 16 repeated ramps) and cannot make a 10 to 15-bit Modality LUT ('uint12'); the
+    entries are scaled by their own range anyway. For signed pixels a first value written as US (explicit VR),
+    such as 65436 for -100, is the signed value, as pydicom reads it from implicit VR (it mapped no pixel of a
+    signed film)."""
+    entries, first_mapped, _ = (int(v) for v in item.LUTDescriptor)
+    entries = entries or 2**16
+    if first_mapped >= 2**15 and int(ds.get("PixelRepresentation", 0) or 0) == 1:
+        first_mapped -= 2**16
+    table = _lut_data(item, ds)
+    if table.size < entries:
+        raise ValueError("fewer LUT entries than the descriptor gives")
+    return table[:entries].astype(np.int64), first_mapped
+
+
+def _lut_data(item: Dataset, ds: Dataset) -> np.ndarray:
+    """A LUT item's LUT Data, one entry a value: US values, or OW 16-bit words in the dataset's byte order."""
+    data = item["LUTData"].value
+    if isinstance(data, (bytes, bytearray)):
+        return np.frombuffer(data, dtype="<u2" if ds.original_encoding[1] is not False else ">u2")
+    return np.atleast_1d(np.asarray(data, dtype=np.int64))
+
+
+def _presentation_lut(ds: Dataset, label: str) -> tuple[np.ndarray, int] | None:
+    """The Presentation LUT Sequence's LUT as (its P-values, their bits), None without one (an empty sequence
+    too). PS3.3 C.11.4.1: its input is the VOI output, from 0 (the first entry) to the number of entries - 1 (the
+    last); its P-values run from 0, black, to 2^bits - 1, white. One that cannot be read so is an InputError: it
+    sets the film's shades and polarity, which no guess should replace."""
+    try:
+        items = ds.get("PresentationLUTSequence")
+        if not items:
+            return None
+        lut = _presentation_lut_of(items[0], ds)
+    except Exception:  # noqa: BLE001 - a damaged sequence or item
+        lut = "its item cannot be read"
+    if isinstance(lut, str):
+        raise InputError(
+            f"{label}: the DICOM Presentation LUT Sequence cannot be used ({lut}), and it sets how the film is "
+            "shown; export the film with Presentation LUT Shape IDENTITY or INVERSE instead, or as a PNG as a viewer "
+            "shows it"
+        )
+    return lut
+
+
+def _presentation_lut_of(item: Dataset, ds: Dataset) -> tuple[np.ndarray, int] | str:
+    """A Presentation LUT item as (P-values, bits), or what makes it unusable: its descriptor must say a first input
+    of 0 and 8 to 16 bits (the standard asks 10 to 16; 8 reads as clearly), its LUT Data hold one entry per input
+    value, each at most 2^bits - 1."""
+    if "LUTDescriptor" not in item or "LUTData" not in item:
+        return "no LUT Descriptor or no LUT Data"
+    descriptor = [int(v) & 0xFFFF for v in np.atleast_1d(item.LUTDescriptor)]  # all US, even if read as SS
+    if len(descriptor) != 3:
+        return f"a LUT Descriptor of {len(descriptor)} values, not 3"
+    entries, first_mapped, bits = descriptor[0] or 2**16, descriptor[1], descriptor[2]
+    if first_mapped != 0:
+        return f"its first input value is {first_mapped}, not 0"
+    if not 8 <= bits <= 16:
+        return f"entries of {bits} bits, where a Presentation LUT's have 10 to 16"
+    table = _lut_data(item, ds).astype(np.int64)
+    if table.size != entries:
+        return f"its LUT Descriptor gives {entries} entries, its LUT Data holds {table.size}"
+    if entries < 2:
+        return "a single entry"
+    if table.min() < 0 or table.max() > 2**bits - 1:
+        return f"an entry outside 0 to {2**bits - 1}, the {bits}-bit P-values"
+    return table, bits
+
+
+def _look_up(values: np.ndarray, table: np.ndarray, first_mapped: int) -> np.ndarray:
+    """`values` through a LUT as pydicom maps them: below the first mapped value its first entry, past its end its
+    last (in int64: pydicom subtracts in the values' own type)."""
+    ints = values.astype(np.int64) if values.dtype.kind in "iu" else np.rint(values).astype(np.int64)
+    return table[np.clip(ints - first_mapped, 0, table.size - 1)]
+
+
+def _padding(values: np.ndarray, ds: Dataset) -> np.ndarray | None:
+    """Which integer stored `values` are padding: the Pixel Padding Value, and with a Pixel Padding Range Limit
+    every value from one to the other (PS3.3 C.7.5.1.1.2); None when the header names none a pixel can hold."""
+    if values.dtype.kind not in "iu":
+        return None
+    first = _stored_value(ds, "PixelPaddingValue", values.dtype)
+    if first is None:
+        return None
+    limit = _stored_value(ds, "PixelPaddingRangeLimit", values.dtype)
+    low, high = sorted((first, first if limit is None else limit))
+    return (values >= low) & (values <= high)
+
+
+def _stored_value(ds: Dataset, keyword: str, dtype: np.dtype) -> int | None:
+    """A padding element as a stored value of `dtype`: for signed pixels a value written unsigned (US, as the
+    two's complement of Bits Stored or Bits Allocated bits) is read back as signed; None when absent or out of
+    range."""
+    try:
+        value = ds.get(keyword)
+        if value is None or isinstance(value, (bytes, str)):
+            return None
+        value = int(value)
+        bits_stored = int(ds.get("BitsStored", 0) or 0)
+    except Exception:  # noqa: BLE001 - a damaged element: no padding
+        return None
+    info = np.iinfo(dtype)
+    if info.min < 0 and 0 < bits_stored < info.bits and 2 ** (bits_stored - 1) <= value < 2 ** bits_stored:
+        value -= 2 ** bits_stored
+    elif info.min < 0 and info.max < value < 2 ** info.bits:
+        value -= 2 ** info.bits
+    return value if info.min <= value <= info.max else None
+
+
+def _fill_padding(out: np.ndarray, padding: np.ndarray | None, real: np.ndarray | None) -> np.ndarray:
+    """`out` with its `padding` entries set to the darkest of its `real` entries (0 when none are real): the frame
+    of a collimated film reads as its darkest real tone, neither a bright frame nor a stretch of its range."""
+    if padding is None or not padding.any():
+        return out
+    darkest = out[real].min() if real is not None and real.any() else 0
+    out[padding] = darkest
+    return out
+
+
+_LOOKUP_PIXELS = 1 << 20
+
+
+def _mono_to_uint8(raw: np.ndarray, ds: Dataset, present: np.ndarray | None,
+                   presentation: tuple[np.ndarray, int] | None = None) -> np.ndarray:
+    """`_dicom_mono` of `raw`, or of a table of every stored value when `present` marks those in the image (the
+    range of a min-max scaling is theirs): the VOI output over its range (as `_voi`) onto 0..255, or through the
+    `presentation` LUT: onto its entries, then its P-values onto 0..255."""
+    values, lo, hi = _voi(raw, ds, present)
+    if presentation is None:
+        return to_uint8(values, lo, hi)
+    table, bits = presentation
+    index = to_levels(values, lo, hi, table.size - 1).astype(np.intp)
+    return to_uint8(table[index], 0.0, float(2**bits - 1))
+
+
+def _window_count(ds: Dataset) -> int:
+    """How many windows (Window Center/Width pairs) the header gives: 0 without both."""
+    from pydicom.multival import MultiValue
+
+    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if center is None or width is None or center == "" or width == "":
+        return 0
+    return min(len(v) if isinstance(v, MultiValue) else 1 for v in (center, width))
+
+
+def _one_tone(seen: np.ndarray) -> bool:
+    """Whether a window leaves a film's pixels (`seen`) all one tone: a window that is not the film's (e.g. a soft
+    tissue window on a film stored in other units), which would show a blank white or black picture."""
+    finite = seen[np.isfinite(seen)]
+    return finite.size > 1 and finite.min() == finite.max()
+
+
+def _voi(raw: np.ndarray, ds: Dataset, present: np.ndarray | None) -> tuple[np.ndarray, float | None, float | None]:
+    """`raw` through the Modality LUT and the VOI, with the VOI output's range (None, None: the min-max of all
+    finite values): a VOI LUT's entries' own range, a window's full output range, 0..255 for unsigned 8-bit data kept
+    as stored, else the min-max of the values `present` marks."""
+    from pydicom.pixels import apply_modality_lut, apply_windowing
+
+    if ds.get("ModalityLUTSequence"):
+        values = _look_up(raw, *_lut(ds.ModalityLUTSequence[0], ds))
+    else:
+        values = np.asarray(apply_modality_lut(raw, ds))
+
+    if ds.get("VOILUTSequence"):
+        try:
+            table, first_mapped = _lut(ds.VOILUTSequence[0], ds)
+            return _look_up(values, table, first_mapped), float(table.min()), float(table.max())
+        except Exception:  # noqa: BLE001 - bad VOI LUT: fall back to the window or min-max
+            pass
+
+    for index in range(_window_count(ds)):
+        try:
+            with np.errstate(all="ignore"):
+                windowed = np.asarray(apply_windowing(values, ds, index=index), dtype=np.float64)
+                # The window's output range, found by sending -inf/+inf through the same function.
+                y_min, y_max = np.asarray(apply_windowing(np.array([-np.inf, np.inf]), ds, index=index),
+                                          dtype=np.float64)
+            if np.isfinite(y_min) and np.isfinite(y_max) and y_max != y_min and \
+                    not _one_tone(windowed if present is None else windowed[present]):
+                return windowed, float(y_min), float(y_max)
+        except Exception:  # noqa: BLE001 - invalid window (e.g. width < 1): the next one, or min-max
+            pass
+
+    if raw.dtype == np.uint8 and int(ds.get("BitsStored", 8) or 8) == 8 and np.array_equal(values, raw):
+        return raw, 0.0, 255.0
+    if present is None:
+        return values, None, None
+    seen = values[present]
+    finite = seen if seen.dtype.kind in "biu" else seen[np.isfinite(seen)]
+    if finite.size == 0:
+        return values, 0.0, 0.0  # nothing to scale by: all zeros
+    return values, float(finite.min()), float(finite.max())

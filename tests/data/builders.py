@@ -1,0 +1,86 @@
+"""Tiny test files for the decoder tests: ramps, encoded images and DICOM datasets whose patient data must never
+reach a message."""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pneumoscan.data.decode import is_dicom
+from pneumoscan.errors import InputError
+from tests.conftest import dicom_to_bytes
+from tests.conftest import make_dicom as shared_make_dicom
+
+pydicom = pytest.importorskip("pydicom")
+from pydicom.dataset import Dataset  # noqa: E402
+
+PATIENT = "Secretname^Patient"
+PATIENT_ID = "PID-998877"
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def ramp(h: int = 16, w: int = 24, lo: int = 0, hi: int = 255, dtype: type = np.uint8) -> np.ndarray:
+    """Deterministic, asymmetric H x W ramp from lo to hi."""
+    vals = np.linspace(lo, hi, h * w)
+    return np.rint(vals).astype(dtype).reshape(h, w)
+
+
+def encode(im: Image.Image, fmt: str, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims width x height, with almost no image data."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 8)) + chunk(b"IEND", b"")
+
+
+def make_dicom(arr: np.ndarray | None, **options: object) -> Dataset:
+    """A minimal DICOM dataset with patient data that must never leak into messages."""
+    return shared_make_dicom(arr, patient_name=PATIENT, patient_id=PATIENT_ID, **options)
+
+
+dicom_bytes = dicom_to_bytes
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def minmax_u8(a: np.ndarray) -> np.ndarray:
+    a = a.astype(np.float64)
+    return np.rint((a - a.min()) / (a.max() - a.min()) * 255).astype(np.uint8)
+
+
+def linear_window(x: np.ndarray, center: float, width: float) -> np.ndarray:
+    """DICOM PS3.3 C.11.2.1.2.1 LINEAR window onto 0..255."""
+    y = ((x.astype(np.float64) - (center - 0.5)) / (width - 1) + 0.5)
+    return np.rint(np.clip(y, 0, 1) * 255).astype(np.uint8)
+
+
+def check_error(exc: pytest.ExceptionInfo[InputError], label: str) -> str:
+    msg = str(exc.value)
+    assert msg.startswith(f"{label}: "), msg
+    assert "\n" not in msg
+    assert PATIENT not in msg and "Secretname" not in msg and PATIENT_ID not in msg
+    return msg
+
+
+def dcm(tmp_path: Path, ds: Dataset, name: str = "x.dcm") -> Path:
+    path = write(tmp_path / name, dicom_bytes(ds))
+    assert is_dicom(path.read_bytes()[:132])
+    return path

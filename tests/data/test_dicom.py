@@ -1,0 +1,549 @@
+"""Tests for pneumoscan.data.dicom, through read_grayscale as callers use it: every DICOM is made here, tiny."""
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pneumoscan.data.decode import is_dicom, read_grayscale
+from pneumoscan.errors import ImageTooLarge, InputError
+from tests.data.builders import check_error, dcm, dicom_bytes, encode, linear_window, make_dicom, minmax_u8, ramp, write
+
+pydicom = pytest.importorskip("pydicom")
+from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
+from pydicom.encaps import encapsulate  # noqa: E402
+from pydicom.pixels import get_decoder  # noqa: E402
+from pydicom.uid import JPEGBaseline8Bit, JPEGLSLossless, RLELossless, generate_uid  # noqa: E402
+
+
+def test_dicom_without_its_preamble_is_found_and_read_alike(tmp_path: Path) -> None:
+    from pneumoscan.data.layout import is_image_path
+
+    a = ramp(lo=20, hi=180)
+    full = dicom_bytes(make_dicom(a))
+    bare = full[132:]  # as older devices write it: no 128-byte preamble, no 'DICM'
+    assert is_dicom(bare[:132]) and not is_dicom(b"\x89PNG\r\n\x1a\n" + bytes(124))
+    uid_named = write(tmp_path / "1.2.840.113619.2.55.3.12345", bare)  # found by content, not by suffix
+    assert is_image_path(uid_named)
+    np.testing.assert_array_equal(read_grayscale(uid_named), read_grayscale(full))
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_a_bare_dicom_dataset_without_file_meta_is_read(tmp_path: Path, implicit: bool) -> None:
+    a = ramp(lo=20, hi=180)
+    ds = make_dicom(a)
+    ds.file_meta = FileMetaDataset()  # none written: the file starts at group 0008
+    buffer = io.BytesIO()
+    ds.save_as(buffer, implicit_vr=implicit, little_endian=True, enforce_file_format=False)
+    bare = buffer.getvalue()
+    assert bare[:2] == b"\x08\x00" and is_dicom(bare[:132])
+    expected = read_grayscale(dicom_bytes(make_dicom(a)))
+    np.testing.assert_array_equal(read_grayscale(write(tmp_path / "bare.dcm", bare)), expected)
+
+
+def test_dicom_8bit_mono2_kept_as_stored(tmp_path: Path) -> None:
+    a = ramp(lo=20, hi=180)
+    np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, make_dicom(a))), a)
+
+
+def test_dicom_8bit_mono1_inverted(tmp_path: Path) -> None:
+    a = ramp(lo=20, hi=180)
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, photometric="MONOCHROME1")))
+    np.testing.assert_array_equal(out, 255 - a)
+
+
+@pytest.mark.parametrize(("photometric", "shape", "inverted"), [
+    ("MONOCHROME2", "INVERSE", True), ("MONOCHROME2", "inverse ", True), ("MONOCHROME2", "IDENTITY", False),
+    ("MONOCHROME1", "INVERSE", True),  # as DX requires of MONOCHROME1: the same inversion, not a second one
+])
+@pytest.mark.parametrize("bits", [8, 12])
+def test_dicom_presentation_lut_shape_inverse_is_shown_inverted(tmp_path: Path, photometric: str, shape: str,
+                                                                 inverted: bool, bits: int) -> None:
+    a = ramp(lo=20, hi=180) if bits == 8 else ramp(lo=0, hi=4095, dtype=np.uint16)
+    ds = make_dicom(a, bits_stored=bits, photometric=photometric)
+    ds.PresentationLUTShape = shape
+    expected = a if bits == 8 else minmax_u8(a)
+    np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, ds)), 255 - expected if inverted else expected)
+
+
+def with_presentation_lut(ds: Dataset, descriptor: list[int], entries: np.ndarray | list[int],
+                          vr: str = "US") -> Dataset:
+    """`ds` with a Presentation LUT Sequence of one item: `descriptor` and `entries` as LUT Data (US or OW)."""
+    item = Dataset()
+    item.add_new("LUTDescriptor", "US", descriptor)
+    data = np.asarray(entries, dtype=np.uint16)
+    item.add_new("LUTData", vr, data.tobytes() if vr == "OW" else data.tolist())
+    ds.PresentationLUTSequence = [item]
+    return ds
+
+
+@pytest.mark.parametrize(("photometric", "inverting", "shape"), [
+    ("MONOCHROME2", False, "IDENTITY"), ("MONOCHROME2", True, "INVERSE"),
+    ("MONOCHROME1", True, "INVERSE"),  # its P-values are the shades, as INVERSE's are for MONOCHROME1: one inversion
+])
+@pytest.mark.parametrize(("bits", "lut_bits", "vr"), [(8, 8, "US"), (8, 16, "OW"), (12, 12, "US"), (12, 12, "OW")])
+def test_dicom_presentation_lut_sequence_shows_the_film_as_the_same_shape_does(
+        tmp_path: Path, photometric: str, inverting: bool, shape: str, bits: int, lut_bits: int, vr: str) -> None:
+    """A Presentation LUT Sequence was ignored: an inverting one showed the film as a negative. Its entries (the
+    VOI output onto 0..entries-1) are P-values, 0 black to 2^bits - 1 white, so an identity or inverting LUT shows
+    the film as Presentation LUT Shape IDENTITY or INVERSE does."""
+    a = ramp(lo=20, hi=180) if bits == 8 else ramp(lo=0, hi=4095, dtype=np.uint16)
+    entries = 2**lut_bits if bits == 8 else 4096  # 8-bit film: 256 or 65,536 (descriptor 0) entries
+    lut = (np.arange(entries) * (2**lut_bits - 1) // (entries - 1)).astype(np.uint16)
+    ds = with_presentation_lut(make_dicom(a, bits_stored=bits, photometric=photometric),
+                               [entries % 2**16, 0, lut_bits], lut[::-1] if inverting else lut, vr)
+    by_shape = make_dicom(a, bits_stored=bits, photometric=photometric)
+    by_shape.PresentationLUTShape = shape
+    expected = read_grayscale(dcm(tmp_path, by_shape, "shape.dcm"))
+    assert bool(expected[0, 0] > expected[-1, -1]) is inverting  # the shape file itself: shown inverted or not
+    np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, ds)), expected)
+
+
+def test_dicom_presentation_lut_sequence_maps_the_voi_output_through_its_entries(tmp_path: Path) -> None:
+    """A LUT that is no identity: 4,096 12-bit entries, black below the middle of the window and white from it,
+    shows a windowed 12-bit film in two tones split at the window's centre."""
+    a = ramp(lo=0, hi=4095, dtype=np.uint16)
+    lut = np.where(np.arange(4096) >= 2048, 4095, 0)
+    ds = with_presentation_lut(make_dicom(a, bits_stored=12, center=2000, width=1001), [4096, 0, 12], lut)
+    out = read_grayscale(dcm(tmp_path, ds))
+    windowed = linear_window(a, 2000, 1001)  # 0..255 over the window; the LUT's middle, 2047.5 of 4095, is 127.5
+    assert set(np.unique(out)) == {0, 255}
+    np.testing.assert_array_equal(out[(windowed <= 126) | (windowed >= 129)],
+                                  np.where(windowed >= 128, 255, 0)[(windowed <= 126) | (windowed >= 129)])
+
+
+@pytest.mark.parametrize(("descriptor", "entries", "says"), [
+    ([4096, 0, 12], np.arange(100), "its LUT Descriptor gives 4096 entries, its LUT Data holds 100"),
+    ([256, 0, 8], np.arange(300), "its LUT Descriptor gives 256 entries, its LUT Data holds 300"),
+    ([256, 10, 12], np.arange(256), "its first input value is 10, not 0"),
+    ([256, 0, 20], np.arange(256), "entries of 20 bits, where a Presentation LUT's have 10 to 16"),
+    ([256, 0, 8], np.arange(256) * 2, "an entry outside 0 to 255, the 8-bit P-values"),
+    ([256, 0], np.arange(256), "a LUT Descriptor of 2 values, not 3"),
+])
+def test_dicom_unusable_presentation_lut_sequence_is_refused_in_one_line(
+        tmp_path: Path, descriptor: list[int], entries: np.ndarray, says: str) -> None:
+    """It sets the film's shades and polarity: read another way (or ignored), the film could be shown as a negative,
+    so the file is refused, naming it and what is wrong."""
+    ds = with_presentation_lut(make_dicom(ramp(lo=0, hi=4095, dtype=np.uint16), bits_stored=12), descriptor, entries)
+    path = dcm(tmp_path, ds)
+    with pytest.raises(InputError) as exc:
+        read_grayscale(path)
+    msg = check_error(exc, str(path))
+    assert f"Presentation LUT Sequence cannot be used ({says})" in msg and "Presentation LUT Shape" in msg
+
+
+def test_dicom_empty_presentation_lut_sequence_is_no_lut(tmp_path: Path) -> None:
+    a = ramp(lo=20, hi=180)
+    ds = make_dicom(a, photometric="MONOCHROME1")
+    ds.PresentationLUTSequence = []
+    np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, ds)), 255 - a)
+
+
+@pytest.mark.parametrize("bits", [12, 16])
+def test_dicom_high_bit_no_window_minmax(tmp_path: Path, bits: int) -> None:
+    a = ramp(lo=100, hi=2**bits - 500, dtype=np.uint16)
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=bits)))
+    np.testing.assert_array_equal(out, minmax_u8(a))
+
+
+def test_dicom_12bit_mono1_minmax_inverted(tmp_path: Path) -> None:
+    a = ramp(lo=0, hi=4095, dtype=np.uint16)
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=12, photometric="MONOCHROME1")))
+    np.testing.assert_array_equal(out, 255 - minmax_u8(a))
+
+
+def test_dicom_signed_16bit_with_rescale(tmp_path: Path) -> None:
+    a = ramp(lo=-1000, hi=3000, dtype=np.int16)
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=16, slope=-2.0, intercept=50)))
+    hu = a.astype(np.float64) * -2.0 + 50  # negative slope: the brightest stored value becomes 0
+    np.testing.assert_array_equal(out, minmax_u8(hu))
+    assert out[0, 0] == 255 and out[-1, -1] == 0
+
+
+def test_dicom_12bit_window(tmp_path: Path) -> None:
+    a = ramp(lo=0, hi=4095, dtype=np.uint16)
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=12, center=2000, width=1000)))
+    np.testing.assert_array_equal(out, linear_window(a, 2000, 1000))
+    assert out.min() == 0 and out.max() == 255
+
+
+def test_dicom_window_after_rescale_mono1(tmp_path: Path) -> None:
+    a = ramp(lo=0, hi=4000, dtype=np.uint16)
+    ds = make_dicom(a, bits_stored=12, slope=1.0, intercept=-1024, center=40, width=400,
+                    photometric="MONOCHROME1")
+    out = read_grayscale(dcm(tmp_path, ds))
+    np.testing.assert_array_equal(out, 255 - linear_window(a.astype(np.float64) - 1024, 40, 400))
+
+
+def test_dicom_window_larger_than_data_is_not_stretched(tmp_path: Path) -> None:
+    a = ramp(lo=1000, hi=1500, dtype=np.uint16)  # only the middle of the window
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=16, center=1250, width=2001)))
+    np.testing.assert_array_equal(out, linear_window(a, 1250, 2001))
+    assert 60 < out.min() and out.max() < 195
+
+
+@pytest.mark.parametrize("header", [dict(slope=1.0, intercept=-1024, center=1000, width=3000),
+                                    dict(slope=0.5, intercept=-100), dict(photometric="MONOCHROME1")])
+def test_a_large_dicom_is_decoded_without_float64_copies_of_the_film(header: dict) -> None:
+    """A hospital's 4,300 x 4,300 px DX film with a rescale and a window took seconds and 560 MB more memory to
+    decode (float64 copies of every pixel at each step); each stored value is now mapped once and looked up."""
+    import tracemalloc
+
+    a = np.random.default_rng(0).integers(0, 4096, (1024, 1536), dtype=np.uint16)
+    data = dicom_bytes(make_dicom(a, bits_stored=12, **header))
+    read_grayscale(data)  # pydicom's first-use imports are not the decode's memory
+    tracemalloc.start()
+    try:
+        out = read_grayscale(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 * a.size  # bytes: 24 to 30 per pixel before; 2 are the stored pixels, 1 the result
+    values = a * header.get("slope", 1.0) + header.get("intercept", 0.0)
+    expected = (linear_window(values, header["center"], header["width"]) if "center" in header
+                else minmax_u8(values))
+    np.testing.assert_array_equal(out, 255 - expected if "photometric" in header else expected)
+
+
+def test_dicom_signed_values_and_a_range_narrower_than_the_bits_are_scaled_by_the_values_present(
+        tmp_path: Path) -> None:
+    a = np.array([[-3, -1, 0, 5], [7, 7, -3, 2]], dtype=np.int16)  # int16 -3 is 65533 as its bits read unsigned
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=16)))
+    np.testing.assert_array_equal(out, minmax_u8(a.astype(np.float64)))
+    assert out.min() == 0 and out.max() == 255
+
+
+def collimated(lo: int, hi: int, pad: int, dtype: type = np.uint16) -> tuple[np.ndarray, np.ndarray]:
+    """A 12 x 16 ramp from lo to hi inside a 3 px frame of `pad` (a collimated film), and the frame's mask."""
+    a = np.full((12, 16), pad, dtype=dtype)
+    a[3:-3, 3:-3] = ramp(h=6, w=10, lo=lo, hi=hi, dtype=dtype)
+    frame = np.ones(a.shape, dtype=bool)
+    frame[3:-3, 3:-3] = False
+    return a, frame
+
+
+def minmax_of(a: np.ndarray, real: np.ndarray) -> np.ndarray:
+    """`a` scaled by the min and max of its `real` pixels onto 0..255."""
+    lo, hi = float(a[real].min()), float(a[real].max())
+    return np.clip(np.rint((a.astype(np.float64) - lo) * 255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("pad", "photometric"), [(0, "MONOCHROME2"), (4095, "MONOCHROME2"), (0, "MONOCHROME1"),
+                                                  (4095, "MONOCHROME1")])
+def test_dicom_pixel_padding_neither_stretches_the_range_nor_shows_as_a_frame(tmp_path: Path, pad: int,
+                                                                               photometric: str) -> None:
+    a, frame = collimated(1000, 3000, pad)
+    ds = make_dicom(a, bits_stored=12, photometric=photometric)
+    ds.PixelPaddingValue = pad
+    out = read_grayscale(dcm(tmp_path, ds))
+    film = minmax_of(a, ~frame)
+    np.testing.assert_array_equal(out[~frame], (255 - film if photometric == "MONOCHROME1" else film)[~frame])
+    assert out[~frame].min() == 0 and out[~frame].max() == 255
+    assert (out[frame] == 0).all()  # the darkest real tone, whichever end of the stored range the padding is at
+
+
+def test_dicom_pixel_padding_range_and_a_window_fill_with_the_darkest_windowed_tone(tmp_path: Path) -> None:
+    a, frame = collimated(1000, 3000, 0)
+    a[0, :] = 7  # the range limit's other end, and values between: all padding
+    a[1, :] = 3
+    ds = make_dicom(a, bits_stored=12, center=1500, width=4000)  # the darkest real pixel windows to about 64
+    ds.PixelPaddingValue, ds.PixelPaddingRangeLimit = 7, 0
+    out = read_grayscale(dcm(tmp_path, ds))
+    windowed = linear_window(a, 1500, 4000)
+    np.testing.assert_array_equal(out[~frame], windowed[~frame])
+    assert (out[frame] == windowed[~frame].min()).all() and windowed[~frame].min() > 50
+
+
+@pytest.mark.parametrize(("vr", "value"), [("SS", -2048), ("US", 0xF800), ("US", 0x800)])  # -2048 in 16, 12 bits
+def test_dicom_pixel_padding_of_signed_pixels(tmp_path: Path, vr: str, value: int) -> None:
+    a, frame = collimated(-1000, 1500, -2048, dtype=np.int16)
+    ds = make_dicom(a, bits_stored=12)
+    ds.add_new("PixelPaddingValue", vr, value)
+    out = read_grayscale(dcm(tmp_path, ds))
+    np.testing.assert_array_equal(out[~frame], minmax_of(a, ~frame)[~frame])
+    assert (out[frame] == 0).all()
+
+
+def test_dicom_pixel_padding_of_32_bit_pixels(tmp_path: Path) -> None:
+    a, frame = collimated(100_000, 300_000, 2**32 - 1, dtype=np.uint32)  # not looked up: mapped pixel by pixel
+
+    def make32() -> Dataset:
+        ds = make_dicom(a.astype(np.uint16))
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelData = 32, 32, 31, a.tobytes()
+        return ds
+
+    ds = make32()
+    ds.add_new("PixelPaddingValue", "UL", 2**32 - 1)  # not a standard VR for it, but pydicom keeps it
+    out = read_grayscale(dcm(tmp_path, ds))
+    np.testing.assert_array_equal(out[~frame], minmax_of(a, ~frame)[~frame])
+    assert (out[frame] == 0).all()
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_dicom_garbage_above_bits_stored_is_not_read_as_pixel_values(tmp_path: Path, signed: bool) -> None:
+    """12 bits stored in 16 allocated, the top 4 bits holding other data (an overlay, or noise): only the 12 count,
+    signed ones as 12-bit two's complement."""
+    values = ramp(h=8, w=16, lo=-2048 if signed else 0, hi=2047 if signed else 4095, dtype=np.int32)
+    ds = make_dicom(values.astype(np.int16 if signed else np.uint16), bits_stored=12, center=0 if signed else 2048,
+                    width=4096)
+    garbage = np.random.default_rng(0).integers(0, 16, values.shape, dtype=np.uint16) << 12
+    ds.PixelData = ((values.astype(np.uint16) & 0x0FFF) | garbage).tobytes()
+    out = read_grayscale(dcm(tmp_path, ds))
+    np.testing.assert_array_equal(out, linear_window(values, 0 if signed else 2048, 4096))
+    assert out[0, 0] == 0 and out[-1, -1] == 255
+
+
+def test_dicom_invalid_window_falls_back_to_minmax(tmp_path: Path) -> None:
+    a = ramp(lo=0, hi=4095, dtype=np.uint16)
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=12, center=100, width=0)))
+    np.testing.assert_array_equal(out, minmax_u8(a))
+
+
+@pytest.mark.parametrize("center, width", [(40, 400), ([40, 2000], [400, 1000]), (9000, 10)])
+def test_dicom_window_that_blanks_the_film_is_passed_over(tmp_path: Path, center: object, width: object) -> None:
+    """A window outside the film's values (a soft-tissue window on a film stored in other units) made every pixel
+    white or black: the film read as a blank image, which the guard refused as 'not a chest X-ray'. The next window
+    is used, else the min-max of the film."""
+    a = ramp(lo=1000, hi=3000, dtype=np.uint16)
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=12, center=center, width=width)))
+    expected = linear_window(a, 2000, 1000) if isinstance(center, list) else minmax_u8(a)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_dicom_voi_lut_sequence(tmp_path: Path) -> None:
+    a = ramp(h=4, w=4, lo=0, hi=15, dtype=np.uint16)
+    ds = make_dicom(a, bits_stored=12)
+    item = Dataset()
+    item.LUTDescriptor = [16, 0, 16]
+    item["LUTDescriptor"].VR = "US"
+    item.LUTData = [i * 1000 for i in range(16)][::-1]  # an inverting LUT, 0..15000
+    item["LUTData"].VR = "US"
+    ds.VOILUTSequence = [item]
+    out = read_grayscale(dcm(tmp_path, ds))
+    expected = np.rint((15 - a.astype(np.float64)) * 1000 / 15000 * 255).astype(np.uint8)
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("written_as", ["US", "SS"])
+def test_dicom_voi_lut_of_signed_pixels_from_a_negative_value(tmp_path: Path, written_as: str) -> None:
+    """A signed film's VOI LUT that starts at -100, its descriptor written as US in explicit VR (65436), was
+    ignored (min-max instead); pydicom reads the same file in implicit VR as SS, -100, and maps it so."""
+    from pydicom.pixels import apply_voi
+
+    a = np.concatenate([np.arange(-200, 200, 2), [32000, 32767, -32768, 0]]).astype(np.int16).reshape(4, 51)
+    lut = np.linspace(0, 60000, 200).astype(np.uint16)[::-1]
+
+    def with_lut(first: int, vr: str) -> Dataset:
+        ds = make_dicom(a, bits_stored=16)
+        item = Dataset()
+        item.add_new("LUTDescriptor", vr, [200, first, 16])
+        item.add_new("LUTData", "US", lut.tolist())
+        ds.VOILUTSequence = [item]
+        return ds
+
+    out = read_grayscale(dcm(tmp_path, with_lut(65536 - 100 if written_as == "US" else -100, written_as)))
+    reference = apply_voi(a.astype(np.int64), with_lut(-100, "SS")).astype(np.float64)  # pydicom's semantics
+    np.testing.assert_array_equal(out, np.rint(reference * 255 / 60000).astype(np.uint8))
+    assert out[0, 0] == 255 and out[-1, -3] == 0  # below the LUT: its first entry; 32767: its last
+
+
+@pytest.mark.parametrize("vr", ["US", "OW"])
+def test_dicom_8_bit_voi_lut_of_a_12_bit_film(tmp_path: Path, vr: str) -> None:
+    """A 4,096-entry VOI LUT of 8-bit entries on a 12-bit film: pydicom 3.0's apply_voi indexes it in uint8, so
+    the film came out as 16 repeated ramps (index 4095 read entry 255)."""
+    a = ramp(h=16, w=256, lo=0, hi=4095, dtype=np.uint16)
+    lut = (np.arange(4096) // 16).astype(np.uint16)  # 0..255: the film's value / 16
+    ds = make_dicom(a, bits_stored=12)
+    item = Dataset()
+    item.add_new("LUTDescriptor", "US", [4096, 0, 8])
+    item.add_new("LUTData", vr, lut.tobytes() if vr == "OW" else lut.tolist())  # OW: one entry a 16-bit word
+    ds.VOILUTSequence = [item]
+    np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, ds)), (a // 16).astype(np.uint8))
+
+
+@pytest.mark.parametrize("window", [False, True])
+def test_dicom_12_bit_modality_lut_sequence(tmp_path: Path, window: bool) -> None:
+    """A Modality LUT of 12-bit entries was refused as an 'unsupported layout' (pydicom 3.0 asks numpy for a
+    'uint12' type); it maps stored values as pydicom maps them: below its first value its first entry, past its end
+    its last."""
+    a = ramp(h=8, w=64, lo=0, hi=4095, dtype=np.uint16)
+    ds = make_dicom(a, bits_stored=12, center=2000 if window else None, width=1000 if window else None)
+    item = Dataset()
+    item.add_new("LUTDescriptor", "US", [3000, 500, 12])  # stored 500..3499 -> 4095..1096 (an inverting LUT)
+    item.add_new("LUTData", "US", list(range(4095, 1095, -1)))
+    item.ModalityLUTType = "US"
+    ds.ModalityLUTSequence = [item]
+    values = 4095 - (np.clip(a.astype(np.int64), 500, 3499) - 500)
+    expected = linear_window(values, 2000, 1000) if window else minmax_u8(values)
+    np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, ds)), expected)
+
+
+def test_dicom_several_windows_use_the_first_as_viewers_do(tmp_path: Path) -> None:
+    a = ramp(lo=0, hi=4095, dtype=np.uint16)
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=12, center=[2000, 600], width=[1000, 300])))
+    np.testing.assert_array_equal(out, linear_window(a, 2000, 1000))
+
+
+@pytest.mark.parametrize("function", ["SIGMOID", "LINEAR_EXACT"])
+def test_dicom_voi_lut_function_follows_pydicom(tmp_path: Path, function: str) -> None:
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    a = ramp(lo=0, hi=4095, dtype=np.uint16)
+    ds = make_dicom(a, bits_stored=12, slope=2.0, intercept=-1000, center=[1500, 10], width=[2500, 5],
+                    voi_function=function)
+    out = read_grayscale(dcm(tmp_path, ds))
+    y_min, y_max = -1000.0, 4095 * 2.0 - 1000  # the window's output range: the rescaled range of 12 bits
+    reference = apply_voi_lut(apply_modality_lut(a, ds), ds)
+    np.testing.assert_array_equal(out, np.rint((reference - y_min) * 255 / (y_max - y_min)).astype(np.uint8))
+    assert out.min() < 30 and out.max() > 225
+
+
+def test_dicom_rgb_to_luminance(tmp_path: Path) -> None:
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[..., 0] = 255
+    rgb[2:, :, 1] = 255
+    out = read_grayscale(dcm(tmp_path, make_dicom(rgb, photometric="RGB")))
+    np.testing.assert_array_equal(out, np.array(Image.fromarray(rgb, "RGB").convert("L")))
+
+
+def colour_pairs(h: int = 6, w: int = 12) -> np.ndarray:
+    """(h, w, 3) uint8 colour pattern whose horizontal pairs of pixels share a colour (so 4:2:2 chroma keeps it)."""
+    rng = np.random.default_rng(3)
+    return np.repeat(rng.integers(0, 256, (h, w // 2, 3), dtype=np.uint8), 2, axis=1)
+
+
+@pytest.mark.parametrize("photometric", ["RGB", "YBR_FULL", "YBR_FULL_422"])
+def test_colour_dicom_turns_grey_as_a_colour_png_does(tmp_path: Path, photometric: str) -> None:
+    from tests.conftest import make_colour_dicom
+
+    rgb = colour_pairs()
+    out = read_grayscale(dcm(tmp_path, make_colour_dicom(rgb, photometric)))
+    as_png = read_grayscale(encode(Image.fromarray(rgb), "PNG"))
+    assert np.abs(out.astype(int) - as_png).max() <= 1  # YBR: rounded once on the way there and back
+
+
+def test_dicom_with_png_extension_detected_by_content(tmp_path: Path) -> None:
+    a = ramp(lo=0, hi=4095, dtype=np.uint16)
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=12), name="scan.png"))
+    np.testing.assert_array_equal(out, minmax_u8(a))
+
+
+def test_dicom_bytes_equals_path(tmp_path: Path) -> None:
+    ds = make_dicom(ramp(lo=0, hi=4095, dtype=np.uint16), bits_stored=12, center=1500, width=800)
+    np.testing.assert_array_equal(read_grayscale(dicom_bytes(ds)), read_grayscale(dcm(tmp_path, ds)))
+
+
+def test_dicom_rle_compressed_decodes(tmp_path: Path) -> None:
+    a = ramp(lo=0, hi=4095, dtype=np.uint16)
+    ds = make_dicom(a, bits_stored=12)
+    ds.compress(RLELossless, encoding_plugin="pydicom")
+    np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, ds)), minmax_u8(a))
+
+
+def test_dicom_multiframe_of_different_frames_refused(tmp_path: Path) -> None:
+    a = np.stack([ramp(), ramp()[::-1]])
+    ds = make_dicom(a)  # set_pixel_data sets NumberOfFrames = 2
+    assert int(ds.NumberOfFrames) == 2
+    with pytest.raises(InputError) as exc:
+        read_grayscale(dcm(tmp_path, ds, "multi.dcm"))
+    assert check_error(exc, str(tmp_path / "multi.dcm")).endswith(
+        "multi-frame DICOM (2 frames) is not supported unless every frame is the same film; export one frame as a "
+        "single image")
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_dicom_multiframe_whose_frames_are_one_film_is_read_as_that_film(frames: int, tmp_path: Path) -> None:
+    """A multi-frame file of one frame, or of one film stored again in each frame, leaves no doubt which film is
+    meant: it was refused all the same (identical frames); it decodes as the single-frame file does, window too."""
+    a = ramp(lo=0, hi=4095, dtype=np.uint16)
+    single = read_grayscale(dicom_bytes(make_dicom(a, bits_stored=12, center=1500, width=800)))
+    ds = make_dicom(np.stack([a] * frames), bits_stored=12, center=1500, width=800)
+    assert int(ds.NumberOfFrames) == frames
+    np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, ds, "multi.dcm")), single)
+    rgb = np.stack([ramp(w=24), ramp(w=24)[::-1], np.full((16, 24), 40, np.uint8)], axis=-1)
+    colour = read_grayscale(dicom_bytes(make_dicom(rgb, photometric="RGB")))
+    np.testing.assert_array_equal(read_grayscale(dicom_bytes(make_dicom(np.stack([rgb] * frames),
+                                                                        photometric="RGB"))), colour)
+
+
+def test_dicom_multiframe_is_compared_only_within_the_pixel_limit(tmp_path: Path) -> None:
+    """Comparing the frames decodes them all: their pixels together count against max_pixels."""
+    ds = make_dicom(np.stack([ramp()] * 3))
+    path = dcm(tmp_path, ds, "multi.dcm")
+    assert read_grayscale(path, max_pixels=16 * 24 * 3).shape == (16, 24)
+    with pytest.raises(ImageTooLarge) as exc:  # 413 from the service: the reason is its size
+        read_grayscale(path, max_pixels=16 * 24 * 3 - 1)
+    assert check_error(exc, str(path)).endswith(  # not 'not supported unless every frame is the same film': they are
+        "multi-frame DICOM too large (3 frames of 24 x 16 pixels, 1152 together, limit 1151; all are decoded to "
+        "compare them); export one frame as a single image")
+
+
+def test_dicom_without_pixel_data_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as exc:
+        read_grayscale(dcm(tmp_path, make_dicom(None), "report.dcm"))
+    assert "no pixel data" in check_error(exc, str(tmp_path / "report.dcm"))
+
+
+def test_a_dicomdir_given_as_a_file_is_refused_in_one_line_pointing_to_its_folder(tmp_path: Path) -> None:
+    from pydicom.fileset import FileSet
+    from pydicom.uid import generate_uid
+
+    film = make_dicom(ramp())
+    film.StudyInstanceUID, film.SeriesInstanceUID = generate_uid(), generate_uid()
+    film.StudyDate, film.StudyTime, film.StudyID, film.SeriesNumber, film.InstanceNumber = "20260101", "1200", "1", 1, 1
+    fileset = FileSet()
+    fileset.add(film)
+    fileset.write(tmp_path / "export")
+    with pytest.raises(InputError) as exc:
+        read_grayscale(tmp_path / "export" / "DICOMDIR")
+    message = check_error(exc, str(tmp_path / "export" / "DICOMDIR"))
+    # one line true for every command and the service: explain and an upload take no folder
+    assert message.endswith("a DICOMDIR, the index of a DICOM export, not an image; give one of the films it indexes, "
+                            "in the folders beside it (`pneumoscan predict` also takes the folder it is in)")
+
+
+def test_dicom_too_many_pixels_refused_before_decoding(tmp_path: Path) -> None:
+    ds = make_dicom(ramp())
+    ds.Rows, ds.Columns = 30000, 30000  # far more than the (tiny) pixel data holds
+    with pytest.raises(InputError) as exc:
+        read_grayscale(dicom_bytes(ds), name="huge.dcm")
+    assert "too large" in check_error(exc, "huge.dcm")
+    with pytest.raises(InputError) as exc:
+        read_grayscale(dicom_bytes(make_dicom(ramp())), name="small.dcm", max_pixels=10)
+    assert "too large" in check_error(exc, "small.dcm")
+
+
+def test_dicom_missing_decoder_names_package(tmp_path: Path) -> None:
+    ds = make_dicom(ramp())
+    ds.file_meta.TransferSyntaxUID = JPEGLSLossless
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xf7 not really jpeg-ls \xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    with pytest.raises(InputError) as exc:
+        read_grayscale(dcm(tmp_path, ds, "ls.dcm"))
+    msg = check_error(exc, str(tmp_path / "ls.dcm"))
+    assert "pip install pylibjpeg" in msg
+    if not get_decoder(JPEGLSLossless).is_available:
+        assert "no decoder installed" in msg
+
+
+def test_dicom_corrupt_compressed_data(tmp_path: Path) -> None:
+    ds = make_dicom(ramp())
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([b"\xff\xd8 garbage \xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    with pytest.raises(InputError) as exc:
+        read_grayscale(dcm(tmp_path, ds, "bad.dcm"))
+    check_error(exc, str(tmp_path / "bad.dcm"))
+
+
+def test_dicom_truncated_pixel_data(tmp_path: Path) -> None:
+    data = dicom_bytes(make_dicom(ramp(h=32, w=32)))
+    with pytest.raises(InputError) as exc:
+        read_grayscale(data[:-300], name="cut.dcm")
+    check_error(exc, "cut.dcm")
+
+
