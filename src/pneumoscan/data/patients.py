@@ -435,6 +435,21 @@ def shared_text(shared: dict | None, n: int, why: str | None) -> str:
     return f"{shared['patients']} ({shared['films']} of {n} films{by})"
 
 
+def shared_clause(shared: dict, n: int, of: str, its: bool) -> str:
+    """The facts of a warning about `shared["patients"]` (> 0) patients of `n` films `of` a set ('the test split')
+    who also have films in the training data (`shared_patients`), in the singular for one: '2 patients of the test
+    split (3 of its 5 films) also have films in the data this model was trained on, by DICOM PatientID: the same
+    patients on both sides'; without `its`, '(3 of 5 films)'."""
+    one = shared["patients"] == 1
+    whose = "its " if its else ""
+    films = (f"{'its' if its else 'the'} only film" if n == 1 else
+             f"all {n} {'of its films' if its else 'films'}" if shared["films"] == n else
+             f"{shared['films']} of {whose}{n} films")
+    return (f"{counted(shared['patients'], 'patient')} of {of} ({films}) also {'has' if one else 'have'} films in "
+            f"the data this model was trained on, by {' and '.join(shared['by'])}: the same "
+            f"{'patient' if one else 'patients'} on both sides")
+
+
 def uncounted_reason(shared: dict | None, training: dict | None = None,
                      run_dir: str | Path | None = None) -> str | None:
     """Why `shared_patients` counted no patient (None when it counted): the films are keyed by file name, which names

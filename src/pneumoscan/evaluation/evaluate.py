@@ -15,7 +15,7 @@ from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.decode import view_reason
 from pneumoscan.data.fingerprint import duplicate_warnings, seen_in_training, training_film_fingerprints
 from pneumoscan.data.layout import Sample, cause_name, evaluation_samples
-from pneumoscan.data.patients import CAUSE_GROUPS, cause_groups, cause_of, shared_patients
+from pneumoscan.data.patients import CAUSE_GROUPS, cause_groups, cause_of, shared_clause, shared_patients
 from pneumoscan.errors import (InputError, MissingImagesWarning, check_at_least_one, counted, first_few, warn,
                               words)
 from pneumoscan.evaluation.bootstrap import summarize
@@ -284,12 +284,9 @@ def _shared_message(shared: dict[str, Any], n: int, split: str, data: str | os.P
     else:
         see = (f"to see {them}, list both in one CSV manifest with a split column and run `pneumoscan audit` on it "
                f"(trained on {trained_on})")
-    films = ("its only film" if n == 1 else f"all {n} of its films" if shared["films"] == n
-             else f"{shared['films']} of its {n} films")
-    same = ("the same patient on both sides, so the figures on that patient's films are not those of a new patient"
-            if one else "the same patients on both sides, so the figures on them are not those of new patients")
-    return (f"{counted(shared['patients'], 'patient')} of the {split} split ({films}) also {'has' if one else 'have'} "
-            f"films in the data this model was trained on, by {' and '.join(shared['by'])}: {same}; {see}")
+    same = ("so the figures on that patient's films are not those of a new patient" if shared["patients"] == 1
+            else "so the figures on them are not those of new patients")
+    return f"{shared_clause(shared, n, f'the {split} split', its=True)}, {same}; {see}"
 
 
 def _listed_under() -> str:

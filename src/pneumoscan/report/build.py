@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 from pneumoscan import CLASS_NAMES, __version__
 from pneumoscan.artifact import ArtifactMeta
-from pneumoscan.data.patients import keys_read
-from pneumoscan.errors import counted, words
+from pneumoscan.data.patients import keys_read, shared_clause
+from pneumoscan.errors import words
 from pneumoscan.inference.predictor import model_prior, prior_problem
 from pneumoscan.outputs import atomic_write_all, check_companion, check_output, recover_interrupted
 from pneumoscan.progress import progress_bar
@@ -212,16 +212,11 @@ def _prior_text(meta: ArtifactMeta) -> str:
 def _shared_warning(shared: dict[str, Any], n: int) -> str:
     """The page's warning about evaluated films whose patients also have films in the training data (`shared`, as
     `patients_in_training` counts them, of `n` films), in the singular for one patient."""
-    one = shared["patients"] == 1
-    same = ("the same patient on both sides, so the figures below are not those of new patients only; `pneumoscan "
-            "audit DATA` lists that patient" if one else "the same patients on both sides, so the figures below are "
-            "not those of new patients; `pneumoscan audit DATA` lists them")
-    films = ("the only film" if n == 1 else f"all {n} films" if shared["films"] == n
-             else f"{shared['films']} of {n} films")
-    return (f"Warning: {counted(shared['patients'], 'patient')} of the evaluated images ({films}) also "
-            f"{'has' if one else 'have'} films in the data this model was trained on, by "
-            f"{' and '.join(shared['by'])}: {same} (DATA: the data set both are splits of, or one CSV manifest "
-            f"listing both with a split column).")
+    lists = "lists that patient" if shared["patients"] == 1 else "lists them"
+    only = " only" if shared["patients"] == 1 else ""
+    return (f"Warning: {shared_clause(shared, n, 'the evaluated images', its=False)}, so the figures below are not "
+            f"those of new patients{only}; `pneumoscan audit DATA` {lists} (DATA: the data set both are splits of, "
+            f"or one CSV manifest listing both with a split column).")
 
 
 def _summary_section(run: RunInfo, scores: Scores, params: int, n_boot: int, seed: int) -> str:
