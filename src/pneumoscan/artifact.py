@@ -8,7 +8,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from pneumoscan import CLASS_NAMES, __version__
 from pneumoscan.data.preprocess import Preprocessing
@@ -23,6 +23,14 @@ ARTIFACT_NAME = "model.safetensors"
 # the best epoch's weights so far, kept by `train` beside its checkpoint: an artifact whose threshold is not chosen yet
 BEST_WEIGHTS = "best.safetensors"
 _META_KEY = "pneumoscan"
+
+
+class TrainingData(NamedTuple):
+    """Where a model's training `--data` is (`ArtifactMeta.placed_data`)."""
+
+    folder: Path | None  # the folder as found now (`training_data_folder`); None when not found
+    shown: str | None  # for messages (`ArtifactMeta.training_data`)
+    recorded: str | None  # `--data` as recorded; None when not recorded
 
 
 @dataclass
@@ -58,36 +66,35 @@ class ArtifactMeta:
         """What every prediction with these weights must do to its uint8 images first."""
         return Preprocessing(self.mean, self.std, self.equalize, self.crop)
 
-    def _data_record(self, run_dir: str | os.PathLike | None) -> tuple[dict[str, Any], str | os.PathLike | None]:
-        """The settings recording the training run's `--data` and the run folder to place a relative one from
-        (`training.config.data_record`)."""
-        from pneumoscan.training.config import data_record
+    def placed_data(self, run_dir: str | os.PathLike | None = None) -> TrainingData:
+        """Where the training run's `--data` is (`TrainingData`), from one reading of the record (`data_record`, which
+        reads each ensemble member's config.json; `run_dir`: the model file's folder)."""
+        from pneumoscan.training.config import data_places, data_record, training_data_folder
 
-        return data_record(self.training, run_dir)
+        config, here = data_record(self.training, run_dir)
+        if not config:
+            return TrainingData(None, None, None)
+        found = training_data_folder(config, here)
+        if found is not None:
+            shown = str(config["data"] if Path(config["data"]).resolve() == found.resolve() else found)
+            return TrainingData(found, shown, config["data"])
+        places = data_places(config, here)
+        return TrainingData(None, str(places[0]) if places else None, config["data"])
 
     def training_data(self, run_dir: str | os.PathLike | None = None) -> str | None:
         """The `--data` of the training run, for messages (`fit-guard --data ...`): as typed when it names the folder
         where it is found now (`training_data_folder`; `run_dir`: the model file's folder) from the current folder
         too, else that folder, else where it was (`data_places`); None when not recorded, or recorded as a relative
         path that cannot be placed (from the current folder it could name another one: `fit_guard_command`)."""
-        from pneumoscan.training.config import data_places, training_data_folder
+        return self.placed_data(run_dir).shown
 
-        config, here = self._data_record(run_dir)
-        if not config:
-            return None
-        found = training_data_folder(config, here)
-        if found is not None:
-            return str(config["data"] if Path(config["data"]).resolve() == found.resolve() else found)
-        places = data_places(config, here)
-        return str(places[0]) if places else None
-
-    def fit_guard_command(self, model: str | os.PathLike, run_dir: str | os.PathLike | None = None) -> str:
+    def fit_guard_command(self, model: str | os.PathLike, run_dir: str | os.PathLike | None = None, *,
+                          placed: TrainingData | None = None) -> str:
         """'`pneumoscan fit-guard --model MODEL --data DATA`' for messages: DATA the training data (`training_data`),
         else the placeholder TRAINING_DATA, followed by what was recorded when that is a relative path that cannot
-        be placed."""
-        data = self.training_data(run_dir)
+        be placed. `placed`: the training data as `placed_data` already found it (else it is placed from `run_dir`)."""
+        _, data, recorded = placed if placed is not None else self.placed_data(run_dir)
         command = f"`pneumoscan fit-guard --model {model} --data {data or 'TRAINING_DATA'}`"
-        recorded = self._data_record(run_dir)[0].get("data")
         if data is None and recorded:
             command += f" (TRAINING_DATA: recorded as {recorded}, relative to the folder training ran in)"
         return command

@@ -25,7 +25,7 @@ from pneumoscan.evaluation.thresholds import check_target_recall, threshold_ci95
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.outputs import undone_on_failure
 from pneumoscan.progress import write_warning
-from pneumoscan.training.config import data_record, training_data_folder
+from pneumoscan.training.config import data_record
 
 # Fewer films of a class than this and the chosen threshold is a coarse estimate: say so.
 FEW_IMAGES = 50
@@ -67,14 +67,13 @@ def _check_out(source: Path, out: Path) -> None:
 
 
 def _check_unseen(meta: ArtifactMeta, data: str | os.PathLike, found: tuple[str, list[Sample]], size: int,
-                  cache_dir: str | os.PathLike | None, run_dir: Path) -> ImageSet | None:
-    """InputError when `data`'s chosen split (`found`: its name and films) is the folder the model was trained on (as
-    `training_data_folder` finds it; `run_dir`: the model file's folder), or holds films it was trained or validated
+                  cache_dir: str | os.PathLike | None, trained_on: Path | None) -> ImageSet | None:
+    """InputError when `data`'s chosen split (`found`: its name and films) is the folder the model was trained on
+    (`trained_on`, as `ArtifactMeta.placed_data` found it), or holds films it was trained or validated
     on (copies, or re-encoded or resized; as far as its artifact records them). Returns the films as decoded at the
     model's `size` for their film fingerprints, for the scoring to take on (None when the artifact records only the
     files' bytes, so nothing was decoded)."""
     name, samples = found
-    trained_on = training_data_folder(*data_record(meta.training, run_dir))
     if trained_on is not None and trained_on.resolve() == Path(data).resolve() and name in ("train", "all"):
         raise InputError(f"{data}: {'its ' + name + '/ split' if name == 'train' else 'these images'} trained this model, "
                          f"which scores them better than new films; choose the threshold on labelled films it has not "
@@ -124,7 +123,8 @@ def set_threshold(
     path = out_artifact_path(out)
     _check_out(predictor.path, path)
     found = evaluation_samples(data, split)  # scanned once, for the check and the scoring
-    decoded = _check_unseen(meta, data, found, predictor.size, cache_dir, predictor.path.parent)
+    placed = meta.placed_data(predictor.path.parent)  # read once: a record reads each ensemble member's config
+    decoded = _check_unseen(meta, data, found, predictor.size, cache_dir, placed.folder)
     # on a failure (a full disk, Ctrl+C) the model file (refused above if already there) and the folders made for
     # it are removed: nothing is left that was not there before
     with undone_on_failure(path.parent, [path]):
@@ -148,8 +148,7 @@ def set_threshold(
         if predictor.guard is not None:  # loaded, and checked to be the source's, by the Predictor
             predictor.guard.save_for(path)
     return LocalThreshold(threshold, interval, target, evaluation.summary, after, path, predictor.guard is not None,
-                          list(evaluation.images.skipped), meta.training_data(predictor.path.parent),
-                          meta.fit_guard_command(path, predictor.path.parent))
+                          list(evaluation.images.skipped), placed.shown, meta.fit_guard_command(path, placed=placed))
 
 
 def chosen_on_place(source: dict[str, Any]) -> Path | None:
