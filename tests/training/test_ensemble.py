@@ -276,7 +276,6 @@ def test_an_ensemble_moved_with_its_runs_and_data_finds_the_data_from_its_member
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """lab/ (data, runs, ensemble) moved to lab2/: the members record only lab/'s absolute data_resolved, so the
     ensemble found no training data, where a single run still places its relative --data from its run folder."""
-    from pneumoscan.training.config import data_record, training_data_folder
     from tests.conftest import write_xray
 
     lab = tmp_path / "lab"
@@ -293,10 +292,9 @@ def test_an_ensemble_moved_with_its_runs_and_data_finds_the_data_from_its_member
     monkeypatch.chdir(tmp_path / "lab2")
     meta = read_meta(Path("runs/ens/model.safetensors"))
     assert meta.training["members"][0]["config"]["data_resolved"] == str(lab / "data")  # gone
-    found = training_data_folder(*data_record(meta.training, Path("runs/ens")))
+    found = meta.placed_data(Path("runs/ens")).folder
     assert found is not None and found.resolve() == (tmp_path / "lab2" / "data").resolve()
-    assert training_data_folder(*data_record(read_meta(Path("runs/a/model.safetensors")).training,
-                                             Path("runs/a"))) is not None  # as a single run does
+    assert read_meta(Path("runs/a/model.safetensors")).placed_data(Path("runs/a")).folder is not None  # as a run does
 
 
 def test_an_ensemble_whose_first_members_run_folder_is_gone_places_its_data_from_the_next(

@@ -22,7 +22,6 @@ from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning, accuracy, recall, specificity
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.outputs import atomic_write
-from pneumoscan.training.config import data_record, training_data_folder
 
 
 class GuardWarning(UserWarning):
@@ -234,7 +233,7 @@ def evaluate(
             f"films it has not seen ({_listed_under()} seen_in_training)"))
     shared = shared_patients(images.samples, predictor.meta.training, progress, predictor.path.parent)
     if shared and shared["patients"]:
-        trained_on = training_data_folder(*data_record(predictor.meta.training, predictor.path.parent))
+        trained_on = predictor.meta.placed_data(predictor.path.parent).folder
         warn(SharedPatientWarning(_shared_message(shared, len(images.samples), split_name, data, trained_on)))
     for message in duplicate_warnings({split_name: images.samples}, str(data), SCORED_BOTH):
         warn(LabelConflictWarning(message))
