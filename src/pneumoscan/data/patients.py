@@ -16,7 +16,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 from pneumoscan import CLASS_NAMES, PATIENT_KEYS
 from pneumoscan.data.decode import is_dicom
@@ -361,34 +361,43 @@ def training_samples(training: dict, run_dir: str | Path | None = None) -> list[
     `data_record` reads it: its train split, or its only one, and its val/ split with --use-given-val), as found now
     (`training_data_folder`; `run_dir`: the model file's folder); None when the record names none or it is not found.
     With --max-images, training used some of them only."""
-    from pneumoscan.training.config import data_record, training_data_folder
+    from pneumoscan.training.config import data_record
 
-    config, run_dir = data_record(training, run_dir)
-    folder = training_data_folder(config, run_dir)
-    films = None if folder is None else _training_films(folder, config)
-    return films if isinstance(films, list) else None
+    return _training_films(*data_record(training, run_dir)).films
 
 
-def _training_films(folder: Path, config: dict) -> list[Sample] | str:
-    """The films training read in its data folder `folder` as found now (its train split, or its only one, and its
-    val/ split with --use-given-val), or why there are none: it cannot be read as a data set, or holds no train/
-    split."""
+class TrainingFilms(NamedTuple):
+    """The films training read (`_training_films`), or why there are none."""
+
+    films: list[Sample] | None
+    why: str | None  # None without films: the data is not found, or none is recorded
+
+
+def _training_films(config: dict, run_dir: str | Path | None) -> TrainingFilms:
+    """The films a run's settings (`config`, placed from `run_dir` as `data_record` gives them) name as found now:
+    its train split, or its only one, and its val/ split with --use-given-val; or, without them, why, when its data
+    folder is found but cannot be read as a data set or holds no train/ split."""
     import warnings
 
     from pneumoscan.data.layout import discover
+    from pneumoscan.training.config import training_data_folder
 
+    folder = training_data_folder(config, run_dir)
+    if folder is None:
+        return TrainingFilms(None, None)
     with warnings.catch_warnings():  # the folder's own warnings were given when it was trained on
         warnings.simplefilter("ignore")
         try:
             found = discover(folder)
         except InputError as err:  # what is wrong, without the advice on how to arrange a data set
             why = str(err).split("; ")[0].removeprefix(f"{folder}: ")
-            return f"{folder}, which the model was trained on, is found but cannot be read as training data ({why})"
+            return TrainingFilms(None, f"{folder}, which the model was trained on, is found but cannot be read as "
+                                       f"training data ({why})")
     split = "train" if "train" in found else "all" if "all" in found else None
     if split is None:
-        return (f"{folder}, which the model was trained on, is found but holds no train/ split now (its splits: "
-                f"{', '.join(found) or 'none'})")
-    return found[split] + (found.get("val", []) if config.get("use_given_val") else [])
+        return TrainingFilms(None, f"{folder}, which the model was trained on, is found but holds no train/ split "
+                                   f"now (its splits: {', '.join(found) or 'none'})")
+    return TrainingFilms(found[split] + (found.get("val", []) if config.get("use_given_val") else []), None)
 
 
 def shared_patients(samples: Sequence[Sample], training: dict, progress: bool = True,
@@ -456,7 +465,7 @@ def uncounted_reason(shared: dict | None, training: dict | None = None,
     no patient across splits; the training data the model records (`training`, when at hand; `run_dir`: the model
     file's folder) is not found, is a relative path whose folder cannot be placed, or is found but unreadable or
     without a train/ split; or it records none."""
-    from pneumoscan.training.config import data_places, data_record, training_data_folder
+    from pneumoscan.training.config import data_places, data_record
 
     if shared is not None:
         return None if shared.get("compared", 1) else (
@@ -476,8 +485,4 @@ def uncounted_reason(shared: dict | None, training: dict | None = None,
         return (f"the model records its training data as {config['data']}, a path relative to the folder training "
                 f"was started in, which cannot be told here: only a model file in its run folder (of a run given a "
                 f"relative --out) tells it")
-    folder = training_data_folder(config, run_dir)
-    films = None if folder is None else _training_films(folder, config)
-    if isinstance(films, str):
-        return films
-    return f"{places[0]}, which the model was trained on, is not found"
+    return _training_films(config, run_dir).why or f"{places[0]}, which the model was trained on, is not found"
