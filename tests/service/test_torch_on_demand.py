@@ -481,6 +481,23 @@ def test_explain_problem_reads_the_retry_time_once(app) -> None:  # noqa: ANN001
     assert "Heatmaps will be tried again in 20 s" in engine.explain_problem
 
 
+def test_explain_refusal_reads_the_state_once_after_explain_available(app,  # noqa: ANN001
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """?explain=true asked while heatmaps were not available: a model loaded since goes on, anything else is refused
+    with what `explain_state` says (the route read the state three times to tell)."""
+    from pneumoscan.service.engine import Engine
+
+    engine = app.state.engine
+    monkeypatch.setattr(Engine, "explain_available", lambda self: False)
+    engine._cam_error = ""  # loaded since it was asked
+    assert engine.explain_refusal() is None
+    engine._cam_error = None  # nothing known, PyTorch installed: a 501 without a reason
+    assert engine.explain_refusal() == (None, None)
+    engine._cam_error, engine._cam_retry_at = "short of memory", time.monotonic() + 20
+    problem, retry_s = engine.explain_refusal()
+    assert problem.startswith("short of memory. Heatmaps will be tried again in ") and retry_s in (19, 20)
+
+
 def test_a_retry_that_succeeds_never_shows_its_old_error_as_for_good(app,  # noqa: ANN001
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A heatmap's retry after the back-off cleared the retry time before the error: a request on the event loop in

@@ -348,8 +348,24 @@ class Engine:
     def explain_state(self) -> tuple[str | None, int | None]:
         """`explain_problem` and `explain_retry_s` from one reading of the state a loading heatmap may change: read
         apart, a load that succeeded between them gave its old problem without a retry time (a 501, for good)."""
+        return self._shown_state(*self._state())
+
+    def explain_refusal(self) -> tuple[str | None, int | None] | None:
+        """Why ?explain=true is refused before its upload is read, as `explain_state` gives it (the problem, and the
+        seconds of its back-off for a 503, else None for a 501); None when a heatmap may be drawn: Grad-CAM is
+        available (`explain_available`), or its model was loaded since that was asked."""
+        if self.explain_available():
+            return None
+        retry_at, error = self._state()
+        return None if error == "" else self._shown_state(retry_at, error)
+
+    def _state(self) -> tuple[float | None, str | None]:
+        """`_cam_retry_at` and `_cam_error`, read together."""
         with self._state_lock:  # held only to copy two values: never for a load
-            retry_at, error = self._cam_retry_at, self._cam_error
+            return self._cam_retry_at, self._cam_error
+
+    def _shown_state(self, retry_at: float | None, error: str | None) -> tuple[str | None, int | None]:
+        """`explain_state` of the state `_state` read."""
         if self._torch_missing(error):
             return no_torch(), None
         if error and retry_at is not None:

@@ -309,10 +309,8 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
                   ) -> PredictionResponse:
     start = time.perf_counter()
     engine, settings = _engine(request), request.app.state.settings
-    if explain and not engine.explain_available():
-        problem, retry_s = engine.explain_state()
-        if problem is not None or retry_s is not None or not engine.explain_loaded:  # else loaded since: go on
-            raise _no_heatmap(problem, retry_s)
+    if explain and (refusal := engine.explain_refusal()) is not None:
+        raise _no_heatmap(*refusal)
     async with _upload_memory(request) as reservation:
         parts = await read_multipart(request, reservation=reservation,
                                      body_limit=settings.max_upload_bytes + ENVELOPE,
