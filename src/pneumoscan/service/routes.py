@@ -47,6 +47,18 @@ log = logging.getLogger("pneumoscan.service")
 T = TypeVar("T")
 _NOT_IMAGE = "not an image file ({what}); send a JPEG, PNG, TIFF, BMP or DICOM chest X-ray"
 
+
+def _unavailable(also: str = "") -> dict[str, Any]:
+    """The OpenAPI entry of an upload route's 503, `also` naming the route's own cause after the memory's."""
+    return {"model": ErrorResponse,
+            "description": f"the memory set aside for uploads is full, or the GPU ran out of memory{also}; retry after "
+                           "the Retry-After header's seconds. Without Retry-After: the model file changed, was removed "
+                           "or cannot be read since start-up (restart the service), the model gave no probability "
+                           "(damaged weights), or the audit log cannot be written (the detail says which)",
+            "headers": {"Retry-After": {"description": "seconds to wait before retrying",
+                                        "schema": {"type": "integer"}}}}
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "malformed multipart body"},
     408: {"model": ErrorResponse, "description": "the upload stalled: no data for the idle timeout (30 s by "
@@ -58,19 +70,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
                                                  "report or DICOMDIR too)"},
     422: {"model": ErrorResponse, "description": "missing file, empty, corrupt or undecodable image"},
     500: {"model": ErrorResponse, "description": "internal error: the request was not processed; retry or report it"},
-    503: {"model": ErrorResponse, "description": "the memory set aside for uploads is full, or the GPU ran out of "
-                                                 "memory; retry after the Retry-After header's seconds. Without "
-                                                 "Retry-After: the model file changed, was removed or cannot be read "
-                                                 "since start-up (restart the service), the model gave no probability "
-                                                 "(damaged weights), or the audit log cannot be written (the detail "
-                                                 "says which)",
-          "headers": {"Retry-After": {"description": "seconds to wait before retrying",
-                                      "schema": {"type": "integer"}}}},
+    503: _unavailable(),
 }
 # /predict's: ?explain=true while heatmaps are off for a while is a 503 too
-_PREDICT_503 = {**_ERRORS[503], "description": _ERRORS[503]["description"].replace(
-    "memory; retry", "memory, or (?explain=true) heatmaps are off for a while because memory ran short loading "
-                     "Grad-CAM's model (or retry without ?explain=true now); retry", 1)}
+_PREDICT_503 = _unavailable(", or (?explain=true) heatmaps are off for a while because memory ran short loading "
+                            "Grad-CAM's model (or retry without ?explain=true now)")
 
 
 def _upload_body(field: str, many: bool) -> dict[str, Any]:
