@@ -37,6 +37,8 @@ def _post(client: TestClient, url: str, field: str = "file"):  # noqa: ANN202
 
 @pytest.mark.parametrize(("where", "url", "field"), [("results", "/predict", "file"),
                                                      ("explain_png", "/predict?explain=true", "file"),
+                                                     ("explain_png", "/predict?explain=t", "file"),  # as parsed
+                                                     ("results", "/predict?explain=Y", "file"),
                                                      ("results", "/predict/batch", "files")])
 def test_an_out_of_memory_is_a_503_to_retry_and_one_log_line(where: str, url: str, field: str, client: TestClient,
                                                             monkeypatch: pytest.MonkeyPatch,

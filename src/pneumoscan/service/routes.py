@@ -88,8 +88,9 @@ def _engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
-async def _in_worker(request: Request, func: Callable[[], T]) -> T:
-    """Run blocking work in the thread pool, limited to the configured inference slots.
+async def _in_worker(request: Request, func: Callable[[], T], explain: bool = False) -> T:
+    """Run blocking work in the thread pool, limited to the configured inference slots (`explain`: the route's
+    parsed ?explain=, whose heatmap the log line of a GPU out-of-memory offers to do without).
 
     A request whose client has gone by the time a slot frees up is dropped: the page cancels the
     request of an upload it has replaced, and its decode would otherwise hold a slot for nothing.
@@ -106,7 +107,6 @@ async def _in_worker(request: Request, func: Callable[[], T]) -> T:
         except RuntimeError as err:
             if not gpu_out_of_memory(err):
                 raise
-            explain = request.query_params.get("explain", "").lower() in ("1", "true", "yes", "on")
             log_gpu_full(f"{_request_line(request)}: ", err,
                          "; heatmaps run PyTorch whatever the backend: or ask without ?explain=true" if explain else "")
             raise _busy(GPU_FULL) from None
@@ -340,7 +340,7 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
             return result, explained, heatmap, when, _audit_line(request, "predict", None, when, upload, result)
 
         try:
-            result, explained, heatmap, when, line = await _in_worker(request, work)
+            result, explained, heatmap, when, line = await _in_worker(request, work, explain)
         except ExplainUnavailable as err:
             raise _no_heatmap(str(err), err.retry_s) from None
         except InputError as err:
