@@ -9,7 +9,9 @@ import pytest
 from sklearn import metrics as sk
 
 from pneumoscan.evaluation import metrics as M
-from pneumoscan.evaluation.bootstrap import bootstrap_ci, classification_report_text, summarize
+from pneumoscan.evaluation.bootstrap import (_patient_resamples, bootstrap_ci, classification_report_text, intervals_text,
+                                             summarize)
+from pneumoscan.evaluation.intervals import wilson_ci
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning
 
 CI_METRICS = ["accuracy", "precision", "recall", "specificity", "f1", "npv", "roc_auc", "pr_auc", "brier"]
@@ -108,7 +110,7 @@ def test_summarize_shape_values_and_json_round_trip():
     y, p = make_data(n=200, n_pos=120)
     threshold = 0.5
     s = summarize(y, p, threshold, n_boot=200, seed=3)
-    expected_keys = {"n", "n_positive", "n_negative", "threshold", "ece", "confusion_matrix", *CI_METRICS}
+    expected_keys = {"n", "n_positive", "n_negative", "threshold", "ece", "confusion_matrix", "intervals", *CI_METRICS}
     assert set(s) == expected_keys
     assert (s["n"], s["n_positive"], s["n_negative"]) == (200, 120, 80)
     assert type(s["n"]) is int and type(s["threshold"]) is float and s["threshold"] == threshold
@@ -207,3 +209,76 @@ def test_interval_is_the_percentile_interval_of_class_wise_resamples_drawn_from_
     assert bootstrap_ci(M.roc_auc, y, p, n_boot=300, alpha=alpha, seed=11) == pytest.approx(expected, abs=1e-15)
     if alpha == 0.05:
         assert summarize(y, p, 0.5, n_boot=300, seed=11)["roc_auc"]["ci95"] == pytest.approx(list(expected), abs=1e-15)
+
+
+def test_rates_get_wilson_intervals_of_their_counts_and_the_rest_the_bootstrap():
+    """A perfect classifier on 5 + 5 films: the rates are 1 but their intervals are not [1, 1] (what the percentile
+    bootstrap gave), they are the Wilson intervals of 10/10 and 5/5; the AUC keeps its bootstrap interval."""
+    s = summarize([1] * 5 + [0] * 5, [0.9] * 5 + [0.1] * 5, 0.5, n_boot=100)
+    assert s["accuracy"] == {"value": 1.0, "ci95": list(wilson_ci(10, 10))}
+    for name in ("precision", "recall", "specificity", "npv"):
+        assert s[name] == {"value": 1.0, "ci95": list(wilson_ci(5, 5))}
+        assert s[name]["ci95"][0] == pytest.approx(0.5655, abs=1e-4)
+    assert s["roc_auc"]["ci95"] == [1.0, 1.0]
+    assert s["intervals"] == {"wilson": ["accuracy", "precision", "recall", "specificity", "npv"],
+                              "bootstrap": ["f1", "roc_auc", "pr_auc", "brier"], "n_boot": 100, "seed": 0,
+                              "resampled": "films", "n_resampled": 10}
+
+
+def test_rate_intervals_follow_the_confusion_counts():
+    y, p = make_data(n=200, n_pos=120)
+    s = summarize(y, p, 0.5, n_boot=50)
+    (tn, fp), (fn, tp) = s["confusion_matrix"]["matrix"]
+    counts = {"accuracy": (tn + tp, 200), "precision": (tp, tp + fp), "recall": (tp, tp + fn),
+              "specificity": (tn, tn + fp), "npv": (tn, tn + fn)}
+    for name, (k, n) in counts.items():
+        assert s[name]["ci95"] == list(wilson_ci(k, n)), name
+
+
+def test_an_undefined_rate_keeps_a_nan_interval():
+    with pytest.warns(UndefinedMetricWarning, match="precision"):
+        s = summarize([1, 1, 0, 0], [0.1, 0.2, 0.3, 0.4], 0.5, n_boot=20)
+    assert math.isnan(s["precision"]["value"]) and all(math.isnan(v) for v in s["precision"]["ci95"])
+    assert s["specificity"]["ci95"] == list(wilson_ci(2, 2))
+
+
+def _clustered(n_patients: int = 40, films: int = 4, seed: int = 0):
+    """Patients of 4 films each, all of a patient's films scored alike: films are far from independent."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(n_patients) % 2, films)
+    p = np.repeat(np.clip(rng.normal(0.4 + 0.2 * (np.arange(n_patients) % 2), 0.2), 0, 1), films)
+    return y, p, [f"pt{i // films}" for i in range(y.size)]
+
+
+def test_patient_resamples_keep_each_patient_whole_within_its_class():
+    y, _, groups = _clustered()
+    for rows in _patient_resamples(y, groups, 30, seed=1):
+        drawn = np.bincount(rows, minlength=y.size)
+        for patient in set(groups):
+            films = [i for i, g in enumerate(groups) if g == patient]
+            assert len(set(drawn[films])) == 1  # all of its films, as many times as the patient was drawn
+        assert sorted(set(y[rows])) == [0, 1] and len(rows) % 4 == 0
+
+
+def test_summarize_with_patient_keys_resamples_patients_and_says_so():
+    """Clustered films: resampling films treats 160 films as independent and gives a narrower AUC interval than
+    resampling the 40 patients they come from."""
+    y, p, groups = _clustered()
+    by_film = summarize(y, p, 0.5, n_boot=400, seed=0)
+    by_patient = summarize(y, p, 0.5, n_boot=400, seed=0, groups=groups)
+    width = {name: s["roc_auc"]["ci95"][1] - s["roc_auc"]["ci95"][0]
+             for name, s in (("films", by_film), ("patients", by_patient))}
+    assert width["patients"] > 1.5 * width["films"]
+    assert by_patient["roc_auc"]["value"] == by_film["roc_auc"]["value"]
+    assert by_patient["recall"] == by_film["recall"]  # Wilson intervals are per film either way
+    assert (by_patient["intervals"]["resampled"], by_patient["intervals"]["n_resampled"]) == ("patients", 40)
+    assert "resamples of patients (40, all of each one's films)" in intervals_text(by_patient)
+    assert "resamples of films" in intervals_text(by_film)
+
+
+def test_one_film_per_patient_is_the_film_bootstrap():
+    y, p = make_data(n=60, n_pos=30)
+    keyed = summarize(y, p, 0.5, n_boot=100, groups=[f"p{i}" for i in range(60)])
+    assert keyed == summarize(y, p, 0.5, n_boot=100)
+    with pytest.raises(ValueError, match="one patient key per case"):
+        summarize(y, p, 0.5, n_boot=10, groups=["a"])

@@ -1,4 +1,4 @@
-"""Bootstrap confidence intervals and the evaluation summary behind ``evaluate --json``."""
+"""Confidence intervals (Wilson for rates, bootstrap otherwise) and the evaluation summary behind ``evaluate --json``."""
 from __future__ import annotations
 
 import math
@@ -12,25 +12,32 @@ from numpy.typing import ArrayLike, NDArray
 from pneumoscan import CLASS_NAMES
 from pneumoscan.errors import warn
 from pneumoscan.evaluation import metrics
+from pneumoscan.evaluation.intervals import wilson_ci
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning, _as_1d, _check_labels, _check_lengths
 
-__all__ = ["bootstrap_ci", "summarize", "classification_report_text"]
+__all__ = ["bootstrap_ci", "summarize", "intervals_text", "classification_report_text"]
 
 Metric = Callable[[NDArray, NDArray], float]
 
-_THRESHOLD_METRICS: dict[str, Metric] = {
-    "accuracy": metrics.accuracy,
-    "precision": metrics.precision,
-    "recall": metrics.recall,
-    "specificity": metrics.specificity,
-    "f1": metrics.f1,
-    "npv": metrics.npv,
-}
+# proportions of films, with Wilson intervals: (name, metric, which confusion counts are its successes and trials)
+_RATE_METRICS: tuple[tuple[str, Metric, Callable[[int, int, int, int], tuple[int, int]]], ...] = (
+    ("accuracy", metrics.accuracy, lambda tn, fp, fn, tp: (tn + tp, tn + fp + fn + tp)),
+    ("precision", metrics.precision, lambda tn, fp, fn, tp: (tp, tp + fp)),
+    ("recall", metrics.recall, lambda tn, fp, fn, tp: (tp, tp + fn)),
+    ("specificity", metrics.specificity, lambda tn, fp, fn, tp: (tn, tn + fp)),
+    ("npv", metrics.npv, lambda tn, fp, fn, tp: (tn, tn + fn)),
+)
+# the other metrics, with bootstrap intervals: of the calls at the threshold, and of the scores
+_CALL_METRICS: dict[str, Metric] = {"f1": metrics.f1}
 _SCORE_METRICS: dict[str, Metric] = {
     "roc_auc": metrics.roc_auc,
     "pr_auc": metrics.pr_auc,
     "brier": metrics.brier,
 }
+# the order of the metrics in a summary (as before the Wilson intervals: readers may rely on it)
+SUMMARY_ORDER = ("accuracy", "precision", "recall", "specificity", "f1", "npv", "roc_auc", "pr_auc", "brier")
+WILSON_METRICS = tuple(name for name, _, _ in _RATE_METRICS)
+BOOTSTRAP_METRICS = (*_CALL_METRICS, *_SCORE_METRICS)
 
 
 def _stratified_indices(y_true: NDArray[np.int8], n_boot: int, seed: int | None) -> NDArray[np.intp]:
@@ -44,8 +51,43 @@ def _stratified_indices(y_true: NDArray[np.int8], n_boot: int, seed: int | None)
     return np.concatenate(blocks, axis=1)
 
 
-def _bootstrap_values(metric: Metric, y_true: NDArray, y_other: NDArray, idx: NDArray[np.intp]) -> NDArray[np.float64]:
-    values = np.empty(idx.shape[0], dtype=np.float64)
+def _patient_resamples(y_true: NDArray[np.int8], groups: Sequence[str], n_boot: int,
+                       seed: int | None) -> list[NDArray[np.intp]]:
+    """`n_boot` resamples of film indices drawn by patient: within each class, as many of its patients (`groups`: each
+    film's patient key) as it has, with replacement, each with all of its films of that class."""
+    rng = np.random.default_rng(seed)
+    blocks = []
+    for cls in (1, 0):
+        members = np.flatnonzero(y_true == cls)
+        if not members.size:
+            continue
+        _, patient = np.unique(np.asarray([str(groups[i]) for i in members]), return_inverse=True)
+        order = members[np.argsort(patient, kind="stable")]
+        sizes = np.bincount(patient)
+        starts = np.cumsum(sizes) - sizes
+        picks = rng.integers(0, sizes.size, size=(n_boot, sizes.size))
+        rows = []
+        for chosen in picks:
+            lengths = sizes[chosen]
+            offsets = np.cumsum(lengths) - lengths
+            rows.append(order[np.repeat(starts[chosen] - offsets, lengths) + np.arange(int(lengths.sum()))])
+        blocks.append(rows)
+    return [np.concatenate(parts) for parts in zip(*blocks)]
+
+
+def resampled_unit(y_true: ArrayLike, groups: Sequence[str] | None) -> tuple[str, int]:
+    """What the bootstrap of `summarize` resamples and how many of them: ('patients', n) when `groups` gives some
+    patient several films of one class, else ('films', n) (resampling patients of one film each is the same)."""
+    labels = np.asarray(y_true)
+    if groups is None:
+        return "films", int(labels.shape[0])
+    pairs = {(int(label), str(key)) for label, key in zip(labels, groups)}
+    return ("patients", len(pairs)) if len(pairs) < labels.shape[0] else ("films", int(labels.shape[0]))
+
+
+def _bootstrap_values(metric: Metric, y_true: NDArray, y_other: NDArray,
+                      idx: NDArray[np.intp] | Sequence[NDArray[np.intp]]) -> NDArray[np.float64]:
+    values = np.empty(len(idx), dtype=np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         for b, rows in enumerate(idx):
@@ -106,12 +148,16 @@ def _entry(value: float, ci: tuple[float, float]) -> dict[str, Any]:
 
 
 def summarize(
-    y_true: ArrayLike, y_prob: ArrayLike, threshold: float, *, n_boot: int = 1000, seed: int | None = 0
+    y_true: ArrayLike, y_prob: ArrayLike, threshold: float, *, n_boot: int = 1000, seed: int | None = 0,
+    groups: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Point estimates with 95% bootstrap intervals, ECE and the confusion matrix at ``threshold``.
+    """Point estimates with 95% intervals, ECE and the confusion matrix at ``threshold``.
 
-    Predictions are ``y_prob >= threshold`` -> PNEUMONIA. All metrics share the same
-    stratified resamples. The result holds only plain ints, floats, strings and lists.
+    Predictions are ``y_prob >= threshold`` -> PNEUMONIA. Accuracy, precision, recall, specificity and NPV get
+    Wilson score intervals of their film counts (NaN when a rate is 0 of 0); F1, ROC AUC, average precision
+    (``pr_auc``) and Brier get percentile bootstrap intervals from the same class-stratified resamples: of films, or
+    with ``groups`` (each film's patient key) of patients within each class. ``intervals`` records which metric got
+    which and what was resampled. The result holds only plain ints, floats, strings and lists.
     """
     _check_boot_args(n_boot, 0.05)
     try:
@@ -121,25 +167,49 @@ def summarize(
     if not math.isfinite(thr):
         raise ValueError(f"threshold must be finite, got {threshold!r}.")
     yt, yp = metrics._labels_and_scores(y_true, y_prob, probabilities=True, name="y_prob")
+    if groups is not None and len(groups) != yt.shape[0]:
+        raise ValueError(f"groups must give one patient key per case: {len(groups)} for {yt.shape[0]} cases.")
     y_pred = (yp >= thr).astype(np.int8)
     n = int(yt.shape[0])
     n_pos = int(np.count_nonzero(yt))
     tn, fp, fn, tp = metrics.confusion_counts(yt, y_pred)
-    idx = _stratified_indices(yt, n_boot, seed) if n else None
+    unit, n_units = resampled_unit(yt, groups)
+    idx: NDArray[np.intp] | list[NDArray[np.intp]] | None = None
+    if n:
+        idx = _patient_resamples(yt, groups, n_boot, seed) if unit == "patients" and groups is not None \
+            else _stratified_indices(yt, n_boot, seed)
 
     def interval(metric: Metric, other: NDArray) -> tuple[float, float]:
         if idx is None:
             return float("nan"), float("nan")
         return _percentile_ci(_bootstrap_values(metric, yt, other, idx), 0.05, getattr(metric, "__name__", "the metric"))
 
-    summary: dict[str, Any] = {"n": n, "n_positive": n_pos, "n_negative": n - n_pos, "threshold": thr}
-    for name, fn_ in _THRESHOLD_METRICS.items():
-        summary[name] = _entry(fn_(yt, y_pred), interval(fn_, y_pred))
+    entries: dict[str, dict[str, Any]] = {}
+    for name, fn_, counts in _RATE_METRICS:
+        entries[name] = _entry(fn_(yt, y_pred), wilson_ci(*counts(tn, fp, fn, tp)))
+    for name, fn_ in _CALL_METRICS.items():
+        entries[name] = _entry(fn_(yt, y_pred), interval(fn_, y_pred))
     for name, fn_ in _SCORE_METRICS.items():
-        summary[name] = _entry(fn_(yt, yp), interval(fn_, yp))
+        entries[name] = _entry(fn_(yt, yp), interval(fn_, yp))
+    summary: dict[str, Any] = {"n": n, "n_positive": n_pos, "n_negative": n - n_pos, "threshold": thr}
+    summary.update((name, entries[name]) for name in SUMMARY_ORDER)
     summary["ece"] = {"value": float(metrics.expected_calibration_error(yt, yp))}
     summary["confusion_matrix"] = {"labels": list(CLASS_NAMES), "matrix": [[tn, fp], [fn, tp]]}
+    summary["intervals"] = {"wilson": list(WILSON_METRICS), "bootstrap": list(BOOTSTRAP_METRICS), "n_boot": int(n_boot),
+                            "seed": seed, "resampled": unit, "n_resampled": n_units}
     return summary
+
+
+def intervals_text(summary: dict[str, Any]) -> str:
+    """How a summary's 95% intervals were computed, as one sentence without its full stop (the `evaluate` header, the
+    report page); a summary without `intervals` (a model's stored figures from before) had the bootstrap for all."""
+    info = summary.get("intervals")
+    if not info:
+        return "95% intervals: stratified percentile bootstrap of films for every metric"
+    unit = "films" if info["resampled"] == "films" else f"patients ({info['n_resampled']:,}, all of each one's films)"
+    return (f"95% intervals: Wilson score for {', '.join(info['wilson'])} (each film counted as independent); "
+            f"percentile bootstrap for {', '.join(info['bootstrap'])}, {info['n_boot']} resamples of {unit} within "
+            f"each class drawn with seed {info['seed']}")
 
 
 def classification_report_text(
