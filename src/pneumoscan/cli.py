@@ -197,7 +197,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _print_evaluation(args: argparse.Namespace, predictor: "Predictor", result: "Evaluation") -> None:
     """The evaluation as text: where the threshold came from, metrics with intervals, confusion, per-class report."""
-    from pneumoscan.evaluation.bootstrap import classification_report_text
+    from pneumoscan.evaluation.bootstrap import classification_report_text, intervals_text
 
     summary = result.summary
     print(f"{summary['split']}: {summary['n']} images ({summary['n_negative']} NORMAL, {summary['n_positive']} PNEUMONIA), "
@@ -217,6 +217,7 @@ def _print_evaluation(args: argparse.Namespace, predictor: "Predictor", result: 
         why = uncounted_reason(summary["patients_in_training"], predictor.meta.training, predictor.path.parent)
         if why:
             print(f"  patients also in the training data: not counted ({why})")
+    print(f"  {intervals_text(summary)}.")
     for key in ("accuracy", "precision", "recall", "specificity", "f1", "npv", "roc_auc", "pr_auc", "brier"):
         value, (lo, hi) = summary[key]["value"], summary[key]["ci95"]
         print(f"  {key:<12}{value:8.4f}   95% CI [{lo:.4f}, {hi:.4f}]")
@@ -375,14 +376,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars (shown on stderr only when it is a terminal)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="metrics with 95%% bootstrap intervals on a labelled split")
+    p = sub.add_parser("evaluate", help="metrics with 95%% intervals on a labelled split")
     _model_arg(p)
     p.add_argument("--data", required=True, help="data folder (uses test/ when present) or CSV manifest")
     p.add_argument("--split", help="which split folder to evaluate (default: test, else the only one; a folder of "
                                     "class folders is used whole)")
     p.add_argument("--json", help="write the metrics as JSON to this file ('-': stdout, and the text report goes to stderr)")
     p.add_argument("--predictions", help="write per-image probabilities to this CSV (columns path, label, prob, cause)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
+    p.add_argument("--n-boot", type=int, default=1000,
+                   help="bootstrap resamples (of patients within each class when films share a patient) for the "
+                        "intervals of F1, ROC AUC, average precision and Brier; the rates get Wilson intervals "
+                        "(default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     add_cache_dir_arg(p)
     _backend_arg(p)

@@ -629,7 +629,7 @@ def test_every_commands_help_says_what_the_command_does() -> None:
     explain = " ".join(sub.choices["explain"].format_help().split())
     assert "Grad-CAM heatmap of where the model looked, over the original image." in explain
     evaluate = " ".join(sub.choices["evaluate"].format_help().split())
-    assert "Metrics with 95% bootstrap intervals on a labelled split." in evaluate  # help's %% is argparse's escape
+    assert "Metrics with 95% intervals on a labelled split." in evaluate  # help's %% is argparse's escape
 
 
 @pytest.mark.parametrize("flag", ["--csv", "--json"])

@@ -221,3 +221,25 @@ def test_evaluate_and_set_threshold_warn_about_a_film_under_both_labels(tiny_run
                           f"(NORMAL) = {copy} (PNEUMONIA): one of them is scored wrong whatever the model "
                           f"says, which lowers the figures here (and moves a threshold chosen on them); keep the copy "
                           f"with the right label and remove the other (`pneumoscan audit {data}` lists them)"], command
+
+
+def test_evaluate_resamples_patients_when_films_share_one(tiny_run: Path, tmp_path: Path) -> None:
+    """Kermany names give each film's patient: 8 films of 4 patients, so the bootstrap resamples the 4 patients
+    within each class (and the evaluation says so); the Wilson intervals stay per film."""
+    import warnings
+
+    from pneumoscan.evaluation.evaluate import evaluate
+    from pneumoscan.inference.predictor import Predictor
+    from tests.conftest import write_xray
+
+    data = tmp_path / "site"
+    for p in range(2):
+        for k in range(2):
+            write_xray(data / "NORMAL" / f"IM-{p:04d}-{k + 1:04d}.jpeg", 0, 10 * p + k, size=48)
+            write_xray(data / "PNEUMONIA" / f"person{p}_virus_{k}.jpeg", 1, 100 + 10 * p + k, size=48)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = evaluate(Predictor(tiny_run, backend="torch"), data, n_boot=20, progress=False)
+    assert sorted(set(result.patients or [])) == ["IM-0000", "IM-0001", "person0", "person1"]
+    intervals = result.summary["intervals"]
+    assert (intervals["resampled"], intervals["n_resampled"], intervals["n_boot"]) == ("patients", 4, 20)

@@ -44,7 +44,7 @@ def test_report_from_validation_predictions(val_report: Path, odd_run: Path) -> 
     assert {"learning_curves", "confusion_matrix", "roc", "pr", "calibration", "feature_maps"} <= names
     assert any(n.startswith("cases_") for n in names)
     assert "max Youden&#x27;s J" in text and "recall &gt;= 0.95" in text and 'class="highlight"' in text
-    assert "recall (sensitivity)" in text and "95% bootstrap interval" in text
+    assert "recall (sensitivity)" in text and "95% interval" in text
     assert re.search(r"what --prevalence corrects from\)</t[hd]>\s*<td>0\.500</td>", text)  # balanced batches
     # how the validation patients were read, beside their counts
     assert "Validation: patient-aware stratified split of train; patient keys: --patient-key auto (60 by file name)." in text
@@ -127,8 +127,8 @@ def test_report_and_compare_draw_their_bootstrap_with_seed(tiny_run: Path, tmp_p
         out = tmp_path / f"{name}.html"
         assert main(["report", str(tiny_run), "--out", str(out), "--n-boot", "30", "--cases", "1", "--seed", seed]) == 0
         page = out.read_text(encoding="utf-8")
-        assert f"30 resamples drawn with seed {seed} (--n-boot, --seed)" in page
-        return page[page.index("95% bootstrap interval"):page.index("Intervals: stratified")]
+        assert f"30 resamples of films within each class drawn with seed {seed} (--n-boot, --seed)" in page
+        return page[page.index("95% interval"):page.index("95% intervals: Wilson")]
 
     assert compared("a", "3") == compared("b", "3") != compared("c", "4")
     assert intervals("a", "3") == intervals("b", "3") != intervals("c", "4")

@@ -15,7 +15,8 @@ from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.decode import view_reason
 from pneumoscan.data.fingerprint import duplicate_warnings, seen_in_training, training_film_fingerprints
 from pneumoscan.data.layout import Sample, cause_name, evaluation_samples
-from pneumoscan.data.patients import CAUSE_GROUPS, cause_groups, cause_of, shared_clause, shared_patients
+from pneumoscan.data.patients import (CAUSE_GROUPS, cause_groups, cause_of, patient_keys, shared_clause,
+                                      shared_patients)
 from pneumoscan.errors import (InputError, MissingImagesWarning, check_at_least_one, counted, first_few, warn,
                               words)
 from pneumoscan.evaluation.bootstrap import summarize
@@ -53,6 +54,7 @@ class Evaluation:
     images: ImageSet
     probs: np.ndarray
     summary: dict[str, Any]
+    patients: list[str] | None = None  # each film's patient key (`film_patients`), what the bootstrap resampled
 
 
 def write_predictions(path: str | os.PathLike, samples: list[Sample], probs: np.ndarray) -> None:
@@ -237,12 +239,29 @@ def evaluate(
         warn(SharedPatientWarning(_shared_message(shared, len(images.samples), split_name, data, trained_on)))
     for message in duplicate_warnings({split_name: images.samples}, str(data), SCORED_BOTH):
         warn(LabelConflictWarning(message))
-    summary = summarize(images.labels, probs, predictor.threshold, n_boot=n_boot, seed=seed)
+    patients = film_patients(images.samples, predictor.meta.training, progress)
+    summary = summarize(images.labels, probs, predictor.threshold, n_boot=n_boot, seed=seed, groups=patients)
     summary.update(split=split_name, data=str(data), model=str(predictor.path), skipped=images.skipped,
                    refused_by_guard=refused, seen_in_training=[str(p) for p in seen], patients_in_training=shared,
                    recall_by_cause=recall_by_cause(images.samples, probs, predictor.threshold),
                    borderline=borderline_summary(predictor, images.labels, probs))
-    return Evaluation(split_name, images, probs, summary)
+    return Evaluation(split_name, images, probs, summary, patients)
+
+
+def film_patients(samples: Sequence[Sample], training: dict, progress: bool = True) -> list[str] | None:
+    """Each film's patient key, by the --patient-key the model's training used (`auto` when it records none; a film
+    with no patient folder under `folder` is keyed by its file name), for the bootstrap to resample patients; None
+    when they cannot be read."""
+    import warnings
+
+    choice = data_record(training)[0].get("patient_key") or "auto"
+    with warnings.catch_warnings():  # a placeholder PatientID is `audit`'s and `train`'s to report
+        warnings.simplefilter("ignore")
+        try:
+            keys = patient_keys(samples, choice, loose_ok=True, progress=progress)
+        except InputError:
+            return None
+    return [str(keys(s)) for s in samples]
 
 
 def refused_films(images: ImageSet, verdicts: Sequence[Any], guarded: bool) -> tuple[list[str], int]:

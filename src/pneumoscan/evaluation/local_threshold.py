@@ -99,7 +99,8 @@ def choose_local_threshold(
     labels, probs = evaluation.images.labels, evaluation.probs
     threshold = threshold_for_recall(labels, probs, target_recall)
     interval = threshold_ci95(labels, probs, target_recall, n_boot=n_boot, seed=seed)
-    return threshold, interval, summarize(labels, probs, threshold, n_boot=n_boot, seed=seed)
+    return threshold, interval, summarize(labels, probs, threshold, n_boot=n_boot, seed=seed,
+                                          groups=evaluation.patients)
 
 
 def set_threshold(

@@ -14,6 +14,7 @@ from pneumoscan import CLASS_NAMES, __version__
 from pneumoscan.artifact import ArtifactMeta
 from pneumoscan.data.patients import keys_read, shared_clause
 from pneumoscan.errors import words
+from pneumoscan.evaluation.bootstrap import intervals_text
 from pneumoscan.inference.predictor import model_prior, prior_problem
 from pneumoscan.outputs import atomic_write_all, check_companion, check_output, recover_interrupted
 from pneumoscan.progress import progress_bar
@@ -219,7 +220,7 @@ def _shared_warning(shared: dict[str, Any], n: int) -> str:
             f"or one CSV manifest listing both with a split column).")
 
 
-def _summary_section(run: RunInfo, scores: Scores, params: int, n_boot: int, seed: int) -> str:
+def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
     meta, training = run.meta, run.meta.training
     recipe = recipe_text(run)
     seconds = run.train_seconds
@@ -270,10 +271,9 @@ def _summary_section(run: RunInfo, scores: Scores, params: int, n_boot: int, see
         + h.paragraph(split_note, note=True)
         + f"<h3>Metrics on {h.esc(scores.split)} at threshold {scores.threshold:.4f}</h3>"
         + (h.paragraph(selection, note=True) if (selection := selection_note(run, scores)) else "")
-        + h.table(["metric", "value", "95% bootstrap interval"], metric_rows)
+        + h.table(["metric", "value", "95% interval"], metric_rows)
         + h.paragraph(f"{summary['n']} images ({summary['n_negative']} NORMAL, {summary['n_positive']} PNEUMONIA). "
-                      f"Intervals: stratified percentile bootstrap, {n_boot} resamples drawn with seed {seed} "
-                      f"(--n-boot, --seed).", note=True)
+                      f"{intervals_text(summary)} (--n-boot, --seed).", note=True)
     )
 
 
@@ -514,7 +514,7 @@ def build_report(run_dir: str | os.PathLike, *, data: str | os.PathLike | None =
     params = count_parameters(model)
     fig_out = Figures()
     builders: list[tuple[str, str, Callable[[], str]]] = [
-        ("summary", "Run summary", lambda: _summary_section(run, scores, params, n_boot, seed)),
+        ("summary", "Run summary", lambda: _summary_section(run, scores, params)),
         ("learning-curves", "Learning curves", lambda: _learning_section(run, fig_out)),
         ("confusion", "Confusion matrix and classification report", lambda: _confusion_section(scores, fig_out)),
         ("roc-pr", "ROC and precision-recall curves", lambda: _roc_pr_section(scores, fig_out)),
