@@ -202,6 +202,7 @@ def _print_evaluation(args: argparse.Namespace, predictor: "Predictor", result: 
     summary = result.summary
     print(f"{summary['split']}: {summary['n']} images ({summary['n_negative']} NORMAL, {summary['n_positive']} PNEUMONIA), "
           f"threshold {summary['threshold']:.4f}")
+    print(f"  {operating_point_text(summary['operating_point'])}")
     if predictor.stored_threshold:
         from pneumoscan.evaluation.local_threshold import source_notes
         from pneumoscan.progress import write_warning
@@ -233,6 +234,25 @@ def _print_evaluation(args: argparse.Namespace, predictor: "Predictor", result: 
 
     for message in result.images.skipped:
         write_warning(f"skipped {message}")
+
+
+def operating_point_text(point: dict) -> str:
+    """`Predictor.operating_point` in one line: where the threshold came from and the prevalence P assumes."""
+    on = {"local": " on this site's films (set-threshold)", "validation": " on the validation films"}.get(
+        point["chosen_on"] or "", "")
+    recall = point["target_recall"]
+    if point["threshold_from"] == "threshold":
+        source = "--threshold"
+    elif point["threshold_from"] == "target_recall":
+        source = f"--target-recall {recall:g}{on}"
+    else:
+        source = "the model's own" + (f" (for recall {recall:g}{on})" if recall is not None else "")
+    if point["prevalence_from"] == "prevalence":
+        moved = "" if point["threshold_from"] == "threshold" else ", the threshold moved with it"
+        prior = f"{point['prevalence']:g} (--prevalence{moved})"
+    else:
+        prior = f"{point['prevalence']:g} (the model's prior; no --prevalence)"
+    return f"operating point: threshold from {source}; P for a prevalence of {prior}"
 
 
 def _borderline_lines(borderline: dict | None) -> list[str]:

@@ -673,3 +673,25 @@ def test_predict_given_a_file_after_csv_or_json_before_the_films_says_they_print
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"pneumoscan predict: error: {flag} prints to stdout and takes no file name ({name}); write the file with "
         f"`pneumoscan predict ... {flag} > {name}`")
+
+
+def test_evaluate_records_its_operating_point(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """--prevalence moves the probabilities and the threshold: the JSON and the header say so, and where the
+    threshold came from, so two evaluations of one model can be told apart."""
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--target-recall", "0.9",
+                 "--prevalence", "0.1", "--json", str(out), "--n-boot", "10"]) == 0
+    point = json.loads(out.read_text())["operating_point"]
+    assert {k: point[k] for k in ("threshold_from", "target_recall", "chosen_on", "prevalence", "prevalence_from")} \
+        == {"threshold_from": "target_recall", "target_recall": 0.9, "chosen_on": "validation", "prevalence": 0.1,
+            "prevalence_from": "prevalence"}
+    assert point["threshold"] == json.loads(out.read_text())["threshold"]
+    assert ("  operating point: threshold from --target-recall 0.9 on the validation films; P for a prevalence of 0.1 "
+            "(--prevalence, the threshold moved with it)\n") in capsys.readouterr().out
+    assert main(["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--threshold", "0.3",
+                 "--json", str(out), "--n-boot", "10"]) == 0
+    point = json.loads(out.read_text())["operating_point"]
+    assert (point["threshold_from"], point["chosen_on"], point["prevalence_from"]) == ("threshold", None, "model_prior")
+    assert (f"  operating point: threshold from --threshold; P for a prevalence of {point['prevalence']:g} (the "
+            f"model's prior; no --prevalence)\n") in capsys.readouterr().out

@@ -243,6 +243,7 @@ def evaluate(
     summary = summarize(images.labels, probs, predictor.threshold, n_boot=n_boot, seed=seed, groups=patients)
     summary.update(split=split_name, data=str(data), model=str(predictor.path), skipped=images.skipped,
                    refused_by_guard=refused, seen_in_training=[str(p) for p in seen], patients_in_training=shared,
+                   operating_point=predictor.operating_point(),
                    recall_by_cause=recall_by_cause(images.samples, probs, predictor.threshold),
                    borderline=borderline_summary(predictor, images.labels, probs))
     return Evaluation(split_name, images, probs, summary, patients)
