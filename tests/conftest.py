@@ -175,12 +175,12 @@ def tiny_data(tiny_run: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_site(tiny_run: Path, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A `set-threshold` copy of tiny_run: its threshold chosen on tiny_data's films (the default split)."""
+    """A `set-threshold` copy of tiny_run: its threshold chosen on tiny_data's test films."""
     from pneumoscan.cli import main
 
     site = tmp_path_factory.mktemp("site") / "site"
-    assert main(["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--out", str(site),
-                 "--n-boot", "20"]) == 0
+    assert main(["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--split", "test", "--out",
+                 str(site), "--n-boot", "20"]) == 0
     return site
 
 

@@ -419,7 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True,
                    help="your labelled images: NORMAL/ and PNEUMONIA/ folders (or train/ val/ test/ with them), or a "
                         "CSV manifest; not the films you will report results on")
-    p.add_argument("--split", help="which split folder to use when DATA has several (default: test, else the only one)")
+    p.add_argument("--split", help="which split folder to choose on when DATA has several (then required; val, not the "
+                                    "test films you report results on); a folder of class folders is used whole")
     p.add_argument("--out", required=True,
                    help="new model file (.safetensors) or folder (gets model.safetensors); the original is kept")
     p.add_argument("--target-recall", type=float,

@@ -427,8 +427,9 @@ def test_a_warning_repeated_word_for_word_is_one_line(tiny_run: Path, tiny_data:
     its check that they are new films, and again to score them."""
     not_a_folder = tmp_path / "cache"
     not_a_folder.write_bytes(b"")
-    assert main(["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--out", str(tmp_path / "m"),
-                 "--cache-dir", str(not_a_folder), "--backend", "torch", "--n-boot", "10"]) == 0
+    assert main(["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--split", "test",
+                 "--out", str(tmp_path / "m"), "--cache-dir", str(not_a_folder), "--backend", "torch",
+                 "--n-boot", "10"]) == 0
     err = capsys.readouterr().err
     # one line for the decoded images, one for the films' fingerprints, each once however often it was warned
     lines = [line for line in err.splitlines() if line.startswith(f"pneumoscan: warning: image cache {not_a_folder}: ")]
@@ -593,7 +594,7 @@ def test_every_command_that_decodes_a_data_set_takes_cache_dir(command: str, tin
     cache = tmp_path / "site_cache"
     args = {"evaluate": ["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--n-boot", "5"],
             "set-threshold": ["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--n-boot", "5",
-                              "--out", str(tmp_path / "site")],
+                              "--split", "test", "--out", str(tmp_path / "site")],
             "report": ["report", str(tiny_run), "--data", str(tiny_data), "--n-boot", "5", "--cases", "1",
                        "--out", str(tmp_path / "report.html")],
             "compare": ["compare", str(tiny_run), "--data", str(tiny_data), "--n-boot", "5",

@@ -72,8 +72,8 @@ def test_a_threshold_chosen_on_films_of_training_patients_is_warned_about_and_re
     which the model scores better than new patients': evaluate counted them, set-threshold did not."""
     data = shared_patient_run.parent / "data"
     out = tmp_path / "site"
-    assert main(["set-threshold", "--model", str(shared_patient_run), "--data", str(data), "--out", str(out),
-                 "--n-boot", "5"]) == 0
+    assert main(["set-threshold", "--model", str(shared_patient_run), "--data", str(data), "--split", "test",
+                 "--out", str(out), "--n-boot", "5"]) == 0
     lines = [line for line in capsys.readouterr().err.splitlines() if "patients of the" in line]
     assert lines == [f"pneumoscan: warning: 2 patients of the test split (2 of its 4 films) also have films in the "
                      f"data this model was trained on, by DICOM PatientID: the same patients on both sides, so the "
@@ -331,3 +331,23 @@ def test_a_sites_model_gets_the_interval_of_its_own_films(local, tiny_run: Path)
     assert interval == pytest.approx(threshold_ci95(scores["labels"], scores["probs"], 0.9))
     assert interval[0] <= local.threshold <= interval[1]
     assert interval != pytest.approx(Predictor(tiny_run).threshold_ci95)
+
+
+def test_set_threshold_on_a_data_set_of_several_splits_needs_split(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """It chose on test/ by default, the films results are then reported on; now it names the splits and --split,
+    before any scoring, and writes nothing. One split (a folder of class folders) is used whole, as before."""
+    out = tmp_path / "site"
+    assert main(["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"pneumoscan: error: {tiny_data}: holds the splits train, test; name the films "
+                                       f"to choose the threshold on: --split with films set aside for it, not those "
+                                       f"you report results on\n")
+    assert not out.exists()
+    shutil.copytree(tiny_data / "test", tmp_path / "data" / "val")
+    shutil.copytree(tiny_data / "test", tmp_path / "data" / "test")
+    assert main(["set-threshold", "--model", str(tiny_run), "--data", str(tmp_path / "data"), "--out", str(out)]) == 2
+    assert "holds the splits val, test; name the films to choose the threshold on: --split val, the films set aside " \
+           "for it\n" in capsys.readouterr().err
+    assert main(["set-threshold", "--model", str(tiny_run), "--data", str(tmp_path / "data" / "val"), "--out", str(out),
+                 "--n-boot", "5", "--json", str(tmp_path / "t.json")]) == 0
+    assert read_meta(out / "model.safetensors").threshold_source["split"] == "all"

@@ -16,9 +16,10 @@ from typing import Any
 from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, default_model_path, save_artifact
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import seen_in_training, training_film_fingerprints
+from pneumoscan.data import layout
 from pneumoscan.data.layout import IMAGE_SUFFIXES, Sample, evaluation_samples
 from pneumoscan.data.patients import shared_text, uncounted_reason
-from pneumoscan.errors import InputError, warn
+from pneumoscan.errors import InputError, option, warn
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.evaluate import Evaluation, evaluate
 from pneumoscan.evaluation.thresholds import check_target_recall, threshold_ci95, threshold_for_recall
@@ -103,6 +104,24 @@ def choose_local_threshold(
                                           groups=evaluation.patients)
 
 
+def threshold_films(data: str | os.PathLike, split: str | None) -> tuple[str, list[Sample]]:
+    """The split of `data` to choose the threshold on, and its films: `split`, else the only one (a folder of class
+    folders, a manifest without a split column); an InputError naming --split when `data` holds several, as the
+    default `evaluate` takes, test/, holds the films results are reported on."""
+    if split is not None:
+        return evaluation_samples(data, split)
+    found = layout.discover(data)
+    if not found:  # evaluate's own message
+        return evaluation_samples(data, split)
+    if len(found) > 1:
+        names = ", ".join(found)
+        which = (f"{option('split', 'val')}, the films set aside for it" if "val" in found else
+                 f"{option('split')} with films set aside for it, not those you report results on")
+        raise InputError(f"{data}: holds the splits {names}; name the films to choose the threshold on: {which}")
+    name = next(iter(found))
+    return name, found[name]
+
+
 def set_threshold(
     model: str | os.PathLike | None,
     data: str | os.PathLike,
@@ -123,7 +142,7 @@ def set_threshold(
     target = target_recall if target_recall is not None else (meta.target_recall or 0.95)
     path = out_artifact_path(out)
     _check_out(predictor.path, path)
-    found = evaluation_samples(data, split)  # scanned once, for the check and the scoring
+    found = threshold_films(data, split)  # scanned once, for the check and the scoring
     placed = meta.placed_data(predictor.path.parent)  # read once: a record reads each ensemble member's config
     decoded = _check_unseen(meta, data, found, predictor.size, cache_dir, placed.folder)
     # on a failure (a full disk, Ctrl+C) the model file (refused above if already there) and the folders made for
