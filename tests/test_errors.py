@@ -80,3 +80,27 @@ def test_counted_says_one_thing_in_the_singular() -> None:
 
     assert [counted(n, "image") for n in (0, 1, 2)] == ["0 images", "1 image", "2 images"]
     assert counted(1, "patch", "patches") == "1 patch" and counted(3, "patch", "patches") == "3 patches"
+
+
+@pytest.mark.parametrize(("value", "digits", "text"), [
+    (0.99996, 4, "0.99996"), (0.9995, 3, "0.9995"), (0.9848, 4, "0.9848"), (1.0, 4, "1.0000"), (0.0, 4, "0.0000"),
+    (2.42e-05, 4, "2.42e-05"), (0.61512, 4, "0.6151"), (float("nan"), 4, "nan")])
+def test_decimals_never_shows_a_rate_below_1_as_1(value: float, digits: int, text: str) -> None:
+    from pneumoscan.errors import decimals
+
+    assert decimals(value, digits) == text
+
+
+def test_evaluate_and_set_threshold_print_by_that_rule() -> None:
+    """They printed with .4f: an AUC of 0.99996 read 1.0000, a perfect score it is not."""
+    from pneumoscan.cli import _borderline_lines
+    from pneumoscan.evaluation.local_threshold import LocalThreshold, format_local_threshold
+
+    border = {"interval": [0.5, 0.7], "n": 1, "share": 0.0001, "by_class": {"NORMAL": {"n": 1}, "PNEUMONIA": {"n": 0}},
+              "outside": {"n": 9999, "accuracy": 0.99996, "recall": 1.0, "specificity": 0.99993}}
+    assert "accuracy 0.99996  recall 1.0000  specificity 0.9999 (n=9999)" in _borderline_lines(border)[1]
+    figures = {"n": 30000, "n_negative": 10000, "n_positive": 20000, "threshold": 0.5,
+               "confusion_matrix": {"matrix": [[9999, 1], [0, 20000]]},
+               **{k: {"value": 0.99996} for k in ("recall", "specificity", "precision", "accuracy")}}
+    text = format_local_threshold(LocalThreshold(0.5, (0.4, 0.6), 0.95, figures, figures, Path("m"), True, []))
+    assert "  recall       0.99996 0.99996" in text

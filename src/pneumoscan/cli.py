@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from pneumoscan import __version__
-from pneumoscan.errors import PneumoscanError, RefusedFilm, WriteError, cli_words, gpu_out_of_memory, warn
+from pneumoscan.errors import PneumoscanError, RefusedFilm, WriteError, cli_words, decimals, gpu_out_of_memory, warn
 
 if TYPE_CHECKING:
     from pneumoscan.evaluation.evaluate import Evaluation
@@ -201,7 +201,7 @@ def _print_evaluation(args: argparse.Namespace, predictor: "Predictor", result: 
 
     summary = result.summary
     print(f"{summary['split']}: {summary['n']} images ({summary['n_negative']} NORMAL, {summary['n_positive']} PNEUMONIA), "
-          f"threshold {summary['threshold']:.4f}")
+          f"threshold {decimals(summary['threshold'], 4)}")
     print(f"  {operating_point_text(summary['operating_point'])}")
     if predictor.stored_threshold:
         from pneumoscan.evaluation.local_threshold import source_notes
@@ -221,12 +221,12 @@ def _print_evaluation(args: argparse.Namespace, predictor: "Predictor", result: 
     print(f"  {intervals_text(summary)}.")
     for key in ("accuracy", "precision", "recall", "specificity", "f1", "npv", "roc_auc", "pr_auc", "brier"):
         value, (lo, hi) = summary[key]["value"], summary[key]["ci95"]
-        print(f"  {key:<12}{value:8.4f}   95% CI [{lo:.4f}, {hi:.4f}]")
-    print(f"  {'ece':<12}{summary['ece']['value']:8.4f}")
+        print(f"  {key:<12} {decimals(value, 4):>7}   95% CI [{decimals(lo, 4)}, {decimals(hi, 4)}]")
+    print(f"  {'ece':<12} {decimals(summary['ece']['value'], 4):>7}")
     (tn, fp), (fn, tp) = summary["confusion_matrix"]["matrix"]
     print(f"  confusion    TN {tn}  FP {fp}  FN {fn}  TP {tp}")
     for name, info in summary["recall_by_cause"].items():
-        print(f"  recall {name:<9}{info['recall']:.4f} (n={info['n']})")
+        print(f"  recall {name:<9}{decimals(info['recall'], 4)} (n={info['n']})")
     for line in _borderline_lines(summary["borderline"]):
         print(f"  {line}")
     print(classification_report_text(result.images.labels, (result.probs >= predictor.threshold).astype(int)))
@@ -265,10 +265,11 @@ def _borderline_lines(borderline: dict | None) -> list[str]:
     normal, pneumonia = borderline["by_class"]["NORMAL"], borderline["by_class"]["PNEUMONIA"]
     outside = borderline["outside"]
     total = borderline["n"] + outside["n"]
-    return [f"borderline   P within the threshold's 95 % interval [{lo:.4f}, {hi:.4f}]: {borderline['n']} of {total} "
+    return [f"borderline   P within the threshold's 95 % interval [{decimals(lo, 4)}, {decimals(hi, 4)}]: "
+            f"{borderline['n']} of {total} "
             f"films ({100 * borderline['share']:.1f} %; NORMAL {normal['n']}, PNEUMONIA {pneumonia['n']})",
-            f"outside it   accuracy {outside['accuracy']:.4f}  recall {outside['recall']:.4f}  "
-            f"specificity {outside['specificity']:.4f} (n={outside['n']})"]
+            f"outside it   accuracy {decimals(outside['accuracy'], 4)}  recall {decimals(outside['recall'], 4)}  "
+            f"specificity {decimals(outside['specificity'], 4)} (n={outside['n']})"]
 
 
 def cmd_set_threshold(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 warning of pneumoscan goes through."""
 from __future__ import annotations
 
+import math
 import os
 import sys
 import warnings
@@ -125,6 +126,18 @@ def in_python() -> bool:
 def counted(n: int, one: str, many: str | None = None) -> str:
     """`n` things, in the singular for one: '1 image', '3 images' (`many`: the plural when not `one` + 's')."""
     return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def decimals(value: float, digits: int) -> str:
+    """`value` with `digits` decimals, or 3 significant digits when those would show a value that is not zero as 0
+    (2.42e-05), or more decimals when they would show a rate below 1 as 1 (an AUC of 0.99996 is not perfect); the
+    rule of every printed figure (`report.html.fmt`, `evaluate`, `set-threshold`). NaN prints as 'nan'."""
+    if math.isfinite(value) and 0 < abs(value) < 0.5 * 10.0 ** -digits:
+        return f"{value:.3g}"
+    places = digits
+    while 0.5 < value < 1 and float(f"{value:.{places}f}") == 1.0 and places < 17:
+        places += 1
+    return f"{value:.{places}f}"
 
 
 def option(name: str, value: Any = _BARE) -> str:

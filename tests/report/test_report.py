@@ -141,31 +141,34 @@ def test_report_and_compare_draw_their_bootstrap_with_seed(tiny_run: Path, tmp_p
 
 
 # -- pieces ---------------------------------------------------------------------------------------
-def test_parse_classification_report() -> None:
-    from pneumoscan.evaluation.bootstrap import classification_report_text
-    from pneumoscan.report.build import parse_classification_report
+def test_classification_report_rows() -> None:
+    from pneumoscan.evaluation.bootstrap import classification_report_rows
 
-    headers, rows = parse_classification_report(classification_report_text([0, 0, 1, 1, 1], [0, 1, 1, 1, 0]))
-    assert headers[0] == "class"
-    by_name = {r[0]: r[1:] for r in rows}
-    assert by_name["PNEUMONIA"] == [pytest.approx(0.667, abs=1e-3), pytest.approx(0.667, abs=1e-3),
-                                    pytest.approx(0.667, abs=1e-3), 3]
-    assert by_name["accuracy"][:2] == ["", ""] and by_name["accuracy"][3] == 5
-    assert "macro avg" in by_name and "weighted avg" in by_name
+    by_name = {r[0]: r[1:] for r in classification_report_rows([0, 0, 1, 1, 1], [0, 1, 1, 1, 0])}
+    assert by_name["PNEUMONIA"] == [pytest.approx(2 / 3), pytest.approx(2 / 3), pytest.approx(2 / 3), 3]
+    assert by_name["accuracy"] == ["", "", pytest.approx(0.6), 5]
+    assert list(by_name) == ["NORMAL", "PNEUMONIA", "accuracy", "macro avg", "weighted avg"]
 
 
-def test_parse_classification_report_keeps_the_class_of_an_undefined_precision() -> None:
-    """Every film called PNEUMONIA: NORMAL's precision is undefined, sklearn prints 'nan'; the row is still NORMAL's,
-    with NaN precision (the table's 'n/a'), not a class named 'NORMAL nan' missing its precision."""
-    from pneumoscan.evaluation.bootstrap import classification_report_text
-    from pneumoscan.report.build import parse_classification_report
+def test_classification_report_rows_keep_the_class_of_an_undefined_precision() -> None:
+    """Every film called PNEUMONIA: NORMAL's precision is undefined: NaN (the table's 'n/a') in NORMAL's row."""
+    from pneumoscan.evaluation.bootstrap import classification_report_rows
 
-    _, rows = parse_classification_report(classification_report_text([0, 0, 1, 1, 1], [1, 1, 1, 1, 1]))
-    by_name = {r[0]: r[1:] for r in rows}
-    assert set(by_name) == {"NORMAL", "PNEUMONIA", "accuracy", "macro avg", "weighted avg"}
+    by_name = {r[0]: r[1:] for r in classification_report_rows([0, 0, 1, 1, 1], [1, 1, 1, 1, 1])}
     precision, *rest = by_name["NORMAL"]
     assert math.isnan(precision) and rest == [0.0, 0.0, 2]
     assert by_name["PNEUMONIA"] == [0.6, 1.0, 0.75, 3]
+
+
+def test_the_classification_table_shows_a_precision_below_1_as_below_1() -> None:
+    """It parsed sklearn's 3-decimal text, so 1,999 of 2,000 PNEUMONIA calls right showed as precision 1.000."""
+    from pneumoscan.evaluation.bootstrap import CLASSIFICATION_COLUMNS, classification_report_rows
+    from pneumoscan.report import html as h
+
+    rows = classification_report_rows([1] * 1999 + [0] * 2, [1] * 1999 + [1, 0])
+    assert rows[1][:2] == ["PNEUMONIA", 1999 / 2000]
+    table = h.table(CLASSIFICATION_COLUMNS, rows)
+    assert "<td>PNEUMONIA</td><td class=\"num\">0.9995</td>" in table
 
 
 def test_most_confident_cases() -> None:

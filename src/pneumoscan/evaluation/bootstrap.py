@@ -15,7 +15,7 @@ from pneumoscan.evaluation import metrics
 from pneumoscan.evaluation.intervals import wilson_ci
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning, _as_1d, _check_labels, _check_lengths
 
-__all__ = ["bootstrap_ci", "summarize", "intervals_text", "classification_report_text"]
+__all__ = ["bootstrap_ci", "summarize", "intervals_text", "classification_report_text", "classification_report_rows"]
 
 Metric = Callable[[NDArray, NDArray], float]
 
@@ -226,3 +226,30 @@ def classification_report_text(
     return classification_report(
         yt, yp, labels=[0, 1], target_names=[str(c) for c in class_names], digits=3, zero_division=np.nan
     )
+
+
+CLASSIFICATION_COLUMNS = ("class", "precision", "recall", "f1-score", "support")
+
+
+def classification_report_rows(
+    y_true: ArrayLike, y_pred: ArrayLike, class_names: Sequence[str] = CLASS_NAMES
+) -> list[list[object]]:
+    """The rows of `classification_report_text` (CLASSIFICATION_COLUMNS) as numbers, not as its 3-decimal text, which
+    shows 0.9995 as 1.000: each class, accuracy (its precision and recall cells empty), macro and weighted
+    averages; NaN where undefined."""
+    from sklearn.metrics import classification_report
+
+    if len(class_names) != 2:
+        raise ValueError(f"class_names must name exactly 2 classes, got {list(class_names)!r}.")
+    yt, yp = metrics._labels_and_preds(y_true, y_pred)
+    if yt.shape[0] == 0:
+        raise ValueError("classification_report_rows needs at least one case; y_true is empty.")
+    names = [str(c) for c in class_names]
+    report = classification_report(yt, yp, labels=[0, 1], target_names=names, zero_division=np.nan, output_dict=True)
+    rows: list[list[object]] = []
+    for name, entry in report.items():
+        if isinstance(entry, dict):
+            rows.append([name, *(float(entry[k]) for k in CLASSIFICATION_COLUMNS[1:4]), int(entry["support"])])
+        else:  # accuracy: one number, over every film
+            rows.append([name, "", "", float(entry), int(yt.shape[0])])
+    return rows

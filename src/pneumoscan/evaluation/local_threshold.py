@@ -19,7 +19,7 @@ from pneumoscan.data.fingerprint import seen_in_training, training_film_fingerpr
 from pneumoscan.data import layout
 from pneumoscan.data.layout import IMAGE_SUFFIXES, Sample, evaluation_samples
 from pneumoscan.data.patients import shared_text, uncounted_reason
-from pneumoscan.errors import InputError, option, warn
+from pneumoscan.errors import InputError, decimals, option, warn
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.evaluate import Evaluation, evaluate
 from pneumoscan.evaluation.thresholds import check_target_recall, threshold_ci95, threshold_for_recall
@@ -230,12 +230,12 @@ def format_local_threshold(result: LocalThreshold) -> str:
     lo, hi = result.interval
     lines = [
         f"{after['n']} labelled images ({after['n_negative']} NORMAL, {after['n_positive']} PNEUMONIA)",
-        f"threshold for recall {result.target_recall:g}: {result.threshold:.4f} (95% bootstrap interval "
-        f"{lo:.4f} to {hi:.4f}); it was {before['threshold']:.4f}",
+        f"threshold for recall {result.target_recall:g}: {decimals(result.threshold, 4)} (95% bootstrap interval "
+        f"{decimals(lo, 4)} to {decimals(hi, 4)}); it was {decimals(before['threshold'], 4)}",
         f"  {'':<12}{'before':>8}{'after':>8}",
     ]
     for key in ("recall", "specificity", "precision", "accuracy"):
-        lines.append(f"  {key:<12}{before[key]['value']:8.4f}{after[key]['value']:8.4f}")
+        lines.append(f"  {key:<12} {decimals(before[key]['value'], 4):>7} {decimals(after[key]['value'], 4):>7}")
     (tn, fp), (fn, tp) = after["confusion_matrix"]["matrix"]
     lines.append(f"  after: TN {tn}  FP {fp}  FN {fn}  TP {tp}")
     lines.append("These figures are measured on the images the threshold was chosen on; on new patients expect "

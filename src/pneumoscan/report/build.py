@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -314,31 +313,14 @@ def _learning_section(run: RunInfo, out: Figures) -> str:
     return body + "<h3>Kept epoch</h3>" + h.table([HISTORY_NAMES[k] for k in keys], [row], digits=4)
 
 
-def parse_classification_report(text: str) -> tuple[list[str], list[list[object]]]:
-    """Rows of an sklearn classification report (label, precision, recall, f1-score, support); an undefined value
-    (sklearn's 'nan', precision of a class nothing was called) is NaN."""
-    headers = ["class", "precision", "recall", "f1-score", "support"]
-    rows: list[list[object]] = []
-    for line in text.splitlines():
-        match = re.match(r"^\s*(.+?)\s+((?:(?:[-+]?\d+(?:\.\d+)?|nan)\s*)+)$", line)
-        if not match or "precision" in line:
-            continue
-        numbers = [int(v) if v.lstrip("+-").isdigit() else float(v) for v in match.group(2).split()]
-        label = match.group(1).strip()
-        cells: list[object] = [""] * 4
-        cells[4 - len(numbers):] = numbers
-        rows.append([label, *cells])
-    return headers, rows
-
-
 def _confusion_section(scores: Scores, out: Figures) -> str:
-    from pneumoscan.evaluation.bootstrap import classification_report_text
+    from pneumoscan.evaluation.bootstrap import CLASSIFICATION_COLUMNS, classification_report_rows
 
     matrix = scores.summary["confusion_matrix"]["matrix"]
     body = out.add("confusion_matrix", figs.confusion_matrix(matrix, CLASS_NAMES, scores.threshold, scores.films),
                    f"confusion matrix on {scores.films}", "Rows: true class; columns: predicted class at the operating threshold.")
-    headers, rows = parse_classification_report(classification_report_text(scores.labels, scores.preds))
-    return body + "<h3>Classification report</h3>" + h.table(headers, rows)
+    rows = classification_report_rows(scores.labels, scores.preds)
+    return body + "<h3>Classification report</h3>" + h.table(CLASSIFICATION_COLUMNS, rows)
 
 
 def _roc_pr_section(scores: Scores, out: Figures) -> str:

@@ -6,6 +6,8 @@ import html
 import math
 from typing import Iterable, Sequence
 
+from pneumoscan.errors import decimals
+
 CSS = """
 :root { --ink: #1b1f24; --muted: #5a6270; --rule: #d0d5dc; --accent: #0072B2; --hl: #fff4d6; --hl-edge: #E69F00; }
 * { box-sizing: border-box; }
@@ -56,14 +58,7 @@ def fmt(value: object, digits: int = 3) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        if not math.isfinite(value):
-            return "n/a"
-        if 0 < abs(value) < 0.5 * 10.0 ** -digits:
-            return f"{value:.3g}"
-        places = digits
-        while 0.5 < value < 1 and float(f"{value:.{places}f}") == 1.0 and places < 17:
-            places += 1
-        return f"{value:.{places}f}"
+        return decimals(value, digits) if math.isfinite(value) else "n/a"
     return str(value)
 
 
