@@ -155,3 +155,15 @@ def test_report_of_a_set_threshold_copy_whose_films_are_not_there_says_what_to_p
         "; pass --data DIR with labelled films it has not seen, or --data site (as given to set-threshold, relative "
         "to the folder it ran in) for the films its threshold was chosen on (in-sample)")
     assert not (tmp_path / "elsewhere" / "r.html").exists()
+
+
+def test_the_borderline_note_says_its_interval_ignores_n_boot_and_seed() -> None:
+    """The page said every interval came from --n-boot resamples drawn with --seed; the threshold's, which marks the
+    borderline films, is always predict's (1000 resamples, seed 0)."""
+    from pneumoscan.report.build import borderline_html
+
+    summary = {"n": 10, "borderline": {"interval": [0.4, 0.6], "n": 1, "share": 0.1,
+                                       "by_class": {"NORMAL": {"n": 1, "share": 0.2}, "PNEUMONIA": {"n": 0, "share": 0.0}},
+                                       "outside": {"n": 9, "accuracy": 1.0, "recall": 1.0, "specificity": 1.0}}}
+    assert ("The threshold&#x27;s interval is the one predict marks films by: 1000 resamples of those films drawn "
+            "with seed 0, whatever --n-boot and --seed say.") in borderline_html(summary)

@@ -14,7 +14,7 @@ from pneumoscan.artifact import ArtifactMeta
 from pneumoscan.data.patients import keys_read, shared_clause
 from pneumoscan.errors import words
 from pneumoscan.evaluation.bootstrap import intervals_text
-from pneumoscan.inference.predictor import model_prior, prior_problem
+from pneumoscan.inference.predictor import INTERVAL_BOOT, INTERVAL_SEED, model_prior, prior_problem
 from pneumoscan.outputs import atomic_write_all, check_companion, check_output, recover_interrupted
 from pneumoscan.progress import progress_bar
 from pneumoscan.report import figures as figs
@@ -27,7 +27,7 @@ SECTION_IDS = ("summary", "learning-curves", "confusion", "roc-pr", "thresholds"
 RECALL_TARGETS = (0.90, 0.95, 0.98)
 HEADLINE = (("accuracy", "accuracy"), ("precision", "precision (PPV)"), ("recall", "recall (sensitivity)"),
             ("specificity", "specificity"), ("npv", "NPV"), ("f1", "F1"), ("roc_auc", "ROC AUC"),
-            ("pr_auc", "PR AUC (average precision)"), ("brier", "Brier score"))
+            ("pr_auc", "average precision (PR AUC)"), ("brier", "Brier score"))
 
 
 # every figure a report or comparison may write: a re-run removes those it does not make again, and nothing else
@@ -395,7 +395,9 @@ def borderline_html(summary: dict[str, Any]) -> str:
          f"{h.fmt(outside['accuracy'])} / {h.fmt(outside['recall'])} / {h.fmt(outside['specificity'])}"),
     ]) + h.paragraph("Borderline: a threshold re-chosen on a bootstrap resample of the films the threshold was chosen "
                      "on would give the film the other label; predict marks such films for a radiologist. The rates "
-                     "outside the interval are what deciding only the others gives.", note=True))
+                     "outside the interval are what deciding only the others gives. The threshold's interval is the "
+                     f"one predict marks films by: {INTERVAL_BOOT} resamples of those films drawn with seed "
+                     f"{INTERVAL_SEED}, whatever --n-boot and --seed say.", note=True))
 
 
 def _calibration_section(scores: Scores, out: Figures) -> str:
