@@ -23,6 +23,7 @@ from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning, accuracy, recall, specificity
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.outputs import atomic_write
+from pneumoscan.training.config import data_record
 
 
 class GuardWarning(UserWarning):
