@@ -55,7 +55,8 @@ def make_large_jpeg(source: Path, out: Path, size: int = 2000) -> Path:
 def run_backend(backend: str, model: str, data: Path, repeats: int, n_latency: int, workdir: Path) -> dict:
     """All measurements for one backend (runs inside a fresh subprocess)."""
     from pneumoscan.data.preprocess import load_image
-    from pneumoscan.inference.predictor import Predictor, expand_paths
+    from pneumoscan.inference.inputs import expand_paths
+    from pneumoscan.inference.predictor import Predictor
 
     t0 = time.perf_counter()
     predictor = Predictor(model, backend=backend)
