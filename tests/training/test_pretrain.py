@@ -315,3 +315,42 @@ def test_train_init_tells_a_split_by_folder_and_file_name_from_one_by_file_name(
     assert main(["train", "--data", str(data), "--init", str(pre), "--out", str(tmp_path / "run"), "--model", "cnn",
                  "--image-size", "16", "--epochs", "1", "--batch-size", "16", "--val-fraction", "0.25", "--quiet"]) == 0
     assert "patient-key auto (pretrained with name)" in capsys.readouterr().err
+
+
+def test_train_init_warns_when_the_pretraining_trained_on_its_validation_films(tiny_data: Path, tmp_path: Path,
+                                                                                capsys: pytest.CaptureFixture[str]
+                                                                                ) -> None:
+    """--max-images caps each class before the patient carve, so a pretraining under another cap trained on some of
+    the run's validation patients: counted from the film fingerprints the pretraining records."""
+    import re
+
+    from pneumoscan.training.trainer import prepare_data
+
+    pre = tmp_path / "pre"
+    assert main(["pretrain", "--data", str(tiny_data), "--out", str(pre), "--model", "cnn", "--image-size", "32",
+                 "--epochs", "1", "--batch-size", "8", "--val-fraction", "0.2", "--max-images", "12", "--quiet"]) == 0
+    hint = capsys.readouterr().out.split("next: pneumoscan ")[1].split()
+    assert hint[hint.index("--max-images") + 1] == "12"  # the hint keeps the cap, which chooses patients too
+    extra = ["--image-size", "32", "--epochs", "1", "--batch-size", "16", "--quiet"]
+    assert main([*[str(tmp_path / "same") if a == "RUN" else a for a in hint], *extra]) == 0
+    assert "validation films" not in capsys.readouterr().err  # the command it suggests validates on unseen films
+
+    init = str(pre / PRETRAINED_NAME)
+    common = ["train", "--data", str(tiny_data), "--init", init, "--model", "cnn", "--val-fraction", "0.2", *extra]
+    assert main([*common, "--out", str(tmp_path / "uncapped")]) == 0
+    err = capsys.readouterr().err
+    assert "max-images none (pretrained with 12)" in err
+    seen = {str(s.path) for s in prepare_data(TrainConfig(data=str(tiny_data), out="x", val_fraction=0.2,
+                                                          max_images=12), 32, progress=False).train.samples}
+    val = json.loads((tmp_path / "uncapped" / "split.json").read_text())["val_files"]
+    expected = sum(f in seen for f in val)
+    assert expected > 0
+    found = re.search(r"the pretraining trained on (\d+) of this run's (\d+) validation films", err)
+    assert found and (int(found[1]), int(found[2])) == (expected, len(val)) and "--max-images" in err
+
+    record = {k: v for k, v in _record(Path(init)).items() if not k.startswith("film_fingerprint")}
+    from safetensors.torch import save_file
+    save_file(load_file(init), init, metadata={"pneumoscan_pretrained": json.dumps(record)})  # as recorded before
+    assert main([*common, "--max-images", "12", "--out", str(tmp_path / "old")]) == 0
+    err = capsys.readouterr().err
+    assert "cannot be checked" in err and len([line for line in err.splitlines() if "cannot be checked" in line]) == 1

@@ -60,7 +60,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     path = pretrain(cfg, resume=args.resume, progress=not args.quiet, keep_patient_key=args.patient_key is None)
     print(f"pretrained weights: {path}")
     flags = (("" if cfg.equalize else " --no-equalize") + (" --crop" if cfg.crop else "")
-             + (f" --patient-key {cfg.patient_key}" if cfg.patient_key != "auto" else ""))
+             + (f" --patient-key {cfg.patient_key}" if cfg.patient_key != "auto" else "")
+             + (f" --max-images {cfg.max_images}" if cfg.max_images is not None else ""))  # it chooses patients too
     print(f"next: pneumoscan train --data {args.data} --init {path} --model {args.model} --split-seed {args.split_seed} "
           f"--val-fraction {args.val_fraction}{flags} --out RUN")
     return 0
@@ -113,7 +114,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="histogram-equalise every image, as `train` does by default (default on; match the train run)")
     p.add_argument("--crop", action=argparse.BooleanOptionalAction, default=None,
                    help="crop every image to the body's width, as `train --crop` does (default off; match the train run)")
-    p.add_argument("--max-images", type=int, help="use at most this many images per class (quick experiments)")
+    p.add_argument("--max-images", type=int,
+                   help="use at most this many images per class (quick experiments); drawn before the patient carve, "
+                        "so it chooses the validation patients too: give `train --init` the same")
     add_cache_dir_arg(p)
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted pretraining in --out; give the options it was started with (only "

@@ -3,7 +3,8 @@
 Two strongly augmented views of each training image go through the network without its final
 linear layer, a projector and a predictor; the loss pulls one view's prediction towards the other
 view's projection (negative cosine, stop-gradient on the target). The validation patients of the
-same split are left out, so a later `train --init` is still validated on unseen patients.
+same split are left out, so a later `train --init` is still validated on unseen patients; the film fingerprints of
+the films it trained on are recorded, and `train --init` warns when any of its validation films is among them.
 The result is `pretrained.safetensors`: the network's weights without its final linear layer.
 """
 from __future__ import annotations
@@ -24,8 +25,10 @@ from torch import nn
 from tqdm import tqdm
 
 from pneumoscan.data.augment import AugmentConfig, augment_batch
+from pneumoscan.data.fingerprint import FILM_MAX_DISTANCE, FILM_METHOD, film_distances, film_record, \
+    training_film_fingerprints
 from pneumoscan.data.preprocess import prepare_pixels, to_unit
-from pneumoscan.errors import InputError, option, switch
+from pneumoscan.errors import InputError, option, switch, words
 from pneumoscan.inference.batch import device_for
 from pneumoscan.models.registry import (create_model, final_linear_name, get_spec, is_registered, model_config,
                                         model_sources, require_registered)
@@ -45,10 +48,11 @@ PROJECTION_DIM = 512
 # compares only these, so supervised-training settings, whose defaults may move, never block one.
 PRETRAINING_SETTINGS = ("model", "image_size", "seed", "split_seed", "val_fraction", "use_given_val", "patient_key",
                         "max_images", "batch_size", "lr", "equalize", "crop")
-# The settings `train --init` must share with the pretraining: the validation patients it left out, and the inputs.
+# The settings `train --init` must share with the pretraining: the validation patients it left out (--max-images
+# caps each class before the patient carve, so another cap carves other patients), and the inputs.
 # (patient_key is recorded as the split made it, `PatientKeys.effective`: `auto` that read every key from the file
 # name is `name`, as every pretraining recorded before --patient-key existed read them.)
-SHARED_WITH_TRAIN = ("split_seed", "val_fraction", "use_given_val", "patient_key", "equalize", "crop")
+SHARED_WITH_TRAIN = ("split_seed", "val_fraction", "use_given_val", "patient_key", "max_images", "equalize", "crop")
 
 
 def strip_final_linear(model: nn.Module) -> int:
@@ -209,7 +213,10 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
     weights = {k: v.detach().cpu().contiguous() for k, v in net.backbone.state_dict().items()}
     record = {"model_name": cfg.model, "image_size": image_size, "method": "simsiam", "epochs": state["epoch"],
               "seconds": round(state["seconds"], 1), "history": state["history"],
-              **{key: getattr(cfg, key) for key in SHARED_WITH_TRAIN}, "patient_key": data.patients.effective}
+              **{key: getattr(cfg, key) for key in SHARED_WITH_TRAIN}, "patient_key": data.patients.effective,
+              # what it trained on, for `train --init` to find its own validation films among (`validation_overlap`)
+              **film_record([s.path for s in data.train.samples], data.train.images, cfg.cache_dir,
+                            data.train.film_marks)}
 
     def write(tmp: Path) -> None:
         try:
@@ -248,15 +255,60 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> None:
     model.load_state_dict(weights, strict=False)
 
 
+def _pretraining_record(path: str | os.PathLike) -> dict[str, Any]:
+    """What `pretrain` recorded in `path` of the pretraining ({} for a file without a record)."""
+    with safe_open(str(path), "pt") as handle:
+        record = json.loads((handle.metadata() or {}).get("pneumoscan_pretrained", "{}"))
+    return record if isinstance(record, dict) else {}
+
+
+def _setting(key: str, value: Any) -> str:
+    """Setting `key` at `value` as `pretraining_differences` names it: 'val-fraction 0.2', 'max-images none'."""
+    return option(key, value).removeprefix("--") if value is not None else words(f"{key.replace('_', '-')} none",
+                                                                                  f"{key}=None")
+
+
 def pretraining_differences(path: str | os.PathLike, cfg: TrainConfig, patient_key: str | None = None) -> list[str]:
     """The settings of `SHARED_WITH_TRAIN` in which `cfg` differs from the pretraining that wrote `path`, as
     'val-fraction 0.2 (pretrained with 0.15)'; [] when they agree or the file predates their record.
     `patient_key`: how the run's split read its patients (`PatientKeys.effective`; default cfg.patient_key); a
     record of the split settings without one read them by name."""
-    with safe_open(str(path), "pt") as handle:
-        record = json.loads((handle.metadata() or {}).get("pneumoscan_pretrained", "{}"))
+    record = _pretraining_record(path)
     if "split_seed" in record:
         record.setdefault("patient_key", "name")
     ours = {key: getattr(cfg, key) for key in SHARED_WITH_TRAIN} | {"patient_key": patient_key or cfg.patient_key}
-    return [f"{option(key, ours[key]).removeprefix('--')} (pretrained with {record[key]})"
+    return [f"{_setting(key, ours[key])} (pretrained with {'none' if record[key] is None else record[key]})"
             for key in SHARED_WITH_TRAIN if key in record and record[key] != ours[key]]
+
+
+def validation_overlap(path: str | os.PathLike, marks: list[str | None], patients: list[str]) -> tuple[int, int] | None:
+    """How many of a run's validation films (`marks`: their film fingerprints, None where unknown; `patients`:
+    their patient keys) the pretraining that wrote `path` trained on (within FILM_MAX_DISTANCE bits, as the same film
+    re-encoded), and of how many patients: (films, patients); None when the file records no films of this method
+    (written before they were recorded)."""
+    record = _pretraining_record(path)
+    if record.get("film_fingerprint_method") != FILM_METHOD:
+        return None
+    known = training_film_fingerprints(record)
+    found = [i for i, mark in enumerate(marks) if mark is not None]
+    near = film_distances([marks[i] for i in found], known) <= FILM_MAX_DISTANCE
+    seen = [i for i, hit in zip(found, near) if hit]
+    return len(seen), len({patients[i] for i in seen})
+
+
+def overlap_warning(path: str | os.PathLike, cfg: TrainConfig, marks: list[str | None], patients: list[str]) -> str:
+    """The one-line warning `train --init` gives when the pretraining that wrote `path` trained on any of the run's
+    validation films (`validation_overlap`), or cannot tell; '' when it saw none of them."""
+    overlap = validation_overlap(path, marks, patients)
+    if overlap is None:
+        return (f"{path}: records no films it was pretrained on (written by an earlier pneumoscan), so whether the "
+                f"pretraining saw this run's validation patients cannot be checked; pretrain again for a checked start")
+    films, seen = overlap
+    if not films:
+        return ""
+    same = ", ".join(option(key, getattr(cfg, key)) if getattr(cfg, key) is not None else
+                     words(f"no {option(key)}", f"{key}=None") for key in ("split_seed", "val_fraction", "max_images"))
+    return (f"{path}: the pretraining trained on {films} of this run's {len(marks)} validation films ({seen} of its "
+            f"{len(set(patients))} validation patients), so validation (early stopping, threshold) may be optimistic; "
+            f"pretrain again with this run's {same} ({option('max_images')} caps each class before the "
+            f"patient carve, so it too chooses the validation patients)")

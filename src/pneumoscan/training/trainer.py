@@ -24,7 +24,7 @@ from pneumoscan import CLASS_NAMES
 from pneumoscan.artifact import ARTIFACT_NAME, BEST_WEIGHTS, ArtifactMeta, read_meta, save_artifact
 from pneumoscan.data.augment import AugmentConfig, augment_batch, mixup
 from pneumoscan.data.cache import ImageSet, load_image_set
-from pneumoscan.data.fingerprint import duplicate_warnings, film_record, fingerprints
+from pneumoscan.data.fingerprint import duplicate_warnings, film_fingerprints, film_record, fingerprints
 from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.preprocess import prepare_pixels, to_unit
 from pneumoscan.data.patients import (PatientKeys, describe, name_collision_warning, patient_keys,
@@ -550,16 +550,21 @@ class Trainer:
         load_pretrained(model, cfg.init)
         return True
 
-    def _warn_pretraining_differences(self, patient_key: str | None) -> None:
-        """Warn when the pretraining that wrote --init split or prepared the images otherwise than this run."""
-        from pneumoscan.training.pretrain import pretraining_differences
+    def _warn_pretraining_differences(self, data: RunData) -> None:
+        """Warn when the pretraining that wrote --init split or prepared the images otherwise than this run, and
+        when it trained on any of this run's validation films (or cannot tell: a file from before its record)."""
+        from pneumoscan.training.pretrain import overlap_warning, pretraining_differences
 
-        differences = pretraining_differences(self.cfg.init, self.cfg, patient_key)
+        differences = pretraining_differences(self.cfg.init, self.cfg, data.patients.effective)
         if differences:  # SimSiam saw this run's validation images (without labels), or inputs prepared otherwise
             self.warn(f"{self.cfg.init}: {'; '.join(differences)}: the pretraining may have used this run's "
                       f"validation images, or prepared its inputs otherwise; pretrain again with this run's "
-                      f"{', '.join(map(option, ('split_seed', 'val_fraction', 'patient_key')))} and preprocessing "
-                      f"for a clean start")
+                      f"{', '.join(map(option, ('max_images', 'split_seed', 'val_fraction', 'patient_key')))} and "
+                      f"preprocessing for a clean start")
+        val = data.val.samples
+        marks = film_fingerprints([s.path for s in val], data.val.images, self.cfg.cache_dir, data.val.film_marks)
+        if seen := overlap_warning(self.cfg.init, self.cfg, marks, [data.patients(s) for s in val]):
+            self.warn(seen)
 
     def run(self, resume: bool = False) -> Path:
         """Train (or continue with `resume`) and return the path of the final model artifact."""
@@ -630,7 +635,7 @@ class Trainer:
         train_images = prepare_pixels(data.train.images, equalize=cfg.equalize, crop=cfg.crop)
         mean, std = image_stats(train_images)
         if pretrained:
-            self._warn_pretraining_differences(data.patients.effective)
+            self._warn_pretraining_differences(data)
         # channels-last weights, so every activation after the first convolution is channels-last too (a one-channel
         # input is both layouts at once): a training step of the default recipe runs about a fifth faster on this CPU
         # (bench/train_step_speed.py); only the memory layout changes, and the artifact's weights are saved contiguous
