@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,24 @@ def test_a_resume_without_data_from_another_folder_reads_the_data_the_run_starte
     assert train_config({"out": str(run)}, resume=True).data == str(tmp_path / "lab" / "data")
     monkeypatch.chdir(tmp_path / "lab")  # where it was started: kept as typed
     assert train_config({"out": "runs/old"}, resume=True).data == "data"
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("warmup_epochs", float("nan"), "warmup_epochs=nan: must be 0 (none) or more, and finite"),
+    ("warmup_epochs", -3.0, "warmup_epochs=-3.0: must be 0 (none) or more"),
+    ("weight_decay", -1.0, "weight_decay=-1.0: must be 0 (off) or more, and below 1 once multiplied by `lr`"),
+    ("weight_decay", float("inf"), "weight_decay=inf: must be"),
+    ("weight_decay", 500.0, "weight_decay=500.0: must be"),  # x lr 2e-3 = 1: AdamW would zero every weight a step
+    ("seed", -1, "seed=-1: must be 0 to 4294967295"),
+    ("split_seed", 2**32, "split_seed=4294967296: must be 0 to 4294967295"),
+])
+def test_api_train_refuses_out_of_range_settings_before_decoding(setting: str, value: float, message: str,
+                                                                  tiny_data: Path, tmp_path: Path) -> None:
+    """Once: nan warmup failed after decoding with numpy's bare ValueError, negative weight decay with torch's,
+    an infinite one trained to 'training diverged', a negative warmup or seed went through or failed in numpy."""
+    from pneumoscan import api
+
+    with pytest.raises(InputError, match=f"^{re.escape(message)}"):
+        api.train(tiny_data, tmp_path / "run", progress=False, verbose=False, **{setting: value})
+    assert not (tmp_path / "run").exists()
+    TrainConfig(data="DATA", out="run", warmup_epochs=0.0, weight_decay=0.0, seed=2**32 - 1).check()

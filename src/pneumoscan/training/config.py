@@ -26,6 +26,7 @@ SAVED_BEFORE_THEY_EXISTED = {"equalize": False, "crop": False, "consistency": 0.
 # sampler, zoom +-20 %, a stretch of up to 10 % of one axis against the other, and a consistency loss
 # of weight 10 between two augmented views of each image, for at most 30 epochs.
 DEFAULT_CONSISTENCY = 10.0
+MAX_SEED = 2**32 - 1  # numpy seeds its generators with 0 to 2**32 - 1 only
 # --balance: class-balanced batches, a class-weighted loss, or neither
 BALANCES = ("sampler", "weighted", "none")
 
@@ -87,6 +88,13 @@ class TrainConfig:
             ("epochs", self.epochs, self.epochs >= 1, "at least 1"),
             ("batch_size", self.batch_size, self.batch_size >= 2, "at least 2 (batch normalisation needs two images)"),
             ("lr", self.lr, 0 < self.lr < math.inf, "above 0 and finite, e.g. 2e-3"),
+            # AdamW shrinks every weight by lr x weight_decay a step: at 1 or more that zeroes or flips them
+            ("weight_decay", self.weight_decay, 0 <= self.weight_decay and self.weight_decay * self.lr < 1,
+             f"0 (off) or more, and below 1 once multiplied by {option('lr')}, e.g. 0.05"),
+            ("warmup_epochs", self.warmup_epochs, 0 <= self.warmup_epochs < math.inf,
+             "0 (none) or more, and finite, e.g. 1"),
+            ("seed", self.seed, 0 <= self.seed <= MAX_SEED, f"0 to {MAX_SEED} (numpy's seeds)"),
+            ("split_seed", self.split_seed, 0 <= self.split_seed <= MAX_SEED, f"0 to {MAX_SEED} (numpy's seeds)"),
             ("patience", self.patience, self.patience >= 1, "at least 1"),
             ("val_fraction", self.val_fraction, 0 < self.val_fraction < 1, "strictly between 0 and 1, e.g. 0.15"),
             ("target_recall", self.target_recall, 0 < self.target_recall <= 1, "above 0 and at most 1, e.g. 0.95"),
