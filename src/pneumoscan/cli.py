@@ -378,7 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "twice the compute per epoch (default 10; 0 = off, one view; off by default with "
                         "--augment 0 or --mixup)")
     p.add_argument("--ema-decay", type=float, help="exponential moving average of weights, e.g. 0.999 (default off)")
-    p.add_argument("--tta", action="store_true", default=None, help="average each prediction with its mirror image")
+    p.add_argument("--tta", action="store_true", default=None,
+                   help="average each prediction with its left-right mirror, a view training never shows (its "
+                        "augmentation never reflects; the heart is on the left); it lowered validation AUC in all "
+                        "52 runs of bench/results/ablation.md (val_auc_tta): keep it off")
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
                    help="histogram-equalise every image, in training and at every prediction: robust to exposure "
                         "and contrast (default on)")

@@ -644,3 +644,23 @@ def test_the_pages_shared_patient_warning_reads_right_for_one_patient() -> None:
         "Warning: 2 patients of the evaluated images (3 of 5 films) also have films in the data this model was trained "
         "on, by folder: the same patients on both sides, so the figures below are not those of new patients; "
         "`pneumoscan audit DATA` lists them (DATA:")
+
+
+def test_the_summary_of_a_tta_model_says_what_the_mirror_is_and_what_it_measured(tiny_run: Path) -> None:
+    """--tta averages with a left-right mirror training never shows; the summary says so, and the measurement it
+    cites holds: every run of bench/results/ablation.json scored lower validation AUC with it."""
+    from dataclasses import replace
+
+    from pneumoscan.report.build import TTA_ON, _summary_section
+    from pneumoscan.report.run import load_run
+    from pneumoscan.report.scores import run_scores
+
+    run = load_run(tiny_run)
+    scores = run_scores(run, None, None, n_boot=10, progress=False)
+    assert "left-right mirror, a view training never shows" in _summary_section(
+        replace(run, meta=replace(run.meta, tta=True)), scores, 1, 10, 0)
+    assert TTA_ON not in _summary_section(run, scores, 1, 10, 0)
+    rows = json.loads((Path(__file__).parents[2] / "bench/results/ablation.json").read_text())
+    rows = [r for r in rows["rows"] if r.get("val_auc_tta") is not None]
+    claimed = int(re.search(r"in all (\d+) runs of bench/results/ablation.md", TTA_ON)[1])
+    assert len(rows) == claimed and all(r["val_auc_tta"] < r["val_auc"] for r in rows)

@@ -98,6 +98,9 @@ def _threshold_origin(meta: Any) -> str:
 
 
 NO_GUARD = "none: this model has no guard (pneumoscan fit-guard fits one)"
+# --tta: what the mirror view is, and what it measured (bench/results/ablation.md, val_auc_tta beside val_auc)
+TTA_ON = ("on: each prediction averaged with its left-right mirror, a view training never shows; it lowered "
+          "validation AUC in all 52 runs of bench/results/ablation.md")
 
 
 def guard_refusals(scores: Scores) -> str:
@@ -231,7 +234,7 @@ def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
                           + (", each image cropped to the body's width first" if meta.crop else "")),
         ("recipe", recipe),
         ("initial weights", init_text(run)),
-        ("test-time augmentation", "on (image + mirror)" if meta.tta else "off"),
+        ("test-time augmentation", TTA_ON if meta.tta else "off"),
         ("epochs run / best epoch", f"{training.get('epochs_run', 'n/a')} / {training.get('best_epoch', 'n/a')}"),
         ("training time", f"{seconds:.1f} s ({seconds / 60:.1f} min)" if seconds is not None else "n/a"),
         ("operating threshold", f"{scores.threshold:.4f}" + _threshold_origin(meta)),
