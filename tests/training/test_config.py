@@ -70,9 +70,8 @@ def test_a_resume_without_data_from_another_folder_reads_the_data_the_run_starte
 @pytest.mark.parametrize("setting, value, message", [
     ("warmup_epochs", float("nan"), "warmup_epochs=nan: must be 0 (none) or more, and finite"),
     ("warmup_epochs", -3.0, "warmup_epochs=-3.0: must be 0 (none) or more"),
-    ("weight_decay", -1.0, "weight_decay=-1.0: must be 0 (off) or more, and below 1 once multiplied by `lr`"),
-    ("weight_decay", float("inf"), "weight_decay=inf: must be"),
-    ("weight_decay", 500.0, "weight_decay=500.0: must be"),  # x lr 2e-3 = 1: AdamW would zero every weight a step
+    ("weight_decay", -1.0, "weight_decay=-1.0: must be 0 (off) or more, and finite"),
+    ("weight_decay", float("inf"), "weight_decay=inf: must be 0 (off) or more, and finite"),
     ("seed", -1, "seed=-1: must be 0 to 4294967295"),
     ("split_seed", 2**32, "split_seed=4294967296: must be 0 to 4294967295"),
 ])

@@ -88,9 +88,7 @@ class TrainConfig:
             ("epochs", self.epochs, self.epochs >= 1, "at least 1"),
             ("batch_size", self.batch_size, self.batch_size >= 2, "at least 2 (batch normalisation needs two images)"),
             ("lr", self.lr, 0 < self.lr < math.inf, "above 0 and finite, e.g. 2e-3"),
-            # AdamW shrinks every weight by lr x weight_decay a step: at 1 or more that zeroes or flips them
-            ("weight_decay", self.weight_decay, 0 <= self.weight_decay and self.weight_decay * self.lr < 1,
-             f"0 (off) or more, and below 1 once multiplied by {option('lr')}, e.g. 0.05"),
+            ("weight_decay", self.weight_decay, 0 <= self.weight_decay < math.inf, "0 (off) or more, and finite, e.g. 0.05"),
             ("warmup_epochs", self.warmup_epochs, 0 <= self.warmup_epochs < math.inf,
              "0 (none) or more, and finite, e.g. 1"),
             ("seed", self.seed, 0 <= self.seed <= MAX_SEED, f"0 to {MAX_SEED} (numpy's seeds)"),
