@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 from pathlib import Path
 
 import numpy as np
@@ -245,3 +246,28 @@ def test_load_image_and_original_is_both_decodes_from_one_where_draft_mode_chang
         assert len(decodes) == expected_decodes, name
         assert np.array_equal(after[0], before[0]) and np.array_equal(after[1], before[1]), name
         assert after[2] == before[2], name
+
+
+@pytest.mark.parametrize(("side", "size"), [(300, 128), (520, 64), (1100, 128)])
+def test_a_large_jpeg_and_a_lossless_file_of_its_pixels_give_the_same_input(side: int, size: int) -> None:
+    """Draft mode decodes a JPEG of twice the model's size or more already shrunk (scaled DCT); a PNG or TIFF of the
+    same pixels shrinks by the same factor before the resize, so both give the model the same input (up to 2 grey
+    levels; 14 to 34 apart when the lossless file was resized from full size)."""
+    from tests.conftest import UPRIGHT_FILM
+
+    with Image.open(UPRIGHT_FILM) as im:
+        film = im.convert("L").resize((side, side), Image.Resampling.BICUBIC)
+    jpeg = _encoded(film, "JPEG")
+    pixels = Image.open(io.BytesIO(jpeg)).convert("L")
+    from_jpeg = load_image(jpeg, size).astype(int)
+    for fmt in ("PNG", "TIFF"):
+        assert np.abs(load_image(_encoded(pixels, fmt), size).astype(int) - from_jpeg).max() <= 2, fmt
+
+
+def test_draft_scale_is_the_factor_pillows_draft_mode_shrinks_a_jpeg_by() -> None:
+    from pneumoscan.data.preprocess import draft_scale
+
+    for width, height in [(100, 90), (255, 300), (256, 256), (511, 700), (512, 600), (1100, 1100), (5000, 4000)]:
+        with Image.open(io.BytesIO(_encoded(Image.new("L", (width, height)), "JPEG"))) as im:
+            im.draft("L", (128, 128))
+            assert im.size == tuple(-(-side // draft_scale(width, height, 128)) for side in (width, height))

@@ -11,18 +11,21 @@ from PIL import Image
 from pneumoscan.data.decode import (
     DEFAULT_MAX_PIXELS,
     draft_changes_pixels,
-    read_grayscale,
+    is_dicom,
+    read_file,
     read_grayscale_and_rgb,
     same_draft,
 )
+from pneumoscan.errors import one_line
 
 if TYPE_CHECKING:
     import torch
 
 # Bump when decoding or resizing changes: it invalidates every image cache. 2: DICOM Presentation LUT Shape INVERSE,
 # pixel padding, 8-bit VOI and 12-bit Modality LUTs, signed LUT starts; colour DICOMs' colourfulness. 3: DICOM
-# Presentation LUT Sequence. 4: a DICOM window that leaves the film one tone is passed over.
-PREPROCESS_VERSION = 4
+# Presentation LUT Sequence. 4: a DICOM window that leaves the film one tone is passed over. 5: a film decoded in
+# full (not a JPEG) shrinks by draft mode's power-of-two factor before the resize (`fit_decoded`).
+PREPROCESS_VERSION = 5
 
 
 def resize_square(gray: np.ndarray, size: int) -> np.ndarray:
@@ -33,6 +36,41 @@ def resize_square(gray: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
+def draft_scale(width: int, height: int, size: int) -> int:
+    """The factor (1, 2, 4 or 8) Pillow's draft mode shrinks a JPEG of `width` x `height` px by when asked for `size`:
+    the largest that keeps both sides >= size."""
+    most = min(width // size, height // size)
+    return next(scale for scale in (8, 4, 2, 1) if most >= scale or scale == 1)
+
+
+def fit_decoded(gray: np.ndarray, size: int, data: bytes) -> np.ndarray:
+    """A file's decoded pixels (`read_grayscale(data, draft_size=size)`) resized to `size` x `size`. A JPEG comes
+    already shrunk by draft mode (scaled DCT, 1/2 to 1/8); pixels any other file carries (PNG, TIFF, BMP, DICOM, an
+    array or PIL image given in memory) first shrink by the same factor (`draft_scale`, box average: `Image.reduce`),
+    so that the same film scores alike whatever file carries it."""
+    if not _is_jpeg(data):
+        scale = draft_scale(gray.shape[1], gray.shape[0], size)
+        if scale > 1:
+            gray = np.asarray(Image.fromarray(np.ascontiguousarray(gray, dtype=np.uint8), mode="L").reduce(scale))
+    return resize_square(gray, size)
+
+
+def _is_jpeg(data: bytes) -> bool:
+    """Whether Pillow opens `data` as a JPEG (or MPO), which draft mode decodes: its three start bytes, as Pillow's
+    own check, and no DICOM."""
+    return data[:3] == b"\xff\xd8\xff" and not is_dicom(data)
+
+
+def _file_bytes(source: str | os.PathLike | bytes | bytearray, name: str | None) -> tuple[bytes, str | None]:
+    """A film's bytes and the name its errors carry (a path's, unless `name` is given), read once."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), name
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"source must be a path or bytes, not {type(source).__name__}")
+    label = one_line(name if name is not None else os.fsdecode(source))
+    return read_file(source, label), label
+
+
 def load_image(
     source: str | os.PathLike | bytes | bytearray,
     size: int,
@@ -40,8 +78,9 @@ def load_image(
     name: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
-    """Decode any supported file (or bytes) to a `size` x `size` uint8 grayscale array."""
-    return resize_square(read_grayscale(source, name=name, max_pixels=max_pixels, draft_size=size), size)
+    """Decode any supported file (or bytes) to a `size` x `size` uint8 grayscale array (`fit_decoded`)."""
+    data, name = _file_bytes(source, name)
+    return fit_decoded(read_grayscale_and_rgb(data, name=name, max_pixels=max_pixels, draft_size=size)[0], size, data)
 
 
 def grey_levels(gray: np.ndarray) -> int:
@@ -86,8 +125,9 @@ def load_image_levels_rgb_and_gray(
     """`load_image_levels_and_rgb`, and the decoded grey pixels it resized (full size but for a JPEG draft mode
     reduces): the guard measures a lossless file's dither energy on them (`jpeg_cues(..., gray=...)`), not on a second
     decode."""
-    gray, rgb = read_grayscale_and_rgb(source, name=name, max_pixels=max_pixels, draft_size=size)
-    return resize_square(gray, size), grey_levels(gray), rgb, gray
+    data, name = _file_bytes(source, name)
+    gray, rgb = read_grayscale_and_rgb(data, name=name, max_pixels=max_pixels, draft_size=size)
+    return fit_decoded(gray, size, data), grey_levels(gray), rgb, gray
 
 
 def load_image_levels_rgb_and_at(
@@ -97,8 +137,8 @@ def load_image_levels_rgb_and_at(
     only when draft mode decodes the file the same way for both sizes (`same_draft`; None otherwise: a JPEG it
     decodes at another scale, which a decode at `other_size` alone gives)."""
     gray, rgb = read_grayscale_and_rgb(data, name=name, max_pixels=max_pixels, draft_size=size)
-    other = resize_square(gray, other_size) if same_draft(data, size, other_size) else None
-    return resize_square(gray, size), grey_levels(gray), rgb, other
+    other = fit_decoded(gray, other_size, data) if same_draft(data, size, other_size) else None
+    return fit_decoded(gray, size, data), grey_levels(gray), rgb, other
 
 
 def load_image_and_original(
@@ -111,7 +151,7 @@ def load_image_and_original(
     original, rgb = read_grayscale_and_rgb(data, name=name, max_pixels=max_pixels)
     if draft_changes_pixels(data, size):
         return (original, *load_image_with_levels(data, size, name=name, max_pixels=max_pixels), rgb)
-    return original, resize_square(original, size), grey_levels(original), rgb
+    return original, fit_decoded(original, size, data), grey_levels(original), rgb
 
 
 def to_unit(batch: torch.Tensor | np.ndarray) -> torch.Tensor:
