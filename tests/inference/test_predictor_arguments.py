@@ -139,7 +139,8 @@ def test_an_array_of_a_numpy_subclass_is_taken_by_predict_and_gradcam(shipped: P
 
 @pytest.mark.parametrize("make, message", [
     (lambda: np.zeros((0, 0), np.uint8), "an empty array of shape (0, 0), no pixels to read; give the film's pixels, "
-                                         "as np.asarray(PIL.Image.open(path)) gives them"),
+                                         "as np.asarray(ImageOps.exif_transpose(Image.open(path))) gives "
+                                         "them"),
     (lambda: np.zeros((5, 0, 3), np.uint8), "an empty array of shape (5, 0, 3), no pixels to read; "),
     (lambda: Image.new("L", (0, 4)),
      "an empty PIL image (0 x 4 px), no pixels to read; give the film itself"),
@@ -198,3 +199,23 @@ def test_an_onnx_path_with_backend_torch_is_refused_before_the_model_is_read(tmp
         Predictor(None, backend="torch", onnx_path=tmp_path / "m.onnx")
     with pytest.raises(AssertionError, match="the model file was read"):  # auto: the export is looked at with the model
         Predictor(None, backend="auto", onnx_path=tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_a_pil_image_is_turned_upright_by_its_exif_orientation_as_its_file_is(
+        shipped: Predictor, tmp_path: Path, orientation: int) -> None:
+    """predict(Image.open(path)) saved the image as a PNG without its EXIF, so a film stored turned (orientation 3, 6
+    or 8) was scored or refused as stored, upside down or on its side, where predict(path) turns it upright."""
+    with Image.open(_film()) as im:
+        stored = im.convert("L").transpose({3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90,
+                                            8: Image.Transpose.ROTATE_270}[orientation])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "turned.jpeg"
+    stored.save(path, quality=95, exif=exif)
+    from_path = shipped.predict(path)
+    assert from_path.probability is not None and from_path.label == "NORMAL"
+    with Image.open(path) as im:
+        from_image = shipped.predict(im)
+        assert from_image.probability == from_path.probability
+        assert pneumoscan.gradcam(im, shipped).prediction.probability == pytest.approx(from_path.probability, abs=1e-6)

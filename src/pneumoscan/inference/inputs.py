@@ -16,6 +16,8 @@ from pneumoscan.errors import InputError
 
 __all__ = ["dicom_file_bytes", "encoded_png", "expand_paths", "film_bytes", "input_files", "manifest_given"]
 
+_ARRAY_OF_FILE = "np.asarray(ImageOps.exif_transpose(Image.open(path)))"  # a file's pixels upright, as decoded
+
 
 def expand_paths(paths: list[str | os.PathLike]) -> list[Path]:
     """Files as given, folders expanded to the image files below them (sorted)."""
@@ -87,8 +89,9 @@ def film_bytes(image: Any, caller: str = "predict") -> tuple[bytes, str]:
 
 
 def encoded_png(image: Any, caller: str = "predict") -> tuple[bytes, str]:
-    """A PIL image or a pixel array as a PNG file's bytes (lossless: the pixels as given) and the name its
-    Prediction gets; InputError for anything else (naming `caller`)."""
+    """A PIL image or a pixel array as a PNG file's bytes (lossless: the pixels as given, a PIL image turned upright
+    by its EXIF orientation as a file is) and the name its Prediction gets; InputError for anything else (naming
+    `caller`)."""
     from PIL import Image
 
     if isinstance(image, Image.Image):
@@ -96,16 +99,17 @@ def encoded_png(image: Any, caller: str = "predict") -> tuple[bytes, str]:
         if not (image.width and image.height):  # PNG cannot hold it: refused below as of a mode to convert
             raise InputError(f"{caller}: an empty PIL image ({image.width} x {image.height} px), no pixels to read; "
                              f"give the film itself")
+        image = _upright(image)
     elif isinstance(image, np.ndarray):
         name = "<array>"
         if image.size == 0:
             raise InputError(f"{caller}: an empty array of shape {image.shape}, no pixels to read; give the film's "
-                             f"pixels, as np.asarray(PIL.Image.open(path)) gives them")
+                             f"pixels, as {_ARRAY_OF_FILE} gives them")
         rgb = image.ndim == 3 and image.shape[2] in (3, 4) and image.dtype == np.uint8
         if not (rgb or image.ndim == 2 and image.dtype in (np.uint8, np.uint16)):
             raise InputError(f"{caller}: an array of {image.dtype} {image.shape}; give the film's pixels as uint8 "
-                             f"(0-255) or uint16, shape (H, W), or uint8 (H, W, 3), as np.asarray(PIL.Image.open(path)) "
-                             f"gives them")
+                             f"(0-255) or uint16, shape (H, W), or uint8 (H, W, 3), as {_ARRAY_OF_FILE} gives "
+                             f"them")
         image = Image.fromarray(np.ascontiguousarray(image))
     else:
         raise InputError(f"{caller} takes a path, a file's bytes, a PIL image, a numpy array or a pydicom Dataset, not "
@@ -117,3 +121,14 @@ def encoded_png(image: Any, caller: str = "predict") -> tuple[bytes, str]:
         raise InputError(f"{caller}: a PIL image of mode {image.mode}; convert it first, e.g. "
                          f"image.convert('L')") from None
     return buffer.getvalue(), name
+
+
+def _upright(image: Any) -> Any:
+    """A PIL image turned as its EXIF orientation says (`ImageOps.exif_transpose`), as `decode` turns a file; as it is
+    without one, or when its EXIF cannot be read."""
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - broken EXIF: keep the stored orientation, as decode does
+        return image
