@@ -347,3 +347,16 @@ def test_dicom_photometric_label_in_another_case_or_inconsistent_with_one_sample
     ds.PhotometricInterpretation = photometric
     out = read_grayscale(dcm(tmp_path, ds))
     np.testing.assert_array_equal(out, 255 - a if inverted else a)
+
+
+def test_an_8_bit_film_saved_as_16_bit_is_read_as_it_was() -> None:
+    """A 16-bit copy of an 8-bit film (each value * 257, as Pillow widens it) was stretched over its own range, so
+    a film not spanning 0-255 (most do not) got other pixels than its 8-bit file, and another score."""
+    a = ramp(lo=20, hi=180)
+    wide = a.astype(np.uint16) * 257
+    for name, data in {"png": encode(Image.fromarray(wide), "PNG"), "tiff": encode(Image.fromarray(wide), "TIFF"),
+                       "dicom": dicom_bytes(make_dicom(wide, bits_stored=16))}.items():
+        np.testing.assert_array_equal(read_grayscale(data), a, err_msg=name)
+    almost = wide.copy()
+    almost[0, 0] += 1  # one value off: 16-bit data after all, stretched as before
+    np.testing.assert_array_equal(read_grayscale(encode(Image.fromarray(almost), "PNG")), minmax_u8(almost))

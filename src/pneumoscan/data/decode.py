@@ -8,9 +8,10 @@ Decisions:
 
 * Format detection is by content: DICOM when bytes 128:132 are ``b"DICM"``, otherwise Pillow
   identifies the file, so the extension never matters.
-* 8-bit grayscale images are returned as stored. Data with more than 8 bits (16-bit PNG/TIFF,
-  32-bit or float TIFF, 12/16-bit DICOM without a window) is scaled linearly so its min -> 0 and
-  its max -> 255; a constant image becomes all zeros.
+* 8-bit grayscale images are returned as stored, and so are 8-bit ones saved with 16 bits as `v * 257`
+  (every value a multiple of 257: `pixels.eight_bit_as_sixteen`), as `v // 257`. Other data with more than
+  8 bits (16-bit PNG/TIFF, 32-bit or float TIFF, 12/16-bit DICOM without a window) is scaled linearly so its
+  min -> 0 and its max -> 255; a constant image becomes all zeros.
 * Colour becomes luminance with Pillow's ITU-R 601-2 ``"L"`` conversion.
 * Alpha (``LA``, ``RGBA``, ``PA``, transparent palette entries) is composited on **black** and
   then dropped: transparent pixels read as 0, like the background of an X-ray.
@@ -32,7 +33,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pneumoscan.data.dicom import dicom_colour, read_dicom
-from pneumoscan.data.pixels import DEFAULT_MAX_PIXELS, to_uint8, too_large
+from pneumoscan.data.pixels import DEFAULT_MAX_PIXELS, eight_bit_as_sixteen, to_uint8, too_large
 from pneumoscan.errors import MAX_REASON, ImageTooLarge, InputError, one_line
 
 __all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "NOT_FRONTAL_VIEWS", "dicom_colour", "is_dicom", "not_frontal_view",
@@ -295,7 +296,8 @@ def _pil_to_gray(im: Image.Image) -> np.ndarray:
     if mode == "L" and "transparency" not in im.info:
         return np.array(im, dtype=np.uint8)
     if mode in ("I", "F") or mode.startswith("I;"):
-        return to_uint8(np.asarray(im))
+        values = np.asarray(im)
+        return (values // 257).astype(np.uint8) if eight_bit_as_sixteen(values) else to_uint8(values)
     if mode == "LAB":  # CIELab (TIFF): Pillow cannot convert it, and its L band already is the lightness
         return np.array(im.getchannel("L"), dtype=np.uint8)
     if mode in _ALPHA_MODES or (mode in ("P", "L", "RGB") and "transparency" in im.info):

@@ -9,8 +9,9 @@ Decisions:
   mapped to 0..255) or the first window (Window Center/Width, VOI LUT Function LINEAR, LINEAR_EXACT
   or SIGMOID as pydicom applies them), mapped over the window's full output range to 0..255 (a window that
   leaves every pixel of the film one tone, a blank picture, is passed over for the next one); no VOI -> min-max
-  of the data, except unsigned 8-bit data with an identity Modality LUT, which is kept as stored
-  (so the same image as DICOM or PNG decodes identically). MONOCHROME1, and MONOCHROME2 with a Presentation
+  of the data, except unsigned 8-bit data with an identity Modality LUT, which is kept as stored, and 16-bit
+  data that is an 8-bit film saved as `v * 257` (every value a multiple of 257), read back as `v // 257` (so the
+  same image as DICOM or PNG decodes identically). MONOCHROME1, and MONOCHROME2 with a Presentation
   LUT Shape of INVERSE, are inverted at the end (once: MONOCHROME1 with INVERSE, as DX films are required to
   carry it, is the same single inversion, as viewers show it). A Presentation LUT Sequence instead maps the VOI
   output (over the range above) onto its entries, whose P-values (0 black, 2^bits - 1 white) are the film's shades
@@ -35,7 +36,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pneumoscan.data.pixels import DEFAULT_MAX_PIXELS, rgb_to_gray, to_levels, to_uint8, too_large
+from pneumoscan.data.pixels import (DEFAULT_MAX_PIXELS, eight_bit_as_sixteen, rgb_to_gray, to_levels, to_uint8,
+                                    too_large)
 from pneumoscan.errors import MAX_REASON, ImageTooLarge, InputError, NotAnImage, one_line
 
 if TYPE_CHECKING:
@@ -399,6 +401,13 @@ def _mono_to_uint8(raw: np.ndarray, ds: Dataset, present: np.ndarray | None,
     return to_uint8(table[index], 0.0, float(2**bits - 1))
 
 
+def _eight_bit_film(raw: np.ndarray, values: np.ndarray, ds: Dataset, present: np.ndarray | None) -> bool:
+    """Whether 16-bit stored values, unchanged by the Modality LUT, are an 8-bit film saved as `v * 257`
+    (`eight_bit_as_sixteen` of those `present` marks): mapped over 0..65535, so back to `v // 257` exactly."""
+    return (raw.dtype == np.uint16 and int(ds.get("BitsStored", 16) or 16) == 16 and np.array_equal(values, raw)
+            and eight_bit_as_sixteen(raw if present is None else raw[present]))
+
+
 def _window_count(ds: Dataset) -> int:
     """How many windows (Window Center/Width pairs) the header gives: 0 without both."""
     from pydicom.multival import MultiValue
@@ -449,6 +458,8 @@ def _voi(raw: np.ndarray, ds: Dataset, present: np.ndarray | None) -> tuple[np.n
 
     if raw.dtype == np.uint8 and int(ds.get("BitsStored", 8) or 8) == 8 and np.array_equal(values, raw):
         return raw, 0.0, 255.0
+    if _eight_bit_film(raw, values, ds, present):
+        return raw, 0.0, 65535.0
     if present is None:
         return values, None, None
     seen = values[present]

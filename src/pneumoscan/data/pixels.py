@@ -28,6 +28,22 @@ def to_uint8(arr: np.ndarray, lo: float | None = None, hi: float | None = None) 
     return to_levels(arr, lo, hi, 255).astype(np.uint8)
 
 
+def eight_bit_as_sixteen(values: np.ndarray) -> bool:
+    """Whether integer pixels are an 8-bit film stored with 16 bits as `v * 257` (which maps 0..255 onto 0..65535,
+    as Pillow and most tools widen 8-bit data): every value a multiple of 257 in 0..65535, so `v // 257` is the film
+    exactly, where stretching its own range would change its contrast. Looks at a few million pixels at a time:
+    real 16-bit data fails on its first."""
+    if values.dtype.kind not in "iu" or values.size == 0:
+        return False
+    flat = values.reshape(-1)
+    step = 1 << 22
+    for start in range(0, flat.size, step):
+        chunk = flat[start:start + step]
+        if chunk.min() < 0 or chunk.max() > 65535 or (chunk % 257).any():
+            return False
+    return True
+
+
 def to_levels(arr: np.ndarray, lo: float | None, hi: float | None, top: int) -> np.ndarray:
     """`to_uint8` onto the whole numbers 0..`top` (as floats) instead of 0..255: with `top` 65535 at most, the
     input of a Presentation LUT of `top` + 1 entries. In float64 above 255 (a float32 factor rounds some differently)."""
