@@ -281,8 +281,9 @@ def cmd_set_threshold(args: argparse.Namespace) -> int:
     check_bootstrap(args.n_boot, args.seed)
     _output_folders(args.json)
     model = out_artifact_path(args.out)
-    # a --json that cannot be written (a full disk) takes the new model copy, its guard and their folders with it
-    with undone_on_failure(model.parent, [model, guard_beside(model)]):
+    # a --json that cannot be written (a full disk) takes the new model copy, its guard, its export and their folders
+    # with it
+    with undone_on_failure(model.parent, [model, guard_beside(model), model.with_suffix(".onnx")]):
         result = set_threshold(args.model, args.data, args.out, split=args.split, target_recall=args.target_recall,
                                backend=args.backend, n_boot=args.n_boot, seed=args.seed, cache_dir=args.cache_dir)
         record = {"threshold": result.threshold, "threshold_ci95": list(result.interval),
@@ -426,7 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="which split folder to choose on when DATA has several (then required; val, not the "
                                     "test films you report results on); a folder of class folders is used whole")
     p.add_argument("--out", required=True,
-                   help="new model file (.safetensors) or folder (gets model.safetensors); the original is kept")
+                   help="new model file (.safetensors) or folder (gets model.safetensors); the original is kept; "
+                        "its ONNX export beside it too when the original had a current one")
     p.add_argument("--target-recall", type=float,
                    help="recall to reach on these images (default: the model's own, 0.95 for the shipped model)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")

@@ -46,6 +46,7 @@ class LocalThreshold:
     skipped: list[str]  # unreadable files, one message each
     trained_on: str | None = None  # the `--data` the model was trained on (`ArtifactMeta.training_data`)
     fit_guard: str = ""  # the command that fits its guard (`ArtifactMeta.fit_guard_command`)
+    onnx: Path | None = None  # the copy's ONNX export, written when the source model had a current one
 
 
 def out_artifact_path(out: str | os.PathLike) -> Path:
@@ -147,7 +148,7 @@ def set_threshold(
     decoded = _check_unseen(meta, data, found, predictor.size, cache_dir, placed.folder)
     # on a failure (a full disk, Ctrl+C) the model file (refused above if already there) and the folders made for
     # it are removed: nothing is left that was not there before
-    with undone_on_failure(path.parent, [path]):
+    with undone_on_failure(path.parent, [path, path.with_suffix(".onnx")]):
         path.parent.mkdir(parents=True, exist_ok=True)  # a bad --out fails before the scoring, not after
         evaluation = evaluate(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir,
                               checked_unseen=True, decoded=decoded, found=found)  # by _check_unseen above
@@ -167,8 +168,36 @@ def set_threshold(
         save_artifact(path, predictor.model, new_meta)
         if predictor.guard is not None:  # loaded, and checked to be the source's, by the Predictor
             predictor.guard.save_for(path)
+        onnx = _export_like_source(predictor, path)
     return LocalThreshold(threshold, interval, target, evaluation.summary, after, path, predictor.guard is not None,
-                          list(evaluation.images.skipped), placed.shown, meta.fit_guard_command(path, placed=placed))
+                          list(evaluation.images.skipped), placed.shown, meta.fit_guard_command(path, placed=placed),
+                          onnx)
+
+
+def _export_like_source(predictor: Predictor, path: Path) -> Path | None:
+    """The copy at `path` exported beside it (`<path>.onnx`) and checked against PyTorch, as `pneumoscan export` does,
+    when the source model had a current export beside it: the copy's new SHA-256 makes the source's stale, and
+    without its own every command would import torch and export it in memory. None when the source had none, or
+    when the export fails its check (said as a warning)."""
+    from pneumoscan.inference.onnx_backend import export_on_file
+
+    try:
+        if export_on_file(predictor.path, predictor.meta, artifact_sha256=predictor.sha256) is None:
+            return None
+    except (ImportError, InputError):  # no ONNX Runtime, or an unreadable export: none to keep up
+        return None
+    from pneumoscan.export.onnx import ExportError, export_artifact
+
+    try:
+        return export_artifact(path, path.with_suffix(".onnx")).path
+    except ExportError as err:  # the copy is whole without it: say so, and how to export it
+        warn(f"{path}: not exported to ONNX ({err}); {export_command(path)}")
+        return None
+
+
+def export_command(path: Path) -> str:
+    """The command that exports the model at `path` beside it, where predict and serve pick it up."""
+    return f"pneumoscan export --model {path} --out {path.with_suffix('.onnx')}"
 
 
 def chosen_on_place(source: dict[str, Any]) -> Path | None:
@@ -240,8 +269,10 @@ def format_local_threshold(result: LocalThreshold) -> str:
     lines.append(f"  after: TN {tn}  FP {fp}  FN {fn}  TP {tp}")
     lines.append("These figures are measured on the images the threshold was chosen on; on new patients expect "
                  "recall and specificity to scatter around them (check with `pneumoscan evaluate` on other films).")
-    lines.append(f"model: {result.out}" + (" (with its chest X-ray guard)" if result.guard_copied else ""))
-    lines.append(f"use it: pneumoscan predict --model {result.out} IMAGE, or pneumoscan serve --model {result.out}")
+    lines.append(f"model: {result.out}" + (" (with its chest X-ray guard)" if result.guard_copied else "")
+                 + (f"; its ONNX export: {result.onnx}" if result.onnx else ""))
+    lines.append(f"use it: pneumoscan predict --model {result.out} IMAGE, or pneumoscan serve --model {result.out}"
+                 + ("" if result.onnx else f"; export it first, so they load without torch: {export_command(result.out)}"))
     return "\n".join(lines)
 
 
