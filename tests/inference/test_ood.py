@@ -535,6 +535,28 @@ def test_a_lossless_file_is_measured_on_the_decoders_pixels(shipped: Predictor,
     assert len(given) == 1 and np.array_equal(given[0], read_grayscale(data))
 
 
+
+def test_a_png_with_a_transparency_entry_gets_the_same_cues_on_every_path(shipped: Predictor,
+                                                                          tmp_path: Path) -> None:
+    """A grey PNG whose one grey level is transparent (tRNS) decodes with that level composited on black: the service
+    (`Predictor.decode`), `jpeg_cues` of the bytes alone (`results(raw=...)`, bench/ood.py) and the image cache
+    (`evaluate`, `fit-guard`) measure those pixels alike (here 4.63; the last two measured the stored levels, 3.03)."""
+    from pneumoscan.data.cache import load_image_set
+    from pneumoscan.data.layout import Sample
+
+    with Image.open(UPRIGHT_FILM) as im:
+        film = im.convert("L")
+    level = int(np.bincount(np.asarray(film).ravel(), minlength=256)[40:].argmax()) + 40  # a common mid grey
+    data = encode(film, "PNG", transparency=level)
+    stored = file_cues.dither_energy(np.asarray(film))
+    served = shipped.decode(data, "film.png").dither
+    assert served > stored + 1  # the black specks where the level was
+    assert jpeg_cues(data)[1] == served
+    path = tmp_path / "film.png"
+    path.write_bytes(data)
+    images = load_image_set([Sample(path, 0)], shipped.size, tmp_path / "cache", progress=False)
+    assert images.dithers is not None and images.dithers[0] == served
+
 def small_film(side: int = 40, film: Path = SAMPLE / "train" / "NORMAL" / "NORMAL2-IM-0919-0001.jpeg") -> bytes:
     """A real sample film made small (LANCZOS) and saved as JPEG quality 90: a grain of 14.9 at 40 px."""
     with Image.open(film) as im:

@@ -36,8 +36,9 @@ from pneumoscan.progress import progress_bar
 # dither energy, and its View Position when not frontal (`not_frontal_view`). 5: the dither energy NaN where the rule
 # does not measure (not a JPEG, or under 128 px; some format-4 entries hold 0 or a measure there). 6: and its peak
 # excess (the posterised rule). 7: the dither energy of 8-bit PNG, TIFF and BMP files too (format 6 holds NaN
-# there).
-CACHE_FORMAT = 7
+# there). 8: a PNG with a transparency entry measured composited on black, as the decoder gives it (format 7: its
+# stored levels).
+CACHE_FORMAT = 8
 
 
 def default_cache_dir() -> Path:

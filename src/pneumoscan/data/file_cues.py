@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom
+from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom, read_grayscale
 from pneumoscan.data.dicom import dicom_colour
 
 TWO_TONE_BAND = 32  # an eighth of the 0-255 range at each end
@@ -155,15 +155,18 @@ def _unflat_span(highs: np.ndarray, lows: np.ndarray) -> tuple[int, int]:
 def _lossless_cues(data: bytes | bytearray | memoryview,
                    decoded: np.ndarray | None = None) -> tuple[float, float, float]:
     """`jpeg_cues` of an 8-bit PNG, TIFF or BMP: its dither energy, of its `decoded` grey pixels when they have its
-    size (else decoded here); two-tone share and peak excess 0.0."""
+    size (else decoded here by `read_grayscale`, to the same pixels); two-tone share and peak excess 0.0."""
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data), formats=("PNG", "TIFF", "BMP")) as im:
             if im.mode not in LOSSLESS_MODES or im.size[0] * im.size[1] > TWO_TONE_MAX_PIXELS:
                 return 0.0, NOT_MEASURED, 0.0
-            if decoded is None or decoded.shape != im.size[::-1]:
-                decoded = np.asarray(im.convert("L"))
+            stored = im.size[::-1]
+        if decoded is None or decoded.shape != stored:
+            # the decoder's own pixels (a transparency entry composited on black, EXIF orientation), as every caller
+            # that passes them measures
+            decoded = read_grayscale(bytes(data))
     except Exception:  # noqa: BLE001 - any other or unreadable input: the decoder raises the user-facing error
         return 0.0, NOT_MEASURED, 0.0
     if min(decoded.shape) < DITHER_MIN_SIDE or _near_black_or_white(decoded) > TWO_TONE_SHARE:
