@@ -187,7 +187,7 @@ def test_corrupt_cache_entry_is_rebuilt(tmp_path: Path, damage: str) -> None:
 
 def test_cached_failure_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     samples = _samples(tmp_path)
-    real, real_with_levels = cache_module.load_image, cache_module.load_image_levels_and_rgb
+    real, real_with_levels = cache_module.load_image, cache_module.load_image_levels_rgb_and_gray
 
     def missing_decoder(decode):
         def load(source: Path | bytes, size: int, **named: str):  # a path, or bytes with their file's name
@@ -197,11 +197,11 @@ def test_cached_failure_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         return load
 
     monkeypatch.setattr(cache_module, "load_image", missing_decoder(real))
-    monkeypatch.setattr(cache_module, "load_image_levels_and_rgb", missing_decoder(real_with_levels))
+    monkeypatch.setattr(cache_module, "load_image_levels_rgb_and_gray", missing_decoder(real_with_levels))
     assert len(load_image_set(samples, 16, tmp_path / "cache").skipped) == 1
     # e.g. the decoder plugin is now installed
     monkeypatch.setattr(cache_module, "load_image", real)
-    monkeypatch.setattr(cache_module, "load_image_levels_and_rgb", real_with_levels)
+    monkeypatch.setattr(cache_module, "load_image_levels_rgb_and_gray", real_with_levels)
     again = load_image_set(samples, 16, tmp_path / "cache")
     assert again.skipped == [] and len(again.images) == 6
 
@@ -631,3 +631,29 @@ def test_a_grey_dicoms_colourfulness_reads_nothing_more_once_it_is_decoded(
     assert reads == []
     assert file_cues.colourfulness(data) == 0.0
     assert reads == [1]
+
+
+@pytest.mark.parametrize("film_marks", [False, True])
+def test_a_png_is_decoded_once_for_its_image_and_the_guards_cues(film_marks: bool, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """An 8-bit PNG's dither energy is measured on the pixels its image was decoded from (a second decode of a
+    3000 x 2500 film cost as much as the first), to the same value as on its own decode."""
+    from PIL import Image
+
+    from pneumoscan.data.file_cues import jpeg_cues
+
+    path = write_xray(tmp_path / "train" / "NORMAL" / "film.png", 0, 0, size=200)  # grey, 8 bits
+    with Image.open(path) as im:
+        assert im.mode == "L"
+    expected = jpeg_cues(path)[1]
+    decodes: list[str] = []
+    real = Image._getdecoder
+
+    def counted(mode: str, decoder_name: str, *args: object) -> object:
+        decodes.append(decoder_name)
+        return real(mode, decoder_name, *args)
+
+    monkeypatch.setattr(Image, "_getdecoder", counted)
+    images = load_image_set([Sample(path, 0)], 64, tmp_path / "cache", progress=False, film_marks=film_marks)
+    assert decodes == ["zip"]
+    assert images.dithers is not None and images.dithers[0] == expected

@@ -147,6 +147,27 @@ def test_explain_decodes_the_image_once(tiny_run: Path, tiny_data: Path, tmp_pat
     assert decodes.count(str(image)) == 1  # (opening the ONNX backend decodes bundled sample X-rays of its own)
 
 
+def test_explain_measures_a_pngs_guard_cues_on_its_one_decode(fitted: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a guard, a PNG's dither energy is measured on the pixels decoded for the figure and the model (the cue
+    decoded the lossless file a second time)."""
+    from tests.conftest import UPRIGHT_FILM
+
+    image = tmp_path / "film.png"
+    with Image.open(UPRIGHT_FILM) as im:
+        im.convert("L").save(image)
+    decoders: list[str] = []
+    real = Image._getdecoder
+
+    def counted(mode: str, decoder_name: str, *args: object) -> object:
+        decoders.append(decoder_name)
+        return real(mode, decoder_name, *args)
+
+    monkeypatch.setattr(Image, "_getdecoder", counted)
+    assert main(["explain", str(image), "--model", str(fitted), "--out", str(tmp_path / "h.png")]) == 0
+    assert decoders.count("zip") == 1  # PNG's; the backend's own sample X-rays are JPEGs
+
+
 def test_explain_says_when_a_film_is_borderline(tiny_run: Path, tiny_data: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """A film within the threshold's interval is said to be borderline, with the interval; one outside is not."""

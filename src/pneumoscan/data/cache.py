@@ -25,8 +25,8 @@ from pneumoscan.data.layout import Sample
 from pneumoscan.data.preprocess import (
     PREPROCESS_VERSION,
     load_image,
-    load_image_levels_and_rgb,
     load_image_levels_rgb_and_at,
+    load_image_levels_rgb_and_gray,
 )
 from pneumoscan.errors import InputError, option, warn
 from pneumoscan.progress import progress_bar
@@ -159,13 +159,14 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool,
         try:
             data, label = read_path(samples[index].path)  # once: the decode and the guard's cues all read it
             if marks is None:
-                images[index], levels[index], rgb = load_image_levels_and_rgb(data, size, name=label)
+                images[index], levels[index], rgb, gray = load_image_levels_rgb_and_gray(data, size, name=label)
             else:
-                images[index], levels[index], rgb, film = load_image_levels_rgb_and_at(data, size, FILM_SIZE,
-                                                                                       name=label)
+                images[index], levels[index], rgb, film, gray = load_image_levels_rgb_and_at(data, size, FILM_SIZE,
+                                                                                             name=label)
                 marks[index] = None if film is None else film_fingerprint(film)
             colours[index] = colourfulness(data, rgb=rgb)
-            tones[index], dithers[index], peaks[index] = jpeg_cues(data)
+            # a lossless file's cues are measured on the pixels just decoded, not on a second decode
+            tones[index], dithers[index], peaks[index] = jpeg_cues(data, gray=gray)
             views[index] = not_frontal_view(data)
             ok[index] = True
         except InputError as err:

@@ -133,13 +133,13 @@ def load_image_levels_rgb_and_gray(
 
 def load_image_levels_rgb_and_at(
     data: bytes, size: int, other_size: int, *, name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> tuple[np.ndarray, int, np.ndarray | None, np.ndarray | None]:
-    """`load_image_levels_and_rgb`, and `load_image(data, other_size)` from the same decode: bit-identical, so given
-    only when draft mode decodes the file the same way for both sizes (`same_draft`; None otherwise: a JPEG it
-    decodes at another scale, which a decode at `other_size` alone gives)."""
+) -> tuple[np.ndarray, int, np.ndarray | None, np.ndarray | None, np.ndarray]:
+    """`load_image_levels_rgb_and_gray`, with `load_image(data, other_size)` from the same decode before the grey
+    pixels: bit-identical, so given only when draft mode decodes the file the same way for both sizes (`same_draft`;
+    None otherwise: a JPEG it decodes at another scale, which a decode at `other_size` alone gives)."""
     gray, rgb = read_grayscale_and_rgb(data, name=name, max_pixels=max_pixels, draft_size=size)
     other = fit_decoded(gray, other_size, data) if same_draft(data, size, other_size) else None
-    return fit_decoded(gray, size, data), grey_levels(gray), rgb, other
+    return fit_decoded(gray, size, data), grey_levels(gray), rgb, other, gray
 
 
 def load_image_and_original(

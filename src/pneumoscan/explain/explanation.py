@@ -98,9 +98,8 @@ def explain_file(predictor: Predictor, image: str | os.PathLike | bytes | np.nda
         data, name = film_bytes(image, "gradcam")
     full, model_input, levels, rgb = load_image_and_original(data, predictor.size, name=name)
     original = display_copy(full)
-    del full  # a large film: only its display copy is needed from here on
-    decoded = predictor.decoded(data, model_input, levels, rgb)
-    del rgb
+    decoded = predictor.decoded(data, model_input, levels, rgb, gray=full)  # a lossless file's cues: these pixels
+    del full, rgb  # a large film: only its display copy is needed from here on
     (result,) = predictor.decoded_results([name], [decoded])
     if result.in_distribution is False:
         small = f"; it is {result.size_warning}" if result.size_warning else ""
