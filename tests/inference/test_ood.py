@@ -8,6 +8,7 @@ import re
 import shutil
 import struct
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -232,6 +233,66 @@ def test_peak_excess_leaves_out_a_flat_border(level: int, frame: bool, quality: 
     posterised = Image.open(io.BytesIO(posterised_jpeg())).convert("L")
     assert jpeg_cues(encode(bordered(posterised, level, frame), "JPEG", quality=quality))[2] > cues.PEAK_EXCESS
 
+
+
+def with_line(picture: Image.Image, level: int = 200) -> Image.Image:
+    """PICTURE with a 1-px line of grey `level` over the first third of its bottom row (a ruler or caption)."""
+    pixels = np.array(picture)
+    pixels[-1, : pixels.shape[1] // 3] = level
+    return Image.fromarray(pixels)
+
+
+def pillarboxed(picture: Image.Image, level: int = 0, width: int = 20) -> Image.Image:
+    """PICTURE between two flat columns of grey `level`, `width` px each."""
+    out = Image.new("L", (picture.width + 2 * width, picture.height), level)
+    out.paste(picture, (width, 0))
+    return out
+
+
+def noisy_frame(picture: Image.Image, level: int = 128, noise: float = 1.0) -> Image.Image:
+    """PICTURE in a frame of grey `level` with a scanner's noise (standard deviation `noise`) over 23 % of it."""
+    framed = np.asarray(bordered(picture, level, frame=True, share=0.23), dtype=np.float64)
+    noisy = Image.fromarray(np.clip(framed + np.random.default_rng(0).normal(0, noise, framed.shape), 0, 255)
+                            .round().astype(np.uint8))
+    noisy.paste(picture, ((noisy.width - picture.width) // 2, (noisy.height - picture.height) // 2))
+    return noisy
+
+
+def masked(picture: Image.Image, level: int, corners: float = 0.0) -> Image.Image:
+    """PICTURE outside a collimator's opening set to grey `level`: round (`corners` 0), else cut at the corners by
+    that share of its side."""
+    w, h = picture.size
+    opening = Image.new("L", picture.size, 0)
+    if corners:
+        c = round(corners * min(w, h))
+        ImageDraw.Draw(opening).polygon([(c, 0), (w - c, 0), (w, c), (w, h - c), (w - c, h), (c, h), (0, h - c),
+                                         (0, c)], fill=255)
+    else:
+        ImageDraw.Draw(opening).ellipse((0, 0, w - 1, h - 1), fill=255)
+    out = Image.new("L", picture.size, level)
+    out.paste(picture, (0, 0), opening)
+    return out
+
+
+@pytest.mark.parametrize("border", [
+    lambda g: with_line(bordered(g, 128, frame=False)),  # one busy line outside the letterbox (0.165 before)
+    lambda g: pillarboxed(bordered(g, 40, frame=False)),  # a border of two grey levels (0.283)
+    lambda g: noisy_frame(g),  # (0.096)
+    lambda g: masked(g, 40),  # a round collimator mask (0.144)
+    lambda g: bordered(masked(g, 128), 20, frame=True, share=0.23),  # the same in a frame of another level (0.152)
+    lambda g: masked(g, 128, corners=0.3),  # cut at the corners (0.123)
+], ids=["line-outside-letterbox", "letterbox-in-pillarbox", "noisy-frame", "round-mask", "round-mask-in-frame",
+        "corners-cut"])
+def test_peak_excess_leaves_out_borders_that_are_not_one_flat_run(border: Callable[[Image.Image], Image.Image]) -> None:
+    """Borders the flat-edge trim missed (it left out only flat lines running unbroken from the edge): one busy line
+    at the edge, a border of two levels, a noisy frame, a collimator's mask. Their levels lie along the edges, not in
+    the middle, so they are no posterised picture's tones; a posterised film with the same border is still over the
+    cut."""
+    with Image.open(UPRIGHT_FILM) as im:
+        film = im.convert("L")
+    assert jpeg_cues(encode(border(film), "JPEG", quality=90))[2] < 0.05
+    posterised = Image.open(io.BytesIO(posterised_jpeg())).convert("L")
+    assert jpeg_cues(encode(border(posterised), "JPEG", quality=90))[2] > cues.PEAK_EXCESS
 
 def test_shipped_guard_does_not_call_a_framed_film_posterised(shipped: Predictor) -> None:
     """A film in a flat grey frame over a fifth of it, as a scanner's, passes the shipped guard (refused as
