@@ -14,8 +14,10 @@ that part alone, keeping the other recorded results): every Nth train film padde
 four sides, by a flat grey level (2, 5, 20, 40, 128, 250) over 23 % or 33 % of the image, saved as JPEG quality 30 to
 95: the largest peak excess, with its flat edges left out (as the guard does) and over the whole image (as before),
 false refusals by each, and the largest two-tone share and dither energy (their rules' false refusals), and the
-shipped guard's verdicts on two of those borders; and the posterised pictures' peak excess both ways (caught by the
-rule).
+shipped guard's verdicts on two of those borders; the posterised pictures' peak excess both ways (caught by the
+rule); and borders that are not one flat run of lines from the edge (a 1-px line or a noisy row outside a letterbox,
+a letterbox in a pillarbox of another level, a noisy frame, round or cut-corner collimator masks) on the films and on
+their 4- and 8-tone posterised copies, at JPEG quality 30 and 90: over the cut both ways.
 
     PYTHONPATH=src .venv/bin/python bench/few_grey_levels.py [--data ../shared/data/chest_xray] [--every 20]
         [--framed-only]
@@ -199,13 +201,13 @@ def bordered(gray: Image.Image, level: int, share: float, frame: bool) -> Image.
 
 @contextlib.contextmanager
 def whole_image_excess():
-    """Within it, `jpeg_cues` measures the peak excess over the whole image, flat edges too (as before)."""
-    real = file_cues._unframed_histogram
-    file_cues._unframed_histogram = lambda gray, histogram: histogram
+    """Within it, `jpeg_cues` measures the peak excess over the whole image, its edges too (as before)."""
+    real = file_cues._picture_excess
+    file_cues._picture_excess = lambda gray, histogram, step: file_cues.peak_excess(histogram, step)
     try:
         yield
     finally:
-        file_cues._unframed_histogram = real
+        file_cues._picture_excess = real
 
 
 def both_excesses(data: bytes) -> tuple[tuple[float, float, float], float]:
@@ -234,6 +236,102 @@ def framed_films(paths: list[Path], every: int) -> list[dict[str, object]]:
                              "two_tone_max": max(tones), "two_tone_refused": sum(t > TWO_TONE_SHARE for t in tones),
                              "dither_max": float(np.nanmax(grain)),
                              "dither_refused": sum(g > DITHER_ENERGY for g in grain)})
+                print(rows[-1], flush=True)
+    return rows
+
+
+def _with_line(picture: Image.Image, top: bool = False) -> Image.Image:
+    """PICTURE with a 1-px line of grey 200: over its whole top row, or the first third of its bottom row."""
+    pixels = np.array(picture)
+    if top:
+        pixels[0] = 200
+    else:
+        pixels[-1, : pixels.shape[1] // 3] = 200
+    return Image.fromarray(pixels)
+
+
+def _noise_row(picture: Image.Image) -> Image.Image:
+    """PICTURE with its bottom row noise of grey 120 to 136."""
+    pixels = np.array(picture)
+    pixels[-1] = np.random.default_rng(0).integers(120, 137, pixels.shape[1])
+    return Image.fromarray(pixels)
+
+
+def _pillarbox(picture: Image.Image, level: int = 0, width: int = 20) -> Image.Image:
+    out = Image.new("L", (picture.width + 2 * width, picture.height), level)
+    out.paste(picture, (width, 0))
+    return out
+
+
+def _on_top(gray: Image.Image, level: int, share: float = 1 / 3) -> Image.Image:
+    """GRAY padded with grey `level` above it alone, over `share` of the result."""
+    out = Image.new("L", (gray.width, round(gray.height / (1 - share))), level)
+    out.paste(gray, (0, out.height - gray.height))
+    return out
+
+
+def _noisy_frame(gray: Image.Image, level: int, noise: float, share: float = 0.23) -> Image.Image:
+    """GRAY in a frame of grey `level` over `share` of the result, with noise of standard deviation `noise`."""
+    frame = np.asarray(bordered(gray, level, share, True), dtype=np.float64)
+    out = Image.fromarray(np.clip(frame + np.random.default_rng(0).normal(0, noise, frame.shape), 0, 255).round()
+                          .astype(np.uint8))
+    out.paste(gray, ((out.width - gray.width) // 2, (out.height - gray.height) // 2))
+    return out
+
+
+def _mask(gray: Image.Image, level: int, corners: float = 0.0) -> Image.Image:
+    """GRAY outside a collimator's opening set to grey `level`: round, or cut at the corners by `corners` of a side."""
+    from PIL import ImageDraw
+
+    w, h = gray.size
+    opening = Image.new("L", gray.size, 0)
+    if corners:
+        c = round(corners * min(w, h))
+        ImageDraw.Draw(opening).polygon([(c, 0), (w - c, 0), (w, c), (w, h - c), (w - c, h), (c, h), (0, h - c),
+                                         (0, c)], fill=255)
+    else:
+        ImageDraw.Draw(opening).ellipse((0, 0, w - 1, h - 1), fill=255)
+    out = Image.new("L", gray.size, level)
+    out.paste(gray, (0, 0), opening)
+    return out
+
+
+# borders that are not one flat run of lines from the edge (the flat-edge trim alone missed them)
+OTHER_BORDERS: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "letterbox 128 over 33 %, a 1-px line (200) over a third of the bottom row":
+        lambda g: _with_line(bordered(g, 128, 1 / 3, False)),
+    "letterbox 128 over 33 %, its bottom row noise (120-136)": lambda g: _noise_row(bordered(g, 128, 1 / 3, False)),
+    "letterbox 40 over 33 % in a 20-px pillarbox of 0": lambda g: _pillarbox(bordered(g, 40, 1 / 3, False)),
+    "padded above alone by 128 over 33 %, a 1-px line (200) along the top":
+        lambda g: _with_line(_on_top(g, 128), top=True),
+    "frame 128 over 23 %, a 1-px line (200) along the top":
+        lambda g: _with_line(bordered(g, 128, 0.23, True), top=True),
+    "frame 128 over 23 %, noise of standard deviation 1": lambda g: _noisy_frame(g, 128, 1.0),
+    "frame 128 over 23 %, noise of standard deviation 2": lambda g: _noisy_frame(g, 128, 2.0),
+    "frame 40 over 23 %, noise of standard deviation 3": lambda g: _noisy_frame(g, 40, 3.0),
+    "round collimator mask of 40": lambda g: _mask(g, 40),
+    "round collimator mask of 128 in a frame of 20 over 23 %": lambda g: bordered(_mask(g, 128), 20, 0.23, True),
+    "collimator mask of 128 cutting 30 % corners": lambda g: _mask(g, 128, corners=0.3),
+}
+OTHER_QUALITIES = (30, 90)
+
+
+def other_borders(paths: list[Path], every: int) -> list[dict[str, object]]:
+    """Every `every`th film with each of OTHER_BORDERS, and its 4- and 8-tone posterised copies with it (224 px,
+    the borders made after posterising): films over the cut, as the guard measures and over the whole image."""
+    grays = [_grey(p) for p in paths[::every]]
+    kinds = {"film": lambda g: g, "4 adaptive tones, posterised": PICTURES["4 adaptive tones, posterised"],
+             "8 even tones, posterised": PICTURES["8 even tones, posterised"]}
+    made = {kind: [make(g) for g in grays] for kind, make in kinds.items()}
+    rows = []
+    for border, make in OTHER_BORDERS.items():
+        for kind, pictures_ in made.items():
+            for quality in OTHER_QUALITIES:
+                pairs = [both_excesses(jpeg(make(picture), quality)) for picture in pictures_]
+                now = [c[2] for c, _ in pairs]
+                rows.append({"border": border, "picture": kind, "quality": quality, "n": len(pairs),
+                             "over": sum(e > PEAK_EXCESS for e in now), "max": max(now), "min": min(now),
+                             "whole_over": sum(w > PEAK_EXCESS for _, w in pairs)})
                 print(rows[-1], flush=True)
     return rows
 
@@ -281,8 +379,9 @@ def framed_markdown(r: dict) -> list[str]:
         return []
     lines = ["", f"## Real films with a flat border (every {r['every']}th train film, JPEG quality "
              f"{', '.join(map(str, BORDER_QUALITIES))})", "", f"`{r['framed_command']}`", "",
-             "Peak excess with the flat edge rows and columns left out (as the guard measures it) and over the whole "
-             "image (before); the two-tone and dithered rules' cues on the same files.", "",
+             "Peak excess as the guard measures it (flat edge rows and columns, then the levels of peaks along the edges "
+             "alone, left out) and over the whole image (before); the two-tone and dithered rules' cues on the same "
+             "files.", "",
              "| border | share | level | n | max excess | refused | max excess, whole image | refused so | "
              "max two-tone share | refused | max dither energy | refused |", "|---" * 12 + "|"]
     for b in r["framed"]:
@@ -294,12 +393,21 @@ def framed_markdown(r: dict) -> list[str]:
     for v in r["framed_verdicts"]:
         verdicts = ", ".join(f"{k} {n}" for k, n in v["verdicts"].items())
         lines.append(f"| {v['border']} | {v['share']:.0%} | {v['level']} | {v['quality']} | {verdicts} |")
-    lines += ["", "Posterised and dithered pictures (as above), caught by the rule with flat edges left out and over "
+    lines += ["", "Posterised and dithered pictures (as above), caught by the rule as the guard measures and over "
               "the whole image:", "", "| picture | side | quality | n | caught | caught, whole image |",
               "|---|---|---|---|---|---|"]
     for p in r["posterised_both_ways"]:
         lines.append(f"| {p['picture']} | {p['side']} | {p['quality']} | {p['n']} | {p['caught']} | "
                      f"{p['whole_caught']} |")
+    if "other_borders" in r:
+        lines += ["", "Borders that are not one flat run of lines from the edge, on the films and their posterised "
+                  "copies (224 px; the border made after posterising): over the cut as the guard measures (max for the "
+                  "films, min for the copies) and over the whole image.", "",
+                  "| border | picture | quality | n | over the cut | max | min | over, whole image |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for o in r["other_borders"]:
+            lines.append(f"| {o['border']} | {o['picture']} | {o['quality']} | {o['n']} | {o['over']} | "
+                         f"{o['max']:.3f} | {o['min']:.3f} | {o['whole_over']} |")
     return lines
 
 
@@ -356,7 +464,8 @@ def main(argv: list[str] | None = None) -> int:
                   "time": guard_time(train[::args.every]), "pictures": pictures(train, args.every)}
     result.update({"framed_command": command, "framed": framed_films(train, args.every),
                    "framed_verdicts": framed_verdicts(train, args.every),
-                   "posterised_both_ways": posterised_both_ways(train, args.every)})
+                   "posterised_both_ways": posterised_both_ways(train, args.every),
+                   "other_borders": other_borders(train, args.every)})
     write_report(args.out, "few_grey_levels", result, markdown(result))
     return 0
 
