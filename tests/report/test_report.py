@@ -658,8 +658,8 @@ def test_the_summary_of_a_tta_model_says_what_the_mirror_is_and_what_it_measured
     run = load_run(tiny_run)
     scores = run_scores(run, None, None, n_boot=10, progress=False)
     assert "left-right mirror, a view training never shows" in _summary_section(
-        replace(run, meta=replace(run.meta, tta=True)), scores, 1, 10, 0)
-    assert TTA_ON not in _summary_section(run, scores, 1, 10, 0)
+        replace(run, meta=replace(run.meta, tta=True)), scores, 1)
+    assert TTA_ON not in _summary_section(run, scores, 1)
     rows = json.loads((Path(__file__).parents[2] / "bench/results/ablation.json").read_text())
     rows = [r for r in rows["rows"] if r.get("val_auc_tta") is not None]
     claimed = int(re.search(r"in all (\d+) runs of bench/results/ablation.md", TTA_ON)[1])
