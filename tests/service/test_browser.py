@@ -658,6 +658,46 @@ def test_a_503_without_retry_after_is_said_a_fault_of_the_service_at_once_not_bu
         assert not errors, errors
 
 
+NGINX_503 = ("<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n<center><h1>503 "
+             "Service Temporarily Unavailable</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+
+
+@pytest.mark.parametrize(("status", "content_type", "body", "explain"), [
+    (503, "text/html", NGINX_503, True), (503, "text/html", NGINX_503, False), (503, "text/plain", "", False),
+    (502, "text/html", NGINX_503.replace("503 Service Temporarily Unavailable", "502 Bad Gateway"), False),
+    (504, "text/plain", "", False)])
+def test_a_proxys_error_is_said_the_network_not_the_service(server: str, sample_dir: Path, status: int,
+                                                            content_type: str, body: str, explain: bool) -> None:
+    """A reverse proxy's 503 (nginx's HTML page, or an empty body) was called 'The service has a problem of its own',
+    and its 502 or 504 'Could not analyse this file: request failed': the service's own errors are JSON with a
+    `detail`, and anything else means the hospital's network could not reach it."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[0]
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        calls: list[str] = []
+
+        def handle(route: Any) -> None:
+            calls.append(route.request.url)
+            route.fulfill(status=status, content_type=content_type, body=body)
+
+        page.route("**/predict*", handle)
+        if not explain:
+            page.evaluate("modelInfo.explain_available = false")
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#error")).to_have_text(
+            "The pneumoscan service could not be reached through the hospital's network or proxy, so this file was "
+            "not analysed (nothing is wrong with it). Try again in a minute; if it keeps failing, tell IT support (the "
+            f"network or proxy answered HTTP {status} in place of the service).", timeout=4_000)
+        expect(page.locator("#status")).to_have_text("")
+        expect(page.locator("#result")).to_be_hidden()
+        expect(page.locator("#model-line")).to_contain_text("resnet10")  # the model was not read again
+        page.wait_for_timeout(500)
+        assert [("explain=true" in url) for url in calls] == [explain], calls  # sent once
+        assert not errors, errors
+
+
 def test_a_newer_upload_stops_the_wait_for_a_busy_service(server: str, sample_dir: Path) -> None:
     from playwright.sync_api import expect
 

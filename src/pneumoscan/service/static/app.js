@@ -492,6 +492,25 @@ function sleep(ms, signal) {
 // A failed upload whose message is the whole sentence the page shows (what happened, what to do).
 class ConnectionProblem extends Error {}
 
+// Whether an answer is the service's own: its errors are JSON with a `detail` sentence (and an X-Request-ID). A reverse
+// proxy's page (nginx's "503 Service Temporarily Unavailable" HTML) or empty body is not.
+function fromService(res) {
+  return /json/i.test(res.header("Content-Type") ?? "") && typeof res.body.detail === "string";
+}
+
+// Whether the hospital's network, not the service, failed the upload: the service never answers 502 or 504, and its
+// own 503s are JSON (fromService); a gateway's 502, 503 or 504 means it could not reach the service.
+function gatewayFailed(res) {
+  return res.status === 502 || res.status === 504 || (res.status === 503 && !fromService(res));
+}
+
+// What the page says for gatewayFailed(res): not the service's fault, nor the file's.
+function unreachable(status) {
+  return "The pneumoscan service could not be reached through the hospital's network or proxy, so this file was " +
+    "not analysed (nothing is wrong with it). Try again in a minute; if it keeps failing, tell IT support (the " +
+    `network or proxy answered HTTP ${status} in place of the service).`;
+}
+
 const NOT_ANALYSED = "so this file was not analysed (nothing is wrong with it). Check the network connection, then " +
   "choose the file again.";
 
@@ -629,7 +648,7 @@ async function analyse(files) {
       res = await post(`predict?explain=${explain}`, form, controller.signal, progressReporter(mine));
       body = res.body;
       if (mine !== latest) return;
-      if (explain && (res.status === 501 || res.status === 503)) {
+      if (explain && (res.status === 501 || (res.status === 503 && fromService(res)))) {
         // 501: restarted with a model Grad-CAM cannot explain; 503 while heatmaps are off for a while (memory ran
         // short loading Grad-CAM's model: GET /model says so): ask without a heatmap. Another 503 is waited out below.
         await loadModel();
@@ -640,7 +659,7 @@ async function analyse(files) {
         }
       }
       // A 503 without Retry-After is a fault of the service (its model file changed or gone, damaged weights, the
-      // audit log): asking again changes nothing.
+      // audit log) or a proxy failing to reach it (gatewayFailed): asking again at once changes nothing.
       if (res.status !== 503 || tries >= BUSY_TRIES || res.header("Retry-After") == null) break;
       const wait = retryAfter(res);
       setStatus(`The service is busy with other uploads; trying again in ${wait} s…`);
@@ -649,6 +668,11 @@ async function analyse(files) {
     }
     if (!res.ok) {
       const detail = typeof body.detail === "string" ? body.detail : `request failed (HTTP ${res.status})`;
+      if (gatewayFailed(res)) {
+        setStatus("");
+        setError(unreachable(res.status));
+        return;
+      }
       if (res.status === 503 && res.header("Retry-After") == null) {
         setStatus("");
         setError(`The service has a problem of its own, so this file was not analysed (nothing is wrong with it); ` +
