@@ -354,3 +354,21 @@ def test_train_init_warns_when_the_pretraining_trained_on_its_validation_films(t
     assert main([*common, "--max-images", "12", "--out", str(tmp_path / "old")]) == 0
     err = capsys.readouterr().err
     assert "cannot be checked" in err and len([line for line in err.splitlines() if "cannot be checked" in line]) == 1
+
+
+def test_pretrain_says_what_train_says_about_the_data_but_labels(tiny_dataset: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`pretrain` said nothing of unreadable films skipped or of file-name keys joining folders, which choose the
+    validation patients it leaves out; a film under both labels does not matter to it (it reads no labels)."""
+    for label in ("NORMAL", "PNEUMONIA"):
+        for i, film in enumerate(sorted((tiny_dataset / "train" / label).iterdir())):
+            film.rename(film.parent / f"{i + 1:04d}.jpeg")
+    normal = tiny_dataset / "train" / "NORMAL"
+    (tiny_dataset / "train" / "PNEUMONIA" / "9999.jpeg").write_bytes((normal / "0001.jpeg").read_bytes())
+    (normal / "broken.jpeg").write_bytes(b"not an image")
+    assert main(["pretrain", "--data", str(tiny_dataset), "--out", str(tmp_path / "pre"), "--model", "cnn",
+                 "--image-size", "16", "--epochs", "1", "--batch-size", "8", "--quiet"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("pneumoscan: warning: ")]
+    assert any(line.startswith(f"pneumoscan: warning: skipped {normal / 'broken.jpeg'}") for line in warned), warned
+    assert sum("patient keys read from file names join images in different folders" in line for line in warned) == 1
+    assert not any("both labels" in line for line in warned), warned

@@ -212,12 +212,12 @@ def seen_in_training(paths: Sequence[Path], training: dict[str, Any],
     return [path for path, mine, same in zip(paths, by_bytes, by_film) if mine or same]
 
 
-def duplicate_warnings(parts: dict[str, list[Sample]], data: str, harm: str = TAUGHT_BOTH) -> list[str]:
+def duplicate_warnings(parts: dict[str, list[Sample]], data: str, harm: str | None = TAUGHT_BOTH) -> list[str]:
     """Warnings about byte-identical files among the images of `data`, in named `parts` (train and val for a
     training run; the one split scored by evaluate or set-threshold): a film under both labels (`harm` says what
-    that does here), and, with `train` and `val` parts, a validation film that is a copy of a training one
-    (validation, and so early stopping and the threshold, then scores a film the model learnt); empty when there
-    are none."""
+    that does here; None where labels are unused, as in pretraining: not said), and, with `train` and `val` parts, a
+    validation film that is a copy of a training one (validation, and so early stopping and the threshold, then
+    scores a film the model learnt); empty when there are none."""
     from pneumoscan import CLASS_NAMES
 
     named = [(part, s) for part, samples in parts.items() for s in samples]
@@ -225,7 +225,7 @@ def duplicate_warnings(parts: dict[str, list[Sample]], data: str, harm: str = TA
     for (part, sample), mark in zip(named, fingerprints(s.path for _, s in named)):
         if mark:
             groups.setdefault(mark, []).append((part, sample))
-    both_labels = [g for g in groups.values() if len({s.label for _, s in g}) > 1]
+    both_labels = [g for g in groups.values() if len({s.label for _, s in g}) > 1] if harm else []
     copied = [g for g in groups.values() if {"train", "val"} <= {part for part, _ in g}]
 
     def example(group: list[tuple[str, Sample]]) -> str:

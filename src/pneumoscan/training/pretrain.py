@@ -13,6 +13,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from pneumoscan.inference.batch import device_for
 from pneumoscan.models.registry import (create_model, final_linear_name, get_spec, is_registered, model_config,
                                         model_sources, require_registered)
 from pneumoscan.outputs import atomic_write, os_error_of
-from pneumoscan.progress import progress_bar
+from pneumoscan.progress import progress_bar, write_warning
 from pneumoscan.training.checkpoint import atomic_torch_save, check_writable, files_in, load_checkpoint, run_lock
 from pneumoscan.training.config import TrainConfig
 
@@ -97,11 +98,13 @@ def _view(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return (view + torch.randn(view.shape, generator=generator) * VIEW_NOISE).clamp(0.0, 1.0)
 
 
-def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, keep_patient_key: bool = False) -> Path:
+def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, keep_patient_key: bool = False,
+             warn: Callable[[str], None] = write_warning) -> Path:
     """SimSiam on the run's training split (cfg.epochs, cfg.batch_size, SGD at cfg.lr scaled by batch/256);
     returns the path of `pretrained.safetensors` in cfg.out. The folder is locked against a second process
     while this one runs, as `train` locks its run folder. `keep_patient_key`: a resume keeps the pretraining's
-    own --patient-key (not given again; `name` for one started before the option existed)."""
+    own --patient-key (not given again; `name` for one started before the option existed). `warn` says what
+    `train` would say about the data and matters to pretraining too (`data_warnings`)."""
     cfg.check()
     out = Path(cfg.out)
     if resume and not is_registered(cfg.model) and (out / PRETRAIN_CHECKPOINT).is_file():
@@ -111,7 +114,7 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, k
     if not get_spec(cfg.model).trainable:
         raise InputError(f"model '{cfg.model}' is built from trained runs; pretrain one of its member architectures")
     with run_lock(out):  # a pretraining refused before it wrote anything leaves no empty folder behind
-        return _pretrain(cfg, out, resume, progress, keep_patient_key)
+        return _pretrain(cfg, out, resume, progress, keep_patient_key, warn)
 
 
 def _train_files(out: Path) -> str:
@@ -123,9 +126,10 @@ def _train_files(out: Path) -> str:
     return files_in(out, (LAST_CHECKPOINT, ARTIFACT_NAME))
 
 
-def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_patient_key: bool) -> Path:
-    from pneumoscan.training.trainer import (image_stats, prepare_data, resume_advice, seed_everything,
-                                            split_change)
+def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_patient_key: bool,
+              warn: Callable[[str], None]) -> Path:
+    from pneumoscan.training.trainer import (data_warnings, image_stats, prepare_data, resume_advice,
+                                            seed_everything, split_change)
 
     spec = get_spec(cfg.model)
     ckpt_path = out / PRETRAIN_CHECKPOINT
@@ -154,6 +158,9 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
     if started_on and (change := split_change(started_on, data.split_record, out, "pretraining")):
         # a moved copy is welcome; other images would mix two splits' training images, validation patients among them
         raise InputError(f"{cfg.data}: {change}; {resume_advice(started_on, data.split_record, 'pretraining')}")
+    # not films under both labels: pretraining reads no labels (`train` on these folders says it)
+    for message in data_warnings(cfg, data, labels_used=False):
+        warn(message)
     images = prepare_pixels(data.train.images, equalize=cfg.equalize, crop=cfg.crop)
     mean, std = image_stats(images)
     device = device_for()

@@ -24,7 +24,8 @@ from pneumoscan import CLASS_NAMES
 from pneumoscan.artifact import ARTIFACT_NAME, BEST_WEIGHTS, ArtifactMeta, read_meta, save_artifact
 from pneumoscan.data.augment import AugmentConfig, augment_batch, mixup
 from pneumoscan.data.cache import ImageSet, load_image_set
-from pneumoscan.data.fingerprint import duplicate_warnings, film_fingerprints, film_record, fingerprints
+from pneumoscan.data.fingerprint import (TAUGHT_BOTH, duplicate_warnings, film_fingerprints, film_record,
+                                          fingerprints)
 from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.preprocess import prepare_pixels, to_unit
 from pneumoscan.data.patients import (PatientKeys, describe, name_collision_warning, patient_keys,
@@ -196,6 +197,24 @@ def _in_both_classes(samples: list[Sample], keys: PatientKeys, by_class: list[di
             f"split ({describe(keys.choice)}: {option('patient_key', keys.choice)}); if these are not patients, key "
             f"them otherwise: each patient's films in a folder of their own and {option('patient_key', 'folder')}, "
             f"or a CSV manifest with a patient column")
+
+
+def data_warnings(cfg: TrainConfig, data: RunData, labels_used: bool = True) -> list[str]:
+    """What `train` (and `pretrain`, which uses no labels: `labels_used` False) says about its data before it
+    starts: unreadable files skipped, validation films copied in training (with `labels_used`, films under both
+    labels), file-name patient keys joining folders, and patients in both train/ and a given val/."""
+    found = [f"skipped {message}" for message in data.train.skipped + data.val.skipped]
+    found += duplicate_warnings({"train": data.train.samples, "val": data.val.samples}, str(cfg.data),
+                                TAUGHT_BOTH if labels_used else None)
+    # the carve's own films (train/'s; a given val/ is another split, where file names restart)
+    carved = data.train.samples + ([] if cfg.use_given_val else data.val.samples)
+    if collision := name_collision_warning(carved, data.patients):
+        found.append(collision)
+    if data.split_record["patient_ids_in_train_and_val"]:
+        found.append(f"{data.split_record['patient_ids_in_train_and_val']} patient IDs have images in both "
+                     f"train/ and val/, so validation (early stopping, threshold) may be optimistic; drop "
+                     f"{switch('use_given_val')} to split train/ by patient")
+    return found
 
 
 def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, command: str = "train") -> RunData:
@@ -619,18 +638,8 @@ class Trainer:
             if change := split_change(saved_split, data.split_record, self.out):
                 # a moved copy is welcome; other images would mix validation sets and leak training images
                 raise InputError(f"{cfg.data}: {change}; {resume_advice(saved_split, data.split_record)}")
-        for message in data.train.skipped + data.val.skipped:
-            self.warn(f"skipped {message}")
-        for message in duplicate_warnings({"train": data.train.samples, "val": data.val.samples}, str(cfg.data)):
+        for message in data_warnings(cfg, data):
             self.warn(message)
-        # the carve's own films (train/'s; a given val/ is another split, where file names restart)
-        carved = data.train.samples + ([] if cfg.use_given_val else data.val.samples)
-        if collision := name_collision_warning(carved, data.patients):
-            self.warn(collision)
-        if data.split_record["patient_ids_in_train_and_val"]:
-            self.warn(f"{data.split_record['patient_ids_in_train_and_val']} patient IDs have images in both "
-                      f"train/ and val/, so validation (early stopping, threshold) may be optimistic; drop "
-                      f"{switch('use_given_val')} to split train/ by patient")
         # cropped and equalised once here rather than every batch of every epoch; validation where it is scored
         train_images = prepare_pixels(data.train.images, equalize=cfg.equalize, crop=cfg.crop)
         mean, std = image_stats(train_images)
