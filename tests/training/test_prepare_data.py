@@ -228,3 +228,26 @@ def test_train_does_not_warn_of_file_names_on_kermany_names(tiny_dataset: Path, 
 
     data = prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r")), 16, False)
     assert name_collision_warning(data.train.samples + data.val.samples, data.patients) is None
+
+
+def test_train_keys_patients_as_audit_does_over_every_split(tmp_path: Path) -> None:
+    """PatientID 'P' is on all 3 DICOM films of train/ and val/, but on 3 of 7 with test/'s: train keyed train/ and
+    val/ alone, took 'P' for a placeholder and counted no patient in both, while `audit` (every split) counted one.
+    Both now key over every split (`dataset_keys`) and agree."""
+    from pneumoscan.data.audit import audit
+    from tests.conftest import write_dicom, write_xray
+
+    data, seed = tmp_path / "data", 0
+    for split in ("train", "val", "test"):
+        for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+            for i in range(3):
+                seed += 1
+                write_xray(data / split / name / f"{split}{name}{i}.png", label, seed, size=16)
+    for i, split in enumerate(("train", "train", "val")):
+        write_dicom(data / split / "NORMAL" / f"a{i}.dcm", 0, 100 + i, patient_id="P", size=16)
+    for i, pid in enumerate("RSTU"):
+        write_dicom(data / "test" / "PNEUMONIA" / f"t{i}.dcm", 1, 200 + i, patient_id=pid, size=16)
+    run = prepare_data(TrainConfig(data=str(data), out=str(tmp_path / "r"), use_given_val=True), 16, False)
+    report = audit(data, progress=False)
+    assert run.split_record["patient_ids_in_train_and_val"] == report["patient_ids_in_two_splits"]["train+val"] == 1
+    assert run.split_record["patient_keys_from"]["dicom"] == 3

@@ -394,7 +394,7 @@ def test_a_run_keyed_by_path_is_refused_as_split_by_the_key_rule_not_as_changed_
     common = ["--model", "cnn", "--image-size", "16", "--batch-size", "16", "--quiet"]
     assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "1", *common]) == 0
     split = json.loads((run / "split.json").read_text())
-    assert split["dicom_without_patient_id"] == 20 and split["patient_key_rule"] == 3
+    assert split["dicom_without_patient_id"] == 20 and split["patient_key_rule"] == 4
     by_path = patient_split(discover(data)["train"], split["val_fraction"], split["seed"], lambda s: str(s.path))[1]
     assert sorted(s.path.name for s in by_path) != sorted(Path(f).name for f in split["val_files"])
     saved = {k: v for k, v in split.items() if k not in ("patient_key_rule", "dicom_without_patient_id")}
@@ -403,7 +403,7 @@ def test_a_run_keyed_by_path_is_refused_as_split_by_the_key_rule_not_as_changed_
     assert main(["train", "--out", str(run), "--resume", "--epochs", "2", *common]) == 2
     err = capsys.readouterr().err
     assert ("(other validation images under the same counts): 20 DICOM films whose header names no patient are "
-            "keyed by file name (or folder and name) by patient_key_rule 3, and the run was started by an earlier "
+            "keyed by file name (or folder and name) by patient_key_rule 4, and the run was started by an earlier "
             "version (no patient_key_rule recorded), which may have keyed them otherwise: the same patients under "
             "other keys split otherwise, so the key rule may have changed the split, not the images; resume with the "
             "pneumoscan (or, if its images changed, the data) it was started with") in err, err

@@ -12,8 +12,8 @@ from pneumoscan import CLASS_NAMES
 from pneumoscan.data.decode import MIN_SIDE, not_frontal_view, read_file, read_grayscale_and_rgb
 from pneumoscan.data.file_cues import COLOUR_REFERENCE, colourfulness
 from pneumoscan.data.layout import Sample, discover
-from pneumoscan.data.patients import (SOURCE_NAMES, SOURCES, across_folders_advice, is_kermany_name,
-                                      keys_across_folders, keys_read, patient_keys)
+from pneumoscan.data.patients import (SOURCE_NAMES, SOURCES, across_folders_advice, dataset_keys, is_kermany_name,
+                                      keys_across_folders, keys_read)
 from pneumoscan.errors import InputError
 from pneumoscan.progress import progress_bar
 
@@ -52,8 +52,8 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     are keyed by `patient_key` (data/patients.py) over all its splits, and counted over its readable images."""
     splits = discover(root)
     everything: list[tuple[str, Sample]] = [(name, s) for name, samples in splits.items() for s in samples]
-    # images --patient-key folder finds no patient folder for are listed, not the end of the audit
-    patient_id = patient_keys([s for _, s in everything], patient_key, loose_ok=True, progress=progress)
+    # as `train` keys them; images --patient-key folder finds no patient folder for are listed, not the end of it
+    patient_id = dataset_keys(splits, patient_key, progress=progress)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         inspected = list(progress_bar(pool.map(lambda item: _inspect(item[1].path), everything),
                                       total=len(everything), desc="reading", unit="img", progress=progress))

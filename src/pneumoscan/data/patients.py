@@ -33,8 +33,10 @@ SOURCES = ("manifest", "dicom", "folder", "name", "file")
 # How `auto` keys a DICOM file whose header names no patient, recorded in split.json as `patient_key_rule`, so a
 # resume tells a split changed by this rule from changed data. Absent: by its file name alone (releases), or by its
 # path unless its name was Kermany's (development code from 9f99720 to before 6582825); 2: `own_file_key`, its
-# folders counted over every sample keyed by file name; 3: over the DICOM files without a usable PatientID only.
-KEY_RULE = 3
+# folders counted over every sample keyed by file name; 3: over the DICOM files without a usable PatientID only; 4:
+# those folders, and placeholder PatientIDs, judged over every split of the data set (`dataset_keys`), not train/
+# and val/ only, so `train` keys each film as `audit` does.
+KEY_RULE = 4
 FILE_KEYS = frozenset({"name", "file"})  # origins of keys read from a file's name, which name no patient across splits
 # PatientIDs anonymisers write instead of a patient's (compared in lower case; any run of zeros counts too).
 PLACEHOLDER_IDS = frozenset({"anonymous", "anonymized", "anonymised", "anon", "unknown", "none", "null", "n/a", "na",
@@ -346,6 +348,21 @@ def patient_keys(samples: Iterable[Sample], choice: str = "auto", loose_ok: bool
         n = len(folders[patient_id(sample.path)]) if sample in dicom else 1
         keys[sample], origins[sample] = own_file_key(sample.path, n), "file" if n > 1 else "name"
     return PatientKeys(choice, keys, origins, frozenset(s for s in dicom if origins[s] in FILE_KEYS))
+
+
+def dataset_keys(splits: dict[str, list[Sample]], choice: str = "auto", used: Sequence[Sample] | None = None,
+                 progress: bool = True) -> PatientKeys:
+    """The patient keys of a data set's images by split (as `discover` finds them), keyed over every split together:
+    placeholder PatientIDs and the folders of a file name's key are judged over the whole data set, so `train` (which
+    uses train/ and val/) and `audit` (every split) key each film alike. With `folder`, an image right in its class
+    folder is an InputError among `used` only (None: none is, as the audit lists them); elsewhere it is keyed by its
+    file name."""
+    keys = patient_keys([s for samples in splits.values() for s in samples], choice, loose_ok=True,
+                        progress=progress)
+    if used is not None and keys.choice == "folder":
+        if loose := [s for s in dict.fromkeys(used) if keys.origins[s] == "name"]:
+            raise InputError(no_folder_message(loose))
+    return keys
 
 
 def describe(choice: str) -> str:

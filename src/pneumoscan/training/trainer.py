@@ -28,7 +28,7 @@ from pneumoscan.data.fingerprint import (TAUGHT_BOTH, duplicate_warnings, film_f
                                           fingerprints)
 from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.preprocess import prepare_pixels, to_unit
-from pneumoscan.data.patients import (PatientKeys, describe, name_collision_warning, patient_keys,
+from pneumoscan.data.patients import (PatientKeys, dataset_keys, describe, name_collision_warning,
                                       recorded_patient_key)
 from pneumoscan.data.split import patient_split
 from pneumoscan.errors import InputError, ModelConfigError, counted, first_few, first_line, option, switch
@@ -224,8 +224,8 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, comma
     train_split = "train" if "train" in found else "all"
     if train_split not in found:
         raise InputError(f"{cfg.data}: no train/ folder to train on; add DATA/train/NORMAL and DATA/train/PNEUMONIA")
-    # keyed over all the images train and validation are drawn from, so --max-images does not change a key
-    keys = patient_keys(found[train_split] + found.get("val", []), cfg.patient_key, progress=progress)
+    # keyed over every split, as `audit` keys them, so --max-images (or a test/ split's films) does not change a key
+    keys = dataset_keys(found, cfg.patient_key, found[train_split] + found.get("val", []), progress=progress)
     samples = _cap_per_class(found[train_split], cfg.max_images, cfg.split_seed)
     if cfg.use_given_val:
         if "val" not in found:
