@@ -83,3 +83,36 @@ def test_another_runtime_error_is_still_an_internal_error(client: TestClient, mo
     with TestClient(client.app, raise_server_exceptions=False) as c:
         res = _post(c, "/predict")
     assert res.status_code == 500 and res.json()["detail"].startswith("internal error")
+
+
+@pytest.mark.parametrize("code", [errno.ENOMEM, errno.EMFILE])
+def test_an_old_export_reading_its_model_file_short_of_memory_or_files_is_503_to_retry(
+        code: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An --onnx export made before exports carried the guard's features: the guard reads the model file again for a
+    request, and for /ready's test image. The host short of memory or file handles there passes: a request is 503
+    with Retry-After (as an OSError of `Engine.results` above), and /ready said 'the model failed to score a test
+    image (OSError)' with none, as for a broken model."""
+    from tests.conftest import shipped_copy
+    from tests.service.test_no_server_paths import no_features
+
+    model = shipped_copy(tmp_path)
+    app = create_app(Settings(model=str(model)))
+    no_features(app)
+    read_bytes = Path.read_bytes
+
+    def short(self: Path) -> bytes:
+        if self == model:
+            raise OSError(code, os.strerror(code), str(model))
+        return read_bytes(self)
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        monkeypatch.setattr(Path, "read_bytes", short)
+        predicted, ready = _post(c, "/predict"), c.get("/ready")
+        monkeypatch.setattr(Path, "read_bytes", read_bytes)
+        assert _post(c, "/predict").status_code == 200 and c.get("/ready").status_code == 200  # it passed
+    assert predicted.status_code == 503 and predicted.headers["Retry-After"] == "2", predicted.text
+    assert predicted.json()["detail"].startswith("server busy: the server ran short of memory or open files")
+    assert ready.status_code == 503 and ready.headers.get("Retry-After") == "2", ready.text
+    assert ready.json()["detail"] == ("not ready: the server ran short of memory or open files scoring a test image; "
+                                      "retry in 2 s")
+    assert str(tmp_path) not in predicted.text + ready.text

@@ -193,6 +193,7 @@ def model_fault(err: ModelFileChanged | DamagedModel) -> str:
 
 
 BUSY_RETRY_S = 2  # Retry-After of a request, or /ready, the GPU or the host ran short for
+HOST_SHORT = frozenset({errno.ENOMEM, errno.EMFILE, errno.ENFILE})  # the host's shortages an OSError names: they pass
 GPU_WAYS = ("free the GPU (`nvidia-smi` lists the processes holding it)", "serve fewer requests at once (--slots, 2 "
             "by default)", "serve with --backend onnx (ONNX Runtime, on the CPU)")
 

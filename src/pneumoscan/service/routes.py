@@ -17,7 +17,6 @@ valid, the image is just not one the model can judge.
 from __future__ import annotations
 
 import base64
-import errno
 import logging
 import time
 from typing import Any, Callable, TypeVar
@@ -33,8 +32,8 @@ from pneumoscan.errors import (DamagedModel, ImageTooLarge, InputError, ModelFil
 from pneumoscan.inference.ood import refusal_cause, refusal_kind
 from pneumoscan.inference.predictor import Prediction
 from pneumoscan.service.audit import AuditError, AuditLog, utc_now
-from pneumoscan.service.engine import (BUSY_RETRY_S, Decoded, Engine, ExplainUnavailable, log_gpu_full,
-                                       model_fault)
+from pneumoscan.service.engine import (BUSY_RETRY_S, HOST_SHORT, Decoded, Engine, ExplainUnavailable,
+                                       log_gpu_full, model_fault)
 from pneumoscan.service.budget import Reservation
 from pneumoscan.service.readiness import NotReady
 from pneumoscan.service.schemas import (BatchItem, BatchResponse, ErrorResponse, Health, ModelInfo, PredictionResponse,
@@ -124,7 +123,6 @@ def _model_problem(err: ModelFileChanged | DamagedModel, rid: str) -> str:
             f"service's log names the model file at request id {rid}")
 
 
-HOST_SHORT = frozenset({errno.ENOMEM, errno.EMFILE, errno.ENFILE})
 HOST_BUSY = (f"server busy: the server ran short of memory or open files; the request was not processed, retry in "
              f"{BUSY_RETRY_S} s (nothing is wrong with the file)")
 GPU_FULL = (f"server busy: the GPU ran out of memory; the request was not processed, retry in {BUSY_RETRY_S} s "
@@ -221,7 +219,8 @@ async def health_head(request: Request) -> JSONResponse:
 
 @router.get("/ready", response_model=Ready, responses={503: {
     "model": ErrorResponse, "description": "not ready: the model did not score a test image in time, or failed; "
-                                           "with Retry-After, the GPU ran out of memory for it (retry then)",
+                                           "with Retry-After, the GPU ran out of memory or the host short of memory "
+                                           "or open files for it (retry then)",
     "headers": {"Retry-After": {"description": "seconds to wait before probing again",
                                 "schema": {"type": "integer"}}}}},
     summary="readiness: the model scores a test image now (outside the request queue)")
