@@ -224,7 +224,7 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, comma
     train_split = "train" if "train" in found else "all"
     if train_split not in found:
         raise InputError(f"{cfg.data}: no train/ folder to train on; add DATA/train/NORMAL and DATA/train/PNEUMONIA")
-    # keyed over every split, as `audit` keys them, so --max-images (or a test/ split's films) does not change a key
+    # keyed over every split, as `audit` keys them (`dataset_keys`), so --max-images does not change a key
     keys = dataset_keys(found, cfg.patient_key, found[train_split] + found.get("val", []), progress=progress)
     samples = _cap_per_class(found[train_split], cfg.max_images, cfg.split_seed)
     if cfg.use_given_val:
