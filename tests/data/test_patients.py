@@ -471,3 +471,22 @@ def test_the_file_name_warning_for_one_key_reads_in_the_singular() -> None:
         "e.g. train/NORMAL/pt/1.png), and the patient split keeps them together as one patient; if they are not one "
         "patient, key them otherwise: each patient's films in a folder of their own and --patient-key folder, or a "
         "CSV manifest with a patient column")
+
+
+def test_shared_patients_keys_the_training_data_as_train_and_audit_do(tmp_path: Path) -> None:
+    """PatientID 'P' is on 2 DICOM films of train/ and 1 of test/, val/ holds 4 other PatientIDs: over train/ and
+    test/ alone 'P' is on every DICOM film, a placeholder, so the evaluation of test/ counted no patient the model
+    was trained on, while `audit` and `train` (every split: 3 of 7) key 'P' as one patient in train/ and test/."""
+    from pneumoscan.data.audit import audit
+
+    data = tmp_path / "data"
+    for split in ("train", "val", "test"):
+        for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+            write_xray(data / split / name / f"{split}{name}.png", label, len(split) * 10 + label, size=16)
+    for i, split in enumerate(("train", "train", "test")):
+        write_dicom(data / split / "NORMAL" / f"a{i}.dcm", 0, 100 + i, patient_id="P", size=16)
+    for i, pid in enumerate("RSTU"):
+        write_dicom(data / "val" / "PNEUMONIA" / f"v{i}.dcm", 1, 200 + i, patient_id=pid, size=16)
+    training = {"config": {"data": str(data), "patient_key": "auto"}}
+    shared = shared_patients(discover(data)["test"], training, progress=False)
+    assert audit(data, progress=False)["patient_ids_in_two_splits"]["train+test"] == shared["patients"] == 1

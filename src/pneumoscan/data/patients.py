@@ -388,12 +388,13 @@ class TrainingFilms(NamedTuple):
 
     films: list[Sample] | None
     why: str | None  # None without films: the data is not found, or none is recorded
+    every: list[Sample] | None = None  # with films: those of every split of the data, which `train` keyed over
 
 
 def _training_films(config: dict, run_dir: str | Path | None) -> TrainingFilms:
     """The films a run's settings (`config`, placed from `run_dir` as `data_record` gives them) name as found now:
-    its train split, or its only one, and its val/ split with --use-given-val; or, without them, why, when its data
-    folder is found but cannot be read as a data set or holds no train/ split."""
+    its train split, or its only one, and its val/ split with --use-given-val (and the films of all its splits); or,
+    without them, why, when its data folder is found but cannot be read as a data set or holds no train/ split."""
     import warnings
 
     from pneumoscan.data.layout import discover
@@ -414,14 +415,15 @@ def _training_films(config: dict, run_dir: str | Path | None) -> TrainingFilms:
     if split is None:
         return TrainingFilms(None, f"{folder}, which the model was trained on, is found but holds no train/ split "
                                    f"now (its splits: {', '.join(found) or 'none'})")
-    return TrainingFilms(found[split] + (found.get("val", []) if config.get("use_given_val") else []), None)
+    return TrainingFilms(found[split] + (found.get("val", []) if config.get("use_given_val") else []), None,
+                         [sample for samples in found.values() for sample in samples])
 
 
 def shared_patients(samples: Sequence[Sample], training: dict, progress: bool = True,
                     run_dir: str | Path | None = None) -> dict[str, object] | None:
     """The patients of `samples` who also have films in the data the model was trained on (`training_samples`,
-    its films among `samples` aside): keyed by the run's --patient-key over both together, as `audit` keys a data
-    set's splits, and counted only by keys a DICOM PatientID, a manifest's patient column or a folder gives (file
+    its films among `samples` aside): keyed by the run's --patient-key over both together, with every split of the
+    training data, as `train` and `audit` key a data set's splits (`dataset_keys`), and counted only by keys a DICOM PatientID, a manifest's patient column or a folder gives (file
     names' keys restart in each split of Kermany's data). `{"patients", "films", "by", "compared"}` (`films`: of
     `samples`; `by`: where the shared keys came from; `compared`: the films of `samples` whose key could be compared,
     0 when all are keyed by file name, so 0 patients then says nothing), or None when the training data is not found
@@ -435,16 +437,18 @@ def shared_patients(samples: Sequence[Sample], training: dict, progress: bool = 
         return None
     choice = config.get("patient_key", "name")
     # by file name nothing is compared: no scan
-    trained = training_samples(training, run_dir) if choice != "name" else []
-    if trained is None:
+    found = _training_films(*data_record(training, run_dir)) if choice != "name" else TrainingFilms([], None, [])
+    if found.films is None:
         return None
     scored = {Path(s.path).resolve() for s in samples}
-    trained = [s for s in trained if Path(s.path).resolve() not in scored]
+    # keyed with every split of the training data, as `train` and `audit` key it (`dataset_keys`)
+    trained, whole = ([s for s in films or [] if Path(s.path).resolve() not in scored]
+                      for films in (found.films, found.every))
     if choice == "name":
         return {"patients": 0, "films": 0, "by": [], "compared": 0}
     with warnings.catch_warnings():  # a placeholder PatientID was warned about by train and audit
         warnings.simplefilter("ignore")
-        keys = patient_keys([*trained, *samples], choice, loose_ok=True, progress=progress)
+        keys = dataset_keys({"training data": whole, "scored": list(samples)}, choice, progress=progress)
     named = {keys(s) for s in trained if keys.origins[s] not in FILE_KEYS}
     films = [s for s in samples if keys.origins[s] not in FILE_KEYS and keys(s) in named]
     by = [SOURCE_NAMES[source] for source in SOURCES if any(keys.origins[s] == source for s in films)]
