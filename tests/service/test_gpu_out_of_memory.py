@@ -61,18 +61,24 @@ def test_an_out_of_memory_is_a_503_to_retry_and_one_log_line(where: str, url: st
     assert _post(client, url, field).status_code == 200  # still up, and the next request is answered
 
 
-@pytest.mark.parametrize("code", [errno.ENOMEM, errno.EMFILE])
+@pytest.mark.parametrize("code", [errno.ENOMEM, errno.EMFILE, 0])  # 0: said in words only, as torch's loaders do
 def test_a_host_short_of_memory_or_files_is_a_503_to_retry(code: int, client: TestClient,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """As re-reading an old --onnx export's model file for the guard may meet: it was a 500 with a traceback."""
+    """As re-reading an old --onnx export's model file for the guard may meet: it was a 500 with a traceback; and
+    /ready's test image alike (without an errno it said 'the model failed to score a test image', as for a broken
+    model, without Retry-After)."""
     def short(*_: object) -> None:
-        raise OSError(code, os.strerror(code), "/srv/models/m.safetensors")
+        if code:
+            raise OSError(code, os.strerror(code), "/srv/models/m.safetensors")
+        raise OSError("/srv/lib/libtorch_cpu.so: cannot open shared object file: Too many open files")
 
     monkeypatch.setattr(Engine, "results", short)
+    monkeypatch.setattr(Engine, "self_test", short)
     with TestClient(client.app, raise_server_exceptions=False) as c:
-        res = _post(c, "/predict")
+        res, ready = _post(c, "/predict"), c.get("/ready")
     assert res.status_code == 503 and res.headers["Retry-After"] == "2" and "/srv" not in res.text
     assert res.json()["detail"].startswith("server busy: the server ran short of memory or open files")
+    assert ready.status_code == 503 and ready.headers.get("Retry-After") == "2" and "/srv" not in ready.text, ready.text
 
 
 def test_another_runtime_error_is_still_an_internal_error(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -194,6 +194,14 @@ def model_fault(err: ModelFileChanged | DamagedModel) -> str:
 
 BUSY_RETRY_S = 2  # Retry-After of a request, or /ready, the GPU or the host ran short for
 HOST_SHORT = frozenset({errno.ENOMEM, errno.EMFILE, errno.ENFILE})  # the host's shortages an OSError names: they pass
+
+
+def host_short(err: BaseException) -> bool:
+    """Whether `err` is the host short of memory or open files (an OSError's errno in HOST_SHORT, or the words torch's
+    loaders use, `too_many_files`): a shortage that passes, answered 503 with Retry-After."""
+    return (isinstance(err, OSError) and err.errno in HOST_SHORT) or too_many_files(err)
+
+
 GPU_WAYS = ("free the GPU (`nvidia-smi` lists the processes holding it)", "serve fewer requests at once (--slots, 2 "
             "by default)", "serve with --backend onnx (ONNX Runtime, on the CPU)")
 

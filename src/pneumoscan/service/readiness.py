@@ -6,7 +6,7 @@ import logging
 import time
 
 from pneumoscan.errors import DamagedModel, ModelFileChanged, first_line, gpu_out_of_memory
-from pneumoscan.service.engine import BUSY_RETRY_S, HOST_SHORT, Engine, log_gpu_full, model_fault
+from pneumoscan.service.engine import BUSY_RETRY_S, Engine, host_short, log_gpu_full, model_fault
 
 READY_TIMEOUT_S = 5.0
 log = logging.getLogger("pneumoscan.service")
@@ -45,7 +45,7 @@ class Readiness:
         except Exception as err:  # noqa: BLE001 - any failure of the model means not ready; its type is logged
             if gpu_out_of_memory(err):
                 raise _gpu_full(err) from None
-            if isinstance(err, OSError) and err.errno in HOST_SHORT:  # re-reading the model file, say: it passes
+            if host_short(err):  # re-reading the model file, say: it passes
                 log.error("not ready: scoring a test image, %s", first_line(err, 300))
                 raise NotReady(f"the server ran short of memory or open files scoring a test image; retry in "
                                f"{BUSY_RETRY_S} s", retry_after=BUSY_RETRY_S) from None

@@ -32,8 +32,8 @@ from pneumoscan.errors import (DamagedModel, ImageTooLarge, InputError, ModelFil
 from pneumoscan.inference.ood import refusal_cause, refusal_kind
 from pneumoscan.inference.predictor import Prediction
 from pneumoscan.service.audit import AuditError, AuditLog, utc_now
-from pneumoscan.service.engine import (BUSY_RETRY_S, HOST_SHORT, Decoded, Engine, ExplainUnavailable,
-                                       log_gpu_full, model_fault)
+from pneumoscan.service.engine import (BUSY_RETRY_S, Decoded, Engine, ExplainUnavailable, host_short, log_gpu_full,
+                                       model_fault)
 from pneumoscan.service.budget import Reservation
 from pneumoscan.service.readiness import NotReady
 from pneumoscan.service.schemas import (BatchItem, BatchResponse, ErrorResponse, Health, ModelInfo, PredictionResponse,
@@ -110,7 +110,7 @@ async def _in_worker(request: Request, func: Callable[[], T], explain: bool = Fa
                          "; heatmaps run PyTorch whatever the backend: or ask without ?explain=true" if explain else "")
             raise _busy(GPU_FULL) from None
         except OSError as err:  # the host short of memory or file handles (re-reading the model file, say): it passes
-            if err.errno not in HOST_SHORT:
+            if not host_short(err):
                 raise
             log.error("%s: %s", _request_line(request), first_line(err, 300))
             raise _busy(HOST_BUSY) from None
