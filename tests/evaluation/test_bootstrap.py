@@ -222,7 +222,7 @@ def test_rates_get_wilson_intervals_of_their_counts_and_the_rest_the_bootstrap()
     assert s["roc_auc"]["ci95"] == [1.0, 1.0]
     assert s["intervals"] == {"wilson": ["accuracy", "precision", "recall", "specificity", "npv"],
                               "bootstrap": ["f1", "roc_auc", "pr_auc", "brier"], "n_boot": 100, "seed": 0,
-                              "resampled": "films", "n_resampled": 10}
+                              "resampled": "films", "n_resampled": 10, "per_class": {"NORMAL": 5, "PNEUMONIA": 5}}
 
 
 def test_rate_intervals_follow_the_confusion_counts():
@@ -272,7 +272,9 @@ def test_summarize_with_patient_keys_resamples_patients_and_says_so():
     assert by_patient["roc_auc"]["value"] == by_film["roc_auc"]["value"]
     assert by_patient["recall"] == by_film["recall"]  # Wilson intervals are per film either way
     assert (by_patient["intervals"]["resampled"], by_patient["intervals"]["n_resampled"]) == ("patients", 40)
-    assert "resamples of patients (40, all of each one's films)" in intervals_text(by_patient)
+    assert "resamples of the 40 patients within each class drawn with seed 0, each patient with all of their films " \
+           "of that class" in intervals_text(by_patient)
+    assert "unreliable" not in intervals_text(by_patient)
     assert "resamples of films" in intervals_text(by_film)
 
 
@@ -282,3 +284,45 @@ def test_one_film_per_patient_is_the_film_bootstrap():
     assert keyed == summarize(y, p, 0.5, n_boot=100)
     with pytest.raises(ValueError, match="one patient key per case"):
         summarize(y, p, 0.5, n_boot=10, groups=["a"])
+
+
+def test_a_patient_with_films_of_both_classes_is_counted_once():
+    """15 patients, each with 2 NORMAL and 2 PNEUMONIA films: 15 patients (not 30 patient-class pairs), and the text
+    says a patient's films of each class are drawn separately."""
+    y, p = make_data(n=60, n_pos=30)
+    order = np.argsort(-y, kind="stable")  # the 30 PNEUMONIA films first, then the 30 NORMAL
+    y, p = y[order], p[order]
+    groups = [f"p{i // 2}" for i in range(30)] * 2
+    s = summarize(y, p, 0.5, n_boot=50, groups=groups)
+    assert (s["intervals"]["resampled"], s["intervals"]["n_resampled"]) == ("patients", 15)
+    assert s["intervals"]["per_class"] == {"NORMAL": 15, "PNEUMONIA": 15}
+    text = intervals_text(s)
+    assert "resamples of the 15 patients within each class" in text
+    assert "their films of the other class, if any, drawn separately with that class" in text
+
+
+def test_films_of_no_known_patient_are_drawn_alone():
+    """None keys (file names joining folders, `evaluate.film_patients`) are not one patient: every film of them is
+    a unit of its own, so all of them unkeyed is the film bootstrap, and the record and text count them."""
+    y, p = make_data(n=60, n_pos=30)
+    unkeyed = summarize(y, p, 0.5, n_boot=100, groups=[None] * 60)
+    by_film = summarize(y, p, 0.5, n_boot=100)
+    assert unkeyed["roc_auc"] == by_film["roc_auc"] and unkeyed["roc_auc"]["ci95"][0] < unkeyed["roc_auc"]["ci95"][1]
+    assert (unkeyed["intervals"]["resampled"], unkeyed["intervals"]["unkeyed"]) == ("films", 60)
+    assert "resamples of films within each class (the patients of 60 films are not known)" in intervals_text(unkeyed)
+    y4, p4, groups = _clustered()
+    mixed = summarize(y4, p4, 0.5, n_boot=50, groups=[None] * 8 + groups[8:])
+    assert (mixed["intervals"]["resampled"], mixed["intervals"]["n_resampled"]) == ("patients", 38 + 8)
+    assert "of the 38 patients (8 films of no known patient drawn alone)" in intervals_text(mixed)
+
+
+def test_a_class_of_few_patients_says_its_intervals_are_unreliable():
+    """All 30 NORMAL films of one patient: that class never varies between resamples (the interval is too narrow,
+    reviewD), so the text says plainly the intervals are unreliable, naming the class and its patients."""
+    y, p = make_data(n=60, n_pos=30)
+    groups = ["A" if label == 0 else f"p{i}" for i, label in enumerate(y)]
+    s = summarize(y, p, 0.5, n_boot=100, groups=groups)
+    assert s["intervals"]["per_class"] == {"NORMAL": 1, "PNEUMONIA": 30}
+    assert intervals_text(s).endswith("; these are unreliable, much too narrow: the bootstrap draws from only 1 NORMAL "
+                                      "patient (fewer than 10 in a class)")
+    assert "unreliable" not in intervals_text(summarize(y, p, 0.5, n_boot=20))

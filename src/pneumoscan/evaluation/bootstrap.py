@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from pneumoscan import CLASS_NAMES
-from pneumoscan.errors import warn
+from pneumoscan.errors import counted, warn
 from pneumoscan.evaluation import metrics
 from pneumoscan.evaluation.intervals import wilson_ci
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning, _as_1d, _check_labels, _check_lengths
@@ -51,17 +51,24 @@ def _stratified_indices(y_true: NDArray[np.int8], n_boot: int, seed: int | None)
     return np.concatenate(blocks, axis=1)
 
 
-def _patient_resamples(y_true: NDArray[np.int8], groups: Sequence[str], n_boot: int,
+def _units(groups: Sequence[str | None]) -> list[str]:
+    """Each film's resampling unit: its patient's key, or for a film of no known patient (None) the film alone."""
+    return [f"{key}" if key is not None else f"\0film {i}" for i, key in enumerate(groups)]
+
+
+def _patient_resamples(y_true: NDArray[np.int8], groups: Sequence[str | None], n_boot: int,
                        seed: int | None) -> list[NDArray[np.intp]]:
     """`n_boot` resamples of film indices drawn by patient: within each class, as many of its patients (`groups`: each
-    film's patient key) as it has, with replacement, each with all of its films of that class."""
+    film's patient key; None: a film of no known patient, drawn alone) as it has, with replacement, each with all of
+    its films of that class (a patient's films of the other class are drawn with that class, separately)."""
     rng = np.random.default_rng(seed)
+    units = _units(groups)
     blocks = []
     for cls in (1, 0):
         members = np.flatnonzero(y_true == cls)
         if not members.size:
             continue
-        _, patient = np.unique(np.asarray([str(groups[i]) for i in members]), return_inverse=True)
+        _, patient = np.unique(np.asarray([units[i] for i in members]), return_inverse=True)
         order = members[np.argsort(patient, kind="stable")]
         sizes = np.bincount(patient)
         starts = np.cumsum(sizes) - sizes
@@ -75,14 +82,32 @@ def _patient_resamples(y_true: NDArray[np.int8], groups: Sequence[str], n_boot: 
     return [np.concatenate(parts) for parts in zip(*blocks)]
 
 
-def resampled_unit(y_true: ArrayLike, groups: Sequence[str] | None) -> tuple[str, int]:
-    """What the bootstrap of `summarize` resamples and how many of them: ('patients', n) when `groups` gives some
-    patient several films of one class, else ('films', n) (resampling patients of one film each is the same)."""
-    labels = np.asarray(y_true)
+# a class with fewer resampling units than this gives bootstrap intervals much too narrow: in a simulation of 30 films
+# a class (docs/evaluation.md, Intervals), 95% AUC intervals held the true AUC 79-88% of the time with 2 to 5 patients
+# in one class, 90-92% with 10, 32-48% with 1, and resampling the films instead did no better
+MIN_UNITS = 10
+
+
+def resampled_unit(y_true: ArrayLike, groups: Sequence[str | None] | None) -> dict[str, Any]:
+    """What the bootstrap of `summarize` resamples: `resampled` 'patients' when `groups` gives some patient several
+    films of one class, else 'films' (resampling patients of one film each is the same); `n_resampled`, how many
+    (distinct patients, a patient with films of both classes counted once, and the films of no known patient);
+    `per_class`, how many units each class draws from; `unkeyed`, the films of no known patient (None), each drawn
+    alone."""
+    labels = np.asarray(y_true).astype(int)
+    n = int(labels.shape[0])
+    names = [str(name) for name in CLASS_NAMES]
     if groups is None:
-        return "films", int(labels.shape[0])
-    pairs = {(int(label), str(key)) for label, key in zip(labels, groups)}
-    return ("patients", len(pairs)) if len(pairs) < labels.shape[0] else ("films", int(labels.shape[0]))
+        return {"resampled": "films", "n_resampled": n,
+                "per_class": {names[c]: int(np.count_nonzero(labels == c)) for c in (0, 1)}}
+    units = _units(groups)
+    pairs = {(int(label), unit) for label, unit in zip(labels, units)}
+    unkeyed = sum(key is None for key in groups)
+    info: dict[str, Any] = {"resampled": "patients", "n_resampled": len(set(units)),
+                            "per_class": {names[c]: sum(label == c for label, _ in pairs) for c in (0, 1)}}
+    if len(pairs) == n:
+        info.update(resampled="films", n_resampled=n)
+    return {**info, **({"unkeyed": unkeyed} if unkeyed else {})}
 
 
 def _bootstrap_values(metric: Metric, y_true: NDArray, y_other: NDArray,
@@ -149,15 +174,16 @@ def _entry(value: float, ci: tuple[float, float]) -> dict[str, Any]:
 
 def summarize(
     y_true: ArrayLike, y_prob: ArrayLike, threshold: float, *, n_boot: int = 1000, seed: int | None = 0,
-    groups: Sequence[str] | None = None,
+    groups: Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
     """Point estimates with 95% intervals, ECE and the confusion matrix at ``threshold``.
 
     Predictions are ``y_prob >= threshold`` -> PNEUMONIA. Accuracy, precision, recall, specificity and NPV get
     Wilson score intervals of their film counts (NaN when a rate is 0 of 0); F1, ROC AUC, average precision
     (``pr_auc``) and Brier get percentile bootstrap intervals from the same class-stratified resamples: of films, or
-    with ``groups`` (each film's patient key) of patients within each class. ``intervals`` records which metric got
-    which and what was resampled. The result holds only plain ints, floats, strings and lists.
+    with ``groups`` (each film's patient key; None for a film of no known patient, drawn alone) of patients within
+    each class. ``intervals`` records which metric got which and what was resampled (`resampled_unit`). The result
+    holds only plain ints, floats, strings, lists and dicts.
     """
     _check_boot_args(n_boot, 0.05)
     try:
@@ -173,10 +199,10 @@ def summarize(
     n = int(yt.shape[0])
     n_pos = int(np.count_nonzero(yt))
     tn, fp, fn, tp = metrics.confusion_counts(yt, y_pred)
-    unit, n_units = resampled_unit(yt, groups)
+    unit = resampled_unit(yt, groups)
     idx: NDArray[np.intp] | list[NDArray[np.intp]] | None = None
     if n:
-        idx = _patient_resamples(yt, groups, n_boot, seed) if unit == "patients" and groups is not None \
+        idx = _patient_resamples(yt, groups, n_boot, seed) if unit["resampled"] == "patients" and groups is not None \
             else _stratified_indices(yt, n_boot, seed)
 
     def interval(metric: Metric, other: NDArray) -> tuple[float, float]:
@@ -196,7 +222,7 @@ def summarize(
     summary["ece"] = {"value": float(metrics.expected_calibration_error(yt, yp))}
     summary["confusion_matrix"] = {"labels": list(CLASS_NAMES), "matrix": [[tn, fp], [fn, tp]]}
     summary["intervals"] = {"wilson": list(WILSON_METRICS), "bootstrap": list(BOOTSTRAP_METRICS), "n_boot": int(n_boot),
-                            "seed": seed, "resampled": unit, "n_resampled": n_units}
+                            "seed": seed, **unit}
     return summary
 
 
@@ -206,10 +232,33 @@ def intervals_text(summary: dict[str, Any]) -> str:
     info = summary.get("intervals")
     if not info:
         return "95% intervals: stratified percentile bootstrap of films for every metric"
-    unit = "films" if info["resampled"] == "films" else f"patients ({info['n_resampled']:,}, all of each one's films)"
     return (f"95% intervals: Wilson score for {', '.join(info['wilson'])} (each film counted as independent); "
-            f"percentile bootstrap for {', '.join(info['bootstrap'])}, {info['n_boot']} resamples of {unit} within "
-            f"each class drawn with seed {info['seed']}")
+            f"percentile bootstrap for {', '.join(info['bootstrap'])}, {info['n_boot']} resamples of {_drawn(info)}"
+            f"{_too_few(info)}")
+
+
+def _drawn(info: dict[str, Any]) -> str:
+    """What the bootstrap of an `intervals` record drew, and with which seed."""
+    unkeyed = int(info.get("unkeyed", 0))
+    seed = f"drawn with seed {info['seed']}"
+    if info["resampled"] == "films":
+        unknown = f" (the patients of {counted(unkeyed, 'film')} are not known)" if unkeyed else ""
+        return f"films within each class{unknown} {seed}"
+    # before `per_class`, n_resampled counted a patient with films of both classes twice
+    patients = f"the {int(info['n_resampled']) - unkeyed:,} patients" if "per_class" in info else "patients"
+    alone = f" ({counted(unkeyed, 'film')} of no known patient drawn alone)" if unkeyed else ""
+    return (f"{patients}{alone} within each class {seed}, each patient with all of their films of that class "
+            f"(their films of the other class, if any, drawn separately with that class)")
+
+
+def _too_few(info: dict[str, Any]) -> str:
+    """The warning clause of an `intervals` record whose bootstrap drew a class from fewer than MIN_UNITS units."""
+    unit = "patient" if info["resampled"] == "patients" else "film"
+    few = [counted(n, f"{name} {unit}") for name, n in info.get("per_class", {}).items() if 0 < n < MIN_UNITS]
+    if not few:
+        return ""
+    return (f"; these are unreliable, much too narrow: the bootstrap draws from only {' and '.join(few)} "
+            f"(fewer than {MIN_UNITS} in a class)")
 
 
 def classification_report_text(
