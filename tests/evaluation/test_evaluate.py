@@ -243,3 +243,35 @@ def test_evaluate_resamples_patients_when_films_share_one(tiny_run: Path, tmp_pa
     assert sorted(set(result.patients or [])) == ["IM-0000", "IM-0001", "person0", "person1"]
     intervals = result.summary["intervals"]
     assert (intervals["resampled"], intervals["n_resampled"], intervals["n_boot"]) == ("patients", 4, 20)
+
+
+def test_file_name_keys_joining_folders_are_no_patient_and_read_once(tiny_run: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each patient's film filed as `<class>/pt<i>/frontal.jpeg`: the file-name key 'frontal' made each class one
+    patient, so the patient bootstrap drew the same films every time (zero-width intervals, reviewD). They are now
+    films of no known patient, drawn alone, with train's warning; and each film's patient key is read once (the
+    shared-patient count's keys are reused, not read again for the bootstrap)."""
+    from collections import Counter
+
+    from pneumoscan.data import patients
+    from pneumoscan.evaluation.evaluate import PatientKeyWarning, evaluate
+    from pneumoscan.inference.predictor import Predictor
+    from tests.conftest import write_xray
+
+    data = tmp_path / "site"
+    for i in range(6):
+        write_xray(data / "NORMAL" / f"pt{i}" / "frontal.jpeg", 0, i, size=48)
+        write_xray(data / "PNEUMONIA" / f"pt{i}" / "frontal.jpeg", 1, 100 + i, size=48)
+    reads: Counter = Counter()
+    real = patients.dicom_patient_id
+    monkeypatch.setattr(patients, "dicom_patient_id", lambda path: reads.update([Path(path)]) or real(path))
+    with pytest.warns(PatientKeyWarning, match=r"'frontal', joins 12 images in 12 folders .*the bootstrap takes their "
+                                               r"films for no known patient's and draws each alone; .*CSV manifest"):
+        result = evaluate(Predictor(tiny_run, backend="torch"), data, n_boot=50, progress=False)
+    assert result.patients == [None] * 12
+    intervals = result.summary["intervals"]
+    assert (intervals["resampled"], intervals["n_resampled"], intervals["unkeyed"]) == ("films", 12, 12)
+    lo, hi = result.summary["brier"]["ci95"]
+    assert lo < hi  # not one patient a class drawn whole every time
+    assert result.summary["patients_in_training"] is not None  # the keys were read with the training films' ...
+    assert {reads[s.path] for s in result.images.samples} == {1}  # ... and not again

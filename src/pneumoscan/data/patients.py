@@ -217,10 +217,17 @@ def across_folders_advice() -> str:
             f"{option('patient_key', 'folder')}, or a CSV manifest with a patient column")
 
 
-def name_collision_warning(samples: Sequence[Sample], keys: PatientKeys) -> str | None:
+# what `train` does with file-name keys joining folders (`name_collision_warning`)
+SPLIT_KEEPS = ("the patient split keeps them together as one patient", "the patient split keeps each key together as "
+               "one patient")
+
+
+def name_collision_warning(samples: Sequence[Sample], keys: PatientKeys,
+                           done: tuple[str, str] = SPLIT_KEEPS, advice: str | None = None) -> str | None:
     """`train`'s warning when file-name keys joining folders (`keys_across_folders`, over `samples`: one split) hold
     NAME_COLLISION_SHARE or more of the images keyed by file name, as an export naming each patient's films
-    `1.jpeg`, `2.jpeg` makes; None otherwise."""
+    `1.jpeg`, `2.jpeg` makes; None otherwise. `done`: what the command does with them, for one key and for several
+    (`SPLIT_KEEPS`: train's); `advice`: what to do instead of `across_folders_advice`."""
     named = sum(keys.origins[s] == "name" for s in dict.fromkeys(samples))
     joined = keys_across_folders(samples, keys)
     images = sum(len(group) for group in joined.values())
@@ -230,11 +237,10 @@ def name_collision_warning(samples: Sequence[Sample], keys: PatientKeys) -> str 
     largest = f"{key!r}, joins {len(group)} images in {len({Path(s.path).parent for s in group})} folders"
     counts = f"{images} of the {counted(named, 'image')} keyed by file name"
     if len(joined) == 1:
-        return (f"1 patient key read from file names, {largest} ({counts}; e.g. {group[0].path}), and the patient "
-                f"split keeps them together as one patient; {across_folders_advice()}")
+        return (f"1 patient key read from file names, {largest} ({counts}; e.g. {group[0].path}), and {done[0]}; "
+                f"{advice or across_folders_advice()}")
     return (f"{len(joined)} patient keys read from file names join images in different folders ({counts}; the "
-            f"largest, {largest}, e.g. {group[0].path}), and the patient split keeps each key together as one "
-            f"patient; {across_folders_advice()}")
+            f"largest, {largest}, e.g. {group[0].path}), and {done[1]}; {advice or across_folders_advice()}")
 
 
 def recorded_patient_key(record: dict) -> str:
@@ -419,33 +425,48 @@ def _training_films(config: dict, run_dir: str | Path | None) -> TrainingFilms:
                          [sample for samples in found.values() for sample in samples])
 
 
+class InTraining(NamedTuple):
+    """`shared_patients`' count, and the keys it read (of the scored films with the training films; None when it
+    read none), which `evaluate`'s bootstrap takes on rather than reading the films' DICOM headers again."""
+
+    shared: dict[str, object] | None
+    keys: PatientKeys | None
+
+
 def shared_patients(samples: Sequence[Sample], training: dict, progress: bool = True,
                     run_dir: str | Path | None = None) -> dict[str, object] | None:
+    """`patients_in_training`'s count."""
+    return patients_in_training(samples, training, progress, run_dir).shared
+
+
+def patients_in_training(samples: Sequence[Sample], training: dict, progress: bool = True,
+                         run_dir: str | Path | None = None) -> InTraining:
     """The patients of `samples` who also have films in the data the model was trained on (`training_samples`,
     its films among `samples` aside): keyed by the run's --patient-key over both together, with every split of the
-    training data, as `train` and `audit` key a data set's splits (`dataset_keys`), and counted only by keys a DICOM PatientID, a manifest's patient column or a folder gives (file
-    names' keys restart in each split of Kermany's data). `{"patients", "films", "by", "compared"}` (`films`: of
+    training data, as `train` and `audit` key a data set's splits (`dataset_keys`), and counted only by keys a DICOM
+    PatientID, a manifest's patient column or a folder gives (file names' keys restart in each split of Kermany's
+    data). `{"patients", "films", "by", "compared"}` (`films`: of
     `samples`; `by`: where the shared keys came from; `compared`: the films of `samples` whose key could be compared,
     0 when all are keyed by file name, so 0 patients then says nothing), or None when the training data is not found
-    (`run_dir`: the model file's folder, as `training_samples` takes it)."""
+    (`run_dir`: the model file's folder, as `training_samples` takes it); with the keys read, when any were."""
     import warnings
 
     from pneumoscan.training.config import data_record
 
     config = data_record(training)[0]
     if not config.get("data"):
-        return None
+        return InTraining(None, None)
     choice = config.get("patient_key", "name")
     # by file name nothing is compared: no scan
     found = _training_films(*data_record(training, run_dir)) if choice != "name" else TrainingFilms([], None, [])
     if found.films is None:
-        return None
+        return InTraining(None, None)
     scored = {Path(s.path).resolve() for s in samples}
     # keyed with every split of the training data, as `train` and `audit` key it (`dataset_keys`)
     trained, whole = ([s for s in films or [] if Path(s.path).resolve() not in scored]
                       for films in (found.films, found.every))
     if choice == "name":
-        return {"patients": 0, "films": 0, "by": [], "compared": 0}
+        return InTraining({"patients": 0, "films": 0, "by": [], "compared": 0}, None)
     with warnings.catch_warnings():  # a placeholder PatientID was warned about by train and audit
         warnings.simplefilter("ignore")
         keys = dataset_keys({"training data": whole, "scored": list(samples)}, choice, progress=progress)
@@ -453,7 +474,8 @@ def shared_patients(samples: Sequence[Sample], training: dict, progress: bool = 
     films = [s for s in samples if keys.origins[s] not in FILE_KEYS and keys(s) in named]
     by = [SOURCE_NAMES[source] for source in SOURCES if any(keys.origins[s] == source for s in films)]
     compared = sum(keys.origins[s] not in FILE_KEYS for s in samples)
-    return {"patients": len({keys(s) for s in films}), "films": len(films), "by": by, "compared": compared}
+    return InTraining({"patients": len({keys(s) for s in films}), "films": len(films), "by": by, "compared": compared},
+                      keys)
 
 
 def shared_text(shared: dict | None, n: int, why: str | None) -> str:

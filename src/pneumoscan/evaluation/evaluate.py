@@ -15,8 +15,8 @@ from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.decode import view_reason
 from pneumoscan.data.fingerprint import duplicate_warnings, seen_in_training, training_film_fingerprints
 from pneumoscan.data.layout import Sample, cause_name, evaluation_samples
-from pneumoscan.data.patients import (CAUSE_GROUPS, cause_groups, cause_of, patient_keys, shared_clause,
-                                      shared_patients)
+from pneumoscan.data.patients import (CAUSE_GROUPS, PatientKeys, cause_groups, cause_of, keys_across_folders,
+                                      name_collision_warning, patient_keys, patients_in_training, shared_clause)
 from pneumoscan.errors import (InputError, MissingImagesWarning, check_at_least_one, counted, first_few, warn,
                               words)
 from pneumoscan.evaluation.bootstrap import summarize
@@ -55,7 +55,7 @@ class Evaluation:
     images: ImageSet
     probs: np.ndarray
     summary: dict[str, Any]
-    patients: list[str] | None = None  # each film's patient key (`film_patients`), what the bootstrap resampled
+    patients: list[str | None] | None = None  # each film's patient key (`film_patients`), what the bootstrap resampled
 
 
 def write_predictions(path: str | os.PathLike, samples: list[Sample], probs: np.ndarray) -> None:
@@ -234,13 +234,13 @@ def evaluate(
             f"or the same film re-encoded or resized; e.g. {seen[0]}), so the figures on them are in-sample and "
             f"flatter the model; evaluate on "
             f"films it has not seen ({_listed_under()} seen_in_training)"))
-    shared = shared_patients(images.samples, predictor.meta.training, progress, predictor.path.parent)
+    shared, keyed = patients_in_training(images.samples, predictor.meta.training, progress, predictor.path.parent)
     if shared and shared["patients"]:
         trained_on = predictor.meta.placed_data(predictor.path.parent).folder
         warn(SharedPatientWarning(_shared_message(shared, len(images.samples), split_name, data, trained_on)))
     for message in duplicate_warnings({split_name: images.samples}, str(data), SCORED_BOTH):
         warn(LabelConflictWarning(message))
-    patients = film_patients(images.samples, predictor.meta.training, progress)
+    patients = film_patients(images.samples, predictor.meta.training, progress, keyed)
     summary = summarize(images.labels, probs, predictor.threshold, n_boot=n_boot, seed=seed, groups=patients)
     summary.update(split=split_name, data=str(data), model=str(predictor.path), skipped=images.skipped,
                    refused_by_guard=refused, seen_in_training=[str(p) for p in seen], patients_in_training=shared,
@@ -250,20 +250,40 @@ def evaluate(
     return Evaluation(split_name, images, probs, summary, patients)
 
 
-def film_patients(samples: Sequence[Sample], training: dict, progress: bool = True) -> list[str] | None:
+class PatientKeyWarning(UserWarning):
+    """Patient keys read from file names join films in different folders of an evaluation's split."""
+
+
+# what evaluate does with file-name keys joining folders (`name_collision_warning`)
+DRAWN_ALONE = ("the bootstrap takes their films for no known patient's and draws each alone",) * 2
+# evaluate keys patients as the model's training did: a manifest's patient column is what `auto` reads first
+KEY_BY_MANIFEST = ("if each folder holds one patient's films, list them in a CSV manifest with a patient column (read when the "
+                   "model was trained with --patient-key auto, the default)")
+
+
+def film_patients(samples: Sequence[Sample], training: dict, progress: bool = True,
+                  keyed: PatientKeys | None = None) -> list[str | None] | None:
     """Each film's patient key, by the --patient-key the model's training used (`auto` when it records none; a film
     with no patient folder under `folder` is keyed by its file name), for the bootstrap to resample patients; None
-    when they cannot be read."""
+    when they cannot be read. `keyed`: keys already read with these films (`patients_in_training`'s), taken on when
+    they follow that choice. A film whose key, read from its file name, is found in other folders too (`pt1/1.jpeg`,
+    `pt2/1.jpeg`; `keys_across_folders`) is of no known patient (None, drawn alone), with `train`'s warning."""
     import warnings
 
     choice = data_record(training)[0].get("patient_key") or "auto"
-    with warnings.catch_warnings():  # a placeholder PatientID is `audit`'s and `train`'s to report
-        warnings.simplefilter("ignore")
-        try:
-            keys = patient_keys(samples, choice, loose_ok=True, progress=progress)
-        except InputError:
-            return None
-    return [str(keys(s)) for s in samples]
+    if keyed is not None and keyed.choice == choice:
+        keys = keyed
+    else:
+        with warnings.catch_warnings():  # a placeholder PatientID is `audit`'s and `train`'s to report
+            warnings.simplefilter("ignore")
+            try:
+                keys = patient_keys(samples, choice, loose_ok=True, progress=progress)
+            except InputError:
+                return None
+    if message := name_collision_warning(samples, keys, DRAWN_ALONE, KEY_BY_MANIFEST):
+        warn(PatientKeyWarning(message))
+    joined = set(keys_across_folders(samples, keys))
+    return [None if keys.origins[s] == "name" and keys(s) in joined else str(keys(s)) for s in samples]
 
 
 def refused_films(images: ImageSet, verdicts: Sequence[Any], guarded: bool) -> tuple[list[str], int]:
