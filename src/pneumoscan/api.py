@@ -272,7 +272,7 @@ def compare(runs: Sequence[str | os.PathLike], data: str | os.PathLike | None = 
     if isinstance(runs, (str, bytes, os.PathLike)):  # a str is a sequence too: of one-letter "runs"
         raise InputError(f"compare takes a list of run folders, not one; compare([{os.fsdecode(runs)!r}]), with more "
                          f"runs to compare them")
-    rows, _, _, _ = comparison(runs, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir, progress=progress)
+    rows, *_ = comparison(runs, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir, progress=progress)
     return table_rows(rows)
 
 

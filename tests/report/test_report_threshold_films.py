@@ -167,3 +167,23 @@ def test_the_borderline_note_says_its_interval_ignores_n_boot_and_seed() -> None
                                        "outside": {"n": 9, "accuracy": 1.0, "recall": 1.0, "specificity": 1.0}}}
     assert ("The threshold&#x27;s interval is the one predict marks films by: 1000 resamples of those films drawn "
             "with seed 0, whatever --n-boot and --seed say.") in borderline_html(summary)
+
+
+
+def test_compare_caption_says_what_each_runs_auc_interval_resampled(tiny_site: Path, tiny_run: Path, tiny_data: Path,
+                                                                   tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Each run is scored through `evaluate`, which resamples the patients of --data as that run's training keyed
+    them, or its films when no patient has several (here: 8 films a class, of 8 patients): the caption said only
+    'the 95% bootstrap interval of each AUC' (reviewD). Runs keyed differently resample differently, so the caption
+    says it per run."""
+    from pneumoscan.report.compare import resampled_caption
+
+    out = tmp_path / "c.html"
+    assert main(["compare", str(tiny_site), str(tiny_run), "--data", str(tiny_data), "--split", "test", "--out",
+                 str(out), "--n-boot", "20"]) == 0
+    capsys.readouterr()
+    assert ("(20 resamples within each class, seed 0) of films, unreliable (fewer than 10 in a class) for every "
+            "run.") in out.read_text(encoding="utf-8")
+    assert resampled_caption([("a", "patients"), ("b", "films"), ("c", "patients")]) == (
+        "of patients (each with all of their films of a class) for a, c; of films for b")

@@ -153,12 +153,38 @@ def screening_html(screening: Sequence[Screening]) -> tuple[str, str]:
     return warning, "<h3>Images of --data the runs had seen or would refuse</h3>" + table + named
 
 
+def resampled_unit_of(summary: dict[str, Any]) -> str:
+    """What the bootstrap of a run's figures resampled, for the comparison's caption: 'patients' (each with all of
+    their films of a class: `evaluate` with the patients keyed as the run's training keyed them) or 'films'; with
+    ', unreliable' when a class had fewer than `MIN_UNITS` of them."""
+    from pneumoscan.evaluation.bootstrap import MIN_UNITS
+
+    info = summary.get("intervals") or {}
+    unit = "patients" if info.get("resampled") == "patients" else "films"
+    few = any(0 < n < MIN_UNITS for n in (info.get("per_class") or {}).values())
+    return f"{unit}, unreliable (fewer than {MIN_UNITS} in a class)" if few else unit
+
+
+def resampled_caption(units: Sequence[tuple[str, str]]) -> str:
+    """What each run's AUC interval resampled (`units`: run and `resampled_unit_of`), grouped: 'of films for every
+    run', or 'of patients (each with all of their films of a class) for a, b; of films for c', as runs keyed
+    differently (or a set-threshold copy beside plain runs without --data) resample differently."""
+    grouped: dict[str, list[str]] = {}
+    for run, unit in units:
+        grouped.setdefault(unit, []).append(run)
+    said = {unit: unit.replace("patients", "patients (each with all of their films of a class)", 1) for unit in grouped}
+    if len(grouped) == 1:
+        return f"of {said[units[0][1]]} for every run"
+    return "; ".join(f"of {said[unit]} for {', '.join(runs)}" for unit, runs in grouped.items())
+
+
 def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | None = None, split: str | None = None,
                *, n_boot: int = 500, seed: int = 0, cache_dir: str | os.PathLike | None = None,
-               progress: bool = True) -> tuple[list[dict[str, Any]], list[figs.Curve], str, list[Screening]]:
+               progress: bool = True) -> tuple[list[dict[str, Any]], list[figs.Curve], str, list[Screening],
+                                               list[tuple[str, str]]]:
     """The runs' table rows (`COLUMNS`), their ROC curves (runs with both classes scored), what they were scored
-    on (each run on `data` at its own operating threshold, else on its own validation predictions) and, with
-    `data`, each run's `screening_row`."""
+    on (each run on `data` at its own operating threshold, else on its own validation predictions), with `data`
+    each run's `screening_row`, and what each run's bootstrap resampled (`resampled_unit_of`)."""
     from pneumoscan.evaluation.metrics import UndefinedMetricWarning
 
     if not run_dirs:
@@ -168,7 +194,7 @@ def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | 
     if twice:
         raise InputError(f"{', '.join(twice)}: given more than once; list each run once")
     runs = [load_run(p) for p in paths]
-    rows, curves, screening = [], [], []
+    rows, curves, screening, units = [], [], [], []
     source = ""
     for label, run in zip(run_labels(paths), runs):
         with warnings.catch_warnings(record=True) as caught:
@@ -179,13 +205,14 @@ def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | 
             warn(caught_warning.category(f"{run.path}: {caught_warning.message}"))
         source = scores.source if data is not None else "each run's own validation predictions"
         rows.append(comparison_row(label, run, scores))
+        units.append((label, resampled_unit_of(scores.summary)))
         screened = screening_row(label, scores)
         if screened is not None:
             screening.append(screened)
         curve = _roc_curve(label, scores)
         if curve is not None:
             curves.append(curve)
-    return rows, curves, source, screening
+    return rows, curves, source, screening, units
 
 
 def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike, data: str | os.PathLike | None = None,
@@ -199,7 +226,8 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
     _check_tables(target)
     check_companion(files_folder(target), target, folder=True)
     recover_interrupted([target])  # an earlier comparison to `target` that a crash stopped among its renames
-    rows, curves, source, screening = comparison(run_dirs, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir)
+    rows, curves, source, screening, units = comparison(run_dirs, data, split, n_boot=n_boot, seed=seed,
+                                                        cache_dir=cache_dir)
     csv_path, json_path = _table_paths(target)
     digits = [1 if c == "train_seconds" else 4 for c in COLUMNS]
     body = h.table(HEADERS, [[row[c] for c in COLUMNS] for row in rows], digits=digits)
@@ -218,7 +246,7 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
         sections.append(("roc", "ROC curves", h.figure(
             pngs["roc"], f"ROC curves of all runs on {source}",
             f"Circles: each run's operating point. Brackets: the 95% bootstrap interval of each AUC ({n_boot} "
-            f"resamples, seed {seed}).")))
+            f"resamples within each class, seed {seed}) {resampled_caption(units)}.")))
     page = h.page("pneumoscan run comparison", f"{len(rows)} runs - {source}", sections,
                   f"pneumoscan {__version__} - generated {time.strftime('%Y-%m-%d %H:%M')}")
     return write_report(target, page, Figures(pngs), _table_files(rows, target))
