@@ -232,10 +232,11 @@ def evaluate(model: ModelPath | Predictor, data: str | os.PathLike, *, split: st
              cache_dir: str | os.PathLike | None = None, progress: bool = True,
              predictions: bool = False) -> dict[str, Any]:
     """`pneumoscan evaluate --model MODEL --data DATA --json F`: the dict that command writes (metrics with 95 %
-    bootstrap intervals, confusion matrix, recall by cause, the borderline films and the decisions on the rest, ...;
+    intervals: Wilson for the rates, a bootstrap of patients or films for F1, the AUCs and Brier, as 'intervals'
+    records; confusion matrix, recall by cause, the borderline films and the decisions on the rest, ...;
     undefined metrics are None), with its warnings
     (unreadable films left out, films the guard refuses, the model trained on, or the stored threshold was chosen
-    on) as Python warnings.
+    on, file-name patient keys joining folders) as Python warnings.
     `backend` None is the command's 'auto'; it and the operating point are for a model path, a Predictor has its own.
     `cache_dir` is the command's --cache-dir (None: its default); `progress` shows the decoding and scoring bars
     when stderr is a terminal. With `predictions`, the dict also has 'predictions': the rows --predictions F.csv

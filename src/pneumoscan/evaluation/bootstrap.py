@@ -82,9 +82,9 @@ def _patient_resamples(y_true: NDArray[np.int8], groups: Sequence[str | None], n
     return [np.concatenate(parts) for parts in zip(*blocks)]
 
 
-# a class with fewer resampling units than this gives bootstrap intervals much too narrow: in a simulation of 30 films
-# a class (docs/evaluation.md, Intervals), 95% AUC intervals held the true AUC 79-88% of the time with 2 to 5 patients
-# in one class, 90-92% with 10, 32-48% with 1, and resampling the films instead did no better
+# a class with fewer resampling units than this gives bootstrap intervals much too narrow: simulated, 30 films a class,
+# 95% AUC intervals held the true AUC 73-90% of the time with 2 to 5 patients in one class, 37-56% with 1, 91-93%
+# with 10 (as with 30); resampling those films instead, 63-88% and 47-66% (bench/results/patient_bootstrap.md)
 MIN_UNITS = 10
 
 
