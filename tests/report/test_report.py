@@ -128,6 +128,8 @@ def test_report_and_compare_draw_their_bootstrap_with_seed(tiny_run: Path, tmp_p
         assert main(["report", str(tiny_run), "--out", str(out), "--n-boot", "30", "--cases", "1", "--seed", seed]) == 0
         page = out.read_text(encoding="utf-8")
         assert f"30 resamples of films within each class drawn with seed {seed} (--n-boot, --seed)" in page
+        # the tiny run's validation films are fewer than 10 a class, and the page says what that does
+        assert "(--n-boot, --seed); these are unreliable, much too narrow: the bootstrap draws from only " in page
         return page[page.index("95% interval"):page.index("95% intervals: Wilson")]
 
     assert compared("a", "3") == compared("b", "3") != compared("c", "4")

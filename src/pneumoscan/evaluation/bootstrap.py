@@ -226,21 +226,22 @@ def summarize(
     return summary
 
 
-def intervals_text(summary: dict[str, Any]) -> str:
+def intervals_text(summary: dict[str, Any], options: str = "") -> str:
     """How a summary's 95% intervals were computed, as one sentence without its full stop (the `evaluate` header, the
-    report page); a summary without `intervals` (a model's stored figures from before) had the bootstrap for all."""
+    report page); a summary without `intervals` (a model's stored figures from before) had the bootstrap for all.
+    `options`: the flags that set the resamples and seed, said after them (' (--n-boot, --seed)')."""
     info = summary.get("intervals")
     if not info:
-        return "95% intervals: stratified percentile bootstrap of films for every metric"
+        return f"95% intervals: stratified percentile bootstrap of films for every metric{options}"
     return (f"95% intervals: Wilson score for {', '.join(info['wilson'])} (each film counted as independent); "
-            f"percentile bootstrap for {', '.join(info['bootstrap'])}, {info['n_boot']} resamples of {_drawn(info)}"
-            f"{_too_few(info)}")
+            f"percentile bootstrap for {', '.join(info['bootstrap'])}, {info['n_boot']} resamples of "
+            f"{_drawn(info, options)}{_too_few(info)}")
 
 
-def _drawn(info: dict[str, Any]) -> str:
-    """What the bootstrap of an `intervals` record drew, and with which seed."""
+def _drawn(info: dict[str, Any], options: str) -> str:
+    """What the bootstrap of an `intervals` record drew, and with which seed (and `options`, the flags setting them)."""
     unkeyed = int(info.get("unkeyed", 0))
-    seed = f"drawn with seed {info['seed']}"
+    seed = f"drawn with seed {info['seed']}{options}"
     if info["resampled"] == "films":
         unknown = f" (the patients of {counted(unkeyed, 'film')} are not known)" if unkeyed else ""
         return f"films within each class{unknown} {seed}"

@@ -275,7 +275,7 @@ def _summary_section(run: RunInfo, scores: Scores, params: int) -> str:
         + (h.paragraph(selection, note=True) if (selection := selection_note(run, scores)) else "")
         + h.table(["metric", "value", "95% interval"], metric_rows)
         + h.paragraph(f"{summary['n']} images ({summary['n_negative']} NORMAL, {summary['n_positive']} PNEUMONIA). "
-                      f"{intervals_text(summary)} (--n-boot, --seed).", note=True)
+                      f"{intervals_text(summary, ' (--n-boot, --seed)')}.", note=True)
     )
 
 
