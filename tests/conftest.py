@@ -243,6 +243,20 @@ def shipped_copy(folder: Path) -> Path:
     return folder / "default.safetensors"
 
 
+def count_pil_decoders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A list that grows by a Pillow decoder's name ('zip' for a PNG, 'jpeg') whenever an image's pixels are
+    decoded, from now until the test ends."""
+    decoders: list[str] = []
+    real = Image._getdecoder
+
+    def counted(mode: str, decoder_name: str, *args: object) -> object:
+        decoders.append(decoder_name)
+        return real(mode, decoder_name, *args)
+
+    monkeypatch.setattr(Image, "_getdecoder", counted)
+    return decoders
+
+
 def disk_full() -> OSError:
     """The OSError a write to a full disk raises (ENOSPC, 'No space left on device', no file name)."""
     return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

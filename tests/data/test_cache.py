@@ -14,7 +14,7 @@ from pneumoscan.data.cache import cache_key, load_image_set
 from pneumoscan.data.layout import Sample
 from pneumoscan.data.preprocess import load_image
 from pneumoscan.errors import InputError
-from tests.conftest import dicom_bytes, disk_full, write_xray
+from tests.conftest import count_pil_decoders, dicom_bytes, disk_full, write_xray
 
 
 def _samples(tmp_path: Path) -> list[Sample]:
@@ -646,14 +646,7 @@ def test_a_png_is_decoded_once_for_its_image_and_the_guards_cues(film_marks: boo
     with Image.open(path) as im:
         assert im.mode == "L"
     expected = jpeg_cues(path)[1]
-    decodes: list[str] = []
-    real = Image._getdecoder
-
-    def counted(mode: str, decoder_name: str, *args: object) -> object:
-        decodes.append(decoder_name)
-        return real(mode, decoder_name, *args)
-
-    monkeypatch.setattr(Image, "_getdecoder", counted)
+    decodes = count_pil_decoders(monkeypatch)
     images = load_image_set([Sample(path, 0)], 64, tmp_path / "cache", progress=False, film_marks=film_marks)
     assert decodes == ["zip"]
     assert images.dithers is not None and images.dithers[0] == expected

@@ -151,19 +151,12 @@ def test_explain_measures_a_pngs_guard_cues_on_its_one_decode(fitted: Path, tmp_
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """With a guard, a PNG's dither energy is measured on the pixels decoded for the figure and the model (the cue
     decoded the lossless file a second time)."""
-    from tests.conftest import UPRIGHT_FILM
+    from tests.conftest import UPRIGHT_FILM, count_pil_decoders
 
     image = tmp_path / "film.png"
     with Image.open(UPRIGHT_FILM) as im:
         im.convert("L").save(image)
-    decoders: list[str] = []
-    real = Image._getdecoder
-
-    def counted(mode: str, decoder_name: str, *args: object) -> object:
-        decoders.append(decoder_name)
-        return real(mode, decoder_name, *args)
-
-    monkeypatch.setattr(Image, "_getdecoder", counted)
+    decoders = count_pil_decoders(monkeypatch)
     assert main(["explain", str(image), "--model", str(fitted), "--out", str(tmp_path / "h.png")]) == 0
     assert decoders.count("zip") == 1  # PNG's; the backend's own sample X-rays are JPEGs
 
