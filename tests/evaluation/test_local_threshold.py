@@ -380,6 +380,75 @@ def test_the_copy_of_a_model_with_a_current_onnx_export_gets_its_own(tiny_run: P
     assert not (tmp_path / "new").exists()
 
 
+def _exported_fitted(fitted: Path, folder: Path) -> Path:
+    """A copy of the guarded model with a current ONNX export beside it."""
+    from pneumoscan.export.onnx import export_artifact
+
+    folder.mkdir()
+    for name in ("model.safetensors", "model.ood.safetensors"):
+        shutil.copy(fitted.parent / name, folder / name)
+    export_artifact(folder / "model.safetensors", folder / "model.onnx")
+    return folder / "model.safetensors"
+
+
+def test_a_failed_export_keeps_the_whole_copy_and_gives_the_export_command(fitted: Path, tiny_data: Path,
+                                                                           tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk during the optional export cancelled the run after the copy was whole: the copy went, and its guard
+    was left behind, orphaned."""
+    import pneumoscan.export.onnx as onnx_module
+    from tests.conftest import disk_full
+
+    source = _exported_fitted(fitted, tmp_path / "run")
+
+    def full(model: Path, out: Path) -> None:
+        Path(out).write_bytes(b"half")  # what a write cut short would leave
+        raise disk_full()
+
+    monkeypatch.setattr(onnx_module, "export_artifact", full)
+    out = tmp_path / "site"
+    with pytest.warns(UserWarning) as warned:
+        result = set_threshold(source, tiny_data, out, split="test", backend="torch", n_boot=20)
+    assert result.onnx is None and result.guard_copied
+    assert sorted(p.name for p in out.iterdir()) == ["model.ood.safetensors", "model.safetensors"]
+    assert Predictor(result.out).guard is not None
+    assert (f"{result.out}: not exported to ONNX (OSError: [Errno 28] No space left on device); pneumoscan export "
+            f"--model {result.out} --out {out / 'model.onnx'}") in [str(w.message) for w in warned]
+
+
+def test_ctrl_c_during_the_export_removes_it_and_keeps_the_copy(fitted: Path, tiny_data: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The function keeps the whole copy; the command, whose Ctrl+C leaves nothing new, removes it too."""
+    import pneumoscan.export.onnx as onnx_module
+
+    source = _exported_fitted(fitted, tmp_path / "run")
+
+    def interrupted(model: Path, out: Path) -> None:
+        Path(out).write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(onnx_module, "export_artifact", interrupted)
+    out = tmp_path / "site"
+    with pytest.raises(KeyboardInterrupt):
+        set_threshold(source, tiny_data, out, split="test", backend="torch", n_boot=20)
+    assert sorted(p.name for p in out.iterdir()) == ["model.ood.safetensors", "model.safetensors"]
+    assert main(["set-threshold", "--model", str(source), "--data", str(tiny_data), "--split", "test", "--out",
+                 str(tmp_path / "new" / "site"), "--n-boot", "20"]) == 130
+    assert not (tmp_path / "new").exists()
+
+
+def test_an_existing_onnx_file_at_out_is_refused_before_the_scoring(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                                    capsys) -> None:
+    """The copy's export replaced it without a word (a user's export of another model)."""
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "model.onnx").write_bytes(b"my other export")
+    assert main(["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--split", "test", "--out",
+                 str(out), "--n-boot", "20"]) == 2
+    assert capsys.readouterr().err == (f"pneumoscan: error: {out / 'model.onnx'}: already exists, where the copy's "
+                                       f"ONNX export goes; choose a new --out or delete the file first\n")
+    assert (out / "model.onnx").read_bytes() == b"my other export" and not (out / "model.safetensors").exists()
+
 def test_a_copy_of_a_model_without_an_export_is_said_with_the_export_command(local) -> None:
     from pneumoscan.evaluation.local_threshold import format_local_threshold
 

@@ -23,6 +23,7 @@ from pneumoscan.errors import InputError, decimals, option, warn
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.evaluate import Evaluation, evaluate
 from pneumoscan.evaluation.thresholds import check_target_recall, threshold_ci95, threshold_for_recall
+from pneumoscan.inference.ood.guard import guard_beside
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.outputs import undone_on_failure
 from pneumoscan.progress import write_warning
@@ -66,6 +67,9 @@ def _check_out(source: Path, out: Path) -> None:
         raise InputError(f"{out}: is the model shipped with pneumoscan; write to your own --out and pass it as --model")
     if out.exists():
         raise InputError(f"{out}: already exists; choose a new --out or delete the file first")
+    if out.with_suffix(".onnx").exists():  # the copy's own export would replace it
+        raise InputError(f"{out.with_suffix('.onnx')}: already exists, where the copy's ONNX export goes; choose a new "
+                         f"--out or delete the file first")
 
 
 def _check_unseen(meta: ArtifactMeta, data: str | os.PathLike, found: tuple[str, list[Sample]], size: int,
@@ -146,9 +150,9 @@ def set_threshold(
     found = threshold_films(data, split)  # scanned once, for the check and the scoring
     placed = meta.placed_data(predictor.path.parent)  # read once: a record reads each ensemble member's config
     decoded = _check_unseen(meta, data, found, predictor.size, cache_dir, placed.folder)
-    # on a failure (a full disk, Ctrl+C) the model file (refused above if already there) and the folders made for
-    # it are removed: nothing is left that was not there before
-    with undone_on_failure(path.parent, [path, path.with_suffix(".onnx")]):
+    # on a failure (a full disk, Ctrl+C) the model file (refused above if already there), its guard and the folders
+    # made for them are removed: nothing is left that was not there before
+    with undone_on_failure(path.parent, [path, guard_beside(path)]):
         path.parent.mkdir(parents=True, exist_ok=True)  # a bad --out fails before the scoring, not after
         evaluation = evaluate(predictor, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir,
                               checked_unseen=True, decoded=decoded, found=found)  # by _check_unseen above
@@ -168,7 +172,7 @@ def set_threshold(
         save_artifact(path, predictor.model, new_meta)
         if predictor.guard is not None:  # loaded, and checked to be the source's, by the Predictor
             predictor.guard.save_for(path)
-        onnx = _export_like_source(predictor, path)
+    onnx = _export_like_source(predictor, path)  # optional: its failure must not take the whole copy with it
     return LocalThreshold(threshold, interval, target, evaluation.summary, after, path, predictor.guard is not None,
                           list(evaluation.images.skipped), placed.shown, meta.fit_guard_command(path, placed=placed),
                           onnx)
@@ -178,7 +182,8 @@ def _export_like_source(predictor: Predictor, path: Path) -> Path | None:
     """The copy at `path` exported beside it (`<path>.onnx`) and checked against PyTorch, as `pneumoscan export` does,
     when the source model had a current export beside it: the copy's new SHA-256 makes the source's stale, and
     without its own every command would import torch and export it in memory. None when the source had none, or
-    when the export fails its check (said as a warning)."""
+    when the export fails (its check, a full disk: said as a warning with the export command). Ctrl+C removes the
+    export begun (`_check_out` refused one already there), keeps the copy and is raised on."""
     from pneumoscan.inference.onnx_backend import export_on_file
 
     try:
@@ -188,10 +193,16 @@ def _export_like_source(predictor: Predictor, path: Path) -> Path | None:
         return None
     from pneumoscan.export.onnx import ExportError, export_artifact
 
+    onnx = path.with_suffix(".onnx")
     try:
-        return export_artifact(path, path.with_suffix(".onnx")).path
-    except ExportError as err:  # the copy is whole without it: say so, and how to export it
-        warn(f"{path}: not exported to ONNX ({err}); {export_command(path)}")
+        return export_artifact(path, onnx).path
+    except KeyboardInterrupt:
+        onnx.unlink(missing_ok=True)
+        raise
+    except Exception as err:  # the copy is whole without it: say so, and how to export it
+        onnx.unlink(missing_ok=True)
+        reason = str(err) if isinstance(err, (ExportError, InputError)) else f"{type(err).__name__}: {err}"
+        warn(f"{path}: not exported to ONNX ({reason}); {export_command(path)}")
         return None
 
 
