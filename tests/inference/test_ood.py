@@ -576,7 +576,8 @@ def test_dither_energy_of_raw_files() -> None:
 def test_a_lossless_file_is_measured_on_the_decoders_pixels(shipped: Predictor,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """An 8-bit PNG's dither energy is measured on the grey pixels the decoder already gave (the same numbers), not
-    on a second decode; pixels of another size are not the file's, so it is decoded then."""
+    on a second decode; pixels of another size are not the file's, so it is decoded then. A file its EXIF orientation
+    turns a quarter was decoded twice: its pixels' shape is its stored one swapped."""
     with Image.open(UPRIGHT_FILM) as im:
         film = im.convert("L").resize((300, 200))
     data = encode(film)
@@ -584,6 +585,13 @@ def test_a_lossless_file_is_measured_on_the_decoders_pixels(shipped: Predictor,
     checker = (np.indices((200, 300)).sum(0) % 2 * 80 + 100).astype(np.uint8)  # no file's pixels: 40 if measured
     assert jpeg_cues(data, gray=checker)[1] == pytest.approx(40.0)
     assert jpeg_cues(data, gray=checker.T) == jpeg_cues(data)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a quarter turn: the decoder's pixels are 300 x 200, the file stores 200 x 300
+    turned = encode(film, exif=exif)
+    decodes = []
+    monkeypatch.setattr(file_cues, "read_grayscale", lambda *a, **k: decodes.append(1) or read_grayscale(*a, **k))
+    assert jpeg_cues(turned, gray=read_grayscale(turned)) == jpeg_cues(turned) and len(decodes) == 1  # not twice
+    monkeypatch.undo()
     given = []
     real = predictor_module.jpeg_cues
 

@@ -7,12 +7,15 @@ import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom, read_grayscale
 from pneumoscan.data.dicom import dicom_colour
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 TWO_TONE_BAND = 32  # an eighth of the 0-255 range at each end
 TWO_TONE_SHARE = 0.75  # the guard's two-tone cut (`pneumoscan.inference.ood.cues`, where it is measured)
@@ -220,7 +223,8 @@ def _edge_run(flat: np.ndarray) -> int:
 def _lossless_cues(data: bytes | bytearray | memoryview,
                    decoded: np.ndarray | None = None) -> tuple[float, float, float]:
     """`jpeg_cues` of an 8-bit PNG, TIFF or BMP: its dither energy, of its `decoded` grey pixels when they have its
-    size (else decoded here by `read_grayscale`, to the same pixels); two-tone share and peak excess 0.0."""
+    size, turned as its EXIF orientation turns it (else decoded here by `read_grayscale`, to the same pixels);
+    two-tone share and peak excess 0.0."""
     from PIL import Image
 
     try:
@@ -228,6 +232,8 @@ def _lossless_cues(data: bytes | bytearray | memoryview,
             if im.mode not in LOSSLESS_MODES or im.size[0] * im.size[1] > TWO_TONE_MAX_PIXELS:
                 return 0.0, NOT_MEASURED, 0.0
             stored = im.size[::-1]
+            if decoded is not None and decoded.shape == stored[::-1] and _quarter_turned(im):
+                stored = decoded.shape  # the decoder turned it by its EXIF orientation
         if decoded is None or decoded.shape != stored:
             # the decoder's own pixels (a transparency entry composited on black, EXIF orientation), as every caller
             # that passes them measures
@@ -237,6 +243,14 @@ def _lossless_cues(data: bytes | bytearray | memoryview,
     if min(decoded.shape) < DITHER_MIN_SIDE or _near_black_or_white(decoded) > TWO_TONE_SHARE:
         return 0.0, NOT_MEASURED, 0.0
     return 0.0, dither_energy(decoded), 0.0
+
+
+def _quarter_turned(im: Image.Image) -> bool:
+    """Whether the EXIF orientation of the open image `im` (5 to 8) turns it a quarter, swapping its axes."""
+    try:
+        return im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except Exception:  # noqa: BLE001 - broken EXIF: the decoder keeps the stored orientation too
+        return False
 
 
 def _near_black_or_white(gray: np.ndarray) -> float:
