@@ -219,3 +219,16 @@ def test_a_pil_image_is_turned_upright_by_its_exif_orientation_as_its_file_is(
         from_image = shipped.predict(im)
         assert from_image.probability == from_path.probability
         assert pneumoscan.gradcam(im, shipped).prediction.probability == pytest.approx(from_path.probability, abs=1e-6)
+
+
+@pytest.mark.parametrize("orientation", [None, 1])
+def test_a_pil_image_with_nothing_to_turn_is_not_copied(orientation: int | None) -> None:
+    """ImageOps.exif_transpose copies an image it does not turn: about 60 MB more at peak for a 20 MP colour photo."""
+    from pneumoscan.inference.inputs import _upright
+
+    image = Image.new("L", (30, 20), 128)
+    if orientation is not None:
+        image.getexif()[0x0112] = orientation
+    assert _upright(image) is image
+    image.getexif()[0x0112] = 6
+    assert _upright(image).size == (20, 30)  # a turn is still made

@@ -124,11 +124,13 @@ def encoded_png(image: Any, caller: str = "predict") -> tuple[bytes, str]:
 
 
 def _upright(image: Any) -> Any:
-    """A PIL image turned as its EXIF orientation says (`ImageOps.exif_transpose`), as `decode` turns a file; as it is
-    without one, or when its EXIF cannot be read."""
+    """A PIL image turned as its EXIF orientation says (`ImageOps.exif_transpose`), as `decode` turns a file; the image
+    itself, not a copy, without one, or when its EXIF cannot be read."""
     from PIL import ImageOps
 
     try:
+        if image.getexif().get(0x0112, 1) not in range(2, 9):  # nothing to turn: exif_transpose would copy it all
+            return image
         return ImageOps.exif_transpose(image)
     except Exception:  # noqa: BLE001 - broken EXIF: keep the stored orientation, as decode does
         return image
