@@ -288,7 +288,8 @@ def cmd_set_threshold(args: argparse.Namespace) -> int:
                                backend=args.backend, n_boot=args.n_boot, seed=args.seed, cache_dir=args.cache_dir)
         record = {"threshold": result.threshold, "threshold_ci95": list(result.interval),
                   "target_recall": result.target_recall, "model": str(result.out),
-                  "guard_copied": result.guard_copied, "before": result.before, "after": result.after}
+                  "guard_copied": result.guard_copied, "before": result.before, "after": result.after,
+                  "onnx": None if result.onnx is None else str(result.onnx)}  # the copy's export, if one was written
         if args.json and args.json != "-":
             _write_json(args.json, record)
     if args.json == "-":  # outside: a closed pipe must not take the model with it
@@ -428,13 +429,15 @@ def build_parser() -> argparse.ArgumentParser:
                                     "test films you report results on); a folder of class folders is used whole")
     p.add_argument("--out", required=True,
                    help="new model file (.safetensors) or folder (gets model.safetensors); the original is kept; "
-                        "its ONNX export beside it too when the original had a current one")
+                        "its ONNX export beside it too when the original had a current one (an ONNX file already there is "
+                        "refused)")
     p.add_argument("--target-recall", type=float,
                    help="recall to reach on these images (default: the model's own, 0.95 for the shipped model)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0), as in `evaluate`")
-    p.add_argument("--json", help="also write the threshold, its interval and the figures before and after as JSON "
-                                  "to this file ('-': stdout, and the text report goes to stderr)")
+    p.add_argument("--json", help="also write the threshold, its interval, the figures before and after and the "
+                                  "new model (with guard_copied, and onnx: its export or null) as JSON to this file "
+                                  "('-': stdout, and the text report goes to stderr)")
     add_cache_dir_arg(p)
     _backend_arg(p)
     p.set_defaults(func=cmd_set_threshold)

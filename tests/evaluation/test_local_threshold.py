@@ -191,6 +191,7 @@ def test_cli(tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.Cap
     record = json.loads((tmp_path / "t.json").read_text())
     assert record["threshold"] == read_meta(out / "model.safetensors").threshold and record["target_recall"] == 0.9
     assert record["before"]["n"] == record["after"]["n"] == 16 and record["threshold_ci95"][0] <= record["threshold"]
+    assert record["guard_copied"] is False and record["onnx"] is None  # the source had no export
     assert "only 8 PNEUMONIA and 8 NORMAL" in captured.err and (out / "model.safetensors").is_file()
     assert main(args) == 2 and "already exists" in capsys.readouterr().err
     assert main([*args[:-6], "--out", str(tmp_path / "x"), "--target-recall", "1.5"]) == 2
@@ -370,6 +371,9 @@ def test_the_copy_of_a_model_with_a_current_onnx_export_gets_its_own(tiny_run: P
     assert export_on_file(result.out, read_meta(result.out)) is not None  # current: used as is, without torch
     text = format_local_threshold(result)
     assert f"its ONNX export: {result.onnx}" in text and "pneumoscan export" not in text
+    assert main(["set-threshold", "--model", str(source), "--data", str(tiny_data), "--split", "test", "--out",
+                 str(tmp_path / "cli"), "--json", str(tmp_path / "c.json"), "--n-boot", "20"]) == 0
+    assert json.loads((tmp_path / "c.json").read_text())["onnx"] == str(tmp_path / "cli" / "model.onnx")  # said
 
     def full_json(self: Path, text: str, *args: object, **kwargs: object) -> int:
         raise disk_full()
