@@ -232,7 +232,7 @@ def _lossless_cues(data: bytes | bytearray | memoryview,
             if im.mode not in LOSSLESS_MODES or im.size[0] * im.size[1] > TWO_TONE_MAX_PIXELS:
                 return 0.0, NOT_MEASURED, 0.0
             stored = im.size[::-1]
-            if decoded is not None and decoded.shape == stored[::-1] and _quarter_turned(im):
+            if decoded is not None and decoded.shape == stored[::-1] != stored and _quarter_turned(im):
                 stored = decoded.shape  # the decoder turned it by its EXIF orientation
         if decoded is None or decoded.shape != stored:
             # the decoder's own pixels (a transparency entry composited on black, EXIF orientation), as every caller
@@ -246,7 +246,8 @@ def _lossless_cues(data: bytes | bytearray | memoryview,
 
 
 def _quarter_turned(im: Image.Image) -> bool:
-    """Whether the EXIF orientation of the open image `im` (5 to 8) turns it a quarter, swapping its axes."""
+    """Whether the EXIF orientation of the open image `im` (5 to 8) turns it a quarter, swapping its axes (a PNG
+    whose EXIF comes after its pixels is decoded to tell)."""
     try:
         return im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
     except Exception:  # noqa: BLE001 - broken EXIF: the decoder keeps the stored orientation too
