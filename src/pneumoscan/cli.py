@@ -393,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "validation AUC, MODEL_CARD.md row Z)")
     p.add_argument("--init", help="start from these weights: the pretrained.safetensors of `pneumoscan pretrain`, or "
                                   "ImageNet weights on disk for --model tv_resnet18/tv_resnet50 (torchvision's .pth, "
-                                  "timm's model.safetensors; the ImageNet classifier is replaced)")
+                                  "timm's model.safetensors; the ImageNet classifier is replaced); warns when a "
+                                  "pneumoscan file trained on any of this run's validation films")
     p.add_argument("--max-images", type=int, help="use at most this many images per class (quick experiments)")
     add_cache_dir_arg(p)
     p.add_argument("--resume", action="store_true",

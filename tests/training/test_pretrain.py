@@ -151,9 +151,15 @@ def test_train_init_warns_when_the_pretraining_left_out_other_validation_patient
     assert main([*common, "--out", str(tmp_path / "other"), "--val-fraction", "0.3", "--no-equalize"]) == 0
     captured = capsys.readouterr()
     err = captured.err  # with every other warning, not in the training log on stdout
+    # the film record counts the validation films it trained on: the split settings themselves are not compared
+    assert "equalize False (pretrained with True): the pretraining prepared its inputs otherwise" in err
+    assert "(pretrained with 0.2)" not in err and "the pretraining trained on" in err
+    assert "pretrained with" not in captured.out
+    _without_film_record(path)  # a file from before the film record: its split settings are what can be compared
+    assert main([*common, "--out", str(tmp_path / "older"), "--val-fraction", "0.3", "--no-equalize"]) == 0
+    err = capsys.readouterr().err
     assert "pneumoscan: warning: " in err and "val-fraction 0.3 (pretrained with 0.2)" in err
     assert "equalize False (pretrained with True)" in err and "--split-seed, --val-fraction" in err
-    assert "pretrained with" not in captured.out
 
 
 def test_a_second_process_cannot_pretrain_in_a_folder_in_use(tiny_data: Path, tmp_path: Path,
@@ -183,6 +189,14 @@ def _record(path: Path) -> dict:
         return json.loads(handle.metadata()["pneumoscan_pretrained"])
 
 
+def _without_film_record(path: Path) -> None:
+    """Rewrite pretraining `path` as one recorded before the film fingerprints were."""
+    from safetensors.torch import save_file
+
+    record = {k: v for k, v in _record(path).items() if not k.startswith("film_fingerprint")}
+    save_file(load_file(str(path)), str(path), metadata={"pneumoscan_pretrained": json.dumps(record)})
+
+
 def _drop_patient_key(path: Path) -> None:
     from safetensors.torch import save_file
 
@@ -198,6 +212,7 @@ def test_train_init_compares_how_the_pretraining_read_patients(tiny_data: Path, 
     pre = pretrain(TrainConfig(data=str(dicom), out=str(tmp_path / "pre"), model="cnn", image_size=16, epochs=1,
                                batch_size=8, val_fraction=0.25), progress=False)
     assert _record(pre)["patient_key"] == "auto"
+    _without_film_record(pre)  # the settings are compared for files that do not record their films
     common = ["train", "--data", str(dicom), "--init", str(pre), "--model", "cnn", "--image-size", "16",
               "--epochs", "1", "--batch-size", "16", "--val-fraction", "0.25", "--quiet"]
     assert main([*common, "--out", str(tmp_path / "same")]) == 0
@@ -212,6 +227,7 @@ def test_train_init_compares_how_the_pretraining_read_patients(tiny_data: Path, 
     # Kermany names: `auto` reads them as `name` does, and as a pretraining recorded before --patient-key did
     kermany = pretrain(_cfg(tiny_data, tmp_path / "k"), progress=False)
     assert _record(kermany)["patient_key"] == "name"
+    _without_film_record(kermany)
     _drop_patient_key(kermany)
     common = ["train", "--data", str(tiny_data), "--init", str(kermany), "--model", "resnet10", "--image-size", "32",
               "--epochs", "1", "--batch-size", "16", "--val-fraction", "0.2", "--quiet"]
@@ -312,6 +328,7 @@ def test_train_init_tells_a_split_by_folder_and_file_name_from_one_by_file_name(
     pre = pretrain(TrainConfig(data=str(data), out=str(tmp_path / "pre"), model="cnn", image_size=16, epochs=1,
                                batch_size=8, val_fraction=0.25, patient_key="name"), progress=False)
     assert _record(pre)["patient_key"] == "name"
+    _without_film_record(pre)  # as recorded before the films were; with them, the films seen are counted instead
     assert main(["train", "--data", str(data), "--init", str(pre), "--out", str(tmp_path / "run"), "--model", "cnn",
                  "--image-size", "16", "--epochs", "1", "--batch-size", "16", "--val-fraction", "0.25", "--quiet"]) == 0
     assert "patient-key auto (pretrained with name)" in capsys.readouterr().err
@@ -339,7 +356,7 @@ def test_train_init_warns_when_the_pretraining_trained_on_its_validation_films(t
     common = ["train", "--data", str(tiny_data), "--init", init, "--model", "cnn", "--val-fraction", "0.2", *extra]
     assert main([*common, "--out", str(tmp_path / "uncapped")]) == 0
     err = capsys.readouterr().err
-    assert "max-images none (pretrained with 12)" in err
+    assert "pretrained with" not in err  # the count below is the truth, not the cap's difference
     seen = {str(s.path) for s in prepare_data(TrainConfig(data=str(tiny_data), out="x", val_fraction=0.2,
                                                           max_images=12), 32, progress=False).train.samples}
     val = json.loads((tmp_path / "uncapped" / "split.json").read_text())["val_files"]
@@ -348,9 +365,7 @@ def test_train_init_warns_when_the_pretraining_trained_on_its_validation_films(t
     found = re.search(r"the pretraining trained on (\d+) of this run's (\d+) validation films", err)
     assert found and (int(found[1]), int(found[2])) == (expected, len(val)) and "--max-images" in err
 
-    record = {k: v for k, v in _record(Path(init)).items() if not k.startswith("film_fingerprint")}
-    from safetensors.torch import save_file
-    save_file(load_file(init), init, metadata={"pneumoscan_pretrained": json.dumps(record)})  # as recorded before
+    _without_film_record(Path(init))
     assert main([*common, "--max-images", "12", "--out", str(tmp_path / "old")]) == 0
     err = capsys.readouterr().err
     assert "cannot be checked" in err and len([line for line in err.splitlines() if "cannot be checked" in line]) == 1
@@ -372,3 +387,88 @@ def test_pretrain_says_what_train_says_about_the_data_but_labels(tiny_dataset: P
     assert any(line.startswith(f"pneumoscan: warning: skipped {normal / 'broken.jpeg'}") for line in warned), warned
     assert sum("patient keys read from file names join images in different folders" in line for line in warned) == 1
     assert not any("both labels" in line for line in warned), warned
+
+
+def _init_warnings(err: str, init: Path) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith(f"pneumoscan: warning: {init}")]
+
+
+def test_train_init_is_silent_when_the_pretraining_saw_none_of_its_validation_films(
+        tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A cap at or above the class sizes splits as no cap does, and a given val/ folder is one pretrain never
+    carves: with the films recorded, the film count (none seen) is what counts, not the settings' difference."""
+    import shutil
+
+    pre = tmp_path / "pre"
+    assert main(["pretrain", "--data", str(tiny_data), "--out", str(pre), "--model", "cnn", "--image-size", "32",
+                 "--epochs", "1", "--batch-size", "8", "--val-fraction", "0.2", "--max-images", "1000", "--quiet"]) == 0
+    init = pre / PRETRAINED_NAME
+    common = ["train", "--init", str(init), "--model", "cnn", "--image-size", "32", "--epochs", "1",
+              "--batch-size", "16", "--val-fraction", "0.2", "--quiet"]
+    capsys.readouterr()
+    assert main([*common, "--data", str(tiny_data), "--out", str(tmp_path / "uncapped")]) == 0
+    assert _init_warnings(capsys.readouterr().err, init) == []
+    given = tmp_path / "given"  # its val/ holds the test films, which the pretraining never saw
+    shutil.copytree(tiny_data / "train", given / "train")
+    shutil.copytree(tiny_data / "test", given / "val")
+    assert main([*common, "--data", str(given), "--use-given-val", "--out", str(tmp_path / "given_run")]) == 0
+    assert _init_warnings(capsys.readouterr().err, init) == []
+
+
+def test_train_init_blames_the_data_when_the_pretraining_split_as_the_run_does(
+        tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Pretrained on the run's data plus copies of its films under other patients' names, with the run's settings:
+    pretraining again with those settings would change nothing, so the warning names the data as the cause."""
+    import re
+    import shutil
+
+    data = tmp_path / "more"
+    shutil.copytree(tiny_data / "train", data / "train")
+    for film in sorted((data / "train" / "NORMAL").iterdir()):  # IM-0007-0001.jpeg as IM-1007-0001.jpeg
+        shutil.copy(film, film.with_name(film.name.replace("IM-0", "IM-1")))
+    pre = pretrain(TrainConfig(data=str(data), out=str(tmp_path / "pre"), model="cnn", image_size=32, epochs=1,
+                               batch_size=8, val_fraction=0.2), progress=False)
+    assert main(["train", "--data", str(tiny_data), "--init", str(pre), "--out", str(tmp_path / "run"), "--model",
+                 "cnn", "--image-size", "32", "--epochs", "1", "--batch-size", "16", "--val-fraction", "0.2",
+                 "--quiet"]) == 0
+    warned = _init_warnings(capsys.readouterr().err, pre)
+    assert len(warned) == 1 and re.search(r"the pretraining trained on [1-9]\d* of this run's", warned[0])
+    assert "its split settings are this run's" in warned[0] and "`pneumoscan audit`" in warned[0]
+    assert "pretrain again with this run's --split-seed" not in warned[0]
+
+
+def test_train_init_from_a_model_checks_the_films_the_model_recorded(tiny_run: Path, tiny_data: Path,
+                                                                      tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A model file given to --init is not a pretraining from an earlier pneumoscan: its training record holds
+    the films it was trained and validated on, which are counted."""
+    model = tiny_run / "model.safetensors"
+    assert main(["train", "--data", str(tiny_data), "--init", str(model), "--out", str(tmp_path / "run"), "--model",
+                 "resnet10", "--image-size", "32", "--epochs", "1", "--batch-size", "16", "--val-fraction", "0.2",
+                 "--quiet"]) == 0
+    warned = _init_warnings(capsys.readouterr().err, model)
+    val = json.loads((tmp_path / "run" / "split.json").read_text())["val_files"]
+    assert len(warned) == 1, warned
+    assert f"the model given to --init was trained or validated on {len(val)} of this run's {len(val)}" in warned[0]
+    assert "earlier pneumoscan" not in warned[0]
+
+
+def test_an_unreadable_pretraining_record_is_one_line_before_any_image_is_decoded(
+        tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from safetensors.torch import save_file
+
+    from pneumoscan.training import trainer
+
+    pre = pretrain(TrainConfig(data=str(tiny_data), out=str(tmp_path / "pre"), model="cnn", image_size=32, epochs=1,
+                               batch_size=8), progress=False)
+    save_file(load_file(str(pre)), str(pre), metadata={"pneumoscan_pretrained": "{not json"})
+
+    def decode(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decoded the images before reading --init")
+
+    monkeypatch.setattr(trainer, "prepare_data", decode)
+    assert main(["train", "--data", str(tiny_data), "--init", str(pre), "--out", str(tmp_path / "run"), "--model",
+                 "cnn", "--image-size", "32", "--epochs", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"pneumoscan: error: {pre}: its record of the pretraining is unreadable")
+    assert "Traceback" not in err and len(err.splitlines()) == 1

@@ -53,7 +53,9 @@ PRETRAINING_SETTINGS = ("model", "image_size", "seed", "split_seed", "val_fracti
 # caps each class before the patient carve, so another cap carves other patients), and the inputs.
 # (patient_key is recorded as the split made it, `PatientKeys.effective`: `auto` that read every key from the file
 # name is `name`, as every pretraining recorded before --patient-key existed read them.)
-SHARED_WITH_TRAIN = ("split_seed", "val_fraction", "use_given_val", "patient_key", "max_images", "equalize", "crop")
+SPLIT_SETTINGS = ("split_seed", "val_fraction", "use_given_val", "patient_key", "max_images")
+INPUT_SETTINGS = ("equalize", "crop")
+SHARED_WITH_TRAIN = SPLIT_SETTINGS + INPUT_SETTINGS
 
 
 def strip_final_linear(model: nn.Module) -> int:
@@ -252,8 +254,7 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> None:
     mismatched = [k for k, v in weights.items() if k not in own or own[k].shape != v.shape]
     missing = [k for k in own if k not in weights and not k.startswith(head + ".")]
     if mismatched or missing:
-        with safe_open(str(path), "pt") as handle:
-            made_for = json.loads((handle.metadata() or {}).get("pneumoscan_pretrained", "{}")).get("model_name")
+        made_for = _pretraining_record(path).get("model_name")
         matched = sum(k in own and own[k].shape == v.shape for k, v in weights.items())
         raise InputError(f"{path}: weights do not fit this model ({matched} tensors match, {len(mismatched)} foreign, "
                          f"{len(missing)} missing, e.g. {(mismatched + missing)[0]}"
@@ -263,10 +264,21 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> None:
 
 
 def _pretraining_record(path: str | os.PathLike) -> dict[str, Any]:
-    """What `pretrain` recorded in `path` of the pretraining ({} for a file without a record)."""
+    """What `pretrain` recorded in `path` of the pretraining ({} for a file without a record); InputError naming the
+    file when the record is not readable (an edited file)."""
     with safe_open(str(path), "pt") as handle:
-        record = json.loads((handle.metadata() or {}).get("pneumoscan_pretrained", "{}"))
+        text = (handle.metadata() or {}).get("pneumoscan_pretrained", "{}")
+    try:
+        record = json.loads(text)
+    except ValueError as err:
+        raise InputError(f"{path}: its record of the pretraining is unreadable ({err}), as in an edited file; restore "
+                         f"the file or pretrain again") from None
     return record if isinstance(record, dict) else {}
+
+
+def _checks_films(record: dict[str, Any]) -> bool:
+    """Whether a pretraining record holds the films it trained on in the form this pneumoscan compares."""
+    return record.get("film_fingerprint_method") == FILM_METHOD
 
 
 def _setting(key: str, value: Any) -> str:
@@ -275,47 +287,130 @@ def _setting(key: str, value: Any) -> str:
                                                                                   f"{key}=None")
 
 
-def pretraining_differences(path: str | os.PathLike, cfg: TrainConfig, patient_key: str | None = None) -> list[str]:
-    """The settings of `SHARED_WITH_TRAIN` in which `cfg` differs from the pretraining that wrote `path`, as
-    'val-fraction 0.2 (pretrained with 0.15)'; [] when they agree or the file predates their record.
-    `patient_key`: how the run's split read its patients (`PatientKeys.effective`; default cfg.patient_key); a
-    record of the split settings without one read them by name."""
-    record = _pretraining_record(path)
+def _differences(record: dict[str, Any], keys: tuple[str, ...], cfg: TrainConfig, patient_key: str | None) -> list[str]:
+    """The settings `keys` in which `cfg` differs from the pretraining `record`, as 'val-fraction 0.2 (pretrained
+    with 0.15)'; a record of the split settings without a patient key read them by name."""
     if "split_seed" in record:
-        record.setdefault("patient_key", "name")
-    ours = {key: getattr(cfg, key) for key in SHARED_WITH_TRAIN} | {"patient_key": patient_key or cfg.patient_key}
+        record = {"patient_key": "name", **record}
+    ours = {key: getattr(cfg, key) for key in keys} | {"patient_key": patient_key or cfg.patient_key}
     return [f"{_setting(key, ours[key])} (pretrained with {'none' if record[key] is None else record[key]})"
-            for key in SHARED_WITH_TRAIN if key in record and record[key] != ours[key]]
+            for key in keys if key in record and record[key] != ours[key]]
+
+
+def pretraining_differences(path: str | os.PathLike, cfg: TrainConfig, patient_key: str | None = None) -> list[str]:
+    """The settings in which `cfg` differs from the pretraining that wrote `path`, as 'val-fraction 0.2 (pretrained
+    with 0.15)'; [] when they agree or the file predates their record. The split settings (SPLIT_SETTINGS) only for a
+    file without a record of its films: where `validation_overlap` counts the films themselves, another split, cap
+    or data set is no cause for a warning by itself. `patient_key`: how the run's split read its patients
+    (`PatientKeys.effective`; default cfg.patient_key)."""
+    record = _pretraining_record(path)
+    split = [] if _checks_films(record) else _differences(record, SPLIT_SETTINGS, cfg, patient_key)
+    return split + _differences(record, INPUT_SETTINGS, cfg, patient_key)
+
+
+def differences_warning(path: str | os.PathLike, cfg: TrainConfig, patient_key: str | None = None) -> str:
+    """The one-line warning `train --init` gives for `pretraining_differences`; '' when there are none."""
+    record = _pretraining_record(path)
+    split = [] if _checks_films(record) else _differences(record, SPLIT_SETTINGS, cfg, patient_key)
+    differences = split + _differences(record, INPUT_SETTINGS, cfg, patient_key)
+    if not differences:
+        return ""
+    if not split:
+        inputs = words("--equalize/--no-equalize and --crop/--no-crop", "`equalize` and `crop`")
+        return (f"{path}: {'; '.join(differences)}: the pretraining prepared its inputs otherwise; pretrain again "
+                f"with this run's {inputs} for a clean start")
+    # SimSiam may have seen this run's validation images (without labels)
+    return (f"{path}: {'; '.join(differences)}: the pretraining may have used this run's validation images, or "
+            f"prepared its inputs otherwise; pretrain again with this run's "
+            f"{', '.join(map(option, ('max_images', 'split_seed', 'val_fraction', 'patient_key')))} and "
+            f"preprocessing for a clean start")
 
 
 def validation_overlap(path: str | os.PathLike, marks: list[str | None], patients: list[str]) -> tuple[int, int] | None:
     """How many of a run's validation films (`marks`: their film fingerprints, None where unknown; `patients`:
-    their patient keys) the pretraining that wrote `path` trained on (within FILM_MAX_DISTANCE bits, as the same film
+    their patient keys) the pneumoscan file `path` trained on (within FILM_MAX_DISTANCE bits, as the same film
     re-encoded), and of how many patients: (films, patients); None when the file records no films of this method
-    (written before they were recorded)."""
-    record = _pretraining_record(path)
-    if record.get("film_fingerprint_method") != FILM_METHOD:
+    (written before they were recorded). A pretraining's record holds the films it trained on, a model's the films
+    it was trained and validated on."""
+    known = _recorded_films(path)
+    if known is None:
         return None
-    known = training_film_fingerprints(record)
     found = [i for i, mark in enumerate(marks) if mark is not None]
     near = film_distances([marks[i] for i in found], known) <= FILM_MAX_DISTANCE
     seen = [i for i, hit in zip(found, near) if hit]
     return len(seen), len({patients[i] for i in seen})
 
 
-def overlap_warning(path: str | os.PathLike, cfg: TrainConfig, marks: list[str | None], patients: list[str]) -> str:
-    """The one-line warning `train --init` gives when the pretraining that wrote `path` trained on any of the run's
-    validation films (`validation_overlap`), or cannot tell; '' when it saw none of them."""
+def _is_model_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is a pneumoscan model file (`train`'s, not `pretrain`'s)."""
+    with safe_open(str(path), "pt") as handle:
+        meta = handle.metadata() or {}
+    return "pneumoscan" in meta and "pneumoscan_pretrained" not in meta
+
+
+def _recorded_films(path: str | os.PathLike) -> np.ndarray | None:
+    """The film fingerprints the pneumoscan file `path` records (`training_film_fingerprints`); None when it
+    records none of FILM_METHOD."""
+    if _is_model_file(path):
+        from pneumoscan.artifact import read_meta
+
+        training = read_meta(path).training or {}
+        known = training_film_fingerprints(training)
+        methods = [training] + [m for m in training.get("members") or [] if isinstance(m, dict)]
+        return known if any(_checks_films(m) for m in methods) else None
+    record = _pretraining_record(path)
+    return training_film_fingerprints(record) if _checks_films(record) else None
+
+
+def read_init_record(path: str | os.PathLike) -> None:
+    """Read the record of the pneumoscan file `path` (a pretraining or a model) that `train --init` checks later:
+    InputError naming the file when it is unreadable, before any image is decoded."""
+    if _is_model_file(path):
+        from pneumoscan.artifact import read_meta
+
+        read_meta(path)
+    else:
+        _pretraining_record(path)
+
+
+def _unchecked(path: str | os.PathLike) -> str:
+    """Why the films of the pneumoscan file `path` cannot be compared with the run's validation films."""
+    if _is_model_file(path):
+        return "records no films it was trained on in a form this pneumoscan reads"
+    method = _pretraining_record(path).get("film_fingerprint_method")
+    if method is None:
+        return "records no films it was pretrained on (written by an earlier pneumoscan)"
+    return f"records the films it was pretrained on in a form this pneumoscan does not read ({method})"
+
+
+def overlap_warning(path: str | os.PathLike, cfg: TrainConfig, marks: list[str | None], patients: list[str],
+                    patient_key: str | None = None) -> str:
+    """The one-line warning `train --init` gives when the pneumoscan file `path` (a pretraining, or a model) trained
+    on any of the run's validation films (`validation_overlap`), or cannot tell; '' when it saw none of them.
+    `patient_key`: as `pretraining_differences` takes it."""
     overlap = validation_overlap(path, marks, patients)
     if overlap is None:
-        return (f"{path}: records no films it was pretrained on (written by an earlier pneumoscan), so whether the "
-                f"pretraining saw this run's validation patients cannot be checked; pretrain again for a checked start")
+        return (f"{path}: {_unchecked(path)}, so whether it saw this run's validation patients cannot be checked; "
+                + ("start from a pretraining (`pneumoscan pretrain`) for a checked start" if _is_model_file(path)
+                   else "pretrain again for a checked start"))
     films, seen = overlap
     if not films:
         return ""
-    same = ", ".join(option(key, getattr(cfg, key)) if getattr(cfg, key) is not None else
-                     words(f"no {option(key)}", f"{key}=None") for key in ("split_seed", "val_fraction", "max_images"))
-    return (f"{path}: the pretraining trained on {films} of this run's {len(marks)} validation films ({seen} of its "
-            f"{len(set(patients))} validation patients), so validation (early stopping, threshold) may be optimistic; "
-            f"pretrain again with this run's {same} ({option('max_images')} caps each class before the "
-            f"patient carve, so it too chooses the validation patients)")
+    count = f"{films} of this run's {len(marks)} validation films ({seen} of its {len(set(patients))} validation patients)"
+    optimistic = "so validation (early stopping, threshold) may be optimistic"
+    if _is_model_file(path):
+        return (f"{path}: the model given to {option('init')} was trained or validated on {count}, with their labels, "
+                f"{optimistic}; start from a pretraining (`pneumoscan pretrain` with this run's split settings) or from "
+                f"a model trained on other patients")
+    record = _pretraining_record(path)
+    if not cfg.use_given_val and _differences(record, SPLIT_SETTINGS, cfg, patient_key):
+        same = ", ".join(option(key, getattr(cfg, key)) if getattr(cfg, key) is not None else
+                         words(f"no {option(key)}", f"{key}=None") for key in ("split_seed", "val_fraction", "max_images"))
+        return (f"{path}: the pretraining trained on {count}, {optimistic}; pretrain again with this run's {same} "
+                f"({option('max_images')} caps each class before the patient carve, so it too chooses the validation "
+                f"patients)")
+    # the same split settings (or a given val/ folder, which pretrain never carves): the films are in its data twice
+    return (f"{path}: the pretraining trained on {count}, {optimistic}; its split settings are this run's, so its "
+            f"data holds these films elsewhere: another {option('data')} holding them, or copies filed under other "
+            f"patients (`pneumoscan audit` lists them); pretrain on this run's {option('data')} without the copies "
+            f"for a clean start")

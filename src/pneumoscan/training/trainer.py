@@ -558,31 +558,31 @@ class Trainer:
         return torch.randperm(len(labels), generator=generator)
 
     def _load_init(self, model: nn.Module) -> bool:
-        """Copy the --init weights into `model` (InputError naming the file when they do not fit); whether the file
-        is pneumoscan's own (pretrain's weights), whose record of the pretraining is compared with the data later."""
+        """Copy the --init weights into `model` (InputError naming the file when they do not fit, or when its record
+        is unreadable); whether the file is pneumoscan's own (pretrain's weights, or a model), whose record of the
+        films it trained on is compared with the data later."""
         cfg = self.cfg
         if not written_by_pneumoscan(cfg.init):
             self._say(load_transfer(model, cfg.init, cfg.model))  # e.g. torchvision's or timm's ImageNet weights
             return False
-        from pneumoscan.training.pretrain import load_pretrained
+        from pneumoscan.training.pretrain import load_pretrained, read_init_record
 
         load_pretrained(model, cfg.init)
+        read_init_record(cfg.init)
         return True
 
     def _warn_pretraining_differences(self, data: RunData) -> None:
-        """Warn when the pretraining that wrote --init split or prepared the images otherwise than this run, and
-        when it trained on any of this run's validation films (or cannot tell: a file from before its record)."""
-        from pneumoscan.training.pretrain import overlap_warning, pretraining_differences
+        """Warn when the pretraining that wrote --init prepared the images otherwise than this run (or, for a file
+        without a record of its films, split them otherwise), and when the --init file trained on any of this run's
+        validation films (or cannot tell: a file from before its record)."""
+        from pneumoscan.training.pretrain import differences_warning, overlap_warning
 
-        differences = pretraining_differences(self.cfg.init, self.cfg, data.patients.effective)
-        if differences:  # SimSiam saw this run's validation images (without labels), or inputs prepared otherwise
-            self.warn(f"{self.cfg.init}: {'; '.join(differences)}: the pretraining may have used this run's "
-                      f"validation images, or prepared its inputs otherwise; pretrain again with this run's "
-                      f"{', '.join(map(option, ('max_images', 'split_seed', 'val_fraction', 'patient_key')))} and "
-                      f"preprocessing for a clean start")
+        if differences := differences_warning(self.cfg.init, self.cfg, data.patients.effective):
+            self.warn(differences)
         val = data.val.samples
         marks = film_fingerprints([s.path for s in val], data.val.images, self.cfg.cache_dir, data.val.film_marks)
-        if seen := overlap_warning(self.cfg.init, self.cfg, marks, [data.patients(s) for s in val]):
+        if seen := overlap_warning(self.cfg.init, self.cfg, marks, [data.patients(s) for s in val],
+                                   data.patients.effective):
             self.warn(seen)
 
     def run(self, resume: bool = False) -> Path:
