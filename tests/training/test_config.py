@@ -85,3 +85,25 @@ def test_api_train_refuses_out_of_range_settings_before_decoding(setting: str, v
         api.train(tiny_data, tmp_path / "run", progress=False, verbose=False, **{setting: value})
     assert not (tmp_path / "run").exists()
     TrainConfig(data="DATA", out="run", warmup_epochs=0.0, weight_decay=0.0, seed=2**32 - 1).check()
+
+
+def test_a_run_saved_with_a_negative_warmup_resumes_on_the_command_line(tiny_data: Path, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The Python API took warmup_epochs=-3 before it was checked, and its learning-rate schedule was made with it;
+    a resume cannot change it, so refusing one stranded the run (naming a --warmup-epochs flag `train` lacks)."""
+    from pneumoscan import api
+    from pneumoscan.cli import main
+
+    run = tmp_path / "run"
+    api.train(tiny_data, run, progress=False, verbose=False, model="cnn", image_size=32, epochs=1, batch_size=16)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "warmup_epochs": -3.0}))  # as that API saved it
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
+    assert json.loads((run / "config.json").read_text())["warmup_epochs"] == -3.0
+    # a new run is refused, naming the setting as the Python API takes it: `train` has no flag for it
+    with pytest.raises(InputError, match=r"^warmup_epochs=-3\.0: must be 0 \(none\) or more"):
+        TrainConfig(data="DATA", out="new", warmup_epochs=-3.0).check()
+    with pytest.raises(InputError, match=r"^weight_decay=-1\.0: must be"):
+        TrainConfig(data="DATA", out="new", weight_decay=-1.0).check()
+    with pytest.raises(InputError, match=r"^--epochs 0: must be at least 1"):
+        TrainConfig(data="DATA", out="new", epochs=0).check()

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan import PATIENT_KEYS
-from pneumoscan.errors import InputError, option, words
+from pneumoscan.errors import InputError, in_python, option, words
 
 DEFAULT_MODEL = "resnet10"
+API_ONLY = ("weight_decay", "warmup_epochs")  # settings the Python API takes and `train` has no flag for
 RESUME_MAY_CHANGE = ("out", "epochs", "data", "cache_dir")  # a resumed run's folders may have moved; more epochs
 # The zoom and stretch of every recipe before the sixth session (--aug-zoom/--aug-aspect did not exist).
 EARLIER_GEOMETRY_AUGMENT = {"aug_zoom": 0.10, "aug_aspect": 0.0}
@@ -82,14 +83,17 @@ class TrainConfig:
         so that later commands find the training data from any folder (`training_data_folder`)."""
         return {**self.to_dict(), "data_resolved": str(Path(self.data).resolve())}
 
-    def check(self) -> None:
-        """InputError naming the option when a setting is out of range (before anything is written)."""
+    def check(self, resumed: bool = False) -> None:
+        """InputError naming the option when a setting is out of range (before anything is written). `resumed`: the
+        settings of a run being resumed, which a resume cannot change: a negative warmup_epochs, which the Python
+        API took before it was checked, is kept (the run's learning-rate schedule was made with it)."""
         limits = [
             ("epochs", self.epochs, self.epochs >= 1, "at least 1"),
             ("batch_size", self.batch_size, self.batch_size >= 2, "at least 2 (batch normalisation needs two images)"),
             ("lr", self.lr, 0 < self.lr < math.inf, "above 0 and finite, e.g. 2e-3"),
             ("weight_decay", self.weight_decay, 0 <= self.weight_decay < math.inf, "0 (off) or more, and finite, e.g. 0.05"),
-            ("warmup_epochs", self.warmup_epochs, 0 <= self.warmup_epochs < math.inf,
+            ("warmup_epochs", self.warmup_epochs,
+             (resumed or 0 <= self.warmup_epochs) and abs(self.warmup_epochs) < math.inf,
              "0 (none) or more, and finite, e.g. 1"),
             ("seed", self.seed, 0 <= self.seed <= MAX_SEED, f"0 to {MAX_SEED} (numpy's seeds)"),
             ("split_seed", self.split_seed, 0 <= self.split_seed <= MAX_SEED, f"0 to {MAX_SEED} (numpy's seeds)"),
@@ -117,7 +121,7 @@ class TrainConfig:
         ]
         for name, value, ok, rule in limits:
             if not ok:  # NaN fails every comparison, so it lands here too
-                raise InputError(f"{option(name, value)}: must be {rule}")
+                raise InputError(f"{_named(name, value)}: must be {rule}")
 
     @staticmethod
     def resume_conflicts(saved: dict[str, Any], given: dict[str, Any], label: str) -> str:
@@ -146,6 +150,12 @@ class TrainConfig:
     def from_args(cls, args: Any) -> "TrainConfig":
         """The config of parsed command-line options: those left unset (None) keep their defaults."""
         return cls.from_dict({k: v for k, v in vars(args).items() if v is not None})
+
+
+def _named(name: str, value: Any) -> str:
+    """Setting `name` at `value` as an error names it: as `option` does, but a setting `train` has no flag for
+    (API_ONLY: one a run made through the Python API saved) by its Python name on the command line too."""
+    return f"{name}={value}" if name in API_ONLY and not in_python() else option(name, value)
 
 
 def train_config(given: dict[str, Any], *, resume: bool = False) -> TrainConfig:

@@ -424,8 +424,8 @@ class Trainer:
     """Trains one model for one `TrainConfig`, writing everything under `cfg.out`."""
 
     def __init__(self, cfg: TrainConfig, *, progress: bool = True, verbose: bool = True,
-                 warn: Callable[[str], None] = write_warning) -> None:
-        cfg.check()
+                 warn: Callable[[str], None] = write_warning, resume: bool = False) -> None:
+        cfg.check(resumed=resume)  # `resume`: the settings are a saved run's (`TrainConfig.check`)
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.progress = progress
@@ -802,4 +802,4 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, verb
           warn: Callable[[str], None] = write_warning) -> Path:
     """Train a model as configured; returns the final artifact path. Without `verbose`, no epoch lines; `warn`
     says each warning (default: a `pneumoscan: warning:` line on stderr)."""
-    return Trainer(cfg, progress=progress, verbose=verbose, warn=warn).run(resume=resume)
+    return Trainer(cfg, progress=progress, verbose=verbose, warn=warn, resume=resume).run(resume=resume)
