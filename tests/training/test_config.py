@@ -107,3 +107,15 @@ def test_a_run_saved_with_a_negative_warmup_resumes_on_the_command_line(tiny_dat
         TrainConfig(data="DATA", out="new", weight_decay=-1.0).check()
     with pytest.raises(InputError, match=r"^--epochs 0: must be at least 1"):
         TrainConfig(data="DATA", out="new", epochs=0).check()
+
+
+def test_api_train_warns_when_weight_decay_times_lr_would_collapse_the_model(tiny_data: Path, tmp_path: Path) -> None:
+    """weight_decay=1000 at lr=0.002 flipped every weight each step and trained a collapsed model without a word."""
+    from pneumoscan import api
+
+    with pytest.warns(UserWarning, match=r"^weight_decay=1000\.0 with lr=0\.002: AdamW scales every weight by "
+                                         r"1 - lr x weight_decay \(-1\) each step"):
+        api.train(tiny_data, tmp_path / "run", progress=False, verbose=False, model="cnn", image_size=32, epochs=1,
+                  batch_size=16, lr=0.002, weight_decay=1000.0, warmup_epochs=0)
+    assert TrainConfig(data="DATA", out="run").decay_warning() == ""
+    assert TrainConfig(data="DATA", out="run", lr=1e30).decay_warning().startswith("weight_decay=0.05 with --lr 1e+30")

@@ -123,6 +123,16 @@ class TrainConfig:
             if not ok:  # NaN fails every comparison, so it lands here too
                 raise InputError(f"{_named(name, value)}: must be {rule}")
 
+    def decay_warning(self) -> str:
+        """A warning when weight_decay x lr is 1 or more: AdamW then scales every weight by 1 - lr x weight_decay
+        each step, which zeroes or flips them and the model collapses; '' otherwise."""
+        shrink = self.weight_decay * self.lr
+        if not shrink >= 1:
+            return ""
+        return (f"{_named('weight_decay', self.weight_decay)} with {option('lr', self.lr)}: AdamW scales every weight "
+                f"by 1 - lr x weight_decay ({1 - shrink:.3g}) each step, which zeroes or flips them and collapses the "
+                f"model; keep weight_decay x lr below 1 (default weight_decay 0.05)")
+
     @staticmethod
     def resume_conflicts(saved: dict[str, Any], given: dict[str, Any], label: str) -> str:
         """The settings in `given` that differ from the interrupted run's `saved` ones, as

@@ -624,6 +624,8 @@ class Trainer:
         check_writable(self.out)
         for stale in self.out.glob(".*.tmp"):  # left by a run killed mid-write
             stale.unlink()
+        if not resume and (decay := cfg.decay_warning()):
+            self.warn(decay)
         seed_everything(cfg.seed)
         model = self._resumed_model(saved_ckpt["state"]["epoch"]) if saved_ckpt is not None else \
             create_model(cfg.model, **self.model_cfg)
