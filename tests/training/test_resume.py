@@ -428,3 +428,32 @@ def test_a_split_of_an_earlier_key_rule_with_unnamed_dicom_films_may_be_the_rule
     assert split_change({**saved, "patient_key_rule": 3}, now).endswith(blamed)
     assert split_change(saved, {k: v for k, v in now.items() if k != "dicom_without_patient_id"}).endswith(blamed)
     assert resume_advice({**saved, "patient_key_rule": 3}, now).startswith("resume with the data")
+
+
+def test_a_rule_3_split_whose_placeholder_patient_id_rule_4_reads_as_a_patient_blames_the_key_rule() -> None:
+    """Rule 4 judges placeholder PatientIDs over every split: 'P' on the 3 DICOM films of train/ was a placeholder
+    to rule 3 (train/ only) and is a patient now that test/ holds 4 films of other IDs. The same images split
+    otherwise, and the refusal blamed the data ('some images or their patients changed', 'resume with the data')."""
+    from pneumoscan.training.trainer import resume_advice, split_change
+
+    counts = {"train": {"NORMAL": 6, "PNEUMONIA": 4, "patients": 10}, "val": {"NORMAL": 3, "PNEUMONIA": 2,
+                                                                               "patients": 5}}
+    saved = {"patient_key": "auto", "patient_keys_from": {"name": 15}, "patient_key_rule": 3,
+             "dicom_without_patient_id": 3, "counts": counts, "val_files": ["a", "b"]}
+    now = {"patient_key": "auto", "patient_keys_from": {"dicom": 3, "name": 12}, "patient_key_rule": 4,
+           "counts": {**counts, "train": {**counts["train"], "patients": 8}}, "val_files": ["a", "c"]}
+    assert split_change(saved, now).endswith(
+        "patient_key_rule 4 judges placeholder PatientIDs (one value on most DICOM films) over every split of the "
+        "data, test/ too, and the run was started by an earlier version (patient_key_rule 3), which judged them "
+        "over train/ and val/ at most: a PatientID taken for a placeholder then may key films now, or the other "
+        "way round, so the key rule may have changed the split, not the images")
+    assert resume_advice(saved, now).startswith("resume with the pneumoscan (or, if its images changed, the data)")
+    # the other way round: a patient to rule 3 is a placeholder now (then 3 films are of no named patient)
+    back = (now | {"patient_key_rule": 3}, saved | {"patient_key_rule": 4})
+    assert split_change(*back).endswith("so the key rule may have changed the split, not the images")
+    assert resume_advice(*back).startswith("resume with the pneumoscan (or, if its images changed, the data)")
+    blamed = "some images or their patients changed (a manifest's patient column, a DICOM PatientID)"
+    assert split_change(saved | {"patient_key_rule": 4}, now).endswith(blamed)  # the same rule: the data changed
+    by_name = {"patient_keys_from": {"name": 15}}
+    assert split_change(saved | by_name, now | by_name).endswith(blamed)  # no PatientID read either time
+    assert resume_advice(saved | {"patient_key_rule": 4}, now).startswith("resume with the data")

@@ -305,7 +305,7 @@ def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "
 
 def _split_why(saved: dict[str, Any], now: dict[str, Any], kind: str) -> str:
     """Why the same images are split otherwise than the saved split: pneumoscan's key rule changed (surely, or
-    maybe: `key_rule_change`, `key_rule_may_change`), else the images or their patients did."""
+    maybe: `key_rule_change`, `key_rule_may_change`, `placeholder_rule_may_change`), else the images or their patients did."""
     rule = now.get("patient_key_rule")
     if ruled := key_rule_change(saved, now):
         return (f"pneumoscan now keys {ruled} DICOM film{'s' if ruled > 1 else ''} whose header names no patient and "
@@ -318,6 +318,11 @@ def _split_why(saved: dict[str, Any], now: dict[str, Any], kind: str) -> str:
                 f"{rule}, and the {kind} was started by an earlier version ({_rule(saved)}), which may have keyed "
                 f"{'them' if unnamed > 1 else 'it'} otherwise: the same patients under other keys split otherwise, "
                 f"so the key rule may have changed the split, not the images")
+    if placeholder_rule_may_change(saved, now):
+        return (f"patient_key_rule {rule} judges placeholder PatientIDs (one value on most DICOM films) over every "
+                f"split of the data, test/ too, and the {kind} was started by an earlier version ({_rule(saved)}), "
+                f"which judged them over train/ and val/ at most: a PatientID taken for a placeholder then may key "
+                f"films now, or the other way round, so the key rule may have changed the split, not the images")
     return "some images or their patients changed (a manifest's patient column, a DICOM PatientID)"
 
 
@@ -340,6 +345,15 @@ def key_rule_may_change(saved: dict[str, Any], now: dict[str, Any]) -> int:
     return int(now.get("dicom_without_patient_id", 0))
 
 
+def placeholder_rule_may_change(saved: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Whether the split `now` judges placeholder PatientIDs over every split (patient_key_rule 4 on) where the saved
+    split judged them over train/ and val/ at most, on data whose films were keyed by DICOM PatientID in either: a
+    value on most films of train/ and val/ but not of the whole data set (or the other way round) keys them otherwise."""
+    if saved.get("patient_key_rule", 1) >= 4 or now.get("patient_key_rule", 1) < 4:
+        return False
+    return any((record.get("patient_keys_from") or {}).get("dicom", 0) for record in (saved, now))
+
+
 def _rule(record: dict[str, Any]) -> str:
     """The key rule a split.json records, for messages."""
     rule = record.get("patient_key_rule")
@@ -350,7 +364,8 @@ def resume_advice(saved: dict[str, Any], now: dict[str, Any], kind: str = "run")
     """What to do when a resume's split differs (`split_change`): resume with the data the `kind` (a run, or a
     pretraining) was started with, or with the pneumoscan it was started with when the key rule changed."""
     with_what = ("the pneumoscan" if key_rule_change(saved, now) else
-                 "the pneumoscan (or, if its images changed, the data)" if key_rule_may_change(saved, now) else
+                 "the pneumoscan (or, if its images changed, the data)" if key_rule_may_change(saved, now) or
+                 placeholder_rule_may_change(saved, now) else
                  "the data")
     return f"resume with {with_what} it was started with, or start a new {kind} with another {option('out')}"
 
