@@ -326,3 +326,11 @@ def test_a_class_of_few_patients_says_its_intervals_are_unreliable():
     assert intervals_text(s).endswith("; these are unreliable, much too narrow: the bootstrap draws from only 1 NORMAL "
                                       "patient (fewer than 10 in a class)")
     assert "unreliable" not in intervals_text(summarize(y, p, 0.5, n_boot=20))
+
+
+def test_one_patient_with_films_of_both_classes_is_one_patient_in_the_text() -> None:
+    """Every film of one patient (one site ID on every film taken for a patient): 'the 1 patient', not 'the 1
+    patients'."""
+    y, p = make_data(n=20, n_pos=10)
+    text = intervals_text(summarize(y, p, 0.5, n_boot=20, groups=["A"] * 20))
+    assert "resamples of the 1 patient within each class" in text, text

@@ -246,7 +246,8 @@ def _drawn(info: dict[str, Any], options: str) -> str:
         unknown = f" (the patients of {counted(unkeyed, 'film')} are not known)" if unkeyed else ""
         return f"films within each class{unknown} {seed}"
     # before `per_class`, n_resampled counted a patient with films of both classes twice
-    patients = f"the {int(info['n_resampled']) - unkeyed:,} patients" if "per_class" in info else "patients"
+    keyed = int(info["n_resampled"]) - unkeyed
+    patients = f"the {keyed:,} patient{'' if keyed == 1 else 's'}" if "per_class" in info else "patients"
     alone = f" ({counted(unkeyed, 'film')} of no known patient drawn alone)" if unkeyed else ""
     return (f"{patients}{alone} within each class {seed}, each patient with all of their films of that class "
             f"(their films of the other class, if any, drawn separately with that class)")
