@@ -61,16 +61,18 @@ def test_an_out_of_memory_is_a_503_to_retry_and_one_log_line(where: str, url: st
     assert _post(client, url, field).status_code == 200  # still up, and the next request is answered
 
 
-@pytest.mark.parametrize("code", [errno.ENOMEM, errno.EMFILE, 0])  # 0: said in words only, as torch's loaders do
+# 0: said in words only, as torch's loaders do; -1: in an ImportError, which was a 503 on /ready and a 500 in a request
+@pytest.mark.parametrize("code", [errno.ENOMEM, errno.EMFILE, 0, -1])
 def test_a_host_short_of_memory_or_files_is_a_503_to_retry(code: int, client: TestClient,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """As re-reading an old --onnx export's model file for the guard may meet: it was a 500 with a traceback; and
     /ready's test image alike (without an errno it said 'the model failed to score a test image', as for a broken
     model, without Retry-After)."""
     def short(*_: object) -> None:
-        if code:
+        if code > 0:
             raise OSError(code, os.strerror(code), "/srv/models/m.safetensors")
-        raise OSError("/srv/lib/libtorch_cpu.so: cannot open shared object file: Too many open files")
+        words = "/srv/lib/libtorch_cpu.so: cannot open shared object file: Too many open files"
+        raise OSError(words) if code == 0 else ImportError(words)
 
     monkeypatch.setattr(Engine, "results", short)
     monkeypatch.setattr(Engine, "self_test", short)
@@ -81,9 +83,12 @@ def test_a_host_short_of_memory_or_files_is_a_503_to_retry(code: int, client: Te
     assert ready.status_code == 503 and ready.headers.get("Retry-After") == "2" and "/srv" not in ready.text, ready.text
 
 
-def test_another_runtime_error_is_still_an_internal_error(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("error", [RuntimeError("something else"), ImportError("No module named 'pydicom'"),
+                                   OSError(errno.EACCES, "Permission denied")])
+def test_another_runtime_error_is_still_an_internal_error(error: Exception, client: TestClient,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*_: object) -> None:
-        raise RuntimeError("something else")
+        raise error
 
     monkeypatch.setattr(Engine, "results", broken)
     with TestClient(client.app, raise_server_exceptions=False) as c:

@@ -109,7 +109,9 @@ async def _in_worker(request: Request, func: Callable[[], T], explain: bool = Fa
             log_gpu_full(f"{_request_line(request)}: ", err,
                          "; heatmaps run PyTorch whatever the backend: or ask without ?explain=true" if explain else "")
             raise _busy(GPU_FULL) from None
-        except OSError as err:  # the host short of memory or file handles (re-reading the model file, say): it passes
+        # the host short of memory or file handles (re-reading the model file, say; a library's loader says "too many
+        # open files" in an ImportError): it passes
+        except (OSError, ImportError) as err:
             if not host_short(err):
                 raise
             log.error("%s: %s", _request_line(request), first_line(err, 300))
