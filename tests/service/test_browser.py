@@ -698,6 +698,33 @@ def test_a_proxys_error_is_said_the_network_not_the_service(server: str, sample_
         assert not errors, errors
 
 
+def test_a_proxys_503_with_retry_after_is_waited_out_as_the_network_not_a_busy_service(server: str,
+                                                                                      sample_dir: Path) -> None:
+    """A proxy's 503 page that names a wait (a maintenance page, a load balancer) was waited out as 'The service is
+    busy with other uploads': it is asked again after the wait, said as the network or proxy from the start."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[0]
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        calls: list[str] = []
+
+        def handle(route: Any) -> None:
+            calls.append(route.request.url)
+            route.fulfill(status=503, headers={"Retry-After": "1"}, content_type="text/html", body=NGINX_503)
+
+        page.route("**/predict*", handle)
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#status")).to_have_text("The service could not be reached through the hospital's "
+                                                     "network or proxy; trying again in 1 s…")
+        expect(page.locator("#error")).to_have_text(
+            "The pneumoscan service could not be reached through the hospital's network or proxy, so this file was "
+            "not analysed (nothing is wrong with it). Try again in a minute; if it keeps failing, tell IT support (the "
+            "network or proxy answered HTTP 503 in place of the service).", timeout=15_000)
+        expect(page.locator("#status")).to_have_text("")
+        assert len(calls) == 3 and not errors, (calls, errors)  # three tries in all, one second apart
+
+
 def test_a_newer_upload_stops_the_wait_for_a_busy_service(server: str, sample_dir: Path) -> None:
     from playwright.sync_api import expect
 

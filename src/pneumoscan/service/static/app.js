@@ -662,7 +662,10 @@ async function analyse(files) {
       // audit log) or a proxy failing to reach it (gatewayFailed): asking again at once changes nothing.
       if (res.status !== 503 || tries >= BUSY_TRIES || res.header("Retry-After") == null) break;
       const wait = retryAfter(res);
-      setStatus(`The service is busy with other uploads; trying again in ${wait} s…`);
+      // a proxy's 503 that names a wait (a maintenance page, a load balancer) is waited out too, said as the network
+      setStatus(gatewayFailed(res)
+        ? `The service could not be reached through the hospital's network or proxy; trying again in ${wait} s…`
+        : `The service is busy with other uploads; trying again in ${wait} s…`);
       await sleep(wait * 1000, controller.signal);
       setStatus("Analysing…");
     }
