@@ -275,3 +275,54 @@ def test_file_name_keys_joining_folders_are_no_patient_and_read_once(tiny_run: P
     assert lo < hi  # not one patient a class drawn whole every time
     assert result.summary["patients_in_training"] is not None  # the keys were read with the training films' ...
     assert {reads[s.path] for s in result.images.samples} == {1}  # ... and not again
+
+
+def test_a_site_id_on_every_scored_film_is_judged_on_the_scored_data_not_the_training_data(
+        shared_patient_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An outside set whose anonymiser wrote one site ID on every film: a placeholder to `audit`, so each film is
+    keyed by its file name. Pooled with the training data's 28 real PatientIDs it was one patient a class (zero-width
+    intervals), and moving the training data away changed that. The bootstrap's keys are now `audit`'s, each header
+    still read once (the shared-patient count's reads are reused)."""
+    import shutil
+    import warnings
+    from collections import Counter
+
+    from pneumoscan.data import patients
+    from pneumoscan.data.layout import discover
+    from pneumoscan.evaluation.evaluate import evaluate
+    from pneumoscan.inference.predictor import Predictor
+    from tests.conftest import write_dicom
+
+    ext = tmp_path / "ext"
+    for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+        for i in range(4):
+            write_dicom(ext / "test" / name / f"{name[0]}{i}.dcm", label, 700 + 10 * label + i, "SITE01", size=48)
+    reads: Counter = Counter()
+    real = patients.dicom_patient_id
+    monkeypatch.setattr(patients, "dicom_patient_id", lambda path: reads.update([Path(path)]) or real(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = evaluate(Predictor(shared_patient_run, backend="torch"), ext, n_boot=50, progress=False)
+        audited = patients.dataset_keys(discover(ext), progress=False)
+    assert result.summary["patients_in_training"] is not None  # the training data was found and keyed
+    assert result.patients == [audited(s) for s in result.images.samples]
+    assert len(set(result.patients)) == 8 and "SITE01" not in result.patients
+    assert result.summary["intervals"]["resampled"] == "films"  # one film a patient
+    lo, hi = result.summary["brier"]["ci95"]
+    assert lo < hi
+    assert {reads[s.path] for s in result.images.samples} == {2}  # once for the count, once for `audited` here
+    with warnings.catch_warnings():  # the training data moved away: the same keys
+        warnings.simplefilter("ignore")
+        shutil.move(shared_patient_run.parent / "data", tmp_path / "moved")
+        try:
+            alone = evaluate(Predictor(shared_patient_run, backend="torch"), ext, n_boot=50, progress=False)
+        finally:
+            shutil.move(tmp_path / "moved", shared_patient_run.parent / "data")
+    assert alone.summary["patients_in_training"] is None and alone.patients == result.patients
+    reads.clear()  # the model's own data: the shared-patient count's keys are `audit`'s, taken on unread
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        own = evaluate(Predictor(shared_patient_run, backend="torch"), shared_patient_run.parent / "data", n_boot=20,
+                       progress=False)
+    assert sorted(own.patients or []) == ["N1", "P1", "T0", "T1"] and set(reads.values()) == {1}
+

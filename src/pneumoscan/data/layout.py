@@ -518,8 +518,20 @@ def _holds(children: dict[str, Path], shown: int = 6) -> str:
     return f" (it holds {_first_names(names, shown, 'folders')})"
 
 
+class ScoredSplit(tuple):
+    """The split to score: unpacks as (its name, its samples); `splits`: every split of its data set as found with
+    it, which evaluate keys patients over as `audit` does, without scanning the folder again."""
+
+    splits: dict[str, list[Sample]]
+
+    def __new__(cls, name: str, samples: list[Sample], splits: dict[str, list[Sample]]) -> "ScoredSplit":
+        scored = super().__new__(cls, (name, samples))
+        scored.splits = splits
+        return scored
+
+
 def evaluation_samples(root: str | Path, split: str | None = None) -> tuple[str, list[Sample]]:
-    """Samples to evaluate on: the named split, else `test`, else the only split present."""
+    """Samples to evaluate on: the named split, else `test`, else the only split present (a `ScoredSplit`)."""
     found = discover(root)
     if split is not None:
         split = split.lower() if split.lower() in SPLITS else split  # split folders are found in any case
@@ -528,11 +540,11 @@ def evaluation_samples(root: str | Path, split: str | None = None) -> tuple[str,
                 raise InputError(f"{root}: no {split}/ split here, only class folders; leave out {option('split')} to use "
                                  "all of its images")
             raise InputError(f"{root}: no {split}/ split here (found: {', '.join(found)})")
-        return split, found[split]
+        return ScoredSplit(split, found[split], found)
     for name in ("test", "all"):
         if name in found:
-            return name, found[name]
+            return ScoredSplit(name, found[name], found)
     if len(found) == 1:
         name = next(iter(found))
-        return name, found[name]
+        return ScoredSplit(name, found[name], found)
     raise InputError(f"{root}: no test/ split; pass {option('split')} with one of {', '.join(found)}")

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence
+from typing import Iterable, Mapping, NamedTuple, Sequence
 
 from pneumoscan import CLASS_NAMES, PATIENT_KEYS
 from pneumoscan.data.decode import is_dicom
@@ -154,12 +154,14 @@ def no_folder_message(loose: list[Sample]) -> str:
 @dataclass(frozen=True)
 class PatientKeys:
     """The patient key of each sample, the `--patient-key` choice they follow, where each key came from (one
-    of `SOURCES`) and the DICOM files whose header names no patient (keyed by `own_file_key`; `auto` only)."""
+    of `SOURCES`) and the DICOM files whose header names no patient (keyed by `own_file_key`; `auto` only);
+    `headers`: what was read from each sample's DICOM header (`dicom_patient_id`), for keying them again unread."""
 
     choice: str
     keys: dict[Sample, str]
     origins: dict[Sample, str]
     unnamed: frozenset[Sample] = frozenset()
+    headers: Mapping[Sample, str | None] = field(default_factory=dict, compare=False, repr=False)
 
     def __call__(self, sample: Sample) -> str:
         return self.keys[sample]
@@ -310,14 +312,15 @@ def _folder_keys(samples: list[Sample], loose_ok: bool) -> PatientKeys:
 
 
 def patient_keys(samples: Iterable[Sample], choice: str = "auto", loose_ok: bool = False,
-                 progress: bool = True) -> PatientKeys:
+                 progress: bool = True, known: Mapping[Sample, str | None] | None = None) -> PatientKeys:
     """The patient key of each of `samples` by `choice` (one of PATIENT_KEYS). With `auto`, the DICOM headers of
     the samples without a manifest patient are read (about 0.8 ms a DICOM file: seconds for thousands, counted by a
     'patient IDs' bar when `progress`, as `progress_bar` shows bars), and placeholder PatientIDs among them
     (`placeholder_ids`, judged over these samples: pass the whole data set) give way, with one warning, to
     `own_file_key` (whose folders are counted over the DICOM files without a usable PatientID), as an empty or
     missing PatientID does. With `folder`, an image right in its class folder is an InputError counting them all,
-    unless `loose_ok` (the audit, which lists them): then it is keyed by its file name."""
+    unless `loose_ok` (the audit, which lists them): then it is keyed by its file name. `known`: headers read
+    already (`PatientKeys.headers`), not read again."""
     if choice not in PATIENT_KEYS:
         raise InputError(f"{option('patient_key', choice)}: must be one of {', '.join(PATIENT_KEYS)}")
     samples = list(dict.fromkeys(samples))
@@ -326,14 +329,17 @@ def patient_keys(samples: Iterable[Sample], choice: str = "auto", loose_ok: bool
     keys: dict[Sample, str] = {}
     origins: dict[Sample, str] = {}
     dicom: dict[Sample, str] = {}
+    headers: dict[Sample, str | None] = {}
     if choice == "auto":
         for sample in samples:
             if sample.patient is not None:
                 keys[sample], origins[sample] = sample.patient, "manifest"
-        unread = [sample for sample in samples if sample not in keys]
+        known = known or {}
+        headers.update((s, known[s]) for s in samples if s not in keys and s in known)
+        unread = [sample for sample in samples if sample not in keys and sample not in headers]
         for sample in progress_bar(unread, desc="patient IDs", unit="img", progress=progress):
-            if (value := dicom_patient_id(Path(sample.path))) is not None:
-                dicom[sample] = value
+            headers[sample] = dicom_patient_id(Path(sample.path))
+        dicom.update((s, value) for s in samples if (value := headers.get(s)) is not None)  # in the samples' order
     named = [value for value in dicom.values() if value]
     placeholders = placeholder_ids(named)
     if placeholders:
@@ -353,18 +359,19 @@ def patient_keys(samples: Iterable[Sample], choice: str = "auto", loose_ok: bool
         # a DICOM file without a usable PatientID is not one patient with all of its export's IM000001
         n = len(folders[patient_id(sample.path)]) if sample in dicom else 1
         keys[sample], origins[sample] = own_file_key(sample.path, n), "file" if n > 1 else "name"
-    return PatientKeys(choice, keys, origins, frozenset(s for s in dicom if origins[s] in FILE_KEYS))
+    return PatientKeys(choice, keys, origins, frozenset(s for s in dicom if origins[s] in FILE_KEYS),
+                       headers)
 
 
 def dataset_keys(splits: dict[str, list[Sample]], choice: str = "auto", used: Sequence[Sample] | None = None,
-                 progress: bool = True) -> PatientKeys:
+                 progress: bool = True, known: Mapping[Sample, str | None] | None = None) -> PatientKeys:
     """The patient keys of a data set's images by split (as `discover` finds them), keyed over every split together:
     placeholder PatientIDs and the folders of a file name's key are judged over the whole data set, so `train` (which
     uses train/ and val/) and `audit` (every split) key each film alike. With `folder`, an image right in its class
     folder is an InputError among `used` only (None: none is, as the audit lists them); elsewhere it is keyed by its
-    file name."""
+    file name. `known`: DICOM headers read already (`PatientKeys.headers`)."""
     keys = patient_keys([s for samples in splits.values() for s in samples], choice, loose_ok=True,
-                        progress=progress)
+                        progress=progress, known=known)
     if used is not None and keys.choice == "folder":
         if loose := [s for s in dict.fromkeys(used) if keys.origins[s] == "name"]:
             raise InputError(no_folder_message(loose))

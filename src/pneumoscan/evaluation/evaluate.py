@@ -15,8 +15,8 @@ from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.decode import view_reason
 from pneumoscan.data.fingerprint import duplicate_warnings, seen_in_training, training_film_fingerprints
 from pneumoscan.data.layout import Sample, cause_name, evaluation_samples
-from pneumoscan.data.patients import (CAUSE_GROUPS, PatientKeys, cause_groups, cause_of, keys_across_folders,
-                                      name_collision_warning, patient_keys, patients_in_training, shared_clause)
+from pneumoscan.data.patients import (CAUSE_GROUPS, PatientKeys, cause_groups, cause_of, dataset_keys,
+                                      keys_across_folders, name_collision_warning, patients_in_training, shared_clause)
 from pneumoscan.errors import (InputError, MissingImagesWarning, check_at_least_one, counted, first_few, warn,
                               words)
 from pneumoscan.evaluation.bootstrap import summarize
@@ -207,7 +207,8 @@ def evaluate(
     split's films as the caller decoded them at the model's size (set-threshold's check), scored without a second
     decode (with the image cache off there is nothing to read them back from); `found`: the split's name and films
     as the caller's `evaluation_samples(data, split)` found them, so the data folder is not scanned again."""
-    split_name, samples = found if found is not None else evaluation_samples(data, split)
+    found = found if found is not None else evaluation_samples(data, split)
+    split_name, samples = found
     fingerprinted = not checked_unseen and len(training_film_fingerprints(predictor.meta.training)) > 0
     images = decoded if decoded is not None else load_image_set(samples, predictor.size, cache_dir,
                                                                 desc=f"decoding {split_name}", progress=progress,
@@ -240,7 +241,8 @@ def evaluate(
         warn(SharedPatientWarning(_shared_message(shared, len(images.samples), split_name, data, trained_on)))
     for message in duplicate_warnings({split_name: images.samples}, str(data), SCORED_BOTH):
         warn(LabelConflictWarning(message))
-    patients = film_patients(images.samples, predictor.meta.training, progress, keyed)
+    patients = film_patients(images.samples, predictor.meta.training, progress, keyed,
+                             scored_splits(data, split_name, samples, getattr(found, "splits", None)))
     summary = summarize(images.labels, probs, predictor.threshold, n_boot=n_boot, seed=seed, groups=patients)
     summary.update(split=split_name, data=str(data), model=str(predictor.path), skipped=images.skipped,
                    refused_by_guard=refused, seen_in_training=[str(p) for p in seen], patients_in_training=shared,
@@ -261,29 +263,61 @@ KEY_BY_MANIFEST = ("if each folder holds one patient's films, list them in a CSV
                    "model was trained with --patient-key auto, the default)")
 
 
+def scored_splits(data: str | os.PathLike, split: str, samples: Sequence[Sample],
+                  found: dict[str, list[Sample]] | None = None) -> dict[str, list[Sample]]:
+    """Every split of the scored data set (`split`: the scored one, its films `samples` as found), which `audit` keys
+    together: `found` (`ScoredSplit.splits`), else scanned again; only the scored split when the others cannot be
+    found again."""
+    import warnings
+
+    from pneumoscan.data.layout import discover
+
+    if found is None:
+        with warnings.catch_warnings():  # the data's own warnings were given when its split was found
+            warnings.simplefilter("ignore")
+            try:
+                found = discover(data)
+            except InputError:
+                found = {}
+    return {**found, split: list(samples)}
+
+
 def film_patients(samples: Sequence[Sample], training: dict, progress: bool = True,
-                  keyed: PatientKeys | None = None) -> list[str | None] | None:
+                  keyed: PatientKeys | None = None,
+                  dataset: dict[str, list[Sample]] | None = None) -> list[str | None] | None:
     """Each film's patient key, by the --patient-key the model's training used (`auto` when it records none; a film
     with no patient folder under `folder` is keyed by its file name), for the bootstrap to resample patients; None
-    when they cannot be read. `keyed`: keys already read with these films (`patients_in_training`'s), taken on when
-    they follow that choice. A film whose key, read from its file name, is found in other folders too (`pt1/1.jpeg`,
-    `pt2/1.jpeg`; `keys_across_folders`) is of no known patient (None, drawn alone), with `train`'s warning."""
+    when they cannot be read. The films are keyed as `audit` keys their data set (`dataset`: its splits, holding
+    `samples`, as `scored_splits` gives them; None: `samples` alone), so a placeholder PatientID is judged on that
+    data only, never on the training data's. `keyed`: keys already read (`patients_in_training`'s), taken on when
+    they follow that choice and were read over that very data set (the training data's own splits), else their
+    DICOM headers are (`PatientKeys.headers`: none is read twice). A film whose key,
+    read from its file name, is found in other folders too (`pt1/1.jpeg`, `pt2/1.jpeg`; `keys_across_folders`) is of
+    no known patient (None, drawn alone), with `train`'s warning."""
     import warnings
 
     choice = data_record(training)[0].get("patient_key") or "auto"
-    if keyed is not None and keyed.choice == choice:
+    dataset = dataset if dataset is not None else {"scored": list(samples)}
+    if keyed is not None and keyed.choice == choice and _same_films(keyed.keys, dataset):
         keys = keyed
     else:
         with warnings.catch_warnings():  # a placeholder PatientID is `audit`'s and `train`'s to report
             warnings.simplefilter("ignore")
             try:
-                keys = patient_keys(samples, choice, loose_ok=True, progress=progress)
+                keys = dataset_keys(dataset, choice, progress=progress,
+                                    known=keyed.headers if keyed is not None else None)
             except InputError:
                 return None
     if message := name_collision_warning(samples, keys, DRAWN_ALONE, KEY_BY_MANIFEST):
         warn(PatientKeyWarning(message))
     joined = set(keys_across_folders(samples, keys))
     return [None if keys.origins[s] == "name" and keys(s) in joined else str(keys(s)) for s in samples]
+
+
+def _same_films(keyed: dict[Sample, str], dataset: dict[str, list[Sample]]) -> bool:
+    """Whether keys read over the films `keyed` were read over the films of `dataset`'s splits, wherever found."""
+    return {Path(s.path).resolve() for s in keyed} == {Path(s.path).resolve() for films in dataset.values()
+                                                         for s in films}
 
 
 def refused_films(images: ImageSet, verdicts: Sequence[Any], guarded: bool) -> tuple[list[str], int]:

@@ -124,7 +124,7 @@ def threshold_films(data: str | os.PathLike, split: str | None) -> tuple[str, li
                  f"{option('split')} with films set aside for it, not those you report results on")
         raise InputError(f"{data}: holds the splits {names}; name the films to choose the threshold on: {which}")
     name = next(iter(found))
-    return name, found[name]
+    return layout.ScoredSplit(name, found[name], found)
 
 
 def set_threshold(
