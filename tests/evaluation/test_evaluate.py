@@ -326,3 +326,25 @@ def test_a_site_id_on_every_scored_film_is_judged_on_the_scored_data_not_the_tra
                        progress=False)
     assert sorted(own.patients or []) == ["N1", "P1", "T0", "T1"] and set(reads.values()) == {1}
 
+
+def test_kermany_patients_with_films_in_subfolders_stay_patients(tiny_run: Path, tmp_path: Path) -> None:
+    """Kermany's names give the patient within a split wherever the films sit: a patient's 2nd film in `NORMAL/b2/`
+    made the patient 'of no known patient', each film drawn alone (too narrow), with advice that did not fit."""
+    import warnings
+
+    from pneumoscan.evaluation.evaluate import PatientKeyWarning, evaluate
+    from pneumoscan.inference.predictor import Predictor
+    from tests.conftest import write_xray
+
+    data = tmp_path / "site"
+    for p in range(6):
+        write_xray(data / "test" / "NORMAL" / f"IM-{p:04d}-0001-0001.jpeg", 0, p, size=48)
+        write_xray(data / "test" / "NORMAL" / "b2" / f"IM-{p:04d}-0001-0002.jpeg", 0, 50 + p, size=48)
+        write_xray(data / "test" / "PNEUMONIA" / f"person{p}_virus_{p}.jpeg", 1, 100 + p, size=48)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = evaluate(Predictor(tiny_run, backend="torch"), data, n_boot=20, progress=False)
+    assert not [w for w in caught if issubclass(w.category, PatientKeyWarning)]
+    assert None not in (result.patients or [None])
+    intervals = result.summary["intervals"]
+    assert (intervals["resampled"], intervals["n_resampled"], intervals.get("unkeyed", 0)) == ("patients", 12, 0)

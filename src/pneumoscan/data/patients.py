@@ -202,15 +202,18 @@ class PatientKeys:
 NAME_COLLISION_SHARE = 0.25
 
 
-def keys_across_folders(samples: Iterable[Sample], keys: PatientKeys) -> dict[str, list[Sample]]:
+def keys_across_folders(samples: Iterable[Sample], keys: PatientKeys, bare: bool = False) -> dict[str, list[Sample]]:
     """The file-name keys (origin `name`) among `samples` whose images lie in more than one folder, each with its
     images (`pt7/1.jpeg` and `pt8/1.jpeg` made one patient `1`). Pass one split: Kermany's numbers restart in each,
-    and within one its names are unique per patient, so its own data gives none."""
+    and within one its names are unique per patient, so its own data gives none unless a patient's films sit in
+    subfolders. `bare`: only keys that are bare file names, leaving out those all of whose images have Kermany's
+    names (`is_kermany_name`), which name a patient wherever the films sit."""
     by_key: dict[str, list[Sample]] = defaultdict(list)
     for sample in dict.fromkeys(samples):
         if keys.origins[sample] == "name":
             by_key[keys(sample)].append(sample)
-    return {key: group for key, group in by_key.items() if len({Path(s.path).parent for s in group}) > 1}
+    return {key: group for key, group in by_key.items() if len({Path(s.path).parent for s in group}) > 1 and
+            not (bare and all(is_kermany_name(s.path) for s in group))}
 
 
 def across_folders_advice() -> str:
@@ -225,13 +228,14 @@ SPLIT_KEEPS = ("the patient split keeps them together as one patient", "the pati
 
 
 def name_collision_warning(samples: Sequence[Sample], keys: PatientKeys,
-                           done: tuple[str, str] = SPLIT_KEEPS, advice: str | None = None) -> str | None:
-    """`train`'s warning when file-name keys joining folders (`keys_across_folders`, over `samples`: one split) hold
-    NAME_COLLISION_SHARE or more of the images keyed by file name, as an export naming each patient's films
-    `1.jpeg`, `2.jpeg` makes; None otherwise. `done`: what the command does with them, for one key and for several
-    (`SPLIT_KEEPS`: train's); `advice`: what to do instead of `across_folders_advice`."""
+                           done: tuple[str, str] = SPLIT_KEEPS, advice: str | None = None,
+                           bare: bool = False) -> str | None:
+    """`train`'s warning when file-name keys joining folders (`keys_across_folders`, over `samples`: one split; with
+    `bare`, of bare file names only) hold NAME_COLLISION_SHARE or more of the images keyed by file name, as an export
+    naming each patient's films `1.jpeg`, `2.jpeg` makes; None otherwise. `done`: what the command does with them,
+    for one key and for several (`SPLIT_KEEPS`: train's); `advice`: what to do instead of `across_folders_advice`."""
     named = sum(keys.origins[s] == "name" for s in dict.fromkeys(samples))
-    joined = keys_across_folders(samples, keys)
+    joined = keys_across_folders(samples, keys, bare)
     images = sum(len(group) for group in joined.values())
     if not joined or images < NAME_COLLISION_SHARE * named:
         return None

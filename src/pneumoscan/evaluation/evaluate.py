@@ -291,9 +291,9 @@ def film_patients(samples: Sequence[Sample], training: dict, progress: bool = Tr
     `samples`, as `scored_splits` gives them; None: `samples` alone), so a placeholder PatientID is judged on that
     data only, never on the training data's. `keyed`: keys already read (`patients_in_training`'s), taken on when
     they follow that choice and were read over that very data set (the training data's own splits), else their
-    DICOM headers are (`PatientKeys.headers`: none is read twice). A film whose key,
-    read from its file name, is found in other folders too (`pt1/1.jpeg`, `pt2/1.jpeg`; `keys_across_folders`) is of
-    no known patient (None, drawn alone), with `train`'s warning."""
+    DICOM headers are (`PatientKeys.headers`: none is read twice). A film whose key
+    is a bare file name found in other folders too (`pt1/1.jpeg`, `pt2/1.jpeg`; `keys_across_folders`) is of no
+    known patient (None, drawn alone), with `train`'s warning; Kermany's names are a patient wherever they sit."""
     import warnings
 
     choice = data_record(training)[0].get("patient_key") or "auto"
@@ -308,9 +308,9 @@ def film_patients(samples: Sequence[Sample], training: dict, progress: bool = Tr
                                     known=keyed.headers if keyed is not None else None)
             except InputError:
                 return None
-    if message := name_collision_warning(samples, keys, DRAWN_ALONE, KEY_BY_MANIFEST):
+    if message := name_collision_warning(samples, keys, DRAWN_ALONE, KEY_BY_MANIFEST, bare=True):
         warn(PatientKeyWarning(message))
-    joined = set(keys_across_folders(samples, keys))
+    joined = set(keys_across_folders(samples, keys, bare=True))
     return [None if keys.origins[s] == "name" and keys(s) in joined else str(keys(s)) for s in samples]
 
 
