@@ -338,10 +338,11 @@ def read_unchanged(path: Path, sha256: str) -> tuple[bytes, ArtifactMeta]:
 
 def load_artifact(path: str | os.PathLike | None, device: str | torch.device | None = None, *,
                   sha256: str | None = None) -> tuple[nn.Module, ArtifactMeta]:
-    """Build the model described by an artifact and load its weights onto `device` (None: `device_for()`, CUDA when
-    present); never unpickles anything. A PluginVersionWarning names both versions when a plugin's model comes from
-    another version of its package than it was trained with and its weights still load. `sha256`: the file's as the
-    caller read it before; the bytes loaded must be that file's (`read_unchanged`)."""
+    """Build the model described by an artifact and load its weights onto `device` (None: CUDA when present; on
+    CUDA, asked for or not, convolutions in full float32 as `device_for` sets them); never unpickles anything. A
+    PluginVersionWarning names both versions when a plugin's model comes from another version of its package than it
+    was trained with and its weights still load. `sha256`: the file's as the caller read it before; the bytes loaded
+    must be that file's (`read_unchanged`)."""
     from safetensors.torch import load, load_file
 
     from pneumoscan.inference.batch import device_for
@@ -379,5 +380,5 @@ def load_artifact(path: str | os.PathLike | None, device: str | torch.device | N
         warn(PluginVersionWarning(f"{path}: {changed[0]}; its weights load, but its results may differ from the ones "
                                   f"it was validated with (pip install '{changed[1]}' for the version it was trained "
                                   f"with)"))
-    return model.to(device if device is not None else device_for()).eval(), meta
+    return model.to(device_for(device)).eval(), meta  # device_for: a CUDA asked for by name computes in float32 too
 

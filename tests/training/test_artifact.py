@@ -39,9 +39,28 @@ def test_an_artifact_loads_onto_the_device_asked_for_else_the_one_device_for_pic
 
     meta = ArtifactMeta(model_name="cnn", model_config={}, image_size=32, mean=0.5, std=0.25)
     path = save_artifact(tmp_path / "m.safetensors", create_model("cnn"), meta)
-    monkeypatch.setattr(batch, "device_for", lambda preferred=None: torch.device("meta"))
+    monkeypatch.setattr(batch, "device_for", lambda preferred=None: torch.device(preferred or "meta"))
     assert {t.device.type for t in load_artifact(path)[0].state_dict().values()} == {"meta"}
     assert {t.device.type for t in load_artifact(path, "cpu")[0].state_dict().values()} == {"cpu"}  # as export asks
+
+
+def test_an_artifact_loaded_onto_cuda_by_name_computes_in_full_float32(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`load_artifact(path, "cuda")` (a notebook's, a script's) turns cuDNN's TF32 off as `device_for()` does: with it
+    on, a GPU's scores drift from the stored validation scores and threshold. No GPU here: the move is recorded."""
+    meta = ArtifactMeta(model_name="cnn", model_config={}, image_size=32, mean=0.5, std=0.25)
+    path = save_artifact(tmp_path / "m.safetensors", create_model("cnn"), meta)
+    moved_to: list[torch.device] = []
+
+    def to(self: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        moved_to.append(torch.device(device))
+        return self
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)  # cuDNN's default; put back afterwards
+    monkeypatch.setattr(torch.nn.Module, "to", to)
+    load_artifact(path, "cuda")
+    assert moved_to == [torch.device("cuda")]
+    assert not torch.backends.cudnn.allow_tf32
 
 
 def test_preprocessing_round_trips_through_the_flat_json_header() -> None:

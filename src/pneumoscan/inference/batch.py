@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-def device_for(preferred: str | None = None) -> torch.device:
+def device_for(preferred: str | torch.device | None = None) -> torch.device:
     """CUDA when present (or when asked), else CPU. On CUDA, convolutions are computed in full float32: with cuDNN's
     default TF32 (inputs rounded to 10 mantissa bits) a GPU's scores, the stored validation scores and threshold of a
     run trained there among them, would differ from the CPU's and ONNX Runtime's by far more than float32 rounding."""
