@@ -62,6 +62,35 @@ def test_auto_prefers_pytorch_on_a_cuda_gpu(monkeypatch: pytest.MonkeyPatch) -> 
     assert resolve_backend("onnx") == "onnx"
 
 
+def test_the_onnx_backend_keeps_the_torch_model_off_the_gpu(tiny_run: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--backend onnx` is the advice for a full GPU: the torch model it exports in memory from (and checks the export
+    against), loads lazily beside an export on file, and copies for Grad-CAM stays on the CPU. The meta device stands
+    in for CUDA: where it is picked, PyTorch's backend puts the model on it."""
+    import torch
+
+    import pneumoscan.inference.batch as batch
+    from pneumoscan.service.engine import Engine
+    from pneumoscan.service.settings import Settings
+
+    def devices(model: torch.nn.Module) -> set[str]:
+        return {t.device.type for t in model.state_dict().values()}
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(batch, "device_for", lambda preferred=None: torch.device(preferred or "meta"))
+    assert devices(Predictor(tiny_run, backend="torch").model) == {"meta"}
+    in_memory = Predictor(tiny_run, backend="onnx")
+    assert in_memory.onnx is not None and in_memory.model_loaded and devices(in_memory.model) == {"cpu"}
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_run / "model.safetensors", run / "model.safetensors")
+    export_artifact(run, run / "model.onnx")
+    engine = Engine(Settings(model=str(run), backend="onnx"))
+    assert not engine.predictor.model_loaded
+    with engine._explain_lock:
+        assert devices(engine._explain_copy()) == {"cpu"}
+
+
 def test_an_onnx_file_asks_auto_for_onnx_even_on_a_gpu(tiny_run: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
@@ -70,7 +99,8 @@ def test_an_onnx_file_asks_auto_for_onnx_even_on_a_gpu(tiny_run: Path, tmp_path:
 
     export_artifact(tiny_run, tmp_path / "model.onnx")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(predictor_module, "load_artifact", lambda path, **kw: load_artifact(path, "cpu", **kw))  # no GPU
+    monkeypatch.setattr(predictor_module, "load_artifact",
+                        lambda path, _device=None, **kw: load_artifact(path, "cpu", **kw))  # no GPU
     chosen = Predictor(tiny_run, backend="auto", onnx_path=tmp_path / "model.onnx")
     assert chosen.backend == "onnx" and chosen.onnx is not None
     assert chosen.onnx.source == str(tmp_path / "model.onnx")
@@ -190,7 +220,7 @@ def test_an_export_on_file_serves_without_loading_the_torch_model(tiny_run: Path
     export_artifact(run, run / "model.onnx")
     loaded: list[Path] = []
     monkeypatch.setattr(predictor_module, "load_artifact",
-                        lambda path, **kw: loaded.append(path) or load_artifact(path, **kw))
+                        lambda path, *args, **kw: loaded.append(path) or load_artifact(path, *args, **kw))
     predictor = Predictor(run, backend="onnx")
     images = np.stack([np.full((32, 32), v, np.uint8) for v in (0, 90, 200)])
     probs = predictor.predict_images(images)

@@ -56,7 +56,8 @@ def test_an_out_of_memory_is_a_503_to_retry_and_one_log_line(where: str, url: st
     line = errors[0].getMessage()
     assert "\n" not in line and f"the GPU ran out of memory ({OOM})" in line and url.split("?")[0] in line
     assert "--slots" in line and "--backend onnx" in line
-    assert ("or ask without ?explain=true" in line) is ("explain" in url)  # Grad-CAM runs PyTorch on any backend
+    assert ("or ask without ?explain=true" in line) is ("explain" in url)
+    assert "--backend onnx (ONNX Runtime, on the CPU, and Grad-CAM's model too)" in line  # it leaves the GPU whole
     assert freed == [1]
     assert _post(client, url, field).status_code == 200  # still up, and the next request is answered
 

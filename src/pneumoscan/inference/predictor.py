@@ -226,7 +226,8 @@ class Predictor:
     @property
     def model(self) -> Any:
         """The torch model (nn.Module), loaded on first use when the ONNX export on file served without it;
-        InputError then when the model file changed since this Predictor read it (its `sha256`)."""
+        InputError then when the model file changed since this Predictor read it (its `sha256`). On the CPU with the
+        onnx backend, else on `device_for()`'s device (CUDA when present)."""
         if self._model is None:
             self._load_model()
         return self._model
@@ -242,7 +243,9 @@ class Predictor:
         with self._model_lock:
             if self._model is None:
                 try:
-                    self._model, _ = load_artifact(self.path, sha256=self.sha256)
+                    # on the onnx backend (the way off a full GPU) on the CPU: it serves the export and Grad-CAM
+                    self._model, _ = load_artifact(self.path, "cpu" if self.backend == "onnx" else None,
+                                                   sha256=self.sha256)
                 except ModelFileChanged:
                     raise
                 except (OSError, InputError) as err:

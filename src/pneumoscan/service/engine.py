@@ -203,7 +203,7 @@ def host_short(err: BaseException) -> bool:
 
 
 GPU_WAYS = ("free the GPU (`nvidia-smi` lists the processes holding it)", "serve fewer requests at once (--slots, 2 "
-            "by default)", "serve with --backend onnx (ONNX Runtime, on the CPU)")
+            "by default)", "serve with --backend onnx (ONNX Runtime, on the CPU, and Grad-CAM's model too)")
 
 
 def log_gpu_full(start: str, err: BaseException, last_way: str = "") -> None:

@@ -107,7 +107,7 @@ async def _in_worker(request: Request, func: Callable[[], T], explain: bool = Fa
             if not gpu_out_of_memory(err):
                 raise
             log_gpu_full(f"{_request_line(request)}: ", err,
-                         "; heatmaps run PyTorch whatever the backend: or ask without ?explain=true" if explain else "")
+                         "; or ask without ?explain=true" if explain else "")
             raise _busy(GPU_FULL) from None
         # the host short of memory or file handles (re-reading the model file, say; a library's loader says "too many
         # open files" in an ImportError): it passes
