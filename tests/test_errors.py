@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pneumoscan.errors import (InputError, MissingImagesWarning, check_at_least_one, cli_words, option, speaks_python,
-                             switch, warn, words)
+from pneumoscan.errors import (InputError, MissingImagesWarning, check_at_least_one, cli_words, gpu_out_of_memory,
+                             option, speaks_python, switch, warn, words)
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning
 
 
@@ -104,3 +104,25 @@ def test_evaluate_and_set_threshold_print_by_that_rule() -> None:
                **{k: {"value": 0.99996} for k in ("recall", "specificity", "precision", "accuracy")}}
     text = format_local_threshold(LocalThreshold(0.5, (0.4, 0.6), 0.95, figures, figures, Path("m"), True, []))
     assert "  recall       0.99996 0.99996" in text
+
+
+@pytest.mark.parametrize(("error", "full"), [
+    ("OutOfMemoryError:CUDA out of memory. Tried to allocate 20.00 MiB", True),  # torch's caching allocator
+    ("AcceleratorError:CUDA error: out of memory\nCUDA kernel errors might be asynchronously reported at some other "
+     "API call, so the stacktrace below might be incorrect.", True),  # C10_CUDA_CHECK: a cudaMalloc outside the cache
+    ("RuntimeError:CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`", True),
+    ("RuntimeError:cuDNN error: CUDNN_STATUS_ALLOC_FAILED", True),
+    ("AcceleratorError:CUDA error: an illegal memory access was encountered", False),  # a bug, not a full GPU
+    ("RuntimeError:CUDA error: CUBLAS_STATUS_EXECUTION_FAILED when calling `cublasSgemm( handle, opa, opb, m, n, k, "
+     "&alpha, a, lda, b, ldb, &beta, c, ldc)`", False),
+    ("RuntimeError:DefaultCPUAllocator: can't allocate memory: you tried to allocate 1024 bytes", False),  # the host's
+    ("ValueError:CUDA error: out of memory", False),
+])
+def test_a_full_gpu_is_told_by_torchs_error_class_or_its_exact_allocation_failure_texts(error: str, full: bool) -> None:
+    """torch 2.13's texts (ATen/cuda/Exceptions.h, c10/cuda/CUDAException.cpp): a cuBLAS or cuDNN handle, or a
+    cudaMalloc outside torch's cache, fails with a RuntimeError, not OutOfMemoryError. No GPU here: raised by hand."""
+    import torch
+
+    kind, text = error.split(":", 1)
+    err = getattr(torch, kind, None) or {"RuntimeError": RuntimeError, "ValueError": ValueError}[kind]
+    assert gpu_out_of_memory(err(text)) is full

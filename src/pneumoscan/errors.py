@@ -210,10 +210,21 @@ def names_file(err: OSError, path: os.PathLike[str] | str) -> bool:
         return False
 
 
+# torch's texts for GPU allocations that fail outside its caching allocator (whose failure is OutOfMemoryError):
+# C10_CUDA_CHECK on cudaErrorMemoryAllocation (a torch.AcceleratorError), TORCH_CUDABLAS_CHECK on a cuBLAS handle or
+# workspace (each new thread's first matrix product makes a handle), AT_CUDNN_CHECK on a cuDNN one
+GPU_ALLOCATION_FAILED = ("CUDA error: out of memory", "CUDA error: CUBLAS_STATUS_ALLOC_FAILED",
+                         "cuDNN error: CUDNN_STATUS_ALLOC_FAILED")
+
+
 def gpu_out_of_memory(err: BaseException) -> bool:
-    """Whether `err` is torch's report that the GPU had no memory left (never so when torch was not imported)."""
+    """Whether `err` is torch's report that the GPU had no memory left: an OutOfMemoryError, or a RuntimeError with
+    one of the texts of GPU_ALLOCATION_FAILED (never so when torch was not imported)."""
     torch = sys.modules.get("torch")
-    return torch is not None and isinstance(err, getattr(torch, "OutOfMemoryError", ()))
+    if torch is None:
+        return False
+    return isinstance(err, getattr(torch, "OutOfMemoryError", ())) or (
+        isinstance(err, RuntimeError) and any(text in str(err) for text in GPU_ALLOCATION_FAILED))
 
 
 def out_of_memory_text(err: BaseException, ways: list[str]) -> str:

@@ -34,12 +34,19 @@ def test_training_out_of_gpu_memory_names_the_batch_size_the_cpu_and_the_resume(
     assert f"continue the run with `pneumoscan train --out {out} --resume`" in err
 
 
-def test_scoring_out_of_gpu_memory_names_the_onnx_backend(tiny_run: Path, tiny_data: Path,
+def _cublas_alloc_failed(*_: Any, **__: Any) -> None:
+    raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+
+
+@pytest.mark.parametrize("failure", [_out_of_memory, _cublas_alloc_failed])
+def test_scoring_out_of_gpu_memory_names_the_onnx_backend(failure: Any, tiny_run: Path, tiny_data: Path,
                                                          monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Out of the caching allocator's memory (OutOfMemoryError), or a cuBLAS handle that could not be allocated (a
+    RuntimeError)."""
     import pneumoscan.evaluation.evaluate as evaluate
 
-    monkeypatch.setattr(evaluate, "evaluate", _out_of_memory)
+    monkeypatch.setattr(evaluate, "evaluate", failure)
     assert main(["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--backend", "torch"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "the GPU ran out of memory" in err

@@ -62,6 +62,24 @@ def test_an_out_of_memory_is_a_503_to_retry_and_one_log_line(where: str, url: st
     assert _post(client, url, field).status_code == 200  # still up, and the next request is answered
 
 
+@pytest.mark.parametrize("text", ["CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
+                                  "cuDNN error: CUDNN_STATUS_ALLOC_FAILED"])
+def test_a_gpu_handle_that_could_not_be_allocated_is_a_full_gpu_too(text: str, client: TestClient,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker thread's first matrix product makes its cuBLAS handle: under memory pressure that fails as a
+    RuntimeError, not OutOfMemoryError. It was a 500, and /ready 'the model failed to score a test image'."""
+    def alloc_failed(*_: object) -> None:
+        raise RuntimeError(text)
+
+    monkeypatch.setattr(Engine, "results", alloc_failed)
+    monkeypatch.setattr(Engine, "self_test", alloc_failed)
+    with TestClient(client.app, raise_server_exceptions=False) as c:
+        res, ready = _post(c, "/predict"), c.get("/ready")
+    assert res.status_code == 503 and res.headers["Retry-After"] == "2"
+    assert res.json()["detail"].startswith("server busy: the GPU ran out of memory")
+    assert ready.status_code == 503 and ready.headers["Retry-After"] == "2" and "GPU" in ready.text
+
+
 # 0: said in words only, as torch's loaders do; -1: in an ImportError, which was a 503 on /ready and a 500 in a request
 @pytest.mark.parametrize("code", [errno.ENOMEM, errno.EMFILE, 0, -1])
 def test_a_host_short_of_memory_or_files_is_a_503_to_retry(code: int, client: TestClient,
