@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
 
 from pneumoscan.evaluation.metrics import roc_auc
-from pneumoscan.inference.batch import device_for, sigmoid
+from pneumoscan.inference.batch import device_for, sigmoid, unsupported_gpu
 
 
 def test_sigmoid_keeps_large_logits_apart_so_auc_sees_their_order() -> None:
@@ -35,3 +38,54 @@ def test_choosing_cuda_turns_off_tf32_convolutions(monkeypatch: pytest.MonkeyPat
     assert not torch.backends.cudnn.allow_tf32
     # torch 2.9+ convolutions read the per-operation setting, which the legacy switch sets
     assert torch.backends.cudnn.conv.fp32_precision != "tf32"
+
+
+@pytest.fixture()
+def fresh_gpu_check() -> Iterator[None]:
+    """The check of the GPU against the build's architectures is made once a process: again for each case here."""
+    unsupported_gpu.cache_clear()
+    yield
+    unsupported_gpu.cache_clear()
+
+
+def _gpu(monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int], arches: list[str]) -> None:
+    """A GPU of `capability` under a PyTorch build made for `arches` (no GPU here: torch's answers patched)."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)  # put back afterwards
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: arches)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla P4")
+
+
+CUDA_13_BUILD = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]  # PyTorch 2.13's x86_64 CUDA 13.0 wheels
+
+
+def test_a_gpu_too_old_for_the_build_is_left_for_the_cpu_with_one_warning(
+        fresh_gpu_check: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every command stopped at its first operation ('no kernel image is available for execution on the device')."""
+    from pneumoscan.inference.onnx_backend import resolve_backend
+
+    _gpu(monkeypatch, (6, 1), CUDA_13_BUILD)
+    with pytest.warns(UserWarning, match=r"Tesla P4 \(CUDA capability 6\.1\) is not supported .* running on the "
+                                         r"CPU; .*CUDA_VISIBLE_DEVICES="):
+        assert device_for().type == "cpu"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once a process
+        assert device_for().type == "cpu" and resolve_backend("auto") == "onnx"
+    assert device_for("cuda").type == "cuda"  # asked for by name: the caller's choice
+
+
+@pytest.mark.parametrize(("capability", "arches"), [
+    ((8, 9), CUDA_13_BUILD),  # sm_86 code runs on 8.9
+    ((12, 1), CUDA_13_BUILD),
+    ((6, 1), ["sm_50", "sm_60", "sm_70"]),
+    ((9, 0), ["sm_80", "compute_80"]),  # PTX compiled for the GPU at run time
+    ((9, 0), ["gfx90a", "gfx942"]),  # a ROCm build: nothing to compare
+    ((9, 0), []),
+])
+def test_a_gpu_the_build_has_kernels_for_is_used(capability: tuple[int, int], arches: list[str],
+                                                 fresh_gpu_check: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    _gpu(monkeypatch, capability, arches)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert device_for().type == "cuda"

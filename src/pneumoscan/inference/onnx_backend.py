@@ -46,10 +46,10 @@ def cuda_available() -> bool:
 
 
 def torch_cuda_available() -> bool:
-    """What torch says: whether it can use a CUDA (or ROCm) GPU."""
-    import torch
+    """What torch says: whether it can use a CUDA (or ROCm) GPU, one this PyTorch build has kernels for."""
+    from pneumoscan.inference.batch import cuda_usable
 
-    return torch.cuda.is_available()
+    return cuda_usable()
 
 
 def resolve_backend(backend: str) -> str:
