@@ -151,6 +151,9 @@ def test_predict_takes_a_pydicom_dataset_as_its_file(tiny_run: Path, tiny_data: 
 
 @pytest.mark.parametrize("given, message", [
     (np.zeros((40, 40), np.float32) + 0.5, r"^predict: an array of float32 \(40, 40\); give the film's pixels as uint8"),
+    (np.zeros((40, 40, 2), np.uint8),
+     r"^predict: an array of uint8 \(40, 40, 2\); give the film's pixels as uint8 \(0-255\) or uint16, shape \(H, W\), "
+     r"or uint8 \(H, W, 3\) or \(H, W, 4\), as "),
     ([[1, 2], [3, 4]],
      r"^predict: image takes a path \(a str or os.PathLike\), a file's bytes, a PIL image, a numpy array or a pydicom "
      r"Dataset, not list \[\[1, 2\], \[3, 4\]\]$"),

@@ -108,8 +108,8 @@ def encoded_png(image: Any, caller: str = "predict") -> tuple[bytes, str]:
         rgb = image.ndim == 3 and image.shape[2] in (3, 4) and image.dtype == np.uint8
         if not (rgb or image.ndim == 2 and image.dtype in (np.uint8, np.uint16)):
             raise InputError(f"{caller}: an array of {image.dtype} {image.shape}; give the film's pixels as uint8 "
-                             f"(0-255) or uint16, shape (H, W), or uint8 (H, W, 3), as {_ARRAY_OF_FILE} gives "
-                             f"them")
+                             f"(0-255) or uint16, shape (H, W), or uint8 (H, W, 3) or (H, W, 4), as "
+                             f"{_ARRAY_OF_FILE} gives them")
         image = Image.fromarray(np.ascontiguousarray(image))
     else:
         raise InputError(f"{caller} takes a path, a file's bytes, a PIL image, a numpy array or a pydicom Dataset, not "
