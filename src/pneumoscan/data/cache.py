@@ -37,8 +37,9 @@ from pneumoscan.progress import progress_bar
 # does not measure (not a JPEG, or under 128 px; some format-4 entries hold 0 or a measure there). 6: and its peak
 # excess (the posterised rule). 7: the dither energy of 8-bit PNG, TIFF and BMP files too (format 6 holds NaN
 # there). 8: a PNG with a transparency entry measured composited on black, as the decoder gives it (format 7: its
-# stored levels).
-CACHE_FORMAT = 8
+# stored levels). 9: peak excess with the edges' levels and busy edge lines left out (e406b40; format 8 may hold the
+# flat-lines-only measure).
+CACHE_FORMAT = 9
 
 
 def default_cache_dir() -> Path:
