@@ -590,6 +590,19 @@ def busy_then(page: Any, busy_answers: int) -> list[str]:
     return calls
 
 
+def predict_answered(page: Any, **answer: Any) -> list[str]:
+    """/predict answered with `answer` (`route.fulfill`'s arguments) in the service's stead, every time; returns the
+    list each request to /predict is noted in."""
+    calls: list[str] = []
+
+    def handle(route: Any) -> None:
+        calls.append(route.request.url)
+        route.fulfill(**answer)
+
+    page.route("**/predict*", handle)
+    return calls
+
+
 def test_page_asks_a_busy_service_again_after_the_wait_it_names(server: str, sample_dir: Path) -> None:
     from playwright.sync_api import expect
 
@@ -638,13 +651,8 @@ def test_a_503_without_retry_after_is_said_a_fault_of_the_service_at_once_not_bu
     xray = sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[0]
     with chromium_page(server + "/") as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
-        calls: list[str] = []
-
-        def handle(route: Any) -> None:
-            calls.append(route.request.url)
-            route.fulfill(status=503, content_type="application/json", body=json.dumps({"detail": MODEL_FAULT}))
-
-        page.route("**/predict*", handle)
+        calls = predict_answered(page, status=503, content_type="application/json",
+                                 body=json.dumps({"detail": MODEL_FAULT}))
         if not explain:
             page.evaluate("modelInfo.explain_available = false")
         page.set_input_files("#file", str(xray))
@@ -676,13 +684,7 @@ def test_a_proxys_error_is_said_the_network_not_the_service(server: str, sample_
     xray = sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[0]
     with chromium_page(server + "/") as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
-        calls: list[str] = []
-
-        def handle(route: Any) -> None:
-            calls.append(route.request.url)
-            route.fulfill(status=status, content_type=content_type, body=body)
-
-        page.route("**/predict*", handle)
+        calls = predict_answered(page, status=status, content_type=content_type, body=body)
         if not explain:
             page.evaluate("modelInfo.explain_available = false")
         page.set_input_files("#file", str(xray))
@@ -707,13 +709,8 @@ def test_a_proxys_503_with_retry_after_is_waited_out_as_the_network_not_a_busy_s
     xray = sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[0]
     with chromium_page(server + "/") as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
-        calls: list[str] = []
-
-        def handle(route: Any) -> None:
-            calls.append(route.request.url)
-            route.fulfill(status=503, headers={"Retry-After": "1"}, content_type="text/html", body=NGINX_503)
-
-        page.route("**/predict*", handle)
+        calls = predict_answered(page, status=503, headers={"Retry-After": "1"}, content_type="text/html",
+                                 body=NGINX_503)
         page.set_input_files("#file", str(xray))
         expect(page.locator("#status")).to_have_text("The service could not be reached through the hospital's "
                                                      "network or proxy; trying again in 1 s…")
