@@ -237,7 +237,7 @@ def test_images_with_no_patient_folder_are_listed_not_the_end_of_the_audit(tmp_p
     from pneumoscan.cli import main
     from pneumoscan.errors import InputError
     from pneumoscan.training.config import TrainConfig
-    from pneumoscan.training.trainer import prepare_data
+    from pneumoscan.training.run_data import prepare_data
 
     for i in range(4):
         write_xray(tmp_path / "train" / "NORMAL" / f"pt{i}" / "a.png", 0, i)

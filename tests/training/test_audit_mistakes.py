@@ -29,7 +29,8 @@ def test_a_diverging_run_stops_with_the_fix(tiny_dataset: Path, tmp_path: Path, 
 
 
 def test_a_last_batch_of_one_image_trains_with_batch_normalisation(tiny_dataset: Path, tmp_path: Path) -> None:
-    from pneumoscan.training.trainer import prepare_data, steps_per_epoch, train
+    from pneumoscan.training.run_data import prepare_data
+    from pneumoscan.training.trainer import steps_per_epoch, train
 
     n = len(prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path)), 16, False).train.labels)
     assert steps_per_epoch(n, n - 1) == 1 and steps_per_epoch(2 * n + 1, 2) == n and steps_per_epoch(n, n) == 1

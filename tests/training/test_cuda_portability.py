@@ -68,6 +68,7 @@ def test_training_holds_cudnn_to_deterministic_algorithms(command: str, tiny_dat
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """What a seed can promise on a GPU: cuDNN's nondeterministic and benchmarked algorithms are ruled out
     (monkeypatch puts back the flags the process had)."""
+    import pneumoscan.training.run_data as run_data
     import pneumoscan.training.trainer as trainer
 
     def stop(*_: object, **__: object) -> None:
@@ -75,7 +76,8 @@ def test_training_holds_cudnn_to_deterministic_algorithms(command: str, tiny_dat
 
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
-    monkeypatch.setattr(trainer, "prepare_data", stop)
+    for module in (trainer, run_data):  # train reads it through the trainer's name, pretrain from run_data
+        monkeypatch.setattr(module, "prepare_data", stop)
     extra = ["--batch-size", "8"] if command == "pretrain" else []
     assert main([command, "--data", str(tiny_dataset), "--out", str(tmp_path / "run"), "--model", "cnn",
                  "--image-size", "32", "--epochs", "1", "--quiet", *extra]) != 0

@@ -8,7 +8,7 @@ import pytest
 
 from pneumoscan.errors import InputError
 from pneumoscan.training.config import TrainConfig
-from pneumoscan.training.trainer import prepare_data
+from pneumoscan.training.run_data import prepare_data
 
 
 def test_given_val_counts_patient_ids_shared_with_train(tiny_dataset: Path, tmp_path: Path) -> None:

@@ -341,7 +341,7 @@ def test_train_init_warns_when_the_pretraining_trained_on_its_validation_films(t
     the run's validation patients: counted from the film fingerprints the pretraining records."""
     import re
 
-    from pneumoscan.training.trainer import prepare_data
+    from pneumoscan.training.run_data import prepare_data
 
     pre = tmp_path / "pre"
     assert main(["pretrain", "--data", str(tiny_data), "--out", str(pre), "--model", "cnn", "--image-size", "32",

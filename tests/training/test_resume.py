@@ -273,7 +273,7 @@ def test_resume_refuses_another_patient_key(resume_data: Path, tmp_path: Path, c
 
 
 def test_split_change_compares_how_patients_were_read() -> None:
-    from pneumoscan.training.trainer import split_change
+    from pneumoscan.training.split_check import split_change
 
     counts = {"train": {"NORMAL": 2, "PNEUMONIA": 2}, "val": {"NORMAL": 1, "PNEUMONIA": 1}}
     now = {"patient_key": "auto", "patient_keys_from": {"name": 6}, "counts": counts, "val_files": ["a", "b"]}
@@ -289,7 +289,7 @@ def test_resume_accepts_a_split_json_that_counted_every_image_found(resume_data:
     """split.json once counted the patient keys of every image found, so an unreadable DICOM film's PatientID made a
     run `auto` by DICOM where the images used are all keyed by file name (now recorded as by name): such a run still
     resumes, and one split otherwise is still refused."""
-    from pneumoscan.training.trainer import split_change
+    from pneumoscan.training.split_check import split_change
     from tests.conftest import write_dicom
 
     broken = write_dicom(resume_data / "train" / "NORMAL" / "broken.dcm", 0, 99, patient_id="N99", size=16)
@@ -310,7 +310,7 @@ def test_resume_accepts_a_split_json_that_counted_every_image_found(resume_data:
 def test_split_change_tells_images_split_otherwise_from_other_images() -> None:
     """The same images whose DICOM PatientIDs changed (a re-export) fall into train and validation otherwise: the
     refusal says so, rather than that the folder holds other images."""
-    from pneumoscan.training.trainer import split_change
+    from pneumoscan.training.split_check import split_change
 
     def record(train_normal: int, val_normal: int, sources: dict[str, int]) -> dict:
         return {"patient_key": "auto", "patient_keys_from": sources, "val_files": ["a"],
@@ -364,7 +364,7 @@ def test_a_run_on_dicom_films_without_patient_ids_started_before_their_path_keys
 def test_a_split_changed_by_the_key_rule_is_not_blamed_on_the_data() -> None:
     """A run started before DICOM films without a PatientID were keyed by folder and name where their names repeat
     splits them otherwise now: the refusal says pneumoscan's rule changed, not the images or their patients."""
-    from pneumoscan.training.trainer import resume_advice, split_change
+    from pneumoscan.training.split_check import resume_advice, split_change
 
     counts = {"train": {"NORMAL": 4, "PNEUMONIA": 4}, "val": {"NORMAL": 1, "PNEUMONIA": 1}}
     saved = {"patient_key": "auto", "patient_keys_from": {"name": 10}, "counts": counts, "val_files": ["a", "b"]}
@@ -413,7 +413,7 @@ def test_a_run_keyed_by_path_is_refused_as_split_by_the_key_rule_not_as_changed_
 def test_a_split_of_an_earlier_key_rule_with_unnamed_dicom_films_may_be_the_rule_s() -> None:
     """Rule 2 counted JPEGs among the folders of a DICOM film's name (rule 3 counts DICOM files only): a run started
     on rule 2 with DICOM films without a PatientID may be split otherwise by the rule; one on rule 3 is not."""
-    from pneumoscan.training.trainer import resume_advice, split_change
+    from pneumoscan.training.split_check import resume_advice, split_change
 
     counts = {"train": {"NORMAL": 4, "PNEUMONIA": 4}, "val": {"NORMAL": 1, "PNEUMONIA": 1}}
     saved = {"patient_key": "auto", "patient_keys_from": {"name": 10}, "counts": counts, "val_files": ["a", "b"],
@@ -434,7 +434,7 @@ def test_a_rule_3_split_whose_placeholder_patient_id_rule_4_reads_as_a_patient_b
     """Rule 4 judges placeholder PatientIDs over every split: 'P' on the 3 DICOM films of train/ was a placeholder
     to rule 3 (train/ only) and is a patient now that test/ holds 4 films of other IDs. The same images split
     otherwise, and the refusal blamed the data ('some images or their patients changed', 'resume with the data')."""
-    from pneumoscan.training.trainer import resume_advice, split_change
+    from pneumoscan.training.split_check import resume_advice, split_change
 
     counts = {"train": {"NORMAL": 6, "PNEUMONIA": 4, "patients": 10}, "val": {"NORMAL": 3, "PNEUMONIA": 2,
                                                                                "patients": 5}}

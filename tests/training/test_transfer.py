@@ -188,12 +188,12 @@ def test_train_refuses_a_foreign_init_file_in_one_line(tiny_data: Path, tmp_path
 def test_a_wrong_init_file_is_refused_before_any_image_is_decoded(tiny_data: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    import pneumoscan.training.trainer as trainer
+    import pneumoscan.training.run_data as run_data
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("images decoded before --init was checked")
 
-    monkeypatch.setattr(trainer, "load_image_set", no_decoding)
+    monkeypatch.setattr(run_data, "load_image_set", no_decoding)
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"\x00not a torch file" * 50)
     pretrained_cnn = tmp_path / "pretrained.safetensors"

@@ -130,8 +130,9 @@ def _train_files(out: Path) -> str:
 
 def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_patient_key: bool,
               warn: Callable[[str], None]) -> Path:
-    from pneumoscan.training.trainer import (data_warnings, image_stats, prepare_data, resume_advice,
-                                            seed_everything, split_change)
+    from pneumoscan.training.run_data import data_warnings, prepare_data
+    from pneumoscan.training.split_check import resume_advice, split_change
+    from pneumoscan.training.trainer import image_stats, seed_everything
 
     spec = get_spec(cfg.model)
     ckpt_path = out / PRETRAIN_CHECKPOINT

@@ -1,4 +1,4 @@
-"""The training loop: patient-aware split, cached images, augmentation, early stopping, resume."""
+"""The training loop: model, optimiser, augmentation, early stopping, checkpoints and resume, the threshold at the end."""
 from __future__ import annotations
 
 import copy
@@ -9,8 +9,7 @@ import os
 import random
 import time
 import warnings
-from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,18 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from pneumoscan import CLASS_NAMES
 from pneumoscan.artifact import ARTIFACT_NAME, BEST_WEIGHTS, ArtifactMeta, read_meta, save_artifact
 from pneumoscan.data.augment import AugmentConfig, augment_batch, mixup
-from pneumoscan.data.cache import ImageSet, load_image_set
-from pneumoscan.data.fingerprint import (TAUGHT_BOTH, duplicate_warnings, film_fingerprints, film_record,
-                                          fingerprints)
-from pneumoscan.data.layout import Sample, discover
+from pneumoscan.data.cache import ImageSet
+from pneumoscan.data.fingerprint import film_fingerprints, film_record, fingerprints
 from pneumoscan.data.preprocess import prepare_pixels, to_unit
-from pneumoscan.data.patients import (PatientKeys, dataset_keys, describe, name_collision_warning,
-                                      recorded_patient_key)
-from pneumoscan.data.split import patient_split
-from pneumoscan.errors import InputError, ModelConfigError, counted, first_few, first_line, option, switch
+from pneumoscan.errors import InputError, ModelConfigError, first_line, option, switch
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.evaluate import write_predictions
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning, roc_auc
@@ -45,6 +38,8 @@ from pneumoscan.progress import progress_bar, write_warning
 from pneumoscan.training.checkpoint import (atomic_torch_save, check_writable, files_in, load_checkpoint,
                                             restore_rng_states, rng_states, run_lock)
 from pneumoscan.training.config import RESUME_MAY_CHANGE, TrainConfig
+from pneumoscan.training.run_data import RunData, decoded_film_marks, data_warnings, prepare_data
+from pneumoscan.training.split_check import resume_advice, split_change
 from pneumoscan.training.transfer import init_source, load_transfer, written_by_pneumoscan
 
 LAST_CHECKPOINT = "last.pt"
@@ -106,25 +101,6 @@ def _epochs(n: int) -> str:
     return f"{n} epoch{'' if n == 1 else 's'}"
 
 
-@dataclass
-class RunData:
-    """The images a run trains and validates on."""
-
-    train: ImageSet
-    val: ImageSet
-    split_record: dict[str, Any]
-    patients: PatientKeys
-
-
-def _film_marks(data: RunData) -> list[str | None] | None:
-    """The film fingerprints the decode of train and validation gave (`ImageSet.film_marks`), as far as it gave
-    them: None when neither set was decoded here (read from the image cache)."""
-    if data.train.film_marks is None and data.val.film_marks is None:
-        return None
-    return [*(data.train.film_marks or [None] * len(data.train.samples)),
-            *(data.val.film_marks or [None] * len(data.val.samples))]
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA), and hold cuDNN to deterministic convolution algorithms, chosen
     without benchmarking: its fastest ones, and the ones a benchmark picks, vary from run to run on a GPU."""
@@ -133,246 +109,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
-
-
-def _cap_per_class(samples: list[Sample], cap: int | None, seed: int) -> list[Sample]:
-    if cap is None:
-        return samples
-    rng = np.random.default_rng(seed)
-    kept: list[Sample] = []
-    for label in (0, 1):
-        group = [s for s in samples if s.label == label]
-        kept += [group[i] for i in sorted(rng.permutation(len(group))[:cap])]
-    return kept
-
-
-def _patients_by_class(samples: list[Sample], keys: PatientKeys) -> list[dict[str, Sample]]:
-    """The patient keys of each class's images, in CLASS_NAMES order, each with its first image."""
-    return [{keys(s): s for s in reversed(samples) if s.label == label} for label in range(len(CLASS_NAMES))]
-
-
-def _one_class_message(cfg: TrainConfig, name: str, train: list[Sample], val: list[Sample], found: list[Sample],
-                       command: str, keys: PatientKeys) -> str:
-    """A split lacking a class: `discover` found both in every folder, so the patient carve took one away. When
-    a class has images of one patient only, who cannot be on both sides, says so instead of a --val-fraction that
-    cannot help; `found` are the images before --max-images, `command` the one running (only `train` has
-    --use-given-val)."""
-    def counts(part: list[Sample]) -> str:
-        return ", ".join(f"{sum(s.label == label for s in part)} {cls}" for label, cls in enumerate(CLASS_NAMES))
-
-    cap = f" ({option('max_images', cfg.max_images)} per class)" if cfg.max_images is not None else ""
-    start = (f"{cfg.data}: carving {cfg.val_fraction:.0%} of patients for validation left the {name} split with one "
-             f"class (training: {counts(train)}; validation: {counts(val)}){cap}; ")
-    by_class = _patients_by_class(train + val, keys)
-    # first: one film per patient folder, all named 1.jpeg, makes each class one 'patient' `1`, of both classes
-    if both := _in_both_classes(train + val, keys, by_class):
-        return start + both
-    single = [(cls, keys.shown(next(iter(ids.values())))) for cls, ids in zip(CLASS_NAMES, by_class) if len(ids) == 1]
-    if not single:
-        return (start + f"each class needs images of at least two patients: add images, or change "
-                         f"{option('val_fraction')}" + (f" or {option('max_images')}" if cap else ""))
-    who = " and ".join(f"all {cls} images are of one patient ({pid})" for cls, pid in single)
-    fixes = ([f"raise {option('max_images')}"] if cap and min(map(len, _patients_by_class(found, keys))) > 1 else [])
-    fixes.append(f"add films of more patients ({describe(cfg.patient_key)}: {option('patient_key', cfg.patient_key)})")
-    if command == "train":
-        fixes.append("validate on films of your own: a val/ folder beside train/ (in a CSV, rows with split 'val') "
-                     f"and {switch('use_given_val')}")
-    return start + f"{who}, and a patient is never split, so no {option('val_fraction')} can help: " + ", or ".join(fixes)
-
-
-def _in_both_classes(samples: list[Sample], keys: PatientKeys, by_class: list[dict[str, Sample]]) -> str:
-    """Why the carve failed when most images are of patients with images of both classes (their key, not a
-    patient, as `1.jpeg` in every patient folder keyed by file name makes): which key and what reads patients
-    instead; '' otherwise."""
-    both = set(by_class[0]) & set(by_class[1])
-    count = Counter(keys(s) for s in samples if keys(s) in both)
-    if sum(count.values()) * 2 <= len(samples):
-        return ""
-    key, n = count.most_common(1)[0]
-    shown = keys.shown(next(s for s in samples if keys(s) == key))
-    total = len(set(by_class[0]) | set(by_class[1]))
-    who = "the one patient has" if total == 1 else f"{len(both)} of the {total} patients have"
-    return (f"{who} images of both classes, "
-            f"{sum(count.values())} of the {len(samples)} images ({n} of patient {shown}), and a patient is never "
-            f"split ({describe(keys.choice)}: {option('patient_key', keys.choice)}); if these are not patients, key "
-            f"them otherwise: each patient's films in a folder of their own and {option('patient_key', 'folder')}, "
-            f"or a CSV manifest with a patient column")
-
-
-def data_warnings(cfg: TrainConfig, data: RunData, labels_used: bool = True) -> list[str]:
-    """What `train` (and `pretrain`, which uses no labels: `labels_used` False) says about its data before it
-    starts: unreadable files skipped, validation films copied in training (with `labels_used`, films under both
-    labels), file-name patient keys joining folders, and patients in both train/ and a given val/."""
-    found = [f"skipped {message}" for message in data.train.skipped + data.val.skipped]
-    found += duplicate_warnings({"train": data.train.samples, "val": data.val.samples}, str(cfg.data),
-                                TAUGHT_BOTH if labels_used else None)
-    # the carve's own films (train/'s; a given val/ is another split, where file names restart)
-    carved = data.train.samples + ([] if cfg.use_given_val else data.val.samples)
-    if collision := name_collision_warning(carved, data.patients):
-        found.append(collision)
-    if data.split_record["patient_ids_in_train_and_val"]:
-        found.append(f"{data.split_record['patient_ids_in_train_and_val']} patient IDs have images in both "
-                     f"train/ and val/, so validation (early stopping, threshold) may be optimistic; drop "
-                     f"{switch('use_given_val')} to split train/ by patient")
-    return found
-
-
-def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, command: str = "train") -> RunData:
-    """Find, split and decode (through the cache) the training and validation images; `command` (train or
-    pretrain) chooses which options a message may suggest."""
-    found = discover(cfg.data)
-    train_split = "train" if "train" in found else "all"
-    if train_split not in found:
-        raise InputError(f"{cfg.data}: no train/ folder to train on; add DATA/train/NORMAL and DATA/train/PNEUMONIA")
-    # keyed over every split, as `audit` keys them (`dataset_keys`), so --max-images does not change a key
-    keys = dataset_keys(found, cfg.patient_key, found[train_split] + found.get("val", []), progress=progress)
-    samples = _cap_per_class(found[train_split], cfg.max_images, cfg.split_seed)
-    if cfg.use_given_val:
-        if "val" not in found:
-            raise InputError(f"{cfg.data}: {switch('use_given_val')} needs a val/ folder; drop it to carve validation "
-                             f"from train by patient")
-        train, val = samples, _cap_per_class(found["val"], cfg.max_images, cfg.split_seed)
-    else:
-        train, val = patient_split(samples, cfg.val_fraction, cfg.split_seed, keys)
-    for name, part in (("training", train), ("validation", val)):
-        if len({s.label for s in part}) < 2:
-            raise InputError(_one_class_message(cfg, name, train, val, found[train_split], command, keys))
-    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
-    # film_marks: the run records their film fingerprints
-    train_set = load_image_set(train, image_size, cache_dir, desc="decoding train", progress=progress, film_marks=True)
-    val_set = load_image_set(val, image_size, cache_dir, desc="decoding val", progress=progress, film_marks=True)
-    for name, part in (("training", train_set), ("validation", val_set)):
-        absent = part.absent_classes
-        if absent:
-            raise InputError(f"{cfg.data}: the {name} split has no readable {' or '.join(absent)} images: "
-                             f"{counted(len(part.skipped), 'unreadable file')} left out, e.g. "
-                             f"{first_few(part.skipped)}; "
-                             f"replace or remove them")
-    record = {
-        "method": "given val/ folder" if cfg.use_given_val else "patient-aware stratified split of train",
-        "val_fraction": cfg.val_fraction,
-        "seed": cfg.split_seed,
-        # over the images used, as `counts`: not unreadable files (under `skipped`) nor those --max-images left out
-        **keys.record(train_set.samples + val_set.samples),
-        "counts": {
-            name: {"NORMAL": int((s.labels == 0).sum()), "PNEUMONIA": int((s.labels == 1).sum()),
-                   "patients": len({keys(x) for x in s.samples})}
-            for name, s in (("train", train_set), ("val", val_set))
-        },
-        "skipped": train_set.skipped + val_set.skipped,
-        # with --use-given-val nothing keeps a patient out of both folders
-        "patient_ids_in_train_and_val": len({keys(s) for s in train_set.samples} & {keys(s) for s in val_set.samples}),
-        "val_files": [str(s.path) for s in val_set.samples],
-    }
-    return RunData(train_set, val_set, record, keys)
-
-
-def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "the run", kind: str = "run") -> str:
-    """How the split `now` differs from the saved split.json of `run`, as a message's clause ('holds other images
-    than ...'); '' when it holds the same images (by count and validation file name, so data that has moved as a
-    whole still matches). `kind` names what was started there: a run, or a pretraining."""
-    def counts(record: dict[str, Any]) -> str:
-        return "; ".join(f"{name} {c['NORMAL']} NORMAL, {c['PNEUMONIA']} PNEUMONIA"
-                         + (f", {c['patients']} patients" if "patients" in c else "")
-                         for name, c in record["counts"].items())
-
-    def totals(record: dict[str, Any]) -> tuple[int, int]:
-        return tuple(sum(c[label] for c in record["counts"].values()) for label in ("NORMAL", "PNEUMONIA"))
-
-    # The same --patient-key is compared by the split it made (below): `patient_keys_from` once counted every image
-    # found, so an old record's sources can differ from those of the images used even where the split is the same.
-    if saved.get("patient_key", "name") != now.get("patient_key") and \
-            recorded_patient_key(saved) != recorded_patient_key(now):
-        return (f"reads patients by {option('patient_key', now.get('patient_key'))}, where the {kind} in {run} read them by "
-                f"{saved.get('patient_key', 'name')}")
-    keys = ""
-    if saved.get("patient_keys_from", now.get("patient_keys_from")) != now.get("patient_keys_from"):
-        keys = (f"; patient keys from {_sources(now.get('patient_keys_from'))}, where the {kind} read them from "
-                f"{_sources(saved.get('patient_keys_from'))}")
-    why = _split_why(saved, now, kind)
-    if saved.get("counts") and saved["counts"] != now["counts"]:
-        if totals(saved) != totals(now):
-            return (f"holds other images than the {kind} in {run} was started with ({counts(now)}, where the "
-                    f"{kind} had {counts(saved)})")
-        return (f"splits its images otherwise than the {kind} in {run} was started with ({counts(now)}, where the "
-                f"{kind} had {counts(saved)}{keys}): as many images of each class, so {why}")
-    if "val_files" in saved and sorted(Path(f).name for f in saved["val_files"]) != \
-            sorted(Path(f).name for f in now["val_files"]):
-        return (f"splits its images otherwise than the {kind} in {run} was started with (other validation images "
-                f"under the same counts{keys}): {why}")
-    return ""
-
-
-def _split_why(saved: dict[str, Any], now: dict[str, Any], kind: str) -> str:
-    """Why the same images are split otherwise than the saved split: pneumoscan's key rule changed (surely, or
-    maybe: `key_rule_change`, `key_rule_may_change`, `placeholder_rule_may_change`), else the images or their patients did."""
-    rule = now.get("patient_key_rule")
-    if ruled := key_rule_change(saved, now):
-        return (f"pneumoscan now keys {ruled} DICOM film{'s' if ruled > 1 else ''} whose header names no patient and "
-                f"whose file name is in other folders too by folder and name (patient_key_rule {rule}), where the "
-                f"{kind} was started by an earlier version, which keyed {'them' if ruled > 1 else 'it'} otherwise, so "
-                f"the images need not have changed")
-    if unnamed := key_rule_may_change(saved, now):
-        return (f"{unnamed} DICOM film{'s' if unnamed > 1 else ''} whose header names no patient "
-                f"{'are' if unnamed > 1 else 'is'} keyed by file name (or folder and name) by patient_key_rule "
-                f"{rule}, and the {kind} was started by an earlier version ({_rule(saved)}), which may have keyed "
-                f"{'them' if unnamed > 1 else 'it'} otherwise: the same patients under other keys split otherwise, "
-                f"so the key rule may have changed the split, not the images")
-    if placeholder_rule_may_change(saved, now):
-        return (f"patient_key_rule {rule} judges placeholder PatientIDs (one value on most DICOM films) over every "
-                f"split of the data, test/ too, and the {kind} was started by an earlier version ({_rule(saved)}), "
-                f"which judged them over train/ and val/ at most: a PatientID taken for a placeholder then may key "
-                f"films now, or the other way round, so the key rule may have changed the split, not the images")
-    return "some images or their patients changed (a manifest's patient column, a DICOM PatientID)"
-
-
-def key_rule_change(saved: dict[str, Any], now: dict[str, Any]) -> int:
-    """How many images the split `now` keys by folder and file name (`patient_keys_from`'s `file`, a patient_key_rule
-    of 2 on) where the saved split was made before that rule (none recorded), which keyed them otherwise; 0 when the
-    saved split records a rule (such films were keyed by folder and name then too) or none was keyed so."""
-    if saved.get("patient_key_rule", 1) >= 2 or now.get("patient_key_rule", 1) < 2:
-        return 0
-    return int((now.get("patient_keys_from") or {}).get("file", 0))
-
-
-def key_rule_may_change(saved: dict[str, Any], now: dict[str, Any]) -> int:
-    """How many DICOM films whose header names no patient (`dicom_without_patient_id`) the split `now` keys by a
-    later key rule than the saved split's, which may have keyed them otherwise (a run of development code between
-    9f99720 and 6582825 records no rule and keyed them by path; rule 2 counted the folders of JPEGs too); 0 when the
-    rule is the same or there are none."""
-    if saved.get("patient_key_rule", 1) >= now.get("patient_key_rule", 1):
-        return 0
-    return int(now.get("dicom_without_patient_id", 0))
-
-
-def placeholder_rule_may_change(saved: dict[str, Any], now: dict[str, Any]) -> bool:
-    """Whether the split `now` judges placeholder PatientIDs over every split (patient_key_rule 4 on) where the saved
-    split judged them over train/ and val/ at most, on data whose films were keyed by DICOM PatientID in either: a
-    value on most films of train/ and val/ but not of the whole data set (or the other way round) keys them otherwise."""
-    if saved.get("patient_key_rule", 1) >= 4 or now.get("patient_key_rule", 1) < 4:
-        return False
-    return any((record.get("patient_keys_from") or {}).get("dicom", 0) for record in (saved, now))
-
-
-def _rule(record: dict[str, Any]) -> str:
-    """The key rule a split.json records, for messages."""
-    rule = record.get("patient_key_rule")
-    return "no patient_key_rule recorded" if rule is None else f"patient_key_rule {rule}"
-
-
-def resume_advice(saved: dict[str, Any], now: dict[str, Any], kind: str = "run") -> str:
-    """What to do when a resume's split differs (`split_change`): resume with the data the `kind` (a run, or a
-    pretraining) was started with, or with the pneumoscan it was started with when the key rule changed."""
-    with_what = ("the pneumoscan" if key_rule_change(saved, now) else
-                 "the pneumoscan (or, if its images changed, the data)" if key_rule_may_change(saved, now) or
-                 placeholder_rule_may_change(saved, now) else
-                 "the data")
-    return f"resume with {with_what} it was started with, or start a new {kind} with another {option('out')}"
-
-
-def _sources(sources: dict[str, int] | None) -> str:
-    """split.json's `patient_keys_from` as text: 'dicom 100, name 20'."""
-    return ", ".join(f"{source} {n}" for source, n in (sources or {}).items()) or "file names"
 
 
 def bernoulli_js(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
@@ -705,7 +441,7 @@ class Trainer:
                       "fingerprints": sorted(set(fingerprints(s.path for s in data.train.samples + data.val.samples))),
                       # ... and re-encoded or resized: the same films decoded (see bench/film_fingerprint.py)
                       **film_record([s.path for s in data.train.samples + data.val.samples],
-                                    [*data.train.images, *data.val.images], cfg.cache_dir, _film_marks(data)),
+                                    [*data.train.images, *data.val.images], cfg.cache_dir, decoded_film_marks(data)),
                       **({"init": init_from} if init_from else {}),
                       **({"earlier_model_sources": earlier_sources} if earlier_sources else {})},
         )

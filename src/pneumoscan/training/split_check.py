@@ -1,0 +1,117 @@
+"""Whether a run's train/validation split is still the one it was started with (for `--resume`), and what to say when
+it is not: changed films, or a changed patient-key rule."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pneumoscan.data.patients import recorded_patient_key
+from pneumoscan.errors import counted, option
+
+
+def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "the run", kind: str = "run") -> str:
+    """How the split `now` differs from the saved split.json of `run`, as a message's clause ('holds other images
+    than ...'); '' when it holds the same images (by count and validation file name, so data that has moved as a
+    whole still matches). `kind` names what was started there: a run, or a pretraining."""
+    def counts(record: dict[str, Any]) -> str:
+        return "; ".join(f"{name} {c['NORMAL']} NORMAL, {c['PNEUMONIA']} PNEUMONIA"
+                         + (f", {c['patients']} patients" if "patients" in c else "")
+                         for name, c in record["counts"].items())
+
+    def totals(record: dict[str, Any]) -> tuple[int, int]:
+        return tuple(sum(c[label] for c in record["counts"].values()) for label in ("NORMAL", "PNEUMONIA"))
+
+    # The same --patient-key is compared by the split it made (below): `patient_keys_from` once counted every image
+    # found, so an old record's sources can differ from those of the images used even where the split is the same.
+    if saved.get("patient_key", "name") != now.get("patient_key") and \
+            recorded_patient_key(saved) != recorded_patient_key(now):
+        return (f"reads patients by {option('patient_key', now.get('patient_key'))}, where the {kind} in {run} read them by "
+                f"{saved.get('patient_key', 'name')}")
+    keys = ""
+    if saved.get("patient_keys_from", now.get("patient_keys_from")) != now.get("patient_keys_from"):
+        keys = (f"; patient keys from {_sources(now.get('patient_keys_from'))}, where the {kind} read them from "
+                f"{_sources(saved.get('patient_keys_from'))}")
+    why = _split_why(saved, now, kind)
+    if saved.get("counts") and saved["counts"] != now["counts"]:
+        if totals(saved) != totals(now):
+            return (f"holds other images than the {kind} in {run} was started with ({counts(now)}, where the "
+                    f"{kind} had {counts(saved)})")
+        return (f"splits its images otherwise than the {kind} in {run} was started with ({counts(now)}, where the "
+                f"{kind} had {counts(saved)}{keys}): as many images of each class, so {why}")
+    if "val_files" in saved and sorted(Path(f).name for f in saved["val_files"]) != \
+            sorted(Path(f).name for f in now["val_files"]):
+        return (f"splits its images otherwise than the {kind} in {run} was started with (other validation images "
+                f"under the same counts{keys}): {why}")
+    return ""
+
+
+def _split_why(saved: dict[str, Any], now: dict[str, Any], kind: str) -> str:
+    """Why the same images are split otherwise than the saved split: pneumoscan's key rule changed (surely, or
+    maybe: `key_rule_change`, `key_rule_may_change`, `placeholder_rule_may_change`), else the images or their patients did."""
+    rule = now.get("patient_key_rule")
+    if ruled := key_rule_change(saved, now):
+        return (f"pneumoscan now keys {ruled} DICOM film{'s' if ruled > 1 else ''} whose header names no patient and "
+                f"whose file name is in other folders too by folder and name (patient_key_rule {rule}), where the "
+                f"{kind} was started by an earlier version, which keyed {'them' if ruled > 1 else 'it'} otherwise, so "
+                f"the images need not have changed")
+    if unnamed := key_rule_may_change(saved, now):
+        return (f"{unnamed} DICOM film{'s' if unnamed > 1 else ''} whose header names no patient "
+                f"{'are' if unnamed > 1 else 'is'} keyed by file name (or folder and name) by patient_key_rule "
+                f"{rule}, and the {kind} was started by an earlier version ({_rule(saved)}), which may have keyed "
+                f"{'them' if unnamed > 1 else 'it'} otherwise: the same patients under other keys split otherwise, "
+                f"so the key rule may have changed the split, not the images")
+    if placeholder_rule_may_change(saved, now):
+        return (f"patient_key_rule {rule} judges placeholder PatientIDs (one value on most DICOM films) over every "
+                f"split of the data, test/ too, and the {kind} was started by an earlier version ({_rule(saved)}), "
+                f"which judged them over train/ and val/ at most: a PatientID taken for a placeholder then may key "
+                f"films now, or the other way round, so the key rule may have changed the split, not the images")
+    return "some images or their patients changed (a manifest's patient column, a DICOM PatientID)"
+
+
+def key_rule_change(saved: dict[str, Any], now: dict[str, Any]) -> int:
+    """How many images the split `now` keys by folder and file name (`patient_keys_from`'s `file`, a patient_key_rule
+    of 2 on) where the saved split was made before that rule (none recorded), which keyed them otherwise; 0 when the
+    saved split records a rule (such films were keyed by folder and name then too) or none was keyed so."""
+    if saved.get("patient_key_rule", 1) >= 2 or now.get("patient_key_rule", 1) < 2:
+        return 0
+    return int((now.get("patient_keys_from") or {}).get("file", 0))
+
+
+def key_rule_may_change(saved: dict[str, Any], now: dict[str, Any]) -> int:
+    """How many DICOM films whose header names no patient (`dicom_without_patient_id`) the split `now` keys by a
+    later key rule than the saved split's, which may have keyed them otherwise (a run of development code between
+    9f99720 and 6582825 records no rule and keyed them by path; rule 2 counted the folders of JPEGs too); 0 when the
+    rule is the same or there are none."""
+    if saved.get("patient_key_rule", 1) >= now.get("patient_key_rule", 1):
+        return 0
+    return int(now.get("dicom_without_patient_id", 0))
+
+
+def placeholder_rule_may_change(saved: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Whether the split `now` judges placeholder PatientIDs over every split (patient_key_rule 4 on) where the saved
+    split judged them over train/ and val/ at most, on data whose films were keyed by DICOM PatientID in either: a
+    value on most films of train/ and val/ but not of the whole data set (or the other way round) keys them otherwise."""
+    if saved.get("patient_key_rule", 1) >= 4 or now.get("patient_key_rule", 1) < 4:
+        return False
+    return any((record.get("patient_keys_from") or {}).get("dicom", 0) for record in (saved, now))
+
+
+def _rule(record: dict[str, Any]) -> str:
+    """The key rule a split.json records, for messages."""
+    rule = record.get("patient_key_rule")
+    return "no patient_key_rule recorded" if rule is None else f"patient_key_rule {rule}"
+
+
+def resume_advice(saved: dict[str, Any], now: dict[str, Any], kind: str = "run") -> str:
+    """What to do when a resume's split differs (`split_change`): resume with the data the `kind` (a run, or a
+    pretraining) was started with, or with the pneumoscan it was started with when the key rule changed."""
+    with_what = ("the pneumoscan" if key_rule_change(saved, now) else
+                 "the pneumoscan (or, if its images changed, the data)" if key_rule_may_change(saved, now) or
+                 placeholder_rule_may_change(saved, now) else
+                 "the data")
+    return f"resume with {with_what} it was started with, or start a new {kind} with another {option('out')}"
+
+
+def _sources(sources: dict[str, int] | None) -> str:
+    """split.json's `patient_keys_from` as text: 'dicom 100, name 20'."""
+    return ", ".join(f"{source} {n}" for source, n in (sources or {}).items()) or "file names"
