@@ -283,7 +283,7 @@ def _checks_films(record: dict[str, Any]) -> bool:
 
 
 def _setting(key: str, value: Any) -> str:
-    """Setting `key` at `value` as `pretraining_differences` names it: 'val-fraction 0.2', 'max-images none'."""
+    """Setting `key` at `value` as `differences_warning` names it: 'val-fraction 0.2', 'max-images none'."""
     return option(key, value).removeprefix("--") if value is not None else words(f"{key.replace('_', '-')} none",
                                                                                   f"{key}=None")
 
@@ -298,19 +298,12 @@ def _differences(record: dict[str, Any], keys: tuple[str, ...], cfg: TrainConfig
             for key in keys if key in record and record[key] != ours[key]]
 
 
-def pretraining_differences(path: str | os.PathLike, cfg: TrainConfig, patient_key: str | None = None) -> list[str]:
-    """The settings in which `cfg` differs from the pretraining that wrote `path`, as 'val-fraction 0.2 (pretrained
-    with 0.15)'; [] when they agree or the file predates their record. The split settings (SPLIT_SETTINGS) only for a
-    file without a record of its films: where `validation_overlap` counts the films themselves, another split, cap
-    or data set is no cause for a warning by itself. `patient_key`: how the run's split read its patients
-    (`PatientKeys.effective`; default cfg.patient_key)."""
-    record = _pretraining_record(path)
-    split = [] if _checks_films(record) else _differences(record, SPLIT_SETTINGS, cfg, patient_key)
-    return split + _differences(record, INPUT_SETTINGS, cfg, patient_key)
-
-
 def differences_warning(path: str | os.PathLike, cfg: TrainConfig, patient_key: str | None = None) -> str:
-    """The one-line warning `train --init` gives for `pretraining_differences`; '' when there are none."""
+    """The one-line warning `train --init` gives for the settings in which `cfg` differs from the pretraining that
+    wrote `path`, as 'val-fraction 0.2 (pretrained with 0.15)'; '' when they agree or the file predates their record.
+    The split settings (SPLIT_SETTINGS) only for a file without a record of its films: where `validation_overlap`
+    counts the films themselves, another split, cap or data set is no cause for a warning by itself. `patient_key`:
+    how the run's split read its patients (`PatientKeys.effective`; default cfg.patient_key)."""
     record = _pretraining_record(path)
     split = [] if _checks_films(record) else _differences(record, SPLIT_SETTINGS, cfg, patient_key)
     differences = split + _differences(record, INPUT_SETTINGS, cfg, patient_key)
@@ -388,7 +381,7 @@ def overlap_warning(path: str | os.PathLike, cfg: TrainConfig, marks: list[str |
                     patient_key: str | None = None) -> str:
     """The one-line warning `train --init` gives when the pneumoscan file `path` (a pretraining, or a model) trained
     on any of the run's validation films (`validation_overlap`), or cannot tell; '' when it saw none of them.
-    `patient_key`: as `pretraining_differences` takes it."""
+    `patient_key`: as `differences_warning` takes it."""
     overlap = validation_overlap(path, marks, patients)
     if overlap is None:
         return (f"{path}: {_unchecked(path)}, so whether it saw this run's validation patients cannot be checked; "
