@@ -112,15 +112,7 @@ def read_grayscale_and_rgb(
     if draft_size is not None and draft_size < 1:
         raise ValueError(f"draft_size must be >= 1 or None, got {draft_size}")
 
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        label = one_line(name) if name is not None else "<upload>"
-        data = bytes(source)
-    elif isinstance(source, (str, os.PathLike)):
-        label = one_line(name if name is not None else os.fsdecode(source))
-        data = read_file(source, label)
-    else:
-        raise TypeError(f"source must be a path or bytes, not {type(source).__name__}")
-
+    data, label = read_path(source, name)
     if not data:
         raise InputError(f"{label}: empty file (0 bytes); {_GIVE}")
     if is_dicom(data):
@@ -222,11 +214,17 @@ def thumbnail_warning(size: tuple[int, int] | None) -> str | None:
             f"film")
 
 
-def read_path(path: str | os.PathLike[str]) -> tuple[bytes, str]:
-    """A file's bytes, read once, and the label its errors carry (its path on one line), as `read_grayscale` labels
-    a path: for callers that decode the bytes and read other cues from them too."""
-    label = one_line(os.fsdecode(path))
-    return read_file(path, label), label
+def read_path(source: str | os.PathLike[str] | bytes | bytearray | memoryview,
+              name: str | None = None) -> tuple[bytes, str]:
+    """A file's bytes, read once, and the label its errors carry, as `read_grayscale` labels them: `name` on one line
+    when given, else a path's on one line, or `<upload>` for bytes. For callers that decode the bytes and read other
+    cues from them too; TypeError for a source that is neither."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), one_line(name) if name is not None else "<upload>"
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"source must be a path or bytes, not {type(source).__name__}")
+    label = one_line(name if name is not None else os.fsdecode(source))
+    return read_file(source, label), label
 
 
 def read_file(path: str | os.PathLike[str], label: str) -> bytes:

@@ -12,11 +12,10 @@ from pneumoscan.data.decode import (
     DEFAULT_MAX_PIXELS,
     draft_changes_pixels,
     is_dicom,
-    read_file,
     read_grayscale_and_rgb,
+    read_path,
     same_draft,
 )
-from pneumoscan.errors import one_line
 
 if TYPE_CHECKING:
     import torch
@@ -62,16 +61,6 @@ def _is_jpeg(data: bytes) -> bool:
     return data[:3] == b"\xff\xd8\xff" and not is_dicom(data)
 
 
-def _file_bytes(source: str | os.PathLike | bytes | bytearray, name: str | None) -> tuple[bytes, str | None]:
-    """A film's bytes and the name its errors carry (a path's, unless `name` is given), read once."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source), name
-    if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(f"source must be a path or bytes, not {type(source).__name__}")
-    label = one_line(name if name is not None else os.fsdecode(source))
-    return read_file(source, label), label
-
-
 def load_image(
     source: str | os.PathLike | bytes | bytearray,
     size: int,
@@ -80,7 +69,7 @@ def load_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
     """Decode any supported file (or bytes) to a `size` x `size` uint8 grayscale array (`fit_decoded`)."""
-    data, name = _file_bytes(source, name)
+    data, name = read_path(source, name)
     return fit_decoded(read_grayscale_and_rgb(data, name=name, max_pixels=max_pixels, draft_size=size)[0], size, data)
 
 
@@ -126,7 +115,7 @@ def load_image_levels_rgb_and_gray(
     """`load_image_levels_and_rgb`, and the decoded grey pixels it resized (full size but for a JPEG draft mode
     reduces): the guard measures a lossless file's dither energy on them (`jpeg_cues(..., gray=...)`), not on a second
     decode."""
-    data, name = _file_bytes(source, name)
+    data, name = read_path(source, name)
     gray, rgb = read_grayscale_and_rgb(data, name=name, max_pixels=max_pixels, draft_size=size)
     return fit_decoded(gray, size, data), grey_levels(gray), rgb, gray
 
