@@ -530,7 +530,7 @@ class ScoredSplit(tuple):
         return scored
 
 
-def evaluation_samples(root: str | Path, split: str | None = None) -> tuple[str, list[Sample]]:
+def evaluation_samples(root: str | Path, split: str | None = None) -> ScoredSplit:
     """Samples to evaluate on: the named split, else `test`, else the only split present (a `ScoredSplit`)."""
     found = discover(root)
     if split is not None:

@@ -14,7 +14,7 @@ from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.decode import view_reason
 from pneumoscan.data.fingerprint import duplicate_warnings, seen_in_training, training_film_fingerprints
-from pneumoscan.data.layout import Sample, cause_name, evaluation_samples
+from pneumoscan.data.layout import Sample, ScoredSplit, cause_name, evaluation_samples
 from pneumoscan.data.patients import (CAUSE_GROUPS, PatientKeys, cause_groups, cause_of, dataset_keys,
                                       keys_across_folders, name_collision_warning, patients_in_training, shared_clause)
 from pneumoscan.errors import (InputError, MissingImagesWarning, check_at_least_one, counted, first_few, warn,
@@ -198,7 +198,7 @@ def check_bootstrap(n_boot: int, seed: int) -> None:
 def evaluate(
     predictor: Predictor, data: str | os.PathLike, split: str | None = None, *, n_boot: int = 1000, seed: int = 0,
     cache_dir: str | os.PathLike | None = None, progress: bool = True, checked_unseen: bool = False,
-    decoded: ImageSet | None = None, found: tuple[str, list[Sample]] | None = None,
+    decoded: ImageSet | None = None, found: ScoredSplit | None = None,
 ) -> Evaluation:
     """Predict every image of the split (cached decode) and summarise at the predictor's threshold; `progress`: the
     decoding and scoring bars (on a terminal); `checked_unseen`: the caller has refused these films already if any
@@ -206,7 +206,8 @@ def evaluate(
     are still counted: `patients_in_training` is `data.patients.shared_patients`); `decoded`: the
     split's films as the caller decoded them at the model's size (set-threshold's check), scored without a second
     decode (with the image cache off there is nothing to read them back from); `found`: the split's name and films
-    as the caller's `evaluation_samples(data, split)` found them, so the data folder is not scanned again."""
+    (a `ScoredSplit`) as the caller's `evaluation_samples(data, split)` found them, so the data folder is not scanned
+    again."""
     found = found if found is not None else evaluation_samples(data, split)
     split_name, samples = found
     fingerprinted = not checked_unseen and len(training_film_fingerprints(predictor.meta.training)) > 0
@@ -241,8 +242,7 @@ def evaluate(
         warn(SharedPatientWarning(_shared_message(shared, len(images.samples), split_name, data, trained_on)))
     for message in duplicate_warnings({split_name: images.samples}, str(data), SCORED_BOTH):
         warn(LabelConflictWarning(message))
-    patients = film_patients(images.samples, predictor.meta.training, progress, keyed,
-                             scored_splits(data, split_name, samples, getattr(found, "splits", None)))
+    patients = film_patients(images.samples, predictor.meta.training, progress, keyed, found.splits)
     summary = summarize(images.labels, probs, predictor.threshold, n_boot=n_boot, seed=seed, groups=patients)
     summary.update(split=split_name, data=str(data), model=str(predictor.path), skipped=images.skipped,
                    refused_by_guard=refused, seen_in_training=[str(p) for p in seen], patients_in_training=shared,
@@ -263,32 +263,13 @@ KEY_BY_MANIFEST = ("if each folder holds one patient's films, list them in a CSV
                    "model was trained with --patient-key auto, the default)")
 
 
-def scored_splits(data: str | os.PathLike, split: str, samples: Sequence[Sample],
-                  found: dict[str, list[Sample]] | None = None) -> dict[str, list[Sample]]:
-    """Every split of the scored data set (`split`: the scored one, its films `samples` as found), which `audit` keys
-    together: `found` (`ScoredSplit.splits`), else scanned again; only the scored split when the others cannot be
-    found again."""
-    import warnings
-
-    from pneumoscan.data.layout import discover
-
-    if found is None:
-        with warnings.catch_warnings():  # the data's own warnings were given when its split was found
-            warnings.simplefilter("ignore")
-            try:
-                found = discover(data)
-            except InputError:
-                found = {}
-    return {**found, split: list(samples)}
-
-
 def film_patients(samples: Sequence[Sample], training: dict, progress: bool = True,
                   keyed: PatientKeys | None = None,
                   dataset: dict[str, list[Sample]] | None = None) -> list[str | None] | None:
     """Each film's patient key, by the --patient-key the model's training used (`auto` when it records none; a film
     with no patient folder under `folder` is keyed by its file name), for the bootstrap to resample patients; None
     when they cannot be read. The films are keyed as `audit` keys their data set (`dataset`: its splits, holding
-    `samples`, as `scored_splits` gives them; None: `samples` alone), so a placeholder PatientID is judged on that
+    `samples`, as `ScoredSplit.splits` holds them; None: `samples` alone), so a placeholder PatientID is judged on that
     data only, never on the training data's. `keyed`: keys already read (`patients_in_training`'s), taken on when
     they follow that choice and were read over that very data set (the training data's own splits), else their
     DICOM headers are (`PatientKeys.headers`: none is read twice). A film whose key

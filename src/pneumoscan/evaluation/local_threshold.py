@@ -109,15 +109,13 @@ def choose_local_threshold(
                                           groups=evaluation.patients)
 
 
-def threshold_films(data: str | os.PathLike, split: str | None) -> tuple[str, list[Sample]]:
+def threshold_films(data: str | os.PathLike, split: str | None) -> layout.ScoredSplit:
     """The split of `data` to choose the threshold on, and its films: `split`, else the only one (a folder of class
     folders, a manifest without a split column); an InputError naming --split when `data` holds several, as the
     default `evaluate` takes, test/, holds the films results are reported on."""
     if split is not None:
         return evaluation_samples(data, split)
-    found = layout.discover(data)
-    if not found:  # evaluate's own message
-        return evaluation_samples(data, split)
+    found = layout.discover(data)  # never empty: it raises instead
     if len(found) > 1:
         names = ", ".join(found)
         which = (f"{option('split', 'val')}, the films set aside for it" if "val" in found else
