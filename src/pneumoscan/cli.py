@@ -197,7 +197,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _print_evaluation(args: argparse.Namespace, predictor: "Predictor", result: "Evaluation") -> None:
     """The evaluation as text: where the threshold came from, metrics with intervals, confusion, per-class report."""
-    from pneumoscan.evaluation.bootstrap import classification_report_text, intervals_text
+    from pneumoscan.evaluation.bootstrap import SUMMARY_ORDER, classification_report_text, intervals_text
 
     summary = result.summary
     print(f"{summary['split']}: {summary['n']} images ({summary['n_negative']} NORMAL, {summary['n_positive']} PNEUMONIA), "
@@ -219,7 +219,7 @@ def _print_evaluation(args: argparse.Namespace, predictor: "Predictor", result: 
         if why:
             print(f"  patients also in the training data: not counted ({why})")
     print(f"  {intervals_text(summary)}.")
-    for key in ("accuracy", "precision", "recall", "specificity", "f1", "npv", "roc_auc", "pr_auc", "brier"):
+    for key in SUMMARY_ORDER:
         value, (lo, hi) = summary[key]["value"], summary[key]["ci95"]
         print(f"  {key:<12} {decimals(value, 4):>7}   95% CI [{decimals(lo, 4)}, {decimals(hi, 4)}]")
     print(f"  {'ece':<12} {decimals(summary['ece']['value'], 4):>7}")
