@@ -459,22 +459,27 @@ class Predictor:
                              list[float] | None, list[str | None]]:
         """`results`' cues as given, those not given measured on the files' `raw` bytes as `decode` measures them,
         each reading no more than it needs: the size warnings a header, the colourfulness and the JPEG cues (two-tone
-        share, dither energy, peak excess) their own reads (`file_cues`), only the grey levels a decode of the file; without a
-        guard, which reads the others, only the size warnings."""
+        share, dither energy, peak excess) their own reads (`file_cues`; a lossless file's on the grey levels' decode when
+        there is one), only the grey levels a decode of the file; without a guard, which reads the others, only the
+        size warnings."""
         small = small if small is not None else [size_warning(r) for r in raw]
         if self.guard is None:
             return colours, levels, tones, dithers, peaks, small
         rgbs: list[Any] = [NOT_DECODED] * len(raw)
+        need_cues = tones is None or dithers is None or peaks is None
+        cues: list[tuple[float, float, float]] = []
         if levels is None:  # counted on the decoded file before resizing (`load_image_with_levels`)
             levels, rgbs = [], []
             for name, data in zip(names, raw):
                 gray, rgb = read_grayscale_and_rgb(bytes(data), name=name, draft_size=self.size)
                 levels.append(grey_levels(gray))
                 rgbs.append(rgb)
+                if need_cues:  # a lossless file's cues on these pixels, not on a second decode
+                    cues.append(jpeg_cues(data, gray=gray))
         if colours is None:
             colours = [colourfulness(r, rgb=rgb) for r, rgb in zip(raw, rgbs)]
-        if tones is None or dithers is None or peaks is None:
-            cues = [jpeg_cues(r) for r in raw]
+        if need_cues:
+            cues = cues or [jpeg_cues(r) for r in raw]
             tones = [t for t, _, _ in cues] if tones is None else tones
             dithers = [d for _, d, _ in cues] if dithers is None else dithers
             peaks = [p for _, _, p in cues] if peaks is None else peaks
