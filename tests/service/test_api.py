@@ -931,3 +931,23 @@ def test_uptime_monitors_head_requests_get_200(client: TestClient, path: str) ->
     get, head = client.get(path), client.head(path)
     assert head.status_code == get.status_code == 200
     assert head.headers["content-type"] == get.headers["content-type"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pneumoscan.explain.gradcam") is None,
+                    reason="pneumoscan.explain.gradcam is not installed")
+def test_a_heatmap_has_the_films_proportions_whatever_file_carries_it(client: TestClient, sample_dir: Path) -> None:
+    """The heatmap is drawn on the model's input, the whole film stretched to a square; it was sent square, so the
+    page showed a tall DICOM or TIFF film, whose heatmap is its only picture, squeezed (and printed any tall film's
+    heatmap so beside it). It has the film's shape now: upright by its EXIF orientation, for a DICOM as for a PNG."""
+    film = Image.open(sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[0]).convert("L").resize((60, 90))
+    turned = io.BytesIO()  # stored on its side (90 x 60), upright once turned by its EXIF orientation (6)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    film.rotate(90, expand=True).save(turned, "JPEG", exif=exif.tobytes())
+    uploads = {"tall.png": png_bytes(np.asarray(film)), "tall.jpeg": turned.getvalue(),
+               "tall.dcm": dicom_bytes(np.asarray(film).astype(np.uint16) * 16)}
+    for name, data in uploads.items():
+        res = client.post("/predict?explain=true", files={"file": (name, data)})
+        assert res.status_code == 200 and res.json()["heatmap_empty"] is False, (name, res.text)
+        with Image.open(io.BytesIO(base64.b64decode(res.json()["heatmap_png_base64"]))) as im:
+            assert im.size == (32, 48), name  # 32 px, the model's input, across; 60 x 90's proportions

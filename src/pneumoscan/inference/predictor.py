@@ -63,7 +63,9 @@ class Decoded(NamedTuple):
     file's grey levels, colourfulness and two-tone share (the last two 0.0 when there is no guard to read them), its
     `size_warning` (None unless it is a thumbnail), the file's (width, height) (None when its header does not
     say), a DICOM's View Position when it is not frontal (`not_frontal_view`; None for any other file, or
-    without a guard to refuse it) and the file's dither energy and peak excess (`jpeg_cues`; 0.0 without a guard)."""
+    without a guard to refuse it), the file's dither energy and peak excess (`jpeg_cues`; 0.0 without a guard) and the
+    film's width / height as decoded, upright by its EXIF orientation (None when not known): the input image is the
+    whole film stretched to a square, and a picture drawn on it is stretched back by this to be the film's shape."""
 
     image: np.ndarray
     levels: int
@@ -74,6 +76,7 @@ class Decoded(NamedTuple):
     view: str | None = None
     dither: float = 0.0
     peaks: float = 0.0
+    aspect: float | None = None
 
 
 # Files `predict_chunks` decodes and predicts at a time: enough for every decoding thread of a many-core machine
@@ -584,12 +587,13 @@ class Predictor:
                 gray: np.ndarray | None = None) -> Decoded:
         """The `Decoded` of a file whose bytes `data` are decoded already (`image`, `levels` and `rgb` as
         `load_image_levels_and_rgb` gives them; `gray`, its decoded grey pixels, spares a lossless file a second
-        decode for its dither energy): its guard cues (`file_cues`), size, size warning and, with a guard, its View
-        Position when not frontal."""
+        decode for its dither energy and gives the film's proportions, `aspect`): its guard cues (`file_cues`), size,
+        size warning and, with a guard, its View Position when not frontal."""
         size = stored_size(data)
         view = not_frontal_view(data) if self.guard is not None else None
         colour, tone, dither, peaks = self.file_cues(data, rgb, gray)
-        return Decoded(image, levels, colour, tone, thumbnail_warning(size), size, view, dither, peaks)
+        aspect = gray.shape[1] / gray.shape[0] if gray is not None and gray.size else None
+        return Decoded(image, levels, colour, tone, thumbnail_warning(size), size, view, dither, peaks, aspect)
 
     def file_cues(self, data: bytes | bytearray, rgb: np.ndarray | None,
                   gray: np.ndarray | None = None) -> tuple[float, float, float, float]:

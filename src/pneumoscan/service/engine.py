@@ -228,6 +228,26 @@ def torch_installed() -> bool:
         return False
 
 
+MAX_ASPECT = 8.0  # a heatmap picture is at most this many times longer than it is wide
+
+
+def in_proportion(image: np.ndarray, aspect: float | None) -> np.ndarray:
+    """The model's input `image` (S, S), the whole film stretched to a square, stretched back to the film's width /
+    height `aspect` (kept within 1/MAX_ASPECT to MAX_ASPECT), its short side S: drawn square, the heatmap picture
+    that stands in for a film the browser cannot show (DICOM, TIFF), and the one printed beside the film, showed a
+    wide or tall film squeezed. The image as it is for a square film, or when `aspect` is not known."""
+    if aspect is None or not math.isfinite(aspect) or aspect <= 0:
+        return image
+    aspect = min(max(aspect, 1 / MAX_ASPECT), MAX_ASPECT)
+    side = image.shape[0]
+    width, height = (round(side * aspect), side) if aspect >= 1 else (side, round(side / aspect))
+    if (height, width) == image.shape:
+        return image
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+
+
 class Engine:
     """One Predictor shared by all requests.
 
@@ -426,11 +446,11 @@ class Engine:
         log.error("heatmaps off%s: %s [%s: %s]", f" until {self._cam_retry_utc}" if retry else "", self._cam_error,
                   type(err).__name__, first_line(err, 500))
 
-    def explain_png(self, image: np.ndarray, label: str) -> bytes | None:
-        """Grad-CAM overlay PNG of the evidence for `label` (the class the response gives) in one
-        preprocessed image (S, S); None when the map is empty (Grad-CAM found no positive evidence for
-        `label`: the overlay would be the bare film, which reads as evidence nowhere or a drawing fault);
-        ExplainUnavailable when it cannot."""
+    def explain_png(self, upload: Decoded, label: str) -> bytes | None:
+        """Grad-CAM overlay PNG of the evidence for `label` (the class the response gives) in one upload, drawn on
+        its model input stretched back to the film's shape (`in_proportion`); None when the map is empty (Grad-CAM
+        found no positive evidence for `label`: the overlay would be the bare film, which reads as evidence nowhere
+        or a drawing fault); ExplainUnavailable when it cannot."""
         module = gradcam_module()
         if module is None:
             raise ExplainUnavailable(f"Grad-CAM is not available in this installation ({GRADCAM_MODULE} missing)")
@@ -439,9 +459,9 @@ class Engine:
             shown, retry_s = self.explain_state()
             raise ExplainUnavailable(shown or problem, retry_s)
         with self._explain_lock:
-            cam = module.gradcam_for_image(self._explain_copy(), self.meta, image,
+            cam = module.gradcam_for_image(self._explain_copy(), self.meta, upload.image,
                                            target=self.meta.class_names.index(label), layers=self._cam_layers)
-        return bytes(module.overlay_png(image, cam)) if cam.any() else None
+        return bytes(module.overlay_png(in_proportion(upload.image, upload.aspect), cam)) if cam.any() else None
 
     def model_info(self) -> dict[str, object]:
         info = describe(self.meta)

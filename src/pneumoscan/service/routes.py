@@ -336,7 +336,7 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
             upload = engine.decode(data, _label(part))
             (result,) = engine.results([upload])
             explained = explain and result.in_distribution is not False  # a refused film has no prediction to explain
-            heatmap = engine.explain_png(upload.image, result.label) if explained else None
+            heatmap = engine.explain_png(upload, result.label) if explained else None
             when = utc_now()
             return result, explained, heatmap, when, _audit_line(request, "predict", None, when, upload, result)
 

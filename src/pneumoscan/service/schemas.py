@@ -175,8 +175,8 @@ class PredictionResponse(BaseModel):
     request_id: str = Field(description=_REQUEST_ID)
     analysed_at: str = Field(description=_ANALYSED_AT)
     heatmap_png_base64: str | None = Field(
-        default=None, description="Grad-CAM overlay as a base64 PNG (only with ?explain=true; null when "
-                                  "heatmap_empty is true)")
+        default=None, description="Grad-CAM overlay on the film as the model read it, in the film's proportions, "
+                                  "as a base64 PNG (only with ?explain=true; null when heatmap_empty is true)")
     heatmap_class: str | None = Field(
         default=None, description="the class whose evidence the heatmap shows: the returned label (only with "
                                   "?explain=true and a prediction)")
