@@ -2097,6 +2097,27 @@ def test_page_says_which_films_the_model_is_for_and_does_not_overclaim_its_guard
         assert not errors, errors
 
 
+def test_page_says_a_model_without_a_guard_scores_any_image(server: str, tiny_run: Path) -> None:
+    """A model never given `fit-guard` scores a photo or a document as a film, and the page said nothing of it: the
+    header's words on refusals were left out, which no clinician notices. The notice says it now, and only then."""
+    from playwright.sync_api import expect
+
+    said = "This model has no check that an image is a chest X-ray: it gives a probability for any image"
+    with serving(tiny_run) as unguarded, chromium_page(unguarded + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        expect(page.locator("#notice")).to_contain_text(said + ", a photo, a document or an upside-down film too. "
+                                                        "Upload only frontal chest X-rays.")
+        page.set_input_files("#file", files=[{"name": "holiday.jpg", "mimeType": "image/jpeg",
+                                              "buffer": colour_photo()}])
+        expect(page.locator("#decision")).to_contain_text("for pneumonia — P = ", timeout=15_000)  # scored all the same
+        assert not errors, errors
+    with chromium_page(server + "/") as (page, errors):  # the guarded model refuses such images
+        expect(page.locator("#model-line")).to_contain_text("images that do not look like chest X-rays are refused")
+        expect(page.locator("#no-guard")).to_be_hidden()
+        assert said not in page.locator("#notice").inner_text()
+        assert not errors, errors
+
+
 def test_page_links_the_shipped_models_card_and_says_it_is_not_another_models(server: str) -> None:
     """The notice told clinicians to 'see its model card', which neither the page nor an installed pneumoscan had,
     and said so of a site's own model too, which has none. It now links the shipped model's card (GET /model/card,

@@ -68,6 +68,9 @@ const DOWN_NOW = `${DOWN}, so uploads will not work until it does. ${WHAT_TO_DO}
 const ANALYSING_FIRST = "Analysing… (the first heatmap after the service started can take a few seconds longer)";
 const VALIDATION_SOURCE = "The threshold is the model's operating point, chosen on validation data to favour " +
   "sensitivity.";
+// A model without the out-of-distribution guard (`pneumoscan fit-guard`) gives a probability for any image.
+const NO_GUARD = "This model has no check that an image is a chest X-ray: it gives a probability for any image, a " +
+  "photo, a document or an upside-down film too. Upload only frontal chest X-rays.";
 
 // Reads GET /model into `modelInfo` (null when it cannot) and describes that model on the page. Called at start,
 // and again when an upload finds it missing or the service answers with other weights or another threshold.
@@ -94,6 +97,8 @@ function describeModel(info) {
   $("operating-point").textContent = info ? operatingPoint(info) : "";
   $("threshold-source").textContent = info ? thresholdSource(info) : VALIDATION_SOURCE;
   $("prevalence").textContent = info ? prevalenceText(info.operating_point) : "";
+  $("no-guard").textContent = info && info.ood_guard === false ? NO_GUARD : "";
+  show($("no-guard"), Boolean($("no-guard").textContent));
   $("model-line").classList.toggle("down", !info);
   if (!info) {
     $("model-line").textContent = DOWN_NOW;
