@@ -146,3 +146,43 @@ def test_an_old_export_reading_its_model_file_short_of_memory_or_files_is_503_to
     assert ready.json()["detail"] == ("not ready: the server ran short of memory or open files scoring a test image; "
                                       "retry in 2 s")
     assert str(tmp_path) not in predicted.text + ready.text
+
+
+@pytest.mark.parametrize("url,field", [("/predict", "file"), ("/predict/batch", "files")])
+def test_a_film_whose_decoding_runs_out_of_memory_is_a_busy_server_not_a_damaged_file(
+        url: str, field: str, client: TestClient, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A large film decoded while the server is short of memory (measured: a 12,000 x 12,000 PNG under `ulimit -v
+    750000`): the decoder's MemoryError came back 422 'big.png: not a readable image (MemoryError); the file may be
+    truncated or damaged', a batch's item alike, so the clinician was told the film was broken and not to send it
+    again. The film is fine and will decode once memory is free: a 503 to retry, as for the host's other shortages,
+    whose log line names no file."""
+    import pneumoscan.data.decode as decode
+
+    def short(*_: object) -> None:
+        raise MemoryError()
+
+    monkeypatch.setattr(decode, "_pil_to_gray", short)  # as numpy's allocation for the decoded pixels fails
+    with TestClient(client.app, raise_server_exceptions=False) as c, caplog.at_level(logging.ERROR):
+        res = _post(c, url, field)
+    assert res.status_code == 503 and res.headers["Retry-After"] == "2", res.text
+    assert res.json()["detail"].startswith("server busy: the server ran short of memory or open files")
+    assert "nothing is wrong with the file" in res.json()["detail"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "pneumoscan.service"]
+    assert any(line.endswith(": MemoryError") for line in lines), lines
+    assert not any(FILM.name in line for line in lines), lines
+
+
+@pytest.mark.parametrize("error", [MemoryError(), MemoryError("Unable to allocate 138. MiB for an array")])
+def test_memory_that_runs_short_in_a_request_is_a_503_to_retry(error: MemoryError, client: TestClient,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python's own word for the host out of memory (numpy's allocations too) was a 500 'internal error'."""
+    def short(*_: object) -> None:
+        raise error
+
+    monkeypatch.setattr(Engine, "results", short)
+    monkeypatch.setattr(Engine, "self_test", short)
+    with TestClient(client.app, raise_server_exceptions=False) as c:
+        res, ready = _post(c, "/predict"), c.get("/ready")
+    assert res.status_code == 503 and res.headers["Retry-After"] == "2", res.text
+    assert ready.status_code == 503 and ready.headers.get("Retry-After") == "2", ready.text

@@ -196,10 +196,24 @@ BUSY_RETRY_S = 2  # Retry-After of a request, or /ready, the GPU or the host ran
 HOST_SHORT = frozenset({errno.ENOMEM, errno.EMFILE, errno.ENFILE})  # the host's shortages an OSError names: they pass
 
 
+def host_shortage(err: BaseException) -> BaseException | None:
+    """The host's shortage of memory or open files `err` is or stands for (a MemoryError, an OSError's errno in
+    HOST_SHORT, or the words torch's loaders use, `too_many_files`), else None. A film's decoding that ran out of
+    memory is an InputError calling the file unreadable, "may be truncated or damaged", with the MemoryError as its
+    cause or context: the shortage, not the file, is what failed."""
+    if isinstance(err, InputError):
+        found = err.__cause__ or err.__context__
+        if found is None or isinstance(found, InputError):
+            return None
+        err = found
+    short = isinstance(err, MemoryError) or (isinstance(err, OSError) and err.errno in HOST_SHORT) or too_many_files(err)
+    return err if short else None
+
+
 def host_short(err: BaseException) -> bool:
-    """Whether `err` is the host short of memory or open files (an OSError's errno in HOST_SHORT, or the words torch's
-    loaders use, `too_many_files`): a shortage that passes, answered 503 with Retry-After."""
-    return (isinstance(err, OSError) and err.errno in HOST_SHORT) or too_many_files(err)
+    """Whether `err` is the host short of memory or open files (`host_shortage`): a shortage that passes, answered 503
+    with Retry-After."""
+    return host_shortage(err) is not None
 
 
 GPU_WAYS = ("free the GPU (`nvidia-smi` lists the processes holding it)", "serve fewer requests at once (--slots, 2 "

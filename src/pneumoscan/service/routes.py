@@ -32,8 +32,8 @@ from pneumoscan.errors import (DamagedModel, ImageTooLarge, InputError, ModelFil
 from pneumoscan.inference.ood import refusal_cause, refusal_kind
 from pneumoscan.inference.predictor import Prediction
 from pneumoscan.service.audit import AuditError, AuditLog, utc_now
-from pneumoscan.service.engine import (BUSY_RETRY_S, Decoded, Engine, ExplainUnavailable, host_short, log_gpu_full,
-                                       model_fault)
+from pneumoscan.service.engine import (BUSY_RETRY_S, Decoded, Engine, ExplainUnavailable, host_short,
+                                       host_shortage, log_gpu_full, model_fault)
 from pneumoscan.service.budget import Reservation
 from pneumoscan.service.readiness import NotReady
 from pneumoscan.service.schemas import (BatchItem, BatchResponse, ErrorResponse, Health, ModelInfo, PredictionResponse,
@@ -110,11 +110,13 @@ async def _in_worker(request: Request, func: Callable[[], T], explain: bool = Fa
                          "; or ask without ?explain=true" if explain else "")
             raise _busy(GPU_FULL) from None
         # the host short of memory or file handles (re-reading the model file, say; a library's loader says "too many
-        # open files" in an ImportError): it passes
-        except (OSError, ImportError) as err:
-            if not host_short(err):
+        # open files" in an ImportError; a large film's decoding, which calls the file unreadable): it passes
+        except (OSError, ImportError, MemoryError, InputError) as err:
+            shortage = host_shortage(err)
+            if shortage is None:
                 raise
-            log.error("%s: %s", _request_line(request), first_line(err, 300))
+            # the shortage's own words: an InputError's name the uploaded file, which no log line gives
+            log.error("%s: %s", _request_line(request), first_line(shortage, 300) or type(shortage).__name__)
             raise _busy(HOST_BUSY) from None
 
 
@@ -393,6 +395,8 @@ async def predict_batch(request: Request) -> BatchResponse:
                 try:  # the upload's own buffer, not a copy (see predict)
                     good.append((i, engine.decode(files[i].data, _label(files[i]))))
                 except InputError as err:
+                    if host_short(err):  # the server's shortage, not the file's fault: the whole batch is a 503
+                        raise
                     items[i].status, items[i].error = _status(err), str(err)
             results = engine.results([upload for _, upload in good]) if good else []
             for (i, _), result in zip(good, results):
