@@ -29,7 +29,10 @@ class TrainingData(NamedTuple):
     """Where a model's training `--data` is (`ArtifactMeta.placed_data`)."""
 
     folder: Path | None  # the folder as found now (`training_data_folder`); None when not found
-    shown: str | None  # for messages (`ArtifactMeta.training_data`)
+    # for messages (`fit-guard --data ...`): as typed when it names `folder` from the current folder too, else
+    # `folder`, else where it was (`data_places`); None when not recorded, or recorded as a relative path that cannot
+    # be placed (from the current folder it could name another one: `ArtifactMeta.fit_guard_command`)
+    shown: str | None
     recorded: str | None  # `--data` as recorded; None when not recorded
 
 
@@ -81,18 +84,11 @@ class ArtifactMeta:
         places = data_places(config, here)
         return TrainingData(None, str(places[0]) if places else None, config["data"])
 
-    def training_data(self, run_dir: str | os.PathLike | None = None) -> str | None:
-        """The `--data` of the training run, for messages (`fit-guard --data ...`): as typed when it names the folder
-        where it is found now (`training_data_folder`; `run_dir`: the model file's folder) from the current folder
-        too, else that folder, else where it was (`data_places`); None when not recorded, or recorded as a relative
-        path that cannot be placed (from the current folder it could name another one: `fit_guard_command`)."""
-        return self.placed_data(run_dir).shown
-
     def fit_guard_command(self, model: str | os.PathLike, run_dir: str | os.PathLike | None = None, *,
                           placed: TrainingData | None = None) -> str:
-        """'`pneumoscan fit-guard --model MODEL --data DATA`' for messages: DATA the training data (`training_data`),
-        else the placeholder TRAINING_DATA, followed by what was recorded when that is a relative path that cannot
-        be placed. `placed`: the training data as `placed_data` already found it (else it is placed from `run_dir`)."""
+        """'`pneumoscan fit-guard --model MODEL --data DATA`' for messages: DATA the training data
+        (`TrainingData.shown`), else the placeholder TRAINING_DATA, followed by what was recorded when that is a
+        relative path that cannot be placed. `placed`: the training data as `placed_data` already found it (else it is placed from `run_dir`)."""
         _, data, recorded = placed if placed is not None else self.placed_data(run_dir)
         command = f"`pneumoscan fit-guard --model {model} --data {data or 'TRAINING_DATA'}`"
         if data is None and recorded:

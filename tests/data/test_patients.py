@@ -8,7 +8,7 @@ import pytest
 
 from pneumoscan.data.layout import Sample, discover
 from pneumoscan.data.patients import (cause, cause_groups, cause_of, keys_read, patient_id, patient_keys,
-                                      placeholder_ids, recorded_patient_key, shared_patients)
+                                      patients_in_training, placeholder_ids, recorded_patient_key)
 from pneumoscan.data.split import patient_split
 from pneumoscan.errors import InputError
 from tests.conftest import dicom_to_bytes, make_dicom, write_dicom, write_xray
@@ -294,13 +294,17 @@ def test_shared_patients_counts_the_evaluated_films_of_patients_the_model_was_tr
     write_xray(data / "test" / "NORMAL" / "IM-0007-0001.png", 0, 91)
     test = discover(data)["test"]
     training = {"config": {"data": str(data), "patient_key": "auto"}}
-    assert shared_patients(test, training, progress=False) == {"patients": 1, "films": 2, "by": ["DICOM PatientID"],
-                                                                 "compared": 3}  # the PNG is keyed by its name
-    assert shared_patients(discover(data)["train"], training, progress=False)["patients"] == 0  # its own films aside
-    assert shared_patients(test, {"config": {**training["config"], "patient_key": "name"}}, progress=False) == {
+
+    def shared(samples: list[Sample], record: dict) -> dict | None:
+        return patients_in_training(samples, record, progress=False).shared
+
+    assert shared(test, training) == {"patients": 1, "films": 2, "by": ["DICOM PatientID"],
+                                      "compared": 3}  # the PNG is keyed by its name
+    assert shared(discover(data)["train"], training)["patients"] == 0  # its own films aside
+    assert shared(test, {"config": {**training["config"], "patient_key": "name"}}) == {
         "patients": 0, "films": 0, "by": [], "compared": 0}
-    assert shared_patients(test, {"config": {"data": str(tmp_path / "moved"), "patient_key": "auto"}}) is None
-    assert shared_patients(test, {"members": []}) is None  # no member records its data
+    assert shared(test, {"config": {"data": str(tmp_path / "moved"), "patient_key": "auto"}}) is None
+    assert shared(test, {"members": []}) is None  # no member records its data
 
 
 def _trained_and_decoy(tmp_path: Path) -> tuple[Path, list[Sample]]:
@@ -320,15 +324,14 @@ def test_a_relative_training_data_path_is_not_judged_from_the_current_folder(
     """An older model records `--data data` relative to where `train` ran; judged from the current folder, the
     unrelated `data` there was counted as its training data (0 shared patients instead of 1). A model file out of
     its run folder cannot place the path: not counted, and the reason says why."""
-    from pneumoscan.data.patients import training_samples, uncounted_reason
+    from pneumoscan.data.patients import uncounted_reason
 
     _, site = _trained_and_decoy(tmp_path)
     monkeypatch.chdir(tmp_path / "elsewhere")  # where `data` is an unrelated folder
     training = {"config": {"data": "data", "out": "runs/old", "patient_key": "auto"}}
     copied = tmp_path / "copied"  # the model file alone: no config.json beside it
     copied.mkdir()
-    assert training_samples(training, copied) is None
-    assert shared_patients(site, training, progress=False, run_dir=copied) is None
+    assert patients_in_training(site, training, progress=False, run_dir=copied).shared is None
     assert uncounted_reason(None, training, copied) == (
         "the model records its training data as data, a path relative to the folder training was started in, which "
         "cannot be told here: only a model file in its run folder (of a run given a relative --out) tells it")
@@ -340,7 +343,7 @@ def test_a_relative_training_data_path_is_placed_from_the_run_folder_config(
     lab/data from any folder; a run folder moved since (its path no longer ends in `out`) is not guessed."""
     import json
 
-    from pneumoscan.data.patients import training_samples, uncounted_reason
+    from pneumoscan.data.patients import uncounted_reason
 
     lab, site = _trained_and_decoy(tmp_path)
     monkeypatch.chdir(tmp_path / "elsewhere")
@@ -349,11 +352,10 @@ def test_a_relative_training_data_path_is_placed_from_the_run_folder_config(
     config = {"data": "data", "out": "runs/old", "patient_key": "auto"}
     (run / "config.json").write_text(json.dumps(config))
     training = {"config": config}
-    assert {s.path.parent.parent.parent for s in training_samples(training, run)} == {lab / "data"}
-    assert shared_patients(site, training, progress=False, run_dir=run) == {
+    assert patients_in_training(site, training, progress=False, run_dir=run).shared == {
         "patients": 1, "films": 1, "by": ["DICOM PatientID"], "compared": 2}
     (run / "config.json").write_text(json.dumps({**config, "out": "other/old"}))
-    assert shared_patients(site, training, progress=False, run_dir=run) is None
+    assert patients_in_training(site, training, progress=False, run_dir=run).shared is None
     assert "cannot be told here" in uncounted_reason(None, training, run)
 
 
@@ -366,9 +368,9 @@ def test_the_resolved_training_data_path_is_found_from_any_folder(
     lab, site = _trained_and_decoy(tmp_path)
     monkeypatch.chdir(tmp_path / "elsewhere")
     training = {"config": {"data": "data", "data_resolved": str(lab / "data"), "patient_key": "auto"}}
-    assert shared_patients(site, training, progress=False)["patients"] == 1
+    assert patients_in_training(site, training, progress=False).shared["patients"] == 1
     (lab / "data").rename(lab / "moved")
-    assert shared_patients(site, training, progress=False) is None
+    assert patients_in_training(site, training, progress=False).shared is None
     assert uncounted_reason(None, training) == f"{lab / 'data'}, which the model was trained on, is not found"
 
 
@@ -383,11 +385,11 @@ def test_training_data_found_but_without_its_films_is_not_said_to_be_missing(
     data = lab / "data"
     training = {"config": {"data": "data", "data_resolved": str(data), "patient_key": "auto"}}
     (data / "train").rename(data / "test")
-    assert shared_patients(site, training, progress=False) is None
+    assert patients_in_training(site, training, progress=False).shared is None
     assert uncounted_reason(None, training) == (
         f"{data}, which the model was trained on, is found but holds no train/ split now (its splits: test)")
     (data / "test").rename(tmp_path / "gone")
-    assert shared_patients(site, training, progress=False) is None
+    assert patients_in_training(site, training, progress=False).shared is None
     assert uncounted_reason(None, training) == (
         f"{data}, which the model was trained on, is found but cannot be read as training data (found neither "
         f"train/ val/ test/ folders nor NORMAL/ PNEUMONIA/ class folders (it holds no sub-folders))")
@@ -407,10 +409,10 @@ def test_the_fit_guard_hint_names_the_training_data_as_found(tmp_path: Path, mon
     meta = ArtifactMeta(model_name="cnn", model_config={}, image_size=32, mean=0.5, std=0.2,
                         training={"config": {"data": "data", "out": "runs/old"}})
     monkeypatch.chdir(tmp_path / "elsewhere")
-    assert meta.training_data(run) == str(lab / "data")
+    assert meta.placed_data(run).shown == str(lab / "data")
     assert meta.fit_guard_command("m", run) == f"`pneumoscan fit-guard --model m --data {lab / 'data'}`"
     monkeypatch.chdir(lab)
-    assert meta.training_data(run) == "data"
+    assert meta.placed_data(run).shown == "data"
 
 
 def test_the_fit_guard_hint_gives_a_placeholder_for_a_relative_path_it_cannot_place(
@@ -424,7 +426,7 @@ def test_the_fit_guard_hint_gives_a_placeholder_for_a_relative_path_it_cannot_pl
     monkeypatch.chdir(tmp_path / "elsewhere")
     meta = ArtifactMeta(model_name="cnn", model_config={}, image_size=32, mean=0.5, std=0.2,
                         training={"config": {"data": "data", "out": "runs/old"}})
-    assert meta.training_data(tmp_path) is None
+    assert meta.placed_data(tmp_path).shown is None
     assert meta.fit_guard_command("m", tmp_path) == (
         "`pneumoscan fit-guard --model m --data TRAINING_DATA` (TRAINING_DATA: recorded as data, relative to the "
         "folder training ran in)")
@@ -488,5 +490,5 @@ def test_shared_patients_keys_the_training_data_as_train_and_audit_do(tmp_path: 
     for i, pid in enumerate("RSTU"):
         write_dicom(data / "val" / "PNEUMONIA" / f"v{i}.dcm", 1, 200 + i, patient_id=pid, size=16)
     training = {"config": {"data": str(data), "patient_key": "auto"}}
-    shared = shared_patients(discover(data)["test"], training, progress=False)
+    shared = patients_in_training(discover(data)["test"], training, progress=False).shared
     assert audit(data, progress=False)["patient_ids_in_two_splits"]["train+test"] == shared["patients"] == 1

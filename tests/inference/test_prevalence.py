@@ -97,4 +97,4 @@ def test_a_training_record_edited_out_of_shape_counts_as_not_recorded(training: 
     predates them); an edited record ended predict, evaluate and serve in an AttributeError or TypeError."""
     meta = _meta(training)
     assert model_prior(meta) == pytest.approx(0.75)
-    assert meta.training_data() is None
+    assert meta.placed_data().shown is None

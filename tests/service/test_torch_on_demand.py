@@ -530,7 +530,7 @@ def test_a_retry_that_succeeds_never_shows_its_old_error_as_for_good(app,  # noq
         for engine._cam_error, engine._cam_retry_at in seen:  # as a request on the event loop finds it
             res = post_film(c, "/predict?explain=true")
             assert res.status_code in (200, 503), res.text
-            assert engine.explain_available() or engine.explain_retry_s is not None
+            assert engine.explain_available() or engine.explain_state()[1] is not None
 
 
 # Fails `import torch` once at the module named by argv[1], as memory running short part-way would, and prints, as

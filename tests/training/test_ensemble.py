@@ -225,7 +225,7 @@ def test_a_guardless_ensembles_messages_name_the_data_its_members_trained_on(tin
     from pneumoscan.service.settings import Settings
 
     ensemble = build_ensemble([tiny_run, second_run], tmp_path / "ens", progress=False)
-    assert read_meta(ensemble).training_data() == str(tiny_data)
+    assert read_meta(ensemble).placed_data().shown == str(tiny_data)
     site = tmp_path / "site" / "model.safetensors"
     assert main(["set-threshold", "--model", str(ensemble), "--data", str(tiny_data), "--split", "test", "--out",
                  str(site), "--n-boot", "20", "--backend", "torch"]) == 0
@@ -243,7 +243,7 @@ def test_an_ensemble_counts_patients_in_its_members_data_placed_from_their_run_f
     counted them ('the model records no training data, as an ensemble does') and its fit-guard hint said
     `--data TRAINING_DATA`."""
     from pneumoscan.data.layout import discover
-    from pneumoscan.data.patients import shared_patients, uncounted_reason
+    from pneumoscan.data.patients import patients_in_training, uncounted_reason
     from tests.conftest import write_xray
 
     lab, elsewhere, third = tmp_path / "lab", tmp_path / "elsewhere", tmp_path / "third"
@@ -266,7 +266,7 @@ def test_an_ensemble_counts_patients_in_its_members_data_placed_from_their_run_f
     monkeypatch.chdir(third)
     meta = read_meta(ensemble)
     site = discover(tmp_path / "site")["all"]
-    shared = shared_patients(site, meta.training, progress=False, run_dir=ensemble.parent)
+    shared = patients_in_training(site, meta.training, progress=False, run_dir=ensemble.parent).shared
     assert shared == {"patients": 2, "films": 2, "by": ["folder"], "compared": 3}
     assert uncounted_reason(shared, meta.training, ensemble.parent) is None
     assert meta.fit_guard_command("m", ensemble.parent) == f"`pneumoscan fit-guard --model m --data {lab / 'data'}`"

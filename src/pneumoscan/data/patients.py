@@ -390,16 +390,6 @@ def describe(choice: str) -> str:
             "folder": "the patient is the folder between the class folder and the image"}[choice]
 
 
-def training_samples(training: dict, run_dir: str | Path | None = None) -> list[Sample] | None:
-    """The films of the data a model's training record names (`config.data`, an ensemble's members' as
-    `data_record` reads it: its train split, or its only one, and its val/ split with --use-given-val), as found now
-    (`training_data_folder`; `run_dir`: the model file's folder); None when the record names none or it is not found.
-    With --max-images, training used some of them only."""
-    from pneumoscan.training.config import data_record
-
-    return _training_films(*data_record(training, run_dir)).films
-
-
 class TrainingFilms(NamedTuple):
     """The films training read (`_training_films`), or why there are none."""
 
@@ -437,29 +427,23 @@ def _training_films(config: dict, run_dir: str | Path | None) -> TrainingFilms:
 
 
 class InTraining(NamedTuple):
-    """`shared_patients`' count, and the keys it read (of the scored films with the training films; None when it
+    """`patients_in_training`'s count, and the keys it read (of the scored films with the training films; None when it
     read none), which `evaluate`'s bootstrap takes on rather than reading the films' DICOM headers again."""
 
     shared: dict[str, object] | None
     keys: PatientKeys | None
 
 
-def shared_patients(samples: Sequence[Sample], training: dict, progress: bool = True,
-                    run_dir: str | Path | None = None) -> dict[str, object] | None:
-    """`patients_in_training`'s count."""
-    return patients_in_training(samples, training, progress, run_dir).shared
-
-
 def patients_in_training(samples: Sequence[Sample], training: dict, progress: bool = True,
                          run_dir: str | Path | None = None) -> InTraining:
-    """The patients of `samples` who also have films in the data the model was trained on (`training_samples`,
+    """The patients of `samples` who also have films in the data the model was trained on (`_training_films`,
     its films among `samples` aside): keyed by the run's --patient-key over both together, with every split of the
     training data, as `train` and `audit` key a data set's splits (`dataset_keys`), and counted only by keys a DICOM
     PatientID, a manifest's patient column or a folder gives (file names' keys restart in each split of Kermany's
     data). `{"patients", "films", "by", "compared"}` (`films`: of
     `samples`; `by`: where the shared keys came from; `compared`: the films of `samples` whose key could be compared,
     0 when all are keyed by file name, so 0 patients then says nothing), or None when the training data is not found
-    (`run_dir`: the model file's folder, as `training_samples` takes it); with the keys read, when any were."""
+    (`run_dir`: the model file's folder, as `data_record` takes it); with the keys read, when any were."""
     import warnings
 
     from pneumoscan.training.config import data_record
@@ -490,7 +474,7 @@ def patients_in_training(samples: Sequence[Sample], training: dict, progress: bo
 
 
 def shared_text(shared: dict | None, n: int, why: str | None) -> str:
-    """A `shared_patients` count of `n` films for people: '2 (5 of 40 films; by DICOM PatientID)', or with a reason
+    """A `patients_in_training` count of `n` films for people: '2 (5 of 40 films; by DICOM PatientID)', or with a reason
     `why` (`uncounted_reason`) 'not counted (why)'."""
     if why or not shared:
         return f"not counted ({why or 'the data the model was trained on is not found'})"
@@ -500,7 +484,7 @@ def shared_text(shared: dict | None, n: int, why: str | None) -> str:
 
 def shared_clause(shared: dict, n: int, of: str, its: bool) -> str:
     """The facts of a warning about `shared["patients"]` (> 0) patients of `n` films `of` a set ('the test split')
-    who also have films in the training data (`shared_patients`), in the singular for one: '2 patients of the test
+    who also have films in the training data (`patients_in_training`), in the singular for one: '2 patients of the test
     split (3 of its 5 films) also have films in the data this model was trained on, by DICOM PatientID: the same
     patients on both sides'; without `its`, '(3 of 5 films)'."""
     one = shared["patients"] == 1
@@ -515,7 +499,7 @@ def shared_clause(shared: dict, n: int, of: str, its: bool) -> str:
 
 def uncounted_reason(shared: dict | None, training: dict | None = None,
                      run_dir: str | Path | None = None) -> str | None:
-    """Why `shared_patients` counted no patient (None when it counted): the films are keyed by file name, which names
+    """Why `patients_in_training` counted no patient (None when it counted): the films are keyed by file name, which names
     no patient across splits; the training data the model records (`training`, when at hand; `run_dir`: the model
     file's folder) is not found, is a relative path whose folder cannot be placed, or is found but unreadable or
     without a train/ split; or it records none."""

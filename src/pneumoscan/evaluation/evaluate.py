@@ -203,11 +203,11 @@ def evaluate(
     """Predict every image of the split (cached decode) and summarise at the predictor's threshold; `progress`: the
     decoding and scoring bars (on a terminal); `checked_unseen`: the caller has refused these films already if any
     was one the model trained or validated on (set-threshold), so they are not fingerprinted again (their patients
-    are still counted: `patients_in_training` is `data.patients.shared_patients`); `decoded`: the
-    split's films as the caller decoded them at the model's size (set-threshold's check), scored without a second
-    decode (with the image cache off there is nothing to read them back from); `found`: the split's name and films
-    (a `ScoredSplit`) as the caller's `evaluation_samples(data, split)` found them, so the data folder is not scanned
-    again."""
+    are still counted: `Evaluation.patients_in_training` is `data.patients.patients_in_training`'s count);
+    `decoded`: the split's films as the caller decoded them at the model's size (set-threshold's check), scored
+    without a second decode (with the image cache off there is nothing to read them back from); `found`: the
+    split's name and films (a `ScoredSplit`) as the caller's `evaluation_samples(data, split)` found them, so the
+    data folder is not scanned again."""
     found = found if found is not None else evaluation_samples(data, split)
     split_name, samples = found
     fingerprinted = not checked_unseen and len(training_film_fingerprints(predictor.meta.training)) > 0

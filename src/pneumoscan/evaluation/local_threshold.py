@@ -45,7 +45,7 @@ class LocalThreshold:
     out: Path
     guard_copied: bool
     skipped: list[str]  # unreadable files, one message each
-    trained_on: str | None = None  # the `--data` the model was trained on (`ArtifactMeta.training_data`)
+    trained_on: str | None = None  # the `--data` the model was trained on (`TrainingData.shown`)
     fit_guard: str = ""  # the command that fits its guard (`ArtifactMeta.fit_guard_command`)
     onnx: Path | None = None  # the copy's ONNX export, written when the source model had a current one
 

@@ -382,15 +382,11 @@ class Engine:
         tried again if memory ran short (None when they are, or not yet known)."""
         return self.explain_state()[0]
 
-    @property
-    def explain_retry_s(self) -> int | None:
-        """Seconds until a load of Grad-CAM's model that ran out of memory is tried again (0: the next heatmap does),
-        None when none is to be."""
-        return self.explain_state()[1]
-
     def explain_state(self) -> tuple[str | None, int | None]:
-        """`explain_problem` and `explain_retry_s` from one reading of the state a loading heatmap may change: read
-        apart, a load that succeeded between them gave its old problem without a retry time (a 501, for good)."""
+        """`explain_problem`, and the seconds until a load of Grad-CAM's model that ran out of memory is tried again
+        (0: the next heatmap does; None when none is to be), from one reading of the state a loading heatmap may
+        change: read apart, a load that succeeded between them gave its old problem without a retry time (a 501, for
+        good)."""
         return self._shown_state(*self._state())
 
     def explain_refusal(self) -> tuple[str | None, int | None] | None:
