@@ -253,10 +253,15 @@ def _drawn(info: dict[str, Any], options: str) -> str:
             f"(their films of the other class, if any, drawn separately with that class)")
 
 
+def too_few_units(info: dict[str, Any]) -> dict[str, int]:
+    """The classes an `intervals` record's bootstrap drew from fewer than MIN_UNITS units, with their counts."""
+    return {name: n for name, n in (info.get("per_class") or {}).items() if 0 < n < MIN_UNITS}
+
+
 def _too_few(info: dict[str, Any]) -> str:
     """The warning clause of an `intervals` record whose bootstrap drew a class from fewer than MIN_UNITS units."""
     unit = "patient" if info["resampled"] == "patients" else "film"
-    few = [counted(n, f"{name} {unit}") for name, n in info.get("per_class", {}).items() if 0 < n < MIN_UNITS]
+    few = [counted(n, f"{name} {unit}") for name, n in too_few_units(info).items()]
     if not few:
         return ""
     return (f"; these are unreliable, much too narrow: the bootstrap draws from only {' and '.join(few)} "

@@ -157,12 +157,11 @@ def resampled_unit_of(summary: dict[str, Any]) -> str:
     """What the bootstrap of a run's figures resampled, for the comparison's caption: 'patients' (each with all of
     their films of a class: `evaluate` with the patients keyed as the run's training keyed them) or 'films'; with
     ', unreliable' when a class had fewer than `MIN_UNITS` of them."""
-    from pneumoscan.evaluation.bootstrap import MIN_UNITS
+    from pneumoscan.evaluation.bootstrap import MIN_UNITS, too_few_units
 
     info = summary.get("intervals") or {}
     unit = "patients" if info.get("resampled") == "patients" else "films"
-    few = any(0 < n < MIN_UNITS for n in (info.get("per_class") or {}).values())
-    return f"{unit}, unreliable (fewer than {MIN_UNITS} in a class)" if few else unit
+    return f"{unit}, unreliable (fewer than {MIN_UNITS} in a class)" if too_few_units(info) else unit
 
 
 def resampled_caption(units: Sequence[tuple[str, str]]) -> str:
