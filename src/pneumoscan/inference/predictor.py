@@ -79,6 +79,20 @@ class Decoded(NamedTuple):
     aspect: float | None = None
 
 
+class GuardCues(NamedTuple):
+    """The guard's cues of each of some files, named as `OODGuard.check` takes them; None: not known."""
+
+    colourfulness: list[float] | None = None
+    grey_levels: list[int] | None = None
+    two_tone: list[float] | None = None
+    dither: list[float] | None = None
+    peaks: list[float] | None = None
+
+    def part(self, rows: slice) -> GuardCues:
+        """The cues of the files in `rows`."""
+        return GuardCues(*(None if cue is None else cue[rows] for cue in self))
+
+
 # Files `predict_chunks` decodes and predicts at a time: enough for every decoding thread of a many-core machine
 # (one per core) to have several files per chunk, few enough that rows, progress and Ctrl+C follow within seconds
 # (about 2 s on 2 cores) and memory stays small (peak RSS of `predict` on 4,000 224 px films: 0.57 GB at 64,
@@ -430,16 +444,16 @@ class Predictor:
         Inputs the guard rejects get no probability and no label; so, with a guard, does a DICOM whose View
         Position says it is no frontal film (refused_by "view").
         """
+        cues = GuardCues(colours, levels, tones, dithers, peaks)
         if raw is not None:
-            colours, levels, tones, dithers, peaks, small = self._measured(names, raw, colours, levels, tones, dithers,
-                                                                           peaks, small)
+            cues, small = self._measured(names, raw, cues, small)
             if views is None and self.guard is not None:
                 views = [not_frontal_view(r) for r in raw]
         if small is None:
             small = [None] * len(names)
         if views is None or self.guard is None:
             views = [None] * len(names)
-        probs, verdicts = self.screen(images, colours, levels, tones, dithers, peaks)
+        probs, verdicts = self._screen(images, cues)
         out = []
         for name, prob, verdict, warning, view in zip(names, probs, verdicts, small, views):
             if view is not None:  # the header says what the image statistics can only guess
@@ -455,11 +469,8 @@ class Predictor:
                                       borderline=self.borderline(float(prob)), size_warning=warning))
         return out
 
-    def _measured(self, names: list[str], raw: Sequence[bytes | bytearray], colours: list[float] | None,
-                  levels: list[int] | None, tones: list[float] | None, dithers: list[float] | None,
-                  peaks: list[float] | None, small: list[str | None] | None
-                  ) -> tuple[list[float] | None, list[int] | None, list[float] | None, list[float] | None,
-                             list[float] | None, list[str | None]]:
+    def _measured(self, names: list[str], raw: Sequence[bytes | bytearray], given: GuardCues,
+                  small: list[str | None] | None) -> tuple[GuardCues, list[str | None]]:
         """`results`' cues as given, those not given measured on the files' `raw` bytes as `decode` measures them,
         each reading no more than it needs: the size warnings a header, the colourfulness and the JPEG cues (two-tone
         share, dither energy, peak excess) their own reads (`file_cues`; a lossless file's on the grey levels' decode when
@@ -467,7 +478,8 @@ class Predictor:
         size warnings."""
         small = small if small is not None else [size_warning(r) for r in raw]
         if self.guard is None:
-            return colours, levels, tones, dithers, peaks, small
+            return given, small
+        colours, levels, tones, dithers, peaks = given
         rgbs: list[Any] = [NOT_DECODED] * len(raw)
         need_cues = tones is None or dithers is None or peaks is None
         cues: list[tuple[float, float, float]] = []
@@ -486,7 +498,7 @@ class Predictor:
             tones = [t for t, _, _ in cues] if tones is None else tones
             dithers = [d for _, d, _ in cues] if dithers is None else dithers
             peaks = [p for _, _, p in cues] if peaks is None else peaks
-        return colours, levels, tones, dithers, peaks, small
+        return GuardCues(colours, levels, tones, dithers, peaks), small
 
     def decoded_results(self, names: list[str], files: Sequence[Decoded]) -> list[Prediction]:
         """`results` for files `decode` read: their images, the guard's cues and their size warnings."""
@@ -504,33 +516,29 @@ class Predictor:
         With `progress`, a 'scoring' bar on a terminal counts the images, scored a few batches at a time (the same
         batches, so the same answers; the guard's image statistics then take the memory of those few alone)."""
         step = self.batch_size * 4
+        cues = GuardCues(colours, levels, tones, dithers, peaks)
         if not progress or len(images) <= step:
-            return self._screen(images, colours, levels, tones, dithers, peaks)
+            return self._screen(images, cues)
         from pneumoscan.progress import progress_bar
 
         probs, verdicts = [], []
         with progress_bar(total=len(images), desc="scoring", unit="img") as bar:
             for start in range(0, len(images), step):
                 part = slice(start, start + step)
-                p, v = self._screen(images[part], *(None if x is None else x[part]
-                                                    for x in (colours, levels, tones, dithers, peaks)))
+                p, v = self._screen(images[part], cues.part(part))
                 probs.append(p)
                 verdicts += v
                 bar.update(len(p))
         return np.concatenate(probs), verdicts
 
-    def _screen(self, images: np.ndarray, colours: list[float] | None, levels: list[int] | None,
-                tones: list[float] | None, dithers: list[float] | None,
-                peaks: list[float] | None) -> tuple[np.ndarray, list[OODResult | None]]:
+    def _screen(self, images: np.ndarray, cues: GuardCues) -> tuple[np.ndarray, list[OODResult | None]]:
         probs, features = self._predict(images, with_features=self.guard is not None)
         if self.guard is None:
             return probs, [None] * len(images)
-        signals = {"colourfulness": colours, "grey_levels": levels, "two_tone": tones, "dither": dithers,
-                   "peaks": peaks}
         if features is not None:
-            return probs, list(self.guard.check(images, features=features, **signals))
+            return probs, list(self.guard.check(images, features=features, **cues._asdict()))
         # an ONNX export without the features output
-        return probs, list(self.guard.check(images, model=self.model, **signals))
+        return probs, list(self.guard.check(images, model=self.model, **cues._asdict()))
 
     @_public(data=_BYTES, name=_TEXT)
     def predict_bytes(self, data: bytes, name: str = "<upload>") -> Prediction:
