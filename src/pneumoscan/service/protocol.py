@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -126,6 +127,35 @@ def unsent_bytes(raw: Any, socket_transport: Any = None) -> int | None:
     return int(raw.get_write_buffer_size() + socket_transport.get_write_buffer_size())
 
 
+class IdleClose:
+    """Calls `close` once the client has sent nothing for LINGER_IDLE_S (`heard`: it sent something), or at the loop
+    time `end` at the latest: the end of a lingering close, and of a plain-HTTP request answered on the HTTPS port."""
+
+    def __init__(self, loop: Any, close: Callable[[], None], end: float = math.inf) -> None:
+        self.loop, self.close, self.end = loop, close, end
+        self.last_byte = loop.time()
+        self.timer: Any = None  # asyncio.TimerHandle until it closes or is cancelled
+        self._check()
+
+    def heard(self) -> None:
+        """The client sent something."""
+        self.last_byte = self.loop.time()
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _check(self) -> None:
+        """Close when it is over, else look again when it may be."""
+        due = min(self.end, self.last_byte + LINGER_IDLE_S)
+        if self.loop.time() >= due:
+            self.timer = None
+            self.close()
+        else:
+            self.timer = self.loop.call_at(due, self._check)
+
+
 class _Transport:
     """The socket transport as uvicorn sees it: its `close()` is the protocol's `close`, which may linger, and while
     lingering it says it is closing and writes nothing (the write side is shut); the rest is `raw`'s own."""
@@ -159,12 +189,10 @@ def _with_deadline(base: type, timeout_s: float) -> type:
         header_timeout_s = timeout_s
         _head_timer: Any = None  # asyncio.TimerHandle while waiting for a request's head
         _drain_timer: Any = None  # asyncio.TimerHandle while the client sends the body of an answered request
-        _linger_timer: Any = None  # asyncio.TimerHandle while closing lingeringly
+        _linger: IdleClose | None = None  # while closing lingeringly
         _sent_timer: Any = None  # asyncio.TimerHandle while a TLS close waits for its answers to be sent
         _unsent = 0  # their bytes the kernel had not taken when last looked
         _sent_progress = 0.0  # loop time the kernel was last seen taking some
-        _linger_end = 0.0  # loop time when a lingering close ends at the latest
-        _last_byte = 0.0  # loop time of the last bytes received while lingering
         _dropped = 0  # bytes read and dropped while lingering
         _head_start = b""  # the start of the head being parsed, for the access line of a 400 to it
         _shutting_down = False
@@ -186,7 +214,8 @@ def _with_deadline(base: type, timeout_s: float) -> type:
             if not self.transport.lingering:
                 super().data_received(data)
                 return
-            self._last_byte = self.loop.time()
+            if self._linger is not None:
+                self._linger.heard()
             self._dropped += len(data)
             if self._dropped > LINGER_BYTES:
                 self.transport.raw.close()
@@ -269,9 +298,7 @@ def _with_deadline(base: type, timeout_s: float) -> type:
             self._stop_head_timer()
             self._stop_drain_timer()
             self.transport.lingering = True
-            self._last_byte = self.loop.time()
-            self._linger_end = self._last_byte + self.header_timeout_s
-            self._check_linger()
+            self._linger = IdleClose(self.loop, self._close_once_sent, self.loop.time() + self.header_timeout_s)
             try:
                 if raw.can_write_eof():  # not with TLS: the answer's Content-Length ends it for the client
                     raw.write_eof()  # a FIN once the answer is out: the client knows there is no more
@@ -279,17 +306,6 @@ def _with_deadline(base: type, timeout_s: float) -> type:
                 raw.close()
                 return
             raw.resume_reading()  # uvicorn may have paused it for a body the app did not read
-
-        def _check_linger(self) -> None:
-            """Close when the linger is over (its time is up, or the client sent nothing for LINGER_IDLE_S), else
-            look again when it may be."""
-            now = self.loop.time()
-            due = min(self._linger_end, self._last_byte + LINGER_IDLE_S)
-            if now >= due:
-                self._linger_timer = None
-                self._close_once_sent()
-            else:
-                self._linger_timer = self.loop.call_later(due - now, self._check_linger)
 
         def _close_once_sent(self) -> None:
             """Close the connection once the kernel has taken all its answers' bytes. asyncio's TLS close waits
@@ -347,9 +363,8 @@ def _with_deadline(base: type, timeout_s: float) -> type:
                 self._head_timer = None
 
         def _stop_linger_timer(self) -> None:
-            if self._linger_timer is not None:
-                self._linger_timer.cancel()
-                self._linger_timer = None
+            if self._linger is not None:
+                self._linger.cancel()
 
         def _stop_drain_timer(self) -> None:
             if self._drain_timer is not None:

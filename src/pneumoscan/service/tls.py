@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan.errors import InputError
-from pneumoscan.service.protocol import LINGER_IDLE_S
+from pneumoscan.service.protocol import IdleClose
 
 log = logging.getLogger("pneumoscan.service")
 
@@ -93,8 +93,8 @@ class _ServerObject(ssl.SSLObject):
 
     def do_handshake(self) -> None:
         if self.rejected:
-            if self.incoming.pending and self.connection is not None:
-                self.connection.heard()
+            if self.incoming.pending and self.connection is not None and self.connection.idle is not None:
+                self.connection.idle.heard()
             self.incoming.read()  # the rest of a plain-HTTP request, dropped
             raise ssl.SSLWantReadError("a plain-HTTP request, answered; waiting for the client to close")
         if self.connection is not None and self.incoming.pending:
@@ -291,8 +291,7 @@ class _Handshake(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.received = False  # the client sent something during the handshake
         self.plain_http = False
-        self.last_byte = 0.0  # when the client last sent something after its plain-HTTP answer
-        self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle: IdleClose | None = None  # after a plain-HTTP answer: closes once the client sends nothing
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -323,8 +322,8 @@ class _Handshake(asyncio.Protocol):
             return
         finally:
             self.handshaking.discard(self)
-            if self.idle_timer is not None:
-                self.idle_timer.cancel()
+            if self.idle is not None:
+                self.idle.cancel()
         if tls is None or waiting.lost:  # closed without an error: aborted, or closed after a plain-HTTP answer
             return
         self.app.socket_transport = self.transport  # type: ignore[attr-defined]
@@ -339,22 +338,9 @@ class _Handshake(asyncio.Protocol):
                            "https://", self._client())
         self.transport.write(_plain_http_400())
         self.transport.write_eof()
-        self.heard()
-        self.idle_timer = self.loop.call_later(LINGER_IDLE_S, self._check_idle)
-
-    def heard(self) -> None:
-        """The client sent something after its plain-HTTP answer."""
-        self.last_byte = self.loop.time()
-
-    def _check_idle(self) -> None:
-        """Close a connection answered as plain HTTP once its client has sent nothing for LINGER_IDLE_S (it waited
-        for the handshake deadline, and held a stop that long on Python 3.12.1+), else look again when it may have."""
-        due = self.last_byte + LINGER_IDLE_S
-        if self.loop.time() >= due:
-            self.idle_timer = None
-            self.transport.close()
-        else:
-            self.idle_timer = self.loop.call_at(due, self._check_idle)
+        # closed once the client has sent nothing for LINGER_IDLE_S: it waited for the handshake deadline, and held
+        # a stop that long on Python 3.12.1+
+        self.idle = IdleClose(self.loop, self.transport.close)
 
     def abort(self) -> None:
         """End the connection at once: the server is closing."""
