@@ -193,12 +193,11 @@ def model_fault(err: ModelFileChanged | DamagedModel) -> str:
 
 
 BUSY_RETRY_S = 2  # Retry-After of a request, or /ready, the GPU or the host ran short for
-HOST_SHORT = frozenset({errno.ENOMEM, errno.EMFILE, errno.ENFILE})  # the host's shortages an OSError names: they pass
 
 
 def host_shortage(err: BaseException) -> BaseException | None:
-    """The host's shortage of memory or open files `err` is or stands for (a MemoryError, an OSError's errno in
-    HOST_SHORT, or the words torch's loaders use, `too_many_files`), else None. A film's decoding that ran out of
+    """The host's shortage of memory or open files `err` is or stands for (a MemoryError, an OSError's ENOMEM, or
+    `too_many_files`: EMFILE, ENFILE, or the words torch's loaders use), else None. A film's decoding that ran out of
     memory is an InputError calling the file unreadable, "may be truncated or damaged", with the MemoryError as its
     cause or context: the shortage, not the file, is what failed."""
     if isinstance(err, InputError):
@@ -206,7 +205,8 @@ def host_shortage(err: BaseException) -> BaseException | None:
         if found is None or isinstance(found, InputError):
             return None
         err = found
-    short = isinstance(err, MemoryError) or (isinstance(err, OSError) and err.errno in HOST_SHORT) or too_many_files(err)
+    short = (isinstance(err, MemoryError) or (isinstance(err, OSError) and err.errno == errno.ENOMEM)
+             or too_many_files(err))
     return err if short else None
 
 
