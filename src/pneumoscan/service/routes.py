@@ -349,17 +349,11 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
         except InputError as err:
             raise HTTPException(_status(err), str(err)) from None
         await _record(request, [line])
-    meta = engine.meta
     return PredictionResponse(
         probability=result.probability, label=result.label, in_distribution=result.in_distribution,
         ood_reason=result.ood_reason, refused_by=result.refused_by, **_refusal(result), borderline=result.borderline,
-        size_warning=result.size_warning,
-        threshold=engine.predictor.threshold, threshold_from=engine.predictor.threshold_from,
-        threshold_ci95=engine.predictor.threshold_ci95, prevalence=engine.predictor.assumed_prevalence,
-        model_name=meta.model_name,
-        model_version=meta.version, model_sha256=engine.model_sha256[:12],
-        latency_ms=round((time.perf_counter() - start) * 1000, 2), request_id=request.state.request_id,
-        analysed_at=when, heatmap_png_base64=base64.b64encode(heatmap).decode("ascii") if heatmap else None,
+        size_warning=result.size_warning, **_answered(request, engine, start, when),
+        heatmap_png_base64=base64.b64encode(heatmap).decode("ascii") if heatmap else None,
         heatmap_class=result.label if explained else None, heatmap_empty=heatmap is None if explained else None)
 
 
@@ -414,12 +408,17 @@ async def predict_batch(request: Request) -> BatchResponse:
         when, lines = await _in_worker(request, work)
         await _record(request, lines)
     n_ok = sum(item.ok for item in items)
-    meta = engine.meta
     return BatchResponse(results=items, n_ok=n_ok, n_failed=len(items) - n_ok,
                          n_out_of_distribution=sum(item.in_distribution is False for item in items),
-                         threshold=engine.predictor.threshold, threshold_from=engine.predictor.threshold_from,
-                         threshold_ci95=engine.predictor.threshold_ci95,
-                         prevalence=engine.predictor.assumed_prevalence,
-                         model_name=meta.model_name, model_version=meta.version,
-                         model_sha256=engine.model_sha256[:12], latency_ms=round((time.perf_counter() - start) * 1000, 2),
-                         request_id=request.state.request_id, analysed_at=when)
+                         **_answered(request, engine, start, when))
+
+
+def _answered(request: Request, engine: Engine, start: float, when: str) -> dict[str, Any]:
+    """An answer's `Answered` fields: its operating point, model and request (`start`: its perf_counter at the
+    start; `when`: its UTC time, as its audit lines give it)."""
+    predictor, meta = engine.predictor, engine.meta
+    return {"threshold": predictor.threshold, "threshold_from": predictor.threshold_from,
+            "threshold_ci95": predictor.threshold_ci95, "prevalence": predictor.assumed_prevalence,
+            "model_name": meta.model_name, "model_version": meta.version, "model_sha256": engine.model_sha256[:12],
+            "latency_ms": round((time.perf_counter() - start) * 1000, 2), "request_id": request.state.request_id,
+            "analysed_at": when}

@@ -154,7 +154,24 @@ _REFUSAL_CAUSE = ("what the guard found, in words for the reader: ood_reason les
 RefusalKind = Literal["not_a_chest_xray", "as_sent", "unlike"]
 
 
-class PredictionResponse(BaseModel):
+class Answered(BaseModel):
+    """The operating point an answer of POST /predict or /predict/batch was made at, and the model and request that
+    made it. An answer lists its other fields in a base class named after this one: pydantic gives a base's fields
+    after those of the bases after it, so these follow the film's or the batch's fields, as they always have."""
+
+    threshold: float
+    threshold_from: Literal["model", "target_recall", "threshold"] = Field(description=_THRESHOLD_FROM)
+    threshold_ci95: list[float] | None = _interval(_INTERVAL)
+    prevalence: float = Field(gt=0, lt=1, description=_PREVALENCE)
+    model_name: str
+    model_version: str = Field(description="version of pneumoscan that wrote the model file")
+    model_sha256: str = Field(description=_MODEL_SHA)
+    latency_ms: float
+    request_id: str = Field(description=_REQUEST_ID)
+    analysed_at: str = Field(description=_ANALYSED_AT)
+
+
+class _FilmResult(BaseModel):
     probability: float | None = Field(ge=0, le=1, description="P(PNEUMONIA); null when in_distribution is false")
     label: str | None = Field(description="class at the operating threshold; null when in_distribution is false")
     in_distribution: bool | None = Field(description=_IN_DISTRIBUTION)
@@ -164,16 +181,10 @@ class PredictionResponse(BaseModel):
     refusal_cause: str | None = Field(default=None, description=_REFUSAL_CAUSE)
     borderline: bool | None = Field(default=None, description=_BORDERLINE)
     size_warning: str | None = Field(default=None, description=_SIZE_WARNING)
-    threshold: float
-    threshold_from: Literal["model", "target_recall", "threshold"] = Field(description=_THRESHOLD_FROM)
-    threshold_ci95: list[float] | None = _interval(_INTERVAL)
-    prevalence: float = Field(gt=0, lt=1, description=_PREVALENCE)
-    model_name: str
-    model_version: str = Field(description="version of pneumoscan that wrote the model file")
-    model_sha256: str = Field(description=_MODEL_SHA)
+
+
+class PredictionResponse(Answered, _FilmResult):
     latency_ms: float = Field(description="server time for this request: reading, decoding, inference")
-    request_id: str = Field(description=_REQUEST_ID)
-    analysed_at: str = Field(description=_ANALYSED_AT)
     heatmap_png_base64: str | None = Field(
         default=None, description="Grad-CAM overlay on the film as the model read it, in the film's proportions, "
                                   "as a base64 PNG (only with ?explain=true; null when heatmap_empty is true)")
@@ -205,18 +216,12 @@ class BatchItem(BaseModel):
     error: str | None = None
 
 
-class BatchResponse(BaseModel):
+class _BatchResults(BaseModel):
     results: list[BatchItem]
     n_ok: int
     n_failed: int
     n_out_of_distribution: int = Field(description="files read fine but refused as not chest X-rays (counted in n_ok)")
-    threshold: float
-    threshold_from: Literal["model", "target_recall", "threshold"] = Field(description=_THRESHOLD_FROM)
-    threshold_ci95: list[float] | None = _interval(_INTERVAL)
-    prevalence: float = Field(gt=0, lt=1, description=_PREVALENCE)
-    model_name: str
-    model_version: str = Field(description="version of pneumoscan that wrote the model file")
-    model_sha256: str = Field(description=_MODEL_SHA)
-    latency_ms: float
-    request_id: str = Field(description=_REQUEST_ID)
-    analysed_at: str = Field(description=_ANALYSED_AT)
+
+
+class BatchResponse(Answered, _BatchResults):
+    pass
