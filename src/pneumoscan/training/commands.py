@@ -1,5 +1,5 @@
-"""CLI hooks: `pneumoscan ensemble` combines trained runs into one model; `pneumoscan pretrain` learns
-starting weights from the training images without their labels."""
+"""CLI hooks: `pneumoscan train` trains a classifier; `pneumoscan ensemble` combines trained runs into one model;
+`pneumoscan pretrain` learns starting weights from the training images without their labels."""
 from __future__ import annotations
 
 import argparse
@@ -79,6 +79,93 @@ def add_patient_key_arg(parser: argparse.ArgumentParser, default: str) -> None:
                              "person19, else the whole name); folder = the folders between the class folder and "
                              "the image "
                              f"(NORMAL/pt7/a.dcm -> pt7); {default}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pneumoscan.training.config import TrainConfig, train_config
+    from pneumoscan.training.trainer import train
+
+    given = {k: v for k, v in vars(args).items() if v is not None and k in TrainConfig.__dataclass_fields__}
+    cfg = train_config(given, resume=args.resume)
+    artifact = train(cfg, resume=args.resume, progress=not args.quiet)
+    print_validation(artifact)
+    print_split(Path(cfg.out), None if args.resume else cfg.data)
+    print(f"history: {Path(cfg.out) / 'history.csv'}")
+    _say_guard_next(artifact, cfg.out)
+    return 0
+
+
+def _say_guard_next(artifact: Path, run: str) -> None:
+    """The next step when the run has no chest X-ray guard yet: without one, its predictions refuse nothing."""
+    from pneumoscan.artifact import read_meta
+    from pneumoscan.inference.ood.guard import guard_beside
+
+    if not guard_beside(artifact).exists():
+        command = read_meta(artifact).fit_guard_command(run, artifact.parent)
+        print(f"next: {command} fits its chest X-ray guard; until then predict and serve score any image, a photo "
+              f"too, instead of refusing it")
+
+
+def add_train_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register `train` (the CLI lists it with its own commands, before `evaluate`, not with `ensemble`)."""
+    from pneumoscan.training.config import BALANCES
+
+    p = subparsers.add_parser("train", help="train a classifier; validation is carved from train by patient")
+    p.add_argument("--data", help="data folder with train/NORMAL and train/PNEUMONIA (or class folders, or CSV)")
+    p.add_argument("--out", required=True, help="run folder of its own: checkpoints, history.csv, config.json, "
+                                                "model.safetensors (not a pretrain folder)")
+    p.add_argument("--model", help="architecture from `pneumoscan models` (default: resnet10)")
+    p.add_argument("--image-size", type=int, help="input size in pixels (default: the model's own)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (default 30)")
+    p.add_argument("--batch-size", type=int, help="batch size (default 64)")
+    p.add_argument("--lr", type=float, help="peak learning rate of AdamW (default 2e-3)")
+    p.add_argument("--seed", type=int, help="seed for initialisation, batch order and augmentation (default 0)")
+    p.add_argument("--split-seed", type=int, help="seed choosing the validation patients (default 0)")
+    p.add_argument("--patience", type=int, help="stop after this many epochs without a better val AUC (default 8)")
+    p.add_argument("--val-fraction", type=float, help="share of train patients held out for validation (default 0.15)")
+    p.add_argument("--use-given-val", action="store_true", default=None, help="validate on DATA/val instead of a patient split")
+    add_patient_key_arg(p, "default auto; a resume keeps the run's")
+    p.add_argument("--target-recall", type=float, help="recall the stored threshold is chosen for, on validation (default 0.95)")
+    p.add_argument("--augment", type=float, help="augmentation strength, 0 = off (default 1.0)")
+    p.add_argument("--aug-zoom", type=float,
+                   help="random zoom in or out by up to this fraction, times --augment (default 0.2)")
+    p.add_argument("--aug-aspect", type=float,
+                   help="random stretch: one axis multiplied and the other divided by up to 1 + this, times --augment, "
+                        "so height/width changes by up to (1 + this)^2 (default 0.1: 21 %%; 0 = off)")
+    p.add_argument("--aug-sharpness", type=float,
+                   help="random softening or sharpening: x + k (x - blur(x)) with a 1-pixel Gaussian blur and |k| up "
+                        "to this, times --augment; 1 reaches the blurred image (default 0 = off)")
+    p.add_argument("--balance", choices=BALANCES, help="class imbalance: sampler = class-balanced batches (default), weighted = class-weighted loss, none")
+    p.add_argument("--label-smoothing", type=float, help="label smoothing (default 0)")
+    p.add_argument("--mixup", type=float, help="mixup alpha, e.g. 0.2: trains on blends of image pairs (default 0 = off)")
+    p.add_argument("--consistency", type=float,
+                   help="train on two augmented views of every image and add this weight times the Jensen-Shannon "
+                        "divergence of their predictions, pushing zoom, stretch, shift and light not to change the answer; "
+                        "twice the compute per epoch (default 10; 0 = off, one view; off by default with "
+                        "--augment 0 or --mixup)")
+    p.add_argument("--ema-decay", type=float, help="exponential moving average of weights, e.g. 0.999 (default off)")
+    p.add_argument("--tta", action="store_true", default=None,
+                   help="average each prediction with its left-right mirror, a view training never shows (its "
+                        "augmentation never reflects; the heart is on the left); it lowered validation AUC in all "
+                        "52 runs of bench/results/ablation.md (val_auc_tta): keep it off")
+    p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="histogram-equalise every image, in training and at every prediction: robust to exposure "
+                        "and contrast (default on)")
+    p.add_argument("--crop", action=argparse.BooleanOptionalAction, default=None,
+                   help="crop every image to a square as wide as the body, in training and at every prediction, "
+                        "to take the field of view out of the picture (default off: on this data it lowered "
+                        "validation AUC, MODEL_CARD.md row Z)")
+    p.add_argument("--init", help="start from these weights: the pretrained.safetensors of `pneumoscan pretrain`, or "
+                                  "ImageNet weights on disk for --model tv_resnet18/tv_resnet50 (torchvision's .pth, "
+                                  "timm's model.safetensors; the ImageNet classifier is replaced); warns when a "
+                                  "pneumoscan file trained on any of this run's validation films")
+    p.add_argument("--max-images", type=int, help="use at most this many images per class (quick experiments)")
+    add_cache_dir_arg(p)
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out from its last checkpoint, with its own settings "
+                        "(only --epochs, --data and --cache-dir may change)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (shown on stderr only when it is a terminal)")
+    p.set_defaults(func=cmd_train)
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
