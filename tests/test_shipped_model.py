@@ -77,7 +77,7 @@ def test_shipped_probabilities_assume_the_prior_the_code_gives_them() -> None:
 
     from pneumoscan.evaluation.metrics import log_loss
     from pneumoscan.evaluation.thresholds import adjust_for_prevalence
-    from pneumoscan.inference.predictor import model_prior
+    from pneumoscan.inference.prevalence import model_prior
 
     meta = read_meta(default_model_path())
     labels, probs = np.array(meta.val_scores["labels"]), np.array(meta.val_scores["probs"])

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from pneumoscan.artifact import ArtifactMeta
-from pneumoscan.inference.predictor import Predictor, model_prior
+from pneumoscan.inference.predictor import Predictor
+from pneumoscan.inference.prevalence import model_prior
 
 
 def _meta(training: dict, prevalence: float = 0.75) -> ArtifactMeta:
@@ -57,7 +58,7 @@ def test_model_prior_of_unbalanced_members_is_each_members_own_share_of_pneumoni
 def test_a_stored_prevalence_no_prior_can_be_read_from_is_one_line_not_a_math_error(stored: object) -> None:
     """An edited artifact's training prevalence of 0 or 1 made `model_prior` take log(0): a math domain error."""
     from pneumoscan.errors import InputError
-    from pneumoscan.inference.predictor import prior_problem
+    from pneumoscan.inference.prevalence import prior_problem
 
     meta = _meta({"config": {"balance": "none"}}, prevalence=stored)  # type: ignore[arg-type]
     with pytest.raises(InputError, match=r"^its stored training prevalence is unusable \(.*, not a share strictly "

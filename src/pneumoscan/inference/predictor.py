@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import errno
-import math
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,6 +28,7 @@ from pneumoscan.evaluation.thresholds import (
 from pneumoscan.inference.batch import predict_probs, sigmoid
 from pneumoscan.inference.inputs import film_bytes, input_files
 from pneumoscan.inference.ood import OODResult, colourfulness, forward_with_features, jpeg_cues, load_guard
+from pneumoscan.inference.prevalence import model_prior
 
 
 @dataclass
@@ -105,61 +105,6 @@ FILE_GONE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, 
 # Resamples and seed of the threshold's bootstrap interval: set-threshold's defaults, so a site's model gets the
 # interval set-threshold printed for it (about 0.05 s for the shipped model's 785 validation films).
 INTERVAL_BOOT, INTERVAL_SEED = 1000, 0
-
-# `train --balance` settings that train as if both classes were equally common (balanced batches, or a loss
-# weighting each class by the other's count)
-_BALANCED = ("sampler", "weighted")
-
-
-def model_prior(meta: ArtifactMeta) -> float:
-    """P(PNEUMONIA) the model's probabilities assume: the p_train of the `--prevalence` adjustment.
-
-    Class-balanced batches and the class-weighted loss train the model as if half the films showed
-    pneumonia, so its probabilities answer to 0.5, not to the training prevalence stored in the artifact;
-    with `--balance none` they answer to the share of PNEUMONIA they trained on. An ensemble's mean logit carries the mean of its
-    members' prior log-odds. Artifacts that do not record their balancing keep the stored prevalence."""
-    problem = prior_problem(meta)
-    if problem is not None:
-        raise InputError(f"its stored training prevalence is unusable ({problem}), as in an edited file; restore the "
-                         f"model file or train the model again")
-    logits = [math.log(prior) - math.log1p(-prior) for prior in _member_priors(meta)]
-    return 1.0 / (1.0 + math.exp(-sum(logits) / len(logits)))
-
-
-def _member_priors(meta: ArtifactMeta) -> list[object]:
-    """Each member's prior as recorded (a lone model is its own member), unchecked; a record edited out of shape
-    (not a JSON object where one belongs) counts as not recorded."""
-    members = meta.training.get("members")
-    priors: list[object] = []
-    for member in members if members and isinstance(members, list) else [meta.training]:
-        balance = _record(member, "config").get("balance")
-        priors.append(0.5 if balance in _BALANCED else _share_of_pneumonia(member) or meta.train_prevalence)
-    return priors
-
-
-def _record(record: Any, key: str) -> dict[str, Any]:
-    """`record[key]` when both are JSON objects, else {} (not recorded)."""
-    value = record.get(key) if isinstance(record, dict) else None
-    return value if isinstance(value, dict) else {}
-
-
-def prior_problem(meta: ArtifactMeta) -> str | None:
-    """What makes the prior `model_prior` reads unusable (a stored training prevalence of 0 or 1, or not a number,
-    as in an edited file); None when it is usable, or not read (class-balanced training answers to 0.5)."""
-    for prior in _member_priors(meta):
-        if isinstance(prior, bool) or not isinstance(prior, (int, float)) or not 0.0 < prior < 1.0:
-            return f"{prior!r}, not a share strictly between 0 and 1"
-    return None
-
-
-def _share_of_pneumonia(training: Any) -> float | None:
-    """PNEUMONIA's share of the training films a `training` record counts (None when it counts none)."""
-    counts = _record(_record(training, "data"), "train")
-    normal, pneumonia = counts.get("NORMAL"), counts.get("PNEUMONIA")
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in (normal, pneumonia)):
-        return None
-    return pneumonia / (normal + pneumonia)
-
 
 def _refuse_onnx_path(onnx_path: str | os.PathLike) -> None:
     """InputError: an ONNX export was given for a backend other than onnx, which would not use it."""
