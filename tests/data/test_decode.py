@@ -232,11 +232,13 @@ def test_non_image_file(tmp_path: Path, content: bytes) -> None:
     )
 
 
-def test_unsupported_pillow_format_refused() -> None:
-    data = encode(Image.fromarray(ramp()), "GIF")
+@pytest.mark.parametrize(("fmt", "named"), [("GIF", "GIF"), ("WEBP", "WebP")])
+def test_unsupported_pillow_format_refused_by_name(fmt: str, named: str) -> None:
+    data = encode(Image.fromarray(ramp()), fmt)
     with pytest.raises(InputError) as exc:
-        read_grayscale(data, name="a.gif")
-    assert "cannot identify" in check_error(exc, "a.gif")
+        read_grayscale(data, name="a.img")
+    assert check_error(exc, "a.img") == (f"a.img: {named} images are not supported; export the X-ray as PNG, JPEG or "
+                                         f"DICOM")
 
 
 def test_missing_path(tmp_path: Path) -> None:

@@ -249,6 +249,22 @@ def test_linked_folders_are_followed_once_and_hidden_folders_left_out(tmp_path: 
         read_grayscale(tmp_path / "data" / "NORMAL" / "gone.png")
 
 
+def test_films_in_a_format_not_read_are_listed_to_be_reported_not_left_out(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from pneumoscan.data.decode import read_grayscale
+
+    write_xray(tmp_path / "NORMAL" / "a.png", 0, 1)
+    write_xray(tmp_path / "PNEUMONIA" / "b.png", 1, 2)
+    Image.new("L", (40, 40), 90).save(tmp_path / "PNEUMONIA" / "c.webp")  # as a phone or browser saves a film
+    (tmp_path / "PNEUMONIA" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0" + bytes(60))  # not an image
+    found = [s.path.name for s in discover(tmp_path)["all"]]
+    assert found == ["a.png", "b.png", "c.webp"]
+    assert [p.name for p in expand_paths([tmp_path / "PNEUMONIA"])] == ["b.png", "c.webp"]
+    with pytest.raises(InputError, match=r"c\.webp: WebP images are not supported; export the X-ray as PNG, JPEG "):
+        read_grayscale(tmp_path / "PNEUMONIA" / "c.webp")
+
+
 def test_a_folder_that_cannot_be_listed_is_an_error_not_a_gap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 

@@ -38,7 +38,7 @@ from pneumoscan.errors import MAX_REASON, ImageTooLarge, InputError, one_line
 
 __all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "NOT_FRONTAL_VIEWS", "dicom_colour", "is_dicom", "not_frontal_view",
            "quiet_decoder_warnings", "read_grayscale", "read_grayscale_and_rgb", "size_warning", "stored_size",
-           "thumbnail_warning", "view_reason"]
+           "thumbnail_warning", "unsupported_format", "view_reason"]
 
 
 MIN_SIDE: int = 32
@@ -63,6 +63,7 @@ quiet_decoder_warnings()
 
 _PIL_FORMATS = ("JPEG", "PNG", "TIFF", "BMP")  # JPEG also opens MPO (camera) files
 _GIVE = "give a JPEG, PNG, TIFF, BMP or DICOM file"
+EXPORT_AS = "export the X-ray as PNG, JPEG or DICOM"  # what to do with a film in a format not read
 _ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 
 
@@ -70,6 +71,21 @@ def is_dicom(head: bytes) -> bool:
     """True when bytes 128:132 are b'DICM', or for a DICOM file written without its 128-byte preamble and
     'DICM' (older devices and exports do this; pass at least the first 132 bytes)."""
     return (len(head) >= 132 and bytes(head[128:132]) == b"DICM") or _is_bare_dicom(bytes(head[:8]))
+
+
+def unsupported_format(data: bytes | bytearray) -> str | None:
+    """The name of a known image format pneumoscan does not read (GIF, WebP, HEIC, JPEG 2000) from a file's first
+    bytes, else None: its refusal names it rather than calling the file unidentifiable."""
+    head = bytes(data[:16])
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"avif"):
+        return "HEIC/AVIF"
+    if head.startswith(b"\x00\x00\x00\x0cjP  ") or head.startswith(b"\xffO\xffQ"):
+        return "JPEG 2000"
+    return None
 
 
 def _is_bare_dicom(head: bytes) -> bool:
@@ -274,6 +290,8 @@ def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) 
     except InputError:
         raise
     except UnidentifiedImageError:
+        if (other := unsupported_format(data)) is not None:
+            raise InputError(f"{label}: {other} images are not supported; {EXPORT_AS}") from None
         raise InputError(f"{label}: not a readable image (cannot identify image file); {_GIVE}") from None
     except Image.DecompressionBombError as exc:
         reason = one_line(str(exc), MAX_REASON)

@@ -17,6 +17,9 @@ from pneumoscan.errors import InputError, counted, option, warn
 # .jfif and .jpe: JPEGs as Windows and some browsers save them
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
 IMAGE_SUFFIXES = frozenset({*IMAGE_EXTENSIONS, ""})  # "": no extension, as DICOM files often have
+# image formats pneumoscan does not read (`decode.unsupported_format`): listed with the images all the same, so that
+# reading one reports it, naming its format, rather than a folder of them losing its films unseen
+UNREAD_EXTENSIONS = (".gif", ".webp", ".heic", ".heif", ".avif", ".jp2", ".j2k", ".jpx")
 SPLITS = ("train", "val", "test")
 # the first bytes of JPEG, PNG, TIFF (little- and big-endian, BigTIFF) and BMP files: an extensionless file is an image
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"BM")
@@ -47,9 +50,10 @@ class Sample:
 
 
 def is_image_path(path: Path) -> bool:
-    """Whether a file looks like an image: by its image extension; with no extension (as DICOM files often have:
-    IM00001) by the magic bytes of any format read (an export's LOCKFILE or VERSION is not an image); for any
-    other name by the DICOM magic bytes (DICOM files are often named by their UID, e.g. 1.2.840.113619.2.55.3.12345).
+    """Whether a file looks like an image: by its image extension (or that of a format pneumoscan does not read,
+    `UNREAD_EXTENSIONS`, so that reading it reports it); with no extension (as DICOM files often have: IM00001) by
+    the magic bytes of any format read (an export's LOCKFILE or VERSION is not an image); for any other name by
+    the DICOM magic bytes (DICOM files are often named by their UID, e.g. 1.2.840.113619.2.55.3.12345).
     A broken link with an image's extension counts, so that reading it reports it rather than it going unseen.
     A DICOMDIR, the index every DICOM export (CD, USB, PACS) carries under that name, is never an image, nor is a
     DICOM object whose file meta names a SOP class without one (a presentation state, a report), whatever its name."""
@@ -58,7 +62,7 @@ def is_image_path(path: Path) -> bool:
     if not path.is_file():
         return path.is_symlink() and _image_like_name(path)
     suffix = path.suffix.lower()
-    if suffix in IMAGE_EXTENSIONS and suffix not in (".dcm", ".dicom"):
+    if suffix in (*IMAGE_EXTENSIONS, *UNREAD_EXTENSIONS) and suffix not in (".dcm", ".dicom"):
         return True
     try:
         with path.open("rb") as handle:

@@ -26,7 +26,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from pneumoscan.card import model_card_text
-from pneumoscan.data.decode import DEFAULT_MAX_PIXELS
+from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, EXPORT_AS, unsupported_format
 from pneumoscan.errors import (DamagedModel, ImageTooLarge, InputError, ModelFileChanged, NotAnImage, first_line,
                              gpu_out_of_memory)
 from pneumoscan.inference.ood import refusal_cause, refusal_kind
@@ -39,7 +39,7 @@ from pneumoscan.service.readiness import NotReady
 from pneumoscan.service.schemas import (BatchItem, BatchResponse, ErrorResponse, Health, ModelInfo, PredictionResponse,
                                         Ready, WarmUp)
 from pneumoscan.service.settings import ENVELOPE
-from pneumoscan.service.uploads import Part, read_multipart, sniff_image, unsupported_format
+from pneumoscan.service.uploads import Part, read_multipart, sniff_image
 
 router = APIRouter()
 log = logging.getLogger("pneumoscan.service")
@@ -202,8 +202,7 @@ def _check_part(part: Part, limit_mb: float) -> tuple[int, str] | None:
     if sniff_image(part.data) is None:
         other = unsupported_format(part.data)
         if other:
-            return 415, (f"{_label(part)}: {other} images are not supported; export the X-ray as PNG, JPEG or "
-                         "DICOM and send that")
+            return 415, f"{_label(part)}: {other} images are not supported; {EXPORT_AS} and send that"
         return 415, f"{_label(part)}: " + _NOT_IMAGE.format(what="unrecognised file content")
     return None
 

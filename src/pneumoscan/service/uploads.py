@@ -191,17 +191,3 @@ def sniff_image(data: bytes | bytearray) -> str | None:
     if head.startswith(b"BM"):
         return "bmp"
     return None
-
-
-def unsupported_format(data: bytes | bytearray) -> str | None:
-    """The name of a known image format pneumoscan does not read (GIF, WebP, HEIC, JPEG 2000), else None."""
-    head = bytes(data[:16])
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WebP"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"avif"):
-        return "HEIC/AVIF"
-    if head.startswith(b"\x00\x00\x00\x0cjP  ") or head.startswith(b"\xffO\xffQ"):
-        return "JPEG 2000"
-    return None
