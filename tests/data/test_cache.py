@@ -153,6 +153,25 @@ def test_unreadable_files_are_skipped_and_listed(tmp_path: Path) -> None:
     assert again.skipped == result.skipped and len(again.images) == 6
 
 
+def test_a_cache_hit_names_unreadable_files_as_this_run_names_them(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "site" / "NORMAL"
+    samples = [Sample(write_xray(data / f"IM-{i:04d}-0001.png", 0, i), 0) for i in range(3)]
+    (data / "IM-9999-0001.png").write_bytes(b"not an image")
+    samples.append(Sample(data / "IM-9999-0001.png", 0))
+    monkeypatch.chdir(tmp_path)  # the first run names the folder from its parent, as `--data site` does
+    relative = [Sample(s.path.relative_to(tmp_path), s.label) for s in samples]
+    first = load_image_set(relative, 16, tmp_path / "cache")
+    assert first.skipped == [f"{Path('site/NORMAL/IM-9999-0001.png')}: not a readable image (cannot identify image "
+                             f"file); give a JPEG, PNG, TIFF, BMP or DICOM file"]
+    monkeypatch.chdir(data)  # the next from the class folder itself: the same files, so the same entry
+    here = [Sample(Path(s.path.name), s.label) for s in samples]
+    again = load_image_set(here, 16, tmp_path / "cache")
+    assert isinstance(again.images, np.memmap)  # a hit
+    assert again.skipped == ["IM-9999-0001.png: not a readable image (cannot identify image file); give a JPEG, "
+                             "PNG, TIFF, BMP or DICOM file"]
+
+
 def test_rewrite_that_keeps_size_and_mtime_invalidates(tmp_path: Path) -> None:
     samples = [Sample(write_xray(tmp_path / f"IM-{i:04d}-0001.bmp", 0, i), 0) for i in range(2)]
     first = load_image_set(samples, 16, tmp_path / "cache")

@@ -129,17 +129,21 @@ def _read_entry(array_path: Path, meta_path: Path, n: int, size: int) -> _Entry 
     return images, ok, errors, levels, colours, tones, dithers, views, peaks
 
 
-def _failures_persist(samples: list[Sample], ok: list[bool], size: int) -> bool:
-    """Whether every file the cache lists as unreadable still fails (a fixed file or a newly installed decoder
-    must not stay skipped)."""
+def _failures_persist(samples: list[Sample], ok: list[bool], size: int) -> list[str] | None:
+    """The errors of the files the cache lists as unreadable, read again (sorted, as `_decode_all` lists them), when
+    every one still fails; None when one now reads (a fixed file or a newly installed decoder must not stay
+    skipped). Each error names its file as these samples do: the entry's key resolves the paths, so it serves a run
+    that names the folder otherwise (`data` or `/abs/data` for `../data`), which its own errors must not misname."""
+    errors: list[str] = []
     for sample, good in zip(samples, ok):
         if not good:
             try:
                 load_image(sample.path, size)
-            except InputError:
+            except InputError as err:
+                errors.append(str(err))
                 continue
-            return False
-    return True
+            return None
+    return sorted(errors)
 
 
 def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool,
@@ -241,8 +245,8 @@ def load_image_set(
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     entry = _read_entry(array_path, meta_path, len(samples), size) if limit > 0 else None
     marks: list[str | None] | None = None
-    if entry is not None and _failures_persist(samples, entry[1], size):
-        images, ok, errors, levels, colours, tones, dithers, views, peaks = entry
+    if entry is not None and (errors := _failures_persist(samples, entry[1], size)) is not None:
+        images, ok, _, levels, colours, tones, dithers, views, peaks = entry
         mark_used(meta_path)
     else:
         marks = [None] * len(samples) if film_marks and size != FILM_SIZE else None  # at FILM_SIZE: the images
@@ -276,7 +280,7 @@ def cached_file_rows(samples: list[Sample], kind: str, size: int, width: int,
     key = hashlib.sha256(f"{kind}:{cache_key(samples, size)}".encode()).hexdigest()[:32]
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     rows = _read_rows(array_path, meta_path, len(samples), kind, width) if limit > 0 else None
-    if rows is not None and _failures_persist(samples, [row is not None for row in rows], size):
+    if rows is not None and _failures_persist(samples, [row is not None for row in rows], size) is not None:
         mark_used(meta_path)
         return rows
     rows = compute()
