@@ -686,3 +686,21 @@ def test_a_manifest_error_names_the_first_line_of_a_row_with_a_multi_line_cell(t
                                     'a.png,NORMAL,x\n')
     with pytest.raises(InputError, match=r"m\.csv:5: unknown label 'sick'"):
         discover(tmp_path / "m.csv")
+
+
+def test_a_file_listed_on_two_rows_of_a_manifest_is_refused_naming_both(tmp_path: Path) -> None:
+    write_xray(tmp_path / "NORMAL" / "a.png", 0, 1)
+    write_xray(tmp_path / "PNEUMONIA" / "b.png", 1, 2)
+    rows = "path,label,split\nNORMAL/a.png,NORMAL,train\nPNEUMONIA/b.png,PNEUMONIA,train\n"
+    assert len(discover(_manifest(tmp_path, "m.csv", rows))["train"]) == 2
+    for name, again in (("twice.csv", "NORMAL/a.png,NORMAL,train\n"),  # a merge that repeated rows
+                        ("labels.csv", "NORMAL/a.png,PNEUMONIA,train\n"),  # both labels
+                        ("splits.csv", "./NORMAL/../NORMAL/a.png,NORMAL,test\n")):  # another path to it, in test
+        with pytest.raises(InputError, match=rf"{name}:4: lists .*a\.png again, as line 2 does; a manifest lists each "
+                                             rf"image once .*: delete one of the rows$"):
+            discover(_manifest(tmp_path, name, rows + again))
+
+
+def _manifest(folder: Path, name: str, text: str) -> Path:
+    (folder / name).write_text(text)
+    return folder / name

@@ -371,8 +371,10 @@ def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
     `PatientID`, `MRN`, `subject`, ...) column names each row's patient; then every row needs one (an empty cell is
     an error naming the row: a patient left out would be split from their other images unnoticed). The cause of a
     PNEUMONIA row is its label's (`bacteria`, `viral`, ...) or its optional `cause` (or `etiology`) column's
-    (`manifest_cause`; empty or `unknown`: not known)."""
+    (`manifest_cause`; empty or `unknown`: not known). A file listed on two rows (also by another path to it) is an
+    error naming both."""
     found: dict[str, list[Sample]] = {}
+    listed: dict[str, int | None] = {}  # each file's real path -> the line that lists it
     text, encoding = manifest_text(csv_path)
     read_as = f"; the manifest was {CP1252_NOTE}" if encoding == "cp1252" else ""
     with io.StringIO(text, newline="") as handle:
@@ -384,7 +386,8 @@ def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
         lines.first = None
         for raw in reader:
             # the file's line where the row starts: blank lines are not rows, a quoted cell may hold line breaks
-            where, lines.first = f"{csv_path}:{lines.first}", None
+            line, lines.first = lines.first, None
+            where = f"{csv_path}:{line}"
             if _blank(raw):
                 continue
             row = {role: (raw.get(field) or "").strip() for role, field in columns.items()}
@@ -408,6 +411,10 @@ def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
                 raise InputError(f"{where}: file {path} does not exist; fix the path in the manifest"
                                  + _relative_hint(csv_path, row["path"]) + read_as)
             label = label_index(row["label"], where)
+            if (first := listed.setdefault(os.path.realpath(path), line)) != line:
+                raise InputError(f"{where}: lists {path} again, as line {first} does; a manifest "
+                                 f"lists each image once (twice, it is trained on twice, or under both labels or "
+                                 f"in two splits): delete one of the rows")
             found.setdefault(split, []).append(
                 Sample(path, label, patient, manifest_cause(row["label"], row.get("cause"), where)))
     if not found:
