@@ -61,6 +61,19 @@ def test_train_says_how_it_split_the_patients(tmp_path: Path, capsys: pytest.Cap
             f"split of train; patient keys: --patient-key auto (48 by DICOM PatientID))") in capsys.readouterr().out
 
 
+def test_train_ends_saying_how_many_files_it_skipped(tiny_dataset: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Each skipped file is named in a warning before training; a long run scrolls them away, so the last lines
+    count them."""
+    for name in ("IM-0990-0001.jpeg", "IM-0991-0001.jpeg"):
+        (tiny_dataset / "train" / "NORMAL" / name).write_bytes(b"\xff\xd8\xff")  # cut off after its first bytes
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "run"), "--model", "cnn",
+                 "--image-size", "16", "--epochs", "1", "--quiet"]) == 0
+    split = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("split: "))
+    assert split.endswith("; 2 unreadable files skipped (split.json lists them)"), split
+    assert len(json.loads((tmp_path / "run" / "split.json").read_text())["skipped"]) == 2
+
+
 def test_train_says_a_given_val_folder_is_not_used_unless_asked(tiny_dataset: Path, tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """A Kaggle user expects val/ to be the validation set; it is not, unless --use-given-val."""

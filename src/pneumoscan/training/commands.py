@@ -24,11 +24,13 @@ def print_validation(path: Path) -> None:
 
 def print_split(run: Path, data: str | None = None) -> None:
     """The run's split from its split.json: images and patients trained and validated on, and where the patients
-    were read ('--patient-key auto (79 by DICOM PatientID)'), so a DICOM set's user sees its PatientIDs used; and,
+    were read ('--patient-key auto (79 by DICOM PatientID)'), so a DICOM set's user sees its PatientIDs used; how
+    many unreadable files were skipped; and,
     when validation was carved from train while `data` has a val/ folder, that its val/ was not used."""
     import json
 
     from pneumoscan.data.patients import keys_read
+    from pneumoscan.errors import counted
 
     try:
         record = json.loads((run / "split.json").read_text())
@@ -38,6 +40,8 @@ def print_split(run: Path, data: str | None = None) -> None:
                 f"of {val['patients']} ({record['method']}; patient keys: {keys_read(record)})")
     except (OSError, ValueError, KeyError, TypeError):  # a run written by another version: the rest still prints
         return
+    if skipped := record.get("skipped"):  # each named in a warning, which a long run scrolls away
+        line += f"; {counted(len(skipped), 'unreadable file')} skipped (split.json lists them)"
     if data is not None and record.get("method") != "given val/ folder" and (Path(data) / "val").is_dir():
         line += (f"; {Path(data) / 'val'} is not used (validation is carved from train by "
                  f"patient; the Kaggle copy's val/ holds only 16 films): --use-given-val validates on it instead")
