@@ -57,6 +57,22 @@ def test_duplicates_are_named_by_where_they_are(tmp_path: Path) -> None:
     assert all((tmp_path / name.split(" (")[0]).is_file() for name in report["duplicate_groups"][0])
 
 
+def test_unreadable_files_alike_are_listed_as_unreadable_not_as_duplicates(tmp_path: Path) -> None:
+    """Two empty files (a copy that failed) are byte-identical: they were reported as a leak across splits and as
+    one film under both labels, though no command reads either, and `train` warned of neither."""
+    for offset, split in ((0, "train"), (50, "test")):
+        for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+            write_xray(tmp_path / split / name / f"IM-{offset + label:04d}-0001.png", label, offset + label)
+            (tmp_path / split / name / "pt1").mkdir()
+            (tmp_path / split / name / "pt1" / "scan.png").write_bytes(b"")  # one name in two folders
+    report = audit(tmp_path, progress=False)
+    assert len(report["unreadable"]) == 4
+    assert report["duplicate_groups"] == [] and report["name_keys_across_folders"] == []
+    assert audit_problems(report) == ["4 unreadable files"]
+    assert "byte-identical duplicate groups: 0 (0 across splits, 0 across patient IDs, 0 with both labels)" in \
+        format_audit(report)
+
+
 def test_a_manifest_beside_its_films_names_them_without_dot_dot(tmp_path: Path) -> None:
     """`../x/...` rows were printed as `man/../x/...`: the audit names them tidied, as train's predictions do."""
     write_xray(tmp_path / "x" / "NORMAL" / "IM-0001-0001.png", 0, 1, size=8)

@@ -49,7 +49,8 @@ def _shown_name(root: Path, split: str, sample: Sample) -> str:
 
 def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "auto") -> dict[str, Any]:
     """Counts, patients, image sizes, unreadable files, duplicates and cross-split overlaps of a dataset; patients
-    are keyed by `patient_key` (data/patients.py) over all its splits, and counted over its readable images."""
+    are keyed by `patient_key` (data/patients.py) over all its splits, and counted, as duplicates are found, over its
+    readable images."""
     splits = discover(root)
     everything: list[tuple[str, Sample]] = [(name, s) for name, samples in splits.items() for s in samples]
     # as `train` keys them; images --patient-key folder finds no patient folder for are listed, not the end of it
@@ -58,6 +59,7 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
         inspected = list(progress_bar(pool.map(lambda item: _inspect(item[1].path), everything),
                                       total=len(everything), desc="reading", unit="img", progress=progress))
     readable = [sample for (_, sample), (_, _, error, _, _) in zip(everything, inspected) if not error]
+    read = set(readable)
     # patients are counted, and their keys' sources, over the readable films the table reports
     report: dict[str, Any] = {"root": str(root), **patient_id.record(readable), "splits": {}}
     by_hash: dict[str, list[tuple[str, str, Sample]]] = defaultdict(list)  # (shown name, split, sample)
@@ -70,11 +72,10 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
         return _shown_name(Path(root), split, sample)
 
     for (split, sample), (digest, size, error, _, _) in zip(everything, inspected):
-        if digest:  # '' = could not be read
-            by_hash[digest].append((shown_as(split, sample), split, sample))
-        if error:
+        if error:  # listed apart: two empty or cut-off files are alike, but no command reads either
             unreadable.append(error)
         else:
+            by_hash[digest].append((shown_as(split, sample), split, sample))
             patients_by_split[split].add(patient_id(sample))
             if patient_id.origins[sample] != "name":
                 named_patients[split].setdefault(patient_id(sample), shown_as(split, sample))
@@ -111,9 +112,10 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
                                    for (split, s), (_, _, _, _, view) in zip(everything, inspected) if view)
     # `pt7/1.jpeg` and `pt8/1.jpeg` keyed by file name are one patient: in one split (names restart in each); with
     # --patient-key folder those keyed by name are the loose files no_patient_folder lists, which train refuses
+    # over the readable films, as train's warning about them
     report["name_keys_across_folders"] = [] if patient_id.choice == "folder" else sorted(
         sorted(shown_as(split, s) for s in group) for split, samples in splits.items()
-        for group in keys_across_folders(samples, patient_id).values())
+        for group in keys_across_folders([s for s in samples if s in read], patient_id).values())
 
     def shown(keep: Any) -> list[list[str]]:
         return [[name for name, _, _ in group] for group in duplicates if keep(group)]
