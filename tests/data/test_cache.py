@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -229,10 +230,13 @@ def test_unwritable_cache_dir_keeps_images_in_memory(tmp_path: Path) -> None:
     samples = _samples(tmp_path)
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("")
-    with pytest.warns(UserWarning, match=r"image cache .*file.*--cache-dir"):
-        result = load_image_set(samples, 16, not_a_folder)
-    assert len(result.images) == 6
-    assert np.array_equal(result.images[0], load_image(samples[0].path, 16))
+    said = (r": a file, not a folder \(or inside one\); images kept in memory and decoded again next time; point "
+            r"--cache-dir \(or \$PNEUMOSCAN_CACHE\) to a folder$")  # not 'File exists; ... free space there'
+    for cache_dir in (not_a_folder, not_a_folder / "cache"):
+        with pytest.warns(UserWarning, match=f"^image cache {re.escape(str(cache_dir))}{said}"):
+            result = load_image_set(samples, 16, cache_dir)
+        assert len(result.images) == 6
+        assert np.array_equal(result.images[0], load_image(samples[0].path, 16))
 
 
 def test_full_cache_disk_warns_and_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -220,6 +220,10 @@ def _keep(cache_dir: Path, key: str, images: np.ndarray, meta_text: str, limit: 
         return mapped
     except FileNotFoundError:  # another run removed the entry (its eviction, --clear) before it was mapped
         return images
+    except (FileExistsError, NotADirectoryError):  # a file where the folder, or one of its parents, should be
+        warn(f"image cache {cache_dir}: a file, not a folder (or inside one); {noun} kept in memory and {redo} again "
+             f"next time; point {option('cache_dir')} (or $PNEUMOSCAN_CACHE) to a folder")
+        return images
     except OSError as err:  # unwritable or full: the decoded images are still good, only not kept
         reason = err.strerror or f"writing failed ({err}; is the disk full?)"
         warn(f"image cache {cache_dir}: {reason}; {noun} kept in memory and {redo} again "
