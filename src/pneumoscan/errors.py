@@ -184,11 +184,18 @@ MAX_REASON: int = 120
 
 
 def one_line(text: str, limit: int | None = None) -> str:
-    """Collapse whitespace/control characters so a message stays on one line."""
-    cleaned = " ".join("".join(c if c.isprintable() else " " for c in str(text)).split())
+    """Collapse whitespace/control characters so a message stays on one line; a byte of a file name that is not
+    UTF-8 (`os.fsdecode` gives it as a lone surrogate) shows escaped, `r\\udcf6ntgen.jpeg`, as the CLI prints such a
+    name elsewhere, not as a space that names another file."""
+    cleaned = " ".join("".join(c if c.isprintable() else _escaped(c) for c in str(text)).split())
     if limit is not None and len(cleaned) > limit:
         cleaned = cleaned[: limit - 3] + "..."
     return cleaned
+
+
+def _escaped(char: str) -> str:
+    """A character `isprintable` refuses, for `one_line`: an undecodable byte's surrogate as `\\udcf6`, else a space."""
+    return f"\\u{ord(char):04x}" if "\udc80" <= char <= "\udcff" else " "
 
 
 def first_line(err: BaseException, limit: int = 160) -> str:

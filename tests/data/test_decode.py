@@ -241,6 +241,19 @@ def test_unsupported_pillow_format_refused_by_name(fmt: str, named: str) -> None
                                          f"DICOM")
 
 
+def test_a_file_name_that_is_not_utf8_is_named_escaped_not_with_a_space(tmp_path: Path) -> None:
+    """`r\xf6ntgen.jpeg` from a Windows share was named `r ntgen.jpeg`, a file that does not exist; `predict` prints
+    the name of such a file it reads as `r\\udcf6ntgen.jpeg`."""
+    import os
+
+    odd = os.fsdecode(bytes(tmp_path) + b"/r\xf6ntgen.jpeg")
+    Path(odd).write_bytes(b"")
+    with pytest.raises(InputError) as exc:
+        read_grayscale(odd)
+    assert str(exc.value) == (f"{tmp_path}/r\\udcf6ntgen.jpeg: empty file (0 bytes); give a JPEG, PNG, TIFF, BMP "
+                              f"or DICOM file")
+
+
 def test_missing_path(tmp_path: Path) -> None:
     path = tmp_path / "nope.png"
     with pytest.raises(InputError) as exc:
