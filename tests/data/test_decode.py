@@ -375,3 +375,30 @@ def test_an_8_bit_film_saved_as_16_bit_is_read_as_it_was() -> None:
     almost = wide.copy()
     almost[0, 0] += 1  # one value off: 16-bit data after all, stretched as before
     np.testing.assert_array_equal(read_grayscale(encode(Image.fromarray(almost), "PNG")), minmax_u8(almost))
+
+
+@pytest.mark.parametrize("kind", ["png", "dicom"])
+def test_a_decode_that_runs_out_of_memory_blames_the_machine_not_the_file(kind: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large film decoded while the machine is short of memory said 'not a readable image (MemoryError); the file
+    may be truncated or damaged': the user was told to replace a good file. The MemoryError stays the cause, which the
+    service reads to answer 503, to retry."""
+    import pydicom.dataset
+
+    import pneumoscan.data.decode as decode
+
+    def short(*_: object) -> None:
+        raise MemoryError()
+
+    if kind == "png":
+        data = encode(Image.fromarray(minmax_u8(np.arange(64, dtype=np.float64).reshape(8, 8))), "PNG")
+        monkeypatch.setattr(decode, "_pil_to_gray", short)  # as numpy's allocation for the decoded pixels fails
+    else:
+        data = dicom_bytes(make_dicom(np.arange(64, dtype=np.uint16).reshape(8, 8) * 50, bits_stored=12))
+        monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(short))
+    with pytest.raises(InputError) as exc:
+        read_grayscale(data, name="big.film")
+    msg = check_error(exc, "big.film")
+    assert "ran out of memory" in msg and "may be fine" in msg, msg
+    assert "damaged" not in msg, msg
+    assert isinstance(exc.value.__cause__, MemoryError)

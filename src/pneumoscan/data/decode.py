@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pneumoscan.data.dicom import dicom_colour, read_dicom
-from pneumoscan.data.pixels import DEFAULT_MAX_PIXELS, eight_bit_as_sixteen, to_uint8, too_large
+from pneumoscan.data.pixels import DEFAULT_MAX_PIXELS, eight_bit_as_sixteen, out_of_memory, to_uint8, too_large
 from pneumoscan.errors import MAX_REASON, ImageTooLarge, InputError, one_line
 
 __all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "NOT_FRONTAL_VIEWS", "dicom_colour", "is_dicom", "not_frontal_view",
@@ -296,6 +296,8 @@ def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) 
     except Image.DecompressionBombError as exc:
         reason = one_line(str(exc), MAX_REASON)
         raise ImageTooLarge(f"{label}: image too large ({reason}); downscale it and try again") from None
+    except MemoryError as exc:
+        raise out_of_memory(label) from exc
     except Exception as exc:  # noqa: BLE001 - any decoder failure on bad bytes is the input's fault
         reason = one_line(str(exc) or type(exc).__name__, MAX_REASON)
         raise InputError(

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pneumoscan.data.pixels import (DEFAULT_MAX_PIXELS, eight_bit_as_sixteen, rgb_to_gray, to_levels, to_uint8,
-                                    too_large)
+from pneumoscan.data.pixels import (DEFAULT_MAX_PIXELS, eight_bit_as_sixteen, out_of_memory, rgb_to_gray, to_levels,
+                                    to_uint8, too_large)
 from pneumoscan.errors import MAX_REASON, ImageTooLarge, InputError, NotAnImage, one_line
 
 if TYPE_CHECKING:
@@ -197,6 +197,8 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
 
     try:
         arr = np.asarray(ds.pixel_array)
+    except MemoryError as exc:
+        raise out_of_memory(label) from exc
     except Exception:  # noqa: BLE001
         if compressed:
             raise InputError(

@@ -19,6 +19,13 @@ def too_large(label: str, width: int, height: int, max_pixels: int) -> InputErro
     )
 
 
+def out_of_memory(label: str) -> InputError:
+    """The one-line refusal of a film, named by `label`, whose decoding ran short of memory: the machine's shortage,
+    not the file's fault (the service answers it 503, to retry)."""
+    return InputError(f"{label}: the machine ran out of memory decoding it (the file itself may be fine); close other "
+                      "programs or give fewer films at once, or downscale the film, and try again")
+
+
 def to_uint8(arr: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
     """Scale linearly so lo -> 0 and hi -> 255 (default: finite min/max), clip, round to uint8.
 
