@@ -327,6 +327,24 @@ def test_a_model_without_convolution_or_linear_layer_is_refused_by_what_it_lacks
     assert predictor.backend == "torch"
 
 
+def test_train_ends_saying_no_guard_can_be_fitted_to_a_model_without_a_linear_layer(
+        own_registry: dict, tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # train ended with "next: `pneumoscan fit-guard ...` fits its chest X-ray guard", which then refused the model
+    from pneumoscan.cli import main
+
+    register_model("flatnet", description="mine", image_size=16)(FlatNet)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(run), "--model", "flatnet", "--epochs", "1",
+                 "--quiet"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == ("note: no chest X-ray guard can be fitted to this model (FlatNet has no nn.Linear layer, whose "
+                    "input is the feature vector that the out-of-distribution guard, ONNX export, pretraining and "
+                    "ensembles take; end the model with an nn.Linear classifier), so predict and serve score any "
+                    "image, a photo too, instead of refusing it"), last
+    assert main(["fit-guard", "--model", str(run), "--data", str(tiny_dataset)]) == 2  # as the note says
+    assert "FlatNet has no nn.Linear layer" in capsys.readouterr().err
+
+
 class CumNet(nn.Module):
     """A model with an operation the TorchScript exporter cannot export (cummax)."""
 

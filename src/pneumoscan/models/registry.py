@@ -155,6 +155,16 @@ def final_linear_name(model: nn.Module) -> str:
                          f"with an nn.Linear classifier")
 
 
+def feature_layer_problem(model: nn.Module) -> str | None:
+    """Why `model` has no feature vector for the guard, ONNX export, pretraining or an ensemble (`NoFeatureLayer`'s
+    message), or None when it has one."""
+    try:
+        final_linear_name(model)
+    except NoFeatureLayer as err:
+        return str(err)
+    return None
+
+
 def check_input(x: torch.Tensor, model: str, *, min_side: int = 1, side: int | None = None) -> None:
     """ValueError naming `model` unless `x` is a batch (N, C, H, W) of images at least `min_side` px on each
     side (exactly `side` when given), rather than a shape error deep inside a layer. Skipped while tracing
