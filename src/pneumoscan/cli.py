@@ -104,12 +104,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _parameters_shown(name: str) -> str:
-    """The number of weights of model `name` built with its defaults, or '?' (with a warning) for a plugin's
-    model that cannot be built so."""
-    from pneumoscan.models.registry import count_parameters, create_model
+    """The number of weights of model `name` as `train` builds it by default (its options' defaults, at its
+    registered input size), or '?' (with a warning) for a plugin's model that cannot be built so."""
+    from pneumoscan.models.registry import count_parameters, create_model, get_spec, model_config
 
     try:
-        return f"{count_parameters(create_model(name)):,}"
+        return f"{count_parameters(create_model(name, **model_config(name, image_size=get_spec(name).image_size))):,}"
     except Exception as err:  # noqa: BLE001 - a plugin's builder may fail in any way
         warn(f"model {name!r} cannot be built with its default options ({type(err).__name__}: {err})")
         return "?"

@@ -289,6 +289,22 @@ def test_models_lists_where_each_model_comes_from_and_one_it_cannot_build(
                    "sized() missing 1 required positional argument: 'size')\n"), err
 
 
+def test_models_counts_the_parameters_at_the_size_it_lists(own_registry: dict,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # a builder whose image_size default is not its registered size was counted at the default: 65 weights for a
+    # model `train` builds with 1,025 (32 x 32 + 1), on the row that lists its size as 32
+    from pneumoscan.cli import main
+
+    def pixels(image_size: int = 8) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(image_size * image_size, 1), nn.Flatten(0))
+
+    register_model("pixelnet", description="one weight a pixel", image_size=32)(pixels)
+    assert main(["models"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()}
+    assert rows["pixelnet"][1:3] == ["1,025", "32"], rows["pixelnet"]
+    assert rows["mlp"][1:3] == ["1,065,985", "64"]  # (64 x 64 x 256 + ...): the built-ins' defaults are their sizes
+
+
 def test_weights_from_another_plugin_version_are_refused_naming_both(own_registry: dict, tmp_path: Path) -> None:
     register_model("flatnet", description="mine", image_size=32)(FlatNet)
     own_registry["flatnet"] = replace(own_registry["flatnet"], origin=ModelOrigin("acme_models", "acme-models", "0.2"))
