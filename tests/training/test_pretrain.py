@@ -472,3 +472,16 @@ def test_an_unreadable_pretraining_record_is_one_line_before_any_image_is_decode
     err = capsys.readouterr().err
     assert err.startswith(f"pneumoscan: error: {pre}: its record of the pretraining is unreadable")
     assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_the_train_command_pretrain_suggests_keeps_its_image_size(tiny_data: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # its `next:` left out --image-size: train then built the model at its default size, which the mlp's pretrained
+    # weights do not fit ("weights do not fit this model"), and a network with convolutions took silently
+    pre = tmp_path / "pre"
+    assert main(["pretrain", "--data", str(tiny_data), "--out", str(pre), "--model", "mlp", "--image-size", "24",
+                 "--epochs", "1", "--batch-size", "8", "--quiet"]) == 0
+    hint = capsys.readouterr().out.split("next: pneumoscan ")[1].split()
+    run = tmp_path / "run"
+    assert main([*[str(run) if a == "RUN" else a for a in hint], "--epochs", "1", "--batch-size", "16", "--quiet"]) == 0
+    assert json.loads((run / "config.json").read_text())["image_size"] == 24

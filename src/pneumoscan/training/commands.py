@@ -63,7 +63,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     cfg = TrainConfig.from_args(args)
     path = pretrain(cfg, resume=args.resume, progress=not args.quiet, keep_patient_key=args.patient_key is None)
     print(f"pretrained weights: {path}")
-    flags = (("" if cfg.equalize else " --no-equalize") + (" --crop" if cfg.crop else "")
+    flags = ((f" --image-size {cfg.image_size}" if cfg.image_size else "")  # the size its weights were learned at
+             + ("" if cfg.equalize else " --no-equalize") + (" --crop" if cfg.crop else "")
              + (f" --patient-key {cfg.patient_key}" if cfg.patient_key != "auto" else "")
              + (f" --max-images {cfg.max_images}" if cfg.max_images is not None else ""))  # it chooses patients too
     print(f"next: pneumoscan train --data {args.data} --init {path} --model {args.model} --split-seed {args.split_seed} "
