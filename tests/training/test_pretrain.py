@@ -485,3 +485,24 @@ def test_the_train_command_pretrain_suggests_keeps_its_image_size(tiny_data: Pat
     run = tmp_path / "run"
     assert main([*[str(run) if a == "RUN" else a for a in hint], "--epochs", "1", "--batch-size", "16", "--quiet"]) == 0
     assert json.loads((run / "config.json").read_text())["image_size"] == 24
+
+
+def test_train_init_names_the_image_size_the_pretraining_learned_at(tiny_data: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # a cnn pretrained at 32 px started a 48 px run without a word; the mlp's refusal named the model, not the size
+    for model in ("cnn", "mlp"):
+        assert main(["pretrain", "--data", str(tiny_data), "--out", str(tmp_path / model), "--model", model,
+                     "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--quiet"]) == 0
+    capsys.readouterr()
+    train = ["train", "--data", str(tiny_data), "--image-size", "48", "--epochs", "1", "--batch-size", "16", "--quiet"]
+    assert main([*train, "--model", "cnn", "--init", str(tmp_path / "cnn" / PRETRAINED_NAME),
+                 "--out", str(tmp_path / "run")]) == 0
+    assert ("image-size 48 (pretrained with 32): the pretraining prepared its inputs otherwise; pretrain again with "
+            "this run's --image-size, --equalize/--no-equalize and --crop/--no-crop") in capsys.readouterr().err
+    assert main([*train, "--model", "mlp", "--init", str(tmp_path / "mlp" / PRETRAINED_NAME),
+                 "--out", str(tmp_path / "refused")]) == 2
+    assert "; pretrained for --model mlp at 32 px); pretrain with the same --model, --image-size" in \
+        capsys.readouterr().err
+    assert main([*train, "--image-size", "32", "--model", "cnn", "--init", str(tmp_path / "cnn" / PRETRAINED_NAME),
+                 "--out", str(tmp_path / "same")]) == 0
+    assert "pretrained with" not in capsys.readouterr().err

@@ -255,12 +255,14 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> None:
     mismatched = [k for k, v in weights.items() if k not in own or own[k].shape != v.shape]
     missing = [k for k in own if k not in weights and not k.startswith(head + ".")]
     if mismatched or missing:
-        made_for = _pretraining_record(path).get("model_name")
+        record = _pretraining_record(path)
+        made_for, size = record.get("model_name"), record.get("image_size")
         matched = sum(k in own and own[k].shape == v.shape for k, v in weights.items())
         raise InputError(f"{path}: weights do not fit this model ({matched} tensors match, {len(mismatched)} foreign, "
                          f"{len(missing)} missing, e.g. {(mismatched + missing)[0]}"
                          + (f"; pretrained for --model {made_for}" if made_for else "")
-                         + "); pretrain with the same --model and model config")
+                         + (f" at {size} px" if made_for and size else "")  # a model of one input size (the mlp)
+                         + "); pretrain with the same --model, --image-size and model config")
     model.load_state_dict(weights, strict=False)
 
 
@@ -298,19 +300,24 @@ def _differences(record: dict[str, Any], keys: tuple[str, ...], cfg: TrainConfig
             for key in keys if key in record and record[key] != ours[key]]
 
 
-def differences_warning(path: str | os.PathLike, cfg: TrainConfig, patient_key: str | None = None) -> str:
+def differences_warning(path: str | os.PathLike, cfg: TrainConfig, patient_key: str | None = None,
+                        image_size: int | None = None) -> str:
     """The one-line warning `train --init` gives for the settings in which `cfg` differs from the pretraining that
     wrote `path`, as 'val-fraction 0.2 (pretrained with 0.15)'; '' when they agree or the file predates their record.
     The split settings (SPLIT_SETTINGS) only for a file without a record of its films: where `validation_overlap`
     counts the films themselves, another split, cap or data set is no cause for a warning by itself. `patient_key`:
-    how the run's split read its patients (`PatientKeys.effective`; default cfg.patient_key)."""
+    how the run's split read its patients (`PatientKeys.effective`; default cfg.patient_key). `image_size`: the input
+    size the run trains at, compared with the one the weights were learned at."""
     record = _pretraining_record(path)
     split = [] if _checks_films(record) else _differences(record, SPLIT_SETTINGS, cfg, patient_key)
     differences = split + _differences(record, INPUT_SETTINGS, cfg, patient_key)
+    if image_size is not None and record.get("image_size") not in (None, image_size):
+        differences.append(f"{_setting('image_size', image_size)} (pretrained with {record['image_size']})")
     if not differences:
         return ""
     if not split:
-        inputs = words("--equalize/--no-equalize and --crop/--no-crop", "`equalize` and `crop`")
+        inputs = words("--image-size, --equalize/--no-equalize and --crop/--no-crop", "`image_size`, `equalize` and "
+                       "`crop`")
         return (f"{path}: {'; '.join(differences)}: the pretraining prepared its inputs otherwise; pretrain again "
                 f"with this run's {inputs} for a clean start")
     # SimSiam may have seen this run's validation images (without labels)

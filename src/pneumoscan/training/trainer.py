@@ -328,7 +328,7 @@ class Trainer:
         validation films (or cannot tell: a file from before its record)."""
         from pneumoscan.training.pretrain import differences_warning, overlap_warning
 
-        if differences := differences_warning(self.cfg.init, self.cfg, data.patients.effective):
+        if differences := differences_warning(self.cfg.init, self.cfg, data.patients.effective, self.image_size):
             self.warn(differences)
         val = data.val.samples
         marks = film_fingerprints([s.path for s in val], data.val.images, self.cfg.cache_dir, data.val.film_marks)
