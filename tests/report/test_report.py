@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 import math
 import re
@@ -103,6 +104,32 @@ def test_compare_two_runs(tiny_run: Path, odd_run: Path, tmp_path: Path) -> None
     assert data[0]["model"] == "resnet10" and data[0]["params"] > 1000
     assert data[0]["roc_auc"] == pytest.approx(data[1]["roc_auc"])  # a copy of the same run
     assert 0 <= data[0]["accuracy"] <= 1 and data[0]["loss"] > 0
+
+
+def test_compare_says_whether_the_runs_were_validated_on_the_same_films(tiny_run: Path, odd_run: Path,
+                                                                        tmp_path: Path) -> None:
+    """Without --data each run is scored on its own validation films: the page said only that splits 'can differ',
+    so AUCs of runs validated on other films (another --split-seed) read as a comparison of models alone."""
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.trainer import train
+
+    other = tmp_path / "seed1"
+    train(TrainConfig(data=str(tiny_run.parent / "data"), out=str(other), model="cnn", image_size=32, epochs=1,
+                      batch_size=16, val_fraction=0.2, split_seed=1, cache_dir=str(tmp_path / "cache")), progress=False)
+    films = {run: {row["path"] for row in csv.DictReader((run / "val_predictions.csv").open())}
+             for run in (tiny_run, other)}
+    assert films[tiny_run] != films[other]
+    out = tmp_path / "differ.html"
+    assert main(["compare", str(tiny_run), str(other), "--out", str(out), "--n-boot", "20"]) == 0
+    text = html.unescape(out.read_text(encoding="utf-8"))
+    shared = len(films[tiny_run] & films[other])
+    assert (f"The runs were validated on different films: seed1 ({len(films[other])} films, --split-seed 1 vs 0) "
+            f"against run ({len(films[tiny_run])} films); {shared} films are in every run's") in text
+    same = tmp_path / "same.html"
+    assert main(["compare", str(tiny_run), str(odd_run), "--out", str(same), "--n-boot", "20"]) == 0
+    text = same.read_text(encoding="utf-8")
+    assert f"All runs were scored on the same {len(films[tiny_run])} validation films." in text
+    assert "different films" not in text
 
 
 def test_compare_on_data(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:

@@ -177,13 +177,40 @@ def resampled_caption(units: Sequence[tuple[str, str]]) -> str:
     return "; ".join(f"of {said[unit]} for {', '.join(runs)}" for unit, runs in grouped.items())
 
 
+# a run as the comparison labels it, its folder, and the films it was scored on (absolute paths, in its order)
+ScoredFilms = tuple[str, Path, list[str]]
+
+
+def validation_films_note(scored: Sequence[ScoredFilms]) -> str:
+    """Whether the runs, each scored on its own validation predictions, were scored on the same films: 'All runs were
+    scored on the same 31 validation films', or the runs whose films differ from the first run's, with how many of
+    them all share and the split settings that differ (`_split_difference`, as `ensemble` names them)."""
+    from pneumoscan.training.ensemble import _split_difference
+
+    if len(scored) < 2:
+        return ""
+    first_label, first_run, first = scored[0]
+    if all(set(films) == set(first) for _, _, films in scored[1:]):
+        return f"All runs were scored on the same {len(set(first))} validation films."
+    shared = set(first).intersection(*(set(films) for _, _, films in scored[1:]))
+    others = []
+    for label, run, films in scored[1:]:
+        if set(films) != set(first):
+            settings = _split_difference(run, first_run).strip().removeprefix("(").removesuffix(")")
+            others.append(f"{label} ({len(set(films))} films{', ' + settings if settings else ''})")
+    return (f"The runs were validated on different films: {', '.join(others)} against {first_label} "
+            f"({len(set(first))} films); {len(shared)} films are in every run's, so the figures differ by their films "
+            f"as well as by their models.")
+
+
 def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | None = None, split: str | None = None,
                *, n_boot: int = 500, seed: int = 0, cache_dir: str | os.PathLike | None = None,
                progress: bool = True) -> tuple[list[dict[str, Any]], list[figs.Curve], str, list[Screening],
-                                               list[tuple[str, str]]]:
+                                               list[tuple[str, str]], list[ScoredFilms]]:
     """The runs' table rows (`COLUMNS`), their ROC curves (runs with both classes scored), what they were scored
     on (each run on `data` at its own operating threshold, else on its own validation predictions), with `data`
-    each run's `screening_row`, and what each run's bootstrap resampled (`resampled_unit_of`)."""
+    each run's `screening_row`, what each run's bootstrap resampled (`resampled_unit_of`) and the films each run
+    was scored on (`ScoredFilms`)."""
     from pneumoscan.evaluation.metrics import UndefinedMetricWarning
 
     if not run_dirs:
@@ -193,7 +220,7 @@ def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | 
     if twice:
         raise InputError(f"{', '.join(twice)}: given more than once; list each run once")
     runs = [load_run(p) for p in paths]
-    rows, curves, screening, units = [], [], [], []
+    rows, curves, screening, units, scored = [], [], [], [], []
     source = ""
     for label, run in zip(run_labels(paths), runs):
         with warnings.catch_warnings(record=True) as caught:
@@ -205,13 +232,14 @@ def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | 
         source = scores.source if data is not None else "each run's own validation predictions"
         rows.append(comparison_row(label, run, scores))
         units.append((label, resampled_unit_of(scores.summary)))
+        scored.append((label, run.path, [os.path.abspath(p) for p in scores.paths]))
         screened = screening_row(label, scores)
         if screened is not None:
             screening.append(screened)
         curve = _roc_curve(label, scores)
         if curve is not None:
             curves.append(curve)
-    return rows, curves, source, screening, units
+    return rows, curves, source, screening, units, scored
 
 
 def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike, data: str | os.PathLike | None = None,
@@ -225,17 +253,17 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
     _check_tables(target)
     check_companion(files_folder(target), target, folder=True)
     recover_interrupted([target])  # an earlier comparison to `target` that a crash stopped among its renames
-    rows, curves, source, screening, units = comparison(run_dirs, data, split, n_boot=n_boot, seed=seed,
-                                                        cache_dir=cache_dir)
+    rows, curves, source, screening, units, scored = comparison(run_dirs, data, split, n_boot=n_boot, seed=seed,
+                                                                cache_dir=cache_dir)
     csv_path, json_path = _table_paths(target)
     digits = [1 if c == "train_seconds" else 4 for c in COLUMNS]
     body = h.table(HEADERS, [[row[c] for c in COLUMNS] for row in rows], digits=digits)
     note = (f"Scored on {source}, each run at its own stored operating threshold. Loss: binary cross-entropy of the "
             f"probabilities. The table is also in {csv_path.name} and {json_path.name}.")
     if data is None:
-        note += (" Validation splits can differ between runs (seed, split), and training chose each run's kept epoch "
-                 "(and its threshold, unless set-threshold chose it elsewhere) on its validation films, so these "
-                 "figures are optimistic; pass --data DIR to compare on the same images, ones no run has seen.")
+        note += (f" {validation_films_note(scored)} Training chose each run's kept epoch (and its threshold, unless "
+                 "set-threshold chose it elsewhere) on its validation films, so these figures are optimistic; pass "
+                 "--data DIR to compare on the same images, ones no run has seen.").replace("  ", " ")
     warning, screened = screening_html(screening)
     sections = [("table", "Runs", warning + h.paragraph(note, note=True) + body + screened)]
     pngs: dict[str, bytes] = {}
