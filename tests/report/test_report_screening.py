@@ -1,6 +1,7 @@
 """What the report and the comparison say about the films they score: in-sample, seen by a guard, or the validation films training chose on."""
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -85,6 +86,24 @@ def test_selection_note_leaves_out_a_threshold_set_elsewhere(tiny_run: Path, tin
 
     assert "the operating threshold" in note(tiny_run)
     assert "threshold" not in note(tiny_site)
+
+
+def test_an_ensembles_note_says_its_members_kept_epochs_were_chosen_on_its_validation_films(
+        tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    """An ensemble keeps no epoch itself, so the note said only that its threshold was chosen on these films; but each
+    member kept its epoch of best AUC on the same films (ensemble requires one validation split)."""
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.ensemble import build_ensemble
+    from pneumoscan.training.trainer import train
+
+    member = tmp_path / "member"
+    train(TrainConfig(data=str(tiny_data), out=str(member), model="cnn", image_size=24, epochs=1, batch_size=16,
+                      val_fraction=0.2, seed=5, cache_dir=str(tmp_path / "cache")), progress=False)
+    build_ensemble([tiny_run, member], tmp_path / "ens", progress=False)
+    out = tmp_path / "ens.html"
+    assert main(["report", str(tmp_path / "ens"), "--out", str(out), "--n-boot", "10", "--cases", "1"]) == 0
+    assert ("Optimistic: each member's kept epoch (best validation ROC AUC) and the operating threshold (for recall "
+            "0.95) were chosen on these validation films") in html.unescape(out.read_text(encoding="utf-8"))
 
 
 def test_the_guards_refusals_are_listed_with_why_the_first_twenty() -> None:

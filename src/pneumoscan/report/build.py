@@ -122,7 +122,10 @@ def selection_note(run: RunInfo, scores: Scores) -> str:
                 "unbiased estimate.")
     if not scores.own_validation:
         return ""
-    chosen = ["the kept epoch (best validation ROC AUC)"] if run.best_epoch else []
+    # an ensemble keeps no epoch of its own, but its members (validated on these films, as `ensemble` requires) did
+    members = any(member.get("best_epoch") for member in run.meta.training.get("members") or [])
+    chosen = (["the kept epoch (best validation ROC AUC)"] if run.best_epoch else
+              ["each member's kept epoch (best validation ROC AUC)"] if members else [])
     if run.meta.target_recall and not run.meta.threshold_source.get("data"):
         chosen.append(f"the operating threshold (for recall {run.meta.target_recall})")
     if not chosen:
