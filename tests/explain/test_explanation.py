@@ -58,6 +58,29 @@ def test_the_title_says_borderline_empty_and_small() -> None:
     assert "heatmap=" not in repr(explained) and "image=" not in repr(explained)  # no pages of pixels in a notebook
 
 
+def test_an_ensembles_heatmap_says_which_members_it_leaves_out(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Grad-CAM maps only an ensemble's members with a feature map: with an mlp member (most of the logit, here) the
+    title read 'evidence for PNEUMONIA, model ensemble' over a map of the cnn's share alone."""
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.ensemble import build_ensemble
+    from pneumoscan.training.trainer import train
+
+    mlp = tmp_path / "mlp"
+    train(TrainConfig(data=str(tiny_data), out=str(mlp), model="mlp", image_size=32, epochs=1, batch_size=16,
+                      val_fraction=0.2, seed=5, cache_dir=str(tmp_path / "cache")), progress=False)
+    ensemble = build_ensemble([tiny_run, mlp], tmp_path / "ens", progress=False)
+    film = sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[0]
+    explained = explain_file(Predictor(ensemble), film)
+    assert explained.unmapped == ("mlp",)
+    from pneumoscan.cli import main
+
+    assert main(["explain", str(film), "--model", str(ensemble), "--out", str(tmp_path / "heat.png")]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("heat.png (not its mlp member: no feature map to draw)")
+    assert explained.title().splitlines()[1].endswith("model ensemble (not its mlp member: no feature map to draw)")
+    assert explain_file(Predictor(tiny_run), film).unmapped == ()
+
+
 def test_gradcam_takes_a_film_in_memory_as_predict_does(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
     """`Predictor.predict` took a pydicom Dataset (and bytes, a PIL image, an array) while `gradcam` took a path
     only: a notebook that had read a film with pydicom could predict it but not explain it."""

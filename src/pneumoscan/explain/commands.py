@@ -42,7 +42,7 @@ def _is_other_picture(path: Path) -> bool:
 def cmd_explain(args: argparse.Namespace) -> int:
     """Classify IMAGE, compute Grad-CAM for the predicted class and save the figure."""
     from pneumoscan.errors import InputError, WriteError
-    from pneumoscan.explain.explanation import explain_file
+    from pneumoscan.explain.explanation import explain_file, left_out_clause
     from pneumoscan.inference.predictor import Predictor
     from pneumoscan.outputs import atomic_write, check_output
     from pneumoscan.progress import write_warning
@@ -71,7 +71,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
                          "folder you can write to") from None
     marker = f"borderline (P within the threshold's 95 % interval {interval[0]:.4f} to {interval[1]:.4f})  " \
         if interval else ""
-    print(f"{label:<10} P(pneumonia)={prob:.4f}  {marker}heatmap: {out}{f' ({empty})' if empty else ''}")
+    print(f"{label:<10} P(pneumonia)={prob:.4f}  {marker}heatmap: {out}{f' ({empty})' if empty else ''}"
+          f"{left_out_clause(explained.unmapped)}")
     if explained.prediction.size_warning:
         write_warning(f"{args.image}: {explained.prediction.size_warning}")
     return 0

@@ -20,14 +20,16 @@ DISPLAY_SIDE = 1024  # px: the figure shows the film at most this large, whateve
 class Explanation:
     """One film explained: `prediction` as `predict` gives it; `heatmap` (S, S) float32 in [0, 1] at the model's
     input size S, the evidence for `prediction.label`; `image` the film as decoded (uint8 grayscale, shrunk to at
-    most DISPLAY_SIDE px on its long side); the name of the model and the 95 % interval of its threshold (None
-    without one), which the figure's title states."""
+    most DISPLAY_SIDE px on its long side); the name of the model, the 95 % interval of its threshold (None
+    without one) and an ensemble's members the heatmap leaves out (`unmapped_members`), which the figure's title
+    states."""
 
     prediction: Prediction
     heatmap: np.ndarray = field(repr=False)
     image: np.ndarray = field(repr=False)
     model_name: str = ""
     threshold_ci95: tuple[float, float] | None = None
+    unmapped: tuple[str, ...] = ()
 
     def overlay(self) -> np.ndarray:
         """RGB uint8 (H, W, 3): `image` with the heatmap upsampled and blended on top."""
@@ -53,7 +55,7 @@ class Explanation:
         shows = f"empty: Grad-CAM found no positive evidence for {label}" if self.empty else f"evidence for {label}"
         return (f"{printable(Path(prediction.path).name)}: {label}  P(pneumonia) = {prob:.3f}  (threshold "
                 f"{prediction.threshold:.3f}{'; ' + within if within else ''})\n"
-                f"heatmap: {shows}, model {self.model_name}"
+                f"heatmap: {shows}, model {self.model_name}{left_out_clause(self.unmapped)}"
                 + (f"\nwarning: {prediction.size_warning}" if prediction.size_warning else ""))
 
     def figure(self) -> Figure:
@@ -62,6 +64,15 @@ class Explanation:
         from pneumoscan.report.figures import explanation
 
         return explanation(self.image, self.overlay(), self.title())
+
+
+def left_out_clause(unmapped: tuple[str, ...] | list[str]) -> str:
+    """What a heatmap of an ensemble leaves out, after its model's name: ' (not its mlp member: no feature map to
+    draw)', as Grad-CAM maps only the members with one; empty when it leaves out none."""
+    if not unmapped:
+        return ""
+    members = f"{', '.join(unmapped)} member{'s' if len(unmapped) > 1 else ''}"
+    return f" (not its {members}: no feature map to draw)"
 
 
 def display_copy(gray: np.ndarray) -> np.ndarray:
@@ -84,7 +95,7 @@ def explain_file(predictor: Predictor, image: str | os.PathLike | bytes | np.nda
     from pneumoscan.data.decode import read_file
     from pneumoscan.data.preprocess import load_image_and_original
     from pneumoscan.errors import InputError, RefusedFilm
-    from pneumoscan.explain.gradcam import cam_layers, gradcam_for_image
+    from pneumoscan.explain.gradcam import cam_layers, gradcam_for_image, unmapped_members
     from pneumoscan.inference.inputs import film_bytes
 
     try:
@@ -106,4 +117,5 @@ def explain_file(predictor: Predictor, image: str | os.PathLike | bytes | np.nda
         raise RefusedFilm(f"{name}: {result.ood_reason}; no prediction or heatmap made{small}")
     target = predictor.meta.class_names.index(str(result.label))
     cam = gradcam_for_image(predictor.model, predictor.meta, model_input, target=target, layers=layers)
-    return Explanation(result, cam, original, predictor.meta.model_name, predictor.threshold_ci95)
+    return Explanation(result, cam, original, predictor.meta.model_name, predictor.threshold_ci95,
+                       tuple(unmapped_members(predictor.meta, layers)))

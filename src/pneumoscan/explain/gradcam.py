@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
     from pneumoscan.artifact import ArtifactMeta
 
-__all__ = ["NoCamLayer", "cam_layers", "find_cam_layers", "gradcam", "gradcam_for_image", "overlay", "overlay_png", "gradcam_overlay_png"]
+__all__ = ["NoCamLayer", "cam_layers", "find_cam_layers", "gradcam", "gradcam_for_image", "overlay", "overlay_png", "gradcam_overlay_png",
+           "unmapped_members"]
 
 DEFAULT_ALPHA = 0.55
 DEFAULT_CMAP = "inferno"  # perceptually uniform, readable with colour-vision deficiency
@@ -106,6 +107,19 @@ def cam_layers(model: nn.Module, meta: ArtifactMeta) -> list[str]:
 
     x = torch.zeros(1, 1, meta.image_size, meta.image_size, device=next(model.parameters()).device)
     return find_cam_layers(model, x, cam_scopes(meta.model_name, meta.model_config), meta.model_name)
+
+
+def unmapped_members(meta: ArtifactMeta, layers: Sequence[str]) -> list[str]:
+    """The members of an ensemble described by `meta` that none of its Grad-CAM `layers` (`cam_layers`) lies in, by
+    model name (an mlp: no convolution): their share of the logit is not in the heatmap; [] for any other model."""
+    from pneumoscan.models.registry import cam_scopes
+
+    scopes = cam_scopes(meta.model_name, meta.model_config)
+    if scopes == [""]:
+        return []
+    members = meta.model_config.get("members") or []
+    names = [m.get("model", s) for m, s in zip(members, scopes)] if len(members) == len(scopes) else scopes
+    return [name for name, scope in zip(names, scopes) if not any(layer.startswith(scope + ".") for layer in layers)]
 
 
 def _resolve(model: nn.Module, layer_name: str) -> nn.Module:
