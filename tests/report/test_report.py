@@ -200,6 +200,31 @@ def test_the_classification_table_shows_a_precision_below_1_as_below_1() -> None
     assert "<td>PNEUMONIA</td><td class=\"num\">0.9995</td>" in table
 
 
+def test_the_cases_note_says_what_the_overlays_show_of_each_model(tiny_run: Path, tiny_data: Path,
+                                                                  tmp_path: Path) -> None:
+    """The note read 'bottom: its Grad-CAM overlay, showing the evidence for the predicted class' over an mlp's grids,
+    which have no overlay, and over an ensemble's, whose overlays leave out its mlp member."""
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.ensemble import build_ensemble
+    from pneumoscan.training.trainer import train
+
+    mlp = tmp_path / "mlp"
+    train(TrainConfig(data=str(tiny_data), out=str(mlp), model="mlp", image_size=32, epochs=1, batch_size=16,
+                      val_fraction=0.2, seed=5, cache_dir=str(tmp_path / "cache")), progress=False)
+    build_ensemble([tiny_run, mlp], tmp_path / "ens", progress=False)
+
+    def note(run: Path) -> str:
+        out = tmp_path / f"{run.name}.html"
+        assert main(["report", str(run), "--out", str(out), "--n-boot", "10", "--cases", "1"]) == 0
+        text = html.unescape(out.read_text(encoding="utf-8"))
+        return text.split("Top: the original image; bottom: ")[1].split("</p>")[0]
+
+    assert note(mlp) == "no Grad-CAM overlay: model 'mlp' has no convolutional layer, so Grad-CAM cannot explain it."
+    assert note(tmp_path / "ens") == ("its Grad-CAM overlay, showing the evidence for the predicted class, of model "
+                                      "ensemble (not its mlp member: no feature map to draw).")
+    assert note(tiny_run) == "its Grad-CAM overlay, showing the evidence for the predicted class."
+
+
 def test_most_confident_cases() -> None:
     from pneumoscan.report.cases import most_confident
 

@@ -450,11 +450,12 @@ def _subgroups_section(scores: Scores, out: Figures) -> str:
 
 
 def _cases_section(model: Any, run: RunInfo, scores: Scores, out: Figures, per_group: int) -> str:
-    from pneumoscan.report.cases import case_groups
+    from pneumoscan.report.cases import case_groups, overlay_layers
 
-    body = h.paragraph(f"The {per_group} most confident cases of each kind. Top: the original image; bottom: its "
-                       "Grad-CAM overlay, showing the evidence for the predicted class.", note=True)
-    for group in case_groups(model, run.meta, scores, per_group):
+    layers, below = overlay_layers(model, run.meta)  # found once, for every case
+    body = h.paragraph(f"The {per_group} most confident cases of each kind. Top: the original image; bottom: "
+                       f"{below}.", note=True)
+    for group in case_groups(model, run.meta, scores, per_group, layers):
         body += f"<h3>{h.esc(group.key)}: {h.esc(group.title)}</h3>"
         if not group.tiles:
             body += h.paragraph("No such cases (or their files could not be read).", note=True)

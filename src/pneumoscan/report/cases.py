@@ -86,14 +86,28 @@ def model_input(scores: Scores, index: int, size: int) -> np.ndarray | None:
         return None
 
 
-def case_groups(model: nn.Module, meta: ArtifactMeta, scores: Scores, per_group: int = 4) -> list[CaseGroup]:
-    """Tiles of the most confident cases per category; Grad-CAM explains the predicted class."""
-    from pneumoscan.explain.gradcam import NoCamLayer, cam_layers, gradcam_for_image, overlay
+def overlay_layers(model: nn.Module, meta: ArtifactMeta) -> tuple[list[str] | None, str]:
+    """The Grad-CAM layers of the case overlays (`cam_layers`; None when the model has none) and what the overlays
+    show, for the page: the evidence for the predicted class, what of an ensemble they leave out, or why there are
+    none."""
+    from pneumoscan.explain.explanation import left_out_clause
+    from pneumoscan.explain.gradcam import NoCamLayer, cam_layers, unmapped_members
 
     try:
-        layers: list[str] | None = cam_layers(model, meta)  # found once, for every case
-    except NoCamLayer:
-        layers = None
+        layers = cam_layers(model, meta)
+    except NoCamLayer as err:
+        return None, f"no Grad-CAM overlay: {str(err).split('; ')[0]}"
+    unmapped = unmapped_members(meta, layers)
+    return layers, ("its Grad-CAM overlay, showing the evidence for the predicted class"
+                    + (f", of model {meta.model_name}{left_out_clause(unmapped)}" if unmapped else ""))
+
+
+def case_groups(model: nn.Module, meta: ArtifactMeta, scores: Scores, per_group: int = 4,
+                layers: list[str] | None = None) -> list[CaseGroup]:
+    """Tiles of the most confident cases per category; Grad-CAM at `layers` (`overlay_layers`; None: no overlays)
+    explains the predicted class."""
+    from pneumoscan.explain.gradcam import gradcam_for_image, overlay
+
     chosen = most_confident(scores.labels, scores.probs, scores.threshold, per_group)
     groups, unshown = [], []
     for key, title, _true, pred, _highest in CATEGORIES:
