@@ -148,6 +148,25 @@ def test_an_ensemble_sums_its_convolutional_members_maps() -> None:
     assert cam.shape == (32, 32) and np.isfinite(cam).all()
 
 
+def test_a_tta_models_heatmap_is_that_of_the_mean_logit_of_the_film_and_its_mirror() -> None:
+    """A model trained with --tta is scored on the mean logit of the film and its mirror, but its heatmap was that of
+    the film alone: the map of a mirrored film was not the mirror of the film's map, though its P is the same."""
+    torch.manual_seed(3)
+    model = create_model("cnn", widths=[8, 16, 32]).eval()
+    image = blob_image(10, 8, size=32)  # off-centre: the film and its mirror differ
+    mirrored = np.ascontiguousarray(image[:, ::-1])
+    maps = {}
+    for tta in (False, True):
+        meta = ArtifactMeta(model_name="cnn", model_config={"widths": [8, 16, 32]}, image_size=32, mean=0.3,
+                            std=0.25, tta=tta)
+        maps[tta] = [gradcam_for_image(model, meta, film, target=1) for film in (image, mirrored)]
+    film, of_mirror = maps[True]
+    assert film.max() == pytest.approx(1.0) and np.allclose(film, of_mirror[:, ::-1], atol=1e-5)
+    assert not np.allclose(maps[False][0], maps[False][1][:, ::-1], atol=1e-2)  # the film alone: not so
+    own = gradcam(model, as_input(image), cam_layers(model, meta), target=1)
+    assert not np.allclose(film, own, atol=1e-2)  # it is not the film's own map either
+
+
 def test_gradcam_finds_the_layer_itself() -> None:
     model = BrightnessNet().eval()
     x = as_input(blob_image(20, 40))

@@ -6,7 +6,8 @@ its shape (batch norm, activation, a residual block's sum), up to the pooling. S
 depth or width works. An ensemble's map is the sum of its members' maps (the registry's `cam_scopes`), each
 taken for the ensemble's logit, before scaling. The class explained is the predicted one at the
 artifact's stored threshold unless `target` is given: 1 = PNEUMONIA (gradient of the logit), 0 = NORMAL
-(gradient of minus the logit). Test-time augmentation is not applied to heatmaps.
+(gradient of minus the logit). A model with test-time augmentation scores the mean logit of the image and its
+mirror: its map is taken for that logit, the mirror's map mirrored back and added, as an ensemble's members' are.
 """
 from __future__ import annotations
 
@@ -129,13 +130,22 @@ def _resolve(model: nn.Module, layer_name: str) -> nn.Module:
         raise ValueError(f"Grad-CAM layer {layer_name!r} does not exist in {type(model).__name__}") from None
 
 
+def _views(x: torch.Tensor, mirror: bool) -> torch.Tensor:
+    """The image `x` (1, C, S, S), with its left-right mirror after it when `mirror` (test-time augmentation)."""
+    import torch
+
+    return torch.cat([x, torch.flip(x, dims=[3])]) if mirror else x
+
+
 def gradcam(model: nn.Module, x: torch.Tensor, layer_name: str | list[str] | None = None,
-            target: int | None = None) -> np.ndarray:
+            target: int | None = None, mirror: bool = False) -> np.ndarray:
     """Grad-CAM of one normalised image `x` (1, 1, S, S) at `layer_name` -> (S, S) float32 in [0, 1].
 
     None finds the layer in the whole model (`find_cam_layers`; an ensemble's are its members' layers, which
     `cam_layers` gives). Several layers give the sum of their maps at input resolution.
     `target` 1 explains PNEUMONIA, 0 explains NORMAL, None the class the logit favours (logit >= 0).
+    `mirror`: the logit is the mean of the image's and its left-right mirror's (test-time augmentation, as
+    `predict_logits` scores it), and the mirror's map is mirrored back and added.
     A map with no positive evidence is all zeros.
     """
     import torch
@@ -164,7 +174,7 @@ def gradcam(model: nn.Module, x: torch.Tensor, layer_name: str | list[str] | Non
     try:
         with torch.inference_mode(False), torch.enable_grad():
             x = x.detach().clone().requires_grad_(True)
-            logit = model(x).reshape(-1)[0]
+            logit = model(_views(x, mirror)).reshape(-1).mean()  # one pass: each hook sees both views
             missing = [names[i] for i in range(len(layers)) if i not in captured]
             if missing:
                 raise ValueError(f"Grad-CAM layer {missing[0]!r} was not used in the forward pass")
@@ -182,7 +192,8 @@ def gradcam(model: nn.Module, x: torch.Tensor, layer_name: str | list[str] | Non
             raise ValueError(f"Grad-CAM layer {name!r} outputs shape {tuple(activation.shape)}, not a feature map")
         weights = grad.mean(dim=(2, 3), keepdim=True)
         part = torch.relu((weights * activation).sum(dim=1, keepdim=True)).detach()
-        cam += F.interpolate(part, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[0, 0].cpu()
+        maps = F.interpolate(part, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[:, 0].cpu()
+        cam += maps[0] + (torch.flip(maps[1], dims=[1]) if mirror else 0)
     peak = float(cam.max())
     out = (cam / peak if peak > 0 else torch.zeros_like(cam)).clamp_(0.0, 1.0)
     return out.numpy().astype(np.float32)
@@ -196,7 +207,8 @@ def gradcam_for_image(
 
     `target` None explains the class predicted at `meta.threshold`. `layers` are the model's `cam_layers`,
     found here when not given (callers explaining many images find them once). For a model trained with
-    `--crop`, the heatmap is placed where the crop box lies on the image (zero outside it).
+    `--crop`, the heatmap is placed where the crop box lies on the image (zero outside it); with `meta.tta`, it is
+    that of the mean logit of the image and its mirror, which the model's predictions are (`gradcam`'s `mirror`).
     """
     import torch
 
@@ -211,11 +223,11 @@ def gradcam_for_image(
     x = meta.preprocessing(image[None]).to(device)
     if target is None:
         with torch.no_grad():
-            prob = float(torch.sigmoid(model.eval()(x).reshape(-1)[0]))
+            prob = float(torch.sigmoid(model.eval()(_views(x, meta.tta)).reshape(-1).mean()))
         target = int(prob >= meta.threshold)
     if layers is None:
         layers = find_cam_layers(model, x, cam_scopes(meta.model_name, meta.model_config), meta.model_name)
-    cam = gradcam(model, x, list(layers), target=target)
+    cam = gradcam(model, x, list(layers), target=target, mirror=meta.tta)
     return _uncropped(cam, image) if meta.crop else cam
 
 
