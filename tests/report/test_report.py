@@ -672,7 +672,8 @@ def test_figures_name_the_films_they_are_drawn_on(val_report: Path, tiny_run: Pa
     assert roc_curves([], "ROC curve\nvalidation films (n=2)").axes[0].get_title() == "ROC curve\nvalidation films (n=2)"
     n_val = int(re.search(r"(\d+) images \(", val_report.read_text(encoding="utf-8")).group(1))
     for alt in ("confusion matrix on", "ROC curve on", "precision-recall curve on",
-                "reliability diagram and probability histogram on"):
+                "reliability diagram and probability histogram on", "recall by cause on",
+                "recall by original image size on"):
         assert f'alt="{alt} validation films (n={n_val})"' in val_report.read_text(encoding="utf-8")
     out = tmp_path / "test.html"
     assert main(["report", str(tiny_run), "--data", str(tiny_data), "--out", str(out), "--n-boot", "10",
@@ -680,6 +681,16 @@ def test_figures_name_the_films_they_are_drawn_on(val_report: Path, tiny_run: Pa
     n = sum(1 for _ in (tiny_data / "test").rglob("*.jpeg"))
     text = out.read_text(encoding="utf-8")
     assert f'alt="ROC curve on test split films (n={n})"' in text and f"cases of test split films (n={n})" in text
+
+
+def test_the_subgroup_charts_name_the_films_they_are_drawn_on() -> None:
+    """The recall-by-cause and by-size PNGs had no title at all, so read without the page they did not say which
+    films' recall they showed, as every other figure of the films does (their alt texts: the test above)."""
+    from pneumoscan.report.figures import group_bars
+
+    fig = group_bars(["virus"], [0.5], [2], "recall", "cause", "Recall by cause\nvalidation films (n=4)")
+    assert fig.axes[0].get_title() == "Recall by cause\nvalidation films (n=4)"
+    assert group_bars(["virus"], [0.5], [2], "recall", "cause").axes[0].get_title() == ""
 
 
 def test_the_pages_shared_patient_warning_reads_right_for_one_patient() -> None:

@@ -427,10 +427,10 @@ def _subgroups_section(scores: Scores, out: Figures) -> str:
     headers = ["group", "images", "PNEUMONIA", "recall", "specificity"]
     no_cause = ("No PNEUMONIA image has a known cause: give it in a CSV manifest's label (bacteria, virus) or cause "
                 "column, or in Kermany's file names (person1_bacteria_1.jpeg).")
-    for key, title, rows, xlabel, none in (
+    for key, title, short, rows, xlabel, none in (
         ("recall_by_cause", "Recall by cause (PNEUMONIA images; cause from the manifest, else the file name)",
-         by_cause(scores.causes, scores.labels, scores.preds), "cause of pneumonia", no_cause),
-        ("recall_by_size", "Recall by original image size (longest side)",
+         "Recall by cause", by_cause(scores.causes, scores.labels, scores.preds), "cause of pneumonia", no_cause),
+        ("recall_by_size", "Recall by original image size (longest side)", "Recall by original image size",
          by_size(scores.paths, scores.labels, scores.preds), "longest side of the original image", ""),
     ):
         body += f"<h3>{h.esc(title)}</h3>"
@@ -443,7 +443,8 @@ def _subgroups_section(scores: Scores, out: Figures) -> str:
         chart = ""
         if shown:
             chart = out.add(key, figs.group_bars([r.group for r in shown], [r.recall for r in shown],
-                                                 [r.n_positive for r in shown], "recall (sensitivity)", xlabel), title)
+                                                 [r.n_positive for r in shown], "recall (sensitivity)", xlabel,
+                                                 f"{short}\n{scores.films}"), f"{short.lower()} on {scores.films}")
         body += '<div class="grid">' + f"<div>{h.table(headers, table_rows)}</div>" + f"<div>{chart}</div></div>"
     return body + h.paragraph("Recall among PNEUMONIA images and specificity among NORMAL images of each group, at the "
                               "operating threshold; 'n/a' where a group has no such images.", note=True)

@@ -191,9 +191,11 @@ def reliability(mean_prob: np.ndarray, frequency: np.ndarray, counts: np.ndarray
     return fig
 
 
-def group_bars(names: Sequence[str], values: Sequence[float], counts: Sequence[int], ylabel: str, xlabel: str) -> Figure:
-    """Bar chart of one rate per group, with n printed on every bar (NaN bars are left empty)."""
-    fig = new_figure(min(9.0, max(3.6, 1.1 * len(names) + 1.4)), 3.2)
+def group_bars(names: Sequence[str], values: Sequence[float], counts: Sequence[int], ylabel: str, xlabel: str,
+               title: str | None = None) -> Figure:
+    """Bar chart of one rate per group, with n printed on every bar (NaN bars are left empty); `title` (with which
+    films they are) above it."""
+    fig = new_figure(min(9.0, max(3.6, 1.1 * len(names) + 1.4)), 3.2 + (0.4 * len(title.splitlines()) if title else 0))
     ax = fig.subplots()
     heights = [0.0 if not math.isfinite(v) else v for v in values]
     colours = [SERIES_COLOURS[i % len(SERIES_COLOURS)] for i in range(len(names))]
@@ -204,7 +206,7 @@ def group_bars(names: Sequence[str], values: Sequence[float], counts: Sequence[i
     ax.set_xticks(range(len(names)), list(names))
     ax.set_ylim(0, 1.25)
     ax.set_yticks(np.linspace(0, 1, 6))
-    _style(ax, xlabel, ylabel)
+    _style(ax, xlabel, ylabel, title)
     ax.grid(False, axis="x")
     return fig
 
