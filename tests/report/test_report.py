@@ -125,8 +125,13 @@ def test_compare_says_whether_the_runs_were_validated_on_the_same_films(tiny_run
     shared = len(films[tiny_run] & films[other])
     assert (f"The runs were validated on different films: seed1 ({len(films[other])} films, --split-seed 1 vs 0) "
             f"against run ({len(films[tiny_run])} films); {shared} films are in every run's") in text
+    # the same data in another place (a second clone of a repository's sample): the same films
+    clone = tmp_path / "clone"
+    shutil.copytree(tiny_run.parent / "data", clone / "data")
+    train(TrainConfig(data=str(clone / "data"), out=str(clone / "run"), model="cnn", image_size=32, epochs=1,
+                      batch_size=16, val_fraction=0.2, cache_dir=str(tmp_path / "cache")), progress=False)
     same = tmp_path / "same.html"
-    assert main(["compare", str(tiny_run), str(odd_run), "--out", str(same), "--n-boot", "20"]) == 0
+    assert main(["compare", str(tiny_run), str(odd_run), str(clone / "run"), "--out", str(same), "--n-boot", "20"]) == 0
     text = same.read_text(encoding="utf-8")
     assert f"All runs were scored on the same {len(films[tiny_run])} validation films." in text
     assert "different films" not in text

@@ -177,8 +177,23 @@ def resampled_caption(units: Sequence[tuple[str, str]]) -> str:
     return "; ".join(f"of {said[unit]} for {', '.join(runs)}" for unit, runs in grouped.items())
 
 
-# a run as the comparison labels it, its folder, and the films it was scored on (absolute paths, in its order)
+# a run as the comparison labels it, its folder, and the films it was scored on (`film_keys`, in its order)
 ScoredFilms = tuple[str, Path, list[str]]
+
+
+def film_keys(run: RunInfo, paths: Sequence[Path]) -> list[str]:
+    """Each film of `paths` as a path inside the data the run was trained on (`data_places`, and where it is found
+    now), else as an absolute path: runs trained on one data set kept in two places (two clones of a repository's
+    sample) name the same films alike."""
+    from pneumoscan.training.config import data_places, data_record, training_data_folder
+
+    record = data_record(run.meta.training, run.path)
+    roots = [os.path.abspath(root) for root in [*data_places(*record), training_data_folder(*record)] if root]
+    keys = []
+    for path in map(os.path.abspath, paths):
+        root = next((root for root in roots if path.startswith(root + os.sep)), None)
+        keys.append(os.path.relpath(path, root) if root else path)
+    return keys
 
 
 def validation_films_note(scored: Sequence[ScoredFilms]) -> str:
@@ -232,7 +247,7 @@ def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | 
         source = scores.source if data is not None else "each run's own validation predictions"
         rows.append(comparison_row(label, run, scores))
         units.append((label, resampled_unit_of(scores.summary)))
-        scored.append((label, run.path, [os.path.abspath(p) for p in scores.paths]))
+        scored.append((label, run.path, film_keys(run, scores.paths)))
         screened = screening_row(label, scores)
         if screened is not None:
             screening.append(screened)
