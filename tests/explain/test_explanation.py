@@ -58,6 +58,17 @@ def test_the_title_says_borderline_empty_and_small() -> None:
     assert "heatmap=" not in repr(explained) and "image=" not in repr(explained)  # no pages of pixels in a notebook
 
 
+def test_the_title_does_not_round_a_confident_film_to_certainty() -> None:
+    """The shipped model gives many films P = 0.99998, which the title showed as 'P(pneumonia) = 1.000': certainty,
+    to a clinician; report's case tiles already show such a P with the decimals it needs."""
+    from pneumoscan.explain.explanation import Explanation
+    from pneumoscan.inference.predictor import Prediction
+
+    film = Prediction("film.png", 0.99998, "PNEUMONIA", 0.615)
+    explained = Explanation(film, np.ones((8, 8), np.float32), np.zeros((20, 20), np.uint8), "resnet10")
+    assert explained.title().startswith("film.png: PNEUMONIA  P(pneumonia) = 0.99998  (threshold 0.615)\n")
+
+
 def test_an_ensembles_heatmap_says_which_members_it_leaves_out(tiny_run: Path, tiny_data: Path, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     """Grad-CAM maps only an ensemble's members with a feature map: with an mlp member (most of the logit, here) the

@@ -45,6 +45,7 @@ class Explanation:
     def title(self) -> str:
         """What the figure says above the film: file, label, P against the threshold (and whether borderline),
         what the heatmap shows, the model, and a thumbnail's size warning."""
+        from pneumoscan.errors import decimals
         from pneumoscan.report.figures import printable
 
         prediction = self.prediction
@@ -53,7 +54,8 @@ class Explanation:
         within = f"borderline: within its 95 % interval {interval[0]:.3f} to {interval[1]:.3f}" if interval else ""
         # an all-zero map draws as the bare film: say so, or it reads as "no evidence anywhere" or a drawing fault
         shows = f"empty: Grad-CAM found no positive evidence for {label}" if self.empty else f"evidence for {label}"
-        return (f"{printable(Path(prediction.path).name)}: {label}  P(pneumonia) = {prob:.3f}  (threshold "
+        # decimals: a confident film's P = 0.99998 is not '1.000' (certainty), as report's case tiles show it
+        return (f"{printable(Path(prediction.path).name)}: {label}  P(pneumonia) = {decimals(prob, 3)}  (threshold "
                 f"{prediction.threshold:.3f}{'; ' + within if within else ''})\n"
                 f"heatmap: {shows}, model {self.model_name}{left_out_clause(self.unmapped)}"
                 + (f"\nwarning: {prediction.size_warning}" if prediction.size_warning else ""))
