@@ -232,3 +232,33 @@ def test_a_pil_image_with_nothing_to_turn_is_not_copied(orientation: int | None)
     assert _upright(image) is image
     image.getexif()[0x0112] = 6
     assert _upright(image).size == (20, 30)  # a turn is still made
+
+
+@pytest.mark.parametrize("mode", ["I", "F", "CMYK"])
+def test_a_pil_image_of_a_mode_png_cannot_hold_is_read_as_its_file_is(shipped: Predictor, tmp_path: Path,
+                                                                       mode: str) -> None:
+    """Image.open of a 32-bit integer or float TIFF (or a CMYK one) was refused: 'a PIL image of mode F; convert it
+    first, e.g. image.convert('L')', which clips 12-bit or 0-1 pixels to a white or black image, where
+    predict(path) reads the film."""
+    with Image.open(_film()) as im:
+        gray = np.asarray(im.convert("L"))
+    stored = {"I": lambda: Image.fromarray(gray.astype(np.int32) * 16),  # 12-bit pixels
+              "F": lambda: Image.fromarray(gray.astype(np.float32) / 255),
+              "CMYK": lambda: Image.fromarray(gray).convert("RGB").convert("CMYK")}[mode]()
+    path = tmp_path / f"film_{mode}.tif"
+    stored.save(path)
+    from_path = shipped.predict(path)
+    assert from_path.probability is not None and from_path.label == "NORMAL"
+    with Image.open(path) as im:
+        assert im.mode == mode
+        assert shipped.predict(im).probability == from_path.probability
+        assert pneumoscan.gradcam(im, shipped).prediction.probability == pytest.approx(from_path.probability, abs=1e-6)
+
+
+def test_a_pil_image_of_a_mode_no_file_holds_is_refused_saying_to_convert_it(shipped: Predictor) -> None:
+    with Image.open(_film()) as im:
+        hsv = im.convert("RGB").convert("HSV")
+    with pytest.raises(InputError, match=r"^predict: a PIL image of mode HSV, which no image file holds; convert it "
+                                         r"first, e.g. image.convert\('RGB'\)$"):
+        shipped.predict(hsv)
+    assert shipped.predict(hsv.convert("RGB")).label == "NORMAL"

@@ -90,7 +90,8 @@ def film_bytes(image: Any, caller: str = "predict") -> tuple[bytes, str]:
 
 def encoded_png(image: Any, caller: str = "predict") -> tuple[bytes, str]:
     """A PIL image or a pixel array as a PNG file's bytes (lossless: the pixels as given, a PIL image turned upright
-    by its EXIF orientation as a file is) and the name its Prediction gets; InputError for anything else (naming
+    by its EXIF orientation as a file is; a TIFF file's for a PIL mode PNG cannot hold, such as I or F, which
+    `image.convert('L')` would clip) and the name its Prediction gets; InputError for anything else (naming
     `caller`)."""
     from PIL import Image
 
@@ -114,13 +115,15 @@ def encoded_png(image: Any, caller: str = "predict") -> tuple[bytes, str]:
     else:
         raise InputError(f"{caller} takes a path, a file's bytes, a PIL image, a numpy array or a pydicom Dataset, not "
                          f"{type(image).__name__}")
-    buffer = io.BytesIO()
-    try:
-        image.save(buffer, format="PNG")
-    except (OSError, ValueError):  # a mode PNG cannot hold, e.g. 32-bit float
-        raise InputError(f"{caller}: a PIL image of mode {image.mode}; convert it first, e.g. "
-                         f"image.convert('L')") from None
-    return buffer.getvalue(), name
+    for fmt in ("PNG", "TIFF"):  # TIFF holds the modes of films PNG cannot (I, F, CMYK, YCbCr, LAB), read as such files
+        buffer = io.BytesIO()
+        try:
+            image.save(buffer, format=fmt)
+        except (OSError, ValueError):  # a mode the format cannot hold
+            continue
+        return buffer.getvalue(), name
+    raise InputError(f"{caller}: a PIL image of mode {image.mode}, which no image file holds; convert it first, e.g. "
+                     f"image.convert('RGB')")
 
 
 def _upright(image: Any) -> Any:

@@ -337,7 +337,8 @@ class Predictor:
         (turned upright by its EXIF orientation, as a file is), a non-empty array of any size (H, W) or (H, W, 3) of uint8 or uint16 pixels, or a pydicom Dataset (read as its
         file is, its header's photometric interpretation and windows applied: not as its `pixel_array`). InputError when
         it is no usable image (`predict_files` gives that as the row's `error` instead); a film the guard refuses comes
-        back unscored. An in-memory image is screened as the PNG file of its pixels is (`encoded_png`): the dithered
+        back unscored. An in-memory image is screened as the PNG file of its pixels is (`encoded_png`; a PIL image of a
+        mode PNG cannot hold, such as I or F, as its TIFF file): the dithered
         rule measures JPEG and 8-bit PNG, TIFF and BMP files (save those mostly near black or white), so a dithered
         JPEG's pixels are refused as dithered; the two-tone and posterised rules measure JPEG files only, so a
         black-and-white or posterised JPEG is refused by them from its path or bytes, not as decoded pixels. A JPEG
