@@ -230,6 +230,10 @@ def resolve_model_path(model: str | os.PathLike | None) -> Path:
     path = Path(model)
     if path.is_dir():
         path = path / ARTIFACT_NAME
+        if not path.is_file() and (path.parent / BEST_WEIGHTS).is_file():  # a training running, or interrupted
+            raise InputError(f"{model}: a training run that has not finished (its {ARTIFACT_NAME} is written at the "
+                             f"end); wait for it to end, or finish it with {_finish_command(path.parent)} if it was "
+                             f"interrupted, then pass the run folder again")
         if not path.is_file():
             raise InputError(f"{model}: no {ARTIFACT_NAME} in this folder; train first or point {option('model')} at "
                              f"an artifact")
@@ -259,9 +263,12 @@ def _run_file_message(path: Path, what: str, model_is: str = "") -> str:
     how to finish the run first."""
     if (path.parent / ARTIFACT_NAME).is_file():
         return f"{what}; pass the run folder {path.parent}{model_is}"
-    finish = words(f"`pneumoscan train --out {path.parent} --resume`", f"pneumoscan.train(None, {str(path.parent)!r}, "
-                                                                          f"resume=True)")
-    return f"{what}, of a run that has not finished; finish it with {finish}, then pass the run folder"
+    return f"{what}, of a run that has not finished; finish it with {_finish_command(path.parent)}, then pass the run folder"
+
+
+def _finish_command(run: Path) -> str:
+    """How to finish the training run in folder `run`: its `train --resume` command, or train call in Python."""
+    return words(f"`pneumoscan train --out {run} --resume`", f"pneumoscan.train(None, {str(run)!r}, resume=True)")
 
 
 def _model_option() -> str:

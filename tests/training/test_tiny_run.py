@@ -105,6 +105,30 @@ def test_a_runs_best_weights_are_refused_as_a_model_naming_the_run_to_pass(
     assert resolve_model_path(chosen) == chosen
 
 
+def test_the_folder_of_a_run_that_has_not_finished_is_refused_saying_to_wait_or_resume(
+        tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--model RUN while RUN was still training said 'no model.safetensors in this folder; train first or point
+    --model at an artifact', as for an empty folder."""
+    import shutil
+
+    import pneumoscan
+    from pneumoscan.cli import main
+
+    running = tmp_path / "running"
+    running.mkdir()
+    for kept in ("best.safetensors", "last.pt", "config.json"):  # a run's files before its model.safetensors
+        shutil.copy(tiny_run / kept, running)
+    film = next((tiny_run.parent / "data" / "test" / "NORMAL").iterdir())
+    assert main(["predict", "--model", str(running), str(film)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pneumoscan: error: {running}: a training run that has not finished (its model.safetensors is written at "
+        f"the end); wait for it to end, or finish it with `pneumoscan train --out {running} --resume` if it was "
+        f"interrupted, then pass the run folder again")
+    with pytest.raises(pneumoscan.InputError, match=r"finish it with pneumoscan\.train\(None, '.*running', "
+                                                    r"resume=True\) if it was interrupted"):
+        pneumoscan.Predictor(running)
+
+
 @pytest.mark.parametrize("name", ["last.pt", "config.json", "history.csv"])
 def test_a_runs_other_files_are_refused_as_a_model_naming_the_run_to_pass(
         tiny_run: Path, tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
