@@ -200,6 +200,10 @@ def header_problem(data: Any) -> str | None:
     missing = [name for name in _REQUIRED if name not in data]
     if missing:
         return f"{', '.join(missing)} missing"
+    unknown = sorted(set(data) - set(ArtifactMeta.__dataclass_fields__))
+    if unknown:  # a newer pneumoscan's: read without them, its films would be prepared or decided otherwise
+        return (f"{', '.join(unknown)}: {'settings' if len(unknown) > 1 else 'a setting'} this pneumoscan does not "
+                f"know, which its predictions would leave out")
     for name, (valid, what) in _HEADER_RULES.items():
         if name in data and not valid(data[name]):
             return f"{name} {data[name]!r}: {what}"
@@ -314,8 +318,19 @@ def _meta_of(header: str | None, path: str | os.PathLike) -> ArtifactMeta:
     try:
         return ArtifactMeta.from_json(header)
     except ValueError as err:
-        raise InputError(f"{path}: its stored settings are unusable ({err}), as in an edited file; restore the model "
-                         f"file or train the model again") from None
+        other = _written_by_another(header)
+        advice = ("as in an edited file; restore the model file or train the model again" if other is None else
+                  f"written by pneumoscan {other}, this is {__version__}; load it with the version that wrote it")
+        raise InputError(f"{path}: its stored settings are unusable ({err}), {advice}") from None
+
+
+def _written_by_another(header: str) -> str | None:
+    """The pneumoscan version a model file's header says wrote it, when not this one; None when this one, or unsaid."""
+    try:
+        version = json.loads(header).get("version")
+    except (ValueError, AttributeError):  # not JSON, or not an object
+        return None
+    return version if isinstance(version, str) and version != __version__ else None
 
 
 def read_unchanged(path: Path, sha256: str) -> tuple[bytes, ArtifactMeta]:
