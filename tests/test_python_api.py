@@ -240,6 +240,15 @@ WRONG_TYPES: dict[str, tuple[Callable[[Path], Any], str]] = {
                 "image, a numpy array or a pydicom Dataset, not int 3"),
     "export_onnx": (lambda tmp: pneumoscan.export_onnx(None, tmp / "model.onnx", images=3),
                     "export_onnx: images takes a list of paths (str or os.PathLike) or None, not int 3"),
+    # a PIL image was a TypeError 'source must be a path or bytes', size=64.0 Python's 'float' object cannot be
+    # interpreted as an integer, from deep inside the decoder; size=True was taken as 1
+    "load_image source": (lambda tmp: pneumoscan.load_image(np.zeros((4, 4), np.uint8), 64),
+                          "load_image: source takes a path (a str or os.PathLike) or a file's bytes, not "
+                          "numpy.ndarray array("),
+    "load_image size": (lambda tmp: pneumoscan.load_image(tmp / "x.png", 64.0),
+                        "load_image: size takes an int, not float 64.0"),
+    "load_image size bool": (lambda tmp: pneumoscan.load_image(tmp / "x.png", True),
+                             "load_image: size takes an int, not bool True"),
 }
 
 
@@ -274,6 +283,16 @@ def test_train_takes_numpy_bools_and_numbers_as_the_python_ones(tmp_path: Path, 
     assert all(type(given[name]) is type(value) for name, value in plain.items())
 
 
+@pytest.mark.parametrize("given, message", [({"size": 0}, "size=0: must be at least 1"),
+                                              ({"size": 64, "max_pixels": 0}, "max_pixels=0: must be at least 1")])
+def test_load_image_names_a_size_below_one_as_python_takes_it(given: dict[str, int], message: str) -> None:
+    """size=0 was a ValueError 'draft_size must be >= 1 or None, got 0', naming an argument load_image lacks."""
+    film = Path(pneumoscan.__file__).parents[2] / "sample" / "chest_xray" / "train" / "NORMAL" / "IM-0240-0001.jpeg"
+    with pytest.raises(InputError, match=f"^{message}$"):
+        pneumoscan.load_image(film, **given)
+    assert pneumoscan.load_image(film, 8).shape == (8, 8)
+
+
 def test_a_missing_argument_is_pythons_own_error() -> None:
     with pytest.raises(TypeError, match=r"^evaluate\(\) missing 1 required positional argument: 'data'$"):
         pneumoscan.evaluate("run")  # type: ignore[call-arg]
@@ -281,7 +300,7 @@ def test_a_missing_argument_is_pythons_own_error() -> None:
 
 def test_every_function_of_the_api_is_checked() -> None:
     functions = {name for name in pneumoscan.__all__ if inspect.isfunction(getattr(pneumoscan, name))
-                 and getattr(pneumoscan, name).__module__ == "pneumoscan.api"}
+                 and getattr(pneumoscan, name).__module__ == "pneumoscan.api"} | {"load_image"}
     assert functions == {case.split()[0] for case in WRONG_TYPES}
     from pneumoscan.api import _OPTION_KINDS
     from pneumoscan.training.config import TrainConfig

@@ -94,6 +94,8 @@ _PATHS = _Kind(_all(_is_path), "a list of paths (str or os.PathLike)")
 _PATH_OR_PATHS = _Kind(lambda value: _is_path(value) or _PATHS.test(value), _PATHS.text)
 _BYTES = _Kind(lambda value: isinstance(value, (bytes, bytearray)),
                "a file's bytes (bytes, as Path.read_bytes() gives them; predict(path) takes a path)")
+_SOURCE = _Kind(lambda value: _is_path(value) or isinstance(value, (bytes, bytearray, memoryview)),
+                "a path (a str or os.PathLike) or a file's bytes")
 
 
 def _is_film(value: Any) -> bool:

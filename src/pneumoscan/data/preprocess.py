@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from pneumoscan.api import _INT, _SOURCE, _TEXT, _public
 from pneumoscan.data.decode import (
     DEFAULT_MAX_PIXELS,
     draft_changes_pixels,
@@ -16,6 +17,7 @@ from pneumoscan.data.decode import (
     read_path,
     same_draft,
 )
+from pneumoscan.errors import check_at_least_one
 
 if TYPE_CHECKING:
     import torch
@@ -61,6 +63,7 @@ def _is_jpeg(data: bytes) -> bool:
     return data[:3] == b"\xff\xd8\xff" and not is_dicom(data)
 
 
+@_public(source=_SOURCE, size=_INT, name=_TEXT.or_none(), max_pixels=_INT)  # pneumoscan.load_image
 def load_image(
     source: str | os.PathLike | bytes | bytearray,
     size: int,
@@ -69,6 +72,8 @@ def load_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
     """Decode any supported file (or bytes) to a `size` x `size` uint8 grayscale array (`fit_decoded`)."""
+    check_at_least_one(size, "size")
+    check_at_least_one(max_pixels, "max_pixels")
     data, name = read_path(source, name)
     return fit_decoded(read_grayscale_and_rgb(data, name=name, max_pixels=max_pixels, draft_size=size)[0], size, data)
 
