@@ -119,6 +119,26 @@ def test_check_rejects_a_graph_that_disagrees(tiny_run: Path, sample_dir: Path) 
         check_onnx(data, other, meta, images)
 
 
+def test_a_model_whose_weights_give_nan_is_refused_as_damaged_naming_its_file(
+        tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """export said 'ONNX Runtime and PyTorch disagree: max |P diff| = nan > 0.0001', naming no file, and so did
+    --backend onnx: neither runtime was at fault, the weights were."""
+    from pneumoscan.inference.predictor import Predictor
+
+    model, meta = load_artifact(tiny_run, "cpu")
+    with torch.no_grad():
+        model.head[-1].bias.fill_(float("nan"))
+    path = save_artifact(tmp_path / "nan" / "model.safetensors", model, meta)
+    damaged = (f"{path}: the model gave no probability (NaN) for 8 of 8 images in PyTorch, so its weights are "
+               f"damaged; restore the model file or train it again")
+    assert main(["export", "--model", str(path.parent), "--out", str(tmp_path / "nan.onnx")]) == 2
+    assert capsys.readouterr().err == f"pneumoscan: error: {damaged}\n"
+    assert not (tmp_path / "nan.onnx").exists()
+    with pytest.raises(ExportCheckError) as err:
+        Predictor(path, backend="onnx", guard=False)
+    assert str(err.value) == damaged.replace("8 of 8", "4 of 4")  # the in-memory export's check: 4 sample films
+
+
 def test_export_cli(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli" / "model.onnx"
     assert main(["export", "--model", str(tiny_run), "--out", str(out)]) == 0

@@ -194,6 +194,10 @@ def check_onnx(onnx_bytes: bytes, model: nn.Module, meta: ArtifactMeta, images: 
     except Exception as err:  # noqa: BLE001 - any checker failure means the export is unusable
         raise ExportCheckError(f"exported ONNX model fails onnx.checker: {err}") from err
     expected = predict_probs(model, images, meta.preprocessing, tta=meta.tta)
+    bad = int(np.count_nonzero(~np.isfinite(expected)))
+    if bad:  # no export of such weights can agree: the model is at fault, not the exporter
+        raise ExportCheckError(f"the model gave no probability (NaN) for {bad} of {len(expected)} images in PyTorch, "
+                               f"so its weights are damaged; restore the model file or train it again")
     session = OnnxBackend(onnx_bytes, threads=1)
     got = session.predict_probs(images)
     single = session.predict_probs(images[:1])  # the batch axis really is dynamic
@@ -277,6 +281,9 @@ def export_artifact(model: str | os.PathLike | None, out: str | os.PathLike,
     torch_model, meta = load_artifact(path, "cpu")  # checked against ONNX Runtime on the CPU, where it runs
     onnx_bytes = export_onnx_bytes(torch_model, meta, artifact_sha256=file_sha256(path))
     batch, source = check_images(meta.image_size, images)
-    diff = check_onnx(onnx_bytes, torch_model, meta, batch)
+    try:
+        diff = check_onnx(onnx_bytes, torch_model, meta, batch)
+    except ExportCheckError as err:  # named by the model file it was exported from, as every other refusal is
+        raise ExportCheckError(f"{path}: {err}") from None
     out = atomic_write(out, lambda tmp: tmp.write_bytes(onnx_bytes))
     return ExportReport(out, diff, len(batch), source)

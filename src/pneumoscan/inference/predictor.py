@@ -242,8 +242,8 @@ class Predictor:
         try:
             return export_in_memory(self.path, self.model, self.meta, artifact_sha256=self.sha256)
         except ExportError as err:
-            if not fallback:
-                raise
+            if not fallback:  # --backend onnx: the failure stops it, naming the model file as its warning does
+                raise type(err)(f"{self.path}: {err}") from None
             why = f"its ONNX export failed the check against PyTorch ({err})" if isinstance(err, ExportCheckError) \
                 else str(err).removesuffix(f"; predict with {option('backend', 'torch')}")
             warn(f"{self.path}: {why}; predicting with PyTorch instead")
