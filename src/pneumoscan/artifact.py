@@ -23,6 +23,7 @@ ARTIFACT_NAME = "model.safetensors"
 # the best epoch's weights so far, kept by `train` beside its checkpoint: an artifact whose threshold is not chosen yet
 BEST_WEIGHTS = "best.safetensors"
 _META_KEY = "pneumoscan"
+GUARD_META_KEY = "pneumoscan_ood"  # what a guard file's header is under (inference.ood.guard)
 
 
 class TrainingData(NamedTuple):
@@ -305,10 +306,14 @@ def read_meta(path: str | os.PathLike) -> ArtifactMeta:
 
     try:  # numpy: the header alone, without importing torch (framework="pt" does)
         with safe_open(str(path), framework="numpy") as handle:
-            header = (handle.metadata() or {}).get(_META_KEY)
+            metadata = handle.metadata() or {}
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise InputError(f"{path}: not a pneumoscan model file ({err}); pass a model.safetensors written by pneumoscan") from None
-    return _meta_of(header, path)
+    if _META_KEY not in metadata and GUARD_META_KEY in metadata:
+        model = Path(path).with_name(Path(path).name.removesuffix(".ood.safetensors") + ".safetensors")
+        raise InputError(f"{path}: the chest X-ray guard of a model (fit-guard writes it beside the model), not a "
+                         f"model; pass the model it guards, {model}, which reads its guard by itself")
+    return _meta_of(metadata.get(_META_KEY), path)
 
 
 def _meta_of(header: str | None, path: str | os.PathLike) -> ArtifactMeta:

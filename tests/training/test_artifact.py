@@ -281,3 +281,20 @@ def test_a_models_metadata_shows_a_screenful_not_its_training_record() -> None:
     assert shown.startswith(f"ArtifactMeta(model_name='resnet10', model_config={{}}, image_size={meta.image_size}, ")
     assert f"threshold={meta.threshold!r}" in shown and f"val_metrics={meta.val_metrics!r}" in shown
     assert meta.training and meta.val_scores["labels"]
+
+
+def test_a_guard_file_given_as_the_model_names_the_model_it_guards(capsys: pytest.CaptureFixture[str]) -> None:
+    """--model RUN/model.ood.safetensors (a tab completion away from model.safetensors) said 'safetensors file
+    without pneumoscan metadata; pass a model written by pneumoscan train', though pneumoscan wrote it."""
+    from pneumoscan.artifact import default_model_path
+    from pneumoscan.cli import main
+    from pneumoscan.inference.ood import guard_path
+
+    guard = guard_path(None)
+    message = (f"{guard}: the chest X-ray guard of a model (fit-guard writes it beside the model), not a model; pass "
+               f"the model it guards, {default_model_path()}, which reads its guard by itself")
+    with pytest.raises(InputError) as err:
+        read_meta(guard)
+    assert str(err.value) == message
+    assert main(["predict", "--model", str(guard), str(guard)]) == 2
+    assert capsys.readouterr().err == f"pneumoscan: error: {message}\n"

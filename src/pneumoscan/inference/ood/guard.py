@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from pneumoscan.artifact import (
-    ArtifactMeta, file_sha256, is_finite_number, is_pixel_count, read_meta, resolve_model_path,
+    GUARD_META_KEY, ArtifactMeta, file_sha256, is_finite_number, is_pixel_count, read_meta, resolve_model_path,
 )
 from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import InputError
@@ -34,7 +34,7 @@ GUARD_FORMAT = 1
 if TYPE_CHECKING:
     from torch import nn
 
-_META_KEY = "pneumoscan_ood"
+_META_KEY = GUARD_META_KEY
 _READ_WITHOUT = "if it is a frontal pediatric chest X-ray, read it without the model"
 # The score's signals are quantile limits fitted on the training X-rays, so they also refuse a few real chest X-rays
 # (the shipped guard 17 of its 5,216 train films): their reasons say what was measured, not "not a chest X-ray".
