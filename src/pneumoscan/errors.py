@@ -167,6 +167,17 @@ def check_at_least_one(value: int, name: str) -> None:
         raise InputError(f"{option(name, value)}: must be at least 1")
 
 
+def raise_if_interrupted(err: ImportError) -> None:
+    """Raise the Ctrl+C that `err` stands for, if it does: a C extension's initialisation (pybind11's, ONNX Runtime's
+    and onnx's) reports a KeyboardInterrupt that arrives during it as ImportError('initialization failed'), which an
+    optional import's `except ImportError` would take for the package missing. Call it first in such a handler."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, KeyboardInterrupt):
+            raise cause
+        cause = cause.__cause__ or cause.__context__
+
+
 class MissingImagesWarning(UserWarning):
     """Images left out of an evaluation, or of a report's pictures or figures: not found, or unreadable."""
 

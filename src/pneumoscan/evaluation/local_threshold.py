@@ -19,7 +19,7 @@ from pneumoscan.data.fingerprint import seen_in_training, training_film_fingerpr
 from pneumoscan.data import layout
 from pneumoscan.data.layout import IMAGE_SUFFIXES, Sample, evaluation_samples
 from pneumoscan.data.patients import shared_text, uncounted_reason
-from pneumoscan.errors import InputError, decimals, option, warn
+from pneumoscan.errors import InputError, decimals, option, raise_if_interrupted, warn
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.evaluate import Evaluation, evaluate
 from pneumoscan.evaluation.thresholds import check_target_recall, threshold_ci95, threshold_for_recall
@@ -187,7 +187,10 @@ def _export_like_source(predictor: Predictor, path: Path) -> Path | None:
     try:
         if export_on_file(predictor.path, predictor.meta, artifact_sha256=predictor.sha256) is None:
             return None
-    except (ImportError, InputError):  # no ONNX Runtime, or an unreadable export: none to keep up
+    except ImportError as err:  # no ONNX Runtime: no export to keep up
+        raise_if_interrupted(err)
+        return None
+    except InputError:  # an unreadable export: none to keep up
         return None
     from pneumoscan.export.onnx import ExportError, export_artifact
 

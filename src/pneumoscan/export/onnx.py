@@ -29,7 +29,7 @@ from torch import nn
 from pneumoscan import __version__
 from pneumoscan.artifact import ArtifactMeta, file_sha256, load_artifact, resolve_model_path
 from pneumoscan.errors import (InputError, MissingImagesWarning, PneumoscanError, counted, first_few, first_line,
-                              option, warn)
+                              option, raise_if_interrupted, warn)
 from pneumoscan.inference.ood import final_linear, forward_with_features
 from pneumoscan.outputs import atomic_write
 
@@ -123,7 +123,8 @@ def export_onnx_bytes(model: nn.Module, meta: ArtifactMeta, *, artifact_sha256: 
     """Serialised ONNX model (dynamic batch axis) of `model` with the artifact's metadata."""
     try:
         import onnx
-    except ImportError:
+    except ImportError as err:
+        raise_if_interrupted(err)
         raise InputError(f"ONNX export needs the onnx package; {_ORT_HINT}") from None
 
     from pneumoscan.models.registry import NoFeatureLayer

@@ -12,7 +12,7 @@ import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta
 from pneumoscan.data.preprocess import Preprocessing
-from pneumoscan.errors import InputError, option, words
+from pneumoscan.errors import InputError, option, raise_if_interrupted, words
 from pneumoscan.inference.batch import sigmoid
 
 if TYPE_CHECKING:  # a session over an export on file runs without torch (its import takes 1.5 s)
@@ -31,7 +31,8 @@ def onnxruntime_available() -> bool:
     """True when onnxruntime imports and onnx (needed to export on the fly, imported only then) is installed."""
     try:
         import onnxruntime  # noqa: F401
-    except ImportError:
+    except ImportError as err:
+        raise_if_interrupted(err)
         return False
     return importlib.util.find_spec("onnx") is not None
 
@@ -116,7 +117,8 @@ class OnnxBackend:
     def __init__(self, model: bytes | str | os.PathLike, *, threads: int | None = None) -> None:
         try:
             import onnxruntime as ort
-        except ImportError:
+        except ImportError as err:
+            raise_if_interrupted(err)
             raise InputError(f"the onnx backend needs onnxruntime; {_ORT_HINT}") from None
 
         options = ort.SessionOptions()
