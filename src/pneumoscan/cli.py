@@ -452,7 +452,7 @@ def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Na
     """`parser.parse_args`, except that a file name after predict's --csv or --json (which print to stdout, while
     evaluate's --json takes a file) is refused saying how to write the file: one left over (after the films), or
     one ending in .csv or .json taken for a film (before them), which no film is; and a '-' after them (the stdout
-    of the other commands' --json -) saying to leave it out."""
+    of the other commands' --json -) saying to leave it out; and a film given as '-', saying to give /dev/stdin."""
     args, extra = parser.parse_known_args(argv)
     if args.command == "predict":
         for before, token in zip(argv, argv[1:]):
@@ -464,6 +464,10 @@ def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Na
                 _command_parser(parser, "predict").error(
                     f"{before} prints to stdout and takes no file name ({token}); write the file with "
                     f"`pneumoscan predict ... {before} > {token}`")
+        if "-" in args.paths and not Path("-").exists():  # the Unix way to say 'standard input'
+            _command_parser(parser, "predict").error(
+                "'-' is not a film: predict reads files, not standard input; for a film piped in, give /dev/stdin "
+                "(`... | pneumoscan predict /dev/stdin`)")
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return args

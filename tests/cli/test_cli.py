@@ -680,6 +680,21 @@ def test_predict_given_a_dash_after_csv_or_json_says_to_leave_it_out(flag: str, 
         f"pneumoscan predict: error: {flag} prints to stdout already and takes no file name; leave out the '-' after it")
 
 
+def test_predict_given_a_dash_for_a_film_says_to_give_dev_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """`cat film.jpeg | pneumoscan predict -` said '-: file not found; check the path' (exit code 1)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(["predict", "-"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "pneumoscan predict: error: '-' is not a film: predict reads files, not standard input; for a film piped in, "
+        "give /dev/stdin (`... | pneumoscan predict /dev/stdin`)")
+    (tmp_path / "-").write_bytes(b"")  # a file named '-' is a file like any other
+    assert main(["predict", "--quiet", "-"]) == 1
+    assert capsys.readouterr().err.strip() == "pneumoscan: error: -: empty file (0 bytes); give a JPEG, PNG, TIFF, BMP or DICOM file"
+
+
 @pytest.mark.parametrize("flag,name", [("--csv", "preds.csv"), ("--json", "Preds.JSON")])
 def test_predict_given_a_file_after_csv_or_json_before_the_films_says_they_print_to_stdout(
         flag: str, name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
