@@ -176,6 +176,10 @@ def test_predict_folder_finds_dicom_named_by_uid(tiny_run: Path, tmp_path: Path,
         (["pretrain", "--data", "{data}", "--out", "{tmp}/pre", "--seed", "4294967296"], "--seed 4294967296: must be"),
         (["ensemble", "{run}", "{run}", "--out", "{tmp}/ens", "--target-recall", "0"], "--target-recall 0"),
         (["ensemble", "{run}", "{tmp}/norun", "--out", "{tmp}/ens"], "norun: not a finished `pneumoscan train` run"),
+        # a run's model file said 'not a finished `pneumoscan train` run (no model.safetensors)', as if it had none
+        (["ensemble", "{run}", "{run}/model.safetensors", "--out", "{tmp}/ens"],
+         "model.safetensors: a file; an ensemble is built from `pneumoscan train` run folders, each with its "
+         "model.safetensors and the validation split it was chosen on: pass the run folder"),
         (["ensemble", "{run}", "{run}/", "--out", "{tmp}/ens"], "the same run is given twice"),
         (["set-threshold", "--model", "{run}", "--data", "{data}", "--split", "test", "--out", "{tmp}/new.jpeg"],
          "new.jpeg: looks like an image file; give --out a folder or a .safetensors file"),

@@ -117,6 +117,9 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
     if len({run.resolve() for run in runs}) < len(runs):
         raise InputError("the same run is given twice; an ensemble needs different runs")
     for run in runs:
+        if run.is_file():  # a model file: its run folder holds the validation split the members must share
+            raise InputError(f"{run}: a file; an ensemble is built from `pneumoscan train` run folders, each with its "
+                             f"{ARTIFACT_NAME} and the validation split it was chosen on: pass the run folder")
         if not (run / ARTIFACT_NAME).is_file():
             raise InputError(f"{run}: not a finished `pneumoscan train` run (no {ARTIFACT_NAME}); check the path")
     loaded = [load_artifact(run) for run in runs]
