@@ -145,6 +145,14 @@ def test_unreadable_onnx_file_is_an_input_error(tiny_run: Path, tmp_path: Path) 
         Predictor(tiny_run, backend="onnx", onnx_path=bad)
 
 
+
+def test_a_missing_onnx_file_is_named_as_missing(tiny_run: Path, tmp_path: Path) -> None:
+    """It was 'not a loadable ONNX model (NoSuchFile); export one with `pneumoscan export`', as for a damaged one."""
+    with pytest.raises(InputError, match=r"^.*gone\.onnx: no such file; check the path, or leave out `onnx_path` "
+                                         r"\(an export is then made in memory\)$"):
+        Predictor(tiny_run, onnx_path=tmp_path / "gone.onnx")
+
+
 def _with_props(onnx_bytes: bytes, **edits: str | None) -> bytes:
     """The export with its pneumoscan metadata entries edited (None: removed)."""
     import onnx

@@ -203,6 +203,9 @@ def export_on_file(artifact_path: str | os.PathLike, meta: ArtifactMeta, onnx_pa
     digest = artifact_sha256 or file_sha256(artifact_path)
     sibling = Path(artifact_path).with_suffix(".onnx")
     if onnx_path is not None:
+        if not Path(onnx_path).is_file():  # ONNX Runtime would call it 'not a loadable ONNX model (NoSuchFile)'
+            raise InputError(f"{onnx_path}: no such file; check the path, or leave out {words('--onnx', '`onnx_path`')} "
+                             f"(an export is then made in memory)")
         backend = OnnxBackend(onnx_path, threads=threads)
         if backend.metadata.get("artifact_sha256") not in (None, digest):
             raise InputError(f"{onnx_path}: exported from a different model than {artifact_path}; pass that model's "
