@@ -249,11 +249,22 @@ def resolve_model_path(model: str | os.PathLike | None) -> Path:
                          f"model.safetensors (or nothing: the shipped model), and with ONNX Runtime "
                          f"({words('--backend auto or onnx', 'backend auto or onnx')}) the export "
                          f"beside it (RUN/model.onnx) is used by itself when it was made from that very file")
+    elif _is_image_name(path):  # the film given where the model goes (gradcam(model, film) in Python)
+        raise InputError(f"{path}: an image, not a model; {option('model')} takes a run folder or a model.safetensors "
+                         f"(or {words('nothing', 'None')}: the shipped model), and the "
+                         f"{words('films come after the options', 'film goes to predict(image) or gradcam(image)')}")
     elif path.name == BEST_WEIGHTS and not read_meta(path).val_scores:
         raise InputError(_best_weights_message(path))
     elif path.suffix.lower() != ".safetensors" and (path.parent / BEST_WEIGHTS).is_file():
         raise InputError(_run_file_message(path, f"{path}: a file of a training run, not a model"))
     return path
+
+
+def _is_image_name(path: Path) -> bool:
+    """Whether a file's name ends as an image file's does (.jpeg, .png, .dcm, ...)."""
+    from pneumoscan.data.layout import IMAGE_EXTENSIONS
+
+    return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
 def _best_weights_message(path: Path) -> str:

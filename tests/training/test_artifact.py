@@ -303,3 +303,21 @@ def test_a_guard_file_given_as_the_model_names_the_model_it_guards(capsys: pytes
     assert str(err.value) == message
     assert main(["predict", "--model", str(guard), str(guard)]) == 2
     assert capsys.readouterr().err == f"pneumoscan: error: {message}\n"
+
+
+def test_an_image_given_as_the_model_says_where_the_film_goes(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """predict --model film.jpeg (and gradcam(model, film) with its arguments swapped) said 'not a pneumoscan model
+    file (Error while deserializing header: header too large); pass a model.safetensors written by pneumoscan'."""
+    import pneumoscan
+    from pneumoscan.cli import main
+
+    film = Path(pneumoscan.__file__).parents[2] / "sample" / "chest_xray" / "train" / "NORMAL" / "IM-0240-0001.jpeg"
+    assert main(["predict", "--model", str(film), str(film)]) == 2
+    assert capsys.readouterr().err == (f"pneumoscan: error: {film}: an image, not a model; --model takes a run folder "
+                                       f"or a model.safetensors (or nothing: the shipped model), and the films come "
+                                       f"after the options\n")
+    with pytest.raises(InputError, match=r": an image, not a model; `model` takes a run folder or a model\.safetensors "
+                                         r"\(or None: the shipped model\), and the film goes to predict\(image\) or "
+                                         r"gradcam\(image\)$"):
+        pneumoscan.gradcam(tmp_path, film)
