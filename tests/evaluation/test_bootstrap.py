@@ -328,6 +328,16 @@ def test_a_class_of_few_patients_says_its_intervals_are_unreliable():
     assert "unreliable" not in intervals_text(summarize(y, p, 0.5, n_boot=20))
 
 
+@pytest.mark.parametrize("per_class", [None, []])
+def test_an_intervals_record_without_class_counts_reads_as_no_warning(per_class: object) -> None:
+    """A summary edited to `"per_class": null` (or []) crashed `intervals_text` with an AttributeError before
+    `too_few_units` read it as compare's caption did: it is said as drawn, with no warning clause."""
+    y, p = make_data(n=60, n_pos=30)
+    s = summarize(y, p, 0.5, n_boot=20)
+    s["intervals"]["per_class"] = per_class
+    assert "resamples of films" in intervals_text(s) and "unreliable" not in intervals_text(s)
+
+
 def test_one_patient_with_films_of_both_classes_is_one_patient_in_the_text() -> None:
     """Every film of one patient (one site ID on every film taken for a patient): 'the 1 patient', not 'the 1
     patients'."""
