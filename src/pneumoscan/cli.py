@@ -186,11 +186,12 @@ def _print_evaluation(args: argparse.Namespace, predictor: "Predictor", result: 
             else:
                 write_warning(text)
     if "patients_in_training" in summary:
-        from pneumoscan.data.patients import uncounted_reason
+        from pneumoscan.data.patients import shared_text, uncompared_text, uncounted_reason
 
-        why = uncounted_reason(summary["patients_in_training"], predictor.meta.training, predictor.path.parent)
-        if why:
-            print(f"  patients also in the training data: not counted ({why})")
+        shared = summary["patients_in_training"]
+        why = uncounted_reason(shared, predictor.meta.training, predictor.path.parent)
+        if why or uncompared_text(shared, summary["n"]):  # a full count is silent: a shared patient is warned about
+            print(f"  patients also in the training data: {shared_text(shared, summary['n'], why)}")
     print(f"  {intervals_text(summary)}.")
     for key in SUMMARY_ORDER:
         value, (lo, hi) = summary[key]["value"], summary[key]["ci95"]

@@ -110,3 +110,34 @@ def test_the_shared_patient_warning_reads_right_for_one_film_one_patient_and_man
     assert _shared_message(shared, n, "test", tmp_path, None).endswith(
         f"to see {'that patient' if patients == 1 else 'them'}, list both in one CSV manifest with a split column and "
         f"run `pneumoscan audit` on it (trained on None)")
+
+
+def test_a_count_over_only_some_comparable_films_says_how_many_could_be_compared(
+        shared_patient_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One DICOM film of a new patient among films keyed by file name: the report read '0 (0 of 5 films)' and evaluate
+    said nothing, as if all 5 had been compared with the training data; only the DICOM film could be."""
+    import shutil
+
+    from tests.conftest import write_xray
+
+    data = shared_patient_run.parent / "data"
+    site = tmp_path / "site"
+    (site / "NORMAL").mkdir(parents=True)
+    shutil.copy(data / "test" / "NORMAL" / "1.3.0.1", site / "NORMAL" / "1.3.0.1")  # patient T0: not in training
+    for k in range(2):
+        write_xray(site / "NORMAL" / f"IM-{k}-0001.png", 0, 700 + k, size=48)
+        write_xray(site / "PNEUMONIA" / f"person{k}_bacteria_{k}.png", 1, 800 + k, size=48)
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "--model", str(shared_patient_run), "--data", str(site), "--n-boot", "5",
+                 "--json", str(out)]) == 0
+    shared = json.loads(out.read_text())["patients_in_training"]
+    assert shared == {"patients": 0, "films": 0, "by": [], "compared": 1}
+    counted_line = ("0 (0 of 5 films; only 1 of the 5 films could be compared: the other 4 are keyed by file name, "
+                    "which names no patient across splits)")
+    assert [line for line in capsys.readouterr().out.splitlines() if "patients also" in line] == [
+        f"  patients also in the training data: {counted_line}"]
+    from pneumoscan.data.patients import shared_text, uncounted_reason
+
+    assert shared_text(shared, 5, uncounted_reason(shared)) == counted_line  # the report's and set-threshold's
+    whole = {"patients": 2, "films": 2, "by": ["DICOM PatientID"], "compared": 4}
+    assert shared_text(whole, 4, None) == "2 (2 of 4 films; by DICOM PatientID)"

@@ -474,12 +474,23 @@ def patients_in_training(samples: Sequence[Sample], training: dict, progress: bo
 
 
 def shared_text(shared: dict | None, n: int, why: str | None) -> str:
-    """A `patients_in_training` count of `n` films for people: '2 (5 of 40 films; by DICOM PatientID)', or with a reason
-    `why` (`uncounted_reason`) 'not counted (why)'."""
+    """A `patients_in_training` count of `n` films for people: '2 (5 of 40 films; by DICOM PatientID)', with how many
+    films could be compared when some could not ('...; only 1 of the 40 films could be compared: ...'), or with a
+    reason `why` (`uncounted_reason`) 'not counted (why)'."""
     if why or not shared:
         return f"not counted ({why or 'the data the model was trained on is not found'})"
     by = f"; by {' and '.join(shared['by'])}" if shared.get("by") else ""
-    return f"{shared['patients']} ({shared['films']} of {n} films{by})"
+    return f"{shared['patients']} ({shared['films']} of {n} films{by}{uncompared_text(shared, n)})"
+
+
+def uncompared_text(shared: dict, n: int) -> str:
+    """'; only 1 of the 26 films could be compared: ...' when `patients_in_training` (`shared`) could compare only some
+    of the `n` films (the others keyed by file name, which names no patient across splits), else ''."""
+    compared = shared.get("compared")
+    if not isinstance(compared, int) or not 0 < compared < n:  # 0 is `uncounted_reason`'s; None: an older record
+        return ""
+    return (f"; only {compared} of the {n} films could be compared: the other {n - compared} are keyed by file name, "
+            f"which names no patient across splits")
 
 
 def shared_clause(shared: dict, n: int, of: str, its: bool) -> str:
