@@ -174,6 +174,22 @@ def test_compare_replaces_its_own_tables_but_no_other_csv_or_json(tiny_run: Path
     assert "given more than once" in capsys.readouterr().err
 
 
+def test_compare_replaces_a_table_an_earlier_version_wrote(tiny_run: Path, tmp_path: Path) -> None:
+    """A comparison written before the table had its input size and recipe columns was refused as 'not a comparison
+    table', so re-running the same compare needed another --out or deleting the files by hand."""
+    import csv
+    import json
+
+    earlier = ["run", "model", "params", "loss", "accuracy", "precision", "recall", "specificity", "f1", "roc_auc",
+               "roc_auc_ci_low", "roc_auc_ci_high", "threshold", "n", "train_seconds"]
+    out = tmp_path / "c.html"
+    out.with_suffix(".csv").write_text(",".join(earlier) + "\nrun,cnn,10,0.5,1,1,1,1,1,1,1,1,0.5,4,2.0\n")
+    out.with_suffix(".json").write_text(json.dumps([dict.fromkeys(earlier, 1)]))
+    assert main(["compare", str(tiny_run), "--out", str(out), "--n-boot", "10"]) == 0
+    (row,) = csv.DictReader(out.with_suffix(".csv").open())
+    assert row["image_size"] == "32" and json.loads(out.with_suffix(".json").read_text())[0]["image_size"] == 32
+
+
 @pytest.mark.parametrize("argv, name", [(["evaluate", "--json"], "config.json"),
                                         (["evaluate", "--predictions"], "val_predictions.csv"),
                                         (["audit", "--json"], "split.json")])

@@ -266,8 +266,8 @@ def compare(runs: Sequence[str | os.PathLike], data: str | os.PathLike | None = 
             n_boot: int = 500, seed: int = 0, cache_dir: str | os.PathLike | None = None,
             progress: bool = True) -> list[dict[str, Any]]:
     """`pneumoscan compare RUN ... --out F.html` without the files: the rows of its table (F.json), one dict per
-    run (run, model, params, loss, accuracy, precision, recall, specificity, f1, roc_auc and its 95 % interval,
-    threshold, n, train_seconds; an undefined figure is None). Each run is scored at its own threshold on `data`
+    run (run, model, params, image_size, loss, accuracy, precision, recall, specificity, f1, roc_auc and its 95 %
+    interval, threshold, n, train_seconds, tta, init, recipe; an undefined figure is None). Each run is scored at its own threshold on `data`
     (its `split`), else on its own validation predictions."""
     from pneumoscan.errors import InputError
     from pneumoscan.report.compare import comparison, table_rows

@@ -106,6 +106,31 @@ def test_compare_two_runs(tiny_run: Path, odd_run: Path, tmp_path: Path) -> None
     assert 0 <= data[0]["accuracy"] <= 1 and data[0]["loss"] > 0
 
 
+def test_compare_tells_runs_of_one_model_apart_by_input_size_and_recipe(tiny_data: Path, tmp_path: Path) -> None:
+    """Two cnn runs at 32 and 40 px read alike in the table but for their folder names: it had no input size, nor any
+    training setting; the CSV, JSON and page now give them."""
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.trainer import train
+
+    runs = []
+    for size, lr in ((32, 3e-3), (40, 1e-3)):
+        runs.append(tmp_path / f"cnn{size}")
+        train(TrainConfig(data=str(tiny_data), out=str(runs[-1]), model="cnn", image_size=size, epochs=1, lr=lr,
+                          batch_size=16, val_fraction=0.2, cache_dir=str(tmp_path / "cache")), progress=False)
+    out = tmp_path / "c.html"
+    assert main(["compare", *map(str, runs), "--out", str(out), "--n-boot", "10"]) == 0
+    rows = list(csv.DictReader(out.with_suffix(".csv").open()))
+    assert [(r["model"], r["image_size"], r["tta"]) for r in rows] == [("cnn", "32", "False"), ("cnn", "40", "False")]
+    assert [r["recipe"].split(", ")[:3] for r in rows] == [["epochs 1", "batch_size 16", "lr 0.003"],
+                                                         ["epochs 1", "batch_size 16", "lr 0.001"]]
+    table = json.loads(out.with_suffix(".json").read_text())
+    assert [row["image_size"] for row in table] == [32, 40]
+    assert [row["init"] for row in table] == ["random (trained from scratch)"] * 2
+    text = out.read_text(encoding="utf-8")
+    assert "<th>input (px)</th>" in text and '<td class="num">40</td>' in text
+    assert f"<td>{rows[1]['recipe']}</td>" in text
+
+
 def test_compare_says_whether_the_runs_were_validated_on_the_same_films(tiny_run: Path, odd_run: Path,
                                                                         tmp_path: Path) -> None:
     """Without --data each run is scored on its own validation films: the page said only that splits 'can differ',

@@ -18,14 +18,22 @@ from pneumoscan.errors import InputError, warn
 from pneumoscan.report import figures as figs
 from pneumoscan.report import html as h
 from pneumoscan.outputs import check_companion, check_output, recover_interrupted
-from pneumoscan.report.build import Figures, files_folder, guard_refusals, refusals_html, seen_html, write_report
+from pneumoscan.report.build import (Figures, files_folder, guard_refusals, init_text, recipe_text, refusals_html,
+                                     seen_html, write_report)
 from pneumoscan.report.run import RunInfo, load_run, run_folder
 from pneumoscan.report.scores import Scores, run_scores
 
-COLUMNS = ("run", "model", "params", "loss", "accuracy", "precision", "recall", "specificity", "f1", "roc_auc",
-           "roc_auc_ci_low", "roc_auc_ci_high", "threshold", "n", "train_seconds")
-HEADERS = ("run", "model", "params", "loss (BCE)", "accuracy", "precision", "recall", "specificity", "F1", "ROC AUC",
-           "AUC 95% CI low", "AUC 95% CI high", "threshold", "images", "train time (s)")
+# the figures table of the page (HEADERS), then what the page's recipe table shows (RECIPE_HEADERS)
+FIGURE_COLUMNS = ("run", "model", "params", "image_size", "loss", "accuracy", "precision", "recall", "specificity", "f1",
+                  "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "threshold", "n", "train_seconds")
+HEADERS = ("run", "model", "params", "input (px)", "loss (BCE)", "accuracy", "precision", "recall", "specificity", "F1",
+           "ROC AUC", "AUC 95% CI low", "AUC 95% CI high", "threshold", "images", "train time (s)")
+RECIPE_COLUMNS = ("tta", "init", "recipe")
+RECIPE_HEADERS = ("run", "test-time augmentation", "initial weights", "recipe")
+COLUMNS = FIGURE_COLUMNS + RECIPE_COLUMNS  # of the CSV and JSON
+# the tables earlier versions wrote (without the input size and recipe), which compare replaces as its own
+EARLIER_COLUMNS = (("run", "model", "params", "loss", "accuracy", "precision", "recall", "specificity", "f1", "roc_auc",
+                    "roc_auc_ci_low", "roc_auc_ci_high", "threshold", "n", "train_seconds"),)
 
 
 def run_labels(paths: Sequence[Path]) -> list[str]:
@@ -39,16 +47,18 @@ def run_labels(paths: Sequence[Path]) -> list[str]:
 
 
 def comparison_row(label: str, run: RunInfo, scores: Scores) -> dict[str, Any]:
-    """The table row of one run: metrics at its operating threshold on `scores`."""
+    """The table row of one run: metrics at its operating threshold on `scores`, with what tells runs of one model
+    apart (its input size, test-time augmentation, initial weights and training recipe, as `report` says them)."""
     from pneumoscan.evaluation.metrics import log_loss
 
     s = scores.summary
     return {
-        "run": label, "model": run.meta.model_name, "params": run.parameter_count(),
+        "run": label, "model": run.meta.model_name, "params": run.parameter_count(), "image_size": run.meta.image_size,
         "loss": log_loss(scores.labels, scores.probs),
         **{k: s[k]["value"] for k in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")},
         "roc_auc_ci_low": s["roc_auc"]["ci95"][0], "roc_auc_ci_high": s["roc_auc"]["ci95"][1],
         "threshold": scores.threshold, "n": s["n"], "train_seconds": run.train_seconds,
+        "tta": run.meta.tta, "init": init_text(run), "recipe": recipe_text(run),
     }
 
 
@@ -98,13 +108,16 @@ def _table_paths(out: Path) -> tuple[Path, Path]:
 
 
 def _earlier_table(path: Path) -> bool:
-    """Whether PATH is a comparison table this command wrote (its CSV header, or its JSON rows)."""
+    """Whether PATH is a comparison table this command wrote, now or as an earlier version did (`EARLIER_COLUMNS`):
+    its CSV header, or its JSON rows."""
+    schemas = (COLUMNS, *EARLIER_COLUMNS)
     try:
         if path.suffix == ".csv":
             with path.open(newline="", encoding="utf-8", errors="replace") as handle:
-                return next(csv.reader(handle), None) == list(COLUMNS)
+                return tuple(next(csv.reader(handle), ())) in schemas
         rows = json.loads(path.read_text(encoding="utf-8"))
-        return isinstance(rows, list) and bool(rows) and all(isinstance(r, dict) and set(r) == set(COLUMNS) for r in rows)
+        return (isinstance(rows, list) and bool(rows) and all(isinstance(r, dict) for r in rows)
+                and any(all(set(r) == set(schema) for r in rows) for schema in schemas))
     except (OSError, ValueError):
         return False
 
@@ -271,8 +284,10 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
     rows, curves, source, screening, units, scored = comparison(run_dirs, data, split, n_boot=n_boot, seed=seed,
                                                                 cache_dir=cache_dir)
     csv_path, json_path = _table_paths(target)
-    digits = [1 if c == "train_seconds" else 4 for c in COLUMNS]
-    body = h.table(HEADERS, [[row[c] for c in COLUMNS] for row in rows], digits=digits)
+    digits = [1 if c == "train_seconds" else 4 for c in FIGURE_COLUMNS]
+    body = h.table(HEADERS, [[row[c] for c in FIGURE_COLUMNS] for row in rows], digits=digits)
+    recipes = "<h3>How each run was made</h3>" + h.table(
+        RECIPE_HEADERS, [[row["run"], "on" if row["tta"] else "off", row["init"], row["recipe"]] for row in rows])
     note = (f"Scored on {source}, each run at its own stored operating threshold. Loss: binary cross-entropy of the "
             f"probabilities. The table is also in {csv_path.name} and {json_path.name}.")
     if data is None:
@@ -280,7 +295,7 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
                  "set-threshold chose it elsewhere) on its validation films, so these figures are optimistic; pass "
                  "--data DIR to compare on the same images, ones no run has seen.").replace("  ", " ")
     warning, screened = screening_html(screening)
-    sections = [("table", "Runs", warning + h.paragraph(note, note=True) + body + screened)]
+    sections = [("table", "Runs", warning + h.paragraph(note, note=True) + body + recipes + screened)]
     pngs: dict[str, bytes] = {}
     if curves:
         title = "\n".join(["ROC curves", *textwrap.wrap(figs.printable(source), 48)])  # a long --data path fits
