@@ -57,6 +57,27 @@ def test_a_class_of_one_patient_names_it_and_what_helps(tiny_dataset: Path, tmp_
     assert "patient IDs" not in captured.out
 
 
+def test_a_class_whose_one_patients_films_cannot_be_read_says_so(tiny_dataset: Path, tmp_path: Path) -> None:
+    """A manifest whose PNEUMONIA class is one patient's one unreadable film: the carve (before decoding) said 'all
+    PNEUMONIA images are of one patient ... add films of more patients', never that the film cannot be read; a
+    readable film of that one patient still gets the carve's message."""
+    normal = sorted((tiny_dataset / "train" / "NORMAL").iterdir())
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    manifest = tmp_path / "m.csv"
+    rows = [f"{film},NORMAL,N{i}" for i, film in enumerate(normal)]
+    manifest.write_text("\n".join(["path,label,patient", *rows, f"{bad},PNEUMONIA,P0"]) + "\n")
+    cfg = TrainConfig(data=str(manifest), out=str(tmp_path / "r"))
+    with pytest.raises(InputError) as info:
+        prepare_data(cfg, 16, False)
+    assert str(info.value).startswith(f"{manifest}: no PNEUMONIA image can be read (all are of one patient, P0): "
+                                      f"{bad}: not a readable image")
+    assert "replace them with readable films, of at least two patients" in str(info.value)
+    shutil.copy(sorted((tiny_dataset / "train" / "PNEUMONIA").iterdir())[0], bad)  # now readable: the carve's message
+    with pytest.raises(InputError, match=r"all PNEUMONIA images are of one patient \(P0\)"):
+        prepare_data(cfg, 16, False)
+
+
 def one_film_per_folder(data: Path, name: Callable[[str, int], str]) -> None:
     """Each train film of `data` moved into a patient folder of its own (pt0, pt1, ...), named `name(class, i)`."""
     for label in ("NORMAL", "PNEUMONIA"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -83,6 +83,34 @@ def _one_class_message(cfg: TrainConfig, name: str, train: list[Sample], val: li
     return start + f"{who}, and a patient is never split, so no {option('val_fraction')} can help: " + ", or ".join(fixes)
 
 
+def _unreadable_class_message(cfg: TrainConfig, samples: list[Sample], keys: PatientKeys) -> str | None:
+    """When the carve left a split with one class (decoding comes after it) because a class has images of one patient
+    only, none of which can be read: that, as the decode would have said it, rather than advice on splitting films
+    that cannot be trained on; None otherwise. Decodes only such a patient's images, up to the first readable one."""
+    for (label, cls), ids in zip(enumerate(CLASS_NAMES), _patients_by_class(samples, keys)):
+        errors = _unreadable(s for s in samples if s.label == label) if len(ids) == 1 else None
+        if errors:
+            what = errors[0] if len(errors) == 1 else f"{counted(len(errors), 'unreadable file')}, e.g. {first_few(errors)}"
+            return (f"{cfg.data}: no {cls} image can be read (all are of one patient, "
+                    f"{keys.shown(next(iter(ids.values())))}): {what}; replace them with readable films, of at least "
+                    f"two patients (a patient is never split between training and validation)")
+    return None
+
+
+def _unreadable(films: Iterable[Sample], size: int = 32) -> list[str] | None:
+    """The decode errors of `films` (each naming its file) when none can be read; None at the first that can."""
+    from pneumoscan.data.preprocess import load_image
+
+    errors = []
+    for film in films:
+        try:
+            load_image(film.path, size)
+            return None
+        except InputError as err:
+            errors.append(str(err))
+    return errors
+
+
 def _in_both_classes(samples: list[Sample], keys: PatientKeys, by_class: list[dict[str, Sample]]) -> str:
     """Why the carve failed when most images are of patients with images of both classes (their key, not a
     patient, as `1.jpeg` in every patient folder keyed by file name makes): which key and what reads patients
@@ -139,7 +167,8 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, comma
         train, val = patient_split(samples, cfg.val_fraction, cfg.split_seed, keys)
     for name, part in (("training", train), ("validation", val)):
         if len({s.label for s in part}) < 2:
-            raise InputError(_one_class_message(cfg, name, train, val, found[train_split], command, keys))
+            raise InputError(_unreadable_class_message(cfg, train + val, keys)
+                             or _one_class_message(cfg, name, train, val, found[train_split], command, keys))
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
     # film_marks: the run records their film fingerprints
     train_set = load_image_set(train, image_size, cache_dir, desc="decoding train", progress=progress, film_marks=True)
