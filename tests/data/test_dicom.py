@@ -487,6 +487,29 @@ def test_dicom_without_pixel_data_refused(tmp_path: Path) -> None:
     assert "no pixel data" in check_error(exc, str(tmp_path / "report.dcm"))
 
 
+@pytest.mark.parametrize("where", ["file meta's group length", "file meta", "a value", "an element's header",
+                                   "the pixel data's length", "just before the pixel data"])
+def test_a_dicom_cut_inside_its_header_is_said_to_be_truncated(tmp_path: Path, where: str) -> None:
+    """pydicom reads a file cut short without a word: cut inside its header, a film read as 'DICOM file has no pixel
+    data (not an image, e.g. a report)' (or 'damaged'), which sends a user looking for the wrong cause."""
+    full = dicom_bytes(make_dicom(ramp()))
+    rows, pixels = full.index(b"\x28\x00\x10\x00US"), full.index(b"\xe0\x7f\x10\x00")
+    cut = {"file meta's group length": 140, "file meta": 200, "a value": rows + 9, "an element's header": rows + 3,
+           "the pixel data's length": pixels + 9, "just before the pixel data": pixels}[where]
+    path = write(tmp_path / "cut.dcm", full[:cut])
+    with pytest.raises(InputError) as exc:
+        read_grayscale(path)
+    assert check_error(exc, str(path)).endswith(
+        ": DICOM file is truncated: it ends before its pixel data; give the complete file (copy it again)")
+
+
+def test_a_dicom_without_pixel_data_padded_with_zeros_is_no_image_not_truncated(tmp_path: Path) -> None:
+    path = write(tmp_path / "report.dcm", dicom_bytes(make_dicom(None)) + bytes(4))
+    with pytest.raises(InputError) as exc:
+        read_grayscale(path)
+    assert "no pixel data (not an image, e.g. a report)" in check_error(exc, str(path))
+
+
 def test_a_dicomdir_given_as_a_file_is_refused_in_one_line_pointing_to_its_folder(tmp_path: Path) -> None:
     from pydicom.fileset import FileSet
     from pydicom.uid import generate_uid

@@ -32,6 +32,7 @@ Decisions:
 from __future__ import annotations
 
 import io
+import struct
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -148,9 +149,12 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=data[128:132] != b"DICM")  # force: no preamble
+        cut = _cut_short(data, ds)  # before any value is read: then its element no longer says where it was
         if getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None) is None:
             _add_transfer_syntax(ds)  # a bare dataset without file meta: say how it was encoded, as read
-    except Exception:  # noqa: BLE001
+    except Exception as err:  # noqa: BLE001
+        if isinstance(err, (struct.error, EOFError)) or _meta_cut(data):  # a length or header read short: the end
+            raise _truncated(label) from None
         raise InputError(f"{label}: damaged DICOM header, cannot be read; give a complete, valid DICOM file") from None
 
     try:
@@ -167,8 +171,12 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
         compressed = bool(tsyntax is not None and tsyntax.is_compressed)
         tsyntax_name = one_line(tsyntax.name, MAX_REASON) if tsyntax is not None else "unknown"
     except Exception:  # noqa: BLE001
+        if cut:  # a value cut short fails as it is read
+            raise _truncated(label) from None
         raise InputError(f"{label}: damaged DICOM image header; give a complete, valid DICOM file") from None
 
+    if not has_pixels and (cut or (rows > 0 and cols > 0)):  # the header of an image whose pixel data is cut off
+        raise _truncated(label)
     if not has_pixels and _is_dicomdir(ds):
         raise NotAnImage(
             f"{label}: a DICOMDIR, the index of a DICOM export, not an image; give one of the films it indexes, "
@@ -212,6 +220,37 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
     if frames > 1:
         arr = _one_film(arr, frames, label)
     return ds, arr, photometric
+
+
+def _cut_short(data: bytes, ds: Dataset) -> bool:
+    """Whether `data` ends where a complete file goes on, as a file cut short does, which pydicom reads without a word:
+    before the end its file meta's group length gives, or with no dataset after it; or inside a data element (the
+    last one read, of the dataset, else of its file meta, has a value reaching past the end, or a few bytes of a next
+    element's header are left after it). Undecided (False) after an undefined-length sequence."""
+    if _meta_cut(data):
+        return True
+    meta = getattr(ds, "file_meta", None)
+    last = next((group.get_item(tags[-1]) for group in (ds, meta) if group is not None and (tags := list(group.keys()))),
+                None)  # as read: where its value starts, and its length (read before any value is converted)
+    if data[128:132] == b"DICM" and meta is not None:
+        meta_length = meta.get("FileMetaInformationGroupLength")
+        if isinstance(meta_length, int) and (len(data) < 144 + meta_length or not list(ds.keys())):
+            return True
+    tell, length = getattr(last, "value_tell", None), getattr(last, "length", None)
+    if not isinstance(tell, int) or not isinstance(length, int) or length == 0xFFFFFFFF:
+        return False
+    end = tell + length
+    return end > len(data) or (end < len(data) and any(data[end:]))  # zeros after it: padding
+
+
+def _meta_cut(data: bytes) -> bool:
+    """Whether a file with the DICM preamble ends inside the file meta's group length, its first element (12 bytes)."""
+    return data[128:132] == b"DICM" and len(data) < 144
+
+
+def _truncated(label: str) -> InputError:
+    return InputError(f"{label}: DICOM file is truncated: it ends before its pixel data; give the complete file (copy "
+                      f"it again)")
 
 
 def _multi_frame(label: str, frames: int) -> InputError:
