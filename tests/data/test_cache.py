@@ -226,6 +226,28 @@ def test_cached_failure_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert again.skipped == [] and len(again.images) == 6
 
 
+def test_an_entry_keeps_no_error_text_and_one_with_them_is_still_a_hit(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hit reads the unreadable files again for their errors (`_failures_persist`), yet every entry stored their
+    texts (paths included) as well; an entry of this format written with them is still read, without a decode."""
+    samples = _samples(tmp_path)
+    samples[0].path.write_bytes(b"not an image")
+    cache = tmp_path / "cache"
+    first = load_image_set(samples, 16, cache)
+    meta_path = next(cache.glob("*.json"))
+    meta = json.loads(meta_path.read_text())
+    assert "errors" not in meta and str(samples[0].path) not in meta_path.read_text()
+
+    def no_decode(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decoded again: the entry was not used")
+
+    monkeypatch.setattr(cache_module, "_decode_all", no_decode)
+    for entry in (meta, {**meta, "errors": first.skipped}):  # as written now, and as before
+        meta_path.write_text(json.dumps(entry))
+        again = load_image_set(samples, 16, cache)
+        assert again.skipped == first.skipped and np.array_equal(again.images, first.images)
+
+
 def test_unwritable_cache_dir_keeps_images_in_memory(tmp_path: Path) -> None:
     samples = _samples(tmp_path)
     not_a_folder = tmp_path / "file"

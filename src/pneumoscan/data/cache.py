@@ -105,10 +105,10 @@ def cache_key(samples: list[Sample], size: int) -> str:
     return digest.hexdigest()[:32]
 
 
-# images, readable or not, errors, and per readable file: grey levels, colourfulness, two-tone share, dither energy,
-# not-frontal view, peak excess
-_Entry = tuple[np.ndarray, list[bool], list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str | None],
-               np.ndarray]
+# images, readable or not, and per readable file: grey levels, colourfulness, two-tone share, dither energy,
+# not-frontal view, peak excess. Not the errors of the unreadable files: a hit reads those files again
+# (`_failures_persist`); an entry of this format written before still lists them, and is read all the same.
+_Entry = tuple[np.ndarray, list[bool], np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str | None], np.ndarray]
 
 
 def _read_entry(array_path: Path, meta_path: Path, n: int, size: int) -> _Entry | None:
@@ -116,7 +116,7 @@ def _read_entry(array_path: Path, meta_path: Path, n: int, size: int) -> _Entry 
     try:
         meta = json.loads(meta_path.read_text())
         images = np.load(array_path, mmap_mode="r")
-        ok, errors = [bool(good) for good in meta["ok"]], [str(e) for e in meta["errors"]]
+        ok = [bool(good) for good in meta["ok"]]
         levels = np.array([int(v) for v in meta["levels"]], dtype=np.int64)
         colours, tones, dithers, peaks = (np.array([float(v) for v in meta[k]], dtype=np.float64)
                                           for k in ("colours", "tones", "dithers", "peaks"))
@@ -126,7 +126,7 @@ def _read_entry(array_path: Path, meta_path: Path, n: int, size: int) -> _Entry 
     if len(ok) != n or images.dtype != np.uint8 or images.shape != (sum(ok), size, size) or \
             not len(levels) == len(colours) == len(tones) == len(dithers) == len(views) == len(peaks) == sum(ok):
         return None
-    return images, ok, errors, levels, colours, tones, dithers, views, peaks
+    return images, ok, levels, colours, tones, dithers, views, peaks
 
 
 def _failures_persist(samples: list[Sample], ok: list[bool], size: int) -> list[str] | None:
@@ -147,10 +147,10 @@ def _failures_persist(samples: list[Sample], ok: list[bool], size: int) -> list[
 
 
 def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool,
-                marks: list[str | None] | None = None) -> _Entry:
+                marks: list[str | None] | None = None) -> tuple[_Entry, list[str]]:
     """Every file decoded once: its resized image, its grey levels, its file cues (zero for unreadable files) and its
-    `not_frontal_view` (from the bytes the decode read); and into `marks`, when given, each file's film fingerprint
-    where that decode gives it (`film_fingerprints`)."""
+    `not_frontal_view` (from the bytes the decode read), with the errors of the unreadable files (sorted); and into
+    `marks`, when given, each file's film fingerprint where that decode gives it (`film_fingerprints`)."""
     from pneumoscan.data.fingerprint import FILM_SIZE, film_fingerprint
 
     images = np.zeros((len(samples), size, size), dtype=np.uint8)
@@ -180,7 +180,7 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool,
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         list(progress_bar(pool.map(work, range(len(samples))), total=len(samples), desc=desc, unit="img",
                           progress=progress))
-    return images, ok, sorted(errors), levels, colours, tones, dithers, views, peaks
+    return (images, ok, levels, colours, tones, dithers, views, peaks), sorted(errors)
 
 
 def _write_entry(array_path: Path, meta_path: Path, images: np.ndarray, meta_text: str) -> None:
@@ -250,12 +250,12 @@ def load_image_set(
     entry = _read_entry(array_path, meta_path, len(samples), size) if limit > 0 else None
     marks: list[str | None] | None = None
     if entry is not None and (errors := _failures_persist(samples, entry[1], size)) is not None:
-        images, ok, _, levels, colours, tones, dithers, views, peaks = entry
+        images, ok, levels, colours, tones, dithers, views, peaks = entry
         mark_used(meta_path)
     else:
         marks = [None] * len(samples) if film_marks and size != FILM_SIZE else None  # at FILM_SIZE: the images
-        images, ok, errors, levels, colours, tones, dithers, views, peaks = _decode_all(samples, size, desc, progress,
-                                                                                        marks)
+        (images, ok, levels, colours, tones, dithers, views, peaks), errors = _decode_all(samples, size, desc,
+                                                                                          progress, marks)
         if not all(ok):
             readable = np.array(ok, dtype=bool)
             images, levels, colours, tones, dithers, peaks = (x[readable] for x in (images, levels, colours, tones,
@@ -263,7 +263,7 @@ def load_image_set(
             views = [view for view, good in zip(views, ok) if good]
             marks = None if marks is None else [mark for mark, good in zip(marks, ok) if good]
         if limit > 0:
-            meta_text = json.dumps({"ok": ok, "errors": errors, "size": size, "n": len(samples),
+            meta_text = json.dumps({"ok": ok, "size": size, "n": len(samples),
                                     "levels": levels.tolist(), "colours": colours.tolist(), "tones": tones.tolist(),
                                     "dithers": dithers.tolist(), "views": views, "peaks": peaks.tolist()})
             images = _keep(cache_dir, key, images, meta_text, limit)
