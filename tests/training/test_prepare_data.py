@@ -72,7 +72,7 @@ def test_a_class_whose_one_patients_films_cannot_be_read_says_so(tiny_dataset: P
         prepare_data(cfg, 16, False)
     assert str(info.value).startswith(f"{manifest}: no PNEUMONIA image can be read (all are of one patient, P0): "
                                       f"{bad}: not a readable image")
-    assert "replace them with readable films, of at least two patients" in str(info.value)
+    assert "replace it with readable films, of at least two patients" in str(info.value)
     shutil.copy(sorted((tiny_dataset / "train" / "PNEUMONIA").iterdir())[0], bad)  # now readable: the carve's message
     with pytest.raises(InputError, match=r"all PNEUMONIA images are of one patient \(P0\)"):
         prepare_data(cfg, 16, False)

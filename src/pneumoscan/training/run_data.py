@@ -92,8 +92,8 @@ def _unreadable_class_message(cfg: TrainConfig, samples: list[Sample], keys: Pat
         if errors:
             what = errors[0] if len(errors) == 1 else f"{counted(len(errors), 'unreadable file')}, e.g. {first_few(errors)}"
             return (f"{cfg.data}: no {cls} image can be read (all are of one patient, "
-                    f"{keys.shown(next(iter(ids.values())))}): {what}; replace them with readable films, of at least "
-                    f"two patients (a patient is never split between training and validation)")
+                    f"{keys.shown(next(iter(ids.values())))}): {what}; replace {'it' if len(errors) == 1 else 'them'} with "
+                    f"readable films, of at least two patients (a patient is never split between training and validation)")
     return None
 
 
