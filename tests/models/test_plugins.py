@@ -361,6 +361,31 @@ def test_train_ends_saying_no_guard_can_be_fitted_to_a_model_without_a_linear_la
     assert "FlatNet has no nn.Linear layer" in capsys.readouterr().err
 
 
+def test_set_threshold_and_serve_say_no_guard_can_be_fitted_to_a_model_without_a_linear_layer(
+        own_registry: dict, tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    # both suggested `pneumoscan fit-guard ...` for it, which then refused the model; train says what they now say
+    import logging
+
+    from pneumoscan.cli import main
+    from pneumoscan.service.app import create_app
+    from pneumoscan.service.settings import Settings
+
+    register_model("flatnet", description="mine", image_size=16)(FlatNet)
+    run, site = tmp_path / "run", tmp_path / "site"
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(run), "--model", "flatnet", "--epochs", "1",
+                 "--quiet"]) == 0
+    none_fits = "no chest X-ray guard can be fitted to this model (FlatNet has no nn.Linear layer"
+    assert f"note: {none_fits}" in capsys.readouterr().out
+    assert main(["set-threshold", "--model", str(run), "--data", str(tiny_dataset), "--split", "test", "--out",
+                 str(site), "--n-boot", "20", "--backend", "torch"]) == 0
+    err = capsys.readouterr().err
+    assert f"instead of refusing it; {none_fits}" in err and "fit-guard" not in err, err
+    with caplog.at_level(logging.WARNING, logger="pneumoscan.service"):
+        create_app(Settings(model=str(site), backend="torch"))
+    assert f"film too; {none_fits}" in caplog.text and "fit-guard" not in caplog.text, caplog.text
+
+
 class CumNet(nn.Module):
     """A model with an operation the TorchScript exporter cannot export (cummax)."""
 

@@ -23,7 +23,7 @@ from pneumoscan.errors import InputError, decimals, option, raise_if_interrupted
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.evaluate import Evaluation, evaluate
 from pneumoscan.evaluation.thresholds import check_target_recall, threshold_ci95, threshold_for_recall
-from pneumoscan.inference.ood.guard import guard_beside
+from pneumoscan.inference.ood.guard import guard_beside, no_guard_fits
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.outputs import undone_on_failure
 from pneumoscan.progress import write_warning
@@ -47,6 +47,7 @@ class LocalThreshold:
     skipped: list[str]  # unreadable files, one message each
     trained_on: str | None = None  # the `--data` the model was trained on (`TrainingData.shown`)
     fit_guard: str = ""  # the command that fits its guard (`ArtifactMeta.fit_guard_command`)
+    no_guard_fits: str | None = None  # why none can be fitted to the model (`no_guard_fits`), else None
     onnx: Path | None = None  # the copy's ONNX export, written when the source model had a current one
 
 
@@ -173,7 +174,7 @@ def set_threshold(
     onnx = _export_like_source(predictor, path)  # optional: its failure must not take the whole copy with it
     return LocalThreshold(threshold, interval, target, evaluation.summary, after, path, predictor.guard is not None,
                           list(evaluation.images.skipped), placed.shown, meta.fit_guard_command(path, placed=placed),
-                          onnx)
+                          no_guard_fits(predictor.model), onnx)
 
 
 def _export_like_source(predictor: Predictor, path: Path) -> Path | None:
@@ -302,8 +303,9 @@ def no_guard_warning(result: LocalThreshold) -> str | None:
     if result.guard_copied:
         return None
     return (f"{result.out} has no chest X-ray guard, as the model it copies had none: it will score any image, a "
-            f"photo or an upside-down film too, instead of refusing it; fit one with {result.fit_guard}"
-            + (" (the data the model was trained on)" if result.trained_on else ""))
+            f"photo or an upside-down film too, instead of refusing it; " + (result.no_guard_fits or (
+                f"fit one with {result.fit_guard}" + (" (the data the model was trained on)" if result.trained_on
+                                                      else ""))))
 
 
 def print_local_threshold(result: LocalThreshold) -> None:

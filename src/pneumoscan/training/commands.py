@@ -104,15 +104,15 @@ def _say_guard_next(artifact: Path, run: str) -> None:
     """The next step when the run has no chest X-ray guard yet: without one, its predictions refuse nothing; for a
     model the guard cannot take (no nn.Linear), that it gets none."""
     from pneumoscan.artifact import read_meta
-    from pneumoscan.inference.ood.guard import guard_beside
-    from pneumoscan.models.registry import create_model, feature_layer_problem
+    from pneumoscan.inference.ood.guard import guard_beside, no_guard_fits
+    from pneumoscan.models.registry import create_model
 
     if guard_beside(artifact).exists():
         return
     meta = read_meta(artifact)
     anyway = "predict and serve score any image, a photo too, instead of refusing it"
-    if lacks := feature_layer_problem(create_model(meta.model_name, **meta.model_config)):
-        print(f"note: no chest X-ray guard can be fitted to this model ({lacks}), so {anyway}")
+    if none_fits := no_guard_fits(create_model(meta.model_name, **meta.model_config)):
+        print(f"note: {none_fits}, so {anyway}")
     else:
         print(f"next: {meta.fit_guard_command(run, artifact.parent)} fits its chest X-ray guard; until then {anyway}")
 

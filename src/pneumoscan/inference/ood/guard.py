@@ -130,6 +130,17 @@ def guard_beside(artifact: Path) -> Path:
     return artifact.with_name(artifact.name.removesuffix(".safetensors") + ".ood.safetensors")
 
 
+def no_guard_fits(model: nn.Module | None) -> str | None:
+    """'no chest X-ray guard can be fitted to this model (why)' for a model the guard cannot take (no nn.Linear, as a
+    plugin's may lack), said where `pneumoscan fit-guard` would otherwise be suggested; None when one can. `model`
+    None: a model served from its ONNX export, which has the feature layer (the export takes it)."""
+    if model is None:
+        return None
+    from pneumoscan.models.registry import feature_layer_problem  # imports torch, which `model` already needed
+
+    lacks = feature_layer_problem(model)
+    return f"no chest X-ray guard can be fitted to this model ({lacks})" if lacks else None
+
 
 class OODGuard:
     """A fitted guard: call `check` on the batch that is being classified."""
