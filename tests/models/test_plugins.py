@@ -343,6 +343,21 @@ def test_a_model_without_convolution_or_linear_layer_is_refused_by_what_it_lacks
     assert predictor.backend == "torch"
 
 
+def test_grad_cam_of_a_model_without_convolution_names_the_registered_models_with_one(own_registry: dict) -> None:
+    # it named "a cnn, resnet10 or resnet18 model", a list written by hand: not tv_resnet18/50, nor a plugin's
+    from pneumoscan.explain.gradcam import NoCamLayer, cam_layers
+
+    register_model("flatnet", description="mine", image_size=32)(FlatNet)
+    register_model("convnet", description="a convolution", image_size=32)(
+        lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.LazyLinear(1), nn.Flatten(0)))
+    meta = ArtifactMeta(model_name="mlp", model_config={"image_size": 32}, image_size=32, mean=0.5, std=0.25)
+    with pytest.raises(NoCamLayer) as err:
+        cam_layers(create_model("mlp", image_size=32), meta)
+    assert str(err.value) == ("model 'mlp' has no convolutional layer, so Grad-CAM cannot explain it; use a model that "
+                              "has: cnn, convnet, resnet10, resnet18, tv_resnet18, tv_resnet50 (`pneumoscan models` "
+                              "describes them)"), err.value
+
+
 def test_train_ends_saying_no_guard_can_be_fitted_to_a_model_without_a_linear_layer(
         own_registry: dict, tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # train ended with "next: `pneumoscan fit-guard ...` fits its chest X-ray guard", which then refused the model

@@ -74,8 +74,10 @@ def find_cam_layers(model: nn.Module, x: torch.Tensor, scopes: Sequence[str] = (
         return layers
     shown = f"model '{name}'" if name else type(model).__name__
     if not convs:
-        raise NoCamLayer(f"{shown} has no convolutional layer, so Grad-CAM cannot explain it; "
-                         "use a cnn, resnet10 or resnet18 model")
+        from pneumoscan.models.registry import models_with
+
+        raise NoCamLayer(f"{shown} has no convolutional layer, so Grad-CAM cannot explain it; use a model that has: "
+                         f"{', '.join(models_with(nn.Conv2d))} (`pneumoscan models` describes them)")
     side = " x ".join(str(v) for v in x.shape[2:])
     raise NoCamLayer(f"{shown}: every convolution's output is 1 x 1 px for {side} px images, so Grad-CAM has no "
                      "feature map to draw; build it with fewer stages or for larger images (image_size)")

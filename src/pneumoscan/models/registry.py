@@ -181,6 +181,22 @@ def check_input(x: torch.Tensor, model: str, *, min_side: int = 1, side: int | N
         raise ValueError(f"{model} needs images of at least {min_side} x {min_side} px, got {height} x {width}")
 
 
+def models_with(layer: type[nn.Module]) -> list[str]:
+    """The trainable models (`list_models`, plugins' too) whose network, built with its defaults, holds a `layer`
+    (such as nn.Conv2d, which Grad-CAM needs), for messages naming the alternatives. Built on the meta device: no
+    weights are made. A model that cannot be built so is left out."""
+    found = []
+    for name in list_models():
+        try:
+            with torch.device("meta"):
+                model = create_model(name)
+        except Exception:  # noqa: BLE001 - a plugin's builder may fail in any way; it is then not named
+            continue
+        if any(isinstance(module, layer) for module in model.modules()):
+            found.append(name)
+    return found
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of weights of a model."""
     return sum(p.numel() for p in model.parameters())
