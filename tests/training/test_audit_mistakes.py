@@ -264,7 +264,11 @@ def test_a_second_process_cannot_train_in_a_run_folder_in_use(tiny_dataset: Path
     capsys.readouterr()
     with run_lock(run):  # as the first process holds it while it trains (flock: per open file, so this process too)
         assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 2
-        assert "another pneumoscan process is training in this folder" in capsys.readouterr().err
+        assert "another pneumoscan process is training in this folder; wait for it to end (or stop it), then " \
+               "continue with --resume" in capsys.readouterr().err
+        assert main(["train", "--data", str(tiny_dataset), "--out", str(run), *QUICK]) == 2  # a new run
+        assert "another pneumoscan process is training in this folder; choose another --out for this run" \
+               in capsys.readouterr().err
         assert (run / "history.csv").read_text() == history
     assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0  # released when it ends
 

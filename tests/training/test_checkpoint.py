@@ -102,3 +102,17 @@ def test_a_run_that_wrote_something_keeps_its_folder(tmp_path: Path) -> None:
     assert (folder / "config.json").is_file()
     with run_lock(folder):  # and the lock was released
         pass
+
+
+@pytest.mark.parametrize(("resume", "then"), [
+    (True, "wait for it to end (or stop it), then continue with --resume"),
+    (False, "choose another --out for this run (that one's run will be in this folder)"),
+])
+def test_a_run_refused_by_the_lock_is_told_what_to_do_as_a_resume_or_a_new_run(resume: bool, then: str,
+                                                                                tmp_path: Path) -> None:
+    # a new run was told to "continue with --resume", which would continue the other run, not start its own
+    folder = tmp_path / "run"
+    with run_lock(folder):
+        with pytest.raises(InputError) as err, run_lock(folder, resume=resume):
+            pass
+    assert str(err.value) == f"{folder}: {BUSY}; {then}"

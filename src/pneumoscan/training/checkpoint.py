@@ -50,15 +50,15 @@ def check_writable(folder: Path) -> None:
 
 
 @contextmanager
-def run_lock(folder: Path) -> Iterator[None]:
+def run_lock(folder: Path, *, resume: bool = False) -> Iterator[None]:
     """Create FOLDER if needed and hold an exclusive lock on it while a run trains in it; InputError when another
     process holds it (a second `--resume` while the first still runs would train the same epochs and remove its
-    temp files). The system releases the lock when a process ends, even by SIGKILL, so none is ever left stale.
+    temp files), saying to `resume` once it ends, or for a new run to choose another folder. The system releases the lock when a process ends, even by SIGKILL, so none is ever left stale.
     The folders made here and still empty when the block fails (a run refused before it wrote anything) are
     removed, while the lock is still held; a run refused by the lock removes nothing (the folder is the other's)."""
     made = [path for path in (folder, *folder.parents) if not path.exists()]  # the folder first, then its parents
     folder.mkdir(parents=True, exist_ok=True)
-    fd = _lock(folder) if fcntl is not None else None  # not on POSIX: no lock
+    fd = _lock(folder, resume) if fcntl is not None else None  # not on POSIX: no lock
     try:
         yield
     except BaseException:
@@ -72,16 +72,18 @@ def run_lock(folder: Path) -> Iterator[None]:
             os.close(fd)
 
 
-def _lock(folder: Path) -> int:
-    """An open descriptor of FOLDER holding its exclusive lock; InputError when another process holds it."""
+def _lock(folder: Path, resume: bool) -> int:
+    """An open descriptor of FOLDER holding its exclusive lock; InputError when another process holds it, saying
+    what to do for a `resume` or a new run."""
     while True:
         fd = os.open(folder, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
-            raise InputError(f"{folder}: another pneumoscan process is training in this folder; wait for it to "
-                             f"end (or stop it), then continue with {switch('resume')}") from None
+            then = (f"wait for it to end (or stop it), then continue with {switch('resume')}" if resume else
+                    f"choose another {option('out')} for this run (that one's run will be in this folder)")
+            raise InputError(f"{folder}: another pneumoscan process is training in this folder; {then}") from None
         if os.fstat(fd).st_nlink:
             return fd
         os.close(fd)  # a refused run removed the folder between our open and our lock: make it again

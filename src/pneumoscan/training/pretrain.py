@@ -115,7 +115,7 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, k
         require_registered({k: v for k, v in sources.items() if k == cfg.model}, out)
     if not get_spec(cfg.model).trainable:
         raise InputError(f"model '{cfg.model}' is built from trained runs; pretrain one of its member architectures")
-    with run_lock(out):  # a pretraining refused before it wrote anything leaves no empty folder behind
+    with run_lock(out, resume=resume):  # a pretraining refused before it wrote anything leaves no empty folder behind
         return _pretrain(cfg, out, resume, progress, keep_patient_key, warn)
 
 

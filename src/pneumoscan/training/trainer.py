@@ -338,7 +338,7 @@ class Trainer:
 
     def run(self, resume: bool = False) -> Path:
         """Train (or continue with `resume`) and return the path of the final model artifact."""
-        with run_lock(self.out):  # a run refused before it wrote anything leaves no empty folder behind
+        with run_lock(self.out, resume=resume):  # a run refused before it wrote anything leaves no empty folder behind
             return self._run(resume)
 
     def _run(self, resume: bool) -> Path:
