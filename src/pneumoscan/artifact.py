@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from pneumoscan import CLASS_NAMES, __version__
 from pneumoscan.data.preprocess import Preprocessing
-from pneumoscan.errors import (InputError, ModelConfigError, ModelFileChanged, PluginVersionWarning, UnknownModelError,
-                               first_line, option, warn, words)
+from pneumoscan.errors import (InputError, ModelConfigError, ModelFileChanged, ModelOptionError, PluginVersionWarning,
+                               UnknownModelError, first_line, option, warn, words)
 
 if TYPE_CHECKING:  # torch is imported where weights are loaded or saved: reading a header needs none of it
     import torch
@@ -400,8 +400,9 @@ def load_artifact(path: str | os.PathLike | None, device: str | torch.device | N
                 f"{__version__}); load it with the version that wrote it")
         raise InputError(f"{path}: {err}{tail}") from None
     except (TypeError, ValueError, KeyError, IndexError, ZeroDivisionError) as err:  # an option's value edited
-        raise InputError(f"{path}: model {meta.model_name!r} cannot be built from its stored config "
-                         f"({type(err).__name__}: {first_line(err)}), {edited}") from None
+        why = err.problem if isinstance(err, ModelOptionError) else f"{type(err).__name__}: {first_line(err)}"
+        raise InputError(f"{path}: model {meta.model_name!r} cannot be built from its stored config ({why}), "
+                         f"{edited}") from None
     built_for = getattr(model, "image_size", None)  # models made for one input size (the MLP, an ensemble)
     if isinstance(built_for, int) and built_for != meta.image_size:
         raise InputError(f"{path}: its stored input size {meta.image_size} px is not the {built_for} px its model "

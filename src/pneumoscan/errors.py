@@ -71,6 +71,15 @@ class ModelConfigError(InputError, TypeError):
     """A model option its builder does not take; the message lists the ones it does."""
 
 
+class ModelOptionError(InputError, TypeError):
+    """A model option given a value of a kind its builder's signature does not take: "model 'cnn': `problem`", the
+    problem naming the option, the value and what it takes."""
+
+    def __init__(self, model: str, problem: str) -> None:
+        super().__init__(f"model {model!r}: {problem}")
+        self.problem = problem
+
+
 class ArgumentTypeError(InputError, TypeError):
     """An argument of a Python API function of a kind it does not take; the message names the function, the
     argument, what it got and what it takes."""

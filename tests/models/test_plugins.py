@@ -358,6 +358,17 @@ def test_grad_cam_of_a_model_without_convolution_names_the_registered_models_wit
                               "describes them)"), err.value
 
 
+def test_a_plugins_own_default_is_taken_whatever_its_annotation(own_registry: dict) -> None:
+    # `width: int = None` is common: its default, which `model_config` records for the run, must build again
+    def loose(width: int = None, scale: float = 1.0) -> nn.Module:  # type: ignore[assignment]
+        return nn.Sequential(nn.Flatten(), nn.Linear(32 * 32, width or 1), nn.Flatten(0))
+
+    register_model("loosenet", description="loose", image_size=32)(loose)
+    assert create_model("loosenet", **model_config("loosenet")).get_submodule("1").out_features == 1
+    with pytest.raises(InputError, match=r"^model 'loosenet': option scale takes a number, not '2'$"):
+        create_model("loosenet", scale="2")
+
+
 def test_train_ends_saying_no_guard_can_be_fitted_to_a_model_without_a_linear_layer(
         own_registry: dict, tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # train ended with "next: `pneumoscan fit-guard ...` fits its chest X-ray guard", which then refused the model

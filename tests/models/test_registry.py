@@ -53,6 +53,28 @@ def test_unknown_option_is_named_with_the_builders_options() -> None:
     assert isinstance(err.value, PneumoscanError)
 
 
+@pytest.mark.parametrize(("name", "options", "problem"), [
+    ("cnn", {"widths": 3}, "option widths takes a list of integers, not 3"),
+    ("cnn", {"widths": "abc"}, "option widths takes a list of integers, not 'abc'"),
+    ("cnn", {"widths": [8, 16.5]}, "option widths takes a list of integers, not [8, 16.5]"),
+    ("cnn", {"dropout": "0.3"}, "option dropout takes a number, not '0.3'"),
+    ("mlp", {"image_size": 64.0}, "option image_size takes an integer, not 64.0"),
+    ("resnet10", {"stem": True}, "option stem takes an integer, not True"),
+])
+def test_an_option_value_of_the_wrong_kind_is_named_with_what_it_takes(name: str, options: dict, problem: str) -> None:
+    # a raw TypeError from inside the builder ('int' object is not iterable, not all arguments converted during
+    # string formatting), naming neither the option nor the model
+    with pytest.raises(TypeError) as err:
+        create_model(name, **options)
+    assert isinstance(err.value, PneumoscanError) and str(err.value) == f"model {name!r}: {problem}"
+
+
+def test_option_values_of_the_annotated_kinds_are_taken() -> None:
+    # JSON gives lists for tuples and ints for whole floats; a registered or signature default is always taken
+    assert create_model("cnn", widths=[8, 16], dropout=0).head[-1].in_features == 16
+    assert create_model("mlp", image_size=32, hidden=(8,)).image_size == 32
+
+
 def test_artifact_with_an_unknown_option_is_refused_by_file_name(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     path = save_artifact(tmp_path / "model.safetensors", create_model("cnn"),

@@ -201,7 +201,9 @@ def _with_weights(tmp_path: Path, meta: ArtifactMeta, tensors: dict[str, torch.T
 
 
 @pytest.mark.parametrize(("config", "drop", "problem"), [
-    ({"widths": "abc"}, None, r"model 'cnn' cannot be built from its stored config \(TypeError: "),
+    ({"widths": "abc"}, None, r"model 'cnn' cannot be built from its stored config \(option widths takes a list of "
+                              r"integers, not 'abc'\)"),
+    ({"dropout": 2.0}, None, r"model 'cnn' cannot be built from its stored config \(ValueError: dropout "),
     ({"widths": [8, 16, 32, 64]}, None, r"its weights do not fit its stored config \(size mismatch for "),
     ({}, "features.0.0.weight", r"its weights do not fit its stored config \(Missing key\(s\) in state_dict: "
                                 r"\"features.0.0.weight\""),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable
@@ -17,7 +19,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from pneumoscan.errors import InputError, ModelConfigError, PluginWarning, UnknownModelError, first_line, warn
+from pneumoscan.errors import (InputError, ModelConfigError, ModelOptionError, PluginWarning, UnknownModelError,
+                               first_line, warn)
 
 PLUGIN_GROUP = "pneumoscan.models"
 _BUILTIN_PACKAGE = "pneumoscan.models."
@@ -126,14 +129,78 @@ def model_options(name: str) -> list[str]:
 
 def create_model(name: str, **cfg: Any) -> nn.Module:
     """Build the registered model `name` (single-logit output), overriding its defaults with `cfg`;
-    ModelConfigError (a TypeError) names an option the builder does not take and lists the ones it does."""
+    ModelConfigError (a TypeError) names an option the builder does not take and lists the ones it does,
+    ModelOptionError (a TypeError) a value of a kind its annotation does not take (`check_option_values`)."""
     spec = get_spec(name)
     options = model_options(name)
     unknown = [key for key in cfg if key not in options]
     if unknown:
         raise ModelConfigError(f"model {name!r} has no option {unknown[0]!r}; its options are: "
                                f"{', '.join(options) or 'none'}")
+    check_option_values(name, cfg)
     return spec.builder(**{**spec.defaults, **cfg})
+
+
+def check_option_values(name: str, cfg: dict[str, Any]) -> None:
+    """ModelOptionError naming the option, its value and what it takes for the first value of `cfg` that its
+    annotation in the builder of model `name` does not take (a list for a tuple too, as JSON stores one), rather
+    than a TypeError from inside the builder. Unannotated options, annotations that cannot be read and values equal
+    to the option's own default (registered or in the signature) are passed."""
+    spec = get_spec(name)
+    try:
+        params = inspect.signature(spec.builder, eval_str=True).parameters
+    except Exception:  # noqa: BLE001 - a plugin's annotation may name what its module imports only for type checkers
+        return
+    for key, value in cfg.items():
+        param = params.get(key)
+        if param is None or param.annotation is inspect.Parameter.empty:
+            continue
+        defaults = [param.default, spec.defaults.get(key, param.default)]
+        if any(type(value) is type(default) and value == default for default in defaults):
+            continue
+        if not _takes(param.annotation, value):
+            raise ModelOptionError(name, f"option {key} takes {_kind(param.annotation)}, not {value!r}")
+
+
+def _takes(hint: Any, value: Any) -> bool:
+    """Whether `value` is of the annotated type `hint`; any type this cannot check counts as taken."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if hint is None or hint is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_takes(arg, value) for arg in args)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint in (tuple, list) or origin in (tuple, list):
+        if not isinstance(value, (tuple, list)):
+            return False
+        if args[-1:] == (Ellipsis,) or origin is list:
+            return all(_takes(args[0], item) for item in value) if args else True
+        return not args or (len(args) == len(value) and all(_takes(a, v) for a, v in zip(args, value)))
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _kind(hint: Any) -> str:
+    """What an annotation takes, in words: 'an integer', 'a list of integers', 'a number or None'."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_kind(arg) for arg in args)
+    if hint is None or hint is type(None):
+        return "None"
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if hint in words:
+        return words[hint]
+    if hint in (tuple, list) or origin in (tuple, list):
+        if args[-1:] == (Ellipsis,) or (origin is list and args):
+            return f"a list of {_kind(args[0]).removeprefix('an ').removeprefix('a ')}s"
+        return f"a list of {len(args)} items" if args else "a list"
+    return f"a {getattr(hint, '__name__', hint)}"
 
 
 class NoFeatureLayer(InputError, ValueError):
