@@ -506,3 +506,18 @@ def test_train_init_names_the_image_size_the_pretraining_learned_at(tiny_data: P
     assert main([*train, "--image-size", "32", "--model", "cnn", "--init", str(tmp_path / "cnn" / PRETRAINED_NAME),
                  "--out", str(tmp_path / "same")]) == 0
     assert "pretrained with" not in capsys.readouterr().err
+
+
+def test_the_pretrain_epoch_line_rounds_once(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # it formatted the record's 5-decimal means to 4: 0.66575003 was stored as 0.66575 and shown as 0.6657, where
+    # the bar, formatting the mean itself, showed 0.6658
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        zero = sum(p.sum() for p in self.parameters()) * 0
+        return zero.double() + 0.66575003, torch.tensor(0.66575003, dtype=torch.float64)
+
+    monkeypatch.setattr(pretrain_module.SimSiam, "forward", forward)
+    assert main(["pretrain", "--data", str(tiny_data), "--out", str(tmp_path / "pre"), "--model", "cnn",
+                 "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--quiet"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("pretrain epoch"))
+    assert line.startswith("pretrain epoch   1  loss 0.6658  spread 0.6658 "), line

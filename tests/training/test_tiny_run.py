@@ -150,3 +150,32 @@ def test_a_runs_other_files_are_refused_as_a_model_naming_the_run_to_pass(
     with pytest.raises(InputError, match=rf"{name}: a file of a training run, not a model, of a run that has not "
                                          r"finished; finish it with `pneumoscan train --out .*unfinished --resume`"):
         resolve_model_path(unfinished / name)
+
+
+def test_the_epoch_line_rounds_the_training_loss_once_as_the_progress_bar_does(
+        tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # the line formatted history.csv's 6-decimal loss to 4: a mean of 0.66575003 was 0.66575 there, shown as
+    # 0.6657, while the bar, formatting the mean itself, ended at 0.6658
+    import torch
+
+    from pneumoscan.cli import main
+    from pneumoscan.training import trainer
+
+    monkeypatch.setattr(trainer.Trainer, "_loss", lambda self, logits, targets, pos_weight:
+                        logits.sum() * 0 + torch.tensor(0.66575003, dtype=torch.float64))
+    bars: list[str] = []
+    real_bar = trainer.progress_bar
+
+    def recorded_bar(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        bar = real_bar(*args, **kwargs)
+        real_postfix = bar.set_postfix
+        bar.set_postfix = lambda **values: (bars.append(values["loss"]), real_postfix(**values))
+        return bar
+
+    monkeypatch.setattr(trainer, "progress_bar", recorded_bar)
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "run"), "--model", "cnn",
+                 "--image-size", "32", "--epochs", "1", "--batch-size", "16", "--consistency", "0"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch   1"))
+    assert bars[-1] == "0.6658" and line.startswith("epoch   1  loss 0.6658  "), (bars, line)
+    rows = list(csv.DictReader((tmp_path / "run" / "history.csv").open()))
+    assert float(rows[0]["train_loss"]) == 0.66575

@@ -209,15 +209,15 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
             bar.set_postfix(loss=f"{loss_sum / (step + 1):.4f}")
         bar.close()
         seconds = time.time() - started
-        row = {"epoch": epoch, "loss": round(loss_sum / steps, 5), "spread": round(spread_sum / steps, 5),
-               "seconds": round(seconds, 1)}
+        mean_loss, spread = loss_sum / steps, spread_sum / steps  # the epoch line rounds these once, as the bar does
+        row = {"epoch": epoch, "loss": round(mean_loss, 5), "spread": round(spread, 5), "seconds": round(seconds, 1)}
         state["history"].append(row)
         state["epoch"], state["seconds"] = epoch, state["seconds"] + seconds
         atomic_torch_save({"net": net.state_dict(), "optimizer": optimizer.state_dict(),
                            "generator": generator.get_state(), "state": state, "config": cfg.to_dict(),
                            "split": started_on or data.split_record, "model_sources": model_sources([cfg.model])},
                           ckpt_path)
-        tqdm.write(f"pretrain epoch {epoch:3d}  loss {row['loss']:.4f}  spread {row['spread']:.4f} "
+        tqdm.write(f"pretrain epoch {epoch:3d}  loss {mean_loss:.4f}  spread {spread:.4f} "
                    f"(collapse = 0, healthy ~ {1 / math.sqrt(PROJECTION_DIM):.3f})  {seconds:.0f} s")
     target = out / PRETRAINED_NAME
     weights = {k: v.detach().cpu().contiguous() for k, v in net.backbone.state_dict().items()}

@@ -493,9 +493,10 @@ class Trainer:
             auc = roc_auc(val_labels, val_probs)
             seconds = time.time() - started
             state["train_seconds"] += seconds
-            row = {"epoch": epoch, "lr": round(lr, 8), "train_loss": round(loss_sum / seen, 6), "val_loss": round(val_loss, 6),
+            train_loss, speed = loss_sum / seen, seen / seconds  # the epoch line rounds these once, as the bar does
+            row = {"epoch": epoch, "lr": round(lr, 8), "train_loss": round(train_loss, 6), "val_loss": round(val_loss, 6),
                    "val_auc": round(auc, 6), "val_accuracy": round(float(((val_probs >= 0.5) == val_labels).mean()), 6),
-                   "seconds": round(seconds, 2), "images_per_s": round(seen / seconds, 1)}
+                   "seconds": round(seconds, 2), "images_per_s": round(speed, 1)}
             state["history"].append(row)
             state["epoch"] = epoch
             if auc > state["best_auc"]:
@@ -508,8 +509,8 @@ class Trainer:
                                **rng_states(), "state": state, "mean": mean, "std": std}, ckpt_path)
             if state["best_epoch"] == epoch:  # after the checkpoint, which holds these weights if the run stops here
                 save_artifact(self.out / BEST_WEIGHTS, eval_model, meta)
-            self._say(f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  val_loss {val_loss:.4f}  val_auc {auc:.4f}  "
-                       f"{row['images_per_s']:.0f} img/s" + ("  *best*" if state["best_epoch"] == epoch else ""))
+            self._say(f"epoch {epoch:3d}  loss {train_loss:.4f}  val_loss {val_loss:.4f}  val_auc {auc:.4f}  "
+                       f"{speed:.0f} img/s" + ("  *best*" if state["best_epoch"] == epoch else ""))
         if state["bad_epochs"] >= cfg.patience and state["epoch"] < cfg.epochs:
             self._say(f"stopped early after epoch {state['epoch']} of {cfg.epochs}: validation AUC has not improved for "
                        f"{_epochs(cfg.patience)} ({option('patience')}); the model keeps epoch {state['best_epoch']} "
