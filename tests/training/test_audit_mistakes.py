@@ -170,11 +170,51 @@ def test_a_resume_with_other_epochs_or_moved_data_says_so_and_records_it(tiny_da
     out = capsys.readouterr()
     assert "resuming" in out.out + out.err and "after epoch 1" in out.out + out.err
     assert "resuming" in out.out  # where it continues: progress, on stdout; what differs: a warning, on stderr
-    assert "pneumoscan: warning: --epochs 2 (run: 1): the learning rate follows a 2-epoch cosine schedule" in out.err
+    assert "pneumoscan: warning: --epochs 2 (run: 1): from epoch 2 on, the learning rate follows the cosine schedule " \
+           "of a 2-epoch run" in out.err
     assert "cosine schedule" not in out.out
     saved = json.loads((run / "config.json").read_text())
     assert (saved["epochs"], saved["data"], saved["model"]) == (2, str(moved), "cnn")  # what the report and a resume read
     assert main(["train", "--out", str(run), "--resume", "--epochs", "3", "--quiet"]) == 0  # the data's new home
+
+
+def test_a_resume_with_more_epochs_says_from_what_to_what_the_learning_rate_moves(
+        tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # it said only that a 4-epoch schedule applied from epoch 3 on: not that the rate jumps up there (0.0005 to 0.00083
+    # in a tiny run), as it then follows a 4-epoch run's schedule
+    import csv
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(run), *QUICK, "--epochs", "2"]) == 0
+    end_of_2 = float(list(csv.DictReader((run / "history.csv").open()))[-1]["lr"])
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "4", "--quiet"]) == 0
+    # a 4-epoch run with 1 warm-up epoch starts epoch 3 one third into its cosine: lr 2e-3 * (1 + cos(pi / 3)) / 2
+    assert (f"pneumoscan: warning: --epochs 4 (run: 2): from epoch 3 on, the learning rate follows the cosine schedule "
+            f"of a 4-epoch run, so it moves from {end_of_2:.3g} (end of epoch 2) to 0.0015; the model will differ from "
+            f"one of a run started with --epochs 4") in capsys.readouterr().err
+
+
+def test_resuming_an_early_stopped_run_with_other_epochs_says_none_is_left(
+        tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    # it warned of a new learning-rate schedule, though the stopped run trains no epoch
+    import pneumoscan.training.trainer as trainer
+
+    def ctrl_c(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as patch:  # no better validation AUC after epoch 1: stopped after epoch 2 of 4
+        patch.setattr(trainer, "roc_auc", lambda *_: 0.5)
+        patch.setattr(trainer, "finish_artifact", ctrl_c)  # and killed while it made the model
+        assert main(["train", "--data", str(tiny_dataset), "--out", str(run), *QUICK, "--epochs", "4",
+                     "--patience", "1"]) == 130
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "6", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert ("pneumoscan: warning: --epochs 6 (run: 4): no epoch is left to train, as the run stopped early after epoch "
+            "2 (--patience); the model is made from the best of the 2 epochs trained") in err, err
+    assert "cosine schedule" not in err
 
 
 def test_checkpoints_keep_the_cuda_generators_when_a_gpu_is_present(monkeypatch: pytest.MonkeyPatch,

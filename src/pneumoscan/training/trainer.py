@@ -212,21 +212,28 @@ class Trainer:
         text = json.dumps(data, indent=2)
         atomic_write(self.out / name, lambda tmp: tmp.write_text(text))
 
-    def _note_resume(self, state: dict[str, Any]) -> None:
+    def _note_resume(self, state: dict[str, Any], next_lr: float) -> None:
         """Say where a resumed run continues, and record in config.json the --epochs, --data and --cache-dir it
-        continues with (a changed --epochs stretches or shrinks the learning-rate schedule from here on), and the
-        version of its model's plugin (`_model_sources_update`)."""
+        continues with, and the version of its model's plugin (`_model_sources_update`). With another --epochs the
+        learning rate follows, from the next epoch on, the cosine schedule of a run of that many epochs, at
+        `next_lr` for its next step: the warning says from what to what it moves, or that no epoch is left."""
         self._say(f"resuming {self.out} after epoch {state['epoch']} (best so far: epoch {state['best_epoch']}, "
                    f"validation AUC {state['best_auc']:.4f})")
         saved = json.loads((self.out / "config.json").read_text())
-        epochs_changed = saved.get("epochs", self.cfg.epochs) != self.cfg.epochs
-        if epochs_changed and self.cfg.epochs <= state["epoch"]:
-            self.warn(f"{option('epochs', self.cfg.epochs)} (run: {saved['epochs']}): no epoch is left to train; the model "
-                      f"is made from the best of the {_epochs(state['epoch'])} trained")
-        elif epochs_changed:
-            self.warn(f"{option('epochs', self.cfg.epochs)} (run: {saved['epochs']}): the learning rate follows a "
-                      f"{self.cfg.epochs}-epoch cosine schedule from epoch {state['epoch'] + 1} on, so the model "
-                      f"will differ from one of a run started with {option('epochs', self.cfg.epochs)}")
+        given = f"{option('epochs', self.cfg.epochs)} (run: {saved.get('epochs')})"
+        stopped_early = state["bad_epochs"] >= self.cfg.patience  # the loop trains no epoch then, as for the below
+        if saved.get("epochs", self.cfg.epochs) == self.cfg.epochs:
+            pass
+        elif self.cfg.epochs <= state["epoch"] or stopped_early:
+            why = f"the run stopped early after epoch {state['epoch']} ({option('patience')})" if stopped_early else ""
+            self.warn(f"{given}: no epoch is left to train{', as ' + why if why else ''}; the model is made from the "
+                      f"best of the {_epochs(state['epoch'])} trained")
+        else:
+            last = state["history"][-1]["lr"] if state["history"] else next_lr
+            self.warn(f"{given}: from epoch {state['epoch'] + 1} on, the learning rate follows the cosine schedule of "
+                      f"a {self.cfg.epochs}-epoch run, so it moves from {last:.3g} (end of epoch {state['epoch']}) to "
+                      f"{next_lr:.3g}; the model will differ from one of a run started with "
+                      f"{option('epochs', self.cfg.epochs)}")
         now = {k: v for k, v in self.cfg.record().items() if k in (*RESUME_MAY_CHANGE, "data_resolved")}
         updated = {**saved, **now, **self._model_sources_update(saved, state["epoch"])}
         if not updated.get("earlier_model_sources"):
@@ -420,7 +427,7 @@ class Trainer:
             restore_rng_states(ckpt)
             state = ckpt["state"]
             mean, std = ckpt["mean"], ckpt["std"]
-            self._note_resume(state)
+            self._note_resume(state, _lr_at(state["step"], total_steps, warmup, cfg.lr))
         else:
             self._write_json("config.json", {**cfg.record(), "image_size": self.image_size,
                                              "model_config": self.model_cfg,
