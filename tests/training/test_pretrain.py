@@ -521,3 +521,18 @@ def test_the_pretrain_epoch_line_rounds_once(tiny_data: Path, tmp_path: Path, mo
                  "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--quiet"]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("pretrain epoch"))
     assert line.startswith("pretrain epoch   1  loss 0.6658  spread 0.6658 "), line
+
+
+def test_pretrain_ends_counting_the_unreadable_files_it_skipped(tiny_dataset: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # each was named in a warning before the epochs, which a long pretraining scrolls away; the end said nothing
+    for name in ("IM-0990-0001.jpeg", "IM-0991-0001.jpeg"):
+        (tiny_dataset / "train" / "NORMAL" / name).write_bytes(b"\xff\xd8\xff")  # cut off after its first bytes
+    out = tmp_path / "pre"
+    assert main(["pretrain", "--data", str(tiny_dataset), "--out", str(out), "--model", "cnn", "--image-size", "32",
+                 "--epochs", "1", "--batch-size", "8", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("skipped ") == 2, captured.err
+    assert (f"pretrained weights: {out / PRETRAINED_NAME}; 2 unreadable files skipped (named in the warnings before "
+            f"the epochs)\n") in captured.out
+    assert pretrain_module.pretraining_record(out / PRETRAINED_NAME)["skipped"] == 2

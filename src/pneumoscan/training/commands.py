@@ -57,12 +57,15 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
+    from pneumoscan.errors import counted
     from pneumoscan.training.config import TrainConfig
-    from pneumoscan.training.pretrain import pretrain
+    from pneumoscan.training.pretrain import pretrain, pretraining_record
 
     cfg = TrainConfig.from_args(args)
     path = pretrain(cfg, resume=args.resume, progress=not args.quiet, keep_patient_key=args.patient_key is None)
-    print(f"pretrained weights: {path}")
+    skipped = pretraining_record(path).get("skipped")  # each named in a warning, which a long run scrolls away
+    print(f"pretrained weights: {path}" + (f"; {counted(skipped, 'unreadable file')} skipped (named in the warnings "
+                                           f"before the epochs)" if skipped else ""))
     flags = ((f" --image-size {cfg.image_size}" if cfg.image_size else "")  # the size its weights were learned at
              + ("" if cfg.equalize else " --no-equalize") + (" --crop" if cfg.crop else "")
              + (f" --patient-key {cfg.patient_key}" if cfg.patient_key != "auto" else "")

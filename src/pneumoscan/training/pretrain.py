@@ -224,6 +224,7 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
     record = {"model_name": cfg.model, "image_size": image_size, "method": "simsiam", "epochs": state["epoch"],
               "seconds": round(state["seconds"], 1), "history": state["history"],
               **{key: getattr(cfg, key) for key in SHARED_WITH_TRAIN}, "patient_key": data.patients.effective,
+              "skipped": len(data.split_record["skipped"]),  # unreadable files, each named in a warning
               # what it trained on, for `train --init` to find its own validation films among (`validation_overlap`)
               **film_record([s.path for s in data.train.samples], data.train.images, cfg.cache_dir,
                             data.train.film_marks)}
@@ -255,7 +256,7 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> None:
     mismatched = [k for k, v in weights.items() if k not in own or own[k].shape != v.shape]
     missing = [k for k in own if k not in weights and not k.startswith(head + ".")]
     if mismatched or missing:
-        record = _pretraining_record(path)
+        record = pretraining_record(path)
         made_for, size = record.get("model_name"), record.get("image_size")
         matched = sum(k in own and own[k].shape == v.shape for k, v in weights.items())
         raise InputError(f"{path}: weights do not fit this model ({matched} tensors match, {len(mismatched)} foreign, "
@@ -266,7 +267,7 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> None:
     model.load_state_dict(weights, strict=False)
 
 
-def _pretraining_record(path: str | os.PathLike) -> dict[str, Any]:
+def pretraining_record(path: str | os.PathLike) -> dict[str, Any]:
     """What `pretrain` recorded in `path` of the pretraining ({} for a file without a record); InputError naming the
     file when the record is not readable (an edited file)."""
     with safe_open(str(path), "pt") as handle:
@@ -308,7 +309,7 @@ def differences_warning(path: str | os.PathLike, cfg: TrainConfig, patient_key: 
     counts the films themselves, another split, cap or data set is no cause for a warning by itself. `patient_key`:
     how the run's split read its patients (`PatientKeys.effective`; default cfg.patient_key). `image_size`: the input
     size the run trains at, compared with the one the weights were learned at."""
-    record = _pretraining_record(path)
+    record = pretraining_record(path)
     split = [] if _checks_films(record) else _differences(record, SPLIT_SETTINGS, cfg, patient_key)
     differences = split + _differences(record, INPUT_SETTINGS, cfg, patient_key)
     if image_size is not None and record.get("image_size") not in (None, image_size):
@@ -359,7 +360,7 @@ def _recorded_films(path: str | os.PathLike) -> np.ndarray | None:
         known = training_film_fingerprints(training)
         methods = [training] + [m for m in training.get("members") or [] if isinstance(m, dict)]
         return known if any(_checks_films(m) for m in methods) else None
-    record = _pretraining_record(path)
+    record = pretraining_record(path)
     return training_film_fingerprints(record) if _checks_films(record) else None
 
 
@@ -371,14 +372,14 @@ def read_init_record(path: str | os.PathLike) -> None:
 
         read_meta(path)
     else:
-        _pretraining_record(path)
+        pretraining_record(path)
 
 
 def _unchecked(path: str | os.PathLike) -> str:
     """Why the films of the pneumoscan file `path` cannot be compared with the run's validation films."""
     if _is_model_file(path):
         return "records no films it was trained on in a form this pneumoscan reads"
-    method = _pretraining_record(path).get("film_fingerprint_method")
+    method = pretraining_record(path).get("film_fingerprint_method")
     if method is None:
         return "records no films it was pretrained on (written by an earlier pneumoscan)"
     return f"records the films it was pretrained on in a form this pneumoscan does not read ({method})"
@@ -403,7 +404,7 @@ def overlap_warning(path: str | os.PathLike, cfg: TrainConfig, marks: list[str |
         return (f"{path}: the model given to {option('init')} was trained or validated on {count}, with their labels, "
                 f"{optimistic}; start from a pretraining (`pneumoscan pretrain` with this run's split settings) or from "
                 f"a model trained on other patients")
-    record = _pretraining_record(path)
+    record = pretraining_record(path)
     if not cfg.use_given_val and _differences(record, SPLIT_SETTINGS, cfg, patient_key):
         same = ", ".join(option(key, getattr(cfg, key)) if getattr(cfg, key) is not None else
                          words(f"no {option(key)}", f"{key}=None") for key in ("split_seed", "val_fraction", "max_images"))
