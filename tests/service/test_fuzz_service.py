@@ -36,7 +36,7 @@ REASONS = {"blank": "not a chest X-ray: ", "colour": "not a chest X-ray: ",
            "features": "unlike the chest X-rays this model was trained on (the features ",
            "grey_levels": ("binary (black-and-white) image: ", "posterised or dithered image: "),
            "two_tone": "binary (black-and-white) image: ", "dithered": "dithered or grainy image: ",
-           "upside_down": "the image looks upside down; "}
+           "posterised": "posterised image: ", "upside_down": "the image looks upside down; "}
 FUZZ = settings(max_examples=100, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
@@ -70,6 +70,7 @@ def check_response(res, payload: bytes) -> None:  # noqa: ANN001
             assert body["ood_reason"] is None and body["refused_by"] is None
         else:
             assert body["probability"] is None and body["label"] is None
+            assert body["refused_by"] in REASONS, body
             assert body["ood_reason"].startswith(REASONS[body["refused_by"]])
     else:
         assert isinstance(body["detail"], str) and body["detail"]
