@@ -248,3 +248,22 @@ def test_explain_without_out_in_an_unwritable_folder_says_out_fixes_it(
     assert f"{image.stem}_heatmap.png: cannot be written (Permission denied)" in err and "give --out FILE.png" in err
     assert main(["explain", str(image), "--model", str(tiny_run), "--out", str(tmp_path / "h.png")]) == 2
     assert "--out" not in capsys.readouterr().err.split("cannot be written")[1]
+
+
+def test_explain_never_prints_a_p_short_of_certainty_as_1(tmp_path: Path, tiny_data: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A model sure of pneumonia (P = 0.99997) printed P(pneumonia)=1.0000; the figure, as the report, says 0.99997."""
+    import torch
+
+    from pneumoscan.artifact import ArtifactMeta, save_artifact
+    from pneumoscan.models.registry import create_model
+
+    model = create_model("cnn")
+    with torch.no_grad():
+        model.head[3].weight.zero_()
+        model.head[3].bias.fill_(float(np.log(0.99997 / 0.00003)))
+    path = save_artifact(tmp_path / "sure.safetensors", model,
+                         ArtifactMeta(model_name="cnn", model_config={}, image_size=32, mean=0.3, std=0.25))
+    image = sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[0]
+    assert main(["explain", str(image), "--model", str(path), "--out", str(tmp_path / "h.png")]) == 0
+    assert "P(pneumonia)=0.99997 " in capsys.readouterr().out

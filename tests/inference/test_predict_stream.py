@@ -12,6 +12,7 @@ import pytest
 
 import pneumoscan.inference.predictor as predictor_module
 from pneumoscan.cli import main
+from pneumoscan.errors import decimals
 from pneumoscan.inference.predict_stream import PredictionWriter
 from pneumoscan.inference.inputs import input_files
 from pneumoscan.inference.predictor import Prediction, Predictor
@@ -29,7 +30,7 @@ def _old_output(results: list[Prediction], fmt: str) -> str:
         writer.writeheader()
         writer.writerows(rows)
         return out.getvalue()
-    return "".join(f"{r.label:<10} P(pneumonia)={r.probability:.4f}  {'borderline  ' if r.borderline else ''}"
+    return "".join(f"{r.label:<10} P(pneumonia)={decimals(r.probability, 4)}  {'borderline  ' if r.borderline else ''}"
                    f"{r.path}\n" for r in results if r.error is None and r.in_distribution is not False)
 
 
@@ -134,3 +135,15 @@ def test_any_chunking_writes_the_bytes_of_the_whole_list(fmt: str, sizes: list[i
         start += size
     text += writer.end()
     assert text == ("" if fmt == "csv" and not predictions else _old_output(predictions, fmt))  # JSON: "[]"
+
+
+def test_text_rows_never_print_a_p_short_of_certainty_as_1_or_0() -> None:
+    """P = 0.99997 printed as 1.0000 and 0.00003 as 0.0000: a clinician reads certainty. The text rows follow
+    `errors.decimals`, as the report and the page; CSV and JSON keep the full number for machines."""
+    rows = [Prediction("a.jpeg", 0.99997, "PNEUMONIA", 0.5), Prediction("b.jpeg", 3e-05, "NORMAL", 0.5),
+            Prediction("c.jpeg", 0.25, "NORMAL", 0.5)]
+    text = PredictionWriter("text").chunk(rows)
+    assert [line.split()[1] for line in text.splitlines()] == \
+        ["P(pneumonia)=0.99997", "P(pneumonia)=3e-05", "P(pneumonia)=0.2500"]
+    table = list(csv.DictReader(io.StringIO(PredictionWriter("csv").chunk(rows))))
+    assert [float(row["probability"]) for row in table] == [0.99997, 3e-05, 0.25]

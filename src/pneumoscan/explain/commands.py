@@ -41,7 +41,7 @@ def _is_other_picture(path: Path) -> bool:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """Classify IMAGE, compute Grad-CAM for the predicted class and save the figure."""
-    from pneumoscan.errors import InputError, WriteError
+    from pneumoscan.errors import InputError, WriteError, decimals
     from pneumoscan.explain.explanation import explain_file, left_out_clause
     from pneumoscan.inference.predictor import Predictor
     from pneumoscan.outputs import atomic_write, check_output
@@ -69,9 +69,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
             raise
         raise WriteError(f"{err} (the heatmap's default place, the current folder); or give --out FILE.png in a "
                          "folder you can write to") from None
-    marker = f"borderline (P within the threshold's 95 % interval {interval[0]:.4f} to {interval[1]:.4f})  " \
+    marker = f"borderline (P within the threshold's 95 % interval {decimals(interval[0], 4)} to {decimals(interval[1], 4)})  " \
         if interval else ""
-    print(f"{label:<10} P(pneumonia)={prob:.4f}  {marker}heatmap: {out}{f' ({empty})' if empty else ''}"
+    print(f"{label:<10} P(pneumonia)={decimals(prob, 4)}  {marker}heatmap: {out}{f' ({empty})' if empty else ''}"
           f"{left_out_clause(explained.unmapped)}")
     if explained.prediction.size_warning:
         write_warning(f"{args.image}: {explained.prediction.size_warning}")

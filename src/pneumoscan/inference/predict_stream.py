@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+from pneumoscan.errors import decimals
 from pneumoscan.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ class PredictionWriter:
         rows = [p.to_dict() for p in predictions]
         first, self.rows = self.rows == 0, self.rows + len(rows)
         if self.fmt == "text":
-            return "".join(f"{p.label:<10} P(pneumonia)={p.probability:.4f}  {'borderline  ' if p.borderline else ''}"
+            return "".join(f"{p.label:<10} P(pneumonia)={decimals(p.probability, 4)}  {'borderline  ' if p.borderline else ''}"
                            f"{'too-small  ' if p.size_warning else ''}{p.path}\n"
                            for p in predictions if p.error is None and p.in_distribution is not False)
         if not rows:
@@ -76,8 +77,8 @@ def borderline_note(predictor: "Predictor", borderline: int, predicted: int) -> 
     if not borderline or interval is None:
         return None
     films = "this site's films" if predictor.operating_point()["chosen_on"] == "local" else "the validation films"
-    return (f"pneumoscan: note: borderline films: {borderline} of {predicted}, P within {interval[0]:.4f} to "
-            f"{interval[1]:.4f} (the 95 % bootstrap interval of the threshold {predictor.threshold:.4f} on {films} it "
+    return (f"pneumoscan: note: borderline films: {borderline} of {predicted}, P within {decimals(interval[0], 4)} to "
+            f"{decimals(interval[1], 4)} (the 95 % bootstrap interval of the threshold {decimals(predictor.threshold, 4)} on {films} it "
             f"was chosen on); their label stands, but a threshold re-chosen on a plausible resample of those films "
             f"would give the other one")
 
