@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom, read_grayscale
-from pneumoscan.errors import InputError
+from pneumoscan.errors import ImageTooLarge, InputError
 from tests.data.builders import (PATIENT, check_error, dcm, dicom_bytes, encode, make_dicom, minmax_u8,
                                  png_header_only, ramp, write)
 
@@ -278,6 +278,39 @@ def test_decompression_bomb_header() -> None:
         read_grayscale(png_header_only(12_000, 12_000), name="bomb2.png", max_pixels=100_000_000)
     assert "too large" in check_error(exc, "bomb2.png") and "limit 100000000" in str(exc.value)
     assert "raise the pixel limit" not in str(exc.value)  # no CLI option or service setting raises it
+
+
+def _claiming(fmt: str, width: int, height: int) -> bytes:
+    """A small `fmt` file whose header is edited to claim width x height (PNG: `png_header_only`)."""
+    if fmt == "PNG":
+        return png_header_only(width, height)
+    data = bytearray(encode(Image.fromarray(ramp(h=8, w=8)), fmt))
+    if fmt == "BMP":
+        data[18:26] = width.to_bytes(4, "little") + height.to_bytes(4, "little")
+    else:  # JPEG: the SOF0 segment's height and width
+        sof = data.index(b"\xff\xc0") + 5
+        data[sof:sof + 4] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "BMP", "JPEG"])
+def test_an_image_over_pillows_cap_gets_the_one_refusal(fmt: str) -> None:
+    """14,000 x 14,000 (196 MP) is over Pillow's cap (~179 MP), which fires in Image.open before pneumoscan's 150 MP
+    check, and was refused in Pillow's words ("could be decompression bomb DOS attack", limit 178956970)."""
+    under_pillows_cap = read_error(_claiming(fmt, 12_500, 12_500))
+    assert "12500 x 12500 = 156250000 pixels, limit 150000000" in under_pillows_cap
+    message = read_error(_claiming(fmt, 14_000, 14_000))
+    assert message == under_pillows_cap.replace("12500 x 12500 = 156250000", "14000 x 14000 = 196000000")
+    with pytest.raises(ImageTooLarge) as exc:  # a limit raised over Pillow's cap: the cap is the limit named
+        read_grayscale(_claiming(fmt, 14_000, 14_000), name="big", max_pixels=300_000_000)
+    assert f"limit {2 * Image.MAX_IMAGE_PIXELS})" in str(exc.value)
+
+
+def read_error(data: bytes) -> str:
+    """The message of the ImageTooLarge `read_grayscale` raises for `data`, named 'big'."""
+    with pytest.raises(ImageTooLarge) as exc:
+        read_grayscale(data, name="big")
+    return check_error(exc, "big")
 
 
 def test_decompression_bomb_warning_as_error_stays_input_error() -> None:

@@ -18,7 +18,8 @@ Decisions:
 * DICOM pixels are read by :mod:`pneumoscan.data.dicom` (Modality LUT, VOI, Presentation LUT, padding,
   multi-frame files of one film).
 * Pillow's own decompression-bomb guard (``2 * Image.MAX_IMAGE_PIXELS``) stays a hard cap even
-  when ``max_pixels`` is set above it; both end up as InputError.
+  when ``max_pixels`` is set above it; an image over either gets the one ``too_large`` refusal, which
+  names the lower of the two.
 * Warnings filters are not touched (``warnings.catch_warnings`` is not thread-safe); if warnings
   are turned into errors, they are reported as InputError like any other decoding failure.
 """
@@ -294,8 +295,14 @@ def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) 
             raise InputError(f"{label}: {other} images are not supported; {EXPORT_AS}") from None
         raise InputError(f"{label}: not a readable image (cannot identify image file); {_GIVE}") from None
     except Image.DecompressionBombError as exc:
-        reason = one_line(str(exc), MAX_REASON)
-        raise ImageTooLarge(f"{label}: image too large ({reason}); downscale it and try again") from None
+        # Pillow's cap (2 * Image.MAX_IMAGE_PIXELS, ~179 MP) fires in Image.open, before the check above: refuse in
+        # the words and by the limit of every other image too large
+        limit = min(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or max_pixels))
+        size = _header_size(data)
+        if size is not None and size[0] * size[1] > limit:
+            raise too_large(label, *size, limit) from None
+        reason = one_line(str(exc), MAX_REASON)  # a part of the file (a TIFF tile) over Pillow's cap
+        raise InputError(f"{label}: not a readable image ({reason}); the file may be damaged, {_GIVE}") from None
     except MemoryError as exc:
         raise out_of_memory(label) from exc
     except Exception as exc:  # noqa: BLE001 - any decoder failure on bad bytes is the input's fault
@@ -306,6 +313,21 @@ def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) 
     if out.ndim != 2 or out.size == 0:
         raise InputError(f"{label}: decoded to an unusable array of shape {out.shape}; {_GIVE}")
     return out
+
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header of a file in one of `_PIL_FORMATS`, read by its Pillow plugin without the
+    decompression-bomb cap `Image.open` applies; None when no plugin reads it."""
+    for fmt in _PIL_FORMATS:
+        factory, accept = Image.OPEN[fmt]
+        if accept is not None and not accept(data[:16]):
+            continue
+        try:
+            with factory(io.BytesIO(data), "") as im:
+                return im.size
+        except Exception:  # noqa: BLE001 - not this format
+            continue
+    return None
 
 
 def _pil_to_gray(im: Image.Image) -> np.ndarray:
