@@ -59,6 +59,34 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     return cache
 
 
+class _InterruptedInit:
+    """A finder for `name` whose import fails as a Ctrl+C during a pybind11 module's initialisation does: an
+    ImportError('initialization failed') raised from the KeyboardInterrupt (seen with ONNX Runtime's)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
+        from importlib.machinery import ModuleSpec
+
+        return ModuleSpec(fullname, self) if fullname == self.name else None
+
+    def create_module(self, spec: object) -> None:
+        return None
+
+    def exec_module(self, module: object) -> None:
+        raise ImportError("initialization failed") from KeyboardInterrupt()
+
+
+def interrupt_import(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
+    """Make the next `import module` fail as a Ctrl+C during its C extension's initialisation does
+    (`_InterruptedInit`), until the test ends."""
+    import sys
+
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_InterruptedInit(module), *sys.meta_path])
+
+
 @pytest.fixture
 def ctrl_c_raises() -> Iterator[None]:
     """Ctrl+C (SIGINT) raises KeyboardInterrupt during the test, as in a terminal, in this process and in the ones it

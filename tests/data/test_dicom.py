@@ -10,6 +10,7 @@ from PIL import Image
 
 from pneumoscan.data.decode import is_dicom, read_grayscale
 from pneumoscan.errors import ImageTooLarge, InputError
+from tests.conftest import interrupt_import
 from tests.data.builders import check_error, dcm, dicom_bytes, encode, linear_window, make_dicom, minmax_u8, ramp, write
 
 pydicom = pytest.importorskip("pydicom")
@@ -569,3 +570,10 @@ def test_dicom_truncated_pixel_data(tmp_path: Path) -> None:
     check_error(exc, "cut.dcm")
 
 
+def test_ctrl_c_while_pydicom_is_imported_is_not_taken_for_pydicom_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl+C reported by a C extension's initialisation as ImportError('initialization failed') said 'is a DICOM
+    file but pydicom is not installed'."""
+    data = dicom_bytes(make_dicom(ramp()))
+    interrupt_import(monkeypatch, "pydicom")
+    with pytest.raises(KeyboardInterrupt):
+        read_grayscale(data, name="film.dcm")

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from pneumoscan.data.layout import Sample, discover
-from pneumoscan.data.patients import (cause, cause_groups, cause_of, keys_read, patient_id, patient_keys,
-                                      patients_in_training, placeholder_ids, recorded_patient_key)
+from pneumoscan.data.patients import (cause, cause_groups, cause_of, dicom_patient_id, keys_read, patient_id,
+                                      patient_keys, patients_in_training, placeholder_ids, recorded_patient_key)
 from pneumoscan.data.split import patient_split
 from pneumoscan.errors import InputError
-from tests.conftest import dicom_to_bytes, make_dicom, write_dicom, write_xray
+from tests.conftest import dicom_to_bytes, interrupt_import, make_dicom, write_dicom, write_xray
 
 
 @pytest.mark.parametrize(
@@ -492,3 +492,12 @@ def test_shared_patients_keys_the_training_data_as_train_and_audit_do(tmp_path: 
     training = {"config": {"data": str(data), "patient_key": "auto"}}
     shared = patients_in_training(discover(data)["test"], training, progress=False).shared
     assert audit(data, progress=False)["patient_ids_in_two_splits"]["train+test"] == shared["patients"] == 1
+
+
+def test_ctrl_c_while_pydicom_is_imported_stops_reading_patient_ids(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """It was taken for pydicom missing: the film was keyed by its file name, past the Ctrl+C."""
+    path = write_dicom(tmp_path / "a.dcm", 0, 1, patient_id="pt7")
+    interrupt_import(monkeypatch, "pydicom")
+    with pytest.raises(KeyboardInterrupt):
+        dicom_patient_id(path)

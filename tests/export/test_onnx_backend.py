@@ -11,6 +11,7 @@ from pneumoscan.artifact import load_artifact, save_artifact
 from pneumoscan.errors import InputError
 from pneumoscan.export.onnx import export_artifact
 from pneumoscan.inference.predictor import Predictor
+from tests.conftest import interrupt_import
 
 
 @pytest.fixture(scope="module")
@@ -238,25 +239,6 @@ def test_an_export_on_file_serves_without_loading_the_torch_model(tiny_run: Path
     assert np.allclose(Predictor(run, backend="torch").predict_images(images), probs, atol=1e-4)
 
 
-class _InterruptedInit:
-    """A finder for `name` whose import fails as a Ctrl+C during a pybind11 module's initialisation does: an
-    ImportError('initialization failed') raised from the KeyboardInterrupt (seen with ONNX Runtime's)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
-        from importlib.machinery import ModuleSpec
-
-        return ModuleSpec(fullname, self) if fullname == self.name else None
-
-    def create_module(self, spec: object) -> None:
-        return None
-
-    def exec_module(self, module: object) -> None:
-        raise ImportError("initialization failed") from KeyboardInterrupt()
-
-
 @pytest.mark.parametrize("module", ["onnxruntime", "onnx"])
 def test_ctrl_c_while_onnx_runtime_or_onnx_is_imported_stops_the_command_as_interrupted(
         tiny_run: Path, tmp_path: Path, module: str, monkeypatch: pytest.MonkeyPatch,
@@ -264,12 +246,9 @@ def test_ctrl_c_while_onnx_runtime_or_onnx_is_imported_stops_the_command_as_inte
     """It was taken for the package missing: --backend onnx and export ended in 'pneumoscan: error: the onnx backend
     needs onnxruntime; pip install onnxruntime' (exit code 2), and --backend auto went on with PyTorch past the
     Ctrl+C, printing the film's row (exit code 0)."""
-    import sys
-
     from pneumoscan.cli import main
 
-    monkeypatch.delitem(sys.modules, module, raising=False)
-    monkeypatch.setattr(sys, "meta_path", [_InterruptedInit(module), *sys.meta_path])
+    interrupt_import(monkeypatch, module)
     film = next((tiny_run.parent / "data" / "test" / "NORMAL").iterdir())
     commands = [["export", "--model", str(tiny_run), "--out", str(tmp_path / "m.onnx")],
                 ["predict", "--model", str(tiny_run), "--backend", "onnx", str(film)]]

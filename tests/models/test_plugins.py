@@ -23,7 +23,7 @@ from pneumoscan.errors import InputError
 from pneumoscan.models import registry
 from pneumoscan.models.registry import (ModelOrigin, check_model_output, create_model, model_config, model_sources,
                                         register_model)
-from tests.conftest import write_xray
+from tests.conftest import interrupt_import, write_xray
 
 SRC = Path(pneumoscan.__file__).resolve().parents[1]  # this checkout's code, first on the subprocesses' path
 
@@ -784,3 +784,15 @@ def test_after_a_resume_that_trained_no_epoch_a_missing_plugin_is_named_by_the_v
     assert (code, err) == (2, f"pneumoscan: error: {acme_run}: model 'acmenet' comes from the plugin package "
                               f"acme-models 0.1 (module acme_models), which is not installed here; install it (pip "
                               f"install 'acme-models==0.1') and run the command again\n")
+
+
+def test_ctrl_c_while_a_plugin_is_imported_is_not_taken_for_a_broken_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin whose C extension reports a Ctrl+C as ImportError('initialization failed') was left out with a
+    PluginWarning, and the command went on past the Ctrl+C."""
+    from importlib import metadata
+
+    point = metadata.EntryPoint(name="ctrl_c", value="ctrl_c_models", group=registry.PLUGIN_GROUP)
+    monkeypatch.setattr(metadata, "entry_points", lambda group: [point] if group == registry.PLUGIN_GROUP else [])
+    interrupt_import(monkeypatch, "ctrl_c_models")
+    with pytest.raises(KeyboardInterrupt):
+        registry._load_plugins()

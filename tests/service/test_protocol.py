@@ -20,6 +20,7 @@ import pytest
 
 from pneumoscan.service import protocol
 from pneumoscan.service.protocol import http_protocol
+from tests.conftest import interrupt_import
 from tests.service.test_upload_memory import HEADERS, form
 
 DEADLINE = 1.0  # --header-timeout-s of the server below
@@ -595,3 +596,10 @@ def test_a_slow_client_still_gets_its_whole_answer() -> None:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         answer, reset = read_until_closed(sock, 0.001)
     assert not reset and len(answer.partition(b"\r\n\r\n")[2]) == BIG
+
+
+def test_ctrl_c_while_h11_is_imported_is_not_taken_for_an_old_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ImportError('initialization failed') raised from a Ctrl+C went on serving without the header deadline."""
+    interrupt_import(monkeypatch, "h11")
+    with pytest.raises(KeyboardInterrupt):
+        http_protocol(10.0)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pneumoscan.cli import main
+from tests.conftest import interrupt_import
 
 
 def test_busy_port_is_one_line(tiny_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -218,3 +219,12 @@ def test_a_model_with_malformed_stored_scores_serves_without_an_interval(tiny_ru
     err = capsys.readouterr().err
     assert err.startswith(f"pneumoscan: error: {model}: its stored validation scores are unusable (no PNEUMONIA (1) "
                           f"label)") and len(err.splitlines()) == 1
+
+
+def test_ctrl_c_while_uvicorn_is_imported_stops_serve_as_interrupted(monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A C extension reports a Ctrl+C during its initialisation as ImportError('initialization failed'): serve took
+    it for uvicorn missing ('serve needs uvicorn and fastapi; pip install ...', exit code 2)."""
+    interrupt_import(monkeypatch, "uvicorn")
+    assert main(["serve"]) == 130
+    assert capsys.readouterr().err == "pneumoscan: interrupted\n"

@@ -39,7 +39,7 @@ import numpy as np
 
 from pneumoscan.data.pixels import (DEFAULT_MAX_PIXELS, eight_bit_as_sixteen, out_of_memory, rgb_to_gray, to_levels,
                                     to_uint8, too_large)
-from pneumoscan.errors import MAX_REASON, ImageTooLarge, InputError, NotAnImage, one_line
+from pneumoscan.errors import MAX_REASON, ImageTooLarge, InputError, NotAnImage, one_line, raise_if_interrupted
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -144,7 +144,8 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
     try:
         import pydicom
         from pydicom.pixels import get_decoder
-    except ImportError:
+    except ImportError as err:
+        raise_if_interrupted(err)
         raise InputError(f"{label}: is a DICOM file but pydicom is not installed; pip install pydicom") from None
 
     try:

@@ -21,7 +21,7 @@ from typing import Iterable, Mapping, NamedTuple, Sequence
 from pneumoscan import CLASS_NAMES, PATIENT_KEYS
 from pneumoscan.data.decode import is_dicom
 from pneumoscan.data.layout import Sample, image_stem
-from pneumoscan.errors import InputError, counted, option, warn
+from pneumoscan.errors import InputError, counted, option, raise_if_interrupted, warn
 from pneumoscan.progress import progress_bar
 
 _NORMAL = re.compile(r"^(?P<patient>(?:NORMAL2-)?IM-\d+)(?:-\d+)+$", re.IGNORECASE)
@@ -107,7 +107,8 @@ def dicom_patient_id(path: Path) -> str | None:
         return None
     try:
         import pydicom
-    except ImportError:  # decoding the file will say so
+    except ImportError as err:  # decoding the file will say so
+        raise_if_interrupted(err)
         return None
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"],

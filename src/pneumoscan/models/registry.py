@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from pneumoscan.errors import (InputError, ModelConfigError, ModelOptionError, PluginWarning, UnknownModelError,
-                               first_line, warn)
+                               first_line, raise_if_interrupted, warn)
 
 PLUGIN_GROUP = "pneumoscan.models"
 _BUILTIN_PACKAGE = "pneumoscan.models."
@@ -391,6 +391,8 @@ def _load_plugins() -> None:
             if callable(loaded) and not isinstance(loaded, ModuleType):
                 loaded()
         except Exception as err:  # noqa: BLE001 - a broken plugin must not break pneumoscan
+            if isinstance(err, ImportError):
+                raise_if_interrupted(err)
             for name in set(_REGISTRY) - before:
                 del _REGISTRY[name]
             warn(PluginWarning(

@@ -183,9 +183,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     it starts ends it at once, with code 0 as once it serves."""
     try:
         import uvicorn  # noqa: F401
-    except ImportError:
-        from pneumoscan.errors import InputError
+    except ImportError as err:
+        from pneumoscan.errors import InputError, raise_if_interrupted
 
+        raise_if_interrupted(err)
         raise InputError("serve needs uvicorn and fastapi; pip install uvicorn fastapi python-multipart") from None
     port = check_listen(args.host, args.port)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")

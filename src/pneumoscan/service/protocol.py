@@ -46,6 +46,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote
 
+from pneumoscan.errors import raise_if_interrupted
 from pneumoscan.service.tracking import request_id
 
 log = logging.getLogger("pneumoscan.service")
@@ -71,6 +72,7 @@ def http_protocol(header_timeout_s: float) -> Any:
         import h11
         from uvicorn.protocols.http.h11_impl import H11Protocol
     except ImportError as err:
+        raise_if_interrupted(err)
         return _without_deadline(f"cannot import uvicorn's h11 protocol ({err})")
     missing = [f"H11Protocol.{name}" for name in _PROTOCOL_METHODS if not callable(getattr(H11Protocol, name, None))]
     missing += [f"h11.{name}" for name in _H11_NAMES if not hasattr(h11, name)]
