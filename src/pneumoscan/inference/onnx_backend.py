@@ -153,12 +153,6 @@ class OnnxBackend:
         # exports before the logit output existed give float32 probabilities only
         self._logit_index = names.index("logit") if "logit" in names else None
 
-    @property
-    def meta(self) -> ArtifactMeta | None:
-        """The full artifact metadata stored in the export, when present."""
-        text = self.metadata.get("artifact_meta")
-        return ArtifactMeta.from_json(text) if text else None
-
     def predict_probs(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """P(PNEUMONIA) for uint8 images (N, S, S), (N,): float64 from the logit when the export has it."""
         return self.predict_with_features(images, batch_size)[0]
