@@ -364,8 +364,8 @@ def gradcam(image: str | os.PathLike | bytes | Any, model: ModelPath | Predictor
 def export_onnx(model: ModelPath, out: str | os.PathLike, *,
                 images: Sequence[str | os.PathLike] | None = None) -> ExportReport:
     """`pneumoscan export --model MODEL --out OUT.onnx`: write the ONNX model after checking it against PyTorch on
-    `images` (files or folders, up to 64 images; default 8 of the bundled sample); the report gives the largest
-    difference in probability found."""
+    `images` (files or folders, up to 64 images; default (None) 8 of the bundled sample; an empty list is an
+    InputError); the report gives the largest difference in probability found."""
     from pneumoscan.export.onnx import export_artifact
     from pneumoscan.outputs import check_output
 

@@ -193,3 +193,15 @@ def test_a_bad_ort_threads_setting_is_refused_by_name(value: str, monkeypatch: p
     assert default_threads() == 3
     monkeypatch.delenv("PNEUMOSCAN_ORT_THREADS")
     assert 1 <= default_threads() <= 4
+
+
+def test_an_empty_list_of_images_is_an_error_not_the_bundled_sample(tiny_run: Path, tmp_path: Path) -> None:
+    """images=[] (a glob that matched nothing) checked the export on the bundled sample and said so only in the
+    report's source; None keeps that default."""
+    import pneumoscan
+
+    out = tmp_path / "m.onnx"
+    with pytest.raises(InputError) as exc:
+        pneumoscan.export_onnx(tiny_run, out, images=[])
+    assert str(exc.value).startswith("`images` is empty: no image to check the export on") and not out.exists()
+    assert pneumoscan.export_onnx(tiny_run, out, images=None).image_source.endswith("bundled sample X-rays")

@@ -260,13 +260,16 @@ def _given_images(size: int, given: list[Path]) -> tuple[np.ndarray, str]:
 def check_images(size: int, paths: list[str | os.PathLike] | None = None, limit: int = 8) -> tuple[np.ndarray, str]:
     """uint8 images (N, S, S) to check an export on, and where they came from.
 
-    Given paths (files or folders: up to GIVEN_LIMIT of them) first, else `limit` bundled sample X-rays, else
-    deterministic noise.
+    Given paths (files or folders: up to GIVEN_LIMIT of them) first, else (None) `limit` bundled sample X-rays, else
+    deterministic noise. No paths given ([]: a pattern that matched nothing) is an InputError, not the sample.
     """
     from pneumoscan.data.preprocess import load_image
     from pneumoscan.inference.inputs import expand_paths
 
-    if paths:
+    if paths is not None:
+        if not paths:
+            raise InputError(f"{option('images')} is empty: no image to check the export on (a pattern that matched "
+                             f"no file?); give image files or folders, or leave it out to check on the bundled sample")
         return _given_images(size, expand_paths(list(paths)))
     files = sample_image_paths(limit)
     if files:
@@ -280,8 +283,8 @@ def export_artifact(model: str | os.PathLike | None, out: str | os.PathLike,
     """Export an artifact to `out` (.onnx), after checking it; writes atomically."""
     path = resolve_model_path(model)
     torch_model, meta = load_artifact(path, "cpu")  # checked against ONNX Runtime on the CPU, where it runs
+    batch, source = check_images(meta.image_size, images)  # a mistake in `images` before the export's seconds
     onnx_bytes = export_onnx_bytes(torch_model, meta, artifact_sha256=file_sha256(path))
-    batch, source = check_images(meta.image_size, images)
     try:
         diff = check_onnx(onnx_bytes, torch_model, meta, batch)
     except ExportCheckError as err:  # named by the model file it was exported from, as every other refusal is
