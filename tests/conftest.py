@@ -196,6 +196,19 @@ def shared_patient_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mlp_ensemble(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ensemble of `tiny_run` and an mlp (1 epoch on its data), whose heatmap leaves the mlp out: no feature map."""
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.ensemble import build_ensemble
+    from pneumoscan.training.trainer import train
+
+    base = tmp_path_factory.mktemp("mlp_ensemble")
+    train(TrainConfig(data=str(tiny_run.parent / "data"), out=str(base / "mlp"), model="mlp", image_size=32, epochs=1,
+                      batch_size=16, val_fraction=0.2, seed=5, cache_dir=str(base / "cache")), progress=False)
+    return build_ensemble([tiny_run, base / "mlp"], base / "ens", progress=False)
+
+
+@pytest.fixture(scope="session")
 def tiny_data(tiny_run: Path) -> Path:
     """The synthetic dataset `tiny_run` was trained on (train/ and test/)."""
     return tiny_run.parent / "data"

@@ -70,17 +70,11 @@ def test_the_title_does_not_round_a_confident_film_to_certainty() -> None:
 
 
 def test_an_ensembles_heatmap_says_which_members_it_leaves_out(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                               mlp_ensemble: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     """Grad-CAM maps only an ensemble's members with a feature map: with an mlp member (most of the logit, here) the
     title read 'evidence for PNEUMONIA, model ensemble' over a map of the cnn's share alone."""
-    from pneumoscan.training.config import TrainConfig
-    from pneumoscan.training.ensemble import build_ensemble
-    from pneumoscan.training.trainer import train
-
-    mlp = tmp_path / "mlp"
-    train(TrainConfig(data=str(tiny_data), out=str(mlp), model="mlp", image_size=32, epochs=1, batch_size=16,
-                      val_fraction=0.2, seed=5, cache_dir=str(tmp_path / "cache")), progress=False)
-    ensemble = build_ensemble([tiny_run, mlp], tmp_path / "ens", progress=False)
+    ensemble = mlp_ensemble
     film = sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[0]
     explained = explain_file(Predictor(ensemble), film)
     assert explained.unmapped == ("mlp",)

@@ -951,3 +951,17 @@ def test_a_heatmap_has_the_films_proportions_whatever_file_carries_it(client: Te
         assert res.status_code == 200 and res.json()["heatmap_empty"] is False, (name, res.text)
         with Image.open(io.BytesIO(base64.b64decode(res.json()["heatmap_png_base64"]))) as im:
             assert im.size == (32, 48), name  # 32 px, the model's input, across; 60 x 90's proportions
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pneumoscan.explain.gradcam") is None,
+                    reason="pneumoscan.explain.gradcam is not installed")
+def test_a_heatmap_names_the_ensemble_members_it_leaves_out(mlp_ensemble: Path, client: TestClient,
+                                                           xray: Path) -> None:
+    """`explain` says 'not its mlp member: no feature map to draw'; the service's answer said nothing of it, so the
+    page showed the cnn's share of the score as the ensemble's evidence."""
+    upload = {"file": (xray.name, xray.read_bytes(), "image/jpeg")}
+    with TestClient(create_app(Settings(model=str(mlp_ensemble), backend="onnx"))) as ensemble:
+        assert ensemble.post("/predict?explain=true", files=upload).json()["heatmap_unmapped"] == ["mlp"]
+        assert ensemble.post("/predict", files=upload).json()["heatmap_unmapped"] is None
+    assert client.post("/predict?explain=true", files=upload).json()["heatmap_unmapped"] == []
+

@@ -2266,3 +2266,24 @@ def test_the_first_heatmap_after_start_is_said_to_take_longer_and_a_broken_pytor
         expect(page.locator("#error")).to_be_hidden()
         expect(page.locator("#decision")).not_to_be_empty()
         assert not errors, errors
+
+
+def test_the_page_says_which_ensemble_members_the_heatmap_leaves_out(server: str) -> None:
+    """The answer's heatmap_unmapped (an mlp member: no feature map) was not on the page: the heatmap read as the
+    whole ensemble's evidence. A sentence under the heatmap now names them, and goes with the next film's answer."""
+    from playwright.sync_api import expect
+
+    with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        sentence = page.locator("#heat-unmapped")
+        page.evaluate("([answer, name]) => render(answer, name)", [{**ANSWER, "heatmap_unmapped": ["mlp"]}, "a.png"])
+        expect(sentence).to_have_text("The heatmap leaves out the ensemble's mlp member: no feature map to draw, so "
+                                      "its share of the score is not shown in it.")
+        page.evaluate("([answer, name]) => render(answer, name)",
+                      [{**ANSWER, "heatmap_png_base64": None, "heatmap_empty": True,
+                        "heatmap_unmapped": ["mlp", "mlp"]}, "b.png"])
+        expect(sentence).to_contain_text("the ensemble's mlp, mlp members: no feature map to draw, so their share")
+        page.evaluate("([answer, name]) => render(answer, name)", [{**ANSWER, "heatmap_unmapped": []}, "c.png"])
+        expect(sentence).to_be_hidden()
+        assert not errors, errors
+

@@ -41,7 +41,7 @@ class ExplainUnavailable(PneumoscanError):
         self.retry_s = retry_s
 
 
-GRADCAM_FUNCTIONS = ("cam_layers", "gradcam_for_image", "overlay_png")  # what the engine calls in it
+GRADCAM_FUNCTIONS = ("cam_layers", "gradcam_for_image", "overlay_png", "unmapped_members")  # what the engine calls in it
 
 
 def gradcam_module() -> ModuleType | None:
@@ -472,6 +472,12 @@ class Engine:
             cam = module.gradcam_for_image(self._explain_copy(), self.meta, upload.image,
                                            target=self.meta.class_names.index(label), layers=self._cam_layers)
         return bytes(module.overlay_png(in_proportion(upload.image, upload.aspect), cam)) if cam.any() else None
+
+    def unmapped_members(self) -> list[str]:
+        """The ensemble's members the heatmaps leave out, by model name (an mlp: no feature map to draw), as `explain`
+        names them (`gradcam.unmapped_members`); [] for any other model. Known once `explain_png` has drawn one."""
+        module = gradcam_module()
+        return list(module.unmapped_members(self.meta, self._cam_layers)) if module is not None else []
 
     def model_info(self) -> dict[str, object]:
         info = describe(self.meta)

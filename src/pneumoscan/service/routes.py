@@ -333,16 +333,18 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
             raise HTTPException(*problem)
         data = part.data  # the upload's own buffer: a copy would hold it twice while it is decoded
 
-        def work() -> tuple[Prediction, bool, bytes | None, str, dict[str, object]]:
+        def work() -> tuple[Prediction, bool, bytes | None, list[str] | None, str, dict[str, object]]:
             upload = engine.decode(data, _label(part))
             (result,) = engine.results([upload])
             explained = explain and result.in_distribution is not False  # a refused film has no prediction to explain
             heatmap = engine.explain_png(upload, result.label) if explained else None
+            unmapped = engine.unmapped_members() if explained else None
             when = utc_now()
-            return result, explained, heatmap, when, _audit_line(request, "predict", None, when, upload, result)
+            return result, explained, heatmap, unmapped, when, _audit_line(request, "predict", None, when, upload,
+                                                                           result)
 
         try:
-            result, explained, heatmap, when, line = await _in_worker(request, work, explain)
+            result, explained, heatmap, unmapped, when, line = await _in_worker(request, work, explain)
         except ExplainUnavailable as err:
             raise _no_heatmap(str(err), err.retry_s) from None
         except InputError as err:
@@ -353,7 +355,8 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
         ood_reason=result.ood_reason, refused_by=result.refused_by, **_refusal(result), borderline=result.borderline,
         size_warning=result.size_warning, **_answered(request, engine, start, when),
         heatmap_png_base64=base64.b64encode(heatmap).decode("ascii") if heatmap else None,
-        heatmap_class=result.label if explained else None, heatmap_empty=heatmap is None if explained else None)
+        heatmap_class=result.label if explained else None, heatmap_empty=heatmap is None if explained else None,
+        heatmap_unmapped=unmapped)
 
 
 @router.post("/predict/batch", response_model=BatchResponse, responses=_ERRORS,

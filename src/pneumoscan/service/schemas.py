@@ -196,6 +196,11 @@ class PredictionResponse(Answered, _FilmResult):
                                   "as a briefly trained model can give), so no overlay is sent, rather than the bare "
                                   "film as if it were evidence; false: heatmap_png_base64 holds the overlay; null "
                                   "without ?explain=true or a prediction")
+    heatmap_unmapped: list[str] | None = Field(
+        default=None, description="the members of an ensemble the heatmap leaves out, by model name (such as "
+                                  "[\"mlp\"]: no feature map to draw, so their share of the score is not in it), as "
+                                  "`pneumoscan explain` names them; [] when it leaves out none; null without "
+                                  "?explain=true or a prediction")
 
 
 class BatchItem(BaseModel):

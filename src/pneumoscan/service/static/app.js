@@ -368,7 +368,17 @@ function renderRejected(result, name) {
   $("heat-caption").textContent = "";
   setHeatToggle(false);
   show($("heat-note"), false);
+  showUnmapped([]);
   $("heat-label").textContent = "No heatmap: no prediction was made";
+}
+
+// Says which of an ensemble's members the heatmap leaves out (none: the sentence is hidden), as `explain` does.
+function showUnmapped(members) {
+  const names = members.join(", ");
+  $("heat-unmapped").textContent = members.length === 0 ? "" :
+    `The heatmap leaves out the ensemble's ${names} member${members.length > 1 ? "s" : ""}: no feature map to ` +
+    `draw, so ${members.length > 1 ? "their" : "its"} share of the score is not shown in it.`;
+  show($("heat-unmapped"), members.length > 0);
 }
 
 // Shows the result, scrolled into view when it is not (on a phone it starts below the upload button).
@@ -447,6 +457,7 @@ function render(result, name) {
 
   const heat = $("heatmap"), toggle = $("heat-toggle");
   if (result.heatmap_class && modelInfo) modelInfo.explain_loaded = true;  // a heatmap was made: Grad-CAM is loaded
+  showUnmapped(result.heatmap_unmapped || []);
   if (result.heatmap_png_base64) {
     heat.src = `data:image/png;base64,${result.heatmap_png_base64}`;
     setHeatToggle(true);
