@@ -225,6 +225,13 @@ def default_model_path() -> Path:
     return Path(__file__).parent / "weights" / "default.safetensors"
 
 
+def is_shipped(sha256: str | None) -> bool:
+    """Whether a model file whose SHA-256 is `sha256` is the model shipped with pneumoscan (a copy of it too): the
+    one whose card says which films it was trained on (frontal pediatric chest X-rays)."""
+    shipped = default_model_path()
+    return sha256 is not None and shipped.is_file() and file_sha256(shipped) == sha256
+
+
 def resolve_model_path(model: str | os.PathLike | None) -> Path:
     """An artifact path from a run directory, an artifact file, or None (the shipped default)."""
     if model is None:

@@ -59,10 +59,12 @@ from tests.conftest import (
 )
 
 UPSIDE_DOWN = "the image looks upside down; rotate it and send it again"
-READ_WITHOUT = "; if it is a frontal pediatric chest X-ray, read it without the model"
-UNLIKE_IMAGE = ("unlike the chest X-rays this model was trained on (image statistics: layout, contrast or texture)"
-                + READ_WITHOUT)
-UNLIKE_FEATURES = "unlike the chest X-rays this model was trained on (the features the model extracts from it)" + READ_WITHOUT
+READ_WITHOUT = "; if it is a frontal chest X-ray, read it without the model"  # a site's own model: maybe adults'
+SHIPPED_READ_WITHOUT = "; if it is a frontal pediatric chest X-ray, read it without the model"  # as its card says
+UNLIKE = "unlike the chest X-rays this model was trained on "
+UNLIKE_IMAGE = UNLIKE + "(image statistics: layout, contrast or texture)" + READ_WITHOUT
+SHIPPED_UNLIKE_IMAGE = UNLIKE + "(image statistics: layout, contrast or texture)" + SHIPPED_READ_WITHOUT
+SHIPPED_UNLIKE_FEATURES = UNLIKE + "(the features the model extracts from it)" + SHIPPED_READ_WITHOUT
 BINARY = "binary (black-and-white) image: 2 grey levels; send the original radiograph"
 
 
@@ -390,9 +392,9 @@ def test_shipped_guard_refuses_no_more_sample_train_films(shipped: Predictor, sa
     films = sorted((sample_dir / "train").rglob("*.jpeg"))
     refused = {Path(r.path).name: r for r in shipped.predict_files(films) if r.in_distribution is False}
     assert {name: (r.refused_by, r.ood_reason) for name, r in refused.items()} == {
-        "NORMAL2-IM-0919-0001.jpeg": ("features", UNLIKE_FEATURES),
-        "NORMAL2-IM-0957-0001.jpeg": ("image", UNLIKE_IMAGE),
-        "person25_bacteria_116.jpeg": ("image", UNLIKE_IMAGE)}
+        "NORMAL2-IM-0919-0001.jpeg": ("features", SHIPPED_UNLIKE_FEATURES),
+        "NORMAL2-IM-0957-0001.jpeg": ("image", SHIPPED_UNLIKE_IMAGE),
+        "person25_bacteria_116.jpeg": ("image", SHIPPED_UNLIKE_IMAGE)}
 
 
 def test_grey_levels_rule_and_its_messages(fitted: Path) -> None:

@@ -580,7 +580,8 @@ def test_guarded_real_xray_is_predicted(guarded_client: TestClient, fitted: Path
 
 
 UNLIKE = ("unlike the chest X-rays this model was trained on (image statistics: layout, contrast or texture); if it "
-          "is a frontal pediatric chest X-ray, read it without the model")
+          "is a frontal chest X-ray, read it without the model")  # a site's own model's films may be adults'
+
 
 
 @pytest.mark.parametrize(("name", "payload", "cause", "reason", "kind", "found"), [

@@ -183,7 +183,7 @@ def test_page_shows_result_and_heatmap(server: str, fitted: Path, sample_dir: Pa
         # and decision.
         refused = "Not a chest X-ray — no prediction made: "
         unlike = ("No prediction made: unlike the chest X-rays this model was trained on (image statistics: layout, "
-                  "contrast or texture); if it is a frontal pediatric chest X-ray, read it without the model")
+                  "contrast or texture); if it is a frontal chest X-ray, read it without the model")
         for name, mime, payload, warning, box in (
                 ("holiday.jpg", "image/jpeg", colour_photo(), refused + "colour image (chest X-rays are grayscale)",
                  "#ood-not-xray"),
@@ -2285,5 +2285,25 @@ def test_the_page_says_which_ensemble_members_the_heatmap_leaves_out(server: str
         expect(sentence).to_contain_text("the ensemble's mlp, mlp members: no feature map to draw, so their share")
         page.evaluate("([answer, name]) => render(answer, name)", [{**ANSWER, "heatmap_unmapped": []}, "c.png"])
         expect(sentence).to_be_hidden()
+        assert not errors, errors
+
+
+def test_a_refusal_calls_the_training_films_pediatric_only_for_the_shipped_model(server: str) -> None:
+    """The page's box and the guard's reason said 'the frontal pediatric chest X-rays the model was trained on' for
+    any model: false for a site's own model trained on adults' films. The shipped model's card says pediatric."""
+    from playwright.sync_api import expect
+
+    refused = {**ANSWER, "probability": None, "label": None, "in_distribution": False, "refused_by": "image",
+               "refusal_kind": "unlike", "ood_reason": "unlike the chest X-rays this model was trained on",
+               "refusal_cause": "unlike the chest X-rays this model was trained on", "heatmap_png_base64": None,
+               "heatmap_class": None, "heatmap_empty": None}
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")  # the fitted model: not the shipped one
+        page.evaluate("([answer, name]) => render(answer, name)", [refused, "a.png"])
+        box = page.locator("#ood-unlike")
+        expect(box).to_contain_text("This image differs from the chest X-rays the model was trained on (scanner")
+        page.evaluate("describeModel({...modelInfo, shipped: true})")
+        expect(box).to_contain_text("This image differs from the frontal pediatric chest X-rays the model was trained "
+                                    "on (scanner")
         assert not errors, errors
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pneumoscan.artifact import ArtifactMeta, default_model_path, file_sha256
+from pneumoscan.artifact import ArtifactMeta, is_shipped
 from pneumoscan.errors import (DamagedModel, InputError, ModelFileChanged, ModelFileGone, PneumoscanError,
                               first_line, gpu_out_of_memory, names_file, out_of_memory_text)
 from pneumoscan.inference.predictor import Decoded, Prediction, Predictor, describe
@@ -285,8 +285,7 @@ class Engine:
         # The torch model (Grad-CAM's) is not loaded here when the ONNX export on file serves: it is loaded by the
         # first heatmap, in its worker thread (see `_cam_problem`), so the service starts and predicts without torch.
         self.model_sha256 = self.predictor.sha256
-        shipped = default_model_path()
-        self.shipped = shipped.is_file() and file_sha256(shipped) == self.model_sha256
+        self.shipped = is_shipped(self.model_sha256)
         self._torch_at_start = self.predictor.model_loaded  # else the first heatmap loads it (not the event loop)
         self._explain_lock = threading.Lock()
         self._warm_lock = threading.Lock()

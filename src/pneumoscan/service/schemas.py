@@ -136,8 +136,8 @@ _SIZE_WARNING = (f"set when the image is under {MIN_SIDE} px on a side (a thumbn
                  "the original film should be sent and read instead; null otherwise")
 _OOD_REASON = ("why no prediction was made, in words for the reader (only when in_distribution is false): "
                "\"not a chest X-ray: colour image ...\", \"unlike the chest X-rays this model was trained on (image "
-               "statistics: ...); if it is a frontal pediatric chest X-ray, read it without the model\" or \"the image "
-               "looks upside down; rotate it and send it again\"")
+               "statistics: ...); if it is a frontal chest X-ray, read it without the model\" (\"frontal pediatric chest "
+               "X-ray\" for the shipped model) or \"the image looks upside down; rotate it and send it again\"")
 _REFUSED_BY = ("what refused the film, set with ood_reason: blank or colour (not a chest X-ray); grey_levels, two_tone, "
                "dithered, posterised or upside_down (a chest X-ray the model cannot read as sent); view (a DICOM whose View Position is "
                "lateral, decubitus or oblique: send the frontal film); image or features (unlike the chest "

@@ -40,7 +40,8 @@ say "not a chest X-ray: <reason>" (``blank``; ``colour``, which wins over the ot
 save blank, once its ratio is above the threshold). The ``image`` and ``features`` signals are quantile limits fitted on the training X-rays, so they
 refuse a few real chest X-rays too (the shipped guard 17 of its 5,216 train films): their message says what was
 measured ("unlike the chest X-rays this model was trained on (image statistics: ...)") and to read a frontal
-pediatric chest X-ray so refused without the model.
+chest X-ray so refused without the model ("frontal pediatric chest X-ray" for the shipped model's guard, whose card
+says so: `unlike_reason`; a site's own model may be trained on adults' films).
 
 Five rules refuse chest X-rays in a form the model cannot read, whatever the score (their message
 says what to do instead of "not a chest X-ray"); all use fixed constants measured on the training

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from pneumoscan.artifact import (
-    GUARD_META_KEY, ArtifactMeta, file_sha256, is_finite_number, is_pixel_count, read_meta, resolve_model_path,
+    GUARD_META_KEY, ArtifactMeta, file_sha256, is_finite_number, is_pixel_count, is_shipped, read_meta,
+    resolve_model_path,
 )
 from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import InputError
@@ -35,16 +36,21 @@ if TYPE_CHECKING:
     from torch import nn
 
 _META_KEY = GUARD_META_KEY
-_READ_WITHOUT = "if it is a frontal pediatric chest X-ray, read it without the model"
 # The score's signals are quantile limits fitted on the training X-rays, so they also refuse a few real chest X-rays
 # (the shipped guard 17 of its 5,216 train films): their reasons say what was measured, not "not a chest X-ray".
 REASONS = {
     "colour": "colour image (chest X-rays are grayscale)",
-    "image": f"unlike the chest X-rays this model was trained on (image statistics: layout, contrast or texture); "
-             f"{_READ_WITHOUT}",
-    "features": f"unlike the chest X-rays this model was trained on (the features the model extracts from it); "
-                f"{_READ_WITHOUT}",
+    "image": "unlike the chest X-rays this model was trained on (image statistics: layout, contrast or texture)",
+    "features": "unlike the chest X-rays this model was trained on (the features the model extracts from it)",
 }
+
+
+def unlike_reason(refused_by: str, shipped: bool) -> str:
+    """The reason of a film refused as unlike the training X-rays by `refused_by` ("image" or "features"), with what to
+    do: the films the model was trained on are pediatric only for the shipped model (its card says so); a site's own
+    model may have been trained on adults'."""
+    films = "frontal pediatric chest X-ray" if shipped else "frontal chest X-ray"
+    return f"{REASONS[refused_by]}; if it is a {films}, read it without the model"
 BLANK_REASON = "blank or nearly constant image"
 _UPSIDE_DOWN = "the image looks upside down; rotate it and send it again"
 # What a refusal means, by its cause (`refused_by`): no radiograph was sent ("not a chest X-ray", only these say it);
@@ -152,6 +158,7 @@ class OODGuard:
         self.references: dict[str, float] = {k: float(v) for k, v in meta["references"].items()}
         self.models = {name: Gaussian(tensors[f"{name}.centers"], tensors[f"{name}.scale"], tensors[f"{name}.precision"])
                        for name in ("image", "features") if f"{name}.centers" in tensors}
+        self.shipped = is_shipped(meta.get("model_sha256"))  # the shipped model's guard: its films are pediatric
 
     @property
     def image_size(self) -> int:
@@ -282,7 +289,7 @@ class OODGuard:
                 refused_by, reason = "upside_down", _UPSIDE_DOWN
             elif not passed:
                 refused_by = max(parts, key=parts.__getitem__)
-                reason = REASONS[refused_by]
+                reason = unlike_reason(refused_by, self.shipped)
             else:
                 refused_by = reason = None
             results.append(OODResult(refused_by is None, float(value), self.threshold, reason, parts, refused_by))

@@ -94,6 +94,7 @@ function warmUp() {
 
 function describeModel(info) {
   describeScope(info === null ? UNKNOWN_SCOPE : info.shipped ? SHIPPED_SCOPE : OTHER_SCOPE);
+  $("ood-films").textContent = info && info.shipped ? "frontal pediatric chest X-rays" : "chest X-rays";
   $("operating-point").textContent = info ? operatingPoint(info) : "";
   $("threshold-source").textContent = info ? thresholdSource(info) : VALIDATION_SOURCE;
   $("prevalence").textContent = info ? prevalenceText(info.operating_point) : "";
