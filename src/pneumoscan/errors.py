@@ -41,6 +41,16 @@ class ImageTooLarge(InputError):
     """An image has more pixels than the decoder's limit (the service answers 413, like an oversized upload)."""
 
 
+class DecodeOutOfMemory(InputError):
+    """A film, `width` x `height` px (None when not known), whose decoding ran out of the machine's memory: not the
+    file's fault, but a film that large may never decode on that machine. Commands stop on it rather than skip the
+    film as unreadable; the service answers 503 to retry while other requests hold memory, else 413."""
+
+    def __init__(self, message: str, label: str, width: int | None = None, height: int | None = None) -> None:
+        super().__init__(message)
+        self.label, self.width, self.height = label, width, height
+
+
 class ModelFileChanged(InputError):
     """The model file changed since a Predictor (the service's too) read it, so its weights are not those predicting:
     not the input's fault (the service answers 503, not 422 blaming the upload, and logs the file)."""

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom, read_grayscale
-from pneumoscan.errors import ImageTooLarge, InputError
+from pneumoscan.errors import DecodeOutOfMemory, ImageTooLarge, InputError
 from tests.data.builders import (PATIENT, check_error, dcm, dicom_bytes, encode, make_dicom, minmax_u8,
                                  png_header_only, ramp, write)
 
@@ -434,4 +434,5 @@ def test_a_decode_that_runs_out_of_memory_blames_the_machine_not_the_file(kind: 
     msg = check_error(exc, "big.film")
     assert "ran out of memory" in msg and "may be fine" in msg, msg
     assert "damaged" not in msg, msg
-    assert isinstance(exc.value.__cause__, MemoryError)
+    assert isinstance(exc.value, DecodeOutOfMemory) and "(8 x 8 px; " in msg, msg  # the service's 413 gives the size
+    assert (exc.value.label, exc.value.width, exc.value.height) == ("big.film", 8, 8)

@@ -3,6 +3,7 @@ a traceback; the service stays up. torch.OutOfMemoryError is constructed on a CP
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from pneumoscan.service.app import create_app
 from pneumoscan.service.engine import Engine
@@ -148,29 +150,77 @@ def test_an_old_export_reading_its_model_file_short_of_memory_or_files_is_503_to
     assert str(tmp_path) not in predicted.text + ready.text
 
 
-@pytest.mark.parametrize("url,field", [("/predict", "file"), ("/predict/batch", "files")])
-def test_a_film_whose_decoding_runs_out_of_memory_is_a_busy_server_not_a_damaged_file(
-        url: str, field: str, client: TestClient, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
-    """A large film decoded while the server is short of memory (measured: a 12,000 x 12,000 PNG under `ulimit -v
-    750000`): the decoder's MemoryError came back 422 'big.png: not a readable image (MemoryError); the file may be
-    truncated or damaged', a batch's item alike, so the clinician was told the film was broken and not to send it
-    again. The film is fine and will decode once memory is free: a 503 to retry, as for the host's other shortages,
-    whose log line names no file."""
+def _decoding_runs_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the decoding of FILM, a JPEG (not of a PNG), run out of memory, as numpy's allocation for a huge film's
+    pixels fails."""
     import pneumoscan.data.decode as decode
 
-    def short(*_: object) -> None:
-        raise MemoryError()
+    gray = decode._pil_to_gray
 
-    monkeypatch.setattr(decode, "_pil_to_gray", short)  # as numpy's allocation for the decoded pixels fails
+    def short(im: Image.Image) -> object:
+        if im.format == "JPEG":
+            raise MemoryError()
+        return gray(im)
+
+    monkeypatch.setattr(decode, "_pil_to_gray", short)
+
+
+def _both(c: TestClient):  # noqa: ANN202
+    """A batch of FILM, whose decoding runs short, and a small film, which decodes."""
+    small = io.BytesIO()
+    Image.new("L", (64, 64), 128).save(small, "PNG")
+    return c.post("/predict/batch", files=[("files", (FILM.name, FILM.read_bytes(), "image/jpeg")),
+                                           ("files", ("small.png", small.getvalue(), "image/png"))])
+
+
+def test_a_film_too_large_for_an_idle_servers_memory_is_413_to_downscale_not_503_for_ever(
+        client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A 12,000 x 12,000 px PNG under `ulimit -v 1250000` on an idle service was answered 503 'retry in 2 s' four times
+    in a row (a client honouring Retry-After loops for ever), and a batch holding it was a 503 whole, its good films
+    never scored. With no other request holding memory, retrying cannot help: 413, downscale it; a batch's other films
+    are scored. The log line names no file."""
+    _decoding_runs_short(monkeypatch)
+    with Image.open(FILM) as im:
+        width, height = im.size
     with TestClient(client.app, raise_server_exceptions=False) as c, caplog.at_level(logging.ERROR):
-        res = _post(c, url, field)
+        res, batch = _post(c, "/predict"), _both(c)
+    too_large = f"{FILM.name}: {width} x {height} px is too large for this server's memory; downscale it"
+    assert res.status_code == 413 and "Retry-After" not in res.headers, res.text
+    assert res.json()["detail"].startswith(too_large), res.text
+    assert batch.status_code == 200, batch.text
+    big, small = batch.json()["results"]
+    assert (big["status"], big["ok"]) == (413, False) and big["error"].startswith(too_large), big
+    assert (small["status"], small["ok"]) == (200, True) and small["probability"] is not None, small
+    lines = [r.getMessage() for r in caplog.records if r.name == "pneumoscan.service"]
+    assert any(f"{width} x {height} px" in line and "413" in line for line in lines), lines
+    assert not any(FILM.name in line for line in lines), lines
+
+
+@pytest.mark.parametrize("other", ["slot", "upload"])
+def test_a_film_whose_decoding_runs_short_while_others_hold_memory_is_503_to_retry(
+        other: str, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While another request holds an inference slot or upload memory, the film may decode once it is done: 503 with
+    Retry-After, 'nothing is wrong with the file'; in a batch that film's item alone, the others scored."""
+    _decoding_runs_short(monkeypatch)
+    with TestClient(client.app, raise_server_exceptions=False) as c:
+        limiter, budget, holder = c.app.state.limiter, c.app.state.upload_budget, object()
+        if other == "slot":
+            c.portal.call(limiter.acquire_on_behalf_of, holder)
+        else:
+            budget.available -= 1000  # another request's upload
+        try:
+            res, batch = _post(c, "/predict"), _both(c)
+        finally:
+            if other == "slot":
+                c.portal.call(limiter.release_on_behalf_of, holder)
+            else:
+                budget.available += 1000
     assert res.status_code == 503 and res.headers["Retry-After"] == "2", res.text
     assert res.json()["detail"].startswith("server busy: the server ran short of memory or open files")
     assert "nothing is wrong with the file" in res.json()["detail"]
-    lines = [r.getMessage() for r in caplog.records if r.name == "pneumoscan.service"]
-    assert any(line.endswith(": MemoryError") for line in lines), lines
-    assert not any(FILM.name in line for line in lines), lines
+    big, small = batch.json()["results"]
+    assert batch.status_code == 200 and big["status"] == 503 and "server busy" in big["error"], batch.text
+    assert small["status"] == 200 and small["probability"] is not None, small
 
 
 @pytest.mark.parametrize("error", [MemoryError(), MemoryError("Unable to allocate 138. MiB for an array")])

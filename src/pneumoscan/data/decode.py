@@ -269,6 +269,8 @@ def read_file(path: str | os.PathLike[str], label: str) -> bytes:
 
 def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) -> np.ndarray:
     """Decode JPEG/PNG/TIFF/BMP with Pillow: size check before decoding, EXIF orientation."""
+    width: int | None = None
+    height: int | None = None
     try:
         with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as im:
             width, height = im.size
@@ -304,7 +306,7 @@ def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) 
         reason = one_line(str(exc), MAX_REASON)  # a part of the file (a TIFF tile) over Pillow's cap
         raise InputError(f"{label}: not a readable image ({reason}); the file may be damaged, {_GIVE}") from None
     except MemoryError as exc:
-        raise out_of_memory(label) from exc
+        raise out_of_memory(label, width, height) from exc
     except Exception as exc:  # noqa: BLE001 - any decoder failure on bad bytes is the input's fault
         reason = one_line(str(exc) or type(exc).__name__, MAX_REASON)
         raise InputError(

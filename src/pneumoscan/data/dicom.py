@@ -207,7 +207,7 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
     try:
         arr = np.asarray(ds.pixel_array)
     except MemoryError as exc:
-        raise out_of_memory(label) from exc
+        raise out_of_memory(label, cols, rows) from exc
     except Exception:  # noqa: BLE001
         if compressed:
             raise InputError(

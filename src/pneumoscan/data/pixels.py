@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from pneumoscan.errors import ImageTooLarge, InputError
+from pneumoscan.errors import DecodeOutOfMemory, ImageTooLarge, InputError
 
 DEFAULT_MAX_PIXELS: int = 150_000_000
 """Largest accepted width * height (decompression-bomb limit); override per call."""
@@ -19,11 +19,13 @@ def too_large(label: str, width: int, height: int, max_pixels: int) -> InputErro
     )
 
 
-def out_of_memory(label: str) -> InputError:
-    """The one-line refusal of a film, named by `label`, whose decoding ran short of memory: the machine's shortage,
-    not the file's fault (the service answers it 503, to retry)."""
-    return InputError(f"{label}: the machine ran out of memory decoding it (the file itself may be fine); close other "
-                      "programs or give fewer films at once, or downscale the film, and try again")
+def out_of_memory(label: str, width: int | None = None, height: int | None = None) -> DecodeOutOfMemory:
+    """The one-line refusal of a film, named by `label` (`width` x `height` px when known), whose decoding ran short
+    of memory: the machine's shortage, not the file's fault."""
+    size = f"{width} x {height} px; " if width is not None and height is not None else ""
+    return DecodeOutOfMemory(f"{label}: the machine ran out of memory decoding it ({size}the file itself may be fine); "
+                             "close other programs or give fewer films at once, or downscale the film, and try again",
+                             label, width, height)
 
 
 def to_uint8(arr: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:

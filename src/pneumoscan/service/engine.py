@@ -196,15 +196,9 @@ BUSY_RETRY_S = 2  # Retry-After of a request, or /ready, the GPU or the host ran
 
 
 def host_shortage(err: BaseException) -> BaseException | None:
-    """The host's shortage of memory or open files `err` is or stands for (a MemoryError, an OSError's ENOMEM, or
+    """The host's shortage of memory or open files `err` is (a MemoryError, an OSError's ENOMEM, or
     `too_many_files`: EMFILE, ENFILE, or the words torch's loaders use), else None. A film's decoding that ran out of
-    memory is an InputError calling the file unreadable, "may be truncated or damaged", with the MemoryError as its
-    cause or context: the shortage, not the file, is what failed."""
-    if isinstance(err, InputError):
-        found = err.__cause__ or err.__context__
-        if found is None or isinstance(found, InputError):
-            return None
-        err = found
+    memory is a DecodeOutOfMemory, which the routes answer by whether other requests hold memory."""
     short = (isinstance(err, MemoryError) or (isinstance(err, OSError) and err.errno == errno.ENOMEM)
              or too_many_files(err))
     return err if short else None

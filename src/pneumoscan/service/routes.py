@@ -27,13 +27,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from pneumoscan.card import model_card_text
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, EXPORT_AS, unsupported_format
-from pneumoscan.errors import (DamagedModel, ImageTooLarge, InputError, ModelFileChanged, NotAnImage, first_line,
-                             gpu_out_of_memory)
+from pneumoscan.errors import (DamagedModel, DecodeOutOfMemory, ImageTooLarge, InputError, ModelFileChanged, NotAnImage,
+                               first_line, gpu_out_of_memory)
 from pneumoscan.inference.ood import refusal_cause, refusal_kind
 from pneumoscan.inference.predictor import Prediction
 from pneumoscan.service.audit import AuditError, AuditLog, utc_now
-from pneumoscan.service.engine import (BUSY_RETRY_S, Decoded, Engine, ExplainUnavailable, host_short,
-                                       host_shortage, log_gpu_full, model_fault)
+from pneumoscan.service.engine import (BUSY_RETRY_S, Decoded, Engine, ExplainUnavailable, host_shortage, log_gpu_full,
+                                       model_fault)
 from pneumoscan.service.budget import Reservation
 from pneumoscan.service.readiness import NotReady
 from pneumoscan.service.schemas import (BatchItem, BatchResponse, ErrorResponse, Health, ModelInfo, PredictionResponse,
@@ -110,14 +110,41 @@ async def _in_worker(request: Request, func: Callable[[], T], explain: bool = Fa
                          "; or ask without ?explain=true" if explain else "")
             raise _busy(GPU_FULL) from None
         # the host short of memory or file handles (re-reading the model file, say; a library's loader says "too many
-        # open files" in an ImportError; a large film's decoding, which calls the file unreadable): it passes
-        except (OSError, ImportError, MemoryError, InputError) as err:
+        # open files" in an ImportError): it passes
+        except (OSError, ImportError, MemoryError) as err:
             shortage = host_shortage(err)
             if shortage is None:
                 raise
             # the shortage's own words: an InputError's name the uploaded file, which no log line gives
             log.error("%s: %s", _request_line(request), first_line(shortage, 300) or type(shortage).__name__)
             raise _busy(HOST_BUSY) from None
+
+
+def _others_under_way(request: Request, reservation: Reservation) -> bool:
+    """Whether requests other than this one (which holds an inference slot and `reservation`) hold memory: another
+    slot in use or awaited, or upload bytes not this request's. Reads counters only, so a worker thread may ask."""
+    limiter, budget = request.app.state.limiter, reservation.budget
+    return (limiter.borrowed_tokens > 1 or limiter.statistics().tasks_waiting > 0 or budget.waiting > 0
+            or budget.capacity - budget.available > reservation.held)
+
+
+def _decode(request: Request, reservation: Reservation, part: Part) -> Decoded:
+    """The part's film decoded. Its decoding running out of memory is an HTTPException: 503 to retry while other
+    requests held memory (at its start or its failure), else 413, since that film alone is too large for this server's
+    memory and retrying would fail for ever. The decoder's other InputErrors are raised as they are."""
+    crowded = _others_under_way(request, reservation)
+    try:  # the upload's own buffer: a copy would hold it twice while it is decoded
+        return _engine(request).decode(part.data, _label(part))
+    except DecodeOutOfMemory as err:
+        if crowded or _others_under_way(request, reservation):
+            log.error("%s: MemoryError decoding a film while other requests were under way; answered 503",
+                      _request_line(request))
+            raise _busy(HOST_BUSY) from None
+        size = "the film" if err.width is None else f"{err.width} x {err.height} px"
+        log.error("%s: MemoryError decoding a film of %s with no other request under way; answered 413",
+                  _request_line(request), size)
+        raise HTTPException(413, f"{err.label}: {size} is too large for this server's memory; downscale it and send "
+                                 "it again") from None
 
 
 def _model_problem(err: ModelFileChanged | DamagedModel, rid: str) -> str:
@@ -331,10 +358,9 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
         problem = _check_part(part, settings.max_upload_mb)
         if problem:
             raise HTTPException(*problem)
-        data = part.data  # the upload's own buffer: a copy would hold it twice while it is decoded
 
         def work() -> tuple[Prediction, bool, bytes | None, list[str] | None, str, dict[str, object]]:
-            upload = engine.decode(data, _label(part))
+            upload = _decode(request, reservation, part)
             (result,) = engine.results([upload])
             explained = explain and result.in_distribution is not False  # a refused film has no prediction to explain
             heatmap = engine.explain_png(upload, result.label) if explained else None
@@ -388,12 +414,12 @@ async def predict_batch(request: Request) -> BatchResponse:
         def work() -> tuple[str, list[dict[str, object]]]:
             good: list[tuple[int, Decoded]] = []
             for i in todo:
-                try:  # the upload's own buffer, not a copy (see predict)
-                    good.append((i, engine.decode(files[i].data, _label(files[i]))))
+                try:
+                    good.append((i, _decode(request, reservation, files[i])))
                 except InputError as err:
-                    if host_short(err):  # the server's shortage, not the file's fault: the whole batch is a 503
-                        raise
                     items[i].status, items[i].error = _status(err), str(err)
+                except HTTPException as err:  # this film ran out of memory: the others are scored
+                    items[i].status, items[i].error = err.status_code, err.detail
             results = engine.results([upload for _, upload in good]) if good else []
             for (i, _), result in zip(good, results):
                 items[i].ok, items[i].status = True, 200

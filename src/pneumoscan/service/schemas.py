@@ -207,7 +207,8 @@ class BatchItem(BaseModel):
     filename: str | None = Field(description="as sent by the client")
     ok: bool = Field(description="the file was read and screened; also true when the guard refused it "
                                  "(in_distribution false)")
-    status: int = Field(description="HTTP status this file alone would have got (200, 413, 415 or 422)")
+    status: int = Field(description="HTTP status this file alone would have got (200, 413, 415 or 422; 503 when its "
+                                    "decoding ran out of memory while other requests were under way)")
     probability: float | None = Field(default=None, ge=0, le=1,
                                       description="P(PNEUMONIA); null for failed files and when in_distribution is false")
     label: str | None = Field(default=None, description="null for failed files and when in_distribution is false")
