@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from pneumoscan import __version__
-from pneumoscan.errors import PneumoscanError, RefusedFilm, WriteError, cli_words, decimals, gpu_out_of_memory, warn
+from pneumoscan.errors import (MAX_REASON, PneumoscanError, RefusedFilm, WriteError, cli_words, decimals,
+                               gpu_out_of_memory, one_line, warn)
 
 if TYPE_CHECKING:
     from pneumoscan.evaluation.evaluate import Evaluation
@@ -526,6 +527,11 @@ def _run(args: argparse.Namespace) -> int:
         if not gpu_out_of_memory(err):
             raise
         print(f"pneumoscan: error: {_out_of_memory_advice(args, err)}{_resume_hint(args)}", file=sys.stderr)
+        return 2
+    except MemoryError as err:  # the host's: numpy's allocations say how much they wanted
+        reason = f" ({one_line(str(err), MAX_REASON)})" if str(err) else ""
+        print(f"pneumoscan: error: the machine ran out of memory{reason}; close other programs, or give fewer or "
+              f"smaller films, and try again{_resume_hint(args)}", file=sys.stderr)
         return 2
 
 

@@ -64,3 +64,44 @@ def test_other_runtime_errors_are_not_taken_for_a_full_gpu(tiny_run: Path, tiny_
     monkeypatch.setattr(evaluate, "evaluate", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["evaluate", "--model", str(tiny_run), "--data", str(tiny_data)])
+
+
+def test_training_stops_on_a_film_the_machine_runs_out_of_memory_for(
+        tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The film was skipped as an unreadable file and the run trained on another set than the one given."""
+    import pneumoscan.data.decode as decode
+
+    from tests.conftest import write_xray
+
+    big = write_xray(tiny_dataset / "train" / "NORMAL" / "IM-0099-0001.png", 0, 99)  # the one PNG
+    gray = decode._pil_to_gray
+
+    def short(im: Any) -> Any:
+        if im.format == "PNG":
+            raise MemoryError()
+        return gray(im)
+
+    monkeypatch.setattr(decode, "_pil_to_gray", short)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(out), "--cache-dir", str(tmp_path / "c"),
+                 *QUICK]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"pneumoscan: error: {big}: the machine ran out of memory decoding it (40 x 40 px; "), err
+    assert "stopped" in err and not (out / "model.safetensors").exists()
+
+
+def test_the_host_out_of_memory_elsewhere_in_a_command_is_one_line(
+        tiny_run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A MemoryError raised after the decoding (the full-size film's grey levels) was a traceback, exit 1."""
+    import pneumoscan.data.preprocess as preprocess
+
+    def short(*_: Any, **__: Any) -> None:
+        raise MemoryError("Unable to allocate 1.07 GiB for an array with shape (12000, 12000)")
+
+    monkeypatch.setattr(preprocess, "grey_levels", short)
+    film = next((tiny_run.parent / "data" / "train" / "NORMAL").iterdir())
+    assert main(["predict", str(film), "--model", str(tiny_run)]) == 2
+    err = capsys.readouterr().err
+    assert err == ("pneumoscan: error: the machine ran out of memory (Unable to allocate 1.07 GiB for an array with "
+                   "shape (12000, 12000)); close other programs, or give fewer or smaller films, and try again\n")

@@ -695,3 +695,48 @@ def test_a_png_is_decoded_once_for_its_image_and_the_guards_cues(film_marks: boo
     images = load_image_set([Sample(path, 0)], 64, tmp_path / "cache", progress=False, film_marks=film_marks)
     assert decodes == ["zip"]
     assert images.dithers is not None and images.dithers[0] == expected
+
+
+@pytest.mark.parametrize("where", ["decoding", "after"])
+def test_a_film_the_machine_runs_out_of_memory_for_stops_the_set_not_skipped_as_unreadable(
+        where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decoder's shortage was listed with the unreadable files and the film left out, so `train` trained (and
+    `evaluate` scored) another set than the one given, while the message said 'close other programs and try again';
+    a MemoryError after the decoding (its cues, resizing) was a traceback. Both stop, naming the film."""
+    import pneumoscan.data.decode as decode
+
+    samples = _samples(tmp_path)
+    big = samples[3].path
+    target = big.read_bytes()
+    if where == "decoding":
+        gray = decode._pil_to_gray
+
+        def short(im: object) -> object:
+            if getattr(im, "big", False):
+                raise MemoryError()
+            return gray(im)
+
+        opened = decode.Image.open
+
+        def open_(fp: object, *args: object, **kwargs: object) -> object:
+            im = opened(fp, *args, **kwargs)
+            im.big = hasattr(fp, "getvalue") and fp.getvalue() == target  # the big film's decoding runs short
+            return im
+
+        monkeypatch.setattr(decode, "_pil_to_gray", short)
+        monkeypatch.setattr(decode.Image, "open", open_)
+    else:
+        cues = cache_module.jpeg_cues
+
+        def cues_short(data: bytes, **kwargs: object) -> object:
+            if data == target:
+                raise MemoryError("Unable to allocate 1.2 GiB for an array")
+            return cues(data, **kwargs)
+
+        monkeypatch.setattr(cache_module, "jpeg_cues", cues_short)
+    with pytest.raises(InputError) as exc:
+        load_image_set(samples, 16, tmp_path / "cache")
+    msg = str(exc.value)
+    assert msg.startswith(f"{big}: the machine ran out of memory decoding it") and "\n" not in msg, msg
+    assert "stopped: leaving the film out would change the set of films" in msg, msg
+    assert not list((tmp_path / "cache").glob("*.json"))  # no entry listing the film as unreadable

@@ -22,13 +22,14 @@ from pneumoscan.data.cache_limit import MAX_GB_ENV, evict, format_bytes, mark_us
 from pneumoscan.data.decode import not_frontal_view, read_path
 from pneumoscan.data.file_cues import colourfulness, jpeg_cues
 from pneumoscan.data.layout import Sample
+from pneumoscan.data.pixels import out_of_memory
 from pneumoscan.data.preprocess import (
     PREPROCESS_VERSION,
     load_image,
     load_image_levels_rgb_and_at,
     load_image_levels_rgb_and_gray,
 )
-from pneumoscan.errors import InputError, option, warn
+from pneumoscan.errors import DecodeOutOfMemory, InputError, one_line, option, warn
 from pneumoscan.progress import progress_bar
 
 # Bump when an entry's contents change: entries of an older format get another key, so they are decoded again.
@@ -129,6 +130,13 @@ def _read_entry(array_path: Path, meta_path: Path, n: int, size: int) -> _Entry 
     return images, ok, levels, colours, tones, dithers, views, peaks
 
 
+def _stopped(err: DecodeOutOfMemory) -> DecodeOutOfMemory:
+    """`err` for a command that stops on it: a film left out for lack of memory would train, or score, another set
+    than the one given."""
+    return DecodeOutOfMemory(f"{err} (stopped: leaving the film out would change the set of films)", err.label,
+                             err.width, err.height)
+
+
 def _failures_persist(samples: list[Sample], ok: list[bool], size: int) -> list[str] | None:
     """The errors of the files the cache lists as unreadable, read again (sorted, as `_decode_all` lists them), when
     every one still fails; None when one now reads (a fixed file or a newly installed decoder must not stay
@@ -139,6 +147,8 @@ def _failures_persist(samples: list[Sample], ok: list[bool], size: int) -> list[
         if not good:
             try:
                 load_image(sample.path, size)
+            except DecodeOutOfMemory as err:
+                raise _stopped(err) from None
             except InputError as err:
                 errors.append(str(err))
                 continue
@@ -159,8 +169,11 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool,
     views: list[str | None] = [None] * len(samples)
     ok = [False] * len(samples)
     errors: list[str] = []
+    short: list[DecodeOutOfMemory] = []  # the machine's shortage, not the file's: it stops the decoding
 
     def work(index: int) -> None:
+        if short:
+            return
         try:
             data, label = read_path(samples[index].path)  # once: the decode and the guard's cues all read it
             if marks is None:
@@ -174,12 +187,18 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool,
             tones[index], dithers[index], peaks[index] = jpeg_cues(data, gray=gray)
             views[index] = not_frontal_view(data)
             ok[index] = True
+        except DecodeOutOfMemory as err:
+            short.append(err)
+        except MemoryError:  # after the decoding (its grey levels, resizing, cues): the film's all the same
+            short.append(out_of_memory(one_line(os.fsdecode(samples[index].path))))
         except InputError as err:
             errors.append(str(err))
 
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         list(progress_bar(pool.map(work, range(len(samples))), total=len(samples), desc=desc, unit="img",
                           progress=progress))
+    if short:
+        raise _stopped(short[0])
     return (images, ok, levels, colours, tones, dithers, views, peaks), sorted(errors)
 
 
