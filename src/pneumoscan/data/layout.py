@@ -11,15 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan import CLASS_NAMES
-from pneumoscan.data.decode import is_dicom
-from pneumoscan.errors import InputError, counted, option, warn
+from pneumoscan.data.decode import EXPORT_AS, is_dicom
+from pneumoscan.errors import InputError, counted, one_line, option, warn
 
 # .jfif and .jpe: JPEGs as Windows and some browsers save them
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
 IMAGE_SUFFIXES = frozenset({*IMAGE_EXTENSIONS, ""})  # "": no extension, as DICOM files often have
-# image formats pneumoscan does not read (`decode.unsupported_format`): listed with the images all the same, so that
-# reading one reports it, naming its format, rather than a folder of them losing its films unseen
-UNREAD_EXTENSIONS = (".gif", ".webp", ".heic", ".heif", ".avif", ".jp2", ".j2k", ".jpx")
+# image formats pneumoscan does not read (`decode.unsupported_format`), by extension: listed with the images all the
+# same, so that reading one reports it, naming its format, rather than a folder of them losing its films unseen
+_UNREAD_FORMATS = {".gif": "GIF", ".webp": "WebP", ".heic": "HEIC/AVIF", ".heif": "HEIC/AVIF", ".avif": "HEIC/AVIF",
+                   ".jp2": "JPEG 2000", ".j2k": "JPEG 2000", ".jpx": "JPEG 2000"}
+UNREAD_EXTENSIONS = tuple(_UNREAD_FORMATS)
 SPLITS = ("train", "val", "test")
 # the first bytes of JPEG, PNG, TIFF (little- and big-endian, BigTIFF) and BMP files: an extensionless file is an image
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"BM")
@@ -72,6 +74,20 @@ def is_image_path(path: Path) -> bool:
     if is_dicom(head):
         return not _holds_no_image(head)
     return suffix in (".dcm", ".dicom") or (suffix == "" and head.startswith(_IMAGE_MAGIC))
+
+
+def set_aside_unread(found: dict[str, list[Sample]]) -> tuple[dict[str, list[Sample]], dict[str, list[str]]]:
+    """`found` (`discover`'s) without the files in a format pneumoscan does not read (`UNREAD_EXTENSIONS`), and per
+    split each one's refusal as decoding it says it, without decoding it: kept out of a split, the --max-images cap
+    and the patient keys, where one more file (one more "patient") would reshuffle the split, then reported skipped."""
+    kept: dict[str, list[Sample]] = {}
+    unread: dict[str, list[str]] = {}
+    for split, samples in found.items():
+        kept[split] = [s for s in samples if s.path.suffix.lower() not in _UNREAD_FORMATS]
+        unread[split] = sorted(f"{one_line(os.fsdecode(s.path))}: {_UNREAD_FORMATS[s.path.suffix.lower()]} images are "
+                               f"not supported; {EXPORT_AS}" for s in samples
+                               if s.path.suffix.lower() in _UNREAD_FORMATS)
+    return kept, unread
 
 
 def _holds_no_image(head: bytes) -> bool:

@@ -12,7 +12,7 @@ import numpy as np
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import TAUGHT_BOTH, duplicate_warnings
-from pneumoscan.data.layout import Sample, discover
+from pneumoscan.data.layout import Sample, discover, set_aside_unread
 from pneumoscan.data.patients import PatientKeys, dataset_keys, describe, name_collision_warning
 from pneumoscan.data.split import patient_split
 from pneumoscan.errors import InputError, counted, first_few, option, switch
@@ -151,7 +151,7 @@ def data_warnings(cfg: TrainConfig, data: RunData, labels_used: bool = True) -> 
 def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, command: str = "train") -> RunData:
     """Find, split and decode (through the cache) the training and validation images; `command` (train or
     pretrain) chooses which options a message may suggest."""
-    found = discover(cfg.data)
+    found, unread = set_aside_unread(discover(cfg.data))
     train_split = "train" if "train" in found else "all"
     if train_split not in found:
         raise InputError(f"{cfg.data}: no train/ folder to train on; add DATA/train/NORMAL and DATA/train/PNEUMONIA")
@@ -173,6 +173,9 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, comma
     # film_marks: the run records their film fingerprints
     train_set = load_image_set(train, image_size, cache_dir, desc="decoding train", progress=progress, film_marks=True)
     val_set = load_image_set(val, image_size, cache_dir, desc="decoding val", progress=progress, film_marks=True)
+    train_set.skipped = sorted(train_set.skipped + unread[train_split])  # the folders' films in formats not read
+    if cfg.use_given_val:
+        val_set.skipped = sorted(val_set.skipped + unread["val"])
     for name, part in (("training", train_set), ("validation", val_set)):
         absent = part.absent_classes
         if absent:

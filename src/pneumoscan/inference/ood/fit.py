@@ -37,16 +37,18 @@ from pneumoscan.inference.ood.guard import (
 )
 
 
-def _fit_samples(data: str | os.PathLike | Sequence[Any]) -> list[Any]:
-    from pneumoscan.data.layout import discover
+def _fit_samples(data: str | os.PathLike | Sequence[Any]) -> tuple[list[Any], list[str]]:
+    """The training films to fit on, and the refusals of those in a format not read (`set_aside_unread`: kept out of
+    the --max-images draw, reported skipped)."""
+    from pneumoscan.data.layout import discover, set_aside_unread
 
     if isinstance(data, (str, os.PathLike)):
-        found = discover(data)
+        found, unread = set_aside_unread(discover(data))
         for split in ("train", "all"):
             if split in found:
-                return found[split]
+                return found[split], unread[split]
         raise InputError(f"{data}: no train/ split to fit the guard on (the test split must not be used)")
-    return list(data)
+    return list(data), []
 
 
 def _unfit_reason(colour: float, spread: float, levels: int, tone: float, dither: float, dither_cut: float,
@@ -122,7 +124,7 @@ def fit_guard(
                          f"{5 * folds} or more, or leave it out to fit on every training image")
     model_path = resolve_model_path(model)
     net, meta = load_artifact(model_path)
-    samples = _fit_samples(data)
+    samples, unread = _fit_samples(data)
     rng = np.random.default_rng(seed)
     if max_images is not None and len(samples) > max_images:
         samples = [samples[i] for i in sorted(rng.permutation(len(samples))[:max_images])]
@@ -175,7 +177,7 @@ def fit_guard(
         "feature_dim": int(feats.shape[1]), "threshold": threshold, "references": references,
         "max_false_rejection": max_false_rejection, "folds": folds, "seed": seed, "n_images": n,
         "dither_cut": dither_cut,
-        "skipped": image_set.skipped, "left_out": left_out,
+        "skipped": sorted(image_set.skipped + unread), "left_out": left_out,
         "held_out_rejection_rate": float((score > threshold).mean()),
         "held_out_rejection_by_signal": {k: float((held_out[k] / references[k] > threshold).mean()) for k in held_out},
     }
