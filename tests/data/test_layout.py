@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -693,12 +694,29 @@ def test_a_file_listed_on_two_rows_of_a_manifest_is_refused_naming_both(tmp_path
     write_xray(tmp_path / "PNEUMONIA" / "b.png", 1, 2)
     rows = "path,label,split\nNORMAL/a.png,NORMAL,train\nPNEUMONIA/b.png,PNEUMONIA,train\n"
     assert len(discover(_manifest(tmp_path, "m.csv", rows))["train"]) == 2
-    for name, again in (("twice.csv", "NORMAL/a.png,NORMAL,train\n"),  # a merge that repeated rows
-                        ("labels.csv", "NORMAL/a.png,PNEUMONIA,train\n"),  # both labels
-                        ("splits.csv", "./NORMAL/../NORMAL/a.png,NORMAL,test\n")):  # another path to it, in test
-        with pytest.raises(InputError, match=rf"{name}:4: lists .*a\.png again, as line 2 does; a manifest lists each "
+    (tmp_path / "linked").symlink_to(tmp_path / "NORMAL")
+    for name, again, said in (("twice.csv", "NORMAL/a.png,NORMAL,train\n", "again, as"),  # a merge repeated rows
+                              ("labels.csv", "NORMAL/a.png,PNEUMONIA,train\n", "again, as"),  # both labels
+                              ("splits.csv", "./NORMAL/../NORMAL/a.png,NORMAL,test\n", "again, as"),  # in test
+                              # through a linked folder: the message names both spellings
+                              ("folder.csv", "linked/a.png,NORMAL,test\n",
+                               rf"\(as {re.escape(str(tmp_path / 'NORMAL' / 'a.png'))}\), the file")):
+        with pytest.raises(InputError, match=rf"{name}:4: lists .*a\.png {said} line 2 does; a manifest lists each "
                                              rf"image once .*: delete one of the rows$"):
             discover(_manifest(tmp_path, name, rows + again))
+
+
+def test_two_links_to_one_stored_object_are_two_files_of_a_manifest(tmp_path: Path) -> None:
+    """git-annex and DVC make byte-identical films links to one content-addressed object: refused as one file listed
+    twice, naming a line that lists another file; they are byte-identical duplicates, which `audit` reports."""
+    store = write_xray(tmp_path / ".annex" / "SHA256E-s1--abc.png", 1, 2)
+    write_xray(tmp_path / "NORMAL" / "a.png", 0, 1)
+    (tmp_path / "PNEUMONIA").mkdir()
+    for name in ("b.png", "c.png"):
+        (tmp_path / "PNEUMONIA" / name).symlink_to(store)
+    rows = "path,label\nNORMAL/a.png,NORMAL\nPNEUMONIA/b.png,PNEUMONIA\nPNEUMONIA/c.png,PNEUMONIA\n"
+    found = discover(_manifest(tmp_path, "m.csv", rows))
+    assert [s.path.name for s in found["all"]] == ["a.png", "b.png", "c.png"]
 
 
 def _manifest(folder: Path, name: str, text: str) -> Path:

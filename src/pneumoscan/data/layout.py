@@ -283,6 +283,14 @@ def _delimiter(header: str) -> str:
     return ","
 
 
+def _file_identity(path: Path) -> tuple[int, int]:
+    """The directory entry `path` names, as (st_dev, st_ino) of the file itself after its folders are resolved: a
+    '..' spelling, a linked folder or a case the file system folds name one file; two links to one object (a
+    content-addressed store's, as git-annex and DVC make byte-identical films) are two files."""
+    found = (Path(os.path.realpath(path.parent)) / path.name).lstat()
+    return found.st_dev, found.st_ino
+
+
 def _tidy(path: Path) -> Path:
     """`path` without its `..` steps (`man/../x/a.png` -> `x/a.png`, as every command then prints it) when that
     names the same file; symlinks are not resolved, and a `..` after a symlinked folder, which leads elsewhere, is
@@ -388,9 +396,9 @@ def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
     an error naming the row: a patient left out would be split from their other images unnoticed). The cause of a
     PNEUMONIA row is its label's (`bacteria`, `viral`, ...) or its optional `cause` (or `etiology`) column's
     (`manifest_cause`; empty or `unknown`: not known). A file listed on two rows (also by another path to it) is an
-    error naming both."""
+    error naming both; two links to one stored object (git-annex, DVC) are two files, as a folder's are."""
     found: dict[str, list[Sample]] = {}
-    listed: dict[str, int | None] = {}  # each file's real path -> the line that lists it
+    listed: dict[tuple[int, int], tuple[int | None, Path]] = {}  # `_file_identity` -> the line and path listing it
     text, encoding = manifest_text(csv_path)
     read_as = f"; the manifest was {CP1252_NOTE}" if encoding == "cp1252" else ""
     with io.StringIO(text, newline="") as handle:
@@ -427,8 +435,10 @@ def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
                 raise InputError(f"{where}: file {path} does not exist; fix the path in the manifest"
                                  + _relative_hint(csv_path, row["path"]) + read_as)
             label = label_index(row["label"], where)
-            if (first := listed.setdefault(os.path.realpath(path), line)) != line:
-                raise InputError(f"{where}: lists {path} again, as line {first} does; a manifest "
+            first, first_path = listed.setdefault(_file_identity(path), (line, path))
+            if first != line:
+                again = "again, as" if first_path == path else f"(as {first_path}), the file"
+                raise InputError(f"{where}: lists {path} {again} line {first} does; a manifest "
                                  f"lists each image once (twice, it is trained on twice, or under both labels or "
                                  f"in two splits): delete one of the rows")
             found.setdefault(split, []).append(
