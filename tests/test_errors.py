@@ -126,3 +126,16 @@ def test_a_full_gpu_is_told_by_torchs_error_class_or_its_exact_allocation_failur
     kind, text = error.split(":", 1)
     err = getattr(torch, kind, None) or {"RuntimeError": RuntimeError, "ValueError": ValueError}[kind]
     assert gpu_out_of_memory(err(text)) is full
+
+
+def test_one_line_escapes_every_unprintable_character_that_is_not_whitespace() -> None:
+    """A file named `IM\\u200b01.jpeg` (a zero-width space pasted from a web form) was named `IM 01.jpeg`, another
+    file; an escape at the limit was cut in two."""
+    from pneumoscan.errors import one_line
+
+    assert one_line("IM\u200b01.jpeg:\x1b[31m\tbad\n\r\u2028name\U000e0001") == \
+        "IM\\u200b01.jpeg:\\x1b[31m bad name\\U000e0001"
+    assert one_line("r\udcf6ntgen.jpeg") == "r\\udcf6ntgen.jpeg"
+    name = "abcdef\u200bghij"
+    assert [one_line(name, n) for n in (10, 14, 15)] == ["abcdef...", "abcdef...", "abcdef\\u200b..."]
+    assert one_line(name, 16) == "abcdef\\u200bghij"

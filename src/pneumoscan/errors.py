@@ -214,18 +214,27 @@ MAX_REASON: int = 120
 
 
 def one_line(text: str, limit: int | None = None) -> str:
-    """Collapse whitespace/control characters so a message stays on one line; a byte of a file name that is not
-    UTF-8 (`os.fsdecode` gives it as a lone surrogate) shows escaped, `r\\udcf6ntgen.jpeg`, as the CLI prints such a
-    name elsewhere, not as a space that names another file."""
-    cleaned = " ".join("".join(c if c.isprintable() else _escaped(c) for c in str(text)).split())
-    if limit is not None and len(cleaned) > limit:
-        cleaned = cleaned[: limit - 3] + "..."
-    return cleaned
+    """Collapse whitespace so a message stays on one line, and show every other character `isprintable` refuses
+    escaped: a byte of a file name that is not UTF-8 (`os.fsdecode` gives it as a lone surrogate) as
+    `r\\udcf6ntgen.jpeg`, as the CLI prints such a name elsewhere, a zero-width space as `\\u200b`, not as a space
+    that names another file. A `limit` cut ('...') never splits an escape."""
+    units = " ".join(str(text).split())
+    pieces = [c if c.isprintable() else _escaped(c) for c in units]
+    if limit is not None and sum(map(len, pieces)) > limit:
+        kept, room = [], limit - 3
+        for piece in pieces:
+            room -= len(piece)
+            if room < 0:
+                break
+            kept.append(piece)
+        return "".join(kept) + "..."
+    return "".join(pieces)
 
 
 def _escaped(char: str) -> str:
-    """A character `isprintable` refuses, for `one_line`: an undecodable byte's surrogate as `\\udcf6`, else a space."""
-    return f"\\u{ord(char):04x}" if "\udc80" <= char <= "\udcff" else " "
+    """A character `isprintable` refuses that is not whitespace, for `one_line`, as Python writes it in a string."""
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def first_line(err: BaseException, limit: int = 160) -> str:
