@@ -363,3 +363,21 @@ def test_loose_files_with_patient_key_folder_are_listed_once_as_having_no_patien
     assert report["no_patient_folder"] == ["train/NORMAL/1.png", "train/PNEUMONIA/1.png"]
     assert report["name_keys_across_folders"] == []
     assert "file names taken for one patient" not in format_audit(report)
+
+
+def test_an_unreadable_copy_of_a_film_under_both_labels_is_a_duplicate(tmp_path: Path) -> None:
+    """Unreadable files were all left out of the duplicate checks, so a film's copy in a format not read (or a DICOM
+    whose decoder is missing) under the other label was a leak audit reported only once the file was fixed. Only
+    files whose bytes are no content (empty, one byte repeated) are left out: those are alike without being copies."""
+    for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+        write_xray(tmp_path / "train" / name / f"IM-{label:04d}-0001.png", label, label)
+    webp = b"RIFF\x10\x00\x00\x00WEBPVP8 " + bytes(range(40))  # one film, converted once, filed under both labels
+    (tmp_path / "train" / "NORMAL" / "IM-0007-0001.webp").write_bytes(webp)
+    (tmp_path / "train" / "PNEUMONIA" / "IM-0008-0001.webp").write_bytes(webp)
+    for label, name in enumerate(("NORMAL", "PNEUMONIA")):  # a copy that failed: zeros, or nothing
+        (tmp_path / "train" / name / "IM-0009-0001.png").write_bytes(bytes(300))
+        (tmp_path / "train" / name / "IM-0010-0001.png").write_bytes(b"")
+    report = audit(tmp_path, progress=False)
+    assert len(report["unreadable"]) == 6
+    assert report["duplicate_groups"] == [["train/NORMAL/IM-0007-0001.webp", "train/PNEUMONIA/IM-0008-0001.webp"]]
+    assert "1 group of byte-identical files with both labels" in audit_problems(report)

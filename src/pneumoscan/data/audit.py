@@ -19,14 +19,15 @@ from pneumoscan.progress import progress_bar
 
 
 def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None, float, str | None]:
-    """SHA-256 of the file ('' when it cannot be read), its size in pixels, why it is unreadable, its
-    colourfulness (the guard's cue; 0 for an unreadable file), and a readable DICOM's View Position when it is
-    a lateral, decubitus or oblique view (`not_frontal_view`; else None)."""
+    """SHA-256 of the file ('' when its bytes are no content to compare: it cannot be read, is empty, or is one byte
+    repeated, as a copy that failed leaves), its size in pixels, why it is unreadable, its colourfulness (the guard's
+    cue; 0 for an unreadable file), and a readable DICOM's View Position when it is a lateral, decubitus or oblique
+    view (`not_frontal_view`; else None)."""
     try:
         data = read_file(path, str(path))
     except InputError as err:
         return "", None, str(err), 0.0, None
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).hexdigest() if data.strip(data[:1]) else ""
     try:
         gray, rgb = read_grayscale_and_rgb(data, name=str(path))  # a colour DICOM's pixels: decoded once
     except InputError as err:
@@ -72,10 +73,13 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
         return _shown_name(Path(root), split, sample)
 
     for (split, sample), (digest, size, error, _, _) in zip(everything, inspected):
-        if error:  # listed apart: two empty or cut-off files are alike, but no command reads either
+        # an unreadable file's bytes too: a .webp copy, or a DICOM whose decoder is missing, under both labels is a
+        # leak once it is converted or the decoder installed; empty files are alike without being copies
+        if digest:
+            by_hash[digest].append((shown_as(split, sample), split, sample))
+        if error:
             unreadable.append(error)
         else:
-            by_hash[digest].append((shown_as(split, sample), split, sample))
             patients_by_split[split].add(patient_id(sample))
             if patient_id.origins[sample] != "name":
                 named_patients[split].setdefault(patient_id(sample), shown_as(split, sample))
