@@ -162,6 +162,45 @@ def test_compare_says_whether_the_runs_were_validated_on_the_same_films(tiny_run
     assert "different films" not in text
 
 
+def test_compare_matches_validation_films_by_content(tiny_run: Path, tmp_path: Path) -> None:
+    """The note keyed films by their path inside each run's --data: the same files reached as `--data DATA` and
+    `--data DATA/train` had '0 films in common', and a copy of the data whose files hold other films' images was 'the
+    same films'. An ensemble's folder has no split settings of its own: it named '--val-fraction None vs 0.2'."""
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.ensemble import build_ensemble
+    from pneumoscan.training.trainer import train
+
+    data = tiny_run.parent / "data"
+    swapped = tmp_path / "swapped"  # the same names, each holding the next file's image
+    for folder in sorted((data / "train").iterdir()):
+        files = sorted(folder.iterdir())
+        for path, other in zip(files, files[1:] + files[:1]):
+            (swapped / "train" / folder.name).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(other, swapped / "train" / folder.name / path.name)
+    runs = {}
+    for name, folder in (("inner", data / "train"), ("swapped", swapped)):
+        runs[name] = tmp_path / name
+        train(TrainConfig(data=str(folder), out=str(runs[name]), model="cnn", image_size=32, epochs=1, batch_size=16,
+                          val_fraction=0.2, cache_dir=str(tmp_path / "cache")), progress=False)
+    n_films = sum(1 for _ in csv.DictReader((tiny_run / "val_predictions.csv").open()))
+
+    def note(*runs: Path) -> str:
+        out = tmp_path / f"c{len(list(tmp_path.glob('c*.html')))}.html"
+        assert main(["compare", *map(str, runs), "--out", str(out), "--n-boot", "5"]) == 0
+        found = re.search(r"All runs were scored on the same \d+ validation films\.|The runs were validated on "
+                          r"different films: .*? films are in every run's", html.unescape(out.read_text("utf-8")))
+        assert found
+        return found.group()
+
+    assert note(tiny_run, runs["inner"]) == f"All runs were scored on the same {n_films} validation films."
+    assert note(tiny_run, runs["swapped"]).startswith(f"The runs were validated on different films: swapped "
+                                                      f"({n_films} films) against run ({n_films} films); ")
+    ensemble = build_ensemble([tiny_run, runs["inner"]], tmp_path / "ens", progress=False).parent
+    assert note(runs["inner"], ensemble) == f"All runs were scored on the same {n_films} validation films."
+    assert note(runs["swapped"], ensemble).startswith(f"The runs were validated on different films: ens "
+                                                      f"({n_films} films) against swapped ({n_films} films); ")
+
+
 def test_compare_on_data(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "compare.html"
     assert main(["compare", str(tiny_run), "--data", str(tiny_data), "--out", str(out), "--n-boot", "20"]) == 0

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
+import operator
 import os
 import textwrap
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -194,19 +197,13 @@ def resampled_caption(units: Sequence[tuple[str, str]]) -> str:
 ScoredFilms = tuple[str, Path, list[str]]
 
 
-def film_keys(run: RunInfo, paths: Sequence[Path]) -> list[str]:
-    """Each film of `paths` as a path inside the data the run was trained on (`data_places`, and where it is found
-    now), else as an absolute path: runs trained on one data set kept in two places (two clones of a repository's
-    sample) name the same films alike."""
-    from pneumoscan.training.config import data_places, data_record, training_data_folder
+def film_keys(paths: Sequence[Path]) -> list[str]:
+    """Each film of `paths` named by its content (`file_fingerprint`, the SHA-256 of its bytes), else by its absolute
+    path: a film reached through another `--data` spelling, or in a copy of the data set elsewhere, is the same film,
+    and another image under the same name is not."""
+    from pneumoscan.data.fingerprint import fingerprints
 
-    record = data_record(run.meta.training, run.path)
-    roots = [os.path.abspath(root) for root in [*data_places(*record), training_data_folder(*record)] if root]
-    keys = []
-    for path in map(os.path.abspath, paths):
-        root = next((root for root in roots if path.startswith(root + os.sep)), None)
-        keys.append(os.path.relpath(path, root) if root else path)
-    return keys
+    return [mark or os.path.abspath(path) for path, mark in zip(paths, fingerprints(paths))]
 
 
 def validation_films_note(scored: Sequence[ScoredFilms]) -> str:
@@ -218,16 +215,17 @@ def validation_films_note(scored: Sequence[ScoredFilms]) -> str:
     if len(scored) < 2:
         return ""
     first_label, first_run, first = scored[0]
-    if all(set(films) == set(first) for _, _, films in scored[1:]):
-        return f"All runs were scored on the same {len(set(first))} validation films."
-    shared = set(first).intersection(*(set(films) for _, _, films in scored[1:]))
+    films = {label: Counter(keys) for label, _, keys in scored}  # a film copied twice into a split counts twice
+    if all(films[label] == films[first_label] for label, _, _ in scored[1:]):
+        return f"All runs were scored on the same {len(first)} validation films."
+    shared = sum(functools.reduce(operator.and_, films.values()).values())
     others = []
-    for label, run, films in scored[1:]:
-        if set(films) != set(first):
+    for label, run, keys in scored[1:]:
+        if films[label] != films[first_label]:
             settings = _split_difference(run, first_run).strip().removeprefix("(").removesuffix(")")
-            others.append(f"{label} ({len(set(films))} films{', ' + settings if settings else ''})")
+            others.append(f"{label} ({len(keys)} films{', ' + settings if settings else ''})")
     return (f"The runs were validated on different films: {', '.join(others)} against {first_label} "
-            f"({len(set(first))} films); {len(shared)} films are in every run's, so the figures differ by their films "
+            f"({len(first)} films); {shared} films are in every run's, so the figures differ by their films "
             f"as well as by their models.")
 
 
@@ -260,7 +258,7 @@ def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | 
         source = scores.source if data is not None else "each run's own validation predictions"
         rows.append(comparison_row(label, run, scores))
         units.append((label, resampled_unit_of(scores.summary)))
-        scored.append((label, run.path, film_keys(run, scores.paths)))
+        scored.append((label, run.path, film_keys(scores.paths)))
         screened = screening_row(label, scores)
         if screened is not None:
             screening.append(screened)

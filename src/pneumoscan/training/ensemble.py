@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, load_artifact
+from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, load_artifact, read_meta
 from pneumoscan.data.cache import load_image_set
 from pneumoscan.data.layout import Sample
 from pneumoscan.errors import InputError
@@ -41,11 +41,16 @@ ENSEMBLE_FILES = ("split.json", "config.json", "val_predictions.csv", ARTIFACT_N
 def _split_settings(run: Path) -> dict[str, Any] | None:
     """A run's validation-split settings: its config.json as trained (a run before a setting existed has the value
     it trained with), and under `patient_split` how its split.json says the split read the patients
-    (`recorded_patient_key`: `auto` that read every patient from the file name is `name`); None when unreadable."""
+    (`recorded_patient_key`: `auto` that read every patient from the file name is `name`); an ensemble's folder
+    those of its first member, whose split it shares (its settings as its model file records them); None when
+    unreadable."""
     try:
         config = json.loads((run / "config.json").read_text())
         split = json.loads((run / "split.json").read_text()) if (run / "split.json").is_file() else {}
-    except (OSError, ValueError):
+        if isinstance(config, dict) and "ensemble_of" in config:
+            members = read_meta(run / ARTIFACT_NAME).training.get("members")
+            config = members[0].get("config") if isinstance(members, list) and members else None
+    except (OSError, ValueError, InputError, AttributeError):
         return None
     if not (isinstance(config, dict) and isinstance(split, dict)):
         return None
