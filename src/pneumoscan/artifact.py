@@ -37,6 +37,12 @@ class TrainingData(NamedTuple):
     recorded: str | None  # `--data` as recorded; None when not recorded
 
 
+# How the header grows (tests/training/test_artifact.py pins the top-level fields): a header holding a top-level field
+# this version lacks is refused as a newer pneumoscan's (`NewerHeaderError`), since reading it without that field would
+# prepare or decide films otherwise. So a new field here must be a setting that changes predictions, with a default
+# that gives older files the old behaviour; new informational data (dates, counts, notes) goes under `training` (or
+# `val_metrics`), which any version reads past. An ensemble's member entries (`model_config["members"]`) follow the
+# same rule (`models.ensemble.MEMBER_KEYS`).
 @dataclass
 class ArtifactMeta:
     """Everything needed to run a model on a new image, and what is known about how good it is."""
@@ -145,8 +151,20 @@ class ArtifactMeta:
             raise ValueError("not JSON") from None
         problem = header_problem(data)
         if problem is not None:
-            raise ValueError(problem)
+            raise (NewerHeaderError if isinstance(data, dict) and unknown_settings(data) else ValueError)(problem)
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+class NewerHeaderError(ValueError):
+    """A model header holding settings this version does not know: a newer pneumoscan wrote it."""
+
+
+NEWER_ADVICE = "upgrade pneumoscan, or load it with the version that wrote it"
+
+
+def unknown_settings(data: dict[str, Any]) -> list[str]:
+    """The top-level fields of a decoded header this version does not know (a newer pneumoscan's), sorted."""
+    return sorted(set(data) - set(ArtifactMeta.__dataclass_fields__))
 
 
 def is_finite_number(value: Any) -> bool:
@@ -198,13 +216,13 @@ def header_problem(data: Any) -> str | None:
     scores and training prevalence are checked where they are used (`scores_problem`, the Predictor's prior)."""
     if not isinstance(data, dict):
         return "not a JSON object"
-    missing = [name for name in _REQUIRED if name not in data]
-    if missing:
-        return f"{', '.join(missing)} missing"
-    unknown = sorted(set(data) - set(ArtifactMeta.__dataclass_fields__))
+    unknown = unknown_settings(data)
     if unknown:  # a newer pneumoscan's: read without them, its films would be prepared or decided otherwise
         return (f"{', '.join(unknown)}: {'settings' if len(unknown) > 1 else 'a setting'} this pneumoscan does not "
                 f"know, which its predictions would leave out")
+    missing = [name for name in _REQUIRED if name not in data]
+    if missing:
+        return f"{', '.join(missing)} missing"
     for name, (valid, what) in _HEADER_RULES.items():
         if name in data and not valid(data[name]):
             return f"{name} {data[name]!r}: {what}"
@@ -340,6 +358,8 @@ def _meta_of(header: str | None, path: str | os.PathLike) -> ArtifactMeta:
         raise InputError(f"{path}: safetensors file without pneumoscan metadata; pass a model written by pneumoscan train")
     try:
         return ArtifactMeta.from_json(header)
+    except NewerHeaderError as err:  # whatever version it names: every file so far says 0.1.0
+        raise InputError(f"{path}: written by a newer pneumoscan than {__version__} ({err}); {NEWER_ADVICE}") from None
     except ValueError as err:
         other = _written_by_another(header)
         advice = ("as in an edited file; restore the model file or train the model again" if other is None else
@@ -402,9 +422,9 @@ def load_artifact(path: str | os.PathLike | None, device: str | torch.device | N
         edited = f"as {changed[0]}; install {changed[1]} to load it"
     try:
         model = create_model(meta.model_name, **meta.model_config)
-    except (UnknownModelError, ModelConfigError) as err:  # written by another version (its plugin's), or edited
-        tail = (f", {edited}" if changed is not None else f" (written by pneumoscan {meta.version}, this is "
-                f"{__version__}); load it with the version that wrote it")
+    except (UnknownModelError, ModelConfigError) as err:  # a model or option of a newer version (its plugin's)
+        newer = changed is None and meta.model_name not in meta.model_sources  # a plugin as it was: an edit
+        tail = f": written by a newer pneumoscan than {__version__}; {NEWER_ADVICE}" if newer else f", {edited}"
         raise InputError(f"{path}: {err}{tail}") from None
     except (TypeError, ValueError, KeyError, IndexError, ZeroDivisionError) as err:  # an option's value edited
         why = err.problem if isinstance(err, ModelOptionError) else f"{type(err).__name__}: {first_line(err)}"

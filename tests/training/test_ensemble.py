@@ -68,6 +68,33 @@ def test_read_meta_of_ensemble_lists_members(tiny_run: Path, second_run: Path, t
     assert [m["model"] for m in meta.training["members"]] == ["resnet10", "cnn"]
 
 
+@pytest.mark.parametrize(("where", "problem"), [
+    ("member", "ensemble member 2: invert: a setting this pneumoscan does not know, which its predictions would leave "
+               "out"),
+    ("member config", "model 'cnn' has no option 'invert'; its options are: "),
+])
+def test_an_ensemble_member_with_a_setting_this_version_does_not_know_is_a_newer_pneumoscans(
+        tiny_run: Path, second_run: Path, tmp_path: Path, where: str, problem: str) -> None:
+    """A setting in a member's entry (model_config["members"][i]) was dropped without a word, so the member was fed
+    as this version feeds it; an option of a member's model was refused as 'written by pneumoscan 0.1.0, this is
+    0.1.0; load it with the version that wrote it'."""
+    from safetensors.torch import load_file, save_file
+
+    from pneumoscan import __version__
+
+    path = build_ensemble([tiny_run, second_run], tmp_path / "ens", progress=False)
+    header = json.loads(read_meta(path).to_json())
+    member = header["model_config"]["members"][1]
+    (member if where == "member" else member["config"])["invert"] = True
+    save_file(load_file(str(path)), str(path), metadata={"pneumoscan": json.dumps(header)})
+    with pytest.raises(InputError) as err:
+        load_artifact(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: {problem}")
+    assert message.endswith(f": written by a newer pneumoscan than {__version__}; upgrade pneumoscan, or load it "
+                            f"with the version that wrote it")
+
+
 def test_report_of_an_ensemble_lists_members_and_explains_them(tiny_run: Path, second_run: Path, tmp_path: Path) -> None:
     from pneumoscan.report.build import build_report
 

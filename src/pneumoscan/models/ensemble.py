@@ -15,7 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pneumoscan.errors import ModelConfigError
 from pneumoscan.models.registry import create_model, final_linear_name, register_model
+
+# what each member's entry holds (training.ensemble.member_entry); as with the artifact's top-level fields, any other
+# is a newer pneumoscan's setting, which building without it would leave out
+MEMBER_KEYS = ("model", "config", "image_size", "mean", "std")
 
 
 def _final_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
@@ -35,7 +40,12 @@ class Ensemble(nn.Module):
         if len(members) < 2:
             raise ValueError("an ensemble needs at least two members")
         nets, widths = [], []
-        for member in members:
+        for i, member in enumerate(members, 1):
+            unknown = sorted(set(member) - set(MEMBER_KEYS)) if isinstance(member, dict) else []
+            if unknown:
+                kind = "settings" if len(unknown) > 1 else "a setting"
+                raise ModelConfigError(f"ensemble member {i}: {', '.join(unknown)}: {kind} this pneumoscan does not "
+                                       f"know, which its predictions would leave out")
             net = create_model(member["model"], **member.get("config", {}))
             parent, attr, linear = _final_linear(net)
             widths.append(linear.in_features)
