@@ -346,10 +346,19 @@ def read_meta(path: str | os.PathLike) -> ArtifactMeta:
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise InputError(f"{path}: not a pneumoscan model file ({err}); pass a model.safetensors written by pneumoscan") from None
     if _META_KEY not in metadata and GUARD_META_KEY in metadata:
-        model = Path(path).with_name(Path(path).name.removesuffix(".ood.safetensors") + ".safetensors")
         raise InputError(f"{path}: the chest X-ray guard of a model (fit-guard writes it beside the model), not a "
-                         f"model; pass the model it guards, {model}, which reads its guard by itself")
+                         f"model; {_guarded_model(Path(path))}")
     return _meta_of(metadata.get(_META_KEY), path)
+
+
+def _guarded_model(guard: Path) -> str:
+    """What to pass instead of guard file `guard`: the model beside it whose guard it is by name (`guard_path`), when
+    there is one; a guard saved under another name (fit-guard --out) names no model."""
+    if guard.name.endswith(".ood.safetensors"):
+        model = guard.with_name(guard.name.removesuffix(".ood.safetensors") + ".safetensors")
+        if model.is_file():
+            return f"pass the model it guards, {model}, which reads its guard by itself"
+    return "pass the model it was fitted for"
 
 
 def _meta_of(header: str | None, path: str | os.PathLike) -> ArtifactMeta:

@@ -321,6 +321,26 @@ def test_a_guard_file_given_as_the_model_names_the_model_it_guards(capsys: pytes
     assert capsys.readouterr().err == f"pneumoscan: error: {message}\n"
 
 
+@pytest.mark.parametrize(("name", "beside"), [("guard.safetensors", None), ("site.ood.safetensors", None),
+                                              ("site.ood.safetensors", "site.safetensors")])
+def test_a_guard_file_given_as_the_model_names_a_model_only_when_one_is_beside_it(
+        tmp_path: Path, name: str, beside: str | None) -> None:
+    """fit-guard --out can be any name: a guard saved as guard.safetensors was answered 'pass the model it guards,
+    guard.safetensors.safetensors', a file that does not exist."""
+    from pneumoscan.inference.ood import guard_path
+
+    guard = tmp_path / name
+    guard.write_bytes(guard_path(None).read_bytes())
+    if beside is not None:
+        (tmp_path / beside).write_bytes(b"")
+    with pytest.raises(InputError) as err:
+        read_meta(guard)
+    advice = (f"pass the model it guards, {tmp_path / beside}, which reads its guard by itself" if beside else
+              "pass the model it was fitted for")
+    assert str(err.value) == (f"{guard}: the chest X-ray guard of a model (fit-guard writes it beside the model), not "
+                              f"a model; {advice}")
+
+
 def test_an_image_given_as_the_model_says_where_the_film_goes(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     """predict --model film.jpeg (and gradcam(model, film) with its arguments swapped) said 'not a pneumoscan model
