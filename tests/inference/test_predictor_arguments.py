@@ -221,6 +221,40 @@ def test_a_pil_image_is_turned_upright_by_its_exif_orientation_as_its_file_is(
         assert pneumoscan.gradcam(im, shipped).prediction.probability == pytest.approx(from_path.probability, abs=1e-6)
 
 
+@pytest.mark.parametrize("loaded", [False, True])
+@pytest.mark.parametrize("orientation", [3, 5, 6, 7, 8])
+@pytest.mark.parametrize("mode", ["L", "P", "RGB", "RGBA", "CMYK", "I;16", "I", "F"])
+def test_a_pil_image_of_a_turned_tiff_gives_its_files_pixels(tmp_path: Path, mode: str, orientation: int,
+                                                             loaded: bool) -> None:
+    """Pillow maps an uncompressed L, P, RGBA, CMYK or I;16 TIFF opened from a path at its upright size, so with an
+    orientation that swaps width and height, predict(Image.open(path)) read scrambled pixels (up to 170 of 255 off
+    the file's at 64 px), loaded first or not; the file itself decodes right."""
+    from pneumoscan.data.preprocess import load_image
+    from pneumoscan.inference.inputs import film_bytes
+
+    with Image.open(_film()) as im:
+        gray = np.asarray(im.convert("L").resize((150, 90)))
+    image = Image.fromarray(gray.astype(np.int32) * 16) if mode in ("I", "I;16") else Image.fromarray(gray)
+    image = image.convert(mode) if mode in ("I;16", "F") else image.convert("RGB").convert(mode) if mode != "L" else image
+    path = tmp_path / "turned.tif"
+    image.save(path, tiffinfo={0x0112: orientation})
+    with Image.open(path) as opened:
+        if loaded:
+            opened.load()
+        from_image = load_image(film_bytes(opened)[0], 64)
+    np.testing.assert_array_equal(from_image, load_image(path, 64))
+
+
+def test_a_pil_image_of_a_turned_l_tiff_gets_its_files_probability(shipped: Predictor, tmp_path: Path) -> None:
+    with Image.open(_film()) as im:
+        stored = im.convert("L").resize((224, 200)).transpose(Image.Transpose.ROTATE_90)  # 6: upright, not square
+    stored.save(tmp_path / "turned.tif", tiffinfo={0x0112: 6})
+    from_path = shipped.predict(tmp_path / "turned.tif")
+    assert from_path.probability is not None and from_path.label == "NORMAL"
+    with Image.open(tmp_path / "turned.tif") as im:
+        assert shipped.predict(im).probability == from_path.probability
+
+
 @pytest.mark.parametrize("orientation", [None, 1])
 def test_a_pil_image_with_nothing_to_turn_is_not_copied(orientation: int | None) -> None:
     """ImageOps.exif_transpose copies an image it does not turn: about 60 MB more at peak for a 20 MP colour photo."""

@@ -100,6 +100,11 @@ def encoded_png(image: Any, caller: str = "predict") -> tuple[bytes, str]:
         if not (image.width and image.height):  # PNG cannot hold it: refused below as of a mode to convert
             raise InputError(f"{caller}: an empty PIL image ({image.width} x {image.height} px), no pixels to read; "
                              f"give the film itself")
+        if (source := _mapped_tiff(image)) is not None:
+            try:
+                return source.read_bytes(), name
+            except OSError:  # gone since it was opened: its pixels as Pillow gives them
+                pass
         image = _upright(image)
     elif isinstance(image, np.ndarray):
         name = "<array>"
@@ -124,6 +129,17 @@ def encoded_png(image: Any, caller: str = "predict") -> tuple[bytes, str]:
         return buffer.getvalue(), name
     raise InputError(f"{caller}: a PIL image of mode {image.mode}, which no image file holds; convert it first, e.g. "
                      f"image.convert('RGB')")
+
+
+def _mapped_tiff(image: Any) -> Path | None:
+    """The single-page TIFF file whose pixels PIL image `image` is, unchanged (not loaded yet, or memory-mapped and
+    untouched); None for any other image. Pillow (13.0) maps an uncompressed TIFF's pixels (L, P, RGBA, CMYK, I;16)
+    from the file at its upright size, so one whose EXIF orientation swaps width and height reads scrambled: such
+    an image is read as its file, as `predict(path)` reads it."""
+    if getattr(image, "format", None) != "TIFF" or not getattr(image, "filename", None):
+        return None
+    unchanged = bool(getattr(image, "tile", None)) or (getattr(image, "map", None) is not None and image.readonly)
+    return Path(image.filename) if unchanged and getattr(image, "n_frames", 1) == 1 else None
 
 
 def _upright(image: Any) -> Any:
