@@ -27,6 +27,8 @@ def body_boxes(images: np.ndarray) -> np.ndarray:
     _, h, w = images.shape
     band = images[:, int(h * BAND[0]) : max(int(h * BAND[1]), int(h * BAND[0]) + 1)].astype(np.float32)
     profile = band.mean(axis=1)  # (N, W)
+    # an even k sits half a column to one side (np.convolve 'same'): a film and its mirror get boxes up to ~1.5 % of
+    # the width apart; kept, as centring it moves the boxes existing --crop models see (docs/training.md, --crop)
     k = max(1, w // 32)
     kernel = np.ones(k, dtype=np.float32) / k
     profile = np.stack([np.convolve(p, kernel, mode="same") for p in profile]) if k > 1 else profile
