@@ -234,8 +234,11 @@ def test_a_pil_image_of_a_turned_tiff_gives_its_files_pixels(tmp_path: Path, mod
 
     with Image.open(_film()) as im:
         gray = np.asarray(im.convert("L").resize((150, 90)))
-    image = Image.fromarray(gray.astype(np.int32) * 16) if mode in ("I", "I;16") else Image.fromarray(gray)
-    image = image.convert(mode) if mode in ("I;16", "F") else image.convert("RGB").convert(mode) if mode != "L" else image
+    if mode in ("I", "I;16", "F"):
+        image = Image.fromarray(gray.astype(np.int32) * 16 if mode != "F" else gray.astype(np.float32) / 255)
+        image = image.convert(mode) if mode == "I;16" else image
+    else:
+        image = Image.fromarray(gray) if mode == "L" else Image.fromarray(gray).convert("RGB").convert(mode)
     path = tmp_path / "turned.tif"
     image.save(path, tiffinfo={0x0112: orientation})
     with Image.open(path) as opened:
