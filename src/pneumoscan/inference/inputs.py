@@ -100,11 +100,8 @@ def encoded_png(image: Any, caller: str = "predict") -> tuple[bytes, str]:
         if not (image.width and image.height):  # PNG cannot hold it: refused below as of a mode to convert
             raise InputError(f"{caller}: an empty PIL image ({image.width} x {image.height} px), no pixels to read; "
                              f"give the film itself")
-        if (source := _mapped_tiff(image)) is not None:
-            try:
-                return source.read_bytes(), name
-            except OSError:  # gone since it was opened: its pixels as Pillow gives them
-                pass
+        if (source := _tiff_file_bytes(image)) is not None:
+            return source, name
         image = _upright(image)
     elif isinstance(image, np.ndarray):
         name = "<array>"
@@ -131,15 +128,30 @@ def encoded_png(image: Any, caller: str = "predict") -> tuple[bytes, str]:
                      f"image.convert('RGB')")
 
 
-def _mapped_tiff(image: Any) -> Path | None:
-    """The single-page TIFF file whose pixels PIL image `image` is, unchanged (not loaded yet, or memory-mapped and
-    untouched); None for any other image. Pillow (13.0) maps an uncompressed TIFF's pixels (L, P, RGBA, CMYK, I;16)
-    from the file at its upright size, so one whose EXIF orientation swaps width and height reads scrambled: such
-    an image is read as its file, as `predict(path)` reads it."""
-    if getattr(image, "format", None) != "TIFF" or not getattr(image, "filename", None):
+def _tiff_file_bytes(image: Any) -> bytes | None:
+    """The bytes of the single-page TIFF file whose pixels PIL image `image` is, unchanged (not loaded yet: read from
+    its open file; or memory-mapped and untouched: the map is the whole file); None for any other image, or when they
+    cannot be read. Pillow (13.0) maps an uncompressed TIFF's pixels (L, P, RGBA, CMYK, I;16) from the file at its
+    upright size, so one whose EXIF orientation swaps width and height reads scrambled: such an image is read as its
+    file, as `predict(path)` reads it. The bytes come from the image's own file handle or map, never from its name,
+    which may name another file by now."""
+    if getattr(image, "format", None) != "TIFF" or getattr(image, "n_frames", 1) != 1:
         return None
-    unchanged = bool(getattr(image, "tile", None)) or (getattr(image, "map", None) is not None and image.readonly)
-    return Path(image.filename) if unchanged and getattr(image, "n_frames", 1) == 1 else None
+    mapped = getattr(image, "map", None)
+    if mapped is not None and image.readonly:
+        return bytes(mapped)
+    handle = getattr(image, "fp", None)
+    if not getattr(image, "tile", None) or handle is None:
+        return None
+    try:
+        at = handle.tell()
+        handle.seek(0)
+        try:
+            return handle.read()
+        finally:
+            handle.seek(at)
+    except (OSError, ValueError, AttributeError):  # closed, or not seekable: its pixels as Pillow gives them
+        return None
 
 
 def _upright(image: Any) -> Any:
