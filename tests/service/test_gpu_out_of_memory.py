@@ -2,10 +2,12 @@
 a traceback; the service stays up. torch.OutOfMemoryError is constructed on a CPU build too."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -196,25 +198,69 @@ def test_a_film_too_large_for_an_idle_servers_memory_is_413_to_downscale_not_503
     assert not any(FILM.name in line for line in lines), lines
 
 
-@pytest.mark.parametrize("other", ["slot", "upload"])
-def test_a_film_whose_decoding_runs_short_while_others_hold_memory_is_503_to_retry(
-        other: str, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    """While another request holds an inference slot or upload memory, the film may decode once it is done: 503 with
-    Retry-After, 'nothing is wrong with the file'; in a batch that film's item alone, the others scored."""
+def test_whether_others_hold_memory_is_asked_without_copying_the_slots_borrowers(
+        client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check runs in a worker thread: the limiter's statistics() copied the set of slot holders, which the event
+    loop changes meanwhile. It reads counters only; a film too large for an idle server is still 413."""
+    limiter_class = type(client.app.state.limiter)
+
+    def copies(*_: object) -> None:
+        raise RuntimeError("Set changed size during iteration")
+
+    monkeypatch.setattr(limiter_class, "statistics", copies)
     _decoding_runs_short(monkeypatch)
     with TestClient(client.app, raise_server_exceptions=False) as c:
-        limiter, budget, holder = c.app.state.limiter, c.app.state.upload_budget, object()
+        res = _post(c, "/predict")
+    assert res.status_code == 413, res.text
+
+
+@contextlib.contextmanager
+def _holding_memory(c: TestClient, other: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Something other than the request holding memory meanwhile: another request's slot or upload, Grad-CAM's model
+    loading after the page's POST /warm-up, or a GET /ready whose test image is being scored."""
+    limiter, budget, engine, holder = c.app.state.limiter, c.app.state.upload_budget, c.app.state.engine, object()
+    started, go = threading.Event(), threading.Event()
+
+    def busy(*_: object) -> None:
+        started.set()
+        go.wait(30)
+
+    thread = None
+    if other == "slot":
+        c.portal.call(limiter.acquire_on_behalf_of, holder)
+    elif other == "upload":
+        budget.available -= 1000  # another request's upload
+    elif other == "warm-up":
+        monkeypatch.setattr(Engine, "_warm", busy)
+        monkeypatch.setattr(engine, "_cam_error", None)  # not loaded yet, whatever an earlier test did
+        assert c.post("/warm-up").status_code == 202
+        thread = engine._warming
+    else:
+        monkeypatch.setattr(Engine, "self_test", busy)
+        thread = threading.Thread(target=c.get, args=("/ready",))
+        thread.start()
+    assert other in ("slot", "upload") or started.wait(10)
+    try:
+        yield
+    finally:
+        go.set()
+        if thread is not None:
+            thread.join(30)
         if other == "slot":
-            c.portal.call(limiter.acquire_on_behalf_of, holder)
-        else:
-            budget.available -= 1000  # another request's upload
-        try:
-            res, batch = _post(c, "/predict"), _both(c)
-        finally:
-            if other == "slot":
-                c.portal.call(limiter.release_on_behalf_of, holder)
-            else:
-                budget.available += 1000
+            c.portal.call(limiter.release_on_behalf_of, holder)
+        elif other == "upload":
+            budget.available += 1000
+
+
+@pytest.mark.parametrize("other", ["slot", "upload", "warm-up", "ready"])
+def test_a_film_whose_decoding_runs_short_while_others_hold_memory_is_503_to_retry(
+        other: str, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While another request holds an inference slot or upload memory, Grad-CAM's model loads after the page opened,
+    or /ready scores its test image, the film may decode once that is done: 503 with Retry-After, 'nothing is wrong
+    with the file'; in a batch that film's item alone, the others scored. The last two were 413 'downscale it'."""
+    _decoding_runs_short(monkeypatch)
+    with TestClient(client.app, raise_server_exceptions=False) as c, _holding_memory(c, other, monkeypatch):
+        res, batch = _post(c, "/predict"), _both(c)
     assert res.status_code == 503 and res.headers["Retry-After"] == "2", res.text
     assert res.json()["detail"].startswith("server busy: the server ran short of memory or open files")
     assert "nothing is wrong with the file" in res.json()["detail"]

@@ -349,8 +349,7 @@ class Engine:
         is asked for soon, and it would otherwise wait seconds for PyTorch to load. Predictions go on meanwhile; a
         heatmap asked for before it is done waits for it."""
         with self._warm_lock:
-            if (self._warming is not None and self._warming.is_alive()) or \
-                    (self._cam_error is not None and not self._retry_due()):
+            if self.warming or (self._cam_error is not None and not self._retry_due()):
                 return
             if self._torch_missing(self._cam_error):
                 return  # `explain_problem` gives the install advice; a load would only fail and replace it
@@ -360,6 +359,11 @@ class Engine:
             self._warming = threading.Thread(target=self._warm, args=(module,), name="pneumoscan-gradcam-load",
                                              daemon=True)  # never holds up a stop
             self._warming.start()
+
+    @property
+    def warming(self) -> bool:
+        """Whether `warm_explain`'s thread is loading Grad-CAM's torch model now (memory a request does not hold)."""
+        return self._warming is not None and self._warming.is_alive()
 
     def _warm(self, module: ModuleType) -> None:
         self._cam_problem(module)  # a failure becomes `_cam_error`, logged there

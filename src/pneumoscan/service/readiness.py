@@ -32,6 +32,11 @@ class Readiness:
         self.timeout_s = timeout_s
         self._running: asyncio.Future[None] | None = None
 
+    @property
+    def testing(self) -> bool:
+        """Whether a test is running now (one a probe gave up on after the time limit too): memory no request holds."""
+        return self._running is not None and not self._running.done()
+
     async def check(self) -> float:
         """Milliseconds the test took (or had taken when a running one ended); NotReady when it fails or is late."""
         start = time.perf_counter()

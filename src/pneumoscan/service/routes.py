@@ -63,8 +63,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     408: {"model": ErrorResponse, "description": "the upload stalled: no data for the idle timeout (30 s by "
                                                  "default), or not all sent within the total limit if one is set"},
     413: {"model": ErrorResponse, "description": "upload larger than the configured limit (for /predict/batch: the "
-                                                 "whole body, or more files than max_batch_files), or an image over "
-                                                 f"{DEFAULT_MAX_PIXELS // 1_000_000} megapixels"},
+                                                 "whole body, or more files than max_batch_files), an image over "
+                                                 f"{DEFAULT_MAX_PIXELS // 1_000_000} megapixels, or a film whose "
+                                                 "decoding ran out of the server's memory while nothing else held "
+                                                 "memory (no other request, no Grad-CAM model loading, no readiness "
+                                                 "check): downscale it, retrying would fail for ever"},
     415: {"model": ErrorResponse, "description": "not multipart/form-data, or the file is not an image (a DICOM "
                                                  "report or DICOMDIR too)"},
     422: {"model": ErrorResponse, "description": "missing file, empty, corrupt or undecodable image"},
@@ -121,27 +124,30 @@ async def _in_worker(request: Request, func: Callable[[], T], explain: bool = Fa
 
 
 def _others_under_way(request: Request, reservation: Reservation) -> bool:
-    """Whether requests other than this one (which holds an inference slot and `reservation`) hold memory: another
-    slot in use or awaited, or upload bytes not this request's. Reads counters only, so a worker thread may ask."""
-    limiter, budget = request.app.state.limiter, reservation.budget
-    return (limiter.borrowed_tokens > 1 or limiter.statistics().tasks_waiting > 0 or budget.waiting > 0
-            or budget.capacity - budget.available > reservation.held)
+    """Whether anything but this request (which holds an inference slot and `reservation`) holds memory: another slot
+    in use, upload bytes not this request's (a request waiting for a slot holds its own), a request waiting for upload
+    memory, Grad-CAM's model loading after the page's warm-up, or a readiness check's test image. Reads counters and flags only, copies
+    nothing, so a worker thread may ask."""
+    budget = reservation.budget
+    return (request.app.state.limiter.borrowed_tokens > 1 or budget.waiting > 0
+            or budget.capacity - budget.available > reservation.held
+            or _engine(request).warming or request.app.state.readiness.testing)
 
 
 def _decode(request: Request, reservation: Reservation, part: Part) -> Decoded:
     """The part's film decoded. Its decoding running out of memory is an HTTPException: 503 to retry while other
-    requests held memory (at its start or its failure), else 413, since that film alone is too large for this server's
+    work held memory (`_others_under_way`, at its start or its failure), else 413, since that film alone is too large for this server's
     memory and retrying would fail for ever. The decoder's other InputErrors are raised as they are."""
     crowded = _others_under_way(request, reservation)
     try:  # the upload's own buffer: a copy would hold it twice while it is decoded
         return _engine(request).decode(part.data, _label(part))
     except DecodeOutOfMemory as err:
         if crowded or _others_under_way(request, reservation):
-            log.error("%s: MemoryError decoding a film while other requests were under way; answered 503",
+            log.error("%s: MemoryError decoding a film while other work held memory; answered 503",
                       _request_line(request))
             raise _busy(HOST_BUSY) from None
         size = "the film" if err.width is None else f"{err.width} x {err.height} px"
-        log.error("%s: MemoryError decoding a film of %s with no other request under way; answered 413",
+        log.error("%s: MemoryError decoding a film of %s with nothing else holding memory; answered 413",
                   _request_line(request), size)
         raise HTTPException(413, f"{err.label}: {size} is too large for this server's memory; downscale it and send "
                                  "it again") from None
