@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from pneumoscan import __version__
 from pneumoscan.errors import (MAX_REASON, PneumoscanError, RefusedFilm, WriteError, cli_words, decimals,
-                               gpu_out_of_memory, one_line, warn)
+                               gpu_out_of_memory, host_out_of_memory, memory_reason, one_line, warn)
 
 if TYPE_CHECKING:
     from pneumoscan.evaluation.evaluate import Evaluation
@@ -523,16 +523,36 @@ def _run(args: argparse.Namespace) -> int:
         done = f" {err}" if str(err) else ""
         print(f"pneumoscan: interrupted{done}{_resume_hint(args)}", file=sys.stderr)
         return 130
-    except RuntimeError as err:
-        if not gpu_out_of_memory(err):
+    except (RuntimeError, MemoryError) as err:
+        if gpu_out_of_memory(err):
+            print(f"pneumoscan: error: {_out_of_memory_advice(args, err)}{_resume_hint(args)}", file=sys.stderr)
+            return 2
+        if not host_out_of_memory(err):
             raise
-        print(f"pneumoscan: error: {_out_of_memory_advice(args, err)}{_resume_hint(args)}", file=sys.stderr)
+        # numpy's allocations and torch's CPU allocator say how much they wanted
+        reason = f" ({one_line(memory_reason(err), MAX_REASON)})" if str(err) else ""
+        print(f"pneumoscan: error: the machine ran out of memory{reason}; close other programs, or "
+              f"{_host_memory_way(args)}, and try again{_resume_hint(args)}", file=sys.stderr)
         return 2
-    except MemoryError as err:  # the host's: numpy's allocations say how much they wanted
-        reason = f" ({one_line(str(err), MAX_REASON)})" if str(err) else ""
-        print(f"pneumoscan: error: the machine ran out of memory{reason}; close other programs, or give fewer or "
-              f"smaller films, and try again{_resume_hint(args)}", file=sys.stderr)
-        return 2
+
+
+def _smaller_batch(args: argparse.Namespace) -> str | None:
+    """The command's smaller batch as a way out of memory ('lower --batch-size ...'), None when it has no batch size."""
+    from pneumoscan.errors import option
+
+    if not hasattr(args, "batch_size"):
+        return None
+    resumed = f" in a new {option('out')} (a resume keeps the run's)" if args.command in ("train", "pretrain") else ""
+    return f"lower {option('batch_size')}{resumed}"
+
+
+def _host_memory_way(args: argparse.Namespace) -> str:
+    """What the user can change for the command the machine ran out of memory in: its batch size, else how many films
+    it reads (fit-guard's --max-images), else the films given."""
+    from pneumoscan.errors import option
+
+    fewer = f"fit on fewer films ({option('max_images')})" if hasattr(args, "max_images") else "give fewer or smaller films"
+    return _smaller_batch(args) or fewer
 
 
 def _out_of_memory_advice(args: argparse.Namespace, err: BaseException) -> str:
@@ -541,9 +561,9 @@ def _out_of_memory_advice(args: argparse.Namespace, err: BaseException) -> str:
     from pneumoscan.errors import option, out_of_memory_text
 
     ways = ["free it (`nvidia-smi` lists the processes holding it)"]
-    if hasattr(args, "batch_size"):
-        resumed = f" in a new {option('out')} (a resume keeps the run's)" if args.command in ("train", "pretrain") else ""
-        ways.append(f"lower {option('batch_size')}{resumed}")
+    batch = _smaller_batch(args)
+    if batch:
+        ways.append(batch)
     if hasattr(args, "backend"):
         ways.append(f"pass {option('backend', 'onnx')} (ONNX Runtime, on the CPU)")
     ways.append(f"run it on the CPU with the GPU hidden: `CUDA_VISIBLE_DEVICES= pneumoscan {args.command} ...`")

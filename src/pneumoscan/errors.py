@@ -273,6 +273,25 @@ def gpu_out_of_memory(err: BaseException) -> bool:
         isinstance(err, RuntimeError) and any(text in str(err) for text in GPU_ALLOCATION_FAILED))
 
 
+# torch's text for a CPU tensor it could not allocate (a RuntimeError, not a MemoryError): c10's alloc_cpu
+CPU_ALLOCATION_FAILED = "DefaultCPUAllocator: can't allocate memory"
+
+
+def host_out_of_memory(err: BaseException) -> bool:
+    """Whether `err` is the host out of memory: Python's MemoryError (numpy's allocations too), or torch's CPU
+    allocator failing (a RuntimeError with CPU_ALLOCATION_FAILED; never so when torch was not imported)."""
+    return isinstance(err, MemoryError) or (
+        "torch" in sys.modules and isinstance(err, RuntimeError) and CPU_ALLOCATION_FAILED in str(err))
+
+
+def memory_reason(err: BaseException) -> str:
+    """A `host_out_of_memory` error's words: from "can't allocate memory" on for torch's (its '[enforce fail at
+    alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: ' says nothing to a user, and would crowd out the amount)."""
+    text = str(err)
+    return text[text.find(CPU_ALLOCATION_FAILED) + len("DefaultCPUAllocator: "):] if CPU_ALLOCATION_FAILED in text \
+        else text
+
+
 def out_of_memory_text(err: BaseException, ways: list[str]) -> str:
     """One line for work the GPU ran out of memory in: torch's reason, then `ways` out ('a, b, or c')."""
     choices = ways[-1] if len(ways) < 2 else f"{', '.join(ways[:-1])}, or {ways[-1]}"

@@ -105,3 +105,39 @@ def test_the_host_out_of_memory_elsewhere_in_a_command_is_one_line(
     err = capsys.readouterr().err
     assert err == ("pneumoscan: error: the machine ran out of memory (Unable to allocate 1.07 GiB for an array with "
                    "shape (12000, 12000)); close other programs, or give fewer or smaller films, and try again\n")
+
+
+def _cpu_allocation_fails(*_: Any, **__: Any) -> None:
+    torch.empty(10**17, dtype=torch.uint8)  # torch's CPU allocator fails: a RuntimeError, not a MemoryError
+
+
+@pytest.mark.parametrize("command", ["train", "fit-guard", "evaluate"])
+def test_torch_running_out_of_the_machines_memory_is_one_line_naming_what_to_change(
+        command: str, tiny_dataset: Path, tiny_run: Path, tiny_data: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """torch's 'DefaultCPUAllocator: can't allocate memory' (the likeliest way CPU training runs short) was a
+    traceback: now the host's one line, whose way out is the command's own (a smaller batch for training, fewer films
+    for fit-guard), with train's resume hint."""
+    import pneumoscan.evaluation.evaluate as evaluate
+    import pneumoscan.inference.ood.fit as fit
+    import pneumoscan.training.trainer as trainer
+
+    out = tmp_path / "run"
+    if command == "train":
+        monkeypatch.setattr(trainer, "augment_batch", _cpu_allocation_fails)
+        args = ["train", "--data", str(tiny_dataset), "--out", str(out), *QUICK]
+    elif command == "fit-guard":
+        monkeypatch.setattr(fit, "forward_with_features", _cpu_allocation_fails)
+        args = ["fit-guard", "--model", str(tiny_run), "--data", str(tiny_data), "--out", str(tmp_path / "g.ood.safetensors")]
+    else:
+        monkeypatch.setattr(evaluate, "evaluate", _cpu_allocation_fails)
+        args = ["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--backend", "torch"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("pneumoscan: error: the machine ran out of memory (can't allocate memory: you tried to "
+                          "allocate 100000000000000000 bytes."), err
+    way = {"train": "lower --batch-size in a new --out (a resume keeps the run's)",
+           "fit-guard": "fit on fewer films (--max-images)", "evaluate": "give fewer or smaller films"}[command]
+    assert f"; close other programs, or {way}, and try again" in err, err
+    assert ("--resume" in err or "nothing was saved" in err) == (command == "train") and "GPU" not in err
