@@ -243,11 +243,60 @@ def default_model_path() -> Path:
     return Path(__file__).parent / "weights" / "default.safetensors"
 
 
-def is_shipped(sha256: str | None) -> bool:
-    """Whether a model file whose SHA-256 is `sha256` is the model shipped with pneumoscan (a copy of it too): the
-    one whose card says which films it was trained on (frontal pediatric chest X-rays)."""
+def is_shipped(model: str | os.PathLike | None) -> bool:
+    """Whether model file `model` holds the weights shipped with pneumoscan (the shipped file, a copy, or a
+    set-threshold copy with a threshold of its own): the model whose card says which films it was trained on (frontal
+    pediatric chest X-rays). Decided by the tensors alone, not the whole file, whose header a set-threshold rewrites."""
     shipped = default_model_path()
-    return sha256 is not None and shipped.is_file() and file_sha256(shipped) == sha256
+    if model is None or not shipped.is_file():
+        return False
+    try:
+        return _tensor_index(model) == _tensor_index(shipped) and weights_sha256(model) == weights_sha256(shipped)
+    except (OSError, ValueError):  # unreadable, or no safetensors file: not the shipped model
+        return False
+
+
+# by the file's stat (device, inode, size, modification and change times): computed again once the file changes, and
+# a Predictor's start-up reads the shipped file's index and hashes its weights once per process
+_TENSOR_INDEX: dict[tuple[int, ...], tuple[str, int]] = {}
+_WEIGHTS_SHA256: dict[tuple[int, ...], str] = {}
+
+
+def _stat_key(path: str | os.PathLike) -> tuple[int, ...]:
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
+
+
+def _tensor_index(path: str | os.PathLike) -> tuple[str, int]:
+    """A safetensors file's tensor index (names, dtypes, shapes, offsets: its JSON header without the metadata) and
+    the length of its tensor data: equal for two files whose weights may be equal, read without the data."""
+    key = _stat_key(path)
+    if key not in _TENSOR_INDEX:
+        with open(path, "rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            if length > 100_000_000:  # safetensors' own limit on a header
+                raise ValueError(f"{path}: not a safetensors file")
+            header = json.loads(handle.read(length))
+        if not isinstance(header, dict):
+            raise ValueError(f"{path}: not a safetensors file")
+        header.pop("__metadata__", None)
+        _TENSOR_INDEX[key] = json.dumps(header, sort_keys=True), key[2] - 8 - length
+    return _TENSOR_INDEX[key]
+
+
+def weights_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a safetensors file's tensors (their index, then their bytes), not of its metadata: the same for
+    a model and a copy of its weights with other settings."""
+    key = _stat_key(path)
+    if key not in _WEIGHTS_SHA256:
+        index, length = _tensor_index(path)
+        digest = hashlib.sha256(index.encode())
+        with open(path, "rb") as handle:
+            handle.seek(key[2] - length)
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _WEIGHTS_SHA256[key] = digest.hexdigest()
+    return _WEIGHTS_SHA256[key]
 
 
 def resolve_model_path(model: str | os.PathLike | None) -> Path:

@@ -279,7 +279,7 @@ class Engine:
         # The torch model (Grad-CAM's) is not loaded here when the ONNX export on file serves: it is loaded by the
         # first heatmap, in its worker thread (see `_cam_problem`), so the service starts and predicts without torch.
         self.model_sha256 = self.predictor.sha256
-        self.shipped = is_shipped(self.model_sha256)
+        self.shipped = is_shipped(self.predictor.path)
         self._torch_at_start = self.predictor.model_loaded  # else the first heatmap loads it (not the event loop)
         self._explain_lock = threading.Lock()
         self._warm_lock = threading.Lock()

@@ -114,8 +114,9 @@ class ModelInfo(BaseModel):
     upload_total_s: float | None = Field(description="an upload not all sent within this many seconds gets 408; "
                                                      "null: no limit")
     sha256: str = Field(description="SHA-256 of the model file: identifies the exact weights and threshold in use")
-    shipped: bool = Field(description="whether it is the model shipped with pneumoscan, which GET /model/card (and "
-                                      "`pneumoscan card`) describes; that card is not about any other model")
+    shipped: bool = Field(description="whether it holds the weights shipped with pneumoscan (a set-threshold copy "
+                                      "with a threshold of its own too), which GET /model/card (and `pneumoscan "
+                                      "card`) describes; that card is not about any other model")
     ood_guard: bool = Field(description="whether uploads are screened by an out-of-distribution guard that refuses "
                                         "to predict on images that do not look like chest X-rays")
 

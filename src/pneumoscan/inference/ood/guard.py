@@ -158,7 +158,7 @@ class OODGuard:
         self.references: dict[str, float] = {k: float(v) for k, v in meta["references"].items()}
         self.models = {name: Gaussian(tensors[f"{name}.centers"], tensors[f"{name}.scale"], tensors[f"{name}.precision"])
                        for name in ("image", "features") if f"{name}.centers" in tensors}
-        self.shipped = is_shipped(meta.get("model_sha256"))  # the shipped model's guard: its films are pediatric
+        self.shipped = False  # the shipped model's guard, whose films are pediatric: set by `load_guard`, which knows it
 
     @property
     def image_size(self) -> int:
@@ -400,6 +400,7 @@ def load_guard(model: str | os.PathLike | None, meta: ArtifactMeta | None = None
         raise InputError(f"{path}: guard was fitted for a different version of {model_path.name}; "
                          f"run `pneumoscan fit-guard --model {model_path} --data TRAINING_DATA` again, or delete "
                          f"{path.name} to use the model without a guard")
+    guard.shipped = is_shipped(model_path)
     size = (meta if meta is not None else read_meta(model_path)).image_size
     if guard.image_size != size:  # only by an edit: the guard is keyed to this very model file
         raise InputError(f"{path}: not a usable pneumoscan guard file (fitted for {guard.image_size} px images, its "
