@@ -796,3 +796,35 @@ def test_ctrl_c_while_a_plugin_is_imported_is_not_taken_for_a_broken_plugin(monk
     interrupt_import(monkeypatch, "ctrl_c_models")
     with pytest.raises(KeyboardInterrupt):
         registry._load_plugins()
+
+
+def test_after_a_ctrl_c_while_plugins_load_the_next_call_loads_them_all(own_registry: dict,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plugins counted as loaded after a Ctrl+C in the first one's registration, which kept the one model it had
+    registered: the rest of a notebook session ran without its other models and the plugins after it, no warning."""
+    import types
+    from importlib import metadata
+
+    calls: list[int] = []
+
+    def register_first() -> None:
+        calls.append(1)
+        registry.register_model("halfnet", description="registered before the Ctrl+C", image_size=32)(sized)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        registry.register_model("restnet", description="registered after it", image_size=32)(sized)
+
+    def register_second() -> None:
+        registry.register_model("secondnet", description="the next plugin's", image_size=32)(sized)
+
+    module = types.ModuleType("ctrl_c_registry")
+    module.first, module.second = register_first, register_second  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ctrl_c_registry", module)
+    points = [metadata.EntryPoint(name=name, value=f"ctrl_c_registry:{name}", group=registry.PLUGIN_GROUP)
+              for name in ("first", "second")]
+    monkeypatch.setattr(metadata, "entry_points", lambda group: points if group == registry.PLUGIN_GROUP else [])
+    monkeypatch.setitem(registry._LOADED, "plugins", False)
+    with pytest.raises(KeyboardInterrupt):
+        registry.list_models()
+    assert not {"halfnet", "restnet", "secondnet"} & set(own_registry)
+    assert {"halfnet", "restnet", "secondnet"} <= set(registry.list_models())

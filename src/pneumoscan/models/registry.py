@@ -366,7 +366,11 @@ def _load_models() -> None:
     _load_builtin()
     if not _LOADED["plugins"]:
         _LOADED["plugins"] = True  # first: a plugin that itself asks for a model must not load them all again
-        _load_plugins()
+        try:
+            _load_plugins()
+        except BaseException:  # Ctrl+C: the next call (a notebook's next cell) loads the plugins again, not none
+            _LOADED["plugins"] = False
+            raise
 
 
 def _load_builtin() -> None:
@@ -378,7 +382,8 @@ def _load_builtin() -> None:
 
 def _load_plugins() -> None:
     """Load every entry point of PLUGIN_GROUP; one that fails (an import error, a name registered twice) is left
-    out, with the models it had registered, and a PluginWarning naming it, its distribution and the error."""
+    out, with the models it had registered, and a PluginWarning naming it, its distribution and the error. One a
+    Ctrl+C interrupts leaves none of its models registered either, so that it loads whole the next time."""
     from importlib.metadata import entry_points
 
     for point in entry_points(group=PLUGIN_GROUP):
@@ -390,11 +395,13 @@ def _load_plugins() -> None:
             loaded = point.load()
             if callable(loaded) and not isinstance(loaded, ModuleType):
                 loaded()
-        except Exception as err:  # noqa: BLE001 - a broken plugin must not break pneumoscan
-            if isinstance(err, ImportError):
-                raise_if_interrupted(err)
+        except BaseException as err:  # noqa: BLE001 - a broken plugin must not break pneumoscan
             for name in set(_REGISTRY) - before:
                 del _REGISTRY[name]
+            if not isinstance(err, Exception):  # Ctrl+C, or an exit
+                raise
+            if isinstance(err, ImportError):
+                raise_if_interrupted(err)
             warn(PluginWarning(
                 f"model plugin {point.name!r} ({point.value}) of {dist.name if dist else 'an unknown distribution'} "
                 f"was not loaded, so its models are unavailable: {type(err).__name__}: {first_line(err, 200)}"))
