@@ -551,8 +551,9 @@ def _host_memory_way(args: argparse.Namespace) -> str:
     it reads (fit-guard's --max-images), else the films given."""
     from pneumoscan.errors import option
 
-    fewer = f"fit on fewer films ({option('max_images')})" if hasattr(args, "max_images") else "give fewer or smaller films"
-    return _smaller_batch(args) or fewer
+    if hasattr(args, "max_images") and not hasattr(args, "batch_size"):
+        return f"fit on fewer films ({option('max_images')})"
+    return _smaller_batch(args) or "give fewer or smaller films"
 
 
 def _out_of_memory_advice(args: argparse.Namespace, err: BaseException) -> str:

@@ -128,7 +128,8 @@ def test_torch_running_out_of_the_machines_memory_is_one_line_naming_what_to_cha
         args = ["train", "--data", str(tiny_dataset), "--out", str(out), *QUICK]
     elif command == "fit-guard":
         monkeypatch.setattr(fit, "forward_with_features", _cpu_allocation_fails)
-        args = ["fit-guard", "--model", str(tiny_run), "--data", str(tiny_data), "--out", str(tmp_path / "g.ood.safetensors")]
+        args = ["fit-guard", "--model", str(tiny_run), "--data", str(tiny_data), "--out",
+                str(tmp_path / "g.ood.safetensors")]
     else:
         monkeypatch.setattr(evaluate, "evaluate", _cpu_allocation_fails)
         args = ["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--backend", "torch"]

@@ -126,8 +126,8 @@ async def _in_worker(request: Request, func: Callable[[], T], explain: bool = Fa
 def _others_under_way(request: Request, reservation: Reservation) -> bool:
     """Whether anything but this request (which holds an inference slot and `reservation`) holds memory: another slot
     in use, upload bytes not this request's (a request waiting for a slot holds its own), a request waiting for upload
-    memory, Grad-CAM's model loading after the page's warm-up, or a readiness check's test image. Reads counters and flags only, copies
-    nothing, so a worker thread may ask."""
+    memory, Grad-CAM's model loading after the page's warm-up, or a readiness check's test image. Reads counters and
+    flags only, copies nothing, so a worker thread may ask."""
     budget = reservation.budget
     return (request.app.state.limiter.borrowed_tokens > 1 or budget.waiting > 0
             or budget.capacity - budget.available > reservation.held
@@ -135,9 +135,9 @@ def _others_under_way(request: Request, reservation: Reservation) -> bool:
 
 
 def _decode(request: Request, reservation: Reservation, part: Part) -> Decoded:
-    """The part's film decoded. Its decoding running out of memory is an HTTPException: 503 to retry while other
-    work held memory (`_others_under_way`, at its start or its failure), else 413, since that film alone is too large for this server's
-    memory and retrying would fail for ever. The decoder's other InputErrors are raised as they are."""
+    """The part's film decoded. Its decoding running out of memory is an HTTPException: 503 to retry while other work
+    held memory (`_others_under_way`, at its start or its failure), else 413, since that film alone is too large for
+    this server's memory and retrying would fail for ever. The decoder's other InputErrors are raised as they are."""
     crowded = _others_under_way(request, reservation)
     try:  # the upload's own buffer: a copy would hold it twice while it is decoded
         return _engine(request).decode(part.data, _label(part))

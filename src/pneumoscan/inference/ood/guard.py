@@ -158,7 +158,7 @@ class OODGuard:
         self.references: dict[str, float] = {k: float(v) for k, v in meta["references"].items()}
         self.models = {name: Gaussian(tensors[f"{name}.centers"], tensors[f"{name}.scale"], tensors[f"{name}.precision"])
                        for name in ("image", "features") if f"{name}.centers" in tensors}
-        self.shipped = False  # the shipped model's guard, whose films are pediatric: set by `load_guard`, which knows it
+        self.shipped = False  # the shipped model's guard (its films are pediatric): `load_guard` knows, and sets it
 
     @property
     def image_size(self) -> int:
