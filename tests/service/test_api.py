@@ -86,8 +86,35 @@ def test_the_shipped_models_card_is_sent_as_markdown_and_not_passed_off_as_anoth
                     f"the one shipped with pneumoscan (weights {sha}); the card below describes the shipped model "
                     "only, and its data, figures and limits are not those of the model that answers here.")
     assert rest == card
-    monkeypatch.setattr(client.app.state.engine, "shipped", True)
+    from pneumoscan.artifact import default_model_path, read_meta
+
+    monkeypatch.setattr(client.app.state.engine, "shipped", True)  # at the shipped threshold (next test: at another)
+    monkeypatch.setattr(client.app.state.engine.predictor.meta, "threshold", read_meta(default_model_path()).threshold)
     assert client.get("/model/card").text == card
+
+
+def test_the_shipped_models_card_says_when_the_service_runs_it_at_an_operating_point_of_its_own(
+        client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A set-threshold copy of the shipped weights, or the shipped model served with --threshold or --target-recall,
+    is the shipped model (its card is about it), but the card's sensitivity and specificity are at the shipped
+    threshold: the card was sent as if they held at the service's own."""
+    from pneumoscan.artifact import default_model_path, read_meta
+
+    card = CARD.read_text(encoding="utf-8")
+    engine = client.app.state.engine
+    stored = read_meta(default_model_path()).threshold
+    monkeypatch.setattr(engine, "shipped", True)
+    monkeypatch.setattr(engine.predictor, "threshold_from", "model")
+    monkeypatch.setattr(engine.predictor.meta, "threshold", stored)
+    assert client.get("/model/card").text == card  # the card's own operating point: no note
+    monkeypatch.setattr(engine.predictor.meta, "threshold", 0.41)  # as a set-threshold copy stores it
+    monkeypatch.setattr(engine.predictor, "threshold", 0.41)
+    note, rest = client.get("/model/card").text.split("\n\n", 1)
+    assert note.startswith("> **This service runs the shipped model at an operating point of its own** (threshold "
+                           "0.4100 on the probabilities it answers with, stored with the copy of the model it runs")
+    assert f"measured at the shipped threshold {stored:.4f}" in note and rest == card
+    monkeypatch.setattr(engine.predictor, "threshold_from", "threshold")
+    assert "set with --threshold" in client.get("/model/card").text.split("\n\n", 1)[0]
 
 
 def test_a_missing_card_is_a_json_404_not_a_crash(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pneumoscan.card import model_card_text
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, EXPORT_AS, unsupported_format
 from pneumoscan.errors import (DamagedModel, DecodeOutOfMemory, ImageTooLarge, InputError, ModelFileChanged, NotAnImage,
-                               first_line, gpu_out_of_memory)
+                               decimals, first_line, gpu_out_of_memory)
 from pneumoscan.inference.ood import refusal_cause, refusal_kind
 from pneumoscan.inference.predictor import Prediction
 from pneumoscan.service.audit import AuditError, AuditLog, utc_now
@@ -302,6 +302,27 @@ _NOT_SHIPPED = ("> **This card is not about the model of this service.** This se
                 "shipped with pneumoscan (weights {sha}); the card below describes the shipped model only, and its "
                 "data, figures and limits are not those of the model that answers here.\n\n")
 
+# heads the card when the service runs the shipped weights at an operating point of its own (a set-threshold copy,
+# --threshold, --target-recall): the card's sensitivity and specificity are at the shipped threshold
+_OWN_OPERATING_POINT = ("> **This service runs the shipped model at an operating point of its own** (threshold {used} "
+                        "on the probabilities it answers with, {why}); the card's sensitivity, specificity and the other "
+                        "figures at a threshold are measured at the shipped threshold {stored}, and differ here. Its "
+                        "data, ROC AUC and limits are this model's.\n\n")
+
+
+def _own_operating_point(engine: Engine) -> str:
+    """The note heading the card of a service that runs the shipped weights at another operating point; '' when it
+    runs them at the card's own threshold (a prevalence given moves the probabilities, not the decisions)."""
+    from pneumoscan.artifact import default_model_path, read_meta
+
+    predictor = engine.predictor
+    stored = read_meta(default_model_path()).threshold
+    if predictor.threshold_from == "model" and abs(predictor.meta.threshold - stored) <= 1e-12:
+        return ""
+    why = {"threshold": "set with --threshold", "target_recall": "chosen with --target-recall"}.get(
+        predictor.threshold_from, "stored with the copy of the model it runs, as set-threshold stores one")
+    return _OWN_OPERATING_POINT.format(used=decimals(predictor.threshold, 4), why=why, stored=decimals(stored, 4))
+
 
 # its 404 is JSON, as every error is: "model" would document it as the route's Markdown
 _CARD_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -322,6 +343,8 @@ async def model_card(request: Request) -> MarkdownResponse:
                                  "reinstall it") from None
     if not engine.shipped:
         text = _NOT_SHIPPED.format(sha=engine.model_sha256[:12]) + text
+    else:
+        text = _own_operating_point(engine) + text
     return MarkdownResponse(text, headers={"Content-Disposition": 'inline; filename="MODEL_CARD.md"'})
 
 
