@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from pathlib import Path
@@ -706,17 +707,25 @@ def test_a_file_listed_on_two_rows_of_a_manifest_is_refused_naming_both(tmp_path
             discover(_manifest(tmp_path, name, rows + again))
 
 
-def test_two_links_to_one_stored_object_are_two_files_of_a_manifest(tmp_path: Path) -> None:
-    """git-annex and DVC make byte-identical films links to one content-addressed object: refused as one file listed
-    twice, naming a line that lists another file; they are byte-identical duplicates, which `audit` reports."""
+@pytest.mark.parametrize("link", ["symlink", "hard link"])
+def test_two_links_to_one_stored_object_are_two_files_of_a_manifest(tmp_path: Path, link: str) -> None:
+    """git-annex and DVC make byte-identical films symlinks or hard links to one content-addressed object (as do
+    hardlink, rdfind and jdupes -L): two files, not one listed twice; they are byte-identical duplicates, which
+    `audit` reports. A linked folder to them still names the same file."""
     store = write_xray(tmp_path / ".annex" / "SHA256E-s1--abc.png", 1, 2)
     write_xray(tmp_path / "NORMAL" / "a.png", 0, 1)
     (tmp_path / "PNEUMONIA").mkdir()
     for name in ("b.png", "c.png"):
-        (tmp_path / "PNEUMONIA" / name).symlink_to(store)
+        if link == "symlink":
+            (tmp_path / "PNEUMONIA" / name).symlink_to(store)
+        else:
+            os.link(store, tmp_path / "PNEUMONIA" / name)
     rows = "path,label\nNORMAL/a.png,NORMAL\nPNEUMONIA/b.png,PNEUMONIA\nPNEUMONIA/c.png,PNEUMONIA\n"
     found = discover(_manifest(tmp_path, "m.csv", rows))
     assert [s.path.name for s in found["all"]] == ["a.png", "b.png", "c.png"]
+    (tmp_path / "linked").symlink_to(tmp_path / "PNEUMONIA")
+    with pytest.raises(InputError, match=r"again.csv:5: lists .*linked/c\.png \(as .*PNEUMONIA/c\.png\), the file line 4"):
+        discover(_manifest(tmp_path, "again.csv", rows + "linked/c.png,PNEUMONIA\n"))
 
 
 def _manifest(folder: Path, name: str, text: str) -> Path:

@@ -283,12 +283,14 @@ def _delimiter(header: str) -> str:
     return ","
 
 
-def _file_identity(path: Path) -> tuple[int, int]:
-    """The directory entry `path` names, as (st_dev, st_ino) of the file itself after its folders are resolved: a
-    '..' spelling, a linked folder or a case the file system folds name one file; two links to one object (a
-    content-addressed store's, as git-annex and DVC make byte-identical films) are two files."""
-    found = (Path(os.path.realpath(path.parent)) / path.name).lstat()
-    return found.st_dev, found.st_ino
+def _file_identity(path: Path) -> tuple[int, int, int, str]:
+    """The directory entry `path` names: its resolved folder's (st_dev, st_ino), the entry's own inode (not
+    followed) and its case-folded name. A '..' spelling, a linked folder or a case the file system folds name one
+    entry; two hard links or two symlinks to one object (DVC's and git-annex's stores, hardlink/rdfind/jdupes -L
+    deduplicated sets) are two entries, so two files."""
+    folder = Path(os.path.realpath(path.parent))
+    found = folder.stat()
+    return found.st_dev, found.st_ino, (folder / path.name).lstat().st_ino, path.name.casefold()
 
 
 def _tidy(path: Path) -> Path:
@@ -395,10 +397,11 @@ def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
     `PatientID`, `MRN`, `subject`, ...) column names each row's patient; then every row needs one (an empty cell is
     an error naming the row: a patient left out would be split from their other images unnoticed). The cause of a
     PNEUMONIA row is its label's (`bacteria`, `viral`, ...) or its optional `cause` (or `etiology`) column's
-    (`manifest_cause`; empty or `unknown`: not known). A file listed on two rows (also by another path to it) is an
-    error naming both; two links to one stored object (git-annex, DVC) are two files, as a folder's are."""
+    (`manifest_cause`; empty or `unknown`: not known). A file listed on two rows (also by another spelling of its path: `..`, a linked
+    folder) is an error naming both; two hard links or symlinks to one stored object (git-annex, DVC) are two
+    files, as a folder's are."""
     found: dict[str, list[Sample]] = {}
-    listed: dict[tuple[int, int], tuple[int | None, Path]] = {}  # `_file_identity` -> the line and path listing it
+    listed: dict[tuple[int, int, int, str], tuple[int | None, Path]] = {}  # `_file_identity` -> the line and path listing it
     text, encoding = manifest_text(csv_path)
     read_as = f"; the manifest was {CP1252_NOTE}" if encoding == "cp1252" else ""
     with io.StringIO(text, newline="") as handle:
