@@ -91,15 +91,49 @@ def test_training_stops_on_a_film_the_machine_runs_out_of_memory_for(
     assert "stopped" in err and not (out / "model.safetensors").exists()
 
 
+def test_predict_gives_a_film_that_runs_short_after_its_decoding_an_error_row_and_goes_on(
+        tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A MemoryError just after the decoder (the full-size film's grey levels) stopped `predict` of a folder at that
+    film, naming none ('the machine ran out of memory (Unable to allocate ...)'), where the decoder's own gives the film
+    an error row: both are the film's, named with its size, and the other films are scored."""
+    import shutil
+
+    from PIL import Image
+
+    import pneumoscan.data.preprocess as preprocess
+
+    films = sorted((tiny_run.parent / "data" / "train" / "NORMAL").iterdir())[:2]
+    for film in films:
+        shutil.copy(film, tmp_path / film.name)
+    big = tmp_path / "big.png"  # the film the machine runs short for: the one 50 x 50 px
+    with Image.open(films[0]) as im:
+        im.convert("L").resize((50, 50)).save(big)
+    levels = preprocess.grey_levels
+
+    def short(gray: Any) -> int:
+        if gray.shape == (50, 50):
+            raise MemoryError("Unable to allocate 1.07 GiB for an array with shape (12000, 12000)")
+        return levels(gray)
+
+    monkeypatch.setattr(preprocess, "grey_levels", short)
+    main(["predict", str(tmp_path), "--model", str(tiny_run), "--csv"])
+    out, err = capsys.readouterr()
+    rows = {Path(r.split(",")[0]).name: r for r in out.splitlines()[1:]}
+    assert sorted(rows) == sorted([big.name, *(f.name for f in films)]), (out, err)
+    assert f"{big}: the machine ran out of memory decoding it (50 x 50 px; " in rows[big.name], rows[big.name]
+    assert all("out of memory" not in rows[f.name] for f in films), rows
+    assert "Traceback" not in err, err
+
+
 def test_the_host_out_of_memory_elsewhere_in_a_command_is_one_line(
         tiny_run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """A MemoryError raised after the decoding (the full-size film's grey levels) was a traceback, exit 1."""
-    import pneumoscan.data.preprocess as preprocess
+    """A MemoryError raised outside a film's reading (scoring the films) was a traceback, exit 1."""
+    import pneumoscan.inference.predictor as predictor
 
     def short(*_: Any, **__: Any) -> None:
         raise MemoryError("Unable to allocate 1.07 GiB for an array with shape (12000, 12000)")
 
-    monkeypatch.setattr(preprocess, "grey_levels", short)
+    monkeypatch.setattr(predictor.Predictor, "_predict", short)
     film = next((tiny_run.parent / "data" / "train" / "NORMAL").iterdir())
     assert main(["predict", str(film), "--model", str(tiny_run)]) == 2
     err = capsys.readouterr().err

@@ -152,19 +152,48 @@ def test_an_old_export_reading_its_model_file_short_of_memory_or_files_is_503_to
     assert str(tmp_path) not in predicted.text + ready.text
 
 
-def _decoding_runs_short(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make the decoding of FILM, a JPEG (not of a PNG), run out of memory, as numpy's allocation for a huge film's
-    pixels fails."""
-    import pneumoscan.data.decode as decode
+SHORT_IN = ["decoding", "grey levels", "resizing", "cues"]
 
-    gray = decode._pil_to_gray
+
+def _decoding_runs_short(monkeypatch: pytest.MonkeyPatch, where: str = "decoding") -> None:
+    """Make the reading of FILM, a JPEG (not of the 64 x 64 px PNG `_both` sends), run out of memory, as numpy's
+    allocation for a huge film's pixels fails: in the decoder, or just after it (counting its grey levels,
+    resizing it, measuring the guard's cues)."""
+    import pneumoscan.data.decode as decode
+    import pneumoscan.data.preprocess as preprocess
+    import pneumoscan.inference.predictor as predictor
+
+    gray, levels, fit = decode._pil_to_gray, preprocess.grey_levels, preprocess.fit_decoded
+    cues = predictor.Predictor.file_cues
 
     def short(im: Image.Image) -> object:
         if im.format == "JPEG":
             raise MemoryError()
         return gray(im)
 
-    monkeypatch.setattr(decode, "_pil_to_gray", short)
+    def short_levels(pixels: object) -> int:
+        if getattr(pixels, "shape", None) != (64, 64):
+            raise MemoryError("Unable to allocate 1.07 GiB for an array")
+        return levels(pixels)
+
+    def short_fit(pixels: object, size: int, data: bytes) -> object:
+        if data[:3] == b"\xff\xd8\xff":
+            raise MemoryError("Unable to allocate 1.07 GiB for an array")
+        return fit(pixels, size, data)
+
+    def short_cues(self: object, data: bytes, *args: object) -> object:
+        if data[:3] == b"\xff\xd8\xff":
+            raise MemoryError("Unable to allocate 1.07 GiB for an array")
+        return cues(self, data, *args)  # type: ignore[arg-type]
+
+    if where == "decoding":
+        monkeypatch.setattr(decode, "_pil_to_gray", short)
+    elif where == "grey levels":
+        monkeypatch.setattr(preprocess, "grey_levels", short_levels)
+    elif where == "resizing":
+        monkeypatch.setattr(preprocess, "fit_decoded", short_fit)
+    else:
+        monkeypatch.setattr(predictor.Predictor, "file_cues", short_cues)
 
 
 def _both(c: TestClient):  # noqa: ANN202
@@ -175,13 +204,15 @@ def _both(c: TestClient):  # noqa: ANN202
                                            ("files", ("small.png", small.getvalue(), "image/png"))])
 
 
+@pytest.mark.parametrize("where", SHORT_IN)
 def test_a_film_too_large_for_an_idle_servers_memory_is_413_to_downscale_not_503_for_ever(
-        client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        where: str, client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """A 12,000 x 12,000 px PNG under `ulimit -v 1250000` on an idle service was answered 503 'retry in 2 s' four times
     in a row (a client honouring Retry-After loops for ever), and a batch holding it was a 503 whole, its good films
     never scored. With no other request holding memory, retrying cannot help: 413, downscale it; a batch's other films
-    are scored. The log line names no file."""
-    _decoding_runs_short(monkeypatch)
+    are scored. The log line names no file. So too when memory runs short just after the decoder (its grey levels,
+    its resizing), which was a 503 whole."""
+    _decoding_runs_short(monkeypatch, where)
     with Image.open(FILM) as im:
         width, height = im.size
     with TestClient(client.app, raise_server_exceptions=False) as c, caplog.at_level(logging.ERROR):
@@ -252,13 +283,14 @@ def _holding_memory(c: TestClient, other: str, monkeypatch: pytest.MonkeyPatch) 
             budget.available += 1000
 
 
+@pytest.mark.parametrize("where", SHORT_IN)
 @pytest.mark.parametrize("other", ["slot", "upload", "warm-up", "ready"])
 def test_a_film_whose_decoding_runs_short_while_others_hold_memory_is_503_to_retry(
-        other: str, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+        other: str, where: str, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """While another request holds an inference slot or upload memory, Grad-CAM's model loads after the page opened,
     or /ready scores its test image, the film may decode once that is done: 503 with Retry-After, 'nothing is wrong
     with the file'; in a batch that film's item alone, the others scored. The last two were 413 'downscale it'."""
-    _decoding_runs_short(monkeypatch)
+    _decoding_runs_short(monkeypatch, where)
     with TestClient(client.app, raise_server_exceptions=False) as c, _holding_memory(c, other, monkeypatch):
         res, batch = _post(c, "/predict"), _both(c)
     assert res.status_code == 503 and res.headers["Retry-After"] == "2", res.text

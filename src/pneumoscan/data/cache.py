@@ -19,7 +19,7 @@ import PIL
 
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache_limit import MAX_GB_ENV, evict, format_bytes, mark_used, max_cache_bytes
-from pneumoscan.data.decode import not_frontal_view, read_path
+from pneumoscan.data.decode import not_frontal_view, read_path, reading_film
 from pneumoscan.data.file_cues import colourfulness, jpeg_cues
 from pneumoscan.data.layout import Sample
 from pneumoscan.data.pixels import out_of_memory
@@ -176,20 +176,21 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool,
             return
         try:
             data, label = read_path(samples[index].path)  # once: the decode and the guard's cues all read it
-            if marks is None:
-                images[index], levels[index], rgb, gray = load_image_levels_rgb_and_gray(data, size, name=label)
-            else:
-                images[index], levels[index], rgb, film, gray = load_image_levels_rgb_and_at(data, size, FILM_SIZE,
-                                                                                             name=label)
-                marks[index] = None if film is None else film_fingerprint(film)
-            colours[index] = colourfulness(data, rgb=rgb)
-            # a lossless file's cues are measured on the pixels just decoded, not on a second decode
-            tones[index], dithers[index], peaks[index] = jpeg_cues(data, gray=gray)
-            views[index] = not_frontal_view(data)
+            with reading_film(label, data):
+                if marks is None:
+                    images[index], levels[index], rgb, gray = load_image_levels_rgb_and_gray(data, size, name=label)
+                else:
+                    images[index], levels[index], rgb, film, gray = load_image_levels_rgb_and_at(
+                        data, size, FILM_SIZE, name=label)
+                    marks[index] = None if film is None else film_fingerprint(film)
+                colours[index] = colourfulness(data, rgb=rgb)
+                # a lossless file's cues are measured on the pixels just decoded, not on a second decode
+                tones[index], dithers[index], peaks[index] = jpeg_cues(data, gray=gray)
+                views[index] = not_frontal_view(data)
             ok[index] = True
         except DecodeOutOfMemory as err:
             short.append(err)
-        except MemoryError:  # after the decoding (its grey levels, resizing, cues): the film's all the same
+        except MemoryError:  # reading the file's bytes
             short.append(out_of_memory(one_line(os.fsdecode(samples[index].path))))
         except InputError as err:
             errors.append(str(err))

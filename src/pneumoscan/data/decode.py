@@ -28,6 +28,8 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -188,6 +190,17 @@ def stored_size(data: bytes | bytearray) -> tuple[int, int] | None:
             return im.size
     except Exception:  # noqa: BLE001 - unreadable here: decoding tells the user why
         return None
+
+
+@contextmanager
+def reading_film(label: str, data: bytes | bytearray) -> Iterator[None]:
+    """Any MemoryError while the film `label` (bytes `data`) is read, in its decoding or after it (resizing, grey
+    levels, the guard's cues), raised as that film's `DecodeOutOfMemory` with its stored size: the machine's shortage
+    while reading this film, which commands and the service answer as they answer the decoder's own."""
+    try:
+        yield
+    except MemoryError as exc:
+        raise out_of_memory(label, *(stored_size(data) or (None, None))) from exc
 
 
 NOT_FRONTAL_VIEWS = frozenset({"LL", "RL", "LLD", "RLD", "LLO", "RLO", "LAT", "LATERAL"})

@@ -15,6 +15,7 @@ from pneumoscan.data.decode import (
     is_dicom,
     read_grayscale_and_rgb,
     read_path,
+    reading_film,
     same_draft,
 )
 from pneumoscan.errors import check_at_least_one
@@ -75,7 +76,9 @@ def load_image(
     check_at_least_one(size, "size")
     check_at_least_one(max_pixels, "max_pixels")
     data, name = read_path(source, name)
-    return fit_decoded(read_grayscale_and_rgb(data, name=name, max_pixels=max_pixels, draft_size=size)[0], size, data)
+    with reading_film(name, data):
+        return fit_decoded(read_grayscale_and_rgb(data, name=name, max_pixels=max_pixels, draft_size=size)[0], size,
+                           data)
 
 
 def grey_levels(gray: np.ndarray) -> int:
@@ -121,8 +124,9 @@ def load_image_levels_rgb_and_gray(
     reduces): the guard measures a lossless file's dither energy on them (`jpeg_cues(..., gray=...)`), not on a second
     decode."""
     data, name = read_path(source, name)
-    gray, rgb = read_grayscale_and_rgb(data, name=name, max_pixels=max_pixels, draft_size=size)
-    return fit_decoded(gray, size, data), grey_levels(gray), rgb, gray
+    with reading_film(name, data):
+        gray, rgb = read_grayscale_and_rgb(data, name=name, max_pixels=max_pixels, draft_size=size)
+        return fit_decoded(gray, size, data), grey_levels(gray), rgb, gray
 
 
 def load_image_levels_rgb_and_at(
@@ -131,9 +135,11 @@ def load_image_levels_rgb_and_at(
     """`load_image_levels_rgb_and_gray`, with `load_image(data, other_size)` from the same decode before the grey
     pixels: bit-identical, so given only when draft mode decodes the file the same way for both sizes (`same_draft`;
     None otherwise: a JPEG it decodes at another scale, which a decode at `other_size` alone gives)."""
-    gray, rgb = read_grayscale_and_rgb(data, name=name, max_pixels=max_pixels, draft_size=size)
-    other = fit_decoded(gray, other_size, data) if same_draft(data, size, other_size) else None
-    return fit_decoded(gray, size, data), grey_levels(gray), rgb, other, gray
+    data, name = read_path(data, name)
+    with reading_film(name, data):
+        gray, rgb = read_grayscale_and_rgb(data, name=name, max_pixels=max_pixels, draft_size=size)
+        other = fit_decoded(gray, other_size, data) if same_draft(data, size, other_size) else None
+        return fit_decoded(gray, size, data), grey_levels(gray), rgb, other, gray
 
 
 def load_image_and_original(
@@ -143,10 +149,12 @@ def load_image_and_original(
     `load_image_levels_and_rgb`), from that one decode; decoded a second time, as `load_image_with_levels` reads it,
     only when draft mode gives other pixels (`draft_changes_pixels`: a large or colour JPEG, whose draft decode is
     then the cheaper one)."""
-    original, rgb = read_grayscale_and_rgb(data, name=name, max_pixels=max_pixels)
-    if draft_changes_pixels(data, size):
-        return (original, *load_image_with_levels(data, size, name=name, max_pixels=max_pixels), rgb)
-    return original, fit_decoded(original, size, data), grey_levels(original), rgb
+    data, name = read_path(data, name)
+    with reading_film(name, data):
+        original, rgb = read_grayscale_and_rgb(data, name=name, max_pixels=max_pixels)
+        if draft_changes_pixels(data, size):
+            return (original, *load_image_with_levels(data, size, name=name, max_pixels=max_pixels), rgb)
+        return original, fit_decoded(original, size, data), grey_levels(original), rgb
 
 
 def to_unit(batch: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -16,12 +16,12 @@ import numpy as np
 from pneumoscan.artifact import ArtifactMeta, file_sha256, load_artifact, read_meta, resolve_model_path
 from pneumoscan.api import _BOOL, _BYTES, _FILM, _INT, _MODEL, _NUMBER, _PATH, _PATH_OR_PATHS, _TEXT, _public
 from pneumoscan.data.decode import (
-    not_frontal_view, read_file, read_grayscale_and_rgb, size_warning, stored_size, thumbnail_warning, view_reason,
+    not_frontal_view, read_file, read_grayscale_and_rgb, reading_film, size_warning, stored_size, thumbnail_warning, view_reason,
 )
 from pneumoscan.data.file_cues import NOT_DECODED
 from pneumoscan.data.preprocess import grey_levels, load_image_levels_rgb_and_gray
 from pneumoscan.errors import (DamagedModel, InputError, ModelFileChanged, ModelFileGone, check_at_least_one,
-                               names_file, option, warn, words)
+                               names_file, one_line, option, warn, words)
 from pneumoscan.evaluation.thresholds import (
     adjust_for_prevalence, check_operating_point, threshold_ci95, threshold_for_recall,
 )
@@ -533,9 +533,10 @@ class Predictor:
 
     def decode(self, data: bytes | bytearray, name: str) -> Decoded:
         """A file's bytes -> the model's input image, the guard's cues of the file and its size warning; InputError
-        (naming the file `name`) when it is no usable image."""
-        image, levels, rgb, gray = load_image_levels_rgb_and_gray(data, self.size, name=name)
-        return self.decoded(data, image, levels, rgb, gray=gray)
+        (naming the file `name`) when it is no usable image, `DecodeOutOfMemory` when reading it runs out of memory."""
+        with reading_film(one_line(name), data):
+            image, levels, rgb, gray = load_image_levels_rgb_and_gray(data, self.size, name=name)
+            return self.decoded(data, image, levels, rgb, gray=gray)
 
     def decoded(self, data: bytes | bytearray, image: np.ndarray, levels: int, rgb: np.ndarray | None, *,
                 gray: np.ndarray | None = None) -> Decoded:
