@@ -740,3 +740,58 @@ def test_a_film_the_machine_runs_out_of_memory_for_stops_the_set_not_skipped_as_
     assert msg.startswith(f"{big}: the machine ran out of memory decoding it") and "\n" not in msg, msg
     assert "stopped: leaving the film out would change the set of films" in msg, msg
     assert not list((tmp_path / "cache").glob("*.json"))  # no entry listing the film as unreadable
+
+
+def test_films_that_run_short_only_when_decoded_together_are_decoded_again_one_at_a_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Films are decoded one thread per core: large ones decoded together can run the machine out of memory where
+    each alone fits. That stopped the command, advising 'give fewer films at once', which no option does. They are
+    decoded again one at a time after the others; the set is decoded in full, as without the shortage."""
+    import threading
+
+    samples = _samples(tmp_path)
+    expected = np.stack([load_image(s.path, 16) for s in samples])
+    real = cache_module.load_image_levels_rgb_and_gray
+    lock, active, ran_short = threading.Lock(), [0], []
+
+    def crowded(data: bytes, size: int, **kwargs: object) -> object:  # fails only while another film decodes
+        with lock:
+            active[0] += 1
+        try:
+            time.sleep(0.05)
+            with lock:
+                together = active[0] > 1
+            if together:
+                ran_short.append(kwargs.get("name"))
+                raise MemoryError("Unable to allocate 1.07 GiB for an array")
+            return real(data, size, **kwargs)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(cache_module, "load_image_levels_rgb_and_gray", crowded)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    images = load_image_set(samples, 16, tmp_path / "cache", progress=False)
+    assert ran_short, "no two films were decoded at once"
+    assert not images.skipped and images.samples == samples and np.array_equal(images.images, expected)
+
+
+def test_a_film_that_runs_short_even_alone_stops_with_advice_that_works(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It said 'give fewer films at once', which no option of train or evaluate changes: decoded alone it ran short
+    too, so what helps is memory or a smaller film."""
+    samples = _samples(tmp_path)
+    big = samples[1].path
+    real = cache_module.load_image_levels_rgb_and_gray
+
+    def short(data: bytes, size: int, **kwargs: object) -> object:
+        if kwargs.get("name") == str(big):
+            raise MemoryError("Unable to allocate 1.07 GiB for an array")
+        return real(data, size, **kwargs)
+
+    monkeypatch.setattr(cache_module, "load_image_levels_rgb_and_gray", short)
+    with pytest.raises(InputError) as exc:
+        load_image_set(samples, 16, tmp_path / "cache", progress=False)
+    msg = str(exc.value)
+    assert msg.startswith(f"{big}: the machine ran out of memory decoding it, even on its own ("), msg
+    assert "fewer films" not in msg and "close other programs, or downscale the film or leave it out" in msg, msg

@@ -131,9 +131,10 @@ def _read_entry(array_path: Path, meta_path: Path, n: int, size: int) -> _Entry 
 
 
 def _stopped(err: DecodeOutOfMemory) -> DecodeOutOfMemory:
-    """`err` for a command that stops on it: a film left out for lack of memory would train, or score, another set
-    than the one given."""
-    return DecodeOutOfMemory(f"{err} (stopped: leaving the film out would change the set of films)", err.label,
+    """`err`, of a film decoded alone, for a command that stops on it: a film left out for lack of memory would train,
+    or score, another set than the one given."""
+    alone = out_of_memory(err.label, err.width, err.height, alone=True)
+    return DecodeOutOfMemory(f"{alone} (stopped: leaving the film out would change the set of films)", err.label,
                              err.width, err.height)
 
 
@@ -169,37 +170,44 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool,
     views: list[str | None] = [None] * len(samples)
     ok = [False] * len(samples)
     errors: list[str] = []
-    short: list[DecodeOutOfMemory] = []  # the machine's shortage, not the file's: it stops the decoding
+    short: list[int] = []  # decoded together, these ran the machine out of memory: tried again one at a time
 
-    def work(index: int) -> None:
-        if short:
-            return
+    def read(index: int) -> None:
         try:
             data, label = read_path(samples[index].path)  # once: the decode and the guard's cues all read it
-            with reading_film(label, data):
-                if marks is None:
-                    images[index], levels[index], rgb, gray = load_image_levels_rgb_and_gray(data, size, name=label)
-                else:
-                    images[index], levels[index], rgb, film, gray = load_image_levels_rgb_and_at(
-                        data, size, FILM_SIZE, name=label)
-                    marks[index] = None if film is None else film_fingerprint(film)
-                colours[index] = colourfulness(data, rgb=rgb)
-                # a lossless file's cues are measured on the pixels just decoded, not on a second decode
-                tones[index], dithers[index], peaks[index] = jpeg_cues(data, gray=gray)
-                views[index] = not_frontal_view(data)
-            ok[index] = True
-        except DecodeOutOfMemory as err:
-            short.append(err)
-        except MemoryError:  # reading the file's bytes
-            short.append(out_of_memory(one_line(os.fsdecode(samples[index].path))))
+        except MemoryError as exc:
+            raise out_of_memory(one_line(os.fsdecode(samples[index].path))) from exc
+        with reading_film(label, data):
+            if marks is None:
+                images[index], levels[index], rgb, gray = load_image_levels_rgb_and_gray(data, size, name=label)
+            else:
+                images[index], levels[index], rgb, film, gray = load_image_levels_rgb_and_at(
+                    data, size, FILM_SIZE, name=label)
+                marks[index] = None if film is None else film_fingerprint(film)
+            colours[index] = colourfulness(data, rgb=rgb)
+            # a lossless file's cues are measured on the pixels just decoded, not on a second decode
+            tones[index], dithers[index], peaks[index] = jpeg_cues(data, gray=gray)
+            views[index] = not_frontal_view(data)
+        ok[index] = True
+
+    def work(index: int) -> None:
+        try:
+            read(index)
+        except DecodeOutOfMemory:
+            short.append(index)
         except InputError as err:
             errors.append(str(err))
 
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         list(progress_bar(pool.map(work, range(len(samples))), total=len(samples), desc=desc, unit="img",
                           progress=progress))
-    if short:
-        raise _stopped(short[0])
+    for index in sorted(short):
+        try:
+            read(index)
+        except DecodeOutOfMemory as err:  # even alone: the film, not the number decoded at once
+            raise _stopped(err) from None
+        except InputError as err:
+            errors.append(str(err))
     return (images, ok, levels, colours, tones, dithers, views, peaks), sorted(errors)
 
 

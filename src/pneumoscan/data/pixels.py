@@ -19,10 +19,16 @@ def too_large(label: str, width: int, height: int, max_pixels: int) -> InputErro
     )
 
 
-def out_of_memory(label: str, width: int | None = None, height: int | None = None) -> DecodeOutOfMemory:
+def out_of_memory(label: str, width: int | None = None, height: int | None = None, *,
+                  alone: bool = False) -> DecodeOutOfMemory:
     """The one-line refusal of a film, named by `label` (`width` x `height` px when known), whose decoding ran short
-    of memory: the machine's shortage, not the file's fault."""
+    of memory: the machine's shortage, not the file's fault. `alone`: it ran short when decoded on its own, so fewer
+    films at once would not help."""
     size = f"{width} x {height} px; " if width is not None and height is not None else ""
+    if alone:
+        return DecodeOutOfMemory(f"{label}: the machine ran out of memory decoding it, even on its own ({size}the file "
+                                 "itself may be fine); close other programs, or downscale the film or leave it out of "
+                                 "the data, and try again", label, width, height)
     return DecodeOutOfMemory(f"{label}: the machine ran out of memory decoding it ({size}the file itself may be fine); "
                              "close other programs or give fewer films at once, or downscale the film, and try again",
                              label, width, height)
