@@ -501,3 +501,21 @@ def test_ctrl_c_while_pydicom_is_imported_stops_reading_patient_ids(tmp_path: Pa
     interrupt_import(monkeypatch, "pydicom")
     with pytest.raises(KeyboardInterrupt):
         dicom_patient_id(path)
+
+
+def test_the_training_films_leave_out_the_files_training_set_aside_by_their_bytes(tmp_path: Path) -> None:
+    """evaluate's shared-patient count read the training data with plain `discover`, so a GIF there counted as a
+    film (a patient) though training set it aside; a JPEG named .gif, which training reads, is one of them."""
+    from pneumoscan.data.patients import _training_films
+
+    data = tmp_path / "data"
+    for p in range(2):
+        write_xray(data / "train" / "NORMAL" / f"IM-000{p}-0001.png", 0, p)
+        write_xray(data / "train" / "PNEUMONIA" / f"person{p}_bacteria_{p}.png", 1, 10 + p)
+    (data / "train" / "NORMAL" / "logo.gif").write_bytes(b"GIF89a" + bytes(20))
+    jpeg = write_xray(data / "train" / "PNEUMONIA" / "scan.jpeg", 1, 20)
+    jpeg.rename(data / "train" / "PNEUMONIA" / "scan.gif")
+    found = _training_films({"data": str(data)}, None)
+    names = sorted(s.path.name for s in found.films or [])
+    assert names == sorted(s.path.name for s in found.every or []), (names, found.every)
+    assert "logo.gif" not in names and "scan.gif" in names and len(names) == 5, names

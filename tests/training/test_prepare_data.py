@@ -294,3 +294,20 @@ def test_a_film_in_a_format_not_read_changes_no_split_and_is_reported_skipped(ca
     assert record["skipped"] == [] and record_after["skipped"] == [
         f"{logo}: GIF images are not supported; export the X-ray as PNG, JPEG or DICOM"]
     assert record_after["counts"] == record["counts"]
+
+
+def test_a_format_not_read_is_told_by_its_bytes_not_its_extension(tiny_dataset: Path, tmp_path: Path) -> None:
+    """A JPEG saved as x.gif was refused by train as 'GIF images are not supported' (false), while evaluate and
+    predict read it as the JPEG it is; a GIF named x.png took a place in the split. Training reads the first as
+    every command does, and sets the second aside as it does a .gif."""
+    jpeg = next((tiny_dataset / "train" / "NORMAL").glob("*.jpeg"))
+    named_gif = jpeg.with_suffix(".gif")
+    jpeg.rename(named_gif)
+    gif = tiny_dataset / "train" / "PNEUMONIA" / "chart.png"
+    gif.write_bytes(b"GIF89a" + bytes(20))
+    data = prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r"), val_fraction=0.3,
+                                    cache_dir=str(tmp_path / "c")), 16, False)
+    read = {s.path for s in data.train.samples + data.val.samples}
+    assert named_gif in read and gif not in read
+    assert data.split_record["skipped"] == [f"{gif}: GIF images are not supported; export the X-ray as PNG, JPEG or "
+                                            "DICOM"]

@@ -11,17 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan import CLASS_NAMES
-from pneumoscan.data.decode import EXPORT_AS, is_dicom
+from pneumoscan.data.decode import EXPORT_AS, is_dicom, unsupported_format
 from pneumoscan.errors import InputError, counted, one_line, option, warn
 
 # .jfif and .jpe: JPEGs as Windows and some browsers save them
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
 IMAGE_SUFFIXES = frozenset({*IMAGE_EXTENSIONS, ""})  # "": no extension, as DICOM files often have
-# image formats pneumoscan does not read (`decode.unsupported_format`), by extension: listed with the images all the
-# same, so that reading one reports it, naming its format, rather than a folder of them losing its films unseen
-_UNREAD_FORMATS = {".gif": "GIF", ".webp": "WebP", ".heic": "HEIC/AVIF", ".heif": "HEIC/AVIF", ".avif": "HEIC/AVIF",
-                   ".jp2": "JPEG 2000", ".j2k": "JPEG 2000", ".jpx": "JPEG 2000"}
-UNREAD_EXTENSIONS = tuple(_UNREAD_FORMATS)
+# the extensions of image formats pneumoscan does not read (`decode.unsupported_format`): listed with the images all
+# the same, so that reading one reports it, naming its format, rather than a folder of them losing its films unseen
+UNREAD_EXTENSIONS = (".gif", ".webp", ".heic", ".heif", ".avif", ".jp2", ".j2k", ".jpx")
 SPLITS = ("train", "val", "test")
 # the first bytes of JPEG, PNG, TIFF (little- and big-endian, BigTIFF) and BMP files: an extensionless file is an image
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"BM")
@@ -77,17 +75,30 @@ def is_image_path(path: Path) -> bool:
 
 
 def set_aside_unread(found: dict[str, list[Sample]]) -> tuple[dict[str, list[Sample]], dict[str, list[str]]]:
-    """`found` (`discover`'s) without the files in a format pneumoscan does not read (`UNREAD_EXTENSIONS`), and per
-    split each one's refusal as decoding it says it, without decoding it: kept out of a split, the --max-images cap
-    and the patient keys, where one more file (one more "patient") would reshuffle the split, then reported skipped."""
+    """`found` (`discover`'s) without the files in a format pneumoscan does not read (`unread_format`: by their first
+    bytes, as decoding tells, whatever their extension), and per split each one's refusal as decoding it says it,
+    without decoding it: kept out of a split, the --max-images cap and the patient keys, where one more file (one more
+    "patient") would reshuffle the split, then reported skipped."""
     kept: dict[str, list[Sample]] = {}
     unread: dict[str, list[str]] = {}
     for split, samples in found.items():
-        kept[split] = [s for s in samples if s.path.suffix.lower() not in _UNREAD_FORMATS]
-        unread[split] = sorted(f"{one_line(os.fsdecode(s.path))}: {_UNREAD_FORMATS[s.path.suffix.lower()]} images are "
-                               f"not supported; {EXPORT_AS}" for s in samples
-                               if s.path.suffix.lower() in _UNREAD_FORMATS)
+        formats = [unread_format(s.path) for s in samples]
+        kept[split] = [s for s, fmt in zip(samples, formats) if fmt is None]
+        unread[split] = sorted(f"{one_line(os.fsdecode(s.path))}: {fmt} images are not supported; {EXPORT_AS}"
+                               for s, fmt in zip(samples, formats) if fmt is not None)
     return kept, unread
+
+
+def unread_format(path: Path) -> str | None:
+    """The name of the format pneumoscan does not read that the file `path` holds, by its first bytes as decoding
+    tells it (`decode.unsupported_format`; a DICOM file is read whatever its preamble): a JPEG named x.gif is a JPEG.
+    None for any other file, and for one that cannot be opened (decoding reports it)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return None
+    return None if is_dicom(head) else unsupported_format(head)
 
 
 def _holds_no_image(head: bytes) -> bool:

@@ -401,11 +401,12 @@ class TrainingFilms(NamedTuple):
 
 def _training_films(config: dict, run_dir: str | Path | None) -> TrainingFilms:
     """The films a run's settings (`config`, placed from `run_dir` as `data_record` gives them) name as found now:
-    its train split, or its only one, and its val/ split with --use-given-val (and the films of all its splits); or,
+    its train split, or its only one, and its val/ split with --use-given-val (and the films of all its splits), but
+    those in a format not read, which training set aside (`set_aside_unread`); or,
     without them, why, when its data folder is found but cannot be read as a data set or holds no train/ split."""
     import warnings
 
-    from pneumoscan.data.layout import discover
+    from pneumoscan.data.layout import discover, set_aside_unread
     from pneumoscan.training.config import training_data_folder
 
     folder = training_data_folder(config, run_dir)
@@ -414,7 +415,7 @@ def _training_films(config: dict, run_dir: str | Path | None) -> TrainingFilms:
     with warnings.catch_warnings():  # the folder's own warnings were given when it was trained on
         warnings.simplefilter("ignore")
         try:
-            found = discover(folder)
+            found = set_aside_unread(discover(folder))[0]  # as training did: files it read no patient from
         except InputError as err:  # what is wrong, without the advice on how to arrange a data set
             why = str(err).split("; ")[0].removeprefix(f"{folder}: ")
             return TrainingFilms(None, f"{folder}, which the model was trained on, is found but cannot be read as "
