@@ -381,3 +381,19 @@ def test_an_unreadable_copy_of_a_film_under_both_labels_is_a_duplicate(tmp_path:
     assert len(report["unreadable"]) == 6
     assert report["duplicate_groups"] == [["train/NORMAL/IM-0007-0001.webp", "train/PNEUMONIA/IM-0008-0001.webp"]]
     assert "1 group of byte-identical files with both labels" in audit_problems(report)
+
+
+def test_byte_identical_files_of_no_image_format_are_no_duplicate_of_a_film(tmp_path: Path) -> None:
+    """A failed download's HTML error page saved under both labels was 'a group of byte-identical files with both
+    labels': a label conflict between films that do not exist, which no decoder or conversion ever reads. They are
+    listed as unreadable; a damaged JPEG's copy under both labels is still one film twice."""
+    for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+        write_xray(tmp_path / "train" / name / f"IM-{label:04d}-0001.png", label, label)
+    page = b"<!DOCTYPE html><html><body>403 Forbidden</body></html>\n" * 3
+    cut = b"\xff\xd8\xff\xe0" + bytes(range(200))  # a truncated JPEG: a film's bytes
+    for name in ("NORMAL", "PNEUMONIA"):
+        (tmp_path / "train" / name / "IM-0005-0001.jpeg").write_bytes(page)
+        (tmp_path / "train" / name / "IM-0006-0001.jpeg").write_bytes(cut)
+    report = audit(tmp_path, progress=False)
+    assert len(report["unreadable"]) == 4
+    assert report["duplicate_groups"] == [["train/NORMAL/IM-0006-0001.jpeg", "train/PNEUMONIA/IM-0006-0001.jpeg"]]

@@ -11,7 +11,7 @@ from typing import Any
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.decode import MIN_SIDE, not_frontal_view, read_file, read_grayscale_and_rgb
 from pneumoscan.data.file_cues import COLOUR_REFERENCE, colourfulness
-from pneumoscan.data.layout import Sample, discover
+from pneumoscan.data.layout import Sample, discover, is_image_head
 from pneumoscan.data.patients import (SOURCE_NAMES, SOURCES, across_folders_advice, dataset_keys, is_kermany_name,
                                       keys_across_folders, keys_read)
 from pneumoscan.errors import InputError
@@ -19,20 +19,27 @@ from pneumoscan.progress import progress_bar
 
 
 def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None, float, str | None]:
-    """SHA-256 of the file ('' when its bytes are no content to compare: it cannot be read, is empty, or is one byte
-    repeated, as a copy that failed leaves), its size in pixels, why it is unreadable, its colourfulness (the guard's
-    cue; 0 for an unreadable file), and a readable DICOM's View Position when it is a lateral, decubitus or oblique
-    view (`not_frontal_view`; else None)."""
+    """SHA-256 of the file ('' when its bytes are no film's to compare, `_film_bytes`, or it cannot be read), its size
+    in pixels, why it is unreadable, its colourfulness (the guard's cue; 0 for an unreadable file), and a readable
+    DICOM's View Position when it is a lateral, decubitus or oblique view (`not_frontal_view`; else None)."""
     try:
         data = read_file(path, str(path))
     except InputError as err:
         return "", None, str(err), 0.0, None
-    digest = hashlib.sha256(data).hexdigest() if data.strip(data[:1]) else ""
+    digest = hashlib.sha256(data).hexdigest() if _film_bytes(data) else ""
     try:
         gray, rgb = read_grayscale_and_rgb(data, name=str(path))  # a colour DICOM's pixels: decoded once
     except InputError as err:
         return digest, None, str(err), 0.0, None
     return digest, (int(gray.shape[1]), int(gray.shape[0])), None, colourfulness(data, rgb=rgb), not_frontal_view(data)
+
+
+def _film_bytes(data: bytes) -> bool:
+    """Whether a file's bytes may be a film's, so that two alike are one film twice (a leak across labels or splits
+    once it is read): those of an image format (`is_image_head`: a .webp copy, a DICOM whose decoder is missing), not
+    empty nor one byte repeated (a copy that failed), nor of no image format at all (an HTML error page a failed
+    download saved), which no decoder or conversion ever makes a film: alike without being copies of one."""
+    return bool(data) and data.count(data[:1]) != len(data) and is_image_head(data[:132])
 
 
 def _shown_name(root: Path, split: str, sample: Sample) -> str:

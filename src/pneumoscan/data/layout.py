@@ -74,6 +74,12 @@ def is_image_path(path: Path) -> bool:
     return suffix in (".dcm", ".dicom") or (suffix == "" and head.startswith(_IMAGE_MAGIC))
 
 
+def is_image_head(head: bytes) -> bool:
+    """Whether a file's first bytes (132 or more) are those of an image format, read or not: DICOM, JPEG, PNG, TIFF,
+    BMP, or a format not read (`decode.unsupported_format`). An HTML error page saved as x.jpeg is none."""
+    return is_dicom(head) or head.startswith(_IMAGE_MAGIC) or unsupported_format(head) is not None
+
+
 def set_aside_unread(found: dict[str, list[Sample]]) -> tuple[dict[str, list[Sample]], dict[str, list[str]]]:
     """`found` (`discover`'s) without the files in a format pneumoscan does not read (`unread_format`: by their first
     bytes, as decoding tells, whatever their extension), and per split each one's refusal as decoding it says it,
