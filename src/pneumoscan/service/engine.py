@@ -20,7 +20,7 @@ import numpy as np
 
 from pneumoscan.artifact import ArtifactMeta, is_shipped
 from pneumoscan.errors import (DamagedModel, InputError, ModelFileChanged, ModelFileGone, PneumoscanError,
-                              first_line, gpu_out_of_memory, names_file, out_of_memory_text)
+                              first_line, gpu_out_of_memory, host_out_of_memory, names_file, out_of_memory_text)
 from pneumoscan.inference.predictor import Decoded, Prediction, Predictor, describe
 from pneumoscan.service.settings import Settings
 
@@ -196,10 +196,11 @@ BUSY_RETRY_S = 2  # Retry-After of a request, or /ready, the GPU or the host ran
 
 
 def host_shortage(err: BaseException) -> BaseException | None:
-    """The host's shortage of memory or open files `err` is (a MemoryError, an OSError's ENOMEM, or
-    `too_many_files`: EMFILE, ENFILE, or the words torch's loaders use), else None. A film's decoding that ran out of
-    memory is a DecodeOutOfMemory, which the routes answer by whether other requests hold memory."""
-    short = (isinstance(err, MemoryError) or (isinstance(err, OSError) and err.errno == errno.ENOMEM)
+    """The host's shortage of memory or open files `err` is (a MemoryError or torch's CPU allocator failing,
+    `host_out_of_memory`; an OSError's ENOMEM; or `too_many_files`: EMFILE, ENFILE, or the words torch's loaders use),
+    else None. A film's decoding that ran out of memory is a DecodeOutOfMemory, which the routes answer by whether
+    other requests hold memory."""
+    short = (host_out_of_memory(err) or (isinstance(err, OSError) and err.errno == errno.ENOMEM)
              or too_many_files(err))
     return err if short else None
 

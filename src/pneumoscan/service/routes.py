@@ -106,15 +106,13 @@ async def _in_worker(request: Request, func: Callable[[], T], explain: bool = Fa
             rid = getattr(request.state, "request_id", "-")
             log.error("request %s: %s", rid, err)  # the answer names no server path: the log line does
             raise HTTPException(503, _model_problem(err, rid)) from None
-        except RuntimeError as err:
-            if not gpu_out_of_memory(err):
-                raise
-            log_gpu_full(f"{_request_line(request)}: ", err,
-                         "; or ask without ?explain=true" if explain else "")
-            raise _busy(GPU_FULL) from None
-        # the host short of memory or file handles (re-reading the model file, say; a library's loader says "too many
-        # open files" in an ImportError): it passes
-        except (OSError, ImportError, MemoryError) as err:
+        # the GPU, or the host, short of memory or file handles (re-reading the model file, say; a library's loader
+        # says "too many open files" in an ImportError; torch's CPU allocator fails with a RuntimeError): it passes
+        except (RuntimeError, OSError, ImportError, MemoryError) as err:
+            if gpu_out_of_memory(err):
+                log_gpu_full(f"{_request_line(request)}: ", err,
+                             "; or ask without ?explain=true" if explain else "")
+                raise _busy(GPU_FULL) from None
             shortage = host_shortage(err)
             if shortage is None:
                 raise
