@@ -75,6 +75,17 @@ def test_option_values_of_the_annotated_kinds_are_taken() -> None:
     assert create_model("mlp", image_size=32, hidden=(8,)).image_size == 32
 
 
+def test_numpy_numbers_and_arrays_are_taken_where_the_annotation_says_int_float_or_list() -> None:
+    # a config read from arrays (a sweep's grid) holds numpy numbers: refused as 'not 64' before; bool is no integer
+    import numpy as np
+
+    assert create_model("mlp", image_size=np.int64(32), hidden=(8,)).image_size == 32
+    assert create_model("cnn", dropout=np.float32(0.3), widths=[np.int64(8), 16]).head[-1].in_features == 16
+    assert create_model("resnet18", widths=np.array([8, 16, 32, 64])).head[-1].in_features == 64
+    with pytest.raises(TypeError, match="option stem takes an integer, not np.True_"):
+        create_model("resnet10", stem=np.bool_(True))
+
+
 def test_artifact_with_an_unknown_option_is_refused_by_file_name(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     path = save_artifact(tmp_path / "model.safetensors", create_model("cnn"),

@@ -7,8 +7,10 @@ built-ins; a plugin that fails to load is left out with one PluginWarning.
 """
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import math
+import numbers
 import os
 import types
 import typing
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -173,12 +176,12 @@ def _takes(hint: Any, value: Any) -> bool:
         return any(_takes(arg, value) for arg in args)
     if hint is bool:
         return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is int:  # numpy's integers too (numbers.Integral), as a config read from arrays holds them
+        return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
     if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint in (tuple, list) or origin in (tuple, list):
-        if not isinstance(value, (tuple, list)):
+        return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    if hint in (tuple, list) or origin in (tuple, list):  # any sequence but a string: an ndarray too
+        if isinstance(value, (str, bytes)) or not isinstance(value, (collections.abc.Sequence, np.ndarray)):
             return False
         if args[-1:] == (Ellipsis,) or origin is list:
             return all(_takes(args[0], item) for item in value) if args else True
