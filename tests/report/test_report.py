@@ -201,6 +201,35 @@ def test_compare_matches_validation_films_by_content(tiny_run: Path, tmp_path: P
                                                       f"({n_films} films) against swapped ({n_films} films); ")
 
 
+def test_compare_matches_films_by_name_when_a_copy_is_gone_never_counting_them_different(
+        tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A film that could not be read was keyed by its absolute path: a run trained on a copy of the data that is gone
+    now read 'validated on different films ... 0 films are in every run's'. Films are hashed only for this note:
+    with --data it is not made."""
+    import pneumoscan.report.compare as compare
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.trainer import train
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run.parent / "data", copy)
+    other = tmp_path / "other"  # the same split of the same films, in the copy
+    train(TrainConfig(data=str(copy), out=str(other), model="cnn", image_size=32, epochs=1, batch_size=16,
+                      val_fraction=0.2, cache_dir=str(tmp_path / "cache")), progress=False)
+    copy.rename(tmp_path / "gone")
+    out = tmp_path / "c.html"
+    assert main(["compare", str(tiny_run), str(other), "--out", str(out), "--n-boot", "5"]) == 0
+    n_films = sum(1 for _ in csv.DictReader((tiny_run / "val_predictions.csv").open()))
+    assert (f"All runs were scored on the same {n_films} validation films (matched by their names inside each run's "
+            f"data, as {n_films} of the films cannot be read now).") in html.unescape(out.read_text("utf-8"))
+
+    def unused(scored: object) -> tuple[list[list[str]], int]:
+        raise AssertionError("films hashed for a note that --data leaves out")
+
+    monkeypatch.setattr(compare, "film_keys", unused)
+    assert main(["compare", str(tiny_run), str(other), "--data", str(tmp_path / "gone"), "--out",
+                 str(tmp_path / "d.html"), "--n-boot", "5"]) == 0
+
+
 def test_compare_on_data(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "compare.html"
     assert main(["compare", str(tiny_run), "--data", str(tiny_data), "--out", str(out), "--n-boot", "20"]) == 0

@@ -193,38 +193,62 @@ def resampled_caption(units: Sequence[tuple[str, str]]) -> str:
     return "; ".join(f"of {said[unit]} for {', '.join(runs)}" for unit, runs in grouped.items())
 
 
-# a run as the comparison labels it, its folder, and the films it was scored on (`film_keys`, in its order)
-ScoredFilms = tuple[str, Path, list[str]]
+# a run as the comparison labels it, the run, and the films it was scored on, in its order
+ScoredFilms = tuple[str, RunInfo, list[Path]]
 
 
-def film_keys(paths: Sequence[Path]) -> list[str]:
-    """Each film of `paths` named by its content (`file_fingerprint`, the SHA-256 of its bytes), else by its absolute
-    path: a film reached through another `--data` spelling, or in a copy of the data set elsewhere, is the same film,
-    and another image under the same name is not."""
+def film_keys(scored: Sequence[ScoredFilms]) -> tuple[list[list[str]], int]:
+    """Each run's films named by their content (`file_fingerprint`, the SHA-256 of their bytes): a film reached
+    through another `--data` spelling, or in a copy of the data set elsewhere, is the same film, and another image
+    under the same name is not. When any of them cannot be read now (a copy that is gone), every run's films are
+    named by their path inside the data the run was trained on (`data_keys`) instead, rather than count an unread
+    film as another; with how many films could not be read (0 when named by content)."""
     from pneumoscan.data.fingerprint import fingerprints
 
-    return [mark or os.path.abspath(path) for path, mark in zip(paths, fingerprints(paths))]
+    marks = [fingerprints(paths) for _, _, paths in scored]
+    unread = sum(not mark for run_marks in marks for mark in run_marks)
+    if not unread:
+        return marks, 0
+    return [data_keys(run, paths) for _, run, paths in scored], unread
+
+
+def data_keys(run: RunInfo, paths: Sequence[Path]) -> list[str]:
+    """Each film of `paths` as a path inside the data the run was trained on (`data_places`, and where it is found
+    now), else as an absolute path: runs trained on one data set kept in two places name the same films alike."""
+    from pneumoscan.training.config import data_places, data_record, training_data_folder
+
+    record = data_record(run.meta.training, run.path)
+    roots = [os.path.abspath(root) for root in [*data_places(*record), training_data_folder(*record)] if root]
+    keys = []
+    for path in map(os.path.abspath, paths):
+        root = next((root for root in roots if path.startswith(root + os.sep)), None)
+        keys.append(os.path.relpath(path, root) if root else path)
+    return keys
 
 
 def validation_films_note(scored: Sequence[ScoredFilms]) -> str:
-    """Whether the runs, each scored on its own validation predictions, were scored on the same films: 'All runs were
-    scored on the same 31 validation films', or the runs whose films differ from the first run's, with how many of
-    them all share and the split settings that differ (`_split_difference`, as `ensemble` names them)."""
+    """Whether the runs, each scored on its own validation predictions, were scored on the same films (`film_keys`):
+    'All runs were scored on the same 31 validation films', or the runs whose films differ from the first run's, with
+    how many of them all share and the split settings that differ (`_split_difference`, as `ensemble` names them);
+    either saying so when films were matched by their names, as some could not be read."""
     from pneumoscan.training.ensemble import _split_difference
 
     if len(scored) < 2:
         return ""
-    first_label, first_run, first = scored[0]
-    films = {label: Counter(keys) for label, _, keys in scored}  # a film copied twice into a split counts twice
-    if all(films[label] == films[first_label] for label, _, _ in scored[1:]):
-        return f"All runs were scored on the same {len(first)} validation films."
-    shared = sum(functools.reduce(operator.and_, films.values()).values())
+    keyed, unread = film_keys(scored)
+    how = (f" (matched by their names inside each run's data, as {unread} of the films cannot be read now)"
+           if unread else "")
+    films = [Counter(keys) for keys in keyed]  # a film copied twice into a split counts twice
+    (first_label, first_run, _), first = scored[0], keyed[0]
+    if all(counted == films[0] for counted in films[1:]):
+        return f"All runs were scored on the same {len(first)} validation films{how}."
+    shared = sum(functools.reduce(operator.and_, films).values())
     others = []
-    for label, run, keys in scored[1:]:
-        if films[label] != films[first_label]:
-            settings = _split_difference(run, first_run).strip().removeprefix("(").removesuffix(")")
+    for (label, run, _), keys, counted in list(zip(scored, keyed, films))[1:]:
+        if counted != films[0]:
+            settings = _split_difference(run.path, first_run.path).strip().removeprefix("(").removesuffix(")")
             others.append(f"{label} ({len(keys)} films{', ' + settings if settings else ''})")
-    return (f"The runs were validated on different films: {', '.join(others)} against {first_label} "
+    return (f"The runs were validated on different films{how}: {', '.join(others)} against {first_label} "
             f"({len(first)} films); {shared} films are in every run's, so the figures differ by their films "
             f"as well as by their models.")
 
@@ -258,7 +282,7 @@ def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | 
         source = scores.source if data is not None else "each run's own validation predictions"
         rows.append(comparison_row(label, run, scores))
         units.append((label, resampled_unit_of(scores.summary)))
-        scored.append((label, run.path, film_keys(scores.paths)))
+        scored.append((label, run, list(scores.paths)))  # named (hashed) only for the note without --data
         screened = screening_row(label, scores)
         if screened is not None:
             screening.append(screened)
