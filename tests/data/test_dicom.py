@@ -489,13 +489,14 @@ def test_dicom_without_pixel_data_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("where", ["file meta's group length", "file meta", "a value", "an element's header",
-                                   "the pixel data's length", "just before the pixel data"])
+                                   "an element's first byte", "the pixel data's length", "just before the pixel data"])
 def test_a_dicom_cut_inside_its_header_is_said_to_be_truncated(tmp_path: Path, where: str) -> None:
     """pydicom reads a file cut short without a word: cut inside its header, a film read as 'DICOM file has no pixel
     data (not an image, e.g. a report)' (or 'damaged'), which sends a user looking for the wrong cause."""
     full = dicom_bytes(make_dicom(ramp()))
     rows, pixels = full.index(b"\x28\x00\x10\x00US"), full.index(b"\xe0\x7f\x10\x00")
     cut = {"file meta's group length": 140, "file meta": 200, "a value": rows + 9, "an element's header": rows + 3,
+           "an element's first byte": rows + 1,
            "the pixel data's length": pixels + 9, "just before the pixel data": pixels}[where]
     path = write(tmp_path / "cut.dcm", full[:cut])
     with pytest.raises(InputError) as exc:
@@ -506,6 +507,26 @@ def test_a_dicom_cut_inside_its_header_is_said_to_be_truncated(tmp_path: Path, w
 
 def test_a_dicom_without_pixel_data_padded_with_zeros_is_no_image_not_truncated(tmp_path: Path) -> None:
     path = write(tmp_path / "report.dcm", dicom_bytes(make_dicom(None)) + bytes(4))
+    with pytest.raises(InputError) as exc:
+        read_grayscale(path)
+    assert "no pixel data (not an image, e.g. a report)" in check_error(exc, str(path))
+
+
+@pytest.mark.parametrize("kind", ["deflated", "a stray byte after it"])
+def test_a_complete_dicom_without_pixel_data_is_no_image_not_truncated(tmp_path: Path, kind: str) -> None:
+    """A deflated report's element positions are in the inflated stream, and one stray byte after a report is no
+    element header: both were said to be 'truncated', sending a user to copy a complete file again."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    report = make_dicom(None)
+    if kind == "deflated":
+        report.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        buffer = io.BytesIO()
+        report.save_as(buffer, enforce_file_format=True)
+        data = buffer.getvalue()
+    else:
+        data = dicom_bytes(report) + b"\x01"
+    path = write(tmp_path / "report.dcm", data)
     with pytest.raises(InputError) as exc:
         read_grayscale(path)
     assert "no pixel data (not an image, e.g. a report)" in check_error(exc, str(path))

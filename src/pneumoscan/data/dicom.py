@@ -43,6 +43,7 @@ from pneumoscan.errors import MAX_REASON, ImageTooLarge, InputError, NotAnImage,
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
+    from pydicom.tag import BaseTag
 
 __all__ = ["dicom_colour", "read_dicom"]
 
@@ -237,11 +238,34 @@ def _cut_short(data: bytes, ds: Dataset) -> bool:
         meta_length = meta.get("FileMetaInformationGroupLength")
         if isinstance(meta_length, int) and (len(data) < 144 + meta_length or not list(ds.keys())):
             return True
+    tsyntax = getattr(meta, "TransferSyntaxUID", None)
+    if tsyntax is not None and tsyntax.is_deflated:  # the dataset's positions are in the inflated stream: undecided
+        return False
     tell, length = getattr(last, "value_tell", None), getattr(last, "length", None)
     if not isinstance(tell, int) or not isinstance(length, int) or length == 0xFFFFFFFF:
         return False
     end = tell + length
-    return end > len(data) or (end < len(data) and any(data[end:]))  # zeros after it: padding
+    tail = data[end:]
+    if end > len(data) or not any(tail):  # zeros after it: padding
+        return end > len(data)
+    return len(tail) >= 8 or _tag_begins(tail, last.tag, ds)
+
+
+def _tag_begins(tail: bytes, last: BaseTag, ds: Dataset) -> bool:
+    """Whether `tail`, a few bytes (fewer than an element's header) after the last element `last` that pydicom read,
+    are the start of a next element's header (a tag after `last`, then an explicit VR's two letters), as in a file cut
+    there, rather than a stray byte or two after a complete file. One byte cannot tell; it counts as a cut when it is
+    the low byte of `last`'s group (the group going on), as elements of a group come together."""
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    order = "big" if little is False else "little"
+    if len(tail) == 1:
+        return tail[0] == last.group.to_bytes(2, order)[0 if order == "little" else 1]
+    group = int.from_bytes(tail[:2], order)
+    if len(tail) < 4:
+        return group >= last.group
+    tag = (group << 16) | int.from_bytes(tail[2:4], order)
+    vr = tail[4:6]
+    return tag > last and (implicit is not False or len(vr) < 2 or (vr.isalpha() and vr.isupper()))
 
 
 def _meta_cut(data: bytes) -> bool:
