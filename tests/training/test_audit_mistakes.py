@@ -217,6 +217,33 @@ def test_resuming_an_early_stopped_run_with_other_epochs_says_none_is_left(
     assert "cosine schedule" not in err
 
 
+@pytest.mark.parametrize("killed", [True, False])
+def test_a_run_that_trained_all_its_epochs_is_not_said_to_have_stopped_early(
+        tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+        killed: bool) -> None:
+    # a 4-of-4-epoch run whose last 3 epochs did not improve (--patience 3) was said to have 'stopped early after
+    # epoch 4' when resumed with more epochs, killed while it made its model or finished
+    import pneumoscan.training.trainer as trainer
+
+    def ctrl_c(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer, "roc_auc", lambda *_: 0.5)
+        if killed:
+            patch.setattr(trainer, "finish_artifact", ctrl_c)
+        assert main(["train", "--data", str(tiny_dataset), "--out", str(run), *QUICK, "--epochs", "4",
+                     "--patience", "3"]) == (130 if killed else 0)
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "6"]) == 0
+    out = capsys.readouterr()
+    assert "stopped early after epoch 4 (" not in out.out + out.err and "it stopped early" not in out.out
+    said = ("pneumoscan: warning: --epochs 6 (run: 4): no epoch is left to train, as validation AUC" if killed else
+            "this run already finished (4 epochs, best 1); nothing to resume, as validation AUC")
+    assert f"{said} did not improve in the run's last 3 epochs (--patience)" in out.out + out.err
+
+
 def test_checkpoints_keep_the_cuda_generators_when_a_gpu_is_present(monkeypatch: pytest.MonkeyPatch,
                                                                     tmp_path: Path) -> None:
     import torch

@@ -101,6 +101,16 @@ def _epochs(n: int) -> str:
     return f"{n} epoch{'' if n == 1 else 's'}"
 
 
+def _patience_stop(state: dict[str, Any], run_epochs: int) -> str:
+    """Why a run whose validation AUC has not improved for --patience epochs trains no more: 'the run stopped early
+    after epoch 2 (--patience)' when it stopped before its `run_epochs`, else (it trained them all) that its last
+    epochs did not improve it."""
+    if state["epoch"] < run_epochs:
+        return f"the run stopped early after epoch {state['epoch']} ({option('patience')})"
+    return (f"validation AUC did not improve in the run's last {_epochs(state['bad_epochs'])} "
+            f"({option('patience')})")
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA), and hold cuDNN to deterministic convolution algorithms, chosen
     without benchmarking: its fastest ones, and the ones a benchmark picks, vary from run to run on a GPU."""
@@ -225,7 +235,7 @@ class Trainer:
         if saved.get("epochs", self.cfg.epochs) == self.cfg.epochs:
             pass
         elif self.cfg.epochs <= state["epoch"] or stopped_early:
-            why = f"the run stopped early after epoch {state['epoch']} ({option('patience')})" if stopped_early else ""
+            why = _patience_stop(state, saved.get("epochs", self.cfg.epochs)) if stopped_early else ""
             self.warn(f"{given}: no epoch is left to train{', as ' + why if why else ''}; the model is made from the "
                       f"best of the {_epochs(state['epoch'])} trained")
         else:
@@ -374,10 +384,12 @@ class Trainer:
             made_after = read_meta(self.out / ARTIFACT_NAME).training.get("epochs_run", done["epoch"])
             if made_after == done["epoch"] and (done["epoch"] >= cfg.epochs or done["bad_epochs"] >= cfg.patience):
                 # leave the finished model (and the guard and ONNX export made for it) untouched
-                why = (f"pass a larger {option('epochs')} to train it further" if done["epoch"] >= cfg.epochs else
-                       f"it stopped early: validation AUC had not improved for {_epochs(done['bad_epochs'])}")
+                config = self.out / "config.json"
+                run_epochs = json.loads(config.read_text()).get("epochs", cfg.epochs) if config.exists() else cfg.epochs
+                why = (f" (pass a larger {option('epochs')} to train it further)" if done["epoch"] >= cfg.epochs else
+                       f", as {_patience_stop(done, run_epochs)}")
                 self._say(f"{self.out}: this run already finished ({_epochs(done['epoch'])}, best "
-                          f"{done['best_epoch']}); nothing to resume ({why})")
+                          f"{done['best_epoch']}); nothing to resume{why}")
                 return self.out / ARTIFACT_NAME
         check_writable(self.out)
         for stale in self.out.glob(".*.tmp"):  # left by a run killed mid-write
