@@ -354,8 +354,36 @@ def test_grad_cam_of_a_model_without_convolution_names_the_registered_models_wit
     with pytest.raises(NoCamLayer) as err:
         cam_layers(create_model("mlp", image_size=32), meta)
     assert str(err.value) == ("model 'mlp' has no convolutional layer, so Grad-CAM cannot explain it; use a model that "
-                              "has: cnn, convnet, resnet10, resnet18, tv_resnet18, tv_resnet50 (`pneumoscan models` "
-                              "describes them)"), err.value
+                              "has: cnn, resnet10, resnet18, tv_resnet18, tv_resnet50; plugins' models (not checked): "
+                              "convnet, flatnet (`pneumoscan models` describes them)"), err.value
+
+
+def test_the_models_grad_cam_names_are_found_only_when_shown_and_no_plugin_is_built(
+        own_registry: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    # every registered model was built to word the refusal, which a report then threw away (1.3 s), and a plugin's
+    # builder that loads its weights by default could try to download them
+    import pneumoscan.models.registry as registry
+    from pneumoscan.explain.gradcam import NoCamLayer, cam_layers
+
+    built: list[str] = []
+
+    def downloads() -> nn.Module:
+        built.append("downloads")
+        raise AssertionError("a plugin's builder ran")
+
+    register_model("downloads", description="loads its weights", image_size=32)(downloads)
+    meta = ArtifactMeta(model_name="mlp", model_config={"image_size": 32}, image_size=32, mean=0.5, std=0.25)
+    real = registry.create_model
+    monkeypatch.setattr(registry, "create_model", lambda name, **cfg: built.append(name) or real(name, **cfg))
+    from pneumoscan.report.cases import overlay_layers
+
+    assert overlay_layers(real("mlp", image_size=32), meta) == (
+        None, "no Grad-CAM overlay: model 'mlp' has no convolutional layer, so Grad-CAM cannot explain it")
+    with pytest.raises(NoCamLayer) as err:
+        cam_layers(real("mlp", image_size=32), meta)
+    assert built == [] and err.value.reason == "model 'mlp' has no convolutional layer, so Grad-CAM cannot explain it"
+    assert "plugins' models (not checked): downloads (" in str(err.value) and "downloads" not in built
+    assert "cnn" in built
 
 
 def test_a_plugins_own_default_is_taken_whatever_its_annotation(own_registry: dict) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import threading
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -33,7 +33,15 @@ DEFAULT_CMAP = "inferno"  # perceptually uniform, readable with colour-vision de
 
 
 class NoCamLayer(InputError):
-    """The model has no convolution whose output is a feature map of more than one pixel: nothing to explain."""
+    """The model has no convolution whose output is a feature map of more than one pixel: nothing to explain.
+    `reason` says why; the message adds what to do, `hint()`, worked out only when the message is shown."""
+
+    def __init__(self, reason: str, hint: Callable[[], str] | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.hint = reason, hint
+
+    def __str__(self) -> str:
+        return f"{self.reason}; {self.hint()}" if self.hint is not None else self.reason
 
 
 def find_cam_layers(model: nn.Module, x: torch.Tensor, scopes: Sequence[str] = ("",),
@@ -74,13 +82,23 @@ def find_cam_layers(model: nn.Module, x: torch.Tensor, scopes: Sequence[str] = (
         return layers
     shown = f"model '{name}'" if name else type(model).__name__
     if not convs:
-        from pneumoscan.models.registry import models_with
-
-        raise NoCamLayer(f"{shown} has no convolutional layer, so Grad-CAM cannot explain it; use a model that has: "
-                         f"{', '.join(models_with(nn.Conv2d))} (`pneumoscan models` describes them)")
+        raise NoCamLayer(f"{shown} has no convolutional layer, so Grad-CAM cannot explain it",
+                         lambda: _models_with_convolutions(name))
     side = " x ".join(str(v) for v in x.shape[2:])
     raise NoCamLayer(f"{shown}: every convolution's output is 1 x 1 px for {side} px images, so Grad-CAM has no "
-                     "feature map to draw; build it with fewer stages or for larger images (image_size)")
+                     "feature map to draw", lambda: "build it with fewer stages or for larger images (image_size)")
+
+
+def _models_with_convolutions(name: str | None) -> str:
+    """What to use instead of model `name`, which has no convolution: the built-in models that have one, and the
+    plugins' models other than `name`, unchecked, as building one could load (or download) its weights."""
+    from torch import nn
+
+    from pneumoscan.models.registry import get_spec, list_models, models_with
+
+    plugins = [other for other in list_models() if get_spec(other).origin is not None and other != name]
+    also = f"; plugins' models (not checked): {', '.join(plugins)}" if plugins else ""
+    return f"use a model that has: {', '.join(models_with(nn.Conv2d))}{also} (`pneumoscan models` describes them)"
 
 
 def _last_feature_map(events: list[tuple[str, tuple[int, ...]]], convs: set[str], scope: str) -> str | None:

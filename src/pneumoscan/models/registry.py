@@ -252,15 +252,15 @@ def check_input(x: torch.Tensor, model: str, *, min_side: int = 1, side: int | N
 
 
 def models_with(layer: type[nn.Module]) -> list[str]:
-    """The trainable models (`list_models`, plugins' too) whose network, built with its defaults, holds a `layer`
-    (such as nn.Conv2d, which Grad-CAM needs), for messages naming the alternatives. Built on the meta device: no
-    weights are made. A model that cannot be built so is left out."""
+    """The built-in trainable models whose network, built with its defaults, holds a `layer` (such as nn.Conv2d,
+    which Grad-CAM needs), for messages naming the alternatives. Built on the meta device: no weights are made.
+    Plugins' models are not built: a builder could load, or download, weights."""
     found = []
-    for name in list_models():
+    for name in (name for name in list_models() if get_spec(name).origin is None):
         try:
             with torch.device("meta"):
                 model = create_model(name)
-        except Exception:  # noqa: BLE001 - a plugin's builder may fail in any way; it is then not named
+        except Exception:  # noqa: BLE001 - not named then
             continue
         if any(isinstance(module, layer) for module in model.modules()):
             found.append(name)

@@ -96,7 +96,7 @@ def overlay_layers(model: nn.Module, meta: ArtifactMeta) -> tuple[list[str] | No
     try:
         layers = cam_layers(model, meta)
     except NoCamLayer as err:
-        return None, f"no Grad-CAM overlay: {str(err).split('; ')[0]}"
+        return None, f"no Grad-CAM overlay: {err.reason}"
     unmapped = unmapped_members(meta, layers)
     return layers, ("its Grad-CAM overlay, showing the evidence for the predicted class"
                     + (f", of model {meta.model_name}{left_out_clause(unmapped)}" if unmapped else ""))
