@@ -230,6 +230,21 @@ def test_compare_matches_films_by_name_when_a_copy_is_gone_never_counting_them_d
                  str(tmp_path / "d.html"), "--n-boot", "5"]) == 0
 
 
+def test_compare_gives_an_ensembles_member_sizes_when_they_differ(tiny_run: Path, tmp_path: Path) -> None:
+    """An ensemble of a 32 and a 48 px run showed 'input (px)' 48, its largest member's, as if both took 48 px."""
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.ensemble import build_ensemble
+    from pneumoscan.training.trainer import train
+
+    wide = tmp_path / "wide"
+    train(TrainConfig(data=str(tiny_run.parent / "data"), out=str(wide), model="cnn", image_size=48, epochs=1,
+                      batch_size=16, val_fraction=0.2, cache_dir=str(tmp_path / "cache")), progress=False)
+    ensemble = build_ensemble([tiny_run, wide], tmp_path / "ens", progress=False).parent
+    out = tmp_path / "c.html"
+    assert main(["compare", str(tiny_run), str(wide), str(ensemble), "--out", str(out), "--n-boot", "5"]) == 0
+    assert [row["image_size"] for row in json.loads(out.with_suffix(".json").read_text())] == [32, 48, "32/48"]
+
+
 def test_compare_on_data(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "compare.html"
     assert main(["compare", str(tiny_run), "--data", str(tiny_data), "--out", str(out), "--n-boot", "20"]) == 0

@@ -49,6 +49,16 @@ def run_labels(paths: Sequence[Path]) -> list[str]:
         depth += 1
 
 
+def input_sizes(run: RunInfo) -> int | str:
+    """The input size of the run's model (px); of an ensemble whose members take other sizes, each member's, in their
+    order ('32/48'): the ensemble's own is only its largest member's, which the others resize from."""
+    members = run.meta.model_config.get("members") if run.meta.model_name == "ensemble" else None
+    sizes = [int(member["image_size"]) for member in members or [] if isinstance(member, dict) and "image_size" in member]
+    if len(set(sizes)) > 1:
+        return "/".join(map(str, sizes))
+    return run.meta.image_size
+
+
 def comparison_row(label: str, run: RunInfo, scores: Scores) -> dict[str, Any]:
     """The table row of one run: metrics at its operating threshold on `scores`, with what tells runs of one model
     apart (its input size, test-time augmentation, initial weights and training recipe, as `report` says them)."""
@@ -56,7 +66,7 @@ def comparison_row(label: str, run: RunInfo, scores: Scores) -> dict[str, Any]:
 
     s = scores.summary
     return {
-        "run": label, "model": run.meta.model_name, "params": run.parameter_count(), "image_size": run.meta.image_size,
+        "run": label, "model": run.meta.model_name, "params": run.parameter_count(), "image_size": input_sizes(run),
         "loss": log_loss(scores.labels, scores.probs),
         **{k: s[k]["value"] for k in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")},
         "roc_auc_ci_low": s["roc_auc"]["ci95"][0], "roc_auc_ci_high": s["roc_auc"]["ci95"][1],
