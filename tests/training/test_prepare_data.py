@@ -311,3 +311,24 @@ def test_a_format_not_read_is_told_by_its_bytes_not_its_extension(tiny_dataset: 
     assert named_gif in read and gif not in read
     assert data.split_record["skipped"] == [f"{gif}: GIF images are not supported; export the X-ray as PNG, JPEG or "
                                             "DICOM"]
+
+
+def test_a_film_that_runs_the_machine_out_of_memory_is_not_called_unreadable(
+        tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unreadable-class check counted a DecodeOutOfMemory as the file's fault: 'no PNEUMONIA image can be read ...
+    replace it with readable films', of a film that decodes on a machine with more memory free."""
+    import pneumoscan.data.preprocess as preprocess
+    from pneumoscan.errors import DecodeOutOfMemory
+
+    normal = sorted((tiny_dataset / "train" / "NORMAL").iterdir())
+    big = sorted((tiny_dataset / "train" / "PNEUMONIA").iterdir())[0]
+    manifest = tmp_path / "m.csv"
+    rows = [f"{film},NORMAL,N{i}" for i, film in enumerate(normal)]
+    manifest.write_text("\n".join(["path,label,patient", *rows, f"{big},PNEUMONIA,P0"]) + "\n")
+
+    def out_of_memory(path: object, size: int) -> None:
+        raise DecodeOutOfMemory(f"{path}: out of memory decoding it", str(path))
+
+    monkeypatch.setattr(preprocess, "load_image", out_of_memory)
+    with pytest.raises(DecodeOutOfMemory, match="out of memory decoding it"):
+        prepare_data(TrainConfig(data=str(manifest), out=str(tmp_path / "r")), 16, False)

@@ -15,7 +15,7 @@ from pneumoscan.data.fingerprint import TAUGHT_BOTH, duplicate_warnings
 from pneumoscan.data.layout import Sample, discover, set_aside_unread
 from pneumoscan.data.patients import PatientKeys, dataset_keys, describe, name_collision_warning
 from pneumoscan.data.split import patient_split
-from pneumoscan.errors import InputError, counted, first_few, option, switch
+from pneumoscan.errors import DecodeOutOfMemory, InputError, counted, first_few, option, switch
 from pneumoscan.training.config import TrainConfig
 
 
@@ -98,7 +98,8 @@ def _unreadable_class_message(cfg: TrainConfig, samples: list[Sample], keys: Pat
 
 
 def _unreadable(films: Iterable[Sample], size: int = 32) -> list[str] | None:
-    """The decode errors of `films` (each naming its file) when none can be read; None at the first that can."""
+    """The decode errors of `films` (each naming its file) when none can be read; None at the first that can. The
+    machine running out of memory (DecodeOutOfMemory) is no fault of the file: it stops the run, as decoding does."""
     from pneumoscan.data.preprocess import load_image
 
     errors = []
@@ -106,6 +107,8 @@ def _unreadable(films: Iterable[Sample], size: int = 32) -> list[str] | None:
         try:
             load_image(film.path, size)
             return None
+        except DecodeOutOfMemory:
+            raise
         except InputError as err:
             errors.append(str(err))
     return errors
