@@ -84,6 +84,8 @@ def test_numpy_numbers_and_arrays_are_taken_where_the_annotation_says_int_float_
     assert create_model("resnet18", widths=np.array([8, 16, 32, 64])).head[-1].in_features == 64
     with pytest.raises(TypeError, match="option stem takes an integer, not np.True_"):
         create_model("resnet10", stem=np.bool_(True))
+    with pytest.raises(TypeError, match="option widths takes a list of integers, not array"):
+        create_model("resnet18", widths=np.array(3))  # 0-d: one value, not a list (a raw TypeError, reviewI26)
 
 
 def test_artifact_with_an_unknown_option_is_refused_by_file_name(tmp_path: Path,

@@ -115,6 +115,11 @@ def test_the_shipped_models_card_says_when_the_service_runs_it_at_an_operating_p
     assert f"measured at the shipped threshold {stored:.4f}" in note and rest == card
     monkeypatch.setattr(engine.predictor, "threshold_from", "threshold")
     assert "set with --threshold" in client.get("/model/card").text.split("\n\n", 1)[0]
+    # the card's own point given again (serve --target-recall 0.95 gives the stored threshold): no note (reviewI26)
+    monkeypatch.setattr(engine.predictor, "threshold_from", "target_recall")
+    monkeypatch.setattr(engine.predictor, "threshold", stored)
+    monkeypatch.setattr(engine.predictor, "prevalence", None)
+    assert client.get("/model/card").text == card
 
 
 def test_a_missing_card_is_a_json_404_not_a_crash(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -181,7 +181,8 @@ def _takes(hint: Any, value: Any) -> bool:
     if hint is float:
         return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
     if hint in (tuple, list) or origin in (tuple, list):  # any sequence but a string: an ndarray too
-        if isinstance(value, (str, bytes)) or not isinstance(value, (collections.abc.Sequence, np.ndarray)):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (collections.abc.Sequence, np.ndarray)) or (
+                isinstance(value, np.ndarray) and value.ndim != 1):  # a 0-d array holds one value, not a list
             return False
         if args[-1:] == (Ellipsis,) or origin is list:
             return all(_takes(args[0], item) for item in value) if args else True

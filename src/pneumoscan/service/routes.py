@@ -317,6 +317,10 @@ def _own_operating_point(engine: Engine) -> str:
     stored = read_meta(default_model_path()).threshold
     if predictor.threshold_from == "model" and abs(predictor.meta.threshold - stored) <= 1e-12:
         return ""
+    # the card's own point given again (--target-recall 0.95, or its threshold as the card prints it): without a
+    # prevalence, the threshold the decisions use is the one shown
+    if predictor.prevalence is None and decimals(predictor.threshold, 4) == decimals(stored, 4):
+        return ""
     why = {"threshold": "set with --threshold", "target_recall": "chosen with --target-recall"}.get(
         predictor.threshold_from, "stored with the copy of the model it runs, as set-threshold stores one")
     return _OWN_OPERATING_POINT.format(used=decimals(predictor.threshold, 4), why=why, stored=decimals(stored, 4))
