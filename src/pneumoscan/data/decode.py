@@ -37,7 +37,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pneumoscan.data.dicom import dicom_colour, read_dicom
 from pneumoscan.data.pixels import DEFAULT_MAX_PIXELS, eight_bit_as_sixteen, out_of_memory, to_uint8, too_large
-from pneumoscan.errors import MAX_REASON, ImageTooLarge, InputError, one_line
+from pneumoscan.errors import MAX_REASON, InputError, one_line
 
 __all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "NOT_FRONTAL_VIEWS", "dicom_colour", "is_dicom", "not_frontal_view",
            "quiet_decoder_warnings", "read_grayscale", "read_grayscale_and_rgb", "size_warning", "stored_size",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pneumoscan.errors import InputError, MissingImagesWarning, first_few, warn
+from pneumoscan.errors import InputError, MissingImagesWarning, warn
 from pneumoscan.report.run import RunInfo
 from pneumoscan.training.config import run_folders
 
