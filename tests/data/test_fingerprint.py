@@ -375,3 +375,38 @@ def test_set_threshold_fingerprints_each_film_once(cache: str, size: int, tmp_pa
     # any size; a JPEG decoded at another scale for the fingerprints: see the evaluation's test)
     assert len(decoded) == len(films)
     assert result.out.is_file() and result.after["n"] == len(films)
+
+
+def test_a_film_the_machine_runs_short_for_is_decoded_again_not_left_unfingerprinted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`_decoded` (evaluate's check for films seen in training) turned a DecodeOutOfMemory into a missing
+    fingerprint, so such a film passed as unseen. It is decoded again alone; one that runs short even so stops."""
+    import pneumoscan.data.preprocess as preprocess
+    from pneumoscan.data.fingerprint import _decoded
+    from pneumoscan.errors import DecodeOutOfMemory
+
+    films = []
+    for i in range(3):
+        films.append(tmp_path / f"f{i}.png")
+        Image.fromarray(np.full((40, 40), 60 * i + 20, dtype=np.uint8)).save(films[-1])
+    real, tries = preprocess.load_image, {}
+
+    def short_once(path: Path, size: int) -> np.ndarray:
+        tries[path] = tries.get(path, 0) + 1
+        if path == films[1] and tries[path] == 1:
+            raise DecodeOutOfMemory(f"{path}: the machine ran out of memory decoding it", str(path))
+        return real(path, size)
+
+    monkeypatch.setattr(preprocess, "load_image", short_once)
+    out = _decoded(films)
+    assert all(film is not None for film in out) and tries[films[1]] == 2
+    assert np.array_equal(out[1], real(films[1], out[1].shape[0]))
+
+    def always_short(path: Path, size: int) -> np.ndarray:
+        if path == films[2]:
+            raise DecodeOutOfMemory(f"{path}: the machine ran out of memory decoding it", str(path))
+        return real(path, size)
+
+    monkeypatch.setattr(preprocess, "load_image", always_short)
+    with pytest.raises(DecodeOutOfMemory, match="f2.png"):
+        _decoded(films)

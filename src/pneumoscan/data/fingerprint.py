@@ -177,18 +177,28 @@ def _bit_counts(values: np.ndarray) -> np.ndarray:
 
 
 def _decoded(paths: Sequence[str | os.PathLike]) -> list[np.ndarray | None]:
-    """Each path decoded at FILM_SIZE (None when it cannot be)."""
+    """Each path decoded at FILM_SIZE (None when it cannot be). A film the machine ran out of memory for is no
+    unreadable film (its fingerprint missing would let it pass as unseen): decoded again alone after the others, as the
+    image cache does; DecodeOutOfMemory when it runs short even so."""
     from pneumoscan.data.preprocess import load_image
-    from pneumoscan.errors import InputError
+    from pneumoscan.errors import DecodeOutOfMemory, InputError
 
-    def one(path: str | os.PathLike) -> np.ndarray | None:
+    short: list[int] = []
+
+    def one(index: int) -> np.ndarray | None:
         try:
-            return load_image(path, FILM_SIZE)
+            return load_image(paths[index], FILM_SIZE)
+        except DecodeOutOfMemory:
+            short.append(index)
+            return None
         except InputError:
             return None
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        return list(pool.map(one, paths))
+        films = list(pool.map(one, range(len(paths))))
+    for index in sorted(short):  # decoded together with others, one per core: again, alone
+        films[index] = load_image(paths[index], FILM_SIZE)
+    return films
 
 
 def seen_in_training(paths: Sequence[Path], training: dict[str, Any],
