@@ -25,13 +25,10 @@ def out_of_memory(label: str, width: int | None = None, height: int | None = Non
     of memory: the machine's shortage, not the file's fault. `alone`: it ran short when decoded on its own, so fewer
     films at once would not help."""
     size = f"{width} x {height} px; " if width is not None and height is not None else ""
-    if alone:
-        return DecodeOutOfMemory(f"{label}: the machine ran out of memory decoding it, even on its own ({size}the file "
-                                 "itself may be fine); close other programs, or downscale the film or leave it out of "
-                                 "the data, and try again", label, width, height)
-    return DecodeOutOfMemory(f"{label}: the machine ran out of memory decoding it ({size}the file itself may be fine); "
-                             "close other programs or give fewer films at once, or downscale the film, and try again",
-                             label, width, height)
+    when, ways = ((", even on its own", "close other programs, or downscale the film or leave it out of the data")
+                  if alone else ("", "close other programs or give fewer films at once, or downscale the film"))
+    return DecodeOutOfMemory(f"{label}: the machine ran out of memory decoding it{when} ({size}the file itself may be "
+                             f"fine); {ways}, and try again", label, width, height)
 
 
 def to_uint8(arr: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
