@@ -195,20 +195,13 @@ def model_fault(err: ModelFileChanged | DamagedModel) -> str:
 BUSY_RETRY_S = 2  # Retry-After of a request, or /ready, the GPU or the host ran short for
 
 
-def host_shortage(err: BaseException) -> BaseException | None:
-    """The host's shortage of memory or open files `err` is (a MemoryError or torch's CPU allocator failing,
-    `host_out_of_memory`; an OSError's ENOMEM; or `too_many_files`: EMFILE, ENFILE, or the words torch's loaders use),
-    else None. A film's decoding that ran out of memory is a DecodeOutOfMemory, which the routes answer by whether
-    other requests hold memory."""
-    short = (host_out_of_memory(err) or (isinstance(err, OSError) and err.errno == errno.ENOMEM)
-             or too_many_files(err))
-    return err if short else None
-
-
 def host_short(err: BaseException) -> bool:
-    """Whether `err` is the host short of memory or open files (`host_shortage`): a shortage that passes, answered 503
-    with Retry-After."""
-    return host_shortage(err) is not None
+    """Whether `err` is the host short of memory or open files (a MemoryError or torch's CPU allocator failing,
+    `host_out_of_memory`; an OSError's ENOMEM; or `too_many_files`: EMFILE, ENFILE, or the words torch's loaders use):
+    a shortage that passes, answered 503 with Retry-After. A film's decoding that ran out of memory is a
+    DecodeOutOfMemory, which the routes answer by whether other requests hold memory."""
+    return (host_out_of_memory(err) or (isinstance(err, OSError) and err.errno == errno.ENOMEM)
+            or too_many_files(err))
 
 
 GPU_WAYS = ("free the GPU (`nvidia-smi` lists the processes holding it)", "serve fewer requests at once (--slots, 2 "

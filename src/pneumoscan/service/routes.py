@@ -32,7 +32,7 @@ from pneumoscan.errors import (DamagedModel, DecodeOutOfMemory, ImageTooLarge, I
 from pneumoscan.inference.ood import refusal_cause, refusal_kind
 from pneumoscan.inference.predictor import Prediction
 from pneumoscan.service.audit import AuditError, AuditLog, utc_now
-from pneumoscan.service.engine import (BUSY_RETRY_S, Decoded, Engine, ExplainUnavailable, host_shortage, log_gpu_full,
+from pneumoscan.service.engine import (BUSY_RETRY_S, Decoded, Engine, ExplainUnavailable, host_short, log_gpu_full,
                                        model_fault)
 from pneumoscan.service.budget import Reservation
 from pneumoscan.service.readiness import NotReady
@@ -113,11 +113,9 @@ async def _in_worker(request: Request, func: Callable[[], T], explain: bool = Fa
                 log_gpu_full(f"{_request_line(request)}: ", err,
                              "; or ask without ?explain=true" if explain else "")
                 raise _busy(GPU_FULL) from None
-            shortage = host_shortage(err)
-            if shortage is None:
+            if not host_short(err):
                 raise
-            # the shortage's own words: an InputError's name the uploaded file, which no log line gives
-            log.error("%s: %s", _request_line(request), first_line(shortage, 300) or type(shortage).__name__)
+            log.error("%s: %s", _request_line(request), first_line(err, 300) or type(err).__name__)
             raise _busy(HOST_BUSY) from None
 
 
