@@ -223,12 +223,12 @@ def film_keys(scored: Sequence[ScoredFilms]) -> tuple[list[list[str]], int]:
 
 
 def data_keys(run: RunInfo, paths: Sequence[Path]) -> list[str]:
-    """Each film of `paths` as a path inside the data the run was trained on (`data_places`, and where it is found
-    now), else as an absolute path: runs trained on one data set kept in two places name the same films alike."""
-    from pneumoscan.training.config import data_places, data_record, training_data_folder
+    """Each film of `paths` as a path inside the data the run was trained on (`data_places`), else as an absolute
+    path: runs trained on one data set kept in two places name the same films alike."""
+    from pneumoscan.training.config import data_places, data_record
 
     record = data_record(run.meta.training, run.path)
-    roots = [os.path.abspath(root) for root in [*data_places(*record), training_data_folder(*record)] if root]
+    roots = [os.path.abspath(root) for root in data_places(*record)]
     keys = []
     for path in map(os.path.abspath, paths):
         root = next((root for root in roots if path.startswith(root + os.sep)), None)
