@@ -100,6 +100,9 @@ VARIANTS: dict[str, dict] = {
     "AI1_resnet10_64_sampler_equalize_geom0.2_consistency10_30ep_seed1": {**AC_RECIPE, "image_size": 64, "seed": 1},
     "AJ_resnet10_160_sampler_equalize_geom0.2_consistency10_30ep": {**AC_RECIPE, "image_size": 160},
     "AJ1_resnet10_160_sampler_equalize_geom0.2_consistency10_30ep_seed1": {**AC_RECIPE, "image_size": 160, "seed": 1},
+    "AK_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep_tie0.002": {**AC_RECIPE, "auc_tie": 0.002},
+    "AK1_resnet10_128_sampler_equalize_geom0.2_consistency10_30ep_tie0.002_seed1": {**AC_RECIPE, "auc_tie": 0.002,
+                                                                                   "seed": 1},
 }
 # Variants that start from `pneumoscan pretrain` weights (SimSiam on their training split; the
 # pretraining's seconds count in their training time). Settings as `pneumoscan pretrain`'s defaults.
@@ -254,7 +257,7 @@ def main() -> None:
         note += " The stress shifts are seeded, so the scores are comparable."
     columns = ["variant", "model", "image_size", "ema_decay", "label_smoothing", "mixup", "augment", "aug_zoom", "aug_aspect",
                "aug_sharpness", "balance", "equalize", "crop", "consistency",
-               "epochs", "pretrain", "seed", "best_epoch", "epochs_run", "train_seconds", "val_auc", "val_auc_tta", "val_specificity_at_recall_0.95",
+               "epochs", "auc_tie", "pretrain", "seed", "best_epoch", "epochs_run", "train_seconds", "val_auc", "val_auc_tta", "val_specificity_at_recall_0.95",
                "val_brier", "val_ece", "val_log_loss", "stress_auc_mean", "stress_auc_min", "stress_log_loss_mean",
                "geometry_auc_mean", "geometry_auc_min", "normals_flagged_zoom_in", "texture_auc_mean"]
     write_results("ablation", rows, columns, command=command,

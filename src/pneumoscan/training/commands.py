@@ -136,6 +136,9 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="seed for initialisation, batch order and augmentation (default 0)")
     p.add_argument("--split-seed", type=int, help="seed choosing the validation patients (default 0)")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a better val AUC (default 8)")
+    p.add_argument("--auc-tie", type=float,
+                   help="keep, among epochs whose validation AUC is within this of the highest so far, the one with "
+                        "the lowest validation loss (default 0: the epoch of the highest AUC)")
     p.add_argument("--val-fraction", type=float, help="share of train patients held out for validation (default 0.15)")
     p.add_argument("--use-given-val", action="store_true", default=None, help="validate on DATA/val instead of a patient split")
     add_patient_key_arg(p, "default auto; a resume keeps the run's")

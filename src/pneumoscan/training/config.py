@@ -21,7 +21,7 @@ EARLIER_ONE_VIEW = {"consistency": 0.0, "epochs": 25}
 # (split_seed is the other such setting: before it existed, `seed` chose the validation patients.)
 # Before --patient-key, the patient was read from the file name alone: `name`.
 SAVED_BEFORE_THEY_EXISTED = {"equalize": False, "crop": False, "consistency": 0.0, "aug_sharpness": 0.0,
-                             "patient_key": "name", **EARLIER_GEOMETRY_AUGMENT}
+                             "patient_key": "name", "auc_tie": 0.0, **EARLIER_GEOMETRY_AUGMENT}
 # The TrainConfig defaults below are the shipped model's recipe, chosen on validation
 # (bench/results/ablation.md, row AC): resnet10 at 128 px, histogram-equalised, with a class-balanced
 # sampler, zoom +-20 %, a stretch of up to 10 % of one axis against the other, and a consistency loss
@@ -51,6 +51,9 @@ class TrainConfig:
     use_given_val: bool = False
     patient_key: str = "auto"  # where the patient of an image is read (data/patients.py): auto | name | folder
     patience: int = 8
+    # Validation AUCs within this of the highest so far count as a tie, which the lower validation loss breaks
+    # (training/selection.py); 0: the epoch of the highest AUC is kept.
+    auc_tie: float = 0.0
     target_recall: float = 0.95
     augment: float = 1.0
     aug_zoom: float = 0.20  # random zoom in or out by up to this fraction (scaled by `augment`)
@@ -98,6 +101,7 @@ class TrainConfig:
             ("seed", self.seed, 0 <= self.seed <= MAX_SEED, f"0 to {MAX_SEED} (numpy's seeds)"),
             ("split_seed", self.split_seed, 0 <= self.split_seed <= MAX_SEED, f"0 to {MAX_SEED} (numpy's seeds)"),
             ("patience", self.patience, self.patience >= 1, "at least 1"),
+            ("auc_tie", self.auc_tie, 0 <= self.auc_tie < 1, "0 (the highest AUC) or more and below 1, e.g. 0.002"),
             ("val_fraction", self.val_fraction, 0 < self.val_fraction < 1, "strictly between 0 and 1, e.g. 0.15"),
             ("target_recall", self.target_recall, 0 < self.target_recall <= 1, "above 0 and at most 1, e.g. 0.95"),
             ("augment", self.augment, 0 <= self.augment < math.inf, "0 (off) or more, and finite"),

@@ -39,6 +39,7 @@ from pneumoscan.training.checkpoint import (atomic_torch_save, check_writable, f
                                             restore_rng_states, rng_states, run_lock)
 from pneumoscan.training.config import RESUME_MAY_CHANGE, TrainConfig
 from pneumoscan.training.run_data import RunData, decoded_film_marks, data_warnings, prepare_data
+from pneumoscan.training.selection import becomes_kept, selection_state
 from pneumoscan.training.split_check import resume_advice, split_change
 from pneumoscan.training.transfer import init_source, load_transfer, written_by_pneumoscan
 
@@ -109,6 +110,14 @@ def _patience_stop(state: dict[str, Any], run_epochs: int) -> str:
         return f"the run stopped early after epoch {state['epoch']} ({option('patience')})"
     return (f"validation AUC did not improve in the run's last {_epochs(state['bad_epochs'])} "
             f"({option('patience')})")
+
+
+def _no_better(tie: float) -> str:
+    """What --patience counts, in the words of the run's --auc-tie."""
+    if tie <= 0:
+        return "validation AUC has not improved"
+    return (f"no epoch has replaced the kept one (validation AUC, ties within {tie:g} broken by validation loss, "
+            f"{option('auc_tie')})")
 
 
 def seed_everything(seed: int) -> None:
@@ -430,14 +439,14 @@ class Trainer:
         steps = steps_per_epoch(len(labels), cfg.batch_size)
         total_steps, warmup = cfg.epochs * steps, int(cfg.warmup_epochs * steps)
         state: dict[str, Any] = {"epoch": 0, "step": 0, "best_auc": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [],
-                                 "train_seconds": 0.0}
+                                 "train_seconds": 0.0, "best_loss": math.inf, "top_auc": -1.0}
         if ckpt is not None:
             optimizer.load_state_dict(ckpt["optimizer"])
             if ema is not None:
                 ema.load_state_dict(ckpt["ema"])
             generator.set_state(ckpt["generator"])
             restore_rng_states(ckpt)
-            state = ckpt["state"]
+            state = {**selection_state(ckpt["state"]["history"], ckpt["state"]["best_epoch"]), **ckpt["state"]}
             mean, std = ckpt["mean"], ckpt["std"]
             self._note_resume(state, _lr_at(state["step"], total_steps, warmup, cfg.lr))
         else:
@@ -518,10 +527,11 @@ class Trainer:
                    "seconds": round(seconds, 2), "images_per_s": round(speed, 1)}
             state["history"].append(row)
             state["epoch"] = epoch
-            if auc > state["best_auc"]:
-                state.update(best_auc=auc, best_epoch=epoch, bad_epochs=0)
+            if becomes_kept(state, auc, val_loss, cfg.auc_tie):
+                state.update(best_auc=auc, best_loss=val_loss, best_epoch=epoch, bad_epochs=0)
             else:
                 state["bad_epochs"] += 1
+            state["top_auc"] = max(state["top_auc"], auc)
             self._write_history(state["history"])
             atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "ema": ema.state_dict() if ema is not None else {}, "generator": generator.get_state(),
@@ -531,7 +541,7 @@ class Trainer:
             self._say(f"epoch {epoch:3d}  loss {train_loss:.4f}  val_loss {val_loss:.4f}  val_auc {auc:.4f}  "
                        f"{speed:.0f} img/s" + ("  *best*" if state["best_epoch"] == epoch else ""))
         if state["bad_epochs"] >= cfg.patience and state["epoch"] < cfg.epochs:
-            self._say(f"stopped early after epoch {state['epoch']} of {cfg.epochs}: validation AUC has not improved for "
+            self._say(f"stopped early after epoch {state['epoch']} of {cfg.epochs}: {_no_better(cfg.auc_tie)} for "
                        f"{_epochs(cfg.patience)} ({option('patience')}); the model keeps epoch {state['best_epoch']} "
                        f"(validation AUC {state['best_auc']:.4f})")
         artifact = self._finish(meta, data, state)
