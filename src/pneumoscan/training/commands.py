@@ -164,7 +164,7 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", action="store_true", default=None,
                    help="average each prediction with its left-right mirror, a view training never shows (its "
                         "augmentation never reflects; the heart is on the left); it lowered validation AUC in all "
-                        "52 runs of bench/results/ablation.md (val_auc_tta): keep it off")
+                        "54 runs of bench/results/ablation.md (val_auc_tta): keep it off")
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
                    help="histogram-equalise every image, in training and at every prediction: robust to exposure "
                         "and contrast (default on)")
