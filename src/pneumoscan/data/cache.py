@@ -9,7 +9,7 @@ import importlib.metadata
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,6 +157,32 @@ def _failures_persist(samples: list[Sample], ok: list[bool], size: int) -> list[
     return sorted(errors)
 
 
+def decode_each(count: int, read: Callable[[int], None], unreadable: Callable[[InputError], None],
+                wrap: Callable[[Iterator[None]], Iterable[None]] = iter) -> None:
+    """`read(i)` for each i < `count`, one per core (`wrap`: around the finished reads, e.g. a progress bar), and
+    `unreadable(err)` for each read that raises InputError. A read that ran the machine out of memory is no unreadable
+    file: read again alone after the others, where DecodeOutOfMemory, raised even so, propagates."""
+    short: list[int] = []
+
+    def work(index: int) -> None:
+        try:
+            read(index)
+        except DecodeOutOfMemory:
+            short.append(index)
+        except InputError as err:
+            unreadable(err)
+
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        list(wrap(pool.map(work, range(count))))
+    for index in sorted(short):  # decoded together with others: again, alone
+        try:
+            read(index)
+        except DecodeOutOfMemory:
+            raise
+        except InputError as err:
+            unreadable(err)
+
+
 def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool,
                 marks: list[str | None] | None = None) -> tuple[_Entry, list[str]]:
     """Every file decoded once: its resized image, its grey levels, its file cues (zero for unreadable files) and its
@@ -170,7 +196,6 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool,
     views: list[str | None] = [None] * len(samples)
     ok = [False] * len(samples)
     errors: list[str] = []
-    short: list[int] = []  # decoded together, these ran the machine out of memory: tried again one at a time
 
     def read(index: int) -> None:
         try:
@@ -190,24 +215,11 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool,
             views[index] = not_frontal_view(data)
         ok[index] = True
 
-    def work(index: int) -> None:
-        try:
-            read(index)
-        except DecodeOutOfMemory:
-            short.append(index)
-        except InputError as err:
-            errors.append(str(err))
-
-    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        list(progress_bar(pool.map(work, range(len(samples))), total=len(samples), desc=desc, unit="img",
-                          progress=progress))
-    for index in sorted(short):
-        try:
-            read(index)
-        except DecodeOutOfMemory as err:  # even alone: the film, not the number decoded at once
-            raise _stopped(err) from None
-        except InputError as err:
-            errors.append(str(err))
+    try:
+        decode_each(len(samples), read, lambda err: errors.append(str(err)),
+                    lambda done: progress_bar(done, total=len(samples), desc=desc, unit="img", progress=progress))
+    except DecodeOutOfMemory as err:  # even alone: the film, not the number decoded at once
+        raise _stopped(err) from None
     return (images, ok, levels, colours, tones, dithers, views, peaks), sorted(errors)
 
 

@@ -180,24 +180,15 @@ def _decoded(paths: Sequence[str | os.PathLike]) -> list[np.ndarray | None]:
     """Each path decoded at FILM_SIZE (None when it cannot be). A film the machine ran out of memory for is no
     unreadable film (its fingerprint missing would let it pass as unseen): decoded again alone after the others, as the
     image cache does; DecodeOutOfMemory when it runs short even so."""
+    from pneumoscan.data.cache import decode_each
     from pneumoscan.data.preprocess import load_image
-    from pneumoscan.errors import DecodeOutOfMemory, InputError
 
-    short: list[int] = []
+    films: list[np.ndarray | None] = [None] * len(paths)
 
-    def one(index: int) -> np.ndarray | None:
-        try:
-            return load_image(paths[index], FILM_SIZE)
-        except DecodeOutOfMemory:
-            short.append(index)
-            return None
-        except InputError:
-            return None
-
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        films = list(pool.map(one, range(len(paths))))
-    for index in sorted(short):  # decoded together with others, one per core: again, alone
+    def read(index: int) -> None:
         films[index] = load_image(paths[index], FILM_SIZE)
+
+    decode_each(len(paths), read, lambda err: None)
     return films
 
 
