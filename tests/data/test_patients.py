@@ -206,6 +206,23 @@ def test_folder_key_is_the_folders_below_the_class_folder(tmp_path: Path) -> Non
     assert patient_keys([outside], "folder")(outside) == str(tmp_path / "exports" / "pt4")
 
 
+def test_dataset_keys_refuse_an_image_with_no_patient_folder_only_among_the_films_used(tmp_path: Path) -> None:
+    """`train --patient-key folder` uses train/ and val/: an image right in test/'s class folder is keyed by its file
+    name (train never reads it), one in train/ stops the run; the audit (no `used`) keys and lists them all."""
+    from pneumoscan.data.patients import dataset_keys
+
+    write_xray(tmp_path / "train" / "NORMAL" / "pt1" / "a.png", 0, 1)
+    write_xray(tmp_path / "train" / "PNEUMONIA" / "pt2" / "b.png", 1, 2)
+    write_xray(tmp_path / "test" / "NORMAL" / "loose.png", 0, 3)
+    write_xray(tmp_path / "test" / "PNEUMONIA" / "pt3" / "c.png", 1, 4)
+    splits = discover(tmp_path)
+    keys = dataset_keys(splits, "folder", splits["train"], progress=False)
+    assert keys.sources == {"folder": 3, "name": 1}
+    assert dataset_keys(splits, "folder", progress=False).sources == {"folder": 3, "name": 1}
+    with pytest.raises(InputError, match=r"loose\.png: --patient-key folder .* has none; put"):
+        dataset_keys(splits, "folder", splits["train"] + splits["test"], progress=False)
+
+
 def test_a_manifest_patient_column_comes_first_in_auto_only(tmp_path: Path) -> None:
     write_dicom(tmp_path / "a.dcm", 0, 1, patient_id="pt7")
     write_xray(tmp_path / "IM-0001-0001.png", 1, 2)

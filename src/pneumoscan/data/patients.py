@@ -305,32 +305,31 @@ def _warn_placeholders(placeholders: set[str], counts: Counter, total: int) -> N
          f"patient column, or put them in one folder per patient and use {option('patient_key', 'folder')}")
 
 
-def _folder_keys(samples: list[Sample], loose_ok: bool) -> PatientKeys:
-    """`--patient-key folder`'s keys; an image right in its class folder is an InputError (`no_folder_message`), or
-    with `loose_ok` its own patient by file name (`patient_id`, origin `name`)."""
+def _folder_keys(samples: list[Sample], refused: Iterable[Sample]) -> PatientKeys:
+    """`--patient-key folder`'s keys; an image right in its class folder is an InputError (`no_folder_message`) when
+    among `refused`, else its own patient by file name (`patient_id`, origin `name`)."""
     keys = {s: folder_key(s) for s in samples}
-    loose = [s for s, key in keys.items() if key is None]
-    if loose and not loose_ok:
+    if loose := [s for s in dict.fromkeys(refused) if keys[s] is None]:
         raise InputError(no_folder_message(loose))
     return PatientKeys("folder", {s: key if key is not None else patient_id(s.path) for s, key in keys.items()},
                        {s: "folder" if key is not None else "name" for s, key in keys.items()})
 
 
-def patient_keys(samples: Iterable[Sample], choice: str = "auto", loose_ok: bool = False,
+def patient_keys(samples: Iterable[Sample], choice: str = "auto", refused: Iterable[Sample] | None = None,
                  progress: bool = True, known: Mapping[Sample, str | None] | None = None) -> PatientKeys:
     """The patient key of each of `samples` by `choice` (one of PATIENT_KEYS). With `auto`, the DICOM headers of
     the samples without a manifest patient are read (about 0.8 ms a DICOM file: seconds for thousands, counted by a
     'patient IDs' bar when `progress`, as `progress_bar` shows bars), and placeholder PatientIDs among them
     (`placeholder_ids`, judged over these samples: pass the whole data set) give way, with one warning, to
     `own_file_key` (whose folders are counted over the DICOM files without a usable PatientID), as an empty or
-    missing PatientID does. With `folder`, an image right in its class folder is an InputError counting them all,
-    unless `loose_ok` (the audit, which lists them): then it is keyed by its file name. `known`: headers read
-    already (`PatientKeys.headers`), not read again."""
+    missing PatientID does. With `folder`, an image right in its class folder is an InputError counting them all
+    when among `refused` (None: all of `samples`), else keyed by its file name. `known`: headers read already
+    (`PatientKeys.headers`), not read again."""
     if choice not in PATIENT_KEYS:
         raise InputError(f"{option('patient_key', choice)}: must be one of {', '.join(PATIENT_KEYS)}")
     samples = list(dict.fromkeys(samples))
     if choice == "folder":
-        return _folder_keys(samples, loose_ok)
+        return _folder_keys(samples, samples if refused is None else refused)
     keys: dict[Sample, str] = {}
     origins: dict[Sample, str] = {}
     dicom: dict[Sample, str] = {}
@@ -375,12 +374,8 @@ def dataset_keys(splits: dict[str, list[Sample]], choice: str = "auto", used: Se
     uses train/ and val/) and `audit` (every split) key each film alike. With `folder`, an image right in its class
     folder is an InputError among `used` only (None: none is, as the audit lists them); elsewhere it is keyed by its
     file name. `known`: DICOM headers read already (`PatientKeys.headers`)."""
-    keys = patient_keys([s for samples in splits.values() for s in samples], choice, loose_ok=True,
-                        progress=progress, known=known)
-    if used is not None and keys.choice == "folder":
-        if loose := [s for s in dict.fromkeys(used) if keys.origins[s] == "name"]:
-            raise InputError(no_folder_message(loose))
-    return keys
+    return patient_keys([s for samples in splits.values() for s in samples], choice, used or (), progress=progress,
+                        known=known)
 
 
 def describe(choice: str) -> str:
