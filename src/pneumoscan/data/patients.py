@@ -230,13 +230,14 @@ SPLIT_KEEPS = ("the patient split keeps them together as one patient", "the pati
 
 def name_collision_warning(samples: Sequence[Sample], keys: PatientKeys,
                            done: tuple[str, str] = SPLIT_KEEPS, advice: str | None = None,
-                           bare: bool = False) -> str | None:
-    """`train`'s warning when file-name keys joining folders (`keys_across_folders`, over `samples`: one split; with
-    `bare`, of bare file names only) hold NAME_COLLISION_SHARE or more of the images keyed by file name, as an export
-    naming each patient's films `1.jpeg`, `2.jpeg` makes; None otherwise. `done`: what the command does with them,
-    for one key and for several (`SPLIT_KEEPS`: train's); `advice`: what to do instead of `across_folders_advice`."""
+                           joined: dict[str, list[Sample]] | None = None) -> str | None:
+    """`train`'s warning when file-name keys joining folders (`keys_across_folders`, over `samples`: one split; or
+    `joined`, when given, as the caller found them) hold NAME_COLLISION_SHARE or more of the images keyed by file
+    name, as an export naming each patient's films `1.jpeg`, `2.jpeg` makes; None otherwise. `done`: what the command
+    does with them, for one key and for several (`SPLIT_KEEPS`: train's); `advice`: what to do instead of
+    `across_folders_advice`."""
     named = sum(keys.origins[s] == "name" for s in dict.fromkeys(samples))
-    joined = keys_across_folders(samples, keys, bare)
+    joined = keys_across_folders(samples, keys) if joined is None else joined
     images = sum(len(group) for group in joined.values())
     if not joined or images < NAME_COLLISION_SHARE * named:
         return None

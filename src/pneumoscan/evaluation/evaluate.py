@@ -289,9 +289,9 @@ def film_patients(samples: Sequence[Sample], training: dict, progress: bool = Tr
                                     known=keyed.headers if keyed is not None else None)
             except InputError:
                 return None
-    if message := name_collision_warning(samples, keys, DRAWN_ALONE, KEY_BY_MANIFEST, bare=True):
+    joined = keys_across_folders(samples, keys, bare=True)
+    if message := name_collision_warning(samples, keys, DRAWN_ALONE, KEY_BY_MANIFEST, joined):
         warn(PatientKeyWarning(message))
-    joined = set(keys_across_folders(samples, keys, bare=True))
     return [None if keys.origins[s] == "name" and keys(s) in joined else str(keys(s)) for s in samples]
 
 
