@@ -197,6 +197,7 @@ class Trainer:
                  warn: Callable[[str], None] = write_warning, resume: bool = False) -> None:
         cfg.check(resumed=resume)  # `resume`: the settings are a saved run's (`TrainConfig.check`)
         self.cfg = cfg
+        self.resume = resume  # continue the run in `cfg.out` (`run`)
         self.out = Path(cfg.out)
         self.progress = progress
         self.verbose = verbose
@@ -362,10 +363,10 @@ class Trainer:
                                    data.patients.effective):
             self.warn(seen)
 
-    def run(self, resume: bool = False) -> Path:
-        """Train (or continue with `resume`) and return the path of the final model artifact."""
-        with run_lock(self.out, resume=resume):  # a run refused before it wrote anything leaves no empty folder behind
-            return self._run(resume)
+    def run(self) -> Path:
+        """Train (or continue, with `resume`) and return the path of the final model artifact."""
+        with run_lock(self.out, resume=self.resume):  # a run refused before it wrote anything leaves no empty folder
+            return self._run(self.resume)
 
     def _run(self, resume: bool) -> Path:
         cfg = self.cfg
@@ -585,4 +586,4 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, verb
           warn: Callable[[str], None] = write_warning) -> Path:
     """Train a model as configured; returns the final artifact path. Without `verbose`, no epoch lines; `warn`
     says each warning (default: a `pneumoscan: warning:` line on stderr)."""
-    return Trainer(cfg, progress=progress, verbose=verbose, warn=warn, resume=resume).run(resume=resume)
+    return Trainer(cfg, progress=progress, verbose=verbose, warn=warn, resume=resume).run()
