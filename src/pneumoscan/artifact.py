@@ -231,8 +231,14 @@ def header_problem(data: Any) -> str | None:
 
 def file_sha256(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file: identifies a model artifact (guards, ONNX exports and the service refer to it)."""
-    digest = hashlib.sha256()
+    return _sha256(path)
+
+
+def _sha256(path: str | os.PathLike, start: int = 0, prefix: bytes = b"") -> str:
+    """Hex SHA-256 of `prefix` followed by the bytes of file `path` from offset `start` on (read by the MB)."""
+    digest = hashlib.sha256(prefix)
     with open(path, "rb") as handle:
+        handle.seek(start)
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -290,12 +296,7 @@ def weights_sha256(path: str | os.PathLike) -> str:
     key = _stat_key(path)
     if key not in _WEIGHTS_SHA256:
         index, length = _tensor_index(path)
-        digest = hashlib.sha256(index.encode())
-        with open(path, "rb") as handle:
-            handle.seek(key[2] - length)
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _WEIGHTS_SHA256[key] = digest.hexdigest()
+        _WEIGHTS_SHA256[key] = _sha256(path, key[2] - length, index.encode())
     return _WEIGHTS_SHA256[key]
 
 
