@@ -283,6 +283,7 @@ class Engine:
         self._cam_retry_at: float | None = None  # when a load that ran out of memory is tried again (time.monotonic)
         self._cam_retry_utc = ""  # that time for people: 12:34:56 UTC
         self._cam_layers: list[str] = []  # its target layers, found with `_cam_error`
+        self._unmapped: list[str] = []  # the members those layers leave out (`unmapped_members`), found with them
         self._state_lock = threading.Lock()  # `_cam_error` and `_cam_retry_at` change, and are read, together
         self._screen_lock = threading.Lock()
 
@@ -429,6 +430,7 @@ class Engine:
                 if self._cam_error is None or self._retry_due():
                     try:
                         self._cam_layers = module.cam_layers(self._explain_copy(), self.meta)
+                        self._unmapped = list(module.unmapped_members(self.meta, self._cam_layers))
                         with self._state_lock:  # seen apart, an old error without its retry time is a 501 for good
                             self._cam_error, self._cam_retry_at = "", None
                     except Exception as err:  # noqa: BLE001 - whatever it is: heatmaps off, service on
@@ -467,8 +469,7 @@ class Engine:
     def unmapped_members(self) -> list[str]:
         """The ensemble's members the heatmaps leave out, by model name (an mlp: no feature map to draw), as `explain`
         names them (`gradcam.unmapped_members`); [] for any other model. Known once `explain_png` has drawn one."""
-        module = gradcam_module()
-        return list(module.unmapped_members(self.meta, self._cam_layers)) if module is not None else []
+        return list(self._unmapped)
 
     def model_info(self) -> dict[str, object]:
         info = describe(self.meta)
