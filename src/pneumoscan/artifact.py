@@ -266,6 +266,20 @@ def is_shipped(model: str | os.PathLike | None) -> bool:
 # a Predictor's start-up reads the shipped file's index and hashes its weights once per process
 _TENSOR_INDEX: dict[tuple[int, ...], tuple[str, int]] = {}
 _WEIGHTS_SHA256: dict[tuple[int, ...], str] = {}
+_SHIPPED_THRESHOLD: dict[tuple[int, ...], float] = {}
+
+
+def shipped_threshold() -> float:
+    """The threshold stored in the shipped model (`read_meta`), its header read again only once the file changes;
+    InputError as `read_meta` gives it when the file is gone or unreadable."""
+    path = default_model_path()
+    try:
+        key = _stat_key(path)
+    except OSError:
+        return read_meta(path).threshold
+    if key not in _SHIPPED_THRESHOLD:
+        _SHIPPED_THRESHOLD[key] = read_meta(path).threshold
+    return _SHIPPED_THRESHOLD[key]
 
 
 def _stat_key(path: str | os.PathLike) -> tuple[int, ...]:

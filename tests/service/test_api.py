@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import io
+import json
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -120,6 +121,36 @@ def test_the_shipped_models_card_says_when_the_service_runs_it_at_an_operating_p
     monkeypatch.setattr(engine.predictor, "threshold", stored)
     monkeypatch.setattr(engine.predictor, "prevalence", None)
     assert client.get("/model/card").text == card
+
+
+def test_the_card_reads_the_shipped_threshold_once_and_again_when_the_file_changes(
+        client: TestClient, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """GET /model/card read the shipped model's header on every request (6 ms on the event loop) for its threshold;
+    it is read once per version of the file, and again once the file changes (a reinstall with another model)."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    from pneumoscan import artifact
+
+    shipped = tmp_path / "default.safetensors"
+    with safe_open(str(artifact.default_model_path()), "numpy") as handle:
+        metadata = handle.metadata()
+    save_file(load_file(artifact.default_model_path()), shipped, metadata)
+    monkeypatch.setattr(artifact, "default_model_path", lambda: shipped)
+    reads: list[Path] = []
+    read_meta = artifact.read_meta
+    monkeypatch.setattr(artifact, "read_meta", lambda path: reads.append(path) or read_meta(path))
+    engine = client.app.state.engine
+    monkeypatch.setattr(engine, "shipped", True)
+    monkeypatch.setattr(engine.predictor, "threshold_from", "threshold")
+    monkeypatch.setattr(engine.predictor, "threshold", 0.41)
+    stored = read_meta(shipped).threshold
+    notes = [client.get("/model/card").text.split("\n\n", 1)[0] for _ in range(3)]
+    assert len(reads) == 1 and len(set(notes)) == 1 and f"the shipped threshold {stored:.4f}," in notes[0]
+    header = json.loads(metadata["pneumoscan"])
+    save_file(load_file(shipped), shipped, {**metadata, "pneumoscan": json.dumps({**header, "threshold": 0.3})})
+    assert "the shipped threshold 0.3000," in client.get("/model/card").text.split("\n\n", 1)[0]
+    assert len(reads) == 2
 
 
 def test_a_missing_card_is_a_json_404_not_a_crash(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -309,10 +309,10 @@ _OWN_OPERATING_POINT = ("> **This service runs the shipped model at an operating
 def _own_operating_point(engine: Engine) -> str:
     """The note heading the card of a service that runs the shipped weights at another operating point; '' when it
     runs them at the card's own threshold (a prevalence given moves the probabilities, not the decisions)."""
-    from pneumoscan.artifact import default_model_path, read_meta
+    from pneumoscan.artifact import shipped_threshold
 
     predictor = engine.predictor
-    stored = read_meta(default_model_path()).threshold
+    stored = shipped_threshold()
     if predictor.threshold_from == "model" and abs(predictor.meta.threshold - stored) <= 1e-12:
         return ""
     # the card's own point given again (--target-recall 0.95, or its threshold as the card prints it): without a
