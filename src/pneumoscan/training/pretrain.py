@@ -14,6 +14,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -271,9 +272,13 @@ def pretraining_record(path: str | os.PathLike) -> dict[str, Any]:
     """What `pretrain` recorded in `path` of the pretraining ({} for a file without a record); InputError naming the
     file when the record is not readable (an edited file)."""
     with safe_open(str(path), "pt") as handle:
-        text = (handle.metadata() or {}).get("pneumoscan_pretrained", "{}")
+        return _record_of(handle.metadata() or {}, path)
+
+
+def _record_of(metadata: dict[str, str], path: str | os.PathLike) -> dict[str, Any]:
+    """`pretraining_record` of the file `path` whose safetensors metadata is `metadata`."""
     try:
-        record = json.loads(text)
+        record = json.loads(metadata.get("pneumoscan_pretrained", "{}"))
     except ValueError as err:
         raise InputError(f"{path}: its record of the pretraining is unreadable ({err}), as in an edited file; restore "
                          f"the file or pretrain again") from None
@@ -301,15 +306,15 @@ def _differences(record: dict[str, Any], keys: tuple[str, ...], cfg: TrainConfig
             for key in keys if key in record and record[key] != ours[key]]
 
 
-def differences_warning(path: str | os.PathLike, cfg: TrainConfig, patient_key: str | None = None,
+def differences_warning(init: InitRecord, cfg: TrainConfig, patient_key: str | None = None,
                         image_size: int | None = None) -> str:
     """The one-line warning `train --init` gives for the settings in which `cfg` differs from the pretraining that
-    wrote `path`, as 'val-fraction 0.2 (pretrained with 0.15)'; '' when they agree or the file predates their record.
+    wrote the file `init` read, as 'val-fraction 0.2 (pretrained with 0.15)'; '' when they agree or the file predates their record.
     The split settings (SPLIT_SETTINGS) only for a file without a record of its films: where `validation_overlap`
     counts the films themselves, another split, cap or data set is no cause for a warning by itself. `patient_key`:
     how the run's split read its patients (`PatientKeys.effective`; default cfg.patient_key). `image_size`: the input
     size the run trains at, compared with the one the weights were learned at."""
-    record = pretraining_record(path)
+    path, record = init.path, init.pretraining
     split = [] if _checks_films(record) else _differences(record, SPLIT_SETTINGS, cfg, patient_key)
     differences = split + _differences(record, INPUT_SETTINGS, cfg, patient_key)
     if image_size is not None and record.get("image_size") not in (None, image_size):
@@ -328,13 +333,13 @@ def differences_warning(path: str | os.PathLike, cfg: TrainConfig, patient_key: 
             f"preprocessing for a clean start")
 
 
-def validation_overlap(path: str | os.PathLike, marks: list[str | None], patients: list[str]) -> tuple[int, int] | None:
+def validation_overlap(init: InitRecord, marks: list[str | None], patients: list[str]) -> tuple[int, int] | None:
     """How many of a run's validation films (`marks`: their film fingerprints, None where unknown; `patients`:
-    their patient keys) the pneumoscan file `path` trained on (within FILM_MAX_DISTANCE bits, as the same film
+    their patient keys) the pneumoscan file `init` read trained on (within FILM_MAX_DISTANCE bits, as the same film
     re-encoded), and of how many patients: (films, patients); None when the file records no films of this method
     (written before they were recorded). A pretraining's record holds the films it trained on, a model's the films
     it was trained and validated on."""
-    known = _recorded_films(path)
+    known = _recorded_films(init)
     if known is None:
         return None
     found = [i for i, mark in enumerate(marks) if mark is not None]
@@ -343,69 +348,67 @@ def validation_overlap(path: str | os.PathLike, marks: list[str | None], patient
     return len(seen), len({patients[i] for i in seen})
 
 
-def _is_model_file(path: str | os.PathLike) -> bool:
-    """Whether `path` is a pneumoscan model file (`train`'s, not `pretrain`'s)."""
+@dataclass(frozen=True)
+class InitRecord:
+    """What `train --init` checks of a pneumoscan file `path`, from its header read once: whether it is a model
+    (`train`'s, not `pretrain`'s), its `pretraining_record` ({} for a model) and a model's `training` record."""
+    path: str | os.PathLike
+    is_model: bool
+    pretraining: dict[str, Any]
+    training: dict[str, Any]
+
+
+def read_init_record(path: str | os.PathLike) -> InitRecord:
+    """The record of the pneumoscan file `path` (a pretraining or a model) that `train --init` checks later:
+    InputError naming the file when it is unreadable, before any image is decoded."""
     with safe_open(str(path), "pt") as handle:
         meta = handle.metadata() or {}
-    return "pneumoscan" in meta and "pneumoscan_pretrained" not in meta
+    if "pneumoscan" in meta and "pneumoscan_pretrained" not in meta:
+        from pneumoscan.artifact import read_meta
+
+        return InitRecord(path, True, {}, read_meta(path).training or {})
+    return InitRecord(path, False, _record_of(meta, path), {})
 
 
-def _recorded_films(path: str | os.PathLike) -> np.ndarray | None:
-    """The film fingerprints the pneumoscan file `path` records (`training_film_fingerprints`); None when it
+def _recorded_films(init: InitRecord) -> np.ndarray | None:
+    """The film fingerprints the pneumoscan file `init` read records (`training_film_fingerprints`); None when it
     records none of FILM_METHOD."""
-    if _is_model_file(path):
-        from pneumoscan.artifact import read_meta
-
-        training = read_meta(path).training or {}
-        known = training_film_fingerprints(training)
-        methods = [training] + [m for m in training.get("members") or [] if isinstance(m, dict)]
-        return known if any(_checks_films(m) for m in methods) else None
-    record = pretraining_record(path)
-    return training_film_fingerprints(record) if _checks_films(record) else None
+    if init.is_model:
+        methods = [init.training] + [m for m in init.training.get("members") or [] if isinstance(m, dict)]
+        return training_film_fingerprints(init.training) if any(_checks_films(m) for m in methods) else None
+    return training_film_fingerprints(init.pretraining) if _checks_films(init.pretraining) else None
 
 
-def read_init_record(path: str | os.PathLike) -> None:
-    """Read the record of the pneumoscan file `path` (a pretraining or a model) that `train --init` checks later:
-    InputError naming the file when it is unreadable, before any image is decoded."""
-    if _is_model_file(path):
-        from pneumoscan.artifact import read_meta
-
-        read_meta(path)
-    else:
-        pretraining_record(path)
-
-
-def _unchecked(path: str | os.PathLike) -> str:
-    """Why the films of the pneumoscan file `path` cannot be compared with the run's validation films."""
-    if _is_model_file(path):
+def _unchecked(init: InitRecord) -> str:
+    """Why the films of the pneumoscan file `init` read cannot be compared with the run's validation films."""
+    if init.is_model:
         return "records no films it was trained on in a form this pneumoscan reads"
-    method = pretraining_record(path).get("film_fingerprint_method")
+    method = init.pretraining.get("film_fingerprint_method")
     if method is None:
         return "records no films it was pretrained on (written by an earlier pneumoscan)"
     return f"records the films it was pretrained on in a form this pneumoscan does not read ({method})"
 
 
-def overlap_warning(path: str | os.PathLike, cfg: TrainConfig, marks: list[str | None], patients: list[str],
+def overlap_warning(init: InitRecord, cfg: TrainConfig, marks: list[str | None], patients: list[str],
                     patient_key: str | None = None) -> str:
-    """The one-line warning `train --init` gives when the pneumoscan file `path` (a pretraining, or a model) trained
-    on any of the run's validation films (`validation_overlap`), or cannot tell; '' when it saw none of them.
+    """The one-line warning `train --init` gives when the pneumoscan file `init` read (a pretraining, or a model)
+    trained on any of the run's validation films (`validation_overlap`), or cannot tell; '' when it saw none of them.
     `patient_key`: as `differences_warning` takes it."""
-    overlap = validation_overlap(path, marks, patients)
+    path, overlap = init.path, validation_overlap(init, marks, patients)
     if overlap is None:
-        return (f"{path}: {_unchecked(path)}, so whether it saw this run's validation patients cannot be checked; "
-                + ("start from a pretraining (`pneumoscan pretrain`) for a checked start" if _is_model_file(path)
+        return (f"{path}: {_unchecked(init)}, so whether it saw this run's validation patients cannot be checked; "
+                + ("start from a pretraining (`pneumoscan pretrain`) for a checked start" if init.is_model
                    else "pretrain again for a checked start"))
     films, seen = overlap
     if not films:
         return ""
     count = f"{films} of this run's {len(marks)} validation films ({seen} of its {len(set(patients))} validation patients)"
     optimistic = "so validation (early stopping, threshold) may be optimistic"
-    if _is_model_file(path):
+    if init.is_model:
         return (f"{path}: the model given to {option('init')} was trained or validated on {count}, with their labels, "
                 f"{optimistic}; start from a pretraining (`pneumoscan pretrain` with this run's split settings) or from "
                 f"a model trained on other patients")
-    record = pretraining_record(path)
-    if not cfg.use_given_val and _differences(record, SPLIT_SETTINGS, cfg, patient_key):
+    if not cfg.use_given_val and _differences(init.pretraining, SPLIT_SETTINGS, cfg, patient_key):
         same = ", ".join(option(key, getattr(cfg, key)) if getattr(cfg, key) is not None else
                          words(f"no {option(key)}", f"{key}=None") for key in ("split_seed", "val_fraction", "max_images"))
         return (f"{path}: the pretraining trained on {count}, {optimistic}; pretrain again with this run's {same} "

@@ -11,7 +11,7 @@ import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -42,6 +42,9 @@ from pneumoscan.training.run_data import RunData, decoded_film_marks, data_warni
 from pneumoscan.training.selection import becomes_kept, selection_state
 from pneumoscan.training.split_check import resume_advice, split_change
 from pneumoscan.training.transfer import init_source, load_transfer, written_by_pneumoscan
+
+if TYPE_CHECKING:
+    from pneumoscan.training.pretrain import InitRecord
 
 LAST_CHECKPOINT = "last.pt"
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "val_accuracy", "seconds", "images_per_s"]
@@ -335,31 +338,30 @@ class Trainer:
             return torch.multinomial(weights, len(labels), replacement=True, generator=generator)
         return torch.randperm(len(labels), generator=generator)
 
-    def _load_init(self, model: nn.Module) -> bool:
+    def _load_init(self, model: nn.Module) -> InitRecord | None:
         """Copy the --init weights into `model` (InputError naming the file when they do not fit, or when its record
-        is unreadable); whether the file is pneumoscan's own (pretrain's weights, or a model), whose record of the
-        films it trained on is compared with the data later."""
+        is unreadable); the record of a file of pneumoscan's own (pretrain's weights, or a model), whose films it
+        trained on are compared with the data later; None for any other file."""
         cfg = self.cfg
         if not written_by_pneumoscan(cfg.init):
             self._say(load_transfer(model, cfg.init, cfg.model))  # e.g. torchvision's or timm's ImageNet weights
-            return False
+            return None
         from pneumoscan.training.pretrain import load_pretrained, read_init_record
 
         load_pretrained(model, cfg.init)
-        read_init_record(cfg.init)
-        return True
+        return read_init_record(cfg.init)
 
-    def _warn_pretraining_differences(self, data: RunData) -> None:
+    def _warn_pretraining_differences(self, data: RunData, init: InitRecord) -> None:
         """Warn when the pretraining that wrote --init prepared the images otherwise than this run (or, for a file
         without a record of its films, split them otherwise), and when the --init file trained on any of this run's
         validation films (or cannot tell: a file from before its record)."""
         from pneumoscan.training.pretrain import differences_warning, overlap_warning
 
-        if differences := differences_warning(self.cfg.init, self.cfg, data.patients.effective, self.image_size):
+        if differences := differences_warning(init, self.cfg, data.patients.effective, self.image_size):
             self.warn(differences)
         val = data.val.samples
         marks = film_fingerprints([s.path for s in val], data.val.images, self.cfg.cache_dir, data.val.film_marks)
-        if seen := overlap_warning(self.cfg.init, self.cfg, marks, [data.patients(s) for s in val],
+        if seen := overlap_warning(init, self.cfg, marks, [data.patients(s) for s in val],
                                    data.patients.effective):
             self.warn(seen)
 
@@ -413,7 +415,7 @@ class Trainer:
         # its weights are loaded before minutes of decoding
         ckpt = None if saved_ckpt is None else self._resume_weights(model, saved_ckpt, ckpt_path)
         # --init is read before the images are decoded, so a wrong file is refused before minutes of work
-        pretrained = bool(cfg.init) and not resume and self._load_init(model)
+        init = self._load_init(model) if cfg.init and not resume else None
         data = prepare_data(cfg, self.image_size, self.progress)
         if resume and (self.out / "split.json").is_file():
             saved_split = json.loads((self.out / "split.json").read_text())
@@ -425,8 +427,8 @@ class Trainer:
         # cropped and equalised once here rather than every batch of every epoch; validation where it is scored
         train_images = prepare_pixels(data.train.images, equalize=cfg.equalize, crop=cfg.crop)
         mean, std = image_stats(train_images)
-        if pretrained:
-            self._warn_pretraining_differences(data)
+        if init is not None:
+            self._warn_pretraining_differences(data, init)
         # channels-last weights, so every activation after the first convolution is channels-last too (a one-channel
         # input is both layouts at once): a training step of the default recipe runs about a fifth faster on this CPU
         # (bench/train_step_speed.py); only the memory layout changes, and the artifact's weights are saved contiguous
