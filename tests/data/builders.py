@@ -53,6 +53,16 @@ def make_dicom(arr: np.ndarray | None, **options: object) -> Dataset:
     return shared_make_dicom(arr, patient_name=PATIENT, patient_id=PATIENT_ID, **options)
 
 
+def make_report() -> Dataset:
+    """A DICOM structured report (Basic Text SR): a DICOM object that holds no image, as a PACS export has them."""
+    from pydicom.uid import BasicTextSRStorage
+
+    report = make_dicom(None)
+    report.SOPClassUID = report.file_meta.MediaStorageSOPClassUID = BasicTextSRStorage
+    report.Modality = "SR"
+    return report
+
+
 dicom_bytes = dicom_to_bytes
 
 

@@ -11,7 +11,8 @@ from PIL import Image
 from pneumoscan.data.decode import is_dicom, read_grayscale
 from pneumoscan.errors import ImageTooLarge, InputError
 from tests.conftest import interrupt_import
-from tests.data.builders import check_error, dcm, dicom_bytes, encode, linear_window, make_dicom, minmax_u8, ramp, write
+from tests.data.builders import (check_error, dcm, dicom_bytes, encode, linear_window, make_dicom, make_report, minmax_u8,
+                                  ramp, write)
 
 pydicom = pytest.importorskip("pydicom")
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
@@ -484,7 +485,7 @@ def test_dicom_multiframe_is_compared_only_within_the_pixel_limit(tmp_path: Path
 
 def test_dicom_without_pixel_data_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError) as exc:
-        read_grayscale(dcm(tmp_path, make_dicom(None), "report.dcm"))
+        read_grayscale(dcm(tmp_path, make_report(), "report.dcm"))
     assert "no pixel data" in check_error(exc, str(tmp_path / "report.dcm"))
 
 
@@ -505,8 +506,36 @@ def test_a_dicom_cut_inside_its_header_is_said_to_be_truncated(tmp_path: Path, w
         ": DICOM file is truncated: it ends before its pixel data; give the complete file (copy it again)")
 
 
+def test_a_dicom_cut_between_any_two_whole_elements_is_said_to_be_truncated(tmp_path: Path) -> None:
+    """Cut just after any element before its pixel data, a film is a dataset pydicom reads without a word: 10 of 480
+    cuts of a film said 'no pixel data (not an image, e.g. a report)'. Its SOP Class, an image storage class, says
+    pixel data must follow."""
+    full = dicom_bytes(make_dicom(ramp()))
+    ds = pydicom.dcmread(io.BytesIO(full))
+    items = [ds.get_item(tag) for tag in ds.keys() if tag != 0x7FE00010]
+    ends = [item.value_tell + item.length for item in items]
+    assert len(ends) >= 8 and max(ends) < len(full)
+    for end in ends:
+        path = write(tmp_path / f"cut{end}.dcm", full[:end])
+        with pytest.raises(InputError) as exc:
+            read_grayscale(path)
+        assert ": DICOM file is truncated: it ends before its pixel data" in check_error(exc, str(path)), end
+
+
+@pytest.mark.parametrize("tail", [b"\x10\x00\x30", b"\x10\x00\x30\x00LO\x05\x00ab", b"junk bytes"])
+def test_a_report_with_stray_bytes_after_it_is_no_image_not_truncated(tmp_path: Path, tail: bytes) -> None:
+    """pydicom reads a dataset with fewer than an element header's 8 bytes after it without a word, and 8 or more as
+    one more element, its value cut short or not. Whether such bytes are the start of a cut element or stray ones
+    cannot be told; a report holds no image either way: these were called 'truncated', sending a user to copy a
+    complete file again."""
+    path = write(tmp_path / "report.dcm", dicom_bytes(make_report()) + tail)
+    with pytest.raises(InputError) as exc:
+        read_grayscale(path)
+    assert "no pixel data (not an image, e.g. a report)" in check_error(exc, str(path))
+
+
 def test_a_dicom_without_pixel_data_padded_with_zeros_is_no_image_not_truncated(tmp_path: Path) -> None:
-    path = write(tmp_path / "report.dcm", dicom_bytes(make_dicom(None)) + bytes(4))
+    path = write(tmp_path / "report.dcm", dicom_bytes(make_report()) + bytes(4))
     with pytest.raises(InputError) as exc:
         read_grayscale(path)
     assert "no pixel data (not an image, e.g. a report)" in check_error(exc, str(path))
@@ -518,7 +547,7 @@ def test_a_complete_dicom_without_pixel_data_is_no_image_not_truncated(tmp_path:
     element header: both were said to be 'truncated', sending a user to copy a complete file again."""
     from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-    report = make_dicom(None)
+    report = make_report()
     if kind == "deflated":
         report.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
         buffer = io.BytesIO()

@@ -380,6 +380,7 @@ def test_415_a_dicom_object_that_holds_no_image(client: TestClient) -> None:
     from tests.conftest import dicom_to_bytes, make_dicom
 
     report = make_dicom(None)  # a dataset without pixel data: a report
+    report.SOPClassUID = report.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
     index = make_dicom(None)
     index.SOPClassUID = index.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"  # Directory Storage
     index.FileSetID = "EXPORT"

@@ -161,6 +161,8 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
 
     try:
         has_pixels = any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+        image = _image_sop_class(ds)
+        image_header = any(k in ds for k in _IMAGE_PIXEL_MODULE)  # before PhotometricInterpretation is set below
         frames_value = ds.get("NumberOfFrames", None)
         frames = int(frames_value) if frames_value not in (None, "") else 1
         rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
@@ -177,7 +179,8 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
             raise _truncated(label) from None
         raise InputError(f"{label}: damaged DICOM image header; give a complete, valid DICOM file") from None
 
-    if not has_pixels and (cut or (rows > 0 and cols > 0)):  # the header of an image whose pixel data is cut off
+    # an image whose pixel data is cut off; a dataset of another kind (a report) holds no image, cut or not
+    if not has_pixels and (image or image_header or (cut and image is None)):
         raise _truncated(label)
     if not has_pixels and _is_dicomdir(ds):
         raise NotAnImage(
@@ -222,6 +225,22 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
     if frames > 1:
         arr = _one_film(arr, frames, label)
     return ds, arr, photometric
+
+
+_IMAGE_PIXEL_MODULE = ("SamplesPerPixel", "Rows", "Columns", "BitsAllocated", "BitsStored", "PixelRepresentation")
+
+
+def _image_sop_class(ds: Dataset) -> bool | None:
+    """Whether the dataset's SOP Class (else its file meta's Media Storage SOP Class) is an image storage class, whose
+    objects always hold pixel data; None when it names no SOP class pydicom knows (none, a private one)."""
+    from pydicom.uid import UID
+
+    meta = getattr(ds, "file_meta", None)
+    uid = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+    if not uid:
+        return None
+    sop = UID(str(uid).strip())
+    return "Image Storage" in sop.name if sop.type == "SOP Class" else None
 
 
 def _cut_short(data: bytes, ds: Dataset) -> bool:
