@@ -296,6 +296,26 @@ def test_a_film_in_a_format_not_read_changes_no_split_and_is_reported_skipped(ca
     assert record_after["counts"] == record["counts"]
 
 
+def test_a_file_named_as_a_format_not_read_that_holds_no_image_changes_no_split(tiny_dataset: Path,
+                                                                                  tmp_path: Path) -> None:
+    """An HTML page saved as NORMAL/logo.gif (listed only for its .gif name, so that a GIF is named) took a place in
+    the split, as formats are told by their bytes (of 60 films, 4 of the 10 validation films changed). It is set aside and reported
+    skipped in decoding's own words."""
+    def carve() -> tuple[list[str], list[str], list[str]]:
+        data = prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r"), val_fraction=0.3,
+                                        cache_dir=str(tmp_path / "c")), 16, False)
+        return ([str(s.path) for s in data.train.samples], [str(s.path) for s in data.val.samples],
+                data.split_record["skipped"])
+
+    train, val, _ = carve()
+    logo = tiny_dataset / "train" / "NORMAL" / "logo.gif"
+    logo.write_bytes(b"<html><body>Not found</body></html>")
+    train_after, val_after, skipped = carve()
+    assert (train_after, val_after) == (train, val)
+    assert skipped == [f"{logo}: not a readable image (cannot identify image file); give a JPEG, PNG, TIFF, BMP or "
+                       "DICOM file"]
+
+
 def test_a_format_not_read_is_told_by_its_bytes_not_its_extension(tiny_dataset: Path, tmp_path: Path) -> None:
     """A JPEG saved as x.gif was refused by train as 'GIF images are not supported' (false), while evaluate and
     predict read it as the JPEG it is; a GIF named x.png took a place in the split. Training reads the first as

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan import CLASS_NAMES
-from pneumoscan.data.decode import EXPORT_AS, is_dicom, unsupported_format
+from pneumoscan.data.decode import EXPORT_AS, is_dicom, read_grayscale, unsupported_format
 from pneumoscan.errors import InputError, counted, one_line, option, warn
 
 # .jfif and .jpe: JPEGs as Windows and some browsers save them
@@ -81,30 +81,39 @@ def is_image_head(head: bytes) -> bool:
 
 
 def set_aside_unread(found: dict[str, list[Sample]]) -> tuple[dict[str, list[Sample]], dict[str, list[str]]]:
-    """`found` (`discover`'s) without the files in a format pneumoscan does not read (`unread_format`: by their first
-    bytes, as decoding tells, whatever their extension), and per split each one's refusal as decoding it says it,
-    without decoding it: kept out of a split, the --max-images cap and the patient keys, where one more file (one more
-    "patient") would reshuffle the split, then reported skipped."""
+    """`found` (`discover`'s) without the files `unread_refusal` sets aside (those in a format pneumoscan does not read,
+    by their first bytes, whatever their extension, and those listed only for such a format's extension that hold no
+    image), and per split each one's refusal as decoding says it: kept out of a split, the --max-images cap and the
+    patient keys, where one more file (one more "patient") would reshuffle the split, then reported skipped."""
     kept: dict[str, list[Sample]] = {}
     unread: dict[str, list[str]] = {}
     for split, samples in found.items():
-        formats = [unread_format(s.path) for s in samples]
-        kept[split] = [s for s, fmt in zip(samples, formats) if fmt is None]
-        unread[split] = sorted(f"{one_line(os.fsdecode(s.path))}: {fmt} images are not supported; {EXPORT_AS}"
-                               for s, fmt in zip(samples, formats) if fmt is not None)
+        refusals = [unread_refusal(s.path) for s in samples]
+        kept[split] = [s for s, refusal in zip(samples, refusals) if refusal is None]
+        unread[split] = sorted(refusal for refusal in refusals if refusal is not None)
     return kept, unread
 
 
-def unread_format(path: Path) -> str | None:
-    """The name of the format pneumoscan does not read that the file `path` holds, by its first bytes as decoding
-    tells it (`decode.unsupported_format`; a DICOM file is read whatever its preamble): a JPEG named x.gif is a JPEG.
+def unread_refusal(path: Path) -> str | None:
+    """Decoding's refusal of the file `path` when it holds a format pneumoscan does not read, by its first bytes
+    (`decode.unsupported_format`; a DICOM file is read whatever its preamble: a JPEG named x.gif is a JPEG), told
+    without decoding it; or when it is listed only for such a format's extension (`UNREAD_EXTENSIONS`) and holds no
+    image format at all (an HTML page saved as logo.gif), which no folder listed before formats not read were named.
     None for any other file, and for one that cannot be opened (decoding reports it)."""
     try:
         with path.open("rb") as handle:
             head = handle.read(132)
     except OSError:
         return None
-    return None if is_dicom(head) else unsupported_format(head)
+    if not is_dicom(head) and (fmt := unsupported_format(head)) is not None:
+        return f"{one_line(os.fsdecode(path))}: {fmt} images are not supported; {EXPORT_AS}"
+    if path.suffix.lower() not in UNREAD_EXTENSIONS or is_image_head(head):
+        return None
+    try:  # no image format's first bytes: decoding fails at once, in its own words
+        read_grayscale(path)
+    except InputError as err:
+        return str(err)
+    return None
 
 
 def _holds_no_image(head: bytes) -> bool:
