@@ -728,6 +728,26 @@ def test_two_links_to_one_stored_object_are_two_files_of_a_manifest(tmp_path: Pa
         discover(_manifest(tmp_path, "again.csv", rows + "linked/c.png,PNEUMONIA\n"))
 
 
+@pytest.mark.parametrize("link", ["symlink", "hard link"])
+def test_two_links_whose_names_differ_only_in_case_are_two_files_where_case_is_told_apart(tmp_path: Path,
+                                                                                         link: str) -> None:
+    """Two hard links (or symlinks) `IM1.png` and `im1.png` in one folder, on a file system that tells case apart
+    (Linux's), are two directory entries, so two files as any two links are; their case-folded names made them one
+    entry listed twice: 'lists .../im1.png (as .../IM1.png), the file line 2 does'."""
+    store = write_xray(tmp_path / ".annex" / "SHA256E-s1--abc.png", 1, 2)
+    (tmp_path / "PNEUMONIA").mkdir()
+    for name in ("IM1.png", "im1.png"):
+        if link == "symlink":
+            (tmp_path / "PNEUMONIA" / name).symlink_to(store)
+        else:
+            os.link(store, tmp_path / "PNEUMONIA" / name)
+    rows = "path,label\nPNEUMONIA/IM1.png,PNEUMONIA\nPNEUMONIA/im1.png,PNEUMONIA\n"
+    found = discover(_manifest(tmp_path, "m.csv", rows))
+    assert [s.path.name for s in found["all"]] == ["IM1.png", "im1.png"]
+    with pytest.raises(InputError, match=r"again.csv:4: lists .*PNEUMONIA/im1\.png again, as line 3 does"):
+        discover(_manifest(tmp_path, "again.csv", rows + "PNEUMONIA/im1.png,PNEUMONIA\n"))
+
+
 def _manifest(folder: Path, name: str, text: str) -> Path:
     (folder / name).write_text(text)
     return folder / name

@@ -309,14 +309,31 @@ def _delimiter(header: str) -> str:
     return ","
 
 
-def _file_identity(path: Path) -> tuple[int, int, int, str]:
+def _file_identity(path: Path, listings: dict[Path, set[str]]) -> tuple[int, int, int, str]:
     """The directory entry `path` names: its resolved folder's (st_dev, st_ino), the entry's own inode (not
-    followed) and its case-folded name. A '..' spelling, a linked folder or a case the file system folds name one
-    entry; two hard links or two symlinks to one object (DVC's and git-annex's stores, hardlink/rdfind/jdupes -L
-    deduplicated sets) are two entries, so two files."""
+    followed) and its name as the folder stores it (`_stored_name`; `listings` keeps each folder's names). A '..'
+    spelling, a linked folder or a case the file system folds name one entry; two hard links or two symlinks to one
+    object (DVC's and git-annex's stores, hardlink/rdfind/jdupes -L deduplicated sets) are two entries, so two files,
+    also when their names differ only in case on a file system that tells case apart."""
     folder = Path(os.path.realpath(path.parent))
     found = folder.stat()
-    return found.st_dev, found.st_ino, (folder / path.name).lstat().st_ino, path.name.casefold()
+    return found.st_dev, found.st_ino, (folder / path.name).lstat().st_ino, _stored_name(folder, path.name, listings)
+
+
+def _stored_name(folder: Path, name: str, listings: dict[Path, set[str]]) -> str:
+    """The name under which `folder` stores the entry `name` reaches: `name` itself when the folder holds it so
+    spelled, else (a file system that folds case, as macOS's and Windows' do, found `a.PNG` for `a.png`) the entry
+    whose name folds to the same, or the case-folded name when none does."""
+    if folder not in listings:
+        try:
+            listings[folder] = set(os.listdir(folder))
+        except OSError:  # cannot be listed: case-folded names, as before
+            listings[folder] = set()
+    names = listings[folder]
+    if name in names:
+        return name
+    folded = name.casefold()
+    return next((stored for stored in names if stored.casefold() == folded), folded)  # at most one where case folds
 
 
 def _tidy(path: Path) -> Path:
@@ -428,6 +445,7 @@ def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
     files, as a folder's are."""
     found: dict[str, list[Sample]] = {}
     listed: dict[tuple[int, int, int, str], tuple[int | None, Path]] = {}  # `_file_identity` -> the line and path listing it
+    listings: dict[Path, set[str]] = {}  # each folder's entry names, as `_file_identity` reads them
     text, encoding = manifest_text(csv_path)
     read_as = f"; the manifest was {CP1252_NOTE}" if encoding == "cp1252" else ""
     with io.StringIO(text, newline="") as handle:
@@ -464,7 +482,7 @@ def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
                 raise InputError(f"{where}: file {path} does not exist; fix the path in the manifest"
                                  + _relative_hint(csv_path, row["path"]) + read_as)
             label = label_index(row["label"], where)
-            first, first_path = listed.setdefault(_file_identity(path), (line, path))
+            first, first_path = listed.setdefault(_file_identity(path, listings), (line, path))
             if first != line:
                 again = "again, as" if first_path == path else f"(as {first_path}), the file"
                 raise InputError(f"{where}: lists {path} {again} line {first} does; a manifest "
