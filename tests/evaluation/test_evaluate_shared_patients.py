@@ -141,3 +141,18 @@ def test_a_count_over_only_some_comparable_films_says_how_many_could_be_compared
     assert shared_text(shared, 5, uncounted_reason(shared)) == counted_line  # the report's and set-threshold's
     whole = {"patients": 2, "films": 2, "by": ["DICOM PatientID"], "compared": 4}
     assert shared_text(whole, 4, None) == "2 (2 of 4 films; by DICOM PatientID)"
+
+
+def test_the_shared_patient_warning_says_how_many_films_could_be_compared(tmp_path: Path) -> None:
+    """2 of 5 films compared (the others keyed by file name) and both shared: the warning read '2 patients of the test
+    split (2 of its 5 films) ...' as if the other 3 were new patients'; the summary line says how many were compared,
+    and so does the warning now."""
+    from pneumoscan.evaluation.evaluate import _shared_message
+
+    partly = {"patients": 2, "films": 2, "by": ["DICOM PatientID"], "compared": 2}
+    assert _shared_message(partly, 5, "test", tmp_path, tmp_path) == (
+        "2 patients of the test split (2 of its 5 films) also have films in the data this model was trained on, by "
+        "DICOM PatientID: the same patients on both sides, so the figures on them are not those of new patients; "
+        f"`pneumoscan audit {tmp_path}` lists them; only 2 of the 5 films could be compared: the other 3 are keyed "
+        "by file name, which names no patient across splits")
+    assert _shared_message({**partly, "compared": 5}, 5, "test", tmp_path, tmp_path).endswith("lists them")

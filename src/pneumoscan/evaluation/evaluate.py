@@ -16,7 +16,8 @@ from pneumoscan.data.decode import view_reason
 from pneumoscan.data.fingerprint import duplicate_warnings, seen_in_training, training_film_fingerprints
 from pneumoscan.data.layout import Sample, ScoredSplit, cause_name, evaluation_samples
 from pneumoscan.data.patients import (CAUSE_GROUPS, PatientKeys, cause_groups, cause_of, dataset_keys,
-                                      keys_across_folders, name_collision_warning, patients_in_training, shared_clause)
+                                      keys_across_folders, name_collision_warning, patients_in_training, shared_clause,
+                                      uncompared_text)
 from pneumoscan.errors import (InputError, MissingImagesWarning, check_at_least_one, counted, first_few, warn,
                               words)
 from pneumoscan.evaluation.bootstrap import summarize
@@ -341,7 +342,8 @@ def _shared_message(shared: dict[str, Any], n: int, split: str, data: str | os.P
                f"(trained on {trained_on})")
     same = ("so the figures on that patient's films are not those of a new patient" if shared["patients"] == 1
             else "so the figures on them are not those of new patients")
-    return f"{shared_clause(shared, n, f'the {split} split', its=True)}, {same}; {see}"
+    # when only some films could be compared, more may be shared: as the summary line says it
+    return f"{shared_clause(shared, n, f'the {split} split', its=True)}, {same}; {see}{uncompared_text(shared, n)}"
 
 
 def _listed_under() -> str:
