@@ -712,14 +712,8 @@ def test_two_links_to_one_stored_object_are_two_files_of_a_manifest(tmp_path: Pa
     """git-annex and DVC make byte-identical films symlinks or hard links to one content-addressed object (as do
     hardlink, rdfind and jdupes -L): two files, not one listed twice; they are byte-identical duplicates, which
     `audit` reports. A linked folder to them still names the same file."""
-    store = write_xray(tmp_path / ".annex" / "SHA256E-s1--abc.png", 1, 2)
     write_xray(tmp_path / "NORMAL" / "a.png", 0, 1)
-    (tmp_path / "PNEUMONIA").mkdir()
-    for name in ("b.png", "c.png"):
-        if link == "symlink":
-            (tmp_path / "PNEUMONIA" / name).symlink_to(store)
-        else:
-            os.link(store, tmp_path / "PNEUMONIA" / name)
+    _linked_films(tmp_path, link, ("b.png", "c.png"))
     rows = "path,label\nNORMAL/a.png,NORMAL\nPNEUMONIA/b.png,PNEUMONIA\nPNEUMONIA/c.png,PNEUMONIA\n"
     found = discover(_manifest(tmp_path, "m.csv", rows))
     assert [s.path.name for s in found["all"]] == ["a.png", "b.png", "c.png"]
@@ -734,18 +728,24 @@ def test_two_links_whose_names_differ_only_in_case_are_two_files_where_case_is_t
     """Two hard links (or symlinks) `IM1.png` and `im1.png` in one folder, on a file system that tells case apart
     (Linux's), are two directory entries, so two files as any two links are; their case-folded names made them one
     entry listed twice: 'lists .../im1.png (as .../IM1.png), the file line 2 does'."""
-    store = write_xray(tmp_path / ".annex" / "SHA256E-s1--abc.png", 1, 2)
-    (tmp_path / "PNEUMONIA").mkdir()
-    for name in ("IM1.png", "im1.png"):
-        if link == "symlink":
-            (tmp_path / "PNEUMONIA" / name).symlink_to(store)
-        else:
-            os.link(store, tmp_path / "PNEUMONIA" / name)
+    _linked_films(tmp_path, link, ("IM1.png", "im1.png"))
     rows = "path,label\nPNEUMONIA/IM1.png,PNEUMONIA\nPNEUMONIA/im1.png,PNEUMONIA\n"
     found = discover(_manifest(tmp_path, "m.csv", rows))
     assert [s.path.name for s in found["all"]] == ["IM1.png", "im1.png"]
     with pytest.raises(InputError, match=r"again.csv:4: lists .*PNEUMONIA/im1\.png again, as line 3 does"):
         discover(_manifest(tmp_path, "again.csv", rows + "PNEUMONIA/im1.png,PNEUMONIA\n"))
+
+
+def _linked_films(folder: Path, link: str, names: tuple[str, ...]) -> None:
+    """`names` in folder/PNEUMONIA, each a symlink or hard link (`link`) to one stored film, as git-annex and DVC
+    store them."""
+    store = write_xray(folder / ".annex" / "SHA256E-s1--abc.png", 1, 2)
+    (folder / "PNEUMONIA").mkdir()
+    for name in names:
+        if link == "symlink":
+            (folder / "PNEUMONIA" / name).symlink_to(store)
+        else:
+            os.link(store, folder / "PNEUMONIA" / name)
 
 
 def _manifest(folder: Path, name: str, text: str) -> Path:
