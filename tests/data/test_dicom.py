@@ -11,8 +11,8 @@ from PIL import Image
 from pneumoscan.data.decode import is_dicom, read_grayscale
 from pneumoscan.errors import ImageTooLarge, InputError
 from tests.conftest import interrupt_import
-from tests.data.builders import (check_error, dcm, dicom_bytes, encode, linear_window, make_dicom, make_report, minmax_u8,
-                                  ramp, write)
+from tests.data.builders import (check_error, dcm, dicom_bytes, encode, linear_window, make_dicom, make_report,
+                                  minmax_u8, ramp, write)
 
 pydicom = pytest.importorskip("pydicom")
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402

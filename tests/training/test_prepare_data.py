@@ -299,8 +299,8 @@ def test_a_film_in_a_format_not_read_changes_no_split_and_is_reported_skipped(ca
 def test_a_file_named_as_a_format_not_read_that_holds_no_image_changes_no_split(tiny_dataset: Path,
                                                                                   tmp_path: Path) -> None:
     """An HTML page saved as NORMAL/logo.gif (listed only for its .gif name, so that a GIF is named) took a place in
-    the split, as formats are told by their bytes (of 60 films, 4 of the 10 validation films changed). It is set aside and reported
-    skipped in decoding's own words."""
+    the split, as formats are told by their bytes (of 60 films, 4 of the 10 validation films changed). It is set
+    aside and reported skipped in decoding's own words."""
     def carve() -> tuple[list[str], list[str], list[str]]:
         data = prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r"), val_fraction=0.3,
                                         cache_dir=str(tmp_path / "c")), 16, False)

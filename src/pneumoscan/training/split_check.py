@@ -55,9 +55,9 @@ def dropped_training_images(saved: dict[str, Any], now: dict[str, Any], run: str
     trained on twice) and now refuses, so the manifest the run was started with cannot be read again. Such a split
     mixes no validation images into training, so the run may go on; '' for any other change."""
     before, after = saved.get("counts") or {}, now.get("counts") or {}
-    if (saved.get("patient_key", "name") != now.get("patient_key") or set(before) != set(after) or "val_files" not in saved
-            or {Path(f).name for f in saved["val_files"]} != {Path(f).name for f in now["val_files"]}
-            or len(set(now["val_files"])) != len(now["val_files"])):
+    if (saved.get("patient_key", "name") != now.get("patient_key") or set(before) != set(after)
+            or "val_files" not in saved or len(set(now["val_files"])) != len(now["val_files"])
+            or {Path(f).name for f in saved["val_files"]} != {Path(f).name for f in now["val_files"]}):
         return ""
     labels = ("NORMAL", "PNEUMONIA")
     for name, count in after.items():
