@@ -105,22 +105,22 @@ def _epochs(n: int) -> str:
     return f"{n} epoch{'' if n == 1 else 's'}"
 
 
-def _patience_stop(state: dict[str, Any], run_epochs: int) -> str:
-    """Why a run whose validation AUC has not improved for --patience epochs trains no more: 'the run stopped early
+def _patience_stop(state: dict[str, Any], run_epochs: int, tie: float) -> str:
+    """Why a run whose kept epoch has not changed for --patience epochs trains no more: 'the run stopped early
     after epoch 2 (--patience)' when it stopped before its `run_epochs`, else (it trained them all) that its last
-    epochs did not improve it."""
+    epochs did not replace the kept one (`_no_better`, in the words of its --auc-tie `tie`)."""
     if state["epoch"] < run_epochs:
         return f"the run stopped early after epoch {state['epoch']} ({option('patience')})"
-    return (f"validation AUC did not improve in the run's last {_epochs(state['bad_epochs'])} "
-            f"({option('patience')})")
+    return f"{_no_better(tie, past=True)} in the run's last {_epochs(state['bad_epochs'])} ({option('patience')})"
 
 
-def _no_better(tie: float) -> str:
-    """What --patience counts, in the words of the run's --auc-tie."""
+def _no_better(tie: float, past: bool = False) -> str:
+    """What --patience counts, in the words of the run's --auc-tie: 'validation AUC has not improved' (`past`: 'did
+    not improve')."""
     if tie <= 0:
-        return "validation AUC has not improved"
-    return (f"no epoch has replaced the kept one (validation AUC, ties within {tie:g} broken by validation loss, "
-            f"{option('auc_tie')})")
+        return f"validation AUC {'did not improve' if past else 'has not improved'}"
+    return (f"no epoch {'replaced' if past else 'has replaced'} the kept one (validation AUC, ties within {tie:g} "
+            f"broken by validation loss, {option('auc_tie')})")
 
 
 def seed_everything(seed: int) -> None:
@@ -240,15 +240,20 @@ class Trainer:
         continues with, and the version of its model's plugin (`_model_sources_update`). With another --epochs the
         learning rate follows, from the next epoch on, the cosine schedule of a run of that many epochs, at
         `next_lr` for its next step: the warning says from what to what it moves, or that no epoch is left."""
-        self._say(f"resuming {self.out} after epoch {state['epoch']} (best so far: epoch {state['best_epoch']}, "
-                   f"validation AUC {state['best_auc']:.4f})")
         saved = json.loads((self.out / "config.json").read_text())
         given = f"{option('epochs', self.cfg.epochs)} (run: {saved.get('epochs')})"
         stopped_early = state["bad_epochs"] >= self.cfg.patience  # the loop trains no epoch then, as for the below
-        if saved.get("epochs", self.cfg.epochs) == self.cfg.epochs:
+        same_epochs = saved.get("epochs", self.cfg.epochs) == self.cfg.epochs
+        # said here, once: the loop, which trains no epoch, does not say it as if it had just stopped
+        stopped = (f"; the run stopped early there ({_no_better(self.cfg.auc_tie)} for {_epochs(self.cfg.patience)}, "
+                   f"{option('patience')}), so no epoch is left to train: the model is made from epoch "
+                   f"{state['best_epoch']}") if same_epochs and stopped_early and state["epoch"] < self.cfg.epochs else ""
+        self._say(f"resuming {self.out} after epoch {state['epoch']} (best so far: epoch {state['best_epoch']}, "
+                  f"validation AUC {state['best_auc']:.4f}){stopped}")
+        if same_epochs:
             pass
         elif self.cfg.epochs <= state["epoch"] or stopped_early:
-            why = _patience_stop(state, saved.get("epochs", self.cfg.epochs)) if stopped_early else ""
+            why = _patience_stop(state, saved.get("epochs", self.cfg.epochs), self.cfg.auc_tie) if stopped_early else ""
             self.warn(f"{given}: no epoch is left to train{', as ' + why if why else ''}; the model is made from the "
                       f"best of the {_epochs(state['epoch'])} trained")
         else:
@@ -399,7 +404,7 @@ class Trainer:
                 config = self.out / "config.json"
                 run_epochs = json.loads(config.read_text()).get("epochs", cfg.epochs) if config.exists() else cfg.epochs
                 why = (f" (pass a larger {option('epochs')} to train it further)" if done["epoch"] >= cfg.epochs else
-                       f", as {_patience_stop(done, run_epochs)}")
+                       f", as {_patience_stop(done, run_epochs, cfg.auc_tie)}")
                 self._say(f"{self.out}: this run already finished ({_epochs(done['epoch'])}, best "
                           f"{done['best_epoch']}); nothing to resume{why}")
                 return self.out / ARTIFACT_NAME
@@ -484,6 +489,7 @@ class Trainer:
         if resume and state["best_epoch"] == state["epoch"]:  # the run may have stopped before it wrote them
             save_artifact(self.out / BEST_WEIGHTS, eval_model, meta)
 
+        first_epoch = state["epoch"]  # a resume's; the loop may train none
         while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
             epoch = state["epoch"] + 1
             model.train()
@@ -546,7 +552,7 @@ class Trainer:
                 save_artifact(self.out / BEST_WEIGHTS, eval_model, meta)
             self._say(f"epoch {epoch:3d}  loss {train_loss:.4f}  val_loss {val_loss:.4f}  val_auc {auc:.4f}  "
                        f"{speed:.0f} img/s" + ("  *best*" if state["best_epoch"] == epoch else ""))
-        if state["bad_epochs"] >= cfg.patience and state["epoch"] < cfg.epochs:
+        if state["bad_epochs"] >= cfg.patience and first_epoch < state["epoch"] < cfg.epochs:  # a resume's: `_note_resume`
             self._say(f"stopped early after epoch {state['epoch']} of {cfg.epochs}: {_no_better(cfg.auc_tie)} for "
                        f"{_epochs(cfg.patience)} ({option('patience')}); the model keeps epoch {state['best_epoch']} "
                        f"(validation AUC {state['best_auc']:.4f})")
