@@ -167,3 +167,32 @@ def test_report_and_compare_name_a_lateral_dicom_and_the_guards_refusals(tiny_ru
     count = int(text.split(f"<td>{guarded}</td><td>0 of 6</td><td>")[1].split(" of 6</td>")[0])
     assert lateral in listed and listed.count("<tr>") == count + 1  # the header row, then each film it counts
     assert "Images run&#x27;s guard" not in text  # the run without a guard refuses nothing
+
+
+def test_a_run_trained_with_an_auc_tie_is_said_to_keep_its_epoch_so(tiny_run: Path, tiny_data: Path,
+                                                                     tmp_path: Path) -> None:
+    """The recipe left --auc-tie out, and the page said the kept epoch was the one of best validation AUC, which a
+    near-tie of lower validation loss replaces under it."""
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.ensemble import build_ensemble
+    from pneumoscan.training.trainer import train
+
+    run = tmp_path / "tie"
+    train(TrainConfig(data=str(tiny_data), out=str(run), model="cnn", image_size=24, epochs=1, batch_size=16,
+                      val_fraction=0.2, seed=5, auc_tie=0.002, cache_dir=str(tmp_path / "cache")), progress=False)
+    out = tmp_path / "tie.html"
+    assert main(["report", str(run), "--out", str(out), "--n-boot", "10", "--cases", "1"]) == 0
+    text = html.unescape(out.read_text(encoding="utf-8"))
+    rule = "validation ROC AUC, ties within 0.002 of the best broken by the lower validation loss"
+    assert "patience 8, auc_tie 0.002, seed 5" in text
+    assert f"Optimistic: the kept epoch ({rule}) and the operating threshold" in text
+    assert f"the epoch whose weights were kept ({rule})" in text and "best validation ROC AUC" not in text
+    out = tmp_path / "compare.html"
+    assert main(["compare", str(tiny_run), str(run), "--out", str(out), "--n-boot", "10"]) == 0
+    text = html.unescape(out.read_text(encoding="utf-8"))
+    assert "patience 8, auc_tie 0.002, seed 5" in text and "patience 8, auc_tie 0.0, seed 0" in text
+    build_ensemble([tiny_run, run], tmp_path / "ens", progress=False)
+    out = tmp_path / "ens.html"
+    assert main(["report", str(tmp_path / "ens"), "--out", str(out), "--n-boot", "10", "--cases", "1"]) == 0
+    assert ("each member's kept epoch (validation ROC AUC, near-ties broken by the lower validation loss as each "
+            "member's --auc-tie says)") in html.unescape(out.read_text(encoding="utf-8"))

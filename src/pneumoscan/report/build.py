@@ -123,9 +123,10 @@ def selection_note(run: RunInfo, scores: Scores) -> str:
     if not scores.own_validation:
         return ""
     # an ensemble keeps no epoch of its own, but its members (validated on these films, as `ensemble` requires) did
-    members = any(member.get("best_epoch") for member in run.meta.training.get("members") or [])
-    chosen = (["the kept epoch (best validation ROC AUC)"] if run.best_epoch else
-              ["each member's kept epoch (best validation ROC AUC)"] if members else [])
+    members = run.meta.training.get("members") or []
+    chosen = ([f"the kept epoch ({kept_epoch_rule([recipe_config(run)])})"] if run.best_epoch else
+              [f"each member's kept epoch ({kept_epoch_rule([m.get('config') or {} for m in members])})"]
+              if any(member.get("best_epoch") for member in members) else [])
     if run.meta.target_recall and not run.meta.threshold_source.get("data"):
         chosen.append(f"the operating threshold (for recall {run.meta.target_recall})")
     if not chosen:
@@ -182,13 +183,29 @@ def _shared_text(summary: dict[str, Any], run: RunInfo) -> str:
 
 
 RECIPE_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "augment", "balance", "label_smoothing",
-               "mixup", "ema_decay", "consistency", "equalize", "crop", "patience", "seed")
+               "mixup", "ema_decay", "consistency", "equalize", "crop", "patience", "auc_tie", "seed")
+
+
+def recipe_config(run: RunInfo) -> dict[str, Any]:
+    """The run's training settings: its config.json, else the artifact's record of them (a set-threshold folder or a
+    model copied alone has no config.json); {} for an ensemble, whose members have their own."""
+    return run.config if any(k in run.config for k in RECIPE_KEYS) else (run.meta.training.get("config") or {})
+
+
+def kept_epoch_rule(configs: Sequence[dict[str, Any]]) -> str:
+    """How training chose the kept epoch of runs with these settings: the best validation ROC AUC, or under their
+    --auc-tie (none before it existed) the lower validation loss among near-ties."""
+    ties = {float(config.get("auc_tie") or 0) if isinstance(config, dict) else 0.0 for config in configs}
+    if not any(ties):
+        return "best validation ROC AUC"
+    if len(ties) > 1:
+        return "validation ROC AUC, near-ties broken by the lower validation loss as each member's --auc-tie says"
+    return f"validation ROC AUC, ties within {ties.pop():g} of the best broken by the lower validation loss"
 
 
 def recipe_text(run: RunInfo) -> str:
-    """The training settings: from config.json, else from the artifact (which records them too: a set-threshold
-    folder or a model copied alone has no config.json); an ensemble points to its members."""
-    cfg = run.config if any(k in run.config for k in RECIPE_KEYS) else (run.meta.training.get("config") or {})
+    """The training settings (`recipe_config`); an ensemble points to its members."""
+    cfg = recipe_config(run)
     recipe = ", ".join(f"{k} {cfg[k]}" for k in RECIPE_KEYS if k in cfg)
     if recipe:
         return recipe
@@ -310,7 +327,8 @@ def _learning_section(run: RunInfo, out: Figures) -> str:
         return h.paragraph("history.csv not found in the run folder; no learning curves.", note=True)
     body = out.add("learning_curves", figs.learning_curves(run.history, run.best_epoch, training_loss_label(run.config)),
                    "learning curves: loss, validation AUC and accuracy per epoch",
-                   "Dotted vertical line: the epoch whose weights were kept (best validation ROC AUC). The training "
+                   f"Dotted vertical line: the epoch whose weights were kept ({kept_epoch_rule([recipe_config(run)])}). "
+                   "The training "
                    "loss is the objective training minimised, on augmented images and with any extra terms; the "
                    "validation loss is the plain binary cross-entropy of the unaugmented validation images, so the gap "
                    "between the two curves is not a measure of overfitting by itself.")

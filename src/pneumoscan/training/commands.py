@@ -135,7 +135,8 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, help="peak learning rate of AdamW (default 2e-3)")
     p.add_argument("--seed", type=int, help="seed for initialisation, batch order and augmentation (default 0)")
     p.add_argument("--split-seed", type=int, help="seed choosing the validation patients (default 0)")
-    p.add_argument("--patience", type=int, help="stop after this many epochs without a better val AUC (default 8)")
+    p.add_argument("--patience", type=int, help="stop after this many epochs that replace no kept epoch: without a better "
+                                                   "val AUC (with --auc-tie, nor a near-tie of lower val loss) (default 8)")
     p.add_argument("--auc-tie", type=float,
                    help="keep, among epochs whose validation AUC is within this of the highest so far, the one with "
                         "the lowest validation loss (default 0: the epoch of the highest AUC)")
