@@ -536,3 +536,25 @@ def test_pretrain_ends_counting_the_unreadable_files_it_skipped(tiny_dataset: Pa
     assert (f"pretrained weights: {out / PRETRAINED_NAME}; 2 unreadable files skipped (named in the warnings before "
             f"the epochs)\n") in captured.out
     assert pretrain_module.pretraining_record(out / PRETRAINED_NAME)["skipped"] == 2
+
+
+def test_a_pretraining_resumed_with_other_epochs_says_what_its_learning_rate_does(
+        tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # train warned of it; pretrain followed another cosine schedule silently, and `--resume` without --epochs took its
+    # default 15 for a pretraining started with --epochs 1
+    out = tmp_path / "pre"
+    args = ["pretrain", "--data", str(tiny_data), "--out", str(out), "--model", "cnn", "--image-size", "32",
+            "--batch-size", "8", "--lr", "0.1", "--quiet"]
+    assert main([*args, "--epochs", "2"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--epochs", "2", "--resume"]) == 0
+    assert "warning" not in capsys.readouterr().err  # the same --epochs: the same schedule
+    assert main([*args, "--epochs", "3", "--resume"]) == 0
+    # SGD at 0.1 x 8 / 256 = 0.003125: epoch 2 of 2 at (1 + cos(pi / 2)) / 2 of it, epoch 3 of 3 at (1 + cos(2 pi / 3)) / 2
+    assert ("pneumoscan: warning: --epochs 3 (pretraining: 2): from epoch 3 on, the learning rate follows the cosine "
+            "schedule of a 3-epoch pretraining, so it moves from 0.00156 (end of epoch 2) to 0.000781; the weights "
+            "will differ from those of a pretraining started with --epochs 3") in capsys.readouterr().err
+    assert main([*args, "--epochs", "2", "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert ("pneumoscan: warning: --epochs 2 (pretraining: 3): no epoch is left to train; pretrained.safetensors "
+            "holds the 3 epochs trained") in err, err

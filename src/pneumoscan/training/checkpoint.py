@@ -32,6 +32,14 @@ def atomic_torch_save(obj: dict[str, Any], path: str | os.PathLike) -> None:
     atomic_write(path, write)
 
 
+def schedule_change(epochs: int, done: int, last_lr: float, next_lr: float, kind: str) -> str:
+    """What a resume after epoch `done` with another --epochs (`epochs`) does to the learning rate: from the next
+    epoch on it follows the cosine schedule of a `kind` ('run', 'pretraining') of that many epochs, moving from
+    `last_lr` to `next_lr`, as the resume's warning says it."""
+    return (f"from epoch {done + 1} on, the learning rate follows the cosine schedule of a {epochs}-epoch {kind}, so "
+            f"it moves from {last_lr:.3g} (end of epoch {done}) to {next_lr:.3g}")
+
+
 def files_in(folder: Path, names: tuple[str, ...]) -> str:
     """Those of the files `names` that are in `folder`, as 'a, b'; '' when none."""
     return ", ".join(name for name in names if (folder / name).exists())

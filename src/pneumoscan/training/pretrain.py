@@ -30,13 +30,14 @@ from pneumoscan.data.augment import AugmentConfig, augment_batch
 from pneumoscan.data.fingerprint import FILM_MAX_DISTANCE, FILM_METHOD, film_distances, film_record, \
     training_film_fingerprints
 from pneumoscan.data.preprocess import prepare_pixels, to_unit
-from pneumoscan.errors import InputError, option, switch, words
+from pneumoscan.errors import InputError, counted, option, switch, words
 from pneumoscan.inference.batch import device_for
 from pneumoscan.models.registry import (create_model, final_linear_name, get_spec, is_registered, model_config,
                                         model_sources, require_registered)
 from pneumoscan.outputs import atomic_write, os_error_of
 from pneumoscan.progress import progress_bar, write_warning
-from pneumoscan.training.checkpoint import atomic_torch_save, check_writable, files_in, load_checkpoint, run_lock
+from pneumoscan.training.checkpoint import (atomic_torch_save, check_writable, files_in, load_checkpoint, run_lock,
+                                            schedule_change)
 from pneumoscan.training.config import TrainConfig
 
 PRETRAINED_NAME = "pretrained.safetensors"
@@ -189,10 +190,12 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
         optimizer.load_state_dict(ckpt["optimizer"])
         generator.set_state(ckpt["generator"])
         state = ckpt["state"]
+        if change := _epochs_change(saved, cfg.epochs, state["epoch"], lr):
+            warn(change)
     while state["epoch"] < cfg.epochs:
         epoch = state["epoch"] + 1
         for group in optimizer.param_groups:  # cosine decay per epoch
-            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / cfg.epochs))
+            group["lr"] = _lr_in(epoch, cfg.epochs, lr)
         net.train()
         started, loss_sum, spread_sum = time.time(), 0.0, 0.0
         order = torch.randperm(len(images), generator=generator)
@@ -241,6 +244,26 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
             raise os_error_of(err) from None
 
     return atomic_write(target, write, mode=0o644)  # readable like model.safetensors
+
+
+def _lr_in(epoch: int, epochs: int, lr: float) -> float:
+    """The learning rate of `epoch` (1, 2, ...) of a pretraining of `epochs` epochs at `lr`: cosine decay per epoch."""
+    return lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / epochs))
+
+
+def _epochs_change(saved: dict[str, Any] | None, epochs: int, done: int, lr: float) -> str:
+    """The warning of a pretraining resumed after epoch `done` with another --epochs (`epochs`) than its checkpoint's
+    settings `saved` record: that no epoch is left to train, or from what to what the learning rate (`lr`, scaled)
+    moves; '' when it is the same, or not recorded (a checkpoint from before they were)."""
+    started = (saved or {}).get("epochs")
+    if not isinstance(started, int) or started == epochs:
+        return ""
+    given = f"{option('epochs', epochs)} (pretraining: {started})"
+    if epochs <= done:
+        return f"{given}: no epoch is left to train; {PRETRAINED_NAME} holds the {counted(done, 'epoch')} trained"
+    moves = schedule_change(epochs, done, _lr_in(done, started, lr), _lr_in(done + 1, epochs, lr), "pretraining")
+    return (f"{given}: {moves}; the weights will differ from those of a pretraining started with "
+            f"{option('epochs', epochs)}")
 
 
 def load_pretrained(model: nn.Module, path: str | os.PathLike) -> None:

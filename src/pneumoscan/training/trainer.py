@@ -36,7 +36,7 @@ from pneumoscan.models.registry import (check_model_output, create_model, get_sp
 from pneumoscan.outputs import atomic_write
 from pneumoscan.progress import progress_bar, write_warning
 from pneumoscan.training.checkpoint import (atomic_torch_save, check_writable, files_in, load_checkpoint,
-                                            restore_rng_states, rng_states, run_lock)
+                                            restore_rng_states, rng_states, run_lock, schedule_change)
 from pneumoscan.training.config import RESUME_MAY_CHANGE, TrainConfig
 from pneumoscan.training.run_data import RunData, decoded_film_marks, data_warnings, prepare_data
 from pneumoscan.training.selection import becomes_kept, selection_state
@@ -258,10 +258,8 @@ class Trainer:
                       f"best of the {_epochs(state['epoch'])} trained")
         else:
             last = state["history"][-1]["lr"] if state["history"] else next_lr
-            self.warn(f"{given}: from epoch {state['epoch'] + 1} on, the learning rate follows the cosine schedule of "
-                      f"a {self.cfg.epochs}-epoch run, so it moves from {last:.3g} (end of epoch {state['epoch']}) to "
-                      f"{next_lr:.3g}; the model will differ from one of a run started with "
-                      f"{option('epochs', self.cfg.epochs)}")
+            self.warn(f"{given}: {schedule_change(self.cfg.epochs, state['epoch'], last, next_lr, 'run')}; the model "
+                      f"will differ from one of a run started with {option('epochs', self.cfg.epochs)}")
         now = {k: v for k, v in self.cfg.record().items() if k in (*RESUME_MAY_CHANGE, "data_resolved")}
         updated = {**saved, **now, **self._model_sources_update(saved, state["epoch"])}
         if not updated.get("earlier_model_sources"):
