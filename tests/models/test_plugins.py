@@ -440,6 +440,25 @@ def test_set_threshold_and_serve_say_no_guard_can_be_fitted_to_a_model_without_a
     assert f"film too; {none_fits}" in caplog.text and "fit-guard" not in caplog.text, caplog.text
 
 
+def test_report_says_no_guard_can_be_fitted_to_a_model_without_a_linear_layer(
+        own_registry: dict, tiny_dataset: Path, tmp_path: Path) -> None:
+    # its "no guard" line said "pneumoscan fit-guard fits one", which then refused the model
+    import html
+
+    from pneumoscan.cli import main
+
+    register_model("flatnet", description="mine", image_size=16)(FlatNet)
+    run, page = tmp_path / "run", tmp_path / "report.html"
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(run), "--model", "flatnet", "--epochs", "1",
+                 "--quiet"]) == 0
+    assert main(["report", str(run), "--data", str(tiny_dataset), "--out", str(page), "--n-boot", "10",
+                 "--cases", "1"]) == 0
+    text = html.unescape(page.read_text(encoding="utf-8"))
+    assert ("guard would refuse (scored anyway)</td><td>none: no chest X-ray guard can be fitted to this model (FlatNet "
+            "has no nn.Linear layer") in text
+    assert "fit-guard" not in text
+
+
 class CumNet(nn.Module):
     """A model with an operation the TorchScript exporter cannot export (cummax)."""
 

@@ -105,10 +105,11 @@ TTA_ON = ("on: each prediction averaged with its left-right mirror, a view train
 
 
 def guard_refusals(scores: Scores) -> str:
-    """How many images the model's guard would refuse, 'k of n'; NO_GUARD when the model has none, which refuses
-    nothing, so '0 of n' would read as every image passing it."""
+    """How many images the model's guard would refuse, 'k of n'; when the model has none, which refuses nothing, so
+    '0 of n' would read as every image passing it, NO_GUARD, or why none can be fitted to it (a model without an
+    nn.Linear layer, which `fit-guard` refuses)."""
     if not scores.guarded:
-        return NO_GUARD
+        return f"none: {scores.no_guard_fits}" if scores.no_guard_fits else NO_GUARD
     return f"{len(scores.summary['refused_by_guard'])} of {scores.summary['n']}"
 
 

@@ -34,6 +34,7 @@ class Scores:
     skipped: list[str] = field(default_factory=list)
     patients: int | None = None  # patients among the images, keyed as the run's split keyed them; None: not counted
     guarded: bool = False  # the images went through the model's out-of-distribution guard (--data, a guard fitted)
+    no_guard_fits: str | None = None  # unguarded: why none can be fitted to the model (`no_guard_fits`), else None
     own_validation: bool = False  # the run's own validation predictions, on which training chose its epoch
     threshold_films: bool = False  # a set-threshold copy's films its stored threshold was chosen on
 
@@ -176,6 +177,7 @@ def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_b
     """Evaluate the run's model on a split of `data` at the stored threshold (`progress`: its bars)."""
     from pneumoscan.data.patients import cause_of
     from pneumoscan.evaluation.evaluate import evaluate_and_warn
+    from pneumoscan.inference.ood.guard import no_guard_fits
     from pneumoscan.inference.predictor import Predictor
 
     # the backend `evaluate` uses by default, so a film scored at the very threshold is called alike by both
@@ -188,7 +190,7 @@ def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_b
                   float(predictor.threshold), result.summary, [cause_of(s) for s in result.images.samples],
                   np.asarray(result.images.images),
                   list(result.images.skipped), count_patients(run, result.images.samples, progress),
-                  guarded=predictor.guard is not None)
+                  guarded=predictor.guard is not None, no_guard_fits=no_guard_fits(predictor.model))
 
 
 def _check_threshold_films_split(run: RunInfo, split: str | None) -> None:
