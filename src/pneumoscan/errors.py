@@ -90,6 +90,11 @@ class ModelOptionError(InputError, TypeError):
         self.problem = problem
 
 
+class ModelOptionValueError(ModelOptionError, ValueError):
+    """A model option given a value its builder refuses (`dropout=1.5`): "model 'cnn': `problem`", the problem naming
+    the option and the builder's own reason."""
+
+
 class ArgumentTypeError(InputError, TypeError):
     """An argument of a Python API function of a kind it does not take; the message names the function, the
     argument, what it got and what it takes."""

@@ -440,6 +440,22 @@ def test_set_threshold_and_serve_say_no_guard_can_be_fitted_to_a_model_without_a
     assert f"film too; {none_fits}" in caplog.text and "fit-guard" not in caplog.text, caplog.text
 
 
+def test_a_plugins_default_its_builder_refuses_ends_train_in_one_line_naming_it(
+        own_registry: dict, tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # torch's ValueError from inside the builder ended `train` in a traceback
+    from pneumoscan.cli import main
+
+    def dropping(dropout: float = 0.2) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(16 * 16, 1), nn.Flatten(0))
+
+    register_model("dropping", description="mine", image_size=16, dropout=1.5)(dropping)
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "run"), "--model", "dropping",
+                 "--epochs", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pneumoscan: error: model 'dropping': option dropout=1.5: refused by its builder (dropout "
+                          "probability has to be between 0 and 1, but got 1.5)") and "Traceback" not in err, err
+
+
 def test_report_says_no_guard_can_be_fitted_to_a_model_without_a_linear_layer(
         own_registry: dict, tiny_dataset: Path, tmp_path: Path) -> None:
     # its "no guard" line said "pneumoscan fit-guard fits one", which then refused the model

@@ -69,6 +69,24 @@ def test_an_option_value_of_the_wrong_kind_is_named_with_what_it_takes(name: str
     assert isinstance(err.value, PneumoscanError) and str(err.value) == f"model {name!r}: {problem}"
 
 
+@pytest.mark.parametrize(("name", "options", "problem"), [
+    ("cnn", {"dropout": 1.5}, "option dropout=1.5: refused by its builder (dropout probability has to be between 0 "
+                              "and 1, but got 1.5)"),
+    ("tv_resnet18", {"dropout": -0.1}, "option dropout=-0.1: refused by its builder (dropout probability has to be "
+                                       "between 0 and 1, but got -0.1)"),
+    ("resnet10", {"stem": -1, "widths": (32, 64, 128, 256)},  # the default given again is not named
+     "option stem=-1: refused by its builder (Trying to create tensor with negative dimension -1: [-1, 1, 3, 3])"),
+    ("mlp", {"hidden": [-5], "dropout": 2.0}, "options hidden=[-5], dropout=2.0: refused by its builder ("),
+])
+def test_an_option_value_the_builder_refuses_is_named_in_one_line(name: str, options: dict, problem: str) -> None:
+    # torch's raw ValueError or RuntimeError from inside the builder named neither the model nor, for a negative
+    # width, the option
+    with pytest.raises(ValueError) as err:
+        create_model(name, **options)
+    assert isinstance(err.value, PneumoscanError) and str(err.value).startswith(f"model {name!r}: {problem}")
+    assert "\n" not in str(err.value)
+
+
 def test_option_values_of_the_annotated_kinds_are_taken() -> None:
     # JSON gives lists for tuples and ints for whole floats; a registered or signature default is always taken
     assert create_model("cnn", widths=[8, 16], dropout=0).head[-1].in_features == 16

@@ -217,7 +217,8 @@ def _with_weights(tmp_path: Path, meta: ArtifactMeta, tensors: dict[str, torch.T
 @pytest.mark.parametrize(("config", "drop", "problem"), [
     ({"widths": "abc"}, None, r"model 'cnn' cannot be built from its stored config \(option widths takes a list of "
                               r"integers, not 'abc'\)"),
-    ({"dropout": 2.0}, None, r"model 'cnn' cannot be built from its stored config \(ValueError: dropout "),
+    ({"dropout": 2.0}, None, r"model 'cnn' cannot be built from its stored config \(option dropout=2.0: refused by "
+                             r"its builder \(dropout probability has to be between 0 and 1, but got 2.0\)\)"),
     ({"widths": [8, 16, 32, 64]}, None, r"its weights do not fit its stored config \(size mismatch for "),
     ({}, "features.0.0.weight", r"its weights do not fit its stored config \(Missing key\(s\) in state_dict: "
                                 r"\"features.0.0.weight\""),

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from pneumoscan.errors import (InputError, ModelConfigError, ModelOptionError, PluginWarning, UnknownModelError,
-                               first_line, raise_if_interrupted, warn)
+from pneumoscan.errors import (InputError, ModelConfigError, ModelOptionError, ModelOptionValueError, PluginWarning,
+                               UnknownModelError, first_line, gpu_out_of_memory, host_out_of_memory,
+                               raise_if_interrupted, warn)
 
 PLUGIN_GROUP = "pneumoscan.models"
 _BUILTIN_PACKAGE = "pneumoscan.models."
@@ -133,7 +134,8 @@ def model_options(name: str) -> list[str]:
 def create_model(name: str, **cfg: Any) -> nn.Module:
     """Build the registered model `name` (single-logit output), overriding its defaults with `cfg`;
     ModelConfigError (a TypeError) names an option the builder does not take and lists the ones it does,
-    ModelOptionError (a TypeError) a value of a kind its annotation does not take (`check_option_values`)."""
+    ModelOptionError (a TypeError) a value of a kind its annotation does not take (`check_option_values`), and
+    ModelOptionValueError (a ValueError too) one the builder refuses (`dropout=1.5`), naming the options set."""
     spec = get_spec(name)
     options = model_options(name)
     unknown = [key for key in cfg if key not in options]
@@ -141,7 +143,31 @@ def create_model(name: str, **cfg: Any) -> nn.Module:
         raise ModelConfigError(f"model {name!r} has no option {unknown[0]!r}; its options are: "
                                f"{', '.join(options) or 'none'}")
     check_option_values(name, cfg)
-    return spec.builder(**{**spec.defaults, **cfg})
+    given = {**spec.defaults, **cfg}
+    try:
+        return spec.builder(**given)
+    except (ValueError, RuntimeError) as err:  # torch's: a dropout above 1, a negative width, ...
+        changed = _set_options(spec.builder, given)
+        if not changed or host_out_of_memory(err) or gpu_out_of_memory(err) or isinstance(err, InputError):
+            raise  # the builder's own fault, the machine's, or said already (an ensemble's member)
+        said = ", ".join(f"{key}={value!r}" for key, value in changed.items())
+        raise ModelOptionValueError(name, f"option{'s' if len(changed) > 1 else ''} {said}: refused by its builder "
+                                          f"({first_line(err)})") from None
+
+
+def _set_options(builder: Callable[..., nn.Module], given: dict[str, Any]) -> dict[str, Any]:
+    """The options of `given` set to another value than `builder`'s own default (a list for a tuple counts as the
+    same, as JSON stores one), or to one without a default."""
+    params = inspect.signature(builder).parameters
+
+    def same(value: Any, default: Any) -> bool:
+        if isinstance(default, tuple) and isinstance(value, (list, tuple)):
+            return list(value) == list(default)
+        return type(value) is type(default) and bool(value == default)
+
+    return {key: value for key, value in given.items()
+            if key not in params or params[key].default is inspect.Parameter.empty
+            or not same(value, params[key].default)}
 
 
 def check_option_values(name: str, cfg: dict[str, Any]) -> None:
