@@ -320,3 +320,32 @@ def test_memory_that_runs_short_in_a_request_is_a_503_to_retry(error: BaseExcept
         res, ready = _post(c, "/predict"), c.get("/ready")
     assert res.status_code == 503 and res.headers["Retry-After"] == "2", res.text
     assert ready.status_code == 503 and ready.headers.get("Retry-After") == "2", ready.text
+
+
+@pytest.mark.parametrize("other", ["predict", "ready"])
+def test_a_film_whose_decoding_runs_short_after_another_request_came_and_went_is_503(
+        other: str, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether others held memory was asked when the decoding started and when it failed: a request that arrived and
+    was answered in between (another upload, a /ready test image), whose memory may be what the decoding missed, was
+    seen by neither, and the film was 413 'downscale it'. It is 503 to retry."""
+    import pneumoscan.data.decode as decode
+
+    gray, answers = decode._pil_to_gray, []
+
+    def short(im: Image.Image) -> object:
+        if im.format != "JPEG":
+            return gray(im)
+        if other == "predict":
+            small = io.BytesIO()
+            Image.new("L", (64, 64), 128).save(small, "PNG")
+            answers.append(c.post("/predict", files={"file": ("small.png", small.getvalue(), "image/png")}))
+        else:
+            answers.append(c.get("/ready"))
+        raise MemoryError()
+
+    monkeypatch.setattr(decode, "_pil_to_gray", short)
+    with TestClient(client.app, raise_server_exceptions=False) as c:
+        res = _post(c, "/predict")
+    assert [answer.status_code for answer in answers] == [200], [answer.text for answer in answers]
+    assert res.status_code == 503 and res.headers["Retry-After"] == "2", res.text
+    assert "nothing is wrong with the file" in res.json()["detail"]

@@ -278,6 +278,7 @@ class Engine:
         self._explain_lock = threading.Lock()
         self._warm_lock = threading.Lock()
         self._warming: threading.Thread | None = None
+        self.warm_starts = 0  # loads of Grad-CAM's model `warm_explain` started: one that ended meanwhile changed it
         self._explain_model: nn.Module | None = None
         self._cam_error: str | None = None  # why Grad-CAM cannot explain the model, once known ('' = it can)
         self._cam_retry_at: float | None = None  # when a load that ran out of memory is tried again (time.monotonic)
@@ -354,6 +355,7 @@ class Engine:
             self._warming = threading.Thread(target=self._warm, args=(module,), name="pneumoscan-gradcam-load",
                                              daemon=True)  # never holds up a stop
             self._warming.start()
+            self.warm_starts += 1
 
     @property
     def warming(self) -> bool:

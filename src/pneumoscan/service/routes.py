@@ -130,15 +130,23 @@ def _others_under_way(request: Request, reservation: Reservation) -> bool:
             or _engine(request).warming or request.app.state.readiness.testing)
 
 
+def _arrivals(request: Request) -> tuple[int, int, int]:
+    """How many holders of memory have started so far: upload reservations granted, loads of Grad-CAM's model,
+    readiness tests. One that came and went while a film was decoded changed them."""
+    return (request.app.state.upload_budget.granted, _engine(request).warm_starts,
+            request.app.state.readiness.tests_started)
+
+
 def _decode(request: Request, reservation: Reservation, part: Part) -> Decoded:
     """The part's film decoded. Its decoding running out of memory is an HTTPException: 503 to retry while other work
-    held memory (`_others_under_way`, at its start or its failure), else 413, since that film alone is too large for
-    this server's memory and retrying would fail for ever. The decoder's other InputErrors are raised as they are."""
-    crowded = _others_under_way(request, reservation)
+    held memory (`_others_under_way` at its start or its failure, or `_arrivals` that came and went meanwhile), else
+    413, since that film alone is too large for this server's memory and retrying would fail for ever. The decoder's
+    other InputErrors are raised as they are."""
+    crowded, arrivals = _others_under_way(request, reservation), _arrivals(request)
     try:  # the upload's own buffer: a copy would hold it twice while it is decoded
         return _engine(request).decode(part.data, _label(part))
     except DecodeOutOfMemory as err:
-        if crowded or _others_under_way(request, reservation):
+        if crowded or _arrivals(request) != arrivals or _others_under_way(request, reservation):
             log.error("%s: MemoryError decoding a film while other work held memory; answered 503",
                       _request_line(request))
             raise _busy(HOST_BUSY) from None
