@@ -518,6 +518,24 @@ def test_explain_unavailable_is_501(client: TestClient, xray: Path, monkeypatch:
     assert client.get("/model").json()["explain_available"] is False
 
 
+def test_grad_cams_layers_are_found_at_start_up_not_by_a_get_model(tiny_run: Path, xray: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the torch model loaded at start-up, the first GET /model searched its Grad-CAM layers (a copy of the model
+    and a forward pass, ~60 ms) on the event loop, every request waiting. Start-up finds them; /model only reads."""
+    app = create_app(Settings(model=str(tiny_run), backend="torch"))
+
+    def search(*_: object) -> str:
+        raise AssertionError("Grad-CAM's layers searched after start-up")
+
+    with TestClient(app) as c:
+        with monkeypatch.context() as patch:
+            patch.setattr(engine_module.Engine, "_cam_problem", search)
+            info = c.get("/model").json()
+        res = c.post("/predict?explain=true", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")})
+    assert (info["explain_available"], info["explain_loaded"]) == (True, True)
+    assert res.status_code == 200 and res.json()["heatmap_class"] is not None
+
+
 def test_explain_of_a_model_without_a_feature_map_is_501(tmp_path: Path, xray: Path) -> None:
     from pneumoscan.artifact import ArtifactMeta, save_artifact
     from pneumoscan.models.registry import create_model

@@ -287,6 +287,8 @@ class Engine:
         self._unmapped: list[str] = []  # the members those layers leave out (`unmapped_members`), found with them
         self._state_lock = threading.Lock()  # `_cam_error` and `_cam_retry_at` change, and are read, together
         self._screen_lock = threading.Lock()
+        if self._torch_at_start and (module := gradcam_module()) is not None:
+            self._cam_problem(module)  # its layers found now (tens of ms), not by a GET /model on the event loop
 
     @property
     def meta(self) -> ArtifactMeta:
@@ -323,10 +325,11 @@ class Engine:
             raise RuntimeError(f"the model scored a grey test image {result.probability}, not a probability")
 
     def explain_available(self) -> bool:
-        """Whether ?explain=true can give a heatmap. Until the torch model is loaded (the first heatmap loads it) this
-        is whether Grad-CAM and PyTorch are installed: found without importing torch, and without the lock a
-        loading heatmap holds (the event loop asks). Once it is loaded, whether Grad-CAM can explain the model; after a
-        load that ran out of memory, whether its back-off is over (the next heatmap tries again)."""
+        """Whether ?explain=true can give a heatmap. Until the torch model is loaded (the first heatmap loads it, or
+        the start-up when it loaded torch) this is whether Grad-CAM and PyTorch are installed: found without importing
+        torch, and without the lock a loading heatmap holds (the event loop asks). Once it is loaded, whether Grad-CAM
+        can explain the model; after a load that ran out of memory, whether its back-off is over (the next heatmap
+        tries again). Never loads or searches the model itself."""
         module = gradcam_module()
         if module is None:
             return False
@@ -335,9 +338,9 @@ class Engine:
         error = self._cam_error
         if error:  # known: `_cam_problem` would load it again here, on the event loop, were the back-off over by now
             return False
-        if error is None and not self._torch_at_start:
+        if error is None:  # not loaded yet (a model loaded at start-up was explained then): the first heatmap loads it
             return torch_installed()
-        return not self._cam_problem(module)
+        return True
 
     def warm_explain(self) -> None:
         """Load Grad-CAM's torch model in a background thread (once, or again once a load that ran out of memory may
