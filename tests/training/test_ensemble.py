@@ -213,6 +213,28 @@ def test_members_split_with_another_val_fraction_are_refused_naming_it(tiny_run:
         build_ensemble([other, tiny_run], tmp_path / "ens", progress=False)
 
 
+def test_members_trained_on_two_copies_of_one_data_set_share_their_split_as_compare_says(
+        tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    """A member trained on a copy of tiny_run's data folder: `compare` said 'scored on the same validation films'
+    (by their bytes), `ensemble` 'validated on other images' (by their absolute paths). Both say the same now."""
+    import html
+
+    from pneumoscan.cli import main
+
+    copy, other = tmp_path / "copy", tmp_path / "other"
+    shutil.copytree(tiny_data / "train", copy / "train")
+    train(TrainConfig(data=str(copy), out=str(other), model="cnn", image_size=24, epochs=1, batch_size=16,
+                      val_fraction=0.2, seed=7), progress=False)
+    assert main(["compare", str(tiny_run), str(other), "--out", str(tmp_path / "c.html"), "--n-boot", "5"]) == 0
+    assert "All runs were scored on the same" in html.unescape((tmp_path / "c.html").read_text("utf-8"))
+    assert build_ensemble([tiny_run, other], tmp_path / "ens", progress=False).is_file()
+    validated = (other / "val_predictions.csv").read_text().splitlines()[1].split(",")[0]
+    with open(validated, "ab") as film:  # no longer the same film
+        film.write(b"\0")
+    with pytest.raises(InputError, match="other: validated on other images than"):
+        build_ensemble([tiny_run, other], tmp_path / "ens2", progress=False)
+
+
 def test_runs_split_by_name_and_by_auto_on_kermany_names_share_their_split(tiny_run: Path, tiny_data: Path,
                                                                            tmp_path: Path) -> None:
     """`auto` reads Kermany's patients from the file names, as `name` (and every run before --patient-key) does: the

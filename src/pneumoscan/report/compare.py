@@ -208,32 +208,10 @@ ScoredFilms = tuple[str, RunInfo, list[Path]]
 
 
 def film_keys(scored: Sequence[ScoredFilms]) -> tuple[list[list[str]], int]:
-    """Each run's films named by their content (`file_fingerprint`, the SHA-256 of their bytes): a film reached
-    through another `--data` spelling, or in a copy of the data set elsewhere, is the same film, and another image
-    under the same name is not. When any of them cannot be read now (a copy that is gone), every run's films are
-    named by their path inside the data the run was trained on (`data_keys`) instead, rather than count an unread
-    film as another; with how many films could not be read (0 when named by content)."""
-    from pneumoscan.data.fingerprint import fingerprints
+    """Each run's films named as `same_films.film_keys` names them, with how many could not be read."""
+    from pneumoscan.training.same_films import film_keys as keyed
 
-    marks = [fingerprints(paths) for _, _, paths in scored]
-    unread = sum(not mark for run_marks in marks for mark in run_marks)
-    if not unread:
-        return marks, 0
-    return [data_keys(run, paths) for _, run, paths in scored], unread
-
-
-def data_keys(run: RunInfo, paths: Sequence[Path]) -> list[str]:
-    """Each film of `paths` as a path inside the data the run was trained on (`data_places`), else as an absolute
-    path: runs trained on one data set kept in two places name the same films alike."""
-    from pneumoscan.training.config import data_places, data_record
-
-    record = data_record(run.meta.training, run.path)
-    roots = [os.path.abspath(root) for root in data_places(*record)]
-    keys = []
-    for path in map(os.path.abspath, paths):
-        root = next((root for root in roots if path.startswith(root + os.sep)), None)
-        keys.append(os.path.relpath(path, root) if root else path)
-    return keys
+    return keyed([(run.meta.training, run.path, paths) for _, run, paths in scored])
 
 
 def validation_films_note(scored: Sequence[ScoredFilms]) -> str:

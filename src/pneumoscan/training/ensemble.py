@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from pneumoscan.models.registry import create_model
 from pneumoscan.outputs import atomic_write, undone_on_failure
 from pneumoscan.data.patients import recorded_patient_key
 from pneumoscan.training.config import TrainConfig, member_data_placed, run_folders
+from pneumoscan.training.same_films import film_keys
 from pneumoscan.training.trainer import LAST_CHECKPOINT, finish_artifact
 
 
@@ -133,9 +134,13 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
             if _same_weights(net, other):
                 raise InputError(f"{runs[i]}: has the same weights as {earlier}, so it would add nothing; train the "
                                  f"members with different --seed values or models")
-    val = _val_samples(runs[0])
-    for run in runs[1:]:  # absolute paths, or relative to where training ran (runs written before they were absolute)
-        if [os.path.abspath(s.path) for s in _val_samples(run)] != [os.path.abspath(s.path) for s in val]:
+    vals = [_val_samples(run) for run in runs]
+    val = vals[0]
+    # by content, as `compare` tells them: members trained on copies of one data set share their validation films
+    keyed, _ = film_keys([(meta.training, run, [Path(s.path) for s in samples])
+                          for run, (_, meta), samples in zip(runs, loaded, vals)])
+    for run, keys in zip(runs[1:], keyed[1:]):
+        if Counter(keys) != Counter(keyed[0]):
             raise InputError(f"{run}: validated on other images than {runs[0]}{_split_difference(run, runs[0])}; train "
                              f"the members with the same data, --split-seed, --val-fraction and --patient-key so the "
                              f"ensemble's threshold is chosen on images none of them saw")

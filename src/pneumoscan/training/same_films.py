@@ -1,0 +1,39 @@
+"""Which films runs were validated on, named so that one data set kept in two places names them alike: `compare`'s
+note and `ensemble`'s check of a shared validation split give one answer."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+# a run's training record (its model file's `training`), its run folder, and the films it was validated on
+RunFilms = tuple[dict[str, Any], Path, Sequence[Path]]
+
+
+def film_keys(runs: Sequence[RunFilms]) -> tuple[list[list[str]], int]:
+    """Each run's films named by their content (`file_fingerprint`, the SHA-256 of their bytes): a film reached
+    through another `--data` spelling, or in a copy of the data set elsewhere, is the same film, and another image
+    under the same name is not. When any of them cannot be read now (a copy that is gone), every run's films are
+    named by their path inside the data the run was trained on (`data_keys`) instead, rather than count an unread
+    film as another; with how many films could not be read (0 when named by content)."""
+    from pneumoscan.data.fingerprint import fingerprints
+
+    marks = [fingerprints(paths) for _, _, paths in runs]
+    unread = sum(not mark for run_marks in marks for mark in run_marks)
+    if not unread:
+        return marks, 0
+    return [data_keys(training, run_dir, paths) for training, run_dir, paths in runs], unread
+
+
+def data_keys(training: dict[str, Any], run_dir: Path, paths: Sequence[Path]) -> list[str]:
+    """Each film of `paths` as a path inside the data the run (`training`, `run_dir`) was trained on (`data_places`),
+    else as an absolute path: runs trained on one data set kept in two places name the same films alike."""
+    from pneumoscan.training.config import data_places, data_record
+
+    roots = [os.path.abspath(root) for root in data_places(*data_record(training, run_dir))]
+    keys = []
+    for path in map(os.path.abspath, paths):
+        root = next((root for root in roots if path.startswith(root + os.sep)), None)
+        keys.append(os.path.relpath(path, root) if root else path)
+    return keys
