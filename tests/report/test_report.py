@@ -242,7 +242,11 @@ def test_compare_gives_an_ensembles_member_sizes_when_they_differ(tiny_run: Path
     ensemble = build_ensemble([tiny_run, wide], tmp_path / "ens", progress=False).parent
     out = tmp_path / "c.html"
     assert main(["compare", str(tiny_run), str(wide), str(ensemble), "--out", str(out), "--n-boot", "5"]) == 0
-    assert [row["image_size"] for row in json.loads(out.with_suffix(".json").read_text())] == [32, 48, "32/48"]
+    # a number, or a list of numbers: '32/48' was a string a JSON consumer could not read as sizes
+    assert [row["image_size"] for row in json.loads(out.with_suffix(".json").read_text())] == [32, 48, [32, 48]]
+    with out.with_suffix(".csv").open(newline="") as handle:
+        assert [row["image_size"] for row in csv.DictReader(handle)] == ["32", "48", "32/48"]
+    assert "<td>32/48</td>" in out.read_text("utf-8")
 
 
 def test_compare_on_data(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:

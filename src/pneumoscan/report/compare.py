@@ -49,14 +49,20 @@ def run_labels(paths: Sequence[Path]) -> list[str]:
         depth += 1
 
 
-def input_sizes(run: RunInfo) -> int | str:
+def input_sizes(run: RunInfo) -> int | list[int]:
     """The input size of the run's model (px); of an ensemble whose members take other sizes, each member's, in their
-    order ('32/48'): the ensemble's own is only its largest member's, which the others resize from."""
+    order ([32, 48]; the table and CSV show '32/48'): the ensemble's own is only its largest member's, which the others
+    resize from."""
     members = run.meta.model_config.get("members") if run.meta.model_name == "ensemble" else None
     sizes = [int(member["image_size"]) for member in members or [] if isinstance(member, dict) and "image_size" in member]
     if len(set(sizes)) > 1:
-        return "/".join(map(str, sizes))
+        return sizes
     return run.meta.image_size
+
+
+def _shown(value: Any) -> Any:
+    """A row's value as a table cell or CSV field shows it: a list of sizes as '32/48'."""
+    return "/".join(map(str, value)) if isinstance(value, list) else value
 
 
 def comparison_row(label: str, run: RunInfo, scores: Scores) -> dict[str, Any]:
@@ -111,7 +117,7 @@ def _table_files(rows: list[dict[str, Any]], out: Path) -> dict[Path, Callable[[
         with tmp.open("w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(COLUMNS))
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({k: _shown(v) for k, v in row.items()} for row in rows)
 
     return {csv_path: write_csv, json_path: lambda tmp: tmp.write_text(json.dumps(rows, indent=2), encoding="utf-8")}
 
@@ -295,7 +301,7 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
                                                                 cache_dir=cache_dir)
     csv_path, json_path = _table_paths(target)
     digits = [1 if c == "train_seconds" else 4 for c in FIGURE_COLUMNS]
-    body = h.table(HEADERS, [[row[c] for c in FIGURE_COLUMNS] for row in rows], digits=digits)
+    body = h.table(HEADERS, [[_shown(row[c]) for c in FIGURE_COLUMNS] for row in rows], digits=digits)
     recipes = "<h3>How each run was made</h3>" + h.table(
         RECIPE_HEADERS, [[row["run"], "on" if row["tta"] else "off", row["init"], row["recipe"]] for row in rows])
     note = (f"Scored on {source}, each run at its own stored operating threshold. Loss: binary cross-entropy of the "
