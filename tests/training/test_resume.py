@@ -307,36 +307,6 @@ def test_resume_accepts_a_split_json_that_counted_every_image_found(resume_data:
         f"splits its images otherwise than the run in {run} was started with (other validation images")
 
 
-def test_a_manifest_run_resumes_once_its_rows_listed_twice_are_deleted(resume_data: Path, tmp_path: Path,
-                                                                        capsys) -> None:
-    """A run started by a version that read a file listed on two rows (and trained on it twice) records one more
-    training image than the manifest with the row deleted, which is all this version reads: `--resume` said 'holds
-    other images ...; resume with the data it was started with', a manifest this version refuses. The same patients
-    and validation images: it resumes, saying so. A lost patient is still refused, and so is a folder's lost image."""
-    manifest = tmp_path / "m.csv"
-    films = sorted(resume_data.rglob("*.jpeg"))
-    manifest.write_text("path,label\n" + "".join(f"{f},{f.parent.name}\n" for f in films))
-    run = tmp_path / "run"
-    common = ["--model", "cnn", "--image-size", "16", "--batch-size", "16", "--quiet"]
-    assert main(["train", "--data", str(manifest), "--out", str(run), "--epochs", "1", *common]) == 0
-    split = json.loads((run / "split.json").read_text())
-    train = split["counts"]["train"]
-    twice = {**split, "counts": {**split["counts"], "train": {**train, "NORMAL": train["NORMAL"] + 1}}}
-    (run / "split.json").write_text(json.dumps(twice))  # as the earlier version recorded a row listed twice
-    capsys.readouterr()
-    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", *common]) == 0
-    assert _epochs(run) == [1, 2]
-    assert f"warning: {manifest}: resuming on 1 image fewer than the run in {run} was started with" in \
-        capsys.readouterr().err
-    from pneumoscan.training.split_check import dropped_training_images
-
-    lost = {**split, "counts": {**split["counts"], "train": {**train, "patients": train["patients"] - 1}}}
-    assert dropped_training_images(twice, lost) == dropped_training_images(twice, split | {"val_files": ["x"]}) == ""
-    (run / "split.json").write_text(json.dumps(twice))
-    assert main(["train", "--data", str(resume_data), "--out", str(run), "--resume", "--epochs", "3", *common]) == 2
-    assert "holds other images than the run" in capsys.readouterr().err  # a folder has no rows listed twice
-
-
 def test_split_change_tells_images_split_otherwise_from_other_images() -> None:
     """The same images whose DICOM PatientIDs changed (a re-export) fall into train and validation otherwise: the
     refusal says so, rather than that the folder holds other images."""

@@ -133,7 +133,7 @@ def _train_files(out: Path) -> str:
 def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_patient_key: bool,
               warn: Callable[[str], None]) -> Path:
     from pneumoscan.training.run_data import data_warnings, prepare_data
-    from pneumoscan.training.split_check import dropped_training_images, resume_advice, split_change
+    from pneumoscan.training.split_check import resume_advice, split_change
     from pneumoscan.training.trainer import image_stats, seed_everything
 
     spec = get_spec(cfg.model)
@@ -162,11 +162,7 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
     started_on = ckpt.get("split") if ckpt else None  # older checkpoints carry no split and are not checked
     if started_on and (change := split_change(started_on, data.split_record, out, "pretraining")):
         # a moved copy is welcome; other images would mix two splits' training images, validation patients among them
-        dropped = Path(cfg.data).is_file() and dropped_training_images(started_on, data.split_record, out,
-                                                                         "pretraining")
-        if not dropped:
-            raise InputError(f"{cfg.data}: {change}; {resume_advice(started_on, data.split_record, 'pretraining')}")
-        warn(f"{cfg.data}: {dropped}")
+        raise InputError(f"{cfg.data}: {change}; {resume_advice(started_on, data.split_record, 'pretraining')}")
     # not films under both labels: pretraining reads no labels (`train` on these folders says it)
     for message in data_warnings(cfg, data, labels_used=False):
         warn(message)

@@ -13,6 +13,11 @@ def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "
     """How the split `now` differs from the saved split.json of `run`, as a message's clause ('holds other images
     than ...'); '' when it holds the same images (by count and validation file name, so data that has moved as a
     whole still matches). `kind` names what was started there: a run, or a pretraining."""
+    def counts(record: dict[str, Any]) -> str:
+        return "; ".join(f"{name} {c['NORMAL']} NORMAL, {c['PNEUMONIA']} PNEUMONIA"
+                         + (f", {c['patients']} patients" if "patients" in c else "")
+                         for name, c in record["counts"].items())
+
     def totals(record: dict[str, Any]) -> tuple[int, int]:
         return tuple(sum(c[label] for c in record["counts"].values()) for label in ("NORMAL", "PNEUMONIA"))
 
@@ -29,47 +34,15 @@ def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "
     why = _split_why(saved, now, kind)
     if saved.get("counts") and saved["counts"] != now["counts"]:
         if totals(saved) != totals(now):
-            return (f"holds other images than the {kind} in {run} was started with ({_counts(now)}, where the "
-                    f"{kind} had {_counts(saved)})")
-        return (f"splits its images otherwise than the {kind} in {run} was started with ({_counts(now)}, where the "
-                f"{kind} had {_counts(saved)}{keys}): as many images of each class, so {why}")
+            return (f"holds other images than the {kind} in {run} was started with ({counts(now)}, where the "
+                    f"{kind} had {counts(saved)})")
+        return (f"splits its images otherwise than the {kind} in {run} was started with ({counts(now)}, where the "
+                f"{kind} had {counts(saved)}{keys}): as many images of each class, so {why}")
     if "val_files" in saved and sorted(Path(f).name for f in saved["val_files"]) != \
             sorted(Path(f).name for f in now["val_files"]):
         return (f"splits its images otherwise than the {kind} in {run} was started with (other validation images "
                 f"under the same counts{keys}): {why}")
     return ""
-
-
-def _counts(record: dict[str, Any]) -> str:
-    """A split.json's counts as text: 'train 4 NORMAL, 4 PNEUMONIA, 5 patients; val ...'."""
-    return "; ".join(f"{name} {c['NORMAL']} NORMAL, {c['PNEUMONIA']} PNEUMONIA"
-                     + (f", {c['patients']} patients" if "patients" in c else "")
-                     for name, c in record["counts"].items())
-
-
-def dropped_training_images(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "the run",
-                            kind: str = "run") -> str:
-    """What to warn of when the split `now`, read from a manifest, differs from the saved split.json of `run` only
-    by fewer training images of the same patients, with the same validation images (by file name, each once) and
-    patients: as when rows that listed a file twice are deleted from a manifest, which pneumoscan once read (and
-    trained on twice) and now refuses, so the manifest the run was started with cannot be read again. Such a split
-    mixes no validation images into training, so the run may go on; '' for any other change."""
-    before, after = saved.get("counts") or {}, now.get("counts") or {}
-    if (saved.get("patient_key", "name") != now.get("patient_key") or set(before) != set(after)
-            or "val_files" not in saved or len(set(now["val_files"])) != len(now["val_files"])
-            or {Path(f).name for f in saved["val_files"]} != {Path(f).name for f in now["val_files"]}):
-        return ""
-    labels = ("NORMAL", "PNEUMONIA")
-    for name, count in after.items():
-        if count.get("patients") != before[name].get("patients") or any(count[k] > before[name][k] for k in labels):
-            return ""
-    fewer = sum(before[name][k] - count[k] for name, count in after.items() for k in labels)
-    if not fewer:
-        return ""
-    return (f"resuming on {counted(fewer, 'image')} fewer than the {kind} in {run} was started with ({_counts(now)}, "
-            f"where the {kind} had {_counts(saved)}): the same patients and validation images, as when rows that "
-            f"listed a file twice (which earlier versions trained on twice) are deleted from a manifest; the "
-            f"{kind}'s first epochs saw the images it no longer has")
 
 
 def _split_why(saved: dict[str, Any], now: dict[str, Any], kind: str) -> str:

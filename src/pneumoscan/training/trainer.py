@@ -40,7 +40,7 @@ from pneumoscan.training.checkpoint import (atomic_torch_save, check_writable, f
 from pneumoscan.training.config import RESUME_MAY_CHANGE, TrainConfig
 from pneumoscan.training.run_data import RunData, decoded_film_marks, data_warnings, prepare_data
 from pneumoscan.training.selection import becomes_kept, selection_state
-from pneumoscan.training.split_check import dropped_training_images, resume_advice, split_change
+from pneumoscan.training.split_check import resume_advice, split_change
 from pneumoscan.training.transfer import init_source, load_transfer, written_by_pneumoscan
 
 if TYPE_CHECKING:
@@ -424,10 +424,7 @@ class Trainer:
             saved_split = json.loads((self.out / "split.json").read_text())
             if change := split_change(saved_split, data.split_record, self.out):
                 # a moved copy is welcome; other images would mix validation sets and leak training images
-                dropped = Path(cfg.data).is_file() and dropped_training_images(saved_split, data.split_record, self.out)
-                if not dropped:
-                    raise InputError(f"{cfg.data}: {change}; {resume_advice(saved_split, data.split_record)}")
-                self.warn(f"{cfg.data}: {dropped}")
+                raise InputError(f"{cfg.data}: {change}; {resume_advice(saved_split, data.split_record)}")
         for message in data_warnings(cfg, data):
             self.warn(message)
         # cropped and equalised once here rather than every batch of every epoch; validation where it is scored
