@@ -280,6 +280,13 @@ def test_resume_refuses_data_holding_other_images_and_accepts_a_moved_copy(tmp_p
                           f"with (train ") and "where the pretraining had train" in err
     assert err.rstrip().endswith("resume with the data it was started with, or start a new pretraining with another "
                                  "--out") and len(err.strip().splitlines()) == 1
+    rows = tmp_path / "fewer.csv"  # a manifest with fewer films may be one whose rows listed twice were deleted
+    rows.write_text("path,label\n" + "".join(f"{f},{f.parent.name}\n" for f in sorted(fewer.rglob("*.jpeg"))))
+    assert main([*common, "--data", str(rows), "--epochs", "2", "--resume"]) == 2
+    assert capsys.readouterr().err.rstrip().endswith(
+        "or start a new pretraining with another --out (a new pretraining if rows that listed a file twice were "
+        "deleted from the manifest: earlier versions read such rows and trained on the file twice, this one refuses "
+        "them, so the manifest the pretraining was started with cannot be read again)")
     assert (out / PRETRAIN_CHECKPOINT).read_bytes() == before
     moved = data.rename(tmp_path / "moved")
     assert main([*common, "--data", str(moved), "--epochs", "2", "--resume"]) == 0

@@ -307,6 +307,36 @@ def test_resume_accepts_a_split_json_that_counted_every_image_found(resume_data:
         f"splits its images otherwise than the run in {run} was started with (other validation images")
 
 
+def test_a_manifest_run_whose_rows_listed_twice_were_deleted_is_refused_with_advice_that_can_be_followed(
+        resume_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run started by a version that read a file listed on two rows records one more image than the manifest with
+    the row deleted. Resuming on it is refused (its validation films, known by name and count only, cannot be told
+    from trained ones), and the advice does not send the user back to the manifest this version refuses: a new run.
+    A lost validation film is refused too; a folder with fewer images keeps the plain advice."""
+    manifest = tmp_path / "m.csv"
+    films = sorted(resume_data.rglob("*.jpeg"))
+    manifest.write_text("path,label\n" + "".join(f"{f},{f.parent.name}\n" for f in films))
+    run = tmp_path / "run"
+    common = ["--model", "cnn", "--image-size", "16", "--batch-size", "16", "--quiet"]
+    assert main(["train", "--data", str(manifest), "--out", str(run), "--epochs", "1", *common]) == 0
+    split = json.loads((run / "split.json").read_text())
+    for part in ("train", "val"):  # as the earlier version recorded a row listed twice, in training or validation
+        counts = split["counts"][part]
+        twice = {**split, "counts": {**split["counts"], part: {**counts, "NORMAL": counts["NORMAL"] + 1}}}
+        (run / "split.json").write_text(json.dumps(twice))
+        capsys.readouterr()
+        assert main(["train", "--out", str(run), "--resume", "--epochs", "2", *common]) == 2
+        err = capsys.readouterr().err
+        assert _epochs(run) == [1] and f"{manifest}: holds other images than the run in {run}" in err
+        assert err.rstrip().endswith("start a new run with another --out (a new run if rows that listed a file twice "
+                                     "were deleted from the manifest: earlier versions read such rows and trained on "
+                                     "the file twice, this one refuses them, so the manifest the run was started with "
+                                     "cannot be read again)")
+    assert main(["train", "--data", str(resume_data), "--out", str(run), "--resume", "--epochs", "2", *common]) == 2
+    assert capsys.readouterr().err.rstrip().endswith("resume with the data it was started with, or start a new run "
+                                                     "with another --out")  # a folder lists no file twice
+
+
 def test_split_change_tells_images_split_otherwise_from_other_images() -> None:
     """The same images whose DICOM PatientIDs changed (a re-export) fall into train and validation otherwise: the
     refusal says so, rather than that the folder holds other images."""

@@ -162,7 +162,8 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
     started_on = ckpt.get("split") if ckpt else None  # older checkpoints carry no split and are not checked
     if started_on and (change := split_change(started_on, data.split_record, out, "pretraining")):
         # a moved copy is welcome; other images would mix two splits' training images, validation patients among them
-        raise InputError(f"{cfg.data}: {change}; {resume_advice(started_on, data.split_record, 'pretraining')}")
+        advice = resume_advice(started_on, data.split_record, "pretraining", Path(cfg.data).is_file())
+        raise InputError(f"{cfg.data}: {change}; {advice}")
     # not films under both labels: pretraining reads no labels (`train` on these folders says it)
     for message in data_warnings(cfg, data, labels_used=False):
         warn(message)

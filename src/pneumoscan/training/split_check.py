@@ -18,9 +18,6 @@ def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "
                          + (f", {c['patients']} patients" if "patients" in c else "")
                          for name, c in record["counts"].items())
 
-    def totals(record: dict[str, Any]) -> tuple[int, int]:
-        return tuple(sum(c[label] for c in record["counts"].values()) for label in ("NORMAL", "PNEUMONIA"))
-
     # The same --patient-key is compared by the split it made (below): `patient_keys_from` once counted every image
     # found, so an old record's sources can differ from those of the images used even where the split is the same.
     if saved.get("patient_key", "name") != now.get("patient_key") and \
@@ -33,7 +30,7 @@ def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "
                 f"{_sources(saved.get('patient_keys_from'))}")
     why = _split_why(saved, now, kind)
     if saved.get("counts") and saved["counts"] != now["counts"]:
-        if totals(saved) != totals(now):
+        if _totals(saved) != _totals(now):
             return (f"holds other images than the {kind} in {run} was started with ({counts(now)}, where the "
                     f"{kind} had {counts(saved)})")
         return (f"splits its images otherwise than the {kind} in {run} was started with ({counts(now)}, where the "
@@ -102,14 +99,32 @@ def _rule(record: dict[str, Any]) -> str:
     return "no patient_key_rule recorded" if rule is None else f"patient_key_rule {rule}"
 
 
-def resume_advice(saved: dict[str, Any], now: dict[str, Any], kind: str = "run") -> str:
+def resume_advice(saved: dict[str, Any], now: dict[str, Any], kind: str = "run", manifest: bool = False) -> str:
     """What to do when a resume's split differs (`split_change`): resume with the data the `kind` (a run, or a
-    pretraining) was started with, or with the pneumoscan it was started with when the key rule changed."""
+    pretraining) was started with, or with the pneumoscan it was started with when the key rule changed. A
+    `manifest` now holding fewer images may be one whose rows that listed a file twice were deleted: earlier versions
+    read such a manifest (training on the file twice), this one refuses it, so only a new run is left then."""
     with_what = ("the pneumoscan" if key_rule_change(saved, now) else
                  "the pneumoscan (or, if its images changed, the data)" if key_rule_may_change(saved, now) or
                  placeholder_rule_may_change(saved, now) else
                  "the data")
-    return f"resume with {with_what} it was started with, or start a new {kind} with another {option('out')}"
+    advice = f"resume with {with_what} it was started with, or start a new {kind} with another {option('out')}"
+    if manifest and saved.get("counts") and _fewer_images(saved, now):
+        advice += (f" (a new {kind} if rows that listed a file twice were deleted from the manifest: earlier versions "
+                   f"read such rows and trained on the file twice, this one refuses them, so the manifest the "
+                   f"{kind} was started with cannot be read again)")
+    return advice
+
+
+def _totals(record: dict[str, Any]) -> tuple[int, ...]:
+    """A split.json's images of each class (NORMAL, PNEUMONIA), over its parts."""
+    return tuple(sum(c[label] for c in record["counts"].values()) for label in ("NORMAL", "PNEUMONIA"))
+
+
+def _fewer_images(saved: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Whether the split `now` holds no more images of either class than the saved split, and fewer of one."""
+    before, after = _totals(saved), _totals(now)
+    return before != after and all(a <= b for a, b in zip(after, before))
 
 
 def _sources(sources: dict[str, int] | None) -> str:

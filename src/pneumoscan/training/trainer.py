@@ -424,7 +424,8 @@ class Trainer:
             saved_split = json.loads((self.out / "split.json").read_text())
             if change := split_change(saved_split, data.split_record, self.out):
                 # a moved copy is welcome; other images would mix validation sets and leak training images
-                raise InputError(f"{cfg.data}: {change}; {resume_advice(saved_split, data.split_record)}")
+                advice = resume_advice(saved_split, data.split_record, manifest=Path(cfg.data).is_file())
+                raise InputError(f"{cfg.data}: {change}; {advice}")
         for message in data_warnings(cfg, data):
             self.warn(message)
         # cropped and equalised once here rather than every batch of every epoch; validation where it is scored
