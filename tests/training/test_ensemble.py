@@ -228,7 +228,22 @@ def test_members_trained_on_two_copies_of_one_data_set_share_their_split_as_comp
     assert main(["compare", str(tiny_run), str(other), "--out", str(tmp_path / "c.html"), "--n-boot", "5"]) == 0
     assert "All runs were scored on the same" in html.unescape((tmp_path / "c.html").read_text("utf-8"))
     assert build_ensemble([tiny_run, other], tmp_path / "ens", progress=False).is_file()
-    validated = (other / "val_predictions.csv").read_text().splitlines()[1].split(",")[0]
+    predictions = other / "val_predictions.csv"
+    rows = predictions.read_text().splitlines()
+    path, label, rest = rows[1].split(",", 2)
+    predictions.write_text("\n".join([rows[0], f"{path},{1 - int(label)},{rest}", *rows[2:]]) + "\n")
+    with pytest.raises(InputError, match="other: validated on other images than"):  # a relabelled copy
+        build_ensemble([tiny_run, other], tmp_path / "relabelled", progress=False)
+    assert main(["compare", str(tiny_run), str(other), "--out", str(tmp_path / "r.html"), "--n-boot", "5"]) == 0
+    assert "The runs were validated on different films" in html.unescape((tmp_path / "r.html").read_text("utf-8"))
+    predictions.write_text("\n".join(rows) + "\n")
+    gone = Path(rows[-1].split(",")[0])
+    film = gone.read_bytes()
+    gone.unlink()  # matched by name inside each run's data, a deleted film (or another under its name) passed
+    with pytest.raises(InputError, match="other: validated on other images than"):
+        build_ensemble([tiny_run, other], tmp_path / "deleted", progress=False)
+    gone.write_bytes(film)
+    validated = rows[1].split(",")[0]
     with open(validated, "ab") as film:  # no longer the same film
         film.write(b"\0")
     with pytest.raises(InputError, match="other: validated on other images than"):

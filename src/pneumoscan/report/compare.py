@@ -25,6 +25,7 @@ from pneumoscan.report.build import (Figures, files_folder, guard_refusals, init
                                      seen_html, write_report)
 from pneumoscan.report.run import RunInfo, load_run, run_folder
 from pneumoscan.report.scores import Scores, run_scores
+from pneumoscan.training.same_films import FilmKey
 
 # the figures table of the page (HEADERS), then what the page's recipe table shows (RECIPE_HEADERS)
 FIGURE_COLUMNS = ("run", "model", "params", "image_size", "loss", "accuracy", "precision", "recall", "specificity", "f1",
@@ -209,15 +210,15 @@ def resampled_caption(units: Sequence[tuple[str, str]]) -> str:
     return "; ".join(f"of {said[unit]} for {', '.join(runs)}" for unit, runs in grouped.items())
 
 
-# a run as the comparison labels it, the run, and the films it was scored on, in its order
-ScoredFilms = tuple[str, RunInfo, list[Path]]
+# a run as the comparison labels it, the run, and the films it was scored on, in its order, with their labels
+ScoredFilms = tuple[str, RunInfo, list[Path], list[int]]
 
 
-def film_keys(scored: Sequence[ScoredFilms]) -> tuple[list[list[str]], int]:
+def film_keys(scored: Sequence[ScoredFilms]) -> tuple[list[list[FilmKey]], int]:
     """Each run's films named as `same_films.film_keys` names them, with how many could not be read."""
     from pneumoscan.training.same_films import film_keys as keyed
 
-    return keyed([(run.meta.training, run.path, paths) for _, run, paths in scored])
+    return keyed([(run.meta.training, run.path, paths, labels) for _, run, paths, labels in scored])
 
 
 def validation_films_note(scored: Sequence[ScoredFilms]) -> str:
@@ -233,12 +234,12 @@ def validation_films_note(scored: Sequence[ScoredFilms]) -> str:
     how = (f" (matched by their names inside each run's data, as {unread} of the films cannot be read now)"
            if unread else "")
     films = [Counter(keys) for keys in keyed]  # a film copied twice into a split counts twice
-    (first_label, first_run, _), first = scored[0], keyed[0]
+    (first_label, first_run, *_), first = scored[0], keyed[0]
     if all(counted == films[0] for counted in films[1:]):
         return f"All runs were scored on the same {len(first)} validation films{how}."
     shared = sum(functools.reduce(operator.and_, films).values())
     others = []
-    for (label, run, _), keys, counted in list(zip(scored, keyed, films))[1:]:
+    for (label, run, *_), keys, counted in list(zip(scored, keyed, films))[1:]:
         if counted != films[0]:
             settings = _split_difference(run.path, first_run.path).strip().removeprefix("(").removesuffix(")")
             others.append(f"{label} ({len(keys)} films{', ' + settings if settings else ''})")
@@ -276,7 +277,8 @@ def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | 
         source = scores.source if data is not None else "each run's own validation predictions"
         rows.append(comparison_row(label, run, scores))
         units.append((label, resampled_unit_of(scores.summary)))
-        scored.append((label, run, list(scores.paths)))  # named (hashed) only for the note without --data
+        # named (hashed) only for the note without --data
+        scored.append((label, run, list(scores.paths), [int(y) for y in scores.labels]))
         screened = screening_row(label, scores)
         if screened is not None:
             screening.append(screened)

@@ -22,7 +22,7 @@ from pneumoscan.models.registry import create_model
 from pneumoscan.outputs import atomic_write, undone_on_failure
 from pneumoscan.data.patients import recorded_patient_key
 from pneumoscan.training.config import TrainConfig, member_data_placed, run_folders
-from pneumoscan.training.same_films import film_keys
+from pneumoscan.training.same_films import film_keys, path_keys
 from pneumoscan.training.trainer import LAST_CHECKPOINT, finish_artifact
 
 
@@ -136,9 +136,13 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
                                  f"members with different --seed values or models")
     vals = [_val_samples(run) for run in runs]
     val = vals[0]
-    # by content, as `compare` tells them: members trained on copies of one data set share their validation films
-    keyed, _ = film_keys([(meta.training, run, [Path(s.path) for s in samples])
-                          for run, (_, meta), samples in zip(runs, loaded, vals)])
+    # by content, as `compare` tells them: members trained on copies of one data set share their validation films;
+    # by path when one cannot be read, as names alone would take other images under the same names for them
+    films = [(meta.training, run, [Path(s.path) for s in samples], [s.label for s in samples])
+             for run, (_, meta), samples in zip(runs, loaded, vals)]
+    keyed, unread = film_keys(films)
+    if unread:
+        keyed = path_keys(films)
     for run, keys in zip(runs[1:], keyed[1:]):
         if Counter(keys) != Counter(keyed[0]):
             raise InputError(f"{run}: validated on other images than {runs[0]}{_split_difference(run, runs[0])}; train "
