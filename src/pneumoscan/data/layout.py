@@ -309,7 +309,7 @@ def _delimiter(header: str) -> str:
     return ","
 
 
-def _file_identity(path: Path, listings: dict[Path, set[str]]) -> tuple[int, int, int, str]:
+def _file_identity(path: Path, listings: dict[Path, dict[str, str]]) -> tuple[int, int, int, str]:
     """The directory entry `path` names: its resolved folder's (st_dev, st_ino), the entry's own inode (not
     followed) and its name as the folder stores it (`_stored_name`; `listings` keeps each folder's names). A '..'
     spelling, a linked folder or a case the file system folds name one entry; two hard links or two symlinks to one
@@ -320,20 +320,19 @@ def _file_identity(path: Path, listings: dict[Path, set[str]]) -> tuple[int, int
     return found.st_dev, found.st_ino, (folder / path.name).lstat().st_ino, _stored_name(folder, path.name, listings)
 
 
-def _stored_name(folder: Path, name: str, listings: dict[Path, set[str]]) -> str:
+def _stored_name(folder: Path, name: str, listings: dict[Path, dict[str, str]]) -> str:
     """The name under which `folder` stores the entry `name` reaches: `name` itself when the folder holds it so
     spelled, else (a file system that folds case, as macOS's and Windows' do, found `a.PNG` for `a.png`) the entry
-    whose name folds to the same, or the case-folded name when none does."""
+    whose name folds to the same, or the case-folded name when none does. `listings` keeps each folder's names,
+    read once: each name, and each case-folded name, to the name stored."""
     if folder not in listings:
         try:
-            listings[folder] = set(os.listdir(folder))
+            names = os.listdir(folder)
         except OSError:  # cannot be listed: case-folded names, as before
-            listings[folder] = set()
+            names = []
+        listings[folder] = {stored.casefold(): stored for stored in names} | {stored: stored for stored in names}
     names = listings[folder]
-    if name in names:
-        return name
-    folded = name.casefold()
-    return next((stored for stored in names if stored.casefold() == folded), folded)  # at most one where case folds
+    return names.get(name) or names.get(name.casefold(), name.casefold())  # at most one folds so where case folds
 
 
 def _tidy(path: Path) -> Path:
@@ -445,7 +444,7 @@ def read_manifest_splits(csv_path: Path) -> dict[str, list[Sample]]:
     files, as a folder's are."""
     found: dict[str, list[Sample]] = {}
     listed: dict[tuple[int, int, int, str], tuple[int | None, Path]] = {}  # `_file_identity` -> the line and path listing it
-    listings: dict[Path, set[str]] = {}  # each folder's entry names, as `_file_identity` reads them
+    listings: dict[Path, dict[str, str]] = {}  # each folder's entry names, as `_file_identity` reads them
     text, encoding = manifest_text(csv_path)
     read_as = f"; the manifest was {CP1252_NOTE}" if encoding == "cp1252" else ""
     with io.StringIO(text, newline="") as handle:
