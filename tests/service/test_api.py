@@ -391,6 +391,20 @@ def test_415_a_dicom_object_that_holds_no_image(client: TestClient) -> None:
         assert batch.json()["results"][0]["status"] == 415
 
 
+def test_422_a_dicom_image_without_its_pixel_data_says_it_may_be_cut_short_or_header_only(client: TestClient) -> None:
+    """An image class's dataset without pixel data, and no sign of a cut, is a film cut between two whole elements or
+    a header-only export: 422 (an unusable image, as the docs' table says), in words naming both causes, not
+    'truncated ... copy it again'."""
+    from tests.conftest import dicom_to_bytes, make_dicom
+
+    header = dicom_to_bytes(make_dicom(None))  # Secondary Capture Image Storage
+    res = client.post("/predict", files={"file": ("IM000001", header, "application/dicom")})
+    assert res.status_code == 422, res.text
+    assert "no pixel data: the file may be cut short, or a header-only export" in res.json()["detail"]
+    batch = client.post("/predict/batch", files=[("files", ("IM000001", header, "application/dicom"))])
+    assert batch.json()["results"][0]["status"] == 422
+
+
 def test_422_corrupt_empty_or_missing(client: TestClient, xray: Path) -> None:
     truncated = xray.read_bytes()[:400]
     res = client.post("/predict", files={"file": ("cut.jpeg", truncated, "image/jpeg")})

@@ -162,7 +162,6 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
     try:
         has_pixels = any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
         image = _image_sop_class(ds)
-        image_header = any(k in ds for k in _IMAGE_PIXEL_MODULE)  # before PhotometricInterpretation is set below
         frames_value = ds.get("NumberOfFrames", None)
         frames = int(frames_value) if frames_value not in (None, "") else 1
         rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
@@ -179,9 +178,13 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
             raise _truncated(label) from None
         raise InputError(f"{label}: damaged DICOM image header; give a complete, valid DICOM file") from None
 
-    # an image whose pixel data is cut off; a dataset of another kind (a report) holds no image, cut or not
-    if not has_pixels and (image or image_header or (cut and image is None)):
+    # an image whose pixel data is cut off; a dataset of another kind (a report) holds no image, cut or not; one of
+    # a class pydicom does not know is an image by its header's size (as before SOP classes were read)
+    if not has_pixels and image is not False and (cut or (image is None and rows > 0 and cols > 0)):
         raise _truncated(label)
+    if not has_pixels and image:  # a cut between two whole elements reads as a whole file without pixel data
+        raise InputError(f"{label}: DICOM image has no pixel data: the file may be cut short, or a header-only "
+                         f"export; give the complete file, exported with its pixel data")
     if not has_pixels and _is_dicomdir(ds):
         raise NotAnImage(
             f"{label}: a DICOMDIR, the index of a DICOM export, not an image; give one of the films it indexes, "
@@ -225,9 +228,6 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
     if frames > 1:
         arr = _one_film(arr, frames, label)
     return ds, arr, photometric
-
-
-_IMAGE_PIXEL_MODULE = ("SamplesPerPixel", "Rows", "Columns", "BitsAllocated", "BitsStored", "PixelRepresentation")
 
 
 def _image_sop_class(ds: Dataset) -> bool | None:

@@ -70,7 +70,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
                                                  "check): downscale it, retrying would fail for ever"},
     415: {"model": ErrorResponse, "description": "not multipart/form-data, or the file is not an image (a DICOM "
                                                  "report or DICOMDIR too)"},
-    422: {"model": ErrorResponse, "description": "missing file, empty, corrupt or undecodable image"},
+    422: {"model": ErrorResponse, "description": "missing file, empty, corrupt or undecodable image (a DICOM image "
+                                                 "without its pixel data too: cut short, or a header-only export)"},
     500: {"model": ErrorResponse, "description": "internal error: the request was not processed; retry or report it"},
     503: _unavailable(),
 }
@@ -226,7 +227,8 @@ def _label(part: Part) -> str:
 
 def _status(err: InputError) -> int:
     """The status of a file decoding refused: 413 over the pixel limit, 415 a file that holds no image (a DICOM
-    report or DICOMDIR, as for any other file that is not an image), 422 a corrupt or unusable image."""
+    report or DICOMDIR, as for any other file that is not an image), 422 a corrupt or unusable image (a DICOM image
+    without its pixel data: cut short, or a header-only export)."""
     return 413 if isinstance(err, ImageTooLarge) else 415 if isinstance(err, NotAnImage) else 422
 
 
