@@ -172,7 +172,8 @@ def test_report_and_compare_name_a_lateral_dicom_and_the_guards_refusals(tiny_ru
 def test_a_run_trained_with_an_auc_tie_is_said_to_keep_its_epoch_so(tiny_run: Path, tiny_data: Path,
                                                                      tmp_path: Path) -> None:
     """The recipe left --auc-tie out, and the page said the kept epoch was the one of best validation AUC, which a
-    near-tie of lower validation loss replaces under it."""
+    near-tie of lower validation loss replaces under it; then it stated the rule as the lowest loss among near-ties,
+    which training does not run (it decides as each epoch ends)."""
     from pneumoscan.training.config import TrainConfig
     from pneumoscan.training.ensemble import build_ensemble
     from pneumoscan.training.trainer import train
@@ -183,7 +184,8 @@ def test_a_run_trained_with_an_auc_tie_is_said_to_keep_its_epoch_so(tiny_run: Pa
     out = tmp_path / "tie.html"
     assert main(["report", str(run), "--out", str(out), "--n-boot", "10", "--cases", "1"]) == 0
     text = html.unescape(out.read_text(encoding="utf-8"))
-    rule = "validation ROC AUC, ties within 0.002 of the best broken by the lower validation loss"
+    rule = ("validation ROC AUC: an epoch within 0.002 of the highest AUC so far replaced the kept one when its "
+            "validation loss was lower or the kept one's AUC had fallen more than 0.002 below the highest")
     assert "patience 8, auc_tie 0.002, seed 5" in text
     assert f"Optimistic: the kept epoch ({rule}) and the operating threshold" in text
     assert f"the epoch whose weights were kept ({rule})" in text and "best validation ROC AUC" not in text
@@ -194,5 +196,6 @@ def test_a_run_trained_with_an_auc_tie_is_said_to_keep_its_epoch_so(tiny_run: Pa
     build_ensemble([tiny_run, run], tmp_path / "ens", progress=False)
     out = tmp_path / "ens.html"
     assert main(["report", str(tmp_path / "ens"), "--out", str(out), "--n-boot", "10", "--cases", "1"]) == 0
-    assert ("each member's kept epoch (validation ROC AUC, near-ties broken by the lower validation loss as each "
-            "member's --auc-tie says)") in html.unescape(out.read_text(encoding="utf-8"))
+    assert ("each member's kept epoch (validation ROC AUC: an epoch within the member's --auc-tie of the highest AUC "
+            "so far replaced the kept one when its validation loss was lower or the kept one's AUC had fallen more "
+            "than the member's --auc-tie below the highest)") in html.unescape(out.read_text(encoding="utf-8"))

@@ -1,5 +1,6 @@
-"""--auc-tie: among epochs whose validation AUC is within the tie of the highest so far, the run keeps the one with
-the lowest validation loss."""
+"""--auc-tie, decided as each epoch ends: an epoch whose validation AUC is within the tie of the highest so far becomes
+the kept one when its validation loss is lower than the kept epoch's, or when the kept epoch's AUC has fallen more than
+the tie below the highest."""
 from __future__ import annotations
 
 import math
@@ -43,6 +44,13 @@ def test_a_kept_epoch_left_more_than_the_tie_below_a_new_highest_auc_is_replaced
     assert kept_epochs([0.990, 0.989, 0.995], [0.10, 0.05, 0.20], 0.002) == [1, 2, 3]
 
 
+def test_a_new_highest_auc_is_kept_over_an_earlier_epoch_of_lower_loss_still_within_the_tie() -> None:
+    # the online rule the docs, --help and report now state: epoch 2 (0.9019, loss 0.5) did not become the kept one
+    # (loss above epoch 1's, epoch 1 within the tie), so its weights are gone when epoch 3 (0.903) pushes epoch 1 out
+    # of the tie; the lowest loss within 0.002 of the run's highest AUC would be epoch 2
+    assert kept_epochs([0.900, 0.9019, 0.903], [0.2, 0.5, 0.9], 0.002) == [1, 1, 3]
+
+
 def test_a_run_saved_before_the_tie_existed_resumes_with_its_kept_epochs_loss_and_its_highest_auc() -> None:
     history = [{"epoch": 1, "val_auc": 0.9, "val_loss": 0.3}, {"epoch": 2, "val_auc": 0.95, "val_loss": 0.2},
                {"epoch": 3, "val_auc": 0.94, "val_loss": 0.1}]
@@ -79,3 +87,13 @@ def test_an_auc_tie_out_of_range_is_refused_naming_the_option(value: str, tiny_d
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "run"), "--auc-tie", value]) != 0
     assert "--auc-tie" in capsys.readouterr().err
+
+
+def test_train_help_states_the_rule_it_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    # --auc-tie's help said the lowest loss among epochs within the tie, and --patience's that a better AUC resets it
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "or when the kept epoch's AUC has fallen more than this below the highest" in text
+    assert ("with it, those its rule passes over, even a higher AUC whose val loss is not lower while the kept epoch "
+            "stays within the tie") in text

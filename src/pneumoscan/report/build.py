@@ -195,13 +195,13 @@ def recipe_config(run: RunInfo) -> dict[str, Any]:
 
 def kept_epoch_rule(configs: Sequence[dict[str, Any]]) -> str:
     """How training chose the kept epoch of runs with these settings: the best validation ROC AUC, or under their
-    --auc-tie (none before it existed) the lower validation loss among near-ties."""
+    --auc-tie (none before it existed) epoch by epoch, as `training.selection.becomes_kept` does."""
     ties = {float(config.get("auc_tie") or 0) if isinstance(config, dict) else 0.0 for config in configs}
     if not any(ties):
         return "best validation ROC AUC"
-    if len(ties) > 1:
-        return "validation ROC AUC, near-ties broken by the lower validation loss as each member's --auc-tie says"
-    return f"validation ROC AUC, ties within {ties.pop():g} of the best broken by the lower validation loss"
+    tie = f"{ties.pop():g}" if len(ties) == 1 else "the member's --auc-tie"
+    return (f"validation ROC AUC: an epoch within {tie} of the highest AUC so far replaced the kept one when its "
+            f"validation loss was lower or the kept one's AUC had fallen more than {tie} below the highest")
 
 
 def recipe_text(run: RunInfo) -> str:

@@ -135,11 +135,14 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, help="peak learning rate of AdamW (default 2e-3)")
     p.add_argument("--seed", type=int, help="seed for initialisation, batch order and augmentation (default 0)")
     p.add_argument("--split-seed", type=int, help="seed choosing the validation patients (default 0)")
-    p.add_argument("--patience", type=int, help="stop after this many epochs that replace no kept epoch: without a better "
-                                                   "val AUC (with --auc-tie, nor a near-tie of lower val loss) (default 8)")
+    p.add_argument("--patience", type=int,
+                   help="stop after this many epochs in a row that do not become the kept one (default 8): without "
+                        "--auc-tie, those of no higher val AUC; with it, those its rule passes over, even a higher AUC "
+                        "whose val loss is not lower while the kept epoch stays within the tie")
     p.add_argument("--auc-tie", type=float,
-                   help="keep, among epochs whose validation AUC is within this of the highest so far, the one with "
-                        "the lowest validation loss (default 0: the epoch of the highest AUC)")
+                   help="an epoch whose validation AUC is within this of the highest so far becomes the kept one when "
+                        "its validation loss is lower than the kept epoch's, or when the kept epoch's AUC has fallen "
+                        "more than this below the highest (default 0: the epoch of the highest AUC)")
     p.add_argument("--val-fraction", type=float, help="share of train patients held out for validation (default 0.15)")
     p.add_argument("--use-given-val", action="store_true", default=None, help="validate on DATA/val instead of a patient split")
     add_patient_key_arg(p, "default auto; a resume keeps the run's")

@@ -1,4 +1,5 @@
-"""Which epoch a run keeps: the highest validation AUC, with near-ties broken by validation loss."""
+"""Which epoch a run keeps: the highest validation AUC, or with --auc-tie an online rule that trades AUC within the
+tie for validation loss, decided epoch by epoch (`becomes_kept`)."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,7 +9,10 @@ def becomes_kept(state: dict[str, Any], auc: float, loss: float, tie: float) -> 
     """Whether an epoch with validation `auc` and `loss` replaces the kept one in `state` (its best_auc and
     best_loss, and top_auc, the highest AUC so far, before this epoch). With `tie` 0, only a higher AUC does. Else
     an AUC within `tie` of the highest so far (this epoch's included) is a tie: the epoch replaces the kept one when
-    its loss is lower, or when the kept one's AUC has fallen more than `tie` below the highest."""
+    its loss is lower, or when the kept one's AUC has fallen more than `tie` below the highest. Only the kept
+    epoch's weights are saved, so the run may end on an epoch whose loss is higher than that of an earlier one that
+    is still within `tie` of the highest AUC (not the lowest loss among the epochs within the tie of the run's
+    highest)."""
     if tie <= 0:
         return auc > state["best_auc"]
     top = max(state["top_auc"], auc)
