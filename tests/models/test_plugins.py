@@ -440,20 +440,71 @@ def test_set_threshold_and_serve_say_no_guard_can_be_fitted_to_a_model_without_a
     assert f"film too; {none_fits}" in caplog.text and "fit-guard" not in caplog.text, caplog.text
 
 
-def test_a_plugins_default_its_builder_refuses_ends_train_in_one_line_naming_it(
-        own_registry: dict, tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # torch's ValueError from inside the builder ended `train` in a traceback
-    from pneumoscan.cli import main
+def _dropping(dropout: float = 0.2) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(16 * 16, 1), nn.Flatten(0))
 
-    def dropping(dropout: float = 0.2) -> nn.Module:
-        return nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(16 * 16, 1), nn.Flatten(0))
 
-    register_model("dropping", description="mine", image_size=16, dropout=1.5)(dropping)
-    assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "run"), "--model", "dropping",
-                 "--epochs", "1", "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("pneumoscan: error: model 'dropping': option dropout=1.5: refused by its builder (dropout "
-                          "probability has to be between 0 and 1, but got 1.5)") and "Traceback" not in err, err
+def test_a_value_set_on_a_plugins_model_that_its_builder_refuses_is_named_in_one_line(own_registry: dict) -> None:
+    register_model("dropping", description="mine", image_size=16, dropout=0.3)(_dropping)
+    with pytest.raises(ValueError) as err:
+        create_model("dropping", dropout=1.5)
+    assert str(err.value) == ("model 'dropping': option dropout=1.5: refused by its builder (dropout probability has "
+                              "to be between 0 and 1, but got 1.5)")
+    # chained, not `from None`: the builder's own error stays in the traceback
+    assert type(err.value.__cause__) is ValueError and "but got 1.5" in str(err.value.__cause__)
+
+
+def test_a_plugins_registered_default_its_builder_refuses_is_the_builders_own_error(own_registry: dict) -> None:
+    # the user set nothing: `option dropout=1.5: refused by its builder` blamed an option never given, compared with
+    # the builder's signature default (0.2), not the registered one
+    register_model("dropping", description="mine", image_size=16, dropout=1.5)(_dropping)
+    with pytest.raises(ValueError, match=r"^dropout probability has to be between 0 and 1, but got 1.5$") as err:
+        create_model("dropping")
+    assert not isinstance(err.value, InputError)
+
+
+class _ProbingNet(nn.Module):
+    """A plugin's network with a bug of its own: a probe pass with the wrong number of channels."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, width, 3, padding=1)
+        self.fc = nn.Linear(width, 1)
+        self.conv(torch.zeros(1, 2, 8, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).mean((2, 3))).squeeze(1)
+
+
+@pytest.mark.parametrize("options", [{}, {"width": 32}, {"width": 64}])
+def test_a_plugins_builder_that_fails_with_its_registered_defaults_raises_its_own_error_with_its_traceback(
+        own_registry: dict, options: dict) -> None:
+    # 'option width=32: refused by its builder (...)' (`from None`) blamed the registered default, or an option the
+    # user set, for the builder's own bug, and hid where it was
+    def probing(width: int = 16) -> nn.Module:
+        return _ProbingNet(width)
+
+    register_model("probing", description="mine", image_size=32, width=32)(probing)
+    with pytest.raises(RuntimeError, match="expected input") as err:
+        create_model("probing", **options)
+    assert not isinstance(err.value, InputError)
+    assert any(entry.name == "__init__" and str(entry.path) == __file__ for entry in err.traceback)
+
+
+def test_an_option_without_a_default_is_not_named_as_set(own_registry: dict) -> None:
+    # 'options width=8, dropout=1.5': an option the builder requires counted as set, whatever its value
+    def needing(width: int, dropout: float = 0.2) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(16 * 16, width), nn.Dropout(dropout), nn.Linear(width, 1),
+                             nn.Flatten(0))
+
+    register_model("needing", description="mine", image_size=16)(needing)
+    with pytest.raises(ValueError) as err:
+        create_model("needing", width=8, dropout=1.5)
+    assert str(err.value).startswith("model 'needing': option dropout=1.5: refused by its builder (")
+    # only the required option given: nothing was set against a default, so the builder's error stands
+    with pytest.raises(RuntimeError, match="negative dimension") as raw:
+        create_model("needing", width=-1)
+    assert not isinstance(raw.value, InputError)
 
 
 def test_report_says_no_guard_can_be_fitted_to_a_model_without_a_linear_layer(

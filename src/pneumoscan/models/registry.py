@@ -135,7 +135,9 @@ def create_model(name: str, **cfg: Any) -> nn.Module:
     """Build the registered model `name` (single-logit output), overriding its defaults with `cfg`;
     ModelConfigError (a TypeError) names an option the builder does not take and lists the ones it does,
     ModelOptionError (a TypeError) a value of a kind its annotation does not take (`check_option_values`), and
-    ModelOptionValueError (a ValueError too) one the builder refuses (`dropout=1.5`), naming the options set."""
+    ModelOptionValueError (a ValueError too, chained to the builder's error) one the builder refuses (`dropout=1.5`),
+    naming the options set to another value than the registered defaults, when the model builds with those defaults;
+    else (nothing set, or the builder fails with its defaults too: its own fault) the builder's error unchanged."""
     spec = get_spec(name)
     options = model_options(name)
     unknown = [key for key in cfg if key not in options]
@@ -143,31 +145,46 @@ def create_model(name: str, **cfg: Any) -> nn.Module:
         raise ModelConfigError(f"model {name!r} has no option {unknown[0]!r}; its options are: "
                                f"{', '.join(options) or 'none'}")
     check_option_values(name, cfg)
-    given = {**spec.defaults, **cfg}
     try:
-        return spec.builder(**given)
+        return spec.builder(**{**spec.defaults, **cfg})
     except (ValueError, RuntimeError) as err:  # torch's: a dropout above 1, a negative width, ...
-        changed = _set_options(spec.builder, given)
-        if not changed or host_out_of_memory(err) or gpu_out_of_memory(err) or isinstance(err, InputError):
-            raise  # the builder's own fault, the machine's, or said already (an ensemble's member)
+        defaults = _registered_defaults(spec)
+        changed = _set_options(defaults, cfg)
+        if (not changed or host_out_of_memory(err) or gpu_out_of_memory(err) or isinstance(err, InputError)
+                or not _builds(spec, {**defaults, **{k: v for k, v in cfg.items() if k not in defaults}})):
+            raise  # the builder's own fault (it fails without the options set too), the machine's, or said already
         said = ", ".join(f"{key}={value!r}" for key, value in changed.items())
         raise ModelOptionValueError(name, f"option{'s' if len(changed) > 1 else ''} {said}: refused by its builder "
-                                          f"({first_line(err)})") from None
+                                          f"({first_line(err)})") from err
 
 
-def _set_options(builder: Callable[..., nn.Module], given: dict[str, Any]) -> dict[str, Any]:
-    """The options of `given` set to another value than `builder`'s own default (a list for a tuple counts as the
-    same, as JSON stores one), or to one without a default."""
-    params = inspect.signature(builder).parameters
+def _builds(spec: ModelSpec, options: dict[str, Any]) -> bool:
+    """Whether the builder of `spec` builds a model with `options`."""
+    try:
+        spec.builder(**options)
+    except Exception:  # noqa: BLE001 - a plugin's builder may fail in any way
+        return False
+    return True
+
+
+def _registered_defaults(spec: ModelSpec) -> dict[str, Any]:
+    """The options model `spec` is built with when none is given: its builder's own defaults, overridden by those
+    `register_model` was given; options without a default are left out."""
+    own = {key: p.default for key, p in inspect.signature(spec.builder).parameters.items()
+           if p.default is not inspect.Parameter.empty}
+    return {**own, **spec.defaults}
+
+
+def _set_options(defaults: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    """The options of `cfg` set to another value than their default in `defaults` (a list for a tuple counts as the
+    same, as JSON stores one); an option without a default is not counted: it cannot be left out."""
 
     def same(value: Any, default: Any) -> bool:
-        if isinstance(default, tuple) and isinstance(value, (list, tuple)):
+        if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
             return list(value) == list(default)
         return type(value) is type(default) and bool(value == default)
 
-    return {key: value for key, value in given.items()
-            if key not in params or params[key].default is inspect.Parameter.empty
-            or not same(value, params[key].default)}
+    return {key: value for key, value in cfg.items() if key in defaults and not same(value, defaults[key])}
 
 
 def check_option_values(name: str, cfg: dict[str, Any]) -> None:
