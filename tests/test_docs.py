@@ -544,13 +544,16 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 
 def effective_default(command: str, action: argparse.Action) -> object:
     """The value a command runs with when the option is left out: argparse's default, or for the options `train` and
-    `pretrain` leave unset (None), TrainConfig's; None when the code computes it (`--upload-memory-mb`)."""
+    `pretrain` leave unset (None), TrainConfig's (pretrain's --epochs its own); None when the code computes it
+    (`--upload-memory-mb`)."""
     from dataclasses import MISSING, fields
 
-    from pneumoscan.training.config import DEFAULT_CONSISTENCY, TrainConfig
+    from pneumoscan.training.config import DEFAULT_CONSISTENCY, PRETRAIN_EPOCHS, TrainConfig
 
     if action.default not in (None, argparse.SUPPRESS):
         return action.default
+    if (command, action.dest) == ("pretrain", "epochs"):
+        return PRETRAIN_EPOCHS
     if command in ("train", "pretrain", "audit"):
         if action.dest == "consistency":
             return DEFAULT_CONSISTENCY

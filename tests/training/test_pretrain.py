@@ -565,3 +565,30 @@ def test_a_pretraining_resumed_with_other_epochs_says_what_its_learning_rate_doe
     err = capsys.readouterr().err
     assert ("pneumoscan: warning: --epochs 2 (pretraining: 3): no epoch is left to train; pretrained.safetensors "
             "holds the 3 epochs trained") in err, err
+
+
+def test_a_pretraining_resumed_without_epochs_keeps_its_own(tiny_data: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # `--resume` without --epochs trained to the parser's default 15 (a 2-epoch pretraining 13 epochs more, its
+    # learning rate going up) and warned of an `--epochs 15` the user never typed
+    args = ["pretrain", "--data", str(tiny_data), "--model", "cnn", "--image-size", "32", "--batch-size", "8",
+            "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--epochs", "2"]) == 0
+    straight = load_file(str(tmp_path / "a" / PRETRAINED_NAME))
+
+    def crash(_message: str) -> None:  # called once per epoch, after the checkpoint is written
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pretrain_module.tqdm, "write", crash)
+        assert main([*args, "--out", str(tmp_path / "b"), "--epochs", "2"]) == 130
+        assert main([*args, "--out", str(tmp_path / "c")]) == 130  # a new pretraining: 15 epochs
+    assert torch.load(tmp_path / "c" / PRETRAIN_CHECKPOINT, weights_only=True)["config"]["epochs"] == 15
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "b"), "--resume"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert pretrain_module.pretraining_record(tmp_path / "b" / PRETRAINED_NAME)["epochs"] == 2
+    resumed = load_file(str(tmp_path / "b" / PRETRAINED_NAME))
+    assert resumed.keys() == straight.keys()
+    assert all(torch.allclose(resumed[key].float(), straight[key].float(), atol=1e-6) for key in straight)

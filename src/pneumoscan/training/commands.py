@@ -58,11 +58,14 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from pneumoscan.errors import counted
-    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.config import PRETRAIN_EPOCHS, TrainConfig
     from pneumoscan.training.pretrain import pretrain, pretraining_record
 
     cfg = TrainConfig.from_args(args)
-    path = pretrain(cfg, resume=args.resume, progress=not args.quiet, keep_patient_key=args.patient_key is None)
+    if args.epochs is None:  # TrainConfig's default is train's
+        cfg.epochs = PRETRAIN_EPOCHS
+    path = pretrain(cfg, resume=args.resume, progress=not args.quiet, keep_patient_key=args.patient_key is None,
+                    keep_epochs=args.epochs is None)
     skipped = pretraining_record(path).get("skipped")  # each named in a warning, which a long run scrolls away
     print(f"pretrained weights: {path}" + (f"; {counted(skipped, 'unreadable file')} skipped (named in the warnings "
                                            f"before the epochs)" if skipped else ""))
@@ -210,7 +213,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                                                 "the resumable checkpoint")
     p.add_argument("--model", default="resnet10", help="architecture from `pneumoscan models` (default: resnet10)")
     p.add_argument("--image-size", type=int, help="input size in pixels (default: the model's own)")
-    p.add_argument("--epochs", type=int, default=15, help="epochs over the training split (default 15)")
+    p.add_argument("--epochs", type=int,
+                   help="epochs over the training split (default 15; a resume keeps the pretraining's)")
     p.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
     p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate per 256 images (default 0.05)")
     p.add_argument("--seed", type=int, default=0, help="seed for initialisation, batch order and views (default 0)")

@@ -27,6 +27,7 @@ SAVED_BEFORE_THEY_EXISTED = {"equalize": False, "crop": False, "consistency": 0.
 # sampler, zoom +-20 %, a stretch of up to 10 % of one axis against the other, and a consistency loss
 # of weight 10 between two augmented views of each image, for at most 30 epochs.
 DEFAULT_CONSISTENCY = 10.0
+PRETRAIN_EPOCHS = 15  # `pretrain --epochs` of a new pretraining (a resume keeps its own)
 MAX_SEED = 2**32 - 1  # numpy seeds its generators with 0 to 2**32 - 1 only
 # --balance: class-balanced batches, a class-weighted loss, or neither
 BALANCES = ("sampler", "weighted", "none")

@@ -103,11 +103,12 @@ def _view(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, keep_patient_key: bool = False,
-             warn: Callable[[str], None] = write_warning) -> Path:
+             keep_epochs: bool = False, warn: Callable[[str], None] = write_warning) -> Path:
     """SimSiam on the run's training split (cfg.epochs, cfg.batch_size, SGD at cfg.lr scaled by batch/256);
     returns the path of `pretrained.safetensors` in cfg.out. The folder is locked against a second process
     while this one runs, as `train` locks its run folder. `keep_patient_key`: a resume keeps the pretraining's
-    own --patient-key (not given again; `name` for one started before the option existed). `warn` says what
+    own --patient-key (not given again; `name` for one started before the option existed), and with `keep_epochs`
+    its own --epochs (not given again; cfg.epochs for a checkpoint that records none). `warn` says what
     `train` would say about the data and matters to pretraining too (`data_warnings`)."""
     cfg.check()
     out = Path(cfg.out)
@@ -118,7 +119,7 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, k
     if not get_spec(cfg.model).trainable:
         raise InputError(f"model '{cfg.model}' is built from trained runs; pretrain one of its member architectures")
     with run_lock(out, resume=resume):  # a pretraining refused before it wrote anything leaves no empty folder behind
-        return _pretrain(cfg, out, resume, progress, keep_patient_key, warn)
+        return _pretrain(cfg, out, resume, progress, keep_patient_key, keep_epochs, warn)
 
 
 def _train_files(out: Path) -> str:
@@ -130,7 +131,7 @@ def _train_files(out: Path) -> str:
     return files_in(out, (LAST_CHECKPOINT, ARTIFACT_NAME))
 
 
-def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_patient_key: bool,
+def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_patient_key: bool, keep_epochs: bool,
               warn: Callable[[str], None]) -> Path:
     from pneumoscan.training.run_data import data_warnings, prepare_data
     from pneumoscan.training.split_check import resume_advice, split_change
@@ -144,6 +145,8 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
     saved = ckpt.get("config") if ckpt else None  # older checkpoints carry no settings and are not checked
     if saved and keep_patient_key:
         cfg.patient_key = TrainConfig.as_trained(saved)["patient_key"]
+    if saved and keep_epochs and isinstance(saved.get("epochs"), int):
+        cfg.epochs = saved["epochs"]
     # settings newer than the checkpoint count as it ran (no --equalize, no --crop), so resuming with them
     # switched on is refused rather than silently mixed
     given = {k: v for k, v in cfg.to_dict().items() if k in PRETRAINING_SETTINGS}
