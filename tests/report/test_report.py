@@ -846,3 +846,24 @@ def test_the_summary_of_a_tta_model_says_what_the_mirror_is_and_what_it_measured
     rows = [r for r in rows["rows"] if r.get("val_auc_tta") is not None]
     claimed = int(re.search(r"in all (\d+) runs of bench/results/ablation.md", TTA_ON)[1])
     assert len(rows) == claimed and all(r["val_auc_tta"] < r["val_auc"] for r in rows)
+
+
+def test_report_on_data_of_a_guarded_model_leaves_its_torch_model_unloaded(
+        tiny_run: Path, tiny_data: Path, fitted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ONNX export serves `report --data` and `compare --data`; their 'no guard' line loaded the torch model
+    (1.1 s for the shipped one) to ask whether a guard could be fitted, even of a model that has one."""
+    from pneumoscan.export.onnx import export_artifact
+    from pneumoscan.inference.predictor import Predictor
+    from pneumoscan.report.run import load_run
+    from pneumoscan.report.scores import data_scores
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    shutil.copy(fitted.with_name("model.ood.safetensors"), run)
+    export_artifact(run, run / "model.onnx")
+    loads: list[Path] = []
+    load = Predictor._load_model
+    monkeypatch.setattr(Predictor, "_load_model", lambda self: loads.append(self.path) or load(self))
+    scores = data_scores(load_run(run), tiny_data, "test", n_boot=10, progress=False)
+    assert scores.guarded and scores.no_guard_fits is None
+    assert loads == []

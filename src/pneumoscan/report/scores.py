@@ -14,6 +14,7 @@ from pneumoscan.training.config import run_folders
 
 if TYPE_CHECKING:
     from pneumoscan.data.layout import Sample
+    from pneumoscan.inference.predictor import Predictor
 
 VAL_PREDICTIONS = "val_predictions.csv"
 
@@ -177,7 +178,6 @@ def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_b
     """Evaluate the run's model on a split of `data` at the stored threshold (`progress`: its bars)."""
     from pneumoscan.data.patients import cause_of
     from pneumoscan.evaluation.evaluate import evaluate_and_warn
-    from pneumoscan.inference.ood.guard import no_guard_fits
     from pneumoscan.inference.predictor import Predictor
 
     # the backend `evaluate` uses by default, so a film scored at the very threshold is called alike by both
@@ -190,7 +190,17 @@ def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_b
                   float(predictor.threshold), result.summary, [cause_of(s) for s in result.images.samples],
                   np.asarray(result.images.images),
                   list(result.images.skipped), count_patients(run, result.images.samples, progress),
-                  guarded=predictor.guard is not None, no_guard_fits=no_guard_fits(predictor.model))
+                  guarded=predictor.guard is not None, no_guard_fits=_no_guard_fits(predictor))
+
+
+def _no_guard_fits(predictor: Predictor) -> str | None:
+    """Why no guard can be fitted to the unguarded model of `predictor` (`no_guard_fits`), None when it is guarded or
+    one can be; never loads the torch model (seconds) that the ONNX export on file served without."""
+    from pneumoscan.inference.ood.guard import no_guard_fits
+
+    if predictor.guard is not None:
+        return None
+    return no_guard_fits(predictor.model if predictor.model_loaded else None)
 
 
 def _check_threshold_films_split(run: RunInfo, split: str | None) -> None:
