@@ -550,6 +550,29 @@ def test_grad_cams_layers_are_found_at_start_up_not_by_a_get_model(tiny_run: Pat
     assert res.status_code == 200 and res.json()["heatmap_class"] is not None
 
 
+def test_a_model_loaded_at_start_up_gets_grad_cams_copy_from_the_first_heatmap_or_warm_up(
+        tiny_run: Path, xray: Path) -> None:
+    """Start-up found Grad-CAM's layers on a copy of the model made then and kept for the service's life: the model's
+    size again (+101 MB for tv_resnet50, in GPU memory on a GPU) for a service that may never draw a heatmap. It
+    searches the shared model now; the first heatmap, or the page's warm-up, makes the copy."""
+    film = {"file": (xray.name, xray.read_bytes(), "image/jpeg")}
+    for first in ("heatmap", "warm-up"):
+        app = create_app(Settings(model=str(tiny_run), backend="torch"))
+        engine = app.state.engine
+        with TestClient(app) as c:
+            info = c.get("/model").json()
+            assert (info["explain_available"], info["explain_loaded"]) == (True, True)
+            assert c.post("/predict", files=film).status_code == 200
+            assert engine._explain_model is None, first
+            if first == "warm-up":
+                assert c.post("/warm-up").status_code == 202
+                engine._warming.join(60)
+            else:
+                res = c.post("/predict?explain=true", files=film)
+                assert res.status_code == 200 and res.json()["heatmap_class"] is not None
+            assert engine._explain_model is not None and engine._explain_model is not engine.predictor.model, first
+
+
 def test_explain_of_a_model_without_a_feature_map_is_501(tmp_path: Path, xray: Path) -> None:
     from pneumoscan.artifact import ArtifactMeta, save_artifact
     from pneumoscan.models.registry import create_model

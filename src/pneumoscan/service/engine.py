@@ -288,7 +288,9 @@ class Engine:
         self._state_lock = threading.Lock()  # `_cam_error` and `_cam_retry_at` change, and are read, together
         self._screen_lock = threading.Lock()
         if self._torch_at_start and (module := gradcam_module()) is not None:
-            self._cam_problem(module)  # its layers found now (tens of ms), not by a GET /model on the event loop
+            # its layers found now (tens of ms), not by a GET /model on the event loop; on the shared model, as no
+            # request runs yet: the hooked copy (the model's size again, on its device) waits for the first heatmap
+            self._cam_problem(module, copy=False)
 
     @property
     def meta(self) -> ArtifactMeta:
@@ -348,7 +350,7 @@ class Engine:
         is asked for soon, and it would otherwise wait seconds for PyTorch to load. Predictions go on meanwhile; a
         heatmap asked for before it is done waits for it."""
         with self._warm_lock:
-            if self.warming or (self._cam_error is not None and not self._retry_due()):
+            if self.warming or not self._cam_due(copy=True):
                 return
             if self._torch_missing(self._cam_error):
                 return  # `explain_problem` gives the install advice; a load would only fail and replace it
@@ -426,16 +428,27 @@ class Engine:
             self._explain_model = copy.deepcopy(self.predictor.model).eval()
         return self._explain_model
 
-    def _cam_problem(self, module: ModuleType) -> str:
+    def _cam_due(self, copy: bool) -> bool:
+        """Whether `_cam_problem` has work to do: the layers not found yet, a retry due, or (`copy`) their copy of a
+        model whose layers start-up found to make."""
+        error = self._cam_error
+        return error is None or self._retry_due() or (copy and error == "" and self._explain_model is None)
+
+    def _cam_problem(self, module: ModuleType, copy: bool = True) -> str:
         """Why Grad-CAM cannot explain this model ('' when it can), found once from the model's structure with
-        its target layers (`_cam_layers`). Once known it is read without the lock: the event loop asks (GET
-        /model, ?explain=true) while a worker thread may hold the lock for as long as it draws a heatmap."""
-        if self._cam_error is None or self._retry_due():
+        its target layers (`_cam_layers`), and its copy made (`copy`; start-up searches the shared model). Once known
+        it is read without the lock: the event loop asks (GET /model, ?explain=true) while a worker thread may hold
+        the lock for as long as it draws a heatmap."""
+        if self._cam_due(copy):
             with self._explain_lock:
-                if self._cam_error is None or self._retry_due():
+                if self._cam_due(copy):
                     try:
-                        self._cam_layers = module.cam_layers(self._explain_copy(), self.meta)
-                        self._unmapped = list(module.unmapped_members(self.meta, self._cam_layers))
+                        if self._cam_error != "":
+                            searched = self._explain_copy() if copy else self.predictor.model
+                            self._cam_layers = module.cam_layers(searched, self.meta)
+                            self._unmapped = list(module.unmapped_members(self.meta, self._cam_layers))
+                        else:
+                            self._explain_copy()
                         with self._state_lock:  # seen apart, an old error without its retry time is a 501 for good
                             self._cam_error, self._cam_retry_at = "", None
                     except Exception as err:  # noqa: BLE001 - whatever it is: heatmaps off, service on
