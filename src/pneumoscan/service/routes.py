@@ -131,31 +131,39 @@ def _others_under_way(request: Request, reservation: Reservation) -> bool:
             or _engine(request).warming or request.app.state.readiness.testing)
 
 
-def _arrivals(request: Request) -> tuple[int, int, int]:
-    """How many holders of memory have started so far: upload reservations granted, loads of Grad-CAM's model,
-    readiness tests. One that came and went while a film was decoded changed them."""
-    return (request.app.state.upload_budget.granted, _engine(request).warm_starts,
-            request.app.state.readiness.tests_started)
+def _arrivals(request: Request) -> tuple[int, int]:
+    """How many holders of memory have started so far: upload reservations granted, loads of Grad-CAM's model. One
+    that came and went while a film was decoded changed them. Readiness tests are left out: one under way is seen
+    (`_others_under_way`), and its test image (16 KB) is no memory a film's decoding could miss."""
+    return request.app.state.upload_budget.granted, _engine(request).warm_starts
 
 
 def _decode(request: Request, reservation: Reservation, part: Part) -> Decoded:
     """The part's film decoded. Its decoding running out of memory is an HTTPException: 503 to retry while other work
-    held memory (`_others_under_way` at its start or its failure, or `_arrivals` that came and went meanwhile), else
-    413, since that film alone is too large for this server's memory and retrying would fail for ever. The decoder's
-    other InputErrors are raised as they are."""
-    crowded, arrivals = _others_under_way(request, reservation), _arrivals(request)
-    try:  # the upload's own buffer: a copy would hold it twice while it is decoded
-        return _engine(request).decode(part.data, _label(part))
-    except DecodeOutOfMemory as err:
-        if crowded or _arrivals(request) != arrivals or _others_under_way(request, reservation):
-            log.error("%s: MemoryError decoding a film while other work held memory; answered 503",
-                      _request_line(request))
-            raise _busy(HOST_BUSY) from None
-        size = "the film" if err.width is None else f"{err.width} x {err.height} px"
-        log.error("%s: MemoryError decoding a film of %s with nothing else holding memory; answered 413",
-                  _request_line(request), size)
-        raise HTTPException(413, f"{err.label}: {size} is too large for this server's memory; downscale it and send "
-                                 "it again") from None
+    held memory (`_others_under_way` at its start or its failure), else 413, since that film alone is too large for
+    this server's memory and retrying would fail for ever. When others only came and went meanwhile (`_arrivals`),
+    whose memory it may have missed, it is decoded once more, and that reading decides: a steady stream of small
+    uploads never keeps a film from its 413. The decoder's other InputErrors are raised as they are."""
+    again = False
+    while True:
+        crowded, arrivals = _others_under_way(request, reservation), _arrivals(request)
+        try:  # the upload's own buffer: a copy would hold it twice while it is decoded
+            return _engine(request).decode(part.data, _label(part))
+        except DecodeOutOfMemory as err:
+            if crowded or _others_under_way(request, reservation):
+                log.error("%s: MemoryError decoding a film while other work held memory; answered 503",
+                          _request_line(request))
+                raise _busy(HOST_BUSY) from None
+            if not again and _arrivals(request) != arrivals:
+                log.warning("%s: MemoryError decoding a film while other requests came and went; decoding it again",
+                            _request_line(request))
+                again = True
+                continue
+            size = "the film" if err.width is None else f"{err.width} x {err.height} px"
+            log.error("%s: MemoryError decoding a film of %s with nothing else holding memory; answered 413",
+                      _request_line(request), size)
+            raise HTTPException(413, f"{err.label}: {size} is too large for this server's memory; downscale it and "
+                                     "send it again") from None
 
 
 def _model_problem(err: ModelFileChanged | DamagedModel, rid: str) -> str:
