@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import traceback
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -476,7 +477,7 @@ class _ProbingNet(nn.Module):
         return self.fc(self.conv(x).mean((2, 3))).squeeze(1)
 
 
-@pytest.mark.parametrize("options", [{}, {"width": 32}, {"width": 64}])
+@pytest.mark.parametrize("options", [{}, {"width": 32}])
 def test_a_plugins_builder_that_fails_with_its_registered_defaults_raises_its_own_error_with_its_traceback(
         own_registry: dict, options: dict) -> None:
     # 'option width=32: refused by its builder (...)' (`from None`) blamed the registered default, or an option the
@@ -491,7 +492,20 @@ def test_a_plugins_builder_that_fails_with_its_registered_defaults_raises_its_ow
     assert any(entry.name == "__init__" and str(entry.path) == __file__ for entry in err.traceback)
 
 
-def test_an_option_without_a_default_is_not_named_as_set(own_registry: dict) -> None:
+def test_a_plugins_own_bug_under_a_set_option_keeps_its_traceback_in_the_cause(own_registry: dict) -> None:
+    def probing(width: int = 16) -> nn.Module:
+        return _ProbingNet(width)
+
+    register_model("probing", description="mine", image_size=32, width=32)(probing)
+    with pytest.raises(ValueError, match=r"^model 'probing': option width=64: refused by its builder") as err:
+        create_model("probing", width=64)
+    cause = err.value.__cause__
+    assert isinstance(cause, RuntimeError) and "expected input" in str(cause)
+    assert any(frame.name == "__init__" and frame.filename == __file__
+               for frame in traceback.extract_tb(cause.__traceback__))
+
+
+def test_an_option_without_a_default_is_named_only_when_the_model_does_not_build_with_it(own_registry: dict) -> None:
     # 'options width=8, dropout=1.5': an option the builder requires counted as set, whatever its value
     def needing(width: int, dropout: float = 0.2) -> nn.Module:
         return nn.Sequential(nn.Flatten(), nn.Linear(16 * 16, width), nn.Dropout(dropout), nn.Linear(width, 1),
@@ -501,10 +515,42 @@ def test_an_option_without_a_default_is_not_named_as_set(own_registry: dict) -> 
     with pytest.raises(ValueError) as err:
         create_model("needing", width=8, dropout=1.5)
     assert str(err.value).startswith("model 'needing': option dropout=1.5: refused by its builder (")
-    # only the required option given: nothing was set against a default, so the builder's error stands
-    with pytest.raises(RuntimeError, match="negative dimension") as raw:
-        create_model("needing", width=-1)
-    assert not isinstance(raw.value, InputError)
+
+
+@pytest.mark.parametrize(("options", "said"), [
+    ({"width": -3}, "option width=-3"),
+    ({"width": -3, "dropout": 1.5}, "options width=-3, dropout=1.5"),
+])
+def test_a_refused_value_of_an_option_without_a_default_is_one_line_naming_it(
+        own_registry: dict, options: dict, said: str) -> None:
+    # torch's raw 'Trying to create tensor with negative dimension -3' (9ff0c24): a required option given was never
+    # counted as set, so nothing was named
+    def needing(width: int, dropout: float = 0.1) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(1, width, 3), nn.Dropout(dropout), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                             nn.Linear(width, 1), nn.Flatten(0))
+
+    register_model("needing", description="mine", image_size=32)(needing)
+    with pytest.raises(ValueError) as err:
+        create_model("needing", **options)
+    assert isinstance(err.value, InputError)
+    assert str(err.value) == (f"model 'needing': {said}: refused by its builder (Trying to create tensor with "
+                              f"negative dimension -3: [-3, 1, 3, 3])")
+    assert isinstance(err.value.__cause__, RuntimeError)
+
+
+def test_the_check_after_a_refusal_builds_on_the_meta_device(own_registry: dict) -> None:
+    devices = []
+
+    def recording(dropout: float = 0.1) -> nn.Module:
+        devices.append(torch.empty(1).device.type)
+        return nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(32 * 32, 1), nn.Flatten(0))
+
+    register_model("recording", description="mine", image_size=32)(recording)
+    with pytest.raises(ValueError, match="option dropout=1.5"):
+        create_model("recording", dropout=1.5)
+    assert devices == ["cpu", "meta"]
+    create_model("recording")
+    assert devices[-1] == "cpu"
 
 
 def test_report_says_no_guard_can_be_fitted_to_a_model_without_a_linear_layer(

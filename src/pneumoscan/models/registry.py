@@ -135,9 +135,11 @@ def create_model(name: str, **cfg: Any) -> nn.Module:
     """Build the registered model `name` (single-logit output), overriding its defaults with `cfg`;
     ModelConfigError (a TypeError) names an option the builder does not take and lists the ones it does,
     ModelOptionError (a TypeError) a value of a kind its annotation does not take (`check_option_values`), and
-    ModelOptionValueError (a ValueError too, chained to the builder's error) one the builder refuses (`dropout=1.5`),
-    naming the options set to another value than the registered defaults, when the model builds with those defaults;
-    else (nothing set, or the builder fails with its defaults too: its own fault) the builder's error unchanged."""
+    ModelOptionValueError (a ValueError too, chained to the builder's error) one the builder refuses (`dropout=1.5`):
+    after a refusal the builder is called again (on the meta device) with the registered defaults and the options
+    without one that were given; when that builds, the options set to another value than their registered default
+    are named, else every option set (one without a default counts as set when given). Nothing set: the builder's
+    error unchanged."""
     spec = get_spec(name)
     options = model_options(name)
     unknown = [key for key in cfg if key not in options]
@@ -149,19 +151,24 @@ def create_model(name: str, **cfg: Any) -> nn.Module:
         return spec.builder(**{**spec.defaults, **cfg})
     except (ValueError, RuntimeError) as err:  # torch's: a dropout above 1, a negative width, ...
         defaults = _registered_defaults(spec)
-        changed = _set_options(defaults, cfg)
-        if (not changed or host_out_of_memory(err) or gpu_out_of_memory(err) or isinstance(err, InputError)
-                or not _builds(spec, {**defaults, **{k: v for k, v in cfg.items() if k not in defaults}})):
-            raise  # the builder's own fault (it fails without the options set too), the machine's, or said already
+        required = {key: value for key, value in cfg.items() if key not in defaults}
+        against_defaults = _set_options(defaults, cfg)
+        changed = {key: value for key, value in cfg.items() if key in required or key in against_defaults}
+        if not changed or host_out_of_memory(err) or gpu_out_of_memory(err) or isinstance(err, InputError):
+            raise  # nothing set: the builder's own fault; or the machine's, or said already
+        if against_defaults and _builds(spec, {**defaults, **required}):
+            changed = against_defaults  # it builds with the required options as given: the others are refused
         said = ", ".join(f"{key}={value!r}" for key, value in changed.items())
         raise ModelOptionValueError(name, f"option{'s' if len(changed) > 1 else ''} {said}: refused by its builder "
                                           f"({first_line(err)})") from err
 
 
 def _builds(spec: ModelSpec, options: dict[str, Any]) -> bool:
-    """Whether the builder of `spec` builds a model with `options`."""
+    """Whether the builder of `spec` builds a model with `options`; built on the meta device, so that it allocates
+    no memory and initialises no weights."""
     try:
-        spec.builder(**options)
+        with torch.device("meta"):
+            spec.builder(**options)
     except Exception:  # noqa: BLE001 - a plugin's builder may fail in any way
         return False
     return True
@@ -177,7 +184,7 @@ def _registered_defaults(spec: ModelSpec) -> dict[str, Any]:
 
 def _set_options(defaults: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
     """The options of `cfg` set to another value than their default in `defaults` (a list for a tuple counts as the
-    same, as JSON stores one); an option without a default is not counted: it cannot be left out."""
+    same, as JSON stores one); options without a default are left out."""
 
     def same(value: Any, default: Any) -> bool:
         if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
