@@ -239,9 +239,13 @@ def test_members_trained_on_two_copies_of_one_data_set_share_their_split_as_comp
     predictions.write_text("\n".join(rows) + "\n")
     gone = Path(rows[-1].split(",")[0])
     film = gone.read_bytes()
-    gone.unlink()  # matched by name inside each run's data, a deleted film (or another under its name) passed
-    with pytest.raises(InputError, match="other: validated on other images than"):
+    gone.unlink()  # matched by name inside each run's data, a deleted film (or another under its name) passed;
+    # then 'validated on other images than run', though both were trained on the same data (compare: the same films)
+    with pytest.raises(InputError) as err:
         build_ensemble([tiny_run, other], tmp_path / "deleted", progress=False)
+    assert str(err.value) == (f"{gone}: a validation film of {other} cannot be read; the members' validation films "
+                              f"are matched by their content, so it must be readable: put it back")
+    assert not (tmp_path / "deleted").exists()
     gone.write_bytes(film)
     validated = rows[1].split(",")[0]
     with open(validated, "ab") as film:  # no longer the same film

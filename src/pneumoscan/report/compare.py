@@ -218,7 +218,8 @@ def film_keys(scored: Sequence[ScoredFilms]) -> tuple[list[list[FilmKey]], int]:
     """Each run's films named as `same_films.film_keys` names them, with how many could not be read."""
     from pneumoscan.training.same_films import film_keys as keyed
 
-    return keyed([(run.meta.training, run.path, paths, labels) for _, run, paths, labels in scored])
+    keys, unread = keyed([(run.meta.training, run.path, paths, labels) for _, run, paths, labels in scored])
+    return keys, len(unread)
 
 
 def validation_films_note(scored: Sequence[ScoredFilms]) -> str:

@@ -13,7 +13,7 @@ from torch import nn
 from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, load_artifact, read_meta
 from pneumoscan.data.cache import load_image_set
 from pneumoscan.data.layout import Sample
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, counted
 from pneumoscan.evaluation.evaluate import read_prediction_samples
 from pneumoscan.evaluation.thresholds import check_target_recall
 from pneumoscan.inference.batch import device_for
@@ -22,7 +22,7 @@ from pneumoscan.models.registry import create_model
 from pneumoscan.outputs import atomic_write, undone_on_failure
 from pneumoscan.data.patients import recorded_patient_key
 from pneumoscan.training.config import TrainConfig, member_data_placed, run_folders
-from pneumoscan.training.same_films import film_keys, path_keys
+from pneumoscan.training.same_films import film_keys
 from pneumoscan.training.trainer import LAST_CHECKPOINT, finish_artifact
 
 
@@ -136,13 +136,15 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
                                  f"members with different --seed values or models")
     vals = [_val_samples(run) for run in runs]
     val = vals[0]
-    # by content, as `compare` tells them: members trained on copies of one data set share their validation films;
-    # by path when one cannot be read, as names alone would take other images under the same names for them
+    # by content, as `compare` tells them: members trained on copies of one data set share their validation films
     films = [(meta.training, run, [Path(s.path) for s in samples], [s.label for s in samples])
              for run, (_, meta), samples in zip(runs, loaded, vals)]
     keyed, unread = film_keys(films)
-    if unread:
-        keyed = path_keys(films)
+    if unread:  # names alone would take another image under the same name for it
+        run, film = unread[0]
+        more = f" (and {counted(len(unread) - 1, 'other')})" if len(unread) > 1 else ""
+        raise InputError(f"{film}: a validation film of {run} cannot be read{more}; the members' validation films "
+                         f"are matched by their content, so it must be readable: put it back")
     for run, keys in zip(runs[1:], keyed[1:]):
         if Counter(keys) != Counter(keyed[0]):
             raise InputError(f"{run}: validated on other images than {runs[0]}{_split_difference(run, runs[0])}; train "

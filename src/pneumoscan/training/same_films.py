@@ -13,25 +13,21 @@ RunFilms = tuple[dict[str, Any], Path, Sequence[Path], Sequence[int]]
 FilmKey = tuple[int, str]
 
 
-def film_keys(runs: Sequence[RunFilms]) -> tuple[list[list[FilmKey]], int]:
+def film_keys(runs: Sequence[RunFilms]) -> tuple[list[list[FilmKey]], list[tuple[Path, Path]]]:
     """Each run's films named by their label and content (`file_fingerprint`, the SHA-256 of their bytes): a film
     reached through another `--data` spelling, or in a copy of the data set elsewhere, is the same film, and another
     image under the same name, or the same image under another label, is not. When any of them cannot be read now (a
     copy that is gone), every run's films are named by their label and path inside the data the run was trained on
-    (`data_keys`) instead, rather than count an unread film as another; with how many films could not be read (0 when
-    named by content)."""
+    (`data_keys`) instead, rather than count an unread film as another; with the films that could not be read, each
+    with its run folder (none when named by content)."""
     from pneumoscan.data.fingerprint import fingerprints
 
     marks = [fingerprints(paths) for _, _, paths, _ in runs]
-    unread = sum(not mark for run_marks in marks for mark in run_marks)
+    unread = [(Path(run_dir), Path(path)) for (_, run_dir, paths, _), run_marks in zip(runs, marks)
+              for path, mark in zip(paths, run_marks) if not mark]
     if unread:
         marks = [data_keys(training, run_dir, paths) for training, run_dir, paths, _ in runs]
     return [list(zip(map(int, labels), run_marks)) for (*_, labels), run_marks in zip(runs, marks)], unread
-
-
-def path_keys(runs: Sequence[RunFilms]) -> list[list[FilmKey]]:
-    """Each run's films named by their label and absolute path: the same films only where the same files are."""
-    return [list(zip(map(int, labels), map(os.path.abspath, paths))) for *_, paths, labels in runs]
 
 
 def data_keys(training: dict[str, Any], run_dir: Path, paths: Sequence[Path]) -> list[str]:
