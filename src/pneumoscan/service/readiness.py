@@ -31,6 +31,7 @@ class Readiness:
         self.engine = engine
         self.timeout_s = timeout_s
         self._running: asyncio.Future[None] | None = None
+        self.tests_started = 0  # one that ended meanwhile changed it
 
     @property
     def testing(self) -> bool:
@@ -42,6 +43,7 @@ class Readiness:
         start = time.perf_counter()
         if self._running is None or self._running.done():
             self._running = asyncio.ensure_future(asyncio.to_thread(self.engine.self_test))
+            self.tests_started += 1
         try:
             await asyncio.wait_for(asyncio.shield(self._running), self.timeout_s)
         except asyncio.TimeoutError:

@@ -131,11 +131,12 @@ def _others_under_way(request: Request, reservation: Reservation) -> bool:
             or _engine(request).warming or request.app.state.readiness.testing)
 
 
-def _arrivals(request: Request) -> tuple[int, int]:
-    """How many holders of memory have started so far: upload reservations granted, loads of Grad-CAM's model. One
-    that came and went while a film was decoded changed them. Readiness tests are left out: one under way is seen
-    (`_others_under_way`), and its test image (16 KB) is no memory a film's decoding could miss."""
-    return request.app.state.upload_budget.granted, _engine(request).warm_starts
+def _arrivals(request: Request) -> tuple[int, int, int]:
+    """How many holders of memory have started so far: upload reservations granted, loads of Grad-CAM's model,
+    readiness tests (each a forward pass of the model and its guard). One that came and went while a film was decoded
+    changed them."""
+    return (request.app.state.upload_budget.granted, _engine(request).warm_starts,
+            request.app.state.readiness.tests_started)
 
 
 def _decode(request: Request, reservation: Reservation, part: Part) -> Decoded:
@@ -143,7 +144,7 @@ def _decode(request: Request, reservation: Reservation, part: Part) -> Decoded:
     held memory (`_others_under_way` at its start or its failure), else 413, since that film alone is too large for
     this server's memory and retrying would fail for ever. When others only came and went meanwhile (`_arrivals`),
     whose memory it may have missed, it is decoded once more, and that reading decides: a steady stream of small
-    uploads never keeps a film from its 413. The decoder's other InputErrors are raised as they are."""
+    uploads or readiness probes never keeps a film from its 413. The decoder's other InputErrors are raised as they are."""
     again = False
     while True:
         crowded, arrivals = _others_under_way(request, reservation), _arrivals(request)
