@@ -233,6 +233,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted pretraining in --out; give the options it was started with (only "
                         "--epochs, --data and --cache-dir may change, --data only to the same images moved; "
-                        "--patient-key may be left out)")
+                        "--epochs and --patient-key may be left out: it keeps the pretraining's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (shown on stderr only when it is a terminal)")
     p.set_defaults(func=cmd_pretrain)
