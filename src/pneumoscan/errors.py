@@ -95,6 +95,16 @@ class ModelOptionValueError(ModelOptionError, ValueError):
     the option and the builder's own reason."""
 
 
+class ModelBuildError(ModelOptionValueError):
+    """Options without a default given, with which a model does not build (`width=-3`): "model 'req' `problem`",
+    the problem naming them and the builder's reason; whether the builder refused them or has a bug of its own
+    cannot be told apart."""
+
+    def __init__(self, model: str, problem: str) -> None:
+        super().__init__(model, problem)
+        self.args = (f"model {model!r} {problem}",)
+
+
 class ArgumentTypeError(InputError, TypeError):
     """An argument of a Python API function of a kind it does not take; the message names the function, the
     argument, what it got and what it takes."""

@@ -11,6 +11,7 @@ import collections.abc
 import inspect
 import math
 import numbers
+import reprlib
 import os
 import types
 import typing
@@ -22,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pneumoscan.errors import (InputError, ModelConfigError, ModelOptionError, ModelOptionValueError, PluginWarning,
-                               UnknownModelError, first_line, gpu_out_of_memory, host_out_of_memory,
+from pneumoscan.errors import (InputError, ModelBuildError, ModelConfigError, ModelOptionError, ModelOptionValueError,
+                               PluginWarning, UnknownModelError, first_line, gpu_out_of_memory, host_out_of_memory,
                                raise_if_interrupted, warn)
 
 PLUGIN_GROUP = "pneumoscan.models"
@@ -136,10 +137,10 @@ def create_model(name: str, **cfg: Any) -> nn.Module:
     ModelConfigError (a TypeError) names an option the builder does not take and lists the ones it does,
     ModelOptionError (a TypeError) a value of a kind its annotation does not take (`check_option_values`), and
     ModelOptionValueError (a ValueError too, chained to the builder's error) one the builder refuses (`dropout=1.5`):
-    after a refusal the builder is called again (on the meta device) with the registered defaults and the options
-    without one that were given; when that builds, the options set to another value than their registered default
-    are named, else every option set (one without a default counts as set when given). Nothing set: the builder's
-    error unchanged."""
+    after a refusal with options set against their registered defaults, the builder is called again (on the meta
+    device) with those defaults and the options without one as given; when that builds, the options set are named.
+    Else ModelBuildError names the options without a default given, if any; with none, the builder's error is
+    raised unchanged (its own bug), as is an error from an inner `create_model` (an ensemble's member's)."""
     spec = get_spec(name)
     options = model_options(name)
     unknown = [key for key in cfg if key not in options]
@@ -150,17 +151,46 @@ def create_model(name: str, **cfg: Any) -> nn.Module:
     try:
         return spec.builder(**{**spec.defaults, **cfg})
     except (ValueError, RuntimeError) as err:  # torch's: a dropout above 1, a negative width, ...
-        defaults = _registered_defaults(spec)
-        required = {key: value for key, value in cfg.items() if key not in defaults}
-        against_defaults = _set_options(defaults, cfg)
-        changed = {key: value for key, value in cfg.items() if key in required or key in against_defaults}
-        if not changed or host_out_of_memory(err) or gpu_out_of_memory(err) or isinstance(err, InputError):
-            raise  # nothing set: the builder's own fault; or the machine's, or said already
-        if against_defaults and _builds(spec, {**defaults, **required}):
-            changed = against_defaults  # it builds with the required options as given: the others are refused
-        said = ", ".join(f"{key}={value!r}" for key, value in changed.items())
-        raise ModelOptionValueError(name, f"option{'s' if len(changed) > 1 else ''} {said}: refused by its builder "
-                                          f"({first_line(err)})") from err
+        refusal = None
+        if not (getattr(err, _PASSED, False) or host_out_of_memory(err) or gpu_out_of_memory(err)
+                or isinstance(err, InputError)):  # a member's (an ensemble's) is said already; the machine's
+            refusal = _refusal(spec, cfg, err)
+        _mark(err)
+        if refusal is None:
+            raise
+        _mark(refusal)
+        raise refusal from err
+
+
+_PASSED = "_pneumoscan_create_model"  # set on an error leaving `create_model`: an outer one raises it unchanged
+_SHORT = reprlib.Repr()  # option values in messages: an ensemble's members would make them grow without end
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxlevel = 40, 40, 6, 4, 1
+
+
+def _refusal(spec: ModelSpec, cfg: dict[str, Any], err: Exception) -> ModelOptionValueError | None:
+    """What `create_model` raises when the builder of `spec` raised `err` with the options `cfg`, or None for `err`
+    itself (nothing set, or the model does not build with its registered defaults either: the builder's fault)."""
+    defaults = _registered_defaults(spec)
+    required = {key: value for key, value in cfg.items() if key not in defaults}
+    refused = _set_options(defaults, cfg)
+    if refused and _builds(spec, {**defaults, **required}):
+        return ModelOptionValueError(spec.name, f"option{'s' if len(refused) > 1 else ''} {_said(refused)}: "
+                                                f"refused by its builder ({first_line(err)})")
+    if required:  # a refusal of theirs cannot be told from a bug of the builder's
+        return ModelBuildError(spec.name, f"does not build with {_said(required)} ({first_line(err)})")
+    return None
+
+
+def _said(options: dict[str, Any]) -> str:
+    """'dropout=1.5, width=-3', long values shortened."""
+    return ", ".join(f"{key}={_SHORT.repr(value)}" for key, value in options.items())
+
+
+def _mark(err: BaseException) -> None:
+    try:
+        setattr(err, _PASSED, True)
+    except AttributeError:  # an exception class with __slots__
+        pass
 
 
 def _builds(spec: ModelSpec, options: dict[str, Any]) -> bool:
