@@ -31,19 +31,12 @@ class Readiness:
         self.engine = engine
         self.timeout_s = timeout_s
         self._running: asyncio.Future[None] | None = None
-        self.tests_started = 0  # one that ended meanwhile changed it
-
-    @property
-    def testing(self) -> bool:
-        """Whether a test is running now (one a probe gave up on after the time limit too): memory no request holds."""
-        return self._running is not None and not self._running.done()
 
     async def check(self) -> float:
         """Milliseconds the test took (or had taken when a running one ended); NotReady when it fails or is late."""
         start = time.perf_counter()
         if self._running is None or self._running.done():
             self._running = asyncio.ensure_future(asyncio.to_thread(self.engine.self_test))
-            self.tests_started += 1
         try:
             await asyncio.wait_for(asyncio.shield(self._running), self.timeout_s)
         except asyncio.TimeoutError:

@@ -66,8 +66,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
                                                  "whole body, or more files than max_batch_files), an image over "
                                                  f"{DEFAULT_MAX_PIXELS // 1_000_000} megapixels, or a film whose "
                                                  "decoding ran out of the server's memory while nothing else held "
-                                                 "memory (no other request, no Grad-CAM model loading, no readiness "
-                                                 "check): downscale it, retrying would fail for ever"},
+                                                 "memory (no other request, no Grad-CAM model loading; readiness "
+                                                 "checks do not count): downscale it, retrying would fail for ever"},
     415: {"model": ErrorResponse, "description": "not multipart/form-data, or the file is not an image (a DICOM "
                                                  "report or DICOMDIR too)"},
     422: {"model": ErrorResponse, "description": "missing file, empty, corrupt or undecodable image (a DICOM image "
@@ -123,20 +123,19 @@ async def _in_worker(request: Request, func: Callable[[], T], explain: bool = Fa
 def _others_under_way(request: Request, reservation: Reservation) -> bool:
     """Whether anything but this request (which holds an inference slot and `reservation`) holds memory: another slot
     in use, upload bytes not this request's (a request waiting for a slot holds its own), a request waiting for upload
-    memory, Grad-CAM's model loading after the page's warm-up, or a readiness check's test image. Reads counters and
-    flags only, copies nothing, so a worker thread may ask."""
+    memory, or Grad-CAM's model loading after the page's warm-up (a readiness check's test image is not: it measured
+    +0 MB peak memory, the shipped model's and a ResNet-50's). Reads counters and flags only, copies nothing, so a
+    worker thread may ask."""
     budget = reservation.budget
     return (request.app.state.limiter.borrowed_tokens > 1 or budget.waiting > 0
             or budget.capacity - budget.available > reservation.held
-            or _engine(request).warming or request.app.state.readiness.testing)
+            or _engine(request).warming)
 
 
-def _arrivals(request: Request) -> tuple[int, int, int]:
-    """How many holders of memory have started so far: upload reservations granted, loads of Grad-CAM's model,
-    readiness tests (each a forward pass of the model and its guard). One that came and went while a film was decoded
-    changed them."""
-    return (request.app.state.upload_budget.granted, _engine(request).warm_starts,
-            request.app.state.readiness.tests_started)
+def _arrivals(request: Request) -> tuple[int, int]:
+    """How many holders of memory have started so far: upload reservations granted, loads of Grad-CAM's model. One
+    that came and went while a film was decoded changed them."""
+    return request.app.state.upload_budget.granted, _engine(request).warm_starts
 
 
 def _decode(request: Request, reservation: Reservation, part: Part) -> Decoded:
@@ -144,7 +143,7 @@ def _decode(request: Request, reservation: Reservation, part: Part) -> Decoded:
     held memory (`_others_under_way` at its start or its failure), else 413, since that film alone is too large for
     this server's memory and retrying would fail for ever. When others only came and went meanwhile (`_arrivals`),
     whose memory it may have missed, it is decoded once more, and that reading decides: a steady stream of small
-    uploads or readiness probes never keeps a film from its 413. The decoder's other InputErrors are raised as they are."""
+    uploads never keeps a film from its 413, and readiness probes do not change the answer. The decoder's other InputErrors are raised as they are."""
     again = False
     while True:
         crowded, arrivals = _others_under_way(request, reservation), _arrivals(request)

@@ -210,7 +210,7 @@ class BatchItem(BaseModel):
                                  "(in_distribution false)")
     status: int = Field(description="HTTP status this file alone would have got (200, 413, 415 or 422; 503 when its "
                                     "decoding ran out of memory while other work held memory: other "
-                                    "requests, Grad-CAM's model loading, a readiness check)")
+                                    "requests, Grad-CAM's model loading)")
     probability: float | None = Field(default=None, ge=0, le=1,
                                       description="P(PNEUMONIA); null for failed files and when in_distribution is false")
     label: str | None = Field(default=None, description="null for failed files and when in_distribution is false")
