@@ -389,3 +389,26 @@ def test_an_older_ensemble_whose_members_data_cannot_be_placed_says_to_build_it_
         "the ensemble's members record their training data as data, a path relative to the folder training was "
         "started in, which cannot be told here; build the ensemble again with `pneumoscan ensemble`, which records "
         "where it is")
+
+
+def test_an_unreadable_validation_film_of_members_trained_on_one_data_folder_is_named_once(
+        tiny_run: Path, second_run: Path, tmp_path: Path) -> None:
+    """Two runs trained on one folder with one film missing said '... of run cannot be read (and 1 other); the
+    members' validation films are matched by their content': the one film counted once per member, the reason one
+    about copies of the data elsewhere. It is one film, every member's, to put back."""
+    rows = (tiny_run / "val_predictions.csv").read_text().splitlines()[1:]
+    gone = [Path(row.split(",")[0]) for row in rows[:2]]
+    films = [path.read_bytes() for path in gone]
+    try:
+        gone[0].unlink()
+        with pytest.raises(InputError) as err:
+            build_ensemble([tiny_run, second_run], tmp_path / "one", progress=False)
+        assert str(err.value) == f"{gone[0]}: cannot be read (a validation film of every member); put it back"
+        gone[1].unlink()
+        with pytest.raises(InputError) as err:
+            build_ensemble([tiny_run, second_run], tmp_path / "two", progress=False)
+        assert str(err.value) == (f"{gone[0]}: cannot be read (a validation film of every member; 1 other cannot be "
+                                  f"read either); put it back")
+    finally:
+        for path, film in zip(gone, films):
+            path.write_bytes(film)

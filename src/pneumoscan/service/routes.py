@@ -143,7 +143,8 @@ def _decode(request: Request, reservation: Reservation, part: Part) -> Decoded:
     held memory (`_others_under_way` at its start or its failure), else 413, since that film alone is too large for
     this server's memory and retrying would fail for ever. When others only came and went meanwhile (`_arrivals`),
     whose memory it may have missed, it is decoded once more, and that reading decides: a steady stream of small
-    uploads never keeps a film from its 413, and readiness probes do not change the answer. The decoder's other InputErrors are raised as they are."""
+    uploads never keeps a film from its 413, and readiness probes do not change the answer. The decoder's other
+    InputErrors are raised as they are."""
     again = False
     while True:
         crowded, arrivals = _others_under_way(request, reservation), _arrivals(request)

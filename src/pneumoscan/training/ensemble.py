@@ -21,7 +21,7 @@ from pneumoscan.models.ensemble import Ensemble
 from pneumoscan.models.registry import create_model
 from pneumoscan.outputs import atomic_write, undone_on_failure
 from pneumoscan.data.patients import recorded_patient_key
-from pneumoscan.training.config import TrainConfig, member_data_placed, run_folders
+from pneumoscan.training.config import TrainConfig, data_places, data_record, member_data_placed, run_folders
 from pneumoscan.training.same_films import film_keys
 from pneumoscan.training.trainer import LAST_CHECKPOINT, finish_artifact
 
@@ -57,6 +57,27 @@ def _split_settings(run: Path) -> dict[str, Any] | None:
         return None
     config = TrainConfig.as_trained(config)
     return {**config, "patient_split": recorded_patient_key(split) if split else config["patient_key"]}
+
+
+def _unreadable(runs: list[Path], metas: list[ArtifactMeta], unread: list[tuple[Path, Path]]) -> str:
+    """The refusal of the members' validation films `unread` (run folder, film) that cannot be read: the first film,
+    whose validation film it is (every member's, or a run's), how many other films, and why it must be readable
+    when the members were trained on data kept in different places (their films are matched by their content)."""
+    films = list(dict.fromkeys(film for _, film in unread))
+    film = films[0]
+    owners = [run for run, path in unread if path == film]
+    others = counted(len(films) - 1, "other")
+    if len(owners) == len(runs):
+        more = f"; {others} cannot be read either" if len(films) > 1 else ""
+        said = f"{film}: cannot be read (a validation film of every member{more})"
+    else:
+        more = f" (and {others})" if len(films) > 1 else ""
+        said = f"{film}: a validation film of {owners[0]} cannot be read{more}"
+    places = {next((path.resolve() for path in data_places(*data_record(meta.training, run))), None)
+              for run, meta in zip(runs, metas)}
+    if len(places) == 1 and None not in places:  # one data folder: no copy elsewhere to match it with
+        return f"{said}; put it back"
+    return f"{said}; the members' validation films are matched by their content, so it must be readable: put it back"
 
 
 def _split_difference(run: Path, other: Path) -> str:
@@ -141,10 +162,7 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
              for run, (_, meta), samples in zip(runs, loaded, vals)]
     keyed, unread = film_keys(films)
     if unread:  # names alone would take another image under the same name for it
-        run, film = unread[0]
-        more = f" (and {counted(len(unread) - 1, 'other')})" if len(unread) > 1 else ""
-        raise InputError(f"{film}: a validation film of {run} cannot be read{more}; the members' validation films "
-                         f"are matched by their content, so it must be readable: put it back")
+        raise InputError(_unreadable(runs, [meta for _, meta in loaded], unread))
     for run, keys in zip(runs[1:], keyed[1:]):
         if Counter(keys) != Counter(keyed[0]):
             raise InputError(f"{run}: validated on other images than {runs[0]}{_split_difference(run, runs[0])}; train "
