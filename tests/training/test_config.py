@@ -30,6 +30,10 @@ def test_train_config_of_a_resume_keeps_the_runs_settings_and_refuses_others(tmp
     assert (cfg.seed, cfg.epochs, cfg.image_size, cfg.data) == (3, 5, 48, "DATA")
     with pytest.raises(InputError, match=r"--seed 4 \(run: 3\): a resumed run keeps its settings"):
         train_config({"out": str(run), "seed": 4}, resume=True)
+    # a run started without --image-size (the model's own): '--image-size 32 (run: None)' named a value never typed
+    (run / "config.json").write_text(json.dumps(TrainConfig(data="DATA", out=str(run)).to_dict()))
+    with pytest.raises(InputError, match=r"--image-size 32 \(run: left out\): a resumed run keeps its settings"):
+        train_config({"out": str(run), "image_size": 32}, resume=True)
     (run / "config.json").write_text("[]")
     with pytest.raises(InputError, match="config.json: not a `pneumoscan train` run"):
         train_config({"out": str(run)}, resume=True)

@@ -586,6 +586,9 @@ def test_a_pretraining_resumed_without_epochs_keeps_its_own(tiny_data: Path, tmp
         assert main([*args, "--out", str(tmp_path / "c")]) == 130  # a new pretraining: 15 epochs
     assert torch.load(tmp_path / "c" / PRETRAIN_CHECKPOINT, weights_only=True)["config"]["epochs"] == 15
     capsys.readouterr()
+    # without --image-size: '--image-size None (pretraining: 32)' named a value nobody typed
+    assert main([*[a for a in args if a not in ("--image-size", "32")], "--out", str(tmp_path / "b"), "--resume"]) == 2
+    assert "pt: --image-size left out (pretraining: 32): resume with the options" in capsys.readouterr().err
     assert main([*args, "--out", str(tmp_path / "b"), "--resume"]) == 0
     assert "warning" not in capsys.readouterr().err
     assert pretrain_module.pretraining_record(tmp_path / "b" / PRETRAINED_NAME)["epochs"] == 2

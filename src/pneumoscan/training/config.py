@@ -141,10 +141,16 @@ class TrainConfig:
     @staticmethod
     def resume_conflicts(saved: dict[str, Any], given: dict[str, Any], label: str) -> str:
         """The settings in `given` that differ from the interrupted run's `saved` ones, as
-        '--seed 5 (LABEL: 0), ...' ('' when none); the folders and --epochs may change."""
+        '--seed 5 (LABEL: 0), ...' ('' when none; an unset one as '--image-size left out (LABEL: 32)'); the folders
+        and --epochs may change."""
         saved = TrainConfig.as_trained(saved)
         changed = [k for k in given if k not in RESUME_MAY_CHANGE and given[k] != saved.get(k)]
-        return ", ".join(f"{option(k, given[k])} ({label}: {saved.get(k)})" for k in changed)
+
+        def said(key: str, value: Any) -> str:
+            return f"{option(key)} left out" if value is None else option(key, value)
+
+        return ", ".join(f"{said(k, given[k])} ({label}: {'left out' if saved.get(k) is None else saved[k]})"
+                         for k in changed)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
