@@ -290,6 +290,21 @@ def test_models_lists_where_each_model_comes_from_and_one_it_cannot_build(
                    "sized() missing 1 required positional argument: 'size')\n"), err
 
 
+def test_models_shows_a_plugins_own_bug_as_its_builders_error(own_registry: dict,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # 'option image_size=96: refused by its builder (bug ...)': the size `models` builds at, never set by the user,
+    # was blamed for a bug the builder has at every size
+    from pneumoscan.cli import main
+
+    def buggy(image_size: int = 64, width: int = 8) -> nn.Module:
+        raise RuntimeError("bug inside the plugin's builder")
+
+    register_model("buggy", description="mine", image_size=96)(buggy)
+    assert main(["models"]) == 0
+    assert capsys.readouterr().err == ("pneumoscan: warning: model 'buggy' cannot be built with its default options "
+                                       "(RuntimeError: bug inside the plugin's builder)\n")
+
+
 def test_models_counts_the_parameters_at_the_size_it_lists(own_registry: dict,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     # a builder whose image_size default is not its registered size was counted at the default: 65 weights for a
