@@ -74,20 +74,53 @@ def test_train_ends_saying_how_many_files_it_skipped(tiny_dataset: Path, tmp_pat
     assert len(json.loads((tmp_path / "run" / "split.json").read_text())["skipped"]) == 2
 
 
-def test_train_says_a_given_val_folder_is_not_used_unless_asked(tiny_dataset: Path, tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    """A Kaggle user expects val/ to be the validation set; it is not, unless --use-given-val."""
+def _write_small_val(root: Path) -> None:
+    """ROOT/val with 2 films of each class."""
     from tests.conftest import write_xray
 
     for label, name in ((0, "NORMAL"), (1, "PNEUMONIA")):
         for i in range(2):
-            write_xray(tiny_dataset / "val" / name / f"IM-09{label}{i}-0001.jpeg", label, 900 + 2 * i + label)
+            write_xray(root / "val" / name / f"IM-09{label}{i}-0001.jpeg", label, 900 + 2 * i + label)
+
+
+def test_train_says_a_given_val_folder_is_not_used_unless_asked(tiny_dataset: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A Kaggle user expects val/ to be the validation set; it is not, unless --use-given-val."""
+    _write_small_val(tiny_dataset)
     common = ["--data", str(tiny_dataset), "--model", "cnn", "--image-size", "16", "--epochs", "1", "--quiet"]
     assert main(["train", "--out", str(tmp_path / "r1"), *common]) == 0
-    assert (f"{tiny_dataset / 'val'} is not used (validation is carved from train by patient; the Kaggle copy's val/ "
-            f"holds only 16 films): --use-given-val validates on it instead") in capsys.readouterr().out
+    assert (f"{tiny_dataset / 'val'} (4 images) is not used (validation is carved from train by patient): "
+            f"--use-given-val validates on it instead") in capsys.readouterr().out
     assert main(["train", "--out", str(tmp_path / "r2"), "--use-given-val", *common]) == 0
     assert "is not used" not in capsys.readouterr().out
+
+
+def test_train_warns_when_a_given_val_folder_is_small(tiny_dataset: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Validation AUC 1.0 on 2 films of each class says little: the warning set-threshold gives, with the way out."""
+    _write_small_val(tiny_dataset)
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "r"), "--use-given-val", "--model",
+                 "cnn", "--image-size", "16", "--epochs", "1", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    # 2 films of each class choose the kept epoch and the threshold: said, with the way out
+    assert (f"{tiny_dataset / 'val'} holds only 2 NORMAL and 2 PNEUMONIA images: the kept epoch and the threshold are "
+            f"chosen on them") in " ".join(err.split())
+    assert "drop --use-given-val to validate on a patient split of train" in " ".join(err.split())
+
+
+def test_train_says_a_manifests_val_rows_are_not_used_unless_asked(tiny_dataset: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A notebook's CSV with a split column: its val rows are ignored without --use-given-val, and the line says so."""
+    rows = ["filepaths,labels,split"]
+    for name in ("NORMAL", "PNEUMONIA"):
+        films = sorted((tiny_dataset / "train" / name).iterdir())
+        rows += [f"{f},{name},{'val' if i < 3 else 'train'}" for i, f in enumerate(films)]
+    manifest = tmp_path / "films.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    assert main(["train", "--data", str(manifest), "--out", str(tmp_path / "r"), "--model", "cnn", "--image-size",
+                 "16", "--epochs", "1", "--quiet"]) == 0
+    assert (f"the val rows of {manifest} (6 images) are not used (validation is carved from train by patient): "
+            f"--use-given-val validates on them instead") in capsys.readouterr().out
 
 
 def test_predict_reports_bad_file_and_predicts_the_rest(tiny_run: Path, tiny_data: Path, tmp_path: Path,

@@ -25,8 +25,8 @@ def print_validation(path: Path) -> None:
 def print_split(run: Path, data: str | None = None) -> None:
     """The run's split from its split.json: images and patients trained and validated on, and where the patients
     were read ('--patient-key auto (79 by DICOM PatientID)'), so a DICOM set's user sees its PatientIDs used; how
-    many unreadable files were skipped; and,
-    when validation was carved from train while `data` has a val/ folder, that its val/ was not used."""
+    many unreadable files were skipped; and, when validation was carved from train while `data` has a val/ folder
+    (a manifest val rows), that they were not used and how many they are."""
     import json
 
     from pneumoscan.data.patients import keys_read
@@ -42,9 +42,12 @@ def print_split(run: Path, data: str | None = None) -> None:
         return
     if skipped := record.get("skipped"):  # each named in a warning, which a long run scrolls away
         line += f"; {counted(len(skipped), 'unreadable file')} skipped (split.json lists them)"
-    if data is not None and record.get("method") != "given val/ folder" and (Path(data) / "val").is_dir():
-        line += (f"; {Path(data) / 'val'} is not used (validation is carved from train by "
-                 f"patient; the Kaggle copy's val/ holds only 16 films): --use-given-val validates on it instead")
+    if data is not None and (unused := record.get("given_val_unused")):
+        from pneumoscan.training.run_data import given_val_name
+
+        line += (f"; {given_val_name(data)} ({counted(unused, 'image')}) {'is' if Path(data).is_dir() else 'are'} not "
+                 f"used (validation is carved from train by patient): --use-given-val validates on "
+                 f"{'it' if Path(data).is_dir() else 'them'} instead")
     print(line)
 
 
@@ -147,7 +150,8 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
                         "its validation loss is lower than the kept epoch's, or when the kept epoch's AUC has fallen "
                         "more than this below the highest (default 0: the epoch of the highest AUC)")
     p.add_argument("--val-fraction", type=float, help="share of train patients held out for validation (default 0.15)")
-    p.add_argument("--use-given-val", action="store_true", default=None, help="validate on DATA/val instead of a patient split")
+    p.add_argument("--use-given-val", action="store_true", default=None, help="validate on DATA/val (a CSV manifest's val rows) instead of a patient split of train; warns "
+                        "when a class has fewer than 50 images there")
     add_patient_key_arg(p, "default auto; a resume keeps the run's")
     p.add_argument("--target-recall", type=float, help="recall the stored threshold is chosen for, on validation (default 0.95)")
     p.add_argument("--augment", type=float, help="augmentation strength, 0 = off (default 1.0)")

@@ -144,11 +144,31 @@ def data_warnings(cfg: TrainConfig, data: RunData, labels_used: bool = True) -> 
     carved = data.train.samples + ([] if cfg.use_given_val else data.val.samples)
     if collision := name_collision_warning(carved, data.patients):
         found.append(collision)
+    if cfg.use_given_val and (few := _few_given_val(cfg, data.val)):
+        found.append(few)
     if data.split_record["patient_ids_in_train_and_val"]:
         found.append(f"{data.split_record['patient_ids_in_train_and_val']} patient IDs have images in both "
                      f"train/ and val/, so validation (early stopping, threshold) may be optimistic; drop "
                      f"{switch('use_given_val')} to split train/ by patient")
     return found
+
+
+def given_val_name(data: str | Path) -> str:
+    """The given validation films of the data `data`: its val/ folder, or a CSV manifest's val rows."""
+    return f"the val rows of {data}" if Path(data).is_file() else str(Path(data) / "val")
+
+
+def _few_given_val(cfg: TrainConfig, val: ImageSet) -> str | None:
+    """A warning when a class of the given validation films has fewer than `FEW_IMAGES` (as `set-threshold` warns):
+    early stopping, the kept epoch and the threshold all rest on them. None otherwise."""
+    from pneumoscan.evaluation.local_threshold import FEW_IMAGES
+
+    n_neg, n_pos = int((val.labels == 0).sum()), int((val.labels == 1).sum())
+    if min(n_neg, n_pos) >= FEW_IMAGES:
+        return None
+    return (f"{given_val_name(cfg.data)} holds only {n_neg} NORMAL and {n_pos} PNEUMONIA images: the kept epoch and "
+            f"the threshold are chosen on them, so validation AUC and recall are coarse estimates; {FEW_IMAGES} or "
+            f"more of each class is better, or drop {switch('use_given_val')} to validate on a patient split of train")
 
 
 def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, command: str = "train") -> RunData:
@@ -201,5 +221,7 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, comma
         # with --use-given-val nothing keeps a patient out of both folders
         "patient_ids_in_train_and_val": len({keys(s) for s in train_set.samples} & {keys(s) for s in val_set.samples}),
         "val_files": [str(s.path) for s in val_set.samples],
+        # the given val/ (a manifest's val rows) found but not validated on, for the `split:` line to say
+        **({"given_val_unused": len(found["val"])} if "val" in found and not cfg.use_given_val else {}),
     }
     return RunData(train_set, val_set, record, keys)
