@@ -1,6 +1,7 @@
 """User mistakes and failures in training that must end in one line naming the fix, never a traceback."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -305,6 +306,7 @@ def test_a_resume_with_fewer_epochs_than_trained_says_none_is_left(tiny_dataset:
                                                                    monkeypatch: pytest.MonkeyPatch,
                                                                    capsys: pytest.CaptureFixture) -> None:
     import pneumoscan.training.trainer as trainer
+    from pneumoscan.artifact import read_meta
 
     run = tmp_path / "run"
 
@@ -319,6 +321,9 @@ def test_a_resume_with_fewer_epochs_than_trained_says_none_is_left(tiny_dataset:
     out = capsys.readouterr()
     assert "pneumoscan: warning: --epochs 1 (run: 2): no epoch is left to train" in out.err
     assert "no epoch is left" not in out.out and "cosine schedule" not in out.out + out.err
+    # the record keeps the 2 epochs trained, not the --epochs 1 given
+    assert json.loads((run / "config.json").read_text())["epochs"] == 2
+    assert read_meta(run / "model.safetensors").training["config"]["epochs"] == 2
 
 
 def test_a_second_process_cannot_train_in_a_run_folder_in_use(tiny_dataset: Path, tmp_path: Path,

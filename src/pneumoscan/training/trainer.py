@@ -260,6 +260,8 @@ class Trainer:
             last = state["history"][-1]["lr"] if state["history"] else next_lr
             self.warn(f"{given}: {schedule_change(self.cfg.epochs, state['epoch'], last, next_lr, 'run')}; the model "
                       f"will differ from one of a run started with {option('epochs', self.cfg.epochs)}")
+        if self.cfg.epochs < state["epoch"]:  # the run's record (config.json, the model's) keeps the epochs trained
+            self.cfg.epochs = state["epoch"]
         now = {k: v for k, v in self.cfg.record().items() if k in (*RESUME_MAY_CHANGE, "data_resolved")}
         updated = {**saved, **now, **self._model_sources_update(saved, state["epoch"])}
         if not updated.get("earlier_model_sources"):
