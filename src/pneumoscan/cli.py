@@ -8,13 +8,15 @@ import json
 import os
 import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from pneumoscan import __version__
-from pneumoscan.errors import (MAX_REASON, PneumoscanError, RefusedFilm, WriteError, cli_words, decimals,
-                               gpu_out_of_memory, host_out_of_memory, memory_reason, one_line, warn)
+from pneumoscan.errors import (MAX_REASON, PneumoscanError, RefusedFilm, Terminated, WriteError, cli_words, decimals,
+                               gpu_out_of_memory, host_out_of_memory, memory_reason, one_line, raise_terminated,
+                               warn)
 
 if TYPE_CHECKING:
     from pneumoscan.evaluation.evaluate import Evaluation
@@ -497,7 +499,21 @@ def _resume_hint(args: argparse.Namespace) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    """The chosen command, with its failures turned into one line and an exit code."""
+    """The chosen command, with its failures turned into one line and an exit code; `train` and `pretrain` take
+    SIGTERM (`kill PID`, a scheduler's stop) as Ctrl+C, saying so and how to resume, with exit code 143."""
+    stops = args.command in ("train", "pretrain") and threading.current_thread() is threading.main_thread() and \
+        signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    if stops:
+        signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        return _run_command(args)
+    finally:
+        if stops:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """`_run` without its SIGTERM handler."""
     try:
         return args.func(args)
     except WriteError as err:  # e.g. a full disk: the files written before are whole, so a run can continue
@@ -521,8 +537,9 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt as err:  # a command may say what was done before it ('after FILE was written: ...')
         done = f" {err}" if str(err) else ""
-        print(f"pneumoscan: interrupted{done}{_resume_hint(args)}", file=sys.stderr)
-        return 130
+        by = " by SIGTERM" if isinstance(err, Terminated) else ""
+        print(f"pneumoscan: interrupted{by}{done}{_resume_hint(args)}", file=sys.stderr)
+        return 143 if by else 130
     except (RuntimeError, MemoryError) as err:
         if gpu_out_of_memory(err):
             print(f"pneumoscan: error: {_out_of_memory_advice(args, err)}{_resume_hint(args)}", file=sys.stderr)

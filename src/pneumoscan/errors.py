@@ -353,3 +353,12 @@ def _next_counted(frame: FrameType) -> FrameType | None:
             "_bootstrap" in caller.f_code.co_filename:
         caller = caller.f_back
     return caller
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill PID`, a job scheduler's stop) during a command that takes it as Ctrl+C (`raise_terminated`)."""
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """A SIGTERM handler: stop the command as Ctrl+C does, as `Terminated`."""
+    raise Terminated

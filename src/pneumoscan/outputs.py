@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from pneumoscan.errors import InputError, WriteError, option, warn
+from pneumoscan.errors import InputError, Terminated, WriteError, option, raise_terminated, warn
 
 try:
     import fcntl
@@ -387,29 +387,32 @@ def _unlocked(fd: int) -> bool:
 
 
 class HeldInterrupt:
-    """Ctrl+C held back while files are renamed into place, then raised: it stops a command before the renames or
-    after all of them, never among them (some files new, others old). Only in the main thread, and only where Ctrl+C
-    raises KeyboardInterrupt (Python's default handler), as signal handlers can be set nowhere else."""
+    """Ctrl+C (and SIGTERM where it stops a command as Ctrl+C does, `raise_terminated`) held back while files are
+    renamed into place, then raised: it stops a command before the renames or after all of them, never among them
+    (some files new, others old). Only in the main thread, and only where the signal raises (Python's default
+    SIGINT handler, `raise_terminated`), as signal handlers can be set nowhere else."""
 
     def __init__(self) -> None:
-        self.caught = False
-        self._previous: object = None
+        self.caught: KeyboardInterrupt | None = None
+        self._previous: dict[int, object] = {}
 
     def hold(self) -> None:
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._catch)
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, raising in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, raise_terminated)):
+            if signal.getsignal(signum) is raising:
+                self._previous[signum] = signal.signal(signum, self._catch)
 
     def _catch(self, signum: int, frame: object) -> None:
-        self.caught = True
+        self.caught = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
     def release(self, *, raise_held: bool = True) -> None:
-        """Restore Ctrl+C; raise the KeyboardInterrupt held back, if any (unless another error is on its way)."""
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
-            self._previous = None
-        if self.caught and raise_held:
-            raise KeyboardInterrupt
+        """Restore the handlers; raise the interrupt held back, if any (unless another error is on its way)."""
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)  # type: ignore[arg-type]
+        self._previous = {}
+        if self.caught is not None and raise_held:
+            raise self.caught
 
 
 @contextmanager

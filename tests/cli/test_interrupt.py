@@ -179,3 +179,68 @@ def test_ctrl_c_while_the_command_line_is_read_is_one_line_too(monkeypatch: pyte
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # entry() leaves Ctrl+C ignored for the shut-down
     assert stopped.value.code == 130 and capsys.readouterr().err == "pneumoscan: interrupted\n"
+
+
+def _sigterm_to_self(*_: object) -> None:
+    """SIGTERM to this process, as `kill PID` or a scheduler sends it; refused where it would kill it (and pytest)."""
+    import os
+    import signal
+
+    assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None), "SIGTERM would end the process silently"
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_during_training_says_how_to_resume_and_leaves_the_run_whole(
+        tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`kill PID` (a scheduler's stop) ended `train` silently; it stops it as Ctrl+C does, with exit code 143."""
+    import signal
+
+    import pneumoscan.training.trainer as trainer
+
+    saved = trainer.atomic_torch_save
+
+    def save_then_terminated(obj: Any, path: Any) -> None:  # SIGTERM just after epoch 1's checkpoint
+        saved(obj, path)
+        if obj["state"]["epoch"] == 1:
+            _sigterm_to_self()
+
+    monkeypatch.setattr(trainer, "atomic_torch_save", save_then_terminated)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(run), "--model", "cnn", "--image-size", "16",
+                 "--epochs", "2", "--quiet"]) == 143
+    assert capsys.readouterr().err == (f"pneumoscan: interrupted by SIGTERM; continue the run with `pneumoscan train "
+                                       f"--out {run} --resume`\n")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored once the command is done
+    assert not list(run.glob(".*.tmp"))
+    assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
+    assert "resuming" in capsys.readouterr().out and (run / "model.safetensors").is_file()
+
+
+def test_sigterm_among_the_renames_of_a_set_of_files_waits_until_all_are_in_place(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As Ctrl+C: never some files new and others old."""
+    import os
+    import signal
+
+    from pneumoscan import outputs
+    from pneumoscan.errors import Terminated, raise_terminated
+
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    for path in (first, second):
+        path.write_text("old")
+    renamed = os.replace
+
+    def replace_then_terminated(src: Any, dst: Any) -> None:
+        renamed(src, dst)
+        if Path(dst) == first:
+            _sigterm_to_self()
+
+    monkeypatch.setattr(outputs.os, "replace", replace_then_terminated)
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        with pytest.raises(Terminated):
+            outputs.atomic_write_all({first: lambda tmp: tmp.write_text("new"),
+                                      second: lambda tmp: tmp.write_text("new")})
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert (first.read_text(), second.read_text()) == ("new", "new")
