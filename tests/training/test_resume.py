@@ -487,3 +487,37 @@ def test_a_rule_3_split_whose_placeholder_patient_id_rule_4_reads_as_a_patient_b
     by_name = {"patient_keys_from": {"name": 15}}
     assert split_change(saved | by_name, now | by_name).endswith(blamed)  # no PatientID read either time
     assert resume_advice(saved | {"patient_key_rule": 4}, now).startswith("resume with the data")
+
+
+@pytest.mark.parametrize("kept", [False, True])
+def test_extending_a_run_keeps_its_guard_when_the_kept_epoch_stays_else_names_the_recorded_data(
+        kept: bool, resume_data: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--resume --epochs 2` whose epoch 2 is not kept writes bit-equal weights: the guard was refused ('fitted for
+    a different version') and the warning said to export again, with no export there. When the weights do change,
+    the advice names the run's recorded data, not TRAINING_DATA."""
+    import re
+
+    import pneumoscan.training.trainer as trainer
+    from pneumoscan.errors import InputError
+    from pneumoscan.inference.ood.guard import load_guard
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(resume_data), "--out", str(run), *ARGS[:4], "--epochs", "1", "--quiet"]) == 0
+    assert main(["fit-guard", "--model", str(run), "--data", str(resume_data)]) == 0
+    weights = load_file(str(run / "model.safetensors"))
+    capsys.readouterr()
+    monkeypatch.setattr(trainer, "becomes_kept", lambda *_: kept)
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert read_meta(run / "model.safetensors").training["epochs_run"] == 2
+    if not kept:
+        assert load_file(str(run / "model.safetensors")).keys() == weights.keys()
+        assert "model.ood.safetensors" not in err
+        assert load_guard(run) is not None  # keyed to the new file, whose weights it was fitted on
+        return
+    command = f"`pneumoscan fit-guard --model {run} --data {resume_data}`"
+    assert f"model.ood.safetensors in {run} belongs to the model before this resume; run {command} again" in err
+    assert "export" not in err  # there is no model.onnx
+    placed = f"`pneumoscan fit-guard --model {run / 'model.safetensors'} --data {resume_data}`"
+    with pytest.raises(InputError, match=re.escape(f"different version of model.safetensors; run {placed} again")):
+        load_guard(run)

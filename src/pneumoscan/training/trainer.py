@@ -44,6 +44,7 @@ from pneumoscan.training.split_check import resume_advice, split_change
 from pneumoscan.training.transfer import init_source, load_transfer, written_by_pneumoscan
 
 if TYPE_CHECKING:
+    from pneumoscan.inference.ood.guard import OODGuard
     from pneumoscan.training.pretrain import InitRecord
 
 LAST_CHECKPOINT = "last.pt"
@@ -554,12 +555,24 @@ class Trainer:
             self._say(f"stopped early after epoch {state['epoch']} of {cfg.epochs}: {_no_better(cfg.auc_tie)} for "
                        f"{_epochs(cfg.patience)} ({option('patience')}); the model keeps epoch {state['best_epoch']} "
                        f"(validation AUC {state['best_auc']:.4f})")
+        fitted = _fitted_guard(self.out / ARTIFACT_NAME)  # read before the model file it is keyed to is replaced
         artifact = self._finish(meta, data, state)
-        stale = [p.name for p in (guard_path(artifact), artifact.with_suffix(".onnx")) if p.exists()]
-        if stale:  # made for the model file just replaced
-            self.warn(f"{', '.join(stale)} in {self.out} belong to the model before this resume; run "
-                      f"`pneumoscan fit-guard --model {self.out} --data {cfg.data}` and `pneumoscan export` again")
+        self._warn_stale(artifact, kept_guard=_keep_guard(artifact, fitted))
         return artifact
+
+    def _warn_stale(self, artifact: Path, kept_guard: bool) -> None:
+        """After a resume replaced `artifact`: which of its guard and ONNX export, of those there are, belong to the
+        model before, with the command that makes each again (the guard's with the run's recorded data). A guard
+        `kept_guard` (`_keep_guard`) is not stale."""
+        onnx = artifact.with_suffix(".onnx")
+        stale = {path: command for path, command in (
+            (guard_path(artifact), read_meta(artifact).fit_guard_command(self.out, self.out)),
+            (onnx, f"`pneumoscan export --model {self.out} --out {onnx}`")) if path.exists()}
+        if kept_guard:
+            stale.pop(guard_path(artifact))
+        if stale:
+            self.warn(f"{' and '.join(p.name for p in stale)} in {self.out} belong{'s' if len(stale) == 1 else ''} "
+                      f"to the model before this resume; run {' and '.join(stale.values())} again")
 
     def _finish(self, meta: ArtifactMeta, data: RunData, state: dict[str, Any]) -> Path:
         """Choose the threshold on validation with the best weights and write the final artifact."""
@@ -570,6 +583,42 @@ class Trainer:
         meta.training.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"],
                              train_seconds=round(state["train_seconds"], 1))
         return finish_artifact(self.out, model, meta, data.val, self.cfg.target_recall, seed=self.cfg.seed)
+
+
+def _fitted_guard(artifact: Path) -> tuple[OODGuard, dict[str, torch.Tensor]] | None:
+    """The guard beside `artifact` with the tensors of `artifact`, when the guard was fitted for that very file;
+    None otherwise (no guard, or a stale or unreadable one)."""
+    from safetensors.torch import load_file
+
+    from pneumoscan.artifact import file_sha256
+    from pneumoscan.inference.ood.guard import OODGuard, guard_beside
+
+    path = guard_beside(artifact)
+    if not (path.is_file() and artifact.is_file()):
+        return None
+    try:
+        guard = OODGuard.read(path)
+    except InputError:
+        return None
+    return (guard, load_file(str(artifact))) if guard.meta.get("model_sha256") == file_sha256(artifact) else None
+
+
+def _keep_guard(artifact: Path, fitted: tuple[OODGuard, dict[str, torch.Tensor]] | None) -> bool:
+    """Key the guard of `fitted` (`_fitted_guard` of the file `artifact` replaced) to `artifact` when its tensors
+    and preprocessing are those the guard was fitted on (a resume that kept the same epoch: only the training
+    record changed), as its features are then the same; whether it did."""
+    from safetensors.torch import load_file
+
+    if fitted is None:
+        return False
+    guard, before = fitted
+    meta, now = read_meta(artifact), load_file(str(artifact))
+    if now.keys() != before.keys() or not all(torch.equal(now[k], before[k]) for k in now) or \
+            (guard.image_size, guard.preprocessing, guard.meta.get("model_name")) != \
+            (meta.image_size, meta.preprocessing, meta.model_name):
+        return False
+    guard.save_for(artifact)
+    return True
 
 
 def finish_artifact(out: Path, model: nn.Module, meta: ArtifactMeta, val: ImageSet, target_recall: float,

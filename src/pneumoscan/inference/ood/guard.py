@@ -396,12 +396,13 @@ def load_guard(model: str | os.PathLike | None, meta: ArtifactMeta | None = None
     if not path.is_file():
         return None
     guard = OODGuard.read(path)
+    meta = meta if meta is not None else read_meta(model_path)
     if guard.meta.get("model_sha256") != (model_sha256 or file_sha256(model_path)):
         raise InputError(f"{path}: guard was fitted for a different version of {model_path.name}; "
-                         f"run `pneumoscan fit-guard --model {model_path} --data TRAINING_DATA` again, or delete "
+                         f"run {meta.fit_guard_command(model_path, model_path.parent)} again, or delete "
                          f"{path.name} to use the model without a guard")
     guard.shipped = is_shipped(model_path)
-    size = (meta if meta is not None else read_meta(model_path)).image_size
+    size = meta.image_size
     if guard.image_size != size:  # only by an edit: the guard is keyed to this very model file
         raise InputError(f"{path}: not a usable pneumoscan guard file (fitted for {guard.image_size} px images, its "
                          f"model takes {size} px); run `pneumoscan fit-guard` again")
