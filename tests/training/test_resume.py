@@ -411,6 +411,55 @@ def test_a_split_changed_by_the_key_rule_is_not_blamed_on_the_data() -> None:
     assert resume_advice(saved, {**now, "patient_keys_from": {"name": 10}}).startswith("resume with the data")
 
 
+def test_a_split_changed_by_the_set_aside_rule_is_not_blamed_on_the_data() -> None:
+    """A run or pretraining started before files named for a format not read that hold no image (an HTML page saved as
+    logo.gif) were set aside before the split carved them among the films: the refusal of its resume blamed the
+    data ('resume with the data it was started with', which was what failed). It says the rule changed."""
+    from pneumoscan.training.split_check import resume_advice, split_change
+
+    counts = {"train": {"NORMAL": 4, "PNEUMONIA": 4}, "val": {"NORMAL": 1, "PNEUMONIA": 1}}
+    page = ("d/train/NORMAL/logo.gif: not a readable image (cannot identify image file); give a JPEG, PNG, TIFF, BMP "
+            "or DICOM file")
+    gif = "d/train/NORMAL/chart.GIF: GIF images are not supported; export the X-ray as PNG, JPEG or DICOM"
+    saved = {"patient_key": "name", "counts": counts, "val_files": ["a", "b"], "skipped": [gif, page]}
+    now = {**saved, "unread_rule": 2, "val_files": ["a", "c"]}
+    change = split_change(saved, now, "runs/p", "pretraining")
+    assert change.endswith("): the rule for files named for a format pneumoscan does not read (.gif, .webp, .heic, "
+                           ".heif, .avif, .jp2, .j2k, .jpx) changed: pneumoscan now sets aside before the split 1 such "
+                           "file holding no image (unread_rule 2; see split.json's skipped), where the pretraining was "
+                           "started by an earlier version, which split it among the films, so the images need not "
+                           "have changed")
+    assert resume_advice(saved, now, "pretraining") == ("resume with the pneumoscan it was started with, or start a "
+                                                        "new pretraining with another --out")
+    blamed = "some images or their patients changed (a manifest's patient column, a DICOM PatientID)"
+    assert split_change({**saved, "unread_rule": 2}, now).endswith(blamed)  # started with this rule
+    assert split_change(saved, {**now, "skipped": [gif]}).endswith(blamed)  # the earlier rule set a GIF aside too
+    assert resume_advice(saved, {**now, "skipped": [gif]}).startswith("resume with the data")
+
+
+def test_a_run_carved_with_a_page_saved_as_a_gif_before_the_rule_is_told_so_on_resume(
+        resume_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The run's split.json records the set-aside rule; one without it (an earlier version's, which carved the page
+    among the films, so other validation films) is refused naming the rule and the pneumoscan to resume with."""
+    (resume_data / "train" / "NORMAL" / "logo.gif").write_bytes(b"<html><body>Not found</body></html>")
+    run = tmp_path / "run"
+    common = ["--data", str(resume_data), "--out", str(run), "--model", "cnn", "--image-size", "16", "--batch-size",
+              "16", "--quiet"]
+    assert main(["train", *common, "--epochs", "1"]) == 0
+    split = json.loads((run / "split.json").read_text())
+    assert split["unread_rule"] == 2
+    trained = next(str(p) for p in sorted((resume_data / "train" / "NORMAL").glob("*.jpeg"))
+                   if str(p) not in split["val_files"])
+    old = {**{k: v for k, v in split.items() if k != "unread_rule"}, "val_files": [trained, *split["val_files"][1:]]}
+    (run / "split.json").write_text(json.dumps(old))
+    capsys.readouterr()
+    assert main(["train", *common, "--epochs", "2", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "pneumoscan now sets aside before the split 1 such file holding no image (unread_rule 2" in err
+    assert err.rstrip().endswith("resume with the pneumoscan it was started with, or start a new run with another "
+                                 "--out")
+
+
 def test_a_run_keyed_by_path_is_refused_as_split_by_the_key_rule_not_as_changed_data(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Development code between 9f99720 and 6582825 keyed a DICOM film without a PatientID by its path and recorded

@@ -12,7 +12,7 @@ import numpy as np
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import TAUGHT_BOTH, duplicate_warnings
-from pneumoscan.data.layout import Sample, discover, set_aside_unread
+from pneumoscan.data.layout import UNREAD_RULE, Sample, discover, set_aside_unread
 from pneumoscan.data.patients import PatientKeys, dataset_keys, describe, name_collision_warning
 from pneumoscan.data.split import patient_split
 from pneumoscan.errors import DecodeOutOfMemory, InputError, counted, first_few, option, switch
@@ -218,6 +218,7 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, comma
             for name, s in (("train", train_set), ("val", val_set))
         },
         "skipped": train_set.skipped + val_set.skipped,
+        "unread_rule": UNREAD_RULE,  # which files were set aside before the split (`split_check.unread_rule_change`)
         # with --use-given-val nothing keeps a patient out of both folders
         "patient_ids_in_train_and_val": len({keys(s) for s in train_set.samples} & {keys(s) for s in val_set.samples}),
         "val_files": [str(s.path) for s in val_set.samples],

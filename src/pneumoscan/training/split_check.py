@@ -1,12 +1,19 @@
 """Whether a run's train/validation split is still the one it was started with (for `--resume`), and what to say when
-it is not: changed films, or a changed patient-key rule."""
+it is not: changed films, or a changed patient-key rule or rule of the files set aside before the split."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+from pneumoscan.data.layout import UNREAD_EXTENSIONS
 from pneumoscan.data.patients import recorded_patient_key
 from pneumoscan.errors import counted, option
+
+# a split.json `skipped` entry of a file named for a format not read whose refusal is not that format's: one holding no
+# image, which `set_aside_unread` sets aside by `UNREAD_RULE` 2 only
+_NO_IMAGE_BY_NAME = re.compile(
+    "(?:" + "|".join(map(re.escape, UNREAD_EXTENSIONS)) + "): (?!.*images are not supported)", re.IGNORECASE)
 
 
 def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "the run", kind: str = "run") -> str:
@@ -44,13 +51,20 @@ def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "
 
 def _split_why(saved: dict[str, Any], now: dict[str, Any], kind: str) -> str:
     """Why the same images are split otherwise than the saved split: pneumoscan's key rule changed (surely, or
-    maybe: `key_rule_change`, `key_rule_may_change`, `placeholder_rule_may_change`), else the images or their patients did."""
+    maybe: `key_rule_change`, `key_rule_may_change`, `placeholder_rule_may_change`) or the rule of the files set aside
+    before the split did (`unread_rule_change`), else the images or their patients did."""
     rule = now.get("patient_key_rule")
     if ruled := key_rule_change(saved, now):
         return (f"pneumoscan now keys {ruled} DICOM film{'s' if ruled > 1 else ''} whose header names no patient and "
                 f"whose file name is in other folders too by folder and name (patient_key_rule {rule}), where the "
                 f"{kind} was started by an earlier version, which keyed {'them' if ruled > 1 else 'it'} otherwise, so "
                 f"the images need not have changed")
+    if aside := unread_rule_change(saved, now):
+        return (f"the rule for files named for a format pneumoscan does not read ({', '.join(UNREAD_EXTENSIONS)}) "
+                f"changed: pneumoscan now sets aside before the split {aside} such file{'s' if aside > 1 else ''} "
+                f"holding no image (unread_rule {now['unread_rule']}; see split.json's skipped), where the {kind} was "
+                f"started by an earlier version, which split {'them' if aside > 1 else 'it'} among the films, so the "
+                f"images need not have changed")
     if unnamed := key_rule_may_change(saved, now):
         return (f"{unnamed} DICOM film{'s' if unnamed > 1 else ''} whose header names no patient "
                 f"{'are' if unnamed > 1 else 'is'} keyed by file name (or folder and name) by patient_key_rule "
@@ -72,6 +86,15 @@ def key_rule_change(saved: dict[str, Any], now: dict[str, Any]) -> int:
     if saved.get("patient_key_rule", 1) >= 2 or now.get("patient_key_rule", 1) < 2:
         return 0
     return int((now.get("patient_keys_from") or {}).get("file", 0))
+
+
+def unread_rule_change(saved: dict[str, Any], now: dict[str, Any]) -> int:
+    """How many files the split `now` set aside before the split as named for a format not read while holding no
+    image (`layout.UNREAD_RULE` 2, an HTML page saved as logo.gif) where the saved split was made before that rule
+    (no `unread_rule` recorded), which split them among the films; 0 when it records the rule or none was skipped."""
+    if "unread_rule" in saved or "unread_rule" not in now:
+        return 0
+    return sum(bool(_NO_IMAGE_BY_NAME.search(entry)) for entry in now.get("skipped", []))
 
 
 def key_rule_may_change(saved: dict[str, Any], now: dict[str, Any]) -> int:
@@ -101,10 +124,11 @@ def _rule(record: dict[str, Any]) -> str:
 
 def resume_advice(saved: dict[str, Any], now: dict[str, Any], kind: str = "run", manifest: bool = False) -> str:
     """What to do when a resume's split differs (`split_change`): resume with the data the `kind` (a run, or a
-    pretraining) was started with, or with the pneumoscan it was started with when the key rule changed. A
-    `manifest` now holding fewer images may be one whose rows that listed a file twice were deleted: earlier versions
-    read such a manifest (training on the file twice), this one refuses it, so only a new run is left then."""
-    with_what = ("the pneumoscan" if key_rule_change(saved, now) else
+    pretraining) was started with, or with the pneumoscan it was started with when the key rule or the rule of the
+    files set aside changed. A `manifest` now holding fewer images may be one from which rows that listed a file twice
+    were deleted: earlier versions read such a manifest (training on the file twice), this one refuses it, so only a
+    new run is left then."""
+    with_what = ("the pneumoscan" if key_rule_change(saved, now) or unread_rule_change(saved, now) else
                  "the pneumoscan (or, if its images changed, the data)" if key_rule_may_change(saved, now) or
                  placeholder_rule_may_change(saved, now) else
                  "the data")
