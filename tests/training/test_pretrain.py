@@ -595,3 +595,28 @@ def test_a_pretraining_resumed_without_epochs_keeps_its_own(tiny_data: Path, tmp
     resumed = load_file(str(tmp_path / "b" / PRETRAINED_NAME))
     assert resumed.keys() == straight.keys()
     assert all(torch.allclose(resumed[key].float(), straight[key].float(), atol=1e-6) for key in straight)
+
+
+def test_an_interrupted_resume_with_more_epochs_is_continued_to_them_by_a_plain_resume(
+        tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # `--resume --epochs 3` interrupted before its first epoch ended left the checkpoint's --epochs 1 (rewritten only
+    # at an epoch's end), so a plain `--resume` after it ended the pretraining at epoch 1
+    out = tmp_path / "pre"
+    args = ["pretrain", "--data", str(tiny_data), "--out", str(out), "--model", "cnn", "--image-size", "32",
+            "--batch-size", "8", "--quiet"]
+    assert main([*args, "--epochs", "1"]) == 0
+    save = pretrain_module.atomic_torch_save
+
+    def interrupted(checkpoint: dict, path: Path) -> None:  # Ctrl+C in epoch 2, before its checkpoint
+        if checkpoint["state"]["epoch"] > 1:
+            raise KeyboardInterrupt
+        save(checkpoint, path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pretrain_module, "atomic_torch_save", interrupted)
+        assert main([*args, "--epochs", "3", "--resume"]) == 130
+    assert torch.load(out / PRETRAIN_CHECKPOINT, weights_only=True)["config"]["epochs"] == 3
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0
+    assert "warning" not in capsys.readouterr().err  # the --epochs 3 it continues with are its own now
+    assert pretrain_module.pretraining_record(out / PRETRAINED_NAME)["epochs"] == 3

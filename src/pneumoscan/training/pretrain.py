@@ -192,6 +192,7 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
         state = ckpt["state"]
         if change := _epochs_change(saved, cfg.epochs, state["epoch"], lr):
             warn(change)
+        _note_epochs(ckpt, cfg, state["epoch"], ckpt_path)
     while state["epoch"] < cfg.epochs:
         epoch = state["epoch"] + 1
         for group in optimizer.param_groups:  # cosine decay per epoch
@@ -249,6 +250,17 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
 def _lr_in(epoch: int, epochs: int, lr: float) -> float:
     """The learning rate of `epoch` (1, 2, ...) of a pretraining of `epochs` epochs at `lr`: cosine decay per epoch."""
     return lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / epochs))
+
+
+def _note_epochs(ckpt: dict[str, Any], cfg: TrainConfig, done: int, path: Path) -> None:
+    """Record in the checkpoint `ckpt` (at `path`) the --epochs a resume after `done` epochs continues with, at once
+    (as `train` records them in config.json), so that a plain --resume after one interrupted before its first epoch
+    ended continues to them too; an --epochs below `done` is recorded as `done`. Not in a checkpoint from before
+    settings were recorded."""
+    cfg.epochs = max(cfg.epochs, done)
+    saved = ckpt.get("config")
+    if saved and saved.get("epochs") != cfg.epochs:
+        atomic_torch_save({**ckpt, "config": {**saved, "epochs": cfg.epochs}}, path)
 
 
 def _epochs_change(saved: dict[str, Any] | None, epochs: int, done: int, lr: float) -> str:
