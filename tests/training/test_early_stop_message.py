@@ -86,7 +86,7 @@ def test_messages_of_patience_speak_of_the_kept_epoch_under_an_auc_tie(
         tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     # with --auc-tie, --patience counts epochs that did not replace the kept one, though their AUC may have risen
     run = tmp_path / "run"
-    tie = "no epoch has replaced the kept one (validation AUC, ties within 0.002 broken by validation loss, --auc-tie)"
+    tie = "no epoch has replaced the kept one (by the --auc-tie 0.002 rule of validation AUC and loss)"
     _stopped_before_its_model(tiny_dataset, run, monkeypatch, "--auc-tie", "0.002")
     assert f"stopped early after epoch 2 of 4: {tie} for 1 epoch" in capsys.readouterr().out
     assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
@@ -101,5 +101,5 @@ def test_messages_of_patience_speak_of_the_kept_epoch_under_an_auc_tie(
     assert main(["train", "--out", str(done), "--resume", "--epochs", "6", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "validation AUC did not improve" not in out, out
-    assert ("nothing to resume, as no epoch replaced the kept one (validation AUC, ties within 0.002 broken by "
-            "validation loss, --auc-tie) in the run's last 2 epochs (--patience)") in out, out
+    assert ("nothing to resume, as no epoch replaced the kept one (by the --auc-tie 0.002 rule of validation AUC and "
+            "loss) in the run's last 2 epochs (--patience)") in out, out

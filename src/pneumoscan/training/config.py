@@ -52,8 +52,9 @@ class TrainConfig:
     use_given_val: bool = False
     patient_key: str = "auto"  # where the patient of an image is read (data/patients.py): auto | name | folder
     patience: int = 8
-    # Validation AUCs within this of the highest so far count as a tie, which the lower validation loss breaks
-    # (training/selection.py); 0: the epoch of the highest AUC is kept.
+    # Validation AUCs within this of the highest so far count as a tie: an epoch in it replaces the kept one when its
+    # validation loss is lower, or when the kept one's AUC has fallen more than this below the highest (online, epoch
+    # by epoch: training/selection.py); 0: the epoch of the highest AUC is kept.
     auc_tie: float = 0.0
     target_recall: float = 0.95
     augment: float = 1.0

@@ -120,8 +120,8 @@ def _no_better(tie: float, past: bool = False) -> str:
     not improve')."""
     if tie <= 0:
         return f"validation AUC {'did not improve' if past else 'has not improved'}"
-    return (f"no epoch {'replaced' if past else 'has replaced'} the kept one (validation AUC, ties within {tie:g} "
-            f"broken by validation loss, {option('auc_tie')})")
+    return (f"no epoch {'replaced' if past else 'has replaced'} the kept one (by the {option('auc_tie', tie)} rule of "
+            f"validation AUC and loss)")
 
 
 def seed_everything(seed: int) -> None:
