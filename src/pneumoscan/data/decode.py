@@ -317,7 +317,8 @@ def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) 
         if size is not None and size[0] * size[1] > limit:
             raise too_large(label, *size, limit) from None
         # not met with Pillow 13: it checks a TIFF's whole raster (`_tile_size`, its ImageWidth x ImageLength), not a
-        # tile, and a 20000 x 20000 tile on a 100 x 100 TIFF fails in libtiff as damaged; kept for a plugin that may
+        # tile, and a 20000 x 20000 tile on a 100 x 100 TIFF fails in libtiff as damaged; kept for another Pillow
+        # version or image plugin that raises it here
         reason = one_line(str(exc), MAX_REASON)
         raise InputError(f"{label}: not a readable image ({reason}); the file may be damaged, {_GIVE}") from None
     except MemoryError as exc:

@@ -102,8 +102,8 @@ def unread_refusal(path: Path) -> str | None:
     """Decoding's refusal of the file `path` when it holds a format pneumoscan does not read, by its first bytes
     (`decode.unsupported_format`; a DICOM file is read whatever its preamble: a JPEG named x.gif is a JPEG), told
     without decoding it; or when it is listed only for such a format's extension (`UNREAD_EXTENSIONS`) and holds no
-    image format at all (an HTML page saved as logo.gif), which no folder listed before formats not read were named.
-    None for any other file, and for one that cannot be opened (decoding reports it)."""
+    image format at all (an HTML page saved as logo.gif): before formats not read were named, no folder listed such a
+    file. None for any other file, and for one that cannot be opened (decoding reports it)."""
     try:
         with path.open("rb") as handle:
             head = handle.read(132)

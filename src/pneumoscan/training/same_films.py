@@ -1,5 +1,6 @@
-"""Which films runs were validated on, named so that one data set kept in two places names them alike: `compare`'s
-note and `ensemble`'s check of a shared validation split give one answer."""
+"""Which films runs were validated on, named so that one data set kept in two places names them alike, by content, for
+`compare`'s note and `ensemble`'s check of a shared validation split; when a film cannot be read now, `compare` matches
+the films by their names inside each run's data and `ensemble` refuses."""
 from __future__ import annotations
 
 import os
