@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import traceback
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -578,7 +579,8 @@ def test_a_refused_value_of_an_option_without_a_default_is_one_line_naming_it(
     assert isinstance(err.value.__cause__, RuntimeError)
 
 
-def test_the_check_after_a_refusal_builds_on_the_meta_device(own_registry: dict) -> None:
+def test_the_check_after_a_refusal_is_a_normal_build_on_the_cpu(own_registry: dict) -> None:
+    # it ran on the meta device, where builders reading a value or loading weights fail or warn
     devices = []
 
     def recording(dropout: float = 0.1) -> nn.Module:
@@ -588,7 +590,7 @@ def test_the_check_after_a_refusal_builds_on_the_meta_device(own_registry: dict)
     register_model("recording", description="mine", image_size=32)(recording)
     with pytest.raises(ValueError, match="option dropout=1.5"):
         create_model("recording", dropout=1.5)
-    assert devices == ["cpu", "meta"]
+    assert devices == ["cpu", "cpu"]
     create_model("recording")
     assert devices[-1] == "cpu"
 
@@ -1028,3 +1030,40 @@ def test_after_a_ctrl_c_while_plugins_load_the_next_call_loads_them_all(own_regi
         registry.list_models()
     assert not {"halfnet", "restnet", "secondnet"} & set(own_registry)
     assert {"halfnet", "restnet", "secondnet"} <= set(registry.list_models())
+
+
+def _reading(width: int, dropout: float = 0.1) -> nn.Module:
+    """A plugin's builder that reads a value of its weights, as a check of its initialisation does."""
+    conv = nn.Conv2d(1, width, 3)
+    assert conv.weight.abs().sum().item() > 0
+    return nn.Sequential(conv, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(width, 1),
+                         nn.Flatten(0))
+
+
+def test_a_refused_option_is_named_for_a_builder_that_reads_a_value_of_its_weights(own_registry: dict) -> None:
+    # the check build ran on the meta device, where `.item()` fails: 'does not build with width=8' named the
+    # required option for dropout's reason
+    register_model("reading", description="mine", image_size=32)(_reading)
+    with pytest.raises(ValueError) as err:
+        create_model("reading", width=8, dropout=1.5)
+    assert str(err.value) == ("model 'reading': option dropout=1.5: refused by its builder (dropout probability has "
+                              "to be between 0 and 1, but got 1.5)")
+
+
+def test_a_refused_option_of_a_builder_loading_weights_is_named_without_warnings(own_registry: dict,
+                                                                                  tmp_path: Path) -> None:
+    # on the meta device each `load_state_dict` copy warned 'copying from a non-meta parameter ... is a no-op'
+    weights = tmp_path / "backbone.pt"
+    torch.save(nn.Linear(16 * 16, 1).state_dict(), weights)
+
+    def pretrained(dropout: float = 0.2) -> nn.Module:
+        head = nn.Linear(16 * 16, 1)
+        head.load_state_dict(torch.load(weights, map_location="cpu"))
+        return nn.Sequential(nn.Flatten(), nn.Dropout(dropout), head, nn.Flatten(0))
+
+    register_model("pretrained", description="mine", image_size=16)(pretrained)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match=r"^model 'pretrained': option dropout=1.5: refused by its builder \("):
+            create_model("pretrained", dropout=1.5)
+    assert [str(w.message) for w in caught] == []

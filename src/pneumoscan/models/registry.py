@@ -11,10 +11,11 @@ import collections.abc
 import inspect
 import math
 import numbers
-import reprlib
 import os
+import reprlib
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable
@@ -137,8 +138,9 @@ def create_model(name: str, **cfg: Any) -> nn.Module:
     ModelConfigError (a TypeError) names an option the builder does not take and lists the ones it does,
     ModelOptionError (a TypeError) a value of a kind its annotation does not take (`check_option_values`), and
     ModelOptionValueError (a ValueError too, chained to the builder's error) one the builder refuses (`dropout=1.5`):
-    after a refusal with options set against their registered defaults, the builder is called again (on the meta
-    device) with those defaults and the options without one as given; when that builds, the options set are named.
+    after a refusal with options set against their registered defaults, the builder is called again (a normal build,
+    on the CPU, its warnings silenced) with those defaults and the options without one as given; when that builds,
+    the options set are named.
     Else ModelBuildError names the options without a default given, if any; with none, the builder's error is
     raised unchanged (its own bug), as is an error from an inner `create_model` (an ensemble's member's)."""
     spec = get_spec(name)
@@ -194,10 +196,12 @@ def _mark(err: BaseException) -> None:
 
 
 def _builds(spec: ModelSpec, options: dict[str, Any]) -> bool:
-    """Whether the builder of `spec` builds a model with `options`; built on the meta device, so that it allocates
-    no memory and initialises no weights."""
+    """Whether the builder of `spec` builds a model with `options`: a normal build on the CPU (not the meta device,
+    where a builder reading a value, `.item()`, or loading weights fails or warns), its warnings silenced; it runs
+    only after a refusal."""
     try:
-        with torch.device("meta"):
+        with warnings.catch_warnings(), torch.device("cpu"):
+            warnings.simplefilter("ignore")
             spec.builder(**options)
     except Exception:  # noqa: BLE001 - a plugin's builder may fail in any way
         return False
