@@ -201,6 +201,29 @@ def test_compare_matches_validation_films_by_content(tiny_run: Path, tmp_path: P
                                                       f"({n_films} films) against swapped ({n_films} films); ")
 
 
+def test_compare_counts_a_film_gone_from_the_data_of_three_runs_once_by_name(tiny_run: Path, tmp_path: Path) -> None:
+    """One film gone from the data three runs were validated on read 'as 3 of the films cannot be read now': it
+    was counted once per run."""
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.trainer import train
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_run.parent / "data", data)
+    runs = [tmp_path / name for name in ("a", "b", "c")]
+    for run in runs:  # one data folder, one split: each run's validation films are the same files
+        train(TrainConfig(data=str(data), out=str(run), model="cnn", image_size=32, epochs=1, batch_size=16,
+                          val_fraction=0.2, cache_dir=str(tmp_path / "cache")), progress=False)
+    with (runs[0] / "val_predictions.csv").open(encoding="utf-8") as f:
+        film = Path(next(csv.DictReader(f))["path"])
+    film.unlink()
+    out = tmp_path / "c.html"
+    assert main(["compare", *map(str, runs), "--out", str(out), "--n-boot", "5"]) == 0
+    text = html.unescape(out.read_text("utf-8"))
+    assert "cannot be read now" in text
+    assert "as 1 of the films" not in text and "as 3 of the films" not in text
+    assert f"(matched by their names inside each run's data, as {film} cannot be read now)" in text
+
+
 def test_compare_matches_films_by_name_when_a_copy_is_gone_never_counting_them_different(
         tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A film that could not be read was keyed by its absolute path: a run trained on a copy of the data that is gone
@@ -218,9 +241,10 @@ def test_compare_matches_films_by_name_when_a_copy_is_gone_never_counting_them_d
     copy.rename(tmp_path / "gone")
     out = tmp_path / "c.html"
     assert main(["compare", str(tiny_run), str(other), "--out", str(out), "--n-boot", "5"]) == 0
-    n_films = sum(1 for _ in csv.DictReader((tiny_run / "val_predictions.csv").open()))
-    assert (f"All runs were scored on the same {n_films} validation films (matched by their names inside each run's "
-            f"data, as {n_films} of the films cannot be read now).") in html.unescape(out.read_text("utf-8"))
+    gone = [row["path"] for row in csv.DictReader((other / "val_predictions.csv").open())]
+    assert (f"All runs were scored on the same {len(gone)} validation films (matched by their names inside each run's "
+            f"data, as {len(gone)} of the films, {gone[0]} among them, cannot be read now).") in html.unescape(
+        out.read_text("utf-8"))
 
     def unused(scored: object) -> tuple[list[list[str]], int]:
         raise AssertionError("films hashed for a note that --data leaves out")

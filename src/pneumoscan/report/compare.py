@@ -214,12 +214,13 @@ def resampled_caption(units: Sequence[tuple[str, str]]) -> str:
 ScoredFilms = tuple[str, RunInfo, list[Path], list[int]]
 
 
-def film_keys(scored: Sequence[ScoredFilms]) -> tuple[list[list[FilmKey]], int]:
-    """Each run's films named as `same_films.film_keys` names them, with how many could not be read."""
+def film_keys(scored: Sequence[ScoredFilms]) -> tuple[list[list[FilmKey]], list[Path]]:
+    """Each run's films named as `same_films.film_keys` names them, with the films that could not be read (each
+    once, however many runs were validated on it)."""
     from pneumoscan.training.same_films import film_keys as keyed
 
     keys, unread = keyed([(run.meta.training, run.path, paths, labels) for _, run, paths, labels in scored])
-    return keys, len(unread)
+    return keys, list(dict.fromkeys(film for _, film in unread))
 
 
 def validation_films_note(scored: Sequence[ScoredFilms]) -> str:
@@ -232,8 +233,10 @@ def validation_films_note(scored: Sequence[ScoredFilms]) -> str:
     if len(scored) < 2:
         return ""
     keyed, unread = film_keys(scored)
-    how = (f" (matched by their names inside each run's data, as {unread} of the films cannot be read now)"
-           if unread else "")
+    how = ""
+    if unread:
+        gone = (f"{unread[0]}" if len(unread) == 1 else f"{len(unread)} of the films, {unread[0]} among them,")
+        how = f" (matched by their names inside each run's data, as {gone} cannot be read now)"
     films = [Counter(keys) for keys in keyed]  # a film copied twice into a split counts twice
     (first_label, first_run, *_), first = scored[0], keyed[0]
     if all(counted == films[0] for counted in films[1:]):
