@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pneumoscan.cli import main
 
@@ -196,6 +197,23 @@ def test_a_run_trained_with_an_auc_tie_is_said_to_keep_its_epoch_so(tiny_run: Pa
     build_ensemble([tiny_run, run], tmp_path / "ens", progress=False)
     out = tmp_path / "ens.html"
     assert main(["report", str(tmp_path / "ens"), "--out", str(out), "--n-boot", "10", "--cases", "1"]) == 0
-    assert ("each member's kept epoch (validation ROC AUC: an epoch within the member's --auc-tie of the highest AUC "
-            "so far replaced the kept one when its validation loss was lower or the kept one's AUC had fallen more "
-            "than the member's --auc-tie below the highest)") in html.unescape(out.read_text(encoding="utf-8"))
+    # one member without --auc-tie: the tie rule was stated for every member
+    assert ("each member's kept epoch (best validation ROC AUC, or for the members trained with --auc-tie, validation "
+            "ROC AUC: an epoch within 0.002 of the highest AUC so far replaced the kept one when its validation loss "
+            "was lower or the kept one's AUC had fallen more than 0.002 below the highest)") in html.unescape(
+        out.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(("ties", "start"), [
+    ((0, None), "best validation ROC AUC ("),
+    ((0.002, 0.002), "validation ROC AUC: an epoch within 0.002 of"),
+    ((0.002, 0.01), "validation ROC AUC: an epoch within the member's --auc-tie of"),
+    ((0, 0.002), "best validation ROC AUC, or for the members trained with --auc-tie, validation ROC AUC: an epoch "
+                 "within 0.002 of"),
+    ((0, 0.002, 0.01), "best validation ROC AUC, or for the members trained with --auc-tie, validation ROC AUC: an "
+                       "epoch within the member's --auc-tie of"),
+])
+def test_the_kept_epoch_rule_of_members_is_each_ones(ties: tuple, start: str) -> None:
+    from pneumoscan.report.build import kept_epoch_rule
+
+    assert (kept_epoch_rule([{"auc_tie": tie} for tie in ties]) + " (").startswith(start)

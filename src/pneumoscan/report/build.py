@@ -195,13 +195,18 @@ def recipe_config(run: RunInfo) -> dict[str, Any]:
 
 def kept_epoch_rule(configs: Sequence[dict[str, Any]]) -> str:
     """How training chose the kept epoch of runs with these settings: the best validation ROC AUC, or under their
-    --auc-tie (none before it existed) epoch by epoch, as `training.selection.becomes_kept` does."""
+    --auc-tie (none before it existed) epoch by epoch, as `training.selection.becomes_kept` does; an ensemble's
+    members trained with and without one each by theirs."""
     ties = {float(config.get("auc_tie") or 0) if isinstance(config, dict) else 0.0 for config in configs}
-    if not any(ties):
+    used = ties - {0.0}
+    if not used:
         return "best validation ROC AUC"
-    tie = f"{ties.pop():g}" if len(ties) == 1 else "the member's --auc-tie"
-    return (f"validation ROC AUC: an epoch within {tie} of the highest AUC so far replaced the kept one when its "
-            f"validation loss was lower or the kept one's AUC had fallen more than {tie} below the highest")
+    tie = f"{used.pop():g}" if len(used) == 1 else "the member's --auc-tie"
+    rule = (f"an epoch within {tie} of the highest AUC so far replaced the kept one when its validation loss was "
+            f"lower or the kept one's AUC had fallen more than {tie} below the highest")
+    if 0.0 in ties:
+        return f"best validation ROC AUC, or for the members trained with --auc-tie, validation ROC AUC: {rule}"
+    return f"validation ROC AUC: {rule}"
 
 
 def recipe_text(run: RunInfo) -> str:
