@@ -553,7 +553,7 @@ def test_grad_cams_layers_are_found_at_start_up_not_by_a_get_model(tiny_run: Pat
 def test_a_model_loaded_at_start_up_gets_grad_cams_copy_from_the_first_heatmap_or_warm_up(
         tiny_run: Path, xray: Path) -> None:
     """Start-up found Grad-CAM's layers on a copy of the model made then and kept for the service's life: the model's
-    size again (+101 MB for tv_resnet50, in GPU memory on a GPU) for a service that may never draw a heatmap. It
+    size again (+96 MB for tv_resnet50, in GPU memory on a GPU) for a service that may never draw a heatmap. It
     searches the shared model now; the first heatmap, or the page's warm-up, makes the copy."""
     film = {"file": (xray.name, xray.read_bytes(), "image/jpeg")}
     for first in ("heatmap", "warm-up"):

@@ -32,7 +32,7 @@ class UploadBudget:
         self.capacity = capacity
         self.available = capacity
         self.wait_s = wait_s
-        self.granted = 0  # reservations granted so far: one that came and went meanwhile changed it
+        self.grants = 0  # reservations granted so far: one that came and went meanwhile changed it
         self._queue: deque[_Waiter] = deque()
 
     @property
@@ -50,7 +50,7 @@ class UploadBudget:
             raise ValueError(f"{nbytes} bytes can never fit a budget of {self.capacity}")
         if not self._queue and nbytes <= self.available:
             self.available -= nbytes
-            self.granted += 1
+            self.grants += 1
             return True
         waiter = _Waiter(nbytes)
         self._queue.append(waiter)
@@ -82,7 +82,7 @@ class UploadBudget:
         while self._queue and self._queue[0].nbytes <= self.available:
             waiter = self._queue.popleft()
             self.available -= waiter.nbytes
-            self.granted += 1
+            self.grants += 1
             waiter.granted.set()
 
 

@@ -255,7 +255,8 @@ class Engine:
 
     Inference is thread-safe: ONNX Runtime sessions allow concurrent `run` calls, and the torch
     model runs in eval mode under `inference_mode` without mutating state. Grad-CAM needs hooks and
-    gradients, so it uses its own copy of the model behind a lock and never touches the shared one.
+    gradients, so it draws with its own copy of the model behind a lock; only start-up, before any request, finds its
+    target layers on the shared one (hooks it once) when the torch model is loaded then.
     The out-of-distribution guard needs the penultimate features. ONNX exports return them as a
     second output, so requests run concurrently; on the torch backend (or an older export) they come
     from a forward hook on the shared model, and registering hooks while another thread runs a pass
@@ -486,7 +487,9 @@ class Engine:
 
     def unmapped_members(self) -> list[str]:
         """The ensemble's members the heatmaps leave out, by model name (an mlp: no feature map to draw), as `explain`
-        names them (`gradcam.unmapped_members`); [] for any other model. Known once `explain_png` has drawn one."""
+        names them (`gradcam.unmapped_members`); [] for any other model. Known with Grad-CAM's target layers: from
+        start-up when the torch model is loaded then, else once Grad-CAM's model is loaded (the page's warm-up or the
+        first heatmap)."""
         return list(self._unmapped)
 
     def model_info(self) -> dict[str, object]:

@@ -135,7 +135,7 @@ def _others_under_way(request: Request, reservation: Reservation) -> bool:
 def _arrivals(request: Request) -> tuple[int, int]:
     """How many holders of memory have started so far: upload reservations granted, loads of Grad-CAM's model. One
     that came and went while a film was decoded changed them."""
-    return request.app.state.upload_budget.granted, _engine(request).warm_starts
+    return request.app.state.upload_budget.grants, _engine(request).warm_starts
 
 
 def _decode(request: Request, reservation: Reservation, part: Part) -> Decoded:
@@ -156,8 +156,8 @@ def _decode(request: Request, reservation: Reservation, part: Part) -> Decoded:
                           _request_line(request))
                 raise _busy(HOST_BUSY) from None
             if not again and _arrivals(request) != arrivals:
-                log.warning("%s: MemoryError decoding a film while other requests came and went; decoding it again",
-                            _request_line(request))
+                log.warning("%s: MemoryError decoding a film while other uploads or a Grad-CAM load came and went; "
+                            "decoding it again", _request_line(request))
                 again = True
                 continue
             size = "the film" if err.width is None else f"{err.width} x {err.height} px"
