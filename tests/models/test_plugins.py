@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -1067,3 +1068,15 @@ def test_a_refused_option_of_a_builder_loading_weights_is_named_without_warnings
         with pytest.raises(ValueError, match=r"^model 'pretrained': option dropout=1.5: refused by its builder \("):
             create_model("pretrained", dropout=1.5)
     assert [str(w.message) for w in caught] == []
+
+
+def test_a_refused_option_is_named_beside_an_array_option_given(own_registry: dict) -> None:
+    # comparing an array with its default element by element was a raw 'truth value of an array ... is ambiguous'
+    def binned(dropout: float = 0.2, bins: np.ndarray = np.array([2, 2])) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(16 * 16, 1), nn.Flatten(0))
+
+    register_model("binned", description="mine", image_size=16)(binned)
+    with pytest.raises(ValueError, match=r"^model 'binned': option dropout=1.5: refused by its builder \("):
+        create_model("binned", dropout=1.5, bins=np.array([2, 2]))
+    with pytest.raises(ValueError, match=r"^model 'binned': options dropout=1.5, bins=.*refused by its builder \("):
+        create_model("binned", dropout=1.5, bins=np.array([3, 4]))

@@ -220,12 +220,19 @@ def _set_options(defaults: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any
     """The options of `cfg` set to another value than their default in `defaults` (a list for a tuple counts as the
     same, as JSON stores one); options without a default are left out."""
 
-    def same(value: Any, default: Any) -> bool:
-        if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
-            return list(value) == list(default)
-        return type(value) is type(default) and bool(value == default)
+    return {key: value for key, value in cfg.items() if key in defaults and not _same(value, defaults[key])}
 
-    return {key: value for key, value in cfg.items() if key in defaults and not same(value, defaults[key])}
+
+def _same(value: Any, default: Any) -> bool:
+    """Whether an option's `value` is its `default` (a list for a tuple counts as the same, as JSON stores one)."""
+    if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
+        return list(value) == list(default)
+    if type(value) is not type(default):
+        return False
+    try:
+        return bool(value == default)
+    except (ValueError, TypeError):  # numpy arrays compare element by element: not one truth value
+        return bool(np.array_equal(value, default)) if hasattr(value, "shape") else value is default
 
 
 def check_option_values(name: str, cfg: dict[str, Any]) -> None:
@@ -243,7 +250,7 @@ def check_option_values(name: str, cfg: dict[str, Any]) -> None:
         if param is None or param.annotation is inspect.Parameter.empty:
             continue
         defaults = [param.default, spec.defaults.get(key, param.default)]
-        if any(type(value) is type(default) and value == default for default in defaults):
+        if any(_same(value, default) for default in defaults):
             continue
         if not _takes(param.annotation, value):
             raise ModelOptionError(name, f"option {key} takes {_kind(param.annotation)}, not {value!r}")
