@@ -22,6 +22,11 @@ if TYPE_CHECKING:  # torch is imported where weights are loaded or saved: readin
 ARTIFACT_NAME = "model.safetensors"
 # the best epoch's weights so far, kept by `train` beside its checkpoint: an artifact whose threshold is not chosen yet
 BEST_WEIGHTS = "best.safetensors"
+# what `pneumoscan pretrain` writes in its --out (training.pretrain), and the header key of its weights: starting
+# weights for `train --init`, not a model, which a model's messages say
+PRETRAINED_NAME = "pretrained.safetensors"
+PRETRAIN_CHECKPOINT = "pretrain_last.pt"
+PRETRAINED_META_KEY = "pneumoscan_pretrained"
 _META_KEY = "pneumoscan"
 GUARD_META_KEY = "pneumoscan_ood"  # what a guard file's header is under (inference.ood.guard)
 
@@ -328,6 +333,8 @@ def resolve_model_path(model: str | os.PathLike | None) -> Path:
             raise InputError(f"{model}: a training run that has not finished (its {ARTIFACT_NAME} is written at the "
                              f"end); wait for it to end, or finish it with {_finish_command(path.parent)} if it was "
                              f"interrupted, then pass the run folder again")
+        if not path.is_file() and any((path.parent / name).is_file() for name in (PRETRAINED_NAME, PRETRAIN_CHECKPOINT)):
+            raise InputError(_pretraining_message(model, path.parent / PRETRAINED_NAME))
         if not path.is_file():
             raise InputError(f"{model}: no {ARTIFACT_NAME} in this folder; train first or point {option('model')} at "
                              f"an artifact")
@@ -347,6 +354,16 @@ def resolve_model_path(model: str | os.PathLike | None) -> Path:
     elif path.suffix.lower() != ".safetensors" and (path.parent / BEST_WEIGHTS).is_file():
         raise InputError(_run_file_message(path, f"{path}: a file of a training run, not a model"))
     return path
+
+
+def _pretraining_message(given: str | os.PathLike, weights: Path) -> str:
+    """Why a pretraining's folder or weights (`given`) is no model, and how to train one from its `weights`."""
+    unfinished = "" if weights.is_file() else (f" once the pretraining has finished (`pneumoscan pretrain --data DATA --out "
+                                               f"{weights.parent} --resume` with the options it was started with "
+                                               f"continues it)")
+    return (f"{os.fspath(given)}: a pretraining (`pneumoscan pretrain`), not a trained model: its weights are a starting "
+            f"point, without the classifier or threshold a prediction needs; train from them with `pneumoscan train "
+            f"--data DATA --init {weights} --out RUN`{unfinished}, then pass RUN as {option('model')}")
 
 
 def _is_image_name(path: Path) -> bool:
@@ -409,6 +426,8 @@ def read_meta(path: str | os.PathLike) -> ArtifactMeta:
             metadata = handle.metadata() or {}
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise InputError(f"{path}: not a pneumoscan model file ({err}); pass a model.safetensors written by pneumoscan") from None
+    if _META_KEY not in metadata and PRETRAINED_META_KEY in metadata:
+        raise InputError(_pretraining_message(path, Path(path)))
     if _META_KEY not in metadata and GUARD_META_KEY in metadata:
         raise InputError(f"{path}: the chest X-ray guard of a model (fit-guard writes it beside the model), not a "
                          f"model; {_guarded_model(Path(path))}")

@@ -87,6 +87,35 @@ def test_bad_model_paths(tmp_path: Path) -> None:
         resolve_model_path(export)
 
 
+def test_a_pretraining_given_as_the_model_is_named_with_the_train_init_command(tmp_path: Path,
+                                                                               capsys: pytest.CaptureFixture) -> None:
+    """Its folder, or its weights, were refused as 'no model.safetensors; train first' and 'without pneumoscan
+    metadata': the user had pretrained, and is told to train from them with --init."""
+    from safetensors.torch import save_file
+
+    from pneumoscan.artifact import PRETRAIN_CHECKPOINT, PRETRAINED_META_KEY, PRETRAINED_NAME
+    from pneumoscan.cli import main
+
+    pre = tmp_path / "pre"
+    pre.mkdir()
+    weights = pre / PRETRAINED_NAME
+    save_file({"stem.0.weight": torch.zeros(2)}, str(weights), metadata={PRETRAINED_META_KEY: json.dumps({"epochs": 1})})
+    init = f"`pneumoscan train --data DATA --init {weights} --out RUN`"
+    for given in (pre, weights):
+        with pytest.raises(InputError, match="a pretraining") as err:
+            read_meta(resolve_model_path(given))
+        assert str(err.value).startswith(f"{given}: a pretraining (`pneumoscan pretrain`), not a trained model")
+        assert init in str(err.value) and "finished" not in str(err.value)
+        assert main(["predict", "--model", str(given), str(tmp_path / "x.png")]) == 2
+        assert capsys.readouterr().err == f"pneumoscan: error: {err.value}\n"
+    weights.unlink()  # interrupted: its checkpoint alone
+    (pre / PRETRAIN_CHECKPOINT).write_bytes(b"checkpoint")
+    with pytest.raises(InputError) as err:
+        resolve_model_path(pre)
+    assert f"{init} once the pretraining has finished (`pneumoscan pretrain --data DATA --out {pre} --resume`" \
+        in str(err.value)
+
+
 def test_checkpoint_weights_only(tmp_path: Path) -> None:
     atomic_torch_save({"a": torch.ones(2), "state": {"epoch": 3, "history": [{"x": 1.0}]}}, tmp_path / "c.pt")
     ckpt = load_checkpoint(tmp_path / "c.pt")

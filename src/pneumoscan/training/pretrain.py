@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
+from pneumoscan.artifact import PRETRAIN_CHECKPOINT, PRETRAINED_META_KEY, PRETRAINED_NAME
 from pneumoscan.data.augment import AugmentConfig, augment_batch
 from pneumoscan.data.fingerprint import FILM_MAX_DISTANCE, FILM_METHOD, film_distances, film_record, \
     training_film_fingerprints
@@ -40,8 +41,6 @@ from pneumoscan.training.checkpoint import (atomic_torch_save, check_writable, f
                                             schedule_change)
 from pneumoscan.training.config import TrainConfig
 
-PRETRAINED_NAME = "pretrained.safetensors"
-PRETRAIN_CHECKPOINT = "pretrain_last.pt"
 PRETRAINING_FILES = (PRETRAIN_CHECKPOINT, PRETRAINED_NAME)  # what a pretraining writes in its --out
 # Views far stronger than the supervised augmentation: SimSiam learns what survives them.
 VIEW_AUGMENT = AugmentConfig(rotation_deg=15.0, scale=0.25, translate=0.12, brightness=0.25, contrast=0.35)
@@ -240,7 +239,7 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
 
     def write(tmp: Path) -> None:
         try:
-            save_file(weights, str(tmp), metadata={"pneumoscan_pretrained": json.dumps(record)})
+            save_file(weights, str(tmp), metadata={PRETRAINED_META_KEY: json.dumps(record)})
         except SafetensorError as err:  # e.g. a full disk
             raise os_error_of(err) from None
 
@@ -317,7 +316,7 @@ def pretraining_record(path: str | os.PathLike) -> dict[str, Any]:
 def _record_of(metadata: dict[str, str], path: str | os.PathLike) -> dict[str, Any]:
     """`pretraining_record` of the file `path` whose safetensors metadata is `metadata`."""
     try:
-        record = json.loads(metadata.get("pneumoscan_pretrained", "{}"))
+        record = json.loads(metadata.get(PRETRAINED_META_KEY, "{}"))
     except ValueError as err:
         raise InputError(f"{path}: its record of the pretraining is unreadable ({err}), as in an edited file; restore "
                          f"the file or pretrain again") from None
@@ -402,7 +401,7 @@ def read_init_record(path: str | os.PathLike) -> InitRecord:
     InputError naming the file when it is unreadable, before any image is decoded."""
     with safe_open(str(path), "pt") as handle:
         meta = handle.metadata() or {}
-    if "pneumoscan" in meta and "pneumoscan_pretrained" not in meta:
+    if "pneumoscan" in meta and PRETRAINED_META_KEY not in meta:
         from pneumoscan.artifact import read_meta
 
         return InitRecord(path, True, {}, read_meta(path).training or {})
