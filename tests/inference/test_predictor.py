@@ -113,13 +113,16 @@ def test_predict_takes_one_film_as_a_path_bytes_an_array_or_a_pil_image(tiny_run
     with Image.open(film) as im:
         pixels = np.asarray(im)
         picture = im.copy()
+    # (H, W, 1), as Keras' img_to_array and a grey image with its channel axis kept give it, is the grey film
     for given, name in ((film.read_bytes(), "<upload>"), (pixels, "<array>"), (picture, "<PIL image>"),
-                        (np.stack([pixels] * 3, axis=-1), "<array>")):
+                        (np.stack([pixels] * 3, axis=-1), "<array>"), (pixels[:, :, None], "<array>")):
         got = predictor.predict(given)
         assert got.path == name and got.probability == pytest.approx(expected.probability, abs=1e-6), name
         assert got.label == expected.label
     # 16-bit pixels are scaled min to max, as a 16-bit PNG file's are
     assert predictor.predict(pixels.astype(np.uint16) * 200).probability is not None
+    assert predictor.predict(pixels.astype(np.uint16)[:, :, None] * 257).probability == pytest.approx(
+        expected.probability, abs=1e-6)  # every value a multiple of 257: the 8-bit film widened
 
 
 def test_predict_takes_a_pydicom_dataset_as_its_file(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
@@ -150,10 +153,14 @@ def test_predict_takes_a_pydicom_dataset_as_its_file(tiny_run: Path, tiny_data: 
 
 
 @pytest.mark.parametrize("given, message", [
-    (np.zeros((40, 40), np.float32) + 0.5, r"^predict: an array of float32 \(40, 40\); give the film's pixels as uint8"),
+    # a float array says how to make pixels of it, by its range: only that says what 1.0 is
+    (np.zeros((40, 40), np.float32) + 0.5, r"^predict: an array of float32 \(40, 40\); give the film's pixels as uint8"
+     r".*; for floats in \[0, 1\], pass \(image \* 255\)\.round\(\)\.astype\(np\.uint8\)$"),
+    (np.zeros((40, 40, 1), np.float64) + 90, r"^predict: an array of float64 \(40, 40, 1\); .*; for floats of pixel "
+     r"values 0-255, pass image\.clip\(0, 255\)\.round\(\)\.astype\(np\.uint8\)$"),
     (np.zeros((40, 40, 2), np.uint8),
-     r"^predict: an array of uint8 \(40, 40, 2\); give the film's pixels as uint8 \(0-255\) or uint16, shape \(H, W\), "
-     r"or uint8 \(H, W, 3\) or \(H, W, 4\), as "),
+     r"^predict: an array of uint8 \(40, 40, 2\); give the film's pixels as uint8 \(0-255\) or uint16, shape \(H, W\) "
+     r"or \(H, W, 1\), or uint8 \(H, W, 3\) or \(H, W, 4\), as .* gives them$"),
     ([[1, 2], [3, 4]],
      r"^predict: image takes a path \(a str or os.PathLike\), a file's bytes, a PIL image, a numpy array or a pydicom "
      r"Dataset, not list \[\[1, 2\], \[3, 4\]\]$"),

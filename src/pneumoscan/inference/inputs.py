@@ -108,11 +108,14 @@ def encoded_png(image: Any, caller: str = "predict") -> tuple[bytes, str]:
         if image.size == 0:
             raise InputError(f"{caller}: an empty array of shape {image.shape}, no pixels to read; give the film's "
                              f"pixels, as {_ARRAY_OF_FILE} gives them")
+        shape = image.shape
+        if image.ndim == 3 and image.shape[2] == 1:  # one channel, as Keras and OpenCV's IMREAD_GRAYSCALE keep it
+            image = image[:, :, 0]
         rgb = image.ndim == 3 and image.shape[2] in (3, 4) and image.dtype == np.uint8
         if not (rgb or image.ndim == 2 and image.dtype in (np.uint8, np.uint16)):
-            raise InputError(f"{caller}: an array of {image.dtype} {image.shape}; give the film's pixels as uint8 "
-                             f"(0-255) or uint16, shape (H, W), or uint8 (H, W, 3) or (H, W, 4), as "
-                             f"{_ARRAY_OF_FILE} gives them")
+            raise InputError(f"{caller}: an array of {image.dtype} {shape}; give the film's pixels as uint8 "
+                             f"(0-255) or uint16, shape (H, W) or (H, W, 1), or uint8 (H, W, 3) or (H, W, 4), as "
+                             f"{_ARRAY_OF_FILE} gives them" + _float_hint(image))
         image = Image.fromarray(np.ascontiguousarray(image))
     else:
         raise InputError(f"{caller} takes a path, a file's bytes, a PIL image, a numpy array or a pydicom Dataset, not "
@@ -126,6 +129,17 @@ def encoded_png(image: Any, caller: str = "predict") -> tuple[bytes, str]:
         return buffer.getvalue(), name
     raise InputError(f"{caller}: a PIL image of mode {image.mode}, which no image file holds; convert it first, e.g. "
                      f"image.convert('RGB')")
+
+
+def _float_hint(image: np.ndarray) -> str:
+    """How to turn a float array into pixels (its range decides: scaled to 0-1 by a loader, or pixel values), or ''
+    for an array of another kind; floats are not taken as they are, since only their range says what 1.0 is."""
+    if image.dtype.kind != "f":
+        return ""
+    finite = image[np.isfinite(image)]
+    if finite.size and 0 <= finite.min() and finite.max() <= 1:
+        return "; for floats in [0, 1], pass (image * 255).round().astype(np.uint8)"
+    return "; for floats of pixel values 0-255, pass image.clip(0, 255).round().astype(np.uint8)"
 
 
 def _tiff_file_bytes(image: Any) -> bytes | None:

@@ -334,7 +334,7 @@ class Predictor:
     @_public(image=_FILM)
     def predict(self, image: str | os.PathLike | bytes | np.ndarray | Any) -> Prediction:
         """One film, decoded and screened by the guard as `predict_files` does: a path, a file's bytes, a PIL image
-        (turned upright by its EXIF orientation, as a file is), a non-empty array of any size (H, W) or (H, W, 3) of uint8 or uint16 pixels, or a pydicom Dataset (read as its
+        (turned upright by its EXIF orientation, as a file is), a non-empty array of any size (H, W) or (H, W, 1) of uint8 or uint16 pixels or (H, W, 3) of uint8 (a float array is refused, saying how to convert it), or a pydicom Dataset (read as its
         file is, its header's photometric interpretation and windows applied: not as its `pixel_array`). InputError when
         it is no usable image (`predict_files` gives that as the row's `error` instead); a film the guard refuses comes
         back unscored. An in-memory image is screened as the PNG file of its pixels is (`encoded_png`; a PIL image of a
