@@ -1124,6 +1124,21 @@ def test_readme_links_every_guide() -> None:
     assert not [doc for doc in GUIDES[1:] if f"]({doc})" not in readme], "README.md links no such guide"
 
 
+def test_readme_says_which_commands_json_takes_a_file_and_which_is_a_switch() -> None:
+    # README said "`--json -` writes JSON alone to stdout" of every command; predict's --json is a switch
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    kinds: dict[bool, list[str]] = {True: [], False: []}
+    for name, parser in sub.choices.items():
+        for action in parser._actions:
+            if "--json" in action.option_strings:
+                kinds[action.nargs == 0].append(name)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    takes = [f"`{name}`" for name in kinds[False]]
+    assert f"{', '.join(takes[:-1])} and {takes[-1]} write JSON to the file `--json` names; `--json -` writes JSON " \
+           f"alone to stdout" in readme
+    assert kinds[True] == ["predict"] and "`predict --json` (like `--csv`) is a switch" in readme
+
+
 def test_help_names_only_options_and_commands_that_exist() -> None:
     problems = [p for command, sub in subcommands().items() for p in help_option_problems(sub, command)]
     assert not problems, "\n".join(problems)
