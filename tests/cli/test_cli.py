@@ -137,7 +137,9 @@ def test_predict_reports_bad_file_and_predicts_the_rest(tiny_run: Path, tiny_dat
     assert code == 1
     assert [r["error"] is None for r in rows].count(True) == 2
     assert "broken.jpeg" in captured.err and "Traceback" not in captured.err
-    assert len(captured.err.strip().splitlines()) == 1
+    # the error, and the warning that tiny_run has no guard
+    assert [line for line in captured.err.splitlines() if "no chest X-ray guard" not in line] == [
+        line for line in captured.err.splitlines() if "broken.jpeg" in line] and len(captured.err.splitlines()) == 2
 
 
 def test_predict_given_a_manifest_says_to_score_it_with_evaluate(tiny_run: Path, tiny_data: Path, tmp_path: Path,
@@ -669,6 +671,45 @@ def test_train_ends_with_the_fit_guard_command_until_the_run_has_a_guard(tiny_da
     (run / "model.ood.safetensors").write_bytes(b"")  # only whether it is there counts
     assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0  # finished: says so, prints its figures
     assert "fit-guard" not in capsys.readouterr().out
+
+
+def test_ensemble_ends_with_the_fit_guard_command_as_train_does(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # train said it, ensemble did not: its model scored a photo too, and nothing had said how to fit its guard
+    second = tmp_path / "r2"
+    assert main(["train", "--data", str(tiny_data), "--out", str(second), "--model", "resnet10", "--image-size", "32",
+                 "--epochs", "1", "--batch-size", "16", "--val-fraction", "0.2", "--seed", "7", "--quiet"]) == 0
+    capsys.readouterr()
+    ens = tmp_path / "ens"
+    assert main(["ensemble", str(tiny_run), str(second), "--out", str(ens), "--quiet"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"next: `pneumoscan fit-guard --model {ens} --data {tiny_data}` fits its chest X-ray guard; until then "
+        f"predict and serve score any image, a photo too, instead of refusing it")
+
+
+def _colour_photo(path: Path) -> Path:
+    """A colour picture (random colours), which a model without a guard scores as it would a film."""
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_predict_and_explain_say_once_that_a_model_without_a_guard_scores_a_photo_too(
+        tiny_run: Path, tiny_data: Path, fitted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a run or ensemble without its guard gave a photo 'NORMAL P(pneumonia)=0.4918', exit 0, nothing on stderr;
+    # serve warned, predict and explain did not
+    photo, film = _colour_photo(tmp_path / "photo.png"), sorted((tiny_data / "test" / "NORMAL").iterdir())[0]
+    said = (f"pneumoscan: warning: {tiny_run / 'model.safetensors'}: this model has no chest X-ray guard, so every "
+            f"film gets a probability, a photo or an upside-down film too, instead of being refused; fit one with "
+            f"`pneumoscan fit-guard --model {tiny_run} --data {tiny_data}`")
+    for fmt in ([], ["--csv"], ["--json"]):
+        assert main(["predict", "--model", str(tiny_run), str(photo), str(film), str(photo), *fmt]) == 0
+        assert capsys.readouterr().err.splitlines().count(said) == 1  # once for the command, not a line a film
+    assert main(["explain", "--model", str(tiny_run), str(photo), "--out", str(tmp_path / "h.png")]) == 0
+    assert capsys.readouterr().err.splitlines() == [said]
+    assert main(["predict", "--model", str(fitted), str(photo), str(film)]) == 1  # guarded: the photo is refused
+    assert "no chest X-ray guard" not in capsys.readouterr().err
 
 
 def test_every_commands_help_says_what_the_command_does() -> None:

@@ -1,6 +1,7 @@
 """Predictor safety: a damaged model must not call every film NORMAL."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,36 @@ def test_predict_takes_one_film_as_a_path_bytes_an_array_or_a_pil_image(tiny_run
     assert predictor.predict(pixels.astype(np.uint16) * 200).probability is not None
     assert predictor.predict(pixels.astype(np.uint16)[:, :, None] * 257).probability == pytest.approx(
         expected.probability, abs=1e-6)  # every value a multiple of 257: the 8-bit film widened
+
+
+def test_a_predictor_without_a_guard_warns_once_when_it_first_scores_a_film(tiny_run: Path, tiny_data: Path,
+                                                                             fitted: Path) -> None:
+    """A notebook scored a photo with a run's model (no guard) without a word; `serve` warned. Loading it says
+    nothing (evaluate, report and set-threshold make Predictors too), the first film scored does, once."""
+    import warnings
+
+    import pneumoscan
+
+    film = sorted((tiny_data / "test" / "NORMAL").iterdir())[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predictor = Predictor(tiny_run)
+        Predictor(tiny_run, guard=False).predict(film)  # asked to score without a guard: nothing to say
+        Predictor(fitted).predict(film)
+    with pytest.warns(UserWarning) as record:
+        predictor.predict(film)
+        predictor.predict(film.read_bytes())
+        predictor.predict_files([film])
+        predictor.predict(np.zeros((40, 40), np.uint8))
+    (said,) = [str(w.message) for w in record]
+    assert said == (f"{tiny_run / 'model.safetensors'}: this model has no chest X-ray guard, so every film gets a "
+                    f"probability, a photo or an upside-down film too, instead of being refused; fit one with "
+                    f"`pneumoscan fit-guard --model {tiny_run} --data {tiny_data}`")
+    assert record[0].filename == __file__  # the notebook's cell, not pneumoscan's line
+    for first in (lambda p: p.predict_bytes(film.read_bytes()), lambda p: list(p.predict_chunks([(film, None)])),
+                  lambda p: pneumoscan.gradcam(film, p)):
+        with pytest.warns(UserWarning, match="^" + re.escape(said) + "$"):
+            first(Predictor(tiny_run))
 
 
 def test_predict_takes_a_pydicom_dataset_as_its_file(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:

@@ -104,6 +104,7 @@ def explain_file(predictor: Predictor, image: str | os.PathLike | bytes | np.nda
         layers = cam_layers(predictor.model, predictor.meta)
     except InputError as err:
         raise InputError(f"{predictor.path}: {err}") from None
+    predictor.warn_unguarded()
     if isinstance(image, (str, os.PathLike)):
         name = str(image)
         data = read_file(image, name)

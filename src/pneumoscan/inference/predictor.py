@@ -184,6 +184,33 @@ class Predictor:
         self.onnx = exported if exported is not None else (
             self._export_in_memory(fallback=backend == "auto") if self.backend == "onnx" else None)
         self.guard = load_guard(self.path, self.meta, model_sha256=self.sha256) if guard else None
+        self.guard_off = not guard  # guard=False: scoring without one was asked for, so no warning says it
+        self._unguarded_said = False  # a model without its guard scores a photo too: said once (`warn_unguarded`)
+
+    def unguarded_warning(self) -> str | None:
+        """What scoring with a model that has no chest X-ray guard means, with how to fit one (or why none can be);
+        None when it has its guard, or when it was turned off (`guard=False`)."""
+        if self.guard is not None or self.guard_off:
+            return None
+        from pneumoscan.artifact import ARTIFACT_NAME
+        from pneumoscan.inference.ood.guard import no_guard_fits
+
+        model = self.path.parent if self.path.name == ARTIFACT_NAME else self.path  # a run folder as train names it
+        # not loaded: served from its ONNX export, without reading the torch model (seconds) for this line
+        none_fits = no_guard_fits(self.model if self.model_loaded else None)
+        return (f"{self.path}: this model has no chest X-ray guard, so every film gets a probability, a photo or an "
+                f"upside-down film too, instead of being refused; "
+                + (none_fits or f"fit one with {self.meta.fit_guard_command(model, self.path.parent)}"))
+
+    def warn_unguarded(self) -> None:
+        """Warn, the first time only, that the model has no guard (`unguarded_warning`): called when films are
+        first scored by `predict`, `predict_files`, `predict_bytes`, `predict_chunks` and `gradcam`."""
+        if self._unguarded_said:
+            return
+        self._unguarded_said = True
+        text = self.unguarded_warning()
+        if text is not None:
+            warn(text)
 
     @property
     def model(self) -> Any:
@@ -489,6 +516,7 @@ class Predictor:
     @_public(data=_BYTES, name=_TEXT)
     def predict_bytes(self, data: bytes, name: str = "<upload>") -> Prediction:
         """Predict one in-memory file; raises InputError when it is not a usable image."""
+        self.warn_unguarded()
         return self.decoded_results([name], [self.decode(data, name)])[0]
 
     @_public(paths=_PATH_OR_PATHS, workers=_INT.or_none())
@@ -511,6 +539,7 @@ class Predictor:
         for name, count in (("workers", workers), ("chunk_size", chunk_size)):
             if count is not None:  # 0 was taken as the default, -1 ended in ThreadPoolExecutor's ValueError
                 check_at_least_one(count, name)
+        self.warn_unguarded()
         return self._chunks(files, workers or os.cpu_count() or 1, chunk_size or CHUNK_SIZE)
 
     def _chunks(self, files: Sequence[tuple[Path, str | None]], workers: int,

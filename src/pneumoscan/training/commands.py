@@ -54,8 +54,10 @@ def print_split(run: Path, data: str | None = None) -> None:
 def cmd_ensemble(args: argparse.Namespace) -> int:
     from pneumoscan.training.ensemble import build_ensemble
 
-    print_validation(build_ensemble(args.runs, args.out, target_recall=args.target_recall, cache_dir=args.cache_dir,
-                                    progress=not args.quiet))
+    artifact = build_ensemble(args.runs, args.out, target_recall=args.target_recall, cache_dir=args.cache_dir,
+                              progress=not args.quiet)
+    print_validation(artifact)
+    _say_guard_next(artifact, args.out)
     return 0
 
 
