@@ -284,6 +284,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictor = Predictor(args.model, backend=args.backend, threshold=args.threshold, target_recall=args.target_recall,
                           prevalence=args.prevalence)
     fmt = "json" if args.json else "csv" if args.csv else "text"
+    if fmt == "text":  # CSV and JSON have the threshold in a column; stdout's lines stay as scripts parse them
+        print(f"pneumoscan: note: {predictor.meta.class_names[1]} at P(pneumonia) >= "
+              f"{decimals(predictor.threshold, 4)}; {operating_point_text(predictor.operating_point())}",
+              file=sys.stderr)
     predictor.warn_unguarded()  # once, before the progress bar
     complete = stream_predictions(predictor, input_files(args.paths), fmt, progress=not args.quiet)
     # a script must see that some input got no prediction: unreadable, or refused by the guard
@@ -369,8 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="P(pneumonia) and label for image files or folders. Files are read and predicted "
                                    "in chunks of a few hundred, in the order given, and each chunk's rows are "
                                    "printed as soon as it is done, its warnings and errors too (stderr); memory "
-                                   "stays that of one chunk. A model without a chest X-ray guard is warned about "
-                                   "once (stderr). Ctrl+C keeps the rows printed so far (exit code 130; "
+                                   "stays that of one chunk. The text's first stderr line names the threshold in "
+                                   "use and where it came from; a model without a chest X-ray guard is warned about "
+                                   "once. Ctrl+C keeps the rows printed so far (exit code 130; "
                                    "an interrupted --json array lacks its closing ']'). A film whose P lies within "
                                    "the 95 % bootstrap interval of the threshold, on the films it was chosen on, is "
                                    "borderline: its label stands, but a threshold re-chosen on a plausible resample "

@@ -712,6 +712,27 @@ def test_predict_and_explain_say_once_that_a_model_without_a_guard_scores_a_phot
     assert "no chest X-ray guard" not in capsys.readouterr().err
 
 
+def test_predict_says_on_stderr_the_threshold_it_labels_at_and_where_it_came_from(
+        tiny_run: Path, tiny_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 'NORMAL P(pneumonia)=0.5917' at the shipped threshold 0.6151 read as a bug: the text never showed it
+    from pneumoscan.artifact import read_meta
+
+    meta, films = read_meta(tiny_run / "model.safetensors"), sorted((tiny_data / "test" / "NORMAL").iterdir())[:2]
+    notes = {(): f"PNEUMONIA at P(pneumonia) >= {meta.threshold:.4f}; operating point: threshold from the model's own "
+                 f"(for recall 0.95 on the validation films); P for a prevalence of 0.5 (the model's prior; no "
+                 f"--prevalence)",
+             ("--threshold", "0.3"): "PNEUMONIA at P(pneumonia) >= 0.3000; operating point: threshold from "
+                                     "--threshold; P for a prevalence of 0.5 (the model's prior; no --prevalence)"}
+    for options, note in notes.items():
+        assert main(["predict", "--model", str(tiny_run), *map(str, films), *options]) == 0
+        captured = capsys.readouterr()
+        assert captured.err.splitlines().count(f"pneumoscan: note: {note}") == 1
+        assert all(line.startswith(("NORMAL     P(pneumonia)=", "PNEUMONIA  P(pneumonia)="))  # stdout as before
+                   for line in captured.out.splitlines()) and len(captured.out.splitlines()) == 2
+    assert main(["predict", "--model", str(tiny_run), str(films[0]), "--csv"]) == 0  # a column says it there
+    assert "pneumoscan: note: PNEUMONIA at" not in capsys.readouterr().err
+
+
 def test_every_commands_help_says_what_the_command_does() -> None:
     # `pneumoscan explain --help` (train, export, serve, ...) began with usage and options, never saying what it does
     import argparse
