@@ -505,3 +505,10 @@ def dicom_bytes(pixels: np.ndarray, bits_stored: int = 12, *, window: tuple[floa
     center, width = window if window is not None else (None, None)
     return dicom_to_bytes(make_dicom(pixels, bits_stored=bits_stored, center=center, width=width,
                                      patient_name=patient_name))
+
+
+def per_film_lines(err: str) -> list[str]:
+    """The stderr lines of `predict` or `explain` but those said once a command: the threshold in use (`predict`'s
+    text output) and the warning that the model has no chest X-ray guard (tiny_run has none)."""
+    return [line for line in err.splitlines() if not line.startswith("pneumoscan: note: PNEUMONIA at P(pneumonia) >= ")
+            and "this model has no chest X-ray guard" not in line]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pneumoscan.cli import main
-from tests.conftest import write_dicom, write_xray
+from tests.conftest import per_film_lines, write_dicom, write_xray
 
 METRIC_KEYS = {"accuracy", "precision", "recall", "specificity", "f1", "npv", "roc_auc", "pr_auc", "brier", "ece",
                "threshold", "confusion_matrix", "n", "recall_by_cause", "borderline"}  # as docs/evaluation.md lists them
@@ -152,9 +152,9 @@ def test_predict_given_a_manifest_says_to_score_it_with_evaluate(tiny_run: Path,
     captured = capsys.readouterr()
     rows = json.loads(captured.out)
     assert [r["error"] is None for r in rows] == [False, True]  # the image given with it is still predicted
-    assert captured.err.strip() == (f"pneumoscan: error: {manifest}: a CSV file, not an image; predict takes image "
+    assert per_film_lines(captured.err) == [f"pneumoscan: error: {manifest}: a CSV file, not an image; predict takes image "
                                     f"files and folders of them, and a labelled manifest (columns path,label) is "
-                                    f"scored with `pneumoscan evaluate --data {manifest}`")
+                                    f"scored with `pneumoscan evaluate --data {manifest}`"]
     assert main(["predict", "--model", str(tiny_run), str(tmp_path / "gone.csv")]) == 1  # missing: as any file
     assert "gone.csv: file not found" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(tiny_run), "--data", str(manifest), "--n-boot", "10"]) == 0  # as it says
@@ -470,7 +470,7 @@ def test_warnings_and_damaged_dicom_are_one_line_each(tiny_run: Path, tiny_data:
     fake.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\x04\x00abcd" + b"\x08\x00" * 40)
     assert main(["predict", "--model", str(tiny_run), str(fake)]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "fake.dcm" in err and ".py:" not in err, err
+    assert len(per_film_lines(err)) == 1 and "fake.dcm" in err and ".py:" not in err, err
     assert main(["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--threshold", "1.0",
                  "--n-boot", "10"]) == 0
     err = capsys.readouterr().err
@@ -791,7 +791,8 @@ def test_predict_given_a_dash_for_a_film_says_to_give_dev_stdin(tmp_path: Path, 
         "give /dev/stdin (`... | pneumoscan predict /dev/stdin`)")
     (tmp_path / "-").write_bytes(b"")  # a file named '-' is a file like any other
     assert main(["predict", "--quiet", "-"]) == 1
-    assert capsys.readouterr().err.strip() == "pneumoscan: error: -: empty file (0 bytes); give a JPEG, PNG, TIFF, BMP or DICOM file"
+    assert per_film_lines(capsys.readouterr().err) == [
+        "pneumoscan: error: -: empty file (0 bytes); give a JPEG, PNG, TIFF, BMP or DICOM file"]
 
 
 @pytest.mark.parametrize("flag,name", [("--csv", "preds.csv"), ("--json", "Preds.JSON")])

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pneumoscan.cli import main
+from tests.conftest import per_film_lines
 from tests.training.test_audit_mistakes import QUICK
 
 OOM = ("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 7.79 GiB of which 1.02 GiB "
@@ -138,8 +139,9 @@ def test_the_host_out_of_memory_elsewhere_in_a_command_is_one_line(
     film = next((tiny_run.parent / "data" / "train" / "NORMAL").iterdir())
     assert main(["predict", str(film), "--model", str(tiny_run)]) == 2
     err = capsys.readouterr().err
-    assert err == ("pneumoscan: error: the machine ran out of memory (Unable to allocate 1.07 GiB for an array with "
-                   "shape (12000, 12000)); close other programs, or give fewer or smaller films, and try again\n")
+    assert per_film_lines(err) == [
+        "pneumoscan: error: the machine ran out of memory (Unable to allocate 1.07 GiB for an array with shape "
+        "(12000, 12000)); close other programs, or give fewer or smaller films, and try again"]
 
 
 def _cpu_allocation_fails(*_: Any, **__: Any) -> None:

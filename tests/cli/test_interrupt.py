@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from pneumoscan.cli import main
+from tests.conftest import per_film_lines
 
 
 def _interrupt_after(files: tuple[str, ...]) -> Any:
@@ -87,7 +88,7 @@ def test_an_interrupted_prediction_keeps_the_rows_written(flag: str, tiny_run: P
     inputs = [str(films[0]), str(broken), str(films[1]), str(films[2])]
     assert main(["predict", "--model", str(tiny_run), *inputs, *filter(None, [flag])]) == 130
     out, err = capsys.readouterr()
-    lines = err.splitlines()
+    lines = per_film_lines(err)
     assert len(lines) == 2 and lines[0].startswith(f"pneumoscan: error: {broken}: ") and lines[1] == "pneumoscan: interrupted"
     if flag == "--json":  # the array is left open; closing it gives the rows written
         assert [r["path"] for r in json.loads(out + "\n]")] == inputs[:2]

@@ -12,7 +12,7 @@ from PIL import Image
 
 from pneumoscan.cli import main
 from pneumoscan.data.decode import MIN_SIDE, size_warning, stored_size
-from tests.conftest import encode, write_dicom
+from tests.conftest import encode, per_film_lines, write_dicom
 
 WARNING = f"20 x 20 px, under {MIN_SIDE} px on a side: too small to read reliably; send the original film"
 
@@ -52,7 +52,7 @@ def test_predict_warns_about_a_thumbnail_and_still_predicts_it(fmt: str, tiny_ru
     flags = {"text": [], "csv": ["--csv"], "json": ["--json"]}[fmt]
     assert main(["predict", "--model", str(tiny_run), str(thumb), str(film), *flags]) == 0  # a warning, not a failure
     out, err = capsys.readouterr()
-    assert err.splitlines() == [f"pneumoscan: warning: {thumb}: {WARNING}"]
+    assert per_film_lines(err) == [f"pneumoscan: warning: {thumb}: {WARNING}"]
     if fmt == "text":
         rows = out.splitlines()
         assert rows[0].endswith(f"  too-small  {thumb}") and rows[0].split()[1].startswith("P(pneumonia)=")
@@ -78,10 +78,10 @@ def test_explain_warns_about_a_thumbnail(tiny_run: Path, films: tuple[Path, Path
     thumb, film = films
     assert main(["explain", str(thumb), "--model", str(tiny_run), "--out", str(tmp_path / "t.png")]) == 0
     out, err = capsys.readouterr()
-    assert err == f"pneumoscan: warning: {thumb}: {WARNING}\n" and out.split()[0] in ("NORMAL", "PNEUMONIA")
+    assert per_film_lines(err) == [f"pneumoscan: warning: {thumb}: {WARNING}"] and out.split()[0] in ("NORMAL", "PNEUMONIA")
     assert titles[0].endswith(f"\nwarning: {WARNING}")
     assert main(["explain", str(film), "--model", str(tiny_run), "--out", str(tmp_path / "f.png")]) == 0
-    assert capsys.readouterr().err == "" and "warning" not in titles[1]
+    assert per_film_lines(capsys.readouterr().err) == [] and "warning" not in titles[1]
 
 
 def test_the_service_warns_about_a_thumbnail(tiny_run: Path, films: tuple[Path, Path]) -> None:
@@ -112,6 +112,6 @@ def test_a_thumbnail_the_guard_refuses_is_said_to_be_one(fitted: Path, tmp_path:
     assert capsys.readouterr().err == (f"pneumoscan: error: {thumb}: not a chest X-ray: blank or nearly constant "
                                        f"image; no prediction or heatmap made; it is {WARNING}\n")
     assert main(["predict", str(thumb), "--model", str(fitted)]) == 1
-    assert capsys.readouterr().err.splitlines() == [
+    assert per_film_lines(capsys.readouterr().err) == [
         f"pneumoscan: warning: {thumb}: {WARNING}",
         f"pneumoscan: warning: {thumb}: not a chest X-ray: blank or nearly constant image; no prediction made"]
