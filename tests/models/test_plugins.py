@@ -453,6 +453,10 @@ def test_set_threshold_and_serve_say_no_guard_can_be_fitted_to_a_model_without_a
                  str(site), "--n-boot", "20", "--backend", "torch"]) == 0
     err = capsys.readouterr().err
     assert f"instead of refusing it; {none_fits}" in err and "fit-guard" not in err, err
+    film = next((tiny_dataset / "test" / "NORMAL").iterdir())
+    assert main(["predict", str(film), "--model", str(site)]) == 0  # on torch, after the export it cannot have
+    err = capsys.readouterr().err
+    assert f"instead of being refused; {none_fits}" in err and "fit-guard" not in err, err
     with caplog.at_level(logging.WARNING, logger="pneumoscan.service"):
         create_app(Settings(model=str(site), backend="torch"))
     assert f"film too; {none_fits}" in caplog.text and "fit-guard" not in caplog.text, caplog.text
