@@ -283,13 +283,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     predictor = Predictor(args.model, backend=args.backend, threshold=args.threshold, target_recall=args.target_recall,
                           prevalence=args.prevalence)
+    files = input_files(args.paths)  # a request with no film is refused before any note
     fmt = "json" if args.json else "csv" if args.csv else "text"
     if fmt == "text":  # CSV and JSON have the threshold in a column; stdout's lines stay as scripts parse them
         print(f"pneumoscan: note: {predictor.meta.class_names[1]} at P(pneumonia) >= "
               f"{decimals(predictor.threshold, 4)}; {operating_point_text(predictor.operating_point())}",
               file=sys.stderr)
     predictor.warn_unguarded()  # once, before the progress bar
-    complete = stream_predictions(predictor, input_files(args.paths), fmt, progress=not args.quiet)
+    complete = stream_predictions(predictor, files, fmt, progress=not args.quiet)
     # a script must see that some input got no prediction: unreadable, or refused by the guard
     return 0 if complete else 1
 

@@ -731,6 +731,10 @@ def test_predict_says_on_stderr_the_threshold_it_labels_at_and_where_it_came_fro
                    for line in captured.out.splitlines()) and len(captured.out.splitlines()) == 2
     assert main(["predict", "--model", str(tiny_run), str(films[0]), "--csv"]) == 0  # a column says it there
     assert "pneumoscan: note: PNEUMONIA at" not in capsys.readouterr().err
+    empty = tiny_data.parent / "empty_folder"
+    empty.mkdir()
+    assert main(["predict", "--model", str(tiny_run), str(empty)]) == 2  # no film: the error alone, no note before it
+    assert capsys.readouterr().err.splitlines()[0].startswith(f"pneumoscan: error: {empty}: folder holds no image")
 
 
 def test_every_commands_help_says_what_the_command_does() -> None:

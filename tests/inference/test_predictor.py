@@ -188,7 +188,13 @@ def test_predict_takes_a_pydicom_dataset_as_its_file(tiny_run: Path, tiny_data: 
     (np.zeros((40, 40), np.float32) + 0.5, r"^predict: an array of float32 \(40, 40\); give the film's pixels as uint8"
      r".*; for floats in \[0, 1\], pass \(image \* 255\)\.round\(\)\.astype\(np\.uint8\)$"),
     (np.zeros((40, 40, 1), np.float64) + 90, r"^predict: an array of float64 \(40, 40, 1\); .*; for floats of pixel "
-     r"values 0-255, pass image\.clip\(0, 255\)\.round\(\)\.astype\(np\.uint8\)$"),
+     r"values 0-255, pass image\.round\(\)\.astype\(np\.uint8\)$"),
+    # 12-bit values (a DICOM's pixel_array as floats) clipped to 0-255 would be a white film
+    (np.linspace(0, 4095, 1600).reshape(40, 40).astype(np.float32), r"^predict: an array of float32 \(40, 40\); .*; "
+     r"for floats of 12- or 16-bit pixel values, pass image\.round\(\)\.astype\(np\.uint16\)$"),
+    (np.linspace(-1000, 3000, 1600).reshape(40, 40), r"^predict: an array of float64 \(40, 40\); .*; these floats "
+     r"are not pixel values \(below 0 or above 65535, e\.g\. Hounsfield units\): pass the DICOM file or its pydicom "
+     r"Dataset, which pneumoscan reads itself$"),
     (np.zeros((40, 40, 2), np.uint8),
      r"^predict: an array of uint8 \(40, 40, 2\); give the film's pixels as uint8 \(0-255\) or uint16, shape \(H, W\) "
      r"or \(H, W, 1\), or uint8 \(H, W, 3\) or \(H, W, 4\), as .* gives them$"),

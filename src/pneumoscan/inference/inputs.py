@@ -137,9 +137,15 @@ def _float_hint(image: np.ndarray) -> str:
     if image.dtype.kind != "f":
         return ""
     finite = image[np.isfinite(image)]
-    if finite.size and 0 <= finite.min() and finite.max() <= 1:
+    low, high = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
+    if 0 <= low and high <= 1:
         return "; for floats in [0, 1], pass (image * 255).round().astype(np.uint8)"
-    return "; for floats of pixel values 0-255, pass image.clip(0, 255).round().astype(np.uint8)"
+    if 0 <= low and high <= 255:
+        return "; for floats of pixel values 0-255, pass image.round().astype(np.uint8)"
+    if 0 <= low and high <= 65535:  # 12- or 16-bit pixel values, e.g. a DICOM's pixel_array as floats
+        return "; for floats of 12- or 16-bit pixel values, pass image.round().astype(np.uint16)"
+    return ("; these floats are not pixel values (below 0 or above 65535, e.g. Hounsfield units): pass the DICOM file "
+            "or its pydicom Dataset, which pneumoscan reads itself")
 
 
 def _tiff_file_bytes(image: Any) -> bytes | None:
