@@ -544,8 +544,10 @@ def _run_command(args: argparse.Namespace) -> int:
         print(f"pneumoscan: error: {err.filename}: {reason}; check the path and its permissions", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # a command may say what was done before it ('after FILE was written: ...')
-        done = f" {err}" if str(err) else ""
         by = " by SIGTERM" if isinstance(err, Terminated) else ""
+        if by and signal.getsignal(signal.SIGTERM) is raise_terminated:  # a second one must not cut this report
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        done = f" {err}" if str(err) else ""
         print(f"pneumoscan: interrupted{by}{done}{_resume_hint(args)}", file=sys.stderr)
         return 143 if by else 130
     except (RuntimeError, MemoryError) as err:
@@ -606,11 +608,12 @@ def entry() -> None:
     try:
         code = main()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except KeyboardInterrupt:  # while the command line was read, or just after the command returned its code
+    except KeyboardInterrupt as err:  # while the command line was read, or just after the command returned its code
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if code is None:
-            print("pneumoscan: interrupted", file=sys.stderr)
-            code = 130
+            by = " by SIGTERM" if isinstance(err, Terminated) else ""
+            print(f"pneumoscan: interrupted{by}", file=sys.stderr)
+            code = 143 if by else 130
     sys.exit(code)
 
 
