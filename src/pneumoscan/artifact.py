@@ -349,6 +349,8 @@ def resolve_model_path(model: str | os.PathLike | None) -> Path:
         raise InputError(f"{path}: an image, not a model; {option('model')} takes a run folder or a model.safetensors "
                          f"(or {words('nothing', 'None')}: the shipped model), and the "
                          f"{words('films come after the options', 'film goes to predict(image) or gradcam(image)')}")
+    elif path.name == PRETRAIN_CHECKPOINT:  # an interrupted or running pretraining's checkpoint
+        raise InputError(_pretraining_message(path, path.parent / PRETRAINED_NAME))
     elif path.name == BEST_WEIGHTS and not read_meta(path).val_scores:
         raise InputError(_best_weights_message(path))
     elif path.suffix.lower() != ".safetensors" and (path.parent / BEST_WEIGHTS).is_file():

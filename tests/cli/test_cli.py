@@ -708,6 +708,9 @@ def test_predict_and_explain_say_once_that_a_model_without_a_guard_scores_a_phot
         assert capsys.readouterr().err.splitlines().count(said) == 1  # once for the command, not a line a film
     assert main(["explain", "--model", str(tiny_run), str(photo), "--out", str(tmp_path / "h.png")]) == 0
     assert capsys.readouterr().err.splitlines() == [said]
+    missing = tmp_path / "missing.png"  # no film to score: its error alone, no warning before it
+    assert main(["explain", "--model", str(tiny_run), str(missing), "--out", str(tmp_path / "m.png")]) != 0
+    assert said not in capsys.readouterr().err
     assert main(["predict", "--model", str(fitted), str(photo), str(film)]) == 1  # guarded: the photo is refused
     assert "no chest X-ray guard" not in capsys.readouterr().err
 

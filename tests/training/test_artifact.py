@@ -114,6 +114,9 @@ def test_a_pretraining_given_as_the_model_is_named_with_the_train_init_command(t
         resolve_model_path(pre)
     assert f"{init} once the pretraining has finished (`pneumoscan pretrain --data DATA --out {pre} --resume`" \
         in str(err.value)
+    with pytest.raises(InputError) as err:  # its checkpoint given as the model: 'header too large' before
+        resolve_model_path(pre / PRETRAIN_CHECKPOINT)
+    assert str(err.value).startswith(f"{pre / PRETRAIN_CHECKPOINT}: a pretraining (`pneumoscan pretrain`)")
 
 
 def test_checkpoint_weights_only(tmp_path: Path) -> None:

@@ -104,12 +104,12 @@ def explain_file(predictor: Predictor, image: str | os.PathLike | bytes | np.nda
         layers = cam_layers(predictor.model, predictor.meta)
     except InputError as err:
         raise InputError(f"{predictor.path}: {err}") from None
-    predictor.warn_unguarded()
     if isinstance(image, (str, os.PathLike)):
         name = str(image)
         data = read_file(image, name)
     else:
         data, name = film_bytes(image, "gradcam")
+    predictor.warn_unguarded()  # once there is a film to score: an unreadable one gets its error alone
     full, model_input, levels, rgb = load_image_and_original(data, predictor.size, name=name)
     original = display_copy(full)
     decoded = predictor.decoded(data, model_input, levels, rgb, gray=full)  # a lossless file's cues: these pixels
