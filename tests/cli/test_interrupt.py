@@ -191,14 +191,25 @@ def _sigterm_to_self(*_: object) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+@pytest.mark.parametrize("twice", [False, True])
 def test_sigterm_during_training_says_how_to_resume_and_leaves_the_run_whole(
-        tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """`kill PID` (a scheduler's stop) ended `train` silently; it stops it as Ctrl+C does, with exit code 143."""
+        twice: bool, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`kill PID` (a scheduler's stop) ended `train` silently; it stops it as Ctrl+C does, with exit code 143.
+    `twice`: a second SIGTERM while the first is reported, which made it 'pneumoscan: interrupted' and 130."""
     import signal
 
+    import pneumoscan.cli as cli
     import pneumoscan.training.trainer as trainer
 
-    saved = trainer.atomic_torch_save
+    saved, hint = trainer.atomic_torch_save, cli._resume_hint
+
+    def hint_after_another(args: Any) -> str:
+        _sigterm_to_self()
+        return hint(args)
+
+    if twice:
+        monkeypatch.setattr(cli, "_resume_hint", hint_after_another)
 
     def save_then_terminated(obj: Any, path: Any) -> None:  # SIGTERM just after epoch 1's checkpoint
         saved(obj, path)
@@ -215,31 +226,6 @@ def test_sigterm_during_training_says_how_to_resume_and_leaves_the_run_whole(
     assert not list(run.glob(".*.tmp"))
     assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
     assert "resuming" in capsys.readouterr().out and (run / "model.safetensors").is_file()
-
-
-def test_a_second_sigterm_while_the_first_is_reported_keeps_its_words_and_code(
-        tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """A scheduler that sends SIGTERM twice got 'pneumoscan: interrupted' and 130, the resume command lost."""
-    import pneumoscan.cli as cli
-    import pneumoscan.training.trainer as trainer
-
-    saved, hint = trainer.atomic_torch_save, cli._resume_hint
-
-    def save_then_terminated(obj: Any, path: Any) -> None:
-        saved(obj, path)
-        _sigterm_to_self()
-
-    def hint_after_another(args: Any) -> str:
-        _sigterm_to_self()
-        return hint(args)
-
-    monkeypatch.setattr(trainer, "atomic_torch_save", save_then_terminated)
-    monkeypatch.setattr(cli, "_resume_hint", hint_after_another)
-    run = tmp_path / "run"
-    assert main(["train", "--data", str(tiny_dataset), "--out", str(run), "--model", "cnn", "--image-size", "16",
-                 "--epochs", "2", "--quiet"]) == 143
-    assert capsys.readouterr().err == (f"pneumoscan: interrupted by SIGTERM; continue the run with `pneumoscan train "
-                                       f"--out {run} --resume`\n")
 
 
 def test_sigterm_among_the_renames_of_a_set_of_files_waits_until_all_are_in_place(
