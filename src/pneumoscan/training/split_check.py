@@ -55,16 +55,14 @@ def _split_why(saved: dict[str, Any], now: dict[str, Any], kind: str) -> str:
     before the split did (`unread_rule_change`), else the images or their patients did."""
     rule = now.get("patient_key_rule")
     if ruled := key_rule_change(saved, now):
-        return (f"pneumoscan now keys {ruled} DICOM film{'s' if ruled > 1 else ''} whose header names no patient and "
-                f"whose file name is in other folders too by folder and name (patient_key_rule {rule}), where the "
-                f"{kind} was started by an earlier version, which keyed {'them' if ruled > 1 else 'it'} otherwise, so "
-                f"the images need not have changed")
+        return (f"pneumoscan now keys {counted(ruled, 'DICOM film')} whose header names no patient and whose file "
+                f"name is in other folders too by folder and name (patient_key_rule {rule}), "
+                f"{_by_an_earlier_version(kind, ruled, 'keyed', 'otherwise')}")
     if aside := unread_rule_change(saved, now):
         return (f"the rule for files named for a format pneumoscan does not read ({', '.join(UNREAD_EXTENSIONS)}) "
-                f"changed: pneumoscan now sets aside before the split {aside} such file{'s' if aside > 1 else ''} "
-                f"holding no image (unread_rule {now['unread_rule']}; see split.json's skipped), where the {kind} was "
-                f"started by an earlier version, which split {'them' if aside > 1 else 'it'} among the films, so the "
-                f"images need not have changed")
+                f"changed: pneumoscan now sets aside before the split {aside} such file{'s' if aside > 1 else ''} holding "
+                f"no image (unread_rule {now['unread_rule']}; see split.json's skipped), "
+                f"{_by_an_earlier_version(kind, aside, 'split', 'among the films')}")
     if unnamed := key_rule_may_change(saved, now):
         return (f"{unnamed} DICOM film{'s' if unnamed > 1 else ''} whose header names no patient "
                 f"{'are' if unnamed > 1 else 'is'} keyed by file name (or folder and name) by patient_key_rule "
@@ -77,6 +75,13 @@ def _split_why(saved: dict[str, Any], now: dict[str, Any], kind: str) -> str:
                 f"which judged them over train/ and val/ at most: a PatientID taken for a placeholder then may key "
                 f"films now, or the other way round, so the key rule may have changed the split, not the images")
     return "some images or their patients changed (a manifest's patient column, a DICOM PatientID)"
+
+
+def _by_an_earlier_version(kind: str, n: int, verb: str, how: str) -> str:
+    """The end of `_split_why`'s message when a rule of pneumoscan changed for `n` files: the `kind` was started by
+    an earlier version, which `verb` them `how`, so the images need not have changed."""
+    return (f"where the {kind} was started by an earlier version, which {verb} {'them' if n > 1 else 'it'} {how}, so "
+            f"the images need not have changed")
 
 
 def key_rule_change(saved: dict[str, Any], now: dict[str, Any]) -> int:
