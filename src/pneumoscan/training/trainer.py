@@ -244,23 +244,23 @@ class Trainer:
         saved = json.loads((self.out / "config.json").read_text())
         given = f"{option('epochs', self.cfg.epochs)} (run: {saved.get('epochs')})"
         stopped_early = state["bad_epochs"] >= self.cfg.patience  # the loop trains no epoch then, as for the below
-        same_epochs = saved.get("epochs", self.cfg.epochs) == self.cfg.epochs
+        run_epochs = saved.get("epochs", self.cfg.epochs)
+        same_epochs = run_epochs == self.cfg.epochs
         # said here, once: the loop, which trains no epoch, does not say it as if it had just stopped
         stopped = (f"; the run stopped early there ({_no_better(self.cfg.auc_tie)} for {_epochs(self.cfg.patience)}, "
                    f"{option('patience')}), so no epoch is left to train: the model is made from epoch "
                    f"{state['best_epoch']}") if same_epochs and stopped_early and state["epoch"] < self.cfg.epochs else ""
         self._say(f"resuming {self.out} after epoch {state['epoch']} (best so far: epoch {state['best_epoch']}, "
                   f"validation AUC {state['best_auc']:.4f}){stopped}")
-        if same_epochs:
-            pass
-        elif self.cfg.epochs <= state["epoch"] or stopped_early:
-            why = _patience_stop(state, saved.get("epochs", self.cfg.epochs), self.cfg.auc_tie) if stopped_early else ""
-            self.warn(f"{given}: no epoch is left to train{', as ' + why if why else ''}; the model is made from the "
-                      f"best of the {_epochs(state['epoch'])} trained")
-        else:
-            last = state["history"][-1]["lr"] if state["history"] else next_lr
-            self.warn(f"{given}: {schedule_change(self.cfg.epochs, state['epoch'], last, next_lr, 'run')}; the model "
-                      f"will differ from one of a run started with {option('epochs', self.cfg.epochs)}")
+        if not same_epochs:
+            if self.cfg.epochs <= state["epoch"] or stopped_early:
+                why = _patience_stop(state, run_epochs, self.cfg.auc_tie) if stopped_early else ""
+                self.warn(f"{given}: no epoch is left to train{', as ' + why if why else ''}; the model is made "
+                          f"from the best of the {_epochs(state['epoch'])} trained")
+            else:
+                last = state["history"][-1]["lr"] if state["history"] else next_lr
+                self.warn(f"{given}: {schedule_change(self.cfg.epochs, state['epoch'], last, next_lr, 'run')}; the "
+                          f"model will differ from one of a run started with {option('epochs', self.cfg.epochs)}")
         if self.cfg.epochs < state["epoch"]:  # the run's record (config.json, the model's) keeps the epochs trained
             self.cfg.epochs = state["epoch"]
         now = {k: v for k, v in self.cfg.record().items() if k in (*RESUME_MAY_CHANGE, "data_resolved")}
@@ -402,8 +402,7 @@ class Trainer:
             made_after = read_meta(self.out / ARTIFACT_NAME).training.get("epochs_run", done["epoch"])
             if made_after == done["epoch"] and (done["epoch"] >= cfg.epochs or done["bad_epochs"] >= cfg.patience):
                 # leave the finished model (and the guard and ONNX export made for it) untouched
-                config = self.out / "config.json"
-                run_epochs = json.loads(config.read_text()).get("epochs", cfg.epochs) if config.exists() else cfg.epochs
+                run_epochs = _saved_config(self.out).get("epochs", cfg.epochs)
                 why = (f" (pass a larger {option('epochs')} to train it further)" if done["epoch"] >= cfg.epochs else
                        f", as {_patience_stop(done, run_epochs, cfg.auc_tie)}")
                 self._say(f"{self.out}: this run already finished ({_epochs(done['epoch'])}, best "
@@ -564,12 +563,12 @@ class Trainer:
         """After a resume replaced `artifact`: which of its guard and ONNX export, of those there are, belong to the
         model before, with the command that makes each again (the guard's with the run's recorded data). A guard
         `kept_guard` (`_keep_guard`) is not stale."""
-        onnx = artifact.with_suffix(".onnx")
-        stale = {path: command for path, command in (
-            (guard_path(artifact), read_meta(artifact).fit_guard_command(self.out, self.out)),
-            (onnx, f"`pneumoscan export --model {self.out} --out {onnx}`")) if path.exists()}
-        if kept_guard:
-            stale.pop(guard_path(artifact))
+        guard, onnx = guard_path(artifact), artifact.with_suffix(".onnx")
+        stale = {}
+        if guard.exists() and not kept_guard:
+            stale[guard] = read_meta(artifact).fit_guard_command(self.out, self.out)
+        if onnx.exists():
+            stale[onnx] = f"`pneumoscan export --model {self.out} --out {onnx}`"
         if stale:
             self.warn(f"{' and '.join(p.name for p in stale)} in {self.out} belong{'s' if len(stale) == 1 else ''} "
                       f"to the model before this resume; run {' and '.join(stale.values())} again")
