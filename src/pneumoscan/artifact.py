@@ -26,6 +26,7 @@ BEST_WEIGHTS = "best.safetensors"
 # weights for `train --init`, not a model, which a model's messages say
 PRETRAINED_NAME = "pretrained.safetensors"
 PRETRAIN_CHECKPOINT = "pretrain_last.pt"
+PRETRAINING_FILES = (PRETRAIN_CHECKPOINT, PRETRAINED_NAME)
 PRETRAINED_META_KEY = "pneumoscan_pretrained"
 _META_KEY = "pneumoscan"
 GUARD_META_KEY = "pneumoscan_ood"  # what a guard file's header is under (inference.ood.guard)
@@ -333,7 +334,7 @@ def resolve_model_path(model: str | os.PathLike | None) -> Path:
             raise InputError(f"{model}: a training run that has not finished (its {ARTIFACT_NAME} is written at the "
                              f"end); wait for it to end, or finish it with {_finish_command(path.parent)} if it was "
                              f"interrupted, then pass the run folder again")
-        if not path.is_file() and any((path.parent / name).is_file() for name in (PRETRAINED_NAME, PRETRAIN_CHECKPOINT)):
+        if not path.is_file() and any((path.parent / name).is_file() for name in PRETRAINING_FILES):
             raise InputError(_pretraining_message(model, path.parent / PRETRAINED_NAME))
         if not path.is_file():
             raise InputError(f"{model}: no {ARTIFACT_NAME} in this folder; train first or point {option('model')} at "

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
-from pneumoscan.artifact import PRETRAIN_CHECKPOINT, PRETRAINED_META_KEY, PRETRAINED_NAME
+from pneumoscan.artifact import PRETRAIN_CHECKPOINT, PRETRAINED_META_KEY, PRETRAINED_NAME, PRETRAINING_FILES
 from pneumoscan.data.augment import AugmentConfig, augment_batch
 from pneumoscan.data.fingerprint import FILM_MAX_DISTANCE, FILM_METHOD, film_distances, film_record, \
     training_film_fingerprints
@@ -41,7 +41,6 @@ from pneumoscan.training.checkpoint import (atomic_torch_save, check_writable, f
                                             schedule_change)
 from pneumoscan.training.config import TrainConfig
 
-PRETRAINING_FILES = (PRETRAIN_CHECKPOINT, PRETRAINED_NAME)  # what a pretraining writes in its --out
 # Views far stronger than the supervised augmentation: SimSiam learns what survives them.
 VIEW_AUGMENT = AugmentConfig(rotation_deg=15.0, scale=0.25, translate=0.12, brightness=0.25, contrast=0.35)
 VIEW_NOISE = 0.03

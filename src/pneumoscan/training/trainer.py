@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from pneumoscan.artifact import ARTIFACT_NAME, BEST_WEIGHTS, ArtifactMeta, read_meta, save_artifact
+from pneumoscan.artifact import (ARTIFACT_NAME, BEST_WEIGHTS, PRETRAINING_FILES, ArtifactMeta, read_meta,
+                                  save_artifact)
 from pneumoscan.data.augment import AugmentConfig, augment_batch, mixup
 from pneumoscan.data.cache import ImageSet
 from pneumoscan.data.fingerprint import film_fingerprints, film_record, fingerprints
@@ -178,8 +179,7 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> Non
 
 
 def _pretraining_files(out: Path) -> str:
-    """The files of a pretraining in `out` (`pretrain.PRETRAINING_FILES`), as 'pretrain_last.pt, ...'; '' when none."""
-    from pneumoscan.training.pretrain import PRETRAINING_FILES
+    """The files of a pretraining in `out` (`artifact.PRETRAINING_FILES`), as 'pretrain_last.pt, ...'; '' when none."""
 
     return files_in(out, PRETRAINING_FILES)
 
