@@ -45,9 +45,10 @@ def print_split(run: Path, data: str | None = None) -> None:
     if data is not None and (unused := record.get("given_val_unused")):
         from pneumoscan.training.run_data import given_val_name
 
-        line += (f"; {given_val_name(data)} ({counted(unused, 'image')}) {'is' if Path(data).is_dir() else 'are'} not "
-                 f"used (validation is carved from train by patient): --use-given-val validates on "
-                 f"{'it' if Path(data).is_dir() else 'them'} instead")
+        folder = Path(data).is_dir()  # DATA/val, or a manifest's val rows
+        line += (f"; {given_val_name(data)} ({counted(unused, 'image')}) {'is' if folder else 'are'} not used "
+                 f"(validation is carved from train by patient): --use-given-val validates on "
+                 f"{'it' if folder else 'them'} instead")
     print(line)
 
 
