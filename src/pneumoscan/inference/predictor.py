@@ -193,14 +193,19 @@ class Predictor:
         if self.guard is not None or self.guard_off:
             return None
         from pneumoscan.artifact import ARTIFACT_NAME
-        from pneumoscan.inference.ood.guard import no_guard_fits
 
         model = self.path.parent if self.path.name == ARTIFACT_NAME else self.path  # a run folder as train names it
-        # not loaded: served from its ONNX export, without reading the torch model (seconds) for this line
-        none_fits = no_guard_fits(self.model if self.model_loaded else None)
+        none_fits = self.no_guard_fits()
         return (f"{self.path}: this model has no chest X-ray guard, so every film gets a probability, a photo or an "
                 f"upside-down film too, instead of being refused; "
                 + (none_fits or f"fit one with {self.meta.fit_guard_command(model, self.path.parent)}"))
+
+    def no_guard_fits(self) -> str | None:
+        """Why no chest X-ray guard can be fitted to this model (`ood.guard.no_guard_fits`), None when one can; the
+        torch model is asked only when loaded: one served from its ONNX export is not read (seconds) for this."""
+        from pneumoscan.inference.ood.guard import no_guard_fits
+
+        return no_guard_fits(self.model if self.model_loaded else None)
 
     def warn_unguarded(self) -> None:
         """Warn, the first time only, that the model has no guard (`unguarded_warning`): called when films are

@@ -190,17 +190,8 @@ def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_b
                   float(predictor.threshold), result.summary, [cause_of(s) for s in result.images.samples],
                   np.asarray(result.images.images),
                   list(result.images.skipped), count_patients(run, result.images.samples, progress),
-                  guarded=predictor.guard is not None, no_guard_fits=_no_guard_fits(predictor))
-
-
-def _no_guard_fits(predictor: Predictor) -> str | None:
-    """Why no guard can be fitted to the unguarded model of `predictor` (`no_guard_fits`), None when it is guarded or
-    one can be; never loads the torch model (seconds) that the ONNX export on file served without."""
-    from pneumoscan.inference.ood.guard import no_guard_fits
-
-    if predictor.guard is not None:
-        return None
-    return no_guard_fits(predictor.model if predictor.model_loaded else None)
+                  guarded=predictor.guard is not None,
+                  no_guard_fits=None if predictor.guard is not None else predictor.no_guard_fits())
 
 
 def _check_threshold_films_split(run: RunInfo, split: str | None) -> None:

@@ -14,7 +14,6 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from pneumoscan import __version__
-from pneumoscan.inference.ood.guard import no_guard_fits
 from pneumoscan.service.audit import AuditLog
 from pneumoscan.service.budget import UploadBudget
 from pneumoscan.service.engine import Engine
@@ -112,9 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     log.info("model %s (pneumoscan %s, %d px) ready, backend %s", meta.model_name, meta.version,
              meta.image_size, engine.predictor.backend)
     if not engine.guarded:  # the page and /model say so too, but only to those who look
-        model, predictor = engine.predictor.path, engine.predictor
-        # not loaded: served from its ONNX export, without reading the torch model (seconds) for this line
-        none_fits = no_guard_fits(predictor.model if predictor.model_loaded else None)
+        model, none_fits = engine.predictor.path, engine.predictor.no_guard_fits()
         log.warning("no chest X-ray guard beside %s: every upload gets a probability, a photo or an upside-down film "
                     "too; %s", model, none_fits or f"fit one with {meta.fit_guard_command(model, model.parent)} and "
                                                   f"restart")
