@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from pneumoscan import __version__
-from pneumoscan.errors import (MAX_REASON, PneumoscanError, RefusedFilm, Terminated, WriteError, cli_words, decimals,
-                               gpu_out_of_memory, host_out_of_memory, memory_reason, one_line, raise_terminated,
-                               warn)
+from pneumoscan.errors import (MAX_REASON, PneumoscanError, RefusedFilm, WriteError, cli_words, decimals,
+                               gpu_out_of_memory, host_out_of_memory, interruption, memory_reason, one_line, option,
+                               out_of_memory_text, raise_terminated, warn)
 
 if TYPE_CHECKING:
     from pneumoscan.evaluation.evaluate import Evaluation
@@ -496,7 +496,7 @@ def _resume_hint(args: argparse.Namespace) -> str:
     something to continue."""
     if args.command not in ("train", "pretrain"):
         return ""
-    from pneumoscan.training.pretrain import PRETRAIN_CHECKPOINT
+    from pneumoscan.artifact import PRETRAIN_CHECKPOINT
 
     if args.command == "train" and (Path(args.out) / "config.json").is_file():
         return f"; continue the run with `pneumoscan train --out {args.out} --resume`"
@@ -544,12 +544,12 @@ def _run_command(args: argparse.Namespace) -> int:
         print(f"pneumoscan: error: {err.filename}: {reason}; check the path and its permissions", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # a command may say what was done before it ('after FILE was written: ...')
-        by = " by SIGTERM" if isinstance(err, Terminated) else ""
+        by, code = interruption(err)
         if by and signal.getsignal(signal.SIGTERM) is raise_terminated:  # a second one must not cut this report
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         done = f" {err}" if str(err) else ""
         print(f"pneumoscan: interrupted{by}{done}{_resume_hint(args)}", file=sys.stderr)
-        return 143 if by else 130
+        return code
     except (RuntimeError, MemoryError) as err:
         if gpu_out_of_memory(err):
             print(f"pneumoscan: error: {_out_of_memory_advice(args, err)}{_resume_hint(args)}", file=sys.stderr)
@@ -565,8 +565,6 @@ def _run_command(args: argparse.Namespace) -> int:
 
 def _smaller_batch(args: argparse.Namespace) -> str | None:
     """The command's smaller batch as a way out of memory ('lower --batch-size ...'), None when it has no batch size."""
-    from pneumoscan.errors import option
-
     if not hasattr(args, "batch_size"):
         return None
     resumed = f" in a new {option('out')} (a resume keeps the run's)" if args.command in ("train", "pretrain") else ""
@@ -576,8 +574,6 @@ def _smaller_batch(args: argparse.Namespace) -> str | None:
 def _host_memory_way(args: argparse.Namespace) -> str:
     """What the user can change for the command the machine ran out of memory in: its batch size, else how many films
     it reads (fit-guard's --max-images), else the films given."""
-    from pneumoscan.errors import option
-
     if hasattr(args, "max_images") and not hasattr(args, "batch_size"):
         return f"fit on fewer films ({option('max_images')})"
     return _smaller_batch(args) or "give fewer or smaller films"
@@ -586,8 +582,6 @@ def _host_memory_way(args: argparse.Namespace) -> str:
 def _out_of_memory_advice(args: argparse.Namespace, err: BaseException) -> str:
     """One line for a command the GPU ran out of memory in: torch's reason, and the ways out (the command's smaller
     batch, ONNX Runtime, or the CPU with the GPU hidden)."""
-    from pneumoscan.errors import option, out_of_memory_text
-
     ways = ["free it (`nvidia-smi` lists the processes holding it)"]
     batch = _smaller_batch(args)
     if batch:
@@ -611,9 +605,8 @@ def entry() -> None:
     except KeyboardInterrupt as err:  # while the command line was read, or just after the command returned its code
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if code is None:
-            by = " by SIGTERM" if isinstance(err, Terminated) else ""
+            by, code = interruption(err)
             print(f"pneumoscan: interrupted{by}", file=sys.stderr)
-            code = 143 if by else 130
     sys.exit(code)
 
 

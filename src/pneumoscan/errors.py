@@ -359,6 +359,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (`kill PID`, a job scheduler's stop) during a command that takes it as Ctrl+C (`raise_terminated`)."""
 
 
+def interruption(err: KeyboardInterrupt) -> tuple[str, int]:
+    """How an interrupted command says what stopped it, and its exit code: ' by SIGTERM' and 143, or '' and 130."""
+    return (" by SIGTERM", 143) if isinstance(err, Terminated) else ("", 130)
+
+
 def raise_terminated(signum: int, frame: object) -> None:
     """A SIGTERM handler: stop the command as Ctrl+C does, as `Terminated`."""
     raise Terminated
