@@ -114,6 +114,19 @@ def test_the_package_version_has_one_source() -> None:
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "pneumoscan.__version__"}
 
 
+def test_python_multipart_floor_has_the_module_the_service_imports() -> None:
+    """service/uploads.py imports `python_multipart`, the module name python-multipart has had since 0.0.13 (before,
+    `multipart`). The floor was 0.0.9, so pip kept an installed 0.0.9-0.0.12: `serve` started and every POST /predict
+    then failed on the import. 0.0.18 also fixes CVE-2024-53981, a denial of service in the parser that reads uploads."""
+    from packaging.requirements import Requirement
+
+    assert "from python_multipart" in (ROOT / "src" / "pneumoscan" / "service" / "uploads.py").read_text()
+    (requirement,) = [Requirement(text) for text in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+                      ["dependencies"] if Requirement(text).name == "python-multipart"]
+    assert not requirement.specifier.contains("0.0.12") and not requirement.specifier.contains("0.0.17")
+    assert requirement.specifier.contains(importlib.metadata.version("python-multipart"))
+
+
 def test_the_top_folder_holds_no_python_module() -> None:
     """pyproject maps the top folder as the package `pneumoscan.docs` (it ships MODEL_CARD.md): setuptools would ship
     any module there with it (a `conftest.py` or `noxfile.py` as `pneumoscan/docs/...`), so there must be none. The
