@@ -66,6 +66,9 @@ def test_the_wheel_holds_every_module_and_the_files_read_at_run_time(wheel: Path
                for path in (ROOT / "sample" / "chest_xray").rglob("*.jpeg")}
     assert len(tracked) == 260 and films == tracked
     assert "pneumoscan/sample/README.md" in names  # the sample's licence (CC BY 4.0) and source
+    shipped = expected | tracked | {"pneumoscan/sample/README.md", "pneumoscan/docs/MODEL_CARD.md"}
+    assert sorted(name for name in names if ".dist-info/" not in name and name not in shipped) == []  # no tests, .pyc
+    assert f"pneumoscan-{pneumoscan.__version__}.dist-info/licenses/LICENSE" in names
 
 
 def test_the_shipped_model_files_stay_well_under_25_mb(wheel: Path) -> None:
@@ -105,6 +108,26 @@ def test_the_installed_package_finds_its_sample_and_card_with_no_source_tree(whe
                              capture_output=True, text=True).stdout.split()
     metadata = zipfile.ZipFile(wheel).read(f"pneumoscan-{pneumoscan.__version__}.dist-info/METADATA").decode()
     assert version == ["pneumoscan", pneumoscan.__version__] and f"\nVersion: {pneumoscan.__version__}\n" in metadata
+
+
+def test_the_installed_package_predicts_with_its_shipped_model_and_serves_its_page(wheel: Path, tmp_path: Path) -> None:
+    """What `pip install pneumoscan` promises: `predict IMAGE` with no --model uses the model, ONNX export and guard
+    shipped inside the package, and `serve` finds its page's files there, with no source tree around."""
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    elsewhere = tmp_path / "empty"
+    elsewhere.mkdir()
+    film = shutil.copy(min((ROOT / "sample" / "chest_xray" / "train" / "PNEUMONIA").glob("*.jpeg")), elsewhere)
+    env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1"}
+    code = ("import sys; from pneumoscan import Predictor; from pneumoscan.service.app import STATIC_DIR; "
+            "p = Predictor(); (r,) = p.predict_files([sys.argv[1]]); "
+            "print(p.path, p.backend, r.in_distribution, r.label, STATIC_DIR, sep='\\n')")
+    shown = subprocess.run([sys.executable, "-c", code, film], cwd=elsewhere, env=env, check=True,
+                           capture_output=True, text=True).stdout.splitlines()
+    installed = site / "pneumoscan"
+    assert shown[:4] == [str(installed / "weights" / "default.safetensors"), "onnx", "True", "PNEUMONIA"]
+    assert {path.name for path in Path(shown[4]).iterdir()} >= {"index.html", "app.js", "style.css"}
+    assert Path(shown[4]).is_relative_to(installed)
 
 
 def test_the_package_version_has_one_source() -> None:
