@@ -1,9 +1,10 @@
 """The wheel a user installs holds what the package reads at run time (the shipped model and its guard, its model
 card, the service page's static files, py.typed, the bundled sample that `export` checks on) and every module, and
-the installed package finds its sample and card with no source tree around. Builds the wheel from a copy of the
-source (about 5 s)."""
+the installed package finds its sample and card and predicts with its shipped model with no source tree around; the
+sdist holds the test suite and every source of the wheel. Builds the wheel from a copy of the source (about 5 s)."""
 from __future__ import annotations
 
+import fnmatch
 import importlib.metadata
 import os
 import shutil
@@ -19,11 +20,14 @@ import pneumoscan
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "MODEL_CARD.md", "src", "sample")
+# What MANIFEST.in adds to the sdist: the test suite and what it reads
+SUITE = ("MANIFEST.in", "Makefile", "tests", "docs", "bench")
+LEFT_OUT = ("__pycache__", "*.py[cod]", "*.tmp", "*.egg-info")
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel built from a clean copy of the tracked sources (no build/ or egg-info of an earlier build)."""
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clean copy of the tracked sources (no build/ or egg-info of an earlier build)."""
     try:
         setuptools_major = int(importlib.metadata.version("setuptools").split(".")[0])
     except importlib.metadata.PackageNotFoundError:
@@ -31,18 +35,26 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if setuptools_major < 77:  # pyproject's build requirement; building offline uses the installed one
         pytest.skip("setuptools 77 or later is not installed: the wheel cannot be built without the network")
     tree = tmp_path_factory.mktemp("source")
-    for name in SOURCES:
+    for name in SOURCES + SUITE:
         source = ROOT / name
         if source.is_dir():
-            shutil.copytree(source, tree / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            shutil.copytree(source, tree / name, ignore=shutil.ignore_patterns(*LEFT_OUT))
         else:
             shutil.copy2(source, tree / name)
-    out = tmp_path_factory.mktemp("wheel")
+    return tree
+
+
+def _built_wheel(tree: Path, out: Path) -> Path:
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                            "-w", str(out), str(tree)], check=True, capture_output=True, text=True)
     (out / "build.log").write_text(done.stdout + done.stderr)
     (built,) = out.glob("pneumoscan-*.whl")
     return built
+
+
+@pytest.fixture(scope="module")
+def wheel(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _built_wheel(source, tmp_path_factory.mktemp("wheel"))
 
 
 def test_building_warns_of_no_package_setuptools_would_ignore(wheel: Path) -> None:
@@ -130,6 +142,23 @@ def test_the_installed_package_predicts_with_its_shipped_model_and_serves_its_pa
     assert Path(shown[4]).is_relative_to(installed)
 
 
+def test_the_sdist_holds_the_test_suite_and_every_source_of_the_wheel(source: Path, tmp_path: Path) -> None:
+    """The sdist held only the tests/test*.py at the top of tests/ (setuptools' default), without conftest.py or the
+    folders of tests: `pytest` in an unpacked sdist stopped at collection. It holds the whole suite, the files the
+    suite reads, and every file the wheel is built from (so the sdist builds the same wheel). Its list is the
+    manifest that `egg_info` writes and `sdist` packs (0.5 s; packing the sdist takes seconds more)."""
+    subprocess.run([sys.executable, "-c", "import setuptools; setuptools.setup()", "egg_info", "-e", str(tmp_path)],
+                   cwd=source, check=True, capture_output=True)
+    manifest = (tmp_path / "pneumoscan.egg-info" / "SOURCES.txt").read_text().split()
+    held = {os.path.normpath(name) for name in manifest}  # ./MODEL_CARD.md: the card's package folder is the top
+    wanted = {path.relative_to(ROOT).as_posix() for name in SOURCES + SUITE for path in
+              ([ROOT / name] if (ROOT / name).is_file() else (ROOT / name).rglob("*"))
+              if path.is_file() and not any(fnmatch.fnmatch(part, pattern) for part in path.relative_to(ROOT).parts
+                                            for pattern in LEFT_OUT)}
+    assert {"tests/conftest.py", "tests/__init__.py", "tests/data/test_dicom.py", "sample/README.md"} <= wanted
+    assert sorted(wanted - held) == []
+
+
 def test_the_package_version_has_one_source() -> None:
     """pyproject.toml takes the version from pneumoscan.__version__ (what `--version` prints), never a second copy."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -140,7 +169,7 @@ def test_the_package_version_has_one_source() -> None:
 def test_python_multipart_floor_has_the_module_the_service_imports() -> None:
     """service/uploads.py imports `python_multipart`, the module name python-multipart has had since 0.0.13 (before,
     `multipart`). The floor was 0.0.9, so pip kept an installed 0.0.9-0.0.12: `serve` started and every POST /predict
-    then failed on the import. 0.0.18 also fixes CVE-2024-53981, a denial of service in the parser that reads uploads."""
+    then failed on the import. 0.0.18 also fixes CVE-2024-53981, a denial of service in the parser reading uploads."""
     from packaging.requirements import Requirement
 
     assert "from python_multipart" in (ROOT / "src" / "pneumoscan" / "service" / "uploads.py").read_text()
