@@ -152,10 +152,11 @@ def _same_scores(scores: Scores, labels: object, probs: object) -> bool:
 
 
 def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0, progress: bool = True) -> Scores:
-    """Scores of the run's own validation split (no model needed), at the stored threshold (`progress`: the bar of
-    counting its patients)."""
+    """Scores of the run's own validation split (no model needed), at the stored threshold, their intervals drawn by
+    patient as `evaluate` draws them (`film_patients`); `progress`: the bar of reading their patients."""
     from pneumoscan.data.patients import cause_of
     from pneumoscan.evaluation.bootstrap import summarize
+    from pneumoscan.evaluation.evaluate import film_patients
 
     samples, probs = read_val_predictions(run)
     paths, labels = [s.path for s in samples], np.asarray([s.label for s in samples], dtype=np.int64)
@@ -166,7 +167,9 @@ def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0, progre
             f"here (e.g. {missing[0]}), so the report shows no case images or feature maps of them; run it from the "
             f"folder the run was trained in, or pass --data DIR"))
     threshold = float(run.meta.threshold)
-    summary = summarize(labels, probs, threshold, n_boot=n_boot, seed=seed)
+    # a patient's several films are not independent: resampled one by one, they gave intervals much too narrow
+    summary = summarize(labels, probs, threshold, n_boot=n_boot, seed=seed,
+                        groups=film_patients(samples, run.meta.training, progress))
     # the CSV keeps no manifest patient column: patients are counted from the files
     return Scores(f"validation predictions of the run ({VAL_PREDICTIONS})", "val", paths, labels, probs, threshold,
                   summary, [cause_of(s) for s in samples], patients=count_patients(run, samples, progress),
