@@ -404,10 +404,18 @@ def _model_option() -> str:
 def save_artifact(path: str | os.PathLike, model: nn.Module, meta: ArtifactMeta) -> Path:
     """Write weights and metadata atomically (temp file + rename); a failed write (a full disk) is a WriteError
     naming PATH, and the file that was there is kept whole."""
+    from pneumoscan.outputs import atomic_write
+
+    return atomic_write(path, artifact_writer(model, meta), mode=0o644)
+
+
+def artifact_writer(model: nn.Module, meta: ArtifactMeta) -> Callable[[Path], None]:
+    """What writes `model`'s weights (as they are now) and `meta` as an artifact to a file (for `atomic_write` and
+    `atomic_write_all`)."""
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    from pneumoscan.outputs import atomic_write, os_error_of
+    from pneumoscan.outputs import os_error_of
 
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
 
@@ -417,7 +425,7 @@ def save_artifact(path: str | os.PathLike, model: nn.Module, meta: ArtifactMeta)
         except SafetensorError as err:
             raise os_error_of(err) from None
 
-    return atomic_write(path, write, mode=0o644)
+    return write
 
 
 def read_meta(path: str | os.PathLike) -> ArtifactMeta:

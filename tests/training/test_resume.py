@@ -570,3 +570,80 @@ def test_extending_a_run_keeps_its_guard_when_the_kept_epoch_stays_else_names_th
     placed = f"`pneumoscan fit-guard --model {run / 'model.safetensors'} --data {resume_data}`"
     with pytest.raises(InputError, match=re.escape(f"different version of model.safetensors; run {placed} again")):
         load_guard(run)
+
+
+@pytest.mark.parametrize("signum, after", [(signal.SIGINT, 1), (signal.SIGINT, 2), (signal.SIGINT, 3),
+                                           (signal.SIGINT, 4), (signal.SIGTERM, 2)])
+def test_an_interruption_while_a_resume_writes_its_model_loses_no_guard(
+        signum: int, after: int, resume_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl+C or SIGTERM right after each rename of a resume's last files (val_predictions.csv, the model, its
+    re-keyed guard, the commit of the two): the model and its guard stay both old or both new, and the `--resume`
+    the interruption advises ends with a guard keyed to the model. Before, a signal after the model's rename left the
+    guard keyed to the model before, refused ('fitted for a different version') by a run that said it had finished."""
+    import pneumoscan.outputs as outputs
+    import pneumoscan.training.trainer as trainer
+    from pneumoscan.inference.ood.guard import load_guard
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(resume_data), "--out", str(run), *ARGS[:4], "--epochs", "1", "--quiet"]) == 0
+    assert main(["fit-guard", "--model", str(run), "--data", str(resume_data)]) == 0
+    monkeypatch.setattr(trainer, "becomes_kept", lambda *_: False)  # epoch 2 is not kept: the guard stays valid
+    replaces, real_replace, real_finish = [], os.replace, trainer.finish_artifact
+
+    def replace(src, dst):  # noqa: ANN001
+        real_replace(src, dst)
+        replaces.append(dst)
+        if len(replaces) == after:
+            os.kill(os.getpid(), signum)
+
+    def finish(*args, **kwargs):  # noqa: ANN002, ANN003
+        monkeypatch.setattr(outputs.os, "replace", replace)  # counted from here: the files that end the run
+        return real_finish(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer, "finish_artifact", finish)
+        code = main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"])
+        monkeypatch.setattr(outputs.os, "replace", real_replace)
+    assert code == (0 if after > len(replaces) else 128 + signum)
+    load_guard(run)  # both old or both new: never refused
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
+    assert read_meta(run / "model.safetensors").training["epochs_run"] == 2
+    assert load_guard(run) is not None
+
+
+def test_a_resume_after_a_crash_among_the_renames_of_model_and_guard_puts_both_right(
+        resume_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash (SIGKILL, power loss) after the model's rename and before its guard's leaves the new model beside the
+    guard of the old one and a journal; the `--resume` after it undoes the set and makes both again."""
+    import pneumoscan.outputs as outputs
+    import pneumoscan.training.trainer as trainer
+    from pneumoscan.errors import InputError
+    from pneumoscan.inference.ood.guard import load_guard
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(resume_data), "--out", str(run), *ARGS[:4], "--epochs", "1", "--quiet"]) == 0
+    assert main(["fit-guard", "--model", str(run), "--data", str(resume_data)]) == 0
+    monkeypatch.setattr(trainer, "becomes_kept", lambda *_: False)
+    real_replace = os.replace
+
+    class Crash(BaseException):
+        pass
+
+    def replace(src, dst):  # noqa: ANN001
+        if Path(dst).name == "model.ood.safetensors":
+            raise Crash
+        real_replace(src, dst)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(outputs.os, "replace", replace)
+        patch.setattr(outputs.Journal, "undo", outputs.Journal.close)  # the process dies: its lock goes, no undo
+        with pytest.raises(Crash):
+            trainer.train(trainer.TrainConfig.from_saved({**json.loads((run / "config.json").read_text()),
+                                                          "epochs": 2}), resume=True, progress=False, verbose=False)
+    with pytest.raises(InputError, match="different version"):
+        load_guard(run)
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
+    assert read_meta(run / "model.safetensors").training["epochs_run"] == 2
+    assert load_guard(run) is not None
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]
+

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from pneumoscan.artifact import (ARTIFACT_NAME, BEST_WEIGHTS, PRETRAINING_FILES, ArtifactMeta, read_meta,
-                                  save_artifact)
+from pneumoscan.artifact import (ARTIFACT_NAME, BEST_WEIGHTS, PRETRAINING_FILES, ArtifactMeta, artifact_writer,
+                                  read_meta, save_artifact)
 from pneumoscan.data.augment import AugmentConfig, augment_batch, mixup
 from pneumoscan.data.cache import ImageSet
 from pneumoscan.data.fingerprint import film_fingerprints, film_record, fingerprints
@@ -32,9 +32,10 @@ from pneumoscan.evaluation.metrics import UndefinedMetricWarning, roc_auc
 from pneumoscan.evaluation.thresholds import threshold_for_recall
 from pneumoscan.inference.batch import device_for, predict_logits, sigmoid
 from pneumoscan.inference.ood import guard_path
+from pneumoscan.inference.ood.guard import guard_beside
 from pneumoscan.models.registry import (check_model_output, create_model, get_spec, is_registered, model_config,
                                         model_sources, require_registered, version_change)
-from pneumoscan.outputs import atomic_write
+from pneumoscan.outputs import atomic_write, atomic_write_all, recover_interrupted
 from pneumoscan.progress import progress_bar, write_warning
 from pneumoscan.training.checkpoint import (atomic_torch_save, check_writable, files_in, load_checkpoint,
                                             restore_rng_states, rng_states, run_lock, schedule_change)
@@ -395,6 +396,8 @@ class Trainer:
         if not resume and (others := runs_inside(self.out)):
             raise InputError(f"{self.out}: holds other runs ({', '.join(others)}), so it is no run of its own; give "
                              f"{option('out')} a new folder for this run, such as {self.out / 'NAME'}")
+        if resume:  # a crash among the renames of the model and its re-keyed guard (`finish_artifact`): both old
+            recover_interrupted([self.out / ARTIFACT_NAME, guard_beside(self.out / ARTIFACT_NAME)])
         saved_ckpt = load_checkpoint(ckpt_path) if resume else None  # read once, here and for its weights below
         if saved_ckpt is not None and (self.out / ARTIFACT_NAME).exists():
             done = saved_ckpt["state"]
@@ -555,14 +558,14 @@ class Trainer:
                        f"{_epochs(cfg.patience)} ({option('patience')}); the model keeps epoch {state['best_epoch']} "
                        f"(validation AUC {state['best_auc']:.4f})")
         fitted = _fitted_guard(self.out / ARTIFACT_NAME)  # read before the model file it is keyed to is replaced
-        artifact = self._finish(meta, data, state)
-        self._warn_stale(artifact, kept_guard=_keep_guard(artifact, fitted))
+        artifact, kept_guard = self._finish(meta, data, state, fitted)
+        self._warn_stale(artifact, kept_guard=kept_guard)
         return artifact
 
     def _warn_stale(self, artifact: Path, kept_guard: bool) -> None:
         """After a resume replaced `artifact`: which of its guard and ONNX export, of those there are, belong to the
         model before, with the command that makes each again (the guard's with the run's recorded data). A guard
-        `kept_guard` (`_keep_guard`) is not stale."""
+        `kept_guard` (`_kept_guard`) is not stale."""
         guard, onnx = guard_path(artifact), artifact.with_suffix(".onnx")
         stale = {}
         if guard.exists() and not kept_guard:
@@ -573,15 +576,21 @@ class Trainer:
             self.warn(f"{' and '.join(p.name for p in stale)} in {self.out} belong{'s' if len(stale) == 1 else ''} "
                       f"to the model before this resume; run {' and '.join(stale.values())} again")
 
-    def _finish(self, meta: ArtifactMeta, data: RunData, state: dict[str, Any]) -> Path:
-        """Choose the threshold on validation with the best weights and write the final artifact."""
+    def _finish(self, meta: ArtifactMeta, data: RunData, state: dict[str, Any],
+                fitted: tuple[OODGuard, dict[str, torch.Tensor]] | None) -> tuple[Path, bool]:
+        """Choose the threshold on validation with the best weights and write the final artifact, with the guard of
+        `fitted` (`_fitted_guard` of the file it replaces) keyed to it when `_kept_guard` keeps it; the artifact's
+        path and whether the guard was kept."""
         from safetensors.torch import load_file
 
         model = create_model(self.cfg.model, **self.model_cfg).to(self.device)
         model.load_state_dict(load_file(str(self.out / BEST_WEIGHTS), device=str(self.device)))
         meta.training.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"],
                              train_seconds=round(state["train_seconds"], 1))
-        return finish_artifact(self.out, model, meta, data.val, self.cfg.target_recall, seed=self.cfg.seed)
+        guard = _kept_guard(model, meta, fitted)
+        artifact = finish_artifact(self.out, model, meta, data.val, self.cfg.target_recall, seed=self.cfg.seed,
+                                   guard=guard)
+        return artifact, guard is not None
 
 
 def _fitted_guard(artifact: Path) -> tuple[OODGuard, dict[str, torch.Tensor]] | None:
@@ -590,7 +599,7 @@ def _fitted_guard(artifact: Path) -> tuple[OODGuard, dict[str, torch.Tensor]] | 
     from safetensors.torch import load_file
 
     from pneumoscan.artifact import file_sha256
-    from pneumoscan.inference.ood.guard import OODGuard, guard_beside
+    from pneumoscan.inference.ood.guard import OODGuard
 
     path = guard_beside(artifact)
     if not (path.is_file() and artifact.is_file()):
@@ -602,28 +611,29 @@ def _fitted_guard(artifact: Path) -> tuple[OODGuard, dict[str, torch.Tensor]] | 
     return (guard, load_file(str(artifact))) if guard.meta.get("model_sha256") == file_sha256(artifact) else None
 
 
-def _keep_guard(artifact: Path, fitted: tuple[OODGuard, dict[str, torch.Tensor]] | None) -> bool:
-    """Key the guard of `fitted` (`_fitted_guard` of the file `artifact` replaced) to `artifact` when its tensors
-    and preprocessing are those the guard was fitted on (a resume that kept the same epoch: only the training
-    record changed), as its features are then the same; whether it did."""
-    from safetensors.torch import load_file
-
+def _kept_guard(model: nn.Module, meta: ArtifactMeta,
+                fitted: tuple[OODGuard, dict[str, torch.Tensor]] | None) -> OODGuard | None:
+    """The guard of `fitted` (`_fitted_guard` of the file the artifact of `model` and `meta` replaces) when the
+    tensors and preprocessing it was fitted on are `model`'s and `meta`'s (a resume that kept the same epoch: only
+    the training record changed), as its features are then the same; None otherwise. Decided before the artifact
+    is written, so the guard is written with it (`finish_artifact`)."""
     if fitted is None:
-        return False
+        return None
     guard, before = fitted
-    meta, now = read_meta(artifact), load_file(str(artifact))
+    now = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if now.keys() != before.keys() or not all(torch.equal(now[k], before[k]) for k in now) or \
             (guard.image_size, guard.preprocessing, guard.meta.get("model_name")) != \
             (meta.image_size, meta.preprocessing, meta.model_name):
-        return False
-    guard.save_for(artifact)
-    return True
+        return None
+    return guard
 
 
 def finish_artifact(out: Path, model: nn.Module, meta: ArtifactMeta, val: ImageSet, target_recall: float,
-                    *, seed: int = 0) -> Path:
+                    *, seed: int = 0, guard: OODGuard | None = None) -> Path:
     """Score `val` with `model`, store the threshold for `target_recall`, the validation scores and
-    metrics in `meta`, write OUT/val_predictions.csv and the artifact OUT/model.safetensors."""
+    metrics in `meta`, write OUT/val_predictions.csv and the artifact OUT/model.safetensors. `guard`: one fitted on
+    `model`'s very weights and preprocessing (`_kept_guard`), keyed to the new artifact and written with it, both or
+    neither (`atomic_write_all`), so no interruption leaves the model new and its guard keyed to the one before."""
     probs = sigmoid(predict_logits(model, val.images, meta.preprocessing, tta=meta.tta))
     labels = val.labels
     meta.target_recall = target_recall
@@ -636,7 +646,23 @@ def finish_artifact(out: Path, model: nn.Module, meta: ArtifactMeta, val: ImageS
     # absolute, so `report` finds the films from any folder (older runs hold paths relative to where they trained)
     write_predictions(out / "val_predictions.csv", [replace(s, path=Path(os.path.abspath(s.path))) for s in val.samples],
                       probs)
-    return save_artifact(out / ARTIFACT_NAME, model, meta)
+    if guard is None:
+        return save_artifact(out / ARTIFACT_NAME, model, meta)
+    from pneumoscan.artifact import file_sha256
+
+    written: list[Path] = []  # the artifact's temp file, which the guard is keyed to (a rename keeps its bytes)
+    write_artifact = artifact_writer(model, meta)
+
+    def artifact(tmp: Path) -> None:
+        write_artifact(tmp)
+        written.append(tmp)
+
+    def keyed_guard(tmp: Path) -> None:
+        guard.meta = {**guard.meta, "model_sha256": file_sha256(written[-1])}
+        guard.write(tmp)
+
+    return atomic_write_all({out / ARTIFACT_NAME: artifact, guard_beside(out / ARTIFACT_NAME): keyed_guard},
+                            mode=0o644)[0]
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, verbose: bool = True,

@@ -324,23 +324,23 @@ class OODGuard:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write tensors + JSON metadata as safetensors, atomically."""
+        # readable like model.safetensors (e.g. by a service user), not safetensors' 0600
+        return atomic_write(Path(path), self.write, mode=0o644)
+
+    def write(self, tmp: Path) -> None:
+        """Write tensors + JSON metadata as safetensors to the file `tmp` (for `atomic_write`, `atomic_write_all`)."""
         from safetensors.numpy import save_file
 
-        path = Path(path)
         tensors = {}
         for name, g in self.models.items():
             tensors.update({f"{name}.centers": g.centers, f"{name}.scale": g.scale, f"{name}.precision": g.precision})
-        def write(tmp: Path) -> None:
-            try:
-                save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in tensors.items()}, str(tmp),
-                          metadata={_META_KEY: json.dumps(self.meta, sort_keys=True)})
-            except OSError as err:  # atomic_write names PATH and the fix its errno points to (a full disk: free space)
-                raise OSError(err.errno, re.sub(r'\s*at path "[^"]*"', "", err.strerror or str(err))) from None
-            except Exception as err:  # safetensors' own error type for I/O failures, naming the temp file
-                raise os_error_of(err) from None
-
-        # readable like model.safetensors (e.g. by a service user), not safetensors' 0600
-        return atomic_write(path, write, mode=0o644)
+        try:
+            save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in tensors.items()}, str(tmp),
+                      metadata={_META_KEY: json.dumps(self.meta, sort_keys=True)})
+        except OSError as err:  # atomic_write names PATH and the fix its errno points to (a full disk: free space)
+            raise OSError(err.errno, re.sub(r'\s*at path "[^"]*"', "", err.strerror or str(err))) from None
+        except Exception as err:  # safetensors' own error type for I/O failures, naming the temp file
+            raise os_error_of(err) from None
 
     def save_for(self, model: str | os.PathLike) -> Path:
         """Save as the guard of the artifact `model`, which must hold the weights this guard was fitted on
