@@ -647,3 +647,32 @@ def test_a_resume_after_a_crash_among_the_renames_of_model_and_guard_puts_both_r
     assert load_guard(run) is not None
     assert not [p.name for p in run.iterdir() if p.name.startswith(".")]
 
+
+def test_a_damaged_jpeg_named_webp_is_not_blamed_on_the_set_aside_rule(
+        resume_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """split.json records how many files the set-aside rule alone set aside (`unread_no_image`); a resume of a run
+    from before the rule whose data now holds a damaged JPEG named scan.webp (skipped when decoded, by earlier
+    versions too) blamed that file on the rule, by the wording of its skipped entry, instead of the data."""
+    from pneumoscan.training.split_check import unread_rule_change
+
+    (resume_data / "train" / "NORMAL" / "logo.gif").write_bytes(b"<html><body>Not found</body></html>")
+    run = tmp_path / "run"
+    common = ["--data", str(resume_data), "--out", str(run), "--model", "cnn", "--image-size", "16", "--batch-size",
+              "16", "--quiet"]
+    assert main(["train", *common, "--epochs", "1"]) == 0
+    split = json.loads((run / "split.json").read_text())
+    assert split["unread_no_image"] == 1 and len(split["skipped"]) == 1
+    (resume_data / "logo.gif").write_bytes((resume_data / "train" / "NORMAL" / "logo.gif").read_bytes())
+    (resume_data / "train" / "NORMAL" / "logo.gif").unlink()  # the rule sets nothing aside now...
+    (resume_data / "train" / "PNEUMONIA" / "scan.webp").write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 64)  # ...decoding does
+    old = {k: v for k, v in split.items() if k not in ("unread_rule", "unread_no_image")}
+    (run / "split.json").write_text(json.dumps(old))
+    capsys.readouterr()
+    assert main(["train", *common, "--epochs", "2", "--resume"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "sets aside before the split" not in err
+    assert "some images or their patients changed" in err and "resume with the data it was started with" in err
+    # a record without the count (none of this version's) falls back to the wording of its skipped entries
+    page = "d/train/NORMAL/logo.gif: not a readable image (cannot identify image file); give a JPEG, PNG or DICOM file"
+    assert unread_rule_change({}, {"unread_rule": 2, "skipped": [page]}) == 1
+    assert unread_rule_change({}, {"unread_rule": 2, "unread_no_image": 0, "skipped": [page]}) == 0

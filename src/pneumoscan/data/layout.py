@@ -8,7 +8,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.decode import EXPORT_AS, is_dicom, read_grayscale, unsupported_format
@@ -84,21 +84,32 @@ def is_image_head(head: bytes) -> bool:
     return is_dicom(head) or head.startswith(_IMAGE_MAGIC) or unsupported_format(head) is not None
 
 
-def set_aside_unread(found: dict[str, list[Sample]]) -> tuple[dict[str, list[Sample]], dict[str, list[str]]]:
+class Refusal(NamedTuple):
+    """Why `unread_refusal` sets a file aside: decoding's words, and whether only by `UNREAD_RULE` 2 (a file named for
+    a format not read that holds no image, which an earlier version split among the films)."""
+    text: str
+    no_image: bool = False
+
+
+def set_aside_unread(found: dict[str, list[Sample]]) -> tuple[dict[str, list[Sample]], dict[str, list[str]],
+                                                              dict[str, int]]:
     """`found` (`discover`'s) without the files `unread_refusal` sets aside (those in a format pneumoscan does not read,
     by their first bytes, whatever their extension, and those listed only for such a format's extension that hold no
-    image), and per split each one's refusal as decoding says it: kept out of a split, the --max-images cap and the
+    image), per split each one's refusal as decoding says it, and per split how many of them hold no image
+    (`Refusal.no_image`: set aside by `UNREAD_RULE` 2 only): kept out of a split, the --max-images cap and the
     patient keys, where one more file (one more "patient") would reshuffle the split, then reported skipped."""
     kept: dict[str, list[Sample]] = {}
     unread: dict[str, list[str]] = {}
+    no_image: dict[str, int] = {}
     for split, samples in found.items():
         refusals = [unread_refusal(s.path) for s in samples]
         kept[split] = [s for s, refusal in zip(samples, refusals) if refusal is None]
-        unread[split] = sorted(refusal for refusal in refusals if refusal is not None)
-    return kept, unread
+        unread[split] = sorted(refusal.text for refusal in refusals if refusal is not None)
+        no_image[split] = sum(refusal.no_image for refusal in refusals if refusal is not None)
+    return kept, unread, no_image
 
 
-def unread_refusal(path: Path) -> str | None:
+def unread_refusal(path: Path) -> Refusal | None:
     """Decoding's refusal of the file `path` when it holds a format pneumoscan does not read, by its first bytes
     (`decode.unsupported_format`; a DICOM file is read whatever its preamble: a JPEG named x.gif is a JPEG), told
     without decoding it; or when it is listed only for such a format's extension (`UNREAD_EXTENSIONS`) and holds no
@@ -110,13 +121,13 @@ def unread_refusal(path: Path) -> str | None:
     except OSError:
         return None
     if not is_dicom(head) and (fmt := unsupported_format(head)) is not None:
-        return f"{one_line(os.fsdecode(path))}: {fmt} images are not supported; {EXPORT_AS}"
+        return Refusal(f"{one_line(os.fsdecode(path))}: {fmt} images are not supported; {EXPORT_AS}")
     if path.suffix.lower() not in UNREAD_EXTENSIONS or is_image_head(head):
         return None
     try:  # no image format's first bytes: decoding fails at once, in its own words
         read_grayscale(path)
     except InputError as err:
-        return str(err)
+        return Refusal(str(err), no_image=True)
     return None
 
 

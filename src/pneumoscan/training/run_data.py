@@ -174,7 +174,7 @@ def _few_given_val(cfg: TrainConfig, val: ImageSet) -> str | None:
 def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, command: str = "train") -> RunData:
     """Find, split and decode (through the cache) the training and validation images; `command` (train or
     pretrain) chooses which options a message may suggest."""
-    found, unread = set_aside_unread(discover(cfg.data))
+    found, unread, no_image = set_aside_unread(discover(cfg.data))
     train_split = "train" if "train" in found else "all"
     if train_split not in found:
         raise InputError(f"{cfg.data}: no train/ folder to train on; add DATA/train/NORMAL and DATA/train/PNEUMONIA")
@@ -219,6 +219,8 @@ def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, comma
         },
         "skipped": train_set.skipped + val_set.skipped,
         "unread_rule": UNREAD_RULE,  # which files were set aside before the split (`split_check.unread_rule_change`)
+        # of those under `skipped`, how many that rule alone set aside (named for a format not read, holding no image)
+        "unread_no_image": no_image[train_split] + (no_image["val"] if cfg.use_given_val else 0),
         # with --use-given-val nothing keeps a patient out of both folders
         "patient_ids_in_train_and_val": len({keys(s) for s in train_set.samples} & {keys(s) for s in val_set.samples}),
         "val_files": [str(s.path) for s in val_set.samples],

@@ -43,7 +43,7 @@ def _fit_samples(data: str | os.PathLike | Sequence[Any]) -> tuple[list[Any], li
     from pneumoscan.data.layout import discover, set_aside_unread
 
     if isinstance(data, (str, os.PathLike)):
-        found, unread = set_aside_unread(discover(data))
+        found, unread, _ = set_aside_unread(discover(data))
         for split in ("train", "all"):
             if split in found:
                 return found[split], unread[split]
