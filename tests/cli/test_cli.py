@@ -93,6 +93,13 @@ def test_train_says_a_given_val_folder_is_not_used_unless_asked(tiny_dataset: Pa
             f"--use-given-val validates on it instead") in capsys.readouterr().out
     assert main(["train", "--out", str(tmp_path / "r2"), "--use-given-val", *common]) == 0
     assert "is not used" not in capsys.readouterr().out
+    # a resume keeps the split (--use-given-val is refused there): the note says so, as often as the run is resumed
+    for _ in range(2):  # the epoch added, then a run already finished
+        assert main(["train", "--out", str(tmp_path / "r1"), "--resume", "--epochs", "2", "--quiet"]) == 0
+        assert (f"{tiny_dataset / 'val'} (4 images) is not used (validation is carved from train by patient): a new "
+                f"run with --use-given-val validates on it instead") in capsys.readouterr().out
+    assert main(["train", "--out", str(tmp_path / "r2"), "--resume", "--epochs", "2", "--quiet"]) == 0
+    assert "is not used" not in capsys.readouterr().out
 
 
 def test_train_warns_when_a_given_val_folder_is_small(tiny_dataset: Path, tmp_path: Path,

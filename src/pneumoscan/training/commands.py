@@ -22,11 +22,12 @@ def print_validation(path: Path) -> None:
           f"{val['n_positive']} PNEUMONIA)")
 
 
-def print_split(run: Path, data: str | None = None) -> None:
+def print_split(run: Path, data: str | None = None, resumed: bool = False) -> None:
     """The run's split from its split.json: images and patients trained and validated on, and where the patients
     were read ('--patient-key auto (79 by DICOM PatientID)'), so a DICOM set's user sees its PatientIDs used; how
     many unreadable files were skipped; and, when validation was carved from train while `data` has a val/ folder
-    (a manifest val rows), that they were not used and how many they are."""
+    (a manifest val rows), that they were not used and how many they are (as split.json recorded them when the run
+    started); for a `resumed` run, which keeps its split, that a new run with --use-given-val would use them."""
     import json
 
     from pneumoscan.data.patients import keys_read
@@ -47,8 +48,8 @@ def print_split(run: Path, data: str | None = None) -> None:
 
         folder = Path(data).is_dir()  # DATA/val, or a manifest's val rows
         line += (f"; {given_val_name(data)} ({counted(unused, 'image')}) {'is' if folder else 'are'} not used "
-                 f"(validation is carved from train by patient): --use-given-val validates on "
-                 f"{'it' if folder else 'them'} instead")
+                 f"(validation is carved from train by patient): {'a new run with ' if resumed else ''}"
+                 f"--use-given-val validates on {'it' if folder else 'them'} instead")
     print(line)
 
 
@@ -106,7 +107,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = train_config(given, resume=args.resume)
     artifact = train(cfg, resume=args.resume, progress=not args.quiet)
     print_validation(artifact)
-    print_split(Path(cfg.out), None if args.resume else cfg.data)
+    print_split(Path(cfg.out), cfg.data, resumed=args.resume)
     print(f"history: {Path(cfg.out) / 'history.csv'}")
     _say_guard_next(artifact, cfg.out)
     return 0
