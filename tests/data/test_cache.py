@@ -795,3 +795,29 @@ def test_a_film_that_runs_short_even_alone_stops_with_advice_that_works(
     msg = str(exc.value)
     assert msg.startswith(f"{big}: the machine ran out of memory decoding it, even on its own ("), msg
     assert "fewer films" not in msg and "close other programs, or downscale the film or leave it out" in msg, msg
+
+
+def test_an_interruption_of_a_cold_decode_does_not_wait_for_the_queued_files() -> None:
+    """Ctrl+C or SIGTERM (a KeyboardInterrupt in the main thread, here from the progress bar's loop) during the decode
+    of a large data set stops it once the reads running finish. Before, the queued files were cancelled only when
+    the signal landed while the main thread waited for a read: landing in the bar's frame (which holds the map's
+    iterator), it waited for every file still queued (3 of 30 random SIGINTs, up to 6.6 s for 1,946 reads of 2,000)."""
+    from pneumoscan.data.cache import decode_each
+
+    ran: list[int] = []
+
+    def read(index: int) -> None:
+        ran.append(index)
+        time.sleep(0.01)
+
+    def interrupted(done):  # noqa: ANN001, ANN202
+        for count, item in enumerate(done):
+            if count == 4:
+                raise KeyboardInterrupt
+            yield item
+
+    with pytest.raises(KeyboardInterrupt):
+        decode_each(400, read, lambda err: None, interrupted)
+    read_by_then = len(ran)
+    time.sleep(0.1)  # a worker still reading queued files would add to `ran`
+    assert len(ran) == read_by_then < 100

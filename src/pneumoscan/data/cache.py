@@ -173,7 +173,11 @@ def decode_each(count: int, read: Callable[[int], None], unreadable: Callable[[I
             unreadable(err)
 
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        list(wrap(pool.map(work, range(count))))
+        try:
+            list(wrap(pool.map(work, range(count))))
+        except BaseException:  # Ctrl+C, SIGTERM: stop once the reads running end, not after every file still queued
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     for index in sorted(short):  # decoded together with others: again, alone
         try:
             read(index)
