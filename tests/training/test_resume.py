@@ -676,3 +676,32 @@ def test_a_damaged_jpeg_named_webp_is_not_blamed_on_the_set_aside_rule(
     page = "d/train/NORMAL/logo.gif: not a readable image (cannot identify image file); give a JPEG, PNG or DICOM file"
     assert unread_rule_change({}, {"unread_rule": 2, "skipped": [page]}) == 1
     assert unread_rule_change({}, {"unread_rule": 2, "unread_no_image": 0, "skipped": [page]}) == 0
+
+
+def test_a_resume_stopped_before_it_warned_of_a_stale_guard_warns_on_the_next_resume(
+        resume_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resume whose new epoch replaced the model, stopped (Ctrl+C) after the model was written and before it warned
+    that the guard belongs to the model before: the `--resume` the interruption advises found the run finished and
+    said nothing of the guard, which predict then refused. It says it, with the fit-guard command."""
+    import pneumoscan.training.trainer as trainer
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(resume_data), "--out", str(run), *ARGS[:4], "--epochs", "1", "--quiet"]) == 0
+    assert main(["fit-guard", "--model", str(run), "--data", str(resume_data)]) == 0
+    monkeypatch.setattr(trainer, "becomes_kept", lambda *_: True)
+
+    def ctrl_c(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer.Trainer, "_warn_stale", ctrl_c)
+        assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 130
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"model.ood.safetensors in {run} was fitted for another version of model.safetensors; run `pneumoscan "
+            f"fit-guard --model {run} --data {resume_data}` again") in err
+    assert main(["fit-guard", "--model", str(run), "--data", str(resume_data)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
+    assert "warning" not in capsys.readouterr().err  # a guard fitted for it: nothing to say

@@ -410,6 +410,7 @@ class Trainer:
                        f", as {_patience_stop(done, run_epochs, cfg.auc_tie)}")
                 self._say(f"{self.out}: this run already finished ({_epochs(done['epoch'])}, best "
                           f"{done['best_epoch']}); nothing to resume{why}")
+                self._warn_stale_guard(self.out / ARTIFACT_NAME)
                 return self.out / ARTIFACT_NAME
         check_writable(self.out)
         for stale in self.out.glob(".*.tmp"):  # left by a run killed mid-write
@@ -575,6 +576,21 @@ class Trainer:
         if stale:
             self.warn(f"{' and '.join(p.name for p in stale)} in {self.out} belong{'s' if len(stale) == 1 else ''} "
                       f"to the model before this resume; run {' and '.join(stale.values())} again")
+
+    def _warn_stale_guard(self, artifact: Path) -> None:
+        """On a finished run: warn when its guard is keyed to another model file than `artifact` (a resume that
+        replaced the model was stopped before its own warning said so), with the command that fits it again."""
+        from pneumoscan.artifact import file_sha256
+        from pneumoscan.inference.ood.guard import OODGuard
+
+        guard = guard_beside(artifact)
+        try:
+            stale = guard.is_file() and OODGuard.read(guard).meta.get("model_sha256") != file_sha256(artifact)
+        except InputError:  # unreadable: predict and serve say so, with the fix
+            return
+        if stale:
+            self.warn(f"{guard.name} in {self.out} was fitted for another version of {artifact.name}; run "
+                      f"{read_meta(artifact).fit_guard_command(self.out, self.out)} again")
 
     def _finish(self, meta: ArtifactMeta, data: RunData, state: dict[str, Any],
                 fitted: tuple[OODGuard, dict[str, torch.Tensor]] | None) -> tuple[Path, bool]:
