@@ -437,16 +437,22 @@ def test_a_split_changed_by_the_set_aside_rule_is_not_blamed_on_the_data() -> No
     assert resume_advice(saved, {**now, "skipped": [gif]}).startswith("resume with the data")
 
 
+def _run_with_a_page_saved_as_a_gif(data: Path, tmp_path: Path) -> tuple[Path, list[str], dict]:
+    """A one-epoch run on `data` with an HTML page saved as train/NORMAL/logo.gif: its folder, the options that
+    started it, and its split.json."""
+    (data / "train" / "NORMAL" / "logo.gif").write_bytes(b"<html><body>Not found</body></html>")
+    run = tmp_path / "run"
+    common = ["--data", str(data), "--out", str(run), "--model", "cnn", "--image-size", "16", "--batch-size", "16",
+              "--quiet"]
+    assert main(["train", *common, "--epochs", "1"]) == 0
+    return run, common, json.loads((run / "split.json").read_text())
+
+
 def test_a_run_carved_with_a_page_saved_as_a_gif_before_the_rule_is_told_so_on_resume(
         resume_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The run's split.json records the set-aside rule; one without it (an earlier version's, which carved the page
     among the films, so other validation films) is refused naming the rule and the pneumoscan to resume with."""
-    (resume_data / "train" / "NORMAL" / "logo.gif").write_bytes(b"<html><body>Not found</body></html>")
-    run = tmp_path / "run"
-    common = ["--data", str(resume_data), "--out", str(run), "--model", "cnn", "--image-size", "16", "--batch-size",
-              "16", "--quiet"]
-    assert main(["train", *common, "--epochs", "1"]) == 0
-    split = json.loads((run / "split.json").read_text())
+    run, common, split = _run_with_a_page_saved_as_a_gif(resume_data, tmp_path)
     assert split["unread_rule"] == 2
     trained = next(str(p) for p in sorted((resume_data / "train" / "NORMAL").glob("*.jpeg"))
                    if str(p) not in split["val_files"])
@@ -538,6 +544,14 @@ def test_a_rule_3_split_whose_placeholder_patient_id_rule_4_reads_as_a_patient_b
     assert resume_advice(saved | {"patient_key_rule": 4}, now).startswith("resume with the data")
 
 
+def _guarded_run(data: Path, tmp_path: Path) -> Path:
+    """A one-epoch run on `data` with its guard fitted."""
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), *ARGS[:4], "--epochs", "1", "--quiet"]) == 0
+    assert main(["fit-guard", "--model", str(run), "--data", str(data)]) == 0
+    return run
+
+
 @pytest.mark.parametrize("kept", [False, True])
 def test_extending_a_run_keeps_its_guard_when_the_kept_epoch_stays_else_names_the_recorded_data(
         kept: bool, resume_data: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -550,9 +564,7 @@ def test_extending_a_run_keeps_its_guard_when_the_kept_epoch_stays_else_names_th
     from pneumoscan.errors import InputError
     from pneumoscan.inference.ood.guard import load_guard
 
-    run = tmp_path / "run"
-    assert main(["train", "--data", str(resume_data), "--out", str(run), *ARGS[:4], "--epochs", "1", "--quiet"]) == 0
-    assert main(["fit-guard", "--model", str(run), "--data", str(resume_data)]) == 0
+    run = _guarded_run(resume_data, tmp_path)
     weights = load_file(str(run / "model.safetensors"))
     capsys.readouterr()
     monkeypatch.setattr(trainer, "becomes_kept", lambda *_: kept)
@@ -584,9 +596,7 @@ def test_an_interruption_while_a_resume_writes_its_model_loses_no_guard(
     import pneumoscan.training.trainer as trainer
     from pneumoscan.inference.ood.guard import load_guard
 
-    run = tmp_path / "run"
-    assert main(["train", "--data", str(resume_data), "--out", str(run), *ARGS[:4], "--epochs", "1", "--quiet"]) == 0
-    assert main(["fit-guard", "--model", str(run), "--data", str(resume_data)]) == 0
+    run = _guarded_run(resume_data, tmp_path)
     monkeypatch.setattr(trainer, "becomes_kept", lambda *_: False)  # epoch 2 is not kept: the guard stays valid
     replaces, real_replace, real_finish = [], os.replace, trainer.finish_artifact
 
@@ -620,9 +630,7 @@ def test_a_resume_after_a_crash_among_the_renames_of_model_and_guard_puts_both_r
     from pneumoscan.errors import InputError
     from pneumoscan.inference.ood.guard import load_guard
 
-    run = tmp_path / "run"
-    assert main(["train", "--data", str(resume_data), "--out", str(run), *ARGS[:4], "--epochs", "1", "--quiet"]) == 0
-    assert main(["fit-guard", "--model", str(run), "--data", str(resume_data)]) == 0
+    run = _guarded_run(resume_data, tmp_path)
     monkeypatch.setattr(trainer, "becomes_kept", lambda *_: False)
     real_replace = os.replace
 
@@ -655,12 +663,7 @@ def test_a_damaged_jpeg_named_webp_is_not_blamed_on_the_set_aside_rule(
     versions too) blamed that file on the rule, by the wording of its skipped entry, instead of the data."""
     from pneumoscan.training.split_check import unread_rule_change
 
-    (resume_data / "train" / "NORMAL" / "logo.gif").write_bytes(b"<html><body>Not found</body></html>")
-    run = tmp_path / "run"
-    common = ["--data", str(resume_data), "--out", str(run), "--model", "cnn", "--image-size", "16", "--batch-size",
-              "16", "--quiet"]
-    assert main(["train", *common, "--epochs", "1"]) == 0
-    split = json.loads((run / "split.json").read_text())
+    run, common, split = _run_with_a_page_saved_as_a_gif(resume_data, tmp_path)
     assert split["unread_no_image"] == 1 and len(split["skipped"]) == 1
     (resume_data / "logo.gif").write_bytes((resume_data / "train" / "NORMAL" / "logo.gif").read_bytes())
     (resume_data / "train" / "NORMAL" / "logo.gif").unlink()  # the rule sets nothing aside now...
@@ -685,9 +688,7 @@ def test_a_resume_stopped_before_it_warned_of_a_stale_guard_warns_on_the_next_re
     said nothing of the guard, which predict then refused. It says it, with the fit-guard command."""
     import pneumoscan.training.trainer as trainer
 
-    run = tmp_path / "run"
-    assert main(["train", "--data", str(resume_data), "--out", str(run), *ARGS[:4], "--epochs", "1", "--quiet"]) == 0
-    assert main(["fit-guard", "--model", str(run), "--data", str(resume_data)]) == 0
+    run = _guarded_run(resume_data, tmp_path)
     monkeypatch.setattr(trainer, "becomes_kept", lambda *_: True)
 
     def ctrl_c(*_: object, **__: object) -> None:
