@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pneumoscan import __version__
-from pneumoscan.artifact import load_artifact, read_meta, save_artifact
+from pneumoscan.artifact import ArtifactMeta, load_artifact, read_meta, save_artifact
 from pneumoscan.cli import main
 from pneumoscan.data.preprocess import Preprocessing, load_image
 from pneumoscan.errors import InputError
@@ -205,3 +205,42 @@ def test_an_empty_list_of_images_is_an_error_not_the_bundled_sample(tiny_run: Pa
         pneumoscan.export_onnx(tiny_run, out, images=[])
     assert str(exc.value).startswith("`images` is empty: no image to check the export on") and not out.exists()
     assert pneumoscan.export_onnx(tiny_run, out, images=None).image_source.endswith("bundled sample X-rays")
+
+
+class FixedBatchNet(torch.nn.Module):
+    """A plugin's model whose trace fixes the batch size (int(x.shape[0]) is a constant in the traced graph): its
+    export runs in ONNX Runtime only on batches of the size it was traced with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 3, padding=1)
+        self.fc = torch.nn.Linear(2 * 16 * 16, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.conv(x)).reshape(int(x.shape[0]), -1)).squeeze(1)
+
+
+def test_an_export_onnx_runtime_cannot_run_is_refused_in_one_line_and_predicted_with_pytorch(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """ONNX Runtime's own error escaped the check: `export` ended in a traceback, and predict's auto backend, which
+    falls back to PyTorch on a failed check, stopped with it."""
+    from pneumoscan.inference.predictor import Predictor
+    from pneumoscan.models import registry
+
+    registry.list_models()
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    registry.register_model("fixedbatch", description="batch fixed by its trace", image_size=16)(FixedBatchNet)
+    meta = ArtifactMeta(model_name="fixedbatch", model_config={}, image_size=16, mean=0.5, std=0.25,
+                        model_sources=registry.model_sources(["fixedbatch"]))
+    path = save_artifact(tmp_path / "model.safetensors", FixedBatchNet(), meta)
+    film = write_xray(tmp_path / "film.png", 1, 0, size=16)
+    capsys.readouterr()
+    assert main(["export", "--model", str(path), "--out", str(tmp_path / "model.onnx"), "--images", str(film)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the tracer's warning of why (int(x.shape[0]))
+    assert err.startswith(f"pneumoscan: error: {path}: ONNX Runtime cannot run the exported model (InvalidArgument: ")
+    assert err.endswith("; predict with --backend torch")
+    assert not (tmp_path / "model.onnx").exists()
+    with pytest.warns(UserWarning, match=r"its ONNX export failed the check against PyTorch \(ONNX Runtime cannot run "
+                                         r"the exported model \(InvalidArgument: .*\)\); predicting with PyTorch instead"):
+        predictor = Predictor(path)
+        assert predictor.backend == "torch"

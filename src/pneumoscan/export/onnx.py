@@ -200,18 +200,32 @@ def check_onnx(onnx_bytes: bytes, model: nn.Module, meta: ArtifactMeta, images: 
         raise ExportCheckError(f"the model gave no probability (NaN) for {bad} of {len(expected)} images in PyTorch, "
                                f"so its weights are damaged; restore the model file or train it again")
     session = OnnxBackend(onnx_bytes, threads=1)
-    got = session.predict_probs(images)
-    single = session.predict_probs(images[:1])  # the batch axis really is dynamic
+    with _runtime_failure_refused():
+        got = session.predict_probs(images)
+        single = session.predict_probs(images[:1])  # the batch axis really is dynamic
+        _, features = session.predict_with_features(images)
     diff = float(max(np.max(np.abs(got - expected)), np.max(np.abs(single - expected[:1]))))
     if not np.isfinite(diff) or diff > tolerance:
         raise ExportCheckError(f"ONNX Runtime and PyTorch disagree: max |P diff| = {diff:.3g} > {tolerance:g}")
-    _, features = session.predict_with_features(images)
     _, expected_features = forward_with_features(model, images, meta.preprocessing)
     scale = float(np.max(np.abs(expected_features))) or 1.0
     feature_diff = float(np.max(np.abs(features - expected_features))) / scale
     if not np.isfinite(feature_diff) or feature_diff > tolerance:
         raise ExportCheckError(f"ONNX Runtime and PyTorch features disagree: relative max diff {feature_diff:.3g}")
     return diff
+
+
+@contextlib.contextmanager
+def _runtime_failure_refused() -> Iterator[None]:
+    """ONNX Runtime failing to run the exported graph (a model whose trace fixed the batch size, as `int(x.shape[0])`
+    does, fails on any other batch) is an ExportCheckError, as a disagreement is: the export is unusable."""
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001 - ONNX Runtime's own types have no common base but Exception
+        if not type(err).__module__.startswith("onnxruntime"):
+            raise
+        raise ExportCheckError(f"ONNX Runtime cannot run the exported model ({type(err).__name__}: "
+                               f"{first_line(err, 200)}); predict with {option('backend', 'torch')}") from None
 
 
 def sample_image_paths(limit: int = 8) -> list[Path]:

@@ -276,8 +276,9 @@ class Predictor:
         except ExportError as err:
             if not fallback:  # --backend onnx: the failure stops it, naming the model file as its warning does
                 raise type(err)(f"{self.path}: {err}") from None
-            why = f"its ONNX export failed the check against PyTorch ({err})" if isinstance(err, ExportCheckError) \
-                else str(err).removesuffix(f"; predict with {option('backend', 'torch')}")
+            said = str(err).removesuffix(f"; predict with {option('backend', 'torch')}")  # as it does from here
+            why = f"its ONNX export failed the check against PyTorch ({said})" if isinstance(err, ExportCheckError) \
+                else said
             warn(f"{self.path}: {why}; predicting with PyTorch instead")
             self.backend = "torch"
             return None
