@@ -244,3 +244,13 @@ def test_an_export_onnx_runtime_cannot_run_is_refused_in_one_line_and_predicted_
                                          r"the exported model \(InvalidArgument: .*\)\); predicting with PyTorch instead"):
         predictor = Predictor(path)
         assert predictor.backend == "torch"
+
+
+def test_the_default_check_images_are_train_films_never_the_official_test_splits() -> None:
+    """`export` without --images (and every in-memory export of predict, serve and set-threshold) ran the model on 8
+    (4) films of the bundled sample's test/ folder, which are official test split films."""
+    from pneumoscan.export.onnx import sample_image_paths
+
+    files = sample_image_paths(8)
+    assert len(files) == 8 and {f.parent.name for f in files} == {"NORMAL", "PNEUMONIA"}
+    assert all(f.parents[1].name == "train" for f in files)
