@@ -436,13 +436,26 @@ def read_meta(path: str | os.PathLike) -> ArtifactMeta:
         with safe_open(str(path), framework="numpy") as handle:
             metadata = handle.metadata() or {}
     except Exception as err:  # safetensors raises its own error types for corrupt files
-        raise InputError(f"{path}: not a pneumoscan model file ({err}); pass a model.safetensors written by pneumoscan") from None
+        what = ("a pickle as torch.save writes, which pneumoscan never loads: unpickling can run code"
+                if _is_pickled(path) else err)
+        raise InputError(f"{path}: not a pneumoscan model file ({what}); pass a model.safetensors written by pneumoscan") from None
     if _META_KEY not in metadata and PRETRAINED_META_KEY in metadata:
         raise InputError(_pretraining_message(path, Path(path)))
     if _META_KEY not in metadata and GUARD_META_KEY in metadata:
         raise InputError(f"{path}: the chest X-ray guard of a model (fit-guard writes it beside the model), not a "
                          f"model; {_guarded_model(Path(path))}")
     return _meta_of(metadata.get(_META_KEY), path)
+
+
+def _is_pickled(path: str | os.PathLike) -> bool:
+    """Whether file `path` starts as what torch.save writes does: a zip archive (its pickle inside), or a pickle of
+    protocol 2 or later (torch's legacy format, or pickle.dump)."""
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(4)
+    except OSError:
+        return False
+    return start == b"PK\x03\x04" or (len(start) > 1 and start[0] == 0x80 and 2 <= start[1] <= 5)
 
 
 def _guarded_model(guard: Path) -> str:

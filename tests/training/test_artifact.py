@@ -390,3 +390,25 @@ def test_an_image_given_as_the_model_says_where_the_film_goes(tmp_path: Path,
                                          r"\(or None: the shipped model\), and the film goes to predict\(image\) or "
                                          r"gradcam\(image\)$"):
         pneumoscan.gradcam(tmp_path, film)
+
+
+@pytest.mark.parametrize("zipped", [False, True])
+def test_a_pickled_file_given_as_the_model_is_refused_unloaded_saying_why(tmp_path: Path, zipped: bool) -> None:
+    """A .pt checkpoint was refused as 'Error while deserializing header: header too large', which reads as a broken
+    model file; it is a pickle, which is never loaded (its code does not run)."""
+    import pickle
+
+    class Payload:
+        def __reduce__(self) -> tuple:
+            return (Path.touch, (tmp_path / "ran",))
+
+    path = tmp_path / "model.pt"
+    if zipped:
+        torch.save({"weights": torch.zeros(2)}, path)  # plain tensors: torch's zip format
+    else:
+        path.write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(InputError) as err:
+        load_artifact(path)
+    assert str(err.value) == (f"{path}: not a pneumoscan model file (a pickle as torch.save writes, which pneumoscan "
+                              f"never loads: unpickling can run code); pass a model.safetensors written by pneumoscan")
+    assert not (tmp_path / "ran").exists()
