@@ -126,7 +126,9 @@ class OnnxBackend:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
+        # fatal only: an error is raised as well, and pneumoscan says it in one line; ORT's own log line of it (ANSI
+        # red, on stderr's file descriptor) would come before it
+        options.log_severity_level = 4
         # Idle workers sleep instead of spinning: measurably faster when the cores are shared
         # (decode threads, other requests, other processes), and no busy CPU between requests.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
