@@ -220,6 +220,7 @@ class FixedBatchNet(torch.nn.Module):
         return self.fc(torch.relu(self.conv(x)).reshape(int(x.shape[0]), -1)).squeeze(1)
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # the cause, said by torch
 def test_an_export_onnx_runtime_cannot_run_is_refused_in_one_line_and_predicted_with_pytorch(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """ONNX Runtime's own error escaped the check: `export` ended in a traceback, and predict's auto backend, which
