@@ -285,12 +285,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
                           prevalence=args.prevalence)
     files = input_files(args.paths)  # a request with no film is refused before any note
     fmt = "json" if args.json else "csv" if args.csv else "text"
-    if fmt == "text":  # CSV and JSON have the threshold in a column; stdout's lines stay as scripts parse them
+    if fmt == "text" and not args.quiet:  # CSV and JSON have it in a column; stdout's lines stay as scripts parse them
         print(f"pneumoscan: note: {predictor.meta.class_names[1]} at P(pneumonia) >= "
               f"{decimals(predictor.threshold, 4)}; {operating_point_text(predictor.operating_point())}",
               file=sys.stderr)
     predictor.warn_unguarded()  # once, before the progress bar
-    complete = stream_predictions(predictor, files, fmt, progress=not args.quiet)
+    complete = stream_predictions(predictor, files, fmt, progress=not args.quiet, notes=not args.quiet)
     # a script must see that some input got no prediction: unreadable, or refused by the guard
     return 0 if complete else 1
 
@@ -375,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "in chunks of a few hundred, in the order given, and each chunk's rows are "
                                    "printed as soon as it is done, its warnings and errors too (stderr); memory "
                                    "stays that of one chunk. The text's first stderr line names the threshold in "
-                                   "use and where it came from; a model without a chest X-ray guard is warned about "
+                                   "use and where it came from (a note, which --quiet hides); a model without a chest X-ray guard is warned about "
                                    "once. Ctrl+C keeps the rows printed so far (exit code 130; "
                                    "an interrupted --json array lacks its closing ']'). A film whose P lies within "
                                    "the 95 % bootstrap interval of the threshold, on the films it was chosen on, is "
@@ -400,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", action="store_true", help="print a JSON array of every input's result")
     fmt.add_argument("--csv", action="store_true", help="print CSV (one header line, then a row per input)")
     p.add_argument("--quiet", action="store_true",
-                   help="no progress bar (it is shown on stderr only when stderr is a terminal)")
+                   help="no progress bar (it is shown on stderr only when stderr is a terminal) and no notes (the "
+                        "threshold line, what borderline means); warnings and errors still show")
     _backend_arg(p)
     add_operating_point_args(p)
     p.set_defaults(func=cmd_predict)

@@ -99,7 +99,7 @@ def test_the_interval_is_computed_once_per_loaded_model(placed: tuple[Path, list
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[str, str]:
     from pneumoscan.cli import main
 
-    assert main(["predict", "--quiet", "--backend", "torch", *args]) == 0
+    assert main(["predict", "--backend", "torch", *args]) == 0
     return capsys.readouterr()
 
 

@@ -147,3 +147,27 @@ def test_text_rows_never_print_a_p_short_of_certainty_as_1_or_0() -> None:
         ["P(pneumonia)=0.99997", "P(pneumonia)=3e-05", "P(pneumonia)=0.2500"]
     table = list(csv.DictReader(io.StringIO(PredictionWriter("csv").chunk(rows))))
     assert [float(row["probability"]) for row in table] == [0.99997, 3e-05, 0.25]
+
+
+def test_quiet_hides_the_notes_but_not_the_warnings_nor_the_errors(tiny_run: Path, tiny_data: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # `predict --quiet` hid the progress bar alone: the threshold note and the borderline note still printed
+    from tests.conftest import interval_scores, with_scores
+
+    films = sorted((tiny_data / "train" / "NORMAL").iterdir())[:2] + sorted((tiny_data / "train" / "PNEUMONIA").iterdir())[:2]
+    probs = [p.probability for p in Predictor(tiny_run, backend="torch").predict_files(films)]
+    low, high = min(probs) - 0.005, max(probs) + 0.005  # every film within the threshold's interval
+    model = with_scores(tiny_run, tmp_path / "model.safetensors", *interval_scores(low, high))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    argv = ["predict", "--backend", "torch", "--model", str(model), *map(str, films), str(broken)]
+    assert main(argv) == 1
+    loud = capsys.readouterr()
+    notes = [line for line in loud.err.splitlines() if line.startswith("pneumoscan: note: ")]
+    assert [note.split()[2] for note in notes] == ["PNEUMONIA", "borderline"]  # what --quiet is to hide
+    assert main(argv + ["--quiet"]) == 1
+    quiet = capsys.readouterr()
+    assert quiet.out == loud.out
+    assert quiet.err.splitlines() == [line for line in loud.err.splitlines() if line not in notes]
+    assert any("no chest X-ray guard" in line for line in quiet.err.splitlines())  # a warning stays
+    assert any(line.startswith(f"pneumoscan: error: {broken}") for line in quiet.err.splitlines())  # an error too

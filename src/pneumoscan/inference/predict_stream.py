@@ -84,10 +84,10 @@ def borderline_note(predictor: "Predictor", borderline: int, predicted: int) -> 
 
 
 def stream_predictions(predictor: "Predictor", files: Sequence[tuple[Path, str | None]], fmt: str, *,
-                       progress: bool = True) -> bool:
+                       progress: bool = True, notes: bool = True) -> bool:
     """Predict `files` (from `input_files`) chunk by chunk, writing each chunk's rows to stdout (flushed) and its
     problems to stderr as soon as it is done; a progress bar on stderr when `progress` and stderr is a terminal;
-    in text, a last stderr line saying what borderline means when some film is. Returns whether every input got a
+    in text, with `notes`, a last stderr line saying what borderline means when some film is. Returns whether every input got a
     prediction."""
     writer = PredictionWriter(fmt)
     complete = True
@@ -106,7 +106,7 @@ def stream_predictions(predictor: "Predictor", files: Sequence[tuple[Path, str |
             bar.update(len(chunk))
     sys.stdout.write(writer.end())
     sys.stdout.flush()
-    note = borderline_note(predictor, borderline, predicted) if fmt == "text" else None  # CSV, JSON: a column
+    note = borderline_note(predictor, borderline, predicted) if fmt == "text" and notes else None  # CSV, JSON: a column
     if note:
         print(note, file=sys.stderr)
     return complete
