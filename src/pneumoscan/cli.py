@@ -126,6 +126,7 @@ def cmd_card(args: argparse.Namespace) -> int:
 
 
 EXIT_AUDIT_PROBLEMS = 3  # `audit --strict` found a problem; 1 and 2 are taken (some inputs failed; a user mistake)
+EXIT_WARNING_AS_ERROR = 4  # a warning that Python's warnings filter makes an error (-W error, PYTHONWARNINGS=error)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -534,6 +535,10 @@ def _run_command(args: argparse.Namespace) -> int:
     except PneumoscanError as err:
         print(f"pneumoscan: error: {err}", file=sys.stderr)
         return 2
+    except Warning as err:  # the user asked to stop on warnings: the warning's one line, not a traceback
+        print(f"pneumoscan: error: {one_line(str(err))} (a warning, which -W error or PYTHONWARNINGS=error makes an "
+              f"error: exit code {EXIT_WARNING_AS_ERROR}){_resume_hint(args)}", file=sys.stderr)
+        return EXIT_WARNING_AS_ERROR
     except BrokenPipeError:  # e.g. `pneumoscan predict DIR | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

@@ -842,3 +842,24 @@ def test_evaluate_records_its_operating_point(tiny_run: Path, tiny_data: Path, t
     assert (point["threshold_from"], point["chosen_on"], point["prevalence_from"]) == ("threshold", None, "model_prior")
     assert (f"  operating point: threshold from --threshold; P for a prevalence of {point['prevalence']:g} (the "
             f"model's prior; no --prevalence)\n") in capsys.readouterr().out
+
+
+def test_a_warning_made_an_error_by_the_user_is_one_line_and_exit_code_4(tiny_run: Path, tiny_data: Path,
+                                                                         tmp_path: Path) -> None:
+    """With -W error or PYTHONWARNINGS=error, pneumoscan's warnings (no guard; in-sample films) were tracebacks."""
+    import os
+    import subprocess
+    import sys
+
+    film = sorted((tiny_data / "train" / "NORMAL").iterdir())[0]
+    runs = {"no chest X-ray guard": ([sys.executable, "-m", "pneumoscan", "predict", "--model", str(tiny_run),
+                                      str(film)], {"PYTHONWARNINGS": "error"}),
+            "films this model was trained or validated on": (
+                [sys.executable, "-W", "error", "-m", "pneumoscan", "evaluate", "--model", str(tiny_run), "--data",
+                 str(tiny_data), "--split", "train", "--n-boot", "10", "--cache-dir", str(tmp_path)], {})}
+    for words, (argv, env) in runs.items():
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+        errors = [line for line in done.stderr.splitlines() if not line.startswith("pneumoscan: note: ")]
+        assert done.returncode == 4, done.stderr
+        assert len(errors) == 1 and errors[0].startswith("pneumoscan: error: ") and words in errors[0], done.stderr
+        assert errors[0].endswith("(a warning, which -W error or PYTHONWARNINGS=error makes an error: exit code 4)")
