@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import json
 import os
@@ -525,7 +526,9 @@ def _run(args: argparse.Namespace) -> int:
 def _run_command(args: argparse.Namespace) -> int:
     """`_run` without its SIGTERM handler."""
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, not at exit: a full disk under `> FILE` must get its line too
+        return code
     except WriteError as err:  # e.g. a full disk: the files written before are whole, so a run can continue
         print(f"pneumoscan: error: {err}{_resume_hint(args)}", file=sys.stderr)
         return 2
@@ -543,6 +546,11 @@ def _run_command(args: argparse.Namespace) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except OSError as err:  # e.g. --out or --json in a folder that cannot be created or written
+        if err.filename is None and err.errno in _DISK_FULL:  # files written by name say so: this is stdout
+            print(f"pneumoscan: error: {_stdout_name()}: {err.strerror}; the output is cut short: free space (or write "
+                  f"it elsewhere) and run the command again", file=sys.stderr)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second failure at exit
+            return 2
         if err.filename is None:
             raise
         reason = "a file where a folder is needed" if isinstance(err, (FileExistsError, NotADirectoryError)) and \
@@ -567,6 +575,17 @@ def _run_command(args: argparse.Namespace) -> int:
         print(f"pneumoscan: error: the machine ran out of memory{reason}; close other programs, or "
               f"{_host_memory_way(args)}, and try again{_resume_hint(args)}", file=sys.stderr)
         return 2
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _stdout_name() -> str:
+    """What stdout writes to, as a message names it: 'stdout (out.csv)' for `> out.csv`, else 'stdout'."""
+    try:
+        return f"stdout ({one_line(os.readlink(f'/proc/self/fd/{sys.stdout.fileno()}'))})"
+    except (OSError, ValueError, AttributeError):  # no /proc (macOS, Windows), or no file descriptor
+        return "stdout"
 
 
 def _smaller_batch(args: argparse.Namespace) -> str | None:

@@ -863,3 +863,23 @@ def test_a_warning_made_an_error_by_the_user_is_one_line_and_exit_code_4(tiny_ru
         assert done.returncode == 4, done.stderr
         assert len(errors) == 1 and errors[0].startswith("pneumoscan: error: ") and words in errors[0], done.stderr
         assert errors[0].endswith("(a warning, which -W error or PYTHONWARNINGS=error makes an error: exit code 4)")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full (a device whose every write finds a full disk)")
+def test_stdout_on_a_full_disk_is_one_line_naming_it_not_a_traceback(tiny_run: Path, tiny_data: Path,
+                                                                     tmp_path: Path) -> None:
+    """`pneumoscan predict DIR --csv > out.csv` on a full disk ended in a traceback (OSError: [Errno 28])."""
+    import subprocess
+    import sys
+
+    folder = str(tiny_data / "train" / "NORMAL")
+    for argv in (["predict", "--model", str(tiny_run), folder, "--csv"], ["models"],
+                 ["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--split", "train", "--n-boot", "10",
+                  "--cache-dir", str(tmp_path)]):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run([sys.executable, "-m", "pneumoscan", *argv], stdout=full, stderr=subprocess.PIPE,
+                                  text=True, timeout=300)
+        errors = [line for line in done.stderr.splitlines() if line.startswith("pneumoscan: error: ")]
+        assert done.returncode == 2 and "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+        assert errors == ["pneumoscan: error: stdout (/dev/full): No space left on device; the output is cut short: "
+                          "free space (or write it elsewhere) and run the command again"], done.stderr
