@@ -377,10 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "in chunks of a few hundred, in the order given, and each chunk's rows are "
                                    "printed as soon as it is done, its warnings and errors too (stderr); memory "
                                    "stays that of one chunk. The text's first stderr line names the threshold in "
-                                   "use and where it came from (a note, which --quiet hides); a model without a chest X-ray guard is warned about "
-                                   "once. Ctrl+C keeps the rows printed so far (exit code 130; "
-                                   "an interrupted --json array lacks its closing ']'). A film whose P lies within "
-                                   "the 95 % bootstrap interval of the threshold, on the films it was chosen on, is "
+                                   "use and where it came from (a note: --quiet hides it); a model without a chest "
+                                   "X-ray guard is warned about once. Ctrl+C keeps the rows printed so far (exit "
+                                   "code 130; an interrupted --json array lacks its closing ']'). A film whose P lies "
+                                   "within the 95 % bootstrap interval of the threshold, on the films it was chosen on, is "
                                    "borderline: its label stands, but a threshold re-chosen on a plausible resample "
                                    "of those films would give the other one (marked in the text, column borderline "
                                    "in --csv and --json; empty with --threshold, which has no interval, and for a model that "
@@ -539,8 +539,9 @@ def _run_command(args: argparse.Namespace) -> int:
         print(f"pneumoscan: error: {err}", file=sys.stderr)
         return 2
     except Warning as err:  # the user asked to stop on warnings: the warning's one line, not a traceback
-        print(f"pneumoscan: error: {one_line(str(err))} (a warning, which -W error or PYTHONWARNINGS=error makes an "
-              f"error: exit code {EXIT_WARNING_AS_ERROR}){_resume_hint(args)}", file=sys.stderr)
+        print(f"pneumoscan: error: {one_line(str(err)) or type(err).__name__} (a warning, which -W error or "
+              f"PYTHONWARNINGS=error makes an error: exit code {EXIT_WARNING_AS_ERROR}){_resume_hint(args)}",
+              file=sys.stderr)
         return EXIT_WARNING_AS_ERROR
     except BrokenPipeError:  # e.g. `pneumoscan predict DIR | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -865,7 +865,7 @@ def test_a_warning_made_an_error_by_the_user_is_one_line_and_exit_code_4(tiny_ru
         assert errors[0].endswith("(a warning, which -W error or PYTHONWARNINGS=error makes an error: exit code 4)")
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full (a device whose every write finds a full disk)")
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full (every write to it finds a full disk)")
 def test_stdout_on_a_full_disk_is_one_line_naming_it_not_a_traceback(tiny_run: Path, tiny_data: Path,
                                                                      tmp_path: Path) -> None:
     """`pneumoscan predict DIR --csv > out.csv` on a full disk ended in a traceback (OSError: [Errno 28])."""

@@ -154,7 +154,7 @@ def test_quiet_hides_the_notes_but_not_the_warnings_nor_the_errors(tiny_run: Pat
     # `predict --quiet` hid the progress bar alone: the threshold note and the borderline note still printed
     from tests.conftest import interval_scores, with_scores
 
-    films = sorted((tiny_data / "train" / "NORMAL").iterdir())[:2] + sorted((tiny_data / "train" / "PNEUMONIA").iterdir())[:2]
+    films = [film for name in ("NORMAL", "PNEUMONIA") for film in sorted((tiny_data / "train" / name).iterdir())[:2]]
     probs = [p.probability for p in Predictor(tiny_run, backend="torch").predict_files(films)]
     low, high = min(probs) - 0.005, max(probs) + 0.005  # every film within the threshold's interval
     model = with_scores(tiny_run, tmp_path / "model.safetensors", *interval_scores(low, high))

@@ -87,8 +87,8 @@ def stream_predictions(predictor: "Predictor", files: Sequence[tuple[Path, str |
                        progress: bool = True, notes: bool = True) -> bool:
     """Predict `files` (from `input_files`) chunk by chunk, writing each chunk's rows to stdout (flushed) and its
     problems to stderr as soon as it is done; a progress bar on stderr when `progress` and stderr is a terminal;
-    in text, with `notes`, a last stderr line saying what borderline means when some film is. Returns whether every input got a
-    prediction."""
+    in text, with `notes`, a last stderr line saying what borderline means when some film is. Returns whether every
+    input got a prediction."""
     writer = PredictionWriter(fmt)
     complete = True
     borderline = predicted = 0
