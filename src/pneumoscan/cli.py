@@ -448,6 +448,10 @@ def _one_line_warnings() -> Callable[..., None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback."""
     args = _parse_args(build_parser(), list(sys.argv[1:] if argv is None else argv))
+    if sys.stdout is None and args.command != "serve":  # `>&-`: the output would be lost (serve's is its banner)
+        print(f"pneumoscan: error: stdout is closed, so the output of {args.command} would be lost; send it to a "
+              f"file (> out.txt) or to /dev/null", file=sys.stderr)
+        return 2
     from pneumoscan.data.decode import quiet_decoder_warnings
 
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints escaped (\udcf6), not as a traceback

@@ -883,3 +883,22 @@ def test_stdout_on_a_full_disk_is_one_line_naming_it_not_a_traceback(tiny_run: P
         assert done.returncode == 2 and "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
         assert errors == ["pneumoscan: error: stdout (/dev/full): No space left on device; the output is cut short: "
                           "free space (or write it elsewhere) and run the command again"], done.stderr
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_a_closed_stdout_is_one_line_not_a_traceback_nor_a_silent_loss(command: str, tiny_run: Path, tiny_data: Path,
+                                                                       tmp_path: Path) -> None:
+    """`pneumoscan predict FILM >&-` ended in a traceback ('NoneType' object has no attribute 'write'); `evaluate`
+    exited 0 with its report lost."""
+    import os
+    import subprocess
+    import sys
+
+    film = sorted((tiny_data / "train" / "NORMAL").iterdir())[0]
+    argv = {"predict": ["predict", "--model", str(tiny_run), str(film)],
+            "evaluate": ["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--split", "train",
+                         "--n-boot", "10", "--cache-dir", str(tmp_path)]}[command]
+    done = subprocess.run([sys.executable, "-m", "pneumoscan", *argv], stderr=subprocess.PIPE, text=True, timeout=300,
+                          preexec_fn=lambda: os.close(1))
+    assert (done.returncode, done.stderr) == (2, f"pneumoscan: error: stdout is closed, so the output of {command} "
+                                                 f"would be lost; send it to a file (> out.txt) or to /dev/null\n")
