@@ -102,8 +102,10 @@ class ArtifactMeta:
         """'`pneumoscan fit-guard --model MODEL --data DATA`' for messages: DATA the training data
         (`TrainingData.shown`), else the placeholder TRAINING_DATA, followed by what was recorded when that is a
         relative path that cannot be placed. `placed`: the training data as `placed_data` already found it (else it is placed from `run_dir`)."""
+        from pneumoscan.errors import shell_word
+
         _, data, recorded = placed if placed is not None else self.placed_data(run_dir)
-        command = f"`pneumoscan fit-guard --model {model} --data {data or 'TRAINING_DATA'}`"
+        command = f"`pneumoscan fit-guard --model {shell_word(model)} --data {shell_word(data or 'TRAINING_DATA')}`"
         if data is None and recorded:
             command += f" (TRAINING_DATA: recorded as {recorded}, relative to the folder training ran in)"
         return command

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from pneumoscan import __version__
 from pneumoscan.errors import (MAX_REASON, PneumoscanError, RefusedFilm, WriteError, cli_words, decimals,
                                gpu_out_of_memory, host_out_of_memory, interruption, memory_reason, one_line, option,
-                               out_of_memory_text, raise_terminated, warn)
+                               out_of_memory_text, raise_terminated, shell_word, warn)
 
 if TYPE_CHECKING:
     from pneumoscan.evaluation.evaluate import Evaluation
@@ -482,7 +482,7 @@ def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Na
             if before in ("--csv", "--json") and named:
                 _command_parser(parser, "predict").error(
                     f"{before} prints to stdout and takes no file name ({token}); write the file with "
-                    f"`pneumoscan predict ... {before} > {token}`")
+                    f"`pneumoscan predict ... {before} > {shell_word(token)}`")
         if "-" in args.paths and not Path("-").exists():  # the Unix way to say 'standard input'
             _command_parser(parser, "predict").error(
                 "'-' is not a film: predict reads files, not standard input; for a film piped in, give /dev/stdin "
@@ -506,10 +506,10 @@ def _resume_hint(args: argparse.Namespace) -> str:
     from pneumoscan.artifact import PRETRAIN_CHECKPOINT
 
     if args.command == "train" and (Path(args.out) / "config.json").is_file():
-        return f"; continue the run with `pneumoscan train --out {args.out} --resume`"
+        return f"; continue the run with `pneumoscan train --out {shell_word(args.out)} --resume`"
     if args.command == "pretrain" and (Path(args.out) / PRETRAIN_CHECKPOINT).is_file():
-        return (f"; continue it with `pneumoscan pretrain --data {args.data} --out {args.out} --resume` and the options "
-                f"it was started with")
+        return (f"; continue it with `pneumoscan pretrain --data {shell_word(args.data)} --out {shell_word(args.out)} "
+                f"--resume` and the options it was started with")
     return f"; nothing was saved in {args.out} yet: start the run again"
 
 

@@ -174,6 +174,14 @@ def decimals(value: float, digits: int) -> str:
     return f"{value:.{places}f}"
 
 
+def shell_word(path: str | os.PathLike[str]) -> str:
+    """`path` as a command in a message gives it, to be pasted into a shell: quoted when a shell would not read it
+    as one word ('my runs/r1' -> "'my runs/r1'"), as it is otherwise."""
+    import shlex
+
+    return shlex.quote(os.fspath(path))
+
+
 def option(name: str, value: Any = _BARE) -> str:
     """Option `name` (its Python name: 'use_given_val') as a message names it, with `value` when given: on the
     command line '--use-given-val' or '--epochs 0'; in the Python API '`use_given_val`' or 'epochs=0'."""

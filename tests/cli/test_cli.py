@@ -902,3 +902,41 @@ def test_a_closed_stdout_is_one_line_not_a_traceback_nor_a_silent_loss(command: 
                           preexec_fn=lambda: os.close(1))
     assert (done.returncode, done.stderr) == (2, f"pneumoscan: error: stdout is closed, so the output of {command} "
                                                  f"would be lost; send it to a file (> out.txt) or to /dev/null\n")
+
+
+def test_the_fit_guard_command_a_warning_gives_can_be_pasted_for_a_path_with_a_space(
+        tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`fit one with `pneumoscan fit-guard --model my runs/r 1 --data ...`` split the path in two in a shell."""
+    import shlex
+
+    run = tmp_path / "my runs" / "r 1"
+    shutil.copytree(tiny_run, run)
+    film = sorted((tiny_data / "train" / "NORMAL").iterdir())[0]
+    assert main(["predict", "--model", str(run), str(film)]) == 0
+    (warning,) = [line for line in capsys.readouterr().err.splitlines() if "no chest X-ray guard" in line]
+    command = warning.split("`")[1]
+    assert shlex.split(command) == ["pneumoscan", "fit-guard", "--model", str(run), "--data", str(tiny_data)]
+
+
+def test_the_commands_predict_and_a_stopped_run_suggest_can_be_pasted_for_a_path_with_a_space(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A path with a space in a suggested command (`pneumoscan evaluate --data my list.csv`) split in two in a
+    shell."""
+    import argparse
+    import shlex
+
+    from pneumoscan.cli import _resume_hint
+
+    manifest = tmp_path / "my list.csv"
+    manifest.write_text("path,label\n")
+    film = write_xray(tmp_path / "a film.png", 0, 1)
+    assert main(["predict", str(manifest)]) == 1  # an input without a prediction
+    assert shlex.split(capsys.readouterr().err.split("`")[1]) == ["pneumoscan", "evaluate", "--data", str(manifest)]
+    with pytest.raises(SystemExit):
+        main(["predict", str(film), "--csv", str(tmp_path / "my rows.csv")])
+    assert shlex.split(capsys.readouterr().err.split("`")[1])[-2:] == [">", str(tmp_path / "my rows.csv")]
+    run = tmp_path / "my runs" / "r 1"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    hint = _resume_hint(argparse.Namespace(command="train", out=str(run)))
+    assert shlex.split(hint.split("`")[1]) == ["pneumoscan", "train", "--out", str(run), "--resume"]

@@ -156,3 +156,14 @@ def test_the_shared_patient_warning_says_how_many_films_could_be_compared(tmp_pa
         f"`pneumoscan audit {tmp_path}` lists them; only 2 of the 5 films could be compared: the other 3 are keyed "
         "by file name, which names no patient across splits")
     assert _shared_message({**partly, "compared": 5}, 5, "test", tmp_path, tmp_path).endswith("lists them")
+
+
+def test_the_audit_command_of_the_shared_patient_warning_can_be_pasted_for_a_path_with_a_space(tmp_path: Path) -> None:
+    import shlex
+
+    from pneumoscan.evaluation.evaluate import _shared_message
+
+    data = tmp_path / "site data"
+    shared = {"patients": 2, "films": 3, "by": ["DICOM PatientID"], "compared": 5}
+    command = _shared_message(shared, 5, "test", data, data).split("`")[1]
+    assert shlex.split(command) == ["pneumoscan", "audit", str(data)]

@@ -18,8 +18,8 @@ from pneumoscan.data.layout import Sample, ScoredSplit, cause_name, evaluation_s
 from pneumoscan.data.patients import (CAUSE_GROUPS, PatientKeys, cause_groups, cause_of, dataset_keys,
                                       keys_across_folders, name_collision_warning, patients_in_training, shared_clause,
                                       uncompared_text)
-from pneumoscan.errors import (InputError, MissingImagesWarning, check_at_least_one, counted, first_few, warn,
-                              words)
+from pneumoscan.errors import (InputError, MissingImagesWarning, check_at_least_one, counted, first_few,
+                              shell_word, warn, words)
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning, accuracy, recall, specificity
 from pneumoscan.inference.predictor import Predictor
@@ -336,7 +336,7 @@ def _shared_message(shared: dict[str, Any], n: int, split: str, data: str | os.P
     one = shared["patients"] == 1
     them = "that patient" if one else "them"
     if trained_on is not None and trained_on.resolve() == Path(data).resolve():
-        see = f"`pneumoscan audit {data}` lists {them}"
+        see = f"`pneumoscan audit {shell_word(data)}` lists {them}"
     else:
         see = (f"to see {them}, list both in one CSV manifest with a split column and run `pneumoscan audit` on it "
                f"(trained on {trained_on})")

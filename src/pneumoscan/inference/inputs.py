@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from pneumoscan.data.layout import IMAGE_EXTENSIONS, image_files
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, shell_word
 
 __all__ = ["dicom_file_bytes", "encoded_png", "expand_paths", "film_bytes", "input_files", "manifest_given"]
 
@@ -40,7 +40,7 @@ def manifest_given(path: Path) -> str | None:
     if path.suffix.lower() != ".csv" or not path.is_file():
         return None
     return (f"{path}: a CSV file, not an image; predict takes image files and folders of them, and a labelled "
-            f"manifest (columns path,label) is scored with `pneumoscan evaluate --data {path}`")
+            f"manifest (columns path,label) is scored with `pneumoscan evaluate --data {shell_word(path)}`")
 
 
 def input_files(paths: Sequence[str | os.PathLike]) -> list[tuple[Path, str | None]]:
