@@ -22,6 +22,27 @@ def test_busy_port_is_one_line(tiny_run: Path, capsys: pytest.CaptureFixture[str
     assert "serving on" not in captured.out and "Traceback" not in captured.err
 
 
+@pytest.mark.parametrize(("code", "strerror", "fix"), [
+    ("EADDRNOTAVAIL", "Cannot assign requested address", "--host must be an address of this machine"),
+    ("EACCES", "Permission denied", "ports below 1024 need administrator rights: pass --port 1024 or above"),
+])
+def test_a_bind_failure_other_than_a_busy_port_names_its_own_fix(code: str, strerror: str, fix: str, tiny_run: Path,
+                                                                  capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """An address not on this machine, or a privileged port, was told to "stop what uses the port"."""
+    import errno
+
+    def refuse(self: socket.socket, address: object) -> None:
+        raise OSError(getattr(errno, code), strerror)
+
+    monkeypatch.setattr(socket.socket, "bind", refuse)
+    argv = ["serve", "--model", str(tiny_run), "--host", "127.0.0.1", "--port", "80", "--log-level", "critical"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:80: cannot listen here ({strerror}); {fix}" in err
+    assert "stop what uses the port" not in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--port", "70000"], "--port 70000: must be between 0 and 65535"),
     (["--host", "no-such-host.invalid"], "--host no-such-host.invalid: unknown address"),

@@ -33,9 +33,19 @@ def check_listen(host: str, port: int) -> int:
         try:
             sock.bind(address)
         except OSError as err:
-            raise InputError(f"{host}:{port}: cannot listen here ({err.strerror}); stop what uses the port "
-                             f"or pass another --port") from None
+            raise InputError(f"{host}:{port}: cannot listen here ({err.strerror}); {_listen_fix(err.errno)}") from None
         return int(sock.getsockname()[1])
+
+
+def _listen_fix(code: int | None) -> str:
+    """What to do when binding failed with errno CODE: the port in use is one cause among several."""
+    import errno
+
+    if code == errno.EADDRNOTAVAIL:
+        return "--host must be an address of this machine: 127.0.0.1, one of its network addresses, or 0.0.0.0 for all"
+    if code == errno.EACCES:
+        return "ports below 1024 need administrator rights: pass --port 1024 or above (such as 8000) behind the proxy"
+    return "stop what uses the port or pass another --port"
 
 
 def is_loopback(host: str) -> bool:
