@@ -528,6 +528,24 @@ function unreachable(status) {
     `network or proxy answered HTTP ${status} in place of the service).`;
 }
 
+// What the page says when an upload's refusal is not the service's own (fromService): the hospital's proxy answered in
+// its place, typically its upload limit (nginx's client_max_body_size is 1 MB unless raised, below one DICOM film) or
+// an expired sign-in. "request failed (HTTP 413)" told the clinician nothing. `limitMb`: the service's own limit.
+function proxyRefused(status, limitMb) {
+  const notAnalysed = "so this file was not analysed (nothing is wrong with it).";
+  if (status === 413) {
+    return "The hospital's network or proxy refused this file as too large before it reached the pneumoscan " +
+      `service, ${notAnalysed} Tell IT support: the proxy's upload limit (nginx's client_max_body_size) must be at ` +
+      `least the service's${limitMb ? ` ${limitMb} MB` : ""}.`;
+  }
+  if (status === 401 || status === 403 || status === 407) {
+    return `The hospital's network or proxy did not let this upload through (HTTP ${status}), ${notAnalysed} ` +
+      "Reload the page, sign in if asked, and choose the file again; if it keeps failing, tell IT support.";
+  }
+  return `The hospital's network or proxy answered HTTP ${status} in place of the pneumoscan service, ${notAnalysed} ` +
+    `Try again in a minute; if it keeps failing, tell IT support (HTTP ${status}).`;
+}
+
 const NOT_ANALYSED = "so this file was not analysed (nothing is wrong with it). Check the network connection, then " +
   "choose the file again.";
 
@@ -708,6 +726,11 @@ async function analyse(files) {
         setStatus("");
         setError(`The upload did not reach the service in full, so this file was not analysed (nothing is wrong ` +
                  `with it): ${detail}`);
+        return;
+      }
+      if (!fromService(res)) {  // a proxy's page or empty body: its status alone says nothing to a clinician
+        setStatus("");
+        setError(proxyRefused(res.status, modelInfo ? modelInfo.max_upload_mb : null));
         return;
       }
       throw new Error(detail);
