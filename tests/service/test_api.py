@@ -512,6 +512,26 @@ def test_logs_hold_no_patient_data(client: TestClient, xray: Path, caplog: pytes
     assert SECRET not in caplog.text
 
 
+def test_a_damaged_compressed_dicom_logs_no_traceback(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    """pydicom logged each failing decoder's traceback at ERROR: a 422 for a user's damaged film, in the service's log
+    as if the service had failed."""
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    ds = pydicom.dcmread(io.BytesIO(dicom_bytes(np.zeros((40, 40), np.uint16), 12, patient_name=SECRET)))
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([b"\xff\xd8 garbage \xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    with caplog.at_level(logging.DEBUG):
+        res = client.post("/predict", files={"file": ("bad.dcm", buffer.getvalue(), "application/dicom")})
+    assert res.status_code == 422 and "cannot decode the compressed DICOM pixel data" in res.json()["detail"]
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == [] and "Traceback" not in caplog.text
+    assert SECRET not in caplog.text and SECRET not in res.text
+
+
 def test_concurrent_predictions_are_consistent(client: TestClient, sample_dir: Path) -> None:
     files = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[:4]
     serial = [client.post("/predict", files={"file": (f.name, f.read_bytes())}).json()["probability"] for f in files]

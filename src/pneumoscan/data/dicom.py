@@ -32,6 +32,7 @@ Decisions:
 from __future__ import annotations
 
 import io
+import logging
 import struct
 from typing import TYPE_CHECKING
 
@@ -211,6 +212,7 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
                 f"{_DICOM_DECODERS}"
             )
 
+    _no_decoder_tracebacks()
     try:
         arr = np.asarray(ds.pixel_array)
     except MemoryError as exc:
@@ -228,6 +230,18 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
     if frames > 1:
         arr = _one_film(arr, frames, label)
     return ds, arr, photometric
+
+
+def _no_decoder_tracebacks() -> None:
+    """Drops the traceback pydicom logs at ERROR for each decoder a damaged film fails (the service logged one for a
+    user's file it answered 422): the failure is this module's InputError, which names the file and the fix."""
+    decoders = logging.getLogger("pydicom.pixels.decoders.base")
+    if _drop_tracebacks not in decoders.filters:
+        decoders.addFilter(_drop_tracebacks)
+
+
+def _drop_tracebacks(record: logging.LogRecord) -> bool:
+    return record.exc_info is None
 
 
 def _image_sop_class(ds: Dataset) -> bool | None:
