@@ -325,9 +325,9 @@ def test_decision_text_never_shows_probability_equal_to_threshold(server: str) -
 def test_a_probability_short_of_certainty_never_reads_as_0_or_1(server: str) -> None:
     """P = 0.996 printed as "P = 1.00" reads as certainty; the page adds decimals instead."""
     with chromium_page(server + "/") as (page, _):
-        cases = {(0.996, 0.62, True): "Flagged for pneumonia — P = 0.996, at or above the threshold 0.620",
-                 (0.004, 0.62, False): "Not flagged for pneumonia — P = 0.004, below the threshold 0.620",
-                 (0.9999996, 0.62, True): "Flagged for pneumonia — P = 1.000000, at or above the threshold 0.620000",
+        cases = {(0.996, 0.62, True): "Flagged for pneumonia — P = 0.996, at or above the threshold 0.62",
+                 (0.004, 0.62, False): "Not flagged for pneumonia — P = 0.004, below the threshold 0.62",
+                 (0.9999996, 0.62, True): "Flagged for pneumonia — P = 1.000000, at or above the threshold 0.62",
                  (1.0, 0.62, True): "Flagged for pneumonia — P = 1.00, at or above the threshold 0.62",
                  (0.0, 0.62, False): "Not flagged for pneumonia — P = 0.00, below the threshold 0.62"}
         for (p, t, positive), text in cases.items():

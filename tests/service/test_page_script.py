@@ -46,9 +46,13 @@ const context = vm.createContext({
   setTimeout, clearTimeout, console, DOMException, AbortController, Intl, Date, Number, Math, JSON, Promise,
 });
 vm.runInContext(fs.readFileSync(process.argv[3], "utf8"), context);
-vm.runInContext("analyse([{ name: 'film.dcm', size: 5 * 1048576 }])", context).then(() => {
-  process.stdout.write(JSON.stringify({ error: elements.error.textContent, hidden: elements.error.hidden }));
-});
+if (process.argv[4] !== undefined) {  // an expression: its value
+  process.stdout.write(JSON.stringify(vm.runInContext(process.argv[4], context)));
+} else {
+  vm.runInContext("analyse([{ name: 'film.dcm', size: 5 * 1048576 }])", context).then(() => {
+    process.stdout.write(JSON.stringify({ error: elements.error.textContent, hidden: elements.error.hidden }));
+  });
+}
 """
 
 MODEL = {"name": "resnet10", "sha256": "32fbb6fd063d" + "0" * 52, "class_names": ["NORMAL", "PNEUMONIA"],
@@ -60,14 +64,19 @@ NGINX_413 = ("<html>\r\n<head><title>413 Request Entity Too Large</title></head>
              "Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
 
 
-def upload_error(tmp_path: Path, status: int, headers: dict[str, str], body: str) -> str:
-    """The page's error box after an upload answered STATUS with HEADERS and BODY."""
+def run_harness(tmp_path: Path, answer: list[object], *expression: str) -> object:
+    """What the harness printed: the upload's error box, or EXPRESSION's value."""
     script = tmp_path / "harness.js"
     script.write_text(HARNESS)
-    run = subprocess.run([NODE, str(script), json.dumps([status, headers, body, MODEL]), str(APP_JS)],
+    run = subprocess.run([NODE, str(script), json.dumps([*answer, MODEL]), str(APP_JS), *expression],
                          capture_output=True, text=True, timeout=30, check=True)
-    shown = json.loads(run.stdout)
-    assert not shown["hidden"], shown
+    return json.loads(run.stdout)
+
+
+def upload_error(tmp_path: Path, status: int, headers: dict[str, str], body: str) -> str:
+    """The page's error box after an upload answered STATUS with HEADERS and BODY."""
+    shown = run_harness(tmp_path, [status, headers, body])
+    assert isinstance(shown, dict) and not shown["hidden"], shown
     return shown["error"]
 
 
@@ -94,3 +103,14 @@ def test_the_services_own_refusal_keeps_its_detail(tmp_path: Path) -> None:
     detail = "film.dcm: 30000 x 30000 px is over the 150 megapixel limit; downscale it and send it again"
     error = upload_error(tmp_path, 413, {"content-type": "application/json"}, json.dumps({"detail": detail}))
     assert error == f"Could not analyse this file: {detail}"
+
+
+def test_a_confident_probability_does_not_lengthen_the_threshold(tmp_path: Path) -> None:
+    """P = 0.99998 needs five decimals not to read as 1; the threshold beside it took them too ("0.61511"), unlike the
+    header's and the meter's 0.62 and another film's 0.615, as if the threshold had changed."""
+    shown = run_harness(tmp_path, [200, {}, "{}"], "[decisionText(0.99998, 0.6151051, true), "
+                        "intervalText([0.5068493, 0.7443878], 0.99998), decisionText(0.004, 0.6151051, false), "
+                        "decisionText(0.6151, 0.6151051, false), digitsApart(0.99998, 0.6151051, 3)]")
+    assert shown == ["Flagged for pneumonia — P = 0.99998, at or above the threshold 0.62", "0.51 to 0.74",
+                     "Not flagged for pneumonia — P = 0.004, below the threshold 0.62",
+                     "Not flagged for pneumonia — P = 0.61510, below the threshold 0.61511", 5]

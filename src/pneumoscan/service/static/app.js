@@ -227,15 +227,23 @@ function rateText(share) {
 // Decimals (at least `min`, at most 6) that tell p from t: "P = 0.98, below the threshold 0.98" reads as a contradiction.
 // Nor does a probability short of certainty print as 0 or 1: P = 0.996 is not "P = 1.00".
 function digitsApart(p, t, min) {
-  let digits = min;
+  let digits = digitsFrom(t, p, min);
   const certain = (d) => p > 0 && p < 1 && (Number(p.toFixed(d)) === 0 || Number(p.toFixed(d)) === 1);
-  while (digits < 6 && ((p !== t && p.toFixed(digits) === t.toFixed(digits)) || certain(digits))) digits++;
+  while (digits < 6 && certain(digits)) digits++;
+  return digits;
+}
+
+// Decimals (at least `min`, at most 6) for a threshold or an interval's end `t` printed beside P = p: those that tell
+// it from p, not the more p itself may need to fall short of 1 (P = 0.99998 printed the threshold 0.61511, while the
+// header and the meter said 0.62 and a film below it 0.615).
+function digitsFrom(t, p, min) {
+  let digits = min;
+  while (digits < 6 && p !== t && p.toFixed(digits) === t.toFixed(digits)) digits++;
   return digits;
 }
 
 function decisionText(p, threshold, positive) {
-  const digits = digitsApart(p, threshold, 2);
-  const P = p.toFixed(digits), T = threshold.toFixed(digits);
+  const P = p.toFixed(digitsApart(p, threshold, 2)), T = threshold.toFixed(digitsFrom(threshold, p, 2));
   return positive
     ? `Flagged for pneumonia — P = ${P}, at or above the threshold ${T}`
     : `Not flagged for pneumonia — P = ${P}, below the threshold ${T}`;
@@ -251,7 +259,7 @@ function chosenOnFilms(info) {
 
 // The threshold's interval, each end with the decimals that tell it from p: P = 0.745 is not "within 0.51 to 0.74".
 function intervalText(interval, p) {
-  const digits = Math.max(digitsApart(p, interval[0], 2), digitsApart(p, interval[1], 2));
+  const digits = Math.max(digitsFrom(interval[0], p, 2), digitsFrom(interval[1], p, 2));
   return `${interval[0].toFixed(digits)} to ${interval[1].toFixed(digits)}`;
 }
 
@@ -448,7 +456,7 @@ function render(result, name) {
   const digits = digitsApart(result.probability, result.threshold, 3);
   $("prob").textContent = result.probability.toFixed(digits);
   $("label").textContent = result.label;
-  $("threshold").textContent = result.threshold.toFixed(digits);
+  $("threshold").textContent = result.threshold.toFixed(digitsFrom(result.threshold, result.probability, 3));
   const uncertain = renderUncertainty(result, positive);
   // read out instead of the marker's text inside the meter, which would otherwise pass for its value
   $("meter").setAttribute("aria-valuetext", `${$("prob").textContent}, threshold ${$("threshold").textContent}` +
