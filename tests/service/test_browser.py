@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -333,6 +334,20 @@ def test_a_probability_short_of_certainty_never_reads_as_0_or_1(server: str) -> 
         for (p, t, positive), text in cases.items():
             assert page.evaluate("([p, t, pos]) => decisionText(p, t, pos)", [p, t, positive]) == text
         assert page.evaluate("digitsApart(0.9996, 0.62, 3)") == 4  # the P(pneumonia) line: 0.9996, not 1.000
+
+
+def test_a_confident_probability_does_not_lengthen_the_threshold(server: str) -> None:
+    """P = 0.99998 needs five decimals not to read as 1; the threshold and its interval beside it took them too
+    ("0.61511", "0.50685 to 0.74439"), unlike the header's and the meter's 0.62 and another film's 0.615, as if the
+    threshold had changed."""
+    with chromium_page(server + "/") as (page, errors):
+        shown = page.evaluate("[decisionText(0.99998, 0.6151051, true), intervalText([0.5068493, 0.7443878], 0.99998), "
+                              "decisionText(0.004, 0.6151051, false), decisionText(0.6151, 0.6151051, false), "
+                              "digitsApart(0.99998, 0.6151051, 3)]")
+        assert shown == ["Flagged for pneumonia — P = 0.99998, at or above the threshold 0.62", "0.51 to 0.74",
+                         "Not flagged for pneumonia — P = 0.004, below the threshold 0.62",
+                         "Not flagged for pneumonia — P = 0.61510, below the threshold 0.61511", 5]
+        assert not errors, errors
 
 
 def test_page_says_where_the_threshold_came_from(server: str, fitted: Path, tiny_data: Path, tmp_path: Path) -> None:
@@ -697,6 +712,41 @@ def test_a_proxys_error_is_said_the_network_not_the_service(server: str, sample_
         expect(page.locator("#model-line")).to_contain_text("resnet10")  # the model was not read again
         page.wait_for_timeout(500)
         assert [("explain=true" in url) for url in calls] == [explain], calls  # sent once
+        assert not errors, errors
+
+
+NGINX_413 = ("<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n<center><h1>413 Request "
+             "Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+NOT_ANALYSED = "so this file was not analysed (nothing is wrong with it)."
+
+
+@pytest.mark.parametrize(("status", "content_type", "body", "says"), [
+    (413, "text/html", NGINX_413, "The hospital's network or proxy refused this file as too large before it reached "
+     f"the pneumoscan service, {NOT_ANALYSED} Tell IT support: the proxy's upload limit (nginx's client_max_body_size) "
+     "must be at least the service's {mb} MB."),
+    (403, "text/html", "<html>Forbidden</html>", "The hospital's network or proxy did not let this upload through "
+     f"(HTTP 403), {NOT_ANALYSED} Reload the page, sign in if asked, and choose the file again; if it keeps failing, "
+     "tell IT support."),
+    (404, "text/plain", "", f"The hospital's network or proxy answered HTTP 404 in place of the pneumoscan service, "
+     f"{NOT_ANALYSED} Try again in a minute; if it keeps failing, tell IT support (HTTP 404)."),
+    (413, "application/json", json.dumps({"detail": "film.dcm: 30000 x 30000 px is too large"}),
+     "Could not analyse this file: film.dcm: 30000 x 30000 px is too large"),  # the service's own: its sentence
+])
+def test_a_proxys_refusal_says_what_happened_and_what_to_do(server: str, sample_dir: Path, status: int,
+                                                           content_type: str, body: str, says: str) -> None:
+    """nginx refuses bodies over 1 MB unless told otherwise, less than one DICOM film: its 413 page, and an expired
+    sign-in's 403, read "Could not analyse this file: request failed (HTTP 413)"."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[0]
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        predict_answered(page, status=status, content_type=content_type, body=body)
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#error")).to_have_text(says.format(mb=page.evaluate("modelInfo.max_upload_mb")),
+                                                    timeout=4_000)
+        expect(page.locator("#status")).to_have_text("")
+        expect(page.locator("#result")).to_be_hidden()
         assert not errors, errors
 
 
