@@ -110,6 +110,20 @@ def resampled_unit(y_true: ArrayLike, groups: Sequence[str | None] | None) -> di
     return {**info, **({"unkeyed": unkeyed} if unkeyed else {})}
 
 
+def _check_groups(groups: Sequence[str | None] | None, y_true: NDArray[np.int8]) -> None:
+    if groups is not None and len(groups) != y_true.shape[0]:
+        raise ValueError(f"groups must give one patient key per case: {len(groups)} for {y_true.shape[0]} cases.")
+
+
+def _resamples(y_true: NDArray[np.int8], groups: Sequence[str | None] | None, n_boot: int,
+               seed: int | None) -> NDArray[np.intp] | list[NDArray[np.intp]]:
+    """The class-stratified resamples of `y_true`'s films: by patient when `groups` gives some patient several films of
+    one class (`resampled_unit`), else of films."""
+    if groups is not None and resampled_unit(y_true, groups)["resampled"] == "patients":
+        return _patient_resamples(y_true, groups, n_boot, seed)
+    return _stratified_indices(y_true, n_boot, seed)
+
+
 def _bootstrap_values(metric: Metric, y_true: NDArray, y_other: NDArray,
                       idx: NDArray[np.intp] | Sequence[NDArray[np.intp]]) -> NDArray[np.float64]:
     values = np.empty(len(idx), dtype=np.float64)
@@ -150,21 +164,24 @@ def bootstrap_ci(
     n_boot: int = 1000,
     alpha: float = 0.05,
     seed: int | None = 0,
+    groups: Sequence[str | None] | None = None,
 ) -> tuple[float, float]:
     """Percentile bootstrap ``(1 - alpha)`` interval of ``metric(y_true, y_other)``.
 
     Cases are resampled with replacement within each class, so every resample keeps
-    the original numbers of positives and negatives. Resamples where the metric is
+    the original numbers of positives and negatives: films, or with ``groups`` patients as `summarize` draws them.
+    Resamples where the metric is
     NaN are dropped, with a warning naming how many; if none is left, returns ``(nan, nan)`` with a warning.
     """
     _check_boot_args(n_boot, alpha)
     yt = _check_labels(y_true, "y_true")
     yo = _as_1d(y_other, "y_other")
     _check_lengths(yt, yo, "y_other")
+    _check_groups(groups, yt)
     if yt.shape[0] == 0:
         warn("bootstrap_ci: empty input; returning (nan, nan).", UndefinedMetricWarning)
         return float("nan"), float("nan")
-    idx = _stratified_indices(yt, n_boot, seed)
+    idx = _resamples(yt, groups, n_boot, seed)
     return _percentile_ci(_bootstrap_values(metric, yt, yo, idx), alpha, getattr(metric, "__name__", "the metric"))
 
 
@@ -193,8 +210,7 @@ def summarize(
     if not math.isfinite(thr):
         raise ValueError(f"threshold must be finite, got {threshold!r}.")
     yt, yp = metrics._labels_and_scores(y_true, y_prob, probabilities=True, name="y_prob")
-    if groups is not None and len(groups) != yt.shape[0]:
-        raise ValueError(f"groups must give one patient key per case: {len(groups)} for {yt.shape[0]} cases.")
+    _check_groups(groups, yt)
     y_pred = (yp >= thr).astype(np.int8)
     n = int(yt.shape[0])
     n_pos = int(np.count_nonzero(yt))
@@ -202,8 +218,7 @@ def summarize(
     unit = resampled_unit(yt, groups)
     idx: NDArray[np.intp] | list[NDArray[np.intp]] | None = None
     if n:
-        idx = _patient_resamples(yt, groups, n_boot, seed) if unit["resampled"] == "patients" and groups is not None \
-            else _stratified_indices(yt, n_boot, seed)
+        idx = _resamples(yt, groups, n_boot, seed)
 
     def interval(metric: Metric, other: NDArray) -> tuple[float, float]:
         if idx is None:
@@ -251,6 +266,19 @@ def _drawn(info: dict[str, Any], options: str) -> str:
     alone = f" ({counted(unkeyed, 'film')} of no known patient drawn alone)" if unkeyed else ""
     return (f"{patients}{alone} within each class {seed}, each patient with all of their films of that class "
             f"(their films of the other class, if any, drawn separately with that class)")
+
+
+def resampled_words(info: dict[str, Any]) -> str:
+    """How a bootstrap drew (`resampled_unit`'s record), in a few words: 'resampled by patient: the 12 patients each
+    drawn with all of their films', or 'resampled film by film' (and why, when `info` says no patients were known:
+    `known` false)."""
+    if info["resampled"] == "films":
+        return "resampled film by film" + ("" if info.get("known", True) else ", the model storing no patients of them")
+    unkeyed = int(info.get("unkeyed", 0))
+    alone = f" ({counted(unkeyed, 'film')} of no known patient drawn alone)" if unkeyed else ""
+    keyed = int(info["n_resampled"]) - unkeyed
+    patients = f"the {keyed:,} patient{'' if keyed == 1 else 's'}"
+    return f"resampled by patient: {patients} each drawn with all of their films{alone}"
 
 
 def too_few_units(info: dict[str, Any]) -> dict[str, int]:

@@ -5,7 +5,7 @@ The decision rule everywhere in the project is ``y_prob >= threshold`` -> PNEUMO
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -69,10 +69,12 @@ def threshold_for_recall(y_true: ArrayLike, y_prob: ArrayLike, target_recall: fl
 
 
 def threshold_ci95(
-    y_true: ArrayLike, y_prob: ArrayLike, target_recall: float, *, n_boot: int = 1000, seed: int | None = 0
+    y_true: ArrayLike, y_prob: ArrayLike, target_recall: float, *, n_boot: int = 1000, seed: int | None = 0,
+    groups: Sequence[str | None] | None = None,
 ) -> tuple[float, float]:
     """95 % percentile bootstrap interval of `threshold_for_recall(y_true, y_prob, target_recall)`: the thresholds
-    the same rule chooses on resamples of these cases (within each class, as `bootstrap_ci` draws them).
+    the same rule chooses on resamples of these cases (within each class, as `bootstrap_ci` draws them: of films, or
+    with `groups`, each film's patient key or None, of patients, a patient's films drawn together).
 
     A film whose P lies inside it is decided one way at the chosen threshold and the other way at a threshold
     re-chosen on a plausible resample: it is borderline.
@@ -80,7 +82,7 @@ def threshold_ci95(
     from pneumoscan.evaluation.bootstrap import bootstrap_ci
 
     return bootstrap_ci(lambda y, p: threshold_for_recall(y, p, target_recall), y_true, y_prob,
-                        n_boot=n_boot, seed=seed)
+                        n_boot=n_boot, seed=seed, groups=groups)
 
 
 def youden_threshold(y_true: ArrayLike, y_prob: ArrayLike) -> float:
