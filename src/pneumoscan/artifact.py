@@ -5,6 +5,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -67,7 +68,8 @@ class ArtifactMeta:
     training: dict[str, Any] = field(default_factory=dict, repr=False)
     val_metrics: dict[str, Any] = field(default_factory=dict)
     test_metrics: dict[str, Any] = field(default_factory=dict)
-    # labels and probabilities the threshold is chosen on: validation, or a site's images after `set-threshold`
+    # labels and probabilities the threshold is chosen on: validation, or a site's images after `set-threshold`; with
+    # "groups", each film's patient as an integer (`stored_scores`), when known
     val_scores: dict[str, list[float]] = field(default_factory=dict, repr=False)
     threshold_source: dict[str, Any] = field(default_factory=dict)  # empty: chosen on validation in training
     tta: bool = False
@@ -124,6 +126,17 @@ class ArtifactMeta:
                              f"{option('target_recall')}")
         return float(threshold_for_recall(self.val_scores["labels"], self.val_scores["probs"], target_recall))
 
+    def score_groups(self) -> list[str | None] | None:
+        """Each stored score's patient (`stored_scores`' integer, as a key; None: of no known patient, drawn alone), for
+        the bootstrap to draw a patient's films together; None when no usable groups are stored (a model from before
+        they were, or an edited file): its films are then drawn one by one."""
+        labels, groups = self.val_scores.get("labels"), self.val_scores.get("groups")
+        if not isinstance(groups, list) or not isinstance(labels, list) or len(groups) != len(labels) or any(
+                isinstance(g, bool) or not isinstance(g, int) or g < -1 for g in groups):
+            return None
+        width = len(str(max(groups, default=0)))  # zero-padded: sorted as the keys they stand for
+        return [None if g == -1 else f"{g:0{width}d}" for g in groups]
+
     def scores_problem(self) -> str | None:
         """What makes the stored scores unusable to choose a threshold on (an edited file); None when they are usable
         or none are stored."""
@@ -161,6 +174,18 @@ class ArtifactMeta:
         if problem is not None:
             raise (NewerHeaderError if isinstance(data, dict) and unknown_settings(data) else ValueError)(problem)
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def stored_scores(labels: Iterable[int], probs: Iterable[float],
+                  patients: Sequence[str | None] | None) -> dict[str, list[Any]]:
+    """The `val_scores` a model stores: labels, probabilities and, when known, each film's patient as an integer, which
+    says which films are one patient's without naming any: its key's rank among the keys sorted (-1: no known
+    patient), so that `ArtifactMeta.score_groups` gives the bootstrap its keys' order and the same draws."""
+    scores: dict[str, list[Any]] = {"labels": [int(v) for v in labels], "probs": [float(p) for p in probs]}
+    if patients is not None:
+        rank = {key: i for i, key in enumerate(sorted({key for key in patients if key is not None}))}
+        scores["groups"] = [-1 if key is None else rank[key] for key in patients]
+    return scores
 
 
 class NewerHeaderError(ValueError):

@@ -363,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "refused)")
     p.add_argument("--target-recall", type=float,
                    help="recall to reach on these images (default: the model's own, 0.95 for the shipped model)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
+    p.add_argument("--n-boot", type=int, default=1000,
+                   help="bootstrap resamples (of patients within each class when films share a patient, as in "
+                        "`evaluate`) for the intervals and the threshold's (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0), as in `evaluate`")
     p.add_argument("--json", help="also write the threshold, its interval, the figures before and after and the "
                                   "new model (with guard_copied, and onnx: its export or null) as JSON to this file "

@@ -459,3 +459,39 @@ def test_a_copy_of_a_model_without_an_export_is_said_with_the_export_command(loc
     assert local.onnx is None and not local.out.with_suffix(".onnx").exists()
     assert format_local_threshold(local).endswith(f"; export it first, so they load without torch: pneumoscan export "
                                                   f"--model {local.out} --out {local.out.with_suffix('.onnx')}")
+
+
+def test_the_threshold_interval_draws_the_sites_patients_and_the_copy_stores_them(
+        shared_patient_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A site with three films a patient: set-threshold's interval resampled them one by one as independent films
+    (too narrow), and the copy stored no patients, so its borderline interval did the same. Both draw patients now;
+    the copy stores them as indices, which the Predictor's interval uses."""
+    from pneumoscan.evaluation.thresholds import threshold_ci95
+    from tests.conftest import write_dicom
+
+    site = tmp_path / "films"
+    for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+        for p in range(6):
+            for k in range(3):
+                write_dicom(site / name / f"9.{label}.{p}.{k}", label, 900 + 100 * label + 10 * p + k,
+                            patient_id=f"S{label}{p}", size=48)
+    out = tmp_path / "site"
+    assert main(["set-threshold", "--model", str(shared_patient_run), "--data", str(site), "--out", str(out),
+                 "--target-recall", "0.8", "--n-boot", "200", "--json", str(tmp_path / "t.json")]) == 0
+    assert ("resampled by patient: the 12 patients each drawn with all of their films); it was"
+            in capsys.readouterr().out)
+    meta = read_meta(out / "model.safetensors")
+    record = json.loads((tmp_path / "t.json").read_text())
+    samples = [s.path.name for s in evaluation_samples(site, None)[1]]
+    groups = meta.val_scores["groups"]
+    assert len(groups) == 36 and len(set(groups)) == 12
+    assert samples == [f"9.{label}.{p}.{k}" for label in (0, 1) for p in range(6) for k in range(3)]
+    labels, probs = meta.val_scores["labels"], meta.val_scores["probs"]
+    patients = [f"S{label}{p}" for label in (0, 1) for p in range(6) for _ in range(3)]  # as discovered: sorted
+    assert [[g == h for h in groups] for g in groups] == [[a == b for b in patients] for a in patients]
+    assert record["threshold_ci95"] == list(threshold_ci95(labels, probs, 0.8, n_boot=200, groups=patients))
+    assert record["threshold_ci95"] != list(threshold_ci95(labels, probs, 0.8, n_boot=200))
+    # drawn from the stored indices, the interval is the one set-threshold printed (with predict's resamples)
+    predictor = Predictor(out / "model.safetensors", backend="torch")
+    assert predictor.threshold_ci95 == threshold_ci95(labels, probs, 0.8, groups=patients)
+    assert predictor.threshold_resampled["resampled"] == "patients"

@@ -177,3 +177,34 @@ def test_a_target_recall_on_malformed_stored_scores_is_one_line(malformed: tuple
     assert out == "" and len(err.splitlines()) == 1, err
     assert err.startswith(f"pneumoscan: error: {model}: its stored validation scores are unusable (") and problem in err
     assert "pass --threshold instead of --target-recall, or re-run set-threshold or retrain" in err
+
+
+def test_the_interval_draws_the_stored_patients_and_without_them_films(tiny_run: Path, tmp_path: Path) -> None:
+    """Three films a patient: the interval resampled them one by one as independent films, too narrow. A model
+    storing its films' patients (`stored_scores`) draws them together; one from before, storing none, or with
+    groups edited out of shape, still draws films, and says so."""
+    import numpy as np
+
+    from pneumoscan.artifact import stored_scores
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0] * 15 + [1] * 15, 3)
+    probs = np.clip(np.repeat(rng.normal(0.35 + 0.3 * (np.arange(30) >= 15), 0.15), 3) + rng.normal(0, 0.02, 90),
+                    0, 1).tolist()
+    patients = [f"pt{i // 3}" for i in range(90)]
+    old = with_scores(tiny_run, tmp_path / "old.safetensors", labels.tolist(), probs, target_recall=0.9)
+    net, meta = load_artifact(old, device="cpu")
+    grouped = save_artifact(tmp_path / "grouped.safetensors", net,
+                            replace(meta, val_scores=stored_scores(labels, probs, patients)))
+    edited = save_artifact(tmp_path / "edited.safetensors", net,
+                           replace(meta, val_scores={**stored_scores(labels, probs, patients), "groups": [0, 1]}))
+    films = threshold_ci95(labels, probs, 0.9, n_boot=1000, seed=0)
+    by_patient = threshold_ci95(labels, probs, 0.9, n_boot=1000, seed=0, groups=patients)
+    assert by_patient[1] - by_patient[0] > 1.2 * (films[1] - films[0])
+    assert Predictor(grouped, backend="torch").threshold_ci95 == pytest.approx(by_patient)
+    assert Predictor(grouped, backend="torch").threshold_resampled == {
+        "resampled": "patients", "n_resampled": 30, "per_class": {"NORMAL": 15, "PNEUMONIA": 15}, "known": True}
+    for model in (old, edited):
+        predictor = Predictor(model, backend="torch")
+        assert predictor.threshold_ci95 == pytest.approx(films)
+        assert predictor.threshold_resampled["resampled"] == "films" and not predictor.threshold_resampled["known"]

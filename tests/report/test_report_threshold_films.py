@@ -187,3 +187,20 @@ def test_compare_caption_says_what_each_runs_auc_interval_resampled(tiny_site: P
             "run.") in out.read_text(encoding="utf-8")
     assert resampled_caption([("a", "patients"), ("b", "films"), ("c", "patients")]) == (
         "of patients (each with all of their films of a class) for a, c; of films for b")
+
+
+def test_the_borderline_note_says_whether_the_interval_drew_patients_or_films() -> None:
+    """The note said 'resamples of those films' whatever was drawn; a model storing its films' patients draws them
+    together, one storing none draws films, and the page says which."""
+    from pneumoscan.report.build import borderline_html
+
+    entry = {"interval": [0.4, 0.6], "n": 1, "share": 0.1,
+             "by_class": {"NORMAL": {"n": 1, "share": 0.2}, "PNEUMONIA": {"n": 0, "share": 0.0}},
+             "outside": {"n": 9, "accuracy": 1.0, "recall": 1.0, "specificity": 1.0}}
+    patients = {"resampled": "patients", "n_resampled": 12, "per_class": {"NORMAL": 6, "PNEUMONIA": 6}, "known": True}
+    films = {"resampled": "films", "n_resampled": 10, "per_class": {"NORMAL": 5, "PNEUMONIA": 5}, "known": False}
+    page = borderline_html({"n": 10, "borderline": {**entry, "resampled": patients}})
+    assert ("1000 resamples of those films drawn with seed 0 (resampled by patient: the 12 patients each drawn with "
+            "all of their films), whatever") in page
+    assert ("drawn with seed 0 (resampled film by film, the model storing no patients of them), whatever"
+            in borderline_html({"n": 10, "borderline": {**entry, "resampled": films}}))

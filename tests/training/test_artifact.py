@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -412,3 +413,22 @@ def test_a_pickled_file_given_as_the_model_is_refused_unloaded_saying_why(tmp_pa
     assert str(err.value) == (f"{path}: not a pneumoscan model file (a pickle as torch.save writes, which pneumoscan "
                               f"never loads: unpickling can run code); pass a model.safetensors written by pneumoscan")
     assert not (tmp_path / "ran").exists()
+
+
+def test_stored_patient_indices_give_the_bootstrap_the_draws_of_the_keys() -> None:
+    """A model stores its scored films' patients as integers, not their IDs; read back, they must draw the very
+    resamples the keys drew, so a model's interval is the one computed when it was written (set-threshold's)."""
+    from pneumoscan.artifact import stored_scores
+    from pneumoscan.evaluation.thresholds import threshold_ci95
+
+    rng = np.random.default_rng(1)
+    keys = [f"id{k}" for k in rng.permutation(np.repeat(np.arange(12), 2))] + [None, None]  # 24 films of 12, 2 alone
+    labels = [i % 2 for i in range(26)]
+    probs = np.clip(rng.normal(0.3 + 0.4 * np.array(labels), 0.2), 0, 1).tolist()
+    scores = stored_scores(labels, probs, keys)
+    assert not any(isinstance(g, str) for g in scores["groups"]) and scores["groups"][-2:] == [-1, -1]
+    meta = ArtifactMeta("cnn", {}, 32, 0.5, 0.25, val_scores=scores)
+    groups = meta.score_groups()
+    assert threshold_ci95(labels, probs, 0.9, n_boot=300, groups=groups) == \
+        threshold_ci95(labels, probs, 0.9, n_boot=300, groups=keys)
+    assert ArtifactMeta("cnn", {}, 32, 0.5, 0.25, val_scores={"labels": labels, "probs": probs}).score_groups() is None

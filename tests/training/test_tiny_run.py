@@ -179,3 +179,29 @@ def test_the_epoch_line_rounds_the_training_loss_once_as_the_progress_bar_does(
     assert bars[-1] == "0.6658" and line.startswith("epoch   1  loss 0.6658  "), (bars, line)
     rows = list(csv.DictReader((tmp_path / "run" / "history.csv").open()))
     assert float(rows[0]["train_loss"]) == 0.66575
+
+
+def test_stored_validation_figures_draw_a_patients_films_together(shared_patient_run: Path) -> None:
+    """Every validation patient has two films: the stored figures (`val_metrics`, served at GET /model) resampled
+    them one by one as independent films, with intervals too narrow, where `evaluate` draws patients. The stored
+    scores say which films are one patient's, by an index: no PatientID is written."""
+    import warnings
+
+    from pneumoscan.evaluation.bootstrap import summarize
+    from pneumoscan.evaluation.metrics import UndefinedMetricWarning
+
+    meta = read_meta(shared_patient_run / "model.safetensors")
+    paths = [row["path"] for row in csv.DictReader((shared_patient_run / "val_predictions.csv").open())]
+    patients = [Path(path).name.rsplit(".", 1)[0] for path in paths]  # 1.2.<label>.<patient>.<film>: PatientID
+    groups = meta.val_scores["groups"]
+    assert len(groups) == len(patients) == 2 * len(set(patients))
+    assert [[g == h for h in groups] for g in groups] == [[a == b for b in patients] for a in patients]
+    assert sorted(set(groups)) == list(range(len(set(patients))))
+    assert set(meta.val_scores) == {"labels", "probs", "groups"}
+    info = meta.val_metrics["intervals"]
+    assert info["resampled"] == "patients" and info["n_resampled"] == len(set(patients))
+    with warnings.catch_warnings():  # NPV undefined at the stored threshold: not what is compared
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        expected = summarize(meta.val_scores["labels"], meta.val_scores["probs"], meta.threshold, n_boot=500,
+                             groups=patients)
+    assert meta.val_metrics["roc_auc"] == expected["roc_auc"] and meta.val_metrics["brier"] == expected["brier"]

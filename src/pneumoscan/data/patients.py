@@ -203,6 +203,15 @@ class PatientKeys:
 NAME_COLLISION_SHARE = 0.25
 
 
+def patient_groups(samples: Sequence[Sample], keys: PatientKeys,
+                   joined: dict[str, list[Sample]] | None = None) -> list[str | None]:
+    """Each film's patient key for the bootstrap to draw a patient's films together; None (of no known patient, drawn
+    alone) for a bare file name found in several folders (`joined`: `keys_across_folders(samples, keys, bare=True)`,
+    found here when not given), which joins films that need not be one patient's."""
+    joined = keys_across_folders(samples, keys, bare=True) if joined is None else joined
+    return [None if keys.origins[s] == "name" and keys(s) in joined else str(keys(s)) for s in samples]
+
+
 def keys_across_folders(samples: Iterable[Sample], keys: PatientKeys, bare: bool = False) -> dict[str, list[Sample]]:
     """The file-name keys (origin `name`) among `samples` whose images lie in more than one folder, each with its
     images (`pt7/1.jpeg` and `pt8/1.jpeg` made one patient `1`). Pass one split: Kermany's numbers restart in each,

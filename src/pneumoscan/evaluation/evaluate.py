@@ -16,7 +16,8 @@ from pneumoscan.data.decode import view_reason
 from pneumoscan.data.fingerprint import duplicate_warnings, seen_in_training, training_film_fingerprints
 from pneumoscan.data.layout import Sample, ScoredSplit, cause_name, evaluation_samples
 from pneumoscan.data.patients import (CAUSE_GROUPS, PatientKeys, cause_groups, cause_of, dataset_keys,
-                                      keys_across_folders, name_collision_warning, patients_in_training, shared_clause,
+                                      keys_across_folders, name_collision_warning, patient_groups, patients_in_training,
+                                      shared_clause,
                                       uncompared_text)
 from pneumoscan.errors import (InputError, MissingImagesWarning, check_at_least_one, counted, first_few,
                               shell_word, warn, words)
@@ -146,7 +147,8 @@ def cause_recall(causes: Sequence[str | None], labels: np.ndarray, called: np.nd
 def borderline_summary(predictor: Predictor, labels: np.ndarray, probs: np.ndarray) -> dict[str, Any] | None:
     """What referring the borderline films (P within `Predictor.threshold_ci95`, ends included) to a radiologist
     gives: how many films are inside the interval, overall and by class, and accuracy, recall and specificity of
-    the decisions on the films outside it (NaN, with the metrics' warning, where undefined). None when the
+    the decisions on the films outside it (NaN, with the metrics' warning, where undefined), and what the interval's
+    bootstrap drew (`Predictor.threshold_resampled`). None when the
     threshold has no interval (given by hand, or not what the model's stored scores give)."""
     interval = predictor.threshold_ci95
     if interval is None:
@@ -160,7 +162,8 @@ def borderline_summary(predictor: Predictor, labels: np.ndarray, probs: np.ndarr
     outside = ~inside
     kept, decided = labels[outside], (probs[outside] >= predictor.threshold).astype(int)
     return {"interval": list(interval), "n": int(inside.sum()), "share": float(inside.mean()), "by_class": by_class,
-            "outside": {"n": int(outside.sum()), **_outside_metrics(kept, decided)}}
+            "outside": {"n": int(outside.sum()), **_outside_metrics(kept, decided)},
+            "resampled": predictor.threshold_resampled}
 
 
 # each metric on the films outside the interval: its function, the class it needs there (None: any film), and what
@@ -293,7 +296,7 @@ def film_patients(samples: Sequence[Sample], training: dict, progress: bool = Tr
     joined = keys_across_folders(samples, keys, bare=True)
     if message := name_collision_warning(samples, keys, DRAWN_ALONE, KEY_BY_MANIFEST, joined):
         warn(PatientKeyWarning(message))
-    return [None if keys.origins[s] == "name" and keys(s) in joined else str(keys(s)) for s in samples]
+    return patient_groups(samples, keys, joined)
 
 
 def _same_films(keyed: dict[Sample, str], dataset: dict[str, list[Sample]]) -> bool:

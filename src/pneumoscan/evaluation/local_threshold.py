@@ -13,14 +13,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, default_model_path, save_artifact
+from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, default_model_path, save_artifact, stored_scores
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import seen_in_training, training_film_fingerprints
 from pneumoscan.data import layout
 from pneumoscan.data.layout import IMAGE_SUFFIXES, Sample, evaluation_samples
 from pneumoscan.data.patients import shared_text, uncounted_reason
 from pneumoscan.errors import InputError, decimals, option, raise_if_interrupted, warn
-from pneumoscan.evaluation.bootstrap import summarize
+from pneumoscan.evaluation.bootstrap import resampled_words, summarize
 from pneumoscan.evaluation.evaluate import Evaluation, evaluate
 from pneumoscan.evaluation.thresholds import check_target_recall, threshold_ci95, threshold_for_recall
 from pneumoscan.inference.ood.guard import guard_beside, no_guard_fits
@@ -105,7 +105,7 @@ def choose_local_threshold(
     """Threshold for `target_recall` on the evaluated images, its bootstrap interval, and the summary there."""
     labels, probs = evaluation.images.labels, evaluation.probs
     threshold = threshold_for_recall(labels, probs, target_recall)
-    interval = threshold_ci95(labels, probs, target_recall, n_boot=n_boot, seed=seed)
+    interval = threshold_ci95(labels, probs, target_recall, n_boot=n_boot, seed=seed, groups=evaluation.patients)
     return threshold, interval, summarize(labels, probs, threshold, n_boot=n_boot, seed=seed,
                                           groups=evaluation.patients)
 
@@ -167,7 +167,7 @@ def set_threshold(
             "patients_in_training": evaluation.summary["patients_in_training"],
         }
         new_meta = replace(meta, threshold=threshold, target_recall=target, threshold_source=source,
-                           val_scores={"labels": [int(v) for v in labels], "probs": [float(v) for v in probs]})
+                           val_scores=stored_scores(labels, probs, evaluation.patients))
         save_artifact(path, predictor.model, new_meta)
         if predictor.guard is not None:  # loaded, and checked to be the source's, by the Predictor
             predictor.guard.save_for(path)
@@ -273,7 +273,8 @@ def format_local_threshold(result: LocalThreshold) -> str:
     lines = [
         f"{after['n']} labelled images ({after['n_negative']} NORMAL, {after['n_positive']} PNEUMONIA)",
         f"threshold for recall {result.target_recall:g}: {decimals(result.threshold, 4)} (95% bootstrap interval "
-        f"{decimals(lo, 4)} to {decimals(hi, 4)}); it was {decimals(before['threshold'], 4)}",
+        f"{decimals(lo, 4)} to {decimals(hi, 4)}, {resampled_words(after['intervals'])}); it was "
+        f"{decimals(before['threshold'], 4)}",
         f"  {'':<12}{'before':>8}{'after':>8}",
     ]
     for key in ("recall", "specificity", "precision", "accuracy"):

@@ -306,9 +306,22 @@ class Predictor:
         if self.threshold_from == "model" and threshold_for_recall(labels, probs, self.target_recall) \
                 != self.meta.threshold:
             return None
-        lo, hi = threshold_ci95(labels, probs, self.target_recall, n_boot=INTERVAL_BOOT, seed=INTERVAL_SEED)
+        # by patient when the model stores its films' patients (`ArtifactMeta.score_groups`), else film by film
+        lo, hi = threshold_ci95(labels, probs, self.target_recall, n_boot=INTERVAL_BOOT, seed=INTERVAL_SEED,
+                                groups=self.meta.score_groups())
         lo, hi = self._adjust(np.array([lo, hi]))
         return float(lo), float(hi)
+
+    @cached_property
+    def threshold_resampled(self) -> dict[str, Any] | None:
+        """What the bootstrap of `threshold_ci95` drew (`resampled_unit`: patients or films, how many), with `known`:
+        whether the model stores the patients of its scored films; None when there is no interval."""
+        from pneumoscan.evaluation.bootstrap import resampled_unit
+
+        if self.threshold_ci95 is None:
+            return None
+        groups = self.meta.score_groups()
+        return {**resampled_unit(self.meta.val_scores["labels"], groups), "known": groups is not None}
 
     @_public(prob=_NUMBER)
     def borderline(self, prob: float) -> bool | None:

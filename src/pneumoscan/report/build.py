@@ -13,7 +13,7 @@ from pneumoscan import CLASS_NAMES, __version__
 from pneumoscan.artifact import ArtifactMeta
 from pneumoscan.data.patients import keys_read, shared_clause
 from pneumoscan.errors import words
-from pneumoscan.evaluation.bootstrap import intervals_text
+from pneumoscan.evaluation.bootstrap import intervals_text, resampled_words
 from pneumoscan.inference.predictor import INTERVAL_BOOT, INTERVAL_SEED
 from pneumoscan.inference.prevalence import model_prior, prior_problem
 from pneumoscan.outputs import atomic_write_all, check_companion, check_output, recover_interrupted
@@ -419,6 +419,8 @@ def borderline_html(summary: dict[str, Any]) -> str:
     low, high = border["interval"]
     classes = ", ".join(f"{name} {row['n']} ({row['share']:.1%} of {name})" for name, row in border["by_class"].items())
     outside = border["outside"]
+    # a summary from before `resampled` was recorded says nothing of it
+    drawn = f" ({resampled_words(border['resampled'])})" if border.get("resampled") else ""
     return ("<h3>Borderline films</h3>" + h.key_values([
         ("threshold's 95% interval (P inside it: borderline)", f"{low:.4f} - {high:.4f}"),
         ("borderline films", f"{border['n']} of {summary['n']} ({border['share']:.1%}): {classes}"),
@@ -428,7 +430,7 @@ def borderline_html(summary: dict[str, Any]) -> str:
                      "on would give the film the other label; predict marks such films for a radiologist. The rates "
                      "outside the interval are what deciding only the others gives. The threshold's interval is the "
                      f"one predict marks films by: {INTERVAL_BOOT} resamples of those films drawn with seed "
-                     f"{INTERVAL_SEED}, whatever --n-boot and --seed say.", note=True))
+                     f"{INTERVAL_SEED}{drawn}, whatever --n-boot and --seed say.", note=True))
 
 
 def _calibration_section(scores: Scores, out: Figures) -> str:

@@ -39,7 +39,9 @@ class Normalization(BaseModel):
 
 
 _INTERVAL = ("95 % bootstrap interval [low, high] of the threshold in use, on the films it was chosen on (1,000 "
-             "resamples of the validation films, or of a site's films after `pneumoscan set-threshold`), moved with "
+             "resamples of the validation films, or of a site's films after `pneumoscan set-threshold`; each patient "
+             "drawn with all of their films when the model stores which films are one patient's, else film by film), "
+             "moved with "
              "the probabilities to the prevalence as the threshold is; a P within it is borderline. null for a "
              "threshold set by `serve --threshold`, and for a model whose stored scores do not give its threshold")
 _BORDERLINE = ("true: P lies within the threshold's 95 % interval (threshold_ci95), so the label stands but a "

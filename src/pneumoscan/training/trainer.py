@@ -20,10 +20,11 @@ from torch import nn
 from tqdm import tqdm
 
 from pneumoscan.artifact import (ARTIFACT_NAME, BEST_WEIGHTS, PRETRAINING_FILES, ArtifactMeta, artifact_writer,
-                                  read_meta, save_artifact)
+                                  read_meta, save_artifact, stored_scores)
 from pneumoscan.data.augment import AugmentConfig, augment_batch, mixup
 from pneumoscan.data.cache import ImageSet
 from pneumoscan.data.fingerprint import film_fingerprints, film_record, fingerprints
+from pneumoscan.data.patients import patient_groups
 from pneumoscan.data.preprocess import prepare_pixels, to_unit
 from pneumoscan.errors import InputError, ModelConfigError, first_line, option, switch
 from pneumoscan.evaluation.bootstrap import summarize
@@ -605,7 +606,7 @@ class Trainer:
                              train_seconds=round(state["train_seconds"], 1))
         guard = _kept_guard(model, meta, fitted)
         artifact = finish_artifact(self.out, model, meta, data.val, self.cfg.target_recall, seed=self.cfg.seed,
-                                   guard=guard)
+                                   guard=guard, patients=patient_groups(data.val.samples, data.patients))
         return artifact, guard is not None
 
 
@@ -645,20 +646,24 @@ def _kept_guard(model: nn.Module, meta: ArtifactMeta,
 
 
 def finish_artifact(out: Path, model: nn.Module, meta: ArtifactMeta, val: ImageSet, target_recall: float,
-                    *, seed: int = 0, guard: OODGuard | None = None) -> Path:
-    """Score `val` with `model`, store the threshold for `target_recall`, the validation scores and
-    metrics in `meta`, write OUT/val_predictions.csv and the artifact OUT/model.safetensors. `guard`: one fitted on
-    `model`'s very weights and preprocessing (`_kept_guard`), keyed to the new artifact and written with it, both or
-    neither (`atomic_write_all`), so no interruption leaves the model new and its guard keyed to the one before."""
+                    *, seed: int = 0, guard: OODGuard | None = None,
+                    patients: list[str | None] | None = None) -> Path:
+    """Score `val` with `model`, store the threshold for `target_recall`, the validation scores (with `patients`, each
+    film's patient key, as integers: `stored_scores`) and metrics in `meta`, their intervals drawn by patient as
+    `evaluate` draws them (of films without `patients`), write OUT/val_predictions.csv and the artifact
+    OUT/model.safetensors. `guard`: one fitted on `model`'s very weights and preprocessing (`_kept_guard`), keyed to
+    the new artifact and written with it, both or neither (`atomic_write_all`), so no interruption leaves the model
+    new and its guard keyed to the one before."""
     probs = sigmoid(predict_logits(model, val.images, meta.preprocessing, tta=meta.tta))
     labels = val.labels
     meta.target_recall = target_recall
     meta.threshold = float(threshold_for_recall(labels, probs, target_recall))
     # unrounded, so the stored threshold reaches the target recall on the stored scores exactly
-    meta.val_scores = {"labels": [int(v) for v in labels], "probs": [float(p) for p in probs]}
+    meta.val_scores = stored_scores(labels, probs, patients)
     with warnings.catch_warnings():  # stored, not printed: `evaluate` and `report` warn where they show them
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        meta.val_metrics = summarize(labels, probs, meta.threshold, n_boot=500, seed=seed)
+        # a patient's several films are not independent: resampled one by one, they gave intervals much too narrow
+        meta.val_metrics = summarize(labels, probs, meta.threshold, n_boot=500, seed=seed, groups=patients)
     # absolute, so `report` finds the films from any folder (older runs hold paths relative to where they trained)
     write_predictions(out / "val_predictions.csv", [replace(s, path=Path(os.path.abspath(s.path))) for s in val.samples],
                       probs)
