@@ -144,7 +144,7 @@ def val_auc_with_tta(run: Path) -> float:
     """Validation AUC of the run's final model when each image is averaged with its mirror."""
     from pneumoscan.artifact import load_artifact
     from pneumoscan.data.cache import load_image_set
-    from pneumoscan.data.layout import Sample
+    from pneumoscan.data.labels import Sample
     from pneumoscan.evaluation.metrics import roc_auc
     from pneumoscan.inference.batch import predict_probs
 

@@ -177,7 +177,7 @@ def test_reading_dicom_patient_ids_is_counted_on_a_terminal(progress: bool, tmp_
     """`--patient-key auto` reads every DICOM header before anything else (about 0.8 ms a film: 10 s for 12,000, with
     no sign of life): a bar counts the films, unless progress is off (`--quiet`)."""
     pytest.importorskip("pydicom")
-    from pneumoscan.data.layout import Sample
+    from pneumoscan.data.labels import Sample
     from pneumoscan.data.patients import patient_keys
 
     samples = [Sample(path, 0) for path in _dicom_films(tmp_path, 4)]

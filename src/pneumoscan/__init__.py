@@ -16,7 +16,7 @@ _LAZY: dict[str, str] = {
     "list_models": "pneumoscan.models.registry",
     "create_model": "pneumoscan.models.registry",
     "load_dataset": "pneumoscan.api",
-    "Sample": "pneumoscan.data.layout",
+    "Sample": "pneumoscan.data.labels",
     "load_image": "pneumoscan.data.preprocess",
     "train": "pneumoscan.api",
     "TrainedRun": "pneumoscan.api",
@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
         TrainedRun, compare, evaluate, export_onnx, gradcam, load_dataset, plot_confusion_matrix, plot_learning_curves,
         plot_roc, train,
     )
-    from pneumoscan.data.layout import Sample
+    from pneumoscan.data.labels import Sample
     from pneumoscan.data.preprocess import load_image
     from pneumoscan.errors import InputError, PneumoscanError, RefusedFilm
     from pneumoscan.explain.explanation import Explanation

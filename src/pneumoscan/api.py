@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from pneumoscan.artifact import ArtifactMeta
-    from pneumoscan.data.layout import Sample
+    from pneumoscan.data.labels import Sample
     from pneumoscan.explain.explanation import Explanation
     from pneumoscan.export.onnx import ExportReport
     from pneumoscan.inference.predictor import Predictor

@@ -8,7 +8,7 @@ import pytest
 
 from pneumoscan.cli import main
 from pneumoscan.data.cache import load_image_set
-from pneumoscan.data.layout import Sample
+from pneumoscan.data.labels import Sample
 from tests.conftest import write_xray
 
 

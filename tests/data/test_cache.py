@@ -12,7 +12,7 @@ import pytest
 import pneumoscan.data.cache as cache_module
 
 from pneumoscan.data.cache import cache_key, load_image_set
-from pneumoscan.data.layout import Sample
+from pneumoscan.data.labels import Sample
 from pneumoscan.data.preprocess import load_image
 from pneumoscan.errors import InputError
 from tests.conftest import count_pil_decoders, dicom_bytes, disk_full, write_xray

@@ -278,7 +278,7 @@ def test_fingerprints_from_a_models_decode_are_those_of_a_decode_at_film_size(
     """A model of another input size decoded each film a second time at FILM_SIZE for its fingerprint; now its own
     decode gives it, bit for bit, unless draft mode decodes the JPEG at another scale for the two sizes."""
     from pneumoscan.data.cache import load_image_set
-    from pneumoscan.data.layout import Sample
+    from pneumoscan.data.labels import Sample
 
     films = [*sorted((sample_dir / "train").glob("*/*.jpeg"))[::25],  # 224 px colour JPEGs
              *write(tmp_path / "site", {"film.png": encoded(synthetic_film(1), "PNG", (300, 260)),

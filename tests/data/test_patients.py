@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pneumoscan.data.layout import Sample, discover
+from pneumoscan.data.labels import Sample
+from pneumoscan.data.layout import discover
 from pneumoscan.data.patients import (cause, cause_groups, cause_of, dicom_patient_id, keys_read, patient_id,
                                       patient_keys, patients_in_training, placeholder_ids, recorded_patient_key)
 from pneumoscan.data.split import patient_split

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pneumoscan.data.layout import Sample, discover
+from pneumoscan.data.labels import Sample
+from pneumoscan.data.layout import discover
 from pneumoscan.data.patients import patient_id, patient_keys
 from pneumoscan.data.split import patient_split
 from tests.conftest import SHARED as DATA

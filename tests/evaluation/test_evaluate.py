@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pneumoscan.artifact import read_meta
-from pneumoscan.data.layout import Sample
+from pneumoscan.data.labels import Sample
 from pneumoscan.evaluation.evaluate import read_predictions, write_predictions
 from pneumoscan.evaluation.metrics import recall
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pneumoscan.cli import main
-from pneumoscan.data.layout import Sample
+from pneumoscan.data.labels import Sample
 from pneumoscan.data.patients import cause_of
 from pneumoscan.errors import InputError
 from pneumoscan.evaluation.evaluate import read_prediction_samples, recall_by_cause, write_predictions

@@ -681,7 +681,7 @@ def test_a_png_with_a_transparency_entry_gets_the_same_cues_on_every_path(shippe
     (`Predictor.decode`), `jpeg_cues` of the bytes alone (`results(raw=...)`, bench/ood.py) and the image cache
     (`evaluate`, `fit-guard`) measure those pixels alike (here 4.63; the last two measured the stored levels, 3.03)."""
     from pneumoscan.data.cache import load_image_set
-    from pneumoscan.data.layout import Sample
+    from pneumoscan.data.labels import Sample
 
     with Image.open(UPRIGHT_FILM) as im:
         film = im.convert("L")

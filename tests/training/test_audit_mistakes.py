@@ -368,7 +368,7 @@ def test_train_does_not_warn_about_intervals_it_only_stores(tmp_path: Path) -> N
 
     from pneumoscan.artifact import ArtifactMeta, read_meta
     from pneumoscan.data.cache import ImageSet
-    from pneumoscan.data.layout import Sample
+    from pneumoscan.data.labels import Sample
     from pneumoscan.evaluation.metrics import UndefinedMetricWarning
     from pneumoscan.training.trainer import finish_artifact
 

@@ -14,7 +14,7 @@ from pneumoscan.data.cache import load_image_set
 from pneumoscan.data.preprocess import Preprocessing, equalize_images
 from pneumoscan.errors import InputError
 from pneumoscan.evaluation.evaluate import read_predictions
-from pneumoscan.data.layout import Sample
+from pneumoscan.data.labels import Sample
 from pneumoscan.export.onnx import export_artifact
 from pneumoscan.inference.batch import predict_logits, predict_probs
 from pneumoscan.inference.ood import OODGuard

@@ -179,7 +179,7 @@ def test_a_patient_known_by_dicom_patient_id_is_named_by_a_file_not_by_the_id(tm
 
 
 def test_byte_identical_films_under_both_labels_or_in_train_and_val_are_warned_about(tmp_path: Path) -> None:
-    from pneumoscan.data.layout import Sample
+    from pneumoscan.data.labels import Sample
     from pneumoscan.data.fingerprint import duplicate_warnings
     from tests.conftest import write_xray
 

@@ -21,7 +21,7 @@ from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache_limit import MAX_GB_ENV, evict, format_bytes, mark_used, max_cache_bytes
 from pneumoscan.data.decode import not_frontal_view, read_path, reading_film
 from pneumoscan.data.file_cues import colourfulness, jpeg_cues
-from pneumoscan.data.layout import Sample
+from pneumoscan.data.labels import Sample
 from pneumoscan.data.pixels import out_of_memory
 from pneumoscan.data.preprocess import (
     PREPROCESS_VERSION,

@@ -18,7 +18,7 @@ import numpy as np
 from pneumoscan.errors import counted
 
 if TYPE_CHECKING:
-    from pneumoscan.data.layout import Sample
+    from pneumoscan.data.labels import Sample
 
 HEX_DIGITS = 16  # 64 bits of SHA-256: no accidental match among millions of films
 # what a film filed under both labels does to a training run
@@ -131,7 +131,7 @@ def film_fingerprints(paths: Sequence[str | os.PathLike], images: Sequence[np.nd
     FILM_SIZE square (a model of that input size: no second decode); `marks`: their fingerprints as far as that
     decode gave them (`ImageSet.film_marks`: a model of another size); any other file is decoded here at FILM_SIZE."""
     from pneumoscan.data.cache import cached_file_rows
-    from pneumoscan.data.layout import Sample
+    from pneumoscan.data.labels import Sample
 
     for given, what in ((images, "images"), (marks, "marks")):
         if given is not None and len(given) != len(paths):

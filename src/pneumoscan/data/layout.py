@@ -6,12 +6,12 @@ import csv
 import io
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.decode import EXPORT_AS, is_dicom, read_grayscale, unsupported_format
+from pneumoscan.data.labels import SPLITS, Sample, label_index, manifest_cause
 from pneumoscan.errors import InputError, counted, one_line, option, warn
 
 # .jfif and .jpe: JPEGs as Windows and some browsers save them
@@ -24,7 +24,6 @@ UNREAD_EXTENSIONS = (".gif", ".webp", ".heic", ".heif", ".avif", ".jp2", ".j2k",
 # only for such an extension that holds no image (an HTML page saved as logo.gif); a split.json without it was made
 # before, when such a file took a place in the split (and was skipped when decoded)
 UNREAD_RULE = 2
-SPLITS = ("train", "val", "test")
 # the first bytes of JPEG, PNG, TIFF (little- and big-endian, BigTIFF) and BMP files: an extensionless file is an image
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"BM")
 # SOP classes (and their families) of the DICOM objects a PACS export holds beside its images: the DICOMDIR, presentation
@@ -38,19 +37,6 @@ def image_stem(path: str | Path) -> str:
     1.2.840.113619.2.55.3.12345) is kept whole."""
     path = Path(path)
     return path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One labelled image: path and label (0 = NORMAL, 1 = PNEUMONIA), its patient when a manifest's
-    `patient` column names it (`data.patients` reads it from the file otherwise), and the cause of its pneumonia
-    (`bacteria` or `virus`) when a manifest's label or `cause` column says it (`data.patients.cause_of` reads it
-    from the file name otherwise)."""
-
-    path: Path
-    label: int
-    patient: str | None = None
-    cause: str | None = None
 
 
 def is_image_path(path: Path) -> bool:
@@ -157,53 +143,6 @@ def _meta_sop_class(meta: bytes) -> str:
 def _image_like_name(path: Path) -> bool:
     """An image extension, none, or a DICOM UID's last number (1.2.840.113619.2.55.3.12345)."""
     return path.suffix.lower() in IMAGE_SUFFIXES or path.suffix[1:].isdigit()
-
-
-# Label values read as a class (any case): the class names, and Kermany's causes of pneumonia as exports label them.
-CAUSES = {"bacteria": "bacteria", "bacterial": "bacteria", "virus": "virus", "viral": "virus"}  # value -> cause
-PNEUMONIA_CAUSES = tuple(CAUSES)  # the values, as messages list them
-UNKNOWN_CAUSES = frozenset({"", "unknown"})  # `cause` column values that leave the cause to the file name
-LABELS = {**{name.lower(): index for index, name in enumerate(CLASS_NAMES)},
-          **dict.fromkeys(PNEUMONIA_CAUSES, CLASS_NAMES.index("PNEUMONIA"))}
-# Label values refused with a message of their own: exports differ in which of them means pneumonia.
-UNCLEAR_LABELS = frozenset({"0", "1", "true", "false", "yes", "no", "positive", "negative"})
-
-
-def label_index(name: str, where: str) -> int:
-    """Map a label (a class name or a cause of pneumonia, `LABELS`, in any case) to its class index, or raise
-    InputError naming `where`."""
-    key = name.strip().lower()
-    if key in UNCLEAR_LABELS:
-        raise InputError(f"{where}: label {name!r} does not say which class it is (exports differ in which value "
-                         f"means pneumonia); write NORMAL or PNEUMONIA in the label column")
-    if key not in LABELS:
-        raise InputError(f"{where}: unknown label {name!r}; use one of {', '.join(CLASS_NAMES)} (or for PNEUMONIA "
-                         f"its cause: {', '.join(PNEUMONIA_CAUSES)})")
-    return LABELS[key]
-
-
-def cause_name(value: str) -> str | None:
-    """The cause (`bacteria` or `virus`) a label or `cause` value names (`Bacterial` -> `bacteria`), else None."""
-    return CAUSES.get(value.strip().lower())
-
-
-def manifest_cause(label: str, written: str | None, where: str) -> str | None:
-    """The cause of a manifest row from its `label` and its `cause` cell (`written`; None without the column), or
-    None when neither names one; InputError naming `where` for an unknown cause, a cause on a NORMAL row, or a
-    label and a cause cell that disagree."""
-    from_label = cause_name(label)
-    if written is None or written.strip().lower() in UNKNOWN_CAUSES:
-        return from_label
-    from_cell = cause_name(written)
-    if from_cell is None:
-        raise InputError(f"{where}: unknown cause {written!r}; use one of {', '.join(PNEUMONIA_CAUSES)}, or leave it "
-                         f"empty when the cause is not known")
-    if LABELS[label.strip().lower()] != CLASS_NAMES.index("PNEUMONIA"):
-        raise InputError(f"{where}: cause {written!r} on a {label.strip()} row; leave the cause empty for NORMAL "
-                         f"images, or correct the label")
-    if from_label is not None and from_label != from_cell:
-        raise InputError(f"{where}: label {label.strip()!r} and cause {written!r} disagree; correct one of them")
-    return from_cell
 
 
 def image_files(folder: Path) -> list[Path]:

@@ -20,7 +20,8 @@ from typing import Iterable, Mapping, NamedTuple, Sequence
 
 from pneumoscan import CLASS_NAMES, PATIENT_KEYS
 from pneumoscan.data.decode import is_dicom
-from pneumoscan.data.layout import Sample, image_stem
+from pneumoscan.data.labels import Sample
+from pneumoscan.data.layout import image_stem
 from pneumoscan.errors import InputError, counted, option, raise_if_interrupted, warn
 from pneumoscan.progress import progress_bar
 

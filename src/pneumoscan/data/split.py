@@ -6,7 +6,7 @@ from typing import Callable
 
 import numpy as np
 
-from pneumoscan.data.layout import Sample
+from pneumoscan.data.labels import Sample
 from pneumoscan.data.patients import patient_keys
 
 

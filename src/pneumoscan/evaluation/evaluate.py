@@ -14,7 +14,8 @@ from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.decode import view_reason
 from pneumoscan.data.fingerprint import duplicate_warnings, seen_in_training, training_film_fingerprints
-from pneumoscan.data.layout import Sample, ScoredSplit, cause_name, evaluation_samples
+from pneumoscan.data.labels import Sample, cause_name
+from pneumoscan.data.layout import ScoredSplit, evaluation_samples
 from pneumoscan.data.patients import (CAUSE_GROUPS, PatientKeys, cause_groups, cause_of, dataset_keys,
                                       keys_across_folders, name_collision_warning, patient_groups, patients_in_training,
                                       shared_clause,

@@ -13,7 +13,7 @@ from pneumoscan.report.run import RunInfo
 from pneumoscan.training.config import run_folders
 
 if TYPE_CHECKING:
-    from pneumoscan.data.layout import Sample
+    from pneumoscan.data.labels import Sample
     from pneumoscan.inference.predictor import Predictor
 
 VAL_PREDICTIONS = "val_predictions.csv"

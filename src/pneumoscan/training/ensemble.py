@@ -12,7 +12,7 @@ from torch import nn
 
 from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, load_artifact, read_meta
 from pneumoscan.data.cache import load_image_set
-from pneumoscan.data.layout import Sample
+from pneumoscan.data.labels import Sample
 from pneumoscan.errors import InputError, counted
 from pneumoscan.evaluation.evaluate import read_prediction_samples
 from pneumoscan.evaluation.thresholds import check_target_recall
