@@ -398,7 +398,7 @@ def _pretraining_message(given: str | os.PathLike, weights: Path) -> str:
 
 def _is_image_name(path: Path) -> bool:
     """Whether a file's name ends as an image file's does (.jpeg, .png, .dcm, ...)."""
-    from pneumoscan.data.layout import IMAGE_EXTENSIONS
+    from pneumoscan.data.formats import IMAGE_EXTENSIONS
 
     return path.suffix.lower() in IMAGE_EXTENSIONS
 

@@ -22,7 +22,7 @@ from pydicom.uid import JPEGBaseline8Bit, JPEGLSLossless, RLELossless, generate_
 
 
 def test_dicom_without_its_preamble_is_found_and_read_alike(tmp_path: Path) -> None:
-    from pneumoscan.data.layout import is_image_path
+    from pneumoscan.data.formats import is_image_path
 
     a = ramp(lo=20, hi=180)
     full = dicom_bytes(make_dicom(a))

@@ -11,8 +11,9 @@ from typing import Any
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.decode import MIN_SIDE, not_frontal_view, read_file, read_grayscale_and_rgb
 from pneumoscan.data.file_cues import COLOUR_REFERENCE, colourfulness
+from pneumoscan.data.formats import is_image_head
 from pneumoscan.data.labels import Sample
-from pneumoscan.data.layout import discover, is_image_head
+from pneumoscan.data.layout import discover
 from pneumoscan.data.patients import (SOURCE_NAMES, SOURCES, across_folders_advice, dataset_keys, is_kermany_name,
                                       keys_across_folders, keys_read)
 from pneumoscan.errors import InputError

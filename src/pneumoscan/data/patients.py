@@ -20,8 +20,8 @@ from typing import Iterable, Mapping, NamedTuple, Sequence
 
 from pneumoscan import CLASS_NAMES, PATIENT_KEYS
 from pneumoscan.data.decode import is_dicom
+from pneumoscan.data.formats import image_stem
 from pneumoscan.data.labels import Sample
-from pneumoscan.data.layout import image_stem
 from pneumoscan.errors import InputError, counted, option, raise_if_interrupted, warn
 from pneumoscan.progress import progress_bar
 
@@ -412,7 +412,8 @@ def _training_films(config: dict, run_dir: str | Path | None) -> TrainingFilms:
     without them, why, when its data folder is found but cannot be read as a data set or holds no train/ split."""
     import warnings
 
-    from pneumoscan.data.layout import discover, set_aside_unread
+    from pneumoscan.data.formats import set_aside_unread
+    from pneumoscan.data.layout import discover
     from pneumoscan.training.config import training_data_folder
 
     folder = training_data_folder(config, run_dir)

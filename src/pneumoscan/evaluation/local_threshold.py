@@ -17,8 +17,9 @@ from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, default_model_path,
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import seen_in_training, training_film_fingerprints
 from pneumoscan.data import layout
+from pneumoscan.data.formats import IMAGE_SUFFIXES
 from pneumoscan.data.labels import Sample
-from pneumoscan.data.layout import IMAGE_SUFFIXES, evaluation_samples
+from pneumoscan.data.layout import evaluation_samples
 from pneumoscan.data.patients import shared_text, uncounted_reason
 from pneumoscan.errors import InputError, decimals, option, raise_if_interrupted, warn
 from pneumoscan.evaluation.bootstrap import resampled_words, summarize

@@ -22,7 +22,7 @@ def add_commands(subparsers: Any) -> None:
 def default_out(image: str) -> Path:
     """Where the heatmap of IMAGE goes without --out: its name, less an image extension, + `_heatmap.png`, in the
     current folder (the film's own folder may be a read-only export)."""
-    from pneumoscan.data.layout import image_stem
+    from pneumoscan.data.formats import image_stem
 
     return Path(f"{image_stem(image)}_heatmap.png")
 

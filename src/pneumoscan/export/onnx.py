@@ -231,7 +231,7 @@ def _runtime_failure_refused() -> Iterator[None]:
 def sample_image_paths(limit: int = 8) -> list[Path]:
     """Real X-rays from the bundled sample's train folder (both classes), or [] when it is not installed: never its
     test folder, films of the official test split, which no model runs on but to report on it."""
-    from pneumoscan.data.layout import is_image_path
+    from pneumoscan.data.formats import is_image_path
 
     here = Path(__file__).resolve().parents[1]
     for root in (here / "sample" / "chest_xray", here.parents[1] / "sample" / "chest_xray"):

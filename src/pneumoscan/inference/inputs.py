@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from pneumoscan.data.layout import IMAGE_EXTENSIONS, image_files
+from pneumoscan.data.formats import IMAGE_EXTENSIONS
+from pneumoscan.data.layout import image_files
 from pneumoscan.errors import InputError, shell_word
 
 __all__ = ["dicom_file_bytes", "encoded_png", "expand_paths", "film_bytes", "input_files", "manifest_given"]

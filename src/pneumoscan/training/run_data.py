@@ -12,8 +12,9 @@ import numpy as np
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import TAUGHT_BOTH, duplicate_warnings
+from pneumoscan.data.formats import UNREAD_RULE, set_aside_unread
 from pneumoscan.data.labels import Sample
-from pneumoscan.data.layout import UNREAD_RULE, discover, set_aside_unread
+from pneumoscan.data.layout import discover
 from pneumoscan.data.patients import PatientKeys, dataset_keys, describe, name_collision_warning
 from pneumoscan.data.split import patient_split
 from pneumoscan.errors import DecodeOutOfMemory, InputError, counted, first_few, option, switch

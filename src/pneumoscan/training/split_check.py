@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pneumoscan.data.layout import UNREAD_EXTENSIONS
+from pneumoscan.data.formats import UNREAD_EXTENSIONS
 from pneumoscan.data.patients import recorded_patient_key
 from pneumoscan.errors import counted, option
 
@@ -95,7 +95,7 @@ def key_rule_change(saved: dict[str, Any], now: dict[str, Any]) -> int:
 
 def unread_rule_change(saved: dict[str, Any], now: dict[str, Any]) -> int:
     """How many files the split `now` set aside before the split as named for a format not read while holding no
-    image (`layout.UNREAD_RULE` 2, an HTML page saved as logo.gif) where the saved split was made before that rule
+    image (`formats.UNREAD_RULE` 2, an HTML page saved as logo.gif) where the saved split was made before that rule
     (no `unread_rule` recorded), which split them among the films; 0 when it records the rule or none was skipped.
     Counted as `now` records them (`unread_no_image`); a split.json written before that record, by the wording of
     its `skipped` entries (which also takes a damaged JPEG named x.webp, skipped when decoded, for such a file)."""

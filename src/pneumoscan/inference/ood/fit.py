@@ -40,7 +40,8 @@ from pneumoscan.inference.ood.guard import (
 def _fit_samples(data: str | os.PathLike | Sequence[Any]) -> tuple[list[Any], list[str]]:
     """The training films to fit on, and the refusals of those in a format not read (`set_aside_unread`: kept out of
     the --max-images draw, reported skipped)."""
-    from pneumoscan.data.layout import discover, set_aside_unread
+    from pneumoscan.data.formats import set_aside_unread
+    from pneumoscan.data.layout import discover
 
     if isinstance(data, (str, os.PathLike)):
         found, unread, _ = set_aside_unread(discover(data))
