@@ -115,6 +115,12 @@ def first_few(items: list[str], n: int = 3) -> str:
     return "; ".join(items[:n]) + (" ..." if len(items) > n else "")
 
 
+def first_names(names: list[str], shown: int, noun: str) -> str:
+    """The first `shown` of `names` joined by commas, then `, ... (N noun)` when there are more."""
+    more = f", ... ({len(names)} {noun})" if len(names) > shown else ""
+    return f"{', '.join(names[:shown])}{more}"
+
+
 # Whom the messages made now are for: "cli" (the command line, `cli_words`), "python" (a caller of the Python API,
 # `python_words`) or None (the code's own callers, as tests: the command line's words).
 _WORDS: ContextVar[str | None] = ContextVar("pneumoscan_words", default=None)
