@@ -99,3 +99,30 @@ def test_a_training_record_edited_out_of_shape_counts_as_not_recorded(training: 
     meta = _meta(training)
     assert model_prior(meta) == pytest.approx(0.75)
     assert meta.placed_data().shown is None
+
+
+@pytest.mark.parametrize("fmt", ["--csv", "--json"])
+def test_predict_rows_record_the_prevalence_their_probabilities_assume(fmt: str, tiny_run, tiny_data, tmp_path,
+                                                                       capsys) -> None:
+    """`predict --prevalence P --csv` moved the probability column, but only the threshold column showed it: a
+    reader of the file could not tell which prevalence P was for. Each row names it, as the service's answer does:
+    the one given, else the model's prior (0.5 after class-balanced training, as tiny_run's), unreadable rows too."""
+    import csv
+    import io
+    import json
+
+    from pneumoscan.cli import main
+
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    films = [str(tmp_path / "broken.png"), str(tiny_data / "test" / "NORMAL")]
+
+    def rows(*options: str) -> list[dict]:
+        main(["predict", "--model", str(tiny_run), *films, fmt, "--quiet", *options])
+        out = capsys.readouterr().out
+        return json.loads(out) if fmt == "--json" else list(csv.DictReader(io.StringIO(out)))
+
+    plain, moved = rows(), rows("--prevalence", "0.05")
+    assert len(plain) == len(moved) > 2 and any(r["error"] for r in plain)
+    assert {float(r["prevalence"]) for r in plain} == {0.5}
+    assert {float(r["prevalence"]) for r in moved} == {0.05}
+    assert all(float(m["probability"]) < float(p["probability"]) for p, m in zip(plain, moved) if p["probability"])

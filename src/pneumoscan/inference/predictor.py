@@ -52,6 +52,9 @@ class Prediction:
     # "dithered", "posterised" or "upside_down" (a chest X-ray the model cannot read as sent), "image" or "features" (unlike the training films),
     # "view" (a DICOM whose View Position is lateral, decubitus or oblique)
     refused_by: str | None = None
+    # the pneumonia prevalence `probability` (and `threshold`) assume: `--prevalence`, else the model's prior (as the
+    # service's `prevalence`); None only in a Prediction made by hand
+    prevalence: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         """The result as a plain dict: a row of `predict --json`."""
@@ -447,18 +450,21 @@ class Predictor:
             views = [None] * len(names)
         probs, verdicts = self._screen(images, cues)
         out = []
+        prevalence = self.assumed_prevalence
         for name, prob, verdict, warning, view in zip(names, probs, verdicts, small, views):
             if view is not None:  # the header says what the image statistics can only guess
                 out.append(Prediction(name, None, None, self.threshold, in_distribution=False,
-                                      ood_reason=view_reason(view), size_warning=warning, refused_by="view"))
+                                      ood_reason=view_reason(view), size_warning=warning, refused_by="view",
+                                      prevalence=prevalence))
             elif verdict is not None and not verdict.in_distribution:
                 out.append(Prediction(name, None, None, self.threshold, in_distribution=False,
                                       ood_reason=verdict.message, size_warning=warning,
-                                      refused_by=verdict.refused_by))
+                                      refused_by=verdict.refused_by, prevalence=prevalence))
             else:
                 out.append(Prediction(name, float(prob), self.label_for(float(prob)), self.threshold,
                                       in_distribution=None if verdict is None else True,
-                                      borderline=self.borderline(float(prob)), size_warning=warning))
+                                      borderline=self.borderline(float(prob)), size_warning=warning,
+                                      prevalence=prevalence))
         return out
 
     def _measured(self, names: list[str], raw: Sequence[bytes | bytearray], given: GuardCues,
@@ -611,8 +617,8 @@ class Predictor:
     def _chunk_results(self, files: list[Path], decoded: list[Decoded | str]) -> list[Prediction]:
         """Predictions for decoded files, in order; the strings of `decoded` are the errors of unreadable ones."""
         good = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
-        results: list[Prediction] = [Prediction(str(f), None, None, self.threshold, error=d if isinstance(d, str) else None)
-                                     for f, d in zip(files, decoded)]
+        results: list[Prediction] = [Prediction(str(f), None, None, self.threshold, error=d if isinstance(d, str) else None,
+                                                prevalence=self.assumed_prevalence) for f, d in zip(files, decoded)]
         if good:
             done = self.decoded_results([str(files[i]) for i in good], [decoded[i] for i in good])
             for i, prediction in zip(good, done):
