@@ -235,8 +235,11 @@ def operating_point_text(point: dict) -> str:
 
 
 def _borderline_lines(borderline: dict | None) -> list[str]:
-    """The evaluation's `borderline` entry as one or two lines: the films within the threshold's interval, and the
-    decisions on the others (what referring the borderline films to a radiologist would leave)."""
+    """The evaluation's `borderline` entry as one to three lines: the films within the threshold's interval, how
+    that interval's bootstrap drew (in the words of the report and set-threshold), and the decisions on the others
+    (what referring the borderline films to a radiologist would leave)."""
+    from pneumoscan.evaluation.bootstrap import resampled_words
+
     if borderline is None:
         return ["borderline   none marked: this threshold has no 95 % interval (given by --threshold, or not "
                 "what the model's stored scores give)"]
@@ -244,9 +247,12 @@ def _borderline_lines(borderline: dict | None) -> list[str]:
     normal, pneumonia = borderline["by_class"]["NORMAL"], borderline["by_class"]["PNEUMONIA"]
     outside = borderline["outside"]
     total = borderline["n"] + outside["n"]
+    # an entry made without `resampled` (a summary from before it was recorded) says nothing of it
+    drawn = [f"{'':13}the interval {resampled_words(borderline['resampled'])}"] if borderline.get("resampled") else []
     return [f"borderline   P within the threshold's 95 % interval [{decimals(lo, 4)}, {decimals(hi, 4)}]: "
             f"{borderline['n']} of {total} "
             f"films ({100 * borderline['share']:.1f} %; NORMAL {normal['n']}, PNEUMONIA {pneumonia['n']})",
+            *drawn,
             f"outside it   accuracy {decimals(outside['accuracy'], 4)}  recall {decimals(outside['recall'], 4)}  "
             f"specificity {decimals(outside['specificity'], 4)} (n={outside['n']})"]
 

@@ -126,3 +126,27 @@ def test_a_threshold_given_by_hand_has_no_borderline_entry(tiny_run: Path, site:
                  "--threshold", "0.5", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["borderline"] is None
     assert "borderline   none marked: this threshold has no 95 % interval" in capsys.readouterr().out
+
+
+def test_the_printout_says_how_the_interval_was_drawn_as_the_json_and_the_report_do(
+        tiny_run: Path, site: Path, ranked: list[tuple[float, int]], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The JSON's `borderline.resampled`, the report and set-threshold say whether the threshold's interval drew
+    patients or films; the text printout gave the interval alone."""
+    from pneumoscan.cli import _borderline_lines
+    from pneumoscan.evaluation.bootstrap import resampled_unit
+
+    model = placed(tiny_run, ranked, 2, 4, tmp_path / "placed.safetensors")
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", str(model), "--data", str(site), "--backend", "torch", "--n-boot", "20",
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["borderline"]["resampled"]["known"] is False  # scores stored without patients
+    lines = capsys.readouterr().out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  borderline   P within"))
+    assert lines[at + 1] == f"  {'':13}the interval resampled film by film, the model storing no patients of them"
+    assert lines[at + 2].startswith("  outside it   accuracy")
+    by_patient = {"interval": [0.5, 0.7], "n": 1, "share": 0.25, "by_class": {"NORMAL": {"n": 1}, "PNEUMONIA": {"n": 0}},
+                  "outside": {"n": 3, "accuracy": 1.0, "recall": 1.0, "specificity": 1.0},
+                  "resampled": {**resampled_unit([0, 0, 1, 1], ["a", "a", "b", "c"]), "known": True}}
+    assert _borderline_lines(by_patient)[1].strip() == \
+        "the interval resampled by patient: the 3 patients each drawn with all of their films"
