@@ -182,10 +182,27 @@ def decimals(value: float, digits: int) -> str:
 
 def shell_word(path: str | os.PathLike[str]) -> str:
     """`path` as a command in a message gives it, to be pasted into a shell: quoted when a shell would not read it
-    as one word ('my runs/r1' -> "'my runs/r1'"), as it is otherwise."""
+    as one word ('my runs/r1' -> "'my runs/r1'"), as it is otherwise; one with a character `isprintable` refuses (a
+    newline) in bash's $'...' quoting with that character escaped, so the message stays one line."""
     import shlex
 
-    return shlex.quote(os.fspath(path))
+    text = os.fspath(path)
+    if all(c.isprintable() for c in text):
+        return shlex.quote(text)
+    return "$'" + "".join(_shell_escaped(c) for c in text) + "'"
+
+
+def _shell_escaped(char: str) -> str:
+    """A character of a name in bash's $'...' quoting: a byte that is not UTF-8 (`os.fsdecode`'s lone surrogate) as
+    that byte, `\\xf6`, any other character `isprintable` refuses by its code point."""
+    code = ord(char)
+    if char in "\\'":
+        return "\\" + char
+    if char.isprintable():
+        return char
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"
+    return _WHITESPACE.get(char) or (f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
 
 
 def option(name: str, value: Any = _BARE) -> str:
@@ -260,8 +277,19 @@ def one_line(text: str, limit: int | None = None) -> str:
     return "".join(pieces)
 
 
+def one_name(name: str) -> str:
+    """A file name on one line and still distinct from every other: each character `isprintable` refuses escaped as
+    Python writes it in a string, whitespace too (a newline as `\\n`, a tab as `\\t`, where `one_line` would make
+    a space that names another file), a byte that is not UTF-8 as `\\udcf6` (as the CLI prints it elsewhere)."""
+    return "".join(c if c.isprintable() else _WHITESPACE.get(c) or _escaped(c) for c in str(name))
+
+
+_WHITESPACE = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 def _escaped(char: str) -> str:
-    """A character `isprintable` refuses that is not whitespace, for `one_line`, as Python writes it in a string."""
+    """A character `isprintable` refuses, for `one_line` (not whitespace) and `one_name`, as Python writes it in a
+    string."""
     code = ord(char)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 

@@ -330,9 +330,10 @@ def test_small_image_over_max_pixels(tmp_path: Path) -> None:
 
 
 def test_name_is_sanitised_to_one_line() -> None:
+    """On one line, and distinct: a newline escaped, not a space that names the file 'evil name.png'."""
     with pytest.raises(InputError) as exc:
         read_grayscale(b"junk", name="evil\nname.png")
-    assert str(exc.value).startswith("evil name.png: ")
+    assert str(exc.value).startswith("evil\\nname.png: ")
 
 
 def test_invalid_arguments_are_programming_errors() -> None:

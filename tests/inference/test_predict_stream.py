@@ -20,7 +20,10 @@ from tests.conftest import blank_image, per_film_lines
 
 
 def _old_output(results: list[Prediction], fmt: str) -> str:
-    """What `pneumoscan predict` printed before it streamed: everything formatted from the one list."""
+    """What `pneumoscan predict` printed before it streamed: everything formatted from the one list (a name on one
+    line, `one_name`)."""
+    from pneumoscan.errors import one_name
+
     rows = [r.to_dict() for r in results]
     if fmt == "json":
         return json.dumps(rows, indent=2) + "\n"
@@ -31,7 +34,7 @@ def _old_output(results: list[Prediction], fmt: str) -> str:
         writer.writerows(rows)
         return out.getvalue()
     return "".join(f"{r.label:<10} P(pneumonia)={decimals(r.probability, 4)}  {'borderline  ' if r.borderline else ''}"
-                   f"{r.path}\n" for r in results if r.error is None and r.in_distribution is not False)
+                   f"{one_name(r.path)}\n" for r in results if r.error is None and r.in_distribution is not False)
 
 
 @pytest.fixture
@@ -171,3 +174,28 @@ def test_quiet_hides_the_notes_but_not_the_warnings_nor_the_errors(tiny_run: Pat
     assert quiet.err.splitlines() == [line for line in loud.err.splitlines() if line not in notes]
     assert any("no chest X-ray guard" in line for line in quiet.err.splitlines())  # a warning stays
     assert any(line.startswith(f"pneumoscan: error: {broken}") for line in quiet.err.splitlines())  # an error too
+
+
+def test_a_newline_in_a_file_name_stays_within_its_line_and_the_name_stays_distinct(
+        sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A name holding a newline split its text row in two (CSV and JSON quote it), and its stderr lines too; or, in
+    an error, became a space, naming 'c d.png' instead. Each is one line, the newline escaped as `\\n`."""
+    film = sorted((sample_dir / "train" / "NORMAL").iterdir())[0]
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    shutil.copy(film, folder / "a\nb.jpeg")
+    shutil.copy(film, folder / "a b.jpeg")
+    (folder / "c\nd.png").write_bytes(b"not an image")
+    (folder / "e\nf.png").write_bytes(blank_image())
+    (tmp_path / "empty\nfolder").mkdir()
+    (tmp_path / "list\n.csv").write_text("path,label\n")
+    args = [str(folder), str(tmp_path / "missing\n.png"), str(tmp_path / "empty\nfolder"), str(tmp_path / "list\n.csv")]
+    assert main(["predict", *args, "--quiet"]) == 1
+    out, err = capsys.readouterr()
+    assert [line.split()[-1] for line in out.splitlines()] == [f"{folder}/a\\nb.jpeg", "b.jpeg"]  # a, then "a b"
+    assert out.splitlines()[1].endswith(f"{folder}/a b.jpeg")
+    lines = per_film_lines(err)
+    assert [line.split(": ")[2] for line in lines] == [  # the refusal, then the errors in order
+        f"{folder}/e\\nf.png", f"{folder}/c\\nd.png", f"{tmp_path}/missing\\n.png", f"{tmp_path}/empty\\nfolder",
+        f"{tmp_path}/list\\n.csv"]
+    assert f"--data $'{tmp_path}/list\\n.csv'`" in lines[4]  # the command to paste, in bash's quoting

@@ -37,7 +37,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pneumoscan.data.dicom import dicom_colour, read_dicom
 from pneumoscan.data.pixels import DEFAULT_MAX_PIXELS, eight_bit_as_sixteen, out_of_memory, to_uint8, too_large
-from pneumoscan.errors import MAX_REASON, InputError, one_line
+from pneumoscan.errors import MAX_REASON, InputError, one_line, one_name
 
 __all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "NOT_FRONTAL_VIEWS", "dicom_colour", "is_dicom", "not_frontal_view",
            "quiet_decoder_warnings", "read_grayscale", "read_grayscale_and_rgb", "size_warning", "stored_size",
@@ -247,13 +247,13 @@ def thumbnail_warning(size: tuple[int, int] | None) -> str | None:
 def read_path(source: str | os.PathLike[str] | bytes | bytearray | memoryview,
               name: str | None = None) -> tuple[bytes, str]:
     """A file's bytes, read once, and the label its errors carry, as `read_grayscale` labels them: `name` on one line
-    when given, else a path's on one line, or `<upload>` for bytes. For callers that decode the bytes and read other
+    when given, else a path's on one line (`one_name`: a newline in it as `\\n`), or `<upload>` for bytes. For callers that decode the bytes and read other
     cues from them too; TypeError for a source that is neither."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source), one_line(name) if name is not None else "<upload>"
+        return bytes(source), one_name(name) if name is not None else "<upload>"
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"source must be a path or bytes, not {type(source).__name__}")
-    label = one_line(name if name is not None else os.fsdecode(source))
+    label = one_name(name if name is not None else os.fsdecode(source))
     return read_file(source, label), label
 
 

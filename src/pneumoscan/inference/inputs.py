@@ -13,7 +13,7 @@ import numpy as np
 
 from pneumoscan.data.formats import IMAGE_EXTENSIONS
 from pneumoscan.data.layout import image_files
-from pneumoscan.errors import InputError, shell_word
+from pneumoscan.errors import InputError, one_name, shell_word
 
 __all__ = ["dicom_file_bytes", "encoded_png", "expand_paths", "film_bytes", "input_files", "manifest_given"]
 
@@ -28,7 +28,7 @@ def expand_paths(paths: list[str | os.PathLike]) -> list[Path]:
         if path.is_dir():
             found = image_files(path)
             if not found:
-                raise InputError(f"{path}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)}, or DICOM under "
+                raise InputError(f"{one_name(str(path))}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)}, or DICOM under "
                                  f"any name)")
             files.extend(found)
         else:
@@ -40,7 +40,7 @@ def manifest_given(path: Path) -> str | None:
     """The error of a CSV file given to predict: a manifest, not an image; it says how a labelled one is scored."""
     if path.suffix.lower() != ".csv" or not path.is_file():
         return None
-    return (f"{path}: a CSV file, not an image; predict takes image files and folders of them, and a labelled "
+    return (f"{one_name(str(path))}: a CSV file, not an image; predict takes image files and folders of them, and a labelled "
             f"manifest (columns path,label) is scored with `pneumoscan evaluate --data {shell_word(path)}`")
 
 

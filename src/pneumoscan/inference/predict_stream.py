@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from pneumoscan.errors import decimals
+from pneumoscan.errors import decimals, one_name
 from pneumoscan.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class PredictionWriter:
         first, self.rows = self.rows == 0, self.rows + len(rows)
         if self.fmt == "text":
             return "".join(f"{p.label:<10} P(pneumonia)={decimals(p.probability, 4)}  {'borderline  ' if p.borderline else ''}"
-                           f"{'too-small  ' if p.size_warning else ''}{p.path}\n"
+                           f"{'too-small  ' if p.size_warning else ''}{one_name(p.path)}\n"
                            for p in predictions if p.error is None and p.in_distribution is not False)
         if not rows:
             return ""
@@ -60,7 +60,7 @@ class PredictionWriter:
 
 def problems(predictions: Sequence["Prediction"]) -> list[str]:
     """The stderr lines for inputs that got no prediction, one each: refused by the guard, then unreadable."""
-    return ([f"pneumoscan: warning: {p.path}: {p.ood_reason}; no prediction made" for p in predictions
+    return ([f"pneumoscan: warning: {one_name(p.path)}: {p.ood_reason}; no prediction made" for p in predictions
              if p.in_distribution is False]
             + [f"pneumoscan: error: {p.error}" for p in predictions if p.error])
 
@@ -68,7 +68,7 @@ def problems(predictions: Sequence["Prediction"]) -> list[str]:
 def size_warnings(predictions: Sequence["Prediction"]) -> list[str]:
     """The stderr lines for films too small to read reliably (thumbnails), one each: they are predicted all the
     same (or refused by the guard), so these lines do not make the run fail."""
-    return [f"pneumoscan: warning: {p.path}: {p.size_warning}" for p in predictions if p.size_warning]
+    return [f"pneumoscan: warning: {one_name(p.path)}: {p.size_warning}" for p in predictions if p.size_warning]
 
 
 def borderline_note(predictor: "Predictor", borderline: int, predicted: int) -> str | None:

@@ -21,7 +21,7 @@ from pneumoscan.data.decode import (
 from pneumoscan.data.file_cues import NOT_DECODED
 from pneumoscan.data.preprocess import grey_levels, load_image_levels_rgb_and_gray
 from pneumoscan.errors import (DamagedModel, InputError, ModelFileChanged, ModelFileGone, check_at_least_one,
-                               names_file, one_line, option, warn, words)
+                               names_file, one_name, option, warn, words)
 from pneumoscan.evaluation.thresholds import (
     adjust_for_prevalence, check_operating_point, threshold_ci95, threshold_for_recall,
 )
@@ -581,14 +581,14 @@ class Predictor:
         if error is not None:
             return error
         try:
-            return self.decode(read_file(path, str(path)), str(path))
+            return self.decode(read_file(path, one_name(str(path))), str(path))
         except InputError as err:
             return str(err)
 
     def decode(self, data: bytes | bytearray, name: str) -> Decoded:
         """A file's bytes -> the model's input image, the guard's cues of the file and its size warning; InputError
         (naming the file `name`) when it is no usable image, `DecodeOutOfMemory` when reading it runs out of memory."""
-        with reading_film(one_line(name), data):
+        with reading_film(one_name(name), data):
             image, levels, rgb, gray = load_image_levels_rgb_and_gray(data, self.size, name=name)
             return self.decoded(data, image, levels, rgb, gray=gray)
 
