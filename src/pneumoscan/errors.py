@@ -37,6 +37,16 @@ class NotAnImage(InputError):
     service answers 415, as for any other file that is not an image."""
 
 
+class MissingDecoder(InputError):
+    """A film this installation may lack the decoder for (a compressed DICOM): the message ends with the pip command
+    that installs it, for whoever runs pneumoscan; `for_staff` says to ask IT support instead, for a reader who cannot
+    act on pip (the service's answers, shown to doctors on its page)."""
+
+    def __init__(self, message: str, for_staff: str | None = None) -> None:
+        super().__init__(message)  # one argument, so a copy made from its text (a worker process's) is made alike
+        self.for_staff = message if for_staff is None else for_staff
+
+
 class ImageTooLarge(InputError):
     """An image has more pixels than the decoder's limit (the service answers 413, like an oversized upload)."""
 

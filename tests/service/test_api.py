@@ -530,6 +530,11 @@ def test_a_damaged_compressed_dicom_logs_no_traceback(client: TestClient, caplog
     assert res.status_code == 422 and "cannot decode the compressed DICOM pixel data" in res.json()["detail"]
     assert [r.getMessage() for r in caplog.records if r.exc_info] == [] and "Traceback" not in caplog.text
     assert SECRET not in caplog.text and SECRET not in res.text
+    # a doctor reads it on the page: whom to ask, not a pip command; a batch's item says the same
+    assert "ask IT support to install the DICOM decoders" in res.json()["detail"] and "pip" not in res.text
+    batch = client.post("/predict/batch", files=[("files", ("bad.dcm", buffer.getvalue(), "application/dicom"))])
+    (item,) = batch.json()["results"]
+    assert item["status"] == 422 and item["error"] == res.json()["detail"]
 
 
 def test_concurrent_predictions_are_consistent(client: TestClient, sample_dir: Path) -> None:

@@ -40,7 +40,8 @@ import numpy as np
 
 from pneumoscan.data.pixels import (DEFAULT_MAX_PIXELS, eight_bit_as_sixteen, out_of_memory, rgb_to_gray, to_levels,
                                     to_uint8, too_large)
-from pneumoscan.errors import MAX_REASON, ImageTooLarge, InputError, NotAnImage, one_line, raise_if_interrupted
+from pneumoscan.errors import (MAX_REASON, ImageTooLarge, InputError, MissingDecoder, NotAnImage, one_line,
+                               raise_if_interrupted)
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -48,7 +49,10 @@ if TYPE_CHECKING:
 
 __all__ = ["dicom_colour", "read_dicom"]
 
-_DICOM_DECODERS = "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
+# how to get the decoders of compressed DICOM: the extra docs/data.md names, for the command line and a notebook;
+# for the service's page, whom to ask (a doctor cannot run pip)
+_DICOM_DECODERS = 'pip install "pneumoscan[dicom-compressed]" (the pylibjpeg decoders)'
+_ASK_FOR_DECODERS = "ask IT support to install the DICOM decoders (pneumoscan[dicom-compressed]) on this server"
 
 
 def _add_transfer_syntax(ds: Dataset) -> None:
@@ -207,10 +211,8 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
         except Exception:  # noqa: BLE001 - no decoder exists for this transfer syntax
             available = False
         if not available:
-            raise InputError(
-                f"{label}: compressed DICOM ({tsyntax_name}) cannot be decoded, no decoder installed; "
-                f"{_DICOM_DECODERS}"
-            )
+            missing = f"{label}: compressed DICOM ({tsyntax_name}) cannot be decoded, no decoder installed; "
+            raise MissingDecoder(missing + _DICOM_DECODERS, missing + _ASK_FOR_DECODERS)
 
     _no_decoder_tracebacks()
     try:
@@ -219,10 +221,9 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
         raise out_of_memory(label, cols, rows) from exc
     except Exception:  # noqa: BLE001
         if compressed:
-            raise InputError(
-                f"{label}: cannot decode the compressed DICOM pixel data ({tsyntax_name}); the file may be "
-                f"damaged, or a decoder is missing: {_DICOM_DECODERS}"
-            ) from None
+            failed = (f"{label}: cannot decode the compressed DICOM pixel data ({tsyntax_name}); the file may be "
+                      f"damaged, or a decoder is missing: ")
+            raise MissingDecoder(failed + _DICOM_DECODERS, failed + _ASK_FOR_DECODERS) from None
         raise InputError(
             f"{label}: cannot decode the DICOM pixel data; the file may be truncated or damaged, "
             "give a complete DICOM file"

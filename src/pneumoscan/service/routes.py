@@ -27,8 +27,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from pneumoscan.card import model_card_text
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, EXPORT_AS, unsupported_format
-from pneumoscan.errors import (DamagedModel, DecodeOutOfMemory, ImageTooLarge, InputError, ModelFileChanged, NotAnImage,
-                               decimals, first_line, gpu_out_of_memory)
+from pneumoscan.errors import (DamagedModel, DecodeOutOfMemory, ImageTooLarge, InputError, MissingDecoder,
+                               ModelFileChanged, NotAnImage, decimals, first_line, gpu_out_of_memory)
 from pneumoscan.inference.ood import refusal_cause, refusal_kind
 from pneumoscan.inference.predictor import Prediction
 from pneumoscan.service.audit import AuditError, AuditLog, utc_now
@@ -234,6 +234,12 @@ def _label(part: Part) -> str:
     return part.filename or "upload"
 
 
+def _detail(err: InputError) -> str:
+    """What an answer says of a file decoding refused: the error, a missing decoder's with whom to ask rather than
+    a pip command (a doctor reads it on the page)."""
+    return err.for_staff if isinstance(err, MissingDecoder) else str(err)
+
+
 def _status(err: InputError) -> int:
     """The status of a file decoding refused: 413 over the pixel limit, 415 a file that holds no image (a DICOM
     report or DICOMDIR, as for any other file that is not an image), 422 a corrupt or unusable image (a DICOM image
@@ -422,7 +428,7 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
         except ExplainUnavailable as err:
             raise _no_heatmap(str(err), err.retry_s) from None
         except InputError as err:
-            raise HTTPException(_status(err), str(err)) from None
+            raise HTTPException(_status(err), _detail(err)) from None
         await _record(request, [line])
     return PredictionResponse(
         probability=result.probability, label=result.label, in_distribution=result.in_distribution,
@@ -465,7 +471,7 @@ async def predict_batch(request: Request) -> BatchResponse:
                 try:
                     good.append((i, _decode(request, reservation, files[i])))
                 except InputError as err:
-                    items[i].status, items[i].error = _status(err), str(err)
+                    items[i].status, items[i].error = _status(err), _detail(err)
                 except HTTPException as err:  # this film ran out of memory: the others are scored
                     items[i].status, items[i].error = err.status_code, err.detail
             results = engine.results([upload for _, upload in good]) if good else []
