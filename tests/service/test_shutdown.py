@@ -196,3 +196,31 @@ def test_a_stop_signal_while_serve_starts_exits_0_in_one_line(stop: signal.Signa
     assert f"stopped on {stop.name} while starting, before serving any request" in served.output
     assert "Traceback" not in served.output and "interrupted" not in served.output
     assert "serving on" not in served.output and stopped_in < 5  # at once, not after the 30 s
+
+
+def test_log_level_warning_hides_pneumoscans_own_info_lines_too(tiny_run: Path) -> None:
+    """`serve --log-level warning` hid uvicorn's INFO lines but not pneumoscan's own: "model ... ready" and
+    "stopped on SIGTERM: ..." still showed. The level governs both; the "serving on" line stays."""
+    proc = start("-m", "pneumoscan", "serve", "--model", str(tiny_run), "--port", "0", "--backend", "onnx",
+                 "--log-level", "warning")
+    try:
+        served = Served(proc)
+        port = int(served.wait_for(r"serving on http://127\.0\.0\.1:(\d+)/").group(1))
+        deadline = time.monotonic() + 60
+        while True:  # no "Uvicorn running on" line to wait for at this level
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except ConnectionRefusedError:
+                assert proc.poll() is None and time.monotonic() < deadline, served.output
+                time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, served.output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    time.sleep(0.1)  # the reading thread's last lines
+    assert "serving on" in served.output
+    assert "INFO" not in served.output and " ready" not in served.output and "stopped on" not in served.output, \
+        served.output

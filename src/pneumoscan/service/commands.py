@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
     from pneumoscan.service.settings import Settings
@@ -200,14 +201,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise InputError("serve needs uvicorn and fastapi; pip install uvicorn fastapi python-multipart") from None
     port = check_listen(args.host, args.port)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-    with StopSignals() as stop:
-        try:
-            _load_and_serve(args, port, stop)
-        except StoppedBeforeServing as err:
-            log.info("stopped on %s while starting, before serving any request", err.signal_name)
-            return 0  # as after a drained stop: systemd, docker or Kubernetes asked for it
-    log_stop(stop, args.shutdown_timeout_s)
+    with _own_log_level(args.log_level):
+        with StopSignals() as stop:
+            try:
+                _load_and_serve(args, port, stop)
+            except StoppedBeforeServing as err:
+                log.info("stopped on %s while starting, before serving any request", err.signal_name)
+                return 0  # as after a drained stop: systemd, docker or Kubernetes asked for it
+        log_stop(stop, args.shutdown_timeout_s)
     return 0
+
+
+@contextlib.contextmanager
+def _own_log_level(level: str) -> Iterator[None]:
+    """pneumoscan's own log lines ("model ... ready", "stopped on ...", its warnings) at `--log-level`, as uvicorn's
+    are, for the command's run; third-party libraries' stay at INFO and above (their DEBUG could quote a file)."""
+    logger = logging.getLogger("pneumoscan")
+    before = logger.level
+    logger.setLevel(level.upper())
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def add_commands(subparsers: Any) -> None:
@@ -264,6 +279,9 @@ def add_commands(subparsers: Any) -> None:
                         "503; it then exits 0 (default 8, within docker stop's 10 s; raise the orchestrator's "
                         "grace period with it)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
-                   help="uvicorn log level (default info: one access line per request, ending with its "
-                        "request_id=ID, the answer's X-Request-ID; logs hold paths, never file names or image data)")
+                   help="level of the log lines, uvicorn's and pneumoscan's own alike (default info: the model "
+                        "ready, one access line per request, ending with its request_id=ID, the answer's "
+                        "X-Request-ID, and how it stopped; warning: warnings and errors only); the 'serving on' "
+                        "line and the warning of a HOST reachable from other machines always show. Logs hold "
+                        "paths, never file names or image data")
     p.set_defaults(func=cmd_serve)
