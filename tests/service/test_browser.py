@@ -1097,6 +1097,22 @@ def test_page_works_behind_a_proxy_that_serves_it_under_a_path(fitted: Path, sam
         assert page.locator("#card-link").evaluate("el => el.href") == url + "model/card"
 
 
+def test_a_threshold_equal_to_a_confident_probability_is_printed_as_p_is(server: str) -> None:
+    """P equal to the threshold near 0 or 1 took more decimals not to read as certain, the threshold beside it did
+    not: "P = 0.9995, at or above the threshold 1.00" and, in the figures, 0.99999 against a threshold of 1.000."""
+    with chromium_page(server + "/") as (page, errors):
+        shown = page.evaluate("[decisionText(0.9995, 0.9995, true), decisionText(0.00001, 0.00001, true), "
+                              "decisionText(0.99999, 0.99999, true)]")
+        assert shown == ["Flagged for pneumonia — P = 0.9995, at or above the threshold 0.9995",
+                         "Flagged for pneumonia — P = 0.00001, at or above the threshold 0.00001",
+                         "Flagged for pneumonia — P = 0.99999, at or above the threshold 0.99999"]
+        for p in (0.9995, 0.00001, 0.99999):
+            page.evaluate("(answer) => render(answer, 'film.png')", {**ANSWER, "probability": p, "threshold": p})
+            prob, threshold = page.locator("#prob").inner_text(), page.locator("#threshold").inner_text()
+            assert prob == threshold and float(prob) == p, (p, prob, threshold)
+        assert not errors, errors
+
+
 LIVE = "el => Boolean(el.closest('[aria-live=polite], [aria-live=assertive], [role=status], [role=alert]')) && " \
        "getComputedStyle(el).display !== 'none' && el.getClientRects().length > 0"
 

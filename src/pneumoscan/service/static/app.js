@@ -227,7 +227,11 @@ function rateText(share) {
 // Decimals (at least `min`, at most 6) that tell p from t: "P = 0.98, below the threshold 0.98" reads as a contradiction.
 // Nor does a probability short of certainty print as 0 or 1: P = 0.996 is not "P = 1.00".
 function digitsApart(p, t, min) {
-  let digits = digitsFrom(t, p, min);
+  return shortOfCertain(p, digitsFrom(t, p, min));
+}
+
+// `digits`, or more (at most 6) until p short of 0 or 1 does not print as 0 or 1.
+function shortOfCertain(p, digits) {
   const certain = (d) => p > 0 && p < 1 && (Number(p.toFixed(d)) === 0 || Number(p.toFixed(d)) === 1);
   while (digits < 6 && certain(digits)) digits++;
   return digits;
@@ -235,10 +239,12 @@ function digitsApart(p, t, min) {
 
 // Decimals (at least `min`, at most 6) for a threshold or an interval's end `t` printed beside P = p: those that tell
 // it from p, not the more p itself may need to fall short of 1 (P = 0.99998 printed the threshold 0.61511, while the
-// header and the meter said 0.62 and a film below it 0.615).
+// header and the meter said 0.62 and a film below it 0.615). Equal to p, t takes p's own: P = 0.9995 "at or above
+// the threshold 1.00" read as a film flagged below its threshold.
 function digitsFrom(t, p, min) {
+  if (p === t) return shortOfCertain(p, min);
   let digits = min;
-  while (digits < 6 && p !== t && p.toFixed(digits) === t.toFixed(digits)) digits++;
+  while (digits < 6 && p.toFixed(digits) === t.toFixed(digits)) digits++;
   return digits;
 }
 
