@@ -22,25 +22,42 @@ def test_busy_port_is_one_line(tiny_run: Path, capsys: pytest.CaptureFixture[str
     assert "serving on" not in captured.out and "Traceback" not in captured.err
 
 
-@pytest.mark.parametrize(("code", "strerror", "fix"), [
-    ("EADDRNOTAVAIL", "Cannot assign requested address", "--host must be an address of this machine"),
-    ("EACCES", "Permission denied", "ports below 1024 need administrator rights: pass --port 1024 or above"),
+POLICY = "(a security policy may forbid it); pass another --port or ask IT support"
+
+
+@pytest.mark.parametrize(("code", "strerror", "host", "port", "said"), [
+    ("EADDRNOTAVAIL", "Cannot assign requested address", "127.0.0.1", 80,
+     "127.0.0.1:80: cannot listen here (Cannot assign requested address); --host must be an address of this machine"),
+    ("EACCES", "Permission denied", "127.0.0.1", 80, "127.0.0.1:80: cannot listen here (Permission denied); ports "
+     "below 1024 need administrator rights: pass --port 1024 or above (such as 8000) behind the proxy"),
+    # not a privileged port: a policy (SELinux, a container's) refused it, and --port 1024 or above was no advice
+    ("EACCES", "Permission denied", "127.0.0.1", 8000,
+     f"127.0.0.1:8000: cannot listen here (Permission denied); permission denied to listen on 127.0.0.1:8000 {POLICY}"),
+    ("EACCES", "Permission denied", "2001:db8::1", 8000, "[2001:db8::1]:8000: cannot listen here (Permission denied); "
+     f"permission denied to listen on [2001:db8::1]:8000 {POLICY}"),
+    ("EADDRINUSE", "Address already in use", "::1", 8000,
+     "[::1]:8000: cannot listen here (Address already in use); stop what uses the port or pass another --port"),
+    ("EINVAL", "Invalid argument", "fe80::1", 8000, "[fe80::1]:8000: cannot listen here (Invalid argument); a "
+     "link-local IPv6 address needs its network interface as its scope, such as --host fe80::1%eth0"),
 ])
-def test_a_bind_failure_other_than_a_busy_port_names_its_own_fix(code: str, strerror: str, fix: str, tiny_run: Path,
+def test_a_bind_failure_other_than_a_busy_port_names_its_own_fix(code: str, strerror: str, host: str, port: int,
+                                                                  said: str, tiny_run: Path,
                                                                   capsys: pytest.CaptureFixture[str],
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """An address not on this machine, or a privileged port, was told to "stop what uses the port"."""
+    """An address not on this machine, a privileged port, or a link-local address without its interface was told to
+    "stop what uses the port"; a port above 1024 refused by a policy was told to pass one above 1024; an IPv6 host
+    read 2001:db8::1:8000, a port of its own address."""
     import errno
 
     def refuse(self: socket.socket, address: object) -> None:
         raise OSError(getattr(errno, code), strerror)
 
     monkeypatch.setattr(socket.socket, "bind", refuse)
-    argv = ["serve", "--model", str(tiny_run), "--host", "127.0.0.1", "--port", "80", "--log-level", "critical"]
+    argv = ["serve", "--model", str(tiny_run), "--host", host, "--port", str(port), "--log-level", "critical"]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert f"127.0.0.1:80: cannot listen here ({strerror}); {fix}" in err
-    assert "stop what uses the port" not in err and "Traceback" not in err
+    assert said in err and "Traceback" not in err
+    assert ("stop what uses the port" in err) == (code == "EADDRINUSE")
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -34,18 +34,41 @@ def check_listen(host: str, port: int) -> int:
         try:
             sock.bind(address)
         except OSError as err:
-            raise InputError(f"{host}:{port}: cannot listen here ({err.strerror}); {_listen_fix(err.errno)}") from None
+            where = host_port(host, port)
+            raise InputError(f"{where}: cannot listen here ({err.strerror}); {_listen_fix(err.errno, host, port)}") \
+                from None
         return int(sock.getsockname()[1])
 
 
-def _listen_fix(code: int | None) -> str:
-    """What to do when binding failed with errno CODE: the port in use is one cause among several."""
+def host_port(host: str, port: int) -> str:
+    """HOST:PORT as written in an address, an IPv6 host in brackets: [2001:db8::1]:8000, not 2001:db8::1:8000."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _unscoped_link_local(host: str) -> bool:
+    """Whether HOST is an IPv6 link-local address without its %interface scope, which no socket can bind."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return isinstance(address, ipaddress.IPv6Address) and address.is_link_local and not address.scope_id
+
+
+def _listen_fix(code: int | None, host: str, port: int) -> str:
+    """What to do when binding HOST:PORT failed with errno CODE: the port in use is one cause among several."""
     import errno
 
     if code == errno.EADDRNOTAVAIL:
         return "--host must be an address of this machine: 127.0.0.1, one of its network addresses, or 0.0.0.0 for all"
-    if code == errno.EACCES:
+    if code == errno.EACCES and 0 < port < 1024:
         return "ports below 1024 need administrator rights: pass --port 1024 or above (such as 8000) behind the proxy"
+    if code == errno.EACCES:  # not a privileged port: SELinux, AppArmor or a container's policy
+        return (f"permission denied to listen on {host_port(host, port)} (a security policy may forbid it); "
+                "pass another --port or ask IT support")
+    if code == errno.EINVAL and _unscoped_link_local(host):
+        return f"a link-local IPv6 address needs its network interface as its scope, such as --host {host}%eth0"
     return "stop what uses the port or pass another --port"
 
 
@@ -63,7 +86,7 @@ def is_loopback(host: str) -> bool:
 
 def page_url(host: str, port: int, scheme: str = "http") -> str:
     """The page's address for HOST:PORT; an IPv6 address goes in brackets (http://[::1]:8000/)."""
-    return f"{scheme}://[{host}]:{port}/" if ":" in host else f"{scheme}://{host}:{port}/"
+    return f"{scheme}://{host_port(host, port)}/"
 
 
 class StoppedBeforeServing(BaseException):
