@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import math
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ import pytest
 
 import pneumoscan
 from pneumoscan.inference.predictor import Predictor
+from pneumoscan.service.settings import ENVELOPE, MB, Settings
 from tests.conftest import blank_image, colour_photo, dicom_bytes, dithered, text_document
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -720,10 +722,16 @@ NGINX_413 = ("<html>\r\n<head><title>413 Request Entity Too Large</title></head>
 NOT_ANALYSED = "so this file was not analysed (nothing is wrong with it)."
 
 
+def proxy_limit_mb(settings: Settings) -> int:
+    """The least whole-MB proxy limit that passes every request SETTINGS' service takes: a full /predict/batch body,
+    and a /predict body of one file at the per-file limit with its multipart envelope."""
+    return math.ceil(max(settings.max_batch_bytes, settings.max_upload_bytes + ENVELOPE) / MB)
+
+
 @pytest.mark.parametrize(("status", "content_type", "body", "says"), [
     (413, "text/html", NGINX_413, "The hospital's network or proxy refused this file as too large before it reached "
-     f"the pneumoscan service, {NOT_ANALYSED} Tell IT support: the proxy's upload limit (nginx's client_max_body_size) "
-     "must be at least the service's {mb} MB."),
+     f"the pneumoscan service, {NOT_ANALYSED} Tell IT support: the proxy's upload limit must be at "
+     "least {mb} MB (nginx: client_max_body_size {mb}m), the largest request the service takes."),
     (403, "text/html", "<html>Forbidden</html>", "The hospital's network or proxy did not let this upload through "
      f"(HTTP 403), {NOT_ANALYSED} Reload the page, sign in if asked, and choose the file again; if it keeps failing, "
      "tell IT support."),
@@ -743,11 +751,39 @@ def test_a_proxys_refusal_says_what_happened_and_what_to_do(server: str, sample_
         expect(page.locator("#model-line")).to_contain_text("resnet10")
         predict_answered(page, status=status, content_type=content_type, body=body)
         page.set_input_files("#file", str(xray))
-        expect(page.locator("#error")).to_have_text(says.format(mb=page.evaluate("modelInfo.max_upload_mb")),
-                                                    timeout=4_000)
+        expect(page.locator("#error")).to_have_text(says.format(mb=proxy_limit_mb(Settings())), timeout=4_000)
         expect(page.locator("#status")).to_have_text("")
         expect(page.locator("#result")).to_be_hidden()
         assert not errors, errors
+
+
+def test_the_proxy_limit_asked_for_follows_the_services_limits_and_passes_both_endpoints(fitted: Path) -> None:
+    """A proxy's 413 told IT support the limit "must be at least the service's 50 MB", the per-file limit, while the
+    docs asked for 100m, the batch limit: a proxy at 50m turned away every /predict/batch over 50 MB, and a proxy at
+    --max-upload-mb 150's 150m a 150 MB film's /predict, whose body carries the file and its multipart envelope. The
+    page and the docs now ask for the same figure, which passes every request the service takes, and at most 1 MB
+    more."""
+    def info(settings: Settings) -> dict[str, float]:  # the limits as GET /model gives them
+        return {"max_upload_mb": settings.max_upload_mb, "max_batch_mb": settings.batch_limit_mb}
+
+    from playwright.sync_api import expect
+
+    with serving(fitted, "--max-upload-mb", "150") as base, chromium_page(base + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")  # GET /model answered
+        served = Settings(max_upload_mb=150)
+        assert page.evaluate("modelInfo.max_upload_mb") == 150
+        assert f"at least {proxy_limit_mb(served)} MB (nginx: client_max_body_size {proxy_limit_mb(served)}m)" in \
+            page.evaluate("proxyRefused(413, modelInfo)")
+        for settings in (Settings(), served, Settings(max_upload_mb=99.97), Settings(max_upload_mb=99.5),
+                         Settings(max_upload_mb=2, max_batch_mb=7.5)):
+            asked = page.evaluate("(info) => proxyLimitMb(info)", info(settings))
+            assert proxy_limit_mb(settings) <= asked <= proxy_limit_mb(settings) + 1, (settings, asked)
+        assert page.evaluate("proxyRefused(413, null)").endswith(
+            "the proxy's upload limit (nginx's client_max_body_size) must be at least the largest request the service "
+            "takes.")
+        assert not errors, errors
+    docs = (Path(__file__).parents[2] / "docs" / "service.md").read_text()
+    assert f"`client_max_body_size {proxy_limit_mb(Settings())}m;`" in docs  # the default service's, as the page says
 
 
 def test_a_proxys_503_with_retry_after_is_waited_out_as_the_network_not_a_busy_service(server: str,

@@ -542,15 +542,25 @@ function unreachable(status) {
     `network or proxy answered HTTP ${status} in place of the service).`;
 }
 
+// The proxy's upload limit that lets every request the service takes through, in whole MB (nginx's "m" is the
+// service's MB, 1,048,576 bytes): a whole /predict/batch body, or a /predict file of max_upload_mb with its multipart
+// boundaries and headers (under 1 MB). The service's per-file limit alone turned away batches of 50 to 100 MB.
+function proxyLimitMb(info) {
+  return Math.ceil(Math.max(info.max_batch_mb, info.max_upload_mb + 1));
+}
+
 // What the page says when an upload's refusal is not the service's own (fromService): the hospital's proxy answered in
 // its place, typically its upload limit (nginx's client_max_body_size is 1 MB unless raised, below one DICOM film) or
-// an expired sign-in. "request failed (HTTP 413)" told the clinician nothing. `limitMb`: the service's own limit.
-function proxyRefused(status, limitMb) {
+// an expired sign-in. "request failed (HTTP 413)" told the clinician nothing. `info`: GET /model's answer, or null.
+function proxyRefused(status, info) {
   const notAnalysed = "so this file was not analysed (nothing is wrong with it).";
   if (status === 413) {
+    const mb = info ? proxyLimitMb(info) : NaN;  // NaN: the limits are not known
     return "The hospital's network or proxy refused this file as too large before it reached the pneumoscan " +
-      `service, ${notAnalysed} Tell IT support: the proxy's upload limit (nginx's client_max_body_size) must be at ` +
-      `least the service's${limitMb ? ` ${limitMb} MB` : ""}.`;
+      `service, ${notAnalysed} Tell IT support: the proxy's upload limit ` +
+      (Number.isFinite(mb) ? `must be at least ${mb} MB (nginx: client_max_body_size ${mb}m), `
+          : "(nginx's client_max_body_size) must be at least ") +
+      "the largest request the service takes.";
   }
   if (status === 401 || status === 403 || status === 407) {
     return `The hospital's network or proxy did not let this upload through (HTTP ${status}), ${notAnalysed} ` +
@@ -744,7 +754,7 @@ async function analyse(files) {
       }
       if (!fromService(res)) {  // a proxy's page or empty body: its status alone says nothing to a clinician
         setStatus("");
-        setError(proxyRefused(res.status, modelInfo ? modelInfo.max_upload_mb : null));
+        setError(proxyRefused(res.status, modelInfo));
         return;
       }
       throw new Error(detail);
