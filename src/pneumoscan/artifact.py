@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 from pneumoscan import CLASS_NAMES, __version__
 from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import (InputError, ModelConfigError, ModelFileChanged, ModelOptionError, PluginVersionWarning,
-                               UnknownModelError, first_line, option, warn, words)
+                               UnknownModelError, first_line, option, shell_word, warn, words)
 
 if TYPE_CHECKING:  # torch is imported where weights are loaded or saved: reading a header needs none of it
     import torch
@@ -104,8 +104,6 @@ class ArtifactMeta:
         """'`pneumoscan fit-guard --model MODEL --data DATA`' for messages: DATA the training data
         (`TrainingData.shown`), else the placeholder TRAINING_DATA, followed by what was recorded when that is a
         relative path that cannot be placed. `placed`: the training data as `placed_data` already found it (else it is placed from `run_dir`)."""
-        from pneumoscan.errors import shell_word
-
         _, data, recorded = placed if placed is not None else self.placed_data(run_dir)
         command = f"`pneumoscan fit-guard --model {shell_word(model)} --data {shell_word(data or 'TRAINING_DATA')}`"
         if data is None and recorded:
@@ -389,11 +387,11 @@ def resolve_model_path(model: str | os.PathLike | None) -> Path:
 def _pretraining_message(given: str | os.PathLike, weights: Path) -> str:
     """Why a pretraining's folder or weights (`given`) is no model, and how to train one from its `weights`."""
     unfinished = "" if weights.is_file() else (f" once the pretraining has finished (`pneumoscan pretrain --data DATA --out "
-                                               f"{weights.parent} --resume` with the options it was started with "
+                                               f"{shell_word(weights.parent)} --resume` with the options it was started with "
                                                f"continues it)")
     return (f"{os.fspath(given)}: a pretraining (`pneumoscan pretrain`), not a trained model: its weights are a starting "
             f"point, without the classifier or threshold a prediction needs; train from them with `pneumoscan train "
-            f"--data DATA --init {weights} --out RUN`{unfinished}, then pass RUN as {option('model')}")
+            f"--data DATA --init {shell_word(weights)} --out RUN`{unfinished}, then pass RUN as {option('model')}")
 
 
 def _is_image_name(path: Path) -> bool:
@@ -420,7 +418,7 @@ def _run_file_message(path: Path, what: str, model_is: str = "") -> str:
 
 def _finish_command(run: Path) -> str:
     """How to finish the training run in folder `run`: its `train --resume` command, or train call in Python."""
-    return words(f"`pneumoscan train --out {run} --resume`", f"pneumoscan.train(None, {str(run)!r}, resume=True)")
+    return words(f"`pneumoscan train --out {shell_word(run)} --resume`", f"pneumoscan.train(None, {str(run)!r}, resume=True)")
 
 
 def _model_option() -> str:

@@ -410,3 +410,20 @@ def test_a_film_the_machine_runs_short_for_is_decoded_again_not_left_unfingerpri
     monkeypatch.setattr(preprocess, "load_image", always_short)
     with pytest.raises(DecodeOutOfMemory, match="f2.png"):
         _decoded(films)
+
+
+def test_the_audit_command_of_a_duplicate_warning_can_be_pasted_for_a_path_with_a_space(tmp_path: Path) -> None:
+    """`pneumoscan audit my data lists them` split the data folder in two in a shell (evaluate's label-conflict
+    warning and train's duplicate warnings give it)."""
+    import shlex
+
+    from pneumoscan.data.fingerprint import duplicate_warnings
+    from pneumoscan.data.layout import Sample
+
+    data = tmp_path / "my data"
+    a, b = data / "a.png", data / "b.png"
+    data.mkdir()
+    a.write_bytes(b"same bytes")
+    b.write_bytes(b"same bytes")
+    (warning,) = duplicate_warnings({"test": [Sample(a, 0), Sample(b, 1)]}, str(data))
+    assert shlex.split(warning.split("`")[1]) == ["pneumoscan", "audit", str(data)]

@@ -495,3 +495,13 @@ def test_the_threshold_interval_draws_the_sites_patients_and_the_copy_stores_the
     predictor = Predictor(out / "model.safetensors", backend="torch")
     assert predictor.threshold_ci95 == threshold_ci95(labels, probs, 0.8, groups=patients)
     assert predictor.threshold_resampled["resampled"] == "patients"
+
+
+def test_the_export_command_a_copy_gives_can_be_pasted_for_a_path_with_a_space(tmp_path: Path) -> None:
+    import shlex
+
+    from pneumoscan.evaluation.local_threshold import export_command
+
+    model = tmp_path / "site copy" / "model.safetensors"
+    assert shlex.split(export_command(model)) == ["pneumoscan", "export", "--model", str(model),
+                                                  "--out", str(model.with_suffix(".onnx"))]

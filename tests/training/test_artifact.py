@@ -432,3 +432,18 @@ def test_stored_patient_indices_give_the_bootstrap_the_draws_of_the_keys() -> No
     assert threshold_ci95(labels, probs, 0.9, n_boot=300, groups=groups) == \
         threshold_ci95(labels, probs, 0.9, n_boot=300, groups=keys)
     assert ArtifactMeta("cnn", {}, 32, 0.5, 0.25, val_scores={"labels": labels, "probs": probs}).score_groups() is None
+
+
+def test_the_commands_a_run_file_and_a_pretraining_message_give_can_be_pasted_for_a_path_with_a_space(
+        tmp_path: Path) -> None:
+    """`pneumoscan train --out my runs/r 1 --resume` and `--init my pre/pretrained.safetensors` split in a shell."""
+    import shlex
+
+    from pneumoscan.artifact import _finish_command, _pretraining_message
+
+    run = tmp_path / "my runs" / "r 1"
+    assert shlex.split(_finish_command(run).split("`")[1]) == ["pneumoscan", "train", "--out", str(run), "--resume"]
+    weights = tmp_path / "my pre" / "pretrained.safetensors"
+    commands = [shlex.split(part) for part in _pretraining_message(weights.parent, weights).split("`")[3::2]]
+    assert commands[0][-4:] == ["--init", str(weights), "--out", "RUN"]
+    assert commands[1][-3:] == ["--out", str(weights.parent), "--resume"]

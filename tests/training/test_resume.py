@@ -706,3 +706,22 @@ def test_a_resume_stopped_before_it_warned_of_a_stale_guard_warns_on_the_next_re
     capsys.readouterr()
     assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
     assert "warning" not in capsys.readouterr().err  # a guard fitted for it: nothing to say
+
+
+def test_the_export_command_of_the_stale_export_warning_can_be_pasted_for_a_path_with_a_space(tmp_path: Path) -> None:
+    """After a resume replaced the model, `pneumoscan export --model my runs/r 1 --out ...` split in a shell."""
+    import shlex
+    from types import SimpleNamespace
+
+    from pneumoscan.training.trainer import Trainer
+
+    run = tmp_path / "my runs" / "r 1"
+    run.mkdir(parents=True)
+    artifact = run / "model.safetensors"
+    artifact.write_bytes(b"the new model")
+    artifact.with_suffix(".onnx").write_bytes(b"old export")
+    said: list[str] = []
+    Trainer._warn_stale(SimpleNamespace(out=run, warn=said.append), artifact, kept_guard=True)
+    (warning,) = said
+    assert shlex.split(warning.split("`")[1]) == ["pneumoscan", "export", "--model", str(run),
+                                                  "--out", str(artifact.with_suffix(".onnx"))]

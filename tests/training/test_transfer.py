@@ -209,3 +209,12 @@ def test_a_wrong_init_file_is_refused_before_any_image_is_decoded(tiny_data: Pat
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"pneumoscan: error: {path}: ") and expected in err and err.count("\n") == 0, err
     assert not (tmp_path / "r").exists()
+
+
+def test_the_pretrain_command_of_the_weights_advice_can_be_pasted_for_any_model_name() -> None:
+    """A plugin's model name with a space left `pneumoscan pretrain --model my net` split in a shell."""
+    import shlex
+
+    from pneumoscan.training.transfer import _advice
+
+    assert shlex.split(_advice("my net").split("`")[1]) == ["pneumoscan", "pretrain", "--model", "my net"]

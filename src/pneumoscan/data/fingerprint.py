@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pneumoscan.errors import counted
+from pneumoscan.errors import counted, shell_word
 
 if TYPE_CHECKING:
     from pneumoscan.data.labels import Sample
@@ -233,7 +233,7 @@ def duplicate_warnings(parts: dict[str, list[Sample]], data: str, harm: str | No
         return " = ".join(f"{s.path} ({CLASS_NAMES[s.label]}{f', {part}' if len(parts) > 1 else ''})"
                           for part, s in group[:2])
 
-    listed = f"`pneumoscan audit {data}` lists them"
+    listed = f"`pneumoscan audit {shell_word(data)}` lists them"
     found = []
     if both_labels:
         carry = "carries" if len(both_labels) == 1 else "carry"

@@ -21,7 +21,7 @@ from pneumoscan.data.formats import IMAGE_SUFFIXES
 from pneumoscan.data.labels import Sample
 from pneumoscan.data.layout import evaluation_samples
 from pneumoscan.data.patients import shared_text, uncounted_reason
-from pneumoscan.errors import InputError, decimals, option, raise_if_interrupted, warn
+from pneumoscan.errors import InputError, decimals, option, raise_if_interrupted, shell_word, warn
 from pneumoscan.evaluation.bootstrap import resampled_words, summarize
 from pneumoscan.evaluation.evaluate import Evaluation, evaluate
 from pneumoscan.evaluation.thresholds import check_target_recall, threshold_ci95, threshold_for_recall
@@ -212,7 +212,7 @@ def _export_like_source(predictor: Predictor, path: Path) -> Path | None:
 
 def export_command(path: Path) -> str:
     """The command that exports the model at `path` beside it, where predict and serve pick it up."""
-    return f"pneumoscan export --model {path} --out {path.with_suffix('.onnx')}"
+    return f"pneumoscan export --model {shell_word(path)} --out {shell_word(path.with_suffix('.onnx'))}"
 
 
 def chosen_on_place(source: dict[str, Any]) -> Path | None:
@@ -287,7 +287,7 @@ def format_local_threshold(result: LocalThreshold) -> str:
                  "recall and specificity to scatter around them (check with `pneumoscan evaluate` on other films).")
     lines.append(f"model: {result.out}" + (" (with its chest X-ray guard)" if result.guard_copied else "")
                  + (f"; its ONNX export: {result.onnx}" if result.onnx else ""))
-    lines.append(f"use it: pneumoscan predict --model {result.out} IMAGE, or pneumoscan serve --model {result.out}"
+    lines.append(f"use it: pneumoscan predict --model {shell_word(result.out)} IMAGE, or pneumoscan serve --model {shell_word(result.out)}"
                  + ("" if result.onnx else f"; export it first, so they load without torch: {export_command(result.out)}"))
     return "\n".join(lines)
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pneumoscan.errors import InputError, MissingImagesWarning, warn
+from pneumoscan.errors import InputError, MissingImagesWarning, shell_word, warn
 from pneumoscan.report.run import RunInfo
 from pneumoscan.training.config import run_folders
 
@@ -97,7 +97,7 @@ def _site_copy_message(run: RunInfo, gone: str = "") -> str | None:
         return f"{said}; {gone}; pass --data DIR with labelled films it has not seen"
     split = "" if source["split"] == "all" else f" --split {source['split']}"
     place = chosen_on_place(source)
-    data = place if place is not None else (f"{source['data']} (as given to set-threshold, relative to the folder it "
+    data = shell_word(place) if place is not None else (f"{shell_word(source['data'])} (as given to set-threshold, relative to the folder it "
                                             f"ran in)")
     return (f"{said}; pass --data DIR with labelled films it has not seen, or --data {data}{split} for the films its "
             f"threshold was chosen on (in-sample)")

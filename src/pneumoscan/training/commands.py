@@ -64,7 +64,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from pneumoscan.errors import counted
+    from pneumoscan.errors import counted, shell_word
     from pneumoscan.training.config import PRETRAIN_EPOCHS, TrainConfig
     from pneumoscan.training.pretrain import pretrain, pretraining_record
 
@@ -80,7 +80,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
              + ("" if cfg.equalize else " --no-equalize") + (" --crop" if cfg.crop else "")
              + (f" --patient-key {cfg.patient_key}" if cfg.patient_key != "auto" else "")
              + (f" --max-images {cfg.max_images}" if cfg.max_images is not None else ""))  # it chooses patients too
-    print(f"next: pneumoscan train --data {args.data} --init {path} --model {args.model} --split-seed {args.split_seed} "
+    print(f"next: pneumoscan train --data {shell_word(args.data)} --init {shell_word(path)} --model {args.model} --split-seed {args.split_seed} "
           f"--val-fraction {args.val_fraction}{flags} --out RUN")
     return 0
 

@@ -26,7 +26,7 @@ from pneumoscan.data.cache import ImageSet
 from pneumoscan.data.fingerprint import film_fingerprints, film_record, fingerprints
 from pneumoscan.data.patients import patient_groups
 from pneumoscan.data.preprocess import prepare_pixels, to_unit
-from pneumoscan.errors import InputError, ModelConfigError, first_line, option, switch
+from pneumoscan.errors import InputError, ModelConfigError, first_line, option, shell_word, switch
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.evaluate import write_predictions
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning, roc_auc
@@ -573,7 +573,7 @@ class Trainer:
         if guard.exists() and not kept_guard:
             stale[guard] = read_meta(artifact).fit_guard_command(self.out, self.out)
         if onnx.exists():
-            stale[onnx] = f"`pneumoscan export --model {self.out} --out {onnx}`"
+            stale[onnx] = f"`pneumoscan export --model {shell_word(self.out)} --out {shell_word(onnx)}`"
         if stale:
             self.warn(f"{' and '.join(p.name for p in stale)} in {self.out} belong{'s' if len(stale) == 1 else ''} "
                       f"to the model before this resume; run {' and '.join(stale.values())} again")

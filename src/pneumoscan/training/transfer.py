@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pneumoscan.errors import InputError, option, words
+from pneumoscan.errors import InputError, option, shell_word, words
 from pneumoscan.models.registry import final_linear_name
 
 PNEUMOSCAN_KEYS = {"pneumoscan_pretrained": "pneumoscan pretrain", "pneumoscan": "pneumoscan model"}
@@ -54,7 +54,7 @@ def init_source(path: str | os.PathLike) -> dict[str, Any]:
 def _advice(model_name: str) -> str:
     from pneumoscan.models.tv_resnet import IMAGENET_FILES
 
-    pretrain = f"the pretrained.safetensors of `pneumoscan pretrain --model {model_name}`"
+    pretrain = f"the pretrained.safetensors of `pneumoscan pretrain --model {shell_word(model_name)}`"
     if model_name in IMAGENET_FILES:
         return f"pass {IMAGENET_FILES[model_name]}, or {pretrain}"
     fitting = words(f"--model {' or '.join(IMAGENET_FILES)}", " or ".join(f"model={name!r}" for name in IMAGENET_FILES))
