@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-from pneumoscan import CLASS_NAMES, __version__
+from pneumoscan import CLASS_NAMES, MAX_IMAGE_SIZE, __version__
 from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import (InputError, ModelConfigError, ModelFileChanged, ModelOptionError, PluginVersionWarning,
                                UnknownModelError, first_line, option, shell_word, warn, words)
@@ -203,16 +203,19 @@ def is_finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+PIXEL_COUNT_RULE = f"not a whole number of pixels from 1 to {MAX_IMAGE_SIZE}"
+
+
 def is_pixel_count(value: Any) -> bool:
-    """Whether a value read from JSON is a whole number of pixels above 0 (not a bool)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    """Whether a value read from JSON is a whole number of pixels from 1 to `MAX_IMAGE_SIZE` (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_IMAGE_SIZE
 
 
 # what each stored setting must be for every prediction to honour it: (test, what it is not when it fails)
 _HEADER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model_name": (lambda v: isinstance(v, str) and bool(v), "not a model name"),
     "model_config": (lambda v: isinstance(v, dict), "not a JSON object"),
-    "image_size": (is_pixel_count, "not a whole number of pixels above 0"),
+    "image_size": (is_pixel_count, PIXEL_COUNT_RULE),
     "mean": (is_finite_number, "not a finite number"),
     "std": (lambda v: is_finite_number(v) and v > 0, "not a finite number above 0"),
     "threshold": (lambda v: is_finite_number(v) and 0 <= v <= 1, "not a number from 0 to 1"),

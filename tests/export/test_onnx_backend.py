@@ -170,7 +170,7 @@ def _with_props(onnx_bytes: bytes, **edits: str | None) -> bytes:
 
 
 @pytest.mark.parametrize("edits", [{"std": None}, {"std": "x"}, {"equalize": "maybe"}, {"input_size": "abc"},
-                                   {"input_size": "0"}, {"crop": "1"}])
+                                   {"input_size": "0"}, {"input_size": "1000000"}, {"crop": "1"}])
 def test_an_export_with_unusable_metadata_is_an_input_error(tiny_run: Path, edits: dict[str, str | None]) -> None:
     from pneumoscan.export.onnx import export_onnx_bytes
     from pneumoscan.inference.onnx_backend import OnnxBackend

@@ -78,6 +78,7 @@ def test_a_resume_without_data_from_another_folder_reads_the_data_the_run_starte
     ("weight_decay", float("inf"), "weight_decay=inf: must be 0 (off) or more, and finite"),
     ("seed", -1, "seed=-1: must be 0 to 4294967295"),
     ("split_seed", 2**32, "split_seed=4294967296: must be 0 to 4294967295"),
+    ("image_size", 4097, "image_size=4097: must be from 16 to 4096"),  # its model file would be refused
 ])
 def test_api_train_refuses_out_of_range_settings_before_decoding(setting: str, value: float, message: str,
                                                                   tiny_data: Path, tmp_path: Path) -> None:
@@ -88,7 +89,7 @@ def test_api_train_refuses_out_of_range_settings_before_decoding(setting: str, v
     with pytest.raises(InputError, match=f"^{re.escape(message)}"):
         api.train(tiny_data, tmp_path / "run", progress=False, verbose=False, **{setting: value})
     assert not (tmp_path / "run").exists()
-    TrainConfig(data="DATA", out="run", warmup_epochs=0.0, weight_decay=0.0, seed=2**32 - 1).check()
+    TrainConfig(data="DATA", out="run", warmup_epochs=0.0, weight_decay=0.0, seed=2**32 - 1, image_size=4096).check()
 
 
 def test_a_run_saved_with_a_negative_warmup_resumes_on_the_command_line(tiny_data: Path, tmp_path: Path,

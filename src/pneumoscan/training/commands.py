@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pneumoscan import MAX_IMAGE_SIZE
 from pneumoscan.data.cache_commands import add_cache_dir_arg
+
+IMAGE_SIZE_HELP = f"input size in pixels, 16 to {MAX_IMAGE_SIZE} (default: the model's own)"
 
 
 def print_validation(path: Path) -> None:
@@ -139,7 +142,7 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run folder of its own: checkpoints, history.csv, config.json, "
                                                 "model.safetensors (not a pretrain folder)")
     p.add_argument("--model", help="architecture from `pneumoscan models` (default: resnet10)")
-    p.add_argument("--image-size", type=int, help="input size in pixels (default: the model's own)")
+    p.add_argument("--image-size", type=int, help=IMAGE_SIZE_HELP)
     p.add_argument("--epochs", type=int, help="maximum epochs (default 30)")
     p.add_argument("--batch-size", type=int, help="batch size (default 64)")
     p.add_argument("--lr", type=float, help="peak learning rate of AdamW (default 2e-3)")
@@ -220,7 +223,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="folder of its own (not a train run) for pretrained.safetensors and "
                                                 "the resumable checkpoint")
     p.add_argument("--model", default="resnet10", help="architecture from `pneumoscan models` (default: resnet10)")
-    p.add_argument("--image-size", type=int, help="input size in pixels (default: the model's own)")
+    p.add_argument("--image-size", type=int, help=IMAGE_SIZE_HELP)
     p.add_argument("--epochs", type=int,
                    help="epochs over the training split (default 15; a resume keeps the pretraining's)")
     p.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")

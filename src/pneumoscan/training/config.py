@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from pneumoscan import PATIENT_KEYS
+from pneumoscan import MAX_IMAGE_SIZE, PATIENT_KEYS
 from pneumoscan.errors import InputError, in_python, option, words
 
 DEFAULT_MODEL = "resnet10"
@@ -120,7 +120,8 @@ class TrainConfig:
             ("consistency", self.consistency, not (self.consistency > 0 and self.augment <= 0),
              f"0 when {option('augment')} is 0 (two unaugmented views are the same image)"),
             ("ema_decay", self.ema_decay, 0 <= self.ema_decay < 1, "0 (off) or below 1, e.g. 0.999"),
-            ("image_size", self.image_size, self.image_size is None or self.image_size >= 16, "at least 16"),
+            ("image_size", self.image_size, self.image_size is None or 16 <= self.image_size <= MAX_IMAGE_SIZE,
+             f"from 16 to {MAX_IMAGE_SIZE}"),
             ("balance", self.balance, self.balance in BALANCES, f"one of {', '.join(BALANCES)}"),
             ("patient_key", self.patient_key, self.patient_key in PATIENT_KEYS, f"one of {', '.join(PATIENT_KEYS)}"),
             ("max_images", self.max_images, self.max_images is None or self.max_images >= 1, "at least 1"),

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from pneumoscan.artifact import (
-    GUARD_META_KEY, ArtifactMeta, file_sha256, is_finite_number, is_pixel_count, is_shipped, read_meta,
-    resolve_model_path,
+    GUARD_META_KEY, PIXEL_COUNT_RULE, ArtifactMeta, file_sha256, is_finite_number, is_pixel_count, is_shipped,
+    read_meta, resolve_model_path,
 )
 from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import InputError
@@ -303,7 +303,7 @@ class OODGuard:
 
         size = self.meta.get("image_size")
         if not is_pixel_count(size):
-            return f"image_size {size!r}: not a whole number of pixels above 0"
+            return f"image_size {size!r}: {PIXEL_COUNT_RULE}"
         for name in ("threshold", "std", *(("dither_cut",) if "dither_cut" in self.meta else ())):
             if not positive(self.meta.get(name)):
                 return f"{name} {self.meta.get(name)!r}: not a finite number above 0"
