@@ -412,3 +412,17 @@ def test_an_unreadable_validation_film_of_members_trained_on_one_data_folder_is_
     finally:
         for path, film in zip(gone, films):
             path.write_bytes(film)
+
+
+def test_an_ensembles_intervals_are_drawn_by_patient_as_its_members_are(tiny_run: Path, second_run: Path,
+                                                                        tmp_path: Path) -> None:
+    """build_ensemble stored no patients with its validation scores, so its val_metrics and the intervals predict and
+    serve draw from them resampled film by film, too narrow where a patient has several films."""
+    from pneumoscan.evaluation.bootstrap import summarize
+
+    member = read_meta(tiny_run / "model.safetensors")
+    meta = read_meta(build_ensemble([tiny_run, second_run], tmp_path / "ens", progress=False))
+    assert member.score_groups() is not None
+    assert meta.score_groups() == member.score_groups()  # the same films, in the same order, of the same patients
+    labels, probs = meta.val_scores["labels"], meta.val_scores["probs"]
+    assert meta.val_metrics == summarize(labels, probs, meta.threshold, n_boot=500, seed=0, groups=meta.score_groups())

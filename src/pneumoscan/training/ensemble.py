@@ -14,7 +14,7 @@ from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, load_artifact, read
 from pneumoscan.data.cache import load_image_set
 from pneumoscan.data.labels import Sample
 from pneumoscan.errors import InputError, counted
-from pneumoscan.evaluation.evaluate import read_prediction_samples
+from pneumoscan.evaluation.evaluate import film_patients, read_prediction_samples
 from pneumoscan.evaluation.thresholds import check_target_recall
 from pneumoscan.inference.batch import device_for
 from pneumoscan.models.ensemble import Ensemble
@@ -32,6 +32,15 @@ def _val_samples(run: Path) -> list[Sample]:
         raise InputError(f"{path}: missing; ensemble members must be finished `pneumoscan train` runs")
     samples, _ = read_prediction_samples(path, bases=run_folders(run))
     return samples
+
+
+def _val_patients(first: ArtifactMeta, val: list[Sample], progress: bool) -> list[str | None] | None:
+    """Each of the shared validation films' patient (`val`: the first member's val_predictions.csv, in its order), so
+    the ensemble's intervals are drawn by patient as its members' are: as the first member stores them with its
+    scores (keyed as its training keyed them, by a manifest's patient column too, which the CSV does not keep), else,
+    for a member from before they were stored, read from the files as `evaluate` reads them."""
+    groups = first.score_groups()
+    return groups if groups is not None and len(groups) == len(val) else film_patients(val, first.training, progress)
 
 
 SPLIT_SETTINGS = ("split_seed", "val_fraction", "use_given_val", "patient_key", "max_images")
@@ -202,4 +211,4 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
             atomic_write(out / "split.json", lambda tmp: shutil.copyfile(runs[0] / "split.json", tmp))
         text = json.dumps({"ensemble_of": [str(r) for r in runs], **config}, indent=2)
         atomic_write(out / "config.json", lambda tmp: tmp.write_text(text))
-        return finish_artifact(out, model, meta, images, recall)
+        return finish_artifact(out, model, meta, images, recall, patients=_val_patients(metas[0], val, progress))
