@@ -360,7 +360,7 @@ def resolve_model_path(model: str | os.PathLike | None) -> Path:
         path = path / ARTIFACT_NAME
         if not path.is_file() and (path.parent / BEST_WEIGHTS).is_file():  # a training running, or interrupted
             raise InputError(f"{model}: a training run that has not finished (its {ARTIFACT_NAME} is written at the "
-                             f"end); wait for it to end, or finish it with {_finish_command(path.parent)} if it was "
+                             f"end); wait for it to end, or finish it with {finish_command(path.parent)} if it was "
                              f"interrupted, then pass the run folder again")
         if not path.is_file() and any((path.parent / name).is_file() for name in PRETRAINING_FILES):
             raise InputError(_pretraining_message(model, path.parent / PRETRAINED_NAME))
@@ -416,10 +416,10 @@ def _run_file_message(path: Path, what: str, model_is: str = "") -> str:
     how to finish the run first."""
     if (path.parent / ARTIFACT_NAME).is_file():
         return f"{what}; pass the run folder {path.parent}{model_is}"
-    return f"{what}, of a run that has not finished; finish it with {_finish_command(path.parent)}, then pass the run folder"
+    return f"{what}, of a run that has not finished; finish it with {finish_command(path.parent)}, then pass the run folder"
 
 
-def _finish_command(run: Path) -> str:
+def finish_command(run: Path) -> str:
     """How to finish the training run in folder `run`: its `train --resume` command, or train call in Python."""
     return words(f"`pneumoscan train --out {shell_word(run)} --resume`", f"pneumoscan.train(None, {str(run)!r}, resume=True)")
 

@@ -285,10 +285,22 @@ def recover_interrupted(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Undo the writes of a set of files that a crash or power loss stopped (`atomic_write_all`), by the journals
     it left beside any of PATHS, and finish those it had committed; journals that a running process holds are left
     alone. Returns the files whose earlier versions were put back (the last of each set), with a warning each."""
+    undone = []
+    for journal, path in _journals(paths):
+        with _named(path):  # e.g. a folder made read-only since
+            if _recover(journal):
+                undone.append(path)
+    for path in undone:
+        warn(f"{path}: an earlier run stopped while replacing it and the files written with it; their earlier "
+             f"versions were put back")
+    return undone
+
+
+def _journals(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[Path, Path]]:
+    """Each journal (`.journal` or `.done`) of `atomic_write_all` beside any of PATHS, with the file it is beside."""
     wanted: dict[Path, set[str]] = {}
     for path in map(Path, paths):
         wanted.setdefault(path.parent, set()).add(path.name)
-    undone = []
     for folder, names in wanted.items():
         try:
             entries = sorted(os.listdir(folder))
@@ -297,13 +309,32 @@ def recover_interrupted(paths: Iterable[str | os.PathLike]) -> list[Path]:
         for entry in entries:
             match = JOURNAL_NAME.fullmatch(entry)
             if match and match["name"] in names:
-                with _named(folder / match["name"]):  # e.g. a folder made read-only since
-                    if _recover(folder / entry):
-                        undone.append(folder / match["name"])
-    for path in undone:
-        warn(f"{path}: an earlier run stopped while replacing it and the files written with it; their earlier "
-             f"versions were put back")
-    return undone
+                yield folder / entry, folder / match["name"]
+
+
+def interrupted_write(paths: Iterable[str | os.PathLike]) -> Path | None:
+    """The journal a crash or power loss among the renames of a set (`atomic_write_all`) left beside any of PATHS,
+    whose files are then some new and some old until `recover_interrupted` undoes it; None when there is none. Only
+    looks: a reader that must not write (predict, serve) says what to run. A `.done` journal's set is whole, and one
+    a running process holds is its write in progress."""
+    for journal, _ in _journals(paths):
+        if journal.name.endswith(".journal") and not _held(journal):
+            return journal
+    return None
+
+
+def _held(journal: Path) -> bool:
+    """Whether a running process holds JOURNAL's lock (`Journal.open`); False without flock (Windows)."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(journal, os.O_RDONLY)
+    except FileNotFoundError:  # its process finished it meanwhile
+        return True
+    try:
+        return not _unlocked(fd)
+    finally:
+        os.close(fd)  # releases the lock it took
 
 
 def _recover(journal: Path) -> bool:

@@ -440,10 +440,10 @@ def test_the_commands_a_run_file_and_a_pretraining_message_give_can_be_pasted_fo
     """`pneumoscan train --out my runs/r 1 --resume` and `--init my pre/pretrained.safetensors` split in a shell."""
     import shlex
 
-    from pneumoscan.artifact import _finish_command, _pretraining_message
+    from pneumoscan.artifact import finish_command, _pretraining_message
 
     run = tmp_path / "my runs" / "r 1"
-    assert shlex.split(_finish_command(run).split("`")[1]) == ["pneumoscan", "train", "--out", str(run), "--resume"]
+    assert shlex.split(finish_command(run).split("`")[1]) == ["pneumoscan", "train", "--out", str(run), "--resume"]
     weights = tmp_path / "my pre" / "pretrained.safetensors"
     commands = [shlex.split(part) for part in _pretraining_message(weights.parent, weights).split("`")[3::2]]
     assert commands[0][-4:] == ["--init", str(weights), "--out", "RUN"]

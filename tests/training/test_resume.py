@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -622,9 +623,11 @@ def test_an_interruption_while_a_resume_writes_its_model_loses_no_guard(
 
 
 def test_a_resume_after_a_crash_among_the_renames_of_model_and_guard_puts_both_right(
-        resume_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        resume_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """A crash (SIGKILL, power loss) after the model's rename and before its guard's leaves the new model beside the
-    guard of the old one and a journal; the `--resume` after it undoes the set and makes both again."""
+    guard of the old one and a journal; the `--resume` after it undoes the set and makes both again. Until then,
+    predict and serve refused the model with the fit-guard command, which fits a guard to a model the resume was to
+    undo: they name the journal and the `--resume`."""
     import pneumoscan.outputs as outputs
     import pneumoscan.training.trainer as trainer
     from pneumoscan.errors import InputError
@@ -648,9 +651,18 @@ def test_a_resume_after_a_crash_among_the_renames_of_model_and_guard_puts_both_r
         with pytest.raises(Crash):
             trainer.train(trainer.TrainConfig.from_saved({**json.loads((run / "config.json").read_text()),
                                                           "epochs": 2}), resume=True, progress=False, verbose=False)
-    with pytest.raises(InputError, match="different version"):
+    (journal,) = [p.name for p in run.iterdir() if p.name.endswith(".journal")]
+    with pytest.raises(InputError) as refused:
         load_guard(run)
-    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
+    message = str(refused.value)
+    assert journal in message and "fit-guard" not in message
+    film = next((resume_data / "train" / "NORMAL").iterdir())
+    capsys.readouterr()
+    assert main(["predict", "--model", str(run), str(film)]) == 2
+    assert capsys.readouterr().err == f"pneumoscan: error: {message}\n"
+    command = shlex.split(message.split("`")[1])
+    assert command == ["pneumoscan", "train", "--out", str(run), "--resume"]
+    assert main([*command[1:], "--quiet"]) == 0  # as the message gives it
     assert read_meta(run / "model.safetensors").training["epochs_run"] == 2
     assert load_guard(run) is not None
     assert not [p.name for p in run.iterdir() if p.name.startswith(".")]

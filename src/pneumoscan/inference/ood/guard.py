@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from pneumoscan.artifact import (
-    GUARD_META_KEY, PIXEL_COUNT_RULE, ArtifactMeta, file_sha256, is_finite_number, is_pixel_count, is_shipped,
-    read_meta, resolve_model_path,
+    GUARD_META_KEY, PIXEL_COUNT_RULE, ArtifactMeta, file_sha256, finish_command, is_finite_number, is_pixel_count,
+    is_shipped, read_meta, resolve_model_path,
 )
 from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import InputError
@@ -29,7 +29,7 @@ from pneumoscan.inference.ood.cues import (
 )
 from pneumoscan.inference.ood.features import feature_transform, forward_with_features
 from pneumoscan.inference.ood.gaussian import Gaussian
-from pneumoscan.outputs import atomic_write, os_error_of
+from pneumoscan.outputs import atomic_write, interrupted_write, os_error_of
 
 GUARD_FORMAT = 1
 if TYPE_CHECKING:
@@ -398,6 +398,10 @@ def load_guard(model: str | os.PathLike | None, meta: ArtifactMeta | None = None
     guard = OODGuard.read(path)
     meta = meta if meta is not None else read_meta(model_path)
     if guard.meta.get("model_sha256") != (model_sha256 or file_sha256(model_path)):
+        if (journal := interrupted_write([model_path, path])) is not None:  # not refitted: the run's own undoes it
+            raise InputError(f"{model_path}: a run stopped (a crash or power loss) while replacing it and its guard "
+                             f"{path.name}, leaving {journal.name}, so they do not match; finish the run with "
+                             f"{finish_command(model_path.parent)}, which puts the earlier files back first")
         raise InputError(f"{path}: guard was fitted for a different version of {model_path.name}; "
                          f"run {meta.fit_guard_command(model_path, model_path.parent)} again, or delete "
                          f"{path.name} to use the model without a guard")
