@@ -204,3 +204,20 @@ def test_the_borderline_note_says_whether_the_interval_drew_patients_or_films() 
             "all of their films), whatever") in page
     assert ("drawn with seed 0 (resampled film by film, the model storing no patients of them), whatever"
             in borderline_html({"n": 10, "borderline": {**entry, "resampled": films}}))
+
+
+def test_the_data_a_set_threshold_copy_offers_can_be_pasted_for_a_path_with_a_space(
+        tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`or --data /x/my lab/site films for the films its threshold was chosen on` split the folder in a shell."""
+    import shlex
+
+    site = tmp_path / "my lab" / "site films"
+    shutil.copytree(tiny_data / "test", site)
+    monkeypatch.chdir(site.parent)
+    assert main(["set-threshold", "--model", str(tiny_run), "--data", site.name, "--out", "copy", "--n-boot", "5"]) == 0
+    capsys.readouterr()
+    assert main(["compare", "copy", str(tiny_run), "--out", str(tmp_path / "cmp.html"), "--n-boot", "5"]) == 2
+    err = capsys.readouterr().err
+    offered = err.split("or --data ")[1].split(" for the films")[0]
+    assert shlex.split(offered) == [str(site)]
