@@ -620,3 +620,17 @@ def test_an_interrupted_resume_with_more_epochs_is_continued_to_them_by_a_plain_
     assert main([*args, "--resume"]) == 0
     assert "warning" not in capsys.readouterr().err  # the --epochs 3 it continues with are its own now
     assert pretrain_module.pretraining_record(out / PRETRAINED_NAME)["epochs"] == 3
+
+
+def test_the_train_command_pretrain_suggests_can_be_pasted_for_paths_with_a_space(
+        tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`next: pneumoscan train --data my data --init my pre/pretrained.safetensors ...` split both in a shell."""
+    import shlex
+    import shutil
+
+    data, pre = tmp_path / "my data", tmp_path / "my pre"
+    shutil.copytree(tiny_data, data)
+    assert main(["pretrain", "--data", str(data), "--out", str(pre), "--model", "mlp", "--image-size", "24",
+                 "--epochs", "1", "--batch-size", "8", "--quiet"]) == 0
+    hint = shlex.split(capsys.readouterr().out.split("next: ")[1])
+    assert hint[:6] == ["pneumoscan", "train", "--data", str(data), "--init", str(pre / PRETRAINED_NAME)]
