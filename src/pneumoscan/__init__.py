@@ -7,10 +7,6 @@ __version__ = "0.1.0"
 CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
 # Where the patient of an image is read, `--patient-key` (data/patients.py); here so the CLI parser needs no imports.
 PATIENT_KEYS: tuple[str, str, str] = ("auto", "name", "folder")
-# Largest input side a model may have: `train --image-size` refuses more, and a model header, guard or ONNX export
-# saying more is an edited file. No chest film holds detail beyond about 4,000 px a side, and at this size one film's
-# first ResNet feature map alone takes 1 GiB, so a larger size only exhausts memory.
-MAX_IMAGE_SIZE = 4096
 
 # public name -> the module that defines it, imported when the name is first used
 _LAZY: dict[str, str] = {

@@ -11,10 +11,11 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-from pneumoscan import CLASS_NAMES, MAX_IMAGE_SIZE, __version__
+from pneumoscan import CLASS_NAMES, __version__
 from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import (InputError, ModelConfigError, ModelFileChanged, ModelOptionError, PluginVersionWarning,
                                UnknownModelError, first_line, option, shell_word, warn, words)
+from pneumoscan.training.config import MAX_IMAGE_SIZE
 
 if TYPE_CHECKING:  # torch is imported where weights are loaded or saved: reading a header needs none of it
     import torch

@@ -453,8 +453,7 @@ def test_the_commands_a_run_file_and_a_pretraining_message_give_can_be_pasted_fo
 def test_an_input_size_no_model_can_train_at_is_refused_as_an_edited_header_not_as_memory(tmp_path: Path) -> None:
     """A header edited to image_size 1000000 passed the check, and predict then said the machine ran out of memory
     and to give fewer or smaller films. The largest size a header may hold is the largest `train` takes."""
-    from pneumoscan import MAX_IMAGE_SIZE
-    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.config import MAX_IMAGE_SIZE, TrainConfig
 
     assert read_meta(_edited(tmp_path, image_size=MAX_IMAGE_SIZE)).image_size == MAX_IMAGE_SIZE
     TrainConfig(data="DATA", out="run", image_size=MAX_IMAGE_SIZE).check()

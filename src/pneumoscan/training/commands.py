@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pneumoscan import MAX_IMAGE_SIZE
 from pneumoscan.data.cache_commands import add_cache_dir_arg
+from pneumoscan.training.config import MAX_IMAGE_SIZE
 
 IMAGE_SIZE_HELP = f"input size in pixels, 16 to {MAX_IMAGE_SIZE} (default: the model's own)"
 

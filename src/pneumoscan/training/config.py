@@ -7,8 +7,13 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from pneumoscan import MAX_IMAGE_SIZE, PATIENT_KEYS
+from pneumoscan import PATIENT_KEYS
 from pneumoscan.errors import InputError, in_python, option, words
+
+# Largest input side a model may have: `train --image-size` refuses more, and a model header, guard or ONNX export
+# saying more is an edited file. No chest film holds detail beyond about 4,000 px a side, and at this size one film's
+# first ResNet feature map alone takes 1 GiB, so a larger size only exhausts memory.
+MAX_IMAGE_SIZE = 4096  # read by the CLI parser and model headers: this module imports nothing heavy
 
 DEFAULT_MODEL = "resnet10"
 API_ONLY = ("weight_decay", "warmup_epochs")  # settings the Python API takes and `train` has no flag for
