@@ -53,7 +53,7 @@ def test_evaluate_of_copied_films_names_the_training_data_and_says_when_it_is_go
     captured = capsys.readouterr()
     assert "trained on" not in captured.err
     assert json.loads(out.read_text())["patients_in_training"] is None
-    assert [line for line in captured.out.splitlines() if "patients" in line] == [
+    assert [line for line in captured.out.splitlines() if "patients also in" in line] == [
         f"  patients also in the training data: not counted ({data}, which the model was trained on, is not found)"]
 
 
