@@ -461,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"file (> out.txt) or to /dev/null", file=sys.stderr)
         return 2
     from pneumoscan.data.decode import quiet_decoder_warnings
+    from pneumoscan.stdout import whole_writes
 
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints escaped (\udcf6), not as a traceback
         if hasattr(stream, "reconfigure"):
@@ -469,7 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_decoder_warnings()
     shown, warnings.showwarning = warnings.showwarning, _one_line_warnings()
     try:
-        with cli_words():  # messages name --flags, even from the code a notebook calls (a Predictor)
+        # messages name --flags, even from the code a notebook calls (a Predictor); stdout is written whole or fails
+        with cli_words(), whole_writes():
             return _run(args)
     finally:
         warnings.showwarning = shown
@@ -542,55 +544,71 @@ def _run_command(args: argparse.Namespace) -> int:
         sys.stdout.flush()  # here, not at exit: a full disk under `> FILE` must get its line too
         return code
     except WriteError as err:  # e.g. a full disk: the files written before are whole, so a run can continue
-        print(f"pneumoscan: error: {err}{_resume_hint(args)}", file=sys.stderr)
+        _tell(f"pneumoscan: error: {err}{_resume_hint(args)}")
         return 2
     except RefusedFilm as err:  # the guard's verdict on the film, not a mistake: exit 1 as `predict` does
-        print(f"pneumoscan: error: {err}", file=sys.stderr)
+        _tell(f"pneumoscan: error: {err}")
         return 1
     except PneumoscanError as err:
-        print(f"pneumoscan: error: {err}", file=sys.stderr)
+        _tell(f"pneumoscan: error: {err}")
         return 2
     except Warning as err:  # the user asked to stop on warnings: the warning's one line, not a traceback
-        print(f"pneumoscan: error: {one_line(str(err)) or type(err).__name__} (a warning, which -W error or "
-              f"PYTHONWARNINGS=error makes an error: exit code {EXIT_WARNING_AS_ERROR}){_resume_hint(args)}",
-              file=sys.stderr)
+        _tell(f"pneumoscan: error: {one_line(str(err)) or type(err).__name__} (a warning, which -W error or "
+              f"PYTHONWARNINGS=error makes an error: exit code {EXIT_WARNING_AS_ERROR}){_resume_hint(args)}")
         return EXIT_WARNING_AS_ERROR
     except BrokenPipeError:  # e.g. `pneumoscan predict DIR | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except OSError as err:  # e.g. --out or --json in a folder that cannot be created or written
         if err.filename is None and err.errno in _DISK_FULL:  # files written by name say so: this is stdout
-            print(f"pneumoscan: error: {_stdout_name()}: {err.strerror}; the output is cut short: free space (or write "
-                  f"it elsewhere) and run the command again", file=sys.stderr)
+            _tell(f"pneumoscan: error: {_stdout_name()}: {err.strerror}; the output is cut short: "
+                  f"{_DISK_FULL_FIX.get(err.errno, _DISK_FULL_FIX[errno.ENOSPC])}"
+                  f"{_resume_hint(args) or ' and run the command again'}")
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second failure at exit
             return 2
         if err.filename is None:
             raise
         reason = "a file where a folder is needed" if isinstance(err, (FileExistsError, NotADirectoryError)) and \
             Path(err.filename).is_file() else (err.strerror or str(err))
-        print(f"pneumoscan: error: {err.filename}: {reason}; check the path and its permissions", file=sys.stderr)
+        _tell(f"pneumoscan: error: {err.filename}: {reason}; check the path and its permissions")
         return 2
     except KeyboardInterrupt as err:  # a command may say what was done before it ('after FILE was written: ...')
         by, code = interruption(err)
         if by and signal.getsignal(signal.SIGTERM) is raise_terminated:  # a second one must not cut this report
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         done = f" {err}" if str(err) else ""
-        print(f"pneumoscan: interrupted{by}{done}{_resume_hint(args)}", file=sys.stderr)
+        _tell(f"pneumoscan: interrupted{by}{done}{_resume_hint(args)}")
         return code
     except (RuntimeError, MemoryError) as err:
         if gpu_out_of_memory(err):
-            print(f"pneumoscan: error: {_out_of_memory_advice(args, err)}{_resume_hint(args)}", file=sys.stderr)
+            _tell(f"pneumoscan: error: {_out_of_memory_advice(args, err)}{_resume_hint(args)}")
             return 2
         if not host_out_of_memory(err):
             raise
         # numpy's allocations and torch's CPU allocator say how much they wanted
         reason = f" ({one_line(memory_reason(err), MAX_REASON)})" if str(err) else ""
-        print(f"pneumoscan: error: the machine ran out of memory{reason}; close other programs, or "
-              f"{_host_memory_way(args)}, and try again{_resume_hint(args)}", file=sys.stderr)
+        _tell(f"pneumoscan: error: the machine ran out of memory{reason}; close other programs, or "
+              f"{_host_memory_way(args)}, and try again{_resume_hint(args)}")
         return 2
 
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# what frees room for the rest, by errno: a size limit per file is not lifted by free space
+_DISK_FULL_FIX = {errno.ENOSPC: "free space (or write it elsewhere)",
+                  errno.EDQUOT: "free space within your disk quota (or write it elsewhere)",
+                  errno.EFBIG: "the file reached a size limit (a `ulimit -f` limit, or FAT32's 4 GB per file): raise "
+                               "the limit (or write it to another disk)"}
+
+
+def _tell(line: str) -> None:
+    """LINE on stderr, for the command's outcome: a stderr that cannot take it (on the same full disk as stdout,
+    `> log 2>&1`) is passed over, so the exit code still says what happened."""
+    try:
+        print(line, file=sys.stderr)
+    except (OSError, ValueError, AttributeError):  # a full disk; a closed or missing stderr
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+            sys.stderr.flush()  # what the failed write left, into /dev/null rather than a failure at exit
 
 
 def _stdout_name() -> str:

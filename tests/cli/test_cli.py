@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import shutil
@@ -940,3 +941,70 @@ def test_the_commands_predict_and_a_stopped_run_suggest_can_be_pasted_for_a_path
     (run / "config.json").write_text("{}")
     hint = _resume_hint(argparse.Namespace(command="train", out=str(run)))
     assert shlex.split(hint.split("`")[1]) == ["pneumoscan", "train", "--out", str(run), "--resume"]
+
+
+def test_a_write_to_stdout_that_only_partly_fits_fails_instead_of_cutting_the_output(tiny_run: Path, tiny_data: Path,
+                                                                                    tmp_path: Path) -> None:
+    """Under `ulimit -f` (or a disk filling mid-write) Python's stdout dropped what a short write left: `predict
+    --csv > out.csv` exited 0 with its last rows cut."""
+    import resource
+    import subprocess
+    import sys
+
+    out = tmp_path / "out.csv"
+    limit = 4096
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    with out.open("w") as stdout:
+        done = subprocess.run([sys.executable, "-m", "pneumoscan", "predict", "--model", str(tiny_run), "--csv",
+                               str(tiny_data / "train")], stdout=stdout, stderr=subprocess.PIPE, text=True,
+                              timeout=300, preexec_fn=limited)
+    assert out.stat().st_size == limit  # the rows do not fit: the output is cut, and must say so
+    errors = [line for line in done.stderr.splitlines() if line.startswith("pneumoscan: error: ")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert errors == [f"pneumoscan: error: stdout ({out}): File too large; the output is cut short: the file reached "
+                      f"a size limit (a `ulimit -f` limit, or FAT32's 4 GB per file): raise the limit (or write it to "
+                      f"another disk) and run the command again"], done.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full (every write to it finds a full disk)")
+def test_stdout_and_stderr_on_a_full_disk_still_exit_2(tmp_path: Path) -> None:
+    """`pneumoscan models > log 2>&1` on a full disk exited 1: the error's own line to stderr raised ENOSPC."""
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "pneumoscan", "models"], stdout=full, stderr=full, timeout=300)
+    assert done.returncode == 2
+
+
+@pytest.mark.parametrize("code, fix", [
+    (errno.ENOSPC, "free space (or write it elsewhere); continue the run with `pneumoscan train --out {run} --resume`"),
+    (errno.EFBIG, "the file reached a size limit (a `ulimit -f` limit, or FAT32's 4 GB per file): raise the limit (or "
+                  "write it to another disk); continue the run with `pneumoscan train --out {run} --resume`")])
+def test_train_cut_short_by_a_full_stdout_says_how_to_resume_by_errno(
+        code: int, fix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`train > log` on a full disk said to run the command again, which then refused ('pass --resume'); and said
+    to free space for a file-size limit (EFBIG), which free space does not lift."""
+    import argparse
+    import os
+    import sys
+
+    from pneumoscan.cli import _run_command
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+
+    def full(args: argparse.Namespace) -> int:
+        raise OSError(code, os.strerror(code))
+
+    log = tmp_path / "log.txt"
+    with log.open("w") as stdout:
+        monkeypatch.setattr(sys, "stdout", stdout)  # `train > log.txt`
+        args = argparse.Namespace(command="train", out=str(run), func=full)
+        assert _run_command(args) == 2
+    assert capsys.readouterr().err == (f"pneumoscan: error: stdout ({log}): {os.strerror(code)}; the output is cut short: "
+                                       f"{fix.format(run=run)}\n")
