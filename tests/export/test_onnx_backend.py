@@ -142,8 +142,10 @@ def test_saved_export_is_used_only_when_it_matches(tiny_run: Path, sample_dir: P
 def test_unreadable_onnx_file_is_an_input_error(tiny_run: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
-    with pytest.raises(InputError, match="not a loadable ONNX model"):
+    with pytest.raises(InputError, match="not a loadable ONNX model") as exc:
         Predictor(tiny_run, backend="onnx", onnx_path=bad)
+    # ONNX Runtime's reason, not only its error's type (a graph it has no kernel for reads alike)
+    assert "(InvalidProtobuf: [ONNXRuntimeError] : 7 : INVALID_PROTOBUF : " in str(exc.value)
 
 
 

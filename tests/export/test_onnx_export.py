@@ -257,3 +257,44 @@ def test_the_default_check_images_are_train_films_never_the_official_test_splits
     files = sample_image_paths(8)
     assert len(files) == 8 and {f.parent.name for f in files} == {"NORMAL", "PNEUMONIA"}
     assert all(f.parents[1].name == "train" for f in files)
+
+
+class Float64ConvNet(torch.nn.Module):
+    """A plugin's model whose forward convolves in float64: its export holds a Conv that ONNX Runtime has no CPU
+    kernel for, so the graph does not even load."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 3, padding=1)
+        self.fc = torch.nn.Linear(2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.nn.functional.conv2d(x.double(), self.conv.weight.double(), self.conv.bias.double(), padding=1)
+        return self.fc(y.float().mean(dim=(2, 3))).squeeze(1)
+
+
+def test_an_export_onnx_runtime_cannot_load_is_refused_with_its_reason_and_predicted_with_pytorch(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """ONNX Runtime failing to load the export was not an ExportCheckError: predict's auto backend stopped instead of
+    falling back to PyTorch, and `export` said 'export one with `pneumoscan export`', without ORT's reason."""
+    from pneumoscan.inference.predictor import Predictor
+    from pneumoscan.models import registry
+
+    registry.list_models()
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    registry.register_model("float64conv", description="convolves in float64", image_size=16)(Float64ConvNet)
+    meta = ArtifactMeta(model_name="float64conv", model_config={}, image_size=16, mean=0.5, std=0.25,
+                        model_sources=registry.model_sources(["float64conv"]))
+    path = save_artifact(tmp_path / "model.safetensors", Float64ConvNet(), meta)
+    film = write_xray(tmp_path / "film.png", 1, 0, size=16)
+    capfd.readouterr()
+    assert main(["export", "--model", str(path), "--out", str(tmp_path / "model.onnx"), "--images", str(film)]) == 2
+    err = capfd.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"pneumoscan: error: {path}: ONNX Runtime cannot load the exported model (")
+    assert "Could not find an implementation for Conv" in err and "pneumoscan export" not in err
+    assert err.endswith("; predict with --backend torch")
+    assert not (tmp_path / "model.onnx").exists()
+    with pytest.warns(UserWarning, match=r"its ONNX export failed the check against PyTorch \(ONNX Runtime cannot "
+                                         r"load the exported model \(.*Conv.*\)\); predicting with PyTorch instead"):
+        predictor = Predictor(path)
+        assert predictor.backend == "torch"

@@ -199,8 +199,8 @@ def check_onnx(onnx_bytes: bytes, model: nn.Module, meta: ArtifactMeta, images: 
     if bad:  # no export of such weights can agree: the model is at fault, not the exporter
         raise ExportCheckError(f"the model gave no probability (NaN) for {bad} of {len(expected)} images in PyTorch, "
                                f"so its weights are damaged; restore the model file or train it again")
-    session = OnnxBackend(onnx_bytes, threads=1)
     with _runtime_failure_refused():
+        session = OnnxBackend(onnx_bytes, threads=1)
         got = session.predict_probs(images)
         single = session.predict_probs(images[:1])  # the batch axis really is dynamic
         _, features = session.predict_with_features(images)
@@ -217,15 +217,19 @@ def check_onnx(onnx_bytes: bytes, model: nn.Module, meta: ArtifactMeta, images: 
 
 @contextlib.contextmanager
 def _runtime_failure_refused() -> Iterator[None]:
-    """ONNX Runtime failing to run the exported graph (a model whose trace fixed the batch size, as `int(x.shape[0])`
-    does, fails on any other batch) is an ExportCheckError, as a disagreement is: the export is unusable."""
+    """ONNX Runtime failing to load the exported graph (no CPU kernel for an operator, as for a Conv in float64) or to
+    run it (a model whose trace fixed the batch size, as `int(x.shape[0])` does, fails on any other batch) is an
+    ExportCheckError, as a disagreement is: the export is unusable."""
     try:
         yield
     except Exception as err:  # noqa: BLE001 - ONNX Runtime's own types have no common base but Exception
-        if not type(err).__module__.startswith("onnxruntime"):
+        # OnnxBackend's refusal to load the graph has ORT's error as its cause
+        cause = err.__cause__ if isinstance(err, InputError) else err
+        if cause is None or not type(cause).__module__.startswith("onnxruntime"):
             raise
-        raise ExportCheckError(f"ONNX Runtime cannot run the exported model ({type(err).__name__}: "
-                               f"{first_line(err, 200)}); predict with {option('backend', 'torch')}") from None
+        doing = "run" if cause is err else "load"
+        raise ExportCheckError(f"ONNX Runtime cannot {doing} the exported model ({type(cause).__name__}: "
+                               f"{first_line(cause, 200)}); predict with {option('backend', 'torch')}") from None
 
 
 def sample_image_paths(limit: int = 8) -> list[Path]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from pneumoscan.artifact import PIXEL_COUNT_RULE, ArtifactMeta, is_pixel_count
 from pneumoscan.data.preprocess import Preprocessing
-from pneumoscan.errors import InputError, option, raise_if_interrupted, words
+from pneumoscan.errors import InputError, first_line, option, raise_if_interrupted, words
 from pneumoscan.inference.batch import sigmoid
 
 if TYPE_CHECKING:  # a session over an export on file runs without torch (its import takes 1.5 s)
@@ -138,8 +138,10 @@ class OnnxBackend:
             source = model if isinstance(model, bytes) else os.fspath(model)
             self.session = ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001 - ORT raises its own types for unreadable models
-            raise InputError(f"{label}: not a loadable ONNX model ({type(err).__name__}); "
-                             "export one with `pneumoscan export`") from None
+            # ORT's error stays the cause: `check_onnx` tells a graph it cannot load (no kernel for a float64 Conv)
+            # from a file that is no model by it
+            raise InputError(f"{label}: not a loadable ONNX model ({type(err).__name__}: {first_line(err, 200)}); "
+                             "export one with `pneumoscan export`") from err
         props = self.session.get_modelmeta().custom_metadata_map
         self.metadata = {k.removeprefix("pneumoscan."): v for k, v in props.items() if k.startswith("pneumoscan.")}
         if "mean" not in self.metadata or "input_size" not in self.metadata:
