@@ -139,3 +139,15 @@ def test_one_line_escapes_every_unprintable_character_that_is_not_whitespace() -
     name = "abcdef\u200bghij"
     assert [one_line(name, n) for n in (10, 14, 15)] == ["abcdef...", "abcdef...", "abcdef\\u200b..."]
     assert one_line(name, 16) == "abcdef\\u200bghij"
+
+
+def test_a_command_a_message_gives_on_windows_quotes_a_path_as_cmd_exe_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Windows every path with a backslash came in POSIX single quotes ('C:\\Users\\amy\\runs\\r1'), which cmd.exe
+    keeps as part of the name."""
+    from pneumoscan.errors import shell_word
+
+    with monkeypatch.context() as windows:  # left before the asserts: pytest's report makes paths of os.name's kind
+        windows.setattr(os, "name", "nt")
+        plain, spaced = shell_word("C:\\Users\\amy\\runs\\r1"), shell_word("C:\\Users\\amy\\my runs\\r1")
+    assert plain == "C:\\Users\\amy\\runs\\r1"
+    assert spaced == '"C:\\Users\\amy\\my runs\\r1"'

@@ -193,10 +193,15 @@ def decimals(value: float, digits: int) -> str:
 def shell_word(path: str | os.PathLike[str]) -> str:
     """`path` as a command in a message gives it, to be pasted into a shell: quoted when a shell would not read it
     as one word ('my runs/r1' -> "'my runs/r1'"), as it is otherwise; one with a character `isprintable` refuses (a
-    newline) in bash's $'...' quoting with that character escaped, so the message stays one line."""
+    newline) in bash's $'...' quoting with that character escaped, so the message stays one line. On Windows in
+    cmd.exe's double quotes, and only when needed: POSIX quotes would wrap every path (its backslashes) in
+    single quotes, which cmd.exe keeps as part of the name."""
     import shlex
+    import subprocess
 
     text = os.fspath(path)
+    if os.name == "nt":  # Windows forbids control characters in names: no escapes needed
+        return subprocess.list2cmdline([text])
     if all(c.isprintable() for c in text):
         return shlex.quote(text)
     return "$'" + "".join(_shell_escaped(c) for c in text) + "'"
