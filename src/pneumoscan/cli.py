@@ -456,10 +456,12 @@ def _one_line_warnings() -> Callable[..., None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback."""
     args = _parse_args(build_parser(), list(sys.argv[1:] if argv is None else argv))
-    if sys.stdout is None and args.command != "serve":  # `>&-`: the output would be lost (serve's is its banner)
+    if sys.stdout is None and _result_on_stdout(args):  # `>&-`: the output would be lost
         print(f"pneumoscan: error: stdout is closed, so the output of {args.command} would be lost; send it to a "
               f"file (> out.txt) or to /dev/null", file=sys.stderr)
         return 2
+    if sys.stdout is None:
+        _fill_closed_descriptor(1)
     from pneumoscan.data.decode import quiet_decoder_warnings
     from pneumoscan.stdout import whole_writes
 
@@ -475,6 +477,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
     finally:
         warnings.showwarning = shown
+
+
+def _result_on_stdout(args: argparse.Namespace) -> bool:
+    """Whether what the command is run for is what it prints (a closed stdout would lose it): `predict`, `models`,
+    `card`, `cache` without --clear, `--json -`, and `audit` and `evaluate` without a file to write; not a command
+    whose result is files (`export`, `set-threshold`, `report`, `train`, ...: its stdout only tells of them)."""
+    if getattr(args, "json", None) == "-" or args.command in ("predict", "models", "card"):
+        return True
+    if args.command == "cache":
+        return not args.clear
+    if args.command in ("audit", "evaluate"):
+        return not (args.json or getattr(args, "predictions", None))
+    return False
+
+
+def _fill_closed_descriptor(fd: int) -> None:
+    """Open /dev/null as file descriptor FD when it is closed (`>&-`): else the first file the command opens (its
+    output's temporary file) would take it, and whatever a library prints to it would go into that file."""
+    try:
+        os.fstat(fd)
+    except OSError:
+        null = os.open(os.devnull, os.O_WRONLY)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
 
 
 def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
@@ -541,7 +568,8 @@ def _run_command(args: argparse.Namespace) -> int:
     """`_run` without its SIGTERM handler."""
     try:
         code = args.func(args)
-        sys.stdout.flush()  # here, not at exit: a full disk under `> FILE` must get its line too
+        if sys.stdout is not None:  # None: closed (`>&-`), for a command whose result is files
+            sys.stdout.flush()  # here, not at exit: a full disk under `> FILE` must get its line too
         return code
     except WriteError as err:  # e.g. a full disk: the files written before are whole, so a run can continue
         _tell(f"pneumoscan: error: {err}{_resume_hint(args)}")
@@ -612,7 +640,8 @@ def _tell(line: str) -> None:
 
 
 def _stdout_name() -> str:
-    """What stdout writes to, as a message names it: 'stdout (out.csv)' for `> out.csv`, else 'stdout'."""
+    """What stdout writes to, as a message names it: 'stdout (/home/amy/out.csv)', its full path, for `> out.csv`; else
+    'stdout'."""
     try:
         return f"stdout ({one_line(os.readlink(f'/proc/self/fd/{sys.stdout.fileno()}'))})"
     except (OSError, ValueError, AttributeError):  # no /proc (macOS, Windows), or no file descriptor

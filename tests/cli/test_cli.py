@@ -1008,3 +1008,38 @@ def test_train_cut_short_by_a_full_stdout_says_how_to_resume_by_errno(
         assert _run_command(args) == 2
     assert capsys.readouterr().err == (f"pneumoscan: error: stdout ({log}): {os.strerror(code)}; the output is cut short: "
                                        f"{fix.format(run=run)}\n")
+
+
+@pytest.mark.parametrize("command", ["export", "evaluate --json", "audit --json"])
+def test_a_closed_stdout_does_not_stop_a_command_whose_result_is_a_file(command: str, tiny_run: Path, tiny_data: Path,
+                                                                        tmp_path: Path) -> None:
+    """The closed-stdout refusal (exit 2) stopped every command, `export` and `evaluate --json FILE` too, whose result
+    is the file they write and which ran before it."""
+    import os
+    import subprocess
+    import sys
+
+    film = sorted((tiny_data / "train" / "NORMAL").iterdir())[0]
+    out = tmp_path / {"export": "model.onnx"}.get(command, "out.json")
+    argv = {"export": ["export", "--model", str(tiny_run), "--out", str(out), "--images", str(film)],
+            "evaluate --json": ["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--split", "train",
+                                "--n-boot", "10", "--cache-dir", str(tmp_path), "--json", str(out)],
+            "audit --json": ["audit", str(tiny_data), "--json", str(out)]}[command]
+    done = subprocess.run([sys.executable, "-m", "pneumoscan", *argv], stderr=subprocess.PIPE, text=True, timeout=300,
+                          preexec_fn=lambda: os.close(1))
+    assert done.returncode == 0 and "stdout is closed" not in done.stderr, done.stderr
+    assert out.stat().st_size > 0
+
+
+def test_a_closed_stdout_descriptor_is_not_given_to_the_files_a_command_writes(tmp_path: Path) -> None:
+    """With stdout closed (`>&-`) a command that runs anyway (its result is files) would open its first file as
+    descriptor 1, where anything printed to stdout by a library would land in that file."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import os, sys\nfrom pneumoscan import cli\ncli._fill_closed_descriptor(1)\n"
+             "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT)\nprint(fd, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "out.txt")], stderr=subprocess.PIPE, text=True,
+                          timeout=300, preexec_fn=lambda: os.close(1))
+    assert done.returncode == 0 and int(done.stderr.strip()) != 1, done.stderr
