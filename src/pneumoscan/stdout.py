@@ -1,9 +1,9 @@
-"""The command line's stdout, taking each write whole or failing: Python's own drops what a short write leaves.
+"""The command line's stdout, taking each write whole or failing: Python's own can drop what a short write leaves.
 
-A disk that fills during a write (or a `ulimit -f` limit, FAT32's 4 GB cap) takes part of it: `write(1, ..., 3000)
-= 1096`. Python's buffered stdout (3.11) then drops the rest without an error when the write went past its buffer,
-so `predict --csv > out.csv` exited 0 with its last rows cut. Here the rest is written again, and the disk's error
-(ENOSPC, EFBIG) is raised for the CLI to report."""
+A disk that fills during a write (or a `ulimit -f` limit, FAT32's 4 GB cap) takes part of it: `write(1, ..., 5024)
+= 4096`. Python's unbuffered stdout (`python -u`, PYTHONUNBUFFERED=1, as container images often set) then drops
+the rest without an error, so `predict --csv > out.csv` exited 0 with its last rows cut. Here the rest is written
+again, and the disk's error (ENOSPC, EFBIG) is raised for the CLI to report."""
 from __future__ import annotations
 
 import io
@@ -43,16 +43,18 @@ class _WholeWrites(io.RawIOBase):
 @contextmanager
 def whole_writes() -> Iterator[None]:
     """Within it, `sys.stdout` writes to the same file descriptor, in the same encoding and buffering, but each write
-    whole or with an OSError (`_WholeWrites`); a stdout without a file descriptor (a test's capture) is left as it is."""
+    whole or with an OSError (`_WholeWrites`); a stdout that does not write bytes to a file descriptor (a test's
+    capture, a Windows console, which takes Unicode through its own API) is left as it is."""
     stream = sys.stdout
-    try:
-        fd = stream.fileno()
-    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+    binary = getattr(stream, "buffer", None)
+    if not isinstance(getattr(binary, "raw", binary), io.FileIO):  # `python -u`: the FileIO itself, unbuffered
         yield
         return
+    fd = stream.fileno()
     stream.flush()
     raw = _WholeWrites(fd)
-    whole = io.TextIOWrapper(io.BufferedWriter(raw), encoding=getattr(stream, "encoding", None) or "utf-8",
+    layer = raw if binary is getattr(binary, "raw", binary) else io.BufferedWriter(raw)  # unbuffered as it was
+    whole = io.TextIOWrapper(layer, encoding=getattr(stream, "encoding", None) or "utf-8",
                              errors=getattr(stream, "errors", None) or "strict",
                              line_buffering=getattr(stream, "line_buffering", False),
                              write_through=getattr(stream, "write_through", False))
