@@ -220,23 +220,34 @@ class FixedBatchNet(torch.nn.Module):
         return self.fc(torch.relu(self.conv(x)).reshape(int(x.shape[0]), -1)).squeeze(1)
 
 
+def _plugin_model(net: type[torch.nn.Module], name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """NET registered for this test as a plugin's model NAME (16 px), saved untrained in TMP_PATH."""
+    from pneumoscan.models import registry
+
+    registry.list_models()
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    registry.register_model(name, description=f"the test's {name}", image_size=16)(net)
+    meta = ArtifactMeta(model_name=name, model_config={}, image_size=16, mean=0.5, std=0.25,
+                        model_sources=registry.model_sources([name]))
+    return save_artifact(tmp_path / "model.safetensors", net(), meta)
+
+
+def _export_code(path: Path, tmp_path: Path) -> int:
+    """The exit code of `pneumoscan export` of model PATH to TMP_PATH/model.onnx, checked on one 16 px film."""
+    film = write_xray(tmp_path / "film.png", 1, 0, size=16)
+    return main(["export", "--model", str(path), "--out", str(tmp_path / "model.onnx"), "--images", str(film)])
+
+
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # the cause, said by torch
 def test_an_export_onnx_runtime_cannot_run_is_refused_in_one_line_and_predicted_with_pytorch(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """ONNX Runtime's own error escaped the check: `export` ended in a traceback, and predict's auto backend, which
     falls back to PyTorch on a failed check, stopped with it. ORT's log line of the error is not shown either."""
     from pneumoscan.inference.predictor import Predictor
-    from pneumoscan.models import registry
 
-    registry.list_models()
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    registry.register_model("fixedbatch", description="batch fixed by its trace", image_size=16)(FixedBatchNet)
-    meta = ArtifactMeta(model_name="fixedbatch", model_config={}, image_size=16, mean=0.5, std=0.25,
-                        model_sources=registry.model_sources(["fixedbatch"]))
-    path = save_artifact(tmp_path / "model.safetensors", FixedBatchNet(), meta)
-    film = write_xray(tmp_path / "film.png", 1, 0, size=16)
+    path = _plugin_model(FixedBatchNet, "fixedbatch", monkeypatch, tmp_path)
     capfd.readouterr()
-    assert main(["export", "--model", str(path), "--out", str(tmp_path / "model.onnx"), "--images", str(film)]) == 2
+    assert _export_code(path, tmp_path) == 2
     lines = capfd.readouterr().err.strip().splitlines()
     assert [line for line in lines if "onnxruntime" in line and not line.startswith("pneumoscan: ")] == []
     err = lines[-1]  # after the tracer's warning of why (int(x.shape[0]))
@@ -278,17 +289,10 @@ def test_an_export_onnx_runtime_cannot_load_is_refused_with_its_reason_and_predi
     """ONNX Runtime failing to load the export was not an ExportCheckError: predict's auto backend stopped instead of
     falling back to PyTorch, and `export` said 'export one with `pneumoscan export`', without ORT's reason."""
     from pneumoscan.inference.predictor import Predictor
-    from pneumoscan.models import registry
 
-    registry.list_models()
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    registry.register_model("float64conv", description="convolves in float64", image_size=16)(Float64ConvNet)
-    meta = ArtifactMeta(model_name="float64conv", model_config={}, image_size=16, mean=0.5, std=0.25,
-                        model_sources=registry.model_sources(["float64conv"]))
-    path = save_artifact(tmp_path / "model.safetensors", Float64ConvNet(), meta)
-    film = write_xray(tmp_path / "film.png", 1, 0, size=16)
+    path = _plugin_model(Float64ConvNet, "float64conv", monkeypatch, tmp_path)
     capfd.readouterr()
-    assert main(["export", "--model", str(path), "--out", str(tmp_path / "model.onnx"), "--images", str(film)]) == 2
+    assert _export_code(path, tmp_path) == 2
     err = capfd.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"pneumoscan: error: {path}: ONNX Runtime cannot load the exported model (")
     assert "Could not find an implementation for Conv" in err and "pneumoscan export" not in err
