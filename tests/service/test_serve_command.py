@@ -60,6 +60,42 @@ def test_a_bind_failure_other_than_a_busy_port_names_its_own_fix(code: str, stre
     assert ("stop what uses the port" in err) == (code == "EADDRINUSE")
 
 
+def test_a_machine_without_ipv6_is_told_to_pass_an_ipv4_host(tiny_run: Path, capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve --host ::1` on a machine without IPv6 failed when the socket was made, before the bind that the one-line
+    errors covered: a traceback ending in "[Errno 97] Address family not supported by protocol"."""
+    import errno
+
+    real = socket.socket
+
+    def no_ipv6(family: int = socket.AF_INET, *args: object, **kwargs: object) -> socket.socket:
+        if family == socket.AF_INET6:
+            raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+        return real(family, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "socket", no_ipv6)
+    assert main(["serve", "--model", str(tiny_run), "--host", "::1", "--port", "8000", "--log-level", "critical"]) == 2
+    captured = capsys.readouterr()
+    assert "[::1]:8000: cannot listen here (Address family not supported by protocol); this machine has no IPv6: " \
+        "pass an IPv4 --host such as 127.0.0.1" in captured.err
+    assert "Traceback" not in captured.err and "serving on" not in captured.out
+
+
+@pytest.mark.parametrize(("host", "url"), [
+    ("127.0.0.1", "http://127.0.0.1:8000/"),
+    ("::1", "http://[::1]:8000/"),
+    ("fe80::1%eth0", "http://[fe80::1%25eth0]:8000/"),  # RFC 6874: a zone's % is written %25 in a URL
+])
+def test_the_page_url_is_a_url_a_browser_opens(host: str, url: str) -> None:
+    """A scoped link-local host printed http://[fe80::1%eth0]:8000/, where %et is not a percent-encoding."""
+    from urllib.parse import unquote, urlsplit
+
+    from pneumoscan.service.commands import page_url
+
+    assert page_url(host, 8000) == url
+    assert unquote(urlsplit(url).hostname or "") == host  # the URL's host is the address, zone and all
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--port", "70000"], "--port 70000: must be between 0 and 65535"),
     (["--host", "no-such-host.invalid"], "--host no-such-host.invalid: unknown address"),

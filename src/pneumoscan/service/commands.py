@@ -29,15 +29,15 @@ def check_listen(host: str, port: int) -> int:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except socket.gaierror as err:
         raise InputError(f"--host {host}: unknown address ({err.strerror}); use 127.0.0.1, or 0.0.0.0 for all") from None
-    with socket.socket(family, kind, proto) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
-        try:
+    try:
+        with socket.socket(family, kind, proto) as sock:  # creating it fails too: IPv6 on a machine without it
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
             sock.bind(address)
-        except OSError as err:
-            where = host_port(host, port)
-            raise InputError(f"{where}: cannot listen here ({err.strerror}); {_listen_fix(err.errno, host, port)}") \
-                from None
-        return int(sock.getsockname()[1])
+            return int(sock.getsockname()[1])
+    except OSError as err:
+        where = host_port(host, port)
+        raise InputError(f"{where}: cannot listen here ({err.strerror}); {_listen_fix(err.errno, host, port)}") \
+            from None
 
 
 def host_port(host: str, port: int) -> str:
@@ -57,7 +57,8 @@ def _unscoped_link_local(host: str) -> bool:
 
 
 def _listen_fix(code: int | None, host: str, port: int) -> str:
-    """What to do when binding HOST:PORT failed with errno CODE: the port in use is one cause among several."""
+    """What to do when listening on HOST:PORT (making its socket, binding it) failed with errno CODE: the port in use
+    is one cause among several."""
     import errno
 
     if code == errno.EADDRNOTAVAIL:
@@ -67,6 +68,8 @@ def _listen_fix(code: int | None, host: str, port: int) -> str:
     if code == errno.EACCES:  # not a privileged port: SELinux, AppArmor or a container's policy
         return (f"permission denied to listen on {host_port(host, port)} (a security policy may forbid it); "
                 "pass another --port or ask IT support")
+    if code == errno.EAFNOSUPPORT:
+        return "this machine has no IPv6: pass an IPv4 --host such as 127.0.0.1, or 0.0.0.0 for all"
     if code == errno.EINVAL and _unscoped_link_local(host):
         return f"a link-local IPv6 address needs its network interface as its scope, such as --host {host}%eth0"
     return "stop what uses the port or pass another --port"
@@ -85,8 +88,9 @@ def is_loopback(host: str) -> bool:
 
 
 def page_url(host: str, port: int, scheme: str = "http") -> str:
-    """The page's address for HOST:PORT; an IPv6 address goes in brackets (http://[::1]:8000/)."""
-    return f"{scheme}://{host_port(host, port)}/"
+    """The page's address for HOST:PORT; an IPv6 address goes in brackets (http://[::1]:8000/), its zone's % as %25
+    (RFC 6874: http://[fe80::1%25eth0]:8000/)."""
+    return f"{scheme}://{host_port(host.replace('%', '%25'), port)}/"
 
 
 class StoppedBeforeServing(BaseException):
