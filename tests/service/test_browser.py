@@ -1149,6 +1149,23 @@ def test_a_threshold_equal_to_a_confident_probability_is_printed_as_p_is(server:
         assert not errors, errors
 
 
+def test_the_meter_never_shows_a_threshold_short_of_certainty_as_0_or_1(server: str) -> None:
+    """The meter's label printed the threshold with 2 decimals whatever it was: "threshold 1.00" for 0.9995 (above
+    every P), while the figures beside it said 0.9995; its aria-valuenow gave P with 3, "1.000" for P = 0.9996. Both
+    now take the decimals the decision line and the figures use."""
+    with chromium_page(server + "/") as (page, errors):
+        for p, t, label in ((0.5, 0.9995, "threshold 0.9995"), (0.5, 0.00001, "threshold 0.00001"),
+                            (0.9995, 0.9995, "threshold 0.9995"), (0.99998, 0.6151051, "threshold 0.62"),
+                            (0.9, 0.5, "threshold 0.50"), (0.5, 1.0, "threshold 1.00"), (0.9996, 0.62, "threshold 0.62")):
+            page.evaluate("(answer) => render(answer, 'film.png')", {**ANSWER, "probability": p, "threshold": t})
+            assert page.locator("#marker-label").inner_text() == label, (p, t)
+            decision_t = re.search(r"the threshold ([0-9.]+)$", page.locator("#decision").inner_text()).group(1)
+            assert label == f"threshold {decision_t}", (p, t)  # the meter says what the decision line says
+            assert page.locator("#meter").get_attribute("aria-valuenow") == page.locator("#prob").inner_text(), (p, t)
+        assert page.locator("#meter").get_attribute("aria-valuenow") == "0.9996"
+        assert not errors, errors
+
+
 LIVE = "el => Boolean(el.closest('[aria-live=polite], [aria-live=assertive], [role=status], [role=alert]')) && " \
        "getComputedStyle(el).display !== 'none' && el.getClientRects().length > 0"
 

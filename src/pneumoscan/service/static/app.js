@@ -240,12 +240,13 @@ function shortOfCertain(p, digits) {
 // Decimals (at least `min`, at most 6) for a threshold or an interval's end `t` printed beside P = p: those that tell
 // it from p, not the more p itself may need to fall short of 1 (P = 0.99998 printed the threshold 0.61511, while the
 // header and the meter said 0.62 and a film below it 0.615). Equal to p, t takes p's own: P = 0.9995 "at or above
-// the threshold 1.00" read as a film flagged below its threshold.
+// the threshold 1.00" read as a film flagged below its threshold. Nor does t short of 0 or 1 print as 0 or 1: a
+// threshold of 0.9995 is not "1.00", above every P.
 function digitsFrom(t, p, min) {
   if (p === t) return shortOfCertain(p, min);
   let digits = min;
   while (digits < 6 && p.toFixed(digits) === t.toFixed(digits)) digits++;
-  return digits;
+  return shortOfCertain(t, digits);
 }
 
 function decisionText(p, threshold, positive) {
@@ -456,11 +457,13 @@ function render(result, name) {
   // near either end the label lies on the meter's side of the marker: centred, it ran off a phone's screen
   $("marker").classList.toggle("label-start", result.threshold < 0.2);
   $("marker").classList.toggle("label-end", result.threshold > 0.8);
-  $("marker-label").textContent = `threshold ${result.threshold.toFixed(2)}`;
-  $("meter").setAttribute("aria-valuenow", result.probability.toFixed(3));
+  // the decision line's decimals: the header's 0.62, and never 1.00 for 0.9995
+  const marked = result.threshold.toFixed(digitsFrom(result.threshold, result.probability, 2));
+  $("marker-label").textContent = `threshold ${marked}`;
 
   const digits = digitsApart(result.probability, result.threshold, 3);
   $("prob").textContent = result.probability.toFixed(digits);
+  $("meter").setAttribute("aria-valuenow", $("prob").textContent);  // P as the figures print it: 0.9996, not 1.000
   $("label").textContent = result.label;
   $("threshold").textContent = result.threshold.toFixed(digitsFrom(result.threshold, result.probability, 3));
   const uncertain = renderUncertainty(result, positive);
