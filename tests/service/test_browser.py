@@ -761,22 +761,26 @@ def test_the_proxy_limit_asked_for_follows_the_services_limits_and_passes_both_e
     """A proxy's 413 told IT support the limit "must be at least the service's 50 MB", the per-file limit, while the
     docs asked for 100m, the batch limit: a proxy at 50m turned away every /predict/batch over 50 MB, and a proxy at
     --max-upload-mb 150's 150m a 150 MB film's /predict, whose body carries the file and its multipart envelope. The
-    page and the docs now ask for the same figure, which passes every request the service takes, and at most 1 MB
-    more."""
-    def info(settings: Settings) -> dict[str, float]:  # the limits as GET /model gives them
+    page and the docs now ask for the same figure, which passes every request the service takes: GET /model's
+    max_request_mb, exactly (the page added 1 MB for the envelope, 102m for --max-upload-mb 100.5, whose largest
+    request is 100.0625 MB); from an older service without it, at most 1 MB more."""
+    def older(settings: Settings) -> dict[str, float]:  # the limits as an older service's GET /model gives them
         return {"max_upload_mb": settings.max_upload_mb, "max_batch_mb": settings.batch_limit_mb}
 
     from playwright.sync_api import expect
 
-    with serving(fitted, "--max-upload-mb", "150") as base, chromium_page(base + "/") as (page, errors):
+    with serving(fitted, "--max-upload-mb", "100.5") as base, chromium_page(base + "/") as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")  # GET /model answered
-        served = Settings(max_upload_mb=150)
-        assert page.evaluate("modelInfo.max_upload_mb") == 150
-        assert f"at least {proxy_limit_mb(served)} MB (nginx: client_max_body_size {proxy_limit_mb(served)}m)" in \
-            page.evaluate("proxyRefused(413, modelInfo)")
-        for settings in (Settings(), served, Settings(max_upload_mb=99.97), Settings(max_upload_mb=99.5),
-                         Settings(max_upload_mb=2, max_batch_mb=7.5)):
-            asked = page.evaluate("(info) => proxyLimitMb(info)", info(settings))
+        served = Settings(max_upload_mb=100.5)
+        assert page.evaluate("modelInfo.max_upload_mb") == 100.5
+        assert page.evaluate("modelInfo.max_request_mb") == (int(100.5 * MB) + ENVELOPE) / MB
+        assert proxy_limit_mb(served) == 101
+        assert "at least 101 MB (nginx: client_max_body_size 101m)" in page.evaluate("proxyRefused(413, modelInfo)")
+        for settings in (Settings(), served, Settings(max_upload_mb=150), Settings(max_upload_mb=99.97),
+                         Settings(max_upload_mb=99.5), Settings(max_upload_mb=2, max_batch_mb=7.5)):
+            current = {**older(settings), "max_request_mb": settings.max_request_bytes / MB}
+            assert page.evaluate("(info) => proxyLimitMb(info)", current) == proxy_limit_mb(settings), settings
+            asked = page.evaluate("(info) => proxyLimitMb(info)", older(settings))
             assert proxy_limit_mb(settings) <= asked <= proxy_limit_mb(settings) + 1, (settings, asked)
         assert page.evaluate("proxyRefused(413, null)").endswith(
             "the proxy's upload limit (nginx's client_max_body_size) must be at least the largest request the service "

@@ -373,6 +373,19 @@ def test_the_model_card_names_the_upload_memory_and_timeouts(app: FastAPI, tiny_
         assert info["upload_idle_s"] == 5 and info["upload_total_s"] == 600
 
 
+def test_the_model_card_names_the_largest_request_a_proxy_must_let_through(app: FastAPI, tiny_run: Path) -> None:
+    """The page could only guess a /predict body's multipart envelope (1 MB) from max_upload_mb and max_batch_mb, and
+    asked IT support for a proxy limit up to 1 MB above the largest request: GET /model now says it."""
+    with TestClient(app) as client:  # a /predict body (its file with the envelope) is above a full batch
+        assert client.get("/model").json()["max_request_mb"] == (int(0.1 * MB) + ENVELOPE) / MB
+        described = client.get("/openapi.json").json()["components"]["schemas"]["ModelInfo"]["properties"]
+        assert described["max_request_mb"]["type"] == "number" and "proxy" in described["max_request_mb"]["description"]
+        accepted = client.post("/predict", files={"file": ("x.png", b"\0" * int(0.1 * MB), "image/png")})
+        assert accepted.status_code != 413  # a file at the per-file limit fits in max_request_mb with its envelope
+    with TestClient(create_app(Settings(model=str(tiny_run), max_upload_mb=1, max_batch_mb=3))) as client:
+        assert client.get("/model").json()["max_request_mb"] == 3  # a full batch is the largest
+
+
 @pytest.mark.parametrize(("memory", "message"), [
     (99, "--upload-memory-mb 99: must be at least the batch limit of 100 MB, so that one full /predict/batch "
          "request fits; such as 400"),

@@ -22,7 +22,7 @@ from pneumoscan.artifact import ArtifactMeta, is_shipped
 from pneumoscan.errors import (DamagedModel, InputError, ModelFileChanged, ModelFileGone, PneumoscanError,
                               first_line, gpu_out_of_memory, host_out_of_memory, names_file, out_of_memory_text)
 from pneumoscan.inference.predictor import Decoded, Prediction, Predictor, describe
-from pneumoscan.service.settings import Settings
+from pneumoscan.service.settings import MB, Settings
 
 if TYPE_CHECKING:
     from torch import nn
@@ -501,7 +501,8 @@ class Engine:
                 "backend": self.predictor.backend, "explain_available": self.explain_available(),
                 "explain_loaded": self.explain_loaded, "explain_problem": problem, "explain_retry_s": retry_s,
                 "max_upload_mb": self.settings.max_upload_mb, "max_batch_files": self.settings.max_batch_files,
-                "max_batch_mb": self.settings.batch_limit_mb, "upload_memory_mb": self.settings.upload_memory_limit_mb,
+                "max_batch_mb": self.settings.batch_limit_mb, "max_request_mb": self.settings.max_request_bytes / MB,
+                "upload_memory_mb": self.settings.upload_memory_limit_mb,
                 "upload_idle_s": self.settings.upload_idle_s, "upload_total_s": self.settings.upload_total_s,
                 "ood_guard": self.guarded,
                 "sha256": self.model_sha256, "shipped": self.shipped}

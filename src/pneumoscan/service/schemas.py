@@ -110,6 +110,9 @@ class ModelInfo(BaseModel):
     max_upload_mb: float = Field(description="per-file upload limit")
     max_batch_files: int = Field(description="files per /predict/batch request")
     max_batch_mb: float = Field(description="whole /predict/batch request body limit")
+    max_request_mb: float = Field(description="the largest request body the service takes: a whole /predict/batch "
+                                              "body, or a /predict file of max_upload_mb with its multipart envelope; "
+                                              "a proxy in front must let bodies this large through")
     upload_memory_mb: float = Field(description="upload bodies held in memory at once, all requests together; "
                                                 "beyond it requests get 503 with Retry-After")
     upload_idle_s: float = Field(description="an upload that sends no data for this many seconds gets 408")

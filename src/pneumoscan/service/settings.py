@@ -79,11 +79,17 @@ class Settings:
         return int(self.batch_limit_mb * MB)
 
     @property
+    def max_request_bytes(self) -> int:
+        """The largest request body the service takes: a whole /predict/batch body, or a /predict one of a file at
+        the per-file limit with its multipart envelope (what a proxy in front must let through)."""
+        return max(self.max_batch_bytes, self.max_upload_bytes + ENVELOPE)
+
+    @property
     def upload_memory_limit_mb(self) -> float:
         """Upload bodies held in memory at once, all requests together: --upload-memory-mb, else 4 full batches."""
         return self.upload_memory_mb if self.upload_memory_mb is not None else UPLOAD_MEMORY_BATCHES * self.batch_limit_mb
 
     @property
     def upload_memory_bytes(self) -> int:
-        """The same in bytes, never below the largest request body (a /predict body may carry its file + ENVELOPE)."""
-        return max(int(self.upload_memory_limit_mb * MB), self.max_batch_bytes, self.max_upload_bytes + ENVELOPE)
+        """The same in bytes, never below the largest request body."""
+        return max(int(self.upload_memory_limit_mb * MB), self.max_request_bytes)

@@ -546,10 +546,13 @@ function unreachable(status) {
 }
 
 // The proxy's upload limit that lets every request the service takes through, in whole MB (nginx's "m" is the
-// service's MB, 1,048,576 bytes): a whole /predict/batch body, or a /predict file of max_upload_mb with its multipart
-// boundaries and headers (under 1 MB). The service's per-file limit alone turned away batches of 50 to 100 MB.
+// service's MB, 1,048,576 bytes): GET /model's max_request_mb, a whole /predict/batch body or a /predict file of
+// max_upload_mb with its multipart envelope. An older service does not give it: the per-file limit plus 1 MB, which
+// covers that envelope. The service's per-file limit alone turned away batches of 50 to 100 MB.
 function proxyLimitMb(info) {
-  return Math.ceil(Math.max(info.max_batch_mb, info.max_upload_mb + 1));
+  const largest = typeof info.max_request_mb === "number" ? info.max_request_mb
+    : Math.max(info.max_batch_mb, info.max_upload_mb + 1);
+  return Math.ceil(largest);
 }
 
 // What the page says when an upload's refusal is not the service's own (fromService): the hospital's proxy answered in
