@@ -1160,7 +1160,8 @@ def test_the_meter_never_shows_a_threshold_short_of_certainty_as_0_or_1(server: 
     with chromium_page(server + "/") as (page, errors):
         for p, t, label in ((0.5, 0.9995, "threshold 0.9995"), (0.5, 0.00001, "threshold 0.00001"),
                             (0.9995, 0.9995, "threshold 0.9995"), (0.99998, 0.6151051, "threshold 0.62"),
-                            (0.9, 0.5, "threshold 0.50"), (0.5, 1.0, "threshold 1.00"), (0.9996, 0.62, "threshold 0.62")):
+                            (0.9, 0.5, "threshold 0.50"), (0.5, 1.0, "threshold 1.00"),
+                            (0.9996, 0.62, "threshold 0.62")):
             page.evaluate("(answer) => render(answer, 'film.png')", {**ANSWER, "probability": p, "threshold": t})
             assert page.locator("#marker-label").inner_text() == label, (p, t)
             decision_t = re.search(r"the threshold ([0-9.]+)$", page.locator("#decision").inner_text()).group(1)
