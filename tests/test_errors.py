@@ -94,6 +94,7 @@ def test_decimals_never_shows_a_rate_below_1_as_1(value: float, digits: int, tex
 def test_evaluate_and_set_threshold_print_by_that_rule() -> None:
     """They printed with .4f: an AUC of 0.99996 read 1.0000, a perfect score it is not."""
     from pneumoscan.cli import _borderline_lines
+    from pneumoscan.evaluation.bootstrap import summarize
     from pneumoscan.evaluation.local_threshold import LocalThreshold, format_local_threshold
 
     border = {"interval": [0.5, 0.7], "n": 1, "share": 0.0001, "by_class": {"NORMAL": {"n": 1}, "PNEUMONIA": {"n": 0}},
@@ -101,9 +102,12 @@ def test_evaluate_and_set_threshold_print_by_that_rule() -> None:
     assert "accuracy 0.99996  recall 1.0000  specificity 0.9999 (n=9999)" in _borderline_lines(border)[1]
     figures = {"n": 30000, "n_negative": 10000, "n_positive": 20000, "threshold": 0.5,
                "confusion_matrix": {"matrix": [[9999, 1], [0, 20000]]},
-               **{k: {"value": 0.99996} for k in ("recall", "specificity", "precision", "accuracy")}}
+               **{k: {"value": 0.99996} for k in ("recall", "specificity", "precision", "accuracy")},
+               # how the intervals were drawn, as `summarize` (which set-threshold's figures come from) always records
+               "intervals": summarize([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9], 0.5, n_boot=10)["intervals"]}
     text = format_local_threshold(LocalThreshold(0.5, (0.4, 0.6), 0.95, figures, figures, Path("m"), True, []))
     assert "  recall       0.99996 0.99996" in text
+    assert "(95% bootstrap interval 0.4000 to 0.6000, resampled film by film)" in text
 
 
 @pytest.mark.parametrize(("error", "full"), [
