@@ -12,6 +12,17 @@ from pneumoscan.errors import MissingImagesWarning
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.report.run import load_run
 from pneumoscan.report.scores import validation_scores
+from tests.conftest import write_xray
+
+
+def without_stored_patients(path: Path) -> None:
+    """Rewrite the model at `path` as one from before its validation scores stored their patients (`groups`)."""
+    from dataclasses import replace
+
+    from pneumoscan.artifact import load_artifact, save_artifact
+
+    model, meta = load_artifact(path, "cpu")
+    save_artifact(path, model, replace(meta, val_scores={k: v for k, v in meta.val_scores.items() if k != "groups"}))
 
 
 def test_validation_intervals_resample_patients_as_evaluate_does(tiny_run: Path, tmp_path: Path) -> None:
@@ -19,6 +30,7 @@ def test_validation_intervals_resample_patients_as_evaluate_does(tiny_run: Path,
     intervals, 'resamples of films' on the page) where `evaluate` on the same films draws their patients."""
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
+    without_stored_patients(run / "model.safetensors")  # a model from before they were: read from the file names
     rows = list(csv.DictReader((tiny_run / "val_predictions.csv").open()))
     for i, row in enumerate(rows):  # two patients a class, each with several films (Kermany names)
         name = f"IM-{i % 2:04d}-{i + 1:04d}.jpeg" if row["label"] == "0" else f"person{i % 2}_bacteria_{i}.jpeg"
@@ -35,3 +47,29 @@ def test_validation_intervals_resample_patients_as_evaluate_does(tiny_run: Path,
     expected = summarize(np.asarray([int(r["label"]) for r in rows]), np.asarray([float(r["prob"]) for r in rows]),
                          scores.threshold, n_boot=50, groups=patients)
     assert scores.summary["roc_auc"] == expected["roc_auc"] and scores.summary["f1"] == expected["f1"]
+
+
+def test_validation_intervals_draw_a_manifests_patients_as_the_models_val_metrics_did(tmp_path: Path) -> None:
+    """val_predictions.csv keeps no patient column: for a run trained on a manifest with one, the report read each
+    film's patient again from its generic file name (every film its own patient, or none) and drew its intervals
+    otherwise than the model's stored val_metrics, which were drawn by the manifest's patients."""
+    from pneumoscan.artifact import read_meta
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.trainer import train
+
+    rows = ["path,label,patient"]
+    for i in range(48):  # 16 patients, 3 films each, generic names
+        label = i // 24
+        rows.append(f"{write_xray(tmp_path / 'films' / f'film_{i:04d}.png', label, 3000 + i, size=32)},"
+                    f"{'PNEUMONIA' if label else 'NORMAL'},p{i // 3}")
+    manifest = tmp_path / "man.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    train(TrainConfig(data=str(manifest), out=str(run), model="mlp", image_size=32, epochs=1, val_fraction=0.5,
+                      cache_dir=str(tmp_path / "cache")), progress=False)
+    meta = read_meta(run / "model.safetensors")
+    assert meta.val_metrics["intervals"]["resampled"] == "patients"  # by the manifest's patients, 3 films each
+    scores = validation_scores(load_run(run), n_boot=500, progress=False)
+    assert scores.summary["intervals"] == meta.val_metrics["intervals"]
+    assert scores.summary["roc_auc"] == meta.val_metrics["roc_auc"] and scores.summary["f1"] == meta.val_metrics["f1"]
+    assert scores.patients == meta.val_metrics["intervals"]["n_resampled"] == len(scores.labels) // 3

@@ -127,8 +127,7 @@ def threshold_film_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0,
         except InputError as err:
             raise InputError(_site_copy_message(run, f"{films}, where they were, no longer holds them ({err})")
                              ) from None
-    stored = run.meta.val_scores
-    if not _same_scores(scores, stored.get("labels"), stored.get("probs")):
+    if not _same_scores(scores.labels, scores.probs, run.meta.val_scores):
         then = source["n_normal"] + source["n_pneumonia"]
         now = f"{len(scores.labels)} now, {then} then" if len(scores.labels) != then else "as many, scored otherwise"
         raise InputError(_site_copy_message(run, f"{films}, where they were, holds other films now ({now})"))
@@ -140,20 +139,30 @@ def threshold_film_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0,
     return scores
 
 
-def _same_scores(scores: Scores, labels: object, probs: object) -> bool:
-    """Whether `scores` has the labels and, to 1e-4 (the ONNX and PyTorch backends differ by less), the
-    probabilities a model stores, film by film."""
+def _same_scores(labels: np.ndarray, probs: np.ndarray, val_scores: dict[str, Any]) -> bool:
+    """Whether `labels` and `probs` are, film by film, the labels and, to 1e-4 (the ONNX and PyTorch backends differ
+    by less), the probabilities a model stores (`ArtifactMeta.val_scores`)."""
     try:
-        stored_labels, stored = np.asarray(labels, dtype=np.int64), np.asarray(probs, dtype=np.float64)
+        stored_labels = np.asarray(val_scores.get("labels"), dtype=np.int64)
+        stored = np.asarray(val_scores.get("probs"), dtype=np.float64)
     except (TypeError, ValueError):  # scores edited out of shape
         return False
-    return (stored_labels.shape == scores.labels.shape == stored.shape and np.array_equal(stored_labels, scores.labels)
-            and bool(np.allclose(stored, scores.probs, rtol=0.0, atol=1e-4)))
+    return (stored_labels.shape == labels.shape == stored.shape and np.array_equal(stored_labels, labels)
+            and bool(np.allclose(stored, probs, rtol=0.0, atol=1e-4)))
+
+
+def _stored_patients(run: RunInfo, labels: np.ndarray, probs: np.ndarray) -> list[str | None] | None:
+    """Each validation film's patient as the model stores them with its scores (`ArtifactMeta.score_groups`: keyed
+    as its training keyed them, by a manifest's patient column too, which val_predictions.csv does not keep), when
+    the CSV's `labels` and `probs` are those very films; None when it stores none or they are other films."""
+    groups = run.meta.score_groups()
+    return groups if groups is not None and _same_scores(labels, probs, run.meta.val_scores) else None
 
 
 def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0, progress: bool = True) -> Scores:
     """Scores of the run's own validation split (no model needed), at the stored threshold, their intervals drawn by
-    patient as `evaluate` draws them (`film_patients`); `progress`: the bar of reading their patients."""
+    patient as the model's `val_metrics` were (`_stored_patients`), else as `evaluate` reads them from the files
+    (`film_patients`); `progress`: the bar of reading their patients."""
     from pneumoscan.data.patients import cause_of
     from pneumoscan.evaluation.bootstrap import summarize
     from pneumoscan.evaluation.evaluate import film_patients
@@ -168,12 +177,13 @@ def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0, progre
             f"folder the run was trained in, or pass --data DIR"))
     threshold = float(run.meta.threshold)
     # a patient's several films are not independent: resampled one by one, they gave intervals much too narrow
-    summary = summarize(labels, probs, threshold, n_boot=n_boot, seed=seed,
-                        groups=film_patients(samples, run.meta.training, progress))
-    # the CSV keeps no manifest patient column: patients are counted from the files
+    stored = _stored_patients(run, labels, probs)
+    groups = stored if stored is not None else film_patients(samples, run.meta.training, progress)
+    summary = summarize(labels, probs, threshold, n_boot=n_boot, seed=seed, groups=groups)
+    # the stored groups count a manifest's patients too; else they are counted from the files
+    patients = len(set(stored)) if stored is not None and None not in stored else count_patients(run, samples, progress)
     return Scores(f"validation predictions of the run ({VAL_PREDICTIONS})", "val", paths, labels, probs, threshold,
-                  summary, [cause_of(s) for s in samples], patients=count_patients(run, samples, progress),
-                  own_validation=True)
+                  summary, [cause_of(s) for s in samples], patients=patients, own_validation=True)
 
 
 def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_boot: int = 1000, seed: int = 0,
