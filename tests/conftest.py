@@ -154,6 +154,16 @@ def tiny_dataset(tmp_path: Path) -> Path:
     return root
 
 
+def without_stored_patients(path: Path) -> None:
+    """Rewrite the model at `path` as one from before its validation scores stored their patients (`groups`)."""
+    from dataclasses import replace
+
+    from pneumoscan.artifact import load_artifact, save_artifact
+
+    model, meta = load_artifact(path, "cpu")
+    save_artifact(path, model, replace(meta, val_scores={k: v for k, v in meta.val_scores.items() if k != "groups"}))
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A trained run folder (resnet10 at 32 px, 3 epochs on synthetic blobs); shared by the whole session."""

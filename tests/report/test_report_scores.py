@@ -12,17 +12,7 @@ from pneumoscan.errors import MissingImagesWarning
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.report.run import load_run
 from pneumoscan.report.scores import validation_scores
-from tests.conftest import write_xray
-
-
-def without_stored_patients(path: Path) -> None:
-    """Rewrite the model at `path` as one from before its validation scores stored their patients (`groups`)."""
-    from dataclasses import replace
-
-    from pneumoscan.artifact import load_artifact, save_artifact
-
-    model, meta = load_artifact(path, "cpu")
-    save_artifact(path, model, replace(meta, val_scores={k: v for k, v in meta.val_scores.items() if k != "groups"}))
+from tests.conftest import without_stored_patients, write_xray
 
 
 def test_validation_intervals_resample_patients_as_evaluate_does(tiny_run: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pneumoscan.inference.batch import predict_probs
 from pneumoscan.training.config import TrainConfig
 from pneumoscan.training.ensemble import build_ensemble
 from pneumoscan.training.trainer import train
-from tests.conftest import disk_full, full_safetensors
+from tests.conftest import disk_full, full_safetensors, without_stored_patients
 
 
 @pytest.fixture(scope="module")
@@ -426,3 +426,44 @@ def test_an_ensembles_intervals_are_drawn_by_patient_as_its_members_are(tiny_run
     assert meta.score_groups() == member.score_groups()  # the same films, in the same order, of the same patients
     labels, probs = meta.val_scores["labels"], meta.val_scores["probs"]
     assert meta.val_metrics == summarize(labels, probs, meta.threshold, n_boot=500, seed=0, groups=meta.score_groups())
+
+
+def test_an_ensembles_val_metrics_are_drawn_with_its_seed(tiny_run: Path, second_run: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """build_ensemble drew its val_metrics with seed 0 whatever was asked, where train draws a run's with its --seed:
+    `pneumoscan ensemble --seed` sets it, recorded in their `intervals`."""
+    from pneumoscan.cli import main
+    from pneumoscan.evaluation.bootstrap import summarize
+
+    assert main(["ensemble", str(tiny_run), str(second_run), "--out", str(tmp_path / "ens"), "--seed", "7",
+                 "--quiet"]) == 0
+    meta = read_meta(tmp_path / "ens" / "model.safetensors")
+    labels, probs = meta.val_scores["labels"], meta.val_scores["probs"]
+    assert meta.val_metrics["intervals"]["seed"] == 7
+    assert meta.val_metrics == summarize(labels, probs, meta.threshold, n_boot=500, seed=7, groups=meta.score_groups())
+    with pytest.raises(InputError, match=r"--seed -1: must be 0 to 4294967295"):
+        build_ensemble([tiny_run, second_run], tmp_path / "bad", seed=-1, progress=False)
+
+
+def test_an_ensemble_of_members_storing_no_patients_reads_them_from_the_files(tiny_run: Path, second_run: Path,
+                                                                              tmp_path: Path) -> None:
+    """A first member from before validation scores stored their patients: the ensemble reads them from its
+    val_predictions.csv's files as `evaluate` does (Kermany names here) and stores them, not none."""
+    from pneumoscan.artifact import stored_scores
+    from pneumoscan.evaluation.bootstrap import summarize
+    from pneumoscan.evaluation.evaluate import film_patients, read_prediction_samples
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    shutil.copytree(tiny_run, first)
+    shutil.copytree(second_run, second)
+    without_stored_patients(first / "model.safetensors")
+    without_stored_patients(second / "model.safetensors")
+    member = read_meta(first / "model.safetensors")
+    assert member.score_groups() is None
+    meta = read_meta(build_ensemble([first, second], tmp_path / "ens", progress=False))
+    val, _ = read_prediction_samples(first / "val_predictions.csv")
+    patients = film_patients(val, member.training, progress=False)
+    assert patients is not None and None not in patients
+    assert meta.val_scores["groups"] == stored_scores(meta.val_scores["labels"], [], patients)["groups"]
+    labels, probs = meta.val_scores["labels"], meta.val_scores["probs"]
+    assert meta.val_metrics == summarize(labels, probs, meta.threshold, n_boot=500, seed=0, groups=patients)

@@ -60,7 +60,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     from pneumoscan.training.ensemble import build_ensemble
 
     artifact = build_ensemble(args.runs, args.out, target_recall=args.target_recall, cache_dir=args.cache_dir,
-                              progress=not args.quiet)
+                              progress=not args.quiet, seed=args.seed)
     print_validation(artifact)
     _say_guard_next(artifact, args.out)
     return 0
@@ -211,6 +211,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="folder for the ensemble's model.safetensors, val_predictions.csv, "
                                                 "config.json and split.json")
     p.add_argument("--target-recall", type=float, help="recall the threshold is chosen for (default: the first member's)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the bootstrap drawing its validation intervals, as train's --seed draws a run's "
+                        "(default: 0)")
     add_cache_dir_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars (shown on stderr only when it is a terminal)")
     p.set_defaults(func=cmd_ensemble)

@@ -21,7 +21,7 @@ from pneumoscan.models.ensemble import Ensemble
 from pneumoscan.models.registry import create_model
 from pneumoscan.outputs import atomic_write, undone_on_failure
 from pneumoscan.data.patients import recorded_patient_key
-from pneumoscan.training.config import TrainConfig, data_places, data_record, member_data_placed, run_folders
+from pneumoscan.training.config import MAX_SEED, TrainConfig, data_places, data_record, member_data_placed, run_folders
 from pneumoscan.training.same_films import film_keys
 from pneumoscan.training.trainer import LAST_CHECKPOINT, finish_artifact
 
@@ -136,13 +136,16 @@ def _member_record(run: Path, meta: ArtifactMeta) -> dict[str, Any]:
 
 
 def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: float | None = None,
-                   cache_dir: str | Path | None = None, progress: bool = True) -> Path:
-    """Average the members' logits; returns OUT/model.safetensors. All runs must share a validation split."""
+                   cache_dir: str | Path | None = None, progress: bool = True, seed: int = 0) -> Path:
+    """Average the members' logits; returns OUT/model.safetensors. All runs must share a validation split. `seed`
+    draws the bootstrap of its validation intervals (`val_metrics`), as `train --seed` draws a run's."""
     runs = [Path(r) for r in runs]
     out = Path(out)
     if len(runs) < 2:
         raise InputError("an ensemble needs at least two run folders")
     check_target_recall(target_recall)
+    if not 0 <= seed <= MAX_SEED:
+        raise InputError(f"--seed {seed}: must be 0 to {MAX_SEED} (numpy's seeds)")
     if (out / ARTIFACT_NAME).exists():
         raise InputError(f"{out / ARTIFACT_NAME}: already exists; choose another --out")
     if out.exists() and not out.is_dir():
@@ -211,4 +214,5 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
             atomic_write(out / "split.json", lambda tmp: shutil.copyfile(runs[0] / "split.json", tmp))
         text = json.dumps({"ensemble_of": [str(r) for r in runs], **config}, indent=2)
         atomic_write(out / "config.json", lambda tmp: tmp.write_text(text))
-        return finish_artifact(out, model, meta, images, recall, patients=_val_patients(metas[0], val, progress))
+        return finish_artifact(out, model, meta, images, recall, seed=seed,
+                               patients=_val_patients(metas[0], val, progress))
