@@ -465,8 +465,11 @@ def read_meta(path: str | os.PathLike) -> ArtifactMeta:
         with safe_open(str(path), framework="numpy") as handle:
             metadata = handle.metadata() or {}
     except Exception as err:  # safetensors raises its own error types for corrupt files
+        kind = _file_kind(path)
+        if kind == "zip":
+            raise InputError(_zip_message(path)) from None
         what = ("a pickle as torch.save writes, which pneumoscan never loads: unpickling can run code"
-                if _is_pickled(path) else err)
+                if kind == "pickle" else err)
         raise InputError(f"{path}: not a pneumoscan model file ({what}); pass a model.safetensors written by pneumoscan") from None
     if _META_KEY not in metadata and PRETRAINED_META_KEY in metadata:
         raise InputError(_pretraining_message(path, Path(path)))
@@ -476,15 +479,41 @@ def read_meta(path: str | os.PathLike) -> ArtifactMeta:
     return _meta_of(metadata.get(_META_KEY), path)
 
 
-def _is_pickled(path: str | os.PathLike) -> bool:
-    """Whether file `path` starts as what torch.save writes does: a zip archive (its pickle inside), or a pickle of
-    protocol 2 or later (torch's legacy format, or pickle.dump)."""
+def _file_kind(path: str | os.PathLike) -> str | None:
+    """What file `path`, unreadable as safetensors, starts as: 'safetensors' (a header's 8-byte length and its JSON's
+    `{`: a damaged or truncated one, checked first, as its length may begin with the bytes of a pickle's protocol),
+    'pickle' (what torch.save writes: a zip archive holding a `data.pkl`, or a pickle of protocol 2 or later, torch's
+    legacy format or pickle.dump), 'zip' (any other zip archive), else None."""
+    import zipfile
+
     try:
         with open(path, "rb") as handle:
-            start = handle.read(4)
+            start = handle.read(9)
     except OSError:
-        return False
-    return start == b"PK\x03\x04" or (len(start) > 1 and start[0] == 0x80 and 2 <= start[1] <= 5)
+        return None
+    if len(start) == 9 and start[8:] == b"{":
+        return "safetensors"
+    if start.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (OSError, zipfile.BadZipFile):  # a torn archive: its entries cannot be listed
+            return "zip"
+        return "pickle" if any(name.rsplit("/", 1)[-1] == "data.pkl" for name in names) else "zip"
+    return "pickle" if len(start) > 1 and start[0] == 0x80 and 2 <= start[1] <= 5 else None
+
+
+def _zip_message(path: str | os.PathLike) -> str:
+    """The refusal of a zip archive given as the model (not torch.save's): unzip it, naming the model file inside."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            inside = [name for name in archive.namelist() if name.endswith(".safetensors")]
+    except (OSError, zipfile.BadZipFile):  # torn: whose it was cannot be told
+        return f"{path}: a damaged zip archive, not a model file; pass a model.safetensors written by pneumoscan"
+    found = f" ({inside[0]})" if len(inside) == 1 else ""
+    return f"{path}: a zip archive, not a model file; unzip it and pass the model.safetensors inside{found}"
 
 
 def _guarded_model(guard: Path) -> str:

@@ -416,6 +416,34 @@ def test_a_pickled_file_given_as_the_model_is_refused_unloaded_saying_why(tmp_pa
     assert not (tmp_path / "ran").exists()
 
 
+def test_a_zipped_model_is_told_apart_from_a_torch_checkpoint_and_a_torn_model_from_a_pickle(tmp_path: Path) -> None:
+    """`zip run1.zip model.safetensors` given as the model was called 'a pickle as torch.save writes' (any zip was),
+    and so was a truncated model file whose header length happens to begin with a pickle's bytes (80 05)."""
+    import zipfile
+
+    model = create_model("mlp").eval()
+    meta = ArtifactMeta(model_name="mlp", model_config={}, image_size=32, mean=0.5, std=0.25)
+    path = save_artifact(tmp_path / "run1" / "model.safetensors", model, meta)
+    archive = tmp_path / "run1.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.write(path, "run1/model.safetensors")
+    with pytest.raises(InputError) as err:
+        read_meta(archive)
+    assert str(err.value) == (f"{archive}: a zip archive, not a model file; unzip it and pass the model.safetensors "
+                              f"inside (run1/model.safetensors)")
+    torn = tmp_path / "torn.zip"
+    torn.write_bytes(archive.read_bytes()[:40])
+    with pytest.raises(InputError, match="a damaged zip archive, not a model file"):
+        read_meta(torn)
+    data = bytearray(path.read_bytes())
+    data[:8] = (0x0580).to_bytes(8, "little")  # a header of 1,408 bytes: the file begins 80 05, as a pickle does
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(bytes(data[:600]))  # cut inside its header
+    with pytest.raises(InputError) as err:
+        read_meta(cut)
+    assert "pickle" not in str(err.value) and str(err.value).startswith(f"{cut}: not a pneumoscan model file (")
+
+
 def test_stored_patient_indices_give_the_bootstrap_the_draws_of_the_keys() -> None:
     """A model stores its scored films' patients as integers, not their IDs; read back, they must draw the very
     resamples the keys drew, so a model's interval is the one computed when it was written (set-threshold's)."""
