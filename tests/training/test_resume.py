@@ -668,6 +668,54 @@ def test_a_resume_after_a_crash_among_the_renames_of_model_and_guard_puts_both_r
     assert not [p.name for p in run.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.parametrize("crash_at", ["guard's rename", "commit"])
+def test_fit_guard_after_a_crash_among_a_resumes_renames_refuses_with_the_resume(
+        crash_at: str, resume_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A crash after the model's rename and before its guard's, or after both and before the commit, left a journal
+    that fit-guard's own write of the guard undid, after it had hashed the model: the model put back was the one
+    before the resume, and the guard just fitted was stale at once. It refuses before the work, as predict does,
+    naming the journal and the `--resume`; after that resume it fits a guard that loads."""
+    import pneumoscan.outputs as outputs
+    import pneumoscan.training.trainer as trainer
+    from pneumoscan.inference.ood.guard import load_guard
+
+    run = _guarded_run(resume_data, tmp_path)
+    monkeypatch.setattr(trainer, "becomes_kept", lambda *_: False)  # its guard is re-keyed and written with it
+    real_replace = os.replace
+
+    class Crash(BaseException):
+        pass
+
+    def replace(src, dst):  # noqa: ANN001
+        if crash_at == "guard's rename" and Path(dst).name == "model.ood.safetensors":
+            raise Crash
+        real_replace(src, dst)
+
+    def commit(self) -> None:  # noqa: ANN001
+        raise Crash
+
+    with monkeypatch.context() as patch:
+        patch.setattr(outputs.os, "replace", replace)
+        if crash_at == "commit":
+            patch.setattr(outputs.Journal, "commit", commit)
+        patch.setattr(outputs.Journal, "undo", outputs.Journal.close)  # the process dies: its lock goes, no undo
+        with pytest.raises(Crash):
+            trainer.train(trainer.TrainConfig.from_saved({**json.loads((run / "config.json").read_text()),
+                                                          "epochs": 2}), resume=True, progress=False, verbose=False)
+    (journal,) = [p.name for p in run.iterdir() if p.name.endswith(".journal")]
+    model = (run / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(["fit-guard", "--model", str(run), "--data", str(resume_data)]) == 2
+    err = capsys.readouterr().err
+    assert journal in err and f"`pneumoscan train --out {run} --resume`" in err
+    assert (run / "model.safetensors").read_bytes() == model and (run / journal).is_file()  # left to the resume
+    assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
+    assert main(["fit-guard", "--model", str(run), "--data", str(resume_data)]) == 0
+    assert load_guard(run) is not None
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]
+
+
 def test_a_damaged_jpeg_named_webp_is_not_blamed_on_the_set_aside_rule(
         resume_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """split.json records how many files the set-aside rule alone set aside (`unread_no_image`); a resume of a run

@@ -29,6 +29,7 @@ from pneumoscan.inference.ood.guard import (
     GUARD_FORMAT,
     REASONS,
     OODGuard,
+    check_uninterrupted,
     dithered_reason,
     grey_levels_reason,
     guard_path,
@@ -124,6 +125,8 @@ def fit_guard(
         raise InputError(f"--max-images {max_images}: the guard is fitted on at least {5 * folds} images; give "
                          f"{5 * folds} or more, or leave it out to fit on every training image")
     model_path = resolve_model_path(model)
+    # the resume that finishes such a run puts the earlier model back: a guard fitted now would be stale at once
+    check_uninterrupted(model_path)
     net, meta = load_artifact(model_path)
     samples, unread = _fit_samples(data)
     rng = np.random.default_rng(seed)

@@ -386,6 +386,18 @@ def is_guard_file(path: str | os.PathLike) -> bool:
         return False
 
 
+def check_uninterrupted(model_path: Path, state: str = "so they may not match") -> None:
+    """InputError when a run stopped (a crash or power loss) among the renames of the model file `model_path` and its
+    guard, leaving their journal (`interrupted_write`): the `train --resume` that finishes it puts the earlier pair
+    back first, so a guard fitted or a model read now would be undone under it; `state`: what the pair is said to
+    be."""
+    path = guard_path(model_path)
+    if (journal := interrupted_write([model_path, path])) is not None:
+        raise InputError(f"{model_path}: a run stopped (a crash or power loss) while replacing it and its guard "
+                         f"{path.name}, leaving {journal.name}, {state}; finish the run with "
+                         f"{finish_command(model_path.parent)}, which puts the earlier files back first")
+
+
 def load_guard(model: str | os.PathLike | None, meta: ArtifactMeta | None = None, *,
                model_sha256: str | None = None) -> OODGuard | None:
     """The guard fitted for this model artifact, or None when there is none; InputError when it is stale. `meta` and
@@ -398,10 +410,7 @@ def load_guard(model: str | os.PathLike | None, meta: ArtifactMeta | None = None
     guard = OODGuard.read(path)
     meta = meta if meta is not None else read_meta(model_path)
     if guard.meta.get("model_sha256") != (model_sha256 or file_sha256(model_path)):
-        if (journal := interrupted_write([model_path, path])) is not None:  # not refitted: the run's own undoes it
-            raise InputError(f"{model_path}: a run stopped (a crash or power loss) while replacing it and its guard "
-                             f"{path.name}, leaving {journal.name}, so they do not match; finish the run with "
-                             f"{finish_command(model_path.parent)}, which puts the earlier files back first")
+        check_uninterrupted(model_path, "so they do not match")  # not refitted: the run's own undoes it
         raise InputError(f"{path}: guard was fitted for a different version of {model_path.name}; "
                          f"run {meta.fit_guard_command(model_path, model_path.parent)} again, or delete "
                          f"{path.name} to use the model without a guard")
