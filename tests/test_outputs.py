@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -515,6 +516,54 @@ def test_what_a_crash_among_the_renames_leaves_is_undone_by_the_next_write(faili
     with pytest.warns(UserWarning, match=r"r\.html: an earlier run stopped while replacing it .* put back"):
         atomic_write_all(_report_set(tmp_path, "old")[0])  # the next write: undoes it first
     assert _tree(tmp_path) == old
+
+
+def _absolute(record: object, folder: Path) -> object:
+    """A journal's record with its paths absolute, placed in FOLDER, as versions before relative paths wrote it."""
+    if isinstance(record, list):
+        return [_absolute(item, folder) for item in record]
+    if isinstance(record, dict):
+        return {key: _absolute(value, folder) for key, value in record.items()}
+    return os.path.normpath(folder / record) if isinstance(record, str) else record
+
+
+@pytest.mark.parametrize("failing", [0, 3, 5])
+@pytest.mark.parametrize("how", ["mv", "cp -a"])
+@pytest.mark.parametrize("older", [False, True])
+def test_a_crashed_write_in_a_moved_or_copied_folder_is_undone_there_only(how: str, failing: int, older: bool,
+                                                                          tmp_path: Path) -> None:
+    """The journal recorded absolute paths: in a folder moved (`mv run run2`) or copied (`cp -a`) since, recovery
+    acted on the old place (with a copy, changing the files of the original folder), warned of files it had not
+    put back and left the copy's backups (`.NAME.PID.old`) forever. Now it puts right the folder it is in; a journal
+    of an `older` version, with absolute paths, is placed from the folder it was written in."""
+    import json
+    import subprocess
+    import sys
+
+    from pneumoscan.outputs import atomic_write_all, recover_interrupted
+
+    run, run2 = tmp_path / "run", tmp_path / "run2"
+    atomic_write_all(_report_set(run, "old")[0])
+    old = _tree(run)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    assert subprocess.run([sys.executable, "-c", CRASH, str(failing), str(run)], env=env).returncode == 9
+    if older:
+        (journal,) = [p for p in run.iterdir() if p.name.endswith((".journal", ".done"))]
+        record = json.loads(journal.read_text())
+        journal.write_text(json.dumps(_absolute(record, run)))
+    crashed = _tree(run)
+    if how == "mv":
+        run.rename(run2)
+    else:
+        shutil.copytree(run, run2, symlinks=True)
+    if failing == 0:  # committed: the new set, whole; its backups and journal go
+        assert recover_interrupted([run2 / "r.html"]) == []
+        assert _tree(run2) == {"r.html": b"new page", "r_files/a.png": b"new a.png", "r_files/c.png": b"new c.png"}
+    else:
+        with pytest.warns(UserWarning, match=r"run2/r\.html: an earlier run stopped while replacing it"):
+            assert recover_interrupted([run2 / "r.html"]) == [run2 / "r.html"]
+        assert _tree(run2) == old
+    assert not run.exists() if how == "mv" else _tree(run) == crashed  # the original folder is not touched
 
 
 def test_a_journal_that_a_running_process_holds_is_left_alone(tmp_path: Path) -> None:

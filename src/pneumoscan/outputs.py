@@ -209,10 +209,12 @@ class Journal:
     def open(self) -> None:
         """Write the journal (its folder made first), locked from the moment it exists, and fsync it."""
         record = {"files": self.files, "gone": self.gone, "made": self.made}
+        base = self.path.parent.absolute()
         with _named(self.anchor):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = self._created_locked()
-            os.write(self._fd, json.dumps(record, default=lambda p: str(Path(p).absolute())).encode())
+            # relative to its folder: a folder moved or copied (`cp -a`) with it is put right where it is now
+            os.write(self._fd, json.dumps(record, default=lambda p: os.path.relpath(Path(p).absolute(), base)).encode())
             fsync_open(self._fd)
         fsync_folder(self.path.parent)
         if fcntl is None:
@@ -349,11 +351,13 @@ def _recover(journal: Path) -> bool:
             return False  # its process is still writing, or finished it (committed or undone) since it was opened
         try:
             record = json.loads(journal.read_bytes())
-            files = [(Path(path), Path(tmp), None if old is None else Path(old)) for path, tmp, old in record["files"]]
-            gone = [(Path(path), Path(old)) for path, old in record["gone"]]
-            made = [Path(folder) for folder in record["made"]]
-        except (ValueError, KeyError, TypeError):  # torn: the crash came while it was written, before any other file
-            journal.unlink()
+            place = _placed(journal, record["files"][-1][0])
+            files = [(place(path), place(tmp), None if old is None else place(old))
+                     for path, tmp, old in record["files"]]
+            gone = [(place(path), place(old)) for path, old in record["gone"]]
+            made = [place(folder) for folder in record["made"]]
+        except (ValueError, KeyError, TypeError, IndexError):
+            journal.unlink()  # torn: the crash came while it was written, before any other file
             return False
         if journal.name.endswith(".done"):
             _finish(journal, [old for *_, old in [*files, *gone] if old is not None])
@@ -363,6 +367,14 @@ def _recover(journal: Path) -> bool:
     finally:
         if fd is not None:
             os.close(fd)
+
+
+def _placed(journal: Path, anchor: str) -> Callable[[str], Path]:
+    """Where a path JOURNAL records is now: relative to the journal's folder. An older journal recorded absolute
+    paths, there placed relative to the folder of its set's last file (`anchor`), which it was written beside, so a
+    folder moved or copied since is put right where it is, never the one it was copied from."""
+    before = Path(anchor).parent if Path(anchor).is_absolute() else None
+    return lambda path: journal.parent / (os.path.relpath(path, before) if before is not None else path)
 
 
 def _undo(journal: Path, files: list[tuple[Path, Path, Path | None]], gone: list[tuple[Path, Path]],
