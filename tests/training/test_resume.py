@@ -622,18 +622,13 @@ def test_an_interruption_while_a_resume_writes_its_model_loses_no_guard(
     assert load_guard(run) is not None
 
 
-def test_a_resume_after_a_crash_among_the_renames_of_model_and_guard_puts_both_right(
-        resume_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """A crash (SIGKILL, power loss) after the model's rename and before its guard's leaves the new model beside the
-    guard of the old one and a journal; the `--resume` after it undoes the set and makes both again. Until then,
-    predict and serve refused the model with the fit-guard command, which fits a guard to a model the resume was to
-    undo: they name the journal and the `--resume`."""
+def _crash_a_resume(run: Path, at: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A `--resume --epochs 2` of the guarded `run` whose epoch 2 is not kept (the guard is re-keyed and written with
+    the model) killed `at` the guard's rename (after the model's) or the commit (after both): the process dies, so
+    nothing is undone and the journal's lock goes. Returns the journal's name."""
     import pneumoscan.outputs as outputs
     import pneumoscan.training.trainer as trainer
-    from pneumoscan.errors import InputError
-    from pneumoscan.inference.ood.guard import load_guard
 
-    run = _guarded_run(resume_data, tmp_path)
     monkeypatch.setattr(trainer, "becomes_kept", lambda *_: False)
     real_replace = os.replace
 
@@ -641,17 +636,36 @@ def test_a_resume_after_a_crash_among_the_renames_of_model_and_guard_puts_both_r
         pass
 
     def replace(src, dst):  # noqa: ANN001
-        if Path(dst).name == "model.ood.safetensors":
+        if at == "guard's rename" and Path(dst).name == "model.ood.safetensors":
             raise Crash
         real_replace(src, dst)
 
+    def commit(self) -> None:  # noqa: ANN001
+        raise Crash
+
     with monkeypatch.context() as patch:
         patch.setattr(outputs.os, "replace", replace)
+        if at == "commit":
+            patch.setattr(outputs.Journal, "commit", commit)
         patch.setattr(outputs.Journal, "undo", outputs.Journal.close)  # the process dies: its lock goes, no undo
         with pytest.raises(Crash):
             trainer.train(trainer.TrainConfig.from_saved({**json.loads((run / "config.json").read_text()),
                                                           "epochs": 2}), resume=True, progress=False, verbose=False)
     (journal,) = [p.name for p in run.iterdir() if p.name.endswith(".journal")]
+    return journal
+
+
+def test_a_resume_after_a_crash_among_the_renames_of_model_and_guard_puts_both_right(
+        resume_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A crash (SIGKILL, power loss) after the model's rename and before its guard's leaves the new model beside the
+    guard of the old one and a journal; the `--resume` after it undoes the set and makes both again. Until then,
+    predict and serve refused the model with the fit-guard command, which fits a guard to a model the resume was to
+    undo: they name the journal and the `--resume`."""
+    from pneumoscan.errors import InputError
+    from pneumoscan.inference.ood.guard import load_guard
+
+    run = _guarded_run(resume_data, tmp_path)
+    journal = _crash_a_resume(run, "guard's rename", monkeypatch)
     with pytest.raises(InputError) as refused:
         load_guard(run)
     message = str(refused.value)
@@ -676,34 +690,10 @@ def test_fit_guard_after_a_crash_among_a_resumes_renames_refuses_with_the_resume
     that fit-guard's own write of the guard undid, after it had hashed the model: the model put back was the one
     before the resume, and the guard just fitted was stale at once. It refuses before the work, as predict does,
     naming the journal and the `--resume`; after that resume it fits a guard that loads."""
-    import pneumoscan.outputs as outputs
-    import pneumoscan.training.trainer as trainer
     from pneumoscan.inference.ood.guard import load_guard
 
     run = _guarded_run(resume_data, tmp_path)
-    monkeypatch.setattr(trainer, "becomes_kept", lambda *_: False)  # its guard is re-keyed and written with it
-    real_replace = os.replace
-
-    class Crash(BaseException):
-        pass
-
-    def replace(src, dst):  # noqa: ANN001
-        if crash_at == "guard's rename" and Path(dst).name == "model.ood.safetensors":
-            raise Crash
-        real_replace(src, dst)
-
-    def commit(self) -> None:  # noqa: ANN001
-        raise Crash
-
-    with monkeypatch.context() as patch:
-        patch.setattr(outputs.os, "replace", replace)
-        if crash_at == "commit":
-            patch.setattr(outputs.Journal, "commit", commit)
-        patch.setattr(outputs.Journal, "undo", outputs.Journal.close)  # the process dies: its lock goes, no undo
-        with pytest.raises(Crash):
-            trainer.train(trainer.TrainConfig.from_saved({**json.loads((run / "config.json").read_text()),
-                                                          "epochs": 2}), resume=True, progress=False, verbose=False)
-    (journal,) = [p.name for p in run.iterdir() if p.name.endswith(".journal")]
+    journal = _crash_a_resume(run, crash_at, monkeypatch)
     model = (run / "model.safetensors").read_bytes()
     capsys.readouterr()
     assert main(["fit-guard", "--model", str(run), "--data", str(resume_data)]) == 2
