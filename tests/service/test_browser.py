@@ -1037,7 +1037,7 @@ def test_a_slow_upload_is_shown_by_the_percent_but_read_out_by_the_quarter(quick
 
         page.evaluate("window.heard = []; window.stopAt = 40")
         page.set_input_files("#file", str(xray))
-        expect(page.locator("#status")).to_have_text("Uploading… 40\u00a0% sent")  # for 2 s, until the stall
+        expect(page.locator("#status")).to_have_text("Uploading… 40\u00a0% sent", timeout=15_000)  # then 2 s to the stall
         assert "%" not in page.locator("#status").aria_snapshot()  # shown, but not in the accessibility tree
         expect(page.locator("#error")).to_contain_text("The upload stalled: nothing more of the file could be sent "
                                                        "for 2 s", timeout=15_000)
