@@ -566,6 +566,110 @@ def test_a_crashed_write_in_a_moved_or_copied_folder_is_undone_there_only(how: s
     assert not run.exists() if how == "mv" else _tree(run) == crashed  # the original folder is not touched
 
 
+CRASH_PAIR = """
+import os, sys
+from pneumoscan import outputs
+
+real = os.replace
+
+def replace(src, dst):
+    real(src, dst)
+    os._exit(9)  # a crash right after the first rename
+
+outputs.os.replace = replace
+outputs.atomic_write_all({sys.argv[1]: lambda tmp: tmp.write_text("new p"),
+                          sys.argv[2]: lambda tmp: tmp.write_text("new s")})
+"""
+
+
+def _crash_pair(predictions: Path, summary: Path, older: bool) -> Path:
+    """`evaluate --predictions PREDICTIONS --json SUMMARY` (each "old" before) crashed after its first rename; its
+    journal (rewritten with absolute paths when `older`, as versions before relative paths wrote it)."""
+    import json
+    import subprocess
+    import sys
+
+    for path, text in ((predictions, "old p"), (summary, "old s")):
+        path.write_text(text)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    crash = subprocess.run([sys.executable, "-c", CRASH_PAIR, str(predictions), str(summary)], env=env)
+    assert crash.returncode == 9 and predictions.read_text() == "new p"
+    (journal,) = [p for p in summary.parent.iterdir() if p.name.endswith(".journal")]
+    if older:
+        record = json.loads(journal.read_text())
+        journal.write_text(json.dumps(_absolute(record, summary.parent.absolute())))
+    return journal
+
+
+@pytest.mark.parametrize("older", [False, True])
+def test_a_crashed_write_whose_journal_is_reached_through_a_symlink_undoes_its_own_files(older: bool,
+                                                                                        tmp_path: Path) -> None:
+    """The journal recorded a file outside its folder as `../other/p.csv`: beside a journal reached through a
+    symlink (`link -> real/out`) the kernel resolves `..` after the link, so recovery put 'back' real/other/p.csv
+    (deleting a user's file there) and left other/p.csv new, a half-written set. (An older journal's absolute paths
+    were made so too.) Now a file outside the journal's folder is recorded, and read back, by its absolute path."""
+    from pneumoscan.outputs import recover_interrupted
+
+    (tmp_path / "real" / "out").mkdir(parents=True)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "out")
+    _crash_pair(tmp_path / "other" / "p.csv", tmp_path / "link" / "s.json", older)
+    (tmp_path / "real" / "other").mkdir()
+    (tmp_path / "real" / "other" / "p.csv").write_text("the user's")
+    with pytest.warns(UserWarning, match="an earlier run stopped"):
+        assert recover_interrupted([tmp_path / "link" / "s.json"]) == [tmp_path / "link" / "s.json"]
+    assert _tree(tmp_path / "other") == {"p.csv": b"old p"}
+    assert _tree(tmp_path / "real") == {"out/s.json": b"old s", "other/p.csv": b"the user's"}
+
+
+def _across_drives(monkeypatch: pytest.MonkeyPatch, drive: Path) -> None:
+    """os.path.relpath as on Windows for paths on two drives: a ValueError when one lies under DRIVE, one not."""
+    real = os.path.relpath
+
+    def relpath(path: str, start: str | None = None) -> str:
+        if (Path(path).is_relative_to(drive)) != (Path(start or os.getcwd()).is_relative_to(drive)):
+            raise ValueError("path is on mount 'D:', start on mount 'C:'")
+        return real(path, start)
+
+    monkeypatch.setattr(os.path, "relpath", relpath)
+
+
+@pytest.mark.parametrize("older", [False, True])
+def test_a_set_of_files_on_two_drives_is_written_and_a_crashed_one_undone(older: bool, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Windows no relative path joins two drives (ntpath.relpath raises ValueError): `evaluate --predictions
+    D:\\p.csv --json C:\\s.json` failed with a traceback after scoring, and an older journal (absolute paths) of such
+    a set was taken for a torn one and deleted, leaving the set half written. Now the file on the other drive is
+    recorded, and read back, by its absolute path."""
+    from pneumoscan.outputs import atomic_write_all, recover_interrupted
+
+    (tmp_path / "D").mkdir()
+    (tmp_path / "C").mkdir()
+    predictions, summary = tmp_path / "D" / "p.csv", tmp_path / "C" / "s.json"
+    _crash_pair(predictions, summary, older)
+    _across_drives(monkeypatch, tmp_path / "D")
+    with pytest.warns(UserWarning, match="an earlier run stopped"):
+        assert recover_interrupted([summary]) == [summary]
+    assert (predictions.read_text(), summary.read_text()) == ("old p", "old s")
+    atomic_write_all({predictions: lambda tmp: tmp.write_text("new p"), summary: lambda tmp: tmp.write_text("new s")})
+    assert _tree(tmp_path) == {"D/p.csv": b"new p", "C/s.json": b"new s"}
+
+
+def test_a_journal_records_a_path_relative_only_inside_its_folder() -> None:
+    """Relative inside the journal's folder (moved or copied with it), absolute elsewhere: another folder, another
+    drive, a path through `..`."""
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    from pneumoscan.outputs import journal_entry
+
+    base = PureWindowsPath("C:/runs/out")
+    assert journal_entry(PureWindowsPath("C:/runs/out/r_files/a.png"), base) == PureWindowsPath("r_files/a.png")
+    for path in ("D:/runs/out/p.csv", "C:/runs/p.csv", "C:/runs/out/../p.csv"):
+        assert journal_entry(PureWindowsPath(path), base) == PureWindowsPath(path)
+    assert journal_entry(PurePosixPath("/a/link/s.json"), PurePosixPath("/a/link")) == PurePosixPath("s.json")
+    assert journal_entry(PurePosixPath("/a/other/p.csv"), PurePosixPath("/a/link")) == PurePosixPath("/a/other/p.csv")
+
+
 def test_a_journal_that_a_running_process_holds_is_left_alone(tmp_path: Path) -> None:
     """Another command writing the same files right now is not taken for a crashed one: its flock says so."""
     from pneumoscan.outputs import Journal, recover_interrupted

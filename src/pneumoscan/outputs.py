@@ -12,7 +12,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Callable
 
 from pneumoscan.errors import InputError, Terminated, WriteError, option, raise_terminated, warn
@@ -213,8 +213,8 @@ class Journal:
         with _named(self.anchor):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = self._created_locked()
-            # relative to its folder: a folder moved or copied (`cp -a`) with it is put right where it is now
-            os.write(self._fd, json.dumps(record, default=lambda p: os.path.relpath(Path(p).absolute(), base)).encode())
+            text = json.dumps(record, default=lambda p: str(journal_entry(Path(p).absolute(), base)))
+            os.write(self._fd, text.encode())
             fsync_open(self._fd)
         fsync_folder(self.path.parent)
         if fcntl is None:
@@ -369,12 +369,31 @@ def _recover(journal: Path) -> bool:
             os.close(fd)
 
 
+def journal_entry(path: PurePath, base: PurePath) -> PurePath:
+    """How a journal in folder BASE records the absolute PATH: relative to BASE when it lies inside it, so a folder
+    moved or copied (`cp -a`) with the journal is put right where it is now; absolute otherwise. Never with `..`:
+    the kernel resolves `..` after a symlink, so `../other/p.csv` beside a journal reached through one names a file
+    of another folder; nor across drives (Windows), where no relative path exists."""
+    try:
+        inside = path.relative_to(base)  # by the names alone: no `..` resolved, nor symlinks
+    except ValueError:
+        return path
+    return path if ".." in inside.parts else inside
+
+
 def _placed(journal: Path, anchor: str) -> Callable[[str], Path]:
-    """Where a path JOURNAL records is now: relative to the journal's folder. An older journal recorded absolute
-    paths, there placed relative to the folder of its set's last file (`anchor`), which it was written beside, so a
-    folder moved or copied since is put right where it is, never the one it was copied from."""
+    """Where a path JOURNAL records is now: a relative one in the journal's folder, an absolute one where it says.
+    An older journal recorded every path absolute: those inside the folder of its set's last file (`anchor`), which
+    it was written beside, are placed in the journal's folder, so a folder moved or copied since is put right where
+    it is, never the one it was copied from."""
     before = Path(anchor).parent if Path(anchor).is_absolute() else None
-    return lambda path: journal.parent / (os.path.relpath(path, before) if before is not None else path)
+
+    def place(path: str) -> Path:
+        if before is not None:
+            path = str(journal_entry(Path(path), before))
+        return journal.parent / path  # an absolute PATH stays as it is
+
+    return place
 
 
 def _undo(journal: Path, files: list[tuple[Path, Path, Path | None]], gone: list[tuple[Path, Path]],
