@@ -1153,6 +1153,22 @@ def test_a_threshold_equal_to_a_confident_probability_is_printed_as_p_is(server:
         assert not errors, errors
 
 
+def test_a_probability_next_to_a_threshold_near_0_or_1_never_prints_as_it(server: str) -> None:
+    """P = 0.99949 against a threshold of 0.9995 printed apart at 3 decimals only because the threshold rounded to
+    1.000; the decimal added for that was not checked again: "P = 0.9995, below the threshold 0.9995". Now P and
+    the threshold print apart, and neither as 0 or 1, in the decision line, the figures and the meter."""
+    with chromium_page(server + "/") as (page, errors):
+        for p, t, positive, decision in ((0.99949, 0.9995, False, "P = 0.99949, below the threshold 0.99950"),
+                                         (0.00051, 0.0005, True, "P = 0.00051, at or above the threshold 0.00050"),
+                                         (0.00049, 0.0005, False, "P = 0.00049, below the threshold 0.00050")):
+            assert page.evaluate("([p, t, pos]) => decisionText(p, t, pos)", [p, t, positive]).endswith(decision)
+            page.evaluate("(answer) => render(answer, 'film.png')", {**ANSWER, "probability": p, "threshold": t})
+            prob, threshold = page.locator("#prob").inner_text(), page.locator("#threshold").inner_text()
+            assert float(prob) != float(threshold) and 0 < float(threshold) < 1, (p, t, prob, threshold)
+            assert page.locator("#marker-label").inner_text() == f"threshold {decision.split()[-1]}"
+        assert not errors, errors
+
+
 def test_the_meter_never_shows_a_threshold_short_of_certainty_as_0_or_1(server: str) -> None:
     """The meter's label printed the threshold with 2 decimals whatever it was: "threshold 1.00" for 0.9995 (above
     every P), while the figures beside it said 0.9995; its aria-valuenow gave P with 3, "1.000" for P = 0.9996. Both

@@ -227,7 +227,7 @@ function rateText(share) {
 // Decimals (at least `min`, at most 6) that tell p from t: "P = 0.98, below the threshold 0.98" reads as a contradiction.
 // Nor does a probability short of certainty print as 0 or 1: P = 0.996 is not "P = 1.00".
 function digitsApart(p, t, min) {
-  return shortOfCertain(p, digitsFrom(t, p, min));
+  return shortOfCertain(p, digitsShared(t, p, min));
 }
 
 // `digits`, or more (at most 6) until p short of 0 or 1 does not print as 0 or 1.
@@ -243,10 +243,21 @@ function shortOfCertain(p, digits) {
 // the threshold 1.00" read as a film flagged below its threshold. Nor does t short of 0 or 1 print as 0 or 1: a
 // threshold of 0.9995 is not "1.00", above every P.
 function digitsFrom(t, p, min) {
-  if (p === t) return shortOfCertain(p, min);
+  return shortOfCertain(t, digitsShared(t, p, min));
+}
+
+// The decimals (at least `min`, at most 6) from which p and t, each then given the more it needs not to print as 0
+// or 1 (`shortOfCertain`), print apart: both must hold at once, or P = 0.99949 and a threshold of 0.9995, apart at 3
+// only as "1.000", took a fourth for it and read "P = 0.9995, below the threshold 0.9995". Equal, they take `min`.
+function digitsShared(t, p, min) {
+  if (p === t) return min;
+  const apart = (d) => {
+    const shown = Math.max(shortOfCertain(p, d), shortOfCertain(t, d));
+    return p.toFixed(shown) !== t.toFixed(shown);
+  };
   let digits = min;
-  while (digits < 6 && p.toFixed(digits) === t.toFixed(digits)) digits++;
-  return shortOfCertain(t, digits);
+  while (digits < 6 && !apart(digits)) digits++;
+  return digits;
 }
 
 function decisionText(p, threshold, positive) {
