@@ -179,3 +179,23 @@ def test_torch_running_out_of_the_machines_memory_is_one_line_naming_what_to_cha
            "fit-guard": "fit on fewer films (--max-images)", "evaluate": "give fewer or smaller films"}[command]
     assert f"; close other programs, or {way}, and try again" in err, err
     assert ("--resume" in err or "nothing was saved" in err) == (command == "train") and "GPU" not in err
+
+
+def _cpu_alloc_failed(self: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you "
+                       "tried to allocate 4294967296 bytes. Error code 12 (Cannot allocate memory)")
+
+
+def test_a_model_check_out_of_memory_is_the_machine_out_of_memory_not_a_broken_model(
+        tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`train --image-size 4096` with little memory (`ulimit -v 3000000`) ran out of it in the check of the model's
+    output on two images, and was told "model 'cnn' fails on a batch of 4096 px images (RuntimeError: ...); a
+    pneumoscan model takes normalised images...", blaming the model. Now it gets the out-of-memory advice."""
+    from pneumoscan.models.cnn import SmallCNN
+
+    monkeypatch.setattr(SmallCNN, "forward", _cpu_alloc_failed)
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "run"), *QUICK]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "fails on a batch" not in err
+    assert err.startswith("pneumoscan: error: the machine ran out of memory (can't allocate memory: you tried to "
+                          "allocate 4294967296 bytes")

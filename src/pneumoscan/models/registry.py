@@ -442,6 +442,8 @@ def check_model_output(model: nn.Module, name: str, image_size: int) -> None:
         with torch.no_grad():
             out = model.eval()(x)
     except Exception as err:  # noqa: BLE001 - a plugin's builder may fail in any way
+        if host_out_of_memory(err) or gpu_out_of_memory(err):
+            raise  # the images are too large for this machine, not the model wrong: the CLI's out-of-memory advice
         raise InputError(f"model {name!r} fails on a batch of {image_size} px images ({type(err).__name__}: "
                          f"{first_line(err, 200)}); {contract}") from None
     finally:
