@@ -535,10 +535,24 @@ def _meta_of(header: str | None, path: str | os.PathLike) -> ArtifactMeta:
     except NewerHeaderError as err:  # whatever version it names: every file so far says 0.1.0
         raise InputError(f"{path}: written by a newer pneumoscan than {__version__} ({err}); {NEWER_ADVICE}") from None
     except ValueError as err:
+        size = _stored_size(header)
+        if size is not None and size > MAX_IMAGE_SIZE:  # whole pixels, which versions before the limit trained at
+            raise InputError(f"{path}: its input size, {size} px, is larger than this version of pneumoscan takes (at "
+                             f"most {MAX_IMAGE_SIZE} px); load it with the version that wrote it, or train the model "
+                             f"again at --image-size {MAX_IMAGE_SIZE} or less") from None
         other = _written_by_another(header)
         advice = ("as in an edited file; restore the model file or train the model again" if other is None else
                   f"written by pneumoscan {other}, this is {__version__}; load it with the version that wrote it")
         raise InputError(f"{path}: its stored settings are unusable ({err}), {advice}") from None
+
+
+def _stored_size(header: str) -> int | None:
+    """The input size a model file's header stores when it is a whole number of pixels, however large; else None."""
+    try:
+        size = json.loads(header).get("image_size")
+    except (ValueError, AttributeError):  # not JSON, or not an object
+        return None
+    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
 
 
 def _written_by_another(header: str) -> str | None:
