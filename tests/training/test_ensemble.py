@@ -440,6 +440,9 @@ def test_an_ensembles_val_metrics_are_drawn_with_its_seed(tiny_run: Path, second
     meta = read_meta(tmp_path / "ens" / "model.safetensors")
     labels, probs = meta.val_scores["labels"], meta.val_scores["probs"]
     assert meta.val_metrics["intervals"]["seed"] == 7
+    # recorded with its other settings, so that the ensemble can be built again as it was (it was nowhere else)
+    assert meta.training["seed"] == 7
+    assert json.loads((tmp_path / "ens" / "config.json").read_text())["ensemble_seed"] == 7
     assert meta.val_metrics == summarize(labels, probs, meta.threshold, n_boot=500, seed=7, groups=meta.score_groups())
     with pytest.raises(InputError, match=r"--seed -1: must be 0 to 4294967295"):
         build_ensemble([tiny_run, second_run], tmp_path / "bad", seed=-1, progress=False)

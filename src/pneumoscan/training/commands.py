@@ -213,7 +213,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--target-recall", type=float, help="recall the threshold is chosen for (default: the first member's)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the bootstrap drawing its validation intervals, as train's --seed draws a run's "
-                        "(default: 0)")
+                        "(default: 0; recorded in its config.json)")
     add_cache_dir_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars (shown on stderr only when it is a terminal)")
     p.set_defaults(func=cmd_ensemble)

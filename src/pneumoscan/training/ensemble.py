@@ -201,7 +201,7 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
         train_prevalence=metas[0].train_prevalence, class_names=metas[0].class_names,
         training={"members": [_member_record(run, m) for run, m in zip(runs, metas)],
                   "train_seconds": round(sum(float(m.training.get("train_seconds", 0)) for m in metas), 1),
-                  "data": metas[0].training.get("data")},
+                  "data": metas[0].training.get("data"), "seed": seed},  # the --seed that reproduces it
     )
     # a failure (a full disk, Ctrl+C) leaves nothing that was not there before: no half-written ensemble folder
     with undone_on_failure(out, [out / name for name in ENSEMBLE_FILES]):
@@ -212,7 +212,8 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
             raise InputError(f"validation images of {runs[0]} are no longer readable: {images.skipped[0]}")
         if (runs[0] / "split.json").exists():
             atomic_write(out / "split.json", lambda tmp: shutil.copyfile(runs[0] / "split.json", tmp))
-        text = json.dumps({"ensemble_of": [str(r) for r in runs], **config}, indent=2)
+        # its --seed, not as "seed": a run's config.json with that key is a single run's recipe (report's RECIPE_KEYS)
+        text = json.dumps({"ensemble_of": [str(r) for r in runs], "ensemble_seed": seed, **config}, indent=2)
         atomic_write(out / "config.json", lambda tmp: tmp.write_text(text))
         return finish_artifact(out, model, meta, images, recall, seed=seed,
                                patients=_val_patients(metas[0], val, progress))
