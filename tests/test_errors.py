@@ -155,3 +155,44 @@ def test_a_command_a_message_gives_on_windows_quotes_a_path_as_cmd_exe_reads_it(
         plain, spaced = shell_word("C:\\Users\\amy\\runs\\r1"), shell_word("C:\\Users\\amy\\my runs\\r1")
     assert plain == "C:\\Users\\amy\\runs\\r1"
     assert spaced == '"C:\\Users\\amy\\my runs\\r1"'
+
+
+def test_one_name_escapes_only_what_breaks_the_line_not_other_spaces() -> None:
+    """`ideo\\u3000sp.jpeg` (an ideographic space) printed as `ideo\\\\u3000sp.jpeg`, a name the user could not copy
+    or grep; no-break and thin spaces alike."""
+    from pneumoscan.errors import one_name
+
+    kept = "ideo\u3000sp \u00a0nb\u2009thin\u202fnarrow\u200bzw.jpeg"
+    assert one_name(kept) == kept
+    assert one_name("a\nb\tc\r\x1b[31m\x7f\x85\u2028\u2029r\udcf6\ud800.jpeg") == \
+        "a\\nb\\tc\\r\\x1b[31m\\x7f\\x85\\u2028\\u2029r\\udcf6\\ud800.jpeg"
+
+
+def test_a_command_a_message_gives_quotes_in_bash_only_what_breaks_the_line() -> None:
+    """A name with a no-break or ideographic space came in $'...' with it escaped (`$'ideo\\u3000sp'`); bash reads
+    the character itself in plain quotes."""
+    import shlex
+    import subprocess
+
+    from pneumoscan.errors import shell_word
+
+    assert shell_word("ideo\u3000sp/a\u00a0b") == shlex.quote("ideo\u3000sp/a\u00a0b") == "'ideo\u3000sp/a\u00a0b'"
+    word = shell_word("a\nb\u2028c\x85d\udcf6'e")
+    assert word == "$'a\\nb\\u2028c\\u0085d\\xf6\\'e'"
+    echoed = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, timeout=30).stdout
+    assert echoed == "a\nb\u2028c\x85d".encode() + b"\xf6'e"
+
+
+@pytest.mark.parametrize("path", ["C:\\R&D\\runs\\r1", "C:\\a^b\\r1", "C:\\100%\\r1", "C:\\a|b", "C:\\x<y>", "C:\\(1)",
+                                  "C:\\a,b", "C:\\a;b", "C:\\a`b", "C:\\$env", "C:\\it's", "C:\\a\tb", ""])
+def test_a_command_a_message_gives_on_windows_quotes_what_cmd_or_powershell_would_read(
+        path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`C:\\R&D\\runs\\r1` came unquoted (list2cmdline quotes only for a space or tab): cmd.exe ran `D\\runs\\r1` as a
+    second command."""
+    from pneumoscan.errors import shell_word
+
+    with monkeypatch.context() as windows:
+        windows.setattr(os, "name", "nt")
+        word, ending = shell_word(path), shell_word(path + "\\my dir\\")
+    assert word == f'"{path}"'
+    assert ending == f'"{path}\\my dir\\\\"'  # a backslash before the closing quote doubled, as the C runtime reads it

@@ -6,6 +6,7 @@ import math
 import os
 import sys
 import warnings
+import unicodedata
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -192,28 +193,34 @@ def decimals(value: float, digits: int) -> str:
 
 def shell_word(path: str | os.PathLike[str]) -> str:
     """`path` as a command in a message gives it, to be pasted into a shell: quoted when a shell would not read it
-    as one word ('my runs/r1' -> "'my runs/r1'"), as it is otherwise; one with a character `isprintable` refuses (a
-    newline) in bash's $'...' quoting with that character escaped, so the message stays one line. On Windows in
-    cmd.exe's double quotes, and only when needed: POSIX quotes would wrap every path (its backslashes) in
-    single quotes, which cmd.exe keeps as part of the name."""
+    as one word ('my runs/r1' -> "'my runs/r1'"), as it is otherwise; one with a character `_breaks_line` (a
+    newline) in bash's $'...' quoting with that character escaped, so the message stays one line (any other
+    character, a no-break space too, as it is). On Windows in double quotes, and only when needed (POSIX quotes
+    would wrap every path, for its backslashes, in single quotes, which cmd.exe keeps as part of the name): for an
+    empty word or one holding a space, a tab or a character cmd.exe or PowerShell would read (`R&D`, `a^b`, `100%`).
+    cmd.exe still expands an %VAR% between double quotes: no quoting can stop that."""
     import shlex
-    import subprocess
 
     text = os.fspath(path)
-    if os.name == "nt":  # Windows forbids control characters in names: no escapes needed
-        return subprocess.list2cmdline([text])
-    if all(c.isprintable() for c in text):
+    if os.name == "nt":  # Windows forbids control characters and double quotes in names: no escapes needed
+        if text and not any(c in _WINDOWS_SPECIAL for c in text):
+            return text
+        return '"' + text + "\\" * (len(text) - len(text.rstrip("\\"))) + '"'  # \" would be a quote
+    if not any(_breaks_line(c) for c in text):
         return shlex.quote(text)
     return "$'" + "".join(_shell_escaped(c) for c in text) + "'"
 
 
+_WINDOWS_SPECIAL = " \t&|<>^%(),;`$'"  # cmd.exe's and PowerShell's operators, separators and variables
+
+
 def _shell_escaped(char: str) -> str:
     """A character of a name in bash's $'...' quoting: a byte that is not UTF-8 (`os.fsdecode`'s lone surrogate) as
-    that byte, `\\xf6`, any other character `isprintable` refuses by its code point."""
+    that byte, `\\xf6`, any other character `_breaks_line` by its code point."""
     code = ord(char)
     if char in "\\'":
         return "\\" + char
-    if char.isprintable():
+    if not _breaks_line(char):
         return char
     if 0xDC80 <= code <= 0xDCFF:
         return f"\\x{code - 0xDC00:02x}"
@@ -293,18 +300,26 @@ def one_line(text: str, limit: int | None = None) -> str:
 
 
 def one_name(name: str) -> str:
-    """A file name on one line and still distinct from every other: each character `isprintable` refuses escaped as
-    Python writes it in a string, whitespace too (a newline as `\\n`, a tab as `\\t`, where `one_line` would make
-    a space that names another file), a byte that is not UTF-8 as `\\udcf6` (as the CLI prints it elsewhere)."""
-    return "".join(c if c.isprintable() else _WHITESPACE.get(c) or _escaped(c) for c in str(name))
+    """A file name on one line, as the user can copy and grep it: only what would break the line or the terminal
+    is escaped as Python writes it in a string (`_breaks_line`: a newline as `\\n`, a tab as `\\t`, where
+    `one_line` would make a space, an escape sequence's ESC as `\\x1b`, a byte that is not UTF-8 as `\\udcf6`, as
+    the CLI prints it elsewhere); any other space (no-break, ideographic) is kept. Not always distinct: a name with a
+    backslash and an n prints as one with a newline does (backslashes are left as they are: Windows paths)."""
+    return "".join(_WHITESPACE.get(c) or _escaped(c) if _breaks_line(c) else c for c in str(name))
+
+
+def _breaks_line(char: str) -> bool:
+    """Whether `char` of a name is escaped in a message (`one_name`, `shell_word`): a control character (category
+    Cc), a line or paragraph separator (U+2028, U+2029), a lone surrogate (`os.fsdecode`'s byte that is not UTF-8)."""
+    return unicodedata.category(char) in ("Cc", "Cs") or char in "\u2028\u2029"
 
 
 _WHITESPACE = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def _escaped(char: str) -> str:
-    """A character `isprintable` refuses, for `one_line` (not whitespace) and `one_name`, as Python writes it in a
-    string."""
+    """A character `isprintable` refuses (for `one_line`, not whitespace) or `_breaks_line` (for `one_name`), as Python
+    writes it in a string."""
     code = ord(char)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
