@@ -481,14 +481,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _result_on_stdout(args: argparse.Namespace) -> bool:
     """Whether what the command is run for is what it prints (a closed stdout would lose it): `predict`, `models`,
-    `card`, `cache` without --clear, `--json -`, and `audit` and `evaluate` without a file to write; not a command
-    whose result is files (`export`, `set-threshold`, `report`, `train`, ...: its stdout only tells of them)."""
+    `card`, `cache` without --clear, `--json -`, and `audit` and `evaluate` without `--json FILE` (evaluate's
+    --predictions CSV is a by-product: the printout is what it is run for); not a command whose result is files
+    (`export`, `set-threshold`, `report`, `train`, ...: its stdout only tells of them)."""
     if getattr(args, "json", None) == "-" or args.command in ("predict", "models", "card"):
         return True
     if args.command == "cache":
         return not args.clear
     if args.command in ("audit", "evaluate"):
-        return not (args.json or getattr(args, "predictions", None))
+        return not args.json
     return False
 
 

@@ -886,11 +886,11 @@ def test_stdout_on_a_full_disk_is_one_line_naming_it_not_a_traceback(tiny_run: P
                           "free space (or write it elsewhere) and run the command again"], done.stderr
 
 
-@pytest.mark.parametrize("command", ["predict", "evaluate"])
+@pytest.mark.parametrize("command", ["predict", "evaluate", "evaluate --predictions"])
 def test_a_closed_stdout_is_one_line_not_a_traceback_nor_a_silent_loss(command: str, tiny_run: Path, tiny_data: Path,
                                                                        tmp_path: Path) -> None:
     """`pneumoscan predict FILM >&-` ended in a traceback ('NoneType' object has no attribute 'write'); `evaluate`
-    exited 0 with its report lost."""
+    exited 0 with its report lost, and so did `evaluate --predictions FILE`, whose CSV is not what it is run for."""
     import os
     import subprocess
     import sys
@@ -898,10 +898,12 @@ def test_a_closed_stdout_is_one_line_not_a_traceback_nor_a_silent_loss(command: 
     film = sorted((tiny_data / "train" / "NORMAL").iterdir())[0]
     argv = {"predict": ["predict", "--model", str(tiny_run), str(film)],
             "evaluate": ["evaluate", "--model", str(tiny_run), "--data", str(tiny_data), "--split", "train",
-                         "--n-boot", "10", "--cache-dir", str(tmp_path)]}[command]
-    done = subprocess.run([sys.executable, "-m", "pneumoscan", *argv], stderr=subprocess.PIPE, text=True, timeout=300,
-                          preexec_fn=lambda: os.close(1))
-    assert (done.returncode, done.stderr) == (2, f"pneumoscan: error: stdout is closed, so the output of {command} "
+                         "--n-boot", "10", "--cache-dir", str(tmp_path)]}
+    argv["evaluate --predictions"] = [*argv["evaluate"], "--predictions", str(tmp_path / "rows.csv")]
+    done = subprocess.run([sys.executable, "-m", "pneumoscan", *argv[command]], stderr=subprocess.PIPE, text=True,
+                          timeout=300, preexec_fn=lambda: os.close(1))
+    name = command.split()[0]
+    assert (done.returncode, done.stderr) == (2, f"pneumoscan: error: stdout is closed, so the output of {name} "
                                                  f"would be lost; send it to a file (> out.txt) or to /dev/null\n")
 
 
