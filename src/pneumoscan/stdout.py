@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import io
 import os
+import select
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 
 class _WholeWrites(io.RawIOBase):
-    """File descriptor `fd` (left open), writing each buffer whole: a short write is followed by one of the rest."""
+    """File descriptor `fd` (left open) for `python -u`'s unbuffered text layer, which drops what a write leaves:
+    each buffer is written whole (a short write is followed by one of the rest) or the OSError raised. A
+    non-blocking descriptor (O_NONBLOCK, set by the program reading) is waited for when full, not a BlockingIOError."""
 
     def __init__(self, fd: int) -> None:
         super().__init__()
         self._fd = fd
-        self.discard = False  # after a failure already reported: what is left is dropped, not raised at exit
 
     def writable(self) -> bool:
         return True
@@ -32,12 +34,31 @@ class _WholeWrites(io.RawIOBase):
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(data).cast("B")
-        if self.discard:
-            return len(view)
         done = 0
         while done < len(view):
-            done += os.write(self._fd, view[done:])
+            done += _write_some(self._fd, view[done:])
         return done
+
+
+class _WaitingWrites(io.FileIO):
+    """File descriptor `fd` (left open) under a BufferedWriter, which writes the rest of a short write itself and
+    raises the disk's error on that retry: each write returns what it wrote, so an interrupt (Ctrl-C) never leaves
+    bytes written that the BufferedWriter would write again. Only a non-blocking descriptor is waited for here."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(fd, "w", closefd=False)
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        return _write_some(self.fileno(), memoryview(data).cast("B"))
+
+
+def _write_some(fd: int, view: memoryview) -> int:
+    """`os.write`, waiting while a non-blocking `fd` is full (EAGAIN) rather than raising BlockingIOError."""
+    while True:
+        try:
+            return os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [])
 
 
 @contextmanager
@@ -52,8 +73,10 @@ def whole_writes() -> Iterator[None]:
         return
     fd = stream.fileno()
     stream.flush()
-    raw = _WholeWrites(fd)
-    layer = raw if binary is getattr(binary, "raw", binary) else io.BufferedWriter(raw)  # unbuffered as it was
+    # unbuffered as it was; buffered, C's FileIO counts what a write wrote before an interrupt can be raised
+    raw: io.RawIOBase = (_WholeWrites(fd) if binary is getattr(binary, "raw", binary) else
+                         io.FileIO(fd, "w", closefd=False) if os.name == "nt" or os.get_blocking(fd) else _WaitingWrites(fd))
+    layer = raw if isinstance(raw, _WholeWrites) else io.BufferedWriter(raw)
     whole = io.TextIOWrapper(layer, encoding=getattr(stream, "encoding", None) or "utf-8",
                              errors=getattr(stream, "errors", None) or "strict",
                              line_buffering=getattr(stream, "line_buffering", False),
@@ -67,4 +90,4 @@ def whole_writes() -> Iterator[None]:
         try:
             whole.flush()
         except OSError:  # the command's error, if any, is reported already; not a second one at exit
-            raw.discard = True
+            raw.close()  # the descriptor stays open; what is left in the buffer is dropped

@@ -945,10 +945,12 @@ def test_the_commands_predict_and_a_stopped_run_suggest_can_be_pasted_for_a_path
     assert shlex.split(hint.split("`")[1]) == ["pneumoscan", "train", "--out", str(run), "--resume"]
 
 
-def test_a_write_to_stdout_that_only_partly_fits_fails_instead_of_cutting_the_output(tiny_run: Path, tiny_data: Path,
-                                                                                    tmp_path: Path) -> None:
+@pytest.mark.parametrize("unbuffered", [True, False], ids=["unbuffered", "buffered"])
+def test_a_write_to_stdout_that_only_partly_fits_fails_instead_of_cutting_the_output(
+        unbuffered: bool, tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
     """Under `ulimit -f` (or a disk filling mid-write) Python's unbuffered stdout (PYTHONUNBUFFERED=1, python -u)
-    dropped what a short write left: `predict --csv > out.csv` exited 0 with its last rows cut."""
+    dropped what a short write left: `predict --csv > out.csv` exited 0 with its last rows cut. Buffered (the
+    default) it must fail alike."""
     import os
     import resource
     import subprocess
@@ -960,10 +962,12 @@ def test_a_write_to_stdout_that_only_partly_fits_fails_instead_of_cutting_the_ou
     def limited() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    env.update({"PYTHONUNBUFFERED": "1"} if unbuffered else {})
     with out.open("w") as stdout:
         done = subprocess.run([sys.executable, "-m", "pneumoscan", "predict", "--model", str(tiny_run), "--csv",
                                str(tiny_data / "train")], stdout=stdout, stderr=subprocess.PIPE, text=True,
-                              timeout=300, preexec_fn=limited, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                              timeout=300, preexec_fn=limited, env=env)
     assert out.stat().st_size == limit  # the rows do not fit: the output is cut, and must say so
     errors = [line for line in done.stderr.splitlines() if line.startswith("pneumoscan: error: ")]
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
