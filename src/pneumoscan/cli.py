@@ -653,8 +653,10 @@ def _smaller_batch(args: argparse.Namespace) -> str | None:
     """The command's smaller batch as a way out of memory ('lower --batch-size ...'), None when it has no batch size."""
     if not hasattr(args, "batch_size"):
         return None
-    resumed = f" in a new {option('out')} (a resume keeps the run's)" if args.command in ("train", "pretrain") else ""
-    return f"lower {option('batch_size')}{resumed}"
+    if args.command in ("train", "pretrain"):  # each film's memory grows with the square of --image-size
+        return (f"lower {option('batch_size')} or {option('image_size')} in a new {option('out')} (a resume keeps "
+                f"the run's)")
+    return f"lower {option('batch_size')}"
 
 
 def _host_memory_way(args: argparse.Namespace) -> str:

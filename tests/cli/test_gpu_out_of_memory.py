@@ -30,7 +30,7 @@ def test_training_out_of_gpu_memory_names_the_batch_size_the_cpu_and_the_resume(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("pneumoscan: error: the GPU ran out of memory (CUDA out of memory. Tried to allocate 2.00 GiB")
-    assert "lower --batch-size in a new --out (a resume keeps the run's)" in err
+    assert "lower --batch-size or --image-size in a new --out (a resume keeps the run's)" in err
     assert "`CUDA_VISIBLE_DEVICES= pneumoscan train ...`" in err
     assert f"continue the run with `pneumoscan train --out {out} --resume`" in err
 
@@ -175,7 +175,7 @@ def test_torch_running_out_of_the_machines_memory_is_one_line_naming_what_to_cha
     assert err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith("pneumoscan: error: the machine ran out of memory (can't allocate memory: you tried to "
                           "allocate 100000000000000000 bytes."), err
-    way = {"train": "lower --batch-size in a new --out (a resume keeps the run's)",
+    way = {"train": "lower --batch-size or --image-size in a new --out (a resume keeps the run's)",
            "fit-guard": "fit on fewer films (--max-images)", "evaluate": "give fewer or smaller films"}[command]
     assert f"; close other programs, or {way}, and try again" in err, err
     assert ("--resume" in err or "nothing was saved" in err) == (command == "train") and "GPU" not in err
