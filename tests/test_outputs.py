@@ -524,7 +524,7 @@ def _absolute(record: object, folder: Path) -> object:
         return [_absolute(item, folder) for item in record]
     if isinstance(record, dict):
         return {key: _absolute(value, folder) for key, value in record.items()}
-    return os.path.normpath(folder / record) if isinstance(record, str) else record
+    return os.path.normpath(os.path.join(os.path.realpath(folder), record)) if isinstance(record, str) else record
 
 
 @pytest.mark.parametrize("failing", [0, 3, 5])
@@ -607,7 +607,7 @@ def test_a_crashed_write_whose_journal_is_reached_through_a_symlink_undoes_its_o
     """The journal recorded a file outside its folder as `../other/p.csv`: beside a journal reached through a
     symlink (`link -> real/out`) the kernel resolves `..` after the link, so recovery put 'back' real/other/p.csv
     (deleting a user's file there) and left other/p.csv new, a half-written set. (An older journal's absolute paths
-    were made so too.) Now a file outside the journal's folder is recorded, and read back, by its absolute path."""
+    were made so too.) Now `..` steps are counted between real paths, at writing and at reading."""
     from pneumoscan.outputs import recover_interrupted
 
     (tmp_path / "real" / "out").mkdir(parents=True)
@@ -655,19 +655,31 @@ def test_a_set_of_files_on_two_drives_is_written_and_a_crashed_one_undone(older:
     assert _tree(tmp_path) == {"D/p.csv": b"new p", "C/s.json": b"new s"}
 
 
-def test_a_journal_records_a_path_relative_only_inside_its_folder() -> None:
-    """Relative inside the journal's folder (moved or copied with it), absolute elsewhere: another folder, another
-    drive, a path through `..`."""
-    from pathlib import PurePosixPath, PureWindowsPath
-
+def test_a_journal_records_a_path_relative_to_its_real_folder() -> None:
+    """Relative to the journal's folder, `..` steps counted between real paths (symlinks resolved by the caller)."""
     from pneumoscan.outputs import journal_entry
 
-    base = PureWindowsPath("C:/runs/out")
-    assert journal_entry(PureWindowsPath("C:/runs/out/r_files/a.png"), base) == PureWindowsPath("r_files/a.png")
-    for path in ("D:/runs/out/p.csv", "C:/runs/p.csv", "C:/runs/out/../p.csv"):
-        assert journal_entry(PureWindowsPath(path), base) == PureWindowsPath(path)
-    assert journal_entry(PurePosixPath("/a/link/s.json"), PurePosixPath("/a/link")) == PurePosixPath("s.json")
-    assert journal_entry(PurePosixPath("/a/other/p.csv"), PurePosixPath("/a/link")) == PurePosixPath("/a/other/p.csv")
+    assert journal_entry("/a/real/out/r_files/a.png", "/a/real/out") == "r_files/a.png"
+    assert journal_entry("/a/other/p.csv", "/a/real/out") == "../../other/p.csv"
+
+
+def test_a_crashed_write_across_folders_of_a_tree_moved_since_is_undone_in_the_moved_tree(tmp_path: Path) -> None:
+    """A set in two folders (`evaluate --predictions t/other/p.csv --json t/mydir/s.json`) crashed, then the tree
+    was moved (`mv t t2`): with the file outside the journal's folder recorded absolute, recovery put back the old
+    place's files (deleting a user's new t/other/p.csv) and left t2 half written. Now t2 is put right, t untouched."""
+    from pneumoscan.outputs import recover_interrupted
+
+    tree, moved = tmp_path / "t", tmp_path / "t2"
+    for folder in ("other", "mydir"):
+        (tree / folder).mkdir(parents=True)
+    _crash_pair(tree / "other" / "p.csv", tree / "mydir" / "s.json", older=False)
+    tree.rename(moved)
+    (tree / "other").mkdir(parents=True)
+    (tree / "other" / "p.csv").write_text("the user's")
+    with pytest.warns(UserWarning, match="an earlier run stopped"):
+        assert recover_interrupted([moved / "mydir" / "s.json"]) == [moved / "mydir" / "s.json"]
+    assert _tree(moved) == {"other/p.csv": b"old p", "mydir/s.json": b"old s"}
+    assert _tree(tree) == {"other/p.csv": b"the user's"}
 
 
 def test_a_journal_that_a_running_process_holds_is_left_alone(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import signal
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path, PurePath
 from typing import Callable
 
@@ -209,11 +209,11 @@ class Journal:
     def open(self) -> None:
         """Write the journal (its folder made first), locked from the moment it exists, and fsync it."""
         record = {"files": self.files, "gone": self.gone, "made": self.made}
-        base = self.path.parent.absolute()
         with _named(self.anchor):
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            base = os.path.realpath(self.path.parent)
             self._fd = self._created_locked()
-            text = json.dumps(record, default=lambda p: str(journal_entry(Path(p).absolute(), base)))
+            text = json.dumps(record, default=lambda p: journal_entry(os.path.realpath(p), base))
             os.write(self._fd, text.encode())
             fsync_open(self._fd)
         fsync_folder(self.path.parent)
@@ -369,29 +369,31 @@ def _recover(journal: Path) -> bool:
             os.close(fd)
 
 
-def journal_entry(path: PurePath, base: PurePath) -> PurePath:
-    """How a journal in folder BASE records the absolute PATH: relative to BASE when it lies inside it, so a folder
-    moved or copied (`cp -a`) with the journal is put right where it is now; absolute otherwise. Never with `..`:
-    the kernel resolves `..` after a symlink, so `../other/p.csv` beside a journal reached through one names a file
-    of another folder; nor across drives (Windows), where no relative path exists."""
+def journal_entry(path: str, base: str) -> str:
+    """How a journal in folder BASE records PATH (both with every symlink resolved): relative to BASE, so a folder
+    moved or copied (`cp -a`) with the journal, or a tree moved with the folders of all its files, is put right
+    where it is now; `..` steps count from the real folder, so a journal reached through a symlink reads them as
+    written. Absolute across drives (Windows), where no relative path exists."""
     try:
-        inside = path.relative_to(base)  # by the names alone: no `..` resolved, nor symlinks
+        return os.path.relpath(path, base)
     except ValueError:
         return path
-    return path if ".." in inside.parts else inside
 
 
 def _placed(journal: Path, anchor: str) -> Callable[[str], Path]:
-    """Where a path JOURNAL records is now: a relative one in the journal's folder, an absolute one where it says.
-    An older journal recorded every path absolute: those inside the folder of its set's last file (`anchor`), which
-    it was written beside, are placed in the journal's folder, so a folder moved or copied since is put right where
-    it is, never the one it was copied from."""
-    before = Path(anchor).parent if Path(anchor).is_absolute() else None
+    """Where a path JOURNAL records is now: a relative one from the journal's real folder (`journal_entry`), an
+    absolute one where it says. An older journal recorded every path absolute: those inside the folder of its set's
+    last file (`anchor`), which it was written beside, are placed in the journal's folder, so a folder moved or
+    copied since is put right where it is, never the one it was copied from."""
+    before = PurePath(anchor).parent if PurePath(anchor).is_absolute() else None
+    folder = os.path.realpath(journal.parent)
 
     def place(path: str) -> Path:
         if before is not None:
-            path = str(journal_entry(Path(path), before))
-        return journal.parent / path  # an absolute PATH stays as it is
+            with suppress(ValueError):  # outside its folder: where it says
+                inside = PurePath(path).relative_to(before)
+                path = path if ".." in inside.parts else str(inside)
+        return Path(os.path.normpath(os.path.join(folder, path)))  # an absolute PATH stays as it is
 
     return place
 
