@@ -581,12 +581,11 @@ class Trainer:
     def _warn_stale_guard(self, artifact: Path) -> None:
         """On a finished run: warn when its guard is keyed to another model file than `artifact` (a resume that
         replaced the model was stopped before its own warning said so), with the command that fits it again."""
-        from pneumoscan.artifact import file_sha256
         from pneumoscan.inference.ood.guard import OODGuard
 
         guard = guard_beside(artifact)
         try:
-            stale = guard.is_file() and OODGuard.read(guard).meta.get("model_sha256") != file_sha256(artifact)
+            stale = guard.is_file() and not OODGuard.read(guard).keyed_to(artifact)
         except InputError:  # unreadable: predict and serve say so, with the fix
             return
         if stale:
@@ -615,7 +614,6 @@ def _fitted_guard(artifact: Path) -> tuple[OODGuard, dict[str, torch.Tensor]] | 
     None otherwise (no guard, or a stale or unreadable one)."""
     from safetensors.torch import load_file
 
-    from pneumoscan.artifact import file_sha256
     from pneumoscan.inference.ood.guard import OODGuard
 
     path = guard_beside(artifact)
@@ -625,7 +623,7 @@ def _fitted_guard(artifact: Path) -> tuple[OODGuard, dict[str, torch.Tensor]] | 
         guard = OODGuard.read(path)
     except InputError:
         return None
-    return (guard, load_file(str(artifact))) if guard.meta.get("model_sha256") == file_sha256(artifact) else None
+    return (guard, load_file(str(artifact))) if guard.keyed_to(artifact) else None
 
 
 def _kept_guard(model: nn.Module, meta: ArtifactMeta,
@@ -669,8 +667,6 @@ def finish_artifact(out: Path, model: nn.Module, meta: ArtifactMeta, val: ImageS
                       probs)
     if guard is None:
         return save_artifact(out / ARTIFACT_NAME, model, meta)
-    from pneumoscan.artifact import file_sha256
-
     written: list[Path] = []  # the artifact's temp file, which the guard is keyed to (a rename keeps its bytes)
     write_artifact = artifact_writer(model, meta)
 
@@ -679,7 +675,7 @@ def finish_artifact(out: Path, model: nn.Module, meta: ArtifactMeta, val: ImageS
         written.append(tmp)
 
     def keyed_guard(tmp: Path) -> None:
-        guard.meta = {**guard.meta, "model_sha256": file_sha256(written[-1])}
+        guard.key_to(written[-1])
         guard.write(tmp)
 
     return atomic_write_all({out / ARTIFACT_NAME: artifact, guard_beside(out / ARTIFACT_NAME): keyed_guard},

@@ -345,8 +345,16 @@ class OODGuard:
     def save_for(self, model: str | os.PathLike) -> Path:
         """Save as the guard of the artifact `model`, which must hold the weights this guard was fitted on
         (a copy with another threshold): keyed to that file and written beside it."""
-        self.meta = {**self.meta, "model_sha256": file_sha256(resolve_model_path(model))}
+        self.key_to(resolve_model_path(model))
         return self.save(guard_path(model))
+
+    def key_to(self, model_file: str | os.PathLike) -> None:
+        """Key this guard to the artifact file `model_file` (its SHA-256), which holds the weights it was fitted on."""
+        self.meta = {**self.meta, "model_sha256": file_sha256(model_file)}
+
+    def keyed_to(self, model_file: str | os.PathLike) -> bool:
+        """Whether this guard is keyed to the artifact file `model_file` as it is now."""
+        return self.meta.get("model_sha256") == file_sha256(model_file)
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "OODGuard":
