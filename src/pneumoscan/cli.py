@@ -499,10 +499,15 @@ def _fill_closed_descriptor(fd: int) -> None:
     try:
         os.fstat(fd)
     except OSError:
-        null = os.open(os.devnull, os.O_WRONLY)
-        if null != fd:
-            os.dup2(null, fd)
-            os.close(null)
+        _to_devnull(fd)
+
+
+def _to_devnull(fd: int) -> None:
+    """Point file descriptor FD at /dev/null: what is written to it goes nowhere, without an error."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    if null != fd:
+        os.dup2(null, fd)
+        os.close(null)
 
 
 def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
@@ -586,14 +591,14 @@ def _run_command(args: argparse.Namespace) -> int:
               f"PYTHONWARNINGS=error makes an error: exit code {EXIT_WARNING_AS_ERROR}){_resume_hint(args)}")
         return EXIT_WARNING_AS_ERROR
     except BrokenPipeError:  # e.g. `pneumoscan predict DIR | head`
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _to_devnull(sys.stdout.fileno())
         return 1
     except OSError as err:  # e.g. --out or --json in a folder that cannot be created or written
         if err.filename is None and err.errno in _DISK_FULL:  # files written by name say so: this is stdout
             _tell(f"pneumoscan: error: {_stdout_name()}: {err.strerror}; the output is cut short: "
                   f"{_DISK_FULL_FIX.get(err.errno, _DISK_FULL_FIX[errno.ENOSPC])}"
                   f"{_resume_hint(args) or ' and run the command again'}")
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second failure at exit
+            _to_devnull(sys.stdout.fileno())  # no second failure at exit
             return 2
         if err.filename is None:
             raise
@@ -636,7 +641,7 @@ def _tell(line: str) -> None:
         print(line, file=sys.stderr)
     except (OSError, ValueError, AttributeError):  # a full disk; a closed or missing stderr
         with contextlib.suppress(OSError, ValueError, AttributeError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+            _to_devnull(sys.stderr.fileno())
             sys.stderr.flush()  # what the failed write left, into /dev/null rather than a failure at exit
 
 
