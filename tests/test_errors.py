@@ -162,10 +162,29 @@ def test_one_name_escapes_only_what_breaks_the_line_not_other_spaces() -> None:
     or grep; no-break and thin spaces alike."""
     from pneumoscan.errors import one_name
 
-    kept = "ideo\u3000sp \u00a0nb\u2009thin\u202fnarrow\u200bzw.jpeg"
+    kept = "ideo\u3000sp \u00a0nb\u2009thin\u202fnarrow.jpeg"
     assert one_name(kept) == kept
     assert one_name("a\nb\tc\r\x1b[31m\x7f\x85\u2028\u2029r\udcf6\ud800.jpeg") == \
         "a\\nb\\tc\\r\\x1b[31m\\x7f\\x85\\u2028\\u2029r\\udcf6\\ud800.jpeg"
+
+
+def test_a_name_prints_alike_in_every_message_with_what_hides_or_reorders_text_escaped() -> None:
+    """`one_line` (most errors) made `ideo\\u3000sp.jpeg` and `a  b.jpeg` into `ideo sp.jpeg` and `a b.jpeg`, other
+    files, where `one_name` (predict's rows) kept them; `one_name` printed a right-to-left override (U+202E) and a
+    zero-width space as they are, so `x\\u202egpj.exe` showed on a terminal as `xexe.jpg` and `IM\\u200b01.jpeg` as
+    `IM01.jpeg`. Now one rule: every code point but the whitespace that breaks a line prints alike in both."""
+    import sys
+    import unicodedata
+
+    from pneumoscan.errors import one_line, one_name
+
+    breaking = set("\t\n\v\f\r\x1c\x1d\x1e\x1f\x85\u2028\u2029")
+    every = "".join(chr(code) for code in range(sys.maxunicode + 1) if chr(code) not in breaking)
+    assert one_line(every) == one_name(every)
+    assert one_line("a  b\u3000c\u00a0d.jpeg") == one_name("a  b\u3000c\u00a0d.jpeg") == "a  b\u3000c\u00a0d.jpeg"
+    assert one_name("x\u202egpj.exe IM\u200b01\u2066\ufeff.jpeg") == "x\\u202egpj.exe IM\\u200b01\\u2066\\ufeff.jpeg"
+    printed = one_name(every)
+    assert not [c for c in printed if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp")]
 
 
 def test_a_command_a_message_gives_quotes_in_bash_only_what_breaks_the_line() -> None:
@@ -177,10 +196,10 @@ def test_a_command_a_message_gives_quotes_in_bash_only_what_breaks_the_line() ->
     from pneumoscan.errors import shell_word
 
     assert shell_word("ideo\u3000sp/a\u00a0b") == shlex.quote("ideo\u3000sp/a\u00a0b") == "'ideo\u3000sp/a\u00a0b'"
-    word = shell_word("a\nb\u2028c\x85d\udcf6'e")
-    assert word == "$'a\\nb\\u2028c\\u0085d\\xf6\\'e'"
+    word = shell_word("a\nb\u2028c\x85d\udcf6'e\u202ef")
+    assert word == "$'a\\nb\\u2028c\\u0085d\\xf6\\'e\\u202ef'"
     echoed = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, timeout=30).stdout
-    assert echoed == "a\nb\u2028c\x85d".encode() + b"\xf6'e"
+    assert echoed == "a\nb\u2028c\x85d".encode() + b"\xf6'e" + "\u202ef".encode()
 
 
 @pytest.mark.parametrize("path", ["C:\\R&D\\runs\\r1", "C:\\a^b\\r1", "C:\\100%\\r1", "C:\\a|b", "C:\\x<y>", "C:\\(1)",

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from pneumoscan import __version__
 from pneumoscan.errors import (MAX_REASON, PneumoscanError, RefusedFilm, WriteError, cli_words, decimals,
-                               gpu_out_of_memory, host_out_of_memory, interruption, memory_reason, one_line, option,
-                               out_of_memory_text, raise_terminated, shell_word, warn)
+                               gpu_out_of_memory, host_out_of_memory, interruption, memory_reason, one_line, one_name,
+                               option, out_of_memory_text, raise_terminated, shell_word, warn)
 
 if TYPE_CHECKING:
     from pneumoscan.evaluation.evaluate import Evaluation
@@ -649,7 +649,7 @@ def _stdout_name() -> str:
     """What stdout writes to, as a message names it: 'stdout (/home/amy/out.csv)', its full path, for `> out.csv`; else
     'stdout'."""
     try:
-        return f"stdout ({one_line(os.readlink(f'/proc/self/fd/{sys.stdout.fileno()}'))})"
+        return f"stdout ({one_name(os.readlink(f'/proc/self/fd/{sys.stdout.fileno()}'))})"
     except (OSError, ValueError, AttributeError):  # no /proc (macOS, Windows), or no file descriptor
         return "stdout"
 

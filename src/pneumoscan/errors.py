@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import warnings
 import unicodedata
@@ -193,8 +194,9 @@ def decimals(value: float, digits: int) -> str:
 
 def shell_word(path: str | os.PathLike[str]) -> str:
     """`path` as a command in a message gives it, to be pasted into a shell: quoted when a shell would not read it
-    as one word ('my runs/r1' -> "'my runs/r1'"), as it is otherwise; one with a character `_breaks_line` (a
-    newline) in bash's $'...' quoting with that character escaped, so the message stays one line (any other
+    as one word ('my runs/r1' -> "'my runs/r1'"), as it is otherwise; one with a character `_unshown` (a
+    newline, a right-to-left override) in bash's $'...' quoting with that character escaped, so the message stays
+    one line and in order (any other
     character, a no-break space too, as it is). On Windows in double quotes, and only when needed (POSIX quotes
     would wrap every path, for its backslashes, in single quotes, which cmd.exe keeps as part of the name): for an
     empty word or one holding a space, a tab or a character cmd.exe or PowerShell would read (`R&D`, `a^b`, `100%`).
@@ -206,7 +208,7 @@ def shell_word(path: str | os.PathLike[str]) -> str:
         if text and not any(c in _WINDOWS_SPECIAL for c in text):
             return text
         return '"' + text + "\\" * (len(text) - len(text.rstrip("\\"))) + '"'  # \" would be a quote
-    if not any(_breaks_line(c) for c in text):
+    if not any(_unshown(c) for c in text):
         return shlex.quote(text)
     return "$'" + "".join(_shell_escaped(c) for c in text) + "'"
 
@@ -216,11 +218,11 @@ _WINDOWS_SPECIAL = " \t&|<>^%(),;`$'"  # cmd.exe's and PowerShell's operators, s
 
 def _shell_escaped(char: str) -> str:
     """A character of a name in bash's $'...' quoting: a byte that is not UTF-8 (`os.fsdecode`'s lone surrogate) as
-    that byte, `\\xf6`, any other character `_breaks_line` by its code point."""
+    that byte, `\\xf6`, any other character `_unshown` by its code point."""
     code = ord(char)
     if char in "\\'":
         return "\\" + char
-    if not _breaks_line(char):
+    if not _unshown(char):
         return char
     if 0xDC80 <= code <= 0xDCFF:
         return f"\\x{code - 0xDC00:02x}"
@@ -282,12 +284,13 @@ MAX_REASON: int = 120
 
 
 def one_line(text: str, limit: int | None = None) -> str:
-    """Collapse whitespace so a message stays on one line, and show every other character `isprintable` refuses
-    escaped: a byte of a file name that is not UTF-8 (`os.fsdecode` gives it as a lone surrogate) as
-    `r\\udcf6ntgen.jpeg`, as the CLI prints such a name elsewhere, a zero-width space as `\\u200b`, not as a space
-    that names another file. A `limit` cut ('...') never splits an escape."""
-    units = " ".join(str(text).split())
-    pieces = [c if c.isprintable() else _escaped(c) for c in units]
+    """Free text (an OS's or a decoder's reason) on one line: each run of whitespace that breaks the line or the
+    layout (a newline, a tab, U+2028...) becomes a space, and every character `_unshown` is escaped as Python writes
+    it (a zero-width space as `\\u200b`, an ESC as `\\x1b`); any other character, a run of spaces or an ideographic
+    space too, as `one_name` prints it. A `limit` cut ('...') never splits an escape. A file name goes through
+    `one_name`, which escapes a newline (`\\n`) rather than making it a space that names another file."""
+    units = _LINE_BREAKING_SPACE.sub(" ", str(text)).strip(" ")
+    pieces = [_escaped(c) if _unshown(c) else c for c in units]
     if limit is not None and sum(map(len, pieces)) > limit:
         kept, room = [], limit - 3
         for piece in pieces:
@@ -299,27 +302,34 @@ def one_line(text: str, limit: int | None = None) -> str:
     return "".join(pieces)
 
 
+# the whitespace str.split() splits on, but for the spaces (category Zs), which are printed as they are
+_LINE_BREAKING_SPACE = re.compile(r" *[\t\n\v\f\r\x1c-\x1f\x85\u2028\u2029][ \t\n\v\f\r\x1c-\x1f\x85\u2028\u2029]*")
+
+
 def one_name(name: str) -> str:
-    """A file name on one line, as the user can copy and grep it: only what would break the line or the terminal
-    is escaped as Python writes it in a string (`_breaks_line`: a newline as `\\n`, a tab as `\\t`, where
-    `one_line` would make a space, an escape sequence's ESC as `\\x1b`, a byte that is not UTF-8 as `\\udcf6`, as
-    the CLI prints it elsewhere); any other space (no-break, ideographic) is kept. Not always distinct: a name with a
-    backslash and an n prints as one with a newline does (backslashes are left as they are: Windows paths)."""
-    return "".join(_WHITESPACE.get(c) or _escaped(c) if _breaks_line(c) else c for c in str(name))
+    """A file name on one line, as the user can copy and grep it, and unable to hide or reorder the text around it:
+    every character `_unshown` is escaped as Python writes it in a string (a newline as `\\n`, a tab as `\\t`, an
+    ESC as `\\x1b`, a byte that is not UTF-8 as `\\udcf6`, a right-to-left override as `\\u202e`, a zero-width
+    space as `\\u200b`); every other character, any space (no-break, ideographic) too, is kept. Not always distinct: a
+    name with a backslash and an n prints as one with a newline does (backslashes are left as they are: Windows
+    paths)."""
+    return "".join(_WHITESPACE.get(c) or _escaped(c) if _unshown(c) else c for c in str(name))
 
 
-def _breaks_line(char: str) -> bool:
-    """Whether `char` of a name is escaped in a message (`one_name`, `shell_word`): a control character (category
-    Cc), a line or paragraph separator (U+2028, U+2029), a lone surrogate (`os.fsdecode`'s byte that is not UTF-8)."""
-    return unicodedata.category(char) in ("Cc", "Cs") or char in "\u2028\u2029"
+def _unshown(char: str) -> bool:
+    """Whether `char` is escaped when a message prints it (`one_name`, `one_line`, `shell_word`): every character
+    `isprintable` refuses but the spaces (category Zs, kept so that a name can be copied): control characters (Cc)
+    and U+2028/U+2029, which break the line; format characters (Cf), which hide or reorder text on a terminal (the
+    bidi overrides such as U+202E, zero-width spaces); a lone surrogate (`os.fsdecode`'s byte that is not UTF-8);
+    private-use and unassigned code points."""
+    return not char.isprintable() and unicodedata.category(char) != "Zs"
 
 
 _WHITESPACE = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def _escaped(char: str) -> str:
-    """A character `isprintable` refuses (for `one_line`, not whitespace) or `_breaks_line` (for `one_name`), as Python
-    writes it in a string."""
+    """A character `_unshown`, as Python writes it in a string."""
     code = ord(char)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 

@@ -28,6 +28,24 @@ def test_films_in_a_format_not_read_are_listed_to_be_reported_not_left_out(tmp_p
         read_grayscale(tmp_path / "PNEUMONIA" / "c.webp")
 
 
+def test_a_film_in_a_format_not_read_is_named_as_decoding_names_it(tmp_path: Path) -> None:
+    """Listing a folder named `ideo\\u3000sp  scan.gif` as `ideo sp scan.gif` (another file) where reading it named
+    it as it is; a right-to-left override in a name printed as it is, reordering the message on a terminal."""
+    from PIL import Image
+
+    from pneumoscan.data.decode import read_grayscale
+    from pneumoscan.data.formats import unread_refusal
+
+    gif = tmp_path / "ideo\u3000sp  scan\u202efig.gif"
+    Image.new("L", (40, 40), 90).save(gif, "GIF")
+    named = f"{tmp_path}/ideo\u3000sp  scan\\u202efig.gif: GIF images are not supported"
+    refusal = unread_refusal(gif)
+    assert refusal is not None and refusal.text.startswith(named)
+    with pytest.raises(InputError) as exc:
+        read_grayscale(gif)
+    assert str(exc.value) == refusal.text
+
+
 def test_jpegs_saved_as_jfif_are_read(tmp_path: Path) -> None:
     # Windows and some browsers save JPEGs as .jfif: left out of the class folder without a word before
     write_xray(tmp_path / "NORMAL" / "a.jpg", 0, 1).rename(tmp_path / "NORMAL" / "a.JFIF")

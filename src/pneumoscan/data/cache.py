@@ -29,7 +29,7 @@ from pneumoscan.data.preprocess import (
     load_image_levels_rgb_and_at,
     load_image_levels_rgb_and_gray,
 )
-from pneumoscan.errors import DecodeOutOfMemory, InputError, one_line, option, warn
+from pneumoscan.errors import DecodeOutOfMemory, InputError, one_name, option, warn
 from pneumoscan.progress import progress_bar
 
 # Bump when an entry's contents change: entries of an older format get another key, so they are decoded again.
@@ -205,7 +205,7 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool,
         try:
             data, label = read_path(samples[index].path)  # once: the decode and the guard's cues all read it
         except MemoryError as exc:
-            raise out_of_memory(one_line(os.fsdecode(samples[index].path))) from exc
+            raise out_of_memory(one_name(os.fsdecode(samples[index].path))) from exc
         with reading_film(label, data):
             if marks is None:
                 images[index], levels[index], rgb, gray = load_image_levels_rgb_and_gray(data, size, name=label)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from pneumoscan.data.decode import EXPORT_AS, is_dicom, read_grayscale, unsupported_format
-from pneumoscan.errors import InputError, one_line
+from pneumoscan.errors import InputError, one_name
 
 if TYPE_CHECKING:
     from pneumoscan.data.labels import Sample
@@ -105,7 +105,7 @@ def unread_refusal(path: Path) -> Refusal | None:
     except OSError:
         return None
     if not is_dicom(head) and (fmt := unsupported_format(head)) is not None:
-        return Refusal(f"{one_line(os.fsdecode(path))}: {fmt} images are not supported; {EXPORT_AS}")
+        return Refusal(f"{one_name(os.fsdecode(path))}: {fmt} images are not supported; {EXPORT_AS}")
     if path.suffix.lower() not in UNREAD_EXTENSIONS or is_image_head(head):
         return None
     try:  # no image format's first bytes: decoding fails at once, in its own words
