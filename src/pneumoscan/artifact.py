@@ -205,18 +205,33 @@ def is_finite_number(value: Any) -> bool:
 
 
 PIXEL_COUNT_RULE = f"not a whole number of pixels from 1 to {MAX_IMAGE_SIZE}"
+TOO_LARGE = f"larger than the {MAX_IMAGE_SIZE} px this version of pneumoscan takes"
 
 
 def is_pixel_count(value: Any) -> bool:
     """Whether a value read from JSON is a whole number of pixels from 1 to `MAX_IMAGE_SIZE` (not a bool)."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_IMAGE_SIZE
+    return _whole_pixels(value) and value <= MAX_IMAGE_SIZE
+
+
+def pixel_count_problem(value: Any) -> str | None:
+    """What is wrong with an image size read from a file (a model header's, a guard's, an ONNX export's), in the
+    words every reader of one uses: `TOO_LARGE` for a whole number of pixels above `MAX_IMAGE_SIZE` (versions
+    before the limit trained at such sizes), else `PIXEL_COUNT_RULE`; None when it is a pixel count."""
+    if is_pixel_count(value):
+        return None
+    return TOO_LARGE if _whole_pixels(value) else PIXEL_COUNT_RULE
+
+
+def _whole_pixels(value: Any) -> bool:
+    """Whether a value read from JSON is a whole number above 0 (not a bool), however large."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 # what each stored setting must be for every prediction to honour it: (test, what it is not when it fails)
-_HEADER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+_HEADER_RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[Any], str | None]]] = {
     "model_name": (lambda v: isinstance(v, str) and bool(v), "not a model name"),
     "model_config": (lambda v: isinstance(v, dict), "not a JSON object"),
-    "image_size": (is_pixel_count, PIXEL_COUNT_RULE),
+    "image_size": (is_pixel_count, pixel_count_problem),
     "mean": (is_finite_number, "not a finite number"),
     "std": (lambda v: is_finite_number(v) and v > 0, "not a finite number above 0"),
     "threshold": (lambda v: is_finite_number(v) and 0 <= v <= 1, "not a number from 0 to 1"),
@@ -260,7 +275,7 @@ def header_problem(data: Any) -> str | None:
         return f"{', '.join(missing)} missing"
     for name, (valid, what) in _HEADER_RULES.items():
         if name in data and not valid(data[name]):
-            return f"{name} {data[name]!r}: {what}"
+            return f"{name} {data[name]!r}: {what(data[name]) if callable(what) else what}"
     return None
 
 
@@ -536,23 +551,21 @@ def _meta_of(header: str | None, path: str | os.PathLike) -> ArtifactMeta:
         raise InputError(f"{path}: written by a newer pneumoscan than {__version__} ({err}); {NEWER_ADVICE}") from None
     except ValueError as err:
         size = _stored_size(header)
-        if size is not None and size > MAX_IMAGE_SIZE:  # whole pixels, which versions before the limit trained at
-            raise InputError(f"{path}: its input size, {size} px, is larger than this version of pneumoscan takes (at "
-                             f"most {MAX_IMAGE_SIZE} px); load it with the version that wrote it, or train the model "
-                             f"again at --image-size {MAX_IMAGE_SIZE} or less") from None
+        if pixel_count_problem(size) == TOO_LARGE:  # not an edit: the version that wrote it took such sizes
+            raise InputError(f"{path}: image_size {size}: {TOO_LARGE}; load it with the version that wrote it, or "
+                             f"train the model again at --image-size {MAX_IMAGE_SIZE} or less") from None
         other = _written_by_another(header)
         advice = ("as in an edited file; restore the model file or train the model again" if other is None else
                   f"written by pneumoscan {other}, this is {__version__}; load it with the version that wrote it")
         raise InputError(f"{path}: its stored settings are unusable ({err}), {advice}") from None
 
 
-def _stored_size(header: str) -> int | None:
-    """The input size a model file's header stores when it is a whole number of pixels, however large; else None."""
+def _stored_size(header: str) -> Any:
+    """The input size a model file's header stores, whatever it is; None when it cannot be read."""
     try:
-        size = json.loads(header).get("image_size")
+        return json.loads(header).get("image_size")
     except (ValueError, AttributeError):  # not JSON, or not an object
         return None
-    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
 
 
 def _written_by_another(header: str) -> str | None:

@@ -183,6 +183,21 @@ def test_an_export_with_unusable_metadata_is_an_input_error(tiny_run: Path, edit
         OnnxBackend(_with_props(export_onnx_bytes(model, meta), **edits))
 
 
+@pytest.mark.parametrize(("size", "problem"), [("4097", "larger than the 4096 px this version of pneumoscan takes"),
+                                              ("0", "not a whole number of pixels from 1 to 4096")])
+def test_an_exports_input_size_is_refused_in_the_words_of_a_model_files(tiny_run: Path, size: str,
+                                                                         problem: str) -> None:
+    """An export at 4097 px was 'not a whole number of pixels from 1 to 4096', where a model file (or its guard) at
+    that size is said to be larger than this version takes: every reader of an image size checks it alike."""
+    from pneumoscan.export.onnx import export_onnx_bytes
+    from pneumoscan.inference.onnx_backend import OnnxBackend
+
+    model, meta = load_artifact(tiny_run, "cpu")
+    with pytest.raises(InputError) as err:
+        OnnxBackend(_with_props(export_onnx_bytes(model, meta), input_size=size))
+    assert f"(input_size {size!r}: {problem});" in str(err.value)
+
+
 def test_an_export_that_normalises_otherwise_than_its_model_is_not_used(tiny_run: Path, tmp_path: Path) -> None:
     """Its own metadata says how ONNX Runtime's input is normalised: an edited mean would silently change every P."""
     run = tmp_path / "run"

@@ -1114,7 +1114,7 @@ def _shipped_with_edited_guard(folder: Path, tensors: dict[str, np.ndarray] | No
     ({"references": {"image": 0, "features": 600.3, "colour": 15}},
      "references: colour, features, image must each be a number above 0"),
     ({"image_size": None}, "image_size None: not a whole number of pixels from 1 to 4096"),
-    ({"image_size": 1000000}, "image_size 1000000: not a whole number of pixels from 1 to 4096"),
+    ({"image_size": 1000000}, "image_size 1000000: larger than the 4096 px this version of pneumoscan takes"),
     ({"image_size": 64}, "fitted for 64 px images, its model takes 128 px"),
     ({"features.scale": np.ones(255)}, "features tensors of shapes (2, 256), (255,), (256, 256): not a Gaussian"),
     ({"image.precision": np.ones((74, 75))}, "image tensors of shapes (1, 75), (75,), (74, 75): not a Gaussian"),

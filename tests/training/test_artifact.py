@@ -487,8 +487,8 @@ def test_an_input_size_no_model_can_train_at_is_refused_as_too_large_not_as_memo
     assert read_meta(_edited(tmp_path, image_size=MAX_IMAGE_SIZE)).image_size == MAX_IMAGE_SIZE
     TrainConfig(data="DATA", out="run", image_size=MAX_IMAGE_SIZE).check()
     path = _edited(tmp_path, image_size=MAX_IMAGE_SIZE + 1)
-    assert _refusal(path) == (f"{path}: its input size, 4097 px, is larger than this version of pneumoscan takes (at "
-                              f"most 4096 px); load it with the version that wrote it, or train the model again at "
-                              f"--image-size 4096 or less")
+    assert _refusal(path) == (f"{path}: image_size 4097: larger than the 4096 px this version of pneumoscan takes; "
+                              f"load it with the version that wrote it, or train the model again at --image-size 4096 "
+                              f"or less")
     with pytest.raises(InputError, match="must be from 16 to 4096"):
         TrainConfig(data="DATA", out="run", image_size=MAX_IMAGE_SIZE + 1).check()

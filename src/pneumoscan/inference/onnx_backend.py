@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pneumoscan.artifact import PIXEL_COUNT_RULE, ArtifactMeta, is_pixel_count
+from pneumoscan.artifact import ArtifactMeta, pixel_count_problem
 from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import InputError, first_line, option, raise_if_interrupted, words
 from pneumoscan.inference.batch import sigmoid
@@ -106,8 +106,8 @@ def input_of(metadata: dict[str, str]) -> tuple[Preprocessing, int]:
         return text == "true"
 
     size = entry("input_size")
-    if not (size.isdigit() and is_pixel_count(int(size))):
-        raise ValueError(f"input_size {size!r}: {PIXEL_COUNT_RULE}")
+    if (size_problem := pixel_count_problem(int(size) if size.isdigit() else size)) is not None:
+        raise ValueError(f"input_size {size!r}: {size_problem}")
     return Preprocessing(number("mean"), number("std"), flag("equalize"), flag("crop")), int(size)
 
 

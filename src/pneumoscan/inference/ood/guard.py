@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from pneumoscan.artifact import (
-    GUARD_META_KEY, PIXEL_COUNT_RULE, ArtifactMeta, file_sha256, finish_command, is_finite_number, is_pixel_count,
+    GUARD_META_KEY, ArtifactMeta, file_sha256, finish_command, is_finite_number, pixel_count_problem,
     is_shipped, read_meta, resolve_model_path,
 )
 from pneumoscan.data.preprocess import Preprocessing
@@ -302,8 +302,8 @@ class OODGuard:
             return is_finite_number(value) and value > 0
 
         size = self.meta.get("image_size")
-        if not is_pixel_count(size):
-            return f"image_size {size!r}: {PIXEL_COUNT_RULE}"
+        if (size_problem := pixel_count_problem(size)) is not None:
+            return f"image_size {size!r}: {size_problem}"
         for name in ("threshold", "std", *(("dither_cut",) if "dither_cut" in self.meta else ())):
             if not positive(self.meta.get(name)):
                 return f"{name} {self.meta.get(name)!r}: not a finite number above 0"
