@@ -60,25 +60,39 @@ def test_a_bind_failure_other_than_a_busy_port_names_its_own_fix(code: str, stre
     assert ("stop what uses the port" in err) == (code == "EADDRINUSE")
 
 
-def test_a_machine_without_ipv6_is_told_to_pass_an_ipv4_host(tiny_run: Path, capsys: pytest.CaptureFixture[str],
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("code", "strerror", "host", "said"), [
+    ("EAFNOSUPPORT", "Address family not supported by protocol", "::1", "IPv6 is turned off or missing on this "
+     "machine: pass an IPv4 --host such as 127.0.0.1, or 0.0.0.0 for all"),
+    # IPv6 turned off in the kernel some other ways: the generic "stop what uses the port" advice before
+    ("EPROTONOSUPPORT", "Protocol not supported", "::1", "IPv6 is turned off or missing on this machine: pass an "
+     "IPv4 --host such as 127.0.0.1"),
+    ("EPFNOSUPPORT", "Protocol family not supported", "::", "IPv6 is turned off or missing on this machine"),
+    # a sandbox forbidding IPv4 sockets (systemd's RestrictAddressFamilies=AF_UNIX): was told the machine had no IPv6
+    ("EAFNOSUPPORT", "Address family not supported by protocol", "127.0.0.1", "this machine or the service manager "
+     "running pneumoscan does not allow IPv4 network sockets (a sandbox setting such as systemd's "
+     "RestrictAddressFamilies=); ask IT support"),
+])
+def test_a_socket_the_machine_cannot_make_is_told_by_its_family(code: str, strerror: str, host: str, said: str,
+                                                                tiny_run: Path, capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """`serve --host ::1` on a machine without IPv6 failed when the socket was made, before the bind that the one-line
     errors covered: a traceback ending in "[Errno 97] Address family not supported by protocol"."""
     import errno
 
     real = socket.socket
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
-    def no_ipv6(family: int = socket.AF_INET, *args: object, **kwargs: object) -> socket.socket:
-        if family == socket.AF_INET6:
-            raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
-        return real(family, *args, **kwargs)  # type: ignore[arg-type]
+    def refused(kind: int = socket.AF_INET, *args: object, **kwargs: object) -> socket.socket:
+        if kind == family:
+            raise OSError(getattr(errno, code), strerror)
+        return real(kind, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(socket, "socket", no_ipv6)
-    assert main(["serve", "--model", str(tiny_run), "--host", "::1", "--port", "8000", "--log-level", "critical"]) == 2
+    monkeypatch.setattr(socket, "socket", refused)
+    assert main(["serve", "--model", str(tiny_run), "--host", host, "--port", "8000", "--log-level", "critical"]) == 2
     captured = capsys.readouterr()
-    assert "[::1]:8000: cannot listen here (Address family not supported by protocol); this machine has no IPv6: " \
-        "pass an IPv4 --host such as 127.0.0.1" in captured.err
+    assert f"{'[' + host + ']' if ':' in host else host}:8000: cannot listen here ({strerror}); {said}" in captured.err
     assert "Traceback" not in captured.err and "serving on" not in captured.out
+    assert "stop what uses the port" not in captured.err
 
 
 @pytest.mark.parametrize(("host", "url"), [

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import signal
 import sys
@@ -36,8 +37,8 @@ def check_listen(host: str, port: int) -> int:
             return int(sock.getsockname()[1])
     except OSError as err:
         where = host_port(host, port)
-        raise InputError(f"{where}: cannot listen here ({err.strerror}); {_listen_fix(err.errno, host, port)}") \
-            from None
+        fix = _listen_fix(err.errno, host, port, ipv6=family == socket.AF_INET6)
+        raise InputError(f"{where}: cannot listen here ({err.strerror}); {fix}") from None
 
 
 def host_port(host: str, port: int) -> str:
@@ -56,11 +57,9 @@ def _unscoped_link_local(host: str) -> bool:
     return isinstance(address, ipaddress.IPv6Address) and address.is_link_local and not address.scope_id
 
 
-def _listen_fix(code: int | None, host: str, port: int) -> str:
-    """What to do when listening on HOST:PORT (making its socket, binding it) failed with errno CODE: the port in use
-    is one cause among several."""
-    import errno
-
+def _listen_fix(code: int | None, host: str, port: int, *, ipv6: bool) -> str:
+    """What to do when listening on HOST:PORT (an IPv6 address when `ipv6`; making its socket, binding it) failed
+    with errno CODE: the port in use is one cause among several."""
     if code == errno.EADDRNOTAVAIL:
         return "--host must be an address of this machine: 127.0.0.1, one of its network addresses, or 0.0.0.0 for all"
     if code == errno.EACCES and 0 < port < 1024:
@@ -68,11 +67,21 @@ def _listen_fix(code: int | None, host: str, port: int) -> str:
     if code == errno.EACCES:  # not a privileged port: SELinux, AppArmor or a container's policy
         return (f"permission denied to listen on {host_port(host, port)} (a security policy may forbid it); "
                 "pass another --port or ask IT support")
-    if code == errno.EAFNOSUPPORT:
-        return "this machine has no IPv6: pass an IPv4 --host such as 127.0.0.1, or 0.0.0.0 for all"
+    if code in _NO_SUCH_SOCKET and ipv6:
+        return ("IPv6 is turned off or missing on this machine: pass an IPv4 --host such as 127.0.0.1, or 0.0.0.0 "
+                "for all")
+    if code in _NO_SUCH_SOCKET:
+        return ("this machine or the service manager running pneumoscan does not allow IPv4 network sockets (a sandbox "
+                "setting such as systemd's RestrictAddressFamilies=); ask IT support")
     if code == errno.EINVAL and _unscoped_link_local(host):
         return f"a link-local IPv6 address needs its network interface as its scope, such as --host {host}%eth0"
     return "stop what uses the port or pass another --port"
+
+
+# the kernel makes no socket of that family or protocol: IPv6 disabled (ipv6.disable=1, its module not loaded) gives
+# EAFNOSUPPORT or EPROTONOSUPPORT, a sandbox forbidding the family EAFNOSUPPORT; the other two are their siblings
+_NO_SUCH_SOCKET = {getattr(errno, name) for name in ("EAFNOSUPPORT", "EPROTONOSUPPORT", "EPFNOSUPPORT", "ESOCKTNOSUPPORT")
+                   if hasattr(errno, name)}
 
 
 def is_loopback(host: str) -> bool:
