@@ -23,6 +23,9 @@ SOURCES = ("pyproject.toml", "README.md", "LICENSE", "MODEL_CARD.md", "src", "sa
 # What MANIFEST.in adds to the sdist: the test suite and what it reads
 SUITE = ("MANIFEST.in", "Makefile", "tests", "docs", "bench")
 LEFT_OUT = ("__pycache__", "*.py[cod]", "*.tmp", "*.egg-info")
+# The texts of the top a pip install has (`pneumoscan card`, `pneumoscan docs GUIDE`): each at its path in the wheel
+TOP_TEXTS = {name: f"pneumoscan/docs/{name}" for name in
+             ["MODEL_CARD.md", *sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "docs").glob("*.md"))]}
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +85,7 @@ def test_the_wheel_holds_every_module_and_the_files_read_at_run_time(wheel: Path
                for path in (ROOT / "sample" / "chest_xray" / "train").rglob("*.jpeg")}
     assert len(tracked) == 200 and films == tracked
     assert "pneumoscan/sample/README.md" in names  # the sample's licence (CC BY 4.0) and source
-    shipped = expected | tracked | {"pneumoscan/sample/README.md", "pneumoscan/docs/MODEL_CARD.md"}
+    shipped = expected | tracked | {"pneumoscan/sample/README.md"} | set(TOP_TEXTS.values())
     assert sorted(name for name in names if ".dist-info/" not in name and name not in shipped) == []  # no tests, .pyc
 
 
@@ -105,16 +108,18 @@ def test_the_shipped_model_files_stay_well_under_25_mb(wheel: Path) -> None:
     assert sum(info.file_size for info in weights) < 25e6
 
 
-def test_the_wheel_holds_the_model_card_as_it_is_at_the_top_and_nothing_else_of_the_top(wheel: Path) -> None:
+def test_the_wheel_holds_the_model_card_and_guides_as_they_are_and_nothing_else_of_the_top(wheel: Path) -> None:
     """MODEL_CARD.md was not in the wheel, so `pneumoscan card` and GET /model/card had nothing to show a user who
-    installed pneumoscan with pip. Its installed folder is the top of the source tree: nothing else of it ships."""
+    installed pneumoscan with pip; nor were docs/*.md, which `--help` and messages cited (`pneumoscan docs` prints
+    them now). Their installed folder is the top of the source tree: nothing else of it ships."""
     archive = zipfile.ZipFile(wheel)
-    assert [name for name in archive.namelist() if name.startswith("pneumoscan/docs/")] == \
-        ["pneumoscan/docs/MODEL_CARD.md"]
-    assert archive.read("pneumoscan/docs/MODEL_CARD.md") == (ROOT / "MODEL_CARD.md").read_bytes()
+    assert len(TOP_TEXTS) == 7
+    assert sorted(name for name in archive.namelist() if name.startswith("pneumoscan/docs/")) == \
+        sorted(TOP_TEXTS.values())
+    assert all(archive.read(installed) == (ROOT / name).read_bytes() for name, installed in TOP_TEXTS.items())
 
 
-def test_the_installed_package_finds_its_sample_and_card_with_no_source_tree(wheel: Path, tmp_path: Path) -> None:
+def test_the_installed_package_finds_its_sample_card_and_guides_with_no_source_tree(wheel: Path, tmp_path: Path) -> None:
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     elsewhere = tmp_path / "empty"
@@ -128,6 +133,9 @@ def test_the_installed_package_finds_its_sample_and_card_with_no_source_tree(whe
     card = subprocess.run([sys.executable, "-m", "pneumoscan", "card"], cwd=elsewhere, env=env, check=True,
                           capture_output=True).stdout
     assert card == (site / "pneumoscan" / "docs" / "MODEL_CARD.md").read_bytes()
+    guide = subprocess.run([sys.executable, "-m", "pneumoscan", "docs", "training"], cwd=elsewhere, env=env,
+                           check=True, capture_output=True).stdout
+    assert guide == (site / "pneumoscan" / "docs" / "docs" / "training.md").read_bytes()
     where = "from pneumoscan.card import model_card_path; print(model_card_path())"
     assert subprocess.run([sys.executable, "-c", where], cwd=elsewhere, env=env, check=True, capture_output=True,
                           text=True).stdout.strip() == str(site / "pneumoscan" / "docs" / "MODEL_CARD.md")
@@ -209,7 +217,8 @@ def test_the_dev_extra_holds_the_build_requirement_so_the_wheel_tests_run() -> N
 
 
 def test_the_top_folder_holds_no_python_module() -> None:
-    """pyproject maps the top folder as the package `pneumoscan.docs` (it ships MODEL_CARD.md): setuptools would ship
-    any module there with it (a `conftest.py` or `noxfile.py` as `pneumoscan/docs/...`), so there must be none. The
-    wheel fixture copies chosen files only, so this checks the real top folder."""
-    assert sorted(p.name for p in ROOT.glob("*.py")) == []
+    """pyproject maps the top folder as the package `pneumoscan.docs` (it ships MODEL_CARD.md) and docs/ as
+    `pneumoscan.docs.docs` (the guides): setuptools would ship any module there with them (a `conftest.py` or
+    `noxfile.py` as `pneumoscan/docs/...`), so there must be none. The wheel fixture copies chosen files only, so this
+    checks the real folders."""
+    assert sorted(p.name for p in [*ROOT.glob("*.py"), *(ROOT / "docs").glob("*.py")]) == []

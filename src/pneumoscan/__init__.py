@@ -1,6 +1,6 @@
 """pneumoscan: detect pneumonia on chest X-rays - train, evaluate, explain and serve classifiers.
 
-The Python API (docs/python-api.md) is the names in `__all__`. They are imported on first use, so
+The Python API (`pneumoscan docs python-api`) is the names in `__all__`. They are imported on first use, so
 `import pneumoscan` loads neither torch nor numpy.
 """
 __version__ = "0.1.0"

@@ -1,6 +1,7 @@
-"""The shipped model's card, MODEL_CARD.md: one file at the top of the source tree, installed with the package as
-pneumoscan/docs/MODEL_CARD.md (pyproject.toml). `pneumoscan card` prints it and the service sends it at
-GET /model/card. It describes the model shipped with pneumoscan only, never a model trained with it."""
+"""The texts of the source tree's top that ship with the package, installed under pneumoscan/docs/ at the same
+relative paths (pyproject.toml): the shipped model's card, MODEL_CARD.md (`pneumoscan card` prints it and the service
+sends it at GET /model/card; it describes the model shipped with pneumoscan only, never a model trained with it), and
+the guides of docs/ (`pneumoscan docs GUIDE`), which a pip install has no other copy of."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,22 +9,55 @@ from pathlib import Path
 from pneumoscan.errors import InputError
 
 MODEL_CARD = "MODEL_CARD.md"
+GUIDES = "docs"  # the guides' folder: docs/GUIDE.md
+
+
+def _installed(relative: str) -> Path:
+    return Path(__file__).resolve().parent / "docs" / relative
+
+
+def shipped_path(relative: str) -> Path | None:
+    """The file `relative` to the source tree's top: the installed package's copy, else the source tree's; None
+    when neither is there."""
+    for path in (_installed(relative), Path(__file__).resolve().parents[2] / relative):
+        if path.exists():
+            return path
+    return None
 
 
 def model_card_path() -> Path | None:
     """The shipped model's card: the installed package's copy, else the source tree's; None when neither is there."""
-    here = Path(__file__).resolve().parent
-    for path in (here / "docs" / MODEL_CARD, here.parents[1] / MODEL_CARD):
-        if path.is_file():
-            return path
-    return None
+    path = shipped_path(MODEL_CARD)
+    return path if path is not None and path.is_file() else None
 
 
 def model_card_text() -> str:
     """The shipped model's card as Markdown; an InputError when this installation lacks it."""
     path = model_card_path()
     if path is None:
-        here = Path(__file__).resolve().parent
-        raise InputError(f"{here / 'docs' / MODEL_CARD}: the shipped model's card is not installed; reinstall "
+        raise InputError(f"{_installed(MODEL_CARD)}: the shipped model's card is not installed; reinstall "
                          f"pneumoscan, or read {MODEL_CARD} at the top of its source")
     return path.read_text(encoding="utf-8")
+
+
+def _guide_files() -> dict[str, Path]:
+    folder = shipped_path(GUIDES)
+    return {path.stem: path for path in sorted(folder.glob("*.md"))} if folder is not None and folder.is_dir() else {}
+
+
+def guides() -> dict[str, str]:
+    """Each guide's name (`training` for docs/training.md) and title (its first line, less the '# '), by name."""
+    return {name: path.read_text(encoding="utf-8").partition("\n")[0].lstrip("# ").strip()
+            for name, path in _guide_files().items()}
+
+
+def guide_text(name: str) -> str:
+    """The guide `name` (docs/NAME.md) as Markdown; an InputError naming the guides there are when none has that
+    name, or when this installation has none."""
+    files = _guide_files()
+    if not files:
+        raise InputError(f"{_installed(GUIDES)}: pneumoscan's guides are not installed; reinstall pneumoscan, or read "
+                         f"{GUIDES}/ in its source")
+    if name not in files:
+        raise InputError(f"no guide {name!r}; the guides are {', '.join(files)} (`pneumoscan docs` lists them)")
+    return files[name].read_text(encoding="utf-8")

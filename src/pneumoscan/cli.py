@@ -102,8 +102,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"{name:<{width}}{_parameters_shown(name):>11}{spec.image_size:>6}  {sources[name]:<{source_width}}"
               f"{spec.description}")
     print("ensemble: the mean of trained models; build one with `pneumoscan ensemble RUN RUN --out DIR`")
-    print(f"plugins: installed packages add models through the entry point group {PLUGIN_GROUP} (docs/training.md: Your own "
-          f"architecture); a built-in name cannot be replaced by one")
+    print(f"plugins: installed packages add models through the entry point group {PLUGIN_GROUP} (`pneumoscan docs "
+          f"training`: Your own architecture); a built-in name cannot be replaced by one")
     return 0
 
 
@@ -123,6 +123,20 @@ def cmd_card(args: argparse.Namespace) -> int:
     from pneumoscan.card import model_card_text
 
     sys.stdout.write(model_card_text())
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from pneumoscan.card import guide_text, guides
+
+    if args.guide is not None:
+        sys.stdout.write(guide_text(args.guide))
+        return 0
+    known = guides()
+    width = max(12, *(len(name) + 2 for name in known)) if known else 12
+    for name, title in known.items():
+        print(f"{name:<{width}}{title}")
+    print("`pneumoscan docs GUIDE` prints one; `pneumoscan card` prints the shipped model's card")
     return 0
 
 
@@ -322,6 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      "model only, not one you train (the service sends it at GET /model/card)")
     p.set_defaults(func=cmd_card)
 
+    p = sub.add_parser("docs", help="print one of pneumoscan's guides (Markdown: training, evaluation, the service, "
+                                     "the Python API, ...), installed with it from its source's docs folder; without "
+                                     "GUIDE, list them")
+    p.add_argument("guide", nargs="?", metavar="GUIDE", help="the guide's name, as listed: e.g. training")
+    p.set_defaults(func=cmd_docs)
+
     p = sub.add_parser("audit", help="count images, patients, sizes, unreadable, colour and lateral-view files and duplicates in a dataset")
     p.add_argument("data", help="data folder (train/ val/ test/ with NORMAL/ PNEUMONIA/) or CSV manifest")
     p.add_argument("--json", help="also write the audit as JSON to this file ('-': stdout, and the text report goes to stderr)")
@@ -481,10 +501,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _result_on_stdout(args: argparse.Namespace) -> bool:
     """Whether what the command is run for is what it prints (a closed stdout would lose it): `predict`, `models`,
-    `card`, `cache` without --clear, `--json -`, and `audit` and `evaluate` without `--json FILE` (evaluate's
+    `card`, `docs`, `cache` without --clear, `--json -`, and `audit` and `evaluate` without `--json FILE` (evaluate's
     --predictions CSV is a by-product: the printout is what it is run for); not a command whose result is files
     (`export`, `set-threshold`, `report`, `train`, ...: its stdout only tells of them)."""
-    if getattr(args, "json", None) == "-" or args.command in ("predict", "models", "card"):
+    if getattr(args, "json", None) == "-" or args.command in ("predict", "models", "card", "docs"):
         return True
     if args.command == "cache":
         return not args.clear

@@ -274,7 +274,8 @@ def test_a_model_registered_in_a_notebook_is_named_so_where_it_is_missing() -> N
 
     assert missing_model_message("mynet", {"module": "__main__"}) == (
         "model 'mynet' was registered in a notebook or script (__main__), not by an installed package; in Python, "
-        "import or run that code before loading the model, or package it as a plugin (docs/training.md: Your own architecture)")
+        "import or run that code before loading the model, or package it as a plugin (`pneumoscan docs training`: "
+        "Your own architecture)")
 
 
 def test_models_lists_where_each_model_comes_from_and_one_it_cannot_build(

@@ -406,7 +406,7 @@ def missing_model_message(name: str, source: dict[str, Any]) -> str:
     where = "in a notebook or script (__main__)" if module == "__main__" else f"by the Python module {module}"
     return (f"model {name!r} was registered {where}, not by an installed package; in Python, import or run that "
             f"{'code' if module == '__main__' else 'module'} before loading the model, or package it as a plugin "
-            f"(docs/training.md: Your own architecture)")
+            f"(`pneumoscan docs training`: Your own architecture)")
 
 
 def require_registered(sources: dict[str, dict[str, Any]], where: str | os.PathLike) -> None:

@@ -99,9 +99,10 @@ def _threshold_origin(meta: Any) -> str:
 
 
 NO_GUARD = "none: this model has no guard (pneumoscan fit-guard fits one)"
-# --tta: what the mirror view is, and what it measured (bench/results/ablation.md, val_auc_tta beside val_auc)
+# --tta: what the mirror view is, and what it measured (the model card's ablation table, from
+# bench/results/ablation.md: val AUC, mirror TTA beside val AUC)
 TTA_ON = ("on: each prediction averaged with its left-right mirror, a view training never shows; it lowered "
-          "validation AUC in all 54 runs of bench/results/ablation.md")
+          "validation AUC in all 54 runs of the ablation table of the shipped model's card (`pneumoscan card`)")
 
 
 def guard_refusals(scores: Scores) -> str:

@@ -182,14 +182,14 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", action="store_true", default=None,
                    help="average each prediction with its left-right mirror, a view training never shows (its "
                         "augmentation never reflects; the heart is on the left); it lowered validation AUC in all "
-                        "54 runs of bench/results/ablation.md (val_auc_tta): keep it off")
+                        "54 runs of the ablation table of `pneumoscan card` (val AUC, mirror TTA): keep it off")
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
                    help="histogram-equalise every image, in training and at every prediction: robust to exposure "
                         "and contrast (default on)")
     p.add_argument("--crop", action=argparse.BooleanOptionalAction, default=None,
                    help="crop every image to a square as wide as the body, in training and at every prediction, "
                         "to take the field of view out of the picture (default off: on this data it lowered "
-                        "validation AUC, MODEL_CARD.md row Z)")
+                        "validation AUC, row Z of `pneumoscan card`)")
     p.add_argument("--init", help="start from these weights: the pretrained.safetensors of `pneumoscan pretrain`, or "
                                   "ImageNet weights on disk for --model tv_resnet18/tv_resnet50 (torchvision's .pth, "
                                   "timm's model.safetensors; the ImageNet classifier is replaced); warns when a "
