@@ -7,6 +7,7 @@ from __future__ import annotations
 import fnmatch
 import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -99,6 +100,24 @@ def test_the_licence_metadata_covers_the_bundled_films(wheel: Path) -> None:
     metadata = archive.read(f"{info}/METADATA").decode()
     assert "\nLicense-Expression: MIT AND CC-BY-4.0\n" in metadata
     assert {f"{info}/licenses/LICENSE", f"{info}/licenses/sample/README.md"} <= set(archive.namelist())
+
+
+def test_the_long_description_says_how_to_read_what_its_relative_links_name(wheel: Path) -> None:
+    """README.md is the long description a package index shows, where its relative links (MODEL_CARD.md,
+    docs/*.md) lead nowhere: each names a text the wheel ships, and the README says, in its opening, which commands
+    print them."""
+    import email
+
+    metadata = email.message_from_bytes(zipfile.ZipFile(wheel).read(
+        f"pneumoscan-{pneumoscan.__version__}.dist-info/METADATA"))
+    readme = metadata.get_payload()
+    assert metadata["Description-Content-Type"] == "text/markdown" and readme.strip() == \
+        (ROOT / "README.md").read_text().strip()
+    links = set(re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", readme))
+    assert "MODEL_CARD.md" in links and "docs/training.md" in links and sorted(links - set(TOP_TEXTS)) == []
+    opening = readme.split("\n## ", 1)[0]
+    (said,) = [part for part in opening.split("\n\n") if "package index" in part]
+    assert "`pneumoscan card`" in said and "`pneumoscan docs`" in said
 
 
 def test_the_shipped_model_files_stay_well_under_25_mb(wheel: Path) -> None:
