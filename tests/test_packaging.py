@@ -120,6 +120,28 @@ def test_the_long_description_says_how_to_read_what_its_relative_links_name(whee
     assert "`pneumoscan card`" in said and "`pneumoscan docs`" in said
 
 
+def test_the_classifiers_say_what_the_package_is(wheel: Path) -> None:
+    """The metadata had no classifier: an index's searches by audience, topic or Python version missed pneumoscan.
+    No licence classifier (PEP 639: License-Expression says it; setuptools refuses both); the Python versions named
+    are within Requires-Python, its floor among them; Typing :: Typed as py.typed ships."""
+    import email
+
+    from packaging.specifiers import SpecifierSet
+
+    archive = zipfile.ZipFile(wheel)
+    metadata = email.message_from_bytes(archive.read(f"pneumoscan-{pneumoscan.__version__}.dist-info/METADATA"))
+    classifiers = metadata.get_all("Classifier") or []
+    assert {"Intended Audience :: Healthcare Industry", "Intended Audience :: Science/Research",
+            "Topic :: Scientific/Engineering :: Medical Science Apps.",
+            "Topic :: Scientific/Engineering :: Image Recognition"} <= set(classifiers)
+    assert [c for c in classifiers if c.startswith("License ::")] == [] and metadata["License-Expression"]
+    requires = SpecifierSet(metadata["Requires-Python"])
+    versions = [c.rsplit(" ", 1)[1] for c in classifiers if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)]
+    assert min(spec.version for spec in requires) in versions and all(requires.contains(v) for v in versions)
+    assert ("Typing :: Typed" in classifiers) == ("pneumoscan/py.typed" in archive.namelist())
+    assert len([c for c in classifiers if c.startswith("Development Status ::")]) == 1
+
+
 def test_the_shipped_model_files_stay_well_under_25_mb(wheel: Path) -> None:
     """The default model, its ONNX export and its guard (about 11.4 MB together); a wheel of hundreds of MB would be
     refused by package indexes and slow every install."""
