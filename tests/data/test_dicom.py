@@ -165,6 +165,28 @@ def test_dicom_signed_16bit_with_rescale(tmp_path: Path) -> None:
     assert out[0, 0] == 255 and out[-1, -1] == 0
 
 
+@pytest.mark.parametrize("slope, intercept, offset", [("", "", 0), ("", -1024, -1024), (1, "", 0)])
+def test_dicom_empty_rescale_slope_or_intercept_is_its_default(tmp_path: Path, slope: object, intercept: object,
+                                                               offset: int) -> None:
+    """Exporters and anonymisers leave Rescale Slope or Intercept present but empty (highdicom#418): pydicom's modality
+    LUT then fails on None, and such a film, plain grey, was refused as 'unsupported layout ... give a single-frame
+    grayscale or RGB DICOM image'. Viewers read an empty value as its default, slope 1 and intercept 0."""
+    a = ramp(lo=0, hi=4000, dtype=np.uint16)
+    ds = make_dicom(a, bits_stored=12, center=40, width=400)
+    ds.add_new(0x00281053, "DS", slope)  # Rescale Slope
+    ds.add_new(0x00281052, "DS", intercept)  # Rescale Intercept
+    out = read_grayscale(dcm(tmp_path, ds))
+    np.testing.assert_array_equal(out, linear_window(a.astype(np.float64) + offset, 40, 400))
+
+
+def test_dicom_empty_voi_lut_function_is_linear(tmp_path: Path) -> None:
+    """An empty VOI LUT Function is the default LINEAR, as when absent: pydicom refuses the value '', and the window was
+    passed over for the film's min-max, another contrast than the one the film is shown with."""
+    a = ramp(lo=0, hi=4095, dtype=np.uint16)
+    out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=12, center=2000, width=1000, voi_function="")))
+    np.testing.assert_array_equal(out, linear_window(a, 2000, 1000))
+
+
 def test_dicom_12bit_window(tmp_path: Path) -> None:
     a = ramp(lo=0, hi=4095, dtype=np.uint16)
     out = read_grayscale(dcm(tmp_path, make_dicom(a, bits_stored=12, center=2000, width=1000)))
