@@ -549,6 +549,33 @@ def test_a_dicom_cut_between_any_two_whole_elements_is_said_to_be_maybe_cut_shor
             "file, exported with its pixel data"), end
 
 
+@pytest.mark.parametrize("file_meta", [True, False])
+def test_a_dicom_naming_no_sop_class_cut_between_two_whole_elements_is_said_to_be_maybe_cut_short(
+        tmp_path: Path, file_meta: bool) -> None:
+    """A film without a SOP Class UID (a bare dataset without file meta, an ACR-NEMA-era file, a file meta without
+    it) cut just after any element before its Rows and Columns was said to be 'DICOM file has no pixel data (not an
+    image, e.g. a report)'; every DICOM object of a class without pixel data names that class, so such a file is
+    cut short, or damaged."""
+    ds = make_dicom(ramp())
+    del ds.SOPClassUID
+    if file_meta:
+        del ds.file_meta.MediaStorageSOPClassUID
+    else:
+        del ds.file_meta
+    buffer = io.BytesIO()
+    ds.save_as(buffer, implicit_vr=False, little_endian=True, enforce_file_format=False)
+    full = buffer.getvalue()
+    read = pydicom.dcmread(io.BytesIO(full), force=True)
+    ends = [read.get_item(tag).value_tell + read.get_item(tag).length for tag in read.keys() if tag != 0x7FE00010]
+    assert len(ends) >= 8
+    for end in ends:
+        path = write(tmp_path / f"cut{end}", full[:end])
+        with pytest.raises(InputError) as exc:
+            read_grayscale(path)
+        message = check_error(exc, str(path))
+        assert "not an image" not in message and "give the complete file" in message, (end, message)
+
+
 def _without_pixels(sop_class: str, **elements: object) -> bytes:
     """A DICOM dataset of `sop_class` without pixel data, holding `elements`: what an archive exports besides
     images (a report, a structure set, a vendor's private object) or an image exported as its header alone."""

@@ -178,7 +178,8 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
 
     try:
         has_pixels = any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
-        image = _image_sop_class(ds)
+        sop_class = _sop_class(ds)
+        image = _image_sop_class(sop_class)
         frames_value = ds.get("NumberOfFrames", None)
         frames = int(frames_value) if frames_value not in (None, "") else 1
         rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
@@ -200,6 +201,9 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
     # a class pydicom does not know is an image by its header's size (as before SOP classes were read)
     if not has_pixels and image is not False and (cut or (image is None and rows > 0 and cols > 0)):
         raise _truncated(label)
+    if not has_pixels and not sop_class and not _is_dicomdir(ds):  # every object of a class without pixels names it
+        raise InputError(f"{label}: DICOM file has no pixel data, nor the SOP Class UID every DICOM object names: the "
+                         f"file may be cut short; give the complete file (copy it again)")
     if not has_pixels and image:  # a cut between two whole elements reads as a whole file without pixel data
         raise InputError(f"{label}: DICOM image has no pixel data: the file may be cut short, or a header-only "
                          f"export; give the complete file, exported with its pixel data")
@@ -258,16 +262,21 @@ def _drop_tracebacks(record: logging.LogRecord) -> bool:
     return record.exc_info is None
 
 
-def _image_sop_class(ds: Dataset) -> bool | None:
-    """Whether the dataset's SOP Class (else its file meta's Media Storage SOP Class) is an image storage class, whose
-    objects always hold pixel data; None when it names no SOP class pydicom knows (none, a private one)."""
-    from pydicom.uid import UID
-
+def _sop_class(ds: Dataset) -> str:
+    """The dataset's SOP Class UID, else its file meta's Media Storage SOP Class UID; '' when it names neither."""
     meta = getattr(ds, "file_meta", None)
     uid = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+    return str(uid or "").strip(" \x00")
+
+
+def _image_sop_class(uid: str) -> bool | None:
+    """Whether the SOP Class `uid` is an image storage class, whose objects always hold pixel data; None when it is
+    no SOP class pydicom knows (none, a private one)."""
+    from pydicom.uid import UID
+
     if not uid:
         return None
-    sop = UID(str(uid).strip())
+    sop = UID(uid)
     return "Image Storage" in sop.name if sop.type == "SOP Class" else None
 
 
