@@ -695,6 +695,33 @@ def test_dicom_missing_decoder_names_package(tmp_path: Path) -> None:
         assert "no decoder installed" in msg
 
 
+@pytest.mark.parametrize("uid, named", [("1.2.840.113619.5.2", "1.2.840.113619.5.2"),  # GE's private, unknown
+                                        ("1.2.840.10008.1.2.4.100", "MPEG2 Main Profile / Main Level")])
+def test_a_dicom_in_a_transfer_syntax_pydicom_has_no_decoder_for_says_to_export_it_again(
+        tmp_path: Path, uid: str, named: str) -> None:
+    """A transfer syntax pydicom does not know (a vendor's private one, or one newer than it, such as JPEG XL's
+    1.2.840.10008.1.2.4.110 to 112 for pydicom 3.0) was 'damaged DICOM header, cannot be read'; one it knows but
+    has no decoder for said to pip install the DICOM decoders, which decode neither. Installing nothing helps:
+    the film must be exported in another transfer syntax."""
+    from pydicom.uid import HTJ2KLossless
+
+    from pneumoscan.errors import MissingDecoder
+
+    ds = make_dicom(ramp())
+    ds.file_meta.TransferSyntaxUID = HTJ2KLossless  # encapsulated, then renamed in the bytes: pydicom writes no other
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51 not really a codestream"])
+    ds["PixelData"].VR = "OB"
+    data = dicom_bytes(ds)
+    assert len(HTJ2KLossless) == 23 and len(uid) in (18, 23)  # the value keeps its even length: 24 bytes
+    path = write(tmp_path / "film.dcm", data.replace(HTJ2KLossless.encode(), uid.encode().ljust(23, b"\x00")))
+    with pytest.raises(InputError) as exc:
+        read_grayscale(path)
+    message = check_error(exc, str(path))
+    assert not isinstance(exc.value, MissingDecoder) and "pip" not in message, message
+    assert message.endswith(f": DICOM pixel data in a transfer syntax pydicom has no decoder for ({named}); export the "
+                            f"film again uncompressed (Explicit VR Little Endian), or as PNG")
+
+
 def test_a_missing_decoder_says_pip_for_the_command_line_and_whom_to_ask_for_the_page(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The pip hint named three packages, not the extra docs/data.md and pyproject.toml name; the service showed

@@ -190,7 +190,7 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
             ds.PhotometricInterpretation = photometric
         _empty_as_default(ds)
         tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        compressed = bool(tsyntax is not None and tsyntax.is_compressed)
+        compressed = bool(tsyntax is not None and tsyntax.is_transfer_syntax and tsyntax.is_compressed)
         tsyntax_name = one_line(tsyntax.name, MAX_REASON) if tsyntax is not None else "unknown"
     except Exception:  # noqa: BLE001
         if cut:  # a value cut short fails as it is read
@@ -222,12 +222,14 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
         raise too_large(label, cols, rows, max_pixels)
     if frames > 1 and rows * cols * frames > max_pixels:  # every frame is decoded to compare them
         raise _frames_too_large(label, cols, rows, frames, max_pixels)
-    if compressed:
+    if tsyntax is not None:
         try:
             available = get_decoder(tsyntax).is_available
-        except Exception:  # noqa: BLE001 - no decoder exists for this transfer syntax
-            available = False
-        if not available:
+        except Exception:  # noqa: BLE001 - pydicom has no decoder for this transfer syntax, or does not know it
+            raise InputError(f"{label}: DICOM pixel data in a transfer syntax pydicom has no decoder for "
+                             f"({tsyntax_name}); export the film again uncompressed (Explicit VR Little Endian), or "
+                             f"as PNG") from None
+        if compressed and not available:
             missing = f"{label}: compressed DICOM ({tsyntax_name}) cannot be decoded, no decoder installed; "
             raise MissingDecoder(missing + _DICOM_DECODERS, missing + _ASK_FOR_DECODERS)
 
@@ -295,7 +297,8 @@ def _cut_short(data: bytes, ds: Dataset) -> bool:
         if isinstance(meta_length, int) and (len(data) < 144 + meta_length or not list(ds.keys())):
             return True
     tsyntax = getattr(meta, "TransferSyntaxUID", None)
-    if tsyntax is not None and tsyntax.is_deflated:  # the dataset's positions are in the inflated stream: undecided
+    # the dataset's positions are in the inflated stream, or in an encoding pydicom does not know: undecided
+    if tsyntax is not None and (not tsyntax.is_transfer_syntax or tsyntax.is_deflated):
         return False
     tell, length = getattr(last, "value_tell", None), getattr(last, "length", None)
     if not isinstance(tell, int) or not isinstance(length, int) or length == 0xFFFFFFFF:
