@@ -102,6 +102,32 @@ def sample_dir() -> Path:
     return SAMPLE
 
 
+def sample_films_of(name: str) -> list[Path]:
+    """The bundled sample's films of class `name` that tests may put through a model, an export check or the
+    service: 30 of its train/ films. Its test/ holds films of the official test split, which is for final reporting
+    only (tests/test_shipped_model.py scores them); these stand in for them, 30 a class as there."""
+    return sorted((SAMPLE / "train" / name).glob("*.jpeg"))[-30:]
+
+
+def sample_as_data(root: Path) -> Path:
+    """A data folder laid out as the bundled sample, of its train/ films only: `sample_films_of` as its test/, the
+    other train/ films as its train/."""
+    for name in CLASS_NAMES:
+        held_out = sample_films_of(name)
+        for film in sorted((SAMPLE / "train" / name).glob("*.jpeg")):
+            split = root / ("test" if film in held_out else "train") / name
+            split.mkdir(parents=True, exist_ok=True)
+            shutil.copy(film, split / film.name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def sample_films(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of `sample_films_of` each class (NORMAL/, PNEUMONIA/: 30 real X-rays each), held out from the
+    guard of `fitted`."""
+    return sample_as_data(tmp_path_factory.mktemp("sample")) / "test"
+
+
 def xray_pixels(label: int, seed: int, size: int = 40) -> np.ndarray:
     """A synthetic 'X-ray' (uint8): pneumonia images carry a bright blob, normal ones don't."""
     rng = np.random.default_rng(seed)
@@ -237,13 +263,14 @@ def tiny_site(tiny_run: Path, tiny_data: Path, tmp_path_factory: pytest.TempPath
 
 @pytest.fixture(scope="session")
 def fitted(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the tiny run's artifact with a guard fitted on the sample's real train X-rays; shared by the session."""
+    """A copy of the tiny run's artifact with a guard fitted on the sample's real train X-rays but `sample_films`;
+    shared by the session."""
     from pneumoscan.inference.ood import fit_guard, guard_path
 
     folder = tmp_path_factory.mktemp("guarded")
     model = folder / "model.safetensors"
     shutil.copy(tiny_run / "model.safetensors", model)
-    out = fit_guard(model, SAMPLE, cache_dir=folder / "cache")
+    out = fit_guard(model, sample_as_data(folder / "data"), cache_dir=folder / "cache")
     assert out == folder / "model.ood.safetensors" == guard_path(folder)
     return model
 

@@ -19,7 +19,7 @@ import pytest
 import pneumoscan
 from pneumoscan.cli import main
 from pneumoscan.errors import InputError
-from tests.conftest import write_xray
+from tests.conftest import sample_as_data, write_xray
 
 SRC = Path(pneumoscan.__file__).resolve().parents[1]
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,10 +38,11 @@ def readme_section() -> str:
 
 @pytest.fixture(scope="module")
 def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The names the section's Python example leaves, run in a folder where `sample/` is the bundled sample."""
+    """The names the section's Python example leaves, run in a folder where `sample/chest_xray` is laid out as the
+    bundled sample, of its train films (`sample_as_data`): the example evaluates and predicts its test/."""
     (code,) = re.findall(r"```python\n(.*?)```", readme_section(), re.S)
     folder = tmp_path_factory.mktemp("notebook")
-    (folder / "sample").symlink_to(ROOT / "sample", target_is_directory=True)
+    sample_as_data(folder / "sample" / "chest_xray")
     namespace: dict[str, Any] = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)

@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 
 from pneumoscan.cli import main
-from tests.conftest import per_film_lines, write_dicom, write_xray
+from tests.conftest import per_film_lines, sample_as_data, write_dicom, write_xray
 
 METRIC_KEYS = {"accuracy", "precision", "recall", "specificity", "f1", "npv", "roc_auc", "pr_auc", "brier", "ece",
                "threshold", "confusion_matrix", "n", "recall_by_cause", "borderline"}  # as docs/evaluation.md lists them
 
 
-def test_end_to_end_on_the_bundled_sample(sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_end_to_end_on_the_bundled_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = sample_as_data(tmp_path / "sample")  # its test/ of train films: the sample's own is for reporting only
     run = tmp_path / "run"
-    assert main(["train", "--data", str(sample_dir), "--out", str(run), "--model", "cnn", "--image-size", "64",
+    assert main(["train", "--data", str(data), "--out", str(run), "--model", "cnn", "--image-size", "64",
                  "--epochs", "2", "--quiet", "--val-fraction", "0.2"]) == 0
     out = capsys.readouterr().out
     assert "validation: AUC" in out
@@ -27,7 +28,7 @@ def test_end_to_end_on_the_bundled_sample(sample_dir: Path, tmp_path: Path, caps
     assert f"; {split['NORMAL'] + split['PNEUMONIA']} images ({split['NORMAL']} NORMAL, {split['PNEUMONIA']} PNEUMONIA)" in out
 
     out_json = tmp_path / "eval.json"
-    assert main(["evaluate", "--model", str(run), "--data", str(sample_dir), "--json", str(out_json), "--n-boot", "50"]) == 0
+    assert main(["evaluate", "--model", str(run), "--data", str(data), "--json", str(out_json), "--n-boot", "50"]) == 0
     printed = capsys.readouterr().out
     assert "specificity" in printed and "precision" in printed and "support" in printed
     assert "  npv " in printed and "  ece " in printed  # docs/evaluation.md: evaluate prints NPV and ECE too
@@ -38,13 +39,13 @@ def test_end_to_end_on_the_bundled_sample(sample_dir: Path, tmp_path: Path, caps
     assert lo <= summary["roc_auc"]["value"] <= hi
     assert sum(map(sum, summary["confusion_matrix"]["matrix"])) == 60
 
-    assert main(["predict", "--model", str(run), str(sample_dir / "test" / "NORMAL"), "--csv"]) == 0
+    assert main(["predict", "--model", str(run), str(data / "test" / "NORMAL"), "--csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert len(rows) == 30
     assert all(0.0 <= float(r["probability"]) <= 1.0 and r["label"] in {"NORMAL", "PNEUMONIA"} for r in rows)
 
     strict = tmp_path / "strict.json"
-    assert main(["evaluate", "--model", str(run), "--data", str(sample_dir), "--threshold", "1.0", "--json", str(strict),
+    assert main(["evaluate", "--model", str(run), "--data", str(data), "--threshold", "1.0", "--json", str(strict),
                  "--n-boot", "20"]) == 0
     assert json.loads(strict.read_text())["threshold"] == 1.0
 

@@ -28,7 +28,7 @@ def test_val_predictions_reach_the_target_recall_at_the_stored_threshold(tiny_ru
     assert recall(labels, (probs >= meta.threshold).astype(int)) >= meta.target_recall
 
 
-def test_images_the_guard_refuses_are_scored_but_named(fitted: Path, sample_dir: Path, tmp_path: Path) -> None:
+def test_images_the_guard_refuses_are_scored_but_named(fitted: Path, sample_films: Path, tmp_path: Path) -> None:
     import shutil
     import warnings
 
@@ -39,7 +39,7 @@ def test_images_the_guard_refuses_are_scored_but_named(fitted: Path, sample_dir:
     from tests.conftest import colour_photo
 
     data = tmp_path / "site"
-    shutil.copytree(sample_dir / "test", data)
+    shutil.copytree(sample_films, data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         before = evaluate(Predictor(fitted, backend="torch"), data, n_boot=10).summary["refused_by_guard"]
@@ -52,7 +52,7 @@ def test_images_the_guard_refuses_are_scored_but_named(fitted: Path, sample_dir:
     assert result.summary["n"] == len(list(data.glob("*/*")))  # still scored: the figures are not flattered
 
 
-def test_a_black_and_white_film_is_named_as_refused(fitted: Path, sample_dir: Path, tmp_path: Path) -> None:
+def test_a_black_and_white_film_is_named_as_refused(fitted: Path, sample_films: Path, tmp_path: Path) -> None:
     """The grey-level and two-tone rules need each file as decoded, not the model's copy: evaluate gets the grey levels
     and the two-tone share from the image cache, which measured them when it decoded the files."""
     import shutil
@@ -65,7 +65,7 @@ def test_a_black_and_white_film_is_named_as_refused(fitted: Path, sample_dir: Pa
     data = tmp_path / "site"
     for label in ("NORMAL", "PNEUMONIA"):
         (data / label).mkdir(parents=True)
-        for film in sorted((sample_dir / "test" / label).iterdir())[:2]:
+        for film in sorted((sample_films / label).iterdir())[:2]:
             shutil.copy(film, data / label)
     (data / "PNEUMONIA" / "dithered.png").write_bytes(dithered())
     (data / "PNEUMONIA" / "dithered.jpeg").write_bytes(dithered_jpeg(quality=95))
@@ -124,7 +124,7 @@ def test_a_negative_bootstrap_seed_is_refused_up_front(tmp_path: Path, capsys) -
 
 
 def test_a_warm_cache_gives_the_guard_its_file_cues_without_reading_the_files(
-        fitted: Path, sample_dir: Path, tmp_path: Path, monkeypatch) -> None:
+        fitted: Path, sample_films: Path, tmp_path: Path, monkeypatch) -> None:
     """Colourfulness and the two-tone share (a full-size JPEG decode) are measured once, when the cache is built."""
     import shutil
     import warnings
@@ -136,7 +136,7 @@ def test_a_warm_cache_gives_the_guard_its_file_cues_without_reading_the_files(
     from tests.conftest import colour_photo, dithered_jpeg
 
     data = tmp_path / "site"
-    shutil.copytree(sample_dir / "test", data)
+    shutil.copytree(sample_films, data)
     (data / "NORMAL" / "holiday.jpg").write_bytes(colour_photo())
     (data / "PNEUMONIA" / "dithered.jpeg").write_bytes(dithered_jpeg(quality=95))
     with warnings.catch_warnings():

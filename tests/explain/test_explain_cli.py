@@ -69,7 +69,7 @@ def test_explain_draws_a_model_built_with_other_widths(tmp_path: Path, tiny_data
     assert (tmp_path / "h.png").exists() and "P(pneumonia)=" in capsys.readouterr().out
 
 
-def test_explain_refuses_what_the_guard_rejects(fitted: Path, sample_dir: Path, tmp_path: Path,
+def test_explain_refuses_what_the_guard_rejects(fitted: Path, sample_films: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     from tests.conftest import colour_photo
 
@@ -81,7 +81,7 @@ def test_explain_refuses_what_the_guard_rejects(fitted: Path, sample_dir: Path, 
     assert f"{photo}: not a chest X-ray: colour image" in err and "no prediction or heatmap" in err
     assert len(err.strip().splitlines()) == 1
     assert not out.exists()
-    xray = sorted((sample_dir / "test" / "NORMAL").iterdir())[0]
+    xray = sorted((sample_films / "NORMAL").iterdir())[0]
     assert main(["explain", str(xray), "--model", str(fitted), "--out", str(out)]) == 0
     assert out.exists() and "P(pneumonia)=" in capsys.readouterr().out
 

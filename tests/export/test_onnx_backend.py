@@ -24,10 +24,10 @@ def onnx_predictor(tiny_run: Path) -> Predictor:
     return Predictor(tiny_run, backend="onnx")
 
 
-def test_onnx_and_torch_agree_on_files(torch_predictor: Predictor, onnx_predictor: Predictor, sample_dir: Path,
+def test_onnx_and_torch_agree_on_files(torch_predictor: Predictor, onnx_predictor: Predictor, sample_films: Path,
                                        tiny_data: Path) -> None:
     assert onnx_predictor.onnx is not None and torch_predictor.onnx is None
-    paths = [sample_dir / "test", tiny_data / "test"]
+    paths = [sample_films, tiny_data / "test"]
     a, b = torch_predictor.predict_files(paths), onnx_predictor.predict_files(paths)
     assert [r.path for r in a] == [r.path for r in b] and len(a) > 20
     pa = np.array([r.probability for r in a])
@@ -39,8 +39,8 @@ def test_onnx_and_torch_agree_on_files(torch_predictor: Predictor, onnx_predicto
 
 
 def test_onnx_predict_bytes_and_prevalence(tiny_run: Path, onnx_predictor: Predictor, torch_predictor: Predictor,
-                                           sample_dir: Path) -> None:
-    data = next((sample_dir / "test" / "PNEUMONIA").iterdir()).read_bytes()
+                                           sample_films: Path) -> None:
+    data = next((sample_films / "PNEUMONIA").iterdir()).read_bytes()
     assert onnx_predictor.predict_bytes(data).probability == pytest.approx(
         torch_predictor.predict_bytes(data).probability, abs=1e-4)
     shifted_t = Predictor(tiny_run, backend="torch", prevalence=0.1).predict_bytes(data)

@@ -26,8 +26,8 @@ from pneumoscan.inference.batch import predict_probs
 from tests.conftest import write_xray
 
 
-def sample_images(sample_dir: Path, size: int, per_class: int = 3) -> np.ndarray:
-    files = [f for c in ("NORMAL", "PNEUMONIA") for f in sorted((sample_dir / "test" / c).iterdir())[:per_class]]
+def sample_images(sample_films: Path, size: int, per_class: int = 3) -> np.ndarray:
+    files = [f for c in ("NORMAL", "PNEUMONIA") for f in sorted((sample_films / c).iterdir())[:per_class]]
     return np.stack([load_image(f, size) for f in files])
 
 
@@ -38,16 +38,16 @@ def ort_probs(onnx_path: Path, images: np.ndarray, preprocessing: Preprocessing)
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
-def test_export_round_trip_matches_torch(tiny_run: Path, sample_dir: Path, tmp_path: Path) -> None:
+def test_export_round_trip_matches_torch(tiny_run: Path, sample_films: Path, tmp_path: Path) -> None:
     out = tmp_path / "model.onnx"
-    report = export_artifact(tiny_run, out, images=[sample_dir / "test"])
+    report = export_artifact(tiny_run, out, images=[sample_films])
     assert out.is_file() and report.path == out
-    assert report.max_abs_diff <= 1e-4 and report.n_images == len(list((sample_dir / "test").rglob("*.jpeg")))
+    assert report.max_abs_diff <= 1e-4 and report.n_images == len(list(sample_films.rglob("*.jpeg")))
 
     proto = onnx.load(str(out))
     onnx.checker.check_model(proto)
     model, meta = load_artifact(tiny_run)
-    images = sample_images(sample_dir, meta.image_size)
+    images = sample_images(sample_films, meta.image_size)
     got = ort_probs(out, images, meta.preprocessing)
     expected = predict_probs(model, images, meta.preprocessing)
     assert got.shape == (len(images),) and got.dtype == np.float32
@@ -74,15 +74,15 @@ def test_export_metadata(tiny_run: Path, tmp_path: Path) -> None:
     assert len(props["artifact_sha256"]) == 64
 
 
-def test_tta_is_part_of_the_graph(tiny_run: Path, sample_dir: Path, tmp_path: Path) -> None:
+def test_tta_is_part_of_the_graph(tiny_run: Path, sample_films: Path, tmp_path: Path) -> None:
     model, meta = load_artifact(tiny_run)
     meta.tta = True
     artifact = save_artifact(tmp_path / "tta.safetensors", model, meta)
     out = tmp_path / "tta.onnx"
-    export_artifact(artifact, out, images=[sample_dir / "test"])
+    export_artifact(artifact, out, images=[sample_films])
     assert json.loads(read_onnx_metadata(out)["tta"]) is True
 
-    images = sample_images(sample_dir, meta.image_size)
+    images = sample_images(sample_films, meta.image_size)
     got = ort_probs(out, images, meta.preprocessing)
     with_tta = predict_probs(model, images, meta.preprocessing, tta=True)
     without = predict_probs(model, images, meta.preprocessing, tta=False)
@@ -92,13 +92,13 @@ def test_tta_is_part_of_the_graph(tiny_run: Path, sample_dir: Path, tmp_path: Pa
     assert np.max(np.abs(mirrored - got)) <= 1e-5  # mirror-averaged output is symmetric
 
 
-def test_onnx_backend_keeps_confident_probabilities_apart_like_torch(tiny_run: Path, sample_dir: Path) -> None:
+def test_onnx_backend_keeps_confident_probabilities_apart_like_torch(tiny_run: Path, sample_films: Path) -> None:
     from pneumoscan.inference.onnx_backend import OnnxBackend
 
     model, meta = load_artifact(tiny_run)
     with torch.no_grad():
         model.head[-1].bias += 25.0  # every logit far above 17, where float32 probabilities are all 1.0
-    images = sample_images(sample_dir, meta.image_size)
+    images = sample_images(sample_films, meta.image_size)
     backend = OnnxBackend(export_onnx_bytes(model, meta), threads=1)
     got = backend.predict_probs(images)
     expected = predict_probs(model, images, meta.preprocessing)
@@ -107,13 +107,13 @@ def test_onnx_backend_keeps_confident_probabilities_apart_like_torch(tiny_run: P
     assert np.max(np.abs(np.log1p(-got) - np.log1p(-expected))) < 1e-3  # the same tail, in log space
 
 
-def test_check_rejects_a_graph_that_disagrees(tiny_run: Path, sample_dir: Path) -> None:
+def test_check_rejects_a_graph_that_disagrees(tiny_run: Path, sample_films: Path) -> None:
     model, meta = load_artifact(tiny_run)
     data = export_onnx_bytes(model, meta)
     other = load_artifact(tiny_run)[0]
     with torch.no_grad():
         other.head[-1].bias += 1.0  # a different model than the one exported
-    images = sample_images(sample_dir, meta.image_size)
+    images = sample_images(sample_films, meta.image_size)
     assert check_onnx(data, model, meta, images) <= 1e-4
     with pytest.raises(ExportCheckError, match="disagree"):
         check_onnx(data, other, meta, images)

@@ -13,8 +13,8 @@ from tests.conftest import interval_scores, per_film_lines, with_scores
 
 
 @pytest.fixture(scope="module")
-def films(sample_dir: Path) -> list[Path]:
-    return sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[:3] + sorted((sample_dir / "test" / "NORMAL").iterdir())[:3]
+def films(sample_films: Path) -> list[Path]:
+    return sorted((sample_films / "PNEUMONIA").iterdir())[:3] + sorted((sample_films / "NORMAL").iterdir())[:3]
 
 
 @pytest.fixture(scope="module")

@@ -68,7 +68,7 @@ def test_a_stored_prevalence_no_prior_can_be_read_from_is_one_line_not_a_math_er
     assert prior_problem(_meta({"config": {"balance": "sampler"}}, prevalence=stored)) is None  # 0.5, never read
 
 
-def test_predict_and_report_name_the_edited_prevalence_in_one_line(tiny_run, sample_dir, tmp_path, capsys) -> None:
+def test_predict_and_report_name_the_edited_prevalence_in_one_line(tiny_run, sample_films, tmp_path, capsys) -> None:
     from pneumoscan.artifact import load_artifact, save_artifact
     from pneumoscan.cli import main
     from pneumoscan.report.build import _prior_text
@@ -77,7 +77,7 @@ def test_predict_and_report_name_the_edited_prevalence_in_one_line(tiny_run, sam
     meta.train_prevalence, meta.training = 1.0, {**meta.training, "config": {**meta.training["config"], "balance": "none"}}
     meta.training.pop("data", None)
     edited = save_artifact(tmp_path / "edited.safetensors", net, meta)
-    film = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    film = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     for command in (["predict", str(film)], ["predict", str(film), "--prevalence", "0.2"],
                     ["explain", str(film), "--out", str(tmp_path / "h.png")]):
         assert main([command[0], "--model", str(edited), *command[1:]]) == 2

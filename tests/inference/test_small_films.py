@@ -25,9 +25,9 @@ def thumbnail(film: Path, out: Path, side: int = 20) -> Path:
 
 
 @pytest.fixture
-def films(sample_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
+def films(sample_films: Path, tmp_path: Path) -> tuple[Path, Path]:
     """A thumbnail of a film, and the film itself."""
-    film = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    film = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     return thumbnail(film, tmp_path / "thumb.jpeg"), film
 
 

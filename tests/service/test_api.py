@@ -41,8 +41,8 @@ def guarded_client(fitted: Path) -> Iterator[TestClient]:
 
 
 @pytest.fixture(scope="module")
-def xray(sample_dir: Path) -> Path:
-    return sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+def xray(sample_films: Path) -> Path:
+    return sorted((sample_films / "PNEUMONIA").iterdir())[0]
 
 
 def png_bytes(array: np.ndarray) -> bytes:
@@ -424,8 +424,8 @@ def test_422_bad_query_parameter_is_a_string_detail(client: TestClient, xray: Pa
     assert isinstance(detail, str) and "explain" in detail and "maybe" not in detail  # the ErrorResponse shape
 
 
-def test_batch_with_one_bad_file(client: TestClient, sample_dir: Path, tiny_run: Path) -> None:
-    good = sorted((sample_dir / "test" / "NORMAL").iterdir())[:2]
+def test_batch_with_one_bad_file(client: TestClient, sample_films: Path, tiny_run: Path) -> None:
+    good = sorted((sample_films / "NORMAL").iterdir())[:2]
     files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in good]
     files.insert(1, ("files", ("bad.jpeg", b"\xff\xd8\xff\xe0 broken", "image/jpeg")))
     files.append(("files", ("doc.txt", b"hello", "text/plain")))
@@ -537,8 +537,8 @@ def test_a_damaged_compressed_dicom_logs_no_traceback(client: TestClient, caplog
     assert item["status"] == 422 and item["error"] == res.json()["detail"]
 
 
-def test_concurrent_predictions_are_consistent(client: TestClient, sample_dir: Path) -> None:
-    files = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[:4]
+def test_concurrent_predictions_are_consistent(client: TestClient, sample_films: Path) -> None:
+    files = sorted((sample_films / "PNEUMONIA").iterdir())[:4]
     serial = [client.post("/predict", files={"file": (f.name, f.read_bytes())}).json()["probability"] for f in files]
 
     def post(i: int) -> float:
@@ -711,9 +711,9 @@ def test_guarded_model_card(guarded_client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("folder", ["NORMAL", "PNEUMONIA"])
-def test_guarded_real_xray_is_predicted(guarded_client: TestClient, fitted: Path, sample_dir: Path,
+def test_guarded_real_xray_is_predicted(guarded_client: TestClient, fitted: Path, sample_films: Path,
                                         folder: str) -> None:
-    xray = sorted((sample_dir / "test" / folder).iterdir())[0]
+    xray = sorted((sample_films / folder).iterdir())[0]
     res = guarded_client.post("/predict", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")})
     assert res.status_code == 200, res.text
     body = res.json()
@@ -760,8 +760,8 @@ def test_guarded_explain_only_for_xrays(guarded_client: TestClient, xray: Path) 
     assert base64.b64decode(res.json()["heatmap_png_base64"]).startswith(b"\x89PNG")
 
 
-def test_guarded_batch_mixes_xrays_and_non_xrays(guarded_client: TestClient, fitted: Path, sample_dir: Path) -> None:
-    good = sorted((sample_dir / "test" / "NORMAL").iterdir())[:2]
+def test_guarded_batch_mixes_xrays_and_non_xrays(guarded_client: TestClient, fitted: Path, sample_films: Path) -> None:
+    good = sorted((sample_films / "NORMAL").iterdir())[:2]
     files = [("files", (good[0].name, good[0].read_bytes(), "image/jpeg")),
              ("files", ("blank.png", blank_image(), "image/png")),
              ("files", ("photo.jpg", colour_photo(1), "image/jpeg")),
@@ -804,9 +804,9 @@ def test_unguarded_batch_has_no_verdicts(client: TestClient) -> None:
     assert body["n_out_of_distribution"] == 0
 
 
-def test_guarded_concurrent_requests_keep_their_verdicts(guarded_client: TestClient, sample_dir: Path) -> None:
+def test_guarded_concurrent_requests_keep_their_verdicts(guarded_client: TestClient, sample_films: Path) -> None:
     """The guard hooks the torch model during its pass; concurrent requests must not mix their features."""
-    xrays = [p.read_bytes() for p in sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[:2]]
+    xrays = [p.read_bytes() for p in sorted((sample_films / "PNEUMONIA").iterdir())[:2]]
     payloads = [xrays[0], blank_image(), xrays[1], colour_photo()]
 
     def post(i: int) -> tuple[int, bool | None, float | None]:
@@ -1004,12 +1004,12 @@ def test_a_sites_own_threshold_is_said_to_be_chosen_on_local_films(tiny_run: Pat
 
 
 @pytest.fixture(scope="module")
-def placed(tiny_run: Path, sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+def placed(tiny_run: Path, sample_films: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
     """A copy of the tiny model whose threshold's interval holds the second of three sample films (by P) alone,
     its threshold just below that film; and the three films, by P."""
     from tests.conftest import interval_scores, with_scores
 
-    films = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[:3]
+    films = sorted((sample_films / "PNEUMONIA").iterdir())[:3]
     results = sorted(Predictor(tiny_run, backend="onnx").predict_files(films), key=lambda r: r.probability)
     low, middle, high = (r.probability for r in results)
     step = min(middle - low, high - middle) / 4

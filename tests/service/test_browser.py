@@ -147,10 +147,10 @@ def server(fitted: Path) -> Iterator[str]:
         yield base
 
 
-def test_page_shows_result_and_heatmap(server: str, fitted: Path, sample_dir: Path, tmp_path: Path) -> None:
+def test_page_shows_result_and_heatmap(server: str, fitted: Path, sample_films: Path, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     expected = Predictor(fitted).predict_files([xray])[0]
     assert expected.in_distribution is True
     with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
@@ -369,12 +369,12 @@ def test_page_says_where_the_threshold_came_from(server: str, fitted: Path, tiny
 
 
 def test_page_states_the_operating_point_the_service_was_started_with(server: str, fitted: Path,
-                                                                      sample_dir: Path) -> None:
+                                                                      sample_films: Path) -> None:
     """`serve --target-recall` and `--prevalence`: the page says where the threshold in use came from and which
     prevalence P assumes (without --prevalence: the model's prior, 50 % after class-balanced training)."""
     from playwright.sync_api import expect
 
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     stored = Predictor(fitted).threshold
     site = Predictor(fitted, target_recall=0.99, prevalence=0.2)
     expected = site.predict_files([xray])[0]
@@ -437,11 +437,11 @@ def slow_answers(slow: str) -> str:
       }};"""
 
 
-def test_only_the_newest_upload_is_shown(server: str, fitted: Path, sample_dir: Path) -> None:
+def test_only_the_newest_upload_is_shown(server: str, fitted: Path, sample_films: Path) -> None:
     """A slow answer to an earlier upload never replaces the newer upload's result (the first is held back 1.5 s)."""
     from playwright.sync_api import expect
 
-    results = Predictor(fitted).predict_files(sorted((sample_dir / "test").glob("*/*")))
+    results = Predictor(fitted).predict_files(sorted(sample_films.glob("*/*")))
     films = [Path(r.path) for r in results if r.probability is not None]  # films the guard accepts
     probs = [r.probability for r in results if r.probability is not None]
     # the two films the page can best tell apart
@@ -462,12 +462,12 @@ def test_only_the_newest_upload_is_shown(server: str, fitted: Path, sample_dir: 
 
 
 def test_page_names_the_weights_the_heatmap_class_and_the_operating_point(server: str, fitted: Path,
-                                                                         sample_dir: Path) -> None:
+                                                                         sample_films: Path) -> None:
     from playwright.sync_api import expect
 
     from pneumoscan.artifact import file_sha256
 
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     label = Predictor(fitted).predict_files([xray])[0].label
     with chromium_page(server + "/") as (page, _):
         expect(page.locator("#model-line")).to_contain_text(f"weights {file_sha256(fitted)[:12]}")
@@ -538,12 +538,12 @@ def test_the_model_line_says_the_auc_in_words_and_what_auc_is(server: str) -> No
         assert not errors, errors
 
 
-def test_page_names_the_film_of_each_result_and_refuses_several_at_once(server: str, sample_dir: Path) -> None:
+def test_page_names_the_film_of_each_result_and_refuses_several_at_once(server: str, sample_films: Path) -> None:
     """A result says which file it is for; dropping several films analyses none of them, rather than silently
     only the first; a refused drop does not leave the page saying 'Analysing…' for an upload it cancelled."""
     from playwright.sync_api import expect
 
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     with chromium_page(server + "/", init_script=slow_answers("() => window.slow === true")) as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
         page.set_input_files("#file", str(xray))
@@ -568,10 +568,10 @@ def test_page_names_the_film_of_each_result_and_refuses_several_at_once(server: 
         assert not errors, errors
 
 
-def test_page_says_when_the_service_does_not_answer(server: str, sample_dir: Path) -> None:
+def test_page_says_when_the_service_does_not_answer(server: str, sample_films: Path) -> None:
     from playwright.sync_api import expect
 
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     with chromium_page(server + "/") as (page, _):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
         page.route("**/predict*", lambda route: route.abort("connectionrefused"))  # the service has stopped
@@ -620,10 +620,10 @@ def predict_answered(page: Any, **answer: Any) -> list[str]:
     return calls
 
 
-def test_page_asks_a_busy_service_again_after_the_wait_it_names(server: str, sample_dir: Path) -> None:
+def test_page_asks_a_busy_service_again_after_the_wait_it_names(server: str, sample_films: Path) -> None:
     from playwright.sync_api import expect
 
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     with chromium_page(server + "/") as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
         calls = busy_then(page, busy_answers=1)
@@ -636,10 +636,10 @@ def test_page_asks_a_busy_service_again_after_the_wait_it_names(server: str, sam
         assert len(calls) == 2 and not errors, errors
 
 
-def test_page_says_the_service_is_busy_not_the_file_wrong(server: str, sample_dir: Path) -> None:
+def test_page_says_the_service_is_busy_not_the_file_wrong(server: str, sample_films: Path) -> None:
     from playwright.sync_api import expect
 
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     with chromium_page(server + "/") as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
         calls = busy_then(page, busy_answers=99)
@@ -812,10 +812,10 @@ def test_a_proxys_503_with_retry_after_is_waited_out_as_the_network_not_a_busy_s
         assert len(calls) == 3 and not errors, (calls, errors)  # three tries in all, one second apart
 
 
-def test_a_newer_upload_stops_the_wait_for_a_busy_service(server: str, sample_dir: Path) -> None:
+def test_a_newer_upload_stops_the_wait_for_a_busy_service(server: str, sample_films: Path) -> None:
     from playwright.sync_api import expect
 
-    first, second = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[:2]
+    first, second = sorted((sample_films / "PNEUMONIA").iterdir())[:2]
     with chromium_page(server + "/") as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
         calls = busy_then(page, busy_answers=1)
@@ -828,13 +828,13 @@ def test_a_newer_upload_stops_the_wait_for_a_busy_service(server: str, sample_di
         assert len(calls) == 2 and not errors, errors
 
 
-def test_page_says_a_stalled_upload_is_the_connection_not_the_file(server: str, sample_dir: Path) -> None:
+def test_page_says_a_stalled_upload_is_the_connection_not_the_file(server: str, sample_films: Path) -> None:
     import json
 
     from playwright.sync_api import expect
 
     stalled = "upload stalled: no data for 30 s; check the connection and send the file again"
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     with chromium_page(server + "/") as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
         page.route("**/predict*", lambda route: route.fulfill(
@@ -1049,12 +1049,12 @@ def test_a_slow_upload_is_shown_by_the_percent_but_read_out_by_the_quarter(quick
         assert not errors, errors
 
 
-def test_page_says_when_no_answer_comes_after_the_upload(server: str, sample_dir: Path) -> None:
+def test_page_says_when_no_answer_comes_after_the_upload(server: str, sample_films: Path) -> None:
     """The whole file went out but the answer never comes back (the connection dropped after the upload): the page
     says so 30 s after the file was sent, not never."""
     from playwright.sync_api import expect
 
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     link = Link(server, mute_answers=True)
     try:
         with chromium_page(None) as (page, errors):
@@ -1118,12 +1118,12 @@ def serving_under(prefix: str, model: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}{prefix}/"
 
 
-def test_page_works_behind_a_proxy_that_serves_it_under_a_path(fitted: Path, sample_dir: Path) -> None:
+def test_page_works_behind_a_proxy_that_serves_it_under_a_path(fitted: Path, sample_films: Path) -> None:
     """A hospital proxy publishing the service at https://host/pneumoscan/ (prefix stripped): the page's own
     requests must stay under that path, not go to the proxy's root."""
     from playwright.sync_api import expect
 
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     with serving_under("/pneumoscan", fitted) as url, chromium_page(None) as (page, _):
         outside: list[str] = []
         page.on("request", lambda req: outside.append(req.url) if req.url.startswith("http://") and
@@ -1191,13 +1191,13 @@ LIVE = "el => Boolean(el.closest('[aria-live=polite], [aria-live=assertive], [ro
        "getComputedStyle(el).display !== 'none' && el.getClientRects().length > 0"
 
 
-def test_screen_readers_hear_the_result_and_the_meter_reads_its_value(server: str, sample_dir: Path) -> None:
+def test_screen_readers_hear_the_result_and_the_meter_reads_its_value(server: str, sample_films: Path) -> None:
     """The result panel is not a live region: a screen reader heard 'Analysing…' and then nothing. A live region
     now says which file and what the decision (or refusal) is; the meter reads P and the threshold, not the
     marker's text. The film and the heatmap are named by the file they show, the heatmap by what it shows."""
     from playwright.sync_api import expect
 
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     with chromium_page(server + "/") as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
         page.set_input_files("#file", str(xray))
@@ -1228,12 +1228,12 @@ def test_screen_readers_hear_the_result_and_the_meter_reads_its_value(server: st
         assert not errors, errors
 
 
-def test_on_a_phone_the_decision_is_on_screen_when_the_result_comes(server: str, sample_dir: Path) -> None:
+def test_on_a_phone_the_decision_is_on_screen_when_the_result_comes(server: str, sample_films: Path) -> None:
     """At 375 x 667 the result began below the upload button, the decision under a 330 px film: the clinician
     saw nothing happen. The decision now comes above the film and the page scrolls it into view."""
     from playwright.sync_api import expect
 
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     with chromium_page(server + "/", viewport={"width": 375, "height": 667}, is_mobile=True,
                        has_touch=True) as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
@@ -1253,12 +1253,12 @@ def test_on_a_phone_the_decision_is_on_screen_when_the_result_comes(server: str,
 ON_SCREEN = "(el) => { const r = el.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight + 1; }"
 
 
-def test_on_a_phone_the_analysing_status_and_an_error_are_on_screen(server: str, sample_dir: Path) -> None:
+def test_on_a_phone_the_analysing_status_and_an_error_are_on_screen(server: str, sample_films: Path) -> None:
     """On a phone the status and the error come below the upload button, off the screen: a refused file, a service
     that did not answer or a slow analysis looked like a page that did nothing. Both are now scrolled into view."""
     from playwright.sync_api import expect
 
-    xray = sorted((sample_dir / "test" / "NORMAL").iterdir())[0]
+    xray = sorted((sample_films / "NORMAL").iterdir())[0]
     held: list[Any] = []
     with chromium_page(server + "/", viewport={"width": 390, "height": 700}) as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
@@ -1279,10 +1279,10 @@ def test_on_a_phone_the_analysing_status_and_an_error_are_on_screen(server: str,
         assert not errors, errors
 
 
-def test_on_a_wide_screen_the_film_stays_left_of_the_result(server: str, sample_dir: Path) -> None:
+def test_on_a_wide_screen_the_film_stays_left_of_the_result(server: str, sample_films: Path) -> None:
     from playwright.sync_api import expect
 
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, _):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
         page.set_input_files("#file", str(xray))
@@ -1291,12 +1291,12 @@ def test_on_a_wide_screen_the_film_stays_left_of_the_result(server: str, sample_
         assert film and panel and film["x"] + film["width"] <= panel["x"] and abs(film["y"] - panel["y"]) < 1
 
 
-def test_page_follows_a_service_restarted_with_another_threshold(fitted: Path, sample_dir: Path) -> None:
+def test_page_follows_a_service_restarted_with_another_threshold(fitted: Path, sample_films: Path) -> None:
     """The page read GET /model once: after a restart with another threshold (or weights) it went on describing the
     old one (threshold, operating point, where the threshold came from) above results of the new one."""
     from playwright.sync_api import expect
 
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     stored = Predictor(fitted).threshold
     override = 0.3 if abs(stored - 0.3) > 0.05 else 0.7
     port = free_port()
@@ -1314,12 +1314,12 @@ def test_page_follows_a_service_restarted_with_another_threshold(fitted: Path, s
         assert not errors, errors
 
 
-def test_page_reads_the_model_again_when_it_could_not_at_first(server: str, sample_dir: Path) -> None:
+def test_page_reads_the_model_again_when_it_could_not_at_first(server: str, sample_films: Path) -> None:
     """GET /model failed as the page opened (a restart, a proxy hiccup): the page then never asked for heatmaps and
     said 'Heatmap not available for this model', nor knew the upload limit. It now asks again at the next upload."""
     from playwright.sync_api import expect
 
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     with chromium_page(None) as (page, errors):
         refused: list[str] = []
 
@@ -1360,14 +1360,14 @@ def test_the_page_asks_the_service_to_load_grad_cam_once_it_has_opened(server: s
         assert not errors, errors
 
 
-def test_page_asks_for_heatmaps_again_once_the_service_tries_them_again(server: str, sample_dir: Path) -> None:
+def test_page_asks_for_heatmaps_again_once_the_service_tries_them_again(server: str, sample_films: Path) -> None:
     """Heatmaps were off because the service ran out of memory loading Grad-CAM, for 30 s: the page, which had read
     `explain_available: false`, never asked for one again until it was reloaded."""
     import json
 
     from playwright.sync_api import expect
 
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     with chromium_page(None) as (page, errors):
         models: list[str] = []
 
@@ -1389,14 +1389,14 @@ def test_page_asks_for_heatmaps_again_once_the_service_tries_them_again(server: 
         assert not errors, errors
 
 
-def test_a_heatmap_refused_after_a_restart_does_not_cost_the_result(server: str, sample_dir: Path) -> None:
+def test_a_heatmap_refused_after_a_restart_does_not_cost_the_result(server: str, sample_films: Path) -> None:
     """Restarted with a model Grad-CAM cannot explain, the service answers ?explain=true with 501: the page asks
     again without a heatmap instead of showing the 501 as the file's error."""
     import json
 
     from playwright.sync_api import expect
 
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     with chromium_page(server + "/") as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
         page.evaluate("modelInfo.explain_available = true")  # what the page knew of the model before the restart
@@ -1420,7 +1420,7 @@ def test_a_heatmap_refused_after_a_restart_does_not_cost_the_result(server: str,
 
 
 def test_a_heatmap_backing_off_after_running_out_of_memory_does_not_cost_the_result(server: str,
-                                                                                    sample_dir: Path) -> None:
+                                                                                    sample_films: Path) -> None:
     """While heatmaps are off for a while (memory ran short loading Grad-CAM's model), ?explain=true is answered 503
     with Retry-After: the page asks again at once without a heatmap, and says why there is none, rather than waiting
     as for a busy service."""
@@ -1430,7 +1430,7 @@ def test_a_heatmap_backing_off_after_running_out_of_memory_does_not_cost_the_res
 
     problem = ("Grad-CAM's torch model could not be loaded for lack of memory (MemoryError: ); predictions are not "
                "affected. Heatmaps will be tried again in 24 s, at 12:34:56 UTC")
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     with chromium_page(server + "/") as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
         page.evaluate("modelInfo.explain_available = true")  # what the page knew before the load ran short
@@ -1460,12 +1460,12 @@ def test_a_heatmap_backing_off_after_running_out_of_memory_does_not_cost_the_res
         assert not errors, errors
 
 
-def test_a_200_that_is_not_a_result_is_said_so(server: str, sample_dir: Path) -> None:
+def test_a_200_that_is_not_a_result_is_said_so(server: str, sample_films: Path) -> None:
     """Behind an authenticating proxy whose session has run out, /predict answers 200 with a sign-in page: the page
     said 'Could not analyse this file: Cannot read properties of undefined (reading 'toFixed')'."""
     from playwright.sync_api import expect
 
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     with chromium_page(server + "/") as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
         page.route("**/predict*", lambda route: route.fulfill(
@@ -1537,12 +1537,12 @@ def test_a_film_the_browser_cannot_show_is_not_said_unshown_under_its_heatmap(se
         assert not errors, errors
 
 
-def test_page_says_what_the_probability_and_the_heatmap_are_not(server: str, sample_dir: Path) -> None:
+def test_page_says_what_the_probability_and_the_heatmap_are_not(server: str, sample_films: Path) -> None:
     """P(pneumonia) read as the patient's chance, and the heatmap as a lesion's outline (MODEL_CARD: a 4 x 4 grid
     upsampled, which also lights up the mediastinum and upper abdomen): the page now says neither is."""
     from playwright.sync_api import expect
 
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     with chromium_page(server + "/") as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
         page.set_input_files("#file", str(xray))
@@ -1574,14 +1574,14 @@ DROP_ON = """([selector, name, b64]) => {
 
 
 def test_a_file_dropped_beside_the_drop_zone_is_analysed_not_opened_by_the_browser(server: str,
-                                                                                     sample_dir: Path) -> None:
+                                                                                     sample_films: Path) -> None:
     """A film dropped a little outside the zone was left to the browser, which opens it in the tab (the page is
     gone) or, for a DICOM, saves it to the Downloads folder; one drop on the zone is analysed once."""
     import base64
 
     from playwright.sync_api import expect
 
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     payload = base64.b64encode(xray.read_bytes()).decode()
     calls: list[str] = []
     with chromium_page(server + "/") as (page, errors):
@@ -1609,11 +1609,11 @@ def test_a_long_file_name_in_a_message_does_not_widen_a_phone_page(server: str) 
         assert not errors, errors
 
 
-def test_a_file_name_is_shown_as_text_never_as_markup(server: str, sample_dir: Path) -> None:
+def test_a_file_name_is_shown_as_text_never_as_markup(server: str, sample_films: Path) -> None:
     """File names reach the result line, the live region and (through the service's message) the error box."""
     from playwright.sync_api import expect
 
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     name = "<img src=x onerror=window.pwned=1>"
     with chromium_page(server + "/") as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
@@ -1629,7 +1629,7 @@ def test_a_file_name_is_shown_as_text_never_as_markup(server: str, sample_dir: P
         assert not errors, errors
 
 
-def test_a_borderline_result_says_so_and_why_in_words_sight_and_speech(tiny_run: Path, sample_dir: Path,
+def test_a_borderline_result_says_so_and_why_in_words_sight_and_speech(tiny_run: Path, sample_films: Path,
                                                                         tmp_path: Path) -> None:
     """A film within the threshold's 95 % interval keeps its decision, with a distinct box naming the interval, a
     band on the meter, and the same words for screen readers; a film outside it reads as before. With a threshold
@@ -1638,7 +1638,7 @@ def test_a_borderline_result_says_so_and_why_in_words_sight_and_speech(tiny_run:
 
     from tests.conftest import interval_scores, with_scores
 
-    films = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[:3]
+    films = sorted((sample_films / "PNEUMONIA").iterdir())[:3]
     probs = sorted((r.probability, Path(r.path)) for r in Predictor(tiny_run, backend="onnx").predict_files(films))
     (low, _), (middle, inside), (high, outside) = probs
     step = min(middle - low, high - middle) / 4
@@ -1710,14 +1710,14 @@ def test_without_an_interval_the_page_does_not_say_the_model_stores_no_scores(se
 
 
 @pytest.mark.skipif(not HAS_GRADCAM, reason="pneumoscan.explain.gradcam is not installed")
-def test_an_empty_heatmap_is_said_to_be_empty_not_shown_as_evidence(fitted: Path, sample_dir: Path,
+def test_an_empty_heatmap_is_said_to_be_empty_not_shown_as_evidence(fitted: Path, sample_films: Path,
                                                                     tmp_path: Path) -> None:
     """On a weak model a NORMAL film's Grad-CAM map is all zero: the page showed the bare film under 'Show heatmap:
     where the model saw evidence for NORMAL'. It now says the map is empty, as `pneumoscan explain` does, and shows
     no overlay (nor the previous film's)."""
     from playwright.sync_api import expect
 
-    xray = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     with serving(fitted, "--threshold", "1.0") as base, \
             chromium_page(base + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
@@ -1771,14 +1771,14 @@ def test_each_film_refused_as_sent_is_told_what_to_upload_by_its_own_cause(serve
         assert not errors, errors
 
 
-def test_a_thumbnail_is_said_too_small_to_read_with_its_result(server: str, sample_dir: Path, tmp_path: Path) -> None:
+def test_a_thumbnail_is_said_too_small_to_read_with_its_result(server: str, sample_films: Path, tmp_path: Path) -> None:
     """A 20 x 20 px preview of a film was predicted without a word: the page now says, in a box above the result (or
     the refusal) and in the words read out, that the film is too small to read reliably and to send the original."""
     from playwright.sync_api import expect
 
     from tests.inference.test_small_films import WARNING, thumbnail
 
-    film = sorted((sample_dir / "test" / "PNEUMONIA").iterdir())[0]
+    film = sorted((sample_films / "PNEUMONIA").iterdir())[0]
     thumb = thumbnail(film, tmp_path / "thumb.jpeg")
     with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")

@@ -28,7 +28,7 @@ from PIL import Image
 
 from pneumoscan.service.app import create_app
 from pneumoscan.service.settings import Settings
-from tests.conftest import SAMPLE
+from tests.conftest import sample_films_of
 
 # the guard's words per cause: no radiograph was sent, a statistical outlier, a chest X-ray the model cannot read as sent
 REASONS = {"blank": "not a chest X-ray: ", "colour": "not a chest X-ray: ",
@@ -131,7 +131,7 @@ def test_odd_valid_images(client: TestClient, payload: bytes) -> None:
 
 def _sample_files() -> list[bytes]:
     """A few real X-rays as sent (JPEG) and re-encoded as PNG, TIFF and BMP, so every decoder gets mutated input."""
-    paths = sorted((SAMPLE / "test" / "NORMAL").iterdir())[:2] + sorted((SAMPLE / "test" / "PNEUMONIA").iterdir())[:2]
+    paths = sample_films_of("NORMAL")[:2] + sample_films_of("PNEUMONIA")[:2]
     files = [p.read_bytes() for p in paths]
     with Image.open(paths[0]) as im:
         small = im.convert("L").resize((96, 96))
@@ -175,7 +175,7 @@ def test_mutated_sample_files(client: TestClient, payload: bytes) -> None:
 def test_still_healthy_after_fuzzing(client: TestClient) -> None:
     """Runs after the fuzz tests above (file order): the service still answers and still predicts."""
     assert client.get("/health").status_code == 200 and client.get("/ready").status_code == 200
-    xray = sorted((SAMPLE / "test" / "PNEUMONIA").iterdir())[0]
+    xray = sample_films_of("PNEUMONIA")[0]
     res = client.post("/predict", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")})
     assert res.status_code == 200 and res.json()["in_distribution"] is True
 

@@ -104,13 +104,13 @@ def test_report_of_an_ensemble_lists_members_and_explains_them(tiny_run: Path, s
     assert "Grad-CAM" in html
 
 
-def test_ensemble_exports_to_one_onnx_graph_that_matches_torch(tiny_run: Path, second_run: Path, sample_dir: Path,
+def test_ensemble_exports_to_one_onnx_graph_that_matches_torch(tiny_run: Path, second_run: Path, sample_films: Path,
                                                                 tmp_path: Path) -> None:
     from pneumoscan.export.onnx import export_artifact
 
     path = build_ensemble([tiny_run, second_run], tmp_path / "ens", progress=False)
-    report = export_artifact(path, tmp_path / "ens.onnx", images=[sample_dir / "test"])
-    assert report.max_abs_diff <= 1e-4 and report.n_images == len(list((sample_dir / "test").rglob("*.jpeg")))
+    report = export_artifact(path, tmp_path / "ens.onnx", images=[sample_films])
+    assert report.max_abs_diff <= 1e-4 and report.n_images == len(list(sample_films.rglob("*.jpeg")))
 
 
 def test_ensemble_command(tiny_run: Path, second_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
