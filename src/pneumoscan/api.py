@@ -270,11 +270,13 @@ def compare(runs: Sequence[str | os.PathLike], data: str | os.PathLike | None = 
     interval, threshold, n, train_seconds, tta, init, recipe; an undefined figure is None). Each run is scored at its own threshold on `data`
     (its `split`), else on its own validation predictions."""
     from pneumoscan.errors import InputError
+    from pneumoscan.evaluation.evaluate import check_bootstrap
     from pneumoscan.report.compare import comparison, table_rows
 
     if isinstance(runs, (str, bytes, os.PathLike)):  # a str is a sequence too: of one-letter "runs"
         raise InputError(f"compare takes a list of run folders, not one; compare([{os.fsdecode(runs)!r}]), with more "
                          f"runs to compare them")
+    check_bootstrap(n_boot, seed)
     rows, *_ = comparison(runs, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir, progress=progress)
     return table_rows(rows)
 

@@ -256,6 +256,13 @@ def check_at_least_one(value: int, name: str) -> None:
         raise InputError(f"{option(name, value)}: must be at least 1")
 
 
+def check_seed(value: int, name: str = "seed") -> None:
+    """InputError naming option `name` unless `value` can seed numpy's generators (which refuse a negative one, and
+    only after the work before the draw)."""
+    if value < 0:
+        raise InputError(f"{option(name, value)}: must be 0 or more")
+
+
 def raise_if_interrupted(err: ImportError) -> None:
     """Raise the Ctrl+C that `err` stands for, if it does: a C extension's initialisation (pybind11's, ONNX Runtime's
     and onnx's) reports a KeyboardInterrupt that arrives during it as ImportError('initialization failed'), which an

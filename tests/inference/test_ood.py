@@ -845,6 +845,20 @@ def test_fit_guard_input_errors(fitted: Path, tmp_path: Path) -> None:
         fit_guard(fitted, few, max_images=0)
 
 
+def test_fit_guard_names_a_negative_seed_in_one_line_before_the_work(fitted: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # `fit-guard --seed -1` read the model and listed the films, then ended in numpy's traceback ("expected
+    # non-negative integer")
+    from pneumoscan.cli import main
+
+    sample = Path(__file__).resolve().parents[2] / "sample" / "chest_xray"
+    argv = ["fit-guard", "--model", str(fitted), "--data", str(sample), "--seed", "-1",
+            "--out", str(tmp_path / "g.ood.safetensors"), "--cache-dir", str(tmp_path / "cache")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == "pneumoscan: error: --seed -1: must be 0 or more\n"
+    assert not list(tmp_path.iterdir())  # refused before any image was read or file written
+
+
 def test_too_few_images_for_the_guard_are_named_before_the_work(fitted: Path, tmp_path: Path) -> None:
     # --max-images 10 decoded ten films, then said "only 10 readable grayscale training images" without naming the
     # option that set it; too small a data folder was not named either

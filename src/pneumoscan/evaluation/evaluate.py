@@ -20,7 +20,7 @@ from pneumoscan.data.patients import (CAUSE_GROUPS, PatientKeys, cause_groups, c
                                       keys_across_folders, name_collision_warning, patient_groups, patients_in_training,
                                       shared_clause,
                                       uncompared_text)
-from pneumoscan.errors import (InputError, MissingImagesWarning, check_at_least_one, counted, first_few,
+from pneumoscan.errors import (InputError, MissingImagesWarning, check_at_least_one, check_seed, counted, first_few,
                               shell_word, warn, words)
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning, accuracy, recall, specificity
@@ -196,8 +196,7 @@ def _outside_metrics(labels: np.ndarray, decided: np.ndarray) -> dict[str, float
 def check_bootstrap(n_boot: int, seed: int) -> None:
     """InputError naming --n-boot or --seed when the bootstrap cannot run with them; checked before any scoring."""
     check_at_least_one(n_boot, "n_boot")
-    if seed < 0:  # numpy's generator refuses it, after all the scoring
-        raise InputError(f"--seed {seed}: must be 0 or more")
+    check_seed(seed)  # numpy's generator would refuse it after all the scoring
 
 
 def evaluate(

@@ -11,7 +11,7 @@ import numpy as np
 from pneumoscan import __version__
 from pneumoscan.artifact import file_sha256, resolve_model_path
 from pneumoscan.data.decode import view_reason
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, check_seed
 from pneumoscan.inference.ood.cues import (
     BLANK_SPREAD,
     COLOUR_REFERENCE,
@@ -119,6 +119,7 @@ def fit_guard(
 
     if not 0.0 < max_false_rejection < 0.5:
         raise InputError(f"--max-false-rejection {max_false_rejection}: must be above 0 and below 0.5")
+    check_seed(seed)
     if max_images is not None and max_images < 1:
         raise InputError(f"--max-images {max_images}: must be at least 1")
     if max_images is not None and max_images < 5 * folds:
