@@ -71,5 +71,19 @@ def picture_bench_parser(description: str, default_data: Path, default_out: Path
 
 
 def image_files_under(folder: Path) -> list[Path]:
-    """The files in the class folders of `folder` (a split such as DATA/train), sorted."""
-    return sorted(p for p in folder.glob("*/*") if p.is_file())
+    """The files in the class folders of `folder` (a split such as DATA/train), sorted; none is a one-line exit
+    naming `--data` (the measurements would end in a traceback on no films)."""
+    files = sorted(p for p in folder.glob("*/*") if p.is_file())
+    if not files:
+        raise SystemExit(f"{folder}: no films in class folders here; give --data the data folder whose train/ holds "
+                         f"NORMAL/ and PNEUMONIA/ (the default, ../shared/data/chest_xray, is beside the project folder)")
+    return files
+
+
+def recorded_report(out: str | Path, name: str, option: str) -> dict[str, Any]:
+    """OUT/NAME.json, which `option` (a run of one part alone) adds to; its absence is a one-line exit."""
+    path = Path(out) / f"{name}.json"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no recorded results for {option} to keep; run without {option} first, or give "
+                         f"--out the folder holding them")
+    return json.loads(path.read_text())

@@ -190,7 +190,8 @@ def bench(cmd: Command, train: Path, work: Path) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--train", type=Path, default=Path("/work/shared/data/chest_xray/train"))
+    parser.add_argument("--train", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "chest_xray" / "train",
+                        help="the train split's class folders (never the test split)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/pneumoscan-bench"))
     parser.add_argument("--only", nargs="*", help="bench only these commands")
     return parser

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import shlex
 import sys
 from collections import Counter
@@ -34,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 from PIL import Image
-from _results import image_files_under, picture_bench_parser, write_report
+from _results import image_files_under, picture_bench_parser, recorded_report, write_report
 
 from pneumoscan.inference.ood import DITHER_ENERGY, DITHER_MIN_SIDE, dither_energy, jpeg_cues
 
@@ -285,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     train = image_files_under(Path(args.data) / "train")
     command = "PYTHONPATH=src .venv/bin/python bench/dither_cue.py " + shlex.join(sys.argv[1:])
     if args.lossless_only:
-        result = json.loads((Path(args.out) / "dither_cue.json").read_text())
+        result = recorded_report(args.out, "dither_cue", "--lossless-only")
         result.update({"lossless_command": command, "lossless": lossless(train, args.every)})
     else:
         result = {"command": command, "cut": DITHER_ENERGY, "min_side": DITHER_MIN_SIDE, "every": args.every,

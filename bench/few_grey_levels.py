@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import shlex
 import sys
 import time
@@ -39,7 +38,7 @@ from typing import Callable
 
 import numpy as np
 from PIL import Image
-from _results import image_files_under, picture_bench_parser, write_report
+from _results import image_files_under, picture_bench_parser, recorded_report, write_report
 
 from pneumoscan.data import file_cues
 from pneumoscan.inference.ood import DITHER_ENERGY, PEAK_EXCESS, TWO_TONE_SHARE, jpeg_cues
@@ -457,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     sample = image_files_under(ROOT / "sample" / "chest_xray" / "train")
     command = "PYTHONPATH=src .venv/bin/python bench/few_grey_levels.py " + shlex.join(sys.argv[1:])
     if args.framed_only:
-        result = json.loads((Path(args.out) / "few_grey_levels.json").read_text())
+        result = recorded_report(args.out, "few_grey_levels", "--framed-only")
     else:
         result = {"command": command, "cut": PEAK_EXCESS, "every": args.every,
                   "films": {"train": films(train), "bundled sample, train": films(sample)},

@@ -1189,6 +1189,42 @@ def test_the_load_benchmark_times_train_films_not_the_test_split() -> None:
     assert "train split" in row
 
 
+def test_benchmarks_guide_names_the_data_folder_the_benchmarks_read() -> None:
+    """docs/benchmarks.md says where the benchmarks take their films without --data (--train): every script's
+    default is that folder or its train/ or test/ split, placed from the project root (commands_full_train.py's was
+    this machine's /work/shared/..., which another clone's ../shared is not)."""
+    import os
+
+    stated = re.search(r"take the Kermany data set from `([^`]+)`", (ROOT / BENCHMARKS_DOC).read_text())
+    assert stated, f"{BENCHMARKS_DOC} no longer says where the benchmarks take their films: update this check"
+    folder = os.path.normpath(ROOT / stated.group(1))
+    wrong = []
+    for path in sorted(BENCH.glob("[!_]*.py")):
+        build = bench_build_parser(path.stem)
+        for dest in ("data", "train") if build else ():
+            default = build().get_default(dest)
+            if default is not None and os.path.normpath(ROOT / default) not in (
+                    folder, os.path.join(folder, "train"), os.path.join(folder, "test")):
+                wrong.append(f"bench/{path.name}: --{dest} defaults to {default}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_a_benchmark_without_its_films_or_recorded_results_says_so_in_one_line(tmp_path: Path) -> None:
+    """bench/dither_cue.py without the data set ended in numpy's traceback (argmax of an empty sequence), and
+    bench/few_grey_levels.py --framed-only without recorded results in a FileNotFoundError traceback."""
+    with bench_importable():
+        dither_cue = importlib.import_module("dither_cue")
+        few_grey_levels = importlib.import_module("few_grey_levels")
+        with pytest.raises(SystemExit, match=rf"^{re.escape(str(tmp_path / 'train'))}: no films in class folders "
+                                             r"here; give --data the data folder whose train/ holds"):
+            dither_cue.main(["--data", str(tmp_path), "--out", str(tmp_path / "out")])
+        with pytest.raises(SystemExit, match=r"few_grey_levels.json: no recorded results for --framed-only to keep; "
+                                             r"run without --framed-only first"):
+            few_grey_levels.main(["--data", str(ROOT / "sample" / "chest_xray"), "--framed-only",
+                                  "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
 def test_model_card_seed_means_are_those_of_the_recorded_runs() -> None:
     problems = seed_mean_problems((ROOT / "MODEL_CARD.md").read_text())
     assert not problems, "\n".join(problems)
