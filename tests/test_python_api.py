@@ -205,6 +205,12 @@ def test_a_mistake_raises_input_error_with_the_clis_message_in_python_words(
     assert not (tmp_path / "new").exists()
 
 
+def test_compare_of_no_runs_says_so_in_python_words() -> None:
+    # it said "compare needs at least one RUN_DIR", the command's placeholder (whose parser refuses no RUN_DIR itself)
+    with pytest.raises(InputError, match=r"^compare needs at least one run folder in `runs`$"):
+        pneumoscan.compare([])
+
+
 def test_a_python_api_message_still_names_the_flags_on_the_command_line(tmp_path: Path, tiny_data: Path,
                                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """A run that is there already: `resume=True` in a notebook cell run again, `--resume` for the command."""

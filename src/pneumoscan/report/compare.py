@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from pneumoscan import __version__
-from pneumoscan.errors import InputError, warn
+from pneumoscan.errors import InputError, warn, words
 from pneumoscan.report import figures as figs
 from pneumoscan.report import html as h
 from pneumoscan.outputs import check_companion, check_output, recover_interrupted
@@ -263,7 +263,7 @@ def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | 
     from pneumoscan.evaluation.metrics import UndefinedMetricWarning
 
     if not run_dirs:
-        raise InputError("compare needs at least one RUN_DIR")
+        raise InputError(words("compare needs at least one RUN_DIR", "compare needs at least one run folder in `runs`"))
     paths = [run_folder(p) for p in run_dirs]
     twice = sorted({str(p) for p in paths if sum(q.resolve() == p.resolve() for q in paths) > 1})
     if twice:
