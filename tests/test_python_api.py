@@ -150,6 +150,8 @@ MISTAKES: dict[str, tuple[Callable[[Path, Path, Path], Any], list[str]]] = {
                          ["compare", "{run}", "--data", "{data}", "--n-boot", "0", "--out", "{tmp}/new/c.html"]),
     "compare seed -1": (lambda run, data, tmp: pneumoscan.compare([run], seed=-1),
                         ["compare", "{run}", "--seed", "-1", "--out", "{tmp}/new/c.html"]),
+    "compare split without data": (lambda run, data, tmp: pneumoscan.compare([run], split="train"),
+                                   ["compare", "{run}", "--split", "train", "--out", "{tmp}/new/c.html"]),
     "threshold 2": (lambda run, data, tmp: pneumoscan.evaluate(run, data, threshold=2.0),
                     ["evaluate", "--model", "{run}", "--data", "{data}", "--threshold", "2"]),
     "predict missing model": (lambda run, data, tmp: pneumoscan.Predictor(tmp / "nothing"),
@@ -178,6 +180,8 @@ PYTHON_WORDS: dict[str, list[tuple[str, str]]] = {
     "seed -1": [("--seed -1", "seed=-1")],
     "compare n_boot 0": [("--n-boot 0", "n_boot=0")],
     "compare seed -1": [("--seed -1", "seed=-1")],
+    "compare split without data": [("--split train", "split='train'"), ("--data DIR", "`data`"),
+                                   ("without --data", "without `data`")],
     "threshold 2": [("--threshold 2.0", "threshold=2.0")],
     "train without data": [("--data DIR", "`data`")],
     "train epochs 0": [("--epochs 0", "epochs=0")],
@@ -203,6 +207,17 @@ def test_a_mistake_raises_input_error_with_the_clis_message_in_python_words(
     assert str(err.value) == shown
     assert not re.search(r"(^|\s)--[a-z]", shown), shown  # no command-line flag in a notebook's message
     assert not (tmp_path / "new").exists()
+
+
+def test_compare_of_a_set_threshold_copy_without_data_says_what_to_pass_in_python_words(
+        tiny_site: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # it said "pass --data DIR ..., or --data DATA --split test", the command's words
+    shown = _cli_error(["compare", str(tiny_site), "--out", str(tmp_path / "c.html")], capsys)
+    assert f"pass --data DIR with labelled films it has not seen, or --data {tiny_data} --split test for" in shown
+    with pytest.raises(InputError) as err:
+        pneumoscan.compare([tiny_site])
+    assert str(err.value) == shown.replace("pass --data DIR", "pass `data`").replace(
+        f"--data {tiny_data} --split test", f"data={str(tiny_data)!r}, split='test'")
 
 
 def test_compare_of_no_runs_says_so_in_python_words() -> None:

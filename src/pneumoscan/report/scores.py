@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pneumoscan.errors import InputError, MissingImagesWarning, shell_word, warn
+from pneumoscan.errors import InputError, MissingImagesWarning, in_python, option, shell_word, warn, words
 from pneumoscan.report.run import RunInfo
 from pneumoscan.training.config import run_folders
 
@@ -72,10 +72,10 @@ def read_val_predictions(run: RunInfo) -> tuple[list["Sample"], np.ndarray]:
     path = run.path / VAL_PREDICTIONS
     if not path.is_file():
         raise InputError(_site_copy_message(run) or
-                         f"{path}: missing; pass --data DIR to evaluate the run on a labelled split instead")
+                         f"{path}: missing; {_pass_data()} to evaluate the run on a labelled split instead")
     samples, probs = read_prediction_samples(path, bases=run_folders(run.path))
     if not samples:
-        raise InputError(f"{path}: lists no predictions; pass --data DIR to evaluate the run instead")
+        raise InputError(f"{path}: lists no predictions; {_pass_data()} to evaluate the run instead")
     return samples, probs
 
 
@@ -94,13 +94,26 @@ def _site_copy_message(run: RunInfo, gone: str = "") -> str | None:
     said = (f"{run.path}: a model written by set-threshold, which keeps the scores of the {n} films its threshold was "
             f"chosen on but not their files, and it has no {VAL_PREDICTIONS}")
     if gone:
-        return f"{said}; {gone}; pass --data DIR with labelled films it has not seen"
-    split = "" if source["split"] == "all" else f" --split {source['split']}"
+        return f"{said}; {gone}; {_pass_data()} with labelled films it has not seen"
+    split = None if source["split"] == "all" else source["split"]
     place = chosen_on_place(source)
-    data = shell_word(place) if place is not None else (f"{shell_word(source['data'])} (as given to set-threshold, relative to the folder it "
-                                            f"ran in)")
-    return (f"{said}; pass --data DIR with labelled films it has not seen, or --data {data}{split} for the films its "
-            f"threshold was chosen on (in-sample)")
+    data = _data_options(place if place is not None else source["data"], split) + (
+        "" if place is not None else " (as given to set-threshold, relative to the folder it ran in)")
+    return (f"{said}; {_pass_data()} with labelled films it has not seen, or {data} for the films its threshold was "
+            f"chosen on (in-sample)")
+
+
+def _pass_data() -> str:
+    """'pass --data DIR' on the command line, 'pass `data`' in the Python API."""
+    return words("pass --data DIR", "pass `data`")
+
+
+def _data_options(data: str | os.PathLike, split: str | None) -> str:
+    """'--data DATA --split SPLIT' on the command line, "data='DATA', split='SPLIT'" in the Python API (no split:
+    none)."""
+    if in_python():
+        return f"data={os.fspath(data)!r}" + (f", split={split!r}" if split else "")
+    return f"--data {shell_word(data)}" + (f" --split {shell_word(split)}" if split else "")
 
 
 def threshold_film_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0,
@@ -229,6 +242,7 @@ def run_scores(run: RunInfo, data: str | os.PathLike | None, split: str | None, 
             _check_threshold_films_split(run, split)
             return threshold_film_scores(run, n_boot=n_boot, seed=seed, cache_dir=cache_dir, progress=progress)
         if split not in (None, "val"):
-            raise InputError(f"--split {split}: needs --data DIR; without --data the run's validation predictions are used")
+            raise InputError(f"{option('split', split)}: needs {words('--data DIR', '`data`')}; without "
+                             f"{option('data')} the run's validation predictions are used")
         return validation_scores(run, n_boot=n_boot, seed=seed, progress=progress)
     return data_scores(run, data, split, n_boot=n_boot, seed=seed, cache_dir=cache_dir, progress=progress)
