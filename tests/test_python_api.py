@@ -220,6 +220,20 @@ def test_compare_of_a_set_threshold_copy_without_data_says_what_to_pass_in_pytho
         f"--data {tiny_data} --split test", f"data={str(tiny_data)!r}, split='test'")
 
 
+def test_evaluate_warns_of_file_name_keys_joining_folders_in_python_words(tiny_run: Path, tmp_path: Path) -> None:
+    # the advice said "(read when the model was trained with --patient-key auto, the default)", the command's flag
+    from pneumoscan.evaluation.evaluate import PatientKeyWarning
+
+    for i in range(6):
+        write_xray(tmp_path / "site" / "NORMAL" / f"pt{i}" / "frontal.png", 0, i)
+        write_xray(tmp_path / "site" / "PNEUMONIA" / f"pt{i}" / "frontal.png", 1, 100 + i)
+    with pytest.warns(PatientKeyWarning) as caught:
+        pneumoscan.evaluate(tiny_run, tmp_path / "site", n_boot=20, progress=False)
+    message = str(caught[0].message)
+    assert message.endswith("(read when the model was trained with patient_key='auto', the default)")
+    assert "--" not in message
+
+
 def test_compare_of_no_runs_says_so_in_python_words() -> None:
     # it said "compare needs at least one RUN_DIR", the command's placeholder (whose parser refuses no RUN_DIR itself)
     with pytest.raises(InputError, match=r"^compare needs at least one run folder in `runs`$"):

@@ -21,7 +21,7 @@ from pneumoscan.data.patients import (CAUSE_GROUPS, PatientKeys, cause_groups, c
                                       shared_clause,
                                       uncompared_text)
 from pneumoscan.errors import (InputError, MissingImagesWarning, check_at_least_one, check_seed, counted, first_few,
-                              shell_word, warn, words)
+                              option, shell_word, warn, words)
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning, accuracy, recall, specificity
 from pneumoscan.inference.predictor import Predictor
@@ -262,9 +262,13 @@ class PatientKeyWarning(UserWarning):
 
 # what evaluate does with file-name keys joining folders (`name_collision_warning`)
 DRAWN_ALONE = ("the bootstrap takes their films for no known patient's and draws each alone",) * 2
-# evaluate keys patients as the model's training did: a manifest's patient column is what `auto` reads first
-KEY_BY_MANIFEST = ("if each folder holds one patient's films, list them in a CSV manifest with a patient column (read when the "
-                   "model was trained with --patient-key auto, the default)")
+
+
+def key_by_manifest() -> str:
+    """What evaluate advises instead (it keys patients as the model's training did: a manifest's patient column is
+    what `auto` reads first), in the command line's or the Python API's words."""
+    return (f"if each folder holds one patient's films, list them in a CSV manifest with a patient column (read when "
+            f"the model was trained with {option('patient_key', 'auto')}, the default)")
 
 
 def film_patients(samples: Sequence[Sample], training: dict, progress: bool = True,
@@ -294,7 +298,7 @@ def film_patients(samples: Sequence[Sample], training: dict, progress: bool = Tr
             except InputError:
                 return None
     joined = keys_across_folders(samples, keys, bare=True)
-    if message := name_collision_warning(samples, keys, DRAWN_ALONE, KEY_BY_MANIFEST, joined):
+    if message := name_collision_warning(samples, keys, DRAWN_ALONE, key_by_manifest(), joined):
         warn(PatientKeyWarning(message))
     return patient_groups(samples, keys, joined)
 
