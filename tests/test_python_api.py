@@ -7,6 +7,7 @@ import json
 import os
 import pkgutil
 import re
+import shutil
 import subprocess
 import sys
 import warnings
@@ -232,6 +233,20 @@ def test_evaluate_warns_of_file_name_keys_joining_folders_in_python_words(tiny_r
     message = str(caught[0].message)
     assert message.endswith("(read when the model was trained with patient_key='auto', the default)")
     assert "--" not in message
+
+
+def test_compare_warns_of_validation_films_not_found_in_python_words(tiny_run: Path, tmp_path: Path) -> None:
+    # it said "... run it from the folder the run was trained in, or pass --data DIR", the command's words
+    from pneumoscan.errors import MissingImagesWarning
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    csv = run / "val_predictions.csv"
+    csv.write_text(csv.read_text().replace(str(tiny_run.parent), str(tmp_path / "moved")))
+    with pytest.warns(MissingImagesWarning) as caught:
+        pneumoscan.compare([run], progress=False)
+    message = next(str(w.message) for w in caught if "are not found from here" in str(w.message))
+    assert message.endswith("run it from the folder the run was trained in, or pass `data`")
 
 
 def test_compare_of_no_runs_says_so_in_python_words() -> None:

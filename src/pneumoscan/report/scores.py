@@ -187,7 +187,7 @@ def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0, progre
         warn(MissingImagesWarning(
             f"{len(missing)} of {len(paths)} validation images in {run.path / VAL_PREDICTIONS} are not found from "
             f"here (e.g. {missing[0]}), so the report shows no case images or feature maps of them; run it from the "
-            f"folder the run was trained in, or pass --data DIR"))
+            f"folder the run was trained in, or {_pass_data()}"))
     threshold = float(run.meta.threshold)
     # a patient's several films are not independent: resampled one by one, they gave intervals much too narrow
     stored = _stored_patients(run, labels, probs)
