@@ -1495,7 +1495,7 @@ def test_make_demo_installs_pneumoscan_without_the_test_tools(tmp_path: Path) ->
 def test_the_resume_learning_rate_example_holds_at_any_number_of_batches_per_epoch() -> None:
     """It said 'from 0.001 at the end of epoch 2 of 2', which holds only at 2 batches per epoch (11: 4e-05)."""
     from pneumoscan.training.config import TrainConfig
-    from pneumoscan.training.trainer import _lr_at
+    from pneumoscan.training.recipe import lr_at as _lr_at
 
     text = " ".join((ROOT / TRAINING_DOC).read_text().split())
     lr, warmup = TrainConfig.lr, TrainConfig.warmup_epochs

@@ -31,7 +31,8 @@ def test_a_diverging_run_stops_with_the_fix(tiny_dataset: Path, tmp_path: Path, 
 
 def test_a_last_batch_of_one_image_trains_with_batch_normalisation(tiny_dataset: Path, tmp_path: Path) -> None:
     from pneumoscan.training.run_data import prepare_data
-    from pneumoscan.training.trainer import steps_per_epoch, train
+    from pneumoscan.training.recipe import steps_per_epoch
+    from pneumoscan.training.trainer import train
 
     n = len(prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path)), 16, False).train.labels)
     assert steps_per_epoch(n, n - 1) == 1 and steps_per_epoch(2 * n + 1, 2) == n and steps_per_epoch(n, n) == 1
@@ -370,7 +371,7 @@ def test_train_does_not_warn_about_intervals_it_only_stores(tmp_path: Path) -> N
     from pneumoscan.data.cache import ImageSet
     from pneumoscan.data.labels import Sample
     from pneumoscan.evaluation.metrics import UndefinedMetricWarning
-    from pneumoscan.training.trainer import finish_artifact
+    from pneumoscan.training.finish import finish_artifact
 
     class Brightness(torch.nn.Module):  # the logit is the image's mean: bright films are PNEUMONIA
         def __init__(self) -> None:

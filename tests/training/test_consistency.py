@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 
 from pneumoscan.errors import InputError
 from pneumoscan.training.config import DEFAULT_CONSISTENCY, TrainConfig
-from pneumoscan.training.trainer import bernoulli_js, train
+from pneumoscan.training.recipe import bernoulli_js
+from pneumoscan.training.trainer import train
 
 logits = st.lists(st.floats(-12, 12, allow_nan=False), min_size=1, max_size=8)
 

@@ -109,7 +109,7 @@ def test_gradcam_lies_where_the_crop_came_from(cropped_run: Path) -> None:
 
 def test_training_standardises_with_the_statistics_of_the_cropped_images(cropped_run: Path) -> None:
     from pneumoscan.training.run_data import prepare_data
-    from pneumoscan.training.trainer import image_stats
+    from pneumoscan.training.recipe import image_stats
 
     _, meta = load_artifact(cropped_run)
     cfg = TrainConfig.from_saved(json.loads((cropped_run / "config.json").read_text()))

@@ -290,7 +290,8 @@ def test_a_training_step_runs_no_operation_pytorch_lists_as_nondeterministic_on_
     The step is the trainer's: channels-last weights, class-weighted loss, the consistency term of two views."""
     from pneumoscan.models.registry import create_model, model_config
     from pneumoscan.training.pretrain import SimSiam, strip_final_linear
-    from pneumoscan.training.trainer import Trainer, bernoulli_js
+    from pneumoscan.training.recipe import bernoulli_js
+    from pneumoscan.training.trainer import Trainer
 
     size = 64
 

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from pneumoscan.artifact import read_meta
 from pneumoscan.cli import main
 from pneumoscan.training.checkpoint import load_checkpoint
-from pneumoscan.training.trainer import LAST_CHECKPOINT as LAST
+from pneumoscan.training.run_folder import LAST_CHECKPOINT as LAST
 from tests.conftest import write_xray
 
 ARGS = ["--model", "resnet10", "--image-size", "48", "--epochs", "8", "--patience", "8", "--batch-size", "16",

@@ -29,7 +29,7 @@ def test_ema_averages_parameters_and_copies_batchnorm_statistics() -> None:
     import torch
 
     from pneumoscan.models.registry import create_model
-    from pneumoscan.training.trainer import update_ema
+    from pneumoscan.training.recipe import update_ema
 
     model, ema = create_model("cnn"), create_model("cnn")
     ema.load_state_dict(model.state_dict())

@@ -23,7 +23,8 @@ from pneumoscan.outputs import atomic_write, undone_on_failure
 from pneumoscan.data.patients import recorded_patient_key
 from pneumoscan.training.config import MAX_SEED, TrainConfig, data_places, data_record, member_data_placed, run_folders
 from pneumoscan.training.same_films import film_keys
-from pneumoscan.training.trainer import LAST_CHECKPOINT, finish_artifact
+from pneumoscan.training.finish import finish_artifact
+from pneumoscan.training.run_folder import LAST_CHECKPOINT
 
 
 def _val_samples(run: Path) -> list[Sample]:

@@ -124,7 +124,7 @@ def _train_files(out: Path) -> str:
     """The files of a training run or model in `out` (`last.pt`, `model.safetensors`), as 'last.pt, ...'; '' when
     none."""
     from pneumoscan.artifact import ARTIFACT_NAME
-    from pneumoscan.training.trainer import LAST_CHECKPOINT
+    from pneumoscan.training.run_folder import LAST_CHECKPOINT
 
     return files_in(out, (LAST_CHECKPOINT, ARTIFACT_NAME))
 
@@ -133,7 +133,7 @@ def _pretrain(cfg: TrainConfig, out: Path, resume: bool, progress: bool, keep_pa
               warn: Callable[[str], None]) -> Path:
     from pneumoscan.training.run_data import data_warnings, prepare_data
     from pneumoscan.training.split_check import resume_advice, split_change
-    from pneumoscan.training.trainer import image_stats, seed_everything
+    from pneumoscan.training.recipe import image_stats, seed_everything
 
     spec = get_spec(cfg.model)
     ckpt_path = out / PRETRAIN_CHECKPOINT

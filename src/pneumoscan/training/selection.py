@@ -1,8 +1,11 @@
 """Which epoch a run keeps: the highest validation AUC, or with --auc-tie an online rule that trades AUC within the
-tie for validation loss, decided epoch by epoch (`becomes_kept`)."""
+tie for validation loss, decided epoch by epoch (`becomes_kept`); and, in words, why --patience stops a run whose
+kept epoch has not changed."""
 from __future__ import annotations
 
 from typing import Any
+
+from pneumoscan.errors import option
 
 
 def becomes_kept(state: dict[str, Any], auc: float, loss: float, tie: float) -> bool:
@@ -26,3 +29,26 @@ def selection_state(history: list[dict[str, Any]], best_epoch: int) -> dict[str,
     kept = [row for row in history if row["epoch"] == best_epoch]
     return {"best_loss": kept[0]["val_loss"] if kept else float("inf"),
             "top_auc": max((row["val_auc"] for row in history), default=-1.0)}
+
+
+def epochs_word(n: int) -> str:
+    """'1 epoch', '3 epochs'."""
+    return f"{n} epoch{'' if n == 1 else 's'}"
+
+
+def patience_stop(state: dict[str, Any], run_epochs: int, tie: float) -> str:
+    """Why a run whose kept epoch has not changed for --patience epochs trains no more: 'the run stopped early
+    after epoch 2 (--patience)' when it stopped before its `run_epochs`, else (it trained them all) that its last
+    epochs did not replace the kept one (`no_better`, in the words of its --auc-tie `tie`)."""
+    if state["epoch"] < run_epochs:
+        return f"the run stopped early after epoch {state['epoch']} ({option('patience')})"
+    return f"{no_better(tie, past=True)} in the run's last {epochs_word(state['bad_epochs'])} ({option('patience')})"
+
+
+def no_better(tie: float, past: bool = False) -> str:
+    """What --patience counts, in the words of the run's --auc-tie: 'validation AUC has not improved' (`past`: 'did
+    not improve')."""
+    if tie <= 0:
+        return f"validation AUC {'did not improve' if past else 'has not improved'}"
+    return (f"no epoch {'replaced' if past else 'has replaced'} the kept one (by the {option('auc_tie', tie)} rule of "
+            f"validation AUC and loss)")
