@@ -21,7 +21,7 @@ _LAZY: dict[str, str] = {
     "train": "pneumoscan.api",
     "TrainedRun": "pneumoscan.api",
     "Predictor": "pneumoscan.inference.predictor",
-    "Prediction": "pneumoscan.inference.predictor",
+    "Prediction": "pneumoscan.inference.prediction",
     "evaluate": "pneumoscan.api",
     "gradcam": "pneumoscan.api",
     "Explanation": "pneumoscan.explain.explanation",
@@ -47,7 +47,8 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from pneumoscan.errors import InputError, PneumoscanError, RefusedFilm
     from pneumoscan.explain.explanation import Explanation
     from pneumoscan.export.onnx import ExportReport
-    from pneumoscan.inference.predictor import Prediction, Predictor
+    from pneumoscan.inference.prediction import Prediction
+    from pneumoscan.inference.predictor import Predictor
     from pneumoscan.models.registry import create_model, list_models
 else:  # hidden from type checkers, which then know the names above and flag a misspelt one
     def __getattr__(name: str) -> object:

@@ -48,7 +48,7 @@ def test_the_figure_is_the_one_explain_saves(tiny_run: Path, tiny_data: Path, tm
 
 def test_the_title_says_borderline_empty_and_small() -> None:
     from pneumoscan.explain.explanation import Explanation
-    from pneumoscan.inference.predictor import Prediction
+    from pneumoscan.inference.prediction import Prediction
 
     film = Prediction("a/b/film.png", 0.55, "PNEUMONIA", 0.5, borderline=True, size_warning="20 x 20 px")
     explained = Explanation(film, np.zeros((8, 8), np.float32), np.zeros((20, 20), np.uint8), "cnn", (0.4, 0.6))
@@ -62,7 +62,7 @@ def test_the_title_does_not_round_a_confident_film_to_certainty() -> None:
     """The shipped model gives many films P = 0.99998, which the title showed as 'P(pneumonia) = 1.000': certainty,
     to a clinician; report's case tiles already show such a P with the decimals it needs."""
     from pneumoscan.explain.explanation import Explanation
-    from pneumoscan.inference.predictor import Prediction
+    from pneumoscan.inference.prediction import Prediction
 
     film = Prediction("film.png", 0.99998, "PNEUMONIA", 0.615)
     explained = Explanation(film, np.ones((8, 8), np.float32), np.zeros((20, 20), np.uint8), "resnet10")

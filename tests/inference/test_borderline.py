@@ -82,11 +82,11 @@ def test_no_interval_when_the_stored_scores_do_not_give_the_stored_threshold(tin
 
 def test_the_interval_is_computed_once_per_loaded_model(placed: tuple[Path, list[float]], films: list[Path],
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    import pneumoscan.inference.predictor as predictor_module
+    import pneumoscan.inference.threshold as threshold_module
 
     calls = []
-    real = predictor_module.threshold_ci95
-    monkeypatch.setattr(predictor_module, "threshold_ci95", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = threshold_module.threshold_ci95
+    monkeypatch.setattr(threshold_module, "threshold_ci95", lambda *a, **k: calls.append(1) or real(*a, **k))
     predictor = Predictor(placed[0], backend="torch")
     predictor.predict_files(films)
     predictor.predict_files(films)

@@ -38,7 +38,7 @@ from pneumoscan.inference.ood import (
     peak_excess,
     two_tone_share,
 )
-from pneumoscan.inference import predictor as predictor_module
+from pneumoscan.inference import decoding as decoding_module
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.models.registry import create_model, list_models
 from tests.conftest import (
@@ -663,13 +663,13 @@ def test_a_lossless_file_is_measured_on_the_decoders_pixels(shipped: Predictor,
     assert jpeg_cues(turned, gray=read_grayscale(turned)) == jpeg_cues(turned) and len(decodes) == 1  # not twice
     monkeypatch.undo()
     given = []
-    real = predictor_module.jpeg_cues
+    real = decoding_module.jpeg_cues
 
     def spy(source: bytes, gray: np.ndarray | None = None) -> tuple[float, float, float]:
         given.append(gray)
         return real(source, gray=gray)
 
-    monkeypatch.setattr(predictor_module, "jpeg_cues", spy)
+    monkeypatch.setattr(decoding_module, "jpeg_cues", spy)
     assert shipped.decode(data, "film.png").dither == jpeg_cues(data)[1]
     assert len(given) == 1 and np.array_equal(given[0], read_grayscale(data))
 

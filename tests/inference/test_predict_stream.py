@@ -15,7 +15,8 @@ from pneumoscan.cli import main
 from pneumoscan.errors import decimals
 from pneumoscan.inference.predict_stream import PredictionWriter
 from pneumoscan.inference.inputs import input_files
-from pneumoscan.inference.predictor import Prediction, Predictor
+from pneumoscan.inference.prediction import Prediction
+from pneumoscan.inference.predictor import Predictor
 from tests.conftest import blank_image, per_film_lines
 
 

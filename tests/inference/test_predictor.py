@@ -379,7 +379,7 @@ def test_a_dithered_film_as_an_8_bit_lossless_file_or_array_is_refused_as_its_jp
     (r"\\srv\share\films", None, "films"),
 ])
 def test_served_source_names_the_data_folder_by_its_name(data: str, resolved: str | None, shown: str) -> None:
-    from pneumoscan.inference.predictor import served_source
+    from pneumoscan.service.engine import served_source
 
     source = {"data": data, "model": "/srv/runs/a/model.safetensors", "metrics": {"recall": 1.0}, "n_normal": 8,
               **({"data_resolved": resolved} if resolved else {})}

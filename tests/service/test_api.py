@@ -898,12 +898,12 @@ def test_the_guards_file_cues_of_two_requests_are_measured_at_once_on_a_shared_m
     that lock, not under it. Answers are the same as the Predictor's own for the same bytes."""
     import threading
 
-    from pneumoscan.inference import predictor as predictor_module
+    from pneumoscan.inference import decoding as decoding_module
     from tests.conftest import dithered_jpeg
 
     measuring = threading.Barrier(2, timeout=10)  # passed only when two measurements are under way together
     overlapped: list[bool] = []
-    real = predictor_module.jpeg_cues
+    real = decoding_module.jpeg_cues
 
     def jpeg_cues(data: bytes | bytearray, gray: np.ndarray | None = None) -> tuple[float, float, float]:
         try:
@@ -914,7 +914,7 @@ def test_the_guards_file_cues_of_two_requests_are_measured_at_once_on_a_shared_m
         return real(data, gray=gray)
 
     monkeypatch.setattr(engine_module, "jpeg_cues", jpeg_cues, raising=False)
-    monkeypatch.setattr(predictor_module, "jpeg_cues", jpeg_cues)  # where it was measured under the lock
+    monkeypatch.setattr(decoding_module, "jpeg_cues", jpeg_cues)  # where it was measured under the lock
     xrays = [p.read_bytes() for p in sorted((sample_dir / "train" / "PNEUMONIA").iterdir())[:2]]
     app = create_app(Settings(model=str(fitted), backend="torch"))
     with TestClient(app) as c, ThreadPoolExecutor(2) as pool:

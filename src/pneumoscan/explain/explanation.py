@@ -11,7 +11,8 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from pneumoscan.inference.predictor import Prediction, Predictor
+    from pneumoscan.inference.prediction import Prediction
+    from pneumoscan.inference.predictor import Predictor
 
 DISPLAY_SIDE = 1024  # px: the figure shows the film at most this large, whatever its size
 

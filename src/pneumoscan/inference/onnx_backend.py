@@ -239,3 +239,24 @@ def export_in_memory(artifact_path: str | os.PathLike, model: nn.Module, meta: A
     images, _ = check_images(meta.image_size, limit=4)
     check_onnx(data, model, meta, images)
     return OnnxBackend(data, threads=threads)
+
+
+def export_in_memory_or_torch(artifact_path: str | os.PathLike, model: nn.Module, meta: ArtifactMeta, *,
+                              artifact_sha256: str | None = None, fallback: bool) -> OnnxBackend | None:
+    """The session of the model exported in memory (`export_in_memory`), when no export on file serves; with
+    `fallback` (--backend auto), a model that cannot be exported (a plugin's), or an export that fails its check
+    against PyTorch, is warned about and None returned: prediction stays on PyTorch. Without it the failure stops it,
+    naming the model file."""
+    from pneumoscan.errors import warn
+    from pneumoscan.export.onnx import ExportCheckError, ExportError
+
+    try:
+        return export_in_memory(artifact_path, model, meta, artifact_sha256=artifact_sha256)
+    except ExportError as err:
+        if not fallback:  # --backend onnx: the failure stops it, naming the model file as its warning does
+            raise type(err)(f"{artifact_path}: {err}") from None
+        said = str(err).removesuffix(f"; predict with {option('backend', 'torch')}")  # as it does from here
+        why = f"its ONNX export failed the check against PyTorch ({said})" if isinstance(err, ExportCheckError) \
+            else said
+        warn(f"{artifact_path}: {why}; predicting with PyTorch instead")
+        return None

@@ -18,7 +18,8 @@ from pneumoscan.errors import decimals, one_name
 from pneumoscan.progress import progress_bar
 
 if TYPE_CHECKING:
-    from pneumoscan.inference.predictor import Prediction, Predictor
+    from pneumoscan.inference.prediction import Prediction
+    from pneumoscan.inference.predictor import Predictor
 
 
 class PredictionWriter:

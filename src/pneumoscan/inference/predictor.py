@@ -1,4 +1,5 @@
-"""Predict P(pneumonia) for files, bytes or decoded images with a loaded model artifact."""
+"""Predict P(pneumonia) for files, bytes or decoded images with a loaded model artifact: the `Predictor`, which loads
+the model, chooses its backend, decodes and screens films and gives their result rows."""
 from __future__ import annotations
 
 import errno
@@ -6,94 +7,27 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from functools import cached_property
-from pathlib import Path, PureWindowsPath
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from pneumoscan.artifact import ArtifactMeta, file_sha256, load_artifact, read_meta, resolve_model_path
+from pneumoscan.artifact import file_sha256, load_artifact, read_meta, resolve_model_path
 from pneumoscan.api import _BOOL, _BYTES, _FILM, _INT, _MODEL, _NUMBER, _PATH, _PATH_OR_PATHS, _TEXT, _public
-from pneumoscan.data.decode import (
-    not_frontal_view, read_file, read_grayscale_and_rgb, reading_film, size_warning, stored_size, thumbnail_warning, view_reason,
-)
-from pneumoscan.data.file_cues import NOT_DECODED
-from pneumoscan.data.preprocess import grey_levels, load_image_levels_rgb_and_gray
+from pneumoscan.data.decode import not_frontal_view, read_file, reading_film
+from pneumoscan.data.preprocess import load_image_levels_rgb_and_gray
 from pneumoscan.errors import (DamagedModel, InputError, ModelFileChanged, ModelFileGone, check_at_least_one,
                                names_file, one_name, option, warn, words)
-from pneumoscan.evaluation.thresholds import (
-    adjust_for_prevalence, check_operating_point, threshold_ci95, threshold_for_recall,
-)
+from pneumoscan.evaluation.thresholds import check_operating_point
 from pneumoscan.inference.batch import predict_probs, sigmoid
+from pneumoscan.inference.decoding import Decoded, GuardCues, decoded_file, file_cues, measured_cues
 from pneumoscan.inference.inputs import film_bytes, input_files
-from pneumoscan.inference.ood import OODResult, colourfulness, forward_with_features, jpeg_cues, load_guard
+from pneumoscan.inference.ood import OODResult, forward_with_features, load_guard
+from pneumoscan.inference.prediction import Prediction, screened_rows
 from pneumoscan.inference.prevalence import model_prior
-
-
-@dataclass
-class Prediction:
-    """One file's result; `error` is set (and the rest None) when the file could not be read."""
-
-    path: str
-    probability: float | None
-    label: str | None
-    threshold: float
-    error: str | None = None
-    in_distribution: bool | None = None  # None when the model has no out-of-distribution guard
-    ood_reason: str | None = None
-    # P within the threshold's 95 % interval (`Predictor.threshold_ci95`): the label stands but is uncertain.
-    # None without a probability or without an interval (a threshold given by hand).
-    borderline: bool | None = None
-    # set for a film under MIN_SIDE px on a side (a thumbnail: `size_warning`): predicted all the same, but too small
-    # to read reliably, so the original should be sent
-    size_warning: str | None = None
-    # what refused the film, set with ood_reason: "blank" or "colour" (not a chest X-ray), "grey_levels", "two_tone",
-    # "dithered", "posterised" or "upside_down" (a chest X-ray the model cannot read as sent), "image" or "features" (unlike the training films),
-    # "view" (a DICOM whose View Position is lateral, decubitus or oblique)
-    refused_by: str | None = None
-    # the pneumonia prevalence `probability` (and `threshold`) assume: `--prevalence`, else the model's prior (as the
-    # service's `prevalence`); None only in a Prediction made by hand
-    prevalence: float | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        """The result as a plain dict: a row of `predict --json`."""
-        return asdict(self)
-
-
-class Decoded(NamedTuple):
-    """One file as the model and its guard read it (`Predictor.decode`): the model's uint8 input image (S, S), the
-    file's grey levels, colourfulness and two-tone share (the last two 0.0 when there is no guard to read them), its
-    `size_warning` (None unless it is a thumbnail), the file's (width, height) (None when its header does not
-    say), a DICOM's View Position when it is not frontal (`not_frontal_view`; None for any other file, or
-    without a guard to refuse it), the file's dither energy and peak excess (`jpeg_cues`; 0.0 without a guard) and the
-    film's width / height as decoded, upright by its EXIF orientation (None when not known): the input image is the
-    whole film stretched to a square, and a picture drawn on it is stretched back by this to be the film's shape."""
-
-    image: np.ndarray
-    levels: int
-    colour: float
-    tone: float
-    small: str | None = None
-    size: tuple[int, int] | None = None
-    view: str | None = None
-    dither: float = 0.0
-    peaks: float = 0.0
-    aspect: float | None = None
-
-
-class GuardCues(NamedTuple):
-    """The guard's cues of each of some files, named as `OODGuard.check` takes them; None: not known."""
-
-    colourfulness: list[float] | None = None
-    grey_levels: list[int] | None = None
-    two_tone: list[float] | None = None
-    dither: list[float] | None = None
-    peaks: list[float] | None = None
-
-    def part(self, rows: slice) -> GuardCues:
-        """The cues of the files in `rows`."""
-        return GuardCues(*(None if cue is None else cue[rows] for cue in self))
+from pneumoscan.inference.threshold import (chosen_threshold, interval_resampled, prevalence_adjusted,
+                                            threshold_interval)
 
 
 # Files `predict_chunks` decodes and predicts at a time: enough for every decoding thread of a many-core machine
@@ -104,10 +38,6 @@ CHUNK_SIZE = 256
 # what reading the model file raised when it was removed or cannot be read (not ENOMEM, EMFILE, ...: they may pass)
 FILE_GONE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EIO,
                        errno.ESTALE, errno.ENXIO, errno.ENODEV})
-
-# Resamples and seed of the threshold's bootstrap interval: set-threshold's defaults, so a site's model gets the
-# interval set-threshold printed for it (about 0.05 s for the shipped model's 785 validation films).
-INTERVAL_BOOT, INTERVAL_SEED = 1000, 0
 
 def _refuse_onnx_path(onnx_path: str | os.PathLike) -> None:
     """InputError: an ONNX export was given for a backend other than onnx, which would not use it."""
@@ -172,16 +102,10 @@ class Predictor:
             _refuse_onnx_path(onnx_path)
         self.batch_size = int(batch_size)  # a numpy int is taken too
         self.prevalence = prevalence
-        self.threshold_from = "threshold" if threshold is not None else "target_recall" if target_recall is not None \
-            else "model"
-        self.target_recall = target_recall if target_recall is not None else (
-            self.meta.target_recall if threshold is None else None)
+        self.threshold_from, self.target_recall, self.threshold = chosen_threshold(
+            self.meta, self.path, threshold, target_recall, prevalence)
         # whether the threshold is the artifact's own (moved with the probabilities when `prevalence` is given)
         self.stored_threshold = self.threshold_from == "model"
-        raw = threshold if threshold is not None else (
-            self._threshold_for_recall(target_recall) if target_recall is not None else self.meta.threshold)
-        # A recall-based threshold does not depend on prevalence, so it moves with the probabilities.
-        self.threshold = float(self._adjust(np.array([raw]))[0]) if threshold is None else float(raw)
         if self.backend == "onnx" and not served:  # a plugin's model: its export on file is looked for once loaded
             exported = export_on_file(self.path, self.meta, onnx_path, artifact_sha256=self.sha256)
         self.onnx = exported if exported is not None else (
@@ -268,31 +192,16 @@ class Predictor:
                              f"Python: make a new Predictor)", reason)
 
     def _export_in_memory(self, *, fallback: bool) -> Any:
-        """The ONNX Runtime session of the model exported in memory, when no export on file serves; with `fallback`
-        (--backend auto), a model that cannot be exported (a plugin's), or an export that fails its check against
-        PyTorch, is warned about and prediction stays on PyTorch."""
-        from pneumoscan.export.onnx import ExportCheckError, ExportError
-        from pneumoscan.inference.onnx_backend import export_in_memory
+        """The ONNX Runtime session of the model exported in memory, when no export on file serves; None, the
+        backend then "torch", when `fallback` (--backend auto) keeps prediction on PyTorch
+        (`export_in_memory_or_torch`)."""
+        from pneumoscan.inference.onnx_backend import export_in_memory_or_torch
 
-        try:
-            return export_in_memory(self.path, self.model, self.meta, artifact_sha256=self.sha256)
-        except ExportError as err:
-            if not fallback:  # --backend onnx: the failure stops it, naming the model file as its warning does
-                raise type(err)(f"{self.path}: {err}") from None
-            said = str(err).removesuffix(f"; predict with {option('backend', 'torch')}")  # as it does from here
-            why = f"its ONNX export failed the check against PyTorch ({said})" if isinstance(err, ExportCheckError) \
-                else said
-            warn(f"{self.path}: {why}; predicting with PyTorch instead")
+        session = export_in_memory_or_torch(self.path, self.model, self.meta, artifact_sha256=self.sha256,
+                                            fallback=fallback)
+        if session is None:
             self.backend = "torch"
-            return None
-
-    def _threshold_for_recall(self, target_recall: float) -> float:
-        """The threshold for `target_recall` on the stored scores; InputError naming the model file without usable
-        ones."""
-        try:
-            return self.meta.threshold_for_recall(target_recall)
-        except InputError as err:
-            raise InputError(f"{self.path}: {err}") from None
+        return session
 
     @cached_property
     def threshold_ci95(self) -> tuple[float, float] | None:
@@ -300,31 +209,14 @@ class Predictor:
         films after set-threshold), moved with the probabilities to `prevalence` as the threshold is. None for a
         threshold given by hand, and for a model whose stored scores do not give its stored threshold (none
         stored, unusable ones as in an edited file, no recall recorded, or a threshold set otherwise): its
-        predictions are made all the same. Computed on first use, once."""
-        scores = self.meta.val_scores
-        if self.threshold_from == "threshold" or self.target_recall is None or self.meta.scores_problem() is not None \
-                or not scores.get("labels"):
-            return None
-        labels, probs = scores["labels"], scores["probs"]
-        if self.threshold_from == "model" and threshold_for_recall(labels, probs, self.target_recall) \
-                != self.meta.threshold:
-            return None
-        # by patient when the model stores its films' patients (`ArtifactMeta.score_groups`), else film by film
-        lo, hi = threshold_ci95(labels, probs, self.target_recall, n_boot=INTERVAL_BOOT, seed=INTERVAL_SEED,
-                                groups=self.meta.score_groups())
-        lo, hi = self._adjust(np.array([lo, hi]))
-        return float(lo), float(hi)
+        predictions are made all the same. Computed on first use, once (`threshold_interval`)."""
+        return threshold_interval(self.meta, self.threshold_from, self.target_recall, self.prevalence)
 
     @cached_property
     def threshold_resampled(self) -> dict[str, Any] | None:
         """What the bootstrap of `threshold_ci95` drew (`resampled_unit`: patients or films, how many), with `known`:
         whether the model stores the patients of its scored films; None when there is no interval."""
-        from pneumoscan.evaluation.bootstrap import resampled_unit
-
-        if self.threshold_ci95 is None:
-            return None
-        groups = self.meta.score_groups()
-        return {**resampled_unit(self.meta.val_scores["labels"], groups), "known": groups is not None}
+        return None if self.threshold_ci95 is None else interval_resampled(self.meta)
 
     @_public(prob=_NUMBER)
     def borderline(self, prob: float) -> bool | None:
@@ -366,9 +258,8 @@ class Predictor:
                 f"guard={self.guard is not None})")
 
     def _adjust(self, probs: np.ndarray) -> np.ndarray:
-        if self.prevalence is None:
-            return probs
-        return adjust_for_prevalence(probs, model_prior(self.meta), self.prevalence)
+        """`probs` moved to this predictor's `prevalence` (`prevalence_adjusted`)."""
+        return prevalence_adjusted(probs, self.meta, self.prevalence)
 
     def predict_images(self, images: np.ndarray) -> np.ndarray:
         """P(PNEUMONIA) for preprocessed uint8 images (N, S, S), prevalence-adjusted when asked (no guard); InputError
@@ -441,7 +332,7 @@ class Predictor:
         """
         cues = GuardCues(colours, levels, tones, dithers, peaks)
         if raw is not None:
-            cues, small = self._measured(names, raw, cues, small)
+            cues, small = measured_cues(names, raw, cues, small, size=self.size, guarded=self.guard is not None)
             if views is None and self.guard is not None:
                 views = [not_frontal_view(r) for r in raw]
         if small is None:
@@ -449,54 +340,8 @@ class Predictor:
         if views is None or self.guard is None:
             views = [None] * len(names)
         probs, verdicts = self._screen(images, cues)
-        out = []
-        prevalence = self.assumed_prevalence
-        for name, prob, verdict, warning, view in zip(names, probs, verdicts, small, views):
-            if view is not None:  # the header says what the image statistics can only guess
-                out.append(Prediction(name, None, None, self.threshold, in_distribution=False,
-                                      ood_reason=view_reason(view), size_warning=warning, refused_by="view",
-                                      prevalence=prevalence))
-            elif verdict is not None and not verdict.in_distribution:
-                out.append(Prediction(name, None, None, self.threshold, in_distribution=False,
-                                      ood_reason=verdict.message, size_warning=warning,
-                                      refused_by=verdict.refused_by, prevalence=prevalence))
-            else:
-                out.append(Prediction(name, float(prob), self.label_for(float(prob)), self.threshold,
-                                      in_distribution=None if verdict is None else True,
-                                      borderline=self.borderline(float(prob)), size_warning=warning,
-                                      prevalence=prevalence))
-        return out
-
-    def _measured(self, names: list[str], raw: Sequence[bytes | bytearray], given: GuardCues,
-                  small: list[str | None] | None) -> tuple[GuardCues, list[str | None]]:
-        """`results`' cues as given, those not given measured on the files' `raw` bytes as `decode` measures them,
-        each reading no more than it needs: the size warnings a header, the colourfulness and the JPEG cues (two-tone
-        share, dither energy, peak excess) their own reads (`file_cues`; a lossless file's on the grey levels' decode when
-        there is one), only the grey levels a decode of the file; without a guard, which reads the others, only the
-        size warnings."""
-        small = small if small is not None else [size_warning(r) for r in raw]
-        if self.guard is None:
-            return given, small
-        colours, levels, tones, dithers, peaks = given
-        rgbs: list[Any] = [NOT_DECODED] * len(raw)
-        need_cues = tones is None or dithers is None or peaks is None
-        cues: list[tuple[float, float, float]] = []
-        if levels is None:  # counted on the decoded file before resizing (`load_image_with_levels`)
-            levels, rgbs = [], []
-            for name, data in zip(names, raw):
-                gray, rgb = read_grayscale_and_rgb(bytes(data), name=name, draft_size=self.size)
-                levels.append(grey_levels(gray))
-                rgbs.append(rgb)
-                if need_cues:  # a lossless file's cues on these pixels, not on a second decode
-                    cues.append(jpeg_cues(data, gray=gray))
-        if colours is None:
-            colours = [colourfulness(r, rgb=rgb) for r, rgb in zip(raw, rgbs)]
-        if need_cues:
-            cues = cues or [jpeg_cues(r) for r in raw]
-            tones = [t for t, _, _ in cues] if tones is None else tones
-            dithers = [d for _, d, _ in cues] if dithers is None else dithers
-            peaks = [p for _, _, p in cues] if peaks is None else peaks
-        return GuardCues(colours, levels, tones, dithers, peaks), small
+        return screened_rows(names, probs, verdicts, small, views, threshold=self.threshold,
+                             prevalence=self.assumed_prevalence, label_for=self.label_for, borderline=self.borderline)
 
     def decoded_results(self, names: list[str], files: Sequence[Decoded]) -> list[Prediction]:
         """`results` for files `decode` read: their images, the guard's cues and their size warnings."""
@@ -597,22 +442,14 @@ class Predictor:
         """The `Decoded` of a file whose bytes `data` are decoded already (`image`, `levels` and `rgb` as
         `load_image_levels_and_rgb` gives them; `gray`, its decoded grey pixels, spares a lossless file a second
         decode for its dither energy and gives the film's proportions, `aspect`): its guard cues (`file_cues`), size,
-        size warning and, with a guard, its View Position when not frontal."""
-        size = stored_size(data)
-        view = not_frontal_view(data) if self.guard is not None else None
-        colour, tone, dither, peaks = self.file_cues(data, rgb, gray)
-        aspect = gray.shape[1] / gray.shape[0] if gray is not None and gray.size else None
-        return Decoded(image, levels, colour, tone, thumbnail_warning(size), size, view, dither, peaks, aspect)
+        size warning and, with a guard, its View Position when not frontal (`decoded_file`)."""
+        return decoded_file(data, image, levels, self.file_cues(data, rgb, gray), gray=gray,
+                            guarded=self.guard is not None)
 
     def file_cues(self, data: bytes | bytearray, rgb: np.ndarray | None,
                   gray: np.ndarray | None = None) -> tuple[float, float, float, float]:
-        """The guard's cues read from a file's bytes: its colourfulness (of `rgb`, what `load_image_levels_and_rgb`
-        gave with its image: a colour DICOM's pixels, else None), two-tone share, dither energy and peak excess
-        (`jpeg_cues`: a
-        JPEG decoded at full size); 0.0 each without a guard, which is the only reader of them."""
-        if self.guard is None:
-            return 0.0, 0.0, 0.0, 0.0
-        return (colourfulness(data, rgb=rgb), *jpeg_cues(data, gray=gray))
+        """The guard's cues read from a file's bytes (`decoding.file_cues`); 0.0 each without a guard."""
+        return file_cues(data, rgb, gray, guarded=self.guard is not None)
 
     def _chunk_results(self, files: list[Path], decoded: list[Decoded | str]) -> list[Prediction]:
         """Predictions for decoded files, in order; the strings of `decoded` are the errors of unreadable ones."""
@@ -624,33 +461,3 @@ class Predictor:
             for i, prediction in zip(good, done):
                 results[i] = prediction
         return results
-
-
-def served_source(source: dict[str, object]) -> dict[str, object]:
-    """`set-threshold`'s record as `GET /model` shows it: no metrics, and no server path (the local data's folder
-    and the model it was chosen for by their names only)."""
-    shown = {k: v for k, v in source.items() if k not in ("metrics", "data_resolved")}
-    for key in ("data", "model"):
-        if isinstance(shown.get(key), str):
-            shown[key] = _last_name(shown[key])
-    resolved = source.get("data_resolved")
-    if isinstance(resolved, str) and _last_name(resolved) and "data" in shown:  # --data . or .. has no name of its own
-        shown["data"] = _last_name(resolved)
-    return shown
-
-
-def _last_name(path: str) -> str:
-    """A path's last name, split at / and \\ whichever system wrote it (a copy made on Windows, served on Linux)."""
-    return PureWindowsPath(path).name
-
-
-def describe(meta: ArtifactMeta) -> dict[str, object]:
-    """JSON-friendly description of a model artifact for `GET /model`: input size, normalisation, classes, threshold."""
-    return {
-        "name": meta.model_name, "version": meta.version, "input_size": meta.image_size,
-        "normalization": asdict(meta.preprocessing),
-        "class_names": meta.class_names,
-        "threshold": meta.threshold, "target_recall": meta.target_recall, "tta": meta.tta,
-        "threshold_source": served_source(meta.threshold_source),
-        "val_metrics": meta.val_metrics, "test_metrics": meta.test_metrics,
-    }

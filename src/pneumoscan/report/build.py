@@ -14,7 +14,7 @@ from pneumoscan.artifact import ArtifactMeta
 from pneumoscan.data.patients import keys_read, shared_clause
 from pneumoscan.errors import words
 from pneumoscan.evaluation.bootstrap import intervals_text, resampled_words
-from pneumoscan.inference.predictor import INTERVAL_BOOT, INTERVAL_SEED
+from pneumoscan.inference.threshold import INTERVAL_BOOT, INTERVAL_SEED
 from pneumoscan.inference.prevalence import model_prior, prior_problem
 from pneumoscan.outputs import atomic_write_all, check_companion, check_output, recover_interrupted
 from pneumoscan.progress import progress_bar

@@ -1,4 +1,5 @@
-"""The service's model: decode + predict + out-of-distribution screening (thread-safe) and Grad-CAM."""
+"""The service's model: decode + predict + out-of-distribution screening (thread-safe), Grad-CAM, and the model's
+description (`GET /model`)."""
 from __future__ import annotations
 
 import copy
@@ -12,7 +13,8 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import asdict
+from pathlib import Path, PureWindowsPath
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -21,7 +23,9 @@ import numpy as np
 from pneumoscan.artifact import ArtifactMeta, is_shipped
 from pneumoscan.errors import (DamagedModel, InputError, ModelFileChanged, ModelFileGone, PneumoscanError,
                               first_line, gpu_out_of_memory, host_out_of_memory, names_file, out_of_memory_text)
-from pneumoscan.inference.predictor import Decoded, Prediction, Predictor, describe
+from pneumoscan.inference.decoding import Decoded
+from pneumoscan.inference.prediction import Prediction
+from pneumoscan.inference.predictor import Predictor
 from pneumoscan.service.settings import MB, Settings
 
 if TYPE_CHECKING:
@@ -30,6 +34,36 @@ if TYPE_CHECKING:
 GRADCAM_MODULE = "pneumoscan.explain.gradcam"
 CAM_RETRY_S = 30.0  # a load of Grad-CAM's model that ran out of memory is tried again after this long
 log = logging.getLogger("pneumoscan.service")
+
+
+def served_source(source: dict[str, object]) -> dict[str, object]:
+    """`set-threshold`'s record as `GET /model` shows it: no metrics, and no server path (the local data's folder
+    and the model it was chosen for by their names only)."""
+    shown = {k: v for k, v in source.items() if k not in ("metrics", "data_resolved")}
+    for key in ("data", "model"):
+        if isinstance(shown.get(key), str):
+            shown[key] = _last_name(shown[key])
+    resolved = source.get("data_resolved")
+    if isinstance(resolved, str) and _last_name(resolved) and "data" in shown:  # --data . or .. has no name of its own
+        shown["data"] = _last_name(resolved)
+    return shown
+
+
+def _last_name(path: str) -> str:
+    """A path's last name, split at / and \\ whichever system wrote it (a copy made on Windows, served on Linux)."""
+    return PureWindowsPath(path).name
+
+
+def describe(meta: ArtifactMeta) -> dict[str, object]:
+    """JSON-friendly description of a model artifact for `GET /model`: input size, normalisation, classes, threshold."""
+    return {
+        "name": meta.model_name, "version": meta.version, "input_size": meta.image_size,
+        "normalization": asdict(meta.preprocessing),
+        "class_names": meta.class_names,
+        "threshold": meta.threshold, "target_recall": meta.target_recall, "tta": meta.tta,
+        "threshold_source": served_source(meta.threshold_source),
+        "val_metrics": meta.val_metrics, "test_metrics": meta.test_metrics,
+    }
 
 
 class ExplainUnavailable(PneumoscanError):

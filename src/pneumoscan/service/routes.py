@@ -30,7 +30,7 @@ from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, EXPORT_AS, unsupported_fo
 from pneumoscan.errors import (DamagedModel, DecodeOutOfMemory, ImageTooLarge, InputError, MissingDecoder,
                                ModelFileChanged, NotAnImage, decimals, first_line, gpu_out_of_memory)
 from pneumoscan.inference.ood import refusal_cause, refusal_kind
-from pneumoscan.inference.predictor import Prediction
+from pneumoscan.inference.prediction import Prediction
 from pneumoscan.service.audit import AuditError, AuditLog, utc_now
 from pneumoscan.service.engine import (BUSY_RETRY_S, Decoded, Engine, ExplainUnavailable, host_short, log_gpu_full,
                                        model_fault)
