@@ -3,7 +3,7 @@
 and proportions (`Decoded`), and the cues of files given as bytes measured only as far as they are not known."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -62,15 +62,16 @@ def file_cues(data: bytes | bytearray, rgb: np.ndarray | None, gray: np.ndarray 
     return (colourfulness(data, rgb=rgb), *jpeg_cues(data, gray=gray))
 
 
-def decoded_file(data: bytes | bytearray, image: np.ndarray, levels: int, cues: tuple[float, float, float, float],
-                 *, gray: np.ndarray | None = None, guarded: bool) -> Decoded:
-    """The `Decoded` of a file whose bytes `data` are decoded already (`image` and `levels` as
-    `load_image_levels_and_rgb` gives them, `cues` its `file_cues`; `gray`, its decoded grey pixels, gives the film's
-    proportions, `aspect`): its size, size warning and, with a guard (`guarded`), its View Position when not
-    frontal."""
+def decoded_file(data: bytes | bytearray, image: np.ndarray, levels: int, rgb: np.ndarray | None, *,
+                 gray: np.ndarray | None = None, guarded: bool,
+                 cues: Callable[..., tuple[float, float, float, float]]) -> Decoded:
+    """The `Decoded` of a file whose bytes `data` are decoded already (`image`, `levels` and `rgb` as
+    `load_image_levels_and_rgb` gives them; `gray`, its decoded grey pixels, gives the film's proportions, `aspect`):
+    its guard cues (`cues(data, rgb, gray)`, as `file_cues`), size, size warning and, with a guard (`guarded`), its
+    View Position when not frontal."""
     size = stored_size(data)
     view = not_frontal_view(data) if guarded else None
-    colour, tone, dither, peaks = cues
+    colour, tone, dither, peaks = cues(data, rgb, gray)
     aspect = gray.shape[1] / gray.shape[0] if gray is not None and gray.size else None
     return Decoded(image, levels, colour, tone, thumbnail_warning(size), size, view, dither, peaks, aspect)
 

@@ -443,8 +443,7 @@ class Predictor:
         `load_image_levels_and_rgb` gives them; `gray`, its decoded grey pixels, spares a lossless file a second
         decode for its dither energy and gives the film's proportions, `aspect`): its guard cues (`file_cues`), size,
         size warning and, with a guard, its View Position when not frontal (`decoded_file`)."""
-        return decoded_file(data, image, levels, self.file_cues(data, rgb, gray), gray=gray,
-                            guarded=self.guard is not None)
+        return decoded_file(data, image, levels, rgb, gray=gray, guarded=self.guard is not None, cues=self.file_cues)
 
     def file_cues(self, data: bytes | bytearray, rgb: np.ndarray | None,
                   gray: np.ndarray | None = None) -> tuple[float, float, float, float]:
