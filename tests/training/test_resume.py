@@ -585,6 +585,7 @@ def test_extending_a_run_keeps_its_guard_when_the_kept_epoch_stays_else_names_th
         load_guard(run)
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 @pytest.mark.parametrize("signum, after", [(signal.SIGINT, 1), (signal.SIGINT, 2), (signal.SIGINT, 3),
                                            (signal.SIGINT, 4), (signal.SIGTERM, 2)])
 def test_an_interruption_while_a_resume_writes_its_model_loses_no_guard(
