@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from pneumoscan.cli import build_parser
+from pneumoscan.parser import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"

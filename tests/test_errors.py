@@ -93,7 +93,7 @@ def test_decimals_never_shows_a_rate_below_1_as_1(value: float, digits: int, tex
 
 def test_evaluate_and_set_threshold_print_by_that_rule() -> None:
     """They printed with .4f: an AUC of 0.99996 read 1.0000, a perfect score it is not."""
-    from pneumoscan.cli import _borderline_lines
+    from pneumoscan.evaluation.commands import _borderline_lines
     from pneumoscan.evaluation.bootstrap import summarize
     from pneumoscan.evaluation.local_threshold import LocalThreshold, format_local_threshold
 

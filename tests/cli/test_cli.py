@@ -309,9 +309,9 @@ def test_audit_finds_duplicates_and_unreadable(tiny_data: Path, tmp_path: Path) 
 
 def test_audit_strict_exits_3_on_any_problem_and_0_on_a_clean_dataset(tiny_data: Path, tmp_path: Path,
                                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    from pneumoscan.cli import EXIT_AUDIT_PROBLEMS
+    from pneumoscan.data.commands import EXIT_AUDIT_PROBLEMS
 
-    from pneumoscan.cli import build_parser
+    from pneumoscan.parser import build_parser
     from pneumoscan.data.audit import MIN_SIDE
 
     assert EXIT_AUDIT_PROBLEMS not in (0, 1, 2, 130)  # success, inputs without a prediction, a user mistake, Ctrl+C
@@ -753,7 +753,7 @@ def test_every_commands_help_says_what_the_command_does() -> None:
     # `pneumoscan explain --help` (train, export, serve, ...) began with usage and options, never saying what it does
     import argparse
 
-    from pneumoscan.cli import build_parser
+    from pneumoscan.parser import build_parser
 
     (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
     for action in sub._choices_actions:

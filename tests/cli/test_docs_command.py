@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import pneumoscan
-from pneumoscan.cli import build_parser, main
+from pneumoscan.cli import main
+from pneumoscan.parser import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDES = sorted((ROOT / "docs").glob("*.md"))

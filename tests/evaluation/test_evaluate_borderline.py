@@ -133,7 +133,7 @@ def test_the_printout_says_how_the_interval_was_drawn_as_the_json_and_the_report
         capsys: pytest.CaptureFixture[str]) -> None:
     """The JSON's `borderline.resampled`, the report and set-threshold say whether the threshold's interval drew
     patients or films; the text printout gave the interval alone."""
-    from pneumoscan.cli import _borderline_lines
+    from pneumoscan.evaluation.commands import _borderline_lines
     from pneumoscan.evaluation.bootstrap import resampled_unit
 
     model = placed(tiny_run, ranked, 2, 4, tmp_path / "placed.safetensors")

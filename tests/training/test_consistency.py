@@ -41,7 +41,7 @@ def test_js_is_symmetric_bounded_and_grows_with_disagreement(first: list[float],
 
 
 def test_consistency_and_mixup_are_refused_together_and_the_flag_parses() -> None:
-    from pneumoscan.cli import build_parser
+    from pneumoscan.parser import build_parser
 
     with pytest.raises(InputError, match="--consistency"):
         TrainConfig(data="d", out="o", consistency=10, mixup=0.2).check()
@@ -54,7 +54,7 @@ def test_consistency_and_mixup_are_refused_together_and_the_flag_parses() -> Non
 
 
 def test_the_default_weight_is_the_shipped_recipe_and_steps_aside_for_options_it_cannot_join() -> None:
-    from pneumoscan.cli import build_parser
+    from pneumoscan.parser import build_parser
 
     assert TrainConfig(data="d", out="o").consistency == DEFAULT_CONSISTENCY == 10
     for flags in (["--augment", "0"], ["--mixup", "0.2"]):  # the default must not turn these into errors

@@ -40,7 +40,7 @@ def framed(images: np.ndarray) -> np.ndarray:
 
 
 def test_crop_is_off_by_default_and_on_with_the_flag() -> None:
-    from pneumoscan.cli import build_parser
+    from pneumoscan.parser import build_parser
 
     parser = build_parser()
     assert not TrainConfig.from_args(parser.parse_args(["train", "--data", "d", "--out", "o"])).crop

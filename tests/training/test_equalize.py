@@ -49,7 +49,7 @@ def val_images(run: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_equalize_is_the_default_and_can_be_turned_off() -> None:
-    from pneumoscan.cli import build_parser
+    from pneumoscan.parser import build_parser
 
     assert TrainConfig(data="d", out="o").equalize
     parser = build_parser()

@@ -102,7 +102,7 @@ def test_a_carve_failing_on_one_film_per_patient_folder_names_the_shared_file_na
 
 
 def test_pretrain_offers_only_its_own_options_for_a_class_of_one_patient(tiny_dataset: Path, tmp_path: Path) -> None:
-    from pneumoscan.cli import build_parser
+    from pneumoscan.parser import build_parser
 
     _one_pneumonia_patient(tiny_dataset)
     cfg = TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "p"))

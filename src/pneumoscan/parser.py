@@ -1,0 +1,91 @@
+"""The `pneumoscan` command line's parser: the commands, each area's from its `commands` module, and the checks
+argparse cannot make."""
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+from pneumoscan import __version__
+from pneumoscan.errors import shell_word
+
+# Each module defines `add_commands(subparsers)`; their heavy imports happen inside the handlers. These add their
+# commands after those `build_parser` adds first (models to predict).
+COMMAND_MODULES = (
+    "pneumoscan.training.commands",
+    "pneumoscan.report.commands",
+    "pneumoscan.explain.commands",
+    "pneumoscan.export.commands",
+    "pneumoscan.service.commands",
+    "pneumoscan.inference.ood_commands",
+    "pneumoscan.data.cache_commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command's parser, in the order `pneumoscan --help` lists them."""
+    from pneumoscan.data import commands as data_commands
+    from pneumoscan.evaluation import commands as evaluation_commands
+    from pneumoscan.inference import commands as inference_commands
+    from pneumoscan.models import commands as model_commands
+    from pneumoscan.training.commands import add_train_command
+
+    parser = argparse.ArgumentParser(prog="pneumoscan",
+                                     description="The `pneumoscan` command line: pneumonia on chest X-rays.")
+    parser.add_argument("--version", action="version", version=f"pneumoscan {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    model_commands.add_commands(sub)  # models, card, docs
+    data_commands.add_commands(sub)  # audit
+    add_train_command(sub)
+    evaluation_commands.add_commands(sub)  # evaluate, set-threshold
+    inference_commands.add_commands(sub)  # predict
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name != module_name:
+                raise
+            continue
+        module.add_commands(sub)
+    _describe_commands(sub)
+    return parser
+
+
+def _describe_commands(sub: argparse._SubParsersAction) -> None:
+    """Each command's `--help` opens with the line `pneumoscan --help` gives it, unless it has a longer one."""
+    for action in sub._choices_actions:
+        parser = sub.choices[action.dest]
+        if parser.description is None and action.help:
+            line = action.help.replace("%%", "%")  # a help string escapes % for argparse; a description does not
+            parser.description = line[:1].upper() + line[1:] + "."
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """`parser.parse_args`, except that a file name after predict's --csv or --json (which print to stdout, while
+    evaluate's --json takes a file) is refused saying how to write the file: one left over (after the films), or
+    one ending in .csv or .json taken for a film (before them), which no film is; and a '-' after them (the stdout
+    of the other commands' --json -) saying to leave it out; and a film given as '-', saying to give /dev/stdin."""
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "predict":
+        for before, token in zip(argv, argv[1:]):
+            if before in ("--csv", "--json") and token == "-":
+                _command_parser(parser, "predict").error(
+                    f"{before} prints to stdout already and takes no file name; leave out the '-' after it")
+            named = extra[:1] == [token] or Path(token).suffix.lower() in (".csv", ".json")
+            if before in ("--csv", "--json") and named:
+                _command_parser(parser, "predict").error(
+                    f"{before} prints to stdout and takes no file name ({token}); write the file with "
+                    f"`pneumoscan predict ... {before} > {shell_word(token)}`")
+        if "-" in args.paths and not Path("-").exists():  # the Unix way to say 'standard input'
+            _command_parser(parser, "predict").error(
+                "'-' is not a film: predict reads files, not standard input; for a film piped in, give /dev/stdin "
+                "(`... | pneumoscan predict /dev/stdin`)")
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _command_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The parser of one command (`pneumoscan NAME`)."""
+    (sub,) = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    return sub.choices[name]
