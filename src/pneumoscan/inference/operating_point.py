@@ -1,5 +1,6 @@
 """The operating-point options `predict`, `evaluate` and `serve` share (checked by
-evaluation.thresholds.check_operating_point, applied by the Predictor)."""
+evaluation.thresholds.check_operating_point, applied by the Predictor), and the operating point in use as the one line
+`predict` and `evaluate` print."""
 from __future__ import annotations
 
 import argparse
