@@ -5,6 +5,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from pneumoscan.inference.commands import add_model_arg
+
 
 def add_commands(subparsers: Any) -> None:
     """Register the `explain` command."""
@@ -12,7 +14,7 @@ def add_commands(subparsers: Any) -> None:
 
     p = subparsers.add_parser("explain", help="Grad-CAM heatmap of where the model looked, over the original image")
     p.add_argument("image", help="image file (JPEG, PNG, TIFF, BMP, DICOM)")
-    p.add_argument("--model", help="run folder or model.safetensors (default: the model shipped with pneumoscan)")
+    add_model_arg(p)
     p.add_argument("--out", help="PNG file to write (default: IMAGE's name with _heatmap.png, in the current folder: "
                                  "xray.jpeg -> xray_heatmap.png)")
     add_operating_point_args(p)

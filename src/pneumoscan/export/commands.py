@@ -5,6 +5,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from pneumoscan.inference.commands import add_model_arg
+
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export, check against PyTorch, report the agreement; Ctrl+C after the file was renamed into place says so."""
@@ -38,7 +40,7 @@ def _identity(path: Path) -> tuple[int, int, int] | None:
 def add_commands(subparsers: Any) -> None:
     """Register `export` on the main CLI."""
     p = subparsers.add_parser("export", help="export a model to ONNX (checked against PyTorch) for fast CPU inference")
-    p.add_argument("--model", help="run folder or model.safetensors (default: the model shipped with pneumoscan)")
+    add_model_arg(p)
     p.add_argument("--out", required=True, help="where to write the .onnx file; name it like the artifact "
                                                  "(RUN/model.onnx) and predict/serve pick it up automatically")
     p.add_argument("--images", nargs="+", metavar="PATH",

@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from pneumoscan.data.cache_commands import add_cache_dir_arg
+from pneumoscan.inference.commands import add_model_arg
 
 
 def cmd_fit_guard(args: argparse.Namespace) -> int:
@@ -48,7 +49,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `fit-guard`."""
     p = subparsers.add_parser(
         "fit-guard", help="fit the 'is this a chest X-ray?' guard of a model on its training images")
-    p.add_argument("--model", help="run folder or model.safetensors (default: the model shipped with pneumoscan)")
+    add_model_arg(p)
     p.add_argument("--data", required=True,
                    help="data folder: its train/ split (or NORMAL/ PNEUMONIA/ class folders) is used, never test/")
     p.add_argument("--out", help="guard file to write (default: <model>.ood.safetensors beside the model; for the shipped "

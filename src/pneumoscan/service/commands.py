@@ -10,6 +10,8 @@ import sys
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Iterator
 
+from pneumoscan.inference.commands import add_model_arg
+
 if TYPE_CHECKING:
     from pneumoscan.service.settings import Settings
 
@@ -266,7 +268,7 @@ def add_commands(subparsers: Any) -> None:
     from pneumoscan.inference.operating_point import add_operating_point_args
 
     p = subparsers.add_parser("serve", help="web service and clinicians' page (POST /predict, GET /)")
-    p.add_argument("--model", help="run folder or model.safetensors (default: the model shipped with pneumoscan)")
+    add_model_arg(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--ssl-certfile", metavar="FILE",
