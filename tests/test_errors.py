@@ -172,7 +172,9 @@ def test_a_name_prints_alike_in_every_message_with_what_hides_or_reorders_text_e
     """`one_line` (most errors) made `ideo\\u3000sp.jpeg` and `a  b.jpeg` into `ideo sp.jpeg` and `a b.jpeg`, other
     files, where `one_name` (predict's rows) kept them; `one_name` printed a right-to-left override (U+202E) and a
     zero-width space as they are, so `x\\u202egpj.exe` showed on a terminal as `xexe.jpg` and `IM\\u200b01.jpeg` as
-    `IM01.jpeg`. Now one rule: every code point but the whitespace that breaks a line prints alike in both."""
+    `IM01.jpeg`. Now one rule: every code point but the whitespace that breaks a line prints alike in both. The
+    format characters that shape or order text where they stand (a joiner between Persian letters, a right-to-left
+    mark in a Hebrew name) are the only ones that print as they are (`test_joiners_and_direction_marks_...`)."""
     import sys
     import unicodedata
 
@@ -184,22 +186,50 @@ def test_a_name_prints_alike_in_every_message_with_what_hides_or_reorders_text_e
     assert one_line("a  b\u3000c\u00a0d.jpeg") == one_name("a  b\u3000c\u00a0d.jpeg") == "a  b\u3000c\u00a0d.jpeg"
     assert one_name("x\u202egpj.exe IM\u200b01\u2066\ufeff.jpeg") == "x\\u202egpj.exe IM\\u200b01\\u2066\\ufeff.jpeg"
     printed = one_name(every)
-    assert not [c for c in printed if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp")]
+    assert not [c for c in printed if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")]
+    assert {c for c in printed if unicodedata.category(c) == "Cf"} <= set("\u200c\u200d\u200e\u200f\u061c")
+
+
+def test_joiners_and_direction_marks_print_where_they_shape_text_and_new_code_points_as_they_are() -> None:
+    """Every format character printed escaped: `\u0628\u06cc\u0645\u0627\u0631\u200c\u06cc\u06a9.jpeg`
+    (a zero-width non-joiner, ordinary Persian spelling) printed as `...\\u200c...`, so `predict DIR | grep -F` with
+    the name found no row, and an emoji's joiner and a Hebrew name's right-to-left mark alike; unassigned code points
+    (an emoji newer than Python's Unicode, U+1FA77) and private-use ones (WSL's and macOS's stand-ins for ':' and '?')
+    printed as `\\U0001fa77`. They print as they are; a joiner between ASCII characters, which only hides a
+    difference, and a direction mark in a name with no right-to-left letter are escaped, as is any other invisible
+    format character."""
+    from pneumoscan.errors import one_line, one_name
+
+    kept = ["\u0628\u06cc\u0645\u0627\u0631\u200c\u06cc\u06a9.jpeg", "\u0915\u094d\u200d\u0937.png",
+            "\U0001f468\u200d\U0001f469.png", "\u2764\ufe0f\u200d\U0001f525.png", "\u05d0\u200f-1.png",
+            "\u0627\u061c.png", "\u200e\u05d0\u05d1.png", "\U0001fa77.png", "a\uf03ab.png", "\U000f0000.png"]
+    for name in kept:
+        assert one_name(name) == one_line(name) == name
+    escaped = {"IM\u200d01.jpeg": "IM\\u200d01.jpeg", "\u200cx\u0628.png": "\\u200cx\u0628.png",
+               "\u0628\u200c": "\u0628\\u200c", "a\u200fb.png": "a\\u200fb.png", "\u061cab": "\\u061cab",
+               "s\u00adx\u2060y\u2064\U000e0041\ufff9\u180e": "s\\xadx\\u2060y\\u2064\\U000e0041\\ufff9\\u180e",
+               "\u05d0\u202e\u2067\u200b": "\u05d0\\u202e\\u2067\\u200b"}
+    for name, printed in escaped.items():
+        assert one_name(name) == one_line(name) == printed
 
 
 def test_a_command_a_message_gives_quotes_in_bash_only_what_breaks_the_line() -> None:
     """A name with a no-break or ideographic space came in $'...' with it escaped (`$'ideo\\u3000sp'`); bash reads
-    the character itself in plain quotes."""
+    the character itself in plain quotes. An escaped character came as `\\u202e`, which bash decodes only in a
+    UTF-8 locale: under LC_ALL=C the pasted word named another file. It comes as its UTF-8 bytes."""
     import shlex
     import subprocess
 
     from pneumoscan.errors import shell_word
 
     assert shell_word("ideo\u3000sp/a\u00a0b") == shlex.quote("ideo\u3000sp/a\u00a0b") == "'ideo\u3000sp/a\u00a0b'"
-    word = shell_word("a\nb\u2028c\x85d\udcf6'e\u202ef")
-    assert word == "$'a\\nb\\u2028c\\u0085d\\xf6\\'e\\u202ef'"
-    echoed = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, timeout=30).stdout
-    assert echoed == "a\nb\u2028c\x85d".encode() + b"\xf6'e" + "\u202ef".encode()
+    name = "a\nb\u2028c\x85d\udcf6'e\u202ef\u0628\u200c\u06cc"
+    word = shell_word(name)
+    assert word == "$'a\\nb\\xe2\\x80\\xa8c\\xc2\\x85d\\xf6\\'e\\xe2\\x80\\xaef\u0628\u200c\u06cc'"
+    for locale in ("C", "C.UTF-8"):
+        env = {**os.environ, "LC_ALL": locale}
+        echoed = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, timeout=30, env=env).stdout
+        assert echoed == os.fsencode(name)
 
 
 @pytest.mark.parametrize("path", ["C:\\R&D\\runs\\r1", "C:\\a^b\\r1", "C:\\100%\\r1", "C:\\a|b", "C:\\x<y>", "C:\\(1)",

@@ -208,25 +208,28 @@ def shell_word(path: str | os.PathLike[str]) -> str:
         if text and not any(c in _WINDOWS_SPECIAL for c in text):
             return text
         return '"' + text + "\\" * (len(text) - len(text.rstrip("\\"))) + '"'  # \" would be a quote
-    if not any(_unshown(c) for c in text):
+    hidden = _unshown(text)
+    if not any(hidden):
         return shlex.quote(text)
-    return "$'" + "".join(_shell_escaped(c) for c in text) + "'"
+    return "$'" + "".join(_shell_escaped(c, escape) for c, escape in zip(text, hidden)) + "'"
 
 
 _WINDOWS_SPECIAL = " \t&|<>^%(),;`$'"  # cmd.exe's and PowerShell's operators, separators and variables
 
 
-def _shell_escaped(char: str) -> str:
-    """A character of a name in bash's $'...' quoting: a byte that is not UTF-8 (`os.fsdecode`'s lone surrogate) as
-    that byte, `\\xf6`, any other character `_unshown` by its code point."""
+def _shell_escaped(char: str, escape: bool) -> str:
+    """A character of a name in bash's $'...' quoting, `escape`d when `_unshown`: a byte that is not UTF-8
+    (`os.fsdecode`'s lone surrogate) as that byte, `\\xf6`, any other character as its UTF-8 bytes (`\\xe2\\x80\\xae`),
+    which bash reads in any locale (its `\\u202e` gives the character only in a UTF-8 one: under LC_ALL=C another
+    name)."""
     code = ord(char)
     if char in "\\'":
         return "\\" + char
-    if not _unshown(char):
+    if not escape:
         return char
     if 0xDC80 <= code <= 0xDCFF:
         return f"\\x{code - 0xDC00:02x}"
-    return _WHITESPACE.get(char) or (f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return _WHITESPACE.get(char) or "".join(f"\\x{byte:02x}" for byte in char.encode("utf-8", "surrogatepass"))
 
 
 def option(name: str, value: Any = _BARE) -> str:
@@ -297,7 +300,7 @@ def one_line(text: str, limit: int | None = None) -> str:
     space too, as `one_name` prints it. A `limit` cut ('...') never splits an escape. A file name goes through
     `one_name`, which escapes a newline (`\\n`) rather than making it a space that names another file."""
     units = _LINE_BREAKING_SPACE.sub(" ", str(text)).strip(" ")
-    pieces = [_escaped(c) if _unshown(c) else c for c in units]
+    pieces = [_escaped(c) if hidden else c for c, hidden in zip(units, _unshown(units))]
     if limit is not None and sum(map(len, pieces)) > limit:
         kept, room = [], limit - 3
         for piece in pieces:
@@ -320,16 +323,40 @@ def one_name(name: str) -> str:
     space as `\\u200b`); every other character, any space (no-break, ideographic) too, is kept. Not always distinct: a
     name with a backslash and an n prints as one with a newline does (backslashes are left as they are: Windows
     paths)."""
-    return "".join(_WHITESPACE.get(c) or _escaped(c) if _unshown(c) else c for c in str(name))
+    text = str(name)
+    return "".join(_WHITESPACE.get(c) or _escaped(c) if hidden else c for c, hidden in zip(text, _unshown(text)))
 
 
-def _unshown(char: str) -> bool:
-    """Whether `char` is escaped when a message prints it (`one_name`, `one_line`, `shell_word`): every character
-    `isprintable` refuses but the spaces (category Zs, kept so that a name can be copied): control characters (Cc)
-    and U+2028/U+2029, which break the line; format characters (Cf), which hide or reorder text on a terminal (the
-    bidi overrides such as U+202E, zero-width spaces); a lone surrogate (`os.fsdecode`'s byte that is not UTF-8);
-    private-use and unassigned code points."""
-    return not char.isprintable() and unicodedata.category(char) != "Zs"
+def _unshown(text: str) -> list[bool]:
+    """Whether each character of `text` is escaped when a message prints it (`one_name`, `one_line`, `shell_word`):
+    what breaks the line (control characters, Cc; U+2028, U+2029), a lone surrogate (`os.fsdecode`'s byte that is
+    not UTF-8), and the format characters (Cf) that reorder text on a terminal (the bidi embeddings, overrides and
+    isolates, U+202A-E, U+2066-9) or hide a difference (a zero-width space, U+2060-4, U+FEFF, tags, a soft hyphen...).
+    Three kinds are escaped only where they do no such work: a zero-width non-joiner or joiner (U+200C, U+200D) is
+    kept between two non-ASCII letters, marks or symbols, where it shapes Persian or Indic spelling or joins an emoji
+    (`IM\\u200d01` only hides it); a left-to-right, right-to-left or Arabic letter mark (U+200E, U+200F, U+061C) is
+    kept in a text that holds right-to-left letters, which it orders. Unassigned and private-use code points print
+    as they are (an emoji newer than Python's Unicode; WSL's and macOS's stand-ins for ':' and '?')."""
+    right_to_left = any(unicodedata.bidirectional(c) in ("R", "AL") for c in text if c not in _DIRECTION_MARKS)
+    return [_hides(text, i, right_to_left) for i in range(len(text))]
+
+
+def _hides(text: str, i: int, right_to_left: bool) -> bool:
+    """Whether `text[i]` is escaped (`_unshown`), `right_to_left` when `text` holds right-to-left letters."""
+    char = text[i]
+    if char in "\u200c\u200d":
+        return not (0 < i < len(text) - 1 and _shapes(text[i - 1]) and _shapes(text[i + 1]))
+    if char in _DIRECTION_MARKS:
+        return not right_to_left
+    return unicodedata.category(char) in ("Cc", "Cs", "Cf") or char in "\u2028\u2029"
+
+
+_DIRECTION_MARKS = "\u200e\u200f\u061c"  # left-to-right, right-to-left, Arabic letter mark
+
+
+def _shapes(char: str) -> bool:
+    """Whether a zero-width (non-)joiner beside `char` can shape text: a non-ASCII letter, mark or symbol."""
+    return not char.isascii() and unicodedata.category(char)[0] in "LMS"
 
 
 _WHITESPACE = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
