@@ -397,3 +397,25 @@ def test_byte_identical_files_of_no_image_format_are_no_duplicate_of_a_film(tmp_
     report = audit(tmp_path, progress=False)
     assert len(report["unreadable"]) == 4
     assert report["duplicate_groups"] == [["train/NORMAL/IM-0006-0001.jpeg", "train/PNEUMONIA/IM-0006-0001.jpeg"]]
+
+
+def test_the_text_lists_print_names_as_every_other_message_does(tmp_path: Path) -> None:
+    """The text report's lists of small, colour and duplicate films printed a name as it is: a right-to-left override
+    (`x\\u202egnp.exe.png`) reordered the line on a terminal (`xexe.png`) and a newline split it, where the
+    unreadable list, from the decoder's errors, printed them escaped (`one_name`)."""
+    import numpy as np
+    from PIL import Image
+
+    normal = tmp_path / "train" / "NORMAL"
+    write_xray(normal / "ok.png", 0, 1)
+    write_xray(tmp_path / "train" / "PNEUMONIA" / "p.png", 1, 2)
+    Image.new("L", (20, 20), 90).save(normal / "x\u202egnp.exe.png")
+    rgb = np.zeros((80, 80, 3), np.uint8)
+    rgb[:, :40, 0], rgb[:, 40:, 1] = 255, 255
+    Image.fromarray(rgb).save(normal / "c\nd.png")
+    shutil.copy(normal / "ok.png", normal / "ok\u200b.png")
+    text = format_audit(audit(tmp_path, progress=False))
+    assert "  train/NORMAL/x\\u202egnp.exe.png: 20 x 20 px" in text
+    assert "  train/NORMAL/c\\nd.png: colour image" in text
+    assert "  train/NORMAL/ok.png = train/NORMAL/ok\\u200b.png" in text
+    assert "\u202e" not in text and "\u200b" not in text and "\nd.png" not in text

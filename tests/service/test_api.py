@@ -417,6 +417,17 @@ def test_422_corrupt_empty_or_missing(client: TestClient, xray: Path) -> None:
     assert res.status_code in (400, 422) and isinstance(res.json()["detail"], str)
 
 
+def test_a_part_refused_before_decoding_is_named_as_decoding_names_it(client: TestClient) -> None:
+    """An empty upload, or one that is no image, was named as it came: `e\u202egnp.exe` reordered the page's and
+    the log's line (`eexe.png`), where a file decoding refused was named escaped (`one_name`)."""
+    for name, data, status, said in [("e\u202egnp.exe", b"", 422, "empty file"),
+                                     ("n\u202etxt.exe", b"hello", 415, "not an image file")]:
+        res = client.post("/predict", files={"file": (name, data, "image/png")})
+        detail = res.json()["detail"]
+        assert res.status_code == status and detail.startswith(name.replace("\u202e", "\\u202e") + ": "), detail
+        assert said in detail and "\u202e" not in detail
+
+
 def test_422_bad_query_parameter_is_a_string_detail(client: TestClient, xray: Path) -> None:
     res = client.post("/predict?explain=maybe", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")})
     assert res.status_code == 422

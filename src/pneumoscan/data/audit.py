@@ -16,7 +16,7 @@ from pneumoscan.data.labels import Sample
 from pneumoscan.data.layout import discover
 from pneumoscan.data.patients import (SOURCE_NAMES, SOURCES, across_folders_advice, dataset_keys, is_kermany_name,
                                       keys_across_folders, keys_read)
-from pneumoscan.errors import InputError
+from pneumoscan.errors import InputError, one_name
 from pneumoscan.progress import progress_bar
 
 
@@ -201,22 +201,22 @@ def format_audit(report: dict[str, Any]) -> str:
     lines.append(f"unreadable files: {len(report['unreadable'])}")
     lines += [f"  {msg}" for msg in report["unreadable"][:20]]
     lines.append(f"images under {MIN_SIDE} px on a side: {len(report['too_small'])}")
-    lines += [f"  {msg}" for msg in report["too_small"][:20]]
+    lines += [f"  {one_name(msg)}" for msg in report["too_small"][:20]]
     lines.append(f"colour images (not chest X-rays as taken; the guard refuses such files): {len(report['colour'])}")
-    lines += [f"  {msg}" for msg in report["colour"][:20]]
+    lines += [f"  {one_name(msg)}" for msg in report["colour"][:20]]
     lines.append(f"DICOM films of a lateral, decubitus or oblique view (by View Position; the model reads frontal "
                  f"films): "
                  f"{len(report['not_frontal'])}")
-    lines += [f"  {msg}" for msg in report["not_frontal"][:20]]
+    lines += [f"  {one_name(msg)}" for msg in report["not_frontal"][:20]]
     if report.get("no_patient_folder"):
         lines.append(f"images right in their class folder, with no patient folder for --patient-key folder to read "
                      f"(train refuses them; keyed by file name here): {len(report['no_patient_folder'])}")
-        lines += [f"  {path}" for path in report["no_patient_folder"][:20]]
+        lines += [f"  {one_name(path)}" for path in report["no_patient_folder"][:20]]
     if report.get("name_keys_across_folders"):
         groups = report["name_keys_across_folders"]
         lines.append(f"file names taken for one patient though in different folders (their patient "
                      f"is read from the file name; {across_folders_advice()}): {len(groups)}")
-        lines += [f"  {' & '.join(group[:3])}{f' (and {len(group) - 3} more)' if len(group) > 3 else ''}"
+        lines += [f"  {' & '.join(map(one_name, group[:3]))}{f' (and {len(group) - 3} more)' if len(group) > 3 else ''}"
                   for group in groups[:20]]
     lines.append(f"byte-identical duplicate groups: {len(report['duplicate_groups'])} "
                  f"({len(report['cross_split_duplicates'])} across splits, "
@@ -224,13 +224,13 @@ def format_audit(report: dict[str, Any]) -> str:
                  f"{len(report['label_conflict_duplicates'])} with both labels)")
     shown = {tuple(g) for key in ("cross_split_duplicates", "cross_patient_duplicates", "label_conflict_duplicates")
              for g in report[key]}
-    lines += [f"  {' = '.join(group)}" for group in sorted(shown)[:20]]
+    lines += [f"  {' = '.join(map(one_name, group))}" for group in sorted(shown)[:20]]
     for pair, count in report["patient_ids_in_two_splits"].items():
         lines.append(f"patient IDs in both {pair}: {count}")
     if report.get("same_patient_in_two_splits"):
         lines.append(f"patients in two splits by {_named_keys(report)}, so the same patient on both sides (a leak): "
                      f"{len(report['same_patient_in_two_splits'])}")
-        lines += [f"  {' & '.join(pair)}" for pair in report["same_patient_in_two_splits"][:20]]
+        lines += [f"  {' & '.join(map(one_name, pair))}" for pair in report["same_patient_in_two_splits"][:20]]
     if report.get("note"):
         lines.append(f"note: {report['note']}")
     return "\n".join(lines)

@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pneumoscan.card import model_card_text
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, EXPORT_AS, unsupported_format
 from pneumoscan.errors import (DamagedModel, DecodeOutOfMemory, ImageTooLarge, InputError, MissingDecoder,
-                               ModelFileChanged, NotAnImage, decimals, first_line, gpu_out_of_memory)
+                               ModelFileChanged, NotAnImage, decimals, first_line, gpu_out_of_memory, one_name)
 from pneumoscan.inference.ood import refusal_cause, refusal_kind
 from pneumoscan.inference.prediction import Prediction
 from pneumoscan.service.audit import AuditError, AuditLog, utc_now
@@ -248,16 +248,18 @@ def _status(err: InputError) -> int:
 
 
 def _check_part(part: Part, limit_mb: float) -> tuple[int, str] | None:
-    """(status, message) when a part cannot be an image, before any decoding."""
+    """(status, message) when a part cannot be an image, before any decoding; its name as decoding's errors give it
+    (`one_name`: a newline or a right-to-left override escaped)."""
+    name = one_name(_label(part))
     if part.too_large:
-        return 413, f"{_label(part)}: larger than the limit of {limit_mb:g} MB; send a smaller file"
+        return 413, f"{name}: larger than the limit of {limit_mb:g} MB; send a smaller file"
     if not part.data:
-        return 422, f"{_label(part)}: empty file (0 bytes); send a JPEG, PNG, TIFF, BMP or DICOM chest X-ray"
+        return 422, f"{name}: empty file (0 bytes); send a JPEG, PNG, TIFF, BMP or DICOM chest X-ray"
     if sniff_image(part.data) is None:
         other = unsupported_format(part.data)
         if other:
-            return 415, f"{_label(part)}: {other} images are not supported; {EXPORT_AS} and send that"
-        return 415, f"{_label(part)}: " + _NOT_IMAGE.format(what="unrecognised file content")
+            return 415, f"{name}: {other} images are not supported; {EXPORT_AS} and send that"
+        return 415, f"{name}: " + _NOT_IMAGE.format(what="unrecognised file content")
     return None
 
 
