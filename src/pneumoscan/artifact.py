@@ -206,6 +206,9 @@ def is_finite_number(value: Any) -> bool:
 
 PIXEL_COUNT_RULE = f"not a whole number of pixels from 1 to {MAX_IMAGE_SIZE}"
 TOO_LARGE = f"larger than the {MAX_IMAGE_SIZE} px this version of pneumoscan takes"
+TOO_LARGE_ADVICE = (f"load it with the version that wrote it, or train the model again at --image-size "
+                    f"{MAX_IMAGE_SIZE} or less")
+"""The way out for a file `TOO_LARGE` (a model's or its export's): made at that size, it cannot be made again at it."""
 
 
 def is_pixel_count(value: Any) -> bool:
@@ -552,8 +555,7 @@ def _meta_of(header: str | None, path: str | os.PathLike) -> ArtifactMeta:
     except ValueError as err:
         size = _stored_size(header)
         if pixel_count_problem(size) == TOO_LARGE:  # not an edit: the version that wrote it took such sizes
-            raise InputError(f"{path}: image_size {size}: {TOO_LARGE}; load it with the version that wrote it, or "
-                             f"train the model again at --image-size {MAX_IMAGE_SIZE} or less") from None
+            raise InputError(f"{path}: image_size {size}: {TOO_LARGE}; {TOO_LARGE_ADVICE}") from None
         other = _written_by_another(header)
         advice = ("as in an edited file; restore the model file or train the model again" if other is None else
                   f"written by pneumoscan {other}, this is {__version__}; load it with the version that wrote it")

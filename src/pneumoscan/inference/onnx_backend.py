@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pneumoscan.artifact import ArtifactMeta, pixel_count_problem
+from pneumoscan.artifact import TOO_LARGE, TOO_LARGE_ADVICE, ArtifactMeta, pixel_count_problem
 from pneumoscan.data.preprocess import Preprocessing
 from pneumoscan.errors import InputError, first_line, option, raise_if_interrupted, words
 from pneumoscan.inference.batch import sigmoid
@@ -105,10 +105,17 @@ def input_of(metadata: dict[str, str]) -> tuple[Preprocessing, int]:
             raise ValueError(f"{key} {text!r}: not true or false")
         return text == "true"
 
-    size = entry("input_size")
-    if (size_problem := pixel_count_problem(int(size) if size.isdigit() else size)) is not None:
-        raise ValueError(f"input_size {size!r}: {size_problem}")
-    return Preprocessing(number("mean"), number("std"), flag("equalize"), flag("crop")), int(size)
+    size = _stored_pixels(entry("input_size"))
+    if (size_problem := pixel_count_problem(size)) is not None:
+        raise ValueError(f"input_size {entry('input_size')!r}: {size_problem}")
+    return Preprocessing(number("mean"), number("std"), flag("equalize"), flag("crop")), size
+
+
+def _stored_pixels(text: str) -> int | str:
+    """An export's input_size as a whole number when it is written as one in ASCII digits (not `²`, which
+    `isdigit` takes and int() refuses), else the text itself; at most 9 digits, so that thousands of them are not
+    handed to int() (whose refusal names Python's digit limit): no pixel count is that long."""
+    return int(text) if text.isascii() and text.isdecimal() and len(text) <= 9 else text
 
 
 class OnnxBackend:
@@ -149,8 +156,10 @@ class OnnxBackend:
         try:
             self.preprocessing, self.size = input_of(self.metadata)
         except ValueError as err:
-            raise InputError(f"{label}: ONNX model with unusable pneumoscan metadata ({err}); export it again with "
-                             f"`pneumoscan export`") from None
+            # exported at that size, it can only be exported again at it: the header's way out
+            too_large = pixel_count_problem(_stored_pixels(self.metadata["input_size"])) == TOO_LARGE
+            advice = TOO_LARGE_ADVICE if too_large else "export it again with `pneumoscan export`"
+            raise InputError(f"{label}: ONNX model with unusable pneumoscan metadata ({err}); {advice}") from None
         self.input_name = self.session.get_inputs()[0].name
         names = [o.name for o in self.session.get_outputs()]
         self.has_features = len(names) > 1
