@@ -165,18 +165,23 @@ def test_dicom_signed_16bit_with_rescale(tmp_path: Path) -> None:
     assert out[0, 0] == 255 and out[-1, -1] == 0
 
 
-@pytest.mark.parametrize("slope, intercept, offset", [("", "", 0), ("", -1024, -1024), (1, "", 0)])
-def test_dicom_empty_rescale_slope_or_intercept_is_its_default(tmp_path: Path, slope: object, intercept: object,
-                                                               offset: int) -> None:
+@pytest.mark.parametrize("slope, intercept", [("", ""), ("", -1024), (2, "")])
+def test_dicom_empty_rescale_slope_or_intercept_is_read_as_absent(tmp_path: Path, slope: object,
+                                                                  intercept: object) -> None:
     """Exporters and anonymisers leave Rescale Slope or Intercept present but empty (highdicom#418): pydicom's modality
-    LUT then fails on None, and such a film, plain grey, was refused as 'unsupported layout ... give a single-frame
-    grayscale or RGB DICOM image'. Viewers read an empty value as its default, slope 1 and intercept 0."""
+    LUT then failed on None, and such a film was refused as 'unsupported layout'. Then an empty slope was read as 1,
+    so an intercept of -1024 beside it shifted the film, where pydicom's `apply_modality_lut` and dcmtk rescale only
+    when both are present: an empty element is read as an absent one, and the file decodes as one without it."""
     a = ramp(lo=0, hi=4000, dtype=np.uint16)
-    ds = make_dicom(a, bits_stored=12, center=40, width=400)
-    ds.add_new(0x00281053, "DS", slope)  # Rescale Slope
-    ds.add_new(0x00281052, "DS", intercept)  # Rescale Intercept
-    out = read_grayscale(dcm(tmp_path, ds))
-    np.testing.assert_array_equal(out, linear_window(a.astype(np.float64) + offset, 40, 400))
+    empty, absent = make_dicom(a, bits_stored=12, center=40, width=400), make_dicom(a, bits_stored=12, center=40,
+                                                                                     width=400)
+    for tag, value in ((0x00281053, slope), (0x00281052, intercept)):  # Rescale Slope, Rescale Intercept
+        empty.add_new(tag, "DS", value)
+        if value != "":
+            absent.add_new(tag, "DS", value)
+    out = read_grayscale(dcm(tmp_path, empty, "empty.dcm"))
+    np.testing.assert_array_equal(out, read_grayscale(dcm(tmp_path, absent, "absent.dcm")))
+    np.testing.assert_array_equal(out, linear_window(a.astype(np.float64), 40, 400))
 
 
 def test_dicom_empty_voi_lut_function_is_linear(tmp_path: Path) -> None:

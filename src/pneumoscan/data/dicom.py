@@ -12,7 +12,7 @@ Decisions:
   of the data, except unsigned 8-bit data with an identity Modality LUT, which is kept as stored, and 16-bit
   data that is an 8-bit film saved as `v * 257` (every value a multiple of 257), read back as `v // 257` (so the
   same image as DICOM or PNG decodes identically). An empty Rescale Slope, Rescale Intercept or VOI LUT Function is
-  read as its default (1, 0, LINEAR), as viewers read it. MONOCHROME1, and MONOCHROME2 with a Presentation
+  read as an absent one (a rescale needs both slope and intercept, as pydicom and dcmtk apply it; LINEAR). MONOCHROME1, and MONOCHROME2 with a Presentation
   LUT Shape of INVERSE, are inverted at the end (once: MONOCHROME1 with INVERSE, as DX films are required to
   carry it, is the same single inversion, as viewers show it). A Presentation LUT Sequence instead maps the VOI
   output (over the range above) onto its entries, whose P-values (0 black, 2^bits - 1 white) are the film's shades
@@ -69,17 +69,18 @@ def _add_transfer_syntax(ds: Dataset) -> None:
 
 
 _ONE_SAMPLE = ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR")  # photometric interpretations of one sample per pixel
-# elements of the grey pipeline an export may leave present but empty, and the default such a value is read as, as
-# viewers (and highdicom) read it: pydicom's modality LUT fails on an empty slope or intercept, and its windowing
-# refuses an empty VOI LUT Function, which passed over the window
-_EMPTY_MEANS = {"RescaleSlope": 1, "RescaleIntercept": 0, "VOILUTFunction": "LINEAR"}
+# elements of the grey pipeline an export may leave present but empty: pydicom's modality LUT fails on an empty slope
+# or intercept, and its windowing refuses an empty VOI LUT Function, which passed over the window
+_READ_AS_ABSENT_WHEN_EMPTY = ("RescaleSlope", "RescaleIntercept", "VOILUTFunction")
 
 
-def _empty_as_default(ds: Dataset) -> None:
-    """Sets each element of `_EMPTY_MEANS` that `ds` holds with no value to its default."""
-    for keyword, default in _EMPTY_MEANS.items():
+def _empty_as_absent(ds: Dataset) -> None:
+    """Deletes each element of `_READ_AS_ABSENT_WHEN_EMPTY` that `ds` holds with no value, so it is read as an
+    absent one is: a rescale only with both slope and intercept (as pydicom's `apply_modality_lut` and dcmtk
+    apply it; an empty slope beside an intercept of -1024 is no rescale, not slope 1), a VOI LUT Function LINEAR."""
+    for keyword in _READ_AS_ABSENT_WHEN_EMPTY:
         if keyword in ds and ds[keyword].is_empty:
-            setattr(ds, keyword, default)
+            del ds[keyword]
 
 
 def dicom_colour(data: bytes | bytearray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | None:
@@ -188,7 +189,7 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
             photometric = "MONOCHROME2"  # one sample per pixel is a grey level, whatever else the header says
         if ds.get("PhotometricInterpretation") != photometric:  # pydicom refuses 'monochrome2' or a YBR label here
             ds.PhotometricInterpretation = photometric
-        _empty_as_default(ds)
+        _empty_as_absent(ds)
         tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         compressed = bool(tsyntax is not None and tsyntax.is_transfer_syntax and tsyntax.is_compressed)
         tsyntax_name = one_line(tsyntax.name, MAX_REASON) if tsyntax is not None else "unknown"

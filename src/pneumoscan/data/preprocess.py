@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 # Presentation LUT Sequence. 4: a DICOM window that leaves the film one tone is passed over. 5: a film decoded in
 # full (not a JPEG) shrinks by draft mode's power-of-two factor before the resize (`fit_decoded`). 6: an 8-bit film
 # saved with 16 bits as v * 257 is read back as v // 257, not stretched (`pixels.eight_bit_as_sixteen`). 7: a DICOM's
-# empty VOI LUT Function is LINEAR (its window was passed over), an empty Rescale Slope or Intercept 1 or 0.
+# empty VOI LUT Function is LINEAR (its window was passed over), an empty Rescale Slope or Intercept is read as
+# absent (such films were refused before).
 PREPROCESS_VERSION = 7
 
 
