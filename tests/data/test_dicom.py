@@ -11,8 +11,8 @@ from PIL import Image
 from pneumoscan.data.decode import is_dicom, read_grayscale
 from pneumoscan.errors import ImageTooLarge, InputError
 from tests.conftest import interrupt_import
-from tests.data.builders import (check_error, dcm, dicom_bytes, encode, linear_window, make_dicom, make_report,
-                                  minmax_u8, ramp, write)
+from tests.data.builders import (PATIENT, PATIENT_ID, check_error, dcm, dicom_bytes, encode, linear_window, make_dicom,
+                                  make_report, minmax_u8, ramp, write)
 
 pydicom = pytest.importorskip("pydicom")
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
@@ -560,7 +560,8 @@ def test_a_dicom_naming_no_sop_class_cut_between_two_whole_elements_is_said_to_b
     """A film without a SOP Class UID (a bare dataset without file meta, an ACR-NEMA-era file, a file meta without
     it) cut just after any element before its Rows and Columns was said to be 'DICOM file has no pixel data (not an
     image, e.g. a report)'; every DICOM object of a class without pixel data names that class, so such a file is
-    cut short, or damaged."""
+    cut short, or damaged, once it shows an image's element (group 0028, Image Type). Cut before any, it reads as a
+    dataset that names no class by design does (`test_a_dicom_query_response_...`): not an image."""
     ds = make_dicom(ramp())
     del ds.SOPClassUID
     if file_meta:
@@ -572,13 +573,40 @@ def test_a_dicom_naming_no_sop_class_cut_between_two_whole_elements_is_said_to_b
     full = buffer.getvalue()
     read = pydicom.dcmread(io.BytesIO(full), force=True)
     ends = [read.get_item(tag).value_tell + read.get_item(tag).length for tag in read.keys() if tag != 0x7FE00010]
-    assert len(ends) >= 8
+    first_image_element = min(end for tag, end in zip(read.keys(), ends) if tag.group == 0x0028)
+    assert len(ends) >= 8 and min(ends) < first_image_element
     for end in ends:
+        image_element_read = end >= first_image_element
         path = write(tmp_path / f"cut{end}", full[:end])
         with pytest.raises(InputError) as exc:
             read_grayscale(path)
         message = check_error(exc, str(path))
-        assert "not an image" not in message and "give the complete file" in message, (end, message)
+        assert image_element_read == ("not an image" not in message and "give the complete file" in message), \
+            (end, message)
+
+
+@pytest.mark.parametrize("file_meta", [True, False])
+def test_a_dicom_query_response_with_no_sop_class_by_design_is_not_an_image_not_a_file_cut_short(
+        tmp_path: Path, file_meta: bool) -> None:
+    """A C-FIND response saved by findscu (or a worklist entry) names no SOP class by design: it was said to be 'cut
+    short; give the complete file', which no copy can be, and answered 422 by the service; it is not an image (415)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from pneumoscan.errors import NotAnImage
+
+    ds = Dataset()
+    ds.QueryRetrieveLevel, ds.StudyDate, ds.ModalitiesInStudy = "STUDY", "20240101", "CR"
+    ds.PatientName, ds.PatientID, ds.StudyInstanceUID = PATIENT, PATIENT_ID, "1.2.3"
+    if file_meta:
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    ds.save_as(buffer, implicit_vr=not file_meta, little_endian=True, enforce_file_format=False)
+    path = write(tmp_path / "rsp0001.dcm", buffer.getvalue())
+    with pytest.raises(NotAnImage) as exc:
+        read_grayscale(path)
+    assert "not an image" in check_error(exc, str(path))
 
 
 def _without_pixels(sop_class: str, **elements: object) -> bytes:

@@ -83,6 +83,13 @@ def _empty_as_absent(ds: Dataset) -> None:
             del ds[keyword]
 
 
+def _shows_image(ds: Dataset) -> bool:
+    """Whether a dataset shows itself an image's: an Image Pixel element (group 0028: Rows, Columns, Bits Allocated...)
+    or an Image Type. A dataset that names no SOP class without them is one by design (a C-FIND response saved by
+    findscu, a worklist entry), not an image cut short; a DICOMDIR has neither."""
+    return any(tag.group == 0x0028 for tag in ds.keys()) or "ImageType" in ds
+
+
 def dicom_colour(data: bytes | bytearray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | None:
     """A colour DICOM's (H, W, 3) uint8 RGB pixels (RGB, YBR_*, PALETTE COLOR), as `read_grayscale` takes them
     before it turns them grey, for the colourfulness cue; None for a grey, unreadable or oversized one (decoding
@@ -179,6 +186,7 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
 
     try:
         has_pixels = any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+        shows_image = _shows_image(ds)  # before the photometric interpretation below is set
         sop_class = _sop_class(ds)
         image = _image_sop_class(sop_class)
         frames_value = ds.get("NumberOfFrames", None)
@@ -202,7 +210,7 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
     # a class pydicom does not know is an image by its header's size (as before SOP classes were read)
     if not has_pixels and image is not False and (cut or (image is None and rows > 0 and cols > 0)):
         raise _truncated(label)
-    if not has_pixels and not sop_class and not _is_dicomdir(ds):  # every object of a class without pixels names it
+    if not has_pixels and not sop_class and shows_image:  # every object of a class without pixels names it
         raise InputError(f"{label}: DICOM file has no pixel data, nor the SOP Class UID every DICOM object names: the "
                          f"file may be cut short; give the complete file (copy it again)")
     if not has_pixels and image:  # a cut between two whole elements reads as a whole file without pixel data
