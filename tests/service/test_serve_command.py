@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -316,3 +317,66 @@ def test_ctrl_c_while_uvicorn_is_imported_stops_serve_as_interrupted(monkeypatch
     interrupt_import(monkeypatch, "uvicorn")
     assert main(["serve"]) == 130
     assert capsys.readouterr().err == "pneumoscan: interrupted\n"
+
+
+def _dual(first: str) -> list[tuple[int, int, int, str, tuple[object, ...]]]:
+    """getaddrinfo's answer for a name with an IPv4 and an IPv6 loopback address, `first` ('4' or '6') first."""
+    v4 = (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0))
+    v6 = (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", 0, 0, 0))
+    return [v4, v6] if first == "4" else [v6, v4]
+
+
+@pytest.mark.parametrize("first", ["4", "6"])
+@pytest.mark.parametrize("fails", ["socket", "bind"])
+def test_the_listen_check_binds_every_address_of_a_name_as_uvicorn_does(first: str, fails: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check tried only getaddrinfo's first address: a name resolving to ::1 and 127.0.0.1 on a machine without
+    IPv6 was refused ('IPv6 is turned off'), though uvicorn (asyncio's create_server with the host) passes over a
+    family whose socket cannot be made and serves on 127.0.0.1; one resolving to 127.0.0.1 and an ::1 that cannot
+    be bound passed, and uvicorn then failed after loading the model (Python 3.11 and 3.12's asyncio; 3.13's passes
+    over such an address). The check now agrees with asyncio."""
+    import asyncio
+    import errno
+
+    from pneumoscan.errors import InputError
+    from pneumoscan.service.commands import check_listen
+
+    real_socket, real_getaddrinfo = socket.socket, socket.getaddrinfo
+
+    def getaddrinfo(host: str | None, port: int, *args: object, **kwargs: object) -> list[tuple[object, ...]]:
+        if host != "dual.example":
+            return real_getaddrinfo(host, port, *args, **kwargs)  # type: ignore[arg-type]
+        return [(f, k, p, c, (a[0], port, *a[2:])) for f, k, p, c, a in _dual(first)]
+
+    class Socket(real_socket):  # type: ignore[misc, valid-type]
+        def __init__(self, family: int = socket.AF_INET, *args: object, **kwargs: object) -> None:
+            if family == socket.AF_INET6 and fails == "socket":
+                raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+            super().__init__(family, *args, **kwargs)
+
+        def bind(self, address: object) -> None:
+            if self.family == socket.AF_INET6 and fails == "bind":
+                raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+            super().bind(address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket, "socket", Socket)
+
+    async def serves(port: int) -> bool:
+        try:
+            server = await asyncio.get_running_loop().create_server(asyncio.Protocol, host="dual.example", port=port)
+        except OSError:
+            return False
+        listening = bool(server.sockets)
+        server.close()
+        return listening
+
+    if fails == "socket" or sys.version_info >= (3, 13):  # a family turned off; an address not here (bpo-30945)
+        port = check_listen("dual.example", 0)
+        assert port > 0 and asyncio.run(serves(port))
+    else:
+        with pytest.raises(InputError) as err:
+            check_listen("dual.example", 0)
+        assert str(err.value).startswith("dual.example:0: cannot listen here (Cannot assign requested address on ::1); "
+                                         "--host must be an address of this machine")
+        assert not asyncio.run(serves(0))

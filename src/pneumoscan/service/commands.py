@@ -21,26 +21,57 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # systemctl stop, docker stop an
 
 def check_listen(host: str, port: int) -> int:
     """The port to listen on (a free one for 0); InputError when HOST:PORT cannot be listened on (port in use,
-    unknown address), before the model loads."""
+    unknown address), before the model loads. Tried as uvicorn will listen (asyncio's `loop.create_server` with
+    the host): on every address the host resolves to at once, each IPv6 one IPv6-only, passing over an address family
+    whose socket cannot be made (IPv6 turned off), and from Python 3.13 an address not on this machine
+    (EADDRNOTAVAIL), but failing on any other address that cannot be bound, and when none is bound."""
     import socket
 
     from pneumoscan.errors import InputError
 
     if not 0 <= port <= 65535:
         raise InputError(f"--port {port}: must be between 0 and 65535")
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    try:  # as asyncio resolves it: '' is every address
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as err:
         raise InputError(f"--host {host}: unknown address ({err.strerror}); use 127.0.0.1, or 0.0.0.0 for all") from None
-    try:
-        with socket.socket(family, kind, proto) as sock:  # creating it fails too: IPv6 on a machine without it
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
-            sock.bind(address)
-            return int(sock.getsockname()[1])
-    except OSError as err:
-        where = host_port(host, port)
-        fix = _listen_fix(err.errno, host, port, ipv6=family == socket.AF_INET6)
-        raise InputError(f"{where}: cannot listen here ({err.strerror}); {fix}") from None
+    passed_over: tuple[OSError, int, str] | None = None  # the first address asyncio would pass over, and why
+    chosen, listening = port, 0
+    with contextlib.ExitStack() as bound:  # each stays bound until all are: uvicorn listens on all at once
+        addresses = list(dict.fromkeys(infos))
+        for family, kind, proto, _, address in addresses:
+            try:
+                sock = bound.enter_context(socket.socket(family, kind, proto))
+            except OSError as err:
+                passed_over = passed_over or (err, family, address[0])
+                continue
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == getattr(socket, "AF_INET6", None) and hasattr(socket, "IPPROTO_IPV6"):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # else [::] holds 0.0.0.0's port too
+            try:
+                sock.bind((address[0], chosen, *address[2:]))  # port 0: the first one's free port for every address
+            except OSError as err:
+                if err.errno == errno.EADDRNOTAVAIL and sys.version_info >= (3, 13):  # bpo-30945
+                    passed_over = passed_over or (err, family, address[0])
+                    continue
+                raise _cannot_listen(err, host, port, family, address[0] if len(addresses) > 1 else None) from None
+            chosen, listening = int(sock.getsockname()[1]), listening + 1
+    if not listening and passed_over is not None:  # asyncio's 'could not bind on any address'
+        err, family, address = passed_over
+        raise _cannot_listen(err, host, port, family, address if len(addresses) > 1 else None)
+    return chosen
+
+
+def _cannot_listen(err: OSError, host: str, port: int, family: int, address: str | None) -> Exception:
+    """The InputError for HOST:PORT when making or binding its socket (of `family`; on `address`, one of several the
+    host resolves to, when given) failed with `err`."""
+    import socket
+
+    from pneumoscan.errors import InputError
+
+    on = f" on {address}" if address is not None else ""
+    fix = _listen_fix(err.errno, host, port, ipv6=family == getattr(socket, "AF_INET6", None))
+    return InputError(f"{host_port(host, port)}: cannot listen here ({err.strerror}{on}); {fix}")
 
 
 def host_port(host: str, port: int) -> str:
