@@ -444,8 +444,25 @@ def test_an_ensembles_val_metrics_are_drawn_with_its_seed(tiny_run: Path, second
     assert meta.training["seed"] == 7
     assert json.loads((tmp_path / "ens" / "config.json").read_text())["ensemble_seed"] == 7
     assert meta.val_metrics == summarize(labels, probs, meta.threshold, n_boot=500, seed=7, groups=meta.score_groups())
-    with pytest.raises(InputError, match=r"--seed -1: must be 0 to 4294967295"):
+    with pytest.raises(InputError, match=r"--seed -1: must be 0 or more"):
         build_ensemble([tiny_run, second_run], tmp_path / "bad", seed=-1, progress=False)
+
+
+def test_an_ensemble_takes_any_seed_evaluate_takes(tiny_run: Path, second_run: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The seed draws only the bootstrap (np.random.default_rng, which takes any seed >= 0), as evaluate's,
+    set-threshold's and compare's do; `ensemble --seed` stopped at 2**32 - 1, the bound of train's seeds."""
+    from pneumoscan.cli import main
+
+    seed = 2**32
+    assert main(["ensemble", str(tiny_run), str(second_run), "--out", str(tmp_path / "cli"), "--seed", str(seed),
+                 "--quiet"]) == 0
+    assert read_meta(tmp_path / "cli" / "model.safetensors").val_metrics["intervals"]["seed"] == seed
+    path = build_ensemble([tiny_run, second_run], tmp_path / "api", seed=2**40, progress=False)
+    assert read_meta(path).val_metrics["intervals"]["seed"] == 2**40
+    assert main(["ensemble", str(tiny_run), str(second_run), "--out", str(tmp_path / "bad"), "--seed", "-1"]) == 2
+    assert capsys.readouterr().err.strip().endswith("--seed -1: must be 0 or more")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_an_ensemble_of_members_storing_no_patients_reads_them_from_the_files(tiny_run: Path, second_run: Path,

@@ -13,7 +13,7 @@ from torch import nn
 from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, load_artifact, read_meta
 from pneumoscan.data.cache import load_image_set
 from pneumoscan.data.labels import Sample
-from pneumoscan.errors import InputError, counted
+from pneumoscan.errors import InputError, check_seed, counted
 from pneumoscan.evaluation.evaluate import film_patients, read_prediction_samples
 from pneumoscan.evaluation.thresholds import check_target_recall
 from pneumoscan.inference.batch import device_for
@@ -21,7 +21,7 @@ from pneumoscan.models.ensemble import Ensemble
 from pneumoscan.models.registry import create_model
 from pneumoscan.outputs import atomic_write, undone_on_failure
 from pneumoscan.data.patients import recorded_patient_key
-from pneumoscan.training.config import MAX_SEED, TrainConfig, data_places, data_record, member_data_placed, run_folders
+from pneumoscan.training.config import TrainConfig, data_places, data_record, member_data_placed, run_folders
 from pneumoscan.training.same_films import film_keys
 from pneumoscan.training.finish import finish_artifact
 from pneumoscan.training.run_folder import LAST_CHECKPOINT
@@ -145,8 +145,7 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
     if len(runs) < 2:
         raise InputError("an ensemble needs at least two run folders")
     check_target_recall(target_recall)
-    if not 0 <= seed <= MAX_SEED:
-        raise InputError(f"--seed {seed}: must be 0 to {MAX_SEED} (numpy's seeds)")
+    check_seed(seed)  # it draws only the bootstrap (np.random.default_rng), which takes any seed >= 0
     if (out / ARTIFACT_NAME).exists():
         raise InputError(f"{out / ARTIFACT_NAME}: already exists; choose another --out")
     if out.exists() and not out.is_dir():
