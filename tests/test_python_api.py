@@ -249,10 +249,13 @@ def test_compare_warns_of_validation_films_not_found_in_python_words(tiny_run: P
     assert message.endswith("run it from the folder the run was trained in, or pass `data`")
 
 
-def test_compare_of_no_runs_says_so_in_python_words() -> None:
-    # it said "compare needs at least one RUN_DIR", the command's placeholder (whose parser refuses no RUN_DIR itself)
+@pytest.mark.parametrize("runs", [lambda: [], lambda: (), lambda: iter([]), lambda: (run for run in []),
+                                  lambda: {}.keys()], ids=["list", "tuple", "iterator", "generator", "keys"])
+def test_compare_of_no_runs_says_so_in_python_words(runs: Callable[[], Any]) -> None:
+    # it said "compare needs at least one RUN_DIR", the command's placeholder (whose parser refuses no RUN_DIR itself);
+    # an empty iterator or generator, which `if not runs` takes for runs, returned [] silently
     with pytest.raises(InputError, match=r"^compare needs at least one run folder in `runs`$"):
-        pneumoscan.compare([])
+        pneumoscan.compare(runs())
 
 
 def test_a_python_api_message_still_names_the_flags_on_the_command_line(tmp_path: Path, tiny_data: Path,
@@ -289,6 +292,9 @@ WRONG_TYPES: dict[str, tuple[Callable[[Path], Any], str]] = {
                            "evaluate: threshold takes a number or None, not bool True"),
     "compare": (lambda tmp: pneumoscan.compare([tmp, 3]),
                 "compare: runs takes a list of paths (str or os.PathLike), not list [PosixPath("),
+    # an iterator's items were not checked (so as not to spend it): 3 ended in a TypeError from deep inside
+    "compare iterator": (lambda tmp: pneumoscan.compare(iter([tmp, 3])),
+                         "compare: runs takes a list of paths (str or os.PathLike), not list [PosixPath("),
     "plot_learning_curves": (lambda tmp: pneumoscan.plot_learning_curves(3),
                              "plot_learning_curves: run takes a path (a str or os.PathLike), not int 3"),
     "plot_confusion_matrix": (lambda tmp: pneumoscan.plot_confusion_matrix("x"),
@@ -300,6 +306,10 @@ WRONG_TYPES: dict[str, tuple[Callable[[Path], Any], str]] = {
                 "image, a numpy array or a pydicom Dataset, not int 3"),
     "export_onnx": (lambda tmp: pneumoscan.export_onnx(None, tmp / "model.onnx", images=3),
                     "export_onnx: images takes a list of paths (str or os.PathLike) or None, not int 3"),
+    "export_onnx images generator": (lambda tmp: pneumoscan.export_onnx(None, tmp / "model.onnx",
+                                                                 images=(image for image in [3])),
+                                     "export_onnx: images takes a list of paths (str or os.PathLike) or None, not "
+                                     "list [3]"),
     # a PIL image was a TypeError 'source must be a path or bytes', size=64.0 Python's 'float' object cannot be
     # interpreted as an integer, from deep inside the decoder; size=True was taken as 1
     "load_image source": (lambda tmp: pneumoscan.load_image(np.zeros((4, 4), np.uint8), 64),
@@ -587,6 +597,9 @@ PLOT_MISTAKES: dict[str, tuple[Callable[[dict[str, Any], Path], Any], str]] = {
                        r"^plot_roc needs at least one dict of evaluate\(model, data, predictions=True\)$"),
     "roc labels": (lambda m, site: pneumoscan.plot_roc(m, labels=["a", "b"]),
                    r"^plot_roc: 2 labels for 1 evaluations; give one label each$"),
+    # a generator of labels ended in "object of type 'generator' has no len()"
+    "roc labels of a generator": (lambda m, site: pneumoscan.plot_roc(m, labels=(label for label in "ab")),
+                                  r"^plot_roc: 2 labels for 1 evaluations; give one label each$"),
     "matrix of a path": (lambda m, site: pneumoscan.plot_confusion_matrix(site),
                          r"^plot_confusion_matrix takes the dict evaluate\(model, data\) returns, not PosixPath$"),
     "curves of a model without its run": (lambda m, site: pneumoscan.plot_learning_curves(site),

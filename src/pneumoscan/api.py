@@ -38,13 +38,15 @@ _R = TypeVar("_R")
 
 @dataclass(frozen=True)
 class _Kind:
-    """What an argument takes: a test of its value, and the words that say it."""
+    """What an argument takes: a test of its value, and the words that say it; `many` for a list, which is also
+    taken as any other iterable (a generator, a dict's keys) and handed on as a list (`_listed`)."""
 
     test: Callable[[Any], bool]
     text: str
+    many: bool = False
 
     def or_none(self) -> _Kind:
-        return _Kind(lambda value: value is None or self.test(value), f"{self.text} or None")
+        return _Kind(lambda value: value is None or self.test(value), f"{self.text} or None", self.many)
 
 
 def _is_path(value: Any) -> bool:
@@ -81,17 +83,26 @@ def _type_name(value: Any) -> str:
     return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
 
 
+def _is_many(value: Any) -> bool:
+    """A list as the API takes one: any iterable but a str, bytes or path (each of which is one thing)."""
+    return isinstance(value, Iterable) and not isinstance(value, (str, bytes, os.PathLike))
+
+
+def _listed(value: Any) -> Any:
+    """`value`, an iterable a list is given as, as a list (read once: a generator is spent by reading it, and
+    `if not runs` is false of an empty one); anything else as given."""
+    return list(value) if _is_many(value) and not isinstance(value, Sequence) else value
+
+
 def _all(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    """A test of a list (any iterable but a str or path) whose items pass `test` (checked when it is a Sequence: an
-    iterator is not spent on the check)."""
-    return lambda value: (isinstance(value, Iterable) and not isinstance(value, (str, bytes, os.PathLike))
-                          and (not isinstance(value, Sequence) or all(map(test, value))))
+    """A test of a list (once `_listed`) whose items pass `test`."""
+    return lambda value: _is_many(value) and all(map(test, value))
 
 
 _PATH = _Kind(_is_path, "a path (a str or os.PathLike)")
-_PATHS = _Kind(_all(_is_path), "a list of paths (str or os.PathLike)")
+_PATHS = _Kind(_all(_is_path), "a list of paths (str or os.PathLike)", many=True)
 # a list of paths, or one path, which the function refuses with a message of its own saying to list it
-_PATH_OR_PATHS = _Kind(lambda value: _is_path(value) or _PATHS.test(value), _PATHS.text)
+_PATH_OR_PATHS = _Kind(lambda value: _is_path(value) or _PATHS.test(value), _PATHS.text, many=True)
 _BYTES = _Kind(lambda value: isinstance(value, (bytes, bytearray)),
                "a file's bytes (bytes, as Path.read_bytes() gives them; predict(path) takes a path)")
 _SOURCE = _Kind(lambda value: _is_path(value) or isinstance(value, (bytes, bytearray, memoryview)),
@@ -114,7 +125,7 @@ _FILM = _Kind(_is_film,
 _INT = _Kind(lambda value: isinstance(value, numbers.Integral) and not isinstance(value, bool), "an int")
 _NUMBER = _Kind(lambda value: isinstance(value, numbers.Real) and not isinstance(value, bool), "a number")
 _TEXT = _Kind(lambda value: isinstance(value, str), "a str")
-_TEXTS = _Kind(_all(lambda value: isinstance(value, str)), "a list of str")
+_TEXTS = _Kind(_all(lambda value: isinstance(value, str)), "a list of str", many=True)
 _BOOL = _Kind(_is_bool, "a bool")
 _MODEL = _Kind(lambda value: value is None or _is_path(value),
                "a run folder or a model.safetensors (a str or os.PathLike), or None for the shipped model")
@@ -144,13 +155,15 @@ def _public(called: str | None = None, /, **kinds: _Kind) -> Callable[[Callable[
         @functools.wraps(function)
         def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
             try:
-                given = signature.bind(*args, **kwargs).arguments
+                bound = signature.bind(*args, **kwargs)
             except TypeError:  # an argument missing or unknown: Python's own error, from the call itself
                 return function(*args, **kwargs)
-            for argument, value in given.items():
+            for argument, value in bound.arguments.items():
                 if argument in kinds:
+                    if kinds[argument].many:
+                        value = bound.arguments[argument] = _listed(value)
                     _check(name, argument, value, kinds[argument])
-            return function(*args, **kwargs)
+            return function(*bound.args, **bound.kwargs)
 
         return speaks_python(call)
 

@@ -183,6 +183,16 @@ def test_predict_files_takes_any_iterable_of_paths(shipped: Predictor, tmp_path:
     assert got[1].probability == shipped.predict_files([_film()])[0].probability
 
 
+def test_predict_files_checks_the_items_of_an_iterator_and_predict_chunks_takes_one(shipped: Predictor) -> None:
+    """An iterator's items were not checked (so as not to spend it): a 3 among them ended in a TypeError from deep
+    inside; predict_chunks of a generator ended in "object of type 'generator' has no len()"."""
+    with pytest.raises(InputError, match=r"^predict_files: paths takes a list of paths \(str or os.PathLike\), "
+                                         r"not list \[3\]$"):
+        shipped.predict_files(iter([3]))
+    got = [p for chunk in shipped.predict_chunks((path, None) for path in [_film()]) for p in chunk]
+    assert [p.probability for p in got] == [shipped.predict_files([_film()])[0].probability]
+
+
 def test_an_onnx_path_with_backend_torch_is_refused_before_the_model_is_read(tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """It was refused only after the torch model was loaded (seconds); backend='auto' with an onnx_path still asks

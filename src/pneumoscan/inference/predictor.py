@@ -409,8 +409,8 @@ class Predictor:
         for name, count in (("workers", workers), ("chunk_size", chunk_size)):
             if count is not None:  # 0 was taken as the default, -1 ended in ThreadPoolExecutor's ValueError
                 check_at_least_one(count, name)
-        self.warn_unguarded()
-        return self._chunks(files, workers or os.cpu_count() or 1, chunk_size or CHUNK_SIZE)
+        self.warn_unguarded()  # `files` read once into a list: _chunks slices it (a generator has no len())
+        return self._chunks(list(files), workers or os.cpu_count() or 1, chunk_size or CHUNK_SIZE)
 
     def _chunks(self, files: Sequence[tuple[Path, str | None]], workers: int,
                 size: int) -> Iterator[list[Prediction]]:

@@ -262,9 +262,9 @@ def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | 
     was scored on (`ScoredFilms`)."""
     from pneumoscan.evaluation.metrics import UndefinedMetricWarning
 
-    if not run_dirs:
+    paths = [run_folder(p) for p in run_dirs]  # read once, before the check: an empty iterator is not false
+    if not paths:
         raise InputError(words("compare needs at least one RUN_DIR", "compare needs at least one run folder in `runs`"))
-    paths = [run_folder(p) for p in run_dirs]
     twice = sorted({str(p) for p in paths if sum(q.resolve() == p.resolve() for q in paths) > 1})
     if twice:
         raise InputError(f"{', '.join(twice)}: given more than once; list each run once")
