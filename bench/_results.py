@@ -70,13 +70,18 @@ def picture_bench_parser(description: str, default_data: Path, default_out: Path
     return parser
 
 
-def image_files_under(folder: Path) -> list[Path]:
+# what to do when DATA/train holds no films (image_files_under's advice for a folder that --data chooses)
+GIVE_DATA = ("give --data the data folder whose train/ holds NORMAL/ and PNEUMONIA/ (the default, "
+             "../shared/data/chest_xray, is beside the project folder)")
+
+
+def image_files_under(folder: Path, *, advice: str) -> list[Path]:
     """The files in the class folders of `folder` (a split such as DATA/train), sorted; none is a one-line exit
-    naming `--data` (the measurements would end in a traceback on no films)."""
+    naming the folder and `advice`, the fix for the folder the caller chose (the measurements would end in a
+    traceback on no films)."""
     files = sorted(p for p in folder.glob("*/*") if p.is_file())
     if not files:
-        raise SystemExit(f"{folder}: no films in class folders here; give --data the data folder whose train/ holds "
-                         f"NORMAL/ and PNEUMONIA/ (the default, ../shared/data/chest_xray, is beside the project folder)")
+        raise SystemExit(f"{folder}: no films in class folders here; {advice}")
     return files
 
 

@@ -33,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 from PIL import Image
-from _results import image_files_under, picture_bench_parser, recorded_report, write_report
+from _results import GIVE_DATA, image_files_under, picture_bench_parser, recorded_report, write_report
 
 from pneumoscan.inference.ood import DITHER_ENERGY, DITHER_MIN_SIDE, dither_energy, jpeg_cues
 
@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    train = image_files_under(Path(args.data) / "train")
+    train = image_files_under(Path(args.data) / "train", advice=GIVE_DATA)
     command = "PYTHONPATH=src .venv/bin/python bench/dither_cue.py " + shlex.join(sys.argv[1:])
     if args.lossless_only:
         result = recorded_report(args.out, "dither_cue", "--lossless-only")

@@ -38,7 +38,7 @@ from typing import Callable
 
 import numpy as np
 from PIL import Image
-from _results import image_files_under, picture_bench_parser, recorded_report, write_report
+from _results import GIVE_DATA, image_files_under, picture_bench_parser, recorded_report, write_report
 
 from pneumoscan.data import file_cues
 from pneumoscan.inference.ood import DITHER_ENERGY, PEAK_EXCESS, TWO_TONE_SHARE, jpeg_cues
@@ -452,8 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    train = image_files_under(Path(args.data) / "train")
-    sample = image_files_under(ROOT / "sample" / "chest_xray" / "train")
+    train = image_files_under(Path(args.data) / "train", advice=GIVE_DATA)
+    sample = image_files_under(ROOT / "sample" / "chest_xray" / "train",
+                               advice="the bundled sample ships with the project: restore it with `git checkout -- sample`")
     command = "PYTHONPATH=src .venv/bin/python bench/few_grey_levels.py " + shlex.join(sys.argv[1:])
     if args.framed_only:
         result = recorded_report(args.out, "few_grey_levels", "--framed-only")

@@ -1225,6 +1225,20 @@ def test_a_benchmark_without_its_films_or_recorded_results_says_so_in_one_line(t
     assert not (tmp_path / "out").exists()
 
 
+def test_a_benchmark_without_the_bundled_sample_says_how_to_get_it_back(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/few_grey_levels.py also measures the bundled sample's train films; without them it advised "give --data
+    ...", which does not choose that folder."""
+    with bench_importable():
+        few_grey_levels = importlib.import_module("few_grey_levels")
+    monkeypatch.setattr(few_grey_levels, "ROOT", tmp_path)  # a checkout whose sample/ is gone
+    with pytest.raises(SystemExit) as stop:
+        few_grey_levels.main(["--data", str(ROOT / "sample" / "chest_xray"), "--out", str(tmp_path / "out")])
+    assert str(stop.value) == (f"{tmp_path / 'sample' / 'chest_xray' / 'train'}: no films in class folders here; the "
+                               f"bundled sample ships with the project: restore it with `git checkout -- sample`")
+    assert not (tmp_path / "out").exists()
+
+
 def test_model_card_seed_means_are_those_of_the_recorded_runs() -> None:
     problems = seed_mean_problems((ROOT / "MODEL_CARD.md").read_text())
     assert not problems, "\n".join(problems)
