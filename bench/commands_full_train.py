@@ -2,7 +2,7 @@
 a cold and a warm decoded-image cache, whether stderr stays clean and stdout parseable off a terminal, when the first
 progress line appears on a terminal, and what Ctrl+C (SIGINT at half the run) leaves.
 
-    OMP_NUM_THREADS=1 python bench/commands_full_train.py [--train DIR] [--work /tmp/pneumoscan-bench]
+    OMP_NUM_THREADS=1 python bench/commands_full_train.py [--train DIR] [--work DIR]
 
 Writes bench/results/commands_full_train.{json,md}. Needs `script` (util-linux) and GNU `/usr/bin/time`. The shipped
 model is used (no --model), except by `report`, which needs a run folder: a 1-epoch `cnn` run made here.
@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "chest_xray" / "train",
                         help="the train split's class folders (never the test split)")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/pneumoscan-bench"))
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "pneumoscan-bench",
+                        help="scratch folder (default: pneumoscan-bench in the system's temporary folder)")
     parser.add_argument("--only", nargs="*", help="bench only these commands")
     return parser
 

@@ -1209,6 +1209,40 @@ def test_benchmarks_guide_names_the_data_folder_the_benchmarks_read() -> None:
     assert not wrong, "\n".join(wrong)
 
 
+def absolute_defaults(source: str) -> list[str]:
+    """The `add_argument(..., default=...)` calls of a script's `source` whose default holds an absolute path literal
+    ("/..." or Path("/..."), also through a module-level name), each as 'line N: the default': one machine's folder,
+    which another clone lacks."""
+    tree = ast.parse(source)
+    assigned = {target.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+                for target in node.targets if isinstance(target, ast.Name)}
+
+    def absolute(node: ast.AST, depth: int = 0) -> bool:
+        for part in ast.walk(node):
+            if isinstance(part, ast.Constant) and isinstance(part.value, str) and part.value.startswith("/"):
+                return True
+            if isinstance(part, ast.Name) and part.id in assigned and depth < 5 and absolute(assigned[part.id], depth + 1):
+                return True
+        return False
+
+    return [f"line {call.lineno}: {ast.unparse(keyword.value)}" for call in ast.walk(tree)
+            if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "add_argument"
+            for keyword in call.keywords if keyword.arg == "default" and absolute(keyword.value)]
+
+
+def test_no_benchmark_option_defaults_to_an_absolute_path() -> None:
+    """The check above places a relative default from the project root, so /work/main's ../shared is /work/shared and
+    commands_full_train.py's old default, Path("/work/shared/data/chest_xray/train"), passed it there; this one reads
+    the scripts' code: a default is relative, or placed from the script's own folder, never one machine's path."""
+    old = 'parser.add_argument("--train", type=Path, default=Path("/work/shared/data/chest_xray/train"))'
+    assert absolute_defaults(old) == ['line 1: Path(\'/work/shared/data/chest_xray/train\')']
+    assert absolute_defaults(f'DATA = "/data"\nparser.add_argument("--data", default=DATA)') == ["line 2: DATA"]
+    assert absolute_defaults('parser.add_argument("--data", default=ROOT.parent / "shared")') == []
+    wrong = [f"bench/{path.name}: {found}" for path in sorted(BENCH.glob("*.py"))
+             for found in absolute_defaults(path.read_text())]
+    assert not wrong, "option defaults that are one machine's folder:\n" + "\n".join(wrong)
+
+
 def test_a_benchmark_without_its_films_or_recorded_results_says_so_in_one_line(tmp_path: Path) -> None:
     """bench/dither_cue.py without the data set ended in numpy's traceback (argmax of an empty sequence), and
     bench/few_grey_levels.py --framed-only without recorded results in a FileNotFoundError traceback."""
