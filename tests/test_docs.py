@@ -14,13 +14,16 @@ import ast
 import contextlib
 import functools
 import importlib
+import inspect
 import io
 import json
+import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -1207,6 +1210,102 @@ def test_benchmarks_guide_names_the_data_folder_the_benchmarks_read() -> None:
                     folder, os.path.join(folder, "train"), os.path.join(folder, "test")):
                 wrong.append(f"bench/{path.name}: --{dest} defaults to {default}")
     assert not wrong, "\n".join(wrong)
+
+
+DATA_OPTIONS = ("--data", "--train", "--images")  # the options by which a benchmark is given its films
+
+
+def bench_io_rows(text: str) -> dict[str, tuple[int, str, str]]:
+    """docs/benchmarks.md's table of the films each script reads and the results it writes: script (without .py) ->
+    (line, films cell, results cell)."""
+    rows: dict[str, tuple[int, str, str]] = {}
+    in_table = False
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("| script | films it reads"):
+            in_table = True
+        elif in_table and not line.startswith("|"):
+            break
+        elif in_table and (match := re.fullmatch(r"\| `(\w+)\.py` \| (.*) \| (.*) \|", line)):
+            rows[match.group(1)] = (number, match.group(2), match.group(3))
+    return rows
+
+
+def calls(function: Callable[..., object], name: str) -> bool:
+    """Whether the source of `function` calls the function `name`."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    return any(isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name
+               for node in ast.walk(tree))
+
+
+def string_constants(path: Path) -> set[str]:
+    """The string literals of a script ("sample" and "shared" as path parts: `ROOT / "sample" / ...`)."""
+    return {node.value for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+
+
+def bench_io_problems(text: str) -> list[str]:
+    """What docs/benchmarks.md's table says each script reads and writes, against the script: a row for every script;
+    the film options it names (--data, --train, --images) are those its parser has, with the stated default; a
+    folder it reads without an option is one it names; the bundled sample and ../shared named where the code names
+    them; every other option named exists; `--out` named where the parser has it; 'merges' where its main() merges
+    rows (carry_over), 'keeps its other recorded parts' where it adds to the recorded report (recorded_report), and
+    'none' where it writes no results."""
+    rows = bench_io_rows(text)
+    scripts = sorted(path.stem for path in BENCH.glob("[!_]*.py"))
+    problems = [f"{BENCHMARKS_DOC}: bench/{script}.py has no row in the table of the films it reads"
+                for script in scripts if script not in rows]
+    problems += [f"{BENCHMARKS_DOC}:{rows[script][0]}: `{script}.py`: no such script in bench/"
+                 for script in rows if script not in scripts]
+    for script in (s for s in scripts if s in rows):
+        number, films, results = rows[script]
+        where = f"{BENCHMARKS_DOC}:{number}: `{script}.py`"
+        with bench_importable():
+            module = importlib.import_module(script)
+        parser = module.build_parser()
+        options = {option for action in parser._actions for option in action.option_strings}
+        constants = string_constants(BENCH / f"{script}.py")
+        for option in DATA_OPTIONS:
+            if mentioned(films, option) != (option in options):
+                problems.append(f"{where}: says it {'takes' if option not in options else 'does not take'} {option}")
+        for option in sorted(set(re.findall(r"(?<![\w-])--[a-z][\w-]*", films + " " + results)) - options):
+            problems.append(f"{where}: names {option}, which bench/{script}.py does not take")
+        stated = re.match(r"`(--[\w-]+)`: `([^`]+)`", films)
+        if stated and stated.group(1) in options:
+            default = parser.get_default(stated.group(1)[2:].replace("-", "_"))
+            if default is not None and os.path.normpath(ROOT / default) != os.path.normpath(ROOT / stated.group(2)):
+                problems.append(f"{where}: {stated.group(1)} defaults to {default}, not {stated.group(2)}")
+        elif (stated := re.match(r"no option: [^`]*`([^`]+)`", films)) is not None:
+            folders = {os.path.normpath(value) for value in vars(module).values() if isinstance(value, Path)}
+            if os.path.normpath(ROOT / stated.group(1)) not in folders:
+                problems.append(f"{where}: bench/{script}.py names no folder {stated.group(1)}")
+        if ("bundled sample" in films) != ("sample" in constants):
+            problems.append(f"{where}: {'says' if 'sample' not in constants else 'does not say'} it reads the bundled "
+                            f"sample")
+        if ("../shared" in films) != any(value == "shared" or value.startswith("../shared/") for value in constants):
+            problems.append(f"{where}: {'names' if '../shared' in films else 'does not name'} ../shared, which the "
+                            f"script {'does not read' if '../shared' in films else 'reads'}")
+        if mentioned(results, "--out") != ("--out" in options):
+            problems.append(f"{where}: {'does not name' if '--out' in options else 'names'} --out for its results")
+        merges = calls(module.main, "carry_over")
+        if ("merges" in results) != merges:
+            problems.append(f"{where}: says it {'replaces' if merges else 'merges'} rows; its main() "
+                            f"{'merges them (carry_over)' if merges else 'does not (no carry_over)'}")
+        if ("keeps its other recorded parts" in results) != calls(module.main, "recorded_report"):
+            problems.append(f"{where}: says wrongly whether a run keeps its other recorded parts (recorded_report)")
+        writes = calls(module.main, "write_results") or calls(module.main, "write_report")
+        if results.startswith("none") == writes:
+            problems.append(f"{where}: says it writes "
+                            f"{'no results; its main() writes some' if writes else 'results; its main() writes none'}")
+    return problems
+
+
+def test_benchmarks_guide_says_which_films_each_script_reads_and_what_it_writes() -> None:
+    """docs/benchmarks.md said every benchmark takes its films from ../shared/data/chest_xray unless --data (--train,
+    --images) and that a run replaces bench/results/: concurrency.py and predictor_default.py take no --data,
+    serve_startup.py and upload_memory.py read only a bundled sample film, and predict_startup.py, serve_startup.py,
+    upload_memory.py and train_full.py --models merge their rows. Its table now says so per script, checked here."""
+    problems = bench_io_problems((ROOT / BENCHMARKS_DOC).read_text())
+    assert not problems, "\n".join(problems)
 
 
 def absolute_defaults(source: str) -> list[str]:
