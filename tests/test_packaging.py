@@ -26,7 +26,10 @@ SUITE = ("MANIFEST.in", "Makefile", "tests", "docs", "bench")
 LEFT_OUT = ("__pycache__", "*.py[cod]", "*.tmp", "*.egg-info")
 # The texts of the top a pip install has (`pneumoscan card`, `pneumoscan docs GUIDE`): each at its path in the wheel
 TOP_TEXTS = {name: f"pneumoscan/docs/{name}" for name in
-             ["MODEL_CARD.md", *sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "docs").glob("*.md"))]}
+             ["MODEL_CARD.md", "README.md",
+              *sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "docs").glob("*.md"))]}
+# A Markdown link's target, less its #anchor: [text](target) and [text]: target
+LINK = re.compile(r"\]\(([^)\s]+)(?:\s[^)]*)?\)|^\s*\[[^\]]+\]:\s*(\S+)", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -154,10 +157,41 @@ def test_the_wheel_holds_the_model_card_and_guides_as_they_are_and_nothing_else_
     installed pneumoscan with pip; nor were docs/*.md, which `--help` and messages cited (`pneumoscan docs` prints
     them now). Their installed folder is the top of the source tree: nothing else of it ships."""
     archive = zipfile.ZipFile(wheel)
-    assert len(TOP_TEXTS) == 7
+    assert len(TOP_TEXTS) == 8
     assert sorted(name for name in archive.namelist() if name.startswith("pneumoscan/docs/")) == \
         sorted(TOP_TEXTS.values())
     assert all(archive.read(installed) == (ROOT / name).read_bytes() for name, installed in TOP_TEXTS.items())
+
+
+def relative_links(text: str) -> list[str]:
+    """The targets of `text`'s Markdown links that are paths (no URL, mail address or #anchor of the same file),
+    less their #anchor."""
+    targets = (first or second for first, second in LINK.findall(text))
+    return [target.split("#")[0] for target in targets
+            if target and not target.startswith("#") and not re.match(r"[a-z][a-z0-9+.-]*:", target)]
+
+
+def test_relative_links_are_found_as_written() -> None:
+    text = ("[a](../README.md) [b](MODEL_CARD.md#model) [c](https://x.org/a.md) [d](#local)\n"
+            "[f]: training.md#tta\n[g](mailto:a@b.org) `[h](not/a/link.md)` [i](bench/results/ablation.md \"t\")")
+    assert relative_links(text) == ["../README.md", "MODEL_CARD.md", "training.md", "not/a/link.md",
+                                    "bench/results/ablation.md"]
+
+
+def test_every_relative_link_of_an_installed_guide_and_the_readme_resolves_in_the_package(wheel: Path,
+                                                                                          tmp_path: Path) -> None:
+    """Six guides' "Back to the [README](../README.md)" led nowhere in an installed pneumoscan (README.md was not
+    installed); a link to a file of the source tree only (bench/, tests/, sample/) would lead nowhere as well."""
+    zipfile.ZipFile(wheel).extractall(tmp_path)
+    package = (tmp_path / "pneumoscan").resolve()
+    texts = sorted((package / "docs").rglob("*.md"))
+    broken = {f"{text.relative_to(package)}: {link}" for text in texts
+              for link in relative_links(text.read_text(encoding="utf-8"))
+              if not ((target := (text.parent / link).resolve()).is_relative_to(package) and target.exists())}
+    assert sorted(broken) == []
+    assert len(texts) == len(TOP_TEXTS)
+    linked = {link for text in texts for link in relative_links(text.read_text(encoding="utf-8"))}
+    assert {"../README.md", "MODEL_CARD.md", "docs/training.md"} <= linked  # the check sees the links it is for
 
 
 def test_the_installed_package_finds_its_sample_card_and_guides_with_no_source_tree(wheel: Path, tmp_path: Path) -> None:
@@ -177,6 +211,9 @@ def test_the_installed_package_finds_its_sample_card_and_guides_with_no_source_t
     guide = subprocess.run([sys.executable, "-m", "pneumoscan", "docs", "training"], cwd=elsewhere, env=env,
                            check=True, capture_output=True).stdout
     assert guide == (site / "pneumoscan" / "docs" / "docs" / "training.md").read_bytes()
+    readme = subprocess.run([sys.executable, "-m", "pneumoscan", "docs", "README.md"], cwd=elsewhere, env=env,
+                            check=True, capture_output=True).stdout
+    assert readme == (site / "pneumoscan" / "docs" / "README.md").read_bytes() == (ROOT / "README.md").read_bytes()
     where = "from pneumoscan.card import model_card_path; print(model_card_path())"
     assert subprocess.run([sys.executable, "-c", where], cwd=elsewhere, env=env, check=True, capture_output=True,
                           text=True).stdout.strip() == str(site / "pneumoscan" / "docs" / "MODEL_CARD.md")

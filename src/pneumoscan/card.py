@@ -1,7 +1,8 @@
 """The texts of the source tree's top that ship with the package, installed under pneumoscan/docs/ at the same
-relative paths (pyproject.toml): the shipped model's card, MODEL_CARD.md (`pneumoscan card` prints it and the service
-sends it at GET /model/card; it describes the model shipped with pneumoscan only, never a model trained with it), and
-the guides of docs/ (`pneumoscan docs GUIDE`), which a pip install has no other copy of."""
+relative paths (pyproject.toml), so that their relative links hold there too: the shipped model's card, MODEL_CARD.md
+(`pneumoscan card` prints it and the service sends it at GET /model/card; it describes the model shipped with
+pneumoscan only, never a model trained with it), README.md and the guides of docs/ (`pneumoscan docs GUIDE`), which a
+pip install has no other copy of."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +11,9 @@ from pneumoscan.errors import InputError
 
 MODEL_CARD = "MODEL_CARD.md"
 GUIDES = "docs"  # the guides' folder: docs/GUIDE.md
+README = "README.md"  # `pneumoscan docs readme`, which the guides' "Back to the README" links name
+SOURCE_PATHS = ("paths in the guides (bench/, tests/, sample/, src/, make targets) are those of pneumoscan's source "
+                "tree (a checkout), not of this installation")
 
 
 def _installed(relative: str) -> Path:
@@ -42,7 +46,18 @@ def model_card_text() -> str:
 
 def _guide_files() -> dict[str, Path]:
     folder = shipped_path(GUIDES)
-    return {path.stem: path for path in sorted(folder.glob("*.md"))} if folder is not None and folder.is_dir() else {}
+    if folder is None or not folder.is_dir():
+        return {}
+    readme = shipped_path(README)
+    return {**({"readme": readme} if readme is not None else {}),
+            **{path.stem: path for path in sorted(folder.glob("*.md"))}}
+
+
+def guide_name(typed: str) -> str:
+    """The guide's name as listed for `typed` as a reader may type it: in any case, with a `docs/` before or `.md`
+    after it (`docs/Training.md` is `training`)."""
+    name = typed.strip().replace("\\", "/").lower()
+    return name.removeprefix("./").removeprefix("docs/").removesuffix(".md")
 
 
 def guides() -> dict[str, str]:
@@ -52,12 +67,12 @@ def guides() -> dict[str, str]:
 
 
 def guide_text(name: str) -> str:
-    """The guide `name` (docs/NAME.md) as Markdown; an InputError naming the guides there are when none has that
-    name, or when this installation has none."""
+    """The guide `name` (docs/NAME.md, or README.md for `readme`; as `guide_name` reads it) as Markdown; an
+    InputError naming the guides there are when none has that name, or when this installation has none."""
     files = _guide_files()
     if not files:
         raise InputError(f"{_installed(GUIDES)}: pneumoscan's guides are not installed; reinstall pneumoscan, or read "
                          f"{GUIDES}/ in its source")
-    if name not in files:
+    if guide_name(name) not in files:
         raise InputError(f"no guide {name!r}; the guides are {', '.join(files)} (`pneumoscan docs` lists them)")
-    return files[name].read_text(encoding="utf-8")
+    return files[guide_name(name)].read_text(encoding="utf-8")

@@ -19,14 +19,39 @@ GUIDES = sorted((ROOT / "docs").glob("*.md"))
 SOURCE_ONLY = re.compile(r"(?<![\w/])(?:docs/[\w*-]+\.md|MODEL_CARD\.md|bench/[\w/.*-]+)")
 
 
-def test_docs_lists_every_guide_with_its_title(capsys: pytest.CaptureFixture[str]) -> None:
+def test_docs_lists_the_readme_and_every_guide_with_its_title(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["docs"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(GUIDES) == 6
-    assert [line.split()[0] for line in lines[:-1]] == [path.stem for path in GUIDES]
-    for line, path in zip(lines, GUIDES):
+    listed = [ROOT / "README.md", *GUIDES]
+    assert [line.split()[0] for line in lines[:-2]] == ["readme", *(path.stem for path in GUIDES)]
+    for line, path in zip(lines, listed):
         assert line.split(maxsplit=1)[1] == path.read_text(encoding="utf-8").splitlines()[0].removeprefix("# ")
-    assert "`pneumoscan card`" in lines[-1]
+    assert "`pneumoscan card`" in lines[-2]
+
+
+def test_the_listing_and_help_say_the_guides_paths_are_of_the_source_tree(capsys: pytest.CaptureFixture[str]) -> None:
+    """The guides name bench/NAME.py, tests/, sample/ and make targets, which a pip install lacks; nothing said so."""
+    assert main(["docs"]) == 0
+    said = "are those of pneumoscan's source tree (a checkout)"
+    assert said in capsys.readouterr().out.splitlines()[-1]
+    (commands,) = [action for action in build_parser()._actions if action.dest == "command"]
+    assert said in " ".join(commands.choices["docs"].format_help().split())
+
+
+@pytest.mark.parametrize("typed", ["Training", "TRAINING", "training.md", "docs/training.md", "Docs/Training.MD",
+                                   "./docs/training.md"])
+def test_a_guide_may_be_named_by_its_file_in_any_case(typed: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """README says "`pneumoscan docs training` prints one (`docs/training.md`)": `docs docs/training.md` and
+    `docs Training` were refused (exit 2)."""
+    assert main(["docs", typed]) == 0
+    assert capsys.readouterr().out == (ROOT / "docs" / "training.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("typed", ["readme", "README", "README.md"])
+def test_docs_readme_prints_the_readme_the_guides_link_back_to(typed: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["docs", typed]) == 0
+    assert capsys.readouterr().out == (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("path", GUIDES, ids=lambda path: path.stem)
@@ -40,7 +65,7 @@ def test_an_unknown_guide_is_one_line_naming_the_guides(capsys: pytest.CaptureFi
     assert main(["docs", "../MODEL_CARD"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1
-    assert err.startswith("pneumoscan: error: no guide '../MODEL_CARD'; the guides are benchmarks, data, evaluation, ")
+    assert err.startswith("pneumoscan: error: no guide '../MODEL_CARD'; the guides are readme, benchmarks, data, ")
 
 
 def test_missing_guides_are_one_line_naming_where_they_belong(monkeypatch: pytest.MonkeyPatch,
@@ -88,3 +113,14 @@ def test_no_message_sends_a_user_to_a_file_of_the_source_tree() -> None:
     allowed = {key for key, names in found.items() if names == ["MODEL_CARD.md"]
                and key.split(":")[0] in ("pneumoscan/card.py", "pneumoscan/service/routes.py")}
     assert len(allowed) == 2 and sorted(set(found) - allowed) == []
+
+
+def test_no_guide_sends_a_reader_to_the_sample_test_films_or_to_bench_for_the_tta_figures() -> None:
+    """evaluation.md told readers to run `pneumoscan predict sample/chest_xray/test/NORMAL` (films of the official
+    test split, which the wheel does not ship) and evaluation.md and training.md cited bench/results/ablation.md for
+    mirror TTA's validation AUC, which `train --help` already takes from the ablation table of `pneumoscan card`."""
+    texts = {path.name: " ".join(path.read_text(encoding="utf-8").split()) for path in GUIDES}
+    assert {name for name, text in texts.items() if "sample/chest_xray/test" in text} == set()
+    tta = {name: re.findall(r"[^.]*all 54 runs of [^.;]*", text) for name, text in texts.items()}
+    assert sorted(name for name, said in tta.items() if said) == ["evaluation.md", "training.md"]
+    assert all("`pneumoscan card`" in line and "bench/" not in line for said in tta.values() for line in said)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pneumoscan.card import SOURCE_PATHS
 from pneumoscan.errors import warn
 
 
@@ -55,6 +56,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
     for name, title in known.items():
         print(f"{name:<{width}}{title}")
     print("`pneumoscan docs GUIDE` prints one; `pneumoscan card` prints the shipped model's card")
+    print(f"The {SOURCE_PATHS}")
     return 0
 
 
@@ -70,7 +72,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_card)
 
     p = sub.add_parser("docs", help="print one of pneumoscan's guides (Markdown: training, evaluation, the service, "
-                                     "the Python API, ...), installed with it from its source's docs folder; without "
-                                     "GUIDE, list them")
-    p.add_argument("guide", nargs="?", metavar="GUIDE", help="the guide's name, as listed: e.g. training")
+                                     "the Python API, ...) or its README, installed with it from its source; "
+                                     "without GUIDE, list them. The " + SOURCE_PATHS)
+    p.add_argument("guide", nargs="?", metavar="GUIDE", help="the guide's name, as listed, in any case and with "
+                                                               "or without .md: e.g. training or Training.md")
     p.set_defaults(func=cmd_docs)
