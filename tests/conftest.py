@@ -6,6 +6,7 @@ import io
 import os
 import shutil
 import signal
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -81,7 +82,6 @@ class _InterruptedInit:
 def interrupt_import(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
     """Make the next `import module` fail as a Ctrl+C during its C extension's initialisation does
     (`_InterruptedInit`), until the test ends."""
-    import sys
 
     monkeypatch.delitem(sys.modules, module, raising=False)
     monkeypatch.setattr(sys, "meta_path", [_InterruptedInit(module), *sys.meta_path])
@@ -95,6 +95,84 @@ def ctrl_c_raises() -> Iterator[None]:
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+class SampleTestFilmRead(PermissionError):
+    """A test opened a film of the bundled sample's test/ (of the official test split, for final reporting only):
+    refused before anything is read."""
+
+
+SAMPLE_TEST = os.path.realpath(SAMPLE / "test")
+REPORTING = {"tests/test_shipped_model.py"}  # the tests that report on the sample's test films, and may read them
+LISTS_SAMPLE_TEST = "lists_sample_test_films"
+_guard: dict[str, object] = {"armed": False, "seen": []}  # what the audit hook reads; armed for each test run
+
+
+def under_sample_test(path: object) -> bool:
+    """Whether `path` (what an "open" audit event names) is in the sample's test/, through any symlink. Only a path
+    that could be is resolved, to keep the hook cheap: one naming a class folder (every film of test/ is in NORMAL/
+    or PNEUMONIA/); a symlink straight to a class folder or to a film is not seen."""
+    if path is None or isinstance(path, int):
+        return False
+    name = os.fsdecode(os.fspath(path))  # type: ignore[arg-type]
+    if "NORMAL" not in name and "PNEUMONIA" not in name:
+        return False
+    real = os.path.realpath(name)
+    return real == SAMPLE_TEST or real.startswith(SAMPLE_TEST + os.sep)
+
+
+def _sample_test_hook(event: str, args: tuple[object, ...]) -> None:
+    if event == "open" and _guard["armed"] and under_sample_test(args[0]):
+        _guard["seen"].append(os.fsdecode(os.fspath(args[0])))  # type: ignore[union-attr, arg-type]
+        raise SampleTestFilmRead(errno.EACCES, "a test may not read the bundled sample's test/ (official test split "
+                                 "films; use the sample_films fixture)", os.fspath(args[0]))  # type: ignore[arg-type]
+
+
+if not getattr(sys, "_pneumoscan_sample_test_hook", False):  # audit hooks cannot be removed: one per process
+    sys.addaudithook(_sample_test_hook)
+    sys._pneumoscan_sample_test_hook = True  # type: ignore[attr-defined]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{LISTS_SAMPLE_TEST}(reason): the test lists, copies or hashes the bundled "
+                            "sample's test/ films with no model (audit's leakage and duplicate checks, the sdist's "
+                            "copy), so the guard of tests/conftest.py lets it open them; say why in `reason`")
+
+
+def reads_sample_test(item: pytest.Item) -> bool:
+    """Whether `item` may open the sample's test/: a test of REPORTING, or one marked `lists_sample_test_films`
+    with a reason."""
+    marker = item.get_closest_marker(LISTS_SAMPLE_TEST)
+    if marker is not None and not marker.kwargs.get("reason"):
+        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{LISTS_SAMPLE_TEST} needs reason='why'")
+    return marker is not None or item.nodeid.split("::")[0] in REPORTING
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Arm the guard for the whole of a test's run, the setup of the session and module fixtures it is first to
+    use included (an autouse fixture would be set up after those)."""
+    _guard.update(armed=not reads_sample_test(item), seen=[])
+    try:
+        yield
+    finally:
+        _guard.update(armed=False)
+
+
+@pytest.fixture(autouse=True)
+def sample_test_films_unread() -> Iterator[None]:
+    """Fail a test that opened a film of the bundled sample's test/ (of the official test split, for final reporting
+    only: tests/test_shipped_model.py scores them; other tests use `sample_films`). An audit hook
+    (`sys.addaudithook`, one per process) refuses each "open" of a file there before a byte is read, whatever the
+    spelling (`sample_dir / "test"`, joinpath, an f-string, os.path.join, a glob, a symlink to the sample); this
+    fixture also fails the test when code caught that refusal (a loader that skips unreadable films). Listing the
+    folder is let be: it reads no film, and `discover(sample_dir)` lists every split. Not covered: processes the
+    test starts (`subprocess` runs of pneumoscan: none is run on the sample's test/; a forked DataLoader worker
+    inherits the hook) and C code that opens files itself."""
+    yield
+    if _guard["seen"]:
+        pytest.fail(f"the test read the bundled sample's test/ (official test split films, for final reporting "
+                    f"only; use the sample_films fixture): {', '.join(sorted(set(_guard['seen'])))}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,10 @@ import pytest
 
 import pneumoscan
 
+# `source` copies sample/, test/ films too (the sdist ships them); the wheel's tests run pneumoscan in other
+# processes, on the sample's train films only
+pytestmark = pytest.mark.lists_sample_test_films(reason="the source tree is copied whole for the sdist and wheel "
+                                                        "builds; no model sees a test/ film")
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "MODEL_CARD.md", "src", "sample")
 # What MANIFEST.in adds to the sdist: the test suite and what it reads

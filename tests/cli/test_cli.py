@@ -278,6 +278,9 @@ def test_operating_point_options(tiny_run: Path, tiny_data: Path, capsys: pytest
     assert all(low[p] <= base[p] + 1e-9 for p in base) and any(low[p] < base[p] - 1e-3 for p in base)
 
 
+@pytest.mark.lists_sample_test_films(reason="audit opens every film of every split, test/ too, for its sizes, "
+                                             "unreadable files and the duplicates and patients shared across "
+                                             "splits; no model sees them")
 def test_audit(sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "audit.json"
     assert main(["audit", str(sample_dir), "--json", str(out)]) == 0
