@@ -925,9 +925,6 @@ def test_fit_guard_leaves_colour_files_out_and_lists_unreadable_ones(fitted: Pat
     assert [Path(m.split(":")[0]).name for m in meta["skipped"]] == ["broken.jpeg"]
 
 
-@pytest.mark.lists_sample_test_films(reason="fit-guard --data DIR reads the first bytes of every split's files "
-                                             "(set_aside_unread, before it keeps train/) to set aside formats it "
-                                             "does not read; it fits on train/ only, and no model sees test/")
 def test_fit_guard_command(fitted: Path, sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
     ood_commands.add_commands(parser.add_subparsers())

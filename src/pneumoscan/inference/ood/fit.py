@@ -45,10 +45,11 @@ def _fit_samples(data: str | os.PathLike | Sequence[Any]) -> tuple[list[Any], li
     from pneumoscan.data.layout import discover
 
     if isinstance(data, (str, os.PathLike)):
-        found, unread, _ = set_aside_unread(discover(data))
+        found = discover(data)
         for split in ("train", "all"):
-            if split in found:
-                return found[split], unread[split]
+            if split in found:  # only this split's files are opened: never test/'s
+                kept, unread, _ = set_aside_unread({split: found[split]})
+                return kept[split], unread[split]
         raise InputError(f"{data}: no train/ split to fit the guard on (the test split must not be used)")
     return list(data), []
 
