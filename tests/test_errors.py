@@ -173,8 +173,8 @@ def test_a_name_prints_alike_in_every_message_with_what_hides_or_reorders_text_e
     files, where `one_name` (predict's rows) kept them; `one_name` printed a right-to-left override (U+202E) and a
     zero-width space as they are, so `x\\u202egpj.exe` showed on a terminal as `xexe.jpg` and `IM\\u200b01.jpeg` as
     `IM01.jpeg`. Now one rule: every code point but the whitespace that breaks a line prints alike in both. The
-    format characters that shape or order text where they stand (a joiner between Persian letters, a right-to-left
-    mark in a Hebrew name) are the only ones that print as they are (`test_joiners_and_direction_marks_...`)."""
+    format characters that shape text where they stand (a joiner between Persian letters, in an emoji sequence) are
+    the only ones that print as they are (`test_joiners_print_where_they_shape_text_...`)."""
     import sys
     import unicodedata
 
@@ -187,22 +187,21 @@ def test_a_name_prints_alike_in_every_message_with_what_hides_or_reorders_text_e
     assert one_name("x\u202egpj.exe IM\u200b01\u2066\ufeff.jpeg") == "x\\u202egpj.exe IM\\u200b01\\u2066\\ufeff.jpeg"
     printed = one_name(every)
     assert not [c for c in printed if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")]
-    assert {c for c in printed if unicodedata.category(c) == "Cf"} <= set("\u200c\u200d\u200e\u200f\u061c")
+    assert {c for c in printed if unicodedata.category(c) == "Cf"} <= set("\u200c\u200d")
 
 
-def test_joiners_and_direction_marks_print_where_they_shape_text_and_new_code_points_as_they_are() -> None:
+def test_joiners_print_where_they_shape_text_and_new_code_points_as_they_are() -> None:
     """Every format character printed escaped: `\u0628\u06cc\u0645\u0627\u0631\u200c\u06cc\u06a9.jpeg`
     (a zero-width non-joiner, ordinary Persian spelling) printed as `...\\u200c...`, so `predict DIR | grep -F` with
-    the name found no row, and an emoji's joiner and a Hebrew name's right-to-left mark alike; unassigned code points
-    (an emoji newer than Python's Unicode, U+1FA77) and private-use ones (WSL's and macOS's stand-ins for ':' and '?')
-    printed as `\\U0001fa77`. They print as they are; a joiner between ASCII characters, which only hides a
-    difference, and a direction mark in a name with no right-to-left letter are escaped, as is any other invisible
-    format character."""
+    the name found no row, and an emoji's joiner alike; unassigned code points (an emoji newer than Python's Unicode,
+    U+1FA77) and private-use ones (WSL's and macOS's stand-ins for ':' and '?') printed as `\\U0001fa77`. They print
+    as they are; a joiner anywhere else, which only hides a difference, is escaped, as is any other invisible format
+    character (`test_a_joiner_prints_only_where_it_spells_a_word...`)."""
     from pneumoscan.errors import one_line, one_name
 
     kept = ["\u0628\u06cc\u0645\u0627\u0631\u200c\u06cc\u06a9.jpeg", "\u0915\u094d\u200d\u0937.png",
-            "\U0001f468\u200d\U0001f469.png", "\u2764\ufe0f\u200d\U0001f525.png", "\u05d0\u200f-1.png",
-            "\u0627\u061c.png", "\u200e\u05d0\u05d1.png", "\U0001fa77.png", "a\uf03ab.png", "\U000f0000.png"]
+            "\U0001f468\u200d\U0001f469.png", "\u2764\ufe0f\u200d\U0001f525.png", "\U0001fa77.png", "a\uf03ab.png",
+            "\U000f0000.png"]
     for name in kept:
         assert one_name(name) == one_line(name) == name
     escaped = {"IM\u200d01.jpeg": "IM\\u200d01.jpeg", "\u200cx\u0628.png": "\\u200cx\u0628.png",
@@ -211,6 +210,65 @@ def test_joiners_and_direction_marks_print_where_they_shape_text_and_new_code_po
                "\u05d0\u202e\u2067\u200b": "\u05d0\\u202e\\u2067\\u200b"}
     for name, printed in escaped.items():
         assert one_name(name) == one_line(name) == printed
+
+
+def test_a_joiner_prints_only_where_it_spells_a_word_and_a_direction_mark_never() -> None:
+    """A zero-width (non-)joiner between any two non-ASCII letters, marks or symbols printed as it is, so
+    `IMG\u00fc\\u200c\u00fc.jpeg` (Latin), a Cyrillic, Greek, Hebrew or Chinese name showed as another file's; and a
+    left-to-right, right-to-left or Arabic letter mark printed as it is in a name with right-to-left letters, so
+    `\u05d0\u05d1\\u200f.jpg` showed as `\u05d0\u05d1.jpg` and `\u05d0_2024\\u200f-01-02.jpg` on a bidi terminal as
+    `01-02-2024_\u05d0.jpg`. A joiner is kept only where RFC 5892 and UTS #31 let it spell a word (after a virama,
+    a non-joiner between letters of a joining script, a joiner between emoji); a direction mark is always escaped."""
+    from pneumoscan.errors import one_line, one_name
+
+    kept = ["\u0915\u094d\u200c\u0937.png", "\u0dc1\u0dca\u200d\u0dbb\u0dd3.png", "\u0645\u06cc\u200c\u062e.png",
+            "\u0710\u200c\u0712.png", "\u1820\u200c\u1821.png", "\U0001f44d\U0001f3fd\u200d\u2642.png",
+            "\U0001f3f3\ufe0f\u200d\U0001f308.png", "\u0628\u064e\u200c\u062a.png"]
+    for name in kept:
+        assert one_name(name) == one_line(name) == name
+    for hiding in ["IMG\u00fc\u200c\u00fc.jpeg", "\u0434\u200d\u0430.png", "\u03b1\u200c\u03b2.png",
+                   "\u05d0\u200d\u05d1.jpeg", "\u5831\u544a\u200c\u66f8.jpeg", "a^\u200d^b.png",
+                   "\u00e9\u200d\U0001f525.png", "\U0001f525\u200d\u0628.png", "\u0628\u200c\u00e9.png",
+                   "\u05d0\u05d1\u200f.jpg", "\u05d0_2024\u200f-01-02.jpg", "\u200e\u05d0\u05d1.png",
+                   "\u0627\u061c\u0628.png", "\u200fgpj\u05d0.exe"]:
+        printed = one_name(hiding)
+        assert one_line(hiding) == printed
+        assert not {"\u200c", "\u200d", "\u200e", "\u200f", "\u061c"} & set(printed), hiding
+        unescaped = printed
+        for mark in ("\\u200c", "\\u200d", "\\u200e", "\\u200f", "\\u061c"):
+            unescaped = unescaped.replace(mark, mark.encode().decode("unicode_escape"))
+        assert unescaped == hiding
+
+
+def test_unassigned_code_points_a_renderer_draws_as_nothing_print_escaped() -> None:
+    """Unassigned code points printed as they are, the Default_Ignorable ones too, which a terminal draws as nothing:
+    `IM\\u206501.jpeg` showed as `IM01.jpeg`, another file. Those are escaped; any other unassigned code point (an
+    emoji newer than Python's Unicode) and every private-use one still print as they are."""
+    import unicodedata
+
+    from pneumoscan.errors import one_line, one_name
+
+    for code in (0x2065, 0xFFF0, 0xFFF8, 0xE0000, 0xE0002, 0xE001F, 0xE0080, 0xE00FF, 0xE01F0, 0xE0FFF):
+        assert unicodedata.category(chr(code)) == "Cn"
+        name = f"IM{chr(code)}01.jpeg"
+        assert one_name(name) == one_line(name) == "IM" + ascii(chr(code))[1:-1] + "01.jpeg"
+    for other in ("\u0378", "\U0001fa77", "\U000e1000", "\ue000", "\U0010fffd"):
+        assert one_name(f"IM{other}01.jpeg") == f"IM{other}01.jpeg"
+
+
+def test_a_name_prints_inside_a_message_as_it_does_alone() -> None:
+    """Whether a direction mark or joiner printed as it is was judged over the whole text, so an error's line and
+    `predict`'s row printed one name differently: `x\\u200fy.jpg` alone, `x\u200fy.jpg` in a message holding a
+    Hebrew word. Each character is judged by its neighbours alone, which are the same in the message as in the
+    name but at its edges, where a joiner is escaped in both."""
+    from pneumoscan.errors import one_line, one_name
+
+    names = ["x\u200fy.jpg", "\u05d0\u200d\u05d1.jpg", "\u200d\u00e9.jpg", "\u0628\u200c", "\u200c\u0628.png",
+             "\u0645\u06cc\u200c\u062e.png", "\u0915\u094d\u200d", "\U0001f468\u200d\U0001f469.png",
+             "IM\u206501\u200b.jpeg"]
+    for name in names:
+        for message in ("\u05e9\u05d2\u05d9\u05d0\u05d4: '{}': \u0628", "error: {}: not an image", "{} \u00e9"):
+            assert one_line(message.format(name)) == message.format(one_name(name)), (message, name)
 
 
 def test_a_command_a_message_gives_quotes_in_bash_only_what_breaks_the_line() -> None:

@@ -330,33 +330,66 @@ def one_name(name: str) -> str:
 def _unshown(text: str) -> list[bool]:
     """Whether each character of `text` is escaped when a message prints it (`one_name`, `one_line`, `shell_word`):
     what breaks the line (control characters, Cc; U+2028, U+2029), a lone surrogate (`os.fsdecode`'s byte that is
-    not UTF-8), and the format characters (Cf) that reorder text on a terminal (the bidi embeddings, overrides and
-    isolates, U+202A-E, U+2066-9) or hide a difference (a zero-width space, U+2060-4, U+FEFF, tags, a soft hyphen...).
-    Three kinds are escaped only where they do no such work: a zero-width non-joiner or joiner (U+200C, U+200D) is
-    kept between two non-ASCII letters, marks or symbols, where it shapes Persian or Indic spelling or joins an emoji
-    (`IM\\u200d01` only hides it); a left-to-right, right-to-left or Arabic letter mark (U+200E, U+200F, U+061C) is
-    kept in a text that holds right-to-left letters, which it orders. Unassigned and private-use code points print
-    as they are (an emoji newer than Python's Unicode; WSL's and macOS's stand-ins for ':' and '?')."""
-    right_to_left = any(unicodedata.bidirectional(c) in ("R", "AL") for c in text if c not in _DIRECTION_MARKS)
-    return [_hides(text, i, right_to_left) for i in range(len(text))]
+    not UTF-8), the format characters (Cf) that reorder text on a terminal (the bidi embeddings, overrides,
+    isolates and marks, U+202A-E, U+2066-9, U+200E, U+200F, U+061C) or hide a difference (a zero-width space,
+    U+2060-4, U+FEFF, tags, a soft hyphen...), and the unassigned code points a renderer draws as nothing
+    (`_IGNORABLE_UNASSIGNED`). A zero-width non-joiner or joiner (U+200C, U+200D) is kept only where it spells a
+    word, judged by its two neighbours alone (`_joins`): so a name prints alike alone and inside a message, but for
+    a joiner at its very start or end (not after a virama), which `one_name` escapes (nothing on that side within
+    the name) and a message judges by the character before or after the name there (a quote, a space: escaped
+    too). Other unassigned and private-use code points print as they are (an emoji newer than Python's Unicode;
+    WSL's and macOS's stand-ins for ':' and '?')."""
+    return [_hides(text[i - 1 : i], char, text[i + 1 : i + 2]) for i, char in enumerate(text)]
 
 
-def _hides(text: str, i: int, right_to_left: bool) -> bool:
-    """Whether `text[i]` is escaped (`_unshown`), `right_to_left` when `text` holds right-to-left letters."""
-    char = text[i]
+def _hides(before: str, char: str, after: str) -> bool:
+    """Whether `char` is escaped (`_unshown`) between `before` and `after` (each one character, or '' at an edge)."""
     if char in "\u200c\u200d":
-        return not (0 < i < len(text) - 1 and _shapes(text[i - 1]) and _shapes(text[i + 1]))
-    if char in _DIRECTION_MARKS:
-        return not right_to_left
-    return unicodedata.category(char) in ("Cc", "Cs", "Cf") or char in "\u2028\u2029"
+        return not _joins(before, char, after)
+    category = unicodedata.category(char)
+    if category == "Cn":
+        return any(low <= ord(char) <= high for low, high in _IGNORABLE_UNASSIGNED)
+    return category in ("Cc", "Cs", "Cf") or char in "\u2028\u2029"
 
 
-_DIRECTION_MARKS = "\u200e\u200f\u061c"  # left-to-right, right-to-left, Arabic letter mark
+def _joins(before: str, joiner: str, after: str) -> bool:
+    """Whether a zero-width non-joiner or joiner between `before` and `after` spells a word, in the contexts of
+    RFC 5892's CONTEXTJ rules and UTS #31 section 2.3: either one right after a virama (Indic conjuncts); a
+    non-joiner between two letters or marks of a cursive joining script (Persian `می\\u200cخ`);
+    a joiner between emoji (after a symbol, a skin tone or U+FE0F, before a symbol). Anywhere else it only hides a
+    difference: `IMGü\\u200cü.jpeg` shows as `IMGüü.jpeg`, another file."""
+    if before and unicodedata.combining(before) == 9:  # canonical combining class Virama: a half form, as RFC 5892
+        return True
+    if not before or not after:
+        return False
+    if joiner == "\u200c":
+        return all(_cursive(c) for c in (before, after))
+    return (before == "\ufe0f" or _emoji_symbol(before)) and _emoji_symbol(after)
 
 
-def _shapes(char: str) -> bool:
-    """Whether a zero-width (non-)joiner beside `char` can shape text: a non-ASCII letter, mark or symbol."""
-    return not char.isascii() and unicodedata.category(char)[0] in "LMS"
+# scripts whose letters join: Arabic, Syriac, Mandaic, N'Ko, Mongolian, Phags-pa, Manichaean, Psalter Pahlavi,
+# Hanifi Rohingya, Sogdian, Old Uyghur, Chorasmian, Adlam (the blocks of the letters with Joining_Type D, L or R in
+# Unicode's ArabicShaping.txt)
+_CURSIVE = ((0x0600, 0x08FF), (0x1800, 0x18AF), (0xA840, 0xA87F), (0xFB50, 0xFDFF), (0xFE70, 0xFEFC),
+            (0x10AC0, 0x10AFF), (0x10B80, 0x10BAF), (0x10D00, 0x10D3F), (0x10F30, 0x10FDF), (0x11660, 0x1167F),
+            (0x1E900, 0x1E95F))
+
+
+def _cursive(char: str) -> bool:
+    """Whether `char` is a letter or mark of a script whose letters join (`_CURSIVE`)."""
+    code = ord(char)
+    return unicodedata.category(char)[0] in "LM" and any(low <= code <= high for low, high in _CURSIVE)
+
+
+def _emoji_symbol(char: str) -> bool:
+    """Whether `char` is a symbol (So, Sk: an emoji, a skin tone U+1F3FB-F) that an emoji joiner can join; not an
+    ASCII one (`^`, a backtick), where a joiner only hides a difference."""
+    return not char.isascii() and unicodedata.category(char) in ("So", "Sk")
+
+
+# the unassigned code points that are Default_Ignorable_Code_Point (Unicode's DerivedCoreProperties.txt), which a
+# renderer draws as nothing: `IM\\u206501.jpeg` would show as `IM01.jpeg`; only the Cn ones in them are escaped here
+_IGNORABLE_UNASSIGNED = ((0x2065, 0x2065), (0xFFF0, 0xFFF8), (0xE0000, 0xE0FFF))
 
 
 _WHITESPACE = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
