@@ -380,3 +380,30 @@ def test_the_listen_check_binds_every_address_of_a_name_as_uvicorn_does(first: s
         assert str(err.value).startswith("dual.example:0: cannot listen here (Cannot assign requested address on ::1); "
                                          "--host must be an address of this machine")
         assert not asyncio.run(serves(0))
+
+
+def test_every_address_is_named_so_in_the_page_url_the_warning_and_a_busy_port(
+        tiny_run: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve --host ''` (every address, IPv4 and IPv6, as asyncio reads it) printed `serving on http://:PORT/`, which
+    no browser opens, `warning:  is reachable from other machines`, and on a busy port `:PORT: cannot listen here`.
+    It prints this machine's URL and that it listens on every address, and names the host `*:PORT (every address)`."""
+    import uvicorn
+
+    from pneumoscan.service.commands import host_port, page_url
+
+    assert page_url("", 8000) == "http://localhost:8000/" and host_port("", 8000) == "*:8000 (every address)"
+    ports: list[int] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: ports.append(kwargs["port"]))  # start-up only
+    assert main(["serve", "--model", str(tiny_run), "--host", "", "--port", "0", "--log-level", "critical"]) == 0
+    captured = capsys.readouterr()
+    assert (f"pneumoscan: serving on http://localhost:{ports[-1]}/ (listening on every address, IPv4 and IPv6; "
+            "Ctrl+C stops)") in captured.out
+    assert "warning: every address is reachable from other machines" in captured.err
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--model", str(tiny_run), "--host", "", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: *:{port} (every address): cannot listen here (" in err and " on 0.0.0.0); stop what" in err
+

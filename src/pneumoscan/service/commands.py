@@ -75,8 +75,9 @@ def _cannot_listen(err: OSError, host: str, port: int, family: int, address: str
 
 
 def host_port(host: str, port: int) -> str:
-    """HOST:PORT as written in an address, an IPv6 host in brackets: [2001:db8::1]:8000, not 2001:db8::1:8000."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    """HOST:PORT as written in an address, an IPv6 host in brackets: [2001:db8::1]:8000, not 2001:db8::1:8000; the
+    host '' as '*:8000 (every address)', as `ss -ltn` shows a socket listening on every address."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}" if host else f"*:{port} (every address)"
 
 
 def _unscoped_link_local(host: str) -> bool:
@@ -131,8 +132,8 @@ def is_loopback(host: str) -> bool:
 
 def page_url(host: str, port: int, scheme: str = "http") -> str:
     """The page's address for HOST:PORT; an IPv6 address goes in brackets (http://[::1]:8000/), its zone's % as %25
-    (RFC 6874: http://[fe80::1%25eth0]:8000/)."""
-    return f"{scheme}://{host_port(host.replace('%', '%25'), port)}/"
+    (RFC 6874: http://[fe80::1%25eth0]:8000/); for '' (every address) this machine's, http://localhost:8000/."""
+    return f"{scheme}://{host_port(host.replace('%', '%25') or 'localhost', port)}/"
 
 
 class StoppedBeforeServing(BaseException):
@@ -197,11 +198,13 @@ def log_stop(stop: StopSignals, timeout_s: float) -> None:
 
 def _announce(host: str, port: int, tls: bool) -> None:
     """The page's address on stdout, and a warning when HOST is reachable from other machines."""
-    print(f"pneumoscan: serving on {page_url(host, port, 'https' if tls else 'http')} (Ctrl+C stops)", flush=True)
+    every = "" if host else "listening on every address, IPv4 and IPv6; "  # --host '', as asyncio reads it
+    print(f"pneumoscan: serving on {page_url(host, port, 'https' if tls else 'http')} ({every}Ctrl+C stops)",
+          flush=True)
     if not is_loopback(host):
         lacks = "no login" if tls else "no login and no TLS"
-        print(f"pneumoscan: warning: {host} is reachable from other machines, and this service has {lacks}; "
-              "put it behind the hospital's authenticating HTTPS reverse proxy", file=sys.stderr, flush=True)
+        print(f"pneumoscan: warning: {host or 'every address'} is reachable from other machines, and this service has "
+              f"{lacks}; put it behind the hospital's authenticating HTTPS reverse proxy", file=sys.stderr, flush=True)
 
 
 def tls_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -300,7 +303,9 @@ def add_commands(subparsers: Any) -> None:
 
     p = subparsers.add_parser("serve", help="web service and clinicians' page (POST /predict, GET /)")
     add_model_arg(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0 for every IPv4 address, "
+                        "'' for every address, IPv4 and IPv6)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--ssl-certfile", metavar="FILE",
                    help="serve HTTPS with this certificate (PEM; the chain after it); default: plain HTTP, behind "
