@@ -407,3 +407,38 @@ def test_every_address_is_named_so_in_the_page_url_the_warning_and_a_busy_port(
     err = capsys.readouterr().err
     assert f"error: *:{port} (every address): cannot listen here (" in err and " on 0.0.0.0); stop what" in err
 
+
+@pytest.mark.parametrize("taken", [2, 5])
+def test_port_0_on_several_addresses_tries_other_free_ports(taken: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--port 0` on a host with several addresses took the first address's free port for every one; when another
+    family held it the user was told to "pass another --port", though they had passed 0. The whole bind is tried
+    again (up to 5 times) with another free port; only when every try meets a taken port is that an error."""
+    import errno
+
+    from pneumoscan.errors import InputError
+    from pneumoscan.service.commands import check_listen
+
+    real_socket, real_getaddrinfo = socket.socket, socket.getaddrinfo
+    refused: list[int] = []
+
+    def getaddrinfo(host: str | None, port: int, *args: object, **kwargs: object) -> list[tuple[object, ...]]:
+        if host != "dual.example":
+            return real_getaddrinfo(host, port, *args, **kwargs)  # type: ignore[arg-type]
+        return [(f, k, p, c, (a[0], port, *a[2:])) for f, k, p, c, a in _dual("4")]
+
+    class Socket(real_socket):  # type: ignore[misc, valid-type]
+        def bind(self, address: tuple[object, ...]) -> None:
+            if self.family == socket.AF_INET6 and len(refused) < taken:  # another program holds it on ::1
+                refused.append(int(address[1]))  # type: ignore[call-overload]
+                raise OSError(errno.EADDRINUSE, "Address already in use")
+            super().bind(address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket, "socket", Socket)
+    if taken < 5:
+        assert check_listen("dual.example", 0) > 0 and len(refused) == taken and 0 not in refused
+    else:
+        with pytest.raises(InputError, match="Address already in use on ::1"):
+            check_listen("dual.example", 0)
+        assert len(refused) == 5
+

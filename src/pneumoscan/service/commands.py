@@ -22,9 +22,11 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # systemctl stop, docker stop an
 def check_listen(host: str, port: int) -> int:
     """The port to listen on (a free one for 0); InputError when HOST:PORT cannot be listened on (port in use,
     unknown address), before the model loads. Tried as uvicorn will listen (asyncio's `loop.create_server` with
-    the host): on every address the host resolves to at once, each IPv6 one IPv6-only, passing over an address family
-    whose socket cannot be made (IPv6 turned off), and from Python 3.13 an address not on this machine
-    (EADDRNOTAVAIL), but failing on any other address that cannot be bound, and when none is bound."""
+    the host): on every address the host resolves to at once ('' is every address, IPv4 and IPv6), each IPv6 one
+    IPv6-only, passing over an address family whose socket cannot be made (IPv6 turned off), and from Python 3.13
+    an address not on this machine (EADDRNOTAVAIL), but failing on any other address that cannot be bound, and when
+    none is bound. For port 0, the first address's free port is tried on the others, and the whole is tried again
+    (a few times) when another address holds that port."""
     import socket
 
     from pneumoscan.errors import InputError
@@ -35,10 +37,25 @@ def check_listen(host: str, port: int) -> int:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as err:
         raise InputError(f"--host {host}: unknown address ({err.strerror}); use 127.0.0.1, or 0.0.0.0 for all") from None
+    addresses = list(dict.fromkeys(infos))
+    for tries_left in reversed(range(_FREE_PORT_TRIES)):
+        chosen = _bind_all(addresses, host, port, retry=tries_left > 0)
+        if chosen:
+            return chosen
+    raise AssertionError("the last try raises or returns a port")
+
+
+_FREE_PORT_TRIES = 5  # port 0 on several addresses: how many free ports of the first are tried on the others
+
+
+def _bind_all(addresses: list[tuple[Any, ...]], host: str, port: int, *, retry: bool) -> int:
+    """`check_listen`'s bind of every one of `addresses` (getaddrinfo's answers for HOST) at once on PORT: the port
+    bound; 0, to `retry`, when PORT is 0 and the first address's free port is in use on a later one."""
+    import socket
+
     passed_over: tuple[OSError, int, str] | None = None  # the first address asyncio would pass over, and why
     chosen, listening = port, 0
     with contextlib.ExitStack() as bound:  # each stays bound until all are: uvicorn listens on all at once
-        addresses = list(dict.fromkeys(infos))
         for family, kind, proto, _, address in addresses:
             try:
                 sock = bound.enter_context(socket.socket(family, kind, proto))
@@ -54,6 +71,8 @@ def check_listen(host: str, port: int) -> int:
                 if err.errno == errno.EADDRNOTAVAIL and sys.version_info >= (3, 13):  # bpo-30945
                     passed_over = passed_over or (err, family, address[0])
                     continue
+                if retry and port == 0 and chosen != 0 and err.errno == errno.EADDRINUSE:
+                    return 0
                 raise _cannot_listen(err, host, port, family, address[0] if len(addresses) > 1 else None) from None
             chosen, listening = int(sock.getsockname()[1]), listening + 1
     if not listening and passed_over is not None:  # asyncio's 'could not bind on any address'
