@@ -442,3 +442,27 @@ def test_port_0_on_several_addresses_tries_other_free_ports(taken: int, monkeypa
             check_listen("dual.example", 0)
         assert len(refused) == 5
 
+
+@pytest.mark.parametrize(("os_name", "reuses"), [("posix", True), ("nt", False)])
+def test_the_listen_check_sets_so_reuseaddr_only_where_asyncio_does(os_name: str, reuses: bool,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check set SO_REUSEADDR on Windows too, where it lets a bind succeed on a port another program listens on
+    (asyncio's create_server sets it on POSIX only): a busy port passed the check, and uvicorn failed after the model
+    loaded."""
+    import os
+
+    from pneumoscan.service.commands import check_listen
+
+    real_socket = socket.socket
+    options: list[tuple[int, int]] = []
+
+    class Socket(real_socket):  # type: ignore[misc, valid-type]
+        def setsockopt(self, level: int, option: int, *value: object) -> None:
+            options.append((level, option))
+            super().setsockopt(level, option, *value)
+
+    monkeypatch.setattr(socket, "socket", Socket)
+    monkeypatch.setattr(os, "name", os_name)
+    assert check_listen("127.0.0.1", 0) > 0
+    monkeypatch.undo()
+    assert ((socket.SOL_SOCKET, socket.SO_REUSEADDR) in options) is reuses

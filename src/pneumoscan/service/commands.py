@@ -5,6 +5,7 @@ import argparse
 import contextlib
 import errno
 import logging
+import os
 import signal
 import sys
 from types import FrameType, TracebackType
@@ -62,7 +63,8 @@ def _bind_all(addresses: list[tuple[Any, ...]], host: str, port: int, *, retry: 
             except OSError as err:
                 passed_over = passed_over or (err, family, address[0])
                 continue
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if os.name == "posix":  # as asyncio: on Windows it lets a bind succeed on a port another socket listens on
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == getattr(socket, "AF_INET6", None) and hasattr(socket, "IPPROTO_IPV6"):
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # else [::] holds 0.0.0.0's port too
             try:
