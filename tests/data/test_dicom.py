@@ -609,6 +609,38 @@ def test_a_dicom_query_response_with_no_sop_class_by_design_is_not_an_image_not_
     assert "not an image" in check_error(exc, str(path))
 
 
+
+@pytest.mark.parametrize("elements", [{"ImageType": ["ORIGINAL", "PRIMARY"]}, {"NumberOfFrames": "1"}, {"Rows": None},
+                                      {"Rows": 512, "Columns": 512},
+                                      {"SOPClassUID": "1.2.840.10008.5.1.4.1.1.1", "Rows": 512, "Columns": 512}])
+def test_a_dicom_image_level_query_response_is_not_an_image_whatever_image_keys_it_returns(
+        tmp_path: Path, elements: dict[str, object]) -> None:
+    """An IMAGE-level C-FIND response returns image attributes as keys: with an Image Type, a Number of Frames or an
+    empty Rows it was 'cut short; give the complete file', with Rows and Columns 'truncated: it ends before its
+    pixel data' (422), which no copy can mend. Its Query/Retrieve Level makes it a query's answer, not an image (415)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from pneumoscan.errors import NotAnImage
+
+    ds = Dataset()
+    ds.QueryRetrieveLevel, ds.PatientID, ds.SOPInstanceUID = "IMAGE", PATIENT_ID, "1.2.3.4"
+    for keyword, value in elements.items():
+        setattr(ds, keyword, value)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    ds.save_as(buffer, implicit_vr=False, little_endian=True, enforce_file_format=False)
+    path = write(tmp_path / "rsp0002.dcm", buffer.getvalue())
+    with pytest.raises(NotAnImage) as exc:
+        read_grayscale(path)
+    message = check_error(exc, str(path))
+    assert "a DICOM query or its answer" in message and "not an image" in message and "complete file" not in message
+    film = make_dicom(np.full((8, 8), 100, np.uint8), bits_stored=8)
+    film.QueryRetrieveLevel = "IMAGE"  # left in a stored film by some archives: its pixels are read
+    assert read_grayscale(write(tmp_path / "film.dcm", dicom_bytes(film))).shape == (8, 8)
+
+
 def _without_pixels(sop_class: str, **elements: object) -> bytes:
     """A DICOM dataset of `sop_class` without pixel data, holding `elements`: what an archive exports besides
     images (a report, a structure set, a vendor's private object) or an image exported as its header alone."""

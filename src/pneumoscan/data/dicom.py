@@ -85,8 +85,9 @@ def _empty_as_absent(ds: Dataset) -> None:
 
 def _shows_image(ds: Dataset) -> bool:
     """Whether a dataset shows itself an image's: an Image Pixel element (group 0028: Rows, Columns, Bits Allocated...)
-    or an Image Type. A dataset that names no SOP class without them is one by design (a C-FIND response saved by
-    findscu, a worklist entry), not an image cut short; a DICOMDIR has neither."""
+    or an Image Type. A dataset that names no SOP class without them is one by design (a worklist entry, a C-FIND
+    response, which `_load_dicom` tells by its Query/Retrieve Level whatever it holds), not an image cut short; a
+    DICOMDIR has neither."""
     return any(tag.group == 0x0028 for tag in ds.keys()) or "ImageType" in ds
 
 
@@ -206,6 +207,11 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
             raise _truncated(label) from None
         raise InputError(f"{label}: damaged DICOM image header; give a complete, valid DICOM file") from None
 
+    if not has_pixels and not cut and "QueryRetrieveLevel" in ds:  # whatever image elements it returns as keys
+        raise NotAnImage(
+            f"{label}: a DICOM query or its answer (it holds a Query/Retrieve Level: a C-FIND response saved by "
+            "findscu), not an image; give the film itself, retrieved from the PACS or exported"
+        )
     # an image whose pixel data is cut off; a dataset of another kind (a report) holds no image, cut or not; one of
     # a class pydicom does not know is an image by its header's size (as before SOP classes were read)
     if not has_pixels and image is not False and (cut or (image is None and rows > 0 and cols > 0)):
