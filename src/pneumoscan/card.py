@@ -50,7 +50,7 @@ def _guide_files() -> dict[str, Path]:
         return {}
     readme = shipped_path(README)
     return {**({"readme": readme} if readme is not None else {}),
-            **{path.stem: path for path in sorted(folder.glob("*.md"))}}
+            **{path.stem.lower(): path for path in sorted(folder.glob("*.md"))}}  # as guide_name reads a name
 
 
 def guide_name(typed: str) -> str:

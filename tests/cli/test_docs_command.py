@@ -124,3 +124,17 @@ def test_no_guide_sends_a_reader_to_the_sample_test_films_or_to_bench_for_the_tt
     tta = {name: re.findall(r"[^.]*all 54 runs of [^.;]*", text) for name, text in texts.items()}
     assert sorted(name for name, said in tta.items() if said) == ["evaluation.md", "training.md"]
     assert all("`pneumoscan card`" in line and "bench/" not in line for said in tta.values() for line in said)
+
+
+def test_every_guide_listed_prints_whatever_the_case_of_its_file_name(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A guide docs/FAQ.md was listed as `FAQ`, and `docs FAQ` then said there was no guide 'FAQ': names are
+    read in any case, so the listing names guides as they are read."""
+    import pneumoscan.card as card
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "FAQ.md").write_text("# Questions\n", encoding="utf-8")
+    (tmp_path / "README.md").write_text("# pneumoscan\n", encoding="utf-8")
+    monkeypatch.setattr(card, "shipped_path", lambda relative: tmp_path / relative)
+    assert list(card.guides()) == ["readme", "faq"]
+    assert [card.guide_text(name) for name in card.guides()] == ["# pneumoscan\n", "# Questions\n"]
