@@ -103,9 +103,11 @@ class SampleTestFilmRead(PermissionError):
 
 
 SAMPLE_TEST = os.path.realpath(SAMPLE / "test")
-REPORTING = {"tests/test_shipped_model.py"}  # the tests that report on the sample's test films, and may read them
+REPORTING = {ROOT / "tests" / "test_shipped_model.py"}  # the tests that report on the sample's test films
 LISTS_SAMPLE_TEST = "lists_sample_test_films"
-_guard: dict[str, object] = {"armed": False, "seen": []}  # what the audit hook reads; armed for each test run
+# What the audit hook reads: armed from the start (collection, module-level code, parametrize lists included) and
+# disarmed only while a test of REPORTING or one marked LISTS_SAMPLE_TEST runs
+_guard: dict[str, object] = {"armed": True, "seen": []}
 
 
 def under_sample_test(path: object) -> bool:
@@ -139,24 +141,37 @@ def pytest_configure(config: pytest.Config) -> None:
                             "copy), so the guard of tests/conftest.py lets it open them; say why in `reason`")
 
 
-def reads_sample_test(item: pytest.Item) -> bool:
-    """Whether `item` may open the sample's test/: a test of REPORTING, or one marked `lists_sample_test_films`
-    with a reason."""
+def sample_test_reason(item: pytest.Item) -> str | None:
+    """The reason `item` is marked `lists_sample_test_films` with (`reason="..."` or the marker's one argument), or
+    None when it is not marked."""
     marker = item.get_closest_marker(LISTS_SAMPLE_TEST)
-    if marker is not None and not marker.kwargs.get("reason"):
-        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{LISTS_SAMPLE_TEST} needs reason='why'")
-    return marker is not None or item.nodeid.split("::")[0] in REPORTING
+    if marker is None:
+        return None
+    return str(marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")).strip()
+
+
+def reads_sample_test(item: pytest.Item) -> bool:
+    """Whether `item` may open the sample's test/: a test of REPORTING, or one marked `lists_sample_test_films`."""
+    return sample_test_reason(item) is not None or Path(item.path).resolve() in REPORTING
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A `lists_sample_test_films` mark without a reason stops the run before any test, naming the test."""
+    unexplained = [item.nodeid for item in items if sample_test_reason(item) == ""]
+    if unexplained:
+        raise pytest.UsageError(f"@pytest.mark.{LISTS_SAMPLE_TEST} needs a reason (reason='why'): "
+                                f"{', '.join(unexplained)}")
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    """Arm the guard for the whole of a test's run, the setup of the session and module fixtures it is first to
-    use included (an autouse fixture would be set up after those)."""
+    """Disarm the guard for the whole run of a test that may read the sample's test/ (the setup of the session and
+    module fixtures it is first to use included: an autouse fixture would be set up after those)."""
     _guard.update(armed=not reads_sample_test(item), seen=[])
     try:
         yield
     finally:
-        _guard.update(armed=False)
+        _guard.update(armed=True)
 
 
 @pytest.fixture(autouse=True)

@@ -1,10 +1,12 @@
 """The bundled sample's test/ holds films of the official test split, which is for final reporting only: only
 tests/test_shipped_model.py, which reports on it, may read it; other tests use `sample_films`. The guard of
-tests/conftest.py (an audit hook, armed for every test) refuses any open or listing of it, however the path is
-spelled; a regex over the tests' text, which it replaces, missed most spellings."""
+tests/conftest.py (an audit hook, armed from collection on and disarmed only for those tests and the few marked
+`lists_sample_test_films`, listed in MARKED) refuses any open of a film there, however the path is spelled; a regex
+over the tests' text, which it replaces, missed most spellings."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -15,6 +17,19 @@ from tests import conftest
 from tests.conftest import SampleTestFilmRead
 
 FILM = "IM-0001-0001.jpeg"  # one of the sample's test/NORMAL films
+
+
+def _opened_at_collection() -> bool:
+    """Whether this module, while it was collected, could open a sample test film (module-level code, as a
+    parametrize list would)."""
+    try:
+        (conftest.SAMPLE / "test" / "NORMAL" / FILM).open("rb").close()
+    except SampleTestFilmRead:
+        return False
+    return True
+
+
+OPENED_AT_COLLECTION = _opened_at_collection()
 
 
 def refused(read: Callable[[], object]) -> list[str]:
@@ -81,3 +96,43 @@ def test_the_sample_train_films_and_the_sample_folder_itself_are_read(sample_dir
 def test_a_marked_test_may_hash_the_sample_test_films(sample_dir: Path) -> None:
     assert conftest._guard["armed"] is False
     assert len({film.read_bytes() for film in sample_dir.glob("test/*/*.jpeg")}) == 60
+
+
+# Every use of the mark that lets a test open the sample's test/ films, by file: a new one is a decision to review
+MARKED = {"tests/cli/test_cli.py": 1, "tests/test_packaging.py": 1, "tests/test_sample_films.py": 1}
+
+
+def test_only_the_tests_listed_here_may_open_the_sample_test_films_or_touch_the_guard() -> None:
+    """The mark takes any reason and the guard's state is a module's dict: without this list a new test could opt out,
+    or switch the guard off, unseen."""
+    tests = Path(conftest.__file__).parent
+    texts = {path.relative_to(tests.parent).as_posix(): path.read_text(encoding="utf-8")
+             for path in sorted(tests.rglob("*.py")) if path.name != "conftest.py"}
+    marks = {name: text.count(f"mark.{conftest.LISTS_SAMPLE_TEST}") for name, text in texts.items()}
+    assert {name: n for name, n in marks.items() if n} == MARKED
+    assert [name for name, text in texts.items() if re.search(r"\b_guard\b", text)] == ["tests/test_sample_films.py"]
+
+
+def test_a_film_opened_while_tests_are_collected_is_refused() -> None:
+    """The guard was armed only while a test ran: a module that read the films at import, or a parametrize list
+    built from them, passed."""
+    assert OPENED_AT_COLLECTION is False
+
+
+def test_the_marks_reason_may_be_its_argument_and_a_mark_without_one_stops_the_run() -> None:
+    """The mark with its reason as its one argument, `("why")`, ended the run inside a test's
+    protocol (no tests ran; INTERNALERROR under xdist); it is read as the reason, and a mark with none is refused
+    when the tests are collected, naming the test."""
+    from types import SimpleNamespace
+
+    def item(mark: pytest.MarkDecorator | None, nodeid: str = "tests/x.py::t") -> SimpleNamespace:
+        return SimpleNamespace(get_closest_marker=lambda _: mark.mark if mark else None, nodeid=nodeid,
+                               path=Path("tests/x.py"))
+
+    mark = getattr(pytest.mark, conftest.LISTS_SAMPLE_TEST)
+    assert conftest.sample_test_reason(item(mark("why"))) == "why"
+    assert conftest.sample_test_reason(item(mark(reason="why"))) == "why"
+    assert conftest.sample_test_reason(item(None)) is None
+    assert conftest.reads_sample_test(item(mark("why"))) and not conftest.reads_sample_test(item(None))
+    with pytest.raises(pytest.UsageError, match="needs a reason.*tests/x.py::t"):
+        conftest.pytest_collection_modifyitems(None, [item(mark())])  # type: ignore[arg-type, list-item]
