@@ -156,7 +156,13 @@ def reads_sample_test(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A `lists_sample_test_films` mark without a reason stops the run before any test, naming the test."""
+    """The run stops before any test when collecting the tests opened a film of the sample's test/ (the guard
+    refused it, and a loader that skips unreadable films may have caught that: no test would fail for it), or when
+    a `lists_sample_test_films` mark has no reason, naming the films or the tests."""
+    seen, _guard["seen"] = sorted(set(_guard["seen"])), []  # type: ignore[call-overload]
+    if seen:
+        raise pytest.UsageError(f"collecting the tests read the bundled sample's test/ (official test split films, for "
+                                f"final reporting only; use the sample_films fixture): {', '.join(seen)}")
     unexplained = [item.nodeid for item in items if sample_test_reason(item) == ""]
     if unexplained:
         raise pytest.UsageError(f"@pytest.mark.{LISTS_SAMPLE_TEST} needs a reason (reason='why'): "

@@ -25,6 +25,7 @@ def _opened_at_collection() -> bool:
     try:
         (conftest.SAMPLE / "test" / "NORMAL" / FILM).open("rb").close()
     except SampleTestFilmRead:
+        conftest._guard["seen"] = []  # meant to trip the guard: not a read to stop the run for
         return False
     return True
 
@@ -136,3 +137,13 @@ def test_the_marks_reason_may_be_its_argument_and_a_mark_without_one_stops_the_r
     assert conftest.reads_sample_test(item(mark("why"))) and not conftest.reads_sample_test(item(None))
     with pytest.raises(pytest.UsageError, match="needs a reason.*tests/x.py::t"):
         conftest.pytest_collection_modifyitems(None, [item(mark())])  # type: ignore[arg-type, list-item]
+
+
+def test_a_film_opened_and_caught_while_tests_are_collected_stops_the_run() -> None:
+    """A module that read the films at import through a loader that skips unreadable films caught the guard's
+    refusal, and the first test's run then forgot it: nothing failed. Collection now stops the run, naming them."""
+    film = str(conftest.SAMPLE / "test" / "NORMAL" / FILM)
+    conftest._guard["seen"] = [film, film]  # what the hook records when a refused open was caught at collection
+    with pytest.raises(pytest.UsageError, match=f"collecting the tests read .*: {film}$"):
+        conftest.pytest_collection_modifyitems(None, [])  # type: ignore[arg-type]
+    assert conftest._guard["seen"] == []
