@@ -1642,12 +1642,12 @@ def test_make_demo_installs_pneumoscan_without_the_test_tools(tmp_path: Path) ->
 def test_the_resume_learning_rate_example_holds_at_any_number_of_batches_per_epoch() -> None:
     """It said 'from 0.001 at the end of epoch 2 of 2', which holds only at 2 batches per epoch (11: 4e-05)."""
     from pneumoscan.training.config import TrainConfig
-    from pneumoscan.training.recipe import lr_at as _lr_at
+    from pneumoscan.training.recipe import lr_at
 
     text = " ".join((ROOT / TRAINING_DOC).read_text().split())
     lr, warmup = TrainConfig.lr, TrainConfig.warmup_epochs
     for batches in (2, 11):
-        end_of_2 = _lr_at(2 * batches - 1, 2 * batches, int(warmup * batches), lr)
+        end_of_2 = lr_at(2 * batches - 1, 2 * batches, int(warmup * batches), lr)
         assert f"{end_of_2:.1g} at {batches}" in text or f"{end_of_2:.1g} at {batches} batches per epoch" in text
-        assert f"{_lr_at(2 * batches, 4 * batches, int(warmup * batches), lr):.2g} at epoch 3 of 4" in text
-    assert _lr_at(2 * 82 - 1, 2 * 82, 82, lr) < 1e-6 and "from near 0 at the end of epoch 2 of 2" in text  # Kermany
+        assert f"{lr_at(2 * batches, 4 * batches, int(warmup * batches), lr):.2g} at epoch 3 of 4" in text
+    assert lr_at(2 * 82 - 1, 2 * 82, 82, lr) < 1e-6 and "from near 0 at the end of epoch 2 of 2" in text  # Kermany

@@ -134,7 +134,7 @@ def first_names(names: list[str], shown: int, noun: str) -> str:
 
 
 # Whom the messages made now are for: "cli" (the command line, `cli_words`), "python" (a caller of the Python API,
-# `python_words`) or None (the code's own callers, as tests: the command line's words).
+# `speaks_python`) or None (the code's own callers, as tests: the command line's words).
 _WORDS: ContextVar[str | None] = ContextVar("pneumoscan_words", default=None)
 _BARE = object()  # `option` without a value
 _P = ParamSpec("_P")
