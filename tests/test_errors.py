@@ -240,6 +240,23 @@ def test_a_joiner_prints_only_where_it_spells_a_word_and_a_direction_mark_never(
         assert unescaped == hiding
 
 
+def test_a_joiner_before_a_virama_or_a_head_shake_arrow_prints_and_one_among_symbols_or_unjoined_letters_does_not(
+        ) -> None:
+    """Bengali RA, ZWJ, virama, YA (ya-phalaa: the Unicode Standard's encoding of `র\u200d্যাব`)
+    and Sinhala touching letters were escaped (the joiner comes before the virama, not after), as were Emoji 15.1's
+    head shakes (`🙂\u200d↔️`: the arrow is a math symbol, Sm); a joiner between symbols below U+2000 or
+    fullwidth forms (`25°\u200d°`, `＾\u200d▽`), or a non-joiner beside Thaana or an Arabic
+    presentation form (already-shaped glyphs), printed as it is and hid a difference."""
+    from pneumoscan.errors import one_line, one_name
+
+    for name in ["র‍্যাব.jpg", "ක‍්ව.jpg",
+                 "🙂‍↔️.jpg", "🙂‍↕️.jpg"]:
+        assert one_name(name) == one_line(name) == name
+    for name in ["25°‍°.jpg", "A©‍©.jpg", "(＾‍▽＾).jpg",
+                 "ދ‌ދ.jpg", "ﻻ‌ﻻ.jpg"]:
+        assert one_name(name) == one_line(name) == name.replace("‍", "\\u200d").replace("‌", "\\u200c")
+
+
 def test_unassigned_code_points_a_renderer_draws_as_nothing_print_escaped() -> None:
     """Unassigned code points printed as they are, the Default_Ignorable ones too, which a terminal draws as nothing:
     `IM\\u206501.jpeg` showed as `IM01.jpeg`, another file. Those are escaped; any other unassigned code point (an

@@ -339,6 +339,8 @@ def _unshown(text: str) -> list[bool]:
     the name) and a message judges by the character before or after the name there (a quote, a space: escaped
     too). Other unassigned and private-use code points print as they are (an emoji newer than Python's Unicode;
     WSL's and macOS's stand-ins for ':' and '?')."""
+    if text.isascii() and text.isprintable():  # most names: nothing to judge (printable ASCII is never escaped)
+        return [False] * len(text)
     return [_hides(text[i - 1 : i], char, text[i + 1 : i + 2]) for i, char in enumerate(text)]
 
 
@@ -356,10 +358,13 @@ def _joins(before: str, joiner: str, after: str) -> bool:
     """Whether a zero-width non-joiner or joiner between `before` and `after` spells a word, in the contexts of
     RFC 5892's CONTEXTJ rules and UTS #31 section 2.3: either one right after a virama (Indic conjuncts); a
     non-joiner between two letters or marks of a cursive joining script (Persian `می\\u200cخ`);
-    a joiner between emoji (after a symbol, a skin tone or U+FE0F, before a symbol). Anywhere else it only hides a
+    a joiner between a letter and a virama (Bengali `র\u200d্যাব`); a joiner between emoji (after a symbol, a skin tone
+    or U+FE0F, before a symbol). Anywhere else it only hides a
     difference: `IMGü\\u200cü.jpeg` shows as `IMGüü.jpeg`, another file."""
     if before and unicodedata.combining(before) == 9:  # canonical combining class Virama: a half form, as RFC 5892
         return True
+    if joiner == "\u200d" and after and unicodedata.combining(after) == 9 and unicodedata.category(before)[:1] == "L":
+        return True  # a letter, joiner, virama: Bengali ya-phalaa after RA (\u09b0\u200d\u09cd\u09af), Sinhala touching letters
     if not before or not after:
         return False
     if joiner == "\u200c":
@@ -369,8 +374,8 @@ def _joins(before: str, joiner: str, after: str) -> bool:
 
 # scripts whose letters join: Arabic, Syriac, Mandaic, N'Ko, Mongolian, Phags-pa, Manichaean, Psalter Pahlavi,
 # Hanifi Rohingya, Sogdian, Old Uyghur, Chorasmian, Adlam (the blocks of the letters with Joining_Type D, L or R in
-# Unicode's ArabicShaping.txt)
-_CURSIVE = ((0x0600, 0x08FF), (0x1800, 0x18AF), (0xA840, 0xA87F), (0xFB50, 0xFDFF), (0xFE70, 0xFEFC),
+# Unicode's ArabicShaping.txt; not Thaana or Samaritan, nor the presentation forms, whose glyphs are already shaped)
+_CURSIVE = ((0x0600, 0x077F), (0x07C0, 0x07FF), (0x0840, 0x08FF), (0x1800, 0x18AF), (0xA840, 0xA87F),
             (0x10AC0, 0x10AFF), (0x10B80, 0x10BAF), (0x10D00, 0x10D3F), (0x10F30, 0x10FDF), (0x11660, 0x1167F),
             (0x1E900, 0x1E95F))
 
@@ -382,9 +387,16 @@ def _cursive(char: str) -> bool:
 
 
 def _emoji_symbol(char: str) -> bool:
-    """Whether `char` is a symbol (So, Sk: an emoji, a skin tone U+1F3FB-F) that an emoji joiner can join; not an
-    ASCII one (`^`, a backtick), where a joiner only hides a difference."""
-    return not char.isascii() and unicodedata.category(char) in ("So", "Sk")
+    """Whether `char` is a symbol (So, Sk: an emoji, a skin tone U+1F3FB-F; the arrows of Emoji 15.1's head shakes,
+    Sm) that an emoji joiner can join; not one below U+2000 (`^`, `©`, `°`) or a fullwidth form (`＾`), which no emoji
+    sequence joins and where a joiner only hides a difference."""
+    code = ord(char)
+    if code < 0x2000 or 0xFF00 <= code <= 0xFFEF:
+        return False
+    return unicodedata.category(char) in ("So", "Sk") or char in _EMOJI_MATH
+
+
+_EMOJI_MATH = "\u2194\u2934\u2935"  # emoji of category Sm: left right arrow, the two curving arrows
 
 
 # the unassigned code points that are Default_Ignorable_Code_Point (Unicode's DerivedCoreProperties.txt), which a
