@@ -846,3 +846,25 @@ def test_ctrl_c_while_pydicom_is_imported_is_not_taken_for_pydicom_missing(monke
     interrupt_import(monkeypatch, "pydicom")
     with pytest.raises(KeyboardInterrupt):
         read_grayscale(data, name="film.dcm")
+
+
+def test_a_film_cut_before_its_pixels_is_cut_short_though_an_archive_left_a_query_retrieve_level_in(
+        tmp_path: Path) -> None:
+    """A stored film that some archive left a Query/Retrieve Level in, cut just before its Pixel Data (or exported
+    as its header alone), was called a query's answer, not an image (415): its header holds the Image Pixel module's
+    own elements, which no query answer returns, so it is told as the same film without that element is (422)."""
+    from pneumoscan.errors import NotAnImage
+
+    said = []
+    for level in (None, "IMAGE"):
+        film = make_dicom(np.full((8, 8), 100, np.uint8), bits_stored=8)
+        if level:
+            film.QueryRetrieveLevel = level
+        data = dicom_bytes(film)
+        cut = data[: data.rindex(b"\xe0\x7f\x10\x00")]  # before the Pixel Data element's tag
+        path = write(tmp_path / f"cut_{level}.dcm", cut)
+        with pytest.raises(InputError) as exc:
+            read_grayscale(path)
+        assert not isinstance(exc.value, NotAnImage)
+        said.append(check_error(exc, str(path)).replace(str(path), "FILM"))
+    assert said[0] == said[1]

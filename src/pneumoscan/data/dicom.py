@@ -83,6 +83,9 @@ def _empty_as_absent(ds: Dataset) -> None:
             del ds[keyword]
 
 
+_IMAGE_PIXEL_MODULE = {"SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated"}
+
+
 def _shows_image(ds: Dataset) -> bool:
     """Whether a dataset shows itself an image's: an Image Pixel element (group 0028: Rows, Columns, Bits Allocated...)
     or an Image Type. A dataset that names no SOP class without them is one by design (a worklist entry, a C-FIND
@@ -188,6 +191,7 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
     try:
         has_pixels = any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
         shows_image = _shows_image(ds)  # before the photometric interpretation below is set
+        pixel_module = bool(_IMAGE_PIXEL_MODULE & set(ds.dir()))  # as read, too
         sop_class = _sop_class(ds)
         image = _image_sop_class(sop_class)
         frames_value = ds.get("NumberOfFrames", None)
@@ -207,7 +211,9 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
             raise _truncated(label) from None
         raise InputError(f"{label}: damaged DICOM image header; give a complete, valid DICOM file") from None
 
-    if not has_pixels and not cut and "QueryRetrieveLevel" in ds:  # whatever image elements it returns as keys
+    # a query's answer returns image elements as keys, but not the Image Pixel module's own, which every film's header
+    # holds (a film cut or exported without its pixels, an archive having left the element in, is no query's answer)
+    if not has_pixels and not cut and "QueryRetrieveLevel" in ds and not pixel_module:
         raise NotAnImage(
             f"{label}: a DICOM query or its answer (it holds a Query/Retrieve Level: a C-FIND response saved by "
             "findscu), not an image; give the film itself, retrieved from the PACS or exported"
