@@ -161,10 +161,10 @@ def _decoding_runs_short(monkeypatch: pytest.MonkeyPatch, where: str = "decoding
     resizing it, measuring the guard's cues)."""
     import pneumoscan.data.decode as decode
     import pneumoscan.data.preprocess as preprocess
-    import pneumoscan.inference.predictor as predictor
+    import pneumoscan.inference.decoding as decoding
 
     gray, levels, fit = decode._pil_to_gray, preprocess.grey_levels, preprocess.fit_decoded
-    cues = predictor.Predictor.file_cues
+    cues = decoding.file_cues
 
     def short(im: Image.Image) -> object:
         if im.format == "JPEG":
@@ -181,10 +181,10 @@ def _decoding_runs_short(monkeypatch: pytest.MonkeyPatch, where: str = "decoding
             raise MemoryError("Unable to allocate 1.07 GiB for an array")
         return fit(pixels, size, data)
 
-    def short_cues(self: object, data: bytes, *args: object) -> object:
+    def short_cues(data: bytes, *args: object, **kwargs: object) -> object:
         if data[:3] == b"\xff\xd8\xff":
             raise MemoryError("Unable to allocate 1.07 GiB for an array")
-        return cues(self, data, *args)  # type: ignore[arg-type]
+        return cues(data, *args, **kwargs)  # type: ignore[arg-type]
 
     if where == "decoding":
         monkeypatch.setattr(decode, "_pil_to_gray", short)
@@ -193,7 +193,7 @@ def _decoding_runs_short(monkeypatch: pytest.MonkeyPatch, where: str = "decoding
     elif where == "resizing":
         monkeypatch.setattr(preprocess, "fit_decoded", short_fit)
     else:
-        monkeypatch.setattr(predictor.Predictor, "file_cues", short_cues)
+        monkeypatch.setattr(decoding, "file_cues", short_cues)
 
 
 def _both(c: TestClient):  # noqa: ANN202

@@ -3,7 +3,7 @@
 and proportions (`Decoded`), and the cues of files given as bytes measured only as far as they are not known."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -50,7 +50,6 @@ class GuardCues(NamedTuple):
         return GuardCues(*(None if cue is None else cue[rows] for cue in self))
 
 
-
 def file_cues(data: bytes | bytearray, rgb: np.ndarray | None, gray: np.ndarray | None = None, *,
               guarded: bool) -> tuple[float, float, float, float]:
     """The guard's cues read from a file's bytes: its colourfulness (of `rgb`, what `load_image_levels_and_rgb`
@@ -63,15 +62,14 @@ def file_cues(data: bytes | bytearray, rgb: np.ndarray | None, gray: np.ndarray 
 
 
 def decoded_file(data: bytes | bytearray, image: np.ndarray, levels: int, rgb: np.ndarray | None, *,
-                 gray: np.ndarray | None = None, guarded: bool,
-                 cues: Callable[..., tuple[float, float, float, float]]) -> Decoded:
+                 gray: np.ndarray | None = None, guarded: bool) -> Decoded:
     """The `Decoded` of a file whose bytes `data` are decoded already (`image`, `levels` and `rgb` as
     `load_image_levels_and_rgb` gives them; `gray`, its decoded grey pixels, gives the film's proportions, `aspect`):
-    its guard cues (`cues(data, rgb, gray)`, as `file_cues`), size, size warning and, with a guard (`guarded`), its
-    View Position when not frontal."""
+    its guard cues (`file_cues`), size, size warning and, with a guard (`guarded`), its View Position when not
+    frontal."""
     size = stored_size(data)
     view = not_frontal_view(data) if guarded else None
-    colour, tone, dither, peaks = cues(data, rgb, gray)
+    colour, tone, dither, peaks = file_cues(data, rgb, gray, guarded=guarded)
     aspect = gray.shape[1] / gray.shape[0] if gray is not None and gray.size else None
     return Decoded(image, levels, colour, tone, thumbnail_warning(size), size, view, dither, peaks, aspect)
 

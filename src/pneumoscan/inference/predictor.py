@@ -21,7 +21,7 @@ from pneumoscan.errors import (DamagedModel, InputError, ModelFileChanged, Model
                                names_file, one_name, option, warn, words)
 from pneumoscan.evaluation.thresholds import check_operating_point
 from pneumoscan.inference.batch import predict_probs, sigmoid
-from pneumoscan.inference.decoding import Decoded, GuardCues, decoded_file, file_cues, measured_cues
+from pneumoscan.inference.decoding import Decoded, GuardCues, decoded_file, measured_cues
 from pneumoscan.inference.inputs import film_bytes, input_files
 from pneumoscan.inference.ood import OODResult, forward_with_features, load_guard
 from pneumoscan.inference.prediction import Prediction, screened_rows
@@ -443,12 +443,7 @@ class Predictor:
         `load_image_levels_and_rgb` gives them; `gray`, its decoded grey pixels, spares a lossless file a second
         decode for its dither energy and gives the film's proportions, `aspect`): its guard cues (`file_cues`), size,
         size warning and, with a guard, its View Position when not frontal (`decoded_file`)."""
-        return decoded_file(data, image, levels, rgb, gray=gray, guarded=self.guard is not None, cues=self.file_cues)
-
-    def file_cues(self, data: bytes | bytearray, rgb: np.ndarray | None,
-                  gray: np.ndarray | None = None) -> tuple[float, float, float, float]:
-        """The guard's cues read from a file's bytes (`decoding.file_cues`); 0.0 each without a guard."""
-        return file_cues(data, rgb, gray, guarded=self.guard is not None)
+        return decoded_file(data, image, levels, rgb, gray=gray, guarded=self.guard is not None)
 
     def _chunk_results(self, files: list[Path], decoded: list[Decoded | str]) -> list[Prediction]:
         """Predictions for decoded files, in order; the strings of `decoded` are the errors of unreadable ones."""
