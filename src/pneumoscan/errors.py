@@ -356,17 +356,17 @@ def _hides(before: str, char: str, after: str) -> bool:
 
 def _joins(before: str, joiner: str, after: str) -> bool:
     """Whether a zero-width non-joiner or joiner between `before` and `after` spells a word, in the contexts of
-    RFC 5892's CONTEXTJ rules and UTS #31 section 2.3: either one right after a virama (Indic conjuncts); a
-    non-joiner between two letters or marks of a cursive joining script (Persian `می\\u200cخ`);
-    a joiner between a letter and a virama (Bengali `র\u200d্যাব`); a joiner between emoji (after a symbol, a skin tone
-    or U+FE0F, before a symbol). Anywhere else it only hides a
-    difference: `IMGü\\u200cü.jpeg` shows as `IMGüü.jpeg`, another file."""
+    RFC 5892's CONTEXTJ rules and UTS #31 section 2.3: either one right after a virama (Indic conjuncts); a joiner
+    between a letter and a virama (Bengali ya-phalaa `\u09b0\\u200d\u09cd\u09af`, Sinhala touching letters); a
+    non-joiner between two letters or marks of a cursive joining script (Persian `می\\u200cخ`); a joiner between
+    emoji (after a symbol, a skin tone or U+FE0F, before a symbol). Anywhere else it only hides a difference:
+    `IMGü\\u200cü.jpeg` shows as `IMGüü.jpeg`, another file."""
     if before and unicodedata.combining(before) == 9:  # canonical combining class Virama: a half form, as RFC 5892
         return True
-    if joiner == "\u200d" and after and unicodedata.combining(after) == 9 and unicodedata.category(before)[:1] == "L":
-        return True  # a letter, joiner, virama: Bengali ya-phalaa after RA (\u09b0\u200d\u09cd\u09af), Sinhala touching letters
     if not before or not after:
         return False
+    if joiner == "\u200d" and unicodedata.combining(after) == 9 and unicodedata.category(before)[0] == "L":
+        return True
     if joiner == "\u200c":
         return all(_cursive(c) for c in (before, after))
     return (before == "\ufe0f" or _emoji_symbol(before)) and _emoji_symbol(after)
