@@ -191,7 +191,7 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
     try:
         has_pixels = any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
         shows_image = _shows_image(ds)  # before the photometric interpretation below is set
-        pixel_module = bool(_IMAGE_PIXEL_MODULE & set(ds.dir()))  # as read, too
+        pixel_module = any(keyword in ds for keyword in _IMAGE_PIXEL_MODULE)  # as read, too
         sop_class = _sop_class(ds)
         image = _image_sop_class(sop_class)
         frames_value = ds.get("NumberOfFrames", None)
