@@ -238,13 +238,24 @@ def _export_code(path: Path, tmp_path: Path) -> int:
     return main(["export", "--model", str(path), "--out", str(tmp_path / "model.onnx"), "--images", str(film)])
 
 
+def _refused_and_predicted_with_pytorch(path: Path, tmp_path: Path, err: str, cause: str) -> None:
+    """After `_export_code`: its error line ERR ends with the way out and left no export; a Predictor of PATH warns
+    that the export failed its check (`cause`: a pattern of why) and predicts with PyTorch."""
+    from pneumoscan.inference.predictor import Predictor
+
+    assert err.endswith("; predict with --backend torch")
+    assert not (tmp_path / "model.onnx").exists()
+    with pytest.warns(UserWarning, match=rf"its ONNX export failed the check against PyTorch \({cause}\); predicting "
+                                         r"with PyTorch instead"):
+        predictor = Predictor(path)
+        assert predictor.backend == "torch"
+
+
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # the cause, said by torch
 def test_an_export_onnx_runtime_cannot_run_is_refused_in_one_line_and_predicted_with_pytorch(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """ONNX Runtime's own error escaped the check: `export` ended in a traceback, and predict's auto backend, which
     falls back to PyTorch on a failed check, stopped with it. ORT's log line of the error is not shown either."""
-    from pneumoscan.inference.predictor import Predictor
-
     path = _plugin_model(FixedBatchNet, "fixedbatch", monkeypatch, tmp_path)
     capfd.readouterr()
     assert _export_code(path, tmp_path) == 2
@@ -252,12 +263,8 @@ def test_an_export_onnx_runtime_cannot_run_is_refused_in_one_line_and_predicted_
     assert [line for line in lines if "onnxruntime" in line and not line.startswith("pneumoscan: ")] == []
     err = lines[-1]  # after the tracer's warning of why (int(x.shape[0]))
     assert err.startswith(f"pneumoscan: error: {path}: ONNX Runtime cannot run the exported model (InvalidArgument: ")
-    assert err.endswith("; predict with --backend torch")
-    assert not (tmp_path / "model.onnx").exists()
-    with pytest.warns(UserWarning, match=r"its ONNX export failed the check against PyTorch \(ONNX Runtime cannot run "
-                                         r"the exported model \(InvalidArgument: .*\)\); predicting with PyTorch instead"):
-        predictor = Predictor(path)
-        assert predictor.backend == "torch"
+    _refused_and_predicted_with_pytorch(path, tmp_path, err,
+                                        r"ONNX Runtime cannot run the exported model \(InvalidArgument: .*\)")
 
 
 def test_the_default_check_images_are_train_films_never_the_official_test_splits() -> None:
@@ -288,17 +295,10 @@ def test_an_export_onnx_runtime_cannot_load_is_refused_with_its_reason_and_predi
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """ONNX Runtime failing to load the export was not an ExportCheckError: predict's auto backend stopped instead of
     falling back to PyTorch, and `export` said 'export one with `pneumoscan export`', without ORT's reason."""
-    from pneumoscan.inference.predictor import Predictor
-
     path = _plugin_model(Float64ConvNet, "float64conv", monkeypatch, tmp_path)
     capfd.readouterr()
     assert _export_code(path, tmp_path) == 2
     err = capfd.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"pneumoscan: error: {path}: ONNX Runtime cannot load the exported model (")
     assert "Could not find an implementation for Conv" in err and "pneumoscan export" not in err
-    assert err.endswith("; predict with --backend torch")
-    assert not (tmp_path / "model.onnx").exists()
-    with pytest.warns(UserWarning, match=r"its ONNX export failed the check against PyTorch \(ONNX Runtime cannot "
-                                         r"load the exported model \(.*Conv.*\)\); predicting with PyTorch instead"):
-        predictor = Predictor(path)
-        assert predictor.backend == "torch"
+    _refused_and_predicted_with_pytorch(path, tmp_path, err, r"ONNX Runtime cannot load the exported model \(.*Conv.*\)")
