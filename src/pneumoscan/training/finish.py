@@ -20,7 +20,6 @@ from pneumoscan.evaluation.evaluate import write_predictions
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning
 from pneumoscan.evaluation.thresholds import threshold_for_recall
 from pneumoscan.inference.batch import predict_logits, sigmoid
-from pneumoscan.inference.ood import guard_path
 from pneumoscan.inference.ood.guard import guard_beside
 from pneumoscan.outputs import atomic_write_all
 
@@ -105,7 +104,7 @@ def stale_after_resume(out: Path, artifact: Path, kept: bool) -> str | None:
     """After a resume of the run in `out` replaced `artifact`: which of its guard and ONNX export, of those there
     are, belong to the model before, with the command that makes each again (the guard's with the run's recorded
     data); None when neither does. A guard `kept` (`kept_guard`) is not stale."""
-    guard, onnx = guard_path(artifact), artifact.with_suffix(".onnx")
+    guard, onnx = guard_beside(artifact), artifact.with_suffix(".onnx")
     stale = {}
     if guard.exists() and not kept:
         stale[guard] = read_meta(artifact).fit_guard_command(out, out)

@@ -399,7 +399,7 @@ def check_uninterrupted(model_path: Path, state: str = "so they may not match") 
     guard, leaving their journal (`interrupted_write`): the `train --resume` that finishes it puts the earlier pair
     back first, so a guard fitted or a model read now would be undone under it; `state`: what the pair is said to
     be."""
-    path = guard_path(model_path)
+    path = guard_beside(model_path)
     if (journal := interrupted_write([model_path, path])) is not None:
         raise InputError(f"{model_path}: a run stopped (a crash or power loss) while replacing it and its guard "
                          f"{path.name}, leaving {journal.name}, {state}; finish the run with "
@@ -412,7 +412,7 @@ def load_guard(model: str | os.PathLike | None, meta: ArtifactMeta | None = None
     `model_sha256`: the artifact's header and hash when the caller holds them (a `Predictor`), so that they are not
     read again."""
     model_path = resolve_model_path(model)
-    path = guard_path(model_path)
+    path = guard_beside(model_path)
     if not path.is_file():
         return None
     guard = OODGuard.read(path)
