@@ -44,6 +44,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _print_evaluation(args: argparse.Namespace, predictor: "Predictor", result: "Evaluation") -> None:
     """The evaluation as text: where the threshold came from, metrics with intervals, confusion, per-class report."""
     from pneumoscan.evaluation.bootstrap import SUMMARY_ORDER, classification_report_text, intervals_text
+    from pneumoscan.progress import write_warning
 
     summary = result.summary
     print(f"{summary['split']}: {summary['n']} images ({summary['n_negative']} NORMAL, {summary['n_positive']} PNEUMONIA), "
@@ -51,7 +52,6 @@ def _print_evaluation(args: argparse.Namespace, predictor: "Predictor", result: 
     print(f"  {operating_point_text(summary['operating_point'])}")
     if predictor.stored_threshold:
         from pneumoscan.evaluation.local_threshold import source_notes
-        from pneumoscan.progress import write_warning
 
         for kind, text in source_notes(predictor.meta, args.data, summary["split"]):
             if kind == "note":
@@ -77,8 +77,6 @@ def _print_evaluation(args: argparse.Namespace, predictor: "Predictor", result: 
     for line in _borderline_lines(summary["borderline"]):
         print(f"  {line}")
     print(classification_report_text(result.images.labels, (result.probs >= predictor.threshold).astype(int)))
-    from pneumoscan.progress import write_warning
-
     for message in result.images.skipped:
         write_warning(f"skipped {message}")
 
