@@ -108,6 +108,8 @@ LISTS_SAMPLE_TEST = "lists_sample_test_films"
 # What the audit hook reads: armed from the start (collection, module-level code, parametrize lists included) and
 # disarmed only while a test of REPORTING or one marked LISTS_SAMPLE_TEST runs
 _guard: dict[str, object] = {"armed": True, "seen": []}
+READ_SAMPLE_TEST = ("read the bundled sample's test/ (official test split films, for final reporting only; use the "
+                    "sample_films fixture)")
 
 
 def under_sample_test(path: object) -> bool:
@@ -161,8 +163,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     a `lists_sample_test_films` mark has no reason, naming the films or the tests."""
     seen, _guard["seen"] = sorted(set(_guard["seen"])), []  # type: ignore[call-overload]
     if seen:
-        raise pytest.UsageError(f"collecting the tests read the bundled sample's test/ (official test split films, for "
-                                f"final reporting only; use the sample_films fixture): {', '.join(seen)}")
+        raise pytest.UsageError(f"collecting the tests {READ_SAMPLE_TEST}: {', '.join(seen)}")
     unexplained = [item.nodeid for item in items if sample_test_reason(item) == ""]
     if unexplained:
         raise pytest.UsageError(f"@pytest.mark.{LISTS_SAMPLE_TEST} needs a reason (reason='why'): "
@@ -192,8 +193,7 @@ def sample_test_films_unread() -> Iterator[None]:
     inherits the hook) and C code that opens files itself."""
     yield
     if _guard["seen"]:
-        pytest.fail(f"the test read the bundled sample's test/ (official test split films, for final reporting "
-                    f"only; use the sample_films fixture): {', '.join(sorted(set(_guard['seen'])))}", pytrace=False)
+        pytest.fail(f"the test {READ_SAMPLE_TEST}: {', '.join(sorted(set(_guard['seen'])))}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
