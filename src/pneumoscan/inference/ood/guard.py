@@ -148,6 +148,17 @@ def no_guard_fits(model: nn.Module | None) -> str | None:
     return f"no chest X-ray guard can be fitted to this model ({lacks})" if lacks else None
 
 
+def _per_image(values: Sequence[float] | np.ndarray | None, dtype: type, n: int, what: str) -> np.ndarray | None:
+    """`values`, one per image of a batch of `n`, as a flat array of `dtype`; None when not given; ValueError naming
+    `what` they are when their count is not `n`."""
+    if values is None:
+        return None
+    flat = np.asarray(values, dtype=dtype).reshape(-1)
+    if len(flat) != n:
+        raise ValueError(f"got {len(flat)} {what} for {n} images")
+    return flat
+
+
 class OODGuard:
     """A fitted guard: call `check` on the batch that is being classified."""
 
@@ -205,10 +216,8 @@ class OODGuard:
             if features.shape != (len(images), self.models["features"].scale.shape[0]):
                 raise ValueError(f"features must be (N, {self.models['features'].scale.shape[0]}), got {features.shape}")
             out["features"] = self.models["features"].distance(feature_transform(features))
-        if colourfulness is not None:
-            colour = np.asarray(colourfulness, dtype=np.float64).reshape(-1)
-            if len(colour) != len(images):
-                raise ValueError(f"got {len(colour)} colourfulness values for {len(images)} images")
+        colour = _per_image(colourfulness, np.float64, len(images), "colourfulness values")
+        if colour is not None:
             out["colour"] = colour
         return out
 
@@ -248,18 +257,10 @@ class OODGuard:
         images = np.asarray(images)
         if len(images) == 0:
             return []
-        levels = None if grey_levels is None else np.asarray(grey_levels, dtype=np.int64).reshape(-1)
-        if levels is not None and len(levels) != len(images):
-            raise ValueError(f"got {len(levels)} grey level counts for {len(images)} images")
-        tones = None if two_tone is None else np.asarray(two_tone, dtype=np.float64).reshape(-1)
-        if tones is not None and len(tones) != len(images):
-            raise ValueError(f"got {len(tones)} two-tone shares for {len(images)} images")
-        grain = None if dither is None else np.asarray(dither, dtype=np.float64).reshape(-1)
-        if grain is not None and len(grain) != len(images):
-            raise ValueError(f"got {len(grain)} dither energies for {len(images)} images")
-        excess = None if peaks is None else np.asarray(peaks, dtype=np.float64).reshape(-1)
-        if excess is not None and len(excess) != len(images):
-            raise ValueError(f"got {len(excess)} peak excesses for {len(images)} images")
+        levels = _per_image(grey_levels, np.int64, len(images), "grey level counts")
+        tones = _per_image(two_tone, np.float64, len(images), "two-tone shares")
+        grain = _per_image(dither, np.float64, len(images), "dither energies")
+        excess = _per_image(peaks, np.float64, len(images), "peak excesses")
         stats = self._statistics(images)
         score, ratios = self.scores(self._components(images, stats, features, model, colourfulness))
         flipped = self.upside_down(stats, ratios["image"])
