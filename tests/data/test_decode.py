@@ -437,3 +437,36 @@ def test_a_decode_that_runs_out_of_memory_blames_the_machine_not_the_file(kind: 
     assert "damaged" not in msg, msg
     assert isinstance(exc.value, DecodeOutOfMemory) and "(8 x 8 px; " in msg, msg  # the service's 413 gives the size
     assert (exc.value.label, exc.value.width, exc.value.height) == ("big.film", 8, 8)
+
+
+@pytest.mark.parametrize("step", ["mapping", "window", "voi lut"])
+def test_a_dicom_whose_grey_mapping_runs_out_of_memory_blames_the_machine_not_the_file(
+        step: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory running short after pydicom had decoded the pixels, as the film was mapped to grey levels, said 'DICOM
+    pixel data has an unsupported layout ... give a single-frame grayscale or RGB DICOM image' (a 422 for a good film,
+    which evaluate skipped as unreadable); in its window or VOI LUT, the film was decoded without them, min-max
+    stretched, and no one was told. Each is the machine's shortage, named as the decoder's own is."""
+    import pydicom.pixels
+    from pydicom.dataset import Dataset
+
+    import pneumoscan.data.dicom as dicom
+
+    def short(*_: object, **__: object) -> None:
+        raise MemoryError("Unable to allocate 1.07 GiB for an array")
+
+    a = np.arange(64, dtype=np.uint16).reshape(8, 8) * 50
+    ds = make_dicom(a, bits_stored=12, **({"center": 1600, "width": 1000} if step == "window" else {}))
+    if step == "voi lut":
+        item = Dataset()
+        item.LUTDescriptor, item.LUTData = [4096, 0, 16], list(range(4096))
+        item["LUTDescriptor"].VR = item["LUTData"].VR = "US"
+        ds.VOILUTSequence = [item]
+    read_grayscale(dicom_bytes(ds))  # decodes with memory to spare
+    monkeypatch.setattr(*{"mapping": (dicom, "to_uint8"), "window": (pydicom.pixels, "apply_windowing"),
+                          "voi lut": (dicom, "_look_up")}[step], short)
+    with pytest.raises(DecodeOutOfMemory) as exc:
+        read_grayscale(dicom_bytes(ds), name="big.film")
+    msg = check_error(exc, "big.film")
+    assert "ran out of memory" in msg and "may be fine" in msg and "(8 x 8 px; " in msg, msg
+    assert "layout" not in msg and "damaged" not in msg, msg
+    assert isinstance(exc.value.__cause__, MemoryError)

@@ -118,7 +118,8 @@ def read_dicom(data: bytes, label: str, max_pixels: int) -> tuple[np.ndarray, np
     or INVERSE); colour becomes luminance. With the grey image, a colour one's uint8 RGB pixels as `dicom_colour`
     gives them (None above its DEFAULT_MAX_PIXELS, as there), else None.
 
-    Errors are raised ``from None`` and never quote pydicom's text: it may contain header values.
+    Errors are raised ``from None`` and never quote pydicom's text: it may contain header values. Memory running
+    short, in the decoder or in the mapping after it, is the film's DecodeOutOfMemory, its MemoryError the cause.
     """
     ds, arr, photometric = _load_dicom(data, label, max_pixels)
     presentation = _presentation_lut(ds, label) if arr.ndim == 2 and photometric != "PALETTE COLOR" else None
@@ -134,6 +135,8 @@ def read_dicom(data: bytes, label: str, max_pixels: int) -> tuple[np.ndarray, np
             out = _dicom_mono(arr, ds, invert=photometric == "MONOCHROME1" or shape == "INVERSE")
         else:
             raise ValueError("unexpected pixel array shape")
+    except MemoryError as exc:  # the machine's shortage (in the mapping's copies of the film), not its layout
+        raise out_of_memory(label, arr.shape[1], arr.shape[0]) from exc
     except Exception:  # noqa: BLE001
         raise InputError(
             f"{label}: DICOM pixel data has an unsupported layout ({photometric}, {arr.ndim}-D); "
@@ -586,6 +589,8 @@ def _voi(raw: np.ndarray, ds: Dataset, present: np.ndarray | None) -> tuple[np.n
         try:
             table, first_mapped = _lut(ds.VOILUTSequence[0], ds)
             return _look_up(values, table, first_mapped), float(table.min()), float(table.max())
+        except MemoryError:  # not a bad VOI LUT: decoded without it, the film would show otherwise
+            raise
         except Exception:  # noqa: BLE001 - bad VOI LUT: fall back to the window or min-max
             pass
 
@@ -599,6 +604,8 @@ def _voi(raw: np.ndarray, ds: Dataset, present: np.ndarray | None) -> tuple[np.n
             if np.isfinite(y_min) and np.isfinite(y_max) and y_max != y_min and \
                     not _one_tone(windowed if present is None else windowed[present]):
                 return windowed, float(y_min), float(y_max)
+        except MemoryError:  # not an invalid window: passed over, the film would show otherwise
+            raise
         except Exception:  # noqa: BLE001 - invalid window (e.g. width < 1): the next one, or min-max
             pass
 
