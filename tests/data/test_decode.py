@@ -439,13 +439,15 @@ def test_a_decode_that_runs_out_of_memory_blames_the_machine_not_the_file(kind: 
     assert (exc.value.label, exc.value.width, exc.value.height) == ("big.film", 8, 8)
 
 
-@pytest.mark.parametrize("step", ["mapping", "window", "voi lut"])
-def test_a_dicom_whose_grey_mapping_runs_out_of_memory_blames_the_machine_not_the_file(
+@pytest.mark.parametrize("step", ["header", "mapping", "window", "voi lut"])
+def test_a_dicom_whose_reading_or_grey_mapping_runs_out_of_memory_blames_the_machine_not_the_file(
         step: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Memory running short after pydicom had decoded the pixels, as the film was mapped to grey levels, said 'DICOM
-    pixel data has an unsupported layout ... give a single-frame grayscale or RGB DICOM image' (a 422 for a good film,
-    which evaluate skipped as unreadable); in its window or VOI LUT, the film was decoded without them, min-max
-    stretched, and no one was told. Each is the machine's shortage, named as the decoder's own is."""
+    """Memory running short as pydicom read the file said 'damaged DICOM header ... give a complete, valid DICOM
+    file'; after it had decoded the pixels, as the film was mapped to grey levels, 'DICOM pixel data has an
+    unsupported layout ... give a single-frame grayscale or RGB DICOM image' (a 422 for a good film, which evaluate
+    skipped as unreadable); in its window or VOI LUT, the film was decoded without them, min-max stretched, and no
+    one was told. Each is the machine's shortage, named as the decoder's own is (with the film's size once read)."""
+    import pydicom
     import pydicom.pixels
     from pydicom.dataset import Dataset
 
@@ -462,11 +464,11 @@ def test_a_dicom_whose_grey_mapping_runs_out_of_memory_blames_the_machine_not_th
         item["LUTDescriptor"].VR = item["LUTData"].VR = "US"
         ds.VOILUTSequence = [item]
     read_grayscale(dicom_bytes(ds))  # decodes with memory to spare
-    monkeypatch.setattr(*{"mapping": (dicom, "to_uint8"), "window": (pydicom.pixels, "apply_windowing"),
-                          "voi lut": (dicom, "_look_up")}[step], short)
+    monkeypatch.setattr(*{"header": (pydicom, "dcmread"), "mapping": (dicom, "to_uint8"),
+                          "window": (pydicom.pixels, "apply_windowing"), "voi lut": (dicom, "_look_up")}[step], short)
     with pytest.raises(DecodeOutOfMemory) as exc:
         read_grayscale(dicom_bytes(ds), name="big.film")
     msg = check_error(exc, "big.film")
-    assert "ran out of memory" in msg and "may be fine" in msg and "(8 x 8 px; " in msg, msg
+    assert "ran out of memory" in msg and "may be fine" in msg and ("(8 x 8 px; " in msg) == (step != "header"), msg
     assert "layout" not in msg and "damaged" not in msg, msg
     assert isinstance(exc.value.__cause__, MemoryError)

@@ -119,7 +119,8 @@ def read_dicom(data: bytes, label: str, max_pixels: int) -> tuple[np.ndarray, np
     gives them (None above its DEFAULT_MAX_PIXELS, as there), else None.
 
     Errors are raised ``from None`` and never quote pydicom's text: it may contain header values. Memory running
-    short, in the decoder or in the mapping after it, is the film's DecodeOutOfMemory, its MemoryError the cause.
+    short, in reading the file, its decoder or the mapping after it, is the film's DecodeOutOfMemory, its MemoryError
+    the cause.
     """
     ds, arr, photometric = _load_dicom(data, label, max_pixels)
     presentation = _presentation_lut(ds, label) if arr.ndim == 2 and photometric != "PALETTE COLOR" else None
@@ -186,6 +187,8 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
         cut = _cut_short(data, ds)  # before any value is read: then its element no longer says where it was
         if getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None) is None:
             _add_transfer_syntax(ds)  # a bare dataset without file meta: say how it was encoded, as read
+    except MemoryError as exc:  # reading a large file's pixel data: the machine's shortage, not a damaged header
+        raise out_of_memory(label) from exc
     except Exception as err:  # noqa: BLE001
         if isinstance(err, (struct.error, EOFError)) or _meta_cut(data):  # a length or header read short: the end
             raise _truncated(label) from None
