@@ -184,6 +184,33 @@ def test_dicom_empty_rescale_slope_or_intercept_is_read_as_absent(tmp_path: Path
     np.testing.assert_array_equal(out, linear_window(a.astype(np.float64), 40, 400))
 
 
+@pytest.mark.parametrize("slope, said", [("0", "is 0"), ("0.0", "is 0"), ("NaN", "is not a finite number")])
+def test_dicom_rescale_slope_that_blanks_the_film_is_a_damaged_header_not_a_blank_film(
+        tmp_path: Path, slope: str, said: str) -> None:
+    """Rescale Slope 0 (or NaN) maps every stored value to the intercept: the film decoded to all zeros, which a
+    guarded model refused as 'blank or nearly constant image' (not a chest X-ray) and an unguarded one scored. The
+    header is damaged: one line names the file and the element, and says to export the film again. A Modality LUT
+    Sequence, which the slope yields to, and a colour film, which no rescale applies to, are read as before."""
+    a = ramp(lo=0, hi=4000, dtype=np.uint16)
+    ds = make_dicom(a, bits_stored=12, slope=1, intercept=-1024, center=40, width=400)
+    ds.RescaleSlope = slope
+    with pytest.raises(InputError) as exc:
+        read_grayscale(dcm(tmp_path, ds, "slope.dcm"))
+    assert check_error(exc, str(tmp_path / "slope.dcm")).endswith(
+        f": DICOM Rescale Slope (0028,1053) {said}, which makes every pixel of the film the same value (a blank "
+        "picture): a damaged header; export the film again")
+    lut = Dataset()
+    lut.add_new("LUTDescriptor", "US", [4096, 0, 12])
+    lut.add_new("LUTData", "US", list(range(4096)))
+    ds.ModalityLUTSequence = [lut]
+    assert read_grayscale(dcm(tmp_path, ds, "lut.dcm")).std() > 0
+    colour = np.stack([ramp(), ramp()[::-1], ramp()], axis=-1)
+    rgb = make_dicom(colour, photometric="RGB")
+    rgb.RescaleSlope, rgb.RescaleIntercept = slope, 0
+    np.testing.assert_array_equal(read_grayscale(dcm(tmp_path, rgb, "rgb.dcm")),
+                                  read_grayscale(dicom_bytes(make_dicom(colour, photometric="RGB"))))
+
+
 def test_dicom_empty_voi_lut_function_is_linear(tmp_path: Path) -> None:
     """An empty VOI LUT Function is the default LINEAR, as when absent: pydicom refuses the value '', and the window was
     passed over for the film's min-max, another contrast than the one the film is shown with."""

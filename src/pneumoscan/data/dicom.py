@@ -12,7 +12,8 @@ Decisions:
   of the data, except unsigned 8-bit data with an identity Modality LUT, which is kept as stored, and 16-bit
   data that is an 8-bit film saved as `v * 257` (every value a multiple of 257), read back as `v // 257` (so the
   same image as DICOM or PNG decodes identically). An empty Rescale Slope, Rescale Intercept or VOI LUT Function is
-  read as an absent one (a rescale needs both slope and intercept, as pydicom and dcmtk apply it; LINEAR). MONOCHROME1, and MONOCHROME2 with a Presentation
+  read as an absent one (a rescale needs both slope and intercept, as pydicom and dcmtk apply it; LINEAR). A Rescale
+  Slope of 0 or not finite (that rescale applied) is an InputError: it makes every pixel one value, a blank film. MONOCHROME1, and MONOCHROME2 with a Presentation
   LUT Shape of INVERSE, are inverted at the end (once: MONOCHROME1 with INVERSE, as DX films are required to
   carry it, is the same single inversion, as viewers show it). A Presentation LUT Sequence instead maps the VOI
   output (over the range above) onto its entries, whose P-values (0 black, 2^bits - 1 white) are the film's shades
@@ -92,6 +93,15 @@ def _shows_image(ds: Dataset) -> bool:
     response, which `_load_dicom` tells by its Query/Retrieve Level whatever it holds), not an image cut short; a
     DICOMDIR has neither."""
     return any(tag.group == 0x0028 for tag in ds.keys()) or "ImageType" in ds
+
+
+def _blank_slope(ds: Dataset) -> str | None:
+    """What is wrong with a Rescale Slope that makes every pixel one value (0, or not a finite number), when the
+    Modality LUT applies it (with an intercept, and no Modality LUT Sequence); None for any other."""
+    if ds.get("ModalityLUTSequence") or "RescaleSlope" not in ds or "RescaleIntercept" not in ds:
+        return None
+    slope = float(ds.RescaleSlope)
+    return "is 0" if slope == 0 else None if np.isfinite(slope) else "is not a finite number"
 
 
 def dicom_colour(data: bytes | bytearray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | None:
@@ -209,6 +219,7 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
         if ds.get("PhotometricInterpretation") != photometric:  # pydicom refuses 'monochrome2' or a YBR label here
             ds.PhotometricInterpretation = photometric
         _empty_as_absent(ds)
+        blank_slope = _blank_slope(ds) if photometric.startswith("MONOCHROME") else None
         tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         compressed = bool(tsyntax is not None and tsyntax.is_transfer_syntax and tsyntax.is_compressed)
         tsyntax_name = one_line(tsyntax.name, MAX_REASON) if tsyntax is not None else "unknown"
@@ -249,6 +260,9 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
         raise too_large(label, cols, rows, max_pixels)
     if frames > 1 and rows * cols * frames > max_pixels:  # every frame is decoded to compare them
         raise _frames_too_large(label, cols, rows, frames, max_pixels)
+    if blank_slope is not None:
+        raise InputError(f"{label}: DICOM Rescale Slope (0028,1053) {blank_slope}, which makes every pixel of the film "
+                         f"the same value (a blank picture): a damaged header; export the film again")
     if tsyntax is not None:
         try:
             available = get_decoder(tsyntax).is_available

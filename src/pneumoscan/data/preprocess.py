@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 # full (not a JPEG) shrinks by draft mode's power-of-two factor before the resize (`fit_decoded`). 6: an 8-bit film
 # saved with 16 bits as v * 257 is read back as v // 257, not stretched (`pixels.eight_bit_as_sixteen`). 7: a DICOM's
 # empty VOI LUT Function is LINEAR (its window was passed over), an empty Rescale Slope or Intercept is read as
-# absent (such films were refused before).
-PREPROCESS_VERSION = 7
+# absent (such films were refused before). 8: a DICOM Rescale Slope of 0 or not finite is refused (such films decoded
+# blank).
+PREPROCESS_VERSION = 8
 
 
 def resize_square(gray: np.ndarray, size: int) -> np.ndarray:
