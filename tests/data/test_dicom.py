@@ -833,7 +833,7 @@ def test_a_missing_decoder_says_pip_for_the_command_line_and_whom_to_ask_for_the
     ds["PixelData"].VR = "OB"
 
     class Unavailable:
-        is_available = False
+        is_available, available_plugins = False, ()
 
     for case in ("damaged", "no decoder"):
         if case == "no decoder":
@@ -857,6 +857,25 @@ def test_dicom_corrupt_compressed_data(tmp_path: Path) -> None:
     with pytest.raises(InputError) as exc:
         read_grayscale(dcm(tmp_path, ds, "bad.dcm"))
     check_error(exc, str(tmp_path / "bad.dcm"))
+
+
+@pytest.mark.parametrize("damage", ["no segments", "segments cut short"])
+def test_a_damaged_rle_film_is_said_to_be_damaged_not_missing_a_decoder(tmp_path: Path, damage: str) -> None:
+    """pydicom decodes RLE Lossless itself, so a film it cannot decode is damaged: it was told 'the file may be
+    damaged, or a decoder is missing: pip install "pneumoscan[dicom-compressed]"' (the service's page: ask IT support
+    to install decoders), which installs nothing that reads it."""
+    from pneumoscan.errors import MissingDecoder
+
+    ds = make_dicom(ramp(lo=0, hi=4095, dtype=np.uint16), bits_stored=12)
+    ds.compress(RLELossless, encoding_plugin="pydicom")
+    frame = pydicom.encaps.get_frame(ds.PixelData, 0)
+    ds.PixelData = encapsulate([bytes(64) if damage == "no segments" else frame[:len(frame) // 2]])
+    with pytest.raises(InputError) as exc:
+        read_grayscale(dcm(tmp_path, ds, "rle.dcm"))
+    assert not isinstance(exc.value, MissingDecoder)
+    assert check_error(exc, str(tmp_path / "rle.dcm")).endswith(
+        ": cannot decode the compressed DICOM pixel data (RLE Lossless), which pydicom decodes itself: the file is "
+        "damaged; export the film again")
 
 
 def test_dicom_truncated_pixel_data(tmp_path: Path) -> None:

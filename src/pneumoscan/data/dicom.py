@@ -30,6 +30,8 @@ Decisions:
   frame around a collimated or non-rectangular film: padding pixels count for no min-max range and are filled
   with the darkest tone of the film's real pixels after every other step, so they neither stretch its contrast
   nor show as a bright frame.
+* A compressed film that fails to decode may lack a decoder (the pip extra's), except where pydicom's own decoder,
+  always installed, reads that transfer syntax (RLE Lossless): then the file is damaged.
 """
 from __future__ import annotations
 
@@ -263,9 +265,11 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
     if blank_slope is not None:
         raise InputError(f"{label}: DICOM Rescale Slope (0028,1053) {blank_slope}, which makes every pixel of the film "
                          f"the same value (a blank picture): a damaged header; export the film again")
+    own_decoder = False  # pydicom's own decoder, always installed, reads every intact file of this transfer syntax
     if tsyntax is not None:
         try:
-            available = get_decoder(tsyntax).is_available
+            decoder = get_decoder(tsyntax)
+            available, own_decoder = decoder.is_available, "pydicom" in decoder.available_plugins
         except Exception:  # noqa: BLE001 - pydicom has no decoder for this transfer syntax, or does not know it
             raise InputError(f"{label}: DICOM pixel data in a transfer syntax pydicom has no decoder for "
                              f"({tsyntax_name}); export the film again uncompressed (Explicit VR Little Endian), or "
@@ -280,6 +284,9 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
     except MemoryError as exc:
         raise out_of_memory(label, cols, rows) from exc
     except Exception:  # noqa: BLE001
+        if compressed and own_decoder:  # no other decoder would read it: RLE Lossless
+            raise InputError(f"{label}: cannot decode the compressed DICOM pixel data ({tsyntax_name}), which pydicom "
+                             f"decodes itself: the file is damaged; export the film again") from None
         if compressed:
             failed = (f"{label}: cannot decode the compressed DICOM pixel data ({tsyntax_name}); the file may be "
                       f"damaged, or a decoder is missing: ")
