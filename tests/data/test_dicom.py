@@ -33,16 +33,20 @@ def test_dicom_without_its_preamble_is_found_and_read_alike(tmp_path: Path) -> N
     np.testing.assert_array_equal(read_grayscale(uid_named), read_grayscale(full))
 
 
-@pytest.mark.parametrize("implicit", [True, False])
-def test_a_bare_dicom_dataset_without_file_meta_is_read(tmp_path: Path, implicit: bool) -> None:
-    a = ramp(lo=20, hi=180)
-    ds = make_dicom(a)
+@pytest.mark.parametrize("implicit, little", [(True, True), (False, True), (False, False)])
+def test_a_bare_dicom_dataset_without_file_meta_is_read(tmp_path: Path, implicit: bool, little: bool) -> None:
+    """Old devices wrote datasets without preamble or file meta, some in the retired Explicit VR Big Endian: such a
+    film was 'not a readable image (cannot identify image file)', though pydicom reads it in the byte order it finds."""
+    a = ramp(lo=0, hi=4095, dtype=np.uint16)  # 16-bit: its pixels' bytes are in the dataset's byte order
+    ds = make_dicom(a, bits_stored=12)
+    if not little:
+        ds.PixelData = a.astype(">u2").tobytes()  # pydicom writes Pixel Data's bytes as they are
     ds.file_meta = FileMetaDataset()  # none written: the file starts at group 0008
     buffer = io.BytesIO()
-    ds.save_as(buffer, implicit_vr=implicit, little_endian=True, enforce_file_format=False)
+    ds.save_as(buffer, implicit_vr=implicit, little_endian=little, enforce_file_format=False)
     bare = buffer.getvalue()
-    assert bare[:2] == b"\x08\x00" and is_dicom(bare[:132])
-    expected = read_grayscale(dicom_bytes(make_dicom(a)))
+    assert bare[:2] == (b"\x08\x00" if little else b"\x00\x08") and is_dicom(bare[:132])
+    expected = read_grayscale(dicom_bytes(make_dicom(a, bits_stored=12)))
     np.testing.assert_array_equal(read_grayscale(write(tmp_path / "bare.dcm", bare)), expected)
 
 

@@ -72,7 +72,7 @@ _ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 
 def is_dicom(head: bytes) -> bool:
     """True when bytes 128:132 are b'DICM', or for a DICOM file written without its 128-byte preamble and
-    'DICM' (older devices and exports do this; pass at least the first 132 bytes)."""
+    'DICM', little or big endian (older devices and exports do this; pass at least the first 132 bytes)."""
     return (len(head) >= 132 and bytes(head[128:132]) == b"DICM") or _is_bare_dicom(bytes(head[:8]))
 
 
@@ -93,11 +93,13 @@ def unsupported_format(data: bytes | bytearray) -> str | None:
 
 def _is_bare_dicom(head: bytes) -> bool:
     """Whether the first element is a little-endian file-meta (0002) or identifying (0008) element with an
-    explicit VR (two capital letters) or an implicit, short length: no image format starts like this."""
-    if len(head) < 8 or head[:2] not in (b"\x02\x00", b"\x08\x00"):
+    explicit VR (two capital letters) or an implicit, short length, or a big-endian identifying element with an
+    explicit VR (the retired Explicit VR Big Endian, which old devices wrote without file meta; big endian has no
+    implicit VR): no image format starts like this."""
+    if len(head) < 8 or head[:2] not in (b"\x02\x00", b"\x08\x00", b"\x00\x08"):
         return False
     explicit = head[4:6].isalpha() and head[4:6].isupper()
-    return explicit or int.from_bytes(head[4:8], "little") < 0x10000
+    return explicit or (head[:2] != b"\x00\x08" and int.from_bytes(head[4:8], "little") < 0x10000)
 
 
 def read_grayscale(

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 # saved with 16 bits as v * 257 is read back as v // 257, not stretched (`pixels.eight_bit_as_sixteen`). 7: a DICOM's
 # empty VOI LUT Function is LINEAR (its window was passed over), an empty Rescale Slope or Intercept is read as
 # absent (such films were refused before). 8: a DICOM Rescale Slope of 0 or not finite is refused (such films decoded
-# blank).
+# blank); a big-endian DICOM without preamble and file meta is read (refused before as not an image).
 PREPROCESS_VERSION = 8
 
 
