@@ -583,13 +583,25 @@ def make_dicom(
     return ds
 
 
-def film_as_dicom(view: str | None, film: Path = UPRIGHT_FILM) -> bytes:
+def with_view_code(ds, scheme: str, code: str):
+    """`ds` with a View Code Sequence (0054,0220) of one item, the code `code` of coding scheme `scheme`."""
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = code, scheme, "as the device wrote it"
+    ds.ViewCodeSequence = [item]
+    return ds
+
+
+def film_as_dicom(view: str | None, film: Path = UPRIGHT_FILM, code: tuple[str, str] | None = None) -> bytes:
     """A real film (UPRIGHT_FILM: one the guards pass) as an 8-bit DICOM whose View Position is `view` (None: not
-    stated)."""
+    stated), with a View Code Sequence of `code` (scheme, code value) when given."""
     with Image.open(film) as im:
         ds = make_dicom(np.asarray(im.convert("L")), bits_stored=8)
     if view is not None:
         ds.ViewPosition = view
+    if code is not None:
+        with_view_code(ds, *code)
     return dicom_to_bytes(ds)
 
 

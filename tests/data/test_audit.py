@@ -223,14 +223,16 @@ def test_a_colour_dicom_is_listed_as_a_colour_image_and_a_grey_one_is_not(tmp_pa
 def test_a_lateral_dicom_film_is_listed_by_its_view_position_and_fails_strict(tmp_path: Path) -> None:
     """A PACS chest series exports the lateral film beside the frontal one, and its header says so: audit passed it
     (trained on and scored as a frontal film); a frontal, an unstated and a JPEG film are not listed."""
-    from tests.conftest import dicom_to_bytes, make_dicom, xray_pixels
+    from tests.conftest import dicom_to_bytes, make_dicom, with_view_code, xray_pixels
 
     for i in range(2):
         write_xray(tmp_path / "PNEUMONIA" / f"person{i}_virus_{i}.jpeg", 1, 10 + i)
     for name, view in (("IM00001", "AP"), ("IM00002", "PA"), ("IM00003", None), ("IM00004", "LL"),
-                       ("1.2.3.4", "RLO")):
+                       ("1.2.3.4", "RLO"), ("IM00005", ("SRT", "R-10232"))):
         ds = make_dicom(xray_pixels(0, len(name)), bits_stored=8)
-        if view is not None:
+        if isinstance(view, tuple):  # no View Position, a View Code Sequence: right lateral
+            with_view_code(ds, *view)
+        elif view is not None:
             ds.ViewPosition = view
         (tmp_path / "NORMAL").mkdir(exist_ok=True)
         (tmp_path / "NORMAL" / name).write_bytes(dicom_to_bytes(ds))
@@ -239,10 +241,12 @@ def test_a_lateral_dicom_film_is_listed_by_its_view_position_and_fails_strict(tm
         "NORMAL/1.2.3.4: DICOM View Position RLO, not a frontal (AP or PA) film; the model reads "
         "frontal chest X-rays only, remove it",
         "NORMAL/IM00004: DICOM View Position LL, not a frontal (AP or PA) film; the model reads "
-        "frontal chest X-rays only, remove it"]
-    assert audit_problems(report) == ["2 DICOM films of a lateral, decubitus or oblique view"]
-    assert ("DICOM films of a lateral, decubitus or oblique view (by View Position; the model reads frontal films): 2"
-            in format_audit(report))
+        "frontal chest X-rays only, remove it",
+        "NORMAL/IM00005: DICOM View Code Sequence right lateral (SRT R-10232), not a frontal (AP or PA) film; the "
+        "model reads frontal chest X-rays only, remove it"]
+    assert audit_problems(report) == ["3 DICOM films of a lateral, decubitus or oblique view"]
+    assert ("DICOM films of a lateral, decubitus or oblique view (by View Position or View Code Sequence; the model "
+            "reads frontal films): 3" in format_audit(report))
 
 
 def test_images_with_no_patient_folder_are_listed_not_the_end_of_the_audit(tmp_path: Path, capsys) -> None:

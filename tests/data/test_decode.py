@@ -16,6 +16,35 @@ from tests.data.builders import (PATIENT, check_error, dcm, dicom_bytes, encode,
                                  png_header_only, ramp, write)
 
 
+# --------------------------------------------------------------------------- not_frontal_view
+
+
+@pytest.mark.parametrize("position", ["", None])
+@pytest.mark.parametrize("scheme, code, view", [
+    ("SCT", "399067008", "lateral (SCT 399067008)"), ("SCT", "399173006", "left lateral (SCT 399173006)"),
+    ("SCT", "399198007", "right lateral (SCT 399198007)"), ("SRT", "R-10232", "right lateral (SRT R-10232)"),
+    ("SNM3", "R-10236", "left lateral (SNM3 R-10236)"), ("SCT", "399356000", "right anterior oblique (SCT 399356000)"),
+    ("SCT", "399348003", None), ("SCT", "272479007", None), ("SRT", "R-10206", None),  # antero/postero-anterior
+    ("99LOCAL", "399173006", None),  # a local scheme's code means what that scheme says
+])
+def test_a_dicom_without_a_view_position_is_read_by_its_view_code_sequence(
+        position: str | None, scheme: str, code: str, view: str | None) -> None:
+    """A device that leaves View Position (0018,5101) empty or out may state the view only as a CID 4010 code in the
+    View Code Sequence (0054,0220): such a lateral film was read as of no stated view, and scored as a frontal one."""
+    from pneumoscan.data.decode import not_frontal_view, view_reason
+    from tests.conftest import with_view_code
+
+    ds = with_view_code(make_dicom(ramp()), scheme, code)
+    if position is not None:
+        ds.ViewPosition = position
+    assert not_frontal_view(dicom_bytes(ds)) == view
+    if view is not None:
+        assert view_reason(view) == (f"DICOM View Code Sequence {view}: not a frontal (AP or PA) film; the model reads "
+                                     "frontal chest X-rays only, send the frontal film of the study")
+    ds.ViewPosition = "PA"  # the View Position, when stated, is the film's view
+    assert not_frontal_view(dicom_bytes(ds)) is None
+
+
 # --------------------------------------------------------------------------- is_dicom
 
 

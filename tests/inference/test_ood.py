@@ -346,6 +346,19 @@ def test_a_dicom_whose_view_position_is_lateral_is_refused_by_view(shipped: Pred
     assert Predictor(tiny_run).predict_files([lateral])[0].probability is not None  # no guard: scored as any film
 
 
+def test_a_dicom_whose_view_code_sequence_says_lateral_is_refused_by_view(shipped: Predictor, tmp_path: Path) -> None:
+    """A device that leaves View Position empty may state the view only in the View Code Sequence: such a lateral
+    film was scored as a frontal one. It is refused by view, naming the code; a frontal code passes."""
+    frontal = film_as_dicom("", code=("SCT", "399348003"))  # antero-posterior
+    assert shipped.predict_bytes(frontal).in_distribution is True
+    lateral = tmp_path / "lateral.dcm"
+    lateral.write_bytes(film_as_dicom("", code=("SCT", "399173006")))
+    for result in (shipped.predict_bytes(lateral.read_bytes()), shipped.predict_files([lateral])[0]):
+        assert (result.in_distribution, result.probability, result.refused_by) == (False, None, "view")
+        assert result.ood_reason == ("DICOM View Code Sequence left lateral (SCT 399173006): not a frontal (AP or PA) "
+                                     "film; the model reads frontal chest X-rays only, send the frontal film of the study")
+
+
 # The shipped guard's verdicts, recorded when ood.py became a package: (input, refused_by, score, components).
 # Re-record them only when weights/default.ood.safetensors (or the model it guards) is refitted, or the model's input
 # changes: "document" and "dithered PNG" (lossless, over twice the input size) were re-recorded when such files began

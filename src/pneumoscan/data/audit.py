@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan import CLASS_NAMES
-from pneumoscan.data.decode import MIN_SIDE, not_frontal_view, read_file, read_grayscale_and_rgb
+from pneumoscan.data.decode import MIN_SIDE, not_frontal_view, read_file, read_grayscale_and_rgb, view_said
 from pneumoscan.data.file_cues import COLOUR_REFERENCE, colourfulness
 from pneumoscan.data.formats import is_image_head
 from pneumoscan.data.labels import Sample
@@ -23,7 +23,7 @@ from pneumoscan.progress import progress_bar
 def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None, float, str | None]:
     """SHA-256 of the file ('' when its bytes are no film's to compare, `_film_bytes`, or it cannot be read), its size
     in pixels, why it is unreadable, its colourfulness (the guard's cue; 0 for an unreadable file), and a readable
-    DICOM's View Position when it is a lateral, decubitus or oblique view (`not_frontal_view`; else None)."""
+    DICOM's view when its header says lateral, decubitus or oblique (`not_frontal_view`; else None)."""
     try:
         data = read_file(path, str(path))
     except InputError as err:
@@ -120,7 +120,7 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
                               for (split, s), (_, _, _, colour, _) in zip(everything, inspected)
                               if colour > COLOUR_REFERENCE)
     # a lateral film of a chest series exported with the frontal one: trained on and scored as if it were frontal
-    report["not_frontal"] = sorted(f"{shown_as(split, s)}: DICOM View Position {view}, not a frontal (AP or PA) "
+    report["not_frontal"] = sorted(f"{shown_as(split, s)}: {view_said(view)}, not a frontal (AP or PA) "
                                    f"film; the model reads frontal chest X-rays only, remove it"
                                    for (split, s), (_, _, _, _, view) in zip(everything, inspected) if view)
     # `pt7/1.jpeg` and `pt8/1.jpeg` keyed by file name are one patient: in one split (names restart in each); with
@@ -204,9 +204,8 @@ def format_audit(report: dict[str, Any]) -> str:
     lines += [f"  {one_name(msg)}" for msg in report["too_small"][:20]]
     lines.append(f"colour images (not chest X-rays as taken; the guard refuses such files): {len(report['colour'])}")
     lines += [f"  {one_name(msg)}" for msg in report["colour"][:20]]
-    lines.append(f"DICOM films of a lateral, decubitus or oblique view (by View Position; the model reads frontal "
-                 f"films): "
-                 f"{len(report['not_frontal'])}")
+    lines.append(f"DICOM films of a lateral, decubitus or oblique view (by View Position or View Code Sequence; the "
+                 f"model reads frontal films): {len(report['not_frontal'])}")
     lines += [f"  {one_name(msg)}" for msg in report["not_frontal"][:20]]
     if report.get("no_patient_folder"):
         lines.append(f"images right in their class folder, with no patient folder for --patient-key folder to read "

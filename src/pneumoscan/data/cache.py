@@ -39,8 +39,9 @@ from pneumoscan.progress import progress_bar
 # excess (the posterised rule). 7: the dither energy of 8-bit PNG, TIFF and BMP files too (format 6 holds NaN
 # there). 8: a PNG with a transparency entry measured composited on black, as the decoder gives it (format 7: its
 # stored levels). 9: peak excess with the edges' levels and busy edge lines left out (e406b40; format 8 may hold the
-# flat-lines-only measure).
-CACHE_FORMAT = 9
+# flat-lines-only measure). 10: a DICOM's view from its View Code Sequence too when its View Position is empty or
+# absent (format 9 holds None there).
+CACHE_FORMAT = 10
 
 
 def default_cache_dir() -> Path:
@@ -53,8 +54,8 @@ class ImageSet:
     """Images of `samples` as a (N, size, size) uint8 array; unreadable files are left out and listed. `levels`: the
     grey levels of each file as decoded, before resizing (the guard's grey-level rule); `colours`, `tones`, `dithers`
     and `peaks`: each file's `colourfulness`, two-tone share, dither energy and peak excess (`jpeg_cues`; the guard's
-    other file cues); `views`: each file's `not_frontal_view` (a DICOM's View Position when it names a lateral, decubitus or
-    oblique view, else None); each None when not known.
+    other file cues); `views`: each file's `not_frontal_view` (a DICOM's View Position, or View Code Sequence,
+    when it names a lateral, decubitus or oblique view, else None); each None when not known.
     `film_marks`: each file's film fingerprint where its decode gave it (`load_image_set(..., film_marks=True)`),
     None for a file whose fingerprint needs a decode of its own."""
 

@@ -28,9 +28,10 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -39,9 +40,12 @@ from pneumoscan.data.dicom import dicom_colour, read_dicom
 from pneumoscan.data.pixels import DEFAULT_MAX_PIXELS, eight_bit_as_sixteen, out_of_memory, to_uint8, too_large
 from pneumoscan.errors import MAX_REASON, InputError, one_line, one_name
 
-__all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "NOT_FRONTAL_VIEWS", "dicom_colour", "is_dicom", "not_frontal_view",
-           "quiet_decoder_warnings", "read_grayscale", "read_grayscale_and_rgb", "size_warning", "stored_size",
-           "thumbnail_warning", "unsupported_format", "view_reason"]
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+__all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "NOT_FRONTAL_VIEW_CODES", "NOT_FRONTAL_VIEWS", "dicom_colour", "is_dicom",
+           "not_frontal_view", "quiet_decoder_warnings", "read_grayscale", "read_grayscale_and_rgb", "size_warning",
+           "stored_size", "thumbnail_warning", "unsupported_format", "view_reason", "view_said"]
 
 
 MIN_SIDE: int = 32
@@ -209,27 +213,69 @@ NOT_FRONTAL_VIEWS = frozenset({"LL", "RL", "LLD", "RLD", "LLO", "RLO", "LAT", "L
 """DICOM View Position values (upper case) of a lateral, decubitus or oblique film: the DX/CR defined terms besides
 AP and PA, and the words some devices write instead."""
 
+NOT_FRONTAL_VIEW_CODES: dict[str, str] = {
+    # CID 4010 (DX View) codes of a lateral or oblique projection, SNOMED CT (SCT) and its retired SNOMED RT (SRT) form
+    "399067008": "lateral", "R-102CD": "lateral",
+    "399173006": "left lateral", "R-10236": "left lateral",
+    "399198007": "right lateral", "R-10232": "right lateral",
+    "399182000": "oblique", "R-102C1": "oblique",
+    "399184004": "left oblique", "R-10238": "left oblique",
+    "399236003": "right oblique", "R-10234": "right oblique",
+    "260427002": "lateral oblique", "R-40783": "lateral oblique",
+    "399135007": "left anterior oblique", "R-10220": "left anterior oblique",
+    "399356000": "right anterior oblique", "R-40985": "right anterior oblique",
+    "399006002": "left posterior oblique", "R-10212": "left posterior oblique",
+    "399038007": "right posterior oblique", "R-10210": "right posterior oblique",
+    "399312000": "antero-posterior oblique", "R-10208": "antero-posterior oblique",
+    "399059000": "postero-anterior oblique", "R-10216": "postero-anterior oblique",
+}
+"""View Code Sequence (0054,0220) code values of a lateral or oblique film, with their meaning: read when the View
+Position is empty or absent, as some devices state the view only there."""
+
+_SNOMED = ("SCT", "SRT", "SNM3")  # coding scheme designators of SNOMED CT, SNOMED RT and its SNOMED 3 form
+
 
 def not_frontal_view(data: bytes | bytearray) -> str | None:
     """A DICOM file's View Position (0018,5101), from its header, when it names a lateral, decubitus or oblique view
-    (NOT_FRONTAL_VIEWS); None for a frontal, unstated or unreadable one, and for any other file."""
+    (NOT_FRONTAL_VIEWS); when that is empty or absent, its View Code Sequence's code when NOT_FRONTAL_VIEW_CODES
+    holds it, as '<meaning> (<scheme> <code>)'. None for a frontal, unstated or unreadable one, and for any other
+    file."""
     if not is_dicom(bytes(data[:132])):
         return None
     try:
         import pydicom
 
-        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["ViewPosition"],
-                             force=data[128:132] != b"DICM")
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=data[128:132] != b"DICM",
+                             specific_tags=["ViewPosition", "ViewCodeSequence"])
         view = str(ds.get("ViewPosition", "") or "").strip().upper()
+        if view:
+            return view if view in NOT_FRONTAL_VIEWS else None
+        return _view_code(ds.get("ViewCodeSequence"))
     except Exception:  # noqa: BLE001 - decoding reads this header: a value it cannot give is no view
         return None
-    return view if view in NOT_FRONTAL_VIEWS else None
+
+
+def _view_code(items: Sequence[Dataset] | None) -> str | None:
+    """`not_frontal_view` of a View Code Sequence's item (it holds one): its code when lateral or oblique."""
+    if not items:
+        return None
+    item = items[0]
+    scheme = str(item.get("CodingSchemeDesignator", "") or "").strip().upper()
+    code = str(item.get("CodeValue", "") or "").strip().upper()
+    meaning = NOT_FRONTAL_VIEW_CODES.get(code) if scheme in _SNOMED else None
+    return None if meaning is None else f"{meaning} ({scheme} {code})"
+
+
+def view_said(view: str) -> str:
+    """Where a DICOM header says a film's view is `view` (a `not_frontal_view`), and what: 'DICOM View Position LL',
+    'DICOM View Code Sequence left lateral (SCT 399173006)'."""
+    return f"DICOM {'View Position' if view in NOT_FRONTAL_VIEWS else 'View Code Sequence'} {view}"
 
 
 def view_reason(view: str) -> str:
-    """Why a film whose View Position is `view` (one of NOT_FRONTAL_VIEWS) gets no prediction, and what to send."""
-    return (f"DICOM View Position {view}: not a frontal (AP or PA) film; the model reads frontal chest X-rays only, "
-            f"send the frontal film of the study")
+    """Why a film whose header says `view` (a `not_frontal_view`) gets no prediction, and what to send."""
+    return (f"{view_said(view)}: not a frontal (AP or PA) film; the model reads frontal chest X-rays only, send the "
+            f"frontal film of the study")
 
 
 def size_warning(data: bytes | bytearray) -> str | None:

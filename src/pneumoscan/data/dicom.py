@@ -21,7 +21,7 @@ Decisions:
   input is not 0 or whose entries are not 8 to 16 bits, LUT Data of another length, an entry above 2^bits - 1) is
   an InputError rather than a guess at the film's polarity.
   Header values other than image geometry are never read for decoding (`not_frontal_view` reads the View
-  Position apart), and exception text from pydicom is never copied into messages or exception chains (it could
+  Position and View Code Sequence apart; the Rescale Slope is read to refuse one that blanks the film), and exception text from pydicom is never copied into messages or exception chains (it could
   quote header values).
 * A multi-frame DICOM is read only when every frame holds the same pixels (one film stored again; NumberOfFrames 1
   is one film too): its first frame. Frames that differ are refused, as which film is meant cannot be guessed, and so

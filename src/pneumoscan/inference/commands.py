@@ -63,7 +63,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                    "model was trained on, as a few real ones are, so read it without the model; "
                                    "grey_levels, two_tone, dithered, posterised, upside_down: send the film as the scanner saved "
                                    "it; "
-                                   "view: a DICOM whose View Position is lateral, decubitus or oblique, send the "
+                                   "view: a DICOM whose View Position or View Code Sequence is lateral, decubitus or "
+                                   "oblique, send the "
                                    "frontal film).")
     add_model_arg(p)
     p.add_argument("paths", nargs="+", help="image files (JPEG, PNG, TIFF, BMP, DICOM) or folders; a labelled CSV "
