@@ -13,16 +13,16 @@ Decisions:
   data that is an 8-bit film saved as `v * 257` (every value a multiple of 257), read back as `v // 257` (so the
   same image as DICOM or PNG decodes identically). An empty Rescale Slope, Rescale Intercept or VOI LUT Function is
   read as an absent one (a rescale needs both slope and intercept, as pydicom and dcmtk apply it; LINEAR). A Rescale
-  Slope of 0 or not finite (that rescale applied) is an InputError: it makes every pixel one value, a blank film. MONOCHROME1, and MONOCHROME2 with a Presentation
-  LUT Shape of INVERSE, are inverted at the end (once: MONOCHROME1 with INVERSE, as DX films are required to
-  carry it, is the same single inversion, as viewers show it). A Presentation LUT Sequence instead maps the VOI
-  output (over the range above) onto its entries, whose P-values (0 black, 2^bits - 1 white) are the film's shades
-  with their polarity, MONOCHROME1's too (PS3.3 C.11.4); one that cannot be read so (a descriptor whose first
-  input is not 0 or whose entries are not 8 to 16 bits, LUT Data of another length, an entry above 2^bits - 1) is
-  an InputError rather than a guess at the film's polarity.
+  Slope of 0 or not finite (that rescale applied) is an InputError: it makes every pixel one value, a blank film.
+  MONOCHROME1, and MONOCHROME2 with a Presentation LUT Shape of INVERSE, are inverted at the end (once: MONOCHROME1
+  with INVERSE, as DX films are required to carry it, is the same single inversion, as viewers show it). A
+  Presentation LUT Sequence instead maps the VOI output (over the range above) onto its entries, whose P-values (0
+  black, 2^bits - 1 white) are the film's shades with their polarity, MONOCHROME1's too (PS3.3 C.11.4); one that
+  cannot be read so (a descriptor whose first input is not 0 or whose entries are not 8 to 16 bits, LUT Data of
+  another length, an entry above 2^bits - 1) is an InputError rather than a guess at the film's polarity.
   Header values other than image geometry are never read for decoding (`not_frontal_view` reads the View
-  Position and View Code Sequence apart; the Rescale Slope is read to refuse one that blanks the film), and exception text from pydicom is never copied into messages or exception chains (it could
-  quote header values).
+  Position and View Code Sequence apart; the Rescale Slope is read to refuse one that blanks the film), and
+  exception text from pydicom is never copied into messages or exception chains (it could quote header values).
 * A multi-frame DICOM is read only when every frame holds the same pixels (one film stored again; NumberOfFrames 1
   is one film too): its first frame. Frames that differ are refused, as which film is meant cannot be guessed, and so
   is a file whose frames together exceed ``max_pixels`` (all are decoded to compare them).
