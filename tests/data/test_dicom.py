@@ -591,10 +591,13 @@ def test_a_dicom_naming_no_sop_class_cut_between_two_whole_elements_is_said_to_b
     """A film without a SOP Class UID (a bare dataset without file meta, an ACR-NEMA-era file, a file meta without
     it) cut just after any element before its Rows and Columns was said to be 'DICOM file has no pixel data (not an
     image, e.g. a report)'; every DICOM object of a class without pixel data names that class, so such a file is
-    cut short, or damaged, once it shows an image's element (group 0028, Image Type). Cut before any, it reads as a
-    dataset that names no class by design does (`test_a_dicom_query_response_...`): not an image."""
+    cut short, or damaged, once it shows an image's element (group 0028, Image Type), or patient, study or
+    acquisition elements (groups 0010 to 0020) with nothing after them: the datasets that name no class by design and
+    hold those are queries' answers (a Query/Retrieve Level: `test_a_dicom_query_response_...`) or go on past group
+    0028 (`test_a_worklist_entry_...`). Cut within group 0008, it cannot be told from such a dataset: not an image."""
     ds = make_dicom(ramp())
     del ds.SOPClassUID
+    ds.ViewPosition, ds.StudyInstanceUID = "PA", "1.2.3"  # groups 0018 and 0020, as a film holds them
     if file_meta:
         del ds.file_meta.MediaStorageSOPClassUID
     else:
@@ -603,17 +606,34 @@ def test_a_dicom_naming_no_sop_class_cut_between_two_whole_elements_is_said_to_b
     ds.save_as(buffer, implicit_vr=False, little_endian=True, enforce_file_format=False)
     full = buffer.getvalue()
     read = pydicom.dcmread(io.BytesIO(full), force=True)
-    ends = [read.get_item(tag).value_tell + read.get_item(tag).length for tag in read.keys() if tag != 0x7FE00010]
-    first_image_element = min(end for tag, end in zip(read.keys(), ends) if tag.group == 0x0028)
-    assert len(ends) >= 8 and min(ends) < first_image_element
-    for end in ends:
-        image_element_read = end >= first_image_element
+    ends = {tag: read.get_item(tag).value_tell + read.get_item(tag).length for tag in read.keys() if tag != 0x7FE00010}
+    first_patient_element = min(end for tag, end in ends.items() if tag.group == 0x0010)
+    assert len(ends) >= 8 and min(ends.values()) < first_patient_element
+    for end in ends.values():
         path = write(tmp_path / f"cut{end}", full[:end])
         with pytest.raises(InputError) as exc:
             read_grayscale(path)
         message = check_error(exc, str(path))
-        assert image_element_read == ("not an image" not in message and "give the complete file" in message), \
-            (end, message)
+        cut_short = "not an image" not in message and "give the complete file" in message
+        assert (end >= first_patient_element) == cut_short, (end, message)
+
+
+def test_a_worklist_entry_is_not_an_image_not_a_file_cut_short(tmp_path: Path) -> None:
+    """A modality worklist entry names no SOP class and holds patient and study elements, as a film cut before its
+    Image Pixel module does, but goes on past group 0028 (its Scheduled Procedure Step Sequence, group 0040)."""
+    from pneumoscan.errors import NotAnImage
+
+    step = Dataset()
+    step.Modality, step.ScheduledStationAETitle = "CR", "XRAY1"
+    entry = Dataset()
+    entry.AccessionNumber, entry.PatientName, entry.PatientID, entry.StudyInstanceUID = "A1", PATIENT, PATIENT_ID, "1.2"
+    entry.RequestedProcedureID, entry.ScheduledProcedureStepSequence = "RP1", [step]
+    buffer = io.BytesIO()
+    entry.save_as(buffer, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    path = write(tmp_path / "wklist1.wl", buffer.getvalue())
+    with pytest.raises(NotAnImage) as exc:
+        read_grayscale(path)
+    assert "not an image" in check_error(exc, str(path))
 
 
 @pytest.mark.parametrize("file_meta", [True, False])
