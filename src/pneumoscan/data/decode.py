@@ -213,22 +213,16 @@ NOT_FRONTAL_VIEWS = frozenset({"LL", "RL", "LLD", "RLD", "LLO", "RLO", "LAT", "L
 """DICOM View Position values (upper case) of a lateral, decubitus or oblique film: the DX/CR defined terms besides
 AP and PA, and the words some devices write instead."""
 
-NOT_FRONTAL_VIEW_CODES: dict[str, str] = {
-    # CID 4010 (DX View) codes of a lateral or oblique projection, SNOMED CT (SCT) and its retired SNOMED RT (SRT) form
-    "399067008": "lateral", "R-102CD": "lateral",
-    "399173006": "left lateral", "R-10236": "left lateral",
-    "399198007": "right lateral", "R-10232": "right lateral",
-    "399182000": "oblique", "R-102C1": "oblique",
-    "399184004": "left oblique", "R-10238": "left oblique",
-    "399236003": "right oblique", "R-10234": "right oblique",
-    "260427002": "lateral oblique", "R-40783": "lateral oblique",
-    "399135007": "left anterior oblique", "R-10220": "left anterior oblique",
-    "399356000": "right anterior oblique", "R-40985": "right anterior oblique",
-    "399006002": "left posterior oblique", "R-10212": "left posterior oblique",
-    "399038007": "right posterior oblique", "R-10210": "right posterior oblique",
-    "399312000": "antero-posterior oblique", "R-10208": "antero-posterior oblique",
-    "399059000": "postero-anterior oblique", "R-10216": "postero-anterior oblique",
-}
+_LATERAL_OR_OBLIQUE = (  # CID 4010 (DX View): a lateral or oblique projection, its SNOMED CT and SNOMED RT codes
+    ("lateral", "399067008", "R-102CD"), ("left lateral", "399173006", "R-10236"),
+    ("right lateral", "399198007", "R-10232"), ("oblique", "399182000", "R-102C1"),
+    ("left oblique", "399184004", "R-10238"), ("right oblique", "399236003", "R-10234"),
+    ("lateral oblique", "260427002", "R-40783"), ("left anterior oblique", "399135007", "R-10220"),
+    ("right anterior oblique", "399356000", "R-40985"), ("left posterior oblique", "399006002", "R-10212"),
+    ("right posterior oblique", "399038007", "R-10210"), ("antero-posterior oblique", "399312000", "R-10208"),
+    ("postero-anterior oblique", "399059000", "R-10216"),
+)
+NOT_FRONTAL_VIEW_CODES: dict[str, str] = {code: meaning for meaning, *codes in _LATERAL_OR_OBLIQUE for code in codes}
 """View Code Sequence (0054,0220) code values of a lateral or oblique film, with their meaning: read when the View
 Position is empty or absent, as some devices state the view only there."""
 
