@@ -111,6 +111,94 @@ def test_the_page_url_is_a_url_a_browser_opens(host: str, url: str) -> None:
     assert unquote(urlsplit(url).hostname or "") == host  # the URL's host is the address, zone and all
 
 
+@pytest.mark.parametrize(("host", "bound", "url"), [
+    ("0.0.0.0", ("0.0.0.0",), "http://127.0.0.1:8000/"),
+    ("::", ("::",), "http://[::1]:8000/"),  # asyncio listens on :: for IPv6 only: not localhost's 127.0.0.1
+    ("::0", ("::",), "http://[::1]:8000/"),
+    ("", ("0.0.0.0", "::"), "http://localhost:8000/"),
+    ("", ("0.0.0.0",), "http://127.0.0.1:8000/"),  # IPv6 not available here
+    ("", ("::",), "http://[::1]:8000/"),
+])
+def test_a_host_of_every_address_gets_this_machines_url(host: str, bound: tuple[str, ...], url: str) -> None:
+    """--host 0.0.0.0 printed http://0.0.0.0:8000/, which Edge on Windows refuses to open, and --host :: printed
+    http://[::]:8000/: the URL is now this machine's loopback address of the family listening."""
+    from pneumoscan.service.commands import page_url
+
+    assert page_url(host, 8000, "http", bound) == url
+
+
+def test_serving_on_every_address_says_what_listens_and_how_other_machines_reach_it(
+        tiny_run: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve --host 0.0.0.0` printed `serving on http://0.0.0.0:PORT/`, and uvicorn's own line `Uvicorn running on
+    http://0.0.0.0:PORT`; both now give the page's address on this machine, and say that other machines use this
+    machine's name or address. The server really starts (and stops at once) here, so that uvicorn's line is its own."""
+    import asyncio
+
+    import uvicorn
+
+    def serve_briefly(app: object, **kwargs: object) -> None:  # uvicorn.run, stopping once it listens
+        server = uvicorn.Server(uvicorn.Config(app, **kwargs))  # type: ignore[arg-type]
+
+        async def started_then_stopped() -> None:
+            serving = asyncio.ensure_future(server.serve())
+            while not server.started and not serving.done():
+                await asyncio.sleep(0.01)
+            server.should_exit = True
+            await serving
+
+        asyncio.run(started_then_stopped())
+
+    monkeypatch.setattr(uvicorn, "run", serve_briefly)
+    assert main(["serve", "--model", str(tiny_run), "--host", "0.0.0.0", "--port", "0"]) == 0
+    captured = capsys.readouterr()
+    served = re.search(r"serving on http://127\.0\.0\.1:(\d+)/ \(listening on every IPv4 address: other machines use "
+                       r"this machine's name or address; Ctrl\+C stops\)", captured.out)
+    assert served, captured.out
+    port = int(served.group(1))
+    assert (f"Uvicorn running on http://127.0.0.1:{port}/ (listening on every IPv4 address: other machines use this "
+            "machine's name or address; Press CTRL+C to quit)") in captured.err
+    assert "0.0.0.0:" not in captured.out + captured.err
+
+
+def test_uvicorns_other_lines_pass_as_they_are() -> None:
+    """Only uvicorn's "Uvicorn running on" line is rewritten: its errors (logged as the exception itself) are kept."""
+    import logging
+
+    from pneumoscan.service.commands import StartedLine
+
+    error = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, OSError(98, "Address already in use"), (),
+                              None)
+    assert StartedLine("0.0.0.0", ("0.0.0.0",)).filter(error)
+    assert error.getMessage() == "[Errno 98] Address already in use"
+    other = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "Started server process [%d]", (7,), None)
+    assert StartedLine("", ("0.0.0.0",)).filter(other) and other.getMessage() == "Started server process [7]"
+
+
+def test_every_address_without_ipv6_says_ipv4_only(tiny_run: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve --host ''` on a machine without IPv6 (asyncio passes over '::' and listens on 0.0.0.0 only) still said
+    "listening on every address, IPv4 and IPv6" and gave http://localhost:PORT/, which may resolve to ::1 first."""
+    import errno
+
+    import uvicorn
+
+    real = socket.socket
+
+    def no_ipv6(family: int = socket.AF_INET, *args: object, **kwargs: object) -> socket.socket:
+        if family == socket.AF_INET6:
+            raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+        return real(family, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "socket", no_ipv6)
+    ports: list[int] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: ports.append(kwargs["port"]))  # start-up only
+    assert main(["serve", "--model", str(tiny_run), "--host", "", "--port", "0", "--log-level", "critical"]) == 0
+    out = capsys.readouterr().out
+    assert (f"serving on http://127.0.0.1:{ports[0]}/ (listening on every IPv4 address, not IPv6 (not available on "
+            "this machine): other machines use this machine's name or address; Ctrl+C stops)") in out
+    assert "IPv4 and IPv6" not in out
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--port", "70000"], "--port 70000: must be between 0 and 65535"),
     (["--host", "no-such-host.invalid"], "--host no-such-host.invalid: unknown address"),
@@ -372,7 +460,7 @@ def test_the_listen_check_binds_every_address_of_a_name_as_uvicorn_does(first: s
         return listening
 
     if fails == "socket" or sys.version_info >= (3, 13):  # a family turned off; an address not here (bpo-30945)
-        port = check_listen("dual.example", 0)
+        port = check_listen("dual.example", 0).port
         assert port > 0 and asyncio.run(serves(port))
     else:
         with pytest.raises(InputError) as err:
@@ -396,8 +484,8 @@ def test_every_address_is_named_so_in_the_page_url_the_warning_and_a_busy_port(
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: ports.append(kwargs["port"]))  # start-up only
     assert main(["serve", "--model", str(tiny_run), "--host", "", "--port", "0", "--log-level", "critical"]) == 0
     captured = capsys.readouterr()
-    assert (f"pneumoscan: serving on http://localhost:{ports[-1]}/ (listening on every address, IPv4 and IPv6; "
-            "Ctrl+C stops)") in captured.out
+    assert (f"pneumoscan: serving on http://localhost:{ports[-1]}/ (listening on every address, IPv4 and IPv6: other "
+            "machines use this machine's name or address; Ctrl+C stops)") in captured.out
     assert "warning: every address is reachable from other machines" in captured.err
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 0))
@@ -436,7 +524,7 @@ def test_port_0_on_several_addresses_tries_other_free_ports(taken: int, monkeypa
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     monkeypatch.setattr(socket, "socket", Socket)
     if taken < 5:
-        assert check_listen("dual.example", 0) > 0 and len(refused) == taken and 0 not in refused
+        assert check_listen("dual.example", 0).port > 0 and len(refused) == taken and 0 not in refused
     else:
         with pytest.raises(InputError, match="Address already in use on ::1"):
             check_listen("dual.example", 0)
@@ -463,6 +551,6 @@ def test_the_listen_check_sets_so_reuseaddr_only_where_asyncio_does(os_name: str
 
     monkeypatch.setattr(socket, "socket", Socket)
     monkeypatch.setattr(os, "name", os_name)
-    assert check_listen("127.0.0.1", 0) > 0
+    assert check_listen("127.0.0.1", 0).port > 0
     monkeypatch.undo()
     assert ((socket.SOL_SOCKET, socket.SO_REUSEADDR) in options) is reuses

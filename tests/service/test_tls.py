@@ -262,7 +262,7 @@ def test_https_is_announced_and_the_warning_no_longer_says_no_tls(
     assert main(["serve", "--model", str(tiny_run), "--host", "0.0.0.0", "--port", "0", "--ssl-certfile", str(cert),
                  "--ssl-keyfile", str(key)]) == 0
     captured = capsys.readouterr()
-    assert re.search(r"serving on https://0\.0\.0\.0:\d+/", captured.out)
+    assert re.search(r"serving on https://127\.0\.0\.1:\d+/ \(listening on every IPv4 address", captured.out)
     assert "this service has no login; put it behind" in captured.err and "no TLS" not in captured.err
     assert calls[0]["ssl_certfile"] == str(cert) and calls[0]["ssl_keyfile"] == str(key) and "loop" in calls[0]
 

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Sequence
 
 from pneumoscan.inference.commands import add_model_arg
 
@@ -20,8 +20,17 @@ log = logging.getLogger("pneumoscan.service")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # systemctl stop, docker stop and Kubernetes send SIGTERM
 
 
-def check_listen(host: str, port: int) -> int:
-    """The port to listen on (a free one for 0); InputError when HOST:PORT cannot be listened on (port in use,
+class Listening(NamedTuple):
+    """Where `serve` listens: the port, and the addresses bound on it (those HOST resolves to, less any that asyncio
+    passes over, such as '::' on a machine without IPv6)."""
+
+    port: int
+    addresses: tuple[str, ...]
+
+
+def check_listen(host: str, port: int) -> Listening:
+    """The port to listen on (a free one for 0) and the addresses it is bound on; InputError when HOST:PORT cannot be
+    listened on (port in use,
     unknown address), before the model loads. Tried as uvicorn will listen (asyncio's `loop.create_server` with
     the host): on every address the host resolves to at once ('' is every address, IPv4 and IPv6), each IPv6 one
     IPv6-only, passing over an address family whose socket cannot be made (IPv6 turned off), and from Python 3.13
@@ -40,22 +49,23 @@ def check_listen(host: str, port: int) -> int:
         raise InputError(f"--host {host}: unknown address ({err.strerror}); use 127.0.0.1, or 0.0.0.0 for all") from None
     addresses = list(dict.fromkeys(infos))
     for tries_left in reversed(range(_FREE_PORT_TRIES)):
-        chosen = _bind_all(addresses, host, port, retry=tries_left > 0)
-        if chosen:
-            return chosen
+        listening = _bind_all(addresses, host, port, retry=tries_left > 0)
+        if listening is not None:
+            return listening
     raise AssertionError("the last try raises or returns a port")
 
 
 _FREE_PORT_TRIES = 5  # port 0 on several addresses: how many free ports of the first are tried on the others
 
 
-def _bind_all(addresses: list[tuple[Any, ...]], host: str, port: int, *, retry: bool) -> int:
+def _bind_all(addresses: list[tuple[Any, ...]], host: str, port: int, *, retry: bool) -> Listening | None:
     """`check_listen`'s bind of every one of `addresses` (getaddrinfo's answers for HOST) at once on PORT: the port
-    bound; 0, to `retry`, when PORT is 0 and the first address's free port is in use on a later one."""
+    and the addresses bound; None, to `retry`, when PORT is 0 and the first address's free port is in use on a later
+    one."""
     import socket
 
     passed_over: tuple[OSError, int, str] | None = None  # the first address asyncio would pass over, and why
-    chosen, listening = port, 0
+    chosen, listening = port, list[str]()  # the port, and the addresses bound on it
     with contextlib.ExitStack() as bound:  # each stays bound until all are: uvicorn listens on all at once
         for family, kind, proto, _, address in addresses:
             try:
@@ -74,13 +84,14 @@ def _bind_all(addresses: list[tuple[Any, ...]], host: str, port: int, *, retry: 
                     passed_over = passed_over or (err, family, address[0])
                     continue
                 if retry and port == 0 and chosen != 0 and err.errno == errno.EADDRINUSE:
-                    return 0
+                    return None
                 raise _cannot_listen(err, host, port, family, address[0] if len(addresses) > 1 else None) from None
-            chosen, listening = int(sock.getsockname()[1]), listening + 1
+            chosen = int(sock.getsockname()[1])
+            listening.append(address[0])
     if not listening and passed_over is not None:  # asyncio's 'could not bind on any address'
         err, family, address = passed_over
         raise _cannot_listen(err, host, port, family, address if len(addresses) > 1 else None)
-    return chosen
+    return Listening(chosen, tuple(listening))
 
 
 def _cannot_listen(err: OSError, host: str, port: int, family: int, address: str | None) -> Exception:
@@ -151,10 +162,77 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def page_url(host: str, port: int, scheme: str = "http") -> str:
+def page_url(host: str, port: int, scheme: str = "http", addresses: Sequence[str] = ()) -> str:
     """The page's address for HOST:PORT; an IPv6 address goes in brackets (http://[::1]:8000/), its zone's % as %25
-    (RFC 6874: http://[fe80::1%25eth0]:8000/); for '' (every address) this machine's, http://localhost:8000/."""
-    return f"{scheme}://{host_port(host.replace('%', '%25') or 'localhost', port)}/"
+    (RFC 6874: http://[fe80::1%25eth0]:8000/); for a host of every address, this machine's loopback address of the
+    family listening, by ADDRESSES, those bound (`_every_address`): http://127.0.0.1:8000/ for 0.0.0.0,
+    http://[::1]:8000/ for ::, http://localhost:8000/ for both ('')."""
+    everywhere = _every_address(host, addresses)
+    name = everywhere[1] if everywhere else host
+    return f"{scheme}://{host_port(name.replace('%', '%25'), port)}/"
+
+
+def _every_address(host: str, addresses: Sequence[str] = ()) -> tuple[str, str] | None:
+    """For a host of every address ('', 0.0.0.0, ::), by ADDRESSES, those bound (default: HOST, '' as IPv4 and
+    IPv6): what it listens on ('every IPv4 address') and the loopback name that opens the page on this machine
+    (127.0.0.1); None for any other host."""
+    import ipaddress
+
+    bound = addresses or ((host,) if host else ("0.0.0.0", "::"))
+    try:
+        if not all(ipaddress.ip_address(address).is_unspecified for address in bound):
+            return None
+    except ValueError:  # a name
+        return None
+    ipv4, ipv6 = any(":" not in address for address in bound), any(":" in address for address in bound)
+    if ipv4 and ipv6:
+        return "every address, IPv4 and IPv6", "localhost"
+    if ipv6:
+        return "every IPv6 address", "::1"
+    return ("every IPv4 address, not IPv6 (not available on this machine)" if not host else "every IPv4 address",
+            "127.0.0.1")
+
+
+def _where(host: str, addresses: Sequence[str]) -> str:
+    """For a host of every address, what it listens on and how other machines reach the page, then '; ' ('' for any
+    other host): the page's URL names this machine's loopback address, which only this machine opens."""
+    everywhere = _every_address(host, addresses)
+    return f"listening on {everywhere[0]}: other machines use this machine's name or address; " if everywhere else ""
+
+
+class StartedLine(logging.Filter):
+    """uvicorn's "Uvicorn running on http://0.0.0.0:8000" line with the page's address of `page_url` instead, and
+    what it listens on: uvicorn writes the host as given, and no browser opens http://0.0.0.0:8000 (Edge on Windows
+    refuses it), http://[::]:8000 or, for --host '', http://:8000. Every other line of uvicorn's passes as it is."""
+
+    def __init__(self, host: str, addresses: Sequence[str]) -> None:
+        super().__init__()
+        self.host, self.addresses = host, tuple(addresses)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (isinstance(record.msg, str) and record.msg.startswith("Uvicorn running on %s://")
+                and isinstance(args, tuple) and len(args) == 3):
+            scheme, _, port = args
+            record.msg = "Uvicorn running on %s (%sPress CTRL+C to quit)"
+            url = page_url(self.host, int(port), str(scheme), self.addresses)
+            record.args = (url, _where(self.host, self.addresses))
+            record.__dict__.pop("color_message", None)  # its copy of the format, for a terminal's colours
+        return True
+
+
+def serve_log_config(host: str, addresses: Sequence[str]) -> dict[str, Any]:
+    """uvicorn's logging configuration for `serve` on HOST, bound on ADDRESSES: request ids on the access lines
+    (`log_config`), and its "Uvicorn running on" line with the page's address (`StartedLine`)."""
+    from pneumoscan.service.tracking import log_config
+
+    config = log_config()
+    config.setdefault("filters", {})["started_line"] = {"()": StartedLine, "host": host, "addresses": tuple(addresses)}
+    loggers = config.setdefault("loggers", {})
+    if isinstance(loggers, dict):  # uvicorn logs the line on uvicorn.error
+        error = loggers.setdefault("uvicorn.error", {"level": "INFO"})
+        error["filters"] = [*error.get("filters", ()), "started_line"]
+    return config
 
 
 class StoppedBeforeServing(BaseException):
@@ -217,11 +295,10 @@ def log_stop(stop: StopSignals, timeout_s: float) -> None:
         log.info("stopped on %s: every request under way was answered", stop.received)
 
 
-def _announce(host: str, port: int, tls: bool) -> None:
+def _announce(host: str, listening: Listening, tls: bool) -> None:
     """The page's address on stdout, and a warning when HOST is reachable from other machines."""
-    every = "" if host else "listening on every address, IPv4 and IPv6; "  # --host '', as asyncio reads it
-    print(f"pneumoscan: serving on {page_url(host, port, 'https' if tls else 'http')} ({every}Ctrl+C stops)",
-          flush=True)
+    url = page_url(host, listening.port, "https" if tls else "http", listening.addresses)
+    print(f"pneumoscan: serving on {url} ({_where(host, listening.addresses)}Ctrl+C stops)", flush=True)
     if not is_loopback(host):
         lacks = "no login" if tls else "no login and no TLS"
         print(f"pneumoscan: warning: {host or 'every address'} is reachable from other machines, and this service has "
@@ -265,19 +342,19 @@ def _settings(args: argparse.Namespace) -> Settings:
                     audit_log=args.audit_log)
 
 
-def _load_and_serve(args: argparse.Namespace, port: int, stop: StopSignals) -> None:
+def _load_and_serve(args: argparse.Namespace, listening: Listening, stop: StopSignals) -> None:
     """Import the service (a second or two), load the model, then serve under uvicorn until stopped."""
     import uvicorn
 
     from pneumoscan.service.app import create_app
     from pneumoscan.service.protocol import http_protocol
-    from pneumoscan.service.tracking import log_config
 
     settings = _settings(args)
     tls = tls_options(args)
     stop.app = create_app(settings)
-    _announce(args.host, port, bool(tls))
-    uvicorn.run(stop.app, host=args.host, port=port, log_level=args.log_level, log_config=log_config(),
+    _announce(args.host, listening, bool(tls))
+    uvicorn.run(stop.app, host=args.host, port=listening.port, log_level=args.log_level,
+                log_config=serve_log_config(args.host, listening.addresses),
                 server_header=False, http=http_protocol(settings.header_timeout_s),
                 timeout_graceful_shutdown=settings.shutdown_timeout_s, **tls)  # type: ignore[arg-type]  # int in its hints
 
@@ -292,12 +369,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         raise_if_interrupted(err)
         raise InputError("serve needs uvicorn and fastapi; pip install uvicorn fastapi python-multipart") from None
-    port = check_listen(args.host, args.port)
+    listening = check_listen(args.host, args.port)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     with _own_log_level(args.log_level):
         with StopSignals() as stop:
             try:
-                _load_and_serve(args, port, stop)
+                _load_and_serve(args, listening, stop)
             except StoppedBeforeServing as err:
                 log.info("stopped on %s while starting, before serving any request", err.signal_name)
                 return 0  # as after a drained stop: systemd, docker or Kubernetes asked for it
@@ -326,7 +403,8 @@ def add_commands(subparsers: Any) -> None:
     add_model_arg(p)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0 for every IPv4 address, "
-                        "'' for every address, IPv4 and IPv6)")
+                        "'' for every address, IPv4 and IPv6; for these it prints the page's address on this machine, "
+                        "such as http://127.0.0.1:8000/, and other machines use this machine's name or address)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--ssl-certfile", metavar="FILE",
                    help="serve HTTPS with this certificate (PEM; the chain after it); default: plain HTTP, behind "
