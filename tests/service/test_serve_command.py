@@ -554,3 +554,48 @@ def test_the_listen_check_sets_so_reuseaddr_only_where_asyncio_does(os_name: str
     assert check_listen("127.0.0.1", 0).port > 0
     monkeypatch.undo()
     assert ((socket.SOL_SOCKET, socket.SO_REUSEADDR) in options) is reuses
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's SO_REUSEADDR")
+@pytest.mark.parametrize(("host", "other", "said"), [("127.0.0.1", "127.0.0.1", "127.0.0.1:{port}: cannot listen here"),
+                                                     ("", "0.0.0.0", "*:{port} (every address): cannot listen here")])
+def test_a_port_another_program_bound_but_does_not_listen_on_yet_is_refused(
+        host: str, other: str, said: str, tiny_run: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A socket bound with SO_REUSEADDR and not listening (a server starting up: uvicorn's --workers and --reload bind
+    in one process and listen in another) let the check's bind, and uvicorn's, through on Linux: whichever listened
+    first took the port, and `serve` failed with uvicorn's 'address already in use' once its model had loaded, or the
+    other program did."""
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)  # a port let through must not serve forever
+    with socket.socket() as starting:
+        starting.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        starting.bind((other, 0))
+        port = starting.getsockname()[1]
+        assert main(["serve", "--model", str(tiny_run), "--host", host, "--port", str(port)]) == 2
+        captured = capsys.readouterr()
+        starting.listen()  # the other program still can
+    assert captured.err == (f"pneumoscan: error: {said.format(port=port)} (another program, not yet listening (such "
+                            f"as a server starting up) and so not in `ss -ltn`, has bound port {port}"
+                            f"{' on 0.0.0.0' if not host else ''}); stop what uses the port or pass another --port\n")
+    assert "serving on" not in captured.out
+
+
+def test_a_previous_runs_closed_connections_do_not_hold_the_port() -> None:
+    """A restart on the port of a run that served requests: its connections closed by the server linger in TIME_WAIT,
+    which a bind without SO_REUSEADDR fails on; they must not be taken for a program holding the port."""
+    from pneumoscan.service.commands import check_listen
+
+    with socket.socket() as previous:
+        previous.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        previous.bind(("127.0.0.1", 0))
+        previous.listen()
+        port = previous.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            answered, _ = previous.accept()
+            answered.close()  # the server closes first: its side lingers in TIME_WAIT
+            client.recv(1)
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))  # what the check would refuse on, were it not told apart
+    assert check_listen("127.0.0.1", port).port == port

@@ -77,6 +77,7 @@ def _bind_all(addresses: list[tuple[Any, ...]], host: str, port: int, *, retry: 
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == getattr(socket, "AF_INET6", None) and hasattr(socket, "IPPROTO_IPV6"):
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # else [::] holds 0.0.0.0's port too
+            held = port != 0 and _held_not_listening(family, kind, proto, address, port)  # before this bind holds it
             try:
                 sock.bind((address[0], chosen, *address[2:]))  # port 0: the first one's free port for every address
             except OSError as err:
@@ -86,12 +87,55 @@ def _bind_all(addresses: list[tuple[Any, ...]], host: str, port: int, *, retry: 
                 if retry and port == 0 and chosen != 0 and err.errno == errno.EADDRINUSE:
                     return None
                 raise _cannot_listen(err, host, port, family, address[0] if len(addresses) > 1 else None) from None
+            if held:
+                held_by = OSError(errno.EADDRINUSE, "another program, not yet listening (such as a server starting up) "
+                                                    f"and so not in `ss -ltn`, has bound port {port}")
+                raise _cannot_listen(held_by, host, port, family, address[0] if len(addresses) > 1 else None)
             chosen = int(sock.getsockname()[1])
             listening.append(address[0])
     if not listening and passed_over is not None:  # asyncio's 'could not bind on any address'
         err, family, address = passed_over
         raise _cannot_listen(err, host, port, family, address if len(addresses) > 1 else None)
     return Listening(chosen, tuple(listening))
+
+
+def _held_not_listening(family: int, kind: int, proto: int, address: tuple[Any, ...], port: int) -> bool:
+    """Whether another socket holds PORT on ADDRESS without listening on it (Linux): bound with SO_REUSEADDR, as a
+    server does before it listens (uvicorn's --workers and --reload bind in one process and listen in another).
+    asyncio's bind, with SO_REUSEADDR, passes it, and whichever listens first takes the port: `serve` then fails once
+    its model is loaded, or the other program does. A bind without SO_REUSEADDR fails on it, but also on a previous
+    run's closed connections (TIME_WAIT), which SO_REUSEADDR is there to pass; those are in the kernel's table of
+    connections and a socket only bound is not, so only a port with none there is taken as held."""
+    import socket
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        with socket.socket(family, kind, proto) as probe:
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            probe.bind((address[0], port, *address[2:]))
+        return False
+    except OSError as err:
+        if err.errno != errno.EADDRINUSE:
+            return False  # the bind asyncio does says why, if it fails too
+    ports = _tcp_ports()
+    return ports is not None and port not in ports
+
+
+def _tcp_ports() -> set[int] | None:
+    """The local ports of the kernel's TCP sockets listening or connected, closing ones too (Linux's /proc/net/tcp and
+    tcp6); None when neither can be read."""
+    from pathlib import Path
+
+    ports: set[int] | None = None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        ports = (ports or set()) | {int(row.split()[1].rsplit(":", 1)[1], 16) for row in rows if row.strip()}
+    return ports
 
 
 def _cannot_listen(err: OSError, host: str, port: int, family: int, address: str | None) -> Exception:
