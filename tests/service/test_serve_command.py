@@ -194,8 +194,8 @@ def test_every_address_without_ipv6_says_ipv4_only(tiny_run: Path, capsys: pytes
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: ports.append(kwargs["port"]))  # start-up only
     assert main(["serve", "--model", str(tiny_run), "--host", "", "--port", "0", "--log-level", "critical"]) == 0
     out = capsys.readouterr().out
-    assert (f"serving on http://127.0.0.1:{ports[0]}/ (listening on every IPv4 address, not IPv6 (not available on "
-            "this machine): other machines use this machine's name or address; Ctrl+C stops)") in out
+    assert (f"serving on http://127.0.0.1:{ports[0]}/ (listening on every IPv4 address, not IPv6, which this "
+            "machine lacks: other machines use this machine's name or address; Ctrl+C stops)") in out
     assert "IPv4 and IPv6" not in out
 
 
@@ -599,3 +599,25 @@ def test_a_previous_runs_closed_connections_do_not_hold_the_port() -> None:
     with socket.socket() as plain, pytest.raises(OSError):
         plain.bind(("127.0.0.1", port))  # what the check would refuse on, were it not told apart
     assert check_listen("127.0.0.1", port).port == port
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's SO_REUSEADDR")
+def test_a_port_bound_without_listening_passes_when_the_kernels_table_cannot_be_read(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without /proc/net/tcp (a sandbox hiding /proc) a bound socket cannot be told from closed connections: the check
+    lets the port through, as asyncio would, rather than refuse a restart of the service on its own port."""
+    from pneumoscan.service.commands import check_listen
+
+    real = Path.read_text
+
+    def hidden(self: Path, *args: object, **kwargs: object) -> str:
+        if str(self).startswith("/proc/net/"):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_text", hidden)
+    with socket.socket() as starting:
+        starting.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        starting.bind(("127.0.0.1", 0))
+        port = starting.getsockname()[1]
+        assert check_listen("127.0.0.1", port).port == port

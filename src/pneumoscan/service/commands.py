@@ -30,13 +30,13 @@ class Listening(NamedTuple):
 
 def check_listen(host: str, port: int) -> Listening:
     """The port to listen on (a free one for 0) and the addresses it is bound on; InputError when HOST:PORT cannot be
-    listened on (port in use,
-    unknown address), before the model loads. Tried as uvicorn will listen (asyncio's `loop.create_server` with
-    the host): on every address the host resolves to at once ('' is every address, IPv4 and IPv6), each IPv6 one
-    IPv6-only, passing over an address family whose socket cannot be made (IPv6 turned off), and from Python 3.13
-    an address not on this machine (EADDRNOTAVAIL), but failing on any other address that cannot be bound, and when
-    none is bound. For port 0, the first address's free port is tried on the others, and the whole is tried again
-    (a few times) when another address holds that port."""
+    listened on (port in use, on Linux also by a socket bound and not yet listening; unknown address), before the
+    model loads. Tried as uvicorn will listen (asyncio's `loop.create_server` with the host): on every address the
+    host resolves to at once ('' is every address, IPv4 and IPv6), each IPv6 one IPv6-only, passing over an address
+    family whose socket cannot be made (IPv6 turned off), and from Python 3.13 an address not on this machine
+    (EADDRNOTAVAIL), but failing on any other address that cannot be bound, and when none is bound. For port 0, the
+    first address's free port is tried on the others, and the whole is tried again (a few times) when another
+    address holds that port."""
     import socket
 
     from pneumoscan.errors import InputError
@@ -125,16 +125,19 @@ def _held_not_listening(family: int, kind: int, proto: int, address: tuple[Any, 
 
 def _tcp_ports() -> set[int] | None:
     """The local ports of the kernel's TCP sockets listening or connected, closing ones too (Linux's /proc/net/tcp and
-    tcp6); None when neither can be read."""
+    tcp6); None when neither can be read, or one is not in the form known."""
     from pathlib import Path
 
     ports: set[int] | None = None
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
+        except OSError:  # tcp6 is missing without IPv6
             continue
-        ports = (ports or set()) | {int(row.split()[1].rsplit(":", 1)[1], 16) for row in rows if row.strip()}
+        try:  # rows of 'sl local_address:port rem_address:port st ...', the port in hexadecimal
+            ports = (ports or set()) | {int(row.split()[1].rsplit(":", 1)[1], 16) for row in rows if row.strip()}
+        except (IndexError, ValueError):  # not the form known: cannot tell
+            return None
     return ports
 
 
@@ -233,7 +236,7 @@ def _every_address(host: str, addresses: Sequence[str] = ()) -> tuple[str, str] 
         return "every address, IPv4 and IPv6", "localhost"
     if ipv6:
         return "every IPv6 address", "::1"
-    return ("every IPv4 address, not IPv6 (not available on this machine)" if not host else "every IPv4 address",
+    return ("every IPv4 address, not IPv6, which this machine lacks" if not host else "every IPv4 address",
             "127.0.0.1")
 
 
