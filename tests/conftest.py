@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -125,8 +126,29 @@ def under_sample_test(path: object) -> bool:
     return real == SAMPLE_TEST or real.startswith(SAMPLE_TEST + os.sep)
 
 
+_watches: list[tuple[str, list[str]]] = []  # `files_opened_under`'s folders (resolved) and what was opened in each
+
+
+@contextmanager
+def files_opened_under(folder: Path) -> Iterator[list[str]]:
+    """The files this process opens under `folder` (through any symlink) while the block runs, as the audit hook
+    sees them: a list that grows as they are opened."""
+    watch: tuple[str, list[str]] = (os.path.realpath(folder), [])
+    _watches.append(watch)
+    try:
+        yield watch[1]
+    finally:
+        _watches.remove(watch)
+
+
 def _sample_test_hook(event: str, args: tuple[object, ...]) -> None:
-    if event == "open" and _guard["armed"] and under_sample_test(args[0]):
+    if event != "open" or args[0] is None or isinstance(args[0], int):
+        return
+    for root, opened in _watches:
+        real = os.path.realpath(os.fsdecode(os.fspath(args[0])))  # type: ignore[arg-type]
+        if real == root or real.startswith(root + os.sep):
+            opened.append(real)
+    if _guard["armed"] and under_sample_test(args[0]):
         _guard["seen"].append(os.fsdecode(os.fspath(args[0])))  # type: ignore[union-attr, arg-type]
         raise SampleTestFilmRead(errno.EACCES, "a test may not read the bundled sample's test/ (official test split "
                                  "films; use the sample_films fixture)", os.fspath(args[0]))  # type: ignore[arg-type]

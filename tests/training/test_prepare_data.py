@@ -352,3 +352,22 @@ def test_a_film_that_runs_the_machine_out_of_memory_is_not_called_unreadable(
     monkeypatch.setattr(preprocess, "load_image", out_of_memory)
     with pytest.raises(DecodeOutOfMemory, match="out of memory decoding it"):
         prepare_data(TrainConfig(data=str(manifest), out=str(tmp_path / "r")), 16, False)
+
+
+def test_training_opens_no_file_of_test_beyond_its_dicom_headers(tiny_dataset: Path, tmp_path: Path) -> None:
+    """test/ is for final reporting: `train` opened the first bytes of each of its files, to set aside formats not
+    read and to look for a DICOM PatientID, though only test/'s DICOM films can change a key of train/ and val/. It
+    lists test/'s JPEGs (and a GIF) unopened, reads the header of a test/ DICOM film only, and keys every film of
+    train/ as `audit` does."""
+    from pneumoscan.data.layout import discover
+    from pneumoscan.data.patients import dataset_keys
+    from tests.conftest import files_opened_under, write_dicom
+
+    (tiny_dataset / "test" / "NORMAL" / "logo.gif").write_bytes(b"GIF89a" + bytes(20))
+    dicom = write_dicom(tiny_dataset / "test" / "PNEUMONIA" / "t0.dcm", 1, 7, patient_id="T0", size=16)
+    with files_opened_under(tiny_dataset / "test") as opened:
+        run = prepare_data(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r"), val_fraction=0.3), 16, False)
+    assert set(opened) == {str(dicom.resolve())}
+    audited = dataset_keys(discover(tiny_dataset), progress=False)
+    assert {s: run.patients(s) for s in run.train.samples + run.val.samples} == {
+        s: audited(s) for s in run.train.samples + run.val.samples}

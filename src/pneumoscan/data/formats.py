@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Collection, NamedTuple
 
 from pneumoscan.data.decode import EXPORT_AS, is_dicom, read_grayscale, unsupported_format
 from pneumoscan.errors import InputError, one_name
@@ -62,6 +62,13 @@ def is_image_path(path: Path) -> bool:
     return suffix in (".dcm", ".dicom") or (suffix == "" and head.startswith(_IMAGE_MAGIC))
 
 
+def may_be_dicom(path: str | Path) -> bool:
+    """Whether a file's name lets it be a DICOM file: not named for another image format (`is_image_path` lists a
+    .jpeg or a .gif unopened), so .dcm, .dicom, no extension or a UID's last number."""
+    suffix = Path(path).suffix.lower()
+    return suffix in (".dcm", ".dicom") or suffix not in (*IMAGE_EXTENSIONS, *UNREAD_EXTENSIONS)
+
+
 def is_image_head(head: bytes) -> bool:
     """Whether a file's first bytes (132 or more) are those of an image format, read or not: DICOM, JPEG, PNG, TIFF,
     BMP, or a format not read (`decode.unsupported_format`). An HTML error page saved as x.jpeg is none."""
@@ -75,18 +82,20 @@ class Refusal(NamedTuple):
     no_image: bool = False
 
 
-def set_aside_unread(found: dict[str, list[Sample]]) -> tuple[dict[str, list[Sample]], dict[str, list[str]],
-                                                              dict[str, int]]:
+def set_aside_unread(found: dict[str, list[Sample]], unopened: Collection[str] = ()) -> tuple[
+        dict[str, list[Sample]], dict[str, list[str]], dict[str, int]]:
     """`found` (`discover`'s) without the files `unread_refusal` sets aside (those in a format pneumoscan does not read,
     by their first bytes, whatever their extension, and those listed only for such a format's extension that hold no
     image), per split each one's refusal as decoding says it, and per split how many of them hold no image
     (`Refusal.no_image`: set aside by `UNREAD_RULE` 2 only): kept out of a split, the --max-images cap and the
-    patient keys, where one more file (one more "patient") would reshuffle the split, then reported skipped."""
+    patient keys, where one more file (one more "patient") would reshuffle the split, then reported skipped. The
+    splits named in `unopened` (training's test/) are kept whole, no file opened: such a file is no DICOM file, so
+    it keys no other film (`patient_keys`)."""
     kept: dict[str, list[Sample]] = {}
     unread: dict[str, list[str]] = {}
     no_image: dict[str, int] = {}
     for split, samples in found.items():
-        refusals = [unread_refusal(s.path) for s in samples]
+        refusals = [None if split in unopened else unread_refusal(s.path) for s in samples]
         kept[split] = [s for s, refusal in zip(samples, refusals) if refusal is None]
         unread[split] = sorted(refusal.text for refusal in refusals if refusal is not None)
         no_image[split] = sum(refusal.no_image for refusal in refusals if refusal is not None)
