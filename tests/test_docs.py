@@ -1651,3 +1651,24 @@ def test_the_resume_learning_rate_example_holds_at_any_number_of_batches_per_epo
         assert f"{end_of_2:.1g} at {batches}" in text or f"{end_of_2:.1g} at {batches} batches per epoch" in text
         assert f"{lr_at(2 * batches, 4 * batches, int(warmup * batches), lr):.2g} at epoch 3 of 4" in text
     assert lr_at(2 * 82 - 1, 2 * 82, 82, lr) < 1e-6 and "from near 0 at the end of epoch 2 of 2" in text  # Kermany
+
+
+def test_the_inference_benchmark_times_train_films_not_the_test_split(tmp_path: Path) -> None:
+    """bench/inference.py timed the shipped model over the test split by default: timing needs none of its films,
+    and the test split is kept for final reports. Its default is now the train split (the sample's train folder
+    without the data set), 624 films spread over it, as its help and docs/benchmarks.md say; --data times another."""
+    with bench_importable():
+        inference = importlib.import_module("inference")
+        help_text = inference.build_parser().format_help()
+        timed = inference.films(inference.default_data(), 10)
+        film = sorted((ROOT / "sample" / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[0]
+        for i in range(6):
+            shutil.copy(film, tmp_path / f"{i}.jpeg")
+        mine = inference.films(tmp_path, 3)
+    assert [folder.name for folder in inference.DATA_DIRS] == ["train", "train"]
+    assert len(timed) == 10 and all("train" in film.parts and "test" not in film.parts for film in timed)
+    assert {film.parent.name for film in timed} == {"NORMAL", "PNEUMONIA"}
+    assert mine == [tmp_path / "0.jpeg", tmp_path / "2.jpeg", tmp_path / "4.jpeg"]
+    assert "chest_xray/test" not in help_text and "chest_xray/test" not in inference.__doc__
+    row = next(line for line in (ROOT / BENCHMARKS_DOC).read_text().splitlines() if line.startswith("| `inference.py`"))
+    assert "train split" in row
