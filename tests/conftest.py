@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -36,6 +37,7 @@ import pytest  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from pneumoscan import CLASS_NAMES  # noqa: E402
+from tests.guard_site.sitecustomize import READ_GUARD, READ_GUARD_LOG, files_of, opens_one_of  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample" / "chest_xray"
@@ -104,6 +106,7 @@ class SampleTestFilmRead(PermissionError):
 
 
 SAMPLE_TEST = os.path.realpath(SAMPLE / "test")
+SAMPLE_TEST_FILES = files_of(SAMPLE_TEST)
 REPORTING = {ROOT / "tests" / "test_shipped_model.py"}  # the tests that report on the sample's test films
 LISTS_SAMPLE_TEST = "lists_sample_test_films"
 # What the audit hook reads: armed from the start (collection, module-level code, parametrize lists included) and
@@ -114,16 +117,39 @@ READ_SAMPLE_TEST = ("read the bundled sample's test/ (official test split films,
 
 
 def under_sample_test(path: object) -> bool:
-    """Whether `path` (what an "open" audit event names) is in the sample's test/, through any symlink. Only a path
-    that could be is resolved, to keep the hook cheap: one naming a class folder (every film of test/ is in NORMAL/
-    or PNEUMONIA/); a symlink straight to a class folder or to a film is not seen."""
-    if path is None or isinstance(path, int):
-        return False
-    name = os.fsdecode(os.fspath(path))  # type: ignore[arg-type]
-    if "NORMAL" not in name and "PNEUMONIA" not in name:
-        return False
-    real = os.path.realpath(name)
-    return real == SAMPLE_TEST or real.startswith(SAMPLE_TEST + os.sep)
+    """Whether `path` (what an "open" audit event names) is a file of the sample's test/, by its device and inode:
+    through any symlink (to the sample, to a class folder, to a film) or hard link."""
+    return opens_one_of(path, SAMPLE_TEST_FILES)
+
+
+# Processes the tests start are guarded by tests/guard_site/sitecustomize.py, on their PYTHONPATH: while the guard is
+# armed READ_GUARD names the sample's test/ in their environment, and what they were refused is appended to this log
+GUARD_SITE = ROOT / "tests" / "guard_site"
+_log_fd, GUARD_LOG = tempfile.mkstemp(prefix="pneumoscan-tests-read-guard-", suffix=".log")
+os.close(_log_fd)
+os.environ.update({READ_GUARD: SAMPLE_TEST, READ_GUARD_LOG: GUARD_LOG,
+                   "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(GUARD_SITE)]))})
+if hasattr(sys.modules.get("sitecustomize"), "stand_down"):  # this process started guarded (an xdist worker)
+    sys.modules["sitecustomize"].stand_down()  # its own guard below is armed and disarmed with each test
+
+
+def guarded_env(env: object) -> None:
+    """Give the environment a test passes to a process it starts (`env=`) the guard, while armed: a test's own
+    PYTHONPATH (`src` alone) left tests/guard_site out."""
+    if not isinstance(env, dict) or READ_GUARD not in os.environ:
+        return
+    paths = str(env.get("PYTHONPATH") or "").split(os.pathsep)
+    env.update({READ_GUARD: os.environ[READ_GUARD], READ_GUARD_LOG: GUARD_LOG,
+                "PYTHONPATH": os.pathsep.join(filter(None, [*paths, str(GUARD_SITE)])) if str(GUARD_SITE) not in paths
+                else env["PYTHONPATH"]})
+
+
+def read_by_processes() -> list[str]:
+    """The sample's test/ films the processes the tests started were refused since last asked (the log emptied)."""
+    with open(GUARD_LOG, "r+", encoding="utf-8") as log:
+        seen = log.read().splitlines()
+        log.truncate(0)
+    return seen
 
 
 _watches: list[tuple[str, list[str]]] = []  # `files_opened_under`'s folders (resolved) and what was opened in each
@@ -142,6 +168,8 @@ def files_opened_under(folder: Path) -> Iterator[list[str]]:
 
 
 def _sample_test_hook(event: str, args: tuple[object, ...]) -> None:
+    if event == "subprocess.Popen":
+        guarded_env(args[3])
     if event != "open" or args[0] is None or isinstance(args[0], int):
         return
     for root, opened in _watches:
@@ -157,6 +185,11 @@ def _sample_test_hook(event: str, args: tuple[object, ...]) -> None:
 if not getattr(sys, "_pneumoscan_sample_test_hook", False):  # audit hooks cannot be removed: one per process
     sys.addaudithook(_sample_test_hook)
     sys._pneumoscan_sample_test_hook = True  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if os.path.exists(GUARD_LOG):
+        os.unlink(GUARD_LOG)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -183,7 +216,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """The run stops before any test when collecting the tests opened a film of the sample's test/ (the guard
     refused it, and a loader that skips unreadable films may have caught that: no test would fail for it), or when
     a `lists_sample_test_films` mark has no reason, naming the films or the tests."""
-    seen, _guard["seen"] = sorted(set(_guard["seen"])), []  # type: ignore[call-overload]
+    seen, _guard["seen"] = sorted(set(_guard["seen"]) | set(read_by_processes())), []  # type: ignore[arg-type]
     if seen:
         raise pytest.UsageError(f"collecting the tests {READ_SAMPLE_TEST}: {', '.join(seen)}")
     unexplained = [item.nodeid for item in items if sample_test_reason(item) == ""]
@@ -197,10 +230,13 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     """Disarm the guard for the whole run of a test that may read the sample's test/ (the setup of the session and
     module fixtures it is first to use included: an autouse fixture would be set up after those)."""
     _guard.update(armed=not reads_sample_test(item), seen=[])
+    if not _guard["armed"]:
+        os.environ.pop(READ_GUARD)
     try:
         yield
     finally:
         _guard.update(armed=True)
+        os.environ[READ_GUARD] = SAMPLE_TEST
 
 
 @pytest.fixture(autouse=True)
@@ -208,14 +244,17 @@ def sample_test_films_unread() -> Iterator[None]:
     """Fail a test that opened a film of the bundled sample's test/ (of the official test split, for final reporting
     only: tests/test_shipped_model.py scores them; other tests use `sample_films`). An audit hook
     (`sys.addaudithook`, one per process) refuses each "open" of a file there before a byte is read, whatever the
-    spelling (`sample_dir / "test"`, joinpath, an f-string, os.path.join, a glob, a symlink to the sample); this
-    fixture also fails the test when code caught that refusal (a loader that skips unreadable films). Listing the
-    folder is let be: it reads no film, and `discover(sample_dir)` lists every split. Not covered: processes the
-    test starts (`subprocess` runs of pneumoscan: none is run on the sample's test/; a forked DataLoader worker
-    inherits the hook) and C code that opens files itself."""
+    spelling (`sample_dir / "test"`, joinpath, an f-string, os.path.join, a glob, a symlink or hard link to the
+    sample, a class folder or a film); this fixture also fails the test when code caught that refusal (a loader that
+    skips unreadable films). Python processes the test starts (`python -m pneumoscan ...`, a served app; a forked
+    DataLoader worker inherits the hook) are guarded alike by tests/guard_site/sitecustomize.py, and what they were
+    refused fails the test too (a process left running by an earlier test, the test after it). Listing the folder is
+    let be: it reads no film, and `discover(sample_dir)` lists every split. Not covered: C code that opens files
+    itself, and a process started without site (`python -S`) or isolated (`-I`, `-E`), which skips PYTHONPATH."""
     yield
-    if _guard["seen"]:
-        pytest.fail(f"the test {READ_SAMPLE_TEST}: {', '.join(sorted(set(_guard['seen'])))}", pytrace=False)
+    seen = sorted(set(_guard["seen"]) | set(read_by_processes()))  # type: ignore[arg-type]
+    if seen:
+        pytest.fail(f"the test {READ_SAMPLE_TEST}: {', '.join(seen)}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -48,6 +48,7 @@ def refused(read: Callable[[], object]) -> list[str]:
 
 def test_the_guard_is_armed_in_a_test() -> None:
     assert conftest._guard["armed"] is True
+    assert os.environ[conftest.READ_GUARD] == conftest.SAMPLE_TEST  # for the processes it starts
 
 
 @pytest.mark.parametrize("read", [
@@ -72,7 +73,37 @@ def test_the_guard_sees_through_a_symlink_to_the_sample(sample_dir: Path, tmp_pa
     """docs/python-api.md's example was run on a symlink to ROOT/"sample": `data = "sample/chest_xray"`."""
     (tmp_path / "sample").symlink_to(sample_dir.parent, target_is_directory=True)
     assert refused(lambda: Image.open(tmp_path / "sample" / "chest_xray" / "test" / "PNEUMONIA" /
-                                      sorted(os.listdir(sample_dir.parent / "chest_xray" / "train" / "NORMAL"))[0]))
+                                      sorted(os.listdir(sample_dir / "test" / "PNEUMONIA"))[0]))
+
+
+@pytest.mark.parametrize("link", ["normal", "films", "film.jpeg"])
+def test_the_guard_sees_through_a_symlink_to_a_class_folder_or_a_film(link: str, sample_dir: Path,
+                                                                       tmp_path: Path) -> None:
+    """Only a path naming NORMAL or PNEUMONIA was resolved: a link `normal/` (class folders are found whatever their
+    case) or `films/` to test/NORMAL, or a link to a film, was read unseen."""
+    target = sample_dir / "test" / "NORMAL"
+    (tmp_path / link).symlink_to(target / FILM if link.endswith(".jpeg") else target)
+    film = tmp_path / link if link.endswith(".jpeg") else tmp_path / link / FILM
+    assert refused(lambda: Image.open(film)) == [str(film)]
+
+
+def test_a_process_the_test_starts_is_refused_the_films_and_fails_the_test(sample_dir: Path, tmp_path: Path) -> None:
+    """A process a test started (`python -m pneumoscan evaluate`, with the `PYTHONPATH=src` many tests give theirs)
+    read the sample's test films unseen: the guard was this process's audit hook. tests/guard_site/sitecustomize.py
+    refuses them there as well, through links, and the fixture fails the test on what it logged (read and forgotten
+    here). The process only opens the films: no model is run, should the guard fail."""
+    import subprocess
+    import sys
+
+    (tmp_path / "films").symlink_to(sample_dir / "test" / "PNEUMONIA")
+    films = sorted(str(tmp_path / "films" / name) for name in os.listdir(tmp_path / "films"))
+    code = ("import sys\nfor film in sys.argv[1:]:\n    try:\n        open(film, 'rb').close()\n"
+            "    except PermissionError as err:\n        print(err.strerror)")
+    env = {**os.environ, "PYTHONPATH": str(conftest.ROOT / "src")}
+    done = subprocess.run([sys.executable, "-c", code, *films], env=env, capture_output=True, text=True, timeout=60)
+    assert conftest.read_by_processes() == films and len(films) == 30
+    assert done.stdout.splitlines() == [f"a process a test started may not read {conftest.SAMPLE_TEST} (official "
+                                        f"test split films, for final reporting only)"] * 30
 
 
 def test_evaluate_on_the_sample_is_refused_before_a_film_is_read(sample_dir: Path,
@@ -95,7 +126,7 @@ def test_the_sample_train_films_and_the_sample_folder_itself_are_read(sample_dir
 
 @pytest.mark.lists_sample_test_films(reason="shows that a marked test may hash them")
 def test_a_marked_test_may_hash_the_sample_test_films(sample_dir: Path) -> None:
-    assert conftest._guard["armed"] is False
+    assert conftest._guard["armed"] is False and conftest.READ_GUARD not in os.environ
     assert len({film.read_bytes() for film in sample_dir.glob("test/*/*.jpeg")}) == 60
 
 
