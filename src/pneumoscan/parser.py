@@ -7,7 +7,7 @@ import importlib
 from pathlib import Path
 
 from pneumoscan import __version__
-from pneumoscan.errors import shell_word
+from pneumoscan.errors import first_names, one_name, shell_word
 
 # Each module defines `add_commands(subparsers)`; their heavy imports happen inside the handlers. These add their
 # commands after those `build_parser` adds first (models to predict).
@@ -64,7 +64,10 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
     """`parser.parse_args`, except that a file name after predict's --csv or --json (which print to stdout, while
     evaluate's --json takes a file) is refused saying how to write the file: one left over (after the films), or
     one ending in .csv or .json taken for a film (before them), which no film is; and a '-' after them (the stdout
-    of the other commands' --json -) saying to leave it out; and a film given as '-', saying to give /dev/stdin."""
+    of the other commands' --json -) saying to leave it out; and a film given as '-', saying to give /dev/stdin.
+    Arguments left over are refused by the command's own parser, whose usage shows what it takes (the top-level
+    usage, `pneumoscan [-h] [--version] COMMAND ...`, does not); several films given to explain, which draws one,
+    say so and how to draw each."""
     args, extra = parser.parse_known_args(argv)
     if args.command == "predict":
         for before, token in zip(argv, argv[1:]):
@@ -81,8 +84,19 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
                 "'-' is not a film: predict reads files, not standard input; for a film piped in, give /dev/stdin "
                 "(`... | pneumoscan predict /dev/stdin`)")
     if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        command = _command_parser(parser, args.command)
+        if args.command == "explain" and not any(token.startswith("-") for token in extra):
+            command.error(_several_films(args.image, extra))
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
     return args
+
+
+def _several_films(image: str, extra: list[str]) -> str:
+    """explain's error for the films after its first (`extra`), as a shell's `*.jpeg` gives them."""
+    films = [image, *extra]
+    return (f"explain draws one film at a time, and was given {len(films)} "
+            f"({first_names([one_name(film) for film in films], 2, 'films')}); run it once per film: "
+            "`for f in FILMS; do pneumoscan explain \"$f\"; done` (each writes NAME_heatmap.png)")
 
 
 def _command_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:

@@ -779,9 +779,23 @@ def test_predict_given_a_file_after_csv_or_json_says_they_print_to_stdout(flag: 
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"pneumoscan predict: error: {flag} prints to stdout and takes no file name (preds.out); write the file with "
         f"`pneumoscan predict ... {flag} > preds.out`")
-    with pytest.raises(SystemExit):  # any other stray argument is argparse's as before
+    with pytest.raises(SystemExit):  # any other stray argument is argparse's, with predict's usage
         main(["predict", str(tmp_path), "--quiet", "preds.out"])
-    assert capsys.readouterr().err.splitlines()[-1] == "pneumoscan: error: unrecognized arguments: preds.out"
+    assert capsys.readouterr().err.splitlines()[-1] == "pneumoscan predict: error: unrecognized arguments: preds.out"
+
+
+@pytest.mark.parametrize("argv", [["evaluate", "--data", "d", "test"], ["explain", "a.jpeg", "--bogus"],
+                                  ["train", "--out", "r", "--epochs", "2", "3"]])
+def test_a_stray_argument_is_refused_with_the_commands_own_usage(argv: list[str],
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # the error came with the top-level usage, `pneumoscan [-h] [--version] COMMAND ...`, which says nothing of
+    # what the command takes
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: pneumoscan {argv[0]} ") and "COMMAND ..." not in err
+    assert err.splitlines()[-1] == f"pneumoscan {argv[0]}: error: unrecognized arguments: {argv[-1]}"
 
 
 @pytest.mark.parametrize("flag", ["--csv", "--json"])

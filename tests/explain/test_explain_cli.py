@@ -34,6 +34,24 @@ def test_explain_exits_with_predicts_code_for_a_film_the_guard_refuses(fitted: P
     assert "gone.png: file not found" in capsys.readouterr().err
 
 
+
+@pytest.mark.parametrize("films", [2, 5])
+def test_explain_given_several_films_says_it_draws_one_and_how_to_draw_each(films: int, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # `pneumoscan explain DIR/*.jpeg` (a notebook user's Grad-CAM of a few films) ended in argparse's
+    # "unrecognized arguments: b.jpeg c.jpeg ..." under the top-level usage, never saying explain takes one film
+    names = [str(tmp_path / f"film{i}.jpeg") for i in range(films)]
+    with pytest.raises(SystemExit) as stop:
+        main(["explain", *names, "--model", str(tmp_path / "run")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: pneumoscan explain ")
+    shown = f"{names[0]}, {names[1]}" + (f", ... ({films} films)" if films > 2 else "")
+    assert err.splitlines()[-1] == (
+        f"pneumoscan explain: error: explain draws one film at a time, and was given {films} ({shown}); run it once "
+        'per film: `for f in FILMS; do pneumoscan explain "$f"; done` (each writes NAME_heatmap.png)')
+    assert not list(Path.cwd().glob("film*_heatmap.png"))
+
 def test_explain_user_mistakes(tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     image = sorted((tiny_data / "test" / "NORMAL").iterdir())[0]
     assert main(["explain", str(tmp_path / "missing.png"), "--model", str(tiny_run), "--out", str(tmp_path / "a.png")]) == 2
