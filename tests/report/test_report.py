@@ -89,9 +89,12 @@ def test_a_runs_model_file_stands_for_its_folder(tiny_run: Path, tmp_path: Path,
     assert main(["compare", str(run / "model.safetensors"), "--out", str(tmp_path / "c.html"), "--n-boot", "5"]) == 0
 
 
-def test_compare_two_runs(tiny_run: Path, odd_run: Path, tmp_path: Path) -> None:
+def test_compare_two_runs(tiny_run: Path, odd_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cmp" / "compare.html"
     assert main(["compare", str(tiny_run), str(odd_run), "--out", str(out), "--n-boot", "50"]) == 0
+    # it named the page, CSV and JSON but not the folder it also wrote (compare_files/roc.png), as report names its own
+    assert capsys.readouterr().out == (f"comparison: {out}  (table also in compare.csv and compare.json, ROC figure in "
+                                       f"{files_folder(out)}/)\n")
     text = out.read_text(encoding="utf-8")
     assert "<script" not in text and 'src="http' not in text
     assert len(IMG_SRC.findall(text)) == 1 and (files_folder(out) / "roc.png").is_file()

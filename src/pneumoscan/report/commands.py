@@ -27,7 +27,8 @@ def add_commands(subparsers: Any) -> None:
 
     p = subparsers.add_parser("compare", help="compare runs: metrics table (HTML, CSV, JSON) and overlaid ROC curves")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders written by pneumoscan train (or their model.safetensors)")
-    p.add_argument("--out", required=True, help="HTML file to write, e.g. compare.html (CSV and JSON go next to it)")
+    p.add_argument("--out", required=True, help="HTML file to write, e.g. compare.html (CSV and JSON go next to it, the "
+                                                    "ROC figure to <name>_files/)")
     p.add_argument("--data", help="evaluate every run on this data folder or CSV manifest (default: each run's validation predictions)")
     p.add_argument("--split", help="split of --data to evaluate (default: test, else the only one; a folder of class "
                                     "folders is used whole)")
@@ -54,10 +55,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Build the comparison and say where it is."""
     from pneumoscan.evaluation.evaluate import check_bootstrap
+    from pneumoscan.report.build import files_folder
     from pneumoscan.report.compare import compare_runs
 
     check_bootstrap(args.n_boot, args.seed)
     path = compare_runs(args.run_dirs, out=args.out, data=args.data, split=args.split, n_boot=args.n_boot,
                          seed=args.seed, cache_dir=args.cache_dir)
-    print(f"comparison: {path}  (table also in {path.with_suffix('.csv').name} and {path.with_suffix('.json').name})")
+    print(f"comparison: {path}  (table also in {path.with_suffix('.csv').name} and {path.with_suffix('.json').name}, "
+          f"ROC figure in {files_folder(path)}/)")
     return 0
