@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import nn
 
 from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, artifact_writer, read_meta, save_artifact, stored_scores
 from pneumoscan.data.cache import ImageSet
-from pneumoscan.errors import InputError, shell_word
+from pneumoscan.errors import InputError, option, shell_word
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.evaluate import write_predictions
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning
@@ -25,6 +27,27 @@ from pneumoscan.outputs import atomic_write_all
 
 if TYPE_CHECKING:
     from pneumoscan.inference.ood.guard import OODGuard
+
+
+# The span of log-odds over the validation films under which a model gives them all one probability but for float
+# rounding (a collapsed run: 0 exactly, or about 1e-7 from batch-norm noise; a model that ranks films spans units).
+ONE_OUTPUT_SPAN = 1e-4
+
+
+def one_output(probs: Sequence[float]) -> float | None:
+    """The probability a model gives every film of `probs` (its validation films), when their log-odds span less
+    than ONE_OUTPUT_SPAN, as a run that diverged or whose units all died gives; else None."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-300, 1 - 1e-16)  # 0 and 1 (saturated) kept finite
+    log_odds = np.log(p) - np.log1p(-p)
+    return float(np.median(probs)) if len(p) > 1 and float(np.ptp(log_odds)) < ONE_OUTPUT_SPAN else None
+
+
+def one_output_warning(out: Path, probability: float, lr: float) -> str:
+    """What to tell about a run whose kept model gives every validation film `probability` (`one_output`)."""
+    return (f"{out}: the kept model gives every validation film the same P(pneumonia), {probability:.4g}, so it tells "
+            f"no film from another and its AUC and threshold mean nothing (the run collapsed, most often from a "
+            f"learning rate too high for it); start a new run (another {option('out')}) with a lower "
+            f"{option('lr')} (this one: {lr:g})")
 
 
 def fitted_guard(artifact: Path) -> tuple[OODGuard, dict[str, torch.Tensor]] | None:

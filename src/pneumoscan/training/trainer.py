@@ -31,8 +31,8 @@ from pneumoscan.progress import progress_bar, write_warning
 from pneumoscan.training.checkpoint import atomic_torch_save, check_writable, load_checkpoint, restore_rng_states, \
     rng_states, run_lock
 from pneumoscan.training.config import TrainConfig
-from pneumoscan.training.finish import (finish_artifact, fitted_guard, kept_guard, stale_after_resume,
-                                        stale_guard)
+from pneumoscan.training.finish import (finish_artifact, fitted_guard, kept_guard, one_output, one_output_warning,
+                                        stale_after_resume, stale_guard)
 from pneumoscan.training.recipe import (bernoulli_js, image_stats, lr_at, seed_everything, steps_per_epoch,
                                         update_ema)
 from pneumoscan.training.resume import finished_line, note_resume, resume_weights, resumed_model
@@ -318,6 +318,8 @@ class Trainer:
         guard = kept_guard(model, meta, fitted)
         artifact = finish_artifact(self.out, model, meta, data.val, self.cfg.target_recall, seed=self.cfg.seed,
                                    guard=guard, patients=patient_groups(data.val.samples, data.patients))
+        if (probability := one_output(meta.val_scores["probs"])) is not None:
+            self.warn(one_output_warning(self.out, probability, self.cfg.lr))
         return artifact, guard is not None
 
 
