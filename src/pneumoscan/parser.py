@@ -84,7 +84,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
                 "'-' is not a film: predict reads files, not standard input; for a film piped in, give /dev/stdin "
                 "(`... | pneumoscan predict /dev/stdin`)")
     if extra:
-        command = _command_parser(parser, args.command)
+        before_command = argv[:argv.index(args.command)]  # `pneumoscan --bogus models`: the program's, not models'
+        command = parser if set(extra) & set(before_command) else _command_parser(parser, args.command)
         if args.command == "explain" and not any(token.startswith("-") for token in extra):
             command.error(_several_films(args.image, extra))
         command.error(f"unrecognized arguments: {' '.join(extra)}")

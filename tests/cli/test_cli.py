@@ -796,6 +796,9 @@ def test_a_stray_argument_is_refused_with_the_commands_own_usage(argv: list[str]
     err = capsys.readouterr().err
     assert err.startswith(f"usage: pneumoscan {argv[0]} ") and "COMMAND ..." not in err
     assert err.splitlines()[-1] == f"pneumoscan {argv[0]}: error: unrecognized arguments: {argv[-1]}"
+    with pytest.raises(SystemExit):  # one before the command stays the program's
+        main(["--bogus", *argv[:-1]])
+    assert capsys.readouterr().err.splitlines()[-1] == "pneumoscan: error: unrecognized arguments: --bogus"
 
 
 @pytest.mark.parametrize("flag", ["--csv", "--json"])
