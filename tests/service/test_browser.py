@@ -1771,6 +1771,29 @@ def test_each_film_refused_as_sent_is_told_what_to_upload_by_its_own_cause(serve
         assert not errors, errors
 
 
+def test_a_refused_film_the_browser_cannot_show_is_not_said_to_have_a_valid_result(server: str) -> None:
+    """A lateral DICOM film, refused with "No prediction made", had beside the refusal the note "This format cannot
+    be shown in the browser; the result is still valid.": a result the doctor had just been told there was none of.
+    The note now stops at what the browser cannot do; a scored film's note still says its result is valid."""
+    from playwright.sync_api import expect
+
+    from tests.conftest import dicom_to_bytes, make_dicom, xray_pixels
+
+    ds = make_dicom(xray_pixels(0, 3, 48), bits_stored=8)
+    ds.ViewPosition = "LL"
+    with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.set_input_files("#file", files=[{"name": "IM00002", "mimeType": "application/dicom",
+                                              "buffer": dicom_to_bytes(ds)}])
+        expect(page.locator("#ood")).to_be_visible(timeout=15_000)
+        note = page.locator("#no-preview")
+        expect(note).to_have_text("This format cannot be shown in the browser.")
+        page.evaluate("([answer, name]) => render(answer, name)",
+                      [{**ANSWER, "heatmap_png_base64": None, "heatmap_empty": True}, "IM00003"])
+        expect(note).to_have_text("This format cannot be shown in the browser; the result is still valid.")
+        assert not errors, errors
+
+
 def test_a_thumbnail_is_said_too_small_to_read_with_its_result(server: str, sample_films: Path, tmp_path: Path) -> None:
     """A 20 x 20 px preview of a film was predicted without a word: the page now says, in a box above the result (or
     the refusal) and in the words read out, that the film is too small to read reliably and to send the original."""

@@ -358,11 +358,13 @@ function showHeat(visible) {
 
 // A film the browser cannot show (DICOM, TIFF) with a heatmap: the heatmap is then the film's only picture, and the
 // note under it said the format "cannot be shown" right under the film. The hint to switch the heatmap on is for the
-// screen only: on paper the heatmap is printed even when off.
+// screen only: on paper the heatmap is printed even when off. A refused film has no result to call valid: "the
+// result is still valid" beside "No prediction made" read as if there were one.
 function describeNoPreview() {
   const heat = $("heatmap"), note = $("no-preview");
   const only = heat.classList.contains("standalone") && heat.hasAttribute("src");
-  note.textContent = "This format cannot be shown in the browser; the result is still valid." +
+  const refused = !$("ood").hidden;
+  note.textContent = "This format cannot be shown in the browser" + (refused ? "." : "; the result is still valid.") +
     (only ? " The heatmap picture is the film as the service read it, with the overlay." : "");
   if (only && heat.hidden) {
     const hint = document.createElement("span");
