@@ -1794,6 +1794,41 @@ def test_a_refused_film_the_browser_cannot_show_is_not_said_to_have_a_valid_resu
         assert not errors, errors
 
 
+def test_a_16_bit_film_is_shown_as_the_service_read_it_not_as_the_browser_draws_its_raw_grey_levels(
+        server: str, sample_films: Path, tmp_path: Path) -> None:
+    """A 12-bit film in a 16-bit PNG (as a PACS or a DICOM converter exports it) was shown by the browser with its
+    raw grey levels, near black, beside its result, and printed so, while the service stretched them from the film's
+    darkest to its brightest value to read it. Such a film now has its heatmap, the film as the service read it, for
+    its picture, as a DICOM film has; an 8-bit PNG is still shown by the browser."""
+    import io
+
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    film = np.asarray(Image.open(next((sample_films / "PNEUMONIA").glob("*.jpeg"))).convert("L"))
+    deep, flat = io.BytesIO(), io.BytesIO()
+    Image.fromarray(film.astype(np.uint16) * 16).save(deep, format="PNG")  # 12-bit values, 0 to 4080
+    Image.fromarray(film).save(flat, format="PNG")
+    with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.set_input_files("#file", files=[{"name": "film 12-bit.png", "mimeType": "image/png",
+                                              "buffer": deep.getvalue()}])
+        expect(page.locator("#decision")).to_be_visible(timeout=15_000)
+        expect(page.locator("#xray")).to_be_hidden()
+        expect(page.locator("#heatmap")).to_be_visible()
+        heat = page.locator("#heatmap").bounding_box()
+        assert heat and heat["height"] > 200, heat  # in the flow, not laid over a collapsed frame
+        expect(page.locator("#no-preview")).to_have_text(
+            "The browser cannot show this 16-bit film's grey levels as the service read them; the result is still "
+            "valid. The heatmap picture is the film as the service read it, with the overlay.")
+        page.set_input_files("#file", files=[{"name": "film 8-bit.png", "mimeType": "image/png",
+                                              "buffer": flat.getvalue()}])
+        expect(page.locator("#file-name")).to_have_text("film 8-bit.png", timeout=15_000)
+        expect(page.locator("#xray")).to_be_visible()
+        expect(page.locator("#no-preview")).to_be_hidden()
+        assert not errors, errors
+
+
 def test_a_thumbnail_is_said_too_small_to_read_with_its_result(server: str, sample_films: Path, tmp_path: Path) -> None:
     """A 20 x 20 px preview of a film was predicted without a word: the page now says, in a box above the result (or
     the refusal) and in the words read out, that the film is too small to read reliably and to send the original."""

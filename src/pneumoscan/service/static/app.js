@@ -325,20 +325,39 @@ function renderUncertainty(result, positive) {
   return borderline ? borderlineText(interval, p) : "";
 }
 
+// Why the film has no picture of its own, the first words of the note in its place (describeNoPreview).
+const FORMAT_NOT_SHOWN = "This format cannot be shown in the browser";
+const DEEP_PNG_NOT_SHOWN = "The browser cannot show this 16-bit film's grey levels as the service read them";
+let noPreviewWhy = FORMAT_NOT_SHOWN;
+
+// Whether `file` is a 16-bit PNG (its IHDR's bit depth): a 12-bit film exported from a PACS or a DICOM converter.
+// The browser shows its raw grey levels, often near black, while the service stretches them from the film's darkest
+// to its brightest value, so the film shown and printed beside its result was not the one the model read.
+async function sixteenBitPng(file) {
+  const head = new Uint8Array(await file.slice(0, 25).arrayBuffer());
+  const signature = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+  return head.length === 25 && signature.every((byte, i) => head[i] === byte) && head[24] === 16;
+}
+
 function showPreview(file) {
   if (previewUrl) URL.revokeObjectURL(previewUrl);
   previewUrl = URL.createObjectURL(file);
-  const img = $("xray");
+  const img = $("xray"), url = previewUrl;
   show($("no-preview"), false);
   show(img, true);
   img.alt = `The uploaded image, ${file.name}`;  // not "chest X-ray": it may be refused as none
-  img.onerror = () => {  // may come after the answer: the heatmap, if any, becomes the picture from then on
+  // may come after the answer: the heatmap, if any, becomes the picture from then on
+  const noPreview = (why) => {
+    if (previewUrl !== url) return;  // a newer upload's film is shown by now
+    noPreviewWhy = why;
     show(img, false);
     show($("no-preview"), true);
     $("heatmap").classList.add("standalone");
     describeNoPreview();
   };
+  img.onerror = () => noPreview(FORMAT_NOT_SHOWN);
   img.src = previewUrl;
+  sixteenBitPng(file).then((deep) => { if (deep) noPreview(DEEP_PNG_NOT_SHOWN); }, () => {});
 }
 
 // The heatmap toggle: with a heatmap, the clinician's choice; without one, unticked and disabled (a greyed tick read
@@ -356,7 +375,8 @@ function showHeat(visible) {
   describeNoPreview();
 }
 
-// A film the browser cannot show (DICOM, TIFF) with a heatmap: the heatmap is then the film's only picture, and the
+// A film the browser cannot show (DICOM, TIFF), or not as read (a 16-bit PNG), with a heatmap: the heatmap is then
+// the film's only picture, and the
 // note under it said the format "cannot be shown" right under the film. The hint to switch the heatmap on is for the
 // screen only: on paper the heatmap is printed even when off. A refused film has no result to call valid: "the
 // result is still valid" beside "No prediction made" read as if there were one.
@@ -364,7 +384,7 @@ function describeNoPreview() {
   const heat = $("heatmap"), note = $("no-preview");
   const only = heat.classList.contains("standalone") && heat.hasAttribute("src");
   const refused = !$("ood").hidden;
-  note.textContent = "This format cannot be shown in the browser" + (refused ? "." : "; the result is still valid.") +
+  note.textContent = noPreviewWhy + (refused ? "." : "; the result is still valid.") +
     (only ? " The heatmap picture is the film as the service read it, with the overlay." : "");
   if (only && heat.hidden) {
     const hint = document.createElement("span");
