@@ -2126,6 +2126,35 @@ def test_a_printed_result_shows_the_film_heatmap_figures_and_notice_without_the_
     print(f"PDF: {tmp_path / 'result.pdf'}")
 
 
+def test_a_printed_film_the_browser_cannot_show_keeps_its_heatmap_beside_the_note(server: str) -> None:
+    """A DICOM film's only picture is its heatmap. On paper the note 'This format cannot be shown in the browser...'
+    sat in the row of the film and the heatmap at its full text's width, which squeezed the heatmap to nothing: the
+    printed record of a DICOM film had no picture at all. The note now takes the film's half of the row, the heatmap
+    the other."""
+    import base64
+    import io
+
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (128, 156), (200, 120, 40)).save(buffer, format="PNG")
+    answer = {**ANSWER, "heatmap_png_base64": base64.b64encode(buffer.getvalue()).decode()}
+    with chromium_page(server + "/", viewport={"width": 718, "height": 1000}) as (page, errors):  # A4's width
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.evaluate("showPreview(new File([new Uint8Array(200)], 'IM00001', {type: 'application/octet-stream'}))")
+        expect(page.locator("#xray")).to_be_hidden()  # the browser gave up on the file
+        page.evaluate("([answer, name]) => render(answer, name)", [answer, "IM00001"])
+        page.locator("#heat-toggle").uncheck()  # switched off on screen, printed all the same
+        page.emulate_media(media="print")
+        expect(page.locator("#heatmap")).to_be_visible()
+        expect(page.locator("#no-preview")).to_be_visible()
+        heat, note = page.locator("#heatmap").bounding_box(), page.locator("#no-preview").bounding_box()
+        assert heat and note and heat["width"] > 250 and heat["height"] > 300, (heat, note)
+        assert note["x"] + note["width"] <= heat["x"], (note, heat)  # in the film's place, left of the heatmap
+        assert not errors, errors
+
+
 def test_a_result_says_when_and_by_which_weights_its_film_was_analysed_on_screen_and_on_paper(
         server: str, fitted: Path, sample_dir: Path) -> None:
     """A printed or PDF result did not say when the film was analysed (its 'Time' row was the processing time); then
