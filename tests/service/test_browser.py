@@ -636,6 +636,52 @@ def test_page_asks_a_busy_service_again_after_the_wait_it_names(server: str, sam
         assert len(calls) == 2 and not errors, errors
 
 
+STOPPING = ("the service is stopping and could not finish this request in time; nothing is wrong with the file, "
+            "send it again")
+
+
+def test_a_service_stopped_mid_request_is_asked_again_after_its_wait_with_the_heatmap(server: str,
+                                                                                      sample_films: Path) -> None:
+    """A restart (`systemctl restart`) that cut a heatmap request off answered it 503 with Retry-After and 'send it
+    again'. Taking every 503 to a heatmap for heatmaps being off, the page read GET /model, which the stopped service
+    did not answer, and sent the film again at once without a heatmap, to no service: 'The pneumoscan service did not
+    answer' where the service's own answer had said to send it again after 5 s. The page now drops the heatmap only
+    when GET /model says heatmaps are off, and otherwise waits as the answer says, then sends the film as before."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
+    calls: list[str] = []
+    down_until = [0.0]  # the service is down (restarting) until then
+
+    def predict(route: Any) -> None:
+        calls.append(route.request.url)
+        if len(calls) == 1:
+            down_until[0] = time.monotonic() + 0.8
+            route.fulfill(status=503, headers={"Retry-After": "1", "Cache-Control": "no-store"},
+                          content_type="application/json", body=json.dumps({"detail": STOPPING}))
+        elif time.monotonic() < down_until[0]:
+            route.abort("connectionrefused")
+        else:
+            route.continue_()
+
+    def model(route: Any) -> None:
+        if time.monotonic() < down_until[0]:
+            route.abort("connectionrefused")
+        else:
+            route.continue_()
+
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.route("**/predict*", predict)
+        page.route("**/model", model)
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        expect(page.locator("#error")).to_be_hidden()
+        expect(page.locator("#file-name")).to_have_text(xray.name)
+        assert len(calls) == 2 and all("explain=true" in url for url in calls) == HAS_GRADCAM, calls
+        assert not errors, errors
+
+
 def test_page_says_the_service_is_busy_not_the_file_wrong(server: str, sample_films: Path) -> None:
     from playwright.sync_api import expect
 

@@ -748,10 +748,11 @@ async function analyse(files) {
       if (mine !== latest) return;
       if (explain && (res.status === 501 || (res.status === 503 && fromService(res)))) {
         // 501: restarted with a model Grad-CAM cannot explain; 503 while heatmaps are off for a while (memory ran
-        // short loading Grad-CAM's model: GET /model says so): ask without a heatmap. Another 503 is waited out below.
+        // short loading Grad-CAM's model: GET /model says so): ask without a heatmap. Another 503 is waited out below,
+        // a stopping service's too, whose GET /model fails: asked again at once, it had not restarted yet.
         await loadModel();
         if (mine !== latest) return;
-        if (res.status === 501 || !(modelInfo && modelInfo.explain_available)) {
+        if (res.status === 501 || (modelInfo && !modelInfo.explain_available)) {
           explain = false;
           continue;
         }
