@@ -1792,20 +1792,27 @@ def test_an_empty_heatmap_is_said_to_be_empty_not_shown_as_evidence(fitted: Path
         assert not errors, errors
 
 
-def test_each_film_refused_as_sent_is_told_what_to_upload_by_its_own_cause(server: str, tmp_path: Path) -> None:
-    """A lateral film (View Position LL) was told to upload 'the frontal radiograph ..., the right way up', words for
-    an upside-down film: the box now leaves what to upload to the cause above it, which each cause says."""
+def refuse_a_lateral_dicom_film(page: Any) -> None:
+    """Uploads a DICOM film whose View Position is LL (lateral) on `page` and waits for its refusal."""
     from playwright.sync_api import expect
 
     from tests.conftest import dicom_to_bytes, make_dicom, xray_pixels
 
     ds = make_dicom(xray_pixels(0, 3, 48), bits_stored=8)
     ds.ViewPosition = "LL"
+    expect(page.locator("#model-line")).to_contain_text("resnet10")
+    page.set_input_files("#file", files=[{"name": "IM00002", "mimeType": "application/dicom",
+                                          "buffer": dicom_to_bytes(ds)}])
+    expect(page.locator("#ood")).to_be_visible(timeout=15_000)
+
+
+def test_each_film_refused_as_sent_is_told_what_to_upload_by_its_own_cause(server: str, tmp_path: Path) -> None:
+    """A lateral film (View Position LL) was told to upload 'the frontal radiograph ..., the right way up', words for
+    an upside-down film: the box now leaves what to upload to the cause above it, which each cause says."""
+    from playwright.sync_api import expect
+
     with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
-        expect(page.locator("#model-line")).to_contain_text("resnet10")
-        page.set_input_files("#file", files=[{"name": "IM00002", "mimeType": "application/dicom",
-                                              "buffer": dicom_to_bytes(ds)}])
-        expect(page.locator("#ood")).to_be_visible(timeout=15_000)
+        refuse_a_lateral_dicom_film(page)
         expect(page.locator("#ood-text")).to_have_text(
             "No prediction made: DICOM View Position LL: not a frontal (AP or PA) film; the model reads frontal chest "
             "X-rays only, send the frontal film of the study")
@@ -1823,15 +1830,8 @@ def test_a_refused_film_the_browser_cannot_show_is_not_said_to_have_a_valid_resu
     The note now stops at what the browser cannot do; a scored film's note still says its result is valid."""
     from playwright.sync_api import expect
 
-    from tests.conftest import dicom_to_bytes, make_dicom, xray_pixels
-
-    ds = make_dicom(xray_pixels(0, 3, 48), bits_stored=8)
-    ds.ViewPosition = "LL"
     with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
-        expect(page.locator("#model-line")).to_contain_text("resnet10")
-        page.set_input_files("#file", files=[{"name": "IM00002", "mimeType": "application/dicom",
-                                              "buffer": dicom_to_bytes(ds)}])
-        expect(page.locator("#ood")).to_be_visible(timeout=15_000)
+        refuse_a_lateral_dicom_film(page)
         note = page.locator("#no-preview")
         expect(note).to_have_text("This format cannot be shown in the browser.")
         page.evaluate("([answer, name]) => render(answer, name)",
