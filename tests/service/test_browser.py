@@ -628,7 +628,7 @@ def test_page_asks_a_busy_service_again_after_the_wait_it_names(server: str, sam
         expect(page.locator("#model-line")).to_contain_text("resnet10")
         calls = busy_then(page, busy_answers=1)
         page.set_input_files("#file", str(xray))
-        expect(page.locator("#status")).to_have_text("The service is busy with other uploads; trying again in 1 s…")
+        expect(page.locator("#status")).to_have_text("The service is busy or restarting; trying again in 1 s…")
         expect(page.locator("#result")).to_be_visible(timeout=15_000)
         expect(page.locator("#file-name")).to_have_text(xray.name)
         expect(page.locator("#error")).to_be_hidden()
@@ -675,6 +675,8 @@ def test_a_service_stopped_mid_request_is_asked_again_after_its_wait_with_the_he
         page.route("**/predict*", predict)
         page.route("**/model", model)
         page.set_input_files("#file", str(xray))
+        # not "busy with other uploads", as it said of every 503 that names a wait
+        expect(page.locator("#status")).to_have_text("The service is busy or restarting; trying again in 1 s…")
         expect(page.locator("#result")).to_be_visible(timeout=15_000)
         expect(page.locator("#error")).to_be_hidden()
         expect(page.locator("#file-name")).to_have_text(xray.name)

@@ -764,7 +764,7 @@ async function analyse(files) {
       // a proxy's 503 that names a wait (a maintenance page, a load balancer) is waited out too, said as the network
       setStatus(gatewayFailed(res)
         ? `The service could not be reached through the hospital's network or proxy; trying again in ${wait} s…`
-        : `The service is busy with other uploads; trying again in ${wait} s…`);
+        : `The service is busy or restarting; trying again in ${wait} s…`);  // a stop's 503 is waited out too
       await sleep(wait * 1000, controller.signal);
       setStatus("Analysing…");
     }
