@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 import warnings
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from tests.data.builders import (PATIENT, check_error, dcm, dicom_bytes, encode,
     ("SCT", "399067008", "lateral (SCT 399067008)"), ("SCT", "399173006", "left lateral (SCT 399173006)"),
     ("SCT", "399198007", "right lateral (SCT 399198007)"), ("SRT", "R-10232", "right lateral (SRT R-10232)"),
     ("SNM3", "R-10236", "left lateral (SNM3 R-10236)"), ("SCT", "399356000", "right anterior oblique (SCT 399356000)"),
+    ("SCT", "399260004", "medial-lateral (SCT 399260004)"), ("SRT", "R-10230", "latero-medial oblique (SRT R-10230)"),
+    ("SCT", "399160007", "frontal oblique (SCT 399160007)"),
     ("SCT", "399348003", None), ("SCT", "272479007", None), ("SRT", "R-10206", None),  # antero/postero-anterior
     ("99LOCAL", "399173006", None),  # a local scheme's code means what that scheme says
 ])
@@ -43,6 +46,26 @@ def test_a_dicom_without_a_view_position_is_read_by_its_view_code_sequence(
                                      "frontal chest X-rays only, send the frontal film of the study")
     ds.ViewPosition = "PA"  # the View Position, when stated, is the film's view
     assert not_frontal_view(dicom_bytes(ds)) is None
+
+
+def test_the_view_code_table_is_cid_4010s_lateral_and_oblique_views() -> None:
+    """The View Code table holds every code of CID 4010 (DX View) whose meaning is a lateral or oblique view, as
+    pydicom's own CID table gives them, and beside each its SNOMED RT twin by pydicom's SCT<->SRT map: six such views
+    (medial-lateral, lateral-medial, medial, medio-lateral and latero-medial oblique, frontal oblique) were missing,
+    and their films were scored as frontal ones."""
+    from pydicom.sr.codedict import codes
+    from pydicom.sr.coding import Code
+
+    from pneumoscan.data.decode import NOT_FRONTAL_VIEW_CODES
+
+    cid = {code.value: code.meaning for code in codes.CID4010.concepts.values()
+           if re.search("lateral|oblique", code.meaning, re.IGNORECASE)}
+    sct = {code: meaning for code, meaning in NOT_FRONTAL_VIEW_CODES.items() if not code.startswith("R-")}
+    assert sct == cid
+    srt = {code: meaning for code, meaning in NOT_FRONTAL_VIEW_CODES.items() if code.startswith("R-")}
+    twins = {code: [twin for twin, said in sct.items() if said == meaning] for code, meaning in srt.items()}
+    assert sorted(twin for found in twins.values() for twin in found) == sorted(sct)  # one SRT code per SCT code
+    assert all(Code(code, "SRT", srt[code]) == Code(twin, "SCT", srt[code]) for code, (twin,) in twins.items())
 
 
 # --------------------------------------------------------------------------- is_dicom

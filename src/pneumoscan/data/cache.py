@@ -40,8 +40,9 @@ from pneumoscan.progress import progress_bar
 # there). 8: a PNG with a transparency entry measured composited on black, as the decoder gives it (format 7: its
 # stored levels). 9: peak excess with the edges' levels and busy edge lines left out (e406b40; format 8 may hold the
 # flat-lines-only measure). 10: a DICOM's view from its View Code Sequence too when its View Position is empty or
-# absent (format 9 holds None there).
-CACHE_FORMAT = 10
+# absent (format 9 holds None there). 11: the View Code table holds every lateral or oblique code of CID 4010 (format
+# 10 holds None for a medial-lateral, lateral-medial, medial, medio-lateral, latero-medial or frontal oblique film).
+CACHE_FORMAT = 11
 
 
 def default_cache_dir() -> Path:

@@ -213,14 +213,19 @@ NOT_FRONTAL_VIEWS = frozenset({"LL", "RL", "LLD", "RLD", "LLO", "RLO", "LAT", "L
 """DICOM View Position values (upper case) of a lateral, decubitus or oblique film: the DX/CR defined terms besides
 AP and PA, and the words some devices write instead."""
 
-_LATERAL_OR_OBLIQUE = (  # CID 4010 (DX View): a lateral or oblique projection, its SNOMED CT and SNOMED RT codes
+_LATERAL_OR_OBLIQUE = (  # CID 4010 (DX View): every lateral or oblique projection, its SNOMED CT and SNOMED RT codes
     ("lateral", "399067008", "R-102CD"), ("left lateral", "399173006", "R-10236"),
-    ("right lateral", "399198007", "R-10232"), ("oblique", "399182000", "R-102C1"),
+    ("right lateral", "399198007", "R-10232"), ("medial-lateral", "399260004", "R-10224"),
+    ("lateral-medial", "399352003", "R-10228"), ("oblique", "399182000", "R-102C1"),
     ("left oblique", "399184004", "R-10238"), ("right oblique", "399236003", "R-10234"),
-    ("lateral oblique", "260427002", "R-40783"), ("left anterior oblique", "399135007", "R-10220"),
-    ("right anterior oblique", "399356000", "R-40985"), ("left posterior oblique", "399006002", "R-10212"),
-    ("right posterior oblique", "399038007", "R-10210"), ("antero-posterior oblique", "399312000", "R-10208"),
-    ("postero-anterior oblique", "399059000", "R-10216"),
+    ("lateral oblique", "260427002", "R-40783"), ("medial oblique", "260426006", "R-40782"),
+    ("medio-lateral oblique", "399368009", "R-10226"), ("latero-medial oblique", "399099002", "R-10230"),
+    ("left anterior oblique", "399135007", "R-10220"), ("right anterior oblique", "399356000", "R-40985"),
+    ("left posterior oblique", "399006002", "R-10212"), ("right posterior oblique", "399038007", "R-10210"),
+    ("antero-posterior oblique", "399312000", "R-10208"), ("postero-anterior oblique", "399059000", "R-10216"),
+    ("frontal oblique", "399160007", "R-10204"), ("oblique axial", "399004004", "R-10246"),
+    ("frontal-oblique axial", "399132005", "R-10252"), ("sagittal-oblique axial", "399325008", "R-10254"),
+    ("oblique cranio-caudal", "399288005", "R-10248"), ("oblique caudo-cranial", "399225005", "R-10250"),
 )
 NOT_FRONTAL_VIEW_CODES: dict[str, str] = {code: meaning for meaning, *codes in _LATERAL_OR_OBLIQUE for code in codes}
 """View Code Sequence (0054,0220) code values of a lateral or oblique film, with their meaning: read when the View
