@@ -20,7 +20,7 @@ from tests.data.builders import (PATIENT, check_error, dcm, dicom_bytes, encode,
 # --------------------------------------------------------------------------- not_frontal_view
 
 
-@pytest.mark.parametrize("position", ["", None])
+@pytest.mark.parametrize("position", ["", None, "LEFT LATERAL", "XTABLE"])
 @pytest.mark.parametrize("scheme, code, view", [
     ("SCT", "399067008", "lateral (SCT 399067008)"), ("SCT", "399173006", "left lateral (SCT 399173006)"),
     ("SCT", "399198007", "right lateral (SCT 399198007)"), ("SRT", "R-10232", "right lateral (SRT R-10232)"),
@@ -32,8 +32,9 @@ from tests.data.builders import (PATIENT, check_error, dcm, dicom_bytes, encode,
 ])
 def test_a_dicom_without_a_view_position_is_read_by_its_view_code_sequence(
         position: str | None, scheme: str, code: str, view: str | None) -> None:
-    """A device that leaves View Position (0018,5101) empty or out may state the view only as a CID 4010 code in the
-    View Code Sequence (0054,0220): such a lateral film was read as of no stated view, and scored as a frontal one."""
+    """A device that leaves View Position (0018,5101) empty or out, or writes a term of its own there ('LEFT LATERAL',
+    'XTABLE'), may state the view only as a CID 4010 code in the View Code Sequence (0054,0220): such a lateral film
+    was read as of no stated view, and scored as a frontal one."""
     from pneumoscan.data.decode import not_frontal_view, view_reason
     from tests.conftest import with_view_code
 
@@ -44,8 +45,9 @@ def test_a_dicom_without_a_view_position_is_read_by_its_view_code_sequence(
     if view is not None:
         assert view_reason(view) == (f"DICOM View Code Sequence {view}: not a frontal (AP or PA) film; the model reads "
                                      "frontal chest X-rays only, send the frontal film of the study")
-    ds.ViewPosition = "PA"  # the View Position, when stated, is the film's view
-    assert not_frontal_view(dicom_bytes(ds)) is None
+    for known, said in (("PA", None), ("AP", None), ("RL", "RL")):  # a known View Position is the film's view
+        ds.ViewPosition = known
+        assert not_frontal_view(dicom_bytes(ds)) == said
 
 
 def test_the_view_code_table_is_cid_4010s_lateral_and_oblique_views() -> None:

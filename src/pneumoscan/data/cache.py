@@ -41,7 +41,8 @@ from pneumoscan.progress import progress_bar
 # stored levels). 9: peak excess with the edges' levels and busy edge lines left out (e406b40; format 8 may hold the
 # flat-lines-only measure). 10: a DICOM's view from its View Code Sequence too when its View Position is empty or
 # absent (format 9 holds None there). 11: the View Code table holds every lateral or oblique code of CID 4010 (format
-# 10 holds None for a medial-lateral, lateral-medial, medial, medio-lateral, latero-medial or frontal oblique film).
+# 10 holds None for a medial-lateral, lateral-medial, medial, medio-lateral, latero-medial or frontal oblique film),
+# and a View Position of no known term ('LEFT LATERAL') yields to the View Code Sequence (format 10 holds None there).
 CACHE_FORMAT = 11
 
 

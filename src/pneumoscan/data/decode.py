@@ -212,6 +212,7 @@ def reading_film(label: str, data: bytes | bytearray) -> Iterator[None]:
 NOT_FRONTAL_VIEWS = frozenset({"LL", "RL", "LLD", "RLD", "LLO", "RLO", "LAT", "LATERAL"})
 """DICOM View Position values (upper case) of a lateral, decubitus or oblique film: the DX/CR defined terms besides
 AP and PA, and the words some devices write instead."""
+_FRONTAL_VIEWS = frozenset({"AP", "PA"})  # a frontal film's View Position, which decides as NOT_FRONTAL_VIEWS' do
 
 _LATERAL_OR_OBLIQUE = (  # CID 4010 (DX View): every lateral or oblique projection, its SNOMED CT and SNOMED RT codes
     ("lateral", "399067008", "R-102CD"), ("left lateral", "399173006", "R-10236"),
@@ -229,16 +230,16 @@ _LATERAL_OR_OBLIQUE = (  # CID 4010 (DX View): every lateral or oblique projecti
 )
 NOT_FRONTAL_VIEW_CODES: dict[str, str] = {code: meaning for meaning, *codes in _LATERAL_OR_OBLIQUE for code in codes}
 """View Code Sequence (0054,0220) code values of a lateral or oblique film, with their meaning: read when the View
-Position is empty or absent, as some devices state the view only there."""
+Position is empty, absent or not a known one, as some devices state the view only there."""
 
 _SNOMED = ("SCT", "SRT", "SNM3")  # coding scheme designators of SNOMED CT, SNOMED RT and its SNOMED 3 form
 
 
 def not_frontal_view(data: bytes | bytearray) -> str | None:
     """A DICOM file's View Position (0018,5101), from its header, when it names a lateral, decubitus or oblique view
-    (NOT_FRONTAL_VIEWS); when that is empty or absent, its View Code Sequence's code when NOT_FRONTAL_VIEW_CODES
-    holds it, as '<meaning> (<scheme> <code>)'. None for a frontal, unstated or unreadable one, and for any other
-    file."""
+    (NOT_FRONTAL_VIEWS); when that is empty, absent or no known term (neither those nor AP or PA: 'LEFT LATERAL',
+    'XTABLE'), its View Code Sequence's code when NOT_FRONTAL_VIEW_CODES holds it, as '<meaning> (<scheme> <code>)'.
+    None for a frontal, unstated or unreadable one, and for any other file."""
     if not is_dicom(bytes(data[:132])):
         return None
     try:
@@ -247,9 +248,9 @@ def not_frontal_view(data: bytes | bytearray) -> str | None:
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=data[128:132] != b"DICM",
                              specific_tags=["ViewPosition", "ViewCodeSequence"])
         view = str(ds.get("ViewPosition", "") or "").strip().upper()
-        if view:
-            return view if view in NOT_FRONTAL_VIEWS else None
-        return _view_code(ds.get("ViewCodeSequence"))
+        if view in NOT_FRONTAL_VIEWS:
+            return view
+        return None if view in _FRONTAL_VIEWS else _view_code(ds.get("ViewCodeSequence"))
     except Exception:  # noqa: BLE001 - decoding reads this header: a value it cannot give is no view
         return None
 
