@@ -310,8 +310,8 @@ def _same_films(keyed: dict[Sample, str], dataset: dict[str, list[Sample]]) -> b
 
 
 def refused_films(images: ImageSet, verdicts: Sequence[Any], guarded: bool) -> tuple[list[str], int]:
-    """The films `predict` would refuse, as 'path: why' (`refused_by_guard`), and how many of them for their View
-    Position: with a guard, a DICOM of a lateral, decubitus or oblique view (`not_frontal_view`, as the image cache
+    """The films `predict` would refuse, as 'path: why' (`refused_by_guard`), and how many of them for their
+    DICOM view: with a guard, a DICOM of a lateral, decubitus or oblique view (`not_frontal_view`, as the image cache
     kept it) is refused for it whatever the guard's `verdicts` say (`Predictor.results`' rule), else a film its
     verdict refuses."""
     views = images.views if guarded and images.views is not None else [None] * len(images.samples)

@@ -1,5 +1,5 @@
 """A file as the model and its guard read it: the model's input image with the guard's cues of the file
-(colourfulness, grey levels, two-tone share, dither energy, peak excess), its size warning, size, View Position
+(colourfulness, grey levels, two-tone share, dither energy, peak excess), its size warning, size, DICOM view
 and proportions (`Decoded`), and the cues of files given as bytes measured only as far as they are not known."""
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ class Decoded(NamedTuple):
     """One file as the model and its guard read it (`Predictor.decode`): the model's uint8 input image (S, S), the
     file's grey levels, colourfulness and two-tone share (the last two 0.0 when there is no guard to read them), its
     `size_warning` (None unless it is a thumbnail), the file's (width, height) (None when its header does not
-    say), a DICOM's View Position when it is not frontal (`not_frontal_view`; None for any other file, or
-    without a guard to refuse it), the file's dither energy and peak excess (`jpeg_cues`; 0.0 without a guard) and the
-    film's width / height as decoded, upright by its EXIF orientation (None when not known): the input image is the
-    whole film stretched to a square, and a picture drawn on it is stretched back by this to be the film's shape."""
+    say), a DICOM's view when not frontal (`not_frontal_view`, by View Position or View Code Sequence; None for any
+    other file, or without a guard to refuse it), the file's dither energy and peak excess (`jpeg_cues`; 0.0 without a
+    guard) and the film's width / height as decoded, upright by its EXIF orientation (None when not known): the input
+    image is the whole film stretched to a square, and a picture drawn on it is stretched back by this to be the
+    film's shape."""
 
     image: np.ndarray
     levels: int
@@ -65,7 +66,7 @@ def decoded_file(data: bytes | bytearray, image: np.ndarray, levels: int, rgb: n
                  gray: np.ndarray | None = None, guarded: bool) -> Decoded:
     """The `Decoded` of a file whose bytes `data` are decoded already (`image`, `levels` and `rgb` as
     `load_image_levels_and_rgb` gives them; `gray`, its decoded grey pixels, gives the film's proportions, `aspect`):
-    its guard cues (`file_cues`), size, size warning and, with a guard (`guarded`), its View Position when not
+    its guard cues (`file_cues`), size, size warning and, with a guard (`guarded`), its DICOM view when not
     frontal."""
     size = stored_size(data)
     view = not_frontal_view(data) if guarded else None

@@ -33,7 +33,7 @@ class Prediction:
     size_warning: str | None = None
     # what refused the film, set with ood_reason: "blank" or "colour" (not a chest X-ray), "grey_levels", "two_tone",
     # "dithered", "posterised" or "upside_down" (a chest X-ray the model cannot read as sent), "image" or "features" (unlike the training films),
-    # "view" (a DICOM whose View Position is lateral, decubitus or oblique)
+    # "view" (a DICOM whose View Position or View Code Sequence is lateral, decubitus or oblique)
     refused_by: str | None = None
     # the pneumonia prevalence `probability` (and `threshold`) assume: `--prevalence`, else the model's prior (as the
     # service's `prevalence`); None only in a Prediction made by hand
@@ -49,7 +49,7 @@ def screened_rows(names: list[str], probs: np.ndarray, verdicts: Sequence[OODRes
                   small: Sequence[str | None], views: Sequence[str | None], *, threshold: float, prevalence: float,
                   label_for: Callable[[float], str], borderline: Callable[[float], bool | None]) -> list[Prediction]:
     """A `Prediction` for each of `names`, from its probability, the guard's verdict (None without a guard), its
-    size warning and its View Position when not frontal: a film refused by its view or by the guard gets no
+    size warning and its DICOM view when not frontal: a film refused by its view or by the guard gets no
     probability and no label; any other its probability, labelled by `label_for` at `threshold`, and whether it is
     `borderline`."""
     out = []

@@ -442,7 +442,7 @@ class Predictor:
         """The `Decoded` of a file whose bytes `data` are decoded already (`image`, `levels` and `rgb` as
         `load_image_levels_and_rgb` gives them; `gray`, its decoded grey pixels, spares a lossless file a second
         decode for its dither energy and gives the film's proportions, `aspect`): its guard cues (`file_cues`), size,
-        size warning and, with a guard, its View Position when not frontal (`decoded_file`)."""
+        size warning and, with a guard, its DICOM view when not frontal (`decoded_file`)."""
         return decoded_file(data, image, levels, rgb, gray=gray, guarded=self.guard is not None)
 
     def _chunk_results(self, files: list[Path], decoded: list[Decoded | str]) -> list[Prediction]:
