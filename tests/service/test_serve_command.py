@@ -576,8 +576,8 @@ def test_a_port_another_program_bound_but_does_not_listen_on_yet_is_refused(
         assert main(["serve", "--model", str(tiny_run), "--host", host, "--port", str(port)]) == 2
         captured = capsys.readouterr()
         starting.listen()  # the other program still can
-    assert captured.err == (f"pneumoscan: error: {said.format(port=port)} (another program, not yet listening (such "
-                            f"as a server starting up) and so not in `ss -ltn`, has bound port {port}"
+    assert captured.err == (f"pneumoscan: error: {said.format(port=port)} (another program that is not listening "
+                            f"yet, such as a server starting up, and so is not in `ss -ltn`, has bound port {port}"
                             f"{' on 0.0.0.0' if not host else ''}); stop what uses the port or pass another --port\n")
     assert "serving on" not in captured.out
 

@@ -88,8 +88,8 @@ def _bind_all(addresses: list[tuple[Any, ...]], host: str, port: int, *, retry: 
                     return None
                 raise _cannot_listen(err, host, port, family, address[0] if len(addresses) > 1 else None) from None
             if held:
-                held_by = OSError(errno.EADDRINUSE, "another program, not yet listening (such as a server starting up) "
-                                                    f"and so not in `ss -ltn`, has bound port {port}")
+                held_by = OSError(errno.EADDRINUSE, "another program that is not listening yet, such as a server "
+                                                    f"starting up, and so is not in `ss -ltn`, has bound port {port}")
                 raise _cannot_listen(held_by, host, port, family, address[0] if len(addresses) > 1 else None)
             chosen = int(sock.getsockname()[1])
             listening.append(address[0])
