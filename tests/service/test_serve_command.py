@@ -582,24 +582,77 @@ def test_a_port_another_program_bound_but_does_not_listen_on_yet_is_refused(
     assert "serving on" not in captured.out
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's SO_REUSEADDR")
-def test_a_previous_runs_closed_connections_do_not_hold_the_port() -> None:
-    """A restart on the port of a run that served requests: its connections closed by the server linger in TIME_WAIT,
-    which a bind without SO_REUSEADDR fails on; they must not be taken for a program holding the port."""
-    from pneumoscan.service.commands import check_listen
-
+def _closed_connection_port() -> int:
+    """A port free but for a previous run's connection closed by the server, which lingers in TIME_WAIT."""
     with socket.socket() as previous:
         previous.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         previous.bind(("127.0.0.1", 0))
         previous.listen()
-        port = previous.getsockname()[1]
+        port = int(previous.getsockname()[1])
         with socket.create_connection(("127.0.0.1", port)) as client:
             answered, _ = previous.accept()
             answered.close()  # the server closes first: its side lingers in TIME_WAIT
             client.recv(1)
+    return port
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's SO_REUSEADDR")
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", ""])
+def test_a_previous_runs_closed_connections_do_not_hold_the_port(host: str) -> None:
+    """A restart on the port of a run that served requests: its connections closed by the server linger in TIME_WAIT,
+    which a bind without SO_REUSEADDR fails on, on their address and every address; they must not be taken for a
+    program holding the port."""
+    from pneumoscan.service.commands import check_listen
+
+    port = _closed_connection_port()
     with socket.socket() as plain, pytest.raises(OSError):
-        plain.bind(("127.0.0.1", port))  # what the check would refuse on, were it not told apart
+        plain.bind((host, port))  # what the check would refuse on, were it not told apart
+    assert check_listen(host, port).port == port
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's SO_REUSEADDR")
+def test_closed_connections_do_not_hold_the_port_where_the_kernels_table_lists_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """WSL1's /proc/net/tcp reads as empty (Python says linux there): a table that lists no socket, not even the
+    check's own listening one, cannot tell closed connections from a program holding the port, and a restart of the
+    service on its own port was refused as held by another program."""
+    from pneumoscan.service.commands import check_listen
+
+    real = Path.read_text
+
+    def empty(self: Path, *args: object, **kwargs: object) -> str:
+        if str(self).startswith("/proc/net/"):
+            return "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    port = _closed_connection_port()
+    monkeypatch.setattr(Path, "read_text", empty)
     assert check_listen("127.0.0.1", port).port == port
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's SO_REUSEADDR")
+@pytest.mark.parametrize(("family", "other"), [(socket.AF_INET, "127.0.0.2"), (socket.AF_INET6, "::1")],
+                         ids=["ipv4", "ipv6"])
+def test_a_port_bound_without_listening_is_refused_though_another_address_listens_on_it(family: int,
+                                                                                         other: str) -> None:
+    """A socket listening on the same port of another address (127.0.0.2, ::1) holds nothing on 127.0.0.1: it must
+    not be taken for the closed connections that would explain the failed bind, and let the held port through."""
+    from pneumoscan.errors import InputError
+    from pneumoscan.service.commands import check_listen
+
+    with socket.socket() as starting, socket.socket(family) as elsewhere:
+        starting.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        starting.bind(("127.0.0.1", 0))
+        port = starting.getsockname()[1]
+        if family == socket.AF_INET6:
+            elsewhere.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            elsewhere.bind((other, port))
+        except OSError as err:
+            pytest.skip(f"cannot bind {other}: {err}")
+        elsewhere.listen()
+        with pytest.raises(InputError, match=f"has bound port {port}"):
+            check_listen("127.0.0.1", port)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's SO_REUSEADDR")

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Sequence
 from pneumoscan.inference.commands import add_model_arg
 
 if TYPE_CHECKING:
+    import socket
+
     from pneumoscan.service.settings import Settings
 
 log = logging.getLogger("pneumoscan.service")
@@ -105,40 +107,76 @@ def _held_not_listening(family: int, kind: int, proto: int, address: tuple[Any, 
     asyncio's bind, with SO_REUSEADDR, passes it, and whichever listens first takes the port: `serve` then fails once
     its model is loaded, or the other program does. A bind without SO_REUSEADDR fails on it, but also on a previous
     run's closed connections (TIME_WAIT), which SO_REUSEADDR is there to pass; those are in the kernel's table of
-    connections and a socket only bound is not, so only a port with none there is taken as held."""
+    connections and a socket only bound is not, so only a port with none there on an address overlapping ADDRESS is
+    taken as held. The table is trusted only when it lists a socket known to be there, one listening on a free port
+    of ADDRESS: WSL1's is empty, a sandbox may hide it."""
     import socket
 
     if not sys.platform.startswith("linux"):
         return False
     try:
-        with socket.socket(family, kind, proto) as probe:
-            if family == socket.AF_INET6:
-                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        with _probe(family, kind, proto) as probe:
             probe.bind((address[0], port, *address[2:]))
         return False
     except OSError as err:
         if err.errno != errno.EADDRINUSE:
             return False  # the bind asyncio does says why, if it fails too
-    ports = _tcp_ports()
-    return ports is not None and port not in ports
+    try:
+        mine = socket.inet_pton(family, address[0].split("%")[0])
+        with _probe(family, kind, proto) as known:
+            known.bind((address[0], 0, *address[2:]))
+            known.listen()
+            table = _tcp_sockets()
+            if (mine, int(known.getsockname()[1])) not in table:
+                return False  # a table that misses a listening socket cannot tell closed connections apart
+    except OSError:
+        return False
+    return not any(theirs_port == port and _overlaps(mine, theirs) for theirs, theirs_port in table)
 
 
-def _tcp_ports() -> set[int] | None:
-    """The local ports of the kernel's TCP sockets listening or connected, closing ones too (Linux's /proc/net/tcp and
-    tcp6); None when neither can be read, or one is not in the form known."""
+def _probe(family: int, kind: int, proto: int) -> socket.socket:
+    """A socket of `family` for `_held_not_listening`, an IPv6 one IPv6-only, as asyncio makes it."""
+    import socket
+
+    sock = socket.socket(family, kind, proto)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    return sock
+
+
+def _overlaps(mine: bytes, theirs: bytes) -> bool:
+    """Whether a socket on address THEIRS (4 or 16 bytes, as the kernel's table lists it) holds the port on MINE (an
+    IPv4 address, or an IPv6-only one): the same address, or either of them every address of its family; an IPv6
+    socket on '::' holds IPv4's too unless IPv6-only, which the table does not tell, and an IPv4-mapped address
+    (::ffff:127.0.0.1) is IPv4's."""
+    if len(theirs) == 16 and theirs[:12] == bytes(10) + b"\xff\xff":
+        theirs = theirs[12:]
+    elif len(theirs) == 16 and len(mine) == 4:
+        return not any(theirs)
+    return len(theirs) == len(mine) and (theirs == mine or not any(theirs) or not any(mine))
+
+
+def _tcp_sockets() -> set[tuple[bytes, int]]:
+    """The local address (4 or 16 bytes) and port of the kernel's TCP sockets listening or connected, closing ones
+    too (Linux's /proc/net/tcp and tcp6); none when neither can be read, or one is not in the form known."""
     from pathlib import Path
 
-    ports: set[int] | None = None
+    found = set[tuple[bytes, int]]()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             rows = Path(table).read_text().splitlines()[1:]
         except OSError:  # tcp6 is missing without IPv6
             continue
-        try:  # rows of 'sl local_address:port rem_address:port st ...', the port in hexadecimal
-            ports = (ports or set()) | {int(row.split()[1].rsplit(":", 1)[1], 16) for row in rows if row.strip()}
+        try:  # rows of 'sl local_address:port rem_address:port st ...' in hexadecimal, the address as 32-bit words
+            for row in filter(str.strip, rows):  # of this machine's byte order: 0100007F for 127.0.0.1 on x86
+                address, port = row.split()[1].split(":")
+                if len(address) not in (8, 32):
+                    return set()
+                words = (int(address[at:at + 8], 16).to_bytes(4, sys.byteorder) for at in range(0, len(address), 8))
+                found.add((b"".join(words), int(port, 16)))
         except (IndexError, ValueError):  # not the form known: cannot tell
-            return None
-    return ports
+            return set()
+    return found
 
 
 def _cannot_listen(err: OSError, host: str, port: int, family: int, address: str | None) -> Exception:
