@@ -105,7 +105,7 @@ def test_the_page_url_is_a_url_a_browser_opens(host: str, url: str) -> None:
     """A scoped link-local host printed http://[fe80::1%eth0]:8000/, where %et is not a percent-encoding."""
     from urllib.parse import unquote, urlsplit
 
-    from pneumoscan.service.commands import page_url
+    from pneumoscan.service.listen import page_url
 
     assert page_url(host, 8000) == url
     assert unquote(urlsplit(url).hostname or "") == host  # the URL's host is the address, zone and all
@@ -122,7 +122,7 @@ def test_the_page_url_is_a_url_a_browser_opens(host: str, url: str) -> None:
 def test_a_host_of_every_address_gets_this_machines_url(host: str, bound: tuple[str, ...], url: str) -> None:
     """--host 0.0.0.0 printed http://0.0.0.0:8000/, which Edge on Windows refuses to open, and --host :: printed
     http://[::]:8000/: the URL is now this machine's loopback address of the family listening."""
-    from pneumoscan.service.commands import page_url
+    from pneumoscan.service.listen import page_url
 
     assert page_url(host, 8000, "http", bound) == url
 
@@ -164,7 +164,7 @@ def test_uvicorns_other_lines_pass_as_they_are() -> None:
     """Only uvicorn's "Uvicorn running on" line is rewritten: its errors (logged as the exception itself) are kept."""
     import logging
 
-    from pneumoscan.service.commands import StartedLine
+    from pneumoscan.service.listen import StartedLine
 
     error = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, OSError(98, "Address already in use"), (),
                               None)
@@ -234,7 +234,7 @@ def test_bad_address_is_one_line(argv: list[str], message: str, tiny_run: Path,
                                             ("localhost", True), ("0.0.0.0", False), ("192.168.1.5", False),
                                             ("::", False), ("xray-server", False)])
 def test_loopback_hosts(host: str, loopback: bool) -> None:
-    from pneumoscan.service.commands import is_loopback
+    from pneumoscan.service.listen import is_loopback
 
     assert is_loopback(host) is loopback
 
@@ -427,7 +427,7 @@ def test_the_listen_check_binds_every_address_of_a_name_as_uvicorn_does(first: s
     import errno
 
     from pneumoscan.errors import InputError
-    from pneumoscan.service.commands import check_listen
+    from pneumoscan.service.listen import check_listen
 
     real_socket, real_getaddrinfo = socket.socket, socket.getaddrinfo
 
@@ -477,7 +477,7 @@ def test_every_address_is_named_so_in_the_page_url_the_warning_and_a_busy_port(
     It prints this machine's URL and that it listens on every address, and names the host `*:PORT (every address)`."""
     import uvicorn
 
-    from pneumoscan.service.commands import host_port, page_url
+    from pneumoscan.service.listen import host_port, page_url
 
     assert page_url("", 8000) == "http://localhost:8000/" and host_port("", 8000) == "*:8000 (every address)"
     ports: list[int] = []
@@ -504,7 +504,7 @@ def test_port_0_on_several_addresses_tries_other_free_ports(taken: int, monkeypa
     import errno
 
     from pneumoscan.errors import InputError
-    from pneumoscan.service.commands import check_listen
+    from pneumoscan.service.listen import check_listen
 
     real_socket, real_getaddrinfo = socket.socket, socket.getaddrinfo
     refused: list[int] = []
@@ -539,7 +539,7 @@ def test_the_listen_check_sets_so_reuseaddr_only_where_asyncio_does(os_name: str
     loaded."""
     import os
 
-    from pneumoscan.service.commands import check_listen
+    from pneumoscan.service.listen import check_listen
 
     real_socket = socket.socket
     options: list[tuple[int, int]] = []
@@ -602,7 +602,7 @@ def test_a_previous_runs_closed_connections_do_not_hold_the_port(host: str) -> N
     """A restart on the port of a run that served requests: its connections closed by the server linger in TIME_WAIT,
     which a bind without SO_REUSEADDR fails on, on their address and every address; they must not be taken for a
     program holding the port."""
-    from pneumoscan.service.commands import check_listen
+    from pneumoscan.service.listen import check_listen
 
     port = _closed_connection_port()
     with socket.socket() as plain, pytest.raises(OSError):
@@ -616,7 +616,7 @@ def test_closed_connections_do_not_hold_the_port_where_the_kernels_table_lists_n
     """WSL1's /proc/net/tcp reads as empty (Python says linux there): a table that lists no socket, not even the
     check's own listening one, cannot tell closed connections from a program holding the port, and a restart of the
     service on its own port was refused as held by another program."""
-    from pneumoscan.service.commands import check_listen
+    from pneumoscan.service.listen import check_listen
 
     real = Path.read_text
 
@@ -638,7 +638,7 @@ def test_a_port_bound_without_listening_is_refused_though_another_address_listen
     """A socket listening on the same port of another address (127.0.0.2, ::1) holds nothing on 127.0.0.1: it must
     not be taken for the closed connections that would explain the failed bind, and let the held port through."""
     from pneumoscan.errors import InputError
-    from pneumoscan.service.commands import check_listen
+    from pneumoscan.service.listen import check_listen
 
     with socket.socket() as starting, socket.socket(family) as elsewhere:
         starting.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -660,7 +660,7 @@ def test_a_port_bound_without_listening_passes_when_the_kernels_table_cannot_be_
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Without /proc/net/tcp (a sandbox hiding /proc) a bound socket cannot be told from closed connections: the check
     lets the port through, as asyncio would, rather than refuse a restart of the service on its own port."""
-    from pneumoscan.service.commands import check_listen
+    from pneumoscan.service.listen import check_listen
 
     real = Path.read_text
 
