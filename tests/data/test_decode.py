@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom, read_grayscale
+from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom, read_grayscale, stretched_png
 from pneumoscan.errors import DecodeOutOfMemory, ImageTooLarge, InputError
 from tests.data.builders import (PATIENT, check_error, dcm, dicom_bytes, encode, make_dicom, minmax_u8,
                                  png_header_only, ramp, write)
@@ -463,6 +463,21 @@ def test_an_8_bit_film_saved_as_16_bit_is_read_as_it_was() -> None:
     almost = wide.copy()
     almost[0, 0] += 1  # one value off: 16-bit data after all, stretched as before
     np.testing.assert_array_equal(read_grayscale(encode(Image.fromarray(almost), "PNG")), minmax_u8(almost))
+
+
+def test_a_png_is_stretched_only_when_its_16_bit_grey_levels_are_read_otherwise_than_stored() -> None:
+    """The page hid every 16-bit PNG, by its header alone, for the browser drawing it otherwise than the service read
+    it: an 8-bit film saved as 16 bits, read and drawn alike, too. Only a PNG whose 16-bit levels are stretched is."""
+    a = ramp(lo=20, hi=180)
+    twelve = a.astype(np.uint16) * 16  # a 12-bit film, 320 to 2880 of 65535: near black as stored
+    assert stretched_png(encode(Image.fromarray(twelve), "PNG"))
+    assert not stretched_png(encode(Image.fromarray(a.astype(np.uint16) * 257), "PNG"))  # read as `a`, as drawn
+    full = twelve.copy()
+    full[0, :2] = (0, 65535)  # spanning 0-65535: stretched onto 0-255 as a browser scales it
+    assert not stretched_png(encode(Image.fromarray(full), "PNG"))
+    assert not stretched_png(encode(Image.fromarray(a), "PNG"))
+    assert not stretched_png(encode(Image.fromarray(twelve), "TIFF"))  # a browser does not show it at all
+    assert not stretched_png(encode(Image.fromarray(np.stack([a] * 3, axis=-1)), "PNG"))
 
 
 @pytest.mark.parametrize("kind", ["png", "dicom"])

@@ -1121,3 +1121,17 @@ def test_a_heatmap_names_the_ensemble_members_it_leaves_out(mlp_ensemble: Path, 
         assert ensemble.post("/predict", files=upload).json()["heatmap_unmapped"] is None
     assert client.post("/predict?explain=true", files=upload).json()["heatmap_unmapped"] == []
 
+
+
+def test_predict_says_whether_the_film_was_stretched_from_its_16_bit_grey_levels(client: TestClient,
+                                                                                 xray: Path) -> None:
+    """The page could only guess from a PNG's header whether the browser draws the film as the service read it, and
+    hid an 8-bit film saved as 16 bits, which both read alike: the answer now says whether the film was stretched."""
+    film = np.asarray(Image.open(xray).convert("L")).astype(np.uint16)
+    uploads = {"12-bit.png": (film * 16, True), "8-bit as 16.png": (film * 257, False),
+               "8-bit.png": (film.astype(np.uint8), False)}
+    for name, (pixels, stretched) in uploads.items():
+        res = client.post("/predict", files={"file": (name, png_bytes(pixels))})
+        assert res.status_code == 200 and res.json()["stretched"] is stretched, (name, res.text)
+    res = client.post("/predict", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")})
+    assert res.json()["stretched"] is False

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "NOT_FRONTAL_VIEW_CODES", "NOT_FRONTAL_VIEWS", "dicom_colour", "is_dicom",
            "not_frontal_view", "quiet_decoder_warnings", "read_grayscale", "read_grayscale_and_rgb", "size_warning",
-           "stored_size", "thumbnail_warning", "unsupported_format", "view_reason", "view_said"]
+           "stored_size", "stretched_png", "thumbnail_warning", "unsupported_format", "view_reason", "view_said"]
 
 
 MIN_SIDE: int = 32
@@ -394,6 +394,30 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
         except Exception:  # noqa: BLE001 - not this format
             continue
     return None
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def stretched_png(data: bytes | bytearray) -> bool:
+    """Whether the file is a PNG whose grey levels `read_grayscale` stretches (16-bit values, such as a 12-bit film,
+    read from the film's darkest to its brightest value) where a viewer of the file, such as a web browser, draws its
+    stored values scaled to 8 bits: the picture it shows is not the film as read. False for an 8-bit film saved with 16
+    bits (`eight_bit_as_sixteen`) or 16-bit values from 0 to 65535, which both read as drawn. Decodes only a PNG whose
+    header says 16 bits, and of those only grey ones (Pillow reads 16-bit colour at 8 bits, as browsers do)."""
+    if len(data) < 26 or data[:8] != _PNG_SIGNATURE or data[24] != 16 or data[25] not in (0, 4):
+        return False
+    try:
+        with Image.open(io.BytesIO(data), formats=("PNG",)) as im:
+            im.load()
+            if not (im.mode in ("I", "F") or im.mode.startswith("I;")):
+                return False
+            values = np.asarray(im)
+    except Exception:  # noqa: BLE001 - unreadable: the film's own read says why
+        return False
+    if values.size == 0 or eight_bit_as_sixteen(values):
+        return False
+    return (int(values.min()), int(values.max())) != (0, 65535)
 
 
 def _pil_to_gray(im: Image.Image) -> np.ndarray:

@@ -26,7 +26,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from pneumoscan.card import model_card_text
-from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, EXPORT_AS, unsupported_format
+from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, EXPORT_AS, stretched_png, unsupported_format
 from pneumoscan.errors import (DamagedModel, DecodeOutOfMemory, ImageTooLarge, InputError, MissingDecoder,
                                ModelFileChanged, NotAnImage, decimals, first_line, gpu_out_of_memory, one_name)
 from pneumoscan.inference.ood import refusal_cause, refusal_kind
@@ -415,18 +415,19 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
         if problem:
             raise HTTPException(*problem)
 
-        def work() -> tuple[Prediction, bool, bytes | None, list[str] | None, str, dict[str, object]]:
+        def work() -> tuple[Prediction, bool, bytes | None, list[str] | None, bool, str, dict[str, object]]:
             upload = _decode(request, reservation, part)
+            stretched = stretched_png(part.data)
             (result,) = engine.results([upload])
             explained = explain and result.in_distribution is not False  # a refused film has no prediction to explain
             heatmap = engine.explain_png(upload, result.label) if explained else None
             unmapped = engine.unmapped_members() if explained else None
             when = utc_now()
-            return result, explained, heatmap, unmapped, when, _audit_line(request, "predict", None, when, upload,
-                                                                           result)
+            return result, explained, heatmap, unmapped, stretched, when, _audit_line(request, "predict", None, when,
+                                                                                      upload, result)
 
         try:
-            result, explained, heatmap, unmapped, when, line = await _in_worker(request, work, explain)
+            result, explained, heatmap, unmapped, stretched, when, line = await _in_worker(request, work, explain)
         except ExplainUnavailable as err:
             raise _no_heatmap(str(err), err.retry_s) from None
         except InputError as err:
@@ -438,7 +439,7 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
         size_warning=result.size_warning, **_answered(request, engine, start, when),
         heatmap_png_base64=base64.b64encode(heatmap).decode("ascii") if heatmap else None,
         heatmap_class=result.label if explained else None, heatmap_empty=heatmap is None if explained else None,
-        heatmap_unmapped=unmapped)
+        heatmap_unmapped=unmapped, stretched=stretched)
 
 
 @router.post("/predict/batch", response_model=BatchResponse, responses=_ERRORS,

@@ -207,6 +207,12 @@ class PredictionResponse(Answered, _FilmResult):
                                   "[\"mlp\"]: no feature map to draw, so their share of the score is not in it), as "
                                   "`pneumoscan explain` names them; [] when it leaves out none; null without "
                                   "?explain=true or a prediction")
+    stretched: bool = Field(
+        default=False, description="true: the film is a PNG whose 16-bit grey levels (such as a 12-bit film's) were "
+                                   "stretched from its darkest to its brightest value to be read, so a viewer that "
+                                   "draws the file's stored values, such as a web browser, shows it otherwise (often "
+                                   "near black) than the model read it; the heatmap is drawn on the film as read. "
+                                   "false for any other file, an 8-bit film saved with 16 bits among them")
 
 
 class BatchItem(BaseModel):
