@@ -1877,6 +1877,42 @@ def test_a_16_bit_film_is_shown_as_the_service_read_it_not_as_the_browser_draws_
         assert not errors, errors
 
 
+def test_a_16_bit_film_gives_way_to_its_heatmap_only_when_the_service_stretched_it_and_a_heatmap_came(
+        server: str, sample_films: Path) -> None:
+    """The page hid every 16-bit PNG, judged by its header: an 8-bit film saved as 16 bits (each value * 257), which
+    the service reads as the 8-bit film and the browser draws alike, was hidden behind its heatmap with an untrue
+    note; and a 12-bit film that got no heatmap (none asked for, Grad-CAM unavailable, an empty map, a refusal) had
+    no picture at all, where it was shown before (dark). The film now gives way only when the service says it
+    stretched it (`stretched`) and a heatmap takes its place."""
+    import io
+
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    film = np.asarray(Image.open(next((sample_films / "PNEUMONIA").glob("*.jpeg"))).convert("L")).astype(np.uint16)
+    uploads = {}
+    for name, pixels in {"8-bit as 16-bit.png": film * 257, "12-bit.png": film * 16}.items():
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        uploads[name] = {"name": name, "mimeType": "image/png", "buffer": buffer.getvalue()}
+    with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.set_input_files("#file", files=[uploads["8-bit as 16-bit.png"]])
+        expect(page.locator("#file-name")).to_have_text("8-bit as 16-bit.png", timeout=15_000)
+        expect(page.locator("#xray")).to_be_visible()
+        expect(page.locator("#no-preview")).to_be_hidden()
+        page.route("**/predict*", lambda route: route.continue_(url=route.request.url.replace("explain=true",
+                                                                                                "explain=false")))
+        page.set_input_files("#file", files=[uploads["12-bit.png"]])
+        expect(page.locator("#file-name")).to_have_text("12-bit.png", timeout=15_000)
+        expect(page.locator("#heat-toggle")).to_be_disabled()  # no heatmap came
+        expect(page.locator("#xray")).to_be_visible()
+        expect(page.locator("#no-preview")).to_be_hidden()
+        page.emulate_media(media="print")
+        expect(page.locator("#xray")).to_be_visible()
+        assert not errors, errors
+
+
 def test_a_thumbnail_is_said_too_small_to_read_with_its_result(server: str, sample_films: Path, tmp_path: Path) -> None:
     """A 20 x 20 px preview of a film was predicted without a word: the page now says, in a box above the result (or
     the refusal) and in the words read out, that the film is too small to read reliably and to send the original."""

@@ -330,13 +330,13 @@ const FORMAT_NOT_SHOWN = "This format cannot be shown in the browser";
 const DEEP_PNG_NOT_SHOWN = "The browser cannot show this 16-bit film's grey levels as the service read them";
 let noPreviewWhy = FORMAT_NOT_SHOWN;
 
-// Whether `file` is a 16-bit PNG (its IHDR's bit depth): a 12-bit film exported from a PACS or a DICOM converter.
-// The browser shows its raw grey levels, often near black, while the service stretches them from the film's darkest
-// to its brightest value, so the film shown and printed beside its result was not the one the model read.
-async function sixteenBitPng(file) {
-  const head = new Uint8Array(await file.slice(0, 25).arrayBuffer());
-  const signature = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
-  return head.length === 25 && signature.every((byte, i) => head[i] === byte) && head[24] === 16;
+// The film is not shown, for the reason `why`: the note says so in its place, and the heatmap, if any, is the picture.
+function hideFilm(why) {
+  noPreviewWhy = why;
+  show($("xray"), false);
+  show($("no-preview"), true);
+  $("heatmap").classList.add("standalone");
+  describeNoPreview();
 }
 
 function showPreview(file) {
@@ -347,17 +347,8 @@ function showPreview(file) {
   show(img, true);
   img.alt = `The uploaded image, ${file.name}`;  // not "chest X-ray": it may be refused as none
   // may come after the answer: the heatmap, if any, becomes the picture from then on
-  const noPreview = (why) => {
-    if (previewUrl !== url) return;  // a newer upload's film is shown by now
-    noPreviewWhy = why;
-    show(img, false);
-    show($("no-preview"), true);
-    $("heatmap").classList.add("standalone");
-    describeNoPreview();
-  };
-  img.onerror = () => noPreview(FORMAT_NOT_SHOWN);
+  img.onerror = () => { if (previewUrl === url) hideFilm(FORMAT_NOT_SHOWN); };  // else a newer upload's is shown
   img.src = previewUrl;
-  sixteenBitPng(file).then((deep) => { if (deep) noPreview(DEEP_PNG_NOT_SHOWN); }, () => {});
 }
 
 // The heatmap toggle: with a heatmap, the clinician's choice; without one, unticked and disabled (a greyed tick read
@@ -375,9 +366,8 @@ function showHeat(visible) {
   describeNoPreview();
 }
 
-// A film the browser cannot show (DICOM, TIFF), or not as read (a 16-bit PNG), with a heatmap: the heatmap is then
-// the film's only picture, and the
-// note under it said the format "cannot be shown" right under the film. The hint to switch the heatmap on is for the
+// A film the browser cannot show (DICOM, TIFF), or not as read (a `stretched` PNG), with a heatmap: the heatmap is
+// then the film's only picture, and the note under it said the format "cannot be shown" right under the film. The hint to switch the heatmap on is for the
 // screen only: on paper the heatmap is printed even when off. A refused film has no result to call valid: "the
 // result is still valid" beside "No prediction made" read as if there were one.
 function describeNoPreview() {
@@ -517,6 +507,10 @@ function render(result, name) {
     $("heat-caption").textContent = "Heatmap (the film with the Grad-CAM overlay): where the model saw evidence " +
       `for ${result.heatmap_class} (brighter = stronger, relative to this image).`;
     heat.alt = `Grad-CAM heatmap of ${name}: where the model saw evidence for ${result.heatmap_class}`;
+    // A film the service stretched (a 12-bit film in a 16-bit PNG) is drawn by the browser from its stored grey
+    // levels, often near black: its heatmap, the film as read, takes its place. Only then: a film without a heatmap
+    // (refused, or none made) is shown as the browser draws it, rather than not at all.
+    if (result.stretched === true) hideFilm(DEEP_PNG_NOT_SHOWN);
     // Without a browser preview (DICOM, TIFF) the overlay is the only picture: show it in the flow.
     heat.classList.toggle("standalone", $("xray").hidden);
     $("heat-legend-class").textContent = result.heatmap_class;
