@@ -640,23 +640,15 @@ STOPPING = ("the service is stopping and could not finish this request in time; 
             "send it again")
 
 
-def test_a_service_stopped_mid_request_is_asked_again_after_its_wait_with_the_heatmap(server: str,
-                                                                                      sample_films: Path) -> None:
-    """A restart (`systemctl restart`) that cut a heatmap request off answered it 503 with Retry-After and 'send it
-    again'. Taking every 503 to a heatmap for heatmaps being off, the page read GET /model, which the stopped service
-    did not answer, and sent the film again at once without a heatmap, to no service: 'The pneumoscan service did not
-    answer' where the service's own answer had said to send it again after 5 s. The page now drops the heatmap only
-    when GET /model says heatmaps are off, and otherwise waits as the answer says, then sends the film as before."""
-    from playwright.sync_api import expect
-
-    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
-    calls: list[str] = []
-    down_until = [0.0]  # the service is down (restarting) until then
+def restart_routes(down_s: float, calls: list[str]) -> tuple[Any, Any]:
+    """Routes of POST /predict and GET /model for a service that answers the first upload 503 'send it again' after
+    1 s (a restart cut it off) and then refuses connections for `down_s` seconds, as a stopped service does."""
+    down_until = [0.0]
 
     def predict(route: Any) -> None:
         calls.append(route.request.url)
         if len(calls) == 1:
-            down_until[0] = time.monotonic() + 0.8
+            down_until[0] = time.monotonic() + down_s
             route.fulfill(status=503, headers={"Retry-After": "1", "Cache-Control": "no-store"},
                           content_type="application/json", body=json.dumps({"detail": STOPPING}))
         elif time.monotonic() < down_until[0]:
@@ -670,6 +662,21 @@ def test_a_service_stopped_mid_request_is_asked_again_after_its_wait_with_the_he
         else:
             route.continue_()
 
+    return predict, model
+
+
+def test_a_service_stopped_mid_request_is_asked_again_after_its_wait_with_the_heatmap(server: str,
+                                                                                      sample_films: Path) -> None:
+    """A restart (`systemctl restart`) that cut a heatmap request off answered it 503 with Retry-After and 'send it
+    again'. Taking every 503 to a heatmap for heatmaps being off, the page read GET /model, which the stopped service
+    did not answer, and sent the film again at once without a heatmap, to no service: 'The pneumoscan service did not
+    answer' where the service's own answer had said to send it again after 5 s. The page now drops the heatmap only
+    when GET /model says heatmaps are off, and otherwise waits as the answer says, then sends the film as before."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
+    calls: list[str] = []
+    predict, model = restart_routes(0.8, calls)
     with chromium_page(server + "/") as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
         page.route("**/predict*", predict)
@@ -682,6 +689,60 @@ def test_a_service_stopped_mid_request_is_asked_again_after_its_wait_with_the_he
         expect(page.locator("#file-name")).to_have_text(xray.name)
         assert len(calls) == 2 and all("explain=true" in url for url in calls) == HAS_GRADCAM, calls
         assert not errors, errors
+
+
+@pytest.mark.skipif(not HAS_GRADCAM, reason="pneumoscan.explain.gradcam is not installed")
+def test_the_model_line_stays_while_an_upload_waits_out_a_restart(server: str, sample_films: Path) -> None:
+    """Waiting out a restart's 503, the page read GET /model, which the stopped service did not answer: the header
+    said 'The pneumoscan service did not answer, so uploads will not work until it does' beside 'busy or restarting;
+    trying again in 1 s', and the model's line (threshold, AUC) was gone until the result came. A failed read during
+    that wait now keeps the model last read."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
+    calls: list[str] = []
+    predict, model = restart_routes(0.8, calls)
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        line = page.locator("#model-line").text_content()
+        page.route("**/predict*", predict)
+        page.route("**/model", model)
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#status")).to_have_text("The service is busy or restarting; trying again in 1 s…")
+        # read once, not waited for: the result, 1 s on, reads the model again
+        assert page.locator("#model-line").text_content() == line
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        assert len(calls) == 2 and not errors, errors
+
+
+def test_a_restart_longer_than_its_named_wait_is_waited_out_with_the_tries_left(server: str,
+                                                                                sample_films: Path) -> None:
+    """A restart that took longer than the 503's named wait: the film sent again after it met no service, and the
+    page said 'The pneumoscan service did not answer' with two of its three tries unused. A refused connection after
+    a 503 that named a wait is now waited out as that 503 was, within the same tries; then the service's answer."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
+    calls: list[str] = []
+    predict, model = restart_routes(1.5, calls)  # still down when the film is sent again after 1 s
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.route("**/predict*", predict)
+        page.route("**/model", model)
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        expect(page.locator("#error")).to_be_hidden()
+        expect(page.locator("#file-name")).to_have_text(xray.name)
+        assert len(calls) == 3 and not errors, (calls, errors)
+        calls.clear()
+        predict, model = restart_routes(30, calls)  # down for longer than three tries: said, not waited for ever
+        page.unroute("**/predict*")
+        page.unroute("**/model")
+        page.route("**/predict*", predict)
+        page.route("**/model", model)
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#error")).to_contain_text("The pneumoscan service did not answer", timeout=15_000)
+        assert len(calls) == 3, calls
 
 
 def test_page_says_the_service_is_busy_not_the_file_wrong(server: str, sample_films: Path) -> None:

@@ -74,13 +74,16 @@ const NO_GUARD = "This model has no check that an image is a chest X-ray: it giv
 
 // Reads GET /model into `modelInfo` (null when it cannot) and describes that model on the page. Called at start,
 // and again when an upload finds it missing or the service answers with other weights or another threshold.
-async function loadModel() {
+// `keepKnown`: a failed read keeps the model last read, and its description (an upload waiting out a restart's 503
+// asks while the service is down: the header said it "did not answer" beside "trying again in 3 s").
+async function loadModel(keepKnown = false) {
   try {
     const res = await fetch("model");
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     modelInfo = await res.json();
     modelRead = Date.now();
   } catch (err) {
+    if (keepKnown && modelInfo !== null) return;
     modelInfo = null;
   }
   describeModel(modelInfo);
@@ -553,6 +556,9 @@ function sleep(ms, signal) {
 // A failed upload whose message is the whole sentence the page shows (what happened, what to do).
 class ConnectionProblem extends Error {}
 
+// No answer came: the connection was refused, or dropped after the whole file was sent.
+class NoAnswer extends ConnectionProblem {}
+
 // Whether an answer is the service's own: its errors are JSON with a `detail` sentence (and an X-Request-ID). A reverse
 // proxy's page (nginx's "503 Service Temporarily Unavailable" HTML) or empty body is not.
 function fromService(res) {
@@ -658,7 +664,7 @@ function post(url, form, signal, onProgress) {
     });
     xhr.addEventListener("error", () => settle(reject, loaded > 0 && !sent
       ? new ConnectionProblem(`The upload was cut off before the whole file was sent, ${NOT_ANALYSED}`)
-      : new ConnectionProblem(NO_ANSWER)));
+      : new NoAnswer(NO_ANSWER)));
     signal.addEventListener("abort", () => {
       settle(reject, new DOMException("replaced by a newer upload", "AbortError"));
       xhr.abort();
@@ -733,18 +739,33 @@ async function analyse(files) {
   if (explain && !modelInfo.explain_loaded) setStatus(ANALYSING_FIRST);  // PyTorch may still be loading for it
   try {
     let res, body;
+    let waiting = null;  // after a 503 that names a wait: {wait, said}, the seconds and what the status said
+    const waitOut = async () => {
+      setStatus(waiting.said);
+      await sleep(waiting.wait * 1000, controller.signal);
+      setStatus("Analysing…");
+    };
     // A 503 with Retry-After means the service is busy (its memory for uploads is full), not that the file is wrong:
     // ask again after the wait it names, so that a busy moment costs the clinician a few seconds rather than a second
     // drop.
     for (let tries = 1; ; tries++) {
-      res = await post(`predict?explain=${explain}`, form, controller.signal, progressReporter(mine));
+      try {
+        res = await post(`predict?explain=${explain}`, form, controller.signal, progressReporter(mine));
+      } catch (err) {
+        // no service yet, after a 503 that named a wait: a restart taking longer than it said, waited out the same
+        // way (within the same tries) rather than "did not answer" with tries left
+        if (!(err instanceof NoAnswer) || waiting === null || tries >= BUSY_TRIES || mine !== latest) throw err;
+        await waitOut();
+        continue;
+      }
       body = res.body;
       if (mine !== latest) return;
       if (explain && (res.status === 501 || (res.status === 503 && fromService(res)))) {
         // 501: restarted with a model Grad-CAM cannot explain; 503 while heatmaps are off for a while (memory ran
         // short loading Grad-CAM's model: GET /model says so): ask without a heatmap. Another 503 is waited out below,
-        // a stopping service's too, whose GET /model fails: asked again at once, it had not restarted yet.
-        await loadModel();
+        // a stopping service's too, whose GET /model fails (the model last read is kept): asked again at once, it
+        // had not restarted yet.
+        await loadModel(true);
         if (mine !== latest) return;
         if (res.status === 501 || (modelInfo && !modelInfo.explain_available)) {
           explain = false;
@@ -756,11 +777,10 @@ async function analyse(files) {
       if (res.status !== 503 || tries >= BUSY_TRIES || res.header("Retry-After") == null) break;
       const wait = retryAfter(res);
       // a proxy's 503 that names a wait (a maintenance page, a load balancer) is waited out too, said as the network
-      setStatus(gatewayFailed(res)
+      waiting = { wait, said: gatewayFailed(res)
         ? `The service could not be reached through the hospital's network or proxy; trying again in ${wait} s…`
-        : `The service is busy or restarting; trying again in ${wait} s…`);  // a stop's 503 is waited out too
-      await sleep(wait * 1000, controller.signal);
-      setStatus("Analysing…");
+        : `The service is busy or restarting; trying again in ${wait} s…` };  // a stop's 503 is waited out too
+      await waitOut();
     }
     if (!res.ok) {
       const detail = typeof body.detail === "string" ? body.detail : `request failed (HTTP ${res.status})`;
