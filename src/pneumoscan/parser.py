@@ -87,17 +87,27 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
         before_command = argv[:argv.index(args.command)]  # `pneumoscan --bogus models`: the program's, not models'
         command = parser if set(extra) & set(before_command) else _command_parser(parser, args.command)
         if args.command == "explain" and not any(token.startswith("-") for token in extra):
-            command.error(_several_films(args.image, extra))
+            command.error(_several_films(args, extra))
         command.error(f"unrecognized arguments: {' '.join(extra)}")
     return args
 
 
-def _several_films(image: str, extra: list[str]) -> str:
-    """explain's error for the films after its first (`extra`), as a shell's `*.jpeg` gives them."""
-    films = [image, *extra]
+def _several_films(args: argparse.Namespace, extra: list[str]) -> str:
+    """explain's error for the films after its first (`extra`), as a shell's `*.jpeg` gives them, with the command
+    to draw each keeping the options given; one .png after the film that is no file is taken for a meant --out."""
+    given = " ".join(f"{flag} {shell_word(str(value))}" for flag, value in (
+        ("--model", args.model), ("--threshold", args.threshold), ("--target-recall", args.target_recall),
+        ("--prevalence", args.prevalence)) if value is not None)
+    options = f" {given}" if given else ""
+    meant_out = len(extra) == 1 and extra[0].lower().endswith(".png") and not Path(extra[0]).exists()
+    if meant_out and args.out is None:  # `explain film.jpeg heatmap.png`
+        return (f"explain draws one film, and {one_name(extra[0])} after it is no file; to write the heatmap to it, "
+                f"give --out: `pneumoscan explain {shell_word(args.image)}{options} --out {shell_word(extra[0])}`")
+    films = [args.image, *extra]
+    out = "; --out names one file" if args.out is not None else ""
     return (f"explain draws one film at a time, and was given {len(films)} "
             f"({first_names([one_name(film) for film in films], 2, 'films')}); run it once per film: "
-            "`for f in FILMS; do pneumoscan explain \"$f\"; done` (each writes NAME_heatmap.png)")
+            f"`for f in FILMS; do pneumoscan explain \"$f\"{options}; done` (each writes NAME_heatmap.png{out})")
 
 
 def _command_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:

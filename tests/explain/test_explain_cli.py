@@ -49,8 +49,38 @@ def test_explain_given_several_films_says_it_draws_one_and_how_to_draw_each(film
     shown = f"{names[0]}, {names[1]}" + (f", ... ({films} films)" if films > 2 else "")
     assert err.splitlines()[-1] == (
         f"pneumoscan explain: error: explain draws one film at a time, and was given {films} ({shown}); run it once "
-        'per film: `for f in FILMS; do pneumoscan explain "$f"; done` (each writes NAME_heatmap.png)')
+        'per film: `for f in FILMS; do pneumoscan explain "$f" --model ' + str(tmp_path / "run") + '; done` (each '
+        'writes NAME_heatmap.png)')
     assert not list(Path.cwd().glob("film*_heatmap.png"))
+
+
+def test_explain_given_several_films_keeps_the_options_given_in_the_loop_it_advises(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the loop advised dropped --model and the operating point: pasted, it drew the shipped model's Grad-CAM
+    (tmp_path / "b.jpeg").write_bytes(b"")
+    run = tmp_path / "my runs" / "r1"
+    with pytest.raises(SystemExit):
+        main(["explain", str(tmp_path / "a.jpeg"), str(tmp_path / "b.jpeg"), "--model", str(run), "--threshold",
+              "0.3", "--prevalence", "0.1", "--out", str(tmp_path / "h.png")])
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        f"`for f in FILMS; do pneumoscan explain \"$f\" --model '{run}' --threshold 0.3 --prevalence 0.1; done` "
+        "(each writes NAME_heatmap.png; --out names one file)")
+
+
+def test_explain_given_a_png_that_is_no_file_after_the_film_says_to_give_out(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `pneumoscan explain film.jpeg heatmap.png` (meaning the file to write) was told to run explain once per film
+    film, heatmap = tmp_path / "film.jpeg", tmp_path / "heat map.png"
+    with pytest.raises(SystemExit) as stop:
+        main(["explain", str(film), str(heatmap), "--target-recall", "0.95"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"pneumoscan explain: error: explain draws one film, and {heatmap} after it is no file; to write the heatmap "
+        f"to it, give --out: `pneumoscan explain {film} --target-recall 0.95 --out '{heatmap}'`")
+    heatmap.write_bytes(b"")  # a film that exists is a second film
+    with pytest.raises(SystemExit):
+        main(["explain", str(film), str(heatmap)])
+    assert "run it once per film" in capsys.readouterr().err
 
 def test_explain_user_mistakes(tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     image = sorted((tiny_data / "test" / "NORMAL").iterdir())[0]
