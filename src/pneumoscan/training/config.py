@@ -145,6 +145,17 @@ class TrainConfig:
                 f"by 1 - lr x weight_decay ({1 - shrink:.3g}) each step, which zeroes or flips them and collapses the "
                 f"model; keep weight_decay x lr below 1 (default weight_decay 0.05)")
 
+    def collapse_advice(self) -> tuple[str, str]:
+        """The likely cause of a run whose model collapsed to one output, and what to change: its weight decay when
+        above the default (it pulls every weight toward 0 each step), else its learning rate."""
+        new_run = f"start a new run (another {option('out')})"
+        if self.weight_decay > TrainConfig.weight_decay:
+            return (f"the run collapsed, most likely from its weight decay, {_named('weight_decay', self.weight_decay)} "
+                    f"(default {TrainConfig.weight_decay}), which pulls every weight toward 0 each step",
+                    f"{new_run} with a lower weight_decay, or a lower {option('lr')} (this one: {self.lr:g})")
+        return ("the run collapsed, most often from a learning rate too high for it",
+                f"{new_run} with a lower {option('lr')} (this one: {self.lr:g})")
+
     @staticmethod
     def resume_conflicts(saved: dict[str, Any], given: dict[str, Any], label: str) -> str:
         """The settings in `given` that differ from the interrupted run's `saved` ones, as

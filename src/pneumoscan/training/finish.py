@@ -16,7 +16,7 @@ from torch import nn
 
 from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, artifact_writer, read_meta, save_artifact, stored_scores
 from pneumoscan.data.cache import ImageSet
-from pneumoscan.errors import InputError, option, shell_word
+from pneumoscan.errors import InputError, shell_word
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.evaluate import write_predictions
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning
@@ -42,12 +42,12 @@ def one_output(probs: Sequence[float]) -> float | None:
     return float(np.median(probs)) if len(p) > 1 and float(np.ptp(log_odds)) < ONE_OUTPUT_SPAN else None
 
 
-def one_output_warning(out: Path, probability: float, lr: float) -> str:
-    """What to tell about a run whose kept model gives every validation film `probability` (`one_output`)."""
+def one_output_warning(out: Path, probability: float, advice: tuple[str, str]) -> str:
+    """What to tell about a run whose kept model gives every validation film `probability` (`one_output`), with
+    its config's likely cause and change (`TrainConfig.collapse_advice`)."""
+    cause, change = advice
     return (f"{out}: the kept model gives every validation film the same P(pneumonia), {probability:.4g}, so it tells "
-            f"no film from another and its AUC and threshold mean nothing (the run collapsed, most often from a "
-            f"learning rate too high for it); start a new run (another {option('out')}) with a lower "
-            f"{option('lr')} (this one: {lr:g})")
+            f"no film from another and its AUC and threshold mean nothing ({cause}); {change}")
 
 
 def fitted_guard(artifact: Path) -> tuple[OODGuard, dict[str, torch.Tensor]] | None:

@@ -319,7 +319,7 @@ class Trainer:
         artifact = finish_artifact(self.out, model, meta, data.val, self.cfg.target_recall, seed=self.cfg.seed,
                                    guard=guard, patients=patient_groups(data.val.samples, data.patients))
         if (probability := one_output(meta.val_scores["probs"])) is not None:
-            self.warn(one_output_warning(self.out, probability, self.cfg.lr))
+            self.warn(one_output_warning(self.out, probability, self.cfg.collapse_advice()))
         return artifact, guard is not None
 
 
