@@ -65,7 +65,8 @@ def films(data: Path, limit: int) -> list[Path]:
     from pneumoscan.inference.inputs import expand_paths
 
     files = expand_paths([data])
-    return files[::max(1, len(files) // limit)][:limit]
+    count = min(limit, len(files))
+    return [files[i * len(files) // count] for i in range(count)]  # a stride of len/count, fractional
 
 
 def run_backend(backend: str, model: str, data: Path, limit: int, repeats: int, n_latency: int,
