@@ -37,7 +37,7 @@ import pytest  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from pneumoscan import CLASS_NAMES  # noqa: E402
-from tests.guard_site.sitecustomize import READ_GUARD, READ_GUARD_LOG, files_of, opens_one_of  # noqa: E402
+from tests.guard_site.sitecustomize import READ_GUARD, READ_GUARD_LOG, files_of, opens_one_of, refused  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample" / "chest_xray"
@@ -122,15 +122,19 @@ def under_sample_test(path: object) -> bool:
     return opens_one_of(path, SAMPLE_TEST_FILES)
 
 
-# Processes the tests start are guarded by tests/guard_site/sitecustomize.py, on their PYTHONPATH: while the guard is
-# armed READ_GUARD names the sample's test/ in their environment, and what they were refused is appended to this log
+# Processes the tests start are guarded by tests/guard_site/sitecustomize.py, first on their PYTHONPATH (Python
+# imports the first sitecustomize only): while the guard is armed READ_GUARD names the sample's test/ in their
+# environment, and what they were refused is appended to the log, made by pytest_configure (importing this module
+# outside pytest, for write_dicom, makes no file and leaves the environment be)
 GUARD_SITE = ROOT / "tests" / "guard_site"
-_log_fd, GUARD_LOG = tempfile.mkstemp(prefix="pneumoscan-tests-read-guard-", suffix=".log")
-os.close(_log_fd)
-os.environ.update({READ_GUARD: SAMPLE_TEST, READ_GUARD_LOG: GUARD_LOG,
-                   "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(GUARD_SITE)]))})
-if hasattr(sys.modules.get("sitecustomize"), "stand_down"):  # this process started guarded (an xdist worker)
-    sys.modules["sitecustomize"].stand_down()  # its own guard below is armed and disarmed with each test
+_log: dict[str, str] = {}
+
+
+def guard_site_first(pythonpath: str | None) -> str:
+    """`pythonpath` with tests/guard_site first (and only there): after a folder holding another sitecustomize (a
+    stdlib folder, as `os.pathsep.join(sys.path)` lists it) it would not be imported."""
+    paths = [path for path in str(pythonpath or "").split(os.pathsep) if path and path != str(GUARD_SITE)]
+    return os.pathsep.join([str(GUARD_SITE), *paths])
 
 
 def guarded_env(env: object) -> None:
@@ -138,15 +142,13 @@ def guarded_env(env: object) -> None:
     PYTHONPATH (`src` alone) left tests/guard_site out."""
     if not isinstance(env, dict) or READ_GUARD not in os.environ:
         return
-    paths = str(env.get("PYTHONPATH") or "").split(os.pathsep)
-    env.update({READ_GUARD: os.environ[READ_GUARD], READ_GUARD_LOG: GUARD_LOG,
-                "PYTHONPATH": os.pathsep.join(filter(None, [*paths, str(GUARD_SITE)])) if str(GUARD_SITE) not in paths
-                else env["PYTHONPATH"]})
+    env.update({READ_GUARD: os.environ[READ_GUARD], READ_GUARD_LOG: _log["path"],
+                "PYTHONPATH": guard_site_first(env.get("PYTHONPATH"))})
 
 
 def read_by_processes() -> list[str]:
     """The sample's test/ films the processes the tests started were refused since last asked (the log emptied)."""
-    with open(GUARD_LOG, "r+", encoding="utf-8") as log:
+    with open(_log["path"], "r+", encoding="utf-8") as log:
         seen = log.read().splitlines()
         log.truncate(0)
     return seen
@@ -176,23 +178,29 @@ def _sample_test_hook(event: str, args: tuple[object, ...]) -> None:
         real = os.path.realpath(os.fsdecode(os.fspath(args[0])))  # type: ignore[arg-type]
         if real == root or real.startswith(root + os.sep):
             opened.append(real)
-    if _guard["armed"] and under_sample_test(args[0]):
+    if _guard["armed"] and refused(args, SAMPLE_TEST, SAMPLE_TEST_FILES):
         _guard["seen"].append(os.fsdecode(os.fspath(args[0])))  # type: ignore[union-attr, arg-type]
         raise SampleTestFilmRead(errno.EACCES, "a test may not read the bundled sample's test/ (official test split "
                                  "films; use the sample_films fixture)", os.fspath(args[0]))  # type: ignore[arg-type]
 
 
-if not getattr(sys, "_pneumoscan_sample_test_hook", False):  # audit hooks cannot be removed: one per process
-    sys.addaudithook(_sample_test_hook)
-    sys._pneumoscan_sample_test_hook = True  # type: ignore[attr-defined]
-
-
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if os.path.exists(GUARD_LOG):
-        os.unlink(GUARD_LOG)
+    if "path" in _log and os.path.exists(_log["path"]):
+        os.unlink(_log["path"])
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Arm the guard, before the tests are collected: this process's audit hook, and the environment and log of the
+    processes the tests start."""
+    descriptor, _log["path"] = tempfile.mkstemp(prefix="pneumoscan-tests-read-guard-", suffix=".log")
+    os.close(descriptor)
+    os.environ.update({READ_GUARD: SAMPLE_TEST, READ_GUARD_LOG: _log["path"],
+                       "PYTHONPATH": guard_site_first(os.environ.get("PYTHONPATH"))})
+    if hasattr(sys.modules.get("sitecustomize"), "stand_down"):  # this process started guarded (an xdist worker)
+        sys.modules["sitecustomize"].stand_down()  # its own guard below is armed and disarmed with each test
+    if not getattr(sys, "_pneumoscan_sample_test_hook", False):  # audit hooks cannot be removed: one per process
+        sys.addaudithook(_sample_test_hook)
+        sys._pneumoscan_sample_test_hook = True  # type: ignore[attr-defined]
     config.addinivalue_line("markers", f"{LISTS_SAMPLE_TEST}(reason): the test lists, copies or hashes the bundled "
                             "sample's test/ films with no model (audit's leakage and duplicate checks, the sdist's "
                             "copy), so the guard of tests/conftest.py lets it open them; say why in `reason`")

@@ -106,6 +106,64 @@ def test_a_process_the_test_starts_is_refused_the_films_and_fails_the_test(sampl
                                         f"test split films, for final reporting only)"] * 30
 
 
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_a_process_is_guarded_whatever_its_pythonpath_lists_and_runs_the_sitecustomize_the_guard_shadows(
+        where: str, sample_dir: Path, tmp_path: Path) -> None:
+    """Python imports the first sitecustomize on its path only: tests/guard_site went last on a process's PYTHONPATH,
+    so one that listed another sitecustomize's folder first (tests/training/test_resume.py gives
+    `os.pathsep.join(sys.path)`, a stdlib folder holding a distribution's) ran unguarded, and a guarded one ran no
+    other sitecustomize (a distribution's, coverage's subprocess hook)."""
+    import subprocess
+    import sys
+
+    other = tmp_path / "other_site"
+    other.mkdir()
+    (other / "sitecustomize.py").write_text("import os\nos.environ['OTHER_SITECUSTOMIZE_RAN'] = '1'\n")
+    paths = [str(other), str(conftest.ROOT / "src")]
+    code = ("import os, sys\nprint(os.environ.get('OTHER_SITECUSTOMIZE_RAN'))\ntry:\n    open(sys.argv[1], 'rb')\n"
+            "except PermissionError as err:\n    print('refused')\nelse:\n    print('read')")
+    film = str(sample_dir / "test" / "NORMAL" / FILM)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths if where == "first" else paths[::-1])}
+    done = subprocess.run([sys.executable, "-c", code, film], env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == ["1", "refused"] and conftest.read_by_processes() == [film]
+    assert conftest.guard_site_first(os.pathsep.join(["a", str(conftest.GUARD_SITE), "b"])) == os.pathsep.join(
+        [str(conftest.GUARD_SITE), "a", "b"])
+
+
+def test_a_file_may_not_be_made_or_written_under_the_sample_test_folder(sample_dir: Path, tmp_path: Path) -> None:
+    """A path under the sample's test/ to no file was let be: a test could make a film there (a new file of the
+    official test split's folder). Opens that would write or make one are refused, in this process and in the ones
+    it starts; reading a missing file there stays a FileNotFoundError."""
+    import subprocess
+    import sys
+
+    (tmp_path / "link").symlink_to(sample_dir / "test" / "NORMAL")
+    new = [sample_dir / "test" / "NORMAL" / "new.jpeg", tmp_path / "link" / "new.png", sample_dir / "test" / "x.txt"]
+    for path in new:
+        assert refused(lambda: path.write_bytes(b"film")) == [str(path)]
+        assert refused(lambda: os.close(os.open(path, os.O_WRONLY | os.O_CREAT)))
+    with pytest.raises(FileNotFoundError):
+        open(sample_dir / "test" / "NORMAL" / "gone.jpeg", "rb")
+    code = "import sys\ntry:\n    open(sys.argv[1], 'ab')\nexcept PermissionError:\n    print('refused')"
+    done = subprocess.run([sys.executable, "-c", code, str(new[0])], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "refused\n" and conftest.read_by_processes() == [str(new[0])]
+    assert not any(path.exists() for path in new)
+
+
+def test_importing_the_conftest_outside_pytest_makes_no_file_and_leaves_the_environment_be(tmp_path: Path) -> None:
+    """Scripts import write_dicom from tests.conftest: the import made a temp log (deleted only by pytest's
+    unconfigure) and put the guard in the script's environment."""
+    import subprocess
+    import sys
+
+    code = ("import os\nbefore = dict(os.environ)\nimport tests.conftest\nprint(dict(os.environ) == before, "
+            "sorted(os.listdir(os.environ['TMPDIR'])))")
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": os.pathsep.join([str(conftest.ROOT),
+                                                                                str(conftest.ROOT / "src")])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout == "True []\n", done.stderr
+
+
 def test_evaluate_on_the_sample_is_refused_before_a_film_is_read(sample_dir: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """`main(["evaluate", "--data", str(sample_dir)])` scores the test split by default: it scored the sample's test

@@ -1,8 +1,10 @@
 """The guard of the bundled sample's test/ films in the Python processes the tests start (`python -m pneumoscan ...`,
-a served app, a script): tests/conftest.py puts this folder on their PYTHONPATH, so Python imports this module at
-their start. While READ_GUARD names a folder in their environment (tests/conftest.py sets it while its own guard is
-armed), each open of a file in it is refused, through any symlink or hard link, and its path appended to the file
-READ_GUARD_LOG names, for the test that started the process to fail on. Nothing happens without READ_GUARD."""
+a served app, a script): tests/conftest.py puts this folder first on their PYTHONPATH, so Python imports this module
+at their start (Python imports only the first sitecustomize on its path: this one runs the one it shadows, if any,
+such as a distribution's or coverage's). While READ_GUARD names a folder in their environment (tests/conftest.py sets
+it while its own guard is armed), each open of a file in it, through any symlink or hard link, and each open that
+would write or make a file under it, is refused, and its path appended to the file READ_GUARD_LOG names, for the
+test that started the process to fail on. Nothing is refused without READ_GUARD."""
 from __future__ import annotations
 
 import errno
@@ -35,6 +37,21 @@ def opens_one_of(path: object, files: frozenset[tuple[int, int]]) -> bool:
     return (stat.st_dev, stat.st_ino) in files
 
 
+def refused(args: tuple[object, ...], folder: str, files: frozenset[tuple[int, int]]) -> bool:
+    """Whether an "open" audit event's `args` (path, mode, flags) open one of `files` (`files_of(folder)`), or
+    would write or make a file under `folder` (realpath), such as a new film there."""
+    if opens_one_of(args[0], files):
+        return True
+    flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
+    if args[0] is None or isinstance(args[0], int) or not flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+        return False
+    try:
+        real = os.path.realpath(os.fsdecode(os.fspath(args[0])))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return real.startswith(folder + os.sep)
+
+
 def stand_down() -> None:
     """Leave this process to tests/conftest.py's own guard (a pytest worker started with READ_GUARD set)."""
     _state["on"] = False
@@ -46,7 +63,7 @@ def _refuse(event: str, args: tuple[object, ...]) -> None:
         return
     if folder != _state["folder"]:
         _state.update(folder=folder, files=files_of(folder))
-    if opens_one_of(args[0], _state["files"]):  # type: ignore[arg-type]
+    if refused(args, folder, _state["files"]):  # type: ignore[arg-type]
         path = os.fsdecode(os.fspath(args[0]))  # type: ignore[arg-type]
         if log := os.environ.get(READ_GUARD_LOG):  # its own open passes: the log is none of the files
             with open(log, "a", encoding="utf-8") as out:
@@ -55,6 +72,22 @@ def _refuse(event: str, args: tuple[object, ...]) -> None:
                               f"films, for final reporting only)", path)
 
 
+def run_shadowed() -> None:
+    """Run the sitecustomize this module shadows: the first on sys.path after this folder, if any."""
+    import importlib.machinery
+    import importlib.util
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    later = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != here]
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", later)
+    if spec is None or spec.loader is None or os.path.abspath(spec.origin or "") == os.path.abspath(__file__):
+        return
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+
 if os.environ.get(READ_GUARD) and not getattr(sys, "_pneumoscan_tests_read_guard", False):
     sys.addaudithook(_refuse)
     sys._pneumoscan_tests_read_guard = True  # type: ignore[attr-defined]
+if __name__ == "sitecustomize":  # imported by site, not by tests/conftest.py
+    run_shadowed()
