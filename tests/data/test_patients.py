@@ -182,7 +182,7 @@ def test_dicom_films_without_patient_ids_under_repeated_names_are_keyed_by_folde
     assert len({keys(s) for s in samples}) == 9 and keys.sources == {"name": 1, "file": 16}
     assert keys.effective == "auto" and recorded_patient_key(keys.record()) == "auto"
     assert keys_read(keys.record()) == "--patient-key auto (1 by file name, 16 by folder and file name)"
-    assert keys.record()["patient_key_rule"] == 4
+    assert keys.record()["patient_key_rule"] == 5
     moved = discover(tmp_path / "moved" / "elsewhere")["all"]
     val, val_moved = patient_split(samples, 0.3, 0, keys)[1], patient_split(moved, 0.3, 0, patient_keys(moved))[1]
     assert [s.path.relative_to(tmp_path / "a") for s in val] == \

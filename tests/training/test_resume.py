@@ -480,7 +480,7 @@ def test_a_run_keyed_by_path_is_refused_as_split_by_the_key_rule_not_as_changed_
     common = ["--model", "cnn", "--image-size", "16", "--batch-size", "16", "--quiet"]
     assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "1", *common]) == 0
     split = json.loads((run / "split.json").read_text())
-    assert split["dicom_without_patient_id"] == 20 and split["patient_key_rule"] == 4
+    assert split["dicom_without_patient_id"] == 20 and split["patient_key_rule"] == 5
     by_path = patient_split(discover(data)["train"], split["val_fraction"], split["seed"], lambda s: str(s.path))[1]
     assert sorted(s.path.name for s in by_path) != sorted(Path(f).name for f in split["val_files"])
     saved = {k: v for k, v in split.items() if k not in ("patient_key_rule", "dicom_without_patient_id")}
@@ -489,7 +489,7 @@ def test_a_run_keyed_by_path_is_refused_as_split_by_the_key_rule_not_as_changed_
     assert main(["train", "--out", str(run), "--resume", "--epochs", "2", *common]) == 2
     err = capsys.readouterr().err
     assert ("(other validation images under the same counts): 20 DICOM films whose header names no patient are "
-            "keyed by file name (or folder and name) by patient_key_rule 4, and the run was started by an earlier "
+            "keyed by file name (or folder and name) by patient_key_rule 5, and the run was started by an earlier "
             "version (no patient_key_rule recorded), which may have keyed them otherwise: the same patients under "
             "other keys split otherwise, so the key rule may have changed the split, not the images; resume with the "
             "pneumoscan (or, if its images changed, the data) it was started with") in err, err
@@ -543,6 +543,31 @@ def test_a_rule_3_split_whose_placeholder_patient_id_rule_4_reads_as_a_patient_b
     by_name = {"patient_keys_from": {"name": 15}}
     assert split_change(saved | by_name, now | by_name).endswith(blamed)  # no PatientID read either time
     assert resume_advice(saved | {"patient_key_rule": 4}, now).startswith("resume with the data")
+
+
+def test_a_rule_4_split_changed_by_test_s_dicom_film_named_jpeg_blames_the_key_rule_not_the_data() -> None:
+    """Rule 5 keys a test/ file named .jpeg or .png by name unopened: a DICOM film so named, with a placeholder
+    PatientID, was counted by rule 4 among the PatientIDs (and folders) judged over every split, so a run started
+    then splits otherwise now, and its resume was refused with 'some images or their patients changed'."""
+    from pneumoscan.training.split_check import resume_advice, split_change
+
+    counts = {"train": {"NORMAL": 6, "PNEUMONIA": 4, "patients": 10}}
+    saved = {"patient_key": "auto", "patient_keys_from": {"file": 4, "name": 6}, "patient_key_rule": 4,
+             "counts": counts, "val_files": ["a", "b"]}
+    now = {**saved, "patient_keys_from": {"dicom": 4, "name": 6}, "patient_key_rule": 5, "val_files": ["a", "c"]}
+    assert split_change(saved, now).endswith(
+        "patient_key_rule 5 keys a test/ file named for another image format (.jpeg, .png, ...) by its name without "
+        "opening it (test/ is for final reporting), and the run was started by an earlier version (patient_key_rule "
+        "4), which read it for a DICOM header: such a file holding a DICOM film, its PatientID (a placeholder's "
+        "count) or its folder may have keyed films of train/ otherwise, so the key rule may have changed the split, "
+        "not the images")
+    assert resume_advice(saved, now).startswith("resume with the pneumoscan (or, if its images changed, the data)")
+    blamed = "some images or their patients changed (a manifest's patient column, a DICOM PatientID)"
+    assert split_change(saved | {"patient_key_rule": 5}, now).endswith(blamed)  # the same rule: the data changed
+    by_name = {"patient_keys_from": {"name": 10}}
+    assert split_change(saved | by_name, now | by_name).endswith(blamed)  # no DICOM header keyed a film
+    # a rule-4 run with unnamed DICOM films whose split did not change is resumed as before: nothing to say
+    assert split_change(saved | {"dicom_without_patient_id": 4}, now | {"val_files": ["a", "b"]}) == ""
 
 
 def _guarded_run(data: Path, tmp_path: Path) -> Path:

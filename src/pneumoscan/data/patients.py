@@ -20,7 +20,7 @@ from typing import Iterable, Mapping, NamedTuple, Sequence
 
 from pneumoscan import CLASS_NAMES, PATIENT_KEYS
 from pneumoscan.data.decode import is_dicom
-from pneumoscan.data.formats import image_stem
+from pneumoscan.data.formats import image_stem, may_be_dicom
 from pneumoscan.data.labels import Sample
 from pneumoscan.errors import InputError, counted, option, raise_if_interrupted, warn
 from pneumoscan.progress import progress_bar
@@ -36,8 +36,11 @@ SOURCES = ("manifest", "dicom", "folder", "name", "file")
 # path unless its name was Kermany's (development code from 9f99720 to before 6582825); 2: `own_file_key`, its
 # folders counted over every sample keyed by file name; 3: over the DICOM files without a usable PatientID only; 4:
 # those folders, and placeholder PatientIDs, judged over every split of the data set (`dataset_keys`), not train/
-# and val/ only, so `train` keys each film as `audit` does.
-KEY_RULE = 4
+# and val/ only, so `train` keys each film as `audit` does; 5: a test/ file named for another image format (.jpeg,
+# .png) is no DICOM file, its header never read (`unopened_headers`: test/ is for final reporting).
+KEY_RULE = 5
+# the splits for final reporting only: keying a data set opens none of their files it need not
+REPORTING_SPLITS = ("test",)
 FILE_KEYS = frozenset({"name", "file"})  # origins of keys read from a file's name, which name no patient across splits
 # PatientIDs anonymisers write instead of a patient's (compared in lower case; any run of zeros counts too).
 PLACEHOLDER_IDS = frozenset({"anonymous", "anonymized", "anonymised", "anon", "unknown", "none", "null", "n/a", "na",
@@ -378,15 +381,24 @@ def patient_keys(samples: Iterable[Sample], choice: str = "auto", refused: Itera
                        headers)
 
 
+def unopened_headers(splits: Mapping[str, Iterable[Sample]]) -> dict[Sample, None]:
+    """The films of `splits`' REPORTING_SPLITS whose names say they are no DICOM file (a JPEG's, a PNG's extension),
+    as `patient_keys` takes headers read already: none, so they are keyed by name unopened, by `train`, `audit` and
+    `evaluate` alike (patient_key_rule 5). Those that may be DICOM by name are still read, header only: only they can
+    change a key of train/ and val/ (placeholder PatientIDs and a name's folders are judged over every split)."""
+    return {s: None for split in REPORTING_SPLITS for s in splits.get(split, []) if not may_be_dicom(s.path)}
+
+
 def dataset_keys(splits: dict[str, list[Sample]], choice: str = "auto", used: Sequence[Sample] | None = None,
                  progress: bool = True, known: Mapping[Sample, str | None] | None = None) -> PatientKeys:
     """The patient keys of a data set's images by split (as `discover` finds them), keyed over every split together:
     placeholder PatientIDs and the folders of a file name's key are judged over the whole data set, so `train` (which
     uses train/ and val/) and `audit` (every split) key each film alike. With `folder`, an image right in its class
     folder is an InputError among `used` only (None: none is, as the audit lists them); elsewhere it is keyed by its
-    file name. `known`: DICOM headers read already (`PatientKeys.headers`)."""
+    file name. `known`: DICOM headers read already (`PatientKeys.headers`); test/'s files named for another image
+    format are taken for none (`unopened_headers`), whatever `known` says."""
     return patient_keys([s for samples in splits.values() for s in samples], choice, used or (), progress=progress,
-                        known=known)
+                        known={**(known or {}), **unopened_headers(splits)})
 
 
 def describe(choice: str) -> str:
@@ -403,6 +415,7 @@ class TrainingFilms(NamedTuple):
     films: list[Sample] | None
     why: str | None  # None without films: the data is not found, or none is recorded
     every: list[Sample] | None = None  # with films: those of every split of the data, which `train` keyed over
+    unopened: frozenset[Path] = frozenset()  # of `every`, those `train` keyed unopened (`unopened_headers`), resolved
 
 
 def _training_films(config: dict, run_dir: str | Path | None) -> TrainingFilms:
@@ -422,7 +435,8 @@ def _training_films(config: dict, run_dir: str | Path | None) -> TrainingFilms:
     with warnings.catch_warnings():  # the folder's own warnings were given when it was trained on
         warnings.simplefilter("ignore")
         try:
-            found = set_aside_unread(discover(folder))[0]  # as training did: files it read no patient from
+            found = set_aside_unread(discover(folder), REPORTING_SPLITS)[0]  # as training did: files it read no
+            # patient from, and test/ whole
         except InputError as err:  # what is wrong, without the advice on how to arrange a data set
             why = str(err).split("; ")[0].removeprefix(f"{folder}: ")
             return TrainingFilms(None, f"{folder}, which the model was trained on, is found but cannot be read as "
@@ -432,7 +446,8 @@ def _training_films(config: dict, run_dir: str | Path | None) -> TrainingFilms:
         return TrainingFilms(None, f"{folder}, which the model was trained on, is found but holds no train/ split "
                                    f"now (its splits: {', '.join(found) or 'none'})")
     return TrainingFilms(found[split] + (found.get("val", []) if config.get("use_given_val") else []), None,
-                         [sample for samples in found.values() for sample in samples])
+                         [sample for samples in found.values() for sample in samples],
+                         frozenset(Path(s.path).resolve() for s in unopened_headers(found)))
 
 
 class InTraining(NamedTuple):
@@ -473,7 +488,9 @@ def patients_in_training(samples: Sequence[Sample], training: dict, progress: bo
         return InTraining({"patients": 0, "films": 0, "by": [], "compared": 0}, None)
     with warnings.catch_warnings():  # a placeholder PatientID was warned about by train and audit
         warnings.simplefilter("ignore")
-        keys = dataset_keys({"training data": whole, "scored": list(samples)}, choice, progress=progress)
+        unopened = {s: None for s in [*whole, *samples] if Path(s.path).resolve() in found.unopened}  # as `train`
+        keys = dataset_keys({"training data": whole, "scored": list(samples)}, choice, progress=progress,
+                            known=unopened)
     named = {keys(s) for s in trained if keys.origins[s] not in FILE_KEYS}
     films = [s for s in samples if keys.origins[s] not in FILE_KEYS and keys(s) in named]
     by = [SOURCE_NAMES[source] for source in SOURCES if any(keys.origins[s] == source for s in films)]

@@ -12,10 +12,10 @@ import numpy as np
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache import ImageSet, load_image_set
 from pneumoscan.data.fingerprint import TAUGHT_BOTH, duplicate_warnings
-from pneumoscan.data.formats import UNREAD_RULE, may_be_dicom, set_aside_unread
+from pneumoscan.data.formats import UNREAD_RULE, set_aside_unread
 from pneumoscan.data.labels import Sample
 from pneumoscan.data.layout import discover
-from pneumoscan.data.patients import PatientKeys, dataset_keys, describe, name_collision_warning
+from pneumoscan.data.patients import REPORTING_SPLITS, PatientKeys, dataset_keys, describe, name_collision_warning
 from pneumoscan.data.split import patient_split
 from pneumoscan.errors import DecodeOutOfMemory, InputError, counted, first_few, option, switch
 from pneumoscan.training.config import TrainConfig
@@ -173,29 +173,16 @@ def _few_given_val(cfg: TrainConfig, val: ImageSet) -> str | None:
             f"more of each class is better, or drop {switch('use_given_val')} to validate on a patient split of train")
 
 
-# the splits for final reporting only: training lists their files (for the patient keys) and opens none it need not
-REPORTING_SPLITS = ("test",)
-
-
-def unread_test_headers(found: dict[str, list[Sample]]) -> dict[Sample, None]:
-    """The films of `found`'s REPORTING_SPLITS whose names say they are no DICOM file (a JPEG's, a PNG's extension),
-    as `patient_keys` takes headers read already: none, so they are keyed by name unopened. Their keys name no patient
-    across splits and change no key of train/ and val/, which only DICOM films of test/ do (placeholder PatientIDs
-    and the folders of a name's key are judged over every split: `dataset_keys`): those are still read, header only."""
-    return {s: None for split in REPORTING_SPLITS for s in found.get(split, []) if not may_be_dicom(s.path)}
-
-
 def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, command: str = "train") -> RunData:
     """Find, split and decode (through the cache) the training and validation images; `command` (train or
     pretrain) chooses which options a message may suggest."""
-    found, unread, no_image = set_aside_unread(discover(cfg.data), REPORTING_SPLITS)
+    found, unread, no_image = set_aside_unread(discover(cfg.data), REPORTING_SPLITS)  # test/ kept whole, unopened
     train_split = "train" if "train" in found else "all"
     if train_split not in found:
         raise InputError(f"{cfg.data}: no train/ folder to train on; add DATA/train/NORMAL and DATA/train/PNEUMONIA")
     # keyed over every split, as `audit` keys them (`dataset_keys`), so --max-images does not change a key; of test/
-    # only the headers of files that may be DICOM by name are read (`unread_test_headers`)
-    keys = dataset_keys(found, cfg.patient_key, found[train_split] + found.get("val", []), progress=progress,
-                        known=unread_test_headers(found))
+    # only the headers of files that may be DICOM by name are read (`unopened_headers`)
+    keys = dataset_keys(found, cfg.patient_key, found[train_split] + found.get("val", []), progress=progress)
     samples = _cap_per_class(found[train_split], cfg.max_images, cfg.split_seed)
     if cfg.use_given_val:
         if "val" not in found:

@@ -51,7 +51,7 @@ def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "
 
 def _split_why(saved: dict[str, Any], now: dict[str, Any], kind: str) -> str:
     """Why the same images are split otherwise than the saved split: pneumoscan's key rule changed (surely, or
-    maybe: `key_rule_change`, `key_rule_may_change`, `placeholder_rule_may_change`) or the rule of the files set aside
+    maybe: `key_rule_change`, `key_rule_may_change`, `unopened_rule_may_change`, `placeholder_rule_may_change`) or the rule of the files set aside
     before the split did (`unread_rule_change`), else the images or their patients did."""
     rule = now.get("patient_key_rule")
     if ruled := key_rule_change(saved, now):
@@ -69,6 +69,12 @@ def _split_why(saved: dict[str, Any], now: dict[str, Any], kind: str) -> str:
                 f"{rule}, and the {kind} was started by an earlier version ({_rule(saved)}), which may have keyed "
                 f"{'them' if unnamed > 1 else 'it'} otherwise: the same patients under other keys split otherwise, "
                 f"so the key rule may have changed the split, not the images")
+    if unopened_rule_may_change(saved, now):
+        return (f"patient_key_rule {rule} keys a test/ file named for another image format (.jpeg, .png, ...) by its "
+                f"name without opening it (test/ is for final reporting), and the {kind} was started by an earlier "
+                f"version ({_rule(saved)}), which read it for a DICOM header: such a file holding a DICOM film, its "
+                f"PatientID (a placeholder's count) or its folder may have keyed films of train/ otherwise, so the key "
+                f"rule may have changed the split, not the images")
     if placeholder_rule_may_change(saved, now):
         return (f"patient_key_rule {rule} judges placeholder PatientIDs (one value on most DICOM films) over every "
                 f"split of the data, test/ too, and the {kind} was started by an earlier version ({_rule(saved)}), "
@@ -110,8 +116,8 @@ def key_rule_may_change(saved: dict[str, Any], now: dict[str, Any]) -> int:
     """How many DICOM films whose header names no patient (`dicom_without_patient_id`) the split `now` keys by a
     later key rule than the saved split's, which may have keyed them otherwise (a run of development code between
     9f99720 and 6582825 records no rule and keyed them by path; rule 2 counted the folders of JPEGs too); 0 when the
-    rule is the same or there are none."""
-    if saved.get("patient_key_rule", 1) >= now.get("patient_key_rule", 1):
+    rule is the same, or 4 on (rule 5 changed how test/ is read: `unopened_rule_may_change`), or there are none."""
+    if saved.get("patient_key_rule", 1) >= min(now.get("patient_key_rule", 1), 4):
         return 0
     return int(now.get("dicom_without_patient_id", 0))
 
@@ -123,6 +129,16 @@ def placeholder_rule_may_change(saved: dict[str, Any], now: dict[str, Any]) -> b
     if saved.get("patient_key_rule", 1) >= 4 or now.get("patient_key_rule", 1) < 4:
         return False
     return any((record.get("patient_keys_from") or {}).get("dicom", 0) for record in (saved, now))
+
+
+def unopened_rule_may_change(saved: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Whether the split `now` keys test/'s files named for another image format unopened (patient_key_rule 5 on)
+    where the saved split read their headers, on data whose films were keyed by a DICOM header in either (a DICOM
+    PatientID, or folder and name for one without): a DICOM film so named in test/ then counted among them."""
+    if saved.get("patient_key_rule", 1) >= 5 or now.get("patient_key_rule", 1) < 5:
+        return False
+    return any((record.get("patient_keys_from") or {}).get(source, 0) for record in (saved, now)
+               for source in ("dicom", "file"))
 
 
 def _rule(record: dict[str, Any]) -> str:
@@ -139,7 +155,7 @@ def resume_advice(saved: dict[str, Any], now: dict[str, Any], kind: str = "run",
     new run is left then."""
     with_what = ("the pneumoscan" if key_rule_change(saved, now) or unread_rule_change(saved, now) else
                  "the pneumoscan (or, if its images changed, the data)" if key_rule_may_change(saved, now) or
-                 placeholder_rule_may_change(saved, now) else
+                 placeholder_rule_may_change(saved, now) or unopened_rule_may_change(saved, now) else
                  "the data")
     advice = f"resume with {with_what} it was started with, or start a new {kind} with another {option('out')}"
     if manifest and saved.get("counts") and _fewer_images(saved, now):
