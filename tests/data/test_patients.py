@@ -298,6 +298,26 @@ def test_the_split_of_kermany_names_is_the_one_before_patient_keys(tmp_path: Pat
     assert [s.path.name for s in default] == KERMANY_VAL
 
 
+def test_shared_patients_keys_a_dicom_film_named_jpeg_in_test_unopened_as_train_does(tmp_path: Path) -> None:
+    """evaluate's count of patients shared with the training data (whose keys its bootstrap takes on) read the header
+    of a test/ DICOM film named .jpg, which `train` keys by name unopened: P1, on the 4 DICOM films of train/
+    PNEUMONIA, was a placeholder to it (6 of the 10 DICOM films) and a patient to `train` and `audit` (4 of 8)."""
+    from pneumoscan.data.patients import dataset_keys, patients_in_training
+
+    data = tmp_path / "data"
+    for i in range(4):
+        write_dicom(data / "train" / "PNEUMONIA" / f"p{i}.dcm", 1, i, patient_id="P1", size=16)
+        write_dicom(data / "train" / "NORMAL" / f"n{i}.dcm", 0, 10 + i, patient_id=f"N{i}", size=16)
+    for i in range(2):
+        write_dicom(data / "test" / "PNEUMONIA" / f"t{i}.jpg", 1, 20 + i, patient_id="P1", size=16)
+    write_xray(data / "test" / "NORMAL" / "IM-0007-0001.png", 0, 91)
+    found = discover(data)
+    keys = patients_in_training(found["test"], {"config": {"data": str(data), "patient_key": "auto"}},
+                                progress=False).keys
+    assert keys is not None and {keys(s) for s in found["train"] if s.label} == {"P1"}
+    assert {s: keys(s) for s in found["train"]} == {s: dataset_keys(found, progress=False)(s) for s in found["train"]}
+
+
 def test_shared_patients_counts_the_evaluated_films_of_patients_the_model_was_trained_on(tmp_path: Path) -> None:
     """Patients of the scored split with films in the training data, keyed as audit keys them: by PatientID (one
     shared, N1), not by Kermany's file names, which restart in each split (IM-0007 in both is not counted)."""
