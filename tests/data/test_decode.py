@@ -20,7 +20,7 @@ from tests.data.builders import (PATIENT, check_error, dcm, dicom_bytes, encode,
 # --------------------------------------------------------------------------- not_frontal_view
 
 
-@pytest.mark.parametrize("position", ["", None, "LEFT LATERAL", "XTABLE"])
+@pytest.mark.parametrize("position", ["", None, "XTABLE", "CHEST"])
 @pytest.mark.parametrize("scheme, code, view", [
     ("SCT", "399067008", "lateral (SCT 399067008)"), ("SCT", "399173006", "left lateral (SCT 399173006)"),
     ("SCT", "399198007", "right lateral (SCT 399198007)"), ("SRT", "R-10232", "right lateral (SRT R-10232)"),
@@ -32,8 +32,8 @@ from tests.data.builders import (PATIENT, check_error, dcm, dicom_bytes, encode,
 ])
 def test_a_dicom_without_a_view_position_is_read_by_its_view_code_sequence(
         position: str | None, scheme: str, code: str, view: str | None) -> None:
-    """A device that leaves View Position (0018,5101) empty or out, or writes a term of its own there ('LEFT LATERAL',
-    'XTABLE'), may state the view only as a CID 4010 code in the View Code Sequence (0054,0220): such a lateral film
+    """A device that leaves View Position (0018,5101) empty or out, or writes a term of its own there ('XTABLE',
+    'CHEST': no word of a view), may state the view only as a CID 4010 code in the View Code Sequence (0054,0220): such a lateral film
     was read as of no stated view, and scored as a frontal one."""
     from pneumoscan.data.decode import not_frontal_view, view_reason
     from tests.conftest import with_view_code
@@ -48,6 +48,43 @@ def test_a_dicom_without_a_view_position_is_read_by_its_view_code_sequence(
     for known, said in (("PA", None), ("AP", None), ("RL", "RL")):  # a known View Position is the film's view
         ds.ViewPosition = known
         assert not_frontal_view(dicom_bytes(ds)) == said
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR CS")  # lower case, as some devices write it
+@pytest.mark.parametrize("position", ["AP SUPINE", "PA ERECT", "AP PORTABLE", "PORTABLE AP", "ap supine", "AP\\PA",
+                                      "AP AXIAL", "pa-erect"])
+def test_a_view_position_saying_ap_or_pa_among_other_words_is_frontal_whatever_the_view_code(position: str) -> None:
+    """A View Position that says AP or PA among other words ('AP SUPINE', 'PORTABLE AP', two values 'AP\\PA') states a
+    frontal film: it yielded to a lateral or oblique View Code Sequence, and the frontal film was refused."""
+    from pneumoscan.data.decode import not_frontal_view
+    from tests.conftest import with_view_code
+
+    for scheme, code in (("SCT", "399173006"), ("SCT", "399135007"), ("SRT", "R-10234")):
+        ds = with_view_code(make_dicom(ramp()), scheme, code)
+        ds.ViewPosition = position
+        assert not_frontal_view(dicom_bytes(ds)) is None
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR CS")  # lower case, as some devices write it
+@pytest.mark.parametrize("position, view", [
+    ("XTABLE LATERAL", "XTABLE LATERAL"), ("LEFT LATERAL", "LEFT LATERAL"), ("AP LLD", "AP LLD"),
+    ("PA RLD", "PA RLD"), ("ap_lld", "AP LLD"), ("LAO", "LAO"), ("RAO", "RAO"), ("LPO", "LPO"), ("RPO", "RPO"),
+    ("SWIMMERS", "SWIMMERS"), ("AP\\LL", "AP LL"), ("PA OBLIQUE", "PA OBLIQUE"), ("RIGHT DECUBITUS", "RIGHT DECUBITUS"),
+])
+def test_a_view_position_with_a_lateral_decubitus_or_oblique_word_is_refused_by_it(position: str, view: str) -> None:
+    """A View Position naming a lateral, decubitus or oblique view among other words, as archives write them (MIMIC-CXR:
+    'XTABLE LATERAL', 'AP LLD', 'LAO'), was read as no known term: with no View Code Sequence, or a frontal code there,
+    the film was scored as a frontal one (while 'LLD' alone was refused). Such a word decides, over AP or PA and any
+    code, and the reason names the View Position's words."""
+    from pneumoscan.data.decode import not_frontal_view, view_reason
+    from tests.conftest import with_view_code
+
+    ds = make_dicom(ramp())
+    ds.ViewPosition = position
+    assert not_frontal_view(dicom_bytes(ds)) == view
+    assert not_frontal_view(dicom_bytes(with_view_code(ds, "SCT", "399348003"))) == view  # antero-posterior code
+    assert view_reason(view) == (f"DICOM View Position {view}: not a frontal (AP or PA) film; the model reads frontal "
+                                 "chest X-rays only, send the frontal film of the study")
 
 
 def test_the_view_code_table_is_cid_4010s_lateral_and_oblique_views() -> None:

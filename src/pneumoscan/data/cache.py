@@ -44,7 +44,9 @@ from pneumoscan.progress import progress_bar
 # absent (format 9 holds None there). 11: the View Code table holds every lateral or oblique code of CID 4010 (format
 # 10 holds None for a medial-lateral, lateral-medial, medial, medio-lateral, latero-medial or frontal oblique film),
 # and a View Position of no known term ('LEFT LATERAL') yields to the View Code Sequence (format 10 holds None there).
-CACHE_FORMAT = 11
+# 12: a View Position is read by its words: one lateral, decubitus or oblique word decides ('AP LLD', 'XTABLE LATERAL',
+# 'LAO'; format 11 holds None there), else AP or PA among others ('AP SUPINE'; format 11 holds a lateral code there).
+CACHE_FORMAT = 12
 
 
 def default_cache_dir() -> Path:

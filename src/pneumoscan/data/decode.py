@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -209,10 +210,12 @@ def reading_film(label: str, data: bytes | bytearray) -> Iterator[None]:
         raise out_of_memory(label, *(stored_size(data) or (None, None))) from exc
 
 
-NOT_FRONTAL_VIEWS = frozenset({"LL", "RL", "LLD", "RLD", "LLO", "RLO", "LAT", "LATERAL"})
-"""DICOM View Position values (upper case) of a lateral, decubitus or oblique film: the DX/CR defined terms besides
-AP and PA, and the words some devices write instead."""
-_FRONTAL_VIEWS = frozenset({"AP", "PA"})  # a frontal film's View Position, which decides as NOT_FRONTAL_VIEWS' do
+NOT_FRONTAL_VIEWS = frozenset({"LL", "RL", "LLD", "RLD", "LLO", "RLO", "LAT", "LATERAL", "LAO", "RAO", "LPO", "RPO",
+                               "OBLIQUE", "DECUBITUS", "SWIMMERS"})
+"""Words of a DICOM View Position (upper case) that make a film lateral, decubitus or oblique: the DX/CR defined terms
+besides AP and PA, the oblique projections (left/right anterior/posterior oblique) and the words devices and archives
+write instead ('XTABLE LATERAL', 'AP LLD', 'SWIMMERS', a lateral of the cervicothoracic junction)."""
+_FRONTAL_VIEWS = frozenset({"AP", "PA"})  # a View Position word of a frontal film, when no word above is there
 
 _LATERAL_OR_OBLIQUE = (  # CID 4010 (DX View): every lateral or oblique projection, its SNOMED CT and SNOMED RT codes
     ("lateral", "399067008", "R-102CD"), ("left lateral", "399173006", "R-10236"),
@@ -236,10 +239,10 @@ _SNOMED = ("SCT", "SRT", "SNM3")  # coding scheme designators of SNOMED CT, SNOM
 
 
 def not_frontal_view(data: bytes | bytearray) -> str | None:
-    """A DICOM file's View Position (0018,5101), from its header, when it names a lateral, decubitus or oblique view
-    (NOT_FRONTAL_VIEWS); when that is empty, absent or no known term (neither those nor AP or PA: 'LEFT LATERAL',
-    'XTABLE'), its View Code Sequence's code when NOT_FRONTAL_VIEW_CODES holds it, as '<meaning> (<scheme> <code>)'.
-    None for a frontal, unstated or unreadable one, and for any other file."""
+    """A DICOM file's View Position (0018,5101), from its header, as its words in upper case, when a word of it names a
+    lateral, decubitus or oblique view (NOT_FRONTAL_VIEWS: 'LL', 'AP LLD', 'XTABLE LATERAL'); when none does and none
+    is AP or PA either (empty, absent, 'XTABLE'), its View Code Sequence's code when NOT_FRONTAL_VIEW_CODES holds it,
+    as '<meaning> (<scheme> <code>)'. None for a frontal, unstated or unreadable one, and for any other file."""
     if not is_dicom(bytes(data[:132])):
         return None
     try:
@@ -247,12 +250,19 @@ def not_frontal_view(data: bytes | bytearray) -> str | None:
 
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=data[128:132] != b"DICM",
                              specific_tags=["ViewPosition", "ViewCodeSequence"])
-        view = str(ds.get("ViewPosition", "") or "").strip().upper()
-        if view in NOT_FRONTAL_VIEWS:
-            return view
-        return None if view in _FRONTAL_VIEWS else _view_code(ds.get("ViewCodeSequence"))
+        words = _view_words(ds.get("ViewPosition"))
+        if NOT_FRONTAL_VIEWS.intersection(words):
+            return " ".join(words)
+        return None if _FRONTAL_VIEWS.intersection(words) else _view_code(ds.get("ViewCodeSequence"))
     except Exception:  # noqa: BLE001 - decoding reads this header: a value it cannot give is no view
         return None
+
+
+def _view_words(position: object) -> list[str]:
+    """A View Position's words in upper case, split on anything but letters and digits (spaces, '\\' between values,
+    '_', '-'): 'ap supine' -> ['AP', 'SUPINE'], 'AP\\PA' -> ['AP', 'PA']; [] for None or an empty one."""
+    values = position if isinstance(position, Sequence) and not isinstance(position, str) else [position]
+    return [word for value in values for word in re.findall(r"[A-Z0-9]+", str(value or "").upper())]
 
 
 def _view_code(items: Sequence[Dataset] | None) -> str | None:
@@ -269,7 +279,7 @@ def _view_code(items: Sequence[Dataset] | None) -> str | None:
 def view_said(view: str) -> str:
     """Where a DICOM header says a film's view is `view` (a `not_frontal_view`), and what: 'DICOM View Position LL',
     'DICOM View Code Sequence left lateral (SCT 399173006)'."""
-    return f"DICOM {'View Position' if view in NOT_FRONTAL_VIEWS else 'View Code Sequence'} {view}"
+    return f"DICOM {'View Code Sequence' if '(' in view else 'View Position'} {view}"  # a View Position has no '('
 
 
 def view_reason(view: str) -> str:
