@@ -40,13 +40,16 @@ POLICY = "(a security policy may forbid it); pass another --port or ask IT suppo
      "[::1]:8000: cannot listen here (Address already in use); stop what uses the port or pass another --port"),
     ("EINVAL", "Invalid argument", "fe80::1", 8000, "[fe80::1]:8000: cannot listen here (Invalid argument); a "
      "link-local IPv6 address needs its network interface as its scope, such as --host fe80::1%eth0"),
+    ("EINVAL", "Invalid argument", "::ffff:127.0.0.1", 8000, "[::ffff:127.0.0.1]:8000: cannot listen here (Invalid "
+     "argument); an IPv4-mapped IPv6 address cannot be listened on (IPv6-only sockets): pass its IPv4 one, --host "
+     "127.0.0.1"),
 ])
 def test_a_bind_failure_other_than_a_busy_port_names_its_own_fix(code: str, strerror: str, host: str, port: int,
                                                                   said: str, tiny_run: Path,
                                                                   capsys: pytest.CaptureFixture[str],
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """An address not on this machine, a privileged port, or a link-local address without its interface was told to
-    "stop what uses the port"; a port above 1024 refused by a policy was told to pass one above 1024; an IPv6 host
+    """An address not on this machine, a privileged port, a link-local address without its interface or an IPv4-mapped
+    one (::ffff:127.0.0.1, which an IPv6-only socket cannot bind) was told to "stop what uses the port"; a port above 1024 refused by a policy was told to pass one above 1024; an IPv6 host
     read 2001:db8::1:8000, a port of its own address."""
     import errno
 
@@ -59,6 +62,22 @@ def test_a_bind_failure_other_than_a_busy_port_names_its_own_fix(code: str, stre
     err = capsys.readouterr().err
     assert said in err and "Traceback" not in err
     assert ("stop what uses the port" in err) == (code == "EADDRINUSE")
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 sockets here")
+def test_an_ipv4_mapped_host_is_told_its_ipv4_address_by_a_real_bind() -> None:
+    """`serve --host ::ffff:127.0.0.1`: the IPv6-only socket asyncio makes cannot bind it (EINVAL), and the advice was
+    "stop what uses the port or pass another --port", though no port was in use."""
+    from pneumoscan.errors import InputError
+    from pneumoscan.service.listen import check_listen
+
+    try:
+        socket.socket(socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("IPv6 is turned off here")
+    with pytest.raises(InputError) as err:
+        check_listen("::ffff:127.0.0.1", 0)
+    assert str(err.value).endswith("pass its IPv4 one, --host 127.0.0.1"), err.value
 
 
 @pytest.mark.parametrize(("code", "strerror", "host", "said"), [

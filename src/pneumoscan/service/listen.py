@@ -199,6 +199,18 @@ def _unscoped_link_local(host: str) -> bool:
     return isinstance(address, ipaddress.IPv6Address) and address.is_link_local and not address.scope_id
 
 
+def _mapped_ipv4(host: str) -> str | None:
+    """The IPv4 address HOST maps when it is an IPv4-mapped IPv6 address (::ffff:127.0.0.1 -> 127.0.0.1), else None."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return None if mapped is None else str(mapped)
+
+
 def _listen_fix(code: int | None, host: str, port: int, *, ipv6: bool) -> str:
     """What to do when listening on HOST:PORT (an IPv6 address when `ipv6`; making its socket, binding it) failed
     with errno CODE: the port in use is one cause among several."""
@@ -217,6 +229,8 @@ def _listen_fix(code: int | None, host: str, port: int, *, ipv6: bool) -> str:
                 "setting such as systemd's RestrictAddressFamilies=); ask IT support")
     if code == errno.EINVAL and _unscoped_link_local(host):
         return f"a link-local IPv6 address needs its network interface as its scope, such as --host {host}%eth0"
+    if code == errno.EINVAL and (ipv4 := _mapped_ipv4(host)):
+        return f"an IPv4-mapped IPv6 address cannot be listened on (IPv6-only sockets): pass its IPv4 one, --host {ipv4}"
     return "stop what uses the port or pass another --port"
 
 
