@@ -33,8 +33,8 @@ from tests.data.builders import (PATIENT, check_error, dcm, dicom_bytes, encode,
 def test_a_dicom_without_a_view_position_is_read_by_its_view_code_sequence(
         position: str | None, scheme: str, code: str, view: str | None) -> None:
     """A device that leaves View Position (0018,5101) empty or out, or writes a term of its own there ('XTABLE',
-    'CHEST': no word of a view), may state the view only as a CID 4010 code in the View Code Sequence (0054,0220): such a lateral film
-    was read as of no stated view, and scored as a frontal one."""
+    'CHEST': no word of a view), may state the view only as a CID 4010 code in the View Code Sequence (0054,0220):
+    such a lateral film was read as of no stated view, and scored as a frontal one."""
     from pneumoscan.data.decode import not_frontal_view, view_reason
     from tests.conftest import with_view_code
 

@@ -49,8 +49,9 @@ def test_a_bind_failure_other_than_a_busy_port_names_its_own_fix(code: str, stre
                                                                   capsys: pytest.CaptureFixture[str],
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """An address not on this machine, a privileged port, a link-local address without its interface or an IPv4-mapped
-    one (::ffff:127.0.0.1, which an IPv6-only socket cannot bind) was told to "stop what uses the port"; a port above 1024 refused by a policy was told to pass one above 1024; an IPv6 host
-    read 2001:db8::1:8000, a port of its own address."""
+    one (::ffff:127.0.0.1, which an IPv6-only socket cannot bind) was told to "stop what uses the port"; a port above
+    1024 refused by a policy was told to pass one above 1024; an IPv6 host read 2001:db8::1:8000, a port of its own
+    address."""
     import errno
 
     def refuse(self: socket.socket, address: object) -> None:

@@ -230,7 +230,8 @@ def _listen_fix(code: int | None, host: str, port: int, *, ipv6: bool) -> str:
     if code == errno.EINVAL and _unscoped_link_local(host):
         return f"a link-local IPv6 address needs its network interface as its scope, such as --host {host}%eth0"
     if code == errno.EINVAL and (ipv4 := _mapped_ipv4(host)):
-        return f"an IPv4-mapped IPv6 address cannot be listened on (IPv6-only sockets): pass its IPv4 one, --host {ipv4}"
+        return (f"an IPv4-mapped IPv6 address cannot be listened on (IPv6-only sockets): pass its IPv4 one, "
+                f"--host {ipv4}")
     return "stop what uses the port or pass another --port"
 
 
