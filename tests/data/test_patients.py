@@ -318,6 +318,28 @@ def test_shared_patients_keys_a_dicom_film_named_jpeg_in_test_unopened_as_train_
     assert {s: keys(s) for s in found["train"]} == {s: dataset_keys(found, progress=False)(s) for s in found["train"]}
 
 
+def test_shared_patients_compares_a_dicom_film_named_jpeg_in_test_by_its_patient_id(tmp_path: Path) -> None:
+    """A DICOM film of test/ named .jpg is keyed by its name unopened, as `train` keys it, but evaluate reads it
+    anyway: its PatientID (N1, on train/'s films) is still compared, so its patient is counted as one the model was
+    trained on; a placeholder PatientID is not (each such film its own patient), and train/'s keys stay train's."""
+    from pneumoscan.data.patients import dataset_keys, patients_in_training
+
+    data = tmp_path / "data"
+    for p in range(3):
+        for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+            write_dicom(data / "train" / name / f"1.2.3.{label}.{p}", label, 10 * p + label, patient_id=f"{name[0]}{p}")
+    for i in range(2):
+        write_dicom(data / "test" / "NORMAL" / f"t{i}.jpg", 0, 20 + i, patient_id="N1", size=16)
+    write_dicom(data / "test" / "PNEUMONIA" / "u0.png", 1, 30, patient_id="ANONYMOUS", size=16)
+    write_dicom(data / "test" / "PNEUMONIA" / "u1.jpeg", 1, 31, patient_id="ANONYMOUS", size=16)
+    found = discover(data)
+    result = patients_in_training(found["test"], {"config": {"data": str(data), "patient_key": "auto"}},
+                                  progress=False)
+    assert result.shared == {"patients": 1, "films": 2, "by": ["DICOM PatientID"], "compared": 2}
+    assert result.keys is not None and {s: result.keys(s) for s in found["test"]} == {
+        s: dataset_keys(found, progress=False)(s) for s in found["test"]}  # the bootstrap's keys stay train's
+
+
 def test_shared_patients_counts_the_evaluated_films_of_patients_the_model_was_trained_on(tmp_path: Path) -> None:
     """Patients of the scored split with films in the training data, keyed as audit keys them: by PatientID (one
     shared, N1), not by Kermany's file names, which restart in each split (IM-0007 in both is not counted)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
@@ -389,6 +389,22 @@ def unopened_headers(splits: Mapping[str, Iterable[Sample]]) -> dict[Sample, Non
     return {s: None for split in REPORTING_SPLITS for s in splits.get(split, []) if not may_be_dicom(s.path)}
 
 
+def compared_keys(keys: PatientKeys, unopened: Iterable[Sample]) -> PatientKeys:
+    """`keys` for finding a patient on both sides of a split (`audit`'s leak count, `evaluate`'s shared patients):
+    each of `unopened` (test/ films keyed by name unopened, `unopened_headers`) whose header, read here, gives a
+    DICOM PatientID that is no placeholder (`is_placeholder`, nor one to `keys`: `placeholder_ids` over the headers
+    they read) is keyed by it, as `audit` and `evaluate` read such a film anyway; every other film keeps its key, the
+    one `train` gives."""
+    if keys.choice != "auto":
+        return keys
+    placeholders = placeholder_ids([value for value in keys.headers.values() if value])
+    usable = {s: value for s in dict.fromkeys(unopened) if keys.origins.get(s) == "name" and
+              (value := dicom_patient_id(Path(s.path))) and value not in placeholders and not is_placeholder(value)}
+    if not usable:
+        return keys
+    return replace(keys, keys={**keys.keys, **usable}, origins={**keys.origins, **dict.fromkeys(usable, "dicom")})
+
+
 def dataset_keys(splits: dict[str, list[Sample]], choice: str = "auto", used: Sequence[Sample] | None = None,
                  progress: bool = True, known: Mapping[Sample, str | None] | None = None) -> PatientKeys:
     """The patient keys of a data set's images by split (as `discover` finds them), keyed over every split together:
@@ -491,12 +507,14 @@ def patients_in_training(samples: Sequence[Sample], training: dict, progress: bo
         unopened = {s: None for s in [*whole, *samples] if Path(s.path).resolve() in found.unopened}  # as `train`
         keys = dataset_keys({"training data": whole, "scored": list(samples)}, choice, progress=progress,
                             known=unopened)
-    named = {keys(s) for s in trained if keys.origins[s] not in FILE_KEYS}
-    films = [s for s in samples if keys.origins[s] not in FILE_KEYS and keys(s) in named]
-    by = [SOURCE_NAMES[source] for source in SOURCES if any(keys.origins[s] == source for s in films)]
-    compared = sum(keys.origins[s] not in FILE_KEYS for s in samples)
-    return InTraining({"patients": len({keys(s) for s in films}), "films": len(films), "by": by, "compared": compared},
-                      keys)
+    # a scored film keyed unopened is still compared by its PatientID, as the scoring reads it anyway
+    shared = compared_keys(keys, [s for s in samples if s in unopened])
+    named = {shared(s) for s in trained if shared.origins[s] not in FILE_KEYS}
+    films = [s for s in samples if shared.origins[s] not in FILE_KEYS and shared(s) in named]
+    by = [SOURCE_NAMES[source] for source in SOURCES if any(shared.origins[s] == source for s in films)]
+    compared = sum(shared.origins[s] not in FILE_KEYS for s in samples)
+    return InTraining({"patients": len({shared(s) for s in films}), "films": len(films), "by": by,
+                       "compared": compared}, keys)
 
 
 def shared_text(shared: dict | None, n: int, why: str | None) -> str:
