@@ -428,17 +428,21 @@ def test_the_text_lists_print_names_as_every_other_message_does(tmp_path: Path) 
 def test_a_patient_of_train_in_a_dicom_film_named_jpeg_in_test_is_a_leak(tmp_path: Path) -> None:
     """train keys test/'s files named .jpg unopened, and so did audit, which then missed a leak it reads anyway: two
     DICOM films named t0.jpg and t1.jpg hold the PatientID N1 of train/'s films (patient IDs in both train+test: 0,
-    no leak line). Their PatientID is compared across splits again; train/'s keys are still train's."""
-    from pneumoscan.data.layout import discover
-    from pneumoscan.data.patients import dataset_keys
+    no leak line), and a copy of one of N1's films named t2.jpg was under two patient IDs. The audit keys them by
+    their PatientID again; train/'s keys are still train's (patient_keys_rule 5: placeholders judged without them)."""
     from tests.conftest import write_dicom_dataset
 
     write_dicom_dataset(tmp_path, patients=3, films=2, size=32)
     for i in range(2):
         write_dicom(tmp_path / "test" / "NORMAL" / f"t{i}.jpg", 0, 70 + i, patient_id="N1", size=32)
+    shutil.copy(tmp_path / "train" / "NORMAL" / "1.2.826.0.1.3680043.0.1.1", tmp_path / "test" / "NORMAL" / "t2.jpg")
     write_dicom(tmp_path / "test" / "PNEUMONIA" / "u0.png", 1, 80, patient_id="Q7", size=32)
     report = audit(tmp_path, progress=False)
     assert report["patient_ids_in_two_splits"] == {"train+test": 1}
     assert report["same_patient_in_two_splits"] == [["train/NORMAL/1.2.826.0.1.3680043.0.1.0", "test/NORMAL/t0.jpg"]]
-    assert audit_problems(report) == ["1 patient in two splits (by DICOM PatientID)"]
-    assert report["patient_keys_from"] == dataset_keys(discover(tmp_path), progress=False).record()["patient_keys_from"]
+    assert report["cross_patient_duplicates"] == [] and len(report["cross_split_duplicates"]) == 1
+    assert audit_problems(report) == ["1 group of byte-identical files in two splits",
+                                      "1 patient in two splits (by DICOM PatientID)"]
+    assert report["splits"]["test"]["patients"] == {"NORMAL": 1, "PNEUMONIA": 1}
+    assert report["splits"]["train"]["patients"] == {"NORMAL": 3, "PNEUMONIA": 3}
+    assert report["patient_keys_from"] == {"dicom": 16}

@@ -63,10 +63,9 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     readable images."""
     splits = discover(root)
     everything: list[tuple[str, Sample]] = [(name, s) for name, samples in splits.items() for s in samples]
-    # as `train` keys them; images --patient-key folder finds no patient folder for are listed, not the end of it
-    patient_id = dataset_keys(splits, patient_key, progress=progress)
-    # test/'s films keyed unopened are read below anyway: a patient on both sides is found by their PatientID too
-    compared = compared_keys(patient_id, unopened_headers(splits))
+    # as `train` keys them; images --patient-key folder finds no patient folder for are listed, not the end of it;
+    # test/'s films `train` keys unopened are read below anyway: by their PatientID, a patient on both sides is found
+    patient_id = compared_keys(dataset_keys(splits, patient_key, progress=progress), unopened_headers(splits))
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         inspected = list(progress_bar(pool.map(lambda item: _inspect(item[1].path), everything),
                                       total=len(everything), desc="reading", unit="img", progress=progress))
@@ -91,9 +90,9 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
         if error:
             unreadable.append(error)
         else:
-            patients_by_split[split].add(compared(sample))
-            if compared.origins[sample] != "name":
-                named_patients[split].setdefault(compared(sample), shown_as(split, sample))
+            patients_by_split[split].add(patient_id(sample))
+            if patient_id.origins[sample] != "name":
+                named_patients[split].setdefault(patient_id(sample), shown_as(split, sample))
     for split, samples in splits.items():
         rows = [(s, inspected[i]) for i, (part, s) in enumerate(everything) if part == split]
         sizes = [info[1] for _, info in rows if info[1] is not None]
