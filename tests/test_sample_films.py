@@ -130,6 +130,27 @@ def test_a_process_is_guarded_whatever_its_pythonpath_lists_and_runs_the_sitecus
         [str(conftest.GUARD_SITE), "a", "b"])
 
 
+def test_a_second_copy_of_the_guard_on_the_path_is_skipped_and_the_real_sitecustomize_still_runs(
+        sample_dir: Path, tmp_path: Path) -> None:
+    """With two copies of tests/guard_site on a process's path (another worktree's, or one in a venv), each ran the
+    other as the sitecustomize it shadows, forever: "Error in sitecustomize ... RecursionError", and the real one
+    after them never ran."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(conftest.GUARD_SITE, tmp_path / "guard_site", ignore=shutil.ignore_patterns("__pycache__"))
+    other = tmp_path / "other_site"
+    other.mkdir()
+    (other / "sitecustomize.py").write_text("import os\nos.environ['OTHER_SITECUSTOMIZE_RAN'] = '1'\n")
+    code = ("import os, sys\nprint(os.environ.get('OTHER_SITECUSTOMIZE_RAN'))\ntry:\n    open(sys.argv[1], 'rb')\n"
+            "except PermissionError:\n    print('refused')")
+    film = str(sample_dir / "test" / "NORMAL" / FILM)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "guard_site"), str(other)])}
+    done = subprocess.run([sys.executable, "-c", code, film], env=env, capture_output=True, text=True, timeout=60)
+    assert (done.stdout.splitlines(), done.stderr) == (["1", "refused"], "")
+    assert conftest.read_by_processes() == [film]
+
 def test_a_file_may_not_be_made_or_written_under_the_sample_test_folder(sample_dir: Path, tmp_path: Path) -> None:
     """A path under the sample's test/ to no file was let be: a test could make a film there (a new file of the
     official test split's folder). Opens that would write or make one are refused, in this process and in the ones

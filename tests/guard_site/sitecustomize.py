@@ -1,10 +1,10 @@
-"""The guard of the bundled sample's test/ films in the Python processes the tests start (`python -m pneumoscan ...`,
-a served app, a script): tests/conftest.py puts this folder first on their PYTHONPATH, so Python imports this module
-at their start (Python imports only the first sitecustomize on its path: this one runs the one it shadows, if any,
-such as a distribution's or coverage's). While READ_GUARD names a folder in their environment (tests/conftest.py sets
-it while its own guard is armed), each open of a file in it, through any symlink or hard link, and each open that
-would write or make a file under it, is refused, and its path appended to the file READ_GUARD_LOG names, for the
-test that started the process to fail on. Nothing is refused without READ_GUARD."""
+"""The guard of the bundled sample's test/ films in the Python processes the tests start (`python -m pneumoscan ...`, a
+served app, a script): tests/conftest.py puts this folder first on their PYTHONPATH, so Python imports this module at
+their start (Python imports only the first sitecustomize on its path: this one runs the first it shadows that is no
+copy of itself, if any, such as a distribution's or coverage's). While READ_GUARD names a folder in their environment
+(tests/conftest.py sets it while its own guard is armed), each open of a file in it, through any symlink or hard
+link, and each open that would write or make a file under it, is refused, and its path appended to the file
+READ_GUARD_LOG names, for the test that started the process to fail on. Nothing is refused without READ_GUARD."""
 from __future__ import annotations
 
 import errno
@@ -72,19 +72,28 @@ def _refuse(event: str, args: tuple[object, ...]) -> None:
                               f"films, for final reporting only)", path)
 
 
+def is_guard_copy(origin: str) -> bool:
+    """Whether the sitecustomize at `origin` is this guard (a copy of tests/guard_site, as another worktree's or a
+    venv's): running it would run this one again, and they would recurse forever."""
+    try:
+        with open(origin, encoding="utf-8", errors="replace") as source:
+            return f'READ_GUARD = "{READ_GUARD}"' in source.read()
+    except OSError:
+        return False
+
+
 def run_shadowed() -> None:
-    """Run the sitecustomize this module shadows: the first on sys.path after this folder, if any."""
+    """Run the sitecustomize this module shadows: the first on sys.path that is not a copy of this guard, if any."""
     import importlib.machinery
     import importlib.util
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    later = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != here]
-    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", later)
-    if spec is None or spec.loader is None or os.path.abspath(spec.origin or "") == os.path.abspath(__file__):
+    for entry in sys.path:
+        spec = importlib.machinery.PathFinder.find_spec("sitecustomize", [entry])
+        if spec is None or spec.loader is None or spec.origin is None or is_guard_copy(spec.origin):
+            continue
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
         return
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-
 
 if os.environ.get(READ_GUARD) and not getattr(sys, "_pneumoscan_tests_read_guard", False):
     sys.addaudithook(_refuse)
