@@ -27,21 +27,27 @@ def test_a_run_that_collapsed_to_one_output_warns_that_its_auc_and_threshold_mea
         f"--lr (this one: {lr})")
 
 
-def test_a_run_collapsed_by_its_weight_decay_is_told_to_lower_it(tiny_dataset: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("lr, weight_decay, cause", [
+    (0.002, 300.0, "most likely from its weight decay, weight_decay=300.0 (default 0.05), which pulls every weight "
+                   "toward 0 each step); start a new run (another `out`) with a lower weight_decay, or a lower `lr` "
+                   "(this one: 0.002)"),
+    (2.0, 0.06, "most often from a learning rate too high for it); start a new run (another `out`) with a lower `lr` "
+                "(this one: 2)"),
+], ids=["weight-decay", "lr"])
+def test_a_collapsed_run_is_told_to_lower_the_setting_furthest_above_its_default(
+        lr: float, weight_decay: float, cause: str, tiny_dataset: Path, tmp_path: Path) -> None:
     # weight_decay=300 at lr=0.002 (below decay_warning's weight_decay x lr >= 1) collapsed the model, and the
-    # warning blamed a learning rate too high, naming only lr
+    # warning blamed a learning rate too high, naming only lr; then lr=2 (1,000 times its default 0.002) with
+    # weight_decay=0.06 (1.2 times its 0.05) was told its weight decay was the likely cause
     from pneumoscan import api
 
     with pytest.warns(UserWarning) as caught:
         api.train(tiny_dataset, tmp_path / "run", progress=False, verbose=False, model="cnn", image_size=32, epochs=3,
-                  batch_size=16, val_fraction=0.25, lr=0.002, weight_decay=300.0, cache_dir=tmp_path / "cache")
+                  batch_size=16, val_fraction=0.25, lr=lr, weight_decay=weight_decay, cache_dir=tmp_path / "cache")
     probs = read_meta(tmp_path / "run" / "model.safetensors").val_scores["probs"]
     assert len(probs) > 1 and max(probs) - min(probs) < 1e-6
     said = [str(w.message) for w in caught if "the same P(pneumonia)" in str(w.message)]
-    assert len(said) == 1 and said[0].endswith(
-        "(the run collapsed, most likely from its weight decay, weight_decay=300.0 (default 0.05), which pulls every "
-        "weight toward 0 each step); start a new run (another `out`) with a lower weight_decay, or a lower `lr` "
-        "(this one: 0.002)")
+    assert len(said) == 1 and said[0].endswith(f"(the run collapsed, {cause}")
 
 
 def test_one_output_is_told_apart_from_a_model_that_ranks_films_however_little() -> None:

@@ -147,9 +147,10 @@ class TrainConfig:
 
     def collapse_advice(self) -> tuple[str, str]:
         """The likely cause of a run whose model collapsed to one output, and what to change: its weight decay when
-        above the default (it pulls every weight toward 0 each step), else its learning rate."""
+        that is further above its default than the learning rate is above its own (it pulls every weight toward 0
+        each step), else its learning rate."""
         new_run = f"start a new run (another {option('out')})"
-        if self.weight_decay > TrainConfig.weight_decay:
+        if self.weight_decay / TrainConfig.weight_decay > max(1.0, self.lr / TrainConfig.lr):
             return (f"the run collapsed, most likely from its weight decay, {_named('weight_decay', self.weight_decay)} "
                     f"(default {TrainConfig.weight_decay}), which pulls every weight toward 0 each step",
                     f"{new_run} with a lower weight_decay, or a lower {option('lr')} (this one: {self.lr:g})")
