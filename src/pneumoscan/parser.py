@@ -94,15 +94,19 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
 
 def _several_films(args: argparse.Namespace, extra: list[str]) -> str:
     """explain's error for the films after its first (`extra`), as a shell's `*.jpeg` gives them, with the command
-    to draw each keeping the options given; one .png after the film that is no file is taken for a meant --out."""
+    to draw each keeping the options given; a path after the film that is no file is said to be none (one .png with no
+    --out is taken for a meant --out)."""
     given = " ".join(f"{flag} {shell_word(str(value))}" for flag, value in (
         ("--model", args.model), ("--threshold", args.threshold), ("--target-recall", args.target_recall),
         ("--prevalence", args.prevalence)) if value is not None)
     options = f" {given}" if given else ""
-    meant_out = len(extra) == 1 and extra[0].lower().endswith(".png") and not Path(extra[0]).exists()
-    if meant_out and args.out is None:  # `explain film.jpeg heatmap.png`
+    missing = [path for path in extra if not Path(path).is_file()]
+    if missing == extra and len(extra) == 1 and extra[0].lower().endswith(".png") and args.out is None:
         return (f"explain draws one film, and {one_name(extra[0])} after it is no file; to write the heatmap to it, "
                 f"give --out: `pneumoscan explain {shell_word(args.image)}{options} --out {shell_word(extra[0])}`")
+    if missing:  # a mistyped path is no second film to draw
+        return (f"explain draws one film, and {first_names([one_name(path) for path in missing], 2, 'paths')} after "
+                f"it {'is no file' if len(missing) == 1 else 'are no files'}: file not found; check the path")
     films = [args.image, *extra]
     out = "; --out names one file" if args.out is not None else ""
     return (f"explain draws one film at a time, and was given {len(films)} "

@@ -41,6 +41,8 @@ def test_explain_given_several_films_says_it_draws_one_and_how_to_draw_each(film
     # `pneumoscan explain DIR/*.jpeg` (a notebook user's Grad-CAM of a few films) ended in argparse's
     # "unrecognized arguments: b.jpeg c.jpeg ..." under the top-level usage, never saying explain takes one film
     names = [str(tmp_path / f"film{i}.jpeg") for i in range(films)]
+    for name in names:
+        Path(name).write_bytes(b"")
     with pytest.raises(SystemExit) as stop:
         main(["explain", *names, "--model", str(tmp_path / "run")])
     assert stop.value.code == 2
@@ -81,6 +83,26 @@ def test_explain_given_a_png_that_is_no_file_after_the_film_says_to_give_out(
     with pytest.raises(SystemExit):
         main(["explain", str(film), str(heatmap)])
     assert "run it once per film" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("given, out, said", [
+    (["heat.png"], ["--out", "x.png"], "heat.png after it is no file"),
+    (["b.jpeg", "c.jpg"], [], "c.jpg after it is no file"),
+    (["c.jpg", "heat.png"], [], "c.jpg, heat.png after it are no files"),
+], ids=["png-with-out", "typo", "two"])
+def test_explain_given_a_path_that_is_no_file_after_the_film_says_it_is_none(
+        given: list[str], out: list[str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # `explain a.jpeg heat.png --out x.png` (heat.png no file) said "was given 2 (a.jpeg, heat.png)" and advised the
+    # per-film loop, as for two films; so did a mistyped second film
+    monkeypatch.chdir(tmp_path)
+    Path("a.jpeg").write_bytes(b"")
+    Path("b.jpeg").write_bytes(b"")
+    with pytest.raises(SystemExit) as stop:
+        main(["explain", "a.jpeg", *given, *out])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"pneumoscan explain: error: explain draws one film, and {said}: file not found; check the path")
 
 def test_explain_user_mistakes(tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     image = sorted((tiny_data / "test" / "NORMAL").iterdir())[0]
