@@ -37,7 +37,7 @@ import pytest  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from pneumoscan import CLASS_NAMES  # noqa: E402
-from tests.guard_site.sitecustomize import READ_GUARD, READ_GUARD_LOG, files_of, opens_one_of, refused  # noqa: E402
+from tests.guard_site.sitecustomize import READ_GUARD, READ_GUARD_LOG, files_of, opens_one_of, refusal  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample" / "chest_xray"
@@ -112,8 +112,8 @@ LISTS_SAMPLE_TEST = "lists_sample_test_films"
 # What the audit hook reads: armed from the start (collection, module-level code, parametrize lists included) and
 # disarmed only while a test of REPORTING or one marked LISTS_SAMPLE_TEST runs
 _guard: dict[str, object] = {"armed": True, "seen": []}
-READ_SAMPLE_TEST = ("read the bundled sample's test/ (official test split films, for final reporting only; use the "
-                    "sample_films fixture)")
+READ_SAMPLE_TEST = ("read or changed the bundled sample's test/ (official test split films, for final reporting "
+                    "only; use the sample_films fixture)")
 
 
 def under_sample_test(path: object) -> bool:
@@ -172,16 +172,15 @@ def files_opened_under(folder: Path) -> Iterator[list[str]]:
 def _sample_test_hook(event: str, args: tuple[object, ...]) -> None:
     if event == "subprocess.Popen":
         guarded_env(args[3])
-    if event != "open" or args[0] is None or isinstance(args[0], int):
-        return
-    for root, opened in _watches:
-        real = os.path.realpath(os.fsdecode(os.fspath(args[0])))  # type: ignore[arg-type]
-        if real == root or real.startswith(root + os.sep):
-            opened.append(real)
-    if _guard["armed"] and refused(args, SAMPLE_TEST, SAMPLE_TEST_FILES):
-        _guard["seen"].append(os.fsdecode(os.fspath(args[0])))  # type: ignore[union-attr, arg-type]
-        raise SampleTestFilmRead(errno.EACCES, "a test may not read the bundled sample's test/ (official test split "
-                                 "films; use the sample_films fixture)", os.fspath(args[0]))  # type: ignore[arg-type]
+    if event == "open" and args[0] is not None and not isinstance(args[0], int):
+        for root, opened in _watches:
+            real = os.path.realpath(os.fsdecode(os.fspath(args[0])))  # type: ignore[arg-type]
+            if real == root or real.startswith(root + os.sep):
+                opened.append(real)
+    if _guard["armed"] and (path := refusal(event, args, SAMPLE_TEST, SAMPLE_TEST_FILES)):
+        _guard["seen"].append(path)  # type: ignore[union-attr]
+        raise SampleTestFilmRead(errno.EACCES, "a test may not read or change the bundled sample's test/ (official "
+                                 "test split films; use the sample_films fixture)", path)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -250,15 +249,18 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 @pytest.fixture(autouse=True)
 def sample_test_films_unread() -> Iterator[None]:
     """Fail a test that opened a film of the bundled sample's test/ (of the official test split, for final reporting
-    only: tests/test_shipped_model.py scores them; other tests use `sample_films`). An audit hook
+    only: tests/test_shipped_model.py scores them; other tests use `sample_films`) or changed the folder. An audit hook
     (`sys.addaudithook`, one per process) refuses each "open" of a file there before a byte is read, whatever the
-    spelling (`sample_dir / "test"`, joinpath, an f-string, os.path.join, a glob, a symlink or hard link to the
-    sample, a class folder or a film); this fixture also fails the test when code caught that refusal (a loader that
-    skips unreadable films). Python processes the test starts (`python -m pneumoscan ...`, a served app; a forked
-    DataLoader worker inherits the hook) are guarded alike by tests/guard_site/sitecustomize.py, and what they were
-    refused fails the test too (a process left running by an earlier test, the test after it). Listing the folder is
-    let be: it reads no film, and `discover(sample_dir)` lists every split. Not covered: C code that opens files
-    itself, and a process started without site (`python -S`) or isolated (`-I`, `-E`), which skips PYTHONPATH."""
+    spelling (`sample_dir / "test"`, joinpath, an f-string, os.path.join, a glob, a symlink or hard link to the sample,
+    a class folder or a film), each open that would write or make a file there, and each change of the folder that
+    raises an audit event (a move in or out, a new folder or link, a removal, also of a folder holding it, a film's data
+    or metadata changed: tests/guard_site/sitecustomize.py's CHANGES); this fixture also fails the test when code caught
+    that refusal (a loader that skips unreadable films). Python processes the test starts (`python -m pneumoscan ...`, a
+    served app; a forked DataLoader worker inherits the hook) are guarded alike by tests/guard_site/sitecustomize.py,
+    and what they were refused fails the test too (a process left running by an earlier test, the test after it).
+    Listing the folder is let be: it reads no film, and `discover(sample_dir)` lists every split. Not covered: C code
+    that opens or changes files itself, os.mkfifo and os.mknod (no audit event), and a process started without site
+    (`python -S`) or isolated (`-I`, `-E`), which skips PYTHONPATH."""
     yield
     seen = sorted(set(_guard["seen"]) | set(read_by_processes()))  # type: ignore[arg-type]
     if seen:

@@ -1,8 +1,9 @@
 """The bundled sample's test/ holds films of the official test split, which is for final reporting only: only
 tests/test_shipped_model.py, which reports on it, may read it; other tests use `sample_films`. The guard of
 tests/conftest.py (an audit hook, armed from collection on and disarmed only for those tests and the few marked
-`lists_sample_test_films`, listed in MARKED) refuses any open of a film there, however the path is spelled; a regex
-over the tests' text, which it replaces, missed most spellings."""
+`lists_sample_test_films`, listed in MARKED) refuses any open of a film there, however the path is spelled, and any
+change of the folder (a move, a removal, a new file, folder or link); a regex over the tests' text, which it
+replaces, missed most spellings."""
 from __future__ import annotations
 
 import os
@@ -102,8 +103,8 @@ def test_a_process_the_test_starts_is_refused_the_films_and_fails_the_test(sampl
     env = {**os.environ, "PYTHONPATH": str(conftest.ROOT / "src")}
     done = subprocess.run([sys.executable, "-c", code, *films], env=env, capture_output=True, text=True, timeout=60)
     assert conftest.read_by_processes() == films and len(films) == 30
-    assert done.stdout.splitlines() == [f"a process a test started may not read {conftest.SAMPLE_TEST} (official "
-                                        f"test split films, for final reporting only)"] * 30
+    assert done.stdout.splitlines() == [f"a process a test started may not read or change {conftest.SAMPLE_TEST} "
+                                        f"(official test split films, for final reporting only)"] * 30
 
 
 @pytest.mark.parametrize("where", ["first", "last"])
@@ -170,6 +171,58 @@ def test_a_file_may_not_be_made_or_written_under_the_sample_test_folder(sample_d
     assert done.stdout == "refused\n" and conftest.read_by_processes() == [str(new[0])]
     assert not any(path.exists() for path in new)
 
+
+def test_the_sample_test_folder_may_not_be_changed_by_a_move_a_removal_a_link_or_a_new_folder(
+        sample_dir: Path, tmp_path: Path) -> None:
+    """Only opens were refused: os.rename into test/, os.mkdir, os.remove of a film, shutil.rmtree, a link made there
+    went through. Each is refused now, in this process and the ones it starts. Every call here would change nothing
+    should the guard let it be (a missing path, a folder not empty, a film's own size, mode and times), but what it
+    would make, removed after."""
+    import shutil
+    import subprocess
+    import sys
+
+    test, film = sample_dir / "test", sample_dir / "test" / "NORMAL" / FILM
+    (tmp_path / "link").symlink_to(film)
+    (tmp_path / "mine.jpeg").write_bytes(b"film")
+    stat = film.stat()
+    new = test / "NORMAL" / "new.jpeg"
+    calls = {
+        "rename in": lambda: os.rename(tmp_path / "mine.jpeg", new), "replace in": lambda: os.replace(tmp_path /
+        "mine.jpeg", new), "rename out": lambda: os.rename(test / "gone.jpeg", tmp_path / "out.jpeg"),
+        "rename the sample": lambda: os.rename(sample_dir, sample_dir), "mkdir": lambda: os.mkdir(test / "NEW"),
+        "remove": lambda: os.remove(test / "NORMAL" / "gone.jpeg"), "unlink": lambda: os.unlink(test / "gone.jpeg"),
+        "rmdir": lambda: os.rmdir(test), "rmdir the sample": lambda: os.rmdir(sample_dir),
+        "rmtree": lambda: shutil.rmtree(test / "gone"), "link": lambda: os.link(tmp_path / "mine.jpeg", new),
+        "symlink": lambda: os.symlink(tmp_path / "mine.jpeg", new),
+        "truncate": lambda: os.truncate(tmp_path / "link", stat.st_size),
+        "chmod": lambda: os.chmod(film, stat.st_mode), "utime": lambda: os.utime(tmp_path / "link", ns=(
+            stat.st_atime_ns, stat.st_mtime_ns)), "chown": lambda: os.chown(film, -1, -1)}
+    try:
+        let_be = [name for name, call in calls.items() if not refused_or_none(call)]
+    finally:
+        for made in (new, test / "NEW"):
+            if os.path.lexists(made):
+                os.rmdir(made) if made.is_dir() and not made.is_symlink() else os.unlink(made)
+    assert let_be == []
+    assert film.stat().st_mtime_ns == stat.st_mtime_ns and sorted(os.listdir(test)) == ["NORMAL", "PNEUMONIA"]
+    os.remove(tmp_path / "link")  # a link to a film is no film: removing it is let be
+    code = ("import os, shutil, sys\nfor call in (os.mkdir, os.remove, shutil.rmtree):\n    try:\n"
+            "        call(sys.argv[1])\n    except PermissionError:\n        print('refused')")
+    done = subprocess.run([sys.executable, "-c", code, str(test / "gone")], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "refused\n" * 3 and conftest.read_by_processes() == [str(test / "gone")] * 3
+
+
+def refused_or_none(call: Callable[[], object]) -> bool:
+    """Whether the guard refused `call` (forgotten after, as `refused`); an OSError it gives when let be is none."""
+    try:
+        call()
+    except SampleTestFilmRead:
+        pass
+    except OSError:
+        return False
+    seen, conftest._guard["seen"] = list(conftest._guard["seen"]), []  # type: ignore[call-overload]
+    return bool(seen)
 
 def test_importing_the_conftest_outside_pytest_makes_no_file_and_leaves_the_environment_be(tmp_path: Path) -> None:
     """Scripts import write_dicom from tests.conftest: the import made a temp log (deleted only by pytest's

@@ -2,9 +2,14 @@
 served app, a script): tests/conftest.py puts this folder first on their PYTHONPATH, so Python imports this module at
 their start (Python imports only the first sitecustomize on its path: this one runs the first it shadows that is no
 copy of itself, if any, such as a distribution's or coverage's). While READ_GUARD names a folder in their environment
-(tests/conftest.py sets it while its own guard is armed), each open of a file in it, through any symlink or hard
-link, and each open that would write or make a file under it, is refused, and its path appended to the file
-READ_GUARD_LOG names, for the test that started the process to fail on. Nothing is refused without READ_GUARD."""
+(tests/conftest.py sets it while its own guard is armed), these are refused, and the path appended to the file
+READ_GUARD_LOG names, for the test that started the process to fail on: each open of a file in the folder, through any
+symlink or hard link; each open that would write or make a file under it; and each change of it (the audit events of
+CHANGES): an entry moved or renamed in or out (os.rename, os.replace, shutil.move), made (os.mkdir, os.link,
+os.symlink) or removed (os.remove, os.unlink, os.rmdir, shutil.rmtree, also of a folder holding it), and a file's
+data or metadata changed through any link (os.truncate, os.chmod, os.chown, os.utime, os.setxattr, os.removexattr).
+Not covered: C code that changes files itself, and the calls Python raises no audit event for (os.mkfifo, os.mknod).
+Nothing is refused without READ_GUARD."""
 from __future__ import annotations
 
 import errno
@@ -52,6 +57,53 @@ def refused(args: tuple[object, ...], folder: str, files: frozenset[tuple[int, i
     return real.startswith(folder + os.sep)
 
 
+# The audit events that change a folder's entries or a file's data or metadata, with the positions of each path they
+# change and of the dir_fd it is relative to (None: none). os.replace raises "os.rename", os.unlink "os.remove";
+# shutil.move, copy and copytree raise these (or "open") for what they change.
+CHANGES: dict[str, tuple[tuple[int, int | None], ...]] = {
+    "os.rename": ((0, 2), (1, 3)), "os.remove": ((0, 1),), "os.mkdir": ((0, 2),), "os.rmdir": ((0, 1),),
+    "shutil.rmtree": ((0, 1),), "os.link": ((1, 3),), "os.symlink": ((1, 2),), "os.truncate": ((0, None),),
+    "os.chmod": ((0, 2),), "os.chown": ((0, 3),), "os.utime": ((0, 3),), "os.setxattr": ((0, None),),
+    "os.removexattr": ((0, None),)}
+TAKE_AWAY = frozenset({"os.rename", "os.remove", "os.rmdir", "shutil.rmtree"})  # a folder holding it goes with it
+# these change the file a link leads to
+THROUGH_LINKS = frozenset({"os.truncate", "os.chmod", "os.chown", "os.utime", "os.setxattr", "os.removexattr"})
+
+
+def entry_of(path: object, dir_fd: object) -> str | None:
+    """The absolute path of the entry `path` (relative to `dir_fd` when one is given) names, its folder resolved and
+    its last part kept (a link is the link); None for a file descriptor or no path."""
+    if path is None or isinstance(path, int):
+        return None
+    try:
+        name = os.fsdecode(os.fspath(path))  # type: ignore[arg-type]
+        if isinstance(dir_fd, int) and dir_fd >= 0 and not os.path.isabs(name):
+            name = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), name)
+    except (OSError, TypeError, ValueError):
+        return None
+    name = os.path.abspath(name)
+    return os.path.join(os.path.realpath(os.path.dirname(name)), os.path.basename(name))
+
+
+def changed(event: str, args: tuple[object, ...], folder: str, files: frozenset[tuple[int, int]]) -> str | None:
+    """The path by which an audit event of CHANGES would change `folder` (realpath): the folder or an entry in it,
+    a folder holding it (TAKE_AWAY), or a link to one of its `files` (`files_of`; THROUGH_LINKS); None when it
+    changes none of them."""
+    for at, fd_at in CHANGES.get(event, ()):
+        entry = entry_of(args[at], None if fd_at is None else args[fd_at])
+        if entry is not None and (entry == folder or entry.startswith(folder + os.sep)
+                                  or (event in TAKE_AWAY and folder.startswith(entry + os.sep))
+                                  or (event in THROUGH_LINKS and opens_one_of(entry, files))):
+            return entry
+    return None
+
+
+def refusal(event: str, args: tuple[object, ...], folder: str, files: frozenset[tuple[int, int]]) -> str | None:
+    """The path an audit event is refused for: an "open" `refused`, or a change of `folder` (`changed`); else None."""
+    if event == "open":
+        return os.fsdecode(os.fspath(args[0])) if refused(args, folder, files) else None  # type: ignore[arg-type]
+    return changed(event, args, folder, files)
+
 def stand_down() -> None:
     """Leave this process to tests/conftest.py's own guard (a pytest worker started with READ_GUARD set)."""
     _state["on"] = False
@@ -59,18 +111,16 @@ def stand_down() -> None:
 
 def _refuse(event: str, args: tuple[object, ...]) -> None:
     folder = os.environ.get(READ_GUARD)
-    if event != "open" or not folder or not _state["on"]:
+    if (event != "open" and event not in CHANGES) or not folder or not _state["on"]:
         return
     if folder != _state["folder"]:
         _state.update(folder=folder, files=files_of(folder))
-    if refused(args, folder, _state["files"]):  # type: ignore[arg-type]
-        path = os.fsdecode(os.fspath(args[0]))  # type: ignore[arg-type]
+    if path := refusal(event, args, folder, _state["files"]):  # type: ignore[arg-type]
         if log := os.environ.get(READ_GUARD_LOG):  # its own open passes: the log is none of the files
             with open(log, "a", encoding="utf-8") as out:
                 out.write(f"{os.path.abspath(path)}\n")
-        raise PermissionError(errno.EACCES, f"a process a test started may not read {folder} (official test split "
-                              f"films, for final reporting only)", path)
-
+        raise PermissionError(errno.EACCES, f"a process a test started may not read or change {folder} (official "
+                              f"test split films, for final reporting only)", path)
 
 def is_guard_copy(origin: str) -> bool:
     """Whether the sitecustomize at `origin` is this guard (a copy of tests/guard_site, as another worktree's or a
