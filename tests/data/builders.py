@@ -48,6 +48,19 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 8)) + chunk(b"IEND", b"")
 
 
+def png16(pixels: np.ndarray, colour_type: int) -> bytes:
+    """A 16-bit PNG of `pixels` (H, W) or (H, W, C) written by hand: Pillow cannot save 16-bit colour or grey+alpha."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    height, width = pixels.shape[:2]
+    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in pixels)
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))
+
+
 def make_dicom(arr: np.ndarray | None, **options: object) -> Dataset:
     """A minimal DICOM dataset with patient data that must never leak into messages."""
     return shared_make_dicom(arr, patient_name=PATIENT, patient_id=PATIENT_ID, **options)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom, read_grayscale, stretched_png
 from pneumoscan.errors import DecodeOutOfMemory, ImageTooLarge, InputError
-from tests.data.builders import (PATIENT, check_error, dcm, dicom_bytes, encode, make_dicom, minmax_u8,
+from tests.data.builders import (PATIENT, check_error, dcm, dicom_bytes, encode, make_dicom, minmax_u8, png16,
                                  png_header_only, ramp, write)
 
 
@@ -515,6 +515,21 @@ def test_a_png_is_stretched_only_when_its_16_bit_grey_levels_are_read_otherwise_
     assert not stretched_png(encode(Image.fromarray(a), "PNG"))
     assert not stretched_png(encode(Image.fromarray(twelve), "TIFF"))  # a browser does not show it at all
     assert not stretched_png(encode(Image.fromarray(np.stack([a] * 3, axis=-1)), "PNG"))
+
+
+@pytest.mark.parametrize(("colour_type", "holds"), [(2, "colour"), (4, "grey+alpha"), (6, "colour+alpha")])
+def test_a_16_bit_png_of_several_channels_is_refused_not_read_near_black(colour_type: int, holds: str) -> None:
+    """Pillow reads a 16-bit colour or grey+alpha PNG by each sample's high byte: a 12-bit film in one read as 0..15,
+    near black, and was scored (or refused by the guard as 'posterised'). It is refused, saying how to export it."""
+    twelve = ramp(lo=300, hi=4000).astype(np.uint16)
+    opaque = np.full_like(twelve, 65535)
+    channels = {2: [twelve] * 3, 4: [twelve, opaque], 6: [twelve] * 3 + [opaque]}
+    data = png16(np.stack(channels[colour_type], axis=-1), colour_type)
+    with pytest.raises(InputError) as exc:
+        read_grayscale(data, name="film.png")
+    msg = check_error(exc, "film.png")
+    assert f"16-bit {holds} PNG" in msg and "16-bit greyscale PNG or DICOM" in msg
+    np.testing.assert_array_equal(read_grayscale(png16(twelve, 0)), minmax_u8(twelve))  # 16-bit grey: read in full
 
 
 @pytest.mark.parametrize("kind", ["png", "dicom"])

@@ -349,6 +349,9 @@ def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) 
                 raise too_large(label, width, height, max_pixels)
             if width < 1 or height < 1:
                 raise InputError(f"{label}: image has no pixels ({width} x {height}); {_GIVE}")
+            if im.format == "PNG" and (deep := _deep_colour_png(data)) is not None:
+                raise InputError(f"{label}: 16-bit {deep} PNG, which is read at 8 bits (a 12-bit film in it reads "
+                                 "near black); export the film as a 16-bit greyscale PNG or DICOM")
             pages = getattr(im, "n_frames", 1)
             if im.format == "TIFF" and pages > 1:  # which page is the film is not ours to guess (as for DICOM)
                 raise InputError(f"{label}: multi-page TIFF ({pages} pages) is not supported; export the film's page "
@@ -407,6 +410,15 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_DEEP_COLOUR_TYPES = {2: "colour", 4: "grey+alpha", 6: "colour+alpha"}  # PNG colour types Pillow reads at 8 bits
+
+
+def _deep_colour_png(data: bytes | bytearray) -> str | None:
+    """What a PNG with 16-bit samples in more than one channel holds (colour, grey+alpha, colour+alpha), which Pillow
+    reads by each sample's high byte alone, so a 12-bit film in it reads as 0..15; None for any other file."""
+    if len(data) < 26 or data[:8] != _PNG_SIGNATURE or data[24] != 16:
+        return None
+    return _DEEP_COLOUR_TYPES.get(data[25])
 
 
 def stretched_png(data: bytes | bytearray) -> bool:

@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 # saved with 16 bits as v * 257 is read back as v // 257, not stretched (`pixels.eight_bit_as_sixteen`). 7: a DICOM's
 # empty VOI LUT Function is LINEAR (its window was passed over), an empty Rescale Slope or Intercept is read as
 # absent (such films were refused before). 8: a DICOM Rescale Slope of 0 or not finite is refused (such films decoded
-# blank); a big-endian DICOM without preamble and file meta is read (refused before as not an image).
-PREPROCESS_VERSION = 8
+# blank); a big-endian DICOM without preamble and file meta is read (refused before as not an image). 9: a 16-bit
+# colour or grey+alpha PNG is refused (read before by its high bytes: a 12-bit film near black).
+PREPROCESS_VERSION = 9
 
 
 def resize_square(gray: np.ndarray, size: int) -> np.ndarray:
