@@ -5,16 +5,22 @@ import io
 import random
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom, read_grayscale, stretched_png
+from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom, read_film, read_grayscale
 from pneumoscan.errors import DecodeOutOfMemory, ImageTooLarge, InputError
 from tests.data.builders import (PATIENT, check_error, dcm, dicom_bytes, encode, make_dicom, minmax_u8, png16,
                                  png_header_only, ramp, write)
+
+
+def stretched(data: bytes) -> bool:
+    """Whether the film of file `data` is read otherwise than a browser draws it, from the decode that reads it."""
+    return read_film(data).stretched
 
 
 # --------------------------------------------------------------------------- not_frontal_view
@@ -30,6 +36,7 @@ from tests.data.builders import (PATIENT, check_error, dcm, dicom_bytes, encode,
     ("SCT", "399348003", None), ("SCT", "272479007", None), ("SRT", "R-10206", None),  # antero/postero-anterior
     ("99LOCAL", "399173006", None),  # a local scheme's code means what that scheme says
 ])
+
 def test_a_dicom_without_a_view_position_is_read_by_its_view_code_sequence(
         position: str | None, scheme: str, code: str, view: str | None) -> None:
     """A device that leaves View Position (0018,5101) empty or out, or writes a term of its own there ('XTABLE',
@@ -507,14 +514,35 @@ def test_a_png_is_stretched_only_when_its_16_bit_grey_levels_are_read_otherwise_
     it: an 8-bit film saved as 16 bits, read and drawn alike, too. Only a PNG whose 16-bit levels are stretched is."""
     a = ramp(lo=20, hi=180)
     twelve = a.astype(np.uint16) * 16  # a 12-bit film, 320 to 2880 of 65535: near black as stored
-    assert stretched_png(encode(Image.fromarray(twelve), "PNG"))
-    assert not stretched_png(encode(Image.fromarray(a.astype(np.uint16) * 257), "PNG"))  # read as `a`, as drawn
+    assert stretched(encode(Image.fromarray(twelve), "PNG"))
+    assert not stretched(encode(Image.fromarray(a.astype(np.uint16) * 257), "PNG"))  # read as `a`, as drawn
     full = twelve.copy()
     full[0, :2] = (0, 65535)  # spanning 0-65535: stretched onto 0-255 as a browser scales it
-    assert not stretched_png(encode(Image.fromarray(full), "PNG"))
-    assert not stretched_png(encode(Image.fromarray(a), "PNG"))
-    assert not stretched_png(encode(Image.fromarray(twelve), "TIFF"))  # a browser does not show it at all
-    assert not stretched_png(encode(Image.fromarray(np.stack([a] * 3, axis=-1)), "PNG"))
+    assert not stretched(encode(Image.fromarray(full), "PNG"))
+    assert not stretched(encode(Image.fromarray(a), "PNG"))
+    assert not stretched(encode(Image.fromarray(twelve), "TIFF"))  # a browser does not show it at all
+    assert not stretched(encode(Image.fromarray(np.stack([a] * 3, axis=-1)), "PNG"))
+
+
+@pytest.mark.parametrize(("widened", "apart"), [
+    (lambda v: v * 257 - (v == 255), False),  # 0..65534: stretched onto 0-255, as a browser draws it
+    (lambda v: v << 8, False),  # OpenCV's convertTo(..., 256): 0..65280, drawn within a grey level of its read
+    (lambda v: (v * 4095 // 255) << 4, False),  # a 12-bit film over its whole range, shifted to 16 bits: 0..65520
+    (lambda v: 8000 + (v * 3000 // 255 << 4), True),  # its darkest 8000 read black, drawn grey 31
+    (lambda v: v * 16, True),  # a 12-bit film as stored: 0..4080, near black as drawn
+])
+def test_a_png_is_stretched_only_when_a_browser_draws_it_visibly_otherwise_than_it_is_read(
+        widened: Callable[[np.ndarray], np.ndarray], apart: bool) -> None:
+    """Any 16-bit PNG not spanning exactly 0..65535 nor v * 257 was `stretched`, so the page hid films a browser draws
+    within a grey level of what the service read under a note saying it shows them near black. Stretched now means
+    read and drawn differ by more than `SHOWN_APART` grey levels at some pixel (a browser draws about v / 257)."""
+    from pneumoscan.data.decode import SHOWN_APART
+
+    v = np.tile(np.arange(256, dtype=np.uint32), (8, 1))  # every 8-bit level, darkest 0 and brightest 255
+    data = encode(Image.fromarray(widened(v).astype(np.uint16)), "PNG")
+    drawn = np.rint(np.asarray(Image.open(io.BytesIO(data)), dtype=np.float64) / 257)
+    assert bool(np.abs(read_grayscale(data) - drawn).max() > SHOWN_APART) is apart  # the rule is what it says
+    assert stretched(data) is apart
 
 
 @pytest.mark.parametrize(("colour_type", "holds"), [(2, "colour"), (4, "grey+alpha"), (6, "colour+alpha")])

@@ -1128,8 +1128,11 @@ def test_predict_says_whether_the_film_was_stretched_from_its_16_bit_grey_levels
     """The page could only guess from a PNG's header whether the browser draws the film as the service read it, and
     hid an 8-bit film saved as 16 bits, which both read alike: the answer now says whether the film was stretched."""
     film = np.asarray(Image.open(xray).convert("L")).astype(np.uint16)
+    spanning = film.copy()
+    spanning[0, :2] = (0, 255)  # read from 0 to 255, as a browser draws it
     uploads = {"12-bit.png": (film * 16, True), "8-bit as 16.png": (film * 257, False),
-               "8-bit.png": (film.astype(np.uint8), False)}
+               "8-bit.png": (film.astype(np.uint8), False),
+               "8-bit shifted.png": (spanning << 8, False)}  # drawn as v >> 8, within a grey level of its read
     for name, (pixels, stretched) in uploads.items():
         res = client.post("/predict", files={"file": (name, png_bytes(pixels))})
         assert res.status_code == 200 and res.json()["stretched"] is stretched, (name, res.text)

@@ -214,7 +214,7 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool,
             raise out_of_memory(one_name(os.fsdecode(samples[index].path))) from exc
         with reading_film(label, data):
             if marks is None:
-                images[index], levels[index], rgb, gray = load_image_levels_rgb_and_gray(data, size, name=label)
+                images[index], levels[index], rgb, gray, _ = load_image_levels_rgb_and_gray(data, size, name=label)
             else:
                 images[index], levels[index], rgb, film, gray = load_image_levels_rgb_and_at(
                     data, size, FILM_SIZE, name=label)

@@ -32,7 +32,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -44,9 +44,10 @@ from pneumoscan.errors import MAX_REASON, InputError, one_line, one_name
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-__all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "NOT_FRONTAL_VIEW_CODES", "NOT_FRONTAL_VIEWS", "dicom_colour", "is_dicom",
-           "not_frontal_view", "quiet_decoder_warnings", "read_grayscale", "read_grayscale_and_rgb", "size_warning",
-           "stored_size", "stretched_png", "thumbnail_warning", "unsupported_format", "view_reason", "view_said"]
+__all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "NOT_FRONTAL_VIEW_CODES", "NOT_FRONTAL_VIEWS", "SHOWN_APART", "Film",
+           "dicom_colour", "is_dicom", "not_frontal_view", "quiet_decoder_warnings", "read_film", "read_grayscale",
+           "read_grayscale_and_rgb", "size_warning", "stored_size", "thumbnail_warning", "unsupported_format",
+           "view_reason", "view_said"]
 
 
 MIN_SIDE: int = 32
@@ -124,6 +125,17 @@ def read_grayscale(
     return read_grayscale_and_rgb(source, name=name, max_pixels=max_pixels, draft_size=draft_size)[0]
 
 
+class Film(NamedTuple):
+    """One file as `read_film` reads it: its grey pixels (H, W) uint8, a colour DICOM's RGB pixels (None for any
+    other file) and whether it is `stretched`: a PNG whose 16-bit grey levels were read otherwise than a viewer of the
+    file, such as a web browser, draws them (`SHOWN_APART`; a 12-bit film stretched from its darkest to its brightest
+    value, which a browser draws near black)."""
+
+    gray: np.ndarray
+    rgb: np.ndarray | None
+    stretched: bool = False
+
+
 def read_grayscale_and_rgb(
     source: str | os.PathLike[str] | bytes | bytearray | memoryview,
     *,
@@ -133,6 +145,18 @@ def read_grayscale_and_rgb(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """`read_grayscale`, and from the same decode a colour DICOM's RGB pixels as `dicom_colour` gives them (None for
     any other file): for the colourfulness cue (`colourfulness(..., rgb=...)`) without decoding the DICOM again."""
+    gray, rgb, _ = read_film(source, name=name, max_pixels=max_pixels, draft_size=draft_size)
+    return gray, rgb
+
+
+def read_film(
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview,
+    *,
+    name: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: int | None = None,
+) -> Film:
+    """`read_grayscale_and_rgb`, and from the same decode whether the film is `Film.stretched`."""
     if max_pixels < 1:
         raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
     if draft_size is not None and draft_size < 1:
@@ -142,8 +166,9 @@ def read_grayscale_and_rgb(
     if not data:
         raise InputError(f"{label}: empty file (0 bytes); {_GIVE}")
     if is_dicom(data):
-        return read_dicom(data, label, max_pixels)
-    return _read_pil(data, label, max_pixels, draft_size), None
+        return Film(*read_dicom(data, label, max_pixels))
+    gray, stretched = _read_pil(data, label, max_pixels, draft_size)
+    return Film(gray, None, stretched)
 
 
 def draft_changes_pixels(data: bytes, draft_size: int) -> bool:
@@ -338,8 +363,9 @@ def read_file(path: str | os.PathLike[str], label: str) -> bytes:
 # --------------------------------------------------------------------------- Pillow
 
 
-def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) -> np.ndarray:
-    """Decode JPEG/PNG/TIFF/BMP with Pillow: size check before decoding, EXIF orientation."""
+def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) -> tuple[np.ndarray, bool]:
+    """Decode JPEG/PNG/TIFF/BMP with Pillow: size check before decoding, EXIF orientation. Also whether a viewer
+    draws the file otherwise than it is read (`_stretched`)."""
     width: int | None = None
     height: int | None = None
     try:
@@ -364,6 +390,7 @@ def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) 
             except Exception:  # noqa: BLE001 - broken EXIF: keep the stored orientation
                 pass
             out = _pil_to_gray(im)
+            stretched = _stretched(im, out)
     except InputError:
         raise
     except UnidentifiedImageError:
@@ -391,7 +418,7 @@ def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) 
         ) from exc
     if out.ndim != 2 or out.size == 0:
         raise InputError(f"{label}: decoded to an unusable array of shape {out.shape}; {_GIVE}")
-    return out
+    return out, stretched
 
 
 def _header_size(data: bytes) -> tuple[int, int] | None:
@@ -421,25 +448,20 @@ def _deep_colour_png(data: bytes | bytearray) -> str | None:
     return _DEEP_COLOUR_TYPES.get(data[25])
 
 
-def stretched_png(data: bytes | bytearray) -> bool:
-    """Whether the file is a PNG whose grey levels `read_grayscale` stretches (16-bit values, such as a 12-bit film,
-    read from the film's darkest to its brightest value) where a viewer of the file, such as a web browser, draws its
-    stored values scaled to 8 bits: the picture it shows is not the film as read. False for an 8-bit film saved with 16
-    bits (`eight_bit_as_sixteen`) or 16-bit values from 0 to 65535, which both read as drawn. Decodes only a PNG whose
-    header says 16 bits, and of those only grey ones (Pillow reads 16-bit colour at 8 bits, as browsers do)."""
-    if len(data) < 26 or data[:8] != _PNG_SIGNATURE or data[24] != 16 or data[25] not in (0, 4):
+SHOWN_APART = 2
+"""Grey levels (of 255) by which the film as read may differ from what a viewer of its PNG, such as a web browser,
+draws before it is `Film.stretched`: a browser draws a 16-bit value v as about v / 257, so a film spanning 0..65534,
+or 8- or 12-bit data widened to 16 bits by a shift (v << 8, v << 4), reads within a grey level of its picture."""
+
+
+def _stretched(im: Image.Image, gray: np.ndarray) -> bool:
+    """Whether `gray`, the pixels read from PNG `im` of 16-bit grey levels, differ visibly (by more than
+    `SHOWN_APART`) from the PNG's stored levels scaled to 8 bits as a viewer draws them. Both are linear in the stored
+    value, so they differ most at its darkest and brightest pixels, which the read maps to `gray`'s own."""
+    if im.format != "PNG" or not (im.mode in ("I", "F") or im.mode.startswith("I;")) or gray.size == 0:
         return False
-    try:
-        with Image.open(io.BytesIO(data), formats=("PNG",)) as im:
-            im.load()
-            if not (im.mode in ("I", "F") or im.mode.startswith("I;")):
-                return False
-            values = np.asarray(im)
-    except Exception:  # noqa: BLE001 - unreadable: the film's own read says why
-        return False
-    if values.size == 0 or eight_bit_as_sixteen(values):
-        return False
-    return (int(values.min()), int(values.max())) != (0, 65535)
+    lo, hi = im.getextrema()
+    return max(abs(int(gray.min()) - round(lo / 257)), abs(int(gray.max()) - round(hi / 257))) > SHOWN_APART
 
 
 def _pil_to_gray(im: Image.Image) -> np.ndarray:

@@ -13,6 +13,7 @@ from pneumoscan.data.decode import (
     DEFAULT_MAX_PIXELS,
     draft_changes_pixels,
     is_dicom,
+    read_film,
     read_grayscale_and_rgb,
     read_path,
     reading_film,
@@ -113,7 +114,7 @@ def load_image_levels_and_rgb(
 ) -> tuple[np.ndarray, int, np.ndarray | None]:
     """`load_image_with_levels`, and a colour DICOM's RGB pixels from the same decode (`read_grayscale_and_rgb`;
     None for any other file), for its `colourfulness(..., rgb=...)` without a second decode."""
-    image, levels, rgb, _ = load_image_levels_rgb_and_gray(source, size, name=name, max_pixels=max_pixels)
+    image, levels, rgb, _, _ = load_image_levels_rgb_and_gray(source, size, name=name, max_pixels=max_pixels)
     return image, levels, rgb
 
 
@@ -123,14 +124,14 @@ def load_image_levels_rgb_and_gray(
     *,
     name: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> tuple[np.ndarray, int, np.ndarray | None, np.ndarray]:
-    """`load_image_levels_and_rgb`, and the decoded grey pixels it resized (full size but for a JPEG draft mode
-    reduces): the guard measures a lossless file's dither energy on them (`jpeg_cues(..., gray=...)`), not on a second
-    decode."""
+) -> tuple[np.ndarray, int, np.ndarray | None, np.ndarray, bool]:
+    """`load_image_levels_and_rgb`, the decoded grey pixels it resized (full size but for a JPEG draft mode reduces):
+    the guard measures a lossless file's dither energy on them (`jpeg_cues(..., gray=...)`), not on a second decode;
+    and whether the film is `Film.stretched` (read otherwise than a browser draws its PNG)."""
     data, name = read_path(source, name)
     with reading_film(name, data):
-        gray, rgb = read_grayscale_and_rgb(data, name=name, max_pixels=max_pixels, draft_size=size)
-        return fit_decoded(gray, size, data), grey_levels(gray), rgb, gray
+        gray, rgb, stretched = read_film(data, name=name, max_pixels=max_pixels, draft_size=size)
+        return fit_decoded(gray, size, data), grey_levels(gray), rgb, gray, stretched
 
 
 def load_image_levels_rgb_and_at(

@@ -21,9 +21,10 @@ class Decoded(NamedTuple):
     `size_warning` (None unless it is a thumbnail), the file's (width, height) (None when its header does not
     say), a DICOM's view when not frontal (`not_frontal_view`, by View Position or View Code Sequence; None for any
     other file, or without a guard to refuse it), the file's dither energy and peak excess (`jpeg_cues`; 0.0 without a
-    guard) and the film's width / height as decoded, upright by its EXIF orientation (None when not known): the input
+    guard), the film's width / height as decoded, upright by its EXIF orientation (None when not known): the input
     image is the whole film stretched to a square, and a picture drawn on it is stretched back by this to be the
-    film's shape."""
+    film's shape; and whether its grey levels were read otherwise than a browser draws its PNG (`Film.stretched`;
+    False unless `Predictor.decode` read it)."""
 
     image: np.ndarray
     levels: int
@@ -35,6 +36,7 @@ class Decoded(NamedTuple):
     dither: float = 0.0
     peaks: float = 0.0
     aspect: float | None = None
+    stretched: bool = False
 
 
 class GuardCues(NamedTuple):

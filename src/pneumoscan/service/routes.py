@@ -26,7 +26,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from pneumoscan.card import model_card_text
-from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, EXPORT_AS, stretched_png, unsupported_format
+from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, EXPORT_AS, unsupported_format
 from pneumoscan.errors import (DamagedModel, DecodeOutOfMemory, ImageTooLarge, InputError, MissingDecoder,
                                ModelFileChanged, NotAnImage, decimals, first_line, gpu_out_of_memory, one_name)
 from pneumoscan.inference.ood import refusal_cause, refusal_kind
@@ -417,14 +417,13 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
 
         def work() -> tuple[Prediction, bool, bytes | None, list[str] | None, bool, str, dict[str, object]]:
             upload = _decode(request, reservation, part)
-            stretched = stretched_png(part.data)
             (result,) = engine.results([upload])
             explained = explain and result.in_distribution is not False  # a refused film has no prediction to explain
             heatmap = engine.explain_png(upload, result.label) if explained else None
             unmapped = engine.unmapped_members() if explained else None
             when = utc_now()
-            return result, explained, heatmap, unmapped, stretched, when, _audit_line(request, "predict", None, when,
-                                                                                      upload, result)
+            line = _audit_line(request, "predict", None, when, upload, result)
+            return result, explained, heatmap, unmapped, upload.stretched, when, line
 
         try:
             result, explained, heatmap, unmapped, stretched, when, line = await _in_worker(request, work, explain)

@@ -211,8 +211,10 @@ class PredictionResponse(Answered, _FilmResult):
         default=False, description="true: the film is a PNG whose 16-bit grey levels (such as a 12-bit film's) were "
                                    "stretched from its darkest to its brightest value to be read, so a viewer that "
                                    "draws the file's stored values, such as a web browser, shows it otherwise (often "
-                                   "near black) than the model read it; the heatmap is drawn on the film as read. "
-                                   "false for any other file, an 8-bit film saved with 16 bits among them")
+                                   "near black) than the model read it: by more than 2 grey levels of 255 at some "
+                                   "pixel; the heatmap is drawn on the film as read. false for any other file, an "
+                                   "8-bit film saved with 16 bits (v x 257 or v << 8) and 16-bit levels spanning "
+                                   "about 0-65535 among them, which a browser draws as read")
 
 
 class BatchItem(BaseModel):
