@@ -640,10 +640,17 @@ STOPPING = ("the service is stopping and could not finish this request in time; 
             "send it again")
 
 
-def restart_routes(down_s: float, calls: list[str]) -> tuple[Any, Any]:
+def restart_routes(down_s: float, calls: list[str], gateway: int | None = None) -> tuple[Any, Any]:
     """Routes of POST /predict and GET /model for a service that answers the first upload 503 'send it again' after
-    1 s (a restart cut it off) and then refuses connections for `down_s` seconds, as a stopped service does."""
+    1 s (a restart cut it off) and then refuses connections for `down_s` seconds, as a stopped service does; with a
+    `gateway` status, a hospital's proxy (nginx) answers that status in its stead meanwhile, with its HTML page."""
     down_until = [0.0]
+
+    def down(route: Any) -> None:
+        if gateway is None:
+            route.abort("connectionrefused")
+        else:
+            route.fulfill(status=gateway, content_type="text/html", body=f"<html><h1>{gateway} nginx</h1></html>")
 
     def predict(route: Any) -> None:
         calls.append(route.request.url)
@@ -652,13 +659,13 @@ def restart_routes(down_s: float, calls: list[str]) -> tuple[Any, Any]:
             route.fulfill(status=503, headers={"Retry-After": "1", "Cache-Control": "no-store"},
                           content_type="application/json", body=json.dumps({"detail": STOPPING}))
         elif time.monotonic() < down_until[0]:
-            route.abort("connectionrefused")
+            down(route)
         else:
             route.continue_()
 
     def model(route: Any) -> None:
         if time.monotonic() < down_until[0]:
-            route.abort("connectionrefused")
+            down(route)
         else:
             route.continue_()
 
@@ -743,6 +750,37 @@ def test_a_restart_longer_than_its_named_wait_is_waited_out_with_the_tries_left(
         page.set_input_files("#file", str(xray))
         expect(page.locator("#error")).to_contain_text("The pneumoscan service did not answer", timeout=15_000)
         assert len(calls) == 3, calls
+
+
+@pytest.mark.parametrize("gateway", [502, 504])
+def test_a_proxys_gateway_error_after_a_named_wait_is_waited_out_with_the_tries_left(server: str, sample_films: Path,
+                                                                                     gateway: int) -> None:
+    """Behind nginx, a restart longer than its 503's named wait is answered by the proxy (502 Bad Gateway, or 504)
+    when the film is sent again: the page said 'could not be reached through the hospital's network or proxy' with a
+    try unused. The proxy's answer is now waited out as a refused connection is, within the same tries."""
+    from playwright.sync_api import expect
+
+    xray = sorted((sample_films / "PNEUMONIA").iterdir())[0]
+    calls: list[str] = []
+    predict, model = restart_routes(1.5, calls, gateway)  # still down when the film is sent again after 1 s
+    with chromium_page(server + "/") as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        page.route("**/predict*", predict)
+        page.route("**/model", model)
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#result")).to_be_visible(timeout=15_000)
+        expect(page.locator("#error")).to_be_hidden()
+        assert len(calls) == 3, calls
+        calls.clear()
+        predict, model = restart_routes(30, calls, gateway)  # down longer than three tries: said, not waited for ever
+        page.unroute("**/predict*")
+        page.unroute("**/model")
+        page.route("**/predict*", predict)
+        page.route("**/model", model)
+        page.set_input_files("#file", str(xray))
+        expect(page.locator("#error")).to_contain_text(f"proxy answered HTTP {gateway}", timeout=15_000)
+        assert len(calls) == 3, calls
+        assert not errors, errors
 
 
 def test_page_says_the_service_is_busy_not_the_file_wrong(server: str, sample_films: Path) -> None:

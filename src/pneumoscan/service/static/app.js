@@ -772,6 +772,13 @@ async function analyse(files) {
           continue;
         }
       }
+      // after a 503 that named a wait, a proxy failing to reach the service (gatewayFailed: nginx's 502 or 504 while
+      // it restarts) is that restart taking longer than it said, waited out as no answer is, within the same tries
+      const named = res.status === 503 && res.header("Retry-After") != null;
+      if (!named && gatewayFailed(res) && waiting !== null && tries < BUSY_TRIES) {
+        await waitOut();
+        continue;
+      }
       // A 503 without Retry-After is a fault of the service (its model file changed or gone, damaged weights, the
       // audit log) or a proxy failing to reach it (gatewayFailed): asking again at once changes nothing.
       if (res.status !== 503 || tries >= BUSY_TRIES || res.header("Retry-After") == null) break;
