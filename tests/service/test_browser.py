@@ -2012,6 +2012,61 @@ def test_a_16_bit_film_gives_way_to_its_heatmap_only_when_the_service_stretched_
         assert not errors, errors
 
 
+DARKER = ("This 16-bit film looks darker here than the service read it: the browser draws its stored grey levels, "
+          "which the service stretched from the film's darkest to its brightest value to read it. The result is for "
+          "the film as read.")
+
+
+def test_a_stretched_film_without_a_heatmap_is_said_darker_than_read_on_screen_and_on_paper(
+        server: str, sample_films: Path) -> None:
+    """A 12-bit film in a 16-bit PNG that got no heatmap (none asked for, an empty map, a refusal) was shown as the
+    browser draws its stored grey levels, near black, without a word, on screen and in print. A note under it now says
+    it looks darker than the service read it; not for a film its heatmap replaces, nor for one drawn as read."""
+    import io
+
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    film = np.asarray(Image.open(next((sample_films / "PNEUMONIA").glob("*.jpeg"))).convert("L")).astype(np.uint16)
+    uploads = {}
+    for name, pixels in {"8-bit as 16-bit.png": film * 257, "12-bit.png": film * 16}.items():
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        uploads[name] = {"name": name, "mimeType": "image/png", "buffer": buffer.getvalue()}
+    with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
+        expect(page.locator("#model-line")).to_contain_text("resnet10")
+        note = page.locator("#darker")
+        page.set_input_files("#file", files=[uploads["12-bit.png"]])  # with its heatmap, which takes the film's place
+        expect(page.locator("#decision")).to_be_visible(timeout=15_000)
+        expect(page.locator("#xray")).to_be_hidden()
+        expect(note).to_be_hidden()
+        page.route("**/predict*", lambda route: route.continue_(url=route.request.url.replace("explain=true",
+                                                                                                "explain=false")))
+        page.set_input_files("#file", files=[uploads["8-bit as 16-bit.png"]])
+        expect(page.locator("#file-name")).to_have_text("8-bit as 16-bit.png", timeout=15_000)
+        expect(note).to_be_hidden()
+        page.set_input_files("#file", files=[uploads["12-bit.png"]])
+        expect(page.locator("#file-name")).to_have_text("12-bit.png", timeout=15_000)
+        expect(page.locator("#xray")).to_be_visible()
+        expect(note).to_be_visible()
+        expect(note).to_have_text(DARKER)
+        frame, below = page.locator("#frame").bounding_box(), note.bounding_box()
+        assert frame and below and below["y"] >= frame["y"] + frame["height"] - 1, (frame, below)  # under the film
+        page.evaluate("([answer, name]) => render(answer, name)",  # refused: no heatmap either
+                      [{**ANSWER, "heatmap_png_base64": None, "in_distribution": False, "refusal_kind": "unlike",
+                        "refusal_cause": "unlike the training X-rays", "stretched": True}, "12-bit.png"])
+        expect(note).to_be_visible()
+        page.emulate_media(media="print")
+        expect(page.locator("#xray")).to_be_visible()
+        expect(note).to_be_visible()
+        frame, below = page.locator("#frame").bounding_box(), note.bounding_box()
+        assert frame and below and below["y"] >= frame["y"] + frame["height"] - 1, (frame, below)
+        page.emulate_media(media="screen")
+        page.evaluate("([answer, name]) => render(answer, name)", [{**ANSWER, "stretched": False}, "other.png"])
+        expect(note).to_be_hidden()
+        assert not errors, errors
+
+
 def test_a_thumbnail_is_said_too_small_to_read_with_its_result(server: str, sample_films: Path, tmp_path: Path) -> None:
     """A 20 x 20 px preview of a film was predicted without a word: the page now says, in a box above the result (or
     the refusal) and in the words read out, that the film is too small to read reliably and to send the original."""
