@@ -147,10 +147,14 @@ def guarded_env(env: object) -> None:
 
 
 def read_by_processes() -> list[str]:
-    """The sample's test/ films the processes the tests started were refused since last asked (the log emptied)."""
-    with open(_log["path"], "r+", encoding="utf-8") as log:
-        seen = log.read().splitlines()
-        log.truncate(0)
+    """The sample's test/ films the processes the tests started were refused since last asked (the log emptied). A
+    log removed meanwhile (a temp-folder clean-up) holds none: a refusal after it makes the file again."""
+    try:
+        with open(_log["path"], "r+", encoding="utf-8") as log:
+            seen = log.read().splitlines()
+            log.truncate(0)
+    except FileNotFoundError:
+        return []
     return seen
 
 

@@ -310,3 +310,13 @@ def test_a_film_opened_and_caught_while_tests_are_collected_stops_the_run() -> N
     with pytest.raises(pytest.UsageError, match=f"collecting the tests read .*: {film}$"):
         conftest.pytest_collection_modifyitems(None, [])  # type: ignore[arg-type]
     assert conftest._guard["seen"] == []
+
+
+def test_a_guard_log_removed_by_a_temp_clean_up_fails_no_test_and_a_later_refusal_is_still_seen() -> None:
+    """A clean-up of the temp folder during a run (the log is a temp file) is no refusal and crashes no fixture; a
+    process refused afterwards makes the log again, and is still seen."""
+    os.unlink(conftest._log["path"])
+    assert conftest.read_by_processes() == []
+    with open(conftest._log["path"], "a", encoding="utf-8") as log:  # as the guard in a started process writes
+        log.write("/somewhere/refused.jpeg\n")
+    assert conftest.read_by_processes() == ["/somewhere/refused.jpeg"]
