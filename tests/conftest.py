@@ -263,7 +263,9 @@ def sample_test_films_unread() -> Iterator[None]:
     served app; a forked DataLoader worker inherits the hook) are guarded alike by tests/guard_site/sitecustomize.py,
     and what they were refused fails the test too (a process left running by an earlier test, the test after it).
     Listing the folder is let be: it reads no film, and `discover(sample_dir)` lists every split. Not covered: C code
-    that opens or changes files itself, os.mkfifo and os.mknod (no audit event), and a process started without site
+    that opens or changes files itself, os.mkfifo and os.mknod (no audit event), a film's mode, owner, times or xattrs
+    changed through a symlink to it (the call may change the link itself: `shutil.copytree(..., symlinks=True)` of a
+    folder holding one), and a process started without site
     (`python -S`) or isolated (`-I`, `-E`), which skips PYTHONPATH."""
     yield
     seen = sorted(set(_guard["seen"]) | set(read_by_processes()))  # type: ignore[arg-type]

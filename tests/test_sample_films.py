@@ -196,7 +196,7 @@ def test_the_sample_test_folder_may_not_be_changed_by_a_move_a_removal_a_link_or
         "rmtree": lambda: shutil.rmtree(test / "gone"), "link": lambda: os.link(tmp_path / "mine.jpeg", new),
         "symlink": lambda: os.symlink(tmp_path / "mine.jpeg", new),
         "truncate": lambda: os.truncate(tmp_path / "link", stat.st_size),
-        "chmod": lambda: os.chmod(film, stat.st_mode), "utime": lambda: os.utime(tmp_path / "link", ns=(
+        "chmod": lambda: os.chmod(film, stat.st_mode), "utime": lambda: os.utime(film, ns=(
             stat.st_atime_ns, stat.st_mtime_ns)), "chown": lambda: os.chown(film, -1, -1)}
     try:
         let_be = [name for name, call in calls.items() if not refused_or_none(call)]
@@ -211,6 +211,24 @@ def test_the_sample_test_folder_may_not_be_changed_by_a_move_a_removal_a_link_or
             "        call(sys.argv[1])\n    except PermissionError:\n        print('refused')")
     done = subprocess.run([sys.executable, "-c", code, str(test / "gone")], capture_output=True, text=True, timeout=60)
     assert done.stdout == "refused\n" * 3 and conftest.read_by_processes() == [str(test / "gone")] * 3
+
+
+def test_a_symlink_to_a_sample_test_film_may_be_copied_and_changed_itself(sample_dir: Path, tmp_path: Path) -> None:
+    """The guard followed a symlink named to os.utime, os.chmod, os.chown (whose audit events do not say whether the
+    call follows it) and refused changing the link itself: copying a folder holding one with symlinks=True (copystat
+    of the copied link) failed the test, as did os.utime(link, follow_symlinks=False) and os.lchown(link)."""
+    import shutil
+
+    film = sample_dir / "test" / "NORMAL" / FILM
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "link").symlink_to(film)
+    before = film.stat()
+    shutil.copytree(tmp_path / "src", tmp_path / "dst", symlinks=True)  # its errors in one shutil.Error
+    assert os.readlink(tmp_path / "dst" / "link") == str(film)
+    calls = {"utime": lambda: os.utime(tmp_path / "src" / "link", follow_symlinks=False),
+             "lchown": lambda: os.lchown(tmp_path / "src" / "link", -1, -1)}
+    assert [name for name, call in calls.items() if refused_or_none(call)] == []
+    assert film.stat().st_mtime_ns == before.st_mtime_ns and film.stat().st_mode == before.st_mode
 
 
 def refused_or_none(call: Callable[[], object]) -> bool:

@@ -7,7 +7,8 @@ READ_GUARD_LOG names, for the test that started the process to fail on: each ope
 symlink or hard link; each open that would write or make a file under it; and each change of it (the audit events of
 CHANGES): an entry moved or renamed in or out (os.rename, os.replace, shutil.move), made (os.mkdir, os.link,
 os.symlink) or removed (os.remove, os.unlink, os.rmdir, shutil.rmtree, also of a folder holding it), and a file's
-data or metadata changed through any link (os.truncate, os.chmod, os.chown, os.utime, os.setxattr, os.removexattr).
+data or metadata changed through any link (os.truncate, os.chmod, os.chown, os.utime, os.setxattr, os.removexattr;
+the last five through a hard link only: a symlink they name may be changed itself, so it is let be).
 Not covered: C code that changes files itself, and the calls Python raises no audit event for (os.mkfifo, os.mknod).
 Nothing is refused without READ_GUARD."""
 from __future__ import annotations
@@ -68,6 +69,9 @@ CHANGES: dict[str, tuple[tuple[int, int | None], ...]] = {
 TAKE_AWAY = frozenset({"os.rename", "os.remove", "os.rmdir", "shutil.rmtree"})  # a folder holding it goes with it
 # these change the file a link leads to
 THROUGH_LINKS = frozenset({"os.truncate", "os.chmod", "os.chown", "os.utime", "os.setxattr", "os.removexattr"})
+# these may change the link itself (follow_symlinks=False, os.lchown, shutil.copystat of a copied link), which their
+# audit event does not say: a link they name is taken for itself, never for the film it leads to
+LINK_ITSELF = frozenset({"os.chmod", "os.chown", "os.utime", "os.setxattr", "os.removexattr"})
 
 
 def entry_of(path: object, dir_fd: object) -> str | None:
@@ -88,12 +92,15 @@ def entry_of(path: object, dir_fd: object) -> str | None:
 def changed(event: str, args: tuple[object, ...], folder: str, files: frozenset[tuple[int, int]]) -> str | None:
     """The path by which an audit event of CHANGES would change `folder` (realpath): the folder or an entry in it,
     a folder holding it (TAKE_AWAY), or a link to one of its `files` (`files_of`; THROUGH_LINKS); None when it
-    changes none of them."""
+    changes none of them. A symlink named to an event of LINK_ITSELF is not followed, as the call may change the
+    link only: so a chmod, chown, utime or xattr change through a symlink to a film is let through (one through a
+    hard link, or naming the film, is not)."""
     for at, fd_at in CHANGES.get(event, ()):
         entry = entry_of(args[at], None if fd_at is None else args[fd_at])
         if entry is not None and (entry == folder or entry.startswith(folder + os.sep)
                                   or (event in TAKE_AWAY and folder.startswith(entry + os.sep))
-                                  or (event in THROUGH_LINKS and opens_one_of(entry, files))):
+                                  or (event in THROUGH_LINKS and opens_one_of(entry, files)
+                                      and not (event in LINK_ITSELF and os.path.islink(entry)))):
             return entry
     return None
 
