@@ -94,13 +94,13 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
 
 def _several_films(args: argparse.Namespace, extra: list[str]) -> str:
     """explain's error for the films after its first (`extra`), as a shell's `*.jpeg` gives them, with the command
-    to draw each keeping the options given; a path after the film that is no file is said to be none (one .png with no
-    --out is taken for a meant --out)."""
+    to draw each keeping the options given, naming the folders among them (a glob over a folder holding one); a path
+    after the film that does not exist is said to be none (one .png with no --out is taken for a meant --out)."""
     given = " ".join(f"{flag} {shell_word(str(value))}" for flag, value in (
         ("--model", args.model), ("--threshold", args.threshold), ("--target-recall", args.target_recall),
         ("--prevalence", args.prevalence)) if value is not None)
     options = f" {given}" if given else ""
-    missing = [path for path in extra if not Path(path).is_file()]
+    missing = [path for path in extra if not Path(path).exists()]
     if missing == extra and len(extra) == 1 and extra[0].lower().endswith(".png") and args.out is None:
         return (f"explain draws one film, and {one_name(extra[0])} after it is no file; to write the heatmap to it, "
                 f"give --out: `pneumoscan explain {shell_word(args.image)}{options} --out {shell_word(extra[0])}`")
@@ -108,10 +108,14 @@ def _several_films(args: argparse.Namespace, extra: list[str]) -> str:
         return (f"explain draws one film, and {first_names([one_name(path) for path in missing], 2, 'paths')} after "
                 f"it {'is no file' if len(missing) == 1 else 'are no files'}: file not found; check the path")
     films = [args.image, *extra]
+    folders = [one_name(path) for path in films if Path(path).is_dir()]
     out = "; --out names one file" if args.out is not None else ""
+    one = len(folders) == 1
+    noted = (f"; {first_names(folders, 2, 'folders')} {'is a directory' if one else 'are directories'}, not "
+             f"{'an image file' if one else 'image files'}" if folders else "")
     return (f"explain draws one film at a time, and was given {len(films)} "
-            f"({first_names([one_name(film) for film in films], 2, 'films')}); run it once per film: "
-            f"`for f in FILMS; do pneumoscan explain \"$f\"{options}; done` (each writes NAME_heatmap.png{out})")
+            f"({first_names([one_name(film) for film in films], 2, 'paths' if folders else 'films')}){noted}; "
+            f"run it once per film: `for f in FILMS; do pneumoscan explain \"$f\"{options}; done` (each writes NAME_heatmap.png{out})")
 
 
 def _command_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:

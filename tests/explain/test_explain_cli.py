@@ -104,6 +104,29 @@ def test_explain_given_a_path_that_is_no_file_after_the_film_says_it_is_none(
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"pneumoscan explain: error: explain draws one film, and {said}: file not found; check the path")
 
+@pytest.mark.parametrize("given, said", [
+    (["runs"], "was given 2 (a.jpeg, runs); runs is a directory, not an image file"),
+    (["b.jpeg", "d"], "was given 3 (a.jpeg, b.jpeg, ... (3 paths)); d is a directory, not an image file"),
+    (["d", "runs"], "was given 3 (a.jpeg, d, ... (3 paths)); d, runs are directories, not image files"),
+], ids=["folder", "glob-with-a-subfolder", "two-folders"])
+def test_explain_given_a_folder_after_the_film_says_it_is_one_and_how_to_draw_each(
+        given: list[str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # `explain a.jpeg runs/cnn` and `explain xrays/*` over a folder holding a subfolder said "d after it is no file:
+    # file not found; check the path", though d exists
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.jpeg", "b.jpeg"):
+        Path(name).write_bytes(b"")
+    for name in ("d", "runs"):
+        Path(name).mkdir()
+    with pytest.raises(SystemExit) as stop:
+        main(["explain", "a.jpeg", *given])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"pneumoscan explain: error: explain draws one film at a time, and {said}; run it once per film: "
+        f"`for f in FILMS; do pneumoscan explain \"$f\"; done` (each writes NAME_heatmap.png)")
+
+
 def test_explain_user_mistakes(tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     image = sorted((tiny_data / "test" / "NORMAL").iterdir())[0]
     assert main(["explain", str(tmp_path / "missing.png"), "--model", str(tiny_run), "--out", str(tmp_path / "a.png")]) == 2
