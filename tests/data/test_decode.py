@@ -545,19 +545,38 @@ def test_a_png_is_stretched_only_when_a_browser_draws_it_visibly_otherwise_than_
     assert stretched(data) is apart
 
 
+def _several_channels(grey: np.ndarray, colour_type: int) -> bytes:
+    """A 16-bit PNG of colour type 2, 4 or 6 holding the 16-bit grey levels `grey` in each colour band, opaque."""
+    opaque = np.full_like(grey, 65535)
+    channels = {2: [grey] * 3, 4: [grey, opaque], 6: [grey] * 3 + [opaque]}
+    return png16(np.stack(channels[colour_type], axis=-1), colour_type)
+
+
 @pytest.mark.parametrize(("colour_type", "holds"), [(2, "colour"), (4, "grey+alpha"), (6, "colour+alpha")])
-def test_a_16_bit_png_of_several_channels_is_refused_not_read_near_black(colour_type: int, holds: str) -> None:
+def test_a_16_bit_png_of_several_channels_with_fewer_bits_is_refused_not_read_near_black(colour_type: int,
+                                                                                         holds: str) -> None:
     """Pillow reads a 16-bit colour or grey+alpha PNG by each sample's high byte: a 12-bit film in one read as 0..15,
-    near black, and was scored (or refused by the guard as 'posterised'). It is refused, saying how to export it."""
-    twelve = ramp(lo=300, hi=4000).astype(np.uint16)
-    opaque = np.full_like(twelve, 65535)
-    channels = {2: [twelve] * 3, 4: [twelve, opaque], 6: [twelve] * 3 + [opaque]}
-    data = png16(np.stack(channels[colour_type], axis=-1), colour_type)
+    near black, and was scored (or refused by the guard as 'posterised'). It is refused, naming what was seen and how
+    to export it."""
+    twelve = ramp(lo=300, hi=4000, dtype=np.uint16)
     with pytest.raises(InputError) as exc:
-        read_grayscale(data, name="film.png")
+        read_grayscale(_several_channels(twelve, colour_type), name="film.png")
     msg = check_error(exc, "film.png")
-    assert f"16-bit {holds} PNG" in msg and "16-bit greyscale PNG or DICOM" in msg
+    assert f"16-bit {holds} PNG whose brightest sample reads as 15 of 255" in msg
+    assert "16-bit greyscale PNG or DICOM" in msg
     np.testing.assert_array_equal(read_grayscale(png16(twelve, 0)), minmax_u8(twelve))  # 16-bit grey: read in full
+
+
+@pytest.mark.parametrize("colour_type", [2, 4, 6])
+def test_a_16_bit_png_of_several_channels_read_right_by_its_high_bytes_reads_as_its_8_bit_film(
+        colour_type: int) -> None:
+    """An 8-bit film saved as 16-bit RGB, grey+alpha or RGBA (each value v * 257, as OpenCV writes a uint16 array), or
+    one spanning the full 16 bits, reads right by its high bytes: it reads exactly as its 8-bit file (it was refused
+    for its header alone)."""
+    eight = ramp(lo=0, hi=255)
+    np.testing.assert_array_equal(read_grayscale(_several_channels(eight.astype(np.uint16) * 257, colour_type)), eight)
+    full = ramp(lo=0, hi=65535, dtype=np.uint16)
+    np.testing.assert_array_equal(read_grayscale(_several_channels(full, colour_type)), (full >> 8).astype(np.uint8))
 
 
 @pytest.mark.parametrize("kind", ["png", "dicom"])

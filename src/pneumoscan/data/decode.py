@@ -375,9 +375,6 @@ def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) 
                 raise too_large(label, width, height, max_pixels)
             if width < 1 or height < 1:
                 raise InputError(f"{label}: image has no pixels ({width} x {height}); {_GIVE}")
-            if im.format == "PNG" and (deep := _deep_colour_png(data)) is not None:
-                raise InputError(f"{label}: 16-bit {deep} PNG, which is read at 8 bits (a 12-bit film in it reads "
-                                 "near black); export the film as a 16-bit greyscale PNG or DICOM")
             pages = getattr(im, "n_frames", 1)
             if im.format == "TIFF" and pages > 1:  # which page is the film is not ours to guess (as for DICOM)
                 raise InputError(f"{label}: multi-page TIFF ({pages} pages) is not supported; export the film's page "
@@ -385,6 +382,8 @@ def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) 
             if draft_size is not None and im.format in ("JPEG", "MPO"):
                 im.draft("L", (draft_size, draft_size))
             im.load()
+            if im.format == "PNG" and (deep := _deep_colour_png(data)) is not None:
+                _refuse_few_levels(im, deep, label)
             try:
                 ImageOps.exif_transpose(im, in_place=True)
             except Exception:  # noqa: BLE001 - broken EXIF: keep the stored orientation
@@ -440,12 +439,29 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _DEEP_COLOUR_TYPES = {2: "colour", 4: "grey+alpha", 6: "colour+alpha"}  # PNG colour types Pillow reads at 8 bits
 
 
+FEW_HIGH_BYTE_LEVELS = 63
+"""The brightest grey sample (of 255) at or below which a 16-bit colour or grey+alpha PNG, read by its samples' high
+bytes, is refused: data of fewer than 16 bits reads no brighter (12-bit at most 15, 14-bit 63), while full-range data
+or an 8-bit film widened to 16 bits (v * 257) reads exactly as its 8-bit file."""
+
+
 def _deep_colour_png(data: bytes | bytearray) -> str | None:
     """What a PNG with 16-bit samples in more than one channel holds (colour, grey+alpha, colour+alpha), which Pillow
     reads by each sample's high byte alone, so a 12-bit film in it reads as 0..15; None for any other file."""
     if len(data) < 26 or data[:8] != _PNG_SIGNATURE or data[24] != 16:
         return None
     return _DEEP_COLOUR_TYPES.get(data[25])
+
+
+def _refuse_few_levels(im: Image.Image, deep: str, label: str) -> None:
+    """Refuse loaded 16-bit `deep` PNG `im`, read by its high bytes, when its brightest grey sample (alpha aside) is
+    at most `FEW_HIGH_BYTE_LEVELS`: data of fewer than 16 bits, such as a 12-bit film, which would read near black."""
+    bands = zip(im.getbands(), im.getextrema(), strict=True)  # LA, RGB or RGBA: one (low, high) per band
+    brightest = max(int(hi) for band, (_, hi) in bands if band != "A")
+    if brightest <= FEW_HIGH_BYTE_LEVELS:
+        raise InputError(f"{label}: 16-bit {deep} PNG whose brightest sample reads as {brightest} of 255: Pillow reads "
+                         "such a file by each sample's high byte, so data of fewer than 16 bits (a 12-bit film) reads "
+                         "near black; export the film as a 16-bit greyscale PNG or DICOM")
 
 
 SHOWN_APART = 2

@@ -32,8 +32,10 @@ if TYPE_CHECKING:
 # empty VOI LUT Function is LINEAR (its window was passed over), an empty Rescale Slope or Intercept is read as
 # absent (such films were refused before). 8: a DICOM Rescale Slope of 0 or not finite is refused (such films decoded
 # blank); a big-endian DICOM without preamble and file meta is read (refused before as not an image). 9: a 16-bit
-# colour or grey+alpha PNG is refused (read before by its high bytes: a 12-bit film near black).
-PREPROCESS_VERSION = 9
+# colour or grey+alpha PNG is refused (read before by its high bytes: a 12-bit film near black). 10: only such a PNG
+# whose brightest grey sample reads as at most 63 of 255 (data of fewer than 16 bits) is refused; the others, such as
+# an 8-bit film saved as 16-bit RGB (v * 257), read as at 8 again (`decode.FEW_HIGH_BYTE_LEVELS`).
+PREPROCESS_VERSION = 10
 
 
 def resize_square(gray: np.ndarray, size: int) -> np.ndarray:
