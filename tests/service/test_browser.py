@@ -1993,22 +1993,24 @@ def test_a_16_bit_film_gives_way_to_its_heatmap_only_when_the_service_stretched_
         assert not errors, errors
 
 
-DARKER = ("This 16-bit film looks darker here than the service read it: the browser draws its stored grey levels, "
-          "which the service stretched from the film's darkest to its brightest value to read it. The result is for "
-          "the film as read.")
+SHOWN_OTHERWISE = ("This 16-bit film looks otherwise here than the service read it (darker, paler or flatter): the "
+                   "browser draws its stored grey levels, which the service stretched from the film's darkest to its "
+                   "brightest value to read it. The result is for the film as read.")
 
 
-def test_a_stretched_film_without_a_heatmap_is_said_darker_than_read_on_screen_and_on_paper(
+def test_a_stretched_film_without_a_heatmap_is_said_shown_otherwise_than_read_on_screen_and_on_paper(
         server: str, sample_films: Path) -> None:
     """A 12-bit film in a 16-bit PNG that got no heatmap (none asked for, an empty map, a refusal) was shown as the
     browser draws its stored grey levels, near black, without a word, on screen and in print. A note under it now says
-    it looks darker than the service read it; not for a film its heatmap replaces, nor for one drawn as read."""
+    it looks otherwise than the service read it: darker, paler or flatter, as `stretched` does not say which (it said
+    darker, false for one stored high, drawn nearly white); not for a film its heatmap replaces, nor for one drawn as
+    read."""
     from playwright.sync_api import expect
 
     uploads = sixteen_bit_uploads(sample_films)
     with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
         expect(page.locator("#model-line")).to_contain_text("resnet10")
-        note = page.locator("#darker")
+        note = page.locator("#shown-otherwise")
         page.set_input_files("#file", files=[uploads["12-bit.png"]])  # with its heatmap, which takes the film's place
         expect(page.locator("#decision")).to_be_visible(timeout=15_000)
         expect(page.locator("#xray")).to_be_hidden()
@@ -2022,7 +2024,7 @@ def test_a_stretched_film_without_a_heatmap_is_said_darker_than_read_on_screen_a
         expect(page.locator("#file-name")).to_have_text("12-bit.png", timeout=15_000)
         expect(page.locator("#xray")).to_be_visible()
         expect(note).to_be_visible()
-        expect(note).to_have_text(DARKER)
+        expect(note).to_have_text(SHOWN_OTHERWISE)
         frame, below = page.locator("#frame").bounding_box(), note.bounding_box()
         assert frame and below and below["y"] >= frame["y"] + frame["height"] - 1, (frame, below)  # under the film
         page.evaluate("([answer, name]) => render(answer, name)",  # refused: no heatmap either

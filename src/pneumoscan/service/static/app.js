@@ -337,7 +337,7 @@ let noPreviewWhy = FORMAT_NOT_SHOWN;
 function hideFilm(why) {
   noPreviewWhy = why;
   show($("xray"), false);
-  show($("darker"), false);
+  show($("shown-otherwise"), false);
   show($("no-preview"), true);
   $("heatmap").classList.add("standalone");
   describeNoPreview();
@@ -348,7 +348,7 @@ function showPreview(file) {
   previewUrl = URL.createObjectURL(file);
   const img = $("xray"), url = previewUrl;
   show($("no-preview"), false);
-  show($("darker"), false);
+  show($("shown-otherwise"), false);
   show(img, true);
   img.alt = `The uploaded image, ${file.name}`;  // not "chest X-ray": it may be refused as none
   // may come after the answer: the heatmap, if any, becomes the picture from then on
@@ -426,10 +426,11 @@ function showUnmapped(members) {
 }
 
 // A film the service stretched (`stretched`: a 12-bit film in a 16-bit PNG) that is still shown, as no heatmap took its
-// place (none asked for or made, an empty map, a refusal), is drawn by the browser from its stored grey levels, often
-// near black: the note under it says so, on screen and on paper, rather than leave a dark film unexplained.
-function noteDarker(result) {
-  show($("darker"), result.stretched === true && !$("xray").hidden);
+// place (none asked for or made, an empty map, a refusal), is drawn by the browser from its stored grey levels: near
+// black when stored low, nearly white when stored high, flat grey when narrow. `stretched` does not say which, so the
+// note under it, on screen and on paper, names all three rather than leave such a film unexplained.
+function noteShownOtherwise(result) {
+  show($("shown-otherwise"), result.stretched === true && !$("xray").hidden);
 }
 
 // Shows the result, scrolled into view when it is not (on a phone it starts below the upload button).
@@ -474,7 +475,7 @@ function render(result, name) {
   const small = renderSmall(result);
   if (result.in_distribution === false) {
     renderRejected(result, name);
-    noteDarker(result);
+    noteShownOtherwise(result);
     if (small) announce(`${$("announce").textContent}. ${small}`);
     reveal();
     return;
@@ -543,7 +544,7 @@ function render(result, name) {
     $("heat-legend").classList.remove("available");
     showHeat(false);
   }
-  noteDarker(result);
+  noteShownOtherwise(result);
   reveal();
 }
 
