@@ -446,3 +446,20 @@ def test_a_patient_of_train_in_a_dicom_film_named_jpeg_in_test_is_a_leak(tmp_pat
     assert report["splits"]["test"]["patients"] == {"NORMAL": 1, "PNEUMONIA": 1}
     assert report["splits"]["train"]["patients"] == {"NORMAL": 3, "PNEUMONIA": 3}
     assert report["patient_keys_from"] == {"dicom": 16}
+
+
+def test_a_site_patient_id_on_most_films_with_test_films_named_jpeg_is_a_placeholder_not_a_leak(tmp_path: Path) -> None:
+    """A site's fixed PatientID (SITE9) on test/'s DICOM films named .jpg under both labels and on 2 of train/'s was
+    judged a placeholder over train's headers only (2 films: too few to tell), so the audit made one patient of all 8
+    films and reported a leak (--strict: exit 3). Judged with the test/ headers the audit reads, it is on all 8 DICOM
+    films: a placeholder, as before patient_key_rule 5; no patient in two splits."""
+    for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+        for i in range(3):
+            write_xray(tmp_path / "train" / name / f"{name[0]}{i}.jpeg", label, 10 * label + i)
+            write_dicom(tmp_path / "test" / name / f"t{i}.jpg", label, 40 + 10 * label + i, patient_id="SITE9",
+                        size=32)
+        write_dicom(tmp_path / "train" / name / f"x{label}.dcm", label, 90 + label, patient_id="SITE9", size=32)
+    report = audit(tmp_path, progress=False)
+    assert report["patient_ids_in_two_splits"] == {"train+test": 0} and report["same_patient_in_two_splits"] == []
+    assert audit_problems(report) == []
+    assert report["splits"]["test"]["patients"] == {"NORMAL": 3, "PNEUMONIA": 3}

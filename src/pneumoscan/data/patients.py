@@ -392,14 +392,15 @@ def unopened_headers(splits: Mapping[str, Iterable[Sample]]) -> dict[Sample, Non
 def compared_keys(keys: PatientKeys, unopened: Iterable[Sample]) -> PatientKeys:
     """`keys` for finding a patient on both sides of a split (`audit`'s leak count, `evaluate`'s shared patients):
     each of `unopened` (test/ films keyed by name unopened, `unopened_headers`) whose header, read here, gives a
-    DICOM PatientID that is no placeholder (`is_placeholder`, nor one to `keys`: `placeholder_ids` over the headers
-    they read) is keyed by it, as `audit` and `evaluate` read such a film anyway; every other film keeps its key, the
-    one `train` gives."""
+    DICOM PatientID that is no placeholder (`is_placeholder`, nor one by `placeholder_ids` over the headers `keys`
+    read together with those read here, as every header was judged before patient_key_rule 5) is keyed by it, as
+    `audit` and `evaluate` read such a film anyway; every other film keeps its key, the one `train` gives."""
     if keys.choice != "auto":
         return keys
-    placeholders = placeholder_ids([value for value in keys.headers.values() if value])
-    usable = {s: value for s in dict.fromkeys(unopened) if keys.origins.get(s) == "name" and
-              (value := dicom_patient_id(Path(s.path))) and value not in placeholders and not is_placeholder(value)}
+    read = {s: value for s in dict.fromkeys(unopened) if keys.origins.get(s) == "name" and
+            (value := dicom_patient_id(Path(s.path)))}
+    placeholders = placeholder_ids([value for s, value in {**keys.headers, **read}.items() if value])
+    usable = {s: value for s, value in read.items() if value not in placeholders and not is_placeholder(value)}
     if not usable:
         return keys
     return replace(keys, keys={**keys.keys, **usable}, origins={**keys.origins, **dict.fromkeys(usable, "dicom")})
