@@ -321,7 +321,8 @@ def test_shared_patients_keys_a_dicom_film_named_jpeg_in_test_unopened_as_train_
 def test_shared_patients_compares_a_dicom_film_named_jpeg_in_test_by_its_patient_id(tmp_path: Path) -> None:
     """A DICOM film of test/ named .jpg is keyed by its name unopened, as `train` keys it, but evaluate reads it
     anyway: its PatientID (N1, on train/'s films) is still compared, so its patient is counted as one the model was
-    trained on; a placeholder PatientID is not (each such film its own patient), and train/'s keys stay train's."""
+    trained on; a placeholder PatientID is not (each such film its own patient), and train/'s keys stay train's. The
+    keys returned (the bootstrap's) are the compared ones."""
     from pneumoscan.data.patients import dataset_keys, patients_in_training
 
     data = tmp_path / "data"
@@ -336,8 +337,11 @@ def test_shared_patients_compares_a_dicom_film_named_jpeg_in_test_by_its_patient
     result = patients_in_training(found["test"], {"config": {"data": str(data), "patient_key": "auto"}},
                                   progress=False)
     assert result.shared == {"patients": 1, "films": 2, "by": ["DICOM PatientID"], "compared": 2}
-    assert result.keys is not None and {s: result.keys(s) for s in found["test"]} == {
-        s: dataset_keys(found, progress=False)(s) for s in found["test"]}  # the bootstrap's keys stay train's
+    trained = dataset_keys(found, progress=False)
+    assert result.keys is not None and {s: result.keys(s) for s in found["train"]} == {
+        s: trained(s) for s in found["train"]}
+    assert {s.path.name: result.keys(s) for s in found["test"]} == {"t0.jpg": "N1", "t1.jpg": "N1", "u0.png": "u0",
+                                                                    "u1.jpeg": "u1"}
 
 
 def test_shared_patients_counts_the_evaluated_films_of_patients_the_model_was_trained_on(tmp_path: Path) -> None:

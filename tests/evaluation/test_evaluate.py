@@ -348,3 +348,30 @@ def test_kermany_patients_with_films_in_subfolders_stay_patients(tiny_run: Path,
     assert None not in (result.patients or [None])
     intervals = result.summary["intervals"]
     assert (intervals["resampled"], intervals["n_resampled"], intervals.get("unkeyed", 0)) == ("patients", 12, 0)
+
+
+def test_the_bootstrap_draws_test_dicom_films_named_jpeg_of_one_patient_together(tmp_path: Path) -> None:
+    """evaluate counted test/'s two DICOM films named .jpg with PatientID N1 as one patient shared with the training
+    data (as `audit` does), yet its bootstrap keyed them by name (`train`'s keys, which leave them unopened) and drew
+    them as independent films: intervals narrower than when it resampled patients. Both now use the compared keys,
+    whether taken on from the shared-patient count or read over the scored data set alone."""
+    from pneumoscan.data.layout import discover
+    from pneumoscan.data.patients import patients_in_training
+    from pneumoscan.evaluation.evaluate import film_patients
+    from tests.conftest import write_dicom
+
+    data = tmp_path / "data"
+    for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+        for p in range(3):
+            write_dicom(data / "train" / name / f"1.2.{label}.{p}", label, 10 * p + label, patient_id=f"{name[0]}{p}",
+                        size=16)
+        for i in range(2):  # N9: a new patient; P1: one the model was trained on
+            write_dicom(data / "test" / name / f"t{i}.jpg", label, 50 + 10 * label + i,
+                        patient_id=("N9", "P1")[label], size=16)
+    found = discover(data)
+    training = {"config": {"data": str(data), "patient_key": "auto"}}
+    shared, keyed = patients_in_training(found["test"], training, progress=False)
+    assert shared == {"patients": 1, "films": 2, "by": ["DICOM PatientID"], "compared": 4}
+    for keys in (keyed, None):
+        groups = film_patients(found["test"], training, progress=False, keyed=keys, dataset=found)
+        assert groups is not None and groups == ["N9", "N9", "P1", "P1"]

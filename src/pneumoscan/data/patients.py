@@ -468,8 +468,9 @@ def _training_films(config: dict, run_dir: str | Path | None) -> TrainingFilms:
 
 
 class InTraining(NamedTuple):
-    """`patients_in_training`'s count, and the keys it read (of the scored films with the training films; None when it
-    read none), which `evaluate`'s bootstrap takes on rather than reading the films' DICOM headers again."""
+    """`patients_in_training`'s count, and the keys it compared (`compared_keys`, of the scored films with the training
+    films; None when it read none), which `evaluate`'s bootstrap takes on rather than reading the films' DICOM headers
+    again, so that it draws together the films the count (and `audit`) takes for one patient's."""
 
     shared: dict[str, object] | None
     keys: PatientKeys | None
@@ -484,7 +485,7 @@ def patients_in_training(samples: Sequence[Sample], training: dict, progress: bo
     data). `{"patients", "films", "by", "compared"}` (`films`: of
     `samples`; `by`: where the shared keys came from; `compared`: the films of `samples` whose key could be compared,
     0 when all are keyed by file name, so 0 patients then says nothing), or None when the training data is not found
-    (`run_dir`: the model file's folder, as `data_record` takes it); with the keys read, when any were."""
+    (`run_dir`: the model file's folder, as `data_record` takes it); with the keys compared, when any were read."""
     import warnings
 
     from pneumoscan.training.config import data_record
@@ -515,7 +516,7 @@ def patients_in_training(samples: Sequence[Sample], training: dict, progress: bo
     by = [SOURCE_NAMES[source] for source in SOURCES if any(shared.origins[s] == source for s in films)]
     compared = sum(shared.origins[s] not in FILE_KEYS for s in samples)
     return InTraining({"patients": len({shared(s) for s in films}), "films": len(films), "by": by,
-                       "compared": compared}, keys)
+                       "compared": compared}, shared)
 
 
 def shared_text(shared: dict | None, n: int, why: str | None) -> str:

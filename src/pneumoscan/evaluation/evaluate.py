@@ -16,10 +16,9 @@ from pneumoscan.data.decode import view_reason
 from pneumoscan.data.fingerprint import duplicate_warnings, seen_in_training, training_film_fingerprints
 from pneumoscan.data.labels import Sample, cause_name
 from pneumoscan.data.layout import ScoredSplit, evaluation_samples
-from pneumoscan.data.patients import (CAUSE_GROUPS, PatientKeys, cause_groups, cause_of, dataset_keys,
+from pneumoscan.data.patients import (CAUSE_GROUPS, PatientKeys, cause_groups, cause_of, compared_keys, dataset_keys,
                                       keys_across_folders, name_collision_warning, patient_groups, patients_in_training,
-                                      shared_clause,
-                                      uncompared_text)
+                                      shared_clause, uncompared_text, unopened_headers)
 from pneumoscan.errors import (InputError, MissingImagesWarning, check_at_least_one, check_seed, counted, first_few,
                               option, shell_word, warn, words)
 from pneumoscan.evaluation.bootstrap import summarize
@@ -278,11 +277,12 @@ def film_patients(samples: Sequence[Sample], training: dict, progress: bool = Tr
     with no patient folder under `folder` is keyed by its file name), for the bootstrap to resample patients; None
     when they cannot be read. The films are keyed as `audit` keys their data set (`dataset`: its splits, holding
     `samples`, as `ScoredSplit.splits` holds them; None: `samples` alone), so a placeholder PatientID is judged on that
-    data only, never on the training data's. `keyed`: keys already read (`patients_in_training`'s), taken on when
-    they follow that choice and were read over that very data set (the training data's own splits), else their
-    DICOM headers are (`PatientKeys.headers`: none is read twice). A film whose key
-    is a bare file name found in other folders too (`pt1/1.jpeg`, `pt2/1.jpeg`; `keys_across_folders`) is of no
-    known patient (None, drawn alone), with `train`'s warning; Kermany's names are a patient wherever they sit."""
+    data only, never on the training data's, and compared as `audit` compares them (`compared_keys`: a test/ DICOM
+    film named .jpg, keyed by name unopened by `train`, by its PatientID). `keyed`: keys already compared
+    (`patients_in_training`'s), taken on when they follow that choice and were read over that very data set (the
+    training data's own splits), else their DICOM headers are (`PatientKeys.headers`: none is read twice). A film
+    whose key is a bare file name found in other folders too (`pt1/1.jpeg`, `pt2/1.jpeg`; `keys_across_folders`) is
+    of no known patient (None, drawn alone), with `train`'s warning; Kermany's names are a patient wherever they sit."""
     import warnings
 
     choice = data_record(training)[0].get("patient_key") or "auto"
@@ -293,8 +293,9 @@ def film_patients(samples: Sequence[Sample], training: dict, progress: bool = Tr
         with warnings.catch_warnings():  # a placeholder PatientID is `audit`'s and `train`'s to report
             warnings.simplefilter("ignore")
             try:
-                keys = dataset_keys(dataset, choice, progress=progress,
-                                    known=keyed.headers if keyed is not None else None)
+                keys = compared_keys(dataset_keys(dataset, choice, progress=progress,
+                                                  known=keyed.headers if keyed is not None else None),
+                                     unopened_headers(dataset))
             except InputError:
                 return None
     joined = keys_across_folders(samples, keys, bare=True)
