@@ -77,6 +77,7 @@ def test_a_view_position_saying_ap_or_pa_among_other_words_is_frontal_whatever_t
     ("XTABLE LATERAL", "XTABLE LATERAL"), ("LEFT LATERAL", "LEFT LATERAL"), ("AP LLD", "AP LLD"),
     ("PA RLD", "PA RLD"), ("ap_lld", "AP LLD"), ("LAO", "LAO"), ("RAO", "RAO"), ("LPO", "LPO"), ("RPO", "RPO"),
     ("SWIMMERS", "SWIMMERS"), ("AP\\LL", "AP LL"), ("PA OBLIQUE", "PA OBLIQUE"), ("RIGHT DECUBITUS", "RIGHT DECUBITUS"),
+    ("AP DECUB", "AP DECUB"), ("PA OBL", "PA OBL"), ("OBL", "OBL"), ("SWIMMER", "SWIMMER"), ("SWIMMER'S", "SWIMMER S"),
 ])
 def test_a_view_position_with_a_lateral_decubitus_or_oblique_word_is_refused_by_it(position: str, view: str) -> None:
     """A View Position naming a lateral, decubitus or oblique view among other words, as archives write them (MIMIC-CXR:

@@ -46,7 +46,9 @@ from pneumoscan.progress import progress_bar
 # and a View Position of no known term ('LEFT LATERAL') yields to the View Code Sequence (format 10 holds None there).
 # 12: a View Position is read by its words: one lateral, decubitus or oblique word decides ('AP LLD', 'XTABLE LATERAL',
 # 'LAO'; format 11 holds None there), else AP or PA among others ('AP SUPINE'; format 11 holds a lateral code there).
-CACHE_FORMAT = 12
+# 13: the abbreviations DECUB, OBL and SWIMMER are such words too ('AP DECUB', 'PA OBL', "SWIMMER'S"; format 12 holds
+# None there).
+CACHE_FORMAT = 13
 
 
 def default_cache_dir() -> Path:

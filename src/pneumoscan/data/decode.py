@@ -236,10 +236,11 @@ def reading_film(label: str, data: bytes | bytearray) -> Iterator[None]:
 
 
 NOT_FRONTAL_VIEWS = frozenset({"LL", "RL", "LLD", "RLD", "LLO", "RLO", "LAT", "LATERAL", "LAO", "RAO", "LPO", "RPO",
-                               "OBLIQUE", "DECUBITUS", "SWIMMERS"})
+                               "OBLIQUE", "OBL", "DECUBITUS", "DECUB", "SWIMMERS", "SWIMMER"})
 """Words of a DICOM View Position (upper case) that make a film lateral, decubitus or oblique: the DX/CR defined terms
 besides AP and PA, the oblique projections (left/right anterior/posterior oblique) and the words devices and archives
-write instead ('XTABLE LATERAL', 'AP LLD', 'SWIMMERS', a lateral of the cervicothoracic junction)."""
+write instead, with their common abbreviations ('XTABLE LATERAL', 'AP LLD', 'AP DECUB', 'PA OBL', 'SWIMMERS' or
+"SWIMMER'S", whose words are SWIMMER and S: a lateral of the cervicothoracic junction)."""
 _FRONTAL_VIEWS = frozenset({"AP", "PA"})  # a View Position word of a frontal film, when no word above is there
 
 _LATERAL_OR_OBLIQUE = (  # CID 4010 (DX View): every lateral or oblique projection, its SNOMED CT and SNOMED RT codes
