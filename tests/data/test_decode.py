@@ -563,9 +563,13 @@ def test_a_16_bit_png_of_several_channels_with_fewer_bits_is_refused_not_read_ne
     with pytest.raises(InputError) as exc:
         read_grayscale(_several_channels(twelve, colour_type), name="film.png")
     msg = check_error(exc, "film.png")
-    assert f"16-bit {holds} PNG whose brightest sample reads as 15 of 255" in msg
+    assert f"16-bit {holds} PNG whose samples read as 15 of 255 or darker (99 % of them)" in msg
     assert "16-bit greyscale PNG or DICOM" in msg
     np.testing.assert_array_equal(read_grayscale(png16(twelve, 0)), minmax_u8(twelve))  # 16-bit grey: read in full
+    labelled = twelve.copy()
+    labelled[0, 0] = 65535  # a burned-in white label (1 of 384 pixels): the film around it still reads near black
+    with pytest.raises(InputError, match="15 of 255 or darker"):
+        read_grayscale(_several_channels(labelled, colour_type), name="film.png")
 
 
 @pytest.mark.parametrize("colour_type", [2, 4, 6])

@@ -441,9 +441,10 @@ _DEEP_COLOUR_TYPES = {2: "colour", 4: "grey+alpha", 6: "colour+alpha"}  # PNG co
 
 
 FEW_HIGH_BYTE_LEVELS = 63
-"""The brightest grey sample (of 255) at or below which a 16-bit colour or grey+alpha PNG, read by its samples' high
-bytes, is refused: data of fewer than 16 bits reads no brighter (12-bit at most 15, 14-bit 63), while full-range data
-or an 8-bit film widened to 16 bits (v * 257) reads exactly as its 8-bit file."""
+"""The grey level (of 255) at or below which 99 % of a 16-bit colour or grey+alpha PNG's samples (`BRIGHT_SHARE`),
+read by their high bytes, make it refused: data of fewer than 16 bits reads no brighter (12-bit at most 15, 14-bit
+63), while full-range data or an 8-bit film widened to 16 bits (v * 257) reads exactly as its 8-bit file."""
+BRIGHT_SHARE = 99  # percentile: a burned-in white label of a few pixels on a 12-bit film does not make it pass
 
 
 def _deep_colour_png(data: bytes | bytearray) -> str | None:
@@ -455,12 +456,14 @@ def _deep_colour_png(data: bytes | bytearray) -> str | None:
 
 
 def _refuse_few_levels(im: Image.Image, deep: str, label: str) -> None:
-    """Refuse loaded 16-bit `deep` PNG `im`, read by its high bytes, when its brightest grey sample (alpha aside) is
-    at most `FEW_HIGH_BYTE_LEVELS`: data of fewer than 16 bits, such as a 12-bit film, which would read near black."""
-    bands = zip(im.getbands(), im.getextrema(), strict=True)  # LA, RGB or RGBA: one (low, high) per band
-    brightest = max(int(hi) for band, (_, hi) in bands if band != "A")
-    if brightest <= FEW_HIGH_BYTE_LEVELS:
-        raise InputError(f"{label}: 16-bit {deep} PNG whose brightest sample reads as {brightest} of 255: Pillow reads "
+    """Refuse loaded 16-bit `deep` PNG `im`, read by its high bytes, when 99 % of its grey samples (alpha aside,
+    `BRIGHT_SHARE`) read at most `FEW_HIGH_BYTE_LEVELS`: data of fewer than 16 bits, such as a 12-bit film, which
+    would read near black, even with a few white pixels of a burned-in label."""
+    colour = [i for i, band in enumerate(im.getbands()) if band != "A"]  # LA, RGB or RGBA
+    bright = int(np.percentile(np.asarray(im)[..., colour], BRIGHT_SHARE))
+    if bright <= FEW_HIGH_BYTE_LEVELS:
+        raise InputError(f"{label}: 16-bit {deep} PNG whose samples read as {bright} of 255 or darker (99 % of them): "
+                         "Pillow reads "
                          "such a file by each sample's high byte, so data of fewer than 16 bits (a 12-bit film) reads "
                          "near black; export the film as a 16-bit greyscale PNG or DICOM")
 

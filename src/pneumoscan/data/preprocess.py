@@ -34,8 +34,10 @@ if TYPE_CHECKING:
 # blank); a big-endian DICOM without preamble and file meta is read (refused before as not an image). 9: a 16-bit
 # colour or grey+alpha PNG is refused (read before by its high bytes: a 12-bit film near black). 10: only such a PNG
 # whose brightest grey sample reads as at most 63 of 255 (data of fewer than 16 bits) is refused; the others, such as
-# an 8-bit film saved as 16-bit RGB (v * 257), read as at 8 again (`decode.FEW_HIGH_BYTE_LEVELS`).
-PREPROCESS_VERSION = 10
+# an 8-bit film saved as 16-bit RGB (v * 257), read as at 8 again (`decode.FEW_HIGH_BYTE_LEVELS`). 11: judged by 99 %
+# of its samples (`decode.BRIGHT_SHARE`), not its brightest, so a 12-bit film with a burned-in white label, read near
+# black under 10, is refused too.
+PREPROCESS_VERSION = 11
 
 
 def resize_square(gray: np.ndarray, size: int) -> np.ndarray:
