@@ -92,10 +92,18 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
     return args
 
 
+def _model_path(path: Path) -> bool:
+    """Whether `path` is what `--model` takes: a run folder holding a model file, or a model or ONNX file."""
+    from pneumoscan.artifact import ARTIFACT_NAME
+
+    return (path / ARTIFACT_NAME).is_file() if path.is_dir() else path.suffix.lower() in (".safetensors", ".onnx")
+
+
 def _several_films(args: argparse.Namespace, extra: list[str]) -> str:
     """explain's error for the films after its first (`extra`), as a shell's `*.jpeg` gives them, with the command
     to draw each keeping the options given, naming the folders among them (a glob over a folder holding one); a path
-    after the film that does not exist is said to be none (one .png with no --out is taken for a meant --out)."""
+    after the film that does not exist is said to be none (one .png with no --out is taken for a meant --out), and a
+    model after it, with no --model, is taken for a meant --model."""
     given = " ".join(f"{flag} {shell_word(str(value))}" for flag, value in (
         ("--model", args.model), ("--threshold", args.threshold), ("--target-recall", args.target_recall),
         ("--prevalence", args.prevalence)) if value is not None)
@@ -107,6 +115,9 @@ def _several_films(args: argparse.Namespace, extra: list[str]) -> str:
     if missing:  # a mistyped path is no second film to draw
         return (f"explain draws one film, and {first_names([one_name(path) for path in missing], 2, 'paths')} after "
                 f"it {'is no file' if len(missing) == 1 else 'are no files'}: file not found; check the path")
+    if len(extra) == 1 and args.model is None and _model_path(Path(extra[0])):  # `explain FILM RUN`: --model forgotten
+        return (f"explain draws one film, and {one_name(extra[0])} after it is a model; to draw with it, give "
+                f"--model: `pneumoscan explain {shell_word(args.image)} --model {shell_word(extra[0])}{options}`")
     films = [args.image, *extra]
     folders = [one_name(path) for path in films if Path(path).is_dir()]
     out = "; --out names one file" if args.out is not None else ""

@@ -127,6 +127,23 @@ def test_explain_given_a_folder_after_the_film_says_it_is_one_and_how_to_draw_ea
         f"`for f in FILMS; do pneumoscan explain \"$f\"; done` (each writes NAME_heatmap.png)")
 
 
+@pytest.mark.parametrize("model", ["runs/cnn", "runs/cnn/model.safetensors"], ids=["run-folder", "model-file"])
+def test_explain_given_a_model_after_the_film_says_to_give_it_as_model(
+        model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # `explain a.jpeg runs/cnn`, --model forgotten, was told to run explain once per film, a loop that draws with the
+    # shipped model
+    monkeypatch.chdir(tmp_path)
+    Path("a.jpeg").write_bytes(b"")
+    Path("runs/cnn").mkdir(parents=True)
+    Path("runs/cnn/model.safetensors").write_bytes(b"")
+    with pytest.raises(SystemExit) as stop:
+        main(["explain", "a.jpeg", model, "--prevalence", "0.1"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"pneumoscan explain: error: explain draws one film, and {model} after it is a model; to draw with it, give "
+        f"--model: `pneumoscan explain a.jpeg --model {model} --prevalence 0.1`")
+
+
 def test_explain_user_mistakes(tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     image = sorted((tiny_data / "test" / "NORMAL").iterdir())[0]
     assert main(["explain", str(tmp_path / "missing.png"), "--model", str(tiny_run), "--out", str(tmp_path / "a.png")]) == 2
