@@ -1993,7 +1993,8 @@ def test_a_16_bit_film_gives_way_to_its_heatmap_only_when_the_service_stretched_
         assert not errors, errors
 
 
-SHOWN_OTHERWISE = ("This 16-bit film looks otherwise here than the service read it (darker, paler or flatter): the "
+SHOWN_OTHERWISE = ("This 16-bit film looks different here from how the service read it (darker, paler or flatter): "
+                   "the "
                    "browser draws its stored grey levels, which the service stretched from the film's darkest to its "
                    "brightest value to read it. The result is for the film as read.")
 
@@ -2002,7 +2003,7 @@ def test_a_stretched_film_without_a_heatmap_is_said_shown_otherwise_than_read_on
         server: str, sample_films: Path) -> None:
     """A 12-bit film in a 16-bit PNG that got no heatmap (none asked for, an empty map, a refusal) was shown as the
     browser draws its stored grey levels, near black, without a word, on screen and in print. A note under it now says
-    it looks otherwise than the service read it: darker, paler or flatter, as `stretched` does not say which (it said
+    it looks different from how the service read it: darker, paler or flatter, as `stretched` does not say which (it said
     darker, false for one stored high, drawn nearly white); not for a film its heatmap replaces, nor for one drawn as
     read."""
     from playwright.sync_api import expect
