@@ -399,7 +399,7 @@ def compared_keys(keys: PatientKeys, unopened: Iterable[Sample]) -> PatientKeys:
         return keys
     read = {s: value for s in dict.fromkeys(unopened) if keys.origins.get(s) == "name" and
             (value := dicom_patient_id(Path(s.path)))}
-    placeholders = placeholder_ids([value for s, value in {**keys.headers, **read}.items() if value])
+    placeholders = placeholder_ids([value for value in {**keys.headers, **read}.values() if value])
     usable = {s: value for s, value in read.items() if value not in placeholders and not is_placeholder(value)}
     if not usable:
         return keys
