@@ -48,17 +48,35 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 8)) + chunk(b"IEND", b"")
 
 
-def png16(pixels: np.ndarray, colour_type: int) -> bytes:
-    """A 16-bit PNG of `pixels` (H, W) or (H, W, C) written by hand: Pillow cannot save 16-bit colour or grey+alpha."""
+def png16(pixels: np.ndarray, colour_type: int, *, filtered: bool = False) -> bytes:
+    """A 16-bit PNG of `pixels` (H, W) or (H, W, C) written by hand: Pillow cannot save 16-bit colour or grey+alpha.
+    `filtered`: row y with PNG filter y % 5 (none, Sub, Up, Average, Paeth), as encoders choose per row, instead of
+    none."""
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     height, width = pixels.shape[:2]
-    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in pixels)
+    stored = [np.frombuffer(row.astype(">u2").tobytes(), dtype=np.uint8).astype(np.int32) for row in pixels]
+    step = 2 * (pixels.shape[2] if pixels.ndim == 3 else 1)  # bytes a pixel
+    rows = b"".join(bytes([y % 5 if filtered else 0])
+                    + _png_filter(row, stored[y - 1] if y else np.zeros_like(row), step, y % 5 if filtered else 0)
+                    for y, row in enumerate(stored))
     ihdr = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows))
             + chunk(b"IEND", b""))
+
+
+def _png_filter(row: np.ndarray, above: np.ndarray, step: int, kind: int) -> bytes:
+    """PNG row filter `kind` (0 none, 1 Sub, 2 Up, 3 Average, 4 Paeth) of the bytes `row` below `above`, `step` bytes a
+    pixel."""
+    left = np.concatenate([np.zeros(step, np.int32), row[:-step]])
+    corner = np.concatenate([np.zeros(step, np.int32), above[:-step]])
+    to_left, to_above, to_corner = np.abs(above - corner), np.abs(left - corner), np.abs(left + above - 2 * corner)
+    paeth = np.where((to_left <= to_above) & (to_left <= to_corner), left,
+                     np.where(to_above <= to_corner, above, corner))  # the neighbour nearest left + above - corner
+    predicted = [np.zeros_like(row), left, above, (left + above) // 2, paeth][kind]
+    return ((row - predicted) % 256).astype(np.uint8).tobytes()
 
 
 def make_dicom(arr: np.ndarray | None, **options: object) -> Dataset:

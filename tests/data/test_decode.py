@@ -546,42 +546,79 @@ def test_a_png_is_stretched_only_when_a_browser_draws_it_visibly_otherwise_than_
     assert stretched(data) is apart
 
 
-def _several_channels(grey: np.ndarray, colour_type: int) -> bytes:
-    """A 16-bit PNG of colour type 2, 4 or 6 holding the 16-bit grey levels `grey` in each colour band, opaque."""
-    opaque = np.full_like(grey, 65535)
-    channels = {2: [grey] * 3, 4: [grey, opaque], 6: [grey] * 3 + [opaque]}
-    return png16(np.stack(channels[colour_type], axis=-1), colour_type)
+def _several_channels(grey: np.ndarray, colour_type: int, alpha: np.ndarray | None = None) -> bytes:
+    """A 16-bit PNG of colour type 2, 4 or 6 holding the 16-bit grey levels `grey` in each colour band, opaque (or of
+    `alpha`), its rows filtered as encoders do."""
+    alpha = np.full_like(grey, 65535) if alpha is None else alpha
+    channels = {2: [grey] * 3, 4: [grey, alpha], 6: [grey] * 3 + [alpha]}
+    return png16(np.stack(channels[colour_type], axis=-1), colour_type, filtered=True)
 
 
-@pytest.mark.parametrize(("colour_type", "holds"), [(2, "colour"), (4, "grey+alpha"), (6, "colour+alpha")])
-def test_a_16_bit_png_of_several_channels_with_fewer_bits_is_refused_not_read_near_black(colour_type: int,
-                                                                                         holds: str) -> None:
-    """Pillow reads a 16-bit colour or grey+alpha PNG by each sample's high byte: a 12-bit film in one read as 0..15,
-    near black, and was scored (or refused by the guard as 'posterised'). It is refused, naming what was seen and how
-    to export it."""
-    twelve = ramp(lo=300, hi=4000, dtype=np.uint16)
-    with pytest.raises(InputError) as exc:
-        read_grayscale(_several_channels(twelve, colour_type), name="film.png")
-    msg = check_error(exc, "film.png")
-    assert f"16-bit {holds} PNG whose samples read as 15 of 255 or darker (99 % of them)" in msg
-    assert "16-bit greyscale PNG or DICOM" in msg
-    np.testing.assert_array_equal(read_grayscale(png16(twelve, 0)), minmax_u8(twelve))  # 16-bit grey: read in full
-    labelled = twelve.copy()
-    labelled[0, 0] = 65535  # a burned-in white label (1 of 384 pixels): the film around it still reads near black
-    with pytest.raises(InputError, match="15 of 255 or darker"):
-        read_grayscale(_several_channels(labelled, colour_type), name="film.png")
+_TWELVE = ramp(lo=300, hi=4000, dtype=np.uint16)
 
 
 @pytest.mark.parametrize("colour_type", [2, 4, 6])
-def test_a_16_bit_png_of_several_channels_read_right_by_its_high_bytes_reads_as_its_8_bit_film(
-        colour_type: int) -> None:
-    """An 8-bit film saved as 16-bit RGB, grey+alpha or RGBA (each value v * 257, as OpenCV writes a uint16 array), or
-    one spanning the full 16 bits, reads right by its high bytes: it reads exactly as its 8-bit file (it was refused
-    for its header alone)."""
-    eight = ramp(lo=0, hi=255)
-    np.testing.assert_array_equal(read_grayscale(_several_channels(eight.astype(np.uint16) * 257, colour_type)), eight)
-    full = ramp(lo=0, hi=65535, dtype=np.uint16)
-    np.testing.assert_array_equal(read_grayscale(_several_channels(full, colour_type)), (full >> 8).astype(np.uint8))
+@pytest.mark.parametrize("levels", [
+    _TWELVE,  # a 12-bit film stored low: its high bytes read 1..15, near black
+    np.where(np.arange(_TWELVE.size).reshape(_TWELVE.shape) == 0, 65535, _TWELVE),  # with a burned-in white label
+    _TWELVE * 8,  # 15-bit data: its high bytes read at half brightness
+    _TWELVE + 61440,  # a 12-bit film stored high (v + 0xF000): its high bytes read 240..255, flat
+    ramp(lo=0, hi=9000, dtype=np.uint16),  # a very dark genuine 16-bit film: its high bytes read 0..35
+    ramp(lo=0, hi=65535, dtype=np.uint16),  # full range: its high bytes read v >> 8, not stretched as a grey PNG is
+], ids=["12-bit", "12-bit-labelled", "15-bit", "12-bit-high", "dark-16-bit", "full-16-bit"])
+def test_a_16_bit_png_of_several_channels_reads_at_full_depth_as_its_grey_png(colour_type: int,
+                                                                             levels: np.ndarray) -> None:
+    """Pillow reads a 16-bit colour or grey+alpha PNG by each sample's high byte: a 12-bit film read near black and
+    was refused (or, with a white label, 15-bit or stored high, read flat or dark and scored; a dark genuine film was
+    refused). Its full samples are read now, so it reads, and is `stretched`, exactly as the same 16-bit grey PNG."""
+    grey = read_film(png16(levels, 0))
+    film = read_film(_several_channels(levels, colour_type), name="film.png")
+    np.testing.assert_array_equal(film.gray, grey.gray)
+    assert film.stretched is grey.stretched
+
+
+@pytest.mark.parametrize("colour_type", [2, 4, 6])
+def test_a_16_bit_png_of_several_channels_of_an_8_bit_film_reads_as_its_8_bit_file(colour_type: int) -> None:
+    """An 8-bit film saved as 16-bit RGB, grey+alpha or RGBA (each value v * 257, as OpenCV writes a uint16 array)
+    reads exactly as its 8-bit file, not stretched."""
+    eight = ramp(lo=3, hi=250)
+    film = read_film(_several_channels(eight.astype(np.uint16) * 257, colour_type))
+    np.testing.assert_array_equal(film.gray, eight)
+    assert not film.stretched
+
+
+def test_a_16_bit_colour_png_reads_its_luminance_at_full_depth() -> None:
+    """A colour 16-bit PNG of 12-bit data reads Pillow's "L" weights of its full samples, stretched (its high bytes
+    read 0..15)."""
+    red, green, blue = (ramp(lo=lo, hi=hi, dtype=np.uint16) for lo, hi in ((0, 4095), (4095, 100), (900, 1000)))
+    luma = (red * 19595.0 + green * 38470.0 + blue * 7471.0) / 65536
+    film = read_film(png16(np.stack([red, green, blue], axis=-1), 2, filtered=True))
+    assert np.abs(film.gray.astype(int) - minmax_u8(luma).astype(int)).max() <= 1
+    assert film.stretched
+
+
+@pytest.mark.parametrize("colour_type", [4, 6])
+def test_a_16_bit_png_with_alpha_is_composited_on_black_at_full_depth(colour_type: int) -> None:
+    """A 16-bit grey+alpha or colour+alpha PNG of 12-bit data reads its grey level times its alpha, as any film with
+    alpha, at full depth: its right half, transparent, reads black."""
+    alpha = np.full_like(_TWELVE, 65535)
+    alpha[:, 12:] = 0
+    film = read_film(_several_channels(_TWELVE, colour_type, alpha))
+    np.testing.assert_array_equal(film.gray, minmax_u8(np.where(alpha > 0, _TWELVE, 0)))
+
+
+def test_a_16_bit_colour_png_s_transparent_colour_reads_black_at_full_depth() -> None:
+    """The pixels of a 16-bit colour PNG of 12-bit data whose colour its `tRNS` chunk makes transparent read black,
+    as a transparent pixel of any film, and the others as its grey PNG's (it was refused)."""
+    import struct
+    import zlib
+
+    key = int(_TWELVE[5, 5])
+    data = png16(np.stack([_TWELVE] * 3, axis=-1), 2)
+    body = struct.pack(">HHH", key, key, key)
+    trns = struct.pack(">I", len(body)) + b"tRNS" + body + struct.pack(">I", zlib.crc32(b"tRNS" + body))
+    film = read_film(data[:33] + trns + data[33:])  # after the signature (8 bytes) and IHDR (25)
+    np.testing.assert_array_equal(film.gray, minmax_u8(np.where(_TWELVE == key, 0, _TWELVE)))
 
 
 @pytest.mark.parametrize("kind", ["png", "dicom"])

@@ -11,7 +11,8 @@ Decisions:
 * 8-bit grayscale images are returned as stored, and so are 8-bit ones saved with 16 bits as `v * 257`
   (every value a multiple of 257: `pixels.eight_bit_as_sixteen`), as `v // 257`. Other data with more than
   8 bits (16-bit PNG/TIFF, 32-bit or float TIFF, 12/16-bit DICOM without a window) is scaled linearly so its
-  min -> 0 and its max -> 255; a constant image becomes all zeros.
+  min -> 0 and its max -> 255; a constant image becomes all zeros. A PNG of several 16-bit channels, which Pillow
+  reads by the high bytes alone, is read at its full depth by :mod:`pneumoscan.data.deep_png`, as a grey one.
 * Colour becomes luminance with Pillow's ITU-R 601-2 ``"L"`` conversion.
 * Alpha (``LA``, ``RGBA``, ``PA``, transparent palette entries) is composited on **black** and
   then dropped: transparent pixels read as 0, like the background of an X-ray.
@@ -35,8 +36,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from pneumoscan.data.deep_png import deep_colour_png, deep_png_grey, deep_png_samples, upright
 from pneumoscan.data.dicom import dicom_colour, read_dicom
 from pneumoscan.data.pixels import DEFAULT_MAX_PIXELS, eight_bit_as_sixteen, out_of_memory, to_uint8, too_large
 from pneumoscan.errors import MAX_REASON, InputError, one_line, one_name
@@ -382,15 +384,12 @@ def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) 
                                  "as a single image")
             if draft_size is not None and im.format in ("JPEG", "MPO"):
                 im.draft("L", (draft_size, draft_size))
-            im.load()
-            if im.format == "PNG" and (deep := _deep_colour_png(data)) is not None:
-                _refuse_few_levels(im, deep, label)
-            try:
-                ImageOps.exif_transpose(im, in_place=True)
-            except Exception:  # noqa: BLE001 - broken EXIF: keep the stored orientation
-                pass
-            out = _pil_to_gray(im)
-            stretched = _stretched(im, out)
+            if im.format == "PNG" and deep_colour_png(data) is not None:
+                out, stretched = _read_deep_png(data, im.info.get("transparency"))
+            else:
+                im.load()
+                out = _pil_to_gray(upright(im))
+                stretched = _stretched(im, out)
     except InputError:
         raise
     except UnidentifiedImageError:
@@ -436,36 +435,19 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_DEEP_COLOUR_TYPES = {2: "colour", 4: "grey+alpha", 6: "colour+alpha"}  # PNG colour types Pillow reads at 8 bits
-
-
-FEW_HIGH_BYTE_LEVELS = 63
-"""The grey level (of 255) at or below which 99 % of a 16-bit colour or grey+alpha PNG's samples (`BRIGHT_SHARE`),
-read by their high bytes, make it refused: data of fewer than 16 bits reads no brighter (12-bit at most 15, 14-bit
-63), while full-range data or an 8-bit film widened to 16 bits (v * 257) reads exactly as its 8-bit file."""
-BRIGHT_SHARE = 99  # percentile: a burned-in white label of a few pixels on a 12-bit film does not make it pass
-
-
-def _deep_colour_png(data: bytes | bytearray) -> str | None:
-    """What a PNG with 16-bit samples in more than one channel holds (colour, grey+alpha, colour+alpha), which Pillow
-    reads by each sample's high byte alone, so a 12-bit film in it reads as 0..15; None for any other file."""
-    if len(data) < 26 or data[:8] != _PNG_SIGNATURE or data[24] != 16:
-        return None
-    return _DEEP_COLOUR_TYPES.get(data[25])
-
-
-def _refuse_few_levels(im: Image.Image, deep: str, label: str) -> None:
-    """Refuse loaded 16-bit `deep` PNG `im`, read by its high bytes, when 99 % of its grey samples (alpha aside,
-    `BRIGHT_SHARE`) read at most `FEW_HIGH_BYTE_LEVELS`: data of fewer than 16 bits, such as a 12-bit film, which
-    would read near black, even with a few white pixels of a burned-in label."""
-    colour = [i for i, band in enumerate(im.getbands()) if band != "A"]  # LA, RGB or RGBA
-    bright = int(np.percentile(np.asarray(im)[..., colour], BRIGHT_SHARE))
-    if bright <= FEW_HIGH_BYTE_LEVELS:
-        raise InputError(f"{label}: 16-bit {deep} PNG whose samples read as {bright} of 255 or darker (99 % of them): "
-                         "Pillow reads "
-                         "such a file by each sample's high byte, so data of fewer than 16 bits (a 12-bit film) reads "
-                         "near black; export the film as a 16-bit greyscale PNG or DICOM")
+def _read_deep_png(data: bytes, transparency: object) -> tuple[np.ndarray, bool]:
+    """A PNG of several 16-bit channels read at its full depth (`deep_png`), as a 16-bit grey PNG is: an 8-bit film
+    saved so (every sample v * 257) exactly as its 8-bit file, any other data stretched from its darkest to its
+    brightest grey level; and whether it is `Film.stretched`."""
+    samples = deep_png_samples(data)
+    if eight_bit_as_sixteen(samples):
+        im = Image.fromarray((samples >> 8).astype(np.uint8))  # LA, RGB or RGBA: the film's 8-bit file
+        if isinstance(transparency, tuple):
+            im.info["transparency"] = tuple(int(v) >> 8 for v in transparency)
+        return _pil_to_gray(im), False
+    grey = deep_png_grey(samples, transparency)
+    out = to_uint8(grey)
+    return out, _drawn_apart(int(grey.min()), int(grey.max()), out)
 
 
 SHOWN_APART = 2
@@ -481,6 +463,12 @@ def _stretched(im: Image.Image, gray: np.ndarray) -> bool:
     if im.format != "PNG" or not (im.mode in ("I", "F") or im.mode.startswith("I;")) or gray.size == 0:
         return False
     lo, hi = im.getextrema()
+    return _drawn_apart(int(lo), int(hi), gray)
+
+
+def _drawn_apart(lo: int, hi: int, gray: np.ndarray) -> bool:
+    """Whether `gray`, read from 16-bit grey levels `lo`..`hi`, is more than `SHOWN_APART` from them drawn as v / 257
+    at its darkest or brightest pixel."""
     return max(abs(int(gray.min()) - round(lo / 257)), abs(int(gray.max()) - round(hi / 257))) > SHOWN_APART
 
 

@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 # whose brightest grey sample reads as at most 63 of 255 (data of fewer than 16 bits) is refused; the others, such as
 # an 8-bit film saved as 16-bit RGB (v * 257), read as at 8 again (`decode.FEW_HIGH_BYTE_LEVELS`). 11: judged by 99 %
 # of its samples (`decode.BRIGHT_SHARE`), not its brightest, so a 12-bit film with a burned-in white label, read near
-# black under 10, is refused too.
-PREPROCESS_VERSION = 11
+# black under 10, is refused too. 12: such a PNG is read at its full 16 bits (`deep_png`), as a 16-bit grey PNG,
+# none refused: a 12-bit or 15-bit film in one, read dark or flat or refused before, reads as its grey PNG.
+PREPROCESS_VERSION = 12
 
 
 def resize_square(gray: np.ndarray, size: int) -> np.ndarray:
