@@ -1126,15 +1126,18 @@ def test_a_heatmap_names_the_ensemble_members_it_leaves_out(mlp_ensemble: Path, 
 def test_predict_says_whether_the_film_was_stretched_from_its_16_bit_grey_levels(client: TestClient,
                                                                                  xray: Path) -> None:
     """The page could only guess from a PNG's header whether the browser draws the film as the service read it, and
-    hid an 8-bit film saved as 16 bits, which both read alike: the answer now says whether the film was stretched."""
+    hid an 8-bit film saved as 16 bits, which both read alike: the answer now says whether the film was stretched,
+    and how a browser then draws it (`shown`: the page's note said only 'darker, paler or flatter')."""
     film = np.asarray(Image.open(xray).convert("L")).astype(np.uint16)
     spanning = film.copy()
     spanning[0, :2] = (0, 255)  # read from 0 to 255, as a browser draws it
-    uploads = {"12-bit.png": (film * 16, True), "8-bit as 16.png": (film * 257, False),
-               "8-bit.png": (film.astype(np.uint8), False),
-               "8-bit shifted.png": (spanning << 8, False)}  # drawn as v >> 8, within a grey level of its read
-    for name, (pixels, stretched) in uploads.items():
+    uploads = {"12-bit.png": (film * 16, "darker"), "12-bit high.png": (film * 16 + 61440, "paler"),
+               "narrow.png": (film * 40 + 20000, "flatter"), "8-bit as 16.png": (film * 257, None),
+               "8-bit.png": (film.astype(np.uint8), None),
+               "8-bit shifted.png": (spanning << 8, None)}  # drawn as v >> 8, within a grey level of its read
+    for name, (pixels, shown) in uploads.items():
         res = client.post("/predict", files={"file": (name, png_bytes(pixels))})
-        assert res.status_code == 200 and res.json()["stretched"] is stretched, (name, res.text)
+        assert res.status_code == 200, (name, res.text)
+        assert (res.json()["stretched"], res.json()["shown"]) == (shown is not None, shown), (name, res.text)
     res = client.post("/predict", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")})
-    assert res.json()["stretched"] is False
+    assert (res.json()["stretched"], res.json()["shown"]) == (False, None)

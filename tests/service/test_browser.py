@@ -1993,19 +1993,18 @@ def test_a_16_bit_film_gives_way_to_its_heatmap_only_when_the_service_stretched_
         assert not errors, errors
 
 
-SHOWN_OTHERWISE = ("This 16-bit film looks different here from how the service read it (darker, paler or flatter): "
-                   "the "
-                   "browser draws its stored grey levels, which the service stretched from the film's darkest to its "
-                   "brightest value to read it. The result is for the film as read.")
+SHOWN_WHY = (": the browser draws its stored grey levels, which the service stretched from the film's darkest to its "
+             "brightest value to read it. The result is for the film as read.")
+SHOWN_OTHERWISE = "This 16-bit film looks different here from how the service read it (darker, paler or flatter)" + SHOWN_WHY
 
 
 def test_a_stretched_film_without_a_heatmap_is_said_shown_otherwise_than_read_on_screen_and_on_paper(
         server: str, sample_films: Path) -> None:
     """A 12-bit film in a 16-bit PNG that got no heatmap (none asked for, an empty map, a refusal) was shown as the
     browser draws its stored grey levels, near black, without a word, on screen and in print. A note under it now says
-    it looks different from how the service read it: darker, paler or flatter, as `stretched` does not say which (it said
-    darker, false for one stored high, drawn nearly white); not for a film its heatmap replaces, nor for one drawn as
-    read."""
+    it looks different from how the service read it: darker, paler or flatter, as the answer's `shown` says (it named
+    all three, as `stretched` alone does not say which; before that it said darker, false for one stored high, drawn
+    nearly white); not for a film its heatmap replaces, nor for one drawn as read."""
     from playwright.sync_api import expect
 
     uploads = sixteen_bit_uploads(sample_films)
@@ -2025,13 +2024,22 @@ def test_a_stretched_film_without_a_heatmap_is_said_shown_otherwise_than_read_on
         expect(page.locator("#file-name")).to_have_text("12-bit.png", timeout=15_000)
         expect(page.locator("#xray")).to_be_visible()
         expect(note).to_be_visible()
-        expect(note).to_have_text(SHOWN_OTHERWISE)
+        expect(note).to_have_text("This 16-bit film is shown darker here than the service read it" + SHOWN_WHY)
         frame, below = page.locator("#frame").bounding_box(), note.bounding_box()
         assert frame and below and below["y"] >= frame["y"] + frame["height"] - 1, (frame, below)  # under the film
         page.evaluate("([answer, name]) => render(answer, name)",  # refused: no heatmap either
                       [{**ANSWER, "heatmap_png_base64": None, "in_distribution": False, "refusal_kind": "unlike",
-                        "refusal_cause": "unlike the training X-rays", "stretched": True}, "12-bit.png"])
+                        "refusal_cause": "unlike the training X-rays", "stretched": True, "shown": "paler"},
+                       "12-bit.png"])
         expect(note).to_be_visible()
+        expect(note).to_have_text("This 16-bit film is shown paler here than the service read it" + SHOWN_WHY)
+        page.evaluate("([answer, name]) => render(answer, name)",
+                      [{**ANSWER, "heatmap_png_base64": None, "stretched": True, "shown": "flatter"}, "12-bit.png"])
+        expect(note).to_have_text("This 16-bit film is shown flatter (with less contrast) here than the service read it"
+                                  + SHOWN_WHY)
+        page.evaluate("([answer, name]) => render(answer, name)",  # an answer that does not say how: all three
+                      [{**ANSWER, "heatmap_png_base64": None, "stretched": True}, "12-bit.png"])
+        expect(note).to_have_text(SHOWN_OTHERWISE)
         page.emulate_media(media="print")
         expect(page.locator("#xray")).to_be_visible()
         expect(note).to_be_visible()

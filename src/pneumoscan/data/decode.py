@@ -131,11 +131,12 @@ class Film(NamedTuple):
     """One file as `read_film` reads it: its grey pixels (H, W) uint8, a colour DICOM's RGB pixels (None for any
     other file) and whether it is `stretched`: a PNG whose 16-bit grey levels were read otherwise than a viewer of the
     file, such as a web browser, draws them (`SHOWN_APART`; a 12-bit film stretched from its darkest to its brightest
-    value, which a browser draws near black)."""
+    value, which a browser draws near black), and then how a viewer draws it against the film as read (`shown`)."""
 
     gray: np.ndarray
     rgb: np.ndarray | None
     stretched: bool = False
+    shown: str | None = None
 
 
 def read_grayscale_and_rgb(
@@ -147,7 +148,7 @@ def read_grayscale_and_rgb(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """`read_grayscale`, and from the same decode a colour DICOM's RGB pixels as `dicom_colour` gives them (None for
     any other file): for the colourfulness cue (`colourfulness(..., rgb=...)`) without decoding the DICOM again."""
-    gray, rgb, _ = read_film(source, name=name, max_pixels=max_pixels, draft_size=draft_size)
+    gray, rgb, *_ = read_film(source, name=name, max_pixels=max_pixels, draft_size=draft_size)
     return gray, rgb
 
 
@@ -158,7 +159,8 @@ def read_film(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft_size: int | None = None,
 ) -> Film:
-    """`read_grayscale_and_rgb`, and from the same decode whether the film is `Film.stretched`."""
+    """`read_grayscale_and_rgb`, and from the same decode whether the film is `Film.stretched` and how it is
+    `Film.shown`."""
     if max_pixels < 1:
         raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
     if draft_size is not None and draft_size < 1:
@@ -169,8 +171,8 @@ def read_film(
         raise InputError(f"{label}: empty file (0 bytes); {_GIVE}")
     if is_dicom(data):
         return Film(*read_dicom(data, label, max_pixels))
-    gray, stretched = _read_pil(data, label, max_pixels, draft_size)
-    return Film(gray, None, stretched)
+    gray, shown = _read_pil(data, label, max_pixels, draft_size)
+    return Film(gray, None, shown is not None, shown)
 
 
 def draft_changes_pixels(data: bytes, draft_size: int) -> bool:
@@ -366,9 +368,9 @@ def read_file(path: str | os.PathLike[str], label: str) -> bytes:
 # --------------------------------------------------------------------------- Pillow
 
 
-def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) -> tuple[np.ndarray, bool]:
-    """Decode JPEG/PNG/TIFF/BMP with Pillow: size check before decoding, EXIF orientation. Also whether a viewer
-    draws the file otherwise than it is read (`_stretched`)."""
+def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) -> tuple[np.ndarray, str | None]:
+    """Decode JPEG/PNG/TIFF/BMP with Pillow: size check before decoding, EXIF orientation. Also how a viewer draws
+    the file when otherwise than it is read (`_shown`; None when as read)."""
     width: int | None = None
     height: int | None = None
     try:
@@ -385,11 +387,11 @@ def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) 
             if draft_size is not None and im.format in ("JPEG", "MPO"):
                 im.draft("L", (draft_size, draft_size))
             if im.format == "PNG" and deep_colour_png(data) is not None:
-                out, stretched = _read_deep_png(data, im.info.get("transparency"))
+                out, shown = _read_deep_png(data, im.info.get("transparency"))
             else:
                 im.load()
                 out = _pil_to_gray(upright(im))
-                stretched = _stretched(im, out)
+                shown = _shown(im, out)
     except InputError:
         raise
     except UnidentifiedImageError:
@@ -417,7 +419,7 @@ def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) 
         ) from exc
     if out.ndim != 2 or out.size == 0:
         raise InputError(f"{label}: decoded to an unusable array of shape {out.shape}; {_GIVE}")
-    return out, stretched
+    return out, shown
 
 
 def _header_size(data: bytes) -> tuple[int, int] | None:
@@ -435,19 +437,19 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _read_deep_png(data: bytes, transparency: object) -> tuple[np.ndarray, bool]:
+def _read_deep_png(data: bytes, transparency: object) -> tuple[np.ndarray, str | None]:
     """A PNG of several 16-bit channels read at its full depth (`deep_png`), as a 16-bit grey PNG is: an 8-bit film
     saved so (every sample v * 257) exactly as its 8-bit file, any other data stretched from its darkest to its
-    brightest grey level; and whether it is `Film.stretched`."""
+    brightest grey level; and how a viewer draws it when otherwise (`Film.shown`)."""
     samples = deep_png_samples(data)
     if eight_bit_as_sixteen(samples):
         im = Image.fromarray((samples >> 8).astype(np.uint8))  # LA, RGB or RGBA: the film's 8-bit file
         if isinstance(transparency, tuple):
             im.info["transparency"] = tuple(int(v) >> 8 for v in transparency)
-        return _pil_to_gray(im), False
+        return _pil_to_gray(im), None
     grey = deep_png_grey(samples, transparency)
     out = to_uint8(grey)
-    return out, _drawn_apart(int(grey.min()), int(grey.max()), out)
+    return out, _drawn(int(grey.min()), int(grey.max()), out)
 
 
 SHOWN_APART = 2
@@ -456,20 +458,28 @@ draws before it is `Film.stretched`: a browser draws a 16-bit value v as about v
 or 8- or 12-bit data widened to 16 bits by a shift (v << 8, v << 4), reads within a grey level of its picture."""
 
 
-def _stretched(im: Image.Image, gray: np.ndarray) -> bool:
-    """Whether `gray`, the pixels read from PNG `im` of 16-bit grey levels, differ visibly (by more than
-    `SHOWN_APART`) from the PNG's stored levels scaled to 8 bits as a viewer draws them. Both are linear in the stored
-    value, so they differ most at its darkest and brightest pixels, which the read maps to `gray`'s own."""
+def _shown(im: Image.Image, gray: np.ndarray) -> str | None:
+    """How a viewer draws PNG `im` of 16-bit grey levels against `gray`, the pixels read from it, when they differ
+    visibly (`_drawn`); None for any other file. Both are linear in the stored value, so they differ most at its
+    darkest and brightest pixels, which the read maps to `gray`'s own."""
     if im.format != "PNG" or not (im.mode in ("I", "F") or im.mode.startswith("I;")) or gray.size == 0:
-        return False
+        return None
     lo, hi = im.getextrema()
-    return _drawn_apart(int(lo), int(hi), gray)
+    return _drawn(int(lo), int(hi), gray)
 
 
-def _drawn_apart(lo: int, hi: int, gray: np.ndarray) -> bool:
-    """Whether `gray`, read from 16-bit grey levels `lo`..`hi`, is more than `SHOWN_APART` from them drawn as v / 257
-    at its darkest or brightest pixel."""
-    return max(abs(int(gray.min()) - round(lo / 257)), abs(int(gray.max()) - round(hi / 257))) > SHOWN_APART
+def _drawn(lo: int, hi: int, gray: np.ndarray) -> str | None:
+    """How 16-bit grey levels `lo`..`hi`, drawn as v / 257, look against `gray`, read from them, when more than
+    `SHOWN_APART` apart at its darkest or brightest pixel: "darker" (its brightest drawn darker, as a 12-bit film
+    stored low, near black), "paler" (its darkest drawn paler, as one stored high, near white) or "flatter" (both, as
+    a narrow middle range, flat grey); None when within `SHOWN_APART` at both."""
+    paler = round(lo / 257) - int(gray.min())  # > 0: its darkest drawn paler than read
+    darker = int(gray.max()) - round(hi / 257)  # > 0: its brightest drawn darker than read
+    if max(abs(paler), abs(darker)) <= SHOWN_APART:
+        return None
+    if paler > SHOWN_APART and darker > SHOWN_APART:
+        return "flatter"
+    return "paler" if paler > SHOWN_APART or darker < -SHOWN_APART else "darker"
 
 
 def _pil_to_gray(im: Image.Image) -> np.ndarray:

@@ -129,14 +129,14 @@ def load_image_levels_rgb_and_gray(
     *,
     name: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> tuple[np.ndarray, int, np.ndarray | None, np.ndarray, bool]:
+) -> tuple[np.ndarray, int, np.ndarray | None, np.ndarray, str | None]:
     """`load_image_levels_and_rgb`, the decoded grey pixels it resized (full size but for a JPEG draft mode reduces):
     the guard measures a lossless file's dither energy on them (`jpeg_cues(..., gray=...)`), not on a second decode;
-    and whether the film is `Film.stretched` (read otherwise than a browser draws its PNG)."""
+    and how a browser draws the film's PNG when otherwise than it is read (`Film.shown`; None: as read)."""
     data, name = read_path(source, name)
     with reading_film(name, data):
-        gray, rgb, stretched = read_film(data, name=name, max_pixels=max_pixels, draft_size=size)
-        return fit_decoded(gray, size, data), grey_levels(gray), rgb, gray, stretched
+        gray, rgb, _, shown = read_film(data, name=name, max_pixels=max_pixels, draft_size=size)
+        return fit_decoded(gray, size, data), grey_levels(gray), rgb, gray, shown
 
 
 def load_image_levels_rgb_and_at(

@@ -24,7 +24,8 @@ class Decoded(NamedTuple):
     guard), the film's width / height as decoded, upright by its EXIF orientation (None when not known): the input
     image is the whole film stretched to a square, and a picture drawn on it is stretched back by this to be the
     film's shape; and whether its grey levels were read otherwise than a browser draws its PNG (`Film.stretched`;
-    False unless `Predictor.decode` read it)."""
+    False unless `Predictor.decode` read it), and then how the browser draws it (`Film.shown`: darker, paler or
+    flatter than read)."""
 
     image: np.ndarray
     levels: int
@@ -37,6 +38,7 @@ class Decoded(NamedTuple):
     peaks: float = 0.0
     aspect: float | None = None
     stretched: bool = False
+    shown: str | None = None
 
 
 class GuardCues(NamedTuple):

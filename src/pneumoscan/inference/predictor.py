@@ -434,8 +434,8 @@ class Predictor:
         """A file's bytes -> the model's input image, the guard's cues of the file and its size warning; InputError
         (naming the file `name`) when it is no usable image, `DecodeOutOfMemory` when reading it runs out of memory."""
         with reading_film(one_name(name), data):
-            image, levels, rgb, gray, stretched = load_image_levels_rgb_and_gray(data, self.size, name=name)
-            return self.decoded(data, image, levels, rgb, gray=gray)._replace(stretched=stretched)
+            image, levels, rgb, gray, shown = load_image_levels_rgb_and_gray(data, self.size, name=name)
+            return self.decoded(data, image, levels, rgb, gray=gray)._replace(stretched=shown is not None, shown=shown)
 
     def decoded(self, data: bytes | bytearray, image: np.ndarray, levels: int, rgb: np.ndarray | None, *,
                 gray: np.ndarray | None = None) -> Decoded:

@@ -415,7 +415,7 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
         if problem:
             raise HTTPException(*problem)
 
-        def work() -> tuple[Prediction, bool, bytes | None, list[str] | None, bool, str, dict[str, object]]:
+        def work() -> tuple[Prediction, bool, bytes | None, list[str] | None, Decoded, str, dict[str, object]]:
             upload = _decode(request, reservation, part)
             (result,) = engine.results([upload])
             explained = explain and result.in_distribution is not False  # a refused film has no prediction to explain
@@ -423,10 +423,10 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
             unmapped = engine.unmapped_members() if explained else None
             when = utc_now()
             line = _audit_line(request, "predict", None, when, upload, result)
-            return result, explained, heatmap, unmapped, upload.stretched, when, line
+            return result, explained, heatmap, unmapped, upload, when, line
 
         try:
-            result, explained, heatmap, unmapped, stretched, when, line = await _in_worker(request, work, explain)
+            result, explained, heatmap, unmapped, upload, when, line = await _in_worker(request, work, explain)
         except ExplainUnavailable as err:
             raise _no_heatmap(str(err), err.retry_s) from None
         except InputError as err:
@@ -438,7 +438,7 @@ async def predict(request: Request, explain: bool = Query(False, description="ad
         size_warning=result.size_warning, **_answered(request, engine, start, when),
         heatmap_png_base64=base64.b64encode(heatmap).decode("ascii") if heatmap else None,
         heatmap_class=result.label if explained else None, heatmap_empty=heatmap is None if explained else None,
-        heatmap_unmapped=unmapped, stretched=stretched)
+        heatmap_unmapped=unmapped, stretched=upload.stretched, shown=upload.shown)
 
 
 @router.post("/predict/batch", response_model=BatchResponse, responses=_ERRORS,

@@ -215,6 +215,11 @@ class PredictionResponse(Answered, _FilmResult):
                                    "pixel; the heatmap is drawn on the film as read. false for any other file, an "
                                    "8-bit film saved with 16 bits (v x 257 or v << 8) and 16-bit levels spanning "
                                    "about 0-65535 among them, which a browser draws as read")
+    shown: Literal["darker", "paler", "flatter"] | None = Field(
+        default=None, description="how a web browser draws a `stretched` film against the film as read: 'darker' (its "
+                                  "brightest drawn darker: a 12-bit film stored low, drawn near black), 'paler' (its "
+                                  "darkest drawn paler: one stored high, drawn nearly white) or 'flatter' (both: "
+                                  "levels spanning a narrow middle range, drawn flat grey); null when not stretched")
 
 
 class BatchItem(BaseModel):

@@ -427,9 +427,17 @@ function showUnmapped(members) {
 
 // A film the service stretched (`stretched`: a 12-bit film in a 16-bit PNG) that is still shown, as no heatmap took its
 // place (none asked for or made, an empty map, a refusal), is drawn by the browser from its stored grey levels: near
-// black when stored low, nearly white when stored high, flat grey when narrow. `stretched` does not say which, so the
-// note under it, on screen and on paper, names all three rather than leave such a film unexplained.
+// black when stored low, nearly white when stored high, flat grey when narrow. The note under it, on screen and on
+// paper, says which, as the answer's `shown` does (all three when it does not say).
+const SHOWN_HOW = {
+  darker: "This 16-bit film is shown darker here than the service read it",
+  paler: "This 16-bit film is shown paler here than the service read it",
+  flatter: "This 16-bit film is shown flatter (with less contrast) here than the service read it",
+};
+const SHOWN_ANY_WAY = "This 16-bit film looks different here from how the service read it (darker, paler or flatter)";
+
 function noteShownOtherwise(result) {
+  $("shown-how").textContent = SHOWN_HOW[result.shown] || SHOWN_ANY_WAY;
   show($("shown-otherwise"), result.stretched === true && !$("xray").hidden);
 }
 
