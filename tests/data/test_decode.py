@@ -26,7 +26,7 @@ def stretched(data: bytes) -> bool:
 # --------------------------------------------------------------------------- not_frontal_view
 
 
-@pytest.mark.parametrize("position", ["", None, "XTABLE", "CHEST"])
+@pytest.mark.parametrize("position", ["", None, "CHEST", "UPRIGHT"])
 @pytest.mark.parametrize("scheme, code, view", [
     ("SCT", "399067008", "lateral (SCT 399067008)"), ("SCT", "399173006", "left lateral (SCT 399173006)"),
     ("SCT", "399198007", "right lateral (SCT 399198007)"), ("SRT", "R-10232", "right lateral (SRT R-10232)"),
@@ -39,8 +39,8 @@ def stretched(data: bytes) -> bool:
 
 def test_a_dicom_without_a_view_position_is_read_by_its_view_code_sequence(
         position: str | None, scheme: str, code: str, view: str | None) -> None:
-    """A device that leaves View Position (0018,5101) empty or out, or writes a term of its own there ('XTABLE',
-    'CHEST': no word of a view), may state the view only as a CID 4010 code in the View Code Sequence (0054,0220):
+    """A device that leaves View Position (0018,5101) empty or out, or writes a term of its own there ('CHEST',
+    'UPRIGHT': no word of a view), may state the view only as a CID 4010 code in the View Code Sequence (0054,0220):
     such a lateral film was read as of no stated view, and scored as a frontal one."""
     from pneumoscan.data.decode import not_frontal_view, view_reason
     from tests.conftest import with_view_code
@@ -78,6 +78,7 @@ def test_a_view_position_saying_ap_or_pa_among_other_words_is_frontal_whatever_t
     ("PA RLD", "PA RLD"), ("ap_lld", "AP LLD"), ("LAO", "LAO"), ("RAO", "RAO"), ("LPO", "LPO"), ("RPO", "RPO"),
     ("SWIMMERS", "SWIMMERS"), ("AP\\LL", "AP LL"), ("PA OBLIQUE", "PA OBLIQUE"), ("RIGHT DECUBITUS", "RIGHT DECUBITUS"),
     ("AP DECUB", "AP DECUB"), ("PA OBL", "PA OBL"), ("OBL", "OBL"), ("SWIMMER", "SWIMMER"), ("SWIMMER'S", "SWIMMER S"),
+    ("XTABLE", "XTABLE"), ("CROSS-TABLE", "CROSS TABLE"), ("CROSSTABLE", "CROSSTABLE"), ("AP XTABLE", "AP XTABLE"),
 ])
 def test_a_view_position_with_a_lateral_decubitus_or_oblique_word_is_refused_by_it(position: str, view: str) -> None:
     """A View Position naming a lateral, decubitus or oblique view among other words, as archives write them (MIMIC-CXR:
@@ -95,24 +96,112 @@ def test_a_view_position_with_a_lateral_decubitus_or_oblique_word_is_refused_by_
                                  "chest X-rays only, send the frontal film of the study")
 
 
-def test_the_view_code_table_is_cid_4010s_lateral_and_oblique_views() -> None:
-    """The View Code table holds every code of CID 4010 (DX View) whose meaning is a lateral or oblique view, as
+def test_the_view_code_table_is_cid_4010s_lateral_oblique_and_sagittal_views() -> None:
+    """The View Code table holds every code of CID 4010 (DX View) whose meaning is a lateral, oblique or sagittal view, as
     pydicom's own CID table gives them, and beside each its SNOMED RT twin by pydicom's SCT<->SRT map: six such views
     (medial-lateral, lateral-medial, medial, medio-lateral and latero-medial oblique, frontal oblique) were missing,
-    and their films were scored as frontal ones."""
+    and their films were scored as frontal ones; so was a film coded Sagittal (SCT 30730003, SRT G-A145)."""
     from pydicom.sr.codedict import codes
     from pydicom.sr.coding import Code
 
     from pneumoscan.data.decode import NOT_FRONTAL_VIEW_CODES
 
     cid = {code.value: code.meaning for code in codes.CID4010.concepts.values()
-           if re.search("lateral|oblique", code.meaning, re.IGNORECASE)}
-    sct = {code: meaning for code, meaning in NOT_FRONTAL_VIEW_CODES.items() if not code.startswith("R-")}
-    assert sct == cid
-    srt = {code: meaning for code, meaning in NOT_FRONTAL_VIEW_CODES.items() if code.startswith("R-")}
+           if re.search("lateral|oblique|sagittal", code.meaning, re.IGNORECASE)}
+    assert cid["30730003"] == "Sagittal"
+    sct = {code: meaning for code, meaning in NOT_FRONTAL_VIEW_CODES.items() if code.isdigit()}
+    assert sct == {code: meaning.lower() for code, meaning in cid.items()}
+    srt = {code: meaning for code, meaning in NOT_FRONTAL_VIEW_CODES.items() if not code.isdigit()}
     twins = {code: [twin for twin, said in sct.items() if said == meaning] for code, meaning in srt.items()}
     assert sorted(twin for found in twins.values() for twin in found) == sorted(sct)  # one SRT code per SCT code
     assert all(Code(code, "SRT", srt[code]) == Code(twin, "SCT", srt[code]) for code, (twin,) in twins.items())
+
+
+def with_code(item_keyword: str, scheme: str, code: str, meaning: str = "as the device wrote it"):
+    """A sequence `item_keyword` of one code item."""
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = code, scheme, meaning
+    return [item]
+
+
+@pytest.mark.parametrize("scheme, code, view", [
+    ("SCT", "102536004", "left lateral decubitus (SCT 102536004)"),
+    ("SCT", "102535000", "right lateral decubitus (SCT 102535000)"),
+    ("SRT", "F-10318", "lateral decubitus (SRT F-10318)"),
+    ("SCT", "40199007", None), ("SCT", "1240000", None),  # supine, prone: a frontal film lying on its back or front
+])
+@pytest.mark.parametrize("where", ["nested", "top level"])
+@pytest.mark.parametrize("position", ["AP", "", None])
+def test_a_decubitus_patient_orientation_modifier_refuses_the_film_whatever_its_view_position(
+        scheme: str, code: str, view: str | None, where: str, position: str | None) -> None:
+    """A device may state a decubitus film only by its Patient Orientation Modifier (CID 20), in the Patient
+    Orientation Code Sequence (0054,0410) item, with View Position AP: it was scored as a frontal film, while 'AP LLD'
+    in the View Position was refused."""
+    from pneumoscan.data.decode import not_frontal_view, view_reason
+
+    ds = make_dicom(ramp())
+    if position is not None:
+        ds.ViewPosition = position
+    modifiers = with_code("PatientOrientationModifierCodeSequence", scheme, code)
+    if where == "nested":
+        orientation = with_code("PatientOrientationCodeSequence", "SCT", "102538003", "recumbent")
+        orientation[0].PatientOrientationModifierCodeSequence = modifiers
+        ds.PatientOrientationCodeSequence = orientation
+    else:
+        ds.PatientOrientationModifierCodeSequence = modifiers
+    assert not_frontal_view(dicom_bytes(ds)) == view
+    if view is not None:
+        assert view_reason(view).startswith(f"DICOM Patient Orientation Modifier {view}: not a frontal (AP or PA) film")
+
+
+@pytest.mark.parametrize("scheme, code, view", [("DCM", "111069", "cross-table (DCM 111069)"),
+                                                ("SCT", "272476000", "transthoracic (SCT 272476000)"),
+                                                ("SCT", "260448000", None)])  # mouth closed: no view of its own
+def test_a_cross_table_view_modifier_refuses_a_frontal_film(scheme: str, code: str, view: str | None) -> None:
+    """A View Modifier Code Sequence (0054,0222) in a View Code Sequence item saying cross-table (CID 4011) makes a
+    film taken across the table, never an erect or supine frontal one; it was not read, and with View Position PA and
+    a postero-anterior code the film was scored as frontal."""
+    from pneumoscan.data.decode import not_frontal_view, view_said
+    from tests.conftest import with_view_code
+
+    ds = with_view_code(make_dicom(ramp()), "SCT", "272479007")  # postero-anterior
+    ds.ViewPosition = "PA"
+    ds.ViewCodeSequence[0].ViewModifierCodeSequence = with_code("ViewModifierCodeSequence", scheme, code)
+    assert not_frontal_view(dicom_bytes(ds)) == view
+    if view is not None:
+        assert view_said(view) == f"DICOM View Modifier {view}"
+
+
+def test_a_projection_eponymous_name_refuses_the_film() -> None:
+    """A Projection Eponymous Name Code Sequence (0018,5104) names a special projection (CID 4012: Twining, the
+    swimmer's view; Fleischner, the lordotic one), never a plain frontal chest film, whatever the View Position."""
+    from pneumoscan.data.decode import not_frontal_view, view_said
+
+    ds = make_dicom(ramp())
+    ds.ViewPosition = "AP"
+    ds.ProjectionEponymousNameCodeSequence = with_code("ProjectionEponymousNameCodeSequence", "SCT", "44491008",
+                                                       "Twining")
+    view = not_frontal_view(dicom_bytes(ds))
+    assert view == "Twining (SCT 44491008)"
+    assert view_said(view) == "DICOM Projection Eponymous Name Twining (SCT 44491008)"
+
+
+@pytest.mark.parametrize("codes, view", [
+    ([("SCT", "399348003"), ("SCT", "399173006")], "left lateral (SCT 399173006)"),  # frontal first, lateral second
+    ([("99LOCAL", "LAT"), ("SRT", "R-10232")], "right lateral (SRT R-10232)"),
+    ([("SCT", "399348003"), ("SCT", "272479007")], None),
+])
+def test_every_view_code_sequence_item_is_read_and_a_non_frontal_one_refuses(codes: list[tuple[str, str]],
+                                                                            view: str | None) -> None:
+    """Only the first View Code Sequence item was read: a film coded antero-posterior and left lateral (two items)
+    was scored as frontal. Any item's lateral or oblique code refuses it: two stated views make no sure frontal one."""
+    from pneumoscan.data.decode import not_frontal_view
+
+    ds = make_dicom(ramp())
+    ds.ViewCodeSequence = [with_code("ViewCodeSequence", scheme, code)[0] for scheme, code in codes]
+    assert not_frontal_view(dicom_bytes(ds)) == view
 
 
 # --------------------------------------------------------------------------- is_dicom

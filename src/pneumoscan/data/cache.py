@@ -47,8 +47,9 @@ from pneumoscan.progress import progress_bar
 # 12: a View Position is read by its words: one lateral, decubitus or oblique word decides ('AP LLD', 'XTABLE LATERAL',
 # 'LAO'; format 11 holds None there), else AP or PA among others ('AP SUPINE'; format 11 holds a lateral code there).
 # 13: the abbreviations DECUB, OBL and SWIMMER are such words too ('AP DECUB', 'PA OBL', "SWIMMER'S"; format 12 holds
-# None there).
-CACHE_FORMAT = 13
+# None there). 14: cross-table View Position words ('XTABLE' alone), CID 4010's sagittal code, a code in any View Code
+# Sequence item, and decubitus or cross-table modifier codes and projection eponymous names (format 13 holds None there).
+CACHE_FORMAT = 14
 
 
 def default_cache_dir() -> Path:

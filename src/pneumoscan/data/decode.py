@@ -240,14 +240,17 @@ def reading_film(label: str, data: bytes | bytearray) -> Iterator[None]:
 
 
 NOT_FRONTAL_VIEWS = frozenset({"LL", "RL", "LLD", "RLD", "LLO", "RLO", "LAT", "LATERAL", "LAO", "RAO", "LPO", "RPO",
-                               "OBLIQUE", "OBL", "DECUBITUS", "DECUB", "SWIMMERS", "SWIMMER"})
+                               "OBLIQUE", "OBL", "DECUBITUS", "DECUB", "SWIMMERS", "SWIMMER", "XTABLE", "CROSSTABLE",
+                               "CROSS"})
 """Words of a DICOM View Position (upper case) that make a film lateral, decubitus or oblique: the DX/CR defined terms
 besides AP and PA, the oblique projections (left/right anterior/posterior oblique) and the words devices and archives
 write instead, with their common abbreviations ('XTABLE LATERAL', 'AP LLD', 'AP DECUB', 'PA OBL', 'SWIMMERS' or
-"SWIMMER'S", whose words are SWIMMER and S: a lateral of the cervicothoracic junction)."""
+"SWIMMER'S", whose words are SWIMMER and S: a lateral of the cervicothoracic junction). A cross-table film ('XTABLE',
+'CROSSTABLE', 'CROSS-TABLE', alone or with AP) is taken with a horizontal beam across the table: a lateral, or the
+frontal film of a patient lying on a side (decubitus), never the erect or supine frontal film the model reads."""
 _FRONTAL_VIEWS = frozenset({"AP", "PA"})  # a View Position word of a frontal film, when no word above is there
 
-_LATERAL_OR_OBLIQUE = (  # CID 4010 (DX View): every lateral or oblique projection, its SNOMED CT and SNOMED RT codes
+_LATERAL_OR_OBLIQUE = (  # CID 4010 (DX View): every lateral, oblique or sagittal projection, its SNOMED CT and RT codes
     ("lateral", "399067008", "R-102CD"), ("left lateral", "399173006", "R-10236"),
     ("right lateral", "399198007", "R-10232"), ("medial-lateral", "399260004", "R-10224"),
     ("lateral-medial", "399352003", "R-10228"), ("oblique", "399182000", "R-102C1"),
@@ -260,30 +263,56 @@ _LATERAL_OR_OBLIQUE = (  # CID 4010 (DX View): every lateral or oblique projecti
     ("frontal oblique", "399160007", "R-10204"), ("oblique axial", "399004004", "R-10246"),
     ("frontal-oblique axial", "399132005", "R-10252"), ("sagittal-oblique axial", "399325008", "R-10254"),
     ("oblique cranio-caudal", "399288005", "R-10248"), ("oblique caudo-cranial", "399225005", "R-10250"),
+    ("sagittal", "30730003", "G-A145"),  # CID 4010's one other view across the body: a film from side to side
 )
 NOT_FRONTAL_VIEW_CODES: dict[str, str] = {code: meaning for meaning, *codes in _LATERAL_OR_OBLIQUE for code in codes}
 """View Code Sequence (0054,0220) code values of a lateral or oblique film, with their meaning: read when the View
-Position is empty, absent or not a known one, as some devices state the view only there."""
+Position is empty, absent or not a known one, as some devices state the view only there. Every item of the sequence is
+read, and one such code refuses the film whatever the others say (a film of two stated views is no sure frontal one)."""
+
+_MODIFIERS = (  # CID 20 (Patient Orientation Modifier): a film of a patient lying on a side, whatever its view
+    ("lateral decubitus", "SCT", "32185000"), ("lateral decubitus", "SRT", "F-10318"),
+    ("left lateral decubitus", "SCT", "102536004"), ("left lateral decubitus", "SRT", "F-10319"),
+    ("right lateral decubitus", "SCT", "102535000"), ("right lateral decubitus", "SRT", "F-10317"),
+)
+_VIEW_MODIFIERS = (  # CID 4011 (DX View Modifier): a horizontal beam across the table; a lateral through the thorax
+    ("cross-table", "DCM", "111069"), ("transthoracic", "SCT", "272476000"),
+)
+NOT_FRONTAL_MODIFIERS: dict[tuple[str, str], tuple[str, str]] = {
+    **{(scheme, code): (meaning, "Patient Orientation Modifier") for meaning, scheme, code in _MODIFIERS},
+    **{(scheme, code): (meaning, "View Modifier") for meaning, scheme, code in _VIEW_MODIFIERS}}
+"""(scheme, code value) -> (meaning, element) of a Patient Orientation Modifier (CID 20: the lateral decubitus
+positions) or a View Modifier (CID 4011: cross-table, transthoracic) that makes a film non-frontal whatever its view
+says ('AP' with left lateral decubitus is an 'AP LLD' film). Any Projection Eponymous Name (CID 4012: Twining, Fleischner...) names a special
+projection, none a plain frontal chest film, and refuses the film too."""
+
 
 _SNOMED = ("SCT", "SRT", "SNM3")  # coding scheme designators of SNOMED CT, SNOMED RT and its SNOMED 3 form
 
 
 def not_frontal_view(data: bytes | bytearray) -> str | None:
-    """A DICOM file's View Position (0018,5101), from its header, as its words in upper case, when a word of it names a
-    lateral, decubitus or oblique view (NOT_FRONTAL_VIEWS: 'LL', 'AP LLD', 'XTABLE LATERAL'); when none does and none
-    is AP or PA either (empty, absent, 'XTABLE'), its View Code Sequence's code when NOT_FRONTAL_VIEW_CODES holds it,
-    as '<meaning> (<scheme> <code>)'. None for a frontal, unstated or unreadable one, and for any other file."""
+    """A DICOM file's view when its header says it is not frontal, else None (a frontal, unstated or unreadable one,
+    and any other file). In this order: its View Position (0018,5101) as its words in upper case, when a word of it
+    names a lateral, decubitus, oblique or cross-table view (NOT_FRONTAL_VIEWS: 'LL', 'AP LLD', 'XTABLE'); a
+    decubitus or cross-table modifier (`_view_modifier`), whatever the View Position; else, when no View Position word
+    is AP or PA either (empty, absent, 'CHEST'), a lateral or oblique code of any View Code Sequence item
+    (NOT_FRONTAL_VIEW_CODES). A code is given as '<meaning> (<scheme> <code>)'."""
     if not is_dicom(bytes(data[:132])):
         return None
     try:
         import pydicom
 
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=data[128:132] != b"DICM",
-                             specific_tags=["ViewPosition", "ViewCodeSequence"])
+                             specific_tags=["ViewPosition", "ViewCodeSequence", "PatientOrientationCodeSequence",
+                                            "PatientOrientationModifierCodeSequence",
+                                            "ProjectionEponymousNameCodeSequence"])
         words = _view_words(ds.get("ViewPosition"))
         if NOT_FRONTAL_VIEWS.intersection(words):
             return " ".join(words)
-        return None if _FRONTAL_VIEWS.intersection(words) else _view_code(ds.get("ViewCodeSequence"))
+        modifier = _view_modifier(ds)
+        if modifier is not None or _FRONTAL_VIEWS.intersection(words):
+            return modifier
+        return next((view for item in _items(ds, "ViewCodeSequence") if (view := _view_code(item)) is not None), None)
     except Exception:  # noqa: BLE001 - decoding reads this header: a value it cannot give is no view
         return None
 
@@ -295,21 +324,59 @@ def _view_words(position: object) -> list[str]:
     return [word for value in values for word in re.findall(r"[A-Z0-9]+", str(value or "").upper())]
 
 
-def _view_code(items: Sequence[Dataset] | None) -> str | None:
-    """`not_frontal_view` of a View Code Sequence's item (it holds one): its code when lateral or oblique."""
-    if not items:
-        return None
-    item = items[0]
-    scheme = str(item.get("CodingSchemeDesignator", "") or "").strip().upper()
-    code = str(item.get("CodeValue", "") or "").strip().upper()
+def _items(ds: Dataset, keyword: str) -> list[Dataset]:
+    """The items of `ds`'s sequence `keyword`: [] when absent or empty."""
+    return list(ds.get(keyword) or [])
+
+
+def _code(item: Dataset) -> tuple[str, str]:
+    """A code item's (coding scheme designator, code value), stripped, in upper case."""
+    return (str(item.get("CodingSchemeDesignator", "") or "").strip().upper(),
+            str(item.get("CodeValue", "") or "").strip().upper())
+
+
+def _said(meaning: str, scheme: str, code: str) -> str:
+    return f"{meaning} ({scheme} {code})"
+
+
+def _view_code(item: Dataset) -> str | None:
+    """`not_frontal_view` of a View Code Sequence item: its code when lateral or oblique."""
+    scheme, code = _code(item)
     meaning = NOT_FRONTAL_VIEW_CODES.get(code) if scheme in _SNOMED else None
-    return None if meaning is None else f"{meaning} ({scheme} {code})"
+    return None if meaning is None else _said(meaning, scheme, code)
+
+
+def _view_modifier(ds: Dataset) -> str | None:
+    """The first code in `ds` that makes any view non-frontal: a Patient Orientation Modifier (in a Patient
+    Orientation Code Sequence item, or at the top level as some devices write it) or a View Modifier (in a View Code
+    Sequence item) of NOT_FRONTAL_MODIFIERS, or any Projection Eponymous Name, given by its Code Meaning (or
+    'eponymous projection') with its code."""
+    modifiers = [*_items(ds, "PatientOrientationModifierCodeSequence"),
+                 *(m for item in _items(ds, "PatientOrientationCodeSequence")
+                   for m in _items(item, "PatientOrientationModifierCodeSequence")),
+                 *(m for item in _items(ds, "ViewCodeSequence") for m in _items(item, "ViewModifierCodeSequence"))]
+    for item in modifiers:
+        scheme, code = _code(item)
+        if (scheme, code) in NOT_FRONTAL_MODIFIERS:
+            return _said(NOT_FRONTAL_MODIFIERS[scheme, code][0], scheme, code)
+    for item in _items(ds, "ProjectionEponymousNameCodeSequence"):
+        meaning = one_line(str(item.get("CodeMeaning", "") or "").strip(), 64)
+        return _said(meaning or "eponymous projection", *_code(item))
+    return None
 
 
 def view_said(view: str) -> str:
     """Where a DICOM header says a film's view is `view` (a `not_frontal_view`), and what: 'DICOM View Position LL',
-    'DICOM View Code Sequence left lateral (SCT 399173006)'."""
-    return f"DICOM {'View Code Sequence' if '(' in view else 'View Position'} {view}"  # a View Position has no '('
+    'DICOM View Code Sequence left lateral (SCT 399173006)', 'DICOM Patient Orientation Modifier left lateral
+    decubitus (SCT 102536004)', 'DICOM View Modifier cross-table (DCM 111069)', 'DICOM Projection Eponymous Name
+    Twining (SCT 44491008)'."""
+    found = re.search(r"\((\S+) (\S+)\)$", view)  # a View Position has no '('
+    if found is None:
+        return f"DICOM View Position {view}"
+    scheme, code = found[1], found[2]
+    where = ("View Code Sequence" if scheme in _SNOMED and code in NOT_FRONTAL_VIEW_CODES else
+             NOT_FRONTAL_MODIFIERS.get((scheme, code), ("", "Projection Eponymous Name"))[1])
+    return f"DICOM {where} {view}"
 
 
 def view_reason(view: str) -> str:
