@@ -938,3 +938,51 @@ def test_a_film_cut_before_its_pixels_is_cut_short_though_an_archive_left_a_quer
         assert not isinstance(exc.value, NotAnImage)
         said.append(check_error(exc, str(path)).replace(str(path), "FILM"))
     assert said[0] == said[1]
+
+
+def _short_of_memory(*_: object, **__: object) -> None:
+    raise MemoryError("Unable to allocate 1.07 GiB for an array")
+
+
+def test_a_colour_dicom_whose_colour_read_runs_out_of_memory_is_not_passed_as_grey(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`dicom_colour` caught every error: a colour film whose RGB read ran short of memory was None, colourfulness 0,
+    and passed the guard's colour check as a grey film. It is the machine's shortage, named as the decoder's own."""
+    import pneumoscan.data.dicom as dicom
+    from pneumoscan.data.file_cues import colourfulness
+    from pneumoscan.errors import DecodeOutOfMemory
+    from tests.conftest import make_colour_dicom
+
+    data = dicom_bytes(make_colour_dicom(colour_pairs(), "RGB"))
+    assert colourfulness(data) > 15  # with memory to spare: a colour film
+    monkeypatch.setattr(dicom, "_dicom_rgb", _short_of_memory)
+    with pytest.raises(DecodeOutOfMemory) as exc:  # was 0.0: no colour
+        colourfulness(data)
+    assert exc.value.label == "<upload>"
+    with pytest.raises(DecodeOutOfMemory) as exc:
+        colourfulness(data, name="colour.dcm")
+    assert "ran out of memory" in check_error(exc, "colour.dcm") and exc.value.label == "colour.dcm"
+    with pytest.raises(DecodeOutOfMemory):
+        dicom.dicom_colour(data)
+
+
+@pytest.mark.parametrize("step", ["header value", "presentation lut"])
+def test_a_dicom_whose_header_values_or_presentation_lut_run_out_of_memory_is_not_called_damaged(
+        step: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory running short while the header's values were read said 'damaged DICOM image header' and, in the
+    Presentation LUT, 'the DICOM Presentation LUT Sequence cannot be used': a good film blamed (422, skipped as
+    unreadable by evaluate). Each is the machine's shortage, the MemoryError its cause."""
+    import pneumoscan.data.dicom as dicom
+    from pneumoscan.errors import DecodeOutOfMemory
+
+    ds = make_dicom(ramp(lo=0, hi=4095, dtype=np.uint16), bits_stored=12)
+    if step == "presentation lut":
+        ds = with_presentation_lut(ds, [256, 0, 12], np.linspace(0, 4095, 256).astype(int))
+    read_grayscale(dicom_bytes(ds))  # decodes with memory to spare
+    monkeypatch.setattr(dicom, {"header value": "_shows_image", "presentation lut": "_presentation_lut_of"}[step],
+                        _short_of_memory)
+    with pytest.raises(DecodeOutOfMemory) as exc:
+        read_grayscale(dicom_bytes(ds), name="big.film")
+    msg = check_error(exc, "big.film")
+    assert "ran out of memory" in msg and "damaged" not in msg and "cannot be used" not in msg, msg
+    assert isinstance(exc.value.__cause__, MemoryError)

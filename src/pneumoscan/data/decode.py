@@ -405,11 +405,18 @@ def read_path(source: str | os.PathLike[str] | bytes | bytearray | memoryview,
     when given, else a path's on one line (`one_name`: a newline in it as `\\n`), or `<upload>` for bytes. For callers that decode the bytes and read other
     cues from them too; TypeError for a source that is neither."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source), one_name(name) if name is not None else "<upload>"
+        return bytes(source), file_label(source, name)
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"source must be a path or bytes, not {type(source).__name__}")
-    label = one_name(name if name is not None else os.fsdecode(source))
+    label = file_label(source, name)
     return read_file(source, label), label
+
+
+def file_label(source: str | os.PathLike[str] | bytes | bytearray | memoryview, name: str | None = None) -> str:
+    """The label a file's errors carry (`read_path`): `name`, else a path's, on one line, else '<upload>'."""
+    if name is not None:
+        return one_name(name)
+    return "<upload>" if isinstance(source, (bytes, bytearray, memoryview)) else one_name(os.fsdecode(source))
 
 
 def read_file(path: str | os.PathLike[str], label: str) -> bytes:

@@ -44,8 +44,8 @@ import numpy as np
 
 from pneumoscan.data.pixels import (DEFAULT_MAX_PIXELS, eight_bit_as_sixteen, out_of_memory, rgb_to_gray, to_levels,
                                     to_uint8, too_large)
-from pneumoscan.errors import (MAX_REASON, ImageTooLarge, InputError, MissingDecoder, NotAnImage, one_line,
-                               raise_if_interrupted)
+from pneumoscan.errors import (MAX_REASON, DecodeOutOfMemory, ImageTooLarge, InputError, MissingDecoder, NotAnImage,
+                               one_line, raise_if_interrupted)
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -111,10 +111,12 @@ def _blank_slope(ds: Dataset) -> str | None:
     return "is 0" if slope == 0 else None if np.isfinite(slope) else "is not a finite number"
 
 
-def dicom_colour(data: bytes | bytearray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | None:
+def dicom_colour(data: bytes | bytearray, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 label: str = "<upload>") -> np.ndarray | None:
     """A colour DICOM's (H, W, 3) uint8 RGB pixels (RGB, YBR_*, PALETTE COLOR), as `read_grayscale` takes them
     before it turns them grey, for the colourfulness cue; None for a grey, unreadable or oversized one (decoding
-    reports those). A grey one's header alone is read."""
+    reports those). A grey one's header alone is read. Memory running short is the film's DecodeOutOfMemory, named
+    `label`: a colour film read as no colour one would pass the colour check."""
     try:
         import pydicom
 
@@ -123,11 +125,15 @@ def dicom_colour(data: bytes | bytearray, max_pixels: int = DEFAULT_MAX_PIXELS) 
         palette = str(head.get("PhotometricInterpretation", "") or "").strip().upper() == "PALETTE COLOR"
         if int(head.get("SamplesPerPixel", 1) or 1) == 1 and not palette:
             return None
-        ds, arr, photometric = _load_dicom(bytes(data), "", max_pixels)
+        ds, arr, photometric = _load_dicom(bytes(data), label, max_pixels)
         rgb = _dicom_rgb(arr, ds, photometric)
+        return None if rgb is None else rgb if rgb.dtype == np.uint8 else to_uint8(rgb)
+    except MemoryError as exc:
+        raise out_of_memory(label) from exc
+    except DecodeOutOfMemory:
+        raise
     except Exception:  # noqa: BLE001 - unreadable here: decoding tells the user why
         return None
-    return None if rgb is None else rgb if rgb.dtype == np.uint8 else to_uint8(rgb)
 
 
 def read_dicom(data: bytes, label: str, max_pixels: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -163,6 +169,12 @@ def read_dicom(data: bytes, label: str, max_pixels: int) -> tuple[np.ndarray, np
     if rgb is not None and rgb.shape[0] * rgb.shape[1] > DEFAULT_MAX_PIXELS:
         rgb = None
     return np.ascontiguousarray(out, dtype=np.uint8), rgb
+
+
+def _size(ds: Dataset) -> tuple[int | None, int | None]:
+    """A dataset's (Columns, Rows), as decoding read them; (None, None) when not both are there."""
+    cols, rows = ds.get("Columns"), ds.get("Rows")
+    return (int(cols), int(rows)) if isinstance(cols, int) and isinstance(rows, int) else (None, None)
 
 
 def _is_dicomdir(ds: Dataset) -> bool:
@@ -230,6 +242,8 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
         tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         compressed = bool(tsyntax is not None and tsyntax.is_transfer_syntax and tsyntax.is_compressed)
         tsyntax_name = one_line(tsyntax.name, MAX_REASON) if tsyntax is not None else "unknown"
+    except MemoryError as exc:  # converting a header value: the machine's shortage, not a damaged header
+        raise out_of_memory(label) from exc
     except Exception:  # noqa: BLE001
         if cut:  # a value cut short fails as it is read
             raise _truncated(label) from None
@@ -478,6 +492,8 @@ def _presentation_lut(ds: Dataset, label: str) -> tuple[np.ndarray, int] | None:
         if not items:
             return None
         lut = _presentation_lut_of(items[0], ds)
+    except MemoryError as exc:  # reading its LUT Data: the machine's shortage, not an unusable LUT
+        raise out_of_memory(label, *_size(ds)) from exc
     except Exception:  # noqa: BLE001 - a damaged sequence or item
         lut = "its item cannot be read"
     if isinstance(lut, str):
@@ -543,6 +559,8 @@ def _stored_value(ds: Dataset, keyword: str, dtype: np.dtype) -> int | None:
             return None
         value = int(value)
         bits_stored = int(ds.get("BitsStored", 0) or 0)
+    except MemoryError:  # the machine's shortage: the caller names it, rather than the film showing its padding
+        raise
     except Exception:  # noqa: BLE001 - a damaged element: no padding
         return None
     info = np.iinfo(dtype)

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom, read_grayscale
+from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, file_label, is_dicom, read_grayscale
 from pneumoscan.data.dicom import dicom_colour
+from pneumoscan.data.pixels import out_of_memory
+from pneumoscan.errors import DecodeOutOfMemory
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -54,21 +56,23 @@ NOT_DECODED: Any = object()
 
 
 def colourfulness(source: str | os.PathLike | bytes | bytearray, size: int = 64,
-                  rgb: np.ndarray | None = NOT_DECODED) -> float:
+                  rgb: np.ndarray | None = NOT_DECODED, name: str | None = None) -> float:
     """Hasler-Suesstrunk colourfulness (0 = gray, 15 = barely, 109 = extremely colourful) of a raw file.
 
     Cheap: grayscale modes return 0 without decoding, JPEGs are decoded in draft mode at about
     `size` px. A colour DICOM (RGB, YBR, palette) is measured on its RGB pixels like a colour PNG: `rgb`, what
     `read_grayscale_and_rgb` gave when it already decoded the file (None for a grey DICOM, so 0 with no second
     read of its header), else decoded here; a grey one returns 0 from its header.
-    Unreadable or oversized files return 0.0 (the decoder reports those).
+    Unreadable or oversized files return 0.0 (the decoder reports those); memory running short is the file's
+    DecodeOutOfMemory, named `name` (else as `read_path` names `source`): a colour file read as 0 would pass the
+    guard's colour check.
     """
     from PIL import Image
 
     try:
         data = source if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
         if is_dicom(bytes(data[:132])):
-            rgb = dicom_colour(data) if rgb is NOT_DECODED else rgb
+            rgb = dicom_colour(data, label=file_label(source, name)) if rgb is NOT_DECODED else rgb
             if rgb is None:
                 return 0.0
             im = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
@@ -83,6 +87,10 @@ def colourfulness(source: str | os.PathLike | bytes | bytearray, size: int = 64,
                 im.draft("RGB", (size, size))
                 im.thumbnail((size, size))
                 rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
+    except MemoryError as exc:
+        raise out_of_memory(file_label(source, name)) from exc
+    except DecodeOutOfMemory:
+        raise
     except Exception:  # noqa: BLE001 - any unreadable input: the decoder raises the user-facing error
         return 0.0
     rgb = rgba[..., :3] * (rgba[..., 3:] / 255.0)  # composite on black, as the decoder does

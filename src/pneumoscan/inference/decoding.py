@@ -102,7 +102,7 @@ def measured_cues(names: list[str], raw: Sequence[bytes | bytearray], given: Gua
             if need_cues:  # a lossless file's cues on these pixels, not on a second decode
                 cues.append(jpeg_cues(data, gray=gray))
     if colours is None:
-        colours = [colourfulness(r, rgb=rgb) for r, rgb in zip(raw, rgbs)]
+        colours = [colourfulness(r, rgb=rgb, name=name) for name, r, rgb in zip(names, raw, rgbs)]
     if need_cues:
         cues = cues or [jpeg_cues(r) for r in raw]
         tones = [t for t, _, _ in cues] if tones is None else tones
