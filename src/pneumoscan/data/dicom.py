@@ -91,14 +91,15 @@ _IMAGE_PIXEL_MODULE = {"SamplesPerPixel", "PhotometricInterpretation", "BitsAllo
 
 def _shows_image(ds: Dataset) -> bool:
     """Whether a dataset shows itself an image's: an Image Pixel element (group 0028: Rows, Columns, Bits Allocated...)
-    or an Image Type; or patient, study, series or acquisition elements (groups 0010 to 0020) and none from group 0028
-    on, as an image's header cut before its Image Pixel module holds. A dataset that names no SOP class by design is
-    none of these: a query or its answer (`_load_dicom` tells it by its Query/Retrieve Level, whatever it holds), a
+    or an Image Type; or identifying, patient, study, series or acquisition elements (groups 0008 to 0020) and none
+    from group 0028 on, as an image's header cut before its Image Pixel module holds (cut within group 0008 too: its
+    dates, modality and accession number come before any patient element). A dataset that names no SOP class by design
+    is none of these: a query or its answer (`_load_dicom` tells it by its Query/Retrieve Level, whatever it holds), a
     worklist entry or a procedure step (they go on past group 0028: 0032, 0038, 0040), a DICOMDIR (group 0004)."""
     groups = {tag.group for tag in ds.keys()}
     if 0x0028 in groups or "ImageType" in ds:
         return True
-    return (bool(groups) and max(groups) < 0x0028 and any(0x0010 <= group <= 0x0020 for group in groups)
+    return (bool(groups) and max(groups) < 0x0028 and any(0x0008 <= group <= 0x0020 for group in groups)
             and "QueryRetrieveLevel" not in ds)
 
 
