@@ -671,7 +671,7 @@ def test_a_grey_dicoms_colourfulness_reads_nothing_more_once_it_is_decoded(
     _, rgb = read_grayscale_and_rgb(data)
     assert rgb is None
     reads: list[int] = []
-    monkeypatch.setattr(file_cues, "dicom_colour", lambda raw: reads.append(1))
+    monkeypatch.setattr(file_cues, "dicom_colour", lambda raw, **_: reads.append(1))
     assert file_cues.colourfulness(data, rgb=rgb) == 0.0
     assert reads == []
     assert file_cues.colourfulness(data) == 0.0
