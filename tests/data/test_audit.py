@@ -245,7 +245,7 @@ def test_a_lateral_dicom_film_is_listed_by_its_view_position_and_fails_strict(tm
         "NORMAL/IM00005: DICOM View Code Sequence right lateral (SRT R-10232), not a frontal (AP or PA) film; the "
         "model reads frontal chest X-rays only, remove it"]
     assert audit_problems(report) == ["3 DICOM films of a lateral, decubitus or oblique view"]
-    assert ("DICOM films of a lateral, decubitus or oblique view (by View Position or View Code Sequence; the model "
+    assert ("DICOM films of a lateral, decubitus or oblique view (by View Position or view codes; the model "
             "reads frontal films): 3" in format_audit(report))
 
 

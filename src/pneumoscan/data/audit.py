@@ -205,7 +205,7 @@ def format_audit(report: dict[str, Any]) -> str:
     lines += [f"  {one_name(msg)}" for msg in report["too_small"][:20]]
     lines.append(f"colour images (not chest X-rays as taken; the guard refuses such files): {len(report['colour'])}")
     lines += [f"  {one_name(msg)}" for msg in report["colour"][:20]]
-    lines.append(f"DICOM films of a lateral, decubitus or oblique view (by View Position or View Code Sequence; the "
+    lines.append(f"DICOM films of a lateral, decubitus or oblique view (by View Position or view codes; the "
                  f"model reads frontal films): {len(report['not_frontal'])}")
     lines += [f"  {one_name(msg)}" for msg in report["not_frontal"][:20]]
     if report.get("no_patient_folder"):

@@ -1,6 +1,6 @@
 """Decoded, resized images cached on disk as one memory-mapped uint8 array per file list (with each file's grey-level
 count, the guard's file cues: colourfulness, two-tone share, dither energy, peak excess, and a DICOM's view when not
-frontal, by View Position or View Code Sequence), and rows of bytes computed from such decodes (the film
+frontal, by View Position or view codes), and rows of bytes computed from such decodes (the film
 fingerprints), within a size limit."""
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help=f"exit with code {EXIT_AUDIT_PROBLEMS} (after the report) when the audit finds a problem: "
                         "unreadable files, byte-identical files in two splits, with both labels or under two patient "
                         "IDs, images under 32 px, colour images, DICOM films of a lateral, decubitus or oblique view "
-                        "(by View Position or View Code Sequence), (with --patient-key folder) images with no patient "
+                        "(by View Position or view codes), (with --patient-key folder) images with no patient "
                         "folder, or a patient in two splits by DICOM PatientID, manifest patient column or folder (IDs "
                         "from file names in two splits are only reported: Kermany's restart in each split); for a CI "
                         "gate (default: exit 0)")

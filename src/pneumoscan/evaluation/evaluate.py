@@ -331,7 +331,7 @@ def _refused_message(n_refused: int, lateral: int, n: int, refused: list[str]) -
     why = [f"{n_refused - lateral} look unlike chest X-rays to its guard"] if n_refused > lateral else []
     if lateral:
         why.append(f"{lateral} {'is a DICOM film' if lateral == 1 else 'are DICOM films'} of a lateral, decubitus or "
-                   f"oblique view by its View Position or View Code Sequence")
+                   f"oblique view by its View Position or view codes")
     return (f"{n_refused} of {n} images are ones the model refuses at predict time ({'; '.join(why)}); they are "
             f"scored here anyway ({_listed_under()} refused_by_guard): {first_few(refused)}")
 

@@ -63,7 +63,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                    "model was trained on, as a few real ones are, so read it without the model; "
                                    "grey_levels, two_tone, dithered, posterised, upside_down: send the film as the scanner saved "
                                    "it; "
-                                   "view: a DICOM whose View Position or View Code Sequence is lateral, decubitus or "
+                                   "view: a DICOM whose View Position or view codes are lateral, decubitus or "
                                    "oblique, send the "
                                    "frontal film).")
     add_model_arg(p)
