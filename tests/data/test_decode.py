@@ -32,7 +32,8 @@ def stretched(data: bytes) -> bool:
     ("SCT", "399198007", "right lateral (SCT 399198007)"), ("SRT", "R-10232", "right lateral (SRT R-10232)"),
     ("SNM3", "R-10236", "left lateral (SNM3 R-10236)"), ("SCT", "399356000", "right anterior oblique (SCT 399356000)"),
     ("SCT", "399260004", "medial-lateral (SCT 399260004)"), ("SRT", "R-10230", "latero-medial oblique (SRT R-10230)"),
-    ("SCT", "399160007", "frontal oblique (SCT 399160007)"),
+    ("SCT", "399160007", "frontal oblique (SCT 399160007)"), ("SCT", "30730003", "sagittal (SCT 30730003)"),
+    ("SRT", "G-A145", "sagittal (SRT G-A145)"),
     ("SCT", "399348003", None), ("SCT", "272479007", None), ("SRT", "R-10206", None),  # antero/postero-anterior
     ("99LOCAL", "399173006", None),  # a local scheme's code means what that scheme says
 ])
@@ -186,6 +187,8 @@ def test_a_projection_eponymous_name_refuses_the_film() -> None:
     view = not_frontal_view(dicom_bytes(ds))
     assert view == "Twining (SCT 44491008)"
     assert view_said(view) == "DICOM Projection Eponymous Name Twining (SCT 44491008)"
+    del ds.ProjectionEponymousNameCodeSequence[0].CodeValue  # an item without its code names no projection
+    assert not_frontal_view(dicom_bytes(ds)) is None
 
 
 @pytest.mark.parametrize("codes, view", [

@@ -360,8 +360,10 @@ def _view_modifier(ds: Dataset) -> str | None:
         if (scheme, code) in NOT_FRONTAL_MODIFIERS:
             return _said(NOT_FRONTAL_MODIFIERS[scheme, code][0], scheme, code)
     for item in _items(ds, "ProjectionEponymousNameCodeSequence"):
-        meaning = one_line(str(item.get("CodeMeaning", "") or "").strip(), 64)
-        return _said(meaning or "eponymous projection", *_code(item))
+        scheme, code = _code(item)
+        if scheme and code:  # an item without its code names no projection
+            return _said(one_line(str(item.get("CodeMeaning", "") or "").strip(), 64) or "eponymous projection",
+                         scheme, code)
     return None
 
 
