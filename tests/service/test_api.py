@@ -1141,3 +1141,20 @@ def test_predict_says_whether_the_film_was_stretched_from_its_16_bit_grey_levels
         assert (res.json()["stretched"], res.json()["shown"]) == (shown is not None, shown), (name, res.text)
     res = client.post("/predict", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")})
     assert (res.json()["stretched"], res.json()["shown"]) == (False, None)
+
+
+def test_each_batch_item_says_whether_its_film_was_stretched_as_predict_does(client: TestClient, xray: Path) -> None:
+    """/predict/batch gave no `stretched`, so a client sending several films could not tell which ones a viewer
+    shows otherwise than the model read them: each item says it as /predict does, null for a file not read."""
+    film = np.asarray(Image.open(xray).convert("L")).astype(np.uint16)
+    uploads = [("12-bit.png", png_bytes(film * 16)), ("8-bit as 16.png", png_bytes(film * 257)),
+               (xray.name, xray.read_bytes()), ("broken.png", b"\x89PNG not an image")]
+    res = client.post("/predict/batch", files=[("files", upload) for upload in uploads])
+    items = res.json()["results"]
+    assert res.status_code == 200 and [item["ok"] for item in items] == [True, True, True, False], res.text
+    singles = [client.post("/predict", files={"file": upload}).json() for upload in uploads[:3]]
+    for key, expected in (("stretched", [True, False, False, None]), ("shown", ["darker", None, None, None])):
+        assert [item[key] for item in items] == [single[key] for single in singles] + [None] == expected, key
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    said = [schema[name]["properties"]["stretched"]["description"] for name in ("PredictionResponse", "BatchItem")]
+    assert all("stretched from its darkest to its brightest value" in description for description in said)

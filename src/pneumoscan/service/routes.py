@@ -477,7 +477,7 @@ async def predict_batch(request: Request) -> BatchResponse:
                 except HTTPException as err:  # this film ran out of memory: the others are scored
                     items[i].status, items[i].error = err.status_code, err.detail
             results = engine.results([upload for _, upload in good]) if good else []
-            for (i, _), result in zip(good, results):
+            for (i, upload), result in zip(good, results):
                 items[i].ok, items[i].status = True, 200
                 items[i].probability, items[i].label = result.probability, result.label
                 items[i].in_distribution, items[i].ood_reason = result.in_distribution, result.ood_reason
@@ -485,6 +485,7 @@ async def predict_batch(request: Request) -> BatchResponse:
                 refusal = _refusal(result)
                 items[i].refusal_kind, items[i].refusal_cause = refusal["refusal_kind"], refusal["refusal_cause"]
                 items[i].borderline, items[i].size_warning = result.borderline, result.size_warning
+                items[i].stretched, items[i].shown = upload.stretched, upload.shown
             when = utc_now()
             return when, [_audit_line(request, "predict/batch", i, when, upload, result)
                           for (i, upload), result in zip(good, results)]

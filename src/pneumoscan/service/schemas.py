@@ -137,6 +137,14 @@ _REQUEST_ID = ("this request's id, also in the X-Request-ID response header and 
 _ANALYSED_AT = "when the answer was made, in UTC (ISO 8601, to the millisecond): 2026-11-27T09:31:02.123Z"
 _THRESHOLD_FROM = ("where the threshold in use came from (GET /model, operating_point, says more): model, the one "
                    "stored in the model file; target_recall, `serve --target-recall`; threshold, `serve --threshold`")
+_STRETCHED = ("true: the film is a PNG whose 16-bit grey levels (such as a 12-bit film's) were stretched from its "
+              "darkest to its brightest value to be read, so a viewer that draws the file's stored values, such as a "
+              "web browser, shows it otherwise (often near black) than the model read it: by more than 2 grey levels "
+              "of 255 at some pixel. false for any other file, an 8-bit film saved with 16 bits (v x 257 or v << 8) "
+              "and 16-bit levels spanning about 0-65535 among them, which a browser draws as read")
+_SHOWN = ("how a web browser draws a `stretched` film against the film as read: 'darker' (its brightest drawn darker: a "
+          "12-bit film stored low, drawn near black), 'paler' (its darkest drawn paler: one stored high, drawn nearly "
+          "white) or 'flatter' (both: levels spanning a narrow middle range, drawn flat grey); null when not stretched")
 _SIZE_WARNING = (f"set when the image is under {MIN_SIDE} px on a side (a thumbnail), e.g. \"20 x 20 px, under "
                  f"{MIN_SIDE} px on a side: too small to read reliably; send the original film\": the result is given all the same, but "
                  "the original film should be sent and read instead; null otherwise")
@@ -207,19 +215,8 @@ class PredictionResponse(Answered, _FilmResult):
                                   "[\"mlp\"]: no feature map to draw, so their share of the score is not in it), as "
                                   "`pneumoscan explain` names them; [] when it leaves out none; null without "
                                   "?explain=true or a prediction")
-    stretched: bool = Field(
-        default=False, description="true: the film is a PNG whose 16-bit grey levels (such as a 12-bit film's) were "
-                                   "stretched from its darkest to its brightest value to be read, so a viewer that "
-                                   "draws the file's stored values, such as a web browser, shows it otherwise (often "
-                                   "near black) than the model read it: by more than 2 grey levels of 255 at some "
-                                   "pixel; the heatmap is drawn on the film as read. false for any other file, an "
-                                   "8-bit film saved with 16 bits (v x 257 or v << 8) and 16-bit levels spanning "
-                                   "about 0-65535 among them, which a browser draws as read")
-    shown: Literal["darker", "paler", "flatter"] | None = Field(
-        default=None, description="how a web browser draws a `stretched` film against the film as read: 'darker' (its "
-                                  "brightest drawn darker: a 12-bit film stored low, drawn near black), 'paler' (its "
-                                  "darkest drawn paler: one stored high, drawn nearly white) or 'flatter' (both: "
-                                  "levels spanning a narrow middle range, drawn flat grey); null when not stretched")
+    stretched: bool = Field(default=False, description=_STRETCHED + "; the heatmap is drawn on the film as read")
+    shown: Literal["darker", "paler", "flatter"] | None = Field(default=None, description=_SHOWN)
 
 
 class BatchItem(BaseModel):
@@ -239,6 +236,8 @@ class BatchItem(BaseModel):
     refusal_cause: str | None = Field(default=None, description=_REFUSAL_CAUSE)
     borderline: bool | None = Field(default=None, description=_BORDERLINE + "; null for failed files")
     size_warning: str | None = Field(default=None, description=_SIZE_WARNING)
+    stretched: bool | None = Field(default=None, description=_STRETCHED + "; null for failed files")
+    shown: Literal["darker", "paler", "flatter"] | None = Field(default=None, description=_SHOWN)
     error: str | None = None
 
 
