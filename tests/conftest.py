@@ -10,7 +10,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 
 def worker_threads(cores: int, workers: int) -> int:
@@ -80,6 +80,19 @@ class _InterruptedInit:
 
     def exec_module(self, module: object) -> None:
         raise ImportError("initialization failed") from KeyboardInterrupt()
+
+
+def serve_at_once(then: Callable[..., object] | None = None) -> Callable[..., None]:
+    """A stand-in for `pneumoscan.service.serving.run`, which serves until stopped: it says where it serves, as the
+    real one does once uvicorn serves, hands the app and uvicorn's options to THEN, and returns: `serve`'s start-up
+    alone."""
+
+    def run(app: object, *, sockets: object, announce: Callable[[], None], **options: Any) -> None:
+        announce()
+        if then is not None:
+            then(app, **options)
+
+    return run
 
 
 def interrupt_import(monkeypatch: pytest.MonkeyPatch, module: str) -> None:

@@ -19,7 +19,7 @@ from pneumoscan.artifact import file_sha256
 from pneumoscan.cli import main
 from pneumoscan.service.app import create_app
 from pneumoscan.service.settings import Settings
-from tests.conftest import colour_photo, dicom_to_bytes, disk_full, make_dicom, xray_pixels
+from tests.conftest import colour_photo, dicom_to_bytes, disk_full, make_dicom, serve_at_once, xray_pixels
 
 SECRET = "DOE^JANE_MRN_55501"
 FIELDS = {"time", "request_id", "endpoint", "item", "model_sha256", "model_version", "threshold", "threshold_from",
@@ -133,9 +133,9 @@ def test_an_audit_error_that_names_its_file_is_answered_without_it(tiny_run: Pat
 
 def test_an_audit_log_that_cannot_be_opened_is_one_line_before_the_model_loads(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
+    from pneumoscan.service import serving
 
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    monkeypatch.setattr(serving, "run", serve_at_once())
     for bad in (tmp_path / "no-such-folder" / "audit.jsonl", tmp_path):
         assert main(["serve", "--model", str(tmp_path / "missing-model"), "--port", "0", "--audit-log", str(bad)]) == 2
         err = capsys.readouterr().err

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pneumoscan.cli import main
-from tests.conftest import interrupt_import
+from tests.conftest import interrupt_import, serve_at_once
 
 
 def test_busy_port_is_one_line(tiny_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -152,23 +152,13 @@ def test_serving_on_every_address_says_what_listens_and_how_other_machines_reach
     """`serve --host 0.0.0.0` printed `serving on http://0.0.0.0:PORT/`, and uvicorn's own line `Uvicorn running on
     http://0.0.0.0:PORT`; both now give the page's address on this machine, and say that other machines use this
     machine's name or address. The server really starts (and stops at once) here, so that uvicorn's line is its own."""
-    import asyncio
+    from pneumoscan.service import serving
 
-    import uvicorn
+    class Briefly(serving._Server):  # uvicorn's server, stopping once it serves
+        async def main_loop(self) -> None:
+            self.should_exit = True
 
-    def serve_briefly(app: object, **kwargs: object) -> None:  # uvicorn.run, stopping once it listens
-        server = uvicorn.Server(uvicorn.Config(app, **kwargs))  # type: ignore[arg-type]
-
-        async def started_then_stopped() -> None:
-            serving = asyncio.ensure_future(server.serve())
-            while not server.started and not serving.done():
-                await asyncio.sleep(0.01)
-            server.should_exit = True
-            await serving
-
-        asyncio.run(started_then_stopped())
-
-    monkeypatch.setattr(uvicorn, "run", serve_briefly)
+    monkeypatch.setattr(serving, "_Server", Briefly)
     assert main(["serve", "--model", str(tiny_run), "--host", "0.0.0.0", "--port", "0"]) == 0
     captured = capsys.readouterr()
     served = re.search(r"serving on http://127\.0\.0\.1:(\d+)/ \(listening on every IPv4 address: other machines use "
@@ -200,7 +190,7 @@ def test_every_address_without_ipv6_says_ipv4_only(tiny_run: Path, capsys: pytes
     "listening on every address, IPv4 and IPv6" and gave http://localhost:PORT/, which may resolve to ::1 first."""
     import errno
 
-    import uvicorn
+    from pneumoscan.service import serving
 
     real = socket.socket
 
@@ -211,7 +201,7 @@ def test_every_address_without_ipv6_says_ipv4_only(tiny_run: Path, capsys: pytes
 
     monkeypatch.setattr(socket, "socket", no_ipv6)
     ports: list[int] = []
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: ports.append(kwargs["port"]))  # start-up only
+    monkeypatch.setattr(serving, "run", serve_at_once(lambda *args, **kwargs: ports.append(kwargs["port"])))
     assert main(["serve", "--model", str(tiny_run), "--host", "", "--port", "0", "--log-level", "critical"]) == 0
     out = capsys.readouterr().out
     assert (f"serving on http://127.0.0.1:{ports[0]}/ (listening on every IPv4 address, not IPv6, which this "
@@ -243,9 +233,9 @@ def test_every_address_without_ipv6_says_ipv4_only(tiny_run: Path, capsys: pytes
 ])
 def test_bad_address_is_one_line(argv: list[str], message: str, tiny_run: Path,
                                  capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
+    from pneumoscan.service import serving
 
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)  # a setting let through must not serve forever
+    monkeypatch.setattr(serving, "run", serve_at_once())  # a setting let through must not serve forever
     assert main(["serve", "--model", str(tiny_run), "--log-level", "critical", *argv]) == 2
     assert message in capsys.readouterr().err
 
@@ -261,10 +251,10 @@ def test_loopback_hosts(host: str, loopback: bool) -> None:
 
 def test_listening_beyond_this_machine_warns(tiny_run: Path, capsys: pytest.CaptureFixture[str],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
+    from pneumoscan.service import serving
 
     ports: list[int] = []
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: ports.append(kwargs["port"]))  # start-up only
+    monkeypatch.setattr(serving, "run", serve_at_once(lambda *args, **kwargs: ports.append(kwargs["port"])))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -279,9 +269,9 @@ def test_listening_beyond_this_machine_warns(tiny_run: Path, capsys: pytest.Capt
 
 def test_an_ipv6_address_is_printed_as_a_url(tiny_run: Path, capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
+    from pneumoscan.service import serving
 
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)  # start-up only
+    monkeypatch.setattr(serving, "run", serve_at_once())  # start-up only
     try:
         with socket.socket(socket.AF_INET6) as probe:
             probe.bind(("::1", 0))
@@ -296,10 +286,10 @@ def test_an_ipv6_address_is_printed_as_a_url(tiny_run: Path, capsys: pytest.Capt
                                           (["--upload-memory-mb", "250"], 250)])
 def test_upload_memory_reaches_the_service(argv: list[str], mb: float, tiny_run: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
+    from pneumoscan.service import serving
 
     apps: list[object] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))  # start-up only
+    monkeypatch.setattr(serving, "run", serve_at_once(lambda app, **kwargs: apps.append(app)))
     assert main(["serve", "--model", str(tiny_run), "--port", "0", "--log-level", "critical", *argv]) == 0
     assert apps[0].state.upload_budget.capacity == mb * 1024 * 1024  # type: ignore[attr-defined]
 
@@ -308,10 +298,12 @@ def test_upload_memory_reaches_the_service(argv: list[str], mb: float, tiny_run:
 def test_the_header_timeout_reaches_uvicorn(argv: list[str], seconds: float, tiny_run: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn
+
+    from pneumoscan.service import serving
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     runs: list[dict] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: runs.append(kwargs))  # start-up only
+    monkeypatch.setattr(serving, "run", serve_at_once(lambda app, **kwargs: runs.append(kwargs)))
     assert main(["serve", "--model", str(tiny_run), "--port", "0", "--log-level", "critical", *argv]) == 0
     assert issubclass(runs[0]["http"], H11Protocol) and runs[0]["http"].header_timeout_s == seconds
 
@@ -319,10 +311,10 @@ def test_the_header_timeout_reaches_uvicorn(argv: list[str], seconds: float, tin
 @pytest.mark.parametrize(("argv", "seconds"), [([], 8.0), (["--shutdown-timeout-s", "25"], 25.0)])
 def test_the_shutdown_timeout_reaches_uvicorn(argv: list[str], seconds: float, tiny_run: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
+    from pneumoscan.service import serving
 
     runs: list[dict] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: runs.append(kwargs))  # start-up only
+    monkeypatch.setattr(serving, "run", serve_at_once(lambda app, **kwargs: runs.append(kwargs)))
     assert main(["serve", "--model", str(tiny_run), "--port", "0", "--log-level", "critical", *argv]) == 0
     assert runs[0]["timeout_graceful_shutdown"] == seconds
 
@@ -356,12 +348,12 @@ def test_an_uncompressed_dicom_film_fits_the_default_upload_limit(tiny_run: Path
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A hospital's DX film of 3,480 x 4,240 px, 16 bits, uncompressed (29.5 MB) got 413 from the default 20 MB limit,
     told to downscale or compress what a clinician cannot change."""
-    import uvicorn
+    from pneumoscan.service import serving
 
     from pneumoscan.service.settings import Settings
 
     apps: list[object] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))  # start-up only
+    monkeypatch.setattr(serving, "run", serve_at_once(lambda app, **kwargs: apps.append(app)))
     assert main(["serve", "--model", str(tiny_run), "--port", "0", "--log-level", "critical"]) == 0
     film = 3480 * 4240 * 2 + 64 * 1024  # pixels and a generous header
     for settings in (apps[0].state.engine.settings, Settings()):  # type: ignore[attr-defined]
@@ -370,19 +362,19 @@ def test_an_uncompressed_dicom_film_fits_the_default_upload_limit(tiny_run: Path
 
 def test_a_bad_operating_point_is_named_before_the_model_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
+    from pneumoscan.service import serving
 
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    monkeypatch.setattr(serving, "run", serve_at_once())
     assert main(["serve", "--model", str(tmp_path / "missing"), "--port", "0", "--prevalence", "5"]) == 2
     err = capsys.readouterr().err
     assert err == "pneumoscan: error: --prevalence 5.0: must be strictly between 0 and 1\n"
 
 
 def test_the_operating_point_options_reach_the_service(tiny_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
+    from pneumoscan.service import serving
 
     apps: list[object] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))  # start-up only
+    monkeypatch.setattr(serving, "run", serve_at_once(lambda app, **kwargs: apps.append(app)))
     assert main(["serve", "--model", str(tiny_run), "--port", "0", "--log-level", "critical",
                  "--target-recall", "0.99", "--prevalence", "0.2"]) == 0
     predictor = apps[0].state.engine.predictor  # type: ignore[attr-defined]
@@ -399,7 +391,7 @@ def test_a_model_with_malformed_stored_scores_serves_without_an_interval(tiny_ru
     interval; a --target-recall, which would be chosen on those scores, is refused in one line."""
     from dataclasses import replace
 
-    import uvicorn
+    from pneumoscan.service import serving
 
     from pneumoscan.artifact import load_artifact, save_artifact
 
@@ -407,7 +399,7 @@ def test_a_model_with_malformed_stored_scores_serves_without_an_interval(tiny_ru
     model = save_artifact(tmp_path / "edited.safetensors", net,
                           replace(meta, val_scores={"labels": [0, 0], "probs": [0.1, 0.9]}))
     apps: list[object] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))  # start-up only
+    monkeypatch.setattr(serving, "run", serve_at_once(lambda app, **kwargs: apps.append(app)))
     assert main(["serve", "--model", str(model), "--port", "0", "--log-level", "critical"]) == 0
     assert apps[0].state.engine.predictor.operating_point()["threshold_ci95"] is None  # type: ignore[attr-defined]
     capsys.readouterr()
@@ -480,7 +472,8 @@ def test_the_listen_check_binds_every_address_of_a_name_as_uvicorn_does(first: s
         return listening
 
     if fails == "socket" or sys.version_info >= (3, 13):  # a family turned off; an address not here (bpo-30945)
-        port = check_listen("dual.example", 0).port
+        with check_listen("dual.example", 0) as listening:  # closed, for asyncio to bind the port
+            port = listening.port
         assert port > 0 and asyncio.run(serves(port))
     else:
         with pytest.raises(InputError) as err:
@@ -495,13 +488,13 @@ def test_every_address_is_named_so_in_the_page_url_the_warning_and_a_busy_port(
     """`serve --host ''` (every address, IPv4 and IPv6, as asyncio reads it) printed `serving on http://:PORT/`, which
     no browser opens, `warning:  is reachable from other machines`, and on a busy port `:PORT: cannot listen here`.
     It prints this machine's URL and that it listens on every address, and names the host `*:PORT (every address)`."""
-    import uvicorn
+    from pneumoscan.service import serving
 
     from pneumoscan.service.listen import host_port, page_url
 
     assert page_url("", 8000) == "http://localhost:8000/" and host_port("", 8000) == "*:8000 (every address)"
     ports: list[int] = []
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: ports.append(kwargs["port"]))  # start-up only
+    monkeypatch.setattr(serving, "run", serve_at_once(lambda *args, **kwargs: ports.append(kwargs["port"])))
     assert main(["serve", "--model", str(tiny_run), "--host", "", "--port", "0", "--log-level", "critical"]) == 0
     captured = capsys.readouterr()
     assert (f"pneumoscan: serving on http://localhost:{ports[-1]}/ (listening on every address, IPv4 and IPv6: other "
@@ -544,11 +537,38 @@ def test_port_0_on_several_addresses_tries_other_free_ports(taken: int, monkeypa
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     monkeypatch.setattr(socket, "socket", Socket)
     if taken < 5:
-        assert check_listen("dual.example", 0).port > 0 and len(refused) == taken and 0 not in refused
+        with check_listen("dual.example", 0) as listening:
+            assert listening.port > 0 and len(refused) == taken and 0 not in refused
     else:
         with pytest.raises(InputError, match="Address already in use on ::1"):
             check_listen("dual.example", 0)
         assert len(refused) == 5
+
+
+def test_the_check_leaves_its_sockets_listening_and_one_that_cannot_listen_is_one_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check's sockets were closed, and the port free for any program until uvicorn bound it again: they now
+    listen, so a connection reaches them, and closing the check closes them. A socket whose listen fails (another
+    program listened on the port between the bind and it) is the check's one line, not a traceback."""
+    import errno
+
+    from pneumoscan.errors import InputError
+    from pneumoscan.service.listen import check_listen
+
+    with check_listen("127.0.0.1", 0) as listening:
+        socket.create_connection(("127.0.0.1", listening.port), timeout=5).close()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", listening.port), timeout=5)
+
+    class Socket(socket.socket):
+        def listen(self, *backlog: int) -> None:
+            raise OSError(errno.EADDRINUSE, "Address already in use")
+
+    monkeypatch.setattr(socket, "socket", Socket)
+    with pytest.raises(InputError) as err:
+        check_listen("127.0.0.1", 0)
+    assert str(err.value) == ("127.0.0.1:0: cannot listen here (Address already in use); stop what uses the port or "
+                              "pass another --port")
 
 
 @pytest.mark.parametrize(("os_name", "reuses"), [("posix", True), ("nt", False)])
@@ -571,7 +591,8 @@ def test_the_listen_check_sets_so_reuseaddr_only_where_asyncio_does(os_name: str
 
     monkeypatch.setattr(socket, "socket", Socket)
     monkeypatch.setattr(os, "name", os_name)
-    assert check_listen("127.0.0.1", 0).port > 0
+    with check_listen("127.0.0.1", 0) as listening:
+        assert listening.port > 0
     monkeypatch.undo()
     assert ((socket.SOL_SOCKET, socket.SO_REUSEADDR) in options) is reuses
 
@@ -586,9 +607,9 @@ def test_a_port_another_program_bound_but_does_not_listen_on_yet_is_refused(
     in one process and listen in another) let the check's bind, and uvicorn's, through on Linux: whichever listened
     first took the port, and `serve` failed with uvicorn's 'address already in use' once its model had loaded, or the
     other program did."""
-    import uvicorn
+    from pneumoscan.service import serving
 
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)  # a port let through must not serve forever
+    monkeypatch.setattr(serving, "run", serve_at_once())  # a port let through must not serve forever
     with socket.socket() as starting:
         starting.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         starting.bind((other, 0))
@@ -627,7 +648,8 @@ def test_a_previous_runs_closed_connections_do_not_hold_the_port(host: str) -> N
     port = _closed_connection_port()
     with socket.socket() as plain, pytest.raises(OSError):
         plain.bind((host, port))  # what the check would refuse on, were it not told apart
-    assert check_listen(host, port).port == port
+    with check_listen(host, port) as listening:
+        assert listening.port == port
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's SO_REUSEADDR")
@@ -647,7 +669,8 @@ def test_closed_connections_do_not_hold_the_port_where_the_kernels_table_lists_n
 
     port = _closed_connection_port()
     monkeypatch.setattr(Path, "read_text", empty)
-    assert check_listen("127.0.0.1", port).port == port
+    with check_listen("127.0.0.1", port) as listening:
+        assert listening.port == port
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's SO_REUSEADDR")
@@ -694,4 +717,79 @@ def test_a_port_bound_without_listening_passes_when_the_kernels_table_cannot_be_
         starting.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         starting.bind(("127.0.0.1", 0))
         port = starting.getsockname()[1]
-        assert check_listen("127.0.0.1", port).port == port
+        with check_listen("127.0.0.1", port) as listening:
+            assert listening.port == port
+
+
+# `pneumoscan serve ...` (its arguments after this script's) where another program binds and listens on --port while
+# the model loads, and says whether it could: as a server started meanwhile on the same port would.
+GRAB_WHILE_LOADING = """
+import socket, sys
+from pneumoscan.service.engine import Engine
+
+load, others = Engine.__init__, []
+
+def load_while_another_listens(self, *args, **kwargs):
+    other = socket.socket()
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    others.append(other)
+    try:
+        other.bind(("127.0.0.1", int(sys.argv[sys.argv.index("--port") + 1])))
+        other.listen()
+        print("another program listens on the port", flush=True)
+    except OSError as err:
+        print(f"another program cannot listen on the port: {err.strerror}", flush=True)
+    load(self, *args, **kwargs)
+
+Engine.__init__ = load_while_another_listens
+from pneumoscan.cli import entry
+entry()
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_program_listening_on_the_port_while_the_model_loads_cannot_take_it(tiny_run: Path) -> None:
+    """The check bound the port, closed its sockets and loaded the model, then uvicorn bound it again: a program that
+    listened on the port meanwhile made `serve` fail once its model had loaded (exit code 3, uvicorn's 'address
+    already in use'). The check's sockets now stay listening and uvicorn serves on them: the other program is refused
+    and `serve` serves."""
+    import signal
+    import urllib.request
+
+    from tests.service.test_shutdown import Served, start
+
+    port = _free_port()
+    proc = start("-c", GRAB_WHILE_LOADING, "serve", "--model", str(tiny_run), "--port", str(port), "--backend", "onnx")
+    try:
+        served = Served(proc)
+        served.wait_for("another program (listens|cannot listen) on the port")
+        served.wait_for(r"Uvicorn running on")
+        assert "another program cannot listen on the port: Address already in use" in served.output
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as answer:
+            assert answer.status == 200
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, served.output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def test_serving_on_is_said_once_the_port_is_served(tiny_run: Path) -> None:
+    """`pneumoscan: serving on URL` was printed after the model loaded but before uvicorn had started, let alone
+    listened: a supervisor or a person taking it as the sign that the service answers could be refused, or told of
+    a service that then failed to start. It is now said once uvicorn serves on the port, after its start-up lines."""
+    import urllib.request
+
+    from tests.service.test_shutdown import serve
+
+    with serve(tiny_run) as (served, port):
+        said = served.output.index("pneumoscan: serving on")
+        assert served.output.index("Application startup complete") < served.output.index("Uvicorn running on") < said
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as answer:
+            assert answer.status == 200

@@ -33,7 +33,7 @@ from pneumoscan.cli import main
 from pneumoscan.service import tls
 from pneumoscan.service.protocol import http_protocol
 from pneumoscan.service.tls import SHUTDOWN_S
-from tests.conftest import write_xray
+from tests.conftest import serve_at_once, write_xray
 from tests.service.test_browser import free_port, stop
 from tests.service.test_protocol import DEADLINE, MARGIN, MB, TIMED_OUT
 
@@ -227,7 +227,7 @@ def test_plain_http_to_the_https_port_gets_a_plain_400_and_one_log_line(
 def test_a_certificate_or_key_that_cannot_be_used_is_one_line(
         case: str, message: str, tiny_run: Path, certificate: tuple[Path, Path],
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
+    from pneumoscan.service import serving
 
     cert, key = certificate
     folder = cert.parent
@@ -244,7 +244,7 @@ def test_a_certificate_or_key_that_cannot_be_used_is_one_line(
             "key alone": ["--ssl-keyfile", str(key)],
             "no key": ["--ssl-certfile", str(cert)],
             "encrypted": ["--ssl-certfile", str(cert), "--ssl-keyfile", f"{folder}/locked.key"]}[case]
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)  # a certificate let through must not serve
+    monkeypatch.setattr(serving, "run", serve_at_once())  # a certificate let through must not serve
     assert main(["serve", "--model", str(tiny_run), "--port", "0", "--log-level", "critical", *argv]) == 2
     captured = capsys.readouterr()
     assert message.format(dir=folder) in captured.err and len(captured.err.strip().splitlines()) == 1
@@ -254,10 +254,10 @@ def test_a_certificate_or_key_that_cannot_be_used_is_one_line(
 def test_https_is_announced_and_the_warning_no_longer_says_no_tls(
         tiny_run: Path, certificate: tuple[Path, Path], capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
+    from pneumoscan.service import serving
 
     calls: list[dict] = []  # type: ignore[type-arg]
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(serving, "run", serve_at_once(lambda *args, **kwargs: calls.append(kwargs)))
     cert, key = certificate
     assert main(["serve", "--model", str(tiny_run), "--host", "0.0.0.0", "--port", "0", "--ssl-certfile", str(cert),
                  "--ssl-keyfile", str(key)]) == 0
@@ -273,8 +273,10 @@ def test_an_uvicorn_without_loop_factories_serves_tls_with_a_warning(
     """uvicorn before 0.36 takes no loop factory: TLS is served on its own loop, and `serve` says what that lacks."""
     import uvicorn
 
+    from pneumoscan.service import serving
+
     calls: list[dict] = []  # type: ignore[type-arg]
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(serving, "run", serve_at_once(lambda *args, **kwargs: calls.append(kwargs)))
     monkeypatch.delattr(uvicorn.Config, "get_loop_factory")
     cert, key = certificate
     assert main(["serve", "--model", str(tiny_run), "--port", "0", "--ssl-certfile", str(cert), "--ssl-keyfile",

@@ -26,12 +26,12 @@ from tests.conftest import shipped_copy
 ROOT = Path(__file__).resolve().parents[2]
 FILM = ROOT / "sample" / "chest_xray" / "train" / "NORMAL" / "IM-0240-0001.jpeg"
 
-# Runs `pneumoscan serve` (the shipped model, backend auto) with uvicorn.run replaced by requests through a TestClient,
+# Runs `pneumoscan serve` (the shipped model, backend auto) with serving.run replaced by requests through a TestClient,
 # and prints, as JSON, whether torch was imported after each step.
 SERVE = textwrap.dedent("""
     import json, sys, time
-    import uvicorn
     from fastapi.testclient import TestClient
+    from pneumoscan.service import serving
     from pneumoscan.cli import main
 
     film = open(sys.argv[2], "rb").read()
@@ -60,7 +60,7 @@ SERVE = textwrap.dedent("""
             steps["after"] = "torch" in sys.modules
             steps["loaded"] = c.get("/model").json()["explain_loaded"]
 
-    uvicorn.run = serve
+    serving.run = serve
     assert main(["serve", "--port", "0", "--log-level", "critical"]) == 0
     print(json.dumps(steps))
 """)

@@ -90,7 +90,7 @@ def _announce(host: str, listening: Listening, tls: bool) -> None:
 
 
 def tls_options(args: argparse.Namespace) -> dict[str, Any]:
-    """uvicorn.run's TLS arguments for --ssl-certfile/--ssl-keyfile (none without them); InputError for a file that
+    """uvicorn's TLS options for --ssl-certfile/--ssl-keyfile (none without them); InputError for a file that
     cannot be used, before the model loads."""
     from pneumoscan.errors import InputError
 
@@ -127,25 +127,25 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _load_and_serve(args: argparse.Namespace, listening: Listening, stop: StopSignals) -> None:
-    """Import the service (a second or two), load the model, then serve under uvicorn until stopped."""
-    import uvicorn
-
+    """Import the service (a second or two), load the model, then serve under uvicorn on the sockets `listening`
+    holds until stopped, saying where once it serves."""
+    from pneumoscan.service import serving
     from pneumoscan.service.app import create_app
     from pneumoscan.service.protocol import http_protocol
 
     settings = _settings(args)
     tls = tls_options(args)
     stop.app = create_app(settings)
-    _announce(args.host, listening, bool(tls))
-    uvicorn.run(stop.app, host=args.host, port=listening.port, log_level=args.log_level,
-                log_config=serve_log_config(args.host, listening.addresses),
-                server_header=False, http=http_protocol(settings.header_timeout_s),
-                timeout_graceful_shutdown=settings.shutdown_timeout_s, **tls)  # type: ignore[arg-type]  # int in its hints
+    serving.run(stop.app, sockets=listening.sockets, announce=lambda: _announce(args.host, listening, bool(tls)),
+                host=args.host, port=listening.port, log_level=args.log_level,
+                log_config=serve_log_config(args.host, listening.addresses), server_header=False,
+                http=http_protocol(settings.header_timeout_s),
+                timeout_graceful_shutdown=settings.shutdown_timeout_s, **tls)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Load the model (fail fast on a bad --model or a busy port), then serve until interrupted; a stop signal while
-    it starts ends it at once, with code 0 as once it serves."""
+    """Listen on the port (fail fast when it is busy), load the model (fail fast on a bad --model), then serve on
+    the port held until interrupted; a stop signal while it starts ends it at once, with code 0 as once it serves."""
     try:
         import uvicorn  # noqa: F401
     except ImportError as err:
@@ -153,9 +153,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         raise_if_interrupted(err)
         raise InputError("serve needs uvicorn and fastapi; pip install uvicorn fastapi python-multipart") from None
-    listening = check_listen(args.host, args.port)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-    with _own_log_level(args.log_level):
+    with check_listen(args.host, args.port) as listening, _own_log_level(args.log_level):
         with StopSignals() as stop:
             try:
                 _load_and_serve(args, listening, stop)

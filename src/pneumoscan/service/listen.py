@@ -14,21 +14,31 @@ if TYPE_CHECKING:
 
 
 class Listening(NamedTuple):
-    """Where `serve` listens: the port, and the addresses bound on it (those HOST resolves to, less any that asyncio
-    passes over, such as '::' on a machine without IPv6)."""
+    """Where `serve` listens: the port, the addresses bound on it (those HOST resolves to, less any that asyncio
+    passes over, such as '::' on a machine without IPv6), and their sockets, listening, for uvicorn to serve on; a
+    context manager that closes them."""
 
     port: int
     addresses: tuple[str, ...]
+    sockets: tuple[socket.socket, ...] = ()
+
+    def __enter__(self) -> Listening:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sock in self.sockets:
+            sock.close()
 
 
 def check_listen(host: str, port: int) -> Listening:
-    """The port to listen on (a free one for 0) and the addresses it is bound on; InputError when HOST:PORT cannot be
-    listened on (port in use, on Linux also by a socket bound and not yet listening; unknown address), before the
-    model loads. Tried as uvicorn will listen (asyncio's `loop.create_server` with the host): on every address the
-    host resolves to at once ('' is every address, IPv4 and IPv6), each IPv6 one IPv6-only, passing over an address
-    family whose socket cannot be made (IPv6 turned off), and from Python 3.13 an address not on this machine
-    (EADDRNOTAVAIL), but failing on any other address that cannot be bound, and when none is bound. For port 0, the
-    first address's free port is tried on the others, and the whole is tried again (a few times) when another
+    """The port to listen on (a free one for 0), the addresses it is bound on and their sockets, left listening so
+    that no other program takes the port while the model loads (close them: `with check_listen(...)`); InputError
+    when HOST:PORT cannot be listened on (port in use, on Linux also by a socket bound and not yet listening; unknown
+    address), before the model loads. Tried as uvicorn will listen (asyncio's `loop.create_server` with the host): on
+    every address the host resolves to at once ('' is every address, IPv4 and IPv6), each IPv6 one IPv6-only, passing
+    over an address family whose socket cannot be made (IPv6 turned off), and from Python 3.13 an address not on this
+    machine (EADDRNOTAVAIL), but failing on any other address that cannot be bound, and when none is bound. For port
+    0, the first address's free port is tried on the others, and the whole is tried again (a few times) when another
     address holds that port."""
     import socket
 
@@ -52,13 +62,13 @@ _FREE_PORT_TRIES = 5  # port 0 on several addresses: how many free ports of the 
 
 
 def _bind_all(addresses: list[tuple[Any, ...]], host: str, port: int, *, retry: bool) -> Listening | None:
-    """`check_listen`'s bind of every one of `addresses` (getaddrinfo's answers for HOST) at once on PORT: the port
-    and the addresses bound; None, to `retry`, when PORT is 0 and the first address's free port is in use on a later
-    one."""
+    """`check_listen`'s bind of every one of `addresses` (getaddrinfo's answers for HOST) at once on PORT, then listen
+    on each: the port, the addresses bound and their sockets; None, to `retry`, when PORT is 0 and the first
+    address's free port is in use on a later one."""
     import socket
 
     passed_over: tuple[OSError, int, str] | None = None  # the first address asyncio would pass over, and why
-    chosen, listening = port, list[str]()  # the port, and the addresses bound on it
+    chosen, listening = port, list[tuple[socket.socket, int, str]]()  # the port, and the sockets bound on it
     with contextlib.ExitStack() as bound:  # each stays bound until all are: uvicorn listens on all at once
         for family, kind, proto, _, address in addresses:
             try:
@@ -85,11 +95,17 @@ def _bind_all(addresses: list[tuple[Any, ...]], host: str, port: int, *, retry: 
                                                     f"starting up, and so is not in `ss -ltn`, has bound port {port}")
                 raise _cannot_listen(held_by, host, port, family, address[0] if len(addresses) > 1 else None)
             chosen = int(sock.getsockname()[1])
-            listening.append(address[0])
-    if not listening and passed_over is not None:  # asyncio's 'could not bind on any address'
-        err, family, address = passed_over
-        raise _cannot_listen(err, host, port, family, address if len(addresses) > 1 else None)
-    return Listening(chosen, tuple(listening))
+            listening.append((sock, family, address[0]))
+        if not listening and passed_over is not None:  # asyncio's 'could not bind on any address'
+            err, family, address = passed_over
+            raise _cannot_listen(err, host, port, family, address if len(addresses) > 1 else None)
+        for sock, family, address in listening:
+            try:
+                sock.listen()  # uvicorn serves on these: from here on the port is this process's
+            except OSError as err:  # another socket listened on it since the bind
+                raise _cannot_listen(err, host, port, family, address if len(addresses) > 1 else None) from None
+        bound.pop_all()
+    return Listening(chosen, tuple(address for _, _, address in listening), tuple(sock for sock, _, _ in listening))
 
 
 def _held_not_listening(family: int, kind: int, proto: int, address: tuple[Any, ...], port: int) -> bool:
@@ -292,9 +308,10 @@ def where_listening(host: str, addresses: Sequence[str]) -> str:
 
 
 class StartedLine(logging.Filter):
-    """uvicorn's "Uvicorn running on http://0.0.0.0:8000" line with the page's address of `page_url` instead, and
-    what it listens on: uvicorn writes the host as given, and no browser opens http://0.0.0.0:8000 (Edge on Windows
-    refuses it), http://[::]:8000 or, for --host '', http://:8000. Every other line of uvicorn's passes as it is."""
+    """uvicorn's "Uvicorn running on http://0.0.0.0:8000" line (`serving` logs it in uvicorn's words, which
+    uvicorn does not for sockets handed to it) with the page's address of `page_url` instead, and what it listens on:
+    uvicorn writes the host as given, and no browser opens http://0.0.0.0:8000 (Edge on Windows refuses it),
+    http://[::]:8000 or, for --host '', http://:8000. Every other line of uvicorn's passes as it is."""
 
     def __init__(self, host: str, addresses: Sequence[str]) -> None:
         super().__init__()

@@ -1,0 +1,47 @@
+"""uvicorn serving `serve`'s app on the sockets `check_listen` bound and left listening, so that no other program
+takes the port while the model loads, and saying where it serves once it does."""
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from typing import Any, Callable, Sequence
+
+import uvicorn
+
+STARTUP_FAILURE = 3  # uvicorn.run's exit code when its server did not start
+log = logging.getLogger("uvicorn.error")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, calling `announce` once it serves on the sockets it was handed."""
+
+    def __init__(self, config: uvicorn.Config, announce: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.announce = announce
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.announce()
+
+
+def run(app: Any, *, sockets: Sequence[socket.socket], announce: Callable[[], None], **options: Any) -> None:
+    """uvicorn.run(app, **options) on SOCKETS, bound and listening, instead of binding HOST:PORT again after the model
+    loaded; `announce` is called once it serves. Exits with uvicorn.run's code 3 when the server did not start."""
+    config = uvicorn.Config(app, **options)
+    server = _Server(config, lambda: _started(config, announce))
+    try:
+        server.run(sockets=list(sockets))
+    except KeyboardInterrupt:  # as uvicorn.run
+        pass
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+def _started(config: uvicorn.Config, announce: Callable[[], None]) -> None:
+    """uvicorn's "Uvicorn running on" line, which it logs only for the host and port it binds itself (`StartedLine`
+    gives it the page's address), then `announce`."""
+    log.info("Uvicorn running on %s://%s:%d (Press CTRL+C to quit)", "https" if config.is_ssl else "http",
+             config.host, config.port)
+    announce()
