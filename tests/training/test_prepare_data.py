@@ -394,3 +394,28 @@ def test_train_audit_and_evaluate_key_a_dicom_film_named_jpeg_in_test_alike(tiny
     assert {s: run.patients(s) for s in films} == {s: audited(s) for s in films}
     assert len({audited(s) for s in films if s.path.name.startswith("dcmp")}) == 1  # P1 is a patient
     assert opened == [] and all(path.exists() for path in named_jpg)  # neither opened test/'s files
+
+
+@pytest.mark.parametrize("choice", ["name", "folder"])
+def test_training_keyed_by_path_opens_no_file_of_test(tmp_path: Path, choice: str) -> None:
+    """With --patient-key name or folder no film of test/ can change a key of train/ or val/, yet listing test/
+    opened its .dcm and extensionless files for their first bytes (test/ is for final reporting): now they are listed
+    by name, none opened; with auto the header of such a file is still read, as a DICOM PatientID there may key
+    films of train/."""
+    from tests.conftest import files_opened_under, write_dicom, write_xray
+
+    root = tmp_path / "data"
+    for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+        for i in range(6):
+            write_xray(root / "train" / name / f"pt{i}" / f"{name[0]}{i}.jpeg", label, 10 * label + i, size=16)
+            write_xray(root / "test" / name / f"tp{i}" / f"T{name[0]}{i}.jpeg", label, 50 + 10 * label + i, size=16)
+    dicoms = [write_dicom(root / "test" / "PNEUMONIA" / "tq" / "t0.dcm", 1, 7, patient_id="T0", size=16),
+              write_dicom(root / "test" / "NORMAL" / "tq" / "IM000001", 0, 8, patient_id="T1", size=16)]
+    with files_opened_under(root / "test") as opened:
+        prepare_data(TrainConfig(data=str(root), out=str(tmp_path / "r"), patient_key=choice, val_fraction=0.3), 16,
+                     False)
+    assert opened == []
+    with files_opened_under(root / "test") as opened:
+        prepare_data(TrainConfig(data=str(root), out=str(tmp_path / "a"), patient_key="auto", val_fraction=0.3), 16,
+                     False)
+    assert {str(path.resolve()) for path in dicoms} <= set(opened)

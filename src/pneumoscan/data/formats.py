@@ -37,16 +37,20 @@ def image_stem(path: str | Path) -> str:
     return path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name
 
 
-def is_image_path(path: Path) -> bool:
+def is_image_path(path: Path, opened: bool = True) -> bool:
     """Whether a file looks like an image: by its image extension (or that of a format pneumoscan does not read,
     `UNREAD_EXTENSIONS`, so that reading it reports it); with no extension (as DICOM files often have: IM00001) by
     the magic bytes of any format read (an export's LOCKFILE or VERSION is not an image); for any other name by
     the DICOM magic bytes (DICOM files are often named by their UID, e.g. 1.2.840.113619.2.55.3.12345).
     A broken link with an image's extension counts, so that reading it reports it rather than it going unseen.
     A DICOMDIR, the index every DICOM export (CD, USB, PACS) carries under that name, is never an image, nor is a
-    DICOM object whose file meta names a SOP class without one (a presentation state, a report), whatever its name."""
+    DICOM object whose file meta names a SOP class without one (a presentation state, a report), whatever its name.
+    Without `opened`, by the name alone, the file unopened: an image-like name (`_image_like_name`) counts."""
     if path.name.startswith(".") or path.name.upper() == "DICOMDIR":
         return False
+    if not opened:
+        return (path.is_file() or path.is_symlink()) and (_image_like_name(path) or
+                                                          path.suffix.lower() in UNREAD_EXTENSIONS)
     if not path.is_file():
         return path.is_symlink() and _image_like_name(path)
     suffix = path.suffix.lower()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Collection
 
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.formats import is_image_path
@@ -11,9 +12,10 @@ from pneumoscan.data.manifest import is_manifest, read_manifest_splits
 from pneumoscan.errors import InputError, counted, first_names, option, warn
 
 
-def image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path, opened: bool = True) -> list[Path]:
     """The image files below `folder`, sorted: linked folders are followed (each real folder once), hidden
-    files and folders are left out, and a sub-folder that cannot be listed is an InputError, not a gap."""
+    files and folders are left out, and a sub-folder that cannot be listed is an InputError, not a gap. Without
+    `opened`, told by their names alone, none opened (`is_image_path`)."""
     def refuse(err: OSError) -> None:
         raise InputError(f"{err.filename}: cannot list this folder ({err.strerror}); fix its permissions or move it "
                          f"out of {folder}")
@@ -27,7 +29,7 @@ def image_files(folder: Path) -> list[Path]:
             continue
         seen.add(real)
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        files += [p for p in (Path(current, n) for n in names) if is_image_path(p)]
+        files += [p for p in (Path(current, n) for n in names) if is_image_path(p, opened)]
     return sorted(files)
 
 
@@ -42,7 +44,7 @@ def _child_dirs(folder: Path) -> dict[str, Path]:
     return children
 
 
-def _class_folder_samples(folder: Path) -> list[Sample]:
+def _class_folder_samples(folder: Path, opened: bool = True) -> list[Sample]:
     children = _child_dirs(folder)
     samples: list[Sample] = []
     for label, name in enumerate(CLASS_NAMES):
@@ -52,7 +54,7 @@ def _class_folder_samples(folder: Path) -> list[Sample]:
             others = sorted(p.name for p in children.values() if p.name.lower() not in known)
             seen = f" (found {', '.join(others)}: a misspelt name?)" if others else ""
             raise InputError(f"{folder}: no {name} folder{seen}; expected class folders {' and '.join(CLASS_NAMES)}")
-        files = image_files(class_dir)
+        files = image_files(class_dir, opened)
         if not files:
             raise InputError(f"{class_dir}: class folder has no images; add {name} images"
                              + (" or remove this split" if folder.name.lower() in SPLITS else ""))
@@ -64,11 +66,11 @@ class LeftOutImagesWarning(UserWarning):
     """Images under a data folder that no split or class folder holds, so no command reads them."""
 
 
-def _warn_left_out(folder: Path, used: set[str]) -> None:
+def _warn_left_out(folder: Path, used: set[str], opened: bool = True) -> None:
     """Warn about the images in `folder` outside its sub-folders named in `used` (lower-case): a folder such as
     `Unsure/` or `pneumonia (2)/` beside the class folders, or films lying loose beside them, would otherwise be left
     out of every count without a word."""
-    loose = [p for p in sorted(folder.iterdir()) if p.is_file() and is_image_path(p)]
+    loose = [p for p in sorted(folder.iterdir()) if p.is_file() and is_image_path(p, opened)]
     if loose:
         one = len(loose) == 1
         warn(LeftOutImagesWarning(
@@ -76,19 +78,20 @@ def _warn_left_out(folder: Path, used: set[str]) -> None:
             f"{'split' if 'train' in used else 'class'} folders and {'is' if one else 'are'} left out, e.g. "
             f"{loose[0].name}; move {'it' if one else 'them'} into one to use {'it' if one else 'them'}"))
     for name, child in _child_dirs(folder).items():
-        if name not in used and not name.startswith(".") and (found := image_files(child)):
+        if name not in used and not name.startswith(".") and (found := image_files(child, opened)):
             wanted = "split folder (train, val, test)" if "train" in used else "class folder (NORMAL, PNEUMONIA)"
             warn(LeftOutImagesWarning(
                 f"{child}: not a {wanted}, so its {counted(len(found), 'image')} {'is' if len(found) == 1 else 'are'} "
                 f"left out; rename it or move it out of {folder} to say what it is"))
 
 
-def discover(root: str | Path) -> dict[str, list[Sample]]:
+def discover(root: str | Path, unopened: Collection[str] = ()) -> dict[str, list[Sample]]:
     """Labelled samples per split found under `root`.
 
     Accepts a Kaggle/Mendeley root (`train/`, optional `val/`, `test/`, each with class folders),
     a single folder of class folders (returned as split `all`), or a CSV manifest (split `all`, or the
-    splits its `split` column names).
+    splits its `split` column names). The files of the split folders named in `unopened` (training's test/, when its
+    patient keys need none of them) are told by their names alone, none opened (`is_image_path`).
     """
     root = Path(root)
     if not root.exists():
@@ -101,10 +104,10 @@ def discover(root: str | Path) -> dict[str, list[Sample]]:
     splits = {name: children[name] for name in SPLITS if name in children}
     classes = {name.lower() for name in CLASS_NAMES}
     if splits:
-        found = {name: _class_folder_samples(folder) for name, folder in splits.items()}
+        found = {name: _class_folder_samples(folder, name not in unopened) for name, folder in splits.items()}
         _warn_left_out(root, set(SPLITS))
-        for folder in splits.values():
-            _warn_left_out(folder, classes)
+        for name, folder in splits.items():
+            _warn_left_out(folder, classes, name not in unopened)
         return found
     if any(name.lower() in children for name in CLASS_NAMES):
         found = {"all": _class_folder_samples(root)}

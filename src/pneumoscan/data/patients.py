@@ -381,6 +381,13 @@ def patient_keys(samples: Iterable[Sample], choice: str = "auto", refused: Itera
                        headers)
 
 
+def listed_unopened(choice: str) -> tuple[str, ...]:
+    """The splits whose files `train` lists by their names alone, none opened (`discover`'s `unopened`), keying by
+    `choice`: REPORTING_SPLITS, but with `auto`, which reads the header of those that may be DICOM by name
+    (`unopened_headers`), none; `name` and `folder` read a film's key from its path."""
+    return () if choice == "auto" else REPORTING_SPLITS
+
+
 def unopened_headers(splits: Mapping[str, Iterable[Sample]]) -> dict[Sample, None]:
     """The films of `splits`' REPORTING_SPLITS whose names say they are no DICOM file (a JPEG's, a PNG's extension),
     as `patient_keys` takes headers read already: none, so they are keyed by name unopened, by `train`, `audit` and
@@ -452,7 +459,8 @@ def _training_films(config: dict, run_dir: str | Path | None) -> TrainingFilms:
     with warnings.catch_warnings():  # the folder's own warnings were given when it was trained on
         warnings.simplefilter("ignore")
         try:
-            found = set_aside_unread(discover(folder), REPORTING_SPLITS)[0]  # as training did: files it read no
+            found = set_aside_unread(discover(folder, listed_unopened(config.get("patient_key", "name"))),
+                                     REPORTING_SPLITS)[0]  # as training did: files it read no
             # patient from, and test/ whole
         except InputError as err:  # what is wrong, without the advice on how to arrange a data set
             why = str(err).split("; ")[0].removeprefix(f"{folder}: ")

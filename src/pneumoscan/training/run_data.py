@@ -15,7 +15,8 @@ from pneumoscan.data.fingerprint import TAUGHT_BOTH, duplicate_warnings
 from pneumoscan.data.formats import UNREAD_RULE, set_aside_unread
 from pneumoscan.data.labels import Sample
 from pneumoscan.data.layout import discover
-from pneumoscan.data.patients import REPORTING_SPLITS, PatientKeys, dataset_keys, describe, name_collision_warning
+from pneumoscan.data.patients import (REPORTING_SPLITS, PatientKeys, dataset_keys, describe, listed_unopened,
+                                      name_collision_warning)
 from pneumoscan.data.split import patient_split
 from pneumoscan.errors import DecodeOutOfMemory, InputError, counted, first_few, option, switch
 from pneumoscan.training.config import TrainConfig
@@ -176,7 +177,8 @@ def _few_given_val(cfg: TrainConfig, val: ImageSet) -> str | None:
 def prepare_data(cfg: TrainConfig, image_size: int, progress: bool = True, command: str = "train") -> RunData:
     """Find, split and decode (through the cache) the training and validation images; `command` (train or
     pretrain) chooses which options a message may suggest."""
-    found, unread, no_image = set_aside_unread(discover(cfg.data), REPORTING_SPLITS)  # test/ kept whole, unopened
+    # test/ kept whole, unopened (with --patient-key name or folder not even listed by its files' first bytes)
+    found, unread, no_image = set_aside_unread(discover(cfg.data, listed_unopened(cfg.patient_key)), REPORTING_SPLITS)
     train_split = "train" if "train" in found else "all"
     if train_split not in found:
         raise InputError(f"{cfg.data}: no train/ folder to train on; add DATA/train/NORMAL and DATA/train/PNEUMONIA")
