@@ -463,3 +463,40 @@ def test_a_site_patient_id_on_most_films_with_test_films_named_jpeg_is_a_placeho
     assert report["patient_ids_in_two_splits"] == {"train+test": 0} and report["same_patient_in_two_splits"] == []
     assert audit_problems(report) == []
     assert report["splits"]["test"]["patients"] == {"NORMAL": 3, "PNEUMONIA": 3}
+
+
+@pytest.mark.parametrize("train_films, test_films, labels", [(1, 4, (0, 1)), (2, 3, (1,))])
+def test_a_placeholder_found_only_with_test_films_named_jpeg_is_named(tmp_path: Path, train_films: int,
+                                                                      test_films: int, labels: tuple[int, ...]) -> None:
+    """A PatientID taken for a placeholder only once the audit reads test/'s DICOM films named .jpg (which train keys
+    by name unopened) left those films keyed by name without a word: a site's ID (SITE9, on 2 of train/'s films,
+    which train keys as one patient) and a real patient's holding most of the IDs read (P7: 2 films of train/ beside
+    Q1 and Q2, 3 of test/; a leak the audit cannot tell from a placeholder) alike. Now one line names it, its counts
+    and what a patient's ID so judged would hide."""
+    value = "SITE9" if labels == (0, 1) else "P7"
+    for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+        for i in range(3):
+            write_xray(tmp_path / "train" / name / f"{name[0]}{i}.jpeg", label, 10 * label + i)
+            write_xray(tmp_path / "test" / name / f"T{name[0]}{i}.jpeg", label, 30 + 10 * label + i)
+    for label in labels:
+        name = ("NORMAL", "PNEUMONIA")[label]
+        for i in range(train_films):
+            write_dicom(tmp_path / "train" / name / f"x{i}.dcm", label, 90 + 10 * label + i, patient_id=value, size=32)
+        for i in range(test_films):
+            write_dicom(tmp_path / "test" / name / f"t{i}.jpg", label, 60 + 10 * label + i, patient_id=value, size=32)
+    if value == "P7":
+        for i in (1, 2):
+            write_dicom(tmp_path / "train" / "NORMAL" / f"q{i}.dcm", 0, 80 + i, patient_id=f"Q{i}", size=32)
+    with pytest.warns(UserWarning) as caught:
+        report = audit(tmp_path, progress=False)
+    texts = [str(w.message) for w in caught if value in str(w.message)]
+    n_train, n_test = train_films * len(labels), test_films * len(labels)
+    total = n_train + n_test + (2 if value == "P7" else 0)
+    assert texts == [f"PatientID {value!r} on {n_train + n_test} of the {total} DICOM files with a PatientID in their "
+                     f"header, {n_test} of them in test/ named for another image format (which train keys by name "
+                     f"unopened): taken for a placeholder, not a patient, so those films are keyed by file name, as "
+                     f"train keys them, matching no film of another split; train, which reads {n_train} other films "
+                     f"holding it, keys them as one patient; if it is one patient's ID, that patient's films in test/ "
+                     f"and in the other splits are not counted as one patient in two splits: list them in a CSV "
+                     f"manifest with a patient column"]
+    assert report["patient_ids_in_two_splits"] == {"train+test": 0}

@@ -396,6 +396,27 @@ def unopened_headers(splits: Mapping[str, Iterable[Sample]]) -> dict[Sample, Non
     return {s: None for split in REPORTING_SPLITS for s in splits.get(split, []) if not may_be_dicom(s.path)}
 
 
+def _warn_unopened_placeholders(values: set[str], keys: PatientKeys, read: Mapping[Sample, str], counts: Counter,
+                                total: int) -> None:
+    """One warning line for each PatientID `compared_keys` takes for a placeholder among the films `train` keys unopened
+    (`read`: what their headers gave) that `train`'s own warning did not name: how many films hold it on each side,
+    that `train` keys its films of the other splits by it as one patient (it never read these), and that a patient's
+    ID so judged hides a patient in two splits (`placeholder_ids` cannot tell a site's ID on most films from one
+    patient's)."""
+    for value in sorted(values, key=lambda v: (-counts[v], v)):
+        unopened = sum(v == value for v in read.values())
+        kept = sum(keys.origins[s] == "dicom" and keys(s) == value for s in keys.keys)
+        others = (f"; train, which reads {counted(kept, 'other film')} holding it, keys them as one patient"
+                  if kept > 1 else "")
+        warn(f"PatientID {value!r} on {counts[value]} of the {total} DICOM files with a PatientID in their header, "
+             f"{unopened} of them in test/ named for another image format (which train keys by name unopened): "
+             f"taken for a placeholder, not a patient, so {'that film is' if unopened == 1 else 'those films are'} "
+             f"keyed by file name, as train keys {'it' if unopened == 1 else 'them'}, matching no film of another split{others}"
+             + ("" if is_placeholder(value) else "; if it is one patient's ID, that patient's films in test/ and in the "
+                "other splits are not counted as one patient in two splits: list them in a CSV manifest with a "
+                "patient column"))
+
+
 def compared_keys(keys: PatientKeys, unopened: Iterable[Sample]) -> PatientKeys:
     """`keys` for finding a patient on both sides of a split (`audit`'s leak count, `evaluate`'s shared patients):
     each of `unopened` (test/ films keyed by name unopened, `unopened_headers`) whose header, read here, gives a
@@ -406,8 +427,12 @@ def compared_keys(keys: PatientKeys, unopened: Iterable[Sample]) -> PatientKeys:
         return keys
     read = {s: value for s in dict.fromkeys(unopened) if keys.origins.get(s) == "name" and
             (value := dicom_patient_id(Path(s.path)))}
-    placeholders = placeholder_ids([value for value in {**keys.headers, **read}.values() if value])
+    named = [value for value in {**keys.headers, **read}.values() if value]
+    placeholders = placeholder_ids(named)
     usable = {s: value for s, value in read.items() if value not in placeholders and not is_placeholder(value)}
+    trained = placeholder_ids([value for value in keys.headers.values() if value])  # named by train's warning
+    if unnamed := {value for value in read.values() if value not in usable.values() and value not in trained}:
+        _warn_unopened_placeholders(unnamed, keys, read, Counter(named), len(named))
     if not usable:
         return keys
     return replace(keys, keys={**keys.keys, **usable}, origins={**keys.origins, **dict.fromkeys(usable, "dicom")})
