@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -497,6 +498,42 @@ def test_a_placeholder_found_only_with_test_films_named_jpeg_is_named(tmp_path: 
                      f"unopened): taken for a placeholder, not a patient, so those films are keyed by file name, as "
                      f"train keys them, matching no film of another split; train, which reads {n_train} other films "
                      f"holding it, keys them as one patient; if it is one patient's ID, that patient's films in test/ "
-                     f"and in the other splits are not counted as one patient in two splits: list them in a CSV "
-                     f"manifest with a patient column"]
+                     f"and in the other splits are not counted as one patient in two splits (their headers give no "
+                     f"sex and birth date to tell): list them in a CSV manifest with a patient column"]
     assert report["patient_ids_in_two_splits"] == {"train+test": 0}
+
+
+def _dicom_of(path: Path, label: int, seed: int, patient_id: str, sex: str, born: str) -> None:
+    """A DICOM film with this PatientID, PatientSex and PatientBirthDate."""
+    from tests.conftest import dicom_to_bytes, make_dicom, xray_pixels
+
+    ds = make_dicom(xray_pixels(label, seed, 32), bits_stored=8, patient_id=patient_id)
+    ds.PatientSex, ds.PatientBirthDate = sex, born
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(dicom_to_bytes(ds))
+
+
+@pytest.mark.parametrize("sexes, leak", [("MMMMM", 1), ("MFMFM", 0)])
+def test_a_patient_on_most_films_only_with_test_films_named_jpeg_is_a_leak_when_the_headers_say_so(
+        tmp_path: Path, sexes: str, leak: int) -> None:
+    """P7, on 2 of train/'s 4 DICOM films (a patient to train) and on 3 test/ DICOM films named .jpg, was on 5 of the
+    7 PatientIDs the audit read: a placeholder, so the patient in both splits went uncounted. The headers of all five
+    give one sex and birth date, as one patient's do: a leak. Given different sexes it is no one patient's, and a
+    placeholder as before (said so in its warning)."""
+    for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+        write_xray(tmp_path / "train" / name / f"{name[0]}.jpeg", label, 10 * label)
+        write_xray(tmp_path / "test" / name / f"T{name[0]}.jpeg", label, 30 + 10 * label)
+    places = [tmp_path / "train" / "PNEUMONIA" / f"p7{i}.dcm" for i in range(2)]
+    places += [tmp_path / "test" / "PNEUMONIA" / f"t{i}.jpg" for i in range(3)]
+    for i, (place, sex) in enumerate(zip(places, sexes)):
+        _dicom_of(place, 1, 50 + i, "P7", sex, "19700101")
+    for i in (1, 2):
+        _dicom_of(tmp_path / "train" / "NORMAL" / f"q{i}.dcm", 0, 80 + i, f"Q{i}", "F", "19800101")
+    with pytest.warns(UserWarning) if not leak else warnings.catch_warnings() as caught:
+        if leak:
+            warnings.simplefilter("error")
+        report = audit(tmp_path, progress=False)
+    assert report["patient_ids_in_two_splits"] == {"train+test": leak}
+    if not leak:
+        assert [str(w.message).endswith("their headers give different sexes or birth dates, so it is no one "
+                                        "patient's") for w in caught] == [True]

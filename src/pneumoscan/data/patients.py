@@ -123,6 +123,34 @@ def dicom_patient_id(path: Path) -> str | None:
     return str(value if value is not None else "").strip(" \x00")
 
 
+def dicom_identity(path: Path) -> tuple[str, str]:
+    """The PatientSex (M or F, else '') and PatientBirthDate ('' when absent) in a DICOM file's header, read without
+    its pixels; ('', '') for a file whose header cannot be read."""
+    try:
+        import pydicom
+
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientSex", "PatientBirthDate"],
+                             force=True)
+        sex, born = (str(ds.get(tag) or "").strip(" \x00").upper() for tag in ("PatientSex", "PatientBirthDate"))
+    except Exception as err:  # noqa: BLE001 -- an unreadable header tells nothing: decoding reports the file
+        raise_if_interrupted(err)
+        return "", ""
+    return (sex if sex in ("M", "F") else ""), born
+
+
+def one_patient(paths: Iterable[Path]) -> bool | None:
+    """Whether the DICOM films `paths`, which share a PatientID, are one patient's by what else their headers say
+    (`dicom_identity`): True when every one gives the same sex and birth date, False when two give different ones
+    (a site's or an anonymiser's fixed ID: read up to the first two that differ), None when some give neither and
+    none differ (the headers cannot tell)."""
+    seen: set[tuple[str, str]] = set()
+    for path in paths:
+        seen.add(dicom_identity(path))
+        if len({sex for sex, _ in seen if sex}) > 1 or len({born for _, born in seen if born}) > 1:
+            return False
+    return True if len(seen) == 1 and all(next(iter(seen))) else None
+
+
 def own_file_key(path: str | Path, folders: int) -> str:
     """The key of a DICOM file whose header names no patient (no, an empty or a placeholder PatientID): its file
     name's (`patient_id`), unless that key is found in `folders` > 1 folders, as an export names its films
@@ -397,12 +425,12 @@ def unopened_headers(splits: Mapping[str, Iterable[Sample]]) -> dict[Sample, Non
 
 
 def _warn_unopened_placeholders(values: set[str], keys: PatientKeys, read: Mapping[Sample, str], counts: Counter,
-                                total: int) -> None:
+                                total: int, told: Mapping[str, bool | None]) -> None:
     """One warning line for each PatientID `compared_keys` takes for a placeholder among the films `train` keys unopened
     (`read`: what their headers gave) that `train`'s own warning did not name: how many films hold it on each side,
     that `train` keys its films of the other splits by it as one patient (it never read these), and that a patient's
     ID so judged hides a patient in two splits (`placeholder_ids` cannot tell a site's ID on most films from one
-    patient's)."""
+    patient's), unless `told` (`one_patient`) says their headers name different patients."""
     for value in sorted(values, key=lambda v: (-counts[v], v)):
         unopened = sum(v == value for v in read.values())
         kept = sum(keys.origins[s] == "dicom" and keys(s) == value for s in keys.keys)
@@ -411,28 +439,36 @@ def _warn_unopened_placeholders(values: set[str], keys: PatientKeys, read: Mappi
         warn(f"PatientID {value!r} on {counts[value]} of the {total} DICOM files with a PatientID in their header, "
              f"{unopened} of them in test/ named for another image format (which train keys by name unopened): "
              f"taken for a placeholder, not a patient, so {'that film is' if unopened == 1 else 'those films are'} "
-             f"keyed by file name, as train keys {'it' if unopened == 1 else 'them'}, matching no film of another split{others}"
-             + ("" if is_placeholder(value) else "; if it is one patient's ID, that patient's films in test/ and in the "
-                "other splits are not counted as one patient in two splits: list them in a CSV manifest with a "
-                "patient column"))
+             f"keyed by file name, as train keys {'it' if unopened == 1 else 'them'}, matching no film of another "
+             f"split{others}"
+             + ("" if is_placeholder(value) else
+                "; their headers give different sexes or birth dates, so it is no one patient's" if told.get(value) is
+                False else "; if it is one patient's ID, that patient's films in test/ and in the other splits are not "
+                "counted as one patient in two splits (their headers give no sex and birth date to tell): list them "
+                "in a CSV manifest with a patient column"))
 
 
 def compared_keys(keys: PatientKeys, unopened: Iterable[Sample]) -> PatientKeys:
     """`keys` for finding a patient on both sides of a split (`audit`'s leak count, `evaluate`'s shared patients):
     each of `unopened` (test/ films keyed by name unopened, `unopened_headers`) whose header, read here, gives a
     DICOM PatientID that is no placeholder (`is_placeholder`, nor one by `placeholder_ids` over the headers `keys`
-    read together with those read here, as every header was judged before patient_key_rule 5) is keyed by it, as
-    `audit` and `evaluate` read such a film anyway; every other film keeps its key, the one `train` gives."""
+    read together with those read here, as every header was judged before patient_key_rule 5, unless only these
+    make it one and the headers of its films give one sex and birth date, `one_patient`) is keyed by it, as `audit`
+    and `evaluate` read such a film anyway; every other film keeps its key, the one `train` gives. A value taken for a
+    placeholder only with these films is named in a warning (`_warn_unopened_placeholders`)."""
     if keys.choice != "auto":
         return keys
     read = {s: value for s in dict.fromkeys(unopened) if keys.origins.get(s) == "name" and
             (value := dicom_patient_id(Path(s.path)))}
     named = [value for value in {**keys.headers, **read}.values() if value]
-    placeholders = placeholder_ids(named)
-    usable = {s: value for s, value in read.items() if value not in placeholders and not is_placeholder(value)}
     trained = placeholder_ids([value for value in keys.headers.values() if value])  # named by train's warning
+    # a value on most of the films only with test/'s (a site's ID, or one patient's): their headers may tell which
+    told = {value: one_patient(Path(s.path) for s, v in {**keys.headers, **read}.items() if v == value)
+            for value in placeholder_ids(named) - trained if value in read.values() and not is_placeholder(value)}
+    placeholders = placeholder_ids(named) - {value for value, one in told.items() if one}
+    usable = {s: value for s, value in read.items() if value not in placeholders and not is_placeholder(value)}
     if unnamed := {value for value in read.values() if value not in usable.values() and value not in trained}:
-        _warn_unopened_placeholders(unnamed, keys, read, Counter(named), len(named))
+        _warn_unopened_placeholders(unnamed, keys, read, Counter(named), len(named), told)
     if not usable:
         return keys
     return replace(keys, keys={**keys.keys, **usable}, origins={**keys.origins, **dict.fromkeys(usable, "dicom")})
