@@ -182,7 +182,7 @@ def test_dicom_films_without_patient_ids_under_repeated_names_are_keyed_by_folde
     assert len({keys(s) for s in samples}) == 9 and keys.sources == {"name": 1, "file": 16}
     assert keys.effective == "auto" and recorded_patient_key(keys.record()) == "auto"
     assert keys_read(keys.record()) == "--patient-key auto (1 by file name, 16 by folder and file name)"
-    assert keys.record()["patient_key_rule"] == 5
+    assert keys.record()["patient_key_rule"] == 6
     moved = discover(tmp_path / "moved" / "elsewhere")["all"]
     val, val_moved = patient_split(samples, 0.3, 0, keys)[1], patient_split(moved, 0.3, 0, patient_keys(moved))[1]
     assert [s.path.relative_to(tmp_path / "a") for s in val] == \
@@ -583,3 +583,29 @@ def test_the_training_films_leave_out_the_files_training_set_aside_by_their_byte
     names = sorted(s.path.name for s in found.films or [])
     assert names == sorted(s.path.name for s in found.every or []), (names, found.every)
     assert "logo.gif" not in names and "scan.gif" in names and len(names) == 5, names
+
+
+@pytest.mark.parametrize("sexes, one", [("MMM", True), ("MFM", False), ("   ", False)])
+def test_a_patient_holding_most_dicom_films_is_one_patient_when_their_headers_say_so(tmp_path: Path, sexes: str,
+                                                                                      one: bool) -> None:
+    """P1 on 3 of the 5 DICOM films was taken for a placeholder by being on most of them, so its films were keyed by
+    file name and the split could put them on both sides. The headers of all three give one sex and birth date, as
+    one patient's do: P1 is a patient. Given different sexes, or none, it stays a placeholder (with its warning)."""
+    from tests.conftest import dicom_to_bytes, make_dicom, xray_pixels
+
+    def film(path: Path, label: int, seed: int, patient: str, sex: str) -> None:
+        ds = make_dicom(xray_pixels(label, seed, 16), bits_stored=8, patient_id=patient)
+        ds.PatientSex, ds.PatientBirthDate = sex.strip(), "19700101" if sex.strip() else ""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(dicom_to_bytes(ds))
+
+    for i, sex in enumerate(sexes):
+        film(tmp_path / "PNEUMONIA" / f"p{i}.dcm", 1, i, "P1", sex)
+    for i in range(2):
+        film(tmp_path / "NORMAL" / f"q{i}.dcm", 0, 10 + i, f"Q{i}", "F")
+    samples = discover(tmp_path)["all"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        keys = patient_keys(samples, progress=False)
+    assert {keys(s) for s in samples if s.label} == ({"P1"} if one else {"p0", "p1", "p2"})
+    assert [str(w.message).startswith("PatientID 'P1' on 3 of the 5") for w in caught] == ([] if one else [True])

@@ -37,8 +37,10 @@ SOURCES = ("manifest", "dicom", "folder", "name", "file")
 # folders counted over every sample keyed by file name; 3: over the DICOM files without a usable PatientID only; 4:
 # those folders, and placeholder PatientIDs, judged over every split of the data set (`dataset_keys`), not train/
 # and val/ only, so `train` keys each film as `audit` does; 5: a test/ file named for another image format (.jpeg,
-# .png) is no DICOM file, its header never read (`unopened_headers`: test/ is for final reporting).
-KEY_RULE = 5
+# .png) is no DICOM file, its header never read (`unopened_headers`: test/ is for final reporting); 6: a PatientID
+# on most of the DICOM films whose films' headers all give one sex and birth date is a patient, not a placeholder
+# (`judged_placeholders`).
+KEY_RULE = 6
 # the splits for final reporting only: keying a data set opens none of their files it need not
 REPORTING_SPLITS = ("test",)
 FILE_KEYS = frozenset({"name", "file"})  # origins of keys read from a file's name, which name no patient across splits
@@ -332,6 +334,15 @@ def placeholder_ids(ids: list[str]) -> set[str]:
     return found
 
 
+def judged_placeholders(ids: Mapping[Sample, str]) -> set[str]:
+    """`placeholder_ids` of the DICOM PatientIDs `ids` (each film's), but a value it takes for one by being on most of
+    the films (not a known placeholder) whose films' headers all give one sex and birth date (`one_patient`): that is
+    one patient holding most of them, whose films split apart would be on both sides of the split."""
+    found = placeholder_ids(list(ids.values()))
+    return {value for value in found if is_placeholder(value) or
+            not one_patient(Path(s.path) for s, v in ids.items() if v == value)}
+
+
 def _warn_placeholders(placeholders: set[str], counts: Counter, total: int) -> None:
     """One warning line naming the placeholder PatientIDs, what is read instead, and the ways out. `total` counts
     the DICOM files whose header gives a PatientID, read before (and whether or not) their pixels decode, so it can
@@ -387,7 +398,7 @@ def patient_keys(samples: Iterable[Sample], choice: str = "auto", refused: Itera
             headers[sample] = dicom_patient_id(Path(sample.path))
         dicom.update((s, value) for s in samples if (value := headers.get(s)) is not None)  # in the samples' order
     named = [value for value in dicom.values() if value]
-    placeholders = placeholder_ids(named)
+    placeholders = judged_placeholders({s: value for s, value in dicom.items() if value})
     if placeholders:
         _warn_placeholders(placeholders, Counter(named), len(named))
     for sample in samples:
@@ -424,26 +435,28 @@ def unopened_headers(splits: Mapping[str, Iterable[Sample]]) -> dict[Sample, Non
     return {s: None for split in REPORTING_SPLITS for s in splits.get(split, []) if not may_be_dicom(s.path)}
 
 
-def _warn_unopened_placeholders(values: set[str], keys: PatientKeys, read: Mapping[Sample, str], counts: Counter,
-                                total: int, told: Mapping[str, bool | None]) -> None:
+def _warn_unopened_placeholders(values: set[str], keys: PatientKeys, read: Mapping[Sample, str],
+                                ids: Mapping[Sample, str]) -> None:
     """One warning line for each PatientID `compared_keys` takes for a placeholder among the films `train` keys unopened
-    (`read`: what their headers gave) that `train`'s own warning did not name: how many films hold it on each side,
-    that `train` keys its films of the other splits by it as one patient (it never read these), and that a patient's
-    ID so judged hides a patient in two splits (`placeholder_ids` cannot tell a site's ID on most films from one
-    patient's), unless `told` (`one_patient`) says their headers name different patients."""
+    (`read`: what their headers gave) that `train`'s own warning did not name (`ids`: every film's PatientID read,
+    those films' too): how many films hold it on each side, that `train` keys its films of the other splits by it as
+    one patient (it never read these), and that a patient's ID so judged hides a patient in two splits (counts cannot
+    tell a site's ID on most films from one patient's) unless their headers give different sexes or birth dates
+    (`one_patient`)."""
+    counts = Counter(ids.values())
     for value in sorted(values, key=lambda v: (-counts[v], v)):
         unopened = sum(v == value for v in read.values())
         kept = sum(keys.origins[s] == "dicom" and keys(s) == value for s in keys.keys)
         others = (f"; train, which reads {counted(kept, 'other film')} holding it, keys them as one patient"
                   if kept > 1 else "")
-        warn(f"PatientID {value!r} on {counts[value]} of the {total} DICOM files with a PatientID in their header, "
+        warn(f"PatientID {value!r} on {counts[value]} of the {len(ids)} DICOM files with a PatientID in their header, "
              f"{unopened} of them in test/ named for another image format (which train keys by name unopened): "
              f"taken for a placeholder, not a patient, so {'that film is' if unopened == 1 else 'those films are'} "
              f"keyed by file name, as train keys {'it' if unopened == 1 else 'them'}, matching no film of another "
              f"split{others}"
              + ("" if is_placeholder(value) else
-                "; their headers give different sexes or birth dates, so it is no one patient's" if told.get(value) is
-                False else "; if it is one patient's ID, that patient's films in test/ and in the other splits are not "
+                "; their headers give different sexes or birth dates, so it is no one patient's" if
+                one_patient(Path(s.path) for s, v in ids.items() if v == value) is False else "; if it is one patient's ID, that patient's films in test/ and in the other splits are not "
                 "counted as one patient in two splits (their headers give no sex and birth date to tell): list them "
                 "in a CSV manifest with a patient column"))
 
@@ -460,15 +473,12 @@ def compared_keys(keys: PatientKeys, unopened: Iterable[Sample]) -> PatientKeys:
         return keys
     read = {s: value for s in dict.fromkeys(unopened) if keys.origins.get(s) == "name" and
             (value := dicom_patient_id(Path(s.path)))}
-    named = [value for value in {**keys.headers, **read}.values() if value]
-    trained = placeholder_ids([value for value in keys.headers.values() if value])  # named by train's warning
-    # a value on most of the films only with test/'s (a site's ID, or one patient's): their headers may tell which
-    told = {value: one_patient(Path(s.path) for s, v in {**keys.headers, **read}.items() if v == value)
-            for value in placeholder_ids(named) - trained if value in read.values() and not is_placeholder(value)}
-    placeholders = placeholder_ids(named) - {value for value, one in told.items() if one}
+    ids = {s: value for s, value in {**keys.headers, **read}.items() if value}
+    placeholders = judged_placeholders(ids)
     usable = {s: value for s, value in read.items() if value not in placeholders and not is_placeholder(value)}
+    trained = judged_placeholders({s: value for s, value in keys.headers.items() if value})  # named by train's warning
     if unnamed := {value for value in read.values() if value not in usable.values() and value not in trained}:
-        _warn_unopened_placeholders(unnamed, keys, read, Counter(named), len(named), told)
+        _warn_unopened_placeholders(unnamed, keys, read, ids)
     if not usable:
         return keys
     return replace(keys, keys={**keys.keys, **usable}, origins={**keys.origins, **dict.fromkeys(usable, "dicom")})
