@@ -609,3 +609,18 @@ def test_a_patient_holding_most_dicom_films_is_one_patient_when_their_headers_sa
         keys = patient_keys(samples, progress=False)
     assert {keys(s) for s in samples if s.label} == ({"P1"} if one else {"p0", "p1", "p2"})
     assert [str(w.message).startswith("PatientID 'P1' on 3 of the 5") for w in caught] == ([] if one else [True])
+
+
+def test_one_patient_reads_no_further_than_the_film_that_decides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An anonymised set's fixed PatientID on thousands of films without sex or birth date: the first such film
+    decides that the headers cannot tell, so the others are not read."""
+    from pneumoscan.data import patients
+
+    heads = {"a": ("M", "19700101"), "b": ("M", "19700101"), "c": ("F", "19700101"), "d": ("", ""), "e": ("M", "")}
+    read: list[str] = []
+    monkeypatch.setattr(patients, "dicom_identity", lambda path: read.append(path.name) or heads[path.name])
+    cases = [("ab", True, "ab"), ("acd", False, "ac"), ("adc", None, "ad"), ("eab", None, "e"), ("", None, "")]
+    for names, told, reads in cases:
+        read.clear()
+        assert patients.one_patient(Path(name) for name in names) is told
+        assert "".join(read) == reads

@@ -142,15 +142,17 @@ def dicom_identity(path: Path) -> tuple[str, str]:
 
 def one_patient(paths: Iterable[Path]) -> bool | None:
     """Whether the DICOM films `paths`, which share a PatientID, are one patient's by what else their headers say
-    (`dicom_identity`): True when every one gives the same sex and birth date, False when two give different ones
-    (a site's or an anonymiser's fixed ID: read up to the first two that differ), None when some give neither and
-    none differ (the headers cannot tell)."""
+    (`dicom_identity`): True when every one gives the same sex and birth date, False when two read give different
+    ones (a site's or an anonymiser's fixed ID), None when one read gives no sex or birth date (the headers cannot
+    tell: an anonymised set's thousands of films are not read on). Read up to the first film that decides."""
     seen: set[tuple[str, str]] = set()
     for path in paths:
-        seen.add(dicom_identity(path))
+        seen.add(identity := dicom_identity(path))
         if len({sex for sex, _ in seen if sex}) > 1 or len({born for _, born in seen if born}) > 1:
             return False
-    return True if len(seen) == 1 and all(next(iter(seen))) else None
+        if not all(identity):
+            return None
+    return True if len(seen) == 1 else None
 
 
 def own_file_key(path: str | Path, folders: int) -> str:
