@@ -549,7 +549,7 @@ def test_a_rule_4_split_changed_by_test_s_dicom_film_named_jpeg_blames_the_key_r
     """Rule 5 keys a test/ file named .jpeg or .png by name unopened: a DICOM film so named, with a placeholder
     PatientID, was counted by rule 4 among the PatientIDs (and folders) judged over every split, so a run started
     then splits otherwise now, and its resume was refused with 'some images or their patients changed'."""
-    from pneumoscan.training.split_check import resume_advice, split_change
+    from pneumoscan.training.split_check import split_change
 
     counts = {"train": {"NORMAL": 6, "PNEUMONIA": 4, "patients": 10}}
     saved = {"patient_key": "auto", "patient_keys_from": {"file": 4, "name": 6}, "patient_key_rule": 4,
@@ -561,11 +561,7 @@ def test_a_rule_4_split_changed_by_test_s_dicom_film_named_jpeg_blames_the_key_r
         "4), which read it for a DICOM header: such a file holding a DICOM film, its PatientID (a placeholder's "
         "count) or its folder may have keyed films of train/ otherwise, so the key rule may have changed the split, "
         "not the images")
-    assert resume_advice(saved, now).startswith("resume with the pneumoscan (or, if its images changed, the data)")
-    blamed = "some images or their patients changed (a manifest's patient column, a DICOM PatientID)"
-    assert split_change(saved | {"patient_key_rule": 5}, now).endswith(blamed)  # the same rule: the data changed
-    by_name = {"patient_keys_from": {"name": 10}}
-    assert split_change(saved | by_name, now | by_name).endswith(blamed)  # no DICOM header keyed a film
+    _blames_the_rule_only_when_it_may(saved, now)
     # a rule-4 run with unnamed DICOM films whose split did not change is resumed as before: nothing to say
     assert split_change(saved | {"dicom_without_patient_id": 4}, now | {"val_files": ["a", "b"]}) == ""
 
@@ -807,7 +803,7 @@ def test_a_rule_5_split_whose_majority_patient_id_rule_6_reads_as_a_patient_blam
     """Rule 6 keeps a PatientID on most DICOM films as one patient when the headers of all its films give one sex and
     birth date, where rule 5 took it for a placeholder and keyed its films by file name: a run started on rule 5 may
     split the same images otherwise, which is the rule's doing, not the data's."""
-    from pneumoscan.training.split_check import resume_advice, split_change
+    from pneumoscan.training.split_check import split_change
 
     counts = {"train": {"NORMAL": 6, "PNEUMONIA": 4, "patients": 10}}
     saved = {"patient_key": "auto", "patient_keys_from": {"dicom": 2, "name": 8}, "patient_key_rule": 5,
@@ -819,9 +815,17 @@ def test_a_rule_5_split_whose_majority_patient_id_rule_6_reads_as_a_patient_blam
         "headers of all its films give one sex and birth date, and the run was started by an earlier version "
         "(patient_key_rule 5), which took it for a placeholder and keyed those films by file name: the key rule may "
         "have changed the split, not the images")
+    _blames_the_rule_only_when_it_may(saved, now)
+    assert split_change(saved, now | {"val_files": ["a", "b"], "counts": counts}) == ""  # the same split: resumed
+
+
+def _blames_the_rule_only_when_it_may(saved: dict, now: dict) -> None:
+    """A resume from the split `saved` (an earlier patient_key_rule) to `now`, split otherwise, is told to resume with
+    its pneumoscan; under the same rule, or with no film keyed by a DICOM header, the data is blamed instead."""
+    from pneumoscan.training.split_check import resume_advice, split_change
+
     assert resume_advice(saved, now).startswith("resume with the pneumoscan (or, if its images changed, the data)")
     blamed = "some images or their patients changed (a manifest's patient column, a DICOM PatientID)"
-    assert split_change(saved | {"patient_key_rule": 6}, now).endswith(blamed)  # the same rule: the data changed
+    assert split_change(saved | {"patient_key_rule": now["patient_key_rule"]}, now).endswith(blamed)
     by_name = {"patient_keys_from": {"name": 10}}
-    assert split_change(saved | by_name, now | by_name).endswith(blamed)  # no PatientID keyed a film
-    assert split_change(saved, now | {"val_files": ["a", "b"], "counts": counts}) == ""  # the same split: resumed
+    assert split_change(saved | by_name, now | by_name).endswith(blamed)
