@@ -11,7 +11,7 @@ from sklearn import metrics as sk
 from pneumoscan.evaluation import metrics as M
 from pneumoscan.evaluation.bootstrap import (_patient_resamples, bootstrap_ci, classification_report_text, intervals_text,
                                              summarize)
-from pneumoscan.evaluation.intervals import wilson_ci
+from pneumoscan.evaluation.intervals import clustered_wilson_ci, wilson_ci
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning
 
 CI_METRICS = ["accuracy", "precision", "recall", "specificity", "f1", "npv", "roc_auc", "pr_auc", "brier"]
@@ -270,12 +270,36 @@ def test_summarize_with_patient_keys_resamples_patients_and_says_so():
              for name, s in (("films", by_film), ("patients", by_patient))}
     assert width["patients"] > 1.5 * width["films"]
     assert by_patient["roc_auc"]["value"] == by_film["roc_auc"]["value"]
-    assert by_patient["recall"] == by_film["recall"]  # Wilson intervals are per film either way
+    assert by_patient["recall"]["value"] == by_film["recall"]["value"]
     assert (by_patient["intervals"]["resampled"], by_patient["intervals"]["n_resampled"]) == ("patients", 40)
     assert "resamples of the 40 patients within each class drawn with seed 0, each patient with all of their films " \
            "of that class" in intervals_text(by_patient)
     assert "unreliable" not in intervals_text(by_patient)
     assert "resamples of films" in intervals_text(by_film)
+
+
+def test_rate_intervals_count_a_patients_films_as_one_cluster():
+    """A patient's 4 films are scored alike: the rates' Wilson intervals take the patients as clusters (wider than
+    counting 160 independent films), each rate over the patients with films among its trials, and the text says so."""
+    y, p, groups = _clustered()
+    by_film = summarize(y, p, 0.5, n_boot=50, seed=0)
+    by_patient = summarize(y, p, 0.5, n_boot=50, seed=0, groups=groups)
+    patient = np.repeat(np.arange(40), 4)
+    called = p >= 0.5
+    rates = {"accuracy": (np.ones(160, bool), called == (y == 1)), "precision": (called, y == 1),
+             "recall": (y == 1, called), "specificity": (y == 0, ~called), "npv": (~called, y == 0)}
+    for name, (trials, successes) in rates.items():
+        k = np.bincount(patient, weights=trials & successes).astype(np.int64)
+        n = np.bincount(patient, weights=trials).astype(np.int64)
+        assert by_patient[name]["ci95"] == list(clustered_wilson_ci(k, n)), name
+        film_lo, film_hi = by_film[name]["ci95"]
+        lo, hi = by_patient[name]["ci95"]
+        assert by_patient[name]["value"] == by_film[name]["value"]
+        assert hi - lo > 1.5 * (film_hi - film_lo), name
+    assert by_patient["intervals"]["wilson_clustered"] is True and "wilson_clustered" not in by_film["intervals"]
+    assert "(each patient's films one cluster, the film count divided by the design effect)" in \
+        intervals_text(by_patient)
+    assert "(each film counted as independent)" in intervals_text(by_film)
 
 
 def test_one_film_per_patient_is_the_film_bootstrap():

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from scipy import stats
 
-from pneumoscan.evaluation.intervals import wilson_ci
+from pneumoscan.evaluation.intervals import clustered_wilson_ci, wilson_ci
 
 
 @pytest.mark.parametrize(("k", "n"), [(0, 1), (0, 20), (1, 20), (7, 30), (29, 30), (30, 30), (383, 390), (204, 234)])
@@ -25,3 +26,51 @@ def test_wilson_ci_has_width_at_the_ends_and_nan_for_no_trials():
 def test_wilson_ci_refuses_impossible_counts(k, n, alpha):
     with pytest.raises(ValueError):
         wilson_ci(k, n, alpha)
+
+
+def _coverage(interval, n_sets: int = 400, patients: int = 100, films: int = 4, rate: float = 0.8) -> float:
+    """How often `interval(successes, trials)` (per-patient counts) holds `rate` when each patient's films are all
+    called alike, so 400 films carry the information of 100."""
+    rng = np.random.default_rng(0)
+    trials = np.full(patients, films)
+    held = 0
+    for _ in range(n_sets):
+        successes = films * (rng.random(patients) < rate).astype(np.int64)
+        lo, hi = interval(successes, trials)
+        held += lo <= rate <= hi
+    return held / n_sets
+
+
+def test_clustered_wilson_ci_holds_its_coverage_where_counting_films_does_not():
+    plain = _coverage(lambda k, n: wilson_ci(int(k.sum()), int(n.sum())))
+    clustered = _coverage(clustered_wilson_ci)
+    assert plain < 0.75  # the films' 400 counted as independent: intervals half as wide as they should be
+    assert 0.92 <= clustered <= 0.98
+
+
+def test_clustered_wilson_ci_of_patients_called_alike_is_wilson_of_one_fewer_patient_each():
+    """All of a patient's films called alike: the design effect is m c / (m - 1), so the effective size is m - 1."""
+    k, n = np.array([4] * 30 + [0] * 10), np.full(40, 4)
+    expected = stats.binomtest(30, 40).proportion_ci(method="wilson")  # p = 0.75 ...
+    lo, hi = clustered_wilson_ci(k, n)
+    z = stats.norm.ppf(0.975)
+    centre = (0.75 + z * z / 78) / (1 + z * z / 39)  # ... at n = 39
+    assert (lo + hi) / 2 == pytest.approx(centre, abs=1e-12)
+    assert hi - lo > expected.high - expected.low > wilson_ci(120, 160)[1] - wilson_ci(120, 160)[0]
+
+
+def test_clustered_wilson_ci_falls_back_to_wilson_at_the_ends_and_with_one_cluster():
+    assert clustered_wilson_ci(np.array([0, 0, 0]), np.array([2, 3, 1])) == wilson_ci(0, 6)
+    assert clustered_wilson_ci(np.array([2, 3, 1]), np.array([2, 3, 1])) == wilson_ci(6, 6)
+    assert clustered_wilson_ci(np.array([2, 0]), np.array([5, 0])) == wilson_ci(2, 5)  # an empty cluster is none
+    assert all(math.isnan(v) for v in clustered_wilson_ci(np.array([0]), np.array([0])))
+    # clusters no more alike than chance: never narrower than Wilson of the films
+    k, n = np.array([1, 0, 1, 1, 0, 1]), np.ones(6, dtype=int)
+    lo, hi = clustered_wilson_ci(k, n)
+    assert lo <= wilson_ci(4, 6)[0] and hi >= wilson_ci(4, 6)[1]
+
+
+@pytest.mark.parametrize(("k", "n"), [([1, 2], [1]), ([3], [2]), ([-1], [2]), ([0.5], [1]), ([[1]], [[1]])])
+def test_clustered_wilson_ci_refuses_impossible_counts(k, n):
+    with pytest.raises(ValueError):
+        clustered_wilson_ci(np.array(k), np.array(n))

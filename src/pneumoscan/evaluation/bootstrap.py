@@ -12,20 +12,21 @@ from numpy.typing import ArrayLike, NDArray
 from pneumoscan import CLASS_NAMES
 from pneumoscan.errors import counted, warn
 from pneumoscan.evaluation import metrics
-from pneumoscan.evaluation.intervals import wilson_ci
+from pneumoscan.evaluation.intervals import clustered_wilson_ci, wilson_ci
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning, _as_1d, _check_labels, _check_lengths
 
 __all__ = ["bootstrap_ci", "summarize", "intervals_text", "classification_report_text", "classification_report_rows"]
 
 Metric = Callable[[NDArray, NDArray], float]
 
-# proportions of films, with Wilson intervals: (name, metric, which confusion counts are its successes and trials)
-_RATE_METRICS: tuple[tuple[str, Metric, Callable[[int, int, int, int], tuple[int, int]]], ...] = (
-    ("accuracy", metrics.accuracy, lambda tn, fp, fn, tp: (tn + tp, tn + fp + fn + tp)),
-    ("precision", metrics.precision, lambda tn, fp, fn, tp: (tp, tp + fp)),
-    ("recall", metrics.recall, lambda tn, fp, fn, tp: (tp, tp + fn)),
-    ("specificity", metrics.specificity, lambda tn, fp, fn, tp: (tn, tn + fp)),
-    ("npv", metrics.npv, lambda tn, fp, fn, tp: (tn, tn + fn)),
+# proportions of films, with Wilson intervals: (name, metric, which films are its trials and which of those its
+# successes, from the labels and the calls)
+_RATE_METRICS: tuple[tuple[str, Metric, Callable[[NDArray, NDArray], tuple[NDArray, NDArray]]], ...] = (
+    ("accuracy", metrics.accuracy, lambda yt, yp: (np.ones(yt.shape, dtype=bool), yt == yp)),
+    ("precision", metrics.precision, lambda yt, yp: (yp == 1, yt == 1)),
+    ("recall", metrics.recall, lambda yt, yp: (yt == 1, yp == 1)),
+    ("specificity", metrics.specificity, lambda yt, yp: (yt == 0, yp == 0)),
+    ("npv", metrics.npv, lambda yt, yp: (yp == 0, yt == 0)),
 )
 # the other metrics, with bootstrap intervals: of the calls at the threshold, and of the scores
 _CALL_METRICS: dict[str, Metric] = {"f1": metrics.f1}
@@ -196,10 +197,12 @@ def summarize(
     """Point estimates with 95% intervals, ECE and the confusion matrix at ``threshold``.
 
     Predictions are ``y_prob >= threshold`` -> PNEUMONIA. Accuracy, precision, recall, specificity and NPV get
-    Wilson score intervals of their film counts (NaN when a rate is 0 of 0); F1, ROC AUC, average precision
+    Wilson score intervals of their film counts (NaN when a rate is 0 of 0), when the bootstrap resamples patients
+    with each patient's films as one cluster (`clustered_wilson_ci`); F1, ROC AUC, average precision
     (``pr_auc``) and Brier get percentile bootstrap intervals from the same class-stratified resamples: of films, or
     with ``groups`` (each film's patient key; None for a film of no known patient, drawn alone) of patients within
-    each class. ``intervals`` records which metric got which and what was resampled (`resampled_unit`). The result
+    each class. ``intervals`` records which metric got which and what was resampled (`resampled_unit`; and
+    ``wilson_clustered``, true, when the Wilson intervals are clustered). The result
     holds only plain ints, floats, strings, lists and dicts.
     """
     _check_boot_args(n_boot, 0.05)
@@ -225,9 +228,12 @@ def summarize(
             return float("nan"), float("nan")
         return _percentile_ci(_bootstrap_values(metric, yt, other, idx), 0.05, getattr(metric, "__name__", "the metric"))
 
+    by_patient = unit["resampled"] == "patients"
     entries: dict[str, dict[str, Any]] = {}
-    for name, fn_, counts in _RATE_METRICS:
-        entries[name] = _entry(fn_(yt, y_pred), wilson_ci(*counts(tn, fp, fn, tp)))
+    for name, fn_, films in _RATE_METRICS:
+        trials, successes = films(yt, y_pred)
+        ci = _rate_ci(trials, successes, groups if by_patient else None)
+        entries[name] = _entry(fn_(yt, y_pred), ci)
     for name, fn_ in _CALL_METRICS.items():
         entries[name] = _entry(fn_(yt, y_pred), interval(fn_, y_pred))
     for name, fn_ in _SCORE_METRICS.items():
@@ -237,8 +243,20 @@ def summarize(
     summary["ece"] = {"value": float(metrics.expected_calibration_error(yt, yp))}
     summary["confusion_matrix"] = {"labels": list(CLASS_NAMES), "matrix": [[tn, fp], [fn, tp]]}
     summary["intervals"] = {"wilson": list(WILSON_METRICS), "bootstrap": list(BOOTSTRAP_METRICS), "n_boot": int(n_boot),
-                            "seed": seed, **unit}
+                            "seed": seed, **unit, **({"wilson_clustered": True} if by_patient else {})}
     return summary
+
+
+def _rate_ci(trials: NDArray[np.bool_], successes: NDArray[np.bool_],
+             groups: Sequence[str | None] | None) -> tuple[float, float]:
+    """Wilson interval of the rate `successes` of `trials` (film masks): of the film counts, or with `groups` (each
+    film's patient key, None: a film of no known patient, alone) with each patient's films as one cluster."""
+    hits = trials & successes
+    if groups is None:
+        return wilson_ci(int(hits.sum()), int(trials.sum()))
+    _, cluster = np.unique(np.asarray(_units(groups)), return_inverse=True)
+    return clustered_wilson_ci(np.bincount(cluster, weights=hits).astype(np.int64),
+                               np.bincount(cluster, weights=trials).astype(np.int64))
 
 
 def intervals_text(summary: dict[str, Any], options: str = "") -> str:
@@ -248,7 +266,9 @@ def intervals_text(summary: dict[str, Any], options: str = "") -> str:
     info = summary.get("intervals")
     if not info:
         return f"95% intervals: stratified percentile bootstrap of films for every metric{options}"
-    return (f"95% intervals: Wilson score for {', '.join(info['wilson'])} (each film counted as independent); "
+    films = ("each patient's films one cluster, the film count divided by the design effect" if
+             info.get("wilson_clustered") else "each film counted as independent")
+    return (f"95% intervals: Wilson score for {', '.join(info['wilson'])} ({films}); "
             f"percentile bootstrap for {', '.join(info['bootstrap'])}, {info['n_boot']} resamples of "
             f"{_drawn(info, options)}{_too_few(info)}")
 
