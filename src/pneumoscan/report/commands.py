@@ -19,7 +19,9 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--split", help="split of --data to evaluate (default: test, else the only one; a folder of class "
                                     "folders is used whole)")
     p.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html); figures go to <name>_files/")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
+    p.add_argument("--n-boot", type=int, default=1000,
+                   help="bootstrap resamples for the intervals of F1, ROC AUC, average precision and Brier; the rates "
+                        "get Wilson intervals (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0), as in `evaluate`")
     p.add_argument("--cases", type=int, default=4, help="examples per TP/TN/FP/FN grid, 8 to a row (default 4)")
     add_cache_dir_arg(p)
