@@ -51,7 +51,7 @@ def clustered_wilson_ci(successes: ArrayLike, trials: ArrayLike, alpha: float = 
     at 0 or ``n`` successes, or with one cluster, it is 1: `wilson_ci` of the totals. Films of one patient called
     alike count for fewer than their number: simulated 390-film sets of Kermany's films per patient with half the
     score variance between patients, 95 % recall intervals held the true recall 89-92 % of the time by `wilson_ci`,
-    94-95 % by this.
+    94-95 % by this (bench/rate_coverage.py).
     """
     k = np.asarray(successes)
     n = np.asarray(trials)

@@ -1,0 +1,81 @@
+"""Coverage of the rates' 95 % Wilson intervals when patients have several films: counting films or patients.
+
+    PYTHONPATH=src:bench .venv/bin/python bench/rate_coverage.py [--datasets 2000]
+
+Simulated calls only (no image is read): 390 PNEUMONIA films of patients with as many films each as Kermany's
+train/PNEUMONIA has (person<N>_*: 630 patients of 1 film, 561 of 2, ... one of 30), a film called PNEUMONIA when
+mu + patient effect + film noise >= 0, the patient effect holding a share (0, 0.2, 0.5) of the unit variance. The
+true recall is Phi(mu). For each of --datasets data sets: `wilson_ci` of the film counts (films counted as
+independent) and `clustered_wilson_ci` of the per-patient counts (what `summarize` gives when it resamples
+patients): how often each holds the true recall, and its mean width.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+from scipy.stats import norm
+
+from _results import write_results
+
+from pneumoscan.evaluation.intervals import clustered_wilson_ci, wilson_ci
+
+FILMS = 390
+# films per PNEUMONIA patient in Kermany's train split: {films: patients}
+PATIENT_SIZES = {1: 630, 2: 561, 3: 191, 4: 85, 5: 43, 6: 44, 7: 29, 8: 19, 9: 12, 10: 6, 11: 5, 12: 4, 13: 1, 14: 2,
+                 16: 1, 18: 1, 30: 1}
+SHARES = (0.0, 0.2, 0.5)
+MUS = (1.6, 2.3)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", type=int, default=2000, help="simulated data sets per row (default 2000)")
+    return parser
+
+
+def measure(share: float, mu: float, datasets: int) -> dict[str, Any]:
+    """One row: coverage and mean width of both intervals over `datasets` simulated sets of FILMS films."""
+    sizes = np.array(list(PATIENT_SIZES))
+    weights = np.array(list(PATIENT_SIZES.values()), dtype=float)
+    weights /= weights.sum()
+    true = float(norm.cdf(mu))
+    rng = np.random.default_rng(3)
+    covered = {"films": 0, "patients": 0}
+    widths: dict[str, list[float]] = {"films": [], "patients": []}
+    for _ in range(datasets):
+        hits, films = [], []
+        while sum(films) < FILMS:
+            k = min(int(rng.choice(sizes, p=weights)), FILMS - sum(films))
+            effect = rng.normal(0, np.sqrt(share))
+            hits.append(int((mu + effect + rng.normal(0, np.sqrt(1 - share), k) >= 0).sum()))
+            films.append(k)
+        k_i, n_i = np.array(hits), np.array(films)
+        for unit, (low, high) in (("films", wilson_ci(int(k_i.sum()), FILMS)),
+                                  ("patients", clustered_wilson_ci(k_i, n_i))):
+            covered[unit] += int(low <= true <= high)
+            widths[unit].append(high - low)
+    return {"patient share of variance": share, "true recall": true,
+            "coverage, films": covered["films"] / datasets, "width, films": float(np.mean(widths["films"])),
+            "coverage, patients": covered["patients"] / datasets,
+            "width, patients": float(np.mean(widths["patients"]))}
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    rows = []
+    for share in SHARES:
+        for mu in MUS:
+            rows.append(measure(share, mu, args.datasets))
+            print(rows[-1])
+    write_results("rate_coverage", rows, list(rows[0]),
+                  command=f"python bench/rate_coverage.py --datasets {args.datasets}",
+                  note=f"Simulated: {FILMS} PNEUMONIA films, Kermany's train films per patient; coverage: the share "
+                       f"of data sets whose 95 % interval of recall holds the true recall (films: `wilson_ci` of the "
+                       f"film counts; patients: `clustered_wilson_ci`, each patient's films one cluster).")
+
+
+if __name__ == "__main__":
+    main()
