@@ -229,11 +229,11 @@ def summarize(
         return _percentile_ci(_bootstrap_values(metric, yt, other, idx), 0.05, getattr(metric, "__name__", "the metric"))
 
     by_patient = unit["resampled"] == "patients"
+    # each film's patient as an index (a film of no known patient its own), when the rates take patients as clusters
+    cluster = np.unique(np.asarray(_units(groups)), return_inverse=True)[1] if by_patient and groups else None
     entries: dict[str, dict[str, Any]] = {}
     for name, fn_, films in _RATE_METRICS:
-        trials, successes = films(yt, y_pred)
-        ci = _rate_ci(trials, successes, groups if by_patient else None)
-        entries[name] = _entry(fn_(yt, y_pred), ci)
+        entries[name] = _entry(fn_(yt, y_pred), _rate_ci(*films(yt, y_pred), cluster))
     for name, fn_ in _CALL_METRICS.items():
         entries[name] = _entry(fn_(yt, y_pred), interval(fn_, y_pred))
     for name, fn_ in _SCORE_METRICS.items():
@@ -248,13 +248,12 @@ def summarize(
 
 
 def _rate_ci(trials: NDArray[np.bool_], successes: NDArray[np.bool_],
-             groups: Sequence[str | None] | None) -> tuple[float, float]:
-    """Wilson interval of the rate `successes` of `trials` (film masks): of the film counts, or with `groups` (each
-    film's patient key, None: a film of no known patient, alone) with each patient's films as one cluster."""
+             cluster: NDArray[np.intp] | None) -> tuple[float, float]:
+    """Wilson interval of the rate `successes` of `trials` (film masks): of the film counts, or with `cluster` (each
+    film's patient index) with each patient's films as one cluster."""
     hits = trials & successes
-    if groups is None:
+    if cluster is None:
         return wilson_ci(int(hits.sum()), int(trials.sum()))
-    _, cluster = np.unique(np.asarray(_units(groups)), return_inverse=True)
     return clustered_wilson_ci(np.bincount(cluster, weights=hits).astype(np.int64),
                                np.bincount(cluster, weights=trials).astype(np.int64))
 
