@@ -92,11 +92,16 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
     return args
 
 
-def _model_path(path: Path) -> bool:
-    """Whether `path` is what `--model` takes: a run folder holding a model file, or a model or ONNX file."""
+def _model_path(path: Path) -> Path | None:
+    """What `--model` takes for `path`, if it is a model: a run folder holding a model file or a model file itself,
+    or the run folder of an ONNX export (which `--model` refuses) when it holds the model the export was made from."""
     from pneumoscan.artifact import ARTIFACT_NAME
 
-    return (path / ARTIFACT_NAME).is_file() if path.is_dir() else path.suffix.lower() in (".safetensors", ".onnx")
+    if path.is_dir():
+        return path if (path / ARTIFACT_NAME).is_file() else None
+    if path.suffix.lower() == ".onnx":
+        return path.parent if (path.parent / ARTIFACT_NAME).is_file() else None
+    return path if path.suffix.lower() == ".safetensors" else None
 
 
 def _several_films(args: argparse.Namespace, extra: list[str]) -> str:
@@ -115,9 +120,12 @@ def _several_films(args: argparse.Namespace, extra: list[str]) -> str:
     if missing:  # a mistyped path is no second film to draw
         return (f"explain draws one film, and {first_names([one_name(path) for path in missing], 2, 'paths')} after "
                 f"it {'is no file' if len(missing) == 1 else 'are no files'}: file not found; check the path")
-    if len(extra) == 1 and args.model is None and _model_path(Path(extra[0])):  # `explain FILM RUN`: --model forgotten
-        return (f"explain draws one film, and {one_name(extra[0])} after it is a model; to draw with it, give "
-                f"--model: `pneumoscan explain {shell_word(args.image)} --model {shell_word(extra[0])}{options}`")
+    model = _model_path(Path(extra[0])) if len(extra) == 1 and args.model is None else None
+    if model is not None:  # `explain FILM RUN`: --model forgotten
+        out = f" --out {shell_word(args.out)}" if args.out is not None else ""
+        what = "a model" if model == Path(extra[0]) else f"the ONNX export of the run {one_name(str(model))}"
+        return (f"explain draws one film, and {one_name(extra[0])} after it is {what}; to draw with it, give "
+                f"--model: `pneumoscan explain {shell_word(args.image)} --model {shell_word(str(model))}{options}{out}`")
     films = [args.image, *extra]
     folders = [one_name(path) for path in films if Path(path).is_dir()]
     out = "; --out names one file" if args.out is not None else ""

@@ -144,6 +144,26 @@ def test_explain_given_a_model_after_the_film_says_to_give_it_as_model(
         f"--model: `pneumoscan explain a.jpeg --model {model} --prevalence 0.1`")
 
 
+def test_explain_given_a_model_after_the_film_keeps_out_and_takes_an_onnx_export_for_its_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # the command it gave dropped --out, and for RUN/model.onnx it gave `--model RUN/model.onnx`, which --model refuses
+    monkeypatch.chdir(tmp_path)
+    Path("a.jpeg").write_bytes(b"")
+    Path("runs/cnn").mkdir(parents=True)
+    Path("runs/cnn/model.safetensors").write_bytes(b"")
+    Path("runs/cnn/model.onnx").write_bytes(b"")
+    errors = []
+    for model in ("runs/cnn", "runs/cnn/model.onnx"):
+        with pytest.raises(SystemExit):
+            main(["explain", "a.jpeg", model, "--out", "h.png"])
+        errors.append(capsys.readouterr().err.splitlines()[-1])
+    assert errors == [
+        "pneumoscan explain: error: explain draws one film, and runs/cnn after it is a model; to draw with it, give "
+        "--model: `pneumoscan explain a.jpeg --model runs/cnn --out h.png`",
+        "pneumoscan explain: error: explain draws one film, and runs/cnn/model.onnx after it is the ONNX export of the "
+        "run runs/cnn; to draw with it, give --model: `pneumoscan explain a.jpeg --model runs/cnn --out h.png`"]
+
+
 def test_explain_user_mistakes(tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     image = sorted((tiny_data / "test" / "NORMAL").iterdir())[0]
     assert main(["explain", str(tmp_path / "missing.png"), "--model", str(tiny_run), "--out", str(tmp_path / "a.png")]) == 2
