@@ -29,9 +29,32 @@ def test_duplicates_across_patients_and_labels_are_reported(tmp_path: Path) -> N
                                       "2 groups of byte-identical files under two patient IDs"]
     assert sum(report["patient_ids_in_two_splits"].values()) == 6  # IM-0000..2 and person0..2: reported, not failed
     text = format_audit(report)
-    assert "groups: 3 (0 across splits, 2 across patient IDs, 1 with both labels)" in text
-    assert "train/NORMAL/IM-0001-0001.png = train/NORMAL/IM-0042-0001.png" in text
-    assert "IM-0000-0001.png = " not in text
+    assert "groups: 3 (0 across splits, 2 across patient IDs, 1 with both labels, 1 within one patient)" in text
+    assert "\n  train/NORMAL/IM-0001-0001.png = train/NORMAL/IM-0042-0001.png\n" in text
+    # one patient's copies are no leak, but named apart: the text counted them and named neither file
+    assert ("  within one patient (no leak; the film counts once per copy in training, keep one): 1\n"
+            "    train/NORMAL/IM-0000-0001.png = train/NORMAL/IM-0000-0002.png\n") in text
+
+
+def test_the_text_names_a_few_files_of_a_group_and_of_a_list_and_counts_the_rest(tmp_path: Path) -> None:
+    """A group of copies printed every name on one line, and a list stopped at 20 lines without saying how many
+    more there were."""
+    normal = tmp_path / "train" / "NORMAL"
+    write_xray(normal / "IM-0001-0001.png", 0, 1)
+    write_xray(tmp_path / "train" / "PNEUMONIA" / "person1_virus_1.png", 1, 2)
+    for i in range(2, 7):
+        shutil.copy(normal / "IM-0001-0001.png", normal / f"IM-0001-000{i}.png")  # six copies of one patient's film
+    for i in range(25):
+        (normal / f"bad{i:02d}.png").write_bytes(b"not a png")
+    report = audit(tmp_path, progress=False)
+    assert len(report["duplicate_groups"][0]) == 6 and len(report["unreadable"]) == 25
+    lines = format_audit(report).splitlines()
+    assert ("    train/NORMAL/IM-0001-0001.png = train/NORMAL/IM-0001-0002.png = train/NORMAL/IM-0001-0003.png "
+            "(and 3 more)") in lines
+    start = lines.index("unreadable files: 25")
+    assert [line.split(":")[0] for line in lines[start + 1:start + 21]] == [
+        f"  {normal / f'bad{i:02d}.png'}" for i in range(20)]
+    assert lines[start + 21] == "  ... and 5 more (--json lists them all)"
 
 
 def test_duplicates_are_named_by_where_they_are(tmp_path: Path) -> None:
@@ -70,7 +93,7 @@ def test_unreadable_files_alike_are_listed_as_unreadable_not_as_duplicates(tmp_p
     assert len(report["unreadable"]) == 4
     assert report["duplicate_groups"] == [] and report["name_keys_across_folders"] == []
     assert audit_problems(report) == ["4 unreadable files"]
-    assert "byte-identical duplicate groups: 0 (0 across splits, 0 across patient IDs, 0 with both labels)" in \
+    assert "byte-identical duplicate groups: 0 (0 across splits, 0 across patient IDs, 0 with both labels, 0 within one patient)" in \
         format_audit(report)
 
 

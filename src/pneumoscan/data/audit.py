@@ -188,8 +188,25 @@ def audit_problems(report: dict[str, Any]) -> list[str]:
     return [f"{count} {one if count == 1 else many}" for count, one, many in kinds if count]
 
 
+LISTED = 20  # lines of each list the text report prints; the JSON holds them all
+GROUP_NAMES = 3  # names of a group of files the text report prints
+
+
+def _listed(lines: list[str]) -> list[str]:
+    """The first LISTED of a list's `lines`, then a count of the rest and where they all are."""
+    rest = len(lines) - LISTED
+    return lines[:LISTED] + ([f"  ... and {rest} more (--json lists them all)"] if rest > 0 else [])
+
+
+def _group(names: list[str], joiner: str) -> str:
+    """A group of files, as the text report names it: its first GROUP_NAMES names and a count of the others."""
+    rest = len(names) - GROUP_NAMES
+    return joiner.join(map(one_name, names[:GROUP_NAMES])) + (f" (and {rest} more)" if rest > 0 else "")
+
+
 def format_audit(report: dict[str, Any]) -> str:
-    """The audit as a plain-text table."""
+    """The audit as a plain-text table; each finding names its files (a list's first LISTED, a group's first
+    GROUP_NAMES, with a count of the others)."""
     lines = [f"patients: {keys_read(report)}",
              "readable images, patients, and sizes (width range in px; most common width x height)",
              f"{'split':<8}{'NORMAL':>8}{'PNEUMONIA':>11}{'patients N/P':>15}  sizes"]
@@ -200,37 +217,41 @@ def format_audit(report: dict[str, Any]) -> str:
         lines.append(f"{split:<8}{img['NORMAL']:>8}{img['PNEUMONIA']:>11}{pat['NORMAL']:>8}/{pat['PNEUMONIA']:<6}"
                      f"  {sizes}")
     lines.append(f"unreadable files: {len(report['unreadable'])}")
-    lines += [f"  {msg}" for msg in report["unreadable"][:20]]
+    lines += _listed([f"  {msg}" for msg in report["unreadable"]])
     lines.append(f"images under {MIN_SIDE} px on a side: {len(report['too_small'])}")
-    lines += [f"  {one_name(msg)}" for msg in report["too_small"][:20]]
+    lines += _listed([f"  {one_name(msg)}" for msg in report["too_small"]])
     lines.append(f"colour images (not chest X-rays as taken; the guard refuses such files): {len(report['colour'])}")
-    lines += [f"  {one_name(msg)}" for msg in report["colour"][:20]]
+    lines += _listed([f"  {one_name(msg)}" for msg in report["colour"]])
     lines.append(f"DICOM films of a lateral, decubitus or oblique view (by View Position or view codes; the "
                  f"model reads frontal films): {len(report['not_frontal'])}")
-    lines += [f"  {one_name(msg)}" for msg in report["not_frontal"][:20]]
+    lines += _listed([f"  {one_name(msg)}" for msg in report["not_frontal"]])
     if report.get("no_patient_folder"):
         lines.append(f"images right in their class folder, with no patient folder for --patient-key folder to read "
                      f"(train refuses them; keyed by file name here): {len(report['no_patient_folder'])}")
-        lines += [f"  {one_name(path)}" for path in report["no_patient_folder"][:20]]
+        lines += _listed([f"  {one_name(path)}" for path in report["no_patient_folder"]])
     if report.get("name_keys_across_folders"):
         groups = report["name_keys_across_folders"]
         lines.append(f"file names taken for one patient though in different folders (their patient "
                      f"is read from the file name; {across_folders_advice()}): {len(groups)}")
-        lines += [f"  {' & '.join(map(one_name, group[:3]))}{f' (and {len(group) - 3} more)' if len(group) > 3 else ''}"
-                  for group in groups[:20]]
+        lines += _listed([f"  {_group(group, ' & ')}" for group in groups])
+    problems = {tuple(g) for key in ("cross_split_duplicates", "cross_patient_duplicates", "label_conflict_duplicates")
+                for g in report[key]}
+    within = [group for group in report["duplicate_groups"] if tuple(group) not in problems]
     lines.append(f"byte-identical duplicate groups: {len(report['duplicate_groups'])} "
                  f"({len(report['cross_split_duplicates'])} across splits, "
                  f"{len(report['cross_patient_duplicates'])} across patient IDs, "
-                 f"{len(report['label_conflict_duplicates'])} with both labels)")
-    shown = {tuple(g) for key in ("cross_split_duplicates", "cross_patient_duplicates", "label_conflict_duplicates")
-             for g in report[key]}
-    lines += [f"  {' = '.join(map(one_name, group))}" for group in sorted(shown)[:20]]
+                 f"{len(report['label_conflict_duplicates'])} with both labels, "
+                 f"{len(within)} within one patient)")
+    lines += _listed([f"  {_group(list(group), ' = ')}" for group in sorted(problems)])
+    if within:  # no leak, as the patient split keeps them together, but one film weighted as several in training
+        lines.append(f"  within one patient (no leak; the film counts once per copy in training, keep one): {len(within)}")
+        lines += _listed([f"    {_group(group, ' = ')}" for group in within])
     for pair, count in report["patient_ids_in_two_splits"].items():
         lines.append(f"patient IDs in both {pair}: {count}")
     if report.get("same_patient_in_two_splits"):
         lines.append(f"patients in two splits by {_named_keys(report)}, so the same patient on both sides (a leak): "
                      f"{len(report['same_patient_in_two_splits'])}")
-        lines += [f"  {' & '.join(map(one_name, pair))}" for pair in report["same_patient_in_two_splits"][:20]]
+        lines += _listed([f"  {' & '.join(map(one_name, pair))}" for pair in report["same_patient_in_two_splits"]])
     if report.get("note"):
         lines.append(f"note: {report['note']}")
     return "\n".join(lines)
