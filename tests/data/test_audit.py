@@ -560,3 +560,26 @@ def test_a_patient_on_most_films_only_with_test_films_named_jpeg_is_a_leak_when_
     if not leak:
         assert [str(w.message).endswith("their headers give different sexes or birth dates, so it is no one "
                                         "patient's") for w in caught] == [True]
+
+
+@pytest.mark.parametrize("where", ["loose", "patient-folder"])
+def test_an_empty_file_with_patient_key_folder_is_unreadable_and_skipped_as_with_the_other_keys(
+        tmp_path: Path, where: str) -> None:
+    """With --patient-key folder an empty file right in its class folder was an image with no patient folder: the
+    audit listed it so (and --strict failed twice on it), and train refused to start over it, where with the other
+    keys it is an unreadable file that train skips."""
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.run_data import prepare_data
+
+    for i in range(6):
+        write_xray(tmp_path / "train" / "NORMAL" / f"pt{i}" / f"IM-{i:04d}-0001.png", 0, i)
+        write_xray(tmp_path / "train" / "PNEUMONIA" / f"pt{9 + i}" / f"person{9 + i}_virus_1.png", 1, 10 + i)
+    empty = tmp_path / "train" / "NORMAL" / ("pt0" if where == "patient-folder" else "") / "empty.png"
+    empty.write_bytes(b"")
+    for key in ("folder", "name"):
+        report = audit(tmp_path, progress=False, patient_key=key)
+        assert report["no_patient_folder"] == [] and len(report["unreadable"]) == 1
+        assert audit_problems(report) == ["1 unreadable file"]
+        data = prepare_data(TrainConfig(data=str(tmp_path), out=str(tmp_path / "r"), patient_key=key), 16, False)
+        assert [one.split(":")[0] for one in data.train.skipped + data.val.skipped] == [str(empty)]
+        assert sum(data.split_record["counts"][part][c] for part in ("train", "val") for c in ("NORMAL", "PNEUMONIA")) == 12
