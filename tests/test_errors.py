@@ -102,7 +102,7 @@ def test_evaluate_and_set_threshold_print_by_that_rule() -> None:
     assert "accuracy 0.99996  recall 1.0000  specificity 0.9999 (n=9999)" in _borderline_lines(border)[1]
     figures = {"n": 30000, "n_negative": 10000, "n_positive": 20000, "threshold": 0.5,
                "confusion_matrix": {"matrix": [[9999, 1], [0, 20000]]},
-               **{k: {"value": 0.99996} for k in ("recall", "specificity", "precision", "accuracy")},
+               **{k: {"value": 0.99996} for k in ("recall", "specificity", "precision", "npv", "accuracy")},
                # how the intervals were drawn, as `summarize` (which set-threshold's figures come from) always records
                "intervals": summarize([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9], 0.5, n_boot=10)["intervals"]}
     text = format_local_threshold(LocalThreshold(0.5, (0.4, 0.6), 0.95, figures, figures, Path("m"), True, []))

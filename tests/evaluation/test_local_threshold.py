@@ -453,6 +453,18 @@ def test_an_existing_onnx_file_at_out_is_refused_before_the_scoring(tiny_run: Pa
                                        f"ONNX export goes; choose a new --out or delete the file first\n")
     assert (out / "model.onnx").read_bytes() == b"my other export" and not (out / "model.safetensors").exists()
 
+def test_the_table_shows_npv_beside_precision(local) -> None:
+    """set-threshold warned that npv was undefined (a threshold calling every film PNEUMONIA) in a table that showed
+    no npv: a NORMAL call's reliability is a clinician's question as a PNEUMONIA call's (precision) is."""
+    from pneumoscan.errors import decimals
+    from pneumoscan.evaluation.local_threshold import format_local_threshold
+
+    (tn, _), (fn, _) = local.after["confusion_matrix"]["matrix"]
+    rows = {line.split()[0]: line.split()[1:] for line in format_local_threshold(local).splitlines()[3:9]}
+    assert list(rows) == ["recall", "specificity", "precision", "npv", "accuracy", "after:"]
+    assert rows["npv"] == [decimals(local.before["npv"]["value"], 4), decimals(tn / (tn + fn), 4)]
+
+
 def test_a_copy_of_a_model_without_an_export_is_said_with_the_export_command(local) -> None:
     from pneumoscan.evaluation.local_threshold import format_local_threshold
 

@@ -279,7 +279,8 @@ def format_local_threshold(result: LocalThreshold) -> str:
         f"{decimals(before['threshold'], 4)}",
         f"  {'':<12}{'before':>8}{'after':>8}",
     ]
-    for key in ("recall", "specificity", "precision", "accuracy"):
+    # precision and npv: how far a PNEUMONIA call, and a NORMAL one, can be trusted at these films' class mix
+    for key in ("recall", "specificity", "precision", "npv", "accuracy"):
         lines.append(f"  {key:<12} {decimals(before[key]['value'], 4):>7} {decimals(after[key]['value'], 4):>7}")
     (tn, fp), (fn, tp) = after["confusion_matrix"]["matrix"]
     lines.append(f"  after: TN {tn}  FP {fp}  FN {fn}  TP {tp}")
