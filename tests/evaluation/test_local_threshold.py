@@ -453,6 +453,24 @@ def test_an_existing_onnx_file_at_out_is_refused_before_the_scoring(tiny_run: Pa
                                        f"ONNX export goes; choose a new --out or delete the file first\n")
     assert (out / "model.onnx").read_bytes() == b"my other export" and not (out / "model.safetensors").exists()
 
+
+@pytest.mark.parametrize("name", ["site.onnx", "site_model.h5", "site.pt"])
+def test_an_out_named_as_another_model_format_is_refused_before_the_scoring(
+        name: str, tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--out site.onnx` (the export meant, or a Keras user's site_model.h5) made a folder of that name holding
+    model.safetensors."""
+    out = tmp_path / name
+    assert main(["set-threshold", "--model", str(tiny_run), "--data", str(tiny_data), "--split", "test", "--out",
+                 str(out), "--n-boot", "20"]) == 2
+    assert capsys.readouterr().err == (
+        f"pneumoscan: error: {out}: --out names the new model, written as safetensors (its ONNX export, when made, "
+        f"goes beside it), not a {out.suffix} file; give a folder or a .safetensors file, e.g. --out "
+        f"{out.with_suffix('')}\n")
+    assert not out.exists()
+    assert out_artifact_path(tmp_path / "site.v2") == tmp_path / "site.v2" / "model.safetensors"  # a folder's dot
+    assert out_artifact_path(tmp_path / "m.SafeTensors") == tmp_path / "m.SafeTensors"
+
+
 def test_the_table_shows_npv_beside_precision(local) -> None:
     """set-threshold warned that npv was undefined (a threshold calling every film PNEUMONIA) in a table that showed
     no npv: a NORMAL call's reliability is a clinician's question as a PNEUMONIA call's (precision) is."""

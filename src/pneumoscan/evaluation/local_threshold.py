@@ -53,13 +53,23 @@ class LocalThreshold:
     onnx: Path | None = None  # the copy's ONNX export, written when the source model had a current one
 
 
+# the names of another model format's file, or of a report's: no folder a user means to make
+OTHER_FILE_SUFFIXES = (".onnx", ".pt", ".pth", ".ckpt", ".h5", ".keras", ".pb", ".json", ".csv", ".html")
+
+
 def out_artifact_path(out: str | os.PathLike) -> Path:
-    """`--out` as an artifact file: a `.safetensors` path as given, anything else a folder holding model.safetensors."""
+    """`--out` as an artifact file: a `.safetensors` path as given, anything else a folder holding model.safetensors
+    but a name of an image or of another file (`OTHER_FILE_SUFFIXES`), which is refused."""
     path = Path(out)
-    if path.suffix == ".safetensors":
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
         return path
-    if path.suffix and path.suffix.lower() in IMAGE_SUFFIXES:
+    if suffix and suffix in IMAGE_SUFFIXES:
         raise InputError(f"{path}: looks like an image file; give --out a folder or a .safetensors file for the model")
+    if suffix in OTHER_FILE_SUFFIXES:  # `--out site.onnx` made a folder site.onnx/ holding model.safetensors
+        raise InputError(f"{path}: --out names the new model, written as safetensors (its ONNX export, when made, "
+                         f"goes beside it), not a {suffix} file; give a folder or a .safetensors file, e.g. "
+                         f"--out {shell_word(path.with_suffix(''))}")
     return path / ARTIFACT_NAME
 
 
