@@ -108,7 +108,7 @@ def _several_films(args: argparse.Namespace, extra: list[str]) -> str:
     """explain's error for the films after its first (`extra`), as a shell's `*.jpeg` gives them, with the command
     to draw each keeping the options given, naming the folders among them (a glob over a folder holding one); a path
     after the film that does not exist is said to be none (one .png with no --out is taken for a meant --out), and a
-    model after it, with no --model, is taken for a meant --model."""
+    model after it or before it, with no --model, is taken for a meant --model."""
     given = " ".join(f"{flag} {shell_word(str(value))}" for flag, value in (
         ("--model", args.model), ("--threshold", args.threshold), ("--target-recall", args.target_recall),
         ("--prevalence", args.prevalence)) if value is not None)
@@ -120,12 +120,17 @@ def _several_films(args: argparse.Namespace, extra: list[str]) -> str:
     if missing:  # a mistyped path is no second film to draw
         return (f"explain draws one film, and {first_names([one_name(path) for path in missing], 2, 'paths')} after "
                 f"it {'is no file' if len(missing) == 1 else 'are no files'}: file not found; check the path")
-    model = _model_path(Path(extra[0])) if len(extra) == 1 and args.model is None else None
-    if model is not None:  # `explain FILM RUN`: --model forgotten
+    pair = [(args.image, extra[0]), (extra[0], args.image)] if len(extra) == 1 and args.model is None else []
+    # `explain FILM RUN` or `explain RUN FILM`: --model forgotten (a loop over both would draw with the shipped model)
+    found = [(film, given, model) for film, given in pair
+             if (model := _model_path(Path(given))) is not None and _model_path(Path(film)) is None]
+    if found:
+        (film, given, model), = found
         out = f" --out {shell_word(args.out)}" if args.out is not None else ""
-        what = "a model" if model == Path(extra[0]) else f"the ONNX export of the run {one_name(str(model))}"
-        return (f"explain draws one film, and {one_name(extra[0])} after it is {what}; to draw with it, give "
-                f"--model: `pneumoscan explain {shell_word(args.image)} --model {shell_word(str(model))}{options}{out}`")
+        what = "a model" if model == Path(given) else f"the ONNX export of the run {one_name(str(model))}"
+        where = "after it" if given == extra[0] else "before it"
+        return (f"explain draws one film, and {one_name(given)} {where} is {what}; to draw with it, give "
+                f"--model: `pneumoscan explain {shell_word(film)} --model {shell_word(str(model))}{options}{out}`")
     films = [args.image, *extra]
     folders = [one_name(path) for path in films if Path(path).is_dir()]
     out = "; --out names one file" if args.out is not None else ""

@@ -144,6 +144,21 @@ def test_explain_given_a_model_after_the_film_says_to_give_it_as_model(
         f"--model: `pneumoscan explain a.jpeg --model {model} --prevalence 0.1`")
 
 
+def test_explain_given_the_model_before_the_film_says_to_give_it_as_model(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # `explain runs/cnn a.jpeg` (the model first, as in model.predict(image)) was told to run explain once per film,
+    # a loop that draws with the shipped model
+    monkeypatch.chdir(tmp_path)
+    Path("a.jpeg").write_bytes(b"")
+    Path("runs/cnn").mkdir(parents=True)
+    Path("runs/cnn/model.safetensors").write_bytes(b"")
+    with pytest.raises(SystemExit):
+        main(["explain", "runs/cnn", "a.jpeg", "--threshold", "0.3"])
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "pneumoscan explain: error: explain draws one film, and runs/cnn before it is a model; to draw with it, give "
+        "--model: `pneumoscan explain a.jpeg --model runs/cnn --threshold 0.3`")
+
+
 def test_explain_given_a_model_after_the_film_keeps_out_and_takes_an_onnx_export_for_its_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     # the command it gave dropped --out, and for RUN/model.onnx it gave `--model RUN/model.onnx`, which --model refuses
