@@ -36,6 +36,23 @@ def test_duplicates_across_patients_and_labels_are_reported(tmp_path: Path) -> N
             "    train/NORMAL/IM-0000-0001.png = train/NORMAL/IM-0000-0002.png\n") in text
 
 
+def test_patient_ids_from_file_names_in_two_splits_are_named_by_a_pair_of_files(tmp_path: Path) -> None:
+    """`patient IDs in both train+test: 6` named no file, in the text or the JSON, so a user could not check
+    whether they are one child (a leak) or Kermany's numbers restarting in each split."""
+    for offset, split in ((0, "train"), (50, "test")):
+        for i in range(4):
+            write_xray(tmp_path / split / "NORMAL" / f"IM-{i:04d}-000{1 + offset // 50}.png", 0, offset + i)
+        write_xray(tmp_path / split / "PNEUMONIA" / f"person{offset}_virus_1.png", 1, 100 + offset)
+    report = audit(tmp_path, progress=False)
+    assert report["patient_ids_in_two_splits"] == {"train+test": 4}
+    pairs = [[f"train/NORMAL/IM-{i:04d}-0001.png", f"test/NORMAL/IM-{i:04d}-0002.png"] for i in range(4)]
+    assert report["name_keys_in_two_splits"] == {"train+test": pairs}
+    assert audit_problems(report) == []  # reported, not failed
+    assert ("patient IDs in both train+test: 4\n  by file name, e.g. train/NORMAL/IM-0000-0001.png & "
+            "test/NORMAL/IM-0000-0002.png; train/NORMAL/IM-0001-0001.png & test/NORMAL/IM-0001-0002.png; "
+            "train/NORMAL/IM-0002-0001.png & test/NORMAL/IM-0002-0002.png (and 1 more)\n") in format_audit(report)
+
+
 def test_the_text_names_a_few_files_of_a_group_and_of_a_list_and_counts_the_rest(tmp_path: Path) -> None:
     """A group of copies printed every name on one line, and a list stopped at 20 lines without saying how many
     more there were."""

@@ -77,6 +77,7 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     patients_by_split: dict[str, set[str]] = defaultdict(set)
     # a patient keyed by a header, manifest or folder: its first file in each split, named (never its key)
     named_patients: dict[str, dict[str, str]] = defaultdict(dict)
+    name_patients: dict[str, dict[str, str]] = defaultdict(dict)  # and one keyed by its file name
     unreadable: list[str] = []
 
     def shown_as(split: str, sample: Sample) -> str:
@@ -91,8 +92,8 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
             unreadable.append(error)
         else:
             patients_by_split[split].add(patient_id(sample))
-            if patient_id.origins[sample] != "name":
-                named_patients[split].setdefault(patient_id(sample), shown_as(split, sample))
+            by = named_patients if patient_id.origins[sample] != "name" else name_patients
+            by[split].setdefault(patient_id(sample), shown_as(split, sample))
     for split, samples in splits.items():
         rows = [(s, inspected[i]) for i, (part, s) in enumerate(everything) if part == split]
         sizes = [info[1] for _, info in rows if info[1] is not None]
@@ -144,6 +145,11 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     report["patient_ids_in_two_splits"] = {
         f"{a}+{b}": len(patients_by_split[a] & patients_by_split[b]) for i, a in enumerate(names) for b in names[i + 1:]
     }
+    # of those, the keys read from file names, a pair of files each: reported (not failed), for a user to look at
+    report["name_keys_in_two_splits"] = {
+        f"{a}+{b}": sorted([name_patients[a][key], name_patients[b][key]]
+                           for key in name_patients[a].keys() & name_patients[b].keys())
+        for i, a in enumerate(names) for b in names[i + 1:]}
     # keys a file name gives restart (Kermany's numbers, a PACS export's IM00001); a PatientID, a manifest's patient
     # or a folder in two splits is one patient on both sides: a leak, one pair of files each
     report["same_patient_in_two_splits"] = sorted(
@@ -250,6 +256,11 @@ def format_audit(report: dict[str, Any]) -> str:
         lines += _listed([f"    {_group(group, ' = ')}" for group in within])
     for pair, count in report["patient_ids_in_two_splits"].items():
         lines.append(f"patient IDs in both {pair}: {count}")
+        by_name = report["name_keys_in_two_splits"].get(pair, [])
+        if by_name:  # those of a header, manifest or folder are listed below, as leaks
+            rest = f" (and {len(by_name) - GROUP_NAMES} more)" if len(by_name) > GROUP_NAMES else ""
+            lines.append(f"  by file name, e.g. {'; '.join(' & '.join(map(one_name, two)) for two in by_name[:GROUP_NAMES])}"
+                         f"{rest}")
     if report.get("same_patient_in_two_splits"):
         lines.append(f"patients in two splits by {_named_keys(report)}, so the same patient on both sides (a leak): "
                      f"{len(report['same_patient_in_two_splits'])}")
