@@ -127,56 +127,39 @@ def test_explain_given_a_folder_after_the_film_says_it_is_one_and_how_to_draw_ea
         f"`for f in FILMS; do pneumoscan explain \"$f\"; done` (each writes NAME_heatmap.png)")
 
 
-@pytest.mark.parametrize("model", ["runs/cnn", "runs/cnn/model.safetensors"], ids=["run-folder", "model-file"])
-def test_explain_given_a_model_after_the_film_says_to_give_it_as_model(
-        model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    # `explain a.jpeg runs/cnn`, --model forgotten, was told to run explain once per film, a loop that draws with the
-    # shipped model
-    monkeypatch.chdir(tmp_path)
-    Path("a.jpeg").write_bytes(b"")
-    Path("runs/cnn").mkdir(parents=True)
-    Path("runs/cnn/model.safetensors").write_bytes(b"")
-    with pytest.raises(SystemExit) as stop:
-        main(["explain", "a.jpeg", model, "--prevalence", "0.1"])
-    assert stop.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1] == (
-        f"pneumoscan explain: error: explain draws one film, and {model} after it is a model; to draw with it, give "
-        f"--model: `pneumoscan explain a.jpeg --model {model} --prevalence 0.1`")
+SAID = "pneumoscan explain: error: explain draws one film, and "
 
 
-def test_explain_given_the_model_before_the_film_says_to_give_it_as_model(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    # `explain runs/cnn a.jpeg` (the model first, as in model.predict(image)) was told to run explain once per film,
-    # a loop that draws with the shipped model
-    monkeypatch.chdir(tmp_path)
-    Path("a.jpeg").write_bytes(b"")
-    Path("runs/cnn").mkdir(parents=True)
-    Path("runs/cnn/model.safetensors").write_bytes(b"")
-    with pytest.raises(SystemExit):
-        main(["explain", "runs/cnn", "a.jpeg", "--threshold", "0.3"])
-    assert capsys.readouterr().err.splitlines()[-1] == (
-        "pneumoscan explain: error: explain draws one film, and runs/cnn before it is a model; to draw with it, give "
-        "--model: `pneumoscan explain a.jpeg --model runs/cnn --threshold 0.3`")
-
-
-def test_explain_given_a_model_after_the_film_keeps_out_and_takes_an_onnx_export_for_its_run(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    # the command it gave dropped --out, and for RUN/model.onnx it gave `--model RUN/model.onnx`, which --model refuses
+@pytest.mark.parametrize(("argv", "error"), [
+    # `explain a.jpeg runs/cnn`, --model forgotten, was told to run explain once per film, a loop that draws with
+    # the shipped model
+    (["a.jpeg", "runs/cnn", "--prevalence", "0.1"], "runs/cnn after it is a model; to draw with it, give --model: "
+                                                     "`pneumoscan explain a.jpeg --model runs/cnn --prevalence 0.1`"),
+    (["a.jpeg", "runs/cnn/model.safetensors"], "runs/cnn/model.safetensors after it is a model; to draw with it, "
+                                               "give --model: `pneumoscan explain a.jpeg --model "
+                                               "runs/cnn/model.safetensors`"),
+    # the model first, as in model.predict(image): the same loop was suggested
+    (["runs/cnn", "a.jpeg", "--threshold", "0.3"], "runs/cnn before it is a model; to draw with it, give --model: "
+                                                   "`pneumoscan explain a.jpeg --model runs/cnn --threshold 0.3`"),
+    # the command it gave dropped --out, and for RUN/model.onnx gave `--model RUN/model.onnx`, which --model refuses
+    (["a.jpeg", "runs/cnn", "--out", "h.png"], "runs/cnn after it is a model; to draw with it, give --model: "
+                                               "`pneumoscan explain a.jpeg --model runs/cnn --out h.png`"),
+    (["a.jpeg", "runs/cnn/model.onnx", "--out", "h.png"], "runs/cnn/model.onnx after it is the ONNX export of the "
+                                                          "run runs/cnn; to draw with it, give --model: `pneumoscan "
+                                                          "explain a.jpeg --model runs/cnn --out h.png`"),
+], ids=["run-folder-after", "model-file-after", "run-folder-before", "out-kept", "onnx-export"])
+def test_explain_given_a_model_beside_the_film_says_to_give_it_as_model(
+        argv: list[str], error: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
     Path("a.jpeg").write_bytes(b"")
     Path("runs/cnn").mkdir(parents=True)
     Path("runs/cnn/model.safetensors").write_bytes(b"")
     Path("runs/cnn/model.onnx").write_bytes(b"")
-    errors = []
-    for model in ("runs/cnn", "runs/cnn/model.onnx"):
-        with pytest.raises(SystemExit):
-            main(["explain", "a.jpeg", model, "--out", "h.png"])
-        errors.append(capsys.readouterr().err.splitlines()[-1])
-    assert errors == [
-        "pneumoscan explain: error: explain draws one film, and runs/cnn after it is a model; to draw with it, give "
-        "--model: `pneumoscan explain a.jpeg --model runs/cnn --out h.png`",
-        "pneumoscan explain: error: explain draws one film, and runs/cnn/model.onnx after it is the ONNX export of the "
-        "run runs/cnn; to draw with it, give --model: `pneumoscan explain a.jpeg --model runs/cnn --out h.png`"]
+    with pytest.raises(SystemExit) as stop:
+        main(["explain", *argv])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == SAID + error
 
 
 def test_explain_user_mistakes(tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
