@@ -63,8 +63,18 @@ def test_set_threshold_refuses_copies_of_training_films(tiny_run: Path, tiny_dat
     assert main(["set-threshold", "--model", str(tiny_run), "--data", str(site), "--out", str(tmp_path / "m"),
                  "--backend", "torch", "--n-boot", "10"]) == 2
     err = capsys.readouterr().err
-    assert "1 of 17 films are films this model was trained or validated on" in err
-    assert "IM-5555-0001.jpeg" in err and not (tmp_path / "m").exists()
+    assert (f"1 of 17 films is one this model was trained or validated on (a copy, or the same film re-encoded or "
+            f"resized: {site / 'NORMAL' / 'IM-5555-0001.jpeg'}), which it scores better than new ones; remove it") in err
+    assert not (tmp_path / "m").exists()
+    # several: the first three named and all counted (the first alone was named, the others left to be found)
+    for i, film in enumerate(sorted((tiny_data / "train" / "PNEUMONIA").iterdir())[:3]):
+        shutil.copy(film, site / "PNEUMONIA" / f"person555{i}_virus_1.jpeg")
+    assert main(["set-threshold", "--model", str(tiny_run), "--data", str(site), "--out", str(tmp_path / "m"),
+                 "--backend", "torch", "--n-boot", "10"]) == 2
+    assert (f"4 of 20 films are ones this model was trained or validated on (copies, or the same film re-encoded or "
+            f"resized: {site / 'NORMAL' / 'IM-5555-0001.jpeg'}, {site / 'PNEUMONIA' / 'person5550_virus_1.jpeg'}, "
+            f"{site / 'PNEUMONIA' / 'person5551_virus_1.jpeg'}, ... (4 films)), which it scores better than new ones; "
+            f"remove them") in capsys.readouterr().err
 
 
 def test_a_file_is_hashed_once_until_it_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -201,7 +211,7 @@ def test_set_threshold_refuses_training_films_re_encoded(tiny_run: Path, tiny_da
     assert main(["set-threshold", "--model", str(tiny_run), "--data", str(site), "--out", str(tmp_path / "m"),
                  "--backend", "torch", "--n-boot", "10"]) == 2
     err = capsys.readouterr().err
-    assert "1 of 17 films are films this model was trained or validated on (copies, or the same film re-encoded" in err
+    assert "1 of 17 films is one this model was trained or validated on (a copy, or the same film re-encoded" in err
     assert "IM-5555-0001.png" in err and not (tmp_path / "m").exists()
 
 

@@ -21,7 +21,8 @@ from pneumoscan.data.formats import IMAGE_SUFFIXES
 from pneumoscan.data.labels import Sample
 from pneumoscan.data.layout import evaluation_samples
 from pneumoscan.data.patients import shared_text, uncounted_reason
-from pneumoscan.errors import InputError, decimals, option, raise_if_interrupted, shell_word, warn
+from pneumoscan.errors import (InputError, decimals, first_names, one_name, option, raise_if_interrupted,
+                               shell_word, warn)
 from pneumoscan.evaluation.bootstrap import resampled_words, summarize
 from pneumoscan.evaluation.evaluate import Evaluation, evaluate
 from pneumoscan.evaluation.thresholds import check_target_recall, threshold_ci95, threshold_for_recall
@@ -105,9 +106,12 @@ def _check_unseen(meta: ArtifactMeta, data: str | os.PathLike, found: tuple[str,
     else:  # an older model records only the bytes: nothing to decode
         seen = seen_in_training([s.path for s in samples], meta.training)
     if seen:
-        raise InputError(f"{data}: {len(seen)} of {len(samples)} films are films this model was trained or validated "
-                         f"on (copies, or the same film re-encoded or resized; e.g. {seen[0]}), which it scores better "
-                         f"than new ones; remove them and choose the threshold on films it has not seen")
+        one = len(seen) == 1
+        names = first_names([one_name(str(path)) for path in seen], 3, "films")
+        raise InputError(f"{data}: {len(seen)} of {len(samples)} films {'is one' if one else 'are ones'} this model was "
+                         f"trained or validated on ({'a copy' if one else 'copies'}, or the same film re-encoded or "
+                         f"resized: {names}), which it scores better than new ones; remove {'it' if one else 'them'} "
+                         f"and choose the threshold on films it has not seen")
     return images
 
 
