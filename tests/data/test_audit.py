@@ -110,8 +110,8 @@ def test_unreadable_files_alike_are_listed_as_unreadable_not_as_duplicates(tmp_p
     assert len(report["unreadable"]) == 4
     assert report["duplicate_groups"] == [] and report["name_keys_across_folders"] == []
     assert audit_problems(report) == ["4 unreadable files"]
-    assert "byte-identical duplicate groups: 0 (0 across splits, 0 across patient IDs, 0 with both labels, 0 within one patient)" in \
-        format_audit(report)
+    assert ("byte-identical duplicate groups: 0 (0 across splits, 0 across patient IDs, 0 with both labels, 0 within "
+            "one patient)") in format_audit(report)
 
 
 def test_a_manifest_beside_its_films_names_them_without_dot_dot(tmp_path: Path) -> None:
@@ -599,4 +599,5 @@ def test_an_empty_file_with_patient_key_folder_is_unreadable_and_skipped_as_with
         assert audit_problems(report) == ["1 unreadable file"]
         data = prepare_data(TrainConfig(data=str(tmp_path), out=str(tmp_path / "r"), patient_key=key), 16, False)
         assert [one.split(":")[0] for one in data.train.skipped + data.val.skipped] == [str(empty)]
-        assert sum(data.split_record["counts"][part][c] for part in ("train", "val") for c in ("NORMAL", "PNEUMONIA")) == 12
+        counts = data.split_record["counts"]
+        assert sum(counts[part][c] for part in ("train", "val") for c in ("NORMAL", "PNEUMONIA")) == 12

@@ -64,7 +64,8 @@ def test_set_threshold_refuses_copies_of_training_films(tiny_run: Path, tiny_dat
                  "--backend", "torch", "--n-boot", "10"]) == 2
     err = capsys.readouterr().err
     assert (f"1 of 17 films is one this model was trained or validated on (a copy, or the same film re-encoded or "
-            f"resized: {site / 'NORMAL' / 'IM-5555-0001.jpeg'}), which it scores better than new ones; remove it") in err
+            f"resized: {site / 'NORMAL' / 'IM-5555-0001.jpeg'}), which it scores better than new ones; "
+            f"remove it") in err
     assert not (tmp_path / "m").exists()
     # several: the first three named and all counted (the first alone was named, the others left to be found)
     for i, film in enumerate(sorted((tiny_data / "train" / "PNEUMONIA").iterdir())[:3]):

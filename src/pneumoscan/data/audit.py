@@ -252,15 +252,16 @@ def format_audit(report: dict[str, Any]) -> str:
                  f"{len(within)} within one patient)")
     lines += _listed([f"  {_group(list(group), ' = ')}" for group in sorted(problems)])
     if within:  # no leak, as the patient split keeps them together, but one film weighted as several in training
-        lines.append(f"  within one patient (no leak; the film counts once per copy in training, keep one): {len(within)}")
+        lines.append(f"  within one patient (no leak; the film counts once per copy in training, keep one): "
+                     f"{len(within)}")
         lines += _listed([f"    {_group(group, ' = ')}" for group in within])
     for pair, count in report["patient_ids_in_two_splits"].items():
         lines.append(f"patient IDs in both {pair}: {count}")
-        by_name = report["name_keys_in_two_splits"].get(pair, [])
+        by_name = report.get("name_keys_in_two_splits", {}).get(pair, [])
         if by_name:  # those of a header, manifest or folder are listed below, as leaks
+            pairs = "; ".join(" & ".join(map(one_name, two)) for two in by_name[:GROUP_NAMES])
             rest = f" (and {len(by_name) - GROUP_NAMES} more)" if len(by_name) > GROUP_NAMES else ""
-            lines.append(f"  by file name, e.g. {'; '.join(' & '.join(map(one_name, two)) for two in by_name[:GROUP_NAMES])}"
-                         f"{rest}")
+            lines.append(f"  by file name, e.g. {pairs}{rest}")
     if report.get("same_patient_in_two_splits"):
         lines.append(f"patients in two splits by {_named_keys(report)}, so the same patient on both sides (a leak): "
                      f"{len(report['same_patient_in_two_splits'])}")
