@@ -32,7 +32,7 @@ def test_duplicates_across_patients_and_labels_are_reported(tmp_path: Path) -> N
     assert "groups: 3 (0 across splits, 2 across patient IDs, 1 with both labels, 1 within one patient)" in text
     assert "\n  train/NORMAL/IM-0001-0001.png = train/NORMAL/IM-0042-0001.png\n" in text
     # one patient's copies are no leak, but named apart: the text counted them and named neither file
-    assert ("  within one patient (no leak; the film counts once per copy in training, keep one): 1\n"
+    assert ("  within one patient (no leak; each copy counts as a film, in training or evaluation; keep one): 1\n"
             "    train/NORMAL/IM-0000-0001.png = train/NORMAL/IM-0000-0002.png\n") in text
 
 

@@ -251,8 +251,8 @@ def format_audit(report: dict[str, Any]) -> str:
                  f"{len(report['label_conflict_duplicates'])} with both labels, "
                  f"{len(within)} within one patient)")
     lines += _listed([f"  {_group(list(group), ' = ')}" for group in sorted(problems)])
-    if within:  # no leak, as the patient split keeps them together, but one film weighted as several in training
-        lines.append(f"  within one patient (no leak; the film counts once per copy in training, keep one): "
+    if within:  # no leak, as the patient split keeps them together, but one film counted as several
+        lines.append(f"  within one patient (no leak; each copy counts as a film, in training or evaluation; keep one): "
                      f"{len(within)}")
         lines += _listed([f"    {_group(group, ' = ')}" for group in within])
     for pair, count in report["patient_ids_in_two_splits"].items():
