@@ -720,7 +720,8 @@ def test_predict_and_explain_say_once_that_a_model_without_a_guard_scores_a_phot
         assert main(["predict", "--model", str(tiny_run), str(photo), str(film), str(photo), *fmt]) == 0
         assert capsys.readouterr().err.splitlines().count(said) == 1  # once for the command, not a line a film
     assert main(["explain", "--model", str(tiny_run), str(photo), "--out", str(tmp_path / "h.png")]) == 0
-    assert capsys.readouterr().err.splitlines() == [said]
+    warned, note = capsys.readouterr().err.splitlines()  # the warning once, then the threshold's note
+    assert warned == said and note.startswith("pneumoscan: note: PNEUMONIA at P(pneumonia) >= ")
     missing = tmp_path / "missing.png"  # no film to score: its error alone, no warning before it
     assert main(["explain", "--model", str(tiny_run), str(missing), "--out", str(tmp_path / "m.png")]) != 0
     assert said not in capsys.readouterr().err
@@ -728,7 +729,7 @@ def test_predict_and_explain_say_once_that_a_model_without_a_guard_scores_a_phot
     assert "no chest X-ray guard" not in capsys.readouterr().err
 
 
-def test_predict_says_on_stderr_the_threshold_it_labels_at_and_where_it_came_from(
+def test_predict_and_explain_say_on_stderr_the_threshold_they_label_at_and_where_it_came_from(
         tiny_run: Path, tiny_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # 'NORMAL P(pneumonia)=0.5917' at the shipped threshold 0.6151 read as a bug: the text never showed it
     from pneumoscan.artifact import read_meta
@@ -745,6 +746,13 @@ def test_predict_says_on_stderr_the_threshold_it_labels_at_and_where_it_came_fro
         assert captured.err.splitlines().count(f"pneumoscan: note: {note}") == 1
         assert all(line.startswith(("NORMAL     P(pneumonia)=", "PNEUMONIA  P(pneumonia)="))  # stdout as before
                    for line in captured.out.splitlines()) and len(captured.out.splitlines()) == 2
+    # explain too: its line 'PNEUMONIA  P(pneumonia)=0.0488' (with --prevalence 0.05) did not say the threshold
+    for options, note in notes.items():
+        assert main(["explain", "--model", str(tiny_run), str(films[0]), "--out", str(tiny_data.parent / "h.png"),
+                     *options]) == 0
+        captured = capsys.readouterr()
+        assert captured.err.splitlines().count(f"pneumoscan: note: {note}") == 1
+        assert captured.out.startswith(("NORMAL     P(pneumonia)=", "PNEUMONIA  P(pneumonia)="))  # stdout as before
     assert main(["predict", "--model", str(tiny_run), str(films[0]), "--csv"]) == 0  # a column says it there
     assert "pneumoscan: note: PNEUMONIA at" not in capsys.readouterr().err
     empty = tiny_data.parent / "empty_folder"

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from pneumoscan.inference.commands import add_model_arg
+from pneumoscan.inference.commands import add_model_arg, threshold_note
 
 
 def add_commands(subparsers: Any) -> None:
@@ -60,6 +61,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     predictor = Predictor(args.model, threshold=args.threshold, target_recall=args.target_recall,
                           prevalence=args.prevalence, backend="auto")
     explained = explain_file(predictor, args.image)
+    print(threshold_note(predictor), file=sys.stderr)  # the label's threshold, which the terminal line does not show
     prob, label = float(explained.prediction.probability), str(explained.prediction.label)
     interval = predictor.threshold_ci95 if explained.prediction.borderline else None
     empty = f"empty: Grad-CAM found no positive evidence for {label}" if explained.empty else ""

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from pneumoscan.errors import decimals
 from pneumoscan.inference.operating_point import add_operating_point_args, operating_point_text
+
+if TYPE_CHECKING:
+    from pneumoscan.inference.predictor import Predictor
 
 
 def add_backend_arg(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +25,12 @@ def add_model_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="run folder or model.safetensors (default: the model shipped with pneumoscan)")
 
 
+def threshold_note(predictor: Predictor) -> str:
+    """The stderr note of a command printing labels as text: the threshold it labels at, and where that came from."""
+    return (f"pneumoscan: note: {predictor.meta.class_names[1]} at P(pneumonia) >= "
+            f"{decimals(predictor.threshold, 4)}; {operating_point_text(predictor.operating_point())}")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from pneumoscan.inference.inputs import input_files
     from pneumoscan.inference.predict_stream import stream_predictions
@@ -31,9 +41,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     files = input_files(args.paths)  # a request with no film is refused before any note
     fmt = "json" if args.json else "csv" if args.csv else "text"
     if fmt == "text" and not args.quiet:  # CSV and JSON have it in a column; stdout's lines stay as scripts parse them
-        print(f"pneumoscan: note: {predictor.meta.class_names[1]} at P(pneumonia) >= "
-              f"{decimals(predictor.threshold, 4)}; {operating_point_text(predictor.operating_point())}",
-              file=sys.stderr)
+        print(threshold_note(predictor), file=sys.stderr)
     predictor.warn_unguarded()  # once, before the progress bar
     complete = stream_predictions(predictor, files, fmt, progress=not args.quiet, notes=not args.quiet)
     # a script must see that some input got no prediction: unreadable, or refused by the guard
