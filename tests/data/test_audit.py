@@ -72,6 +72,14 @@ def test_the_text_names_a_few_files_of_a_group_and_of_a_list_and_counts_the_rest
     assert [line.split(":")[0] for line in lines[start + 1:start + 21]] == [
         f"  {normal / f'bad{i:02d}.png'}" for i in range(20)]
     assert lines[start + 21] == "  ... and 5 more (--json lists them all)"
+    for i in range(2, 23):  # 21 groups of one patient's copies: 20 named, under their heading, and one counted
+        for k in (1, 2):
+            write_xray(normal / f"IM-{i:04d}-000{k}.png", 0, 100 + i)
+    lines = format_audit(audit(tmp_path, progress=False)).splitlines()
+    start = lines.index("  within one patient (no leak; each copy counts as a film, in training or evaluation; keep "
+                        "one): 22")
+    assert all(line.startswith("    train/NORMAL/IM-") for line in lines[start + 1:start + 21])
+    assert lines[start + 21] == "    ... and 2 more (--json lists them all)"
 
 
 def test_duplicates_are_named_by_where_they_are(tmp_path: Path) -> None:

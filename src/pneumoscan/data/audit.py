@@ -200,10 +200,10 @@ LISTED = 20  # lines of each list the text report prints; the JSON holds them al
 GROUP_NAMES = 3  # names of a group of files the text report prints
 
 
-def _listed(lines: list[str]) -> list[str]:
-    """The first LISTED of a list's `lines`, then a count of the rest and where they all are."""
+def _listed(lines: list[str], indent: str = "  ") -> list[str]:
+    """The first LISTED of a list's `lines`, then a count of the rest and where they all are (at `indent`, theirs)."""
     rest = len(lines) - LISTED
-    return lines[:LISTED] + ([f"  ... and {rest} more (--json lists them all)"] if rest > 0 else [])
+    return lines[:LISTED] + ([f"{indent}... and {rest} more (--json lists them all)"] if rest > 0 else [])
 
 
 def _group(names: list[str], joiner: str) -> str:
@@ -254,7 +254,7 @@ def format_audit(report: dict[str, Any]) -> str:
     if within:  # no leak, as the patient split keeps them together, but one film counted as several
         lines.append(f"  within one patient (no leak; each copy counts as a film, in training or evaluation; keep one): "
                      f"{len(within)}")
-        lines += _listed([f"    {_group(group, ' = ')}" for group in within])
+        lines += _listed([f"    {_group(group, ' = ')}" for group in within], "    ")
     for pair, count in report["patient_ids_in_two_splits"].items():
         lines.append(f"patient IDs in both {pair}: {count}")
         by_name = report.get("name_keys_in_two_splits", {}).get(pair, [])
