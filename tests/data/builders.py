@@ -48,23 +48,39 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 8)) + chunk(b"IEND", b"")
 
 
-def png16(pixels: np.ndarray, colour_type: int, *, filtered: bool = False) -> bytes:
+def png16(pixels: np.ndarray, colour_type: int, *, filtered: bool = False, interlaced: bool = False, idats: int = 1,
+          chunks: tuple[tuple[bytes, bytes], ...] = ()) -> bytes:
     """A 16-bit PNG of `pixels` (H, W) or (H, W, C) written by hand: Pillow cannot save 16-bit colour or grey+alpha.
     `filtered`: row y with PNG filter y % 5 (none, Sub, Up, Average, Paeth), as encoders choose per row, instead of
-    none."""
+    none. `interlaced`: Adam7, its seven passes' rows each filtered so. `idats`: the pixel data split over that many
+    IDAT chunks (as encoders write a large film), 0 for none. `chunks`: (type, body) chunks before the pixel data,
+    such as tRNS."""
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     height, width = pixels.shape[:2]
+    passes = _ADAM7 if interlaced else ((0, 0, 1, 1),)
+    rows = b"".join(_filtered_rows(pixels[top::down, left::across], filtered)
+                    for left, top, across, down in passes if top < height and left < width)
+    data = zlib.compress(rows)
+    parts = [data[i * len(data) // idats:(i + 1) * len(data) // idats] for i in range(idats)]
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, int(interlaced))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + b"".join(chunk(kind, body) for kind, body in chunks)
+            + b"".join(chunk(b"IDAT", part) for part in parts) + chunk(b"IEND", b""))
+
+
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+"""Adam7's passes: (first column, first row, columns apart, rows apart)."""
+
+
+def _filtered_rows(pixels: np.ndarray, filtered: bool) -> bytes:
+    """The rows of 16-bit `pixels` as stored in a PNG's pixel data, each after its filter type byte."""
     stored = [np.frombuffer(row.astype(">u2").tobytes(), dtype=np.uint8).astype(np.int32) for row in pixels]
     step = 2 * (pixels.shape[2] if pixels.ndim == 3 else 1)  # bytes a pixel
-    rows = b"".join(bytes([y % 5 if filtered else 0])
+    return b"".join(bytes([y % 5 if filtered else 0])
                     + _png_filter(row, stored[y - 1] if y else np.zeros_like(row), step, y % 5 if filtered else 0)
                     for y, row in enumerate(stored))
-    ihdr = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows))
-            + chunk(b"IEND", b""))
 
 
 def _png_filter(row: np.ndarray, above: np.ndarray, step: int, kind: int) -> bytes:

@@ -638,12 +638,12 @@ def test_a_png_is_stretched_only_when_a_browser_draws_it_visibly_otherwise_than_
     assert stretched(data) is apart
 
 
-def _several_channels(grey: np.ndarray, colour_type: int, alpha: np.ndarray | None = None) -> bytes:
-    """A 16-bit PNG of colour type 2, 4 or 6 holding the 16-bit grey levels `grey` in each colour band, opaque (or of
-    `alpha`), its rows filtered as encoders do."""
+def _several_channels(grey: np.ndarray, colour_type: int, alpha: np.ndarray | None = None, **options: object) -> bytes:
+    """A 16-bit PNG of colour type 2, 4 or 6 (0: grey alone) holding the 16-bit grey levels `grey` in each colour band,
+    opaque (or of `alpha`), its rows filtered as encoders do; `options` of `png16` (interlaced, idats)."""
     alpha = np.full_like(grey, 65535) if alpha is None else alpha
-    channels = {2: [grey] * 3, 4: [grey, alpha], 6: [grey] * 3 + [alpha]}
-    return png16(np.stack(channels[colour_type], axis=-1), colour_type, filtered=True)
+    channels = {0: [grey], 2: [grey] * 3, 4: [grey, alpha], 6: [grey] * 3 + [alpha]}
+    return png16(np.stack(channels[colour_type], axis=-1), colour_type, filtered=True, **options)
 
 
 _TWELVE = ramp(lo=300, hi=4000, dtype=np.uint16)
@@ -711,6 +711,93 @@ def test_a_16_bit_colour_png_s_transparent_colour_reads_black_at_full_depth() ->
     trns = struct.pack(">I", len(body)) + b"tRNS" + body + struct.pack(">I", zlib.crc32(b"tRNS" + body))
     film = read_film(data[:33] + trns + data[33:])  # after the signature (8 bytes) and IHDR (25)
     np.testing.assert_array_equal(film.gray, minmax_u8(np.where(_TWELVE == key, 0, _TWELVE)))
+
+
+def test_an_8_bit_film_saved_as_16_bit_grey_alpha_keeps_its_levels_whatever_its_alpha() -> None:
+    """An 8-bit film (v * 257) in a 16-bit grey+alpha PNG whose alpha is not a multiple of 257 (one pixel at 30000)
+    was stretched from its darkest to its brightest level (20..200 read as 0..255, 55 levels off): its grey samples
+    alone decide that it is 8-bit, and its alpha is composited at 16 bits."""
+    eight = ramp(lo=20, hi=200).astype(np.uint16)
+    alpha = np.full_like(eight, 65535)
+    alpha[0, 0] = 30000
+    film = read_film(png16(np.stack([eight * 257, alpha], axis=-1), 4))
+    expected = eight.copy()
+    expected[0, 0] = round(20 * 30000 / 65535)
+    np.testing.assert_array_equal(film.gray, expected)
+    assert not film.stretched
+
+
+def test_an_8_bit_film_saved_as_16_bit_colour_matches_its_transparent_colour_on_all_16_bits() -> None:
+    """The tRNS colour of an 8-bit film saved as 16-bit RGB (v * 257) is matched on the whole 16-bit samples, as PNG
+    says: a key one above a pixel's value (v * 257 + 1) made that pixel black, as its high bytes matched."""
+    import struct
+
+    eight = ramp(lo=3, hi=250).astype(np.uint16)
+    colour = np.stack([eight * 257] * 3, axis=-1)
+    for key, black in ((int(colour[5, 5, 0]) + 1, 0), (int(colour[5, 5, 0]), 1)):
+        film = read_film(png16(colour, 2, chunks=((b"tRNS", struct.pack(">HHH", key, key, key)),)))
+        np.testing.assert_array_equal(film.gray, np.where(eight == eight[5, 5], 0, eight) if black else eight)
+
+
+@pytest.mark.parametrize("colour_type", [0, 2, 4, 6])
+def test_a_16_bit_png_without_pixel_data_says_it_cannot_be_loaded(colour_type: int) -> None:
+    """A 16-bit colour PNG with no IDAT chunk said 'not a readable image (list index out of range)'; it says what its
+    grey twin says."""
+    data = _several_channels(_TWELVE, colour_type, idats=0)
+    with pytest.raises(InputError) as exc:
+        read_film(data, name="film.png")
+    assert "not a readable image (cannot load this image)" in check_error(exc, "film.png")
+
+
+@pytest.mark.parametrize("colour_type", [2, 4, 6])
+@pytest.mark.parametrize("interlaced, idats", [(True, 1), (False, 3), (True, 4)], ids=["adam7", "3-idats",
+                                                                                     "adam7-4-idats"])
+def test_a_16_bit_png_of_several_channels_interlaced_or_in_several_idats_reads_as_its_grey_png(
+        colour_type: int, interlaced: bool, idats: int) -> None:
+    """The second decode of each sample's low byte follows Pillow's own through Adam7's passes and across IDAT
+    chunks: such a 12-bit film reads as the same 16-bit grey PNG stored plainly."""
+    grey = read_film(png16(_TWELVE, 0))
+    film = read_film(_several_channels(_TWELVE, colour_type, interlaced=interlaced, idats=idats))
+    np.testing.assert_array_equal(film.gray, grey.gray)
+
+
+def test_a_pillow_that_cannot_read_16_bit_colour_samples_is_named_not_the_file(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Pillow whose PNG decoder lacks the little-endian raw mode the low bytes are read with said the file was
+    'truncated or damaged'; it names Pillow and how to update it. One whose tiles are plain tuples (older Pillow)
+    reads the film."""
+    from PIL import PngImagePlugin
+
+    from pneumoscan.data import deep_png
+
+    data = _several_channels(_TWELVE, 2)
+    expected = read_film(data).gray
+    real = Image._getdecoder
+
+    def no_little_endian(mode: str, name: str, args: object, extra: tuple = ()) -> object:
+        if isinstance(args, str) and args.endswith(";16L"):
+            raise ValueError("unknown raw mode for given image mode")
+        return real(mode, name, args, extra)
+
+    monkeypatch.setattr(Image, "_getdecoder", no_little_endian)
+    deep_png.pillow_reads_deep_png.cache_clear()
+    try:
+        with pytest.raises(InputError) as exc:
+            read_film(data, name="film.png")
+        msg = check_error(exc, "film.png")
+        assert "cannot read at full depth; upgrade Pillow" in msg and "damaged" not in msg
+        monkeypatch.setattr(Image, "_getdecoder", real)
+        opened = PngImagePlugin.PngImageFile._open
+
+        def plain_tiles(self: PngImagePlugin.PngImageFile) -> None:
+            opened(self)
+            self.tile = [tuple(tile) for tile in self.tile]
+
+        monkeypatch.setattr(PngImagePlugin.PngImageFile, "_open", plain_tiles)
+        deep_png.pillow_reads_deep_png.cache_clear()
+        np.testing.assert_array_equal(read_film(data).gray, expected)
+    finally:
+        deep_png.pillow_reads_deep_png.cache_clear()
 
 
 @pytest.mark.parametrize("kind", ["png", "dicom"])

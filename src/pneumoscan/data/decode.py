@@ -36,9 +36,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+import PIL
 from PIL import Image, UnidentifiedImageError
 
-from pneumoscan.data.deep_png import deep_colour_png, deep_png_grey, deep_png_samples, upright
+from pneumoscan.data.deep_png import OldPillow, colour_of, deep_colour_png, deep_png_grey, deep_png_samples, upright
 from pneumoscan.data.dicom import dicom_colour, read_dicom
 from pneumoscan.data.pixels import DEFAULT_MAX_PIXELS, eight_bit_as_sixteen, out_of_memory, to_uint8, too_large
 from pneumoscan.errors import MAX_REASON, InputError, one_line, one_name
@@ -470,6 +471,10 @@ def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) 
                 shown = _shown(im, out)
     except InputError:
         raise
+    except OldPillow:
+        raise InputError(f"{label}: a 16-bit colour PNG, which this Pillow ({PIL.__version__}) cannot read at full "
+                         f"depth; upgrade Pillow (pip install -U pillow: 11.3 and later read it) or save the film as "
+                         f"a 16-bit greyscale PNG") from None
     except UnidentifiedImageError:
         if (other := unsupported_format(data)) is not None:
             raise InputError(f"{label}: {other} images are not supported; {EXPORT_AS}") from None
@@ -515,14 +520,11 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
 
 def _read_deep_png(data: bytes, transparency: object) -> tuple[np.ndarray, str | None]:
     """A PNG of several 16-bit channels read at its full depth (`deep_png`), as a 16-bit grey PNG is: an 8-bit film
-    saved so (every sample v * 257) exactly as its 8-bit file, any other data stretched from its darkest to its
+    saved so (every colour sample v * 257) exactly as its 8-bit file, any other data stretched from its darkest to its
     brightest grey level; and how a viewer draws it when otherwise (`Film.shown`)."""
     samples = deep_png_samples(data)
-    if eight_bit_as_sixteen(samples):
-        im = Image.fromarray((samples >> 8).astype(np.uint8))  # LA, RGB or RGBA: the film's 8-bit file
-        if isinstance(transparency, tuple):
-            im.info["transparency"] = tuple(int(v) >> 8 for v in transparency)
-        return _pil_to_gray(im), None
+    if eight_bit_as_sixteen(colour_of(samples)):  # its alpha, at 16 bits, need not be a multiple of 257
+        return deep_png_grey(samples, transparency, eight_bit=True).astype(np.uint8), None
     grey = deep_png_grey(samples, transparency)
     out = to_uint8(grey)
     return out, _drawn(int(grey.min()), int(grey.max()), out)
