@@ -1041,6 +1041,33 @@ def test_colourfulness_of_raw_files() -> None:
     assert colourfulness(b"garbage") == 0.0
 
 
+def _overlay(depth: int) -> np.ndarray:
+    """A film (a 160 x 160 ramp with grain) under a 30 % red-to-blue heat map, at `depth` bits (H, W, 3)."""
+    rng = np.random.default_rng(0)
+    film = np.clip(np.linspace(0.2, 0.8, 160)[None, :] + rng.normal(0, 0.05, (160, 160)), 0, 1)
+    heat = np.stack([np.linspace(1, 0, 160)[:, None].repeat(160, 1), np.zeros((160, 160)),
+                     np.linspace(0, 1, 160)[:, None].repeat(160, 1)], axis=-1)
+    return np.rint((0.7 * film[..., None] + 0.3 * heat) * (2 ** depth - 1)).astype(np.uint16)
+
+
+def test_a_16_bit_colour_png_is_measured_at_full_depth_as_its_grey_png() -> None:
+    """A 16-bit colour PNG was measured by Pillow's read of its samples' high bytes: a 12-bit colour overlay (0..15)
+    measured about 3, under the colour cut its 8-bit copy is over, and was scored; its colourfulness is now that of its
+    samples as the decoder reads them. Its dither energy was measured (Pillow reads it as RGB) where its grey twin's,
+    a 16-bit grey PNG's, is not: it is not measured either."""
+    from tests.data.builders import png16
+
+    eight = _overlay(8)
+    as_8_bit = colourfulness(encode(Image.fromarray(eight.astype(np.uint8))))
+    assert as_8_bit > file_cues.COLOUR_REFERENCE
+    assert colourfulness(png16(_overlay(12), 2)) > file_cues.COLOUR_REFERENCE
+    assert colourfulness(png16(eight * 257, 2)) == pytest.approx(as_8_bit)  # an 8-bit copy saved as v * 257
+    grey = _overlay(12)[..., 0]
+    assert colourfulness(png16(np.stack([grey] * 3, axis=-1), 2)) == 0.0
+    assert np.isnan(jpeg_cues(png16(grey, 0))[1])
+    assert np.isnan(jpeg_cues(png16(np.stack([grey] * 3, axis=-1), 2))[1])
+
+
 @pytest.mark.parametrize("photometric", ["RGB", "YBR_FULL", "YBR_FULL_422"])
 def test_colourfulness_of_a_colour_dicom_is_that_of_its_pixels(photometric: str) -> None:
     from tests.conftest import dicom_bytes, dicom_to_bytes, make_colour_dicom

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, file_label, is_dicom, read_grayscale
+from pneumoscan.data.deep_png import deep_colour_png, deep_png_rgb, deep_png_samples
 from pneumoscan.data.dicom import dicom_colour
 from pneumoscan.data.pixels import out_of_memory
 from pneumoscan.errors import DecodeOutOfMemory
@@ -60,7 +61,8 @@ def colourfulness(source: str | os.PathLike | bytes | bytearray, size: int = 64,
     """Hasler-Suesstrunk colourfulness (0 = gray, 15 = barely, 109 = extremely colourful) of a raw file.
 
     Cheap: grayscale modes return 0 without decoding, JPEGs are decoded in draft mode at about
-    `size` px. A colour DICOM (RGB, YBR, palette) is measured on its RGB pixels like a colour PNG: `rgb`, what
+    `size` px. A 16-bit colour PNG is measured on its full samples as the decoder maps them (`deep_png_rgb`), not
+    Pillow's 8-bit read of their high bytes. A colour DICOM (RGB, YBR, palette) is measured on its RGB pixels like a colour PNG: `rgb`, what
     `read_grayscale_and_rgb` gave when it already decoded the file (None for a grey DICOM, so 0 with no second
     read of its header), else decoded here; a grey one returns 0 from its header.
     Unreadable or oversized files return 0.0 (the decoder reports those); memory running short is the file's
@@ -75,18 +77,24 @@ def colourfulness(source: str | os.PathLike | bytes | bytearray, size: int = 64,
             rgb = dicom_colour(data, label=file_label(source, name)) if rgb is NOT_DECODED else rgb
             if rgb is None:
                 return 0.0
-            im = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
-            im.thumbnail((size, size))
-            rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
         else:
+            rgb = None
             with Image.open(io.BytesIO(data), formats=("JPEG", "PNG", "TIFF", "BMP")) as im:
                 if im.mode not in ("RGB", "RGBA", "RGBX", "RGBa", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
                     return 0.0
                 if im.size[0] * im.size[1] > DEFAULT_MAX_PIXELS:
                     return 0.0
-                im.draft("RGB", (size, size))
-                im.thumbnail((size, size))
-                rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
+                if im.format == "PNG" and deep_colour_png(data) is not None:
+                    # Pillow reads each sample's high byte: a 12-bit colour overlay would read as 0..15, grey
+                    rgb = deep_png_rgb(deep_png_samples(bytes(data)), im.info.get("transparency"))
+                else:
+                    im.draft("RGB", (size, size))
+                    im.thumbnail((size, size))
+                    rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
+        if rgb is not None:
+            im = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+            im.thumbnail((size, size))
+            rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
     except MemoryError as exc:
         raise out_of_memory(file_label(source, name)) from exc
     except DecodeOutOfMemory:
@@ -126,7 +134,7 @@ def jpeg_cues(source: str | os.PathLike | bytes | bytearray,
     again) and its peak excess 0.0 (the pixels of a low-quality JPEG keep the encoder's comb of peaks, which only the
     JPEG's own header tells apart). The dither
     energy is `NOT_MEASURED` (NaN) for an image under `DITHER_MIN_SIDE` px on its shorter side, whose grain is a small
-    film's. Other files (16-bit, 1-bit, with alpha, DICOM), unreadable or oversized ones return (0.0, NaN, 0.0) (the
+    film's. Other files (16-bit, a colour PNG's too, which Pillow reads as RGB; 1-bit, with alpha, DICOM), unreadable or oversized ones return (0.0, NaN, 0.0) (the
     decoder reports those). `gray`: the file's grey pixels as the decoder gave them (`read_grayscale`), measured
     for a lossless file instead of decoding it again when they have its size.
     """
@@ -238,8 +246,9 @@ def _lossless_cues(data: bytes | bytearray | memoryview,
 
     try:
         with Image.open(io.BytesIO(data), formats=("PNG", "TIFF", "BMP")) as im:
-            if im.mode not in LOSSLESS_MODES or im.size[0] * im.size[1] > TWO_TONE_MAX_PIXELS:
-                return 0.0, NOT_MEASURED, 0.0
+            if (im.mode not in LOSSLESS_MODES or im.size[0] * im.size[1] > TWO_TONE_MAX_PIXELS
+                    or (im.format == "PNG" and deep_colour_png(data) is not None)):
+                return 0.0, NOT_MEASURED, 0.0  # a 16-bit colour PNG (read as RGB) is not measured, as its grey PNG
             stored = im.size[::-1]
             if decoded is not None and decoded.shape == stored[::-1] != stored and _quarter_turned(im):
                 stored = decoded.shape  # the decoder turned it by its EXIF orientation
