@@ -123,20 +123,24 @@ def deep_png_grey(samples: np.ndarray, transparency: object = None, eight_bit: b
     return _composited(grey, samples, transparency)
 
 
-def deep_png_rgb(samples: np.ndarray, transparency: object = None) -> np.ndarray:
-    """The colour (H, W, 3) uint8 of `deep_png_samples` as its grey level reads (`deep_png_grey`, alpha and
+def deep_png_rgb(samples: np.ndarray, transparency: object = None, side: int | None = None) -> np.ndarray:
+    """The colour (h, w, 3) uint8 of `deep_png_samples` as its grey level reads (`deep_png_grey`, alpha and
     transparent colour composited on black): an 8-bit film saved so at its 8 bits, any other stretched by the map
     that takes its darkest grey level to 0 and its brightest to 255 (a 12-bit colour overlay is as colourful as its
-    8-bit copy)."""
+    8-bit copy). `side`: every k-th pixel each way, k the largest that leaves at least `side` px on the shorter side
+    (the full colour of a large film would take 12 bytes a pixel)."""
     eight_bit = eight_bit_as_sixteen(colour_of(samples))
+    if not eight_bit:
+        grey = deep_png_grey(samples, transparency)
+        lo, hi = int(grey.min()), int(grey.max())
+        del grey
+    step = max(1, min(samples.shape[:2]) // side) if side else 1
+    samples = samples[::step, ::step]
     colour = colour_of(samples).astype(np.uint32)
     if eight_bit:
         colour //= 257
     colour = _composited(colour, samples, transparency)
-    if eight_bit:
-        return colour.astype(np.uint8)
-    grey = deep_png_grey(samples, transparency)
-    return to_uint8(colour, int(grey.min()), int(grey.max()))
+    return colour.astype(np.uint8) if eight_bit else to_uint8(colour, lo, hi)
 
 
 def _composited(values: np.ndarray, samples: np.ndarray, transparency: object) -> np.ndarray:

@@ -86,7 +86,7 @@ def colourfulness(source: str | os.PathLike | bytes | bytearray, size: int = 64,
                     return 0.0
                 if im.format == "PNG" and deep_colour_png(data) is not None:
                     # Pillow reads each sample's high byte: a 12-bit colour overlay would read as 0..15, grey
-                    rgb = deep_png_rgb(deep_png_samples(bytes(data)), im.info.get("transparency"))
+                    rgb = deep_png_rgb(deep_png_samples(bytes(data)), im.info.get("transparency"), 4 * size)
                 else:
                     im.draft("RGB", (size, size))
                     im.thumbnail((size, size))
