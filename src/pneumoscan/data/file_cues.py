@@ -62,7 +62,8 @@ def colourfulness(source: str | os.PathLike | bytes | bytearray, size: int = 64,
 
     Cheap: grayscale modes return 0 without decoding, JPEGs are decoded in draft mode at about
     `size` px. A 16-bit colour PNG is measured on its full samples as the decoder maps them (`deep_png_rgb`), not
-    Pillow's 8-bit read of their high bytes. A colour DICOM (RGB, YBR, palette) is measured on its RGB pixels like a colour PNG: `rgb`, what
+    Pillow's 8-bit read of their high bytes. A colour DICOM (RGB, YBR, palette) is measured on its RGB pixels like a
+    colour PNG: `rgb`, what
     `read_grayscale_and_rgb` gave when it already decoded the file (None for a grey DICOM, so 0 with no second
     read of its header), else decoded here; a grey one returns 0 from its header.
     Unreadable or oversized files return 0.0 (the decoder reports those); memory running short is the file's
@@ -134,9 +135,10 @@ def jpeg_cues(source: str | os.PathLike | bytes | bytearray,
     again) and its peak excess 0.0 (the pixels of a low-quality JPEG keep the encoder's comb of peaks, which only the
     JPEG's own header tells apart). The dither
     energy is `NOT_MEASURED` (NaN) for an image under `DITHER_MIN_SIDE` px on its shorter side, whose grain is a small
-    film's. Other files (16-bit, a colour PNG's too, which Pillow reads as RGB; 1-bit, with alpha, DICOM), unreadable or oversized ones return (0.0, NaN, 0.0) (the
-    decoder reports those). `gray`: the file's grey pixels as the decoder gave them (`read_grayscale`), measured
-    for a lossless file instead of decoding it again when they have its size.
+    film's. Other files (16-bit, a colour PNG's too, which Pillow reads as RGB; 1-bit, with alpha, DICOM), unreadable
+    or oversized ones return (0.0, NaN, 0.0) (the decoder reports those). `gray`: the file's grey pixels as the
+    decoder gave them (`read_grayscale`), measured for a lossless file instead of decoding it again when they have
+    its size.
     """
     from PIL import Image
 

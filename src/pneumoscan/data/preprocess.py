@@ -38,9 +38,9 @@ if TYPE_CHECKING:
 # of its samples (`decode.BRIGHT_SHARE`), not its brightest, so a 12-bit film with a burned-in white label, read near
 # black under 10, is refused too. 12: such a PNG is read at its full 16 bits (`deep_png`), as a 16-bit grey PNG,
 # none refused: a 12-bit or 15-bit film in one, read dark or flat or refused before, reads as its grey PNG. 13: an
-# 8-bit film in one whose alpha is not a multiple of 257 reads at its 8 bits (it was stretched), a tRNS colour is matched
-# on the whole 16-bit samples (on their high bytes before); its colourfulness is measured on its full samples and its
-# grain not at all, as its grey PNG's.
+# 8-bit film in one whose alpha is not a multiple of 257 reads at its 8 bits (it was stretched), a tRNS colour is
+# matched on the whole 16-bit samples (on their high bytes before); its colourfulness is measured on its full samples
+# and its grain not at all, as its grey PNG's.
 PREPROCESS_VERSION = 13
 
 
