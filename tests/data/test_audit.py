@@ -609,3 +609,31 @@ def test_an_empty_file_with_patient_key_folder_is_unreadable_and_skipped_as_with
         assert [one.split(":")[0] for one in data.train.skipped + data.val.skipped] == [str(empty)]
         counts = data.split_record["counts"]
         assert sum(counts[part][c] for part in ("train", "val") for c in ("NORMAL", "PNEUMONIA")) == 12
+
+
+@pytest.mark.parametrize("where", ["colour", "view"])
+def test_a_film_whose_cues_run_short_of_memory_is_named_by_its_path(tmp_path: Path, where: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory running short in a film's colourfulness (its bytes, unnamed) was the out-of-memory error of
+    '<upload>', naming no file; in reading its DICOM view it was swallowed, and a lateral film passed as frontal."""
+    import numpy as np
+    from PIL import Image
+
+    import pneumoscan.data.decode as decode
+    from pneumoscan.data.audit import _inspect
+    from pneumoscan.errors import DecodeOutOfMemory
+
+    def short(*_: object, **__: object) -> None:
+        raise MemoryError
+
+    if where == "colour":
+        film = tmp_path / "NORMAL" / "colour.png"
+        film.parent.mkdir()
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(film)
+        monkeypatch.setattr(Image.Image, "thumbnail", short)
+    else:
+        film = write_dicom(tmp_path / "NORMAL" / "1.2.3.4", 0, 7)
+        monkeypatch.setattr(decode, "_view_words", short)
+    with pytest.raises(DecodeOutOfMemory) as exc:
+        _inspect(film)
+    assert exc.value.label == str(film) and str(exc.value).startswith(f"{film}: the machine ran out of memory")

@@ -948,6 +948,7 @@ def test_a_colour_dicom_whose_colour_read_runs_out_of_memory_is_not_passed_as_gr
     """`dicom_colour` caught every error: a colour film whose RGB read ran short of memory was None, colourfulness 0,
     and passed the guard's colour check as a grey film. It is the machine's shortage, named as the decoder's own."""
     import pneumoscan.data.dicom as dicom
+    from pneumoscan.data.decode import reading_film
     from pneumoscan.data.file_cues import colourfulness
     from pneumoscan.errors import DecodeOutOfMemory
     from tests.conftest import make_colour_dicom
@@ -956,13 +957,16 @@ def test_a_colour_dicom_whose_colour_read_runs_out_of_memory_is_not_passed_as_gr
     assert colourfulness(data) > 15  # with memory to spare: a colour film
     monkeypatch.setattr(dicom, "_dicom_rgb", _short_of_memory)
     with pytest.raises(DecodeOutOfMemory) as exc:  # was 0.0: no colour
-        colourfulness(data)
-    assert exc.value.label == "<upload>"
-    with pytest.raises(DecodeOutOfMemory) as exc:
         colourfulness(data, name="colour.dcm")
     assert "ran out of memory" in check_error(exc, "colour.dcm") and exc.value.label == "colour.dcm"
-    with pytest.raises(DecodeOutOfMemory):
+    with pytest.raises(DecodeOutOfMemory) as exc:  # unnamed bytes: the film's reader names it (was '<upload>')
+        with reading_film("colour.dcm", data):
+            colourfulness(data)
+    assert exc.value.label == "colour.dcm"
+    with pytest.raises(MemoryError):
         dicom.dicom_colour(data)
+    with pytest.raises(DecodeOutOfMemory):
+        dicom.dicom_colour(data, label="colour.dcm")
 
 
 @pytest.mark.parametrize("step", ["header value", "presentation lut"])

@@ -327,6 +327,28 @@ def test_shipped_guard_refuses_upside_down_films(shipped: Predictor, film: Path)
         assert result.ood_reason == UPSIDE_DOWN
 
 
+def test_a_view_read_short_of_memory_names_the_film_by_every_path(shipped: Predictor, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory running short while a DICOM's view was read was swallowed: the film counted as of no stated view, and
+    a lateral one was scored as frontal. It is the film's out-of-memory error, naming it, by every path."""
+    import pneumoscan.data.decode as decode
+    from pneumoscan.errors import DecodeOutOfMemory
+
+    film = tmp_path / "1.2.840.113619.2.55.3.8"
+    film.write_bytes(film_as_dicom("LL"))
+    image = load_image(film, shipped.size)
+
+    def short(*_: object, **__: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(decode, "_view_words", short)
+    for read in (lambda: shipped.results([film.name], image[None], raw=[film.read_bytes()]),
+                 lambda: shipped.decode(film.read_bytes(), film.name)):
+        with pytest.raises(DecodeOutOfMemory) as exc:
+            read()
+        assert exc.value.label == film.name
+
+
 def test_a_dicom_whose_view_position_is_lateral_is_refused_by_view(shipped: Predictor, tiny_run: Path,
                                                                      tmp_path: Path) -> None:
     """A PACS chest study exports its lateral film beside the frontal one, and says so in its header: it was scored

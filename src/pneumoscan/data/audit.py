@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan import CLASS_NAMES
-from pneumoscan.data.decode import MIN_SIDE, not_frontal_view, read_file, read_grayscale_and_rgb, view_said
+from pneumoscan.data.decode import (MIN_SIDE, not_frontal_view, read_file, read_grayscale_and_rgb, reading_film,
+                                    view_said)
 from pneumoscan.data.file_cues import COLOUR_REFERENCE, colourfulness
 from pneumoscan.data.formats import is_image_head
 from pneumoscan.data.labels import Sample
@@ -33,7 +34,9 @@ def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None, float
         gray, rgb = read_grayscale_and_rgb(data, name=str(path))  # a colour DICOM's pixels: decoded once
     except InputError as err:
         return digest, None, str(err), 0.0, None
-    return digest, (int(gray.shape[1]), int(gray.shape[0])), None, colourfulness(data, rgb=rgb), not_frontal_view(data)
+    with reading_film(one_name(str(path)), data):
+        colour, view = colourfulness(data, rgb=rgb), not_frontal_view(data)
+    return digest, (int(gray.shape[1]), int(gray.shape[0])), None, colour, view
 
 
 def _film_bytes(data: bytes) -> bool:

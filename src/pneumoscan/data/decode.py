@@ -314,6 +314,8 @@ def not_frontal_view(data: bytes | bytearray) -> str | None:
         if modifier is not None or _FRONTAL_VIEWS.intersection(words):
             return modifier
         return next((view for item in _items(ds, "ViewCodeSequence") if (view := _view_code(item)) is not None), None)
+    except MemoryError:  # the machine's shortage, not an unreadable view: the caller's `reading_film` names the film
+        raise
     except Exception:  # noqa: BLE001 - decoding reads this header: a value it cannot give is no view
         return None
 

@@ -113,11 +113,12 @@ def _blank_slope(ds: Dataset) -> str | None:
 
 
 def dicom_colour(data: bytes | bytearray, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 label: str = "<upload>") -> np.ndarray | None:
+                 label: str | None = None) -> np.ndarray | None:
     """A colour DICOM's (H, W, 3) uint8 RGB pixels (RGB, YBR_*, PALETTE COLOR), as `read_grayscale` takes them
     before it turns them grey, for the colourfulness cue; None for a grey, unreadable or oversized one (decoding
     reports those). A grey one's header alone is read. Memory running short is the film's DecodeOutOfMemory, named
-    `label`: a colour film read as no colour one would pass the colour check."""
+    `label` (a MemoryError without one, for the caller's `reading_film` to name the film): a colour film read as no
+    colour one would pass the colour check."""
     try:
         import pydicom
 
@@ -126,12 +127,16 @@ def dicom_colour(data: bytes | bytearray, max_pixels: int = DEFAULT_MAX_PIXELS,
         palette = str(head.get("PhotometricInterpretation", "") or "").strip().upper() == "PALETTE COLOR"
         if int(head.get("SamplesPerPixel", 1) or 1) == 1 and not palette:
             return None
-        ds, arr, photometric = _load_dicom(bytes(data), label, max_pixels)
+        ds, arr, photometric = _load_dicom(bytes(data), label or "<upload>", max_pixels)
         rgb = _dicom_rgb(arr, ds, photometric)
         return None if rgb is None else rgb if rgb.dtype == np.uint8 else to_uint8(rgb)
     except MemoryError as exc:
+        if label is None:
+            raise
         raise out_of_memory(label) from exc
-    except DecodeOutOfMemory:
+    except DecodeOutOfMemory as exc:
+        if label is None:
+            raise MemoryError(str(exc)) from exc
         raise
     except Exception:  # noqa: BLE001 - unreadable here: decoding tells the user why
         return None

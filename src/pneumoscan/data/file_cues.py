@@ -67,15 +67,17 @@ def colourfulness(source: str | os.PathLike | bytes | bytearray, size: int = 64,
     `read_grayscale_and_rgb` gave when it already decoded the file (None for a grey DICOM, so 0 with no second
     read of its header), else decoded here; a grey one returns 0 from its header.
     Unreadable or oversized files return 0.0 (the decoder reports those); memory running short is the file's
-    DecodeOutOfMemory, named `name` (else as `read_path` names `source`): a colour file read as 0 would pass the
-    guard's colour check.
+    DecodeOutOfMemory, named `name` (else a path's name): a colour file read as 0 would pass the guard's colour
+    check. Unnamed bytes re-raise the MemoryError, for the caller's `reading_film` to name the film.
     """
     from PIL import Image
 
+    unnamed = name is None and isinstance(source, (bytes, bytearray, memoryview))
+    label = None if unnamed else file_label(source, name)
     try:
         data = source if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
         if is_dicom(bytes(data[:132])):
-            rgb = dicom_colour(data, label=file_label(source, name)) if rgb is NOT_DECODED else rgb
+            rgb = dicom_colour(data, label=label) if rgb is NOT_DECODED else rgb
             if rgb is None:
                 return 0.0
         else:
@@ -97,7 +99,9 @@ def colourfulness(source: str | os.PathLike | bytes | bytearray, size: int = 64,
             im.thumbnail((size, size))
             rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
     except MemoryError as exc:
-        raise out_of_memory(file_label(source, name)) from exc
+        if label is None:
+            raise
+        raise out_of_memory(label) from exc
     except DecodeOutOfMemory:
         raise
     except Exception:  # noqa: BLE001 - any unreadable input: the decoder raises the user-facing error

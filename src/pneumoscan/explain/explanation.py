@@ -95,9 +95,9 @@ def explain_file(predictor: Predictor, image: str | os.PathLike | bytes | np.nda
     as `Predictor.predict` takes it (`film_bytes`: bytes, a pydicom Dataset, a PIL image, an array); InputError when
     the model has no layer to explain or the film is unreadable; RefusedFilm (an InputError) when the guard refuses it
     (no heatmap without a prediction)."""
-    from pneumoscan.data.decode import read_file
+    from pneumoscan.data.decode import read_file, reading_film
     from pneumoscan.data.preprocess import load_image_and_original
-    from pneumoscan.errors import InputError, RefusedFilm
+    from pneumoscan.errors import InputError, RefusedFilm, one_name
     from pneumoscan.explain.gradcam import cam_layers, gradcam_for_image, unmapped_members
     from pneumoscan.inference.inputs import film_bytes
 
@@ -113,7 +113,8 @@ def explain_file(predictor: Predictor, image: str | os.PathLike | bytes | np.nda
     predictor.warn_unguarded()  # once there is a film to score: an unreadable one gets its error alone
     full, model_input, levels, rgb = load_image_and_original(data, predictor.size, name=name)
     original = display_copy(full)
-    decoded = predictor.decoded(data, model_input, levels, rgb, gray=full)  # a lossless file's cues: these pixels
+    with reading_film(one_name(name), data):  # its cues' reads: a memory shortage names the film
+        decoded = predictor.decoded(data, model_input, levels, rgb, gray=full)  # a lossless file's cues: these pixels
     del full, rgb  # a large film: only its display copy is needed from here on
     (result,) = predictor.decoded_results([name], [decoded])
     if result.in_distribution is False:

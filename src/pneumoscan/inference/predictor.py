@@ -334,7 +334,10 @@ class Predictor:
         if raw is not None:
             cues, small = measured_cues(names, raw, cues, small, size=self.size, guarded=self.guard is not None)
             if views is None and self.guard is not None:
-                views = [not_frontal_view(r) for r in raw]
+                views = []
+                for name, data in zip(names, raw):
+                    with reading_film(one_name(name), data):
+                        views.append(not_frontal_view(data))
         if small is None:
             small = [None] * len(names)
         if views is None or self.guard is None:

@@ -8,7 +8,7 @@ How to call it (Predictor, CLI, service) - one forward pass serves both the pred
     datas = [Path(f).read_bytes() for f in files]
     images, levels = zip(*(load_image_with_levels(d, meta.image_size, name=str(f)) for f, d in zip(files, datas)))
     images = np.stack(images)                            # load_image_with_levels: data.preprocess
-    colours = [colourfulness(d) for d in datas]          # measured on the raw bytes: decoding drops colour
+    colours = [colourfulness(d, name=str(f)) for f, d in zip(files, datas)]  # the raw bytes: decoding drops colour
     logits, feats = forward_with_features(model, images, meta.preprocessing, batch_size=64, tta=meta.tta)
     probs = sigmoid(logits)            # the same logits as predict_logits(...) gives
     tones, dither, peaks = zip(*(jpeg_cues(d) for d in datas))  # JPEGs: decoded again at full size
