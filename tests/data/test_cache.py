@@ -114,7 +114,7 @@ def test_entry_keeps_each_dicoms_view_position_when_not_frontal(tmp_path: Path,
         samples.append(Sample(tmp_path / name, 0))
     (tmp_path / "broken.dcm").write_bytes(b"not an image")
     samples.insert(0, Sample(tmp_path / "broken.dcm", 1))  # unreadable: no view, and the others keep theirs
-    expected = [None] * 6 + ["LL", None, None]
+    expected = [None] * 6 + ["DICOM View Position LL", None, None]
     cache = tmp_path / "cache"
     assert load_image_set(samples, 24, cache).views == expected
     meta_path = next(cache.glob("*.json"))

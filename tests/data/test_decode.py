@@ -33,7 +33,7 @@ def stretched(data: bytes) -> bool:
     ("SNM3", "R-10236", "left lateral (SNM3 R-10236)"), ("SCT", "399356000", "right anterior oblique (SCT 399356000)"),
     ("SCT", "399260004", "medial-lateral (SCT 399260004)"), ("SRT", "R-10230", "latero-medial oblique (SRT R-10230)"),
     ("SCT", "399160007", "frontal oblique (SCT 399160007)"), ("SCT", "30730003", "sagittal (SCT 30730003)"),
-    ("SRT", "G-A145", "sagittal (SRT G-A145)"),
+    ("SRT", "G-A145", "sagittal (SRT G-A145)"), ("SCT", "399061009", "axial (SCT 399061009)"),
     ("SCT", "399348003", None), ("SCT", "272479007", None), ("SRT", "R-10206", None),  # antero/postero-anterior
     ("99LOCAL", "399173006", None),  # a local scheme's code means what that scheme says
 ])
@@ -49,18 +49,19 @@ def test_a_dicom_without_a_view_position_is_read_by_its_view_code_sequence(
     ds = with_view_code(make_dicom(ramp()), scheme, code)
     if position is not None:
         ds.ViewPosition = position
-    assert not_frontal_view(dicom_bytes(ds)) == view
-    if view is not None:
-        assert view_reason(view) == (f"DICOM View Code Sequence {view}: not a frontal (AP or PA) film; the model reads "
+    said = None if view is None else f"DICOM View Code Sequence {view}"
+    assert not_frontal_view(dicom_bytes(ds)) == said
+    if said is not None:
+        assert view_reason(said) == (f"DICOM View Code Sequence {view}: not a frontal (AP or PA) film; the model reads "
                                      "frontal chest X-rays only, send the frontal film of the study")
-    for known, said in (("PA", None), ("AP", None), ("RL", "RL")):  # a known View Position is the film's view
+    for known, said in (("PA", None), ("AP", None), ("RL", "DICOM View Position RL")):  # the film's view
         ds.ViewPosition = known
         assert not_frontal_view(dicom_bytes(ds)) == said
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR CS")  # lower case, as some devices write it
 @pytest.mark.parametrize("position", ["AP SUPINE", "PA ERECT", "AP PORTABLE", "PORTABLE AP", "ap supine", "AP\\PA",
-                                      "AP AXIAL", "pa-erect"])
+                                      "pa-erect"])
 def test_a_view_position_saying_ap_or_pa_among_other_words_is_frontal_whatever_the_view_code(position: str) -> None:
     """A View Position that says AP or PA among other words ('AP SUPINE', 'PORTABLE AP', two values 'AP\\PA') states a
     frontal film: it yielded to a lateral or oblique View Code Sequence, and the frontal film was refused."""
@@ -80,6 +81,8 @@ def test_a_view_position_saying_ap_or_pa_among_other_words_is_frontal_whatever_t
     ("SWIMMERS", "SWIMMERS"), ("AP\\LL", "AP LL"), ("PA OBLIQUE", "PA OBLIQUE"), ("RIGHT DECUBITUS", "RIGHT DECUBITUS"),
     ("AP DECUB", "AP DECUB"), ("PA OBL", "PA OBL"), ("OBL", "OBL"), ("SWIMMER", "SWIMMER"), ("SWIMMER'S", "SWIMMER S"),
     ("XTABLE", "XTABLE"), ("CROSS-TABLE", "CROSS TABLE"), ("CROSSTABLE", "CROSSTABLE"), ("AP XTABLE", "AP XTABLE"),
+    ("X-TABLE", "X TABLE"), ("X-TABLE AP", "X TABLE AP"), ("X TABLE LATERAL", "X TABLE LATERAL"),
+    ("AP LORDOTIC", "AP LORDOTIC"), ("AP AXIAL", "AP AXIAL"), ("PA APICAL", "PA APICAL"),
 ])
 def test_a_view_position_with_a_lateral_decubitus_or_oblique_word_is_refused_by_it(position: str, view: str) -> None:
     """A View Position naming a lateral, decubitus or oblique view among other words, as archives write them (MIMIC-CXR:
@@ -91,24 +94,26 @@ def test_a_view_position_with_a_lateral_decubitus_or_oblique_word_is_refused_by_
 
     ds = make_dicom(ramp())
     ds.ViewPosition = position
-    assert not_frontal_view(dicom_bytes(ds)) == view
-    assert not_frontal_view(dicom_bytes(with_view_code(ds, "SCT", "399348003"))) == view  # antero-posterior code
-    assert view_reason(view) == (f"DICOM View Position {view}: not a frontal (AP or PA) film; the model reads frontal "
-                                 "chest X-rays only, send the frontal film of the study")
+    assert not_frontal_view(dicom_bytes(ds)) == f"DICOM View Position {view}"
+    assert not_frontal_view(dicom_bytes(with_view_code(ds, "SCT", "399348003"))) == f"DICOM View Position {view}"
+    assert view_reason(f"DICOM View Position {view}") == (
+        f"DICOM View Position {view}: not a frontal (AP or PA) film; the model reads frontal chest X-rays only, send "
+        "the frontal film of the study")
 
 
-def test_the_view_code_table_is_cid_4010s_lateral_oblique_and_sagittal_views() -> None:
-    """The View Code table holds every code of CID 4010 (DX View) whose meaning is a lateral, oblique or sagittal view, as
-    pydicom's own CID table gives them, and beside each its SNOMED RT twin by pydicom's SCT<->SRT map: six such views
-    (medial-lateral, lateral-medial, medial, medio-lateral and latero-medial oblique, frontal oblique) were missing,
-    and their films were scored as frontal ones; so was a film coded Sagittal (SCT 30730003, SRT G-A145)."""
+def test_the_view_code_table_is_cid_4010s_lateral_oblique_sagittal_and_axial_views() -> None:
+    """The View Code table holds every code of CID 4010 (DX View) whose meaning is a lateral, oblique, sagittal or
+    axial view, as pydicom's own CID table gives them, and beside each its SNOMED RT twin by pydicom's SCT<->SRT map:
+    six such views (medial-lateral, lateral-medial, medial, medio-lateral and latero-medial oblique, frontal oblique)
+    were missing, and their films were scored as frontal ones; so was a film coded Sagittal (SCT 30730003, SRT
+    G-A145), and one coded axial (a chest's apical lordotic film, as View Position 'AP AXIAL' says it)."""
     from pydicom.sr.codedict import codes
     from pydicom.sr.coding import Code
 
     from pneumoscan.data.decode import NOT_FRONTAL_VIEW_CODES
 
     cid = {code.value: code.meaning for code in codes.CID4010.concepts.values()
-           if re.search("lateral|oblique|sagittal", code.meaning, re.IGNORECASE)}
+           if re.search("lateral|oblique|sagittal|^axial$", code.meaning, re.IGNORECASE)}
     assert cid["30730003"] == "Sagittal"
     sct = {code: meaning for code, meaning in NOT_FRONTAL_VIEW_CODES.items() if code.isdigit()}
     assert sct == {code: meaning.lower() for code, meaning in cid.items()}
@@ -130,7 +135,8 @@ def with_code(item_keyword: str, scheme: str, code: str, meaning: str = "as the 
 @pytest.mark.parametrize("scheme, code, view", [
     ("SCT", "102536004", "left lateral decubitus (SCT 102536004)"),
     ("SCT", "102535000", "right lateral decubitus (SCT 102535000)"),
-    ("SRT", "F-10318", "lateral decubitus (SRT F-10318)"),
+    ("SRT", "F-10318", "lateral decubitus (SRT F-10318)"), ("SNM3", "F-10319", "left lateral decubitus (SNM3 F-10319)"),
+    ("SCT", "260450008", "lordotic (SCT 260450008)"), ("SRT", "R-40799", "lordotic (SRT R-40799)"),
     ("SCT", "40199007", None), ("SCT", "1240000", None),  # supine, prone: a frontal film lying on its back or front
 ])
 @pytest.mark.parametrize("where", ["nested", "top level"])
@@ -152,43 +158,74 @@ def test_a_decubitus_patient_orientation_modifier_refuses_the_film_whatever_its_
         ds.PatientOrientationCodeSequence = orientation
     else:
         ds.PatientOrientationModifierCodeSequence = modifiers
-    assert not_frontal_view(dicom_bytes(ds)) == view
-    if view is not None:
-        assert view_reason(view).startswith(f"DICOM Patient Orientation Modifier {view}: not a frontal (AP or PA) film")
+    said = None if view is None else f"DICOM Patient Orientation Modifier {view}"
+    assert not_frontal_view(dicom_bytes(ds)) == said
+    if said is not None:
+        assert view_reason(said).startswith(f"{said}: not a frontal (AP or PA) film")
 
 
 @pytest.mark.parametrize("scheme, code, view", [("DCM", "111069", "cross-table (DCM 111069)"),
                                                 ("SCT", "272476000", "transthoracic (SCT 272476000)"),
-                                                ("SCT", "260448000", None)])  # mouth closed: no view of its own
+                                                ("SRT", "R-40885", "transthoracic (SRT R-40885)"),
+                                                ("SNM3", "R-40885", "transthoracic (SNM3 R-40885)"),
+                                                ("SCT", "286866000", None)])  # mouth closed: no view of its own
 def test_a_cross_table_view_modifier_refuses_a_frontal_film(scheme: str, code: str, view: str | None) -> None:
     """A View Modifier Code Sequence (0054,0222) in a View Code Sequence item saying cross-table (CID 4011) makes a
     film taken across the table, never an erect or supine frontal one; it was not read, and with View Position PA and
-    a postero-anterior code the film was scored as frontal."""
-    from pneumoscan.data.decode import not_frontal_view, view_said
+    a postero-anterior code the film was scored as frontal. Transthoracic was read as its SNOMED CT code alone."""
+    from pneumoscan.data.decode import not_frontal_view
     from tests.conftest import with_view_code
 
     ds = with_view_code(make_dicom(ramp()), "SCT", "272479007")  # postero-anterior
     ds.ViewPosition = "PA"
     ds.ViewCodeSequence[0].ViewModifierCodeSequence = with_code("ViewModifierCodeSequence", scheme, code)
-    assert not_frontal_view(dicom_bytes(ds)) == view
-    if view is not None:
-        assert view_said(view) == f"DICOM View Modifier {view}"
+    assert not_frontal_view(dicom_bytes(ds)) == (None if view is None else f"DICOM View Modifier {view}")
 
 
-def test_a_projection_eponymous_name_refuses_the_film() -> None:
-    """A Projection Eponymous Name Code Sequence (0018,5104) names a special projection (CID 4012: Twining, the
-    swimmer's view; Fleischner, the lordotic one), never a plain frontal chest film, whatever the View Position."""
-    from pneumoscan.data.decode import not_frontal_view, view_said
+def test_the_modifier_table_is_cid_20s_and_cid_4011s_non_frontal_codes() -> None:
+    """The modifier table holds CID 20's lateral decubitus and lordotic positions and CID 4011's cross-table and
+    transthoracic view modifiers, as pydicom's CID tables give them, each SNOMED code under SCT and its SNOMED RT twin
+    (pydicom's SCT<->SRT map) under SRT and SNM3: transthoracic was read as SCT alone, SNM3 not at all (an AP film
+    coded SNM3 F-10319, left lateral decubitus, was scored as frontal)."""
+    from pydicom.sr._snomed_dict import mapping
+    from pydicom.sr.codedict import codes
+
+    from pneumoscan.data.decode import NOT_FRONTAL_MODIFIERS
+
+    wanted = {("CID20", "decubitus|lordotic"): "Patient Orientation Modifier",
+              ("CID4011", "crosstable|transthoracic"): "View Modifier"}
+    expected: dict[tuple[str, str], tuple[str, str]] = {}
+    for (cid, words), element in wanted.items():
+        for concept in getattr(codes, cid).concepts.values():
+            if re.search(words, concept.meaning, re.IGNORECASE):
+                meaning = "cross-table" if concept.value == "111069" else concept.meaning.lower()
+                expected[concept.scheme_designator, concept.value] = (meaning, element)
+                if concept.scheme_designator == "SCT":
+                    for scheme in ("SRT", "SNM3"):
+                        expected[scheme, mapping["SCT"][concept.value]] = (meaning, element)
+    assert len(expected) == 5 * 3 + 1  # four positions and transthoracic in three schemes, crosstable in DCM
+    assert NOT_FRONTAL_MODIFIERS == expected
+
+
+@pytest.mark.parametrize("position", ["AP", "PA"])
+def test_a_cid_4012_projection_eponymous_name_refuses_the_film_and_a_local_code_does_not(position: str) -> None:
+    """A Projection Eponymous Name Code Sequence (0018,5104) of CID 4012 names a special projection (Twining, the
+    swimmer's lateral; Fleischner, the apical lordotic film), never a plain frontal chest film, whatever the View
+    Position; it is said with the table's meaning, under its element, whatever the device wrote. Any code there refused
+    the film, a site's local one too (PA with '99LOCAL CHESTPA', 'Chest PA': 'not a frontal film'), and a local code
+    with a space in its value ('99RAD LORD 1') was said to be a View Position's."""
+    from pneumoscan.data.decode import not_frontal_view
 
     ds = make_dicom(ramp())
-    ds.ViewPosition = "AP"
-    ds.ProjectionEponymousNameCodeSequence = with_code("ProjectionEponymousNameCodeSequence", "SCT", "44491008",
-                                                       "Twining")
-    view = not_frontal_view(dicom_bytes(ds))
-    assert view == "Twining (SCT 44491008)"
-    assert view_said(view) == "DICOM Projection Eponymous Name Twining (SCT 44491008)"
-    del ds.ProjectionEponymousNameCodeSequence[0].CodeValue  # an item without its code names no projection
-    assert not_frontal_view(dicom_bytes(ds)) is None
+    ds.ViewPosition = position
+    for scheme, code, wrote, said in (("SCT", "399125001", "Twining", "Twining (SCT 399125001)"),
+                                      ("SRT", "R-10274", "Fleischner", "Fleischner (SRT R-10274)"),
+                                      ("SNM3", "R-102AC", "swimmer", "Twining (SNM3 R-102AC)")):
+        ds.ProjectionEponymousNameCodeSequence = with_code("ProjectionEponymousNameCodeSequence", scheme, code, wrote)
+        assert not_frontal_view(dicom_bytes(ds)) == f"DICOM Projection Eponymous Name {said}"
+    for scheme, code in (("99LOCAL", "CHESTPA"), ("99RAD", "LORD 1"), ("SCT", "44491008"), ("SRT", "")):
+        ds.ProjectionEponymousNameCodeSequence = with_code("ProjectionEponymousNameCodeSequence", scheme, code)
+        assert not_frontal_view(dicom_bytes(ds)) is None, (scheme, code)  # 44491008: fluoroscopy, no projection
 
 
 @pytest.mark.parametrize("codes, view", [
@@ -204,7 +241,7 @@ def test_every_view_code_sequence_item_is_read_and_a_non_frontal_one_refuses(cod
 
     ds = make_dicom(ramp())
     ds.ViewCodeSequence = [with_code("ViewCodeSequence", scheme, code)[0] for scheme, code in codes]
-    assert not_frontal_view(dicom_bytes(ds)) == view
+    assert not_frontal_view(dicom_bytes(ds)) == (None if view is None else f"DICOM View Code Sequence {view}")
 
 
 # --------------------------------------------------------------------------- is_dicom

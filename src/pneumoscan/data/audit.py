@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan import CLASS_NAMES
-from pneumoscan.data.decode import (MIN_SIDE, not_frontal_view, read_file, read_grayscale_and_rgb, reading_film,
-                                    view_said)
+from pneumoscan.data.decode import MIN_SIDE, not_frontal_view, read_file, read_grayscale_and_rgb, reading_film
 from pneumoscan.data.file_cues import COLOUR_REFERENCE, colourfulness
 from pneumoscan.data.formats import is_image_head
 from pneumoscan.data.labels import Sample
@@ -127,7 +126,7 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
                               for (split, s), (_, _, _, colour, _) in zip(everything, inspected)
                               if colour > COLOUR_REFERENCE)
     # a lateral film of a chest series exported with the frontal one: trained on and scored as if it were frontal
-    report["not_frontal"] = sorted(f"{shown_as(split, s)}: {view_said(view)}, not a frontal (AP or PA) "
+    report["not_frontal"] = sorted(f"{shown_as(split, s)}: {view}, not a frontal (AP or PA) "
                                    f"film; the model reads frontal chest X-rays only, remove it"
                                    for (split, s), (_, _, _, _, view) in zip(everything, inspected) if view)
     # `pt7/1.jpeg` and `pt8/1.jpeg` keyed by file name are one patient: in one split (names restart in each); with

@@ -49,7 +49,9 @@ from pneumoscan.progress import progress_bar
 # 13: the abbreviations DECUB, OBL and SWIMMER are such words too ('AP DECUB', 'PA OBL', "SWIMMER'S"; format 12 holds
 # None there). 14: cross-table View Position words ('XTABLE' alone), CID 4010's sagittal code, a code in any View Code
 # Sequence item, and decubitus or cross-table modifier codes and projection eponymous names (format 13 holds None there).
-CACHE_FORMAT = 14
+# 15: each view as where the header says it and what ('DICOM View Position LL'); 'X-TABLE', lordotic, apical and axial
+# views, SNOMED RT and SNOMED 3 modifier codes; a Projection Eponymous Name only by a CID 4012 code (a local code passes).
+CACHE_FORMAT = 15
 
 
 def default_cache_dir() -> Path:
@@ -62,8 +64,8 @@ class ImageSet:
     """Images of `samples` as a (N, size, size) uint8 array; unreadable files are left out and listed. `levels`: the
     grey levels of each file as decoded, before resizing (the guard's grey-level rule); `colours`, `tones`, `dithers`
     and `peaks`: each file's `colourfulness`, two-tone share, dither energy and peak excess (`jpeg_cues`; the guard's
-    other file cues); `views`: each file's `not_frontal_view` (a DICOM's View Position, or View Code Sequence,
-    when it names a lateral, decubitus or oblique view, else None); each None when not known.
+    other file cues); `views`: each file's `not_frontal_view` (where a DICOM's header says it is no frontal film, and
+    what: 'DICOM View Position LL'; else None); each None when not known.
     `film_marks`: each file's film fingerprint where its decode gave it (`load_image_set(..., film_marks=True)`),
     None for a file whose fingerprint needs a decode of its own."""
 

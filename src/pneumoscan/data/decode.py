@@ -26,6 +26,7 @@ Decisions:
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "NOT_FRONTAL_VIEW_CODES", "NOT_FRONTAL_VIEWS", "SHOWN_APART", "Film",
            "dicom_colour", "is_dicom", "not_frontal_view", "quiet_decoder_warnings", "read_film", "read_grayscale",
            "read_grayscale_and_rgb", "size_warning", "stored_size", "thumbnail_warning", "unsupported_format",
-           "view_reason", "view_said"]
+           "view_reason"]
 
 
 MIN_SIDE: int = 32
@@ -242,16 +243,19 @@ def reading_film(label: str, data: bytes | bytearray) -> Iterator[None]:
 
 NOT_FRONTAL_VIEWS = frozenset({"LL", "RL", "LLD", "RLD", "LLO", "RLO", "LAT", "LATERAL", "LAO", "RAO", "LPO", "RPO",
                                "OBLIQUE", "OBL", "DECUBITUS", "DECUB", "SWIMMERS", "SWIMMER", "XTABLE", "CROSSTABLE",
-                               "CROSS"})
-"""Words of a DICOM View Position (upper case) that make a film lateral, decubitus or oblique: the DX/CR defined terms
-besides AP and PA, the oblique projections (left/right anterior/posterior oblique) and the words devices and archives
-write instead, with their common abbreviations ('XTABLE LATERAL', 'AP LLD', 'AP DECUB', 'PA OBL', 'SWIMMERS' or
-"SWIMMER'S", whose words are SWIMMER and S: a lateral of the cervicothoracic junction). A cross-table film ('XTABLE',
-'CROSSTABLE', 'CROSS-TABLE', alone or with AP) is taken with a horizontal beam across the table: a lateral, or the
-frontal film of a patient lying on a side (decubitus), never the erect or supine frontal film the model reads."""
+                               "CROSS", "LORDOTIC", "APICAL", "AXIAL"})
+"""Words of a DICOM View Position (upper case) that make a film lateral, decubitus, oblique or angled: the DX/CR
+defined terms besides AP and PA, the oblique projections (left/right anterior/posterior oblique) and the words devices
+and archives write instead, with their common abbreviations ('XTABLE LATERAL', 'AP LLD', 'AP DECUB', 'PA OBL',
+'SWIMMERS' or "SWIMMER'S", whose words are SWIMMER and S: a lateral of the cervicothoracic junction). A cross-table
+film ('XTABLE', 'CROSSTABLE', 'CROSS-TABLE', 'X-TABLE', alone or with AP) is taken with a horizontal beam across the
+table: a lateral, or the frontal film of a patient lying on a side (decubitus), never the erect or supine frontal film
+the model reads. An apical lordotic film ('AP LORDOTIC', 'AP AXIAL', 'APICAL': the beam angled up, or the patient
+leaning back) projects the clavicles above the lung apices and foreshortens the lungs: no plain frontal film either,
+as its Projection Eponymous Name (Fleischner) and Patient Orientation Modifier (lordotic) say too."""
 _FRONTAL_VIEWS = frozenset({"AP", "PA"})  # a View Position word of a frontal film, when no word above is there
 
-_LATERAL_OR_OBLIQUE = (  # CID 4010 (DX View): every lateral, oblique or sagittal projection, its SNOMED CT and RT codes
+_NOT_FRONTAL_VIEW_CODES = (  # CID 4010 (DX View): every lateral, oblique, sagittal or axial view, SNOMED CT and RT codes
     ("lateral", "399067008", "R-102CD"), ("left lateral", "399173006", "R-10236"),
     ("right lateral", "399198007", "R-10232"), ("medial-lateral", "399260004", "R-10224"),
     ("lateral-medial", "399352003", "R-10228"), ("oblique", "399182000", "R-102C1"),
@@ -265,39 +269,51 @@ _LATERAL_OR_OBLIQUE = (  # CID 4010 (DX View): every lateral, oblique or sagitta
     ("frontal-oblique axial", "399132005", "R-10252"), ("sagittal-oblique axial", "399325008", "R-10254"),
     ("oblique cranio-caudal", "399288005", "R-10248"), ("oblique caudo-cranial", "399225005", "R-10250"),
     ("sagittal", "30730003", "G-A145"),  # CID 4010's one other view across the body: a film from side to side
+    ("axial", "399061009", "R-10241"),  # the beam angled along the body: a chest's is the apical lordotic film
 )
-NOT_FRONTAL_VIEW_CODES: dict[str, str] = {code: meaning for meaning, *codes in _LATERAL_OR_OBLIQUE for code in codes}
-"""View Code Sequence (0054,0220) code values of a lateral or oblique film, with their meaning: read when the View
-Position is empty, absent or not a known one, as some devices state the view only there. Every item of the sequence is
-read, and one such code refuses the film whatever the others say (a film of two stated views is no sure frontal one)."""
-
-_MODIFIERS = (  # CID 20 (Patient Orientation Modifier): a film of a patient lying on a side, whatever its view
-    ("lateral decubitus", "SCT", "32185000"), ("lateral decubitus", "SRT", "F-10318"),
-    ("left lateral decubitus", "SCT", "102536004"), ("left lateral decubitus", "SRT", "F-10319"),
-    ("right lateral decubitus", "SCT", "102535000"), ("right lateral decubitus", "SRT", "F-10317"),
-)
-_VIEW_MODIFIERS = (  # CID 4011 (DX View Modifier): a horizontal beam across the table; a lateral through the thorax
-    ("cross-table", "DCM", "111069"), ("transthoracic", "SCT", "272476000"),
-)
-NOT_FRONTAL_MODIFIERS: dict[tuple[str, str], tuple[str, str]] = {
-    **{(scheme, code): (meaning, "Patient Orientation Modifier") for meaning, scheme, code in _MODIFIERS},
-    **{(scheme, code): (meaning, "View Modifier") for meaning, scheme, code in _VIEW_MODIFIERS}}
-"""(scheme, code value) -> (meaning, element) of a Patient Orientation Modifier (CID 20: the lateral decubitus
-positions) or a View Modifier (CID 4011: cross-table, transthoracic) that makes a film non-frontal whatever its view
-says ('AP' with left lateral decubitus is an 'AP LLD' film). Any Projection Eponymous Name (CID 4012: Twining, Fleischner...) names a special
-projection, none a plain frontal chest film, and refuses the film too."""
-
+NOT_FRONTAL_VIEW_CODES: dict[str, str] = {code: meaning for meaning, *codes in _NOT_FRONTAL_VIEW_CODES for code in codes}
+"""View Code Sequence (0054,0220) code values of a lateral, oblique or axial film, with their meaning: read when the
+View Position has no AP or PA word (empty, absent, a term of a device's own), as some devices state the view only
+there. Every item of the sequence is read, and one such code refuses the film whatever the others say (a film of two
+stated views is no sure frontal one)."""
 
 _SNOMED = ("SCT", "SRT", "SNM3")  # coding scheme designators of SNOMED CT, SNOMED RT and its SNOMED 3 form
 
 
+def _snomed_keys(sct: str, srt: str) -> list[tuple[str, str]]:
+    """A SNOMED concept's (scheme, code value) keys: its SNOMED CT code, and its SNOMED RT code under SRT and SNM3."""
+    return [("SCT", sct), ("SRT", srt), ("SNM3", srt)]
+
+
+_PATIENT_ORIENTATION_MODIFIERS = (  # CID 20: a film of a patient lying on a side, or leaning back, whatever its view
+    ("lateral decubitus", "32185000", "F-10318"), ("left lateral decubitus", "102536004", "F-10319"),
+    ("right lateral decubitus", "102535000", "F-10317"), ("lordotic", "260450008", "R-40799"),
+)
+_VIEW_MODIFIERS = (  # CID 4011 (DX View Modifier): a lateral through the thorax (a horizontal beam across the table:
+    ("transthoracic", "272476000", "R-40885"),  # DCM 111069, Crosstable, below: not a SNOMED code)
+)
+NOT_FRONTAL_MODIFIERS: dict[tuple[str, str], tuple[str, str]] = {
+    **{key: (meaning, "Patient Orientation Modifier") for meaning, *codes in _PATIENT_ORIENTATION_MODIFIERS
+       for key in _snomed_keys(*codes)},
+    **{key: (meaning, "View Modifier") for meaning, *codes in _VIEW_MODIFIERS for key in _snomed_keys(*codes)},
+    ("DCM", "111069"): ("cross-table", "View Modifier")}
+"""(scheme, code value) -> (meaning, element) of a Patient Orientation Modifier (CID 20: the lateral decubitus and
+lordotic positions) or a View Modifier (CID 4011: cross-table, transthoracic) that makes a film non-frontal whatever
+its view says ('AP' with left lateral decubitus is an 'AP LLD' film). A Projection Eponymous Name of CID 4012
+(`_eponyms`: Twining, the swimmer's lateral; Fleischner, the apical lordotic film...) names a special projection,
+none a plain frontal chest film, and refuses the film too; a site's local code there is not read (its meaning may be a
+frontal film's)."""
+
+
 def not_frontal_view(data: bytes | bytearray) -> str | None:
-    """A DICOM file's view when its header says it is not frontal, else None (a frontal, unstated or unreadable one,
-    and any other file). In this order: its View Position (0018,5101) as its words in upper case, when a word of it
-    names a lateral, decubitus, oblique or cross-table view (NOT_FRONTAL_VIEWS: 'LL', 'AP LLD', 'XTABLE'); a
-    decubitus or cross-table modifier (`_view_modifier`), whatever the View Position; else, when no View Position word
-    is AP or PA either (empty, absent, 'CHEST'), a lateral or oblique code of any View Code Sequence item
-    (NOT_FRONTAL_VIEW_CODES). A code is given as '<meaning> (<scheme> <code>)'."""
+    """Where a DICOM file's header says it is not frontal, and what, else None (a frontal, unstated or unreadable
+    one, and any other file). In this order: its View Position (0018,5101) as its words in upper case, when a word of
+    it, or two words run together, name a lateral, decubitus, oblique, cross-table or lordotic view (NOT_FRONTAL_VIEWS:
+    'DICOM View Position AP LLD', 'DICOM View Position X TABLE'); a decubitus, lordotic or cross-table modifier or an
+    eponymous projection (`_view_modifier`), whatever the View Position; else, when no View Position word is AP or PA
+    either (empty, absent, 'CHEST'), a lateral, oblique or axial code of any View Code Sequence item
+    (NOT_FRONTAL_VIEW_CODES: 'DICOM View Code Sequence left lateral (SCT 399173006)'). Memory running short is a
+    MemoryError, for the caller's `reading_film` to name the film."""
     if not is_dicom(bytes(data[:132])):
         return None
     try:
@@ -308,8 +324,8 @@ def not_frontal_view(data: bytes | bytearray) -> str | None:
                                             "PatientOrientationModifierCodeSequence",
                                             "ProjectionEponymousNameCodeSequence"])
         words = _view_words(ds.get("ViewPosition"))
-        if NOT_FRONTAL_VIEWS.intersection(words):
-            return " ".join(words)
+        if NOT_FRONTAL_VIEWS.intersection(words + [a + b for a, b in zip(words, words[1:])]):  # X-TABLE: X, TABLE
+            return f"DICOM View Position {' '.join(words)}"
         modifier = _view_modifier(ds)
         if modifier is not None or _FRONTAL_VIEWS.intersection(words):
             return modifier
@@ -338,22 +354,22 @@ def _code(item: Dataset) -> tuple[str, str]:
             str(item.get("CodeValue", "") or "").strip().upper())
 
 
-def _said(meaning: str, scheme: str, code: str) -> str:
-    return f"{meaning} ({scheme} {code})"
+def _said(element: str, meaning: str, scheme: str, code: str) -> str:
+    return f"DICOM {element} {meaning} ({scheme} {code})"
 
 
 def _view_code(item: Dataset) -> str | None:
-    """`not_frontal_view` of a View Code Sequence item: its code when lateral or oblique."""
+    """`not_frontal_view` of a View Code Sequence item: its code when lateral, oblique or axial."""
     scheme, code = _code(item)
     meaning = NOT_FRONTAL_VIEW_CODES.get(code) if scheme in _SNOMED else None
-    return None if meaning is None else _said(meaning, scheme, code)
+    return None if meaning is None else _said("View Code Sequence", meaning, scheme, code)
 
 
 def _view_modifier(ds: Dataset) -> str | None:
     """The first code in `ds` that makes any view non-frontal: a Patient Orientation Modifier (in a Patient
     Orientation Code Sequence item, or at the top level as some devices write it) or a View Modifier (in a View Code
-    Sequence item) of NOT_FRONTAL_MODIFIERS, or any Projection Eponymous Name, given by its Code Meaning (or
-    'eponymous projection') with its code."""
+    Sequence item) of NOT_FRONTAL_MODIFIERS, or a Projection Eponymous Name of CID 4012 (`_eponyms`), given with the
+    meaning its table gives the code."""
     modifiers = [*_items(ds, "PatientOrientationModifierCodeSequence"),
                  *(m for item in _items(ds, "PatientOrientationCodeSequence")
                    for m in _items(item, "PatientOrientationModifierCodeSequence")),
@@ -361,32 +377,29 @@ def _view_modifier(ds: Dataset) -> str | None:
     for item in modifiers:
         scheme, code = _code(item)
         if (scheme, code) in NOT_FRONTAL_MODIFIERS:
-            return _said(NOT_FRONTAL_MODIFIERS[scheme, code][0], scheme, code)
+            meaning, element = NOT_FRONTAL_MODIFIERS[scheme, code]
+            return _said(element, meaning, scheme, code)
     for item in _items(ds, "ProjectionEponymousNameCodeSequence"):
         scheme, code = _code(item)
-        if scheme and code:  # an item without its code names no projection
-            return _said(one_line(str(item.get("CodeMeaning", "") or "").strip(), 64) or "eponymous projection",
-                         scheme, code)
+        if (scheme, code) in _eponyms():
+            return _said("Projection Eponymous Name", _eponyms()[scheme, code], scheme, code)
     return None
 
 
-def view_said(view: str) -> str:
-    """Where a DICOM header says a film's view is `view` (a `not_frontal_view`), and what: 'DICOM View Position LL',
-    'DICOM View Code Sequence left lateral (SCT 399173006)', 'DICOM Patient Orientation Modifier left lateral
-    decubitus (SCT 102536004)', 'DICOM View Modifier cross-table (DCM 111069)', 'DICOM Projection Eponymous Name
-    Twining (SCT 44491008)'."""
-    found = re.search(r"\((\S+) (\S+)\)$", view)  # a View Position has no '('
-    if found is None:
-        return f"DICOM View Position {view}"
-    scheme, code = found[1], found[2]
-    where = ("View Code Sequence" if scheme in _SNOMED and code in NOT_FRONTAL_VIEW_CODES else
-             NOT_FRONTAL_MODIFIERS.get((scheme, code), ("", "Projection Eponymous Name"))[1])
-    return f"DICOM {where} {view}"
+@functools.cache
+def _eponyms() -> dict[tuple[str, str], str]:
+    """(scheme, code value) -> meaning of every Projection Eponymous Name of CID 4012 (DX Projection Eponymous Name,
+    as pydicom's table gives it: SNOMED CT codes, and their SNOMED RT twins under SRT and SNM3)."""
+    from pydicom.sr._snomed_dict import mapping
+    from pydicom.sr.codedict import codes
+
+    return {(scheme, code): concept.meaning for concept in codes.CID4012.concepts.values()
+            for scheme, code in _snomed_keys(concept.value, mapping["SCT"].get(concept.value, "")) if code}
 
 
 def view_reason(view: str) -> str:
     """Why a film whose header says `view` (a `not_frontal_view`) gets no prediction, and what to send."""
-    return (f"{view_said(view)}: not a frontal (AP or PA) film; the model reads frontal chest X-rays only, send the "
+    return (f"{view}: not a frontal (AP or PA) film; the model reads frontal chest X-rays only, send the "
             f"frontal film of the study")
 
 

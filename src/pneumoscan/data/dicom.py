@@ -20,8 +20,8 @@ Decisions:
   black, 2^bits - 1 white) are the film's shades with their polarity, MONOCHROME1's too (PS3.3 C.11.4); one that
   cannot be read so (a descriptor whose first input is not 0 or whose entries are not 8 to 16 bits, LUT Data of
   another length, an entry above 2^bits - 1) is an InputError rather than a guess at the film's polarity.
-  Header values other than image geometry are never read for decoding (`not_frontal_view` reads the View
-  Position and View Code Sequence apart; the Rescale Slope is read to refuse one that blanks the film), and
+  Header values other than image geometry are never read for decoding (`not_frontal_view` reads the view
+  elements apart; the Rescale Slope is read to refuse one that blanks the film), and
   exception text from pydicom is never copied into messages or exception chains (it could quote header values).
 * A multi-frame DICOM is read only when every frame holds the same pixels (one film stored again; NumberOfFrames 1
   is one film too): its first frame. Frames that differ are refused, as which film is meant cannot be guessed, and so
