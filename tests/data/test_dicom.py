@@ -636,6 +636,37 @@ def test_a_worklist_entry_is_not_an_image_not_a_file_cut_short(tmp_path: Path) -
 
 
 @pytest.mark.parametrize("file_meta", [True, False])
+@pytest.mark.parametrize("failed", [False, True])
+def test_a_storage_commitment_holding_only_group_0008_is_not_an_image_not_a_file_cut_short(
+        tmp_path: Path, file_meta: bool, failed: bool) -> None:
+    """A Storage Commitment request or result saved to a file (its Transaction UID and Referenced or Failed SOP
+    Sequence: group 0008 alone, no SOP class by design) was told 'the file may be cut short; copy it again' (422),
+    which no copy mends, since a film cut within group 0008 counts as cut short; it is not an image (415)."""
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from pneumoscan.errors import NotAnImage
+
+    ref = Dataset()
+    ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.1.1", "1.2.3.4.5"
+    commitment = Dataset()
+    commitment.TransactionUID = "1.2.3.4.6"
+    if failed:
+        ref.FailureReason = 0x0110
+        commitment.FailedSOPSequence = [ref]
+    else:
+        commitment.ReferencedSOPSequence = [ref]
+    if file_meta:
+        commitment.file_meta = FileMetaDataset()
+        commitment.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    commitment.save_as(buffer, implicit_vr=not file_meta, little_endian=True, enforce_file_format=False)
+    path = write(tmp_path / "commit.dcm", buffer.getvalue())
+    with pytest.raises(NotAnImage) as exc:
+        read_grayscale(path)
+    assert "not an image" in check_error(exc, str(path))
+
+
+@pytest.mark.parametrize("file_meta", [True, False])
 def test_a_dicom_query_response_with_no_sop_class_by_design_is_not_an_image_not_a_file_cut_short(
         tmp_path: Path, file_meta: bool) -> None:
     """A C-FIND response saved by findscu (or a worklist entry) names no SOP class by design: it was said to be 'cut

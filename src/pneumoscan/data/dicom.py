@@ -95,12 +95,14 @@ def _shows_image(ds: Dataset) -> bool:
     from group 0028 on, as an image's header cut before its Image Pixel module holds (cut within group 0008 too: its
     dates, modality and accession number come before any patient element). A dataset that names no SOP class by design
     is none of these: a query or its answer (`_load_dicom` tells it by its Query/Retrieve Level, whatever it holds), a
-    worklist entry or a procedure step (they go on past group 0028: 0032, 0038, 0040), a DICOMDIR (group 0004)."""
+    worklist entry or a procedure step (they go on past group 0028: 0032, 0038, 0040), a DICOMDIR (group 0004), a
+    Storage Commitment request or result (group 0008 alone, told by its Transaction UID, which no image holds). A film
+    cut between two whole elements reads as a whole file, so its groups, not its end, tell it."""
     groups = {tag.group for tag in ds.keys()}
     if 0x0028 in groups or "ImageType" in ds:
         return True
     return (bool(groups) and max(groups) < 0x0028 and any(0x0008 <= group <= 0x0020 for group in groups)
-            and "QueryRetrieveLevel" not in ds)
+            and "QueryRetrieveLevel" not in ds and "TransactionUID" not in ds)
 
 
 def _blank_slope(ds: Dataset) -> str | None:
