@@ -642,10 +642,6 @@ def test_a_storage_commitment_holding_only_group_0008_is_not_an_image_not_a_file
     """A Storage Commitment request or result saved to a file (its Transaction UID and Referenced or Failed SOP
     Sequence: group 0008 alone, no SOP class by design) was told 'the file may be cut short; copy it again' (422),
     which no copy mends, since a film cut within group 0008 counts as cut short; it is not an image (415)."""
-    from pydicom.uid import ExplicitVRLittleEndian
-
-    from pneumoscan.errors import NotAnImage
-
     ref = Dataset()
     ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.1.1", "1.2.3.4.5"
     commitment = Dataset()
@@ -655,12 +651,22 @@ def test_a_storage_commitment_holding_only_group_0008_is_not_an_image_not_a_file
         commitment.FailedSOPSequence = [ref]
     else:
         commitment.ReferencedSOPSequence = [ref]
+    assert_not_an_image(tmp_path / "commit.dcm", commitment, file_meta)
+
+
+def assert_not_an_image(path: Path, ds: Dataset, file_meta: bool) -> None:
+    """`ds` saved at `path` without a SOP class (with a file meta, explicit VR, or a bare implicit VR dataset) is
+    refused as not an image."""
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from pneumoscan.errors import NotAnImage
+
     if file_meta:
-        commitment.file_meta = FileMetaDataset()
-        commitment.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     buffer = io.BytesIO()
-    commitment.save_as(buffer, implicit_vr=not file_meta, little_endian=True, enforce_file_format=False)
-    path = write(tmp_path / "commit.dcm", buffer.getvalue())
+    ds.save_as(buffer, implicit_vr=not file_meta, little_endian=True, enforce_file_format=False)
+    write(path, buffer.getvalue())
     with pytest.raises(NotAnImage) as exc:
         read_grayscale(path)
     assert "not an image" in check_error(exc, str(path))
@@ -671,23 +677,10 @@ def test_a_dicom_query_response_with_no_sop_class_by_design_is_not_an_image_not_
         tmp_path: Path, file_meta: bool) -> None:
     """A C-FIND response saved by findscu (or a worklist entry) names no SOP class by design: it was said to be 'cut
     short; give the complete file', which no copy can be, and answered 422 by the service; it is not an image (415)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian
-
-    from pneumoscan.errors import NotAnImage
-
     ds = Dataset()
     ds.QueryRetrieveLevel, ds.StudyDate, ds.ModalitiesInStudy = "STUDY", "20240101", "CR"
     ds.PatientName, ds.PatientID, ds.StudyInstanceUID = PATIENT, PATIENT_ID, "1.2.3"
-    if file_meta:
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    buffer = io.BytesIO()
-    ds.save_as(buffer, implicit_vr=not file_meta, little_endian=True, enforce_file_format=False)
-    path = write(tmp_path / "rsp0001.dcm", buffer.getvalue())
-    with pytest.raises(NotAnImage) as exc:
-        read_grayscale(path)
-    assert "not an image" in check_error(exc, str(path))
+    assert_not_an_image(tmp_path / "rsp0001.dcm", ds, file_meta)
 
 
 
