@@ -49,8 +49,9 @@ from pneumoscan.progress import progress_bar
 # 13: the abbreviations DECUB, OBL and SWIMMER are such words too ('AP DECUB', 'PA OBL', "SWIMMER'S"; format 12 holds
 # None there). 14: cross-table View Position words ('XTABLE' alone), CID 4010's sagittal code, a code in any View Code
 # Sequence item, and decubitus or cross-table modifier codes and projection eponymous names (format 13 holds None there).
-# 15: each view as where the header says it and what ('DICOM View Position LL'); 'X-TABLE', lordotic, apical and axial
-# views, SNOMED RT and SNOMED 3 modifier codes; a Projection Eponymous Name only by a CID 4012 code (a local code passes).
+# 15: each view as where the header says it and what ('DICOM View Position LL'); 'X-TABLE', lordotic, apical and
+# axial views, SNOMED RT and SNOMED 3 modifier codes; a Projection Eponymous Name only by a CID 4012 code (a local code
+# passes).
 CACHE_FORMAT = 15
 
 

@@ -255,7 +255,7 @@ leaning back) projects the clavicles above the lung apices and foreshortens the 
 as its Projection Eponymous Name (Fleischner) and Patient Orientation Modifier (lordotic) say too."""
 _FRONTAL_VIEWS = frozenset({"AP", "PA"})  # a View Position word of a frontal film, when no word above is there
 
-_NOT_FRONTAL_VIEW_CODES = (  # CID 4010 (DX View): every lateral, oblique, sagittal or axial view, SNOMED CT and RT codes
+_NOT_FRONTAL_VIEW_CODES = (  # CID 4010 (DX View): each lateral, oblique, sagittal or axial view, SNOMED CT and RT codes
     ("lateral", "399067008", "R-102CD"), ("left lateral", "399173006", "R-10236"),
     ("right lateral", "399198007", "R-10232"), ("medial-lateral", "399260004", "R-10224"),
     ("lateral-medial", "399352003", "R-10228"), ("oblique", "399182000", "R-102C1"),
@@ -271,7 +271,8 @@ _NOT_FRONTAL_VIEW_CODES = (  # CID 4010 (DX View): every lateral, oblique, sagit
     ("sagittal", "30730003", "G-A145"),  # CID 4010's one other view across the body: a film from side to side
     ("axial", "399061009", "R-10241"),  # the beam angled along the body: a chest's is the apical lordotic film
 )
-NOT_FRONTAL_VIEW_CODES: dict[str, str] = {code: meaning for meaning, *codes in _NOT_FRONTAL_VIEW_CODES for code in codes}
+NOT_FRONTAL_VIEW_CODES: dict[str, str] = {code: meaning for meaning, *codes in _NOT_FRONTAL_VIEW_CODES
+                                          for code in codes}
 """View Code Sequence (0054,0220) code values of a lateral, oblique or axial film, with their meaning: read when the
 View Position has no AP or PA word (empty, absent, a term of a device's own), as some devices state the view only
 there. Every item of the sequence is read, and one such code refuses the film whatever the others say (a film of two
