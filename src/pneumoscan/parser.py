@@ -92,16 +92,29 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
     return args
 
 
-def _model_path(path: Path) -> Path | None:
-    """What `--model` takes for `path`, if it is a model: a run folder holding a model file or a model file itself,
-    or the run folder of an ONNX export (which `--model` refuses) when it holds the model the export was made from."""
-    from pneumoscan.artifact import ARTIFACT_NAME
+def _as_model(path: Path) -> tuple[Path | None, str] | None:
+    """What `--model` takes for `path` given where a film goes, and what `path` is; None when it is no model's: a run
+    folder or a model file is itself, an ONNX export the model it was made from (X.safetensors beside X.onnx, as
+    set-threshold writes them, else its run folder's; None with 'an ONNX export, not a model' when neither is there),
+    and any other file of a run folder (best.safetensors, last.pt) that run folder. An image is never a model."""
+    from pneumoscan.artifact import ARTIFACT_NAME, BEST_WEIGHTS
+    from pneumoscan.data.formats import IMAGE_EXTENSIONS
 
     if path.is_dir():
-        return path if (path / ARTIFACT_NAME).is_file() else None
-    if path.suffix.lower() == ".onnx":
-        return path.parent if (path.parent / ARTIFACT_NAME).is_file() else None
-    return path if path.suffix.lower() == ".safetensors" else None
+        return (path, "a model") if (path / ARTIFACT_NAME).is_file() else None
+    suffix = path.suffix.lower()
+    if not path.is_file() or suffix in IMAGE_EXTENSIONS:
+        return None
+    run = path.parent if (path.parent / ARTIFACT_NAME).is_file() else None
+    if suffix == ".onnx":
+        made_from = [p for p in path.parent.iterdir() if p.stem == path.stem and p.suffix.lower() == ".safetensors"
+                     and p != path.parent / ARTIFACT_NAME]  # RUN/model.onnx: the run's own, answered with the run
+        if made_from:
+            return made_from[0], f"the ONNX export of the model {one_name(str(made_from[0]))}"
+        return (run, f"the ONNX export of the run {one_name(str(run))}") if run else (None, "an ONNX export, not a model")
+    if suffix == ".safetensors" and (path.name != BEST_WEIGHTS or run is None):
+        return path, "a model"
+    return (run, f"a file of the run {one_name(str(run))}") if run else None
 
 
 def _several_films(args: argparse.Namespace, extra: list[str]) -> str:
@@ -113,6 +126,20 @@ def _several_films(args: argparse.Namespace, extra: list[str]) -> str:
         ("--model", args.model), ("--threshold", args.threshold), ("--target-recall", args.target_recall),
         ("--prevalence", args.prevalence)) if value is not None)
     options = f" {given}" if given else ""
+    pair = [(args.image, extra[0]), (extra[0], args.image)] if len(extra) == 1 and args.model is None else []
+    # `explain FILM RUN` or `explain RUN FILM`: --model forgotten (a loop over both would draw with the shipped
+    # model); before the checks of a path that is no file, which the film may be
+    found = [(film, given, model) for film, given in pair
+             if (model := _as_model(Path(given))) is not None and _as_model(Path(film)) is None]
+    if found:
+        (film, given, (model, what)), = found
+        where = "after it" if given == extra[0] else "before it"
+        if model is None:
+            return (f"explain draws one film, and {one_name(given)} {where} is {what}; give the model it was exported "
+                    f"from (its run folder or .safetensors file) as --model")
+        out = f" --out {shell_word(args.out)}" if args.out is not None else ""
+        return (f"explain draws one film, and {one_name(given)} {where} is {what}; to draw with it, give "
+                f"--model: `pneumoscan explain {shell_word(film)} --model {shell_word(str(model))}{options}{out}`")
     missing = [path for path in extra if not Path(path).exists()]
     if missing == extra and len(extra) == 1 and extra[0].lower().endswith(".png") and args.out is None:
         return (f"explain draws one film, and {one_name(extra[0])} after it is no file; to write the heatmap to it, "
@@ -120,17 +147,6 @@ def _several_films(args: argparse.Namespace, extra: list[str]) -> str:
     if missing:  # a mistyped path is no second film to draw
         return (f"explain draws one film, and {first_names([one_name(path) for path in missing], 2, 'paths')} after "
                 f"it {'is no file' if len(missing) == 1 else 'are no files'}: file not found; check the path")
-    pair = [(args.image, extra[0]), (extra[0], args.image)] if len(extra) == 1 and args.model is None else []
-    # `explain FILM RUN` or `explain RUN FILM`: --model forgotten (a loop over both would draw with the shipped model)
-    found = [(film, given, model) for film, given in pair
-             if (model := _model_path(Path(given))) is not None and _model_path(Path(film)) is None]
-    if found:
-        (film, given, model), = found
-        out = f" --out {shell_word(args.out)}" if args.out is not None else ""
-        what = "a model" if model == Path(given) else f"the ONNX export of the run {one_name(str(model))}"
-        where = "after it" if given == extra[0] else "before it"
-        return (f"explain draws one film, and {one_name(given)} {where} is {what}; to draw with it, give "
-                f"--model: `pneumoscan explain {shell_word(film)} --model {shell_word(str(model))}{options}{out}`")
     films = [args.image, *extra]
     folders = [one_name(path) for path in films if Path(path).is_dir()]
     out = "; --out names one file" if args.out is not None else ""

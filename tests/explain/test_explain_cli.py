@@ -147,15 +147,37 @@ SAID = "pneumoscan explain: error: explain draws one film, and "
     (["a.jpeg", "runs/cnn/model.onnx", "--out", "h.png"], "runs/cnn/model.onnx after it is the ONNX export of the "
                                                           "run runs/cnn; to draw with it, give --model: `pneumoscan "
                                                           "explain a.jpeg --model runs/cnn --out h.png`"),
-], ids=["run-folder-after", "model-file-after", "run-folder-before", "out-kept", "onnx-export"])
+    # set-threshold --out RUN/site.safetensors writes RUN/site.onnx: the run's model is another operating point's
+    (["a.jpeg", "runs/cnn/site.onnx"], "runs/cnn/site.onnx after it is the ONNX export of the model "
+                                       "runs/cnn/site.safetensors; to draw with it, give --model: `pneumoscan explain "
+                                       "a.jpeg --model runs/cnn/site.safetensors`"),
+    # ... and outside a run folder (it gave the loop advice, which draws with the shipped model)
+    (["a.jpeg", "models/site.onnx"], "models/site.onnx after it is the ONNX export of the model "
+                                     "models/site.SafeTensors; to draw with it, give --model: `pneumoscan explain "
+                                     "a.jpeg --model models/site.SafeTensors`"),
+    (["a.jpeg", "exports/x.onnx"], "exports/x.onnx after it is an ONNX export, not a model; give the model it was "
+                                   "exported from (its run folder or .safetensors file) as --model"),
+    # other files of a run folder: its best.safetensors has no threshold, its last.pt is no model
+    (["a.jpeg", "runs/cnn/best.safetensors"], "runs/cnn/best.safetensors after it is a file of the run runs/cnn; to "
+                                              "draw with it, give --model: `pneumoscan explain a.jpeg --model "
+                                              "runs/cnn`"),
+    (["runs/cnn/last.pt", "a.jpeg"], "runs/cnn/last.pt before it is a file of the run runs/cnn; to draw with it, "
+                                     "give --model: `pneumoscan explain a.jpeg --model runs/cnn`"),
+    # the model first and a mistyped film: it suggested `--out nofilm.png`, drawing the run folder as a film
+    (["runs/cnn", "nofilm.png"], "runs/cnn before it is a model; to draw with it, give --model: `pneumoscan explain "
+                                 "nofilm.png --model runs/cnn`"),
+], ids=["run-folder-after", "model-file-after", "run-folder-before", "out-kept", "onnx-export", "onnx-of-a-copy",
+        "onnx-of-a-copy-outside-a-run", "onnx-alone", "best-weights", "checkpoint-first", "model-first-film-missing"])
 def test_explain_given_a_model_beside_the_film_says_to_give_it_as_model(
         argv: list[str], error: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
     Path("a.jpeg").write_bytes(b"")
-    Path("runs/cnn").mkdir(parents=True)
-    Path("runs/cnn/model.safetensors").write_bytes(b"")
-    Path("runs/cnn/model.onnx").write_bytes(b"")
+    for name in ("runs/cnn/model.safetensors", "runs/cnn/model.onnx", "runs/cnn/site.safetensors",
+                 "runs/cnn/site.onnx", "runs/cnn/best.safetensors", "runs/cnn/last.pt", "models/site.SafeTensors",
+                 "models/site.onnx", "exports/x.onnx"):
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        Path(name).write_bytes(b"")
     with pytest.raises(SystemExit) as stop:
         main(["explain", *argv])
     assert stop.value.code == 2
