@@ -587,12 +587,13 @@ def test_a_patient_on_most_films_only_with_test_films_named_jpeg_is_a_leak_when_
                                         "patient's") for w in caught] == [True]
 
 
+@pytest.mark.parametrize("content", [b"", b"<html>404 Not Found</html>"], ids=["empty", "error-page"])
 @pytest.mark.parametrize("where", ["loose", "patient-folder"])
-def test_an_empty_file_with_patient_key_folder_is_unreadable_and_skipped_as_with_the_other_keys(
-        tmp_path: Path, where: str) -> None:
-    """With --patient-key folder an empty file right in its class folder was an image with no patient folder: the
-    audit listed it so (and --strict failed twice on it), and train refused to start over it, where with the other
-    keys it is an unreadable file that train skips."""
+def test_an_unreadable_file_with_patient_key_folder_is_unreadable_and_skipped_as_with_the_other_keys(
+        tmp_path: Path, where: str, content: bytes) -> None:
+    """With --patient-key folder an unreadable file right in its class folder was an image with no patient folder:
+    the audit listed it so (and --strict failed twice on it), and train refused to start over it, where with the
+    other keys it is an unreadable file that train skips (only a 0-byte file was skipped; an error page was not)."""
     from pneumoscan.training.config import TrainConfig
     from pneumoscan.training.run_data import prepare_data
 
@@ -600,7 +601,7 @@ def test_an_empty_file_with_patient_key_folder_is_unreadable_and_skipped_as_with
         write_xray(tmp_path / "train" / "NORMAL" / f"pt{i}" / f"IM-{i:04d}-0001.png", 0, i)
         write_xray(tmp_path / "train" / "PNEUMONIA" / f"pt{9 + i}" / f"person{9 + i}_virus_1.png", 1, 10 + i)
     empty = tmp_path / "train" / "NORMAL" / ("pt0" if where == "patient-folder" else "") / "empty.png"
-    empty.write_bytes(b"")
+    empty.write_bytes(content)
     for key in ("folder", "name"):
         report = audit(tmp_path, progress=False, patient_key=key)
         assert report["no_patient_folder"] == [] and len(report["unreadable"]) == 1

@@ -15,7 +15,7 @@ from pneumoscan.data.formats import is_image_head
 from pneumoscan.data.labels import Sample
 from pneumoscan.data.layout import discover
 from pneumoscan.data.patients import (SOURCE_NAMES, SOURCES, across_folders_advice, compared_keys, dataset_keys,
-                                      empty_file, is_kermany_name, keys_across_folders, keys_read, unopened_headers)
+                                      is_kermany_name, keys_across_folders, keys_read, unopened_headers)
 from pneumoscan.errors import InputError, one_name
 from pneumoscan.progress import progress_bar
 
@@ -115,11 +115,11 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     report["too_small"] = sorted(f"{shown_as(split, s)}: {size[0]} x {size[1]} px"
                                  for (split, s), (_, size, _, _, _) in zip(everything, inspected)
                                  if size is not None and min(size) < MIN_SIDE)
-    # train refuses these with --patient-key folder: each is keyed by its file name here (an empty file is no image:
-    # listed unreadable, and skipped by train)
+    # train refuses these with --patient-key folder: each is keyed by its file name here (an unreadable file is no
+    # image: listed unreadable, and skipped by train)
     report["no_patient_folder"] = sorted(shown_as(split, s) for split, s in everything
                                          if patient_id.choice == "folder" and patient_id.origins[s] == "name"
-                                         and not empty_file(s.path))
+                                         and s in read)
     # a photo or screenshot among the X-rays: trained on, though the guard refuses its like at predict time
     report["colour"] = sorted(f"{shown_as(split, s)}: colour image (colourfulness {colour:.0f}, above "
                               f"{COLOUR_REFERENCE:.0f}); chest X-rays are grayscale, remove it or replace it with the radiograph"

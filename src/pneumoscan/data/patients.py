@@ -360,21 +360,25 @@ def _warn_placeholders(placeholders: set[str], counts: Counter, total: int) -> N
          f"patient column, or put them in one folder per patient and use {option('patient_key', 'folder')}")
 
 
-def empty_file(path: Path) -> bool:
-    """Whether `path` is an empty (0-byte) file: no image, which training skips and the audit counts unreadable
+def readable_film(path: Path) -> bool:
+    """Whether `path` decodes as an image (at a draft's size, as cheaply as it may): one that does not (empty,
+    truncated, an error page saved as .jpeg) is no film, which training skips and the audit counts unreadable
     whatever its folder, rather than an image with no patient folder."""
+    from pneumoscan.data.decode import read_grayscale
+
     try:
-        return path.stat().st_size == 0
-    except OSError:
+        read_grayscale(path, draft_size=1)
+    except (InputError, OSError):
         return False
+    return True
 
 
 def _folder_keys(samples: list[Sample], refused: Iterable[Sample]) -> PatientKeys:
     """`--patient-key folder`'s keys; an image right in its class folder is an InputError (`no_folder_message`) when
-    among `refused` (an empty file is none: skipped as unreadable, as the other keys skip it), else its own patient
+    among `refused` and readable (an unreadable file is none: skipped, as the other keys skip it), else its own patient
     by file name (`patient_id`, origin `name`)."""
     keys = {s: folder_key(s) for s in samples}
-    if loose := [s for s in dict.fromkeys(refused) if keys[s] is None and not empty_file(Path(s.path))]:
+    if loose := [s for s in dict.fromkeys(refused) if keys[s] is None and readable_film(Path(s.path))]:
         raise InputError(no_folder_message(loose))
     return PatientKeys("folder", {s: key if key is not None else patient_id(s.path) for s, key in keys.items()},
                        {s: "folder" if key is not None else "name" for s, key in keys.items()})
