@@ -127,10 +127,10 @@ def first_few(items: list[str], n: int = 3) -> str:
     return "; ".join(items[:n]) + (" ..." if len(items) > n else "")
 
 
-def first_names(names: list[str], shown: int, noun: str) -> str:
-    """The first `shown` of `names` joined by commas, then `, ... (N noun)` when there are more."""
-    more = f", ... ({len(names)} {noun})" if len(names) > shown else ""
-    return f"{', '.join(names[:shown])}{more}"
+def first_names(names: list[str], shown: int, joiner: str = ", ") -> str:
+    """The first `shown` of `names` joined by `joiner`, then ` (and N more)` when there are more."""
+    rest = len(names) - shown
+    return joiner.join(names[:shown]) + (f" (and {rest} more)" if rest > 0 else "")
 
 
 # Whom the messages made now are for: "cli" (the command line, `cli_words`), "python" (a caller of the Python API,

@@ -145,16 +145,16 @@ def _several_films(args: argparse.Namespace, extra: list[str]) -> str:
         return (f"explain draws one film, and {one_name(extra[0])} after it is no file; to write the heatmap to it, "
                 f"give --out: `pneumoscan explain {shell_word(args.image)}{options} --out {shell_word(extra[0])}`")
     if missing:  # a mistyped path is no second film to draw
-        return (f"explain draws one film, and {first_names([one_name(path) for path in missing], 2, 'paths')} after "
+        return (f"explain draws one film, and {first_names([one_name(path) for path in missing], 2)} after "
                 f"it {'is no file' if len(missing) == 1 else 'are no files'}: file not found; check the path")
     films = [args.image, *extra]
     folders = [one_name(path) for path in films if Path(path).is_dir()]
     out = "; --out names one file" if args.out is not None else ""
     one = len(folders) == 1
-    noted = (f"; {first_names(folders, 2, 'folders')} {'is a directory' if one else 'are directories'}, not "
+    noted = (f"; {first_names(folders, 2)} {'is a directory' if one else 'are directories'}, not "
              f"{'an image file' if one else 'image files'}" if folders else "")
     return (f"explain draws one film at a time, and was given {len(films)} "
-            f"({first_names([one_name(film) for film in films], 2, 'paths' if folders else 'films')}){noted}; "
+            f"({first_names([one_name(film) for film in films], 2)}){noted}; "
             f"run it once per film: `for f in FILMS; do pneumoscan explain \"$f\"{options}; done` (each writes NAME_heatmap.png{out})")
 
 

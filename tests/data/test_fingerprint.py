@@ -74,7 +74,7 @@ def test_set_threshold_refuses_copies_of_training_films(tiny_run: Path, tiny_dat
                  "--backend", "torch", "--n-boot", "10"]) == 2
     assert (f"4 of 20 films are ones this model was trained or validated on (copies, or the same film re-encoded or "
             f"resized: {site / 'NORMAL' / 'IM-5555-0001.jpeg'}, {site / 'PNEUMONIA' / 'person5550_virus_1.jpeg'}, "
-            f"{site / 'PNEUMONIA' / 'person5551_virus_1.jpeg'}, ... (4 films)), which it scores better than new ones; "
+            f"{site / 'PNEUMONIA' / 'person5551_virus_1.jpeg'} (and 1 more)), which it scores better than new ones; "
             f"remove them") in capsys.readouterr().err
 
 

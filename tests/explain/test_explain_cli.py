@@ -48,7 +48,7 @@ def test_explain_given_several_films_says_it_draws_one_and_how_to_draw_each(film
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: pneumoscan explain ")
-    shown = f"{names[0]}, {names[1]}" + (f", ... ({films} films)" if films > 2 else "")
+    shown = f"{names[0]}, {names[1]}" + (f" (and {films - 2} more)" if films > 2 else "")
     assert err.splitlines()[-1] == (
         f"pneumoscan explain: error: explain draws one film at a time, and was given {films} ({shown}); run it once "
         'per film: `for f in FILMS; do pneumoscan explain "$f" --model ' + str(tmp_path / "run") + '; done` (each '
@@ -106,8 +106,8 @@ def test_explain_given_a_path_that_is_no_file_after_the_film_says_it_is_none(
 
 @pytest.mark.parametrize("given, said", [
     (["runs"], "was given 2 (a.jpeg, runs); runs is a directory, not an image file"),
-    (["b.jpeg", "d"], "was given 3 (a.jpeg, b.jpeg, ... (3 paths)); d is a directory, not an image file"),
-    (["d", "runs"], "was given 3 (a.jpeg, d, ... (3 paths)); d, runs are directories, not image files"),
+    (["b.jpeg", "d"], "was given 3 (a.jpeg, b.jpeg (and 1 more)); d is a directory, not an image file"),
+    (["d", "runs"], "was given 3 (a.jpeg, d (and 1 more)); d, runs are directories, not image files"),
 ], ids=["folder", "glob-with-a-subfolder", "two-folders"])
 def test_explain_given_a_folder_after_the_film_says_it_is_one_and_how_to_draw_each(
         given: list[str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

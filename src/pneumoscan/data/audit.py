@@ -16,7 +16,7 @@ from pneumoscan.data.labels import Sample
 from pneumoscan.data.layout import discover
 from pneumoscan.data.patients import (SOURCE_NAMES, SOURCES, across_folders_advice, compared_keys, dataset_keys,
                                       is_kermany_name, keys_across_folders, keys_read, unopened_headers)
-from pneumoscan.errors import InputError, one_name
+from pneumoscan.errors import InputError, first_names, one_name
 from pneumoscan.progress import progress_bar
 
 
@@ -210,8 +210,7 @@ def _listed(lines: list[str], indent: str = "  ") -> list[str]:
 
 def _group(names: list[str], joiner: str) -> str:
     """A group of files, as the text report names it: its first GROUP_NAMES names and a count of the others."""
-    rest = len(names) - GROUP_NAMES
-    return joiner.join(map(one_name, names[:GROUP_NAMES])) + (f" (and {rest} more)" if rest > 0 else "")
+    return first_names([one_name(name) for name in names], GROUP_NAMES, joiner)
 
 
 def format_audit(report: dict[str, Any]) -> str:
@@ -261,9 +260,8 @@ def format_audit(report: dict[str, Any]) -> str:
         lines.append(f"patient IDs in both {pair}: {count}")
         by_name = report.get("name_keys_in_two_splits", {}).get(pair, [])
         if by_name:  # those of a header, manifest or folder are listed below, as leaks
-            pairs = "; ".join(" & ".join(map(one_name, two)) for two in by_name[:GROUP_NAMES])
-            rest = f" (and {len(by_name) - GROUP_NAMES} more)" if len(by_name) > GROUP_NAMES else ""
-            lines.append(f"  by file name, e.g. {pairs}{rest}")
+            pairs = [" & ".join(map(one_name, two)) for two in by_name]
+            lines.append(f"  by file name, e.g. {first_names(pairs, GROUP_NAMES, '; ')}")
     if report.get("same_patient_in_two_splits"):
         lines.append(f"patients in two splits by {_named_keys(report)}, so the same patient on both sides (a leak): "
                      f"{len(report['same_patient_in_two_splits'])}")

@@ -156,7 +156,7 @@ def _holds(children: dict[str, Path], shown: int = 6) -> str:
     names = [f"{path.name}/" for path in children.values() if not path.name.startswith(".")]
     if not names:
         return " (it holds no sub-folders)"
-    return f" (it holds {first_names(names, shown, 'folders')})"
+    return f" (it holds {first_names(names, shown)})"
 
 
 class ScoredSplit(tuple):

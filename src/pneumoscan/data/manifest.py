@@ -47,7 +47,7 @@ def _header_note(fields: list[str], shown: int = 8) -> str:
     names = [field.strip() for field in fields if field.strip()]
     if not names:
         return "; its first line is empty"
-    return f"; its header has {first_names(names, shown, 'columns')}"
+    return f"; its header has {first_names(names, shown)}"
 
 
 def _manifest_columns(csv_path: Path, fields: list[str]) -> dict[str, str]:

@@ -107,7 +107,7 @@ def _check_unseen(meta: ArtifactMeta, data: str | os.PathLike, found: tuple[str,
         seen = seen_in_training([s.path for s in samples], meta.training)
     if seen:
         one = len(seen) == 1
-        names = first_names([one_name(str(path)) for path in seen], 3, "films")
+        names = first_names([one_name(str(path)) for path in seen], 3)
         raise InputError(f"{data}: {len(seen)} of {len(samples)} films {'is one' if one else 'are ones'} this model "
                          f"was trained or validated on ({'a copy' if one else 'copies'}, or the same film re-encoded "
                          f"or resized: {names}), which it scores better than new ones; remove {'it' if one else 'them'} "
