@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -74,8 +75,13 @@ def test_set_threshold_refuses_copies_of_training_films(tiny_run: Path, tiny_dat
                  "--backend", "torch", "--n-boot", "10"]) == 2
     assert (f"4 of 20 films are ones this model was trained or validated on (copies, or the same film re-encoded or "
             f"resized: {site / 'NORMAL' / 'IM-5555-0001.jpeg'}, {site / 'PNEUMONIA' / 'person5550_virus_1.jpeg'}, "
-            f"{site / 'PNEUMONIA' / 'person5551_virus_1.jpeg'} (and 1 more)), which it scores better than new ones; "
+            f"{site / 'PNEUMONIA' / 'person5551_virus_1.jpeg'} (and 1 more); `evaluate --json` lists them under "
+            f"seen_in_training, given the same --model, --data and --split), which it scores better than new ones; "
             f"remove them") in capsys.readouterr().err
+    # ... and where it says all are listed, they are
+    assert main(["evaluate", "--model", str(tiny_run), "--data", str(site), "--json", str(tmp_path / "e.json"),
+                 "--backend", "torch", "--n-boot", "10"]) == 0
+    assert len(json.loads((tmp_path / "e.json").read_text())["seen_in_training"]) == 4
 
 
 def test_a_file_is_hashed_once_until_it_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -238,7 +238,7 @@ def evaluate(
             f"{len(seen)} of {len(images.samples)} images are films this model was trained or validated on (copies, "
             f"or the same film re-encoded or resized; e.g. {seen[0]}), so the figures on them are in-sample and "
             f"flatter the model; evaluate on "
-            f"films it has not seen ({_listed_under()} seen_in_training)"))
+            f"films it has not seen ({listed_under()} seen_in_training)"))
     shared, keyed = patients_in_training(images.samples, predictor.meta.training, progress, predictor.path.parent)
     if shared and shared["patients"]:
         trained_on = predictor.meta.placed_data(predictor.path.parent).folder
@@ -333,7 +333,7 @@ def _refused_message(n_refused: int, lateral: int, n: int, refused: list[str]) -
         why.append(f"{lateral} {'is a DICOM film' if lateral == 1 else 'are DICOM films'} of a lateral, decubitus or "
                    f"oblique view by its View Position or view codes")
     return (f"{n_refused} of {n} images are ones the model refuses at predict time ({'; '.join(why)}); they are "
-            f"scored here anyway ({_listed_under()} refused_by_guard): {first_few(refused)}")
+            f"scored here anyway ({listed_under()} refused_by_guard): {first_few(refused)}")
 
 
 def _shared_message(shared: dict[str, Any], n: int, split: str, data: str | os.PathLike,
@@ -354,7 +354,7 @@ def _shared_message(shared: dict[str, Any], n: int, split: str, data: str | os.P
     return f"{shared_clause(shared, n, f'the {split} split', its=True)}, {same}; {see}{uncompared_text(shared, n)}"
 
 
-def _listed_under() -> str:
+def listed_under() -> str:
     """Where a warning's films are listed in full: `evaluate --json`, or the dict the Python API's evaluate returns."""
     return words("`evaluate --json` lists them under", "the dict evaluate returns lists them under")
 

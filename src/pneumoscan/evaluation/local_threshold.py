@@ -22,9 +22,9 @@ from pneumoscan.data.labels import Sample
 from pneumoscan.data.layout import evaluation_samples
 from pneumoscan.data.patients import shared_text, uncounted_reason
 from pneumoscan.errors import (InputError, decimals, first_names, one_name, option, raise_if_interrupted,
-                               shell_word, warn)
+                               shell_word, warn, words)
 from pneumoscan.evaluation.bootstrap import resampled_words, summarize
-from pneumoscan.evaluation.evaluate import Evaluation, evaluate
+from pneumoscan.evaluation.evaluate import Evaluation, evaluate, listed_under
 from pneumoscan.evaluation.thresholds import check_target_recall, threshold_ci95, threshold_for_recall
 from pneumoscan.inference.ood.guard import guard_beside, no_guard_fits
 from pneumoscan.inference.predictor import Predictor
@@ -34,6 +34,7 @@ from pneumoscan.training.config import data_record
 
 # Fewer films of a class than this and the chosen threshold is a coarse estimate: say so.
 FEW_IMAGES = 50
+SEEN_NAMED = 3  # films the refusal of films the model was trained on names (`evaluate --json` lists all)
 
 
 @dataclass
@@ -107,11 +108,13 @@ def _check_unseen(meta: ArtifactMeta, data: str | os.PathLike, found: tuple[str,
         seen = seen_in_training([s.path for s in samples], meta.training)
     if seen:
         one = len(seen) == 1
-        names = first_names([one_name(str(path)) for path in seen], 3)
+        names = first_names([one_name(str(path)) for path in seen], SEEN_NAMED)
+        same = words("the same --model, --data and --split", "the same model, data and split")
+        rest = f"; {listed_under()} seen_in_training, given {same}" if len(seen) > SEEN_NAMED else ""
         raise InputError(f"{data}: {len(seen)} of {len(samples)} films {'is one' if one else 'are ones'} this model "
                          f"was trained or validated on ({'a copy' if one else 'copies'}, or the same film re-encoded "
-                         f"or resized: {names}), which it scores better than new ones; remove {'it' if one else 'them'} "
-                         f"and choose the threshold on films it has not seen")
+                         f"or resized: {names}{rest}), which it scores better than new ones; remove "
+                         f"{'it' if one else 'them'} and choose the threshold on films it has not seen")
     return images
 
 
