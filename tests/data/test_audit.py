@@ -53,6 +53,23 @@ def test_patient_ids_from_file_names_in_two_splits_are_named_by_a_pair_of_files(
             "train/NORMAL/IM-0002-0001.png & test/NORMAL/IM-0002-0002.png (and 1 more)\n") in format_audit(report)
 
 
+def test_a_patient_id_read_from_a_folder_in_one_split_and_a_file_name_in_another_is_named_by_its_files(
+        tmp_path: Path) -> None:
+    """With --patient-key folder, train/NORMAL/pt1/a.png and a loose val/NORMAL/pt1.png share the key pt1: counted
+    in both splits, but named in neither list (one held keys of file names on both sides, the other of folders)."""
+    write_xray(tmp_path / "train" / "NORMAL" / "pt1" / "a.png", 0, 1)
+    write_xray(tmp_path / "train" / "PNEUMONIA" / "pt2" / "b.png", 1, 2)
+    write_xray(tmp_path / "val" / "NORMAL" / "pt1.png", 0, 3)
+    write_xray(tmp_path / "val" / "PNEUMONIA" / "pt3" / "c.png", 1, 4)
+    report = audit(tmp_path, progress=False, patient_key="folder")
+    assert report["patient_ids_in_two_splits"] == {"train+val": 1}
+    # a file name's key may be numbers restarting in each split: reported as the others by file name, not a leak
+    assert report["name_keys_in_two_splits"] == {"train+val": [["train/NORMAL/pt1/a.png", "val/NORMAL/pt1.png"]]}
+    assert report["same_patient_in_two_splits"] == []
+    assert ("patient IDs in both train+val: 1\n  by file name, e.g. train/NORMAL/pt1/a.png & val/NORMAL/pt1.png"
+            in format_audit(report))
+
+
 def test_the_text_names_a_few_files_of_a_group_and_of_a_list_and_counts_the_rest(tmp_path: Path) -> None:
     """A group of copies printed every name on one line, and a list stopped at 20 lines without saying how many
     more there were."""

@@ -76,7 +76,6 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     # patients are counted, and their keys' sources, over the readable films the table reports
     report: dict[str, Any] = {"root": str(root), **patient_id.record(readable), "splits": {}}
     by_hash: dict[str, list[tuple[str, str, Sample]]] = defaultdict(list)  # (shown name, split, sample)
-    patients_by_split: dict[str, set[str]] = defaultdict(set)
     # a patient keyed by a header, manifest or folder: its first file in each split, named (never its key)
     named_patients: dict[str, dict[str, str]] = defaultdict(dict)
     name_patients: dict[str, dict[str, str]] = defaultdict(dict)  # and one keyed by its file name
@@ -93,7 +92,6 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
         if error:
             unreadable.append(error)
         else:
-            patients_by_split[split].add(patient_id(sample))
             by = named_patients if patient_id.origins[sample] != "name" else name_patients
             by[split].setdefault(patient_id(sample), shown_as(split, sample))
     for split, samples in splits.items():
@@ -144,19 +142,29 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
     # a patient split cannot keep these together: copies under two patient IDs can sit on both sides of it
     report["cross_patient_duplicates"] = shown(lambda g: len({patient_id(s) for _, _, s in g}) > 1)
     report["label_conflict_duplicates"] = shown(lambda g: len({s.label for _, _, s in g}) > 1)
-    report["patient_ids_in_two_splits"] = {
-        f"{a}+{b}": len(patients_by_split[a] & patients_by_split[b]) for i, a in enumerate(names) for b in names[i + 1:]
-    }
-    # of those, the keys read from file names, a pair of files each: reported (not failed), for a user to look at
-    report["name_keys_in_two_splits"] = {
-        f"{a}+{b}": sorted([name_patients[a][key], name_patients[b][key]]
-                           for key in name_patients[a].keys() & name_patients[b].keys())
-        for i, a in enumerate(names) for b in names[i + 1:]}
+
+    def keys_of(split: str) -> set[str]:
+        return set(named_patients[split]) | set(name_patients[split])
+
+    split_pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    report["patient_ids_in_two_splits"] = {f"{a}+{b}": len(keys_of(a) & keys_of(b)) for a, b in split_pairs}
+
+    def pairs(a: str, b: str, named: bool) -> list[list[str]]:
+        """A pair of files (a split's first of the key) for each patient key of splits `a` and `b` read from a
+        header, manifest or folder in both (`named`) or from a file name in one at least (not `named`)."""
+        def first(split: str, key: str) -> str:
+            return named_patients[split].get(key) or name_patients[split][key]
+
+        both = named_patients[a].keys() & named_patients[b].keys()
+        shared = both if named else (keys_of(a) & keys_of(b)) - both
+        return sorted([first(a, key), first(b, key)] for key in shared)
+
+    # of those, the keys read from a file name (on one side at least: pt1.jpeg and pt1/a.jpeg), a pair of files
+    # each: reported (not failed), for a user to look at
+    report["name_keys_in_two_splits"] = {f"{a}+{b}": pairs(a, b, named=False) for a, b in split_pairs}
     # keys a file name gives restart (Kermany's numbers, a PACS export's IM00001); a PatientID, a manifest's patient
     # or a folder in two splits is one patient on both sides: a leak, one pair of files each
-    report["same_patient_in_two_splits"] = sorted(
-        [named_patients[a][key], named_patients[b][key]] for i, a in enumerate(names) for b in names[i + 1:]
-        for key in named_patients[a].keys() & named_patients[b].keys())
+    report["same_patient_in_two_splits"] = sorted(pair for a, b in split_pairs for pair in pairs(a, b, named=True))
     # only patient keys read from Kermany's file names restart in each split
     kermany = any(patient_id.origins[s] == "name" and is_kermany_name(s.path) for _, s in everything)
     report["note"] = ("Kermany patient numbers restart in each split, so shared patient IDs across splits are not "
