@@ -465,10 +465,30 @@ def test_an_out_named_as_another_model_format_is_refused_before_the_scoring(
     assert capsys.readouterr().err == (
         f"pneumoscan: error: {out}: --out names the new model, written as safetensors (its ONNX export, when made, "
         f"goes beside it), not a {out.suffix} file; give a folder or a .safetensors file, e.g. --out "
-        f"{out.with_suffix('')}\n")
+        f"{out.with_suffix('.safetensors')}\n")
     assert not out.exists()
     assert out_artifact_path(tmp_path / "site.v2") == tmp_path / "site.v2" / "model.safetensors"  # a folder's dot
     assert out_artifact_path(tmp_path / "m.SafeTensors") == tmp_path / "m.SafeTensors"
+
+
+@pytest.mark.parametrize("out", ["{data}", "{data}/NORMAL/run", "{data}/site.safetensors", "{data}.onnx"])
+def test_an_out_in_the_data_folder_is_refused_before_the_scoring(
+        out: str, tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--out DATA` (or the `--out DATA` suggested for `--out DATA.onnx`) wrote the model files among the labelled
+    films."""
+    site = tmp_path / "site"
+    shutil.copytree(tiny_data / "test", site)
+    given = out.format(data=site)
+    assert main(["set-threshold", "--model", str(tiny_run), "--data", str(site), "--out", given, "--n-boot", "20"]) == 2
+    err = capsys.readouterr().err
+    if given.endswith(".onnx"):  # the suggestion was `--out DATA`; a file beside the folder is not in it
+        assert err.endswith(f"e.g. --out {site}.safetensors\n")
+    else:
+        assert err.startswith(f"pneumoscan: error: {given}: is") and err.endswith(
+            f" the data folder {site}, where what is written would sit among its labelled films; give --out a folder "
+            f"outside it, e.g. --out runs/site\n")
+    assert sorted(p.name for p in site.iterdir()) == ["NORMAL", "PNEUMONIA"]
+    assert not (site / "NORMAL" / "run").exists()
 
 
 def test_the_table_shows_npv_beside_precision(local) -> None:

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
+from pneumoscan.cli import main
 from pneumoscan.errors import InputError
 from pneumoscan.training.config import TrainConfig, train_config
 
@@ -124,3 +126,22 @@ def test_api_train_warns_when_weight_decay_times_lr_would_collapse_the_model(tin
                   batch_size=16, lr=0.002, weight_decay=1000.0, warmup_epochs=0)
     assert TrainConfig(data="DATA", out="run").decay_warning() == ""
     assert TrainConfig(data="DATA", out="run", lr=1e30).decay_warning().startswith("weight_decay=0.05 with --lr 1e+30")
+
+
+@pytest.mark.parametrize("out", [".", "NORMAL/run", "train/PNEUMONIA/run", "Train"])
+def test_train_refuses_an_out_in_the_data_folder_before_writing(out: str, tiny_data: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """`train --data D --out D` (or --out inside a class folder) wrote the run's files among the class folders
+    silently; a folder of its own in the data folder (D/runs/) is no split or class folder."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    given = data / out
+    assert main(["train", "--data", str(data), "--out", str(given), "--model", "cnn", "--epochs", "1",
+                 "--image-size", "32", "--quiet"]) == 2
+    said = "is" if out == "." else "is inside"
+    assert capsys.readouterr().err == (
+        f"pneumoscan: error: {given}: {said} the data folder {data}, where what is written would sit among its "
+        f"labelled films; give --out a folder outside it, e.g. --out runs/data\n")
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+    TrainConfig(data=str(data), out=str(data / "runs" / "r")).check()

@@ -85,6 +85,20 @@ def _warn_left_out(folder: Path, used: set[str], opened: bool = True) -> None:
                 f"left out; rename it or move it out of {folder} to say what it is"))
 
 
+def check_out_of_data(out: str | Path, data: str | Path, folder: str | Path | None = None) -> None:
+    """InputError when `out` (where a command writes: a run folder, a model file in `folder`) is the data folder
+    `data` or inside one of its split or class folders, where what it writes would sit among the labelled films (an
+    image of it taken for one); a folder of its own in it (DATA/runs/) is none of them."""
+    root, written = Path(data).resolve(), Path(folder if folder is not None else out).resolve()
+    if not root.is_dir() or (written != root and root not in written.parents):
+        return
+    inside = written.relative_to(root).parts
+    if not inside or inside[0].lower() in {name.lower() for name in (*SPLITS, *CLASS_NAMES)}:
+        raise InputError(f"{out}: {'is' if Path(out).resolve() == root else 'is inside'} the data folder {data}, where "
+                         f"what is written would sit among its labelled films; give {option('out')} a folder outside "
+                         f"it, e.g. {option('out', 'runs/' + (root.name or 'run'))}")
+
+
 def discover(root: str | Path, unopened: Collection[str] = ()) -> dict[str, list[Sample]]:
     """Labelled samples per split found under `root`.
 

@@ -19,7 +19,7 @@ from pneumoscan.data.fingerprint import seen_in_training, training_film_fingerpr
 from pneumoscan.data import layout
 from pneumoscan.data.formats import IMAGE_SUFFIXES
 from pneumoscan.data.labels import Sample
-from pneumoscan.data.layout import evaluation_samples
+from pneumoscan.data.layout import check_out_of_data, evaluation_samples
 from pneumoscan.data.patients import shared_text, uncounted_reason
 from pneumoscan.errors import (InputError, decimals, first_names, one_name, option, raise_if_interrupted,
                                shell_word, warn, words)
@@ -71,7 +71,7 @@ def out_artifact_path(out: str | os.PathLike) -> Path:
     if suffix in OTHER_FILE_SUFFIXES:  # `--out site.onnx` made a folder site.onnx/ holding model.safetensors
         raise InputError(f"{path}: --out names the new model, written as safetensors (its ONNX export, when made, "
                          f"goes beside it), not a {suffix} file; give a folder or a .safetensors file, e.g. "
-                         f"--out {shell_word(path.with_suffix(''))}")
+                         f"--out {shell_word(path.with_suffix('.safetensors'))}")
     return path / ARTIFACT_NAME
 
 
@@ -165,6 +165,7 @@ def set_threshold(
     target = target_recall if target_recall is not None else (meta.target_recall or 0.95)
     path = out_artifact_path(out)
     _check_out(predictor.path, path)
+    check_out_of_data(out, data, path.parent)
     found = threshold_films(data, split)  # scanned once, for the check and the scoring
     placed = meta.placed_data(predictor.path.parent)  # read once: a record reads each ensemble member's config
     decoded = _check_unseen(meta, data, found, predictor.size, cache_dir, placed.folder)

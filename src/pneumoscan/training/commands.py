@@ -140,7 +140,8 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a classifier; validation is carved from train by patient")
     p.add_argument("--data", help="data folder with train/NORMAL and train/PNEUMONIA (or class folders, or CSV)")
     p.add_argument("--out", required=True, help="run folder of its own: checkpoints, history.csv, config.json, "
-                                                "model.safetensors (not a pretrain folder)")
+                                                "model.safetensors (not a pretrain folder, nor the data folder or "
+                                                "one of its split or class folders)")
     p.add_argument("--model", help="architecture from `pneumoscan models` (default: resnet10)")
     p.add_argument("--image-size", type=int, help=IMAGE_SIZE_HELP)
     p.add_argument("--epochs", type=int, help="maximum epochs (default 30)")

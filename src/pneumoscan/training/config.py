@@ -134,6 +134,9 @@ class TrainConfig:
         for name, value, ok, rule in limits:
             if not ok:  # NaN fails every comparison, so it lands here too
                 raise InputError(f"{_named(name, value)}: must be {rule}")
+        from pneumoscan.data.layout import check_out_of_data
+
+        check_out_of_data(self.out, self.data)
 
     def decay_warning(self) -> str:
         """A warning when weight_decay x lr is 1 or more: AdamW then scales every weight by 1 - lr x weight_decay
