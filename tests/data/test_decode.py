@@ -228,6 +228,25 @@ def test_a_cid_4012_projection_eponymous_name_refuses_the_film_and_a_local_code_
         assert not_frontal_view(dicom_bytes(ds)) is None, (scheme, code)  # 44491008: fluoroscopy, no projection
 
 
+def test_an_eponym_of_snomed_ct_refuses_the_film_without_pydicom_s_private_snomed_rt_map(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SNOMED RT twins of CID 4012's codes come from a private module of pydicom: were it gone, any error in
+    building the table was swallowed by the view read, and a Twining film coded in SNOMED CT read as no stated view."""
+    import sys
+
+    from pneumoscan.data import decode
+
+    ds = make_dicom(ramp())
+    ds.ViewPosition = "PA"
+    ds.ProjectionEponymousNameCodeSequence = with_code("ProjectionEponymousNameCodeSequence", "SCT", "399125001")
+    monkeypatch.setitem(sys.modules, "pydicom.sr._snomed_dict", None)  # import of it raises ImportError
+    decode._eponyms.cache_clear()
+    try:
+        assert decode.not_frontal_view(dicom_bytes(ds)) == "DICOM Projection Eponymous Name Twining (SCT 399125001)"
+    finally:
+        decode._eponyms.cache_clear()
+
+
 @pytest.mark.parametrize("codes, view", [
     ([("SCT", "399348003"), ("SCT", "399173006")], "left lateral (SCT 399173006)"),  # frontal first, lateral second
     ([("99LOCAL", "LAT"), ("SRT", "R-10232")], "right lateral (SRT R-10232)"),

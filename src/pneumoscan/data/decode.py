@@ -391,11 +391,15 @@ def _view_modifier(ds: Dataset) -> str | None:
 def _eponyms() -> dict[tuple[str, str], str]:
     """(scheme, code value) -> meaning of every Projection Eponymous Name of CID 4012 (DX Projection Eponymous Name,
     as pydicom's table gives it: SNOMED CT codes, and their SNOMED RT twins under SRT and SNM3)."""
-    from pydicom.sr._snomed_dict import mapping
     from pydicom.sr.codedict import codes
 
+    try:  # pydicom's SNOMED CT -> RT map is private: without it the SCT codes, which every current device sends, stay
+        from pydicom.sr._snomed_dict import mapping
+        rt = mapping["SCT"]
+    except (ImportError, KeyError, TypeError):
+        rt = {}
     return {(scheme, code): concept.meaning for concept in codes.CID4012.concepts.values()
-            for scheme, code in _snomed_keys(concept.value, mapping["SCT"].get(concept.value, "")) if code}
+            for scheme, code in _snomed_keys(concept.value, rt.get(concept.value, "")) if code}
 
 
 def view_reason(view: str) -> str:
