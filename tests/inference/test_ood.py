@@ -349,6 +349,28 @@ def test_a_view_read_short_of_memory_names_the_film_by_every_path(shipped: Predi
         assert exc.value.label == film.name
 
 
+def test_a_jpeg_whose_guard_cues_run_short_of_memory_is_named_by_every_path(shipped: Predictor, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory running short while a JPEG's guard cues (two-tone share, dither energy, peak excess) were measured was
+    swallowed: its cues read 0, NaN and 0, which pass the guard's two-tone, dither and posterised checks. It is the
+    film's out-of-memory error, naming it, by every path."""
+    from pneumoscan.errors import DecodeOutOfMemory
+
+    film = tmp_path / "film.jpeg"
+    shutil.copy(SAMPLE / "train" / "NORMAL" / "IM-0502-0001.jpeg", film)
+    image = load_image(film, shipped.size)
+
+    def short(*_: object, **__: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(file_cues, "_picture_excess", short)
+    for read in (lambda: shipped.results([film.name], image[None], raw=[film.read_bytes()]),
+                 lambda: shipped.decode(film.read_bytes(), film.name)):
+        with pytest.raises(DecodeOutOfMemory) as exc:
+            read()
+        assert exc.value.label == film.name
+
+
 def test_a_dicom_whose_view_position_is_lateral_is_refused_by_view(shipped: Predictor, tiny_run: Path,
                                                                      tmp_path: Path) -> None:
     """A PACS chest study exports its lateral film beside the frontal one, and says so in its header: it was scored

@@ -162,6 +162,8 @@ def jpeg_cues(source: str | os.PathLike | bytes | bytearray,
             energy = dither_energy(np.asarray(gray.crop(_central(gray.size)))) \
                 if min(width, height) >= DITHER_MIN_SIDE else NOT_MEASURED  # a copy of the window alone
             peaks = _picture_excess(gray, histogram, step)
+    except MemoryError:  # the machine's shortage, not an unreadable file: the caller's `reading_film` names the film
+        raise
     except Exception:  # noqa: BLE001 - any unreadable input: the decoder raises the user-facing error
         return 0.0, NOT_MEASURED, 0.0
     return _two_tone(histogram), energy, peaks

@@ -8,10 +8,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from pneumoscan.data.decode import not_frontal_view, read_grayscale_and_rgb, size_warning, stored_size, \
-    thumbnail_warning
+from pneumoscan.data.decode import not_frontal_view, read_grayscale_and_rgb, reading_film, size_warning, \
+    stored_size, thumbnail_warning
 from pneumoscan.data.file_cues import NOT_DECODED
 from pneumoscan.data.preprocess import grey_levels
+from pneumoscan.errors import one_name
 from pneumoscan.inference.ood import colourfulness, jpeg_cues
 
 
@@ -100,11 +101,15 @@ def measured_cues(names: list[str], raw: Sequence[bytes | bytearray], given: Gua
             levels.append(grey_levels(gray))
             rgbs.append(rgb)
             if need_cues:  # a lossless file's cues on these pixels, not on a second decode
-                cues.append(jpeg_cues(data, gray=gray))
+                with reading_film(one_name(name), data):
+                    cues.append(jpeg_cues(data, gray=gray))
     if colours is None:
         colours = [colourfulness(r, rgb=rgb, name=name) for name, r, rgb in zip(names, raw, rgbs)]
     if need_cues:
-        cues = cues or [jpeg_cues(r) for r in raw]
+        if not cues:
+            for name, data in zip(names, raw):
+                with reading_film(one_name(name), data):
+                    cues.append(jpeg_cues(data))
         tones = [t for t, _, _ in cues] if tones is None else tones
         dithers = [d for _, d, _ in cues] if dithers is None else dithers
         peaks = [p for _, _, p in cues] if peaks is None else peaks
