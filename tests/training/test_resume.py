@@ -480,7 +480,7 @@ def test_a_run_keyed_by_path_is_refused_as_split_by_the_key_rule_not_as_changed_
     common = ["--model", "cnn", "--image-size", "16", "--batch-size", "16", "--quiet"]
     assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "1", *common]) == 0
     split = json.loads((run / "split.json").read_text())
-    assert split["dicom_without_patient_id"] == 20 and split["patient_key_rule"] == 6
+    assert split["dicom_without_patient_id"] == 20 and split["patient_key_rule"] == 5
     by_path = patient_split(discover(data)["train"], split["val_fraction"], split["seed"], lambda s: str(s.path))[1]
     assert sorted(s.path.name for s in by_path) != sorted(Path(f).name for f in split["val_files"])
     saved = {k: v for k, v in split.items() if k not in ("patient_key_rule", "dicom_without_patient_id")}
@@ -489,7 +489,7 @@ def test_a_run_keyed_by_path_is_refused_as_split_by_the_key_rule_not_as_changed_
     assert main(["train", "--out", str(run), "--resume", "--epochs", "2", *common]) == 2
     err = capsys.readouterr().err
     assert ("(other validation images under the same counts): 20 DICOM films whose header names no patient are "
-            "keyed by file name (or folder and name) by patient_key_rule 6, and the run was started by an earlier "
+            "keyed by file name (or folder and name) by patient_key_rule 5, and the run was started by an earlier "
             "version (no patient_key_rule recorded), which may have keyed them otherwise: the same patients under "
             "other keys split otherwise, so the key rule may have changed the split, not the images; resume with the "
             "pneumoscan (or, if its images changed, the data) it was started with") in err, err
@@ -797,26 +797,6 @@ def test_the_export_command_of_the_stale_export_warning_can_be_pasted_for_a_path
     (warning,) = said
     assert shlex.split(warning.split("`")[1]) == ["pneumoscan", "export", "--model", str(run),
                                                   "--out", str(artifact.with_suffix(".onnx"))]
-
-
-def test_a_rule_5_split_whose_majority_patient_id_rule_6_reads_as_a_patient_blames_the_key_rule() -> None:
-    """Rule 6 keeps a PatientID on most DICOM films as one patient when the headers of all its films give one sex and
-    birth date, where rule 5 took it for a placeholder and keyed its films by file name: a run started on rule 5 may
-    split the same images otherwise, which is the rule's doing, not the data's."""
-    from pneumoscan.training.split_check import split_change
-
-    counts = {"train": {"NORMAL": 6, "PNEUMONIA": 4, "patients": 10}}
-    saved = {"patient_key": "auto", "patient_keys_from": {"dicom": 2, "name": 8}, "patient_key_rule": 5,
-             "counts": counts, "val_files": ["a", "b"]}
-    now = {**saved, "patient_keys_from": {"dicom": 5, "name": 5}, "patient_key_rule": 6,
-           "counts": {"train": {**counts["train"], "patients": 8}}, "val_files": ["a", "c"]}
-    assert split_change(saved, now).endswith(
-        "patient_key_rule 6 takes a PatientID on most DICOM films for one patient's, not a placeholder, when the "
-        "headers of all its films give one sex and birth date, and the run was started by an earlier version "
-        "(patient_key_rule 5), which took it for a placeholder and keyed those films by file name: the key rule may "
-        "have changed the split, not the images")
-    _blames_the_rule_only_when_it_may(saved, now)
-    assert split_change(saved, now | {"val_files": ["a", "b"], "counts": counts}) == ""  # the same split: resumed
 
 
 def _blames_the_rule_only_when_it_may(saved: dict, now: dict) -> None:

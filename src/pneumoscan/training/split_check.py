@@ -51,8 +51,7 @@ def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "
 
 def _split_why(saved: dict[str, Any], now: dict[str, Any], kind: str) -> str:
     """Why the same images are split otherwise than the saved split: pneumoscan's key rule changed (surely, or
-    maybe: `key_rule_change`, `key_rule_may_change`, `unopened_rule_may_change`, `identity_rule_may_change`,
-    `placeholder_rule_may_change`) or the rule of the files set aside
+    maybe: `key_rule_change`, `key_rule_may_change`, `unopened_rule_may_change`, `placeholder_rule_may_change`) or the rule of the files set aside
     before the split did (`unread_rule_change`), else the images or their patients did."""
     rule = now.get("patient_key_rule")
     if ruled := key_rule_change(saved, now):
@@ -76,11 +75,6 @@ def _split_why(saved: dict[str, Any], now: dict[str, Any], kind: str) -> str:
                 f"version ({_rule(saved)}), which read it for a DICOM header: such a file holding a DICOM film, its "
                 f"PatientID (a placeholder's count) or its folder may have keyed films of train/ otherwise, so the key "
                 f"rule may have changed the split, not the images")
-    if identity_rule_may_change(saved, now):
-        return (f"patient_key_rule {rule} takes a PatientID on most DICOM films for one patient's, not a placeholder, "
-                f"when the headers of all its films give one sex and birth date, and the {kind} was started by an "
-                f"earlier version ({_rule(saved)}), which took it for a placeholder and keyed those films by file "
-                f"name: the key rule may have changed the split, not the images")
     if placeholder_rule_may_change(saved, now):
         return (f"patient_key_rule {rule} judges placeholder PatientIDs (one value on most DICOM films) over every "
                 f"split of the data, test/ too, and the {kind} was started by an earlier version ({_rule(saved)}), "
@@ -147,15 +141,6 @@ def unopened_rule_may_change(saved: dict[str, Any], now: dict[str, Any]) -> bool
                for source in ("dicom", "file"))
 
 
-def identity_rule_may_change(saved: dict[str, Any], now: dict[str, Any]) -> bool:
-    """Whether the split `now` may key as one patient a PatientID on most DICOM films whose headers give one sex and
-    birth date (patient_key_rule 6 on) where the saved split took it for a placeholder, on data whose films were keyed
-    by a DICOM PatientID in either."""
-    if saved.get("patient_key_rule", 1) >= 6 or now.get("patient_key_rule", 1) < 6:
-        return False
-    return any((record.get("patient_keys_from") or {}).get("dicom", 0) for record in (saved, now))
-
-
 def _rule(record: dict[str, Any]) -> str:
     """The key rule a split.json records, for messages."""
     rule = record.get("patient_key_rule")
@@ -170,8 +155,7 @@ def resume_advice(saved: dict[str, Any], now: dict[str, Any], kind: str = "run",
     new run is left then."""
     with_what = ("the pneumoscan" if key_rule_change(saved, now) or unread_rule_change(saved, now) else
                  "the pneumoscan (or, if its images changed, the data)" if key_rule_may_change(saved, now) or
-                 placeholder_rule_may_change(saved, now) or unopened_rule_may_change(saved, now) or
-                 identity_rule_may_change(saved, now) else
+                 placeholder_rule_may_change(saved, now) or unopened_rule_may_change(saved, now) else
                  "the data")
     advice = f"resume with {with_what} it was started with, or start a new {kind} with another {option('out')}"
     if manifest and saved.get("counts") and _fewer_images(saved, now):
