@@ -604,7 +604,8 @@ def test_an_anonymisers_id_sex_and_birth_date_on_most_films_keep_each_patients_f
         label = p % 2
         for film in range(1, 5):
             name = f"IM-{p:04d}-{film:04d}.dcm" if label == 0 else f"person{p}_bacteria_{film}.dcm"
-            _film(tmp_path / ("NORMAL", "PNEUMONIA")[label] / name, label, 10 * p + film, "BATCH" if film <= 2 else None)
+            patient = "BATCH" if film <= 2 else None
+            _film(tmp_path / ("NORMAL", "PNEUMONIA")[label] / name, label, 10 * p + film, patient)
     samples = discover(tmp_path)["all"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
