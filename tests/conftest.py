@@ -353,6 +353,19 @@ def write_dicom_dataset(root: Path, patients: int = 8, films: int = 3, size: int
     return root
 
 
+def write_dicom_test_split(root: Path, splits: tuple[str, ...] = ("train", "val"), films: int = 8) -> list[Path]:
+    """JPEG films of `films` patients a class in each of `splits` of `root` and a test/ of DICOM films, named .dcm or
+    with no extension (which listing a folder may open to tell an image), returned: a command that scores no test/
+    film should open none of them."""
+    for split in splits:
+        for label, name in enumerate(CLASS_NAMES):
+            for p in range(films):
+                write_xray(root / split / name / f"{split}{p}.jpeg", label, 1000 * len(split) + 100 * label + p,
+                           size=32)
+    return [write_dicom(root / "test" / name / (f"t{i}.dcm" if i else f"IM00000{i}"), label, 900 + 10 * label + i,
+                        size=32) for label, name in enumerate(CLASS_NAMES) for i in range(2)]
+
+
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     """train/ and test/ with 12 patients per class (Kermany names), 2 images for some patients."""

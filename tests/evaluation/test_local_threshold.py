@@ -20,7 +20,7 @@ from pneumoscan.inference.ood import load_guard
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.service.app import create_app
 from pneumoscan.service.settings import Settings
-from tests.conftest import full_safetensors, write_xray
+from tests.conftest import files_opened_under, full_safetensors, write_dicom_test_split, write_xray
 
 
 @pytest.fixture(scope="module")
@@ -555,3 +555,23 @@ def test_the_export_command_a_copy_gives_can_be_pasted_for_a_path_with_a_space(t
     model = tmp_path / "site copy" / "model.safetensors"
     assert shlex.split(export_command(model)) == ["pneumoscan", "export", "--model", str(model),
                                                   "--out", str(model.with_suffix(".onnx"))]
+
+
+@pytest.mark.parametrize("command", ["set-threshold", "evaluate"])
+def test_scoring_val_opens_no_file_of_test(command: str, tmp_path: Path) -> None:
+    """Listing test/ to find the splits opened its .dcm and extensionless files for their first bytes, though
+    `set-threshold --split val` and `evaluate --split val` score none of them (test/ is for final reporting); a model
+    trained with --patient-key name reads no key from them either, so none is opened now."""
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.trainer import train
+
+    data = tmp_path / "data"
+    dicoms = write_dicom_test_split(data)
+    run = tmp_path / "run"
+    train(TrainConfig(data=str(data), out=str(run), model="cnn", image_size=16, epochs=1, batch_size=16,
+                      patient_key="name", cache_dir=str(tmp_path / "cache")), progress=False)
+    extra = ["--target-recall", "0.9", "--out", str(tmp_path / "site")] if command == "set-threshold" else []
+    with files_opened_under(data / "test") as opened:
+        assert main([command, "--model", str(run), "--data", str(data), "--split", "val", "--n-boot", "5",
+                     "--cache-dir", str(tmp_path / "cache"), *extra]) == 0
+    assert opened == [] and all(path.exists() for path in dicoms)

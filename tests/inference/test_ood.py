@@ -1245,3 +1245,17 @@ def test_a_predictor_checks_its_guard_against_the_header_it_holds(tmp_path: Path
     with pytest.raises(InputError, match=r"fitted for 64 px images, its model takes 128 px"):
         Predictor(model, backend="torch")
     assert reads == []
+
+
+def test_fitting_on_train_opens_no_file_of_test(tiny_run: Path, tmp_path: Path) -> None:
+    """fit-guard fits on train/ only, yet listing the data folder opened test/'s .dcm and extensionless files for
+    their first bytes (test/ is for final reporting): they are listed by name now, none opened."""
+    from tests.conftest import files_opened_under, write_dicom_test_split
+
+    model = tmp_path / "model.safetensors"
+    shutil.copy(tiny_run / "model.safetensors", model)
+    data = tmp_path / "data"
+    dicoms = write_dicom_test_split(data, ("train",), films=15)
+    with files_opened_under(data / "test") as opened:
+        fit_guard(model, data, cache_dir=tmp_path / "cache")
+    assert opened == [] and all(path.exists() for path in dicoms)

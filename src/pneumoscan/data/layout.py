@@ -185,11 +185,13 @@ class ScoredSplit(tuple):
         return scored
 
 
-def evaluation_samples(root: str | Path, split: str | None = None) -> ScoredSplit:
-    """Samples to evaluate on: the named split, else `test`, else the only split present (a `ScoredSplit`)."""
-    found = discover(root)
+def evaluation_samples(root: str | Path, split: str | None = None, unopened: Collection[str] = ()) -> ScoredSplit:
+    """Samples to evaluate on: the named split, else `test`, else the only split present (a `ScoredSplit`).
+    `unopened`: splits whose files are listed by their names alone, none opened (`discover`), unless scored."""
     if split is not None:
         split = split.lower() if split.lower() in SPLITS else split  # split folders are found in any case
+    found = discover(root, [name for name in unopened if name != (split or "test")])
+    if split is not None:
         if split not in found:
             if list(found) == ["all"]:
                 raise InputError(f"{root}: no {split}/ split here, only class folders; leave out {option('split')} to use "

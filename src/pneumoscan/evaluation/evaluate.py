@@ -17,8 +17,8 @@ from pneumoscan.data.fingerprint import duplicate_warnings, seen_in_training, tr
 from pneumoscan.data.labels import Sample, cause_name
 from pneumoscan.data.layout import ScoredSplit, evaluation_samples
 from pneumoscan.data.patients import (CAUSE_GROUPS, PatientKeys, cause_groups, cause_of, compared_keys, dataset_keys,
-                                      keys_across_folders, name_collision_warning, patient_groups, patients_in_training,
-                                      shared_clause, uncompared_text, unopened_headers)
+                                      keys_across_folders, listed_unopened, name_collision_warning, patient_groups,
+                                      patients_in_training, shared_clause, uncompared_text, unopened_headers)
 from pneumoscan.errors import (InputError, MissingImagesWarning, check_at_least_one, check_seed, counted, first_few,
                               option, shell_word, warn, words)
 from pneumoscan.evaluation.bootstrap import summarize
@@ -211,7 +211,9 @@ def evaluate(
     without a second decode (with the image cache off there is nothing to read them back from); `found`: the
     split's name and films (a `ScoredSplit`) as the caller's `evaluation_samples(data, split)` found them, so the
     data folder is not scanned again."""
-    found = found if found is not None else evaluation_samples(data, split)
+    # test/'s files, unless scored, opened only as the keys of the model's training read them
+    found = found if found is not None else evaluation_samples(
+        data, split, listed_unopened(key_choice(predictor.meta.training)))
     split_name, samples = found
     fingerprinted = not checked_unseen and len(training_film_fingerprints(predictor.meta.training)) > 0
     images = decoded if decoded is not None else load_image_set(samples, predictor.size, cache_dir,
@@ -270,6 +272,12 @@ def key_by_manifest() -> str:
             f"the model was trained with {option('patient_key', 'auto')}, the default)")
 
 
+def key_choice(training: dict) -> str:
+    """The --patient-key the model's training used (`training`: its record), which `evaluate` keys films by: `auto`
+    when it records none."""
+    return data_record(training)[0].get("patient_key") or "auto"
+
+
 def film_patients(samples: Sequence[Sample], training: dict, progress: bool = True,
                   keyed: PatientKeys | None = None,
                   dataset: dict[str, list[Sample]] | None = None) -> list[str | None] | None:
@@ -285,7 +293,7 @@ def film_patients(samples: Sequence[Sample], training: dict, progress: bool = Tr
     of no known patient (None, drawn alone), with `train`'s warning; Kermany's names are a patient wherever they sit."""
     import warnings
 
-    choice = data_record(training)[0].get("patient_key") or "auto"
+    choice = key_choice(training)
     dataset = dataset if dataset is not None else {"scored": list(samples)}
     if keyed is not None and keyed.choice == choice and _same_films(keyed.keys, dataset):
         keys = keyed

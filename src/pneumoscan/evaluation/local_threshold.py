@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, default_model_path, save_artifact, stored_scores
 from pneumoscan.data.cache import ImageSet, load_image_set
@@ -20,11 +20,11 @@ from pneumoscan.data import layout
 from pneumoscan.data.formats import IMAGE_SUFFIXES
 from pneumoscan.data.labels import Sample
 from pneumoscan.data.layout import check_out_of_data, evaluation_samples
-from pneumoscan.data.patients import shared_text, uncounted_reason
+from pneumoscan.data.patients import listed_unopened, shared_text, uncounted_reason
 from pneumoscan.errors import (InputError, decimals, first_names, one_name, option, raise_if_interrupted,
                                shell_word, warn, words)
 from pneumoscan.evaluation.bootstrap import resampled_words, summarize
-from pneumoscan.evaluation.evaluate import Evaluation, evaluate, listed_under
+from pneumoscan.evaluation.evaluate import Evaluation, evaluate, key_choice, listed_under
 from pneumoscan.evaluation.thresholds import check_target_recall, threshold_ci95, threshold_for_recall
 from pneumoscan.inference.ood.guard import guard_beside, no_guard_fits
 from pneumoscan.inference.predictor import Predictor
@@ -129,19 +129,22 @@ def choose_local_threshold(
                                           groups=evaluation.patients)
 
 
-def threshold_films(data: str | os.PathLike, split: str | None) -> layout.ScoredSplit:
+def threshold_films(data: str | os.PathLike, split: str | None, unopened: Collection[str] = ()) -> layout.ScoredSplit:
     """The split of `data` to choose the threshold on, and its films: `split`, else the only one (a folder of class
     folders, a manifest without a split column); an InputError naming --split when `data` holds several, as the
-    default `evaluate` takes, test/, holds the films results are reported on."""
+    default `evaluate` takes, test/, holds the films results are reported on. `unopened`: splits whose files are
+    listed by their names alone, none opened, unless scored (`evaluation_samples`)."""
     if split is not None:
-        return evaluation_samples(data, split)
-    found = layout.discover(data)  # never empty: it raises instead
+        return evaluation_samples(data, split, unopened)
+    found = layout.discover(data, unopened)  # never empty: it raises instead
     if len(found) > 1:
         names = ", ".join(found)
         which = (f"{option('split', 'val')}, the films set aside for it" if "val" in found else
                  f"{option('split')} with films set aside for it, not those you report results on")
         raise InputError(f"{data}: holds the splits {names}; name the films to choose the threshold on: {which}")
     name = next(iter(found))
+    if name in unopened:  # the only split, scored: its files are opened
+        found = layout.discover(data)
     return layout.ScoredSplit(name, found[name], found)
 
 
@@ -166,7 +169,9 @@ def set_threshold(
     path = out_artifact_path(out)
     _check_out(predictor.path, path)
     check_out_of_data(out, data, path.parent)
-    found = threshold_films(data, split)  # scanned once, for the check and the scoring
+    # scanned once, for the check and the scoring; test/'s files, unless scored, opened only as the keys of the
+    # model's training read them
+    found = threshold_films(data, split, listed_unopened(key_choice(meta.training)))
     placed = meta.placed_data(predictor.path.parent)  # read once: a record reads each ensemble member's config
     decoded = _check_unseen(meta, data, found, predictor.size, cache_dir, placed.folder)
     # on a failure (a full disk, Ctrl+C) the model file (refused above if already there), its guard and the folders

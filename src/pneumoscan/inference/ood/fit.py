@@ -43,9 +43,10 @@ def _fit_samples(data: str | os.PathLike | Sequence[Any]) -> tuple[list[Any], li
     the --max-images draw, reported skipped)."""
     from pneumoscan.data.formats import set_aside_unread
     from pneumoscan.data.layout import discover
+    from pneumoscan.data.patients import REPORTING_SPLITS
 
     if isinstance(data, (str, os.PathLike)):
-        found = discover(data)
+        found = discover(data, REPORTING_SPLITS)  # test/'s files listed by name, none opened
         for split in ("train", "all"):
             if split in found:  # only this split's files are opened: never test/'s
                 kept, unread, _ = set_aside_unread({split: found[split]})
