@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -793,3 +794,28 @@ def test_serving_on_is_said_once_the_port_is_served(tiny_run: Path) -> None:
         assert served.output.index("Application startup complete") < served.output.index("Uvicorn running on") < said
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as answer:
             assert answer.status == 200
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_serving_on_line_that_cannot_be_written_is_one_line_and_frees_the_port(tiny_run: Path) -> None:
+    """`serve >/dev/full`: the 'serving on' line, said once uvicorn serves, failed inside uvicorn's start-up, which
+    printed two tracebacks (the OSError, then the app's cancelled lifespan) before the one-line error. It is now the
+    one-line error alone, exit code 2, after the server shut down as on a stop signal, the port free."""
+    import os
+
+    import pneumoscan
+
+    port = _free_port()
+    src = str(Path(pneumoscan.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1"}
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "pneumoscan", "serve", "--model", str(tiny_run), "--port",
+                               str(port), "--backend", "onnx"], env=env, stdout=full, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "CancelledError" not in done.stderr, done.stderr
+    assert done.stderr.rstrip().splitlines()[-1].startswith("pneumoscan: error: stdout (/dev/full): No space left")
+    assert "Application shutdown complete" in done.stderr
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()

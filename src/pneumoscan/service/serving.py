@@ -14,27 +14,35 @@ log = logging.getLogger("uvicorn.error")
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, calling `announce` once it serves on the sockets it was handed."""
+    """uvicorn's server, calling `announce` once it serves on the sockets it was handed; when `announce` fails
+    (stdout full or closed), it stops as on a stop signal, and `failed` holds the error to raise once it has."""
 
     def __init__(self, config: uvicorn.Config, announce: Callable[[], None]) -> None:
         super().__init__(config)
         self.announce = announce
+        self.failed: Exception | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if self.started:
-            self.announce()
+            try:
+                self.announce()
+            except Exception as err:  # raised here, it cut uvicorn's start-up short: tracebacks, the app not shut down
+                self.failed, self.should_exit = err, True
 
 
 def run(app: Any, *, sockets: Sequence[socket.socket], announce: Callable[[], None], **options: Any) -> None:
     """uvicorn.run(app, **options) on SOCKETS, bound and listening, instead of binding HOST:PORT again after the model
-    loaded; `announce` is called once it serves. Exits with uvicorn.run's code 3 when the server did not start."""
+    loaded; `announce` is called once it serves, and what it raises is raised once the server has shut down. Exits
+    with uvicorn.run's code 3 when the server did not start."""
     config = uvicorn.Config(app, **options)
     server = _Server(config, lambda: _started(config, announce))
     try:
         server.run(sockets=list(sockets))
     except KeyboardInterrupt:  # as uvicorn.run
         pass
+    if server.failed is not None:
+        raise server.failed
     if not server.started:
         sys.exit(STARTUP_FAILURE)
 
