@@ -323,7 +323,8 @@ def test_the_shutdown_timeout_reaches_uvicorn(argv: list[str], seconds: float, t
 def test_a_stop_signal_before_uvicorn_serves_stops_at_once_and_one_it_hands_back_is_noted() -> None:
     """uvicorn raises the signal it stopped on again once it has drained: noted, so that `serve` exits 0. One that
     comes before it took over (no app yet, or its lifespan not started) must stop the process, not be noted and
-    ignored; and not as a KeyboardInterrupt, which uvicorn.run would turn into its start-up failure, exit code 3."""
+    ignored; and not as a KeyboardInterrupt, which `serving.run` would turn into uvicorn's start-up failure, exit
+    code 3."""
     import signal
     from types import SimpleNamespace
 

@@ -24,7 +24,8 @@ class StoppedBeforeServing(BaseException):
     served anything.
 
     A BaseException, as KeyboardInterrupt is, so that no `except Exception` of the loading code takes it for a broken
-    model; and not a KeyboardInterrupt, which uvicorn.run swallows before exiting with its start-up failure code 3."""
+    model; and not a KeyboardInterrupt, which `serving.run` swallows, as uvicorn.run does, before exiting with uvicorn's
+    start-up failure code 3."""
 
     def __init__(self, signal_name: str) -> None:
         super().__init__(signal_name)

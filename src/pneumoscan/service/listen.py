@@ -34,12 +34,12 @@ def check_listen(host: str, port: int) -> Listening:
     """The port to listen on (a free one for 0), the addresses it is bound on and their sockets, left listening so
     that no other program takes the port while the model loads (close them: `with check_listen(...)`); InputError
     when HOST:PORT cannot be listened on (port in use, on Linux also by a socket bound and not yet listening; unknown
-    address), before the model loads. Tried as uvicorn will listen (asyncio's `loop.create_server` with the host): on
-    every address the host resolves to at once ('' is every address, IPv4 and IPv6), each IPv6 one IPv6-only, passing
-    over an address family whose socket cannot be made (IPv6 turned off), and from Python 3.13 an address not on this
-    machine (EADDRNOTAVAIL), but failing on any other address that cannot be bound, and when none is bound. For port
-    0, the first address's free port is tried on the others, and the whole is tried again (a few times) when another
-    address holds that port."""
+    address), before the model loads. uvicorn serves on these sockets, made as asyncio's `loop.create_server` makes
+    them for a host (as uvicorn did when it bound the host itself): on every address the host resolves to at once
+    ('' is every address, IPv4 and IPv6), each IPv6 one IPv6-only, passing over an address family whose socket cannot
+    be made (IPv6 turned off), and from Python 3.13 an address not on this machine (EADDRNOTAVAIL), but failing on any
+    other address that cannot be bound, and when none is bound. For port 0, the first address's free port is tried on
+    the others, and the whole is tried again (a few times) when another address holds that port."""
     import socket
 
     from pneumoscan.errors import InputError
@@ -69,7 +69,7 @@ def _bind_all(addresses: list[tuple[Any, ...]], host: str, port: int, *, retry: 
 
     passed_over: tuple[OSError, int, str] | None = None  # the first address asyncio would pass over, and why
     chosen, listening = port, list[tuple[socket.socket, int, str]]()  # the port, and the sockets bound on it
-    with contextlib.ExitStack() as bound:  # each stays bound until all are: uvicorn listens on all at once
+    with contextlib.ExitStack() as bound:  # each stays bound until all are: serve listens on all, or on none
         for family, kind, proto, _, address in addresses:
             try:
                 sock = bound.enter_context(socket.socket(family, kind, proto))
@@ -111,12 +111,12 @@ def _bind_all(addresses: list[tuple[Any, ...]], host: str, port: int, *, retry: 
 def _held_not_listening(family: int, kind: int, proto: int, address: tuple[Any, ...], port: int) -> bool:
     """Whether another socket holds PORT on ADDRESS without listening on it (Linux): bound with SO_REUSEADDR, as a
     server does before it listens (uvicorn's --workers and --reload bind in one process and listen in another).
-    asyncio's bind, with SO_REUSEADDR, passes it, and whichever listens first takes the port: `serve` then fails once
-    its model is loaded, or the other program does. A bind without SO_REUSEADDR fails on it, but also on a previous
-    run's closed connections (TIME_WAIT), which SO_REUSEADDR is there to pass; those are in the kernel's table of
-    connections and a socket only bound is not, so only a port with none there on an address overlapping ADDRESS is
-    taken as held. The table is trusted only when it lists a socket known to be there, one listening on a free port
-    of ADDRESS: WSL1's is empty, a sandbox may hide it."""
+    A bind with SO_REUSEADDR, as asyncio's and `check_listen`'s, passes it, and whichever listens first takes the
+    port: `serve`, listening at once, would take it from under the other program, which then fails to listen. A bind
+    without SO_REUSEADDR fails on it, but also on a previous run's closed connections (TIME_WAIT), which SO_REUSEADDR
+    is there to pass; those are in the kernel's table of connections and a socket only bound is not, so only a port
+    with none there on an address overlapping ADDRESS is taken as held. The table is trusted only when it lists a
+    socket known to be there, one listening on a free port of ADDRESS: WSL1's is empty, a sandbox may hide it."""
     import socket
 
     if not sys.platform.startswith("linux"):
@@ -127,7 +127,7 @@ def _held_not_listening(family: int, kind: int, proto: int, address: tuple[Any, 
         return False
     except OSError as err:
         if err.errno != errno.EADDRINUSE:
-            return False  # the bind asyncio does says why, if it fails too
+            return False  # `_bind_all`'s bind says why, if it fails too
     try:
         mine = socket.inet_pton(family, address[0].split("%")[0])
         with _probe(family, kind, proto) as known:

@@ -65,9 +65,10 @@ _H11_NAMES = ("IDLE", "SEND_BODY", "DONE", "MUST_CLOSE", "ERROR", "Response", "D
 
 
 def http_protocol(header_timeout_s: float) -> Any:
-    """The `http=` argument for uvicorn.run: uvicorn's h11 protocol with a `header_timeout_s` deadline for each
-    request's head and for the rest of a body answered before it was all read, and lingering closes; "h11"
-    (uvicorn's own, neither) with a one-line warning when the installed uvicorn lacks what they are built on."""
+    """The `http=` argument of uvicorn's Config (`serving.run`): uvicorn's h11 protocol with a `header_timeout_s`
+    deadline for each request's head and for the rest of a body answered before it was all read, and lingering
+    closes; "h11" (uvicorn's own, neither) with a one-line warning when the installed uvicorn lacks what they are
+    built on."""
     try:
         import h11
         from uvicorn.protocols.http.h11_impl import H11Protocol

@@ -8,8 +8,8 @@ import sys
 from typing import Any, Callable, Sequence
 
 import uvicorn
+from uvicorn.main import STARTUP_FAILURE  # uvicorn.run's exit code when its server did not start
 
-STARTUP_FAILURE = 3  # uvicorn.run's exit code when its server did not start
 log = logging.getLogger("uvicorn.error")
 
 
@@ -34,7 +34,7 @@ class _Server(uvicorn.Server):
 def run(app: Any, *, sockets: Sequence[socket.socket], announce: Callable[[], None], **options: Any) -> None:
     """uvicorn.run(app, **options) on SOCKETS, bound and listening, instead of binding HOST:PORT again after the model
     loaded; `announce` is called once it serves, and what it raises is raised once the server has shut down. Exits
-    with uvicorn.run's code 3 when the server did not start."""
+    with uvicorn.run's code, STARTUP_FAILURE (3), when the server did not start."""
     config = uvicorn.Config(app, **options)
     server = _Server(config, lambda: _started(config, announce))
     try:

@@ -384,8 +384,8 @@ def _aborting(close: Callable[[], None], handshaking: set[_Handshake]) -> Callab
 
 
 def tls_loop(context: ssl.SSLContext, handshake_s: float) -> Callable[[], asyncio.AbstractEventLoop]:
-    """The `loop=` argument for uvicorn.run (a loop factory, as uvicorn 0.36+ takes one): asyncio's event loop
-    serving TLS with CONTEXT, a handshake not done within `handshake_s` closing the connection."""
+    """The `loop=` argument of uvicorn's Config (`serving.run`; a loop factory, as uvicorn 0.36+ takes one): asyncio's
+    event loop serving TLS with CONTEXT, a handshake not done within `handshake_s` closing the connection."""
 
     def new_loop() -> asyncio.AbstractEventLoop:
         loop = _TlsLoop()
