@@ -152,7 +152,7 @@ def test_serving_on_every_address_says_what_listens_and_how_other_machines_reach
         tiny_run: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """`serve --host 0.0.0.0` printed `serving on http://0.0.0.0:PORT/`, and uvicorn's own line `Uvicorn running on
     http://0.0.0.0:PORT`; both now give the page's address on this machine, and say that other machines use this
-    machine's name or address. The server really starts (and stops at once) here, so that uvicorn's line is its own."""
+    machine's name or address. The server really starts (and stops at once) here, with uvicorn's logging."""
     from pneumoscan.service import serving
 
     class Briefly(serving._Server):  # uvicorn's server, stopping once it serves
@@ -169,20 +169,6 @@ def test_serving_on_every_address_says_what_listens_and_how_other_machines_reach
     assert (f"Uvicorn running on http://127.0.0.1:{port}/ (listening on every IPv4 address: other machines use this "
             "machine's name or address; Press CTRL+C to quit)") in captured.err
     assert "0.0.0.0:" not in captured.out + captured.err
-
-
-def test_uvicorns_other_lines_pass_as_they_are() -> None:
-    """Only uvicorn's "Uvicorn running on" line is rewritten: its errors (logged as the exception itself) are kept."""
-    import logging
-
-    from pneumoscan.service.listen import StartedLine
-
-    error = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, OSError(98, "Address already in use"), (),
-                              None)
-    assert StartedLine("0.0.0.0", ("0.0.0.0",)).filter(error)
-    assert error.getMessage() == "[Errno 98] Address already in use"
-    other = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "Started server process [%d]", (7,), None)
-    assert StartedLine("", ("0.0.0.0",)).filter(other) and other.getMessage() == "Started server process [7]"
 
 
 def test_every_address_without_ipv6_says_ipv4_only(tiny_run: Path, capsys: pytest.CaptureFixture[str],

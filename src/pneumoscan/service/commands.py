@@ -10,7 +10,7 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Iterator
 
 from pneumoscan.inference.commands import add_model_arg
-from pneumoscan.service.listen import Listening, check_listen, is_loopback, page_url, serve_log_config, where_listening
+from pneumoscan.service.listen import Listening, check_listen, is_loopback, page_url, where_listening
 
 if TYPE_CHECKING:
     from pneumoscan.service.settings import Settings
@@ -81,9 +81,13 @@ def log_stop(stop: StopSignals, timeout_s: float) -> None:
 
 
 def _announce(host: str, listening: Listening, tls: bool) -> None:
-    """The page's address on stdout, and a warning when HOST is reachable from other machines."""
+    """uvicorn's "Uvicorn running on" line, which uvicorn logs only for a port it binds itself, then the page's address
+    on stdout, and a warning when HOST is reachable from other machines. Both name the page's address, not HOST as
+    given: no browser opens http://0.0.0.0:8000 (Edge on Windows refuses it), http://[::]:8000 or http://:8000."""
     url = page_url(host, listening.port, "https" if tls else "http", listening.addresses)
-    print(f"pneumoscan: serving on {url} ({where_listening(host, listening.addresses)}Ctrl+C stops)", flush=True)
+    where = where_listening(host, listening.addresses)
+    logging.getLogger("uvicorn.error").info("Uvicorn running on %s (%sPress CTRL+C to quit)", url, where)
+    print(f"pneumoscan: serving on {url} ({where}Ctrl+C stops)", flush=True)
     if not is_loopback(host):
         lacks = "no login" if tls else "no login and no TLS"
         print(f"pneumoscan: warning: {host or 'every address'} is reachable from other machines, and this service has "
@@ -133,13 +137,14 @@ def _load_and_serve(args: argparse.Namespace, listening: Listening, stop: StopSi
     from pneumoscan.service import serving
     from pneumoscan.service.app import create_app
     from pneumoscan.service.protocol import http_protocol
+    from pneumoscan.service.tracking import log_config
 
     settings = _settings(args)
     tls = tls_options(args)
     stop.app = create_app(settings)
     serving.run(stop.app, sockets=listening.sockets, announce=lambda: _announce(args.host, listening, bool(tls)),
                 host=args.host, port=listening.port, log_level=args.log_level,
-                log_config=serve_log_config(args.host, listening.addresses), server_header=False,
+                log_config=log_config(), server_header=False,
                 http=http_protocol(settings.header_timeout_s),
                 timeout_graceful_shutdown=settings.shutdown_timeout_s, **tls)
 

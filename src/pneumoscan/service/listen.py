@@ -1,10 +1,9 @@
-"""Where `pneumoscan serve` listens: the check that HOST:PORT can be listened on before the model loads, the page's
-address, and uvicorn's start-up line naming it."""
+"""Where `pneumoscan serve` listens: the check that HOST:PORT can be listened on before the model loads, and the
+page's address."""
 from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
@@ -305,39 +304,3 @@ def where_listening(host: str, addresses: Sequence[str]) -> str:
     other host): the page's URL names this machine's loopback address, which only this machine opens."""
     everywhere = _every_address(host, addresses)
     return f"listening on {everywhere[0]}: other machines use this machine's name or address; " if everywhere else ""
-
-
-class StartedLine(logging.Filter):
-    """uvicorn's "Uvicorn running on http://0.0.0.0:8000" line (`serving` logs it in uvicorn's words, which
-    uvicorn does not for sockets handed to it) with the page's address of `page_url` instead, and what it listens on:
-    uvicorn writes the host as given, and no browser opens http://0.0.0.0:8000 (Edge on Windows refuses it),
-    http://[::]:8000 or, for --host '', http://:8000. Every other line of uvicorn's passes as it is."""
-
-    def __init__(self, host: str, addresses: Sequence[str]) -> None:
-        super().__init__()
-        self.host, self.addresses = host, tuple(addresses)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if (isinstance(record.msg, str) and record.msg.startswith("Uvicorn running on %s://")
-                and isinstance(args, tuple) and len(args) == 3):
-            scheme, _, port = args
-            record.msg = "Uvicorn running on %s (%sPress CTRL+C to quit)"
-            url = page_url(self.host, int(port), str(scheme), self.addresses)
-            record.args = (url, where_listening(self.host, self.addresses))
-            record.__dict__.pop("color_message", None)  # its copy of the format, for a terminal's colours
-        return True
-
-
-def serve_log_config(host: str, addresses: Sequence[str]) -> dict[str, Any]:
-    """uvicorn's logging configuration for `serve` on HOST, bound on ADDRESSES: request ids on the access lines
-    (`log_config`), and its "Uvicorn running on" line with the page's address (`StartedLine`)."""
-    from pneumoscan.service.tracking import log_config
-
-    config = log_config()
-    config.setdefault("filters", {})["started_line"] = {"()": StartedLine, "host": host, "addresses": tuple(addresses)}
-    loggers = config.setdefault("loggers", {})
-    if isinstance(loggers, dict):  # uvicorn logs the line on uvicorn.error
-        error = loggers.setdefault("uvicorn.error", {"level": "INFO"})
-        error["filters"] = [*error.get("filters", ()), "started_line"]
-    return config

@@ -2,15 +2,12 @@
 takes the port while the model loads, and saying where it serves once it does."""
 from __future__ import annotations
 
-import logging
 import socket
 import sys
 from typing import Any, Callable, Sequence
 
 import uvicorn
 from uvicorn.main import STARTUP_FAILURE  # uvicorn.run's exit code when its server did not start
-
-log = logging.getLogger("uvicorn.error")
 
 
 class _Server(uvicorn.Server):
@@ -35,8 +32,7 @@ def run(app: Any, *, sockets: Sequence[socket.socket], announce: Callable[[], No
     """uvicorn.run(app, **options) on SOCKETS, bound and listening, instead of binding HOST:PORT again after the model
     loaded; `announce` is called once it serves, and what it raises is raised once the server has shut down. Exits
     with uvicorn.run's code, STARTUP_FAILURE (3), when the server did not start."""
-    config = uvicorn.Config(app, **options)
-    server = _Server(config, lambda: _started(config, announce))
+    server = _Server(uvicorn.Config(app, **options), announce)
     try:
         server.run(sockets=list(sockets))
     except KeyboardInterrupt:  # as uvicorn.run
@@ -46,10 +42,3 @@ def run(app: Any, *, sockets: Sequence[socket.socket], announce: Callable[[], No
     if not server.started:
         sys.exit(STARTUP_FAILURE)
 
-
-def _started(config: uvicorn.Config, announce: Callable[[], None]) -> None:
-    """uvicorn's "Uvicorn running on" line, which it logs only for the host and port it binds itself (`StartedLine`
-    gives it the page's address), then `announce`."""
-    log.info("Uvicorn running on %s://%s:%d (Press CTRL+C to quit)", "https" if config.is_ssl else "http",
-             config.host, config.port)
-    announce()
