@@ -176,6 +176,32 @@ def test_a_request_still_under_way_at_the_shutdown_timeout_gets_503_and_the_proc
     assert stopped_in < 10  # 0.5 s, then Python's own exit
 
 
+def test_a_second_ctrl_c_cuts_the_drain_short_at_once_without_a_traceback(tiny_run: Path, film: bytes) -> None:
+    """A second Ctrl+C while the first one's drain waited for an upload (an impatient person at the terminal): uvicorn
+    forced its exit, skipped the app's shutdown and left the upload to asyncio's exit, which printed a CancelledError
+    traceback of the app's lifespan task and a stop line blaming a --shutdown-timeout-s that had not passed. It now
+    stops at once: the upload answered 503, the app shut down, one line saying so."""
+    head, body = upload(film)
+    with serve(tiny_run, "--shutdown-timeout-s", "60") as (served, port):
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            conn.sendall(head + body[:100])  # and never the rest
+            time.sleep(0.5)
+            signalled = time.monotonic()
+            served.proc.send_signal(signal.SIGINT)
+            served.wait_for("Waiting for connections to close")
+            served.proc.send_signal(signal.SIGINT)
+            reply = answer(conn)
+        assert served.proc.wait(timeout=30) == 0, served.output
+        stopped_in = time.monotonic() - signalled
+    time.sleep(0.1)  # the reading thread's last lines
+    assert reply.startswith(b"HTTP/1.1 503 ") and b"the service is stopping" in reply, reply
+    assert "Traceback" not in served.output and "CancelledError" not in served.output, served.output
+    assert "Application shutdown complete" in served.output
+    assert ("stopped on SIGINT, then at once on a second SIGINT: 1 request still under way was cut off (answered 503, "
+            "to be sent again)") in served.output
+    assert stopped_in < 10  # not the 60 s the first Ctrl+C gives it
+
+
 @pytest.mark.parametrize(("stop", "phase"), [(signal.SIGTERM, "model"), (signal.SIGINT, "import")])
 def test_a_stop_signal_while_serve_starts_exits_0_in_one_line(stop: signal.Signals, phase: str, tiny_run: Path) -> None:
     """Before uvicorn ran (importing torch, loading the model: seconds), SIGTERM killed the process with -15 (143 to

@@ -65,19 +65,21 @@ class StopSignals:
             raise StoppedBeforeServing(self.received)
 
 
-def log_stop(stop: StopSignals, timeout_s: float) -> None:
-    """One line on how the service stopped: on which signal, and whether requests under way were cut off."""
+def log_stop(stop: StopSignals, timeout_s: float, *, forced: bool = False) -> None:
+    """One line on how the service stopped: on which signal, and whether requests under way were cut off, when its
+    drain's time was up or, `forced`, at once by a second Ctrl+C."""
     from pneumoscan.errors import counted
 
     if stop.received is None:
         return
     cut_off = stop.app.state.requests.cut_off
+    how = f"{stop.received}, then at once on a second SIGINT" if forced else stop.received
     if cut_off:
-        log.warning("stopped on %s: %s still under way after --shutdown-timeout-s %g s %s cut off (answered 503, to "
-                    "be sent again)", stop.received, counted(cut_off, "request"), timeout_s,
-                    "was" if cut_off == 1 else "were")
+        after = "" if forced else f" after --shutdown-timeout-s {timeout_s:g} s"
+        log.warning("stopped on %s: %s still under way%s %s cut off (answered 503, to be sent again)", how,
+                    counted(cut_off, "request"), after, "was" if cut_off == 1 else "were")
     else:
-        log.info("stopped on %s: every request under way was answered", stop.received)
+        log.info("stopped on %s: every request under way was answered", how)
 
 
 def _announce(host: str, listening: Listening, tls: bool) -> None:
@@ -131,9 +133,9 @@ def _settings(args: argparse.Namespace) -> Settings:
                     audit_log=args.audit_log)
 
 
-def _load_and_serve(args: argparse.Namespace, listening: Listening, stop: StopSignals) -> None:
+def _load_and_serve(args: argparse.Namespace, listening: Listening, stop: StopSignals) -> bool:
     """Import the service (a second or two), load the model, then serve under uvicorn on the sockets `listening`
-    holds until stopped, saying where once it serves."""
+    holds until stopped, saying where once it serves; whether a second Ctrl+C cut the drain short."""
     from pneumoscan.service import serving
     from pneumoscan.service.app import create_app
     from pneumoscan.service.protocol import http_protocol
@@ -142,11 +144,11 @@ def _load_and_serve(args: argparse.Namespace, listening: Listening, stop: StopSi
     settings = _settings(args)
     tls = tls_options(args)
     stop.app = create_app(settings)
-    serving.run(stop.app, sockets=listening.sockets, announce=lambda: _announce(args.host, listening, bool(tls)),
-                host=args.host, port=listening.port, log_level=args.log_level,
-                log_config=log_config(), server_header=False,
-                http=http_protocol(settings.header_timeout_s),
-                timeout_graceful_shutdown=settings.shutdown_timeout_s, **tls)
+    return serving.run(stop.app, sockets=listening.sockets,
+                       announce=lambda: _announce(args.host, listening, bool(tls)), host=args.host,
+                       port=listening.port, log_level=args.log_level, log_config=log_config(), server_header=False,
+                       http=http_protocol(settings.header_timeout_s),
+                       timeout_graceful_shutdown=settings.shutdown_timeout_s, **tls)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -163,11 +165,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     with check_listen(args.host, args.port) as listening, _own_log_level(args.log_level):
         with StopSignals() as stop:
             try:
-                _load_and_serve(args, listening, stop)
+                forced = _load_and_serve(args, listening, stop)
             except StoppedBeforeServing as err:
                 log.info("stopped on %s while starting, before serving any request", err.signal_name)
                 return 0  # as after a drained stop: systemd, docker or Kubernetes asked for it
-        log_stop(stop, args.shutdown_timeout_s)
+        log_stop(stop, args.shutdown_timeout_s, forced=bool(forced))
     return 0
 
 
@@ -238,8 +240,8 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--shutdown-timeout-s", type=float, default=8.0,
                    help="on SIGTERM (systemctl stop, docker stop, Kubernetes) or Ctrl+C, new connections are refused "
                         "and the requests under way get this many seconds to finish; those still running then get "
-                        "503; it then exits 0 (default 8, within docker stop's 10 s; raise the orchestrator's "
-                        "grace period with it)")
+                        "503, as they do at once on a second Ctrl+C; it then exits 0 (default 8, within docker stop's "
+                        "10 s; raise the orchestrator's grace period with it)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="level of the log lines, uvicorn's and pneumoscan's own alike (default info: the model "
                         "ready, one access line per request, ending with its request_id=ID, the answer's "

@@ -2,8 +2,10 @@
 takes the port while the model loads, and saying where it serves once it does."""
 from __future__ import annotations
 
+import asyncio
 import socket
 import sys
+from types import FrameType
 from typing import Any, Callable, Sequence
 
 import uvicorn
@@ -12,14 +14,18 @@ from uvicorn.main import STARTUP_FAILURE  # uvicorn.run's exit code when its ser
 
 class _Server(uvicorn.Server):
     """uvicorn's server, calling `announce` once it serves on the sockets it was handed; when `announce` fails
-    (stdout full or closed), it stops as on a stop signal, and `failed` holds the error to raise once it has."""
+    (stdout full or closed), it stops as on a stop signal, and `failed` holds the error to raise once it has. A second
+    Ctrl+C while it drains (uvicorn's force exit) cuts off the requests under way at once, and the app still shuts
+    down: uvicorn skipped that, and asyncio, cancelling its task at exit, logged a CancelledError traceback."""
 
     def __init__(self, config: uvicorn.Config, announce: Callable[[], None]) -> None:
         super().__init__(config)
         self.announce = announce
         self.failed: Exception | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
         await super().startup(sockets=sockets)
         if self.started:
             try:
@@ -27,11 +33,30 @@ class _Server(uvicorn.Server):
             except Exception as err:  # raised here, it cut uvicorn's start-up short: tracebacks, the app not shut down
                 self.failed, self.should_exit = err, True
 
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        forced = self.force_exit
+        super().handle_exit(sig, frame)
+        if self.force_exit and not forced and self.loop is not None:  # from the signal handler: the loop's next turn
+            self.loop.call_soon_threadsafe(self._cut_off)
 
-def run(app: Any, *, sockets: Sequence[socket.socket], announce: Callable[[], None], **options: Any) -> None:
+    def _cut_off(self) -> None:
+        """Cancel the requests under way, as uvicorn does when its graceful shutdown time is up: each is answered
+        503 (`RequestTracker`), and its connection closes, which Python 3.12+ waits for before the server closes."""
+        for task in list(self.server_state.tasks):
+            task.cancel()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets=sockets)
+        app_shut_down = getattr(self.lifespan, "shutdown_event", None)
+        if self.force_exit and app_shut_down is not None and not app_shut_down.is_set():
+            await self.lifespan.shutdown()
+
+
+def run(app: Any, *, sockets: Sequence[socket.socket], announce: Callable[[], None], **options: Any) -> bool:
     """uvicorn.run(app, **options) on SOCKETS, bound and listening, instead of binding HOST:PORT again after the model
-    loaded; `announce` is called once it serves, and what it raises is raised once the server has shut down. Exits
-    with uvicorn.run's code, STARTUP_FAILURE (3), when the server did not start."""
+    loaded; `announce` is called once it serves, and what it raises is raised once the server has shut down. Whether
+    a second Ctrl+C cut its drain short. Exits with uvicorn.run's code, STARTUP_FAILURE (3), when the server did not
+    start."""
     server = _Server(uvicorn.Config(app, **options), announce)
     try:
         server.run(sockets=list(sockets))
@@ -41,4 +66,4 @@ def run(app: Any, *, sockets: Sequence[socket.socket], announce: Callable[[], No
         raise server.failed
     if not server.started:
         sys.exit(STARTUP_FAILURE)
-
+    return server.force_exit
