@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -156,23 +156,32 @@ def test_a_stop_signal_lets_the_upload_under_way_finish_refuses_new_connections_
     assert rid and f'"POST /predict HTTP/1.1" 200 OK request_id={rid.group(1).decode()}\n' in served.output  # its access line
 
 
-def test_a_request_still_under_way_at_the_shutdown_timeout_gets_503_and_the_process_exits_0(
-        tiny_run: Path, film: bytes) -> None:
+def stopped_during_an_upload(model: Path, film: bytes, timeout_s: str,
+                             stop: Callable[[Served], None]) -> tuple[bytes, float, str]:
+    """`serve --shutdown-timeout-s TIMEOUT_S` stopped by STOP while an upload of FILM is under way, never to be
+    finished: its answer, how long after STOP began the process took to exit (code 0), and all it printed."""
     head, body = upload(film)
-    with serve(tiny_run, "--shutdown-timeout-s", "0.5") as (served, port):
+    with serve(model, "--shutdown-timeout-s", timeout_s) as (served, port):
         with socket.create_connection(("127.0.0.1", port)) as conn:
             conn.sendall(head + body[:100])  # and never the rest
             time.sleep(0.5)
             signalled = time.monotonic()
-            served.proc.send_signal(signal.SIGTERM)
+            stop(served)
             reply = answer(conn)
         assert served.proc.wait(timeout=30) == 0, served.output
         stopped_in = time.monotonic() - signalled
+    time.sleep(0.1)  # the reading thread's last lines
+    return reply, stopped_in, served.output
+
+
+def test_a_request_still_under_way_at_the_shutdown_timeout_gets_503_and_the_process_exits_0(
+        tiny_run: Path, film: bytes) -> None:
+    reply, stopped_in, output = stopped_during_an_upload(tiny_run, film, "0.5",
+                                                         lambda served: served.proc.send_signal(signal.SIGTERM))
     assert reply.startswith(b"HTTP/1.1 503 ") and b"retry-after: 5" in reply.lower(), reply
     assert b"the service is stopping" in reply
-    assert "stopped on SIGTERM: 1 request still under way after --shutdown-timeout-s 0.5 s was cut off" in \
-        served.output
-    assert "Traceback" not in served.output
+    assert "stopped on SIGTERM: 1 request still under way after --shutdown-timeout-s 0.5 s was cut off" in output
+    assert "Traceback" not in output
     assert stopped_in < 10  # 0.5 s, then Python's own exit
 
 
@@ -181,24 +190,18 @@ def test_a_second_ctrl_c_cuts_the_drain_short_at_once_without_a_traceback(tiny_r
     forced its exit, skipped the app's shutdown and left the upload to asyncio's exit, which printed a CancelledError
     traceback of the app's lifespan task and a stop line blaming a --shutdown-timeout-s that had not passed. It now
     stops at once: the upload answered 503, the app shut down, one line saying so."""
-    head, body = upload(film)
-    with serve(tiny_run, "--shutdown-timeout-s", "60") as (served, port):
-        with socket.create_connection(("127.0.0.1", port)) as conn:
-            conn.sendall(head + body[:100])  # and never the rest
-            time.sleep(0.5)
-            signalled = time.monotonic()
-            served.proc.send_signal(signal.SIGINT)
-            served.wait_for("Waiting for connections to close")
-            served.proc.send_signal(signal.SIGINT)
-            reply = answer(conn)
-        assert served.proc.wait(timeout=30) == 0, served.output
-        stopped_in = time.monotonic() - signalled
-    time.sleep(0.1)  # the reading thread's last lines
+
+    def twice(served: Served) -> None:
+        served.proc.send_signal(signal.SIGINT)
+        served.wait_for("Waiting for connections to close")
+        served.proc.send_signal(signal.SIGINT)
+
+    reply, stopped_in, output = stopped_during_an_upload(tiny_run, film, "60", twice)
     assert reply.startswith(b"HTTP/1.1 503 ") and b"the service is stopping" in reply, reply
-    assert "Traceback" not in served.output and "CancelledError" not in served.output, served.output
-    assert "Application shutdown complete" in served.output
+    assert "Traceback" not in output and "CancelledError" not in output, output
+    assert "Application shutdown complete" in output
     assert ("stopped on SIGINT, then at once on a second SIGINT: 1 request still under way was cut off (answered 503, "
-            "to be sent again)") in served.output
+            "to be sent again)") in output
     assert stopped_in < 10  # not the 60 s the first Ctrl+C gives it
 
 
