@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pneumoscan.evaluation.intervals import clustered_wilson_ci, wilson_ci
+from pneumoscan.evaluation.intervals import clustered_wilson_ci, t_quantile, wilson_ci
 
 
 @pytest.mark.parametrize(("k", "n"), [(0, 1), (0, 20), (1, 20), (7, 30), (29, 30), (30, 30), (383, 390), (204, 234)])
@@ -26,6 +26,21 @@ def test_wilson_ci_has_width_at_the_ends_and_nan_for_no_trials():
 def test_wilson_ci_refuses_impossible_counts(k, n, alpha):
     with pytest.raises(ValueError):
         wilson_ci(k, n, alpha)
+
+
+@pytest.mark.parametrize("q", [0.5, 0.8, 0.95, 0.975, 0.995, 0.99995])
+def test_t_quantile_matches_the_closed_forms_and_scipy(q):
+    """Student's t quantile without scipy: exact at 1 and 2 degrees of freedom, scipy's to 1e-9 at any other."""
+    assert t_quantile(q, 1) == pytest.approx(math.tan(math.pi * (q - 0.5)), rel=1e-10, abs=1e-12)
+    assert t_quantile(q, 2) == pytest.approx((2 * q - 1) / math.sqrt(2 * q * (1 - q)), rel=1e-10, abs=1e-12)
+    for df in (3, 4, 5, 9, 10, 29, 38, 101, 389, 3874):
+        assert t_quantile(q, df) == pytest.approx(stats.t.ppf(q, df), rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize(("q", "df"), [(0.4, 3), (1.0, 3), (0.975, 0), (0.975, 2.5), (0.975, True)])
+def test_t_quantile_refuses_what_it_does_not_compute(q, df):
+    with pytest.raises(ValueError):
+        t_quantile(q, df)
 
 
 def _coverage(interval, n_sets: int = 400, patients: int = 100, films: int = 4, rate: float = 0.8) -> float:

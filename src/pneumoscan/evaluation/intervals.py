@@ -1,18 +1,50 @@
 """Closed-form confidence intervals of proportions (accuracy, precision, recall, specificity, NPV)."""
 from __future__ import annotations
 
+import functools
 import math
 from statistics import NormalDist
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["wilson_ci", "clustered_wilson_ci"]
+__all__ = ["wilson_ci", "clustered_wilson_ci", "t_quantile"]
 
 
 def _check_alpha(alpha: float) -> None:
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be strictly between 0 and 1, got {alpha!r}.")
+
+
+def _t_cdf(t: float, df: int) -> float:
+    """P(T <= t) for Student's t with a whole number `df` of degrees of freedom, in closed form (Abramowitz & Stegun
+    26.7.3-4)."""
+    theta = math.atan(t / math.sqrt(df))
+    c2 = math.cos(theta) ** 2
+    if df % 2 == 0:  # 1/2 + sin(theta)/2 * sum_j (1*3*..*(2j-1))/(2*4*..*2j) cos^2j, j < df/2
+        terms = np.cumprod(np.r_[1.0, (2.0 * np.arange(1, df // 2) - 1) / (2.0 * np.arange(1, df // 2)) * c2])
+        return 0.5 + 0.5 * math.sin(theta) * float(terms.sum())
+    # odd: 1/2 + (theta + sin cos * sum_j (2*4*..*2j)/(3*5*..*(2j+1)) cos^2j, j <= (df-3)/2) / pi
+    terms = np.cumprod(np.r_[1.0, 2.0 * np.arange(1, (df - 1) // 2) / (2.0 * np.arange(1, (df - 1) // 2) + 1) * c2])
+    tail = math.sin(theta) * math.cos(theta) * float(terms.sum()) if df > 1 else 0.0
+    return 0.5 + (theta + tail) / math.pi
+
+
+@functools.lru_cache(maxsize=256, typed=True)
+def t_quantile(q: float, df: int) -> float:
+    """The ``q`` quantile (``0.5 <= q < 1``) of Student's t with ``df >= 1`` whole degrees of freedom, by bisection of
+    its closed-form CDF (no scipy: it is not a dependency); 12.706 at ``(0.975, 1)``, 1.960 as ``df`` grows."""
+    if isinstance(df, bool) or not isinstance(df, (int, np.integer)) or df < 1 or not 0.5 <= q < 1.0:
+        raise ValueError(f"need 0.5 <= q < 1 and a whole df >= 1, got q={q!r}, df={df!r}.")
+    low, high = 0.0, 2.0
+    while _t_cdf(high, int(df)) < q:
+        low, high = high, 2.0 * high
+    for _ in range(200):
+        mid = (low + high) / 2.0
+        if mid in (low, high):
+            break
+        low, high = (mid, high) if _t_cdf(mid, int(df)) < q else (low, mid)
+    return (low + high) / 2.0
 
 
 def _wilson(successes: float, trials: float, n: float, alpha: float) -> tuple[float, float]:
