@@ -302,6 +302,17 @@ def test_rate_intervals_count_a_patients_films_as_one_cluster():
     assert "(each film counted as independent)" in intervals_text(by_film)
 
 
+def test_a_rate_of_every_film_called_alike_counts_the_patients_not_the_films():
+    """10 PNEUMONIA patients of 10 films each, all called PNEUMONIA: recall 1.0 had Wilson's interval of 100
+    independent films, [0.963, 1], under a header saying the films were clustered; the 10 patients give [0.722, 1]."""
+    y = np.r_[np.ones(100), np.zeros(100)].astype(int)
+    p = np.r_[np.full(100, 0.9), np.tile(np.r_[np.full(9, 0.1), 0.9], 10)]
+    groups = [f"P{i // 10}" for i in range(100)] + [f"N{i // 10}" for i in range(100)]
+    s = summarize(y, p, 0.5, n_boot=20, groups=groups)
+    assert s["recall"] == {"value": 1.0, "ci95": list(wilson_ci(10, 10))}
+    assert s["intervals"]["wilson_clustered"] is True
+
+
 def test_one_film_per_patient_is_the_film_bootstrap():
     y, p = make_data(n=60, n_pos=30)
     keyed = summarize(y, p, 0.5, n_boot=100, groups=[f"p{i}" for i in range(60)])

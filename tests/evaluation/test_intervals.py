@@ -74,15 +74,26 @@ def test_clustered_wilson_ci_of_patients_called_alike_is_wilson_of_one_fewer_pat
     assert hi - lo > expected.high - expected.low > wilson_ci(120, 160)[1] - wilson_ci(120, 160)[0]
 
 
-def test_clustered_wilson_ci_falls_back_to_wilson_at_the_ends_and_with_one_cluster():
-    assert clustered_wilson_ci(np.array([0, 0, 0]), np.array([2, 3, 1])) == wilson_ci(0, 6)
-    assert clustered_wilson_ci(np.array([2, 3, 1]), np.array([2, 3, 1])) == wilson_ci(6, 6)
-    assert clustered_wilson_ci(np.array([2, 0]), np.array([5, 0])) == wilson_ci(2, 5)  # an empty cluster is none
+def test_clustered_wilson_ci_at_the_ends_takes_each_patients_films_as_fully_alike():
+    """Every film called alike (0 or n successes) says nothing of how alike a patient's films are: the worst case,
+    fully alike, makes m patients of equal films count as m (reviewer: 10 patients x 10 films all called PNEUMONIA
+    gave 1.0 [0.963, 1], Wilson of 100 independent films, where 10 patients give [0.722, 1])."""
+    assert clustered_wilson_ci(np.full(10, 10), np.full(10, 10)) == wilson_ci(10, 10)
+    assert clustered_wilson_ci(np.zeros(10, dtype=int), np.full(10, 4)) == wilson_ci(0, 10)
+    # unequal films: Kish's n^2 / sum(n_i^2) = 36 / 14 patients; 0 successes of n has upper end z^2 / (n + z^2)
+    z2 = stats.norm.ppf(0.975) ** 2
+    assert clustered_wilson_ci(np.array([0, 0, 0]), np.array([2, 3, 1])) == (0.0, pytest.approx(z2 / (36 / 14 + z2)))
+    # a film per patient: every film independent, Wilson of the films
+    assert clustered_wilson_ci(np.ones(7, dtype=int), np.ones(7, dtype=int)) == wilson_ci(7, 7)
+
+
+def test_clustered_wilson_ci_of_one_patient_counts_one():
+    """One patient's films (the other clusters empty) measure no spread between patients: they count as one."""
+    lo, hi = clustered_wilson_ci(np.array([3, 0]), np.array([5, 0]))
+    z2 = stats.norm.ppf(0.975) ** 2
+    assert (lo + hi) / 2 == pytest.approx((0.6 + z2 / 2) / (1 + z2), abs=1e-12)  # Wilson's centre at n = 1
+    assert lo < wilson_ci(3, 5)[0] and hi > wilson_ci(3, 5)[1]
     assert all(math.isnan(v) for v in clustered_wilson_ci(np.array([0]), np.array([0])))
-    # clusters no more alike than chance: never narrower than Wilson of the films
-    k, n = np.array([1, 0, 1, 1, 0, 1]), np.ones(6, dtype=int)
-    lo, hi = clustered_wilson_ci(k, n)
-    assert lo <= wilson_ci(4, 6)[0] and hi >= wilson_ci(4, 6)[1]
 
 
 @pytest.mark.parametrize(("k", "n"), [([1, 2], [1]), ([3], [2]), ([-1], [2]), ([0.5], [1]), ([[1]], [[1]])])
