@@ -63,15 +63,42 @@ def test_clustered_wilson_ci_holds_its_coverage_where_counting_films_does_not():
     assert 0.92 <= clustered <= 0.98
 
 
-def test_clustered_wilson_ci_of_patients_called_alike_is_wilson_of_one_fewer_patient_each():
-    """All of a patient's films called alike: the design effect is m c / (m - 1), so the effective size is m - 1."""
-    k, n = np.array([4] * 30 + [0] * 10), np.full(40, 4)
-    expected = stats.binomtest(30, 40).proportion_ci(method="wilson")  # p = 0.75 ...
-    lo, hi = clustered_wilson_ci(k, n)
+def _wilson_at(p: float, n_eff: float) -> tuple[float, float]:
+    """Wilson's 95 % interval of the rate p with n_eff the sample size of its variance, written out."""
     z = stats.norm.ppf(0.975)
-    centre = (0.75 + z * z / 78) / (1 + z * z / 39)  # ... at n = 39
-    assert (lo + hi) / 2 == pytest.approx(centre, abs=1e-12)
+    centre = (p + z * z / (2 * n_eff)) / (1 + z * z / n_eff)
+    half = z / (1 + z * z / n_eff) * math.sqrt(p * (1 - p) / n_eff + z * z / (4 * n_eff**2))
+    return centre - half, centre + half
+
+
+def _korn_graubard(films: int, patients: int) -> float:
+    """Korn & Graubard's degrees-of-freedom factor (t_{n-1} / t_{m-1})^2 at 95 %, by scipy."""
+    return (stats.t.ppf(0.975, films - 1) / stats.t.ppf(0.975, patients - 1)) ** 2
+
+
+def test_clustered_wilson_ci_of_patients_called_alike_is_wilson_of_one_fewer_patient_each():
+    """All of a patient's films called alike: the design effect is m c / (m - 1), so the effective size is m - 1,
+    scaled by the degrees of freedom of 40 patients."""
+    k, n = np.array([4] * 30 + [0] * 10), np.full(40, 4)
+    expected = stats.binomtest(30, 40).proportion_ci(method="wilson")
+    lo, hi = clustered_wilson_ci(k, n)
+    assert (lo, hi) == pytest.approx(_wilson_at(0.75, 39 * _korn_graubard(160, 40)), abs=1e-12)
     assert hi - lo > expected.high - expected.low > wilson_ci(120, 160)[1] - wilson_ci(120, 160)[0]
+
+
+def test_clustered_wilson_ci_of_few_patients_uses_their_degrees_of_freedom():
+    """5 patients measure the spread between patients with 4 degrees of freedom: the effective n is scaled by
+    (t_{n-1} / t_4)^2 (Korn & Graubard 1998), where z alone held the true rate 80-89 % of the time at 3-5 patients."""
+    k, n = np.array([5, 2, 6, 1, 4]), np.full(5, 6)
+    p = 18 / 30
+    design_effect = 5 / 4 * float(np.sum((k - p * n) ** 2)) / 30**2 / (p * (1 - p) / 30)
+    assert design_effect > 1
+    assert clustered_wilson_ci(k, n) == pytest.approx(_wilson_at(p, 30 / design_effect * _korn_graubard(30, 5)),
+                                                       abs=1e-12)
+    # one patient with most of the films, the design effect measured below 1: still wider than Wilson of the films
+    lo, hi = clustered_wilson_ci(np.array([20, 2, 2, 2, 2]), np.array([30, 2, 2, 2, 2]))
+    assert (lo, hi) == pytest.approx(_wilson_at(28 / 38, 38 * _korn_graubard(38, 5)), abs=1e-12)
+    assert lo < wilson_ci(28, 38)[0] and hi > wilson_ci(28, 38)[1]
 
 
 def test_clustered_wilson_ci_at_the_ends_takes_each_patients_films_as_fully_alike():
