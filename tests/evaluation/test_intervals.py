@@ -123,6 +123,33 @@ def test_clustered_wilson_ci_of_one_patient_counts_one():
     assert all(math.isnan(v) for v in clustered_wilson_ci(np.array([0]), np.array([0])))
 
 
+def test_clustered_wilson_ci_is_never_narrower_than_wilson_of_the_films():
+    """Patients' films less alike than chance (a design effect measured below 1) are taken as independent, never as
+    more than independent: the design effect's floor of 1."""
+    # under-dispersed: measured design effect 0.19, and 0 (every patient at the rate exactly)
+    lo, hi = clustered_wilson_ci(np.array([1, 1, 1, 0]), np.array([2, 2, 2, 1]))
+    assert lo <= wilson_ci(3, 7)[0] and hi >= wilson_ci(3, 7)[1]
+    assert clustered_wilson_ci(np.array([1, 1, 1, 1]), np.array([2, 2, 2, 2])) == pytest.approx(
+        _wilson_at(0.5, 8 * _korn_graubard(8, 4)), abs=1e-12)
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        n = rng.integers(0, 6, rng.integers(1, 12))
+        k = rng.binomial(n, rng.random())
+        lo, hi = clustered_wilson_ci(k, n)
+        plain = wilson_ci(int(k.sum()), int(n.sum()))
+        if n.sum():
+            assert lo <= plain[0] + 1e-12 and hi >= plain[1] - 1e-12, (k, n)
+
+
+def test_clustered_wilson_ci_drops_clusters_without_trials():
+    """A patient with no films among a rate's trials (no PNEUMONIA film, for recall) is no cluster of it: it does not
+    count among the patients the degrees of freedom and the design effect are of."""
+    assert clustered_wilson_ci(np.array([2, 1, 0]), np.array([3, 3, 0])) == clustered_wilson_ci(
+        np.array([2, 1]), np.array([3, 3]))
+    assert clustered_wilson_ci(np.array([2, 5, 0, 1, 0]), np.array([4, 6, 0, 3, 0])) == clustered_wilson_ci(
+        np.array([2, 5, 1]), np.array([4, 6, 3]))
+
+
 @pytest.mark.parametrize(("k", "n"), [([1, 2], [1]), ([3], [2]), ([-1], [2]), ([0.5], [1]), ([[1]], [[1]])])
 def test_clustered_wilson_ci_refuses_impossible_counts(k, n):
     with pytest.raises(ValueError):
