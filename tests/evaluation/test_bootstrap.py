@@ -353,14 +353,20 @@ def test_films_of_no_known_patient_are_drawn_alone():
 
 def test_a_class_of_few_patients_says_its_intervals_are_unreliable():
     """All 30 NORMAL films of one patient: that class never varies between resamples (the interval is too narrow,
-    reviewD), so the text says plainly the intervals are unreliable, naming the class and its patients."""
+    reviewD), so the text says plainly the intervals are unreliable, naming the class and its patients; the rates'
+    Wilson intervals too, which one patient's films (or a few patients') cannot make reliable either."""
     y, p = make_data(n=60, n_pos=30)
     groups = ["A" if label == 0 else f"p{i}" for i, label in enumerate(y)]
     s = summarize(y, p, 0.5, n_boot=100, groups=groups)
     assert s["intervals"]["per_class"] == {"NORMAL": 1, "PNEUMONIA": 30}
     assert intervals_text(s).endswith("; these are unreliable, much too narrow: the bootstrap draws from only 1 NORMAL "
-                                      "patient (fewer than 10 in a class)")
+                                      "patient (fewer than 10 in a class); with so few patients the rates' Wilson "
+                                      "intervals are unreliable too")
     assert "unreliable" not in intervals_text(summarize(y, p, 0.5, n_boot=20))
+    # 5 films of a class: Wilson of independent films holds its coverage, only the bootstrap is unreliable
+    few_films = summarize(*make_data(n=35, n_pos=30), 0.5, n_boot=20)
+    assert few_films["intervals"]["per_class"] == {"NORMAL": 5, "PNEUMONIA": 30}
+    assert intervals_text(few_films).endswith("draws from only 5 NORMAL films (fewer than 10 in a class)")
 
 
 @pytest.mark.parametrize("per_class", [None, []])

@@ -306,13 +306,16 @@ def too_few_units(info: dict[str, Any]) -> dict[str, int]:
 
 
 def _too_few(info: dict[str, Any]) -> str:
-    """The warning clause of an `intervals` record whose bootstrap drew a class from fewer than MIN_UNITS units."""
+    """The warning clause of an `intervals` record whose bootstrap drew a class from fewer than MIN_UNITS units (and,
+    drawn by patient, whose rates' Wilson intervals are then unreliable too)."""
     unit = "patient" if info["resampled"] == "patients" else "film"
     few = [counted(n, f"{name} {unit}") for name, n in too_few_units(info).items()]
     if not few:
         return ""
+    # so few patients measure the rates' spread between patients poorly too, clustered or not (before, films counted)
+    rates = "; with so few patients the rates' Wilson intervals are unreliable too" if unit == "patient" else ""
     return (f"; these are unreliable, much too narrow: the bootstrap draws from only {' and '.join(few)} "
-            f"(fewer than {MIN_UNITS} in a class)")
+            f"(fewer than {MIN_UNITS} in a class){rates}")
 
 
 def classification_report_text(
