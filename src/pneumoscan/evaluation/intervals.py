@@ -86,7 +86,8 @@ def clustered_wilson_ci(successes: ArrayLike, trials: ArrayLike, alpha: float = 
     successes, or one cluster) each patient's films are taken as fully alike, the most they can be: the effective n
     is ``n^2 / sum(n_i^2)`` (Kish's at full correlation), m for m patients of equal films. Simulated 390-film sets of
     Kermany's films per patient with half the score variance between patients: 95 % recall intervals held the true
-    recall 89-92 % of the time by `wilson_ci`, 94-95 % by this (bench/rate_coverage.py).
+    recall 89-92 % of the time by `wilson_ci`, 94.5-97 % by this; sets of 5 or 10 patients 95-98 %, of 5 with one
+    patient of 30 films 90-99 % (bench/rate_coverage.py).
     """
     k = np.asarray(successes)
     n = np.asarray(trials)
