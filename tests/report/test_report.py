@@ -174,7 +174,7 @@ def test_compare_matches_validation_films_by_content(tiny_run: Path, tmp_path: P
     from pneumoscan.training.trainer import train
 
     data = tiny_run.parent / "data"
-    swapped = tmp_path / "swapped"  # the same names, each holding the next file's image
+    swapped = tmp_path / "swapped_data"  # the same names, each holding the next file's image
     for folder in sorted((data / "train").iterdir()):
         files = sorted(folder.iterdir())
         for path, other in zip(files, files[1:] + files[:1]):
