@@ -228,21 +228,22 @@ def test_a_cid_4012_projection_eponymous_name_refuses_the_film_and_a_local_code_
         assert not_frontal_view(dicom_bytes(ds)) is None, (scheme, code)  # 44491008: fluoroscopy, no projection
 
 
-def test_an_eponym_of_snomed_ct_refuses_the_film_without_pydicom_s_private_snomed_rt_map(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The SNOMED RT twins of CID 4012's codes come from a private module of pydicom: were it gone, any error in
-    building the table was swallowed by the view read, and a Twining film coded in SNOMED CT read as no stated view."""
+@pytest.mark.parametrize("module", ["pydicom.sr._snomed_dict", "pydicom.sr.codedict"])
+def test_the_view_checks_run_without_pydicom_s_code_tables(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
+    """The eponym table is built from pydicom's code tables (its SNOMED map is private): were one gone, the error
+    was swallowed by the view read as a whole, and a film whose View Code Sequence says lateral read as frontal.
+    Without them no eponym is known, and every other view check still runs."""
     import sys
 
     from pneumoscan.data import decode
+    from tests.conftest import with_view_code
 
-    ds = make_dicom(ramp())
-    ds.ViewPosition = "PA"
-    ds.ProjectionEponymousNameCodeSequence = with_code("ProjectionEponymousNameCodeSequence", "SCT", "399125001")
-    monkeypatch.setitem(sys.modules, "pydicom.sr._snomed_dict", None)  # import of it raises ImportError
+    ds = with_view_code(make_dicom(ramp()), "SCT", "399173006")  # left lateral, no View Position
+    ds.ProjectionEponymousNameCodeSequence = with_code("ProjectionEponymousNameCodeSequence", "99LOCAL", "CHEST")
+    monkeypatch.setitem(sys.modules, module, None)  # import of it raises ImportError
     decode._eponyms.cache_clear()
     try:
-        assert decode.not_frontal_view(dicom_bytes(ds)) == "DICOM Projection Eponymous Name Twining (SCT 399125001)"
+        assert decode.not_frontal_view(dicom_bytes(ds)) == "DICOM View Code Sequence left lateral (SCT 399173006)"
     finally:
         decode._eponyms.cache_clear()
 

@@ -391,14 +391,14 @@ def _view_modifier(ds: Dataset) -> str | None:
 def _eponyms() -> dict[tuple[str, str], str]:
     """(scheme, code value) -> meaning of every Projection Eponymous Name of CID 4012 (DX Projection Eponymous Name,
     as pydicom's table gives it: SNOMED CT codes, and their SNOMED RT twins under SRT and SNM3)."""
-    from pydicom.sr.codedict import codes
+    try:  # pydicom's code tables (its SNOMED CT -> RT map is private): without them no eponym is known, and the view
+        from pydicom.sr._snomed_dict import mapping  # checks that need no table still run
+        from pydicom.sr.codedict import codes
 
-    try:  # pydicom's SNOMED CT -> RT map is private: without it the SCT codes, which every current device sends, stay
-        from pydicom.sr._snomed_dict import mapping
-        rt = mapping["SCT"]
-    except (ImportError, KeyError, TypeError):
-        rt = {}
-    return {(scheme, code): concept.meaning for concept in codes.CID4012.concepts.values()
+        rt, eponyms = mapping["SCT"], codes.CID4012.concepts.values()
+    except (ImportError, AttributeError, KeyError):
+        return {}
+    return {(scheme, code): concept.meaning for concept in eponyms
             for scheme, code in _snomed_keys(concept.value, rt.get(concept.value, "")) if code}
 
 
