@@ -34,6 +34,7 @@ def stretched(data: bytes) -> bool:
     ("SCT", "399260004", "medial-lateral (SCT 399260004)"), ("SRT", "R-10230", "latero-medial oblique (SRT R-10230)"),
     ("SCT", "399160007", "frontal oblique (SCT 399160007)"), ("SCT", "30730003", "sagittal (SCT 30730003)"),
     ("SRT", "G-A145", "sagittal (SRT G-A145)"), ("SCT", "399061009", "axial (SCT 399061009)"),
+    ("SRT", "R-10218", "right anterior oblique (SRT R-10218)"), ("SNM3", "R-10222", "sagittal (SNM3 R-10222)"),
     ("SCT", "399348003", None), ("SCT", "272479007", None), ("SRT", "R-10206", None),  # antero/postero-anterior
     ("99LOCAL", "399173006", None),  # a local scheme's code means what that scheme says
 ])
@@ -57,6 +58,18 @@ def test_a_dicom_without_a_view_position_is_read_by_its_view_code_sequence(
     for known, said in (("PA", None), ("AP", None), ("RL", "DICOM View Position RL")):  # the film's view
         ds.ViewPosition = known
         assert not_frontal_view(dicom_bytes(ds)) == said
+
+
+@pytest.mark.parametrize("position", ["AP R L", "AP L AT", "PA L R", "AP R L SUPINE"])
+def test_single_letter_view_position_words_are_not_joined_into_a_view(position: str) -> None:
+    """Two View Position words are read as one only where they make a compound the word list holds ('X TABLE'):
+    any adjacent pair was joined, and an AP film marked 'R L' (side markers) read as RL, 'L AT' as LAT, and was
+    refused."""
+    from pneumoscan.data.decode import not_frontal_view
+
+    ds = make_dicom(ramp())
+    ds.ViewPosition = position
+    assert not_frontal_view(dicom_bytes(ds)) is None
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR CS")  # lower case, as some devices write it
@@ -103,7 +116,9 @@ def test_a_view_position_with_a_lateral_decubitus_or_oblique_word_is_refused_by_
 
 def test_the_view_code_table_is_cid_4010s_lateral_oblique_sagittal_and_axial_views() -> None:
     """The View Code table holds every code of CID 4010 (DX View) whose meaning is a lateral, oblique, sagittal or
-    axial view, as pydicom's own CID table gives them, and beside each its SNOMED RT twin by pydicom's SCT<->SRT map:
+    axial view, as pydicom's own CID table gives them, and beside each its SNOMED RT twin by pydicom's SCT<->SRT map,
+    and the prior SNOMED RT codes CID 4010's notes say receivers may still get (right anterior oblique R-10218,
+    sagittal R-10222: such films were read as frontal):
     six such views (medial-lateral, lateral-medial, medial, medio-lateral and latero-medial oblique, frontal oblique)
     were missing, and their films were scored as frontal ones; so was a film coded Sagittal (SCT 30730003, SRT
     G-A145), and one coded axial (a chest's apical lordotic film, as View Position 'AP AXIAL' says it)."""
@@ -117,7 +132,9 @@ def test_the_view_code_table_is_cid_4010s_lateral_oblique_sagittal_and_axial_vie
     assert cid["30730003"] == "Sagittal"
     sct = {code: meaning for code, meaning in NOT_FRONTAL_VIEW_CODES.items() if code.isdigit()}
     assert sct == {code: meaning.lower() for code, meaning in cid.items()}
-    srt = {code: meaning for code, meaning in NOT_FRONTAL_VIEW_CODES.items() if not code.isdigit()}
+    prior = {"R-10218": "right anterior oblique", "R-10222": "sagittal"}  # CID 4010's notes 2 and 3: earlier codes
+    assert {code: NOT_FRONTAL_VIEW_CODES.get(code) for code in prior} == prior
+    srt = {code: meaning for code, meaning in NOT_FRONTAL_VIEW_CODES.items() if not code.isdigit() and code not in prior}
     twins = {code: [twin for twin, said in sct.items() if said == meaning] for code, meaning in srt.items()}
     assert sorted(twin for found in twins.values() for twin in found) == sorted(sct)  # one SRT code per SCT code
     assert all(Code(code, "SRT", srt[code]) == Code(twin, "SCT", srt[code]) for code, (twin,) in twins.items())

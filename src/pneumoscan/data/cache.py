@@ -51,8 +51,9 @@ from pneumoscan.progress import progress_bar
 # Sequence item, and decubitus or cross-table modifier codes and projection eponymous names (format 13 holds None there).
 # 15: each view as where the header says it and what ('DICOM View Position LL'); 'X-TABLE', lordotic, apical and
 # axial views, SNOMED RT and SNOMED 3 modifier codes; a Projection Eponymous Name only by a CID 4012 code (a local code
-# passes).
-CACHE_FORMAT = 15
+# passes). 16: CID 4010's prior codes (SRT R-10218, right anterior oblique; R-10222, sagittal) refuse a film, and two
+# View Position words are read as one only as XTABLE or CROSSTABLE (format 15 refused 'AP R L' and 'AP L AT').
+CACHE_FORMAT = 16
 
 
 def default_cache_dir() -> Path:

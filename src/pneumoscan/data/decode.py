@@ -253,6 +253,7 @@ table: a lateral, or the frontal film of a patient lying on a side (decubitus), 
 the model reads. An apical lordotic film ('AP LORDOTIC', 'AP AXIAL', 'APICAL': the beam angled up, or the patient
 leaning back) projects the clavicles above the lung apices and foreshortens the lungs: no plain frontal film either,
 as its Projection Eponymous Name (Fleischner) and Patient Orientation Modifier (lordotic) say too."""
+_JOINED = frozenset({"XTABLE", "CROSSTABLE"})  # the words above written as two ('X-TABLE'); no other pair is read
 _FRONTAL_VIEWS = frozenset({"AP", "PA"})  # a View Position word of a frontal film, when no word above is there
 
 _NOT_FRONTAL_VIEW_CODES = (  # CID 4010 (DX View): each lateral, oblique, sagittal or axial view, SNOMED CT and RT codes
@@ -271,8 +272,11 @@ _NOT_FRONTAL_VIEW_CODES = (  # CID 4010 (DX View): each lateral, oblique, sagitt
     ("sagittal", "30730003", "G-A145"),  # CID 4010's one other view across the body: a film from side to side
     ("axial", "399061009", "R-10241"),  # the beam angled along the body: a chest's is the apical lordotic film
 )
+_PRIOR_VIEW_CODES = (  # CID 4010's notes 2 and 3: SNOMED RT codes an earlier CID 4010 gave (each another concept in
+    ("right anterior oblique", "R-10218"), ("sagittal", "R-10222"),  # SNOMED), which devices may still write
+)
 NOT_FRONTAL_VIEW_CODES: dict[str, str] = {code: meaning for meaning, *codes in _NOT_FRONTAL_VIEW_CODES
-                                          for code in codes}
+                                          + _PRIOR_VIEW_CODES for code in codes}
 """View Code Sequence (0054,0220) code values of a lateral, oblique or axial film, with their meaning: read when the
 View Position has no AP or PA word (empty, absent, a term of a device's own), as some devices state the view only
 there. Every item of the sequence is read, and one such code refuses the film whatever the others say (a film of two
@@ -309,8 +313,8 @@ frontal film's)."""
 def not_frontal_view(data: bytes | bytearray) -> str | None:
     """Where a DICOM file's header says it is not frontal, and what, else None (a frontal, unstated or unreadable
     one, and any other file). In this order: its View Position (0018,5101) as its words in upper case, when a word of
-    it, or two words run together, name a lateral, decubitus, oblique, cross-table or lordotic view (NOT_FRONTAL_VIEWS:
-    'DICOM View Position AP LLD', 'DICOM View Position X TABLE'); a decubitus, lordotic or cross-table modifier or an
+    it, or two words that run together into XTABLE or CROSSTABLE, name a lateral, decubitus, oblique, cross-table or
+    lordotic view (NOT_FRONTAL_VIEWS: 'DICOM View Position AP LLD', 'DICOM View Position X TABLE'); a decubitus, lordotic or cross-table modifier or an
     eponymous projection (`_view_modifier`), whatever the View Position; else, when no View Position word is AP or PA
     either (empty, absent, 'CHEST'), a lateral, oblique or axial code of any View Code Sequence item
     (NOT_FRONTAL_VIEW_CODES: 'DICOM View Code Sequence left lateral (SCT 399173006)'). Memory running short is a
@@ -325,7 +329,7 @@ def not_frontal_view(data: bytes | bytearray) -> str | None:
                                             "PatientOrientationModifierCodeSequence",
                                             "ProjectionEponymousNameCodeSequence"])
         words = _view_words(ds.get("ViewPosition"))
-        if NOT_FRONTAL_VIEWS.intersection(words + [a + b for a, b in zip(words, words[1:])]):  # X-TABLE: X, TABLE
+        if NOT_FRONTAL_VIEWS.intersection(words + [a + b for a, b in zip(words, words[1:]) if a + b in _JOINED]):
             return f"DICOM View Position {' '.join(words)}"
         modifier = _view_modifier(ds)
         if modifier is not None or _FRONTAL_VIEWS.intersection(words):
