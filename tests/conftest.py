@@ -721,8 +721,8 @@ def site_with_dicoms(data: Path) -> Path:
 
 
 # why a guarded model refuses the lateral film of `site_with_dicoms` (`view_reason`)
-LATERAL = ("DICOM View Position LL: not a frontal (AP or PA) film; the model reads frontal chest X-rays only, send the "
-           "frontal film of the study")
+LATERAL = ("DICOM View Position LL: not a plain frontal (AP or PA) film; the model reads plain frontal chest X-rays "
+           "only, send the frontal film of the study")
 
 
 def make_colour_dicom(rgb: np.ndarray, photometric: str = "RGB"):

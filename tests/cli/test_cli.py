@@ -320,7 +320,8 @@ def test_audit_strict_exits_3_on_any_problem_and_0_on_a_clean_dataset(tiny_data:
     assert EXIT_AUDIT_PROBLEMS not in (0, 1, 2, 130)  # success, inputs without a prediction, a user mistake, Ctrl+C
     help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["audit"].format_help().split())
     assert f"exit with code {EXIT_AUDIT_PROBLEMS}" in help_text and f"under {MIN_SIDE} px" in help_text
-    assert "view (by View Position or view codes)" in help_text  # what not_frontal_view reads, both of them
+    assert "DICOM films of a view other than plain frontal (AP or PA) (by their header)" in help_text  # not only
+    # lateral, decubitus or oblique: cross-table, lordotic, axial and eponymous views too
     clean = tmp_path / "clean"
     for split, first in (("train", 0), ("test", 50)):
         for i in range(first, first + 3):

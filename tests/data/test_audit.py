@@ -304,15 +304,15 @@ def test_a_lateral_dicom_film_is_listed_by_its_view_position_and_fails_strict(tm
         (tmp_path / "NORMAL" / name).write_bytes(dicom_to_bytes(ds))
     report = audit(tmp_path, progress=False)
     assert report["not_frontal"] == [
-        "NORMAL/1.2.3.4: DICOM View Position RLO, not a frontal (AP or PA) film; the model reads "
-        "frontal chest X-rays only, remove it",
-        "NORMAL/IM00004: DICOM View Position LL, not a frontal (AP or PA) film; the model reads "
-        "frontal chest X-rays only, remove it",
-        "NORMAL/IM00005: DICOM View Code Sequence right lateral (SRT R-10232), not a frontal (AP or PA) film; the "
-        "model reads frontal chest X-rays only, remove it"]
-    assert audit_problems(report) == ["3 DICOM films of a lateral, decubitus or oblique view"]
-    assert ("DICOM films of a lateral, decubitus or oblique view (by View Position or view codes; the model "
-            "reads frontal films): 3" in format_audit(report))
+        "NORMAL/1.2.3.4: DICOM View Position RLO, not a plain frontal (AP or PA) film; the model reads "
+        "plain frontal chest X-rays only, remove it",
+        "NORMAL/IM00004: DICOM View Position LL, not a plain frontal (AP or PA) film; the model reads "
+        "plain frontal chest X-rays only, remove it",
+        "NORMAL/IM00005: DICOM View Code Sequence right lateral (SRT R-10232), not a plain frontal (AP or PA) film; "
+        "the model reads plain frontal chest X-rays only, remove it"]
+    assert audit_problems(report) == ["3 DICOM films of a view other than plain frontal (AP or PA)"]
+    assert ("DICOM films of a view other than plain frontal (AP or PA) (by their header; the model reads plain "
+            "frontal films): 3" in format_audit(report))
 
 
 def test_images_with_no_patient_folder_are_listed_not_the_end_of_the_audit(tmp_path: Path, capsys) -> None:

@@ -53,8 +53,8 @@ def test_a_dicom_without_a_view_position_is_read_by_its_view_code_sequence(
     said = None if view is None else f"DICOM View Code Sequence {view}"
     assert not_frontal_view(dicom_bytes(ds)) == said
     if said is not None:
-        assert view_reason(said) == (f"DICOM View Code Sequence {view}: not a frontal (AP or PA) film; the model reads "
-                                     "frontal chest X-rays only, send the frontal film of the study")
+        assert view_reason(said) == (f"DICOM View Code Sequence {view}: not a plain frontal (AP or PA) film; the model "
+                                     "reads plain frontal chest X-rays only, send the frontal film of the study")
     for known, said in (("PA", None), ("AP", None), ("RL", "DICOM View Position RL")):  # the film's view
         ds.ViewPosition = known
         assert not_frontal_view(dicom_bytes(ds)) == said
@@ -110,8 +110,8 @@ def test_a_view_position_with_a_lateral_decubitus_or_oblique_word_is_refused_by_
     assert not_frontal_view(dicom_bytes(ds)) == f"DICOM View Position {view}"
     assert not_frontal_view(dicom_bytes(with_view_code(ds, "SCT", "399348003"))) == f"DICOM View Position {view}"
     assert view_reason(f"DICOM View Position {view}") == (
-        f"DICOM View Position {view}: not a frontal (AP or PA) film; the model reads frontal chest X-rays only, send "
-        "the frontal film of the study")
+        f"DICOM View Position {view}: not a plain frontal (AP or PA) film; the model reads plain frontal chest X-rays "
+        "only, send the frontal film of the study")  # 'AP LORDOTIC: not a frontal (AP or PA) film' contradicted itself
 
 
 def test_the_view_code_table_is_cid_4010s_lateral_oblique_sagittal_and_axial_views() -> None:
@@ -178,7 +178,7 @@ def test_a_decubitus_patient_orientation_modifier_refuses_the_film_whatever_its_
     said = None if view is None else f"DICOM Patient Orientation Modifier {view}"
     assert not_frontal_view(dicom_bytes(ds)) == said
     if said is not None:
-        assert view_reason(said).startswith(f"{said}: not a frontal (AP or PA) film")
+        assert view_reason(said).startswith(f"{said}: not a plain frontal (AP or PA) film")
 
 
 @pytest.mark.parametrize("scheme, code, view", [("DCM", "111069", "cross-table (DCM 111069)"),

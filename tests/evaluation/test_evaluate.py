@@ -95,8 +95,8 @@ def test_a_lateral_dicom_is_named_as_refused_by_its_view_from_the_cache(
     from tests.conftest import LATERAL, site_with_dicoms
 
     data = site_with_dicoms(tmp_path / "site")
-    with pytest.warns(GuardWarning, match="1 is a DICOM film of a lateral, decubitus or oblique view by its View "
-                                          "Position"):
+    with pytest.warns(GuardWarning, match=r"1 is a DICOM film of a view other than plain frontal \(AP "
+                                          r"or PA\) by the header"):
         cold = evaluate(Predictor(fitted, backend="torch"), data, n_boot=10).summary
 
     def read_again(data: object) -> None:

@@ -375,8 +375,8 @@ def test_a_dicom_whose_view_position_is_lateral_is_refused_by_view(shipped: Pred
                                                                      tmp_path: Path) -> None:
     """A PACS chest study exports its lateral film beside the frontal one, and says so in its header: it was scored
     as a frontal film (the image statistics passed it). With a guard it is refused, by every path to a result."""
-    reason = ("DICOM View Position LL: not a frontal (AP or PA) film; the model reads frontal chest X-rays only, "
-              "send the frontal film of the study")
+    reason = ("DICOM View Position LL: not a plain frontal (AP or PA) film; the model reads plain frontal chest "
+              "X-rays only, send the frontal film of the study")
     for view in ("AP", "PA", None):
         assert shipped.predict_bytes(film_as_dicom(view)).in_distribution is True
     lateral = tmp_path / "1.2.840.113619.2.55.3.7"
@@ -399,8 +399,9 @@ def test_a_dicom_whose_view_code_sequence_says_lateral_is_refused_by_view(shippe
     lateral.write_bytes(film_as_dicom("", code=("SCT", "399173006")))
     for result in (shipped.predict_bytes(lateral.read_bytes()), shipped.predict_files([lateral])[0]):
         assert (result.in_distribution, result.probability, result.refused_by) == (False, None, "view")
-        assert result.ood_reason == ("DICOM View Code Sequence left lateral (SCT 399173006): not a frontal (AP or PA) "
-                                     "film; the model reads frontal chest X-rays only, send the frontal film of the study")
+        assert result.ood_reason == ("DICOM View Code Sequence left lateral (SCT 399173006): not a plain frontal (AP "
+                                     "or PA) film; the model reads plain frontal chest X-rays only, send the frontal "
+                                     "film of the study")
 
 
 # The shipped guard's verdicts, recorded when ood.py became a package: (input, refused_by, score, components).

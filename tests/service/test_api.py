@@ -324,7 +324,7 @@ def test_a_lateral_dicom_is_refused_by_view_with_a_guard(guarded_client: TestCli
     body = guarded_client.post("/predict", files={"file": ("IM00002", data, "application/dicom")}).json()
     assert (body["refused_by"], body["in_distribution"], body["probability"]) == ("view", False, None)
     assert body["refusal_kind"] == "as_sent"  # the page's box: send the frontal film, not "read it without the model"
-    assert body["ood_reason"].startswith("DICOM View Position LL: not a frontal (AP or PA) film")
+    assert body["ood_reason"].startswith("DICOM View Position LL: not a plain frontal (AP or PA) film")
     item = guarded_client.post("/predict/batch", files=[("files", ("IM00002", data, "application/dicom"))]).json()
     assert item["results"][0]["refused_by"] == "view" and item["n_out_of_distribution"] == 1
     assert client.post("/predict", files={"file": ("IM00002", data, "application/dicom")}).json()["probability"] is not None

@@ -1888,8 +1888,8 @@ def test_each_film_refused_as_sent_is_told_what_to_upload_by_its_own_cause(serve
     with chromium_page(server + "/", viewport={"width": 1200, "height": 900}) as (page, errors):
         refuse_a_lateral_dicom_film(page)
         expect(page.locator("#ood-text")).to_have_text(
-            "No prediction made: DICOM View Position LL: not a frontal (AP or PA) film; the model reads frontal chest "
-            "X-rays only, send the frontal film of the study")
+            "No prediction made: DICOM View Position LL: not a plain frontal (AP or PA) film; the model reads plain "
+            "frontal chest X-rays only, send the frontal film of the study")
         box = page.locator("#ood-as-sent")
         expect(box).to_be_visible()
         expect(box).to_have_text(re.compile(r"^The model cannot read this film as it was sent, so it gave no "

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan import CLASS_NAMES
-from pneumoscan.data.decode import MIN_SIDE, not_frontal_view, read_file, read_grayscale_and_rgb, reading_film
+from pneumoscan.data.decode import MIN_SIDE, NOT_PLAIN_FRONTAL, OTHER_VIEW, not_frontal_view, read_file, \
+    read_grayscale_and_rgb, reading_film
 from pneumoscan.data.file_cues import COLOUR_REFERENCE, colourfulness
 from pneumoscan.data.formats import is_image_head
 from pneumoscan.data.labels import Sample
@@ -23,7 +24,7 @@ from pneumoscan.progress import progress_bar
 def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None, float, str | None]:
     """SHA-256 of the file ('' when its bytes are no film's to compare, `_film_bytes`, or it cannot be read), its size
     in pixels, why it is unreadable, its colourfulness (the guard's cue; 0 for an unreadable file), and a readable
-    DICOM's view when its header says lateral, decubitus or oblique (`not_frontal_view`; else None)."""
+    DICOM's view when its header says it is no plain frontal film (`not_frontal_view`; else None)."""
     try:
         data = read_file(path, str(path))
     except InputError as err:
@@ -124,8 +125,7 @@ def audit(root: str | os.PathLike, progress: bool = True, patient_key: str = "au
                               for (split, s), (_, _, _, colour, _) in zip(everything, inspected)
                               if colour > COLOUR_REFERENCE)
     # a lateral film of a chest series exported with the frontal one: trained on and scored as if it were frontal
-    report["not_frontal"] = sorted(f"{shown_as(split, s)}: {view}, not a frontal (AP or PA) "
-                                   f"film; the model reads frontal chest X-rays only, remove it"
+    report["not_frontal"] = sorted(f"{shown_as(split, s)}: {view}, {NOT_PLAIN_FRONTAL}, remove it"
                                    for (split, s), (_, _, _, _, view) in zip(everything, inspected) if view)
     # `pt7/1.jpeg` and `pt8/1.jpeg` keyed by file name are one patient: in one split (names restart in each); with
     # --patient-key folder those keyed by name are the loose files no_patient_folder lists, which train refuses
@@ -182,7 +182,7 @@ def _named_keys(report: dict[str, Any]) -> str:
 def audit_problems(report: dict[str, Any]) -> list[str]:
     """What `audit --strict` fails on, one '<count> <what>' item per kind found: unreadable files, byte-identical
     files across splits (leaks), with both labels or across patient IDs, images under MIN_SIDE px, colour
-    images, DICOM films of a lateral, decubitus or oblique view (`not_frontal_view`), with --patient-key folder
+    images, DICOM films of a view other than plain frontal (`not_frontal_view`), with --patient-key folder
     images with no patient folder, and patients in two splits by a DICOM
     PatientID, a manifest's patient column or a folder; [] for a clean dataset. Patient IDs read from file names
     in two splits are not counted: Kermany's restart in each split."""
@@ -196,8 +196,7 @@ def audit_problems(report: dict[str, Any]) -> list[str]:
          "groups of byte-identical files under two patient IDs"),
         (len(report["too_small"]), f"image under {MIN_SIDE} px on a side", f"images under {MIN_SIDE} px on a side"),
         (len(report.get("colour", [])), "colour image", "colour images"),
-        (len(report.get("not_frontal", [])), "DICOM film of a lateral, decubitus or oblique view",
-         "DICOM films of a lateral, decubitus or oblique view"),
+        (len(report.get("not_frontal", [])), f"DICOM film {OTHER_VIEW}", f"DICOM films {OTHER_VIEW}"),
         (len(report.get("no_patient_folder", [])), "image with no patient folder (--patient-key folder)",
          "images with no patient folder (--patient-key folder)"),
         (len(report.get("same_patient_in_two_splits", [])), f"patient in two splits (by {_named_keys(report)})",
@@ -239,8 +238,8 @@ def format_audit(report: dict[str, Any]) -> str:
     lines += _listed([f"  {one_name(msg)}" for msg in report["too_small"]])
     lines.append(f"colour images (not chest X-rays as taken; the guard refuses such files): {len(report['colour'])}")
     lines += _listed([f"  {one_name(msg)}" for msg in report["colour"]])
-    lines.append(f"DICOM films of a lateral, decubitus or oblique view (by View Position or view codes; the "
-                 f"model reads frontal films): {len(report['not_frontal'])}")
+    lines.append(f"DICOM films {OTHER_VIEW} (by their header; the model reads plain frontal films): "
+                 f"{len(report['not_frontal'])}")
     lines += _listed([f"  {one_name(msg)}" for msg in report["not_frontal"]])
     if report.get("no_patient_folder"):
         lines.append(f"images right in their class folder, with no patient folder for --patient-key folder to read "

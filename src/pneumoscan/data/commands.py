@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from pneumoscan.command_outputs import check_outputs, report_stream, write_json
+from pneumoscan.data.view_wording import OTHER_VIEW
 
 EXIT_AUDIT_PROBLEMS = 3  # `audit --strict` found a problem; 1 and 2 are taken (some inputs failed; a user mistake)
 
@@ -36,8 +37,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true",
                    help=f"exit with code {EXIT_AUDIT_PROBLEMS} (after the report) when the audit finds a problem: "
                         "unreadable files, byte-identical files in two splits, with both labels or under two patient "
-                        "IDs, images under 32 px, colour images, DICOM films of a lateral, decubitus or oblique view "
-                        "(by View Position or view codes), (with --patient-key folder) images with no patient "
+                        "IDs, images under 32 px, colour images, DICOM films "
+                        f"{OTHER_VIEW} (by their header), (with --patient-key folder) images with no patient "
                         "folder, or a patient in two splits by DICOM PatientID, manifest patient column or folder (IDs "
                         "from file names in two splits are only reported: Kermany's restart in each split); for a CI "
                         "gate (default: exit 0)")

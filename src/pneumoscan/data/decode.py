@@ -43,12 +43,14 @@ from PIL import Image, UnidentifiedImageError
 from pneumoscan.data.deep_png import OldPillow, colour_of, deep_colour_png, deep_png_grey, deep_png_samples, upright
 from pneumoscan.data.dicom import dicom_colour, read_dicom
 from pneumoscan.data.pixels import DEFAULT_MAX_PIXELS, eight_bit_as_sixteen, out_of_memory, to_uint8, too_large
+from pneumoscan.data.view_wording import NOT_PLAIN_FRONTAL, OTHER_VIEW
 from pneumoscan.errors import MAX_REASON, InputError, one_line, one_name
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-__all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "NOT_FRONTAL_VIEW_CODES", "NOT_FRONTAL_VIEWS", "SHOWN_APART", "Film",
+__all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "NOT_FRONTAL_VIEW_CODES", "NOT_FRONTAL_VIEWS", "NOT_PLAIN_FRONTAL",
+           "OTHER_VIEW", "SHOWN_APART", "Film",
            "dicom_colour", "is_dicom", "not_frontal_view", "quiet_decoder_warnings", "read_film", "read_grayscale",
            "read_grayscale_and_rgb", "size_warning", "stored_size", "thumbnail_warning", "unsupported_format",
            "view_reason"]
@@ -408,8 +410,7 @@ def _eponyms() -> dict[tuple[str, str], str]:
 
 def view_reason(view: str) -> str:
     """Why a film whose header says `view` (a `not_frontal_view`) gets no prediction, and what to send."""
-    return (f"{view}: not a frontal (AP or PA) film; the model reads frontal chest X-rays only, send the "
-            f"frontal film of the study")
+    return f"{view}: {NOT_PLAIN_FRONTAL}, send the frontal film of the study"
 
 
 def size_warning(data: bytes | bytearray) -> str | None:

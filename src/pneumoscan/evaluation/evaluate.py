@@ -12,7 +12,7 @@ import numpy as np
 
 from pneumoscan import CLASS_NAMES
 from pneumoscan.data.cache import ImageSet, load_image_set
-from pneumoscan.data.decode import view_reason
+from pneumoscan.data.decode import OTHER_VIEW, view_reason
 from pneumoscan.data.fingerprint import duplicate_warnings, seen_in_training, training_film_fingerprints
 from pneumoscan.data.labels import Sample, cause_name
 from pneumoscan.data.layout import ScoredSplit, evaluation_samples
@@ -320,7 +320,7 @@ def _same_films(keyed: dict[Sample, str], dataset: dict[str, list[Sample]]) -> b
 
 def refused_films(images: ImageSet, verdicts: Sequence[Any], guarded: bool) -> tuple[list[str], int]:
     """The films `predict` would refuse, as 'path: why' (`refused_by_guard`), and how many of them for their
-    DICOM view: with a guard, a DICOM of a lateral, decubitus or oblique view (`not_frontal_view`, as the image cache
+    DICOM view: with a guard, a DICOM of a view other than plain frontal (`not_frontal_view`, as the image cache
     kept it) is refused for it whatever the guard's `verdicts` say (`Predictor.results`' rule), else a film its
     verdict refuses."""
     views = images.views if guarded and images.views is not None else [None] * len(images.samples)
@@ -338,8 +338,8 @@ def _refused_message(n_refused: int, lateral: int, n: int, refused: list[str]) -
     the same, where they are all listed and the first few."""
     why = [f"{n_refused - lateral} look unlike chest X-rays to its guard"] if n_refused > lateral else []
     if lateral:
-        why.append(f"{lateral} {'is a DICOM film' if lateral == 1 else 'are DICOM films'} of a lateral, decubitus or "
-                   f"oblique view by its View Position or view codes")
+        why.append(f"{lateral} {'is a DICOM film' if lateral == 1 else 'are DICOM films'} {OTHER_VIEW} by the "
+                   f"header")
     return (f"{n_refused} of {n} images are ones the model refuses at predict time ({'; '.join(why)}); they are "
             f"scored here anyway ({listed_under()} refused_by_guard): {first_few(refused)}")
 

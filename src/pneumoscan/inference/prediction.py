@@ -33,7 +33,7 @@ class Prediction:
     size_warning: str | None = None
     # what refused the film, set with ood_reason: "blank" or "colour" (not a chest X-ray), "grey_levels", "two_tone",
     # "dithered", "posterised" or "upside_down" (a chest X-ray the model cannot read as sent), "image" or "features" (unlike the training films),
-    # "view" (a DICOM whose View Position or view codes are lateral, decubitus or oblique)
+    # "view" (a DICOM film of a view other than plain frontal (AP or PA) by its header: `not_frontal_view`)
     refused_by: str | None = None
     # the pneumonia prevalence `probability` (and `threshold`) assume: `--prevalence`, else the model's prior (as the
     # service's `prevalence`); None only in a Prediction made by hand

@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from pneumoscan.data.decode import MIN_SIDE
+from pneumoscan.data.decode import MIN_SIDE, OTHER_VIEW
 
 
 class ErrorResponse(BaseModel):
@@ -153,8 +153,8 @@ _OOD_REASON = ("why no prediction was made, in words for the reader (only when i
                "statistics: ...); if it is a frontal chest X-ray, read it without the model\" (\"frontal pediatric chest "
                "X-ray\" for the shipped model) or \"the image looks upside down; rotate it and send it again\"")
 _REFUSED_BY = ("what refused the film, set with ood_reason: blank or colour (not a chest X-ray); grey_levels, two_tone, "
-               "dithered, posterised or upside_down (a chest X-ray the model cannot read as sent); view (a DICOM whose View Position "
-               "or view codes are lateral, decubitus or oblique: send the frontal film); image or features (unlike the chest "
+               "dithered, posterised or upside_down (a chest X-ray the model cannot read as sent); view (a DICOM film "
+               f"{OTHER_VIEW} by its header: send the frontal film); image or features (unlike the chest "
                "X-rays the model was trained on, as 17 of the shipped model's 5,216 real train films are: a chest film "
                "so refused is read without the model)")
 

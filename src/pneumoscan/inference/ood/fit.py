@@ -58,7 +58,7 @@ def _fit_samples(data: str | os.PathLike | Sequence[Any]) -> tuple[list[Any], li
 def _unfit_reason(colour: float, spread: float, levels: int, tone: float, dither: float, dither_cut: float,
                   view: str | None, peaks: float = 0.0) -> str | None:
     """Why a training file is left out of the fit (the guard or its view rule refuses its like: blank, colour, black
-    and white, dithered above `dither_cut`, posterised (`peaks`: its peak excess), or a DICOM of a lateral, decubitus or oblique view; the guard's order),
+    and white, dithered above `dither_cut`, posterised (`peaks`: its peak excess), or a DICOM of a view other than plain frontal; the guard's order),
     or None for a film to fit on."""
     if spread < BLANK_SPREAD:
         return BLANK_REASON
