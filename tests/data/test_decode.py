@@ -34,6 +34,7 @@ def stretched(data: bytes) -> bool:
     ("SCT", "399260004", "medial-lateral (SCT 399260004)"), ("SRT", "R-10230", "latero-medial oblique (SRT R-10230)"),
     ("SCT", "399160007", "frontal oblique (SCT 399160007)"), ("SCT", "30730003", "sagittal (SCT 30730003)"),
     ("SRT", "G-A145", "sagittal (SRT G-A145)"), ("SCT", "399061009", "axial (SCT 399061009)"),
+    ("SCT", "399196006", "caudo-cranial (SCT 399196006)"), ("SRT", "R-10242", "cranio-caudal (SRT R-10242)"),
     ("SRT", "R-10218", "right anterior oblique (SRT R-10218)"), ("SNM3", "R-10222", "sagittal (SNM3 R-10222)"),
     ("SCT", "399348003", None), ("SCT", "272479007", None), ("SRT", "R-10206", None),  # antero/postero-anterior
     ("99LOCAL", "399173006", None),  # a local scheme's code means what that scheme says
@@ -121,14 +122,15 @@ def test_the_view_code_table_is_cid_4010s_lateral_oblique_sagittal_and_axial_vie
     sagittal R-10222: such films were read as frontal):
     six such views (medial-lateral, lateral-medial, medial, medio-lateral and latero-medial oblique, frontal oblique)
     were missing, and their films were scored as frontal ones; so was a film coded Sagittal (SCT 30730003, SRT
-    G-A145), and one coded axial (a chest's apical lordotic film, as View Position 'AP AXIAL' says it)."""
+    G-A145), and one coded axial (a chest's apical lordotic film, as View Position 'AP AXIAL' says it), or by its
+    direction, cranio-caudal or caudo-cranial (passed while 'AP AXIAL' was refused)."""
     from pydicom.sr.codedict import codes
     from pydicom.sr.coding import Code
 
     from pneumoscan.data.decode import NOT_FRONTAL_VIEW_CODES
 
     cid = {code.value: code.meaning for code in codes.CID4010.concepts.values()
-           if re.search("lateral|oblique|sagittal|^axial$", code.meaning, re.IGNORECASE)}
+           if re.search("lateral|oblique|sagittal|^axial$|^cranio-caudal$|^caudo-cranial$", code.meaning, re.IGNORECASE)}
     assert cid["30730003"] == "Sagittal"
     sct = {code: meaning for code, meaning in NOT_FRONTAL_VIEW_CODES.items() if code.isdigit()}
     assert sct == {code: meaning.lower() for code, meaning in cid.items()}
@@ -197,6 +199,23 @@ def test_a_cross_table_view_modifier_refuses_a_frontal_film(scheme: str, code: s
     ds.ViewPosition = "PA"
     ds.ViewCodeSequence[0].ViewModifierCodeSequence = with_code("ViewModifierCodeSequence", scheme, code)
     assert not_frontal_view(dicom_bytes(ds)) == (None if view is None else f"DICOM View Modifier {view}")
+
+
+@pytest.mark.parametrize("code", ["399196006", "399162004"])  # cephalad, caudad
+def test_a_tilted_beam_view_modifier_passes_an_ap_or_pa_film(code: str) -> None:
+    """CID 4011's cephalad and caudad say which way the beam was tilted, not by how much, and a small cephalad tilt
+    is common on a portable AP film: an AP or PA film so modified passes (an AP axial film is refused by its words,
+    its axial view code or its lordotic modifier)."""
+    from pneumoscan.data.decode import not_frontal_view
+    from tests.conftest import with_view_code
+
+    for position, view in (("AP", "399348003"), ("PA", "272479007")):
+        ds = with_view_code(make_dicom(ramp()), "SCT", view)
+        ds.ViewPosition = position
+        ds.ViewCodeSequence[0].ViewModifierCodeSequence = with_code("ViewModifierCodeSequence", "SCT", code)
+        assert not_frontal_view(dicom_bytes(ds)) is None
+        ds.ViewPosition = "AP AXIAL"
+        assert not_frontal_view(dicom_bytes(ds)) == "DICOM View Position AP AXIAL"
 
 
 def test_the_modifier_table_is_cid_20s_and_cid_4011s_non_frontal_codes() -> None:

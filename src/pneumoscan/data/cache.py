@@ -52,7 +52,8 @@ from pneumoscan.progress import progress_bar
 # 15: each view as where the header says it and what ('DICOM View Position LL'); 'X-TABLE', lordotic, apical and
 # axial views, SNOMED RT and SNOMED 3 modifier codes; a Projection Eponymous Name only by a CID 4012 code (a local code
 # passes). 16: CID 4010's prior codes (SRT R-10218, right anterior oblique; R-10222, sagittal) refuse a film, and two
-# View Position words are read as one only as XTABLE or CROSSTABLE (format 15 refused 'AP R L' and 'AP L AT').
+# View Position words are read as one only as XTABLE or CROSSTABLE (format 15 refused 'AP R L' and 'AP L AT'), and
+# CID 4010's cranio-caudal and caudo-cranial (axial) view codes refuse a film (format 15 holds None there).
 CACHE_FORMAT = 16
 
 

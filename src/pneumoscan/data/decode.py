@@ -259,6 +259,7 @@ _JOINED = frozenset({"XTABLE", "CROSSTABLE"})  # the words above written as two 
 _FRONTAL_VIEWS = frozenset({"AP", "PA"})  # a View Position word of a frontal film, when no word above is there
 
 _NOT_FRONTAL_VIEW_CODES = (  # CID 4010 (DX View): each lateral, oblique, sagittal or axial view, SNOMED CT and RT codes
+    # (a View Modifier (CID 4011) cephalad or caudad only tilts the stated AP or PA view: it passes, as below)
     ("lateral", "399067008", "R-102CD"), ("left lateral", "399173006", "R-10236"),
     ("right lateral", "399198007", "R-10232"), ("medial-lateral", "399260004", "R-10224"),
     ("lateral-medial", "399352003", "R-10228"), ("oblique", "399182000", "R-102C1"),
@@ -273,15 +274,16 @@ _NOT_FRONTAL_VIEW_CODES = (  # CID 4010 (DX View): each lateral, oblique, sagitt
     ("oblique cranio-caudal", "399288005", "R-10248"), ("oblique caudo-cranial", "399225005", "R-10250"),
     ("sagittal", "30730003", "G-A145"),  # CID 4010's one other view across the body: a film from side to side
     ("axial", "399061009", "R-10241"),  # the beam angled along the body: a chest's is the apical lordotic film
+    ("cranio-caudal", "399162004", "R-10242"), ("caudo-cranial", "399196006", "R-10244"),  # axial, by direction
 )
 _PRIOR_VIEW_CODES = (  # CID 4010's notes 2 and 3: SNOMED RT codes an earlier CID 4010 gave (each another concept in
     ("right anterior oblique", "R-10218"), ("sagittal", "R-10222"),  # SNOMED), which devices may still write
 )
 NOT_FRONTAL_VIEW_CODES: dict[str, str] = {code: meaning for meaning, *codes in _NOT_FRONTAL_VIEW_CODES
                                           + _PRIOR_VIEW_CODES for code in codes}
-"""View Code Sequence (0054,0220) code values of a lateral, oblique or axial film, with their meaning: read when the
-View Position has no AP or PA word (empty, absent, a term of a device's own), as some devices state the view only
-there. Every item of the sequence is read, and one such code refuses the film whatever the others say (a film of two
+"""View Code Sequence (0054,0220) code values of a lateral, oblique or axial (cranio-caudal, caudo-cranial) film, with
+their meaning: read when the View Position has no AP or PA word (empty, absent, a term of a device's own), as some
+devices state the view only there. Every item of the sequence is read, and one such code refuses the film whatever the others say (a film of two
 stated views is no sure frontal one)."""
 
 _SNOMED = ("SCT", "SRT", "SNM3")  # coding scheme designators of SNOMED CT, SNOMED RT and its SNOMED 3 form
@@ -306,7 +308,10 @@ NOT_FRONTAL_MODIFIERS: dict[tuple[str, str], tuple[str, str]] = {
     ("DCM", "111069"): ("cross-table", "View Modifier")}
 """(scheme, code value) -> (meaning, element) of a Patient Orientation Modifier (CID 20: the lateral decubitus and
 lordotic positions) or a View Modifier (CID 4011: cross-table, transthoracic) that makes a film non-frontal whatever
-its view says ('AP' with left lateral decubitus is an 'AP LLD' film). A Projection Eponymous Name of CID 4012
+its view says ('AP' with left lateral decubitus is an 'AP LLD' film). CID 4011's cephalad and caudad are not here: they
+say which way the beam is tilted, not by how much, and a small cephalad tilt is common on a portable AP film; an AP
+axial film is refused by its View Position words ('AP AXIAL', 'AP LORDOTIC'), its axial view code or its lordotic
+modifier. A Projection Eponymous Name of CID 4012
 (`_eponyms`: Twining, the swimmer's lateral; Fleischner, the apical lordotic film...) names a special projection,
 none a plain frontal chest film, and refuses the film too; a site's local code there is not read (its meaning may be a
 frontal film's)."""
