@@ -332,6 +332,31 @@ def test_a_stop_signal_before_uvicorn_serves_stops_at_once_and_one_it_hands_back
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_a_stop_signal_while_uvicorn_starts_is_not_followed_by_serving_on() -> None:
+    """A signal during uvicorn's start-up (the app's lifespan starting) stopped the server, but `serving on URL` was
+    still printed first, as if it served: a supervisor waiting for that line took a stopping service for a running
+    one."""
+    import os
+    import signal
+
+    from pneumoscan.service import serving
+
+    async def app(scope: dict, receive, send) -> None:  # noqa: ANN001
+        assert scope["type"] == "lifespan"
+        while (message := await receive())["type"] != "lifespan.shutdown":
+            os.kill(os.getpid(), signal.SIGINT)  # a Ctrl+C as the app starts
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+
+    announced: list[bool] = []
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        before_forced = serving.run(app, sockets=[sock], announce=lambda: announced.append(True), log_level="critical",
+                                    lifespan="on")
+    assert announced == [] and before_forced is None
+
+
 def test_an_uncompressed_dicom_film_fits_the_default_upload_limit(tiny_run: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A hospital's DX film of 3,480 x 4,240 px, 16 bits, uncompressed (29.5 MB) got 413 from the default 20 MB limit,

@@ -13,7 +13,8 @@ from uvicorn.main import STARTUP_FAILURE  # uvicorn.run's exit code when its ser
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, calling `announce` once it serves on the sockets it was handed; when `announce` fails
+    """uvicorn's server, calling `announce` once it serves on the sockets it was handed, unless a stop signal came
+    while it started; when `announce` fails
     (stdout full or closed), it stops as on a stop signal, and `failed` holds the error to raise once it has. A second
     Ctrl+C while it drains (uvicorn's force exit) cuts off the requests under way at once, and the app still shuts
     down: uvicorn skipped that, and asyncio, cancelling its task at exit, logged a CancelledError traceback."""
@@ -27,7 +28,7 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         await super().startup(sockets=sockets)
-        if self.started:
+        if self.started and not self.should_exit:  # a stop signal during start-up: it stops, not serves
             try:
                 self.announce()
             except Exception as err:  # raised here, it cut uvicorn's start-up short: tracebacks, the app not shut down
