@@ -185,14 +185,18 @@ def test_a_request_still_under_way_at_the_shutdown_timeout_gets_503_and_the_proc
     assert stopped_in < 10  # 0.5 s, then Python's own exit
 
 
-def test_a_second_ctrl_c_cuts_the_drain_short_at_once_without_a_traceback(tiny_run: Path, film: bytes) -> None:
-    """A second Ctrl+C while the first one's drain waited for an upload (an impatient person at the terminal): uvicorn
+@pytest.mark.parametrize(("first", "said"), [(signal.SIGINT, "SIGINT, then at once on a second SIGINT"),
+                                            (signal.SIGTERM, "SIGTERM, then at once on SIGINT")])
+def test_a_ctrl_c_during_the_drain_cuts_it_short_at_once_without_a_traceback(first: signal.Signals, said: str,
+                                                                             tiny_run: Path, film: bytes) -> None:
+    """A Ctrl+C while a first stop signal's drain waited for an upload (an impatient person at the terminal): uvicorn
     forced its exit, skipped the app's shutdown and left the upload to asyncio's exit, which printed a CancelledError
     traceback of the app's lifespan task and a stop line blaming a --shutdown-timeout-s that had not passed. It now
-    stops at once: the upload answered 503, the app shut down, one line saying so."""
+    stops at once: the upload answered 503, the app shut down, one line saying so, naming the signals as they came
+    (after a SIGTERM it said "a second SIGINT" of the first one)."""
 
     def twice(served: Served) -> None:
-        served.proc.send_signal(signal.SIGINT)
+        served.proc.send_signal(first)
         served.wait_for("Waiting for connections to close")
         served.proc.send_signal(signal.SIGINT)
 
@@ -200,8 +204,7 @@ def test_a_second_ctrl_c_cuts_the_drain_short_at_once_without_a_traceback(tiny_r
     assert reply.startswith(b"HTTP/1.1 503 ") and b"the service is stopping" in reply, reply
     assert "Traceback" not in output and "CancelledError" not in output, output
     assert "Application shutdown complete" in output
-    assert ("stopped on SIGINT, then at once on a second SIGINT: 1 request still under way was cut off (answered 503, "
-            "to be sent again)") in output
+    assert f"stopped on {said}: 1 request still under way was cut off (answered 503, to be sent again)" in output
     assert stopped_in < 10  # not the 60 s the first Ctrl+C gives it
 
 

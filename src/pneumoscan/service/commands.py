@@ -65,15 +65,19 @@ class StopSignals:
             raise StoppedBeforeServing(self.received)
 
 
-def log_stop(stop: StopSignals, timeout_s: float, *, forced: bool = False) -> None:
+def log_stop(stop: StopSignals, timeout_s: float, *, before_forced: list[str] | None = None) -> None:
     """One line on how the service stopped: on which signal, and whether requests under way were cut off, when its
-    drain's time was up or, `forced`, at once by a second Ctrl+C."""
+    drain's time was up or at once by a Ctrl+C that came after `before_forced`, the stop signals before it in order
+    (None: no Ctrl+C forced the stop)."""
     from pneumoscan.errors import counted
 
     if stop.received is None:
         return
     cut_off = stop.app.state.requests.cut_off
-    how = f"{stop.received}, then at once on a second SIGINT" if forced else stop.received
+    forced = before_forced is not None
+    how = stop.received
+    if before_forced:
+        how = f"{before_forced[0]}, then at once on {'a second ' if 'SIGINT' in before_forced else ''}SIGINT"
     if cut_off:
         after = "" if forced else f" after --shutdown-timeout-s {timeout_s:g} s"
         log.warning("stopped on %s: %s still under way%s %s cut off (answered 503, to be sent again)", how,
@@ -133,9 +137,10 @@ def _settings(args: argparse.Namespace) -> Settings:
                     audit_log=args.audit_log)
 
 
-def _load_and_serve(args: argparse.Namespace, listening: Listening, stop: StopSignals) -> bool:
+def _load_and_serve(args: argparse.Namespace, listening: Listening, stop: StopSignals) -> list[str] | None:
     """Import the service (a second or two), load the model, then serve under uvicorn on the sockets `listening`
-    holds until stopped, saying where once it serves; whether a second Ctrl+C cut the drain short."""
+    holds until stopped, saying where once it serves; when a Ctrl+C cut the drain short, the stop signals that came
+    before it (`serving.run`)."""
     from pneumoscan.service import serving
     from pneumoscan.service.app import create_app
     from pneumoscan.service.protocol import http_protocol
@@ -165,11 +170,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     with check_listen(args.host, args.port) as listening, _own_log_level(args.log_level):
         with StopSignals() as stop:
             try:
-                forced = _load_and_serve(args, listening, stop)
+                before_forced = _load_and_serve(args, listening, stop)
             except StoppedBeforeServing as err:
                 log.info("stopped on %s while starting, before serving any request", err.signal_name)
                 return 0  # as after a drained stop: systemd, docker or Kubernetes asked for it
-        log_stop(stop, args.shutdown_timeout_s, forced=bool(forced))
+        log_stop(stop, args.shutdown_timeout_s, before_forced=before_forced)
     return 0
 
 
@@ -240,7 +245,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--shutdown-timeout-s", type=float, default=8.0,
                    help="on SIGTERM (systemctl stop, docker stop, Kubernetes) or Ctrl+C, new connections are refused "
                         "and the requests under way get this many seconds to finish; those still running then get "
-                        "503, as they do at once on a second Ctrl+C; it then exits 0 (default 8, within docker stop's "
+                        "503, as they do at once on a Ctrl+C while they finish; it then exits 0 (default 8, within docker stop's "
                         "10 s; raise the orchestrator's grace period with it)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="level of the log lines, uvicorn's and pneumoscan's own alike (default info: the model "

@@ -3,6 +3,7 @@ takes the port while the model loads, and saying where it serves once it does.""
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import sys
 from types import FrameType
@@ -14,16 +15,19 @@ from uvicorn.main import STARTUP_FAILURE  # uvicorn.run's exit code when its ser
 
 class _Server(uvicorn.Server):
     """uvicorn's server, calling `announce` once it serves on the sockets it was handed, unless a stop signal came
-    while it started; when `announce` fails
-    (stdout full or closed), it stops as on a stop signal, and `failed` holds the error to raise once it has. A second
-    Ctrl+C while it drains (uvicorn's force exit) cuts off the requests under way at once, and the app still shuts
-    down: uvicorn skipped that, and asyncio, cancelling its task at exit, logged a CancelledError traceback."""
+    while it started; when `announce` fails (stdout full, or its reader gone: `serve | true`), it stops as on a stop
+    signal, and `failed` holds the error to raise once it has. A Ctrl+C while it drains (uvicorn's force exit) cuts
+    off the requests under way at once, and the app still shuts down: uvicorn skipped that, and asyncio, cancelling
+    its task at exit, logged a CancelledError traceback. `before_forced` names the stop signals that came before that
+    Ctrl+C, in order (None when none forced the exit)."""
 
     def __init__(self, config: uvicorn.Config, announce: Callable[[], None]) -> None:
         super().__init__(config)
         self.announce = announce
         self.failed: Exception | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.caught: list[str] = []
+        self.before_forced: list[str] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
@@ -37,8 +41,11 @@ class _Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         forced = self.force_exit
         super().handle_exit(sig, frame)
-        if self.force_exit and not forced and self.loop is not None:  # from the signal handler: the loop's next turn
-            self.loop.call_soon_threadsafe(self._cut_off)
+        if self.force_exit and not forced:
+            self.before_forced = list(self.caught)
+            if self.loop is not None:  # from the signal handler: the loop's next turn
+                self.loop.call_soon_threadsafe(self._cut_off)
+        self.caught.append(signal.Signals(sig).name)
 
     def _cut_off(self) -> None:
         """Cancel the requests under way, as uvicorn does when its graceful shutdown time is up: each is answered
@@ -53,10 +60,11 @@ class _Server(uvicorn.Server):
             await self.lifespan.shutdown()
 
 
-def run(app: Any, *, sockets: Sequence[socket.socket], announce: Callable[[], None], **options: Any) -> bool:
+def run(app: Any, *, sockets: Sequence[socket.socket], announce: Callable[[], None],
+        **options: Any) -> list[str] | None:
     """uvicorn.run(app, **options) on SOCKETS, bound and listening, instead of binding HOST:PORT again after the model
-    loaded; `announce` is called once it serves, and what it raises is raised once the server has shut down. Whether
-    a second Ctrl+C cut its drain short. Exits with uvicorn.run's code, STARTUP_FAILURE (3), when the server did not
+    loaded; `announce` is called once it serves, and what it raises is raised once the server has shut down. When a
+    Ctrl+C cut its drain short, the stop signals that came before it, in order; else None. Exits with uvicorn.run's code, STARTUP_FAILURE (3), when the server did not
     start."""
     server = _Server(uvicorn.Config(app, **options), announce)
     try:
@@ -67,4 +75,4 @@ def run(app: Any, *, sockets: Sequence[socket.socket], announce: Callable[[], No
         raise server.failed
     if not server.started:
         sys.exit(STARTUP_FAILURE)
-    return server.force_exit
+    return server.before_forced
