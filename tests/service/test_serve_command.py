@@ -808,6 +808,23 @@ def test_serving_on_is_said_once_the_port_is_served(tiny_run: Path) -> None:
             assert answer.status == 200
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX shell")
+def test_a_closed_stdout_is_one_line_before_serving(tiny_run: Path) -> None:
+    """`serve >&-`: uvicorn's log formatters asked the missing sys.stdout whether it is a terminal, a traceback and
+    exit code 1 after the model had loaded. It is now one line naming the fix, exit code 2, before anything loads."""
+    import os
+
+    import pneumoscan
+
+    src = str(Path(pneumoscan.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["sh", "-c", f'exec "{sys.executable}" -m pneumoscan serve --model "{tiny_run}" --port 0 '
+                           '--backend onnx >&-'], env=env, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == ("pneumoscan: error: stdout is closed (>&-): serve writes where it serves and one access "
+                           "line per request there; give it a file (> serve.log) or >/dev/null\n")
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_a_serving_on_line_that_cannot_be_written_is_one_line_and_frees_the_port(tiny_run: Path) -> None:
     """`serve >/dev/full`: the 'serving on' line, said once uvicorn serves, failed inside uvicorn's start-up, which

@@ -166,6 +166,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         raise_if_interrupted(err)
         raise InputError("serve needs uvicorn and fastapi; pip install uvicorn fastapi python-multipart") from None
+    if sys.stdout is None:  # `>&-`: uvicorn's log formatters call sys.stdout.isatty(), a traceback before serving
+        from pneumoscan.errors import InputError
+
+        raise InputError("stdout is closed (>&-): serve writes where it serves and one access line per request there; "
+                         "give it a file (> serve.log) or >/dev/null")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     with check_listen(args.host, args.port) as listening, _own_log_level(args.log_level):
         with StopSignals() as stop:
