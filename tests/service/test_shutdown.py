@@ -256,3 +256,34 @@ def test_log_level_warning_hides_pneumoscans_own_info_lines_too(tiny_run: Path) 
     assert "serving on" in served.output
     assert "INFO" not in served.output and " ready" not in served.output and "stopped on" not in served.output, \
         served.output
+
+
+def test_stdout_whose_reader_is_gone_is_said_once_and_the_service_serves_on(tiny_run: Path) -> None:
+    """`serve | head -1`: once head had its line and exited, each request's access line hit the broken pipe, and
+    logging printed a 60-line "--- Logging error ---" traceback on stderr for every request. Now one warning line, the
+    requests answered, and the stop as usual (code 0)."""
+    import urllib.request
+
+    src = str(Path(pneumoscan.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pneumoscan", "serve", "--model", str(tiny_run), "--port", "0",
+                             "--backend", "onnx"], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        found = re.search(r"serving on http://127\.0\.0\.1:(\d+)/", proc.stdout.readline())
+        assert found, "no serving-on line"
+        proc.stdout.close()  # as `head -1` exits
+        for _ in range(3):
+            with urllib.request.urlopen(f"http://127.0.0.1:{found.group(1)}/health", timeout=10) as reply:
+                assert reply.status == 200
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "Logging error" not in err, err
+    assert err.count("stdout's reader is gone (broken pipe): access lines are no longer written; the service "
+                     "serves on") == 1, err
+    assert "stopped on SIGINT: every request under way was answered" in err

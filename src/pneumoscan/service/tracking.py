@@ -19,6 +19,7 @@ import copy
 import json
 import logging
 import re
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -127,8 +128,24 @@ def access_formatter(*args: Any, **kwargs: Any) -> logging.Formatter:
     return Formatter(*args, **kwargs)
 
 
+class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """uvicorn's handler of access lines (stdout) which, once stdout's reader is gone (a broken pipe: `serve | head
+    -1`, a log shipper stopped), says so in one line on stderr and points stdout at /dev/null, the service serving
+    on: logging printed a 60-line "--- Logging error ---" traceback on stderr for each request."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not isinstance(sys.exc_info()[1], BrokenPipeError):
+            super().handleError(record)
+            return
+        from pneumoscan.cli import _to_devnull
+
+        _to_devnull(self.stream.fileno())
+        log.warning("stdout's reader is gone (broken pipe): access lines are no longer written; the service serves on")
+
+
 def log_config() -> dict[str, Any]:
-    """uvicorn's logging configuration with `request_id=ID` at the end of each access line; uvicorn's own, with a
+    """uvicorn's logging configuration with `request_id=ID` at the end of each access line, which go nowhere once
+    stdout's reader is gone (`AccessHandler`); uvicorn's own, with a
     one-line warning, when its shape is not the one this relies on."""
     from uvicorn.config import LOGGING_CONFIG
 
@@ -140,6 +157,8 @@ def log_config() -> dict[str, Any]:
                     "lines will not carry the request id")
         return config
     formatter["fmt"] += " request_id=%(request_id)s"
+    if handler.get("class") == "logging.StreamHandler":
+        handler["class"] = f"{__name__}.AccessHandler"
     if formatter.get("()") == "uvicorn.logging.AccessFormatter":
         formatter["()"] = f"{__name__}.access_formatter"
     config.setdefault("filters", {})["request_id"] = {"()": RequestIdFilter}
