@@ -224,6 +224,33 @@ def test_dataset_keys_refuse_an_image_with_no_patient_folder_only_among_the_film
         dataset_keys(splits, "folder", splits["train"] + splits["test"], progress=False)
 
 
+def test_images_with_no_patient_folder_are_decoded_only_until_one_reads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refusal needs one loose film that decodes; the others are counted by their first bytes: decoding each
+    (full-size PNGs) only to count them took minutes before the one-line error. An error page is still no film."""
+    import pneumoscan.data.decode as decode
+
+    write_xray(tmp_path / "NORMAL" / "pt1" / "a.png", 0, 1)
+    (tmp_path / "NORMAL" / "a_page.png").write_bytes(b"<html>404 Not Found</html>")  # first, unreadable
+    for i in range(5):
+        write_xray(tmp_path / "NORMAL" / f"loose{i}.png", 0, 2 + i)
+    (tmp_path / "NORMAL" / "z_page.png").write_bytes(b"<html>404 Not Found</html>")
+    write_xray(tmp_path / "PNEUMONIA" / "pt2" / "b.png", 1, 9)
+    samples = discover(tmp_path)["all"]
+    decoded: list[str] = []
+    read = decode.read_grayscale
+    monkeypatch.setattr(decode, "read_grayscale",
+                        lambda path, **kw: decoded.append(Path(path).name) or read(path, **kw))
+    with pytest.raises(InputError, match=r"loose0\.png: --patient-key folder .* none \(nor have 4 other images;"):
+        patient_keys(samples, "folder")
+    assert decoded == ["a_page.png", "loose0.png"]
+    (tmp_path / "NORMAL").joinpath("a_page.png").unlink()
+    for i in range(5):
+        (tmp_path / "NORMAL" / f"loose{i}.png").unlink()
+    samples = discover(tmp_path)["all"]
+    assert patient_keys(samples, "folder").sources == {"folder": 2, "name": 1}  # the error page: skipped, no film
+
+
 def test_a_manifest_patient_column_comes_first_in_auto_only(tmp_path: Path) -> None:
     write_dicom(tmp_path / "a.dcm", 0, 1, patient_id="pt7")
     write_xray(tmp_path / "IM-0001-0001.png", 1, 2)

@@ -20,7 +20,7 @@ from typing import Iterable, Mapping, NamedTuple, Sequence
 
 from pneumoscan import CLASS_NAMES, PATIENT_KEYS
 from pneumoscan.data.decode import is_dicom
-from pneumoscan.data.formats import image_stem, may_be_dicom
+from pneumoscan.data.formats import image_stem, is_image_head, may_be_dicom
 from pneumoscan.data.labels import Sample
 from pneumoscan.errors import InputError, counted, option, raise_if_interrupted, warn
 from pneumoscan.progress import progress_bar
@@ -378,12 +378,31 @@ def readable_film(path: Path) -> bool:
     return True
 
 
+def _image_head(path: Path) -> bool:
+    """Whether `path`'s first bytes are an image format's (`is_image_head`), read without decoding it."""
+    try:
+        with path.open("rb") as handle:
+            return is_image_head(handle.read(132))
+    except OSError:
+        return False
+
+
+def _readable_loose(loose: list[Sample]) -> list[Sample]:
+    """The films among `loose` to refuse: from the first that decodes (`readable_film`; none: nothing to refuse),
+    the others after it told by their first bytes alone, as decoding them all (each at full size for a PNG) only to
+    count them in a one-line error took minutes on large films."""
+    first = next((i for i, s in enumerate(loose) if readable_film(Path(s.path))), None)
+    if first is None:
+        return []
+    return [loose[first], *(s for s in loose[first + 1:] if _image_head(Path(s.path)))]
+
+
 def _folder_keys(samples: list[Sample], refused: Iterable[Sample]) -> PatientKeys:
     """`--patient-key folder`'s keys; an image right in its class folder is an InputError (`no_folder_message`) when
     among `refused` and readable (an unreadable file is none: skipped, as the other keys skip it), else its own patient
     by file name (`patient_id`, origin `name`)."""
     keys = {s: folder_key(s) for s in samples}
-    if loose := [s for s in dict.fromkeys(refused) if keys[s] is None and readable_film(Path(s.path))]:
+    if loose := _readable_loose([s for s in dict.fromkeys(refused) if keys[s] is None]):
         raise InputError(no_folder_message(loose))
     return PatientKeys("folder", {s: key if key is not None else patient_id(s.path) for s, key in keys.items()},
                        {s: "folder" if key is not None else "name" for s, key in keys.items()})
