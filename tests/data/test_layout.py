@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pneumoscan.data.layout import discover, evaluation_samples
+from pneumoscan.data.layout import check_out_of_data, discover, evaluation_samples
 from pneumoscan.errors import InputError
 from tests.conftest import write_dicom, write_xray
 
@@ -211,3 +211,29 @@ def test_images_no_class_or_split_folder_holds_are_warned_about_not_dropped_sile
     write_xray(tmp_path / "kaggle" / "chest_xray" / "train" / "NORMAL" / "a.png", 0, 1)  # the zip's nested copy
     with pytest.warns(LeftOutImagesWarning, match=r"chest_xray: not a split folder \(train, val, test\), so its 1 "):
         assert list(discover(tmp_path / "kaggle")) == ["train"]
+
+
+@pytest.mark.parametrize(("data", "out", "shown"), [
+    ("linked", "linked/NORMAL/run", "linked"),  # through a linked class folder
+    ("linked", "real/PNEUMONIA/run", "linked"),  # into where the link leads
+    ("split/train", "split/val/NORMAL/run", "split"),  # --data a split folder: its sibling splits are data too
+    ("split/train", "split/train/NORMAL/run", "split"),
+], ids=["link", "link-target", "sibling-split", "own-split"])
+def test_out_of_data_follows_linked_class_folders_and_the_folder_holding_a_split(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: str, out: str, shown: str) -> None:
+    """A data folder of linked class folders let --out DATA/NORMAL/run through (compared resolved, the run was in the
+    link's target, not in DATA), and --data DATA/train let --out DATA/val/NORMAL/run through: the run's chart PNGs
+    then sat among the films the next train reads."""
+    for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+        write_xray(tmp_path / "real" / name / "a.png", label, 1)
+        (tmp_path / "linked").mkdir(exist_ok=True)
+        (tmp_path / "linked" / name).symlink_to(tmp_path / "real" / name)
+        for split in ("train", "val"):
+            write_xray(tmp_path / "split" / split / name / "a.png", label, 2)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=rf"^{out}: is inside the data folder {shown}, where what is written would "
+                                         rf"sit among its labelled films; give --out a folder outside it, e\.g\. "
+                                         rf"--out runs/{shown}$"):
+        check_out_of_data(out, data)
+    check_out_of_data(f"{shown}/runs/run", data)  # a folder of its own beside the split or class folders
+    check_out_of_data("real/run", "linked")

@@ -85,18 +85,48 @@ def _warn_left_out(folder: Path, used: set[str], opened: bool = True) -> None:
                 f"left out; rename it or move it out of {folder} to say what it is"))
 
 
+def _linked_targets(root: Path) -> set[Path]:
+    """Where the split and class folders of `root` (and those of its split folders) lead, resolved: a linked class
+    folder (a data set assembled from links) is its target too, where what is written through the target lands."""
+    known = {name.lower() for name in (*SPLITS, *CLASS_NAMES)}
+    found: set[Path] = set()
+    for child in _sub_folders(root):
+        if child.name.lower() in known:
+            found.add(child.resolve())
+            if child.name.lower() in SPLITS:
+                found |= {c.resolve() for c in _sub_folders(child) if c.name.lower() in known}
+    return found
+
+
+def _sub_folders(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.is_dir()]
+    except OSError:  # cannot be listed: `discover` names it
+        return []
+
+
 def check_out_of_data(out: str | Path, data: str | Path, folder: str | Path | None = None) -> None:
     """InputError when `out` (where a command writes: a run folder, a model file in `folder`) is the data folder
-    `data` or inside one of its split or class folders, where what it writes would sit among the labelled films (an
-    image of it taken for one); a folder of its own in it (DATA/runs/) is none of them."""
-    root, written = Path(data).resolve(), Path(folder if folder is not None else out).resolve()
-    if not root.is_dir() or (written != root and root not in written.parents):
+    `data` or inside one of its split or class folders (for a `data` that is a split folder, those of the folder
+    holding it), where what it writes would sit among the labelled films (an image of it taken for one); a folder of
+    its own in it (DATA/runs/) is none of them. Each folder counts both as named and where its links lead."""
+    given = Path(os.path.abspath(data))
+    if not given.is_dir():
         return
-    inside = written.relative_to(root).parts
-    if not inside or inside[0].lower() in {name.lower() for name in (*SPLITS, *CLASS_NAMES)}:
-        raise InputError(f"{out}: {'is' if Path(out).resolve() == root else 'is inside'} the data folder {data}, where "
-                         f"what is written would sit among its labelled films; give {option('out')} a folder outside "
-                         f"it, e.g. {option('out', 'runs/' + (root.name or 'run'))}")
+    base = given.parent if given.name.lower() in SPLITS else given
+    known = {name.lower() for name in (*SPLITS, *CLASS_NAMES)}
+    written = Path(os.path.abspath(folder if folder is not None else out))
+    places = {written, written.resolve()}
+    is_data = bool({Path(os.path.abspath(out)), Path(out).resolve()} & {given, given.resolve()})
+    named = any(place.relative_to(root).parts[0].lower() in known
+                for place in places for root in {base, base.resolve()} if root in place.parents)
+    linked = any(place == target or target in place.parents for target in _linked_targets(base) for place in places)
+    if not (places & {given, given.resolve()} or named or linked):
+        return
+    shown = data if is_data or base == given else os.path.normpath(os.path.join(data, os.pardir))
+    raise InputError(f"{out}: {'is' if is_data else 'is inside'} the data folder {shown}, where what is written would "
+                     f"sit among its labelled films; give {option('out')} a folder outside it, e.g. "
+                     f"{option('out', 'runs/' + (base.name or 'run'))}")
 
 
 def discover(root: str | Path, unopened: Collection[str] = ()) -> dict[str, list[Sample]]:
