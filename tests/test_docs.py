@@ -1685,3 +1685,19 @@ def test_the_inference_benchmark_spreads_its_films_over_the_whole_folder_for_any
         picked = {limit: [int(path.stem) for path in inference.films(tmp_path, limit)] for limit in (1, 4, 6, 9, 10, 50)}
     assert picked == {1: [0], 4: [0, 2, 5, 7], 6: [0, 1, 3, 5, 6, 8], 9: [0, 1, 2, 3, 4, 5, 6, 7, 8],
                       10: list(range(10)), 50: list(range(10))}
+
+
+@pytest.mark.parametrize(("command", "said"), [
+    ("train", "not a pretrain folder, nor the data folder or one of its split or class folders"),
+    ("pretrain", "not a train run, nor the data folder or one of its split or class folders"),
+    ("set-threshold", "neither in the data folder itself nor in its split or class folders"),
+], ids=["train", "pretrain", "set-threshold"])
+def test_out_help_names_the_data_folder_it_is_refused_in(command: str, said: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Each command refuses an --out that is the data folder or in its split or class folders (`check_out_of_data`):
+    pretrain's --help did not say so, and set-threshold's named the split and class folders alone."""
+    from pneumoscan.cli import main
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert said in " ".join(capsys.readouterr().out.split())

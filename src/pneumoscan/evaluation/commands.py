@@ -164,7 +164,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True,
                    help="new model file (.safetensors) or folder (gets model.safetensors); the original is kept; "
                         "its ONNX export beside it too when the original had a current one (an ONNX file already there is "
-                        "refused); not in the data folder's split or class folders")
+                        "refused); neither in the data folder itself nor in its split or class folders")
     p.add_argument("--target-recall", type=float,
                    help="recall to reach on these images (default: the model's own, 0.95 for the shipped model)")
     p.add_argument("--n-boot", type=int, default=1000,

@@ -224,8 +224,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True,
                    help="data folder with train/NORMAL and train/PNEUMONIA (the labels only stratify the split that "
                         "leaves out train's validation patients; SimSiam never sees them)")
-    p.add_argument("--out", required=True, help="folder of its own (not a train run) for pretrained.safetensors and "
-                                                "the resumable checkpoint")
+    p.add_argument("--out", required=True, help="folder of its own (not a train run, nor the data folder or one of its "
+                                                "split or class folders) for pretrained.safetensors and the resumable "
+                                                "checkpoint")
     p.add_argument("--model", default="resnet10", help="architecture from `pneumoscan models` (default: resnet10)")
     p.add_argument("--image-size", type=int, help=IMAGE_SIZE_HELP)
     p.add_argument("--epochs", type=int,
