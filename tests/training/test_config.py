@@ -145,3 +145,27 @@ def test_train_refuses_an_out_in_the_data_folder_before_writing(out: str, tiny_d
         f"labelled films; give --out a folder outside it, e.g. --out runs/data\n")
     assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
     TrainConfig(data=str(data), out=str(data / "runs" / "r")).check()
+
+
+def test_resuming_a_run_made_in_the_data_folder_says_to_move_it_out(
+        tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run made in a class folder before train refused one there was refused on --resume with 'e.g. --out
+    runs/data', where a resume then found no run; a resume may change --out, so the run moved out resumes."""
+    import pneumoscan.data.layout as layout
+
+    run = tiny_dataset / "train" / "NORMAL" / "r"
+    with monkeypatch.context() as patched:  # as before the check
+        patched.setattr(layout, "check_out_of_data", lambda *args, **kwargs: None)
+        assert main(["train", "--data", str(tiny_dataset), "--out", str(run), "--model", "cnn", "--epochs", "1",
+                     "--image-size", "32", "--quiet"]) == 0
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "2", "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        f"pneumoscan: error: {run}: is inside the data folder {tiny_dataset}, where what is written would sit among "
+        f"its labelled films; move the run out of it and resume it there with --resume --out runs/r: mkdir -p runs && "
+        f"mv {run} runs/r\n")
+    (tmp_path / "runs").mkdir()
+    shutil.move(run, tmp_path / "runs" / "r")
+    assert main(["train", "--resume", "--out", "runs/r", "--epochs", "2", "--quiet"]) == 0
+    assert json.loads((tmp_path / "runs" / "r" / "config.json").read_text())["epochs"] == 2

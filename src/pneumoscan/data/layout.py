@@ -9,7 +9,7 @@ from pneumoscan import CLASS_NAMES
 from pneumoscan.data.formats import is_image_path
 from pneumoscan.data.labels import SPLITS, Sample
 from pneumoscan.data.manifest import is_manifest, read_manifest_splits
-from pneumoscan.errors import InputError, counted, first_names, option, warn
+from pneumoscan.errors import InputError, counted, first_names, option, switch, warn
 
 
 def image_files(folder: Path, opened: bool = True) -> list[Path]:
@@ -105,11 +105,13 @@ def _sub_folders(folder: Path) -> list[Path]:
         return []
 
 
-def check_out_of_data(out: str | Path, data: str | Path, folder: str | Path | None = None) -> None:
+def check_out_of_data(out: str | Path, data: str | Path, folder: str | Path | None = None,
+                      resume: bool = False) -> None:
     """InputError when `out` (where a command writes: a run folder, a model file in `folder`) is the data folder
     `data` or inside one of its split or class folders (for a `data` that is a split folder, those of the folder
     holding it), where what it writes would sit among the labelled films (an image of it taken for one); a folder of
-    its own in it (DATA/runs/) is none of them. Each folder counts both as named and where its links lead."""
+    its own in it (DATA/runs/) is none of them. Each folder counts both as named and where its links lead. With
+    `resume` (a run made there before this check, resumed), the fix is to move the run out, as `out` may change."""
     given = Path(os.path.abspath(data))
     if not given.is_dir():
         return
@@ -124,9 +126,13 @@ def check_out_of_data(out: str | Path, data: str | Path, folder: str | Path | No
     if not (places & {given, given.resolve()} or named or linked):
         return
     shown = data if is_data or base == given else os.path.normpath(os.path.join(data, os.pardir))
+    moved = f"runs/{written.name if not is_data else 'run'}"
+    fix = (f"give {option('out')} a folder outside it, e.g. {option('out', 'runs/' + (base.name or 'run'))}"
+           if not resume else f"move the run out of it and resume it there with {switch('resume')} "
+           f"{option('out', moved)}: " + (f"mkdir -p runs && mv {out} {moved}" if not is_data else
+                                          f"move the run's files from {out} into {moved}/"))
     raise InputError(f"{out}: {'is' if is_data else 'is inside'} the data folder {shown}, where what is written would "
-                     f"sit among its labelled films; give {option('out')} a folder outside it, e.g. "
-                     f"{option('out', 'runs/' + (base.name or 'run'))}")
+                     f"sit among its labelled films; {fix}")
 
 
 def discover(root: str | Path, unopened: Collection[str] = ()) -> dict[str, list[Sample]]:

@@ -96,7 +96,8 @@ class TrainConfig:
     def check(self, resumed: bool = False) -> None:
         """InputError naming the option when a setting is out of range (before anything is written). `resumed`: the
         settings of a run being resumed, which a resume cannot change: a negative warmup_epochs, which the Python
-        API took before it was checked, is kept (the run's learning-rate schedule was made with it)."""
+        API took before it was checked, is kept (the run's learning-rate schedule was made with it); an --out in the
+        data folder (`check_out_of_data`) is to be moved out."""
         limits = [
             ("epochs", self.epochs, self.epochs >= 1, "at least 1"),
             ("batch_size", self.batch_size, self.batch_size >= 2, "at least 2 (batch normalisation needs two images)"),
@@ -136,7 +137,7 @@ class TrainConfig:
                 raise InputError(f"{_named(name, value)}: must be {rule}")
         from pneumoscan.data.layout import check_out_of_data
 
-        check_out_of_data(self.out, self.data)
+        check_out_of_data(self.out, self.data, resume=resumed)
 
     def decay_warning(self) -> str:
         """A warning when weight_decay x lr is 1 or more: AdamW then scales every weight by 1 - lr x weight_decay

@@ -108,7 +108,7 @@ def pretrain(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, k
     own --patient-key (not given again; `name` for one started before the option existed), and with `keep_epochs`
     its own --epochs (not given again; cfg.epochs for a checkpoint that records none). `warn` says what
     `train` would say about the data and matters to pretraining too (`data_warnings`)."""
-    cfg.check()
+    cfg.check(resumed=resume)
     out = Path(cfg.out)
     if resume and not is_registered(cfg.model) and (out / PRETRAIN_CHECKPOINT).is_file():
         # a plugin's model whose package has since been uninstalled: say which one, as its checkpoint records it
