@@ -416,6 +416,26 @@ def _pretraining_message(given: str | os.PathLike, weights: Path) -> str:
             f"--data DATA --init {shell_word(weights)} --out RUN`{unfinished}, then pass RUN as {option('model')}")
 
 
+def pretraining_refusal(path: Path) -> str | None:
+    """What --model says of `path` when it is a pretraining's (its folder, its checkpoint, or weights whose header
+    names a pretraining, read without the weights), else None."""
+    if path.is_dir():
+        found = not (path / ARTIFACT_NAME).is_file() and any((path / name).is_file() for name in PRETRAINING_FILES)
+        return _pretraining_message(path, path / PRETRAINED_NAME) if found else None
+    if path.name == PRETRAIN_CHECKPOINT and path.is_file():
+        return _pretraining_message(path, path.parent / PRETRAINED_NAME)
+    if path.suffix.lower() != ".safetensors":
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            metadata = handle.metadata() or {}
+    except Exception:  # no safetensors file: not a pretraining's, whatever else it is
+        return None
+    return _pretraining_message(path, path) if PRETRAINED_META_KEY in metadata and _META_KEY not in metadata else None
+
+
 def _is_image_name(path: Path) -> bool:
     """Whether a file's name ends as an image file's does (.jpeg, .png, .dcm, ...)."""
     from pneumoscan.data.formats import IMAGE_EXTENSIONS

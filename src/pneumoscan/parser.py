@@ -96,10 +96,13 @@ def _as_model(path: Path) -> tuple[Path | None, str] | None:
     """What `--model` takes for `path` given where a film goes, and what `path` is; None when it is no model's: a run
     folder or a model file is itself, an ONNX export the model it was made from (X.safetensors beside X.onnx, as
     set-threshold writes them, else its run folder's; None with 'an ONNX export, not a model' when neither is there),
-    and any other file of a run folder (best.safetensors, last.pt) that run folder. An image is never a model."""
-    from pneumoscan.artifact import ARTIFACT_NAME, BEST_WEIGHTS
+    and any other file of a run folder (best.safetensors, last.pt) that run folder. A pretraining (its folder,
+    weights or checkpoint) is None with what --model says of it (`pretraining_refusal`). An image is never a model."""
+    from pneumoscan.artifact import ARTIFACT_NAME, BEST_WEIGHTS, pretraining_refusal
     from pneumoscan.data.formats import IMAGE_EXTENSIONS
 
+    if (refused := pretraining_refusal(path)) is not None:
+        return None, refused.removeprefix(f"{path}: ")
     if path.is_dir():
         return (path, "a model") if (path / ARTIFACT_NAME).is_file() else None
     suffix = path.suffix.lower()
@@ -111,7 +114,9 @@ def _as_model(path: Path) -> tuple[Path | None, str] | None:
                      and p != path.parent / ARTIFACT_NAME]  # RUN/model.onnx: the run's own, answered with the run
         if made_from:
             return made_from[0], f"the ONNX export of the model {one_name(str(made_from[0]))}"
-        return (run, f"the ONNX export of the run {one_name(str(run))}") if run else (None, "an ONNX export, not a model")
+        return ((run, f"the ONNX export of the run {one_name(str(run))}") if run else
+                (None, "an ONNX export, not a model; give the model it was exported from (its run folder or "
+                       ".safetensors file) as --model"))
     if suffix == ".safetensors" and (path.name != BEST_WEIGHTS or run is None):
         return path, "a model"
     return (run, f"a file of the run {one_name(str(run))}") if run else None
@@ -135,8 +140,7 @@ def _several_films(args: argparse.Namespace, extra: list[str]) -> str:
         (film, given, (model, what)), = found
         where = "after it" if given == extra[0] else "before it"
         if model is None:
-            return (f"explain draws one film, and {one_name(given)} {where} is {what}; give the model it was exported "
-                    f"from (its run folder or .safetensors file) as --model")
+            return f"explain draws one film, and {one_name(given)} {where} is {what}"
         out = f" --out {shell_word(args.out)}" if args.out is not None else ""
         return (f"explain draws one film, and {one_name(given)} {where} is {what}; to draw with it, give "
                 f"--model: `pneumoscan explain {shell_word(film)} --model {shell_word(str(model))}{options}{out}`")

@@ -184,6 +184,37 @@ def test_explain_given_a_model_beside_the_film_says_to_give_it_as_model(
     assert capsys.readouterr().err.splitlines()[-1] == SAID + error
 
 
+@pytest.mark.parametrize(("argv", "given", "weights"), [
+    (["a.jpeg", "pre/pretrained.safetensors"], "pre/pretrained.safetensors after it", "pre/pretrained.safetensors"),
+    (["a.jpeg", "copy.safetensors"], "copy.safetensors after it", "copy.safetensors"),  # told by its header
+    (["a.jpeg", "pre/pretrain_last.pt"], "pre/pretrain_last.pt after it", "pre/pretrained.safetensors"),
+    (["pre", "a.jpeg"], "pre before it", "pre/pretrained.safetensors"),
+], ids=["weights", "renamed-weights", "checkpoint", "folder-first"])
+def test_explain_given_a_pretraining_beside_the_film_says_what_it_is(
+        argv: list[str], given: str, weights: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A pretraining's weights were given as the --model to draw with, which --model then refused ('a pretraining,
+    not a trained model'), and its checkpoint or folder got the loop advice, which draws with the shipped model."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from pneumoscan.artifact import PRETRAINED_META_KEY
+
+    monkeypatch.chdir(tmp_path)
+    Path("a.jpeg").write_bytes(b"")
+    Path("pre").mkdir()
+    for name in ("pre/pretrained.safetensors", "copy.safetensors"):
+        save_file({"w": np.zeros(2, dtype=np.float32)}, name, metadata={PRETRAINED_META_KEY: "{}"})
+    Path("pre/pretrain_last.pt").write_bytes(b"")
+    with pytest.raises(SystemExit) as stop:
+        main(["explain", *argv])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == SAID + (
+        f"{given} is a pretraining (`pneumoscan pretrain`), not a trained model: its weights are a starting point, "
+        f"without the classifier or threshold a prediction needs; train from them with `pneumoscan train --data DATA "
+        f"--init {weights} --out RUN`, then pass RUN as --model")
+
+
 def test_explain_user_mistakes(tiny_run: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     image = sorted((tiny_data / "test" / "NORMAL").iterdir())[0]
     assert main(["explain", str(tmp_path / "missing.png"), "--model", str(tiny_run), "--out", str(tmp_path / "a.png")]) == 2
