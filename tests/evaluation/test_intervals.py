@@ -95,10 +95,31 @@ def test_clustered_wilson_ci_of_few_patients_uses_their_degrees_of_freedom():
     assert design_effect > 1
     assert clustered_wilson_ci(k, n) == pytest.approx(_wilson_at(p, 30 / design_effect * _korn_graubard(30, 5)),
                                                        abs=1e-12)
-    # one patient with most of the films, the design effect measured below 1: still wider than Wilson of the films
+    # one patient with most of the films, the design effect measured below 1: still wider than Wilson of the films,
+    # with the 1 degree of freedom of Kish's 38^2 / 916 = 1.6 effective patients (below)
     lo, hi = clustered_wilson_ci(np.array([20, 2, 2, 2, 2]), np.array([30, 2, 2, 2, 2]))
-    assert (lo, hi) == pytest.approx(_wilson_at(28 / 38, 38 * _korn_graubard(38, 5)), abs=1e-12)
+    assert (lo, hi) == pytest.approx(_wilson_at(28 / 38, 38 * _korn_graubard(38, 2)), abs=1e-12)
     assert lo < wilson_ci(28, 38)[0] and hi > wilson_ci(28, 38)[1]
+
+
+def test_clustered_wilson_ci_of_unequal_patients_takes_the_degrees_of_freedom_of_the_effective_patients():
+    """Two patients of 20 films and ten of 2 measure the spread between patients about as well as 4 patients of equal
+    films (Kish's 60^2 / 840 = 4.3): 3 degrees of freedom, not 11. With m - 1 whatever the sizes, one patient of 60
+    films among eleven of 2 held a true rate of 0.5 in 50 % of data sets (reviewer), no better than counting films."""
+    k, n = np.array([15, 8, 2, 1, 2, 2, 0, 2, 1, 2, 2, 1]), np.array([20, 20] + [2] * 10)
+    p = 38 / 60
+    design_effect = 12 / 11 * float(np.sum((k - p * n) ** 2)) / 60**2 / (p * (1 - p) / 60)
+    assert design_effect > 1
+    assert clustered_wilson_ci(k, n) == pytest.approx(_wilson_at(p, 60 / design_effect * _korn_graubard(60, 4)),
+                                                       abs=1e-12)
+    rng = np.random.default_rng(0)
+    trials, held = np.array([60] + [2] * 11), 0
+    for _ in range(400):  # a patient effect of half the variance around a true rate of 0.5
+        effects = rng.normal(0.0, math.sqrt(0.5), trials.size)
+        successes = np.array([int((e + rng.normal(0.0, math.sqrt(0.5), t) >= 0).sum()) for e, t in zip(effects, trials)])
+        lo, hi = clustered_wilson_ci(successes, trials)
+        held += lo <= 0.5 <= hi
+    assert held / 400 >= 0.93
 
 
 def test_clustered_wilson_ci_at_the_ends_takes_each_patients_films_as_fully_alike():

@@ -8,7 +8,7 @@ from statistics import NormalDist
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["wilson_ci", "clustered_wilson_ci", "t_quantile"]
+__all__ = ["wilson_ci", "clustered_wilson_ci", "effective_clusters", "t_quantile"]
 
 
 def _check_alpha(alpha: float) -> None:
@@ -74,6 +74,13 @@ def wilson_ci(successes: int, trials: int, alpha: float = 0.05) -> tuple[float, 
     return _wilson(successes, trials, float(trials), alpha)
 
 
+def effective_clusters(trials: ArrayLike) -> float:
+    """Kish's effective number of clusters of these sizes, ``n^2 / sum(n_i^2)``: m for m of equal size, near 1 when
+    one holds most of the ``n`` trials."""
+    n = np.asarray(trials, dtype=np.float64)
+    return float(n.sum() ** 2 / np.sum(n * n)) if n.any() else 0.0
+
+
 def clustered_wilson_ci(successes: ArrayLike, trials: ArrayLike, alpha: float = 0.05) -> tuple[float, float]:
     """Wilson ``(1 - alpha)`` interval of ``p = sum(successes) / sum(trials)`` over clusters (a patient's films: their
     successes and trials) with an effective sample size for the clustering (Wilson with Kish's effective n: Franco,
@@ -101,11 +108,14 @@ def clustered_wilson_ci(successes: ArrayLike, trials: ArrayLike, alpha: float = 
     total_k, total_n, m = float(k.sum()), float(n.sum()), int(n.size)
     if m == 0:
         return float("nan"), float("nan")
+    kish = effective_clusters(n)
     if m == 1 or total_k in (0.0, total_n):
-        return _wilson(total_k, total_n, total_n**2 / float(np.sum(n * n)), alpha)
+        return _wilson(total_k, total_n, kish, alpha)
     p = total_k / total_n
     cluster_var = m / (m - 1) * float(np.sum((k - p * n) ** 2)) / total_n**2
     design_effect = max(1.0, cluster_var / (p * (1.0 - p) / total_n))
     q = 1.0 - alpha / 2.0
-    df_scale = (t_quantile(q, int(total_n) - 1) / t_quantile(q, m - 1)) ** 2
+    # one patient with most of the films leaves fewer degrees of freedom than m - 1 (rounding kept off 9.999...)
+    df = min(m - 1, max(1, int(kish + 1e-9) - 1))
+    df_scale = (t_quantile(q, int(total_n) - 1) / t_quantile(q, df)) ** 2
     return _wilson(total_k, total_n, total_n / design_effect * df_scale, alpha)
