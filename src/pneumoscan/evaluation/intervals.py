@@ -118,4 +118,6 @@ def clustered_wilson_ci(successes: ArrayLike, trials: ArrayLike, alpha: float = 
     # one patient with most of the films leaves fewer degrees of freedom than m - 1 (rounding kept off 9.999...)
     df = min(m - 1, max(1, int(kish + 1e-9) - 1))
     df_scale = (t_quantile(q, int(total_n) - 1) / t_quantile(q, df)) ** 2
-    return _wilson(total_k, total_n, total_n / design_effect * df_scale, alpha)
+    lo, hi = _wilson(total_k, total_n, total_n / design_effect * df_scale, alpha)
+    # a missed film must not earn a better bound than none missed: no tighter than the ends' intervals of these films
+    return min(lo, _wilson(total_n, total_n, kish, alpha)[0]), max(hi, _wilson(0.0, total_n, kish, alpha)[1])
