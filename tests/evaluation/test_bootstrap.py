@@ -354,19 +354,40 @@ def test_films_of_no_known_patient_are_drawn_alone():
 def test_a_class_of_few_patients_says_its_intervals_are_unreliable():
     """All 30 NORMAL films of one patient: that class never varies between resamples (the interval is too narrow,
     reviewD), so the text says plainly the intervals are unreliable, naming the class and its patients; the rates'
-    Wilson intervals too, which one patient's films (or a few patients') cannot make reliable either."""
+    Wilson intervals, which then count those films as one patient, are wide instead, and it says that."""
     y, p = make_data(n=60, n_pos=30)
     groups = ["A" if label == 0 else f"p{i}" for i, label in enumerate(y)]
     s = summarize(y, p, 0.5, n_boot=100, groups=groups)
     assert s["intervals"]["per_class"] == {"NORMAL": 1, "PNEUMONIA": 30}
     assert intervals_text(s).endswith("; these are unreliable, much too narrow: the bootstrap draws from only 1 NORMAL "
-                                      "patient (fewer than 10 in a class); with so few patients the rates' Wilson "
-                                      "intervals are unreliable too")
+                                      "patient (fewer than 10 in a class); the rates' Wilson intervals are wide, on "
+                                      "the safe side, as few patients hold the films: the NORMAL films count as 1 "
+                                      "patient (Kish's effective number, fewer than 10)")
     assert "unreliable" not in intervals_text(summarize(y, p, 0.5, n_boot=20))
     # 5 films of a class: Wilson of independent films holds its coverage, only the bootstrap is unreliable
     few_films = summarize(*make_data(n=35, n_pos=30), 0.5, n_boot=20)
     assert few_films["intervals"]["per_class"] == {"NORMAL": 5, "PNEUMONIA": 30}
     assert intervals_text(few_films).endswith("draws from only 5 NORMAL films (fewer than 10 in a class)")
+
+
+def test_the_rates_clause_keys_on_the_effective_patients_not_their_count() -> None:
+    """One PNEUMONIA patient of 60 films among eleven of 2 is 12 patients, enough for the bootstrap, but its films
+    count as 1.8 (Kish): the rates' Wilson intervals are wide and the text said nothing (reviewer). 5 NORMAL patients of
+    6 films each count as 5: said wide, not 'unreliable too' as if too narrow (they held 95-98 %)."""
+    y = np.r_[np.ones(82), np.zeros(60)].astype(int)
+    groups = ["big"] * 60 + [f"p{i // 2}" for i in range(22)] + [f"n{i // 12}" for i in range(60)]
+    p = np.r_[np.tile([0.9, 0.2], 41), np.tile([0.1, 0.3, 0.6], 20)]
+    s = summarize(y, p, 0.5, n_boot=20, groups=groups)
+    assert s["intervals"]["per_class"] == {"NORMAL": 5, "PNEUMONIA": 12}
+    assert s["intervals"]["effective_per_class"] == {"NORMAL": 5.0, "PNEUMONIA": 1.8}
+    text = intervals_text(s)
+    assert "the bootstrap draws from only 5 NORMAL patients (fewer than 10 in a class)" in text
+    assert text.endswith("; the rates' Wilson intervals are wide, on the safe side, as few patients hold the films: "
+                         "the NORMAL films count as 5 patients and the PNEUMONIA films as 1.8 patients (Kish's "
+                         "effective number, fewer than 10)")
+    assert "unreliable too" not in text
+    # films resampled: the rates count films, and no such clause
+    assert "Wilson intervals are wide" not in intervals_text(summarize(y, p, 0.5, n_boot=20))
 
 
 @pytest.mark.parametrize("per_class", [None, []])
