@@ -6,9 +6,10 @@ Simulated calls only (no image is read): PNEUMONIA films of patients with as man
 train/PNEUMONIA has (person<N>_*: 630 patients of 1 film, 561 of 2, ... one of 30), a film called PNEUMONIA when
 mu + patient effect + film noise >= 0, the patient effect holding a share (0, 0.2, 0.5, 0.8) of the unit variance.
 The true recall is Phi(mu). Data sets of 390 films; of 10 or 5 such patients (few: what `evaluate` warns of); and
-of 5 patients one of whom has 30 films, the others 2 each. For each of --datasets data sets: `wilson_ci` of the
-film counts (films counted as independent) and `clustered_wilson_ci` of the per-patient counts (what `summarize`
-gives when it resamples patients): how often each holds the true recall, and its mean width.
+of 5 patients one of whom has 30 films, the others 2 each; and of 12 patients, one of 60 films and eleven of 2
+(one patient holding most of the class), also at true recalls of 0.5 and 0.79. For each of --datasets data sets:
+`wilson_ci` of the film counts (films counted as independent) and `clustered_wilson_ci` of the per-patient counts
+(what `summarize` gives when it resamples patients): how often each holds the true recall, and its mean width.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ PATIENT_SIZES = {1: 630, 2: 561, 3: 191, 4: 85, 5: 43, 6: 44, 7: 29, 8: 19, 9: 1
 SHARES = (0.0, 0.2, 0.5, 0.8)
 MUS = (1.6, 2.3)
 # data set -> how its patients' film counts are drawn: to 390 films, or a fixed number of patients
-SETS = ("390 films", "10 patients", "5 patients", "5 patients, one of 30 films")
+SETS = ("390 films", "10 patients", "5 patients", "5 patients, one of 30 films", "12 patients, one of 60 films")
+DOMINANT_MUS = (0.0, 0.8, 1.6)  # the data set of one dominant patient, at true recalls 0.5, 0.79 and 0.945
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +48,8 @@ def _film_counts(data_set: str, rng: np.random.Generator) -> list[int]:
     weights /= weights.sum()
     if data_set == "5 patients, one of 30 films":
         return [30, 2, 2, 2, 2]
+    if data_set == "12 patients, one of 60 films":
+        return [60] + [2] * 11
     if data_set.endswith(" patients"):
         return [int(k) for k in rng.choice(sizes, int(data_set.split()[0]), p=weights)]
     films: list[int] = []
@@ -79,15 +83,16 @@ def main() -> None:
     rows = []
     for data_set in SETS:
         for share in SHARES:
-            for mu in MUS:
+            for mu in DOMINANT_MUS if data_set.startswith("12 ") else MUS:
                 rows.append(measure(data_set, share, mu, args.datasets))
                 print(rows[-1], flush=True)
     write_results("rate_coverage", rows, list(rows[0]),
                   command=f"python bench/rate_coverage.py --datasets {args.datasets}",
                   note=f"Simulated: PNEUMONIA films, Kermany's train films per patient ({FILMS} films; 10 or 5 "
-                       f"patients; 5 patients, one of 30 films and four of 2); coverage: the share "
-                       f"of data sets whose 95 % interval of recall holds the true recall (films: `wilson_ci` of the "
-                       f"film counts; patients: `clustered_wilson_ci`, each patient's films one cluster).")
+                       f"patients; 5 patients, one of 30 films and four of 2; 12 patients, one of 60 films and eleven "
+                       f"of 2); coverage: the share of data sets whose 95 % interval of recall holds the true recall "
+                       f"(films: `wilson_ci` of the film counts; patients: `clustered_wilson_ci`, each patient's "
+                       f"films one cluster).")
 
 
 if __name__ == "__main__":

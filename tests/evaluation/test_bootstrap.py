@@ -297,7 +297,8 @@ def test_rate_intervals_count_a_patients_films_as_one_cluster():
         assert by_patient[name]["value"] == by_film[name]["value"]
         assert hi - lo > 1.5 * (film_hi - film_lo), name
     assert by_patient["intervals"]["wilson_clustered"] is True and "wilson_clustered" not in by_film["intervals"]
-    assert "(each patient's films one cluster, the film count divided by the design effect)" in \
+    assert "(each patient's films one cluster: the film count divided by the design effect, scaled to the degrees of " \
+           "freedom of the effective number of patients, no bound tighter than with every film called alike)" in \
         intervals_text(by_patient)
     assert "(each film counted as independent)" in intervals_text(by_film)
 

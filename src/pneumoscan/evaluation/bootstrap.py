@@ -271,7 +271,8 @@ def intervals_text(summary: dict[str, Any], options: str = "") -> str:
     info = summary.get("intervals")
     if not info:
         return f"95% intervals: stratified percentile bootstrap of films for every metric{options}"
-    films = ("each patient's films one cluster, the film count divided by the design effect" if
+    films = ("each patient's films one cluster: the film count divided by the design effect, scaled to the degrees of "
+             "freedom of the effective number of patients, no bound tighter than with every film called alike" if
              info.get("wilson_clustered") else "each film counted as independent")
     return (f"95% intervals: Wilson score for {', '.join(info['wilson'])} ({films}); "
             f"percentile bootstrap for {', '.join(info['bootstrap'])}, {info['n_boot']} resamples of "
