@@ -94,9 +94,8 @@ def resampled_unit(y_true: ArrayLike, groups: Sequence[str | None] | None) -> di
     """What the bootstrap of `summarize` resamples: `resampled` 'patients' when `groups` gives some patient several
     films of one class, else 'films' (resampling patients of one film each is the same); `n_resampled`, how many
     (distinct patients, a patient with films of both classes counted once, and the films of no known patient);
-    `per_class`, how many units each class draws from; drawn by patient, `effective_per_class`, how many patients its
-    films count as (Kish's n^2 / sum(n_i^2), `effective_clusters`: fewer than its patients when some hold most films);
-    `unkeyed`, the films of no known patient (None), each drawn alone."""
+    `per_class`, how many units each class draws from; `unkeyed`, the films of no known patient (None), each drawn
+    alone."""
     labels = np.asarray(y_true).astype(int)
     n = int(labels.shape[0])
     names = [str(name) for name in CLASS_NAMES]
@@ -110,11 +109,15 @@ def resampled_unit(y_true: ArrayLike, groups: Sequence[str | None] | None) -> di
                             "per_class": {names[c]: sum(label == c for label, _ in pairs) for c in (0, 1)}}
     if len(pairs) == n:
         info.update(resampled="films", n_resampled=n)
-    else:
-        films = Counter(zip(labels.tolist(), units))
-        info["effective_per_class"] = {names[c]: round(effective_clusters([k for (label, _), k in films.items()
-                                                                           if label == c]), 1) for c in (0, 1)}
     return {**info, **({"unkeyed": unkeyed} if unkeyed else {})}
+
+
+def _effective_patients(y_true: NDArray[np.int8], groups: Sequence[str | None]) -> dict[str, float]:
+    """How many patients each class's films count as when each patient's are one cluster: Kish's n^2 / sum(n_i^2)
+    (`effective_clusters`), fewer than the patients when some hold most of the films; to one decimal."""
+    films = Counter(zip(y_true.tolist(), _units(groups)))
+    return {str(CLASS_NAMES[c]): round(effective_clusters([k for (label, _), k in films.items() if label == c]), 1)
+            for c in (0, 1)}
 
 
 def _check_groups(groups: Sequence[str | None] | None, y_true: NDArray[np.int8]) -> None:
@@ -249,7 +252,9 @@ def summarize(
     summary["ece"] = {"value": float(metrics.expected_calibration_error(yt, yp))}
     summary["confusion_matrix"] = {"labels": list(CLASS_NAMES), "matrix": [[tn, fp], [fn, tp]]}
     summary["intervals"] = {"wilson": list(WILSON_METRICS), "bootstrap": list(BOOTSTRAP_METRICS), "n_boot": int(n_boot),
-                            "seed": seed, **unit, **({"wilson_clustered": True} if by_patient else {})}
+                            "seed": seed, **unit}
+    if by_patient and groups:
+        summary["intervals"].update(wilson_clustered=True, effective_per_class=_effective_patients(yt, groups))
     return summary
 
 
