@@ -116,7 +116,8 @@ def test_clustered_wilson_ci_of_unequal_patients_takes_the_degrees_of_freedom_of
     trials, held = np.array([60] + [2] * 11), 0
     for _ in range(400):  # a patient effect of half the variance around a true rate of 0.5
         effects = rng.normal(0.0, math.sqrt(0.5), trials.size)
-        successes = np.array([int((e + rng.normal(0.0, math.sqrt(0.5), t) >= 0).sum()) for e, t in zip(effects, trials)])
+        successes = np.array([int((e + rng.normal(0.0, math.sqrt(0.5), t) >= 0).sum())
+                              for e, t in zip(effects, trials)])
         lo, hi = clustered_wilson_ci(successes, trials)
         held += lo <= 0.5 <= hi
     assert held / 400 >= 0.93
