@@ -10,7 +10,11 @@ from types import FrameType
 from typing import Any, Callable, Sequence
 
 import uvicorn
-from uvicorn.main import STARTUP_FAILURE  # uvicorn.run's exit code when its server did not start
+
+try:  # uvicorn.run's exit code when its server did not start; a private name, which has moved between releases
+    from uvicorn.main import STARTUP_FAILURE
+except ImportError:
+    STARTUP_FAILURE = 3
 
 
 class _Server(uvicorn.Server):
@@ -64,8 +68,8 @@ def run(app: Any, *, sockets: Sequence[socket.socket], announce: Callable[[], No
         **options: Any) -> list[str] | None:
     """uvicorn.run(app, **options) on SOCKETS, bound and listening, instead of binding HOST:PORT again after the model
     loaded; `announce` is called once it serves, and what it raises is raised once the server has shut down. When a
-    Ctrl+C cut its drain short, the stop signals that came before it, in order; else None. Exits with uvicorn.run's code, STARTUP_FAILURE (3), when the server did not
-    start."""
+    Ctrl+C cut its drain short, the stop signals that came before it, in order; else None. Exits with uvicorn.run's
+    code, STARTUP_FAILURE (3), when the server did not start."""
     server = _Server(uvicorn.Config(app, **options), announce)
     try:
         server.run(sockets=list(sockets))
