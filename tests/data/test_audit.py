@@ -604,6 +604,39 @@ def test_a_patient_on_most_films_only_with_test_films_named_jpeg_is_a_leak_when_
                                         "patient's") for w in caught] == [True]
 
 
+def test_a_sites_id_sex_and_birth_date_on_test_films_named_jpeg_alone_do_not_make_test_one_patient(
+        tmp_path: Path) -> None:
+    """A site's anonymiser wrote PatientID SITE, sex M and birth date 1970-01-01 (or 19700101) on every test/ DICOM
+    film named .jpeg, the patients of train/ having IDs of their own: SITE, on most of the films, kept for one
+    patient's by its one sex and birth date, made test/ one patient in the audit's counts (8/8 -> 1/1) and one cluster
+    in evaluate's bootstrap, though no film of another split holds it. Its films keep their file names' keys, as
+    named .dcm they do, and the warning says why."""
+    from pneumoscan.data.layout import discover
+    from pneumoscan.evaluation.evaluate import film_patients
+
+    for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+        for p in range(3):
+            for k in range(2):
+                _dicom_of(tmp_path / "train" / name / f"tr{label}_{p}_{k}.dcm", label, 10 * p + k + 100 * label,
+                          f"PID{label}{p}", "F", "19700101")
+        for p in range(4):
+            for k in range(2):
+                _dicom_of(tmp_path / "test" / name / f"te{label}_{p}_{k}.jpeg", label, 50 + 10 * p + k + 100 * label,
+                          "SITE", "M", "1970-01-01" if k else "19700101")
+    with pytest.warns(UserWarning) as caught:
+        report = audit(tmp_path, progress=False)
+    assert report["splits"]["test"]["patients"] == {"NORMAL": 8, "PNEUMONIA": 8}
+    assert report["patient_ids_in_two_splits"] == {"train+test": 0}
+    assert [str(w.message).endswith("their headers give one sex and birth date, but no film of another split holds "
+                                    "it, so it names no patient in two splits") for w in caught] == [True]
+    found = discover(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        groups = film_patients(found["test"], {"config": {"data": str(tmp_path), "patient_key": "auto"}},
+                               progress=False, dataset=found)
+    assert groups is not None and len(set(groups)) == 16 and "SITE" not in groups
+
+
 @pytest.mark.parametrize("content", [b"", b"<html>404 Not Found</html>"], ids=["empty", "error-page"])
 @pytest.mark.parametrize("where", ["loose", "patient-folder"])
 def test_an_unreadable_file_with_patient_key_folder_is_unreadable_and_skipped_as_with_the_other_keys(

@@ -342,7 +342,7 @@ def judged_placeholders(ids: Mapping[Sample, str]) -> set[str]:
     """`placeholder_ids` of the DICOM PatientIDs `ids` (each film's), but a value it takes for one by being on most of
     the films (not a known placeholder) whose films' headers all give one sex and birth date (`one_patient`): it may
     be one patient holding most of them, so `compared_keys` counts its films in two splits as a patient in both (an
-    over-count is the safe side of a leak count). Not for `train`'s keys: an anonymiser's fixed ID, sex and birth date
+    over-count is the safe side of a leak count; its films in one split alone stay keyed by file name). Not for `train`'s keys: an anonymiser's fixed ID, sex and birth date
     look the same, and keying its films as one patient while their siblings without a PatientID are keyed by file
     name puts each real patient on both sides of the split."""
     found = placeholder_ids(list(ids.values()))
@@ -482,7 +482,7 @@ def _warn_unopened_placeholders(values: set[str], keys: PatientKeys, read: Mappi
     those films' too): how many films hold it on each side, that `train` keys its films of the other splits by it as
     one patient (it never read these), and that a patient's ID so judged hides a patient in two splits (counts cannot
     tell a site's ID on most films from one patient's) unless their headers give different sexes or birth dates
-    (`one_patient`)."""
+    (`one_patient`), or give one but no film of another split holds it (`compared_keys`)."""
     counts = Counter(ids.values())
     for value in sorted(values, key=lambda v: (-counts[v], v)):
         unopened = sum(v == value for v in read.values())
@@ -494,11 +494,14 @@ def _warn_unopened_placeholders(values: set[str], keys: PatientKeys, read: Mappi
              f"taken for a placeholder, not a patient, so {'that film is' if unopened == 1 else 'those films are'} "
              f"keyed by file name, as train keys {'it' if unopened == 1 else 'them'}, matching no film of another "
              f"split{others}"
-             + ("" if is_placeholder(value) else
-                "; their headers give different sexes or birth dates, so it is no one patient's" if
-                one_patient(Path(s.path) for s, v in ids.items() if v == value) is False else "; if it is one patient's ID, that patient's films in test/ and in the other splits are not "
-                "counted as one patient in two splits (their headers give no sex and birth date to tell): list them "
-                "in a CSV manifest with a patient column"))
+             + ("" if is_placeholder(value) else {
+                 False: "; their headers give different sexes or birth dates, so it is no one patient's",
+                 True: "; their headers give one sex and birth date, but no film of another split holds it, so it "
+                       "names no patient in two splits",
+                 None: "; if it is one patient's ID, that patient's films in test/ and in the other splits are not "
+                       "counted as one patient in two splits (their headers give no sex and birth date to tell): list "
+                       "them in a CSV manifest with a patient column"}[
+                    one_patient(Path(s.path) for s, v in ids.items() if v == value)]))
 
 
 def compared_keys(keys: PatientKeys, unopened: Iterable[Sample]) -> PatientKeys:
@@ -506,8 +509,10 @@ def compared_keys(keys: PatientKeys, unopened: Iterable[Sample]) -> PatientKeys:
     each of `unopened` (test/ films keyed by name unopened, `unopened_headers`) whose header, read here, gives a
     DICOM PatientID that is no placeholder (`is_placeholder`, nor one by `placeholder_ids` over the headers `keys`
     read together with those read here, as every header was judged before patient_key_rule 5, unless only these
-    make it one and the headers of its films give one sex and birth date, `one_patient`) is keyed by it, as `audit`
-    and `evaluate` read such a film anyway; every other film keeps its key, the one `train` gives. A value taken for a
+    make it one and the headers of its films give one sex and birth date, `one_patient`, and a film outside them is keyed
+    by it: only a patient in two splits is found so, never test/ made one patient in its own counts and clusters) is
+    keyed by it, as `audit` and `evaluate` read such a film anyway; every other film keeps its key, the one `train`
+    gives. A value taken for a
     placeholder only with these films is named in a warning (`_warn_unopened_placeholders`)."""
     if keys.choice != "auto":
         return keys
@@ -515,7 +520,12 @@ def compared_keys(keys: PatientKeys, unopened: Iterable[Sample]) -> PatientKeys:
             (value := dicom_patient_id(Path(s.path)))}
     ids = {s: value for s, value in {**keys.headers, **read}.items() if value}
     placeholders = judged_placeholders(ids)
-    usable = {s: value for s, value in read.items() if value not in placeholders and not is_placeholder(value)}
+    # a value `judged_placeholders` keeps for one patient's only by its films' one sex and birth date keys them only
+    # to match a film of another split keyed by it: alone it would make test/ one patient in its own counts
+    doubtful = placeholder_ids(list(ids.values())) - placeholders
+    matched = {value for s, value in keys.keys.items() if keys.origins[s] == "dicom"}
+    usable = {s: value for s, value in read.items() if value not in placeholders and not is_placeholder(value) and
+              (value not in doubtful or value in matched)}
     trained = placeholder_ids([value for value in keys.headers.values() if value])  # named by train's warning
     if unnamed := {value for value in read.values() if value not in usable.values() and value not in trained}:
         _warn_unopened_placeholders(unnamed, keys, read, ids)
