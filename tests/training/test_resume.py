@@ -496,6 +496,34 @@ def test_a_run_keyed_by_path_is_refused_as_split_by_the_key_rule_not_as_changed_
     assert "some images or their patients changed" not in err
 
 
+def test_a_run_of_the_withdrawn_key_rule_6_is_refused_as_that_rule_s_split_not_as_changed_data(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Development code from 3ad352f to 48cc5dd recorded patient_key_rule 6 (withdrawn; this version keys by 5) and
+    split the same films otherwise: its resume blamed the data ('some images or their patients changed') and advised
+    resuming with the data it was started with, which cannot help. It now names the withdrawn rule and what to do."""
+    from pneumoscan.data.layout import discover
+    from pneumoscan.data.split import patient_split
+
+    data = unnamed_dicom_export(tmp_path / "data")
+    run = tmp_path / "run"
+    common = ["--model", "cnn", "--image-size", "16", "--batch-size", "16", "--quiet"]
+    assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "1", *common]) == 0
+    split = json.loads((run / "split.json").read_text())
+    by_path = patient_split(discover(data)["train"], split["val_fraction"], split["seed"], lambda s: str(s.path))[1]
+    assert sorted(s.path.name for s in by_path) != sorted(Path(f).name for f in split["val_files"])
+    (run / "split.json").write_text(json.dumps({**split, "patient_key_rule": 6,
+                                                "val_files": [str(s.path) for s in by_path]}))
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", *common]) == 2
+    err = capsys.readouterr().err
+    assert ("(other validation images under the same counts): the run was started by a development version of "
+            "pneumoscan whose patient-key rule (patient_key_rule 6) was withdrawn, and this version keys by "
+            "patient_key_rule 5: the same patients under other keys split otherwise, so the images need not have "
+            "changed; start a new run with another --out, or resume with the development version of pneumoscan (and "
+            "the data) it was started with") in err, err
+    assert "some images or their patients changed" not in err
+
+
 def test_a_split_of_an_earlier_key_rule_with_unnamed_dicom_films_may_be_the_rule_s() -> None:
     """Rule 2 counted JPEGs among the folders of a DICOM film's name (rule 3 counts DICOM files only): a run started
     on rule 2 with DICOM films without a PatientID may be split otherwise by the rule; one on rule 3 is not."""
