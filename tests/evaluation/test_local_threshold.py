@@ -547,6 +547,35 @@ def test_the_threshold_interval_draws_the_sites_patients_and_the_copy_stores_the
     assert predictor.threshold_resampled["resampled"] == "patients"
 
 
+def test_evaluating_val_with_a_model_recording_no_patient_key_opens_no_file_of_test(tmp_path: Path) -> None:
+    """A model trained before --patient-key existed records none, and was keyed by file name (the default the run's
+    settings and its training films are read with), but `evaluate` took `auto` for it and opened test/'s .dcm and
+    extensionless files to list them, scoring val/."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from pneumoscan.artifact import _META_KEY
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.trainer import train
+
+    data = tmp_path / "data"
+    dicoms = write_dicom_test_split(data)
+    run = tmp_path / "run"
+    train(TrainConfig(data=str(data), out=str(run), model="cnn", image_size=16, epochs=1, batch_size=16,
+                      patient_key="name", cache_dir=str(tmp_path / "cache")), progress=False)
+    model = run / "model.safetensors"
+    with safe_open(str(model), framework="numpy") as handle:
+        meta = json.loads(handle.metadata()[_META_KEY])
+    del meta["training"]["config"]["patient_key"]  # as saved before the option existed
+    save_file(load_file(str(model)), str(model), metadata={_META_KEY: json.dumps(meta)})
+    with files_opened_under(data / "test") as opened:
+        assert main(["evaluate", "--model", str(model), "--data", str(data), "--split", "val", "--n-boot", "5",
+                     "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert opened == [] and all(path.exists() for path in dicoms)
+
+
 def test_the_export_command_a_copy_gives_can_be_pasted_for_a_path_with_a_space(tmp_path: Path) -> None:
     import shlex
 

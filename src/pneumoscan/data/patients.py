@@ -572,7 +572,7 @@ def _training_films(config: dict, run_dir: str | Path | None) -> TrainingFilms:
 
     from pneumoscan.data.formats import set_aside_unread
     from pneumoscan.data.layout import discover
-    from pneumoscan.training.config import training_data_folder
+    from pneumoscan.training.config import trained_patient_key, training_data_folder
 
     folder = training_data_folder(config, run_dir)
     if folder is None:
@@ -580,7 +580,7 @@ def _training_films(config: dict, run_dir: str | Path | None) -> TrainingFilms:
     with warnings.catch_warnings():  # the folder's own warnings were given when it was trained on
         warnings.simplefilter("ignore")
         try:
-            found = set_aside_unread(discover(folder, listed_unopened(config.get("patient_key", "name"))),
+            found = set_aside_unread(discover(folder, listed_unopened(trained_patient_key(config))),
                                      REPORTING_SPLITS)[0]  # as training did: files it read no
             # patient from, and test/ whole
         except InputError as err:  # what is wrong, without the advice on how to arrange a data set
@@ -617,12 +617,12 @@ def patients_in_training(samples: Sequence[Sample], training: dict, progress: bo
     (`run_dir`: the model file's folder, as `data_record` takes it); with the keys compared, when any were read."""
     import warnings
 
-    from pneumoscan.training.config import data_record
+    from pneumoscan.training.config import data_record, trained_patient_key
 
     config = data_record(training)[0]
     if not config.get("data"):
         return InTraining(None, None)
-    choice = config.get("patient_key", "name")
+    choice = trained_patient_key(config)
     # by file name nothing is compared: no scan
     found = _training_films(*data_record(training, run_dir)) if choice != "name" else TrainingFilms([], None, [])
     if found.films is None:

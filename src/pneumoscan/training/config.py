@@ -284,6 +284,13 @@ def data_places(config: dict[str, Any], run_dir: str | Path | None = None) -> li
     return list(dict.fromkeys(places))
 
 
+def trained_patient_key(config: dict[str, Any]) -> str:
+    """The --patient-key a model's training settings (`config`, as `data_record` gives them) keyed its films by:
+    `name` when they record none, as a run before --patient-key existed (SAVED_BEFORE_THEY_EXISTED) or a model
+    recording no training keyed them."""
+    return config.get("patient_key") or SAVED_BEFORE_THEY_EXISTED["patient_key"]
+
+
 def data_record(training: dict[str, Any],
                 run_dir: str | Path | None = None) -> tuple[dict[str, Any], str | Path | None]:
     """The settings recording a model's training `--data` (`training`: the model file's training record) and the run
