@@ -467,11 +467,25 @@ def test_a_run_carved_with_a_page_saved_as_a_gif_before_the_rule_is_told_so_on_r
                                  "--out")
 
 
-def test_a_run_keyed_by_path_is_refused_as_split_by_the_key_rule_not_as_changed_data(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+_BY_PATH = ("20 DICOM films whose header names no patient are keyed by file name (or folder and name) by "
+            "patient_key_rule 5, and the run was started by an earlier version (no patient_key_rule recorded), which "
+            "may have keyed them otherwise: the same patients under other keys split otherwise, so the key rule may "
+            "have changed the split, not the images; resume with the pneumoscan (or, if its images changed, the data) "
+            "it was started with")
+_WITHDRAWN = ("the run was started by a development version of pneumoscan whose patient-key rule (patient_key_rule 6) "
+              "was withdrawn, and this version keys by patient_key_rule 5: the same patients under other keys split "
+              "otherwise, so the images need not have changed; start a new run with another --out, or resume with the "
+              "development version of pneumoscan (and the data) it was started with")
+
+
+@pytest.mark.parametrize("rule, told", [(None, _BY_PATH), (6, _WITHDRAWN)], ids=["no-rule", "withdrawn-6"])
+def test_a_run_split_by_another_key_rule_is_refused_as_split_by_that_rule_not_as_changed_data(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], rule: int | None, told: str) -> None:
     """Development code between 9f99720 and 6582825 keyed a DICOM film without a PatientID by its path and recorded
-    no key rule: the same patients under other keys, so the split differs, and as no film is keyed by folder and name
-    now the refusal blamed the data ('some images or their patients changed'). It now says the key rule may have."""
+    no key rule; development code from 3ad352f to 48cc5dd recorded patient_key_rule 6 (withdrawn; this version keys
+    by 5). Either way the same patients are under other keys, so the split differs, and the refusal blamed the data
+    ('some images or their patients changed'; for rule 6, 'resume with the data', which cannot help). It now says the
+    key rule may have changed it, or names the withdrawn rule and what to do."""
     from pneumoscan.data.layout import discover
     from pneumoscan.data.split import patient_split
 
@@ -483,44 +497,13 @@ def test_a_run_keyed_by_path_is_refused_as_split_by_the_key_rule_not_as_changed_
     assert split["dicom_without_patient_id"] == 20 and split["patient_key_rule"] == 5
     by_path = patient_split(discover(data)["train"], split["val_fraction"], split["seed"], lambda s: str(s.path))[1]
     assert sorted(s.path.name for s in by_path) != sorted(Path(f).name for f in split["val_files"])
-    saved = {k: v for k, v in split.items() if k not in ("patient_key_rule", "dicom_without_patient_id")}
+    saved = ({k: v for k, v in split.items() if k not in ("patient_key_rule", "dicom_without_patient_id")}
+             if rule is None else {**split, "patient_key_rule": rule})
     (run / "split.json").write_text(json.dumps({**saved, "val_files": [str(s.path) for s in by_path]}))
     capsys.readouterr()
     assert main(["train", "--out", str(run), "--resume", "--epochs", "2", *common]) == 2
     err = capsys.readouterr().err
-    assert ("(other validation images under the same counts): 20 DICOM films whose header names no patient are "
-            "keyed by file name (or folder and name) by patient_key_rule 5, and the run was started by an earlier "
-            "version (no patient_key_rule recorded), which may have keyed them otherwise: the same patients under "
-            "other keys split otherwise, so the key rule may have changed the split, not the images; resume with the "
-            "pneumoscan (or, if its images changed, the data) it was started with") in err, err
-    assert "some images or their patients changed" not in err
-
-
-def test_a_run_of_the_withdrawn_key_rule_6_is_refused_as_that_rule_s_split_not_as_changed_data(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Development code from 3ad352f to 48cc5dd recorded patient_key_rule 6 (withdrawn; this version keys by 5) and
-    split the same films otherwise: its resume blamed the data ('some images or their patients changed') and advised
-    resuming with the data it was started with, which cannot help. It now names the withdrawn rule and what to do."""
-    from pneumoscan.data.layout import discover
-    from pneumoscan.data.split import patient_split
-
-    data = unnamed_dicom_export(tmp_path / "data")
-    run = tmp_path / "run"
-    common = ["--model", "cnn", "--image-size", "16", "--batch-size", "16", "--quiet"]
-    assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "1", *common]) == 0
-    split = json.loads((run / "split.json").read_text())
-    by_path = patient_split(discover(data)["train"], split["val_fraction"], split["seed"], lambda s: str(s.path))[1]
-    assert sorted(s.path.name for s in by_path) != sorted(Path(f).name for f in split["val_files"])
-    (run / "split.json").write_text(json.dumps({**split, "patient_key_rule": 6,
-                                                "val_files": [str(s.path) for s in by_path]}))
-    capsys.readouterr()
-    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", *common]) == 2
-    err = capsys.readouterr().err
-    assert ("(other validation images under the same counts): the run was started by a development version of "
-            "pneumoscan whose patient-key rule (patient_key_rule 6) was withdrawn, and this version keys by "
-            "patient_key_rule 5: the same patients under other keys split otherwise, so the images need not have "
-            "changed; start a new run with another --out, or resume with the development version of pneumoscan (and "
-            "the data) it was started with") in err, err
+    assert f"(other validation images under the same counts): {told}" in err, err
     assert "some images or their patients changed" not in err
 
 
