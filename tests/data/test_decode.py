@@ -954,3 +954,46 @@ def test_a_dicom_whose_reading_or_grey_mapping_runs_out_of_memory_blames_the_mac
     assert "ran out of memory" in msg and "may be fine" in msg and ("(8 x 8 px; " in msg) == (step != "header"), msg
     assert "layout" not in msg and "damaged" not in msg, msg
     assert isinstance(exc.value.__cause__, MemoryError)
+
+
+def test_a_memory_shortage_in_pillow_s_self_check_names_the_film_and_is_not_remembered_as_an_old_pillow(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check of Pillow's 16-bit colour read turned a MemoryError into a cached False: after one shortage every
+    16-bit colour PNG said 'upgrade Pillow' until the process restarted. The shortage is the film's; once memory is
+    back the film reads."""
+    from pneumoscan.data import deep_png
+
+    data = _several_channels(_TWELVE, 2)
+    expected = read_film(data).gray
+    real = deep_png._samples
+    monkeypatch.setattr(deep_png, "_samples", lambda _: (_ for _ in ()).throw(MemoryError()))
+    deep_png.pillow_reads_deep_png.cache_clear()
+    try:
+        with pytest.raises(DecodeOutOfMemory) as exc:
+            read_film(data, name="film.png")
+        assert check_error(exc, "film.png").startswith("film.png: the machine ran out of memory")
+        monkeypatch.setattr(deep_png, "_samples", real)
+        np.testing.assert_array_equal(read_film(data, name="film.png").gray, expected)
+    finally:
+        deep_png.pillow_reads_deep_png.cache_clear()
+
+
+def test_a_memory_shortage_while_turning_a_film_upright_names_the_film_not_reads_it_sideways(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A MemoryError in applying the EXIF orientation was taken for broken EXIF: the film was read as stored
+    (sideways) and scored."""
+    from PIL import ImageOps
+
+    im = Image.fromarray(minmax_u8(np.arange(12 * 20, dtype=np.float64).reshape(12, 20)))
+    exif = im.getexif()
+    exif[0x0112] = 6
+    data = encode(im, "JPEG", exif=exif.tobytes())
+    assert read_film(data).gray.shape == (20, 12)
+
+    def short(*_: object, **__: object) -> None:
+        raise MemoryError()
+
+    monkeypatch.setattr(ImageOps, "exif_transpose", short)
+    with pytest.raises(DecodeOutOfMemory) as exc:
+        read_film(data, name="turned.jpeg")
+    assert check_error(exc, "turned.jpeg").startswith("turned.jpeg: the machine ran out of memory")

@@ -1260,3 +1260,48 @@ def test_fitting_on_train_opens_no_file_of_test(tiny_run: Path, tmp_path: Path) 
     with files_opened_under(data / "test") as opened:
         fit_guard(model, data, cache_dir=tmp_path / "cache")
     assert opened == [] and all(path.exists() for path in dicoms)
+
+
+@pytest.mark.parametrize("raised", [MemoryError, "decoder"])
+def test_a_dithered_png_whose_cue_read_runs_short_of_memory_is_named_not_scored(
+        shipped: Predictor, raised: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lossless file's dither energy, read again when its decoded pixels are not given, swallowed a MemoryError (or
+    the decoder's DecodeOutOfMemory for '<upload>'): the dithered film was measured as not measured and scored."""
+    from pneumoscan.errors import DecodeOutOfMemory
+
+    with Image.open(io.BytesIO(four_tone_jpeg(side=224))) as im:
+        data = encode(im.convert("L"), "PNG")
+    image, levels = load_image_with_levels(data, shipped.size, name="d.png")
+    assert shipped.results(["d.png"], image[None], raw=[data], levels=[levels])[0].refused_by == "dithered"
+
+    def short(*_: object, **__: object) -> None:
+        if raised is MemoryError:
+            raise MemoryError()
+        raise DecodeOutOfMemory("<upload>: the machine ran out of memory decoding it", "<upload>")
+
+    monkeypatch.setattr(file_cues, "read_grayscale", short)
+    with pytest.raises(DecodeOutOfMemory) as exc:
+        shipped.results(["d.png"], image[None], raw=[data], levels=[levels])
+    assert exc.value.label == "d.png" and str(exc.value).startswith("d.png: the machine ran out of memory")
+
+
+def test_a_pil_image_whose_turn_upright_runs_short_of_memory_is_named_not_read_sideways(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A MemoryError in applying a PIL image's EXIF orientation was taken for broken EXIF: the image was sent on as
+    stored (sideways) and scored."""
+    from PIL import ImageOps
+
+    from pneumoscan.errors import DecodeOutOfMemory
+    from pneumoscan.inference.inputs import encoded_png
+
+    im = Image.fromarray(np.zeros((12, 20), dtype=np.uint8))
+    im.getexif()[0x0112] = 6
+    assert Image.open(io.BytesIO(encoded_png(im)[0])).size == (12, 20)
+
+    def short(*_: object, **__: object) -> None:
+        raise MemoryError()
+
+    monkeypatch.setattr(ImageOps, "exif_transpose", short)
+    with pytest.raises(DecodeOutOfMemory) as exc:
+        encoded_png(im)
+    assert exc.value.label == "<PIL image>" and "(20 x 12 px; " in str(exc.value)

@@ -32,9 +32,12 @@ def deep_colour_png(data: bytes | bytearray) -> str | None:
 
 
 def upright(im: Image.Image) -> Image.Image:
-    """Loaded `im` turned as its EXIF orientation says, in place; as stored when its EXIF is broken."""
+    """Loaded `im` turned as its EXIF orientation says, in place; as stored when its EXIF is broken. A MemoryError
+    is raised (a film read sideways would be scored), for the caller to name the film."""
     try:
         ImageOps.exif_transpose(im, in_place=True)
+    except MemoryError:
+        raise
     except Exception:  # noqa: BLE001 - broken EXIF: keep the stored orientation
         pass
     return im
@@ -78,11 +81,14 @@ def _decoded(data: bytes, rawmode: str) -> np.ndarray:
 @functools.cache
 def pillow_reads_deep_png() -> bool:
     """Whether this Pillow's PNG decoder gives `deep_png_samples` the full samples of a tiny 16-bit colour and
-    grey+alpha PNG (it relies on how Pillow's zip decoder takes a raw mode of the same bits per pixel)."""
+    grey+alpha PNG (it relies on how Pillow's zip decoder takes a raw mode of the same bits per pixel). A MemoryError
+    is raised, and nothing cached: the machine's shortage says nothing of Pillow."""
     samples = np.array([[[0x0102, 0x0304, 0x0506], [0xFFFE, 0x8001, 0x7F80]]], dtype=np.uint16)
     try:
         return all(np.array_equal(_samples(_png16(pixels, kind)), pixels)
                    for pixels, kind in ((samples, 2), (samples[..., :2], 4)))
+    except MemoryError:
+        raise
     except Exception:  # noqa: BLE001 - any failure on a good file is this Pillow's
         return False
 

@@ -249,7 +249,7 @@ def _lossless_cues(data: bytes | bytearray | memoryview,
                    decoded: np.ndarray | None = None) -> tuple[float, float, float]:
     """`jpeg_cues` of an 8-bit PNG, TIFF or BMP: its dither energy, of its `decoded` grey pixels when they have its
     size, turned as its EXIF orientation turns it (else decoded here by `read_grayscale`, to the same pixels);
-    two-tone share and peak excess 0.0."""
+    two-tone share and peak excess 0.0. Memory running short is a MemoryError, for the caller's `reading_film`."""
     from PIL import Image
 
     try:
@@ -264,6 +264,10 @@ def _lossless_cues(data: bytes | bytearray | memoryview,
             # the decoder's own pixels (a transparency entry composited on black, EXIF orientation), as every caller
             # that passes them measures
             decoded = read_grayscale(bytes(data))
+    except MemoryError:  # the machine's shortage, not an unreadable file: the caller's `reading_film` names the film
+        raise
+    except DecodeOutOfMemory as exc:  # the same shortage in the decoder, which knows the bytes alone as '<upload>'
+        raise MemoryError(str(exc)) from exc
     except Exception:  # noqa: BLE001 - any other or unreadable input: the decoder raises the user-facing error
         return 0.0, NOT_MEASURED, 0.0
     if min(decoded.shape) < DITHER_MIN_SIDE or _near_black_or_white(decoded) > TWO_TONE_SHARE:

@@ -13,6 +13,7 @@ import numpy as np
 
 from pneumoscan.data.formats import IMAGE_EXTENSIONS
 from pneumoscan.data.layout import image_files
+from pneumoscan.data.pixels import out_of_memory
 from pneumoscan.errors import InputError, one_name, shell_word
 
 __all__ = ["dicom_file_bytes", "encoded_png", "expand_paths", "film_bytes", "input_files", "manifest_given"]
@@ -103,7 +104,10 @@ def encoded_png(image: Any, caller: str = "predict") -> tuple[bytes, str]:
                              f"give the film itself")
         if (source := _tiff_file_bytes(image)) is not None:
             return source, name
-        image = _upright(image)
+        try:
+            image = _upright(image)
+        except MemoryError as exc:  # the machine's shortage while turning it: this image's, named
+            raise out_of_memory(name, image.width, image.height) from exc
     elif isinstance(image, np.ndarray):
         name = "<array>"
         if image.size == 0:
@@ -177,12 +181,15 @@ def _tiff_file_bytes(image: Any) -> bytes | None:
 
 def _upright(image: Any) -> Any:
     """A PIL image turned as its EXIF orientation says (`ImageOps.exif_transpose`), as `decode` turns a file; the image
-    itself, not a copy, without one, or when its EXIF cannot be read."""
+    itself, not a copy, without one, or when its EXIF cannot be read; a MemoryError is raised (a film read sideways
+    would be scored)."""
     from PIL import ImageOps
 
     try:
         if image.getexif().get(0x0112, 1) not in range(2, 9):  # nothing to turn: exif_transpose would copy it all
             return image
         return ImageOps.exif_transpose(image)
+    except MemoryError:
+        raise
     except Exception:  # noqa: BLE001 - broken EXIF: keep the stored orientation, as decode does
         return image
