@@ -40,7 +40,8 @@ import numpy as np
 import PIL
 from PIL import Image, UnidentifiedImageError
 
-from pneumoscan.data.deep_png import OldPillow, colour_of, deep_colour_png, deep_png_grey, deep_png_samples, upright
+from pneumoscan.data.deep_png import (RGB_SIDE, OldPillow, colour_of, deep_colour_png, deep_png_grey, deep_png_rgb,
+                                      deep_png_samples, upright)
 from pneumoscan.data.dicom import dicom_colour, read_dicom
 from pneumoscan.data.pixels import DEFAULT_MAX_PIXELS, eight_bit_as_sixteen, out_of_memory, to_uint8, too_large
 from pneumoscan.data.view_wording import NOT_PLAIN_FRONTAL, OTHER_VIEW
@@ -132,8 +133,9 @@ def read_grayscale(
 
 
 class Film(NamedTuple):
-    """One file as `read_film` reads it: its grey pixels (H, W) uint8, a colour DICOM's RGB pixels (None for any
-    other file) and whether it is `stretched`: a PNG whose 16-bit grey levels were read otherwise than a viewer of the
+    """One file as `read_film` reads it: its grey pixels (H, W) uint8, a colour DICOM's RGB pixels or a 16-bit
+    colour PNG's colour as its grey reads (`deep_png_rgb`, at least `RGB_SIDE` px a side; None for any other file)
+    and whether it is `stretched`: a PNG whose 16-bit grey levels were read otherwise than a viewer of the
     file, such as a web browser, draws them (`SHOWN_APART`; a 12-bit film stretched from its darkest to its brightest
     value, which a browser draws near black), and then how a viewer draws it against the film as read (`shown`)."""
 
@@ -150,8 +152,9 @@ def read_grayscale_and_rgb(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft_size: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """`read_grayscale`, and from the same decode a colour DICOM's RGB pixels as `dicom_colour` gives them (None for
-    any other file): for the colourfulness cue (`colourfulness(..., rgb=...)`) without decoding the DICOM again."""
+    """`read_grayscale`, and from the same decode a colour DICOM's RGB pixels as `dicom_colour` gives them or a 16-bit
+    colour PNG's colour (`Film.rgb`; None for any other file): for the colourfulness cue (`colourfulness(...,
+    rgb=...)`) without decoding the file again."""
     gray, rgb, *_ = read_film(source, name=name, max_pixels=max_pixels, draft_size=draft_size)
     return gray, rgb
 
@@ -175,8 +178,8 @@ def read_film(
         raise InputError(f"{label}: empty file (0 bytes); {_GIVE}")
     if is_dicom(data):
         return Film(*read_dicom(data, label, max_pixels))
-    gray, shown = _read_pil(data, label, max_pixels, draft_size)
-    return Film(gray, None, shown is not None, shown)
+    gray, rgb, shown = _read_pil(data, label, max_pixels, draft_size)
+    return Film(gray, rgb, shown is not None, shown)
 
 
 def draft_changes_pixels(data: bytes, draft_size: int) -> bool:
@@ -475,11 +478,14 @@ def read_file(path: str | os.PathLike[str], label: str) -> bytes:
 # --------------------------------------------------------------------------- Pillow
 
 
-def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) -> tuple[np.ndarray, str | None]:
-    """Decode JPEG/PNG/TIFF/BMP with Pillow: size check before decoding, EXIF orientation. Also how a viewer draws
-    the file when otherwise than it is read (`_shown`; None when as read)."""
+def _read_pil(data: bytes, label: str, max_pixels: int,
+              draft_size: int | None) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """Decode JPEG/PNG/TIFF/BMP with Pillow: size check before decoding, EXIF orientation. Also a 16-bit colour PNG's
+    colour (`Film.rgb`, None for any other file) and how a viewer draws the file when otherwise than it is read
+    (`_shown`; None when as read)."""
     width: int | None = None
     height: int | None = None
+    rgb = None
     try:
         with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as im:
             width, height = im.size
@@ -494,7 +500,7 @@ def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) 
             if draft_size is not None and im.format in ("JPEG", "MPO"):
                 im.draft("L", (draft_size, draft_size))
             if im.format == "PNG" and deep_colour_png(data) is not None:
-                out, shown = _read_deep_png(data, im.info.get("transparency"))
+                out, rgb, shown = _read_deep_png(data, im.info.get("transparency"))
             else:
                 im.load()
                 out = _pil_to_gray(upright(im))
@@ -530,7 +536,7 @@ def _read_pil(data: bytes, label: str, max_pixels: int, draft_size: int | None) 
         ) from exc
     if out.ndim != 2 or out.size == 0:
         raise InputError(f"{label}: decoded to an unusable array of shape {out.shape}; {_GIVE}")
-    return out, shown
+    return out, rgb, shown
 
 
 def _header_size(data: bytes) -> tuple[int, int] | None:
@@ -548,16 +554,22 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _read_deep_png(data: bytes, transparency: object) -> tuple[np.ndarray, str | None]:
+def _read_deep_png(data: bytes, transparency: object) -> tuple[np.ndarray, np.ndarray | None, str | None]:
     """A PNG of several 16-bit channels read at its full depth (`deep_png`), as a 16-bit grey PNG is: an 8-bit film
     saved so (every colour sample v * 257) exactly as its 8-bit file, any other data stretched from its darkest to its
-    brightest grey level; and how a viewer draws it when otherwise (`Film.shown`)."""
+    brightest grey level; its colour as that grey reads (`deep_png_rgb`, for the colourfulness cue, from this one
+    decode; None for grey+alpha); and how a viewer draws it when otherwise (`Film.shown`)."""
     samples = deep_png_samples(data)
+    colour = colour_of(samples).shape[-1] == 3
     if eight_bit_as_sixteen(colour_of(samples)):  # its alpha, at 16 bits, need not be a multiple of 257
-        return deep_png_grey(samples, transparency, eight_bit=True).astype(np.uint8), None
+        rgb = deep_png_rgb(samples, transparency, RGB_SIDE) if colour else None
+        return deep_png_grey(samples, transparency, eight_bit=True).astype(np.uint8), rgb, None
     grey = deep_png_grey(samples, transparency)
+    span = int(grey.min()), int(grey.max())
     out = to_uint8(grey)
-    return out, _drawn(int(grey.min()), int(grey.max()), out)
+    del grey
+    rgb = deep_png_rgb(samples, transparency, RGB_SIDE, span) if colour else None
+    return out, rgb, _drawn(*span, out)
 
 
 SHOWN_APART = 2

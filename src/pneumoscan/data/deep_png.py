@@ -20,6 +20,7 @@ from pneumoscan.data.pixels import eight_bit_as_sixteen, to_uint8
 
 DEEP_COLOUR_TYPES = {2: "colour", 4: "grey+alpha", 6: "colour+alpha"}  # PNG colour types Pillow reads at 8 bits
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+RGB_SIDE = 256  # the colour the decoder hands on for the colourfulness cue: at least 4 x its 64 px a side
 _LUMA = (19595, 38470, 7471)  # Pillow's ITU-R 601-2 "L" weights in 1/65536: they sum to 65536, so R = G = B reads as R
 
 
@@ -129,16 +130,18 @@ def deep_png_grey(samples: np.ndarray, transparency: object = None, eight_bit: b
     return _composited(grey, samples, transparency)
 
 
-def deep_png_rgb(samples: np.ndarray, transparency: object = None, side: int | None = None) -> np.ndarray:
+def deep_png_rgb(samples: np.ndarray, transparency: object = None, side: int | None = None,
+                 span: tuple[int, int] | None = None) -> np.ndarray:
     """The colour (h, w, 3) uint8 of `deep_png_samples` as its grey level reads (`deep_png_grey`, alpha and
     transparent colour composited on black): an 8-bit film saved so at its 8 bits, any other stretched by the map
     that takes its darkest grey level to 0 and its brightest to 255 (a 12-bit colour overlay is as colourful as its
     8-bit copy). `side`: every k-th pixel each way, k the largest that leaves at least `side` px on the shorter side
-    (the full colour of a large film would take 12 bytes a pixel)."""
+    (the full colour of a large film would take 12 bytes a pixel). `span`: the darkest and brightest grey level
+    when known (the decoder's), else read here."""
     eight_bit = eight_bit_as_sixteen(colour_of(samples))
-    if not eight_bit:
+    if not eight_bit and span is None:
         grey = deep_png_grey(samples, transparency)
-        lo, hi = int(grey.min()), int(grey.max())
+        span = int(grey.min()), int(grey.max())
         del grey
     step = max(1, min(samples.shape[:2]) // side) if side else 1
     samples = samples[::step, ::step]
@@ -146,7 +149,7 @@ def deep_png_rgb(samples: np.ndarray, transparency: object = None, side: int | N
     if eight_bit:
         colour //= 257
     colour = _composited(colour, samples, transparency)
-    return colour.astype(np.uint8) if eight_bit else to_uint8(colour, lo, hi)
+    return colour.astype(np.uint8) if eight_bit else to_uint8(colour, *span)
 
 
 def _composited(values: np.ndarray, samples: np.ndarray, transparency: object) -> np.ndarray:

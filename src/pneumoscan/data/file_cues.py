@@ -62,7 +62,8 @@ def colourfulness(source: str | os.PathLike | bytes | bytearray, size: int = 64,
 
     Cheap: grayscale modes return 0 without decoding, JPEGs are decoded in draft mode at about
     `size` px. A 16-bit colour PNG is measured on its full samples as the decoder maps them (`deep_png_rgb`), not
-    Pillow's 8-bit read of their high bytes. A colour DICOM (RGB, YBR, palette) is measured on its RGB pixels like a
+    Pillow's 8-bit read of their high bytes: `rgb`, the colour `read_grayscale_and_rgb` gave from its decode, else
+    decoded here. A colour DICOM (RGB, YBR, palette) is measured on its RGB pixels like a
     colour PNG: `rgb`, what
     `read_grayscale_and_rgb` gave when it already decoded the file (None for a grey DICOM, so 0 with no second
     read of its header), else decoded here; a grey one returns 0 from its header.
@@ -80,7 +81,7 @@ def colourfulness(source: str | os.PathLike | bytes | bytearray, size: int = 64,
             rgb = dicom_colour(data, label=label) if rgb is NOT_DECODED else rgb
             if rgb is None:
                 return 0.0
-        else:
+        elif rgb is NOT_DECODED or rgb is None:  # else a 16-bit colour PNG's colour, as the decoder gave it
             rgb = None
             with Image.open(io.BytesIO(data), formats=("JPEG", "PNG", "TIFF", "BMP")) as im:
                 if im.mode not in ("RGB", "RGBA", "RGBX", "RGBa", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
