@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, file_label, is_dicom, read_grayscale
-from pneumoscan.data.deep_png import deep_colour_png, deep_png_rgb, deep_png_samples
+from pneumoscan.data.deep_png import deep_colour_png, deep_png_rgb, deep_png_samples, upright
 from pneumoscan.data.dicom import dicom_colour
-from pneumoscan.data.pixels import out_of_memory
+from pneumoscan.data.pixels import eight_bit_as_sixteen, out_of_memory
 from pneumoscan.errors import DecodeOutOfMemory
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ COLOUR_REFERENCE = 15.0  # Hasler & Suesstrunk: below 15 an image is "not colour
 # larger JPEGs are measured at half size or less (the decoder's memory stays low); larger lossless files not at all
 TWO_TONE_MAX_PIXELS = 4096 * 4096
 LOSSLESS_MODES = ("L", "P", "RGB")  # 8 bits a sample, no alpha: the lossless files the JPEG cues measure too
+SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I")  # Pillow's modes of a 16-bit grey PNG or TIFF
 DITHER_WINDOW = 512  # dither energy is measured on the central DITHER_WINDOW x DITHER_WINDOW pixels at most
 # A film's grain rises as it is made smaller (bench/results/dither_cue.md, train films resized with LANCZOS and saved
 # as JPEG quality 75 and 90: at most 8.02 at 128 px, 9.67 at 96 px, 12.57 at 64 px; 4-tone dithered copies at 128 px
@@ -140,8 +141,10 @@ def jpeg_cues(source: str | os.PathLike | bytes | bytearray,
     again) and its peak excess 0.0 (the pixels of a low-quality JPEG keep the encoder's comb of peaks, which only the
     JPEG's own header tells apart). The dither
     energy is `NOT_MEASURED` (NaN) for an image under `DITHER_MIN_SIDE` px on its shorter side, whose grain is a small
-    film's. Other files (16-bit, a colour PNG's too, which Pillow reads as RGB; 1-bit, with alpha, DICOM), unreadable
-    or oversized ones return (0.0, NaN, 0.0) (the decoder reports those). `gray`: the file's grey pixels as the
+    film's. An 8-bit film saved as a 16-bit grey or colour file (every sample v * 257, `eight_bit_as_sixteen`) is
+    measured as its 8-bit file, on the 8-bit pixels the decoder reads. Other files (16-bit data, which the decoder
+    stretches; 1-bit, with alpha, DICOM), unreadable or oversized ones return (0.0, NaN, 0.0) (the decoder reports
+    those). `gray`: the file's grey pixels as the
     decoder gave them (`read_grayscale`), measured for a lossless file instead of decoding it again when they have
     its size.
     """
@@ -255,16 +258,24 @@ def _lossless_cues(data: bytes | bytearray | memoryview,
 
     try:
         with Image.open(io.BytesIO(data), formats=("PNG", "TIFF", "BMP")) as im:
-            if (im.mode not in LOSSLESS_MODES or im.size[0] * im.size[1] > TWO_TONE_MAX_PIXELS
-                    or (im.format == "PNG" and deep_colour_png(data) is not None)):
-                return 0.0, NOT_MEASURED, 0.0  # a 16-bit colour PNG (read as RGB) is not measured, as its grey PNG
+            deep = im.format == "PNG" and deep_colour_png(data) is not None
+            if im.size[0] * im.size[1] > TWO_TONE_MAX_PIXELS or (
+                    im.mode not in LOSSLESS_MODES + SIXTEEN_BIT_GREY if not deep else im.mode != "RGB"):
+                return 0.0, NOT_MEASURED, 0.0
+            eight = _eight_bit_read(im) if deep or im.mode in SIXTEEN_BIT_GREY else None
+            if eight is False:
+                return 0.0, NOT_MEASURED, 0.0  # 16-bit data, stretched by the decoder: no 8-bit file's grain
             stored = im.size[::-1]
             if decoded is not None and decoded.shape == stored[::-1] != stored and _quarter_turned(im):
                 stored = decoded.shape  # the decoder turned it by its EXIF orientation
-        if decoded is None or decoded.shape != stored:
+        if isinstance(eight, np.ndarray) and not deep:
+            decoded = eight  # a 16-bit grey file of an 8-bit film: the decoder reads it as v, so its grain is that
+        elif decoded is None or decoded.shape != stored:
             # the decoder's own pixels (a transparency entry composited on black, EXIF orientation), as every caller
             # that passes them measures
             decoded = read_grayscale(bytes(data))
+        if deep and not np.array_equal(decoded, eight):
+            return 0.0, NOT_MEASURED, 0.0  # not an 8-bit film as v * 257: the decoder stretched its 16-bit grey
     except MemoryError:  # the machine's shortage, not an unreadable file: the caller's `reading_film` names the film
         raise
     except DecodeOutOfMemory as exc:  # the same shortage in the decoder, which knows the bytes alone as '<upload>'
@@ -274,6 +285,19 @@ def _lossless_cues(data: bytes | bytearray | memoryview,
     if min(decoded.shape) < DITHER_MIN_SIDE or _near_black_or_white(decoded) > TWO_TONE_SHARE:
         return 0.0, NOT_MEASURED, 0.0
     return 0.0, dither_energy(decoded), 0.0
+
+
+def _eight_bit_read(im: Image.Image) -> np.ndarray | bool:
+    """The grey pixels (H, W) uint8 the decoder reads from open 16-bit image `im` when it holds an 8-bit film (every
+    value v * 257, read as v), upright; False for 16-bit data, which the decoder stretches. A 16-bit colour PNG's
+    are those Pillow's 8-bit read of it gives (the high byte of v * 257 is v, weighted as the decoder weighs it): the
+    decoder's own pixels are those exactly when it holds an 8-bit film."""
+    im.load()
+    im = upright(im)
+    if im.mode == "RGB":
+        return np.asarray(im.convert("L"))
+    values = np.asarray(im)
+    return (values // 257).astype(np.uint8) if eight_bit_as_sixteen(values) else False
 
 
 def _quarter_turned(im: Image.Image) -> bool:
