@@ -723,9 +723,9 @@ def test_a_lossless_file_is_measured_on_the_decoders_pixels(shipped: Predictor,
     given = []
     real = decoding_module.jpeg_cues
 
-    def spy(source: bytes, gray: np.ndarray | None = None) -> tuple[float, float, float]:
+    def spy(source: bytes, gray: np.ndarray | None = None, deep: bool | None = None) -> tuple[float, float, float]:
         given.append(gray)
-        return real(source, gray=gray)
+        return real(source, gray=gray, deep=deep)
 
     monkeypatch.setattr(decoding_module, "jpeg_cues", spy)
     assert shipped.decode(data, "film.png").dither == jpeg_cues(data)[1]
@@ -1114,7 +1114,8 @@ def test_a_16_bit_colour_png_is_measured_at_full_depth_as_its_grey_png() -> None
 
 
 @pytest.mark.parametrize("colour_type", [0, 2])
-def test_an_8_bit_film_saved_as_16_bit_keeps_its_dither_check(shipped: Predictor, colour_type: int) -> None:
+def test_an_8_bit_film_saved_as_16_bit_keeps_its_dither_check(shipped: Predictor, colour_type: int,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A dithered copy saved as a 16-bit colour PNG (v * 257) lost the dither check its 8-bit file has (it was
     measured by Pillow's 8-bit read before the decoder read such files at full depth) and was scored NORMAL; as a 16-bit
     grey PNG it never had it. Its grain is measured on the 8-bit pixels the decoder reads, as its 8-bit file's."""
@@ -1130,7 +1131,14 @@ def test_an_8_bit_film_saved_as_16_bit_keeps_its_dither_check(shipped: Predictor
                                                                  raw=[data])[0]):
         assert result.refused_by == "dithered" and result.probability is None
     noisy = pixels + np.random.default_rng(0).integers(0, 257, pixels.shape, dtype=np.uint16)  # 16-bit data
-    assert np.isnan(jpeg_cues(png16(np.stack([noisy] * 3, axis=-1) if colour_type == 2 else noisy, colour_type))[1])
+    deep = png16(np.stack([noisy] * 3, axis=-1) if colour_type == 2 else noisy, colour_type)
+    assert np.isnan(jpeg_cues(deep)[1])
+    reads: list[int] = []
+    real = file_cues.read_film
+    monkeypatch.setattr(file_cues, "read_film", lambda *a, **k: reads.append(1) or real(*a, **k))
+    assert np.isnan(shipped.decode(deep, "deep.png").dither)
+    assert shipped.decode(data, "d.png").dither == pytest.approx(jpeg_cues(eight)[1])
+    assert not reads  # the decoder says how it read the file: not decoded again for its grain
 
 
 @pytest.mark.parametrize("depth", [12, 8])

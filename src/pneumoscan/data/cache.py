@@ -222,14 +222,15 @@ def _decode_all(samples: list[Sample], size: int, desc: str, progress: bool,
             raise out_of_memory(one_name(os.fsdecode(samples[index].path))) from exc
         with reading_film(label, data):
             if marks is None:
-                images[index], levels[index], rgb, gray, _ = load_image_levels_rgb_and_gray(data, size, name=label)
+                images[index], levels[index], rgb, gray, _, deep = load_image_levels_rgb_and_gray(data, size,
+                                                                                                  name=label)
             else:
-                images[index], levels[index], rgb, film, gray = load_image_levels_rgb_and_at(
+                images[index], levels[index], rgb, film, gray, deep = load_image_levels_rgb_and_at(
                     data, size, FILM_SIZE, name=label)
                 marks[index] = None if film is None else film_fingerprint(film)
             colours[index] = colourfulness(data, rgb=rgb)
             # a lossless file's cues are measured on the pixels just decoded, not on a second decode
-            tones[index], dithers[index], peaks[index] = jpeg_cues(data, gray=gray)
+            tones[index], dithers[index], peaks[index] = jpeg_cues(data, gray=gray, deep=deep)
             views[index] = not_frontal_view(data)
         ok[index] = True
 

@@ -137,12 +137,15 @@ class Film(NamedTuple):
     colour PNG's colour as its grey reads (`deep_png_rgb`, at least `RGB_SIDE` px a side; None for any other file)
     and whether it is `stretched`: a PNG whose 16-bit grey levels were read otherwise than a viewer of the
     file, such as a web browser, draws them (`SHOWN_APART`; a 12-bit film stretched from its darkest to its brightest
-    value, which a browser draws near black), and then how a viewer draws it against the film as read (`shown`)."""
+    value, which a browser draws near black), and then how a viewer draws it against the film as read (`shown`); and
+    whether it is `deep`: 16-bit data of a PNG or TIFF mapped to 8 bits by its range, not an 8-bit film's own values
+    (one saved as v * 257 reads as v: not deep), whose pixel-to-pixel grain the guard measures."""
 
     gray: np.ndarray
     rgb: np.ndarray | None
     stretched: bool = False
     shown: str | None = None
+    deep: bool = False
 
 
 def read_grayscale_and_rgb(
@@ -178,8 +181,8 @@ def read_film(
         raise InputError(f"{label}: empty file (0 bytes); {_GIVE}")
     if is_dicom(data):
         return Film(*read_dicom(data, label, max_pixels))
-    gray, rgb, shown = _read_pil(data, label, max_pixels, draft_size)
-    return Film(gray, rgb, shown is not None, shown)
+    gray, rgb, shown, deep = _read_pil(data, label, max_pixels, draft_size)
+    return Film(gray, rgb, shown is not None, shown, deep)
 
 
 def draft_changes_pixels(data: bytes, draft_size: int) -> bool:
@@ -479,10 +482,10 @@ def read_file(path: str | os.PathLike[str], label: str) -> bytes:
 
 
 def _read_pil(data: bytes, label: str, max_pixels: int,
-              draft_size: int | None) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+              draft_size: int | None) -> tuple[np.ndarray, np.ndarray | None, str | None, bool]:
     """Decode JPEG/PNG/TIFF/BMP with Pillow: size check before decoding, EXIF orientation. Also a 16-bit colour PNG's
-    colour (`Film.rgb`, None for any other file) and how a viewer draws the file when otherwise than it is read
-    (`_shown`; None when as read)."""
+    colour (`Film.rgb`, None for any other file), how a viewer draws the file when otherwise than it is read
+    (`_shown`; None when as read) and whether it is `Film.deep`."""
     width: int | None = None
     height: int | None = None
     rgb = None
@@ -500,10 +503,10 @@ def _read_pil(data: bytes, label: str, max_pixels: int,
             if draft_size is not None and im.format in ("JPEG", "MPO"):
                 im.draft("L", (draft_size, draft_size))
             if im.format == "PNG" and deep_colour_png(data) is not None:
-                out, rgb, shown = _read_deep_png(data, im.info.get("transparency"))
+                out, rgb, shown, deep = _read_deep_png(data, im.info.get("transparency"))
             else:
                 im.load()
-                out = _pil_to_gray(upright(im))
+                out, deep = _pil_to_gray(upright(im))
                 shown = _shown(im, out)
     except InputError:
         raise
@@ -536,7 +539,7 @@ def _read_pil(data: bytes, label: str, max_pixels: int,
         ) from exc
     if out.ndim != 2 or out.size == 0:
         raise InputError(f"{label}: decoded to an unusable array of shape {out.shape}; {_GIVE}")
-    return out, rgb, shown
+    return out, rgb, shown, deep
 
 
 def _header_size(data: bytes) -> tuple[int, int] | None:
@@ -554,22 +557,22 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _read_deep_png(data: bytes, transparency: object) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+def _read_deep_png(data: bytes, transparency: object) -> tuple[np.ndarray, np.ndarray | None, str | None, bool]:
     """A PNG of several 16-bit channels read at its full depth (`deep_png`), as a 16-bit grey PNG is: an 8-bit film
     saved so (every colour sample v * 257) exactly as its 8-bit file, any other data stretched from its darkest to its
     brightest grey level; its colour as that grey reads (`deep_png_rgb`, for the colourfulness cue, from this one
-    decode; None for grey+alpha); and how a viewer draws it when otherwise (`Film.shown`)."""
+    decode; None for grey+alpha); how a viewer draws it when otherwise (`Film.shown`); and whether it is `Film.deep`."""
     samples = deep_png_samples(data)
     colour = colour_of(samples).shape[-1] == 3
     if eight_bit_as_sixteen(colour_of(samples)):  # its alpha, at 16 bits, need not be a multiple of 257
         rgb = deep_png_rgb(samples, transparency, RGB_SIDE) if colour else None
-        return deep_png_grey(samples, transparency, eight_bit=True).astype(np.uint8), rgb, None
+        return deep_png_grey(samples, transparency, eight_bit=True).astype(np.uint8), rgb, None, False
     grey = deep_png_grey(samples, transparency)
     span = int(grey.min()), int(grey.max())
     out = to_uint8(grey)
     del grey
     rgb = deep_png_rgb(samples, transparency, RGB_SIDE, span) if colour else None
-    return out, rgb, _drawn(*span, out)
+    return out, rgb, _drawn(*span, out), True
 
 
 SHOWN_APART = 2
@@ -602,21 +605,24 @@ def _drawn(lo: int, hi: int, gray: np.ndarray) -> str | None:
     return "paler" if paler > SHOWN_APART or darker < -SHOWN_APART else "darker"
 
 
-def _pil_to_gray(im: Image.Image) -> np.ndarray:
-    """Loaded Pillow image of any mode -> (H, W) uint8."""
+def _pil_to_gray(im: Image.Image) -> tuple[np.ndarray, bool]:
+    """Loaded Pillow image of any mode -> (H, W) uint8, and whether it is `Film.deep` (16-bit or float data mapped
+    by its range)."""
     mode = im.mode
     if mode == "L" and "transparency" not in im.info:
-        return np.array(im, dtype=np.uint8)
+        return np.array(im, dtype=np.uint8), False
     if mode in ("I", "F") or mode.startswith("I;"):
         values = np.asarray(im)
-        return (values // 257).astype(np.uint8) if eight_bit_as_sixteen(values) else to_uint8(values)
+        if eight_bit_as_sixteen(values):
+            return (values // 257).astype(np.uint8), False
+        return to_uint8(values), True
     if mode == "LAB":  # CIELab (TIFF): Pillow cannot convert it, and its L band already is the lightness
-        return np.array(im.getchannel("L"), dtype=np.uint8)
+        return np.array(im.getchannel("L"), dtype=np.uint8), False
     if mode in _ALPHA_MODES or (mode in ("P", "L", "RGB") and "transparency" in im.info):
         rgba = im.convert("RGBA")
         gray = np.asarray(rgba.convert("L"), dtype=np.uint16)
         alpha = np.asarray(rgba.getchannel("A"), dtype=np.uint16)
-        return ((gray * alpha + 127) // 255).astype(np.uint8)  # composite on black
-    return np.array(im.convert("L"), dtype=np.uint8)
+        return ((gray * alpha + 127) // 255).astype(np.uint8), False  # composite on black
+    return np.array(im.convert("L"), dtype=np.uint8), False
 
 

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, file_label, is_dicom, read_grayscale
-from pneumoscan.data.deep_png import deep_colour_png, deep_png_rgb, deep_png_samples, upright
+from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, file_label, is_dicom, read_film, read_grayscale
+from pneumoscan.data.deep_png import deep_colour_png, deep_png_rgb, deep_png_samples
 from pneumoscan.data.dicom import dicom_colour
-from pneumoscan.data.pixels import eight_bit_as_sixteen, out_of_memory
+from pneumoscan.data.pixels import out_of_memory
 from pneumoscan.errors import DecodeOutOfMemory
 
 if TYPE_CHECKING:
@@ -126,8 +126,8 @@ def two_tone_share(source: str | os.PathLike | bytes | bytearray) -> float:
     return jpeg_cues(source)[0]
 
 
-def jpeg_cues(source: str | os.PathLike | bytes | bytearray,
-              gray: np.ndarray | None = None) -> tuple[float, float, float]:
+def jpeg_cues(source: str | os.PathLike | bytes | bytearray, gray: np.ndarray | None = None,
+              deep: bool | None = None) -> tuple[float, float, float]:
     """A JPEG's two-tone share, dither energy (`dither_energy`) and peak excess (`peak_excess`, of the image without
     its flat edge rows and columns and the levels of peaks along its edges alone, `_picture_excess`: a letterbox,
     frame or collimator's mask is no posterised picture), from one decode at full size.
@@ -145,15 +145,15 @@ def jpeg_cues(source: str | os.PathLike | bytes | bytearray,
     measured as its 8-bit file, on the 8-bit pixels the decoder reads. Other files (16-bit data, which the decoder
     stretches; 1-bit, with alpha, DICOM), unreadable or oversized ones return (0.0, NaN, 0.0) (the decoder reports
     those). `gray`: the file's grey pixels as the
-    decoder gave them (`read_grayscale`), measured for a lossless file instead of decoding it again when they have
-    its size.
+    decoder gave them (`read_film`), measured for a lossless file instead of decoding it again when they have its
+    size; `deep`, its `Film.deep`, which a 16-bit file's `gray` needs (else it is decoded again).
     """
     from PIL import Image
 
     try:
         data = source if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
         if bytes(data[:3]) != b"\xff\xd8\xff":
-            return _lossless_cues(data, gray)
+            return _lossless_cues(data, gray, deep)
         with Image.open(io.BytesIO(data), formats=("JPEG", "MPO")) as im:
             width, height = im.size
             if width * height > DEFAULT_MAX_PIXELS:
@@ -249,33 +249,34 @@ def _edge_run(flat: np.ndarray) -> int:
     return int(first[0] + busy[0]) if len(busy) else len(flat)
 
 
-def _lossless_cues(data: bytes | bytearray | memoryview,
-                   decoded: np.ndarray | None = None) -> tuple[float, float, float]:
-    """`jpeg_cues` of an 8-bit PNG, TIFF or BMP: its dither energy, of its `decoded` grey pixels when they have its
-    size, turned as its EXIF orientation turns it (else decoded here by `read_grayscale`, to the same pixels);
-    two-tone share and peak excess 0.0. Memory running short is a MemoryError, for the caller's `reading_film`."""
+def _lossless_cues(data: bytes | bytearray | memoryview, decoded: np.ndarray | None = None,
+                   stretched: bool | None = None) -> tuple[float, float, float]:
+    """`jpeg_cues` of an 8-bit PNG, TIFF or BMP, or a 16-bit one of an 8-bit film (v * 257): its dither energy, of
+    its `decoded` grey pixels when they have its size, turned as its EXIF orientation turns it, and of a 16-bit file
+    when the decoder did not map its data by their range (`stretched`, `Film.deep`; else decoded here by `read_film`,
+    to the same pixels); two-tone share and peak excess 0.0. Memory running short is a MemoryError, for the caller's `reading_film`."""
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data), formats=("PNG", "TIFF", "BMP")) as im:
-            deep = im.format == "PNG" and deep_colour_png(data) is not None
+            colour16 = im.format == "PNG" and deep_colour_png(data) is not None  # Pillow reads its high bytes
             if im.size[0] * im.size[1] > TWO_TONE_MAX_PIXELS or (
-                    im.mode not in LOSSLESS_MODES + SIXTEEN_BIT_GREY if not deep else im.mode != "RGB"):
+                    im.mode not in LOSSLESS_MODES + SIXTEEN_BIT_GREY if not colour16 else im.mode != "RGB"):
                 return 0.0, NOT_MEASURED, 0.0
-            eight = _eight_bit_read(im) if deep or im.mode in SIXTEEN_BIT_GREY else None
-            if eight is False:
-                return 0.0, NOT_MEASURED, 0.0  # 16-bit data, stretched by the decoder: no 8-bit file's grain
+            sixteen = colour16 or im.mode in SIXTEEN_BIT_GREY
             stored = im.size[::-1]
             if decoded is not None and decoded.shape == stored[::-1] != stored and _quarter_turned(im):
                 stored = decoded.shape  # the decoder turned it by its EXIF orientation
-        if isinstance(eight, np.ndarray) and not deep:
-            decoded = eight  # a 16-bit grey file of an 8-bit film: the decoder reads it as v, so its grain is that
-        elif decoded is None or decoded.shape != stored:
+        if decoded is None or decoded.shape != stored or (sixteen and stretched is None):
             # the decoder's own pixels (a transparency entry composited on black, EXIF orientation), as every caller
-            # that passes them measures
-            decoded = read_grayscale(bytes(data))
-        if deep and not np.array_equal(decoded, eight):
-            return 0.0, NOT_MEASURED, 0.0  # not an 8-bit film as v * 257: the decoder stretched its 16-bit grey
+            # that passes them measures, and whether it stretched 16-bit data to read them
+            if sixteen:
+                film = read_film(bytes(data))
+                decoded, stretched = film.gray, film.deep
+            else:
+                decoded = read_grayscale(bytes(data))
+        if sixteen and stretched:
+            return 0.0, NOT_MEASURED, 0.0  # 16-bit data mapped by its range: no 8-bit file's grain
     except MemoryError:  # the machine's shortage, not an unreadable file: the caller's `reading_film` names the film
         raise
     except DecodeOutOfMemory as exc:  # the same shortage in the decoder, which knows the bytes alone as '<upload>'
@@ -285,19 +286,6 @@ def _lossless_cues(data: bytes | bytearray | memoryview,
     if min(decoded.shape) < DITHER_MIN_SIDE or _near_black_or_white(decoded) > TWO_TONE_SHARE:
         return 0.0, NOT_MEASURED, 0.0
     return 0.0, dither_energy(decoded), 0.0
-
-
-def _eight_bit_read(im: Image.Image) -> np.ndarray | bool:
-    """The grey pixels (H, W) uint8 the decoder reads from open 16-bit image `im` when it holds an 8-bit film (every
-    value v * 257, read as v), upright; False for 16-bit data, which the decoder stretches. A 16-bit colour PNG's
-    are those Pillow's 8-bit read of it gives (the high byte of v * 257 is v, weighted as the decoder weighs it): the
-    decoder's own pixels are those exactly when it holds an 8-bit film."""
-    im.load()
-    im = upright(im)
-    if im.mode == "RGB":
-        return np.asarray(im.convert("L"))
-    values = np.asarray(im)
-    return (values // 257).astype(np.uint8) if eight_bit_as_sixteen(values) else False
 
 
 def _quarter_turned(im: Image.Image) -> bool:

@@ -40,8 +40,9 @@ if TYPE_CHECKING:
 # none refused: a 12-bit or 15-bit film in one, read dark or flat or refused before, reads as its grey PNG. 13: an
 # 8-bit film in one whose alpha is not a multiple of 257 reads at its 8 bits (it was stretched), a tRNS colour is
 # matched on the whole 16-bit samples (on their high bytes before); its colourfulness is measured on its full samples
-# and its grain not at all, as its grey PNG's.
-PREPROCESS_VERSION = 13
+# and its grain not at all, as its grey PNG's. 14: an 8-bit film saved as 16-bit grey or colour (v * 257) has its
+# grain measured on the 8-bit pixels the decoder reads, as its 8-bit file (a dithered copy was not measured).
+PREPROCESS_VERSION = 14
 
 
 def resize_square(gray: np.ndarray, size: int) -> np.ndarray:
@@ -122,7 +123,7 @@ def load_image_levels_and_rgb(
 ) -> tuple[np.ndarray, int, np.ndarray | None]:
     """`load_image_with_levels`, and a colour DICOM's RGB pixels from the same decode (`read_grayscale_and_rgb`;
     None for any other file), for its `colourfulness(..., rgb=...)` without a second decode."""
-    image, levels, rgb, _, _ = load_image_levels_rgb_and_gray(source, size, name=name, max_pixels=max_pixels)
+    image, levels, rgb, *_ = load_image_levels_rgb_and_gray(source, size, name=name, max_pixels=max_pixels)
     return image, levels, rgb
 
 
@@ -132,42 +133,43 @@ def load_image_levels_rgb_and_gray(
     *,
     name: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> tuple[np.ndarray, int, np.ndarray | None, np.ndarray, str | None]:
+) -> tuple[np.ndarray, int, np.ndarray | None, np.ndarray, str | None, bool]:
     """`load_image_levels_and_rgb`, the decoded grey pixels it resized (full size but for a JPEG draft mode reduces):
     the guard measures a lossless file's dither energy on them (`jpeg_cues(..., gray=...)`), not on a second decode;
-    and how a browser draws the film's PNG when otherwise than it is read (`Film.shown`; None: as read)."""
+    how a browser draws the film's PNG when otherwise than it is read (`Film.shown`; None: as read); and whether
+    those pixels are 16-bit data mapped by its range (`Film.deep`: `jpeg_cues(..., deep=...)`)."""
     data, name = read_path(source, name)
     with reading_film(name, data):
-        gray, rgb, _, shown = read_film(data, name=name, max_pixels=max_pixels, draft_size=size)
-        return fit_decoded(gray, size, data), grey_levels(gray), rgb, gray, shown
+        gray, rgb, _, shown, deep = read_film(data, name=name, max_pixels=max_pixels, draft_size=size)
+        return fit_decoded(gray, size, data), grey_levels(gray), rgb, gray, shown, deep
 
 
 def load_image_levels_rgb_and_at(
     data: bytes, size: int, other_size: int, *, name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> tuple[np.ndarray, int, np.ndarray | None, np.ndarray | None, np.ndarray]:
+) -> tuple[np.ndarray, int, np.ndarray | None, np.ndarray | None, np.ndarray, bool]:
     """`load_image_levels_rgb_and_gray`, with `load_image(data, other_size)` from the same decode before the grey
     pixels: bit-identical, so given only when draft mode decodes the file the same way for both sizes (`same_draft`;
     None otherwise: a JPEG it decodes at another scale, which a decode at `other_size` alone gives)."""
     data, name = read_path(data, name)
     with reading_film(name, data):
-        gray, rgb = read_grayscale_and_rgb(data, name=name, max_pixels=max_pixels, draft_size=size)
+        gray, rgb, *_, deep = read_film(data, name=name, max_pixels=max_pixels, draft_size=size)
         other = fit_decoded(gray, other_size, data) if same_draft(data, size, other_size) else None
-        return fit_decoded(gray, size, data), grey_levels(gray), rgb, other, gray
+        return fit_decoded(gray, size, data), grey_levels(gray), rgb, other, gray, deep
 
 
 def load_image_and_original(
     data: bytes, size: int, *, name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> tuple[np.ndarray, np.ndarray, int, np.ndarray | None]:
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray | None, bool]:
     """The file decoded at full size, its `load_image_with_levels` and a colour DICOM's RGB pixels (as
     `load_image_levels_and_rgb`), from that one decode; decoded a second time, as `load_image_with_levels` reads it,
     only when draft mode gives other pixels (`draft_changes_pixels`: a large or colour JPEG, whose draft decode is
-    then the cheaper one)."""
+    then the cheaper one); and whether the pixels decoded at full size are `Film.deep`."""
     data, name = read_path(data, name)
     with reading_film(name, data):
-        original, rgb = read_grayscale_and_rgb(data, name=name, max_pixels=max_pixels)
+        original, rgb, *_, deep = read_film(data, name=name, max_pixels=max_pixels)
         if draft_changes_pixels(data, size):
-            return (original, *load_image_with_levels(data, size, name=name, max_pixels=max_pixels), rgb)
-        return original, fit_decoded(original, size, data), grey_levels(original), rgb
+            return (original, *load_image_with_levels(data, size, name=name, max_pixels=max_pixels), rgb, deep)
+        return original, fit_decoded(original, size, data), grey_levels(original), rgb, deep
 
 
 def to_unit(batch: torch.Tensor | np.ndarray) -> torch.Tensor:

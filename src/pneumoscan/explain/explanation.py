@@ -111,10 +111,10 @@ def explain_file(predictor: Predictor, image: str | os.PathLike | bytes | np.nda
     else:
         data, name = film_bytes(image, "gradcam")
     predictor.warn_unguarded()  # once there is a film to score: an unreadable one gets its error alone
-    full, model_input, levels, rgb = load_image_and_original(data, predictor.size, name=name)
+    full, model_input, levels, rgb, deep = load_image_and_original(data, predictor.size, name=name)
     original = display_copy(full)
     with reading_film(one_name(name), data):  # its cues' reads: a memory shortage names the film
-        decoded = predictor.decoded(data, model_input, levels, rgb, gray=full)  # a lossless file's cues: these pixels
+        decoded = predictor.decoded(data, model_input, levels, rgb, gray=full, deep=deep)  # a lossless file's cues: these pixels
     del full, rgb  # a large film: only its display copy is needed from here on
     (result,) = predictor.decoded_results([name], [decoded])
     if result.in_distribution is False:

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from pneumoscan.data.decode import not_frontal_view, read_grayscale_and_rgb, reading_film, size_warning, \
+from pneumoscan.data.decode import not_frontal_view, read_film, reading_film, size_warning, \
     stored_size, thumbnail_warning
 from pneumoscan.data.file_cues import NOT_DECODED
 from pneumoscan.data.preprocess import grey_levels
@@ -56,26 +56,27 @@ class GuardCues(NamedTuple):
         return GuardCues(*(None if cue is None else cue[rows] for cue in self))
 
 
-def file_cues(data: bytes | bytearray, rgb: np.ndarray | None, gray: np.ndarray | None = None, *,
-              guarded: bool) -> tuple[float, float, float, float]:
+def file_cues(data: bytes | bytearray, rgb: np.ndarray | None, gray: np.ndarray | None = None,
+              deep: bool | None = None, *, guarded: bool) -> tuple[float, float, float, float]:
     """The guard's cues read from a file's bytes: its colourfulness (of `rgb`, what `load_image_levels_and_rgb`
-    gave with its image: a colour DICOM's pixels, else None), two-tone share, dither energy and peak excess
-    (`jpeg_cues`: a JPEG decoded at full size); 0.0 each without a guard (not `guarded`), which is the only reader of
+    gave with its image: a colour DICOM's pixels or a 16-bit colour PNG's colour, else None), two-tone share, dither
+    energy and peak excess (`jpeg_cues`: a JPEG decoded at full size; a lossless file's on `gray`, its `Film.deep`
+    `deep`); 0.0 each without a guard (not `guarded`), which is the only reader of
     them."""
     if not guarded:
         return 0.0, 0.0, 0.0, 0.0
-    return (colourfulness(data, rgb=rgb), *jpeg_cues(data, gray=gray))
+    return (colourfulness(data, rgb=rgb), *jpeg_cues(data, gray=gray, deep=deep))
 
 
 def decoded_file(data: bytes | bytearray, image: np.ndarray, levels: int, rgb: np.ndarray | None, *,
-                 gray: np.ndarray | None = None, guarded: bool) -> Decoded:
+                 gray: np.ndarray | None = None, deep: bool | None = None, guarded: bool) -> Decoded:
     """The `Decoded` of a file whose bytes `data` are decoded already (`image`, `levels` and `rgb` as
     `load_image_levels_and_rgb` gives them; `gray`, its decoded grey pixels, gives the film's proportions, `aspect`):
     its guard cues (`file_cues`), size, size warning and, with a guard (`guarded`), its DICOM view when not
     frontal."""
     size = stored_size(data)
     view = not_frontal_view(data) if guarded else None
-    colour, tone, dither, peaks = file_cues(data, rgb, gray, guarded=guarded)
+    colour, tone, dither, peaks = file_cues(data, rgb, gray, deep, guarded=guarded)
     aspect = gray.shape[1] / gray.shape[0] if gray is not None and gray.size else None
     return Decoded(image, levels, colour, tone, thumbnail_warning(size), size, view, dither, peaks, aspect)
 
@@ -97,12 +98,12 @@ def measured_cues(names: list[str], raw: Sequence[bytes | bytearray], given: Gua
     if levels is None:  # counted on the decoded file before resizing (`load_image_with_levels`)
         levels, rgbs = [], []
         for name, data in zip(names, raw):
-            gray, rgb = read_grayscale_and_rgb(bytes(data), name=name, draft_size=size)
+            gray, rgb, *_, deep = read_film(bytes(data), name=name, draft_size=size)
             levels.append(grey_levels(gray))
             rgbs.append(rgb)
             if need_cues:  # a lossless file's cues on these pixels, not on a second decode
                 with reading_film(one_name(name), data):
-                    cues.append(jpeg_cues(data, gray=gray))
+                    cues.append(jpeg_cues(data, gray=gray, deep=deep))
     if colours is None:
         colours = [colourfulness(r, rgb=rgb, name=name) for name, r, rgb in zip(names, raw, rgbs)]
     if need_cues:

@@ -437,16 +437,18 @@ class Predictor:
         """A file's bytes -> the model's input image, the guard's cues of the file and its size warning; InputError
         (naming the file `name`) when it is no usable image, `DecodeOutOfMemory` when reading it runs out of memory."""
         with reading_film(one_name(name), data):
-            image, levels, rgb, gray, shown = load_image_levels_rgb_and_gray(data, self.size, name=name)
-            return self.decoded(data, image, levels, rgb, gray=gray)._replace(stretched=shown is not None, shown=shown)
+            image, levels, rgb, gray, shown, deep = load_image_levels_rgb_and_gray(data, self.size, name=name)
+            return self.decoded(data, image, levels, rgb, gray=gray, deep=deep)._replace(stretched=shown is not None,
+                                                                                         shown=shown)
 
     def decoded(self, data: bytes | bytearray, image: np.ndarray, levels: int, rgb: np.ndarray | None, *,
-                gray: np.ndarray | None = None) -> Decoded:
+                gray: np.ndarray | None = None, deep: bool | None = None) -> Decoded:
         """The `Decoded` of a file whose bytes `data` are decoded already (`image`, `levels` and `rgb` as
         `load_image_levels_and_rgb` gives them; `gray`, its decoded grey pixels, spares a lossless file a second
         decode for its dither energy and gives the film's proportions, `aspect`): its guard cues (`file_cues`), size,
-        size warning and, with a guard, its DICOM view when not frontal (`decoded_file`)."""
-        return decoded_file(data, image, levels, rgb, gray=gray, guarded=self.guard is not None)
+        size warning and, with a guard, its DICOM view when not frontal (`decoded_file`); `deep`: `Film.deep` of
+        `gray`."""
+        return decoded_file(data, image, levels, rgb, gray=gray, deep=deep, guarded=self.guard is not None)
 
     def _chunk_results(self, files: list[Path], decoded: list[Decoded | str]) -> list[Prediction]:
         """Predictions for decoded files, in order; the strings of `decoded` are the errors of unreadable ones."""
