@@ -916,13 +916,14 @@ def test_the_guards_file_cues_of_two_requests_are_measured_at_once_on_a_shared_m
     overlapped: list[bool] = []
     real = decoding_module.jpeg_cues
 
-    def jpeg_cues(data: bytes | bytearray, gray: np.ndarray | None = None) -> tuple[float, float, float]:
+    def jpeg_cues(data: bytes | bytearray, gray: np.ndarray | None = None,
+                  deep: bool | None = None) -> tuple[float, float, float]:
         try:
             measuring.wait()
             overlapped.append(True)
         except threading.BrokenBarrierError:
             overlapped.append(False)
-        return real(data, gray=gray)
+        return real(data, gray=gray, deep=deep)
 
     monkeypatch.setattr(engine_module, "jpeg_cues", jpeg_cues, raising=False)
     monkeypatch.setattr(decoding_module, "jpeg_cues", jpeg_cues)  # where it was measured under the lock
