@@ -547,33 +547,31 @@ def test_the_threshold_interval_draws_the_sites_patients_and_the_copy_stores_the
     assert predictor.threshold_resampled["resampled"] == "patients"
 
 
-def test_evaluating_val_with_a_model_recording_no_patient_key_opens_no_file_of_test(tmp_path: Path) -> None:
-    """A model trained before --patient-key existed records none, and was keyed by file name (the default the run's
-    settings and its training films are read with), but `evaluate` took `auto` for it and opened test/'s .dcm and
-    extensionless files to list them, scoring val/."""
-    import json
+def test_a_model_recording_no_patient_key_groups_the_films_it_scores_by_their_manifest_s_patients(
+        tmp_path: Path) -> None:
+    """The shipped model records no --patient-key. Its evaluation of a hospital's manifest with a patient column took
+    the films as independent (edb67a9 keyed them by name, as such runs' training films are read), so the intervals
+    were about twice too narrow: the scored films are grouped by `auto`, a manifest's patients and DICOM IDs."""
+    import warnings
 
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
+    from pneumoscan.evaluation.evaluate import evaluate
 
-    from pneumoscan.artifact import _META_KEY
-    from pneumoscan.training.config import TrainConfig
-    from pneumoscan.training.trainer import train
-
-    data = tmp_path / "data"
-    dicoms = write_dicom_test_split(data)
-    run = tmp_path / "run"
-    train(TrainConfig(data=str(data), out=str(run), model="cnn", image_size=16, epochs=1, batch_size=16,
-                      patient_key="name", cache_dir=str(tmp_path / "cache")), progress=False)
-    model = run / "model.safetensors"
-    with safe_open(str(model), framework="numpy") as handle:
-        meta = json.loads(handle.metadata()[_META_KEY])
-    del meta["training"]["config"]["patient_key"]  # as saved before the option existed
-    save_file(load_file(str(model)), str(model), metadata={_META_KEY: json.dumps(meta)})
-    with files_opened_under(data / "test") as opened:
-        assert main(["evaluate", "--model", str(model), "--data", str(data), "--split", "val", "--n-boot", "5",
-                     "--cache-dir", str(tmp_path / "cache")]) == 0
-    assert opened == [] and all(path.exists() for path in dicoms)
+    rows = ["path,label,patient"]
+    for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+        for p in range(3):
+            for k in range(2):
+                film = tmp_path / name / f"f{p}{k}.jpeg"
+                write_xray(film, label, 10 * label + 3 * p + k, size=48)
+                rows.append(f"{film},{name},{name[0]}{p}")
+    manifest = tmp_path / "site.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    predictor = Predictor(None, backend="torch")
+    assert "patient_key" not in predictor.meta.training.get("config", {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = evaluate(predictor, manifest, n_boot=20, progress=False)
+    assert sorted(set(result.patients or [])) == ["N0", "N1", "N2", "P0", "P1", "P2"]
+    assert (result.summary["intervals"]["resampled"], result.summary["intervals"]["n_resampled"]) == ("patients", 6)
 
 
 def test_the_export_command_a_copy_gives_can_be_pasted_for_a_path_with_a_space(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning, accuracy, recall, specificity
 from pneumoscan.inference.predictor import Predictor
 from pneumoscan.outputs import atomic_write
-from pneumoscan.training.config import data_record, trained_patient_key
+from pneumoscan.training.config import data_record
 
 
 class GuardWarning(UserWarning):
@@ -273,15 +273,16 @@ def key_by_manifest() -> str:
 
 
 def key_choice(training: dict) -> str:
-    """The --patient-key the model's training used (`training`: its record), which `evaluate` keys films by
-    (`trained_patient_key`: `name` when it records none)."""
-    return trained_patient_key(data_record(training)[0])
+    """The --patient-key the model's training used (`training`: its record), which `evaluate` keys the films it
+    scores by: `auto` when it records none (the shipped model: a hospital's manifest patients and DICOM IDs group its
+    films; its own training films are listed as it keyed them, by name: `trained_patient_key`)."""
+    return data_record(training)[0].get("patient_key") or "auto"
 
 
 def film_patients(samples: Sequence[Sample], training: dict, progress: bool = True,
                   keyed: PatientKeys | None = None,
                   dataset: dict[str, list[Sample]] | None = None) -> list[str | None] | None:
-    """Each film's patient key, by the --patient-key the model's training used (`name` when it records none; a film
+    """Each film's patient key, by the --patient-key the model's training used (`auto` when it records none; a film
     with no patient folder under `folder` is keyed by its file name), for the bootstrap to resample patients; None
     when they cannot be read. The films are keyed as `audit` keys their data set (`dataset`: its splits, holding
     `samples`, as `ScoredSplit.splits` holds them; None: `samples` alone), so a placeholder PatientID is judged on that
