@@ -213,14 +213,14 @@ def test_images_no_class_or_split_folder_holds_are_warned_about_not_dropped_sile
         assert list(discover(tmp_path / "kaggle")) == ["train"]
 
 
-@pytest.mark.parametrize(("data", "out", "shown"), [
-    ("linked", "linked/NORMAL/run", "linked"),  # through a linked class folder
-    ("linked", "real/PNEUMONIA/run", "linked"),  # into where the link leads
-    ("split/train", "split/val/NORMAL/run", "split"),  # --data a split folder: its sibling splits are data too
-    ("split/train", "split/train/NORMAL/run", "split"),
+@pytest.mark.parametrize(("data", "out", "shown", "suggested"), [
+    ("linked", "linked/NORMAL/run", "linked", "linked"),  # through a linked class folder
+    ("linked", "real/PNEUMONIA/run", "linked", "linked"),  # into where the link leads
+    ("split/train", "split/val/NORMAL/run", "split", "split"),  # --data a split folder: its sibling splits are data
+    ("split/train", "split/train/NORMAL/run", "split/train", "train"),
 ], ids=["link", "link-target", "sibling-split", "own-split"])
 def test_out_of_data_follows_linked_class_folders_and_the_folder_holding_a_split(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: str, out: str, shown: str) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: str, out: str, shown: str, suggested: str) -> None:
     """A data folder of linked class folders let --out DATA/NORMAL/run through (compared resolved, the run was in the
     link's target, not in DATA), and --data DATA/train let --out DATA/val/NORMAL/run through: the run's chart PNGs
     then sat among the films the next train reads."""
@@ -233,7 +233,9 @@ def test_out_of_data_follows_linked_class_folders_and_the_folder_holding_a_split
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputError, match=rf"^{out}: is inside the data folder {shown}, where what is written would "
                                          rf"sit among its labelled films; give --out a folder outside it, e\.g\. "
-                                         rf"--out runs/{shown}$"):
+                                         rf"--out runs/{suggested}$"):
         check_out_of_data(out, data)
-    check_out_of_data(f"{shown}/runs/run", data)  # a folder of its own beside the split or class folders
+    check_out_of_data(f"{data}/runs/run", data)  # a folder of its own beside the split or class folders
     check_out_of_data("real/run", "linked")
+    monkeypatch.chdir(tmp_path / "split" / "train")  # a data set in a folder named train, worked on from inside it
+    check_out_of_data("runs/run", ".")

@@ -9,7 +9,7 @@ from pneumoscan import CLASS_NAMES
 from pneumoscan.data.formats import is_image_path
 from pneumoscan.data.labels import SPLITS, Sample
 from pneumoscan.data.manifest import is_manifest, read_manifest_splits
-from pneumoscan.errors import InputError, counted, first_names, option, switch, warn
+from pneumoscan.errors import InputError, counted, first_names, option, shell_word, switch, warn
 
 
 def image_files(folder: Path, opened: bool = True) -> list[Path]:
@@ -108,31 +108,67 @@ def _sub_folders(folder: Path) -> list[Path]:
 def check_out_of_data(out: str | Path, data: str | Path, folder: str | Path | None = None,
                       resume: bool = False) -> None:
     """InputError when `out` (where a command writes: a run folder, a model file in `folder`) is the data folder
-    `data` or inside one of its split or class folders (for a `data` that is a split folder, those of the folder
-    holding it), where what it writes would sit among the labelled films (an image of it taken for one); a folder of
-    its own in it (DATA/runs/) is none of them. Each folder counts both as named and where its links lead. With
-    `resume` (a run made there before this check, resumed), the fix is to move the run out, as `out` may change."""
+    `data` or inside one of its split or class folders, where what it writes would sit among the labelled films (an
+    image of it taken for one); a folder of its own in it (DATA/runs/) is none of them. For a `data` that is a split
+    folder (DATA/train), the other split folders beside it count too. Each folder counts both as named and where its
+    links lead. With `resume` (a run made there before this check, resumed), the fix is to move the run out, as
+    `out` may change."""
     given = Path(os.path.abspath(data))
     if not given.is_dir():
         return
-    base = given.parent if given.name.lower() in SPLITS else given
-    known = {name.lower() for name in (*SPLITS, *CLASS_NAMES)}
     written = Path(os.path.abspath(folder if folder is not None else out))
-    places = {written, written.resolve()}
-    is_data = bool({Path(os.path.abspath(out)), Path(out).resolve()} & {given, given.resolve()})
-    named = any(place.relative_to(root).parts[0].lower() in known
-                for place in places for root in {base, base.resolve()} if root in place.parents)
-    linked = any(place == target or target in place.parents for target in _linked_targets(base) for place in places)
-    if not (places & {given, given.resolve()} or named or linked):
+    holder = _data_holding(written, given)
+    if holder is None:
         return
-    shown = data if is_data or base == given else os.path.normpath(os.path.join(data, os.pardir))
-    moved = f"runs/{written.name if not is_data else 'run'}"
-    fix = (f"give {option('out')} a folder outside it, e.g. {option('out', 'runs/' + (base.name or 'run'))}"
-           if not resume else f"move the run out of it and resume it there with {switch('resume')} "
-           f"{option('out', moved)}: " + (f"mkdir -p runs && mv {out} {moved}" if not is_data else
-                                          f"move the run's files from {out} into {moved}/"))
+    is_data = bool({Path(os.path.abspath(out)), Path(out).resolve()} & {given, given.resolve()})
+    shown = data if holder == given else os.path.normpath(os.path.join(data, os.pardir))
+    name = written.name if not is_data else "run"
+    if not resume:
+        fix = f"give {option('out')} a folder outside it, e.g. {option('out', _outside(given, holder.name or 'run'))}"
+    else:
+        moved = _outside(given, name)
+        while Path(moved).exists():  # mv into an existing folder would nest the run, where --resume finds none
+            moved += "_moved"
+        fix = (f"move the run out of it and resume it there with {switch('resume')} {option('out', moved)}: "
+               + (f"mkdir -p {shell_word(str(Path(moved).parent))} && mv {shell_word(str(out))} {shell_word(moved)}"
+                  if not is_data else f"move the run's files from {shell_word(str(out))} into {shell_word(moved)}/"))
     raise InputError(f"{out}: {'is' if is_data else 'is inside'} the data folder {shown}, where what is written would "
                      f"sit among its labelled films; {fix}")
+
+
+def _data_holding(written: Path, given: Path) -> Path | None:
+    """The data folder (`given`, or for a split folder the folder holding it) whose labelled films `written` would sit
+    among: `given` itself, a split or class folder of it, where their links lead, and, for a split folder `given`,
+    the other split folders beside it; None for anywhere else (`given`/runs/ among them)."""
+    known = {name.lower() for name in (*SPLITS, *CLASS_NAMES)}
+    places = {written, written.resolve()}
+    if places & {given, given.resolve()} or _under(places, given, known, _linked_targets(given)):
+        return given
+    if given.name.lower() in SPLITS:
+        others = {name for name in SPLITS if name != given.name.lower()}
+        beside = {child.resolve() for child in _sub_folders(given.parent) if child.name.lower() in others}
+        beside |= {c.resolve() for child in beside for c in _sub_folders(child) if c.name.lower() in known}
+        if _under(places, given.parent, others, beside):
+            return given.parent
+    return None
+
+
+def _under(places: set[Path], root: Path, names: set[str], targets: set[Path]) -> bool:
+    """Whether any of `places` lies in a folder of `root` named one of `names` (lower case), or at or under one of
+    `targets` (resolved folders)."""
+    named = any(place.relative_to(r).parts[0].lower() in names
+                for place in places for r in {root, root.resolve()} if r in place.parents)
+    return named or any(place == t or t in place.parents for t in targets for place in places)
+
+
+def _outside(given: Path, name: str) -> str:
+    """A place to write `name` outside the data folder `given`: runs/NAME from here, or beside the data folder when
+    here is inside it."""
+    here = Path(os.path.abspath("runs")) / name
+    if _data_holding(here, given) is None:
+        return f"runs/{name}"
+    holder = given.parent if given.name.lower() in SPLITS else given
+    return os.path.join(os.path.relpath(holder.parent), "runs", name)
 
 
 def discover(root: str | Path, unopened: Collection[str] = ()) -> dict[str, list[Sample]]:
