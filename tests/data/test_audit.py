@@ -343,7 +343,8 @@ def test_images_with_no_patient_folder_are_listed_not_the_end_of_the_audit(tmp_p
     assert main(["audit", str(tmp_path), "--patient-key", "folder", "--strict"]) == 3
     assert "3 images with no patient folder (--patient-key folder)" in capsys.readouterr().err
     with pytest.raises(InputError, match=r"loose0\.png: --patient-key folder reads .* has none \(nor have 2 other "
-                                         r"images; `pneumoscan audit` with --patient-key folder lists them all\); put"):
+                                         r"files headed as images, .*; `pneumoscan audit` with --patient-key folder "
+                                         r"lists those that read\); put"):
         prepare_data(TrainConfig(data=str(tmp_path), out=str(tmp_path / "r"), patient_key="folder"), 16, False)
 
 

@@ -241,7 +241,7 @@ def test_images_with_no_patient_folder_are_decoded_only_until_one_reads(
     read = decode.read_grayscale
     monkeypatch.setattr(decode, "read_grayscale",
                         lambda path, **kw: decoded.append(Path(path).name) or read(path, **kw))
-    with pytest.raises(InputError, match=r"loose0\.png: --patient-key folder .* none \(nor have 4 other images;"):
+    with pytest.raises(InputError, match=r"loose0\.png: --patient-key folder .* none \(nor have 4 other files headed as images,"):
         patient_keys(samples, "folder")
     assert decoded == ["a_page.png", "loose0.png"]
     (tmp_path / "NORMAL").joinpath("a_page.png").unlink()

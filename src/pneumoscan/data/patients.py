@@ -183,8 +183,9 @@ def no_folder_message(loose: list[Sample]) -> str:
     """The error of `--patient-key folder` on images right in their class folder: the first, how many others, and
     how to file them."""
     path = Path(loose[0].path)
-    others = (f" (nor have {len(loose) - 1} other images; `pneumoscan audit` with --patient-key folder lists them "
-              f"all)" if len(loose) > 1 else "")
+    others = (f" (nor have {len(loose) - 1} other files headed as images, those after the first counted by their "
+              f"first bytes; `pneumoscan audit` with --patient-key folder lists those that read)" if len(loose) > 1
+              else "")
     return (f"{path}: {option('patient_key', 'folder')} reads the patient from the folder between the class folder "
             f"and the image, and this image has none{others}; put each patient's images in a folder of their own "
             f"({path.parent.name}/<patient>/{path.name}), or use {option('patient_key', 'auto')}")
