@@ -322,6 +322,9 @@ def test_audit_strict_exits_3_on_any_problem_and_0_on_a_clean_dataset(tiny_data:
     assert f"exit with code {EXIT_AUDIT_PROBLEMS}" in help_text and f"under {MIN_SIDE} px" in help_text
     assert "DICOM films of a view other than plain frontal (AP or PA) (by their header)" in help_text  # not only
     # lateral, decubitus or oblique: cross-table, lordotic, axial and eponymous views too
+    choices = build_parser()._subparsers._group_actions[0].choices
+    assert "view codes say it is of a view other than plain frontal (AP or PA)" in " ".join(
+        choices["predict"].format_help().split())  # predict's refused_by 'view' said 'lateral, decubitus or oblique'
     clean = tmp_path / "clean"
     for split, first in (("train", 0), ("test", 50)):
         for i in range(first, first + 3):

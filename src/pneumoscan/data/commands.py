@@ -30,7 +30,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """`audit`."""
     from pneumoscan.training.commands import add_patient_key_arg
-    p = sub.add_parser("audit", help="count images, patients, sizes, unreadable, colour and lateral-view files and duplicates in a dataset")
+    p = sub.add_parser("audit", help="count images, patients, sizes, unreadable, colour and non-frontal DICOM files and duplicates in a dataset")
     p.add_argument("data", help="data folder (train/ val/ test/ with NORMAL/ PNEUMONIA/) or CSV manifest")
     p.add_argument("--json", help="also write the audit as JSON to this file ('-': stdout, and the text report goes to stderr)")
     add_patient_key_arg(p, "default auto, as in `train`")

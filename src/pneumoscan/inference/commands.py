@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from pneumoscan.data.view_wording import OTHER_VIEW
 from pneumoscan.errors import decimals
 from pneumoscan.inference.operating_point import add_operating_point_args, operating_point_text
 
@@ -71,9 +72,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                    "model was trained on, as a few real ones are, so read it without the model; "
                                    "grey_levels, two_tone, dithered, posterised, upside_down: send the film as the scanner saved "
                                    "it; "
-                                   "view: a DICOM whose View Position or view codes are lateral, decubitus or "
-                                   "oblique, send the "
-                                   "frontal film).")
+                                   f"view: a DICOM whose View Position or view codes say it is {OTHER_VIEW}, "
+                                   "send the plain frontal film).")
     add_model_arg(p)
     p.add_argument("paths", nargs="+", help="image files (JPEG, PNG, TIFF, BMP, DICOM) or folders; a labelled CSV "
                                             "manifest is scored with `pneumoscan evaluate --data manifest.csv`")
