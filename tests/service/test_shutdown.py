@@ -287,3 +287,37 @@ def test_stdout_whose_reader_is_gone_is_said_once_and_the_service_serves_on(tiny
     assert err.count("stdout's reader is gone (broken pipe): access lines are no longer written; the service "
                      "serves on") == 1, err
     assert "stopped on SIGINT: every request under way was answered" in err
+
+
+def test_stdout_on_a_full_disk_is_said_once_and_the_service_serves_on(tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """`serve > serve.log` on a disk that fills: each access line printed a 70-line "--- Logging error ---"
+    traceback on stderr, for every request. Now one warning naming the cause and the fix, stdout pointed at
+    /dev/null (nothing half-written after it), and the next lines go nowhere quietly."""
+    import errno
+    import logging
+
+    from pneumoscan.service.tracking import AccessHandler
+
+    log_file = (tmp_path / "serve.log").open("w")
+
+    class FullDisk:
+        def fileno(self) -> int:
+            return log_file.fileno()
+
+        def write(self, text: str) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self) -> None:
+            pass
+
+    handler = AccessHandler(FullDisk())  # type: ignore[arg-type]
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, "GET /health", None, None)
+    with caplog.at_level(logging.WARNING, logger="pneumoscan.service"):
+        handler.handle(record)
+    said = [r.getMessage() for r in caplog.records if r.name == "pneumoscan.service"]
+    assert len(said) == 1 and said[0].startswith("stdout") and "No space left on device (free space" in said[0], said
+    assert said[0].endswith("access lines are no longer written; the service serves on")
+    os.write(log_file.fileno(), b"after")  # the descriptor now writes to /dev/null
+    log_file.close()
+    assert (tmp_path / "serve.log").read_bytes() == b""

@@ -130,17 +130,23 @@ def access_formatter(*args: Any, **kwargs: Any) -> logging.Formatter:
 
 class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """uvicorn's handler of access lines (stdout) which, once stdout's reader is gone (a broken pipe: `serve | head
-    -1`, a log shipper stopped), says so in one line on stderr and points stdout at /dev/null, the service serving
-    on: logging printed a 60-line "--- Logging error ---" traceback on stderr for each request."""
+    -1`, a log shipper stopped) or its disk is full (`serve > serve.log`), says so in one line on stderr and points
+    stdout at /dev/null, the service serving on: logging printed a 60-line "--- Logging error ---" traceback on stderr
+    for each request."""
 
     def handleError(self, record: logging.LogRecord) -> None:
-        if not isinstance(sys.exc_info()[1], BrokenPipeError):
+        from pneumoscan.cli import _DISK_FULL, _DISK_FULL_FIX, _stdout_name, _to_devnull
+
+        err = sys.exc_info()[1]
+        if isinstance(err, BrokenPipeError):
+            why = "stdout's reader is gone (broken pipe)"
+        elif isinstance(err, OSError) and err.errno in _DISK_FULL:  # `serve > serve.log` on a full disk
+            why = f"{_stdout_name()}: {err.strerror} ({_DISK_FULL_FIX[err.errno]}, then restart to log again)"
+        else:
             super().handleError(record)
             return
-        from pneumoscan.cli import _to_devnull
-
         _to_devnull(self.stream.fileno())
-        log.warning("stdout's reader is gone (broken pipe): access lines are no longer written; the service serves on")
+        log.warning("%s: access lines are no longer written; the service serves on", why)
 
 
 def log_config() -> dict[str, Any]:
