@@ -211,9 +211,10 @@ def test_a_tilted_beam_view_modifier_passes_an_ap_or_pa_film(code: str) -> None:
 
     for position, view in (("AP", "399348003"), ("PA", "272479007")):
         ds = with_view_code(make_dicom(ramp()), "SCT", view)
-        ds.ViewPosition = position
         ds.ViewCodeSequence[0].ViewModifierCodeSequence = with_code("ViewModifierCodeSequence", "SCT", code)
-        assert not_frontal_view(dicom_bytes(ds)) is None
+        for said in (position, ""):  # an empty View Position: the view code and its modifier alone decide (the same
+            ds.ViewPosition = said  # SNOMED codes are CID 4010's caudo-cranial and cranio-caudal views)
+            assert not_frontal_view(dicom_bytes(ds)) is None, said
         ds.ViewPosition = "AP AXIAL"
         assert not_frontal_view(dicom_bytes(ds)) == "DICOM View Position AP AXIAL"
 

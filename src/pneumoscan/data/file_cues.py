@@ -250,10 +250,10 @@ def _edge_run(flat: np.ndarray) -> int:
 
 
 def _lossless_cues(data: bytes | bytearray | memoryview, decoded: np.ndarray | None = None,
-                   stretched: bool | None = None) -> tuple[float, float, float]:
+                   deep: bool | None = None) -> tuple[float, float, float]:
     """`jpeg_cues` of an 8-bit PNG, TIFF or BMP, or a 16-bit one of an 8-bit film (v * 257): its dither energy, of
     its `decoded` grey pixels when they have its size, turned as its EXIF orientation turns it, and of a 16-bit file
-    when the decoder did not map its data by their range (`stretched`, `Film.deep`; else decoded here by `read_film`,
+    when the decoder did not map its data by their range (`deep`, `Film.deep`; else decoded here by `read_film`,
     to the same pixels); two-tone share and peak excess 0.0. Memory running short is a MemoryError, for the caller's `reading_film`."""
     from PIL import Image
 
@@ -267,15 +267,15 @@ def _lossless_cues(data: bytes | bytearray | memoryview, decoded: np.ndarray | N
             stored = im.size[::-1]
             if decoded is not None and decoded.shape == stored[::-1] != stored and _quarter_turned(im):
                 stored = decoded.shape  # the decoder turned it by its EXIF orientation
-        if decoded is None or decoded.shape != stored or (sixteen and stretched is None):
+        if decoded is None or decoded.shape != stored or (sixteen and deep is None):
             # the decoder's own pixels (a transparency entry composited on black, EXIF orientation), as every caller
-            # that passes them measures, and whether it stretched 16-bit data to read them
+            # that passes them measures, and whether it deep 16-bit data to read them
             if sixteen:
                 film = read_film(bytes(data))
-                decoded, stretched = film.gray, film.deep
+                decoded, deep = film.gray, film.deep
             else:
                 decoded = read_grayscale(bytes(data))
-        if sixteen and stretched:
+        if sixteen and deep:
             return 0.0, NOT_MEASURED, 0.0  # 16-bit data mapped by its range: no 8-bit file's grain
     except MemoryError:  # the machine's shortage, not an unreadable file: the caller's `reading_film` names the film
         raise
