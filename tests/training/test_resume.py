@@ -472,10 +472,11 @@ _BY_PATH = ("20 DICOM films whose header names no patient are keyed by file name
             "may have keyed them otherwise: the same patients under other keys split otherwise, so the key rule may "
             "have changed the split, not the images; resume with the pneumoscan (or, if its images changed, the data) "
             "it was started with")
-_WITHDRAWN = ("the run was started by a development version of pneumoscan whose patient-key rule (patient_key_rule 6) "
-              "was withdrawn, and this version keys by patient_key_rule 5: the same patients under other keys split "
-              "otherwise, so the images need not have changed; start a new run with another --out, or resume with the "
-              "development version of pneumoscan (and the data) it was started with")
+_WITHDRAWN = ("the run was started by another version of pneumoscan (a development version whose rule was withdrawn, "
+              "or a later one) keying by a patient-key rule (patient_key_rule 6) this version does not have; it keys "
+              "by patient_key_rule 5: the same patients under other keys split otherwise, so the images need not have "
+              "changed; start a new run with another --out, or resume with the version of pneumoscan (and the data) it "
+              "was started with")
 
 
 @pytest.mark.parametrize("rule, told", [(None, _BY_PATH), (6, _WITHDRAWN)], ids=["no-rule", "withdrawn-6"])

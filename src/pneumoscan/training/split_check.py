@@ -56,9 +56,10 @@ def _split_why(saved: dict[str, Any], now: dict[str, Any], kind: str) -> str:
     did (`unread_rule_change`), else the images or their patients did."""
     rule = now.get("patient_key_rule")
     if withdrawn_rule(saved, now):
-        return (f"the {kind} was started by a development version of pneumoscan whose patient-key rule "
-                f"({_rule(saved)}) was withdrawn, and this version keys by patient_key_rule {rule}: the same "
-                f"patients under other keys split otherwise, so the images need not have changed")
+        return (f"the {kind} was started by another version of pneumoscan (a development version whose rule was "
+                f"withdrawn, or a later one) keying by a patient-key rule ({_rule(saved)}) this version does not "
+                f"have; it keys by patient_key_rule {rule}: the same patients under other keys split otherwise, so "
+                f"the images need not have changed")
     if ruled := key_rule_change(saved, now):
         return (f"pneumoscan now keys {counted(ruled, 'DICOM film')} whose header names no patient and whose file "
                 f"name is in other folders too by folder and name (patient_key_rule {rule}), "
@@ -96,9 +97,9 @@ def _by_an_earlier_version(kind: str, n: int, verb: str, how: str) -> str:
 
 
 def withdrawn_rule(saved: dict[str, Any], now: dict[str, Any]) -> bool:
-    """Whether the saved split records a later patient_key_rule than the split `now`: it was made by development code
-    whose rule was withdrawn (6, from 3ad352f to 48cc5dd, kept a PatientID on most films as one patient when their
-    headers gave one sex and birth date), which this version cannot key by."""
+    """Whether the saved split records a later patient_key_rule than the split `now`, which this version cannot key
+    by: made by development code whose rule was withdrawn (6, from 3ad352f to 48cc5dd, kept a PatientID on most films
+    as one patient when their headers gave one sex and birth date), or by a later version."""
     return saved.get("patient_key_rule", 1) > now.get("patient_key_rule", 1)
 
 
@@ -162,8 +163,8 @@ def _rule(record: dict[str, Any]) -> str:
 def resume_advice(saved: dict[str, Any], now: dict[str, Any], kind: str = "run", manifest: bool = False) -> str:
     """What to do when a resume's split differs (`split_change`): resume with the data the `kind` (a run, or a
     pretraining) was started with, or with the pneumoscan it was started with when the key rule or the rule of the
-    files set aside changed; start a new one, or resume with that development version, when its key rule was
-    withdrawn (`withdrawn_rule`). A `manifest` now holding fewer images may be one from which rows that listed a file twice
+    files set aside changed; start a new one, or resume with that version, when its key rule is one this version
+    does not have (`withdrawn_rule`). A `manifest` now holding fewer images may be one from which rows that listed a file twice
     were deleted: earlier versions read such a manifest (training on the file twice), this one refuses it, so only a
     new run is left then."""
     with_what = ("the pneumoscan" if key_rule_change(saved, now) or unread_rule_change(saved, now) else
@@ -172,8 +173,8 @@ def resume_advice(saved: dict[str, Any], now: dict[str, Any], kind: str = "run",
                  "the data")
     advice = f"resume with {with_what} it was started with, or start a new {kind} with another {option('out')}"
     if withdrawn_rule(saved, now):  # this version cannot key as it did
-        advice = (f"start a new {kind} with another {option('out')}, or resume with the development version of "
-                  f"pneumoscan (and the data) it was started with")
+        advice = (f"start a new {kind} with another {option('out')}, or resume with the version of pneumoscan (and "
+                  f"the data) it was started with")
     if manifest and saved.get("counts") and _fewer_images(saved, now):
         advice += (f" (a new {kind} if rows that listed a file twice were deleted from the manifest: earlier versions "
                    f"read such rows and trained on the file twice, this one refuses them, so the manifest the "
