@@ -331,8 +331,8 @@ def _too_few(info: dict[str, Any]) -> str:
     # bench/rate_coverage.py: with few effective patients the clustered intervals held the true rate >= 95 % of the time
     counts = " and the ".join(f"{name} films {'count ' if i == 0 else ''}as {n:g} patient{'' if n == 1 else 's'}"
                               for i, (name, n) in enumerate(effective.items()))
-    return (f"{boot}; the rates' Wilson intervals are wide, as few patients hold the films (they held the true rate about 93-100 % "
-            f"of the time in bench/rate_coverage.py's and a reviewer's simulations): the "
+    return (f"{boot}; the rates' Wilson intervals are wide, as few patients hold the films (in simulations they held the true "
+            f"rate about 93-100 % of the time): the "
             f"{counts} (Kish's effective number, fewer than {MIN_UNITS})")
 
 
