@@ -239,3 +239,16 @@ def test_out_of_data_follows_linked_class_folders_and_the_folder_holding_a_split
     check_out_of_data("real/run", "linked")
     monkeypatch.chdir(tmp_path / "split" / "train")  # a data set in a folder named train, worked on from inside it
     check_out_of_data("runs/run", ".")
+
+
+def test_out_of_data_advice_quotes_paths_with_spaces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The advice's --out and mv paths are pasted into a shell: a space in a name split them (`--out runs/run 1`)."""
+    for name in ("NORMAL", "PNEUMONIA"):
+        (tmp_path / "my data" / name).mkdir(parents=True)
+    (tmp_path / "my data" / "NORMAL" / "run 1").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=r"e\.g\. --out 'runs/my data'$"):
+        check_out_of_data("my data/NORMAL/run 1", "my data")
+    with pytest.raises(InputError, match=r"--resume --out 'runs/run 1': mkdir -p runs && mv 'my data/NORMAL/run 1' "
+                                         r"'runs/run 1'$"):
+        check_out_of_data("my data/NORMAL/run 1", "my data", resume=True)

@@ -124,12 +124,14 @@ def check_out_of_data(out: str | Path, data: str | Path, folder: str | Path | No
     shown = data if holder == given else os.path.normpath(os.path.join(data, os.pardir))
     name = written.name if not is_data else "run"
     if not resume:
-        fix = f"give {option('out')} a folder outside it, e.g. {option('out', _outside(given, holder.name or 'run'))}"
+        example = shell_word(_outside(given, holder.name or "run"))
+        fix = f"give {option('out')} a folder outside it, e.g. {option('out', example)}"
     else:
         moved = _outside(given, name)
         while Path(moved).exists():  # mv into an existing folder would nest the run, where --resume finds none
             moved += "_moved"
-        fix = (f"move the run out of it and resume it there with {switch('resume')} {option('out', moved)}: "
+        fix = (f"move the run out of it and resume it there with {switch('resume')} "
+               f"{option('out', shell_word(moved))}: "
                + (f"mkdir -p {shell_word(str(Path(moved).parent))} && mv {shell_word(str(out))} {shell_word(moved)}"
                   if not is_data else f"move the run's files from {shell_word(str(out))} into {shell_word(moved)}/"))
     raise InputError(f"{out}: {'is' if is_data else 'is inside'} the data folder {shown}, where what is written would "
