@@ -289,11 +289,55 @@ def test_stdout_whose_reader_is_gone_is_said_once_and_the_service_serves_on(tiny
     assert "stopped on SIGINT: every request under way was answered" in err
 
 
-def test_stdout_on_a_full_disk_is_said_once_and_the_service_serves_on(tmp_path: Path,
-                                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_stdout_on_a_full_disk_is_said_once_and_again_when_there_is_room(tmp_path: Path,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
     """`serve > serve.log` on a disk that fills: each access line printed a 70-line "--- Logging error ---"
-    traceback on stderr, for every request. Now one warning naming the cause and the fix, stdout pointed at
-    /dev/null (nothing half-written after it), and the next lines go nowhere quietly."""
+    traceback on stderr, for every request. Now one warning naming the cause and the fix while lines are lost, the
+    lines tried again (a full disk is often freed: a log rotated), and one line when they are written again."""
+    import errno
+    import logging
+
+    from pneumoscan.service.tracking import AccessHandler
+
+    log_file = (tmp_path / "serve.log").open("w")
+    room = {"free": False}
+
+    class Disk:
+        def fileno(self) -> int:
+            return log_file.fileno()
+
+        def write(self, text: str) -> None:
+            if not room["free"]:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            log_file.write(text)
+
+        def flush(self) -> None:
+            log_file.flush()
+
+    handler = AccessHandler(Disk())  # type: ignore[arg-type]
+
+    def record(n: int) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, f"GET /health {n}", None, None)
+
+    with caplog.at_level(logging.WARNING, logger="pneumoscan.service"):
+        for n in range(3):
+            handler.handle(record(n))
+        room["free"] = True
+        for n in range(3, 5):
+            handler.handle(record(n))
+    said = [r.getMessage() for r in caplog.records if r.name == "pneumoscan.service"]
+    assert len(said) == 2, said
+    assert "No space left on device (free space" in said[0] and said[0].endswith(
+        "access lines are lost until there is room; the service serves on"), said
+    assert said[1] == "stdout: access lines are written again"
+    log_file.close()
+    assert (tmp_path / "serve.log").read_text() == "GET /health 3\nGET /health 4\n"
+
+
+def test_stdout_at_a_file_size_limit_is_said_once_and_pointed_at_dev_null(tmp_path: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A size limit per file (`ulimit -f`, FAT32's 4 GB) is not lifted by free space: one warning with the fix, and
+    stdout pointed at /dev/null, nothing half-written after it."""
     import errno
     import logging
 
@@ -301,23 +345,22 @@ def test_stdout_on_a_full_disk_is_said_once_and_the_service_serves_on(tmp_path: 
 
     log_file = (tmp_path / "serve.log").open("w")
 
-    class FullDisk:
+    class Limited:
         def fileno(self) -> int:
             return log_file.fileno()
 
         def write(self, text: str) -> None:
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(errno.EFBIG, "File too large")
 
         def flush(self) -> None:
             pass
 
-    handler = AccessHandler(FullDisk())  # type: ignore[arg-type]
-    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, "GET /health", None, None)
+    handler = AccessHandler(Limited())  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, logger="pneumoscan.service"):
-        handler.handle(record)
+        handler.handle(logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, "GET /health", None, None))
     said = [r.getMessage() for r in caplog.records if r.name == "pneumoscan.service"]
-    assert len(said) == 1 and said[0].startswith("stdout") and "No space left on device (free space" in said[0], said
-    assert said[0].endswith("access lines are no longer written; the service serves on")
+    assert len(said) == 1 and "File too large (the file reached a size limit" in said[0], said
+    assert said[0].endswith("then restart to log again): access lines are no longer written; the service serves on")
     os.write(log_file.fileno(), b"after")  # the descriptor now writes to /dev/null
     log_file.close()
     assert (tmp_path / "serve.log").read_bytes() == b""

@@ -269,7 +269,7 @@ def _lossless_cues(data: bytes | bytearray | memoryview, decoded: np.ndarray | N
                 stored = decoded.shape  # the decoder turned it by its EXIF orientation
         if decoded is None or decoded.shape != stored or (sixteen and deep is None):
             # the decoder's own pixels (a transparency entry composited on black, EXIF orientation), as every caller
-            # that passes them measures, and whether it deep 16-bit data to read them
+            # that passes them measures, and whether it stretched 16-bit data to read them (`deep`)
             if sixteen:
                 film = read_film(bytes(data))
                 decoded, deep = film.gray, film.deep

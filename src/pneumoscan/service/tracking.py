@@ -129,18 +129,37 @@ def access_formatter(*args: Any, **kwargs: Any) -> logging.Formatter:
 
 
 class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """uvicorn's handler of access lines (stdout) which, once stdout's reader is gone (a broken pipe: `serve | head
-    -1`, a log shipper stopped) or its disk is full (`serve > serve.log`), says so in one line on stderr and points
-    stdout at /dev/null, the service serving on: logging printed a 60-line "--- Logging error ---" traceback on stderr
-    for each request."""
+    """uvicorn's handler of access lines (stdout), which says in one line on stderr what stops them, the service
+    serving on: logging printed a 60-line "--- Logging error ---" traceback on stderr for each request. Once stdout's
+    reader is gone (a broken pipe: `serve | head -1`, a log shipper stopped) or its file reached a size limit, stdout
+    points at /dev/null; on a full disk or quota (`serve > serve.log`) each line is tried again, and a line says when
+    they are written again (space freed)."""
+
+    full = False  # a line was lost to a full disk, and none written since
+
+    def emit(self, record: logging.LogRecord) -> None:
+        was_full, self.failed = self.full, False
+        super().emit(record)
+        if was_full and not self.failed:
+            self.full = False
+            log.warning("stdout: access lines are written again")
 
     def handleError(self, record: logging.LogRecord) -> None:
+        import errno
+
         from pneumoscan.cli import _DISK_FULL, _DISK_FULL_FIX, _stdout_name, _to_devnull
 
         err = sys.exc_info()[1]
+        self.failed = True
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):  # space may be freed
+            if not self.full:
+                self.full = True
+                log.warning("%s: %s (%s): access lines are lost until there is room; the service serves on",
+                            _stdout_name(), err.strerror, _DISK_FULL_FIX[err.errno])
+            return
         if isinstance(err, BrokenPipeError):
             why = "stdout's reader is gone (broken pipe)"
-        elif isinstance(err, OSError) and err.errno in _DISK_FULL:  # `serve > serve.log` on a full disk
+        elif isinstance(err, OSError) and err.errno in _DISK_FULL:  # a size limit per file: room does not lift it
             why = f"{_stdout_name()}: {err.strerror} ({_DISK_FULL_FIX[err.errno]}, then restart to log again)"
         else:
             super().handleError(record)
