@@ -565,13 +565,13 @@ def _read_deep_png(data: bytes, transparency: object) -> tuple[np.ndarray, np.nd
     samples = deep_png_samples(data)
     colour = colour_of(samples).shape[-1] == 3
     if eight_bit_as_sixteen(colour_of(samples)):  # its alpha, at 16 bits, need not be a multiple of 257
-        rgb = deep_png_rgb(samples, transparency, RGB_SIDE) if colour else None
+        rgb = deep_png_rgb(samples, transparency, RGB_SIDE, eight_bit=True) if colour else None
         return deep_png_grey(samples, transparency, eight_bit=True).astype(np.uint8), rgb, None, False
     grey = deep_png_grey(samples, transparency)
     span = int(grey.min()), int(grey.max())
     out = to_uint8(grey)
     del grey
-    rgb = deep_png_rgb(samples, transparency, RGB_SIDE, span) if colour else None
+    rgb = deep_png_rgb(samples, transparency, RGB_SIDE, span, eight_bit=False) if colour else None
     return out, rgb, _drawn(*span, out), True
 
 

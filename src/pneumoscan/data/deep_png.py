@@ -131,14 +131,16 @@ def deep_png_grey(samples: np.ndarray, transparency: object = None, eight_bit: b
 
 
 def deep_png_rgb(samples: np.ndarray, transparency: object = None, side: int | None = None,
-                 span: tuple[int, int] | None = None) -> np.ndarray:
+                 span: tuple[int, int] | None = None, eight_bit: bool | None = None) -> np.ndarray:
     """The colour (h, w, 3) uint8 of `deep_png_samples` as its grey level reads (`deep_png_grey`, alpha and
     transparent colour composited on black): an 8-bit film saved so at its 8 bits, any other stretched by the map
     that takes its darkest grey level to 0 and its brightest to 255 (a 12-bit colour overlay is as colourful as its
     8-bit copy). `side`: every k-th pixel each way, k the largest that leaves at least `side` px on the shorter side
     (the full colour of a large film would take 12 bytes a pixel). `span`: the darkest and brightest grey level
-    when known (the decoder's), else read here."""
-    eight_bit = eight_bit_as_sixteen(colour_of(samples))
+    when known (the decoder's), else read here; `eight_bit`: whether it is an 8-bit film saved so, when known (the
+    decoder's: that check reads every sample of such a film), else read here."""
+    if eight_bit is None:
+        eight_bit = eight_bit_as_sixteen(colour_of(samples))
     if not eight_bit and span is None:
         grey = deep_png_grey(samples, transparency)
         span = int(grey.min()), int(grey.max())
