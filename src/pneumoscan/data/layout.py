@@ -11,6 +11,8 @@ from pneumoscan.data.labels import SPLITS, Sample
 from pneumoscan.data.manifest import is_manifest, read_manifest_splits
 from pneumoscan.errors import InputError, counted, first_names, option, shell_word, switch, warn
 
+_FOLDER_NAMES = frozenset(name.lower() for name in (*SPLITS, *CLASS_NAMES))  # a data set's split and class folders
+
 
 def image_files(folder: Path, opened: bool = True) -> list[Path]:
     """The image files below `folder`, sorted: linked folders are followed (each real folder once), hidden
@@ -50,8 +52,7 @@ def _class_folder_samples(folder: Path, opened: bool = True) -> list[Sample]:
     for label, name in enumerate(CLASS_NAMES):
         class_dir = children.get(name.lower())
         if class_dir is None:
-            known = {n.lower() for n in (*CLASS_NAMES, *SPLITS)}
-            others = sorted(p.name for p in children.values() if p.name.lower() not in known)
+            others = sorted(p.name for p in children.values() if p.name.lower() not in _FOLDER_NAMES)
             seen = f" (found {', '.join(others)}: a misspelt name?)" if others else ""
             raise InputError(f"{folder}: no {name} folder{seen}; expected class folders {' and '.join(CLASS_NAMES)}")
         files = image_files(class_dir, opened)
@@ -88,13 +89,12 @@ def _warn_left_out(folder: Path, used: set[str], opened: bool = True) -> None:
 def _linked_targets(root: Path) -> set[Path]:
     """Where the split and class folders of `root` (and those of its split folders) lead, resolved: a linked class
     folder (a data set assembled from links) is its target too, where what is written through the target lands."""
-    known = {name.lower() for name in (*SPLITS, *CLASS_NAMES)}
     found: set[Path] = set()
     for child in _sub_folders(root):
-        if child.name.lower() in known:
+        if child.name.lower() in _FOLDER_NAMES:
             found.add(child.resolve())
             if child.name.lower() in SPLITS:
-                found |= {c.resolve() for c in _sub_folders(child) if c.name.lower() in known}
+                found |= {c.resolve() for c in _sub_folders(child) if c.name.lower() in _FOLDER_NAMES}
     return found
 
 
@@ -142,14 +142,13 @@ def _data_holding(written: Path, given: Path) -> Path | None:
     """The data folder (`given`, or for a split folder the folder holding it) whose labelled films `written` would sit
     among: `given` itself, a split or class folder of it, where their links lead, and, for a split folder `given`,
     the other split folders beside it; None for anywhere else (`given`/runs/ among them)."""
-    known = {name.lower() for name in (*SPLITS, *CLASS_NAMES)}
     places = {written, written.resolve()}
-    if places & {given, given.resolve()} or _under(places, given, known, _linked_targets(given)):
+    if places & {given, given.resolve()} or _under(places, given, _FOLDER_NAMES, _linked_targets(given)):
         return given
     if given.name.lower() in SPLITS:
         others = {name for name in SPLITS if name != given.name.lower()}
         beside = {child.resolve() for child in _sub_folders(given.parent) if child.name.lower() in others}
-        beside |= {c.resolve() for child in beside for c in _sub_folders(child) if c.name.lower() in known}
+        beside |= {c.resolve() for child in beside for c in _sub_folders(child) if c.name.lower() in _FOLDER_NAMES}
         if _under(places, given.parent, others, beside):
             return given.parent
     return None
@@ -220,11 +219,10 @@ def discover(root: str | Path, unopened: Collection[str] = ()) -> dict[str, list
 def _nested_data(children: dict[str, Path]) -> Path | None:
     """The one sub-folder that holds split or class folders, as an unpacked archive nests the data
     (`chest_xray/chest_xray/train`, beside a `__MACOSX/`); None when none or several do."""
-    known = {name.lower() for name in (*SPLITS, *CLASS_NAMES)}
     found = []
     for child in children.values():
         try:
-            if known & {p.name.lower() for p in child.iterdir() if p.is_dir()}:
+            if _FOLDER_NAMES & {p.name.lower() for p in child.iterdir() if p.is_dir()}:
                 found.append(child)
         except OSError:  # a folder that cannot be listed is no candidate
             continue
