@@ -36,6 +36,9 @@ def stretched(data: bytes) -> bool:
     ("SRT", "G-A145", "sagittal (SRT G-A145)"), ("SCT", "399061009", "axial (SCT 399061009)"),
     ("SCT", "399196006", "caudo-cranial (SCT 399196006)"), ("SRT", "R-10242", "cranio-caudal (SRT R-10242)"),
     ("SRT", "R-10218", "right anterior oblique (SRT R-10218)"), ("SNM3", "R-10222", "sagittal (SNM3 R-10222)"),
+    ("SCT", "399110001", "tangential (SCT 399110001)"), ("SRT", "R-102C2", "tangential (SRT R-102C2)"),
+    ("SCT", "399255003", "submentovertical (SCT 399255003)"), ("SRT", "G-A104", "lateral (SRT G-A104)"),
+    ("SCT", "399118008", "left lateral (SCT 399118008)"), ("SNM3", "G-5206", "right anterior oblique (SNM3 G-5206)"),
     ("SCT", "399348003", None), ("SCT", "272479007", None), ("SRT", "R-10206", None),  # antero/postero-anterior
     ("99LOCAL", "399173006", None),  # a local scheme's code means what that scheme says
 ])
@@ -115,31 +118,59 @@ def test_a_view_position_with_a_lateral_decubitus_or_oblique_word_is_refused_by_
         "only, send the frontal film of the study")  # 'AP LORDOTIC: not a frontal (AP or PA) film' contradicted itself
 
 
-def test_the_view_code_table_is_cid_4010s_lateral_oblique_sagittal_and_axial_views() -> None:
-    """The View Code table holds every code of CID 4010 (DX View) whose meaning is a lateral, oblique, sagittal or
-    axial view, as pydicom's own CID table gives them, and beside each its SNOMED RT twin by pydicom's SCT<->SRT map,
+def test_the_view_code_table_is_cid_4010s_views_but_ap_pa_and_frontal() -> None:
+    """The View Code table holds every code of CID 4010 (DX View) but antero-posterior, postero-anterior and frontal,
+    as pydicom's own CID table gives them, and beside each its SNOMED RT twin by pydicom's SCT<->SRT map,
     and the prior SNOMED RT codes CID 4010's notes say receivers may still get (right anterior oblique R-10218,
     sagittal R-10222: such films were read as frontal):
     six such views (medial-lateral, lateral-medial, medial, medio-lateral and latero-medial oblique, frontal oblique)
     were missing, and their films were scored as frontal ones; so was a film coded Sagittal (SCT 30730003, SRT
     G-A145), and one coded axial (a chest's apical lordotic film, as View Position 'AP AXIAL' says it), or by its
-    direction, cranio-caudal or caudo-cranial (passed while 'AP AXIAL' was refused)."""
+    direction, cranio-caudal or caudo-cranial (passed while 'AP AXIAL' was refused); so was one coded tangential
+    (the beam grazing the ribs or sternum) or a view of the skull, the foot or the teeth."""
     from pydicom.sr.codedict import codes
     from pydicom.sr.coding import Code
 
     from pneumoscan.data.decode import NOT_FRONTAL_VIEW_CODES
 
-    cid = {code.value: code.meaning for code in codes.CID4010.concepts.values()
-           if re.search("lateral|oblique|sagittal|^axial$|^cranio-caudal$|^caudo-cranial$", code.meaning, re.IGNORECASE)}
-    assert cid["30730003"] == "Sagittal"
-    sct = {code: meaning for code, meaning in NOT_FRONTAL_VIEW_CODES.items() if code.isdigit()}
-    assert sct == {code: meaning.lower() for code, meaning in cid.items()}
+    frontal = {"399348003", "272479007", "399033003"}  # antero-posterior, postero-anterior, frontal
+    cid = {code.value: re.sub(" projection$", "", code.meaning.lower()) for code in codes.CID4010.concepts.values()
+           if code.value not in frontal}
+    assert cid["30730003"] == "sagittal" and cid["399110001"] == "tangential" and len(cid) == 39
+    sct = {code: meaning for code, meaning in NOT_FRONTAL_VIEW_CODES.items()
+           if code.isdigit() and code not in ALTERNATIVE_VIEW_CODES}
+    assert sct == cid
     prior = {"R-10218": "right anterior oblique", "R-10222": "sagittal"}  # CID 4010's notes 2 and 3: earlier codes
     assert {code: NOT_FRONTAL_VIEW_CODES.get(code) for code in prior} == prior
-    srt = {code: meaning for code, meaning in NOT_FRONTAL_VIEW_CODES.items() if not code.isdigit() and code not in prior}
+    srt = {code: meaning for code, meaning in NOT_FRONTAL_VIEW_CODES.items()
+           if not code.isdigit() and code not in prior and code not in ALTERNATIVE_VIEW_CODES.values()}
     twins = {code: [twin for twin, said in sct.items() if said == meaning] for code, meaning in srt.items()}
     assert sorted(twin for found in twins.values() for twin in found) == sorted(sct)  # one SRT code per SCT code
     assert all(Code(code, "SRT", srt[code]) == Code(twin, "SCT", srt[code]) for code, (twin,) in twins.items())
+
+
+ALTERNATIVE_VIEW_CODES = {  # CID 501's other concepts of CID 4010's refused views: SNOMED CT -> its SNOMED RT code
+    "49370004": "G-A104", "21114003": "G-A472", "24422004": "G-A147", "399118008": "G-5223", "399297009": "G-5222",
+    "399012007": "G-5220", "399300004": "G-5221", "399074003": "G-5207", "399108003": "G-5206", "399136008": "G-5209",
+    "399075002": "G-5208", "399268006": "G-5224", "399159002": "G-5225", "399089007": "G-5210", "399273000": "G-5212"}
+
+
+def test_the_view_code_table_holds_cid_501s_other_codes_of_the_refused_views() -> None:
+    """CID 501 (Volumetric View Description), which holds CID 4010, gives the refused views as other SNOMED concepts
+    too (the general qualifiers Lateral, Oblique and Axial, nuclear medicine's projections: 'Left lateral projection'
+    SCT 399118008, SRT G-5223); a film so coded, with no AP or PA word in its View Position, was scored as a frontal
+    one. Each is held under both codes, with its refused view's meaning, as pydicom's tables give them."""
+    from pydicom.sr._snomed_dict import mapping
+    from pydicom.sr.codedict import codes
+
+    from pneumoscan.data.decode import NOT_FRONTAL_VIEW_CODES
+
+    said = {concept.value: concept.meaning for concept in codes.CID501.concepts.values()}
+    refused = set(NOT_FRONTAL_VIEW_CODES.values())
+    for sct, srt in ALTERNATIVE_VIEW_CODES.items():
+        meaning = re.sub(" projection$", "", said[sct].lower())
+        assert mapping["SCT"][sct] == srt and meaning in refused, (sct, said[sct])
+        assert NOT_FRONTAL_VIEW_CODES[sct] == NOT_FRONTAL_VIEW_CODES[srt] == meaning
 
 
 def with_code(item_keyword: str, scheme: str, code: str, meaning: str = "as the device wrote it"):

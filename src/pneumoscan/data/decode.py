@@ -264,8 +264,9 @@ as its Projection Eponymous Name (Fleischner) and Patient Orientation Modifier (
 _JOINED = frozenset({"XTABLE", "CROSSTABLE"})  # the words above written as two ('X-TABLE'); no other pair is read
 _FRONTAL_VIEWS = frozenset({"AP", "PA"})  # a View Position word of a frontal film, when no word above is there
 
-_NOT_FRONTAL_VIEW_CODES = (  # CID 4010 (DX View): each lateral, oblique, sagittal or axial view, SNOMED CT and RT codes
-    # (a View Modifier (CID 4011) cephalad or caudad only tilts the stated AP or PA view: it passes, as below)
+_NOT_FRONTAL_VIEW_CODES = (  # CID 4010 (DX View): each view but antero-posterior, postero-anterior and frontal, SNOMED
+    # CT and RT codes (a View Modifier (CID 4011) cephalad or caudad only tilts the stated AP or PA view: it passes, as
+    # below)
     ("lateral", "399067008", "R-102CD"), ("left lateral", "399173006", "R-10236"),
     ("right lateral", "399198007", "R-10232"), ("medial-lateral", "399260004", "R-10224"),
     ("lateral-medial", "399352003", "R-10228"), ("oblique", "399182000", "R-102C1"),
@@ -281,14 +282,31 @@ _NOT_FRONTAL_VIEW_CODES = (  # CID 4010 (DX View): each lateral, oblique, sagitt
     ("sagittal", "30730003", "G-A145"),  # CID 4010's one other view across the body: a film from side to side
     ("axial", "399061009", "R-10241"),  # the beam angled along the body: a chest's is the apical lordotic film
     ("cranio-caudal", "399162004", "R-10242"), ("caudo-cranial", "399196006", "R-10244"),  # axial, by direction
+    ("tangential", "399110001", "R-102C2"),  # the beam grazing the body's surface (a rib, the sternum)
+    # views of other parts, none a chest film: the skull and face, the foot, the teeth, a specimen
+    ("acanthioparietal", "399242004", "R-102C6"), ("parietoacanthial", "399272005", "R-102C5"),
+    ("orbitoparietal", "399351005", "R-102C7"), ("parieto-orbital", "399316002", "R-102C8"),
+    ("submentovertical", "399255003", "R-10256"), ("verticosubmental", "399360002", "R-10257"),
+    ("dorsoplantar", "399335002", "R-102C4"), ("plantodorsal", "399071006", "R-102C3"),
+    ("occlusal", "260499007", "R-40810"), ("tissue specimen", "119376003", "G-8300"),
+)
+_ALTERNATIVE_VIEW_CODES = (  # CID 501 (Volumetric View Description, which holds CID 4010): the same views as other
+    # SNOMED concepts, the general qualifiers and nuclear medicine's projections, which devices may write instead
+    ("lateral", "49370004", "G-A104"), ("oblique", "21114003", "G-A472"), ("axial", "24422004", "G-A147"),
+    ("left lateral", "399118008", "G-5223"), ("right lateral", "399297009", "G-5222"),
+    ("medial-lateral", "399012007", "G-5220"), ("lateral-medial", "399300004", "G-5221"),
+    ("left anterior oblique", "399074003", "G-5207"), ("right anterior oblique", "399108003", "G-5206"),
+    ("left posterior oblique", "399136008", "G-5209"), ("right posterior oblique", "399075002", "G-5208"),
+    ("medio-lateral oblique", "399268006", "G-5224"), ("latero-medial oblique", "399159002", "G-5225"),
+    ("oblique axial", "399089007", "G-5210"), ("sagittal-oblique axial", "399273000", "G-5212"),
 )
 _PRIOR_VIEW_CODES = (  # CID 4010's notes 2 and 3: SNOMED RT codes an earlier CID 4010 gave (each another concept in
     ("right anterior oblique", "R-10218"), ("sagittal", "R-10222"),  # SNOMED), which devices may still write
 )
 NOT_FRONTAL_VIEW_CODES: dict[str, str] = {code: meaning for meaning, *codes in _NOT_FRONTAL_VIEW_CODES
-                                          + _PRIOR_VIEW_CODES for code in codes}
-"""View Code Sequence (0054,0220) code values of a lateral, oblique or axial (cranio-caudal, caudo-cranial) film, with
-their meaning: read when the View Position has no AP or PA word (empty, absent, a term of a device's own), as some
+                                          + _ALTERNATIVE_VIEW_CODES + _PRIOR_VIEW_CODES for code in codes}
+"""View Code Sequence (0054,0220) code values of a film of any view but AP, PA or frontal (lateral, oblique, axial,
+cranio-caudal, caudo-cranial, tangential, or a view of another part), with their meaning: read when the View Position has no AP or PA word (empty, absent, a term of a device's own), as some
 devices state the view only there. Every item of the sequence is read, and one such code refuses the film whatever the others say (a film of two
 stated views is no sure frontal one)."""
 
@@ -329,7 +347,7 @@ def not_frontal_view(data: bytes | bytearray) -> str | None:
     it, or two words that run together into XTABLE or CROSSTABLE, name a lateral, decubitus, oblique, cross-table or
     lordotic view (NOT_FRONTAL_VIEWS: 'DICOM View Position AP LLD', 'DICOM View Position X TABLE'); a decubitus, lordotic or cross-table modifier or an
     eponymous projection (`_view_modifier`), whatever the View Position; else, when no View Position word is AP or PA
-    either (empty, absent, 'CHEST'), a lateral, oblique or axial code of any View Code Sequence item
+    either (empty, absent, 'CHEST'), a code of any view but AP, PA or frontal in any View Code Sequence item
     (NOT_FRONTAL_VIEW_CODES: 'DICOM View Code Sequence left lateral (SCT 399173006)'). Memory running short is a
     MemoryError, for the caller's `reading_film` to name the film."""
     if not is_dicom(bytes(data[:132])):
@@ -377,7 +395,7 @@ def _said(element: str, meaning: str, scheme: str, code: str) -> str:
 
 
 def _view_code(item: Dataset) -> str | None:
-    """`not_frontal_view` of a View Code Sequence item: its code when lateral, oblique or axial."""
+    """`not_frontal_view` of a View Code Sequence item: its code when of any view but AP, PA or frontal."""
     scheme, code = _code(item)
     meaning = NOT_FRONTAL_VIEW_CODES.get(code) if scheme in _SNOMED else None
     return None if meaning is None else _said("View Code Sequence", meaning, scheme, code)
