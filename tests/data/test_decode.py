@@ -250,6 +250,37 @@ def test_a_tilted_beam_view_modifier_passes_an_ap_or_pa_film(code: str) -> None:
         assert not_frontal_view(dicom_bytes(ds)) == "DICOM View Position AP AXIAL"
 
 
+@pytest.mark.parametrize("position", ["", None, "CHEST"])
+@pytest.mark.parametrize("view, tilt", [(("SCT", "399348003"), ("SCT", "399196006")),  # antero-posterior, cephalad
+                                        (("SRT", "R-40888"), ("SRT", "R-10242")),  # postero-anterior, caudad
+                                        (("SCT", "399033003"), ("SNM3", "R-10244"))])  # frontal, cephalad
+def test_a_tilt_written_as_a_view_code_item_of_its_own_beside_a_frontal_view_passes(
+        position: str | None, view: tuple[str, str], tilt: tuple[str, str]) -> None:
+    """CID 4011's cephalad and caudad are the SNOMED codes of CID 4010's caudo-cranial and cranio-caudal views. A device
+    that writes the tilt as a View Code Sequence item of its own, beside the AP or PA item, rather than nested in its
+    View Modifier Code Sequence, states an AP or PA film tilted, as a radiographer reads it: it was refused as a
+    caudo-cranial view, while the same code nested passed. Alone, or beside a lateral item, the view is refused."""
+    from pydicom.dataset import Dataset
+
+    from pneumoscan.data.decode import not_frontal_view
+
+    def coded(*codes: tuple[str, str]) -> bytes:
+        ds = make_dicom(ramp())
+        if position is not None:
+            ds.ViewPosition = position
+        ds.ViewCodeSequence = [Dataset() for _ in codes]
+        for item, (scheme, code) in zip(ds.ViewCodeSequence, codes):
+            item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = code, scheme, "as the device wrote it"
+        return dicom_bytes(ds)
+
+    assert not_frontal_view(coded(view, tilt)) is None
+    assert not_frontal_view(coded(tilt, view)) is None
+    axial = "cranio-caudal" if tilt[1] == "R-10242" else "caudo-cranial"
+    assert not_frontal_view(coded(tilt)) == f"DICOM View Code Sequence {axial} ({tilt[0]} {tilt[1]})"
+    assert not_frontal_view(coded(view, tilt, ("SCT", "399173006"))) == \
+        "DICOM View Code Sequence left lateral (SCT 399173006)"
+
+
 def test_the_modifier_table_is_cid_20s_and_cid_4011s_non_frontal_codes() -> None:
     """The modifier table holds CID 20's lateral decubitus and lordotic positions and CID 4011's cross-table and
     transthoracic view modifiers, as pydicom's CID tables give them, each SNOMED code under SCT and its SNOMED RT twin

@@ -311,6 +311,10 @@ devices state the view only there. Every item of the sequence is read, and one s
 stated views is no sure frontal one)."""
 
 _SNOMED = ("SCT", "SRT", "SNM3")  # coding scheme designators of SNOMED CT, SNOMED RT and its SNOMED 3 form
+# View Code Sequence codes of a frontal view (CID 4010's antero-posterior, postero-anterior, frontal), SNOMED CT and RT
+_FRONTAL_VIEW_CODES = frozenset({"399348003", "R-10206", "272479007", "R-40888", "399033003", "R-10202"})
+# cranio-caudal and caudo-cranial, CID 4010's axial views by direction, are CID 4011's caudad and cephalad tilts too
+_TILT_CODES = frozenset({"399162004", "R-10242", "399196006", "R-10244"})
 
 
 def _snomed_keys(sct: str, srt: str) -> list[tuple[str, str]]:
@@ -365,7 +369,9 @@ def not_frontal_view(data: bytes | bytearray) -> str | None:
         modifier = _view_modifier(ds)
         if modifier is not None or _FRONTAL_VIEWS.intersection(words):
             return modifier
-        return next((view for item in _items(ds, "ViewCodeSequence") if (view := _view_code(item)) is not None), None)
+        items = _items(ds, "ViewCodeSequence")
+        frontal = any(scheme in _SNOMED and code in _FRONTAL_VIEW_CODES for scheme, code in map(_code, items))
+        return next((view for item in items if (view := _view_code(item, frontal)) is not None), None)
     except MemoryError:  # the machine's shortage, not an unreadable view: the caller's `reading_film` names the film
         raise
     except Exception:  # noqa: BLE001 - decoding reads this header: a value it cannot give is no view
@@ -394,9 +400,14 @@ def _said(element: str, meaning: str, scheme: str, code: str) -> str:
     return f"DICOM {element} {meaning} ({scheme} {code})"
 
 
-def _view_code(item: Dataset) -> str | None:
-    """`not_frontal_view` of a View Code Sequence item: its code when of any view but AP, PA or frontal."""
+def _view_code(item: Dataset, frontal: bool) -> str | None:
+    """`not_frontal_view` of a View Code Sequence item: its code when of any view but AP, PA or frontal. Beside an
+    item of a `frontal` view, a cranio-caudal or caudo-cranial code is that view's tilt: CID 4011's caudad and
+    cephalad are the same SNOMED codes, which a device may write as an item of their own rather than nested in the
+    View Modifier Code Sequence, where they pass."""
     scheme, code = _code(item)
+    if frontal and code in _TILT_CODES:
+        return None
     meaning = NOT_FRONTAL_VIEW_CODES.get(code) if scheme in _SNOMED else None
     return None if meaning is None else _said("View Code Sequence", meaning, scheme, code)
 
