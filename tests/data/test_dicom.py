@@ -1013,3 +1013,37 @@ def test_a_dicom_whose_header_values_or_presentation_lut_run_out_of_memory_is_no
     msg = check_error(exc, "big.film")
     assert "ran out of memory" in msg and "damaged" not in msg and "cannot be used" not in msg, msg
     assert isinstance(exc.value.__cause__, MemoryError)
+
+
+@pytest.mark.parametrize("step", ["decoder lookup", "dicomdir check"])
+def test_a_dicom_whose_decoder_lookup_or_dicomdir_check_runs_out_of_memory_is_named_so(
+        step: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory running short while pydicom's decoder for the film's transfer syntax was looked up said 'a transfer
+    syntax pydicom has no decoder for', and while a file without pixel data was checked for a DICOMDIR, 'not an
+    image, e.g. a report': the catch-alls took the machine's shortage for the file's fault. Each is the file's
+    DecodeOutOfMemory, the MemoryError its cause, as on every other path."""
+    import pydicom.pixels
+
+    from pneumoscan.errors import DecodeOutOfMemory, NotAnImage
+
+    if step == "decoder lookup":
+        data = dicom_bytes(make_dicom(ramp()))
+        read_grayscale(data)  # decodes with memory to spare
+        monkeypatch.setattr(pydicom.pixels, "get_decoder", _short_of_memory)
+    else:
+        data = dicom_bytes(make_report())
+        with pytest.raises(NotAnImage):  # with memory to spare: no image
+            read_grayscale(data)
+        contains = Dataset.__contains__
+
+        def short_for_directory_records(self: Dataset, name: object) -> bool:
+            if name == "DirectoryRecordSequence":
+                _short_of_memory()
+            return contains(self, name)
+
+        monkeypatch.setattr(Dataset, "__contains__", short_for_directory_records)
+    with pytest.raises(DecodeOutOfMemory) as exc:
+        read_grayscale(data, name="film.dcm")
+    msg = check_error(exc, "film.dcm")
+    assert "ran out of memory" in msg and "no decoder" not in msg and "not an image" not in msg, msg
+    assert isinstance(exc.value.__cause__, MemoryError)

@@ -185,12 +185,14 @@ def _size(ds: Dataset) -> tuple[int | None, int | None]:
     return (int(cols), int(rows)) if isinstance(cols, int) and isinstance(rows, int) else (None, None)
 
 
-def _is_dicomdir(ds: Dataset) -> bool:
+def _is_dicomdir(ds: Dataset, label: str) -> bool:
     """Whether a dataset is a DICOMDIR (Media Storage Directory Storage, or directory records without a file meta
-    that says so)."""
+    that says so). Memory running short is the file `label`'s DecodeOutOfMemory, not 'no DICOMDIR'."""
     try:
         sop_class = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
         return sop_class == "1.2.840.10008.1.3.10" or "DirectoryRecordSequence" in ds
+    except MemoryError as exc:
+        raise out_of_memory(label) from exc
     except Exception:  # noqa: BLE001 - a damaged header is no DICOMDIR
         return False
 
@@ -274,7 +276,7 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
     if not has_pixels and image:  # a cut between two whole elements reads as a whole file without pixel data
         raise InputError(f"{label}: DICOM image has no pixel data: the file may be cut short, or a header-only "
                          f"export; give the complete file, exported with its pixel data")
-    if not has_pixels and _is_dicomdir(ds):
+    if not has_pixels and _is_dicomdir(ds, label):
         raise NotAnImage(
             f"{label}: a DICOMDIR, the index of a DICOM export, not an image; give one of the films it indexes, "
             "in the folders beside it (`pneumoscan predict` also takes the folder it is in)"
@@ -297,6 +299,8 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
         try:
             decoder = get_decoder(tsyntax)
             available, own_decoder = decoder.is_available, "pydicom" in decoder.available_plugins
+        except MemoryError as exc:  # the machine's shortage, not a transfer syntax without a decoder
+            raise out_of_memory(label, cols, rows) from exc
         except Exception:  # noqa: BLE001 - pydicom has no decoder for this transfer syntax, or does not know it
             raise InputError(f"{label}: DICOM pixel data in a transfer syntax pydicom has no decoder for "
                              f"({tsyntax_name}); export the film again uncompressed (Explicit VR Little Endian), or "
