@@ -53,8 +53,11 @@ from pneumoscan.progress import progress_bar
 # axial views, SNOMED RT and SNOMED 3 modifier codes; a Projection Eponymous Name only by a CID 4012 code (a local code
 # passes). 16: CID 4010's prior codes (SRT R-10218, right anterior oblique; R-10222, sagittal) refuse a film, and two
 # View Position words are read as one only as XTABLE or CROSSTABLE (format 15 refused 'AP R L' and 'AP L AT'), and
-# CID 4010's cranio-caudal and caudo-cranial (axial) view codes refuse a film (format 15 holds None there).
-CACHE_FORMAT = 16
+# CID 4010's cranio-caudal and caudo-cranial (axial) view codes refuse a film (format 15 holds None there). 17: every
+# CID 4010 view code but AP, PA and frontal refuses a film (tangential, skull, foot, dental, specimen), and CID 501's
+# other codes of the refused views (format 16 holds None there); a cranio-caudal or caudo-cranial code beside an AP, PA
+# or frontal item is its tilt and passes (format 16 holds that axial view there).
+CACHE_FORMAT = 17
 
 
 def default_cache_dir() -> Path:
