@@ -1047,3 +1047,37 @@ def test_a_dicom_whose_decoder_lookup_or_dicomdir_check_runs_out_of_memory_is_na
     msg = check_error(exc, "film.dcm")
     assert "ran out of memory" in msg and "no decoder" not in msg and "not an image" not in msg, msg
     assert isinstance(exc.value.__cause__, MemoryError)
+
+
+@pytest.mark.parametrize("fault, said", [
+    ("no BitsAllocated", "its header lacks Bits Allocated (0028,0100)"),
+    ("no BitsStored", "its header lacks Bits Stored (0028,0101)"),
+    ("no PixelRepresentation", "its header lacks Pixel Representation (0028,0103)"),
+    ("empty SamplesPerPixel", "its header lacks Samples per Pixel (0028,0002)"),
+    ("BitsStored 12", "its header's Bits Stored (12) exceeds its Bits Allocated (8)"),
+    ("BitsAllocated 16", "its Pixel Data holds 384 bytes, where its header's 24 x 16 pixels, 1 sample of 16 bits, need "
+                         "768: the file is cut short, or its header does not describe its pixels"),
+    ("SamplesPerPixel 3", "its Pixel Data holds 384 bytes, where its header's 24 x 16 pixels, 3 samples of 8 bits, "
+                          "need 1152"),
+    ("short", "its Pixel Data holds 284 bytes, where its header's 24 x 16 pixels, 1 sample of 8 bits, need 384"),
+])
+def test_a_dicom_whose_pixel_header_cannot_describe_its_pixels_is_told_what_is_wrong(fault: str, said: str) -> None:
+    """A complete DICOM file that lacks an Image Pixel element pydicom's decoding needs, or whose header's Bits Stored,
+    Bits Allocated or Samples per Pixel do not describe its Pixel Data, was refused as 'the file may be truncated or
+    damaged, give a complete DICOM file': a PACS admin copying it again got the same refusal. The message names the
+    element, or the bytes held against those the header needs."""
+    ds = make_dicom(ramp())
+    keyword, _, value = fault.partition(" ")
+    if keyword == "no":
+        delattr(ds, value)
+    elif keyword == "empty":
+        ds[value].value = None
+    elif keyword == "short":
+        ds.PixelData = ds.PixelData[:-100]
+    else:
+        setattr(ds, keyword, int(value))
+    with pytest.raises(InputError) as exc:
+        read_grayscale(dicom_bytes(ds), name="film.dcm")
+    msg = check_error(exc, "film.dcm")
+    assert msg.startswith(f"film.dcm: cannot decode the DICOM pixel data: {said}"), msg
+    assert msg.endswith("; export the film again from the device or PACS, or as PNG") and "truncated" not in msg, msg
