@@ -281,6 +281,31 @@ def test_a_tilt_written_as_a_view_code_item_of_its_own_beside_a_frontal_view_pas
         "DICOM View Code Sequence left lateral (SCT 399173006)"
 
 
+@pytest.mark.parametrize("modality, said", [
+    ("CT", "CT (Computed Tomography)"), ("MG", "MG (Mammography)"), ("RF", "RF (Radiofluoroscopy)"),
+    ("us", "US (Ultrasound)"), ("XA", "XA (X-Ray Angiography)"), ("PX", "PX (Panoramic X-Ray)"),
+    ("DX", None), ("CR", None), ("RG", None), ("OT", None), ("PA", None), ("", None), ("CHEST", None),
+])
+@pytest.mark.filterwarnings("ignore:Invalid value for VR CS")  # lower case, as some devices write it
+def test_a_dicom_whose_modality_is_no_radiographs_is_refused_by_it(modality: str, said: str | None) -> None:
+    """A DICOM of a CID 33 modality other than radiography (a CT localizer, a mammogram, a fluoroscopy spot, an
+    ultrasound) was scored as a chest X-ray whenever its View Position said PA or nothing: `predict` gave a CT or MG
+    film a P(pneumonia). Its Modality refuses it, said with CID 33's meaning, whatever its View Position; CR, DX, RG,
+    OT, PA (photoacoustic, or a view written there), an empty or a local value pass."""
+    from pneumoscan.data.decode import not_frontal_view, view_reason
+
+    ds = make_dicom(ramp())
+    ds.Modality = modality
+    for position in (None, "PA", "LL"):
+        if position is not None:
+            ds.ViewPosition = position
+        expected = f"DICOM Modality {said}" if said is not None else \
+            None if position != "LL" else "DICOM View Position LL"
+        assert not_frontal_view(dicom_bytes(ds)) == expected, position
+    if said is not None:
+        assert view_reason(f"DICOM Modality {said}").startswith(f"DICOM Modality {said}: not a plain frontal (AP or PA)")
+
+
 def test_the_modifier_table_is_cid_20s_and_cid_4011s_non_frontal_codes() -> None:
     """The modifier table holds CID 20's lateral decubitus and lordotic positions and CID 4011's cross-table and
     transthoracic view modifiers, as pydicom's CID tables give them, each SNOMED code under SCT and its SNOMED RT twin

@@ -1,6 +1,6 @@
 """Decoded, resized images cached on disk as one memory-mapped uint8 array per file list (with each file's grey-level
 count, the guard's file cues: colourfulness, two-tone share, dither energy, peak excess, and a DICOM's view when not
-frontal, by View Position or view codes), and rows of bytes computed from such decodes (the film
+frontal, by Modality, View Position or view codes), and rows of bytes computed from such decodes (the film
 fingerprints), within a size limit."""
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ from pneumoscan.progress import progress_bar
 # CID 4010's cranio-caudal and caudo-cranial (axial) view codes refuse a film (format 15 holds None there). 17: every
 # CID 4010 view code but AP, PA and frontal refuses a film (tangential, skull, foot, dental, specimen), and CID 501's
 # other codes of the refused views (format 16 holds None there); a cranio-caudal or caudo-cranial code beside an AP, PA
-# or frontal item is its tilt and passes (format 16 holds that axial view there).
+# or frontal item is its tilt and passes (format 16 holds that axial view there); a Modality of CID 33 other than
+# radiography's refuses a film ('DICOM Modality CT (Computed Tomography)'; format 16 holds None there).
 CACHE_FORMAT = 17
 
 

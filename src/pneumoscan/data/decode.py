@@ -347,7 +347,8 @@ frontal film's)."""
 
 def not_frontal_view(data: bytes | bytearray) -> str | None:
     """Where a DICOM file's header says it is not frontal, and what, else None (a frontal, unstated or unreadable
-    one, and any other file). In this order: its View Position (0018,5101) as its words in upper case, when a word of
+    one, and any other file). In this order: its Modality when no radiograph's (`_other_modality`: 'DICOM Modality CT
+    (Computed Tomography)'); its View Position (0018,5101) as its words in upper case, when a word of
     it, or two words that run together into XTABLE or CROSSTABLE, name a lateral, decubitus, oblique, cross-table or
     lordotic view (NOT_FRONTAL_VIEWS: 'DICOM View Position AP LLD', 'DICOM View Position X TABLE'); a decubitus, lordotic or cross-table modifier or an
     eponymous projection (`_view_modifier`), whatever the View Position; else, when no View Position word is AP or PA
@@ -360,9 +361,12 @@ def not_frontal_view(data: bytes | bytearray) -> str | None:
         import pydicom
 
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=data[128:132] != b"DICM",
-                             specific_tags=["ViewPosition", "ViewCodeSequence", "PatientOrientationCodeSequence",
+                             specific_tags=["Modality", "ViewPosition", "ViewCodeSequence",
+                                            "PatientOrientationCodeSequence",
                                             "PatientOrientationModifierCodeSequence",
                                             "ProjectionEponymousNameCodeSequence"])
+        if (modality := _other_modality(ds)) is not None:
+            return modality
         words = _view_words(ds.get("ViewPosition"))
         if NOT_FRONTAL_VIEWS.intersection(words + [a + b for a, b in zip(words, words[1:]) if a + b in _JOINED]):
             return f"DICOM View Position {' '.join(words)}"
@@ -376,6 +380,32 @@ def not_frontal_view(data: bytes | bytearray) -> str | None:
         raise
     except Exception:  # noqa: BLE001 - decoding reads this header: a value it cannot give is no view
         return None
+
+
+# CID 33's modalities of a film the model may read: computed and digital radiography, radiographic imaging (a digitised
+# film), other and hard copy (a secondary capture of one), and PA, photoacoustic, which a View Position's PA written
+# there would read as
+_RADIOGRAPHY = frozenset({"CR", "DX", "RG", "OT", "HC", "PA"})
+
+
+def _other_modality(ds: Dataset) -> str | None:
+    """Where a header's Modality (0008,0060) says a film is no radiograph, and what: any CID 33 (Modality) term but
+    `_RADIOGRAPHY`'s ('DICOM Modality CT (Computed Tomography)': a CT localizer, a mammogram, a fluoroscopy spot, an
+    ultrasound); None for those, an empty, absent or local one."""
+    value = str(ds.get("Modality", "") or "").strip().upper()
+    meaning = None if value in _RADIOGRAPHY else _modalities().get(value)
+    return None if meaning is None else f"DICOM Modality {value} ({meaning})"
+
+
+@functools.cache
+def _modalities() -> dict[str, str]:
+    """CID 33 (Modality) as pydicom's table gives it: term -> meaning; {} without the table (no modality refused)."""
+    try:
+        from pydicom.sr.codedict import codes
+
+        return {concept.value: concept.meaning for concept in codes.CID33.concepts.values()}
+    except (ImportError, AttributeError, KeyError):
+        return {}
 
 
 def _view_words(position: object) -> list[str]:

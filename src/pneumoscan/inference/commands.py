@@ -72,7 +72,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                    "model was trained on, as a few real ones are, so read it without the model; "
                                    "grey_levels, two_tone, dithered, posterised, upside_down: send the film as the scanner saved "
                                    "it; "
-                                   f"view: a DICOM whose View Position or view codes say it is {OTHER_VIEW}, "
+                                   f"view: a DICOM whose Modality, View Position or view codes say it is {OTHER_VIEW}, "
                                    "send the plain frontal film).")
     add_model_arg(p)
     p.add_argument("paths", nargs="+", help="image files (JPEG, PNG, TIFF, BMP, DICOM) or folders; a labelled CSV "

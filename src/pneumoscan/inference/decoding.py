@@ -20,7 +20,7 @@ class Decoded(NamedTuple):
     """One file as the model and its guard read it (`Predictor.decode`): the model's uint8 input image (S, S), the
     file's grey levels, colourfulness and two-tone share (the last two 0.0 when there is no guard to read them), its
     `size_warning` (None unless it is a thumbnail), the file's (width, height) (None when its header does not
-    say), a DICOM's view when not frontal (`not_frontal_view`, by View Position or view codes; None for any
+    say), a DICOM's view when not frontal (`not_frontal_view`, by Modality, View Position or view codes; None for any
     other file, or without a guard to refuse it), the file's dither energy and peak excess (`jpeg_cues`; 0.0 without a
     guard), the film's width / height as decoded, upright by its EXIF orientation (None when not known): the input
     image is the whole film stretched to a square, and a picture drawn on it is stretched back by this to be the
