@@ -1056,7 +1056,7 @@ def test_a_dicom_whose_decoder_lookup_or_dicomdir_check_runs_out_of_memory_is_na
     ("empty SamplesPerPixel", "its header lacks Samples per Pixel (0028,0002)"),
     ("BitsStored 12", "its header's Bits Stored (12) exceeds its Bits Allocated (8)"),
     ("BitsAllocated 16", "its Pixel Data holds 384 bytes, where its header's 24 x 16 pixels, 1 sample of 16 bits, need "
-                         "768: the file is cut short, or its header does not describe its pixels"),
+                         "768: its header does not describe its pixels"),
     ("SamplesPerPixel 3", "its Pixel Data holds 384 bytes, where its header's 24 x 16 pixels, 3 samples of 8 bits, "
                           "need 1152"),
     ("short", "its Pixel Data holds 284 bytes, where its header's 24 x 16 pixels, 1 sample of 8 bits, need 384"),
@@ -1081,3 +1081,15 @@ def test_a_dicom_whose_pixel_header_cannot_describe_its_pixels_is_told_what_is_w
     msg = check_error(exc, "film.dcm")
     assert msg.startswith(f"film.dcm: cannot decode the DICOM pixel data: {said}"), msg
     assert msg.endswith("; export the film again from the device or PACS, or as PNG") and "truncated" not in msg, msg
+
+
+def test_a_dicom_cut_within_its_pixel_data_is_told_so_with_the_bytes_it_holds(tmp_path: Path) -> None:
+    """A film cut short inside its Pixel Data is said to be cut, with the bytes it holds against those its header
+    needs, and to be copied again (not exported again, as a header that does not describe its pixels is)."""
+    data = dicom_bytes(make_dicom(ramp(h=64, w=64)))
+    path = write(tmp_path / "cut.dcm", data[:-1000])
+    with pytest.raises(InputError) as exc:
+        read_grayscale(path)
+    assert check_error(exc, str(path)) == (
+        f"{path}: cannot decode the DICOM pixel data: the file is cut short: its Pixel Data holds 3096 bytes, where its "
+        "header's 64 x 64 pixels, 1 sample of 8 bits, need 4096; give the complete file (copy it again)")

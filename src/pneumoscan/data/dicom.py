@@ -315,9 +315,10 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
     except MemoryError as exc:
         raise out_of_memory(label, cols, rows) from exc
     except Exception:  # noqa: BLE001
-        if (unreadable := _pixel_header_fault(ds, label, (cols, rows, frames), compressed)) is not None:
-            raise InputError(f"{label}: cannot decode the DICOM pixel data: {unreadable}; export the film again from "
-                             f"the device or PACS, or as PNG") from None
+        if (unreadable := _pixel_header_fault(ds, label, (cols, rows, frames), compressed, cut)) is not None:
+            fix = "give the complete file (copy it again)" if cut else "export the film again from the device or " \
+                "PACS, or as PNG"
+            raise InputError(f"{label}: cannot decode the DICOM pixel data: {unreadable}; {fix}") from None
         if compressed and own_decoder:  # no other decoder would read it: RLE Lossless
             raise InputError(f"{label}: cannot decode the compressed DICOM pixel data ({tsyntax_name}), which pydicom "
                              f"decodes itself: the file is damaged; export the film again") from None
@@ -337,21 +338,22 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
 _PIXEL_ELEMENTS = ("SamplesPerPixel", "BitsAllocated", "BitsStored", "PixelRepresentation")  # pydicom needs each
 
 
-def _pixel_header_fault(ds: Dataset, label: str, size: tuple[int, int, int], compressed: bool) -> str | None:
+def _pixel_header_fault(ds: Dataset, label: str, size: tuple[int, int, int], compressed: bool,
+                        cut: bool) -> str | None:
     """Why the Image Pixel header of a film whose pixel data failed to decode cannot describe it, when it says: an
     element decoding needs is absent or empty, Bits Stored exceeds Bits Allocated, or uncompressed Pixel Data holds
-    fewer bytes than its `size` (columns, rows, frames), samples and bits need (cut short, or a header that is not its
-    pixels'), else None (an unreadable value too). A complete file that lacks an element was called 'truncated or
-    damaged'. Memory running short is the file `label`'s DecodeOutOfMemory."""
+    fewer bytes than its `size` (columns, rows, frames), samples and bits need (the file `cut` short, else a header
+    that is not its pixels'), else None (an unreadable value too). A complete file that lacks an element was called
+    'truncated or damaged'. Memory running short is the file `label`'s DecodeOutOfMemory."""
     try:
-        return _header_fault(ds, *size, compressed)
+        return _header_fault(ds, *size, compressed, cut)
     except MemoryError as exc:
         raise out_of_memory(label, size[0], size[1]) from exc
     except Exception:  # noqa: BLE001 - a value that cannot be read: the caller's message stands
         return None
 
 
-def _header_fault(ds: Dataset, cols: int, rows: int, frames: int, compressed: bool) -> str | None:
+def _header_fault(ds: Dataset, cols: int, rows: int, frames: int, compressed: bool, cut: bool) -> str | None:
     """`_pixel_header_fault`, its errors raised."""
     from pydicom.datadict import dictionary_description, tag_for_keyword
 
@@ -369,9 +371,9 @@ def _header_fault(ds: Dataset, cols: int, rows: int, frames: int, compressed: bo
     if have >= need:
         return None
     frames_said = f" x {frames} frames" if frames > 1 else ""
-    return (f"its Pixel Data holds {have} bytes, where its header's {cols} x {rows} pixels{frames_said}, {samples} "
-            f"sample{'s' if samples > 1 else ''} of {allocated} bits, need {need}: the file is cut short, or its header "
-            f"does not describe its pixels")
+    held = (f"its Pixel Data holds {have} bytes, where its header's {cols} x {rows} pixels{frames_said}, {samples} "
+            f"sample{'s' if samples > 1 else ''} of {allocated} bits, need {need}")
+    return f"the file is cut short: {held}" if cut else f"{held}: its header does not describe its pixels"
 
 
 def _no_decoder_tracebacks() -> None:
