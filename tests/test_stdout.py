@@ -1,6 +1,7 @@
 """The command line's stdout (`whole_writes`) on pipes a reader drains slowly: nothing raised, dropped or doubled."""
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -74,3 +75,19 @@ def test_ctrl_c_while_stdout_is_full_never_writes_a_line_twice(unbuffered: bool)
         child.wait(timeout=60)
         numbers = _numbers(out[: out.rfind(b"\n") + 1])
         assert numbers == list(range(len(numbers)))
+
+
+@pytest.mark.parametrize(("system", "err", "gone"), [
+    ("posix", BrokenPipeError(errno.EPIPE, "Broken pipe"), True),
+    ("nt", BrokenPipeError(errno.EPIPE, "Broken pipe"), True),
+    ("nt", OSError(errno.EINVAL, "Invalid argument"), True),  # Windows' word for a closed pipe (CPython #79935)
+    ("posix", OSError(errno.EINVAL, "Invalid argument"), False),  # on Linux, another fault: not hidden
+    ("nt", OSError(errno.EINVAL, "Invalid argument", "out.csv"), False),  # a file written by name
+    ("nt", OSError(errno.ENOSPC, "No space left on device"), False),
+])
+def test_reader_gone_takes_windows_einval_on_stdout_for_a_broken_pipe(system: str, err: OSError, gone: bool,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from pneumoscan import stdout
+
+    monkeypatch.setattr(stdout, "WINDOWS", system == "nt")
+    assert stdout.reader_gone(err) is gone

@@ -17,6 +17,7 @@ from pneumoscan.errors import (MAX_REASON, PneumoscanError, RefusedFilm, WriteEr
                                host_out_of_memory, interruption, memory_reason, one_line, one_name, option,
                                out_of_memory_text, raise_terminated, shell_word)
 from pneumoscan.parser import build_parser, parse_args
+from pneumoscan.stdout import reader_gone
 
 EXIT_WARNING_AS_ERROR = 4  # a warning that Python's warnings filter makes an error (-W error, PYTHONWARNINGS=error)
 
@@ -143,10 +144,10 @@ def _run_command(args: argparse.Namespace) -> int:
         _tell(f"pneumoscan: error: {one_line(str(err)) or type(err).__name__} (a warning, which -W error or "
               f"PYTHONWARNINGS=error makes an error: exit code {EXIT_WARNING_AS_ERROR}){_resume_hint(args)}")
         return EXIT_WARNING_AS_ERROR
-    except BrokenPipeError:  # e.g. `pneumoscan predict DIR | head`
-        _to_devnull(sys.stdout.fileno())
-        return 1
     except OSError as err:  # e.g. --out or --json in a folder that cannot be created or written
+        if reader_gone(err):  # e.g. `pneumoscan predict DIR | head`
+            _to_devnull(sys.stdout.fileno())
+            return 1
         if err.filename is None and err.errno in _DISK_FULL:  # files written by name say so: this is stdout
             _tell(f"pneumoscan: error: {_stdout_name()}: {err.strerror}; the output is cut short: "
                   f"{_DISK_FULL_FIX.get(err.errno, _DISK_FULL_FIX[errno.ENOSPC])}"

@@ -1084,3 +1084,33 @@ def test_a_closed_stdout_descriptor_is_not_given_to_the_files_a_command_writes(t
     done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "out.txt")], stderr=subprocess.PIPE, text=True,
                           timeout=300, preexec_fn=lambda: os.close(1))
     assert done.returncode == 0 and int(done.stderr.strip()) != 1, done.stderr
+
+
+def test_a_closed_pipe_reported_as_einval_on_windows_exits_1_quietly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`pneumoscan models | head -1` on Windows, whose closed pipe may raise EINVAL rather than EPIPE (CPython
+    #79935): a traceback before; now as a broken pipe, exit code 1 and nothing on stderr."""
+    import errno
+    import os
+    import sys
+
+    from pneumoscan import stdout
+
+    class ClosedPipe(io.StringIO):
+        def __init__(self, fd: int) -> None:
+            super().__init__()
+            self.fd = fd
+
+        def write(self, text: str) -> int:
+            raise OSError(errno.EINVAL, "Invalid argument")
+
+        def fileno(self) -> int:
+            return self.fd
+
+    sink = os.open(tmp_path / "sink", os.O_WRONLY | os.O_CREAT)
+    monkeypatch.setattr(sys, "stdout", ClosedPipe(sink))
+    monkeypatch.setattr(stdout, "WINDOWS", True)
+    code = main(["models"])
+    os.close(sink)
+    assert code == 1
+    assert capsys.readouterr().err == ""

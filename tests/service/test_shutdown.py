@@ -364,3 +364,34 @@ def test_stdout_at_a_file_size_limit_is_said_once_and_pointed_at_dev_null(tmp_pa
     os.write(log_file.fileno(), b"after")  # the descriptor now writes to /dev/null
     log_file.close()
     assert (tmp_path / "serve.log").read_bytes() == b""
+
+
+def test_stdout_whose_reader_is_gone_on_windows_is_a_broken_pipe(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows may report a write to a pipe whose reader is gone as EINVAL, not EPIPE (CPython #79935): each access
+    line then printed logging's "--- Logging error ---" traceback. Now the broken pipe's one warning."""
+    import errno
+    import logging
+
+    from pneumoscan import stdout
+    from pneumoscan.service.tracking import AccessHandler
+
+    log_file = (tmp_path / "serve.log").open("w")
+
+    class ClosedPipe:
+        def fileno(self) -> int:
+            return log_file.fileno()
+
+        def write(self, text: str) -> None:
+            raise OSError(errno.EINVAL, "Invalid argument")
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(stdout, "WINDOWS", True)
+    handler = AccessHandler(ClosedPipe())  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="pneumoscan.service"):
+        handler.handle(logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, "GET /health", None, None))
+    log_file.close()
+    said = [r.getMessage() for r in caplog.records if r.name == "pneumoscan.service"]
+    assert said == ["stdout's reader is gone (broken pipe): access lines are no longer written; the service serves on"]

@@ -148,6 +148,7 @@ class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
         import errno
 
         from pneumoscan.cli import _DISK_FULL, _DISK_FULL_FIX, _stdout_name, _to_devnull
+        from pneumoscan.stdout import reader_gone
 
         err = sys.exc_info()[1]
         self.failed = True
@@ -157,7 +158,7 @@ class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 log.warning("%s: %s (%s): access lines are lost until there is room; the service serves on",
                             _stdout_name(), err.strerror, _DISK_FULL_FIX[err.errno])
             return
-        if isinstance(err, BrokenPipeError):
+        if err is not None and reader_gone(err):
             why = "stdout's reader is gone (broken pipe)"
         elif isinstance(err, OSError) and err.errno in _DISK_FULL:  # a size limit per file: room does not lift it
             why = f"{_stdout_name()}: {err.strerror} ({_DISK_FULL_FIX[err.errno]}, then restart to log again)"
