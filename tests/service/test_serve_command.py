@@ -848,3 +848,29 @@ def test_a_serving_on_line_that_cannot_be_written_is_one_line_and_frees_the_port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
         sock.listen()
+
+
+def test_a_serving_on_line_whose_reader_is_gone_is_said_in_one_line(tiny_run: Path) -> None:
+    """`serve | true`: the 'serving on' line hit a broken pipe and `serve` exited 1 after uvicorn's shutdown lines,
+    with no line saying why. Now one line naming the cause and the fix, exit code 1 as every command on a broken
+    pipe."""
+    import os
+
+    import pneumoscan
+
+    src = str(Path(pneumoscan.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1"}
+    read, write = os.pipe()
+    os.close(read)  # as `true` exits without reading
+    try:
+        done = subprocess.run([sys.executable, "-m", "pneumoscan", "serve", "--model", str(tiny_run), "--port", "0",
+                               "--backend", "onnx"], env=env, stdout=write, stderr=subprocess.PIPE, text=True,
+                              timeout=120)
+    finally:
+        os.close(write)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.rstrip().splitlines()[-1] == (
+        "pneumoscan: error: stdout's reader is gone (broken pipe), so the 'serving on' line could not be written, and "
+        "the service stopped before serving any request; send stdout to a file (> serve.log) or to a program that "
+        "keeps reading it")

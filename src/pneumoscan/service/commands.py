@@ -171,6 +171,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         raise InputError("stdout is closed (>&-): serve writes where it serves and one access line per request there; "
                          "give it a file (> serve.log) or >/dev/null")
+    from pneumoscan.cli import _tell, _to_devnull
+    from pneumoscan.stdout import reader_gone
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     with check_listen(args.host, args.port) as listening, _own_log_level(args.log_level):
         with StopSignals() as stop:
@@ -179,6 +182,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             except StoppedBeforeServing as err:
                 log.info("stopped on %s while starting, before serving any request", err.signal_name)
                 return 0  # as after a drained stop: systemd, docker or Kubernetes asked for it
+            except OSError as err:  # the `serving on` line's (serving.run): a disk's error goes to the CLI's handler
+                if not reader_gone(err):
+                    raise
+                _tell("pneumoscan: error: stdout's reader is gone (broken pipe), so the 'serving on' line could not "
+                      "be written, and the service stopped before serving any request; send stdout to a file "
+                      "(> serve.log) or to a program that keeps reading it")
+                _to_devnull(sys.stdout.fileno())  # what the failed write left, not a second failure at exit
+                return 1
         log_stop(stop, args.shutdown_timeout_s, before_forced=before_forced)
     return 0
 
