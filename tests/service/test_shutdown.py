@@ -395,3 +395,49 @@ def test_stdout_whose_reader_is_gone_on_windows_is_a_broken_pipe(tmp_path: Path,
     log_file.close()
     said = [r.getMessage() for r in caplog.records if r.name == "pneumoscan.service"]
     assert said == ["stdout's reader is gone (broken pipe): access lines are no longer written; the service serves on"]
+
+
+def test_stdout_a_full_disk_cut_mid_line_goes_on_on_a_line_of_its_own(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """An unbuffered stdout (PYTHONUNBUFFERED=1, as container images set) on a disk that fills mid-line keeps the
+    line's start and drops its rest: the first access line written once there was room was glued to it
+    (`"GET /healthINFO:     127.0.0.1:48538 - ... request_id=room-1`, measured on a 64 kB tmpfs), so neither could be
+    found by its request id. The cut line now ends there and the next starts a line of its own."""
+    import errno
+    import logging
+
+    from pneumoscan.service.tracking import AccessHandler
+
+    fd = os.open(tmp_path / "serve.log", os.O_WRONLY | os.O_CREAT)
+    room: dict[str, int | None] = {"bytes": None}  # None: as much as it takes
+
+    class Unbuffered:  # the whole-writes layer of `python -u`: what fits is written, then the disk's error
+        def fileno(self) -> int:
+            return fd
+
+        def write(self, text: str) -> None:
+            data, free = text.encode(), room["bytes"]
+            if free is not None and free < len(data):
+                os.write(fd, data[:free])
+                room["bytes"] = 0
+                raise OSError(errno.ENOSPC, "No space left on device")
+            os.write(fd, data)
+
+        def flush(self) -> None:
+            pass
+
+    handler = AccessHandler(Unbuffered())  # type: ignore[arg-type]
+
+    def line(n: int) -> None:
+        handler.handle(logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, f"GET /health {n}", None, None))
+
+    with caplog.at_level(logging.WARNING, logger="pneumoscan.service"):
+        line(0)
+        room["bytes"] = 7
+        line(1)  # "GET /he" written, the rest lost
+        line(2)  # nothing written
+        room["bytes"] = None
+        line(3)
+        line(4)
+    os.close(fd)
+    assert (tmp_path / "serve.log").read_text() == "GET /health 0\nGET /he\nGET /health 3\nGET /health 4\n"

@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import copy
+import io
 import json
 import logging
+import os
 import re
 import sys
 import uuid
@@ -133,16 +135,29 @@ class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
     serving on: logging printed a 60-line "--- Logging error ---" traceback on stderr for each request. Once stdout's
     reader is gone (a broken pipe: `serve | head -1`, a log shipper stopped) or its file reached a size limit, stdout
     points at /dev/null; on a full disk or quota (`serve > serve.log`) each line is tried again, and a line says when
-    they are written again (space freed)."""
+    they are written again (space freed), on a line of its own after one the full disk cut."""
 
     full = False  # a line was lost to a full disk, and none written since
+    cut = False  # a full disk took the start of a line and nothing keeps its rest: the next one starts a new line
+
+    def format(self, record: logging.LogRecord) -> str:
+        return ("\n" if self.cut else "") + super().format(record)
 
     def emit(self, record: logging.LogRecord) -> None:
         was_full, self.failed = self.full, False
+        # unbuffered (`python -u`, PYTHONUNBUFFERED=1 as container images set), a write a full disk cuts keeps the part
+        # written and drops the rest (a buffer would keep it): the first line written once there was room was glued on
+        unbuffered = not isinstance(getattr(self.stream, "buffer", None), io.BufferedWriter)
+        start = _offset(self.stream) if unbuffered else None
         super().emit(record)
-        if was_full and not self.failed:
-            self.full = False
-            log.warning("stdout: access lines are written again")
+        if not self.failed:
+            self.cut = False
+            if was_full:
+                self.full = False
+                log.warning("stdout: access lines are written again")
+        elif self.full and start is not None:
+            end = _offset(self.stream)
+            self.cut = self.cut or (end is not None and end > start)
 
     def handleError(self, record: logging.LogRecord) -> None:
         import errno
@@ -167,6 +182,14 @@ class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return
         _to_devnull(self.stream.fileno())
         log.warning("%s: access lines are no longer written; the service serves on", why)
+
+
+def _offset(stream: Any) -> int | None:
+    """STREAM's file descriptor's offset (None for a pipe, a terminal or no descriptor)."""
+    try:
+        return os.lseek(stream.fileno(), 0, os.SEEK_CUR)
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def log_config() -> dict[str, Any]:
