@@ -191,7 +191,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 _to_devnull(sys.stdout.fileno())  # what the failed write left, not a second failure at exit
                 return 1
         log_stop(stop, args.shutdown_timeout_s, before_forced=before_forced)
+    _drop_unwritable_access_lines()
     return 0
+
+
+def _drop_unwritable_access_lines() -> None:
+    """Once the service stopped: access lines its stdout's buffer still holds because the disk is still full are
+    dropped, with one line saying so; the CLI's last flush took them for a command's output cut short (exit code 2,
+    "run the command again") after a clean stop."""
+    import errno
+
+    from pneumoscan.cli import _stdout_name, _to_devnull
+
+    try:
+        sys.stdout.flush()
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        log.warning("%s: %s: the last access lines are lost", _stdout_name(), err.strerror)
+        _to_devnull(sys.stdout.fileno())
+        sys.stdout.flush()  # into /dev/null
 
 
 @contextlib.contextmanager
