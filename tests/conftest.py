@@ -342,6 +342,25 @@ def write_dicom(path: Path, label: int, seed: int, patient_id: str | None = None
     return path
 
 
+def write_partly_identified(root: Path, patients: int, extensionless: bool = False) -> None:
+    """Kermany-named films of `patients` patients under ROOT/train: the first one or two of each a DICOM film with
+    PatientID MRN<p>, the others a JPEG (or, `extensionless`, a JPEG's bytes or a DICOM film without a PatientID under
+    no extension)."""
+    for p in range(patients):
+        label = p % 2
+        for film in range(1, 5):
+            stem = f"IM-{p:04d}-{film:04d}" if label == 0 else f"person{p}_bacteria_{film}"
+            folder = root / "train" / ("NORMAL", "PNEUMONIA")[label]
+            if film <= 1 + p % 2:
+                write_dicom(folder / f"{stem}.dcm", label, 10 * p + film, patient_id=f"MRN{p}", size=8)
+            elif not extensionless:
+                write_xray(folder / f"{stem}.jpeg", label, 10 * p + film, size=8)
+            elif film % 2:
+                write_dicom(folder / stem, label, 10 * p + film, patient_id=None, size=8)
+            else:
+                Image.fromarray(xray_pixels(label, 10 * p + film, 8)).save(folder / stem, format="JPEG")
+
+
 def write_dicom_dataset(root: Path, patients: int = 8, films: int = 3, size: int = 32) -> Path:
     """ROOT/train/{NORMAL,PNEUMONIA} of UID-named DICOM files, `films` per patient (PatientID N<p> or P<p>): by
     file name each film would be its own patient."""

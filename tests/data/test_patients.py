@@ -12,7 +12,8 @@ from pneumoscan.data.patients import (cause, cause_groups, cause_of, dicom_patie
                                       patient_keys, patients_in_training, placeholder_ids, recorded_patient_key)
 from pneumoscan.data.split import patient_split
 from pneumoscan.errors import InputError
-from tests.conftest import dicom_to_bytes, interrupt_import, make_dicom, write_dicom, write_xray
+from tests.conftest import (dicom_to_bytes, interrupt_import, make_dicom, write_dicom,
+                            write_partly_identified, write_xray)
 
 
 @pytest.mark.parametrize(
@@ -182,7 +183,7 @@ def test_dicom_films_without_patient_ids_under_repeated_names_are_keyed_by_folde
     assert len({keys(s) for s in samples}) == 9 and keys.sources == {"name": 1, "file": 16}
     assert keys.effective == "auto" and recorded_patient_key(keys.record()) == "auto"
     assert keys_read(keys.record()) == "--patient-key auto (1 by file name, 16 by folder and file name)"
-    assert keys.record()["patient_key_rule"] == 5
+    assert keys.record()["patient_key_rule"] == 7
     moved = discover(tmp_path / "moved" / "elsewhere")["all"]
     val, val_moved = patient_split(samples, 0.3, 0, keys)[1], patient_split(moved, 0.3, 0, patient_keys(moved))[1]
     assert [s.path.relative_to(tmp_path / "a") for s in val] == \
@@ -668,3 +669,60 @@ def test_one_patient_reads_a_birth_date_written_two_ways_as_one(tmp_path: Path) 
     films = sorted(tmp_path.glob("[0-9].dcm"))
     assert one_patient(films) is True
     assert one_patient([*films, tmp_path / "other.dcm"]) is False
+
+
+@pytest.mark.parametrize("extensionless", [False, True], ids=["jpeg", "extensionless"])
+def test_a_patients_films_with_and_without_a_patient_id_are_one_patient(tmp_path: Path, extensionless: bool) -> None:
+    """Films with a PatientID were keyed by it, their siblings without one by their Kermany file name: patient_key_rule
+    5 split each patient apart (8 to 13 of 40 patients on both sides of train/val). Rule 7 keys the siblings by the
+    PatientID of their name's films, so no patient is on both sides, counted in split.json's record."""
+    from pneumoscan.data.patients import dataset_keys
+
+    write_partly_identified(tmp_path, 12, extensionless)
+    found = discover(tmp_path)
+    samples = found["train"]
+    keys = dataset_keys(found, "auto", samples, progress=False)
+    assert {patient_id(s.path): keys(s) for s in samples} == {f"{'IM-' if p % 2 == 0 else 'person'}"
+                                                              f"{f'{p:04d}' if p % 2 == 0 else p}": f"MRN{p}"
+                                                              for p in range(12)}
+    assert keys.sources == {"dicom": 48}
+    record = keys.record()
+    assert record["patient_key_rule"] == 7 and record["keyed_by_sibling_patient_id"] == 48 - 18
+    for seed in range(5):
+        train, val = patient_split(samples, 0.3, seed, keys)
+        assert not {patient_id(s.path) for s in train} & {patient_id(s.path) for s in val}, seed
+
+
+def test_a_shared_patient_id_or_name_joins_no_other_patient(tmp_path: Path) -> None:
+    """A name whose films carry two PatientIDs and a PatientID on films of two names (not a placeholder by count) join
+    nothing: a chain of them would make one patient of many. Each split is judged alone: a name of test/ joins no film
+    of train/'s same name (Kermany's numbers restart in each), and a PatientID on films of train/ and of test/ joins
+    each split's siblings of its name."""
+    train, test = tmp_path / "train" / "PNEUMONIA", tmp_path / "test" / "PNEUMONIA"
+    write_dicom(train / "person1_bacteria_1.dcm", 1, 1, patient_id="A")  # person1: A and B
+    write_dicom(train / "person1_bacteria_2.dcm", 1, 2, patient_id="B")
+    write_xray(train / "person1_bacteria_3.jpeg", 1, 3)
+    write_dicom(train / "person2_bacteria_1.dcm", 1, 4, patient_id="B")  # B: person1 and person2
+    write_xray(train / "person2_bacteria_2.jpeg", 1, 5)
+    write_dicom(train / "person3_bacteria_1.dcm", 1, 6, patient_id="C")  # person3: C, alone
+    write_xray(train / "person3_bacteria_2.jpeg", 1, 7)
+    write_xray(train / "scan4.jpeg", 1, 8)  # no Kermany name: never joined
+    write_dicom(train / "4.dcm", 1, 9, patient_id="D")
+    write_dicom(test / "person5_bacteria_1.dcm", 1, 10, patient_id="E")  # E also in train/ under person6
+    write_xray(test / "person5_bacteria_2.jpeg", 1, 11)
+    write_dicom(train / "person6_bacteria_1.dcm", 1, 12, patient_id="E")
+    write_xray(train / "person6_bacteria_2.jpeg", 1, 13)
+    write_xray(train / "person5_bacteria_9.jpeg", 1, 14)  # train/'s person5: no ID there
+    for split in ("train", "test"):
+        write_xray(tmp_path / split / "NORMAL" / "IM-0001-0001.jpeg", 0, 15)
+    from pneumoscan.data.patients import dataset_keys
+
+    found = discover(tmp_path)
+    keys = dataset_keys(found, "auto", found["train"], progress=False)
+    by_name = {s.path.name: keys(s) for samples in found.values() for s in samples}
+    assert by_name["person1_bacteria_3.jpeg"] == "person1" and by_name["person2_bacteria_2.jpeg"] == "person2"
+    assert by_name["person3_bacteria_2.jpeg"] == "C" and by_name["scan4.jpeg"] == "scan4"
+    assert by_name["person5_bacteria_2.jpeg"] == "E" and by_name["person6_bacteria_2.jpeg"] == "E"
+    assert by_name["person5_bacteria_9.jpeg"] == "person5"
+    assert {s.path.name for s in keys.siblings} == {"person3_bacteria_2.jpeg", "person5_bacteria_2.jpeg",
+                                                    "person6_bacteria_2.jpeg"}

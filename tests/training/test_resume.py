@@ -468,13 +468,13 @@ def test_a_run_carved_with_a_page_saved_as_a_gif_before_the_rule_is_told_so_on_r
 
 
 _BY_PATH = ("20 DICOM films whose header names no patient are keyed by file name (or folder and name) by "
-            "patient_key_rule 5, and the run was started by an earlier version (no patient_key_rule recorded), which "
+            "patient_key_rule 7, and the run was started by an earlier version (no patient_key_rule recorded), which "
             "may have keyed them otherwise: the same patients under other keys split otherwise, so the key rule may "
             "have changed the split, not the images; resume with the pneumoscan (or, if its images changed, the data) "
             "it was started with")
 _WITHDRAWN = ("the run was started by another version of pneumoscan (a development version whose rule was withdrawn, "
               "or a later one) keying by a patient-key rule (patient_key_rule 6) this version does not have; it keys "
-              "by patient_key_rule 5: the same patients under other keys split otherwise, so the images need not have "
+              "by patient_key_rule 7: the same patients under other keys split otherwise, so the images need not have "
               "changed; start a new run with another --out, or resume with the version of pneumoscan (and the data) it "
               "was started with")
 
@@ -484,7 +484,8 @@ def test_a_run_split_by_another_key_rule_is_refused_as_split_by_that_rule_not_as
         tmp_path: Path, capsys: pytest.CaptureFixture[str], rule: int | None, told: str) -> None:
     """Development code between 9f99720 and 6582825 keyed a DICOM film without a PatientID by its path and recorded
     no key rule; development code from 3ad352f to 48cc5dd recorded patient_key_rule 6 (withdrawn; this version keys
-    by 5). Either way the same patients are under other keys, so the split differs, and the refusal blamed the data
+    by 7, and still names 6 withdrawn). Either way the same patients are under other keys, so the split differs, and
+    the refusal blamed the data
     ('some images or their patients changed'; for rule 6, 'resume with the data', which cannot help). It now says the
     key rule may have changed it, or names the withdrawn rule and what to do."""
     from pneumoscan.data.layout import discover
@@ -495,7 +496,7 @@ def test_a_run_split_by_another_key_rule_is_refused_as_split_by_that_rule_not_as
     common = ["--model", "cnn", "--image-size", "16", "--batch-size", "16", "--quiet"]
     assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "1", *common]) == 0
     split = json.loads((run / "split.json").read_text())
-    assert split["dicom_without_patient_id"] == 20 and split["patient_key_rule"] == 5
+    assert split["dicom_without_patient_id"] == 20 and split["patient_key_rule"] == 7
     by_path = patient_split(discover(data)["train"], split["val_fraction"], split["seed"], lambda s: str(s.path))[1]
     assert sorted(s.path.name for s in by_path) != sorted(Path(f).name for f in split["val_files"])
     saved = ({k: v for k, v in split.items() if k not in ("patient_key_rule", "dicom_without_patient_id")}
@@ -821,3 +822,40 @@ def _blames_the_rule_only_when_it_may(saved: dict, now: dict) -> None:
     assert split_change(saved | {"patient_key_rule": now["patient_key_rule"]}, now).endswith(blamed)
     by_name = {"patient_keys_from": {"name": 10}}
     assert split_change(saved | by_name, now | by_name).endswith(blamed)
+
+
+def test_a_run_of_rule_5_split_apart_from_a_patient_s_id_is_refused_naming_rule_7(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Rule 5 keyed the films without a PatientID by their Kermany file name, apart from their siblings keyed by
+    PatientID; rule 7 keys them by it. Resuming a run of rule 5 that splits otherwise now says the key rule changed it
+    and to resume with the pneumoscan it was started with, where it blamed the data; one whose split is the same
+    resumes."""
+    from pneumoscan.data.layout import discover
+    from pneumoscan.data.patients import patient_id, patient_keys
+    from pneumoscan.data.split import patient_split
+    from tests.conftest import write_partly_identified
+
+    data = tmp_path / "data"
+    write_partly_identified(data, 12)
+    run = tmp_path / "run"
+    common = ["--model", "cnn", "--image-size", "16", "--batch-size", "16", "--quiet"]
+    assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "1", *common]) == 0
+    split = json.loads((run / "split.json").read_text())
+    assert split["patient_key_rule"] == 7 and split["keyed_by_sibling_patient_id"] == 30
+    films = discover(data)["train"]
+    keys = patient_keys(films, progress=False)
+    by_rule_5 = patient_split(films, split["val_fraction"], split["seed"],
+                              lambda s: patient_id(s.path) if s in keys.siblings else keys(s))[1]
+    assert sorted(s.path.name for s in by_rule_5) != sorted(Path(f).name for f in split["val_files"])
+    old = {k: v for k, v in split.items() if k != "keyed_by_sibling_patient_id"} | {"patient_key_rule": 5}
+    (run / "split.json").write_text(json.dumps({**old, "val_files": [str(s.path) for s in by_rule_5]}))
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", *common]) == 2
+    err = capsys.readouterr().err
+    sibling = split["keyed_by_sibling_patient_id"]
+    assert (f"(other validation images under the same counts): pneumoscan now keys {sibling} films without a usable "
+            f"PatientID by the PatientID of the other films of its Kermany file name's patient") in err, err
+    assert err.rstrip().endswith("resume with the pneumoscan it was started with, or start a new run with another "
+                                 "--out"), err
+    (run / "split.json").write_text(json.dumps(old))  # rule 5's record of a split rule 7 makes alike
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", *common]) == 0

@@ -6,7 +6,8 @@ cause of pneumonia: a manifest's, else parsed from Kermany-style file names.
 * `auto` (default): a CSV manifest's `patient` column, else the DICOM header's PatientID (when present, non-empty
   and not a placeholder), else the file name (`patient_id`); a DICOM file whose header names no patient is keyed
   by its file name too, qualified by its folder when that name's key is found on such files in other folders
-  (`own_file_key`).
+  (`own_file_key`); a film keyed by its Kermany file name whose name's other films carry a PatientID is keyed by it
+  (`sibling_ids`).
 * `name`: the file name only, as before `--patient-key` existed.
 * `folder`: the folders between the class folder and the image (`NORMAL/pt7/a.dcm` -> `pt7`).
 """
@@ -40,8 +41,11 @@ SOURCES = ("manifest", "dicom", "folder", "name", "file")
 # .png) is no DICOM file, its header never read (`unopened_headers`: test/ is for final reporting). (Development
 # code from 3ad352f to 48cc5dd recorded 6: a PatientID on most DICOM films whose films' headers all give one sex and
 # birth date was keyed as one patient, which put one patient's films of one key and of another, their file names',
-# on both sides of the split; such a value is judged so for counting a leak only, `compared_keys`.)
-KEY_RULE = 5
+# on both sides of the split; such a value is judged so for counting a leak only, `compared_keys`: WITHDRAWN_RULES);
+# 7: a film keyed by its Kermany file name whose name's other films in its split carry a usable PatientID is keyed
+# by it (`sibling_ids`), as rule 5 put a patient's films with and without a PatientID on both sides of the split.
+KEY_RULE = 7
+WITHDRAWN_RULES = frozenset({6})  # rules of development code no release keys by
 # the splits for final reporting only: keying a data set opens none of their files it need not
 REPORTING_SPLITS = ("test",)
 FILE_KEYS = frozenset({"name", "file"})  # origins of keys read from a file's name, which name no patient across splits
@@ -202,6 +206,7 @@ class PatientKeys:
     origins: dict[Sample, str]
     unnamed: frozenset[Sample] = frozenset()
     headers: Mapping[Sample, str | None] = field(default_factory=dict, compare=False, repr=False)
+    siblings: frozenset[Sample] = frozenset()  # keyed by their file name's other films' PatientID (`sibling_ids`)
 
     def __call__(self, sample: Sample) -> str:
         return self.keys[sample]
@@ -230,12 +235,16 @@ class PatientKeys:
     def record(self, among: Iterable[Sample] | None = None) -> dict[str, object]:
         """What split.json and the audit's JSON say about the keys (how they were read, never the keys), counted
         over `among` (default: every sample); `dicom_without_patient_id`, when there are any, counts the DICOM files
-        whose header names no patient, which earlier key rules keyed otherwise."""
+        whose header names no patient, which earlier key rules keyed otherwise; `keyed_by_sibling_patient_id`, when
+        there are any, the films keyed by their file name's other films' PatientID (`sibling_ids`, counted among
+        `dicom`), which rules before 7 keyed by file name."""
         counted = self.keys if among is None else dict.fromkeys(among)
         unnamed = sum(sample in self.unnamed for sample in counted)
+        siblings = sum(sample in self.siblings for sample in counted)
         return {"patient_key": self.choice,
                 "patient_keys_from": self.sources if among is None else self.sources_of(among),
-                "patient_key_rule": KEY_RULE, **({"dicom_without_patient_id": unnamed} if unnamed else {})}
+                "patient_key_rule": KEY_RULE, **({"dicom_without_patient_id": unnamed} if unnamed else {}),
+                **({"keyed_by_sibling_patient_id": siblings} if siblings else {})}
 
 
 # `train` warns of file-name keys across folders when their images are this share of those keyed by file name
@@ -457,8 +466,47 @@ def patient_keys(samples: Iterable[Sample], choice: str = "auto", refused: Itera
         # a DICOM file without a usable PatientID is not one patient with all of its export's IM000001
         n = len(folders[patient_id(sample.path)]) if sample in dicom else 1
         keys[sample], origins[sample] = own_file_key(sample.path, n), "file" if n > 1 else "name"
+    siblings = sibling_ids(samples, keys, origins)
+    keys.update(siblings)
+    origins.update(dict.fromkeys(siblings, "dicom"))
     return PatientKeys(choice, keys, origins, frozenset(s for s in dicom if origins[s] in FILE_KEYS),
-                       headers)
+                       headers, frozenset(siblings))
+
+
+def name_group(sample: Sample) -> tuple[Path, str]:
+    """The patient a Kermany file name names (`patient_id`) within its split: the folder above its class folder
+    (`DATA/train` for `DATA/train/PNEUMONIA/x/person7_bacteria_1.dcm`; its folder when under no class folder), as
+    Kermany's numbers restart in each split."""
+    path = Path(sample.path)
+    parents = path.parent.parts
+    depth = next((d for d in range(len(parents) - 1, -1, -1) if parents[d].upper() == CLASS_NAMES[sample.label]), None)
+    return (path.parent if depth is None else Path(*parents[:depth]) if depth else Path()), patient_id(path)
+
+
+def sibling_ids(samples: Iterable[Sample], keys: Mapping[Sample, str],
+                origins: Mapping[Sample, str]) -> dict[Sample, str]:
+    """The films keyed by their Kermany file name (origin `name`: no usable PatientID, a JPEG's or a DICOM's) whose
+    name's other films in their split (`name_group`) carry a usable PatientID, each with that PatientID
+    (patient_key_rule 7): `person7_bacteria_1.dcm` of PatientID MRN7 and `person7_bacteria_2.jpeg` are one patient,
+    which rule 5 split apart (MRN7 and `person7` on both sides of the split). Only where the name and the PatientID
+    name each other alone: a name whose films carry two PatientIDs, or a PatientID on films of two names (a site's or
+    an anonymiser's fixed value on a few films, not a placeholder by count), joins nothing, so no chain of shared
+    IDs and names makes one patient of many. Each split is judged alone: a PatientID on films of another split (a
+    patient in both, which `audit` reports) does not change how this split's films are keyed."""
+    ids: dict[tuple[Path, str], set[str]] = defaultdict(set)  # a split's name: its films' PatientIDs
+    names: dict[tuple[Path, str], set[str]] = defaultdict(set)  # a split's PatientID: its films' names
+    for sample in samples:
+        if origins[sample] == "dicom" and is_kermany_name(sample.path):
+            split, name = name_group(sample)
+            ids[split, name].add(keys[sample])
+            names[split, keys[sample]].add(name)
+    joined: dict[Sample, str] = {}
+    for sample in samples:
+        if origins[sample] == "name" and is_kermany_name(sample.path):
+            split, name = name_group(sample)
+            if len(found := ids.get((split, name), set())) == 1 and names[split, value := next(iter(found))] == {name}:
+                joined[sample] = value
+    return joined
 
 
 def listed_unopened(choice: str) -> tuple[str, ...]:

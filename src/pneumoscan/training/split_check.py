@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan.data.formats import UNREAD_EXTENSIONS
-from pneumoscan.data.patients import recorded_patient_key
+from pneumoscan.data.patients import WITHDRAWN_RULES, recorded_patient_key
 from pneumoscan.errors import counted, option
 
 # a split.json `skipped` entry of a file named for a format not read whose refusal is not that format's: one holding no
@@ -52,14 +52,20 @@ def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "
 def _split_why(saved: dict[str, Any], now: dict[str, Any], kind: str) -> str:
     """Why the same images are split otherwise than the saved split: the saved one's key rule was withdrawn
     (`withdrawn_rule`), pneumoscan's key rule changed (surely, or maybe: `key_rule_change`, `key_rule_may_change`,
-    `unopened_rule_may_change`, `placeholder_rule_may_change`) or the rule of the files set aside before the split
-    did (`unread_rule_change`), else the images or their patients did."""
+    `unopened_rule_may_change`, `placeholder_rule_may_change`, `sibling_rule_change`) or the rule of the files set
+    aside before the split did (`unread_rule_change`), else the images or their patients did."""
     rule = now.get("patient_key_rule")
     if withdrawn_rule(saved, now):
         return (f"the {kind} was started by another version of pneumoscan (a development version whose rule was "
                 f"withdrawn, or a later one) keying by a patient-key rule ({_rule(saved)}) this version does not "
                 f"have; it keys by patient_key_rule {rule}: the same patients under other keys split otherwise, so "
                 f"the images need not have changed")
+    if joined := sibling_rule_change(saved, now):
+        return (f"pneumoscan now keys {counted(joined, 'film')} without a usable PatientID by the PatientID of the "
+                f"other films of its Kermany file name's patient (person7_bacteria_2.jpeg by that of "
+                f"person7_bacteria_1.dcm; patient_key_rule {rule}, so that a patient's films with and without a "
+                f"PatientID are not split apart), "
+                f"{_by_an_earlier_version(kind, joined, 'keyed', 'by file name')}")
     if ruled := key_rule_change(saved, now):
         return (f"pneumoscan now keys {counted(ruled, 'DICOM film')} whose header names no patient and whose file "
                 f"name is in other folders too by folder and name (patient_key_rule {rule}), "
@@ -97,10 +103,20 @@ def _by_an_earlier_version(kind: str, n: int, verb: str, how: str) -> str:
 
 
 def withdrawn_rule(saved: dict[str, Any], now: dict[str, Any]) -> bool:
-    """Whether the saved split records a later patient_key_rule than the split `now`, which this version cannot key
-    by: made by development code whose rule was withdrawn (6, from 3ad352f to 48cc5dd, kept a PatientID on most films
-    as one patient when their headers gave one sex and birth date), or by a later version."""
-    return saved.get("patient_key_rule", 1) > now.get("patient_key_rule", 1)
+    """Whether the saved split records a patient_key_rule this version cannot key by: one made by development code
+    whose rule was withdrawn (`WITHDRAWN_RULES`: 6, from 3ad352f to 48cc5dd, kept a PatientID on most films as one
+    patient when their headers gave one sex and birth date), or a later one than the split `now`'s."""
+    rule = saved.get("patient_key_rule", 1)
+    return rule in WITHDRAWN_RULES or rule > now.get("patient_key_rule", 1)
+
+
+def sibling_rule_change(saved: dict[str, Any], now: dict[str, Any]) -> int:
+    """How many films the split `now` keys by their Kermany file name's other films' PatientID
+    (`keyed_by_sibling_patient_id`, patient_key_rule 7 on) where the saved split was made by an earlier rule, which
+    keyed them by file name; 0 when the saved split records rule 7 on, or none was keyed so."""
+    if saved.get("patient_key_rule", 1) >= 7 or now.get("patient_key_rule", 1) < 7:
+        return 0
+    return int(now.get("keyed_by_sibling_patient_id", 0))
 
 
 def key_rule_change(saved: dict[str, Any], now: dict[str, Any]) -> int:
@@ -167,7 +183,8 @@ def resume_advice(saved: dict[str, Any], now: dict[str, Any], kind: str = "run",
     does not have (`withdrawn_rule`). A `manifest` now holding fewer images may be one from which rows that listed a file twice
     were deleted: earlier versions read such a manifest (training on the file twice), this one refuses it, so only a
     new run is left then."""
-    with_what = ("the pneumoscan" if key_rule_change(saved, now) or unread_rule_change(saved, now) else
+    with_what = ("the pneumoscan" if key_rule_change(saved, now) or unread_rule_change(saved, now) or
+                 sibling_rule_change(saved, now) else
                  "the pneumoscan (or, if its images changed, the data)" if key_rule_may_change(saved, now) or
                  placeholder_rule_may_change(saved, now) or unopened_rule_may_change(saved, now) else
                  "the data")
