@@ -623,17 +623,23 @@ def _film(path: Path, label: int, seed: int, patient: str | None, sex: str = "M"
     path.write_bytes(dicom_to_bytes(ds))
 
 
-def test_an_anonymisers_id_sex_and_birth_date_on_most_films_keep_each_patients_films_together(tmp_path: Path) -> None:
+@pytest.mark.parametrize("others", ["dicom", "jpeg"])
+def test_an_anonymisers_id_sex_and_birth_date_on_most_films_keep_each_patients_films_together(
+        tmp_path: Path, others: str) -> None:
     """An anonymiser wrote PatientID BATCH, sex M and birth date 19000101 on the first two films of each patient, and
-    no PatientID on the others. Keying BATCH as one patient (patient_key_rule 6, never released) kept each patient's
-    other films by their file names' key apart from it, so the split put 14 to 17 of 20 patients on both sides: BATCH
-    is a placeholder, every film keyed by its file name."""
+    no PatientID on the others (DICOM films without one, or JPEGs). Keying BATCH as one patient (patient_key_rule 6,
+    never released) kept each patient's other films by their file names' key apart from it, so the split put 14 to 17
+    of 20 patients on both sides: BATCH is a placeholder, every film keyed by its file name, none by rule 7's
+    sibling PatientID."""
     for p in range(6):
         label = p % 2
         for film in range(1, 5):
-            name = f"IM-{p:04d}-{film:04d}.dcm" if label == 0 else f"person{p}_bacteria_{film}.dcm"
-            patient = "BATCH" if film <= 2 else None
-            _film(tmp_path / ("NORMAL", "PNEUMONIA")[label] / name, label, 10 * p + film, patient)
+            stem = f"IM-{p:04d}-{film:04d}" if label == 0 else f"person{p}_bacteria_{film}"
+            folder = tmp_path / ("NORMAL", "PNEUMONIA")[label]
+            if film > 2 and others == "jpeg":
+                write_xray(folder / f"{stem}.jpeg", label, 10 * p + film, size=16)
+            else:
+                _film(folder / f"{stem}.dcm", label, 10 * p + film, "BATCH" if film <= 2 else None)
     samples = discover(tmp_path)["all"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -641,6 +647,7 @@ def test_an_anonymisers_id_sex_and_birth_date_on_most_films_keep_each_patients_f
     assert {keys(s) for s in samples} == {patient_id(s.path) for s in samples}
     assert len({keys(s) for s in samples}) == 6
     assert [str(w.message).startswith("PatientID 'BATCH' on 12 of the 12") for w in caught] == [True]
+    assert not keys.siblings
 
 
 def test_one_patient_reads_no_further_than_the_film_that_decides(monkeypatch: pytest.MonkeyPatch) -> None:
