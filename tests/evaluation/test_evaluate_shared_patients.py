@@ -167,3 +167,57 @@ def test_the_audit_command_of_the_shared_patient_warning_can_be_pasted_for_a_pat
     shared = {"patients": 2, "films": 3, "by": ["DICOM PatientID"], "compared": 5}
     command = _shared_message(shared, 5, "test", data, data).split("`")[1]
     assert shlex.split(command) == ["pneumoscan", "audit", str(data)]
+
+
+_opened: dict[str, list[str] | None] = {"files": None}
+
+
+def _record_open(event: str, args: tuple) -> None:
+    if event == "open" and _opened["files"] is not None and isinstance(args[0], (str, bytes, Path)):
+        _opened["files"].append(str(args[0]))
+
+
+def _opens_under(folder: Path, argv: list[str]) -> list[str]:
+    """The files under `folder` opened by `pneumoscan ARGV`, which succeeds (an audit hook, added once: hooks cannot
+    be removed)."""
+    import sys
+
+    if not getattr(sys, "_pneumoscan_open_recorder", False):
+        sys.addaudithook(_record_open)
+        sys._pneumoscan_open_recorder = True  # type: ignore[attr-defined]
+    _opened["files"] = []
+    try:
+        assert main(argv) == 0
+        return [f for f in _opened["files"] or [] if Path(f).is_relative_to(folder)]
+    finally:
+        _opened["files"] = None
+
+
+def test_evaluate_and_set_threshold_of_val_open_no_test_film_when_no_other_film_may_be_dicom(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`evaluate --split val` and `set-threshold --split val` (under --patient-key auto) opened test/'s .dcm and
+    extensionless files (8 of them, 32 opens) to key the films, though only a DICOM film's key among the others can
+    depend on them (a PatientID's count, a name's folders): with train/ and val/ JPEGs only, they open none; with a
+    DICOM film in train/, they read test/'s headers as `train` did."""
+    from tests.conftest import write_dicom, write_xray
+
+    data = tmp_path / "data"
+    for split, n in (("train", 12), ("val", 4), ("test", 2)):
+        for p in range(n):
+            folder = data / split / ("NORMAL", "PNEUMONIA")[p % 2]
+            stem = f"IM-{p:04d}-0001" if p % 2 == 0 else f"person{p}_bacteria_1"
+            write_xray(folder / f"{stem}.jpeg", p % 2, 100 * len(split) + p, size=16)
+            if split == "test":
+                write_dicom(folder / f"{stem[:-1]}2.dcm", p % 2, 900 + p, patient_id=f"T{p}", size=16)
+                write_dicom(folder / f"{stem[:-1]}3", p % 2, 950 + p, patient_id=None, size=16)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--model", "cnn", "--image-size", "16",
+                 "--epochs", "1", "--batch-size", "16", "--quiet", "--patient-key", "auto"]) == 0
+    evaluate = ["evaluate", "--model", str(run), "--data", str(data), "--split", "val", "--n-boot", "5"]
+    threshold = ["set-threshold", "--model", str(run), "--data", str(data), "--split", "val"]
+    assert _opens_under(data / "test", evaluate) == []
+    assert _opens_under(data / "test", [*threshold, "--out", str(tmp_path / "t1")]) == []
+    write_dicom(data / "train" / "NORMAL" / "IM-0100-0001.dcm", 0, 99, patient_id="N100", size=16)
+    assert _opens_under(data / "test", evaluate) != []
+    assert _opens_under(data / "test", [*threshold, "--out", str(tmp_path / "t2")]) != []
+    capsys.readouterr()

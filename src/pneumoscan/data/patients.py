@@ -17,7 +17,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from pneumoscan import CLASS_NAMES, PATIENT_KEYS
 from pneumoscan.data.decode import is_dicom
@@ -441,11 +441,7 @@ def patient_keys(samples: Iterable[Sample], choice: str = "auto", refused: Itera
         for sample in samples:
             if sample.patient is not None:
                 keys[sample], origins[sample] = sample.patient, "manifest"
-        known = known or {}
-        headers.update((s, known[s]) for s in samples if s not in keys and s in known)
-        unread = [sample for sample in samples if sample not in keys and sample not in headers]
-        for sample in progress_bar(unread, desc="patient IDs", unit="img", progress=progress):
-            headers[sample] = dicom_patient_id(Path(sample.path))
+        headers = read_headers([s for s in samples if s not in keys], known or {}, progress)
         dicom.update((s, value) for s in samples if (value := headers.get(s)) is not None)  # in the samples' order
     named = [value for value in dicom.values() if value]
     placeholders = placeholder_ids(named)
@@ -507,6 +503,17 @@ def sibling_ids(samples: Iterable[Sample], keys: Mapping[Sample, str],
             if len(found := ids.get((split, name), set())) == 1 and names[split, value := next(iter(found))] == {name}:
                 joined[sample] = value
     return joined
+
+
+def read_headers(samples: Iterable[Sample], known: Mapping[Sample, str | None],
+                 progress: bool = True) -> dict[Sample, str | None]:
+    """The DICOM header's PatientID of each of `samples` (`dicom_patient_id`): `known`'s when there, else read, counted by
+    a 'patient IDs' bar when `progress`."""
+    headers = {s: known[s] for s in samples if s in known}
+    unread = [sample for sample in samples if sample not in headers]
+    for sample in progress_bar(unread, desc="patient IDs", unit="img", progress=progress):
+        headers[sample] = dicom_patient_id(Path(sample.path))
+    return headers
 
 
 def listed_unopened(choice: str) -> tuple[str, ...]:
@@ -584,15 +591,42 @@ def compared_keys(keys: PatientKeys, unopened: Iterable[Sample]) -> PatientKeys:
 
 
 def dataset_keys(splits: dict[str, list[Sample]], choice: str = "auto", used: Sequence[Sample] | None = None,
-                 progress: bool = True, known: Mapping[Sample, str | None] | None = None) -> PatientKeys:
+                 progress: bool = True, known: Mapping[Sample, str | None] | None = None,
+                 aside: Iterable[Sample] = ()) -> PatientKeys:
     """The patient keys of a data set's images by split (as `discover` finds them), keyed over every split together:
     placeholder PatientIDs and the folders of a file name's key are judged over the whole data set, so `train` (which
     uses train/ and val/) and `audit` (every split) key each film alike. With `folder`, an image right in its class
     folder is an InputError among `used` only (None: none is, as the audit lists them); elsewhere it is keyed by its
     file name. `known`: DICOM headers read already (`PatientKeys.headers`); test/'s files named for another image
-    format are taken for none (`unopened_headers`), whatever `known` says."""
-    return patient_keys([s for samples in splits.values() for s in samples], choice, used or (), progress=progress,
-                        known={**(known or {}), **unopened_headers(splits)})
+    format are taken for none (`unopened_headers`), whatever `known` says. `aside`: films whose keys nothing compares
+    (test/'s when `evaluate` scores another split): taken for none, unopened, unless their headers may change another
+    film's key (`headers_matter`)."""
+    samples = [s for films in splits.values() for s in films]
+    known = {**(known or {}), **unopened_headers(splits)}
+    if (aside := set(aside)) and not headers_matter(s for s in samples if s not in aside):
+        known.update(dict.fromkeys(aside, None))
+    return patient_keys(samples, choice, used or (), progress=progress, known=known)
+
+
+def headers_matter(films: Iterable[Sample]) -> bool:
+    """Whether other films' DICOM headers may change the `auto` key of one of `films`: only when one of them may be a
+    DICOM file by its name (`may_be_dicom`) and names no patient in a manifest, as only the key of a DICOM film is
+    judged over every split (its PatientID's count for a placeholder, its name's folders without one). When not,
+    test/ (REPORTING_SPLITS) need not be opened for keys when another split is scored."""
+    return any(s.patient is None and may_be_dicom(s.path) for s in films)
+
+
+def found_as_keyed(find: Callable[[tuple[str, ...]], Any], choice: str, scored: Iterable[Sample] = ()) -> Any:
+    """`find(unopened)`: a data set's splits (`discover`'s) or a `ScoredSplit` (`evaluation_samples`'), for keying by
+    `choice` where the films of REPORTING_SPLITS are compared with none (but those of a ScoredSplit's scored split):
+    found with them listed by their names, none opened, unless `auto`'s keys of the other films (and of `scored`,
+    films keyed with them) may depend on their headers (`headers_matter`): then found opened, as `train` found them."""
+    found = find(REPORTING_SPLITS)
+    splits = getattr(found, "splits", found)  # a ScoredSplit's every split
+    if listed_unopened(choice) or (splits is not found and found[0] in REPORTING_SPLITS) or not headers_matter(
+            [*scored, *(s for name, films in splits.items() if name not in REPORTING_SPLITS for s in films)]):
+        return found
+    return find(listed_unopened(choice))
 
 
 def describe(choice: str) -> str:
@@ -610,13 +644,15 @@ class TrainingFilms(NamedTuple):
     why: str | None  # None without films: the data is not found, or none is recorded
     every: list[Sample] | None = None  # with films: those of every split of the data, which `train` keyed over
     unopened: frozenset[Path] = frozenset()  # of `every`, those `train` keyed unopened (`unopened_headers`), resolved
+    reporting: frozenset[Path] = frozenset()  # of `every`, those of REPORTING_SPLITS, resolved
 
 
-def _training_films(config: dict, run_dir: str | Path | None) -> TrainingFilms:
+def _training_films(config: dict, run_dir: str | Path | None, scored: Sequence[Sample] = ()) -> TrainingFilms:
     """The films a run's settings (`config`, placed from `run_dir` as `data_record` gives them) name as found now:
     its train split, or its only one, and its val/ split with --use-given-val (and the films of all its splits), but
     those in a format not read, which training set aside (`set_aside_unread`); or,
-    without them, why, when its data folder is found but cannot be read as a data set or holds no train/ split."""
+    without them, why, when its data folder is found but cannot be read as a data set or holds no train/ split. Its
+    test/ is found opened only when its headers may change a key of the other films or of `scored` (`found_as_keyed`)."""
     import warnings
 
     from pneumoscan.data.formats import set_aside_unread
@@ -629,7 +665,8 @@ def _training_films(config: dict, run_dir: str | Path | None) -> TrainingFilms:
     with warnings.catch_warnings():  # the folder's own warnings were given when it was trained on
         warnings.simplefilter("ignore")
         try:
-            found = set_aside_unread(discover(folder, listed_unopened(trained_patient_key(config))),
+            found = set_aside_unread(found_as_keyed(lambda unopened: discover(folder, unopened),
+                                                    trained_patient_key(config), scored),
                                      REPORTING_SPLITS)[0]  # as training did: files it read no
             # patient from, and test/ whole
         except InputError as err:  # what is wrong, without the advice on how to arrange a data set
@@ -642,7 +679,8 @@ def _training_films(config: dict, run_dir: str | Path | None) -> TrainingFilms:
                                    f"now (its splits: {', '.join(found) or 'none'})")
     return TrainingFilms(found[split] + (found.get("val", []) if config.get("use_given_val") else []), None,
                          [sample for samples in found.values() for sample in samples],
-                         frozenset(Path(s.path).resolve() for s in unopened_headers(found)))
+                         frozenset(Path(s.path).resolve() for s in unopened_headers(found)),
+                         frozenset(Path(s.path).resolve() for split in REPORTING_SPLITS for s in found.get(split, [])))
 
 
 class InTraining(NamedTuple):
@@ -673,7 +711,8 @@ def patients_in_training(samples: Sequence[Sample], training: dict, progress: bo
         return InTraining(None, None)
     choice = trained_patient_key(config)
     # by file name nothing is compared: no scan
-    found = _training_films(*data_record(training, run_dir)) if choice != "name" else TrainingFilms([], None, [])
+    found = (_training_films(*data_record(training, run_dir), samples) if choice != "name" else
+             TrainingFilms([], None, []))
     if found.films is None:
         return InTraining(None, None)
     scored = {Path(s.path).resolve() for s in samples}
@@ -685,8 +724,10 @@ def patients_in_training(samples: Sequence[Sample], training: dict, progress: bo
     with warnings.catch_warnings():  # a placeholder PatientID was warned about by train and audit
         warnings.simplefilter("ignore")
         unopened = {s: None for s in [*whole, *samples] if Path(s.path).resolve() in found.unopened}  # as `train`
+        # the training data's test/ films (but those scored) are compared with none: their headers are read only
+        # when they may change a compared film's key (`dataset_keys`)
         keys = dataset_keys({"training data": whole, "scored": list(samples)}, choice, progress=progress,
-                            known=unopened)
+                            known=unopened, aside=[s for s in whole if Path(s.path).resolve() in found.reporting])
     # a scored film keyed unopened is still compared by its PatientID, as the scoring reads it anyway
     shared = compared_keys(keys, [s for s in samples if s in unopened])
     named = {shared(s) for s in trained if shared.origins[s] not in FILE_KEYS}

@@ -16,9 +16,10 @@ from pneumoscan.data.decode import OTHER_VIEW, view_reason
 from pneumoscan.data.fingerprint import duplicate_warnings, seen_in_training, training_film_fingerprints
 from pneumoscan.data.labels import Sample, cause_name
 from pneumoscan.data.layout import ScoredSplit, evaluation_samples
-from pneumoscan.data.patients import (CAUSE_GROUPS, PatientKeys, cause_groups, cause_of, compared_keys, dataset_keys,
-                                      keys_across_folders, listed_unopened, name_collision_warning, patient_groups,
-                                      patients_in_training, shared_clause, uncompared_text, unopened_headers)
+from pneumoscan.data.patients import (CAUSE_GROUPS, REPORTING_SPLITS, PatientKeys, cause_groups, cause_of,
+                                      compared_keys, dataset_keys, found_as_keyed, keys_across_folders,
+                                      name_collision_warning, patient_groups, patients_in_training, shared_clause,
+                                      uncompared_text, unopened_headers)
 from pneumoscan.errors import (InputError, MissingImagesWarning, check_at_least_one, check_seed, counted, first_few,
                               option, shell_word, warn, words)
 from pneumoscan.evaluation.bootstrap import summarize
@@ -211,9 +212,9 @@ def evaluate(
     without a second decode (with the image cache off there is nothing to read them back from); `found`: the
     split's name and films (a `ScoredSplit`) as the caller's `evaluation_samples(data, split)` found them, so the
     data folder is not scanned again."""
-    # test/'s files, unless scored, opened only as the keys of the model's training read them
-    found = found if found is not None else evaluation_samples(
-        data, split, listed_unopened(key_choice(predictor.meta.training)))
+    # test/'s files, unless scored, opened only when the keys of the other films may need their headers
+    found = found if found is not None else found_as_keyed(lambda unopened: evaluation_samples(data, split, unopened),
+                                                           key_choice(predictor.meta.training))
     split_name, samples = found
     fingerprinted = not checked_unseen and len(training_film_fingerprints(predictor.meta.training)) > 0
     images = decoded if decoded is not None else load_image_set(samples, predictor.size, cache_dir,
@@ -287,7 +288,9 @@ def film_patients(samples: Sequence[Sample], training: dict, progress: bool = Tr
     when they cannot be read. The films are keyed as `audit` keys their data set (`dataset`: its splits, holding
     `samples`, as `ScoredSplit.splits` holds them; None: `samples` alone), so a placeholder PatientID is judged on that
     data only, never on the training data's, and compared as `audit` compares them (`compared_keys`: a test/ DICOM
-    film named .jpg, keyed by name unopened by `train`, by its PatientID). `keyed`: keys already compared
+    film named .jpg, keyed by name unopened by `train`, by its PatientID, when scored; test/'s films are set aside
+    when another split is scored, `dataset_keys`: their headers unread unless they may change a key). `keyed`: keys
+    already compared
     (`patients_in_training`'s), taken on when they follow that choice and were read over that very data set (the
     training data's own splits), else their DICOM headers are (`PatientKeys.headers`: none is read twice). A film
     whose key is a bare file name found in other folders too (`pt1/1.jpeg`, `pt2/1.jpeg`; `keys_across_folders`) is
@@ -301,10 +304,13 @@ def film_patients(samples: Sequence[Sample], training: dict, progress: bool = Tr
     else:
         with warnings.catch_warnings():  # a placeholder PatientID is `audit`'s and `train`'s to report
             warnings.simplefilter("ignore")
+            # the films of test/ are compared only when scored: those of another split scored are set aside
+            scored = set(samples)
+            aside = [s for split in REPORTING_SPLITS for s in dataset.get(split, []) if s not in scored]
             try:
                 keys = compared_keys(dataset_keys(dataset, choice, progress=progress,
-                                                  known=keyed.headers if keyed is not None else None),
-                                     unopened_headers(dataset))
+                                                  known=keyed.headers if keyed is not None else None, aside=aside),
+                                     [s for s in unopened_headers(dataset) if s in scored])
             except InputError:
                 return None
     joined = keys_across_folders(samples, keys, bare=True)

@@ -20,7 +20,7 @@ from pneumoscan.data import layout
 from pneumoscan.data.formats import IMAGE_SUFFIXES
 from pneumoscan.data.labels import Sample
 from pneumoscan.data.layout import check_out_of_data, evaluation_samples
-from pneumoscan.data.patients import listed_unopened, shared_text, uncounted_reason
+from pneumoscan.data.patients import found_as_keyed, shared_text, uncounted_reason
 from pneumoscan.errors import (InputError, decimals, first_names, one_name, option, raise_if_interrupted,
                                shell_word, warn, words)
 from pneumoscan.evaluation.bootstrap import resampled_words, summarize
@@ -169,9 +169,9 @@ def set_threshold(
     path = out_artifact_path(out)
     _check_out(predictor.path, path)
     check_out_of_data(out, data, path.parent)
-    # scanned once, for the check and the scoring; test/'s files, unless scored, opened only as the keys of the
-    # model's training read them
-    found = threshold_films(data, split, listed_unopened(key_choice(meta.training)))
+    # scanned once, for the check and the scoring (twice when test/'s files, unless scored, are opened: only when the
+    # keys of the other films may need their headers)
+    found = found_as_keyed(lambda unopened: threshold_films(data, split, unopened), key_choice(meta.training))
     placed = meta.placed_data(predictor.path.parent)  # read once: a record reads each ensemble member's config
     decoded = _check_unseen(meta, data, found, predictor.size, cache_dir, placed.folder)
     # on a failure (a full disk, Ctrl+C) the model file (refused above if already there), its guard and the folders
