@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import random
 import re
+import struct
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -892,6 +893,26 @@ def test_a_16_bit_colour_png_s_transparent_colour_reads_black_at_full_depth() ->
     trns = struct.pack(">I", len(body)) + b"tRNS" + body + struct.pack(">I", zlib.crc32(b"tRNS" + body))
     film = read_film(data[:33] + trns + data[33:])  # after the signature (8 bytes) and IHDR (25)
     np.testing.assert_array_equal(film.gray, minmax_u8(np.where(_TWELVE == key, 0, _TWELVE)))
+
+
+def test_a_16_bit_grey_png_s_transparent_level_reads_black_as_an_8_bit_grey_png_s() -> None:
+    """The tRNS grey level of a 16-bit grey PNG was ignored (its pixels read at their value) where an 8-bit grey
+    PNG's and a 16-bit colour PNG's read black: an 8-bit film saved as v * 257 with its key saved so reads as its
+    8-bit file, and 12-bit data with its key blacked before it is stretched, as its colour twin reads."""
+    eight = ramp(lo=3, hi=250).astype(np.uint8)
+    key8 = int(eight[5, 5])
+    as8 = read_film(encode(Image.fromarray(eight), "PNG", transparency=key8))
+    as16 = read_film(encode(Image.fromarray(eight.astype(np.uint16) * 257), "PNG", transparency=key8 * 257))
+    np.testing.assert_array_equal(as8.gray, np.where(eight == key8, 0, eight))
+    np.testing.assert_array_equal(as16.gray, as8.gray)
+    assert not as16.deep and not as16.stretched
+    key = int(_TWELVE[5, 5])
+    grey = read_film(encode(Image.fromarray(_TWELVE), "PNG", transparency=key))
+    colour = read_film(png16(np.stack([_TWELVE] * 3, axis=-1), 2,
+                             chunks=((b"tRNS", struct.pack(">HHH", key, key, key)),)))
+    np.testing.assert_array_equal(grey.gray, minmax_u8(np.where(_TWELVE == key, 0, _TWELVE)))
+    np.testing.assert_array_equal(grey.gray, colour.gray)
+    assert grey.shown == colour.shown
 
 
 def test_an_8_bit_film_saved_as_16_bit_grey_alpha_keeps_its_levels_whatever_its_alpha() -> None:

@@ -14,8 +14,8 @@ Decisions:
   min -> 0 and its max -> 255; a constant image becomes all zeros. A PNG of several 16-bit channels, which Pillow
   reads by the high bytes alone, is read at its full depth by :mod:`pneumoscan.data.deep_png`, as a grey one.
 * Colour becomes luminance with Pillow's ITU-R 601-2 ``"L"`` conversion.
-* Alpha (``LA``, ``RGBA``, ``PA``, transparent palette entries) is composited on **black** and
-  then dropped: transparent pixels read as 0, like the background of an X-ray.
+* Alpha (``LA``, ``RGBA``, ``PA``, transparent palette entries, a PNG's ``tRNS`` grey level or colour at 8 or 16
+  bits) is composited on **black** and then dropped: transparent pixels read as 0, like the background of an X-ray.
 * DICOM pixels are read by :mod:`pneumoscan.data.dicom` (Modality LUT, VOI, Presentation LUT, padding,
   multi-frame files of one film).
 * Pillow's own decompression-bomb guard (``2 * Image.MAX_IMAGE_PIXELS``) stays a hard cap even
@@ -646,8 +646,22 @@ def _shown(im: Image.Image, gray: np.ndarray) -> str | None:
     darkest and brightest pixels, which the read maps to `gray`'s own."""
     if im.format != "PNG" or not (im.mode in ("I", "F") or im.mode.startswith("I;")) or gray.size == 0:
         return None
+    if "transparency" in im.info:  # its transparent pixels read as black, as `_pil_to_gray` reads them
+        values = _keyed(im)
+        return _drawn(int(values.min()), int(values.max()), gray)
     lo, hi = im.getextrema()
     return _drawn(int(lo), int(hi), gray)
+
+
+def _keyed(im: Image.Image) -> np.ndarray:
+    """The values of loaded grey image `im` of 16-bit or float mode, those of the transparent grey level of a 16-bit
+    grey PNG (`tRNS`, matched on all 16 bits) 0: composited on black, as an 8-bit grey PNG's and a 16-bit colour
+    PNG's transparent pixels are."""
+    values = np.asarray(im)
+    key = im.info.get("transparency")
+    if isinstance(key, int) and not isinstance(key, bool) and values.dtype.kind in "iu":
+        values = np.where(values == key, 0, values).astype(values.dtype, copy=False)
+    return values
 
 
 def _drawn(lo: int, hi: int, gray: np.ndarray) -> str | None:
@@ -671,7 +685,7 @@ def _pil_to_gray(im: Image.Image) -> tuple[np.ndarray, bool]:
     if mode == "L" and "transparency" not in im.info:
         return np.array(im, dtype=np.uint8), False
     if mode in ("I", "F") or mode.startswith("I;"):
-        values = np.asarray(im)
+        values = _keyed(im)
         if eight_bit_as_sixteen(values):
             return (values // 257).astype(np.uint8), False
         return to_uint8(values), True
