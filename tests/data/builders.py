@@ -70,6 +70,38 @@ def png16(pixels: np.ndarray, colour_type: int, *, filtered: bool = False, inter
             + b"".join(chunk(b"IDAT", part) for part in parts) + chunk(b"IEND", b""))
 
 
+def tiff16(pixels: np.ndarray, order: str = "<", *, deflate: bool = False, rows_per_strip: int | None = None) -> bytes:
+    """A 16-bit colour TIFF of `pixels` (H, W, 3 or 4: alpha last, unassociated) in byte `order` written by hand:
+    Pillow cannot save one. `deflate`: each strip zip-compressed after horizontal differencing (predictor 2), as
+    libtiff writes it, read by Pillow's libtiff decoder; `rows_per_strip`: strips of that many rows (one strip)."""
+    height, width, channels = pixels.shape
+    rows = rows_per_strip or height
+    strips = []
+    for top in range(0, height, rows):
+        block = pixels[top:top + rows].astype(np.int64)
+        if deflate:
+            block[:, 1:] = (block[:, 1:] - block[:, :-1]) % 65536
+        raw = block.astype(f"{order}u2").tobytes()
+        strips.append(zlib.compress(raw) if deflate else raw)
+    tags = {256: [width], 257: [height], 258: [16] * channels, 259: [8 if deflate else 1], 262: [2],
+            273: [0] * len(strips), 277: [channels], 278: [rows], 279: [len(strip) for strip in strips],
+            317: [2 if deflate else 1], **({338: [2]} if channels == 4 else {})}
+    longs = (256, 257, 273, 278, 279)
+    values = {tag: struct.pack(f"{order}{len(v)}{'I' if tag in longs else 'H'}", *v) for tag, v in tags.items()}
+    at = 8 + 2 + 12 * len(tags) + 4  # the values too long for their entry follow the directory, then the strips
+    places = {}
+    for tag in tags:
+        if len(values[tag]) > 4:
+            places[tag], at = at, at + len(values[tag])
+    starts = [at + sum(len(strip) for strip in strips[:i]) for i in range(len(strips))]
+    values[273] = struct.pack(f"{order}{len(starts)}I", *starts)
+    entries = b"".join(struct.pack(f"{order}HHI", tag, 4 if tag in longs else 3, len(tags[tag]))
+                       + (struct.pack(f"{order}I", places[tag]) if tag in places else values[tag].ljust(4, b"\0"))
+                       for tag in tags)
+    return ((b"II*\0" if order == "<" else b"MM\0*") + struct.pack(f"{order}IH", 8, len(tags)) + entries
+            + struct.pack(f"{order}I", 0) + b"".join(values[tag] for tag in places) + b"".join(strips))
+
+
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 """Adam7's passes: (first column, first row, columns apart, rows apart)."""
 

@@ -16,7 +16,7 @@ from PIL import Image
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, is_dicom, read_film, read_grayscale
 from pneumoscan.errors import DecodeOutOfMemory, ImageTooLarge, InputError
 from tests.data.builders import (PATIENT, check_error, dcm, dicom_bytes, encode, make_dicom, minmax_u8, png16,
-                                 png_header_only, ramp, write)
+                                 png_header_only, ramp, tiff16, write)
 
 
 def stretched(data: bytes) -> bool:
@@ -913,6 +913,39 @@ def test_a_16_bit_grey_png_s_transparent_level_reads_black_as_an_8_bit_grey_png_
     np.testing.assert_array_equal(grey.gray, minmax_u8(np.where(_TWELVE == key, 0, _TWELVE)))
     np.testing.assert_array_equal(grey.gray, colour.gray)
     assert grey.shown == colour.shown
+
+
+@pytest.mark.parametrize("order, deflate", [("<", False), (">", False), ("<", True), (">", True)])
+def test_a_16_bit_colour_tiff_reads_at_full_depth_as_its_grey_tiff(order: str, deflate: bool) -> None:
+    """A 16-bit RGB TIFF was read by each sample's high byte alone (12-bit data as 0..15, a near-black film, scored)
+    where a 16-bit RGB PNG is read at full depth: it reads as its 16-bit grey TIFF, in either byte order, raw or
+    compressed (libtiff's decoder), its alpha composited on black, and an 8-bit film saved as v * 257 as its 8-bit
+    file."""
+    grey = read_film(encode(Image.fromarray(_TWELVE), "TIFF"))
+    film = read_film(tiff16(np.stack([_TWELVE] * 3, axis=-1), order, deflate=deflate, rows_per_strip=5))
+    np.testing.assert_array_equal(film.gray, grey.gray)
+    assert film.deep and film.rgb is not None and film.rgb.shape == (*_TWELVE.shape, 3)
+    alpha = np.full_like(_TWELVE, 65535)
+    alpha[:, 12:] = 0
+    film = read_film(tiff16(np.stack([_TWELVE] * 3 + [alpha], axis=-1), order, deflate=deflate))
+    np.testing.assert_array_equal(film.gray, minmax_u8(np.where(alpha > 0, _TWELVE, 0)))
+    eight = ramp(lo=3, hi=250).astype(np.uint16)
+    film = read_film(tiff16(np.stack([eight * 257] * 3, axis=-1), order, deflate=deflate))
+    np.testing.assert_array_equal(film.gray, eight)
+    assert not film.deep
+
+
+def test_a_pillow_that_cannot_read_a_16_bit_colour_tiff_at_full_depth_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Pillow whose TIFF decoders do not give the low bytes is named with the update to make, for a TIFF as for a
+    PNG, not the file called damaged."""
+    from pneumoscan.data import deep_tiff
+
+    monkeypatch.setattr(deep_tiff, "pillow_reads_deep_tiff", lambda: False)
+    with pytest.raises(InputError) as exc:
+        read_film(tiff16(np.stack([_TWELVE] * 3, axis=-1)), name="film.tif")
+    msg = check_error(exc, "film.tif")
+    assert "a 16-bit colour TIFF, which this Pillow" in msg and "upgrade Pillow" in msg, msg
+    assert "16-bit greyscale TIFF" in msg and "damaged" not in msg, msg
 
 
 def test_an_8_bit_film_saved_as_16_bit_grey_alpha_keeps_its_levels_whatever_its_alpha() -> None:

@@ -1160,6 +1160,21 @@ def test_a_16_bit_colour_png_is_decoded_once_for_its_grey_and_its_colour(
     assert reads == [1]
 
 
+def test_a_16_bit_colour_tiff_is_measured_as_its_png_twin() -> None:
+    """A 12-bit colour overlay in a 16-bit RGB TIFF was measured on its high bytes (0..15: almost grey) and its grain
+    on them too: its colourfulness and its dither cue are its 16-bit RGB PNG's, read from its decode or alone."""
+    from pneumoscan.data.decode import read_film
+    from tests.data.builders import png16, tiff16
+
+    overlay = _overlay(12)
+    tiff, png = tiff16(overlay), png16(overlay, 2)
+    film = read_film(tiff)
+    assert colourfulness(png) > file_cues.COLOUR_REFERENCE
+    assert colourfulness(tiff) == pytest.approx(colourfulness(png))
+    assert colourfulness(tiff, rgb=film.rgb) == pytest.approx(colourfulness(png))
+    assert np.isnan(jpeg_cues(tiff)[1]) and np.isnan(jpeg_cues(tiff, gray=film.gray, deep=film.deep)[1])
+
+
 @pytest.mark.parametrize("photometric", ["RGB", "YBR_FULL", "YBR_FULL_422"])
 def test_colourfulness_of_a_colour_dicom_is_that_of_its_pixels(photometric: str) -> None:
     from tests.conftest import dicom_bytes, dicom_to_bytes, make_colour_dicom

@@ -11,8 +11,9 @@ Decisions:
 * 8-bit grayscale images are returned as stored, and so are 8-bit ones saved with 16 bits as `v * 257`
   (every value a multiple of 257: `pixels.eight_bit_as_sixteen`), as `v // 257`. Other data with more than
   8 bits (16-bit PNG/TIFF, 32-bit or float TIFF, 12/16-bit DICOM without a window) is scaled linearly so its
-  min -> 0 and its max -> 255; a constant image becomes all zeros. A PNG of several 16-bit channels, which Pillow
-  reads by the high bytes alone, is read at its full depth by :mod:`pneumoscan.data.deep_png`, as a grey one.
+  min -> 0 and its max -> 255; a constant image becomes all zeros. A PNG of several 16-bit channels or a 16-bit
+  colour TIFF, which Pillow reads by the high bytes alone, is read at its full depth by
+  :mod:`pneumoscan.data.deep_png` and :mod:`pneumoscan.data.deep_tiff`, as a grey one.
 * Colour becomes luminance with Pillow's ITU-R 601-2 ``"L"`` conversion.
 * Alpha (``LA``, ``RGBA``, ``PA``, transparent palette entries, a PNG's ``tRNS`` grey level or colour at 8 or 16
   bits) is composited on **black** and then dropped: transparent pixels read as 0, like the background of an X-ray.
@@ -42,6 +43,7 @@ from PIL import Image, UnidentifiedImageError
 
 from pneumoscan.data.deep_png import (RGB_SIDE, OldPillow, colour_of, deep_colour_png, deep_png_grey, deep_png_rgb,
                                       deep_png_samples, upright)
+from pneumoscan.data.deep_tiff import deep_colour_tiff, deep_tiff_samples
 from pneumoscan.data.dicom import dicom_colour, read_dicom
 from pneumoscan.data.pixels import DEFAULT_MAX_PIXELS, eight_bit_as_sixteen, out_of_memory, to_uint8, too_large
 from pneumoscan.data.view_wording import NOT_PLAIN_FRONTAL, OTHER_VIEW
@@ -562,7 +564,10 @@ def _read_pil(data: bytes, label: str, max_pixels: int,
             if draft_size is not None and im.format in ("JPEG", "MPO"):
                 im.draft("L", (draft_size, draft_size))
             if im.format == "PNG" and deep_colour_png(data) is not None:
-                out, rgb, shown, deep = _read_deep_png(data, im.info.get("transparency"))
+                out, rgb, shown, deep = _read_deep(deep_png_samples(data), im.info.get("transparency"))
+            elif deep_colour_tiff(im) is not None:  # no viewer's drawing of a TIFF is compared (as a grey one's)
+                out, rgb, _, deep = _read_deep(deep_tiff_samples(data))
+                shown = None
             else:
                 im.load()
                 out, deep = _pil_to_gray(upright(im))
@@ -570,9 +575,10 @@ def _read_pil(data: bytes, label: str, max_pixels: int,
     except InputError:
         raise
     except OldPillow:
-        raise InputError(f"{label}: a 16-bit colour PNG, which this Pillow ({PIL.__version__}) cannot read at full "
+        kind = "TIFF" if data[:2] in (b"II", b"MM") else "PNG"
+        raise InputError(f"{label}: a 16-bit colour {kind}, which this Pillow ({PIL.__version__}) cannot read at full "
                          f"depth; upgrade Pillow (pip install -U pillow: 11.3 and later read it) or save the film as "
-                         f"a 16-bit greyscale PNG") from None
+                         f"a 16-bit greyscale {kind}") from None
     except UnidentifiedImageError:
         if (other := unsupported_format(data)) is not None:
             raise InputError(f"{label}: {other} images are not supported; {EXPORT_AS}") from None
@@ -616,12 +622,13 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _read_deep_png(data: bytes, transparency: object) -> tuple[np.ndarray, np.ndarray | None, str | None, bool]:
-    """A PNG of several 16-bit channels read at its full depth (`deep_png`), as a 16-bit grey PNG is: an 8-bit film
-    saved so (every colour sample v * 257) exactly as its 8-bit file, any other data stretched from its darkest to its
-    brightest grey level; its colour as that grey reads (`deep_png_rgb`, for the colourfulness cue, from this one
-    decode; None for grey+alpha); how a viewer draws it when otherwise (`Film.shown`); and whether it is `Film.deep`."""
-    samples = deep_png_samples(data)
+def _read_deep(samples: np.ndarray,
+               transparency: object = None) -> tuple[np.ndarray, np.ndarray | None, str | None, bool]:
+    """The full 16-bit `samples` of a PNG of several 16-bit channels (`deep_png`) or of a 16-bit colour TIFF
+    (`deep_tiff`) read as a 16-bit grey file is: an 8-bit film saved so (every colour sample v * 257) exactly as its
+    8-bit file, any other data stretched from its darkest to its brightest grey level; its colour as that grey reads
+    (`deep_png_rgb`, for the colourfulness cue, from this one decode; None for grey+alpha); how a viewer of a PNG
+    draws it when otherwise (`Film.shown`); and whether it is `Film.deep`."""
     colour = colour_of(samples).shape[-1] == 3
     if eight_bit_as_sixteen(colour_of(samples)):  # its alpha, at 16 bits, need not be a multiple of 257
         rgb = deep_png_rgb(samples, transparency, RGB_SIDE, eight_bit=True) if colour else None

@@ -69,14 +69,20 @@ def _samples(data: bytes) -> np.ndarray:
     return (high << 8) | _decoded(data, rawmode.replace(";16B", ";16L"))
 
 
-def _decoded(data: bytes, rawmode: str) -> np.ndarray:
-    """PNG `data` decoded by Pillow with `rawmode` in place of its own, upright."""
-    with Image.open(io.BytesIO(data), formats=["PNG"]) as im:
-        # a tile is (codec, extents, offset, raw mode): a NamedTuple in recent Pillow, a plain tuple in older ones
-        im.tile = [type(tile)(*tile[:3], rawmode) if hasattr(tile, "_fields") else (*tile[:3], rawmode)
+def _decoded(data: bytes, rawmode: str, fmt: str = "PNG") -> np.ndarray:
+    """`data` of format `fmt` decoded by Pillow with `rawmode` in place of its own, upright."""
+    with Image.open(io.BytesIO(data), formats=[fmt]) as im:
+        # a tile is (codec, extents, offset, arguments): a NamedTuple in recent Pillow, a plain tuple in older ones;
+        # the arguments are the raw mode (PNG) or a tuple that starts with it (TIFF)
+        im.tile = [_with_args(tile, rawmode if isinstance(tile[3], str) else (rawmode, *tile[3][1:]))
                    for tile in im.tile]
         im.load()
         return np.asarray(upright(im))
+
+
+def _with_args(tile: tuple, args: object) -> tuple:
+    """Pillow's `tile` with its decoder arguments `args`."""
+    return type(tile)(*tile[:3], args) if hasattr(tile, "_fields") else (*tile[:3], args)
 
 
 @functools.cache

@@ -13,6 +13,7 @@ import numpy as np
 
 from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, file_label, is_dicom, read_film, read_grayscale
 from pneumoscan.data.deep_png import deep_colour_png, deep_png_rgb, deep_png_samples
+from pneumoscan.data.deep_tiff import deep_colour_tiff, deep_tiff_samples
 from pneumoscan.data.dicom import dicom_colour
 from pneumoscan.data.pixels import out_of_memory
 from pneumoscan.errors import DecodeOutOfMemory
@@ -62,7 +63,7 @@ def colourfulness(source: str | os.PathLike | bytes | bytearray, size: int = 64,
     """Hasler-Suesstrunk colourfulness (0 = gray, 15 = barely, 109 = extremely colourful) of a raw file.
 
     Cheap: grayscale modes return 0 without decoding, JPEGs are decoded in draft mode at about
-    `size` px. A 16-bit colour PNG is measured on its full samples as the decoder maps them (`deep_png_rgb`), not
+    `size` px. A 16-bit colour PNG or TIFF is measured on its full samples as the decoder maps them (`deep_png_rgb`), not
     Pillow's 8-bit read of their high bytes: `rgb`, the colour `read_grayscale_and_rgb` gave from its decode, else
     decoded here. A colour DICOM (RGB, YBR, palette) is measured on its RGB pixels like a
     colour PNG: `rgb`, what
@@ -92,6 +93,8 @@ def colourfulness(source: str | os.PathLike | bytes | bytearray, size: int = 64,
                 if im.format == "PNG" and deep_colour_png(data) is not None:
                     # Pillow reads each sample's high byte: a 12-bit colour overlay would read as 0..15, grey
                     rgb = deep_png_rgb(deep_png_samples(bytes(data)), im.info.get("transparency"), 4 * size)
+                elif deep_colour_tiff(im) is not None:
+                    rgb = deep_png_rgb(deep_tiff_samples(bytes(data)), None, 4 * size)
                 else:
                     im.draft("RGB", (size, size))
                     im.thumbnail((size, size))
@@ -259,7 +262,8 @@ def _lossless_cues(data: bytes | bytearray | memoryview, decoded: np.ndarray | N
 
     try:
         with Image.open(io.BytesIO(data), formats=("PNG", "TIFF", "BMP")) as im:
-            colour16 = im.format == "PNG" and deep_colour_png(data) is not None  # Pillow reads its high bytes
+            colour16 = ((im.format == "PNG" and deep_colour_png(data) is not None)  # Pillow reads its high bytes
+                        or deep_colour_tiff(im) is not None)
             if im.size[0] * im.size[1] > TWO_TONE_MAX_PIXELS or (
                     im.mode not in LOSSLESS_MODES + SIXTEEN_BIT_GREY if not colour16 else im.mode != "RGB"):
                 return 0.0, NOT_MEASURED, 0.0

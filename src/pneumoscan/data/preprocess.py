@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 # matched on the whole 16-bit samples (on their high bytes before); its colourfulness is measured on its full samples
 # and its grain not at all, as its grey PNG's. 14: an 8-bit film saved as 16-bit grey or colour (v * 257) has its
 # grain measured on the 8-bit pixels the decoder reads, as its 8-bit file (a dithered copy was not measured). 15: a
-# 16-bit grey PNG's tRNS grey level reads black, as an 8-bit grey PNG's (it read at its value).
-PREPROCESS_VERSION = 15
+# 16-bit grey PNG's tRNS grey level reads black, as an 8-bit grey PNG's (it read at its value). 16: a 16-bit colour
+# TIFF is read at its full 16 bits (`deep_tiff`), as a 16-bit colour PNG (by its high bytes before: 12-bit data dark).
+PREPROCESS_VERSION = 16
 
 
 def resize_square(gray: np.ndarray, size: int) -> np.ndarray:

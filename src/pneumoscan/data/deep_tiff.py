@@ -1,0 +1,85 @@
+"""The full 16-bit samples of a TIFF of 16-bit colour (RGB, RGB + alpha), as one grey level each.
+
+Pillow reads such a TIFF by each sample's high byte alone (it has no 16-bit colour mode), so a 12-bit film saved in
+one reads as 0..15, where a 16-bit colour PNG is read at full depth (`deep_png`). Its raw and libtiff decoders take the
+raw mode of the other byte order ("RGB;16B" for "RGB;16L") as readily, which gives the low bytes: the film is decoded
+twice, as a deep PNG is.
+"""
+from __future__ import annotations
+
+import functools
+import io
+import struct
+import sys
+
+import numpy as np
+import PIL
+from PIL import Image
+
+from pneumoscan.data.deep_png import OldPillow, _decoded
+
+_DEEP_RAWMODES = {"RGB": "colour", "RGBX": "colour", "RGBA": "colour+alpha"}  # then ";16L", ";16B" or ";16N"
+_OTHER_ORDER = {"L": "B", "B": "L", "N": "B" if sys.byteorder == "little" else "L"}  # N: the machine's own order
+
+
+def deep_colour_tiff(im: Image.Image) -> str | None:
+    """What an opened TIFF of 16-bit colour samples holds ("colour", "colour+alpha"); None for any other image (a
+    premultiplied alpha, "RGBa", is left to Pillow: its low bytes would be unpremultiplied by the high ones)."""
+    rawmode = _rawmode(im)
+    kind, _, depth = rawmode.partition(";")
+    return _DEEP_RAWMODES.get(kind) if im.format == "TIFF" and depth in ("16L", "16B", "16N") else None
+
+
+def _rawmode(im: Image.Image) -> str:
+    """The raw mode of `im`'s first tile; '' when it has none."""
+    args = im.tile[0][3] if im.tile else None
+    rawmode = args[0] if isinstance(args, tuple) and args else args
+    return rawmode if isinstance(rawmode, str) else ""
+
+
+def deep_tiff_samples(data: bytes) -> np.ndarray:
+    """The 16-bit samples (H, W, C) uint16, C 3 or 4 (alpha last), of deep colour TIFF `data` (`deep_colour_tiff`),
+    upright; OldPillow when this Pillow cannot give them (`pillow_reads_deep_tiff`)."""
+    if not pillow_reads_deep_tiff():
+        raise OldPillow(f"this Pillow ({PIL.__version__}) cannot read the low bytes of 16-bit colour samples")
+    return _samples(data)
+
+
+def _samples(data: bytes) -> np.ndarray:
+    """`deep_tiff_samples` without the check of Pillow."""
+    with Image.open(io.BytesIO(data), formats=["TIFF"]) as im:
+        rawmode = _rawmode(im)
+    high = _decoded(data, rawmode, "TIFF").astype(np.uint16)
+    return (high << 8) | _decoded(data, rawmode[:-1] + _OTHER_ORDER[rawmode[-1]], "TIFF")
+
+
+@functools.cache
+def pillow_reads_deep_tiff() -> bool:
+    """Whether this Pillow gives `deep_tiff_samples` the full samples of a tiny 16-bit colour TIFF in either byte
+    order, with and without alpha. A MemoryError is raised, and nothing cached."""
+    samples = np.array([[[0x0102, 0x0304, 0x0506, 0xFFFF], [0xFFFE, 0x8001, 0x7F80, 0x1234]]], dtype=np.uint16)
+    try:
+        return all(np.array_equal(_samples(tiff16(pixels, order)), pixels)
+                   for pixels in (samples[..., :3], samples) for order in "<>")
+    except MemoryError:
+        raise
+    except Exception:  # noqa: BLE001 - any failure on a good file is this Pillow's
+        return False
+
+
+def tiff16(pixels: np.ndarray, order: str = "<") -> bytes:
+    """An uncompressed TIFF of 16-bit colour `pixels` (H, W, 3 or 4: alpha last, unassociated) in byte `order`."""
+    height, width, channels = pixels.shape
+    tags = [(256, 4, [width]), (257, 4, [height]), (258, 3, [16] * channels), (259, 3, [1]), (262, 3, [2]),
+            (273, 4, [0]), (277, 3, [channels]), (278, 4, [height]), (279, 4, [pixels.size * 2])]
+    if channels == 4:
+        tags.append((338, 3, [2]))
+    extra_at = 8 + 2 + 12 * len(tags) + 4  # the bits per sample, which do not fit in their entry
+    strip_at = extra_at + 2 * channels
+    entries = b"".join(struct.pack(f"{order}HHI", tag, kind, len(values)) + (
+        struct.pack(f"{order}I", extra_at) if tag == 258 else
+        struct.pack(f"{order}I", strip_at) if tag == 273 else
+        struct.pack(f"{order}{'H' if kind == 3 else 'I'}", values[0]).ljust(4, b"\0")) for tag, kind, values in tags)
+    header = (b"II*\0" if order == "<" else b"MM\0*") + struct.pack(f"{order}I", 8)
+    return (header + struct.pack(f"{order}H", len(tags)) + entries + struct.pack(f"{order}I", 0)
+            + struct.pack(f"{order}{channels}H", *([16] * channels)) + pixels.astype(f"{order}u2").tobytes())
