@@ -1347,6 +1347,27 @@ def test_a_dithered_png_whose_cue_read_runs_short_of_memory_is_named_not_scored(
     assert exc.value.label == "d.png" and str(exc.value).startswith("d.png: the machine ran out of memory")
 
 
+@pytest.mark.parametrize("given", ["pil", "array"])
+def test_an_in_memory_image_whose_encoding_runs_short_of_memory_is_named(
+        given: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A MemoryError while an in-memory image was saved as the PNG it is screened as went out bare (no film named,
+    no size), where every other path names the film as a file's decode does."""
+    from pneumoscan.errors import DecodeOutOfMemory
+    from pneumoscan.inference.inputs import encoded_png
+
+    pixels = np.zeros((12, 20), dtype=np.uint8)
+
+    def short(*_: object, **__: object) -> None:
+        raise MemoryError()
+
+    monkeypatch.setattr(Image.Image, "save", short)
+    with pytest.raises(DecodeOutOfMemory) as exc:
+        encoded_png(Image.fromarray(pixels) if given == "pil" else pixels)
+    label = "<PIL image>" if given == "pil" else "<array>"
+    assert exc.value.label == label and str(exc.value).startswith(f"{label}: the machine ran out of memory")
+    assert "(20 x 12 px; " in str(exc.value)
+
+
 def test_a_pil_image_whose_turn_upright_runs_short_of_memory_is_named_not_read_sideways(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A MemoryError in applying a PIL image's EXIF orientation was taken for broken EXIF: the image was sent on as

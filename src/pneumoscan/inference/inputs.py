@@ -121,7 +121,10 @@ def encoded_png(image: Any, caller: str = "predict") -> tuple[bytes, str]:
             raise InputError(f"{caller}: an array of {image.dtype} {shape}; give the film's pixels as uint8 "
                              f"(0-255) or uint16, shape (H, W) or (H, W, 1), or uint8 (H, W, 3) or (H, W, 4), as "
                              f"{_ARRAY_OF_FILE} gives them" + _float_hint(image))
-        image = Image.fromarray(np.ascontiguousarray(image))
+        try:
+            image = Image.fromarray(np.ascontiguousarray(image))
+        except MemoryError as exc:  # the machine's shortage while copying it: this array's, named
+            raise out_of_memory(name, shape[1], shape[0]) from exc
     else:
         raise InputError(f"{caller} takes a path, a file's bytes, a PIL image, a numpy array or a pydicom Dataset, not "
                          f"{type(image).__name__}")
@@ -129,9 +132,11 @@ def encoded_png(image: Any, caller: str = "predict") -> tuple[bytes, str]:
         buffer = io.BytesIO()
         try:
             image.save(buffer, format=fmt)
+            return buffer.getvalue(), name
+        except MemoryError as exc:  # the machine's shortage while encoding it: this image's, named, as a file's
+            raise out_of_memory(name, image.width, image.height) from exc
         except (OSError, ValueError):  # a mode the format cannot hold
             continue
-        return buffer.getvalue(), name
     raise InputError(f"{caller}: a PIL image of mode {image.mode}, which no image file holds; convert it first, e.g. "
                      f"image.convert('RGB')")
 
