@@ -1113,25 +1113,36 @@ def test_a_16_bit_colour_png_is_measured_at_full_depth_as_its_grey_png() -> None
     assert np.isnan(jpeg_cues(png16(np.stack([grey] * 3, axis=-1), 2))[1])
 
 
-@pytest.mark.parametrize("colour_type", [0, 2])
-def test_an_8_bit_film_saved_as_16_bit_keeps_its_dither_check(shipped: Predictor, colour_type: int,
+def _sixteen_bit(pixels: np.ndarray, kind: str) -> bytes:
+    """16-bit grey `pixels` (H, W) saved as a 16-bit file of `kind`: "grey png", "colour png", "grey tiff" or
+    "colour tiff"."""
+    from tests.data.builders import png16, tiff16
+
+    if kind == "grey tiff":
+        return encode(Image.fromarray(pixels), "TIFF")
+    colour = np.stack([pixels] * 3, axis=-1)
+    return {"grey png": lambda: png16(pixels, 0), "colour png": lambda: png16(colour, 2),
+            "colour tiff": lambda: tiff16(colour)}[kind]()
+
+
+@pytest.mark.parametrize("kind", ["grey png", "colour png", "grey tiff", "colour tiff"])
+def test_an_8_bit_film_saved_as_16_bit_keeps_its_dither_check(shipped: Predictor, kind: str,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """A dithered copy saved as a 16-bit colour PNG (v * 257) lost the dither check its 8-bit file has (it was
     measured by Pillow's 8-bit read before the decoder read such files at full depth) and was scored NORMAL; as a 16-bit
-    grey PNG it never had it. Its grain is measured on the 8-bit pixels the decoder reads, as its 8-bit file's."""
-    from tests.data.builders import png16
-
+    grey PNG it never had it. Its grain is measured on the 8-bit pixels the decoder reads, as its 8-bit file's; so is
+    a 16-bit grey or colour TIFF's."""
     with Image.open(io.BytesIO(four_tone_jpeg(side=224))) as im:
         grey = np.asarray(im.convert("L"))
     eight = encode(Image.fromarray(grey), "PNG")
     pixels = grey.astype(np.uint16) * 257
-    data = png16(np.stack([pixels] * 3, axis=-1) if colour_type == 2 else pixels, colour_type)
+    data = _sixteen_bit(pixels, kind)
     assert jpeg_cues(data)[1] == pytest.approx(jpeg_cues(eight)[1]) and jpeg_cues(eight)[1] > 12
     for result in (shipped.predict_bytes(data), shipped.results(["d.png"], load_image(data, shipped.size)[None],
                                                                  raw=[data])[0]):
         assert result.refused_by == "dithered" and result.probability is None
     noisy = pixels + np.random.default_rng(0).integers(0, 257, pixels.shape, dtype=np.uint16)  # 16-bit data
-    deep = png16(np.stack([noisy] * 3, axis=-1) if colour_type == 2 else noisy, colour_type)
+    deep = _sixteen_bit(noisy, kind)
     assert np.isnan(jpeg_cues(deep)[1])
     reads: list[int] = []
     real = file_cues.read_film
