@@ -948,6 +948,28 @@ def test_a_pillow_that_cannot_read_a_16_bit_colour_tiff_at_full_depth_is_named(m
     assert "16-bit greyscale TIFF" in msg and "damaged" not in msg, msg
 
 
+def test_a_pillow_whose_libtiff_decoder_lacks_the_other_byte_order_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check of Pillow reads an uncompressed TIFF: a compressed one goes through libtiff, whose raw mode of the
+    other byte order a Pillow may lack. The film decodes in its own order, so Pillow is named, not the file called
+    damaged."""
+    real = Image._getdecoder
+
+    def one_order(mode: str, name: str, args: object, extra: tuple = ()) -> object:
+        if name == "libtiff" and isinstance(args, tuple) and not str(args[0]).endswith("N"):
+            raise ValueError("unknown raw mode for given image mode")
+        return real(mode, name, args, extra)
+
+    data = tiff16(np.stack([_TWELVE] * 3, axis=-1), deflate=True)
+    expected = read_film(data).gray
+    monkeypatch.setattr(Image, "_getdecoder", one_order)
+    with pytest.raises(InputError) as exc:
+        read_film(data, name="film.tif")
+    msg = check_error(exc, "film.tif")
+    assert "a 16-bit colour TIFF, which this Pillow" in msg and "upgrade Pillow" in msg and "damaged" not in msg, msg
+    monkeypatch.setattr(Image, "_getdecoder", real)
+    np.testing.assert_array_equal(read_film(data).gray, expected)
+
+
 def test_an_8_bit_film_saved_as_16_bit_grey_alpha_keeps_its_levels_whatever_its_alpha() -> None:
     """An 8-bit film (v * 257) in a 16-bit grey+alpha PNG whose alpha is not a multiple of 257 (one pixel at 30000)
     was stretched from its darkest to its brightest level (20..200 read as 0..255, 55 levels off): its grey samples

@@ -50,7 +50,14 @@ def _samples(data: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(data), formats=["TIFF"]) as im:
         rawmode = _rawmode(im)
     high = _decoded(data, rawmode, "TIFF").astype(np.uint16)
-    return (high << 8) | _decoded(data, rawmode[:-1] + _OTHER_ORDER[rawmode[-1]], "TIFF")
+    try:
+        low = _decoded(data, rawmode[:-1] + _OTHER_ORDER[rawmode[-1]], "TIFF")
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the file decoded in its own byte order: the other one is Pillow's
+        raise OldPillow(f"this Pillow ({PIL.__version__}) cannot read this TIFF's 16-bit samples in the other byte "
+                        f"order ({exc})") from exc
+    return (high << 8) | low
 
 
 @functools.cache
