@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, file_label, is_dicom, read_film, read_grayscale
+from pneumoscan.data.decode import DEFAULT_MAX_PIXELS, eight_bit_film, file_label, is_dicom, read_grayscale
 from pneumoscan.data.deep_png import deep_colour_png, deep_png_rgb, deep_png_samples
 from pneumoscan.data.deep_tiff import deep_colour_tiff, deep_tiff_samples
 from pneumoscan.data.dicom import dicom_colour
@@ -256,8 +256,8 @@ def _lossless_cues(data: bytes | bytearray | memoryview, decoded: np.ndarray | N
                    deep: bool | None = None) -> tuple[float, float, float]:
     """`jpeg_cues` of an 8-bit PNG, TIFF or BMP, or a 16-bit one of an 8-bit film (v * 257): its dither energy, of
     its `decoded` grey pixels when they have its size, turned as its EXIF orientation turns it, and of a 16-bit file
-    when the decoder did not map its data by their range (`deep`, `Film.deep`; else decoded here by `read_film`,
-    to the same pixels); two-tone share and peak excess 0.0. Memory running short is a MemoryError, for the caller's `reading_film`."""
+    when the decoder did not map its data by their range (`deep`, `Film.deep`; else read here by `eight_bit_film`,
+    to the same pixels, and 16-bit data told from its samples without stretching them); two-tone share and peak excess 0.0. Memory running short is a MemoryError, for the caller's `reading_film`."""
     from PIL import Image
 
     try:
@@ -274,9 +274,10 @@ def _lossless_cues(data: bytes | bytearray | memoryview, decoded: np.ndarray | N
         if decoded is None or decoded.shape != stored or (sixteen and deep is None):
             # the decoder's own pixels (a transparency entry composited on black, EXIF orientation), as every caller
             # that passes them measures, and whether it stretched 16-bit data to read them (`deep`)
-            if sixteen:
-                film = read_film(bytes(data))
-                decoded, deep = film.gray, film.deep
+            if sixteen:  # the decoder's pixels of an 8-bit film saved so; other data is stretched, not measured
+                decoded, deep = eight_bit_film(bytes(data)), False
+                if decoded is None:
+                    return 0.0, NOT_MEASURED, 0.0
             else:
                 decoded = read_grayscale(bytes(data))
         if sixteen and deep:
