@@ -694,6 +694,42 @@ def test_decompression_bomb_warning_as_error_stays_input_error() -> None:
     check_error(exc, "warn.png")
 
 
+@pytest.mark.parametrize("kind", ["PNG", "JPEG", "TIFF"])
+def test_a_file_whose_header_is_cut_short_or_damaged_is_not_called_another_format(kind: str) -> None:
+    """A PNG cut after its signature or with a broken IHDR checksum, a JPEG cut after its first marker and a TIFF cut
+    in its first directory said 'cannot identify image file; give a JPEG, PNG, TIFF, BMP or DICOM file', as a page
+    of text does: the user was sent to convert a file already in a format read. They name it, and the damage."""
+    data = encode(Image.fromarray(ramp()), kind)
+    if kind == "PNG":
+        cuts = [data[:8], data[:29] + bytes([data[29] ^ 0xFF]) + data[30:]]  # the IHDR's checksum is bytes 29:33
+    else:
+        cuts = [data[:3] if kind == "JPEG" else data[:30]]
+    for cut in cuts:
+        with pytest.raises(InputError) as exc:
+            read_grayscale(cut, name="film")
+        assert check_error(exc, "film") == (f"film: not a readable image (its {kind} header is cut short or "
+                                            f"damaged); the file may be truncated or damaged, give a JPEG, PNG, "
+                                            f"TIFF, BMP or DICOM file")
+
+
+def test_pillow_s_nameless_warnings_of_broken_exif_or_tiff_tags_are_quiet() -> None:
+    """Pillow warned 'Corrupt EXIF data.  Expecting to read 12 bytes but only got 0. ' while reading a JPEG with a
+    broken EXIF block (scored as stored) or a TIFF cut in its tags (refused in one line): the CLI printed it as
+    'pneumoscan: warning: ...', naming no file. The film's own line says what matters."""
+    from pneumoscan.data.decode import quiet_decoder_warnings
+
+    exif = b"Exif\0\0II*\0" + struct.pack("<IH", 8, 3) + struct.pack("<HHII", 0x0112, 3, 1, 6)  # 3 tags, 1 there
+    jpeg = encode(Image.fromarray(ramp()), "JPEG", exif=exif)
+    tiff = encode(Image.fromarray(ramp()), "TIFF")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_decoder_warnings()
+        assert read_grayscale(jpeg).size == ramp().size  # its one orientation tag read
+        with pytest.raises(InputError):
+            read_grayscale(tiff[:30], name="cut.tif")
+    assert not [str(w.message) for w in caught if "PIL" in w.filename], [str(w.message) for w in caught]
+
+
 def test_small_image_over_max_pixels(tmp_path: Path) -> None:
     path = write(tmp_path / "small.png", encode(Image.fromarray(ramp(h=4, w=4)), "PNG"))
     with pytest.raises(InputError) as exc:

@@ -54,8 +54,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "NOT_FRONTAL_VIEW_CODES", "NOT_FRONTAL_VIEWS", "NOT_PLAIN_FRONTAL",
            "OTHER_VIEW", "SHOWN_APART", "Film",
-           "dicom_colour", "eight_bit_film", "is_dicom", "not_frontal_view", "quiet_decoder_warnings", "read_film", "read_grayscale",
-           "read_grayscale_and_rgb", "size_warning", "stored_size", "thumbnail_warning", "unsupported_format",
+           "dicom_colour", "eight_bit_film", "is_dicom", "not_frontal_view", "quiet_decoder_warnings", "read_film",
+           "read_grayscale", "read_grayscale_and_rgb", "size_warning", "stored_size", "thumbnail_warning", "unsupported_format",
            "view_reason"]
 
 
@@ -71,10 +71,15 @@ def quiet_decoder_warnings() -> None:
     Every read checks its own `max_pixels` before decoding, so Pillow's warning above 89 megapixels (one
     line per large upload in a service's log) says nothing new. pydicom warns, with its source paths,
     about every irregular header: a file it cannot read becomes one InputError here, and one it can read
-    needs no lecture on DICOM value representations.
+    needs no lecture on DICOM value representations. Pillow warns likewise, without the file's name, of a TIFF's or an
+    EXIF block's broken tags, which it skips ('Corrupt EXIF data.  Expecting to read 12 bytes but only got 8.', as
+    'pneumoscan: warning: ...' beside a readable film or the one-line error of a damaged one): the decoder keeps
+    the stored orientation when the EXIF is broken, and a file it cannot read is its InputError.
     """
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+    warnings.filterwarnings("ignore", module=r"PIL\.TiffImagePlugin$")
+    warnings.filterwarnings("ignore", message=r"Possibly corrupt EXIF", module=r"PIL\.Image$")
 
 
 quiet_decoder_warnings()
@@ -582,6 +587,9 @@ def _read_pil(data: bytes, label: str, max_pixels: int,
     except UnidentifiedImageError:
         if (other := unsupported_format(data)) is not None:
             raise InputError(f"{label}: {other} images are not supported; {EXPORT_AS}") from None
+        if (kind := _signature(data)) is not None:  # Pillow cannot read its header: not another format
+            raise InputError(f"{label}: not a readable image (its {kind} header is cut short or damaged); "
+                             f"the file may be truncated or damaged, {_GIVE}") from None
         raise InputError(f"{label}: not a readable image (cannot identify image file); {_GIVE}") from None
     except Image.DecompressionBombError as exc:
         # Pillow's cap (2 * Image.MAX_IMAGE_PIXELS, ~179 MP) fires in Image.open, before the check above: refuse in
@@ -605,6 +613,14 @@ def _read_pil(data: bytes, label: str, max_pixels: int,
     if out.ndim != 2 or out.size == 0:
         raise InputError(f"{label}: decoded to an unusable array of shape {out.shape}; {_GIVE}")
     return out, rgb, shown, deep
+
+
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"II*\0", "TIFF"), (b"MM\0*", "TIFF"))
+
+
+def _signature(data: bytes) -> str | None:
+    """The format (PNG, JPEG, TIFF) whose signature `data` starts with; None for any other file."""
+    return next((kind for head, kind in _SIGNATURES if data.startswith(head)), None)
 
 
 def _header_size(data: bytes) -> tuple[int, int] | None:
