@@ -712,6 +712,26 @@ def test_a_file_whose_header_is_cut_short_or_damaged_is_not_called_another_forma
                                             f"TIFF, BMP or DICOM file")
 
 
+@pytest.mark.parametrize("marker, precision, kind", [(0xC3, 8, "lossless JPEG"), (0xC0, 12, "12-bit JPEG"),
+                                                     (0xC1, 12, "12-bit JPEG")])
+def test_a_jpeg_pillow_cannot_decode_is_named_not_called_damaged(marker: int, precision: int, kind: str) -> None:
+    """A lossless JPEG (SOF3, as some PACS export films) said 'broken data stream ...; the file may be truncated or
+    damaged', a 12-bit one 'cannot identify image file': neither is damaged, and neither says to export the film. Each
+    is named as a format not read; a baseline or progressive JPEG still reads."""
+    from pneumoscan.data.decode import jpeg_not_read
+
+    for progressive in (False, True):
+        data = encode(Image.fromarray(ramp()), "JPEG", progressive=progressive)
+        assert jpeg_not_read(data) is None and read_grayscale(data).shape == ramp().shape
+    data = bytearray(encode(Image.fromarray(ramp()), "JPEG"))
+    at = data.index(b"\xff\xc0")
+    data[at + 1], data[at + 4] = marker, precision
+    with pytest.raises(InputError) as exc:
+        read_grayscale(bytes(data), name="film.jpg")
+    assert check_error(exc, "film.jpg") == (f"film.jpg: {kind} images are not supported; export the X-ray as PNG, "
+                                            f"JPEG or DICOM")
+
+
 def test_pillow_s_nameless_warnings_of_broken_exif_or_tiff_tags_are_quiet() -> None:
     """Pillow warned 'Corrupt EXIF data.  Expecting to read 12 bytes but only got 0. ' while reading a JPEG with a
     broken EXIF block (scored as stored) or a TIFF cut in its tags (refused in one line): the CLI printed it as

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "NOT_FRONTAL_VIEW_CODES", "NOT_FRONTAL_VIEWS", "NOT_PLAIN_FRONTAL",
            "OTHER_VIEW", "SHOWN_APART", "Film",
            "dicom_colour", "eight_bit_film", "is_dicom", "not_frontal_view", "quiet_decoder_warnings", "read_film",
-           "read_grayscale", "read_grayscale_and_rgb", "size_warning", "stored_size", "thumbnail_warning", "unsupported_format",
+           "jpeg_not_read", "read_grayscale", "read_grayscale_and_rgb", "size_warning", "stored_size", "thumbnail_warning", "unsupported_format",
            "view_reason"]
 
 
@@ -108,6 +108,31 @@ def unsupported_format(data: bytes | bytearray) -> str | None:
         return "HEIC/AVIF"
     if head.startswith(b"\x00\x00\x00\x0cjP  ") or head.startswith(b"\xffO\xffQ"):
         return "JPEG 2000"
+    return None
+
+
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # a JPEG's frame headers (DHT, JPG, DAC are not)
+_LOSSLESS_SOF = frozenset({0xC3, 0xC7, 0xCB, 0xCF})  # lossless (process 14), sequential or progressive, any coding
+
+
+def jpeg_not_read(data: bytes | bytearray) -> str | None:
+    """What a JPEG Pillow cannot decode is, from its frame header: "lossless JPEG" (SOF3, 7, 11, 15, as some PACS
+    and DICOM exports write) or "12-bit JPEG" (any sample precision but 8); None for any other file, and for a JPEG
+    whose frame header is not found (decoding says why)."""
+    if not bytes(data[:2]) == b"\xff\xd8":
+        return None
+    at = 2
+    while at + 4 < len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker == 0xFF:  # a fill byte before the marker
+            at += 1
+        elif marker in _SOF_MARKERS:
+            precision = data[at + 4]
+            return "lossless JPEG" if marker in _LOSSLESS_SOF else None if precision == 8 else f"{precision}-bit JPEG"
+        elif marker == 0xDA:  # a scan before any frame header
+            return None
+        else:
+            at += 2 + int.from_bytes(bytes(data[at + 2:at + 4]), "big")
     return None
 
 
@@ -585,7 +610,7 @@ def _read_pil(data: bytes, label: str, max_pixels: int,
                          f"depth; upgrade Pillow (pip install -U pillow: 11.3 and later read it) or save the film as "
                          f"a 16-bit greyscale {kind}") from None
     except UnidentifiedImageError:
-        if (other := unsupported_format(data)) is not None:
+        if (other := unsupported_format(data) or jpeg_not_read(data)) is not None:
             raise InputError(f"{label}: {other} images are not supported; {EXPORT_AS}") from None
         if (kind := _signature(data)) is not None:  # Pillow cannot read its header: not another format
             raise InputError(f"{label}: not a readable image (its {kind} header is cut short or damaged); "
@@ -606,6 +631,8 @@ def _read_pil(data: bytes, label: str, max_pixels: int,
     except MemoryError as exc:
         raise out_of_memory(label, width, height) from exc
     except Exception as exc:  # noqa: BLE001 - any decoder failure on bad bytes is the input's fault
+        if (other := jpeg_not_read(data)) is not None:  # Pillow opens a lossless JPEG, and fails to decode it
+            raise InputError(f"{label}: {other} images are not supported; {EXPORT_AS}") from None
         reason = one_line(str(exc) or type(exc).__name__, MAX_REASON)
         raise InputError(
             f"{label}: not a readable image ({reason}); the file may be truncated or damaged, {_GIVE}"
