@@ -54,9 +54,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "NOT_FRONTAL_VIEW_CODES", "NOT_FRONTAL_VIEWS", "NOT_PLAIN_FRONTAL",
            "OTHER_VIEW", "SHOWN_APART", "Film",
-           "dicom_colour", "eight_bit_film", "is_dicom", "not_frontal_view", "quiet_decoder_warnings", "read_film",
-           "jpeg_not_read", "read_grayscale", "read_grayscale_and_rgb", "size_warning", "stored_size", "thumbnail_warning", "unsupported_format",
-           "view_reason"]
+           "dicom_colour", "eight_bit_film", "is_dicom", "jpeg_not_read", "not_frontal_view", "quiet_decoder_warnings",
+           "read_film", "read_grayscale", "read_grayscale_and_rgb", "size_warning", "stored_size", "thumbnail_warning",
+           "unsupported_format", "view_reason"]
 
 
 MIN_SIDE: int = 32
@@ -166,9 +166,9 @@ def read_grayscale(
 
 class Film(NamedTuple):
     """One file as `read_film` reads it: its grey pixels (H, W) uint8, a colour DICOM's RGB pixels or a 16-bit
-    colour PNG's colour as its grey reads (`deep_png_rgb`, at least `RGB_SIDE` px a side; None for any other file)
-    and whether it is `stretched`: a PNG whose 16-bit grey levels were read otherwise than a viewer of the
-    file, such as a web browser, draws them (`SHOWN_APART`; a 12-bit film stretched from its darkest to its brightest
+    colour PNG's or TIFF's colour as its grey reads (`deep_png_rgb`, at least `RGB_SIDE` px a side; None for any other
+    file) and whether it is `stretched`: a PNG whose 16-bit grey levels were read otherwise than a viewer of the file,
+    such as a web browser, draws them (`SHOWN_APART`; a 12-bit film stretched from its darkest to its brightest
     value, which a browser draws near black), and then how a viewer draws it against the film as read (`shown`); and
     whether it is `deep`: 16-bit data of a PNG or TIFF mapped to 8 bits by its range, not an 8-bit film's own values
     (one saved as v * 257 reads as v: not deep), whose pixel-to-pixel grain the guard measures."""
@@ -188,7 +188,7 @@ def read_grayscale_and_rgb(
     draft_size: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """`read_grayscale`, and from the same decode a colour DICOM's RGB pixels as `dicom_colour` gives them or a 16-bit
-    colour PNG's colour (`Film.rgb`; None for any other file): for the colourfulness cue (`colourfulness(...,
+    colour PNG's or TIFF's colour (`Film.rgb`; None for any other file): for the colourfulness cue (`colourfulness(...,
     rgb=...)`) without decoding the file again."""
     gray, rgb, *_ = read_film(source, name=name, max_pixels=max_pixels, draft_size=draft_size)
     return gray, rgb
@@ -575,7 +575,7 @@ def read_file(path: str | os.PathLike[str], label: str) -> bytes:
 def _read_pil(data: bytes, label: str, max_pixels: int,
               draft_size: int | None) -> tuple[np.ndarray, np.ndarray | None, str | None, bool]:
     """Decode JPEG/PNG/TIFF/BMP with Pillow: size check before decoding, EXIF orientation. Also a 16-bit colour PNG's
-    colour (`Film.rgb`, None for any other file), how a viewer draws the file when otherwise than it is read
+    or TIFF's colour (`Film.rgb`, None for any other file), how a viewer draws the file when otherwise than it is read
     (`_shown`; None when as read) and whether it is `Film.deep`."""
     width: int | None = None
     height: int | None = None
@@ -693,7 +693,7 @@ def _eight_bit_grey(samples: np.ndarray, transparency: object) -> np.ndarray:
 def eight_bit_film(data: bytes) -> np.ndarray | None:
     """`read_film(data).gray` of a 16-bit PNG or TIFF holding an 8-bit film as v * 257; None for other 16-bit data
     (`Film.deep`), told from its samples without stretching them or reading its colour (the guard measures no grain
-    of such data: a 2500 x 3000 12-bit colour PNG's 1.5 s read took 1.1 s so). Errors as Pillow raises them."""
+    of such data: a 2500 x 3000 12-bit colour PNG, read in 1.5 s, is told so in 0.8 s). Errors as Pillow raises them."""
     with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as im:
         if im.format == "PNG" and deep_colour_png(data) is not None:
             samples, transparency = deep_png_samples(data), im.info.get("transparency")

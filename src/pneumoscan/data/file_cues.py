@@ -63,8 +63,8 @@ def colourfulness(source: str | os.PathLike | bytes | bytearray, size: int = 64,
     """Hasler-Suesstrunk colourfulness (0 = gray, 15 = barely, 109 = extremely colourful) of a raw file.
 
     Cheap: grayscale modes return 0 without decoding, JPEGs are decoded in draft mode at about
-    `size` px. A 16-bit colour PNG or TIFF is measured on its full samples as the decoder maps them (`deep_png_rgb`), not
-    Pillow's 8-bit read of their high bytes: `rgb`, the colour `read_grayscale_and_rgb` gave from its decode, else
+    `size` px. A 16-bit colour PNG or TIFF is measured on its full samples as the decoder maps them (`deep_png_rgb`),
+    not Pillow's 8-bit read of their high bytes: `rgb`, the colour `read_grayscale_and_rgb` gave from its decode, else
     decoded here. A colour DICOM (RGB, YBR, palette) is measured on its RGB pixels like a
     colour PNG: `rgb`, what
     `read_grayscale_and_rgb` gave when it already decoded the file (None for a grey DICOM, so 0 with no second
