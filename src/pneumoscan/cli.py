@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from pneumoscan.errors import (MAX_REASON, PneumoscanError, RefusedFilm, WriteError, cli_words, gpu_out_of_memory,
-                               host_out_of_memory, interruption, memory_reason, one_line, one_name, option,
+                               host_out_of_memory, interruption, memory_reason, one_line, option,
                                out_of_memory_text, raise_terminated, shell_word)
 from pneumoscan.parser import build_parser, parse_args
 from pneumoscan.stdout import reader_gone
+from pneumoscan.stream_failures import DISK_FULL, DISK_FULL_FIX, stdout_name, to_devnull
 
 EXIT_WARNING_AS_ERROR = 4  # a warning that Python's warnings filter makes an error (-W error, PYTHONWARNINGS=error)
 
@@ -84,15 +85,7 @@ def _fill_closed_descriptor(fd: int) -> None:
     try:
         os.fstat(fd)
     except OSError:
-        _to_devnull(fd)
-
-
-def _to_devnull(fd: int) -> None:
-    """Point file descriptor FD at /dev/null: what is written to it goes nowhere, without an error."""
-    null = os.open(os.devnull, os.O_WRONLY)
-    if null != fd:
-        os.dup2(null, fd)
-        os.close(null)
+        to_devnull(fd)
 
 
 def _resume_hint(args: argparse.Namespace) -> str:
@@ -146,13 +139,13 @@ def _run_command(args: argparse.Namespace) -> int:
         return EXIT_WARNING_AS_ERROR
     except OSError as err:  # e.g. --out or --json in a folder that cannot be created or written
         if reader_gone(err):  # e.g. `pneumoscan predict DIR | head`
-            _to_devnull(sys.stdout.fileno())
+            to_devnull(sys.stdout.fileno())
             return 1
-        if err.filename is None and err.errno in _DISK_FULL:  # files written by name say so: this is stdout
-            _tell(f"pneumoscan: error: {_stdout_name()}: {err.strerror}; the output is cut short: "
-                  f"{_DISK_FULL_FIX.get(err.errno, _DISK_FULL_FIX[errno.ENOSPC])}"
+        if err.filename is None and err.errno in DISK_FULL:  # files written by name say so: this is stdout
+            _tell(f"pneumoscan: error: {stdout_name()}: {err.strerror}; the output is cut short: "
+                  f"{DISK_FULL_FIX.get(err.errno, DISK_FULL_FIX[errno.ENOSPC])}"
                   f"{_resume_hint(args) or ' and run the command again'}")
-            _to_devnull(sys.stdout.fileno())  # no second failure at exit
+            to_devnull(sys.stdout.fileno())  # no second failure at exit
             return 2
         if err.filename is None:
             raise
@@ -180,14 +173,6 @@ def _run_command(args: argparse.Namespace) -> int:
         return 2
 
 
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-# what frees room for the rest, by errno: a size limit per file is not lifted by free space
-_DISK_FULL_FIX = {errno.ENOSPC: "free space (or write it elsewhere)",
-                  errno.EDQUOT: "free space within your disk quota (or write it elsewhere)",
-                  errno.EFBIG: "the file reached a size limit (a `ulimit -f` limit, or FAT32's 4 GB per file): raise "
-                               "the limit (or write it to another disk)"}
-
-
 def _tell(line: str) -> None:
     """LINE on stderr, for the command's outcome: a stderr that cannot take it (on the same full disk as stdout,
     `> log 2>&1`) is passed over, so the exit code still says what happened."""
@@ -195,17 +180,8 @@ def _tell(line: str) -> None:
         print(line, file=sys.stderr)
     except (OSError, ValueError, AttributeError):  # a full disk; a closed or missing stderr
         with contextlib.suppress(OSError, ValueError, AttributeError):
-            _to_devnull(sys.stderr.fileno())
+            to_devnull(sys.stderr.fileno())
             sys.stderr.flush()  # what the failed write left, into /dev/null rather than a failure at exit
-
-
-def _stdout_name() -> str:
-    """What stdout writes to, as a message names it: 'stdout (/home/amy/out.csv)', its full path, for `> out.csv`; else
-    'stdout'."""
-    try:
-        return f"stdout ({one_name(os.readlink(f'/proc/self/fd/{sys.stdout.fileno()}'))})"
-    except (OSError, ValueError, AttributeError):  # no /proc (macOS, Windows), or no file descriptor
-        return "stdout"
 
 
 def _smaller_batch(args: argparse.Namespace) -> str | None:

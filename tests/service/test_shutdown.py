@@ -441,3 +441,19 @@ def test_stdout_a_full_disk_cut_mid_line_goes_on_on_a_line_of_its_own(tmp_path: 
         line(4)
     os.close(fd)
     assert (tmp_path / "serve.log").read_text() == "GET /health 0\nGET /he\nGET /health 3\nGET /health 4\n"
+
+
+def test_the_access_lines_failure_is_told_without_the_command_line(tmp_path: Path) -> None:
+    """The service's access handler told a lost stdout with private names imported from `pneumoscan.cli`, the
+    command line's internals: it now shares them with the CLI from a module of their own, and loads no CLI."""
+    probe = ("import errno, logging, sys\n"
+             "from pneumoscan.service.tracking import AccessHandler\n"
+             "class Limited:\n"
+             "    def fileno(self): return open(sys.argv[1], 'w').fileno()\n"
+             "    def write(self, text): raise OSError(errno.EFBIG, 'File too large')\n"
+             "    def flush(self): pass\n"
+             "AccessHandler(Limited()).handle(logging.LogRecord('uvicorn.access', logging.INFO, '', 1, 'GET', None, None))\n"
+             "print('pneumoscan.cli' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "serve.log")], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(Path(pneumoscan.__file__).parents[1])})
+    assert done.returncode == 0 and done.stdout == "False\n", done.stderr

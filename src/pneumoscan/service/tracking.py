@@ -162,8 +162,8 @@ class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def handleError(self, record: logging.LogRecord) -> None:
         import errno
 
-        from pneumoscan.cli import _DISK_FULL, _DISK_FULL_FIX, _stdout_name, _to_devnull
         from pneumoscan.stdout import reader_gone
+        from pneumoscan.stream_failures import DISK_FULL, DISK_FULL_FIX, stdout_name, to_devnull
 
         err = sys.exc_info()[1]
         self.failed = True
@@ -171,16 +171,16 @@ class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
             if not self.full:
                 self.full = True
                 log.warning("%s: %s (%s): access lines are lost until there is room; the service serves on",
-                            _stdout_name(), err.strerror, _DISK_FULL_FIX[err.errno])
+                            stdout_name(), err.strerror, DISK_FULL_FIX[err.errno])
             return
         if err is not None and reader_gone(err):
             why = "stdout's reader is gone (broken pipe)"
-        elif isinstance(err, OSError) and err.errno in _DISK_FULL:  # a size limit per file: room does not lift it
-            why = f"{_stdout_name()}: {err.strerror} ({_DISK_FULL_FIX[err.errno]}, then restart to log again)"
+        elif isinstance(err, OSError) and err.errno in DISK_FULL:  # a size limit per file: room does not lift it
+            why = f"{stdout_name()}: {err.strerror} ({DISK_FULL_FIX[err.errno]}, then restart to log again)"
         else:
             super().handleError(record)
             return
-        _to_devnull(self.stream.fileno())
+        to_devnull(self.stream.fileno())
         log.warning("%s: access lines are no longer written; the service serves on", why)
 
 
