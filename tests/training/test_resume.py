@@ -472,11 +472,10 @@ _BY_PATH = ("20 DICOM films whose header names no patient are keyed by file name
             "may have keyed them otherwise: the same patients under other keys split otherwise, so the key rule may "
             "have changed the split, not the images; resume with the pneumoscan (or, if its images changed, the data) "
             "it was started with")
-_WITHDRAWN = ("the run was started by another version of pneumoscan (a development version whose rule was withdrawn, "
-              "or a later one) keying by a patient-key rule (patient_key_rule 6) this version does not have; it keys "
-              "by patient_key_rule 7: the same patients under other keys split otherwise, so the images need not have "
-              "changed; start a new run with another --out, or resume with the version of pneumoscan (and the data) it "
-              "was started with")
+_WITHDRAWN = ("the run was started by development code of pneumoscan (3ad352f to 48cc5dd) keying by patient_key_rule "
+              "6, which was withdrawn; this version keys by patient_key_rule 7: the same patients under other keys "
+              "split otherwise, so the images need not have changed; start a new run with another --out, or resume "
+              "with that development code of pneumoscan (and the data) it was started with")
 
 
 @pytest.mark.parametrize("rule, told", [(None, _BY_PATH), (6, _WITHDRAWN)], ids=["no-rule", "withdrawn-6"])
@@ -507,6 +506,24 @@ def test_a_run_split_by_another_key_rule_is_refused_as_split_by_that_rule_not_as
     err = capsys.readouterr().err
     assert f"(other validation images under the same counts): {told}" in err, err
     assert "some images or their patients changed" not in err
+
+
+def test_a_split_of_a_key_rule_this_version_lacks_says_which_version_made_it() -> None:
+    """Rule 6 is known (withdrawn development code): the refusal said 'a development version whose rule was withdrawn,
+    or a later one' of it. It now names that code for rule 6, and a later version for a rule after it."""
+    from pneumoscan.training.split_check import resume_advice, split_change
+
+    counts = {"train": {"NORMAL": 4, "PNEUMONIA": 4}, "val": {"NORMAL": 1, "PNEUMONIA": 1}}
+    now = {"patient_key": "auto", "counts": counts, "val_files": ["a", "b"], "patient_key_rule": 5}
+    told = {rule: f"{split_change(saved, now)}; {resume_advice(saved, now)}"
+            for rule in (6, 7) for saved in [{**now, "patient_key_rule": rule, "val_files": ["a", "c"]}]}
+    assert "by development code of pneumoscan (3ad352f to 48cc5dd) keying by patient_key_rule 6, which was " \
+           "withdrawn;" in told[6] and told[6].endswith("resume with that development code of pneumoscan (and the "
+                                                        "data) it was started with")
+    assert "by a later version of pneumoscan keying by patient_key_rule 7, which this version does not have;" in \
+           told[7] and told[7].endswith("resume with that later version of pneumoscan (and the data) it was started "
+                                        "with")
+    assert not any("or a later one" in text or "development" in told[7] for text in told.values())
 
 
 def test_a_split_of_an_earlier_key_rule_with_unnamed_dicom_films_may_be_the_rule_s() -> None:

@@ -49,6 +49,11 @@ def split_change(saved: dict[str, Any], now: dict[str, Any], run: str | Path = "
     return ""
 
 
+# the development code that recorded patient_key_rule 6 (WITHDRAWN_RULES), which kept a PatientID on most films as
+# one patient when their headers gave one sex and birth date
+WITHDRAWN_RULE_CODE = "3ad352f to 48cc5dd"
+
+
 def _split_why(saved: dict[str, Any], now: dict[str, Any], kind: str) -> str:
     """Why the same images are split otherwise than the saved split: the saved one's key rule was withdrawn
     (`withdrawn_rule`), pneumoscan's key rule changed (surely, or maybe: `key_rule_change`, `key_rule_may_change`,
@@ -56,10 +61,11 @@ def _split_why(saved: dict[str, Any], now: dict[str, Any], kind: str) -> str:
     aside before the split did (`unread_rule_change`), else the images or their patients did."""
     rule = now.get("patient_key_rule")
     if withdrawn_rule(saved, now):
-        return (f"the {kind} was started by another version of pneumoscan (a development version whose rule was "
-                f"withdrawn, or a later one) keying by a patient-key rule ({_rule(saved)}) this version does not "
-                f"have; it keys by patient_key_rule {rule}: the same patients under other keys split otherwise, so "
-                f"the images need not have changed")
+        started = (f"development code of pneumoscan ({WITHDRAWN_RULE_CODE}) keying by {_rule(saved)}, which was "
+                   f"withdrawn" if saved["patient_key_rule"] in WITHDRAWN_RULES else
+                   f"a later version of pneumoscan keying by {_rule(saved)}, which this version does not have")
+        return (f"the {kind} was started by {started}; this version keys by patient_key_rule {rule}: the same "
+                f"patients under other keys split otherwise, so the images need not have changed")
     if joined := sibling_rule_change(saved, now):
         return (f"pneumoscan now keys {counted(joined, 'film')} without a usable PatientID by the PatientID of the "
                 f"other films of its Kermany file name's patient (person7_bacteria_2.jpeg by that of "
@@ -179,8 +185,8 @@ def _rule(record: dict[str, Any]) -> str:
 def resume_advice(saved: dict[str, Any], now: dict[str, Any], kind: str = "run", manifest: bool = False) -> str:
     """What to do when a resume's split differs (`split_change`): resume with the data the `kind` (a run, or a
     pretraining) was started with, or with the pneumoscan it was started with when the key rule or the rule of the
-    files set aside changed; start a new one, or resume with that version, when its key rule is one this version
-    does not have (`withdrawn_rule`). A `manifest` now holding fewer images may be one from which rows that listed a file twice
+    files set aside changed; start a new one, or resume with that development code or later version, when its key
+    rule is one this version does not have (`withdrawn_rule`). A `manifest` now holding fewer images may be one from which rows that listed a file twice
     were deleted: earlier versions read such a manifest (training on the file twice), this one refuses it, so only a
     new run is left then."""
     with_what = ("the pneumoscan" if key_rule_change(saved, now) or unread_rule_change(saved, now) or
@@ -190,8 +196,9 @@ def resume_advice(saved: dict[str, Any], now: dict[str, Any], kind: str = "run",
                  "the data")
     advice = f"resume with {with_what} it was started with, or start a new {kind} with another {option('out')}"
     if withdrawn_rule(saved, now):  # this version cannot key as it did
-        advice = (f"start a new {kind} with another {option('out')}, or resume with the version of pneumoscan (and "
-                  f"the data) it was started with")
+        which = "that development code" if saved["patient_key_rule"] in WITHDRAWN_RULES else "that later version"
+        advice = (f"start a new {kind} with another {option('out')}, or resume with {which} of pneumoscan (and the "
+                  f"data) it was started with")
     if manifest and saved.get("counts") and _fewer_images(saved, now):
         advice += (f" (a new {kind} if rows that listed a file twice were deleted from the manifest: earlier versions "
                    f"read such rows and trained on the file twice, this one refuses them, so the manifest the "
