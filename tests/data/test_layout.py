@@ -252,3 +252,16 @@ def test_out_of_data_advice_quotes_paths_with_spaces(tmp_path: Path, monkeypatch
     with pytest.raises(InputError, match=r"--resume --out 'runs/run 1': mkdir -p runs && mv 'my data/NORMAL/run 1' "
                                          r"'runs/run 1'$"):
         check_out_of_data("my data/NORMAL/run 1", "my data", resume=True)
+
+
+def test_out_of_data_advice_for_a_linked_run_moves_the_run_not_the_link(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """An --out that is a link to a run inside a class folder: the advice said `mv LINK runs/LINK`, which moves the
+    link, so the run stayed among the films and the resume it advised was refused again. It moves where it leads."""
+    for name in ("NORMAL", "PNEUMONIA"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+    (tmp_path / "data" / "NORMAL" / "r").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "data" / "NORMAL" / "r")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=r"--resume --out runs/link: mkdir -p runs && mv data/NORMAL/r runs/link$"):
+        check_out_of_data("link", "data", resume=True)

@@ -132,10 +132,20 @@ def check_out_of_data(out: str | Path, data: str | Path, folder: str | Path | No
             moved += "_moved"
         fix = (f"move the run out of it and resume it there with {switch('resume')} "
                f"{option('out', shell_word(moved))}: "
-               + (f"mkdir -p {shell_word(str(Path(moved).parent))} && mv {shell_word(str(out))} {shell_word(moved)}"
+               + (f"mkdir -p {shell_word(str(Path(moved).parent))} && mv {shell_word(_run_itself(out))} "
+                  f"{shell_word(moved)}"
                   if not is_data else f"move the run's files from {shell_word(str(out))} into {shell_word(moved)}/"))
     raise InputError(f"{out}: {'is' if is_data else 'is inside'} the data folder {shown}, where what is written would "
                      f"sit among its labelled films; {fix}")
+
+
+def _run_itself(out: str | Path) -> str:
+    """The folder to move for the run at `out`: where `out` leads when it is a link (`mv LINK` moves the link, and the
+    run stays where --resume refuses it), as a path from here when below here."""
+    if not Path(out).is_symlink():
+        return str(out)
+    real = Path(out).resolve()
+    return os.path.relpath(real) if Path.cwd() in real.parents else str(real)
 
 
 def _data_holding(written: Path, given: Path) -> Path | None:
