@@ -265,3 +265,25 @@ def test_out_of_data_advice_for_a_linked_run_moves_the_run_not_the_link(tmp_path
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputError, match=r"--resume --out runs/link: mkdir -p runs && mv data/NORMAL/r runs/link$"):
         check_out_of_data("link", "data", resume=True)
+
+
+@pytest.mark.parametrize("data", ["kaggle", "kaggle/train"], ids=["data-runs", "split-runs"])
+def test_a_run_written_where_out_of_data_allows_it_is_no_left_out_folder(tmp_path: Path, data: str) -> None:
+    """check_out_of_data lets `--out DATA/runs/r` (and, for --data DATA/train, DATA/train/runs/r) through, but once
+    `report` put its figures in the run the next command warned that runs/ is no split or class folder and to move
+    it out. A folder pneumoscan wrote a run in is known by its files and passed over; other images still warned of."""
+    from pneumoscan.data.layout import LeftOutImagesWarning
+
+    write_xray(tmp_path / "kaggle" / "train" / "NORMAL" / "a.png", 0, 1)
+    write_xray(tmp_path / "kaggle" / "train" / "PNEUMONIA" / "b.png", 1, 2)
+    runs = tmp_path / data / "runs"
+    check_out_of_data(runs / "r", tmp_path / data)
+    (runs / "r").mkdir(parents=True)
+    (runs / "r" / "model.safetensors").write_bytes(b"")
+    write_xray(runs / "r" / "report_files" / "roc.png", 0, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert discover(tmp_path / data)
+    write_xray(runs / "mine.png", 0, 4)  # a film of the user's own beside the run is still left out
+    with pytest.warns(LeftOutImagesWarning, match=r"runs: not a (split|class) folder .*, so its 1 image is left out"):
+        discover(tmp_path / data)

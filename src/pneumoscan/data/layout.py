@@ -79,11 +79,31 @@ def _warn_left_out(folder: Path, used: set[str], opened: bool = True) -> None:
             f"{'split' if 'train' in used else 'class'} folders and {'is' if one else 'are'} left out, e.g. "
             f"{loose[0].name}; move {'it' if one else 'them'} into one to use {'it' if one else 'them'}"))
     for name, child in _child_dirs(folder).items():
-        if name not in used and not name.startswith(".") and (found := image_files(child, opened)):
+        if name not in used and not name.startswith(".") and (found := _films_outside_runs(child, opened)):
             wanted = "split folder (train, val, test)" if "train" in used else "class folder (NORMAL, PNEUMONIA)"
             warn(LeftOutImagesWarning(
                 f"{child}: not a {wanted}, so its {counted(len(found), 'image')} {'is' if len(found) == 1 else 'are'} "
                 f"left out; rename it or move it out of {folder} to say what it is"))
+
+
+def _films_outside_runs(folder: Path, opened: bool = True) -> list[Path]:
+    """`image_files` of `folder` less those in a folder pneumoscan wrote a run in (DATA/runs/NAME/report_files/,
+    a run's report figures): `check_out_of_data` lets a run be written there, so its files are no films left out."""
+    from pneumoscan.artifact import PRETRAINING_FILES
+    from pneumoscan.outputs import RUN_MARKERS
+
+    runs: dict[Path, bool] = {}
+
+    def in_run(path: Path) -> bool:
+        for parent in path.relative_to(folder).parents:  # from the file's own folder up to `folder`
+            place = folder / parent
+            if place not in runs:
+                runs[place] = any((place / name).is_file() for name in (*RUN_MARKERS, *PRETRAINING_FILES))
+            if runs[place]:
+                return True
+        return False
+
+    return [path for path in image_files(folder, opened) if not in_run(path)]
 
 
 def _linked_targets(root: Path) -> set[Path]:
