@@ -287,3 +287,25 @@ def test_a_run_written_where_out_of_data_allows_it_is_no_left_out_folder(tmp_pat
     write_xray(runs / "mine.png", 0, 4)  # a film of the user's own beside the run is still left out
     with pytest.warns(LeftOutImagesWarning, match=r"runs: not a (split|class) folder .*, so its 1 image is left out"):
         discover(tmp_path / data)
+
+
+def test_a_data_set_named_for_a_split_keeps_its_own_siblings_out_of_the_check(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A --data named train was taken for a split folder whatever it held, so a data set /x/train with its own train/
+    and test/ made /x the data set: --out /x/test/runs/r (no data of it) was refused, and the advice from inside it
+    pointed one folder too high. Only a folder of class folders so named is a split whose siblings are data."""
+    for split in ("train", "test"):
+        for name in ("NORMAL", "PNEUMONIA"):
+            (tmp_path / "x" / "train" / split / name).mkdir(parents=True)
+    (tmp_path / "x" / "test").mkdir()
+    monkeypatch.chdir(tmp_path)
+    check_out_of_data("x/test/runs/r", "x/train")
+    check_out_of_data("x/val/r", "x/train")
+    with pytest.raises(InputError, match=r"inside the data folder x/train,"):
+        check_out_of_data("x/train/test/NORMAL/r", "x/train")
+    monkeypatch.chdir(tmp_path / "x" / "train" / "train")
+    with pytest.raises(InputError, match=r"e\.g\. --out \.\./\.\./runs/train$"):
+        check_out_of_data("NORMAL/r", "..")
+    (tmp_path / "y" / "train" / "NORMAL").mkdir(parents=True)  # a split folder of class folders: its siblings count
+    with pytest.raises(InputError, match=r"inside the data folder .*y,"):
+        check_out_of_data(tmp_path / "y" / "val" / "r", tmp_path / "y" / "train")

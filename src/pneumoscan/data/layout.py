@@ -175,7 +175,7 @@ def _data_holding(written: Path, given: Path) -> Path | None:
     places = {written, written.resolve()}
     if places & {given, given.resolve()} or _under(places, given, _FOLDER_NAMES, _linked_targets(given)):
         return given
-    if given.name.lower() in SPLITS:
+    if _is_split_folder(given):
         others = {name for name in SPLITS if name != given.name.lower()}
         beside = {child.resolve() for child in _sub_folders(given.parent) if child.name.lower() in others}
         beside |= {c.resolve() for child in beside for c in _sub_folders(child) if c.name.lower() in _FOLDER_NAMES}
@@ -198,8 +198,14 @@ def _outside(given: Path, name: str) -> str:
     here = Path(os.path.abspath("runs")) / name
     if _data_holding(here, given) is None:
         return f"runs/{name}"
-    holder = given.parent if given.name.lower() in SPLITS else given
+    holder = given.parent if _is_split_folder(given) else given
     return os.path.join(os.path.relpath(holder.parent), "runs", name)
+
+
+def _is_split_folder(folder: Path) -> bool:
+    """Whether `folder` is a split folder of the data set holding it (DATA/train, of class folders): named as one, and
+    holding no split folders of its own, as a data set that is merely named so (/x/train with train/ and test/) does."""
+    return folder.name.lower() in SPLITS and not any(child.name.lower() in SPLITS for child in _sub_folders(folder))
 
 
 def discover(root: str | Path, unopened: Collection[str] = ()) -> dict[str, list[Sample]]:
