@@ -1691,7 +1691,9 @@ def test_the_inference_benchmark_spreads_its_films_over_the_whole_folder_for_any
     ("train", "not a pretrain folder, nor the data folder or one of its split or class folders"),
     ("pretrain", "not a train run, nor the data folder or one of its split or class folders"),
     ("set-threshold", "neither in the data folder itself nor in its split or class folders"),
-], ids=["train", "pretrain", "set-threshold"])
+    ("ensemble", "not in the members' data folder nor one of its split or class folders"),
+    ("explain", "not in the model's training data folder nor one of its split or class folders"),
+], ids=["train", "pretrain", "set-threshold", "ensemble", "explain"])
 def test_out_help_names_the_data_folder_it_is_refused_in(command: str, said: str,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     """Each command refuses an --out that is the data folder or in its split or class folders (`check_out_of_data`):

@@ -483,10 +483,12 @@ def test_an_out_in_the_data_folder_is_refused_before_the_scoring(
     err = capsys.readouterr().err
     if given.endswith(".onnx"):  # the suggestion was `--out DATA`; a file beside the folder is not in it
         assert err.endswith(f"e.g. --out {site}.safetensors\n")
-    else:
+    else:  # a model file is suggested as a file outside the data, a folder as a folder
+        example = "a file outside it, e.g. --out runs/site.safetensors" if given.endswith(".safetensors") else \
+            "a folder outside it, e.g. --out runs/site"
         assert err.startswith(f"pneumoscan: error: {given}: is") and err.endswith(
-            f" the data folder {site}, where what is written would sit among its labelled films; give --out a folder "
-            f"outside it, e.g. --out runs/site\n")
+            f" the data folder {site}, where what is written would sit among its labelled films; give --out "
+            f"{example}\n")
     assert sorted(p.name for p in site.iterdir()) == ["NORMAL", "PNEUMONIA"]
     assert not (site / "NORMAL" / "run").exists()
 

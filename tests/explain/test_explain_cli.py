@@ -448,3 +448,16 @@ def test_explain_never_prints_a_p_short_of_certainty_as_1(tmp_path: Path, tiny_d
     image = sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[0]
     assert main(["explain", str(image), "--model", str(path), "--out", str(tmp_path / "h.png")]) == 0
     assert "P(pneumonia)=0.99997 " in capsys.readouterr().out
+
+
+def test_explain_out_in_the_model_s_training_data_is_refused(tiny_run: Path, tiny_data: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """train, pretrain and set-threshold refuse an --out among the data's films; explain wrote its heatmap into
+    the model's training data (DATA/train/NORMAL/h.png), where the next training took it for a NORMAL film."""
+    image = sorted((tiny_data / "test" / "PNEUMONIA").iterdir())[0]
+    out = tiny_data / "train" / "NORMAL" / "h.png"
+    assert main(["explain", str(image), "--model", str(tiny_run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: is inside the data folder {tiny_data}, where what is written would sit among its labelled " \
+           f"films; give --out a file outside it, e.g. --out " in err and err.rstrip().endswith("/h.png"), err
+    assert not out.exists()

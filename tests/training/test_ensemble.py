@@ -26,6 +26,17 @@ def second_run(tiny_run: Path, tiny_data: Path, tmp_path_factory: pytest.TempPat
     return out
 
 
+def test_ensemble_out_in_the_members_training_data_is_refused(tiny_run: Path, second_run: Path,
+                                                              tiny_data: Path) -> None:
+    """train, pretrain and set-threshold refuse an --out among the data's films; ensemble wrote its folder into the
+    members' training data (DATA/test/PNEUMONIA/ens), where its report's figures were later taken for films."""
+    out = tiny_data / "test" / "PNEUMONIA" / "ens"
+    with pytest.raises(InputError, match=r"ens: is inside the data folder .*data, where what is written would sit "
+                                         r"among its labelled films; give --out a folder outside it"):
+        build_ensemble([tiny_run, second_run], out, progress=False)
+    assert not out.exists()
+
+
 def test_ensemble_artifact_averages_members_and_chooses_its_threshold(tiny_run: Path, second_run: Path,
                                                                      tmp_path: Path) -> None:
     path = build_ensemble([tiny_run, second_run], tmp_path / "ens", progress=False)

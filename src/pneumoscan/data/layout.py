@@ -144,8 +144,9 @@ def check_out_of_data(out: str | Path, data: str | Path, folder: str | Path | No
     shown = data if holder == given else os.path.normpath(os.path.join(data, os.pardir))
     name = written.name if not is_data else "run"
     if not resume:
-        example = shell_word(_outside(given, holder.name or "run"))
-        fix = f"give {option('out')} a folder outside it, e.g. {option('out', example)}"
+        a_file = folder is not None and written != Path(os.path.abspath(out))  # --out names a file in `folder`
+        example = shell_word(_outside(given, Path(out).name if a_file else holder.name or "run"))
+        fix = f"give {option('out')} a {'file' if a_file else 'folder'} outside it, e.g. {option('out', example)}"
     else:
         moved = _outside(given, name)
         while Path(moved).exists():  # mv into an existing folder would nest the run, where --resume finds none

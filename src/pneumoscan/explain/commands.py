@@ -17,7 +17,8 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("image", help="image file (JPEG, PNG, TIFF, BMP, DICOM)")
     add_model_arg(p)
     p.add_argument("--out", help="PNG file to write (default: IMAGE's name with _heatmap.png, in the current folder: "
-                                 "xray.jpeg -> xray_heatmap.png)")
+                                 "xray.jpeg -> xray_heatmap.png); not in the model's training data folder "
+                                 "nor one of its split or class folders")
     add_operating_point_args(p)
     p.set_defaults(func=cmd_explain)
 
@@ -44,6 +45,7 @@ def _is_other_picture(path: Path) -> bool:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """Classify IMAGE, compute Grad-CAM for the predicted class and save the figure."""
+    from pneumoscan.data.layout import check_out_of_data
     from pneumoscan.errors import InputError, WriteError, decimals
     from pneumoscan.explain.explanation import explain_file, left_out_clause
     from pneumoscan.inference.predictor import Predictor
@@ -60,6 +62,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     # the label comes from `predict`'s default backend, so a film at the very threshold gets the same one here
     predictor = Predictor(args.model, threshold=args.threshold, target_recall=args.target_recall,
                           prevalence=args.prevalence, backend="auto")
+    placed = predictor.meta.placed_data(predictor.path.parent)  # the model's training data, if found
+    if placed.folder is not None:  # the heatmap there would be taken for a film of it
+        check_out_of_data(out, placed.shown or placed.folder, out.parent)
     explained = explain_file(predictor, args.image)
     print(threshold_note(predictor), file=sys.stderr)  # the label's threshold, which the terminal line does not show
     prob, label = float(explained.prediction.probability), str(explained.prediction.label)

@@ -210,7 +210,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "ensemble", help="average trained runs (same validation split) into one model; threshold re-chosen on validation")
     p.add_argument("runs", nargs="+", help="finished `pneumoscan train` run folders (at least two)")
     p.add_argument("--out", required=True, help="folder for the ensemble's model.safetensors, val_predictions.csv, "
-                                                "config.json and split.json")
+                                                "config.json and split.json (not in the members' data folder nor "
+                                                "one of its split or class folders)")
     p.add_argument("--target-recall", type=float, help="recall the threshold is chosen for (default: the first member's)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the bootstrap drawing its validation intervals, as train's --seed draws a run's "
