@@ -68,6 +68,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
     Arguments left over are refused by the command's own parser, whose usage shows what it takes (the top-level
     usage, `pneumoscan [-h] [--version] COMMAND ...`, does not); several films given to explain, which draws one,
     say so and how to draw each."""
+    _refuse_bare_data(parser, argv)
     args, extra = parser.parse_known_args(argv)
     if args.command == "predict":
         for before, token in zip(argv, argv[1:]):
@@ -160,6 +161,32 @@ def _several_films(args: argparse.Namespace, extra: list[str]) -> str:
     return (f"explain draws one film at a time, and was given {len(films)} "
             f"({first_names([one_name(film) for film in films], 2)}){noted}; "
             f"run it once per film: `for f in FILMS; do pneumoscan explain \"$f\"{options}; done` (each writes NAME_heatmap.png{out})")
+
+
+def _refuse_bare_data(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """An existing folder or .csv given bare to a command that takes its data only as --data and nothing bare
+    (train, evaluate, set-threshold, pretrain, fit-guard; `audit DATA` and `predict FILMS` take theirs bare) is
+    refused with the command as it should read: argparse said '--data is required' or 'unrecognized arguments'."""
+    command = next((token for token in argv if not token.startswith("-")), None)
+    (sub,) = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    if command not in sub.choices:
+        return
+    options = sub.choices[command]._option_string_actions
+    if "--data" not in options or any(not action.option_strings for action in sub.choices[command]._actions):
+        return
+    rest = argv[argv.index(command) + 1:]
+    at = 0
+    while at < len(rest) and rest[at] != "--" and not rest[at].startswith("--data"):
+        token = rest[at]
+        if token.startswith("-"):
+            named = [action for name, action in options.items() if name.startswith(token.split("=")[0])]
+            at += 1 if "=" in token or (named and all(action.nargs == 0 for action in named)) else 2
+            continue
+        if Path(token).is_dir() or (Path(token).is_file() and token.lower().endswith(".csv")):
+            fixed = " ".join(shell_word(word) for word in ["pneumoscan", *argv[:argv.index(command) + 1 + at], "--data",
+                                                             *rest[at:]])
+            sub.choices[command].error(f"{token}: the data is given with --data, not bare: `{fixed}`")
+        at += 1
 
 
 def _command_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:

@@ -1114,3 +1114,24 @@ def test_a_closed_pipe_reported_as_einval_on_windows_exits_1_quietly(tmp_path: P
     os.close(sink)
     assert code == 1
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("argv", [["evaluate", "--model", "RUN", "DATA"], ["train", "DATA", "--out", "runs/r"],
+                                  ["set-threshold", "DATA", "--model", "RUN", "--out", "site"],
+                                  ["pretrain", "--out", "pre", "DATA"], ["fit-guard", "--model", "RUN", "DATA"]],
+                         ids=["evaluate", "train", "set-threshold", "pretrain", "fit-guard"])
+def test_data_given_bare_is_refused_with_the_command_as_it_should_read(argv: list[str], tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """`audit DATA` and `predict FILMS` take their data bare; `evaluate DATA` was told only that --data is required
+    (train: 'unrecognized arguments: DATA'). The data folder found bare is named, with the command fixed."""
+    (tmp_path / "DATA").mkdir()
+    (tmp_path / "RUN").mkdir()  # an option's value that is a folder is no data given bare
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    at = argv.index("DATA")
+    fixed = " ".join(["pneumoscan", *argv[:at], "--data", *argv[at:]])
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"pneumoscan {argv[0]}: error: DATA: the data is given with --data, not bare: `{fixed}`")
