@@ -149,9 +149,13 @@ def _run_command(args: argparse.Namespace) -> int:
             return 2
         if err.filename is None:
             raise
-        reason = "a file where a folder is needed" if isinstance(err, (FileExistsError, NotADirectoryError)) and \
-            Path(err.filename).is_file() else (err.strerror or str(err))
-        _tell(f"pneumoscan: error: {err.filename}: {reason}; check the path and its permissions")
+        name, reason = err.filename, err.strerror or str(err)
+        if isinstance(err, (FileExistsError, NotADirectoryError)):  # `--out notes.txt/run`: name the file in the way
+            blocking = next((p for p in (Path(name), *Path(name).parents) if p.is_file()), None)
+            if blocking is not None:
+                name, reason = blocking, "a file where a folder is needed" + (
+                    f" (for {err.filename})" if blocking != Path(err.filename) else "")
+        _tell(f"pneumoscan: error: {name}: {reason}; check the path and its permissions")
         return 2
     except KeyboardInterrupt as err:  # a command may say what was done before it ('after FILE was written: ...')
         by, code = interruption(err)

@@ -392,6 +392,20 @@ def test_evaluate_needs_both_classes(tiny_run: Path, tiny_data: Path, tmp_path: 
     assert "--n-boot 0: must be at least 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["train", "pretrain"])
+def test_a_run_folder_below_a_file_names_the_file(command: str, tiny_data: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`train --out notes.txt/runs/r` said 'notes.txt/runs/r: Not a directory', naming a path that does not exist:
+    the file in the way is named, and the --out it is in the way of."""
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("x")
+    out = blocker / "runs" / "r"
+    assert main([command, "--data", str(tiny_data), "--out", str(out), "--epochs", "1", "--image-size", "16",
+                 "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"pneumoscan: error: {blocker}: a file where a folder is needed (for {out}); "
+                                       f"check the path and its permissions\n")
+
+
 @pytest.mark.parametrize("argv", [
     ["evaluate", "--model", "{run}", "--data", "{data}", "--n-boot", "10", "--json", "{blocker}/eval.json"],
     ["evaluate", "--model", "{run}", "--data", "{data}", "--n-boot", "10", "--predictions", "{blocker}/p.csv"],
