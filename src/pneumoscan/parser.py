@@ -90,7 +90,20 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
         if args.command == "explain" and not any(token.startswith("-") for token in extra):
             command.error(_several_films(args, extra))
         command.error(f"unrecognized arguments: {' '.join(extra)}")
+    _refuse_empty(_command_parser(parser, args.command), args)
     return args
+
+
+def _refuse_empty(command: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """An argument given as '' (an unset shell variable: `--out "$RUN"`) is refused: as a path it is the current
+    folder, so `train --out ""` wrote its run there and `predict ""` scored every image below it."""
+    for action in command._actions:
+        value = getattr(args, action.dest, None)
+        if value == "" or (isinstance(value, list) and "" in value):
+            flag = action.option_strings[-1] if action.option_strings else ""
+            name = flag or f"the {str(action.metavar or action.dest).upper()} argument"
+            unset = f'{flag} "$VAR"' if flag else '"$VAR"'
+            command.error(f"{name} is empty (an unset shell variable, as in `{unset}`?); give it a value")
 
 
 def _as_model(path: Path) -> tuple[Path | None, str] | None:

@@ -1149,3 +1149,26 @@ def test_data_given_bare_is_refused_with_the_command_as_it_should_read(argv: lis
     fixed = " ".join(["pneumoscan", *argv[:at], "--data", *argv[at:]])
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"pneumoscan {argv[0]}: error: DATA: the data is given with --data, not bare: `{fixed}`")
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["train", "--data", "{data}", "--out", ""], '--out is empty (an unset shell variable, as in `--out "$VAR"`?)'),
+    (["predict", "{film}", ""], 'the PATHS argument is empty (an unset shell variable, as in `"$VAR"`?)'),
+    (["audit", ""], 'the DATA argument is empty (an unset shell variable, as in `"$VAR"`?)'),
+], ids=["train-out", "predict-film", "audit-data"])
+def test_an_empty_argument_is_refused_not_taken_for_the_current_folder(
+        argv: list[str], said: str, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """'' (an unset shell variable: `--out "$RUN"`) is the current folder as a path: `train --out ""` wrote its run
+    files there and `predict FILM ""` scored every image below it. It is refused, before any work."""
+    from tests.conftest import write_xray
+
+    write_xray(tmp_path / "mine.png", 0, 1)  # an image in the current folder, which predict "" scored
+    monkeypatch.chdir(tmp_path)
+    film = sorted((tiny_data / "test" / "NORMAL").iterdir())[0]
+    with pytest.raises(SystemExit) as stop:
+        main([a.format(data=tiny_data, film=film) for a in argv])
+    assert stop.value.code == 2
+    out, err = capsys.readouterr()
+    assert err.splitlines()[-1] == f"pneumoscan {argv[0]}: error: {said}; give it a value" and out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.png"]
