@@ -309,3 +309,21 @@ def test_a_data_set_named_for_a_split_keeps_its_own_siblings_out_of_the_check(tm
     (tmp_path / "y" / "train" / "NORMAL").mkdir(parents=True)  # a split folder of class folders: its siblings count
     with pytest.raises(InputError, match=r"inside the data folder .*y,"):
         check_out_of_data(tmp_path / "y" / "val" / "r", tmp_path / "y" / "train")
+
+
+def test_a_class_folder_given_as_the_data_names_the_folder_holding_both(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--data DATA/train/NORMAL` said 'found neither train/ val/ test/ folders nor NORMAL/ PNEUMONIA/ class folders
+    (it holds no sub-folders)' and to arrange the images, which are arranged: it names the folder to give."""
+    write_xray(tmp_path / "train" / "NORMAL" / "a.png", 0, 1)
+    write_xray(tmp_path / "train" / "PNEUMONIA" / "b.png", 1, 2)
+    write_xray(tmp_path / "alone" / "Normal" / "c.png", 0, 3)
+    with pytest.raises(InputError, match=r"NORMAL: is a class folder, holding the films of one class; give the folder "
+                                         r"that holds both class folders, .*train$"):
+        discover(tmp_path / "train" / "NORMAL")
+    monkeypatch.chdir(tmp_path / "train" / "PNEUMONIA")
+    with pytest.raises(InputError, match=r"^\.: is a class folder, .* both class folders, \.\.$"):
+        discover(".")
+    with pytest.raises(InputError, match=r"Normal: is a class folder, .* give the folder that holds both NORMAL and "
+                                         r"PNEUMONIA$"):
+        discover(tmp_path / "alone" / "Normal")
