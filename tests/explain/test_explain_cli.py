@@ -431,6 +431,28 @@ def test_explain_without_out_in_an_unwritable_folder_says_out_fixes_it(
     assert "--out" not in capsys.readouterr().err.split("cannot be written")[1]
 
 
+def test_explain_without_out_in_a_read_only_folder_says_out_fixes_it_up_front(
+        tiny_run: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A read-only current folder fails the check made before any work (`check_output` tries a file there), which
+    said only 'check the folder and its permissions': the --out way out was given for the write alone."""
+    import errno
+
+    from pneumoscan import outputs
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(outputs.tempfile, "TemporaryFile", refuse)
+    monkeypatch.chdir(tmp_path)
+    image = sorted((tiny_data / "test" / "NORMAL").iterdir())[0]
+    assert main(["explain", str(image), "--model", str(tiny_run)]) == 2
+    assert capsys.readouterr().err == (
+        f"pneumoscan: error: {image.stem}_heatmap.png: cannot be written (Read-only file system); check the folder "
+        f"and its permissions (the heatmap's default place, the current folder); or give --out FILE.png in a folder "
+        f"you can write to\n")
+
+
 def test_explain_never_prints_a_p_short_of_certainty_as_1(tmp_path: Path, tiny_data: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """A model sure of pneumonia (P = 0.99997) printed P(pneumonia)=1.0000; the figure, as the report, says 0.99997."""

@@ -43,6 +43,14 @@ def _is_other_picture(path: Path) -> bool:
         return False
 
 
+def _at_default_place(err: Exception) -> Exception:
+    """The failed write of a heatmap without --out, saying where that was and how to choose another place."""
+    from pneumoscan.errors import WriteError
+
+    return WriteError(f"{err} (the heatmap's default place, the current folder); or give --out FILE.png in a folder "
+                      f"you can write to")
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     """Classify IMAGE, compute Grad-CAM for the predicted class and save the figure."""
     from pneumoscan.data.layout import check_out_of_data
@@ -53,7 +61,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from pneumoscan.progress import write_warning
     from pneumoscan.report.figures import to_png
 
-    out = check_output(args.out or default_out(args.image), (".png",), "the heatmap")
+    try:
+        out = check_output(args.out or default_out(args.image), (".png",), "the heatmap")
+    except WriteError as err:  # up front: an unwritable current folder, as the write itself below
+        if args.out:
+            raise
+        raise _at_default_place(err) from None
     if out.exists() and out.resolve() == Path(args.image).resolve():
         raise InputError(f"{out}: is the image to explain; give --out another file name, e.g. heatmap.png")
     if out.is_file() and _is_other_picture(out):
@@ -76,8 +89,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     except WriteError as err:
         if args.out:
             raise
-        raise WriteError(f"{err} (the heatmap's default place, the current folder); or give --out FILE.png in a "
-                         "folder you can write to") from None
+        raise _at_default_place(err) from None
     marker = f"borderline (P within the threshold's 95 % interval {decimals(interval[0], 4)} to {decimals(interval[1], 4)})  " \
         if interval else ""
     print(f"{label:<10} P(pneumonia)={decimals(prob, 4)}  {marker}heatmap: {out}{f' ({empty})' if empty else ''}"
