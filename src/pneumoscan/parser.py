@@ -96,8 +96,11 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
 
 def _refuse_empty(command: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """An argument given as '' (an unset shell variable: `--out "$RUN"`) is refused: as a path it is the current
-    folder, so `train --out ""` wrote its run there and `predict ""` scored every image below it."""
+    folder, so `train --out ""` wrote its run there and `predict ""` scored every image below it. `serve --host ''`
+    is every address, as its help says, and is taken."""
     for action in command._actions:
+        if action.dest == "host":
+            continue
         value = getattr(args, action.dest, None)
         if value == "" or (isinstance(value, list) and "" in value):
             flag = action.option_strings[-1] if action.option_strings else ""

@@ -1108,7 +1108,7 @@ def test_a_closed_pipe_reported_as_einval_on_windows_exits_1_quietly(tmp_path: P
     import os
     import sys
 
-    from pneumoscan import stdout
+    from pneumoscan import stream_failures
 
     class ClosedPipe(io.StringIO):
         def __init__(self, fd: int) -> None:
@@ -1123,7 +1123,7 @@ def test_a_closed_pipe_reported_as_einval_on_windows_exits_1_quietly(tmp_path: P
 
     sink = os.open(tmp_path / "sink", os.O_WRONLY | os.O_CREAT)
     monkeypatch.setattr(sys, "stdout", ClosedPipe(sink))
-    monkeypatch.setattr(stdout, "WINDOWS", True)
+    monkeypatch.setattr(stream_failures, "WINDOWS", True)
     code = main(["models"])
     os.close(sink)
     assert code == 1
@@ -1172,3 +1172,11 @@ def test_an_empty_argument_is_refused_not_taken_for_the_current_folder(
     out, err = capsys.readouterr()
     assert err.splitlines()[-1] == f"pneumoscan {argv[0]}: error: {said}; give it a value" and out == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.png"]
+
+
+def test_an_empty_host_is_every_address_not_an_unset_variable() -> None:
+    """`serve --host ''` listens on every address, IPv4 and IPv6, as its --help says: the refusal of empty arguments
+    (an unset shell variable) took it for a mistake."""
+    from pneumoscan.parser import build_parser, parse_args
+
+    assert parse_args(build_parser(), ["serve", "--host", ""]).host == ""
