@@ -87,7 +87,7 @@ def test_ctrl_c_while_stdout_is_full_never_writes_a_line_twice(unbuffered: bool)
 ])
 def test_reader_gone_takes_windows_einval_on_stdout_for_a_broken_pipe(system: str, err: OSError, gone: bool,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from pneumoscan import stdout
+    from pneumoscan import stream_failures
 
-    monkeypatch.setattr(stdout, "WINDOWS", system == "nt")
-    assert stdout.reader_gone(err) is gone
+    monkeypatch.setattr(stream_failures, "WINDOWS", system == "nt")
+    assert stream_failures.reader_gone(err) is gone

@@ -3,7 +3,6 @@ traceback; stdout holds the result only, written whole or failing."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import os
 import signal
@@ -17,8 +16,7 @@ from pneumoscan.errors import (MAX_REASON, PneumoscanError, RefusedFilm, WriteEr
                                host_out_of_memory, interruption, memory_reason, one_line, option,
                                out_of_memory_text, raise_terminated, shell_word)
 from pneumoscan.parser import build_parser, parse_args
-from pneumoscan.stdout import reader_gone
-from pneumoscan.stream_failures import DISK_FULL, DISK_FULL_FIX, stdout_name, to_devnull
+from pneumoscan.stream_failures import DISK_FULL, DISK_FULL_FIX, reader_gone, stdout_name, tell, to_devnull
 
 EXIT_WARNING_AS_ERROR = 4  # a warning that Python's warnings filter makes an error (-W error, PYTHONWARNINGS=error)
 
@@ -125,16 +123,16 @@ def _run_command(args: argparse.Namespace) -> int:
             sys.stdout.flush()  # here, not at exit: a full disk under `> FILE` must get its line too
         return code
     except WriteError as err:  # e.g. a full disk: the files written before are whole, so a run can continue
-        _tell(f"pneumoscan: error: {err}{_resume_hint(args)}")
+        tell(f"pneumoscan: error: {err}{_resume_hint(args)}")
         return 2
     except RefusedFilm as err:  # the guard's verdict on the film, not a mistake: exit 1 as `predict` does
-        _tell(f"pneumoscan: error: {err}")
+        tell(f"pneumoscan: error: {err}")
         return 1
     except PneumoscanError as err:
-        _tell(f"pneumoscan: error: {err}")
+        tell(f"pneumoscan: error: {err}")
         return 2
     except Warning as err:  # the user asked to stop on warnings: the warning's one line, not a traceback
-        _tell(f"pneumoscan: error: {one_line(str(err)) or type(err).__name__} (a warning, which -W error or "
+        tell(f"pneumoscan: error: {one_line(str(err)) or type(err).__name__} (a warning, which -W error or "
               f"PYTHONWARNINGS=error makes an error: exit code {EXIT_WARNING_AS_ERROR}){_resume_hint(args)}")
         return EXIT_WARNING_AS_ERROR
     except OSError as err:  # e.g. --out or --json in a folder that cannot be created or written
@@ -142,7 +140,7 @@ def _run_command(args: argparse.Namespace) -> int:
             to_devnull(sys.stdout.fileno())
             return 1
         if err.filename is None and err.errno in DISK_FULL:  # files written by name say so: this is stdout
-            _tell(f"pneumoscan: error: {stdout_name()}: {err.strerror}; the output is cut short: "
+            tell(f"pneumoscan: error: {stdout_name()}: {err.strerror}; the output is cut short: "
                   f"{DISK_FULL_FIX.get(err.errno, DISK_FULL_FIX[errno.ENOSPC])}"
                   f"{_resume_hint(args) or ' and run the command again'}")
             to_devnull(sys.stdout.fileno())  # no second failure at exit
@@ -155,37 +153,26 @@ def _run_command(args: argparse.Namespace) -> int:
             if blocking is not None:
                 name, reason = blocking, "a file where a folder is needed" + (
                     f" (for {err.filename})" if blocking != Path(err.filename) else "")
-        _tell(f"pneumoscan: error: {name}: {reason}; check the path and its permissions")
+        tell(f"pneumoscan: error: {name}: {reason}; check the path and its permissions")
         return 2
     except KeyboardInterrupt as err:  # a command may say what was done before it ('after FILE was written: ...')
         by, code = interruption(err)
         if by and signal.getsignal(signal.SIGTERM) is raise_terminated:  # a second one must not cut this report
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         done = f" {err}" if str(err) else ""
-        _tell(f"pneumoscan: interrupted{by}{done}{_resume_hint(args)}")
+        tell(f"pneumoscan: interrupted{by}{done}{_resume_hint(args)}")
         return code
     except (RuntimeError, MemoryError) as err:
         if gpu_out_of_memory(err):
-            _tell(f"pneumoscan: error: {_out_of_memory_advice(args, err)}{_resume_hint(args)}")
+            tell(f"pneumoscan: error: {_out_of_memory_advice(args, err)}{_resume_hint(args)}")
             return 2
         if not host_out_of_memory(err):
             raise
         # numpy's allocations and torch's CPU allocator say how much they wanted
         reason = f" ({one_line(memory_reason(err), MAX_REASON)})" if str(err) else ""
-        _tell(f"pneumoscan: error: the machine ran out of memory{reason}; close other programs, or "
+        tell(f"pneumoscan: error: the machine ran out of memory{reason}; close other programs, or "
               f"{_host_memory_way(args)}, and try again{_resume_hint(args)}")
         return 2
-
-
-def _tell(line: str) -> None:
-    """LINE on stderr, for the command's outcome: a stderr that cannot take it (on the same full disk as stdout,
-    `> log 2>&1`) is passed over, so the exit code still says what happened."""
-    try:
-        print(line, file=sys.stderr)
-    except (OSError, ValueError, AttributeError):  # a full disk; a closed or missing stderr
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            to_devnull(sys.stderr.fileno())
-            sys.stderr.flush()  # what the failed write left, into /dev/null rather than a failure at exit
 
 
 def _smaller_batch(args: argparse.Namespace) -> str | None:

@@ -6,24 +6,12 @@ the rest without an error, so `predict --csv > out.csv` exited 0 with its last r
 again, and the disk's error (ENOSPC, EFBIG) is raised for the CLI to report."""
 from __future__ import annotations
 
-import errno
 import io
 import os
 import select
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-
-WINDOWS = os.name == "nt"
-
-
-def reader_gone(err: BaseException) -> bool:
-    """Whether ERR, from a write to stdout, says its reader is gone (`| head -1`, a log shipper stopped): a broken
-    pipe, which Windows may report as EINVAL (CPython issue 79935) rather than EPIPE."""
-    if isinstance(err, BrokenPipeError):
-        return True
-    return WINDOWS and isinstance(err, OSError) and err.errno == errno.EINVAL and err.filename is None
 
 
 class _WholeWrites(io.RawIOBase):

@@ -1,13 +1,25 @@
 """What a write to stdout or stderr that failed is told as, shared by the command line and the service's access
-lines: the errors of a full disk, quota or file size limit and what frees room, the file stdout writes to, and a
-descriptor pointed at /dev/null so that a lost stream fails no second time."""
+lines: a reader that is gone, the errors of a full disk, quota or file size limit and what frees room, the file stdout
+writes to, a descriptor pointed at /dev/null so that a lost stream fails no second time, and a last line on stderr."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
 
 from pneumoscan.errors import one_name
+
+WINDOWS = os.name == "nt"
+
+
+def reader_gone(err: BaseException) -> bool:
+    """Whether ERR, from a write to stdout, says its reader is gone (`| head -1`, a log shipper stopped): a broken
+    pipe, which Windows may report as EINVAL (CPython issue 79935) rather than EPIPE."""
+    if isinstance(err, BrokenPipeError):
+        return True
+    return WINDOWS and isinstance(err, OSError) and err.errno == errno.EINVAL and err.filename is None
+
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 # what frees room for the rest, by errno: a size limit per file is not lifted by free space
@@ -32,3 +44,14 @@ def stdout_name() -> str:
         return f"stdout ({one_name(os.readlink(f'/proc/self/fd/{sys.stdout.fileno()}'))})"
     except (OSError, ValueError, AttributeError):  # no /proc (macOS, Windows), or no file descriptor
         return "stdout"
+
+
+def tell(line: str) -> None:
+    """LINE on stderr, for the command's outcome: a stderr that cannot take it (on the same full disk as stdout,
+    `> log 2>&1`) is passed over, so the exit code still says what happened."""
+    try:
+        print(line, file=sys.stderr)
+    except (OSError, ValueError, AttributeError):  # a full disk; a closed or missing stderr
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            to_devnull(sys.stderr.fileno())
+            sys.stderr.flush()  # what the failed write left, into /dev/null rather than a failure at exit

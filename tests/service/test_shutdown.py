@@ -373,7 +373,7 @@ def test_stdout_whose_reader_is_gone_on_windows_is_a_broken_pipe(tmp_path: Path,
     import errno
     import logging
 
-    from pneumoscan import stdout
+    from pneumoscan import stream_failures
     from pneumoscan.service.tracking import AccessHandler
 
     log_file = (tmp_path / "serve.log").open("w")
@@ -388,7 +388,7 @@ def test_stdout_whose_reader_is_gone_on_windows_is_a_broken_pipe(tmp_path: Path,
         def flush(self) -> None:
             pass
 
-    monkeypatch.setattr(stdout, "WINDOWS", True)
+    monkeypatch.setattr(stream_failures, "WINDOWS", True)
     handler = AccessHandler(ClosedPipe())  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, logger="pneumoscan.service"):
         handler.handle(logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, "GET /health", None, None))

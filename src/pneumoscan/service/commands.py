@@ -171,8 +171,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         raise InputError("stdout is closed (>&-): serve writes where it serves and one access line per request there; "
                          "give it a file (> serve.log) or >/dev/null")
-    from pneumoscan.cli import _tell, _to_devnull
-    from pneumoscan.stdout import reader_gone
+    from pneumoscan.stream_failures import reader_gone, tell, to_devnull
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     with check_listen(args.host, args.port) as listening, _own_log_level(args.log_level):
@@ -185,10 +184,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             except OSError as err:  # the `serving on` line's (serving.run): a disk's error goes to the CLI's handler
                 if not reader_gone(err):
                     raise
-                _tell("pneumoscan: error: stdout's reader is gone (broken pipe), so the 'serving on' line could not "
+                tell("pneumoscan: error: stdout's reader is gone (broken pipe), so the 'serving on' line could not "
                       "be written, and the service stopped before serving any request; send stdout to a file "
                       "(> serve.log) or to a program that keeps reading it")
-                _to_devnull(sys.stdout.fileno())  # what the failed write left, not a second failure at exit
+                to_devnull(sys.stdout.fileno())  # what the failed write left, not a second failure at exit
                 return 1
         log_stop(stop, args.shutdown_timeout_s, before_forced=before_forced)
     _drop_unwritable_access_lines()
@@ -201,15 +200,15 @@ def _drop_unwritable_access_lines() -> None:
     "run the command again") after a clean stop."""
     import errno
 
-    from pneumoscan.cli import _stdout_name, _to_devnull
+    from pneumoscan.stream_failures import stdout_name, to_devnull
 
     try:
         sys.stdout.flush()
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        log.warning("%s: %s: the last access lines are lost", _stdout_name(), err.strerror)
-        _to_devnull(sys.stdout.fileno())
+        log.warning("%s: %s: the last access lines are lost", stdout_name(), err.strerror)
+        to_devnull(sys.stdout.fileno())
         sys.stdout.flush()  # into /dev/null
 
 

@@ -162,8 +162,7 @@ class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def handleError(self, record: logging.LogRecord) -> None:
         import errno
 
-        from pneumoscan.stdout import reader_gone
-        from pneumoscan.stream_failures import DISK_FULL, DISK_FULL_FIX, stdout_name, to_devnull
+        from pneumoscan.stream_failures import DISK_FULL, DISK_FULL_FIX, reader_gone, stdout_name, to_devnull
 
         err = sys.exc_info()[1]
         self.failed = True
