@@ -314,3 +314,118 @@ def test_property_probability_metrics_equal_sklearn(data, n_bins):
     assert count.sum() == len(y)
     ece = float(np.sum(count / len(y) * np.abs(prob_pred - prob_true)))
     assert M.expected_calibration_error(y, p, n_bins=n_bins) == pytest.approx(ece, abs=1e-12)
+
+
+# --- DeLong's paired test of two ROC AUCs -------------------------------------------------------------------------
+
+
+def _slow_delong(y, a, b, groups=None):
+    """DeLong's (or with `groups` Obuchowski's clustered) variance of auc_a - auc_b from the O(n^2) kernel
+    psi(x, y) = 1 if x > y, 1/2 if equal, 0 if below, over every positive-negative pair."""
+    y = np.asarray(y)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    v10, v01 = [], []
+    for s in (np.asarray(a, float), np.asarray(b, float)):
+        psi = (s[pos][:, None] > s[neg][None, :]) + 0.5 * (s[pos][:, None] == s[neg][None, :])
+        v10.append(psi.mean(axis=1))
+        v01.append(psi.mean(axis=0))
+    aucs = np.array([v.mean() for v in v10])
+    m, n = len(pos), len(neg)
+    if groups is None:
+        groups = [str(i) for i in range(len(y))]
+    keys = sorted(set(groups))
+    c10 = np.zeros((2, len(keys)))
+    c01 = np.zeros((2, len(keys)))
+    m_i = np.zeros(len(keys))
+    n_i = np.zeros(len(keys))
+    for k in range(2):
+        for j, film in enumerate(pos):
+            c10[k, keys.index(groups[film])] += v10[k][j]
+        for j, film in enumerate(neg):
+            c01[k, keys.index(groups[film])] += v01[k][j]
+    for film in pos:
+        m_i[keys.index(groups[film])] += 1
+    for film in neg:
+        n_i[keys.index(groups[film])] += 1
+    d10 = c10 - m_i * aucs[:, None]
+    d01 = c01 - n_i * aucs[:, None]
+    k10, k01, kk = int((m_i > 0).sum()), int((n_i > 0).sum()), len(keys)
+    cov = np.zeros((2, 2))
+    for p in range(2):
+        for q in range(2):
+            s10 = k10 / ((k10 - 1) * m * m) * sum(d10[p, i] * d10[q, i] for i in range(kk))
+            s01 = k01 / ((k01 - 1) * n * n) * sum(d01[p, i] * d01[q, i] for i in range(kk))
+            s11 = kk / ((kk - 1) * m * n) * sum(d10[p, i] * d01[q, i] + d10[q, i] * d01[p, i] for i in range(kk))
+            cov[p, q] = s10 + s01 + s11
+    return aucs, cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
+
+
+@st.composite
+def paired_scores(draw, clustered: bool = False):
+    y, a = draw(labelled_scores(min_size=4, max_size=40, both_classes=True))
+    y[:4] = [0, 0, 1, 1]  # two films of each class at least
+    b = np.array(draw(st.lists(st.integers(0, 10).map(lambda k: k / 10), min_size=len(y), max_size=len(y))))
+    groups = None
+    if clustered:
+        groups = [str(draw(st.integers(0, 6))) for _ in y]
+        groups[:4] = ["x", "y", "z", "w"]  # two patients of each class at least
+    return y, a, b, groups
+
+
+@settings(max_examples=150, deadline=None)
+@given(paired_scores())
+def test_delong_matches_the_direct_quadratic_computation(data):
+    y, a, b, _ = data
+    aucs, var = _slow_delong(y, a, b)
+    result = M.delong_auc_difference(y, a, b)
+    assert result.auc_a == pytest.approx(aucs[0], abs=1e-12)
+    assert result.auc_b == pytest.approx(aucs[1], abs=1e-12)
+    assert result.auc_a == pytest.approx(sk.roc_auc_score(y, a), abs=1e-12)
+    assert result.se == pytest.approx(math.sqrt(max(var, 0.0)), abs=1e-9)
+    if result.se > 0:
+        z = result.difference / result.se
+        assert result.p_value == pytest.approx(math.erfc(abs(z) / math.sqrt(2)), abs=1e-12)
+        assert result.ci95[0] == pytest.approx(result.difference - 1.959964 * result.se, abs=1e-6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(paired_scores(clustered=True))
+def test_clustered_delong_matches_obuchowski_computed_directly(data):
+    y, a, b, groups = data
+    _, var = _slow_delong(y, a, b, groups)
+    assert M.delong_auc_difference(y, a, b, groups=groups).se == pytest.approx(math.sqrt(max(var, 0.0)), abs=1e-9)
+
+
+def test_delong_variance_of_one_model_on_a_worked_example():
+    # positives 0.8, 0.6; negatives 0.7, 0.2, 0.1. Placements V10 = (1, 2/3), V01 = (1/2, 1, 1), AUC = 5/6;
+    # DeLong's variance = var(V10)/m + var(V01)/n = (1/18)/2 + (1/12)/3 = 1/18. Against a model of no skill (one score
+    # for every film, AUC 1/2, placements all 1/2, no variance) the difference's variance is that model's alone.
+    y, a = [1, 1, 0, 0, 0], [0.8, 0.6, 0.7, 0.2, 0.1]
+    result = M.delong_auc_difference(y, a, [0.5] * 5)
+    assert result.auc_a == pytest.approx(5 / 6)
+    assert result.auc_b == 0.5
+    assert result.se ** 2 == pytest.approx(1 / 18)
+
+
+def test_delong_films_of_their_own_patient_are_delong_and_shared_patients_change_it():
+    y, a, _ = make_data(0, n=120, decimals=None)
+    b = a + np.random.default_rng(1).normal(0, 0.2, a.size)
+    films = M.delong_auc_difference(y, a, b)
+    assert M.delong_auc_difference(y, a, b, groups=[f"p{i}" for i in range(y.size)]).se == pytest.approx(films.se)
+    assert M.delong_auc_difference(y, a, b, groups=[None] * y.size).se == pytest.approx(films.se)
+    assert M.delong_auc_difference(y, a, b, groups=[f"p{i // 4}" for i in range(y.size)]).se != pytest.approx(films.se)
+
+
+def test_delong_identical_models_and_one_class():
+    y, a, _ = make_data(2)
+    same = M.delong_auc_difference(y, a, a)
+    assert (same.difference, same.se, same.p_value) == (0.0, 0.0, 1.0)
+    with pytest.warns(UndefinedMetricWarning, match="two films of each class"):
+        one = M.delong_auc_difference([1, 1, 1], [0.1, 0.2, 0.3], [0.3, 0.2, 0.1])
+    assert all(math.isnan(v) for v in (one.auc_a, one.difference, one.se, one.p_value, *one.ci95))
+    with pytest.warns(UndefinedMetricWarning, match="two patients of each class"):
+        few = M.delong_auc_difference([1, 1, 0, 0], [0.9, 0.8, 0.1, 0.2], [0.7, 0.9, 0.3, 0.1],
+                                      groups=["a", "a", "b", "c"])
+    assert few.auc_a == 1.0 and math.isnan(few.p_value)
+    with pytest.raises(ValueError, match="same length"):
+        M.delong_auc_difference([0, 1], [0.1, 0.2], [0.1])
