@@ -895,3 +895,51 @@ def test_report_on_data_of_a_guarded_model_leaves_its_torch_model_unloaded(
     scores = data_scores(load_run(run), tiny_data, "test", n_boot=10, progress=False)
     assert scores.guarded and scores.no_guard_fits is None
     assert loads == []
+
+
+def test_compare_gives_each_runs_paired_auc_difference_from_the_first(tiny_run: Path, tiny_data: Path,
+                                                                     tmp_path: Path) -> None:
+    """compare showed each run's AUC with its own interval only, which cannot say whether two runs differ: the same
+    films score both, so their AUCs are correlated. Each run after the first gets DeLong's paired test against it."""
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.trainer import train
+
+    other = tmp_path / "other"
+    train(TrainConfig(data=str(tiny_data), out=str(other), model="cnn", image_size=32, epochs=1, batch_size=16,
+                      val_fraction=0.2, cache_dir=str(tmp_path / "cache")), progress=False)
+    out = tmp_path / "c.html"
+    assert main(["compare", str(tiny_run), str(other), "--data", str(tiny_data), "--out", str(out),
+                 "--n-boot", "5"]) == 0
+    first, second = json.loads(out.with_suffix(".json").read_text())
+    assert all(first[c] is None for c in ("auc_diff_vs_first", "auc_diff_ci_low", "auc_diff_ci_high", "auc_diff_p"))
+    assert second["auc_diff_vs_first"] == pytest.approx(second["roc_auc"] - first["roc_auc"])
+    assert second["auc_diff_ci_low"] < second["auc_diff_vs_first"] < second["auc_diff_ci_high"]
+    assert 0.0 < second["auc_diff_p"] <= 1.0
+    assert second["auc_diff_films"] == second["n"] == first["n"]
+    with out.with_suffix(".csv").open(newline="") as handle:
+        assert [row["auc_diff_films"] for row in csv.DictReader(handle)] == ["", str(first["n"])]
+    assert "p (DeLong)" in out.read_text("utf-8")
+
+
+def test_paired_auc_matches_films_by_path_whatever_their_order() -> None:
+    """The paired test takes the films both runs scored, each film's two scores side by side."""
+    from pneumoscan.evaluation.metrics import delong_auc_difference
+    from pneumoscan.report.compare import paired_auc
+    from pneumoscan.report.scores import Scores
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1] * 15)
+    probs_a, probs_b = rng.random(30), rng.random(30)
+    paths = [Path(f"/films/{i}.jpeg") for i in range(30)]
+    groups = [f"p{i // 3}" for i in range(30)]
+    first = Scores("s", "test", paths, labels, probs_a, 0.5, {}, [None] * 30, groups=groups)
+    order = rng.permutation(30)[:25]  # another order, five films left out
+    extra = [Path("/films/extra.jpeg")]
+    other = Scores("s", "test", [paths[i] for i in order] + extra, np.r_[labels[order], 1],
+                   np.r_[probs_b[order], 0.9], 0.5, {}, [None] * 26)
+    row = paired_auc(first, other)
+    keep = np.sort(order)
+    expected = delong_auc_difference(labels[keep], probs_b[keep], probs_a[keep], groups=[groups[i] for i in keep])
+    assert row == pytest.approx({"auc_diff_vs_first": expected.difference, "auc_diff_ci_low": expected.ci95[0],
+                                 "auc_diff_ci_high": expected.ci95[1], "auc_diff_p": expected.p_value,
+                                 "auc_diff_films": 25})

@@ -28,7 +28,8 @@ def add_commands(subparsers: Any) -> None:
     p.set_defaults(func=cmd_report)
 
     p = subparsers.add_parser("compare", help="compare runs: metrics table (HTML, CSV, JSON) and overlaid ROC curves")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders written by pneumoscan train (or their model.safetensors)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders written by pneumoscan train (or their model.safetensors); the first is the reference: each "
+                        "other run's AUC is tested against it (DeLong's paired test)")
     p.add_argument("--out", required=True, help="HTML file to write, e.g. compare.html (CSV and JSON go next to it, the "
                                                     "ROC figure to <name>_files/)")
     p.add_argument("--data", help="evaluate every run on this data folder or CSV manifest (default: each run's validation predictions)")

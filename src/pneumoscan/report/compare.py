@@ -28,16 +28,22 @@ from pneumoscan.report.scores import Scores, run_scores
 from pneumoscan.training.same_films import FilmKey
 
 # the figures table of the page (HEADERS), then what the page's recipe table shows (RECIPE_HEADERS)
+# each run's ROC AUC minus the first run's on the films both were scored on, by DeLong's paired test (`paired_auc`)
+PAIRED_COLUMNS = ("auc_diff_vs_first", "auc_diff_ci_low", "auc_diff_ci_high", "auc_diff_p", "auc_diff_films")
+PAIRED_HEADERS = ("AUC minus first run's", "difference 95% CI low", "difference 95% CI high", "p (DeLong)",
+                  "paired images")
 FIGURE_COLUMNS = ("run", "model", "params", "image_size", "loss", "accuracy", "precision", "recall", "specificity", "f1",
-                  "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "threshold", "n", "train_seconds")
+                  "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", *PAIRED_COLUMNS, "threshold", "n", "train_seconds")
 HEADERS = ("run", "model", "params", "input (px)", "loss (BCE)", "accuracy", "precision", "recall", "specificity", "F1",
-           "ROC AUC", "AUC 95% CI low", "AUC 95% CI high", "threshold", "images", "train time (s)")
+           "ROC AUC", "AUC 95% CI low", "AUC 95% CI high", *PAIRED_HEADERS, "threshold", "images", "train time (s)")
 RECIPE_COLUMNS = ("tta", "init", "recipe")
 RECIPE_HEADERS = ("run", "test-time augmentation", "initial weights", "recipe")
 COLUMNS = FIGURE_COLUMNS + RECIPE_COLUMNS  # of the CSV and JSON
-# the tables earlier versions wrote (without the input size and recipe), which compare replaces as its own
+# the tables earlier versions wrote (without the input size and recipe; without the paired AUC test), which compare
+# replaces as its own
 EARLIER_COLUMNS = (("run", "model", "params", "loss", "accuracy", "precision", "recall", "specificity", "f1", "roc_auc",
-                    "roc_auc_ci_low", "roc_auc_ci_high", "threshold", "n", "train_seconds"),)
+                    "roc_auc_ci_low", "roc_auc_ci_high", "threshold", "n", "train_seconds"),
+                   tuple(c for c in COLUMNS if c not in PAIRED_COLUMNS))
 
 
 def run_labels(paths: Sequence[Path]) -> list[str]:
@@ -80,6 +86,30 @@ def comparison_row(label: str, run: RunInfo, scores: Scores) -> dict[str, Any]:
         "threshold": scores.threshold, "n": s["n"], "train_seconds": run.train_seconds,
         "tta": run.meta.tta, "init": init_text(run), "recipe": recipe_text(run),
     }
+
+
+PAIRED_NOTE = ("AUC minus first run's: each run's ROC AUC minus the first run's on the images both were scored on, "
+               "with its 95% interval and two-sided p-value by DeLong's paired test (the same images score both, "
+               "so their AUCs are correlated; each patient's images one cluster when their patients are known), "
+               "not adjusted for comparing several runs; list the reference run first.")
+
+
+def paired_auc(first: Scores, other: Scores) -> dict[str, Any]:
+    """`PAIRED_COLUMNS` of `other` against `first`: the difference of their ROC AUCs (other's minus first's) on the
+    films both were scored on (matched by path, with the same label), its 95 % interval and two-sided p-value by
+    DeLong's paired test, each of the first run's patients (when known) one cluster (`delong_auc_difference`); NaN
+    when those films lack two of a class."""
+    from pneumoscan.evaluation.metrics import UndefinedMetricWarning, delong_auc_difference
+
+    where = {(str(Path(p).resolve()), int(y)): i for i, (p, y) in enumerate(zip(first.paths, first.labels))}
+    pairs = [(where[key], j) for j, key in enumerate((str(Path(p).resolve()), int(y))
+                                                      for p, y in zip(other.paths, other.labels)) if key in where]
+    mine, theirs = np.array([i for i, _ in pairs], dtype=np.intp), np.array([j for _, j in pairs], dtype=np.intp)
+    groups = [first.groups[i] for i in mine] if first.groups is not None else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # shown as 'n/a', as the table's undefined figures
+        test = delong_auc_difference(first.labels[mine], other.probs[theirs], first.probs[mine], groups=groups)
+    return dict(zip(PAIRED_COLUMNS, (test.difference, *test.ci95, test.p_value, len(pairs))))
 
 
 def _roc_curve(label: str, scores: Scores) -> figs.Curve | None:
@@ -270,7 +300,7 @@ def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | 
         raise InputError(f"{', '.join(twice)}: given more than once; list each run once")
     runs = [load_run(p) for p in paths]
     rows, curves, screening, units, scored = [], [], [], [], []
-    source = ""
+    source, first = "", None
     for label, run in zip(run_labels(paths), runs):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -279,7 +309,10 @@ def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | 
         for caught_warning in caught:  # each names its run: several runs' 'this model ...' would read alike
             warn(caught_warning.category(f"{run.path}: {caught_warning.message}"))
         source = scores.source if data is not None else "each run's own validation predictions"
-        rows.append(comparison_row(label, run, scores))
+        first = first or scores
+        paired = paired_auc(first, scores) if scores is not first else dict.fromkeys(PAIRED_COLUMNS)
+        row = {**comparison_row(label, run, scores), **paired}
+        rows.append({column: row[column] for column in COLUMNS})
         units.append((label, resampled_unit_of(scores.summary)))
         # named (hashed) only for the note without --data
         scored.append((label, run, list(scores.paths), [int(y) for y in scores.labels]))
@@ -311,7 +344,7 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
     recipes = "<h3>How each run was made</h3>" + h.table(
         RECIPE_HEADERS, [[row["run"], "on" if row["tta"] else "off", row["init"], row["recipe"]] for row in rows])
     note = (f"Scored on {source}, each run at its own stored operating threshold. Loss: binary cross-entropy of the "
-            f"probabilities. The table is also in {csv_path.name} and {json_path.name}.")
+            f"probabilities. {PAIRED_NOTE} The table is also in {csv_path.name} and {json_path.name}.")
     if data is None:
         note += (f" {validation_films_note(scored)} Training chose each run's kept epoch (and its threshold, unless "
                  "set-threshold chose it elsewhere) on its validation films, so these figures are optimistic; pass "

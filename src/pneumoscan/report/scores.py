@@ -38,6 +38,7 @@ class Scores:
     no_guard_fits: str | None = None  # unguarded: why none can be fitted to the model (`no_guard_fits`), else None
     own_validation: bool = False  # the run's own validation predictions, on which training chose its epoch
     threshold_films: bool = False  # a set-threshold copy's films its stored threshold was chosen on
+    groups: list[str | None] | None = None  # each film's patient key as the bootstrap resampled them; None: not known
 
     @property
     def films(self) -> str:
@@ -196,7 +197,8 @@ def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0, progre
     # the stored groups count a manifest's patients too; else they are counted from the files
     patients = len(set(stored)) if stored is not None and None not in stored else count_patients(run, samples, progress)
     return Scores(f"validation predictions of the run ({VAL_PREDICTIONS})", "val", paths, labels, probs, threshold,
-                  summary, [cause_of(s) for s in samples], patients=patients, own_validation=True)
+                  summary, [cause_of(s) for s in samples], patients=patients, own_validation=True,
+                  groups=list(groups) if groups is not None else None)
 
 
 def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_boot: int = 1000, seed: int = 0,
@@ -217,7 +219,8 @@ def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_b
                   np.asarray(result.images.images),
                   list(result.images.skipped), count_patients(run, result.images.samples, progress),
                   guarded=predictor.guard is not None,
-                  no_guard_fits=None if predictor.guard is not None else predictor.no_guard_fits())
+                  no_guard_fits=None if predictor.guard is not None else predictor.no_guard_fits(),
+                  groups=result.patients)
 
 
 def _check_threshold_films_split(run: RunInfo, split: str | None) -> None:
