@@ -364,7 +364,7 @@ def test_a_class_of_few_patients_says_its_intervals_are_unreliable():
     assert intervals_text(s).endswith("; these are unreliable, much too narrow: the bootstrap draws from only 1 NORMAL "
                                       "patient (fewer than 10 in a class); the rates' Wilson intervals are wide, as "
                                       "few patients hold the films (in simulations they held the true rate about "
-                                      "93-100 % of the time): the NORMAL films count as 1 patient (Kish's effective "
+                                      "94-100 % of the time): the NORMAL films count as 1 patient (Kish's effective "
                                       "number, fewer than 10)")
     assert "unreliable" not in intervals_text(summarize(y, p, 0.5, n_boot=20))
     # 5 films of a class: Wilson of independent films holds its coverage, only the bootstrap is unreliable
@@ -386,7 +386,7 @@ def test_the_rates_clause_keys_on_the_effective_patients_not_their_count() -> No
     text = intervals_text(s)
     assert "the bootstrap draws from only 5 NORMAL patients (fewer than 10 in a class)" in text
     assert text.endswith("; the rates' Wilson intervals are wide, as few patients hold the films (in simulations "
-                         "they held the true rate about 93-100 % of the time): the NORMAL films count as 5 patients and the PNEUMONIA films as 1.8 patients (Kish's "
+                         "they held the true rate about 94-100 % of the time): the NORMAL films count as 5 patients and the PNEUMONIA films as 1.8 patients (Kish's "
                          "effective number, fewer than 10)")
     assert "unreliable too" not in text
     # films resampled: the rates count films, and no such clause
