@@ -9,8 +9,8 @@ Phi(d / sqrt 2)), the two models' noise correlated 0.6 (as two CNNs on one film 
 patient has 2 films of one class, half of the noise variance shared by a patient's films. For each data set:
 `delong_auc_difference` (films independent, and with each patient one cluster): how often its 95 % interval holds the
 true difference and how often p < 0.05 (the test's size when the true AUCs are equal). Average precision: the
-percentile and the BCa intervals of `bootstrap_ci` (1000 resamples within each class) from the same resamples, how
-often each holds the true average precision (its limit for the binormal scores at that prevalence, computed on a grid).
+percentile and the logit-scale intervals of `bootstrap_ci` (1000 resamples within each class) from the same
+resamples, how often each holds the true average precision (its limit for the binormal scores at that prevalence, computed on a grid).
 Recall: `rate_coverage.measure`, 10 patients of Kermany's train films per patient, true recall 0.995.
 """
 from __future__ import annotations
@@ -88,23 +88,22 @@ def true_average_precision(d: float) -> float:
 
 
 def ap_row(d: float, datasets: int) -> dict[str, Any]:
-    """Coverage and width of average precision's percentile and BCa intervals from the same 1000 resamples."""
+    """Coverage and width of average precision's percentile and logit-scale intervals from the same 1000 resamples."""
     rng = np.random.default_rng(11)
     true = true_average_precision(d)
-    held = {"percentile": 0, "BCa": 0}
-    widths: dict[str, list[float]] = {"percentile": [], "BCa": []}
+    held = {"percentile": 0, "logit": 0}
+    widths: dict[str, list[float]] = {"percentile": [], "logit": []}
     for i in range(datasets):
         y, a, _, _ = _scores(rng, (d, d), 1, 0.0)
         values = B._bootstrap_values(metrics.pr_auc, y, a, B._resamples(y, None, 1000, i))
-        jack = B._jackknife_values(metrics.pr_auc, y, a, None)
         for method, (low, high) in (("percentile", B._percentile_ci(values, 0.05)),
-                                    ("BCa", B._bca_ci(values, metrics.pr_auc(y, a), jack, 0.05))):
+                                    ("logit", B._logit_ci(values, metrics.pr_auc(y, a), 0.05, N_POS))):
             held[method] += int(low <= true <= high)
             widths[method].append(high - low)
     return {"true AUC": round(float(norm.cdf(d / np.sqrt(2))), 3), "true average precision": round(true, 4),
             "coverage, percentile": held["percentile"] / datasets,
-            "width, percentile": float(np.mean(widths["percentile"])), "coverage, BCa": held["BCa"] / datasets,
-            "width, BCa": float(np.mean(widths["BCa"]))}
+            "width, percentile": float(np.mean(widths["percentile"])), "coverage, logit": held["logit"] / datasets,
+            "width, logit": float(np.mean(widths["logit"]))}
 
 
 def main() -> None:
@@ -137,7 +136,7 @@ def recall_part(args: argparse.Namespace) -> tuple[str, list[dict[str, Any]], st
 
 
 def ap_part(args: argparse.Namespace) -> tuple[str, list[dict[str, Any]], str]:
-    """Average precision's percentile and BCa intervals (bench/results/ap_coverage.*)."""
+    """Average precision's percentile and logit-scale intervals (bench/results/ap_coverage.*)."""
     rows = [ap_row(d, args.ap_datasets) for d in AP_DS]
     return "ap_coverage", rows, (
         f"Simulated: {N_POS} PNEUMONIA and {N_NEG} NORMAL films, binormal scores; {args.ap_datasets} data sets, 1000 "
