@@ -1217,3 +1217,17 @@ def test_a_memory_shortage_while_turning_a_film_upright_names_the_film_not_reads
     with pytest.raises(DecodeOutOfMemory) as exc:
         read_film(data, name="turned.jpeg")
     assert check_error(exc, "turned.jpeg").startswith("turned.jpeg: the machine ran out of memory")
+
+
+@pytest.mark.parametrize("deflate", [False, True])
+def test_a_16_bit_colour_tiff_of_separate_planes_is_refused_naming_its_layout(deflate: bool) -> None:
+    """Pillow's libtiff decoder unpacks each plane of a PlanarConfiguration 2 TIFF in its own byte order whatever the
+    raw mode, so the second decode gave the high bytes again: a 12-bit film read 0..15 (near-black), taken for an 8-bit
+    film saved as v * 257; uncompressed, Pillow read each 16-bit plane as 8-bit samples. Such a film is refused naming
+    its layout and the export to make, not scored; its interleaved twin still reads at full depth."""
+    colour = np.stack([_TWELVE] * 3, axis=-1)
+    with pytest.raises(InputError) as exc:
+        read_film(tiff16(colour, deflate=deflate, rows_per_strip=5, planar=True), name="film.tif")
+    msg = check_error(exc, "film.tif")
+    assert "separate colour planes" in msg and "16-bit greyscale TIFF" in msg and "damaged" not in msg, msg
+    assert read_film(tiff16(colour, deflate=deflate, rows_per_strip=5)).deep

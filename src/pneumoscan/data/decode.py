@@ -43,7 +43,7 @@ from PIL import Image, UnidentifiedImageError
 
 from pneumoscan.data.deep_png import (RGB_SIDE, OldPillow, colour_of, deep_colour_png, deep_png_grey, deep_png_rgb,
                                       deep_png_samples, upright)
-from pneumoscan.data.deep_tiff import deep_colour_tiff, deep_tiff_samples
+from pneumoscan.data.deep_tiff import deep_colour_planes, deep_colour_tiff, deep_tiff_samples
 from pneumoscan.data.dicom import dicom_colour, read_dicom
 from pneumoscan.data.pixels import DEFAULT_MAX_PIXELS, eight_bit_as_sixteen, out_of_memory, to_uint8, too_large
 from pneumoscan.data.view_wording import NOT_PLAIN_FRONTAL, OTHER_VIEW
@@ -593,6 +593,10 @@ def _read_pil(data: bytes, label: str, max_pixels: int,
                                  "as a single image")
             if draft_size is not None and im.format in ("JPEG", "MPO"):
                 im.draft("L", (draft_size, draft_size))
+            if deep_colour_planes(im):
+                raise InputError(f"{label}: a 16-bit colour TIFF of separate colour planes (PlanarConfiguration 2), "
+                                 f"which is not read at full depth; save the film as a 16-bit greyscale TIFF or PNG, "
+                                 f"or as a colour TIFF of interleaved samples")
             if im.format == "PNG" and deep_colour_png(data) is not None:
                 out, rgb, shown, deep = _read_deep(deep_png_samples(data), im.info.get("transparency"))
             elif deep_colour_tiff(im) is not None:  # no viewer's drawing of a TIFF is compared (as a grey one's)

@@ -19,6 +19,7 @@ from PIL import Image
 from pneumoscan.data.deep_png import OldPillow, _decoded
 
 _DEEP_RAWMODES = {"RGB": "colour", "RGBX": "colour", "RGBA": "colour+alpha"}  # then ";16L", ";16B" or ";16N"
+_BITS_PER_SAMPLE, _PHOTOMETRIC, _PLANAR_CONFIGURATION = 258, 262, 284  # TIFF tags; photometric 2 is RGB
 _OTHER_ORDER = {"L": "B", "B": "L", "N": "B" if sys.byteorder == "little" else "L"}  # N: the machine's own order
 
 
@@ -28,6 +29,18 @@ def deep_colour_tiff(im: Image.Image) -> str | None:
     rawmode = _rawmode(im)
     kind, _, depth = rawmode.partition(";")
     return _DEEP_RAWMODES.get(kind) if im.format == "TIFF" and depth in ("16L", "16B", "16N") else None
+
+
+def deep_colour_planes(im: Image.Image) -> bool:
+    """Whether opened `im` is a TIFF of 16-bit colour samples stored in separate planes (PlanarConfiguration 2), which
+    no decoder of Pillow's reads at full depth: its libtiff decoder unpacks each plane in its own byte order whatever
+    the raw mode asked (the second decode gives the high bytes again, so a 12-bit film reads as 0..15, taken for an
+    8-bit film saved as v * 257), and its raw decoder reads each 16-bit plane as 8-bit samples."""
+    tags = getattr(im, "tag_v2", None)
+    if im.format != "TIFF" or tags is None or tags.get(_PLANAR_CONFIGURATION, 1) != 2 or tags.get(_PHOTOMETRIC) != 2:
+        return False
+    bits = tags.get(_BITS_PER_SAMPLE, ())
+    return isinstance(bits, tuple) and len(bits) >= 3 and set(bits) == {16}
 
 
 def _rawmode(im: Image.Image) -> str:
