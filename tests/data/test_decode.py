@@ -712,11 +712,28 @@ def test_a_file_whose_header_is_cut_short_or_damaged_is_not_called_another_forma
                                             f"TIFF, BMP or DICOM file")
 
 
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_a_whole_tiff_of_samples_pillow_has_no_mode_for_is_named_by_its_layout_not_called_damaged(order: str) -> None:
+    """A valid TIFF of a sample layout Pillow has no mode for (16-bit RGB + alpha + one more sample; a 16-bit grey +
+    alpha film alike) was told its TIFF header is cut short or damaged and the file may be truncated: the user was
+    sent to copy a whole file again. Its layout is named with the export to make; a TIFF cut in its header is still
+    called cut short."""
+    data = tiff16(np.stack([_TWELVE] * 5, axis=-1), order)
+    with pytest.raises(InputError) as exc:
+        read_grayscale(data, name="film.tif")
+    assert check_error(exc, "film.tif") == ("film.tif: a TIFF of 5 samples of 16 bits (PhotometricInterpretation 2), "
+                                            "which is not read; save the film as an 8- or 16-bit greyscale TIFF or PNG")
+    with pytest.raises(InputError) as exc:
+        read_grayscale(data[:30], name="film.tif")
+    assert "its TIFF header is cut short or damaged" in check_error(exc, "film.tif")
+
+
 @pytest.mark.parametrize("marker, precision, kind", [(0xC3, 8, "lossless JPEG"), (0xC0, 12, "12-bit JPEG"),
-                                                     (0xC1, 12, "12-bit JPEG")])
+                                                     (0xC1, 12, "12-bit JPEG"), (0xF7, 8, "JPEG-LS")])
 def test_a_jpeg_pillow_cannot_decode_is_named_not_called_damaged(marker: int, precision: int, kind: str) -> None:
     """A lossless JPEG (SOF3, as some PACS export films) said 'broken data stream ...; the file may be truncated or
-    damaged', a 12-bit one 'cannot identify image file': neither is damaged, and neither says to export the film. Each
+    damaged', a 12-bit one 'cannot identify image file', a JPEG-LS one (SOF55) that its JPEG header is cut short or
+    damaged: none is damaged, and none said to export the film. Each
     is named as a format not read; a baseline or progressive JPEG still reads."""
     from pneumoscan.data.decode import jpeg_not_read
 

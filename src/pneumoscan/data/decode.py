@@ -117,7 +117,7 @@ _LOSSLESS_SOF = frozenset({0xC3, 0xC7, 0xCB, 0xCF})  # lossless (process 14), se
 
 def jpeg_not_read(data: bytes | bytearray) -> str | None:
     """What a JPEG Pillow cannot decode is, from its frame header: "lossless JPEG" (SOF3, 7, 11, 15, as some PACS
-    and DICOM exports write) or "12-bit JPEG" (any sample precision but 8); None for any other file, and for a JPEG
+    and DICOM exports write), "JPEG-LS" (SOF55) or "12-bit JPEG" (any sample precision but 8); None for any other file, and for a JPEG
     whose frame header is not found (decoding says why)."""
     if not bytes(data[:2]) == b"\xff\xd8":
         return None
@@ -126,6 +126,8 @@ def jpeg_not_read(data: bytes | bytearray) -> str | None:
         marker = data[at + 1]
         if marker == 0xFF:  # a fill byte before the marker
             at += 1
+        elif marker == 0xF7:  # JPEG-LS's frame header (SOF55)
+            return "JPEG-LS"
         elif marker in _SOF_MARKERS:
             precision = data[at + 4]
             return "lossless JPEG" if marker in _LOSSLESS_SOF else None if precision == 8 else f"{precision}-bit JPEG"
@@ -616,6 +618,9 @@ def _read_pil(data: bytes, label: str, max_pixels: int,
     except UnidentifiedImageError:
         if (other := unsupported_format(data) or jpeg_not_read(data)) is not None:
             raise InputError(f"{label}: {other} images are not supported; {EXPORT_AS}") from None
+        if (layout := _tiff_layout_not_read(data)) is not None:  # a whole header of samples Pillow has no mode for
+            raise InputError(f"{label}: a TIFF of {layout}, which is not read; save the film as an 8- or 16-bit "
+                             f"greyscale TIFF or PNG") from None
         if (kind := _signature(data)) is not None:  # Pillow cannot read its header: not another format
             raise InputError(f"{label}: not a readable image (its {kind} header is cut short or damaged); "
                              f"the file may be truncated or damaged, {_GIVE}") from None
@@ -646,12 +651,37 @@ def _read_pil(data: bytes, label: str, max_pixels: int,
     return out, rgb, shown, deep
 
 
-_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"II*\0", "TIFF"), (b"MM\0*", "TIFF"))
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"II*\0", "TIFF"), (b"MM\0*", "TIFF"),
+               (b"II+\0", "TIFF"), (b"MM\0+", "TIFF"))  # then BigTIFF's
 
 
 def _signature(data: bytes) -> str | None:
     """The format (PNG, JPEG, TIFF) whose signature `data` starts with; None for any other file."""
     return next((kind for head, kind in _SIGNATURES if data.startswith(head)), None)
+
+
+def _tiff_layout_not_read(data: bytes) -> str | None:
+    """The sample layout of a TIFF whose header Pillow reads whole but has no mode for ("2 samples of 16 bits
+    (PhotometricInterpretation 1)", a 16-bit grey + alpha film); None for any other file, a damaged TIFF too."""
+    from PIL import TiffImagePlugin
+
+    try:
+        TiffImagePlugin.TiffImageFile(io.BytesIO(data)).close()
+        return None
+    except SyntaxError as exc:
+        if str(exc) != "unknown pixel mode":
+            return None
+    except Exception:  # noqa: BLE001 - not a TIFF, or a damaged one
+        return None
+    ifd = TiffImagePlugin.ImageFileDirectory_v2(data[:8])
+    fp = io.BytesIO(data)
+    fp.seek(ifd.next)
+    ifd.load(fp)  # as the plugin just read it
+    bits = ifd.get(258, (1,))
+    bits = bits if isinstance(bits, tuple) else (bits,)
+    sizes = " and ".join(sorted({str(size) for size in bits}, key=int))
+    return (f"{len(bits)} sample{'s' * (len(bits) != 1)} of {sizes} bits (PhotometricInterpretation "
+            f"{ifd.get(262, 'unset')})")
 
 
 def _header_size(data: bytes) -> tuple[int, int] | None:
