@@ -89,7 +89,8 @@ def tiff16(pixels: np.ndarray, order: str = "<", *, deflate: bool = False, rows_
         strips.append(zlib.compress(raw) if deflate else raw)
     tags = {256: [width], 257: [height], 258: [16] * channels, 259: [8 if deflate else 1], 262: [2],
             273: [0] * len(strips), 277: [channels], 278: [rows], 279: [len(strip) for strip in strips],
-            284: [2 if planar else 1], 317: [2 if deflate else 1], **({338: [2] + [0] * (channels - 4)} if channels >= 4 else {})}
+            284: [2 if planar else 1], 317: [2 if deflate else 1],
+            **({338: [2] + [0] * (channels - 4)} if channels >= 4 else {})}
     longs = (256, 257, 273, 278, 279)
     values = {tag: struct.pack(f"{order}{len(v)}{'I' if tag in longs else 'H'}", *v) for tag, v in tags.items()}
     at = 8 + 2 + 12 * len(tags) + 4  # the values too long for their entry follow the directory, then the strips

@@ -117,8 +117,8 @@ _LOSSLESS_SOF = frozenset({0xC3, 0xC7, 0xCB, 0xCF})  # lossless (process 14), se
 
 def jpeg_not_read(data: bytes | bytearray) -> str | None:
     """What a JPEG Pillow cannot decode is, from its frame header: "lossless JPEG" (SOF3, 7, 11, 15, as some PACS
-    and DICOM exports write), "JPEG-LS" (SOF55) or "12-bit JPEG" (any sample precision but 8); None for any other file, and for a JPEG
-    whose frame header is not found (decoding says why)."""
+    and DICOM exports write), "JPEG-LS" (SOF55) or "12-bit JPEG" (any sample precision but 8); None for any other
+    file, and for a JPEG whose frame header is not found (decoding says why)."""
     if not bytes(data[:2]) == b"\xff\xd8":
         return None
     at = 2
