@@ -1248,3 +1248,17 @@ def test_a_16_bit_colour_tiff_of_separate_planes_is_refused_naming_its_layout(de
     msg = check_error(exc, "film.tif")
     assert "separate colour planes" in msg and "16-bit greyscale TIFF" in msg and "damaged" not in msg, msg
     assert read_film(tiff16(colour, deflate=deflate, rows_per_strip=5)).deep
+
+
+@pytest.mark.parametrize("order, deflate", [("<", False), (">", True)])
+def test_a_16_bit_colour_tiff_of_premultiplied_alpha_reads_its_colour_at_full_depth(order: str, deflate: bool) -> None:
+    """A 16-bit RGB TIFF of premultiplied alpha (ExtraSamples 1) was left to Pillow, which reads each sample's high
+    byte: a 12-bit film read 0..15, near-black, and was scored. Its colour samples are already composited on black,
+    so it reads as they do in a TIFF without alpha."""
+    alpha = np.full_like(_TWELVE, 65535)
+    alpha[:, 12:] = 20000
+    colour = (_TWELVE.astype(np.uint32) * alpha // 65535).astype(np.uint16)
+    film = read_film(tiff16(np.stack([colour] * 3 + [alpha], axis=-1), order, deflate=deflate, premultiplied=True))
+    np.testing.assert_array_equal(film.gray, read_film(tiff16(np.stack([colour] * 3, axis=-1), order)).gray)
+    np.testing.assert_array_equal(film.gray, minmax_u8(colour))
+    assert film.deep

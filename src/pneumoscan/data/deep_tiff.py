@@ -18,14 +18,15 @@ from PIL import Image
 
 from pneumoscan.data.deep_png import OldPillow, _decoded
 
-_DEEP_RAWMODES = {"RGB": "colour", "RGBX": "colour", "RGBA": "colour+alpha"}  # then ";16L", ";16B" or ";16N"
+# then ";16L", ";16B" or ";16N"; premultiplied alpha (RGBa): its colour is already composited on black, as read
+_DEEP_RAWMODES = {"RGB": "colour", "RGBX": "colour", "RGBA": "colour+alpha", "RGBa": "colour"}
 _BITS_PER_SAMPLE, _PHOTOMETRIC, _PLANAR_CONFIGURATION = 258, 262, 284  # TIFF tags; photometric 2 is RGB
 _OTHER_ORDER = {"L": "B", "B": "L", "N": "B" if sys.byteorder == "little" else "L"}  # N: the machine's own order
 
 
 def deep_colour_tiff(im: Image.Image) -> str | None:
-    """What an opened TIFF of 16-bit colour samples holds ("colour", "colour+alpha"); None for any other image (a
-    premultiplied alpha, "RGBa", is left to Pillow: its low bytes would be unpremultiplied by the high ones)."""
+    """What an opened TIFF of 16-bit colour samples holds ("colour", "colour+alpha"; "colour" for one of
+    premultiplied alpha, its colour samples as stored: composited on black); None for any other image."""
     rawmode = _rawmode(im)
     kind, _, depth = rawmode.partition(";")
     return _DEEP_RAWMODES.get(kind) if im.format == "TIFF" and depth in ("16L", "16B", "16N") else None
@@ -52,7 +53,7 @@ def _rawmode(im: Image.Image) -> str:
 
 def deep_tiff_samples(data: bytes) -> np.ndarray:
     """The 16-bit samples (H, W, C) uint16, C 3 or 4 (alpha last), of deep colour TIFF `data` (`deep_colour_tiff`),
-    upright; OldPillow when this Pillow cannot give them (`pillow_reads_deep_tiff`)."""
+    upright, those of premultiplied alpha as their colour samples alone; OldPillow when this Pillow cannot give them (`pillow_reads_deep_tiff`)."""
     if not pillow_reads_deep_tiff():
         raise OldPillow(f"this Pillow ({PIL.__version__}) cannot read the low bytes of 16-bit colour samples")
     return _samples(data)
@@ -62,6 +63,9 @@ def _samples(data: bytes) -> np.ndarray:
     """`deep_tiff_samples` without the check of Pillow."""
     with Image.open(io.BytesIO(data), formats=["TIFF"]) as im:
         rawmode = _rawmode(im)
+    premultiplied = rawmode.startswith("RGBa")
+    if premultiplied:  # the samples as stored: Pillow's RGBa raw modes unpremultiply each decode by its own bytes
+        rawmode = "RGBA" + rawmode[4:]
     high = _decoded(data, rawmode, "TIFF").astype(np.uint16)
     try:
         low = _decoded(data, rawmode[:-1] + _OTHER_ORDER[rawmode[-1]], "TIFF")
@@ -70,30 +74,32 @@ def _samples(data: bytes) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001 - the file decoded in its own byte order: the other one is Pillow's
         raise OldPillow(f"this Pillow ({PIL.__version__}) cannot read this TIFF's 16-bit samples in the other byte "
                         f"order ({exc})") from exc
-    return (high << 8) | low
+    samples = (high << 8) | low
+    return samples[..., :3] if premultiplied else samples
 
 
 @functools.cache
 def pillow_reads_deep_tiff() -> bool:
     """Whether this Pillow gives `deep_tiff_samples` the full samples of a tiny 16-bit colour TIFF in either byte
-    order, with and without alpha. A MemoryError is raised, and nothing cached."""
+    order, with and without alpha, unassociated or premultiplied. A MemoryError is raised, and nothing cached."""
     samples = np.array([[[0x0102, 0x0304, 0x0506, 0xFFFF], [0xFFFE, 0x8001, 0x7F80, 0x1234]]], dtype=np.uint16)
     try:
-        return all(np.array_equal(_samples(tiff16(pixels, order)), pixels)
-                   for pixels in (samples[..., :3], samples) for order in "<>")
+        return all(np.array_equal(_samples(tiff16(pixels, order, alpha)), pixels[..., :3] if alpha == 1 else pixels)
+                   for pixels, alpha in ((samples[..., :3], 2), (samples, 2), (samples, 1)) for order in "<>")
     except MemoryError:
         raise
     except Exception:  # noqa: BLE001 - any failure on a good file is this Pillow's
         return False
 
 
-def tiff16(pixels: np.ndarray, order: str = "<") -> bytes:
-    """An uncompressed TIFF of 16-bit colour `pixels` (H, W, 3 or 4: alpha last, unassociated) in byte `order`."""
+def tiff16(pixels: np.ndarray, order: str = "<", alpha: int = 2) -> bytes:
+    """An uncompressed TIFF of 16-bit colour `pixels` (H, W, 3 or 4: alpha last) in byte `order`; `alpha`: its
+    ExtraSamples value, 2 unassociated, 1 premultiplied."""
     height, width, channels = pixels.shape
     tags = [(256, 4, [width]), (257, 4, [height]), (258, 3, [16] * channels), (259, 3, [1]), (262, 3, [2]),
             (273, 4, [0]), (277, 3, [channels]), (278, 4, [height]), (279, 4, [pixels.size * 2])]
     if channels == 4:
-        tags.append((338, 3, [2]))
+        tags.append((338, 3, [alpha]))
     extra_at = 8 + 2 + 12 * len(tags) + 4  # the bits per sample, which do not fit in their entry
     strip_at = extra_at + 2 * channels
     entries = b"".join(struct.pack(f"{order}HHI", tag, kind, len(values)) + (

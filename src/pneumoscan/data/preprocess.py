@@ -44,7 +44,9 @@ if TYPE_CHECKING:
 # grain measured on the 8-bit pixels the decoder reads, as its 8-bit file (a dithered copy was not measured). 15: a
 # 16-bit grey PNG's tRNS grey level reads black, as an 8-bit grey PNG's (it read at its value). 16: a 16-bit colour
 # TIFF is read at its full 16 bits (`deep_tiff`), as a 16-bit colour PNG (by its high bytes before: 12-bit data dark).
-PREPROCESS_VERSION = 16
+# 17: one of premultiplied alpha too (by its colour samples), and one of separate colour planes refused (its high
+# bytes were read twice, as an 8-bit film).
+PREPROCESS_VERSION = 17
 
 
 def resize_square(gray: np.ndarray, size: int) -> np.ndarray:
