@@ -53,7 +53,8 @@ def _rawmode(im: Image.Image) -> str:
 
 def deep_tiff_samples(data: bytes) -> np.ndarray:
     """The 16-bit samples (H, W, C) uint16, C 3 or 4 (alpha last), of deep colour TIFF `data` (`deep_colour_tiff`),
-    upright, those of premultiplied alpha as their colour samples alone; OldPillow when this Pillow cannot give them (`pillow_reads_deep_tiff`)."""
+    upright, those of premultiplied alpha as their colour samples alone; OldPillow when this Pillow cannot give them
+    (`pillow_reads_deep_tiff`)."""
     if not pillow_reads_deep_tiff():
         raise OldPillow(f"this Pillow ({PIL.__version__}) cannot read the low bytes of 16-bit colour samples")
     return _samples(data)
