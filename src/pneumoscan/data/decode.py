@@ -662,7 +662,8 @@ def _signature(data: bytes) -> str | None:
 
 def _tiff_layout_not_read(data: bytes) -> str | None:
     """The sample layout of a TIFF whose header Pillow reads whole but has no mode for ("2 samples of 16 bits
-    (PhotometricInterpretation 1)", a 16-bit grey + alpha film); None for any other file, a damaged TIFF too."""
+    (PhotometricInterpretation 1)", a 16-bit grey + alpha film; "3 signed samples of 16 bits ..."); None for any
+    other file, a damaged TIFF too."""
     from PIL import TiffImagePlugin
 
     try:
@@ -680,8 +681,13 @@ def _tiff_layout_not_read(data: bytes) -> str | None:
     bits = ifd.get(258, (1,))
     bits = bits if isinstance(bits, tuple) else (bits,)
     sizes = " and ".join(sorted({str(size) for size in bits}, key=int))
-    return (f"{len(bits)} sample{'s' * (len(bits) != 1)} of {sizes} bits (PhotometricInterpretation "
+    kinds = ifd.get(339, (1,))  # SampleFormat: 1 unsigned integers, the default
+    kind = _SAMPLE_FORMATS.get(kinds[0] if isinstance(kinds, tuple) and kinds else kinds, "")
+    return (f"{len(bits)} {kind}sample{'s' * (len(bits) != 1)} of {sizes} bits (PhotometricInterpretation "
             f"{ifd.get(262, 'unset')})")
+
+
+_SAMPLE_FORMATS = {2: "signed ", 3: "floating-point "}  # a TIFF's SampleFormat values other than unsigned integers
 
 
 def _header_size(data: bytes) -> tuple[int, int] | None:
