@@ -72,11 +72,11 @@ def png16(pixels: np.ndarray, colour_type: int, *, filtered: bool = False, inter
 
 def tiff16(pixels: np.ndarray, order: str = "<", *, deflate: bool = False, rows_per_strip: int | None = None,
            planar: bool = False, premultiplied: bool = False, sample_format: int = 1) -> bytes:
-    """A 16-bit colour TIFF of `pixels` (H, W, 3 or more: alpha fourth, unassociated, then unspecified samples) in
-    byte `order` written by hand: Pillow cannot save one. `deflate`: each strip zip-compressed after horizontal differencing (predictor 2), as
-    libtiff writes it, read by Pillow's libtiff decoder; `rows_per_strip`: strips of that many rows (one strip);
-    `planar`: each sample in a plane of its own (PlanarConfiguration 2), the planes' strips one after another;
-    `premultiplied`: its alpha associated (ExtraSamples 1), the colour samples given already multiplied by it;
+    """A 16-bit colour TIFF of `pixels` (H, W, 3 or more: alpha fourth, unassociated, then unspecified samples) in byte
+    `order` written by hand: Pillow cannot save one. `deflate`: each strip zip-compressed after horizontal differencing
+    (predictor 2), as libtiff writes it, read by Pillow's libtiff decoder; `rows_per_strip`: strips of that many rows
+    (one strip); `planar`: each sample in a plane of its own (PlanarConfiguration 2), the planes' strips one after
+    another; `premultiplied`: its alpha associated (ExtraSamples 1), the colour samples given already multiplied by it;
     `sample_format`: its SampleFormat (1 unsigned, 2 signed integers)."""
     height, width, channels = pixels.shape
     rows = rows_per_strip or height

@@ -714,10 +714,10 @@ def test_a_file_whose_header_is_cut_short_or_damaged_is_not_called_another_forma
 
 @pytest.mark.parametrize("order", ["<", ">"])
 def test_a_whole_tiff_of_samples_pillow_has_no_mode_for_is_named_by_its_layout_not_called_damaged(order: str) -> None:
-    """A valid TIFF of a sample layout Pillow has no mode for (16-bit RGB + alpha + one more sample, signed 16-bit RGB;
-    a 16-bit grey + alpha film alike) was told its TIFF header is cut short or damaged and the file may be truncated: the user was
-    sent to copy a whole file again. Its layout is named with the export to make; a TIFF cut in its header is still
-    called cut short."""
+    """A valid TIFF of a sample layout Pillow has no mode for (16-bit RGB + alpha + one more sample, signed 16-bit
+    RGB; a 16-bit grey + alpha film alike) was told its TIFF header is cut short or damaged and the file may be
+    truncated: the user was sent to copy a whole file again. Its layout is named with the export to make; a TIFF cut
+    in its header is still called cut short."""
     data = tiff16(np.stack([_TWELVE] * 5, axis=-1), order)
     with pytest.raises(InputError) as exc:
         read_grayscale(data, name="film.tif")
