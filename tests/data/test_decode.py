@@ -307,6 +307,26 @@ def test_a_dicom_whose_modality_is_no_radiographs_is_refused_by_it(modality: str
         assert view_reason(f"DICOM Modality {said}").startswith(f"DICOM Modality {said}: not a plain frontal (AP or PA)")
 
 
+@pytest.mark.parametrize("modality", ["PR", "KO", "SR", "DOC", "ECG"])
+def test_a_film_whose_modality_names_an_object_without_a_picture_is_not_refused_by_it(modality: str) -> None:
+    """A presentation state's 'PR' (or another term of an object that holds no picture: key object selection,
+    report, document, waveform) copied onto a film is a mislabel that says nothing of what the film shows: a PA film
+    labelled PR was refused as 'DICOM Modality PR (Presentation State): not a plain frontal (AP or PA) film' and audit
+    said to remove it. Its View Position and codes decide, as for an empty Modality; every such term is CID 33's."""
+    from pydicom.sr.codedict import codes
+
+    from pneumoscan.data.decode import _NO_PICTURE, not_frontal_view
+
+    assert _NO_PICTURE <= {concept.value for concept in codes.CID33.concepts.values()}
+    ds = make_dicom(ramp())
+    ds.Modality = modality
+    assert not_frontal_view(dicom_bytes(ds)) is None
+    ds.ViewPosition = "PA"
+    assert not_frontal_view(dicom_bytes(ds)) is None
+    ds.ViewPosition = "LL"
+    assert not_frontal_view(dicom_bytes(ds)) == "DICOM View Position LL"
+
+
 def test_the_modifier_table_is_cid_20s_and_cid_4011s_non_frontal_codes() -> None:
     """The modifier table holds CID 20's lateral decubitus and lordotic positions and CID 4011's cross-table and
     transthoracic view modifiers, as pydicom's CID tables give them, each SNOMED code under SCT and its SNOMED RT twin

@@ -57,7 +57,8 @@ from pneumoscan.progress import progress_bar
 # CID 4010 view code but AP, PA and frontal refuses a film (tangential, skull, foot, dental, specimen), and CID 501's
 # other codes of the refused views (format 16 holds None there); a cranio-caudal or caudo-cranial code beside an AP, PA
 # or frontal item is its tilt and passes (format 16 holds that axial view there); a Modality of CID 33 other than
-# radiography's refuses a film ('DICOM Modality CT (Computed Tomography)'; format 16 holds None there).
+# radiography's, or an object's without a picture (PR, KO, SR...), refuses a film ('DICOM Modality CT (Computed
+# Tomography)'; format 16 holds None there).
 CACHE_FORMAT = 17
 
 

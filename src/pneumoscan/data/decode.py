@@ -420,14 +420,20 @@ def not_frontal_view(data: bytes | bytearray) -> str | None:
 # film), other and hard copy (a secondary capture of one), and PA, photoacoustic, which a View Position's PA written
 # there would read as
 _RADIOGRAPHY = frozenset({"CR", "DX", "RG", "OT", "HC", "PA"})
+# CID 33's terms of objects that hold no picture (presentation states, key object selections, reports, documents,
+# waveforms, measurements, plans, registrations): a film carrying one is mislabelled, as a presentation state's 'PR'
+# copied onto the film it was applied to, and the term says nothing of what the film shows
+_NO_PICTURE = frozenset({"PR", "KO", "SR", "DOC", "ASMT", "AU", "CTPROTOCOL", "ECG", "EEG", "EMG", "EOG", "EPS", "HD",
+                         "RESP", "POS", "FID", "REG", "SMR", "PLAN", "RTPLAN", "RTRECORD", "RTSTRUCT", "RWV", "M3D",
+                         "AR", "KER", "LEN", "IOL", "OAM", "SRF", "VA", "OPV", "STAIN"})
 
 
 def _other_modality(ds: Dataset) -> str | None:
     """Where a header's Modality (0008,0060) says a film is no radiograph, and what: any CID 33 (Modality) term but
-    `_RADIOGRAPHY`'s ('DICOM Modality CT (Computed Tomography)': a CT localizer, a mammogram, a fluoroscopy spot, an
-    ultrasound); None for those, an empty, absent or local one."""
+    `_RADIOGRAPHY`'s and `_NO_PICTURE`'s ('DICOM Modality CT (Computed Tomography)': a CT localizer, a mammogram, a
+    fluoroscopy spot, an ultrasound); None for those, an empty, absent or local one."""
     value = str(ds.get("Modality", "") or "").strip().upper()
-    meaning = None if value in _RADIOGRAPHY else _modalities().get(value)
+    meaning = None if value in _RADIOGRAPHY | _NO_PICTURE else _modalities().get(value)
     return None if meaning is None else f"DICOM Modality {value} ({meaning})"
 
 
