@@ -1093,3 +1093,20 @@ def test_a_dicom_cut_within_its_pixel_data_is_told_so_with_the_bytes_it_holds(tm
     assert check_error(exc, str(path)) == (
         f"{path}: cannot decode the DICOM pixel data: the file is cut short: its Pixel Data holds 3096 bytes, where its "
         "header's 64 x 64 pixels, 1 sample of 8 bits, need 4096; give the complete file (copy it again)")
+
+
+def test_a_ybr_full_422_dicom_cut_within_its_pixel_data_is_told_the_bytes_it_needs(tmp_path: Path) -> None:
+    """Uncompressed YBR_FULL_422 holds two samples a pixel (Y1 Y2 Cb Cr for each pair): a cut one was told it needed
+    three (64 x 64 x 3 = 12288 bytes, where its whole Pixel Data is 8192)."""
+    from tests.conftest import make_colour_dicom
+
+    rgb = np.stack([ramp(h=64, w=64)] * 3, axis=-1)
+    data = dicom_bytes(make_colour_dicom(rgb, "YBR_FULL_422"))
+    assert read_grayscale(data).shape == (64, 64)  # whole, it is read
+    path = write(tmp_path / "cut.dcm", data[:-1000])
+    with pytest.raises(InputError) as exc:
+        read_grayscale(path)
+    assert check_error(exc, str(path)) == (
+        f"{path}: cannot decode the DICOM pixel data: the file is cut short: its Pixel Data holds 7192 bytes, where its "
+        "header's 64 x 64 pixels, 3 samples of 8 bits in YBR_FULL_422 (two pixels share their chroma), need 8192; give "
+        "the complete file (copy it again)")

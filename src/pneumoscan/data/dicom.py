@@ -356,6 +356,7 @@ def _pixel_header_fault(ds: Dataset, label: str, size: tuple[int, int, int], com
 def _header_fault(ds: Dataset, cols: int, rows: int, frames: int, compressed: bool, cut: bool) -> str | None:
     """`_pixel_header_fault`, its errors raised."""
     from pydicom.datadict import dictionary_description, tag_for_keyword
+    from pydicom.pixels.utils import get_expected_length
 
     missing = [f"{dictionary_description(k)} ({tag_for_keyword(k) >> 16:04X},{tag_for_keyword(k) & 0xFFFF:04X})"
                for k in _PIXEL_ELEMENTS if k not in ds or ds[k].is_empty]
@@ -366,13 +367,15 @@ def _header_fault(ds: Dataset, cols: int, rows: int, frames: int, compressed: bo
         return f"its header's Bits Stored ({stored}) exceeds its Bits Allocated ({allocated})"
     if compressed or "PixelData" not in ds or samples < 1 or allocated < 1:
         return None
-    need = (rows * cols * frames * samples * allocated + 7) // 8
+    need = get_expected_length(ds)  # the decoder's own count: YBR_FULL_422 holds 2 samples a pixel, not 3
     have = len(ds.PixelData)
     if have >= need:
         return None
     frames_said = f" x {frames} frames" if frames > 1 else ""
+    shared = " in YBR_FULL_422 (two pixels share their chroma)" if ds.PhotometricInterpretation == "YBR_FULL_422" \
+        else ""
     held = (f"its Pixel Data holds {have} bytes, where its header's {cols} x {rows} pixels{frames_said}, {samples} "
-            f"sample{'s' if samples > 1 else ''} of {allocated} bits, need {need}")
+            f"sample{'s' if samples > 1 else ''} of {allocated} bits{shared}, need {need}")
     return f"the file is cut short: {held}" if cut else f"{held}: its header does not describe its pixels"
 
 
