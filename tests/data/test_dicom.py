@@ -1095,6 +1095,29 @@ def test_a_dicom_cut_within_its_pixel_data_is_told_so_with_the_bytes_it_holds(tm
         "header's 64 x 64 pixels, 1 sample of 8 bits, need 4096; give the complete file (copy it again)")
 
 
+@pytest.mark.parametrize("keyword, dtype, said", [("FloatPixelData", np.float32, "Float Pixel Data"),
+                                                  ("DoubleFloatPixelData", np.float64, "Double Float Pixel Data")])
+def test_a_float_dicom_cut_within_its_pixel_data_is_told_so_not_that_it_lacks_integer_elements(
+        tmp_path: Path, keyword: str, dtype: type, said: str) -> None:
+    """Float and Double Float Pixel Data have no Bits Stored nor Pixel Representation (a whole such film is read
+    without them): a cut one was told 'its header lacks Bits Stored (0028,0101) and Pixel Representation (0028,0103)'.
+    It is told it is cut short, with the bytes its pixel data holds and needs."""
+    ds = make_dicom(ramp(h=64, w=64))
+    for key in ("PixelData", "BitsStored", "HighBit", "PixelRepresentation"):
+        delattr(ds, key)
+    ds.BitsAllocated = np.dtype(dtype).itemsize * 8
+    setattr(ds, keyword, ramp(h=64, w=64).astype(dtype).tobytes())
+    data = dicom_bytes(ds)
+    assert read_grayscale(data).shape == (64, 64)  # whole, it is read
+    path = write(tmp_path / "cut.dcm", data[:-400])
+    with pytest.raises(InputError) as exc:
+        read_grayscale(path)
+    need = 64 * 64 * np.dtype(dtype).itemsize
+    assert check_error(exc, str(path)) == (
+        f"{path}: cannot decode the DICOM pixel data: the file is cut short: its {said} holds {need - 400} bytes, "
+        f"where its header's 64 x 64 pixels, 1 sample of {ds.BitsAllocated} bits, need {need}; give the complete file "
+        "(copy it again)")
+
 def test_a_ybr_full_422_dicom_cut_within_its_pixel_data_is_told_the_bytes_it_needs(tmp_path: Path) -> None:
     """Uncompressed YBR_FULL_422 holds two samples a pixel (Y1 Y2 Cb Cr for each pair): a cut one was told it needed
     three (64 x 64 x 3 = 12288 bytes, where its whole Pixel Data is 8192)."""

@@ -336,12 +336,14 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
 
 
 _PIXEL_ELEMENTS = ("SamplesPerPixel", "BitsAllocated", "BitsStored", "PixelRepresentation")  # pydicom needs each
+_INTEGER_ONLY = 2  # the last two are Pixel Data's only: Float and Double Float Pixel Data have neither
 
 
 def _pixel_header_fault(ds: Dataset, label: str, size: tuple[int, int, int], compressed: bool,
                         cut: bool) -> str | None:
     """Why the Image Pixel header of a film whose pixel data failed to decode cannot describe it, when it says: an
-    element decoding needs is absent or empty, Bits Stored exceeds Bits Allocated, or uncompressed Pixel Data holds
+    element decoding needs is absent or empty (Bits Stored and Pixel Representation only of integer Pixel Data), Bits
+    Stored exceeds Bits Allocated, or uncompressed pixel data (Pixel Data, Float or Double Float Pixel Data) holds
     fewer bytes than its `size` (columns, rows, frames), samples and bits need (the file `cut` short, else a header
     that is not its pixels'), else None (an unreadable value too). A complete file that lacks an element was called
     'truncated or damaged'. Memory running short is the file `label`'s DecodeOutOfMemory."""
@@ -358,23 +360,26 @@ def _header_fault(ds: Dataset, cols: int, rows: int, frames: int, compressed: bo
     from pydicom.datadict import dictionary_description, tag_for_keyword
     from pydicom.pixels.utils import get_expected_length
 
+    pixels = next(k for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData") if k in ds)
+    needed = _PIXEL_ELEMENTS if pixels == "PixelData" else _PIXEL_ELEMENTS[:-_INTEGER_ONLY]
     missing = [f"{dictionary_description(k)} ({tag_for_keyword(k) >> 16:04X},{tag_for_keyword(k) & 0xFFFF:04X})"
-               for k in _PIXEL_ELEMENTS if k not in ds or ds[k].is_empty]
+               for k in needed if k not in ds or ds[k].is_empty]
     if missing:
         return f"its header lacks {' and '.join(missing)}"
-    samples, allocated, stored = (int(ds.get(k)) for k in ("SamplesPerPixel", "BitsAllocated", "BitsStored"))
-    if stored > allocated:
+    samples, allocated = int(ds.SamplesPerPixel), int(ds.BitsAllocated)
+    if pixels == "PixelData" and (stored := int(ds.BitsStored)) > allocated:
         return f"its header's Bits Stored ({stored}) exceeds its Bits Allocated ({allocated})"
-    if compressed or "PixelData" not in ds or samples < 1 or allocated < 1:
+    if compressed or samples < 1 or allocated < 1:
         return None
     need = get_expected_length(ds)  # the decoder's own count: YBR_FULL_422 holds 2 samples a pixel, not 3
-    have = len(ds.PixelData)
+    have = len(ds[pixels].value)
     if have >= need:
         return None
     frames_said = f" x {frames} frames" if frames > 1 else ""
     shared = " in YBR_FULL_422 (two pixels share their chroma)" if ds.PhotometricInterpretation == "YBR_FULL_422" \
         else ""
-    held = (f"its Pixel Data holds {have} bytes, where its header's {cols} x {rows} pixels{frames_said}, {samples} "
+    held = (f"its {dictionary_description(pixels)} holds {have} bytes, where its header's {cols} x {rows} "
+            f"pixels{frames_said}, {samples} "
             f"sample{'s' if samples > 1 else ''} of {allocated} bits{shared}, need {need}")
     return f"the file is cut short: {held}" if cut else f"{held}: its header does not describe its pixels"
 
