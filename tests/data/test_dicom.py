@@ -1118,6 +1118,23 @@ def test_a_float_dicom_cut_within_its_pixel_data_is_told_so_not_that_it_lacks_in
         f"where its header's 64 x 64 pixels, 1 sample of {ds.BitsAllocated} bits, need {need}; give the complete file "
         "(copy it again)")
 
+@pytest.mark.parametrize("meta", ["native", "absent"])
+def test_compressed_pixel_data_under_no_compressed_transfer_syntax_is_told_so_not_a_byte_count(meta: str) -> None:
+    """A JPEG film whose file meta names an uncompressed transfer syntax, or none (an anonymiser's rewritten meta),
+    was told 'its Pixel Data holds 1148 bytes, where its header's 64 x 64 pixels, 1 sample of 8 bits, need 4096: its
+    header does not describe its pixels': a compressed stream's length says nothing of its pixels."""
+    ds = make_dicom(ramp(h=64, w=64))
+    ds.PixelData = encapsulate([encode(Image.fromarray(ramp(h=64, w=64)), "JPEG")])
+    if meta == "absent":
+        del ds.file_meta.TransferSyntaxUID
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=False, implicit_vr=False, little_endian=True)
+    with pytest.raises(InputError) as exc:
+        read_grayscale(buffer.getvalue(), name="film.dcm")
+    assert check_error(exc, "film.dcm") == (
+        "film.dcm: cannot decode the DICOM pixel data: its Pixel Data is compressed (encapsulated), where its file "
+        "meta names no compressed transfer syntax; export the film again from the device or PACS, or as PNG")
+
 def test_a_ybr_full_422_dicom_cut_within_its_pixel_data_is_told_the_bytes_it_needs(tmp_path: Path) -> None:
     """Uncompressed YBR_FULL_422 holds two samples a pixel (Y1 Y2 Cb Cr for each pair): a cut one was told it needed
     three (64 x 64 x 3 = 12288 bytes, where its whole Pixel Data is 8192)."""

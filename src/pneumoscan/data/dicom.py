@@ -336,6 +336,7 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> tuple[Dataset, np.n
 
 
 _PIXEL_ELEMENTS = ("SamplesPerPixel", "BitsAllocated", "BitsStored", "PixelRepresentation")  # pydicom needs each
+_ITEM_TAG = b"\xfe\xff\x00\xe0"  # (FFFE,E000), little endian: encapsulated Pixel Data begins with its offset table item
 _INTEGER_ONLY = 2  # the last two are Pixel Data's only: Float and Double Float Pixel Data have neither
 
 
@@ -343,7 +344,8 @@ def _pixel_header_fault(ds: Dataset, label: str, size: tuple[int, int, int], com
                         cut: bool) -> str | None:
     """Why the Image Pixel header of a film whose pixel data failed to decode cannot describe it, when it says: an
     element decoding needs is absent or empty (Bits Stored and Pixel Representation only of integer Pixel Data), Bits
-    Stored exceeds Bits Allocated, or uncompressed pixel data (Pixel Data, Float or Double Float Pixel Data) holds
+    Stored exceeds Bits Allocated, Pixel Data is encapsulated (compressed) under no compressed transfer syntax (absent,
+    or an uncompressed one), or uncompressed pixel data (Pixel Data, Float or Double Float Pixel Data) holds
     fewer bytes than its `size` (columns, rows, frames), samples and bits need (the file `cut` short, else a header
     that is not its pixels'), else None (an unreadable value too). A complete file that lacks an element was called
     'truncated or damaged'. Memory running short is the file `label`'s DecodeOutOfMemory."""
@@ -371,6 +373,8 @@ def _header_fault(ds: Dataset, cols: int, rows: int, frames: int, compressed: bo
         return f"its header's Bits Stored ({stored}) exceeds its Bits Allocated ({allocated})"
     if compressed or samples < 1 or allocated < 1:
         return None
+    if bytes(ds[pixels].value[:4]) == _ITEM_TAG:  # encapsulated: compressed frames, whose length says nothing of them
+        return "its Pixel Data is compressed (encapsulated), where its file meta names no compressed transfer syntax"
     need = get_expected_length(ds)  # the decoder's own count: YBR_FULL_422 holds 2 samples a pixel, not 3
     have = len(ds[pixels].value)
     if have >= need:
