@@ -345,8 +345,11 @@ devices state the view only there. Every item of the sequence is read, and one s
 stated views is no sure frontal one)."""
 
 _SNOMED = ("SCT", "SRT", "SNM3")  # coding scheme designators of SNOMED CT, SNOMED RT and its SNOMED 3 form
-# View Code Sequence codes of a frontal view (CID 4010's antero-posterior, postero-anterior, frontal), SNOMED CT and RT
-_FRONTAL_VIEW_CODES = frozenset({"399348003", "R-10206", "272479007", "R-40888", "399033003", "R-10202"})
+# View Code Sequence codes of a frontal view: CID 4010's antero-posterior, postero-anterior, frontal, SNOMED CT and RT;
+# R-10214, postero-anterior as an earlier CID 4010 coded it (devices still write it); CID 501's anterior and posterior
+# projections, as the views CID 501 codes otherwise in NOT_FRONTAL_VIEW_CODES
+_FRONTAL_VIEW_CODES = frozenset({"399348003", "R-10206", "272479007", "R-40888", "399033003", "R-10202", "R-10214",
+                                 "399321004", "G-5215", "399001007", "G-5216"})
 # cranio-caudal and caudo-cranial, CID 4010's axial views by direction, are CID 4011's caudad and cephalad tilts too
 _TILT_CODES = frozenset({"399162004", "R-10242", "399196006", "R-10244"})
 
