@@ -297,7 +297,8 @@ def test_a_dicom_whose_modality_is_no_radiographs_is_refused_by_it(modality: str
     """A DICOM of a CID 33 modality other than radiography (a CT localizer, a mammogram, a fluoroscopy spot, an
     ultrasound) was scored as a chest X-ray whenever its View Position said PA or nothing: `predict` gave a CT or MG
     film a P(pneumonia). Its Modality refuses it, said with CID 33's meaning, whatever its View Position; CR, DX, RG,
-    OT, PA (photoacoustic, or a view written there), an empty or a local value pass."""
+    OT, PA (photoacoustic, or a view written there), an empty or a local value pass. It was told to 'send the frontal
+    film of the study', which a CT or mammography study does not hold: it is told to send a frontal chest X-ray."""
     from pneumoscan.data.decode import not_frontal_view, view_reason
 
     ds = make_dicom(ramp())
@@ -308,8 +309,12 @@ def test_a_dicom_whose_modality_is_no_radiographs_is_refused_by_it(modality: str
         expected = f"DICOM Modality {said}" if said is not None else \
             None if position != "LL" else "DICOM View Position LL"
         assert not_frontal_view(dicom_bytes(ds)) == expected, position
-    if said is not None:
-        assert view_reason(f"DICOM Modality {said}").startswith(f"DICOM Modality {said}: not a plain frontal (AP or PA)")
+    if said is not None:  # a CT or mammography study holds no frontal film of the chest to send instead
+        assert view_reason(not_frontal_view(dicom_bytes(ds))) == (
+            f"DICOM Modality {said}: not a plain frontal (AP or PA) film; the model reads plain frontal chest X-rays "
+            "only, send a frontal chest X-ray (CR or DX)")
+    ds.Modality, ds.ViewPosition = "DX", "LL"
+    assert view_reason(not_frontal_view(dicom_bytes(ds))).endswith(", send the frontal film of the study")
 
 
 @pytest.mark.parametrize("modality", ["PR", "KO", "SR", "DOC", "ECG"])

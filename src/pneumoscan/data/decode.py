@@ -423,6 +423,7 @@ def not_frontal_view(data: bytes | bytearray) -> str | None:
 # film), other and hard copy (a secondary capture of one), and PA, photoacoustic, which a View Position's PA written
 # there would read as
 _RADIOGRAPHY = frozenset({"CR", "DX", "RG", "OT", "HC", "PA"})
+_MODALITY = "DICOM Modality"  # how `_other_modality` begins: its study holds no frontal chest film to send instead
 # CID 33's terms of objects that hold no picture (presentation states, key object selections, reports, documents,
 # waveforms, measurements, plans, registrations): a film carrying one is mislabelled, as a presentation state's 'PR'
 # copied onto the film it was applied to, and the term says nothing of what the film shows
@@ -437,7 +438,7 @@ def _other_modality(ds: Dataset) -> str | None:
     fluoroscopy spot, an ultrasound); None for those, an empty, absent or local one."""
     value = str(ds.get("Modality", "") or "").strip().upper()
     meaning = None if value in _RADIOGRAPHY | _NO_PICTURE else _modalities().get(value)
-    return None if meaning is None else f"DICOM Modality {value} ({meaning})"
+    return None if meaning is None else f"{_MODALITY} {value} ({meaning})"
 
 
 @functools.cache
@@ -522,8 +523,10 @@ def _eponyms() -> dict[tuple[str, str], str]:
 
 
 def view_reason(view: str) -> str:
-    """Why a film whose header says `view` (a `not_frontal_view`) gets no prediction, and what to send."""
-    return f"{view}: {NOT_PLAIN_FRONTAL}, send the frontal film of the study"
+    """Why a film whose header says `view` (a `not_frontal_view`) gets no prediction, and what to send: the frontal
+    film of the study, or for a film of another modality (a CT localizer, a mammogram), a frontal chest X-ray."""
+    send = "a frontal chest X-ray (CR or DX)" if view.startswith(f"{_MODALITY} ") else "the frontal film of the study"
+    return f"{view}: {NOT_PLAIN_FRONTAL}, send {send}"
 
 
 def size_warning(data: bytes | bytearray) -> str | None:
