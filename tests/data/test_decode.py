@@ -257,7 +257,7 @@ def test_a_tilted_beam_view_modifier_passes_an_ap_or_pa_film(code: str) -> None:
                                         (("SCT", "399033003"), ("SNM3", "R-10244")),  # frontal, cephalad
                                         # postero-anterior as an earlier CID 4010 coded it, which devices still write
                                         (("SNM3", "R-10214"), ("SNM3", "R-10244")),
-                                        # CID 501's anterior and posterior projections, the frontal views coded otherwise
+                                        # CID 501's anterior and posterior projections: frontal views coded otherwise
                                         (("SCT", "399321004"), ("SCT", "399196006")),
                                         (("SRT", "G-5216"), ("SRT", "R-10242"))])
 def test_a_tilt_written_as_a_view_code_item_of_its_own_beside_a_frontal_view_passes(

@@ -1147,6 +1147,6 @@ def test_a_ybr_full_422_dicom_cut_within_its_pixel_data_is_told_the_bytes_it_nee
     with pytest.raises(InputError) as exc:
         read_grayscale(path)
     assert check_error(exc, str(path)) == (
-        f"{path}: cannot decode the DICOM pixel data: the file is cut short: its Pixel Data holds 7192 bytes, where its "
-        "header's 64 x 64 pixels, 3 samples of 8 bits in YBR_FULL_422 (two pixels share their chroma), need 8192; give "
-        "the complete file (copy it again)")
+        f"{path}: cannot decode the DICOM pixel data: the file is cut short: its Pixel Data holds 7192 bytes, where "
+        "its header's 64 x 64 pixels, 3 samples of 8 bits in YBR_FULL_422 (two pixels share their chroma), need "
+        "8192; give the complete file (copy it again)")
