@@ -733,3 +733,45 @@ def test_a_shared_patient_id_or_name_joins_no_other_patient(tmp_path: Path) -> N
     assert by_name["person5_bacteria_9.jpeg"] == "person5"
     assert {s.path.name for s in keys.siblings} == {"person3_bacteria_2.jpeg", "person5_bacteria_2.jpeg",
                                                     "person6_bacteria_2.jpeg"}
+
+
+def test_an_export_naming_every_patients_films_alike_takes_no_one_folders_patient_id(tmp_path: Path) -> None:
+    """An export naming every patient's films IM-0001-000N in a folder of its own, one of them with a DICOM film of a
+    PatientID: rule 7 keyed all 24 other patients' JPEGs by that PatientID (one patient, of both classes) and `train`'s
+    warning that the file-name key IM-0001 joins 23 folders was gone. Siblings share a folder."""
+    from pneumoscan.data.patients import dataset_keys, name_collision_warning
+
+    for i in range(12):
+        for film in (1, 2):
+            write_xray(tmp_path / "train" / "NORMAL" / f"pt{i}" / f"IM-0001-000{film}.jpeg", 0, 10 * i + film, size=8)
+            write_xray(tmp_path / "train" / "PNEUMONIA" / f"pt{i}" / f"IM-0001-000{film}.jpeg", 1, 200 + i, size=8)
+    write_dicom(tmp_path / "train" / "NORMAL" / "pt0" / "IM-0001-0003.dcm", 0, 999, patient_id="MRN0", size=8)
+    found = discover(tmp_path)
+    keys = dataset_keys(found, "auto", found["train"], progress=False)
+    assert sorted(str(s.path.relative_to(tmp_path)) for s in keys.siblings) == \
+        [f"train/NORMAL/pt0/IM-0001-000{film}.jpeg" for film in (1, 2)]
+    assert keys.sources == {"dicom": 3, "name": 46}
+    warning = name_collision_warning(found["train"], keys)
+    assert warning is not None and "'IM-0001', joins 46 images in 23 folders" in warning
+
+
+def test_a_manifests_film_takes_no_patient_id_from_a_row_of_another_split(tmp_path: Path) -> None:
+    """A manifest's rows of train and test in one folder: rule 7 keyed the train rows' JPEGs by a test row's PatientID
+    (train's keys then hung on test/'s headers, which `evaluate --split val` of a model trained on JPEGs does not read,
+    so the two keyed the train rows apart); each split's rows are joined within it only."""
+    from pneumoscan.data.patients import dataset_keys
+
+    rows = ["path,label,split"]
+    for p in range(4):
+        write_xray(tmp_path / f"person{p}_bacteria_2.jpeg", 1, p, size=8)
+        write_xray(tmp_path / f"IM-{p:04d}-0002.jpeg", 0, 10 + p, size=8)
+        write_dicom(tmp_path / f"person{p}_bacteria_1.dcm", 1, 20 + p, patient_id=f"MRN{p}", size=8)
+        rows += [f"person{p}_bacteria_2.jpeg,PNEUMONIA,train", f"IM-{p:04d}-0002.jpeg,NORMAL,train",
+                 f"person{p}_bacteria_1.dcm,PNEUMONIA,{'train' if p == 0 else 'test'}"]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    found = discover(tmp_path / "m.csv")
+    read = dataset_keys(found, "auto", found["train"], progress=False)
+    assert {s.path.name: read(s) for s in found["train"]} == {
+        "person0_bacteria_1.dcm": "MRN0", "person0_bacteria_2.jpeg": "MRN0",  # joined within train
+        **{f"person{p}_bacteria_2.jpeg": f"person{p}" for p in range(1, 4)},
+        **{f"IM-{p:04d}-0002.jpeg": f"IM-{p:04d}" for p in range(4)}}

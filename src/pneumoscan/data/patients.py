@@ -42,7 +42,7 @@ SOURCES = ("manifest", "dicom", "folder", "name", "file")
 # code from 3ad352f to 48cc5dd recorded 6: a PatientID on most DICOM films whose films' headers all give one sex and
 # birth date was keyed as one patient, which put one patient's films of one key and of another, their file names',
 # on both sides of the split; such a value is judged so for counting a leak only, `compared_keys`: WITHDRAWN_RULES);
-# 7: a film keyed by its Kermany file name whose name's other films in its split carry a usable PatientID is keyed
+# 7: a film keyed by its Kermany file name whose name's other films in its folder carry a usable PatientID is keyed
 # by it (`sibling_ids`), as rule 5 put a patient's films with and without a PatientID on both sides of the split.
 KEY_RULE = 7
 WITHDRAWN_RULES = frozenset({6})  # rules of development code no release keys by
@@ -419,7 +419,8 @@ def _folder_keys(samples: list[Sample], refused: Iterable[Sample]) -> PatientKey
 
 
 def patient_keys(samples: Iterable[Sample], choice: str = "auto", refused: Iterable[Sample] | None = None,
-                 progress: bool = True, known: Mapping[Sample, str | None] | None = None) -> PatientKeys:
+                 progress: bool = True, known: Mapping[Sample, str | None] | None = None,
+                 parts: Mapping[Sample, str] | None = None) -> PatientKeys:
     """The patient key of each of `samples` by `choice` (one of PATIENT_KEYS). With `auto`, the DICOM headers of
     the samples without a manifest patient are read (about 0.8 ms a DICOM file: seconds for thousands, counted by a
     'patient IDs' bar when `progress`, as `progress_bar` shows bars), and placeholder PatientIDs among them
@@ -427,7 +428,7 @@ def patient_keys(samples: Iterable[Sample], choice: str = "auto", refused: Itera
     `own_file_key` (whose folders are counted over the DICOM files without a usable PatientID), as an empty or
     missing PatientID does. With `folder`, an image right in its class folder is an InputError counting them all
     when among `refused` (None: all of `samples`), else keyed by its file name. `known`: headers read already
-    (`PatientKeys.headers`), not read again."""
+    (`PatientKeys.headers`), not read again; `parts`: each sample's split, within which `sibling_ids` joins films."""
     if choice not in PATIENT_KEYS:
         raise InputError(f"{option('patient_key', choice)}: must be one of {', '.join(PATIENT_KEYS)}")
     samples = list(dict.fromkeys(samples))
@@ -462,45 +463,39 @@ def patient_keys(samples: Iterable[Sample], choice: str = "auto", refused: Itera
         # a DICOM file without a usable PatientID is not one patient with all of its export's IM000001
         n = len(folders[patient_id(sample.path)]) if sample in dicom else 1
         keys[sample], origins[sample] = own_file_key(sample.path, n), "file" if n > 1 else "name"
-    siblings = sibling_ids(samples, keys, origins)
+    siblings = sibling_ids(samples, keys, origins, parts)
     keys.update(siblings)
     origins.update(dict.fromkeys(siblings, "dicom"))
     return PatientKeys(choice, keys, origins, frozenset(s for s in dicom if origins[s] in FILE_KEYS),
                        headers, frozenset(siblings))
 
 
-def name_group(sample: Sample) -> tuple[Path, str]:
-    """The patient a Kermany file name names (`patient_id`) within its split: the folder above its class folder
-    (`DATA/train` for `DATA/train/PNEUMONIA/x/person7_bacteria_1.dcm`; its folder when under no class folder), as
-    Kermany's numbers restart in each split."""
-    path = Path(sample.path)
-    parents = path.parent.parts
-    depth = next((d for d in range(len(parents) - 1, -1, -1) if parents[d].upper() == CLASS_NAMES[sample.label]), None)
-    return (path.parent if depth is None else Path(*parents[:depth]) if depth else Path()), patient_id(path)
-
-
-def sibling_ids(samples: Iterable[Sample], keys: Mapping[Sample, str],
-                origins: Mapping[Sample, str]) -> dict[Sample, str]:
+def sibling_ids(samples: Iterable[Sample], keys: Mapping[Sample, str], origins: Mapping[Sample, str],
+                parts: Mapping[Sample, str] | None = None) -> dict[Sample, str]:
     """The films keyed by their Kermany file name (origin `name`: no usable PatientID, a JPEG's or a DICOM's) whose
-    name's other films in their split (`name_group`) carry a usable PatientID, each with that PatientID
+    name's other films in their folder carry a usable PatientID, each with that PatientID
     (patient_key_rule 7): `person7_bacteria_1.dcm` of PatientID MRN7 and `person7_bacteria_2.jpeg` are one patient,
     which rule 5 split apart (MRN7 and `person7` on both sides of the split). Only where the name and the PatientID
     name each other alone: a name whose films carry two PatientIDs, or a PatientID on films of two names (a site's or
     an anonymiser's fixed value on a few films, not a placeholder by count), joins nothing, so no chain of shared
-    IDs and names makes one patient of many. Each split is judged alone: a PatientID on films of another split (a
-    patient in both, which `audit` reports) does not change how this split's films are keyed."""
-    ids: dict[tuple[Path, str], set[str]] = defaultdict(set)  # a split's name: its films' PatientIDs
-    names: dict[tuple[Path, str], set[str]] = defaultdict(set)  # a split's PatientID: its films' names
+    IDs and names makes one patient of many (a PatientID is judged over its split, `parts`: each film's, none when not
+    given). Siblings share a folder and a split, as a manifest's rows of every split may share one folder: a PatientID
+    on films of another split (a patient in both, which `audit` reports) does not change how this split's films are
+    keyed, nor do an export's films named IM-0001-0001 in every patient's folder (which `name_collision_warning` tells
+    of) become the patient of the one folder's films that carry a PatientID."""
+    parts = parts or {}
+    ids: dict[tuple[str | None, Path, str], set[str]] = defaultdict(set)  # a folder's name: its films' PatientIDs
+    names: dict[tuple[str | None, str], set[str]] = defaultdict(set)  # a split's PatientID: its films' names
     for sample in samples:
         if origins[sample] == "dicom" and is_kermany_name(sample.path):
-            split, name = name_group(sample)
-            ids[split, name].add(keys[sample])
-            names[split, keys[sample]].add(name)
+            ids[parts.get(sample), Path(sample.path).parent, patient_id(sample.path)].add(keys[sample])
+            names[parts.get(sample), keys[sample]].add(patient_id(sample.path))
     joined: dict[Sample, str] = {}
     for sample in samples:
         if origins[sample] == "name" and is_kermany_name(sample.path):
-            split, name = name_group(sample)
-            if len(found := ids.get((split, name), set())) == 1 and names[split, value := next(iter(found))] == {name}:
+            part, name = parts.get(sample), patient_id(sample.path)
+            if len(found := ids.get((part, Path(sample.path).parent, name), set())) == 1 and \
+                    names[part, value := next(iter(found))] == {name}:
                 joined[sample] = value
     return joined
 
@@ -605,7 +600,8 @@ def dataset_keys(splits: dict[str, list[Sample]], choice: str = "auto", used: Se
     known = {**(known or {}), **unopened_headers(splits)}
     if (aside := set(aside)) and not headers_matter(s for s in samples if s not in aside):
         known.update(dict.fromkeys(aside, None))
-    return patient_keys(samples, choice, used or (), progress=progress, known=known)
+    return patient_keys(samples, choice, used or (), progress=progress, known=known,
+                        parts={s: split for split, films in splits.items() for s in films})
 
 
 def headers_matter(films: Iterable[Sample]) -> bool:
@@ -645,6 +641,7 @@ class TrainingFilms(NamedTuple):
     every: list[Sample] | None = None  # with films: those of every split of the data, which `train` keyed over
     unopened: frozenset[Path] = frozenset()  # of `every`, those `train` keyed unopened (`unopened_headers`), resolved
     reporting: frozenset[Path] = frozenset()  # of `every`, those of REPORTING_SPLITS, resolved
+    splits: Mapping[str, list[Sample]] | None = None  # `every` by split
 
 
 def _training_films(config: dict, run_dir: str | Path | None, scored: Sequence[Sample] = ()) -> TrainingFilms:
@@ -680,7 +677,8 @@ def _training_films(config: dict, run_dir: str | Path | None, scored: Sequence[S
     return TrainingFilms(found[split] + (found.get("val", []) if config.get("use_given_val") else []), None,
                          [sample for samples in found.values() for sample in samples],
                          frozenset(Path(s.path).resolve() for s in unopened_headers(found)),
-                         frozenset(Path(s.path).resolve() for split in REPORTING_SPLITS for s in found.get(split, [])))
+                         frozenset(Path(s.path).resolve() for split in REPORTING_SPLITS for s in found.get(split, [])),
+                         found)
 
 
 class InTraining(NamedTuple):
@@ -716,9 +714,11 @@ def patients_in_training(samples: Sequence[Sample], training: dict, progress: bo
     if found.films is None:
         return InTraining(None, None)
     scored = {Path(s.path).resolve() for s in samples}
-    # keyed with every split of the training data, as `train` and `audit` key it (`dataset_keys`)
-    trained, whole = ([s for s in films or [] if Path(s.path).resolve() not in scored]
-                      for films in (found.films, found.every))
+    # keyed with every split of the training data, by split, as `train` and `audit` key it (`dataset_keys`)
+    trained = [s for s in found.films if Path(s.path).resolve() not in scored]
+    parts = {split: [s for s in films if Path(s.path).resolve() not in scored]
+             for split, films in (found.splits or {}).items()}
+    whole = [s for films in parts.values() for s in films]
     if choice == "name":
         return InTraining({"patients": 0, "films": 0, "by": [], "compared": 0}, None)
     with warnings.catch_warnings():  # a placeholder PatientID was warned about by train and audit
@@ -726,7 +726,7 @@ def patients_in_training(samples: Sequence[Sample], training: dict, progress: bo
         unopened = {s: None for s in [*whole, *samples] if Path(s.path).resolve() in found.unopened}  # as `train`
         # the training data's test/ films (but those scored) are compared with none: their headers are read only
         # when they may change a compared film's key (`dataset_keys`)
-        keys = dataset_keys({"training data": whole, "scored": list(samples)}, choice, progress=progress,
+        keys = dataset_keys({**parts, "scored": list(samples)}, choice, progress=progress,
                             known=unopened, aside=[s for s in whole if Path(s.path).resolve() in found.reporting])
     # a scored film keyed unopened is still compared by its PatientID, as the scoring reads it anyway
     shared = compared_keys(keys, [s for s in samples if s in unopened])
