@@ -695,6 +695,8 @@ def test_a_patients_films_with_and_without_a_patient_id_are_one_patient(tmp_path
     assert keys.sources == {"dicom": 48}
     record = keys.record()
     assert record["patient_key_rule"] == 7 and record["keyed_by_sibling_patient_id"] == 48 - 18
+    # a message names the film the PatientID is read from, never a JPEG, which holds none
+    assert {keys.shown(s).removeprefix("PatientID of ").rsplit(".", 1)[-1] for s in keys.siblings} == {"dcm"}
     for seed in range(5):
         train, val = patient_split(samples, 0.3, seed, keys)
         assert not {patient_id(s.path) for s in train} & {patient_id(s.path) for s in val}, seed

@@ -229,8 +229,13 @@ class PatientKeys:
 
     def shown(self, sample: Sample) -> str:
         """How a message names the sample's patient: the key, or for a DICOM PatientID (patient data, never printed)
-        the file it is read from."""
-        return f"PatientID of {sample.path}" if self.origins[sample] == "dicom" else self.keys[sample]
+        the file it is read from (for a film keyed by its name's other films', `siblings`, one of those)."""
+        if self.origins[sample] != "dicom":
+            return self.keys[sample]
+        if sample in self.siblings:  # its own file holds no PatientID to be found
+            sample = next(s for s, key in self.keys.items() if key == self.keys[sample] and self.origins[s] == "dicom"
+                          and s not in self.siblings)
+        return f"PatientID of {sample.path}"
 
     def record(self, among: Iterable[Sample] | None = None) -> dict[str, object]:
         """What split.json and the audit's JSON say about the keys (how they were read, never the keys), counted
