@@ -871,7 +871,7 @@ def test_a_run_of_rule_5_split_apart_from_a_patient_s_id_is_refused_naming_rule_
     err = capsys.readouterr().err
     sibling = split["keyed_by_sibling_patient_id"]
     assert (f"(other validation images under the same counts): pneumoscan now keys {sibling} films without a usable "
-            f"PatientID by the PatientID of the other films of its Kermany file name's patient") in err, err
+            f"PatientID by the PatientID of their Kermany file name's other films") in err, err
     assert err.rstrip().endswith("resume with the pneumoscan it was started with, or start a new run with another "
                                  "--out"), err
     (run / "split.json").write_text(json.dumps(old))  # rule 5's record of a split rule 7 makes alike

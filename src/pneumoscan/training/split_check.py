@@ -67,10 +67,10 @@ def _split_why(saved: dict[str, Any], now: dict[str, Any], kind: str) -> str:
         return (f"the {kind} was started by {started}; this version keys by patient_key_rule {rule}: the same "
                 f"patients under other keys split otherwise, so the images need not have changed")
     if joined := sibling_rule_change(saved, now):
-        return (f"pneumoscan now keys {counted(joined, 'film')} without a usable PatientID by the PatientID of the "
-                f"other films of its Kermany file name's patient (person7_bacteria_2.jpeg by that of "
-                f"person7_bacteria_1.dcm; patient_key_rule {rule}, so that a patient's films with and without a "
-                f"PatientID are not split apart), "
+        return (f"pneumoscan now keys {counted(joined, 'film')} without a usable PatientID by the PatientID of "
+                f"{'its' if joined == 1 else 'their'} Kermany file name's other films (person7_bacteria_2.jpeg by "
+                f"that of person7_bacteria_1.dcm; patient_key_rule {rule}, so that a patient's films with and without "
+                f"a PatientID are not split apart), "
                 f"{_by_an_earlier_version(kind, joined, 'keyed', 'by file name')}")
     if ruled := key_rule_change(saved, now):
         return (f"pneumoscan now keys {counted(ruled, 'DICOM film')} whose header names no patient and whose file "
