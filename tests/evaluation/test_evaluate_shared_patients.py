@@ -221,3 +221,33 @@ def test_evaluate_and_set_threshold_of_val_open_no_test_film_when_no_other_film_
     assert _opens_under(data / "test", evaluate) != []
     assert _opens_under(data / "test", [*threshold, "--out", str(tmp_path / "t2")]) != []
     capsys.readouterr()
+
+
+def test_evaluate_of_val_keys_a_dicom_film_named_jpeg_as_train_did(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """DICOM films named .jpeg in train/ and val/ (their headers read by `train`) and test/'s .dcm films share a
+    PatientID that `train` took for a placeholder (on 6 of the 7 DICOM files): `evaluate --split val` judged by name
+    that no other film may be DICOM, left test/ unread, kept the value for a patient's and warned of a patient of
+    the val split in the training data; it reads test/'s headers, as `train` did, and counts no patient."""
+    from tests.conftest import write_dicom, write_xray
+
+    data = tmp_path / "data"
+    for split, n in (("train", 12), ("val", 4)):
+        for p in range(n):
+            stem = f"IM-{p:04d}-0001" if p % 2 == 0 else f"person{p}_bacteria_1"
+            write_xray(data / split / ("NORMAL", "PNEUMONIA")[p % 2] / f"{stem}.jpeg", p % 2, 100 * n + p, size=16)
+    write_dicom(data / "train" / "NORMAL" / "scanA.jpeg", 0, 1, patient_id="MRN9", size=16)
+    write_dicom(data / "train" / "PNEUMONIA" / "scanB.jpeg", 1, 2, patient_id="MRN8", size=16)
+    write_dicom(data / "val" / "NORMAL" / "scanC.jpeg", 0, 3, patient_id="MRN9", size=16)
+    for p in range(4):
+        write_dicom(data / "test" / ("NORMAL", "PNEUMONIA")[p % 2] / f"t{p}.dcm", p % 2, 10 + p, patient_id="MRN9",
+                    size=16)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--model", "cnn", "--image-size", "16",
+                 "--epochs", "1", "--batch-size", "16", "--quiet"]) == 0
+    assert "PatientID 'MRN9' on 6 of the 7 DICOM files" in capsys.readouterr().err
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "--model", str(run), "--data", str(data), "--split", "val", "--n-boot", "5",
+                 "--json", str(out)]) == 0
+    assert "trained on" not in capsys.readouterr().err
+    assert json.loads(out.read_text())["patients_in_training"]["patients"] == 0

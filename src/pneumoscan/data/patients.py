@@ -393,13 +393,18 @@ def readable_film(path: Path) -> bool:
     return True
 
 
+def _head(path: str | Path) -> bytes:
+    """`path`'s first 132 bytes (enough for `is_image_head` and `is_dicom`), b"" when it cannot be read."""
+    try:
+        with Path(path).open("rb") as handle:
+            return handle.read(132)
+    except OSError:
+        return b""
+
+
 def _image_head(path: Path) -> bool:
     """Whether `path`'s first bytes are an image format's (`is_image_head`), read without decoding it."""
-    try:
-        with path.open("rb") as handle:
-            return is_image_head(handle.read(132))
-    except OSError:
-        return False
+    return is_image_head(_head(path))
 
 
 def _readable_loose(loose: list[Sample]) -> list[Sample]:
@@ -610,11 +615,13 @@ def dataset_keys(splits: dict[str, list[Sample]], choice: str = "auto", used: Se
 
 
 def headers_matter(films: Iterable[Sample]) -> bool:
-    """Whether other films' DICOM headers may change the `auto` key of one of `films`: only when one of them may be a
-    DICOM file by its name (`may_be_dicom`) and names no patient in a manifest, as only the key of a DICOM film is
-    judged over every split (its PatientID's count for a placeholder, its name's folders without one). When not,
-    test/ (REPORTING_SPLITS) need not be opened for keys when another split is scored."""
-    return any(s.patient is None and may_be_dicom(s.path) for s in films)
+    """Whether other films' DICOM headers may change the `auto` key of one of `films`: only when one of them names no
+    patient in a manifest and may be a DICOM file by its name (`may_be_dicom`) or is one by its first bytes (a DICOM
+    film named .jpeg, whose header `train` reads outside test/), as only the key of a DICOM film is judged over every
+    split (its PatientID's count for a placeholder, its name's folders without one). When not, test/
+    (REPORTING_SPLITS) need not be opened for keys when another split is scored."""
+    unnamed = [s for s in films if s.patient is None]
+    return any(may_be_dicom(s.path) for s in unnamed) or any(is_dicom(_head(s.path)) for s in unnamed)
 
 
 def found_as_keyed(find: Callable[[tuple[str, ...]], Any], choice: str, scored: Iterable[Sample] = ()) -> Any:
