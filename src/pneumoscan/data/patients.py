@@ -7,7 +7,7 @@ cause of pneumonia: a manifest's, else parsed from Kermany-style file names.
   and not a placeholder), else the file name (`patient_id`); a DICOM file whose header names no patient is keyed
   by its file name too, qualified by its folder when that name's key is found on such files in other folders
   (`own_file_key`); a film keyed by its Kermany file name whose name's other films carry a PatientID is keyed by it
-  (`sibling_ids`).
+  (`sibling_ids`: of its folder and split).
 * `name`: the file name only, as before `--patient-key` existed.
 * `folder`: the folders between the class folder and the image (`NORMAL/pt7/a.dcm` -> `pt7`).
 """
@@ -650,10 +650,14 @@ class TrainingFilms(NamedTuple):
 
     films: list[Sample] | None
     why: str | None  # None without films: the data is not found, or none is recorded
-    every: list[Sample] | None = None  # with films: those of every split of the data, which `train` keyed over
+    splits: Mapping[str, list[Sample]] | None = None  # with films: every split of the data, which `train` keyed over
     unopened: frozenset[Path] = frozenset()  # of `every`, those `train` keyed unopened (`unopened_headers`), resolved
     reporting: frozenset[Path] = frozenset()  # of `every`, those of REPORTING_SPLITS, resolved
-    splits: Mapping[str, list[Sample]] | None = None  # `every` by split
+
+    @property
+    def every(self) -> list[Sample]:
+        """The films of every split (`splits`)."""
+        return [sample for films in (self.splits or {}).values() for sample in films]
 
 
 def _training_films(config: dict, run_dir: str | Path | None, scored: Sequence[Sample] = ()) -> TrainingFilms:
@@ -686,11 +690,9 @@ def _training_films(config: dict, run_dir: str | Path | None, scored: Sequence[S
     if split is None:
         return TrainingFilms(None, f"{folder}, which the model was trained on, is found but holds no train/ split "
                                    f"now (its splits: {', '.join(found) or 'none'})")
-    return TrainingFilms(found[split] + (found.get("val", []) if config.get("use_given_val") else []), None,
-                         [sample for samples in found.values() for sample in samples],
+    return TrainingFilms(found[split] + (found.get("val", []) if config.get("use_given_val") else []), None, found,
                          frozenset(Path(s.path).resolve() for s in unopened_headers(found)),
-                         frozenset(Path(s.path).resolve() for split in REPORTING_SPLITS for s in found.get(split, [])),
-                         found)
+                         frozenset(Path(s.path).resolve() for split in REPORTING_SPLITS for s in found.get(split, [])))
 
 
 class InTraining(NamedTuple):
@@ -722,7 +724,7 @@ def patients_in_training(samples: Sequence[Sample], training: dict, progress: bo
     choice = trained_patient_key(config)
     # by file name nothing is compared: no scan
     found = (_training_films(*data_record(training, run_dir), samples) if choice != "name" else
-             TrainingFilms([], None, []))
+             TrainingFilms([], None, {}))
     if found.films is None:
         return InTraining(None, None)
     scored = {Path(s.path).resolve() for s in samples}
