@@ -327,3 +327,14 @@ def test_a_class_folder_given_as_the_data_names_the_folder_holding_both(tmp_path
     with pytest.raises(InputError, match=r"Normal: is a class folder, .* give the folder that holds both NORMAL and "
                                          r"PNEUMONIA$"):
         discover(tmp_path / "alone" / "Normal")
+
+
+def test_a_data_set_named_for_a_class_holding_its_data_one_folder_down_is_told_so(tmp_path: Path) -> None:
+    """A download kept as pneumonia/chest_xray/train/... was called a class folder holding one class (73a3af6 asked
+    before the nested check), not told that its data is one folder down, in pneumonia/chest_xray."""
+    root = tmp_path / "pneumonia"
+    write_xray(root / "chest_xray" / "train" / "NORMAL" / "a.png", 0, 1)
+    write_xray(root / "chest_xray" / "test" / "PNEUMONIA" / "b.png", 1, 2)
+    with pytest.raises(InputError, match=rf"^{root}: the data is one folder down, in {root / 'chest_xray'} \(it holds "
+                                         r"train/, test/\); give that folder$"):
+        discover(root)

@@ -240,15 +240,17 @@ def discover(root: str | Path, unopened: Collection[str] = ()) -> dict[str, list
     if (root / "model.safetensors").is_file():
         raise InputError(f"{root}: a run folder (a trained model), not labelled films; give the data folder (with "
                          f"train/ and test/) or a CSV manifest")
-    if root.resolve().name.lower() in classes:  # `--data DATA/train/NORMAL`: one class, where both are needed
-        holder = os.path.normpath(os.path.join(root, os.pardir))
-        both = {p.name.lower() for p in _sub_folders(root.resolve().parent)} >= classes
-        raise InputError(f"{root}: is a class folder, holding the films of one class; give the folder that holds "
-                         + (f"both class folders, {holder}" if both else f"both {' and '.join(CLASS_NAMES)}"))
     nested = _nested_data(children)
     if nested is not None:
         raise InputError(f"{root}: the data is one folder down, in {nested} (it holds {_holds_names(nested)}); give "
                          f"that folder")
+    # `--data DATA/train/NORMAL`: one class, where both are needed (a data set named pneumonia/ holding its data one
+    # folder down is told so above)
+    if root.resolve().name.lower() in classes:
+        holder = os.path.normpath(os.path.join(root, os.pardir))
+        both = {p.name.lower() for p in _sub_folders(root.resolve().parent)} >= classes
+        raise InputError(f"{root}: is a class folder, holding the films of one class; give the folder that holds "
+                         + (f"both class folders, {holder}" if both else f"both {' and '.join(CLASS_NAMES)}"))
     manifests = [p for p in sorted(root.glob("*")) if p.suffix.lower() == ".csv" and is_manifest(p)]
     manifest = f" (such as {manifests[0]})" if manifests else ""
     raise InputError(
