@@ -182,7 +182,10 @@ def _several_films(args: argparse.Namespace, extra: list[str]) -> str:
 def _refuse_bare_data(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     """An existing folder or .csv given bare to a command that takes its data only as --data and nothing bare
     (train, evaluate, set-threshold, pretrain, fit-guard; `audit DATA` and `predict FILMS` take theirs bare) is
-    refused with the command as it should read: argparse said '--data is required' or 'unrecognized arguments'."""
+    refused with the command as it should read: argparse said '--data is required' or 'unrecognized arguments'.
+    Not when --data is given (the bare folder is something else, as a run meant for --model), nor for a run folder."""
+    from pneumoscan.outputs import RUN_MARKERS
+
     command = next((token for token in argv if not token.startswith("-")), None)
     (sub,) = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
     if command not in sub.choices:
@@ -191,18 +194,24 @@ def _refuse_bare_data(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     if "--data" not in options or any(not action.option_strings for action in sub.choices[command]._actions):
         return
     rest = argv[argv.index(command) + 1:]
-    at = 0
-    while at < len(rest) and rest[at] != "--" and not rest[at].startswith("--data"):
+    bare, at = None, 0
+    while at < len(rest) and rest[at] != "--":
         token = rest[at]
         if token.startswith("-"):
             named = [action for name, action in options.items() if name.startswith(token.split("=")[0])]
+            if named == [options["--data"]]:  # --data, --dat, --data=DATA
+                return
             at += 1 if "=" in token or (named and all(action.nargs == 0 for action in named)) else 2
             continue
-        if Path(token).is_dir() or (Path(token).is_file() and token.lower().endswith(".csv")):
-            fixed = " ".join(shell_word(word) for word in ["pneumoscan", *argv[:argv.index(command) + 1 + at], "--data",
-                                                             *rest[at:]])
-            sub.choices[command].error(f"{token}: the data is given with --data, not bare: `{fixed}`")
+        path = Path(token)
+        if bare is None and token and (path.is_dir() and not any((path / name).is_file() for name in RUN_MARKERS)
+                                       or path.is_file() and token.lower().endswith(".csv")):
+            bare = at
         at += 1
+    if bare is not None:
+        fixed = " ".join(shell_word(word) for word in ["pneumoscan", *argv[:argv.index(command) + 1 + bare], "--data",
+                                                         *rest[bare:]])
+        sub.choices[command].error(f"{rest[bare]}: the data is given with --data, not bare: `{fixed}`")
 
 
 def _command_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:

@@ -1152,6 +1152,28 @@ def test_data_given_bare_is_refused_with_the_command_as_it_should_read(argv: lis
 
 
 @pytest.mark.parametrize(("argv", "said"), [
+    (["train", "OTHER", "--data", "DATA", "--out", "runs/r"], "unrecognized arguments: OTHER"),
+    (["evaluate", "RUN", "--data", "DATA"], "unrecognized arguments: RUN"),
+    (["fit-guard", "RUN", "--dat=DATA"], "unrecognized arguments: RUN"),
+    (["set-threshold", "RUN", "--out", "site"], "the following arguments are required: --data")],
+    ids=["train-data-given", "evaluate-run", "fit-guard-abbreviated", "set-threshold-run"])
+def test_a_bare_folder_is_not_called_the_data_when_data_is_given_or_it_is_a_run(argv: list[str], said: str,
+                                                                                  tmp_path: Path,
+                                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """With --data given, a folder left bare is something else (a run meant for --model): it was told 'the data is
+    given with --data, not bare', fixed as `evaluate --data RUN --data DATA`; so was a run folder without --data."""
+    for name in ("DATA", "OTHER", "RUN"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "RUN" / "model.safetensors").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"pneumoscan {argv[0]}: error: {said}"
+
+
+@pytest.mark.parametrize(("argv", "said"), [
     (["train", "--data", "{data}", "--out", ""], '--out is empty (an unset shell variable, as in `--out "$VAR"`?)'),
     (["predict", "{film}", ""], 'the PATHS argument is empty (an unset shell variable, as in `"$VAR"`?)'),
     (["audit", ""], 'the DATA argument is empty (an unset shell variable, as in `"$VAR"`?)'),
