@@ -84,6 +84,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
             _command_parser(parser, "predict").error(
                 "'-' is not a film: predict reads files, not standard input; for a film piped in, give /dev/stdin "
                 "(`... | pneumoscan predict /dev/stdin`)")
+    if "" in extra:  # argparse would say 'unrecognized arguments: ', naming nothing
+        _command_parser(parser, args.command).error(_empty("an argument", ""))
     if extra:
         before_command = argv[:argv.index(args.command)]  # `pneumoscan --bogus models`: the program's, not models'
         command = parser if set(extra) & set(before_command) else _command_parser(parser, args.command)
@@ -104,9 +106,13 @@ def _refuse_empty(command: argparse.ArgumentParser, args: argparse.Namespace) ->
         value = getattr(args, action.dest, None)
         if value == "" or (isinstance(value, list) and "" in value):
             flag = action.option_strings[-1] if action.option_strings else ""
-            name = flag or f"the {str(action.metavar or action.dest).upper()} argument"
-            unset = f'{flag} "$VAR"' if flag else '"$VAR"'
-            command.error(f"{name} is empty (an unset shell variable, as in `{unset}`?); give it a value")
+            command.error(_empty(flag or f"the {str(action.metavar or action.dest).upper()} argument", flag))
+
+
+def _empty(name: str, flag: str) -> str:
+    """The refusal of an argument given as '' (`name`; `flag` the option it is the value of, or '')."""
+    unset = f'{flag} "$VAR"' if flag else '"$VAR"'
+    return f"{name} is empty (an unset shell variable, as in `{unset}`?); give it a value"
 
 
 def _as_model(path: Path) -> tuple[Path | None, str] | None:

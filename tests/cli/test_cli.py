@@ -1177,7 +1177,9 @@ def test_a_bare_folder_is_not_called_the_data_when_data_is_given_or_it_is_a_run(
     (["train", "--data", "{data}", "--out", ""], '--out is empty (an unset shell variable, as in `--out "$VAR"`?)'),
     (["predict", "{film}", ""], 'the PATHS argument is empty (an unset shell variable, as in `"$VAR"`?)'),
     (["audit", ""], 'the DATA argument is empty (an unset shell variable, as in `"$VAR"`?)'),
-], ids=["train-out", "predict-film", "audit-data"])
+    (["audit", "{data}", ""], 'an argument is empty (an unset shell variable, as in `"$VAR"`?)'),  # 'unrecognized
+    # arguments: ', naming nothing, before
+], ids=["train-out", "predict-film", "audit-data", "audit-left-over"])
 def test_an_empty_argument_is_refused_not_taken_for_the_current_folder(
         argv: list[str], said: str, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
