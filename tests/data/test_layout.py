@@ -338,3 +338,20 @@ def test_a_data_set_named_for_a_class_holding_its_data_one_folder_down_is_told_s
     with pytest.raises(InputError, match=rf"^{root}: the data is one folder down, in {root / 'chest_xray'} \(it holds "
                                          r"train/, test/\); give that folder$"):
         discover(root)
+
+
+def test_a_linked_class_folder_given_as_the_data_names_the_folder_holding_where_it_leads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--data LINK` (a link to DATA/train/NORMAL) was told to give the folder holding the link ('.', or the link's
+    own folder), which holds no class folders, rather than DATA/train, which holds both."""
+    write_xray(tmp_path / "data" / "train" / "NORMAL" / "a.png", 0, 1)
+    write_xray(tmp_path / "data" / "train" / "PNEUMONIA" / "b.png", 1, 2)
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "normal").symlink_to(tmp_path / "data" / "train" / "NORMAL")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=r"^links/normal: is a class folder, .* both class folders, data/train$"):
+        discover("links/normal")
+    monkeypatch.chdir(tmp_path / "data" / "train" / "PNEUMONIA")  # not below here: in full
+    with pytest.raises(InputError, match=rf"^{tmp_path / 'links' / 'normal'}: is a class folder, .* both class "
+                                         rf"folders, {tmp_path.resolve() / 'data' / 'train'}$"):
+        discover(tmp_path / "links" / "normal")

@@ -247,8 +247,10 @@ def discover(root: str | Path, unopened: Collection[str] = ()) -> dict[str, list
     # `--data DATA/train/NORMAL`: one class, where both are needed (a data set named pneumonia/ holding its data one
     # folder down is told so above)
     if root.resolve().name.lower() in classes:
-        holder = os.path.normpath(os.path.join(root, os.pardir))
-        both = {p.name.lower() for p in _sub_folders(root.resolve().parent)} >= classes
+        holder, real = os.path.normpath(os.path.join(root, os.pardir)), root.resolve().parent
+        if Path(holder).resolve() != real:  # a linked class folder: the folder holding where it leads
+            holder = os.path.relpath(real) if Path.cwd() in real.parents else str(real)
+        both = {p.name.lower() for p in _sub_folders(real)} >= classes
         raise InputError(f"{root}: is a class folder, holding the films of one class; give the folder that holds "
                          + (f"both class folders, {holder}" if both else f"both {' and '.join(CLASS_NAMES)}"))
     manifests = [p for p in sorted(root.glob("*")) if p.suffix.lower() == ".csv" and is_manifest(p)]
