@@ -1693,7 +1693,9 @@ def test_the_inference_benchmark_spreads_its_films_over_the_whole_folder_for_any
     ("set-threshold", "neither in the data folder itself nor in its split or class folders"),
     ("ensemble", "not in the members' data folder nor one of its split or class folders"),
     ("explain", "not in the model's training data folder nor one of its split or class folders"),
-], ids=["train", "pretrain", "set-threshold", "ensemble", "explain"])
+    ("report", "not in the run's training data or --data folder nor one of its split or class folders"),
+    ("compare", "not in the runs' training data or --data folder nor one of its split or class folders"),
+], ids=["train", "pretrain", "set-threshold", "ensemble", "explain", "report", "compare"])
 def test_out_help_names_the_data_folder_it_is_refused_in(command: str, said: str,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     """Each command refuses an --out that is the data folder or in its split or class folders (`check_out_of_data`):

@@ -100,6 +100,17 @@ class ArtifactMeta:
         places = data_places(config, here)
         return TrainingData(None, str(places[0]) if places else None, config["data"])
 
+    def check_out_of_training_data(self, out: str | os.PathLike, run_dir: str | os.PathLike | None = None,
+                                   folder: str | os.PathLike | None = None) -> None:
+        """InputError when `out` (what a command writes from this model: a heatmap, a report and its figures; in
+        `folder`) is in the model's training data, if found, or its split or class folders (`check_out_of_data`),
+        where the next training would take its images for films."""
+        from pneumoscan.data.layout import check_out_of_data
+
+        placed = self.placed_data(run_dir)
+        if placed.folder is not None:
+            check_out_of_data(out, placed.shown or placed.folder, folder)
+
     def fit_guard_command(self, model: str | os.PathLike, run_dir: str | os.PathLike | None = None, *,
                           placed: TrainingData | None = None) -> str:
         """'`pneumoscan fit-guard --model MODEL --data DATA`' for messages: DATA the training data

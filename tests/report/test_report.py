@@ -943,3 +943,37 @@ def test_paired_auc_matches_films_by_path_whatever_their_order() -> None:
     assert row == pytest.approx({"auc_diff_vs_first": expected.difference, "auc_diff_ci_low": expected.ci95[0],
                                  "auc_diff_ci_high": expected.ci95[1], "auc_diff_p": expected.p_value,
                                  "auc_diff_films": 25})
+
+
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_report_out_in_the_run_s_training_data_or_its_data_is_refused(command: str, tiny_run: Path, tiny_data: Path,
+                                                                      tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """explain, ensemble, train, pretrain and set-threshold refuse an --out among the data's films; report and
+    compare wrote their page into the run's training data (DATA/train/NORMAL/r.html) and its figures into
+    r_files/ beside it, where the next training took 9 figures for NORMAL films; an --out in the --data evaluated is
+    refused alike."""
+    run = [str(tiny_run)] if command == "report" else [str(tiny_run), str(shutil.copytree(tiny_run, tmp_path / "copy"))]
+    out = tiny_data / "train" / "NORMAL" / "r.html"
+    assert main([command, *run, "--out", str(out)]) == 2
+    assert f"{out}: is inside the data folder {tiny_data}, where what is written would sit among its labelled films; " \
+           "give --out a file outside it, e.g. --out " in capsys.readouterr().err
+    other = tmp_path / "other"
+    shutil.copytree(tiny_data / "test", other / "test")
+    out = other / "test" / "PNEUMONIA" / "r.html"
+    assert main([command, *run, "--data", str(other), "--out", str(out)]) == 2
+    assert f"{out}: is inside the data folder {other}, where " in capsys.readouterr().err
+    assert not (tiny_data / "train" / "NORMAL" / "r_files").exists() and not (out.parent / "r_files").exists()
+
+
+def test_report_at_its_default_place_in_a_split_folder_s_run_is_not_refused_for_the_split_beside_it(
+        tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    """A run `train --data DATA/train --out DATA/train/runs/r` made (as train allows) reported on `--data DATA/test`
+    was refused at its default place, RUN/report.html, as inside the data folder DATA (DATA/test's split folder
+    beside it): only an --out given is checked against --data."""
+    data = tmp_path / "DATA"
+    shutil.copytree(tiny_data / "test", data / "test")
+    (data / "train").mkdir()
+    run = shutil.copytree(tiny_run, data / "train" / "runs" / "r")
+    assert main(["report", str(run), "--data", str(data / "test"), "--n-boot", "10", "--cases", "1"]) == 0
+    assert (run / "report.html").is_file()

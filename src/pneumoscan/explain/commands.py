@@ -53,7 +53,6 @@ def _at_default_place(err: Exception) -> Exception:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """Classify IMAGE, compute Grad-CAM for the predicted class and save the figure."""
-    from pneumoscan.data.layout import check_out_of_data
     from pneumoscan.errors import InputError, WriteError, decimals
     from pneumoscan.explain.explanation import explain_file, left_out_clause
     from pneumoscan.inference.predictor import Predictor
@@ -75,9 +74,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     # the label comes from `predict`'s default backend, so a film at the very threshold gets the same one here
     predictor = Predictor(args.model, threshold=args.threshold, target_recall=args.target_recall,
                           prevalence=args.prevalence, backend="auto")
-    placed = predictor.meta.placed_data(predictor.path.parent)  # the model's training data, if found
-    if placed.folder is not None:  # the heatmap there would be taken for a film of it
-        check_out_of_data(out, placed.shown or placed.folder, out.parent)
+    predictor.meta.check_out_of_training_data(out, predictor.path.parent, out.parent)
     explained = explain_file(predictor, args.image)
     print(threshold_note(predictor), file=sys.stderr)  # the label's threshold, which the terminal line does not show
     prob, label = float(explained.prediction.probability), str(explained.prediction.label)

@@ -78,6 +78,20 @@ def files_folder(out: Path) -> Path:
     return out.with_name(f"{out.stem}_files")
 
 
+def check_out_of_data_used(target: Path, runs: Sequence[Path], data: str | os.PathLike | None) -> None:
+    """InputError when the page `target` (its figures in `files_folder(target)` beside it) is in the training data of
+    one of `runs` (run folders; one without a model is named later) or in the `data` it evaluates on, or in their split
+    or class folders, where its figures would be taken for films (`check_out_of_data`)."""
+    from pneumoscan.artifact import ARTIFACT_NAME, read_meta
+    from pneumoscan.data.layout import check_out_of_data
+
+    for run in runs:
+        if (run / ARTIFACT_NAME).is_file():
+            read_meta(run / ARTIFACT_NAME).check_out_of_training_data(target, run, target.parent)
+    if data is not None:
+        check_out_of_data(target, data, target.parent)
+
+
 def default_output(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / "report.html"
 
@@ -525,6 +539,9 @@ def build_report(run_dir: str | os.PathLike, *, data: str | os.PathLike | None =
     started = time.time()
     run = load_run(run_dir)  # first: the default output is in the run folder, which RUN/model.safetensors names
     target = check_output(out if out is not None else default_output(run.path), (".html", ".htm"), "the report")
+    # the default place, the run folder, passed train's check (DATA/train/runs/r for --data DATA/train), which --data
+    # DATA/test, its split folders beside it, would refuse
+    check_out_of_data_used(target, [run.path], data if out is not None else None)
     check_companion(files_folder(target), target, folder=True)
     recover_interrupted([target])  # an earlier report to `target` that a crash stopped among its renames
     with warnings.catch_warnings():  # undefined metrics show as 'n/a' in the report

@@ -18,7 +18,9 @@ def add_commands(subparsers: Any) -> None:
                                   "where it recorded them)")
     p.add_argument("--split", help="split of --data to evaluate (default: test, else the only one; a folder of class "
                                     "folders is used whole)")
-    p.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html); figures go to <name>_files/")
+    p.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html); figures go to <name>_files/; "
+                                 "not in the run's training data or --data folder nor one of its split or class "
+                                 "folders")
     p.add_argument("--n-boot", type=int, default=1000,
                    help="bootstrap resamples for the intervals of F1, ROC AUC, average precision and Brier; the rates "
                         "get Wilson intervals (default 1000)")
@@ -31,7 +33,8 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders written by pneumoscan train (or their model.safetensors); the first is the reference: each "
                         "other run's AUC is tested against it (DeLong's paired test)")
     p.add_argument("--out", required=True, help="HTML file to write, e.g. compare.html (CSV and JSON go next to it, the "
-                                                    "ROC figure to <name>_files/)")
+                                                    "ROC figure to <name>_files/); not in the runs' training data or "
+                                                    "--data folder nor one of its split or class folders")
     p.add_argument("--data", help="evaluate every run on this data folder or CSV manifest (default: each run's validation predictions)")
     p.add_argument("--split", help="split of --data to evaluate (default: test, else the only one; a folder of class "
                                     "folders is used whole)")

@@ -21,8 +21,8 @@ from pneumoscan.errors import InputError, warn, words
 from pneumoscan.report import figures as figs
 from pneumoscan.report import html as h
 from pneumoscan.outputs import check_companion, check_output, recover_interrupted
-from pneumoscan.report.build import (Figures, files_folder, guard_refusals, init_text, recipe_text, refusals_html,
-                                     seen_html, write_report)
+from pneumoscan.report.build import (Figures, check_out_of_data_used, files_folder, guard_refusals, init_text,
+                                     recipe_text, refusals_html, seen_html, write_report)
 from pneumoscan.report.run import RunInfo, load_run, run_folder
 from pneumoscan.report.scores import Scores, run_scores
 from pneumoscan.training.same_films import FilmKey
@@ -336,7 +336,9 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
     _check_tables(target)
     check_companion(files_folder(target), target, folder=True)
     recover_interrupted([target])  # an earlier comparison to `target` that a crash stopped among its renames
-    rows, curves, source, screening, units, scored = comparison(run_dirs, data, split, n_boot=n_boot, seed=seed,
+    paths = list(run_dirs)  # read once: an iterator is checked here and compared
+    check_out_of_data_used(target, [run_folder(p) for p in paths], data)
+    rows, curves, source, screening, units, scored = comparison(paths, data, split, n_boot=n_boot, seed=seed,
                                                                 cache_dir=cache_dir)
     csv_path, json_path = _table_paths(target)
     digits = [1 if c == "train_seconds" else 4 for c in FIGURE_COLUMNS]

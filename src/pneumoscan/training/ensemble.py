@@ -13,7 +13,6 @@ from torch import nn
 from pneumoscan.artifact import ARTIFACT_NAME, ArtifactMeta, load_artifact, read_meta
 from pneumoscan.data.cache import load_image_set
 from pneumoscan.data.labels import Sample
-from pneumoscan.data.layout import check_out_of_data
 from pneumoscan.errors import InputError, check_seed, counted
 from pneumoscan.evaluation.evaluate import film_patients, read_prediction_samples
 from pneumoscan.evaluation.thresholds import check_target_recall
@@ -163,9 +162,8 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
         if not (run / ARTIFACT_NAME).is_file():
             raise InputError(f"{run}: not a finished `pneumoscan train` run (no {ARTIFACT_NAME}); check the path")
     # the members' training data, among whose films the ensemble's files (its report's figures) would be taken for films
-    for placed in {read_meta(run / ARTIFACT_NAME).placed_data(run) for run in runs}:
-        if placed.folder is not None:
-            check_out_of_data(out, placed.shown or placed.folder)
+    for run in runs:
+        read_meta(run / ARTIFACT_NAME).check_out_of_training_data(out, run)
     loaded = [load_artifact(run) for run in runs]
     for i, (net, _) in enumerate(loaded):  # a copy of a run, or a run trained again with the same settings and seed
         for earlier, (other, _) in zip(runs, loaded[:i]):
