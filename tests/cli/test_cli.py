@@ -1157,10 +1157,9 @@ def test_data_given_bare_is_refused_with_the_command_as_it_should_read(argv: lis
     (["fit-guard", "RUN", "--dat=DATA"], "unrecognized arguments: RUN"),
     (["set-threshold", "RUN", "--out", "site"], "the following arguments are required: --data")],
     ids=["train-data-given", "evaluate-run", "fit-guard-abbreviated", "set-threshold-run"])
-def test_a_bare_folder_is_not_called_the_data_when_data_is_given_or_it_is_a_run(argv: list[str], said: str,
-                                                                                  tmp_path: Path,
-                                                                                  monkeypatch: pytest.MonkeyPatch,
-                                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bare_folder_is_not_called_the_data_when_data_is_given_or_it_is_a_run(
+        argv: list[str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     """With --data given, a folder left bare is something else (a run meant for --model): it was told 'the data is
     given with --data, not bare', fixed as `evaluate --data RUN --data DATA`; so was a run folder without --data."""
     for name in ("DATA", "OTHER", "RUN"):
