@@ -1,12 +1,14 @@
 """What a write to stdout or stderr that failed is told as, shared by the command line and the service's access
 lines: a reader that is gone, the errors of a full disk, quota or file size limit and what frees room, the file stdout
-writes to, a descriptor pointed at /dev/null so that a lost stream fails no second time, and a last line on stderr."""
+writes to, a descriptor pointed at /dev/null so that a lost stream fails no second time (or holds nothing at exit),
+and a last line on stderr."""
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
 import sys
+from typing import Any
 
 from pneumoscan.errors import one_name
 
@@ -35,6 +37,22 @@ def to_devnull(fd: int) -> None:
     if null != fd:
         os.dup2(null, fd)
         os.close(null)
+
+
+def drop_if_full(stream: Any) -> OSError | None:
+    """Flush STREAM (stdout or stderr); when a full disk or quota still refuses what it holds, point it at /dev/null,
+    dropping that, and return the error: Python's own flush at exit would fail instead, with exit code 120."""
+    try:
+        stream.flush()
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        to_devnull(stream.fileno())
+        stream.flush()  # into /dev/null
+        return err
+    except (ValueError, AttributeError):  # a closed or missing stream holds nothing
+        pass
+    return None
 
 
 def stdout_name() -> str:

@@ -180,6 +180,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 before_forced = _load_and_serve(args, listening, stop)
             except StoppedBeforeServing as err:
                 log.info("stopped on %s while starting, before serving any request", err.signal_name)
+                _drop_unwritable_lines()
                 return 0  # as after a drained stop: systemd, docker or Kubernetes asked for it
             except OSError as err:  # the `serving on` line's (serving.run): a disk's error goes to the CLI's handler
                 if not reader_gone(err):
@@ -190,26 +191,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 to_devnull(sys.stdout.fileno())  # what the failed write left, not a second failure at exit
                 return 1
         log_stop(stop, args.shutdown_timeout_s, before_forced=before_forced)
-    _drop_unwritable_access_lines()
+    _drop_unwritable_lines()
     return 0
 
 
-def _drop_unwritable_access_lines() -> None:
+def _drop_unwritable_lines() -> None:
     """Once the service stopped: access lines its stdout's buffer still holds because the disk is still full are
     dropped, with one line saying so; the CLI's last flush took them for a command's output cut short (exit code 2,
-    "run the command again") after a clean stop."""
-    import errno
+    "run the command again") after a clean stop. So are the lines stderr holds on that disk (`> serve.log 2>&1`: the
+    stop's own lines, this one): Python's flush at exit failed on them, exit code 120."""
+    from pneumoscan.stream_failures import drop_if_full, stdout_name
 
-    from pneumoscan.stream_failures import stdout_name, to_devnull
-
-    try:
-        sys.stdout.flush()
-    except OSError as err:
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        log.warning("%s: %s: the last access lines are lost", stdout_name(), err.strerror)
-        to_devnull(sys.stdout.fileno())
-        sys.stdout.flush()  # into /dev/null
+    name = stdout_name()  # before it points at /dev/null
+    err = drop_if_full(sys.stdout)
+    if err is not None:
+        log.warning("%s: %s: the last access lines are lost", name, err.strerror)
+    drop_if_full(sys.stderr)
 
 
 @contextlib.contextmanager
