@@ -122,3 +122,27 @@ def test_an_uvicorn_logging_configuration_of_another_shape_is_kept_with_a_warnin
     monkeypatch.setattr(uvicorn.config, "LOGGING_CONFIG", other)
     assert log_config() == other
     assert "its access lines will not carry the request id" in caplog.text
+
+
+@pytest.mark.parametrize(("error", "told"), [(OSError(28, "No space left on device"), False),
+                                             (OSError(122, "Disk quota exceeded"), False),
+                                             (ValueError("I/O operation on closed file."), True)])
+def test_a_full_disk_under_stderr_adds_no_logging_error_line(error: Exception, told: bool,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """`serve > serve.log 2>&1` on a full disk: a stderr line the disk refused (the warning that access lines are
+    lost, uvicorn's) made logging print `--- Logging error ---` to stderr, which held it with the line and wrote it
+    into the log once there was room (measured on a 64 kB tmpfs). uvicorn's stderr handler passes a full disk over;
+    another failure is still told."""
+    import logging
+    import pydoc
+
+    from pneumoscan.service.tracking import log_config
+
+    class Failing(io.StringIO):
+        def write(self, text: str) -> int:
+            raise error
+
+    handler_class = pydoc.locate(log_config()["handlers"]["default"]["class"])
+    handler = handler_class(Failing())  # type: ignore[operator]
+    handler.handle(logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "Shutting down", None, None))
+    assert ("--- Logging error ---" in capsys.readouterr().err) is told

@@ -173,7 +173,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          "give it a file (> serve.log) or >/dev/null")
     from pneumoscan.stream_failures import reader_gone, tell, to_devnull
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    from pneumoscan.service.tracking import StderrHandler
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s",
+                        handlers=[StderrHandler()])
     with check_listen(args.host, args.port) as listening, _own_log_level(args.log_level):
         with StopSignals() as stop:
             try:

@@ -183,6 +183,19 @@ class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
         log.warning("%s: access lines are no longer written; the service serves on", why)
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler of the service's lines on stderr (its own and uvicorn's), silent when a full disk, quota or file
+    size limit refuses one: stderr holds it until there is room (dropped at the stop), and logging's "--- Logging
+    error ---" line, held with it, went into the log (`serve > serve.log 2>&1`) once there was."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        from pneumoscan.stream_failures import DISK_FULL
+
+        err = sys.exc_info()[1]
+        if not (isinstance(err, OSError) and err.errno in DISK_FULL):
+            super().handleError(record)
+
+
 def _offset(stream: Any) -> int | None:
     """STREAM's file descriptor's offset (None for a pipe, a terminal or no descriptor)."""
     try:
@@ -193,7 +206,8 @@ def _offset(stream: Any) -> int | None:
 
 def log_config() -> dict[str, Any]:
     """uvicorn's logging configuration with `request_id=ID` at the end of each access line, which go nowhere once
-    stdout's reader is gone (`AccessHandler`); uvicorn's own, with a
+    stdout's reader is gone (`AccessHandler`), and its stderr lines quiet on a full disk (`StderrHandler`); uvicorn's
+    own, with a
     one-line warning, when its shape is not the one this relies on."""
     from uvicorn.config import LOGGING_CONFIG
 
@@ -207,6 +221,9 @@ def log_config() -> dict[str, Any]:
     formatter["fmt"] += " request_id=%(request_id)s"
     if handler.get("class") == "logging.StreamHandler":
         handler["class"] = f"{__name__}.AccessHandler"
+    errors = config["handlers"].get("default")
+    if isinstance(errors, dict) and errors.get("class") == "logging.StreamHandler":
+        errors["class"] = f"{__name__}.StderrHandler"
     if formatter.get("()") == "uvicorn.logging.AccessFormatter":
         formatter["()"] = f"{__name__}.access_formatter"
     config.setdefault("filters", {})["request_id"] = {"()": RequestIdFilter}
