@@ -39,22 +39,6 @@ def to_devnull(fd: int) -> None:
         os.close(null)
 
 
-def drop_if_full(stream: Any) -> OSError | None:
-    """Flush STREAM (stdout or stderr); when a full disk or quota still refuses what it holds, point it at /dev/null,
-    dropping that, and return the error: Python's own flush at exit would fail instead, with exit code 120."""
-    try:
-        stream.flush()
-    except OSError as err:
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        to_devnull(stream.fileno())
-        stream.flush()  # into /dev/null
-        return err
-    except (ValueError, AttributeError):  # a closed or missing stream holds nothing
-        pass
-    return None
-
-
 def stdout_name() -> str:
     """What stdout writes to, as a message names it: 'stdout (/home/amy/out.csv)', its full path, for `> out.csv`; else
     'stdout'."""
@@ -62,6 +46,23 @@ def stdout_name() -> str:
         return f"stdout ({one_name(os.readlink(f'/proc/self/fd/{sys.stdout.fileno()}'))})"
     except (OSError, ValueError, AttributeError):  # no /proc (macOS, Windows), or no file descriptor
         return "stdout"
+
+
+def drop_if_full(stream: Any) -> OSError | None:
+    """Flush STREAM (stdout or stderr); when a full disk, quota or file size limit still refuses what it holds, point
+    it at /dev/null, dropping that, and return the error: Python's own flush at exit would fail instead, with exit
+    code 120."""
+    try:
+        stream.flush()
+    except OSError as err:
+        if err.errno not in DISK_FULL:
+            raise
+        to_devnull(stream.fileno())
+        stream.flush()  # into /dev/null
+        return err
+    except (ValueError, AttributeError):  # a closed or missing stream holds nothing
+        pass
+    return None
 
 
 def tell(line: str) -> None:

@@ -881,9 +881,10 @@ def test_a_serving_on_line_whose_reader_is_gone_is_said_in_one_line(tiny_run: Pa
         "keeps reading it")
 
 
-def _on_full_disk(log: Path, *, line_buffering: bool = False) -> tuple[io.TextIOWrapper, int]:
-    """A buffered text stream writing to LOG, whose disk is full while LOG is what its descriptor points at (that
-    descriptor pointed at /dev/null takes every write), and the descriptor."""
+def _on_full_disk(log: Path, *, line_buffering: bool = False,
+                  code: int = errno.ENOSPC) -> tuple[io.TextIOWrapper, int]:
+    """A buffered text stream writing to LOG, whose disk is full (or whose size limit is reached: CODE) while LOG is
+    what its descriptor points at (that descriptor pointed at /dev/null takes every write), and the descriptor."""
     sink = os.open(log, os.O_WRONLY | os.O_CREAT)
 
     class FullDisk(io.RawIOBase):
@@ -895,7 +896,7 @@ def _on_full_disk(log: Path, *, line_buffering: bool = False) -> tuple[io.TextIO
 
         def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
             if os.fstat(sink).st_ino == log.stat().st_ino:  # the log's disk is full
-                raise OSError(errno.ENOSPC, "No space left on device")
+                raise OSError(code, os.strerror(code))
             return os.write(sink, data)
 
     return io.TextIOWrapper(io.BufferedWriter(FullDisk()), encoding="utf-8", line_buffering=line_buffering), sink
@@ -925,16 +926,17 @@ def test_access_lines_a_full_disk_still_holds_at_the_stop_are_dropped_in_one_lin
 
 
 @pytest.mark.parametrize("stopped", ["served", "while starting"])
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EFBIG])
 def test_lines_stderr_holds_on_a_full_disk_at_the_stop_are_dropped_not_failed_at_exit(
-        stopped: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        stopped: str, code: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`serve > serve.log 2>&1` stopped while the disk is still full: stderr (line-buffered) still held the stop's
     own lines (uvicorn's 'Shutting down', 'stopped on SIGTERM ...'), and Python's flush of it at exit failed: exit
     code 120 where service.md promises 0 (measured on a 64 kB tmpfs, `>` and `>>` alike). They are dropped at the
-    stop, as stdout's are."""
+    stop, as stdout's are; at a file size limit (`ulimit -f`) too, which the CLI took for stdout's error, exit code 2."""
     from pneumoscan.service import commands
 
     stdout, out_sink = _on_full_disk(tmp_path / "serve.log")
-    stderr, err_sink = _on_full_disk(tmp_path / "serve.log", line_buffering=True)
+    stderr, err_sink = _on_full_disk(tmp_path / "serve.log", line_buffering=True, code=code)
 
     def served(*args: object) -> None:
         with contextlib.suppress(OSError):  # logging's handler passes its error over
