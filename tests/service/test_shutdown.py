@@ -457,3 +457,35 @@ def test_the_access_lines_failure_is_told_without_the_command_line(tmp_path: Pat
     done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "serve.log")], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "PYTHONPATH": str(Path(pneumoscan.__file__).parents[1])})
     assert done.returncode == 0 and done.stdout == "False\n", done.stderr
+
+
+def test_stdout_a_socket_its_reader_reset_is_a_gone_reader(caplog: pytest.LogCaptureFixture,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """stdout a TCP socket (inetd, systemd's StandardOutput=socket) whose reader closed with lines unread: the next
+    write fails with ECONNRESET, not EPIPE, which printed logging's 80-line "--- Logging error ---" traceback before
+    the broken pipe's warning on the line after. Now the one warning at once."""
+    import logging
+
+    from pneumoscan.service.tracking import AccessHandler
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        writer = socket.create_connection(server.getsockname())
+        reader, _ = server.accept()
+    stdout = open(writer.fileno(), "w", encoding="utf-8", closefd=False)  # as Python's own stdout on a socket
+    handler = AccessHandler(stdout)
+
+    def line(text: str) -> None:
+        handler.handle(logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, text, None, None))
+
+    line("GET /health 0")  # unread
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")  # closed with a reset
+    reader.close()
+    time.sleep(0.2)
+    with caplog.at_level(logging.WARNING, logger="pneumoscan.service"):
+        for n in (1, 2):
+            line(f"GET /health {n}")
+    said = [r.getMessage() for r in caplog.records if r.name == "pneumoscan.service"]
+    assert said == ["stdout's reader is gone (broken pipe): access lines are no longer written; the service serves on"]
+    assert "Logging error" not in capsys.readouterr().err
+    stdout.close()
+    writer.close()
