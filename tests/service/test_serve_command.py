@@ -932,7 +932,8 @@ def test_lines_stderr_holds_on_a_full_disk_at_the_stop_are_dropped_not_failed_at
     """`serve > serve.log 2>&1` stopped while the disk is still full: stderr (line-buffered) still held the stop's
     own lines (uvicorn's 'Shutting down', 'stopped on SIGTERM ...'), and Python's flush of it at exit failed: exit
     code 120 where service.md promises 0 (measured on a 64 kB tmpfs, `>` and `>>` alike). They are dropped at the
-    stop, as stdout's are; at a file size limit (`ulimit -f`) too, which the CLI took for stdout's error, exit code 2."""
+    stop, as stdout's are; at a file size limit (`ulimit -f`) too, which the CLI took for stdout's error, exit code
+    2."""
     from pneumoscan.service import commands
 
     stdout, out_sink = _on_full_disk(tmp_path / "serve.log")

@@ -397,50 +397,86 @@ def test_stdout_whose_reader_is_gone_on_windows_is_a_broken_pipe(tmp_path: Path,
     assert said == ["stdout's reader is gone (broken pipe): access lines are no longer written; the service serves on"]
 
 
+class Unbuffered:
+    """The whole-writes layer of `python -u` on file descriptor FD of a disk with `room` bytes free (None: as much
+    as it takes): what fits is written, then the disk's error."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.room: int | None = None
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def write(self, text: str) -> None:
+        import errno
+
+        data = text.encode()
+        if self.room is not None and self.room < len(data):
+            os.write(self.fd, data[:self.room])
+            self.room = 0
+            raise OSError(errno.ENOSPC, "No space left on device")
+        os.write(self.fd, data)
+
+    def flush(self) -> None:
+        pass
+
+
 def test_stdout_a_full_disk_cut_mid_line_goes_on_on_a_line_of_its_own(tmp_path: Path,
                                                                      caplog: pytest.LogCaptureFixture) -> None:
     """An unbuffered stdout (PYTHONUNBUFFERED=1, as container images set) on a disk that fills mid-line keeps the
     line's start and drops its rest: the first access line written once there was room was glued to it
     (`"GET /healthINFO:     127.0.0.1:48538 - ... request_id=room-1`, measured on a 64 kB tmpfs), so neither could be
     found by its request id. The cut line now ends there and the next starts a line of its own."""
-    import errno
     import logging
 
     from pneumoscan.service.tracking import AccessHandler
 
     fd = os.open(tmp_path / "serve.log", os.O_WRONLY | os.O_CREAT)
-    room: dict[str, int | None] = {"bytes": None}  # None: as much as it takes
-
-    class Unbuffered:  # the whole-writes layer of `python -u`: what fits is written, then the disk's error
-        def fileno(self) -> int:
-            return fd
-
-        def write(self, text: str) -> None:
-            data, free = text.encode(), room["bytes"]
-            if free is not None and free < len(data):
-                os.write(fd, data[:free])
-                room["bytes"] = 0
-                raise OSError(errno.ENOSPC, "No space left on device")
-            os.write(fd, data)
-
-        def flush(self) -> None:
-            pass
-
-    handler = AccessHandler(Unbuffered())  # type: ignore[arg-type]
+    stdout = Unbuffered(fd)
+    handler = AccessHandler(stdout)  # type: ignore[arg-type]
 
     def line(n: int) -> None:
         handler.handle(logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, f"GET /health {n}", None, None))
 
     with caplog.at_level(logging.WARNING, logger="pneumoscan.service"):
         line(0)
-        room["bytes"] = 7
+        stdout.room = 7
         line(1)  # "GET /he" written, the rest lost
         line(2)  # nothing written
-        room["bytes"] = None
+        stdout.room = None
         line(3)
         line(4)
     os.close(fd)
     assert (tmp_path / "serve.log").read_text() == "GET /health 0\nGET /he\nGET /health 3\nGET /health 4\n"
+
+
+def test_a_stderr_line_after_an_access_line_a_full_disk_cut_starts_a_line_of_its_own(tmp_path: Path) -> None:
+    """`serve > serve.log 2>&1` with an unbuffered stdout: once there was room, a stderr line written before the next
+    access line was glued to the one the full disk cut, as the access line had been ('..." 200 INFO:     Shutting
+    down', measured on a 64 kB tmpfs, freed before SIGTERM). It starts a line of its own; the access line after it
+    does not add another."""
+    import logging
+
+    from pneumoscan.service.tracking import AccessHandler, StderrHandler
+
+    fd = os.open(tmp_path / "serve.log", os.O_WRONLY | os.O_CREAT)
+    stdout = Unbuffered(fd)
+    access = AccessHandler(stdout)  # type: ignore[arg-type]
+    errors = StderrHandler(os.fdopen(os.dup(fd), "w", buffering=1))  # stderr on the same file, line-buffered
+
+    def line(handler: logging.Handler, text: str) -> None:
+        handler.handle(logging.LogRecord("uvicorn", logging.INFO, __file__, 1, text, None, None))
+
+    line(access, "GET /health 0")
+    stdout.room = 7
+    line(access, "GET /health 1")  # "GET /he" written, the rest lost
+    stdout.room = None
+    line(errors, "Shutting down")
+    line(access, "GET /health 2")
+    errors.stream.close()
+    os.close(fd)
+    assert (tmp_path / "serve.log").read_text() == "GET /health 0\nGET /he\nShutting down\nGET /health 2\n"
 
 
 def test_the_access_lines_failure_is_told_without_the_command_line(tmp_path: Path) -> None:

@@ -138,10 +138,9 @@ class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
     they are written again (space freed), on a line of its own after one the full disk cut."""
 
     full = False  # a line was lost to a full disk, and none written since
-    cut = False  # a full disk took the start of a line and nothing keeps its rest: the next one starts a new line
 
     def format(self, record: logging.LogRecord) -> str:
-        return ("\n" if self.cut else "") + super().format(record)
+        return _after_cut(self.stream) + super().format(record)
 
     def emit(self, record: logging.LogRecord) -> None:
         was_full, self.failed = self.full, False
@@ -151,13 +150,12 @@ class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
         start = _offset(self.stream) if unbuffered else None
         super().emit(record)
         if not self.failed:
-            self.cut = False
+            _note_cut(self.stream, False)
             if was_full:
                 self.full = False
                 log.warning("stdout: access lines are written again")
-        elif self.full and start is not None:
-            end = _offset(self.stream)
-            self.cut = self.cut or (end is not None and end > start)
+        elif self.full and start is not None and (end := _offset(self.stream)) is not None and end > start:
+            _note_cut(self.stream, True)
 
     def handleError(self, record: logging.LogRecord) -> None:
         import errno
@@ -186,14 +184,55 @@ class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The handler of the service's lines on stderr (its own and uvicorn's), silent when a full disk, quota or file
     size limit refuses one: stderr holds it until there is room (dropped at the stop), and logging's "--- Logging
-    error ---" line, held with it, went into the log (`serve > serve.log 2>&1`) once there was."""
+    error ---" line, held with it, went into the log (`serve > serve.log 2>&1`) once there was. On the file of an
+    access line the full disk cut (`2>&1`), its first line written starts a line of its own, as the next access
+    line does: it was glued to the cut one ('... 200 INFO:     Shutting down')."""
+
+    failed = False
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _after_cut(self.stream) + super().format(record)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.failed = False
+        super().emit(record)
+        if not self.failed:
+            _note_cut(self.stream, False)
 
     def handleError(self, record: logging.LogRecord) -> None:
         from pneumoscan.stream_failures import DISK_FULL
 
+        self.failed = True
         err = sys.exc_info()[1]
         if not (isinstance(err, OSError) and err.errno in DISK_FULL):
             super().handleError(record)
+
+
+# Files (device, inode) whose last access line a full disk cut short, its rest dropped (an unbuffered stdout): the
+# next line written to one, an access line or a stderr line on the same file (`> serve.log 2>&1`), starts a new line.
+_CUT_FILES: set[tuple[int, int]] = set()
+
+
+def _file_id(stream: Any) -> tuple[int, int] | None:
+    """The device and inode STREAM writes to (None without a file descriptor)."""
+    try:
+        stat = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _note_cut(stream: Any, cut: bool) -> None:
+    """Note whether the last line written to STREAM's file is one a full disk cut short."""
+    if cut or _CUT_FILES:
+        file = _file_id(stream)
+        if file is not None:
+            (_CUT_FILES.add if cut else _CUT_FILES.discard)(file)
+
+
+def _after_cut(stream: Any) -> str:
+    """A newline to end the line a full disk cut on STREAM's file, else nothing."""
+    return "\n" if _CUT_FILES and _file_id(stream) in _CUT_FILES else ""
 
 
 def _offset(stream: Any) -> int | None:
