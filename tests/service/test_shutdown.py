@@ -479,6 +479,54 @@ def test_a_stderr_line_after_an_access_line_a_full_disk_cut_starts_a_line_of_its
     assert (tmp_path / "serve.log").read_text() == "GET /health 0\nGET /he\nShutting down\nGET /health 2\n"
 
 
+def test_a_stderr_line_comes_after_the_rest_of_an_access_line_stdout_held(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve > serve.log 2>&1`, stdout buffered (the default): a full disk took the start of an access line and
+    stdout's buffer kept its rest, but a stderr line written once there was room went first, inside it ('... 200
+    OWARNING:     pneumoscan.service: ...', then 'K request_id=...' after the stop's lines; 64 kB tmpfs). stdout's
+    held lines are now written before a stderr line."""
+    import errno
+    import io
+    import logging
+
+    from pneumoscan.service.tracking import AccessHandler, StderrHandler
+
+    fd = os.open(tmp_path / "serve.log", os.O_WRONLY | os.O_CREAT)
+    room: dict[str, int | None] = {"bytes": None}
+
+    class Disk(io.RawIOBase):  # a short write when it fills, then its error
+        def writable(self) -> bool:
+            return True
+
+        def fileno(self) -> int:
+            return fd
+
+        def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+            free = room["bytes"]
+            if free == 0:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            written = os.write(fd, bytes(data)[:free])
+            room["bytes"] = None if free is None else free - written
+            return written
+
+    stdout = io.TextIOWrapper(io.BufferedWriter(Disk()), encoding="utf-8")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    access = AccessHandler(stdout)
+    errors = StderrHandler(os.fdopen(os.dup(fd), "w", buffering=1))  # stderr on the same file, line-buffered
+
+    def line(handler: logging.Handler, text: str) -> None:
+        handler.handle(logging.LogRecord("uvicorn", logging.INFO, __file__, 1, text, None, None))
+
+    line(access, "GET /health 0")
+    room["bytes"] = 7
+    line(access, "GET /health 1")  # "GET /he" written, the rest held
+    room["bytes"] = None
+    line(errors, "Shutting down")
+    errors.stream.close()
+    os.close(fd)
+    assert (tmp_path / "serve.log").read_text() == "GET /health 0\nGET /health 1\nShutting down\n"
+
+
 def test_the_access_lines_failure_is_told_without_the_command_line(tmp_path: Path) -> None:
     """The service's access handler told a lost stdout with private names imported from `pneumoscan.cli`, the
     command line's internals: it now shares them with the CLI from a module of their own, and loads no CLI."""

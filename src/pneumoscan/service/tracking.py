@@ -14,6 +14,7 @@ is not known (`access_formatter`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import copy
 import io
@@ -186,7 +187,8 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     size limit refuses one: stderr holds it until there is room (dropped at the stop), and logging's "--- Logging
     error ---" line, held with it, went into the log (`serve > serve.log 2>&1`) once there was. On the file of an
     access line the full disk cut (`2>&1`), its first line written starts a line of its own, as the next access
-    line does: it was glued to the cut one ('... 200 INFO:     Shutting down')."""
+    line does, after the rest of that line when stdout's buffer held it: it was glued to the cut one ('... 200
+    INFO:     Shutting down')."""
 
     failed = False
 
@@ -195,6 +197,10 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def emit(self, record: logging.LogRecord) -> None:
         self.failed = False
+        # what stdout's buffer held on a full disk, the rest of a cut access line, goes first: with `2>&1`, this line
+        # was written inside that one once there was room
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stdout.flush()
         super().emit(record)
         if not self.failed:
             _note_cut(self.stream, False)
