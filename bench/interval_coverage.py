@@ -1,7 +1,7 @@
 """Coverage of the intervals docs/evaluation.md cites: DeLong's paired AUC test, average precision's bootstrap, and
 the clustered Wilson interval of a recall near 1 from 10 patients.
 
-    PYTHONPATH=src:bench .venv/bin/python bench/interval_coverage.py [--datasets 2000] [--ap-datasets 1000]
+    PYTHONPATH=src:bench .venv/bin/python bench/interval_coverage.py [--datasets 2000] [--ap-datasets 2000]
 
 Simulated scores only (no image is read), data sets of the official test split's size and prevalence: 390 PNEUMONIA
 and 234 NORMAL films. Two models score each film with binormal scores, PNEUMONIA films shifted by d (true AUC
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of this benchmark (tests/test_docs.py checks the documented commands against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", type=int, default=2000, help="data sets per DeLong and recall row (2000)")
-    parser.add_argument("--ap-datasets", type=int, default=1000, help="data sets per average precision row (1000)")
+    parser.add_argument("--ap-datasets", type=int, default=2000, help="data sets per average precision row (2000)")
     parser.add_argument("--part", action="append", choices=PARTS,
                         help="measure only this part (repeatable; default all), its results files replaced alone")
     return parser

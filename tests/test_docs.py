@@ -943,6 +943,9 @@ BENCH_DEFAULTS = [  # (pattern in docs/benchmarks.md's benchmark table, with NUM
      [("load", "clients"), ("load", "seconds")]),
     (rf"\| `upload_memory\.py` \| peak memory of `pneumoscan serve` while {NUMBER} batch uploads of {NUMBER} MB",
      [("upload_memory", "clients"), ("upload_memory", "batch_mb")]),
+    (rf"`delong_coverage\.\*`, `recall_near_one_coverage\.\*` and `ap_coverage\.\*` \(`--datasets`, {NUMBER}, for the "
+     rf"first two; `--ap-datasets`, {NUMBER}, for the last\)",
+     [("interval_coverage", "datasets"), ("interval_coverage", "ap_datasets")]),
 ]
 
 
@@ -1177,6 +1180,18 @@ def test_python_api_guide_shows_the_signatures_as_they_are() -> None:
 def test_benchmarks_guide_states_the_benchmarks_defaults() -> None:
     problems = bench_default_problems((ROOT / BENCHMARKS_DOC).read_text())
     assert not problems, "\n".join(problems)
+
+
+def test_interval_coverage_results_were_made_with_the_scripts_defaults() -> None:
+    """docs/evaluation.md cites bench/results/ap_coverage.md's 2,000 data sets as what bench/interval_coverage.py
+    measures, but its --ap-datasets default was 1000: run as documented, it wrote other figures. Each results file the
+    docs cite records the data sets its part was run with, which must be the script's default for that part."""
+    parser = bench_build_parser("interval_coverage")()
+    for name, option in (("delong_coverage", "datasets"), ("recall_near_one_coverage", "datasets"),
+                         ("ap_coverage", "ap_datasets")):
+        command = json.loads((BENCH / "results" / f"{name}.json").read_text())["meta"]["command"]
+        used = re.search(rf"--{option.replace('_', '-')} (\d+)", command)
+        assert used and int(used.group(1)) == parser.get_default(option), (name, command, parser.get_default(option))
 
 
 def test_the_load_benchmark_times_train_films_not_the_test_split() -> None:

@@ -43,7 +43,7 @@ WILSON_METRICS = tuple(name for name, _, _ in _RATE_METRICS)
 BOOTSTRAP_METRICS = (*_CALL_METRICS, *_SCORE_METRICS)
 # bootstrapped with a normal interval on the logit scale (`_logit_ci`): average precision's resamples sit above its
 # estimate, skewed, and its percentile interval held the true value 92.2-94.2 % of the time, this one 94.6-95.3 %
-# (bench/results/ap_coverage.md; the BCa interval 93.8-94.7 %, measured at d5d1167)
+# (bench/results/ap_coverage.md; the BCa interval 93.8-94.7 %, bench/interval_coverage.py at 4e401d6)
 LOGIT_METRICS = ("pr_auc",)
 
 
