@@ -429,3 +429,16 @@ def test_delong_identical_models_and_one_class():
     assert few.auc_a == 1.0 and math.isnan(few.p_value)
     with pytest.raises(ValueError, match="same length"):
         M.delong_auc_difference([0, 1], [0.1, 0.2], [0.1])
+
+
+def test_delong_difference_without_variance_has_no_point_interval():
+    """A model ranking every pair right against one scoring every film alike: each model's placements are constant,
+    so DeLong's variance of their 0.5 difference is 0. The interval was (0.5, 0.5), certain, beside a p-value of NaN;
+    compare showed 0.5 [0.5, 0.5], p n/a. Nothing can be said of its sampling error: interval and p-value undefined."""
+    y, perfect = [1, 1, 1, 0, 0, 0], [0.9, 0.8, 0.7, 0.3, 0.2, 0.1]
+    with pytest.warns(UndefinedMetricWarning, match="no estimated variance"):
+        flat = M.delong_auc_difference(y, perfect, [0.5] * 6)
+    assert (flat.difference, flat.se) == (0.5, 0.0)
+    assert all(math.isnan(v) for v in (*flat.ci95, flat.p_value))
+    same = M.delong_auc_difference(y, perfect, [s / 2 for s in perfect])  # the same ranking: no difference, p 1
+    assert (same.difference, same.ci95, same.p_value) == (0.0, (0.0, 0.0), 1.0)

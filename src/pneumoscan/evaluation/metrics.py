@@ -239,8 +239,8 @@ def delong_auc_difference(y_true: ArrayLike, score_a: ArrayLike, score_b: ArrayL
 
     Films are independent unless `groups` gives each film's patient key (None: a film of no known patient, its own):
     then each patient's films are one cluster (Obuchowski, 1997, Biometrics 53:567-578). Undefined (NaN, with a
-    warning) without both classes, or with fewer than two patients of a class; the p-value is NaN when the
-    difference has no variance (identical rankings), 1.0 then if the AUCs are equal.
+    warning) without both classes, or with fewer than two patients of a class; with no estimated variance the
+    difference of identical rankings (0) has p-value 1.0, any other a NaN interval and p-value (with a warning).
     """
     yt, ya = _labels_and_scores(y_true, score_a, probabilities=False, name="score_a")
     yb = _check_scores(score_b, "score_b")
@@ -268,8 +268,12 @@ def delong_auc_difference(y_true: ArrayLike, score_a: ArrayLike, score_b: ArrayL
     diff = float(aucs[0] - aucs[1])
     var = float(cov[0, 0] + cov[1, 1] - 2.0 * cov[0, 1])
     se = math.sqrt(max(var, 0.0))
-    if se <= 1e-12 * max(1.0, abs(diff)):  # the same ranking of every pair: no sampling variance to test against
-        return AucDifference(float(aucs[0]), float(aucs[1]), diff, 0.0, (diff, diff), 1.0 if diff == 0 else nan)
+    if se <= 1e-12 * max(1.0, abs(diff)):  # no sampling variance to test against
+        if abs(diff) <= 1e-12:  # the same ranking of every pair
+            return AucDifference(float(aucs[0]), float(aucs[1]), diff, 0.0, (diff, diff), 1.0)
+        _undefined("delong_auc_difference", "the difference has no estimated variance (each model's placements "
+                   "constant, as of a model scoring every film alike, or too few patients)")
+        return AucDifference(float(aucs[0]), float(aucs[1]), diff, 0.0, (nan, nan), nan)
     p_value = math.erfc(abs(diff) / se / math.sqrt(2.0))
     return AucDifference(float(aucs[0]), float(aucs[1]), diff, se, (diff - _Z95 * se, diff + _Z95 * se), p_value)
 
