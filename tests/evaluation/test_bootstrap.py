@@ -445,3 +445,15 @@ def test_logit_interval_is_symmetric_on_the_logit_scale_and_percentile_at_the_en
     assert 0.0 < low < 0.88 < high < 1.0
     # a perfect ranking (average precision 1): no logit, the percentile interval as before
     assert _logit_ci(np.ones(50), 1.0, 0.05, 10) == _percentile_ci(np.ones(50), 0.05) == (1.0, 1.0)
+
+
+def test_logit_interval_of_an_estimate_a_rounding_short_of_one_is_finite() -> None:
+    """An average precision of 0.9999999999999999 (a perfect ranking's sum a rounding short of 1) clipped its
+    resamples at 1 to 1 - 5.5e-17, which is 1.0: their logits were infinite and the interval (nan, nan), where the
+    percentile interval had been (0.9999999999999999, 1.0). Within 1e-12 of 0 or 1 the estimate is taken as there."""
+    from pneumoscan.evaluation.bootstrap import _logit_ci, _percentile_ci
+
+    short = 1.0 - 2.0 ** -53
+    values = np.r_[np.ones(40), np.full(10, short)]
+    assert _logit_ci(values, short, 0.05, 24) == _percentile_ci(values, 0.05) == (short, 1.0)
+    assert _logit_ci(1.0 - values, 1.0 - short, 0.05, 24) == _percentile_ci(1.0 - values, 0.05)

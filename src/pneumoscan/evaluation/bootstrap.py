@@ -168,10 +168,11 @@ def _logit_ci(values: NDArray[np.float64], estimate: float, alpha: float, n_posi
               name: str = "the metric") -> tuple[float, float]:
     """A normal ``(1 - alpha)`` interval on the logit scale around `estimate` (a metric within (0, 1)), its standard
     error the bootstrap `values`' standard deviation there, mapped back; values within half a positive case of 0 or 1
-    (0.5 / `n_positive`) are taken as that close. The percentile interval when the estimate is 0, 1 or NaN."""
+    (0.5 / `n_positive`) are taken as that close. The percentile interval when the estimate is 0, 1 or NaN, or within
+    1e-12 of 0 or 1 (a sum a rounding short: no logit of a resample at the end is finite that close)."""
     lo, hi = _percentile_ci(values, alpha, name)
     valid = values[~np.isnan(values)]
-    if valid.size < 2 or not 0.0 < estimate < 1.0 or n_positive < 1:
+    if valid.size < 2 or not 1e-12 < estimate < 1.0 - 1e-12 or n_positive < 1:
         return lo, hi
     edge = min(0.5 / n_positive, 0.5 * min(estimate, 1.0 - estimate))
     logits = np.log(np.clip(np.r_[estimate, valid], edge, 1.0 - edge))
