@@ -442,3 +442,11 @@ def test_delong_difference_without_variance_has_no_point_interval():
     assert all(math.isnan(v) for v in (*flat.ci95, flat.p_value))
     same = M.delong_auc_difference(y, perfect, [s / 2 for s in perfect])  # the same ranking: no difference, p 1
     assert (same.difference, same.ci95, same.p_value) == (0.0, (0.0, 0.0), 1.0)
+
+
+def test_average_precision_of_a_perfect_ranking_is_exactly_one():
+    """Summed as recall steps of 1/m times precision 1, a perfect ranking of 24, 28 or 30 positives (among others)
+    came to 0.9999999999999999: evaluate printed it with 16 decimals, and its logit-scale interval was NaN."""
+    for m in range(1, 80):
+        y = np.r_[np.ones(m, dtype=int), np.zeros(7, dtype=int)]
+        assert M.pr_auc(y, np.r_[np.linspace(0.6, 1.0, m), np.linspace(0.0, 0.5, 7)]) == 1.0, m

@@ -297,8 +297,8 @@ def pr_auc(y_true: ArrayLike, y_score: ArrayLike) -> float:
         return _undefined("pr_auc", "no positive cases in y_true")
     _, tps, fps = _descending_counts(yt, ys)
     prec = tps / (tps + fps)
-    rec = tps / tps[-1]
-    return float(np.sum(np.diff(rec, prepend=0.0) * prec))
+    # the recall steps summed as positives, divided once: a perfect ranking's m steps of 1/m came to 1 - 2**-53
+    return float(np.sum(np.diff(tps, prepend=0) * prec) / tps[-1])
 
 
 def brier(y_true: ArrayLike, y_prob: ArrayLike) -> float:
