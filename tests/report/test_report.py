@@ -163,6 +163,9 @@ def test_compare_says_whether_the_runs_were_validated_on_the_same_films(tiny_run
     text = same.read_text(encoding="utf-8")
     assert f"All runs were scored on the same {len(films[tiny_run])} validation films." in text
     assert "different films" not in text
+    # the paired AUC test takes those films as the note does, by content (it matched paths: 0 paired, n/a)
+    clone_row = json.loads(same.with_suffix(".json").read_text())[2]
+    assert clone_row["auc_diff_films"] == len(films[tiny_run])
 
 
 def test_compare_matches_validation_films_by_content(tiny_run: Path, tmp_path: Path) -> None:

@@ -94,16 +94,18 @@ PAIRED_NOTE = ("AUC minus first run's: each run's ROC AUC minus the first run's 
                "not adjusted for comparing several runs; list the reference run first.")
 
 
-def paired_auc(first: Scores, other: Scores) -> dict[str, Any]:
+def paired_auc(first: Scores, other: Scores, keys: tuple[Sequence[Any], Sequence[Any]] | None = None) -> dict[str, Any]:
     """`PAIRED_COLUMNS` of `other` against `first`: the difference of their ROC AUCs (other's minus first's) on the
-    films both were scored on (matched by path, with the same label), its 95 % interval and two-sided p-value by
-    DeLong's paired test, each of the first run's patients (when known) one cluster (`delong_auc_difference`); NaN
-    when those films lack two of a class."""
+    films both were scored on (matched by `keys`, each film's of either run, such as `film_keys`' label and content;
+    else by path, with the same label), its 95 % interval and two-sided p-value by DeLong's paired test, each of the
+    first run's patients (when known) one cluster (`delong_auc_difference`); NaN when those films lack two of a
+    class."""
     from pneumoscan.evaluation.metrics import UndefinedMetricWarning, delong_auc_difference
 
-    where = {(str(Path(p).resolve()), int(y)): i for i, (p, y) in enumerate(zip(first.paths, first.labels))}
-    pairs = [(where[key], j) for j, key in enumerate((str(Path(p).resolve()), int(y))
-                                                      for p, y in zip(other.paths, other.labels)) if key in where]
+    if keys is None:
+        keys = tuple([(str(Path(p).resolve()), int(y)) for p, y in zip(run.paths, run.labels)] for run in (first, other))
+    where = {key: i for i, key in enumerate(keys[0])}
+    pairs = [(where[key], j) for j, key in enumerate(keys[1]) if key in where]
     mine, theirs = np.array([i for i, _ in pairs], dtype=np.intp), np.array([j for _, j in pairs], dtype=np.intp)
     groups = [first.groups[i] for i in mine] if first.groups is not None else None
     with warnings.catch_warnings():
@@ -253,16 +255,18 @@ def film_keys(scored: Sequence[ScoredFilms]) -> tuple[list[list[FilmKey]], list[
     return keys, list(dict.fromkeys(film for _, film in unread))
 
 
-def validation_films_note(scored: Sequence[ScoredFilms]) -> str:
+def validation_films_note(scored: Sequence[ScoredFilms],
+                          films: tuple[list[list[FilmKey]], list[Path]] | None = None) -> str:
     """Whether the runs, each scored on its own validation predictions, were scored on the same films (`film_keys`):
     'All runs were scored on the same 31 validation films', or the runs whose films differ from the first run's, with
     how many of them all share and the split settings that differ (`_split_difference`, as `ensemble` names them);
-    either saying so when films were matched by their names, as some could not be read."""
+    either saying so when films were matched by their names, as some could not be read (`films`: `film_keys(scored)`
+    when already found)."""
     from pneumoscan.training.ensemble import _split_difference
 
     if len(scored) < 2:
         return ""
-    keyed, unread = film_keys(scored)
+    keyed, unread = films or film_keys(scored)
     how = ""
     if unread:
         gone = (f"{unread[0]}" if len(unread) == 1 else f"{len(unread)} of the films, {unread[0]} among them,")
@@ -285,11 +289,12 @@ def validation_films_note(scored: Sequence[ScoredFilms]) -> str:
 def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | None = None, split: str | None = None,
                *, n_boot: int = 500, seed: int = 0, cache_dir: str | os.PathLike | None = None,
                progress: bool = True) -> tuple[list[dict[str, Any]], list[figs.Curve], str, list[Screening],
-                                               list[tuple[str, str]], list[ScoredFilms]]:
+                                               list[tuple[str, str]], list[ScoredFilms],
+                                               tuple[list[list[FilmKey]], list[Path]] | None]:
     """The runs' table rows (`COLUMNS`), their ROC curves (runs with both classes scored), what they were scored
     on (each run on `data` at its own operating threshold, else on its own validation predictions), with `data`
-    each run's `screening_row`, what each run's bootstrap resampled (`resampled_unit_of`) and the films each run
-    was scored on (`ScoredFilms`)."""
+    each run's `screening_row`, what each run's bootstrap resampled (`resampled_unit_of`), the films each run
+    was scored on (`ScoredFilms`) and, without `data`, those films named by `film_keys` (None with one run)."""
     from pneumoscan.evaluation.metrics import UndefinedMetricWarning
 
     paths = [run_folder(p) for p in run_dirs]  # read once, before the check: an empty iterator is not false
@@ -299,7 +304,7 @@ def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | 
     if twice:
         raise InputError(f"{', '.join(twice)}: given more than once; list each run once")
     runs = [load_run(p) for p in paths]
-    rows, curves, screening, units, scored = [], [], [], [], []
+    rows, curves, screening, units, scored, runs_scores = [], [], [], [], [], []
     source, first = "", None
     for label, run in zip(run_labels(paths), runs):
         with warnings.catch_warnings(record=True) as caught:
@@ -310,8 +315,8 @@ def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | 
             warn(caught_warning.category(f"{run.path}: {caught_warning.message}"))
         source = scores.source if data is not None else "each run's own validation predictions"
         first = first or scores
-        paired = paired_auc(first, scores) if scores is not first else dict.fromkeys(PAIRED_COLUMNS)
-        row = {**comparison_row(label, run, scores), **paired}
+        runs_scores.append(scores)
+        row = {**comparison_row(label, run, scores), **dict.fromkeys(PAIRED_COLUMNS)}
         rows.append({column: row[column] for column in COLUMNS})
         units.append((label, resampled_unit_of(scores.summary)))
         # named (hashed) only for the note without --data
@@ -322,7 +327,11 @@ def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | 
         curve = _roc_curve(label, scores)
         if curve is not None:
             curves.append(curve)
-    return rows, curves, source, screening, units, scored
+    # each on its own validation films, which the runs may hold in other places: matched as the note matches them
+    films = film_keys(scored) if data is None and len(scored) > 1 else None
+    for row, scores, keys in zip(rows[1:], runs_scores[1:], films[0][1:] if films else [None] * len(rows)):
+        row.update(paired_auc(runs_scores[0], scores, (films[0][0], keys) if films else None))
+    return rows, curves, source, screening, units, scored, films
 
 
 def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike, data: str | os.PathLike | None = None,
@@ -338,8 +347,8 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
     recover_interrupted([target])  # an earlier comparison to `target` that a crash stopped among its renames
     paths = list(run_dirs)  # read once: an iterator is checked here and compared
     check_out_of_data_used(target, [run_folder(p) for p in paths], data)
-    rows, curves, source, screening, units, scored = comparison(paths, data, split, n_boot=n_boot, seed=seed,
-                                                                cache_dir=cache_dir)
+    rows, curves, source, screening, units, scored, films = comparison(paths, data, split, n_boot=n_boot, seed=seed,
+                                                                       cache_dir=cache_dir)
     csv_path, json_path = _table_paths(target)
     digits = [1 if c == "train_seconds" else 4 for c in FIGURE_COLUMNS]
     body = h.table(HEADERS, [[_shown(row[c]) for c in FIGURE_COLUMNS] for row in rows], digits=digits)
@@ -348,7 +357,7 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
     note = (f"Scored on {source}, each run at its own stored operating threshold. Loss: binary cross-entropy of the "
             f"probabilities. {PAIRED_NOTE} The table is also in {csv_path.name} and {json_path.name}.")
     if data is None:
-        note += (f" {validation_films_note(scored)} Training chose each run's kept epoch (and its threshold, unless "
+        note += (f" {validation_films_note(scored, films)} Training chose each run's kept epoch (and its threshold, unless "
                  "set-threshold chose it elsewhere) on its validation films, so these figures are optimistic; pass "
                  "--data DIR to compare on the same images, ones no run has seen.").replace("  ", " ")
     warning, screened = screening_html(screening)
