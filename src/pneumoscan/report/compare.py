@@ -94,7 +94,8 @@ PAIRED_NOTE = ("AUC minus first run's: each run's ROC AUC minus the first run's 
                "not adjusted for comparing several runs; list the reference run first.")
 
 
-def paired_auc(first: Scores, other: Scores, keys: tuple[Sequence[Any], Sequence[Any]] | None = None) -> dict[str, Any]:
+def paired_auc(first: Scores, other: Scores,
+               keys: tuple[Sequence[Any], Sequence[Any]] | None = None) -> dict[str, Any]:
     """`PAIRED_COLUMNS` of `other` against `first`: the difference of their ROC AUCs (other's minus first's) on the
     films both were scored on (matched by `keys`, each film's of either run, such as `film_keys`' label and content;
     else by path, with the same label), its 95 % interval and two-sided p-value by DeLong's paired test, each of the
@@ -103,7 +104,8 @@ def paired_auc(first: Scores, other: Scores, keys: tuple[Sequence[Any], Sequence
     from pneumoscan.evaluation.metrics import UndefinedMetricWarning, delong_auc_difference
 
     if keys is None:
-        keys = tuple([(str(Path(p).resolve()), int(y)) for p, y in zip(run.paths, run.labels)] for run in (first, other))
+        keys = tuple([(str(Path(p).resolve()), int(y)) for p, y in zip(run.paths, run.labels)]
+                     for run in (first, other))
     where = {key: i for i, key in enumerate(keys[0])}
     pairs = [(where[key], j) for j, key in enumerate(keys[1]) if key in where]
     mine, theirs = np.array([i for i, _ in pairs], dtype=np.intp), np.array([j for _, j in pairs], dtype=np.intp)
