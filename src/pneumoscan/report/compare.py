@@ -98,9 +98,9 @@ def paired_auc(first: Scores, other: Scores,
                keys: tuple[Sequence[Any], Sequence[Any]] | None = None) -> dict[str, Any]:
     """`PAIRED_COLUMNS` of `other` against `first`: the difference of their ROC AUCs (other's minus first's) on the
     films both were scored on (matched by `keys`, each film's of either run, such as `film_keys`' label and content;
-    else by path, with the same label), its 95 % interval and two-sided p-value by DeLong's paired test, each of the
-    first run's patients (when known) one cluster (`delong_auc_difference`); NaN when those films lack two of a
-    class."""
+    else by path, with the same label), its 95 % interval and two-sided p-value by DeLong's paired test, each
+    patient one cluster (`delong_auc_difference`), two films one patient's when either run keys them so
+    (`shared_patients`); NaN when those films lack two of a class."""
     from pneumoscan.evaluation.metrics import UndefinedMetricWarning, delong_auc_difference
 
     if keys is None:
@@ -109,11 +109,35 @@ def paired_auc(first: Scores, other: Scores,
     where = {key: i for i, key in enumerate(keys[0])}
     pairs = [(where[key], j) for j, key in enumerate(keys[1]) if key in where]
     mine, theirs = np.array([i for i, _ in pairs], dtype=np.intp), np.array([j for _, j in pairs], dtype=np.intp)
-    groups = [first.groups[i] for i in mine] if first.groups is not None else None
+    groups = shared_patients([None if first.groups is None else [first.groups[i] for i in mine],
+                              None if other.groups is None else [other.groups[j] for j in theirs]])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # shown as 'n/a', as the table's undefined figures
         test = delong_auc_difference(first.labels[mine], other.probs[theirs], first.probs[mine], groups=groups)
     return dict(zip(PAIRED_COLUMNS, (test.difference, *test.ci95, test.p_value, len(pairs))))
+
+
+def shared_patients(keyings: Sequence[Sequence[str | None] | None]) -> list[str] | None:
+    """One patient key a film from several keyings of the same films (each a key per film, None a film of no known
+    patient; a keying None: none known): films are one patient's when any keying joins them, directly or through
+    other films. None when no keying is known."""
+    known = [keys for keys in keyings if keys is not None]
+    if not known:
+        return None
+    root = list(range(len(known[0])))
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            root[i] = root[root[i]]
+            i = root[i]
+        return i
+
+    for keys in known:
+        seen: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            if key is not None:
+                root[find(i)] = find(seen.setdefault(key, i))
+    return [f"patient {find(i)}" for i in range(len(root))]
 
 
 def _roc_curve(label: str, scores: Scores) -> figs.Curve | None:
