@@ -71,13 +71,13 @@ def png16(pixels: np.ndarray, colour_type: int, *, filtered: bool = False, inter
 
 
 def tiff16(pixels: np.ndarray, order: str = "<", *, deflate: bool = False, rows_per_strip: int | None = None,
-           planar: bool = False, premultiplied: bool = False, sample_format: int = 1) -> bytes:
+           planar: bool = False, premultiplied: bool = False, sample_format: int = 1, big: bool = False) -> bytes:
     """A 16-bit colour TIFF of `pixels` (H, W, 3 or more: alpha fourth, unassociated, then unspecified samples) in byte
     `order` written by hand: Pillow cannot save one. `deflate`: each strip zip-compressed after horizontal differencing
     (predictor 2), as libtiff writes it, read by Pillow's libtiff decoder; `rows_per_strip`: strips of that many rows
     (one strip); `planar`: each sample in a plane of its own (PlanarConfiguration 2), the planes' strips one after
     another; `premultiplied`: its alpha associated (ExtraSamples 1), the colour samples given already multiplied by it;
-    `sample_format`: its SampleFormat (1 unsigned, 2 signed integers)."""
+    `sample_format`: its SampleFormat (1 unsigned, 2 signed integers); `big`: a BigTIFF (8-byte offsets and counts)."""
     height, width, channels = pixels.shape
     rows = rows_per_strip or height
     strips = []
@@ -94,18 +94,22 @@ def tiff16(pixels: np.ndarray, order: str = "<", *, deflate: bool = False, rows_
             **({338: [1 if premultiplied else 2] + [0] * (channels - 4)} if channels >= 4 else {})}
     longs = (256, 257, 273, 278, 279)
     values = {tag: struct.pack(f"{order}{len(v)}{'I' if tag in longs else 'H'}", *v) for tag, v in tags.items()}
-    at = 8 + 2 + 12 * len(tags) + 4  # the values too long for their entry follow the directory, then the strips
+    offset, count, head = ("Q", "Q", 16) if big else ("I", "H", 8)  # an offset's and the entry count's format
+    entry = 4 + struct.calcsize(offset) * 2
+    at = head + struct.calcsize(count) + entry * len(tags) + struct.calcsize(offset)  # long values, then the strips
     places = {}
     for tag in tags:
-        if len(values[tag]) > 4:
+        if len(values[tag]) > struct.calcsize(offset):
             places[tag], at = at, at + len(values[tag])
     starts = [at + sum(len(strip) for strip in strips[:i]) for i in range(len(strips))]
     values[273] = struct.pack(f"{order}{len(starts)}I", *starts)
-    entries = b"".join(struct.pack(f"{order}HHI", tag, 4 if tag in longs else 3, len(tags[tag]))
-                       + (struct.pack(f"{order}I", places[tag]) if tag in places else values[tag].ljust(4, b"\0"))
-                       for tag in tags)
-    return ((b"II*\0" if order == "<" else b"MM\0*") + struct.pack(f"{order}IH", 8, len(tags)) + entries
-            + struct.pack(f"{order}I", 0) + b"".join(values[tag] for tag in places) + b"".join(strips))
+    entries = b"".join(struct.pack(f"{order}HH{offset}", tag, 4 if tag in longs else 3, len(tags[tag]))
+                       + (struct.pack(f"{order}{offset}", places[tag]) if tag in places
+                          else values[tag].ljust(struct.calcsize(offset), b"\0")) for tag in tags)
+    header = (b"II" if order == "<" else b"MM") + (struct.pack(f"{order}HHHQ", 43, 8, 0, head) if big
+                                                    else struct.pack(f"{order}HI", 42, head))
+    return (header + struct.pack(f"{order}{count}", len(tags)) + entries + struct.pack(f"{order}{offset}", 0)
+            + b"".join(values[tag] for tag in places) + b"".join(strips))
 
 
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))

@@ -742,6 +742,21 @@ def test_a_file_whose_header_is_cut_short_or_damaged_is_not_called_another_forma
                                             f"TIFF, BMP or DICOM file")
 
 
+def test_a_bigtiff_of_samples_pillow_has_no_mode_for_is_named_by_its_layout_not_a_traceback() -> None:
+    """The layout of a TIFF Pillow has no mode for was read from an 8-byte header, a classic TIFF's: a BigTIFF's is 16
+    bytes, so a BigTIFF of 16-bit RGB + alpha + one more sample went out of read_film as struct.error (audit of a
+    folder holding one stopped on a traceback). It is named by its layout as a classic TIFF is. Little-endian only:
+    Pillow 13 reads no big-endian BigTIFF (it looks for 43 in the header's third byte)."""
+    order = "<"
+    data = tiff16(np.stack([_TWELVE] * 5, axis=-1), order, big=True)
+    with pytest.raises(InputError) as exc:
+        read_grayscale(data, name="film.tif")
+    assert check_error(exc, "film.tif") == ("film.tif: a TIFF of 5 samples of 16 bits (PhotometricInterpretation 2), "
+                                            "which is not read; save the film as an 8- or 16-bit greyscale TIFF or PNG")
+    assert np.array_equal(read_grayscale(tiff16(np.stack([_TWELVE] * 3, axis=-1), order, big=True))[0],
+                          read_grayscale(tiff16(np.stack([_TWELVE] * 3, axis=-1), order))[0])
+
+
 @pytest.mark.parametrize("order", ["<", ">"])
 def test_a_whole_tiff_of_samples_pillow_has_no_mode_for_is_named_by_its_layout_not_called_damaged(order: str) -> None:
     """A valid TIFF of a sample layout Pillow has no mode for (16-bit RGB + alpha + one more sample, signed 16-bit

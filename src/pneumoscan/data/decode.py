@@ -686,7 +686,8 @@ def _tiff_layout_not_read(data: bytes) -> str | None:
             return None
     except Exception:  # noqa: BLE001 - not a TIFF, or a damaged one
         return None
-    ifd = TiffImagePlugin.ImageFileDirectory_v2(data[:8])
+    # a BigTIFF's header is 16 bytes, told as Pillow tells it (the third byte 43: no big-endian BigTIFF is read)
+    ifd = TiffImagePlugin.ImageFileDirectory_v2(data[:16] if data[2] == 43 else data[:8])
     fp = io.BytesIO(data)
     fp.seek(ifd.next)
     ifd.load(fp)  # as the plugin just read it
