@@ -71,13 +71,15 @@ def png16(pixels: np.ndarray, colour_type: int, *, filtered: bool = False, inter
 
 
 def tiff16(pixels: np.ndarray, order: str = "<", *, deflate: bool = False, rows_per_strip: int | None = None,
-           planar: bool = False, premultiplied: bool = False, sample_format: int = 1, big: bool = False) -> bytes:
+           planar: bool = False, premultiplied: bool = False, sample_format: int = 1, big: bool = False,
+           photometric: int = 2) -> bytes:
     """A 16-bit colour TIFF of `pixels` (H, W, 3 or more: alpha fourth, unassociated, then unspecified samples) in byte
     `order` written by hand: Pillow cannot save one. `deflate`: each strip zip-compressed after horizontal differencing
     (predictor 2), as libtiff writes it, read by Pillow's libtiff decoder; `rows_per_strip`: strips of that many rows
     (one strip); `planar`: each sample in a plane of its own (PlanarConfiguration 2), the planes' strips one after
     another; `premultiplied`: its alpha associated (ExtraSamples 1), the colour samples given already multiplied by it;
-    `sample_format`: its SampleFormat (1 unsigned, 2 signed integers); `big`: a BigTIFF (8-byte offsets and counts)."""
+    `sample_format`: its SampleFormat (1 unsigned, 2 signed integers); `big`: a BigTIFF (8-byte offsets and counts);
+    `photometric`: its PhotometricInterpretation (0 white is zero and 1 black is zero for one sample of grey)."""
     height, width, channels = pixels.shape
     rows = rows_per_strip or height
     strips = []
@@ -88,7 +90,7 @@ def tiff16(pixels: np.ndarray, order: str = "<", *, deflate: bool = False, rows_
             block[:, 1:] = (block[:, 1:] - block[:, :-1]) % 65536
         raw = block.astype(f"{order}u2").tobytes()
         strips.append(zlib.compress(raw) if deflate else raw)
-    tags = {256: [width], 257: [height], 258: [16] * channels, 259: [8 if deflate else 1], 262: [2],
+    tags = {256: [width], 257: [height], 258: [16] * channels, 259: [8 if deflate else 1], 262: [photometric],
             273: [0] * len(strips), 277: [channels], 278: [rows], 279: [len(strip) for strip in strips],
             284: [2 if planar else 1], 317: [2 if deflate else 1], 339: [sample_format] * channels,
             **({338: [1 if premultiplied else 2] + [0] * (channels - 4)} if channels >= 4 else {})}

@@ -742,6 +742,25 @@ def test_a_file_whose_header_is_cut_short_or_damaged_is_not_called_another_forma
                                             f"TIFF, BMP or DICOM file")
 
 
+@pytest.mark.parametrize("deflate", [False, True])
+def test_a_16_bit_grey_tiff_whose_zero_is_white_is_read_as_its_picture_not_its_negative(deflate: bool) -> None:
+    """Pillow reads a 16-bit grey TIFF of PhotometricInterpretation 0 (white is zero, as some CR exports write) as
+    stored, where it turns an 8-bit one: the film was read, scored and measured as its negative. It reads as the same
+    data of black is zero turned over, and an 8-bit film saved so (v * 257) exactly as its 8-bit picture, by the
+    decoder and by the guard's `eight_bit_film` alike."""
+    from pneumoscan.data.decode import eight_bit_film
+
+    twelve = _TWELVE[..., None]
+    white_zero = read_film(tiff16(twelve, deflate=deflate, photometric=0))
+    black_zero = read_film(tiff16(twelve, deflate=deflate, photometric=1))
+    assert white_zero.deep and np.abs(white_zero.gray.astype(int) + black_zero.gray - 255).max() <= 1
+    eight = np.arange(12 * 16, dtype=np.uint8).reshape(12, 16)
+    data = tiff16(eight[..., None].astype(np.uint16) * 257, deflate=deflate, photometric=0)
+    film = read_film(data)
+    assert not film.deep and np.array_equal(film.gray, 255 - eight)
+    assert np.array_equal(eight_bit_film(data), 255 - eight)
+
+
 def test_a_bigtiff_of_samples_pillow_has_no_mode_for_is_named_by_its_layout_not_a_traceback() -> None:
     """The layout of a TIFF Pillow has no mode for was read from an 8-byte header, a classic TIFF's: a BigTIFF's is 16
     bytes, so a BigTIFF of 16-bit RGB + alpha + one more sample went out of read_film as struct.error (audit of a

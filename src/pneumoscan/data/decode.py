@@ -618,7 +618,7 @@ def _read_pil(data: bytes, label: str, max_pixels: int,
                 shown = None
             else:
                 im.load()
-                out, deep = _pil_to_gray(upright(im))
+                out, deep = _pil_to_gray(upright(im), _white_is_zero(im))
                 shown = _shown(im, out)
     except InputError:
         raise
@@ -754,7 +754,7 @@ def eight_bit_film(data: bytes) -> np.ndarray | None:
             samples, transparency = deep_tiff_samples(data), None
         else:
             im.load()
-            values = _keyed(upright(im))
+            values = _keyed(upright(im), _white_is_zero(im))
             return (values // 257).astype(np.uint8) if eight_bit_as_sixteen(values) else None
     return _eight_bit_grey(samples, transparency) if eight_bit_as_sixteen(colour_of(samples)) else None
 
@@ -778,15 +778,25 @@ def _shown(im: Image.Image, gray: np.ndarray) -> str | None:
     return _drawn(int(lo), int(hi), gray)
 
 
-def _keyed(im: Image.Image) -> np.ndarray:
+def _keyed(im: Image.Image, white_is_zero: bool = False) -> np.ndarray:
     """The values of loaded grey image `im` of 16-bit or float mode, those of the transparent grey level of a 16-bit
     grey PNG (`tRNS`, matched on all 16 bits) 0: composited on black, as an 8-bit grey PNG's and a 16-bit colour
-    PNG's transparent pixels are."""
+    PNG's transparent pixels are; turned to black is zero when `white_is_zero` (`_white_is_zero`)."""
     values = np.asarray(im)
     key = im.info.get("transparency")
     if isinstance(key, int) and not isinstance(key, bool) and values.dtype.kind in "iu":
         values = np.where(values == key, 0, values).astype(values.dtype, copy=False)
+    if white_is_zero:  # v * 257 stays a multiple of 257, so an 8-bit film saved so reads as its 8-bit file
+        values = np.iinfo(values.dtype).max - values if values.dtype.kind == "u" else -values
     return values
+
+
+def _white_is_zero(im: Image.Image) -> bool:
+    """Whether opened `im` is a TIFF of one 16-bit or floating-point sample whose 0 is white (PhotometricInterpretation
+    0, as some CR exports write a film): Pillow reads those samples as stored (a film read so is its negative), where
+    it turns 1- to 8-bit ones as it unpacks them."""
+    tags = getattr(im, "tag_v2", None)
+    return im.format == "TIFF" and tags is not None and tags.get(262) == 0 and im.mode in ("I;16", "F")
 
 
 def _drawn(lo: int, hi: int, gray: np.ndarray) -> str | None:
@@ -803,14 +813,14 @@ def _drawn(lo: int, hi: int, gray: np.ndarray) -> str | None:
     return "paler" if paler > SHOWN_APART or darker < -SHOWN_APART else "darker"
 
 
-def _pil_to_gray(im: Image.Image) -> tuple[np.ndarray, bool]:
+def _pil_to_gray(im: Image.Image, white_is_zero: bool = False) -> tuple[np.ndarray, bool]:
     """Loaded Pillow image of any mode -> (H, W) uint8, and whether it is `Film.deep` (16-bit or float data mapped
-    by its range)."""
+    by its range); `white_is_zero`: its 16-bit or float samples' 0 is white (`_white_is_zero`)."""
     mode = im.mode
     if mode == "L" and "transparency" not in im.info:
         return np.array(im, dtype=np.uint8), False
     if mode in ("I", "F") or mode.startswith("I;"):
-        values = _keyed(im)
+        values = _keyed(im, white_is_zero)
         if eight_bit_as_sixteen(values):
             return (values // 257).astype(np.uint8), False
         return to_uint8(values), True

@@ -45,7 +45,8 @@ if TYPE_CHECKING:
 # 16-bit grey PNG's tRNS grey level reads black, as an 8-bit grey PNG's (it read at its value). 16: a 16-bit colour
 # TIFF is read at its full 16 bits (`deep_tiff`), as a 16-bit colour PNG (by its high bytes before: 12-bit data dark).
 # 17: one of premultiplied alpha too (by its colour samples), and one of separate colour planes refused (its high
-# bytes were read twice, as an 8-bit film).
+# bytes were read twice, as an 8-bit film); a 16-bit or float grey TIFF whose zero is white turned over (it read as
+# its negative).
 PREPROCESS_VERSION = 17
 
 
