@@ -761,6 +761,21 @@ def test_a_16_bit_grey_tiff_whose_zero_is_white_is_read_as_its_picture_not_its_n
     assert np.array_equal(eight_bit_film(data), 255 - eight)
 
 
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_a_compressed_tiff_of_signed_16_bit_grey_reads_as_its_uncompressed_copy(order: str) -> None:
+    """Pillow has libtiff's samples, given in the machine's byte order, unpacked in the file's own when signed: a
+    big-endian deflate TIFF of signed 16-bit grey read each sample's bytes swapped on a little-endian machine (12-bit
+    data as noise, scored). It reads as the uncompressed file, by the decoder and by the guard's `eight_bit_film`."""
+    from pneumoscan.data.decode import eight_bit_film
+
+    signed = (_TWELVE - 2000).astype(np.int16)[..., None]
+    raw = read_film(tiff16(signed, "<", photometric=1, sample_format=2)).gray
+    assert np.array_equal(read_film(tiff16(signed, order, deflate=True, photometric=1, sample_format=2)).gray, raw)
+    eight = (np.arange(12 * 16).reshape(12, 16, 1) % 128 * 257).astype(np.int16)  # within int16
+    assert np.array_equal(eight_bit_film(tiff16(eight, order, deflate=True, photometric=1, sample_format=2)),
+                          eight[..., 0] // 257)
+
+
 def test_a_bigtiff_of_samples_pillow_has_no_mode_for_is_named_by_its_layout_not_a_traceback() -> None:
     """The layout of a TIFF Pillow has no mode for was read from an 8-byte header, a classic TIFF's: a BigTIFF's is 16
     bytes, so a BigTIFF of 16-bit RGB + alpha + one more sample went out of read_film as struct.error (audit of a

@@ -41,8 +41,8 @@ import numpy as np
 import PIL
 from PIL import Image, UnidentifiedImageError
 
-from pneumoscan.data.deep_png import (RGB_SIDE, OldPillow, colour_of, deep_colour_png, deep_png_grey, deep_png_rgb,
-                                      deep_png_samples, upright)
+from pneumoscan.data.deep_png import (RGB_SIDE, OldPillow, _with_args, colour_of, deep_colour_png, deep_png_grey,
+                                      deep_png_rgb, deep_png_samples, upright)
 from pneumoscan.data.deep_tiff import deep_colour_planes, deep_colour_tiff, deep_tiff_samples
 from pneumoscan.data.dicom import dicom_colour, read_dicom
 from pneumoscan.data.pixels import DEFAULT_MAX_PIXELS, eight_bit_as_sixteen, out_of_memory, to_uint8, too_large
@@ -617,6 +617,7 @@ def _read_pil(data: bytes, label: str, max_pixels: int,
                 out, rgb, _, deep = _read_deep(deep_tiff_samples(data))
                 shown = None
             else:
+                _signed_in_native_order(im)
                 im.load()
                 out, deep = _pil_to_gray(upright(im), _white_is_zero(im))
                 shown = _shown(im, out)
@@ -753,6 +754,7 @@ def eight_bit_film(data: bytes) -> np.ndarray | None:
         elif deep_colour_tiff(im) is not None:
             samples, transparency = deep_tiff_samples(data), None
         else:
+            _signed_in_native_order(im)
             im.load()
             values = _keyed(upright(im), _white_is_zero(im))
             return (values // 257).astype(np.uint8) if eight_bit_as_sixteen(values) else None
@@ -789,6 +791,15 @@ def _keyed(im: Image.Image, white_is_zero: bool = False) -> np.ndarray:
     if white_is_zero:  # v * 257 stays a multiple of 257, so an 8-bit film saved so reads as its 8-bit file
         values = np.iinfo(values.dtype).max - values if values.dtype.kind == "u" else -values
     return values
+
+
+def _signed_in_native_order(im: Image.Image) -> None:
+    """Has opened TIFF `im` of signed 16-bit grey samples unpacked in the machine's byte order when libtiff decodes it
+    (a compressed one), as libtiff gives them: Pillow does so for unsigned samples only, so a big-endian film of signed
+    samples read on a little-endian machine had each sample's bytes swapped (12-bit data read as noise)."""
+    im.tile = [_with_args(tile, ("I;16NS", *tile[3][1:]))
+               if tile[0] == "libtiff" and isinstance(tile[3], tuple) and tile[3][:1] in (("I;16S",), ("I;16BS",))
+               else tile for tile in im.tile]
 
 
 def _white_is_zero(im: Image.Image) -> bool:
