@@ -79,20 +79,24 @@ def tiff16(pixels: np.ndarray, order: str = "<", *, deflate: bool = False, rows_
     (one strip); `planar`: each sample in a plane of its own (PlanarConfiguration 2), the planes' strips one after
     another; `premultiplied`: its alpha associated (ExtraSamples 1), the colour samples given already multiplied by it;
     `sample_format`: its SampleFormat (1 unsigned, 2 signed integers); `big`: a BigTIFF (8-byte offsets and counts);
-    `photometric`: its PhotometricInterpretation (0 white is zero and 1 black is zero for one sample of grey)."""
+    `photometric`: its PhotometricInterpretation (0 white is zero and 1 black is zero for one sample of grey).
+    `pixels` of int32 or float32 are written as 32-bit samples (a float's deflate strips without differencing)."""
     height, width, channels = pixels.shape
     rows = rows_per_strip or height
     strips = []
+    bits = 32 if pixels.dtype in (np.int32, np.float32) else 16
+    predictor = 2 if deflate and pixels.dtype != np.float32 else 1
     planes = [pixels[..., [band]] for band in range(channels)] if planar else [pixels]
     for plane, top in ((plane, top) for plane in planes for top in range(0, height, rows)):
-        block = plane[top:top + rows].astype(np.int64)
-        if deflate:
-            block[:, 1:] = (block[:, 1:] - block[:, :-1]) % 65536
-        raw = block.astype(f"{order}u2").tobytes()
+        block = plane[top:top + rows]
+        if predictor == 2:
+            block = block.astype(np.int64)
+            block[:, 1:] = (block[:, 1:] - block[:, :-1]) % (1 << bits)
+        raw = block.astype(f"{order}{'f' if pixels.dtype == np.float32 else 'u'}{bits // 8}").tobytes()
         strips.append(zlib.compress(raw) if deflate else raw)
-    tags = {256: [width], 257: [height], 258: [16] * channels, 259: [8 if deflate else 1], 262: [photometric],
+    tags = {256: [width], 257: [height], 258: [bits] * channels, 259: [8 if deflate else 1], 262: [photometric],
             273: [0] * len(strips), 277: [channels], 278: [rows], 279: [len(strip) for strip in strips],
-            284: [2 if planar else 1], 317: [2 if deflate else 1], 339: [sample_format] * channels,
+            284: [2 if planar else 1], 317: [predictor], 339: [sample_format] * channels,
             **({338: [1 if premultiplied else 2] + [0] * (channels - 4)} if channels >= 4 else {})}
     longs = (256, 257, 273, 278, 279)
     values = {tag: struct.pack(f"{order}{len(v)}{'I' if tag in longs else 'H'}", *v) for tag, v in tags.items()}

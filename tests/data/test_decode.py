@@ -762,15 +762,21 @@ def test_a_16_bit_grey_tiff_whose_zero_is_white_is_read_as_its_picture_not_its_n
 
 
 @pytest.mark.parametrize("order", ["<", ">"])
-def test_a_compressed_tiff_of_signed_16_bit_grey_reads_as_its_uncompressed_copy(order: str) -> None:
-    """Pillow has libtiff's samples, given in the machine's byte order, unpacked in the file's own when signed: a
-    big-endian deflate TIFF of signed 16-bit grey read each sample's bytes swapped on a little-endian machine (12-bit
-    data as noise, scored). It reads as the uncompressed file, by the decoder and by the guard's `eight_bit_film`."""
+@pytest.mark.parametrize(("dtype", "sample_format"), [(np.int16, 2), (np.int32, 2), (np.float32, 3)])
+def test_a_compressed_tiff_of_signed_or_float_grey_reads_as_its_uncompressed_copy(order: str, dtype: type,
+                                                                                   sample_format: int) -> None:
+    """Pillow has libtiff's samples, given in the machine's byte order, unpacked in the file's own but for unsigned
+    16-bit ones: a big-endian deflate TIFF of signed 16- or 32-bit or float grey read each sample's bytes swapped on a
+    little-endian machine (12-bit data as noise, scored). It reads as the uncompressed file, by the decoder and (16
+    bits) by the guard's `eight_bit_film`."""
     from pneumoscan.data.decode import eight_bit_film
 
-    signed = (_TWELVE - 2000).astype(np.int16)[..., None]
-    raw = read_film(tiff16(signed, "<", photometric=1, sample_format=2)).gray
-    assert np.array_equal(read_film(tiff16(signed, order, deflate=True, photometric=1, sample_format=2)).gray, raw)
+    signed = (_TWELVE.astype(np.int32) - 2000).astype(dtype)[..., None]
+    raw = read_film(tiff16(signed, "<", photometric=1, sample_format=sample_format)).gray
+    assert np.array_equal(read_film(tiff16(signed, order, deflate=True, photometric=1,
+                                           sample_format=sample_format)).gray, raw)
+    if dtype != np.int16:
+        return
     eight = (np.arange(12 * 16).reshape(12, 16, 1) % 128 * 257).astype(np.int16)  # within int16
     assert np.array_equal(eight_bit_film(tiff16(eight, order, deflate=True, photometric=1, sample_format=2)),
                           eight[..., 0] // 257)

@@ -617,7 +617,7 @@ def _read_pil(data: bytes, label: str, max_pixels: int,
                 out, rgb, _, deep = _read_deep(deep_tiff_samples(data))
                 shown = None
             else:
-                _signed_in_native_order(im)
+                _in_native_order(im)
                 im.load()
                 out, deep = _pil_to_gray(upright(im), _white_is_zero(im))
                 shown = _shown(im, out)
@@ -754,7 +754,7 @@ def eight_bit_film(data: bytes) -> np.ndarray | None:
         elif deep_colour_tiff(im) is not None:
             samples, transparency = deep_tiff_samples(data), None
         else:
-            _signed_in_native_order(im)
+            _in_native_order(im)
             im.load()
             values = _keyed(upright(im), _white_is_zero(im))
             return (values // 257).astype(np.uint8) if eight_bit_as_sixteen(values) else None
@@ -793,12 +793,18 @@ def _keyed(im: Image.Image, white_is_zero: bool = False) -> np.ndarray:
     return values
 
 
-def _signed_in_native_order(im: Image.Image) -> None:
-    """Has opened TIFF `im` of signed 16-bit grey samples unpacked in the machine's byte order when libtiff decodes it
-    (a compressed one), as libtiff gives them: Pillow does so for unsigned samples only, so a big-endian film of signed
-    samples read on a little-endian machine had each sample's bytes swapped (12-bit data read as noise)."""
-    im.tile = [_with_args(tile, ("I;16NS", *tile[3][1:]))
-               if tile[0] == "libtiff" and isinstance(tile[3], tuple) and tile[3][:1] in (("I;16S",), ("I;16BS",))
+# the raw modes of grey samples Pillow gives libtiff's decoder in the file's byte order, and their native ones
+_NATIVE_ORDER = {"I;16S": "I;16NS", "I;16BS": "I;16NS", "I;32S": "I;32NS", "I;32BS": "I;32NS", "F;32F": "F;32NF",
+                 "F;32BF": "F;32NF"}
+
+
+def _in_native_order(im: Image.Image) -> None:
+    """Has opened TIFF `im` of signed 16- or 32-bit or floating-point grey samples unpacked in the machine's byte order
+    when libtiff decodes it (a compressed one), as libtiff gives them: Pillow does so for unsigned 16-bit samples only,
+    so a big-endian film of such samples read on a little-endian machine had each sample's bytes swapped (12-bit data
+    read as noise)."""
+    im.tile = [_with_args(tile, (_NATIVE_ORDER[tile[3][0]], *tile[3][1:]))
+               if tile[0] == "libtiff" and isinstance(tile[3], tuple) and tile[3][:1] and tile[3][0] in _NATIVE_ORDER
                else tile for tile in im.tile]
 
 

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 # TIFF is read at its full 16 bits (`deep_tiff`), as a 16-bit colour PNG (by its high bytes before: 12-bit data dark).
 # 17: one of premultiplied alpha too (by its colour samples), and one of separate colour planes refused (its high
 # bytes were read twice, as an 8-bit film); a 16-bit or float grey TIFF whose zero is white turned over (it read as
-# its negative), and a compressed big-endian one of signed 16-bit grey in the machine's byte order (bytes swapped).
+# its negative), and a compressed big-endian one of signed or float grey in the machine's byte order (bytes swapped).
 PREPROCESS_VERSION = 17
 
 
