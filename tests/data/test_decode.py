@@ -782,6 +782,17 @@ def test_a_compressed_tiff_of_signed_or_float_grey_reads_as_its_uncompressed_cop
                           eight[..., 0] // 257)
 
 
+def test_a_big_endian_16_bit_grey_tiff_whose_zero_is_white_is_told_to_be_saved_with_black_as_zero() -> None:
+    """Pillow has no mode for a big-endian 16-bit grey TIFF of PhotometricInterpretation 0: it was told 'a TIFF of 1
+    sample of 16 bits (PhotometricInterpretation 0), which is not read; save the film as an 8- or 16-bit greyscale
+    TIFF or PNG', which it is. Its layout says white is zero, and the TIFF to save is one of black as zero."""
+    with pytest.raises(InputError) as exc:
+        read_film(tiff16(_TWELVE[..., None], ">", photometric=0), name="film.tif")
+    assert check_error(exc, "film.tif") == ("film.tif: a TIFF of 1 sample of 16 bits (PhotometricInterpretation 0, "
+                                            "white is zero), which is not read; save the film as an 8- or 16-bit "
+                                            "greyscale TIFF of black as zero or PNG")
+
+
 def test_a_bigtiff_of_samples_pillow_has_no_mode_for_is_named_by_its_layout_not_a_traceback() -> None:
     """The layout of a TIFF Pillow has no mode for was read from an 8-byte header, a classic TIFF's: a BigTIFF's is 16
     bytes, so a BigTIFF of 16-bit RGB + alpha + one more sample went out of read_film as struct.error (audit of a

@@ -632,8 +632,9 @@ def _read_pil(data: bytes, label: str, max_pixels: int,
         if (other := unsupported_format(data) or jpeg_not_read(data)) is not None:
             raise InputError(f"{label}: {other} images are not supported; {EXPORT_AS}") from None
         if (layout := _tiff_layout_not_read(data)) is not None:  # a whole header of samples Pillow has no mode for
+            black = " of black as zero" if layout.endswith(_WHITE_IS_ZERO) else ""  # else it is a 16-bit grey TIFF
             raise InputError(f"{label}: a TIFF of {layout}, which is not read; save the film as an 8- or 16-bit "
-                             f"greyscale TIFF or PNG") from None
+                             f"greyscale TIFF{black} or PNG") from None
         if (kind := _signature(data)) is not None:  # Pillow cannot read its header: not another format
             raise InputError(f"{label}: not a readable image (its {kind} header is cut short or damaged); "
                              f"the file may be truncated or damaged, {_GIVE}") from None
@@ -697,10 +698,12 @@ def _tiff_layout_not_read(data: bytes) -> str | None:
     sizes = " and ".join(sorted({str(size) for size in bits}, key=int))
     kinds = ifd.get(339, (1,))  # SampleFormat: 1 unsigned integers, the default
     kind = _SAMPLE_FORMATS.get(kinds[0] if isinstance(kinds, tuple) and kinds else kinds, "")
+    photometric = ifd.get(262, "unset")
     return (f"{len(bits)} {kind}sample{'s' * (len(bits) != 1)} of {sizes} bits (PhotometricInterpretation "
-            f"{ifd.get(262, 'unset')})")
+            f"{photometric}{_WHITE_IS_ZERO if photometric == 0 else ')'}")
 
 
+_WHITE_IS_ZERO = ", white is zero)"  # a big-endian 16-bit grey TIFF of PhotometricInterpretation 0: Pillow has no mode
 _SAMPLE_FORMATS = {2: "signed ", 3: "floating-point "}  # a TIFF's SampleFormat values other than unsigned integers
 
 
