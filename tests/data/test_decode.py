@@ -797,7 +797,8 @@ def test_a_bigtiff_of_samples_pillow_has_no_mode_for_is_named_by_its_layout_not_
     """The layout of a TIFF Pillow has no mode for was read from an 8-byte header, a classic TIFF's: a BigTIFF's is 16
     bytes, so a BigTIFF of 16-bit RGB + alpha + one more sample went out of read_film as struct.error (audit of a
     folder holding one stopped on a traceback). It is named by its layout as a classic TIFF is. Little-endian only:
-    Pillow 13 reads no big-endian BigTIFF (it looks for 43 in the header's third byte)."""
+    Pillow reads no big-endian BigTIFF (it looks for 43 in the header's third byte): a whole one, of any layout, was
+    told its TIFF header is cut short or damaged and the file may be truncated; it is named with the export to make."""
     order = "<"
     data = tiff16(np.stack([_TWELVE] * 5, axis=-1), order, big=True)
     with pytest.raises(InputError) as exc:
@@ -806,6 +807,10 @@ def test_a_bigtiff_of_samples_pillow_has_no_mode_for_is_named_by_its_layout_not_
                                             "which is not read; save the film as an 8- or 16-bit greyscale TIFF or PNG")
     assert np.array_equal(read_grayscale(tiff16(np.stack([_TWELVE] * 3, axis=-1), order, big=True))[0],
                           read_grayscale(tiff16(np.stack([_TWELVE] * 3, axis=-1), order))[0])
+    with pytest.raises(InputError) as exc:
+        read_grayscale(tiff16(_TWELVE[..., None], ">", big=True, photometric=1), name="film.tif")
+    assert check_error(exc, "film.tif") == ("film.tif: a big-endian BigTIFF, which Pillow does not read; save the film "
+                                            "as a TIFF of Intel (little-endian) byte order or as PNG")
 
 
 @pytest.mark.parametrize("order", ["<", ">"])

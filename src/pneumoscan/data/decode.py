@@ -635,6 +635,9 @@ def _read_pil(data: bytes, label: str, max_pixels: int,
             black = " of black as zero" if layout.endswith(_WHITE_IS_ZERO) else ""  # else it is a 16-bit grey TIFF
             raise InputError(f"{label}: a TIFF of {layout}, which is not read; save the film as an 8- or 16-bit "
                              f"greyscale TIFF{black} or PNG") from None
+        if data.startswith(_BIG_ENDIAN_BIGTIFF):  # Pillow tells a BigTIFF by its third byte, a big-endian one's 0
+            raise InputError(f"{label}: a big-endian BigTIFF, which Pillow does not read; save the film as a TIFF of "
+                             f"Intel (little-endian) byte order or as PNG") from None
         if (kind := _signature(data)) is not None:  # Pillow cannot read its header: not another format
             raise InputError(f"{label}: not a readable image (its {kind} header is cut short or damaged); "
                              f"the file may be truncated or damaged, {_GIVE}") from None
@@ -665,8 +668,9 @@ def _read_pil(data: bytes, label: str, max_pixels: int,
     return out, rgb, shown, deep
 
 
+_BIG_ENDIAN_BIGTIFF = b"MM\0+"
 _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"II*\0", "TIFF"), (b"MM\0*", "TIFF"),
-               (b"II+\0", "TIFF"), (b"MM\0+", "TIFF"))  # then BigTIFF's
+               (b"II+\0", "TIFF"), (_BIG_ENDIAN_BIGTIFF, "TIFF"))  # then BigTIFF's
 
 
 def _signature(data: bytes) -> str | None:
