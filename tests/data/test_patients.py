@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pneumoscan import CLASS_NAMES
 from pneumoscan.data.labels import Sample
 from pneumoscan.data.layout import discover
 from pneumoscan.data.patients import (cause, cause_groups, cause_of, dicom_patient_id, keys_read, patient_id,
@@ -777,3 +778,27 @@ def test_a_manifests_film_takes_no_patient_id_from_a_row_of_another_split(tmp_pa
         "person0_bacteria_1.dcm": "MRN0", "person0_bacteria_2.jpeg": "MRN0",  # joined within train
         **{f"person{p}_bacteria_2.jpeg": f"person{p}" for p in range(1, 4)},
         **{f"IM-{p:04d}-0002.jpeg": f"IM-{p:04d}" for p in range(4)}}
+
+
+def test_a_patients_films_in_sibling_folders_are_one_patient(tmp_path: Path) -> None:
+    """An export by format (each patient's DICOM film in dicom/, its JPEGs in jpeg/): 5678038 joined a film only to
+    its own folder's PatientIDs, so every patient was keyed apart again (12 to 20 of 40 on both sides of train/val
+    over seeds 0-4), as rule 5 did. A name is joined over its split unless a file name of it is found in two folders
+    (an export naming every patient's films alike, which the test above keys per folder)."""
+    from pneumoscan.data.patients import dataset_keys
+
+    for p in range(12):
+        label, folder = p % 2, tmp_path / "train" / CLASS_NAMES[p % 2]
+        name = f"IM-{p:04d}-000{{}}" if label == 0 else f"person{p}_bacteria_{{}}"
+        write_dicom(folder / "dicom" / f"{name.format(1)}.dcm", label, p, patient_id=f"MRN{p}", size=8)
+        for film in (2, 3):
+            write_xray(folder / "jpeg" / f"{name.format(film)}.jpeg", label, 100 * p + film, size=8)
+    found = discover(tmp_path)
+    samples = found["train"]
+    keys = dataset_keys(found, "auto", samples, progress=False)
+    assert {(patient_id(s.path), keys(s)) for s in samples} == {
+        (f"IM-{p:04d}" if p % 2 == 0 else f"person{p}", f"MRN{p}") for p in range(12)}
+    assert keys.sources == {"dicom": 36} and len(keys.siblings) == 24
+    for seed in range(5):
+        train, val = patient_split(samples, 0.3, seed, keys)
+        assert not {patient_id(s.path) for s in train} & {patient_id(s.path) for s in val}, seed

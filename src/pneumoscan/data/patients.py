@@ -7,7 +7,7 @@ cause of pneumonia: a manifest's, else parsed from Kermany-style file names.
   and not a placeholder), else the file name (`patient_id`); a DICOM file whose header names no patient is keyed
   by its file name too, qualified by its folder when that name's key is found on such files in other folders
   (`own_file_key`); a film keyed by its Kermany file name whose name's other films carry a PatientID is keyed by it
-  (`sibling_ids`: of its folder and split).
+  (`sibling_ids`: of its split).
 * `name`: the file name only, as before `--patient-key` existed.
 * `folder`: the folders between the class folder and the image (`NORMAL/pt7/a.dcm` -> `pt7`).
 """
@@ -42,7 +42,7 @@ SOURCES = ("manifest", "dicom", "folder", "name", "file")
 # code from 3ad352f to 48cc5dd recorded 6: a PatientID on most DICOM films whose films' headers all give one sex and
 # birth date was keyed as one patient, which put one patient's films of one key and of another, their file names',
 # on both sides of the split; such a value is judged so for counting a leak only, `compared_keys`: WITHDRAWN_RULES);
-# 7: a film keyed by its Kermany file name whose name's other films in its folder carry a usable PatientID is keyed
+# 7: a film keyed by its Kermany file name whose name's other films in its split carry a usable PatientID is keyed
 # by it (`sibling_ids`), as rule 5 put a patient's films with and without a PatientID on both sides of the split.
 KEY_RULE = 7
 WITHDRAWN_RULES = frozenset({6})  # rules of development code no release keys by
@@ -480,33 +480,52 @@ def patient_keys(samples: Iterable[Sample], choice: str = "auto", refused: Itera
                        headers, frozenset(siblings))
 
 
+def split_folder(sample: Sample) -> Path:
+    """The split a film is in when none is given: the folder above its class folder (`DATA/train` for
+    `DATA/train/PNEUMONIA/x/person7_bacteria_1.dcm`; its folder when under no class folder)."""
+    path = Path(sample.path)
+    parents = path.parent.parts
+    depth = next((d for d in range(len(parents) - 1, -1, -1) if parents[d].upper() == CLASS_NAMES[sample.label]), None)
+    return path.parent if depth is None else Path(*parents[:depth]) if depth else Path()
+
+
 def sibling_ids(samples: Iterable[Sample], keys: Mapping[Sample, str], origins: Mapping[Sample, str],
                 parts: Mapping[Sample, str] | None = None) -> dict[Sample, str]:
     """The films keyed by their Kermany file name (origin `name`: no usable PatientID, a JPEG's or a DICOM's) whose
-    name's other films in their folder carry a usable PatientID, each with that PatientID
-    (patient_key_rule 7): `person7_bacteria_1.dcm` of PatientID MRN7 and `person7_bacteria_2.jpeg` are one patient,
-    which rule 5 split apart (MRN7 and `person7` on both sides of the split). Only where the name and the PatientID
-    name each other alone: a name whose films carry two PatientIDs, or a PatientID on films of two names (a site's or
-    an anonymiser's fixed value on a few films, not a placeholder by count), joins nothing, so no chain of shared
-    IDs and names makes one patient of many (a PatientID is judged over its split, `parts`: each film's, none when not
-    given). Siblings share a folder and a split, as a manifest's rows of every split may share one folder: a PatientID
-    on films of another split (a patient in both, which `audit` reports) does not change how this split's films are
-    keyed, nor do an export's films named IM-0001-0001 in every patient's folder (which `name_collision_warning` tells
-    of) become the patient of the one folder's films that carry a PatientID."""
-    parts = parts or {}
-    ids: dict[tuple[str | None, Path, str], set[str]] = defaultdict(set)  # a folder's name: its films' PatientIDs
-    names: dict[tuple[str | None, str], set[str]] = defaultdict(set)  # a split's PatientID: its films' names
+    name's other films in their split (`parts`: each film's; by default `split_folder`) carry a usable PatientID,
+    each with that PatientID (patient_key_rule 7): `person7_bacteria_1.dcm` of PatientID MRN7 and
+    `person7_bacteria_2.jpeg` are one patient, which rule 5 split apart (MRN7 and `person7` on both sides of the
+    split), in one folder or in sibling folders (`dicom/` and `jpeg/`). Only where the name and the PatientID name
+    each other alone: a name whose films carry two PatientIDs, or a PatientID on films of two names (a site's or an
+    anonymiser's fixed value on a few films, not a placeholder by count), joins nothing, so no chain of shared IDs and
+    names makes one patient of many. A name one of whose file names is found in two folders of the split (an export
+    naming every patient's films IM-0001-0001 in a folder of its own, which `name_collision_warning` tells of) names
+    no one patient there: its films are joined within their folder only. A PatientID on films of another split (a
+    patient in both, which `audit` reports; a manifest's rows of every split may share one folder) does not change
+    how this split's films are keyed."""
+    samples = [s for s in samples if is_kermany_name(s.path)]
+    part = {s: (parts or {}).get(s, str(split_folder(s))) for s in samples}
+    folders: dict[tuple[str, str], set[Path]] = defaultdict(set)  # a split's file name: the folders holding it
     for sample in samples:
-        if origins[sample] == "dicom" and is_kermany_name(sample.path):
-            ids[parts.get(sample), Path(sample.path).parent, patient_id(sample.path)].add(keys[sample])
-            names[parts.get(sample), keys[sample]].add(patient_id(sample.path))
+        folders[part[sample], Path(sample.path).name.lower()].add(Path(sample.path).parent)
+    reused = {(split, patient_id(name)) for (split, name), found in folders.items() if len(found) > 1}
+
+    def scope(sample: Sample) -> tuple[str, Path | None, str]:
+        """Where the film's name names one patient: its split, or its folder for a reused name."""
+        name = patient_id(sample.path)
+        return part[sample], Path(sample.path).parent if (part[sample], name) in reused else None, name
+
+    ids: dict[tuple[str, Path | None, str], set[str]] = defaultdict(set)  # a name: its films' PatientIDs
+    names: dict[tuple[str, str], set[str]] = defaultdict(set)  # a split's PatientID: its films' names
+    for sample in samples:
+        if origins[sample] == "dicom":
+            ids[scope(sample)].add(keys[sample])
+            names[part[sample], keys[sample]].add(patient_id(sample.path))
     joined: dict[Sample, str] = {}
     for sample in samples:
-        if origins[sample] == "name" and is_kermany_name(sample.path):
-            part, name = parts.get(sample), patient_id(sample.path)
-            if len(found := ids.get((part, Path(sample.path).parent, name), set())) == 1 and \
-                    names[part, value := next(iter(found))] == {name}:
-                joined[sample] = value
+        if origins[sample] == "name" and len(found := ids.get(scope(sample), set())) == 1 and \
+                names[part[sample], value := next(iter(found))] == {patient_id(sample.path)}:
+            joined[sample] = value
     return joined
 
 
