@@ -802,3 +802,20 @@ def test_a_patients_films_in_sibling_folders_are_one_patient(tmp_path: Path) -> 
     for seed in range(5):
         train, val = patient_split(samples, 0.3, seed, keys)
         assert not {patient_id(s.path) for s in train} & {patient_id(s.path) for s in val}, seed
+
+
+def test_a_name_reused_by_dicom_films_without_a_patient_id_joins_within_its_folder(tmp_path: Path) -> None:
+    """An export naming every patient's first film IM-0001-0001.dcm with no PatientID (keyed by folder and name) tells
+    that the name IM-0001 is every patient's: pt1's JPEG takes no PatientID of pt0's films."""
+    from pneumoscan.data.patients import dataset_keys
+
+    folder = tmp_path / "train" / "NORMAL"
+    for p in range(2):
+        write_dicom(folder / f"pt{p}" / "IM-0001-0001.dcm", 0, p, patient_id=None, size=8)
+    write_dicom(folder / "pt0" / "IM-0001-0002.dcm", 0, 2, patient_id="MRN0", size=8)
+    write_xray(folder / "pt1" / "IM-0001-0002.jpeg", 0, 3, size=8)
+    write_xray(folder / "pt0" / "IM-0001-0003.jpeg", 0, 4, size=8)
+    write_xray(tmp_path / "train" / "PNEUMONIA" / "person1_bacteria_1.jpeg", 1, 5, size=8)
+    found = discover(tmp_path)
+    keys = dataset_keys(found, "auto", found["train"], progress=False)
+    assert {str(s.path.relative_to(folder)) for s in keys.siblings} == {"pt0/IM-0001-0003.jpeg"}

@@ -503,28 +503,27 @@ def sibling_ids(samples: Iterable[Sample], keys: Mapping[Sample, str], origins: 
     no one patient there: its films are joined within their folder only. A PatientID on films of another split (a
     patient in both, which `audit` reports; a manifest's rows of every split may share one folder) does not change
     how this split's films are keyed."""
-    samples = [s for s in samples if is_kermany_name(s.path)]
-    part = {s: (parts or {}).get(s, str(split_folder(s))) for s in samples}
+    samples = list(samples)
+    if not any(origins[s] == "dicom" for s in samples):  # nothing to join (Kermany's data: 0.2 s saved)
+        return {}
+    kermany = {s: (parts or {}).get(s, str(split_folder(s))) for s in samples if is_kermany_name(s.path)}
     folders: dict[tuple[str, str], set[Path]] = defaultdict(set)  # a split's file name: the folders holding it
-    for sample in samples:
-        folders[part[sample], Path(sample.path).name.lower()].add(Path(sample.path).parent)
-    reused = {(split, patient_id(name)) for (split, name), found in folders.items() if len(found) > 1}
-
-    def scope(sample: Sample) -> tuple[str, Path | None, str]:
-        """Where the film's name names one patient: its split, or its folder for a reused name."""
-        name = patient_id(sample.path)
-        return part[sample], Path(sample.path).parent if (part[sample], name) in reused else None, name
-
+    for sample, part in kermany.items():
+        folders[part, Path(sample.path).name.lower()].add(Path(sample.path).parent)
+    reused = {(part, patient_id(name)) for (part, name), found in folders.items() if len(found) > 1}
+    # where each film's name names one patient: its split, or its folder for a reused name
+    scope = {s: (part, Path(s.path).parent if (part, name) in reused else None, name)
+             for s, part in kermany.items() if origins[s] in ("dicom", "name") for name in [patient_id(s.path)]}
     ids: dict[tuple[str, Path | None, str], set[str]] = defaultdict(set)  # a name: its films' PatientIDs
     names: dict[tuple[str, str], set[str]] = defaultdict(set)  # a split's PatientID: its films' names
-    for sample in samples:
+    for sample, (part, _, name) in scope.items():
         if origins[sample] == "dicom":
-            ids[scope(sample)].add(keys[sample])
-            names[part[sample], keys[sample]].add(patient_id(sample.path))
+            ids[scope[sample]].add(keys[sample])
+            names[part, keys[sample]].add(name)
     joined: dict[Sample, str] = {}
-    for sample in samples:
-        if origins[sample] == "name" and len(found := ids.get(scope(sample), set())) == 1 and \
-                names[part[sample], value := next(iter(found))] == {patient_id(sample.path)}:
+    for sample, (part, _, name) in scope.items():
+        if origins[sample] == "name" and len(found := ids.get(scope[sample], set())) == 1 and \
+                names[part, value := next(iter(found))] == {name}:
             joined[sample] = value
     return joined
 
