@@ -819,3 +819,19 @@ def test_a_name_reused_by_dicom_films_without_a_patient_id_joins_within_its_fold
     found = discover(tmp_path)
     keys = dataset_keys(found, "auto", found["train"], progress=False)
     assert {str(s.path.relative_to(folder)) for s in keys.siblings} == {"pt0/IM-0001-0003.jpeg"}
+
+
+def test_a_backup_copy_of_a_film_keeps_its_name_joined_over_the_split(tmp_path: Path) -> None:
+    """A copy of a patient's JPEG beside its DICOM film (dicom/) and in jpeg/: the file name found in two folders made
+    the name a reused export name, joined within each folder, so the copy in dicom/ took PatientID MRN<p> and the one
+    in jpeg/ kept the name: the same film on both sides of train/val (rule 5 kept both copies under the name)."""
+    from pneumoscan.data.patients import dataset_keys
+
+    for p in range(6):
+        label, folder = p % 2, tmp_path / "train" / CLASS_NAMES[p % 2]
+        write_dicom(folder / "dicom" / f"person{p}_virus_1.dcm", label, p, patient_id=f"MRN{p}", size=8)
+        jpeg = write_xray(folder / "jpeg" / f"person{p}_virus_2.jpeg", label, 100 + p, size=8)
+        (folder / "dicom" / jpeg.name).write_bytes(jpeg.read_bytes())
+    found = discover(tmp_path)
+    keys = dataset_keys(found, "auto", found["train"], progress=False)
+    assert {(patient_id(s.path), keys(s)) for s in found["train"]} == {(f"person{p}", f"MRN{p}") for p in range(6)}

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from pneumoscan import CLASS_NAMES, PATIENT_KEYS
 from pneumoscan.data.decode import is_dicom
+from pneumoscan.data.fingerprint import fingerprints
 from pneumoscan.data.formats import image_stem, is_image_head, may_be_dicom
 from pneumoscan.data.labels import Sample
 from pneumoscan.errors import InputError, counted, option, raise_if_interrupted, warn
@@ -498,19 +499,21 @@ def sibling_ids(samples: Iterable[Sample], keys: Mapping[Sample, str], origins: 
     split), in one folder or in sibling folders (`dicom/` and `jpeg/`). Only where the name and the PatientID name
     each other alone: a name whose films carry two PatientIDs, or a PatientID on films of two names (a site's or an
     anonymiser's fixed value on a few films, not a placeholder by count), joins nothing, so no chain of shared IDs and
-    names makes one patient of many. A name one of whose file names is found in two folders of the split (an export
-    naming every patient's films IM-0001-0001 in a folder of its own, which `name_collision_warning` tells of) names
-    no one patient there: its films are joined within their folder only. A PatientID on films of another split (a
+    names makes one patient of many. A name one of whose file names is found in two folders of the split on files that
+    differ (an export naming every patient's films IM-0001-0001 in a folder of its own, which `name_collision_warning`
+    tells of; not a copy of one film in a backup folder) names no one patient there: its films are joined within their folder only. A PatientID on films of another split (a
     patient in both, which `audit` reports; a manifest's rows of every split may share one folder) does not change
     how this split's films are keyed."""
     samples = list(samples)
     if not any(origins[s] == "dicom" for s in samples):  # nothing to join (Kermany's data: 0.2 s saved)
         return {}
     kermany = {s: (parts or {}).get(s, str(split_folder(s))) for s in samples if is_kermany_name(s.path)}
-    folders: dict[tuple[str, str], set[Path]] = defaultdict(set)  # a split's file name: the folders holding it
+    copies: dict[tuple[str, str], list[str]] = defaultdict(list)  # a split's file name: the files of that name
     for sample, part in kermany.items():
-        folders[part, Path(sample.path).name.lower()].add(Path(sample.path).parent)
-    reused = {(part, patient_id(name)) for (part, name), found in folders.items() if len(found) > 1}
+        copies[part, Path(sample.path).name.lower()].append(str(sample.path))
+    # a file name whose files differ (copies of one film in a backup folder are one film)
+    reused = {(part, patient_id(name)) for (part, name), paths in copies.items()
+              if len(paths) > 1 and len(set(fingerprints(paths))) > 1}
     # where each film's name names one patient: its split, or its folder for a reused name
     scope = {s: (part, Path(s.path).parent if (part, name) in reused else None, name)
              for s, part in kermany.items() if origins[s] in ("dicom", "name") for name in [patient_id(s.path)]}
