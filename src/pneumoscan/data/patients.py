@@ -499,11 +499,13 @@ def sibling_ids(samples: Iterable[Sample], keys: Mapping[Sample, str], origins: 
     split), in one folder or in sibling folders (`dicom/` and `jpeg/`). Only where the name and the PatientID name
     each other alone: a name whose films carry two PatientIDs, or a PatientID on films of two names (a site's or an
     anonymiser's fixed value on a few films, not a placeholder by count), joins nothing, so no chain of shared IDs and
-    names makes one patient of many. A name one of whose file names is found in two folders of the split on files that
-    differ (an export naming every patient's films IM-0001-0001 in a folder of its own, which `name_collision_warning`
-    tells of; not a copy of one film in a backup folder) names no one patient there: its films are joined within their folder only. A PatientID on films of another split (a
-    patient in both, which `audit` reports; a manifest's rows of every split may share one folder) does not change
-    how this split's films are keyed."""
+    names makes one patient of many. A name one of whose file names is found on files that differ in two folders of
+    the split (an export naming every patient's films IM-0001-0001 in a folder of its own, which
+    `name_collision_warning` tells of; not a copy of one film in a backup folder) names no one patient, nor does a
+    folder (a day's folder holding several patients' films so named): it joins nothing, so each name's films keep one
+    key, rule 5's or a PatientID, and no patient is split more than rule 5 split it. A PatientID on films of another
+    split (a patient in both, which `audit` reports; a manifest's rows of every split may share one folder) does not
+    change how this split's films are keyed."""
     samples = list(samples)
     if not any(origins[s] == "dicom" for s in samples):  # nothing to join (Kermany's data: 0.2 s saved)
         return {}
@@ -514,18 +516,17 @@ def sibling_ids(samples: Iterable[Sample], keys: Mapping[Sample, str], origins: 
     # a file name whose files differ (copies of one film in a backup folder are one film)
     reused = {(part, patient_id(name)) for (part, name), paths in copies.items()
               if len(paths) > 1 and len(set(fingerprints(paths))) > 1}
-    # where each film's name names one patient: its split, or its folder for a reused name
-    scope = {s: (part, Path(s.path).parent if (part, name) in reused else None, name)
-             for s, part in kermany.items() if origins[s] in ("dicom", "name") for name in [patient_id(s.path)]}
-    ids: dict[tuple[str, Path | None, str], set[str]] = defaultdict(set)  # a name: its films' PatientIDs
+    named = {s: (part, patient_id(s.path)) for s, part in kermany.items() if origins[s] in ("dicom", "name")}
+    ids: dict[tuple[str, str], set[str]] = defaultdict(set)  # a split's name: its films' PatientIDs
     names: dict[tuple[str, str], set[str]] = defaultdict(set)  # a split's PatientID: its films' names
-    for sample, (part, _, name) in scope.items():
+    for sample, (part, name) in named.items():
         if origins[sample] == "dicom":
-            ids[scope[sample]].add(keys[sample])
+            ids[part, name].add(keys[sample])
             names[part, keys[sample]].add(name)
+    scope = {s: found for s, found in named.items() if found not in reused}
     joined: dict[Sample, str] = {}
-    for sample, (part, _, name) in scope.items():
-        if origins[sample] == "name" and len(found := ids.get(scope[sample], set())) == 1 and \
+    for sample, (part, name) in scope.items():
+        if origins[sample] == "name" and len(found := ids.get((part, name), set())) == 1 and \
                 names[part, value := next(iter(found))] == {name}:
             joined[sample] = value
     return joined
