@@ -853,3 +853,23 @@ def test_a_folder_of_several_patients_films_named_alike_splits_none_of_them(tmp_
     found = discover(tmp_path)
     keys = dataset_keys(found, "auto", found["train"], progress=False)
     assert len({keys(s) for s in found["train"] if s.path in patient1}) == 1
+
+
+def test_files_of_one_name_are_told_copies_by_their_bytes_hashing_only_those_alike_so_far(tmp_path: Path,
+                                                                                           monkeypatch) -> None:
+    """`sibling_ids` tells a backup copy from an export's reused name by the files' bytes: files of differing sizes or
+    first 64 kB differ without being read whole (an export's DICOM films may be gigabytes); equal ones are hashed."""
+    from pneumoscan.data import patients
+
+    a, b, c, d = (tmp_path / name for name in "abcd")
+    a.write_bytes(b"x" * 70000)
+    b.write_bytes(b"y" + b"x" * 69999)
+    c.write_bytes(b"x" * 69999 + b"y")
+    d.write_bytes(b"x" * 70000)
+    hashed: list[list[str]] = []
+    monkeypatch.setattr(patients, "fingerprints", lambda paths: hashed.append(list(paths)) or [
+        __import__("hashlib").sha256(Path(p).read_bytes()).hexdigest() for p in paths])
+    assert not patients._copies([str(a), str(b)]) and not patients._copies([str(a), str(tmp_path / "x")])
+    assert hashed == []
+    assert not patients._copies([str(a), str(c)]) and patients._copies([str(a), str(d)])
+    assert len(hashed) == 2
