@@ -77,10 +77,10 @@ def test_training_stops_on_a_film_the_machine_runs_out_of_memory_for(
     big = write_xray(tiny_dataset / "train" / "NORMAL" / "IM-0099-0001.png", 0, 99)  # the one PNG
     gray = decode._pil_to_gray
 
-    def short(im: Any) -> Any:
+    def short(im: Any, *args: object) -> Any:
         if im.format == "PNG":
             raise MemoryError()
-        return gray(im)
+        return gray(im, *args)
 
     monkeypatch.setattr(decode, "_pil_to_gray", short)
     out = tmp_path / "run"

@@ -711,10 +711,10 @@ def test_a_film_the_machine_runs_out_of_memory_for_stops_the_set_not_skipped_as_
     if where == "decoding":
         gray = decode._pil_to_gray
 
-        def short(im: object) -> object:
+        def short(im: object, *args: object) -> object:
             if getattr(im, "big", False):
                 raise MemoryError()
-            return gray(im)
+            return gray(im, *args)
 
         opened = decode.Image.open
 

@@ -166,10 +166,10 @@ def _decoding_runs_short(monkeypatch: pytest.MonkeyPatch, where: str = "decoding
     gray, levels, fit = decode._pil_to_gray, preprocess.grey_levels, preprocess.fit_decoded
     cues = decoding.file_cues
 
-    def short(im: Image.Image) -> object:
+    def short(im: Image.Image, *args: object) -> object:
         if im.format == "JPEG":
             raise MemoryError()
-        return gray(im)
+        return gray(im, *args)
 
     def short_levels(pixels: object) -> int:
         if getattr(pixels, "shape", None) != (64, 64):
@@ -346,15 +346,15 @@ def test_a_film_whose_decoding_runs_short_while_another_request_came_and_went_is
 
     gray, answers, left = decode._pil_to_gray, [], list(decodings)
 
-    def short(im: Image.Image) -> object:
+    def short(im: Image.Image, *args: object) -> object:
         if im.format != "JPEG":
-            return gray(im)
+            return gray(im, *args)
         arrival, fails = left.pop(0)
         if arrival:
             answers.append(c.post("/predict", files={"file": ("small.png", _small_png(), "image/png")}))
         if fails:
             raise MemoryError()
-        return gray(im)
+        return gray(im, *args)
 
     monkeypatch.setattr(decode, "_pil_to_gray", short)
     with TestClient(client.app, raise_server_exceptions=False) as c:
@@ -377,9 +377,9 @@ def test_readiness_checks_do_not_change_a_too_large_films_413_nor_its_one_readin
 
     gray, answers, readings = decode._pil_to_gray, [], []
 
-    def short(im: Image.Image) -> object:
+    def short(im: Image.Image, *args: object) -> object:
         if im.format != "JPEG":
-            return gray(im)
+            return gray(im, *args)
         readings.append(im.size)
         if when == "came and went":
             answers.append(c.get("/ready"))
