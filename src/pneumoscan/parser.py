@@ -64,7 +64,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
     """`parser.parse_args`, except that a file name after predict's --csv or --json (which print to stdout, while
     evaluate's --json takes a file) is refused saying how to write the file: one left over (after the films), or
     one ending in .csv or .json taken for a film (before them), which no film is; and a '-' after them (the stdout
-    of the other commands' --json -) saying to leave it out; and a film given as '-', saying to give /dev/stdin.
+    of the other commands' --json -) or an empty one (an unset `"$OUT"`) saying to leave it out; and a film given as '-', saying to give /dev/stdin.
     Arguments left over are refused by the command's own parser, whose usage shows what it takes (the top-level
     usage, `pneumoscan [-h] [--version] COMMAND ...`, does not); several films given to explain, which draws one,
     say so and how to draw each."""
@@ -72,9 +72,10 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
     args, extra = parser.parse_known_args(argv)
     if args.command == "predict":
         for before, token in zip(argv, argv[1:]):
-            if before in ("--csv", "--json") and token == "-":
+            if before in ("--csv", "--json") and token in ("-", ""):  # '': `--csv "$OUT"`, OUT unset
+                what = "'-'" if token else 'empty argument (an unset shell variable, as in `' + before + ' "$VAR"`?)'
                 _command_parser(parser, "predict").error(
-                    f"{before} prints to stdout already and takes no file name; leave out the '-' after it")
+                    f"{before} prints to stdout already and takes no file name; leave out the {what} after it")
             named = extra[:1] == [token] or Path(token).suffix.lower() in (".csv", ".json")
             if before in ("--csv", "--json") and named:
                 _command_parser(parser, "predict").error(

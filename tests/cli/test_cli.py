@@ -842,6 +842,21 @@ def test_predict_given_a_dash_after_csv_or_json_says_to_leave_it_out(flag: str, 
         f"pneumoscan predict: error: {flag} prints to stdout already and takes no file name; leave out the '-' after it")
 
 
+@pytest.mark.parametrize("flag", ["--csv", "--json"])
+@pytest.mark.parametrize("where", ["after", "before"])
+def test_predict_given_an_empty_argument_after_csv_or_json_says_to_leave_it_out(
+        flag: str, where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `predict FILMS --csv "$OUT"`, OUT unset: it said 'takes no file name (); write the file with `... --csv > ''`',
+    # naming nothing; before the films, 'the PATHS argument is empty'
+    argv = ["predict", str(tmp_path), flag, ""] if where == "after" else ["predict", flag, "", str(tmp_path)]
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"pneumoscan predict: error: {flag} prints to stdout already and takes no file name; leave out the empty "
+        f'argument (an unset shell variable, as in `{flag} "$VAR"`?) after it')
+
+
 def test_predict_given_a_dash_for_a_film_says_to_give_dev_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """`cat film.jpeg | pneumoscan predict -` said '-: file not found; check the path' (exit code 1)."""
