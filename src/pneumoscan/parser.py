@@ -85,14 +85,14 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
             _command_parser(parser, "predict").error(
                 "'-' is not a film: predict reads files, not standard input; for a film piped in, give /dev/stdin "
                 "(`... | pneumoscan predict /dev/stdin`)")
-    if "" in extra:  # argparse would say 'unrecognized arguments: ', naming nothing
+    if "" in extra and not any(token.startswith("-") for token in extra):  # argparse: 'unrecognized arguments: '
         _command_parser(parser, args.command).error(_empty("an argument", ""))
     if extra:
         before_command = argv[:argv.index(args.command)]  # `pneumoscan --bogus models`: the program's, not models'
         command = parser if set(extra) & set(before_command) else _command_parser(parser, args.command)
         if args.command == "explain" and not any(token.startswith("-") for token in extra):
             command.error(_several_films(args, extra))
-        command.error(f"unrecognized arguments: {' '.join(extra)}")
+        command.error(f"unrecognized arguments: {' '.join(token or shell_word(token) for token in extra)}")
     _refuse_empty(_command_parser(parser, args.command), args)
     return args
 

@@ -1212,6 +1212,15 @@ def test_an_empty_argument_is_refused_not_taken_for_the_current_folder(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.png"]
 
 
+def test_an_unknown_option_given_an_empty_value_is_named(tiny_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `audit DATA --bogus "$X"`, X unset: since c4f9f9f it said 'an argument is empty ... give it a value', not naming
+    # --bogus, which stays unknown with any value
+    with pytest.raises(SystemExit) as stop:
+        main(["audit", str(tiny_data), "--bogus", ""])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "pneumoscan audit: error: unrecognized arguments: --bogus ''"
+
+
 def test_an_empty_host_is_every_address_not_an_unset_variable() -> None:
     """`serve --host ''` listens on every address, IPv4 and IPv6, as its --help says: the refusal of empty arguments
     (an unset shell variable) took it for a mistake."""
