@@ -64,10 +64,10 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
     """`parser.parse_args`, except that a file name after predict's --csv or --json (which print to stdout, while
     evaluate's --json takes a file) is refused saying how to write the file: one left over (after the films), or
     one ending in .csv or .json taken for a film (before them), which no film is; and a '-' after them (the stdout
-    of the other commands' --json -) or an empty one (an unset `"$OUT"`) saying to leave it out; and a film given as '-', saying to give /dev/stdin.
-    Arguments left over are refused by the command's own parser, whose usage shows what it takes (the top-level
-    usage, `pneumoscan [-h] [--version] COMMAND ...`, does not); several films given to explain, which draws one,
-    say so and how to draw each."""
+    of the other commands' --json -) or an empty one (an unset `"$OUT"`) saying to leave it out; and a film given as
+    '-', saying to give /dev/stdin. Arguments left over are refused by the command's own parser, whose usage shows
+    what it takes (the top-level usage, `pneumoscan [-h] [--version] COMMAND ...`, does not); several films given to
+    explain, which draws one, say so and how to draw each."""
     _refuse_bare_data(parser, argv)
     args, extra = parser.parse_known_args(argv)
     if args.command == "predict":
