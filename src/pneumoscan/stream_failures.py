@@ -40,6 +40,11 @@ def to_devnull(fd: int) -> None:
         os.close(null)
 
 
+def reader_gone_why(err: BaseException) -> str:
+    """How a gone reader (`reader_gone(ERR)`) is told: a socket's reset as such, else a broken pipe."""
+    return f"stdout's reader is gone ({'connection reset' if isinstance(err, ConnectionResetError) else 'broken pipe'})"
+
+
 def stdout_name() -> str:
     """What stdout writes to, as a message names it: 'stdout (/home/amy/out.csv)', its full path, for `> out.csv`; else
     'stdout'."""

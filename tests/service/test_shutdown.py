@@ -547,7 +547,7 @@ def test_stdout_a_socket_its_reader_reset_is_a_gone_reader(caplog: pytest.LogCap
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     """stdout a TCP socket (inetd, systemd's StandardOutput=socket) whose reader closed with lines unread: the next
     write fails with ECONNRESET, not EPIPE, which printed logging's 80-line "--- Logging error ---" traceback before
-    the broken pipe's warning on the line after. Now the one warning at once."""
+    the broken pipe's warning on the line after. Now the one warning at once, naming the reset (not a broken pipe)."""
     import logging
 
     from pneumoscan.service.tracking import AccessHandler
@@ -569,7 +569,8 @@ def test_stdout_a_socket_its_reader_reset_is_a_gone_reader(caplog: pytest.LogCap
         for n in (1, 2):
             line(f"GET /health {n}")
     said = [r.getMessage() for r in caplog.records if r.name == "pneumoscan.service"]
-    assert said == ["stdout's reader is gone (broken pipe): access lines are no longer written; the service serves on"]
+    assert said == ["stdout's reader is gone (connection reset): access lines are no longer written; the service "
+                    "serves on"]
     assert "Logging error" not in capsys.readouterr().err
     stdout.close()
     writer.close()

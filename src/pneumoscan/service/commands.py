@@ -171,7 +171,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         raise InputError("stdout is closed (>&-): serve writes where it serves and one access line per request there; "
                          "give it a file (> serve.log) or >/dev/null")
-    from pneumoscan.stream_failures import reader_gone, tell, to_devnull
+    from pneumoscan.stream_failures import reader_gone, reader_gone_why, tell, to_devnull
 
     from pneumoscan.service.tracking import StderrHandler
 
@@ -188,7 +188,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             except OSError as err:  # the `serving on` line's (serving.run): a disk's error goes to the CLI's handler
                 if not reader_gone(err):
                     raise
-                tell("pneumoscan: error: stdout's reader is gone (broken pipe), so the 'serving on' line could not "
+                tell(f"pneumoscan: error: {reader_gone_why(err)}, so the 'serving on' line could not "
                       "be written, and the service stopped before serving any request; send stdout to a file "
                       "(> serve.log) or to a program that keeps reading it")
                 to_devnull(sys.stdout.fileno())  # what the failed write left, not a second failure at exit

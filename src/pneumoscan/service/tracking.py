@@ -161,7 +161,8 @@ class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def handleError(self, record: logging.LogRecord) -> None:
         import errno
 
-        from pneumoscan.stream_failures import DISK_FULL, DISK_FULL_FIX, reader_gone, stdout_name, to_devnull
+        from pneumoscan.stream_failures import (DISK_FULL, DISK_FULL_FIX, reader_gone, reader_gone_why, stdout_name,
+                                                to_devnull)
 
         err = sys.exc_info()[1]
         self.failed = True
@@ -172,7 +173,7 @@ class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
                             stdout_name(), err.strerror, DISK_FULL_FIX[err.errno])
             return
         if err is not None and reader_gone(err):
-            why = "stdout's reader is gone (broken pipe)"
+            why = reader_gone_why(err)
         elif isinstance(err, OSError) and err.errno in DISK_FULL:  # a size limit per file: room does not lift it
             why = f"{stdout_name()}: {err.strerror} ({DISK_FULL_FIX[err.errno]}, then restart to log again)"
         else:
