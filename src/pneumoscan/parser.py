@@ -190,12 +190,14 @@ def _refuse_bare_data(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     """An existing folder or .csv given bare to a command that takes its data only as --data and nothing bare
     (train, evaluate, set-threshold, pretrain, fit-guard; `audit DATA` and `predict FILMS` take theirs bare) is
     refused with the command as it should read: argparse said '--data is required' or 'unrecognized arguments'.
-    Not when --data is given (the bare folder is something else, as a run meant for --model), nor for a run folder."""
+    Not when --data is given (the bare folder is something else, as a run meant for --model), nor for a run folder,
+    nor when -h, --help or --version is given (anywhere), which argparse answers before any refusal."""
     from pneumoscan.outputs import RUN_MARKERS
 
     command = next((token for token in argv if not token.startswith("-")), None)
     (sub,) = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
-    if command not in sub.choices:
+    if command not in sub.choices or any(_answered(parser._option_string_actions, token)
+                                         for token in argv[:argv.index(command)]):  # `pneumoscan -h train DATA`
         return
     options = sub.choices[command]._option_string_actions
     if "--data" not in options or any(not action.option_strings for action in sub.choices[command]._actions):
@@ -206,7 +208,7 @@ def _refuse_bare_data(parser: argparse.ArgumentParser, argv: list[str]) -> None:
         token = rest[at]
         if token.startswith("-"):
             named = [action for name, action in options.items() if name.startswith(token.split("=")[0])]
-            if named == [options["--data"]]:  # --data, --dat, --data=DATA
+            if named == [options["--data"]] or _answered(options, token):  # --data, --dat, --data=DATA; -h, --he
                 return
             at += 1 if "=" in token or (named and all(action.nargs == 0 for action in named)) else 2
             continue
@@ -219,6 +221,14 @@ def _refuse_bare_data(parser: argparse.ArgumentParser, argv: list[str]) -> None:
         fixed = " ".join(shell_word(word) for word in ["pneumoscan", *argv[:argv.index(command) + 1 + bare], "--data",
                                                          *rest[bare:]])
         sub.choices[command].error(f"{rest[bare]}: the data is given with --data, not bare: `{fixed}`")
+
+
+def _answered(options: dict[str, argparse.Action], token: str) -> bool:
+    """Whether `token` is (an abbreviation of) -h, --help or --version among `options`, which argparse answers
+    before it checks any argument."""
+    named = [action for name, action in options.items() if name.startswith(token.split("=")[0])]
+    return token.startswith("-") and bool(named) and all(
+        isinstance(action, (argparse._HelpAction, argparse._VersionAction)) for action in named)
 
 
 def _command_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:

@@ -1166,6 +1166,25 @@ def test_data_given_bare_is_refused_with_the_command_as_it_should_read(argv: lis
         f"pneumoscan {argv[0]}: error: DATA: the data is given with --data, not bare: `{fixed}`")
 
 
+@pytest.mark.parametrize("argv", [["train", "DATA", "-h"], ["set-threshold", "DATA", "--help"],
+                                  ["pretrain", "--he", "DATA"], ["-h", "fit-guard", "DATA"],
+                                  ["--version", "train", "DATA"]],
+                         ids=["train-h", "set-threshold-help", "pretrain-abbreviated", "program-h", "version"])
+def test_help_or_version_is_answered_with_data_given_bare(argv: list[str], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """-h anywhere prints the help, exit code 0, as before 15bc795: `train DATA -h` was refused ('DATA: the data is
+    given with --data, not bare: `pneumoscan train --data DATA -h`'), exit code 2."""
+    (tmp_path / "DATA").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 0
+    said = capsys.readouterr()
+    assert said.err == ""
+    assert said.out.startswith("usage: pneumoscan") or said.out.startswith("pneumoscan ")
+
+
 @pytest.mark.parametrize(("argv", "said"), [
     (["train", "OTHER", "--data", "DATA", "--out", "runs/r"], "unrecognized arguments: OTHER"),
     (["evaluate", "RUN", "--data", "DATA"], "unrecognized arguments: RUN"),
