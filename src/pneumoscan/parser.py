@@ -62,10 +62,11 @@ def _describe_commands(sub: argparse._SubParsersAction) -> None:
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """`parser.parse_args`, except that a file name after predict's --csv or --json (which print to stdout, while
-    evaluate's --json takes a file) is refused saying how to write the file: one left over (after the films), or
-    one ending in .csv or .json taken for a film (before them), which no film is; and a '-' after them (the stdout
-    of the other commands' --json -) or an empty one (an unset `"$OUT"`) saying to leave it out; and a film given as
-    '-', saying to give /dev/stdin. Arguments left over are refused by the command's own parser, whose usage shows
+    evaluate's --json takes a file) is refused saying how to write the file: one left over (after the films) that
+    is no film or folder, or one ending in .csv or .json taken for a film (before them), which no film is; a '-'
+    after them (the stdout of the other commands' --json -) or an empty one (an unset `"$OUT"`) saying to leave it
+    out; films left over after an option, saying to give them first; and a film given as '-', saying to give
+    /dev/stdin. Arguments left over are refused by the command's own parser, whose usage shows
     what it takes (the top-level usage, `pneumoscan [-h] [--version] COMMAND ...`, does not); several films given to
     explain, which draws one, say so and how to draw each."""
     _refuse_bare_data(parser, argv)
@@ -76,11 +77,14 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
                 what = "'-'" if token else 'empty argument (an unset shell variable, as in `' + before + ' "$VAR"`?)'
                 _command_parser(parser, "predict").error(
                     f"{before} prints to stdout already and takes no file name; leave out the {what} after it")
-            named = extra[:1] == [token] or Path(token).suffix.lower() in (".csv", ".json")
+            suffix = Path(token).suffix.lower()
+            named = extra[:1] == [token] and not (token and Path(token).exists()) or suffix in (".csv", ".json")
             if before in ("--csv", "--json") and named:
                 _command_parser(parser, "predict").error(
                     f"{before} prints to stdout and takes no file name ({token}); write the file with "
                     f"`pneumoscan predict ... {before} > {shell_word(token)}`")
+        if extra and all(token and Path(token).exists() for token in extra):
+            _command_parser(parser, "predict").error(_films_after_options(argv, args.paths, extra))
         if "-" in args.paths and not Path("-").exists():  # the Unix way to say 'standard input'
             _command_parser(parser, "predict").error(
                 "'-' is not a film: predict reads files, not standard input; for a film piped in, give /dev/stdin "
@@ -95,6 +99,20 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
         command.error(f"unrecognized arguments: {' '.join(token or shell_word(token) for token in extra)}")
     _refuse_empty(_command_parser(parser, args.command), args)
     return args
+
+
+def _films_after_options(argv: list[str], paths: list[str], extra: list[str]) -> str:
+    """predict's error for films or folders given after an option (`predict a.jpeg --csv b.jpeg`), which argparse
+    leaves over: they are named, with the command giving every film first. (A file name after --csv would be the
+    film itself, overwritten by `--csv > b.jpeg`.)"""
+    at = argv.index(paths[-1], argv.index("predict") + 1) + 1  # argparse takes the films given first together
+    rest = list(argv[at:])
+    for token in extra:
+        rest.remove(token)
+    fixed = " ".join(shell_word(word) for word in ["pneumoscan", *argv[:at], *extra, *rest])
+    names = first_names([one_name(token) for token in extra], 2)
+    return (f"{names} after an option {'is a film or folder' if len(extra) == 1 else 'are films or folders'}; "
+            f"give every film before the options: `{fixed}`")
 
 
 def _refuse_empty(command: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -842,6 +842,24 @@ def test_predict_given_a_dash_after_csv_or_json_says_to_leave_it_out(flag: str, 
         f"pneumoscan predict: error: {flag} prints to stdout already and takes no file name; leave out the '-' after it")
 
 
+@pytest.mark.parametrize("flag", ["--csv", "--json", "--quiet"])
+def test_predict_given_a_film_after_an_option_says_to_give_it_first(flag: str, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # `predict a.png --csv b.png`, b.png a film: it said to write the file with `predict ... --csv > b.png`, which
+    # would overwrite the film (a folder: `> folder`, which the shell refuses); after --quiet, 'unrecognized arguments'
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "more").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(["predict", "a.png", flag, "b.png", "more", "--backend", "torch"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "pneumoscan predict: error: b.png, more after an option are films or folders; give every film before the "
+        f"options: `pneumoscan predict a.png b.png more {flag} --backend torch`")
+
+
 @pytest.mark.parametrize("flag", ["--csv", "--json"])
 @pytest.mark.parametrize("where", ["after", "before"])
 def test_predict_given_an_empty_argument_after_csv_or_json_says_to_leave_it_out(
