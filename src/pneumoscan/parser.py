@@ -72,7 +72,12 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
     _refuse_bare_data(parser, argv)
     args, extra = parser.parse_known_args(argv)
     if args.command == "predict":
-        for before, token in zip(argv, argv[1:]):
+        options = _command_parser(parser, "predict")._option_string_actions
+        for given, token in zip(argv, argv[1:]):
+            named = [name for name in options if name.startswith(given)] if given.startswith("--") else []
+            before = named[0] if len(named) == 1 else given  # --cs is --csv, as argparse takes it
+            if token == "--":  # the end of the options, no file name
+                continue
             if before in ("--csv", "--json") and token in ("-", ""):  # '': `--csv "$OUT"`, OUT unset
                 what = "'-'" if token else 'empty argument (an unset shell variable, as in `' + before + ' "$VAR"`?)'
                 _command_parser(parser, "predict").error(
@@ -83,7 +88,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
                 _command_parser(parser, "predict").error(
                     f"{before} prints to stdout and takes no file name ({token}); write the file with "
                     f"`pneumoscan predict ... {before} > {shell_word(token)}`")
-        if extra and all(token and Path(token).exists() for token in extra):
+        if extra and extra != ["--"] and all(token and Path(token).exists() or token == "--" for token in extra):
             _command_parser(parser, "predict").error(_films_after_options(argv, args.paths, extra))
         if "-" in args.paths and not Path("-").exists():  # the Unix way to say 'standard input'
             _command_parser(parser, "predict").error(
@@ -109,9 +114,10 @@ def _films_after_options(argv: list[str], paths: list[str], extra: list[str]) ->
     rest = list(argv[at:])
     for token in extra:
         rest.remove(token)
-    fixed = " ".join(shell_word(word) for word in ["pneumoscan", *argv[:at], *extra, *rest])
-    names = first_names([one_name(token) for token in extra], 2)
-    return (f"{names} after an option {'is a film or folder' if len(extra) == 1 else 'are films or folders'}; "
+    films = [token for token in extra if token != "--"]  # argparse leaves a '--' after the films over
+    fixed = " ".join(shell_word(word) for word in ["pneumoscan", *argv[:at], *films, *rest])
+    names = first_names([one_name(film) for film in films], 2)
+    return (f"{names} after an option {'is a film or folder' if len(films) == 1 else 'are films or folders'}; "
             f"give every film before the options: `{fixed}`")
 
 

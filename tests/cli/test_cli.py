@@ -860,6 +860,28 @@ def test_predict_given_a_film_after_an_option_says_to_give_it_first(flag: str, t
         f"options: `pneumoscan predict a.png b.png more {flag} --backend torch`")
 
 
+@pytest.mark.parametrize(("argv", "said"), [
+    (["a.png", "--cs", "-"], "--csv prints to stdout already and takes no file name; leave out the '-' after it"),
+    (["a.png", "--js", "out.json"], "--json prints to stdout and takes no file name (out.json); write the file with "
+                                    "`pneumoscan predict ... --json > out.json`"),
+    (["a.png", "--csv", "--", "b.png"], "b.png after an option is a film or folder; give every film before the "
+                                        "options: `pneumoscan predict a.png b.png --csv`")],
+    ids=["abbreviated-dash", "abbreviated-file", "double-dash"])
+def test_predict_csv_or_json_abbreviated_or_before_a_double_dash_is_told_as_given_in_full(
+        argv: list[str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # argparse takes --cs for --csv: `--cs -` said 'unrecognized arguments: -', `--js out.json` 'unrecognized
+    # arguments: out.json'; a '--' after --csv was called its file name: 'takes no file name (--); write the file
+    # with `pneumoscan predict ... --csv > --`'
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(["predict", *argv])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"pneumoscan predict: error: {said}"
+
+
 @pytest.mark.parametrize("flag", ["--csv", "--json"])
 @pytest.mark.parametrize("where", ["after", "before"])
 def test_predict_given_an_empty_argument_after_csv_or_json_says_to_leave_it_out(
