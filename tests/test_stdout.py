@@ -85,6 +85,7 @@ def test_ctrl_c_while_stdout_is_full_never_writes_a_line_twice(unbuffered: bool)
     ("nt", OSError(errno.EINVAL, "Invalid argument", "out.csv"), False),  # a file written by name
     ("nt", OSError(errno.ENOSPC, "No space left on device"), False),
     ("posix", ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"), True),  # a socket's reader
+    ("posix", ConnectionResetError(errno.ECONNRESET, "Connection reset by peer", "/mnt/nfs/a.dcm"), False),  # a read
 ])
 def test_reader_gone_takes_windows_einval_on_stdout_for_a_broken_pipe(system: str, err: OSError, gone: bool,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:

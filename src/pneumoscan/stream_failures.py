@@ -18,8 +18,9 @@ WINDOWS = os.name == "nt"
 def reader_gone(err: BaseException) -> bool:
     """Whether ERR, from a write to stdout, says its reader is gone (`| head -1`, a log shipper stopped): a broken
     pipe, which Windows may report as EINVAL (CPython issue 79935) rather than EPIPE, or for a socket (inetd,
-    systemd's StandardOutput=socket) whose reader closed with data unread, a connection reset."""
-    if isinstance(err, (BrokenPipeError, ConnectionResetError)):
+    systemd's StandardOutput=socket) whose reader closed with data unread, a connection reset naming no file (one
+    naming a file is a read's, e.g. of a film on a network mount: a fault to tell, not a reader gone)."""
+    if isinstance(err, BrokenPipeError) or (isinstance(err, ConnectionResetError) and err.filename is None):
         return True
     return WINDOWS and isinstance(err, OSError) and err.errno == errno.EINVAL and err.filename is None
 
