@@ -873,3 +873,29 @@ def test_files_of_one_name_are_told_copies_by_their_bytes_hashing_only_those_ali
     assert hashed == []
     assert not patients._copies([str(a), str(c)]) and patients._copies([str(a), str(d)])
     assert len(hashed) == 2
+
+
+def test_files_of_one_name_are_told_apart_holding_one_start_at_a_time(tmp_path: Path) -> None:
+    """40 patients' films named IM-0001-0001.dcm, of one size, differing in their first bytes: 2a8bf99 held every
+    file's first 64 kB at once (3,000 such files: 197 MB, 0.70 s) to tell them apart; the first two differ."""
+    import tracemalloc
+
+    from pneumoscan.data.patients import _copies
+
+    paths = []
+    for i in range(40):
+        path = tmp_path / f"pt{i}" / "IM-0001-0001.dcm"
+        path.parent.mkdir()
+        path.write_bytes(i.to_bytes(4, "big") * 16384 + bytes(8))
+        paths.append(str(path))
+    tracemalloc.start()
+    try:
+        assert not _copies(paths)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 500_000
+    (tmp_path / "backup").mkdir()
+    copy = tmp_path / "backup" / "IM-0001-0001.dcm"
+    copy.write_bytes(Path(paths[0]).read_bytes())
+    assert _copies([paths[0], str(copy)])
