@@ -707,7 +707,8 @@ def test_a_shared_patient_id_or_name_joins_no_other_patient(tmp_path: Path) -> N
     """A name whose films carry two PatientIDs and a PatientID on films of two names (not a placeholder by count) join
     nothing: a chain of them would make one patient of many. Each split is judged alone: a name of test/ joins no film
     of train/'s same name (Kermany's numbers restart in each), and a PatientID on films of train/ and of test/ joins
-    each split's siblings of its name."""
+    each split's siblings of its name, but for a name keying films of both (person5: rule 5's key of a patient in
+    both, which audit reports)."""
     train, test = tmp_path / "train" / "PNEUMONIA", tmp_path / "test" / "PNEUMONIA"
     write_dicom(train / "person1_bacteria_1.dcm", 1, 1, patient_id="A")  # person1: A and B
     write_dicom(train / "person1_bacteria_2.dcm", 1, 2, patient_id="B")
@@ -732,10 +733,9 @@ def test_a_shared_patient_id_or_name_joins_no_other_patient(tmp_path: Path) -> N
     by_name = {s.path.name: keys(s) for samples in found.values() for s in samples}
     assert by_name["person1_bacteria_3.jpeg"] == "person1" and by_name["person2_bacteria_2.jpeg"] == "person2"
     assert by_name["person3_bacteria_2.jpeg"] == "C" and by_name["scan4.jpeg"] == "scan4"
-    assert by_name["person5_bacteria_2.jpeg"] == "E" and by_name["person6_bacteria_2.jpeg"] == "E"
+    assert by_name["person5_bacteria_2.jpeg"] == "person5" and by_name["person6_bacteria_2.jpeg"] == "E"
     assert by_name["person5_bacteria_9.jpeg"] == "person5"
-    assert {s.path.name for s in keys.siblings} == {"person3_bacteria_2.jpeg", "person5_bacteria_2.jpeg",
-                                                    "person6_bacteria_2.jpeg"}
+    assert {s.path.name for s in keys.siblings} == {"person3_bacteria_2.jpeg", "person6_bacteria_2.jpeg"}
 
 
 def test_an_export_naming_every_patients_films_alike_takes_no_one_folders_patient_id(tmp_path: Path) -> None:
@@ -873,6 +873,25 @@ def test_files_of_one_name_are_told_copies_by_their_bytes_hashing_only_those_ali
     assert hashed == []
     assert not patients._copies([str(a), str(c)]) and patients._copies([str(a), str(d)])
     assert len(hashed) == 2
+
+
+def test_a_name_keying_films_of_another_split_keeps_the_patient_in_both(tmp_path: Path) -> None:
+    """person<p>_bacteria_1.dcm (MRN<p>) and _2.jpeg in train/, _3.jpeg in val/: rule 7 keyed train's JPEG MRN<p> and
+    val's the name, so no key was in both splits and `audit` said 'patient IDs in both train+val: 0' where rule 5
+    said 6. The name keeps rule 5's key in train/ too."""
+    from pneumoscan.data.patients import dataset_keys
+
+    for p in range(6):
+        folder = tmp_path / "train" / "PNEUMONIA"
+        write_dicom(folder / f"person{p}_bacteria_1.dcm", 1, p, patient_id=f"MRN{p}", size=8)
+        write_xray(folder / f"person{p}_bacteria_2.jpeg", 1, 10 + p, size=8)
+        write_xray(tmp_path / "val" / "PNEUMONIA" / f"person{p}_bacteria_3.jpeg", 1, 20 + p, size=8)
+        for n, split in enumerate(("train", "val")):
+            write_xray(tmp_path / split / "NORMAL" / f"IM-{p + 10 * n:04d}-0001.jpeg", 0, 30 + p, size=8)
+    found = discover(tmp_path)
+    keys = dataset_keys(found, "auto", found["train"], progress=False)
+    assert {keys(s) for s in found["train"]} & {keys(s) for s in found["val"]} == {f"person{p}" for p in range(6)}
+    assert not keys.siblings
 
 
 def test_files_of_one_name_are_told_apart_holding_one_start_at_a_time(tmp_path: Path) -> None:

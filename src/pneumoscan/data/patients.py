@@ -504,9 +504,10 @@ def sibling_ids(samples: Iterable[Sample], keys: Mapping[Sample, str], origins: 
     the split (an export naming every patient's films IM-0001-0001 in a folder of its own, which
     `name_collision_warning` tells of; not a copy of one film in a backup folder) names no one patient, nor does a
     folder (a day's folder holding several patients' films so named): it joins nothing, so each name's films keep one
-    key, rule 5's or a PatientID, and no patient is split more than rule 5 split it. A PatientID on films of another
-    split (a patient in both, which `audit` reports; a manifest's rows of every split may share one folder) does not
-    change how this split's films are keyed."""
+    key, rule 5's or a PatientID, and no patient is split more than rule 5 split it. Nor does a name keying films of
+    another split (`person7_bacteria_3.jpeg` in val/): its films keep the key that tells `audit` of a patient in both
+    splits. A PatientID on films of another split (a patient in both, which `audit` reports; a manifest's rows of
+    every split may share one folder) does not change how this split's films are keyed."""
     samples = list(samples)
     if not any(origins[s] == "dicom" for s in samples):  # nothing to join (Kermany's data: 0.2 s saved)
         return {}
@@ -524,7 +525,12 @@ def sibling_ids(samples: Iterable[Sample], keys: Mapping[Sample, str], origins: 
         if origins[sample] == "dicom":
             ids[part, name].add(keys[sample])
             names[part, keys[sample]].add(name)
-    scope = {s: found for s, found in named.items() if found not in reused}
+    # a name keying films of two splits (rule 5's key of a patient in both, which `audit` reports) keeps that key
+    splits: dict[str, set[str]] = defaultdict(set)
+    for sample, (part, name) in named.items():
+        if origins[sample] == "name":
+            splits[name].add(part)
+    scope = {s: found for s, found in named.items() if found not in reused and len(splits[found[1]]) == 1}
     joined: dict[Sample, str] = {}
     for sample, (part, name) in scope.items():
         if origins[sample] == "name" and len(found := ids.get((part, name), set())) == 1 and \
