@@ -869,10 +869,10 @@ def test_files_of_one_name_are_told_copies_by_their_bytes_hashing_only_those_ali
     hashed: list[list[str]] = []
     monkeypatch.setattr(patients, "fingerprints", lambda paths: hashed.append(list(paths)) or [
         __import__("hashlib").sha256(Path(p).read_bytes()).hexdigest() for p in paths])
-    assert not patients._copies([str(a), str(b)]) and not patients._copies([str(a), str(tmp_path / "x")])
+    assert patients._copied({"b": [str(a), str(b)], "x": [str(a), str(tmp_path / "x")]}) == set()
     assert hashed == []
-    assert not patients._copies([str(a), str(c)]) and patients._copies([str(a), str(d)])
-    assert len(hashed) == 2
+    assert patients._copied({"c": [str(a), str(c)], "d": [str(a), str(d)]}) == {"d"}
+    assert len(hashed) == 1
 
 
 def test_a_name_keying_films_of_another_split_keeps_the_patient_in_both(tmp_path: Path) -> None:
@@ -899,7 +899,7 @@ def test_files_of_one_name_are_told_apart_holding_one_start_at_a_time(tmp_path: 
     file's first 64 kB at once (3,000 such files: 197 MB, 0.70 s) to tell them apart; the first two differ."""
     import tracemalloc
 
-    from pneumoscan.data.patients import _copies
+    from pneumoscan.data.patients import _copied
 
     paths = []
     for i in range(40):
@@ -909,7 +909,7 @@ def test_files_of_one_name_are_told_apart_holding_one_start_at_a_time(tmp_path: 
         paths.append(str(path))
     tracemalloc.start()
     try:
-        assert not _copies(paths)
+        assert _copied({"IM-0001-0001.dcm": paths}) == set()
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -917,4 +917,4 @@ def test_files_of_one_name_are_told_apart_holding_one_start_at_a_time(tmp_path: 
     (tmp_path / "backup").mkdir()
     copy = tmp_path / "backup" / "IM-0001-0001.dcm"
     copy.write_bytes(Path(paths[0]).read_bytes())
-    assert _copies([paths[0], str(copy)])
+    assert _copied({"IM-0001-0001.dcm": [paths[0], str(copy)]}) == {"IM-0001-0001.dcm"}
