@@ -918,3 +918,19 @@ def test_files_of_one_name_are_told_apart_holding_one_start_at_a_time(tmp_path: 
     copy = tmp_path / "backup" / "IM-0001-0001.dcm"
     copy.write_bytes(Path(paths[0]).read_bytes())
     assert _copied({"IM-0001-0001.dcm": [paths[0], str(copy)]}) == {"IM-0001-0001.dcm"}
+
+
+def test_a_film_keyed_by_a_kermany_name_it_does_not_bear_joins_with_its_films(tmp_path: Path) -> None:
+    """person7.jpeg is keyed person7 by its stem, as person7_bacteria_2.jpeg by its Kermany name: rule 5 kept the two
+    together; rule 7 keyed the Kermany-named one MRN7 (its DICOM sibling's PatientID) and left person7.jpeg under
+    person7, one patient under two keys."""
+    from pneumoscan.data.patients import dataset_keys
+
+    folder = tmp_path / "train" / "PNEUMONIA"
+    write_dicom(folder / "person7_bacteria_1.dcm", 1, 1, patient_id="MRN7", size=8)
+    write_xray(folder / "person7_bacteria_2.jpeg", 1, 2, size=8)
+    write_xray(folder / "person7.jpeg", 1, 3, size=8)
+    write_xray(tmp_path / "train" / "NORMAL" / "IM-0001-0001.jpeg", 0, 4, size=8)
+    found = discover(tmp_path)
+    keys = dataset_keys(found, "auto", found["train"], progress=False)
+    assert {keys(s) for s in found["train"] if s.label == 1} == {"MRN7"}
