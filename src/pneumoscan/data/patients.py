@@ -517,13 +517,6 @@ def sibling_ids(samples: Iterable[Sample], keys: Mapping[Sample, str], origins: 
     # the DICOM films of a Kermany name, and every film keyed by a name (`person7.jpeg` is rule 5's `person7` too)
     kermany = {s: (parts or {}).get(s, str(split_folder(s))) for s in samples
                if is_kermany_name(s.path) or origins[s] == "name"}
-    copies: dict[tuple[str, str], list[str]] = defaultdict(list)  # a split's file name: the files of that name
-    for sample, part in kermany.items():
-        copies[part, Path(sample.path).name.lower()].append(str(sample.path))
-    # a file name whose files differ (copies of one film in a backup folder are one film)
-    repeated = {found: paths for found, paths in copies.items() if len(paths) > 1}
-    copied = _copied(repeated)
-    reused = {(part, patient_id(name)) for part, name in repeated if (part, name) not in copied}
     named = {s: (part, patient_id(s.path)) for s, part in kermany.items() if origins[s] in ("dicom", "name")}
     ids: dict[tuple[str, str], set[str]] = defaultdict(set)  # a split's name: its films' PatientIDs
     names: dict[tuple[str, str], set[str]] = defaultdict(set)  # a split's PatientID: its films' names
@@ -531,6 +524,15 @@ def sibling_ids(samples: Iterable[Sample], keys: Mapping[Sample, str], origins: 
         if origins[sample] == "dicom":
             ids[part, name].add(keys[sample])
             names[part, keys[sample]].add(name)
+    # the files of each file name of a name that may join (one with a PatientID in its split): no other is read
+    copies: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for sample, part in kermany.items():
+        if (part, patient_id(sample.path)) in ids:
+            copies[part, Path(sample.path).name.lower()].append(str(sample.path))
+    # a file name whose files differ (copies of one film in a backup folder are one film)
+    repeated = {found: paths for found, paths in copies.items() if len(paths) > 1}
+    copied = _copied(repeated)
+    reused = {(part, patient_id(name)) for part, name in repeated if (part, name) not in copied}
     # a name keying films of two splits (rule 5's key of a patient in both, which `audit` reports) keeps that key
     splits: dict[str, set[str]] = defaultdict(set)
     for sample, (part, name) in named.items():
