@@ -46,9 +46,9 @@ SOURCES = ("manifest", "dicom", "folder", "name", "file")
 # code from 3ad352f to 48cc5dd recorded 6: a PatientID on most DICOM films whose films' headers all give one sex and
 # birth date was keyed as one patient, which put one patient's films of one key and of another, their file names',
 # on both sides of the split; such a value is judged so for counting a leak only, `compared_keys`: WITHDRAWN_RULES);
-# 7: a film keyed by its file name (Kermany's or not) whose name's other films in its split carry a usable PatientID
-# is keyed by it (`sibling_ids`), as rule 5 put a patient's films with and without a PatientID on both sides of the
-# split.
+# 7: a film keyed by its file name (Kermany's or not: `person7.jpeg` as `person7_bacteria_2.jpeg`) whose name's
+# Kermany-named DICOM films in its split carry a usable PatientID is keyed by it (`sibling_ids`; `scan7.jpeg` beside
+# `scan7.dcm` is not), as rule 5 put a patient's films with and without a PatientID on both sides of the split.
 KEY_RULE = 7
 WITHDRAWN_RULES = frozenset({6})  # rules of development code no release keys by
 # the splits for final reporting only: keying a data set opens none of their files it need not
@@ -498,13 +498,14 @@ def sibling_ids(samples: Iterable[Sample], keys: Mapping[Sample, str], origins: 
                 parts: Mapping[Sample, str] | None = None) -> dict[Sample, str]:
     """The films keyed by their file name (origin `name`: no usable PatientID, a JPEG's or a DICOM's; `person7.jpeg`
     as `person7_bacteria_2.jpeg`) whose name's other films in their split (`parts`: each film's; by default
-    `split_folder`) carry a usable PatientID, each with that PatientID (patient_key_rule 7):
-    `person7_bacteria_1.dcm` of PatientID MRN7 and `person7_bacteria_2.jpeg` are one patient, which rule 5 split
-    apart (MRN7 and `person7` on both sides of the split), in one folder or in sibling folders (`dicom/` and
-    `jpeg/`). Only where the name and the PatientID name each other alone: a name whose films carry two PatientIDs,
-    or a PatientID on films of two names (a site's or an anonymiser's fixed value on a few films, not a placeholder
-    by count), joins nothing, so no chain of shared IDs and names makes one patient of many. A name one of whose file names is found on files that differ in two folders of
-    the split (an export naming every patient's films IM-0001-0001 in a folder of its own, which
+    `split_folder`) carry a usable PatientID, each with that PatientID (patient_key_rule 7; only a Kermany-named
+    DICOM film's PatientID names its name's patient): `person7_bacteria_1.dcm` of PatientID MRN7 and
+    `person7_bacteria_2.jpeg` are one patient, which rule 5 split apart (MRN7 and `person7` on both sides of the
+    split), in one folder or in sibling folders (`dicom/` and `jpeg/`). Only where the name and the PatientID name
+    each other alone: a name whose films carry two PatientIDs, or a PatientID on films of two names (a site's or an
+    anonymiser's fixed value on a few films, not a placeholder by count), joins nothing, so no chain of shared IDs
+    and names makes one patient of many. A name one of whose file names is found on files that differ in two
+    folders of the split (an export naming every patient's films IM-0001-0001 in a folder of its own, which
     `name_collision_warning` tells of; not a copy of one film in a backup folder) names no one patient, nor does a
     folder (a day's folder holding several patients' films so named): it joins nothing, so each name's films keep one
     key, rule 5's or a PatientID, and no patient is split more than rule 5 split it. Nor does a name keying films of
