@@ -361,6 +361,21 @@ def write_partly_identified(root: Path, patients: int, extensionless: bool = Fal
                 Image.fromarray(xray_pixels(label, 10 * p + film, 8)).save(folder / stem, format="JPEG")
 
 
+def write_name_across_splits(root: Path) -> Path:
+    """ROOT/train and ROOT/val, where person7's name keys films of both: person7_bacteria_2.jpeg in train/,
+    person7_bacteria_1.dcm (PatientID MRN7) and _3.jpeg in val/ (with one NORMAL film), so `sibling_ids` joins
+    nothing and val's JPEG keeps person7 (3 patients in val/), or takes MRN7 when val/ is keyed alone (2); train/
+    holds 8 more films of each class. ROOT returned."""
+    for i in range(8):
+        write_xray(root / "train" / "NORMAL" / f"IM-{i:04d}-0001.jpeg", 0, i, size=32)
+        write_xray(root / "train" / "PNEUMONIA" / f"person{100 + i}_bacteria_1.jpeg", 1, 50 + i, size=32)
+    write_xray(root / "train" / "PNEUMONIA" / "person7_bacteria_2.jpeg", 1, 99, size=32)
+    write_dicom(root / "val" / "PNEUMONIA" / "person7_bacteria_1.dcm", 1, 1, patient_id="MRN7", size=32)
+    write_xray(root / "val" / "PNEUMONIA" / "person7_bacteria_3.jpeg", 1, 2, size=32)
+    write_xray(root / "val" / "NORMAL" / "IM-0500-0001.jpeg", 0, 3, size=32)
+    return root
+
+
 def write_dicom_dataset(root: Path, patients: int = 8, films: int = 3, size: int = 32) -> Path:
     """ROOT/train/{NORMAL,PNEUMONIA} of UID-named DICOM files, `films` per patient (PatientID N<p> or P<p>): by
     file name each film would be its own patient."""

@@ -12,7 +12,7 @@ from pneumoscan.errors import MissingImagesWarning
 from pneumoscan.evaluation.bootstrap import summarize
 from pneumoscan.report.run import load_run
 from pneumoscan.report.scores import validation_scores
-from tests.conftest import without_stored_patients, write_xray
+from tests.conftest import without_stored_patients, write_name_across_splits, write_xray
 
 
 def test_validation_intervals_resample_patients_as_evaluate_does(tiny_run: Path, tmp_path: Path) -> None:
@@ -63,3 +63,23 @@ def test_validation_intervals_draw_a_manifests_patients_as_the_models_val_metric
     assert scores.summary["intervals"] == meta.val_metrics["intervals"]
     assert scores.summary["roc_auc"] == meta.val_metrics["roc_auc"] and scores.summary["f1"] == meta.val_metrics["f1"]
     assert scores.patients == meta.val_metrics["intervals"]["n_resampled"] == len(scores.labels) // 3
+
+
+def test_validation_patients_are_keyed_over_every_split_as_training_keyed_them(tmp_path: Path) -> None:
+    """person7_bacteria_2.jpeg in train/, person7_bacteria_1.dcm (PatientID MRN7) and _3.jpeg in val/: `train` keys
+    them over every split, where a name keying films of another split joins nothing (val's JPEG stays person7); the
+    report keyed val's films alone, so the JPEG took MRN7: 2 patients where training counted 3, its intervals drawn
+    otherwise than the model's val_metrics."""
+    from pneumoscan.artifact import read_meta
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.trainer import train
+
+    data = write_name_across_splits(tmp_path / "data")
+    run = tmp_path / "run"
+    train(TrainConfig(data=str(data), out=str(run), model="mlp", image_size=32, epochs=1, use_given_val=True,
+                      cache_dir=str(tmp_path / "cache")), progress=False)
+    meta = read_meta(run / "model.safetensors")
+    without_stored_patients(run / "model.safetensors")  # a model from before they were: read from the files
+    scores = validation_scores(load_run(run), n_boot=500, progress=False)
+    assert scores.patients == len(set(meta.score_groups() or [])) == 3
+    assert scores.summary["intervals"] == meta.val_metrics["intervals"]

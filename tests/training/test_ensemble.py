@@ -14,7 +14,7 @@ from pneumoscan.inference.batch import predict_probs
 from pneumoscan.training.config import TrainConfig
 from pneumoscan.training.ensemble import build_ensemble
 from pneumoscan.training.trainer import train
-from tests.conftest import disk_full, full_safetensors, without_stored_patients
+from tests.conftest import disk_full, full_safetensors, without_stored_patients, write_name_across_splits
 
 
 @pytest.fixture(scope="module")
@@ -498,3 +498,19 @@ def test_an_ensemble_of_members_storing_no_patients_reads_them_from_the_files(ti
     assert meta.val_scores["groups"] == stored_scores(meta.val_scores["labels"], [], patients)["groups"]
     labels, probs = meta.val_scores["labels"], meta.val_scores["probs"]
     assert meta.val_metrics == summarize(labels, probs, meta.threshold, n_boot=500, seed=0, groups=patients)
+
+
+def test_an_ensemble_reading_patients_from_the_files_keys_them_over_every_split(tmp_path: Path) -> None:
+    """Members storing no patients: the ensemble read its validation films' patients keyed alone, where `train` keys
+    them over every split (a name keying films of another split joins nothing: val's person7_bacteria_3.jpeg stays
+    person7 beside MRN7's DICOM film), so it drew 2 patients where its members' training drew 3."""
+    data = write_name_across_splits(tmp_path / "data")
+    runs = [tmp_path / "first", tmp_path / "second"]
+    for seed, run in enumerate(runs):
+        train(TrainConfig(data=str(data), out=str(run), model="mlp", image_size=32, epochs=1, use_given_val=True,
+                          seed=seed, cache_dir=str(tmp_path / "cache")), progress=False)
+    trained = read_meta(runs[0] / "model.safetensors").score_groups()
+    for run in runs:
+        without_stored_patients(run / "model.safetensors")
+    meta = read_meta(build_ensemble(runs, tmp_path / "ens", progress=False))
+    assert len(set(meta.score_groups() or [])) == len(set(trained or [])) == 3

@@ -762,6 +762,23 @@ def _training_films(config: dict, run_dir: str | Path | None, scored: Sequence[S
                          frozenset(Path(s.path).resolve() for split in REPORTING_SPLITS for s in found.get(split, [])))
 
 
+def in_training_data(samples: Sequence[Sample], training: dict,
+                     run_dir: str | Path | None = None) -> tuple[list[Sample], dict[str, list[Sample]]] | None:
+    """`samples` (a run's validation films) as found in the data the model was trained on (`_training_films`: by
+    resolved path, with what a manifest says of them), and every split of that data, which `train` and `audit` key
+    them over (`dataset_keys`: keyed alone, a name's films in another split are not seen, `sibling_ids`); None when
+    that data is not found or does not hold every one of them (`run_dir`: the model file's folder)."""
+    from pneumoscan.training.config import data_record
+
+    config, placed = data_record(training, run_dir)
+    found = _training_films(config, placed, samples) if config.get("data") else TrainingFilms(None, None)
+    if found.films is None or not found.splits:
+        return None
+    where = {Path(s.path).resolve(): s for s in found.every}
+    films = [where.get(Path(s.path).resolve()) for s in samples]
+    return None if None in films else (films, dict(found.splits))  # type: ignore[return-value]
+
+
 class InTraining(NamedTuple):
     """`patients_in_training`'s count, and the keys it compared (`compared_keys`, of the scored films with the training
     films; None when it read none), which `evaluate`'s bootstrap takes on rather than reading the films' DICOM headers

@@ -51,19 +51,20 @@ class Scores:
         return (self.probs >= self.threshold).astype(np.int64)
 
 
-def count_patients(run: RunInfo, samples: list["Sample"], progress: bool = True) -> int | None:
+def count_patients(run: RunInfo, samples: list["Sample"], progress: bool = True,
+                   dataset: dict[str, list["Sample"]] | None = None) -> int | None:
     """How many patients `samples` hold, by the --patient-key the run's split used (split.json; `name` before the
-    option existed); None when that key cannot be read from these images (`folder` without patient folders).
-    `progress`: the bar of reading their DICOM PatientIDs."""
-    from pneumoscan.data.patients import patient_keys
+    option existed), keyed over `dataset` (every split of their data set, holding `samples`, as `train` and `audit`
+    key it; None: `samples` alone); None when that key cannot be read from these images (`folder` without patient
+    folders). `progress`: the bar of reading their DICOM PatientIDs."""
+    from pneumoscan.data.patients import dataset_keys
 
     try:
-        keys = patient_keys(samples, run.split.get("patient_key", "name"), progress=progress)
+        keys = dataset_keys(dataset or {"scored": samples}, run.split.get("patient_key", "name"), samples,
+                            progress=progress)
     except InputError:
         return None
-    return len(set(keys.keys.values()))
-
-
+    return len({keys(s) for s in samples})
 
 
 def read_val_predictions(run: RunInfo) -> tuple[list["Sample"], np.ndarray]:
@@ -177,7 +178,7 @@ def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0, progre
     """Scores of the run's own validation split (no model needed), at the stored threshold, their intervals drawn by
     patient as the model's `val_metrics` were (`_stored_patients`), else as `evaluate` reads them from the files
     (`film_patients`); `progress`: the bar of reading their patients."""
-    from pneumoscan.data.patients import cause_of
+    from pneumoscan.data.patients import cause_of, in_training_data
     from pneumoscan.evaluation.bootstrap import summarize
     from pneumoscan.evaluation.evaluate import film_patients
 
@@ -192,10 +193,13 @@ def validation_scores(run: RunInfo, *, n_boot: int = 1000, seed: int = 0, progre
     threshold = float(run.meta.threshold)
     # a patient's several films are not independent: resampled one by one, they gave intervals much too narrow
     stored = _stored_patients(run, labels, probs)
-    groups = stored if stored is not None else film_patients(samples, run.meta.training, progress)
+    counted = stored is not None and None not in stored  # the stored groups count a manifest's patients too
+    # else they are read from the files, keyed over the training data's every split as `train` keyed them
+    films, dataset = (None, None) if counted else in_training_data(samples, run.meta.training, run.path) or (None, None)
+    groups = stored if stored is not None else film_patients(films or samples, run.meta.training, progress,
+                                                             dataset=dataset)
     summary = summarize(labels, probs, threshold, n_boot=n_boot, seed=seed, groups=groups)
-    # the stored groups count a manifest's patients too; else they are counted from the files
-    patients = len(set(stored)) if stored is not None and None not in stored else count_patients(run, samples, progress)
+    patients = len(set(stored)) if counted else count_patients(run, films or samples, progress, dataset)
     return Scores(f"validation predictions of the run ({VAL_PREDICTIONS})", "val", paths, labels, probs, threshold,
                   summary, [cause_of(s) for s in samples], patients=patients, own_validation=True,
                   groups=list(groups) if groups is not None else None)

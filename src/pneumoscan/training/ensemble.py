@@ -20,7 +20,7 @@ from pneumoscan.inference.batch import device_for
 from pneumoscan.models.ensemble import Ensemble
 from pneumoscan.models.registry import create_model
 from pneumoscan.outputs import atomic_write, undone_on_failure
-from pneumoscan.data.patients import recorded_patient_key
+from pneumoscan.data.patients import in_training_data, recorded_patient_key
 from pneumoscan.training.config import TrainConfig, data_places, data_record, member_data_placed, run_folders
 from pneumoscan.training.same_films import film_keys
 from pneumoscan.training.finish import finish_artifact
@@ -35,13 +35,17 @@ def _val_samples(run: Path) -> list[Sample]:
     return samples
 
 
-def _val_patients(first: ArtifactMeta, val: list[Sample], progress: bool) -> list[str | None] | None:
+def _val_patients(first: ArtifactMeta, val: list[Sample], progress: bool, run: Path) -> list[str | None] | None:
     """Each of the shared validation films' patient (`val`: the first member's val_predictions.csv, in its order), so
     the ensemble's intervals are drawn by patient as its members' are: as the first member stores them with its
     scores (keyed as its training keyed them, by a manifest's patient column too, which the CSV does not keep), else,
-    for a member from before they were stored, read from the files as `evaluate` reads them."""
+    for a member from before they were stored, read from the files as `evaluate` reads them, over every split of the
+    data it was trained on when found (`in_training_data`; `run`: its run folder)."""
     groups = first.score_groups()
-    return groups if groups is not None and len(groups) == len(val) else film_patients(val, first.training, progress)
+    if groups is not None and len(groups) == len(val):
+        return groups
+    films, dataset = in_training_data(val, first.training, run) or (val, None)
+    return film_patients(films, first.training, progress, dataset=dataset)
 
 
 SPLIT_SETTINGS = ("split_seed", "val_fraction", "use_given_val", "patient_key", "max_images")
@@ -219,4 +223,4 @@ def build_ensemble(runs: list[str | Path], out: str | Path, *, target_recall: fl
         text = json.dumps({"ensemble_of": [str(r) for r in runs], "ensemble_seed": seed, **config}, indent=2)
         atomic_write(out / "config.json", lambda tmp: tmp.write_text(text))
         return finish_artifact(out, model, meta, images, recall, seed=seed,
-                               patients=_val_patients(metas[0], val, progress))
+                               patients=_val_patients(metas[0], val, progress, runs[0]))
