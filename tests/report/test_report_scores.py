@@ -10,8 +10,9 @@ import pytest
 
 from pneumoscan.errors import MissingImagesWarning
 from pneumoscan.evaluation.bootstrap import summarize
+from pneumoscan.evaluation.evaluate import InSampleWarning
 from pneumoscan.report.run import load_run
-from pneumoscan.report.scores import validation_scores
+from pneumoscan.report.scores import data_scores, validation_scores
 from tests.conftest import without_stored_patients, write_name_across_splits, write_xray
 
 
@@ -65,21 +66,37 @@ def test_validation_intervals_draw_a_manifests_patients_as_the_models_val_metric
     assert scores.patients == meta.val_metrics["intervals"]["n_resampled"] == len(scores.labels) // 3
 
 
+def _trained_across_splits(tmp_path: Path) -> tuple[Path, Path]:
+    """(data, run): an MLP run trained with --use-given-val on `write_name_across_splits`' data."""
+    from pneumoscan.training.config import TrainConfig
+    from pneumoscan.training.trainer import train
+
+    data, run = write_name_across_splits(tmp_path / "data"), tmp_path / "run"
+    train(TrainConfig(data=str(data), out=str(run), model="mlp", image_size=32, epochs=1, use_given_val=True,
+                      cache_dir=str(tmp_path / "cache")), progress=False)
+    return data, run
+
+
 def test_validation_patients_are_keyed_over_every_split_as_training_keyed_them(tmp_path: Path) -> None:
     """person7_bacteria_2.jpeg in train/, person7_bacteria_1.dcm (PatientID MRN7) and _3.jpeg in val/: `train` keys
     them over every split, where a name keying films of another split joins nothing (val's JPEG stays person7); the
     report keyed val's films alone, so the JPEG took MRN7: 2 patients where training counted 3, its intervals drawn
     otherwise than the model's val_metrics."""
     from pneumoscan.artifact import read_meta
-    from pneumoscan.training.config import TrainConfig
-    from pneumoscan.training.trainer import train
 
-    data = write_name_across_splits(tmp_path / "data")
-    run = tmp_path / "run"
-    train(TrainConfig(data=str(data), out=str(run), model="mlp", image_size=32, epochs=1, use_given_val=True,
-                      cache_dir=str(tmp_path / "cache")), progress=False)
+    run = _trained_across_splits(tmp_path)[1]
     meta = read_meta(run / "model.safetensors")
     without_stored_patients(run / "model.safetensors")  # a model from before they were: read from the files
     scores = validation_scores(load_run(run), n_boot=500, progress=False)
     assert scores.patients == len(set(meta.score_groups() or [])) == 3
     assert scores.summary["intervals"] == meta.val_metrics["intervals"]
+
+
+def test_a_splits_patients_are_counted_over_its_data_sets_every_split(tmp_path: Path) -> None:
+    """`report --data DIR --split val` counted the split's patients keyed alone (val's person7_bacteria_3.jpeg took
+    MRN7, its DICOM sibling's PatientID: 2) where `evaluate` drew its intervals by the patients of the data set keyed
+    over every split, as `train` and `audit` key it (person7 stays: 3)."""
+    data, run = _trained_across_splits(tmp_path)
+    with pytest.warns(InSampleWarning):  # the run's own validation films
+        scores = data_scores(load_run(run), data, "val", n_boot=50, progress=False)
+    assert scores.patients == len(set(scores.groups or [])) == 3

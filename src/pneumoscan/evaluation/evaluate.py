@@ -59,6 +59,7 @@ class Evaluation:
     probs: np.ndarray
     summary: dict[str, Any]
     patients: list[str | None] | None = None  # each film's patient key (`film_patients`), what the bootstrap resampled
+    splits: dict[str, list[Sample]] | None = None  # every split of the scored data set, its patients keyed over
 
 
 def write_predictions(path: str | os.PathLike, samples: list[Sample], probs: np.ndarray) -> None:
@@ -255,7 +256,7 @@ def evaluate(
                    operating_point=predictor.operating_point(),
                    recall_by_cause=recall_by_cause(images.samples, probs, predictor.threshold),
                    borderline=borderline_summary(predictor, images.labels, probs))
-    return Evaluation(split_name, images, probs, summary, patients)
+    return Evaluation(split_name, images, probs, summary, patients, found.splits)
 
 
 class PatientKeyWarning(UserWarning):

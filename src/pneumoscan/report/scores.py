@@ -221,7 +221,8 @@ def data_scores(run: RunInfo, data: str | os.PathLike, split: str | None, *, n_b
                   result.images.labels.astype(np.int64), np.asarray(result.probs, dtype=np.float64),
                   float(predictor.threshold), result.summary, [cause_of(s) for s in result.images.samples],
                   np.asarray(result.images.images),
-                  list(result.images.skipped), count_patients(run, result.images.samples, progress),
+                  list(result.images.skipped), count_patients(run, result.images.samples, progress,
+                                                                 result.splits),
                   guarded=predictor.guard is not None,
                   no_guard_fits=None if predictor.guard is not None else predictor.no_guard_fits(),
                   groups=result.patients)
