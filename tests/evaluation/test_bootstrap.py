@@ -432,6 +432,18 @@ def test_average_precision_gets_the_logit_interval_seeded() -> None:
                                                              logit=True)) != s["pr_auc"]["ci95"]
 
 
+def test_intervals_line_and_record_say_percentile_when_average_precision_is_at_an_end() -> None:
+    """Films the scores separate perfectly: average precision is 1, and `_logit_ci` falls back to the percentile
+    interval; the intervals record and line said 'a normal interval on the logit scale' for it all the same."""
+    y = np.array([0] * 10 + [1] * 10)
+    p = np.r_[np.linspace(0.0, 0.4, 10), np.linspace(0.6, 1.0, 10)]
+    s = summarize(y, p, 0.5, n_boot=50, seed=0)
+    assert s["pr_auc"]["value"] == 1.0 and s["pr_auc"]["ci95"] == [1.0, 1.0]
+    assert s["intervals"]["logit"] == []
+    text = intervals_text(s)
+    assert "logit" not in text and "percentile bootstrap for f1, roc_auc, pr_auc, brier" in text, text
+
+
 def test_logit_interval_is_symmetric_on_the_logit_scale_and_percentile_at_the_ends() -> None:
     from pneumoscan.evaluation.bootstrap import _logit_ci, _percentile_ci
 

@@ -171,15 +171,22 @@ def _logit_ci(values: NDArray[np.float64], estimate: float, alpha: float, n_posi
     (0.5 / `n_positive`) are taken as that close. The percentile interval when the estimate is 0, 1 or NaN, or within
     1e-12 of 0 or 1 (a sum a rounding short: no logit of a resample at the end is finite that close)."""
     lo, hi = _percentile_ci(values, alpha, name)
-    valid = values[~np.isnan(values)]
-    if valid.size < 2 or not 1e-12 < estimate < 1.0 - 1e-12 or n_positive < 1:
+    if not takes_logit(values, estimate, n_positive):
         return lo, hi
+    valid = values[~np.isnan(values)]
     edge = min(0.5 / n_positive, 0.5 * min(estimate, 1.0 - estimate))
     logits = np.log(np.clip(np.r_[estimate, valid], edge, 1.0 - edge))
     logits -= np.log1p(-np.clip(np.r_[estimate, valid], edge, 1.0 - edge))
     half = NormalDist().inv_cdf(1.0 - alpha / 2.0) * float(np.std(logits[1:], ddof=1))
     low, high = 1.0 / (1.0 + np.exp(-(logits[0] - half))), 1.0 / (1.0 + np.exp(-(logits[0] + half)))
     return float(low), float(high)
+
+
+def takes_logit(values: NDArray[np.float64], estimate: float, n_positive: int) -> bool:
+    """Whether `_logit_ci` gives the logit-scale interval for these bootstrap `values` (else the percentile one): two
+    resamples not NaN, a positive case, and the estimate more than 1e-12 inside (0, 1)."""
+    return (int(np.count_nonzero(~np.isnan(values))) >= 2 and n_positive >= 1
+            and bool(1e-12 < estimate < 1.0 - 1e-12))
 
 
 def _check_boot_args(n_boot: int, alpha: float) -> None:
@@ -264,12 +271,16 @@ def summarize(
     if n:
         idx = _resamples(yt, groups, n_boot, seed)
 
-    def interval(metric: Metric, other: NDArray, estimate: float | None = None) -> tuple[float, float]:
+    logit: list[str] = []  # the LOGIT_METRICS that got the logit-scale interval (not the percentile fallback)
+
+    def interval(metric: Metric, other: NDArray, estimate: float | None = None, key: str = "") -> tuple[float, float]:
         if idx is None:
             return float("nan"), float("nan")
         values, name = _bootstrap_values(metric, yt, other, idx), getattr(metric, "__name__", "the metric")
         if estimate is None:
             return _percentile_ci(values, 0.05, name)
+        if takes_logit(values, estimate, n_pos):
+            logit.append(key)
         return _logit_ci(values, estimate, 0.05, n_pos, name)
 
     by_patient = unit["resampled"] == "patients"
@@ -282,13 +293,13 @@ def summarize(
         entries[name] = _entry(fn_(yt, y_pred), interval(fn_, y_pred))
     for name, fn_ in _SCORE_METRICS.items():
         value = fn_(yt, yp)
-        entries[name] = _entry(value, interval(fn_, yp, value if name in LOGIT_METRICS else None))
+        entries[name] = _entry(value, interval(fn_, yp, value if name in LOGIT_METRICS else None, name))
     summary: dict[str, Any] = {"n": n, "n_positive": n_pos, "n_negative": n - n_pos, "threshold": thr}
     summary.update((name, entries[name]) for name in SUMMARY_ORDER)
     summary["ece"] = {"value": float(metrics.expected_calibration_error(yt, yp))}
     summary["confusion_matrix"] = {"labels": list(CLASS_NAMES), "matrix": [[tn, fp], [fn, tp]]}
     summary["intervals"] = {"wilson": list(WILSON_METRICS), "bootstrap": list(BOOTSTRAP_METRICS),
-                            "logit": list(LOGIT_METRICS), "n_boot": int(n_boot), "seed": seed, **unit}
+                            "logit": logit, "n_boot": int(n_boot), "seed": seed, **unit}
     if by_patient and groups:
         summary["intervals"].update(wilson_clustered=True, effective_per_class=_effective_patients(yt, groups))
     return summary
