@@ -7,6 +7,7 @@ import math
 import re
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -1003,3 +1004,41 @@ def test_paired_auc_clusters_films_that_either_run_keys_to_one_patient() -> None
     for first_groups, other_groups in ((None, by_three), (by_three, None), (by_pair, by_three)):
         row = paired_auc(scores(probs_a, first_groups), scores(probs_b, other_groups))
         assert (row["auc_diff_ci_low"], row["auc_diff_p"]) == pytest.approx((expected.ci95[0], expected.p_value))
+
+
+def test_compare_tells_films_labelled_differently_between_runs(tiny_run: Path, tmp_path: Path) -> None:
+    """Without --data the runs' validation films are matched by label and content: a film one run's predictions
+    label NORMAL and another's PNEUMONIA was silently left out of the paired AUC test, the note calling it another
+    film. The note now counts them; an image filed under both labels within each run is not counted."""
+    def copy(name: str, edit: Callable[[list[dict[str, str]]], list[dict[str, str]]]) -> Path:
+        run = tmp_path / name
+        shutil.copytree(tiny_run, run)
+        with (run / "val_predictions.csv").open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            fields, rows = reader.fieldnames, edit(list(reader))
+        with (run / "val_predictions.csv").open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        return run
+
+    def flip(row: dict[str, str]) -> dict[str, str]:
+        return {**row, "label": str(1 - int(row["label"]))}
+
+    def note(*runs: Path) -> tuple[str, dict]:
+        out = tmp_path / f"c{len(list(tmp_path.glob('c*.html')))}.html"
+        assert main(["compare", *map(str, runs), "--out", str(out), "--n-boot", "5"]) == 0
+        return html.unescape(out.read_text("utf-8")), json.loads(out.with_suffix(".json").read_text())[1]
+
+    n_films = sum(1 for _ in csv.DictReader((tiny_run / "val_predictions.csv").open()))
+    relabelled = copy("relabelled", lambda rows: [flip(rows[0]), flip(rows[1]), *rows[2:]])
+    text, row = note(tiny_run, relabelled)
+    assert ("The same image labelled differently: 2 films of relabelled's are in run's under the other label; the "
+            "paired AUC test leaves such films out.") in text
+    assert row["auc_diff_films"] == n_films - 2
+    # one image filed under both labels in each run's predictions: no film is relabelled between the runs
+    both = [copy(name, lambda rows: [*rows, flip(rows[0])]) for name in ("both1", "both2")]
+    text, _ = note(*both)
+    assert f"All runs were scored on the same {n_films + 1} validation films." in text
+    text, _ = note(tiny_run, both[0])
+    assert "different films" in text and "labelled differently" not in text

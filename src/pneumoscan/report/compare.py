@@ -281,6 +281,21 @@ def film_keys(scored: Sequence[ScoredFilms]) -> tuple[list[list[FilmKey]], list[
     return keys, list(dict.fromkeys(film for _, film in unread))
 
 
+def relabelled(first: Sequence[FilmKey], other: Sequence[FilmKey]) -> int:
+    """How many films (by content, or by name: `film_keys`) both runs hold, each under one label, but under other
+    labels: their keys differ, so the paired AUC test leaves them out. Content one run holds under both labels (the
+    same image filed in both classes) is not counted."""
+    def labels(keys: Sequence[FilmKey]) -> dict[str, set[int]]:
+        found: dict[str, set[int]] = {}
+        for label, film in keys:
+            found.setdefault(film, set()).add(label)
+        return found
+
+    mine, theirs = labels(first), labels(other)
+    return sum(1 for film, held in theirs.items()
+               if film in mine and len(held) == len(mine[film]) == 1 and held != mine[film])
+
+
 def validation_films_note(scored: Sequence[ScoredFilms],
                           films: tuple[list[list[FilmKey]], list[Path]] | None = None) -> str:
     """Whether the runs, each scored on its own validation predictions, were scored on the same films (`film_keys`):
@@ -302,14 +317,20 @@ def validation_films_note(scored: Sequence[ScoredFilms],
     if all(counted == films[0] for counted in films[1:]):
         return f"All runs were scored on the same {len(first)} validation films{how}."
     shared = sum(functools.reduce(operator.and_, films).values())
-    others = []
+    others, relabels = [], []
     for (label, run, *_), keys, counted in list(zip(scored, keyed, films))[1:]:
         if counted != films[0]:
             settings = _split_difference(run.path, first_run.path).strip().removeprefix("(").removesuffix(")")
             others.append(f"{label} ({len(keys)} films{', ' + settings if settings else ''})")
+            moved = relabelled(first, keys)
+            if moved:
+                relabels.append(f"{moved} film{'s' if moved > 1 else ''} of {label}'s {'are' if moved > 1 else 'is'}"
+                                f" in {first_label}'s under the other label")
+    told = (f" The same image labelled differently: {'; '.join(relabels)}; the paired AUC test leaves such films out."
+            if relabels else "")
     return (f"The runs were validated on different films{how}: {', '.join(others)} against {first_label} "
             f"({len(first)} films); {shared} films are in every run's, so the figures differ by their films "
-            f"as well as by their models.")
+            f"as well as by their models.{told}")
 
 
 def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | None = None, split: str | None = None,
