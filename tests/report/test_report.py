@@ -946,7 +946,7 @@ def test_paired_auc_matches_films_by_path_whatever_their_order() -> None:
     expected = delong_auc_difference(labels[keep], probs_b[keep], probs_a[keep], groups=[groups[i] for i in keep])
     assert row == pytest.approx({"auc_diff_vs_first": expected.difference, "auc_diff_ci_low": expected.ci95[0],
                                  "auc_diff_ci_high": expected.ci95[1], "auc_diff_p": expected.p_value,
-                                 "auc_diff_films": 25})
+                                 "auc_diff_films": 25, "auc_diff_relabelled": 0})
 
 
 @pytest.mark.parametrize("command", ["report", "compare"])
@@ -1035,10 +1035,19 @@ def test_compare_tells_films_labelled_differently_between_runs(tiny_run: Path, t
     text, row = note(tiny_run, relabelled)
     assert ("The same image labelled differently: 2 films of relabelled's are in run's under the other label; the "
             "paired AUC test leaves such films out.") in text
-    assert row["auc_diff_films"] == n_films - 2
+    assert row["auc_diff_films"] == n_films - 2 and row["auc_diff_relabelled"] == 2
     # one image filed under both labels in each run's predictions: no film is relabelled between the runs
     both = [copy(name, lambda rows: [*rows, flip(rows[0])]) for name in ("both1", "both2")]
     text, _ = note(*both)
     assert f"All runs were scored on the same {n_films + 1} validation films." in text
     text, _ = note(tiny_run, both[0])
     assert "different films" in text and "labelled differently" not in text
+
+
+def test_compare_replaces_its_table_from_before_the_relabelled_column(tmp_path: Path) -> None:
+    """The table gained `auc_diff_relabelled`: one written before it is still compare's own to replace."""
+    from pneumoscan.report.compare import COLUMNS, _earlier_table
+
+    before = tmp_path / "c.csv"
+    before.write_text(",".join(c for c in COLUMNS if c != "auc_diff_relabelled") + "\n", encoding="utf-8")
+    assert _earlier_table(before)

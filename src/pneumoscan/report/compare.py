@@ -29,9 +29,11 @@ from pneumoscan.training.same_films import FilmKey
 
 # the figures table of the page (HEADERS), then what the page's recipe table shows (RECIPE_HEADERS)
 # each run's ROC AUC minus the first run's on the films both were scored on, by DeLong's paired test (`paired_auc`)
-PAIRED_COLUMNS = ("auc_diff_vs_first", "auc_diff_ci_low", "auc_diff_ci_high", "auc_diff_p", "auc_diff_films")
+# (and the images both hold under different labels, left out: `relabelled`)
+PAIRED_COLUMNS = ("auc_diff_vs_first", "auc_diff_ci_low", "auc_diff_ci_high", "auc_diff_p", "auc_diff_films",
+                  "auc_diff_relabelled")
 PAIRED_HEADERS = ("AUC minus first run's", "difference 95% CI low", "difference 95% CI high", "p (DeLong)",
-                  "paired images")
+                  "paired images", "images under the other label (left out)")
 FIGURE_COLUMNS = ("run", "model", "params", "image_size", "loss", "accuracy", "precision", "recall", "specificity", "f1",
                   "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", *PAIRED_COLUMNS, "threshold", "n", "train_seconds")
 HEADERS = ("run", "model", "params", "input (px)", "loss (BCE)", "accuracy", "precision", "recall", "specificity", "F1",
@@ -39,11 +41,12 @@ HEADERS = ("run", "model", "params", "input (px)", "loss (BCE)", "accuracy", "pr
 RECIPE_COLUMNS = ("tta", "init", "recipe")
 RECIPE_HEADERS = ("run", "test-time augmentation", "initial weights", "recipe")
 COLUMNS = FIGURE_COLUMNS + RECIPE_COLUMNS  # of the CSV and JSON
-# the tables earlier versions wrote (without the input size and recipe; without the paired AUC test), which compare
-# replaces as its own
+# the tables earlier versions wrote (without the input size and recipe; without the paired AUC test; without its
+# relabelled images), which compare replaces as its own
 EARLIER_COLUMNS = (("run", "model", "params", "loss", "accuracy", "precision", "recall", "specificity", "f1", "roc_auc",
                     "roc_auc_ci_low", "roc_auc_ci_high", "threshold", "n", "train_seconds"),
-                   tuple(c for c in COLUMNS if c not in PAIRED_COLUMNS))
+                   tuple(c for c in COLUMNS if c not in PAIRED_COLUMNS),
+                   tuple(c for c in COLUMNS if c != "auc_diff_relabelled"))
 
 
 def run_labels(paths: Sequence[Path]) -> list[str]:
@@ -100,11 +103,12 @@ def paired_auc(first: Scores, other: Scores,
     films both were scored on (matched by `keys`, each film's of either run, such as `film_keys`' label and content;
     else by path, with the same label), its 95 % interval and two-sided p-value by DeLong's paired test, each
     patient one cluster (`delong_auc_difference`), two films one patient's when either run keys them so
-    (`shared_patients`); NaN when those films lack two of a class."""
+    (`shared_patients`); NaN when those films lack two of a class; with the films both hold under different
+    labels, which it leaves out (`relabelled`)."""
     from pneumoscan.evaluation.metrics import UndefinedMetricWarning, delong_auc_difference
 
     if keys is None:
-        keys = tuple([(str(Path(p).resolve()), int(y)) for p, y in zip(run.paths, run.labels)]
+        keys = tuple([(int(y), str(Path(p).resolve())) for p, y in zip(run.paths, run.labels)]
                      for run in (first, other))
     where = {key: i for i, key in enumerate(keys[0])}
     pairs = [(where[key], j) for j, key in enumerate(keys[1]) if key in where]
@@ -114,7 +118,8 @@ def paired_auc(first: Scores, other: Scores,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # shown as 'n/a', as the table's undefined figures
         test = delong_auc_difference(first.labels[mine], other.probs[theirs], first.probs[mine], groups=groups)
-    return dict(zip(PAIRED_COLUMNS, (test.difference, *test.ci95, test.p_value, len(pairs))))
+    return dict(zip(PAIRED_COLUMNS, (test.difference, *test.ci95, test.p_value, len(pairs),
+                                     relabelled(keys[0], keys[1]))))
 
 
 def shared_patients(keyings: Sequence[Sequence[str | None] | None]) -> list[str] | None:
