@@ -623,6 +623,25 @@ def test_explain_of_a_model_without_a_feature_map_is_501(tmp_path: Path, xray: P
 
 @pytest.mark.skipif(importlib.util.find_spec("pneumoscan.explain.gradcam") is None,
                     reason="pneumoscan.explain.gradcam is not installed")
+def test_a_model_without_a_feature_map_logs_heatmaps_off_once_as_a_warning(tmp_path: Path, xray: Path,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """An mlp served logged 'heatmaps off: ...' at ERROR, where an admin's alerting fires, for the model chosen."""
+    from pneumoscan.artifact import ArtifactMeta, save_artifact
+    from pneumoscan.models.registry import create_model
+
+    path = save_artifact(tmp_path / "mlp.safetensors", create_model("mlp", image_size=32),
+                         ArtifactMeta(model_name="mlp", model_config={"image_size": 32}, image_size=32, mean=0.3, std=0.25))
+    film = {"file": (xray.name, xray.read_bytes(), "image/jpeg")}
+    with caplog.at_level(logging.INFO), TestClient(create_app(Settings(model=str(path), backend="torch"))) as c:
+        assert [c.post("/predict?explain=true", files=film).status_code for _ in range(2)] == [501, 501]
+    off = [r for r in caplog.records if r.getMessage().startswith("heatmaps off")]
+    assert [r.levelno for r in off] == [logging.WARNING], [(r.levelname, r.getMessage()) for r in off]
+    assert "model 'mlp' has no convolutional layer" in off[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pneumoscan.explain.gradcam") is None,
+                    reason="pneumoscan.explain.gradcam is not installed")
 def test_explain_returns_a_heatmap_png(client: TestClient, xray: Path) -> None:
     res = client.post("/predict?explain=true", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")})
     assert res.status_code == 200, res.text

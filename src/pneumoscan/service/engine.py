@@ -90,6 +90,12 @@ def gradcam_module() -> ModuleType | None:
     return module if all(hasattr(module, name) for name in GRADCAM_FUNCTIONS) else None
 
 
+def no_feature_map(err: Exception) -> bool:
+    """Whether `err` is Grad-CAM's `NoCamLayer`: the model has no feature map to draw (an mlp), by its design."""
+    module = sys.modules.get(GRADCAM_MODULE)  # loaded whenever it raised one
+    return module is not None and isinstance(err, getattr(module, "NoCamLayer", ()))
+
+
 def torch_requirement() -> str:
     """The PyTorch pneumoscan is installed with ('torch==2.13.0'), as its package metadata pins it."""
     from importlib.metadata import PackageNotFoundError, requires
@@ -499,8 +505,10 @@ class Engine:
         error = cam_error(err, self.predictor.path)
         with self._state_lock:
             self._cam_retry_at, self._cam_error = time.monotonic() + CAM_RETRY_S if retry else None, error
-        log.error("heatmaps off%s: %s [%s: %s]", f" until {self._cam_retry_utc}" if retry else "", self._cam_error,
-                  type(err).__name__, first_line(err, 500))
+        # a model with no feature map (an mlp) is the model chosen, not a fault: a warning, as alerting fires on ERROR
+        log.log(logging.WARNING if no_feature_map(err) else logging.ERROR, "heatmaps off%s: %s [%s: %s]",
+                f" until {self._cam_retry_utc}" if retry else "", self._cam_error, type(err).__name__,
+                first_line(err, 500))
 
     def explain_png(self, upload: Decoded, label: str) -> bytes | None:
         """Grad-CAM overlay PNG of the evidence for `label` (the class the response gives) in one upload, drawn on
