@@ -949,6 +949,28 @@ def test_a_failed_fit_leaves_no_new_folder_for_the_guard(fitted: Path, tmp_path:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 
+@pytest.mark.parametrize("given", [True, False])
+def test_fit_guard_refuses_to_write_the_guard_among_the_films(fitted: Path, tmp_path: Path, given: bool,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """fit-guard wrote its guard where --out (or the default, beside a model kept there) said, in a class folder of
+    --data, where it sits among the labelled films, as train's --out and the others' are refused."""
+    from pneumoscan.cli import main
+
+    from tests.conftest import write_xray
+
+    films = tmp_path / "data" / "train" / "NORMAL"
+    for i, name in enumerate(["NORMAL", "NORMAL", "PNEUMONIA"]):  # too few to fit on: the fit would fail after
+        write_xray(tmp_path / "data" / "train" / name / f"{i}.png", int(name == "PNEUMONIA"), i)
+    model = fitted if given else Path(shutil.copy(fitted, films / "model.safetensors"))
+    out = films / "model.ood.safetensors"
+    argv = ["fit-guard", "--model", str(model), "--data", str(tmp_path / "data")] + (["--out", str(out)] if given else [])
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pneumoscan: error: {out}: is inside the data folder {tmp_path / 'data'}, where what is written would sit "
+        f"among its labelled films; give --out a file outside it, e.g. --out runs/model.ood.safetensors")
+    assert not out.exists()
+
+
 def test_fit_guard_leaves_colour_files_out_and_lists_unreadable_ones(fitted: Path, sample_dir: Path, tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     from pneumoscan.cli import main

@@ -53,7 +53,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True,
                    help="data folder: its train/ split (or NORMAL/ PNEUMONIA/ class folders) is used, never test/")
     p.add_argument("--out", help="guard file to write (default: <model>.ood.safetensors beside the model; for the shipped "
-                        "model it must be given)")
+                        "model it must be given; not in --data's split or class folders)")
     p.add_argument("--max-images", type=int, help="fit on at most this many images (random subset)")
     p.add_argument("--max-false-rejection", type=float, default=0.01,
                    help="allowed share of real X-rays rejected (default 0.01; half of it is used on held-out images)")

@@ -11,6 +11,7 @@ import numpy as np
 from pneumoscan import __version__
 from pneumoscan.artifact import file_sha256, resolve_model_path
 from pneumoscan.data.decode import view_reason
+from pneumoscan.data.layout import check_out_of_data
 from pneumoscan.errors import InputError, check_seed
 from pneumoscan.inference.ood.cues import (
     BLANK_SPREAD,
@@ -130,6 +131,9 @@ def fit_guard(
     model_path = resolve_model_path(model)
     # the resume that finishes such a run puts the earlier model back: a guard fitted now would be stale at once
     check_uninterrupted(model_path)
+    target = Path(out) if out is not None else guard_path(model_path)
+    if isinstance(data, (str, os.PathLike)):  # written among the films, it would be read as one of them
+        check_out_of_data(target, data, target.parent)
     net, meta = load_artifact(model_path)
     samples, unread = _fit_samples(data)
     rng = np.random.default_rng(seed)
@@ -191,4 +195,4 @@ def fit_guard(
     models = {name: Gaussian.fit(x, groups[name], per_dim=per_dim[name]) for name, x in signals.items()}
     guard = OODGuard(guard_meta, {f"{name}.{part}": getattr(g, part) for name, g in models.items()
                                   for part in ("centers", "scale", "precision")})
-    return guard.save(out if out is not None else guard_path(model_path))
+    return guard.save(target)
