@@ -357,7 +357,7 @@ def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | 
         raise InputError(f"{', '.join(twice)}: given more than once; list each run once")
     runs = [load_run(p) for p in paths]
     rows, curves, screening, units, scored, runs_scores = [], [], [], [], [], []
-    source, first = "", None
+    source = ""
     for label, run in zip(run_labels(paths), runs):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -366,7 +366,6 @@ def comparison(run_dirs: Sequence[str | os.PathLike], data: str | os.PathLike | 
         for caught_warning in caught:  # each names its run: several runs' 'this model ...' would read alike
             warn(caught_warning.category(f"{run.path}: {caught_warning.message}"))
         source = scores.source if data is not None else "each run's own validation predictions"
-        first = first or scores
         runs_scores.append(scores)
         row = {**comparison_row(label, run, scores), **dict.fromkeys(PAIRED_COLUMNS)}
         rows.append({column: row[column] for column in COLUMNS})
