@@ -265,13 +265,8 @@ def discover(root: str | Path, unopened: Collection[str] = ()) -> dict[str, list
 def _nested_data(children: dict[str, Path]) -> Path | None:
     """The one sub-folder that holds split or class folders, as an unpacked archive nests the data
     (`chest_xray/chest_xray/train`, beside a `__MACOSX/`); None when none or several do."""
-    found = []
-    for child in children.values():
-        try:
-            if _FOLDER_NAMES & {p.name.lower() for p in child.iterdir() if p.is_dir()}:
-                found.append(child)
-        except OSError:  # a folder that cannot be listed is no candidate
-            continue
+    found = [child for child in children.values()  # a folder that cannot be listed is no candidate
+             if _FOLDER_NAMES & {p.name.lower() for p in _sub_folders(child)}]
     return found[0] if len(found) == 1 else None
 
 
