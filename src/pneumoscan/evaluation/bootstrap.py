@@ -16,6 +16,7 @@ from pneumoscan.errors import counted, warn
 from pneumoscan.evaluation import metrics
 from pneumoscan.evaluation.intervals import clustered_wilson_ci, effective_clusters, wilson_ci
 from pneumoscan.evaluation.metrics import UndefinedMetricWarning, _as_1d, _check_labels, _check_lengths
+from pneumoscan.evaluation.thresholds import _logit
 
 __all__ = ["bootstrap_ci", "summarize", "intervals_text", "classification_report_text", "classification_report_rows"]
 
@@ -175,8 +176,7 @@ def _logit_ci(values: NDArray[np.float64], estimate: float, alpha: float, n_posi
         return lo, hi
     valid = values[~np.isnan(values)]
     edge = min(0.5 / n_positive, 0.5 * min(estimate, 1.0 - estimate))
-    logits = np.log(np.clip(np.r_[estimate, valid], edge, 1.0 - edge))
-    logits -= np.log1p(-np.clip(np.r_[estimate, valid], edge, 1.0 - edge))
+    logits = np.asarray(_logit(np.clip(np.r_[estimate, valid], edge, 1.0 - edge)))
     half = NormalDist().inv_cdf(1.0 - alpha / 2.0) * float(np.std(logits[1:], ddof=1))
     low, high = 1.0 / (1.0 + np.exp(-(logits[0] - half))), 1.0 / (1.0 + np.exp(-(logits[0] + half)))
     return float(low), float(high)
