@@ -231,7 +231,7 @@ def _refuse_bare_data(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     while at < len(rest) and rest[at] != "--":
         token = rest[at]
         if token.startswith("-"):
-            named = [action for name, action in options.items() if name.startswith(token.split("=")[0])]
+            named = _matching(options, token)
             if named == [options["--data"]] or _answered(options, token):  # --data, --dat, --data=DATA; -h, --he
                 return
             at += 1 if "=" in token or (named and all(action.nargs == 0 for action in named)) else 2
@@ -247,10 +247,16 @@ def _refuse_bare_data(parser: argparse.ArgumentParser, argv: list[str]) -> None:
         sub.choices[command].error(f"{rest[bare]}: the data is given with --data, not bare: `{fixed}`")
 
 
+def _matching(options: dict[str, argparse.Action], token: str) -> list[argparse.Action]:
+    """The actions of `options` whose names `token` (an option, `--opt=VALUE` too) is or abbreviates, as argparse
+    takes `--dat` for --data."""
+    return [action for name, action in options.items() if name.startswith(token.split("=")[0])]
+
+
 def _answered(options: dict[str, argparse.Action], token: str) -> bool:
     """Whether `token` is (an abbreviation of) -h, --help or --version among `options`, which argparse answers
     before it checks any argument."""
-    named = [action for name, action in options.items() if name.startswith(token.split("=")[0])]
+    named = _matching(options, token)
     return token.startswith("-") and bool(named) and all(
         isinstance(action, (argparse._HelpAction, argparse._VersionAction)) for action in named)
 
