@@ -351,7 +351,8 @@ _SNOMED = ("SCT", "SRT", "SNM3")  # coding scheme designators of SNOMED CT, SNOM
 _FRONTAL_VIEW_CODES = frozenset({"399348003", "R-10206", "272479007", "R-40888", "399033003", "R-10202", "R-10214",
                                  "399321004", "G-5215", "399001007", "G-5216"})
 # cranio-caudal and caudo-cranial, CID 4010's axial views by direction, are CID 4011's caudad and cephalad tilts too
-_TILT_CODES = frozenset({"399162004", "R-10242", "399196006", "R-10244"})
+_TILT_CODES = frozenset(code for meaning, *codes in _NOT_FRONTAL_VIEW_CODES
+                        if meaning in ("cranio-caudal", "caudo-cranial") for code in codes)
 
 
 def _snomed_keys(sct: str, srt: str) -> list[tuple[str, str]]:
